@@ -1,0 +1,57 @@
+# edgekit: `make demo` and `make test` do all the set-up on a fresh machine (Debian 12, as root or with sudo).
+# Every step leaves a stamp, so a second run reinstalls nothing and starts in seconds.
+
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -q -c constraints.txt
+EDGEKIT := $(BIN)/edgekit
+STAMPS := $(VENV)/.stamps
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := qemu-user-static qemu-user openssh-server openssh-client chromium dpkg-dev gcc libglib2.0-dev pkg-config
+RECIPE ?=
+TARGET ?= pi4-emu
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test quantize check emu-assets clean-venv help
+help:
+	@echo "make demo      set everything up, then: edgekit deploy recipes/yolov5-lite.yaml --target $(TARGET)"
+	@echo "make test      set everything up, then run the whole test suite"
+	@echo "make quantize  convert the INT8 formats of every recipe in recipes/ (or RECIPE=path)"
+
+setup: $(STAMPS)/python $(STAMPS)/system emu-assets
+
+$(STAMPS)/system:
+	@echo "==> system packages: $(APT_PACKAGES)"
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(APT_PACKAGES); fi
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/python: pyproject.toml constraints.txt
+	@echo "==> python environment in $(VENV) (torch CPU build first, then the toolchain)"
+	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	@$(BIN)/pip install -q -U pip setuptools wheel
+	@$(PIP) torch==2.13.0
+	@$(PIP) -e '.[convert,dev]'
+	@mkdir -p $(STAMPS) && touch $@
+
+emu-assets: $(STAMPS)/python $(STAMPS)/system
+	@$(EDGEKIT) emu build $(TARGET)
+
+demo: setup
+	$(EDGEKIT) deploy recipes/yolov5-lite.yaml --target $(TARGET)
+
+test: setup
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc = 5 ]; then echo "no tests were collected"; exit 0; fi; exit $$rc
+
+quantize: $(STAMPS)/python
+	@for r in $(if $(RECIPE),$(RECIPE),recipes/*.yaml); do \
+	  echo "==> $$r"; $(EDGEKIT) convert $$r --int8-only || exit $$?; done
+
+check: $(STAMPS)/python
+	$(BIN)/python -m ruff check edgekit tests || true
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,57 @@
+"""The `edgekit` command line: one module per command group, each with a `register(app)` function.
+
+`main()` turns every EdgekitError into its message on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from edgekit.errors import EdgekitError
+
+app = typer.Typer(
+    name="edgekit",
+    help="Take a trained model to Raspberry Pis and Android phones, and measure how it behaves there.\n\n"
+    "Example: edgekit deploy recipes/yolov5-lite.yaml --target pi4-emu",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+err_console = Console(stderr=True)
+
+
+def _register_all() -> None:
+    from edgekit.cli import analyze, bench, convert, deploy, emu, estimate, nightly, report, runs, targets
+
+    for module in (convert, deploy, bench, emu, targets, runs, report, nightly, analyze, estimate):
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except EdgekitError as exc:
+        err_console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors come through here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

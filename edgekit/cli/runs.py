@@ -1,0 +1,7 @@
+"""`edgekit runs`: not built yet."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this command to the app (filled in by the issue that builds it)."""

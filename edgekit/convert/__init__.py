@@ -1,0 +1,1 @@
+"""Converters: model sources -> ONNX -> TFLite / NCNN artifacts, each checked against the original."""

@@ -1,0 +1,141 @@
+"""Typed results: what the on-device agent reports, and what a deploy produces.
+
+The agent (edgekit/agent/agent.py) writes plain JSON with exactly these fields (it cannot import edgekit);
+`AgentResult.model_validate_json` reads it back. PROTOCOL_VERSION changes whenever the JSON shape does.
+Wall times measured under emulation carry `emulated=True` in their device facts and every table and report
+must label them `emulated`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROTOCOL_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class CpuFreq(_Model):
+    cpu: int
+    governor: str | None = None
+    cur_khz: int | None = None
+    max_khz: int | None = None
+
+
+class DeviceFacts(_Model):
+    machine: str  # platform.machine(): aarch64, x86_64
+    cpu_model: str | None = None  # "Cortex-A72" or the model name line
+    cpu_part: str | None = None  # ARM "CPU part" e.g. 0xd08
+    cpu_features: list[str] = Field(default_factory=list)
+    cores: int
+    mem_total_mb: float | None = None
+    mem_available_mb: float | None = None
+    freqs: list[CpuFreq] = Field(default_factory=list)
+    temperature_c: float | None = None
+    throttled: str | None = None  # vcgencmd get_throttled value, e.g. "0x0"
+    python: str
+    runtimes: dict[str, str] = Field(default_factory=dict)  # {"ai_edge_litert": "2.1.0", "ncnn": "1.0..."}
+    emulated: bool = False
+    emulator: str | None = None  # e.g. "qemu-aarch64 -cpu cortex-a72"
+    hostname: str | None = None
+
+
+class Measurement(_Model):
+    """One artifact at one thread count. Latencies in milliseconds per invocation."""
+
+    artifact: str  # artifact id, e.g. "tflite-int8"
+    format: str
+    runtime: str  # which runtime ran it: ai_edge_litert, tflite_runtime, ncnn
+    threads: int
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    load_ms: float | None = None
+    samples_ms: list[float] = Field(default_factory=list)
+    number: int = 1
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    peak_rss_mb: float | None = None
+    outputs_file: str | None = None  # .npz of outputs on the evaluation inputs, relative to the result dir
+    output_checksums: dict[str, str] = Field(default_factory=dict)
+    instructions_per_invoke: int | None = None  # guest instruction count (counting qemu only)
+    overhead_ms_per_sample: float | None = None  # the agent's own timer/bookkeeping cost
+
+
+class AgentResult(_Model):
+    protocol: int = PROTOCOL_VERSION
+    started_at: str
+    finished_at: str | None = None
+    facts_before: DeviceFacts
+    facts_after: DeviceFacts | None = None
+    measurements: list[Measurement] = Field(default_factory=list)
+    request: dict[str, Any] = Field(default_factory=dict)
+
+
+class Comparison(_Model):
+    """Outputs of one artifact on one side compared with a reference (the ONNX model or the host run)."""
+
+    artifact: str
+    target: str
+    reference: str  # "onnx" or "host"
+    max_abs_error: float
+    mean_abs_error: float
+    cosine: float
+    top1_agreement: float | None = None
+    box_match: float | None = None
+    metric: dict[str, float] = Field(default_factory=dict)  # top1 / map50 / map50_95 where labels exist
+
+
+class ArtifactInfo(_Model):
+    """A converted artifact as deploy used it: files, size, and its fidelity against the original model."""
+
+    id: str  # the format name, e.g. "ncnn-int8" (unique within one recipe)
+    format: str
+    files: list[str]
+    sha256: str
+    size_bytes: int
+    cached: bool = False
+    convert_s: float | None = None
+    fidelity: dict[str, Any] = Field(default_factory=dict)  # max_abs_error, cosine, top1_agreement, ...
+    gates_passed: bool = True
+    status: Literal["ok", "failed"] = "ok"
+    error: str | None = None
+
+
+class TargetRun(_Model):
+    """Everything measured on one target (a device, an emulated device, or `host`)."""
+
+    target: str
+    kind: Literal["ssh", "local"]
+    emulated: bool
+    status: Literal["ok", "failed"]
+    error: str | None = None  # a target-level failure (unreachable, agent crash); measurements kept
+    agent: AgentResult | None = None
+    comparisons: list[Comparison] = Field(default_factory=list)  # vs onnx and vs host
+    estimates: dict[str, Any] = Field(default_factory=dict)  # labelled estimates for emulated targets
+    stage_seconds: dict[str, float] = Field(default_factory=dict)  # connect/push/run/pull
+
+
+class DeployResult(_Model):
+    """The record of one `edgekit deploy`: what `--json` writes and the results store keeps."""
+
+    protocol: int = PROTOCOL_VERSION
+    recipe: str  # recipe name
+    recipe_path: str
+    recipe_sha256: str
+    git_revision: str | None = None
+    task: str = "generic"
+    started_at: str
+    finished_at: str | None = None
+    tool_versions: dict[str, str] = Field(default_factory=dict)
+    benchmark: dict[str, Any] = Field(default_factory=dict)  # the effective benchmark settings
+    artifacts: list[ArtifactInfo] = Field(default_factory=list)
+    runs: list[TargetRun] = Field(default_factory=list)
+    ok: bool = False
