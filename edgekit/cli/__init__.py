@@ -24,6 +24,33 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _root() -> None:
+    """Take a trained model to Raspberry Pis and Android phones, and measure how it behaves there.
+
+    Example: edgekit deploy recipes/yolov5-lite.yaml --target pi4-emu
+    """
+
+
+@app.command()
+def version() -> None:
+    """Print edgekit's version and the versions of the runtimes it finds.
+
+    Example: edgekit version
+    """
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as pkg_version
+
+    from edgekit import __version__
+
+    typer.echo(f"edgekit {__version__}")
+    for name in ("ai-edge-litert", "ncnn", "onnxruntime", "onnx2tf", "tensorflow", "torch", "pnnx"):
+        try:
+            typer.echo(f"  {name} {pkg_version(name)}")
+        except PackageNotFoundError:
+            typer.echo(f"  {name} (not installed)")
+
+
 def _register_all() -> None:
     from edgekit.cli import analyze, bench, convert, deploy, emu, estimate, nightly, report, runs, targets
 

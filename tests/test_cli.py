@@ -1,0 +1,41 @@
+"""The command line: both entry points work and every command's --help says what it does with an example."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+import pytest
+import typer
+
+from edgekit.cli import app
+
+
+def _commands(group: click.Command, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    found = [(prefix, group)]
+    if isinstance(group, click.Group):
+        for name, cmd in group.commands.items():
+            found += _commands(cmd, prefix + (name,))
+    return found
+
+
+ALL = _commands(typer.main.get_command(app))
+
+
+@pytest.mark.parametrize("path,command", ALL, ids=[" ".join(p) or "edgekit" for p, _ in ALL])
+def test_every_command_has_help_with_an_example(path: tuple[str, ...], command: click.Command) -> None:
+    text = (command.help or "") + (command.epilog or "")
+    assert text.strip(), f"`edgekit {' '.join(path)}` has no help text"
+    assert "example" in text.lower(), f"`edgekit {' '.join(path)}` --help shows no example"
+
+
+def test_python_dash_m_and_the_script_agree() -> None:
+    out = subprocess.run([sys.executable, "-m", "edgekit", "version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("edgekit ")
+
+
+def test_unknown_command_exits_non_zero() -> None:
+    out = subprocess.run([sys.executable, "-m", "edgekit", "no-such-command"], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "No such command" in out.stderr
