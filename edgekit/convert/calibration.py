@@ -1,0 +1,195 @@
+"""Calibration and evaluation inputs: turn a recipe's data source into model-ready float32 arrays.
+
+Every source ends as an array of shape (N, *recipe.input.shape[1:]) in the model's layout, so the converters,
+the fidelity check and the on-device agent all see the same numbers.
+
+Sources (see edgekit.recipe.DataSource):
+- `images`: a folder of image files (png/jpg/bmp/...), read with Pillow, sorted by path, the first `samples`
+  taken. If the images sit in sub-folders, the sub-folder names (sorted) are the class ids (ImageFolder style).
+- `npy`: an array of model inputs (float: used as is) or raw images (uint8 N,H,W,C: preprocessed); optional
+  labels .npy of class ids.
+- `builder`: `package.module:function(n, seed, **args)` returning inputs, or (inputs, labels).
+- `random`: seeded uniform inputs; fine for timing, meaningless for accuracy.
+
+Raw images vs model inputs: an array of dtype uint8 is a batch of raw images (N, H, W, C), RGB, 0..255; the
+recipe's preprocessing (resize, channel order, scale, mean/std, layout) is applied to it. Any float array is
+taken as model inputs already and must have exactly the model's per-sample shape.
+
+Labels: for a classifier, an int array (N,) of class ids. For a detector, a list of N arrays (k, 5) with rows
+(class, x1, y1, x2, y2) in the pixels of the image given; they are rescaled when the image is resized.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Union
+
+import numpy as np
+
+from edgekit.errors import RecipeError
+from edgekit.recipe import (
+    BuilderData,
+    DataSource,
+    ImagesData,
+    Layout,
+    NpyData,
+    RandomData,
+    Recipe,
+    resolve_callable,
+)
+
+Labels = Union[np.ndarray, list[np.ndarray]]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+def calibration_inputs(recipe: Recipe) -> np.ndarray:
+    """The calibration inputs for INT8 conversion, float32 (N, *input.shape[1:])."""
+    if recipe.calibration is None:
+        raise RecipeError("no `calibration:` section, but INT8 conversion needs calibration data",
+                          where=str(recipe.path), hint="add calibration: {data: {kind: images, path: ...}}")
+    inputs, _ = load_data(recipe.calibration.data, recipe, "calibration.data")
+    return inputs
+
+
+def evaluation_inputs(recipe: Recipe) -> tuple[np.ndarray, Labels | None]:
+    """The evaluation inputs (float32, model layout) and their labels if the source has any."""
+    return load_data(recipe.evaluation.data, recipe, "evaluation.data")
+
+
+def data_digest(inputs: np.ndarray, labels: Labels | None = None) -> str:
+    """sha256 of inputs (and labels), so cached fidelity results are tied to the exact data."""
+    h = hashlib.sha256(np.ascontiguousarray(inputs).tobytes())
+    h.update(str(inputs.shape).encode())
+    if labels is not None:
+        for item in labels if isinstance(labels, list) else [labels]:
+            h.update(np.ascontiguousarray(item).tobytes())
+    return h.hexdigest()
+
+
+def load_data(source: DataSource, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
+    """Read one data source into (inputs, labels)."""
+    if isinstance(source, RandomData):
+        rng = np.random.default_rng(source.seed)
+        shape = (source.samples, *recipe.input.shape[1:])
+        return rng.uniform(source.low, source.high, size=shape).astype(np.float32), None
+    if isinstance(source, ImagesData):
+        return _from_folder(source, recipe, field)
+    if isinstance(source, NpyData):
+        raw = np.load(source.path, allow_pickle=False)[: source.samples]
+        labels = None
+        if source.labels is not None:
+            labels = np.load(source.labels, allow_pickle=False)[: source.samples].astype(np.int64)
+        return _to_inputs(raw, recipe, field), labels
+    if isinstance(source, BuilderData):
+        return _from_builder(source, recipe, field)
+    raise RecipeError(f"field `{field}`: unknown data source {source!r}", where=str(recipe.path))
+
+
+# --- sources --------------------------------------------------------------------------------------------------
+def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
+    from PIL import Image  # Pillow comes with matplotlib; pinned in constraints.txt
+
+    files = sorted(p for p in source.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise RecipeError(f"field `{field}.path`: no image files in {source.path}", where=str(recipe.path),
+                          hint=f"put images with one of the suffixes {sorted(IMAGE_SUFFIXES)} there")
+    files = files[: source.samples]
+    h, w, c = _hwc(recipe, field)
+    mode = "L" if c == 1 else "RGB"
+    batch = []
+    for f in files:
+        with Image.open(f) as img:
+            arr = np.asarray(img.convert(mode).resize((w, h), Image.BILINEAR), dtype=np.uint8)
+        batch.append(arr.reshape(h, w, c))
+    inputs = _preprocess(np.stack(batch), recipe, field)
+    classes = sorted({f.parent for f in files} if len({f.parent for f in files}) > 1 else set())
+    labels = np.array([classes.index(f.parent) for f in files], dtype=np.int64) if classes else None
+    return inputs, labels
+
+
+def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
+    try:
+        fn = resolve_callable(source.builder)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(f"field `{field}.builder`: cannot import {source.builder!r}: {exc}",
+                          where=str(recipe.path)) from None
+    out: Any = fn(source.samples, source.seed, **source.args)
+    raw, labels = out if isinstance(out, tuple) else (out, None)
+    raw = np.asarray(raw)
+    if len(raw) < source.samples:
+        raise RecipeError(f"field `{field}.builder`: {source.builder} returned {len(raw)} samples, "
+                          f"{source.samples} were asked for", where=str(recipe.path))
+    if labels is not None and raw.dtype == np.uint8 and not isinstance(labels, np.ndarray):
+        labels = _rescale_boxes(list(labels), raw.shape[1:3], _hwc(recipe, field)[:2])
+    return _to_inputs(raw, recipe, field), labels
+
+
+# --- shaping and preprocessing --------------------------------------------------------------------------------
+def _to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
+    """uint8 -> preprocess as raw images; float -> check it already has the model's per-sample shape."""
+    if raw.dtype == np.uint8:
+        h, w, c = _hwc(recipe, field)
+        if raw.ndim == 3:
+            raw = raw[..., None]
+        if raw.ndim != 4 or raw.shape[-1] not in (1, 3, 4):
+            raise RecipeError(f"field `{field}`: uint8 data must be raw images (N, H, W, C); got {raw.shape}",
+                              where=str(recipe.path))
+        return _preprocess(_resize(raw[..., :3] if raw.shape[-1] == 4 else raw, h, w, c), recipe, field)
+    expected = tuple(recipe.input.shape[1:])
+    if tuple(raw.shape[1:]) != expected:
+        raise RecipeError(f"field `{field}`: float data must be model inputs of shape (N, {', '.join(map(str, expected))})"
+                          f" in {recipe.input.layout.value} layout; got {tuple(raw.shape)}", where=str(recipe.path),
+                          hint="give uint8 (N, H, W, C) images to have the recipe's preprocessing applied")
+    return np.ascontiguousarray(raw, dtype=np.float32)
+
+
+def _hwc(recipe: Recipe, field: str) -> tuple[int, int, int]:
+    shape = recipe.input.shape
+    if len(shape) != 4:
+        raise RecipeError(f"field `{field}`: image data needs a 4-D image input; input.shape is {list(shape)}",
+                          where=str(recipe.path), hint="use kind: npy or builder with float model inputs")
+    if recipe.input.layout is Layout.NCHW:
+        return shape[2], shape[3], shape[1]
+    return shape[1], shape[2], shape[3]
+
+
+def _resize(raw: np.ndarray, h: int, w: int, c: int) -> np.ndarray:
+    from PIL import Image
+
+    if raw.shape[1:3] == (h, w) and raw.shape[3] == c:
+        return raw
+    mode = "L" if c == 1 else "RGB"
+    out = []
+    for img in raw:
+        pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
+        out.append(np.asarray(pil.convert(mode).resize((w, h), Image.BILINEAR), dtype=np.uint8).reshape(h, w, c))
+    return np.stack(out)
+
+
+def _preprocess(images: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
+    """(N, H, W, C) uint8 RGB -> channel order, x * scale, (x - mean) / std, model layout, float32."""
+    pre = recipe.input.preprocess
+    x = images.astype(np.float32)
+    if pre.channel_order == "BGR":
+        x = x[..., ::-1]
+    c = x.shape[-1]
+    for name, values in (("mean", pre.mean), ("std", pre.std)):
+        if len(values) not in (1, c):
+            raise RecipeError(f"field `input.preprocess.{name}`: {len(values)} values for {c} channels",
+                              where=str(recipe.path), hint=f"give 1 or {c} values")
+    x = (x * pre.scale - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    if recipe.input.layout is Layout.NCHW:
+        x = x.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _rescale_boxes(labels: list[np.ndarray], src_hw: tuple[int, ...], dst_hw: tuple[int, ...]) -> list[np.ndarray]:
+    sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
+    out = []
+    for lab in labels:
+        lab = np.asarray(lab, dtype=np.float32).reshape(-1, 5).copy()
+        lab[:, [1, 3]] *= sx
+        lab[:, [2, 4]] *= sy
+        out.append(lab)
+    return out
+
