@@ -1,0 +1,306 @@
+"""The results store: open (and migrate) a database, record deploys, read runs back.
+
+SQLite by default (a file under the user's data directory), any SQLAlchemy URL otherwise. One deploy is
+written in one transaction, so a crash mid-write leaves the store exactly as it was before that deploy.
+SQLite runs in WAL mode with a busy timeout and takes its write lock at BEGIN (`BEGIN IMMEDIATE`), so several
+runners recording at once queue up instead of failing or corrupting the file.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exists, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from edgekit import paths
+from edgekit.errors import StoreError
+from edgekit.results import DeployResult
+from edgekit.store import codec, migrations
+from edgekit.store.schema import artifacts, comparisons, measurements, runs, samples, target_runs
+
+BUSY_TIMEOUT_S = 60.0
+
+
+def resolve_url(url: str | None = None) -> str:
+    """`url`, else $EDGEKIT_STORE, else the SQLite file in the data dir. A plain path means a SQLite file."""
+    chosen = url or os.environ.get("EDGEKIT_STORE") or str(paths.data_dir() / "results.sqlite")
+    if "://" not in chosen:
+        chosen = f"sqlite:///{Path(chosen).expanduser().resolve()}"
+    return chosen
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of `edgekit runs`."""
+
+    id: int
+    recipe: str
+    started_at: str
+    finished_at: str | None
+    ok: bool
+    git_revision: str | None
+    recorded_by: str | None
+    targets: list[str] = field(default_factory=list)
+    measurements: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A recorded deploy with its store id and time (epoch seconds), as the report reads history."""
+
+    id: int
+    started_ts: float
+    result: DeployResult
+
+
+class Store:
+    """A connection to one results database (use as a context manager, or call close())."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.url = engine.url.render_as_string(hide_password=True)
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(edgekit_write=True) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # --- writing -------------------------------------------------------------------------------------------
+    def record(self, result: DeployResult) -> int:
+        """Store one deploy (all target runs, measurements, samples, comparisons, artifacts); return its id."""
+        try:
+            with self._write() as conn:
+                return insert_run(conn, result)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"could not record the run of {result.recipe!r}: {exc}", where=self.url,
+                             hint="check the database is reachable and writable") from exc
+
+    # --- reading -------------------------------------------------------------------------------------------
+    def runs(self, *, limit: int | None = 20, recipe: str | None = None, target: str | None = None,
+             since: float | None = None) -> list[RunSummary]:
+        """Recent runs, newest first."""
+        query = select(runs).order_by(runs.c.started_ts.desc(), runs.c.id.desc())
+        query = _filtered(query, recipe=recipe, target=target, since=since)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            ids = [r.id for r in rows]
+            targets = _targets_of(conn, ids)
+            counts = _measurement_counts(conn, ids)
+        return [RunSummary(id=r.id, recipe=r.recipe, started_at=r.started_at, finished_at=r.finished_at,
+                           ok=r.ok, git_revision=r.git_revision, recorded_by=r.recorded_by,
+                           targets=targets.get(r.id, []), measurements=counts.get(r.id, (0, 0))[0],
+                           failed=counts.get(r.id, (0, 0))[1]) for r in rows]
+
+    def load(self, run_id: int) -> DeployResult:
+        found = self.load_many([run_id])
+        if run_id not in found:
+            raise StoreError(f"no run with id {run_id}", where=self.url, hint="`edgekit runs` lists run ids")
+        return found[run_id]
+
+    def load_many(self, run_ids: Iterable[int]) -> dict[int, DeployResult]:
+        """Whole deploy results by id, read with one query per table (not per run)."""
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        with self._read() as conn:
+            return _load(conn, ids)
+
+    def history(self, *, since: float | None = None, recipe: str | None = None,
+                target: str | None = None) -> list[StoredRun]:
+        """Every run matching the filters, oldest first, fully loaded (for reports and regression checks)."""
+        query = _filtered(select(runs.c.id, runs.c.started_ts), recipe=recipe, target=target, since=since)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(runs.c.started_ts, runs.c.id)).all()
+            loaded = _load(conn, [r.id for r in rows]) if rows else {}
+        return [StoredRun(r.id, r.started_ts, loaded[r.id]) for r in rows]
+
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return migrations.current_version(conn)
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open the store at `url` (see resolve_url), creating or migrating it forward to the current schema."""
+    resolved = resolve_url(url)
+    try:
+        engine = _engine(resolved)
+    except (ArgumentError, SQLAlchemyError, ImportError) as exc:
+        raise StoreError(f"cannot open the results store: {exc}", where=resolved,
+                         hint="pass --store sqlite:///PATH or a SQLAlchemy URL, or set EDGEKIT_STORE") from exc
+    store = Store(engine)
+    try:
+        with store._write() as conn:
+            if engine.dialect.name == "postgresql":  # serialise concurrent first opens on a shared server
+                conn.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
+            migrations.migrate(conn, where=store.url)
+    except SQLAlchemyError as exc:
+        store.close()
+        raise StoreError(f"cannot open or migrate the results store: {exc}", where=store.url,
+                         hint="check the URL, that the server is up and the file is writable") from exc
+    except StoreError:
+        store.close()
+        raise
+    return store
+
+
+def record(result: DeployResult, url: str | None = None) -> int:
+    """Record one deploy in the store at `url` (default store when None); return the run id."""
+    with open_store(url) as store:
+        return store.record(result)
+
+
+# --- engine ---------------------------------------------------------------------------------------------------
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = FULL")  # a committed run survives a power cut, not only a crash
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A deferred BEGIN that later writes can fail at once with "database is locked" instead of waiting;
+    # taking the write lock up front makes concurrent writers wait their turn (busy_timeout).
+    immediate = conn.get_execution_options().get("edgekit_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# --- queries --------------------------------------------------------------------------------------------------
+def _recorder() -> str | None:
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return socket.gethostname() or None
+
+
+def insert_run(conn: Connection, result: DeployResult) -> int:
+    """All rows of one deploy, inside the caller's transaction."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    run_id = conn.execute(runs.insert().values(
+        codec.run_row(result, recorded_at=now, recorded_by=_recorder()))).inserted_primary_key[0]
+    if result.artifacts:
+        conn.execute(artifacts.insert(), [codec.artifact_row(a, run_id=run_id, position=i)
+                                          for i, a in enumerate(result.artifacts)])
+    for position, target_run in enumerate(result.runs):
+        _insert_target(conn, target_run, run_id=run_id, position=position)
+    return int(run_id)
+
+
+def _insert_target(conn: Connection, target_run: Any, *, run_id: int, position: int) -> None:
+    tr_id = conn.execute(target_runs.insert().values(
+        codec.target_row(target_run, run_id=run_id, position=position))).inserted_primary_key[0]
+    if target_run.comparisons:
+        conn.execute(comparisons.insert(), [codec.comparison_row(c, run_id=run_id, target_run_id=tr_id,
+                                                                 position=i)
+                                            for i, c in enumerate(target_run.comparisons)])
+    found = target_run.agent.measurements if target_run.agent else []
+    if not found:
+        return
+    rows = [codec.measurement_row(m, run_id=run_id, target_run_id=tr_id, position=i)
+            for i, m in enumerate(found)]
+    ids = conn.execute(measurements.insert().returning(measurements.c.id, sort_by_parameter_order=True),
+                       rows).scalars().all()
+    conn.execute(samples.insert(), [{"measurement_id": mid, "run_id": run_id, "count": len(m.samples_ms),
+                                     "samples_ms": m.samples_ms} for mid, m in zip(ids, found)])
+
+
+def _filtered(query: Any, *, recipe: str | None, target: str | None, since: float | None) -> Any:
+    if recipe:
+        query = query.where(runs.c.recipe == recipe)
+    if since is not None:
+        query = query.where(runs.c.started_ts >= since)
+    if target:
+        query = query.where(exists().where(target_runs.c.run_id == runs.c.id, target_runs.c.target == target))
+    return query
+
+
+def _targets_of(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = defaultdict(list)
+    if ids:
+        query = select(target_runs.c.run_id, target_runs.c.target).where(
+            target_runs.c.run_id.in_(ids)).order_by(target_runs.c.run_id, target_runs.c.position)
+        for row in conn.execute(query):
+            found[row.run_id].append(row.target)
+    return found
+
+
+def _measurement_counts(conn: Connection, ids: list[int]) -> dict[int, tuple[int, int]]:
+    if not ids:
+        return {}
+    failed = func.sum((measurements.c.status != "ok").cast(measurements.c.threads.type))
+    query = select(measurements.c.run_id, func.count(), failed).where(
+        measurements.c.run_id.in_(ids)).group_by(measurements.c.run_id)
+    return {row[0]: (int(row[1]), int(row[2] or 0)) for row in conn.execute(query)}
+
+
+def _load(conn: Connection, ids: list[int]) -> dict[int, DeployResult]:
+    by_run: dict[str, dict[int, list[Any]]] = {}
+    for name, table in (("artifacts", artifacts), ("targets", target_runs), ("comparisons", comparisons),
+                        ("measurements", measurements)):
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        query = select(table).where(table.c.run_id.in_(ids)).order_by(table.c.run_id, table.c.position)
+        for row in conn.execute(query):
+            grouped[row.run_id].append(row)
+        by_run[name] = grouped
+    sample_rows = conn.execute(select(samples.c.measurement_id, samples.c.samples_ms).where(
+        samples.c.run_id.in_(ids)))
+    samples_of = {row.measurement_id: row.samples_ms for row in sample_rows}
+    out = {}
+    for row in conn.execute(select(runs).where(runs.c.id.in_(ids))):
+        out[row.id] = _assemble(row, by_run, samples_of)
+    return out
+
+
+def _assemble(row: Any, by_run: dict[str, dict[int, list[Any]]], samples_of: dict[int, list[float]]
+              ) -> DeployResult:
+    meas_by_target: dict[int, list[Any]] = defaultdict(list)
+    for m in by_run["measurements"][row.id]:
+        meas_by_target[m.target_run_id].append(codec.measurement_from(m, samples_of.get(m.id, [])))
+    comp_by_target: dict[int, list[Any]] = defaultdict(list)
+    for c in by_run["comparisons"][row.id]:
+        comp_by_target[c.target_run_id].append(codec.comparison_from(c))
+    targets = [codec.target_from(t, meas_by_target[t.id], comp_by_target[t.id]) for t in by_run["targets"][row.id]]
+    arts = [codec.artifact_from(a) for a in by_run["artifacts"][row.id]]
+    return codec.run_from(row, arts, targets)
