@@ -152,7 +152,7 @@ def open_store(url: str | None = None) -> Store:
     resolved = resolve_url(url)
     try:
         engine = _engine(resolved)
-    except (ArgumentError, SQLAlchemyError, ImportError) as exc:
+    except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
         raise StoreError(f"cannot open the results store: {exc}", where=resolved,
                          hint="pass --store sqlite:///PATH or a SQLAlchemy URL, or set EDGEKIT_STORE") from exc
     store = Store(engine)

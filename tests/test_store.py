@@ -1,0 +1,225 @@
+"""The results store: lossless round trips, forward migrations, concurrent writers, crash safety."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from edgekit.errors import StoreError
+from edgekit.formats import Format
+from edgekit.report.synthetic import synthetic_history, synthetic_result
+from edgekit.results import DeployResult, Measurement
+from edgekit.store import SCHEMA_VERSION, open_store, record, resolve_url
+from edgekit.store import codec, migrations, schema
+
+T0 = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("EDGEKIT_STORE", raising=False)
+
+
+def _url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'results.sqlite'}"
+
+
+def _small(started: datetime, seed: int = 0, **kw: object) -> DeployResult:
+    return synthetic_result(started, rng=np.random.default_rng(seed), formats=(Format.TFLITE_FP32, Format.NCNN_INT8),
+                            threads=(1,), repeat=20, **kw)  # type: ignore[arg-type]
+
+
+def test_round_trip_keeps_every_field_and_every_sample(tmp_path: Path) -> None:
+    result = synthetic_history(1, seed=3)[0]
+    # fields a newer deploy/agent might add travel through the `extra` columns
+    result = result.model_copy(update={"runs": result.runs + [result.runs[0].model_copy(update={"target": "host"})]})
+    result = DeployResult.model_validate({**result.model_dump(), "nightly_id": "n-7"})
+    failed = Measurement(artifact="ncnn-fp16", format="ncnn-fp16", runtime="ncnn", threads=2, status="failed",
+                         error="segfault in ncnn::Net::load_param", ops_unsupported=["Focus"])
+    result.runs[0].agent.measurements.append(failed)  # type: ignore[union-attr]
+    with open_store(_url(tmp_path)) as store:
+        run_id = store.record(result)
+        back = store.load(run_id)
+    assert back.model_dump() == result.model_dump()
+    assert back.model_extra == {"nightly_id": "n-7"}
+    samples_in = [m.samples_ms for r in result.runs for m in r.agent.measurements]  # type: ignore[union-attr]
+    samples_out = [m.samples_ms for r in back.runs for m in r.agent.measurements]  # type: ignore[union-attr]
+    assert samples_out == samples_in and sum(map(len, samples_out)) == 3 * 14 * 50
+    assert back.runs[0].agent.measurements[-1].model_extra == {"ops_unsupported": ["Focus"]}  # type: ignore[union-attr]
+
+
+def test_a_target_without_agent_result_round_trips(tmp_path: Path) -> None:
+    result = _small(T0)
+    dead = result.runs[0].model_copy(update={"status": "failed", "error": "unreachable", "agent": None})
+    result = result.model_copy(update={"runs": [dead, result.runs[1]], "ok": False})
+    with open_store(_url(tmp_path)) as store:
+        assert store.load(store.record(result)) == result
+
+
+def test_runs_lists_newest_first_with_filters(tmp_path: Path) -> None:
+    with open_store(_url(tmp_path)) as store:
+        for night in range(3):
+            store.record(_small(T0 + timedelta(days=night), recipe="a", targets=("pi4",)))
+        store.record(_small(T0 + timedelta(days=1, hours=1), recipe="b", targets=("pi5-emu",)))
+        listed = store.runs()
+        assert [r.recipe for r in listed] == ["a", "b", "a", "a"]
+        assert [r.recipe for r in store.runs(recipe="a", limit=2)] == ["a", "a"]
+        assert [r.targets for r in store.runs(target="pi5-emu")] == [["pi5-emu"]]
+        assert len(store.runs(since=(T0 + timedelta(days=1)).timestamp())) == 3
+        assert listed[0].measurements == 2 and listed[0].failed == 0
+        history = store.history(recipe="a")
+        assert [h.started_ts for h in history] == sorted(h.started_ts for h in history)
+        with pytest.raises(StoreError, match="no run with id 99"):
+            store.load(99)
+
+
+def test_store_url_comes_from_argument_then_env_then_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_url() == f"sqlite:///{tmp_path / 'home' / 'results.sqlite'}"
+    monkeypatch.setenv("EDGEKIT_STORE", str(tmp_path / "team.sqlite"))
+    assert resolve_url() == f"sqlite:///{tmp_path / 'team.sqlite'}"
+    assert resolve_url("postgresql://u@db/edgekit") == "postgresql://u@db/edgekit"
+    run_id = record(_small(T0))
+    assert (tmp_path / "team.sqlite").is_file() and run_id == 1
+
+
+def test_sqlite_store_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
+    with open_store(_url(tmp_path)) as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10_000
+
+
+def test_unopenable_store_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot open"):
+        open_store(f"sqlite:///{tmp_path / 'file' / 'results.sqlite'}")
+    (tmp_path / "garbage.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError):
+        open_store(str(tmp_path / "garbage.sqlite"))
+
+
+# --- schema versions ------------------------------------------------------------------------------------------
+def test_migrations_build_exactly_the_current_schema(tmp_path: Path) -> None:
+    engine = create_engine(_url(tmp_path))
+    with engine.begin() as conn:
+        assert migrations.migrate(conn, where="test") == list(range(1, SCHEMA_VERSION + 1))
+    insp = inspect(engine)
+    for table in schema.metadata.sorted_tables:
+        assert {c["name"] for c in insp.get_columns(table.name)} == {c.name for c in table.columns}, table.name
+        assert {i["name"] for i in insp.get_indexes(table.name)} == {i.name for i in table.indexes}, table.name
+    engine.dispose()
+
+
+def test_a_v1_store_is_migrated_forward_and_keeps_its_runs(tmp_path: Path) -> None:
+    old = _small(T0)
+    engine = create_engine(_url(tmp_path))
+    with engine.begin() as conn:  # a store as edgekit's first release left it, with one run in it
+        migrations.migrate(conn, where="test", upto=1)
+        v1 = migrations._v1_metadata().tables
+        row = codec.run_row(old, recorded_at="2026-03-01T03:00:00+00:00", recorded_by=None)
+        del row["recorded_by"]
+        run_id = conn.execute(v1["runs"].insert().values(row)).inserted_primary_key[0]
+        for pos, target_run in enumerate(old.runs):
+            tr = conn.execute(v1["target_runs"].insert().values(
+                codec.target_row(target_run, run_id=run_id, position=pos))).inserted_primary_key[0]
+            for i, m in enumerate(target_run.agent.measurements):  # type: ignore[union-attr]
+                mid = conn.execute(v1["measurements"].insert().values(
+                    codec.measurement_row(m, run_id=run_id, target_run_id=tr, position=i))).inserted_primary_key[0]
+                conn.execute(v1["samples"].insert().values(measurement_id=mid, run_id=run_id,
+                                                           count=len(m.samples_ms), samples_ms=m.samples_ms))
+            for i, c in enumerate(target_run.comparisons):
+                conn.execute(v1["comparisons"].insert().values(
+                    codec.comparison_row(c, run_id=run_id, target_run_id=tr, position=i)))
+        for i, a in enumerate(old.artifacts):
+            conn.execute(v1["artifacts"].insert().values(codec.artifact_row(a, run_id=run_id, position=i)))
+    engine.dispose()
+    assert "recorded_by" not in {c[1] for c in sqlite3.connect(tmp_path / "results.sqlite").execute(
+        "PRAGMA table_info(runs)")}
+
+    with open_store(_url(tmp_path)) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.load(run_id) == old
+        new_id = store.record(_small(T0 + timedelta(days=1)))
+        assert [r.id for r in store.runs()] == [new_id, run_id]
+        assert store.runs()[0].recorded_by and store.runs()[1].recorded_by is None
+
+
+def test_a_store_newer_than_this_edgekit_is_refused(tmp_path: Path) -> None:
+    open_store(_url(tmp_path)).close()
+    con = sqlite3.connect(tmp_path / "results.sqlite")
+    con.execute("INSERT INTO schema_version VALUES (?, 'later')", (SCHEMA_VERSION + 1,))
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="newer than this edgekit"):
+        open_store(_url(tmp_path))
+
+
+# --- concurrency and crashes ----------------------------------------------------------------------------------
+def _writer(url: str, worker: int, count: int) -> None:
+    with open_store(url) as store:  # every process opens (and may race to create) the store itself
+        for i in range(count):
+            store.record(_small(T0 + timedelta(minutes=worker * 100 + i), seed=worker * 1000 + i,
+                                recipe=f"w{worker}"))
+
+
+def test_concurrent_writer_processes_leave_a_consistent_store(tmp_path: Path) -> None:
+    url, workers, each = _url(tmp_path), 4, 8
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(url, w, each)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    assert [p.exitcode for p in procs] == [0] * workers
+    con = sqlite3.connect(tmp_path / "results.sqlite")
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert con.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [
+        (v,) for v in range(1, SCHEMA_VERSION + 1)]
+    con.close()
+    with open_store(url) as store:
+        runs = store.runs(limit=None)
+        assert sorted(r.recipe for r in runs) == sorted(f"w{w}" for w in range(workers) for _ in range(each))
+        loaded = store.load_many(r.id for r in runs)
+        for run in loaded.values():  # every run complete: 2 targets x 2 artifacts x 20 samples
+            assert [len(m.samples_ms) for t in run.runs for m in t.agent.measurements] == [20] * 4  # type: ignore[union-attr]
+
+
+def test_a_writer_killed_mid_transaction_loses_nothing_recorded_before(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    with open_store(url) as store:
+        kept = [store.record(_small(T0 + timedelta(days=d), seed=d)) for d in range(2)]
+    script = textwrap.dedent(f"""
+        import os, signal
+        from datetime import datetime, timezone
+        import numpy as np
+        from edgekit.report.synthetic import synthetic_result
+        from edgekit.store import open_store
+        from edgekit.store.store import insert_run
+        store = open_store({url!r})
+        with store._write() as conn:
+            insert_run(conn, synthetic_result(datetime(2026, 4, 1, tzinfo=timezone.utc),
+                                              rng=np.random.default_rng(9)))
+            os.kill(os.getpid(), signal.SIGKILL)  # dies with a whole run written but not committed
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    con = sqlite3.connect(tmp_path / "results.sqlite")
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert con.execute("SELECT count(*) FROM measurements").fetchone() == (8,)
+    con.close()
+    with open_store(url) as store:
+        assert [r.id for r in store.runs()] == kept[::-1]
+        assert store.record(_small(T0 + timedelta(days=5))) > 0
+    assert os.path.getsize(tmp_path / "results.sqlite") > 0
