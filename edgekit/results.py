@@ -67,6 +67,12 @@ class Measurement(_Model):
     output_checksums: dict[str, str] = Field(default_factory=dict)
     instructions_per_invoke: int | None = None  # guest instruction count (counting qemu only)
     overhead_ms_per_sample: float | None = None  # the agent's own timer/bookkeeping cost
+    # additive (deploy issue): memory scope, output layout of outputs_file (keys in npz order)
+    peak_rss_scope: Literal["measurement", "process"] | None = None  # VmHWM reset per measurement or not
+    rss_delta_mb: float | None = None  # resident-set growth across load + runs of this measurement
+    output_names: list[str] = Field(default_factory=list)  # runtime's output names, in npz key order
+    output_keys: list[str] = Field(default_factory=list)  # the .npz keys (sanitized names)
+    output_shapes: list[list[int]] = Field(default_factory=list)  # each (samples, *output shape)
 
 
 class AgentResult(_Model):
@@ -77,6 +83,8 @@ class AgentResult(_Model):
     facts_after: DeviceFacts | None = None
     measurements: list[Measurement] = Field(default_factory=list)
     request: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None  # the agent could not serve the request at all (lock held, bad request)
+    in_progress: str | None = None  # "artifact threads=N" being measured when this file was written
 
 
 class Comparison(_Model):

@@ -1,0 +1,603 @@
+#!/usr/bin/env python3
+"""edgekit's on-device timing agent: `python agent.py request.json result.json`.
+
+One standalone file that the device's own python runs (3.9+, stdlib + numpy + whichever runtime is present:
+ai_edge_litert / tflite_runtime for .tflite, ncnn for .param/.bin). It never imports edgekit: the host pushes
+this file as is. The result JSON has exactly the fields of edgekit/results.py (AgentResult, Measurement,
+DeviceFacts); it is rewritten atomically after every measurement, so a crash keeps what was measured.
+
+Timing follows TVM's vocabulary: `warmup` runs discarded; `repeat` samples, each one window of `number`
+invocations (raised automatically until a window lasts >= `min_repeat_ms`); a sample is the window's time divided
+by `number`, in ms per invocation. Every sample is kept. One invocation is `Interpreter.invoke()` for TFLite and
+one extractor run (input + extract of every output) for ncnn.
+
+Peak RSS is process-wide in Linux (VmHWM). The agent resets it before each measurement by writing 5 to
+/proc/self/clear_refs where the kernel allows it (`peak_rss_scope: "measurement"`), otherwise it is the peak so
+far (`"process"`); `rss_delta_mb` is the resident-set growth across loading and running. Under qemu-user these
+figures describe the emulator process (guest memory plus translated code). The agent never spawns another
+aarch64 program: an emulated device cannot exec one (no binfmt), so one process measures every artifact.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+EXIT_OK, EXIT_CRASH, EXIT_BAD_REQUEST, EXIT_LOCKED = 0, 1, 2, 3
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+             "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
+             "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715",
+             "0xd4e": "Cortex-X3"}
+RUNTIME_DISTS = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "ncnn": "ncnn",
+                 "numpy": "numpy"}
+
+
+class AgentFailure(Exception):
+    """A request the agent cannot serve at all (bad request, lock held): exit code attached."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def log(message: str) -> None:
+    sys.stderr.write("edgekit-agent: %s\n" % message)
+    sys.stderr.flush()
+
+
+# --- device facts ---------------------------------------------------------------------------------------------
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def _cpuinfo() -> Dict[str, Any]:
+    text = _read("/proc/cpuinfo") or ""
+    fields: Dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    part = fields.get("CPU part")
+    model = ARM_PARTS.get(part or "") or fields.get("model name") or fields.get("Processor") or part
+    features = (fields.get("Features") or fields.get("flags") or "").split()
+    return {"cpu_model": model, "cpu_part": part, "cpu_features": features}
+
+
+def _freqs() -> List[Dict[str, Any]]:
+    out = []
+    root = "/sys/devices/system/cpu"
+    names = sorted((n for n in _listdir(root) if re.match(r"cpu\d+$", n)), key=lambda n: int(n[3:]))
+    for name in names:
+        base = "%s/%s/cpufreq/" % (root, name)
+        governor = _read(base + "scaling_governor")
+        cur, top = _read(base + "scaling_cur_freq"), _read(base + "cpuinfo_max_freq")
+        if governor is None and cur is None and top is None:
+            continue
+        out.append({"cpu": int(name[3:]), "governor": governor, "cur_khz": _int(cur), "max_khz": _int(top)})
+    return out
+
+
+def _temperature() -> Optional[float]:
+    temps = [_int(_read("/sys/class/thermal/%s/temp" % zone)) for zone in _listdir("/sys/class/thermal")
+             if zone.startswith("thermal_zone")]
+    values = [t for t in temps if t is not None]
+    return max(values) / 1000.0 if values else None
+
+
+def _throttled() -> Optional[str]:
+    """The Pi's `vcgencmd get_throttled` flags; skipped under emulation (the agent must not exec there)."""
+    tool = shutil.which("vcgencmd")
+    if os.environ.get("EDGEKIT_EMULATOR") or tool is None:
+        return None
+    try:
+        done = subprocess.run([tool, "get_throttled"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip().partition("=")[2] or None
+
+
+def _meminfo() -> Tuple[Optional[float], Optional[float]]:
+    values = {}
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        key, _, rest = line.partition(":")
+        values[key] = _int(rest.split()[0]) if rest.split() else None
+    total, avail = values.get("MemTotal"), values.get("MemAvailable")
+    return (total / 1024.0 if total else None, avail / 1024.0 if avail else None)
+
+
+def _runtime_versions() -> Dict[str, str]:
+    """Installed versions, read from package metadata so facts cost no runtime import."""
+    try:
+        from importlib import metadata
+    except ImportError:  # pragma: no cover - python < 3.8
+        return {}
+    found = {}
+    for module, dist in RUNTIME_DISTS.items():
+        try:
+            found[module] = metadata.version(dist)
+        except Exception:  # noqa: BLE001 - absent or broken metadata both mean "unknown"
+            continue
+    return found
+
+
+def device_facts() -> Dict[str, Any]:
+    mem_total, mem_avail = _meminfo()
+    facts = {"machine": platform.machine(), "cores": os.cpu_count() or 1, "mem_total_mb": mem_total,
+             "mem_available_mb": mem_avail, "freqs": _freqs(), "temperature_c": _temperature(),
+             "throttled": _throttled(), "python": platform.python_version(), "runtimes": _runtime_versions(),
+             "emulated": bool(os.environ.get("EDGEKIT_EMULATOR")),
+             "emulator": os.environ.get("EDGEKIT_EMULATOR") or None, "hostname": socket.gethostname()}
+    facts.update(_cpuinfo())
+    return facts
+
+
+def _listdir(path: str) -> List[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _int(text: Optional[str]) -> Optional[int]:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+# --- memory ---------------------------------------------------------------------------------------------------
+def _status_kb(key: str) -> Optional[int]:
+    for line in (_read("/proc/self/status") or "").splitlines():
+        if line.startswith(key + ":"):
+            return _int(line.split()[1])
+    return None
+
+
+def rss_mb() -> Optional[float]:
+    kb = _status_kb("VmRSS")
+    return kb / 1024.0 if kb is not None else None
+
+
+def peak_rss_mb() -> Optional[float]:
+    kb = _status_kb("VmHWM")
+    if kb is None:
+        import resource
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if kb else None
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM (Linux >= 4.0) so the next peak belongs to one measurement."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# --- instruction counting (the counting qemu plugin; no effect unless EDGEKIT_INSN_FILE is set) ---------------
+class InsnCounter:
+    """Marks each timed window with unused syscalls 4093/4094 (-ENOSYS elsewhere); the plugin writes the
+    guest instructions executed between the marks as the last line of EDGEKIT_INSN_FILE."""
+
+    def __init__(self) -> None:
+        self.path = os.environ.get("EDGEKIT_INSN_FILE")
+        self._syscall = None
+        if self.path:
+            import ctypes
+            self._syscall = ctypes.CDLL(None).syscall
+
+    def start(self) -> None:
+        if self._syscall is not None:
+            self._syscall(4093)
+
+    def stop(self) -> Optional[int]:
+        if self._syscall is None or not self.path:
+            return None
+        self._syscall(4094)
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(max(0, os.fstat(handle.fileno()).st_size - 64))
+                lines = handle.read().split()
+            return int(lines[-1]) if lines else None
+        except (OSError, ValueError):
+            return None
+
+
+# --- runtimes -------------------------------------------------------------------------------------------------
+def _fit_shape(x: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+    """One input sample in the model's shape: as is, with a batch axis, or NCHW -> NHWC (onnx2tf models)."""
+    candidates = [x, x[None]]
+    if x.ndim == 4:
+        candidates.append(np.transpose(x, (0, 2, 3, 1)))
+    if x.ndim == 3:
+        candidates.append(np.transpose(x, (1, 2, 0))[None])
+    for cand in candidates:
+        if tuple(cand.shape) == tuple(shape):
+            return np.ascontiguousarray(cand)
+    raise ValueError("input sample of shape %s does not fit the model input %s" % (list(x.shape), list(shape)))
+
+
+class TfliteRunner:
+    def __init__(self, path: str, threads: int, preference: str) -> None:
+        module_name, interpreter_mod = _import_tflite(preference)
+        self.runtime = module_name
+        self.interp = interpreter_mod.Interpreter(model_path=path, num_threads=threads)
+        self.interp.allocate_tensors()
+        self.inp = self.interp.get_input_details()[0]
+        self.outs = self.interp.get_output_details()
+        self.invoke = self.interp.invoke
+
+    def input_shape(self) -> Tuple[int, ...]:
+        return tuple(int(d) for d in self.inp["shape"])
+
+    def set_input(self, x: np.ndarray) -> None:
+        x = _fit_shape(x, self.input_shape())
+        scale, zero = self.inp.get("quantization", (0.0, 0))
+        dtype = self.inp["dtype"]
+        if np.issubdtype(dtype, np.integer) and scale:
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        self.interp.set_tensor(self.inp["index"], x.astype(dtype))
+
+    def outputs(self) -> List[Tuple[str, np.ndarray]]:
+        result = []
+        for det in self.outs:
+            y = self.interp.get_tensor(det["index"]).copy()
+            scale, zero = det.get("quantization", (0.0, 0))
+            if np.issubdtype(y.dtype, np.integer) and scale:
+                y = ((y.astype(np.float32) - zero) * scale).astype(np.float32)  # int8 I/O: dequantized
+            result.append((det["name"], y))
+        return result
+
+
+def _import_tflite(preference: str) -> Tuple[str, Any]:
+    order = ["ai_edge_litert", "tflite_runtime"] if preference in ("auto", "") else [preference]
+    errors = []
+    for name in order:
+        try:
+            module = __import__(name + ".interpreter", fromlist=["Interpreter"])
+            return name, module
+        except ImportError as exc:
+            errors.append("%s: %s" % (name, exc))
+    raise RuntimeError("no TFLite runtime importable (%s)" % "; ".join(errors))
+
+
+def _ncnn_io_from_param(path: str) -> Tuple[List[str], List[str]]:
+    """Input blobs (Input layers) and outputs (blobs produced but never consumed) of a .param file."""
+    produced, consumed, inputs = [], set(), []
+    with open(path) as handle:
+        lines = handle.read().splitlines()[2:]
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        n_in, n_out = int(parts[2]), int(parts[3])
+        bottoms, tops = parts[4:4 + n_in], parts[4 + n_in:4 + n_in + n_out]
+        consumed.update(bottoms)
+        produced.extend(tops)
+        if parts[0] == "Input":
+            inputs.extend(tops)
+    return inputs, [b for b in produced if b not in consumed]
+
+
+class NcnnRunner:
+    runtime = "ncnn"
+
+    def __init__(self, param: str, model: str, threads: int, io: Optional[Dict[str, Any]]) -> None:
+        import ncnn
+        io = io or {}
+        inputs, outputs = _ncnn_io_from_param(param)
+        self.in_name = (io.get("inputs") or inputs)[0]
+        self.out_names = list(io.get("outputs") or outputs)
+        self.net = ncnn.Net()
+        for key, value in (io.get("options") or {}).items():
+            if hasattr(self.net.opt, key):
+                setattr(self.net.opt, key, value)
+        self.net.opt.num_threads = threads
+        if self.net.load_param(param) != 0:
+            raise RuntimeError("ncnn could not parse %s" % param)
+        if self.net.load_model(model) != 0:
+            raise RuntimeError("ncnn could not load weights %s" % model)
+        self._ncnn = ncnn
+        self.mat = None
+        self._last: List[Any] = []
+
+    def set_input(self, x: np.ndarray) -> None:
+        while x.ndim > 3 and x.shape[0] == 1:
+            x = x[0]
+        self.mat = self._ncnn.Mat(np.ascontiguousarray(x, dtype=np.float32))
+
+    def invoke(self) -> None:
+        ex = self.net.create_extractor()
+        ex.input(self.in_name, self.mat)
+        last = []
+        for name in self.out_names:
+            ret, out = ex.extract(name)
+            if ret != 0:
+                raise RuntimeError("ncnn extract(%r) returned %d" % (name, ret))
+            last.append(out)
+        self._last = last
+
+    def outputs(self) -> List[Tuple[str, np.ndarray]]:
+        return [(n, np.array(m, dtype=np.float32)[None]) for n, m in zip(self.out_names, self._last)]
+
+
+def open_runner(art: Dict[str, Any], base: str, threads: int, preference: str) -> Any:
+    files = [_resolve(base, f) for f in art["files"]]
+    if art["format"].startswith("tflite"):
+        return TfliteRunner(files[0], threads, preference)
+    if art["format"].startswith("ncnn"):
+        param = next(f for f in files if f.endswith(".param"))
+        model = next(f for f in files if f.endswith(".bin"))
+        io = None
+        if art.get("io"):
+            with open(_resolve(base, art["io"])) as handle:
+                io = json.load(handle)
+        return NcnnRunner(param, model, threads, io)
+    raise ValueError("unknown artifact format %r" % art["format"])
+
+
+# --- timing ---------------------------------------------------------------------------------------------------
+def timed_window(fn: Callable[[], Any], number: int) -> float:
+    """Seconds for `number` back-to-back calls: the only code inside a timed window."""
+    clock = time.perf_counter
+    start = clock()
+    for _ in range(number):
+        fn()
+    return clock() - start
+
+
+def calibrate_number(fn: Callable[[], Any], number: int, min_repeat_ms: float) -> int:
+    """Raise `number` until one window lasts at least min_repeat_ms (TVM's rule)."""
+    while min_repeat_ms > 0 and number < 10 ** 7:
+        elapsed_ms = timed_window(fn, number) * 1000.0
+        if elapsed_ms >= min_repeat_ms:
+            break
+        number = max(number * 2, int(math.ceil(number * min_repeat_ms / max(elapsed_ms, 1e-3) * 1.1)))
+    return number
+
+
+def sample(fn: Callable[[], Any], repeat: int, number: int, insn: InsnCounter) -> Tuple[List[float], List[int]]:
+    samples, counts = [], []
+    for _ in range(repeat):
+        insn.start()
+        elapsed = timed_window(fn, number)
+        count = insn.stop()
+        samples.append(elapsed * 1000.0 / number)
+        if count is not None:
+            counts.append(count // number)
+    return samples, counts
+
+
+def overhead_ms(number: int, repeat: int) -> float:
+    """The harness's own cost per sample: the same window around a no-op, median of max(repeat, 50) windows."""
+    noop = _noop
+    windows = sorted(timed_window(noop, number) * 1000.0 for _ in range(max(repeat, 50)))
+    return windows[len(windows) // 2]
+
+
+def _noop() -> None:
+    return None
+
+
+def summarize(samples: List[float]) -> Dict[str, float]:
+    arr = np.asarray(samples, dtype=np.float64)
+    p50, p90, p99 = (float(v) for v in np.percentile(arr, [50, 90, 99]))
+    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "mean_ms": float(arr.mean()), "std_ms": std,
+            "min_ms": float(arr.min())}
+
+
+# --- one measurement ------------------------------------------------------------------------------------------
+def measure(art: Dict[str, Any], threads: int, req: Dict[str, Any], inputs: np.ndarray, base: str,
+            outdir: Optional[str], insn: InsnCounter) -> Dict[str, Any]:
+    m: Dict[str, Any] = {"artifact": art["id"], "format": art["format"], "runtime": "", "threads": threads,
+                         "status": "failed", "number": int(req.get("number", 1))}
+    gc.collect()
+    m["peak_rss_scope"] = "measurement" if reset_peak_rss() else "process"
+    rss0 = rss_mb()
+    try:
+        t0 = time.perf_counter()
+        runner = open_runner(art, base, threads, req.get("tflite_runtime", "auto"))
+        m["load_ms"] = (time.perf_counter() - t0) * 1000.0
+        m["runtime"] = runner.runtime
+        runner.set_input(inputs[0])
+        for _ in range(int(req.get("warmup", 1))):
+            runner.invoke()
+        gc.disable()
+        try:
+            number = calibrate_number(runner.invoke, m["number"], float(req.get("min_repeat_ms", 0.0)))
+            samples, counts = sample(runner.invoke, int(req.get("repeat", 10)), number, insn)
+        finally:
+            gc.enable()
+        m.update(number=number, samples_ms=samples, **summarize(samples))
+        if counts:
+            m["instructions_per_invoke"] = int(np.median(counts))
+        m["overhead_ms_per_sample"] = overhead_ms(number, len(samples))
+        if outdir is not None:
+            m.update(save_outputs(runner, inputs, outdir, art["id"], threads, base))
+        m["status"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - a failure is data: recorded, and the next artifact goes on
+        m["error"] = "%s: %s" % (type(exc).__name__, exc)
+        log("%s threads=%d failed: %s" % (art["id"], threads, m["error"]))
+        log(traceback.format_exc(limit=3).rstrip())
+    finally:
+        runner = None
+        rss1 = rss_mb()
+        m["peak_rss_mb"] = peak_rss_mb()
+        m["rss_delta_mb"] = rss1 - rss0 if rss0 is not None and rss1 is not None else None
+    return m
+
+
+def save_outputs(runner: Any, inputs: np.ndarray, outdir: str, art_id: str, threads: int,
+                 base: str) -> Dict[str, Any]:
+    """Run every evaluation input, stack each output over samples, write one .npz, checksum each output."""
+    stacks: List[List[np.ndarray]] = []
+    names: List[str] = []
+    for x in inputs:
+        runner.set_input(x)
+        runner.invoke()
+        outs = runner.outputs()
+        names = [n for n, _ in outs]
+        for i, (_, y) in enumerate(outs):
+            if len(stacks) <= i:
+                stacks.append([])
+            stacks[i].append(y)
+    arrays = [np.ascontiguousarray(np.stack(s)) for s in stacks]
+    keys = _unique_keys(names)
+    rel = "%s/%s.t%d.npz" % (outdir, re.sub(r"[^A-Za-z0-9_.-]", "_", art_id), threads)
+    path = _resolve(base, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "wb") as handle:
+        np.savez(handle, **dict(zip(keys, arrays)))
+    os.replace(path + ".tmp", path)
+    checksums = {n: hashlib.sha256(a.tobytes()).hexdigest() for n, a in zip(names, arrays)}
+    return {"outputs_file": rel, "output_names": names, "output_keys": keys, "output_checksums": checksums,
+            "output_shapes": [list(a.shape) for a in arrays]}
+
+
+def _unique_keys(names: List[str]) -> List[str]:
+    keys: List[str] = []
+    for i, name in enumerate(names):
+        key = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "output"
+        keys.append(key if key not in keys else "%s_%d" % (key, i))
+    return keys
+
+
+# --- request, lock, result ------------------------------------------------------------------------------------
+def _resolve(base: str, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
+
+
+def load_inputs(req: Dict[str, Any], base: str) -> np.ndarray:
+    """The evaluation inputs (first axis = sample), or seeded uniform random inputs of a given shape."""
+    if req.get("inputs"):
+        return np.load(_resolve(base, req["inputs"])).astype(np.float32)
+    rnd = req.get("random_inputs") or {}
+    if not rnd.get("shape"):
+        raise AgentFailure("request has neither `inputs` nor `random_inputs.shape`", EXIT_BAD_REQUEST)
+    gen = np.random.default_rng(int(rnd.get("seed", 0)))
+    shape = [int(rnd.get("samples", 1))] + [int(d) for d in rnd["shape"]]
+    return gen.uniform(float(rnd.get("low", 0.0)), float(rnd.get("high", 1.0)), shape).astype(np.float32)
+
+
+@contextmanager
+def device_lock(path: str, timeout_s: float) -> Iterator[None]:
+    """One benchmark at a time on a device: flock on the work dir's lock file, waiting up to timeout_s."""
+    import fcntl
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                    raise AgentFailure("another benchmark holds %s (%s); waited %.0f s"
+                                       % (path, holder, timeout_s), EXIT_LOCKED) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, ("pid %d since %s\n" % (os.getpid(), now())).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def write_json(path: str, obj: Dict[str, Any]) -> None:
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as handle:
+        json.dump(obj, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def run(request_path: str, result_path: str) -> int:
+    base = os.path.dirname(os.path.abspath(request_path))
+    with open(request_path) as handle:
+        req = json.load(handle)
+    result: Dict[str, Any] = {"protocol": PROTOCOL_VERSION, "started_at": now(), "facts_before": device_facts(),
+                              "measurements": [], "request": req}
+    write_json(result_path, result)
+    lock = _resolve(base, req.get("lock_file") or ".edgekit.lock")
+    try:
+        with device_lock(lock, float(req.get("lock_timeout_s", 600))):
+            run_all(req, base, result, result_path)
+    except AgentFailure as exc:
+        result["error"] = str(exc)
+        write_json(result_path, result)
+        log(str(exc))
+        return exc.code
+    result["facts_after"] = device_facts()
+    result["finished_at"] = now()
+    result["in_progress"] = None
+    write_json(result_path, result)
+    return EXIT_OK
+
+
+def run_all(req: Dict[str, Any], base: str, result: Dict[str, Any], result_path: str) -> None:
+    if req.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+        raise AgentFailure("request protocol %r, agent speaks %d" % (req.get("protocol"), PROTOCOL_VERSION),
+                           EXIT_BAD_REQUEST)
+    result["facts_before"] = device_facts()  # again: waiting for the lock may have taken a while
+    inputs = load_inputs(req, base)
+    insn = InsnCounter()
+    first = True
+    for art in req.get("artifacts", []):
+        for i, threads in enumerate(req.get("threads") or [1]):
+            if not first and float(req.get("cooldown_s", 0)) > 0:
+                time.sleep(float(req["cooldown_s"]))
+            first = False
+            result["in_progress"] = "%s threads=%d" % (art["id"], threads)
+            write_json(result_path, result)
+            outdir = req.get("outputs_dir", "outputs") if i == 0 else None
+            m = measure(art, int(threads), req, inputs, base, outdir, insn)
+            result["measurements"].append(m)
+            result["in_progress"] = None
+            write_json(result_path, result)
+            log("%s threads=%d %s p50=%s ms" % (art["id"], threads, m["status"], m.get("p50_ms")))
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) != 3:
+        sys.stderr.write("usage: python agent.py request.json result.json\n")
+        return EXIT_BAD_REQUEST
+    try:
+        return run(argv[1], argv[2])
+    except (OSError, ValueError, KeyError) as exc:
+        log("bad request %s: %s: %s" % (argv[1], type(exc).__name__, exc))
+        return EXIT_BAD_REQUEST
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
