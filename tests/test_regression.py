@@ -1,0 +1,134 @@
+"""Regression detection on synthetic histories: known slowdowns are caught, noise is not, throttling is not blamed."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from edgekit.formats import Format
+from edgekit.report.regression import FlagKind, Settings, detect, detect_latest, throttle_reason
+from edgekit.report.synthetic import synthetic_history, synthetic_result
+from edgekit.results import DeployResult
+from edgekit.store import StoredRun
+
+T0 = datetime(2026, 2, 1, 2, 0, tzinfo=timezone.utc)
+FORMATS = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_FP32)
+
+
+def _stored(results: list[DeployResult]) -> list[StoredRun]:
+    return [StoredRun(i + 1, T0.timestamp() + i * 86400, r) for i, r in enumerate(results)]
+
+
+def _history(nights: int = 12, seed: int = 0, **last: object) -> list[StoredRun]:
+    """`nights - 1` ordinary nights, then one built with the keyword arguments in `last`."""
+    rng = np.random.default_rng(seed)
+    results = [synthetic_result(T0 + timedelta(days=d), rng=rng, formats=FORMATS) for d in range(nights - 1)]
+    results.append(synthetic_result(T0 + timedelta(days=nights - 1), rng=rng, formats=FORMATS, **last))  # type: ignore[arg-type]
+    return _stored(results)
+
+
+def _keys(flags: list, kind: FlagKind) -> set[tuple]:
+    return {(f.artifact, f.target, f.threads) for f in flags if f.kind is kind}
+
+
+def test_a_20_percent_slowdown_is_flagged_with_its_numbers() -> None:
+    flags = detect(_history(slowdown={("tflite-int8", "pi4"): 1.2}))
+    assert _keys(flags, FlagKind.LATENCY) == {("tflite-int8", "pi4", 1), ("tflite-int8", "pi4", 4)}
+    assert len(flags) == 2
+    for flag in flags:
+        assert flag.is_regression and not flag.emulated
+        assert flag.p_value is not None and flag.p_value < 1e-6
+        assert flag.change == pytest.approx(0.2, abs=0.05)
+        assert flag.new > flag.old  # type: ignore[operator]
+        assert flag.run_id == 12 and flag.recipe == "yolov5-lite"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_thirty_nights_of_pure_noise_raise_no_flag_on_any_night(seed: int) -> None:
+    runs = _stored(synthetic_history(30, seed=seed))
+    flags = [f for n in range(1, len(runs) + 1) for f in detect_latest(runs[:n])]
+    assert flags == []
+
+
+def test_a_small_rise_within_the_minimum_change_is_not_flagged() -> None:
+    assert detect(_history(slowdown={("tflite-fp32", "pi4"): 1.02})) == []
+
+
+def test_emulated_targets_are_judged_by_instruction_counts_not_wall_time() -> None:
+    # pi5-emu: counts deterministic at 1 thread; a 0.6% rise is a regression, a 0.3% one is not
+    flags = detect(_history(slowdown={("ncnn-fp32", "pi5-emu"): 1.006, ("tflite-fp32", "pi5-emu"): 1.003}))
+    assert _keys(flags, FlagKind.INSTRUCTIONS) >= {("ncnn-fp32", "pi5-emu", 1)}
+    assert ("tflite-fp32", "pi5-emu", 1) not in _keys(flags, FlagKind.INSTRUCTIONS)
+    assert _keys(flags, FlagKind.LATENCY) == set()
+    flag = next(f for f in flags if f.threads == 1)
+    assert flag.emulated and "instruction count" in flag.message
+    assert flag.change == pytest.approx(0.006, abs=0.001)
+
+
+def test_emulated_wall_time_is_judged_and_labelled_when_there_are_no_counts() -> None:
+    runs = _history(slowdown={("ncnn-fp32", "pi5-emu"): 1.3})
+    for run in runs:
+        for target_run in run.result.runs:
+            for m in target_run.agent.measurements:  # type: ignore[union-attr]
+                m.instructions_per_invoke = None
+    flags = [f for f in detect(runs) if f.target == "pi5-emu"]
+    assert _keys(flags, FlagKind.LATENCY) == {("ncnn-fp32", "pi5-emu", 1), ("ncnn-fp32", "pi5-emu", 4)}
+    assert all(f.emulated and "emulated wall time" in f.message for f in flags)
+
+
+def test_a_throttled_run_is_unreliable_not_a_regression() -> None:
+    flags = detect(_history(slowdown={("tflite-int8", "pi4"): 1.3}, throttled={"pi4": "0x50005"}))
+    assert [f.kind for f in flags] == [FlagKind.UNRELIABLE]
+    assert not flags[0].is_regression and flags[0].target == "pi4" and "0x50005" in flags[0].message
+
+
+def test_throttling_reasons() -> None:
+    run = synthetic_result(T0, rng=np.random.default_rng(0), formats=FORMATS, targets=("pi4",)).runs[0]
+    agent = run.agent
+    assert agent is not None and throttle_reason(run) is None
+    agent.facts_before.throttled = agent.facts_after.throttled = "0x50000"  # type: ignore[union-attr]
+    assert throttle_reason(run) is None  # throttled once since boot, but not during this run
+    agent.facts_after.throttled = "0x70000"  # type: ignore[union-attr]
+    assert "during the run" in (throttle_reason(run) or "")
+    agent.facts_after.throttled = "0x50000"  # type: ignore[union-attr]
+    agent.facts_after.temperature_c = 84.0  # type: ignore[union-attr]
+    assert "84" in (throttle_reason(run) or "")
+
+
+def test_throttled_nights_do_not_poison_the_baseline() -> None:
+    rng = np.random.default_rng(5)
+    slow_hot = {("tflite-fp32", "pi4"): 1.5}
+    results = [synthetic_result(T0 + timedelta(days=d), rng=rng, formats=FORMATS,
+                                **({"slowdown": slow_hot, "throttled": {"pi4": "0x50005"}} if d % 2 else {}))
+               for d in range(10)]
+    results.append(synthetic_result(T0 + timedelta(days=10), rng=rng, formats=FORMATS,
+                                    slowdown={("tflite-fp32", "pi4"): 1.25}))
+    assert _keys(detect(_stored(results)), FlagKind.LATENCY) == {("tflite-fp32", "pi4", 1), ("tflite-fp32", "pi4", 4)}
+
+
+def test_fidelity_below_gate_and_new_failures_are_flagged_but_known_failures_are_not() -> None:
+    runs = _history(fidelity_drop={"tflite-int8": 0.1})
+    flags = detect(runs)
+    assert [(f.kind, f.artifact) for f in flags] == [(FlagKind.FIDELITY, "tflite-int8")]
+    assert flags[0].new == pytest.approx(0.8915) and flags[0].old == pytest.approx(0.9915)
+
+    for run in runs:  # ncnn-fp32 at 4 threads has always failed on pi4: not news
+        m = run.result.runs[0].agent.measurements[-1]  # type: ignore[union-attr]
+        m.status, m.error = "failed", "ncnn: out of memory"
+    last = runs[-1].result.runs[0].agent.measurements  # type: ignore[union-attr]
+    last[0].status, last[0].error = "failed", "Interpreter crashed"  # tflite-fp32 x1 newly fails
+    failed = _keys(detect(runs), FlagKind.FAILED)
+    assert failed == {("tflite-fp32", "pi4", 1)}
+
+
+def test_no_history_means_no_latency_verdict() -> None:
+    assert detect(_history(nights=3, slowdown={("tflite-int8", "pi4"): 2.0})) == []
+    assert detect([]) == []
+
+
+def test_settings_change_the_verdict() -> None:
+    runs = _history(slowdown={("tflite-fp32", "pi4"): 1.08})
+    assert _keys(detect(runs), FlagKind.LATENCY) == {("tflite-fp32", "pi4", 1), ("tflite-fp32", "pi4", 4)}
+    assert detect(runs, Settings(min_change=0.10)) == []
