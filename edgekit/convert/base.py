@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Sequence
 
 from edgekit.formats import Format
 from edgekit.recipe import Recipe
@@ -25,6 +25,7 @@ class Artifact:
     fidelity: dict = field(default_factory=dict)  # filled by convert.fidelity
     status: str = "ok"  # ok | failed
     error: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)  # onnx sha256, tools, shared tool run, ...
 
     @property
     def main_file(self) -> Path:
@@ -36,6 +37,7 @@ class Converter(abc.ABC):
 
     formats: ClassVar[tuple[Format, ...]] = ()
     registry: ClassVar[dict[Format, type["Converter"]]] = {}
+    peak_rss_mb: float | None = None  # set by a convert that measured its tool's peak memory (e.g. a subprocess)
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -54,3 +56,20 @@ class Converter(abc.ABC):
     @abc.abstractmethod
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         """Write the artifact's files into out_dir and return them (main file first)."""
+
+    @classmethod
+    def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
+        """Converter-specific settings that change the artifact, beyond what edgekit.convert.cache already keys
+        on (input spec, format; for INT8 the calibration data digest, method and int8 options)."""
+        return {}
+
+    def convert_many(self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format],
+                     out_dir: Path) -> dict[Format, list[Path]]:
+        """Convert several formats; the default runs `convert` once per format into out_dir/<format>.
+        A converter whose one tool run yields several formats (onnx2tf: fp32 + fp16 + int8) overrides this."""
+        result = {}
+        for fmt in formats:
+            sub = out_dir / fmt.value
+            sub.mkdir(parents=True, exist_ok=True)
+            result[fmt] = self.convert(onnx_path, recipe, fmt, sub)
+        return result

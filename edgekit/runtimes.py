@@ -1,0 +1,134 @@
+"""Run a converted artifact on this host: TFLite through ai_edge_litert, NCNN through the ncnn Python package.
+
+Host side only (fidelity checks, tests); the on-device agent has its own copy of this logic because it must not
+import edgekit. Both runners take a batch (N, ...) in the original model's layout, run it sample by sample (our
+artifacts have a fixed batch of 1) and return `Outputs`: (name, array (N, ...)) pairs in the runtime's order.
+The names are what the runtime calls the outputs; `edgekit.convert.fidelity.align_outputs` maps them back to
+the ONNX outputs (a known trap: onnx2tf's INT8 files call them output_0.., dynamic-range files Identity_1..,
+and may order them differently; ncnn calls them out0..).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+Outputs = list[tuple[str, np.ndarray]]
+
+
+def run_tflite(path: Path, inputs: np.ndarray, threads: int = 1) -> Outputs:
+    """Every sample of `inputs` through a .tflite model; int8/uint8 inputs and outputs are (de)quantized here.
+
+    Inputs in NCHW are transposed to NHWC when the model's input has the transposed shape (onnx2tf makes image
+    models channels-last); outputs come back exactly as the model gives them.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    interp.allocate_tensors()
+    (inp,) = interp.get_input_details()
+    outs = interp.get_output_details()
+    names = _tflite_output_names(interp, outs)
+    results: list[list[np.ndarray]] = [[] for _ in outs]
+    for sample in inputs:
+        x = _fit_layout(sample[None].astype(np.float32), tuple(inp["shape"]))
+        interp.set_tensor(inp["index"], _quantize(x, inp))
+        interp.invoke()
+        for k, out in enumerate(outs):
+            results[k].append(_dequantize(interp.get_tensor(out["index"]), out))
+    return [(name, np.concatenate(r)) for name, r in zip(names, results)]
+
+
+def run_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, input_name: str, output_names: Sequence[str],
+             threads: int = 1, options: dict[str, bool] | None = None,
+             output_shapes: Sequence[Sequence[int] | None] | None = None) -> Outputs:
+    """Every sample through an ncnn model: `input_name`/`output_names` are ncnn blob names (pnnx: in0, out0..).
+
+    `options` are set on `ncnn.Net().opt` before loading (e.g. use_fp16_storage=False, so fp32 really runs in
+    fp32); `output_shapes` (with batch axis) reshape each blob, since ncnn drops the batch axis.
+    """
+    import ncnn
+
+    net = ncnn.Net()
+    net.opt.num_threads = threads
+    for key, value in (options or {}).items():
+        setattr(net.opt, key, value)
+    if net.load_param(str(param)) != 0 or net.load_model(str(bin_path)) != 0:
+        from edgekit.errors import ConversionError
+
+        raise ConversionError("ncnn cannot load this model", where=str(param))
+    results: list[list[np.ndarray]] = [[] for _ in output_names]
+    try:
+        for sample in inputs:
+            arr = np.ascontiguousarray(sample, dtype=np.float32)
+            ex = net.create_extractor()
+            ex.input(input_name, ncnn.Mat(arr))
+            for k, blob in enumerate(output_names):
+                ret, mat = ex.extract(blob)
+                if ret != 0:
+                    from edgekit.errors import ConversionError
+
+                    raise ConversionError(f"ncnn failed to compute blob {blob!r} (error {ret})", where=str(param))
+                out = np.array(mat, dtype=np.float32)
+                shape = output_shapes[k] if output_shapes else None
+                results[k].append(out.reshape(shape) if shape else out[None])
+    finally:
+        net.clear()
+    return [(name, np.concatenate(r)) for name, r in zip(output_names, results)]
+
+
+def run_onnx(path: Path, inputs: np.ndarray, threads: int = 1) -> Outputs:
+    """The reference: every sample through onnxruntime (CPU), outputs named as in the ONNX graph."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    (inp,) = sess.get_inputs()
+    names = [o.name for o in sess.get_outputs()]
+    results: list[list[np.ndarray]] = [[] for _ in names]
+    for sample in inputs:
+        for k, y in enumerate(sess.run(names, {inp.name: sample[None].astype(np.float32)})):
+            results[k].append(np.asarray(y, dtype=np.float32))
+    return [(name, np.concatenate(r)) for name, r in zip(names, results)]
+
+
+def _tflite_output_names(interp: object, outs: list[dict]) -> list[str]:
+    """Signature names when the model has one signature mapping to these tensors, else the tensor names."""
+    by_index = {o["index"]: o["name"] for o in outs}
+    sigs = interp.get_signature_list()  # type: ignore[attr-defined]
+    if len(sigs) == 1:
+        runner = interp.get_signature_runner()  # type: ignore[attr-defined]
+        for sig_name, detail in runner.get_output_details().items():
+            if detail["index"] in by_index:
+                by_index[detail["index"]] = sig_name
+    return [by_index[o["index"]] for o in outs]
+
+
+def _fit_layout(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if x.shape == shape:
+        return x
+    if x.ndim == 4 and x.transpose(0, 2, 3, 1).shape == shape:
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    if x.ndim == 3 and x.transpose(0, 2, 1).shape == shape:
+        return np.ascontiguousarray(x.transpose(0, 2, 1))
+    raise ValueError(f"input of shape {x.shape} does not fit the model's input {shape}")
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    if dtype == np.float32:
+        return x
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if y.dtype == np.float32:
+        return y.copy()
+    scale, zero = detail["quantization"]
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
