@@ -1,0 +1,119 @@
+"""Runtime wheels for a device's platform, downloaded on the host: one code path for emulated devices and
+real boards (`edgekit targets setup`), so a board without internet access is provisioned the same way.
+
+Wheels land in a shared cache, emu_dir()/wheels/<python>-<platform>/<set>/, keyed by the device's python
+version, machine and glibc: pi4-emu, pi5-emu and phone-emu (all aarch64 CPython 3.11, glibc 2.36) share one.
+Versions follow the repo's constraints.txt where it pins them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekit.errors import EmulatorError
+from edgekit.paths import REPO_ROOT
+
+# Wheel sets: the modern runtimes together; tflite-runtime 2.14 apart because it needs numpy<2.
+_DEFAULT_PINS = {"numpy": "1.26.4", "ai-edge-litert": "2.1.0", "ncnn": "1.0.20261020"}
+RUNTIME_PACKAGES = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "ncnn": "ncnn",
+                    "numpy": "numpy"}
+TFLITE_RUNTIME_REQS = ("tflite-runtime==2.14.0", "numpy<2")
+
+
+@dataclass(frozen=True)
+class WheelPlatform:
+    """What pip needs to pick wheels for a device: CPython version, machine and the device's glibc."""
+
+    python: str = "3.11"  # major.minor
+    machine: str = "aarch64"
+    glibc: tuple[int, int] = (2, 36)  # bookworm
+
+    @property
+    def key(self) -> str:
+        return f"cp{self.python.replace('.', '')}-manylinux_{self.glibc[0]}_{self.glibc[1]}_{self.machine}"
+
+    def pip_args(self) -> list[str]:
+        """--platform for every manylinux tag the device's glibc satisfies (pip matches tags exactly)."""
+        tags = [f"manylinux_2_{n}_{self.machine}" for n in range(17, self.glibc[1] + 1)]
+        tags.append(f"manylinux2014_{self.machine}")
+        abi = f"cp{self.python.replace('.', '')}"
+        args = ["--only-binary=:all:", "--python-version", self.python, "--implementation", "cp", "--abi", abi]
+        for tag in tags:
+            args += ["--platform", tag]
+        return args
+
+
+def pinned_requirements(packages: list[str]) -> list[str]:
+    """`name==version` for each package, from constraints.txt when it pins it (else edgekit's default)."""
+    pins = dict(_DEFAULT_PINS)
+    constraints = REPO_ROOT / "constraints.txt"
+    if constraints.exists():
+        for line in constraints.read_text().splitlines():
+            m = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s#;]+)", line)
+            if m and m.group(1).lower().replace("_", "-") in pins:
+                pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return [f"{p}=={pins[p]}" if p in pins else p for p in packages]
+
+
+def litert_requirements() -> list[str]:
+    """numpy, ai-edge-litert and ncnn at the versions the host toolchain uses."""
+    return pinned_requirements(["numpy", "ai-edge-litert", "ncnn"])
+
+
+def download_wheels(platform: WheelPlatform, requirements: list[str], cache: Path,
+                    log: Callable[[str], None] = print) -> Path:
+    """Download wheels (with their dependencies) for `platform` into cache/<key>/<set>/; return that dir.
+
+    Idempotent: a stamp holding the requirement list makes a second call free.
+    """
+    name = "tflite-runtime" if any(r.startswith("tflite-runtime") for r in requirements) else "runtimes"
+    dest = cache / platform.key / name
+    stamp = dest / ".requirements"
+    wanted = "\n".join(requirements) + "\n"
+    if stamp.exists() and stamp.read_text() == wanted:
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    log(f"wheels: downloading {' '.join(requirements)} for {platform.key}")
+    _pip(["download", "-q", "--disable-pip-version-check", "-d", str(dest), *platform.pip_args(),
+          *requirements])
+    stamp.write_text(wanted)
+    return dest
+
+
+def install_wheels_into(site: Path, wheel_dir: Path, platform: WheelPlatform, requirements: list[str],
+                        log: Callable[[str], None] = print) -> Path:
+    """Install downloaded wheels into a site dir on this machine, offline (the emulated devices' case)."""
+    stamp = site.parent / f"{site.name}.done"
+    wanted = "\n".join(requirements) + "\n"
+    if stamp.exists() and stamp.read_text() == wanted and site.is_dir():
+        return site
+    log(f"wheels: installing into {site} (offline, from {wheel_dir})")
+    tmp = site.parent / f"{site.name}.tmp"
+    _rmtree(tmp)
+    _pip(["install", "-q", "--disable-pip-version-check", "--no-index", "--find-links", str(wheel_dir),
+          "--target", str(tmp), *platform.pip_args(), *requirements])
+    _rmtree(site)
+    tmp.rename(site)
+    stamp.write_text(wanted)
+    return site
+
+
+def _rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _pip(args: list[str]) -> None:
+    env = {**os.environ, "PIP_NO_INPUT": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "is ignored: it is neither" not in ln]
+        raise EmulatorError(f"pip {args[0]} failed (exit {proc.returncode}):\n" + "\n".join(lines[-15:]),
+                            where="wheel download",
+                            hint="the package may publish no wheel for this device's platform/python")
