@@ -1,0 +1,217 @@
+"""ONNX (or TorchScript) -> NCNN fp32 / fp16 / int8, through pnnx, with a sidecar that says how to run it.
+
+pnnx is run as a subprocess in a temporary folder (it writes a dozen files next to its input); only the ncnn
+.param/.bin are kept, renamed model.param/model.bin, plus model.io.json (see ncnn_runtime.py): the blob names
+of the inputs and outputs in the original model's order, their shapes, and the ncnn options a runner must set
+so that "fp32" really runs in fp32 on ARMv8.2 cores. ncnn-fp16 stores weights in fp16 (pnnx `fp16=1`);
+ncnn-int8 starts from the fp32 export (`fp16=0`) and is quantized here (ncnn_int8.py), because ncnn's own
+ncnn2table/ncnn2int8 are in no package we can install.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.convert.base import Converter
+from edgekit.convert.ncnn_param import NcnnGraph, read_param
+from edgekit.convert.ncnn_runtime import NcnnIO, NcnnModel, io_path_for, options_for
+from edgekit.errors import ConversionError
+from edgekit.formats import Format, Precision
+from edgekit.recipe import Recipe
+
+PNNX_TIMEOUT_S = 900
+_TAIL_LINES = 25
+
+
+class NcnnConverter(Converter):
+    """pnnx for fp32/fp16; pnnx fp32 + edgekit's post-training quantizer for int8."""
+
+    formats = (Format.NCNN_FP32, Format.NCNN_FP16, Format.NCNN_INT8)
+
+    @classmethod
+    def tool_versions(cls) -> dict[str, str]:
+        from edgekit.convert.ncnn_int8 import QUANTIZER_VERSION
+
+        return {"pnnx": _dist_version("pnnx"), "ncnn": _dist_version("ncnn"),
+                "edgekit-ncnn-int8": QUANTIZER_VERSION}
+
+    def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
+        calibration = None
+        if fmt.precision is Precision.INT8:
+            from edgekit.convert.calibration import calibration_inputs
+
+            calibration = calibration_inputs(recipe)
+        return convert_model(Path(onnx_path), tuple(recipe.input.shape), fmt, Path(out_dir),
+                             calibration=calibration, recipe=recipe)
+
+
+def convert_model(model_path: Path, input_shape: tuple[int, ...], fmt: Format, out_dir: Path, *,
+                  calibration: np.ndarray | None = None, recipe: Recipe | None = None,
+                  float_layers: frozenset[str] | set[str] = frozenset()) -> list[Path]:
+    """Convert one ONNX/TorchScript file to `fmt` in out_dir: [model.param, model.bin, model.io.json].
+
+    `float_layers` names ncnn layers the int8 quantizer must leave in float (edgekit analyze --fix)."""
+    if fmt.runtime.value != "ncnn":
+        raise ConversionError(f"the ncnn converter cannot produce {fmt.value}")
+    if not input_shape or input_shape[0] != 1:
+        raise ConversionError(f"ncnn models have no batch axis; input.shape must start with 1, got {list(input_shape)}",
+                              where=str(recipe.path) if recipe else str(model_path),
+                              hint="set input.shape: [1, ...] in the recipe")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    param, bin_path = out_dir / "model.param", out_dir / "model.bin"
+    run_pnnx(model_path, input_shape, fp16=fmt is Format.NCNN_FP16, param=param, bin_path=bin_path)
+    io = describe_io(model_path, read_param(param), input_shape, fmt)
+    if fmt.precision is Precision.INT8:
+        if calibration is None:
+            raise ConversionError("ncnn-int8 needs calibration inputs", where=str(model_path))
+        io = _quantize(param, bin_path, io, calibration, recipe, float_layers)
+    io.write(io_path_for(param))
+    check_outputs(param, bin_path, io)
+    return [param, bin_path, io_path_for(param)]
+
+
+def _quantize(param: Path, bin_path: Path, io: NcnnIO, calibration: np.ndarray, recipe: Recipe | None,
+              float_layers: frozenset[str] | set[str]) -> NcnnIO:
+    from edgekit.convert.ncnn_int8 import quantize_ncnn
+
+    method = recipe.calibration.method.value if recipe and recipe.calibration else "kl"
+    granularity = recipe.int8.granularity.value if recipe else "per-channel"
+    fp32_io = replace(io, format=Format.NCNN_FP32.value, options=options_for(Format.NCNN_FP32))
+    report = quantize_ncnn(param, bin_path, calibration, fp32_io, param, bin_path, method=method,
+                           granularity=granularity, float_layers=set(float_layers))
+    io.int8 = report.to_dict()
+    io.notes.extend(report.notes())
+    if recipe is not None and recipe.int8.io.value == "int8":
+        io.notes.append("int8.io=int8 is not applicable to ncnn: inputs and outputs stay float32 "
+                        "(ncnn quantizes inside each int8 layer)")
+    return io
+
+
+# --- pnnx -------------------------------------------------------------------------------------------------------
+def pnnx_executable() -> Path:
+    """The pnnx binary shipped in the pnnx wheel (importing `pnnx` itself would import torch)."""
+    spec = importlib.util.find_spec("pnnx")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConversionError("pnnx is not installed", hint="make setup (installs the pnnx wheel)")
+    exe = Path(list(spec.submodule_search_locations)[0]) / "pnnx"
+    if not exe.is_file():
+        raise ConversionError(f"the pnnx wheel has no executable at {exe}", hint="reinstall: make setup")
+    return exe
+
+
+def run_pnnx(model_path: Path, input_shape: tuple[int, ...], *, fp16: bool, param: Path, bin_path: Path) -> None:
+    """Run pnnx on a copy of the model in a temporary folder; move its ncnn .param/.bin to param/bin_path."""
+    if not model_path.is_file():
+        raise ConversionError("model file not found", where=str(model_path))
+    suffix = model_path.suffix.lower() if model_path.suffix.lower() in (".onnx", ".pt", ".pth") else ".onnx"
+    with tempfile.TemporaryDirectory(prefix="edgekit-pnnx-") as tmp:
+        src = Path(tmp) / f"model{suffix}"
+        shutil.copyfile(model_path, src)
+        shape = "[" + ",".join(str(d) for d in input_shape) + "]"
+        cmd = [str(pnnx_executable()), src.name, f"inputshape={shape}", f"fp16={int(fp16)}", "device=cpu",
+               "ncnnparam=model.ncnn.param", "ncnnbin=model.ncnn.bin"]
+        try:
+            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=PNNX_TIMEOUT_S,
+                                  errors="replace")
+        except subprocess.TimeoutExpired:
+            raise ConversionError(f"pnnx did not finish within {PNNX_TIMEOUT_S} s", where=str(model_path)) from None
+        out_param, out_bin = Path(tmp) / "model.ncnn.param", Path(tmp) / "model.ncnn.bin"
+        if proc.returncode != 0 or not out_param.is_file() or not out_bin.is_file():
+            raise ConversionError(f"pnnx failed (exit code {proc.returncode}):\n{_tail(proc.stdout + proc.stderr)}",
+                                  where=str(model_path),
+                                  hint="simplify the model (onnxsim) or export with opset 17 (dynamo=False)")
+        shutil.move(str(out_param), param)
+        shutil.move(str(out_bin), bin_path)
+
+
+def _tail(text: str) -> str:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return "\n".join("    " + ln for ln in lines[-_TAIL_LINES:])
+
+
+# --- inputs and outputs -----------------------------------------------------------------------------------------
+def describe_io(model_path: Path, graph: NcnnGraph, input_shape: tuple[int, ...], fmt: Format) -> NcnnIO:
+    """Map pnnx's blobs (in0.., out0..) to the original model's names, in the original order."""
+    in_blobs = _numbered(graph.input_blobs(), "in")
+    out_blobs = _numbered(graph.output_blobs(), "out")
+    in_names, out_names, out_shapes = _model_io(model_path)
+    in_names = in_names or in_blobs
+    out_names = out_names or out_blobs
+    if len(in_blobs) != len(in_names) or len(out_blobs) != len(out_names):
+        raise ConversionError(f"pnnx produced inputs {in_blobs} and outputs {out_blobs}, but the model has "
+                              f"inputs {in_names} and outputs {out_names}", where=str(model_path))
+    return NcnnIO(format=fmt.value, inputs=in_blobs, outputs=out_blobs, options=options_for(fmt),
+                  input_names=in_names, input_shapes=[list(input_shape)] * len(in_blobs),
+                  output_names=out_names, output_shapes=list(out_shapes or [None] * len(out_blobs)))
+
+
+def _numbered(blobs: list[str], prefix: str) -> list[str]:
+    """pnnx numbers blobs in the model's order (out0 = first output); file order can differ."""
+    named = [b for b in blobs if re.fullmatch(rf"{prefix}\d+", b)]
+    return sorted(named, key=lambda b: int(b[len(prefix):])) if len(named) == len(blobs) else blobs
+
+
+def _model_io(model_path: Path) -> tuple[list[str], list[str], list[list[int]] | None]:
+    """Input names, output names and static output shapes of an ONNX file (empty for TorchScript)."""
+    if model_path.suffix.lower() != ".onnx":
+        return [], [], None
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    ins = [i.name for i in model.graph.input if i.name not in inits]
+    outs = [o.name for o in model.graph.output]
+    shapes: list[list[int]] = []
+    for o in model.graph.output:
+        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in o.type.tensor_type.shape.dim]
+        if not dims or 0 in dims:
+            return ins, outs, None
+        shapes.append(dims)
+    return ins, outs, shapes
+
+
+def check_outputs(param: Path, bin_path: Path, io: NcnnIO) -> None:
+    """Run the artifact once on zeros: it must load, and each output must have its ONNX shape's element count
+    (a mismatch means the blob-to-output mapping is wrong). Fills shapes that ONNX left dynamic."""
+    zeros = [np.zeros(shape, np.float32) for shape in io.input_shapes]
+    with NcnnModel(param, bin_path, io) as model:
+        raw = model.extract(zeros, io.outputs)
+    changed = False
+    for k, (blob, name, arr) in enumerate(zip(io.outputs, io.output_names, raw)):
+        shape = io.output_shapes[k]
+        if shape is None:
+            io.output_shapes[k], changed = [1, *arr.shape], True
+        elif int(np.prod(shape)) != arr.size:
+            raise ConversionError(f"ncnn output {blob} has shape {list(arr.shape)}, but the model's output "
+                                  f"{name!r} has shape {shape}", where=str(param))
+    if changed:
+        io.notes.append("output shapes were dynamic in the model; taken from an ncnn run with the recipe's input")
+        io.write(io_path_for(param))
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def artifact_size(files: list[Path]) -> int:
+    """Bytes of the model files (the sidecar is a few hundred bytes and not counted)."""
+    return sum(f.stat().st_size for f in files if f.suffix in (".param", ".bin"))
+
+
+def load_io(files: list[Path]) -> NcnnIO:
+    """The sidecar of an artifact given its file list."""
+    param = next(f for f in files if f.suffix == ".param")
+    return NcnnIO.read(io_path_for(param))
+

@@ -1,0 +1,3 @@
+"""NCNN INT8 post-training quantization (work in progress)."""
+
+QUANTIZER_VERSION = "1"

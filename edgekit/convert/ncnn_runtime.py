@@ -1,0 +1,146 @@
+"""How an ncnn artifact is run: its sidecar (model.io.json) and a host runner that honours it.
+
+ncnn has no names for a model's inputs and outputs beyond its blob names (pnnx writes in0.. / out0..) and no
+batch axis, and its arithmetic depends on runtime options: on ARMv8.2 cores (Cortex-A76, A55) ncnn uses fp16
+storage and arithmetic by default, so an "fp32" model would silently run in fp16 there. The sidecar records,
+next to the .param/.bin, what every runner (this host's fidelity check, the on-device agent) must do:
+
+    {"version": 1, "format": "ncnn-fp32",
+     "inputs": ["in0"],   "input_names": ["input"],   "input_shapes": [[1, 3, 224, 224]],
+     "outputs": ["out0"], "output_names": ["logits"], "output_shapes": [[1, 1000]],   # ONNX output order
+     "options": {"use_fp16_packed": false, "use_fp16_storage": false, "use_fp16_arithmetic": false,
+                 "use_bf16_storage": false, "use_int8_inference": false},
+     "notes": ["..."], "int8": {...quantizer report, ncnn-int8 only...}}
+
+`inputs`/`outputs` are ncnn blob names (flat lists, so the stdlib-only agent reads them directly).
+A runner sets every `options` key on `ncnn.Net().opt` before loading, feeds each input without its batch axis
+(ncnn Mat from `x[0]`), and reshapes each output blob to its `output_shapes` entry (adding the batch axis back).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgekit.errors import ConversionError
+from edgekit.formats import Format, Precision
+
+IO_VERSION = 1
+IO_SUFFIX = ".io.json"
+
+# ncnn Option flags per precision. fp32 and int8 switch every reduced-precision float path off, so "fp32" is
+# fp32 on every CPU and int8 layers sit between fp32 layers; fp16 keeps ncnn's own defaults (fp16 storage and,
+# where the CPU has it, fp16 arithmetic), which is what a user of ncnn gets without asking.
+_FLOAT_OFF = {"use_fp16_packed": False, "use_fp16_storage": False, "use_fp16_arithmetic": False,
+              "use_bf16_storage": False}
+RUNTIME_OPTIONS: dict[Precision, dict[str, bool]] = {
+    Precision.FP32: {**_FLOAT_OFF, "use_int8_inference": False},
+    Precision.FP16: {"use_fp16_packed": True, "use_fp16_storage": True, "use_fp16_arithmetic": True,
+                     "use_bf16_storage": False, "use_int8_inference": False},
+    Precision.INT8: {**_FLOAT_OFF, "use_int8_inference": True},
+}
+
+
+@dataclass
+class NcnnIO:
+    """The sidecar of one ncnn artifact (see the module docstring); shapes include the batch axis of 1."""
+
+    format: str
+    inputs: list[str]
+    outputs: list[str]
+    options: dict[str, bool]
+    input_names: list[str] = field(default_factory=list)
+    input_shapes: list[list[int]] = field(default_factory=list)
+    output_names: list[str] = field(default_factory=list)
+    output_shapes: list[list[int] | None] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    int8: dict[str, Any] | None = None
+    version: int = IO_VERSION
+
+    def write(self, path: Path) -> None:
+        data = asdict(self)
+        if data["int8"] is None:
+            del data["int8"]
+        Path(path).write_text(json.dumps(data, indent=1) + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> "NcnnIO":
+        try:
+            return cls(**json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConversionError(f"unreadable ncnn sidecar: {exc}", where=str(path),
+                                  hint="convert the model again (edgekit convert)") from None
+
+
+def io_path_for(param: Path) -> Path:
+    """model.param -> model.io.json"""
+    return param.with_suffix(IO_SUFFIX)
+
+
+def options_for(fmt: Format) -> dict[str, bool]:
+    return dict(RUNTIME_OPTIONS[fmt.precision])
+
+
+class NcnnModel:
+    """An ncnn artifact loaded on this host with its sidecar's options; `run` maps inputs to named outputs."""
+
+    def __init__(self, param: Path, bin_path: Path, io: NcnnIO | None = None, threads: int = 1) -> None:
+        import ncnn
+
+        self.io = io or NcnnIO.read(io_path_for(Path(param)))
+        self.net = ncnn.Net()
+        self.net.opt.num_threads = threads
+        for key, value in self.io.options.items():
+            setattr(self.net.opt, key, value)
+        if self.net.load_param(str(param)) != 0:
+            raise ConversionError("ncnn cannot load this .param (unknown layer type or bad syntax)",
+                                  where=str(param), hint="see the ncnn error printed above")
+        if self.net.load_model(str(bin_path)) != 0:
+            raise ConversionError("ncnn cannot load this .bin (it does not match the .param)", where=str(bin_path))
+
+    def close(self) -> None:
+        self.net.clear()
+
+    def __enter__(self) -> "NcnnModel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def extract(self, inputs: Sequence[np.ndarray], blobs: Sequence[str]) -> list[np.ndarray]:
+        """One inference; each input has its batch axis of 1. Returns the named blobs in ncnn's layout (no batch
+        axis): the model's outputs, or intermediate activations for the INT8 calibration."""
+        import ncnn
+
+        if len(inputs) != len(self.io.inputs):
+            raise ConversionError(f"model takes {len(self.io.inputs)} inputs, got {len(inputs)}")
+        ex = self.net.create_extractor()
+        keep = []  # ncnn.Mat may borrow the numpy buffer: keep it alive until extraction ends
+        for blob, x in zip(self.io.inputs, inputs):
+            arr = np.ascontiguousarray(np.asarray(x, dtype=np.float32)[0])
+            keep.append(arr)
+            ex.input(blob, ncnn.Mat(arr))
+        return [self._extract(ex, blob) for blob in blobs]
+
+    def run_one(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One inference; outputs in the original model's order and shapes (batch axis of 1)."""
+        raw = self.extract(inputs, self.io.outputs)
+        shapes = self.io.output_shapes or [None] * len(raw)
+        return [out.reshape(shape) if shape else out[None] for shape, out in zip(shapes, raw)]
+
+    def run(self, inputs: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Every sample of a batch (N, ...) through the model one by one; outputs stacked to (N, ...)."""
+        batches = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+        per_sample = [self.run_one([b[i : i + 1] for b in batches]) for i in range(len(batches[0]))]
+        return [np.concatenate([s[k] for s in per_sample]) for k in range(len(self.io.outputs))]
+
+    @staticmethod
+    def _extract(ex: Any, blob: str) -> np.ndarray:
+        ret, mat = ex.extract(blob)
+        if ret != 0:
+            raise ConversionError(f"ncnn failed to compute blob {blob!r} (error {ret})")
+        return np.array(mat, dtype=np.float32)

@@ -1,0 +1,144 @@
+"""ONNX -> NCNN through pnnx: numerics against onnxruntime, the sidecar's output mapping, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.convert.base import Converter
+from edgekit.convert.ncnn import NcnnConverter, convert_model, run_pnnx
+from edgekit.convert.ncnn_param import read_param
+from edgekit.convert.ncnn_runtime import NcnnIO, NcnnModel
+from edgekit.errors import ConversionError
+from edgekit.formats import Format
+from edgekit.recipe import load_recipe
+
+pytestmark = pytest.mark.integration
+SHAPE = (1, 3, 32, 32)
+
+
+def build_two_output_net() -> object:
+    """Conv+BN+ReLU, depthwise, strided 1x1, pooled linear head; two outputs of different shapes."""
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16)
+            self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+            self.c2 = nn.Conv2d(16, 32, 1, stride=2)
+            self.fc = nn.Linear(32, 10)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x = torch.relu(self.b1(self.c1(x)))
+            x = torch.relu(self.dw(x))
+            feat = torch.relu(self.c2(x))
+            return self.fc(feat.mean((2, 3))), feat
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    with torch.no_grad():  # non-trivial BN statistics, so folding BN into the conv is exercised
+        net.b1.running_mean.uniform_(-0.2, 0.2)
+        net.b1.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def export_onnx(model: object, path: Path, output_names: list[str]) -> Path:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.onnx.export(model, (torch.zeros(SHAPE),), str(path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=output_names)
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_onnx(build_two_output_net(), tmp_path_factory.mktemp("ncnn") / "net.onnx", ["logits", "feat"])
+
+
+@pytest.fixture(scope="module")
+def inputs() -> np.ndarray:
+    return np.random.default_rng(0).uniform(-1, 1, (4, *SHAPE[1:])).astype(np.float32)
+
+
+def onnx_outputs(path: Path, x: np.ndarray) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    runs = [sess.run(None, {"input": x[i : i + 1]}) for i in range(len(x))]
+    return [np.concatenate([r[k] for r in runs]) for k in range(len(runs[0]))]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_registry_knows_the_ncnn_formats() -> None:
+    for fmt in (Format.NCNN_FP32, Format.NCNN_FP16, Format.NCNN_INT8):
+        assert Converter.for_format(fmt) is NcnnConverter
+    versions = NcnnConverter.tool_versions()
+    assert versions["pnnx"] != "missing" and versions["ncnn"] != "missing" and versions["edgekit-ncnn-int8"]
+
+
+def test_fp32_matches_onnxruntime_and_maps_outputs(onnx_model: Path, inputs: np.ndarray, tmp_path: Path) -> None:
+    files = convert_model(onnx_model, SHAPE, Format.NCNN_FP32, tmp_path)
+    assert [f.name for f in files] == ["model.param", "model.bin", "model.io.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.io.json", "model.param"]
+    io = NcnnIO.read(files[2])
+    assert io.output_names == ["logits", "feat"] and io.outputs == ["out0", "out1"]
+    assert io.output_shapes == [[1, 10], [1, 32, 16, 16]] and io.inputs == ["in0"]
+    assert io.options["use_fp16_storage"] is False and io.options["use_fp16_arithmetic"] is False
+    ref = onnx_outputs(onnx_model, inputs)
+    with NcnnModel(files[0], files[1]) as model:
+        got = model.run(inputs)
+    for r, g in zip(ref, got):
+        assert g.shape == r.shape
+        assert np.abs(g - r).max() < 1e-4
+    assert read_param(files[0]).layers[0].type == "Input"
+
+
+def test_fp16_stores_half_weights_and_stays_close(onnx_model: Path, inputs: np.ndarray, tmp_path: Path) -> None:
+    fp32 = convert_model(onnx_model, SHAPE, Format.NCNN_FP32, tmp_path / "fp32")
+    fp16 = convert_model(onnx_model, SHAPE, Format.NCNN_FP16, tmp_path / "fp16")
+    assert fp16[1].stat().st_size < 0.6 * fp32[1].stat().st_size
+    assert json.loads(fp16[2].read_text())["options"]["use_fp16_storage"] is True
+    ref = onnx_outputs(onnx_model, inputs)
+    with NcnnModel(fp16[0], fp16[1]) as model:
+        got = model.run(inputs)
+    for r, g in zip(ref, got):
+        assert cosine(r, g) >= 0.999
+
+
+def test_converter_reads_the_recipe(onnx_model: Path, tmp_path: Path) -> None:
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(f"name: t\nmodel: {{kind: onnx, path: {onnx_model}}}\n"
+                           "input: {shape: [1, 3, 32, 32]}\nformats: [ncnn-fp32]\n")
+    recipe = load_recipe(recipe_file)
+    files = NcnnConverter().convert(onnx_model, recipe, Format.NCNN_FP32, tmp_path / "out")
+    assert files[0].suffix == ".param" and files[1].suffix == ".bin"
+
+
+def test_pnnx_failure_is_a_conversion_error_with_its_output(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"this is not a protobuf")
+    with pytest.raises(ConversionError) as err:
+        run_pnnx(bad, SHAPE, fp16=False, param=tmp_path / "m.param", bin_path=tmp_path / "m.bin")
+    assert "pnnx failed" in str(err.value) and str(bad) in str(err.value)
+    assert len(str(err.value).splitlines()) > 2  # the tool's own output tail is attached
+    assert not (tmp_path / "m.param").exists()
+
+
+def test_batch_other_than_one_is_refused(onnx_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConversionError, match="no batch axis"):
+        convert_model(onnx_model, (2, 3, 32, 32), Format.NCNN_FP32, tmp_path)
+
+
+def test_missing_model_file(tmp_path: Path) -> None:
+    with pytest.raises(ConversionError, match="not found"):
+        convert_model(tmp_path / "nope.onnx", SHAPE, Format.NCNN_FP32, tmp_path)
