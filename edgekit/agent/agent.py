@@ -249,7 +249,9 @@ class TfliteRunner:
     def __init__(self, path: str, threads: int, preference: str) -> None:
         module_name, interpreter_mod = _import_tflite(preference)
         self.runtime = module_name
-        self.interp = interpreter_mod.Interpreter(model_path=path, num_threads=threads)
+        with open(path, "rb") as handle:
+            self._content = handle.read()  # model_content is verified as a flatbuffer; model_path is not (SIGSEGV)
+        self.interp = interpreter_mod.Interpreter(model_content=self._content, num_threads=threads)
         self.interp.allocate_tensors()
         self.inp = self.interp.get_input_details()[0]
         self.outs = self.interp.get_output_details()
