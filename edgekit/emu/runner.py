@@ -61,7 +61,7 @@ def up(name: str, log=print) -> DeviceState:  # noqa: ANN001
             state = DeviceState(
                 name=name, cpu=spec.cpu, port=port, user=getpass.getuser(), host_key=host_key,
                 known_hosts=str(dev.known_hosts), client_key=str(dev.client_key), python=str(dev.python),
-                python_tflite_runtime=str(dev.python_tflite_runtime), work_dir=str(dev.home),
+                python_tflite_runtime=str(dev.python_tflite_runtime), work_dir=str(dev.home / "edgekit"),
                 sshd_pid=pid, sshd_config=str(dev.sshd_config), started_at=time.time())
             write_state(state)
             return state
@@ -132,7 +132,7 @@ def _write_sshd_config(dev: layout.DeviceDir, port: int) -> None:
         "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "UsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\n"
         f"AllowUsers {user}\nSubsystem sftp internal-sftp\nAcceptEnv EDGEKIT_*\n"
-        f"SetEnv EDGEKIT_DEVICE={dev.name}\n"
+        f"SetEnv EDGEKIT_DEVICE={dev.name} HOME={dev.home}\n"
         "PrintMotd no\nUseDNS no\nX11Forwarding no\nAllowTcpForwarding no\nLogLevel ERROR\n"
     )
 

@@ -1,0 +1,267 @@
+"""Targets: where a model runs. A target file (targets/NAME.yaml) says how to reach a device and what it is;
+it never holds a secret (keys are referenced by path).
+
+Precedence, lowest first: the target file < the user's ~/.ssh/config entry for `host` (HostName, User, Port,
+IdentityFile: the user's own truth about that host beats the repo's shared template) < the environment
+(`EDGEKIT_TARGET_<NAME>_<FIELD>`, NAME upper-cased with `-` as `_`, nested fields with `__`, e.g.
+`EDGEKIT_TARGET_PI4_HOST=10.0.0.7`, `EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING=true`) < command-line
+`--set field=value` (`--set emulated.counting=true`). Values are read as YAML scalars (`2222`, `true`).
+
+An emulated target (`emulated:` block) gets host, port, user, key, known_hosts (its pinned host key), python
+and work_dir from its device's state file while the device runs; `ensure_device` starts it when it does not.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import sys
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from edgekit.errors import TargetError
+from edgekit.paths import REPO_ROOT
+
+TARGETS_DIR = REPO_ROOT / "targets"
+
+
+class TransportKind(str, Enum):
+    SSH = "ssh"
+    LOCAL = "local"
+
+
+class Emulated(BaseModel):
+    """An emulated device: which `edgekit emu` device backs it and the qemu CPU model it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str
+    cpu: str
+    counting: bool = False  # run the plugin-capable qemu for instruction counts (see edgekit/emu/README.md)
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    transport: TransportKind = TransportKind.SSH
+    host: str | None = None
+    port: int = Field(22, ge=1, le=65535)
+    user: str | None = None
+    key: Path | None = None  # private key file (path only)
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    accept_new: bool = False  # trust (and record) a host key never seen before; a changed key is never accepted
+    connect_timeout: float = Field(10.0, gt=0)
+    work_dir: str = "~/edgekit"
+    python: str = "python3"
+    runtime_python: dict[str, str] = Field(default_factory=dict)  # runtime -> python command, where it differs
+    runtimes: list[str] = Field(default_factory=lambda: ["ai_edge_litert", "ncnn"])
+    expected_cpu: str | None = None  # for reports, e.g. "Cortex-A72"
+    emulated: Emulated | None = None
+
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The file this target was loaded from."""
+        return self._source
+
+    @property
+    def kind(self) -> str:
+        return "emulated" if self.emulated else self.transport.value
+
+    def python_for(self, runtime: str) -> str:
+        """The python command that has `runtime` (e.g. tflite_runtime lives in its own site dir)."""
+        return self.runtime_python.get(runtime, self.python)
+
+
+def load_target(name_or_path: str | Path, overrides: Mapping[str, str] | list[str] | None = None, *,
+                env: Mapping[str, str] | None = None, ssh_config: Path | None = None) -> Target:
+    """Read a target by name (targets/NAME.yaml) or path, apply ssh config, environment and overrides."""
+    path = target_path(name_or_path)
+    raw = _read_yaml(path)
+    raw.setdefault("name", path.stem)
+    name = str(raw["name"])
+    explicit = _env_overrides(name, os.environ if env is None else env)
+    explicit.update(_parse_overrides(overrides))
+    data = _deep_merge(raw, explicit)
+    if data.get("transport") == TransportKind.LOCAL.value and "python" not in data:
+        data["python"] = sys.executable  # the host side runs in edgekit's own environment (its runtimes)
+    target = _validate(data, str(path))
+    if target.transport is TransportKind.SSH and not target.emulated:
+        target = _apply_ssh_config(target, explicit, ssh_config, str(path))
+    if target.emulated:
+        target = _apply_device_state(target, explicit)
+    target._source = str(path)
+    return target
+
+
+def target_path(name_or_path: str | Path) -> Path:
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or "/" in text:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise TargetError("target file not found", where=str(path))
+        return path
+    for folder in target_dirs():
+        candidate = folder / f"{text}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise TargetError(f"unknown target {text!r}", where=", ".join(str(d) for d in target_dirs()),
+                      hint=f"known targets: {', '.join(list_target_names()) or 'none'}")
+
+
+def target_dirs() -> list[Path]:
+    """The repo's targets/ plus EDGEKIT_TARGETS_DIR (a user's own folder of target files), if set."""
+    extra = os.environ.get("EDGEKIT_TARGETS_DIR")
+    return ([Path(extra).expanduser()] if extra else []) + [TARGETS_DIR]
+
+
+def list_target_names() -> list[str]:
+    names: dict[str, None] = {}
+    for folder in target_dirs():
+        for f in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            names.setdefault(f.stem)
+    return list(names)
+
+
+def open_transport(target: Target):  # noqa: ANN201 - returns edgekit.transport.base.Transport
+    """A lazily connecting transport for the target (SSH or local)."""
+    if target.transport is TransportKind.LOCAL:
+        from edgekit.transport.local import LocalTransport
+
+        return LocalTransport(target)
+    from edgekit.transport.ssh import SshTransport
+
+    if target.emulated and not target.host:
+        raise TargetError(f"emulated device {target.emulated.device} is not running", where=target.name,
+                          hint=f"edgekit emu up {target.emulated.device} (or call edgekit.target.ensure_device)")
+    return SshTransport(target)
+
+
+def ensure_device(target: Target, log: Any = None) -> Target:
+    """Start the emulated device behind `target` if it is not running; return the target with its live
+    connection details. Real boards and local targets are returned unchanged."""
+    if not target.emulated:
+        return target
+    from edgekit.emu.runner import up
+
+    up(target.emulated.device, log or (lambda _m: None))
+    refreshed = _apply_device_state(target, {})
+    refreshed._source = target.source
+    return refreshed
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise TargetError(f"not valid YAML: {exc}", where=str(path)) from None
+    if not isinstance(data, dict):
+        raise TargetError("a target file must be a mapping of fields", where=str(path))
+    return data
+
+
+def _validate(data: dict[str, Any], where: str) -> Target:
+    try:
+        return Target.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise TargetError(f"invalid target: {problems}", where=where,
+                          hint=f"fields: {', '.join(Target.model_fields)}") from None
+
+
+def _env_overrides(name: str, env: Mapping[str, str]) -> dict[str, Any]:
+    prefix = "EDGEKIT_TARGET_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_"
+    pairs = [f"{k[len(prefix):].lower().replace('__', '.')}={v}" for k, v in env.items() if k.startswith(prefix)]
+    return _parse_overrides(pairs)
+
+
+def _parse_overrides(overrides: Mapping[str, str] | list[str] | None) -> dict[str, Any]:
+    """`field=value` strings (or a mapping) to a nested dict; values parsed as YAML scalars."""
+    if not overrides:
+        return {}
+    items = overrides.items() if isinstance(overrides, Mapping) else [_split(o) for o in overrides]
+    result: dict[str, Any] = {}
+    for key, value in items:
+        node = result
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = _scalar(value)
+    return result
+
+
+def _split(item: str) -> tuple[str, str]:
+    if "=" not in item:
+        raise TargetError(f"override {item!r} is not field=value", where="--set",
+                          hint="e.g. --set host=192.168.1.20 --set port=2222")
+    key, value = item.split("=", 1)
+    return key, value
+
+
+def _scalar(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return yaml.safe_load(value) if value != "" else ""
+    except yaml.YAMLError:
+        return value
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _apply_ssh_config(target: Target, explicit: dict[str, Any], path: Path | None, where: str) -> Target:
+    """Resolve `host` through ~/.ssh/config (or EDGEKIT_SSH_CONFIG): HostName, User, Port, IdentityFile."""
+    import paramiko
+
+    if not target.host:
+        raise TargetError("an ssh target needs a host", where=where, hint="--set host=raspberrypi.local")
+    cfg_path = path or Path(os.environ.get("EDGEKIT_SSH_CONFIG", "~/.ssh/config")).expanduser()
+    update: dict[str, Any] = {}
+    if cfg_path.is_file():
+        try:
+            entry = paramiko.SSHConfig.from_path(str(cfg_path)).lookup(target.host)
+        except Exception as exc:  # paramiko raises several types for a malformed file
+            raise TargetError(f"cannot read ssh config: {exc}", where=str(cfg_path)) from None
+        update["host"] = entry.get("hostname", target.host)
+        if "user" in entry and "user" not in explicit:
+            update["user"] = entry["user"]
+        if "port" in entry and "port" not in explicit:
+            update["port"] = int(entry["port"])
+        if entry.get("identityfile") and "key" not in explicit:
+            update["key"] = Path(entry["identityfile"][0])
+    if not (update.get("user") or target.user):
+        update["user"] = getpass.getuser()
+    return target.model_copy(update=update)
+
+
+def _apply_device_state(target: Target, explicit: dict[str, Any]) -> Target:
+    """Fill the live connection details of an emulated device from its state file (explicit overrides win)."""
+    from edgekit.emu.runner import running_state
+
+    state = running_state(target.emulated.device) if target.emulated else None
+    if state is None:
+        return target
+    live: dict[str, Any] = {
+        "host": state.host, "port": state.port, "user": state.user, "key": Path(state.client_key),
+        "known_hosts": Path(state.known_hosts), "accept_new": False, "python": state.python,
+        "work_dir": state.work_dir,
+        "runtime_python": {"tflite_runtime": state.python_tflite_runtime, **target.runtime_python},
+    }
+    return target.model_copy(update={k: v for k, v in live.items() if k not in explicit})

@@ -1,0 +1,119 @@
+"""Local transport: the Transport API on this machine, so the host CPU is measured by the same code path as
+a device (same put semantics, same run with timeout and process-group kill).
+
+The work dir is data_dir()/local/<target name> unless the target sets `work_dir`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from edgekit.errors import RemoteTimeout, TransportError
+from edgekit.paths import data_dir
+from edgekit.target import Target
+from edgekit.transport.base import PutResult, RunResult, Transport
+from edgekit.transport.ssh import sha256_file
+
+
+class LocalTransport(Transport):
+    """This machine as a device. Relative paths (and run's default cwd) are the work dir."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.name = target.name
+        if "work_dir" in target.model_fields_set:
+            self.work_dir = str(Path(target.work_dir).expanduser())
+        else:
+            self.work_dir = str(data_dir() / "local" / target.name)
+        Path(self.work_dir).mkdir(parents=True, exist_ok=True)
+
+    def connect(self) -> "LocalTransport":
+        return self
+
+    def _abs(self, remote: str) -> Path:
+        path = Path(remote).expanduser()
+        return path if path.is_absolute() else Path(self.work_dir) / path
+
+    def put(self, local: Path, remote: str) -> PutResult:
+        local = Path(local)
+        if not local.is_file():
+            raise TransportError(f"no such local file {local}", where=f"put to {self.name}")
+        digest = sha256_file(local)
+        dest = self._abs(remote)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_file() and sha256_file(dest) == digest:
+            return PutResult(local, str(dest), digest, 0, True)
+        tmp = dest.with_name(f".{dest.name}.edgekit-{secrets.token_hex(4)}")
+        shutil.copyfile(local, tmp)
+        if sha256_file(tmp) != digest:
+            tmp.unlink(missing_ok=True)
+            raise TransportError(f"sha256 of the copied {local.name} does not match", where=str(dest))
+        os.replace(tmp, dest)
+        return PutResult(local, str(dest), digest, local.stat().st_size, False)
+
+    def get(self, remote: str, local: Path) -> Path:
+        source = self._abs(remote)
+        if not source.is_file():
+            raise TransportError(f"no such file {source}", where=self.name)
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        if source.resolve() != local.resolve():
+            tmp = local.with_name(f".{local.name}.part")
+            shutil.copyfile(source, tmp)
+            tmp.replace(local)
+        return local
+
+    def mkdir(self, remote: str) -> None:
+        self._abs(remote).mkdir(parents=True, exist_ok=True)
+
+    def run(self, argv: list[str], *, timeout: float, cwd: str | None = None,
+            env: dict[str, str] | None = None) -> RunResult:
+        command = " ".join(shlex.quote(str(a)) for a in argv)
+        where = self._abs(cwd) if cwd else Path(self.work_dir)
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen([str(a) for a in argv], cwd=where, env={**os.environ, **(env or {})},
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)
+        except OSError as exc:
+            return RunResult(command, 127, "", f"{argv[0]}: {exc}", time.monotonic() - start)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            out, err = _kill_group(proc)
+            exc = RemoteTimeout(f"`{command}` did not finish within {timeout:g} s and was stopped",
+                                where=f"{self.name} (local)")
+            exc.stdout, exc.stderr, exc.pgid = (out.decode(errors="replace"),  # type: ignore[attr-defined]
+                                                err.decode(errors="replace"), proc.pid)
+            raise exc from None
+        return RunResult(command, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
+                         time.monotonic() - start)
+
+    def close(self) -> None:
+        pass
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """TERM, then KILL, the command's whole process group (it runs in a session of its own)."""
+    for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            out, err = proc.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the leader is gone; members that ignored TERM go too
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return out, err
+    return b"", b""
