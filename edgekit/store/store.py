@@ -133,14 +133,23 @@ class Store:
         with self._read() as conn:
             return _load(conn, ids)
 
-    def history(self, *, since: float | None = None, recipe: str | None = None,
-                target: str | None = None) -> list[StoredRun]:
-        """Every run matching the filters, oldest first, fully loaded (for reports and regression checks)."""
+    def history(self, *, since: float | None = None, recipe: str | None = None, target: str | None = None,
+                limit: int | None = None) -> list[StoredRun]:
+        """Runs matching the filters (the newest `limit` of them), oldest first, fully loaded."""
         query = _filtered(select(runs.c.id, runs.c.started_ts), recipe=recipe, target=target, since=since)
+        query = query.order_by(runs.c.started_ts.desc(), runs.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
         with self._read() as conn:
-            rows = conn.execute(query.order_by(runs.c.started_ts, runs.c.id)).all()
+            rows = conn.execute(query).all()[::-1]
             loaded = _load(conn, [r.id for r in rows]) if rows else {}
         return [StoredRun(r.id, r.started_ts, loaded[r.id]) for r in rows]
+
+    def recipes(self, *, since: float | None = None) -> list[str]:
+        """Names of the recipes with runs (since `since`), sorted."""
+        query = _filtered(select(runs.c.recipe).distinct(), recipe=None, target=None, since=since)
+        with self._read() as conn:
+            return sorted(conn.execute(query).scalars())
 
     def schema_version(self) -> int:
         with self._read() as conn:

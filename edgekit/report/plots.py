@@ -1,0 +1,192 @@
+"""The report's plots, drawn with matplotlib (Agg) and returned as inline SVG text (no files, no network).
+
+Every plot of an emulated target says so in its title and axis label: wall time under qemu is not a device
+latency. Where guest instruction counts exist they get their own panel, labelled as counts.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from edgekit.formats import Format, Precision  # noqa: E402
+from edgekit.report.regression import FlagKind  # noqa: E402
+from edgekit.report.view import RecipeView  # noqa: E402
+from edgekit.results import Measurement  # noqa: E402
+
+EMULATED_NOTE = "EMULATED: qemu wall time, not device latency"
+_PALETTE = plt.get_cmap("tab10").colors
+_COLOURS = {f.value: _PALETTE[i] for i, f in enumerate(Format)}
+_PRECISION_COLOURS = dict(zip(Precision, ("#4c72b0", "#55a868", "#c44e52", "#dd8452")))
+plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "edgekit", "font.size": 9,
+                     "axes.spines.top": False, "axes.spines.right": False})
+
+
+def colour(artifact: str) -> tuple[float, float, float]:
+    return _COLOURS.get(artifact, _PALETTE[(hash(artifact) % 3) + 7])
+
+
+def trend(view: RecipeView, target: str) -> str:
+    """p50 per artifact over time, one panel per thread count (+ instruction counts when present)."""
+    emulated = view.emulated(target)
+    series: dict[tuple[str, int], list[tuple[float, Measurement, bool]]] = defaultdict(list)
+    for run in view.runs:
+        for t in run.result.runs:
+            if t.target == target and t.agent:
+                for m in t.agent.measurements:
+                    if m.status == "ok" and m.p50_ms is not None:
+                        series[(m.artifact, m.threads)].append((run.started_ts, m, t.emulated))
+    threads = sorted({k[1] for k in series}) or [1]
+    counted = any(m.instructions_per_invoke for pts in series.values() for _, m, _ in pts)
+    rows = 2 if counted else 1
+    fig = _figure(rows, len(threads), height=2.9 * rows + 0.4, legend=True)
+    flagged = {(f.artifact, f.threads) for f in view.flags if f.target == target and f.is_regression}
+    for col, n in enumerate(threads):
+        ax = fig.axes[col]
+        for (artifact, th), pts in sorted(series.items(), key=lambda kv: _order(kv[0][0])):
+            if th != n:
+                continue
+            xs = [mdates.date2num(np.datetime64(int(ts), "s")) for ts, _, _ in pts]
+            ax.plot(xs, [m.p50_ms for _, m, _ in pts], "-o", ms=3, lw=1.4, color=colour(artifact), label=artifact)
+            if (artifact, th) in flagged:
+                ax.plot(xs[-1:], [pts[-1][1].p50_ms], "o", ms=11, mfc="none", mec="red", mew=2)
+            if counted and rows == 2:
+                counts = [(x, m.instructions_per_invoke) for x, (_, m, _) in zip(xs, pts) if m.instructions_per_invoke]
+                if counts:
+                    fig.axes[len(threads) + col].plot(*zip(*counts), "-s", ms=3, lw=1.2, color=colour(artifact))
+        ax.set_title(f"{target}, {n} thread{'s' if n > 1 else ''}" + (" [emulated]" if emulated else ""))
+        ax.set_ylabel("p50, emulated wall time (ms)" if emulated else "p50 latency (ms)")
+        if counted:
+            cax = fig.axes[len(threads) + col]
+            cax.set_ylabel("instructions / invoke (count)")
+            cax.set_title("guest instruction count (not time)")
+            _dates(cax)
+        _dates(ax)
+    _legend(fig)
+    return _svg(fig, f"Latency trend on {target}" + (f" ({EMULATED_NOTE})" if emulated else ""))
+
+
+def distribution(view: RecipeView, target: str) -> str:
+    """Box plots of every sample of the latest run, one panel per thread count."""
+    emulated = view.emulated(target)
+    found = [m for t in view.latest.result.runs if t.target == target and t.agent
+             for m in t.agent.measurements if m.status == "ok" and m.samples_ms]
+    threads = sorted({m.threads for m in found}) or [1]
+    fig = _figure(1, len(threads), height=3.6)
+    for ax, n in zip(fig.axes, threads):
+        mine = [m for m in found if m.threads == n]
+        boxes = ax.boxplot([m.samples_ms for m in mine], patch_artist=True, widths=0.6,
+                           flierprops={"markersize": 2.5, "alpha": 0.6})
+        for patch, m in zip(boxes["boxes"], mine):
+            patch.set_facecolor(colour(m.artifact))
+            patch.set_alpha(0.75)
+        ax.set_xticks(range(1, len(mine) + 1), [m.artifact for m in mine], rotation=30, ha="right")
+        ax.set_title(f"{target}, {n} thread{'s' if n > 1 else ''}" + (" [emulated]" if emulated else ""))
+        ax.set_ylabel("emulated wall time per invoke (ms)" if emulated else "latency per invoke (ms)")
+    return _svg(fig, f"Latency distribution, latest run on {target}" + (f" ({EMULATED_NOTE})" if emulated else ""))
+
+
+def int8_vs_fp32(view: RecipeView, target: str) -> str:
+    """Per runtime: p50 of each precision (speed-up over fp32 written on the bar), and fidelity loss."""
+    emulated = view.emulated(target)
+    found = [m for t in view.latest.result.runs if t.target == target and t.agent
+             for m in t.agent.measurements if m.status == "ok" and m.p50_ms]
+    use_counts = emulated and bool(found) and all(m.instructions_per_invoke for m in found)
+    threads = sorted({m.threads for m in found}) or [1]
+    fig = _figure(1, len(threads) + 1, height=3.8, legend=True)
+    for ax, n in zip(fig.axes, threads):
+        _precision_bars(ax, [m for m in found if m.threads == n], use_counts)
+        ax.set_title(f"{target}, {n} thread{'s' if n > 1 else ''}" + (" [emulated]" if emulated else ""))
+        ax.set_ylabel("instructions / invoke (count)" if use_counts
+                      else "p50, emulated wall time (ms)" if emulated else "p50 latency (ms)")
+    _fidelity_bars(fig.axes[-1], view)
+    handles = [matplotlib.patches.Patch(color=c, label=p.value) for p, c in _PRECISION_COLOURS.items()]
+    fig.legend(handles=handles, loc="upper right", frameon=False, fontsize=8, title="precision")
+    basis = " (instruction counts)" if use_counts else f" ({EMULATED_NOTE})" if emulated else ""
+    return _svg(fig, f"INT8 and other precisions vs fp32 on {target}{basis}")
+
+
+def _precision_bars(ax: plt.Axes, found: list[Measurement], use_counts: bool) -> None:
+    by_format = {m.format: m for m in found}
+    runtimes = sorted({Format(f).runtime for f in by_format if f in Format._value2member_map_}, key=lambda r: r.value)
+    width = 0.2
+    for i, runtime in enumerate(runtimes):
+        fp32 = by_format.get(f"{runtime.value}-fp32")
+        base = _value(fp32, use_counts) if fp32 else None
+        for j, precision in enumerate(Precision):
+            m = by_format.get(f"{runtime.value}-{precision.value}")
+            value = _value(m, use_counts) if m else None
+            if value is None:
+                continue
+            x = i + (j - 1.5) * width
+            ax.bar(x, value, width * 0.9, color=_PRECISION_COLOURS[precision])
+            if base and precision is not Precision.FP32:
+                ax.text(x, value, f"{base / value:.2f}x", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(runtimes)), [r.value for r in runtimes])
+
+
+def _fidelity_bars(ax: plt.Axes, view: RecipeView) -> None:
+    arts = [a for a in view.latest.result.artifacts if isinstance(a.fidelity.get("cosine"), (int, float))]
+    losses = [max(1.0 - float(a.fidelity["cosine"]), 1e-9) for a in arts]
+    colours = [_PRECISION_COLOURS.get(_precision(a.format), "grey") for a in arts]
+    ax.bar(range(len(arts)), losses, color=colours, edgecolor=["red" if not a.gates_passed else "none" for a in arts])
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(arts)), [a.id for a in arts], rotation=30, ha="right")
+    ax.set_title("fidelity vs original model")
+    ax.set_ylabel("1 - cosine (lower is better)")
+
+
+def _order(artifact: str) -> tuple[int, str]:
+    known = [f.value for f in Format]
+    return (known.index(artifact) if artifact in known else len(known), artifact)
+
+
+def _precision(fmt: str) -> Precision | None:
+    return Format(fmt).precision if fmt in Format._value2member_map_ else None
+
+
+def _value(m: Measurement | None, use_counts: bool) -> float | None:
+    if m is None:
+        return None
+    return float(m.instructions_per_invoke) if use_counts and m.instructions_per_invoke else m.p50_ms
+
+
+def _figure(rows: int, cols: int, *, height: float, legend: bool = False) -> Figure:
+    # Fixed margins rather than constrained layout: measuring every label made a report several times slower.
+    width = min(4.2 * cols, 13.0) + (1.6 if legend else 0.0)
+    fig = plt.figure(figsize=(width, height))
+    fig.subplots(rows, cols, squeeze=False)
+    right = 1.0 - ((1.6 if legend else 0.15) / width)
+    fig.subplots_adjust(left=0.75 / width, right=right, top=1.0 - 0.75 / height, bottom=0.9 / height,
+                        wspace=0.35, hspace=0.55)
+    return fig
+
+
+def _dates(ax: plt.Axes) -> None:
+    locator = mdates.AutoDateLocator(maxticks=6)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def _legend(fig: Figure) -> None:
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper right", frameon=False, fontsize=8)
+
+
+def _svg(fig: Figure, title: str) -> str:
+    fig.suptitle(title, fontsize=10, fontweight="bold")
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg")
+    plt.close(fig)
+    text = buffer.getvalue()
+    return re.sub(r"^.*?(<svg\b)", r"\1", text, count=1, flags=re.S)  # drop the XML prolog and DOCTYPE

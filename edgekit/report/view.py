@@ -1,0 +1,149 @@
+"""What a report shows, computed once from stored runs: per recipe, the latest table, history and flags.
+
+html.py, markdown.py and plots.py only lay this out; every number a report prints is computed here (or in
+regression.py), so the HTML and the Markdown summary can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from edgekit.formats import Format
+from edgekit.report.regression import Flag, Settings, detect_latest
+from edgekit.results import DeployResult, Measurement, TargetRun
+from edgekit.store import Store, StoredRun
+
+
+@dataclass(frozen=True)
+class Row:
+    """One artifact x target x thread count of the latest run."""
+
+    artifact: str
+    target: str
+    threads: int
+    emulated: bool
+    status: str
+    error: str | None
+    p50_ms: float | None
+    p90_ms: float | None
+    speedup: float | None  # over the same runtime's fp32 on the same target and threads
+    speedup_basis: str  # "latency", "emulated wall time" or "instruction count"
+    cosine: float | None  # fidelity against the original model
+    gates_passed: bool | None
+    drift_max_abs: float | None  # target's outputs vs the host's (host-vs-ARM drift)
+    drift_cosine: float | None
+    instructions: int | None
+    flags: tuple[Flag, ...] = ()
+
+
+@dataclass
+class RecipeView:
+    recipe: str
+    runs: list[StoredRun]  # oldest first, restricted to the chosen targets
+    latest: StoredRun
+    rows: list[Row]
+    flags: list[Flag]
+    targets: list[str] = field(default_factory=list)
+
+    def emulated(self, target: str) -> bool:
+        return any(t.emulated for t in self.latest.result.runs if t.target == target)
+
+
+@dataclass
+class Report:
+    recipes: list[RecipeView]
+    generated_at: str
+    since: float | None
+    store_url: str
+
+    @property
+    def flags(self) -> list[Flag]:
+        return [f for view in self.recipes for f in view.flags]
+
+    @property
+    def regressions(self) -> list[Flag]:
+        return [f for f in self.flags if f.is_regression]
+
+
+def build(store: Store, *, since: float | None = None, recipes: Sequence[str] = (),
+          targets: Sequence[str] = (), settings: Settings = Settings()) -> Report:
+    """Read the store and compute everything a report shows."""
+    names = list(recipes) or store.recipes(since=since)
+    views = []
+    for name in names:
+        shown = store.history(recipe=name, since=since)
+        if not shown:
+            continue
+        # regression baseline may reach back before `since`
+        recent = store.history(recipe=name, limit=settings.history + 1)
+        views.append(recipe_view(name, shown, recent, targets=targets, settings=settings))
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return Report(views, stamp, since, store.url)
+
+
+def recipe_view(name: str, shown: list[StoredRun], recent: list[StoredRun] | None = None, *,
+                targets: Sequence[str] = (), settings: Settings = Settings()) -> RecipeView:
+    shown = [_only(r, targets) for r in shown]
+    recent = [_only(r, targets) for r in (recent if recent is not None else shown)]
+    flags = detect_latest(recent, settings) if recent and recent[-1].id == shown[-1].id else []
+    latest = shown[-1]
+    target_names = list(dict.fromkeys(t.target for r in shown for t in r.result.runs))
+    return RecipeView(name, shown, latest, latest_rows(latest.result, flags), flags, target_names)
+
+
+def latest_rows(result: DeployResult, flags: Sequence[Flag] = ()) -> list[Row]:
+    fidelity = {a.id: a for a in result.artifacts}
+    rows = []
+    for target_run in result.runs:
+        found = _measurements(target_run)
+        by_key = {(m.format, m.threads): m for m in found}
+        drift = {c.artifact: c for c in target_run.comparisons if c.reference == "host"}
+        for m in found:
+            art = fidelity.get(m.artifact)
+            speedup, basis = _speedup(m, by_key, target_run.emulated)
+            mine = tuple(f for f in flags if (f.artifact, f.target, f.threads) == (m.artifact, target_run.target,
+                                                                                    m.threads))
+            rows.append(Row(
+                artifact=m.artifact, target=target_run.target, threads=m.threads, emulated=target_run.emulated,
+                status=m.status, error=m.error, p50_ms=m.p50_ms, p90_ms=m.p90_ms, speedup=speedup,
+                speedup_basis=basis, cosine=_float(art.fidelity.get("cosine")) if art else None,
+                gates_passed=art.gates_passed if art else None,
+                drift_max_abs=drift[m.artifact].max_abs_error if m.artifact in drift else None,
+                drift_cosine=drift[m.artifact].cosine if m.artifact in drift else None,
+                instructions=m.instructions_per_invoke, flags=mine))
+    return rows
+
+
+def when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _speedup(m: Measurement, by_key: dict[tuple[str, int], Measurement], emulated: bool) -> tuple[float | None, str]:
+    try:
+        reference = by_key.get((Format(m.format).fp32_reference.value, m.threads))
+    except ValueError:  # a format this edgekit does not know
+        reference = None
+    if reference is None or reference.status != "ok" or m.status != "ok":
+        return None, ""
+    if emulated and m.instructions_per_invoke and reference.instructions_per_invoke:
+        return reference.instructions_per_invoke / m.instructions_per_invoke, "instruction count"
+    if reference.p50_ms and m.p50_ms:
+        return reference.p50_ms / m.p50_ms, "emulated wall time" if emulated else "latency"
+    return None, ""
+
+
+def _only(run: StoredRun, targets: Sequence[str]) -> StoredRun:
+    if not targets:
+        return run
+    kept = [t for t in run.result.runs if t.target in targets]
+    return StoredRun(run.id, run.started_ts, run.result.model_copy(update={"runs": kept}))
+
+
+def _measurements(target_run: TargetRun) -> list[Measurement]:
+    return target_run.agent.measurements if target_run.agent else []
+
+
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
