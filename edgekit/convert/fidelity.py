@@ -1,0 +1,209 @@
+"""Does the artifact still compute what the original did? Run both on this host and compare.
+
+The reference is the ONNX model in onnxruntime. Each artifact runs in its runtime (edgekit.runtimes) on the
+recipe's evaluation inputs. Numbers (JSON-ready, stored in Artifact.fidelity and cached):
+- per output: max abs error, mean abs error, cosine similarity (per sample, flattened; mean and min);
+  overall `max_abs_error` (worst output) and `cosine` (worst output's mean);
+- classifier (`task: classify`, first output = logits): top-1 agreement with the reference; with labels also
+  top-1 accuracy of both and the drop;
+- detector (`task: detect`, outputs `boxes` [1,N,4] xyxy and `scores` [1,N,C], see zoo/yolov5_lite.py): boxes
+  after NMS (score >= 0.25, IoU 0.45) matched to the reference's at IoU >= 0.5 and same class (`box_match`,
+  None when the reference finds no box); with labels also mAP@0.5 and mAP@0.5:0.95 of both and the drop.
+
+Output names differ between runtimes (a known trap), so `align_outputs` maps them to the ONNX outputs: by equal
+name first, then by the index at the end of the name (onnx2tf's output_0 / Identity_1 / PartitionedCall:1,
+pnnx's out0 keep the ONNX order), then by unique shape, and only then by position; it records which rule won.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgekit import metrics
+from edgekit.convert.base import Artifact
+from edgekit.convert.calibration import Labels
+from edgekit.formats import Runtime
+from edgekit.recipe import Gates, Recipe, Task
+from edgekit.runtimes import Outputs, run_tflite
+
+FIDELITY_VERSION = 1  # part of the cached results' digest: bump when the numbers are computed differently
+DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
+
+
+def run_artifact(artifact: Artifact, inputs: np.ndarray, threads: int = 1) -> Outputs:
+    """The artifact's outputs on `inputs`, named as its runtime names them."""
+    if artifact.format.runtime is Runtime.TFLITE:
+        return run_tflite(artifact.main_file, inputs, threads)
+    param = next(f for f in artifact.files if f.suffix == ".param")
+    bin_path = next(f for f in artifact.files if f.suffix == ".bin")
+    # The ncnn converter's own runner reads its sidecar (blob names, shapes, runtime options) and returns the
+    # outputs in the ONNX model's order; they are named by that index (out0, out1, .. as pnnx does).
+    from edgekit.convert.ncnn_runtime import NcnnModel
+
+    with NcnnModel(param, bin_path, threads=threads) as model:
+        outs = model.run(inputs)
+    return [(f"out{k}", np.asarray(a, np.float32)) for k, a in enumerate(outs)]
+
+
+def align_outputs(ref: Outputs, got: Outputs) -> tuple[list[np.ndarray], str]:
+    """`got` arrays in the order and shapes of `ref`, and the rule that matched them (see module docstring)."""
+    ref_names = [n for n, _ in ref]
+    if len(got) != len(ref):
+        raise ValueError(f"the artifact has {len(got)} outputs, the reference {len(ref)}")
+    order = _by_name(ref_names, got)
+    rule = "name"
+    if order is None:
+        order, rule = _by_index(ref_names, got), "index"
+    if order is None:
+        order, rule = _by_shape(ref, got), "shape"
+    if order is None:
+        order, rule = list(range(len(ref))), "position"
+    return [_fit(got[order[k]][1], ref[k][1]) for k in range(len(ref))], rule
+
+
+def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -> dict[str, Any]:
+    """All fidelity numbers of one artifact (see the module docstring)."""
+    arrays, rule = align_outputs(ref, got)
+    numbers: dict[str, Any] = {"version": FIDELITY_VERSION, "samples": int(len(ref[0][1])),
+                               "output_mapping": rule, "outputs": {}}
+    for (name, r), g in zip(ref, arrays):
+        numbers["outputs"][name] = _errors(r, g)
+    per = numbers["outputs"].values()
+    numbers["max_abs_error"] = max(o["max_abs"] for o in per)
+    numbers["mean_abs_error"] = max(o["mean_abs"] for o in per)
+    numbers["cosine"] = min(o["cosine"] for o in per)
+    if recipe.task is Task.CLASSIFY:
+        numbers.update(_classify(ref[0][1], arrays[0], labels))
+    elif recipe.task is Task.DETECT:
+        b, s = _detector_outputs(ref)
+        numbers.update(_detect(ref[b][1], ref[s][1], arrays[b], arrays[s], labels))
+    return numbers
+
+
+def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
+    """Each gate the recipe sets, with the measured value; a gate whose number is unavailable is skipped."""
+    rules = {"min_cosine": ("cosine", ">="), "max_abs_error": ("max_abs_error", "<="),
+             "max_top1_drop": ("top1_drop", "<="), "min_top1_agreement": ("top1_agreement", ">="),
+             "min_box_match": ("box_match", ">="), "max_map_drop": ("map50_drop", "<=")}
+    checks, skipped = [], []
+    for gate, limit in gates.model_dump().items():
+        if limit is None:
+            continue
+        key, op = rules[gate]
+        value = numbers.get(key)
+        if value is None:
+            skipped.append(f"{gate} (no {key}: {'needs labels' if 'drop' in gate else 'not measurable'})")
+            continue
+        ok = value >= limit if op == ">=" else value <= limit
+        checks.append({"gate": gate, "limit": limit, "value": value, "passed": bool(ok)})
+    return {"passed": all(c["passed"] for c in checks), "checks": checks, "skipped": skipped}
+
+
+def describe_failures(gates: dict[str, Any]) -> str:
+    return "; ".join(f"{c['gate']}: {c['value']:.4g} vs limit {c['limit']:.4g}" for c in gates["checks"]
+                     if not c["passed"])
+
+
+# --- numbers ------------------------------------------------------------------------------------------------------
+def _errors(r: np.ndarray, g: np.ndarray) -> dict[str, float]:
+    diff = np.abs(r.astype(np.float64) - g.astype(np.float64))
+    rf, gf = r.reshape(len(r), -1).astype(np.float64), g.reshape(len(g), -1).astype(np.float64)
+    nr, ng = np.linalg.norm(rf, axis=1), np.linalg.norm(gf, axis=1)
+    dot = np.sum(rf * gf, axis=1)
+    cos = np.where((nr == 0) & (ng == 0), 1.0, dot / np.maximum(nr * ng, 1e-30))
+    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "cosine": float(cos.mean()),
+            "cosine_min": float(cos.min())}
+
+
+def _classify(ref: np.ndarray, got: np.ndarray, labels: Labels | None) -> dict[str, Any]:
+    r, g = ref.reshape(len(ref), -1).argmax(1), got.reshape(len(got), -1).argmax(1)
+    out: dict[str, Any] = {"top1_agreement": float(np.mean(r == g))}
+    if isinstance(labels, np.ndarray):
+        lab = labels.reshape(-1)[: len(r)]
+        out["top1_reference"] = float(np.mean(r == lab))
+        out["top1"] = float(np.mean(g == lab))
+        out["top1_drop"] = out["top1_reference"] - out["top1"]
+    return out
+
+
+def _detector_outputs(ref: Outputs) -> tuple[int, int]:
+    names = [n for n, _ in ref]
+    if "boxes" in names and "scores" in names:
+        return names.index("boxes"), names.index("scores")
+    fours = [k for k, (_, a) in enumerate(ref) if a.shape[-1] == 4]
+    if len(ref) == 2 and len(fours) >= 1:
+        return fours[0], 1 - fours[0]
+    raise ValueError("a detector needs two outputs, `boxes` [1, N, 4] and `scores` [1, N, classes] "
+                     "(see edgekit/zoo/yolov5_lite.py)")
+
+
+def _detect(rb: np.ndarray, rs: np.ndarray, gb: np.ndarray, gs: np.ndarray,
+            labels: Labels | None) -> dict[str, Any]:
+    nms = {"conf": DETECT_CONF, "iou": DETECT_NMS_IOU}
+    ref_dets, got_dets = metrics.detections(rb, rs, **nms), metrics.detections(gb, gs, **nms)
+    matched = sum(_matched(r, g) for r, g in zip(ref_dets, got_dets))
+    total = sum(len(r) for r in ref_dets)
+    out: dict[str, Any] = {"boxes_reference": int(total), "boxes": int(sum(len(g) for g in got_dets)),
+                           "box_match": matched / total if total else None}
+    if isinstance(labels, list):
+        ref_m, got_m = metrics.detection_metrics(rb, rs, labels), metrics.detection_metrics(gb, gs, labels)
+        out.update({"map50_reference": ref_m["map50"], "map50": got_m["map50"],
+                    "map50_95_reference": ref_m["map50_95"], "map50_95": got_m["map50_95"],
+                    "map50_drop": ref_m["map50"] - got_m["map50"]})
+    return out
+
+
+def _matched(ref: np.ndarray, got: np.ndarray) -> int:
+    """Reference detections (score order) matched greedily to an unused same-class detection at IoU >= 0.5."""
+    if len(ref) == 0 or len(got) == 0:
+        return 0
+    iou = metrics.box_iou(ref[:, :4], got[:, :4])
+    iou[ref[:, 5][:, None] != got[:, 5][None, :]] = 0.0
+    used = np.zeros(len(got), bool)
+    count = 0
+    for i in range(len(ref)):
+        cand = np.where(used, -1.0, iou[i])
+        j = int(np.argmax(cand))
+        if cand[j] >= MATCH_IOU:
+            used[j] = True
+            count += 1
+    return count
+
+
+# --- output alignment ---------------------------------------------------------------------------------------------
+def _by_name(ref_names: Sequence[str], got: Outputs) -> list[int] | None:
+    names = [n for n, _ in got]
+    if all(n in names for n in ref_names):
+        return [names.index(n) for n in ref_names]
+    return None
+
+
+def _by_index(ref_names: Sequence[str], got: Outputs) -> list[int] | None:
+    idx = []
+    for name, _ in got:
+        m = re.search(r"(\d+)$", name)
+        idx.append(int(m.group(1)) if m else 0)
+    if sorted(idx) != list(range(len(ref_names))):
+        return None
+    return [idx.index(k) for k in range(len(ref_names))]
+
+
+def _by_shape(ref: Outputs, got: Outputs) -> list[int] | None:
+    shapes = [tuple(a.shape) for _, a in got]
+    ref_shapes = [tuple(a.shape) for _, a in ref]
+    if len(set(shapes)) != len(shapes) or sorted(shapes) != sorted(ref_shapes):
+        return None
+    return [shapes.index(s) for s in ref_shapes]
+
+
+def _fit(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    if got.shape == ref.shape:
+        return got
+    if got.ndim == 4 and got.transpose(0, 3, 1, 2).shape == ref.shape:  # channels-last output of onnx2tf
+        return got.transpose(0, 3, 1, 2)
+    if got.size == ref.size:
+        return got.reshape(ref.shape)
+    raise ValueError(f"an output of shape {got.shape} cannot stand for the reference's {ref.shape}")

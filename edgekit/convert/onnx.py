@@ -1,0 +1,254 @@
+"""Model sources -> one ONNX file, the common start of every converter and the fidelity reference.
+
+- an ONNX file is copied as is (so a later edit of the user's file cannot change cached artifacts silently);
+- a PyTorch builder (+ weights) is built with torch seeded (random weights are reproducible), exported with the
+  TorchScript exporter (`dynamo=False`, opset 17: faster than the dynamo exporter and it honours the opset) and
+  simplified with onnxsim (onnxslim if onnxsim fails);
+- a Keras file or SavedModel goes through tf2onnx if it is installed; it is not a dependency of edgekit.
+
+Results live under cache_dir()/onnx/KEY/model.onnx. For a builder the key covers the builder name and args, the
+weights' bytes, the input spec, the output names and the tool versions, so a second run neither imports torch
+nor exports anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit import paths
+from edgekit.errors import ConversionError, RecipeError
+from edgekit.recipe import KerasSource, OnnxSource, Recipe, TorchSource, resolve_callable
+
+OPSET = 17
+EXPORT_VERSION = 1  # bump when the export procedure changes, so old cached ONNX files are not reused
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """The ONNX file every format is converted from, and how it was obtained."""
+
+    path: Path
+    sha256: str
+    cached: bool
+    seconds: float
+    simplifier: str | None = None
+
+
+def prepare_onnx(recipe: Recipe) -> OnnxModel:
+    """The recipe's model as ONNX in the cache (exported and simplified if needed), checked against `input:`."""
+    start = time.perf_counter()
+    src = recipe.model
+    if isinstance(src, OnnxSource):
+        key = file_sha256(src.path)
+        target = paths.cache_dir() / "onnx" / key / "model.onnx"
+        cached = target.is_file()
+        if not cached:
+            _atomic_copy(src.path, target)
+        simplifier = None
+    elif isinstance(src, TorchSource):
+        key = _torch_key(recipe, src)
+        target = paths.cache_dir() / "onnx" / key / "model.onnx"
+        cached = target.is_file()
+        simplifier = _read_meta(target).get("simplifier") if cached else _export_torch(recipe, src, target)
+    elif isinstance(src, KerasSource):
+        key = hashlib.sha256(f"{src.path}:{_tree_sha256(src.path)}".encode()).hexdigest()
+        target = paths.cache_dir() / "onnx" / key / "model.onnx"
+        cached = target.is_file()
+        if not cached:
+            _export_keras(recipe, src, target)
+        simplifier = None
+    else:  # pragma: no cover - the schema admits no other kind
+        raise RecipeError(f"unknown model kind {src!r}", where=str(recipe.path))
+    check_io(target, recipe)
+    return OnnxModel(target, file_sha256(target), cached, time.perf_counter() - start, simplifier)
+
+
+def check_io(onnx_path: Path, recipe: Recipe) -> None:
+    """The ONNX model's single input must have the recipe's name and shape; named outputs must exist."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    where = str(recipe.path)
+    if len(inputs) != 1:
+        raise RecipeError(f"the model has {len(inputs)} inputs; edgekit handles single-input models", where=where)
+    inp = inputs[0]
+    dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim)
+    if inp.name != recipe.input.name:
+        raise RecipeError(f"field `input.name`: the model's input is called {inp.name!r}, the recipe says "
+                          f"{recipe.input.name!r}", where=where, hint=f"set input.name: {inp.name}")
+    fixed = tuple(d for d in dims)
+    if len(fixed) != len(recipe.input.shape) or any(d > 0 and d != r for d, r in zip(fixed, recipe.input.shape)):
+        raise RecipeError(f"field `input.shape`: the model's input shape is {list(dims)} (-1 = dynamic), the "
+                          f"recipe says {list(recipe.input.shape)}", where=where)
+    names = [o.name for o in graph.output]
+    missing = [n for n in recipe.outputs if n not in names]
+    if missing:
+        raise RecipeError(f"field `outputs`: {missing} not among the model's outputs {names}", where=where)
+
+
+def tool_versions() -> dict[str, str]:
+    return {name: _version(name) for name in ("torch", "onnx", "onnxsim", "onnxslim")}
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --- PyTorch ----------------------------------------------------------------------------------------------------
+def _torch_key(recipe: Recipe, src: TorchSource) -> str:
+    spec = {
+        "builder": src.builder, "args": src.args,
+        "weights": file_sha256(src.weights) if src.weights else None,
+        "input": [recipe.input.name, list(recipe.input.shape)], "outputs": list(recipe.outputs),
+        "opset": OPSET, "export_version": EXPORT_VERSION, "tools": tool_versions(),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
+    import torch
+
+    where = str(recipe.path)
+    try:
+        builder = resolve_callable(src.builder)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(f"field `model.builder`: cannot import {src.builder!r}: {exc}", where=where) from None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        try:
+            model = builder(**src.args)
+        except TypeError as exc:
+            raise RecipeError(f"field `model.args`: {src.builder} rejects them: {exc}", where=where) from None
+        if src.weights is not None:
+            _load_weights(model, src.weights, where)
+        model.eval()
+        tmp = target.parent / "export.onnx"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        dummy = torch.zeros(recipe.input.shape, dtype=torch.float32)
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": on purpose
+                torch.onnx.export(model, (dummy,), str(tmp), input_names=[recipe.input.name],
+                                  output_names=list(recipe.outputs) or None, opset_version=OPSET, dynamo=False,
+                                  do_constant_folding=True)
+        except Exception as exc:  # torch raises many kinds; the user needs the message, not the type
+            raise ConversionError(f"torch.onnx.export of {src.builder} failed: {exc}", where=where) from exc
+    finally:
+        torch.set_num_threads(threads)
+    simplifier = _simplify(tmp)
+    (target.parent / "meta.json").write_text(json.dumps({"simplifier": simplifier, "source": src.builder}))
+    tmp.replace(target)
+    return simplifier
+
+
+def _load_weights(model: Any, weights: Path, where: str) -> None:
+    import torch
+
+    try:
+        state = torch.load(str(weights), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RecipeError(f"field `model.weights`: cannot read {weights}: {exc}", where=where,
+                          hint="save it with torch.save(model.state_dict(), path)") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = "\n    ".join(str(exc).splitlines()[:6])
+        raise RecipeError(f"field `model.weights`: the weights do not fit the built model:\n    {first}",
+                          where=where, hint="check model.args (num_classes, width) match the trained model") \
+            from None
+
+
+def _simplify(path: Path) -> str | None:
+    """onnxsim, then onnxslim as a fallback; the unsimplified model is kept if both fail."""
+    import onnx
+
+    model = onnx.load(str(path))
+    try:
+        import onnxsim
+
+        simplified, ok = onnxsim.simplify(model)
+        if ok:
+            onnx.save(simplified, str(path))
+            return f"onnxsim {_version('onnxsim')}"
+    except Exception:  # noqa: BLE001 - a failed simplification is not fatal
+        pass
+    try:
+        import onnxslim
+
+        onnx.save(onnxslim.slim(model), str(path))
+        return f"onnxslim {_version('onnxslim')}"
+    except Exception:  # noqa: BLE001
+        return None
+
+
+# --- Keras / SavedModel -----------------------------------------------------------------------------------------
+def _export_keras(recipe: Recipe, src: KerasSource, target: Path) -> None:
+    if importlib.util.find_spec("tf2onnx") is None:
+        raise ConversionError(
+            "a Keras/SavedModel source needs tf2onnx, which is not installed (edgekit does not depend on it)",
+            where=f"{recipe.path}: model.path", hint=f"export it yourself: python -m tf2onnx.convert "
+            f"{'--saved-model' if src.path.is_dir() else '--keras'} {src.path} --opset {OPSET} --output "
+            "model.onnx, then set model: {kind: onnx, path: model.onnx}")
+    flag = "--saved-model" if src.path.is_dir() else "--keras"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / "export.onnx"
+    proc = subprocess.run([sys.executable, "-m", "tf2onnx.convert", flag, str(src.path), "--opset", str(OPSET),
+                           "--output", str(tmp)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+        raise ConversionError(f"tf2onnx failed:\n{tail}", where=str(src.path))
+    tmp.replace(target)
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+def _atomic_copy(src: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(target)
+
+
+def _tree_sha256(path: Path) -> str:
+    if path.is_file():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode() + file_sha256(f).encode())
+    return h.hexdigest()
+
+
+def _read_meta(target: Path) -> dict[str, Any]:
+    try:
+        return json.loads((target.parent / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "absent"

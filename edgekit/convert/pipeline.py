@@ -1,0 +1,210 @@
+"""recipe -> ONNX -> every requested format -> fidelity checked: the one function `convert` and `deploy` call.
+
+Stages, each reported through `progress`: prepare the ONNX model (edgekit.convert.onnx); look every format up in
+the cache (edgekit.convert.cache); convert the misses, one converter at a time (a converter whose one tool run
+yields several formats gets them together); check each artifact against the ONNX model on the evaluation
+inputs (edgekit.convert.fidelity, cached too) and apply the recipe's gates.
+
+Failures are data: an artifact that cannot be converted or misses its gate has status "failed" and a message.
+Without `keep_going` a conversion error stops at once (ConversionError) and gate failures raise FidelityError
+after every artifact was checked; either exception carries the artifacts so far in `.artifacts`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from edgekit import paths
+from edgekit.convert import cache
+from edgekit.convert.base import Artifact, Converter
+from edgekit.convert.calibration import calibration_inputs, data_digest, evaluation_inputs
+from edgekit.convert.onnx import OnnxModel, prepare_onnx
+from edgekit.errors import ConversionError, EdgekitError, FidelityError
+from edgekit.formats import Format, Precision
+from edgekit.recipe import Recipe
+
+Progress = Callable[[str], None]
+CONVERTER_MODULES = ("edgekit.convert.tflite", "edgekit.convert.ncnn")
+
+
+def convert_recipe(recipe: Recipe, formats: Sequence[Format] | None = None, keep_going: bool = False,
+                   progress: Progress | None = None) -> list[Artifact]:
+    """Artifacts for `formats` (default: the recipe's), in that order, each with its fidelity numbers."""
+    say = progress or (lambda message: None)
+    fmts = list(dict.fromkeys(formats or recipe.formats))
+    converters = _converters(fmts)
+    say("model: preparing ONNX")
+    onnx = prepare_onnx(recipe)
+    say(f"model: ONNX {'from cache' if onnx.cached else f'ready in {onnx.seconds:.1f} s'} ({onnx.path.name})")
+    calib = None
+    if any(f.precision is Precision.INT8 for f in fmts):
+        say("calibration: loading data")
+        calib = data_digest(calibration_inputs(recipe))
+    keys = {f: cache.artifact_key(onnx.sha256, recipe, f, converters[f], calib) for f in fmts}
+    done: dict[Format, Artifact] = {}
+    for f in fmts:
+        hit = cache.lookup(keys[f])
+        if hit is not None:
+            done[f] = hit
+            say(f"{f.value}: cached, no conversion")
+    for conv_cls, group in _groups([f for f in fmts if f not in done], converters):
+        done.update(_convert_group(conv_cls, group, onnx, recipe, keys, keep_going, say, done))
+    artifacts = [done[f] for f in fmts]
+    _check_fidelity(artifacts, onnx, recipe, say)
+    failed = [a for a in artifacts if a.status != "ok"]
+    if failed and not keep_going:
+        err = FidelityError("; ".join(f"{a.format.value}: {a.error}" for a in failed), where=str(recipe.path),
+                            hint="relax the gate in the recipe's evaluation.gates, or use --keep-going")
+        err.artifacts = artifacts  # type: ignore[attr-defined]
+        raise err
+    return artifacts
+
+
+# --- conversion ---------------------------------------------------------------------------------------------------
+def _converters(fmts: Sequence[Format]) -> dict[Format, type[Converter]]:
+    problems: dict[str, str] = {}
+    for module in CONVERTER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            problems[module] = str(exc)
+    out = {}
+    for f in fmts:
+        try:
+            out[f] = Converter.for_format(f)
+        except KeyError:
+            raise ConversionError(f"no converter for {f.value} is available ({'; '.join(problems.values())})",
+                                  hint="check that the conversion toolchain is installed (make setup)") from None
+    return out
+
+
+def _groups(fmts: Sequence[Format], converters: dict[Format, type[Converter]]
+            ) -> list[tuple[type[Converter], list[Format]]]:
+    groups: dict[type[Converter], list[Format]] = {}
+    for f in fmts:
+        groups.setdefault(converters[f], []).append(f)
+    return list(groups.items())
+
+
+def _convert_group(conv_cls: type[Converter], group: list[Format], onnx: OnnxModel, recipe: Recipe,
+                   keys: dict[Format, str], keep_going: bool, say: Progress,
+                   done: dict[Format, Artifact]) -> dict[Format, Artifact]:
+    """One tool run for several formats if the converter offers it, else one conversion per format."""
+    shared = conv_cls.convert_many is not Converter.convert_many  # overridden: one run, several formats
+    batches = [group] if shared else [[f] for f in group]
+    out: dict[Format, Artifact] = {}
+    for batch in batches:
+        names = ", ".join(f.value for f in batch)
+        say(f"{names}: converting with {conv_cls.__name__}")
+        work = paths.cache_dir() / "work" / f"{conv_cls.__name__}-{uuid.uuid4().hex[:12]}"
+        conv = conv_cls()
+        start = time.perf_counter()
+        try:
+            with PeakRss() as peak:
+                files = conv.convert_many(onnx.path, recipe, batch, work)
+        except Exception as exc:  # noqa: BLE001 - any converter crash becomes a failed artifact / ConversionError
+            err = exc if isinstance(exc, EdgekitError) else ConversionError(
+                f"{conv_cls.__name__} crashed on {names}: {type(exc).__name__}: {exc}")
+            if not keep_going:
+                err.artifacts = [*done.values(), *out.values()]  # type: ignore[attr-defined]
+                raise err from exc
+            for f in batch:
+                out[f] = Artifact(f, [], keys[f], 0, status="failed", error=f"conversion failed: {err}")
+            say(f"{names}: conversion failed")
+            continue
+        elapsed = time.perf_counter() - start
+        mem = conv.peak_rss_mb if conv.peak_rss_mb is not None else peak.peak_mb
+        prov = {"onnx_sha256": onnx.sha256, "tools": conv_cls.tool_versions(), "converter": conv_cls.__name__,
+                "shared_run": [f.value for f in batch] if len(batch) > 1 else [],
+                "memory": "tool process" if conv.peak_rss_mb is not None else "sampled process tree"}
+        for f in batch:
+            out[f] = cache.store(keys[f], f, files[f], elapsed, mem, prov)
+        shutil.rmtree(work, ignore_errors=True)
+        say(f"{names}: converted in {elapsed:.1f} s")
+    return out
+
+
+class PeakRss:
+    """Samples this process's growth plus its children's RSS while a conversion runs (MB)."""
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self._base = self._proc.memory_info().rss
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self.peak_mb = 0.0
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        import psutil
+
+        total = max(0, self._proc.memory_info().rss - self._base)
+        for child in self._proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        self.peak_mb = max(self.peak_mb, total / 2**20)
+
+
+# --- fidelity -----------------------------------------------------------------------------------------------------
+def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, say: Progress) -> None:
+    from edgekit.convert import fidelity
+    from edgekit.runtimes import run_onnx
+
+    todo = [a for a in artifacts if a.status == "ok"]
+    if not todo:
+        return
+    say("fidelity: loading evaluation data")
+    inputs, labels = evaluation_inputs(recipe)
+    digest = _fidelity_digest(inputs, labels, recipe)
+    ref = None
+    for art in todo:
+        numbers = cache.load_fidelity(art.key, digest)
+        cached = numbers is not None
+        if numbers is None:
+            say(f"{art.format.value}: checking fidelity on {len(inputs)} inputs")
+            ref = ref if ref is not None else run_onnx(onnx.path, inputs)
+            try:
+                numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)
+            except Exception as exc:  # noqa: BLE001 - an artifact the host runtime rejects is a failed artifact
+                art.status, art.error = "failed", f"cannot run on this host: {type(exc).__name__}: {exc}"
+                continue
+            cache.save_fidelity(art.key, digest, numbers)
+        gates = fidelity.check_gates(numbers, recipe.gates_for(art.format))
+        art.fidelity = {**numbers, "gates": gates, "cached": cached}
+        if not gates["passed"]:
+            art.status, art.error = "failed", f"missed its fidelity gate: {fidelity.describe_failures(gates)}"
+
+
+def _fidelity_digest(inputs: np.ndarray, labels: Any, recipe: Recipe) -> str:
+    from edgekit.convert import fidelity
+
+    spec = f"{data_digest(inputs, labels)}:{fidelity.FIDELITY_VERSION}:{recipe.task.value}:" \
+           f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}"
+    return hashlib.sha256(spec.encode()).hexdigest()
+

@@ -1,0 +1,224 @@
+"""ONNX -> TFLite fp32 / fp16 / dynamic-range / full INT8 through onnx2tf and TensorFlow.
+
+onnx2tf runs in a child process (`python -m edgekit.convert.tflite JOB.json`): TensorFlow's memory and threads
+stay out of the caller, and the child reports its own peak RSS. One run yields several formats, so formats are
+grouped (`plan_runs`): a quantizing run (`-oiqt`) writes fp32, fp16, dynamic-range and INT8 files at once; a
+float run writes fp32 and fp16 (and dynamic-range with `-odrqt`, no calibration needed).
+
+Choices, with the reasons measured in ../shared/notes/conversion.md:
+- INT8 calibration uses the recipe's data (already preprocessed, so onnx2tf's mean/std are identity: 0 and 1);
+- onnx2tf downloads a sample calibration file for any image model; the child writes a local file of that name
+  first and points HTTP(S) proxies at a dead local port, so nothing can be downloaded at run time;
+- per-channel is the default (per-tensor dynamic-range gave NaN); per-tensor applies to INT8 only, and then the
+  dynamic-range file comes from a float run;
+- int8 input/output (`io: int8`) picks onnx2tf's `full_integer_quant` file (`-iqd int8 -oqd int8`), float io its
+  `integer_quant` file;
+- the int16-activation variants that `-oiqt` also writes are skipped inside the child (they run on reference
+  kernels, about 30x slower, and calibrating them roughly doubles the INT8 run's time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgekit import paths
+from edgekit.convert.base import Converter
+from edgekit.errors import ConversionError
+from edgekit.formats import Format
+from edgekit.recipe import Granularity, IOType, Layout, Recipe
+
+WORKER_VERSION = 1  # bump when the child's procedure changes what it writes
+TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", 3600))
+SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
+_FILES = {Format.TFLITE_FP32: "model_float32.tflite", Format.TFLITE_FP16: "model_float16.tflite",
+          Format.TFLITE_DYNAMIC: "model_dynamic_range_quant.tflite"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One onnx2tf invocation and the formats it serves."""
+
+    formats: tuple[Format, ...]
+    int8: bool
+    dynamic: bool
+
+
+def plan_runs(formats: Sequence[Format], recipe: Recipe) -> list[Run]:
+    """Fewest onnx2tf runs for `formats`: an INT8 run serves the float formats too (and dynamic-range when
+    per-channel); whatever is left goes to one float run."""
+    wanted = [f for f in Format if f in formats]  # canonical order
+    runs = []
+    if Format.TFLITE_INT8 in wanted:
+        per_channel = recipe.int8.granularity is Granularity.PER_CHANNEL
+        served = tuple(f for f in wanted if f is not Format.TFLITE_DYNAMIC or per_channel)
+        runs.append(Run(served, int8=True, dynamic=False))
+        wanted = [f for f in wanted if f not in served]
+    if wanted:
+        runs.append(Run(tuple(wanted), int8=False, dynamic=Format.TFLITE_DYNAMIC in wanted))
+    return runs
+
+
+class TfliteConverter(Converter):
+    """onnx2tf in a child process; one run serves several formats (see `plan_runs`)."""
+
+    formats = (Format.TFLITE_FP32, Format.TFLITE_FP16, Format.TFLITE_DYNAMIC, Format.TFLITE_INT8)
+
+    @classmethod
+    def tool_versions(cls) -> dict[str, str]:
+        names = ("onnx2tf", "tensorflow", "tf-keras", "onnx", "onnxsim", "onnx_graphsurgeon", "sng4onnx")
+        return {**{n: _version(n) for n in names}, "edgekit-tflite-worker": str(WORKER_VERSION)}
+
+    @classmethod
+    def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
+        if fmt is Format.TFLITE_DYNAMIC:
+            return {"granularity": Granularity.PER_CHANNEL.value}
+        return {}
+
+    def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
+        return self.convert_many(onnx_path, recipe, [fmt], out_dir)[fmt]
+
+    def convert_many(self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format],
+                     out_dir: Path) -> dict[Format, list[Path]]:
+        result: dict[Format, list[Path]] = {}
+        peaks = []
+        for run in plan_runs(formats, recipe):
+            work, files, peak = self._run(onnx_path, recipe, run)
+            peaks.append(peak)
+            for fmt in run.formats:
+                if fmt in formats:
+                    dest = out_dir / fmt.value / "model.tflite"
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(files[fmt], dest)
+                    result[fmt] = [dest]
+            shutil.rmtree(work, ignore_errors=True)  # kept only when the run failed, for its log
+        self.peak_rss_mb = max(peaks) if peaks else None
+        return result
+
+    def _run(self, onnx_path: Path, recipe: Recipe, run: Run) -> tuple[Path, dict[Format, Path], float]:
+        work = paths.cache_dir() / "work" / f"onnx2tf-{uuid.uuid4().hex[:12]}"
+        work.mkdir(parents=True)
+        shutil.copyfile(onnx_path, work / "model.onnx")
+        job: dict[str, Any] = {"onnx": "model.onnx", "out": "out", "int8": run.int8, "dynamic": run.dynamic,
+                               "quant_type": recipe.int8.granularity.value, "calibration": None,
+                               "input_name": recipe.input.name}
+        if run.int8:
+            job["calibration"] = _write_calibration(recipe, work / "calibration.npy")
+        (work / "job.json").write_text(json.dumps(job))
+        log = work / "onnx2tf.log"
+        with open(log, "w") as out:
+            try:
+                proc = subprocess.run([sys.executable, "-m", "edgekit.convert.tflite", str(work / "job.json")],
+                                      cwd=work, stdout=out, stderr=subprocess.STDOUT, env=_child_env(),
+                                      timeout=TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise ConversionError(f"onnx2tf ran longer than {TIMEOUT_S:.0f} s and was stopped", where=str(log),
+                                      hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model") from None
+        if proc.returncode != 0:
+            raise ConversionError(f"onnx2tf failed (exit {proc.returncode}):\n{_tail(log)}", where=str(log),
+                                  hint="the whole log is kept in that folder")
+        report = json.loads((work / "result.json").read_text())
+        int8_name = "model_full_integer_quant.tflite" if recipe.int8.io is IOType.INT8 \
+            else "model_integer_quant.tflite"
+        files = {fmt: work / "out" / (_FILES.get(fmt) or int8_name) for fmt in run.formats}
+        missing = [f"{fmt.value} ({p.name})" for fmt, p in files.items() if not p.is_file()]
+        if missing:
+            raise ConversionError(f"onnx2tf wrote no file for {', '.join(missing)}:\n{_tail(log)}", where=str(log))
+        return work, files, float(report["peak_rss_mb"])
+
+
+def _write_calibration(recipe: Recipe, path: Path) -> str:
+    """The recipe's calibration inputs in the layout onnx2tf's TensorFlow model takes (channels last)."""
+    from edgekit.convert.calibration import calibration_inputs
+
+    x = calibration_inputs(recipe)
+    if recipe.input.layout is Layout.NCHW and x.ndim == 4:
+        x = x.transpose(0, 2, 3, 1)
+    elif recipe.input.layout is Layout.NCHW and x.ndim == 3:
+        x = x.transpose(0, 2, 1)
+    np.save(path, np.ascontiguousarray(x, dtype=np.float32))
+    return path.name
+
+
+def _child_env() -> dict[str, str]:
+    threads = os.environ.get("EDGEKIT_CONVERT_THREADS", "1")
+    dead = "http://127.0.0.1:9"  # nothing listens there: a download attempt fails at once instead of hanging
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "TF_NUM_INTRAOP_THREADS": threads,
+            "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads, "HTTP_PROXY": dead, "HTTPS_PROXY": dead,
+            "http_proxy": dead, "https_proxy": dead, "NO_PROXY": "", "no_proxy": ""}
+
+
+def _tail(log: Path, lines: int = 25) -> str:
+    text = log.read_text(errors="replace").splitlines()
+    keep = [ln for ln in text if not ln.startswith(("W0000", "I0000"))]
+    return "\n".join(keep[-lines:])
+
+
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "absent"
+
+
+# --- the child process -------------------------------------------------------------------------------------------
+def _skip_int16_variants() -> None:
+    """Make TFLite conversions that target int16 activations fail fast; onnx2tf logs and moves on."""
+    import tensorflow as tf
+
+    int16 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    original = tf.lite.TFLiteConverter.from_saved_model
+
+    def from_saved_model(*args: Any, **kwargs: Any) -> Any:
+        converter = original(*args, **kwargs)
+        real_convert = converter.convert
+
+        def convert() -> Any:
+            if int16 in converter.target_spec.supported_ops:
+                raise RuntimeError("edgekit: int16-activation variant skipped on purpose")
+            return real_convert()
+
+        converter.convert = convert
+        return converter
+
+    tf.lite.TFLiteConverter.from_saved_model = from_saved_model
+
+
+def _child(job_path: Path) -> None:
+    import resource
+
+    job = json.loads(job_path.read_text())
+    rng = np.random.default_rng(0)
+    np.save(SAMPLE_FILE, rng.uniform(0, 1, (20, 128, 128, 3)).astype(np.float32))  # cwd is the work dir
+    start = time.perf_counter()
+    import onnx2tf
+
+    _skip_int16_variants()
+    kwargs: dict[str, Any] = {}
+    if job["calibration"]:
+        calib = np.load(job["calibration"], mmap_mode="r")
+        ident = (1,) * (calib.ndim - 1) + (calib.shape[-1],) if calib.ndim == 4 else (1,)
+        kwargs["custom_input_op_name_np_data_path"] = [
+            [job["input_name"], job["calibration"], np.zeros(ident, np.float32), np.ones(ident, np.float32)]]
+    onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path=job["out"],
+                    copy_onnx_input_output_names_to_tflite=True,
+                    output_integer_quantized_tflite=job["int8"], output_dynamic_range_quantized_tflite=job["dynamic"],
+                    quant_type=job["quant_type"], input_quant_dtype="int8", output_quant_dtype="int8",
+                    non_verbose=True, **kwargs)
+    usage = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    Path("result.json").write_text(json.dumps({"peak_rss_mb": usage / 1024, "seconds": time.perf_counter() - start}))
+
+
+if __name__ == "__main__":
+    _child(Path(sys.argv[1]))
