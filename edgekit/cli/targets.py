@@ -1,7 +1,104 @@
-"""`edgekit targets`: not built yet."""
+"""`edgekit targets [check|setup]`: the devices edgekit can run on, what they are, and their runtimes."""
+
+from __future__ import annotations
+
+from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+targets_app = typer.Typer(
+    help="List targets (targets/*.yaml); `check NAME` connects and shows what the device is; `setup NAME` "
+    "installs missing runtimes from wheels downloaded here and pushed over SSH.\n\n"
+    "Example: edgekit targets check pi4-emu",
+    invoke_without_command=True,
+)
+console = Console()
+
+SET_HELP = "override a target field, e.g. --set host=192.168.1.20 --set port=2222 (repeatable)"
+
+
+@targets_app.callback()
+def list_cmd(ctx: typer.Context) -> None:
+    """List every target: name, kind, host, emulated CPU.
+
+    Example: edgekit targets
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from edgekit.errors import EdgekitError
+    from edgekit.target import list_target_names, load_target
+
+    table = Table(title="targets")
+    for col in ("name", "kind", "host", "emulated cpu", "expected cpu"):
+        table.add_column(col)
+    for name in list_target_names():
+        try:
+            t = load_target(name)
+        except EdgekitError as exc:
+            table.add_row(name, "[red]invalid[/]", str(exc).splitlines()[0], "", "")
+            continue
+        host = f"{t.host}:{t.port}" if t.host else ("(not running)" if t.emulated else "this machine")
+        table.add_row(t.name, t.kind, host, t.emulated.cpu if t.emulated else "-", t.expected_cpu or "-")
+    console.print(table)
+
+
+@targets_app.command("check")
+def check_cmd(name: str = typer.Argument(..., help="target name (targets/NAME.yaml) or a path"),
+              set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP)) -> None:
+    """Connect and print what the device is: machine, CPU model and features, cores, memory, python and
+    runtime versions, emulated or not (starts an emulated device if needed).
+
+    Example: edgekit targets check pi4-emu
+    """
+    from edgekit.emu.provision import check_target
+    from edgekit.target import load_target
+
+    target = load_target(name, set_ or [])
+    info = check_target(target)
+    _print_info(target.name, info)
+
+
+@targets_app.command("setup")
+def setup_cmd(name: str = typer.Argument(..., help="target name (targets/NAME.yaml) or a path"),
+              set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP)) -> None:
+    """Install the runtimes the device lacks (numpy, ai-edge-litert or tflite-runtime, ncnn) from wheels
+    downloaded on this machine for the device's python/arch/glibc and pushed over SSH (no internet needed on
+    the device).
+
+    Example: edgekit targets setup pi4 --set host=192.168.1.20
+    """
+    from edgekit.emu.provision import setup_target
+    from edgekit.target import load_target
+
+    target = load_target(name, set_ or [])
+    info = setup_target(target, lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+    _print_info(target.name, info)
+
+
+def _print_info(name: str, info: "object") -> None:
+    raw = info.raw  # type: ignore[attr-defined]
+    table = Table(title=f"{name}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    emulated = info.emulated  # type: ignore[attr-defined]
+    rows = [
+        ("machine", raw["machine"]),
+        ("emulated", f"yes ({raw['emulator']}): wall times are emulated, not device latency" if emulated else "no"),
+        ("cpu model", info.cpu_model),  # type: ignore[attr-defined]
+        ("cpu features", info.features),  # type: ignore[attr-defined]
+        ("board", raw["cpu"].get("Model") or raw["cpu"].get("Hardware") or "-"),
+        ("cores", str(raw["cores"])),
+        ("memory", f"{raw['mem_total_mb']} MB total, {raw['mem_available_mb']} MB available"),
+        ("python", f"{raw['python']} ({' '.join(raw['libc'])})"),
+    ]
+    rows += [(f"  {k}", v or "[yellow]missing[/]") for k, v in info.runtimes.items()]  # type: ignore[attr-defined]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this command to the app (filled in by the issue that builds it)."""
+    """Add `edgekit targets` to the app."""
+    app.add_typer(targets_app, name="targets")

@@ -1,0 +1,199 @@
+"""What a device is (`edgekit targets check`) and how its runtimes get there (`edgekit targets setup`).
+
+Setup never needs internet on the device: the host detects the device's python version, machine and glibc
+over the transport, downloads the matching wheels (edgekit.emu.wheels, the same code and cache the emulated
+devices are built from), pushes them (sha256-checked, skipped when already there) and installs them with the
+device's pip (`--no-index --find-links`), or, where the device has no pip, unpacks them with the device's
+python into <work_dir>/site (the agent puts that dir on sys.path). An emulated device's filesystem is this
+machine's, so its runtimes go into the shared site dirs it already reads.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgekit.emu import layout
+from edgekit.emu.wheels import (RUNTIME_PACKAGES, TFLITE_RUNTIME_REQS, WheelPlatform, download_wheels,
+                                pinned_requirements)
+from edgekit.errors import EmulatorError, TargetError
+from edgekit.target import Target, ensure_device, open_transport
+from edgekit.transport.base import Transport
+
+Log = Callable[[str], None]
+
+CPU_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+             "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
+             "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715",
+             "0xd4e": "Cortex-X3"}
+
+# Runs on the device with the device's python (stdlib only, nothing imported that is slow under qemu).
+PROBE = r"""
+import json, os, platform, sys
+def meta(name):
+    try:
+        from importlib import metadata
+        return metadata.version(name)
+    except Exception:
+        return None
+info = {"machine": platform.machine(), "python": platform.python_version(), "libc": list(platform.libc_ver()),
+        "cores": os.cpu_count(), "emulator": os.environ.get("EDGEKIT_EMULATOR"), "hostname": platform.node(),
+        "system": platform.system(), "android": "ANDROID_ROOT" in os.environ}
+cpu = {}
+try:
+    for line in open("/proc/cpuinfo"):
+        k, _, v = line.partition(":")
+        k, v = k.strip(), v.strip()
+        if k and v and k not in cpu:
+            cpu[k] = v
+except OSError:
+    pass
+info["cpu"] = {k: cpu.get(k) for k in ("model name", "CPU part", "Features", "flags", "Model", "Hardware")}
+mem = {}
+try:
+    for line in open("/proc/meminfo"):
+        k, _, v = line.partition(":")
+        mem[k] = int(v.split()[0])
+except (OSError, ValueError, IndexError):
+    pass
+info["mem_total_mb"] = round(mem.get("MemTotal", 0) / 1024, 1) or None
+info["mem_available_mb"] = round(mem.get("MemAvailable", 0) / 1024, 1) or None
+info["runtimes"] = {m: meta(d) for m, d in (("numpy", "numpy"), ("ai_edge_litert", "ai-edge-litert"),
+                    ("tflite_runtime", "tflite-runtime"), ("ncnn", "ncnn"))}
+info["pip"] = meta("pip")
+print("EDGEKIT_PROBE " + json.dumps(info))
+"""
+
+UNPACK = r"""
+import sys, zipfile, pathlib
+site = pathlib.Path(sys.argv[1]); site.mkdir(parents=True, exist_ok=True)
+for wheel in sys.argv[2:]:
+    zipfile.ZipFile(wheel).extractall(site)
+print("unpacked", len(sys.argv) - 2)
+"""
+
+
+@dataclass
+class DeviceInfo:
+    """What `targets check` prints; raw is the probe's JSON."""
+
+    raw: dict[str, Any]
+    runtimes: dict[str, str | None] = field(default_factory=dict)  # merged over the target's pythons
+
+    @property
+    def cpu_model(self) -> str:
+        cpu = self.raw.get("cpu", {})
+        part = (cpu.get("CPU part") or "").lower()
+        return CPU_PARTS.get(part, cpu.get("model name") or (f"ARM part {part}" if part else "unknown"))
+
+    @property
+    def features(self) -> str:
+        cpu = self.raw.get("cpu", {})
+        return cpu.get("Features") or cpu.get("flags") or ""
+
+    @property
+    def emulated(self) -> bool:
+        return bool(self.raw.get("emulator"))
+
+    def wheel_platform(self, where: str) -> WheelPlatform:
+        libc, version = (self.raw.get("libc") or ["", ""])[:2]
+        if self.raw.get("android") or libc != "glibc" or not version:
+            raise TargetError("no manylinux wheels fit this device (not a glibc Linux: Android/Termux?)",
+                              where=where, hint="on Termux: pkg install python-numpy; pip install ncnn "
+                              "(tflite-runtime / ai-edge-litert publish no Android wheels)")
+        major, minor = (int(x) for x in version.split(".")[:2])
+        py = ".".join(self.raw["python"].split(".")[:2])
+        return WheelPlatform(python=py, machine=self.raw["machine"], glibc=(major, minor))
+
+
+def probe(transport: Transport, target: Target) -> DeviceInfo:
+    """Run the probe with the target's python (and each runtime-specific python) on the device."""
+    info: DeviceInfo | None = None
+    site = f"{getattr(transport, 'work_dir', '') or '.'}/site"  # where setup unpacks wheels on a pip-less device
+    for python in dict.fromkeys([target.python, *target.runtime_python.values()]):
+        res = transport.run([*shlex.split(python), "-c", PROBE], timeout=120, env={"PYTHONPATH": site})
+        line = next((ln for ln in res.stdout.splitlines() if ln.startswith("EDGEKIT_PROBE ")), None)
+        if line is None:
+            raise TargetError(f"`{python}` did not run on the device (exit {res.exit_status}): "
+                              f"{res.stderr.strip()[-300:]}", where=target.name,
+                              hint="set the target's python command: --set python=python3")
+        raw = json.loads(line.split(" ", 1)[1])
+        if info is None:
+            info = DeviceInfo(raw, dict(raw["runtimes"]))
+        else:
+            info.runtimes.update({k: v for k, v in raw["runtimes"].items() if v})
+    if info is None:
+        raise TargetError("the target has no python command", where=target.name)
+    return info
+
+
+def check_target(target: Target) -> DeviceInfo:
+    target = ensure_device(target)
+    with open_transport(target) as transport:
+        return probe(transport, target)
+
+
+def requirements_for(runtimes: list[str]) -> list[str]:
+    """Pinned requirements for the runtimes a target uses (numpy always)."""
+    packages = ["numpy"] + [RUNTIME_PACKAGES[r] for r in runtimes if r in RUNTIME_PACKAGES and r != "numpy"]
+    reqs = pinned_requirements([p for p in packages if p != "tflite-runtime"])
+    if "tflite_runtime" in runtimes:
+        reqs.append(TFLITE_RUNTIME_REQS[0])
+    return reqs
+
+
+def setup_target(target: Target, log: Log = print) -> DeviceInfo:
+    """Install the runtimes the target lacks from wheels downloaded here and pushed over the transport."""
+    target = ensure_device(target)
+    with open_transport(target) as transport:
+        info = probe(transport, target)
+        missing = [r for r in ["numpy", *target.runtimes] if not info.runtimes.get(r)]
+        if not missing:
+            log(f"{target.name}: all runtimes present: " + ", ".join(f"{k} {v}" for k, v in info.runtimes.items() if v))
+            return info
+        log(f"{target.name}: missing {', '.join(missing)}")
+        if target.emulated:
+            _setup_emulated(log)
+        else:
+            _setup_board(transport, target, info, missing, log)
+        return probe(transport, target)
+
+
+def _setup_emulated(log: Log) -> None:
+    from edgekit.emu.build import provision_sites
+
+    shared = layout.shared()
+    for stamp in shared.root.glob("site/*.done"):
+        stamp.unlink()  # a site dir lacks a runtime: re-install it from the (cached) wheels
+    provision_sites(shared, log)
+
+
+def _setup_board(transport: Transport, target: Target, info: DeviceInfo, missing: list[str], log: Log) -> None:
+    platform = info.wheel_platform(target.name)
+    reqs = requirements_for([r for r in target.runtimes if r in missing or r == "numpy"])
+    wheel_dir = download_wheels(platform, reqs, layout.shared().wheels, log)
+    wheels = sorted(wheel_dir.glob("*.whl"))
+    remote_dir = "wheels"
+    sent = 0
+    for wheel in wheels:
+        sent += transport.put(wheel, f"{remote_dir}/{wheel.name}").bytes_sent
+    log(f"{target.name}: pushed {len(wheels)} wheels ({sent / 1e6:.1f} MB sent)")
+    python = shlex.split(target.python)
+    work = getattr(transport, "work_dir", "")
+    if info.raw.get("pip"):
+        argv = [*python, "-m", "pip", "install", "--no-index", "--find-links", f"{work}/{remote_dir}", "--user",
+                *reqs]
+        if int(str(info.raw["pip"]).split(".")[0]) >= 23:
+            argv.insert(argv.index("--user"), "--break-system-packages")
+        res = transport.run(argv, timeout=1800)
+    else:
+        res = transport.run([*python, "-c", UNPACK, f"{work}/site", *(f"{work}/{remote_dir}/{w.name}" for w in wheels)],
+                            timeout=3600)
+        log(f"{target.name}: no pip on the device; unpacked into {work}/site (the agent adds it to sys.path)")
+    if res.exit_status != 0:
+        raise EmulatorError(f"installing the wheels failed (exit {res.exit_status}): {res.stderr.strip()[-500:]}",
+                            where=target.name)
