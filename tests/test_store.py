@@ -49,6 +49,11 @@ def test_round_trip_keeps_every_field_and_every_sample(tmp_path: Path) -> None:
     failed = Measurement(artifact="ncnn-fp16", format="ncnn-fp16", runtime="ncnn", threads=2, status="failed",
                          error="segfault in ncnn::Net::load_param", ops_unsupported=["Focus"])
     result.runs[0].agent.measurements.append(failed)  # type: ignore[union-attr]
+    # declared fields the store has no column for (added to results.py later) must survive too
+    declared = {"peak_rss_scope": "measurement", "output_names": ["boxes", "scores"], "output_shapes": [[8, 4]]}
+    for name, value in declared.items():
+        setattr(result.runs[1].agent.measurements[0], name, value)  # type: ignore[union-attr]
+    result.runs[1].agent.in_progress = "ncnn-int8 threads=4"  # type: ignore[union-attr]
     with open_store(_url(tmp_path)) as store:
         run_id = store.record(result)
         back = store.load(run_id)
@@ -58,6 +63,8 @@ def test_round_trip_keeps_every_field_and_every_sample(tmp_path: Path) -> None:
     samples_out = [m.samples_ms for r in back.runs for m in r.agent.measurements]  # type: ignore[union-attr]
     assert samples_out == samples_in and sum(map(len, samples_out)) == 3 * 14 * 50
     assert back.runs[0].agent.measurements[-1].model_extra == {"ops_unsupported": ["Focus"]}  # type: ignore[union-attr]
+    assert back.runs[1].agent.measurements[0].output_shapes == [[8, 4]]  # type: ignore[union-attr]
+    assert back.runs[1].agent.in_progress == "ncnn-int8 threads=4"  # type: ignore[union-attr]
 
 
 def test_a_target_without_agent_result_round_trips(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def build(store: Store, *, since: float | None = None, recipes: Sequence[str] = 
     names = list(recipes) or store.recipes(since=since)
     views = []
     for name in names:
-        shown = store.history(recipe=name, since=since)
+        shown = [r for r in (_only(r, targets) for r in store.history(recipe=name, since=since)) if r.result.runs]
         if not shown:
             continue
         # regression baseline may reach back before `since`
@@ -86,7 +86,7 @@ def build(store: Store, *, since: float | None = None, recipes: Sequence[str] = 
 def recipe_view(name: str, shown: list[StoredRun], recent: list[StoredRun] | None = None, *,
                 targets: Sequence[str] = (), settings: Settings = Settings()) -> RecipeView:
     shown = [_only(r, targets) for r in shown]
-    recent = [_only(r, targets) for r in (recent if recent is not None else shown)]
+    recent = [r for r in (_only(r, targets) for r in (recent if recent is not None else shown)) if r.result.runs]
     flags = detect_latest(recent, settings) if recent and recent[-1].id == shown[-1].id else []
     latest = shown[-1]
     target_names = list(dict.fromkeys(t.target for r in shown for t in r.result.runs))

@@ -47,55 +47,56 @@ def timestamp(iso: str, *, where: str = "started_at") -> float:
     return moment.timestamp()
 
 
-def _extra(model: Any) -> dict[str, Any] | None:
-    extra = model.model_extra
-    return dict(extra) if extra else None
+def _split(model: Any, columns: tuple[str, ...], *, nested: frozenset[str] | set[str] = frozenset()
+           ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(column values, everything else): fields added to results.py after this schema, and fields a newer
+    agent or deploy sent that results.py does not declare, all land in `extra` instead of being dropped."""
+    data = model.model_dump(mode="json", exclude=set(nested))
+    picked = {name: data.pop(name) for name in columns}
+    return picked, (data or None)
 
 
-def _pick(model: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    return {name: getattr(model, name) for name in names}
+_RUN_COLUMNS = ("recipe", "recipe_path", "recipe_sha256", "git_revision", "task", "protocol", "started_at",
+                "finished_at", "tool_versions", "benchmark", "ok")
+_TARGET_COLUMNS = ("target", "kind", "emulated", "status", "error", "estimates", "stage_seconds")
+_AGENT_COLUMNS = ("protocol", "started_at", "finished_at", "facts_before", "facts_after", "request")
 
 
 def run_row(result: DeployResult, *, recorded_at: str, recorded_by: str | None) -> dict[str, Any]:
-    return {
-        "recipe": result.recipe, "recipe_path": result.recipe_path, "recipe_sha256": result.recipe_sha256,
-        "git_revision": result.git_revision, "task": result.task, "protocol": result.protocol,
-        "started_at": result.started_at, "started_ts": timestamp(result.started_at),
-        "finished_at": result.finished_at, "tool_versions": result.tool_versions,
-        "benchmark": result.benchmark, "ok": result.ok, "recorded_at": recorded_at,
-        "recorded_by": recorded_by, "extra": _extra(result),
-    }
+    row, extra = _split(result, _RUN_COLUMNS, nested={"artifacts", "runs"})
+    return {**row, "started_ts": timestamp(result.started_at), "recorded_at": recorded_at,
+            "recorded_by": recorded_by, "extra": extra}
 
 
 def target_row(run: TargetRun, *, run_id: int, position: int) -> dict[str, Any]:
-    agent = run.agent
+    row, target_extra = _split(run, _TARGET_COLUMNS, nested={"agent", "comparisons"})
+    agent_row: dict[str, Any] = dict.fromkeys(_AGENT_COLUMNS)
+    agent_extra = None
+    if run.agent is not None:
+        agent_row, agent_extra = _split(run.agent, _AGENT_COLUMNS, nested={"measurements"})
     return {
-        "run_id": run_id, "position": position, "target": run.target, "kind": run.kind,
-        "emulated": run.emulated, "status": run.status, "error": run.error, "has_agent": agent is not None,
-        "agent_protocol": agent.protocol if agent else None,
-        "agent_started_at": agent.started_at if agent else None,
-        "agent_finished_at": agent.finished_at if agent else None,
-        "facts_before": agent.facts_before.model_dump(mode="json") if agent else None,
-        "facts_after": agent.facts_after.model_dump(mode="json") if agent and agent.facts_after else None,
-        "request": agent.request if agent else None, "estimates": run.estimates,
-        "stage_seconds": run.stage_seconds,
-        "extra": {"target": _extra(run), "agent": _extra(agent) if agent else None},
+        "run_id": run_id, "position": position, **row, "has_agent": run.agent is not None,
+        "agent_protocol": agent_row["protocol"], "agent_started_at": agent_row["started_at"],
+        "agent_finished_at": agent_row["finished_at"], "facts_before": agent_row["facts_before"],
+        "facts_after": agent_row["facts_after"], "request": agent_row["request"],
+        "extra": {"target": target_extra, "agent": agent_extra},
     }
 
 
 def measurement_row(m: Measurement, *, run_id: int, target_run_id: int, position: int) -> dict[str, Any]:
-    return {"run_id": run_id, "target_run_id": target_run_id, "position": position,
-            **_pick(m, _MEASUREMENT_COLUMNS), "extra": _extra(m)}
+    row, extra = _split(m, _MEASUREMENT_COLUMNS, nested={"samples_ms"})
+    return {"run_id": run_id, "target_run_id": target_run_id, "position": position, **row, "extra": extra}
 
 
 def comparison_row(c: Comparison, *, run_id: int, target_run_id: int, position: int) -> dict[str, Any]:
-    return {"run_id": run_id, "target_run_id": target_run_id, "position": position,
-            **_pick(c, _COMPARISON_COLUMNS), "extra": _extra(c)}
+    row, extra = _split(c, _COMPARISON_COLUMNS)
+    return {"run_id": run_id, "target_run_id": target_run_id, "position": position, **row, "extra": extra}
 
 
 def artifact_row(a: ArtifactInfo, *, run_id: int, position: int) -> dict[str, Any]:
-    return {"run_id": run_id, "position": position, "artifact": a.id, **_pick(a, _ARTIFACT_COLUMNS),
-            "extra": _extra(a)}
+    row, extra = _split(a, ("id",) + _ARTIFACT_COLUMNS)
+    row["artifact"] = row.pop("id")
+    return {"run_id": run_id, "position": position, **row, "extra": extra}
 
 
 # --- rows -> objects ------------------------------------------------------------------------------------------

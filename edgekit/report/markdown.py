@@ -1,0 +1,78 @@
+"""A short Markdown summary of a report, fit for a pull request comment or a chat message.
+
+Per recipe: the verdict, each flag on one line, and one compact table (artifact x target at the lowest thread
+count: p50 and speed-up over fp32, emulated targets labelled with their instruction counts beside them).
+"""
+
+from __future__ import annotations
+
+from edgekit.report.regression import Flag
+from edgekit.report.view import RecipeView, Report, Row, when
+
+
+def render(report: Report) -> str:
+    regressions = len(report.regressions)
+    verdict = f"{regressions} regression{'s' if regressions != 1 else ''}" if regressions else "no regressions"
+    lines = [f"## edgekit report: {verdict}", "",
+             f"_generated {report.generated_at}, "
+             f"{'since ' + when(report.since) + ' UTC' if report.since else 'all history'}_", ""]
+    if not report.recipes:
+        lines.append("No runs in the store for this selection.")
+    for view in report.recipes:
+        lines += _recipe(view)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _recipe(view: RecipeView) -> list[str]:
+    bad = [f for f in view.flags if f.is_regression]
+    mark = "❌" if bad else ("⚠️" if view.flags else "✅")
+    lines = [f"### {mark} {view.recipe}: run #{view.latest.id}, {when(view.latest.started_ts)} UTC", ""]
+    lines += [_flag(f) for f in view.flags] or ["No regressions against recent history."]
+    lines += ["", *_table(view), ""]
+    return lines
+
+
+def _flag(f: Flag) -> str:
+    where = " ".join(x for x in (f.artifact or "", f"x{f.threads}" if f.threads else "",
+                                 f"on {f.target}" if f.target else "") if x)
+    numbers = ""
+    if f.old is not None and f.new is not None:
+        unit = {"latency": " ms", "instructions": " instr."}.get(f.kind.value, "")
+        numbers = f": {f.old:.4g} → {f.new:.4g}{unit}"
+        if f.change is not None:
+            numbers += f" ({f.change:+.1%}{f', p={f.p_value:.2g}' if f.p_value is not None else ''})"
+    emulated = " (emulated)" if f.emulated else ""
+    return f"- **{f.kind.value}**{emulated} {where}{numbers}" + ("" if numbers else f": {f.message}")
+
+
+def _table(view: RecipeView) -> list[str]:
+    rows = view.rows
+    if not rows:
+        return ["_no measurements_"]
+    threads = min(r.threads for r in rows)
+    targets = list(dict.fromkeys(r.target for r in rows))
+    cells = {(r.artifact, r.target): r for r in rows if r.threads == threads}
+    artifacts = list(dict.fromkeys(r.artifact for r in rows))
+    head = ["artifact"] + [f"{t} (emulated wall ms)" if view.emulated(t) else f"{t} p50 ms" for t in targets]
+    lines = [f"p50 at {threads} thread{'s' if threads > 1 else ''}, speed-up over fp32 in brackets:", "",
+             "| " + " | ".join(head + ["fidelity (cosine)"]) + " |", "|" + "---|" * (len(head) + 1)]
+    for artifact in artifacts:
+        cosine = next((r.cosine for r in rows if r.artifact == artifact and r.cosine is not None), None)
+        lines.append("| " + " | ".join([artifact] + [_cell(cells.get((artifact, t))) for t in targets]
+                                       + [f"{cosine:.5f}" if cosine is not None else "-"]) + " |")
+    return lines
+
+
+def _cell(row: Row | None) -> str:
+    if row is None:
+        return "-"
+    if row.status != "ok":
+        return "failed"
+    text = f"{row.p50_ms:.4g}" if row.p50_ms is not None else "-"
+    if row.speedup:
+        text += f" ({row.speedup:.2f}x{' instr.' if row.speedup_basis == 'instruction count' else ''})"
+    if row.instructions:
+        text += f", {row.instructions / 1e6:.1f} M instr. (count)"
+    if any(f.is_regression for f in row.flags):
+        text += " ❌"
+    return text
