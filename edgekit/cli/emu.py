@@ -35,6 +35,19 @@ def build_cmd(name: str = typer.Argument(..., help="device: pi4-emu, pi5-emu or 
     console.print(f"{name}: built in {dev.root} ({time.monotonic() - start:.1f} s)", highlight=False)
 
 
+@emu_app.command("build-plugin")
+def build_plugin_cmd(force: bool = typer.Option(False, "--force", help="rebuild even if built")) -> None:
+    """Build the instruction-counting qemu plugin (header from Debian's qemu source, gcc, exact self-test);
+    `emu build` also does it. Needed for `edgekit estimate` and counts on emulated devices.
+
+    Example: edgekit emu build-plugin
+    """
+    from edgekit.emu.plugin.build import build_plugin
+
+    path = build_plugin(_log, force=force)
+    console.print(f"counting plugin: {path}", highlight=False)
+
+
 @emu_app.command("up")
 def up_cmd(name: str = typer.Argument(..., help="device: pi4-emu, pi5-emu or phone-emu")) -> None:
     """Start a device's sshd on 127.0.0.1 (building it first if needed); harmless if it is running.

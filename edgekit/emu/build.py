@@ -30,6 +30,7 @@ def build(name: str, log: Log = print) -> layout.DeviceDir:
     """Build (once) everything device NAME needs; return its dir."""
     spec = device_spec(name)
     dev = layout.device_dir(name)
+    _build_counting_plugin(log)
     if dev.built_stamp.exists() and _device_complete(dev):
         return dev
     _check_host_tools()
@@ -39,6 +40,17 @@ def build(name: str, log: Log = print) -> layout.DeviceDir:
     _build_device_dir(spec, dev, sysroot, shared, log)
     dev.built_stamp.write_text(spec.cpu + "\n")
     return dev
+
+
+def _build_counting_plugin(log: Log) -> None:
+    """Counting mode (edgekit/emu/plugin, issue 7): stamp-checked, free once built. A device without it
+    still works, so a failure is logged; `edgekit emu build-plugin` raises it."""
+    from edgekit.emu.plugin.build import build_plugin
+
+    try:
+        build_plugin(log)
+    except EmulatorError as exc:
+        log(f"counting plugin not built (instruction counts unavailable): {exc}")
 
 
 def provision_sites(shared: layout.Shared, log: Log = print) -> None:
@@ -115,7 +127,9 @@ export PYTHONNOUSERSITE=1
 if [ -n "${{EDGEKIT_QEMU_PLUGIN:-}}" ]; then
   QEMU="${{EDGEKIT_QEMU_DYNAMIC:-{dynamic}}}"
   export EDGEKIT_EMULATOR="qemu-aarch64 -cpu $CPU -plugin"
-  exec "$QEMU" -cpu "$CPU" -plugin "$EDGEKIT_QEMU_PLUGIN" -L "$SYSROOT" "$SYSROOT/{python}" "$@"
+  # exact counts need a fixed guest address layout and hash seed (no ASLR, PYTHONHASHSEED): issue 7
+  export PYTHONHASHSEED="${{PYTHONHASHSEED:-0}}"
+  exec setarch -R "$QEMU" -cpu "$CPU" -plugin "$EDGEKIT_QEMU_PLUGIN" -L "$SYSROOT" "$SYSROOT/{python}" "$@"
 fi
 export EDGEKIT_EMULATOR="qemu-aarch64-static -cpu $CPU"
 exec {static} -cpu "$CPU" -L "$SYSROOT" "$SYSROOT/{python}" "$@"

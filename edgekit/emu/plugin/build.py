@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 from edgekit.emu.plugin import selftest
@@ -58,14 +59,17 @@ def is_built() -> bool:
     return plugin_path().exists() and _stamp().exists() and _stamp().read_text() == _source_digest()
 
 
-def build_plugin(force: bool = False) -> Path:
+def build_plugin(log: Callable[[str], None] = print, force: bool = False) -> Path:
     """Fetch the header if needed, compile the plugin, self-test it, and return the .so path."""
     if is_built() and not force:
         return plugin_path()
-    qemu = _ensure_qemu()
+    qemu = _ensure_qemu(log)
+    log(f"counting plugin: header {HEADER_NAME} from Debian's qemu source ({qemu_source_version()})")
     header = fetch_header(qemu_source_version())
+    log(f"counting plugin: gcc {SOURCE.name} -> {plugin_path()}")
     _compile(header.parent, plugin_path())
     count = selftest.run(qemu, plugin_path(), plugin_dir() / "selftest")
+    log(f"counting plugin: self-test counted {count} instructions with {qemu} (expected, exact)")
     if count != selftest.expected(selftest.LOOPS):
         raise EmulatorError(
             f"plugin self-test counted {count} instructions, expected {selftest.expected(selftest.LOOPS)}",
@@ -90,7 +94,7 @@ def fetch_header(version: str) -> Path:
     apt_conf = _private_apt()
     src = plugin_dir() / "src"
     src.mkdir(exist_ok=True)
-    env = {"APT_CONFIG": str(apt_conf), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    env = {**os.environ, "APT_CONFIG": str(apt_conf)}  # host apt.conf.d still read: a proxy applies
     _run(["apt-get", "update", "-q"], "apt-get update (deb-src)", env=env)
     spec = f"qemu={version}" if ":" in version else "qemu"
     _run(["apt-get", "source", "--download-only", "-q", spec], "apt-get source qemu", env=env, cwd=src)
@@ -109,10 +113,11 @@ def fetch_header(version: str) -> Path:
     return header
 
 
-def _ensure_qemu() -> Path:
+def _ensure_qemu(log: Callable[[str], None]) -> Path:
     try:
         return counting_qemu()
     except EmulatorError:
+        log("counting plugin: no /usr/bin/qemu-aarch64; unpacking Debian's qemu-user with dpkg -x")
         dest = plugin_dir() / "qemu-user"
         debs = plugin_dir() / "debs"
         debs.mkdir(exist_ok=True)
@@ -170,4 +175,4 @@ def _run(cmd: list[str], what: str, *, env: dict[str, str] | None = None, cwd: P
 
 
 if __name__ == "__main__":
-    print(build_plugin(force=True))
+    print(build_plugin(force=True))  # python -m edgekit.emu.plugin.build: rebuild and self-test
