@@ -1,7 +1,49 @@
-"""`edgekit report`: not built yet."""
+"""`edgekit report`: an HTML report with plots and a Markdown summary from the results store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+
+console = Console()
+
+STORE_HELP = "results store: a SQLAlchemy URL or a SQLite file (default: $EDGEKIT_STORE, else the data dir)"
+
+
+def report_cmd(
+    since: str = typer.Option("30d", "--since", help="history window: 30d, 12h, 2w, a date, or 'all'"),
+    recipe: Optional[list[str]] = typer.Option(None, "--recipe", help="only this recipe (repeatable)"),
+    target: Optional[list[str]] = typer.Option(None, "--target", help="only this target (repeatable)"),
+    html: Optional[Path] = typer.Option(None, "--html", help="write the self-contained HTML report here"),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write a short Markdown summary here"),
+    store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
+    min_change: float = typer.Option(0.05, "--min-change", help="smallest relative slowdown flagged"),
+) -> None:
+    """Per recipe: the latest table (artifact x target), latency trends, sample distributions, INT8 vs
+    fp32, device facts and regression flags, as one HTML file that needs no network to view.
+    Without --html/--markdown the Markdown summary is printed.
+
+    Example: edgekit report --since 30d --html report.html --markdown summary.md
+    """
+    from edgekit.report import Settings, build, parse_since, write
+    from edgekit.report import markdown as md
+    from edgekit.store import open_store
+
+    with open_store(store) as db:
+        report = build(db, since=parse_since(since), recipes=recipe or (), targets=target or (),
+                       settings=Settings(min_change=min_change))
+    for path in write(report, html=html, markdown=markdown):
+        console.print(f"wrote {path}", highlight=False)
+    if not html and not markdown:
+        console.print(md.render(report), highlight=False, markup=False)
+    else:
+        regressions = len(report.regressions)
+        console.print(f"{len(report.recipes)} recipe(s), {regressions} regression(s), "
+                      f"{len(report.flags) - regressions} unreliable", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this command to the app (filled in by the issue that builds it)."""
+    app.command("report")(report_cmd)

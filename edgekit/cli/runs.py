@@ -1,7 +1,152 @@
-"""`edgekit runs`: not built yet."""
+"""`edgekit runs [show ID | import FILE]`: what the results store holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgekit.cli.report import STORE_HELP
+from edgekit.results import DeployResult, TargetRun
+
+runs_app = typer.Typer(
+    help="List recent runs in the results store; `show ID` prints one; `import FILE.json` records a "
+    "`edgekit deploy --json` file.\n\nExample: edgekit runs --limit 10 --recipe yolov5-lite",
+    invoke_without_command=True,
+)
+console = Console()
+EMU = "[black on yellow] emulated [/]"
+
+
+@runs_app.callback()
+def list_cmd(
+    ctx: typer.Context,
+    limit: int = typer.Option(20, "--limit", "-n", help="how many runs, newest first"),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="only runs of this recipe"),
+    target: Optional[str] = typer.Option(None, "--target", help="only runs on this target"),
+    store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
+) -> None:
+    """List recent runs: id, time, recipe, targets, measurement counts, git revision.
+
+    Example: edgekit runs --limit 5 --target pi4
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from edgekit.store import open_store
+
+    with open_store(store) as db:
+        found = db.runs(limit=limit, recipe=recipe, target=target)
+        url = db.url
+    table = Table(title=f"runs in {url}")
+    for col in ("id", "started (UTC)", "recipe", "targets", "measurements", "ok", "git", "recorded by"):
+        table.add_column(col, justify="right" if col in ("id", "measurements") else "left")
+    for r in found:
+        targets = ", ".join(f"{t} (emulated)" if t in r.emulated_targets else t for t in r.targets)
+        counts = f"{r.measurements}" + (f" [red]({r.failed} failed)[/]" if r.failed else "")
+        table.add_row(str(r.id), r.started_at[:16].replace("T", " "), r.recipe, targets, counts,
+                      "[green]yes[/]" if r.ok else "[red]no[/]", (r.git_revision or "-")[:10], r.recorded_by or "-")
+    console.print(table if found else f"no runs in {url}")
+
+
+@runs_app.command("show")
+def show_cmd(
+    run_id: int = typer.Argument(..., help="run id, as `edgekit runs` lists it"),
+    store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
+    json_out: bool = typer.Option(False, "--json", help="print the stored deploy result as JSON"),
+) -> None:
+    """Print one run: recipe, tool versions, artifacts with fidelity, and per target the device facts and
+    every measurement (emulated wall times labelled, instruction counts beside them).
+
+    Example: edgekit runs show 42
+    """
+    from edgekit.store import open_store
+
+    with open_store(store) as db:
+        result = db.load(run_id)
+    if json_out:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    _print_run(run_id, result)
+
+
+@runs_app.command("import")
+def import_cmd(
+    files: list[Path] = typer.Argument(..., help="deploy result JSON files (`edgekit deploy --json PATH`)"),
+    store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
+) -> None:
+    """Record deploy results written by `edgekit deploy --json` (for example on another machine).
+
+    Example: edgekit runs import results/yolov5-lite-pi4.json
+    """
+    from pydantic import ValidationError
+
+    from edgekit.errors import StoreError
+    from edgekit.results import DeployResult
+    from edgekit.store import open_store
+
+    with open_store(store) as db:
+        for path in files:
+            try:
+                result = DeployResult.model_validate_json(path.read_bytes())
+            except (OSError, ValidationError) as exc:
+                raise StoreError(f"not a deploy result: {str(exc).splitlines()[0]}", where=str(path),
+                                 hint="pass a file written by `edgekit deploy --json PATH`") from exc
+            run_id = db.record(result)
+            console.print(f"{path}: recorded as run {run_id} ({result.recipe}, {result.started_at})",
+                          highlight=False)
+
+
+def _print_run(run_id: int, result: DeployResult) -> None:
+    console.print(f"[bold]run {run_id}[/]: {result.recipe} ({result.recipe_path}) started {result.started_at}, "
+                  f"ok={result.ok}, git {result.git_revision or '-'}, recipe sha256 {result.recipe_sha256[:12]}",
+                  highlight=False)
+    console.print("tools: " + ", ".join(f"{k} {v}" for k, v in result.tool_versions.items()), highlight=False)
+    arts = Table(title="artifacts")
+    for col in ("artifact", "size MB", "cached", "convert s", "fidelity", "gates", "status"):
+        arts.add_column(col)
+    for a in result.artifacts:
+        fidelity = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in a.fidelity.items())
+        arts.add_row(a.id, f"{a.size_bytes / 1e6:.2f}", "yes" if a.cached else "no",
+                     f"{a.convert_s:.1f}" if a.convert_s is not None else "-", fidelity or "-",
+                     "[green]passed[/]" if a.gates_passed else "[red]failed[/]",
+                     a.status if a.status == "ok" else f"[red]{a.status}: {a.error}[/]")
+    if result.artifacts:
+        console.print(arts)
+    for t in result.runs:
+        _print_target(t)
+
+
+def _print_target(t: TargetRun) -> None:
+    label = f"{t.target} {EMU}" if t.emulated else t.target
+    console.print(f"\n[bold]{label}[/] ({t.kind}) status {t.status}" + (f": [red]{t.error}[/]" if t.error else ""))
+    if t.agent is None:
+        return
+    f = t.agent.facts_before
+    after = t.agent.facts_after
+    console.print(
+        f"  {f.machine} {f.cpu_model or ''} x{f.cores}" + (f" via {f.emulator}" if f.emulator else "")
+        + f", temperature {f.temperature_c if f.temperature_c is not None else '-'} -> "
+        + f"{after.temperature_c if after and after.temperature_c is not None else '-'} C, throttled "
+        + f"{f.throttled or '-'} -> {(after.throttled if after else None) or '-'}, runtimes "
+        + ", ".join(f"{k} {v}" for k, v in f.runtimes.items()), highlight=False)
+    unit = "ms, emulated wall time" if t.emulated else "ms"
+    table = Table()
+    for col in ("artifact", "threads", f"p50 ({unit})", f"p90 ({unit})", "p99", "load ms", "peak RSS MB",
+                "instructions / invoke (count)", "samples", "status"):
+        table.add_column(col, justify="left" if col in ("artifact", "status") else "right")
+    for m in t.agent.measurements:
+        table.add_row(m.artifact, str(m.threads), _n(m.p50_ms), _n(m.p90_ms), _n(m.p99_ms), _n(m.load_ms),
+                      _n(m.peak_rss_mb), f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
+                      str(len(m.samples_ms)), "ok" if m.status == "ok" else f"[red]{m.status}: {m.error}[/]")
+    console.print(table)
+
+
+def _n(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def register(app: typer.Typer) -> None:
-    """Add this command to the app (filled in by the issue that builds it)."""
+    app.add_typer(runs_app, name="runs")

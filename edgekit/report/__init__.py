@@ -1,0 +1,61 @@
+"""Reports from the results store: an HTML file with plots, a Markdown summary, and regression flags.
+
+    from edgekit.report import build, write
+    report = build(store, since=ts, recipes=["yolov5-lite"], targets=["pi4"])
+    write(report, html="report.html", markdown="summary.md")
+
+(`table.py`, the terminal tables, is separate and imports nothing from here.)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edgekit.errors import EdgekitError
+from edgekit.report.regression import Flag, FlagKind, Settings
+from edgekit.report.view import Report, build
+
+__all__ = ["Flag", "FlagKind", "Report", "Settings", "build", "parse_since", "write"]
+
+
+def write(report: Report, *, html: str | Path | None = None, markdown: str | Path | None = None) -> list[Path]:
+    """Write the HTML report and/or the Markdown summary; return the paths written."""
+    written = []
+    if html:
+        from edgekit.report import html as html_mod  # matplotlib: only when an HTML report is asked for
+
+        written.append(_write(Path(html), html_mod.render(report)))
+    if markdown:
+        from edgekit.report import markdown as md_mod
+
+        written.append(_write(Path(markdown), md_mod.render(report)))
+    return written
+
+
+def parse_since(text: str | None, *, now: float | None = None) -> float | None:
+    """`30d`, `12h`, `2w`, `90m` (ago) or an ISO date/time, as epoch seconds; None/'all' for all history."""
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    now = time.time() if now is None else now
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*", text.lower())
+    if match:
+        seconds = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[match.group(2)]
+        return now - float(match.group(1)) * seconds
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise EdgekitError(f"--since: cannot read {text!r}",
+                           hint="use a duration like 30d, 12h, 2w or a date like 2026-01-31") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _write(path: Path, text: str) -> Path:
+    """Write atomically, so a report being viewed is never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

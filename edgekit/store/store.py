@@ -52,6 +52,7 @@ class RunSummary:
     git_revision: str | None
     recorded_by: str | None
     targets: list[str] = field(default_factory=list)
+    emulated_targets: list[str] = field(default_factory=list)
     measurements: int = 0
     failed: int = 0
 
@@ -116,7 +117,9 @@ class Store:
             counts = _measurement_counts(conn, ids)
         return [RunSummary(id=r.id, recipe=r.recipe, started_at=r.started_at, finished_at=r.finished_at,
                            ok=r.ok, git_revision=r.git_revision, recorded_by=r.recorded_by,
-                           targets=targets.get(r.id, []), measurements=counts.get(r.id, (0, 0))[0],
+                           targets=[t for t, _ in targets.get(r.id, [])],
+                           emulated_targets=[t for t, emulated in targets.get(r.id, []) if emulated],
+                           measurements=counts.get(r.id, (0, 0))[0],
                            failed=counts.get(r.id, (0, 0))[1]) for r in rows]
 
     def load(self, run_id: int) -> DeployResult:
@@ -265,13 +268,13 @@ def _filtered(query: Any, *, recipe: str | None, target: str | None, since: floa
     return query
 
 
-def _targets_of(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
-    found: dict[int, list[str]] = defaultdict(list)
+def _targets_of(conn: Connection, ids: list[int]) -> dict[int, list[tuple[str, bool]]]:
+    found: dict[int, list[tuple[str, bool]]] = defaultdict(list)
     if ids:
-        query = select(target_runs.c.run_id, target_runs.c.target).where(
+        query = select(target_runs.c.run_id, target_runs.c.target, target_runs.c.emulated).where(
             target_runs.c.run_id.in_(ids)).order_by(target_runs.c.run_id, target_runs.c.position)
         for row in conn.execute(query):
-            found[row.run_id].append(row.target)
+            found[row.run_id].append((row.target, bool(row.emulated)))
     return found
 
 
