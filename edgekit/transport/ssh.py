@@ -132,6 +132,8 @@ class SshTransport(Transport):
         return self._client
 
     def _abs(self, remote: str) -> str:
+        """Absolute remote path: `~/` is the remote home, relative paths are the work dir (connects)."""
+        self.connect()
         if remote == "~" or remote.startswith("~/"):
             return str(PurePosixPath(self._home) / remote[2:]) if len(remote) > 1 else self._home
         if remote.startswith("/"):

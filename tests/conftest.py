@@ -1,0 +1,71 @@
+"""Shared test set-up.
+
+- The user's data dir is never touched: EDGEKIT_HOME points at a fresh temporary folder for the session.
+- The emulated-device assets are expensive (sysroot, wheels), so EDGEKIT_EMU_HOME keeps pointing at the
+  normal emu dir (built once by `make test`'s set-up: `edgekit emu build pi4-emu`) unless already set.
+- `pi4_emu` (session): the running pi4-emu device's Target; started here if it was not running, and
+  stopped at the end only if this session started it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_SESSION_HOME: tempfile.TemporaryDirectory[str] | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _SESSION_HOME
+    if "EDGEKIT_EMU_HOME" not in os.environ:
+        from edgekit.paths import emu_dir
+
+        os.environ["EDGEKIT_EMU_HOME"] = str(emu_dir())  # resolved against the real data dir, once
+    _SESSION_HOME = tempfile.TemporaryDirectory(prefix="edgekit-test-home-")
+    os.environ["EDGEKIT_HOME"] = _SESSION_HOME.name
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_HOME is not None:
+        _SESSION_HOME.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pi4_emu() -> Iterator["object"]:
+    """The pi4-emu Target with live connection details (device started if needed)."""
+    from edgekit.emu.runner import down, running_state
+    from edgekit.target import ensure_device, load_target
+
+    started = running_state("pi4-emu") is None
+    target = ensure_device(load_target("pi4-emu"))
+    try:
+        yield target
+    finally:
+        if started:
+            down("pi4-emu")
+
+
+@pytest.fixture()
+def pi4_transport(pi4_emu: "object") -> Iterator["object"]:
+    """An open SSH transport to pi4-emu, closed after the test."""
+    from edgekit.target import open_transport
+
+    with open_transport(pi4_emu) as transport:  # type: ignore[arg-type]
+        yield transport
+
+
+@pytest.fixture()
+def scratch_name(request: pytest.FixtureRequest) -> str:
+    """A remote file/dir name unique to this test, so tests never see each other's files."""
+    return f"t-{request.node.name.replace('[', '-').replace(']', '')}-{os.getpid()}"
+
+
+@pytest.fixture()
+def small_file(tmp_path: Path) -> Path:
+    path = tmp_path / "probe.py"
+    path.write_text("import os, platform\nprint(platform.machine(), os.environ.get('EDGEKIT_EMULATOR'))\n")
+    return path

@@ -1,0 +1,134 @@
+"""Emulated devices, for real: qemu-user + arm64 CPython + OpenSSH on 127.0.0.1 (marked integration)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import paramiko
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from edgekit.emu import layout
+from edgekit.emu.specs import DEVICES, cpuinfo_text, device_spec
+from edgekit.errors import EmulatorError
+
+
+def _live(marker: str) -> list[int]:
+    """Pids of live (non-zombie) processes whose command line contains marker."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and marker in " ".join(proc.info["cmdline"] or []):
+            found.append(proc.info["pid"])
+    return found
+
+
+def test_cpuinfo_matches_emulated_core() -> None:
+    pi4 = cpuinfo_text(device_spec("pi4-emu"), 4)
+    assert pi4.count("processor\t:") == 4 and "CPU part\t: 0xd08" in pi4 and "asimddp" not in pi4
+    pi5 = cpuinfo_text(device_spec("pi5-emu"), 2)
+    assert "CPU part\t: 0xd0b" in pi5 and "asimddp" in pi5
+    assert all(spec.cpu != "max" for spec in DEVICES.values())
+
+
+def test_unknown_device_is_a_named_error() -> None:
+    with pytest.raises(EmulatorError, match="known devices"):
+        device_spec("pi9-emu")
+
+
+@pytest.mark.integration
+def test_push_and_run_python_sees_aarch64(pi4_transport, pi4_emu, small_file, scratch_name) -> None:
+    put = pi4_transport.put(small_file, f"{scratch_name}/probe.py")
+    assert put.bytes_sent == small_file.stat().st_size and not put.skipped
+    res = pi4_transport.run([pi4_emu.python, "probe.py"], timeout=60, cwd=scratch_name)
+    assert res.ok, res.stderr
+    assert res.stdout.split()[0] == "aarch64"
+    assert "-cpu cortex-a72" in res.stdout  # EDGEKIT_EMULATOR, never qemu's default `max`
+
+
+@pytest.mark.integration
+def test_second_push_sends_nothing(pi4_transport, small_file, scratch_name) -> None:
+    first = pi4_transport.put(small_file, f"{scratch_name}/same.py")
+    again = pi4_transport.put(small_file, f"{scratch_name}/same.py")
+    assert first.bytes_sent > 0
+    assert (again.bytes_sent, again.skipped, again.sha256) == (0, True, first.sha256)
+    small_file.write_text(small_file.read_text() + "# changed\n")
+    changed = pi4_transport.put(small_file, f"{scratch_name}/same.py")
+    assert changed.bytes_sent == small_file.stat().st_size
+    assert pi4_transport.sha256(f"{scratch_name}/same.py") == changed.sha256
+
+
+@pytest.mark.integration
+def test_get_pulls_the_file_back(pi4_transport, small_file, scratch_name, tmp_path) -> None:
+    pi4_transport.put(small_file, f"{scratch_name}/x.py")
+    back = pi4_transport.get(f"{scratch_name}/x.py", tmp_path / "back" / "x.py")
+    assert back.read_bytes() == small_file.read_bytes()
+
+
+@pytest.mark.integration
+def test_timeout_stops_the_emulated_process(pi4_transport, pi4_emu) -> None:
+    from edgekit.errors import RemoteTimeout
+
+    marker = f"edgekit_timeout_{uuid.uuid4().hex[:8]}"
+    start = time.monotonic()
+    with pytest.raises(RemoteTimeout, match="did not finish within 4 s") as info:
+        pi4_transport.run([pi4_emu.python, "-c", f"import time  # {marker}\ntime.sleep(120)"], timeout=4)
+    assert time.monotonic() - start < 15
+    assert info.value.pgid  # the remote process group that was killed
+    deadline = time.monotonic() + 5
+    while _live(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _live(marker) == []
+
+
+@pytest.mark.integration
+def test_targets_check_shows_the_emulated_pi4(pi4_emu) -> None:
+    from edgekit.cli import app
+
+    result = CliRunner().invoke(app, ["targets", "check", "pi4-emu"])
+    assert result.exit_code == 0, result.output
+    for text in ("aarch64", "Cortex-A72", "cortex-a72", "1.26.4", "2.14.0", "emulated"):
+        assert text in result.output
+
+
+@pytest.mark.integration
+def test_up_twice_is_harmless_and_down_leaves_nothing() -> None:
+    from edgekit.emu.runner import down, running_state, up
+
+    name = "phone-emu"  # a device the rest of the suite does not use
+    was_running = running_state(name) is not None
+    first = up(name, lambda _m: None)
+    start = time.monotonic()
+    second = up(name, lambda _m: None)
+    assert time.monotonic() - start < 1 and second.sshd_pid == first.sshd_pid
+    dev = layout.device_dir(name)
+    client = paramiko.SSHClient()
+    client.load_host_keys(first.known_hosts)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect("127.0.0.1", first.port, username=first.user, key_filename=first.client_key,
+                   look_for_keys=False, allow_agent=False)
+    # a session still running the emulated python, and an orphan that left its session
+    client.exec_command(f"{first.python} -c 'import time; time.sleep(300)'")
+    client.exec_command(f"nohup {first.python} -c 'import time; time.sleep(301)' >/dev/null 2>&1 &")
+    deadline = time.monotonic() + 10
+    while len(_live(str(dev.sysroot))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_live(str(dev.sysroot))) >= 2
+    tree = [first.sshd_pid] + [c.pid for c in psutil.Process(first.sshd_pid).children(recursive=True)]
+    assert down(name) is True
+    client.close()
+    assert _live(str(dev.sysroot)) == [] and _live(str(dev.sshd_config)) == []
+    assert [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE] == []
+    assert running_state(name) is None and down(name) is False
+    if was_running:
+        up(name, lambda _m: None)
+
+
+@pytest.mark.integration
+def test_build_is_idempotent_and_fast() -> None:
+    from edgekit.emu.build import build
+
+    start = time.monotonic()
+    build("pi4-emu", lambda m: pytest.fail(f"a built device rebuilt something: {m}"))
+    assert time.monotonic() - start < 0.5

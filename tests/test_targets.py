@@ -1,0 +1,127 @@
+"""Target files: loading, overrides (CLI and environment), ~/.ssh/config aliases, errors, CLI listing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgekit.errors import TargetError
+from edgekit.target import Target, TransportKind, list_target_names, load_target, open_transport
+
+SSH_CONFIG = """
+Host mypi
+  HostName 10.20.30.40
+  User bob
+  Port 2202
+  IdentityFile ~/.ssh/mypi_key
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "t.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_every_repo_target_loads() -> None:
+    names = list_target_names()
+    for required in ("pi4", "pi5", "phone", "local", "pi4-emu", "pi5-emu", "phone-emu"):
+        assert required in names
+    for name in names:
+        target = load_target(name, ssh_config=Path("/nonexistent"))
+        assert isinstance(target, Target) and target.name == name
+    assert load_target("phone", ssh_config=Path("/nonexistent")).port == 8022
+    assert load_target("phone", ssh_config=Path("/nonexistent")).python == "python"
+    assert load_target("pi4-emu").emulated.cpu == "cortex-a72"
+    assert load_target("pi5-emu").emulated.cpu == "cortex-a76"
+    assert load_target("local").transport is TransportKind.LOCAL
+
+
+def test_cli_overrides_are_typed_and_nested() -> None:
+    t = load_target("pi4", ["host=192.168.1.20", "port=2222", "accept_new=true", "user=alice"],
+                    ssh_config=Path("/nonexistent"))
+    assert (t.host, t.port, t.accept_new, t.user) == ("192.168.1.20", 2222, True, "alice")
+    e = load_target("pi4-emu", {"emulated.counting": "true"})
+    assert e.emulated.counting is True and e.emulated.cpu == "cortex-a72"
+
+
+def test_environment_overrides_and_cli_wins() -> None:
+    env = {"EDGEKIT_TARGET_PI4_HOST": "10.0.0.7", "EDGEKIT_TARGET_PI4_PORT": "2200",
+           "EDGEKIT_TARGET_PI5_HOST": "not-me"}
+    t = load_target("pi4", env=env, ssh_config=Path("/nonexistent"))
+    assert (t.host, t.port) == ("10.0.0.7", 2200)
+    t = load_target("pi4", ["port=2300"], env=env, ssh_config=Path("/nonexistent"))
+    assert (t.host, t.port) == ("10.0.0.7", 2300)
+    nested = load_target("pi4-emu", env={"EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING": "true"})
+    assert nested.emulated.counting is True
+
+
+def test_ssh_config_alias_is_honoured(tmp_path: Path) -> None:
+    cfg = _write(tmp_path, SSH_CONFIG, "ssh_config")
+    t = load_target("pi4", ["host=mypi"], ssh_config=cfg)
+    assert (t.host, t.user, t.port) == ("10.20.30.40", "bob", 2202)
+    assert t.key == Path.home() / ".ssh" / "mypi_key"
+    explicit = load_target("pi4", ["host=mypi", "user=carol", "port=22"], ssh_config=cfg)
+    assert (explicit.host, explicit.user, explicit.port) == ("10.20.30.40", "carol", 22)
+    other = load_target("pi4", ssh_config=cfg)  # not an alias: the file's values stay
+    assert (other.host, other.user, other.port) == ("raspberrypi.local", "pi", 22)
+
+
+def test_ssh_config_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEKIT_SSH_CONFIG", str(_write(tmp_path, SSH_CONFIG, "cfg")))
+    assert load_target("pi4", ["host=mypi"]).host == "10.20.30.40"
+
+
+@pytest.mark.parametrize("text, match", [
+    ("name: x\ntransport: ssh\nhost: h\nhots: typo\n", "hots"),
+    ("name: x\ntransport: serial\n", "transport"),
+    ("name: x\nhost: h\nport: 70000\n", "port"),
+    ("name: x\nemulated: {cpu: cortex-a72}\n", "emulated.device"),
+    ("- a\n- b\n", "mapping"),
+    ("name: [unclosed\n", "YAML"),
+])
+def test_bad_target_files_are_named_errors(tmp_path: Path, text: str, match: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(TargetError, match=match) as info:
+        load_target(path, ssh_config=Path("/nonexistent"))
+    assert str(path) in str(info.value)
+
+
+def test_unknown_target_and_bad_override() -> None:
+    with pytest.raises(TargetError, match="known targets: .*pi4"):
+        load_target("pi9")
+    with pytest.raises(TargetError, match="field=value"):
+        load_target("pi4", ["host"])
+    with pytest.raises(TargetError, match="needs a host"):
+        load_target("pi4", ["host="], ssh_config=Path("/nonexistent"))
+
+
+def test_emulated_target_not_running_says_how_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEKIT_EMU_HOME", str(tmp_path / "emu"))  # a device that was never started
+    target = load_target("pi5-emu")
+    assert target.host is None
+    with pytest.raises(TargetError, match="edgekit emu up pi5-emu"):
+        open_transport(target)
+
+
+def test_targets_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(tmp_path, "transport: ssh\nhost: board.lan\nuser: me\n", "myboard.yaml")
+    monkeypatch.setenv("EDGEKIT_TARGETS_DIR", str(tmp_path))
+    t = load_target("myboard", ssh_config=Path("/nonexistent"))
+    assert (t.name, t.host, t.work_dir, t.python) == ("myboard", "board.lan", "~/edgekit", "python3")
+
+
+def test_cli_lists_targets_and_every_help_has_an_example() -> None:
+    from edgekit.cli import app
+
+    runner = CliRunner()
+    listing = runner.invoke(app, ["targets"])
+    assert listing.exit_code == 0, listing.output
+    for name in ("pi4-emu", "cortex-a72", "local", "phone"):
+        assert name in listing.output
+    for argv in (["targets"], ["targets", "check"], ["targets", "setup"], ["emu"], ["emu", "build"],
+                 ["emu", "up"], ["emu", "status"], ["emu", "down"]):
+        out = runner.invoke(app, [*argv, "--help"], terminal_width=200)
+        assert out.exit_code == 0 and "Example: edgekit" in out.output, argv

@@ -1,0 +1,61 @@
+"""The local transport: the same put/run/get semantics on this machine."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from edgekit.errors import RemoteTimeout, TransportError
+from edgekit.target import load_target, open_transport
+
+
+@pytest.fixture()
+def local(tmp_path: Path):
+    target = load_target("local", {"work_dir": str(tmp_path / "work")})
+    with open_transport(target) as transport:
+        yield transport
+
+
+def test_local_python_is_edgekits_own(tmp_path: Path) -> None:
+    assert load_target("local").python == sys.executable
+
+
+def test_put_skip_and_get(local, tmp_path: Path) -> None:
+    src = tmp_path / "f.txt"
+    src.write_text("hello")
+    first = local.put(src, "sub/f.txt")
+    assert first.bytes_sent == 5 and Path(first.remote) == tmp_path / "work" / "sub" / "f.txt"
+    assert local.put(src, "sub/f.txt").bytes_sent == 0
+    src.write_text("hello again")
+    assert local.put(src, "sub/f.txt").bytes_sent == 11
+    back = local.get("sub/f.txt", tmp_path / "back.txt")
+    assert back.read_text() == "hello again"
+    assert sorted(p.name for p in (tmp_path / "work" / "sub").iterdir()) == ["f.txt"]
+    with pytest.raises(TransportError):
+        local.get("sub/missing.txt", tmp_path / "x")
+
+
+def test_run_in_work_dir_with_env_and_status(local, tmp_path: Path) -> None:
+    res = local.run([sys.executable, "-c", "import os,sys; print(os.getcwd()); print(os.environ['EK_V']);"
+                     " sys.stderr.write('e'); sys.exit(3)"], timeout=30, env={"EK_V": "a b;$x"})
+    assert res.exit_status == 3 and res.stderr == "e"
+    assert res.stdout.splitlines() == [str(tmp_path / "work"), "a b;$x"]
+    assert local.run(["definitely-not-a-command-xyz"], timeout=5).exit_status == 127
+
+
+def test_timeout_kills_the_whole_process_group(local) -> None:
+    marker = f"edgekit_local_{uuid.uuid4().hex[:8]}"
+    code = f"import subprocess,sys,time  # {marker}\nsubprocess.Popen([sys.executable,'-c','import time  # {marker}\\ntime.sleep(60)'])\ntime.sleep(60)"
+    start = time.monotonic()
+    with pytest.raises(RemoteTimeout, match="within 1 s"):
+        local.run([sys.executable, "-c", code], timeout=1)
+    assert time.monotonic() - start < 10
+    time.sleep(0.3)
+    alive = [p for p in psutil.process_iter(["cmdline", "status"])
+             if marker in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE]
+    assert alive == []

@@ -1,0 +1,97 @@
+"""The SSH transport against the real sshd of pi4-emu: host keys, quoting, env, cwd, errors."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edgekit.errors import ConnectError, HostKeyError
+from edgekit.target import load_target, open_transport
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _other_key_line(tmp_path: Path, port: int) -> str:
+    key = tmp_path / "other_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    kind, blob = key.with_suffix(".pub").read_text().split()[:2]
+    return f"[127.0.0.1]:{port} {kind} {blob}\n"
+
+
+def test_unreachable_host_names_host_and_port(tmp_path: Path) -> None:
+    port = _free_port()  # nothing listens there
+    target = load_target("pi4", {"host": "127.0.0.1", "port": str(port), "connect_timeout": "3",
+                                 "known_hosts": str(tmp_path / "kh"), "key": str(tmp_path / "nokey")},
+                         ssh_config=tmp_path / "none")
+    with pytest.raises(ConnectError, match=f"127.0.0.1:{port}"):
+        open_transport(target).connect()
+
+
+@pytest.mark.integration
+def test_changed_host_key_is_refused_and_nothing_uploaded(pi4_emu, pi4_transport, tmp_path, small_file,
+                                                         scratch_name) -> None:
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(_other_key_line(tmp_path, pi4_emu.port))
+    bad = pi4_emu.model_copy(update={"known_hosts": wrong})
+    with pytest.raises(HostKeyError, match="CHANGED") as info:
+        with open_transport(bad) as transport:
+            transport.put(small_file, f"{scratch_name}/never.py")
+    assert "ssh-keygen -R" in str(info.value)
+    assert pi4_transport.sha256(f"{scratch_name}/never.py") is None
+    bad_accepting = bad.model_copy(update={"accept_new": True})  # accept_new never accepts a *changed* key
+    with pytest.raises(HostKeyError):
+        open_transport(bad_accepting).connect()
+
+
+@pytest.mark.integration
+def test_unknown_host_key_is_refused_unless_accept_new(pi4_emu, tmp_path) -> None:
+    empty = tmp_path / "kh"
+    unknown = pi4_emu.model_copy(update={"known_hosts": empty})
+    with pytest.raises(HostKeyError, match="unknown host key") as info:
+        open_transport(unknown).connect()
+    assert "ssh-keyscan" in str(info.value) and "accept_new=true" in str(info.value)
+    assert not empty.exists()
+    accepting = unknown.model_copy(update={"accept_new": True})
+    with open_transport(accepting) as transport:
+        assert transport.run(["true"], timeout=30).ok
+    recorded = empty.read_text()
+    assert recorded.startswith(f"[127.0.0.1]:{pi4_emu.port} ssh-ed25519 ")
+    assert recorded.split()[2] == pi4_emu.known_hosts.read_text().split()[2]  # the pinned key
+    with open_transport(unknown) as transport:  # now known: accepted without the opt-in
+        assert transport.run(["true"], timeout=30).ok
+
+
+@pytest.mark.integration
+def test_arguments_env_and_cwd_are_quoted(pi4_transport, scratch_name) -> None:
+    pi4_transport.mkdir(f"{scratch_name}/dir with space")
+    nasty = ["a b", "$HOME", "`id`", "x;rm -rf /", "it's", '"q"', "*"]
+    res = pi4_transport.run(["printf", "%s\\n", *nasty], timeout=30, cwd=f"{scratch_name}/dir with space",
+                            env={"EDGEKIT_X": "v a l;$(id)"})
+    assert res.ok and res.stdout.splitlines() == nasty
+    res = pi4_transport.run(["sh", "-c", 'pwd; printf %s "$EDGEKIT_X"'], timeout=30,
+                            cwd=f"{scratch_name}/dir with space", env={"EDGEKIT_X": "v a l;$(id)"})
+    pwd, value = res.stdout.splitlines()
+    assert pwd.endswith("/dir with space") and value == "v a l;$(id)"
+
+
+@pytest.mark.integration
+def test_exit_status_and_stderr_are_returned(pi4_transport) -> None:
+    res = pi4_transport.run(["sh", "-c", "echo out; echo err >&2; exit 7"], timeout=30)
+    assert (res.exit_status, res.stdout, res.stderr) == (7, "out\n", "err\n")
+
+
+@pytest.mark.integration
+def test_put_creates_parents_and_keeps_no_temp_files(pi4_transport, tmp_path, scratch_name) -> None:
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    put = pi4_transport.put(blob, f"{scratch_name}/a/b/blob.bin")
+    assert put.bytes_sent == blob.stat().st_size
+    listing = pi4_transport.run(["ls", "-A", f"{scratch_name}/a/b"], timeout=30).stdout.split()
+    assert listing == ["blob.bin"]
