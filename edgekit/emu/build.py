@@ -32,6 +32,7 @@ def build(name: str, log: Log = print) -> layout.DeviceDir:
     dev = layout.device_dir(name)
     _build_counting_plugin(log)
     if dev.built_stamp.exists() and _device_complete(dev):
+        _write_wrappers(spec, dev, layout.shared())  # cheap; picks up a changed wrapper template
         return dev
     _check_host_tools()
     shared = layout.shared()
@@ -90,8 +91,7 @@ def _build_device_dir(spec: DeviceSpec, dev: layout.DeviceDir, sysroot: Path, sh
     cpuinfo = dev.sysroot / "proc" / "cpuinfo"
     cpuinfo.parent.mkdir(exist_ok=True)
     cpuinfo.write_text(cpuinfo_text(spec, os.cpu_count() or 1))
-    _write_wrapper(dev.python, spec, dev.sysroot, shared.site("litert"))
-    _write_wrapper(dev.python_tflite_runtime, spec, dev.sysroot, shared.site("tflite-runtime"))
+    _write_wrappers(spec, dev, shared)
     _keygen(dev.host_key, f"edgekit-{spec.name}-host")
     _keygen(dev.client_key, f"edgekit-{spec.name}-client")
     dev.authorized_keys.write_text(dev.client_key.with_suffix(".pub").read_text())
@@ -136,9 +136,16 @@ exec {static} -cpu "$CPU" -L "$SYSROOT" "$SYSROOT/{python}" "$@"
 """
 
 
+def _write_wrappers(spec: DeviceSpec, dev: layout.DeviceDir, shared: layout.Shared) -> None:
+    _write_wrapper(dev.python, spec, dev.sysroot, shared.site("litert"))
+    _write_wrapper(dev.python_tflite_runtime, spec, dev.sysroot, shared.site("tflite-runtime"))
+
+
 def _write_wrapper(path: Path, spec: DeviceSpec, sysroot: Path, site: Path) -> None:
-    path.write_text(_WRAPPER.format(name=spec.name, site=site, sysroot=sysroot, cpu=spec.cpu,
-                                    dynamic=QEMU_DYNAMIC, static=QEMU_STATIC, python=PYTHON))
+    text = _WRAPPER.format(name=spec.name, site=site, sysroot=sysroot, cpu=spec.cpu,
+                           dynamic=QEMU_DYNAMIC, static=QEMU_STATIC, python=PYTHON)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
     path.chmod(0o755)
 
 
