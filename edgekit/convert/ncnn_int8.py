@@ -1,3 +1,235 @@
-"""NCNN INT8 post-training quantization (work in progress)."""
+"""NCNN INT8 post-training quantization, in Python, writing what ncnn's loader reads.
 
-QUANTIZER_VERSION = "1"
+ncnn's own ncnn2table/ncnn2int8 are in no package we can install (see notes/conversion.md), so this module
+does their work on a pnnx fp32 export:
+1. find the Convolution / ConvolutionDepthWise / InnerProduct layers (the layer types ncnn runs in int8);
+2. run the fp32 model on the calibration inputs and take each such layer's input blob statistics
+   (ncnn_calib.py: KL as ncnn2table does, or absmax) -> one activation scale 127 / threshold per layer;
+3. quantize the weights per output channel (per group for depthwise; or per tensor), scale 127 / absmax, or
+   31 / absmax for 3x3 stride-1 convolutions (ncnn's int8 Winograd F(4,3) needs 6-bit weights, as ncnn2table);
+4. write each quantized layer in ncnn's layout (src/layer/convolution.cpp etc., load_model): `8=2` in the
+   .param (`8=1` for per-group depthwise), and in the .bin the int8-tagged weights, the fp32 bias, the weight
+   scales (num_output floats; group floats or 1 for depthwise) and the input scale (1 float).
+Every other layer is copied byte for byte; layers named in `float_layers`, or whose input was always zero,
+stay fp32, as do weight-carrying layers of other types (ncnn has no int8 kernel for them either).
+Requantize fusion (int8 output straight into the next conv, `8=10x`) is not done: outputs are dequantized.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.convert import ncnn_bin, ncnn_calib
+from edgekit.convert.ncnn_param import NcnnGraph, NcnnLayer, read_param, write_param
+from edgekit.convert.ncnn_runtime import NcnnIO, NcnnModel
+from edgekit.errors import ConversionError
+
+QUANTIZER_VERSION = "1"  # bump when the written bytes change: it is part of the artifact cache key
+QUANTIZABLE = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+METHODS = ("kl", "absmax")
+GRANULARITIES = ("per-channel", "per-tensor")
+
+
+@dataclass
+class LayerResult:
+    """What happened to one layer: int8 (with its activation threshold) or fp32 (with the reason)."""
+
+    name: str
+    type: str
+    int8: bool
+    reason: str = ""
+    input_blob: str = ""
+    absmax: float = 0.0
+    threshold: float = 0.0
+    input_scale: float = 0.0
+
+
+@dataclass
+class Int8Report:
+    method: str
+    granularity: str
+    calibration_samples: int
+    layers: list[LayerResult] = field(default_factory=list)
+    other_weighted_layers: dict[str, int] = field(default_factory=dict)  # type -> count, left fp32
+
+    @property
+    def quantized(self) -> list[str]:
+        return [r.name for r in self.layers if r.int8]
+
+    @property
+    def kept_float(self) -> list[LayerResult]:
+        return [r for r in self.layers if not r.int8]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def notes(self) -> list[str]:
+        out = [f"int8 ({self.method}, {self.granularity}, {self.calibration_samples} calibration samples): "
+               f"{len(self.quantized)} of {len(self.layers)} {'/'.join(QUANTIZABLE)} layers"]
+        out += [f"layer {r.name} ({r.type}) left in fp32: {r.reason}" for r in self.kept_float]
+        if self.other_weighted_layers:
+            kinds = ", ".join(f"{t} x{n}" for t, n in sorted(self.other_weighted_layers.items()))
+            out.append(f"left in fp32 (ncnn has no int8 kernel for these layer types): {kinds}")
+        return out
+
+
+@dataclass
+class _Plan:
+    """A layer to quantize: where its bytes are and its float weights."""
+
+    index: int
+    layer: NcnnLayer
+    span: tuple[int, int]
+    weights: np.ndarray
+    bias: np.ndarray | None
+
+
+def quantize_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, io: NcnnIO, out_param: Path, out_bin: Path, *,
+                  method: str = "kl", granularity: str = "per-channel",
+                  float_layers: set[str] | frozenset[str] = frozenset()) -> Int8Report:
+    """Quantize an fp32 ncnn model (param/bin, run with `io`) on calibration `inputs` (N, ...) and write it to
+    out_param/out_bin (may be the same files). Layers named in `float_layers` stay fp32."""
+    _check_options(method, granularity, inputs)
+    graph = read_param(param)
+    _check_names(graph, float_layers, param)
+    data = Path(bin_path).read_bytes()
+    spans = ncnn_bin.layer_spans(param, data)
+    report = Int8Report(method, granularity, len(inputs))
+    plans = _plan(graph, data, spans, float_layers, report)
+    stats = _calibrate(param, bin_path, io, inputs, sorted({p.layer.bottoms[0] for p in plans}), method)
+    segments = [data[start:end] for start, end in spans]
+    for plan in plans:
+        segment = _quantize_layer(plan, stats[plan.layer.bottoms[0]], method, granularity, report)
+        if segment is not None:
+            segments[plan.index] = segment
+    Path(out_bin).write_bytes(b"".join(segments))
+    write_param(graph, out_param)
+    return report
+
+
+def _check_options(method: str, granularity: str, inputs: np.ndarray) -> None:
+    if method not in METHODS:
+        raise ConversionError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
+    if granularity not in GRANULARITIES:
+        raise ConversionError(f"unknown int8 granularity {granularity!r}; expected {', '.join(GRANULARITIES)}")
+    if len(inputs) == 0:
+        raise ConversionError("no calibration inputs", hint="give calibration.data at least one sample")
+
+
+def _check_names(graph: NcnnGraph, float_layers: set[str] | frozenset[str], param: Path) -> None:
+    names = {layer.name for layer in graph.layers}
+    unknown = sorted(set(float_layers) - names)
+    if unknown:
+        candidates = [layer.name for layer in graph.layers if layer.type in QUANTIZABLE]
+        raise ConversionError(f"float_layers names layers the model does not have: {unknown}", where=str(param),
+                              hint=f"quantizable layers are: {', '.join(candidates)}")
+
+
+def _plan(graph: NcnnGraph, data: bytes, spans: list[tuple[int, int]], float_layers: set[str] | frozenset[str],
+          report: Int8Report) -> list[_Plan]:
+    plans = []
+    for index, (layer, span) in enumerate(zip(graph.layers, spans)):
+        if layer.type not in QUANTIZABLE:
+            if span[1] > span[0]:
+                report.other_weighted_layers[layer.type] = report.other_weighted_layers.get(layer.type, 0) + 1
+            continue
+        reason = _skip_reason(layer, float_layers)
+        if reason is None:
+            try:
+                plans.append(_read_layer(index, layer, data, span))
+                continue
+            except ConversionError as exc:
+                reason = exc.message
+        report.layers.append(LayerResult(layer.name, layer.type, False, reason, layer.bottoms[0]))
+    return plans
+
+
+def _skip_reason(layer: NcnnLayer, float_layers: set[str] | frozenset[str]) -> str | None:
+    if layer.name in float_layers:
+        return "kept in float on request (float_layers)"
+    if layer.get_int(8):
+        return "already quantized"
+    if layer.type != "InnerProduct" and layer.get_int(19):
+        return "its weights are an input blob (dynamic weight)"
+    return None
+
+
+def _read_layer(index: int, layer: NcnnLayer, data: bytes, span: tuple[int, int]) -> _Plan:
+    is_fc = layer.type == "InnerProduct"
+    num_output = layer.get_int(0)
+    weight_size = layer.get_int(2 if is_fc else 6)
+    bias_term = layer.get_int(1 if is_fc else 5)
+    weights, offset = ncnn_bin.read_weights(data, span[0], weight_size)
+    bias = None
+    if bias_term:
+        bias, offset = ncnn_bin.read_floats(data, offset, num_output)
+    if offset != span[1]:
+        raise ConversionError(f"unexpected weight layout ({span[1] - span[0]} bytes, expected {offset - span[0]})")
+    return _Plan(index, layer, span, weights, bias)
+
+
+def _calibrate(param: Path, bin_path: Path, io: NcnnIO, inputs: np.ndarray, blobs: list[str],
+               method: str) -> dict[str, ncnn_calib.BlobStats]:
+    options = {**io.options, "lightmode": False}  # keep every blob of a run so extracting many is one forward
+    calib_io = NcnnIO(format=io.format, inputs=io.inputs, outputs=io.outputs, options=options,
+                      input_shapes=io.input_shapes)
+    with NcnnModel(param, bin_path, calib_io) as model:
+        return ncnn_calib.collect(lambda x, names: model.extract([x], names), inputs, blobs, method)
+
+
+def _quantize_layer(plan: _Plan, stats: ncnn_calib.BlobStats, method: str, granularity: str,
+                    report: Int8Report) -> bytes | None:
+    layer = plan.layer
+    thr = ncnn_calib.threshold(stats, method)
+    result = LayerResult(layer.name, layer.type, thr > 0, "", layer.bottoms[0], stats.absmax, thr)
+    report.layers.append(result)
+    if thr <= 0:
+        result.reason = "its input was always zero on the calibration data"
+        return None
+    result.input_scale = 127.0 / thr
+    rows, scales, scale_term = weight_scales(layer, plan.weights, granularity)
+    quantized = float_to_int8(plan.weights.reshape(rows, -1) * _expand(scales, rows)[:, None])
+    layer.set_param(8, scale_term)
+    parts = [ncnn_bin.int8_weights(quantized.ravel())]
+    if plan.bias is not None:
+        parts.append(ncnn_bin.floats(plan.bias))
+    parts += [ncnn_bin.floats(scales), ncnn_bin.floats(np.array([result.input_scale], np.float32))]
+    return b"".join(parts)
+
+
+def weight_scales(layer: NcnnLayer, weights: np.ndarray, granularity: str) -> tuple[int, np.ndarray, int]:
+    """(rows the weights are split into, the scales to store, int8_scale_term) for one layer.
+
+    Convolution/InnerProduct store num_output scales (equal ones when per-tensor) with 8=2; depthwise stores
+    one scale per group with 8=1, or a single one with 8=2."""
+    depthwise = layer.type == "ConvolutionDepthWise"
+    rows = layer.get_int(7, 1) if depthwise else layer.get_int(0)
+    levels = 31.0 if _needs_6bit(layer) else 127.0
+    w = np.abs(weights.reshape(rows, -1))
+    absmax = w.max(axis=1) if granularity == "per-channel" else np.full(rows, w.max())
+    scales = np.where(absmax > 0, levels / np.where(absmax > 0, absmax, 1.0), 1.0).astype(np.float32)
+    if depthwise:
+        return (rows, scales, 1) if granularity == "per-channel" else (rows, scales[:1], 2)
+    return rows, scales, 2
+
+
+def _needs_6bit(layer: NcnnLayer) -> bool:
+    """ncnn2table's rule: 3x3, stride 1, dilation 1 Convolution may run int8 Winograd F(4,3), which needs 6 bits."""
+    if layer.type != "Convolution":
+        return False
+    kw, dw, sw = layer.get_int(1), layer.get_int(2, 1), layer.get_int(3, 1)
+    kh, dh, sh = layer.get_int(11, kw), layer.get_int(12, dw), layer.get_int(13, sw)
+    return (kw, kh, dw, dh, sw, sh) == (3, 3, 1, 1, 1, 1)
+
+
+def _expand(scales: np.ndarray, rows: int) -> np.ndarray:
+    return np.broadcast_to(scales, (rows,)) if scales.size == 1 else scales
+
+
+def float_to_int8(x: np.ndarray) -> np.ndarray:
+    """ncnn's float2int8: round half away from zero, clamp to [-127, 127]."""
+    rounded = np.sign(x) * np.floor(np.abs(x) + 0.5)
+    return np.clip(rounded, -127, 127).astype(np.int8)

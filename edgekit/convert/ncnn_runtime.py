@@ -111,11 +111,13 @@ class NcnnModel:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def extract(self, inputs: Sequence[np.ndarray], blobs: Sequence[str]) -> list[np.ndarray]:
-        """One inference; each input has its batch axis of 1. Returns the named blobs in ncnn's layout (no batch
-        axis): the model's outputs, or intermediate activations for the INT8 calibration."""
+    def extract(self, inputs: np.ndarray | Sequence[np.ndarray], blobs: Sequence[str]) -> list[np.ndarray]:
+        """One inference; each input has its batch axis of 1 (one array for a one-input model). Returns the named
+        blobs in ncnn's layout (no batch axis): outputs, or intermediate activations for the INT8 calibration."""
         import ncnn
 
+        if isinstance(inputs, np.ndarray):
+            inputs = [inputs]
         if len(inputs) != len(self.io.inputs):
             raise ConversionError(f"model takes {len(self.io.inputs)} inputs, got {len(inputs)}")
         ex = self.net.create_extractor()
@@ -126,7 +128,7 @@ class NcnnModel:
             ex.input(blob, ncnn.Mat(arr))
         return [self._extract(ex, blob) for blob in blobs]
 
-    def run_one(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def run_one(self, inputs: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         """One inference; outputs in the original model's order and shapes (batch axis of 1)."""
         raw = self.extract(inputs, self.io.outputs)
         shapes = self.io.output_shapes or [None] * len(raw)

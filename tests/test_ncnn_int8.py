@@ -1,0 +1,275 @@
+"""NCNN INT8 post-training quantization: ncnn2table's KL arithmetic, ncnn's weight layout and int8 semantics
+(checked against a numpy re-computation of ncnn's integer arithmetic), accuracy on a well-conditioned net,
+float_layers, and clear handling of what cannot be quantized."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.convert import ncnn_bin
+from edgekit.convert.ncnn import NcnnConverter, convert_model
+from edgekit.convert.ncnn_calib import BlobStats, kl_best_bin, kl_divergences, threshold
+from edgekit.convert.ncnn_int8 import float_to_int8, quantize_ncnn, weight_scales
+from edgekit.convert.ncnn_param import NcnnLayer, read_param
+from edgekit.convert.ncnn_runtime import NcnnIO, NcnnModel, io_path_for
+from edgekit.errors import ConversionError
+from edgekit.formats import Format
+from edgekit.recipe import load_recipe
+
+SHAPE = (1, 3, 32, 32)
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --- ncnn2table's KL search, re-implemented bin by bin as in tools/quantize/ncnn2table.cpp -------------------
+def reference_kl(hist: np.ndarray, threshold_bin: int, target: int = 128, eps: float = 1e-4) -> float:
+    h = list(hist / hist.sum())
+    clip = [eps + v for v in h[:threshold_bin]]
+    clip[-1] += sum(h[threshold_bin:])
+    per = threshold_bin / target
+    q = [0.0] * target
+    for j in range(target):
+        start, end = j * per, (threshold_bin if j == target - 1 else (j + 1) * per)
+        lu, rl = math.ceil(start), math.floor(end)
+        if lu - start > 0:
+            q[j] += (lu - start) * h[lu - 1]
+        if end - rl > 0 and j < target - 1:
+            q[j] += (end - rl) * h[rl]
+        q[j] += sum(h[lu:rl])
+        q[j] /= end - start
+    expand = [eps] * threshold_bin
+    for j in range(target):
+        start, end = j * per, (threshold_bin if j == target - 1 else (j + 1) * per)
+        lu, rl = math.ceil(start), math.floor(end)
+        if lu - start > 0:
+            expand[lu - 1] += (lu - start) * q[j]
+        if end - rl > 0 and j < target - 1:
+            expand[rl] += (end - rl) * q[j]
+        for k in range(lu, rl):
+            expand[k] += q[j]
+    return sum(a * math.log(a / b) for a, b in zip(clip, expand))
+
+
+def heavy_tailed_histogram(seed: int, dof: float) -> np.ndarray:
+    x = np.abs(np.random.default_rng(seed).standard_t(dof, 50_000))
+    return np.bincount(np.minimum((x / x.max() * 2048).astype(int), 2047), minlength=2048)
+
+
+@pytest.mark.parametrize("seed,dof", [(0, 3.0), (1, 8.0)])
+def test_kl_matches_ncnn2table_bin_by_bin(seed: int, dof: float) -> None:
+    hist = heavy_tailed_histogram(seed, dof)
+    thresholds = np.array([128, 129, 200, 256, 333, 777, 1500, 2047])
+    got = kl_divergences(hist / hist.sum(), thresholds)
+    want = [reference_kl(hist, int(t)) for t in thresholds]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_kl_clips_outliers_and_absmax_does_not() -> None:
+    stats = BlobStats()
+    x = np.abs(np.random.default_rng(0).normal(0, 1, 20_000)).astype(np.float32)
+    x[0] = 40.0  # one outlier far beyond the bulk
+    stats.add_absmax(x)
+    stats.add_histogram(x)
+    assert threshold(stats, "absmax") == pytest.approx(40.0)
+    assert 2.0 < threshold(stats, "kl") < 10.0
+    assert 128 <= kl_best_bin(stats.histogram) < 2048
+    assert threshold(BlobStats(), "kl") == 0.0  # a blob that was always zero
+
+
+def test_float_to_int8_rounds_half_away_from_zero_and_clamps() -> None:
+    x = np.array([0.5, -0.5, 1.5, -2.5, 126.6, 300.0, -300.0, 0.49])
+    assert float_to_int8(x).tolist() == [1, -1, 2, -3, 127, 127, -127, 0]
+
+
+def test_weight_scales_follow_ncnn2table() -> None:
+    w = np.random.default_rng(0).normal(0, 1, (4, 2, 3, 3)).astype(np.float32)
+    conv3x3 = NcnnLayer("Convolution", "c", ["a"], ["b"], {"0": "4", "1": "3", "6": "72"})
+    rows, scales, term = weight_scales(conv3x3, w, "per-channel")
+    assert (rows, term) == (4, 2)
+    np.testing.assert_allclose(scales, 31 / np.abs(w.reshape(4, -1)).max(1), rtol=1e-6)  # 6-bit Winograd rule
+    strided = NcnnLayer("Convolution", "c", ["a"], ["b"], {"0": "4", "1": "3", "3": "2", "6": "72"})
+    np.testing.assert_allclose(weight_scales(strided, w, "per-channel")[1], 127 / np.abs(w.reshape(4, -1)).max(1),
+                               rtol=1e-6)
+    dw = NcnnLayer("ConvolutionDepthWise", "d", ["a"], ["b"], {"0": "8", "1": "3", "6": "72", "7": "8"})
+    assert weight_scales(dw, w, "per-channel")[0::2] == (8, 1)
+    rows, scales, term = weight_scales(dw, w, "per-tensor")
+    assert (rows, term, scales.size) == (8, 2, 1)
+    zero = np.zeros((2, 4), np.float32)
+    fc = NcnnLayer("InnerProduct", "f", ["a"], ["b"], {"0": "2", "2": "8"})
+    assert weight_scales(fc, zero, "per-channel")[1].tolist() == [1.0, 1.0]  # no division by zero
+
+
+# --- a small, well-conditioned network (BN statistics taken from realistic images) -----------------------------
+def images(n: int, seed: int) -> np.ndarray:
+    from edgekit.zoo.tiny import images as draw
+
+    x = draw(n, seed, SHAPE[2]).astype(np.float32) / 255.0
+    return np.ascontiguousarray(((x - 0.45) / 0.25).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def build_net(deconv: bool = False) -> object:
+    import torch
+    from torch import nn
+
+    def cbr(cin: int, cout: int, k: int, s: int = 1, groups: int = 1) -> list:
+        return [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups), nn.BatchNorm2d(cout), nn.ReLU()]
+
+    torch.manual_seed(0)
+    layers = [*cbr(3, 32, 3), *cbr(32, 32, 3, groups=32), *cbr(32, 64, 1, 2), *cbr(64, 64, 3)]
+    if deconv:
+        layers += [nn.ConvTranspose2d(64, 16, 2, 2), nn.ReLU()]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16 if deconv else 64, 10)]
+    net = nn.Sequential(*layers)
+    net.train()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None  # cumulative average: exact statistics of the data below
+    with torch.no_grad():
+        net(torch.from_numpy(images(64, seed=7)))
+    return net.eval()
+
+
+def export(net: object, path: Path) -> Path:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.onnx.export(net, (torch.zeros(SHAPE),), str(path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["logits"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("int8")
+    return convert_model(export(build_net(), root / "net.onnx"), SHAPE, Format.NCNN_FP32, root / "fp32")
+
+
+@pytest.fixture(scope="module")
+def calibration() -> np.ndarray:
+    return images(16, seed=1)
+
+
+@pytest.fixture(scope="module")
+def evaluation() -> np.ndarray:
+    return images(8, seed=2)
+
+
+def quantize(fp32: list[Path], calibration: np.ndarray, out: Path, **kwargs: object) -> tuple[list[Path], object]:
+    out.mkdir(parents=True, exist_ok=True)
+    io = NcnnIO.read(fp32[2])
+    report = quantize_ncnn(fp32[0], fp32[1], calibration, io, out / "model.param", out / "model.bin", **kwargs)
+    int8_io = NcnnIO(**{**io.__dict__, "format": "ncnn-int8", "options": {**io.options, "use_int8_inference": True}})
+    int8_io.write(io_path_for(out / "model.param"))
+    return [out / "model.param", out / "model.bin"], report
+
+
+def run(files: list[Path], x: np.ndarray) -> np.ndarray:
+    with NcnnModel(files[0], files[1]) as model:
+        return model.run(x)[0]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("method,granularity", [("kl", "per-channel"), ("absmax", "per-channel"),
+                                                ("kl", "per-tensor")])
+def test_int8_is_small_and_close_to_fp32(fp32: list[Path], calibration: np.ndarray, evaluation: np.ndarray,
+                                         tmp_path: Path, method: str, granularity: str) -> None:
+    files, report = quantize(fp32, calibration, tmp_path, method=method, granularity=granularity)
+    assert len(report.quantized) == 5 and not report.kept_float  # 4 convolutions + the linear head
+    assert files[1].stat().st_size <= 0.30 * fp32[1].stat().st_size
+    want, got = run(fp32, evaluation), run(files, evaluation)
+    per_sample = [cosine(w, g) for w, g in zip(want, got)]
+    assert np.mean(per_sample) >= 0.98 and min(per_sample) >= 0.97
+    assert 1e-5 < np.abs(want - got).max() < 0.5 * np.abs(want).max()  # int8 differs, but not wildly
+
+
+@pytest.mark.integration
+def test_written_layout_is_what_ncnn_computes_in_int8(fp32: list[Path], calibration: np.ndarray,
+                                                       evaluation: np.ndarray, tmp_path: Path) -> None:
+    """Recompute the 1x1 stride-2 convolution and the linear head with ncnn's integer arithmetic from the bytes
+    we wrote; ncnn's own int8 outputs must match, which proves it reads our weights, biases and scales."""
+    files, _ = quantize(fp32, calibration, tmp_path)
+    graph = read_param(files[0])
+    data = files[1].read_bytes()
+    spans = ncnn_bin.layer_spans(files[0], data)
+    conv = next(layer for layer in graph.layers if layer.type == "Convolution" and layer.get_int(3) == 2)
+    fc = next(layer for layer in graph.layers if layer.type == "InnerProduct")
+    assert conv.get_int(8) == 2 and fc.get_int(8) == 2
+    assert all(layer.get_int(8) == 1 for layer in graph.layers if layer.type == "ConvolutionDepthWise")
+    with NcnnModel(files[0], files[1]) as model:
+        x_conv, y_conv, x_fc, y_fc = model.extract(evaluation[:1], [conv.bottoms[0], conv.tops[0],
+                                                                    fc.bottoms[0], fc.tops[0]])
+    for layer, x, y, relu in ((conv, x_conv[:, ::2, ::2].reshape(x_conv.shape[0], -1), y_conv, True),
+                              (fc, x_fc.reshape(-1, 1), y_fc, False)):
+        n_out = layer.get_int(0)
+        start, _ = spans[graph.layers.index(layer)]
+        assert np.frombuffer(data, "<u4", 1, start)[0] == ncnn_bin.TAG_INT8
+        n_w = x.shape[0] * n_out
+        w = np.frombuffer(data, np.int8, n_w, start + 4).reshape(n_out, -1).astype(np.int64)
+        off = start + 4 + (n_w + 3) // 4 * 4
+        bias, off = ncnn_bin.read_floats(data, off, n_out)
+        w_scale, off = ncnn_bin.read_floats(data, off, n_out)
+        in_scale, _ = ncnn_bin.read_floats(data, off, 1)
+        acc = w @ float_to_int8(x * in_scale[0]).astype(np.int64)
+        expect = acc / (in_scale[0] * w_scale[:, None]) + bias[:, None]
+        expect = np.maximum(expect, 0) if relu else expect
+        np.testing.assert_allclose(y.reshape(n_out, -1), expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
+
+
+@pytest.mark.integration
+def test_float_layers_stay_fp32(fp32: list[Path], calibration: np.ndarray, tmp_path: Path) -> None:
+    names = [layer.name for layer in read_param(fp32[0]).layers if layer.type == "Convolution"]
+    files, report = quantize(fp32, calibration, tmp_path, float_layers={names[0]})
+    assert names[0] not in report.quantized and len(report.quantized) == 4
+    assert "on request" in report.kept_float[0].reason
+    layer = read_param(files[0]).layer(names[0])
+    assert "8" not in layer.params
+    start, _ = ncnn_bin.layer_spans(files[0], files[1].read_bytes())[1]
+    assert np.frombuffer(files[1].read_bytes(), "<u4", 1, start)[0] == ncnn_bin.TAG_FP32
+    with pytest.raises(ConversionError, match="does not have"):
+        quantize(fp32, calibration, tmp_path / "bad", float_layers={"no_such_layer"})
+
+
+@pytest.mark.integration
+def test_an_int8_model_is_not_quantized_twice(fp32: list[Path], calibration: np.ndarray, tmp_path: Path) -> None:
+    once, _ = quantize(fp32, calibration, tmp_path / "once")
+    io = NcnnIO.read(fp32[2])
+    report = quantize_ncnn(once[0], once[1], calibration, NcnnIO(**{**io.__dict__, "options": {
+        **io.options, "use_int8_inference": True}}), tmp_path / "t.param", tmp_path / "t.bin")
+    assert not report.quantized and all(r.reason == "already quantized" for r in report.layers)
+    assert (tmp_path / "t.bin").read_bytes() == once[1].read_bytes()
+
+
+@pytest.mark.integration
+def test_layers_without_int8_kernel_stay_fp32_with_a_note(calibration: np.ndarray, evaluation: np.ndarray,
+                                                          tmp_path: Path) -> None:
+    onnx = export(build_net(deconv=True), tmp_path / "deconv.onnx")
+    files = convert_model(onnx, SHAPE, Format.NCNN_INT8, tmp_path / "int8", calibration=calibration)
+    io = json.loads(files[2].read_text())
+    assert io["int8"]["other_weighted_layers"] == {"Deconvolution": 1}
+    assert any("Deconvolution" in note for note in io["notes"])
+    assert io["options"]["use_int8_inference"] is True and io["options"]["use_fp16_storage"] is False
+    fp32 = convert_model(onnx, SHAPE, Format.NCNN_FP32, tmp_path / "fp32")
+    assert np.mean([cosine(w, g) for w, g in zip(run(fp32, evaluation), run(files, evaluation))]) >= 0.98
+
+
+@pytest.mark.integration
+def test_converter_uses_the_recipe_calibration_data(tmp_path: Path) -> None:
+    """recipes/tiny.yaml: calibration from its builder, KL, per-channel; the sidecar carries the report."""
+    from edgekit.zoo.tiny import build
+
+    recipe = load_recipe(REPO / "recipes" / "tiny.yaml")
+    onnx = export(build(), tmp_path / "tiny.onnx")
+    files = NcnnConverter().convert(onnx, recipe, Format.NCNN_INT8, tmp_path / "out")
+    io = NcnnIO.read(files[2])
+    assert io.format == "ncnn-int8" and io.int8 is not None
+    assert io.int8["method"] == "kl" and io.int8["calibration_samples"] == recipe.calibration.data.samples
+    assert len(io.int8["layers"]) == 5 and all(r["int8"] for r in io.int8["layers"])
