@@ -1,7 +1,51 @@
-"""`edgekit nightly`: not built yet."""
+"""`edgekit nightly`: the whole matrix (recipes x targets), recorded, reported, non-zero exit on regressions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+
+from edgekit.cli.report import STORE_HELP
+
+console = Console()
+
+
+def nightly_cmd(
+    recipes: list[Path] = typer.Option([Path("recipes")], "--recipes", help="recipe folder or file (repeatable)"),
+    targets: str = typer.Option(..., "--targets", help="comma-separated target names, e.g. pi4,pi5-emu"),
+    store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
+    html: Optional[Path] = typer.Option(None, "--html", help="write the HTML report here"),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the Markdown summary here"),
+    since: str = typer.Option("30d", "--since", help="history shown in the report: 30d, 2w, a date, or 'all'"),
+    min_change: float = typer.Option(0.05, "--min-change", help="smallest relative slowdown flagged"),
+) -> None:
+    """Deploy every recipe to every target, record each result in the store, write the report, and exit
+    1 when anything regressed (latency beyond noise, instruction counts, fidelity gate, new failure) or
+    a deploy failed. Throttled runs are reported as unreliable without failing the night.
+
+    Example: edgekit nightly --recipes recipes/ --targets pi4,pi5-emu --html out/nightly.html
+    """
+    from edgekit.nightly import run_nightly
+    from edgekit.report import Settings, parse_since
+    from edgekit.report import markdown as md
+
+    names = [t.strip() for t in targets.split(",") if t.strip()]
+    if not names:
+        raise typer.BadParameter("name at least one target, e.g. --targets pi4-emu", param_hint="--targets")
+    outcome = run_nightly(recipes, names, store_url=store, html=html, markdown=markdown,
+                          since=parse_since(since), settings=Settings(min_change=min_change),
+                          log=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False))
+    for path in outcome.written:
+        console.print(f"wrote {path}", highlight=False)
+    for recipe, error in outcome.failures.items():
+        console.print(f"[red]deploy failed[/] {recipe}: {error}", highlight=False)
+    if outcome.report is not None and not markdown:
+        console.print(md.render(outcome.report), highlight=False, markup=False)
+    raise typer.Exit(outcome.exit_code)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this command to the app (filled in by the issue that builds it)."""
+    app.command("nightly")(nightly_cmd)

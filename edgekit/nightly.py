@@ -1,0 +1,99 @@
+"""`edgekit nightly`: deploy every recipe to every target, record each result, report, and fail on regressions.
+
+The deploy step is injectable (`deploy_fn`): the command line uses edgekit.deploy.deploy, tests and dry runs
+pass a function that returns recorded or synthetic results, so everything after the deploy (recording,
+regression detection, report, exit status) runs exactly as it does at night.
+
+Exit status: 0 when nothing regressed (unreliable runs are reported but do not fail the night), 1 when a
+recipe regressed, missed a fidelity gate, failed where it used to work, or could not be deployed at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgekit.errors import EdgekitError, RecipeError
+from edgekit.report import Report, Settings, build, write
+from edgekit.results import DeployResult
+from edgekit.store import open_store
+
+DeployFn = Callable[[Path, Sequence[str]], DeployResult]
+Log = Callable[[str], None]
+
+
+@dataclass
+class NightlyOutcome:
+    run_ids: dict[str, int] = field(default_factory=dict)  # recipe file -> stored run id
+    failures: dict[str, str] = field(default_factory=dict)  # recipe file -> why it could not be deployed
+    report: Report | None = None
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        regressed = bool(self.report and self.report.regressions)
+        return 1 if regressed or self.failures else 0
+
+
+def recipe_files(paths: Sequence[Path]) -> list[Path]:
+    """Every *.yaml/*.yml in the given folders, plus the given files, sorted and without duplicates."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise RecipeError("no such recipe file or folder", where=str(path),
+                              hint="pass --recipes recipes/ or a recipe file")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        raise RecipeError("no recipe files (*.yaml) found", where=", ".join(map(str, paths)))
+    return unique
+
+
+def run_nightly(
+    recipes: Sequence[Path],
+    targets: Sequence[str],
+    *,
+    store_url: str | None = None,
+    html: Path | None = None,
+    markdown: Path | None = None,
+    since: float | None = None,
+    settings: Settings = Settings(),
+    deploy_fn: DeployFn | None = None,
+    log: Log = lambda _msg: None,
+) -> NightlyOutcome:
+    """Deploy each recipe to `targets`, record every result, then build and write the report."""
+    deploy = deploy_fn or default_deploy
+    outcome = NightlyOutcome()
+    names: list[str] = []
+    with open_store(store_url) as store:
+        for path in recipe_files(recipes):
+            log(f"deploying {path.name} to {', '.join(targets)}")
+            try:
+                result = deploy(path, targets)
+            except Exception as exc:  # noqa: BLE001 - one recipe's failure, even a bug, never stops the night
+                kind = "" if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: "
+                outcome.failures[str(path)] = f"{kind}{exc}"
+                log(f"{path.name}: deploy failed: {kind}{exc}")
+                continue
+            outcome.run_ids[str(path)] = store.record(result)
+            names.append(result.recipe)
+            log(f"{path.name}: recorded as run {outcome.run_ids[str(path)]}")
+        if names:
+            outcome.report = build(store, since=since, recipes=list(dict.fromkeys(names)), targets=targets,
+                                   settings=settings)
+    if outcome.report is not None:
+        outcome.written = write(outcome.report, html=html, markdown=markdown)
+    return outcome
+
+
+def default_deploy(recipe: Path, targets: Sequence[str]) -> DeployResult:
+    """edgekit.deploy.deploy, imported only when a real night runs (it pulls in the conversion toolchain)."""
+    try:
+        from edgekit.deploy import deploy
+    except ImportError as exc:
+        raise EdgekitError(f"edgekit deploy is not available: {exc}", where=str(recipe)) from exc
+    return deploy(recipe, list(targets))  # type: ignore[no-any-return]

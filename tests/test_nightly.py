@@ -1,0 +1,123 @@
+"""`edgekit nightly` over recorded results: the deploy step is injected, everything after it is real."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.errors import AgentError, RecipeError
+from edgekit.formats import Format
+from edgekit.nightly import recipe_files, run_nightly
+from edgekit.report.regression import FlagKind
+from edgekit.report.synthetic import synthetic_result
+from edgekit.results import DeployResult
+from edgekit.store import open_store
+
+T0 = datetime(2026, 5, 1, 2, 0, tzinfo=timezone.utc)
+FORMATS = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_INT8)
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("EDGEKIT_STORE", raising=False)
+
+
+@pytest.fixture
+def recipes(tmp_path: Path) -> Path:
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    for name in ("detector", "classifier"):
+        (folder / f"{name}.yaml").write_text(f"name: {name}\n")
+    (folder / "README.md").write_text("not a recipe")
+    return folder
+
+
+class FakeNights:
+    """Plays the part of edgekit.deploy.deploy: one synthetic result per recipe per night."""
+
+    def __init__(self) -> None:
+        self.night = 0
+        self.rng = np.random.default_rng(11)
+        self.tonight: dict[str, dict] = {}
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def __call__(self, recipe: Path, targets: Sequence[str]) -> DeployResult:
+        self.calls.append((recipe.stem, tuple(targets)))
+        special = self.tonight.get(recipe.stem, {})
+        if "raise" in special:
+            raise special["raise"]
+        return synthetic_result(T0 + timedelta(days=self.night, minutes=len(self.calls)), rng=self.rng,
+                                recipe=recipe.stem, targets=tuple(targets), formats=FORMATS, threads=(1,),
+                                repeat=30, **special)
+
+
+def _nights(fake: FakeNights, recipes: Path, url: str, count: int) -> list[int]:
+    codes = []
+    for _ in range(count):
+        codes.append(run_nightly([recipes], ["pi4", "pi5-emu"], store_url=url, deploy_fn=fake).exit_code)
+        fake.night += 1
+    return codes
+
+
+def test_quiet_nights_pass_and_a_slowdown_fails_the_night_with_a_report(recipes: Path, tmp_path: Path) -> None:
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
+    assert _nights(fake, recipes, url, 8) == [0] * 8
+    assert fake.calls[:2] == [("classifier", ("pi4", "pi5-emu")), ("detector", ("pi4", "pi5-emu"))]
+    fake.tonight = {"detector": {"slowdown": {("tflite-int8", "pi4"): 1.2}}}
+    html, md = tmp_path / "out" / "nightly.html", tmp_path / "out" / "nightly.md"
+    outcome = run_nightly([recipes], ["pi4", "pi5-emu"], store_url=url, deploy_fn=fake, html=html, markdown=md)
+    assert outcome.exit_code == 1 and not outcome.failures
+    assert [(f.kind, f.recipe, f.artifact, f.target) for f in outcome.report.regressions] == [  # type: ignore[union-attr]
+        (FlagKind.LATENCY, "detector", "tflite-int8", "pi4")]
+    assert outcome.written == [html, md]
+    assert "❌ detector" in md.read_text() and "✅ classifier" in md.read_text()
+    assert html.read_text().count("<svg") >= 12  # 2 recipes x 2 targets x 3 plots
+    with open_store(url) as store:  # every night kept: nightly never overwrites history
+        assert len(store.runs(limit=None)) == 9 * 2
+
+
+def test_a_failed_deploy_fails_the_night_but_keeps_the_other_recipes(recipes: Path, tmp_path: Path) -> None:
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
+    fake.tonight = {"classifier": {"raise": AgentError("agent wrote no result", where="pi4")},
+                    "detector": {}}
+    outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)
+    assert outcome.exit_code == 1
+    assert list(outcome.failures) == [str((recipes / "classifier.yaml").resolve())]
+    assert "agent wrote no result" in outcome.failures[str((recipes / "classifier.yaml").resolve())]
+    assert list(outcome.run_ids) == [str((recipes / "detector.yaml").resolve())]
+    fake.tonight = {"classifier": {"raise": ZeroDivisionError("a bug")}}
+    assert "ZeroDivisionError" in next(iter(run_nightly([recipes], ["pi4"], store_url=url,
+                                                        deploy_fn=fake).failures.values()))
+
+
+def test_throttling_is_reported_but_does_not_fail_the_night(recipes: Path, tmp_path: Path) -> None:
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
+    _nights(fake, recipes, url, 5)
+    fake.tonight = {"detector": {"slowdown": {("tflite-fp32", "pi4"): 1.4}, "throttled": {"pi4": "0x50005"}}}
+    outcome = run_nightly([recipes], ["pi4", "pi5-emu"], store_url=url, deploy_fn=fake)
+    assert outcome.exit_code == 0
+    assert [f.kind for f in outcome.report.flags] == [FlagKind.UNRELIABLE]  # type: ignore[union-attr]
+
+
+def test_recipe_files_from_folders_and_files(recipes: Path, tmp_path: Path) -> None:
+    files = recipe_files([recipes, recipes / "detector.yaml"])
+    assert [p.name for p in files] == ["classifier.yaml", "detector.yaml"]
+    with pytest.raises(RecipeError, match="no such recipe"):
+        recipe_files([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RecipeError, match="no recipe files"):
+        recipe_files([tmp_path / "empty"])
+
+
+def test_cli_exit_status_for_bad_arguments(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "edgekit", "nightly", "--recipes", str(tmp_path / "nope"),
+                          "--targets", "pi4", "--store", str(tmp_path / "s.sqlite")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no such recipe file or folder" in " ".join(out.stderr.split())
