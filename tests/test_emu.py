@@ -132,3 +132,27 @@ def test_build_is_idempotent_and_fast() -> None:
     start = time.monotonic()
     build("pi4-emu", lambda m: pytest.fail(f"a built device rebuilt something: {m}"))
     assert time.monotonic() - start < 0.5
+
+
+@pytest.mark.integration
+def test_targets_setup_pushes_wheels_to_a_bare_board(pi4_emu, tmp_path) -> None:
+    """pi4-emu's sshd seen as a real board whose python has no runtimes and no pip: setup detects the
+    platform over SSH, pushes the host-downloaded numpy wheel and unpacks it on the device."""
+    from edgekit.emu.provision import setup_target
+    from edgekit.target import load_target, open_transport
+
+    sysroot = layout.device_dir("pi4-emu").sysroot
+    bare_python = f"qemu-aarch64-static -cpu cortex-a72 -L {sysroot} {sysroot}/usr/bin/python3.11"
+    path = tmp_path / "bare.yaml"
+    path.write_text(f"name: bare\ntransport: ssh\nruntimes: [numpy]\npython: {bare_python}\n")
+    board = load_target(path, {"host": "127.0.0.1", "port": str(pi4_emu.port), "user": pi4_emu.user,
+                               "key": str(pi4_emu.key), "known_hosts": str(pi4_emu.known_hosts),
+                               "work_dir": str(tmp_path / "board")}, ssh_config=tmp_path / "none")
+    messages: list[str] = []
+    info = setup_target(board, messages.append)
+    assert info.raw["machine"] == "aarch64" and info.runtimes["numpy"] == "1.26.4"
+    assert any("pushed 1 wheels" in m for m in messages)
+    with open_transport(board) as transport:
+        res = transport.run([*bare_python.split(), "-c", "import numpy; print(numpy.zeros(3).sum())"],
+                            timeout=120, env={"PYTHONPATH": str(tmp_path / "board" / "site")})
+    assert res.ok and res.stdout.strip() == "0.0", res.stderr

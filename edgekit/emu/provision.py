@@ -151,7 +151,7 @@ def setup_target(target: Target, log: Log = print) -> DeviceInfo:
     target = ensure_device(target)
     with open_transport(target) as transport:
         info = probe(transport, target)
-        missing = [r for r in ["numpy", *target.runtimes] if not info.runtimes.get(r)]
+        missing = [r for r in dict.fromkeys(["numpy", *target.runtimes]) if not info.runtimes.get(r)]
         if not missing:
             log(f"{target.name}: all runtimes present: " + ", ".join(f"{k} {v}" for k, v in info.runtimes.items() if v))
             return info

@@ -1,13 +1,14 @@
 """Runtime wheels for a device's platform, downloaded on the host: one code path for emulated devices and
 real boards (`edgekit targets setup`), so a board without internet access is provisioned the same way.
 
-Wheels land in a shared cache, emu_dir()/wheels/<python>-<platform>/<set>/, keyed by the device's python
+Wheels land in a shared cache, emu_dir()/wheels/<python>-<platform>/<requirement-set hash>/, keyed by the device's python
 version, machine and glibc: pi4-emu, pi5-emu and phone-emu (all aarch64 CPython 3.11, glibc 2.36) share one.
 Versions follow the repo's constraints.txt where it pins them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -69,12 +70,13 @@ def litert_requirements() -> list[str]:
 
 def download_wheels(platform: WheelPlatform, requirements: list[str], cache: Path,
                     log: Callable[[str], None] = print) -> Path:
-    """Download wheels (with their dependencies) for `platform` into cache/<key>/<set>/; return that dir.
+    """Download wheels (with their dependencies) for `platform` into cache/<key>/<hash of the requirement
+    set>/; return that dir.
 
     Idempotent: a stamp holding the requirement list makes a second call free.
     """
-    name = "tflite-runtime" if any(r.startswith("tflite-runtime") for r in requirements) else "runtimes"
-    dest = cache / platform.key / name
+    digest = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:10]
+    dest = cache / platform.key / digest  # one dir per requirement set: push exactly what pip resolved
     stamp = dest / ".requirements"
     wanted = "\n".join(requirements) + "\n"
     if stamp.exists() and stamp.read_text() == wanted:
