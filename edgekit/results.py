@@ -99,6 +99,11 @@ class Comparison(_Model):
     top1_agreement: float | None = None
     box_match: float | None = None
     metric: dict[str, float] = Field(default_factory=dict)  # top1 / map50 / map50_95 where labels exist
+    # additive (deploy issue): how many samples, how outputs were matched, the recipe's gates on this side
+    samples: int | None = None
+    output_mapping: str | None = None  # name / index / shape / position (edgekit.convert.fidelity)
+    gates_passed: bool | None = None  # set for reference "onnx": the artifact's gates on this target
+    gate_failures: list[str] = Field(default_factory=list)
 
 
 class ArtifactInfo(_Model):
@@ -129,6 +134,7 @@ class TargetRun(_Model):
     comparisons: list[Comparison] = Field(default_factory=list)  # vs onnx and vs host
     estimates: dict[str, Any] = Field(default_factory=dict)  # labelled estimates for emulated targets
     stage_seconds: dict[str, float] = Field(default_factory=dict)  # connect/push/run/pull
+    result_dir: str | None = None  # local folder with the pulled result.json and outputs (additive)
 
 
 class DeployResult(_Model):

@@ -1,0 +1,15 @@
+"""`edgekit deploy`: convert, push to each target, run the timing agent, pull results, compare with the host.
+
+    from edgekit.deploy import deploy, DeployOptions
+    result = deploy(load_recipe("recipes/tiny.yaml"), ["pi4-emu"], DeployOptions(repeat=5))
+
+Modules: request (what the agent is sent, the device layout), session (one target's stages),
+orchestrate (all targets, comparisons, the DeployResult).
+"""
+
+from edgekit.deploy.orchestrate import HOST, DeployOptions, deploy, host_target, is_ok
+from edgekit.deploy.request import AgentArtifact, Settings
+from edgekit.deploy.session import HostCpu, TargetSession
+
+__all__ = ["HOST", "AgentArtifact", "DeployOptions", "HostCpu", "Settings", "TargetSession", "deploy",
+           "host_target", "is_ok"]

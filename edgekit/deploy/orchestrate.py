@@ -1,0 +1,254 @@
+"""`deploy`: recipe -> artifacts -> every target (and the host CPU) -> outputs compared -> one DeployResult.
+
+Targets run concurrently, one thread each; a device runs one benchmark at a time (the agent's lock), and the
+host's timing stage never overlaps an emulated device's (both use this machine's cores, see HostCpu). A target
+that fails is recorded with its error; the others go on. With `json_path` the partial DeployResult is written
+after every stage, so nothing measured is lost if the host process dies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from edgekit import paths
+from edgekit.compare import compare, failed_comparison, load_outputs
+from edgekit.convert.base import Artifact
+from edgekit.deploy.request import AgentArtifact, Settings
+from edgekit.deploy.session import HostCpu, TargetSession
+from edgekit.errors import ConversionError
+from edgekit.recipe import Recipe
+from edgekit.results import ArtifactInfo, Comparison, DeployResult, TargetRun
+from edgekit.target import Target, TransportKind, load_target
+
+Progress = Callable[[str], None]
+HOST = "host"
+TOOLS = ("edgekit", "numpy", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert", "ncnn", "pnnx",
+         "torch")
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """Command-line overrides of the recipe's benchmark block, and what to run."""
+
+    threads: tuple[int, ...] | None = None
+    repeat: int | None = None
+    warmup: int | None = None
+    number: int | None = None
+    timeout_s: float | None = None
+    samples: int | None = None  # evaluation samples sent to the targets (default: all of them)
+    host: bool = True  # also measure the host CPU (the reference for host-vs-ARM drift)
+    keep_going: bool = False  # deploy what converted even if a conversion failed
+    json_path: Path | None = None
+
+
+def host_target() -> Target:
+    """This machine, measured by the same agent through the local transport, in edgekit's own python."""
+    return Target(name=HOST, description="this machine (host CPU)", transport=TransportKind.LOCAL,
+                  python=sys.executable, runtimes=["ai_edge_litert", "ncnn"])
+
+
+def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptions | None = None,
+           progress: Progress | None = None) -> DeployResult:
+    opts = options or DeployOptions()
+    say = progress or (lambda _m: None)
+    settings = Settings.from_benchmark(recipe.benchmark, threads=opts.threads, repeat=opts.repeat,
+                                       warmup=opts.warmup, number=opts.number, timeout_s=opts.timeout_s,
+                                       samples=opts.samples)
+    resolved = [t if isinstance(t, Target) else load_target(t) for t in targets]
+    if opts.host:
+        resolved.append(host_target())
+    result = DeployResult(recipe=recipe.name, recipe_path=str(recipe.path), recipe_sha256=recipe.digest(),
+                          git_revision=_git_revision(recipe.path), task=recipe.task.value, started_at=_now(),
+                          tool_versions=_tool_versions(), benchmark=settings.as_dict())
+    writer = _Writer(opts.json_path, result)
+    artifacts = _convert(recipe, opts, say)
+    result.artifacts = [artifact_info(a) for a in artifacts]
+    writer.write()
+    deployable = [AgentArtifact.from_artifact(a) for a in artifacts if a.files]
+    run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    local_root = paths.runs_dir() / run_id
+    inputs, labels = _inputs(recipe, settings, local_root)
+    result.runs = _run_targets(resolved, deployable, inputs, settings, run_id, local_root, say, writer)
+    say("compare: outputs vs the ONNX model and ARM vs host")
+    reference = _onnx_reference(recipe, np.load(inputs))
+    _compare_all(result, recipe, reference, labels)
+    result.finished_at = _now()
+    result.ok = is_ok(result, [a.id for a in deployable])
+    writer.write()
+    return result
+
+
+def _convert(recipe: Recipe, opts: DeployOptions, say: Progress) -> list[Artifact]:
+    from edgekit.convert.pipeline import convert_recipe
+
+    artifacts = convert_recipe(recipe, keep_going=True, progress=lambda m: say(f"convert: {m}"))
+    broken = [a for a in artifacts if not a.files]
+    if broken and not opts.keep_going:
+        err = ConversionError("; ".join(f"{a.format.value}: {a.error}" for a in broken), where=str(recipe.path),
+                              hint="fix the conversion, or pass --keep-going to deploy the formats that converted")
+        raise err
+    return artifacts
+
+
+def artifact_info(art: Artifact) -> ArtifactInfo:
+    digest = hashlib.sha256()
+    for f in art.files:
+        digest.update(hashlib.sha256(f.read_bytes()).digest())
+    gates = art.fidelity.get("gates", {})
+    return ArtifactInfo(id=art.format.value, format=art.format.value, files=[f.name for f in art.files],
+                        sha256=digest.hexdigest(), size_bytes=art.size_bytes, cached=art.cached,
+                        convert_s=art.convert_s, fidelity=art.fidelity,
+                        gates_passed=bool(art.files) and bool(gates.get("passed", False)),
+                        status="ok" if art.status == "ok" else "failed", error=art.error)
+
+
+def _inputs(recipe: Recipe, settings: Settings, folder: Path) -> tuple[Path, object]:
+    from edgekit.convert.calibration import evaluation_inputs
+
+    inputs, labels = evaluation_inputs(recipe)
+    if settings.samples is not None:
+        inputs = inputs[: settings.samples]
+        labels = labels[: settings.samples] if labels is not None else None
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "inputs.npy"
+    np.save(path, np.ascontiguousarray(inputs, dtype=np.float32))
+    return path, labels
+
+
+def _run_targets(targets: list[Target], arts: list[AgentArtifact], inputs: Path, settings: Settings,
+                 run_id: str, local_root: Path, say: Progress, writer: "_Writer") -> list[TargetRun]:
+    host_cpu = HostCpu()
+    sessions = [TargetSession(t, run_id=run_id, local_dir=local_root / t.name, settings=settings, progress=say,
+                              host_cpu=host_cpu, on_update=lambda _r: writer.write()) for t in targets]
+    writer.result.runs = [s.run for s in sessions]
+    threads = [threading.Thread(target=_guarded, args=(s, arts, inputs), name=f"deploy-{s.target.name}")
+               for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [s.run for s in sessions]
+
+
+def _guarded(session: TargetSession, arts: list[AgentArtifact], inputs: Path) -> None:
+    """A bug in one target's thread must not take the others down: it becomes that target's error."""
+    try:
+        session.execute(arts, inputs)
+    except Exception as exc:  # noqa: BLE001 - recorded as data
+        session.fail(f"{session._stage}: unexpected {type(exc).__name__}: {exc}")
+
+
+def _onnx_reference(recipe: Recipe, inputs: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    from edgekit.convert.onnx import prepare_onnx
+    from edgekit.runtimes import run_onnx
+
+    return run_onnx(prepare_onnx(recipe).path, inputs)
+
+
+def _compare_all(result: DeployResult, recipe: Recipe, reference: list[tuple[str, np.ndarray]],
+                 labels: object) -> None:
+    """Per target: each artifact's outputs vs ONNX (gated), and vs the host's outputs of the same artifact."""
+    outputs = {run.target: _outputs_of(run) for run in result.runs}
+    host = outputs.get(HOST, {})
+    for run in result.runs:
+        comps: list[Comparison] = []
+        for art, got in outputs[run.target].items():
+            comps.append(_safe(lambda: compare(reference, got, recipe=recipe, labels=labels, artifact=art,
+                                               target=run.target, reference_name="onnx", gate=True),
+                               art, run.target, "onnx"))
+            if run.target != HOST and art in host:
+                comps.append(_safe(lambda: compare(host[art], got, recipe=recipe, labels=labels, artifact=art,
+                                                   target=run.target, reference_name="host"),
+                                   art, run.target, "host"))
+        run.comparisons = comps
+
+
+def _outputs_of(run: TargetRun) -> dict[str, list[tuple[str, np.ndarray]]]:
+    found: dict[str, list[tuple[str, np.ndarray]]] = {}
+    if run.agent is None or run.result_dir is None:
+        return found
+    for m in run.agent.measurements:
+        path = Path(run.result_dir) / (m.outputs_file or "")
+        if m.status == "ok" and m.outputs_file and path.is_file() and m.artifact not in found:
+            found[m.artifact] = load_outputs(path, m)
+    return found
+
+
+def _safe(fn: Callable[[], Comparison], art: str, target: str, ref: str) -> Comparison:
+    try:
+        return fn()
+    except (ValueError, KeyError, IndexError) as exc:
+        return failed_comparison(art, target, ref, f"outputs cannot be compared: {exc}")
+
+
+def is_ok(result: DeployResult, expected: list[str]) -> bool:
+    """Every artifact converted and met its gates (on the host and on every target), every target ran
+    every artifact at every thread count."""
+    if not result.artifacts or not all(a.status == "ok" and a.gates_passed for a in result.artifacts):
+        return False
+    threads = result.benchmark.get("threads", [1])
+    for run in result.runs:
+        if run.status != "ok" or run.agent is None:
+            return False
+        done = {(m.artifact, m.threads) for m in run.agent.measurements if m.status == "ok"}
+        if any((a, t) not in done for a in expected for t in threads):
+            return False
+        gated = {c.artifact: c.gates_passed for c in run.comparisons if c.reference == "onnx"}
+        if any(gated.get(a) is not True for a in expected):
+            return False
+    return True
+
+
+class _Writer:
+    """Writes the (partial) DeployResult as JSON, atomically, from any target's thread."""
+
+    def __init__(self, path: Path | None, result: DeployResult) -> None:
+        self.path = Path(path) if path else None
+        self.result = result
+        self._lock = threading.Lock()
+
+    def write(self) -> None:
+        if self.path is None:
+            return
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            tmp.write_text(self.result.model_dump_json(indent=1))
+            os.replace(tmp, self.path)
+
+
+def _tool_versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for dist in TOOLS:
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _git_revision(path: Path) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(Path(path).resolve().parent), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+

@@ -1,0 +1,141 @@
+"""What the host sends the agent: the artifacts, the evaluation inputs and the timing settings, laid out on the
+device so unchanged files are never sent twice.
+
+Device work dir layout (relative paths are the transport's work dir):
+
+    agent.py                          the agent, pushed as is (put skips it when unchanged)
+    .edgekit.lock                     flock'ed by the agent: one benchmark at a time on this device
+    artifacts/<key16>/<file>          one folder per artifact content key (the conversion cache key)
+    inputs/<sha16>.npy                the evaluation inputs, by content
+    runs/<run id>/request-N.json      one request per agent invocation; result-N.json and outputs/ beside it
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.convert.base import Artifact
+from edgekit.errors import EdgekitError
+from edgekit.formats import Format, Runtime
+from edgekit.recipe import Benchmark
+
+AGENT_FILE = Path(__file__).resolve().parent.parent / "agent" / "agent.py"
+AGENT_REMOTE = "agent.py"
+LOCK_REMOTE = ".edgekit.lock"
+TFLITE_RUNTIMES = ("ai_edge_litert", "tflite_runtime")
+
+
+@dataclass(frozen=True)
+class AgentArtifact:
+    """One artifact as the agent sees it: model files, the ncnn sidecar if any, and a content key."""
+
+    id: str
+    format: Format
+    files: tuple[Path, ...]
+    io: Path | None = None
+    key: str = ""
+
+    @classmethod
+    def from_artifact(cls, art: Artifact) -> "AgentArtifact":
+        model = tuple(f for f in art.files if not f.name.endswith(".io.json"))
+        io = next((f for f in art.files if f.name.endswith(".io.json")), None)
+        return cls(art.format.value, art.format, model, io, art.key or _files_key(list(art.files)))
+
+    @classmethod
+    def from_path(cls, path: Path, fmt: Format | None = None) -> "AgentArtifact":
+        """A user's existing .tflite, or .param (with the .bin and optional .io.json beside it)."""
+        path = Path(path)
+        if path.suffix == ".tflite":
+            files: tuple[Path, ...] = (path,)
+            io = None
+            fmt = fmt or Format.TFLITE_FP32
+        elif path.suffix in (".param", ".bin"):
+            files = (path.with_suffix(".param"), path.with_suffix(".bin"))
+            io = path.with_suffix(".io.json") if path.with_suffix(".io.json").is_file() else None
+            fmt = fmt or Format.NCNN_FP32
+        else:
+            raise EdgekitError(f"not a model file edgekit can time: {path.name}", where=str(path),
+                               hint="give a .tflite, or an ncnn .param with its .bin beside it")
+        for f in files:
+            if not f.is_file():
+                raise EdgekitError("file not found", where=str(f))
+        everything = [*files, *([io] if io else [])]
+        return cls(path.stem, fmt, files, io, _files_key(everything))
+
+    def remote_files(self) -> list[tuple[Path, str]]:
+        folder = f"artifacts/{self.key[:16]}"
+        pairs = [(f, f"{folder}/{f.name}") for f in self.files]
+        if self.io is not None:
+            pairs.append((self.io, f"{folder}/{self.io.name}"))
+        return pairs
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective timing settings: the recipe's benchmark block with the command line's overrides."""
+
+    warmup: int = 2
+    repeat: int = 10
+    number: int = 1
+    min_repeat_ms: float = 0.0
+    threads: tuple[int, ...] = (1,)
+    cooldown_s: float = 0.0
+    timeout_s: float = 1800.0
+    lock_timeout_s: float = 600.0
+    samples: int | None = None  # evaluation samples sent to devices (None: all)
+
+    @classmethod
+    def from_benchmark(cls, bench: Benchmark, **overrides: Any) -> "Settings":
+        values = {k: getattr(bench, k) for k in ("warmup", "repeat", "number", "min_repeat_ms", "threads",
+                                                  "cooldown_s", "timeout_s")}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["threads"] = tuple(values["threads"])
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["threads"] = list(self.threads)
+        return data
+
+
+def runtime_for(fmt: Format, target_runtimes: list[str]) -> str:
+    """Which runtime runs `fmt` on a target: ncnn, or the first TFLite runtime the target lists."""
+    if fmt.runtime is Runtime.NCNN:
+        return "ncnn"
+    return next((r for r in target_runtimes if r in TFLITE_RUNTIMES), "auto")
+
+
+def build_request(arts: list[AgentArtifact], settings: Settings, inputs_remote: str, run_dir: str,
+                  tflite_runtime: str) -> dict[str, Any]:
+    """The request JSON; every path in it is relative to the request's own folder (run_dir)."""
+    def rel(remote: str) -> str:
+        return posixpath.relpath(remote, run_dir)
+
+    artifacts = []
+    for art in arts:
+        pairs = art.remote_files()
+        entry: dict[str, Any] = {"id": art.id, "format": art.format.value,
+                                 "files": [rel(r) for f, r in pairs if f != art.io]}
+        if art.io is not None:
+            entry["io"] = rel(pairs[-1][1])
+        artifacts.append(entry)
+    return {"protocol": 1, "artifacts": artifacts, "inputs": rel(inputs_remote), "threads": list(settings.threads),
+            "warmup": settings.warmup, "repeat": settings.repeat, "number": settings.number,
+            "min_repeat_ms": settings.min_repeat_ms, "cooldown_s": settings.cooldown_s,
+            "tflite_runtime": tflite_runtime, "lock_file": rel(LOCK_REMOTE),
+            "lock_timeout_s": settings.lock_timeout_s, "outputs_dir": "outputs"}
+
+
+def inputs_remote(local: Path) -> str:
+    return f"inputs/{_files_key([local])[:16]}.npy"
+
+
+def _files_key(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(hashlib.sha256(Path(f).read_bytes()).digest())
+    return digest.hexdigest()

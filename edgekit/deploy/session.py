@@ -1,0 +1,288 @@
+"""One target's part of a deploy, as fixed stages (TVM rpc style): ensure the device, connect, push, run the
+agent, pull the outputs, clean up in `finally`. Each stage is timed into TargetRun.stage_seconds; a stage that
+fails ends the target with its error, and whatever the agent had measured is kept.
+
+The agent writes its result after every measurement. If it dies (a runtime's SIGSEGV, an OOM kill), the
+result names the measurement in progress: that artifact is recorded as failed with the exit status and the
+agent's last words, and the agent is started again for the artifacts not yet measured.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from edgekit.deploy.request import (
+    AGENT_FILE,
+    AGENT_REMOTE,
+    AgentArtifact,
+    Settings,
+    build_request,
+    inputs_remote,
+    runtime_for,
+)
+from edgekit.errors import AgentError, EdgekitError, RemoteTimeout, TransportError
+from edgekit.results import AgentResult, Measurement, TargetRun
+from edgekit.target import Target, TransportKind, ensure_device, open_transport
+from edgekit.transport.base import Transport
+
+Progress = Callable[[str], None]
+EXIT_LOCKED = 3
+MAX_RESTARTS = 8
+
+
+class HostCpu:
+    """The host's cores are shared by the host benchmark and every emulated device (qemu runs here), so the
+    host's timing stage runs alone (exclusive) while emulated devices may share (shared) with each other."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextmanager
+    def hold(self, exclusive: bool) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and (not exclusive or self._shared == 0))
+            if exclusive:
+                self._exclusive = True
+            else:
+                self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                if exclusive:
+                    self._exclusive = False
+                else:
+                    self._shared -= 1
+                self._cond.notify_all()
+
+
+class TargetSession:
+    """Runs the stages for one target; `on_update` is called whenever the TargetRun changed (partial JSON)."""
+
+    def __init__(self, target: Target, *, run_id: str, local_dir: Path, settings: Settings,
+                 progress: Progress | None = None, host_cpu: HostCpu | None = None,
+                 on_update: Callable[[TargetRun], None] | None = None) -> None:
+        self.target = target
+        self.run_id = run_id
+        self.run_dir = f"runs/{run_id}"
+        self.local_dir = local_dir
+        self.settings = settings
+        self.say = progress or (lambda _m: None)
+        self.host_cpu = host_cpu or HostCpu()
+        self.on_update = on_update or (lambda _r: None)
+        self.is_host = target.transport is TransportKind.LOCAL
+        self.run = TargetRun(target=target.name, kind=target.transport.value, emulated=bool(target.emulated),
+                             status="failed", result_dir=str(local_dir))
+        self._stage = "start"
+        self._invocations = 0
+
+    # -- stages ------------------------------------------------------------------------------------------
+    def execute(self, arts: list[AgentArtifact], inputs: Path) -> TargetRun:
+        transport: Transport | None = None
+        try:
+            with self.stage("ensure"):
+                self.target = ensure_device(self.target, lambda m: self.say(f"{self.target.name}: {m}"))
+            transport = open_transport(self.target)
+            with self.stage("connect"):
+                getattr(transport, "connect", lambda: None)()
+            with self.stage("push"):
+                self.push(transport, arts, inputs)
+            with self.host_cpu.hold(exclusive=self.is_host), self.stage("run"):
+                self.run_agents(transport, arts, inputs)
+            self.run.status = "ok"
+        except EdgekitError as exc:
+            self.fail(f"{self._stage}: {exc}")
+        finally:
+            if transport is not None:
+                self.finish(transport)
+        return self.run
+
+    def finish(self, transport: Transport) -> None:
+        """Pull what was measured (also after a failure), remove the remote run folder, close."""
+        try:
+            if self.run.agent is not None and self.run.agent.measurements:
+                with self.stage("pull"):
+                    self.pull_outputs(transport)
+            if self.run.status == "ok":
+                with self.stage("cleanup"):
+                    transport.run(["rm", "-rf", "--", self.run_dir], timeout=60)
+        except EdgekitError as exc:
+            self.fail(f"{self._stage}: {exc}")
+        finally:
+            transport.close()
+            self.on_update(self.run)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self._stage = name
+        self.say(f"{self.target.name}: {name} ...")
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - start
+            self.run.stage_seconds[name] = round(self.run.stage_seconds.get(name, 0.0) + seconds, 3)
+            self.say(f"{self.target.name}: {name} done in {seconds:.1f} s")
+            self.on_update(self.run)
+
+    def fail(self, error: str) -> None:
+        self.run.status = "failed"
+        self.run.error = error if not self.run.error else f"{self.run.error}; {error}"
+        self.say(f"{self.target.name}: FAILED {error.splitlines()[0]}")
+
+    def push(self, transport: Transport, arts: list[AgentArtifact], inputs: Path) -> None:
+        sent = skipped = 0
+        pairs = [(AGENT_FILE, AGENT_REMOTE), (inputs, inputs_remote(inputs))]
+        pairs += [pair for art in arts for pair in art.remote_files()]
+        for local, remote in pairs:
+            put = transport.put(local, remote)
+            sent += put.bytes_sent
+            skipped += put.skipped
+        transport.mkdir(f"{self.run_dir}/outputs")
+        self.say(f"{self.target.name}: pushed {len(pairs)} files ({sent / 1e6:.2f} MB sent, {skipped} unchanged)")
+
+    # -- the agent ---------------------------------------------------------------------------------------
+    def run_agents(self, transport: Transport, arts: list[AgentArtifact], inputs: Path) -> None:
+        """One agent invocation per (python, TFLite runtime) group; restarted after a crash."""
+        groups: dict[tuple[str, str], list[AgentArtifact]] = {}
+        for art in arts:
+            runtime = runtime_for(art.format, self.target.runtimes)
+            python = self.target.python_for(runtime if runtime != "auto" else "ai_edge_litert")
+            groups.setdefault((python, runtime), []).append(art)
+        for (python, runtime), group in groups.items():
+            remaining = list(group)
+            for _attempt in range(MAX_RESTARTS):
+                if not remaining:
+                    break
+                remaining = self.invoke(transport, python, runtime, remaining, inputs)
+            for art in remaining:
+                self.record_failed(art, "not measured: the agent crashed too often")
+
+    def invoke(self, transport: Transport, python: str, runtime: str, arts: list[AgentArtifact],
+               inputs: Path) -> list[AgentArtifact]:
+        """Run the agent once; return the artifacts still to measure after a crash (empty when done)."""
+        n = self._invocations
+        self._invocations += 1
+        request, result = f"{self.run_dir}/request-{n}.json", f"{self.run_dir}/result-{n}.json"
+        body = build_request(arts, self.settings, inputs_remote(inputs), self.run_dir, runtime)
+        local_req = self.local_dir / f"request-{n}.json"
+        local_req.parent.mkdir(parents=True, exist_ok=True)
+        local_req.write_text(json.dumps(body, indent=1))
+        transport.put(local_req, request)
+        self.say(f"{self.target.name}: agent measuring {', '.join(a.id for a in arts)} "
+                 f"(threads {list(self.settings.threads)}, repeat {self.settings.repeat})")
+        argv = [*shlex.split(python), AGENT_REMOTE, request, result]
+        try:
+            done = transport.run(argv, timeout=self.settings.timeout_s)
+        except RemoteTimeout as exc:
+            self.merge(self.fetch(transport, result, n))
+            for art in self.unmeasured(arts):
+                self.record_failed(art, f"timed out after {self.settings.timeout_s:g} s")
+            raise AgentError(str(exc), where=self.target.name,
+                             hint="raise benchmark.timeout_s, or lower repeat/threads") from None
+        part = self.fetch(transport, result, n)
+        self.merge(part)
+        if done.ok and part is not None and part.finished_at:
+            return []
+        if part is not None and part.error:
+            raise AgentError(part.error, where=self.target.name,
+                             hint="wait for the other benchmark, or remove a stale lock holder" if
+                             done.exit_status == EXIT_LOCKED else None)
+        return self.after_crash(arts, part, done.exit_status, done.stderr)
+
+    def after_crash(self, arts: list[AgentArtifact], part: AgentResult | None, status: int,
+                    stderr: str) -> list[AgentArtifact]:
+        why = f"agent exited with {_describe_status(status)}: {_tail(stderr)}"
+        if part is None or not part.in_progress:
+            raise AgentError(why + " (before measuring anything)", where=self.target.name,
+                             hint=f"run `{self.target.python} -c 'import numpy'` on the device to check its "
+                                  "python and runtimes")
+        crashed = part.in_progress.split(" threads=")[0]
+        self.say(f"{self.target.name}: agent crashed in {part.in_progress}; restarting for the rest")
+        for art in arts:
+            if art.id == crashed:
+                self.record_failed(art, f"crashed while measuring ({part.in_progress}): {why}")
+        return [a for a in self.unmeasured(arts) if a.id != crashed]
+
+    def unmeasured(self, arts: list[AgentArtifact]) -> list[AgentArtifact]:
+        done = {m.artifact for m in self.run.agent.measurements} if self.run.agent else set()
+        return [a for a in arts if a.id not in done]
+
+    def record_failed(self, art: AgentArtifact, error: str) -> None:
+        """A failed Measurement for every thread count of `art` not measured yet."""
+        if self.run.agent is None:
+            return
+        have = {(m.artifact, m.threads) for m in self.run.agent.measurements}
+        runtime = runtime_for(art.format, self.target.runtimes)
+        for threads in self.settings.threads:
+            if (art.id, threads) not in have:
+                self.run.agent.measurements.append(Measurement(
+                    artifact=art.id, format=art.format.value, runtime=runtime, threads=threads,
+                    status="failed", error=error))
+
+    def fetch(self, transport: Transport, remote: str, n: int) -> AgentResult | None:
+        local = self.local_dir / f"result-{n}.json"
+        try:
+            transport.get(remote, local)
+            return AgentResult.model_validate_json(local.read_text())
+        except (TransportError, ValidationError, OSError):
+            return None
+
+    def merge(self, part: AgentResult | None) -> None:
+        """Fold one invocation's result into the target's: facts before from the first, after from the last."""
+        if part is None:
+            return
+        agent = self.run.agent
+        if agent is None:
+            self.run.agent = part.model_copy(deep=True)
+            self.run.agent.request = {"requests": self._requests()}
+        else:
+            agent.measurements.extend(part.measurements)
+            agent.facts_after = part.facts_after or agent.facts_after
+            agent.finished_at = part.finished_at
+            agent.in_progress = part.in_progress
+            agent.request = {"requests": self._requests()}
+        (self.local_dir / "result.json").write_text(self.run.agent.model_dump_json(indent=1))  # type: ignore[union-attr]
+        self.on_update(self.run)
+
+    def pull_outputs(self, transport: Transport) -> None:
+        for m in self.run.agent.measurements if self.run.agent else []:
+            if m.status == "ok" and m.outputs_file:
+                transport.get(f"{self.run_dir}/{m.outputs_file}", self.local_dir / m.outputs_file)
+
+    def _requests(self) -> list[dict[str, Any]]:
+        files = [self.local_dir / f"request-{n}.json" for n in range(self._invocations)]
+        return [json.loads(p.read_text()) for p in files if p.is_file()]
+
+
+def _describe_status(status: int) -> str:
+    if status == -1:
+        return "no exit status (killed by a signal)"
+    if status < 0:
+        try:
+            return f"signal {signal.Signals(-status).name}"
+        except ValueError:
+            return f"signal {-status}"
+    if status > 128:
+        try:
+            return f"status {status} ({signal.Signals(status - 128).name}?)"
+        except ValueError:
+            pass
+    return f"status {status}"
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
+    return " | ".join(kept) or "no output"
