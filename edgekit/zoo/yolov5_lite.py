@@ -8,7 +8,8 @@ Output contract (what edgekit.convert.fidelity and the on-device agent rely on),
 - `scores` [1, N, num_classes]: sigmoid(objectness) * sigmoid(class), in 0..1.
 Rows are ordered by scale (stride 8, 16, 32), then anchor, then grid row, then grid column;
 N = 3 * ((S/8)^2 + (S/16)^2 + (S/32)^2) = 6300 at S = 320. NMS is left to the caller (edgekit.metrics.nms).
-Boxes and scores are separate outputs so that INT8 gives each its own scale (pixels vs probabilities).
+Boxes are clipped to the input. Boxes and scores are separate outputs so that INT8 gives each its own scale
+(pixels vs probabilities).
 
 The decode keeps every tensor 3-D ([1, C, N] until one final transpose) and uses no 5-D reshapes, which onnx2tf
 and pnnx both convert; only the channel shuffle uses a 5-D view, a pattern both tools recognise.
@@ -108,54 +109,53 @@ def build(num_classes: int = 3, width: float = 1.0, size: int = 320, neck: int =
 
 def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],  # noqa: N802 (a class factory)
            anchors: Sequence[Sequence[Sequence[float]]], size: int) -> Any:
-    """The YOLO head as an nn.Module: 1x1 conv per scale, YOLOv5 decode, outputs (boxes xyxy, scores)."""
+    """The YOLO head as an nn.Module: 1x1 conv per scale, YOLOv5 decode, outputs (boxes xyxy, scores).
+
+    Each scale is decoded on its own and its boxes clipped to the image before the scales are joined: every
+    tensor then spans a small range (a stride-8 box never needs the 1500 px a stride-32 anchor can reach), so
+    INT8 keeps about 1.3 px resolution on the clipped [0, size] boxes instead of several pixels.
+    """
     import torch
     from torch import nn
 
-    grid_xy, anchor_wh, stride_col = _decode_constants(strides, anchors, size)
     no = 5 + num_classes
 
     class _Detect(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.num_anchors = [len(a) for a in anchors]
+            self.strides = [float(s) for s in strides]
             self.convs = nn.ModuleList(nn.Conv2d(c, na * no, 1) for c, na in zip(channels, self.num_anchors))
-            self.register_buffer("grid", torch.from_numpy(grid_xy), persistent=False)
-            self.register_buffer("anchor_wh", torch.from_numpy(anchor_wh), persistent=False)
-            self.register_buffer("stride", torch.from_numpy(stride_col), persistent=False)
+            for k, (s, scale_anchors) in enumerate(zip(strides, anchors)):
+                grid, wh = _decode_constants(s, scale_anchors, size)
+                self.register_buffer(f"grid{k}", torch.from_numpy(grid), persistent=False)
+                self.register_buffer(f"anchor{k}", torch.from_numpy(wh), persistent=False)
             for conv, s in zip(self.convs, strides):  # YOLOv5 bias init: few objects, balanced classes
                 b = conv.bias.data.view(-1, no)
                 b[:, 4] += float(np.log(8 / (640 / s) ** 2))
                 b[:, 5:] += float(np.log(0.6 / (num_classes - 0.99)))
 
         def forward(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-            parts = []
-            for conv, na, f in zip(self.convs, self.num_anchors, feats):
-                p = conv(f)
-                parts.extend(t.flatten(2) for t in p.split(no, dim=1))  # na x [1, no, H*W]
-            p = torch.cat(parts, dim=2).sigmoid()  # [1, no, N]
-            xy = p[:, 0:2] * (2 * self.stride) + self.grid
-            wh = (p[:, 2:4] * 2) ** 2 * self.anchor_wh
-            boxes = torch.cat((xy - 0.5 * wh, xy + 0.5 * wh), dim=1)  # [1, 4, N]
-            scores = p[:, 4:5] * p[:, 5:]  # [1, num_classes, N]
-            return boxes.transpose(1, 2), scores.transpose(1, 2)
+            boxes, scores = [], []
+            for k, (conv, f) in enumerate(zip(self.convs, feats)):
+                p = torch.cat([t.flatten(2) for t in conv(f).split(no, dim=1)], dim=2).sigmoid()  # [1, no, n]
+                xy = p[:, 0:2] * (2 * self.strides[k]) + getattr(self, f"grid{k}")
+                wh = (p[:, 2:4] * 2) ** 2 * getattr(self, f"anchor{k}")
+                boxes.append(torch.cat((xy - 0.5 * wh, xy + 0.5 * wh), dim=1).clamp(0.0, float(size)))
+                scores.append(p[:, 4:5] * p[:, 5:])
+            return torch.cat(boxes, dim=2).transpose(1, 2), torch.cat(scores, dim=2).transpose(1, 2)
 
     return _Detect()
 
 
-def _decode_constants(strides: Sequence[int], anchors: Sequence[Sequence[Sequence[float]]],
-                      size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-row constants of the decode: (grid - 0.5) * stride [1,2,N], anchor w,h [1,2,N], stride [1,1,N]."""
-    grids, whs, strs = [], [], []
-    for s, scale_anchors in zip(strides, anchors):
-        g = size // s
-        yy, xx = np.mgrid[0:g, 0:g]
-        cell = np.stack([xx.ravel(), yy.ravel()]).astype(np.float32)  # [2, g*g]
-        for aw, ah in scale_anchors:
-            grids.append((cell - 0.5) * s)
-            whs.append(np.tile(np.array([[aw], [ah]], np.float32), (1, g * g)))
-            strs.append(np.full((1, g * g), s, np.float32))
-    return (np.concatenate(grids, 1)[None], np.concatenate(whs, 1)[None], np.concatenate(strs, 1)[None])
+def _decode_constants(stride: int, anchors: Sequence[Sequence[float]], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One scale's per-row decode constants: (grid - 0.5) * stride [1, 2, n] and anchor w, h [1, 2, n]."""
+    g = size // stride
+    yy, xx = np.mgrid[0:g, 0:g]
+    cell = np.stack([xx.ravel(), yy.ravel()]).astype(np.float32)  # [2, g*g]
+    grids = [(cell - 0.5) * stride for _ in anchors]
+    whs = [np.tile(np.array([[aw], [ah]], np.float32), (1, g * g)) for aw, ah in anchors]
+    return np.concatenate(grids, 1)[None], np.concatenate(whs, 1)[None]
 
 
 def num_boxes(size: int = 320, strides: Sequence[int] = STRIDES, anchors_per_scale: int = 3) -> int:
