@@ -114,11 +114,23 @@ def file_sha256(path: Path) -> str:
 def _torch_key(recipe: Recipe, src: TorchSource) -> str:
     spec = {
         "builder": src.builder, "args": src.args,
-        "weights": file_sha256(src.weights) if src.weights else None,
+        "weights": file_sha256(src.weights) if src.weights else None, "code": _builder_code_digest(src.builder),
         "input": [recipe.input.name, list(recipe.input.shape)], "outputs": list(recipe.outputs),
         "opset": OPSET, "export_version": EXPORT_VERSION, "tools": tool_versions(),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _builder_code_digest(builder: str) -> str:
+    """sha256 of the .py files beside the builder's module (its package folder), so an edited model definition
+    is exported again. An unrelated edit there only costs a re-export: artifacts are keyed by the ONNX bytes."""
+    spec = importlib.util.find_spec(builder.partition(":")[0])
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return "unknown"
+    h = hashlib.sha256()
+    for f in sorted(Path(spec.origin).parent.glob("*.py")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
 
 
 def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
