@@ -1,0 +1,153 @@
+"""The report: self-contained HTML whose plots really render in headless Chromium, and a Markdown summary."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgekit.formats import Format
+from edgekit.report import build, parse_since, write
+from edgekit.report.plots import colour
+from edgekit.report.synthetic import synthetic_result
+from edgekit.store import open_store
+
+CHROMIUM = "/usr/bin/chromium"
+T0 = datetime(2026, 6, 1, 2, 0, tzinfo=timezone.utc)
+FORMATS = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_FP32, Format.NCNN_INT8)
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('report') / 'results.sqlite'}"
+    rng = np.random.default_rng(2)
+    with open_store(url) as store:
+        for night in range(10):
+            slow = {("tflite-int8", "pi4"): 1.25} if night == 9 else None
+            store.record(synthetic_result(T0 + timedelta(days=night), rng=rng, formats=FORMATS, threads=(1, 2),
+                                          repeat=40, slowdown=slow))
+        store.record(synthetic_result(T0 + timedelta(days=9, hours=1), rng=rng, recipe="digits",
+                                      targets=("pi4",), formats=(Format.TFLITE_FP32,), threads=(1,)))
+    return url
+
+
+@pytest.fixture(scope="module")
+def written(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    out = tmp_path_factory.mktemp("out")
+    with open_store(store_url) as store:
+        report = build(store, recipes=["yolov5-lite"])
+    html, md = out / "report.html", out / "summary.md"
+    assert write(report, html=html, markdown=md) == [html, md]
+    return html, md
+
+
+def test_html_is_self_contained(written: tuple[Path, Path]) -> None:
+    text = written[0].read_text()
+    assert text.startswith("<!doctype html>")
+    assert not re.search(r"<script|<link|<img|<iframe|@import|url\((?!#)", text, re.I)  # url(#clip) is local
+    assert not re.search(r"(src|href)=\"https?://", text)  # svg xmlns namespaces are names, not fetches
+    assert text.count("<svg") == 6  # 2 targets x (trend, distribution, INT8 vs fp32)
+
+
+def test_emulated_times_are_labelled_everywhere(written: tuple[Path, Path]) -> None:
+    text = written[0].read_text()
+    for figure in re.findall(r'<figure data-target="pi5-emu".*?</figure>', text, re.S):
+        assert "EMULATED" in figure or "instruction count" in figure
+        assert "emulated" in figure
+    for figure in re.findall(r'<figure data-target="pi4".*?</figure>', text, re.S):
+        assert "emulated" not in figure.lower()
+    rows = [r for r in re.findall(r"<tr[^>]*>.*?</tr>", text, re.S) if ">pi5-emu<" in r or "pi5-emu<span" in r]
+    assert rows and all('class="emu">emulated' in r for r in rows)
+    assert "instr." in text and "instructions / invoke (count)" in text
+
+
+def test_regression_is_flagged_in_html_and_markdown(written: tuple[Path, Path]) -> None:
+    html, md = written[0].read_text(), written[1].read_text()
+    assert "2 regressions" in html
+    assert re.search(r'<tr class="bad"><td class=l>latency</td><td class=l>tflite-int8</td><td class=l>pi4', html)
+    assert md.startswith("## edgekit report: 2 regressions")
+    assert "- **latency** tflite-int8 x1 on pi4" in md and "❌ yolov5-lite" in md
+    assert "(emulated wall ms)" in md and "M instr. (count)" in md
+
+
+def _screenshot(html: Path, png: Path, tmp: Path, height: int) -> np.ndarray:
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--hide-scrollbars", f"--user-data-dir={tmp / 'chromium-profile'}", f"--screenshot={png}",
+           f"--window-size=1400,{height}", html.as_uri()]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0 and png.is_file(), out.stderr[-2000:]
+    return np.asarray(Image.open(png).convert("RGB")).astype(int)
+
+
+def _colour_pixels(image: np.ndarray, rgb: tuple[float, float, float], tol: int = 3) -> int:
+    target = np.array([round(c * 255) for c in rgb])
+    return int((np.abs(image - target).max(axis=2) <= tol).sum())
+
+
+def test_plots_render_in_headless_chromium(written: tuple[Path, Path], tmp_path: Path) -> None:
+    assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), "chromium is installed by `make setup`"
+    html = written[0]
+    shot = _screenshot(html, tmp_path / "report.png", tmp_path, 4200)
+    # the same page with the plots cut out: what the text and tables alone put on screen
+    bare = tmp_path / "bare.html"
+    bare.write_text(re.sub(r"<svg\b.*?</svg>", "", html.read_text(), flags=re.S))
+    control = _screenshot(bare, tmp_path / "bare.png", tmp_path, 4200)
+
+    colours = {a.value: colour(a.value) for a in FORMATS}
+    with_plots = {a: _colour_pixels(shot, c) for a, c in colours.items()}
+    without = {a: _colour_pixels(control, c) for a, c in colours.items()}
+    assert all(n == 0 for n in without.values()), without
+    assert all(n >= 150 for n in with_plots.values()), with_plots  # every artifact's line/box is drawn
+
+    print("artifact colour pixels", with_plots)
+
+    # the plots alone, stacked: most of that page must be drawn on, in many colours (lines, fills, text)
+    only = tmp_path / "plots.html"
+    figures = "".join(re.findall(r"<figure\b.*?</figure>", html.read_text(), re.S))
+    only.write_text(f"<!doctype html><html><head><meta charset='utf-8'></head><body style='margin:0'>{figures}"
+                    "</body></html>")
+    plots = _screenshot(only, tmp_path / "plots.png", tmp_path, 2400)
+    ink = (plots < 235).any(axis=2)
+    drawn_rows = ink.any(axis=1).mean()
+    distinct = len({tuple(p) for p in plots.reshape(-1, 3)[::5]})
+    print(f"plots page: ink {ink.mean():.3f}, rows with ink {drawn_rows:.2f}, distinct colours {distinct}")
+    assert ink.mean() > 0.03 and drawn_rows > 0.6
+    assert distinct > 200  # anti-aliased curves and fills, not flat text on white
+
+
+def test_cli_report_writes_both_files_and_honours_filters(store_url: str, tmp_path: Path) -> None:
+    html, md = tmp_path / "r.html", tmp_path / "r.md"
+    cmd = [sys.executable, "-m", "edgekit", "report", "--since", "all", "--store", store_url, "--target", "pi4",
+           "--html", str(html), "--markdown", str(md)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "2 recipe(s), 2 regression(s)" in " ".join(out.stdout.split())
+    text = html.read_text()
+    assert "pi5-emu" not in text and 'id="recipe-digits"' in text and 'id="recipe-yolov5-lite"' in text
+    assert "| artifact | pi4 p50 ms | fidelity (cosine) |" in md.read_text()
+
+
+def test_empty_selection_says_so(store_url: str, tmp_path: Path) -> None:
+    with open_store(store_url) as store:
+        report = build(store, recipes=["no-such-recipe"])
+    write(report, html=tmp_path / "e.html", markdown=tmp_path / "e.md")
+    assert "No runs in the store" in (tmp_path / "e.html").read_text()
+    assert "No runs in the store" in (tmp_path / "e.md").read_text()
+
+
+def test_parse_since() -> None:
+    now = 1_000_000.0
+    assert parse_since("30d", now=now) == now - 30 * 86400
+    assert parse_since("12h", now=now) == now - 12 * 3600
+    assert parse_since("all") is None and parse_since(None) is None
+    assert parse_since("2026-01-31") == datetime(2026, 1, 31, tzinfo=timezone.utc).timestamp()
+    with pytest.raises(Exception, match="cannot read"):
+        parse_since("last tuesday")
