@@ -1,0 +1,117 @@
+"""Fidelity numbers on known outputs: output mapping between runtimes, errors, top-1, box matching, mAP, gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgekit.convert.fidelity import align_outputs, check_gates, compare
+from edgekit.recipe import Gates, Recipe, load_recipe
+
+rng = np.random.default_rng(0)
+
+
+def recipe(tmp_path: Path, task: str) -> Recipe:
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "task": task, "formats": ["tflite-fp32"],
+                                    "model": {"kind": "torch", "builder": "edgekit.zoo.tiny:build"},
+                                    "input": {"shape": [1, 3, 8, 8]}}))
+    return load_recipe(path)
+
+
+def detector_outputs(n_images: int = 3) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Raw outputs with one confident box per image (class 1), plus its exact label, among low-score noise."""
+    boxes = rng.uniform(0, 60, (n_images, 50, 4)).astype(np.float32)
+    boxes[..., 2:] += boxes[..., :2] + 5
+    scores = rng.uniform(0, 0.05, (n_images, 50, 3)).astype(np.float32)
+    labels = []
+    for i in range(n_images):
+        boxes[i, 7] = [10 + i, 10, 40 + i, 50]
+        scores[i, 7, 1] = 0.9
+        labels.append(np.array([[1, 10 + i, 10, 40 + i, 50]], np.float32))
+    return boxes, scores, labels
+
+
+# --- output alignment -------------------------------------------------------------------------------------------
+def test_align_by_name_index_shape_and_position() -> None:
+    a, b = rng.normal(size=(2, 5, 4)), rng.normal(size=(2, 5, 3))
+    ref = [("boxes", a), ("scores", b)]
+    assert align_outputs(ref, [("scores", b), ("boxes", a)])[1] == "name"
+    got, rule = align_outputs(ref, [("output_1", b), ("output_0", a)])  # onnx2tf INT8 file order
+    assert rule == "index" and got[0] is a and got[1] is b
+    got, rule = align_outputs(ref, [("Identity_1", b), ("Identity", a)])  # onnx2tf dynamic-range names
+    assert rule == "index" and got[0] is a
+    got, rule = align_outputs(ref, [("x", b), ("y", a)])
+    assert rule == "shape" and got[0] is a
+    same = [("p", rng.normal(size=(2, 3))), ("q", rng.normal(size=(2, 3)))]
+    assert align_outputs(same, [("u", same[0][1]), ("v", same[1][1])])[1] == "position"
+
+
+def test_channels_last_output_is_transposed_back() -> None:
+    ref = rng.normal(size=(2, 4, 5, 6))
+    got, _ = align_outputs([("feat", ref)], [("feat", ref.transpose(0, 2, 3, 1))])
+    assert np.array_equal(got[0], ref)
+
+
+def test_outputs_of_other_sizes_are_refused() -> None:
+    with pytest.raises(ValueError):
+        align_outputs([("a", np.zeros((1, 4)))], [("a", np.zeros((1, 5)))])
+
+
+# --- numbers ----------------------------------------------------------------------------------------------------
+def test_classifier_numbers(tmp_path: Path) -> None:
+    r = recipe(tmp_path, "classify")
+    logits = rng.normal(size=(10, 5)).astype(np.float32)
+    labels = logits.argmax(1)
+    same = compare([("logits", logits)], [("logits", logits.copy())], r, labels)
+    assert same["max_abs_error"] == 0 and same["cosine"] == pytest.approx(1.0)
+    assert same["top1_agreement"] == 1.0 and same["top1_drop"] == 0.0
+    flipped = logits.copy()
+    flipped[:3] = -flipped[:3]  # three samples change their top-1 (and their cosine becomes -1)
+    worse = compare([("logits", logits)], [("logits", flipped)], r, labels)
+    assert worse["top1_agreement"] == pytest.approx(0.7) and worse["top1_drop"] == pytest.approx(0.3)
+    assert worse["cosine"] == pytest.approx(0.4) and worse["outputs"]["logits"]["cosine_min"] == pytest.approx(-1)
+    assert worse["max_abs_error"] == pytest.approx(2 * np.abs(logits[:3]).max())
+
+
+def test_detector_identical_outputs_match_every_box_and_keep_map(tmp_path: Path) -> None:
+    boxes, scores, labels = detector_outputs()
+    n = compare([("boxes", boxes), ("scores", scores)], [("boxes", boxes.copy()), ("scores", scores.copy())],
+                recipe(tmp_path, "detect"), labels)
+    assert n["boxes_reference"] == 3 and n["box_match"] == 1.0
+    assert n["map50_reference"] == pytest.approx(1.0) and n["map50_drop"] == pytest.approx(0.0)
+
+
+def test_detector_moved_or_relabelled_boxes_do_not_match(tmp_path: Path) -> None:
+    boxes, scores, labels = detector_outputs()
+    moved = boxes.copy()
+    moved[:, 7] += 25  # IoU with the reference box well under 0.5
+    r = recipe(tmp_path, "detect")
+    n = compare([("boxes", boxes), ("scores", scores)], [("boxes", moved), ("scores", scores)], r, labels)
+    assert n["box_match"] == 0.0 and n["map50"] < 0.1 and n["map50_drop"] > 0.9  # noise boxes may hit by chance
+    other = scores.copy()
+    other[:, 7, 1], other[:, 7, 2] = 0.0, 0.9  # same box, wrong class
+    n = compare([("boxes", boxes), ("scores", scores)], [("boxes", boxes), ("scores", other)], r, None)
+    assert n["box_match"] == 0.0 and "map50" not in n
+
+
+def test_detector_without_confident_boxes_has_no_box_match(tmp_path: Path) -> None:
+    boxes, scores, _ = detector_outputs()
+    scores[:] = 0.01
+    n = compare([("boxes", boxes), ("scores", scores)], [("boxes", boxes), ("scores", scores)],
+                recipe(tmp_path, "detect"), None)
+    assert n["box_match"] is None and n["boxes_reference"] == 0
+
+
+# --- gates ------------------------------------------------------------------------------------------------------
+def test_gates_pass_fail_and_skip() -> None:
+    numbers = {"cosine": 0.97, "max_abs_error": 0.2, "top1_agreement": 1.0}
+    ok = check_gates(numbers, Gates(min_cosine=0.95, min_top1_agreement=0.99))
+    assert ok["passed"] and len(ok["checks"]) == 2 and not ok["skipped"]
+    bad = check_gates(numbers, Gates(min_cosine=0.98, max_abs_error=0.5, max_top1_drop=0.01))
+    assert not bad["passed"]
+    assert [c["gate"] for c in bad["checks"] if not c["passed"]] == ["min_cosine"]
+    assert bad["skipped"] and "max_top1_drop" in bad["skipped"][0] and "labels" in bad["skipped"][0]
