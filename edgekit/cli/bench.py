@@ -1,7 +1,133 @@
-"""`edgekit bench`: not built yet."""
+"""`edgekit bench ARTIFACT --target NAME`: time one existing .tflite or ncnn .param/.bin on a target with the same
+agent `deploy` uses, without a recipe (random or given input)."""
 
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
 import typer
+from rich.console import Console
+
+from edgekit.errors import EdgekitError
+from edgekit.formats import Format
+
+if TYPE_CHECKING:
+    from edgekit.deploy import AgentArtifact
+
+console = Console()
+if not console.is_terminal:
+    console.width = max(console.width, 160)
+
+EPILOG = """Examples:
+
+  edgekit bench model.tflite --target pi4-emu
+
+  edgekit bench model.param --target pi4 --input sample.npy --threads 1,4 --repeat 50
+
+  edgekit bench model.tflite --target host     (this machine's CPU)
+
+An ncnn model needs its input shape: from model.io.json beside it (edgekit convert writes one), --input, or
+--shape 1,3,224,224. Random inputs are uniform in [0, 1)."""
+
+
+def bench_cmd(
+    artifact: Path = typer.Argument(..., help="a .tflite file, or an ncnn .param (its .bin beside it)"),
+    target: str = typer.Option(..., "--target", "-t", help="target name or file; `host` for this machine"),
+    input_path: Optional[Path] = typer.Option(None, "--input", help=".npy of inputs, first axis = sample"),
+    shape: Optional[str] = typer.Option(None, "--shape", help="input shape for random input, e.g. 1,3,224,224"),
+    threads: Optional[str] = typer.Option(None, "--threads", help="thread counts, e.g. 1,4 (default 1)"),
+    repeat: int = typer.Option(10, "--repeat", min=1, help="timed samples per thread count"),
+    warmup: int = typer.Option(2, "--warmup", min=0, help="discarded runs before timing"),
+    number: int = typer.Option(1, "--number", min=1, help="invocations per sample"),
+    min_repeat_ms: float = typer.Option(0.0, "--min-repeat-ms", min=0, help="raise number until a sample lasts "
+                                        "at least this long"),
+    fmt: Optional[Format] = typer.Option(None, "--format", help="label the artifact's format (e.g. tflite-int8)"),
+    timeout: float = typer.Option(1800.0, "--timeout", help="seconds before the agent is stopped"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write the agent's full result here"),
+) -> None:
+    """Time one existing model file on a target: load time, p50/p90/p99, every sample, peak memory.
+
+    Wall times on emulated targets are labelled `emulated`: they are not device latency.
+    """
+    from edgekit.cli.deploy import parse_threads
+    from edgekit.deploy import AgentArtifact, Settings, TargetSession, host_target
+    from edgekit.paths import runs_dir
+    from edgekit.report.table import bench_table
+    from edgekit.target import load_target
+
+    art = AgentArtifact.from_path(artifact, fmt or _sidecar_format(artifact))
+    tgt = host_target() if target == "host" else load_target(target)
+    settings = Settings(warmup=warmup, repeat=repeat, number=number, min_repeat_ms=min_repeat_ms,
+                        threads=parse_threads(threads) or (1,), timeout_s=timeout)
+    folder = runs_dir() / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    inputs = _inputs(art, input_path, shape, folder)
+    session = TargetSession(tgt, run_id=folder.name, local_dir=folder / tgt.name, settings=settings,
+                            progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+    run = session.execute([art], inputs)
+    if run.agent is not None:
+        console.print(bench_table(run.agent, run.target))
+    if json_path:
+        json_path.write_text(run.model_dump_json(indent=1))
+        console.print(f"results: {json_path}", highlight=False)
+    if run.error:
+        console.print(f"[red]x[/] {run.target}: {run.error}", highlight=False)
+    ok = run.status == "ok" and run.agent is not None and all(m.status == "ok" for m in run.agent.measurements)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _sidecar_format(path: Path) -> Format | None:
+    io = Path(path).with_suffix(".io.json")
+    if io.is_file():
+        try:
+            return Format(json.loads(io.read_text()).get("format"))
+        except (ValueError, OSError):
+            return None
+    return None
+
+
+def _inputs(art: AgentArtifact, given: Path | None, shape: str | None, folder: Path) -> Path:
+    """The inputs file the agent gets: the user's .npy, or one seeded uniform sample of the model's shape."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "inputs.npy"
+    if given is not None:
+        if not given.is_file():
+            raise EdgekitError("input file not found", where=str(given))
+        np.save(path, np.load(given).astype(np.float32))
+        return path
+    dims = _shape(art, shape)
+    np.save(path, np.random.default_rng(0).uniform(0.0, 1.0, (1, *dims)).astype(np.float32))
+    return path
+
+
+def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
+    if text:
+        try:
+            return tuple(int(d) for d in text.split(","))
+        except ValueError:
+            raise EdgekitError(f"--shape {text!r}: expected integers separated by commas",
+                               hint="e.g. --shape 1,3,224,224") from None
+    if art.io is not None:
+        shapes = json.loads(art.io.read_text()).get("input_shapes") or []
+        if shapes:
+            return tuple(shapes[0])
+    if art.files[0].suffix == ".tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        content = art.files[0].read_bytes()  # model_content is verified; a corrupt file raises, not SIGSEGV
+        try:
+            detail = Interpreter(model_content=content).get_input_details()[0]
+        except ValueError as exc:
+            raise EdgekitError(f"not a valid .tflite: {exc}", where=str(art.files[0])) from None
+        return tuple(int(d) for d in detail["shape"])
+    raise EdgekitError("the input shape of this ncnn model is unknown", where=str(art.files[0]),
+                       hint="pass --shape 1,3,224,224 (batch first, as the original model) or --input x.npy")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this command to the app (filled in by the issue that builds it)."""
+    app.command("bench", epilog=EPILOG)(bench_cmd)

@@ -1,7 +1,96 @@
-"""`edgekit deploy`: not built yet."""
+"""`edgekit deploy RECIPE --target NAME`: convert, push, run the timing agent on each target and on the host CPU,
+pull the results back, compare, and print one table. Exit 0 only when every artifact ran everywhere and met its
+recipe's fidelity gates."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+
+from edgekit.errors import EdgekitError
+
+console = Console()
+if not console.is_terminal:  # logs and CI: keep table rows on one line
+    console.width = max(console.width, 160)
+
+EPILOG = """Examples:
+
+  edgekit deploy recipes/yolov5-lite.yaml --target pi4-emu
+
+  edgekit deploy recipes/tiny.yaml --target pi4 --target pi5 --threads 1,4 --repeat 20 --json run.json
+
+Emulated targets (pi4-emu, ...) report emulated wall times, labelled as such: never device latency."""
+
+
+def parse_threads(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        values = ()
+    if not values or any(v <= 0 for v in values):
+        raise EdgekitError(f"--threads {text!r}: expected positive integers separated by commas", where="--threads",
+                           hint="e.g. --threads 1,2,4")
+    return values
+
+
+def deploy_cmd(
+    recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/yolov5-lite.yaml"),
+    target: Optional[list[str]] = typer.Option(None, "--target", "-t", help="target name or file (repeatable)"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="write everything (request, device facts, every "
+                                             "sample, comparisons, tool versions) to this file, also as it goes"),
+    threads: Optional[str] = typer.Option(None, "--threads", help="thread counts, e.g. 1,2,4 (overrides recipe)"),
+    repeat: Optional[int] = typer.Option(None, "--repeat", min=1, help="timed samples per artifact and thread count"),
+    warmup: Optional[int] = typer.Option(None, "--warmup", min=0, help="discarded runs before timing"),
+    samples: Optional[int] = typer.Option(None, "--samples", min=1, help="evaluation inputs sent to targets "
+                                          "(default: all the recipe's; fewer keeps emulated runs short)"),
+    no_host: bool = typer.Option(False, "--no-host", help="do not measure the host CPU (no host-vs-ARM drift)"),
+    keep_going: bool = typer.Option(False, "--keep-going", help="deploy the formats that converted even if "
+                                    "another failed to convert"),
+    store: bool = typer.Option(True, "--store/--no-store", help="record the run in the results store"),
+) -> None:
+    """Convert a recipe's formats, time them on each target and on the host CPU, compare outputs, print a table.
+
+    Per artifact and target: p50 / p90, speed-up over the same runtime's fp32, host-vs-ARM output drift, and
+    whether the recipe's fidelity gates held on that target's outputs.
+    """
+    from edgekit.deploy import DeployOptions, deploy
+    from edgekit.recipe import load_recipe
+    from edgekit.report.table import deploy_table, failures
+
+    loaded = load_recipe(recipe)
+    if not target and no_host:
+        raise EdgekitError("nothing to deploy to", where="edgekit deploy",
+                           hint="name a target with --target NAME (or drop --no-host to measure the host)")
+    options = DeployOptions(threads=parse_threads(threads), repeat=repeat, warmup=warmup, samples=samples,
+                            host=not no_host, keep_going=keep_going, json_path=json_path)
+    start = time.perf_counter()
+    with console.status(f"{loaded.name}: starting") as status:
+        def progress(message: str) -> None:
+            status.update(f"{loaded.name}: {message}")
+            console.print(f"[dim]{time.perf_counter() - start:7.1f} s  {message}[/]", highlight=False)
+
+        result = deploy(loaded, list(target or []), options, progress)
+    console.print(deploy_table(result))
+    for line in failures(result):
+        console.print(f"[red]x[/] {line}", highlight=False)
+    if json_path:
+        console.print(f"results: {json_path}", highlight=False)
+    if store:
+        from edgekit.store.store import record
+
+        run_id = record(result)
+        console.print(f"recorded as run {run_id} (edgekit runs / edgekit report)", highlight=False)
+    verdict = "[green]ok[/]" if result.ok else "[red]FAILED[/]: see above"
+    console.print(f"{loaded.name}: {verdict} in {time.perf_counter() - start:.0f} s", highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this command to the app (filled in by the issue that builds it)."""
+    app.command("deploy", epilog=EPILOG)(deploy_cmd)
