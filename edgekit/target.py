@@ -20,13 +20,16 @@ import sys
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from edgekit.errors import TargetError
 from edgekit.paths import REPO_ROOT
+
+if TYPE_CHECKING:
+    from edgekit.transport.base import Transport
 
 TARGETS_DIR = REPO_ROOT / "targets"
 
@@ -132,7 +135,7 @@ def list_target_names() -> list[str]:
     return list(names)
 
 
-def open_transport(target: Target):  # noqa: ANN201 - returns edgekit.transport.base.Transport
+def open_transport(target: Target) -> "Transport":
     """A lazily connecting transport for the target (SSH or local)."""
     if target.transport is TransportKind.LOCAL:
         from edgekit.transport.local import LocalTransport

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ class DeviceStatus:
     sshd_pid: int | None
 
 
-def up(name: str, log=print) -> DeviceState:  # noqa: ANN001
+def up(name: str, log: Callable[[str], None] = print) -> DeviceState:
     """Start device NAME (building it first if needed); harmless when it is already running."""
     spec = device_spec(name)
     state = read_state(name)
@@ -48,7 +49,8 @@ def up(name: str, log=print) -> DeviceState:  # noqa: ANN001
     if state is not None:
         _stop(name, state)  # stale record: make sure nothing of it is left before starting again
     dev = build(name, log)
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True) if os.geteuid() == 0 else None
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
     last_error = ""
     for _attempt in range(3):
         port = _free_port()
