@@ -2,8 +2,9 @@
 
 The emulated device's python wrapper (built by `edgekit emu build NAME`) switches to the plugin-capable
 qemu when EDGEKIT_QEMU_PLUGIN is set; runner.py marks each window of `number` invocations. No sshd is
-needed: this runs the device's python directly on this machine. Counts are instruction counts, not cycles,
-and with one thread they are exactly the same on every run.
+needed: this runs the device's python directly on this machine. Counts are instruction counts, not cycles.
+With one thread they are exactly the same on every run, given the same jobs in the same order: the guest
+runs with a fixed environment, a fixed hash seed and no address randomization (each changed counts).
 """
 
 from __future__ import annotations
@@ -21,6 +22,32 @@ from edgekit.errors import EmulatorError
 
 RUNNER = Path(__file__).with_name("runner.py")
 RUNTIMES = ("ncnn", "ai_edge_litert", "tflite_runtime")
+LABEL = "guest instruction count (not cycles); emulated wall times are not device latency"
+
+
+@dataclass
+class CountJob:
+    """One artifact to count: `repeat` windows of `number` invocations after `warmup` invocations."""
+
+    artifact: Path
+    threads: int = 1
+    runtime: str | None = None  # default: ncnn for a .param, ai_edge_litert for a .tflite
+    input_shape: list[int] | None = None  # NCHW, only for an ncnn .param without its sidecar
+    number: int = 1
+    repeat: int = 2
+    warmup: int = 1
+
+    def request(self) -> dict:
+        runtime = self.runtime or ("ncnn" if Path(self.artifact).suffix == ".param" else "ai_edge_litert")
+        if runtime not in RUNTIMES:
+            raise EmulatorError(f"unknown runtime {runtime!r}", where=str(self.artifact), hint=f"one of {RUNTIMES}")
+        artifact = Path(self.artifact)
+        if runtime == "ncnn" and not self.input_shape and not artifact.with_suffix(".io.json").exists():
+            raise EmulatorError("an ncnn artifact without its model.io.json sidecar needs its input shape",
+                                where=str(artifact), hint="pass --input-shape 1,3,224,224 (NCHW)")
+        return {"artifact": str(artifact.resolve()), "runtime": runtime, "threads": self.threads,
+                "input_shape": self.input_shape, "number": self.number, "repeat": self.repeat,
+                "warmup": self.warmup}
 
 
 @dataclass
@@ -38,49 +65,71 @@ class CountResult:
 
     @property
     def instructions(self) -> int:
-        """The count to report: the median window (all windows are equal with one thread)."""
+        """The count to report: the median window (windows of one run differ by < 0.1 %: allocator state)."""
         ordered = sorted(self.per_invoke)
         return ordered[len(ordered) // 2]
 
     @property
     def spread(self) -> float:
-        """(max - min) / median over the windows: 0 when the count is exact."""
+        """(max - min) / median over the windows."""
         return (max(self.per_invoke) - min(self.per_invoke)) / max(1, self.instructions)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "instructions": self.instructions, "spread": self.spread,
-                "label": "guest instruction count (not cycles); emulated wall times are not device latency"}
+        return {**asdict(self), "instructions": self.instructions, "spread": self.spread, "label": LABEL}
 
 
-def runtime_for(artifact: Path) -> str:
-    return "ncnn" if artifact.suffix == ".param" else "ai_edge_litert"
+def count_artifact(artifact: Path, device: str, **job: object) -> CountResult:
+    """Count one artifact (keyword arguments as CountJob's)."""
+    return count_artifacts([CountJob(Path(artifact), **job)], device)[0]  # type: ignore[arg-type]
 
 
-def count_artifact(artifact: Path, device: str, *, threads: int = 1, runtime: str | None = None,
-                   input_shape: list[int] | None = None, number: int = 1, repeat: int = 2,
-                   warmup: int = 1, timeout_s: float = 1800) -> CountResult:
-    """Run ARTIFACT on emulated DEVICE under the counting plugin; one count per window of NUMBER invokes."""
-    runtime = runtime or runtime_for(artifact)
-    if runtime not in RUNTIMES:
-        raise EmulatorError(f"unknown runtime {runtime!r}", where=str(artifact), hint=f"one of {RUNTIMES}")
-    if runtime == "ncnn" and not input_shape:
-        raise EmulatorError("an ncnn artifact needs its input shape", where=str(artifact),
-                            hint="pass --input-shape 1,3,224,224 (NCHW)")
-    python = _device_python(device, runtime)
+def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) -> list[CountResult]:
+    """Count every job on emulated DEVICE; one guest process per python flavour, jobs in the given order."""
+    requests = [job.request() for job in jobs]
+    device_spec(device)  # an unknown name fails here with the list of known devices
     plugin = plugin_build.build_plugin()
+    results: dict[int, dict] = {}
+    for flavour in ("litert", "tflite_runtime"):
+        idx = [i for i, r in enumerate(requests) if (r["runtime"] == "tflite_runtime") == (flavour != "litert")]
+        if idx:
+            out = _run_guest(device, flavour, [requests[i] for i in idx], plugin, timeout_s)
+            results.update(zip(idx, out))
+    counted = []
+    for i, req in enumerate(requests):
+        res = results[i]
+        if "error" in res:
+            raise EmulatorError(f"counting failed: {res['error']}", where=req["artifact"])
+        counted.append(CountResult(
+            artifact=req["artifact"], device=device, cpu=device_spec(device).cpu, runtime=req["runtime"],
+            threads=req["threads"], number=req["number"], per_invoke=[int(c) for c in res["per_invoke"]],
+            emulated_ms_per_invoke=[float(t) for t in res["emulated_ms_per_invoke"]]))
+    return counted
+
+
+def _run_guest(device: str, flavour: str, requests: list[dict], plugin: Path, timeout_s: float) -> list[dict]:
+    dev = layout.device_dir(device)
+    python = dev.python_tflite_runtime if flavour == "tflite_runtime" else dev.python
+    if not python.exists():
+        raise EmulatorError(f"emulated device {device} is not built", where=str(python),
+                            hint=f"run `edgekit emu build {device}`")
+    threads = max(r["threads"] for r in requests)
     with tempfile.TemporaryDirectory(prefix="edgekit-count-") as tmp:
         insn_file = Path(tmp) / "insns.txt"
         insn_file.touch()
         request = Path(tmp) / "request.json"
-        request.write_text(json.dumps({
-            "artifact": str(artifact.resolve()), "runtime": runtime, "threads": threads,
-            "input_shape": input_shape, "warmup": warmup, "number": number, "repeat": repeat,
-            "insn_file": str(insn_file)}))
-        env = _guest_env(plugin, insn_file, threads)
-        result = _run(["setarch", "-R", str(python), str(RUNNER), str(request)], env, timeout_s, artifact)
-    return CountResult(artifact=str(artifact), device=device, cpu=device_spec(device).cpu, runtime=runtime,
-                       threads=threads, number=number, per_invoke=[int(c) for c in result["per_invoke"]],
-                       emulated_ms_per_invoke=[float(t) for t in result["emulated_ms_per_invoke"]])
+        request.write_text(json.dumps({"insn_file": str(insn_file), "jobs": requests}))
+        cmd = ["setarch", "-R", str(python), str(RUNNER), str(request)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=_guest_env(plugin, insn_file, threads),
+                                  timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            raise EmulatorError(f"counting run outlived {timeout_s:.0f} s", where=device,
+                                hint="count a smaller model or fewer windows (--repeat)") from exc
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise EmulatorError(f"counting run failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}",
+                            where=device)
+    return json.loads(lines[-1])["results"]
 
 
 def _guest_env(plugin: Path, insn_file: Path, threads: int) -> dict[str, str]:
@@ -89,26 +138,3 @@ def _guest_env(plugin: Path, insn_file: Path, threads: int) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": str(threads),
             "EDGEKIT_QEMU_PLUGIN": f"{plugin},out={insn_file}", "EDGEKIT_INSN_FILE": str(insn_file),
             "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu())}
-
-
-def _device_python(device: str, runtime: str) -> Path:
-    device_spec(device)  # an unknown name fails here with the list of known devices
-    dev = layout.device_dir(device)
-    python = dev.python_tflite_runtime if runtime == "tflite_runtime" else dev.python
-    if not python.exists():
-        raise EmulatorError(f"emulated device {device} is not built", where=str(python),
-                            hint=f"run `edgekit emu build {device}`")
-    return python
-
-
-def _run(cmd: list[str], env: dict[str, str], timeout_s: float, artifact: Path) -> dict:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        raise EmulatorError(f"counting run outlived {timeout_s:.0f} s", where=str(artifact),
-                            hint="count a smaller model or fewer windows (--repeat)") from exc
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise EmulatorError(f"counting run failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}",
-                            where=str(artifact))
-    return json.loads(lines[-1])

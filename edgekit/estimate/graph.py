@@ -1,0 +1,243 @@
+"""What one inference of a model asks of the hardware: MACs, parameters, and bytes moved, read from the graph.
+
+One reader per artifact kind, all giving the same ModelCost:
+- ONNX: shapes from onnx.shape_inference; Conv / ConvTranspose / Gemm / MatMul MACs.
+- TFLite: tensor shapes from the interpreter (host); CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED /
+  BATCH_MATMUL / TRANSPOSE_CONV MACs; constants are tensors no op produces (or DEQUANTIZE of one).
+- ncnn: the .param text plus blob shapes from running the net once on this host; Convolution(DepthWise) /
+  Deconvolution / InnerProduct MACs from each layer's weight_data_size.
+"Bytes moved" is the no-reuse traffic: every weight read once plus every layer's activation inputs read and
+outputs written once. Caches make the real traffic smaller, so roofline.py also uses the compulsory part
+(weights + model input and output) for its lower bound.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+
+
+@dataclass
+class ModelCost:
+    source: str  # the file read
+    kind: str  # onnx | tflite | ncnn
+    macs: int  # multiply-accumulates per inference
+    params: int  # weight elements
+    weight_bytes: int  # bytes of weights as stored (fp32 / fp16 / int8)
+    activation_bytes: int  # every layer's activations in + out, once (no reuse)
+    io_bytes: int  # the model's own inputs and outputs
+    macs_by_op: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def bytes_moved(self) -> int:
+        return self.weight_bytes + self.activation_bytes
+
+    @property
+    def compulsory_bytes(self) -> int:
+        return self.weight_bytes + self.io_bytes
+
+
+def analyze(path: Path, input_shape: list[int] | None = None) -> ModelCost:
+    """The cost of one inference of the model at PATH (.onnx, .tflite or ncnn .param)."""
+    path = Path(path)
+    if not path.exists():
+        raise EdgekitError("no such model file", where=str(path))
+    readers = {".onnx": _onnx, ".tflite": _tflite, ".param": _ncnn}
+    reader = readers.get(path.suffix)
+    if reader is None:
+        raise EdgekitError(f"cannot read a {path.suffix or 'suffix-less'} file", where=str(path),
+                           hint="give an .onnx, a .tflite or an ncnn .param (with its .bin beside it)")
+    return reader(path, input_shape)
+
+
+# --- ONNX ----------------------------------------------------------------------------------------------------------
+def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    graph = model.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    shapes: dict[str, tuple[list[int], int]] = {}
+    for vi in [*graph.input, *graph.value_info, *graph.output]:
+        tt = vi.type.tensor_type
+        dims = [d.dim_value if d.dim_value > 0 else 1 for d in tt.shape.dim]
+        shapes[vi.name] = (dims, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).itemsize if tt.elem_type else 4)
+    macs_by: dict[str, int] = {}
+    act = 0
+    for node in graph.node:
+        macs = _onnx_node_macs(node, shapes, inits)
+        if macs:
+            macs_by[node.op_type] = macs_by.get(node.op_type, 0) + macs
+        act += sum(_nbytes(shapes.get(n)) for n in [*node.input, *node.output] if n and n not in inits)
+    io = sum(_nbytes(shapes.get(v.name)) for v in [*graph.input, *graph.output] if v.name not in inits)
+    return ModelCost(str(path), "onnx", sum(macs_by.values()), int(sum(a.size for a in inits.values())),
+                     int(sum(a.nbytes for a in inits.values())), act, io, macs_by)
+
+
+def _onnx_node_macs(node, shapes: dict, inits: dict) -> int:
+    out = shapes.get(node.output[0]) if node.output else None
+    if out is None:
+        return 0
+    out_elems = int(np.prod(out[0]))
+    if node.op_type == "Conv" and node.input[1] in inits:
+        w = inits[node.input[1]].shape  # [M, C/group, kh, kw]
+        return out_elems * int(np.prod(w[1:]))
+    if node.op_type == "ConvTranspose" and node.input[1] in inits and node.input[0] in shapes:
+        w = inits[node.input[1]].shape  # [C, M/group, kh, kw]
+        return int(np.prod(shapes[node.input[0]][0])) * int(np.prod(w[1:]))
+    if node.op_type in ("Gemm", "MatMul") and node.input[0] in shapes:
+        a = shapes[node.input[0]][0]
+        trans_a = any(att.name == "transA" and att.i for att in node.attribute)
+        k = a[-2] if trans_a and len(a) >= 2 else a[-1]
+        return out_elems * int(k)
+    return 0
+
+
+# --- TFLite --------------------------------------------------------------------------------------------------------
+def _tflite(path: Path, input_shape: list[int] | None) -> ModelCost:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    tensors = {t["index"]: (list(t["shape"]), np.dtype(t["dtype"]).itemsize) for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()  # no public API lists ops with their tensors
+    graph_io = {d["index"] for d in [*interp.get_input_details(), *interp.get_output_details()]}
+    produced = {int(o) for op in ops for o in op["outputs"]}
+    const = {i for i in tensors if i not in produced and i not in graph_io}
+    for op in ops:  # fp16 weights: DEQUANTIZE of a constant is a constant too
+        if op["op_name"] == "DEQUANTIZE" and all(int(i) in const for i in op["inputs"]):
+            const.update(int(o) for o in op["outputs"])
+    macs_by: dict[str, int] = {}
+    act = 0
+    for op in ops:
+        ins = [int(i) for i in op["inputs"] if i >= 0]
+        outs = [int(o) for o in op["outputs"]]
+        if op["op_name"] == "DEQUANTIZE" and all(i in const for i in ins):
+            continue
+        macs = _tflite_op_macs(op["op_name"], ins, outs, tensors)
+        if macs:
+            macs_by[op["op_name"]] = macs_by.get(op["op_name"], 0) + macs
+        act += sum(_nbytes(tensors[i]) for i in ins + outs if i not in const)
+    stored = {i for i in const if i not in produced}  # the bytes in the file (fp16, int8, fp32)
+    params = sum(int(np.prod(tensors[i][0])) for i in stored)
+    weight_bytes = sum(_nbytes(tensors[i]) for i in stored)
+    io = sum(_nbytes(tensors[i]) for i in graph_io)
+    return ModelCost(str(path), "tflite", sum(macs_by.values()), params, weight_bytes, act, io, macs_by)
+
+
+def _tflite_op_macs(name: str, ins: list[int], outs: list[int], tensors: dict) -> int:
+    if not outs or len(ins) < 2:
+        return 0
+    out_elems = int(np.prod(tensors[outs[0]][0]))
+    w = tensors[ins[1]][0]
+    if name == "CONV_2D":  # filter [O, kh, kw, I]
+        return out_elems * int(np.prod(w[1:]))
+    if name == "DEPTHWISE_CONV_2D":  # filter [1, kh, kw, C*m]
+        return out_elems * int(w[1] * w[2])
+    if name == "FULLY_CONNECTED":  # weights [O, I]
+        return out_elems * int(w[-1])
+    if name == "BATCH_MATMUL":
+        return out_elems * int(tensors[ins[0]][0][-1])
+    if name == "TRANSPOSE_CONV" and len(ins) >= 3:  # (output_shape, weights [O, kh, kw, I], input)
+        return int(np.prod(tensors[ins[2]][0])) * int(np.prod(w[:3]))
+    return 0
+
+
+# --- ncnn ----------------------------------------------------------------------------------------------------------
+_NCNN_CONV = {"Convolution", "ConvolutionDepthWise", "Convolution1D", "ConvolutionDepthWise1D"}
+_NCNN_DECONV = {"Deconvolution", "DeconvolutionDepthWise"}
+
+
+def _ncnn(path: Path, input_shape: list[int] | None) -> ModelCost:
+    layers = _parse_param(path)
+    io_file = path.with_suffix(".io.json")
+    io = json.loads(io_file.read_text()) if io_file.exists() else {}
+    shapes = _ncnn_blob_shapes(path, layers, io, input_shape)
+    elem = 2 if (io.get("options") or {}).get("use_fp16_storage") else 4
+    macs_by: dict[str, int] = {}
+    params = act = 0
+    for kind, bottoms, tops, p in layers:
+        if kind in ("Input", "Split"):
+            continue
+        wsize = int(p.get("6", p.get("2", 0))) if kind in _NCNN_CONV | _NCNN_DECONV | {"InnerProduct"} else 0
+        nout = int(p.get("0", 0))
+        bias = nout if (kind == "InnerProduct" and p.get("1") == "1") or (kind != "InnerProduct" and p.get("5") == "1") else 0
+        params += wsize + (bias if wsize else 0)
+        macs = 0
+        if kind in _NCNN_CONV and tops[0] in shapes:
+            macs = wsize * int(np.prod(shapes[tops[0]][1:]))  # weight_data_size x output spatial size
+        elif kind in _NCNN_DECONV and bottoms[0] in shapes:
+            macs = wsize * int(np.prod(shapes[bottoms[0]][1:]))
+        elif kind == "InnerProduct" and bottoms[0] in shapes and nout:
+            macs = wsize * max(1, int(np.prod(shapes[bottoms[0]])) // max(1, wsize // nout))
+        if macs:
+            macs_by[kind] = macs_by.get(kind, 0) + macs
+        act += sum(int(np.prod(shapes[b])) * elem for b in [*bottoms, *tops] if b in shapes)
+    outs = io.get("outputs") or [tops[0] for _, _, tops, _ in layers[-1:]]
+    ins = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
+    io_bytes = sum(int(np.prod(shapes[b])) * 4 for b in [*ins, *outs] if b in shapes)
+    weight_bytes = path.with_suffix(".bin").stat().st_size
+    return ModelCost(str(path), "ncnn", sum(macs_by.values()), params, weight_bytes, act, io_bytes, macs_by)
+
+
+def _parse_param(path: Path) -> list[tuple[str, list[str], list[str], dict[str, str]]]:
+    """Layers of an ncnn .param: (type, bottom blobs, top blobs, {param id: value})."""
+    lines = path.read_text().split("\n")
+    if not lines or lines[0].strip() != "7767517":
+        raise EdgekitError("not an ncnn .param file (bad magic)", where=str(path))
+    layers = []
+    for line in lines[2:]:
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        kind, nb, nt = parts[0], int(parts[2]), int(parts[3])
+        bottoms, tops = parts[4:4 + nb], parts[4 + nb:4 + nb + nt]
+        params = dict(kv.split("=", 1) for kv in parts[4 + nb + nt:] if "=" in kv)
+        layers.append((kind, bottoms, tops, params))
+    return layers
+
+
+def _ncnn_blob_shapes(path: Path, layers: list, io: dict, input_shape: list[int] | None) -> dict[str, list[int]]:
+    """Every blob's (c, h, w) shape, from one run of the net on this host with zero inputs."""
+    import ncnn
+
+    inputs = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
+    shapes = io.get("input_shapes") or ([input_shape] if input_shape else None)
+    if not shapes:
+        raise EdgekitError("an ncnn model without its model.io.json sidecar needs its input shape",
+                           where=str(path), hint="pass --input-shape 1,3,224,224 (NCHW)")
+    net = ncnn.Net()
+    net.opt.num_threads = 1
+    for key, value in (io.get("options") or {}).items():
+        setattr(net.opt, key, value)
+    if net.load_param(str(path)) != 0 or net.load_model(str(path.with_suffix(".bin"))) != 0:
+        raise EdgekitError("ncnn cannot load this model", where=str(path))
+    out: dict[str, list[int]] = {}
+    blobs = [t for _, _, tops, _ in layers for t in tops]
+    ex = net.create_extractor()
+    ex.set_light_mode(False)  # keep intermediate blobs, or each is freed once its consumer ran
+    try:
+        for name, shape in zip(inputs, shapes):
+            ex.input(name, ncnn.Mat(np.zeros(shape[1:], dtype=np.float32)))
+        for blob in blobs:
+            ret, mat = ex.extract(blob)
+            if ret == 0:  # extract() unpacks and converts to fp32, so c/d/h/w are the logical shape
+                out[blob] = [int(mat.c), int(mat.d) * int(mat.h), int(mat.w)] if mat.dims >= 3 \
+                    else [1, int(mat.h), int(mat.w)]
+    finally:
+        ex.clear()  # the extractor's blobs live in the net's pool allocator: free them first
+        del ex
+        net.clear()
+    return out
+
+
+def _nbytes(shape_and_size: tuple[list[int], int] | None) -> int:
+    if shape_and_size is None:
+        return 0
+    dims, itemsize = shape_and_size
+    return int(np.prod(dims)) * itemsize if dims else itemsize

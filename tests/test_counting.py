@@ -1,0 +1,138 @@
+"""Counting mode: the qemu plugin counts guest instructions between the marks, exactly and repeatably.
+
+The plugin and the plugin-capable qemu come from set-up (`edgekit emu build pi4-emu` builds the plugin too).
+Unit tests run a hand-assembled aarch64 program with a known count (no sysroot); integration tests run tiny
+ncnn and TFLite models on the emulated pi4 (Cortex-A72) with the device's real runtimes.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.emu.plugin import build as plugin_build
+from edgekit.emu.plugin import selftest
+from edgekit.errors import EmulatorError
+
+CHANNELS, SIZE = 16, 32
+
+
+@pytest.fixture(scope="module")
+def plugin() -> Path:
+    if not plugin_build.is_built():
+        pytest.fail("the counting plugin is not built: run `edgekit emu build-plugin` (make test's set-up does)")
+    return plugin_build.plugin_path()
+
+
+def write_chain(stem: Path, layers: int) -> Path:
+    """An ncnn model of `layers` identical 3x3 convolutions (16 channels, 32x32, ReLU fused), seeded weights."""
+    rng = np.random.default_rng(0)
+    lines = ["7767517", f"{layers + 1} {layers + 1}", f"Input in0 0 1 b0 0={SIZE} 1={SIZE} 2={CHANNELS}"]
+    blobs = []
+    for i in range(layers):
+        n = CHANNELS * CHANNELS * 9
+        lines.append(f"Convolution conv{i} 1 1 b{i} b{i + 1} 0={CHANNELS} 1=3 4=1 5=1 6={n} 9=1")
+        blobs += [struct.pack("<I", 0), (rng.standard_normal(n) * 0.05).astype("<f4").tobytes(),
+                  np.zeros(CHANNELS, "<f4").tobytes()]
+    stem.with_suffix(".param").write_text("\n".join(lines) + "\n")
+    stem.with_suffix(".bin").write_bytes(b"".join(blobs))
+    return stem.with_suffix(".param")
+
+
+TFLITE_SCRIPT = """
+import sys, numpy as np, tensorflow as tf
+rng = np.random.default_rng(0)
+for layers, path in ((2, sys.argv[1]), (4, sys.argv[2])):
+    ws = [tf.constant((rng.standard_normal((3, 3, 16, 16)) * 0.05).astype(np.float32)) for _ in range(layers)]
+    @tf.function(input_signature=[tf.TensorSpec([1, 32, 32, 16], tf.float32)])
+    def f(x):
+        for w in ws:
+            x = tf.nn.relu(tf.nn.conv2d(x, w, 1, "SAME"))
+        return x
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    open(path, "wb").write(conv.convert())
+"""
+
+
+# --- unit: the plugin on a program whose count is known ----------------------------------------------------------
+def test_selftest_program_counts_exactly(plugin: Path, tmp_path: Path) -> None:
+    qemu = plugin_build.counting_qemu()
+    for loops in (1000, 3000):
+        assert selftest.run(qemu, plugin, tmp_path, loops) == selftest.expected(loops)
+
+
+def test_each_window_appends_one_line(plugin: Path, tmp_path: Path) -> None:
+    exe = tmp_path / "marks"
+    exe.write_bytes(selftest.program(500))
+    exe.chmod(0o755)
+    out = tmp_path / "counts.txt"
+    for _ in range(2):
+        subprocess.run([str(plugin_build.counting_qemu()), "-cpu", "cortex-a76", "-plugin", f"{plugin},out={out}",
+                        str(exe)], check=True, timeout=60)
+    assert out.read_text().splitlines() == [str(selftest.expected(500))] * 2
+
+
+def test_plugin_without_out_argument_is_refused(plugin: Path, tmp_path: Path) -> None:
+    exe = tmp_path / "marks"
+    exe.write_bytes(selftest.program(10))
+    exe.chmod(0o755)
+    proc = subprocess.run([str(plugin_build.counting_qemu()), "-plugin", str(plugin), str(exe)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "out=PATH" in proc.stderr
+
+
+def test_unknown_device_and_missing_shape_are_named_errors(tmp_path: Path) -> None:
+    from edgekit.emu.plugin.counting import count_artifact
+
+    param = write_chain(tmp_path / "chain", 1)
+    with pytest.raises(EmulatorError, match="unknown emulated device"):
+        count_artifact(param, "pi9-emu", input_shape=[1, CHANNELS, SIZE, SIZE])
+    with pytest.raises(EmulatorError, match="input shape"):
+        count_artifact(param, "pi4-emu")
+
+
+# --- integration: real runtimes on the emulated Cortex-A72 --------------------------------------------------------
+@pytest.fixture(scope="module")
+def ncnn_counts(plugin: Path, tmp_path_factory: pytest.TempPathFactory) -> list[list[list[int]]]:
+    """Two runs (two guest processes) of the same jobs: chain4 then chain8."""
+    from edgekit.emu.plugin.counting import CountJob, count_artifacts
+
+    folder = tmp_path_factory.mktemp("chains")
+    jobs = [CountJob(write_chain(folder / f"chain{n}", n), input_shape=[1, CHANNELS, SIZE, SIZE], repeat=2)
+            for n in (4, 8)]
+    return [[r.per_invoke for r in count_artifacts(jobs, "pi4-emu")] for _ in range(2)]
+
+
+@pytest.mark.integration
+def test_ncnn_counts_are_identical_across_runs(ncnn_counts: list[list[list[int]]]) -> None:
+    first, second = ncnn_counts
+    assert first == second  # every artifact, every window, exactly
+    assert first[0][0] > 1_000_000  # 9.4 M MACs: a real count, not an empty window
+
+
+@pytest.mark.integration
+def test_ncnn_twice_the_work_counts_about_twice(ncnn_counts: list[list[list[int]]]) -> None:
+    chain4, chain8 = ncnn_counts[0]
+    ratio = chain8[1] / chain4[1]
+    assert 1.9 < ratio < 2.05, ratio
+
+
+@pytest.mark.integration
+def test_tflite_counts_repeat_and_scale(plugin: Path, tmp_path: Path) -> None:
+    from edgekit.emu.plugin.counting import CountJob, count_artifacts
+
+    small, large = tmp_path / "conv2.tflite", tmp_path / "conv4.tflite"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    subprocess.run([sys.executable, "-c", TFLITE_SCRIPT, str(small), str(large)], check=True,
+                   capture_output=True, env=env, timeout=300)
+    a, c = count_artifacts([CountJob(small), CountJob(large)], "pi4-emu")
+    (b,) = count_artifacts([CountJob(small)], "pi4-emu")
+    assert a.per_invoke == b.per_invoke and a.runtime == "ai_edge_litert"
+    assert 1.8 < c.instructions / a.instructions < 2.1, (a.instructions, c.instructions)
+    assert a.to_dict()["label"].startswith("guest instruction count")
