@@ -31,14 +31,20 @@ class BlobStats:
 
     def add_absmax(self, x: np.ndarray) -> None:
         if x.size:
-            self.absmax = max(self.absmax, float(np.abs(x).max()))
+            self.absmax = max(self.absmax, float(x.max()), -float(x.min()))
 
     def add_histogram(self, x: np.ndarray) -> None:
+        """Bin |x| / absmax * 2048 (float32, truncated, as ncnn2table); exact zeros are not counted."""
         if self.absmax <= 0.0:
             return
-        v = np.abs(x[x != 0]).astype(np.float32)
-        idx = np.minimum((v / np.float32(self.absmax) * np.float32(NUM_BINS)).astype(np.int64), NUM_BINS - 1)
-        self.histogram += np.bincount(idx, minlength=NUM_BINS)
+        v = np.abs(x, dtype=np.float32).ravel()
+        np.divide(v, np.float32(self.absmax), out=v)
+        np.multiply(v, np.float32(NUM_BINS), out=v)
+        idx = v.astype(np.int32)
+        np.minimum(idx, NUM_BINS - 1, out=idx)
+        counts = np.bincount(idx, minlength=NUM_BINS)
+        counts[0] -= v.size - np.count_nonzero(v)  # zeros landed in bin 0: take them out again
+        self.histogram += counts
 
 
 def threshold(stats: BlobStats, method: str) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -99,10 +100,11 @@ def quantize_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, io: NcnnIO, o
     spans = ncnn_bin.layer_spans(param, data)
     report = Int8Report(method, granularity, len(inputs))
     plans = _plan(graph, data, spans, float_layers, report)
-    stats = _calibrate(param, bin_path, io, inputs, sorted({p.layer.bottoms[0] for p in plans}), method)
+    source = _split_sources(graph)
+    stats = _calibrate(param, bin_path, io, inputs, sorted({source(p.layer.bottoms[0]) for p in plans}), method)
     segments = [data[start:end] for start, end in spans]
     for plan in plans:
-        segment = _quantize_layer(plan, stats[plan.layer.bottoms[0]], method, granularity, report)
+        segment = _quantize_layer(plan, stats[source(plan.layer.bottoms[0])], method, granularity, report)
         if segment is not None:
             segments[plan.index] = segment
     Path(out_bin).write_bytes(b"".join(segments))
@@ -171,12 +173,22 @@ def _read_layer(index: int, layer: NcnnLayer, data: bytes, span: tuple[int, int]
     return _Plan(index, layer, span, weights, bias)
 
 
+def _split_sources(graph: NcnnGraph) -> Callable[[str], str]:
+    """Blob -> the blob it is a copy of: ncnn Split outputs share their input's data, so calibrating the source
+    once gives every consumer the same statistics (ncnn2table computes them per consumer, with equal results)."""
+    copied_from = {top: layer.bottoms[0] for layer in graph.layers if layer.type == "Split" for top in layer.tops}
+
+    def source(blob: str) -> str:
+        while blob in copied_from:
+            blob = copied_from[blob]
+        return blob
+
+    return source
+
+
 def _calibrate(param: Path, bin_path: Path, io: NcnnIO, inputs: np.ndarray, blobs: list[str],
                method: str) -> dict[str, ncnn_calib.BlobStats]:
-    options = {**io.options, "lightmode": False}  # keep every blob of a run so extracting many is one forward
-    calib_io = NcnnIO(format=io.format, inputs=io.inputs, outputs=io.outputs, options=options,
-                      input_shapes=io.input_shapes)
-    with NcnnModel(param, bin_path, calib_io) as model:
+    with NcnnModel(param, bin_path, io) as model:
         return ncnn_calib.collect(lambda x, names: model.extract([x], names), inputs, blobs, method)
 
 

@@ -121,6 +121,9 @@ class NcnnModel:
         if len(inputs) != len(self.io.inputs):
             raise ConversionError(f"model takes {len(self.io.inputs)} inputs, got {len(inputs)}")
         ex = self.net.create_extractor()
+        # light mode recycles intermediate blobs as soon as they are consumed: fine for outputs (never consumed),
+        # but an intermediate blob extracted after it was recycled comes back as an error
+        ex.set_light_mode(set(blobs) <= set(self.io.outputs))
         keep = []  # ncnn.Mat may borrow the numpy buffer: keep it alive until extraction ends
         for blob, x in zip(self.io.inputs, inputs):
             arr = np.ascontiguousarray(np.asarray(x, dtype=np.float32)[0])
