@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgekit.emu import layout
+from edgekit.emu.locks import file_lock
 from edgekit.emu.specs import DeviceSpec, cpuinfo_text, device_spec
 from edgekit.emu.sysroot import PYTHON, ensure_sysroot
 from edgekit.emu.wheels import (TFLITE_RUNTIME_REQS, WheelPlatform, download_wheels, install_wheels_into,
@@ -27,8 +28,14 @@ Log = Callable[[str], None]
 
 
 def build(name: str, log: Log = print) -> layout.DeviceDir:
-    """Build (once) everything device NAME needs; return its dir."""
+    """Build (once) everything device NAME needs; return its dir. Serialised across processes."""
     spec = device_spec(name)
+    with file_lock(layout.shared().root / "build.lock"):
+        return _build_locked(spec, log)
+
+
+def _build_locked(spec: DeviceSpec, log: Log) -> layout.DeviceDir:
+    name = spec.name
     dev = layout.device_dir(name)
     _build_counting_plugin(log)
     if dev.built_stamp.exists() and _device_complete(dev):
@@ -101,7 +108,8 @@ def _build_device_dir(spec: DeviceSpec, dev: layout.DeviceDir, sysroot: Path, sh
 def _link_sysroot(base: Path, own: Path) -> None:
     """A per-device sysroot: one relative symlink per top-level entry of the shared sysroot, plus its own
     proc/. qemu's -L looks guest paths up under this dir, so only /proc/cpuinfo differs per device and the
-    75 MB of the shared sysroot is neither copied nor hard-linked (measured: ~1 ms vs ~0.3 s for cp -al)."""
+    78 MB / 1713 entries of the shared sysroot are neither copied nor hard-linked (measured here: 7
+    symlinks in a few ms, `cp -al` 0.2 s, a full copy 2.8 s and 78 MB per device)."""
     own.mkdir(parents=True, exist_ok=True)
     for entry in base.iterdir():
         if entry.name == "proc":

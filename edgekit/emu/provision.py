@@ -166,10 +166,13 @@ def setup_target(target: Target, log: Log = print) -> DeviceInfo:
 def _setup_emulated(log: Log) -> None:
     from edgekit.emu.build import provision_sites
 
+    from edgekit.emu.locks import file_lock
+
     shared = layout.shared()
-    for stamp in shared.root.glob("site/*.done"):
-        stamp.unlink()  # a site dir lacks a runtime: re-install it from the (cached) wheels
-    provision_sites(shared, log)
+    with file_lock(shared.root / "build.lock"):
+        for stamp in shared.root.glob("site/*.done"):
+            stamp.unlink()  # a site dir lacks a runtime: re-install it from the (cached) wheels
+        provision_sites(shared, log)
 
 
 def _setup_board(transport: Transport, target: Target, info: DeviceInfo, missing: list[str], log: Log) -> None:

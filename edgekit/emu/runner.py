@@ -22,7 +22,8 @@ import psutil
 
 from edgekit.emu import layout
 from edgekit.emu.build import build, is_built
-from edgekit.emu.specs import DEVICES, device_spec
+from edgekit.emu.locks import file_lock
+from edgekit.emu.specs import DEVICES, DeviceSpec, device_spec
 from edgekit.emu.state import DeviceState, clear_state, read_state, write_state
 from edgekit.errors import EmulatorError
 
@@ -43,6 +44,11 @@ class DeviceStatus:
 def up(name: str, log: Callable[[str], None] = print) -> DeviceState:
     """Start device NAME (building it first if needed); harmless when it is already running."""
     spec = device_spec(name)
+    with file_lock(layout.device_dir(name).root.parent / f"{name}.lock"):
+        return _up_locked(name, spec, log)
+
+
+def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None]) -> DeviceState:
     state = read_state(name)
     if state is not None and _sshd_alive(state.sshd_pid, state.sshd_config):
         return state
@@ -75,11 +81,12 @@ def up(name: str, log: Callable[[str], None] = print) -> DeviceState:
 def down(name: str) -> bool:
     """Stop device NAME; return False when it was not running. Raises if a process survives."""
     device_spec(name)
-    state = read_state(name)
-    if state is None:
-        return False
-    _stop(name, state)
-    return True
+    with file_lock(layout.device_dir(name).root.parent / f"{name}.lock"):
+        state = read_state(name)
+        if state is None:
+            return False
+        _stop(name, state)
+        return True
 
 
 def status() -> list[DeviceStatus]:
