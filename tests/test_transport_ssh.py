@@ -95,3 +95,12 @@ def test_put_creates_parents_and_keeps_no_temp_files(pi4_transport, tmp_path, sc
     assert put.bytes_sent == blob.stat().st_size
     listing = pi4_transport.run(["ls", "-A", f"{scratch_name}/a/b"], timeout=30).stdout.split()
     assert listing == ["blob.bin"]
+
+
+@pytest.mark.integration
+def test_sha256_falls_back_to_the_device_python(pi4_transport, small_file, scratch_name) -> None:
+    """A device without sha256sum (PATH emptied here) still gets its files verified, by its python."""
+    put = pi4_transport.put(small_file, f"{scratch_name}/f.py")
+    command = "PATH=/nonexistent; " + pi4_transport._sha_cmd(put.remote)
+    res = pi4_transport.run(["sh", "-c", command], timeout=60)
+    assert res.ok and res.stdout.strip() == put.sha256, res.stderr

@@ -151,7 +151,8 @@ def _write_wrappers(spec: DeviceSpec, dev: layout.DeviceDir, shared: layout.Shar
 
 def _write_wrapper(path: Path, spec: DeviceSpec, sysroot: Path, site: Path) -> None:
     text = _WRAPPER.format(name=spec.name, site=site, sysroot=sysroot, cpu=spec.cpu,
-                           dynamic=QEMU_DYNAMIC, static=QEMU_STATIC, python=PYTHON)
+                           dynamic=QEMU_DYNAMIC, static=shutil.which(QEMU_STATIC) or QEMU_STATIC,
+                           python=PYTHON)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     path.chmod(0o755)
