@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from edgekit.errors import EdgekitError
+from edgekit.formats import Format
 
 console = Console()
 if not console.is_terminal:  # logs and CI: keep table rows on one line
@@ -49,6 +50,7 @@ def deploy_cmd(
     warmup: Optional[int] = typer.Option(None, "--warmup", min=0, help="discarded runs before timing"),
     samples: Optional[int] = typer.Option(None, "--samples", min=1, help="evaluation inputs sent to targets "
                                           "(default: all the recipe's; fewer keeps emulated runs short)"),
+    fmt: Optional[list[Format]] = typer.Option(None, "--format", "-f", help="only these formats (repeatable)"),
     no_host: bool = typer.Option(False, "--no-host", help="do not measure the host CPU (no host-vs-ARM drift)"),
     keep_going: bool = typer.Option(False, "--keep-going", help="deploy the formats that converted even if "
                                     "another failed to convert"),
@@ -68,7 +70,8 @@ def deploy_cmd(
         raise EdgekitError("nothing to deploy to", where="edgekit deploy",
                            hint="name a target with --target NAME (or drop --no-host to measure the host)")
     options = DeployOptions(threads=parse_threads(threads), repeat=repeat, warmup=warmup, samples=samples,
-                            host=not no_host, keep_going=keep_going, json_path=json_path)
+                            formats=tuple(fmt) if fmt else None, host=not no_host, keep_going=keep_going,
+                            json_path=json_path)
     start = time.perf_counter()
     with console.status(f"{loaded.name}: starting") as status:
         def progress(message: str) -> None:

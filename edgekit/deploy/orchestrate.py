@@ -28,6 +28,7 @@ from edgekit.convert.base import Artifact
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import HostCpu, TargetSession
 from edgekit.errors import ConversionError
+from edgekit.formats import Format
 from edgekit.recipe import Recipe
 from edgekit.results import ArtifactInfo, Comparison, DeployResult, TargetRun
 from edgekit.target import Target, TransportKind, load_target
@@ -48,6 +49,7 @@ class DeployOptions:
     number: int | None = None
     timeout_s: float | None = None
     samples: int | None = None  # evaluation samples sent to the targets (default: all of them)
+    formats: tuple[Format, ...] | None = None  # a subset of the recipe's formats (default: all)
     host: bool = True  # also measure the host CPU (the reference for host-vs-ARM drift)
     keep_going: bool = False  # deploy what converted even if a conversion failed
     json_path: Path | None = None
@@ -60,7 +62,8 @@ def host_target() -> Target:
 
 
 def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptions | None = None,
-           progress: Progress | None = None) -> DeployResult:
+           progress: Progress | None = None, artifacts: Sequence[Artifact] | None = None) -> DeployResult:
+    """Everything `edgekit deploy` does; `artifacts` skips conversion (already converted, e.g. by `convert`)."""
     opts = options or DeployOptions()
     say = progress or (lambda _m: None)
     settings = Settings.from_benchmark(recipe.benchmark, threads=opts.threads, repeat=opts.repeat,
@@ -73,7 +76,7 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
                           git_revision=_git_revision(recipe.path), task=recipe.task.value, started_at=_now(),
                           tool_versions=_tool_versions(), benchmark=settings.as_dict())
     writer = _Writer(opts.json_path, result)
-    artifacts = _convert(recipe, opts, say)
+    artifacts = list(artifacts) if artifacts is not None else _convert(recipe, opts, say)
     result.artifacts = [artifact_info(a) for a in artifacts]
     writer.write()
     deployable = [AgentArtifact.from_artifact(a) for a in artifacts if a.files]
@@ -93,7 +96,7 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
 def _convert(recipe: Recipe, opts: DeployOptions, say: Progress) -> list[Artifact]:
     from edgekit.convert.pipeline import convert_recipe
 
-    artifacts = convert_recipe(recipe, keep_going=True, progress=lambda m: say(f"convert: {m}"))
+    artifacts = convert_recipe(recipe, opts.formats, keep_going=True, progress=lambda m: say(f"convert: {m}"))
     broken = [a for a in artifacts if not a.files]
     if broken and not opts.keep_going:
         err = ConversionError("; ".join(f"{a.format.value}: {a.error}" for a in broken), where=str(recipe.path),

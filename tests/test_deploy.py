@@ -1,0 +1,198 @@
+"""`edgekit deploy` end to end: recipes/tiny.yaml converted for real, timed by the real agent on the emulated pi4
+(real sshd + qemu) and on the host, outputs pulled back and compared. Small repeat counts: qemu is ~600x slower.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from edgekit.convert.base import Artifact
+from edgekit.deploy import DeployOptions, HostCpu, deploy, host_target, is_ok
+from edgekit.formats import Format
+from edgekit.recipe import load_recipe
+from edgekit.report.table import deploy_table, failures
+from edgekit.results import DeployResult, TargetRun
+from edgekit.target import Target, TransportKind
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "recipes" / "tiny.yaml"
+FORMATS = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_FP32, Format.NCNN_INT8)
+
+CRASH_SHIM = """
+import importlib.util, os, signal, sys
+spec = importlib.util.spec_from_file_location("agent", sys.argv[1])
+agent = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(agent)
+real = agent.open_runner
+def crashing(art, *args):
+    if art["id"] == os.environ.get("CRASH_ON", "tflite-fp32"):
+        os.kill(os.getpid(), signal.SIGSEGV)  # what a runtime's segfault looks like to the host
+    return real(art, *args)
+agent.open_runner = crashing
+sys.exit(agent.main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_artifacts() -> list[Artifact]:
+    from edgekit.convert.pipeline import convert_recipe
+
+    return convert_recipe(load_recipe(TINY), FORMATS, keep_going=True)
+
+
+def corrupt(art: Artifact, folder: Path) -> Artifact:
+    """The same artifact with its .tflite bytes garbled after the header (a truncated/damaged download)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    broken = folder / "model.tflite"
+    data = art.main_file.read_bytes()
+    broken.write_bytes(data[:64] + bytes(b ^ 0x5A for b in data[64:200]) + data[200:])
+    return Artifact(art.format, [broken], key=f"broken-{art.key}", size_bytes=len(data), fidelity=art.fidelity)
+
+
+def measurements(run: TargetRun) -> dict[tuple[str, int], object]:
+    assert run.agent is not None, run.error
+    return {(m.artifact, m.threads): m for m in run.agent.measurements}
+
+
+@pytest.mark.integration
+def test_deploy_tiny_to_pi4_emu_and_host(pi4_emu: Target, tiny_artifacts: list[Artifact], tmp_path: Path) -> None:
+    arts = [corrupt(a, tmp_path / "broken") if a.format is Format.TFLITE_INT8 else a for a in tiny_artifacts]
+    json_path = tmp_path / "deploy.json"
+    seen: list[str] = []
+    result = deploy(load_recipe(TINY), [pi4_emu], DeployOptions(repeat=3, warmup=1, threads=(1,), samples=4,
+                                                                json_path=json_path), seen.append, arts)
+    runs = {r.target: r for r in result.runs}
+    assert set(runs) == {"pi4-emu", "host"}
+    pi4, host = runs["pi4-emu"], runs["host"]
+    assert pi4.status == "ok" and host.status == "ok", (pi4.error, host.error)
+    facts = pi4.agent.facts_before  # type: ignore[union-attr]
+    assert facts.machine == "aarch64" and facts.emulated and facts.cpu_part == "0xd08"
+    assert host.agent.facts_before.machine == os.uname().machine  # type: ignore[union-attr]
+    assert not host.agent.facts_before.emulated and pi4.emulated and not host.emulated  # type: ignore[union-attr]
+    for run in (pi4, host):
+        got = measurements(run)
+        assert set(got) == {(f.value, 1) for f in FORMATS}
+        broken = got["tflite-int8", 1]
+        assert broken.status == "failed" and "Flatbuffer" in (broken.error or "")  # type: ignore[attr-defined]
+        for fmt in (Format.TFLITE_FP32, Format.NCNN_FP32, Format.NCNN_INT8):
+            m = got[fmt.value, 1]
+            assert m.status == "ok", m.error  # type: ignore[attr-defined]
+            assert len(m.samples_ms) == 3 and m.p50_ms <= m.p90_ms <= m.p99_ms  # type: ignore[attr-defined]
+            assert (Path(run.result_dir) / m.outputs_file).is_file()  # type: ignore[arg-type, attr-defined]
+        assert {"ensure", "connect", "push", "run", "pull", "cleanup"} <= set(run.stage_seconds)
+    for fmt in ("tflite-fp32", "ncnn-fp32", "ncnn-int8"):
+        vs_onnx = [c for c in pi4.comparisons if c.artifact == fmt and c.reference == "onnx"]
+        vs_host = [c for c in pi4.comparisons if c.artifact == fmt and c.reference == "host"]
+        assert len(vs_onnx) == 1 and vs_onnx[0].gates_passed and vs_onnx[0].samples == 4
+        assert len(vs_host) == 1 and vs_host[0].cosine > 0.9999 and vs_host[0].top1_agreement == 1.0
+    assert not any(c.artifact == "tflite-int8" for c in pi4.comparisons)  # nothing to compare
+    assert result.ok is False and not is_ok(result, [f.value for f in FORMATS])
+    assert any("tflite-int8" in line and "Flatbuffer" in line for line in failures(result))
+    assert any(s.startswith("pi4-emu: run") for s in seen) and any(s.startswith("compare") for s in seen)
+    stored = DeployResult.model_validate_json(json_path.read_text())
+    assert stored.finished_at and len(stored.runs) == 2 and stored.runs[0].agent is not None
+    text = _render(result)
+    assert "emulated ms" in text
+    pi4_cells = [line for line in text.splitlines() if line.startswith("│ ncnn-fp32")]
+    assert pi4_cells and all("emulated" in line for line in pi4_cells)
+
+
+@pytest.mark.integration
+def test_cli_deploy_host_only_exits_zero_when_everything_passes(tiny_artifacts: list[Artifact],
+                                                                tmp_path: Path) -> None:
+    out = tmp_path / "host.json"
+    done = subprocess.run([sys.executable, "-m", "edgekit", "deploy", str(TINY), "--format", "tflite-fp32",
+                           "--format", "ncnn-fp32", "--threads", "1,2", "--repeat", "4", "--warmup", "1",
+                           "--json", str(out), "--no-store"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = DeployResult.model_validate_json(out.read_text())
+    assert result.ok and [r.target for r in result.runs] == ["host"]
+    assert result.benchmark["threads"] == [1, 2] and result.benchmark["repeat"] == 4
+    assert {(m.artifact, m.threads) for m in result.runs[0].agent.measurements} == {  # type: ignore[union-attr]
+        (a, t) for a in ("tflite-fp32", "ncnn-fp32") for t in (1, 2)}
+    assert "tflite-fp32" in done.stdout and "ok" in done.stdout
+
+
+@pytest.mark.integration
+def test_failed_targets_are_recorded_and_the_others_kept(tiny_artifacts: list[Artifact], tmp_path: Path) -> None:
+    unreachable = Target(name="nowhere", transport=TransportKind.SSH, host="127.0.0.1", port=_closed_port(),
+                         user="nobody", connect_timeout=3)
+    shim = tmp_path / "crash_shim.py"
+    shim.write_text(CRASH_SHIM)
+    crashy = Target(name="crashy", transport=TransportKind.LOCAL, python=f"{sys.executable} {shim}",
+                    work_dir=str(tmp_path / "crashy"), runtimes=["ai_edge_litert", "ncnn"])
+    json_path = tmp_path / "partial.json"
+    result = deploy(load_recipe(TINY), [unreachable, crashy], DeployOptions(repeat=2, warmup=0, threads=(1,),
+                                                                            json_path=json_path),
+                    artifacts=[a for a in tiny_artifacts if a.format in (Format.TFLITE_FP32, Format.TFLITE_INT8,
+                                                                           Format.NCNN_FP32)])
+    runs = {r.target: r for r in result.runs}
+    assert runs["nowhere"].status == "failed" and runs["nowhere"].error.startswith("connect:")  # type: ignore[union-attr]
+    assert runs["host"].status == "ok" and all(m.status == "ok" for m in runs["host"].agent.measurements)  # type: ignore[union-attr]
+    got = measurements(runs["crashy"])
+    crashed = got["tflite-fp32", 1]
+    assert crashed.status == "failed" and "SIGSEGV" in (crashed.error or "")  # type: ignore[attr-defined]
+    assert got["tflite-int8", 1].status == "ok" and got["ncnn-fp32", 1].status == "ok"  # type: ignore[attr-defined]
+    assert len(runs["crashy"].agent.request["requests"]) == 3  # type: ignore[union-attr]  tflite, restart, ncnn
+    assert not result.ok
+    stored = DeployResult.model_validate_json(json_path.read_text())
+    assert {r.target: r.status for r in stored.runs} == {"nowhere": "failed", "crashy": "ok", "host": "ok"}
+
+
+def test_host_cpu_gate_keeps_the_host_benchmark_alone() -> None:
+    gate, events, lock = HostCpu(), [], threading.Lock()
+
+    def work(name: str, exclusive: bool) -> None:
+        with gate.hold(exclusive):
+            with lock:
+                events.append(("start", name))
+            time.sleep(0.15)
+            with lock:
+                events.append(("end", name))
+
+    threads = [threading.Thread(target=work, args=(n, n == "host")) for n in ("emu1", "host", "emu2")]
+    for t in threads:
+        t.start()
+        time.sleep(0.02)
+    for t in threads:
+        t.join()
+    running: set[str] = set()
+    for kind, name in events:
+        if kind == "start":
+            assert "host" not in running and (name != "host" or not running), events
+            running.add(name)
+        else:
+            running.discard(name)
+    starts = [n for k, n in events if k == "start"]
+    assert set(starts) == {"emu1", "emu2", "host"}
+
+
+def test_host_target_uses_this_python() -> None:
+    target = host_target()
+    assert target.transport is TransportKind.LOCAL and target.python == sys.executable
+    assert shutil.which(target.python) or Path(target.python).is_file()
+
+
+def _render(result: DeployResult) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=220, color_system=None).print(deploy_table(result))
+    return buffer.getvalue()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
