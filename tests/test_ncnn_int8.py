@@ -272,4 +272,5 @@ def test_converter_uses_the_recipe_calibration_data(tmp_path: Path) -> None:
     io = NcnnIO.read(files[2])
     assert io.format == "ncnn-int8" and io.int8 is not None
     assert io.int8["method"] == "kl" and io.int8["calibration_samples"] == recipe.calibration.data.samples
-    assert len(io.int8["layers"]) == 5 and all(r["int8"] for r in io.int8["layers"])
+    int8_column = io.int8["layer_fields"].index("int8")
+    assert len(io.int8["layers"]) == 5 and all(row[int8_column] for row in io.int8["layers"])

@@ -42,7 +42,6 @@ class LayerResult:
     type: str
     int8: bool
     reason: str = ""
-    input_blob: str = ""
     absmax: float = 0.0
     threshold: float = 0.0
     input_scale: float = 0.0
@@ -65,7 +64,12 @@ class Int8Report:
         return [r for r in self.layers if not r.int8]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain data for the sidecar: one row per layer, columns named by `layer_fields`."""
+        data = asdict(self)
+        data["layer_fields"] = ["name", "type", "int8", "reason", "absmax", "threshold", "input_scale"]
+        data["layers"] = [[r.name, r.type, r.int8, r.reason, *(float(f"{v:.6g}") for v in
+                           (r.absmax, r.threshold, r.input_scale))] for r in self.layers]
+        return data
 
     def notes(self) -> list[str]:
         out = [f"int8 ({self.method}, {self.granularity}, {self.calibration_samples} calibration samples): "
@@ -145,7 +149,7 @@ def _plan(graph: NcnnGraph, data: bytes, spans: list[tuple[int, int]], float_lay
                 continue
             except ConversionError as exc:
                 reason = exc.message
-        report.layers.append(LayerResult(layer.name, layer.type, False, reason, layer.bottoms[0]))
+        report.layers.append(LayerResult(layer.name, layer.type, False, reason))
     return plans
 
 
@@ -196,7 +200,7 @@ def _quantize_layer(plan: _Plan, stats: ncnn_calib.BlobStats, method: str, granu
                     report: Int8Report) -> bytes | None:
     layer = plan.layer
     thr = ncnn_calib.threshold(stats, method)
-    result = LayerResult(layer.name, layer.type, thr > 0, "", layer.bottoms[0], stats.absmax, thr)
+    result = LayerResult(layer.name, layer.type, thr > 0, "", stats.absmax, thr)
     report.layers.append(result)
     if thr <= 0:
         result.reason = "its input was always zero on the calibration data"

@@ -65,7 +65,7 @@ class NcnnIO:
         data = asdict(self)
         if data["int8"] is None:
             del data["int8"]
-        Path(path).write_text(json.dumps(data, indent=1) + "\n")
+        Path(path).write_text(json.dumps(data, separators=(",", ":")) + "\n")  # compact: it ships with the model
 
     @classmethod
     def read(cls, path: Path) -> "NcnnIO":
