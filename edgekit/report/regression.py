@@ -3,8 +3,9 @@
 For every artifact x target x thread count of the newest run, compared with the same key in the previous
 runs (the baseline):
 - wall time: a one-sided Mann-Whitney U test of the newest samples against the pooled baseline samples AND a
-  relative rise of the median of at least max(min_change, noise_k x the night-to-night spread of the baseline
-  medians). Samples make the test see the noise inside a run; the spread term keeps nights that merely drift
+  relative rise of the median of at least max(min_change, the upper prediction bound of one more night given
+  the baseline's per-night medians). Samples make the test see the noise inside a run; the prediction bound
+  (Student t, so three nights of history ask for far more than fourteen) keeps nights that merely drift
   (clocks, room temperature) from being called regressions.
 - emulated targets with guest instruction counts: the count is deterministic, so a rise of
   `instruction_change` (0.5%) is a regression; emulated wall time is not judged there.
@@ -17,12 +18,13 @@ judged nor used as baseline for later runs. Flags are plain data; the report and
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
 from scipy.stats import mannwhitneyu
+from scipy.stats import t as student_t
 
 from edgekit.results import DeviceFacts, Measurement, TargetRun
 from edgekit.store import StoredRun
@@ -41,11 +43,11 @@ class FlagKind(str, Enum):
 
 @dataclass(frozen=True)
 class Settings:
-    history: int = 10  # baseline: this many previous runs of the recipe
+    history: int = 21  # baseline: this many previous runs (three weeks of nights; see bench/regression_noise.py)
     min_runs: int = 3  # judge latency only with at least this many baseline runs
     min_change: float = 0.05  # relative rise of the median that can count as a regression
-    alpha: float = 0.01  # Mann-Whitney U significance
-    noise_k: float = 3.0  # how many robust SDs of night-to-night spread a rise must exceed
+    alpha: float = 0.01  # Mann-Whitney U significance (samples of the newest run vs the baseline's)
+    night_alpha: float = 0.001  # one-sided level of the prediction bound on night-to-night drift
     instruction_change: float = 0.005  # relative rise of instruction counts (emulated targets)
     max_temperature_c: float = 80.0  # a Pi starts soft-throttling here
 
@@ -166,7 +168,7 @@ def _latency_flag(recipe: str, run_id: int, target_run: TargetRun, m: Measuremen
     pooled = np.concatenate([pm.samples_ms for pm in past])
     old, new = float(np.median(pooled)), float(np.median(m.samples_ms))
     change = new / old - 1.0
-    threshold = max(settings.min_change, settings.noise_k * _night_spread([pm.samples_ms for pm in past]))
+    threshold = max(settings.min_change, night_bound([pm.samples_ms for pm in past], settings.night_alpha))
     if change < threshold:
         return None
     p_value = float(mannwhitneyu(m.samples_ms, pooled, alternative="greater").pvalue)
@@ -179,11 +181,19 @@ def _latency_flag(recipe: str, run_id: int, target_run: TargetRun, m: Measuremen
                         f"(+{change:.1%}, p={p_value:.2g}, threshold {threshold:.1%})")
 
 
-def _night_spread(nights: Iterable[list[float]]) -> float:
-    """Robust relative SD of the per-run medians (1.4826 x MAD / median)."""
-    medians = np.array([np.median(s) for s in nights])
-    centre = float(np.median(medians))
-    return float(1.4826 * np.median(np.abs(medians - centre)) / centre) if centre > 0 else 0.0
+def night_bound(nights: Sequence[Sequence[float]], alpha: float = Settings.night_alpha) -> float:
+    """Relative rise of one more night's median that drift alone exceeds with probability `alpha`.
+
+    A normal prediction interval on the log of the per-night medians: t(1-alpha, n-1) * s * sqrt(1 + 1/n),
+    with s the larger of the standard deviation and the MAD-based one (robust to one odd night, yet not
+    fooled by a lucky run of similar nights).
+    """
+    logs = np.log([float(np.median(s)) for s in nights])
+    n = len(logs)
+    if n < 2:
+        return float("inf")
+    s = max(float(np.std(logs, ddof=1)), 1.4826 * float(np.median(np.abs(logs - np.median(logs)))))
+    return float(np.expm1(student_t.ppf(1.0 - alpha, n - 1) * s * np.sqrt(1.0 + 1.0 / n)))
 
 
 # --- fidelity -------------------------------------------------------------------------------------------------
