@@ -13,6 +13,7 @@ nor exports anything.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -122,15 +123,40 @@ def _torch_key(recipe: Recipe, src: TorchSource) -> str:
 
 
 def _builder_code_digest(builder: str) -> str:
-    """sha256 of the .py files beside the builder's module (its package folder), so an edited model definition
-    is exported again. An unrelated edit there only costs a re-export: artifacts are keyed by the ONNX bytes."""
-    spec = importlib.util.find_spec(builder.partition(":")[0])
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+    """sha256 of the builder's module and of the modules beside it that it imports (found with ast, function-level
+    imports included), so an edited model definition is exported again while unrelated edits are not."""
+    module = builder.partition(":")[0]
+    package = module.rpartition(".")[0]
+    root = importlib.util.find_spec(module)
+    if root is None or not root.origin or not root.origin.endswith(".py"):
         return "unknown"
+    folder = Path(root.origin).parent
+    seen: dict[Path, bytes] = {}
+    todo = [Path(root.origin)]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen[path] = path.read_bytes()
+        for node in ast.walk(ast.parse(seen[path])):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or "", *[f"{node.module}.{a.name}" for a in node.names]] \
+                if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            for name in names:
+                if package and name.startswith(package + "."):  # never resolve (import) torch and friends
+                    todo += [p for p in [_module_file(name)] if p is not None and p.parent == folder]
     h = hashlib.sha256()
-    for f in sorted(Path(spec.origin).parent.glob("*.py")):
-        h.update(f.name.encode() + f.read_bytes())
+    for path in sorted(seen):
+        h.update(path.name.encode() + seen[path])
     return h.hexdigest()
+
+
+def _module_file(name: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
 
 
 def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:

@@ -108,8 +108,9 @@ def build(num_classes: int = 3, width: float = 1.0, size: int = 320, neck: int =
 
 
 def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],  # noqa: N802 (a class factory)
-           anchors: Sequence[Sequence[Sequence[float]]], size: int) -> Any:
+           anchors: Sequence[Sequence[Sequence[float]]], size: int, prior_bias: bool = True) -> Any:
     """The YOLO head as an nn.Module: 1x1 conv per scale, YOLOv5 decode, outputs (boxes xyxy, scores).
+    `prior_bias` starts objectness low as YOLOv5 does for training (an untrained net then finds no box).
 
     Each scale is decoded on its own and its boxes clipped to the image before the scales are joined: every
     tensor then spans a small range (a stride-8 box never needs the 1500 px a stride-32 anchor can reach), so
@@ -130,7 +131,7 @@ def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],  #
                 grid, wh = _decode_constants(s, scale_anchors, size)
                 self.register_buffer(f"grid{k}", torch.from_numpy(grid), persistent=False)
                 self.register_buffer(f"anchor{k}", torch.from_numpy(wh), persistent=False)
-            for conv, s in zip(self.convs, strides):  # YOLOv5 bias init: few objects, balanced classes
+            for conv, s in zip(self.convs, strides) if prior_bias else ():  # YOLOv5: few objects, even classes
                 b = conv.bias.data.view(-1, no)
                 b[:, 4] += float(np.log(8 / (640 / s) ** 2))
                 b[:, 5:] += float(np.log(0.6 / (num_classes - 0.99)))

@@ -1,0 +1,86 @@
+"""The artifact cache: keys change exactly when an artifact would; an unchanged recipe converts nothing twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edgekit.convert import cache
+from edgekit.convert.tflite import TfliteConverter
+from edgekit.formats import Format
+from edgekit.recipe import Recipe, load_recipe
+
+
+def tiny_recipe(tmp_path: Path, name: str = "r.yaml", **changes: Any) -> Recipe:
+    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml").read_text())
+    raw.update(changes)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return load_recipe(path)
+
+
+def key(recipe: Recipe, fmt: Format, onnx: str = "a" * 64, calib: str | None = "c" * 64) -> str:
+    return cache.artifact_key(onnx, recipe, fmt, TfliteConverter, calib)
+
+
+def test_key_follows_what_changes_the_artifact(tmp_path: Path) -> None:
+    r = tiny_recipe(tmp_path)
+    base32, base8 = key(r, Format.TFLITE_FP32), key(r, Format.TFLITE_INT8)
+    assert base32 != base8
+    assert key(r, Format.TFLITE_FP32, onnx="b" * 64) != base32
+    # the calibration data and the INT8 options change the INT8 artifact only
+    assert key(r, Format.TFLITE_INT8, calib="d" * 64) != base8
+    assert key(r, Format.TFLITE_FP32, calib="d" * 64) == base32
+    io8 = tiny_recipe(tmp_path, "io8.yaml", int8={"granularity": "per-channel", "io": "int8"})
+    assert key(io8, Format.TFLITE_INT8) != base8 and key(io8, Format.TFLITE_FP32) == base32
+    # gates, benchmark settings and the description do not
+    other = tiny_recipe(tmp_path, "other.yaml", description="x", benchmark={"repeat": 99},
+                        evaluation={"data": {"kind": "random"}, "gates": {"fp32": {"min_cosine": 0.5}}})
+    assert key(other, Format.TFLITE_FP32) == base32 and key(other, Format.TFLITE_INT8) == base8
+
+
+def test_key_follows_tool_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = tiny_recipe(tmp_path)
+    before = key(r, Format.TFLITE_FP32)
+    monkeypatch.setattr(TfliteConverter, "tool_versions", classmethod(lambda cls: {"onnx2tf": "9.9.9"}))
+    assert key(r, Format.TFLITE_FP32) != before
+
+
+def test_store_lookup_and_incomplete_entries(tmp_path: Path) -> None:
+    f = tmp_path / "model.tflite"
+    f.write_bytes(b"x" * 100)
+    k = "f" * 64
+    assert cache.lookup(k) is None
+    stored = cache.store(k, Format.TFLITE_FP32, [f], 1.5, 300.0, {"tool": "t"})
+    assert not stored.cached and stored.size_bytes == 100 and stored.main_file.parent == cache.entry_dir(k)
+    hit = cache.lookup(k)
+    assert hit is not None and hit.cached and hit.convert_s == 1.5 and hit.peak_rss_mb == 300.0
+    assert hit.files == stored.files
+    cache.save_fidelity(k, "d" * 64, {"cosine": 0.5})
+    assert cache.load_fidelity(k, "d" * 64) == {"cosine": 0.5} and cache.load_fidelity(k, "e" * 64) is None
+    stored.main_file.unlink()  # a damaged entry is a miss, never a broken artifact
+    assert cache.lookup(k) is None
+
+
+@pytest.mark.integration
+def test_onnx_export_is_cached_by_builder_args_and_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(The whole second `convert` doing no work is tested in test_convert_tflite.py, after its conversion.)"""
+    from edgekit.convert import onnx as onnx_mod
+
+    r = tiny_recipe(tmp_path, model={"kind": "torch", "builder": "edgekit.zoo.tiny:build", "args": {"width": 5}})
+    first = onnx_mod.prepare_onnx(r)
+    assert not first.cached and first.simplifier and first.simplifier.startswith("onnxsim")
+
+    def no_work(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(onnx_mod, "_export_torch", no_work)
+    second = onnx_mod.prepare_onnx(r)
+    assert second.cached and second.path == first.path and second.sha256 == first.sha256
+    other = tiny_recipe(tmp_path, "o.yaml", model={"kind": "torch", "builder": "edgekit.zoo.tiny:build",
+                                                   "args": {"width": 7}})
+    with pytest.raises(AssertionError, match="exported again"):
+        onnx_mod.prepare_onnx(other)
