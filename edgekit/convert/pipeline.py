@@ -125,7 +125,8 @@ def _convert_group(conv_cls: type[Converter], group: list[Format], onnx: OnnxMod
         mem = conv.peak_rss_mb if conv.peak_rss_mb is not None else peak.peak_mb
         prov = {"onnx_sha256": onnx.sha256, "tools": conv_cls.tool_versions(), "converter": conv_cls.__name__,
                 "shared_run": [f.value for f in batch] if len(batch) > 1 else [],
-                "memory": "tool process" if conv.peak_rss_mb is not None else "sampled process tree"}
+                "memory": "tool process" if conv.peak_rss_mb is not None else "sampled process tree",
+                "tool_cpu_s": getattr(conv, "tool_cpu_s", None)}
         for f in batch:
             out[f] = cache.store(keys[f], f, files[f], elapsed, mem, prov)
         shutil.rmtree(work, ignore_errors=True)

@@ -74,6 +74,7 @@ class TfliteConverter(Converter):
     """onnx2tf in a child process; one run serves several formats (see `plan_runs`)."""
 
     formats = (Format.TFLITE_FP32, Format.TFLITE_FP16, Format.TFLITE_DYNAMIC, Format.TFLITE_INT8)
+    tool_cpu_s: float | None = None  # CPU seconds of the onnx2tf children of the last convert
 
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
@@ -93,6 +94,7 @@ class TfliteConverter(Converter):
                      out_dir: Path) -> dict[Format, list[Path]]:
         result: dict[Format, list[Path]] = {}
         peaks = []
+        self.tool_cpu_s = 0.0
         for run in plan_runs(formats, recipe):
             work, files, peak = self._run(onnx_path, recipe, run)
             peaks.append(peak)
@@ -135,6 +137,7 @@ class TfliteConverter(Converter):
         missing = [f"{fmt.value} ({p.name})" for fmt, p in files.items() if not p.is_file()]
         if missing:
             raise ConversionError(f"onnx2tf wrote no file for {', '.join(missing)}:\n{_tail(log)}", where=str(log))
+        self.tool_cpu_s += float(report["cpu_s"])
         return work, files, float(report["peak_rss_mb"])
 
 
@@ -216,8 +219,10 @@ def _child(job_path: Path) -> None:
                     output_integer_quantized_tflite=job["int8"], output_dynamic_range_quantized_tflite=job["dynamic"],
                     quant_type=job["quant_type"], input_quant_dtype="int8", output_quant_dtype="int8",
                     non_verbose=True, **kwargs)
-    usage = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    Path("result.json").write_text(json.dumps({"peak_rss_mb": usage / 1024, "seconds": time.perf_counter() - start}))
+    usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    Path("result.json").write_text(json.dumps({
+        "peak_rss_mb": max(u.ru_maxrss for u in usages) / 1024, "seconds": time.perf_counter() - start,
+        "cpu_s": sum(u.ru_utime + u.ru_stime for u in usages)}))  # CPU time: comparable on a busy machine
 
 
 if __name__ == "__main__":
