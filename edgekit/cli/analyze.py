@@ -1,7 +1,140 @@
-"""`edgekit analyze`: not built yet."""
+"""`edgekit analyze RECIPE --format tflite-int8|ncnn-int8 [--fix]`: where INT8 loses accuracy, and what it costs
+to keep the worst layers in float.
+
+Prints the artifact's whole-model fidelity, then the quantized layers that lose the most (their own error, and
+the error the network carries at their output). `--fix` keeps the worst 1, 2, 4, ... layers in float until the
+recipe's gate for INT8 is met, and prints each candidate's size, host latency and accuracy against the plain
+INT8 and the fp32 artifacts. Host latencies are relative costs on this machine, not device figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from edgekit.formats import Format
+
+console = Console()
+if not console.is_terminal:
+    console.width = max(console.width, 130)
+
+
+def analyze_cmd(
+    recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/digits.yaml"),
+    fmt: Format = typer.Option(..., "--format", "-f", help="the INT8 format to analyse: tflite-int8 or ncnn-int8"),
+    samples: int = typer.Option(16, "--samples", "-n", min=1, help="evaluation inputs to compare layers on"),
+    top: int = typer.Option(10, "--top", min=1, help="how many of the worst layers to list"),
+    fix: bool = typer.Option(False, "--fix", help="keep the worst layers in float until the recipe's gate is met"),
+    max_float: Optional[int] = typer.Option(None, "--max-float", min=1, help="with --fix: at most this many"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="also write the numbers as JSON here"),
+) -> None:
+    """Compare an INT8 artifact's intermediate tensors with fp32, layer by layer; list where accuracy goes.
+
+    Example: edgekit analyze recipes/digits.yaml --format ncnn-int8 --fix
+    """
+    from edgekit.analyze import analyze, check_format
+    from edgekit.recipe import load_recipe
+
+    check_format(fmt)
+    loaded = load_recipe(recipe)
+    with console.status(f"{loaded.name}: starting") as status:
+        def progress(message: str) -> None:
+            status.update(f"{loaded.name}: {message}")
+            console.print(f"[dim]{message}[/]", highlight=False)
+
+        result = analyze(loaded, fmt, samples=samples, progress=progress)
+        console.print(_summary(result.fidelity), highlight=False)
+        console.print(layer_table(result, top))
+        record: dict[str, Any] = {"analysis": result.to_dict()}
+        failed = False
+        if fix:
+            from edgekit.float_fallback import fix as run_fix
+
+            outcome = run_fix(loaded, fmt, result, max_float=max_float, progress=progress)
+            console.print(fix_table(outcome))
+            failed = _fix_summary(outcome)
+            record["fix"] = outcome.to_dict()
+    if json_path:
+        json_path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _summary(fid: dict[str, Any]) -> str:
+    parts = [f"whole model vs ONNX: cosine {fid.get('cosine', float('nan')):.6f}"]
+    if "top1" in fid:
+        parts.append(f"top-1 {fid['top1']:.2%} (fp32 {fid['top1_reference']:.2%})")
+    if "map50" in fid:
+        parts.append(f"mAP@0.5 {fid['map50']:.3f} (fp32 {fid['map50_reference']:.3f})")
+    gates = fid.get("gates") or {}
+    if gates.get("checks"):
+        parts.append("gate " + ("[green]met[/]" if gates.get("passed") else "[red]missed[/]"))
+    return "; ".join(parts)
+
+
+def layer_table(result: Any, top: int) -> Table:
+    how = "the layer alone, on fp32 inputs" if result.method == "isolated" else "added at this layer"
+    table = Table(title=f"{result.recipe} {result.format}: worst of {sum(x.quantized for x in result.layers)} "
+                        f"quantized layers ({result.samples} inputs; own error = {how})", box=box.SIMPLE_HEAD)
+    for col in ("#", "layer", "type", "own rel err", "own cosine", "cosine here", "rel err here"):
+        table.add_column(col, justify="left" if col in ("layer", "type") else "right", no_wrap=True)
+    for rank, x in enumerate(result.worst(top), 1):
+        table.add_row(str(rank), x.short_name[:60], x.type, f"{x.own_rel_error:.4f}",
+                      f"{x.own_cosine:.6f}" if x.own_cosine is not None else "-", f"{x.cosine:.6f}",
+                      f"{x.rel_error:.4f}")
+    return table
+
+
+def fix_table(outcome: Any) -> Table:
+    table = Table(title=f"--fix: {outcome.format} with the worst layers kept in float "
+                        "(host latency: 1 thread, this machine, not a device)", box=box.SIMPLE_HEAD)
+    for col in ("in float", "size", "host ms", "cosine", "metric", "gate"):
+        table.add_column(col, justify="right", no_wrap=True)
+    fp32 = outcome.fp32
+    table.add_row("fp32 model", _kb(fp32.size_bytes), f"{fp32.host_ms:.3f}", "-", "-", "-")
+    for step in outcome.steps:
+        table.add_row(str(len(step.float_layers)) if step.float_layers else "none (plain INT8)",
+                      _kb(step.size_bytes), f"{step.host_ms:.3f}", f"{step.numbers.get('cosine', 0):.6f}",
+                      _metric(step.numbers), "[green]met[/]" if step.passed else "[red]missed[/]")
+    return table
+
+
+def _fix_summary(outcome: Any) -> bool:
+    """Print the outcome; True when no candidate met the gate."""
+    chosen, plain = outcome.chosen, outcome.steps[0]
+    if chosen is None:
+        console.print("[red]no candidate met the gate[/]: even with the most layers in float; try --max-float "
+                      "higher, more calibration data, or per-channel quantization")
+        return True
+    if chosen is plain:
+        console.print("the plain INT8 artifact already meets the recipe's gate: nothing to keep in float")
+        return False
+    size = chosen.size_bytes - plain.size_bytes
+    console.print(f"[green]gate met[/] with {len(chosen.float_layers)} layer(s) in float: "
+                  f"{', '.join(n.split(';')[0] for n in chosen.float_layers)}", highlight=False)
+    console.print(f"cost: {size / 1024:+.1f} KB ({size / plain.size_bytes:+.0%} vs plain INT8; fp32 is "
+                  f"{_kb(outcome.fp32.size_bytes)}), host latency {plain.host_ms:.3f} -> {chosen.host_ms:.3f} ms "
+                  f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {Path(chosen.files[0]).parent}", highlight=False)
+    return False
+
+
+def _metric(numbers: dict[str, Any]) -> str:
+    if "top1" in numbers:
+        return f"top-1 {numbers['top1']:.2%}"
+    if "map50" in numbers:
+        return f"mAP@0.5 {numbers['map50']:.3f}"
+    return "-"
+
+
+def _kb(n: int) -> str:
+    return f"{n / 2**20:.2f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB"
 
 
 def register(app: typer.Typer) -> None:
-    """Add this command to the app (filled in by the issue that builds it)."""
+    app.command("analyze")(analyze_cmd)

@@ -43,7 +43,7 @@ def loop(model: Any, config: TrainConfig, log: Log) -> dict[str, float]:
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         log(f"epoch {epoch + 1}/{config.epochs} loss {total / len(xt):.4f}")
     return evaluate(model)
 

@@ -60,11 +60,27 @@ def loop(model: Any, config: TrainConfig, log: Log) -> dict[str, float]:
         running += float(loss.detach())
         if (step + 1) % steps_per_epoch == 0:
             log(f"epoch {(step + 1) // steps_per_epoch}/{config.epochs} loss {running / steps_per_epoch:.4f} "
-                f"({time.perf_counter() - start:.0f} s)")
+                f"({time.perf_counter() - start:.0f} s){_probe(model, canvas, config)}")
             running = 0.0
     deployed.load_state_dict(model.state_dict())
     recalibrate_bn(deployed, config.seed, int(config.data.get("bn_images", 64)))
     return evaluate(deployed, int(config.data.get("test_images", 200)))
+
+
+def _probe(model: Any, canvas: int, config: TrainConfig) -> str:
+    """Optional progress check (`data.probe_images`: mAP on that many test images at the training canvas)."""
+    n = int(config.data.get("probe_images", 0))
+    if n <= 0:
+        return ""
+    import torch
+
+    imgs, labels = shapes.batch(shapes.TEST_SEED, 0, n, canvas, reference=shapes.SIZE)
+    model.eval()
+    with torch.no_grad():
+        b, s = model(torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div_(255.0))
+    model.train()
+    dets = detections(b.numpy(), s.numpy())
+    return f" probe mAP@0.5 {map50(dets, labels):.3f} mAP@0.5:0.95 {map50_95(dets, labels):.3f}"
 
 
 def _twin(model: Any, config: TrainConfig, canvas: int) -> Any:

@@ -1,0 +1,181 @@
+"""Keep the layers that lose the most in float until the recipe's accuracy gate is met (`edgekit analyze --fix`).
+
+The ranking comes from edgekit.analyze. Candidates keep the worst 1, 2, 4, 8, ... quantized layers in float
+(NCNN: the quantizer leaves their scales out, `float_layers`; TFLite: TensorFlow's selective quantization,
+`denylisted_nodes`, see edgekit.tflite_selective). Each candidate is checked exactly as `edgekit convert` checks
+an artifact (edgekit.convert.fidelity against the ONNX model, the recipe's gates) and timed on this host, so the
+price of the fix is known: bytes and host milliseconds against the plain INT8 and the fp32 artifacts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit import paths
+from edgekit.analyze import Analysis, Progress, artifacts_for
+from edgekit.convert.base import Artifact
+from edgekit.formats import Format, Runtime
+from edgekit.recipe import Recipe
+
+
+@dataclass
+class Candidate:
+    """One INT8 artifact with some layers kept in float, and what it measured."""
+
+    float_layers: list[str]
+    files: list[str]
+    size_bytes: int
+    host_ms: float  # median latency on this host, 1 thread (not a device figure)
+    numbers: dict[str, Any] = field(default_factory=dict)  # fidelity numbers (edgekit.convert.fidelity)
+    gates: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.gates.get("passed"))
+
+
+@dataclass
+class FixResult:
+    format: str
+    fp32: Candidate  # the fp32 artifact of the same runtime, for the cost comparison
+    steps: list[Candidate]  # steps[0] is the plain INT8 artifact (nothing kept in float)
+    out_dir: str
+
+    @property
+    def chosen(self) -> Candidate | None:
+        """The first candidate that meets the gate (None: even the most float one did not)."""
+        return next((c for c in self.steps if c.passed), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "chosen": asdict(self.chosen) if self.chosen else None}
+
+
+def plan(ranked: Sequence[str], max_float: int | None = None) -> list[list[str]]:
+    """Float sets to try, smallest first: the worst 1, 2, 4, ... layers (and all of them, capped)."""
+    limit = len(ranked) if max_float is None else min(max_float, len(ranked))
+    counts, k = [], 1
+    while k < limit:
+        counts.append(k)
+        k *= 2
+    if limit:
+        counts.append(limit)
+    return [list(ranked[:k]) for k in counts]
+
+
+def fix(recipe: Recipe, fmt: Format, analysis: Analysis, *, max_float: int | None = None,
+        progress: Progress | None = None) -> FixResult:
+    """Try the float sets of `plan` in order, stopping at the first that meets the recipe's gate."""
+    from edgekit.convert.calibration import evaluation_inputs
+    from edgekit.convert.onnx import prepare_onnx
+    from edgekit.runtimes import run_onnx
+
+    say = progress or (lambda _m: None)
+    fp32_art, int8_art = artifacts_for(recipe, fmt, say)
+    onnx = prepare_onnx(recipe)
+    inputs, labels = evaluation_inputs(recipe)
+    ref = run_onnx(onnx.path, inputs)
+    out_dir = paths.runs_dir() / "analyze" / f"{recipe.name}-{fmt.value}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fp32 = _measure(fp32_art, [], recipe, inputs, labels, ref, check=False)
+    steps = [_measure(int8_art, [], recipe, inputs, labels, ref)]
+    say(f"fix: plain {fmt.value}: gate {'met' if steps[0].passed else 'missed'}")
+    if steps[0].passed:
+        return FixResult(fmt.value, fp32, steps, str(out_dir))
+    sets = plan([x.name for x in analysis.worst()], max_float)
+    build = _builder(fmt, recipe, onnx.path, out_dir, sets)
+    for float_layers in sets:
+        say(f"fix: keeping {len(float_layers)} layer(s) in float")
+        art = build(float_layers)
+        steps.append(_measure(art, float_layers, recipe, inputs, labels, ref))
+        if steps[-1].passed:
+            break
+    return FixResult(fmt.value, fp32, steps, str(out_dir))
+
+
+def _builder(fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: list[list[str]]) -> Any:
+    """A function float_layers -> Artifact for this runtime."""
+    from edgekit.convert.calibration import calibration_inputs
+
+    calib = calibration_inputs(recipe)
+    if fmt.runtime is Runtime.NCNN:
+        from edgekit.convert.ncnn import convert_model
+
+        def ncnn_build(float_layers: list[str]) -> Artifact:
+            folder = out_dir / f"float-{len(float_layers)}"
+            files = convert_model(onnx_path, tuple(recipe.input.shape), fmt, folder, calibration=calib,
+                                  recipe=recipe, float_layers=frozenset(float_layers))
+            return _artifact(fmt, files)
+
+        return ncnn_build
+    from edgekit.tflite_selective import build_selective
+
+    built = build_selective(onnx_path, recipe, calib, sets, out_dir)  # one TensorFlow run for every set
+    by_set = {tuple(s): path for s, path in zip(sets, built)}
+    return lambda float_layers: _artifact(fmt, [by_set[tuple(float_layers)]])
+
+
+def _artifact(fmt: Format, files: list[Path]) -> Artifact:
+    return Artifact(fmt, list(files), key="", size_bytes=sum(f.stat().st_size for f in files))
+
+
+def _measure(art: Artifact, float_layers: list[str], recipe: Recipe, inputs: np.ndarray, labels: Any,
+             ref: Any, check: bool = True) -> Candidate:
+    from edgekit.convert import fidelity
+
+    numbers, gates = {}, {}
+    if check:
+        numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)
+        gates = fidelity.check_gates(numbers, recipe.gates_for(art.format))
+    model_files = [f for f in art.files if f.suffix in (".tflite", ".param", ".bin")]
+    return Candidate(float_layers, [str(f) for f in art.files], sum(f.stat().st_size for f in model_files),
+                     host_latency_ms(art, inputs[:1]), numbers, gates)
+
+
+def host_latency_ms(art: Artifact, x: np.ndarray, warmup: int = 3, repeat: int = 15) -> float:
+    """Median single-thread latency of one inference on this host (a relative cost, never a device figure)."""
+    if art.format.runtime is Runtime.TFLITE:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from edgekit.runtimes import _fit_layout, _quantize
+
+        interp = Interpreter(model_path=str(art.main_file), num_threads=1)
+        interp.allocate_tensors()
+        (inp,) = interp.get_input_details()
+        interp.set_tensor(inp["index"], _quantize(_fit_layout(x.astype(np.float32), tuple(inp["shape"])), inp))
+        run = interp.invoke
+    else:
+        from edgekit.convert.ncnn_runtime import NcnnModel
+
+        param = next(f for f in art.files if f.suffix == ".param")
+        model = NcnnModel(param, next(f for f in art.files if f.suffix == ".bin"))
+
+        def run() -> None:
+            model.run_one(x)
+
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def keep(result: FixResult, dest: Path) -> Path:
+    """Copy the chosen candidate's files to `dest` (a folder)."""
+    chosen = result.chosen
+    if chosen is None:
+        raise ValueError("no candidate met the gate")
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in chosen.files:
+        shutil.copyfile(f, dest / Path(f).name)
+    return dest

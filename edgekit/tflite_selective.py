@@ -1,0 +1,99 @@
+"""TFLite INT8 with chosen layers kept in float: TensorFlow's selective quantization on onnx2tf's SavedModel.
+
+onnx2tf has no option to keep a layer in float, but the TensorFlow converter does: a model calibrated once
+(`_experimental_calibrate_only`) is quantized by `mlir_quantize(..., denylisted_nodes=[...])`, the same call
+its QuantizationDebugger makes, where a node is named by its output tensor. The converter settings are onnx2tf's
+for its `integer_quant` file (DEFAULT optimizations, TFLITE_BUILTINS_INT8 + SELECT_TF_OPS, float input/output,
+per-channel unless the recipe says per-tensor), so the empty denylist reproduces the plain INT8 artifact.
+It runs in a child process (`python -m edgekit.tflite_selective JOB.json`), as edgekit.convert.tflite does, and
+likewise never downloads anything.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgekit import paths
+from edgekit.errors import ConversionError
+from edgekit.recipe import Granularity, Layout, Recipe
+
+TIMEOUT_S = 3600
+
+
+def build_selective(onnx_path: Path, recipe: Recipe, calibration: np.ndarray, denylists: Sequence[Sequence[str]],
+                    out_dir: Path) -> list[Path]:
+    """One .tflite per denylist (op output tensor names kept in float), from one onnx2tf + calibration run."""
+    from edgekit.convert.tflite import _child_env, _tail
+
+    work = paths.cache_dir() / "work" / f"selective-{uuid.uuid4().hex[:12]}"
+    work.mkdir(parents=True)
+    x = calibration
+    if recipe.input.layout is Layout.NCHW and x.ndim == 4:
+        x = x.transpose(0, 2, 3, 1)
+    np.save(work / "calibration.npy", np.ascontiguousarray(x, dtype=np.float32))
+    (work / "model.onnx").write_bytes(Path(onnx_path).read_bytes())
+    outs = [str(Path(out_dir) / f"float-{len(d)}" / "model.tflite") for d in denylists]
+    job = {"onnx": "model.onnx", "calibration": "calibration.npy", "denylists": [list(d) for d in denylists],
+           "outputs": outs, "per_tensor": recipe.int8.granularity is Granularity.PER_TENSOR}
+    (work / "job.json").write_text(json.dumps(job))
+    log = work / "selective.log"
+    with open(log, "w") as out:
+        proc = subprocess.run([sys.executable, "-m", "edgekit.tflite_selective", "job.json"], cwd=work,
+                              stdout=out, stderr=subprocess.STDOUT, env=_child_env(), timeout=TIMEOUT_S)
+    if proc.returncode != 0:
+        raise ConversionError(f"selective TFLite quantization failed (exit {proc.returncode}):\n{_tail(log)}",
+                              where=str(log))
+    return [Path(p) for p in outs]
+
+
+def _child(job_path: Path) -> None:
+    import onnx2tf
+    import tensorflow as tf
+    from tensorflow.lite.python import convert
+
+    from edgekit.analyze import tensor_key
+    from edgekit.convert.tflite import SAMPLE_FILE, _skip_int16_variants
+
+    job = json.loads(job_path.read_text())
+    np.save(SAMPLE_FILE, np.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype(np.float32))
+    _skip_int16_variants()
+    onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path="saved", non_verbose=True,
+                    copy_onnx_input_output_names_to_tflite=True)
+    calib = np.load(job["calibration"])
+
+    def representative() -> Any:
+        for k in range(len(calib)):
+            yield [tf.convert_to_tensor(calib[k:k + 1], tf.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_saved_model("saved")
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.SELECT_TF_OPS]
+    converter._experimental_disable_per_channel = bool(job["per_tensor"])  # noqa: SLF001 - as onnx2tf sets it
+    converter.representative_dataset = representative
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # noqa: SLF001 - the QuantizationDebugger's way
+    calibrated = converter.convert()
+    interp = tf.lite.Interpreter(model_content=calibrated)
+    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    by_key = {tensor_key(names[o]): names[o] for op in interp._get_ops_details() for o in op["outputs"]}
+    for denylist, out in zip(job["denylists"], job["outputs"]):
+        missing = [n for n in denylist if tensor_key(n) not in by_key]
+        if missing:
+            raise SystemExit(f"no tensor named like {missing} in the calibrated model")
+        nodes = [by_key[tensor_key(n)] for n in denylist]
+        model = convert.mlir_quantize(calibrated, disable_per_channel=bool(job["per_tensor"]),
+                                      denylisted_nodes=nodes or None)
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_bytes(model)
+        print(f"wrote {out}: {len(nodes)} node(s) kept in float", flush=True)
+
+
+if __name__ == "__main__":
+    _child(Path(sys.argv[1]))

@@ -1,0 +1,114 @@
+"""`edgekit analyze`: the layer comparison finds a broken layer, and --fix keeps layers in float until the gate."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.analyze import Analysis, LayerError, analyze, ncnn_layers, tensor_key
+from edgekit.convert.ncnn_bin import layer_spans
+from edgekit.convert.ncnn_param import read_param
+from edgekit.float_fallback import plan
+from edgekit.formats import Format
+from edgekit.recipe import load_recipe
+from edgekit.zoo.train import WEIGHTS_DIR
+
+RECIPE = """
+name: digits-small
+task: classify
+model: {{kind: torch, builder: "edgekit.zoo.digits:build", args: {{widths: [8, 16, 32]}}, weights: {weights}}}
+input: {{name: input, shape: [1, 1, 16, 16], layout: NCHW}}
+outputs: [logits]
+calibration: {{data: {{kind: builder, builder: "edgekit.zoo.digits:calibration", samples: 32, seed: 0}}}}
+evaluation:
+  data: {{kind: builder, builder: "edgekit.zoo.digits:test_split", samples: 24, seed: 0}}
+  gates: {{int8: {{min_cosine: {cosine}}}}}
+formats: [ncnn-fp32, ncnn-int8]
+"""
+
+
+def _recipe(tmp_path: Path, cosine: float = 0.95) -> Path:
+    path = tmp_path / "digits-small.yaml"
+    path.write_text(RECIPE.format(weights=WEIGHTS_DIR / "digits.pt", cosine=cosine))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ncnn_analysis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Analysis, list[Path], list[Path], np.ndarray]:
+    from edgekit.analyze import artifacts_for
+    from edgekit.convert.calibration import evaluation_inputs
+
+    recipe = load_recipe(_recipe(tmp_path_factory.mktemp("recipe")))
+    result = analyze(recipe, Format.NCNN_INT8, samples=8)
+    fp32, int8 = artifacts_for(recipe, Format.NCNN_INT8, lambda _m: None)
+    return result, fp32.files, int8.files, evaluation_inputs(recipe)[0][:8]
+
+
+def test_every_quantized_layer_is_compared(ncnn_analysis: tuple) -> None:
+    result, *_ = ncnn_analysis
+    quantized = [x for x in result.layers if x.quantized]
+    assert len(quantized) == 7  # six convolutions and the linear layer of the digits CNN
+    for x in quantized:
+        assert 0.99 < x.cosine <= 1.0 + 1e-9 and 0 < x.own_rel_error < 0.2
+        assert x.own_cosine is not None
+    assert result.method == "isolated"
+    assert [x.own_rel_error for x in result.worst()] == sorted((x.own_rel_error for x in quantized), reverse=True)
+
+
+def test_an_injected_bad_layer_is_ranked_first(ncnn_analysis: tuple, tmp_path: Path) -> None:
+    """Spoil one layer's activation scale in the INT8 file (coarser steps): the analysis must point at it."""
+    result, fp32_files, int8_files, inputs = ncnn_analysis
+    victim = result.worst()[-1].name  # the layer that lost the least: it can only come first if it is found
+    spoiled = [Path(shutil.copy(f, tmp_path / f.name)) for f in int8_files]
+    param = next(f for f in spoiled if f.suffix == ".param")
+    bin_path = next(f for f in spoiled if f.suffix == ".bin")
+    data = bytearray(bin_path.read_bytes())
+    index = [ly.name for ly in read_param(param).layers].index(victim)
+    end = layer_spans(param, bytes(data))[index][1]
+    (scale,) = struct.unpack("<f", data[end - 4:end])  # the layer's input scale is its last float
+    data[end - 4:end] = struct.pack("<f", scale / 64)
+    bin_path.write_bytes(bytes(data))
+    layers = ncnn_layers(fp32_files, spoiled, inputs)
+    ranked = sorted((x for x in layers if x.quantized), key=lambda x: -x.own_rel_error)
+    assert ranked[0].name == victim, [(x.name, round(x.own_rel_error, 3)) for x in ranked]
+    assert ranked[0].own_rel_error > 2 * ranked[1].own_rel_error
+
+
+def test_fix_keeps_the_worst_layers_in_float_until_the_gate_is_met(tmp_path: Path) -> None:
+    from edgekit.float_fallback import fix
+
+    plain = load_recipe(_recipe(tmp_path))
+    base = analyze(plain, Format.NCNN_INT8, samples=8)
+    strict = load_recipe(_recipe(tmp_path, cosine=round(1 - (1 - base.fidelity["cosine"]) / 2, 6)))
+    outcome = fix(strict, Format.NCNN_INT8, base)
+    assert not outcome.steps[0].passed and outcome.chosen is not None
+    chosen = outcome.chosen
+    assert chosen.float_layers == [x.name for x in base.worst(len(chosen.float_layers))]
+    assert chosen.numbers["cosine"] > outcome.steps[0].numbers["cosine"]
+    assert outcome.steps[0].size_bytes < chosen.size_bytes < outcome.fp32.size_bytes
+    assert Path(chosen.files[0]).is_file()
+
+
+def test_plan_doubles_the_float_set_and_ends_with_the_cap() -> None:
+    names = list("abcdefghij")
+    assert plan(names) == [names[:1], names[:2], names[:4], names[:8], names]
+    assert plan(names, max_float=3) == [names[:1], names[:2], names[:3]]
+    assert plan([]) == []
+
+
+def test_tflite_names_match_across_conversions() -> None:
+    a = "model/tf.nn.relu_2/Relu;model/tf.math.add_2/Add;model/tf.nn.convolution_2/convolution;Const_10"
+    b = "model_1/tf.nn.relu_2/Relu;model_1/tf.math.add_2/Add;model_1/tf.nn.convolution_2/convolution;Const_7"
+    assert tensor_key(a) == tensor_key(b)
+    assert tensor_key("model/tf.nn.relu_2/Relu") != tensor_key("model/tf.nn.relu_3/Relu")
+
+
+def test_worst_lists_only_quantized_layers() -> None:
+    layers = [LayerError("a", "Convolution", "1", True, 0.99, 0.1, 0.05),
+              LayerError("b", "Pooling", "2", False, 0.98, 0.2, 0.5),
+              LayerError("c", "Convolution", "3", True, 0.97, 0.3, 0.2)]
+    assert [x.name for x in Analysis("r", "ncnn-int8", 1, "isolated", layers).worst()] == ["c", "a"]
