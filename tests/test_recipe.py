@@ -178,3 +178,15 @@ def test_random_and_builder_data_are_reproducible(tmp_path: Path) -> None:
     assert a.shape == (4, 3, 8, 8) and data_digest(a) == data_digest(b)
     (r1, _), (r2, _) = evaluation_inputs(recipe), evaluation_inputs(recipe)
     assert np.array_equal(r1, r2) and r1.min() >= 0 and r1.max() <= 1
+
+
+def test_image_subset_is_spread_over_every_class_folder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for cls in ("a", "b", "c"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    path = write(tmp_path, base(evaluation={"data": {"kind": "images", "path": "imgs", "samples": 3}}))
+    _, labels = evaluation_inputs(load_recipe(path))
+    assert labels is not None and labels.tolist() == [0, 1, 2]

@@ -4,8 +4,9 @@ Every source ends as an array of shape (N, *recipe.input.shape[1:]) in the model
 the fidelity check and the on-device agent all see the same numbers.
 
 Sources (see edgekit.recipe.DataSource):
-- `images`: a folder of image files (png/jpg/bmp/...), read with Pillow, sorted by path, the first `samples`
-  taken. If the images sit in sub-folders, the sub-folder names (sorted) are the class ids (ImageFolder style).
+- `images`: a folder of image files (png/jpg/bmp/...), read with Pillow, sorted by path; `samples` of them
+  evenly spread over that order (so every class folder contributes). If the images sit in sub-folders, the
+  sub-folder names (sorted) are the class ids (ImageFolder style).
 - `npy`: an array of model inputs (float: used as is) or raw images (uint8 N,H,W,C: preprocessed); optional
   labels .npy of class ids.
 - `builder`: `package.module:function(n, seed, **args)` returning inputs, or (inputs, labels).
@@ -93,7 +94,8 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
     if not files:
         raise RecipeError(f"field `{field}.path`: no image files in {source.path}", where=str(recipe.path),
                           hint=f"put images with one of the suffixes {sorted(IMAGE_SUFFIXES)} there")
-    files = files[: source.samples]
+    if len(files) > source.samples:  # evenly spread, deterministic: every class folder contributes
+        files = [files[int(i)] for i in np.linspace(0, len(files) - 1, source.samples).round()]
     h, w, c = _hwc(recipe, field)
     mode = "L" if c == 1 else "RGB"
     batch = []
