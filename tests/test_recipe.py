@@ -190,3 +190,6 @@ def test_image_subset_is_spread_over_every_class_folder(tmp_path: Path) -> None:
     path = write(tmp_path, base(evaluation={"data": {"kind": "images", "path": "imgs", "samples": 3}}))
     _, labels = evaluation_inputs(load_recipe(path))
     assert labels is not None and labels.tolist() == [0, 1, 2]
+    path = write(tmp_path, base(evaluation={"data": {"kind": "images", "path": "imgs", "samples": 2}}))
+    _, labels = evaluation_inputs(load_recipe(path))
+    assert labels is not None and labels.tolist() == [0, 2]  # class ids count folders not sampled, too

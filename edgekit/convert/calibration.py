@@ -94,6 +94,8 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
     if not files:
         raise RecipeError(f"field `{field}.path`: no image files in {source.path}", where=str(recipe.path),
                           hint=f"put images with one of the suffixes {sorted(IMAGE_SUFFIXES)} there")
+    folders = sorted({f.parent for f in files})
+    classes = folders if len(folders) > 1 else []  # class ids from every folder, not only the ones sampled
     if len(files) > source.samples:  # evenly spread, deterministic: every class folder contributes
         files = [files[int(i)] for i in np.linspace(0, len(files) - 1, source.samples).round()]
     h, w, c = _hwc(recipe, field)
@@ -104,7 +106,6 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
             arr = np.asarray(img.convert(mode).resize((w, h), Image.BILINEAR), dtype=np.uint8)
         batch.append(arr.reshape(h, w, c))
     inputs = _preprocess(np.stack(batch), recipe, field)
-    classes = sorted({f.parent for f in files} if len({f.parent for f in files}) > 1 else set())
     labels = np.array([classes.index(f.parent) for f in files], dtype=np.int64) if classes else None
     return inputs, labels
 
