@@ -58,7 +58,8 @@ def export_onnx(model: object, path: Path, output_names: list[str]) -> Path:
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_onnx(build_two_output_net(), tmp_path_factory.mktemp("ncnn") / "net.onnx", ["logits", "feat"])
+    path = tmp_path_factory.mktemp("ncnn") / "net.onnx"
+    return export_onnx(build_two_output_net(), path, ["logits", "feat"])
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,8 @@ def test_registry_knows_the_ncnn_formats() -> None:
     assert versions["pnnx"] != "missing" and versions["ncnn"] != "missing" and versions["edgekit-ncnn-int8"]
 
 
-def test_fp32_matches_onnxruntime_and_maps_outputs(onnx_model: Path, inputs: np.ndarray, tmp_path: Path) -> None:
+def test_fp32_matches_onnxruntime_and_maps_outputs(onnx_model: Path, inputs: np.ndarray,
+                                                    tmp_path: Path) -> None:
     files = convert_model(onnx_model, SHAPE, Format.NCNN_FP32, tmp_path)
     assert [f.name for f in files] == ["model.param", "model.bin", "model.io.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.io.json", "model.param"]
@@ -103,7 +105,8 @@ def test_fp32_matches_onnxruntime_and_maps_outputs(onnx_model: Path, inputs: np.
     assert read_param(files[0]).layers[0].type == "Input"
 
 
-def test_fp16_stores_half_weights_and_stays_close(onnx_model: Path, inputs: np.ndarray, tmp_path: Path) -> None:
+def test_fp16_stores_half_weights_and_stays_close(onnx_model: Path, inputs: np.ndarray,
+                                                   tmp_path: Path) -> None:
     fp32 = convert_model(onnx_model, SHAPE, Format.NCNN_FP32, tmp_path / "fp32")
     fp16 = convert_model(onnx_model, SHAPE, Format.NCNN_FP16, tmp_path / "fp16")
     assert fp16[1].stat().st_size < 0.6 * fp32[1].stat().st_size
@@ -142,3 +145,21 @@ def test_batch_other_than_one_is_refused(onnx_model: Path, tmp_path: Path) -> No
 def test_missing_model_file(tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match="not found"):
         convert_model(tmp_path / "nope.onnx", SHAPE, Format.NCNN_FP32, tmp_path)
+
+
+def test_torchscript_input_converts_too(inputs: np.ndarray, tmp_path: Path) -> None:
+    """pnnx also reads TorchScript; with no ONNX names, outputs keep pnnx's blob names; shapes from a run."""
+    import torch
+
+    net = build_two_output_net()
+    traced = torch.jit.trace(net, torch.zeros(SHAPE))
+    traced.save(str(tmp_path / "net.pt"))
+    files = convert_model(tmp_path / "net.pt", SHAPE, Format.NCNN_FP32, tmp_path / "out")
+    io = NcnnIO.read(files[2])
+    assert io.output_names == ["out0", "out1"] and io.output_shapes == [[1, 10], [1, 32, 16, 16]]
+    with torch.no_grad():
+        want = [t.numpy() for t in net(torch.from_numpy(inputs[:1]))]
+    with NcnnModel(files[0], files[1]) as model:
+        got = model.run_one(inputs[:1])
+    for w, g in zip(want, got):
+        assert np.abs(w - g).max() < 1e-4

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,7 +27,7 @@ SHAPE = (1, 3, 32, 32)
 REPO = Path(__file__).resolve().parent.parent
 
 
-# --- ncnn2table's KL search, re-implemented bin by bin as in tools/quantize/ncnn2table.cpp -------------------
+# --- ncnn2table's KL search, re-implemented bin by bin as in tools/quantize/ncnn2table.cpp ----------------
 def reference_kl(hist: np.ndarray, threshold_bin: int, target: int = 128, eps: float = 1e-4) -> float:
     h = list(hist / hist.sum())
     clip = [eps + v for v in h[:threshold_bin]]
@@ -92,8 +94,8 @@ def test_weight_scales_follow_ncnn2table() -> None:
     assert (rows, term) == (4, 2)
     np.testing.assert_allclose(scales, 31 / np.abs(w.reshape(4, -1)).max(1), rtol=1e-6)  # 6-bit Winograd rule
     strided = NcnnLayer("Convolution", "c", ["a"], ["b"], {"0": "4", "1": "3", "3": "2", "6": "72"})
-    np.testing.assert_allclose(weight_scales(strided, w, "per-channel")[1], 127 / np.abs(w.reshape(4, -1)).max(1),
-                               rtol=1e-6)
+    np.testing.assert_allclose(weight_scales(strided, w, "per-channel")[1],
+                               127 / np.abs(w.reshape(4, -1)).max(1), rtol=1e-6)
     dw = NcnnLayer("ConvolutionDepthWise", "d", ["a"], ["b"], {"0": "8", "1": "3", "6": "72", "7": "8"})
     assert weight_scales(dw, w, "per-channel")[0::2] == (8, 1)
     rows, scales, term = weight_scales(dw, w, "per-tensor")
@@ -103,7 +105,7 @@ def test_weight_scales_follow_ncnn2table() -> None:
     assert weight_scales(fc, zero, "per-channel")[1].tolist() == [1.0, 1.0]  # no division by zero
 
 
-# --- a small, well-conditioned network (BN statistics taken from realistic images) -----------------------------
+# --- a small, well-conditioned network (BN statistics taken from realistic images) --------------------------
 def images(n: int, seed: int) -> np.ndarray:
     from edgekit.zoo.tiny import images as draw
 
@@ -158,11 +160,13 @@ def evaluation() -> np.ndarray:
     return images(8, seed=2)
 
 
-def quantize(fp32: list[Path], calibration: np.ndarray, out: Path, **kwargs: object) -> tuple[list[Path], object]:
+def quantize(fp32: list[Path], calibration: np.ndarray, out: Path, **kwargs: Any) -> tuple[list[Path], Any]:
+    """The quantizer on the fp32 artifact, with an int8 sidecar next to its output."""
     out.mkdir(parents=True, exist_ok=True)
     io = NcnnIO.read(fp32[2])
-    report = quantize_ncnn(fp32[0], fp32[1], calibration, io, out / "model.param", out / "model.bin", **kwargs)
-    int8_io = NcnnIO(**{**io.__dict__, "format": "ncnn-int8", "options": {**io.options, "use_int8_inference": True}})
+    report = quantize_ncnn(fp32[0], fp32[1], calibration, io, out / "model.param", out / "model.bin",
+                           **kwargs)
+    int8_io = replace(io, format="ncnn-int8", options={**io.options, "use_int8_inference": True})
     int8_io.write(io_path_for(out / "model.param"))
     return [out / "model.param", out / "model.bin"], report
 
@@ -194,8 +198,8 @@ def test_int8_is_small_and_close_to_fp32(fp32: list[Path], calibration: np.ndarr
 @pytest.mark.integration
 def test_written_layout_is_what_ncnn_computes_in_int8(fp32: list[Path], calibration: np.ndarray,
                                                        evaluation: np.ndarray, tmp_path: Path) -> None:
-    """Recompute the 1x1 stride-2 convolution and the linear head with ncnn's integer arithmetic from the bytes
-    we wrote; ncnn's own int8 outputs must match, which proves it reads our weights, biases and scales."""
+    """Recompute the 1x1 stride-2 convolution and the linear head with ncnn's integer arithmetic from the
+    bytes we wrote; ncnn's own int8 outputs must match, which proves it reads our weights, biases, scales."""
     files, _ = quantize(fp32, calibration, tmp_path)
     graph = read_param(files[0])
     data = files[1].read_bytes()
@@ -239,11 +243,11 @@ def test_float_layers_stay_fp32(fp32: list[Path], calibration: np.ndarray, tmp_p
 
 
 @pytest.mark.integration
-def test_an_int8_model_is_not_quantized_twice(fp32: list[Path], calibration: np.ndarray, tmp_path: Path) -> None:
+def test_an_int8_model_is_not_quantized_twice(fp32: list[Path], calibration: np.ndarray,
+                                              tmp_path: Path) -> None:
     once, _ = quantize(fp32, calibration, tmp_path / "once")
-    io = NcnnIO.read(fp32[2])
-    report = quantize_ncnn(once[0], once[1], calibration, NcnnIO(**{**io.__dict__, "options": {
-        **io.options, "use_int8_inference": True}}), tmp_path / "t.param", tmp_path / "t.bin")
+    io = NcnnIO.read(io_path_for(once[0]))
+    report = quantize_ncnn(once[0], once[1], calibration, io, tmp_path / "t.param", tmp_path / "t.bin")
     assert not report.quantized and all(r.reason == "already quantized" for r in report.layers)
     assert (tmp_path / "t.bin").read_bytes() == once[1].read_bytes()
 

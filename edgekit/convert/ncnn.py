@@ -63,9 +63,9 @@ def convert_model(model_path: Path, input_shape: tuple[int, ...], fmt: Format, o
     if fmt.runtime.value != "ncnn":
         raise ConversionError(f"the ncnn converter cannot produce {fmt.value}")
     if not input_shape or input_shape[0] != 1:
-        raise ConversionError(f"ncnn models have no batch axis; input.shape must start with 1, got {list(input_shape)}",
-                              where=str(recipe.path) if recipe else str(model_path),
-                              hint="set input.shape: [1, ...] in the recipe")
+        where = str(recipe.path) if recipe else str(model_path)
+        raise ConversionError(f"ncnn models have no batch axis; input.shape must start with 1, "
+                              f"got {list(input_shape)}", where=where, hint="set input.shape: [1, ...]")
     out_dir.mkdir(parents=True, exist_ok=True)
     param, bin_path = out_dir / "model.param", out_dir / "model.bin"
     run_pnnx(model_path, input_shape, fp16=fmt is Format.NCNN_FP16, param=param, bin_path=bin_path)
@@ -96,7 +96,7 @@ def _quantize(param: Path, bin_path: Path, io: NcnnIO, calibration: np.ndarray, 
     return io
 
 
-# --- pnnx -------------------------------------------------------------------------------------------------------
+# --- pnnx ---------------------------------------------------------------------------------------------------
 def pnnx_executable() -> Path:
     """The pnnx binary shipped in the pnnx wheel (importing `pnnx` itself would import torch)."""
     spec = importlib.util.find_spec("pnnx")
@@ -108,7 +108,8 @@ def pnnx_executable() -> Path:
     return exe
 
 
-def run_pnnx(model_path: Path, input_shape: tuple[int, ...], *, fp16: bool, param: Path, bin_path: Path) -> None:
+def run_pnnx(model_path: Path, input_shape: tuple[int, ...], *, fp16: bool, param: Path,
+             bin_path: Path) -> None:
     """Run pnnx on a copy of the model in a temporary folder; move its ncnn .param/.bin to param/bin_path."""
     if not model_path.is_file():
         raise ConversionError("model file not found", where=str(model_path))
@@ -123,10 +124,12 @@ def run_pnnx(model_path: Path, input_shape: tuple[int, ...], *, fp16: bool, para
             proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=PNNX_TIMEOUT_S,
                                   errors="replace")
         except subprocess.TimeoutExpired:
-            raise ConversionError(f"pnnx did not finish within {PNNX_TIMEOUT_S} s", where=str(model_path)) from None
+            raise ConversionError(f"pnnx did not finish within {PNNX_TIMEOUT_S} s",
+                                  where=str(model_path)) from None
         out_param, out_bin = Path(tmp) / "model.ncnn.param", Path(tmp) / "model.ncnn.bin"
         if proc.returncode != 0 or not out_param.is_file() or not out_bin.is_file():
-            raise ConversionError(f"pnnx failed (exit code {proc.returncode}):\n{_tail(proc.stdout + proc.stderr)}",
+            tail = _tail(proc.stdout + proc.stderr)
+            raise ConversionError(f"pnnx failed (exit code {proc.returncode}):\n{tail}",
                                   where=str(model_path),
                                   hint="simplify the model (onnxsim) or export with opset 17 (dynamo=False)")
         shutil.move(str(out_param), param)
@@ -138,7 +141,7 @@ def _tail(text: str) -> str:
     return "\n".join("    " + ln for ln in lines[-_TAIL_LINES:])
 
 
-# --- inputs and outputs -----------------------------------------------------------------------------------------
+# --- inputs and outputs -------------------------------------------------------------------------------------
 def describe_io(model_path: Path, graph: NcnnGraph, input_shape: tuple[int, ...], fmt: Format) -> NcnnIO:
     """Map pnnx's blobs (in0.., out0..) to the original model's names, in the original order."""
     in_blobs = _numbered(graph.input_blobs(), "in")
@@ -194,7 +197,7 @@ def check_outputs(param: Path, bin_path: Path, io: NcnnIO) -> None:
             raise ConversionError(f"ncnn output {blob} has shape {list(arr.shape)}, but the model's output "
                                   f"{name!r} has shape {shape}", where=str(param))
     if changed:
-        io.notes.append("output shapes were dynamic in the model; taken from an ncnn run with the recipe's input")
+        io.notes.append("output shapes were dynamic in the model; taken from an ncnn run at the input shape")
         io.write(io_path_for(param))
 
 
@@ -203,15 +206,3 @@ def _dist_version(name: str) -> str:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return "missing"
-
-
-def artifact_size(files: list[Path]) -> int:
-    """Bytes of the model files (the sidecar is a few hundred bytes and not counted)."""
-    return sum(f.stat().st_size for f in files if f.suffix in (".param", ".bin"))
-
-
-def load_io(files: list[Path]) -> NcnnIO:
-    """The sidecar of an artifact given its file list."""
-    param = next(f for f in files if f.suffix == ".param")
-    return NcnnIO.read(io_path_for(param))
-

@@ -49,7 +49,8 @@ def layer_spans(param: Path, data: bytes) -> list[tuple[int, int]]:
                                   where=str(param), hint="the .bin does not belong to this .param")
         spans.append((start, reader.pos))
     if reader.pos != len(data):
-        raise ConversionError(f"the layers read {reader.pos} bytes of a {len(data)}-byte .bin", where=str(param))
+        raise ConversionError(f"the layers read {reader.pos} bytes of a {len(data)}-byte .bin",
+                              where=str(param))
     return spans
 
 
@@ -81,7 +82,7 @@ def read_weights(data: bytes, offset: int, count: int) -> tuple[np.ndarray, int]
         return np.frombuffer(data, "<f4", count, offset).astype(np.float32), offset + 4 * count
     if tag == TAG_FP16:
         return np.frombuffer(data, "<f2", count, offset).astype(np.float32), offset + _align4(2 * count)
-    raise ConversionError(f"weights stored with tag {tag:#x} (int8 or table-quantized) cannot be re-quantized",
+    raise ConversionError(f"weights stored with tag {tag:#x} (int8 or table-quantized) cannot be quantized",
                           hint="quantize the fp32 export (pnnx fp16=0)")
 
 

@@ -1,11 +1,11 @@
 """Activation thresholds for ncnn INT8: absmax, or the KL-divergence search of ncnn's own ncnn2table.
 
 For every blob that feeds a quantized layer, the fp32 model is run on the calibration inputs and the blob's
-absolute maximum is taken (pass 1); for KL, a 2048-bin histogram of |x| over (0, absmax] follows (pass 2, zeros
-skipped, as ncnn2table does). The KL search then picks, among clipping points 128..2047 bins, the one whose
-128-level quantized distribution is closest to the clipped original: threshold = (bin + 0.5) * absmax / 2048.
-The activation scale ncnn stores is 127 / threshold. The search is vectorised over candidate thresholds, but
-the arithmetic is that of ncnn2table (tools/quantize/ncnn2table.cpp, quantize_KL).
+absolute maximum is taken (pass 1); for KL, a 2048-bin histogram of |x| over (0, absmax] follows (pass 2,
+zeros skipped, as ncnn2table does). The KL search then picks, among clipping points 128..2047 bins, the one
+whose 128-level quantized distribution is closest to the clipped original: threshold = (bin + 0.5) * absmax /
+2048. The activation scale ncnn stores is 127 / threshold. The search is vectorised over candidate thresholds,
+but the arithmetic is that of ncnn2table (tools/quantize/ncnn2table.cpp, quantize_KL).
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ def kl_best_bin(histogram: np.ndarray) -> int:
 def kl_divergences(p: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """KL(clipped || expanded 128-level) of a normalised histogram p for each candidate threshold (in bins).
 
-    Equal to ncnn2table's bin-by-bin loops, computed per quantized level instead of per bin: inside a level the
-    expanded distribution is constant (eps + level mean), so sums over whole bins come from prefix sums; only
-    the one bin straddling each level boundary is handled on its own."""
+    Equal to ncnn2table's bin-by-bin loops, computed per quantized level instead of per bin: inside a level
+    the expanded distribution is constant (eps + level mean), so sums over whole bins come from prefix sums;
+    only the one bin straddling each level boundary is handled on its own."""
     cum = np.concatenate([[0.0], np.cumsum(p)])
     plogp = (p + KL_EPS) * np.log(p + KL_EPS)
     cum_plogp = np.concatenate([[0.0], np.cumsum(plogp)])
@@ -109,7 +109,7 @@ def _integral(p: np.ndarray, cum: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def collect(run: ExtractFn, inputs: np.ndarray, blobs: Sequence[str], method: str) -> dict[str, BlobStats]:
-    """Statistics of `blobs` over every calibration input: absmax (pass 1) and, for KL, histograms (pass 2)."""
+    """Statistics of `blobs` over every calibration input: absmax (pass 1), for KL histograms (pass 2)."""
     stats = {b: BlobStats() for b in blobs}
     for i in range(len(inputs)):
         for blob, x in zip(blobs, run(inputs[i : i + 1], blobs)):

@@ -92,8 +92,8 @@ class _Plan:
     bias: np.ndarray | None
 
 
-def quantize_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, io: NcnnIO, out_param: Path, out_bin: Path, *,
-                  method: str = "kl", granularity: str = "per-channel",
+def quantize_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, io: NcnnIO, out_param: Path,
+                  out_bin: Path, *, method: str = "kl", granularity: str = "per-channel",
                   float_layers: set[str] | frozenset[str] = frozenset()) -> Int8Report:
     """Quantize an fp32 ncnn model (param/bin, run with `io`) on calibration `inputs` (N, ...) and write it to
     out_param/out_bin (may be the same files). Layers named in `float_layers` stay fp32."""
@@ -105,7 +105,8 @@ def quantize_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, io: NcnnIO, o
     report = Int8Report(method, granularity, len(inputs))
     plans = _plan(graph, data, spans, float_layers, report)
     source = _split_sources(graph)
-    stats = _calibrate(param, bin_path, io, inputs, sorted({source(p.layer.bottoms[0]) for p in plans}), method)
+    blobs = sorted({source(p.layer.bottoms[0]) for p in plans})
+    stats = _calibrate(param, bin_path, io, inputs, blobs, method)
     segments = [data[start:end] for start, end in spans]
     for plan in plans:
         segment = _quantize_layer(plan, stats[source(plan.layer.bottoms[0])], method, granularity, report)
@@ -120,7 +121,8 @@ def _check_options(method: str, granularity: str, inputs: np.ndarray) -> None:
     if method not in METHODS:
         raise ConversionError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     if granularity not in GRANULARITIES:
-        raise ConversionError(f"unknown int8 granularity {granularity!r}; expected {', '.join(GRANULARITIES)}")
+        raise ConversionError(f"unknown int8 granularity {granularity!r}; "
+                              f"expected {', '.join(GRANULARITIES)}")
     if len(inputs) == 0:
         raise ConversionError("no calibration inputs", hint="give calibration.data at least one sample")
 
@@ -130,12 +132,12 @@ def _check_names(graph: NcnnGraph, float_layers: set[str] | frozenset[str], para
     unknown = sorted(set(float_layers) - names)
     if unknown:
         candidates = [layer.name for layer in graph.layers if layer.type in QUANTIZABLE]
-        raise ConversionError(f"float_layers names layers the model does not have: {unknown}", where=str(param),
-                              hint=f"quantizable layers are: {', '.join(candidates)}")
+        raise ConversionError(f"float_layers names layers the model does not have: {unknown}",
+                              where=str(param), hint=f"quantizable layers are: {', '.join(candidates)}")
 
 
-def _plan(graph: NcnnGraph, data: bytes, spans: list[tuple[int, int]], float_layers: set[str] | frozenset[str],
-          report: Int8Report) -> list[_Plan]:
+def _plan(graph: NcnnGraph, data: bytes, spans: list[tuple[int, int]],
+          float_layers: set[str] | frozenset[str], report: Int8Report) -> list[_Plan]:
     plans = []
     for index, (layer, span) in enumerate(zip(graph.layers, spans)):
         if layer.type not in QUANTIZABLE:
@@ -173,14 +175,16 @@ def _read_layer(index: int, layer: NcnnLayer, data: bytes, span: tuple[int, int]
     if bias_term:
         bias, offset = ncnn_bin.read_floats(data, offset, num_output)
     if offset != span[1]:
-        raise ConversionError(f"unexpected weight layout ({span[1] - span[0]} bytes, expected {offset - span[0]})")
+        raise ConversionError(f"unexpected weight layout ({span[1] - span[0]} bytes, "
+                              f"expected {offset - span[0]})")
     return _Plan(index, layer, span, weights, bias)
 
 
 def _split_sources(graph: NcnnGraph) -> Callable[[str], str]:
-    """Blob -> the blob it is a copy of: ncnn Split outputs share their input's data, so calibrating the source
-    once gives every consumer the same statistics (ncnn2table computes them per consumer, with equal results)."""
-    copied_from = {top: layer.bottoms[0] for layer in graph.layers if layer.type == "Split" for top in layer.tops}
+    """Blob -> the blob it is a copy of: ncnn Split outputs share their input's data, so calibrating the
+    source once gives every consumer the same statistics (ncnn2table does it per consumer, equal results)."""
+    copied_from = {top: layer.bottoms[0]
+                   for layer in graph.layers if layer.type == "Split" for top in layer.tops}
 
     def source(blob: str) -> str:
         while blob in copied_from:
@@ -233,7 +237,7 @@ def weight_scales(layer: NcnnLayer, weights: np.ndarray, granularity: str) -> tu
 
 
 def _needs_6bit(layer: NcnnLayer) -> bool:
-    """ncnn2table's rule: 3x3, stride 1, dilation 1 Convolution may run int8 Winograd F(4,3), which needs 6 bits."""
+    """ncnn2table's rule: a 3x3 stride-1 dilation-1 Convolution may run int8 Winograd F(4,3): 6-bit weights"""
     if layer.type != "Convolution":
         return False
     kw, dw, sw = layer.get_int(1), layer.get_int(2, 1), layer.get_int(3, 1)

@@ -76,7 +76,8 @@ class NcnnGraph:
         return [t for layer in self.layers for t in layer.tops if t not in consumed]
 
     def to_text(self) -> str:
-        lines = [str(MAGIC), f"{len(self.layers)} {self.blob_count}", *(layer.to_line() for layer in self.layers)]
+        lines = [str(MAGIC), f"{len(self.layers)} {self.blob_count}"]
+        lines += [layer.to_line() for layer in self.layers]
         return "\n".join(lines) + "\n"
 
 

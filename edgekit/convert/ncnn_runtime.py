@@ -14,7 +14,7 @@ next to the .param/.bin, what every runner (this host's fidelity check, the on-d
 
 `inputs`/`outputs` are ncnn blob names (flat lists, so the stdlib-only agent reads them directly).
 A runner sets every `options` key on `ncnn.Net().opt` before loading, feeds each input without its batch axis
-(ncnn Mat from `x[0]`), and reshapes each output blob to its `output_shapes` entry (adding the batch axis back).
+(ncnn Mat from `x[0]`), and reshapes each output blob to its `output_shapes` entry (batch axis back).
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ class NcnnIO:
         data = asdict(self)
         if data["int8"] is None:
             del data["int8"]
-        Path(path).write_text(json.dumps(data, separators=(",", ":")) + "\n")  # compact: it ships with the model
+        # compact: it ships with the model and counts in the artifact's size
+        Path(path).write_text(json.dumps(data, separators=(",", ":")) + "\n")
 
     @classmethod
     def read(cls, path: Path) -> "NcnnIO":
@@ -100,7 +101,8 @@ class NcnnModel:
             raise ConversionError("ncnn cannot load this .param (unknown layer type or bad syntax)",
                                   where=str(param), hint="see the ncnn error printed above")
         if self.net.load_model(str(bin_path)) != 0:
-            raise ConversionError("ncnn cannot load this .bin (it does not match the .param)", where=str(bin_path))
+            raise ConversionError("ncnn cannot load this .bin (it does not match the .param)",
+                                  where=str(bin_path))
 
     def close(self) -> None:
         self.net.clear()
@@ -112,8 +114,8 @@ class NcnnModel:
         self.close()
 
     def extract(self, inputs: np.ndarray | Sequence[np.ndarray], blobs: Sequence[str]) -> list[np.ndarray]:
-        """One inference; each input has its batch axis of 1 (one array for a one-input model). Returns the named
-        blobs in ncnn's layout (no batch axis): outputs, or intermediate activations for the INT8 calibration."""
+        """One inference; each input has its batch axis of 1 (one array for a one-input model). Returns the
+        named blobs in ncnn's layout (no batch axis): outputs, or intermediate activations (calibration)."""
         import ncnn
 
         if isinstance(inputs, np.ndarray):
@@ -121,8 +123,8 @@ class NcnnModel:
         if len(inputs) != len(self.io.inputs):
             raise ConversionError(f"model takes {len(self.io.inputs)} inputs, got {len(inputs)}")
         ex = self.net.create_extractor()
-        # light mode recycles intermediate blobs as soon as they are consumed: fine for outputs (never consumed),
-        # but an intermediate blob extracted after it was recycled comes back as an error
+        # light mode recycles intermediate blobs once consumed: fine for outputs (never consumed), but an
+        # intermediate blob extracted after it was recycled comes back as an error
         ex.set_light_mode(set(blobs) <= set(self.io.outputs))
         keep = []  # ncnn.Mat may borrow the numpy buffer: keep it alive until extraction ends
         for blob, x in zip(self.io.inputs, inputs):
