@@ -75,12 +75,15 @@ def store(key: str, fmt: Format, files: list[Path], convert_s: float, peak_rss_m
     meta = {"format": fmt.value, "files": names, "convert_s": convert_s, "peak_rss_mb": peak_rss_mb,
             "provenance": provenance}
     (tmp / META).write_text(json.dumps(meta, indent=1))
-    if final.exists():  # an earlier, incomplete entry or a concurrent writer: replace it
-        shutil.rmtree(final, ignore_errors=True)
-    try:
-        tmp.rename(final)
-    except OSError:  # a concurrent writer won; its entry is equivalent
+    if lookup(key) is not None:  # a concurrent writer finished first: its entry is equivalent, keep it
         shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        if final.exists():  # an incomplete earlier entry
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            tmp.rename(final)
+        except OSError:  # lost a race after all; the winner's entry is equivalent
+            shutil.rmtree(tmp, ignore_errors=True)
     out = [final / n for n in names]
     return Artifact(format=fmt, files=out, key=key, size_bytes=_size(out), convert_s=convert_s,
                     peak_rss_mb=peak_rss_mb, cached=False, provenance=provenance)
