@@ -255,6 +255,7 @@ class TfliteRunner:
         self.interp.allocate_tensors()
         self.inp = self.interp.get_input_details()[0]
         self.outs = self.interp.get_output_details()
+        self.names = _signature_output_names(self.interp, self.outs)
         self.invoke = self.interp.invoke
 
     def input_shape(self) -> Tuple[int, ...]:
@@ -271,13 +272,27 @@ class TfliteRunner:
 
     def outputs(self) -> List[Tuple[str, np.ndarray]]:
         result = []
-        for det in self.outs:
+        for name, det in zip(self.names, self.outs):
             y = self.interp.get_tensor(det["index"]).copy()
             scale, zero = det.get("quantization", (0.0, 0))
             if np.issubdtype(y.dtype, np.integer) and scale:
                 y = ((y.astype(np.float32) - zero) * scale).astype(np.float32)  # int8 I/O: dequantized
-            result.append((det["name"], y))
+            result.append((name, y))
         return result
+
+
+def _signature_output_names(interp: Any, outs: List[Dict[str, Any]]) -> List[str]:
+    """The signature's output names (onnx2tf keeps the ONNX names there), else the tensor names: the same
+    naming as edgekit.runtimes on the host, so outputs line up by name."""
+    names = {o["index"]: o["name"] for o in outs}
+    try:
+        if len(interp.get_signature_list()) == 1:
+            for name, detail in interp.get_signature_runner().get_output_details().items():
+                if detail["index"] in names:
+                    names[detail["index"]] = name
+    except (AttributeError, ValueError, RuntimeError):
+        pass
+    return [names[o["index"]] for o in outs]
 
 
 def _import_tflite(preference: str) -> Tuple[str, Any]:
@@ -318,7 +333,10 @@ class NcnnRunner:
         io = io or {}
         inputs, outputs = _ncnn_io_from_param(param)
         self.in_name = (io.get("inputs") or inputs)[0]
-        self.out_names = list(io.get("outputs") or outputs)
+        self.out_blobs = list(io.get("outputs") or outputs)
+        self.out_names = list(io.get("output_names") or self.out_blobs)  # the ONNX names where known
+        self.out_shapes = list(io.get("output_shapes") or [None] * len(self.out_blobs))
+        self.in_shape = (io.get("input_shapes") or [None])[0]
         self.net = ncnn.Net()
         for key, value in (io.get("options") or {}).items():
             if hasattr(self.net.opt, key):
@@ -333,6 +351,9 @@ class NcnnRunner:
         self._last: List[Any] = []
 
     def set_input(self, x: np.ndarray) -> None:
+        """ncnn has no batch axis: the sample in the sidecar's input shape, without its batch axis of 1."""
+        if self.in_shape and int(np.prod(self.in_shape)) == x.size:
+            x = x.reshape(self.in_shape)[0]
         while x.ndim > 3 and x.shape[0] == 1:
             x = x[0]
         self.mat = self._ncnn.Mat(np.ascontiguousarray(x, dtype=np.float32))
@@ -341,7 +362,7 @@ class NcnnRunner:
         ex = self.net.create_extractor()
         ex.input(self.in_name, self.mat)
         last = []
-        for name in self.out_names:
+        for name in self.out_blobs:
             ret, out = ex.extract(name)
             if ret != 0:
                 raise RuntimeError("ncnn extract(%r) returned %d" % (name, ret))
@@ -349,7 +370,11 @@ class NcnnRunner:
         self._last = last
 
     def outputs(self) -> List[Tuple[str, np.ndarray]]:
-        return [(n, np.array(m, dtype=np.float32)[None]) for n, m in zip(self.out_names, self._last)]
+        result = []
+        for name, shape, mat in zip(self.out_names, self.out_shapes, self._last):
+            y = np.array(mat, dtype=np.float32)
+            result.append((name, y.reshape(shape) if shape and int(np.prod(shape)) == y.size else y[None]))
+        return result
 
 
 def open_runner(art: Dict[str, Any], base: str, threads: int, preference: str) -> Any:
@@ -357,8 +382,10 @@ def open_runner(art: Dict[str, Any], base: str, threads: int, preference: str) -
     if art["format"].startswith("tflite"):
         return TfliteRunner(files[0], threads, preference)
     if art["format"].startswith("ncnn"):
-        param = next(f for f in files if f.endswith(".param"))
-        model = next(f for f in files if f.endswith(".bin"))
+        param = next((f for f in files if f.endswith(".param")), None)
+        model = next((f for f in files if f.endswith(".bin")), None)
+        if param is None or model is None:
+            raise ValueError("an ncnn artifact needs a .param and a .bin file, got %s" % art["files"])
         io = None
         if art.get("io"):
             with open(_resolve(base, art["io"])) as handle:

@@ -63,7 +63,9 @@ _register_all()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of raising it
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except EdgekitError as exc:
         err_console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False)
         sys.exit(exc.exit_code)

@@ -83,7 +83,7 @@ def bench_cmd(
 
 def _sidecar_format(path: Path) -> Format | None:
     io = Path(path).with_suffix(".io.json")
-    if io.is_file():
+    if Path(path).suffix in (".param", ".bin") and io.is_file():
         try:
             return Format(json.loads(io.read_text()).get("format"))
         except (ValueError, OSError):

@@ -1,0 +1,95 @@
+"""`edgekit bench ARTIFACT --target NAME`: one existing model file timed without a recipe, on the host and on
+the emulated pi4 (real sshd + qemu)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.formats import Format
+from edgekit.recipe import load_recipe
+from edgekit.results import TargetRun
+
+TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny recipe's fp32 .tflite and ncnn files copied out of the cache, as a user would have them."""
+    from edgekit.convert.pipeline import convert_recipe
+
+    folder = tmp_path_factory.mktemp("user-models")
+    arts = {a.format: a for a in convert_recipe(load_recipe(TINY), [Format.TFLITE_FP32, Format.NCNN_FP32])}
+    tflite = shutil.copy(arts[Format.TFLITE_FP32].main_file, folder / "tiny.tflite")
+    for f in arts[Format.NCNN_FP32].files:
+        shutil.copy(f, folder / f.name.replace("model", "tiny"))
+    bare = folder / "bare"
+    bare.mkdir()
+    for suffix in (".param", ".bin"):  # without its model.io.json: the shape must be given
+        shutil.copy(folder / f"tiny{suffix}", bare / f"tiny{suffix}")
+    broken = folder / "broken.tflite"
+    broken.write_bytes(Path(tflite).read_bytes()[:100] + b"\xff" * 64)
+    return {"tflite": Path(tflite), "param": folder / "tiny.param", "bare": bare / "tiny.param", "broken": broken}
+
+
+def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgekit", "bench", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.mark.integration
+def test_bench_tflite_on_host_with_random_input(model_files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = bench(str(model_files["tflite"]), "--target", "host", "--threads", "1,2", "--repeat", "4",
+                 "--json", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = TargetRun.model_validate_json(out.read_text())
+    assert run.agent is not None and [m.threads for m in run.agent.measurements] == [1, 2]
+    for m in run.agent.measurements:
+        assert m.status == "ok" and len(m.samples_ms) == 4 and m.p50_ms <= m.p99_ms  # type: ignore[operator]
+    assert "p50 ms" in done.stdout and "tiny" in done.stdout
+
+
+@pytest.mark.integration
+def test_bench_ncnn_needs_a_shape_without_sidecar(model_files: dict[str, Path], tmp_path: Path) -> None:
+    done = bench(str(model_files["bare"]), "--target", "host")
+    assert done.returncode != 0 and "--shape" in done.stderr
+    done = bench(str(model_files["bare"]), "--target", "host", "--shape", "1,3,32,32", "--repeat", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    sample = tmp_path / "x.npy"
+    np.save(sample, np.zeros((2, 3, 32, 32), np.float32))
+    done = bench(str(model_files["param"]), "--target", "host", "--input", str(sample), "--repeat", "3",
+                 "--json", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = json.loads((tmp_path / "r.json").read_text())
+    assert run["agent"]["measurements"][0]["format"] == "ncnn-fp32"  # from the sidecar
+    assert run["agent"]["measurements"][0]["output_shapes"] == [[2, 1, 10]]
+
+
+@pytest.mark.integration
+def test_bench_broken_file_fails_clearly(model_files: dict[str, Path], tmp_path: Path) -> None:
+    done = bench(str(model_files["broken"]), "--target", "host")
+    assert done.returncode != 0 and "not a valid .tflite" in done.stderr
+    sample = tmp_path / "x.npy"
+    np.save(sample, np.zeros((1, 1, 32, 32, 3), np.float32))
+    done = bench(str(model_files["broken"]), "--target", "host", "--input", str(sample))
+    assert done.returncode == 1 and "failed" in done.stdout
+
+
+@pytest.mark.integration
+def test_bench_on_pi4_emu_is_labelled_emulated(pi4_emu: object, model_files: dict[str, Path],
+                                               tmp_path: Path) -> None:
+    out = tmp_path / "emu.json"
+    done = bench(str(model_files["param"]), "--target", "pi4-emu", "--repeat", "2", "--warmup", "1",
+                 "--json", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = TargetRun.model_validate_json(out.read_text())
+    assert run.agent is not None and run.agent.facts_before.machine == "aarch64" and run.emulated
+    assert "emulated" in done.stdout and "not device latency" in done.stdout
