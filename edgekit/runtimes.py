@@ -1,8 +1,9 @@
 """Run a converted artifact on this host: TFLite through ai_edge_litert, NCNN through the ncnn Python package.
 
-Host side only (fidelity checks, tests); the on-device agent has its own copy of this logic because it must not
-import edgekit. Both runners take a batch (N, ...) in the original model's layout, run it sample by sample (our
-artifacts have a fixed batch of 1) and return `Outputs`: (name, array (N, ...)) pairs in the runtime's order.
+Host side only (fidelity checks, tests); the on-device agent has its own copy of this logic because it must
+not import edgekit. Both runners take a batch (N, ...) in the original model's layout, run it sample by sample
+(our artifacts have a fixed batch of 1) and return `Outputs`: (name, array (N, ...)) pairs in the runtime's
+order.
 The names are what the runtime calls the outputs; `edgekit.convert.fidelity.align_outputs` maps them back to
 the ONNX outputs (a known trap: onnx2tf's INT8 files call them output_0.., dynamic-range files Identity_1..,
 and may order them differently; ncnn calls them out0..).
@@ -44,7 +45,7 @@ def run_tflite(path: Path, inputs: np.ndarray, threads: int = 1) -> Outputs:
 def run_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, input_name: str, output_names: Sequence[str],
              threads: int = 1, options: dict[str, bool] | None = None,
              output_shapes: Sequence[Sequence[int] | None] | None = None) -> Outputs:
-    """Every sample through an ncnn model: `input_name`/`output_names` are ncnn blob names (pnnx: in0, out0..).
+    """Every sample through an ncnn model; `input_name`/`output_names` are blob names (pnnx: in0, out0..).
 
     `options` are set on `ncnn.Net().opt` before loading (e.g. use_fp16_storage=False, so fp32 really runs in
     fp32); `output_shapes` (with batch axis) reshape each blob, since ncnn drops the batch axis.
@@ -70,7 +71,8 @@ def run_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, input_name: str, o
                 if ret != 0:
                     from edgekit.errors import ConversionError
 
-                    raise ConversionError(f"ncnn failed to compute blob {blob!r} (error {ret})", where=str(param))
+                    raise ConversionError(f"ncnn failed to compute blob {blob!r} (error {ret})",
+                                          where=str(param))
                 out = np.array(mat, dtype=np.float32)
                 shape = output_shapes[k] if output_shapes else None
                 results[k].append(out.reshape(shape) if shape else out[None])

@@ -52,7 +52,7 @@ def test_plan_runs_groups_formats(tmp_path: Path) -> None:
         Run((Format.TFLITE_DYNAMIC,), int8=False, dynamic=True)]
 
 
-# --- a tiny classifier, all four formats -------------------------------------------------------------------------
+# --- a tiny classifier, all four formats --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Recipe, list[Artifact], float]:
     from edgekit.convert.pipeline import convert_recipe
@@ -139,7 +139,7 @@ def test_cli_table_and_exit_codes(classifier: Any, tmp_path: Path) -> None:
     assert record["status"] == "failed" and record["cached"] and record["fidelity"]["gates"]["checks"][0]["value"] > 0.99
 
 
-# --- a tiny detector: two outputs, per-tensor INT8 with int8 input and output --------------------------------------
+# --- a tiny detector: two outputs, per-tensor INT8 with int8 input and output -------------------------------
 @pytest.mark.integration
 def test_detector_int8_io_per_tensor(tmp_path: Path) -> None:
     from edgekit.convert.pipeline import convert_recipe

@@ -35,7 +35,7 @@ def detector_outputs(n_images: int = 3) -> tuple[np.ndarray, np.ndarray, list[np
     return boxes, scores, labels
 
 
-# --- output alignment -------------------------------------------------------------------------------------------
+# --- output alignment ---------------------------------------------------------------------------------------
 def test_align_by_name_index_shape_and_position() -> None:
     a, b = rng.normal(size=(2, 5, 4)), rng.normal(size=(2, 5, 3))
     ref = [("boxes", a), ("scores", b)]
@@ -61,7 +61,7 @@ def test_outputs_of_other_sizes_are_refused() -> None:
         align_outputs([("a", np.zeros((1, 4)))], [("a", np.zeros((1, 5)))])
 
 
-# --- numbers ----------------------------------------------------------------------------------------------------
+# --- numbers ------------------------------------------------------------------------------------------------
 def test_classifier_numbers(tmp_path: Path) -> None:
     r = recipe(tmp_path, "classify")
     logits = rng.normal(size=(10, 5)).astype(np.float32)
@@ -106,7 +106,7 @@ def test_detector_without_confident_boxes_has_no_box_match(tmp_path: Path) -> No
     assert n["box_match"] is None and n["boxes_reference"] == 0
 
 
-# --- gates ------------------------------------------------------------------------------------------------------
+# --- gates --------------------------------------------------------------------------------------------------
 def test_gates_pass_fail_and_skip() -> None:
     numbers = {"cosine": 0.97, "max_abs_error": 0.2, "top1_agreement": 1.0}
     ok = check_gates(numbers, Gates(min_cosine=0.95, min_top1_agreement=0.99))

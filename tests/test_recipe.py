@@ -108,7 +108,7 @@ def test_onnx_input_name_mismatch_names_field(tmp_path: Path) -> None:
     assert "input.name" in str(err.value) and "'images'" in str(err.value)
 
 
-# --- data sources -----------------------------------------------------------------------------------------------
+# --- data sources -------------------------------------------------------------------------------------------
 def test_images_folder_is_preprocessed_exactly_with_class_labels(tmp_path: Path) -> None:
     from PIL import Image
 

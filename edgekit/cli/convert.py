@@ -27,8 +27,10 @@ if not console.is_terminal:  # logs and CI: keep table rows on one line
 
 def convert_cmd(
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/yolov5-lite.yaml"),
-    fmt: Optional[list[Format]] = typer.Option(None, "--format", "-f", help="only these formats (repeatable)"),
-    int8_only: bool = typer.Option(False, "--int8-only", help="only the recipe's INT8 formats (make quantize)"),
+    fmt: Optional[list[Format]] = typer.Option(None, "--format", "-f",
+                                               help="only these formats (repeatable)"),
+    int8_only: bool = typer.Option(False, "--int8-only",
+                                   help="only the recipe's INT8 formats (make quantize)"),
     keep_going: bool = typer.Option(False, "--keep-going", help="exit 0 even if an artifact fails"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the results as JSON here"),
 ) -> None:
@@ -82,8 +84,9 @@ def artifact_table(title: str, artifacts: list[Any]) -> Table:
 
 def artifact_record(a: Any) -> dict[str, Any]:
     """An artifact as plain JSON."""
-    return {"format": a.format.value, "status": a.status, "error": a.error, "files": [str(f) for f in a.files],
-            "key": a.key, "size_bytes": a.size_bytes, "convert_s": a.convert_s, "peak_rss_mb": a.peak_rss_mb,
+    return {"format": a.format.value, "status": a.status, "error": a.error,
+            "files": [str(f) for f in a.files], "key": a.key, "size_bytes": a.size_bytes,
+            "convert_s": a.convert_s, "peak_rss_mb": a.peak_rss_mb,
             "cached": a.cached, "fidelity": a.fidelity, "provenance": a.provenance}
 
 
@@ -95,8 +98,8 @@ def _report(name: str, artifacts: list[Any], seconds: float, json_path: Path | N
     cached = sum(1 for a in artifacts if a.cached)
     note = " (* one tool run made several formats; its time is shown for each)" \
         if any(a.provenance.get("shared_run") for a in artifacts) else ""
-    console.print(f"{converted} converted, {cached} from the cache"
-                  f"{' - no conversion work' if cached == len(artifacts) else ''}; total {seconds:.1f} s{note}",
+    nothing = " - no conversion work" if cached == len(artifacts) else ""
+    console.print(f"{converted} converted, {cached} from the cache{nothing}; total {seconds:.1f} s{note}",
                   highlight=False)
     for a in artifacts:
         if a.status != "ok":

@@ -32,7 +32,8 @@ def artifact_key(onnx_sha256: str, recipe: Recipe, fmt: Format, converter: type[
     """The cache key of one artifact (see the module docstring for what it covers)."""
     spec: dict[str, Any] = {
         "cache": CACHE_VERSION, "onnx": onnx_sha256, "format": fmt.value,
-        "input": {"name": recipe.input.name, "shape": list(recipe.input.shape), "layout": recipe.input.layout.value},
+        "input": {"name": recipe.input.name, "shape": list(recipe.input.shape),
+                  "layout": recipe.input.layout.value},
         "tools": converter.tool_versions(), "converter": converter.settings(recipe, fmt),
     }
     if fmt.precision is Precision.INT8:

@@ -86,7 +86,7 @@ def load_data(source: DataSource, recipe: Recipe, field: str) -> tuple[np.ndarra
     raise RecipeError(f"field `{field}`: unknown data source {source!r}", where=str(recipe.path))
 
 
-# --- sources --------------------------------------------------------------------------------------------------
+# --- sources ------------------------------------------------------------------------------------------------
 def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
     from PIL import Image  # Pillow comes with matplotlib; pinned in constraints.txt
 
@@ -127,7 +127,7 @@ def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.n
     return _to_inputs(raw, recipe, field), labels
 
 
-# --- shaping and preprocessing --------------------------------------------------------------------------------
+# --- shaping and preprocessing ------------------------------------------------------------------------------
 def _to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
     """uint8 -> preprocess as raw images; float -> check it already has the model's per-sample shape."""
     if raw.dtype == np.uint8:
@@ -140,8 +140,10 @@ def _to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
         return _preprocess(_resize(raw[..., :3] if raw.shape[-1] == 4 else raw, h, w, c), recipe, field)
     expected = tuple(recipe.input.shape[1:])
     if tuple(raw.shape[1:]) != expected:
-        raise RecipeError(f"field `{field}`: float data must be model inputs of shape (N, {', '.join(map(str, expected))})"
-                          f" in {recipe.input.layout.value} layout; got {tuple(raw.shape)}", where=str(recipe.path),
+        dims = ", ".join(map(str, expected))
+        raise RecipeError(f"field `{field}`: float data must be model inputs of shape (N, {dims}) in "
+                          f"{recipe.input.layout.value} layout; got {tuple(raw.shape)}",
+                          where=str(recipe.path),
                           hint="give uint8 (N, H, W, C) images to have the recipe's preprocessing applied")
     return np.ascontiguousarray(raw, dtype=np.float32)
 
@@ -149,8 +151,9 @@ def _to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
 def _hwc(recipe: Recipe, field: str) -> tuple[int, int, int]:
     shape = recipe.input.shape
     if len(shape) != 4:
-        raise RecipeError(f"field `{field}`: image data needs a 4-D image input; input.shape is {list(shape)}",
-                          where=str(recipe.path), hint="use kind: npy or builder with float model inputs")
+        raise RecipeError(f"field `{field}`: image data needs a 4-D image input; input.shape is "
+                          f"{list(shape)}", where=str(recipe.path),
+                          hint="use kind: npy or builder with float model inputs")
     if recipe.input.layout is Layout.NCHW:
         return shape[2], shape[3], shape[1]
     return shape[1], shape[2], shape[3]
@@ -165,7 +168,8 @@ def _resize(raw: np.ndarray, h: int, w: int, c: int) -> np.ndarray:
     out = []
     for img in raw:
         pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
-        out.append(np.asarray(pil.convert(mode).resize((w, h), Image.BILINEAR), dtype=np.uint8).reshape(h, w, c))
+        resized = pil.convert(mode).resize((w, h), Image.BILINEAR)
+        out.append(np.asarray(resized, dtype=np.uint8).reshape(h, w, c))
     return np.stack(out)
 
 
@@ -186,7 +190,8 @@ def _preprocess(images: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _rescale_boxes(labels: list[np.ndarray], src_hw: tuple[int, ...], dst_hw: tuple[int, ...]) -> list[np.ndarray]:
+def _rescale_boxes(labels: list[np.ndarray], src_hw: tuple[int, ...],
+                   dst_hw: tuple[int, ...]) -> list[np.ndarray]:
     sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
     out = []
     for lab in labels:

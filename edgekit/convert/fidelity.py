@@ -10,9 +10,10 @@ recipe's evaluation inputs. Numbers (JSON-ready, stored in Artifact.fidelity and
   after NMS (score >= 0.25, IoU 0.45) matched to the reference's at IoU >= 0.5 and same class (`box_match`,
   None when the reference finds no box); with labels also mAP@0.5 and mAP@0.5:0.95 of both and the drop.
 
-Output names differ between runtimes (a known trap), so `align_outputs` maps them to the ONNX outputs: by equal
-name first, then by the index at the end of the name (onnx2tf's output_0 / Identity_1 / PartitionedCall:1,
-pnnx's out0 keep the ONNX order), then by unique shape, and only then by position; it records which rule won.
+Output names differ between runtimes (a known trap), so `align_outputs` maps them to the ONNX outputs: by
+equal name first, then by the index at the end of the name (onnx2tf's output_0 / Identity_1 /
+PartitionedCall:1, pnnx's out0 keep the ONNX order), then by unique shape, and only then by position; it
+records which rule won.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def run_artifact(artifact: Artifact, inputs: np.ndarray, threads: int = 1) -> Ou
 
 
 def align_outputs(ref: Outputs, got: Outputs) -> tuple[list[np.ndarray], str]:
-    """`got` arrays in the order and shapes of `ref`, and the rule that matched them (see module docstring)."""
+    """`got` arrays in the order and shapes of `ref`, and the rule that matched them (module docstring)."""
     ref_names = [n for n, _ in ref]
     if len(got) != len(ref):
         raise ValueError(f"the artifact has {len(got)} outputs, the reference {len(ref)}")
@@ -107,7 +108,7 @@ def describe_failures(gates: dict[str, Any]) -> str:
                      if not c["passed"])
 
 
-# --- numbers ------------------------------------------------------------------------------------------------------
+# --- numbers ------------------------------------------------------------------------------------------------
 def _errors(r: np.ndarray, g: np.ndarray) -> dict[str, float]:
     diff = np.abs(r.astype(np.float64) - g.astype(np.float64))
     rf, gf = r.reshape(len(r), -1).astype(np.float64), g.reshape(len(g), -1).astype(np.float64)
@@ -173,7 +174,7 @@ def _matched(ref: np.ndarray, got: np.ndarray) -> int:
     return count
 
 
-# --- output alignment ---------------------------------------------------------------------------------------------
+# --- output alignment ---------------------------------------------------------------------------------------
 def _by_name(ref_names: Sequence[str], got: Outputs) -> list[int] | None:
     names = [n for n, _ in got]
     if all(n in names for n in ref_names):

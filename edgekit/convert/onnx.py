@@ -1,14 +1,14 @@
 """Model sources -> one ONNX file, the common start of every converter and the fidelity reference.
 
 - an ONNX file is copied as is (so a later edit of the user's file cannot change cached artifacts silently);
-- a PyTorch builder (+ weights) is built with torch seeded (random weights are reproducible), exported with the
-  TorchScript exporter (`dynamo=False`, opset 17: faster than the dynamo exporter and it honours the opset) and
-  simplified with onnxsim (onnxslim if onnxsim fails);
+- a PyTorch builder (+ weights) is built with torch seeded (random weights are reproducible), exported
+  with the TorchScript exporter (`dynamo=False`, opset 17: faster than the dynamo exporter and it honours
+  the opset) and simplified with onnxsim (onnxslim if onnxsim fails);
 - a Keras file or SavedModel goes through tf2onnx if it is installed; it is not a dependency of edgekit.
 
-Results live under cache_dir()/onnx/KEY/model.onnx. For a builder the key covers the builder name and args, the
-weights' bytes, the input spec, the output names and the tool versions, so a second run neither imports torch
-nor exports anything.
+Results live under cache_dir()/onnx/KEY/model.onnx. For a builder the key covers the builder name and args,
+the builder's code, the weights' bytes, the input spec, the output names and the tool versions, so a
+second run neither imports torch nor exports anything.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class OnnxModel:
 
 
 def prepare_onnx(recipe: Recipe) -> OnnxModel:
-    """The recipe's model as ONNX in the cache (exported and simplified if needed), checked against `input:`."""
+    """The recipe's model as ONNX in the cache (exported and simplified if needed), checked against input."""
     start = time.perf_counter()
     src = recipe.model
     if isinstance(src, OnnxSource):
@@ -83,14 +83,15 @@ def check_io(onnx_path: Path, recipe: Recipe) -> None:
     inputs = [i for i in graph.input if i.name not in inits]
     where = str(recipe.path)
     if len(inputs) != 1:
-        raise RecipeError(f"the model has {len(inputs)} inputs; edgekit handles single-input models", where=where)
+        raise RecipeError(f"the model has {len(inputs)} inputs; edgekit handles single-input models",
+                          where=where)
     inp = inputs[0]
     dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim)
     if inp.name != recipe.input.name:
         raise RecipeError(f"field `input.name`: the model's input is called {inp.name!r}, the recipe says "
                           f"{recipe.input.name!r}", where=where, hint=f"set input.name: {inp.name}")
-    fixed = tuple(d for d in dims)
-    if len(fixed) != len(recipe.input.shape) or any(d > 0 and d != r for d, r in zip(fixed, recipe.input.shape)):
+    want = recipe.input.shape
+    if len(dims) != len(want) or any(d > 0 and d != r for d, r in zip(dims, want)):
         raise RecipeError(f"field `input.shape`: the model's input shape is {list(dims)} (-1 = dynamic), the "
                           f"recipe says {list(recipe.input.shape)}", where=where)
     names = [o.name for o in graph.output]
@@ -111,11 +112,12 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-# --- PyTorch ----------------------------------------------------------------------------------------------------
+# --- PyTorch ------------------------------------------------------------------------------------------------
 def _torch_key(recipe: Recipe, src: TorchSource) -> str:
     spec = {
         "builder": src.builder, "args": src.args,
-        "weights": file_sha256(src.weights) if src.weights else None, "code": _builder_code_digest(src.builder),
+        "weights": file_sha256(src.weights) if src.weights else None,
+        "code": _builder_code_digest(src.builder),
         "input": [recipe.input.name, list(recipe.input.shape)], "outputs": list(recipe.outputs),
         "opset": OPSET, "export_version": EXPORT_VERSION, "tools": tool_versions(),
     }
@@ -123,8 +125,8 @@ def _torch_key(recipe: Recipe, src: TorchSource) -> str:
 
 
 def _builder_code_digest(builder: str) -> str:
-    """sha256 of the builder's module and of the modules beside it that it imports (found with ast, function-level
-    imports included), so an edited model definition is exported again while unrelated edits are not."""
+    """sha256 of the builder's module and of the modules beside it that it imports (found with ast,
+    function-level imports included): an edited model definition is exported again, other edits are not."""
     module = builder.partition(":")[0]
     package = module.rpartition(".")[0]
     root = importlib.util.find_spec(module)
@@ -166,7 +168,8 @@ def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
     try:
         builder = resolve_callable(src.builder)
     except (ImportError, AttributeError) as exc:
-        raise RecipeError(f"field `model.builder`: cannot import {src.builder!r}: {exc}", where=where) from None
+        raise RecipeError(f"field `model.builder`: cannot import {src.builder!r}: {exc}",
+                          where=where) from None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -183,10 +186,10 @@ def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
         dummy = torch.zeros(recipe.input.shape, dtype=torch.float32)
         try:
             with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": on purpose
+                warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": wanted
                 torch.onnx.export(model, (dummy,), str(tmp), input_names=[recipe.input.name],
-                                  output_names=list(recipe.outputs) or None, opset_version=OPSET, dynamo=False,
-                                  do_constant_folding=True)
+                                  output_names=list(recipe.outputs) or None, opset_version=OPSET,
+                                  dynamo=False, do_constant_folding=True)
         except Exception as exc:  # torch raises many kinds; the user needs the message, not the type
             raise ConversionError(f"torch.onnx.export of {src.builder} failed: {exc}", where=where) from exc
     finally:
@@ -240,7 +243,7 @@ def _simplify(path: Path) -> str | None:
         return None
 
 
-# --- Keras / SavedModel -----------------------------------------------------------------------------------------
+# --- Keras / SavedModel -------------------------------------------------------------------------------------
 def _export_keras(recipe: Recipe, src: KerasSource, target: Path) -> None:
     if importlib.util.find_spec("tf2onnx") is None:
         raise ConversionError(
@@ -251,15 +254,16 @@ def _export_keras(recipe: Recipe, src: KerasSource, target: Path) -> None:
     flag = "--saved-model" if src.path.is_dir() else "--keras"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / "export.onnx"
-    proc = subprocess.run([sys.executable, "-m", "tf2onnx.convert", flag, str(src.path), "--opset", str(OPSET),
-                           "--output", str(tmp)], capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "tf2onnx.convert", flag, str(src.path), "--opset", str(OPSET),
+           "--output", str(tmp)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
         raise ConversionError(f"tf2onnx failed:\n{tail}", where=str(src.path))
     tmp.replace(target)
 
 
-# --- helpers ----------------------------------------------------------------------------------------------------
+# --- helpers ------------------------------------------------------------------------------------------------
 def _atomic_copy(src: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")

@@ -1,9 +1,9 @@
 """recipe -> ONNX -> every requested format -> fidelity checked: the one function `convert` and `deploy` call.
 
-Stages, each reported through `progress`: prepare the ONNX model (edgekit.convert.onnx); look every format up in
-the cache (edgekit.convert.cache); convert the misses, one converter at a time (a converter whose one tool run
-yields several formats gets them together); check each artifact against the ONNX model on the evaluation
-inputs (edgekit.convert.fidelity, cached too) and apply the recipe's gates.
+Stages, each reported through `progress`: prepare the ONNX model (edgekit.convert.onnx); look every format up
+in the cache (edgekit.convert.cache); convert the misses, one converter at a time (a converter whose one
+tool run yields several formats gets them together); check each artifact against the ONNX model on the
+evaluation inputs (edgekit.convert.fidelity, cached too) and apply the recipe's gates.
 
 Failures are data: an artifact that cannot be converted or misses its gate has status "failed" and a message.
 Without `keep_going` a conversion error stops at once (ConversionError) and gate failures raise FidelityError
@@ -69,7 +69,7 @@ def convert_recipe(recipe: Recipe, formats: Sequence[Format] | None = None, keep
     return artifacts
 
 
-# --- conversion ---------------------------------------------------------------------------------------------------
+# --- conversion ---------------------------------------------------------------------------------------------
 def _converters(fmts: Sequence[Format]) -> dict[Format, type[Converter]]:
     problems: dict[str, str] = {}
     for module in CONVERTER_MODULES:
@@ -83,7 +83,8 @@ def _converters(fmts: Sequence[Format]) -> dict[Format, type[Converter]]:
             out[f] = Converter.for_format(f)
         except KeyError:
             raise ConversionError(f"no converter for {f.value} is available ({'; '.join(problems.values())})",
-                                  hint="check that the conversion toolchain is installed (make setup)") from None
+                                  hint="check that the conversion toolchain is installed (make setup)") \
+                from None
     return out
 
 
@@ -111,7 +112,7 @@ def _convert_group(conv_cls: type[Converter], group: list[Format], onnx: OnnxMod
         try:
             with PeakRss() as peak:
                 files = conv.convert_many(onnx.path, recipe, batch, work)
-        except Exception as exc:  # noqa: BLE001 - any converter crash becomes a failed artifact / ConversionError
+        except Exception as exc:  # noqa: BLE001 - a converter crash is a failed artifact / ConversionError
             err = exc if isinstance(exc, EdgekitError) else ConversionError(
                 f"{conv_cls.__name__} crashed on {names}: {type(exc).__name__}: {exc}")
             if not keep_going:
@@ -172,7 +173,7 @@ class PeakRss:
         self.peak_mb = max(self.peak_mb, total / 2**20)
 
 
-# --- fidelity -----------------------------------------------------------------------------------------------------
+# --- fidelity -----------------------------------------------------------------------------------------------
 def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, say: Progress) -> None:
     from edgekit.convert import fidelity
     from edgekit.runtimes import run_onnx
@@ -192,7 +193,7 @@ def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, 
             ref = ref if ref is not None else run_onnx(onnx.path, inputs)
             try:
                 numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)
-            except Exception as exc:  # noqa: BLE001 - an artifact the host runtime rejects is a failed artifact
+            except Exception as exc:  # noqa: BLE001 - an artifact the host cannot run is a failed artifact
                 art.status, art.error = "failed", f"cannot run on this host: {type(exc).__name__}: {exc}"
                 continue
             cache.save_fidelity(art.key, digest, numbers)

@@ -9,10 +9,10 @@ Choices, with the reasons measured in ../shared/notes/conversion.md:
 - INT8 calibration uses the recipe's data (already preprocessed, so onnx2tf's mean/std are identity: 0 and 1);
 - onnx2tf downloads a sample calibration file for any image model; the child writes a local file of that name
   first and points HTTP(S) proxies at a dead local port, so nothing can be downloaded at run time;
-- per-channel is the default (per-tensor dynamic-range gave NaN); per-tensor applies to INT8 only, and then the
-  dynamic-range file comes from a float run;
-- int8 input/output (`io: int8`) picks onnx2tf's `full_integer_quant` file (`-iqd int8 -oqd int8`), float io its
-  `integer_quant` file;
+- per-channel is the default (per-tensor dynamic-range gave NaN); per-tensor applies to INT8 only, and
+  then the dynamic-range file comes from a float run;
+- int8 input/output (`io: int8`) picks onnx2tf's `full_integer_quant` file (`-iqd int8 -oqd int8`), float io
+  its `integer_quant` file;
 - the int16-activation variants that `-oiqt` also writes are skipped inside the child (they run on reference
   kernels, about 30x slower, and calibrating them roughly doubles the INT8 run's time).
 """
@@ -121,12 +121,13 @@ class TfliteConverter(Converter):
         log = work / "onnx2tf.log"
         with open(log, "w") as out:
             try:
-                proc = subprocess.run([sys.executable, "-m", "edgekit.convert.tflite", str(work / "job.json")],
-                                      cwd=work, stdout=out, stderr=subprocess.STDOUT, env=_child_env(),
+                cmd = [sys.executable, "-m", "edgekit.convert.tflite", str(work / "job.json")]
+                proc = subprocess.run(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, env=_child_env(),
                                       timeout=TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                raise ConversionError(f"onnx2tf ran longer than {TIMEOUT_S:.0f} s and was stopped", where=str(log),
-                                      hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model") from None
+                raise ConversionError(f"onnx2tf ran longer than {TIMEOUT_S:.0f} s and was stopped",
+                                      where=str(log), hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model") \
+                    from None
         if proc.returncode != 0:
             raise ConversionError(f"onnx2tf failed (exit {proc.returncode}):\n{_tail(log)}", where=str(log),
                                   hint="the whole log is kept in that folder")
@@ -136,7 +137,8 @@ class TfliteConverter(Converter):
         files = {fmt: work / "out" / (_FILES.get(fmt) or int8_name) for fmt in run.formats}
         missing = [f"{fmt.value} ({p.name})" for fmt, p in files.items() if not p.is_file()]
         if missing:
-            raise ConversionError(f"onnx2tf wrote no file for {', '.join(missing)}:\n{_tail(log)}", where=str(log))
+            raise ConversionError(f"onnx2tf wrote no file for {', '.join(missing)}:\n{_tail(log)}",
+                                  where=str(log))
         self.tool_cpu_s += float(report["cpu_s"])
         return work, files, float(report["peak_rss_mb"])
 
@@ -157,9 +159,10 @@ def _write_calibration(recipe: Recipe, path: Path) -> str:
 def _child_env() -> dict[str, str]:
     threads = os.environ.get("EDGEKIT_CONVERT_THREADS", "1")
     dead = "http://127.0.0.1:9"  # nothing listens there: a download attempt fails at once instead of hanging
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "TF_NUM_INTRAOP_THREADS": threads,
-            "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads, "HTTP_PROXY": dead, "HTTPS_PROXY": dead,
-            "http_proxy": dead, "https_proxy": dead, "NO_PROXY": "", "no_proxy": ""}
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
+            "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
+            "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead,
+            "NO_PROXY": "", "no_proxy": ""}
 
 
 def _tail(log: Path, lines: int = 25) -> str:
@@ -175,7 +178,7 @@ def _version(dist: str) -> str:
         return "absent"
 
 
-# --- the child process -------------------------------------------------------------------------------------------
+# --- the child process --------------------------------------------------------------------------------------
 def _skip_int16_variants() -> None:
     """Make TFLite conversions that target int16 activations fail fast; onnx2tf logs and moves on."""
     import tensorflow as tf
@@ -216,7 +219,8 @@ def _child(job_path: Path) -> None:
             [job["input_name"], job["calibration"], np.zeros(ident, np.float32), np.ones(ident, np.float32)]]
     onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path=job["out"],
                     copy_onnx_input_output_names_to_tflite=True,
-                    output_integer_quantized_tflite=job["int8"], output_dynamic_range_quantized_tflite=job["dynamic"],
+                    output_integer_quantized_tflite=job["int8"],
+                    output_dynamic_range_quantized_tflite=job["dynamic"],
                     quant_type=job["quant_type"], input_quant_dtype="int8", output_quant_dtype="int8",
                     non_verbose=True, **kwargs)
     usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]

@@ -2,8 +2,8 @@
 
 `build` is a tiny classifier, `build_detector` a tiny detector with the same two-output contract as the
 YOLOv5-Lite-style detector (`boxes` [1, N, 4] xyxy in input pixels, `scores` [1, N, num_classes]).
-`images(n, seed, size)` draws procedural RGB images (gradients, shapes, noise): a calibration source that looks
-more like photographs than uniform noise does. torch is imported only inside the builders.
+`images(n, seed, size)` draws procedural RGB images (gradients, shapes, noise): a calibration source that
+looks more like photographs than uniform noise does. torch is imported only inside the builders.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def build_detector(num_classes: int = 3, width: int = 8, size: int = 32) -> Any:
     class TinyDetector(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.backbone = nn.Sequential(cbr(3, width, 2), cbr(width, 2 * width, 2), cbr(2 * width, 2 * width, 1))
+            self.backbone = nn.Sequential(cbr(3, width, 2), cbr(width, 2 * width, 2),
+                                          cbr(2 * width, 2 * width, 1))
             self.detect = Detect(num_classes, (2 * width,), strides=(4,), anchors=(((6, 6), (12, 10)),),
                                  size=size, prior_bias=False)  # untrained, it still finds boxes to compare
 

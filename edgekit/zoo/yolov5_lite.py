@@ -1,4 +1,4 @@
-"""A YOLOv5-Lite-style detector: ShuffleNetV2 backbone (channel shuffle), light PAN neck, three-scale YOLO head.
+"""A YOLOv5-Lite-style detector: ShuffleNetV2 backbone (channel shuffle), light PAN neck, 3-scale YOLO head.
 
 No weights can be downloaded here, so the network is built in code; a trained state_dict (for example from
 edgekit/zoo/train_detector.py) is loaded by the recipe's `model.weights`.
@@ -11,8 +11,8 @@ N = 3 * ((S/8)^2 + (S/16)^2 + (S/32)^2) = 6300 at S = 320. NMS is left to the ca
 Boxes are clipped to the input. Boxes and scores are separate outputs so that INT8 gives each its own scale
 (pixels vs probabilities).
 
-The decode keeps every tensor 3-D ([1, C, N] until one final transpose) and uses no 5-D reshapes, which onnx2tf
-and pnnx both convert; only the channel shuffle uses a 5-D view, a pattern both tools recognise.
+The decode keeps every tensor 3-D ([1, C, N] until one final transpose) and uses no 5-D reshapes, which
+onnx2tf and pnnx both convert; only the channel shuffle uses a 5-D view, a pattern both tools recognise.
 torch is imported inside the functions, so importing this module is cheap.
 """
 
@@ -23,7 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 # YOLOv5 default anchors (pixels) for strides 8, 16, 32; fine for 320 inputs too.
-ANCHORS = (((10, 13), (16, 30), (33, 23)), ((30, 61), (62, 45), (59, 119)), ((116, 90), (156, 198), (373, 326)))
+ANCHORS = (((10, 13), (16, 30), (33, 23)), ((30, 61), (62, 45), (59, 119)),
+           ((116, 90), (156, 198), (373, 326)))
 STRIDES = (8, 16, 32)
 
 
@@ -66,7 +67,8 @@ def build(num_classes: int = 3, width: float = 1.0, size: int = 320, neck: int =
             return out.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
 
     def stage(cin: int, cout: int, repeats: int) -> nn.Sequential:
-        return nn.Sequential(ShuffleBlock(cin, cout, 2), *[ShuffleBlock(cout, cout, 1) for _ in range(repeats)])
+        return nn.Sequential(ShuffleBlock(cin, cout, 2),
+                             *[ShuffleBlock(cout, cout, 1) for _ in range(repeats)])
 
     class CSP(nn.Module):
         """A light C3 block (YOLOv5): two 1x1 paths, one with a 3x3 bottleneck, merged by a 1x1."""
@@ -131,7 +133,7 @@ def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],  #
                 grid, wh = _decode_constants(s, scale_anchors, size)
                 self.register_buffer(f"grid{k}", torch.from_numpy(grid), persistent=False)
                 self.register_buffer(f"anchor{k}", torch.from_numpy(wh), persistent=False)
-            for conv, s in zip(self.convs, strides) if prior_bias else ():  # YOLOv5: few objects, even classes
+            for conv, s in zip(self.convs, strides) if prior_bias else ():  # YOLOv5: few objects, even cls
                 b = conv.bias.data.view(-1, no)
                 b[:, 4] += float(np.log(8 / (640 / s) ** 2))
                 b[:, 5:] += float(np.log(0.6 / (num_classes - 0.99)))
@@ -149,7 +151,8 @@ def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],  #
     return _Detect()
 
 
-def _decode_constants(stride: int, anchors: Sequence[Sequence[float]], size: int) -> tuple[np.ndarray, np.ndarray]:
+def _decode_constants(stride: int, anchors: Sequence[Sequence[float]],
+                      size: int) -> tuple[np.ndarray, np.ndarray]:
     """One scale's per-row decode constants: (grid - 0.5) * stride [1, 2, n] and anchor w, h [1, 2, n]."""
     g = size // stride
     yy, xx = np.mgrid[0:g, 0:g]
