@@ -28,8 +28,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50, help="samples per artifact x threads")
     args = parser.parse_args()
 
-    history = synthetic_history(args.nights, seed=0, repeat=args.repeat, threads=(1, 4),
-                                last_slowdown={("tflite-int8", "pi4"): 1.1})
+    history = synthetic_history(
+        args.nights, seed=0, repeat=args.repeat, threads=(1, 4), last_slowdown={("tflite-int8", "pi4"): 1.1}
+    )
     samples = sum(len(m.samples_ms) for t in history[0].runs for m in t.agent.measurements)  # type: ignore[union-attr]
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'results.sqlite'}"
@@ -39,11 +40,14 @@ def main() -> None:
                 start = time.perf_counter()
                 store.record(result)
                 writes.append(time.perf_counter() - start)
-        print(f"store write, one deploy ({len(history[0].runs)} targets x 14 measurements, {samples} samples): "
-              f"median {statistics.median(writes) * 1000:.1f} ms, max {max(writes) * 1000:.1f} ms "
-              f"(SQLite WAL, synchronous=FULL)")
+        print(
+            f"store write, one deploy ({len(history[0].runs)} targets x 14 measurements, {samples} samples): "
+            f"median {statistics.median(writes) * 1000:.1f} ms, max {max(writes) * 1000:.1f} ms "
+            f"(SQLite WAL, synchronous=FULL)"
+        )
         size = (Path(tmp) / "results.sqlite").stat().st_size + sum(
-            p.stat().st_size for p in Path(tmp).glob("results.sqlite-*"))
+            p.stat().st_size for p in Path(tmp).glob("results.sqlite-*")
+        )
         print(f"store size after {args.nights} nights: {size / 1e6:.1f} MB")
 
         with open_store(url) as store:
@@ -58,11 +62,15 @@ def main() -> None:
         t4 = time.perf_counter()
         markdown.render(report)
         t5 = time.perf_counter()
-    print(f"report, {args.nights} nights x 2 targets x 7 formats x 2 thread counts: {t5 - t2:.2f} s "
-          f"as `edgekit report --html --markdown` does it (target < 10 s)")
-    print(f"  of which: read store + regression check {t3 - t2:.2f} s, plots + HTML {t4 - t3:.2f} s "
-          f"({len(page) / 1e6:.2f} MB), Markdown {t5 - t4:.3f} s; separately: read {args.nights} runs "
-          f"{t1 - t0:.2f} s, regression check alone {t2 - t1:.3f} s")
+    print(
+        f"report, {args.nights} nights x 2 targets x 7 formats x 2 thread counts: {t5 - t2:.2f} s "
+        f"as `edgekit report --html --markdown` does it (target < 10 s)"
+    )
+    print(
+        f"  of which: read store + regression check {t3 - t2:.2f} s, plots + HTML {t4 - t3:.2f} s "
+        f"({len(page) / 1e6:.2f} MB), Markdown {t5 - t4:.3f} s; separately: read {args.nights} runs "
+        f"{t1 - t0:.2f} s, regression check alone {t2 - t1:.3f} s"
+    )
     print(f"  flags: {[f.message for f in flags]}")
 
 

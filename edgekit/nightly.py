@@ -1,4 +1,4 @@
-"""`edgekit nightly`: deploy every recipe to every target, record each result, report, and fail on regressions.
+"""`edgekit nightly`: deploy every recipe to every target, record each result, report, fail on regressions.
 
 The deploy step is injectable (`deploy_fn`): the command line uses edgekit.deploy.deploy, tests and dry runs
 pass a function that returns recorded or synthetic results, so everything after the deploy (recording,
@@ -45,8 +45,11 @@ def recipe_files(paths: Sequence[Path]) -> list[Path]:
         elif path.is_file():
             found.append(path)
         else:
-            raise RecipeError("no such recipe file or folder", where=str(path),
-                              hint="pass --recipes recipes/ or a recipe file")
+            raise RecipeError(
+                "no such recipe file or folder",
+                where=str(path),
+                hint="pass --recipes recipes/ or a recipe file",
+            )
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         raise RecipeError("no recipe files (*.yaml) found", where=", ".join(map(str, paths)))
@@ -83,8 +86,9 @@ def run_nightly(
             names.append(result.recipe)
             log(f"{path.name}: recorded as run {outcome.run_ids[str(path)]}")
         if names:
-            outcome.report = build(store, since=since, recipes=list(dict.fromkeys(names)), targets=targets,
-                                   settings=settings)
+            outcome.report = build(
+                store, since=since, recipes=list(dict.fromkeys(names)), targets=targets, settings=settings
+            )
     if outcome.report is not None:
         outcome.written = write(outcome.report, html=html, markdown=markdown)
     return outcome

@@ -53,9 +53,16 @@ class FakeNights:
         special = self.tonight.get(recipe.stem, {})
         if "raise" in special:
             raise special["raise"]
-        return synthetic_result(T0 + timedelta(days=self.night, minutes=len(self.calls)), rng=self.rng,
-                                recipe=recipe.stem, targets=tuple(targets), formats=FORMATS, threads=(1,),
-                                repeat=30, **special)
+        return synthetic_result(
+            T0 + timedelta(days=self.night, minutes=len(self.calls)),
+            rng=self.rng,
+            recipe=recipe.stem,
+            targets=tuple(targets),
+            formats=FORMATS,
+            threads=(1,),
+            repeat=30,
+            **special,
+        )
 
 
 def _nights(fake: FakeNights, recipes: Path, url: str, count: int) -> list[int]:
@@ -66,16 +73,21 @@ def _nights(fake: FakeNights, recipes: Path, url: str, count: int) -> list[int]:
     return codes
 
 
-def test_quiet_nights_pass_and_a_slowdown_fails_the_night_with_a_report(recipes: Path, tmp_path: Path) -> None:
+def test_quiet_nights_pass_and_a_slowdown_fails_the_night_with_a_report(
+    recipes: Path, tmp_path: Path
+) -> None:
     url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
     assert _nights(fake, recipes, url, 8) == [0] * 8
     assert fake.calls[:2] == [("classifier", ("pi4", "pi5-emu")), ("detector", ("pi4", "pi5-emu"))]
     fake.tonight = {"detector": {"slowdown": {("tflite-int8", "pi4"): 1.2}}}
     html, md = tmp_path / "out" / "nightly.html", tmp_path / "out" / "nightly.md"
-    outcome = run_nightly([recipes], ["pi4", "pi5-emu"], store_url=url, deploy_fn=fake, html=html, markdown=md)
+    outcome = run_nightly(
+        [recipes], ["pi4", "pi5-emu"], store_url=url, deploy_fn=fake, html=html, markdown=md
+    )
     assert outcome.exit_code == 1 and not outcome.failures
     assert [(f.kind, f.recipe, f.artifact, f.target) for f in outcome.report.regressions] == [  # type: ignore[union-attr]
-        (FlagKind.LATENCY, "detector", "tflite-int8", "pi4")]
+        (FlagKind.LATENCY, "detector", "tflite-int8", "pi4")
+    ]
     assert outcome.written == [html, md]
     assert "❌ detector" in md.read_text() and "✅ classifier" in md.read_text()
     assert html.read_text().count("<svg") >= 12  # 2 recipes x 2 targets x 3 plots
@@ -85,16 +97,16 @@ def test_quiet_nights_pass_and_a_slowdown_fails_the_night_with_a_report(recipes:
 
 def test_a_failed_deploy_fails_the_night_but_keeps_the_other_recipes(recipes: Path, tmp_path: Path) -> None:
     url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
-    fake.tonight = {"classifier": {"raise": AgentError("agent wrote no result", where="pi4")},
-                    "detector": {}}
+    fake.tonight = {"classifier": {"raise": AgentError("agent wrote no result", where="pi4")}, "detector": {}}
     outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)
     assert outcome.exit_code == 1
     assert list(outcome.failures) == [str((recipes / "classifier.yaml").resolve())]
     assert "agent wrote no result" in outcome.failures[str((recipes / "classifier.yaml").resolve())]
     assert list(outcome.run_ids) == [str((recipes / "detector.yaml").resolve())]
     fake.tonight = {"classifier": {"raise": ZeroDivisionError("a bug")}}
-    assert "ZeroDivisionError" in next(iter(run_nightly([recipes], ["pi4"], store_url=url,
-                                                        deploy_fn=fake).failures.values()))
+    assert "ZeroDivisionError" in next(
+        iter(run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake).failures.values())
+    )
 
 
 def test_throttling_is_reported_but_does_not_fail_the_night(recipes: Path, tmp_path: Path) -> None:
@@ -117,7 +129,21 @@ def test_recipe_files_from_folders_and_files(recipes: Path, tmp_path: Path) -> N
 
 
 def test_cli_exit_status_for_bad_arguments(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "edgekit", "nightly", "--recipes", str(tmp_path / "nope"),
-                          "--targets", "pi4", "--store", str(tmp_path / "s.sqlite")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "nightly",
+            "--recipes",
+            str(tmp_path / "nope"),
+            "--targets",
+            "pi4",
+            "--store",
+            str(tmp_path / "s.sqlite"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "no such recipe file or folder" in " ".join(out.stderr.split())

@@ -1,4 +1,4 @@
-"""Regression detection on synthetic histories: known slowdowns are caught, noise is not, throttling is not blamed."""
+"""Regression detection on synthetic histories: slowdowns caught, noise not, throttling not blamed."""
 
 from __future__ import annotations
 
@@ -100,12 +100,24 @@ def test_throttling_reasons() -> None:
 def test_throttled_nights_do_not_poison_the_baseline() -> None:
     rng = np.random.default_rng(5)
     slow_hot = {("tflite-fp32", "pi4"): 1.5}
-    results = [synthetic_result(T0 + timedelta(days=d), rng=rng, formats=FORMATS,
-                                **({"slowdown": slow_hot, "throttled": {"pi4": "0x50005"}} if d % 2 else {}))
-               for d in range(10)]
-    results.append(synthetic_result(T0 + timedelta(days=10), rng=rng, formats=FORMATS,
-                                    slowdown={("tflite-fp32", "pi4"): 1.25}))
-    assert _keys(detect(_stored(results)), FlagKind.LATENCY) == {("tflite-fp32", "pi4", 1), ("tflite-fp32", "pi4", 4)}
+    results = [
+        synthetic_result(
+            T0 + timedelta(days=d),
+            rng=rng,
+            formats=FORMATS,
+            **({"slowdown": slow_hot, "throttled": {"pi4": "0x50005"}} if d % 2 else {}),
+        )
+        for d in range(10)
+    ]
+    results.append(
+        synthetic_result(
+            T0 + timedelta(days=10), rng=rng, formats=FORMATS, slowdown={("tflite-fp32", "pi4"): 1.25}
+        )
+    )
+    assert _keys(detect(_stored(results)), FlagKind.LATENCY) == {
+        ("tflite-fp32", "pi4", 1),
+        ("tflite-fp32", "pi4", 4),
+    }
 
 
 def test_fidelity_below_gate_and_new_failures_are_flagged_but_known_failures_are_not() -> None:
@@ -132,3 +144,15 @@ def test_settings_change_the_verdict() -> None:
     runs = _history(slowdown={("tflite-fp32", "pi4"): 1.08})
     assert _keys(detect(runs), FlagKind.LATENCY) == {("tflite-fp32", "pi4", 1), ("tflite-fp32", "pi4", 4)}
     assert detect(runs, Settings(min_change=0.10)) == []
+
+
+def test_a_target_whose_own_outputs_miss_the_gate_is_flagged() -> None:
+    runs = _history()
+    pi5 = runs[-1].result.runs[1]
+    onnx = next(c for c in pi5.comparisons if c.reference == "onnx" and c.artifact == "ncnn-fp32")
+    onnx.cosine = 0.962
+    onnx.gates_passed = False  # type: ignore[attr-defined]  # set by deploy on each target's outputs
+    onnx.gate_failures = ["min_cosine 0.9999 > 0.962"]  # type: ignore[attr-defined]
+    flags = detect(runs)
+    assert [(f.kind, f.artifact, f.target) for f in flags] == [(FlagKind.FIDELITY, "ncnn-fp32", "pi5-emu")]
+    assert flags[0].new == 0.962 and "min_cosine 0.9999 > 0.962" in flags[0].message and flags[0].emulated

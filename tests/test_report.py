@@ -31,10 +31,26 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     with open_store(url) as store:
         for night in range(10):
             slow = {("tflite-int8", "pi4"): 1.25} if night == 9 else None
-            store.record(synthetic_result(T0 + timedelta(days=night), rng=rng, formats=FORMATS, threads=(1, 2),
-                                          repeat=40, slowdown=slow))
-        store.record(synthetic_result(T0 + timedelta(days=9, hours=1), rng=rng, recipe="digits",
-                                      targets=("pi4",), formats=(Format.TFLITE_FP32,), threads=(1,)))
+            store.record(
+                synthetic_result(
+                    T0 + timedelta(days=night),
+                    rng=rng,
+                    formats=FORMATS,
+                    threads=(1, 2),
+                    repeat=40,
+                    slowdown=slow,
+                )
+            )
+        store.record(
+            synthetic_result(
+                T0 + timedelta(days=9, hours=1),
+                rng=rng,
+                recipe="digits",
+                targets=("pi4",),
+                formats=(Format.TFLITE_FP32,),
+                threads=(1,),
+            )
+        )
     return url
 
 
@@ -63,7 +79,9 @@ def test_emulated_times_are_labelled_everywhere(written: tuple[Path, Path]) -> N
         assert "emulated" in figure
     for figure in re.findall(r'<figure data-target="pi4".*?</figure>', text, re.S):
         assert "emulated" not in figure.lower()
-    rows = [r for r in re.findall(r"<tr[^>]*>.*?</tr>", text, re.S) if ">pi5-emu<" in r or "pi5-emu<span" in r]
+    rows = [
+        r for r in re.findall(r"<tr[^>]*>.*?</tr>", text, re.S) if ">pi5-emu<" in r or "pi5-emu<span" in r
+    ]
     assert rows and all('class="emu">emulated' in r for r in rows)
     assert "instr." in text and "instructions / invoke (count)" in text
 
@@ -71,17 +89,31 @@ def test_emulated_times_are_labelled_everywhere(written: tuple[Path, Path]) -> N
 def test_regression_is_flagged_in_html_and_markdown(written: tuple[Path, Path]) -> None:
     html, md = written[0].read_text(), written[1].read_text()
     assert "2 regressions" in html
-    assert re.search(r'<tr class="bad"><td class=l>latency</td><td class=l>tflite-int8</td><td class=l>pi4', html)
+    assert re.search(
+        r'<tr class="bad"><td class=l>latency</td><td class=l>tflite-int8</td><td class=l>pi4', html
+    )
     assert md.startswith("## edgekit report: 2 regressions")
     assert "- **latency** tflite-int8 x1 on pi4" in md and "❌ yolov5-lite" in md
     assert "(emulated wall ms)" in md and "M instr. (count)" in md
 
 
 def _screenshot(html: Path, png: Path, tmp: Path, height: int) -> np.ndarray:
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--hide-scrollbars", f"--user-data-dir={tmp / 'chromium-profile'}", f"--screenshot={png}",
-           f"--window-size=1400,{height}", html.as_uri()]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+        f"--screenshot={png}",
+        f"--window-size=1400,{height}",
+        html.as_uri(),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0 and png.is_file(), out.stderr[-2000:]
     return np.asarray(Image.open(png).convert("RGB")).astype(int)
@@ -112,8 +144,10 @@ def test_plots_render_in_headless_chromium(written: tuple[Path, Path], tmp_path:
     # the plots alone, stacked: most of that page must be drawn on, in many colours (lines, fills, text)
     only = tmp_path / "plots.html"
     figures = "".join(re.findall(r"<figure\b.*?</figure>", html.read_text(), re.S))
-    only.write_text(f"<!doctype html><html><head><meta charset='utf-8'></head><body style='margin:0'>{figures}"
-                    "</body></html>")
+    only.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'></head><body style='margin:0'>{figures}"
+        "</body></html>"
+    )
     plots = _screenshot(only, tmp_path / "plots.png", tmp_path, 2400)
     ink = (plots < 235).any(axis=2)
     drawn_rows = ink.any(axis=1).mean()
@@ -125,8 +159,22 @@ def test_plots_render_in_headless_chromium(written: tuple[Path, Path], tmp_path:
 
 def test_cli_report_writes_both_files_and_honours_filters(store_url: str, tmp_path: Path) -> None:
     html, md = tmp_path / "r.html", tmp_path / "r.md"
-    cmd = [sys.executable, "-m", "edgekit", "report", "--since", "all", "--store", store_url, "--target", "pi4",
-           "--html", str(html), "--markdown", str(md)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgekit",
+        "report",
+        "--since",
+        "all",
+        "--store",
+        store_url,
+        "--target",
+        "pi4",
+        "--html",
+        str(html),
+        "--markdown",
+        str(md),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "2 recipe(s), 2 regression(s)" in " ".join(out.stdout.split())

@@ -20,8 +20,7 @@ from edgekit.errors import StoreError
 from edgekit.formats import Format
 from edgekit.report.synthetic import synthetic_history, synthetic_result
 from edgekit.results import DeployResult, Measurement
-from edgekit.store import SCHEMA_VERSION, open_store, record, resolve_url
-from edgekit.store import codec, migrations, schema
+from edgekit.store import SCHEMA_VERSION, codec, migrations, open_store, record, resolve_url, schema
 
 T0 = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
 
@@ -37,20 +36,39 @@ def _url(tmp_path: Path) -> str:
 
 
 def _small(started: datetime, seed: int = 0, **kw: object) -> DeployResult:
-    return synthetic_result(started, rng=np.random.default_rng(seed), formats=(Format.TFLITE_FP32, Format.NCNN_INT8),
-                            threads=(1,), repeat=20, **kw)  # type: ignore[arg-type]
+    return synthetic_result(
+        started,
+        rng=np.random.default_rng(seed),
+        formats=(Format.TFLITE_FP32, Format.NCNN_INT8),
+        threads=(1,),
+        repeat=20,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_round_trip_keeps_every_field_and_every_sample(tmp_path: Path) -> None:
     result = synthetic_history(1, seed=3)[0]
     # fields a newer deploy/agent might add travel through the `extra` columns
-    result = result.model_copy(update={"runs": result.runs + [result.runs[0].model_copy(update={"target": "host"})]})
+    result = result.model_copy(
+        update={"runs": result.runs + [result.runs[0].model_copy(update={"target": "host"})]}
+    )
     result = DeployResult.model_validate({**result.model_dump(), "nightly_id": "n-7"})
-    failed = Measurement(artifact="ncnn-fp16", format="ncnn-fp16", runtime="ncnn", threads=2, status="failed",
-                         error="segfault in ncnn::Net::load_param", ops_unsupported=["Focus"])
+    failed = Measurement(
+        artifact="ncnn-fp16",
+        format="ncnn-fp16",
+        runtime="ncnn",
+        threads=2,
+        status="failed",
+        error="segfault in ncnn::Net::load_param",
+        ops_unsupported=["Focus"],
+    )
     result.runs[0].agent.measurements.append(failed)  # type: ignore[union-attr]
     # declared fields the store has no column for (added to results.py later) must survive too
-    declared = {"peak_rss_scope": "measurement", "output_names": ["boxes", "scores"], "output_shapes": [[8, 4]]}
+    declared = {
+        "peak_rss_scope": "measurement",
+        "output_names": ["boxes", "scores"],
+        "output_shapes": [[8, 4]],
+    }
     for name, value in declared.items():
         setattr(result.runs[1].agent.measurements[0], name, value)  # type: ignore[union-attr]
     result.runs[1].agent.in_progress = "ncnn-int8 threads=4"  # type: ignore[union-attr]
@@ -92,7 +110,9 @@ def test_runs_lists_newest_first_with_filters(tmp_path: Path) -> None:
             store.load(99)
 
 
-def test_store_url_comes_from_argument_then_env_then_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_url_comes_from_argument_then_env_then_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert resolve_url() == f"sqlite:///{tmp_path / 'home' / 'results.sqlite'}"
     monkeypatch.setenv("EDGEKIT_STORE", str(tmp_path / "team.sqlite"))
     assert resolve_url() == f"sqlite:///{tmp_path / 'team.sqlite'}"
@@ -116,15 +136,19 @@ def test_unopenable_store_is_a_store_error(tmp_path: Path) -> None:
         open_store(str(tmp_path / "garbage.sqlite"))
 
 
-# --- schema versions ------------------------------------------------------------------------------------------
+# --- schema versions ----------------------------------------------------------------------------------------
 def test_migrations_build_exactly_the_current_schema(tmp_path: Path) -> None:
     engine = create_engine(_url(tmp_path))
     with engine.begin() as conn:
         assert migrations.migrate(conn, where="test") == list(range(1, SCHEMA_VERSION + 1))
     insp = inspect(engine)
     for table in schema.metadata.sorted_tables:
-        assert {c["name"] for c in insp.get_columns(table.name)} == {c.name for c in table.columns}, table.name
-        assert {i["name"] for i in insp.get_indexes(table.name)} == {i.name for i in table.indexes}, table.name
+        assert {c["name"] for c in insp.get_columns(table.name)} == {c.name for c in table.columns}, (
+            table.name
+        )
+        assert {i["name"] for i in insp.get_indexes(table.name)} == {i.name for i in table.indexes}, (
+            table.name
+        )
     engine.dispose()
 
 
@@ -138,21 +162,34 @@ def test_a_v1_store_is_migrated_forward_and_keeps_its_runs(tmp_path: Path) -> No
         del row["recorded_by"]
         run_id = conn.execute(v1["runs"].insert().values(row)).inserted_primary_key[0]
         for pos, target_run in enumerate(old.runs):
-            tr = conn.execute(v1["target_runs"].insert().values(
-                codec.target_row(target_run, run_id=run_id, position=pos))).inserted_primary_key[0]
+            tr = conn.execute(
+                v1["target_runs"].insert().values(codec.target_row(target_run, run_id=run_id, position=pos))
+            ).inserted_primary_key[0]
             for i, m in enumerate(target_run.agent.measurements):  # type: ignore[union-attr]
-                mid = conn.execute(v1["measurements"].insert().values(
-                    codec.measurement_row(m, run_id=run_id, target_run_id=tr, position=i))).inserted_primary_key[0]
-                conn.execute(v1["samples"].insert().values(measurement_id=mid, run_id=run_id,
-                                                           count=len(m.samples_ms), samples_ms=m.samples_ms))
+                mid = conn.execute(
+                    v1["measurements"]
+                    .insert()
+                    .values(codec.measurement_row(m, run_id=run_id, target_run_id=tr, position=i))
+                ).inserted_primary_key[0]
+                conn.execute(
+                    v1["samples"]
+                    .insert()
+                    .values(
+                        measurement_id=mid, run_id=run_id, count=len(m.samples_ms), samples_ms=m.samples_ms
+                    )
+                )
             for i, c in enumerate(target_run.comparisons):
-                conn.execute(v1["comparisons"].insert().values(
-                    codec.comparison_row(c, run_id=run_id, target_run_id=tr, position=i)))
+                conn.execute(
+                    v1["comparisons"]
+                    .insert()
+                    .values(codec.comparison_row(c, run_id=run_id, target_run_id=tr, position=i))
+                )
         for i, a in enumerate(old.artifacts):
             conn.execute(v1["artifacts"].insert().values(codec.artifact_row(a, run_id=run_id, position=i)))
     engine.dispose()
-    assert "recorded_by" not in {c[1] for c in sqlite3.connect(tmp_path / "results.sqlite").execute(
-        "PRAGMA table_info(runs)")}
+    assert "recorded_by" not in {
+        c[1] for c in sqlite3.connect(tmp_path / "results.sqlite").execute("PRAGMA table_info(runs)")
+    }
 
     with open_store(_url(tmp_path)) as store:
         assert store.schema_version() == SCHEMA_VERSION
@@ -172,12 +209,13 @@ def test_a_store_newer_than_this_edgekit_is_refused(tmp_path: Path) -> None:
         open_store(_url(tmp_path))
 
 
-# --- concurrency and crashes ----------------------------------------------------------------------------------
+# --- concurrency and crashes --------------------------------------------------------------------------------
 def _writer(url: str, worker: int, count: int) -> None:
     with open_store(url) as store:  # every process opens (and may race to create) the store itself
         for i in range(count):
-            store.record(_small(T0 + timedelta(minutes=worker * 100 + i), seed=worker * 1000 + i,
-                                recipe=f"w{worker}"))
+            store.record(
+                _small(T0 + timedelta(minutes=worker * 100 + i), seed=worker * 1000 + i, recipe=f"w{worker}")
+            )
 
 
 def test_concurrent_writer_processes_leave_a_consistent_store(tmp_path: Path) -> None:
@@ -193,7 +231,8 @@ def test_concurrent_writer_processes_leave_a_consistent_store(tmp_path: Path) ->
     assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert con.execute("PRAGMA foreign_key_check").fetchall() == []
     assert con.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [
-        (v,) for v in range(1, SCHEMA_VERSION + 1)]
+        (v,) for v in range(1, SCHEMA_VERSION + 1)
+    ]
     con.close()
     with open_store(url) as store:
         runs = store.runs(limit=None)

@@ -1,4 +1,4 @@
-"""`edgekit nightly`: the whole matrix (recipes x targets), recorded, reported, non-zero exit on regressions."""
+"""`edgekit nightly`: the whole matrix (recipes x targets), recorded, reported, exit 1 on regressions."""
 
 from __future__ import annotations
 
@@ -14,12 +14,16 @@ console = Console()
 
 
 def nightly_cmd(
-    recipes: list[Path] = typer.Option([Path("recipes")], "--recipes", help="recipe folder or file (repeatable)"),
+    recipes: list[Path] = typer.Option(
+        [Path("recipes")], "--recipes", help="recipe folder or file (repeatable)"
+    ),
     targets: str = typer.Option(..., "--targets", help="comma-separated target names, e.g. pi4,pi5-emu"),
     store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
     html: Optional[Path] = typer.Option(None, "--html", help="write the HTML report here"),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the Markdown summary here"),
-    since: str = typer.Option("30d", "--since", help="history shown in the report: 30d, 2w, a date, or 'all'"),
+    since: str = typer.Option(
+        "30d", "--since", help="history shown in the report: 30d, 2w, a date, or 'all'"
+    ),
     min_change: float = typer.Option(0.05, "--min-change", help="smallest relative slowdown flagged"),
 ) -> None:
     """Deploy every recipe to every target, record each result in the store, write the report, and exit
@@ -35,9 +39,16 @@ def nightly_cmd(
     names = [t.strip() for t in targets.split(",") if t.strip()]
     if not names:
         raise typer.BadParameter("name at least one target, e.g. --targets pi4-emu", param_hint="--targets")
-    outcome = run_nightly(recipes, names, store_url=store, html=html, markdown=markdown,
-                          since=parse_since(since), settings=Settings(min_change=min_change),
-                          log=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False))
+    outcome = run_nightly(
+        recipes,
+        names,
+        store_url=store,
+        html=html,
+        markdown=markdown,
+        since=parse_since(since),
+        settings=Settings(min_change=min_change),
+        log=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
+    )
     for path in outcome.written:
         console.print(f"wrote {path}", highlight=False)
     for recipe, error in outcome.failures.items():

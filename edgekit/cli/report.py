@@ -33,16 +33,24 @@ def report_cmd(
     from edgekit.store import open_store
 
     with open_store(store) as db:
-        report = build(db, since=parse_since(since), recipes=recipe or (), targets=target or (),
-                       settings=Settings(min_change=min_change))
+        report = build(
+            db,
+            since=parse_since(since),
+            recipes=recipe or (),
+            targets=target or (),
+            settings=Settings(min_change=min_change),
+        )
     for path in write(report, html=html, markdown=markdown):
         console.print(f"wrote {path}", highlight=False)
     if not html and not markdown:
         console.print(md.render(report), highlight=False, markup=False)
     else:
         regressions = len(report.regressions)
-        console.print(f"{len(report.recipes)} recipe(s), {regressions} regression(s), "
-                      f"{len(report.flags) - regressions} unreliable", highlight=False)
+        console.print(
+            f"{len(report.recipes)} recipe(s), {regressions} regression(s), "
+            f"{len(report.flags) - regressions} unreliable",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

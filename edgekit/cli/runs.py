@@ -46,8 +46,16 @@ def list_cmd(
     for r in found:
         targets = ", ".join(f"{t} (emulated)" if t in r.emulated_targets else t for t in r.targets)
         counts = f"{r.measurements}" + (f" [red]({r.failed} failed)[/]" if r.failed else "")
-        table.add_row(str(r.id), r.started_at[:16].replace("T", " "), r.recipe, targets, counts,
-                      "[green]yes[/]" if r.ok else "[red]no[/]", (r.git_revision or "-")[:10], r.recorded_by or "-")
+        table.add_row(
+            str(r.id),
+            r.started_at[:16].replace("T", " "),
+            r.recipe,
+            targets,
+            counts,
+            "[green]yes[/]" if r.ok else "[red]no[/]",
+            (r.git_revision or "-")[:10],
+            r.recorded_by or "-",
+        )
     console.print(table if found else f"no runs in {url}")
 
 
@@ -92,27 +100,40 @@ def import_cmd(
             try:
                 result = DeployResult.model_validate_json(path.read_bytes())
             except (OSError, ValidationError) as exc:
-                raise StoreError(f"not a deploy result: {str(exc).splitlines()[0]}", where=str(path),
-                                 hint="pass a file written by `edgekit deploy --json PATH`") from exc
+                raise StoreError(
+                    f"not a deploy result: {str(exc).splitlines()[0]}",
+                    where=str(path),
+                    hint="pass a file written by `edgekit deploy --json PATH`",
+                ) from exc
             run_id = db.record(result)
-            console.print(f"{path}: recorded as run {run_id} ({result.recipe}, {result.started_at})",
-                          highlight=False)
+            console.print(
+                f"{path}: recorded as run {run_id} ({result.recipe}, {result.started_at})", highlight=False
+            )
 
 
 def _print_run(run_id: int, result: DeployResult) -> None:
-    console.print(f"[bold]run {run_id}[/]: {result.recipe} ({result.recipe_path}) started {result.started_at}, "
-                  f"ok={result.ok}, git {result.git_revision or '-'}, recipe sha256 {result.recipe_sha256[:12]}",
-                  highlight=False)
+    console.print(
+        f"[bold]run {run_id}[/]: {result.recipe} ({result.recipe_path}) started {result.started_at}, "
+        f"ok={result.ok}, git {result.git_revision or '-'}, recipe sha256 {result.recipe_sha256[:12]}",
+        highlight=False,
+    )
     console.print("tools: " + ", ".join(f"{k} {v}" for k, v in result.tool_versions.items()), highlight=False)
     arts = Table(title="artifacts")
     for col in ("artifact", "size MB", "cached", "convert s", "fidelity", "gates", "status"):
         arts.add_column(col)
     for a in result.artifacts:
-        fidelity = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in a.fidelity.items())
-        arts.add_row(a.id, f"{a.size_bytes / 1e6:.2f}", "yes" if a.cached else "no",
-                     f"{a.convert_s:.1f}" if a.convert_s is not None else "-", fidelity or "-",
-                     "[green]passed[/]" if a.gates_passed else "[red]failed[/]",
-                     a.status if a.status == "ok" else f"[red]{a.status}: {a.error}[/]")
+        fidelity = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in a.fidelity.items()
+        )
+        arts.add_row(
+            a.id,
+            f"{a.size_bytes / 1e6:.2f}",
+            "yes" if a.cached else "no",
+            f"{a.convert_s:.1f}" if a.convert_s is not None else "-",
+            fidelity or "-",
+            "[green]passed[/]" if a.gates_passed else "[red]failed[/]",
+            a.status if a.status == "ok" else f"[red]{a.status}: {a.error}[/]",
+        )
     if result.artifacts:
         console.print(arts)
     for t in result.runs:
@@ -121,26 +142,50 @@ def _print_run(run_id: int, result: DeployResult) -> None:
 
 def _print_target(t: TargetRun) -> None:
     label = f"{t.target} {EMU}" if t.emulated else t.target
-    console.print(f"\n[bold]{label}[/] ({t.kind}) status {t.status}" + (f": [red]{t.error}[/]" if t.error else ""))
+    console.print(
+        f"\n[bold]{label}[/] ({t.kind}) status {t.status}" + (f": [red]{t.error}[/]" if t.error else "")
+    )
     if t.agent is None:
         return
     f = t.agent.facts_before
     after = t.agent.facts_after
     console.print(
-        f"  {f.machine} {f.cpu_model or ''} x{f.cores}" + (f" via {f.emulator}" if f.emulator else "")
+        f"  {f.machine} {f.cpu_model or ''} x{f.cores}"
+        + (f" via {f.emulator}" if f.emulator else "")
         + f", temperature {f.temperature_c if f.temperature_c is not None else '-'} -> "
         + f"{after.temperature_c if after and after.temperature_c is not None else '-'} C, throttled "
         + f"{f.throttled or '-'} -> {(after.throttled if after else None) or '-'}, runtimes "
-        + ", ".join(f"{k} {v}" for k, v in f.runtimes.items()), highlight=False)
+        + ", ".join(f"{k} {v}" for k, v in f.runtimes.items()),
+        highlight=False,
+    )
     unit = "ms, emulated wall time" if t.emulated else "ms"
     table = Table()
-    for col in ("artifact", "threads", f"p50 ({unit})", f"p90 ({unit})", "p99", "load ms", "peak RSS MB",
-                "instructions / invoke (count)", "samples", "status"):
+    for col in (
+        "artifact",
+        "threads",
+        f"p50 ({unit})",
+        f"p90 ({unit})",
+        "p99",
+        "load ms",
+        "peak RSS MB",
+        "instructions / invoke (count)",
+        "samples",
+        "status",
+    ):
         table.add_column(col, justify="left" if col in ("artifact", "status") else "right")
     for m in t.agent.measurements:
-        table.add_row(m.artifact, str(m.threads), _n(m.p50_ms), _n(m.p90_ms), _n(m.p99_ms), _n(m.load_ms),
-                      _n(m.peak_rss_mb), f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
-                      str(len(m.samples_ms)), "ok" if m.status == "ok" else f"[red]{m.status}: {m.error}[/]")
+        table.add_row(
+            m.artifact,
+            str(m.threads),
+            _n(m.p50_ms),
+            _n(m.p90_ms),
+            _n(m.p99_ms),
+            _n(m.load_ms),
+            _n(m.peak_rss_mb),
+            f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
+            str(len(m.samples_ms)),
+            "ok" if m.status == "ok" else f"[red]{m.status}: {m.error}[/]",
+        )
     console.print(table)
 
 

@@ -21,7 +21,9 @@ from edgekit.report.view import Report, build
 __all__ = ["Flag", "FlagKind", "Report", "Settings", "build", "parse_since", "write"]
 
 
-def write(report: Report, *, html: str | Path | None = None, markdown: str | Path | None = None) -> list[Path]:
+def write(
+    report: Report, *, html: str | Path | None = None, markdown: str | Path | None = None
+) -> list[Path]:
     """Write the HTML report and/or the Markdown summary; return the paths written."""
     written = []
     if html:
@@ -47,8 +49,10 @@ def parse_since(text: str | None, *, now: float | None = None) -> float | None:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise EdgekitError(f"--since: cannot read {text!r}",
-                           hint="use a duration like 30d, 12h, 2w or a date like 2026-01-31") from None
+        raise EdgekitError(
+            f"--since: cannot read {text!r}",
+            hint="use a duration like 30d, 12h, 2w or a date like 2026-01-31",
+        ) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 

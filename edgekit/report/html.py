@@ -12,7 +12,7 @@ from html import escape
 from edgekit.report import plots
 from edgekit.report.regression import Flag, throttle_reason
 from edgekit.report.view import RecipeView, Report, Row, when
-from edgekit.results import DeviceFacts
+from edgekit.results import AgentResult, DeviceFacts, TargetRun
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1400px;
@@ -40,35 +40,50 @@ def render(report: Report) -> str:
         parts.append("<p>No runs in the store for this selection.</p>")
     parts += [_recipe(view) for view in report.recipes]
     body = "\n".join(parts)
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>edgekit report</title>'
-            f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>edgekit report</title>'
+        f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n"
+    )
 
 
 def _header(report: Report) -> str:
     regressions, unreliable = len(report.regressions), len(report.flags) - len(report.regressions)
-    badges = (f'<span class="badge {"bad" if regressions else "ok"}">{regressions} regression'
-              f'{"s" if regressions != 1 else ""}</span>')
+    badges = (
+        f'<span class="badge {"bad" if regressions else "ok"}">{regressions} regression'
+        f"{'s' if regressions != 1 else ''}</span>"
+    )
     if unreliable:
         badges += f'<span class="badge warn">{unreliable} unreliable</span>'
     window = f"since {when(report.since)} UTC" if report.since else "all history"
     nav = " · ".join(f'<a href="#{_anchor(v.recipe)}">{escape(v.recipe)}</a>' for v in report.recipes)
-    return (f"<header><h1>edgekit report</h1><p>{badges} generated {escape(report.generated_at)}, {window}, "
-            f"store <code>{escape(report.store_url)}</code></p><p>{nav}</p>"
-            '<p class="muted">Times on targets marked <span class="emu">emulated</span> are wall times under qemu: '
-            "they are not device latencies. Instruction counts, where shown, are guest instruction counts per "
-            "invoke, not time.</p></header>")
+    return (
+        f"<header><h1>edgekit report</h1><p>{badges} generated {escape(report.generated_at)}, {window}, "
+        f"store <code>{escape(report.store_url)}</code></p><p>{nav}</p>"
+        '<p class="muted">Times on targets marked <span class="emu">emulated</span> are wall times under '
+        "qemu: "
+        "they are not device latencies. Instruction counts, where shown, are guest instruction counts per "
+        "invoke, not time.</p></header>"
+    )
 
 
 def _recipe(view: RecipeView) -> str:
     latest = view.latest.result
-    parts = [f'<section id="{_anchor(view.recipe)}"><h2>{escape(view.recipe)}</h2>',
-             f'<p>latest run <b>#{view.latest.id}</b> at {when(view.latest.started_ts)} UTC, '
-             f"{len(view.runs)} run{'s' if len(view.runs) != 1 else ''} shown; recipe "
-             f"<code>{escape(latest.recipe_path)}</code> sha256 <code>{escape(latest.recipe_sha256[:12])}</code>, "
-             f"git <code>{escape((latest.git_revision or '-')[:12])}</code></p>",
-             "<h3>Flags</h3>", _flags(view.flags), "<h3>Latest results</h3>", _table(view.rows)]
-    for title, draw in (("Latency trend", plots.trend), ("Latency distribution (latest run)", plots.distribution),
-                        ("INT8 vs fp32", plots.int8_vs_fp32)):
+    parts = [
+        f'<section id="{_anchor(view.recipe)}"><h2>{escape(view.recipe)}</h2>',
+        f"<p>latest run <b>#{view.latest.id}</b> at {when(view.latest.started_ts)} UTC, "
+        f"{len(view.runs)} run{'s' if len(view.runs) != 1 else ''} shown; recipe "
+        f"<code>{escape(latest.recipe_path)}</code> sha256 <code>{escape(latest.recipe_sha256[:12])}</code>, "
+        f"git <code>{escape((latest.git_revision or '-')[:12])}</code></p>",
+        "<h3>Flags</h3>",
+        _flags(view.flags),
+        "<h3>Latest results</h3>",
+        _table(view.rows),
+    ]
+    for title, draw in (
+        ("Latency trend", plots.trend),
+        ("Latency distribution (latest run)", plots.distribution),
+        ("INT8 vs fp32", plots.int8_vs_fp32),
+    ):
         parts.append(f"<h3>{title}</h3>")
         parts += [_figure(draw, view, target) for target in view.targets]
     parts += ["<h3>Device facts</h3>", _facts(view), "</section>"]
@@ -77,14 +92,18 @@ def _recipe(view: RecipeView) -> str:
 
 def _figure(draw: Callable[[RecipeView, str], str], view: RecipeView, target: str) -> str:
     label = f"{target} (emulated)" if view.emulated(target) else target
-    return f'<figure data-target="{escape(target)}" aria-label="{escape(label)}">{draw(view, target)}</figure>'
+    return (
+        f'<figure data-target="{escape(target)}" aria-label="{escape(label)}">{draw(view, target)}</figure>'
+    )
 
 
 def _flags(flags: list[Flag]) -> str:
     if not flags:
         return '<p class="ok">No regressions: every artifact is within the noise of its recent history.</p>'
-    head = ("<tr><th class=l>kind</th><th class=l>artifact</th><th class=l>target</th><th>threads</th>"
-            "<th>old</th><th>new</th><th>change</th><th>p-value</th><th class=l>detail</th></tr>")
+    head = (
+        "<tr><th class=l>kind</th><th class=l>artifact</th><th class=l>target</th><th>threads</th>"
+        "<th>old</th><th>new</th><th>change</th><th>p-value</th><th class=l>detail</th></tr>"
+    )
     rows = []
     for f in flags:
         css = "bad" if f.is_regression else "warn"
@@ -92,18 +111,25 @@ def _flags(flags: list[Flag]) -> str:
             f'<tr class="{css}"><td class=l>{f.kind.value}</td><td class=l>{escape(f.artifact or "-")}</td>'
             f"<td class=l>{escape(f.target or '-')}{_emu(f.emulated)}</td><td>{f.threads or '-'}</td>"
             f"<td>{_num(f.old)}</td><td>{_num(f.new)}</td><td>{_pct(f.change)}</td><td>{_p(f.p_value)}</td>"
-            f"<td class='l wrap'>{escape(f.message)}</td></tr>")
+            f"<td class='l wrap'>{escape(f.message)}</td></tr>"
+        )
     return f"<table>{head}{''.join(rows)}</table>"
 
 
 def _table(rows: list[Row]) -> str:
-    head = ("<tr><th class=l>target</th><th class=l>artifact</th><th>threads</th><th>p50 (ms)</th>"
-            "<th>p90 (ms)</th><th>speed-up over fp32</th><th>fidelity (cosine)</th>"
-            "<th>host-vs-ARM drift (max abs / cosine)</th><th>instructions / invoke (count)</th>"
-            "<th class=l>status</th></tr>")
+    head = (
+        "<tr><th class=l>target</th><th class=l>artifact</th><th>threads</th><th>p50 (ms)</th>"
+        "<th>p90 (ms)</th><th>speed-up over fp32</th><th>fidelity (cosine)</th>"
+        "<th>host-vs-ARM drift (max abs / cosine)</th><th>instructions / invoke (count)</th>"
+        "<th class=l>status</th></tr>"
+    )
     body = []
     for r in rows:
-        css = "bad" if any(f.is_regression for f in r.flags) or r.status != "ok" or r.gates_passed is False else ""
+        css = (
+            "bad"
+            if any(f.is_regression for f in r.flags) or r.status != "ok" or r.gates_passed is False
+            else ""
+        )
         emu = _emu(r.emulated)
         speed = f"{r.speedup:.2f}x" if r.speedup else "-"
         if r.speedup and r.speedup_basis != "latency":
@@ -116,37 +142,50 @@ def _table(rows: list[Row]) -> str:
             f'<tr class="{css}"><td class=l>{escape(r.target)}{emu}</td><td class=l>{escape(r.artifact)}</td>'
             f"<td>{r.threads}</td><td>{_num(r.p50_ms)}{emu}</td><td>{_num(r.p90_ms)}{emu}</td><td>{speed}</td>"
             f"<td>{_cos(r.cosine)}{gate}</td><td>{drift}</td>"
-            f"<td>{_count(r.instructions)}</td><td class='l wrap'>{status}</td></tr>")
+            f"<td>{_count(r.instructions)}</td><td class='l wrap'>{status}</td></tr>"
+        )
     return f"<table>{head}{''.join(body)}</table>"
 
 
 def _facts(view: RecipeView) -> str:
-    head = ("<tr><th class=l>run</th><th class=l>target</th><th class=l>CPU</th><th>cores</th>"
-            "<th class=l>governor</th><th>clock MHz (cur / max)</th><th>temperature °C (before → after)</th>"
-            "<th class=l>throttled (before → after)</th><th class=l>runtimes</th></tr>")
+    head = (
+        "<tr><th class=l>run</th><th class=l>target</th><th class=l>CPU</th><th>cores</th>"
+        "<th class=l>governor</th><th>clock MHz (cur / max)</th><th>temperature °C (before → after)</th>"
+        "<th class=l>throttled (before → after)</th><th class=l>runtimes</th></tr>"
+    )
     rows = []
     for run in reversed(view.runs):
         for t in run.result.runs:
             if t.agent is None:
-                rows.append(f"<tr class=bad><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
-                            f"{escape(t.target)}</td><td class=l colspan=7>{escape(t.error or t.status)}</td></tr>")
+                rows.append(
+                    f"<tr class=bad><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
+                    f"{escape(t.target)}</td><td class=l colspan=7>{escape(t.error or t.status)}</td></tr>"
+                )
                 continue
-            before, after = t.agent.facts_before, t.agent.facts_after
-            reason = throttle_reason(t)
-            rows.append(
-                f'<tr class="{"warn" if reason else ""}"><td class=l>#{run.id} {when(run.started_ts)}</td>'
-                f"<td class=l>{escape(t.target)}{_emu(t.emulated)}</td>"
-                f"<td class=l>{escape(before.cpu_model or before.machine)}"
-                f"{' <span class=muted>' + escape(before.emulator) + '</span>' if before.emulator else ''}</td>"
-                f"<td>{before.cores}</td><td class=l>{escape(_governor(before))}</td><td>{_clock(before)}</td>"
-                f"<td>{_temp(before)} → {_temp(after)}</td>"
-                f"<td class=l>{escape(before.throttled or '-')} → {escape(after.throttled or '-') if after else '-'}"
-                f"{' <b>' + escape(reason) + '</b>' if reason else ''}</td>"
-                f"<td class='l wrap'>{escape(', '.join(f'{k} {v}' for k, v in before.runtimes.items()))}</td></tr>")
-    return f"<details open><summary>{len(rows)} target runs</summary><table>{head}{''.join(rows)}</table></details>"
+            rows.append(_facts_row(run.id, run.started_ts, t, t.agent))
+    summary = f"<summary>{len(rows)} target runs</summary>"
+    return f"<details open>{summary}<table>{head}{''.join(rows)}</table></details>"
 
 
-# --- formatting -----------------------------------------------------------------------------------------------
+def _facts_row(run_id: int, started_ts: float, t: TargetRun, agent: AgentResult) -> str:
+    before, after = agent.facts_before, agent.facts_after
+    reason = throttle_reason(t)
+    emulator = f" <span class=muted>{escape(before.emulator)}</span>" if before.emulator else ""
+    throttled = f"{escape(before.throttled or '-')} → {escape((after.throttled if after else None) or '-')}"
+    if reason:
+        throttled += f" <b>{escape(reason)}</b>"
+    runtimes = escape(", ".join(f"{k} {v}" for k, v in before.runtimes.items()))
+    return (
+        f'<tr class="{"warn" if reason else ""}"><td class=l>#{run_id} {when(started_ts)}</td>'
+        f"<td class=l>{escape(t.target)}{_emu(t.emulated)}</td>"
+        f"<td class=l>{escape(before.cpu_model or before.machine)}{emulator}</td>"
+        f"<td>{before.cores}</td><td class=l>{escape(_governor(before))}</td><td>{_clock(before)}</td>"
+        f"<td>{_temp(before)} → {_temp(after)}</td><td class=l>{throttled}</td>"
+        f"<td class='l wrap'>{runtimes}</td></tr>"
+    )
+
+
+# --- formatting ---------------------------------------------------------------------------------------------
 def _emu(emulated: bool) -> str:
     return '<span class="emu">emulated</span>' if emulated else ""
 
@@ -186,7 +225,9 @@ def _clock(facts: DeviceFacts) -> str:
     top = [f.max_khz for f in facts.freqs if f.max_khz]
     if not cur and not top:
         return "-"
-    return f"{max(cur) / 1000:.0f} / {max(top) / 1000:.0f}" if cur and top else f"{max(cur or top) / 1000:.0f}"
+    return (
+        f"{max(cur) / 1000:.0f} / {max(top) / 1000:.0f}" if cur and top else f"{max(cur or top) / 1000:.0f}"
+    )
 
 
 def _anchor(name: str) -> str:

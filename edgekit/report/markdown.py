@@ -12,10 +12,16 @@ from edgekit.report.view import RecipeView, Report, Row, when
 
 def render(report: Report) -> str:
     regressions = len(report.regressions)
-    verdict = f"{regressions} regression{'s' if regressions != 1 else ''}" if regressions else "no regressions"
-    lines = [f"## edgekit report: {verdict}", "",
-             f"_generated {report.generated_at}, "
-             f"{'since ' + when(report.since) + ' UTC' if report.since else 'all history'}_", ""]
+    verdict = (
+        f"{regressions} regression{'s' if regressions != 1 else ''}" if regressions else "no regressions"
+    )
+    lines = [
+        f"## edgekit report: {verdict}",
+        "",
+        f"_generated {report.generated_at}, "
+        f"{'since ' + when(report.since) + ' UTC' if report.since else 'all history'}_",
+        "",
+    ]
     if not report.recipes:
         lines.append("No runs in the store for this selection.")
     for view in report.recipes:
@@ -33,8 +39,15 @@ def _recipe(view: RecipeView) -> list[str]:
 
 
 def _flag(f: Flag) -> str:
-    where = " ".join(x for x in (f.artifact or "", f"x{f.threads}" if f.threads else "",
-                                 f"on {f.target}" if f.target else "") if x)
+    where = " ".join(
+        x
+        for x in (
+            f.artifact or "",
+            f"x{f.threads}" if f.threads else "",
+            f"on {f.target}" if f.target else "",
+        )
+        if x
+    )
     numbers = ""
     if f.old is not None and f.new is not None:
         unit = {"latency": " ms", "instructions": " instr."}.get(f.kind.value, "")
@@ -54,12 +67,23 @@ def _table(view: RecipeView) -> list[str]:
     cells = {(r.artifact, r.target): r for r in rows if r.threads == threads}
     artifacts = list(dict.fromkeys(r.artifact for r in rows))
     head = ["artifact"] + [f"{t} (emulated wall ms)" if view.emulated(t) else f"{t} p50 ms" for t in targets]
-    lines = [f"p50 at {threads} thread{'s' if threads > 1 else ''}, speed-up over fp32 in brackets:", "",
-             "| " + " | ".join(head + ["fidelity (cosine)"]) + " |", "|" + "---|" * (len(head) + 1)]
+    lines = [
+        f"p50 at {threads} thread{'s' if threads > 1 else ''}, speed-up over fp32 in brackets:",
+        "",
+        "| " + " | ".join(head + ["fidelity (cosine)"]) + " |",
+        "|" + "---|" * (len(head) + 1),
+    ]
     for artifact in artifacts:
         cosine = next((r.cosine for r in rows if r.artifact == artifact and r.cosine is not None), None)
-        lines.append("| " + " | ".join([artifact] + [_cell(cells.get((artifact, t))) for t in targets]
-                                       + [f"{cosine:.5f}" if cosine is not None else "-"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [artifact]
+                + [_cell(cells.get((artifact, t))) for t in targets]
+                + [f"{cosine:.5f}" if cosine is not None else "-"]
+            )
+            + " |"
+        )
     return lines
 
 

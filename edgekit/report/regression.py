@@ -43,7 +43,9 @@ class FlagKind(str, Enum):
 
 @dataclass(frozen=True)
 class Settings:
-    history: int = 21  # baseline: this many previous runs (three weeks of nights; see bench/regression_noise.py)
+    history: int = (
+        21  # baseline: this many previous runs (three weeks of nights; see bench/regression_noise.py)
+    )
     min_runs: int = 3  # judge latency only with at least this many baseline runs
     min_change: float = 0.05  # relative rise of the median that can count as a regression
     alpha: float = 0.01  # Mann-Whitney U significance (samples of the newest run vs the baseline's)
@@ -88,21 +90,26 @@ def detect_latest(runs: Sequence[StoredRun], settings: Settings = Settings()) ->
     """Flags for runs[-1] against up to `settings.history` runs before it (all of one recipe)."""
     if not runs:
         return []
-    latest, baseline = runs[-1], list(runs[-1 - settings.history:-1])
+    latest, baseline = runs[-1], list(runs[-1 - settings.history : -1])
     flags = _fidelity_flags(latest, baseline)
     for target_run in latest.result.runs:
         flags += _target_flags(latest, target_run, baseline, settings)
     return flags
 
 
-def throttle_reason(target_run: TargetRun, max_temperature_c: float = Settings.max_temperature_c) -> str | None:
+def throttle_reason(
+    target_run: TargetRun, max_temperature_c: float = Settings.max_temperature_c
+) -> str | None:
     """Why this target's timings can't be trusted (throttling or heat during the run), or None."""
     agent = target_run.agent
     if agent is None:
         return None
     before, after = agent.facts_before, agent.facts_after
-    reasons = [f"SoC at {f.temperature_c:.0f} °C (limit {max_temperature_c:.0f} °C)" for f in (before, after)
-               if f and f.temperature_c is not None and f.temperature_c >= max_temperature_c][:1]
+    reasons = [
+        f"SoC at {f.temperature_c:.0f} °C (limit {max_temperature_c:.0f} °C)"
+        for f in (before, after)
+        if f and f.temperature_c is not None and f.temperature_c >= max_temperature_c
+    ][:1]
     bits_before, bits_after = _bits(before), _bits(after)
     if (bits_before | bits_after) & _THROTTLED_NOW:
         reasons.append(f"throttled={_hex(before)} before, {_hex(after)} after the run")
@@ -113,58 +120,114 @@ def throttle_reason(target_run: TargetRun, max_temperature_c: float = Settings.m
     return "; ".join(reasons) or None
 
 
-# --- per target -----------------------------------------------------------------------------------------------
-def _target_flags(latest: StoredRun, target_run: TargetRun, baseline: list[StoredRun],
-                  settings: Settings) -> list[Flag]:
+# --- per target ---------------------------------------------------------------------------------------------
+def _target_flags(
+    latest: StoredRun, target_run: TargetRun, baseline: list[StoredRun], settings: Settings
+) -> list[Flag]:
     recipe, target = latest.result.recipe, target_run.target
     base_targets = [t for b in baseline for t in b.result.runs if t.target == target]
     if target_run.status == "failed" and target_run.agent is None:
         if base_targets and all(t.status == "failed" for t in base_targets):
             return []
-        return [Flag(FlagKind.FAILED, recipe, latest.id, target, emulated=target_run.emulated,
-                     message=f"{target}: {target_run.error or 'target failed'}")]
-    flags: list[Flag] = []
+        return [
+            Flag(
+                FlagKind.FAILED,
+                recipe,
+                latest.id,
+                target,
+                emulated=target_run.emulated,
+                message=f"{target}: {target_run.error or 'target failed'}",
+            )
+        ]
+    flags = _target_fidelity_flags(latest, target_run)
     reason = throttle_reason(target_run, settings.max_temperature_c)
     if reason:
-        flags.append(Flag(FlagKind.UNRELIABLE, recipe, latest.id, target, emulated=target_run.emulated,
-                          message=f"{target}: timings unreliable: {reason}"))
+        flags.append(
+            Flag(
+                FlagKind.UNRELIABLE,
+                recipe,
+                latest.id,
+                target,
+                emulated=target_run.emulated,
+                message=f"{target}: timings unreliable: {reason}",
+            )
+        )
     trusted = [t for t in base_targets if throttle_reason(t, settings.max_temperature_c) is None]
     for m in _measurements(target_run):
-        past = [pm for t in trusted for pm in _measurements(t) if (pm.artifact, pm.threads) == (m.artifact, m.threads)]
+        past = [
+            pm
+            for t in trusted
+            for pm in _measurements(t)
+            if (pm.artifact, pm.threads) == (m.artifact, m.threads)
+        ]
         if m.status != "ok":
             everything_failed = bool(past) and all(pm.status != "ok" for pm in past)
             if not everything_failed:
-                flags.append(Flag(FlagKind.FAILED, recipe, latest.id, target, m.artifact, m.threads,
-                                  emulated=target_run.emulated, message=f"{m.artifact} failed: {m.error}"))
+                flags.append(
+                    Flag(
+                        FlagKind.FAILED,
+                        recipe,
+                        latest.id,
+                        target,
+                        m.artifact,
+                        m.threads,
+                        emulated=target_run.emulated,
+                        message=f"{m.artifact} failed: {m.error}",
+                    )
+                )
             continue
         if reason:
             continue
-        flag = _speed_flag(recipe, latest.id, target_run, m, [pm for pm in past if pm.status == "ok"], settings)
+        flag = _speed_flag(
+            recipe, latest.id, target_run, m, [pm for pm in past if pm.status == "ok"], settings
+        )
         if flag:
             flags.append(flag)
     return flags
 
 
-def _speed_flag(recipe: str, run_id: int, target_run: TargetRun, m: Measurement, past: list[Measurement],
-                settings: Settings) -> Flag | None:
+def _speed_flag(
+    recipe: str,
+    run_id: int,
+    target_run: TargetRun,
+    m: Measurement,
+    past: list[Measurement],
+    settings: Settings,
+) -> Flag | None:
     counts = [pm.instructions_per_invoke for pm in past if pm.instructions_per_invoke]
     if target_run.emulated and m.instructions_per_invoke and counts:
         old = float(statistics.median(counts))
         change = m.instructions_per_invoke / old - 1.0
         if change < settings.instruction_change:
             return None
-        return Flag(FlagKind.INSTRUCTIONS, recipe, run_id, target_run.target, m.artifact, m.threads, old,
-                    float(m.instructions_per_invoke), change, emulated=True,
-                    message=f"{m.artifact} x{m.threads} on {target_run.target}: guest instructions per invoke "
-                            f"+{change:.2%} (instruction count, not time)")
+        return Flag(
+            FlagKind.INSTRUCTIONS,
+            recipe,
+            run_id,
+            target_run.target,
+            m.artifact,
+            m.threads,
+            old,
+            float(m.instructions_per_invoke),
+            change,
+            emulated=True,
+            message=f"{m.artifact} x{m.threads} on {target_run.target}: guest instructions per invoke "
+            f"+{change:.2%} (instruction count, not time)",
+        )
     past = [pm for pm in past if pm.samples_ms]
     if len(past) < settings.min_runs or not m.samples_ms:
         return None
     return _latency_flag(recipe, run_id, target_run, m, past, settings)
 
 
-def _latency_flag(recipe: str, run_id: int, target_run: TargetRun, m: Measurement, past: list[Measurement],
-                  settings: Settings) -> Flag | None:
+def _latency_flag(
+    recipe: str,
+    run_id: int,
+    target_run: TargetRun,
+    m: Measurement,
+    past: list[Measurement],
+    settings: Settings,
+) -> Flag | None:
     pooled = np.concatenate([pm.samples_ms for pm in past])
     old, new = float(np.median(pooled)), float(np.median(m.samples_ms))
     change = new / old - 1.0
@@ -175,10 +238,21 @@ def _latency_flag(recipe: str, run_id: int, target_run: TargetRun, m: Measuremen
     if p_value >= settings.alpha:
         return None
     label = "emulated wall time" if target_run.emulated else "latency"
-    return Flag(FlagKind.LATENCY, recipe, run_id, target_run.target, m.artifact, m.threads, old, new, change,
-                p_value, emulated=target_run.emulated,
-                message=f"{m.artifact} x{m.threads} on {target_run.target}: {label} p50 {old:.3g} -> {new:.3g} ms "
-                        f"(+{change:.1%}, p={p_value:.2g}, threshold {threshold:.1%})")
+    return Flag(
+        FlagKind.LATENCY,
+        recipe,
+        run_id,
+        target_run.target,
+        m.artifact,
+        m.threads,
+        old,
+        new,
+        change,
+        p_value,
+        emulated=target_run.emulated,
+        message=f"{m.artifact} x{m.threads} on {target_run.target}: {label} p50 {old:.3g} -> {new:.3g} ms "
+        f"(+{change:.1%}, p={p_value:.2g}, threshold {threshold:.1%})",
+    )
 
 
 def night_bound(nights: Sequence[Sequence[float]], alpha: float = Settings.night_alpha) -> float:
@@ -196,15 +270,23 @@ def night_bound(nights: Sequence[Sequence[float]], alpha: float = Settings.night
     return float(np.expm1(student_t.ppf(1.0 - alpha, n - 1) * s * np.sqrt(1.0 + 1.0 / n)))
 
 
-# --- fidelity -------------------------------------------------------------------------------------------------
+# --- fidelity -----------------------------------------------------------------------------------------------
 def _fidelity_flags(latest: StoredRun, baseline: list[StoredRun]) -> list[Flag]:
     flags = []
     for art in latest.result.artifacts:
         past = [a for b in baseline for a in b.result.artifacts if a.id == art.id]
         if art.status == "failed":
             if not (past and all(a.status == "failed" for a in past)):
-                flags.append(Flag(FlagKind.FAILED, latest.result.recipe, latest.id, None, art.id,
-                                  message=f"{art.id}: conversion failed: {art.error}"))
+                flags.append(
+                    Flag(
+                        FlagKind.FAILED,
+                        latest.result.recipe,
+                        latest.id,
+                        None,
+                        art.id,
+                        message=f"{art.id}: conversion failed: {art.error}",
+                    )
+                )
             continue
         if art.gates_passed:
             continue
@@ -212,8 +294,40 @@ def _fidelity_flags(latest: StoredRun, baseline: list[StoredRun]) -> list[Flag]:
         olds = [c for c in (_cosine(a.fidelity) for a in past if a.status == "ok") if c is not None]
         old = float(statistics.median(olds)) if olds else None
         change = (new - old) / old if new is not None and old else None
-        flags.append(Flag(FlagKind.FIDELITY, latest.result.recipe, latest.id, None, art.id, old=old, new=new,
-                          change=change, message=f"{art.id}: below its fidelity gate ({_describe(art.fidelity)})"))
+        flags.append(
+            Flag(
+                FlagKind.FIDELITY,
+                latest.result.recipe,
+                latest.id,
+                None,
+                art.id,
+                old=old,
+                new=new,
+                change=change,
+                message=f"{art.id}: below its fidelity gate ({_describe(art.fidelity)})",
+            )
+        )
+    return flags
+
+
+def _target_fidelity_flags(latest: StoredRun, target_run: TargetRun) -> list[Flag]:
+    """The recipe's gates checked on this target's own outputs (ARM numerics can drift from the host's)."""
+    flags = []
+    for c in target_run.comparisons:
+        if c.reference == "onnx" and getattr(c, "gates_passed", None) is False:
+            failures = "; ".join(getattr(c, "gate_failures", None) or []) or f"cosine {c.cosine:.6f}"
+            flags.append(
+                Flag(
+                    FlagKind.FIDELITY,
+                    latest.result.recipe,
+                    latest.id,
+                    target_run.target,
+                    c.artifact,
+                    new=c.cosine,
+                    emulated=target_run.emulated,
+                    message=f"{c.artifact} on {target_run.target}: below its fidelity gate ({failures})",
+                )
+            )
     return flags
 
 
@@ -223,7 +337,9 @@ def _cosine(fidelity: dict[str, object]) -> float | None:
 
 
 def _describe(fidelity: dict[str, object]) -> str:
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fidelity.items()) or "-"
+    return (
+        ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fidelity.items()) or "-"
+    )
 
 
 def _measurements(target_run: TargetRun) -> list[Measurement]:

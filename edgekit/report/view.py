@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from edgekit.formats import Format
 from edgekit.report.regression import Flag, Settings, detect_latest
-from edgekit.results import DeployResult, Measurement, TargetRun
+from edgekit.results import ArtifactInfo, Comparison, DeployResult, Measurement, TargetRun
 from edgekit.store import Store, StoredRun
 
 
@@ -30,7 +30,7 @@ class Row:
     p90_ms: float | None
     speedup: float | None  # over the same runtime's fp32 on the same target and threads
     speedup_basis: str  # "latency", "emulated wall time" or "instruction count"
-    cosine: float | None  # fidelity against the original model
+    cosine: float | None  # fidelity against the original model (on this target's outputs where known)
     gates_passed: bool | None
     drift_max_abs: float | None  # target's outputs vs the host's (host-vs-ARM drift)
     drift_cosine: float | None
@@ -67,13 +67,21 @@ class Report:
         return [f for f in self.flags if f.is_regression]
 
 
-def build(store: Store, *, since: float | None = None, recipes: Sequence[str] = (),
-          targets: Sequence[str] = (), settings: Settings = Settings()) -> Report:
+def build(
+    store: Store,
+    *,
+    since: float | None = None,
+    recipes: Sequence[str] = (),
+    targets: Sequence[str] = (),
+    settings: Settings = Settings(),
+) -> Report:
     """Read the store and compute everything a report shows."""
     names = list(recipes) or store.recipes(since=since)
     views = []
     for name in names:
-        shown = [r for r in (_only(r, targets) for r in store.history(recipe=name, since=since)) if r.result.runs]
+        shown = [
+            r for r in (_only(r, targets) for r in store.history(recipe=name, since=since)) if r.result.runs
+        ]
         if not shown:
             continue
         # regression baseline may reach back before `since`
@@ -83,10 +91,18 @@ def build(store: Store, *, since: float | None = None, recipes: Sequence[str] = 
     return Report(views, stamp, since, store.url)
 
 
-def recipe_view(name: str, shown: list[StoredRun], recent: list[StoredRun] | None = None, *,
-                targets: Sequence[str] = (), settings: Settings = Settings()) -> RecipeView:
+def recipe_view(
+    name: str,
+    shown: list[StoredRun],
+    recent: list[StoredRun] | None = None,
+    *,
+    targets: Sequence[str] = (),
+    settings: Settings = Settings(),
+) -> RecipeView:
     shown = [_only(r, targets) for r in shown]
-    recent = [r for r in (_only(r, targets) for r in (recent if recent is not None else shown)) if r.result.runs]
+    recent = [
+        r for r in (_only(r, targets) for r in (recent if recent is not None else shown)) if r.result.runs
+    ]
     flags = detect_latest(recent, settings) if recent and recent[-1].id == shown[-1].id else []
     latest = shown[-1]
     target_names = list(dict.fromkeys(t.target for r in shown for t in r.result.runs))
@@ -100,19 +116,35 @@ def latest_rows(result: DeployResult, flags: Sequence[Flag] = ()) -> list[Row]:
         found = _measurements(target_run)
         by_key = {(m.format, m.threads): m for m in found}
         drift = {c.artifact: c for c in target_run.comparisons if c.reference == "host"}
+        vs_onnx = {c.artifact: c for c in target_run.comparisons if c.reference == "onnx"}
         for m in found:
             art = fidelity.get(m.artifact)
             speedup, basis = _speedup(m, by_key, target_run.emulated)
-            mine = tuple(f for f in flags if (f.artifact, f.target, f.threads) == (m.artifact, target_run.target,
-                                                                                    m.threads))
-            rows.append(Row(
-                artifact=m.artifact, target=target_run.target, threads=m.threads, emulated=target_run.emulated,
-                status=m.status, error=m.error, p50_ms=m.p50_ms, p90_ms=m.p90_ms, speedup=speedup,
-                speedup_basis=basis, cosine=_float(art.fidelity.get("cosine")) if art else None,
-                gates_passed=art.gates_passed if art else None,
-                drift_max_abs=drift[m.artifact].max_abs_error if m.artifact in drift else None,
-                drift_cosine=drift[m.artifact].cosine if m.artifact in drift else None,
-                instructions=m.instructions_per_invoke, flags=mine))
+            mine = tuple(
+                f
+                for f in flags
+                if (f.artifact, f.target, f.threads) == (m.artifact, target_run.target, m.threads)
+            )
+            rows.append(
+                Row(
+                    artifact=m.artifact,
+                    target=target_run.target,
+                    threads=m.threads,
+                    emulated=target_run.emulated,
+                    status=m.status,
+                    error=m.error,
+                    p50_ms=m.p50_ms,
+                    p90_ms=m.p90_ms,
+                    speedup=speedup,
+                    speedup_basis=basis,
+                    cosine=_target_cosine(vs_onnx.get(m.artifact), art),
+                    gates_passed=_gates(vs_onnx.get(m.artifact), art),
+                    drift_max_abs=drift[m.artifact].max_abs_error if m.artifact in drift else None,
+                    drift_cosine=drift[m.artifact].cosine if m.artifact in drift else None,
+                    instructions=m.instructions_per_invoke,
+                    flags=mine,
+                )
+            )
     return rows
 
 
@@ -120,7 +152,9 @@ def when(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-def _speedup(m: Measurement, by_key: dict[tuple[str, int], Measurement], emulated: bool) -> tuple[float | None, str]:
+def _speedup(
+    m: Measurement, by_key: dict[tuple[str, int], Measurement], emulated: bool
+) -> tuple[float | None, str]:
     try:
         reference = by_key.get((Format(m.format).fp32_reference.value, m.threads))
     except ValueError:  # a format this edgekit does not know
@@ -143,6 +177,20 @@ def _only(run: StoredRun, targets: Sequence[str]) -> StoredRun:
 
 def _measurements(target_run: TargetRun) -> list[Measurement]:
     return target_run.agent.measurements if target_run.agent else []
+
+
+def _target_cosine(comparison: Comparison | None, art: ArtifactInfo | None) -> float | None:
+    """Fidelity on this target's own outputs where deploy compared them, else the conversion's."""
+    if comparison is not None:
+        return comparison.cosine
+    return _float(art.fidelity.get("cosine")) if art else None
+
+
+def _gates(comparison: Comparison | None, art: ArtifactInfo | None) -> bool | None:
+    on_target = getattr(comparison, "gates_passed", None) if comparison is not None else None
+    if on_target is not None:
+        return bool(on_target)
+    return art.gates_passed if art else None
 
 
 def _float(value: object) -> float | None:

@@ -22,16 +22,47 @@ from edgekit.results import (
 )
 
 _MEASUREMENT_COLUMNS = (
-    "artifact", "format", "runtime", "threads", "status", "error", "load_ms", "number", "p50_ms", "p90_ms",
-    "p99_ms", "mean_ms", "std_ms", "min_ms", "peak_rss_mb", "instructions_per_invoke",
-    "overhead_ms_per_sample", "outputs_file", "output_checksums",
+    "artifact",
+    "format",
+    "runtime",
+    "threads",
+    "status",
+    "error",
+    "load_ms",
+    "number",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "mean_ms",
+    "std_ms",
+    "min_ms",
+    "peak_rss_mb",
+    "instructions_per_invoke",
+    "overhead_ms_per_sample",
+    "outputs_file",
+    "output_checksums",
 )
 _COMPARISON_COLUMNS = (
-    "artifact", "target", "reference", "max_abs_error", "mean_abs_error", "cosine", "top1_agreement",
-    "box_match", "metric",
+    "artifact",
+    "target",
+    "reference",
+    "max_abs_error",
+    "mean_abs_error",
+    "cosine",
+    "top1_agreement",
+    "box_match",
+    "metric",
 )
 _ARTIFACT_COLUMNS = (
-    "format", "files", "sha256", "size_bytes", "cached", "convert_s", "fidelity", "gates_passed", "status",
+    "format",
+    "files",
+    "sha256",
+    "size_bytes",
+    "cached",
+    "convert_s",
+    "fidelity",
+    "gates_passed",
+    "status",
     "error",
 )
 
@@ -47,8 +78,9 @@ def timestamp(iso: str, *, where: str = "started_at") -> float:
     return moment.timestamp()
 
 
-def _split(model: Any, columns: tuple[str, ...], *, nested: frozenset[str] | set[str] = frozenset()
-           ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _split(
+    model: Any, columns: tuple[str, ...], *, nested: frozenset[str] | set[str] = frozenset()
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(column values, everything else): fields added to results.py after this schema, and fields a newer
     agent or deploy sent that results.py does not declare, all land in `extra` instead of being dropped."""
     data = model.model_dump(mode="json", exclude=set(nested))
@@ -56,16 +88,32 @@ def _split(model: Any, columns: tuple[str, ...], *, nested: frozenset[str] | set
     return picked, (data or None)
 
 
-_RUN_COLUMNS = ("recipe", "recipe_path", "recipe_sha256", "git_revision", "task", "protocol", "started_at",
-                "finished_at", "tool_versions", "benchmark", "ok")
+_RUN_COLUMNS = (
+    "recipe",
+    "recipe_path",
+    "recipe_sha256",
+    "git_revision",
+    "task",
+    "protocol",
+    "started_at",
+    "finished_at",
+    "tool_versions",
+    "benchmark",
+    "ok",
+)
 _TARGET_COLUMNS = ("target", "kind", "emulated", "status", "error", "estimates", "stage_seconds")
 _AGENT_COLUMNS = ("protocol", "started_at", "finished_at", "facts_before", "facts_after", "request")
 
 
 def run_row(result: DeployResult, *, recorded_at: str, recorded_by: str | None) -> dict[str, Any]:
     row, extra = _split(result, _RUN_COLUMNS, nested={"artifacts", "runs"})
-    return {**row, "started_ts": timestamp(result.started_at), "recorded_at": recorded_at,
-            "recorded_by": recorded_by, "extra": extra}
+    return {
+        **row,
+        "started_ts": timestamp(result.started_at),
+        "recorded_at": recorded_at,
+        "recorded_by": recorded_by,
+        "extra": extra,
+    }
 
 
 def target_row(run: TargetRun, *, run_id: int, position: int) -> dict[str, Any]:
@@ -75,10 +123,16 @@ def target_row(run: TargetRun, *, run_id: int, position: int) -> dict[str, Any]:
     if run.agent is not None:
         agent_row, agent_extra = _split(run.agent, _AGENT_COLUMNS, nested={"measurements"})
     return {
-        "run_id": run_id, "position": position, **row, "has_agent": run.agent is not None,
-        "agent_protocol": agent_row["protocol"], "agent_started_at": agent_row["started_at"],
-        "agent_finished_at": agent_row["finished_at"], "facts_before": agent_row["facts_before"],
-        "facts_after": agent_row["facts_after"], "request": agent_row["request"],
+        "run_id": run_id,
+        "position": position,
+        **row,
+        "has_agent": run.agent is not None,
+        "agent_protocol": agent_row["protocol"],
+        "agent_started_at": agent_row["started_at"],
+        "agent_finished_at": agent_row["finished_at"],
+        "facts_before": agent_row["facts_before"],
+        "facts_after": agent_row["facts_after"],
+        "request": agent_row["request"],
         "extra": {"target": target_extra, "agent": agent_extra},
     }
 
@@ -99,7 +153,7 @@ def artifact_row(a: ArtifactInfo, *, run_id: int, position: int) -> dict[str, An
     return {"run_id": run_id, "position": position, **row, "extra": extra}
 
 
-# --- rows -> objects ------------------------------------------------------------------------------------------
+# --- rows -> objects ----------------------------------------------------------------------------------------
 def measurement_from(row: Any, samples_ms: list[float]) -> Measurement:
     fields = {name: getattr(row, name) for name in _MEASUREMENT_COLUMNS}
     fields["output_checksums"] = fields["output_checksums"] or {}
@@ -123,19 +177,43 @@ def target_from(row: Any, measurements: list[Measurement], comparisons: list[Com
     agent = None
     if row.has_agent:
         agent = AgentResult(
-            protocol=row.agent_protocol, started_at=row.agent_started_at, finished_at=row.agent_finished_at,
+            protocol=row.agent_protocol,
+            started_at=row.agent_started_at,
+            finished_at=row.agent_finished_at,
             facts_before=DeviceFacts.model_validate(row.facts_before),
             facts_after=DeviceFacts.model_validate(row.facts_after) if row.facts_after else None,
-            measurements=measurements, request=row.request or {}, **(extra.get("agent") or {}))
+            measurements=measurements,
+            request=row.request or {},
+            **(extra.get("agent") or {}),
+        )
     return TargetRun(
-        target=row.target, kind=row.kind, emulated=row.emulated, status=row.status, error=row.error,
-        agent=agent, comparisons=comparisons, estimates=row.estimates or {},
-        stage_seconds=row.stage_seconds or {}, **(extra.get("target") or {}))
+        target=row.target,
+        kind=row.kind,
+        emulated=row.emulated,
+        status=row.status,
+        error=row.error,
+        agent=agent,
+        comparisons=comparisons,
+        estimates=row.estimates or {},
+        stage_seconds=row.stage_seconds or {},
+        **(extra.get("target") or {}),
+    )
 
 
 def run_from(row: Any, artifacts: list[ArtifactInfo], targets: list[TargetRun]) -> DeployResult:
     return DeployResult(
-        protocol=row.protocol, recipe=row.recipe, recipe_path=row.recipe_path,
-        recipe_sha256=row.recipe_sha256, git_revision=row.git_revision, task=row.task,
-        started_at=row.started_at, finished_at=row.finished_at, tool_versions=row.tool_versions or {},
-        benchmark=row.benchmark or {}, artifacts=artifacts, runs=targets, ok=row.ok, **(row.extra or {}))
+        protocol=row.protocol,
+        recipe=row.recipe,
+        recipe_path=row.recipe_path,
+        recipe_sha256=row.recipe_sha256,
+        git_revision=row.git_revision,
+        task=row.task,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        tool_versions=row.tool_versions or {},
+        benchmark=row.benchmark or {},
+        artifacts=artifacts,
+        runs=targets,
+        ok=row.ok,
+        **(row.extra or {}),
+    )

@@ -41,56 +41,121 @@ def _fk(table: str) -> ForeignKey:
 def _v1_metadata() -> MetaData:
     """The schema of edgekit's first results store, frozen."""
     m = MetaData()
-    Table("schema_version", m, Column("version", Integer, primary_key=True, autoincrement=False),
-          Column("applied_at", String(40), nullable=False))
-    Table("runs", m, Column("id", Integer, primary_key=True),
-          Column("recipe", String(200), nullable=False), Column("recipe_path", Text, nullable=False),
-          Column("recipe_sha256", String(64), nullable=False), Column("git_revision", String(64)),
-          Column("task", String(40), nullable=False), Column("protocol", Integer, nullable=False),
-          Column("started_at", String(40), nullable=False), Column("started_ts", Float, nullable=False),
-          Column("finished_at", String(40)), Column("tool_versions", JSON, nullable=False),
-          Column("benchmark", JSON, nullable=False), Column("ok", Boolean, nullable=False),
-          Column("recorded_at", String(40), nullable=False), Column("extra", JSON))
-    Table("target_runs", m, Column("id", Integer, primary_key=True),
-          Column("run_id", Integer, _fk("runs"), nullable=False, index=True),
-          Column("position", Integer, nullable=False), Column("target", String(200), nullable=False),
-          Column("kind", String(20), nullable=False), Column("emulated", Boolean, nullable=False),
-          Column("status", String(20), nullable=False), Column("error", Text),
-          Column("has_agent", Boolean, nullable=False), Column("agent_protocol", Integer),
-          Column("agent_started_at", String(40)), Column("agent_finished_at", String(40)),
-          Column("facts_before", JSON), Column("facts_after", JSON), Column("request", JSON),
-          Column("estimates", JSON), Column("stage_seconds", JSON), Column("extra", JSON))
-    Table("measurements", m, Column("id", Integer, primary_key=True),
-          Column("run_id", Integer, _fk("runs"), nullable=False, index=True),
-          Column("target_run_id", Integer, _fk("target_runs"), nullable=False),
-          Column("position", Integer, nullable=False), Column("artifact", String(100), nullable=False),
-          Column("format", String(40), nullable=False), Column("runtime", String(40), nullable=False),
-          Column("threads", Integer, nullable=False), Column("status", String(20), nullable=False),
-          Column("error", Text), Column("load_ms", Float), Column("number", Integer, nullable=False),
-          *(Column(f"{s}_ms", Float) for s in ("p50", "p90", "p99", "mean", "std", "min")),
-          Column("peak_rss_mb", Float), Column("instructions_per_invoke", BigInteger),
-          Column("overhead_ms_per_sample", Float), Column("outputs_file", Text),
-          Column("output_checksums", JSON), Column("extra", JSON))
-    Table("samples", m,
-          Column("measurement_id", Integer, _fk("measurements"), primary_key=True, autoincrement=False),
-          Column("run_id", Integer, _fk("runs"), nullable=False, index=True),
-          Column("count", Integer, nullable=False), Column("samples_ms", JSON, nullable=False))
-    Table("comparisons", m, Column("id", Integer, primary_key=True),
-          Column("run_id", Integer, _fk("runs"), nullable=False, index=True),
-          Column("target_run_id", Integer, _fk("target_runs"), nullable=False),
-          Column("position", Integer, nullable=False), Column("artifact", String(100), nullable=False),
-          Column("target", String(200), nullable=False), Column("reference", String(40), nullable=False),
-          Column("max_abs_error", Float, nullable=False), Column("mean_abs_error", Float, nullable=False),
-          Column("cosine", Float, nullable=False), Column("top1_agreement", Float),
-          Column("box_match", Float), Column("metric", JSON), Column("extra", JSON))
-    Table("artifacts", m, Column("id", Integer, primary_key=True),
-          Column("run_id", Integer, _fk("runs"), nullable=False, index=True),
-          Column("position", Integer, nullable=False), Column("artifact", String(100), nullable=False),
-          Column("format", String(40), nullable=False), Column("files", JSON, nullable=False),
-          Column("sha256", String(64), nullable=False), Column("size_bytes", BigInteger, nullable=False),
-          Column("cached", Boolean, nullable=False), Column("convert_s", Float), Column("fidelity", JSON),
-          Column("gates_passed", Boolean, nullable=False), Column("status", String(20), nullable=False),
-          Column("error", Text), Column("extra", JSON))
+    Table(
+        "schema_version",
+        m,
+        Column("version", Integer, primary_key=True, autoincrement=False),
+        Column("applied_at", String(40), nullable=False),
+    )
+    Table(
+        "runs",
+        m,
+        Column("id", Integer, primary_key=True),
+        Column("recipe", String(200), nullable=False),
+        Column("recipe_path", Text, nullable=False),
+        Column("recipe_sha256", String(64), nullable=False),
+        Column("git_revision", String(64)),
+        Column("task", String(40), nullable=False),
+        Column("protocol", Integer, nullable=False),
+        Column("started_at", String(40), nullable=False),
+        Column("started_ts", Float, nullable=False),
+        Column("finished_at", String(40)),
+        Column("tool_versions", JSON, nullable=False),
+        Column("benchmark", JSON, nullable=False),
+        Column("ok", Boolean, nullable=False),
+        Column("recorded_at", String(40), nullable=False),
+        Column("extra", JSON),
+    )
+    Table(
+        "target_runs",
+        m,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", Integer, _fk("runs"), nullable=False, index=True),
+        Column("position", Integer, nullable=False),
+        Column("target", String(200), nullable=False),
+        Column("kind", String(20), nullable=False),
+        Column("emulated", Boolean, nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("error", Text),
+        Column("has_agent", Boolean, nullable=False),
+        Column("agent_protocol", Integer),
+        Column("agent_started_at", String(40)),
+        Column("agent_finished_at", String(40)),
+        Column("facts_before", JSON),
+        Column("facts_after", JSON),
+        Column("request", JSON),
+        Column("estimates", JSON),
+        Column("stage_seconds", JSON),
+        Column("extra", JSON),
+    )
+    Table(
+        "measurements",
+        m,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", Integer, _fk("runs"), nullable=False, index=True),
+        Column("target_run_id", Integer, _fk("target_runs"), nullable=False),
+        Column("position", Integer, nullable=False),
+        Column("artifact", String(100), nullable=False),
+        Column("format", String(40), nullable=False),
+        Column("runtime", String(40), nullable=False),
+        Column("threads", Integer, nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("error", Text),
+        Column("load_ms", Float),
+        Column("number", Integer, nullable=False),
+        *(Column(f"{s}_ms", Float) for s in ("p50", "p90", "p99", "mean", "std", "min")),
+        Column("peak_rss_mb", Float),
+        Column("instructions_per_invoke", BigInteger),
+        Column("overhead_ms_per_sample", Float),
+        Column("outputs_file", Text),
+        Column("output_checksums", JSON),
+        Column("extra", JSON),
+    )
+    Table(
+        "samples",
+        m,
+        Column("measurement_id", Integer, _fk("measurements"), primary_key=True, autoincrement=False),
+        Column("run_id", Integer, _fk("runs"), nullable=False, index=True),
+        Column("count", Integer, nullable=False),
+        Column("samples_ms", JSON, nullable=False),
+    )
+    Table(
+        "comparisons",
+        m,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", Integer, _fk("runs"), nullable=False, index=True),
+        Column("target_run_id", Integer, _fk("target_runs"), nullable=False),
+        Column("position", Integer, nullable=False),
+        Column("artifact", String(100), nullable=False),
+        Column("target", String(200), nullable=False),
+        Column("reference", String(40), nullable=False),
+        Column("max_abs_error", Float, nullable=False),
+        Column("mean_abs_error", Float, nullable=False),
+        Column("cosine", Float, nullable=False),
+        Column("top1_agreement", Float),
+        Column("box_match", Float),
+        Column("metric", JSON),
+        Column("extra", JSON),
+    )
+    Table(
+        "artifacts",
+        m,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", Integer, _fk("runs"), nullable=False, index=True),
+        Column("position", Integer, nullable=False),
+        Column("artifact", String(100), nullable=False),
+        Column("format", String(40), nullable=False),
+        Column("files", JSON, nullable=False),
+        Column("sha256", String(64), nullable=False),
+        Column("size_bytes", BigInteger, nullable=False),
+        Column("cached", Boolean, nullable=False),
+        Column("convert_s", Float),
+        Column("fidelity", JSON),
+        Column("gates_passed", Boolean, nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("error", Text),
+        Column("extra", JSON),
+    )
     return m
 
 
@@ -111,8 +176,9 @@ def current_version(conn: Connection) -> int:
     """0 for an empty database; the highest applied step otherwise."""
     if not inspect(conn).has_table("schema_version"):
         return 0
-    version = conn.execute(select(schema.schema_version.c.version).order_by(
-        schema.schema_version.c.version.desc()).limit(1)).scalar()
+    version = conn.execute(
+        select(schema.schema_version.c.version).order_by(schema.schema_version.c.version.desc()).limit(1)
+    ).scalar()
     return int(version or 0)
 
 
@@ -121,8 +187,11 @@ def migrate(conn: Connection, *, where: str, upto: int = schema.SCHEMA_VERSION) 
     have = current_version(conn)
     if have > schema.SCHEMA_VERSION:
         raise StoreError(
-            f"the results store is at schema version {have}, newer than this edgekit ({schema.SCHEMA_VERSION})",
-            where=where, hint="upgrade edgekit, or point --store / EDGEKIT_STORE at another database")
+            f"the results store is at schema version {have}, "
+            f"newer than this edgekit ({schema.SCHEMA_VERSION})",
+            where=where,
+            hint="upgrade edgekit, or point --store / EDGEKIT_STORE at another database",
+        )
     applied = []
     for version in range(have + 1, upto + 1):
         STEPS[version](conn)

@@ -94,17 +94,26 @@ class Store:
 
     # --- writing -------------------------------------------------------------------------------------------
     def record(self, result: DeployResult) -> int:
-        """Store one deploy (all target runs, measurements, samples, comparisons, artifacts); return its id."""
+        """Store one deploy (target runs, measurements, samples, comparisons, artifacts); return its id."""
         try:
             with self._write() as conn:
                 return insert_run(conn, result)
         except SQLAlchemyError as exc:
-            raise StoreError(f"could not record the run of {result.recipe!r}: {exc}", where=self.url,
-                             hint="check the database is reachable and writable") from exc
+            raise StoreError(
+                f"could not record the run of {result.recipe!r}: {exc}",
+                where=self.url,
+                hint="check the database is reachable and writable",
+            ) from exc
 
     # --- reading -------------------------------------------------------------------------------------------
-    def runs(self, *, limit: int | None = 20, recipe: str | None = None, target: str | None = None,
-             since: float | None = None) -> list[RunSummary]:
+    def runs(
+        self,
+        *,
+        limit: int | None = 20,
+        recipe: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+    ) -> list[RunSummary]:
         """Recent runs, newest first."""
         query = select(runs).order_by(runs.c.started_ts.desc(), runs.c.id.desc())
         query = _filtered(query, recipe=recipe, target=target, since=since)
@@ -115,12 +124,22 @@ class Store:
             ids = [r.id for r in rows]
             targets = _targets_of(conn, ids)
             counts = _measurement_counts(conn, ids)
-        return [RunSummary(id=r.id, recipe=r.recipe, started_at=r.started_at, finished_at=r.finished_at,
-                           ok=r.ok, git_revision=r.git_revision, recorded_by=r.recorded_by,
-                           targets=[t for t, _ in targets.get(r.id, [])],
-                           emulated_targets=[t for t, emulated in targets.get(r.id, []) if emulated],
-                           measurements=counts.get(r.id, (0, 0))[0],
-                           failed=counts.get(r.id, (0, 0))[1]) for r in rows]
+        return [
+            RunSummary(
+                id=r.id,
+                recipe=r.recipe,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+                ok=r.ok,
+                git_revision=r.git_revision,
+                recorded_by=r.recorded_by,
+                targets=[t for t, _ in targets.get(r.id, [])],
+                emulated_targets=[t for t, emulated in targets.get(r.id, []) if emulated],
+                measurements=counts.get(r.id, (0, 0))[0],
+                failed=counts.get(r.id, (0, 0))[1],
+            )
+            for r in rows
+        ]
 
     def load(self, run_id: int) -> DeployResult:
         found = self.load_many([run_id])
@@ -136,8 +155,14 @@ class Store:
         with self._read() as conn:
             return _load(conn, ids)
 
-    def history(self, *, since: float | None = None, recipe: str | None = None, target: str | None = None,
-                limit: int | None = None) -> list[StoredRun]:
+    def history(
+        self,
+        *,
+        since: float | None = None,
+        recipe: str | None = None,
+        target: str | None = None,
+        limit: int | None = None,
+    ) -> list[StoredRun]:
         """Runs matching the filters (the newest `limit` of them), oldest first, fully loaded."""
         query = _filtered(select(runs.c.id, runs.c.started_ts), recipe=recipe, target=target, since=since)
         query = query.order_by(runs.c.started_ts.desc(), runs.c.id.desc())
@@ -165,8 +190,11 @@ def open_store(url: str | None = None) -> Store:
     try:
         engine = _engine(resolved)
     except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
-        raise StoreError(f"cannot open the results store: {exc}", where=resolved,
-                         hint="pass --store sqlite:///PATH or a SQLAlchemy URL, or set EDGEKIT_STORE") from exc
+        raise StoreError(
+            f"cannot open the results store: {exc}",
+            where=resolved,
+            hint="pass --store sqlite:///PATH or a SQLAlchemy URL, or set EDGEKIT_STORE",
+        ) from exc
     store = Store(engine)
     try:
         with store._write() as conn:
@@ -175,8 +203,11 @@ def open_store(url: str | None = None) -> Store:
             migrations.migrate(conn, where=store.url)
     except SQLAlchemyError as exc:
         store.close()
-        raise StoreError(f"cannot open or migrate the results store: {exc}", where=store.url,
-                         hint="check the URL, that the server is up and the file is writable") from exc
+        raise StoreError(
+            f"cannot open or migrate the results store: {exc}",
+            where=store.url,
+            hint="check the URL, that the server is up and the file is writable",
+        ) from exc
     except StoreError:
         store.close()
         raise
@@ -189,7 +220,7 @@ def record(result: DeployResult, url: str | None = None) -> int:
         return store.record(result)
 
 
-# --- engine ---------------------------------------------------------------------------------------------------
+# --- engine -------------------------------------------------------------------------------------------------
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -219,7 +250,7 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-# --- queries --------------------------------------------------------------------------------------------------
+# --- queries ------------------------------------------------------------------------------------------------
 def _recorder() -> str | None:
     try:
         return f"{getpass.getuser()}@{socket.gethostname()}"
@@ -230,32 +261,49 @@ def _recorder() -> str | None:
 def insert_run(conn: Connection, result: DeployResult) -> int:
     """All rows of one deploy, inside the caller's transaction."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    run_id = conn.execute(runs.insert().values(
-        codec.run_row(result, recorded_at=now, recorded_by=_recorder()))).inserted_primary_key[0]
+    run_id = conn.execute(
+        runs.insert().values(codec.run_row(result, recorded_at=now, recorded_by=_recorder()))
+    ).inserted_primary_key[0]
     if result.artifacts:
-        conn.execute(artifacts.insert(), [codec.artifact_row(a, run_id=run_id, position=i)
-                                          for i, a in enumerate(result.artifacts)])
+        conn.execute(
+            artifacts.insert(),
+            [codec.artifact_row(a, run_id=run_id, position=i) for i, a in enumerate(result.artifacts)],
+        )
     for position, target_run in enumerate(result.runs):
         _insert_target(conn, target_run, run_id=run_id, position=position)
     return int(run_id)
 
 
 def _insert_target(conn: Connection, target_run: Any, *, run_id: int, position: int) -> None:
-    tr_id = conn.execute(target_runs.insert().values(
-        codec.target_row(target_run, run_id=run_id, position=position))).inserted_primary_key[0]
+    tr_id = conn.execute(
+        target_runs.insert().values(codec.target_row(target_run, run_id=run_id, position=position))
+    ).inserted_primary_key[0]
     if target_run.comparisons:
-        conn.execute(comparisons.insert(), [codec.comparison_row(c, run_id=run_id, target_run_id=tr_id,
-                                                                 position=i)
-                                            for i, c in enumerate(target_run.comparisons)])
+        conn.execute(
+            comparisons.insert(),
+            [
+                codec.comparison_row(c, run_id=run_id, target_run_id=tr_id, position=i)
+                for i, c in enumerate(target_run.comparisons)
+            ],
+        )
     found = target_run.agent.measurements if target_run.agent else []
     if not found:
         return
-    rows = [codec.measurement_row(m, run_id=run_id, target_run_id=tr_id, position=i)
-            for i, m in enumerate(found)]
-    ids = conn.execute(measurements.insert().returning(measurements.c.id, sort_by_parameter_order=True),
-                       rows).scalars().all()
-    conn.execute(samples.insert(), [{"measurement_id": mid, "run_id": run_id, "count": len(m.samples_ms),
-                                     "samples_ms": m.samples_ms} for mid, m in zip(ids, found)])
+    rows = [
+        codec.measurement_row(m, run_id=run_id, target_run_id=tr_id, position=i) for i, m in enumerate(found)
+    ]
+    ids = (
+        conn.execute(measurements.insert().returning(measurements.c.id, sort_by_parameter_order=True), rows)
+        .scalars()
+        .all()
+    )
+    conn.execute(
+        samples.insert(),
+        [
+            {"measurement_id": mid, "run_id": run_id, "count": len(m.samples_ms), "samples_ms": m.samples_ms}
+            for mid, m in zip(ids, found)
+        ],
+    )
 
 
 def _filtered(query: Any, *, recipe: str | None, target: str | None, since: float | None) -> Any:
@@ -271,8 +319,11 @@ def _filtered(query: Any, *, recipe: str | None, target: str | None, since: floa
 def _targets_of(conn: Connection, ids: list[int]) -> dict[int, list[tuple[str, bool]]]:
     found: dict[int, list[tuple[str, bool]]] = defaultdict(list)
     if ids:
-        query = select(target_runs.c.run_id, target_runs.c.target, target_runs.c.emulated).where(
-            target_runs.c.run_id.in_(ids)).order_by(target_runs.c.run_id, target_runs.c.position)
+        query = (
+            select(target_runs.c.run_id, target_runs.c.target, target_runs.c.emulated)
+            .where(target_runs.c.run_id.in_(ids))
+            .order_by(target_runs.c.run_id, target_runs.c.position)
+        )
         for row in conn.execute(query):
             found[row.run_id].append((row.target, bool(row.emulated)))
     return found
@@ -282,22 +333,30 @@ def _measurement_counts(conn: Connection, ids: list[int]) -> dict[int, tuple[int
     if not ids:
         return {}
     failed = func.sum((measurements.c.status != "ok").cast(measurements.c.threads.type))
-    query = select(measurements.c.run_id, func.count(), failed).where(
-        measurements.c.run_id.in_(ids)).group_by(measurements.c.run_id)
+    query = (
+        select(measurements.c.run_id, func.count(), failed)
+        .where(measurements.c.run_id.in_(ids))
+        .group_by(measurements.c.run_id)
+    )
     return {row[0]: (int(row[1]), int(row[2] or 0)) for row in conn.execute(query)}
 
 
 def _load(conn: Connection, ids: list[int]) -> dict[int, DeployResult]:
     by_run: dict[str, dict[int, list[Any]]] = {}
-    for name, table in (("artifacts", artifacts), ("targets", target_runs), ("comparisons", comparisons),
-                        ("measurements", measurements)):
+    for name, table in (
+        ("artifacts", artifacts),
+        ("targets", target_runs),
+        ("comparisons", comparisons),
+        ("measurements", measurements),
+    ):
         grouped: dict[int, list[Any]] = defaultdict(list)
         query = select(table).where(table.c.run_id.in_(ids)).order_by(table.c.run_id, table.c.position)
         for row in conn.execute(query):
             grouped[row.run_id].append(row)
         by_run[name] = grouped
-    sample_rows = conn.execute(select(samples.c.measurement_id, samples.c.samples_ms).where(
-        samples.c.run_id.in_(ids)))
+    sample_rows = conn.execute(
+        select(samples.c.measurement_id, samples.c.samples_ms).where(samples.c.run_id.in_(ids))
+    )
     samples_of = {row.measurement_id: row.samples_ms for row in sample_rows}
     out = {}
     for row in conn.execute(select(runs).where(runs.c.id.in_(ids))):
@@ -305,14 +364,17 @@ def _load(conn: Connection, ids: list[int]) -> dict[int, DeployResult]:
     return out
 
 
-def _assemble(row: Any, by_run: dict[str, dict[int, list[Any]]], samples_of: dict[int, list[float]]
-              ) -> DeployResult:
+def _assemble(
+    row: Any, by_run: dict[str, dict[int, list[Any]]], samples_of: dict[int, list[float]]
+) -> DeployResult:
     meas_by_target: dict[int, list[Any]] = defaultdict(list)
     for m in by_run["measurements"][row.id]:
         meas_by_target[m.target_run_id].append(codec.measurement_from(m, samples_of.get(m.id, [])))
     comp_by_target: dict[int, list[Any]] = defaultdict(list)
     for c in by_run["comparisons"][row.id]:
         comp_by_target[c.target_run_id].append(codec.comparison_from(c))
-    targets = [codec.target_from(t, meas_by_target[t.id], comp_by_target[t.id]) for t in by_run["targets"][row.id]]
+    targets = [
+        codec.target_from(t, meas_by_target[t.id], comp_by_target[t.id]) for t in by_run["targets"][row.id]
+    ]
     arts = [codec.artifact_from(a) for a in by_run["artifacts"][row.id]]
     return codec.run_from(row, arts, targets)
