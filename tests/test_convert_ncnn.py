@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -132,9 +133,23 @@ def test_pnnx_failure_is_a_conversion_error_with_its_output(tmp_path: Path) -> N
     bad.write_bytes(b"this is not a protobuf")
     with pytest.raises(ConversionError) as err:
         run_pnnx(bad, SHAPE, fp16=False, param=tmp_path / "m.param", bin_path=tmp_path / "m.bin")
-    assert "pnnx failed" in str(err.value) and str(bad) in str(err.value)
+    text = str(err.value)
+    assert re.search(r"pnnx (failed \(exit code|crashed \(signal)", text) and str(bad) in text
+    assert "fp16 = 0" not in text  # pnnx's echo of its options is dropped from the tail
     assert len(str(err.value).splitlines()) > 2  # the tool's own output tail is attached
     assert not (tmp_path / "m.param").exists()
+
+
+def test_operators_ncnn_cannot_run_are_named(tmp_path: Path) -> None:
+    import torch
+
+    class Atan2(torch.nn.Module):  # pnnx maps atan2 to torch.gt / torch.where, which ncnn has no layer for
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.atan2(x, x + 1)
+
+    onnx = export_onnx(Atan2(), tmp_path / "atan2.onnx", ["y"])
+    with pytest.raises(ConversionError, match=r"no layer for: torch\.gt, torch\.lt, torch\.where"):
+        convert_model(onnx, SHAPE, Format.NCNN_FP32, tmp_path / "out")
 
 
 def test_batch_other_than_one_is_refused(onnx_model: Path, tmp_path: Path) -> None:

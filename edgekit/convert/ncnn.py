@@ -69,7 +69,9 @@ def convert_model(model_path: Path, input_shape: tuple[int, ...], fmt: Format, o
     out_dir.mkdir(parents=True, exist_ok=True)
     param, bin_path = out_dir / "model.param", out_dir / "model.bin"
     run_pnnx(model_path, input_shape, fp16=fmt is Format.NCNN_FP16, param=param, bin_path=bin_path)
-    io = describe_io(model_path, read_param(param), input_shape, fmt)
+    graph = read_param(param)
+    check_layers(graph, model_path)
+    io = describe_io(model_path, graph, input_shape, fmt)
     if fmt.precision is Precision.INT8:
         if calibration is None:
             raise ConversionError("ncnn-int8 needs calibration inputs", where=str(model_path))
@@ -129,16 +131,30 @@ def run_pnnx(model_path: Path, input_shape: tuple[int, ...], *, fp16: bool, para
         out_param, out_bin = Path(tmp) / "model.ncnn.param", Path(tmp) / "model.ncnn.bin"
         if proc.returncode != 0 or not out_param.is_file() or not out_bin.is_file():
             tail = _tail(proc.stdout + proc.stderr)
-            raise ConversionError(f"pnnx failed (exit code {proc.returncode}):\n{tail}",
-                                  where=str(model_path),
+            code = proc.returncode
+            how = f"crashed (signal {-code})" if code < 0 else f"failed (exit code {code})"
+            raise ConversionError(f"pnnx {how}:\n{tail}", where=str(model_path),
                                   hint="simplify the model (onnxsim) or export with opset 17 (dynamo=False)")
         shutil.move(str(out_param), param)
         shutil.move(str(out_bin), bin_path)
 
 
 def _tail(text: str) -> str:
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    """The last lines of pnnx's output, without its echo of every option (`key = value`)."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not re.fullmatch(r"\w+ = .*", ln.strip())]
     return "\n".join("    " + ln for ln in lines[-_TAIL_LINES:])
+
+
+def check_layers(graph: NcnnGraph, model_path: Path) -> None:
+    """pnnx writes operators it could not map (torch.where, pnnx.Expression, ...) as layers ncnn does not
+    have; ncnn would refuse the model at load time. Say which ones, before anything else is done."""
+    import ncnn
+
+    unknown = sorted({layer.type for layer in graph.layers if ncnn.layer_to_index(layer.type) < 0})
+    if unknown:
+        raise ConversionError(f"pnnx left operators that ncnn has no layer for: {', '.join(unknown)}",
+                              where=str(model_path),
+                              hint="rewrite those operations in the model (or use a TFLite format)")
 
 
 # --- inputs and outputs -------------------------------------------------------------------------------------
