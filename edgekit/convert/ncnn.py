@@ -23,7 +23,7 @@ import numpy as np
 
 from edgekit.convert.base import Converter
 from edgekit.convert.ncnn_param import NcnnGraph, read_param
-from edgekit.convert.ncnn_runtime import NcnnIO, NcnnModel, io_path_for, options_for
+from edgekit.convert.ncnn_runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
 from edgekit.errors import ConversionError
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
@@ -42,7 +42,7 @@ class NcnnConverter(Converter):
         from edgekit.convert.ncnn_int8 import QUANTIZER_VERSION
 
         return {"pnnx": _dist_version("pnnx"), "ncnn": _dist_version("ncnn"),
-                "edgekit-ncnn-int8": QUANTIZER_VERSION}
+                "edgekit-ncnn-int8": QUANTIZER_VERSION, "edgekit-ncnn-io": str(IO_VERSION)}
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         calibration = None

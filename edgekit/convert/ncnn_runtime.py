@@ -29,7 +29,7 @@ import numpy as np
 from edgekit.errors import ConversionError
 from edgekit.formats import Format, Precision
 
-IO_VERSION = 1
+IO_VERSION = 1  # bump when the sidecar or RUNTIME_OPTIONS change: part of the artifact cache key
 IO_SUFFIX = ".io.json"
 
 # ncnn Option flags per precision. fp32 and int8 switch every reduced-precision float path off, so "fp32" is
