@@ -95,9 +95,11 @@ def run_nightly(
 
 
 def default_deploy(recipe: Path, targets: Sequence[str]) -> DeployResult:
-    """edgekit.deploy.deploy, imported only when a real night runs (it pulls in the conversion toolchain)."""
-    try:
-        from edgekit.deploy import deploy
-    except ImportError as exc:
-        raise EdgekitError(f"edgekit deploy is not available: {exc}", where=str(recipe)) from exc
-    return deploy(recipe, list(targets))  # type: ignore[no-any-return]
+    """`edgekit deploy RECIPE --target ...` with the recipe's own settings (host CPU measured too).
+
+    Imported only when a real night runs: deploy pulls in the conversion toolchain.
+    """
+    from edgekit.deploy import deploy
+    from edgekit.recipe import load_recipe
+
+    return deploy(load_recipe(recipe), list(targets))

@@ -26,8 +26,9 @@ T0 = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("integration") is None:  # integration tests share the session's
+        monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))  # home, so converted artifacts are cached
     monkeypatch.delenv("EDGEKIT_STORE", raising=False)
 
 
@@ -269,3 +270,35 @@ def test_a_writer_killed_mid_transaction_loses_nothing_recorded_before(tmp_path:
         assert [r.id for r in store.runs()] == kept[::-1]
         assert store.record(_small(T0 + timedelta(days=5))) > 0
     assert os.path.getsize(tmp_path / "results.sqlite") > 0
+
+
+# --- a real deploy ----------------------------------------------------------------------------------------
+@pytest.mark.integration
+def test_a_real_deploy_round_trips_through_json_import(tmp_path: Path) -> None:
+    """recipes/tiny.yaml deployed for real to the `local` target (and the host), stored, read back whole."""
+    from edgekit.deploy import DeployOptions, deploy
+    from edgekit.recipe import load_recipe
+
+    formats = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_FP32, Format.NCNN_INT8)  # as test_deploy
+    options = DeployOptions(formats=formats, repeat=5, threads=(1,))
+    result = deploy(
+        load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"), ["local"], options
+    )
+    assert [t.target for t in result.runs] == ["local", "host"] and result.ok
+    path = tmp_path / "deploy.json"
+    path.write_text(result.model_dump_json())
+    url = _url(tmp_path)
+    edgekit = [sys.executable, "-m", "edgekit"]
+    out = subprocess.run(
+        [*edgekit, "runs", "import", str(path), "--store", url], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "recorded as run 1" in out.stdout, out.stderr
+    with open_store(url) as store:
+        back = store.load(1)
+        assert store.record(result) == 2
+    assert back.model_dump() == result.model_dump()
+    samples = [m.samples_ms for t in back.runs for m in t.agent.measurements]  # type: ignore[union-attr]
+    assert len(samples) == 8 and all(len(s) == 5 for s in samples)
+    assert {c.reference for c in back.runs[0].comparisons} == {"onnx", "host"}
+    shown = subprocess.run([*edgekit, "runs", "show", "1", "--store", url], capture_output=True, text=True)
+    assert shown.returncode == 0 and "ncnn-int8" in shown.stdout and "host" in shown.stdout
