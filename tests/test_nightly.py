@@ -147,3 +147,28 @@ def test_cli_exit_status_for_bad_arguments(tmp_path: Path) -> None:
         timeout=120,
     )
     assert out.returncode == 2 and "no such recipe file or folder" in " ".join(out.stderr.split())
+
+
+def test_cli_fails_the_night_when_a_recipe_cannot_be_deployed(tmp_path: Path) -> None:
+    """The real default deploy, stopped early by an unknown target: exit 1 and the reason printed."""
+    tiny = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "nightly",
+            "--recipes",
+            str(tiny),
+            "--targets",
+            "no-such-board",
+            "--store",
+            str(tmp_path / "s.sqlite"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    text = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode == 1, text
+    assert "deploy failed" in text and "no-such-board" in text
