@@ -185,7 +185,7 @@ class TargetSession:
                  f"(threads {list(self.settings.threads)}, repeat {self.settings.repeat})")
         argv = [*shlex.split(python), AGENT_REMOTE, request, result]
         try:
-            done = transport.run(argv, timeout=self.settings.timeout_s)
+            done = transport.run(argv, timeout=self.settings.timeout_s, env=self.counting_env())
         except RemoteTimeout as exc:
             self.merge(self.fetch(transport, result, n))
             for art in self.unmeasured(arts):
@@ -215,6 +215,21 @@ class TargetSession:
             if art.id == crashed:
                 self.record_failed(art, f"crashed while measuring ({part.in_progress}): {why}")
         return [a for a in self.unmeasured(arts) if a.id != crashed]
+
+    def counting_env(self) -> dict[str, str] | None:
+        """For an emulated target with `counting: true`: the device's python wrapper runs the plugin-capable
+        qemu (edgekit/emu/README.md) and the agent reads the count of each timed window from EDGEKIT_INSN_FILE
+        (a path on this machine: the emulated device shares its filesystem)."""
+        if not (self.target.emulated and self.target.emulated.counting):
+            return None
+        from edgekit.emu.plugin import build as plugin_build
+
+        plugin = plugin_build.build_plugin(lambda m: self.say(f"{self.target.name}: {m}"))
+        insn = (self.local_dir / "insns.txt").resolve()
+        insn.parent.mkdir(parents=True, exist_ok=True)
+        insn.touch()
+        return {"EDGEKIT_QEMU_PLUGIN": f"{plugin},out={insn}", "EDGEKIT_INSN_FILE": str(insn),
+                "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu()), "PYTHONHASHSEED": "0"}
 
     def unmeasured(self, arts: list[AgentArtifact]) -> list[AgentArtifact]:
         done = {m.artifact for m in self.run.agent.measurements} if self.run.agent else set()

@@ -34,6 +34,8 @@ def deploy_table(result: DeployResult) -> Table:
         table.add_column(label, justify="right", style="italic" if run.emulated else None, no_wrap=True)
         table.add_column(f"{run.target}\nx fp32" + ("\nemulated" if run.emulated else ""), justify="right",
                          no_wrap=True)
+        if _counted(run):
+            table.add_column(f"{run.target}\nguest insn\n/ invoke", justify="right", no_wrap=True)
         if run.target != HOST:
             table.add_column(f"{run.target}\ndrift vs host\nmax|d| / cos", justify="right", no_wrap=True)
         table.add_column(f"{run.target}\ngates", justify="center")
@@ -93,6 +95,9 @@ def _target_cells(run: TargetRun, artifact: str, threads: int) -> list[Text | st
     else:
         cells.append(Text(f"{_ms(m.p50_ms)} / {_ms(m.p90_ms)}" + (" emulated" if run.emulated else "")))
     cells.append(_speedup(run, artifact, threads, m))
+    if _counted(run):
+        count = m.instructions_per_invoke if m is not None else None
+        cells.append(f"{count / 1e6:.2f} M" if count else "")
     if run.target != HOST:
         cells.append(_drift(_comparison(run, artifact, "host")))
     cells.append(_gate(_comparison(run, artifact, "onnx")))
@@ -159,6 +164,11 @@ def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
     if any(r.emulated for r in runs):
         parts.append(EMULATED_NOTE)
     return "\n".join(parts)
+
+
+def _counted(run: TargetRun) -> bool:
+    """Instruction counts (a counting emulated target): deterministic, unlike emulated wall times."""
+    return any(m.instructions_per_invoke for m in (run.agent.measurements if run.agent else []))
 
 
 def _measurement(run: TargetRun, artifact: str, threads: int) -> Measurement | None:
