@@ -19,7 +19,7 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:
  padding:16px 24px;color:#1d232a;background:#fff}
 h1{margin:0 0 4px} h2{border-bottom:2px solid #d0d7de;padding-bottom:4px;margin-top:36px}
 h3{margin:22px 0 8px;color:#3b4550}
-table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}
+table{border-collapse:collapse;margin:6px 0 12px;font-size:13px;display:block;overflow-x:auto;max-width:100%}
 th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:right;vertical-align:top}
 th{background:#f3f5f7} td.l,th.l{text-align:left} td{white-space:nowrap} td.wrap{white-space:normal}
 .emu{display:inline-block;background:#fff3cd;color:#7a5a00;border:1px solid #e5c76b;border-radius:3px;
@@ -180,7 +180,7 @@ def _facts_row(run_id: int, started_ts: float, t: TargetRun, agent: AgentResult)
         f"<td class=l>{escape(t.target)}{_emu(t.emulated)}</td>"
         f"<td class=l>{escape(before.cpu_model or before.machine)}{emulator}</td>"
         f"<td>{before.cores}</td><td class=l>{escape(_governor(before))}</td><td>{_clock(before)}</td>"
-        f"<td>{_temp(before)} → {_temp(after)}</td><td class=l>{throttled}</td>"
+        f"<td>{_temp(before)} → {_temp(after)}</td><td class='l wrap'>{throttled}</td>"
         f"<td class='l wrap'>{runtimes}</td></tr>"
     )
 

@@ -55,7 +55,9 @@ def _flag(f: Flag) -> str:
         if f.change is not None:
             numbers += f" ({f.change:+.1%}{f', p={f.p_value:.2g}' if f.p_value is not None else ''})"
     emulated = " (emulated)" if f.emulated else ""
-    return f"- **{f.kind.value}**{emulated} {where}{numbers}" + ("" if numbers else f": {f.message}")
+    if not numbers:  # the message names the artifact and target itself
+        return f"- **{f.kind.value}**{emulated} {f.message}"
+    return f"- **{f.kind.value}**{emulated} {where}{numbers}"
 
 
 def _table(view: RecipeView) -> list[str]:
