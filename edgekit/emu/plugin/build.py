@@ -59,6 +59,14 @@ def is_built() -> bool:
     return plugin_path().exists() and _stamp().exists() and _stamp().read_text() == _source_digest()
 
 
+def require_plugin() -> Path:
+    """The built plugin, for run time: never downloads or compiles (that is set-up's job)."""
+    if not is_built():
+        raise EmulatorError("the instruction-counting plugin is not built", where=str(plugin_path()),
+                            hint="run `edgekit emu build-plugin` (or `edgekit emu build pi4-emu`, which does it)")
+    return plugin_path()
+
+
 def build_plugin(log: Callable[[str], None] = print, force: bool = False) -> Path:
     """Fetch the header if needed, compile the plugin, self-test it, and return the .so path."""
     if is_built() and not force:

@@ -87,7 +87,7 @@ def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) 
     """Count every job on emulated DEVICE; one guest process per python flavour, jobs in the given order."""
     requests = [job.request() for job in jobs]
     device_spec(device)  # an unknown name fails here with the list of known devices
-    plugin = plugin_build.build_plugin()
+    plugin = plugin_build.require_plugin()
     results: dict[int, dict] = {}
     for flavour in ("litert", "tflite_runtime"):
         idx = [i for i, r in enumerate(requests) if (r["runtime"] == "tflite_runtime") == (flavour != "litert")]

@@ -1,0 +1,63 @@
+"""The `estimate` entries of a deploy result: what a real board would take, from an emulated target's counts.
+
+deploy calls `estimate_for(measurement, artifact_info, board)` for each measurement of an emulated target with
+instruction counts and keeps the dicts in TargetRun.estimates; they are labelled estimates and carry no field a
+report could mistake for a measured latency (no p50/mean/samples).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekit.estimate import cost_model
+from edgekit.estimate.boards import BOARDS, board as get_board
+from edgekit.estimate.graph import analyze
+from edgekit.estimate.roofline import compute_precision, roofline
+from edgekit.formats import Format
+from edgekit.results import ArtifactInfo, Measurement
+
+# emulated device -> the real board its core stands for (phone-emu has no calibrated board)
+BOARD_OF_DEVICE = {b.emulated_device: b.name for b in BOARDS.values()}
+
+
+def board_for_device(device: str) -> str | None:
+    """pi4-emu -> pi4, pi5-emu -> pi5; None for an emulated device no board is calibrated for."""
+    return BOARD_OF_DEVICE.get(device)
+
+
+def estimate_for(measurement: Measurement, artifact_info: ArtifactInfo | None, board: str,
+                 reference: Measurement | None = None) -> dict[str, Any]:
+    """A labelled estimate of `measurement`'s artifact on the real `board` at its thread count.
+
+    The cost model wants the one-thread count (counts at more threads include spin-waits); pass the same
+    artifact's one-thread measurement as `reference` when `measurement` ran with more threads.
+    Returns {"status": "unavailable", "reason": ...} (still labelled) when no count exists.
+    """
+    base = {"label": cost_model.LABEL, "board": board, "artifact": measurement.artifact,
+            "threads": measurement.threads}
+    source = reference if reference is not None and reference.instructions_per_invoke else measurement
+    if measurement.status != "ok" or not source.instructions_per_invoke:
+        return {**base, "status": "unavailable",
+                "reason": "no instruction count (run the emulated target with emulated.counting: true)"}
+    caveats = []
+    if source.threads > 1:
+        caveats.append(f"count taken at {source.threads} threads: includes spin-wait instructions")
+    est = cost_model.estimate(board, source.instructions_per_invoke, measurement.threads, caveats=caveats)
+    out = {**base, **est.to_dict(), "status": "ok", "instructions_per_invoke": source.instructions_per_invoke}
+    bound = _lower_bound(artifact_info, board, measurement.threads)
+    if bound is not None:
+        out["roofline_lower_bound_ms"] = round(bound, 3)
+    return out
+
+
+def _lower_bound(info: ArtifactInfo | None, board: str, threads: int) -> float | None:
+    """The roofline lower bound when the artifact's files are readable here; None otherwise (never fatal)."""
+    if info is None or not info.files:
+        return None
+    try:
+        fmt = Format(info.format)
+        cost = analyze(Path(info.files[0]))
+        return roofline(cost, get_board(board), threads, compute_precision(fmt)).lower_bound_ms
+    except Exception:  # noqa: BLE001 (an estimate must never break a deploy)
+        return None
