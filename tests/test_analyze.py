@@ -93,6 +93,24 @@ def test_fix_keeps_the_worst_layers_in_float_until_the_gate_is_met(tmp_path: Pat
     assert Path(chosen.files[0]).is_file()
 
 
+def test_cli_lists_the_worst_layers_and_writes_json(ncnn_analysis: tuple, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    result, *_ = ncnn_analysis
+    out = CliRunner().invoke(app, ["analyze", str(_recipe(tmp_path)), "--format", "ncnn-int8", "--samples", "8",
+                                   "--top", "3", "--fix", "--json", str(tmp_path / "a.json")])
+    assert out.exit_code == 0, out.output
+    assert result.worst()[0].name in out.output and "already meets" in out.output
+    record = json.loads((tmp_path / "a.json").read_text())
+    assert len(record["analysis"]["layers"]) == len(result.layers)
+    bad = CliRunner().invoke(app, ["analyze", str(_recipe(tmp_path)), "--format", "ncnn-fp16"])
+    assert bad.exit_code != 0
+
+
 def test_plan_doubles_the_float_set_and_ends_with_the_cap() -> None:
     names = list("abcdefghij")
     assert plan(names) == [names[:1], names[:2], names[:4], names[:8], names]
@@ -112,3 +130,27 @@ def test_worst_lists_only_quantized_layers() -> None:
               LayerError("b", "Pooling", "2", False, 0.98, 0.2, 0.5),
               LayerError("c", "Convolution", "3", True, 0.97, 0.3, 0.2)]
     assert [x.name for x in Analysis("r", "ncnn-int8", 1, "isolated", layers).worst()] == ["c", "a"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_cli_tflite_fix_meets_a_strict_gate(tmp_path: Path) -> None:
+    """The whole command on TFLite: onnx2tf artifacts, every tensor compared, TensorFlow selective quantization."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    path = _recipe(tmp_path, cosine=0.99999)
+    path.write_text(path.read_text().replace("[ncnn-fp32, ncnn-int8]", "[tflite-fp32, tflite-int8]"))
+    out = CliRunner().invoke(app, ["analyze", str(path), "--format", "tflite-int8", "--fix", "--samples", "8",
+                                   "--json", str(tmp_path / "a.json")])
+    assert out.exit_code in (0, 1), out.output
+    record = json.loads((tmp_path / "a.json").read_text())
+    steps = record["fix"]["steps"]
+    assert not steps[0]["gates"]["passed"]
+    assert len(steps) >= 2 and steps[-1]["numbers"]["cosine"] > steps[0]["numbers"]["cosine"]
+    assert steps[-1]["size_bytes"] > steps[0]["size_bytes"]  # float weights cost bytes
+    if out.exit_code == 0:
+        assert "gate met" in out.output

@@ -14,7 +14,7 @@ from edgekit.zoo import digits, digits_train, shapes_train, train
 SMALL_DIGITS = digits_train.DEFAULT.model_copy(update={"epochs": 2, "data": {"max_train": 256}})
 SMALL_DETECTOR = shapes_train.DEFAULT.model_copy(update={
     "epochs": 1, "batch_size": 2,
-    "data": {"canvas": 96, "images_per_epoch": 4, "bn_images": 2, "test_images": 2},
+    "data": {"canvas": 96, "images_per_epoch": 4, "bn_images": 2, "test_images": 2, "probe_images": 0},
 })
 
 
