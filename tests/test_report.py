@@ -199,3 +199,25 @@ def test_parse_since() -> None:
     assert parse_since("2026-01-31") == datetime(2026, 1, 31, tzinfo=timezone.utc).timestamp()
     with pytest.raises(Exception, match="cannot read"):
         parse_since("last tuesday")
+
+
+def test_what_changed_since_the_previous_run_is_listed() -> None:
+    from edgekit.report.view import recipe_view
+    from edgekit.store import StoredRun
+
+    rng = np.random.default_rng(4)
+    runs = [
+        synthetic_result(T0 + timedelta(days=d), rng=rng, formats=FORMATS, threads=(1,)) for d in range(3)
+    ]
+    last = runs[-1]
+    last.tool_versions["onnx2tf"] = "1.30.0"
+    last.runs[0].agent.facts_before.runtimes["ncnn"] = "1.0.20270101"  # type: ignore[union-attr]
+    last.artifacts[1].sha256 = "f" * 64
+    stored = [StoredRun(i + 1, T0.timestamp() + i * 86400, r) for i, r in enumerate(runs)]
+    view = recipe_view("yolov5-lite", stored)
+    assert view.changes == [
+        "tool onnx2tf: 1.29.24 -> 1.30.0",
+        "tflite-int8: converted file changed",
+        "pi4 runtime ncnn: 1.0.20261020 -> 1.0.20270101",
+    ]
+    assert recipe_view("yolov5-lite", stored[:2]).changes == []

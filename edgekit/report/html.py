@@ -76,6 +76,7 @@ def _recipe(view: RecipeView) -> str:
         f"git <code>{escape((latest.git_revision or '-')[:12])}</code></p>",
         "<h3>Flags</h3>",
         _flags(view.flags),
+        _changes(view.changes),
         "<h3>Latest results</h3>",
         _table(view.rows),
     ]
@@ -114,6 +115,13 @@ def _flags(flags: list[Flag]) -> str:
             f"<td class='l wrap'>{escape(f.message)}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _changes(changes: list[str]) -> str:
+    if not changes:
+        return ""
+    items = "".join(f"<li>{escape(c)}</li>" for c in changes)
+    return f"<p>Changed since the previous run:</p><ul>{items}</ul>"
 
 
 def _table(rows: list[Row]) -> str:

@@ -34,6 +34,13 @@ def _recipe(view: RecipeView) -> list[str]:
     mark = "❌" if bad else ("⚠️" if view.flags else "✅")
     lines = [f"### {mark} {view.recipe}: run #{view.latest.id}, {when(view.latest.started_ts)} UTC", ""]
     lines += [_flag(f) for f in view.flags] or ["No regressions against recent history."]
+    if view.changes:
+        lines += [
+            "",
+            "Changed since the previous run: "
+            + "; ".join(view.changes[:8])
+            + (f"; and {len(view.changes) - 8} more" if len(view.changes) > 8 else ""),
+        ]
     lines += ["", *_table(view), ""]
     return lines
 

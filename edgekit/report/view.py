@@ -46,6 +46,7 @@ class RecipeView:
     rows: list[Row]
     flags: list[Flag]
     targets: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)  # what differs from the previous run (for triage)
 
     def emulated(self, target: str) -> bool:
         return any(t.emulated for t in self.latest.result.runs if t.target == target)
@@ -106,7 +107,46 @@ def recipe_view(
     flags = detect_latest(recent, settings) if recent and recent[-1].id == shown[-1].id else []
     latest = shown[-1]
     target_names = list(dict.fromkeys(t.target for r in shown for t in r.result.runs))
-    return RecipeView(name, shown, latest, latest_rows(latest.result, flags), flags, target_names)
+    previous = recent[-2].result if len(recent) >= 2 and recent[-1].id == latest.id else None
+    changed = changes(previous, latest.result) if previous else []
+    return RecipeView(name, shown, latest, latest_rows(latest.result, flags), flags, target_names, changed)
+
+
+def changes(previous: DeployResult, latest: DeployResult) -> list[str]:
+    """What differs between two runs of a recipe: the first things to look at when a flag goes up."""
+    found = []
+    if previous.recipe_sha256 != latest.recipe_sha256:
+        found.append(
+            f"recipe settings changed (sha256 {previous.recipe_sha256[:10]} -> {latest.recipe_sha256[:10]})"
+        )
+    if previous.git_revision != latest.git_revision:
+        found.append(
+            f"git revision {(previous.git_revision or '-')[:10]} -> {(latest.git_revision or '-')[:10]}"
+        )
+    found += _diff("tool", previous.tool_versions, latest.tool_versions)
+    old_arts = {a.id: a.sha256 for a in previous.artifacts}
+    found += [
+        f"{a.id}: converted file changed"
+        for a in latest.artifacts
+        if old_arts.get(a.id, a.sha256) != a.sha256
+    ]
+    old_targets = {t.target: t.agent.facts_before for t in previous.runs if t.agent}
+    for t in latest.runs:
+        if t.agent and t.target in old_targets:
+            before, now = old_targets[t.target], t.agent.facts_before
+            found += _diff(f"{t.target} runtime", before.runtimes, now.runtimes)
+            for name in ("python", "cpu_model", "emulator"):
+                if getattr(before, name) != getattr(now, name):
+                    found.append(f"{t.target} {name}: {getattr(before, name)} -> {getattr(now, name)}")
+    return found
+
+
+def _diff(label: str, old: dict[str, str], new: dict[str, str]) -> list[str]:
+    return [
+        f"{label} {key}: {old.get(key, 'absent')} -> {new.get(key, 'absent')}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
 
 
 def latest_rows(result: DeployResult, flags: Sequence[Flag] = ()) -> list[Row]:
