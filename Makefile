@@ -9,7 +9,7 @@ PIP := $(BIN)/pip install -q -c constraints.txt
 EDGEKIT := $(BIN)/edgekit
 STAMPS := $(VENV)/.stamps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := qemu-user-static qemu-user openssh-server openssh-client chromium dpkg-dev gcc libglib2.0-dev pkg-config
+APT_PACKAGES := qemu-user-static qemu-user openssh-server openssh-client chromium dpkg-dev gcc libglib2.0-dev pkg-config postgresql
 RECIPE ?=
 TARGET ?= pi4-emu
 PYTEST_ARGS ?=

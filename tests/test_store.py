@@ -1,20 +1,30 @@
-"""The results store: lossless round trips, forward migrations, concurrent writers, crash safety."""
+"""The results store: lossless round trips, forward migrations, concurrent writers, crash safety.
+
+The tests taking `url` run twice: on a SQLite file and on a real PostgreSQL server started for this module
+(Debian's postgresql package, installed by `make setup`; a throwaway cluster on a Unix socket, no TCP).
+"""
 
 from __future__ import annotations
 
+import glob
+import math
 import multiprocessing
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
+import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, func, inspect, select
 
 from edgekit.errors import StoreError
 from edgekit.formats import Format
@@ -36,6 +46,63 @@ def _url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'results.sqlite'}"
 
 
+def _pg_tool(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        pytest.fail(f"PostgreSQL's {name} not found: `make setup` installs Debian's postgresql package")
+    return found[-1]
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[Path]:
+    """A throwaway PostgreSQL cluster listening on a Unix socket only; yields the socket folder."""
+    root = Path(tempfile.mkdtemp(prefix="edgekit-pg-"))
+    as_root = os.geteuid() == 0  # initdb refuses root: run the server as the postgres user then
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    if as_root:
+        shutil.chown(root, "postgres")
+    data, sock, log = root / "data", root / "sock", root / "server.log"
+    run = [*prefix, "mkdir", str(sock)]
+    subprocess.run(run, check=True)
+    initdb = [_pg_tool("initdb"), "-D", str(data), "-A", "trust", "-U", "edgekit", "--no-sync", "-E", "UTF8"]
+    subprocess.run([*prefix, *initdb], check=True, capture_output=True)
+    opts = f"-k {sock} -c listen_addresses='' -c fsync=off -c max_connections=50"
+    start = [_pg_tool("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", opts, "start"]
+    subprocess.run([*prefix, *start], check=True, capture_output=True, timeout=120)
+    try:
+        yield sock
+    finally:
+        stop = [_pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+        subprocess.run([*prefix, *stop], capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: Path) -> str:
+    """A fresh, empty database on the module's server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(host=str(pg_server), user="edgekit", dbname="postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"postgresql+psycopg://edgekit@/{name}?host={pg_server}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return _url(tmp_path) if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+
+
+def _count(url: str, table: str) -> int:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = int(
+            conn.execute(select(func.count()).select_from(schema.metadata.tables[table])).scalar_one()
+        )
+    engine.dispose()
+    return found
+
+
 def _small(started: datetime, seed: int = 0, **kw: object) -> DeployResult:
     return synthetic_result(
         started,
@@ -47,7 +114,7 @@ def _small(started: datetime, seed: int = 0, **kw: object) -> DeployResult:
     )  # type: ignore[arg-type]
 
 
-def test_round_trip_keeps_every_field_and_every_sample(tmp_path: Path) -> None:
+def test_round_trip_keeps_every_field_and_every_sample(url: str) -> None:
     result = synthetic_history(1, seed=3)[0]
     # fields a newer deploy/agent might add travel through the `extra` columns
     result = result.model_copy(
@@ -73,7 +140,7 @@ def test_round_trip_keeps_every_field_and_every_sample(tmp_path: Path) -> None:
     for name, value in declared.items():
         setattr(result.runs[1].agent.measurements[0], name, value)  # type: ignore[union-attr]
     result.runs[1].agent.in_progress = "ncnn-int8 threads=4"  # type: ignore[union-attr]
-    with open_store(_url(tmp_path)) as store:
+    with open_store(url) as store:
         run_id = store.record(result)
         back = store.load(run_id)
     assert back.model_dump() == result.model_dump()
@@ -86,16 +153,32 @@ def test_round_trip_keeps_every_field_and_every_sample(tmp_path: Path) -> None:
     assert back.runs[1].agent.in_progress == "ncnn-int8 threads=4"  # type: ignore[union-attr]
 
 
-def test_a_target_without_agent_result_round_trips(tmp_path: Path) -> None:
+def test_nan_and_infinities_round_trip(url: str) -> None:
+    result = _small(T0)
+    onnx = result.runs[0].comparisons[0]
+    onnx.cosine, onnx.max_abs_error, onnx.metric = math.nan, math.inf, {"map50": math.nan}  # zero outputs
+    m = result.runs[0].agent.measurements[0]  # type: ignore[union-attr]
+    m.std_ms, m.samples_ms[0] = math.nan, math.inf
+    result.artifacts[0].fidelity["cosine"] = -math.inf
+    with open_store(url) as store:
+        back = store.load(store.record(result))
+    assert back.model_dump_json() == result.model_dump_json()  # JSON text: NaN == NaN there
+    assert (
+        math.isnan(back.runs[0].comparisons[0].cosine)
+        and back.runs[0].comparisons[0].max_abs_error == math.inf
+    )
+
+
+def test_a_target_without_agent_result_round_trips(url: str) -> None:
     result = _small(T0)
     dead = result.runs[0].model_copy(update={"status": "failed", "error": "unreachable", "agent": None})
     result = result.model_copy(update={"runs": [dead, result.runs[1]], "ok": False})
-    with open_store(_url(tmp_path)) as store:
+    with open_store(url) as store:
         assert store.load(store.record(result)) == result
 
 
-def test_runs_lists_newest_first_with_filters(tmp_path: Path) -> None:
-    with open_store(_url(tmp_path)) as store:
+def test_runs_lists_newest_first_with_filters(url: str) -> None:
+    with open_store(url) as store:
         for night in range(3):
             store.record(_small(T0 + timedelta(days=night), recipe="a", targets=("pi4",)))
         store.record(_small(T0 + timedelta(days=1, hours=1), recipe="b", targets=("pi5-emu",)))
@@ -138,24 +221,23 @@ def test_unopenable_store_is_a_store_error(tmp_path: Path) -> None:
 
 
 # --- schema versions ----------------------------------------------------------------------------------------
-def test_migrations_build_exactly_the_current_schema(tmp_path: Path) -> None:
-    engine = create_engine(_url(tmp_path))
+def test_migrations_build_exactly_the_current_schema(url: str) -> None:
+    engine = create_engine(url)
     with engine.begin() as conn:
         assert migrations.migrate(conn, where="test") == list(range(1, SCHEMA_VERSION + 1))
     insp = inspect(engine)
     for table in schema.metadata.sorted_tables:
-        assert {c["name"] for c in insp.get_columns(table.name)} == {c.name for c in table.columns}, (
-            table.name
-        )
+        found = {c["name"]: c["nullable"] for c in insp.get_columns(table.name)}
+        assert found == {c.name: c.nullable for c in table.columns}, table.name
         assert {i["name"] for i in insp.get_indexes(table.name)} == {i.name for i in table.indexes}, (
             table.name
         )
     engine.dispose()
 
 
-def test_a_v1_store_is_migrated_forward_and_keeps_its_runs(tmp_path: Path) -> None:
+def test_a_v1_store_is_migrated_forward_and_keeps_its_runs(url: str) -> None:
     old = _small(T0)
-    engine = create_engine(_url(tmp_path))
+    engine = create_engine(url)
     with engine.begin() as conn:  # a store as edgekit's first release left it, with one run in it
         migrations.migrate(conn, where="test", upto=1)
         v1 = migrations._v1_metadata().tables
@@ -188,11 +270,11 @@ def test_a_v1_store_is_migrated_forward_and_keeps_its_runs(tmp_path: Path) -> No
         for i, a in enumerate(old.artifacts):
             conn.execute(v1["artifacts"].insert().values(codec.artifact_row(a, run_id=run_id, position=i)))
     engine.dispose()
-    assert "recorded_by" not in {
-        c[1] for c in sqlite3.connect(tmp_path / "results.sqlite").execute("PRAGMA table_info(runs)")
-    }
+    engine = create_engine(url)
+    assert "recorded_by" not in {c["name"] for c in inspect(engine).get_columns("runs")}
+    engine.dispose()
 
-    with open_store(_url(tmp_path)) as store:
+    with open_store(url) as store:
         assert store.schema_version() == SCHEMA_VERSION
         assert store.load(run_id) == old
         new_id = store.record(_small(T0 + timedelta(days=1)))
@@ -200,14 +282,14 @@ def test_a_v1_store_is_migrated_forward_and_keeps_its_runs(tmp_path: Path) -> No
         assert store.runs()[0].recorded_by and store.runs()[1].recorded_by is None
 
 
-def test_a_store_newer_than_this_edgekit_is_refused(tmp_path: Path) -> None:
-    open_store(_url(tmp_path)).close()
-    con = sqlite3.connect(tmp_path / "results.sqlite")
-    con.execute("INSERT INTO schema_version VALUES (?, 'later')", (SCHEMA_VERSION + 1,))
-    con.commit()
-    con.close()
+def test_a_store_newer_than_this_edgekit_is_refused(url: str) -> None:
+    open_store(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(schema.schema_version.insert().values(version=SCHEMA_VERSION + 1, applied_at="later"))
+    engine.dispose()
     with pytest.raises(StoreError, match="newer than this edgekit"):
-        open_store(_url(tmp_path))
+        open_store(url)
 
 
 # --- concurrency and crashes --------------------------------------------------------------------------------
@@ -219,8 +301,8 @@ def _writer(url: str, worker: int, count: int) -> None:
             )
 
 
-def test_concurrent_writer_processes_leave_a_consistent_store(tmp_path: Path) -> None:
-    url, workers, each = _url(tmp_path), 4, 8
+def test_concurrent_writer_processes_leave_a_consistent_store(url: str) -> None:
+    workers, each = 4, 8
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(url, w, each)) for w in range(workers)]
     for p in procs:
@@ -228,13 +310,13 @@ def test_concurrent_writer_processes_leave_a_consistent_store(tmp_path: Path) ->
     for p in procs:
         p.join(timeout=240)
     assert [p.exitcode for p in procs] == [0] * workers
-    con = sqlite3.connect(tmp_path / "results.sqlite")
-    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    assert con.execute("PRAGMA foreign_key_check").fetchall() == []
-    assert con.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [
-        (v,) for v in range(1, SCHEMA_VERSION + 1)
-    ]
-    con.close()
+    if url.startswith("sqlite"):
+        con = sqlite3.connect(url.removeprefix("sqlite:///"))
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+        con.close()
+    assert _count(url, "schema_version") == SCHEMA_VERSION  # racing first opens migrated exactly once
+    assert _count(url, "measurements") == workers * each * 4 and _count(url, "samples") == workers * each * 4
     with open_store(url) as store:
         runs = store.runs(limit=None)
         assert sorted(r.recipe for r in runs) == sorted(f"w{w}" for w in range(workers) for _ in range(each))
@@ -243,8 +325,8 @@ def test_concurrent_writer_processes_leave_a_consistent_store(tmp_path: Path) ->
             assert [len(m.samples_ms) for t in run.runs for m in t.agent.measurements] == [20] * 4  # type: ignore[union-attr]
 
 
-def test_a_writer_killed_mid_transaction_loses_nothing_recorded_before(tmp_path: Path) -> None:
-    url = _url(tmp_path)
+def test_a_writer_killed_mid_transaction_loses_nothing_recorded_before(url: str) -> None:
+    url = url
     with open_store(url) as store:
         kept = [store.record(_small(T0 + timedelta(days=d), seed=d)) for d in range(2)]
     script = textwrap.dedent(f"""
@@ -262,14 +344,14 @@ def test_a_writer_killed_mid_transaction_loses_nothing_recorded_before(tmp_path:
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    con = sqlite3.connect(tmp_path / "results.sqlite")
-    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    assert con.execute("SELECT count(*) FROM measurements").fetchone() == (8,)
-    con.close()
+    if url.startswith("sqlite"):
+        con = sqlite3.connect(url.removeprefix("sqlite:///"))
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        con.close()
+    assert _count(url, "measurements") == 8 and _count(url, "runs") == 2
     with open_store(url) as store:
         assert [r.id for r in store.runs()] == kept[::-1]
         assert store.record(_small(T0 + timedelta(days=5))) > 0
-    assert os.path.getsize(tmp_path / "results.sqlite") > 0
 
 
 # --- a real deploy ----------------------------------------------------------------------------------------

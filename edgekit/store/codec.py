@@ -7,6 +7,7 @@ drops data and reading gives back the same pydantic objects.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any
 
@@ -85,6 +86,9 @@ def _split(
     agent or deploy sent that results.py does not declare, all land in `extra` instead of being dropped."""
     data = model.model_dump(mode="json", exclude=set(nested))
     picked = {name: data.pop(name) for name in columns}
+    for name, value in picked.items():  # SQLite stores NaN as NULL: keep non-finite floats in `extra`
+        if isinstance(value, float) and not math.isfinite(value):
+            data[name], picked[name] = value, None
     return picked, (data or None)
 
 
@@ -155,21 +159,26 @@ def artifact_row(a: ArtifactInfo, *, run_id: int, position: int) -> dict[str, An
 
 # --- rows -> objects ----------------------------------------------------------------------------------------
 def measurement_from(row: Any, samples_ms: list[float]) -> Measurement:
-    fields = {name: getattr(row, name) for name in _MEASUREMENT_COLUMNS}
+    fields = _merged(row, _MEASUREMENT_COLUMNS, row.extra)
     fields["output_checksums"] = fields["output_checksums"] or {}
-    return Measurement(**fields, samples_ms=samples_ms, **(row.extra or {}))
+    return Measurement(**fields, samples_ms=samples_ms)
 
 
 def comparison_from(row: Any) -> Comparison:
-    fields = {name: getattr(row, name) for name in _COMPARISON_COLUMNS}
+    fields = _merged(row, _COMPARISON_COLUMNS, row.extra)
     fields["metric"] = fields["metric"] or {}
-    return Comparison(**fields, **(row.extra or {}))
+    return Comparison(**fields)
 
 
 def artifact_from(row: Any) -> ArtifactInfo:
-    fields = {name: getattr(row, name) for name in _ARTIFACT_COLUMNS}
+    fields = _merged(row, _ARTIFACT_COLUMNS, row.extra)
     fields["fidelity"] = fields["fidelity"] or {}
-    return ArtifactInfo(id=row.artifact, **fields, **(row.extra or {}))
+    return ArtifactInfo(id=row.artifact, **fields)
+
+
+def _merged(row: Any, columns: tuple[str, ...], extra: dict[str, Any] | None) -> dict[str, Any]:
+    """Column values, overridden by `extra` (where non-finite floats and unknown fields were kept)."""
+    return {**{name: getattr(row, name) for name in columns}, **(extra or {})}
 
 
 def target_from(row: Any, measurements: list[Measurement], comparisons: list[Comparison]) -> TargetRun:

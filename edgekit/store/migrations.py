@@ -169,7 +169,40 @@ def _to_v2(conn: Connection) -> None:
     Index("ix_runs_recipe_started", schema.runs.c.recipe, schema.runs.c.started_ts).create(conn)
 
 
-STEPS: dict[int, Callable[[Connection], None]] = {1: _to_v1, 2: _to_v2}
+_V3_NULLABLE = ("max_abs_error", "mean_abs_error", "cosine")
+
+
+def _to_v3(conn: Connection) -> None:
+    """v3: a comparison's numbers may be NULL; NaN and infinities are kept exactly in its `extra` column
+    (SQLite stores NaN as NULL, which a NOT NULL column refuses)."""
+    if conn.dialect.name != "sqlite":
+        for name in _V3_NULLABLE:
+            conn.execute(text(f"ALTER TABLE comparisons ALTER COLUMN {name} DROP NOT NULL"))
+        return
+    # SQLite cannot drop a NOT NULL constraint: build the new table, copy the rows, swap the names.
+    m = MetaData()
+    for parent in ("runs", "target_runs"):  # stubs so the foreign keys resolve; never created
+        Table(parent, m, Column("id", Integer, primary_key=True))
+    old = _v1_metadata().tables["comparisons"]
+    columns = [
+        Column(
+            c.name,
+            c.type,
+            *[ForeignKey(fk.target_fullname, ondelete=fk.ondelete) for fk in c.foreign_keys],
+            primary_key=c.primary_key,
+            nullable=True if c.name in _V3_NULLABLE else c.nullable,
+        )
+        for c in old.columns
+    ]
+    Table("comparisons_v3", m, *columns).create(conn)
+    names = ", ".join(c.name for c in old.columns)
+    conn.execute(text(f"INSERT INTO comparisons_v3 ({names}) SELECT {names} FROM comparisons"))
+    conn.execute(text("DROP TABLE comparisons"))
+    conn.execute(text("ALTER TABLE comparisons_v3 RENAME TO comparisons"))
+    conn.execute(text("CREATE INDEX ix_comparisons_run_id ON comparisons (run_id)"))
+
+
+STEPS: dict[int, Callable[[Connection], None]] = {1: _to_v1, 2: _to_v2, 3: _to_v3}
 
 
 def current_version(conn: Connection) -> int:

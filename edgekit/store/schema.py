@@ -10,6 +10,9 @@ reads them, and writing a deploy costs one row per measurement instead of one pe
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -23,9 +26,52 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+_NON_FINITE = {"__nan__": math.nan, "__inf__": math.inf, "__-inf__": -math.inf}
+
+
+class JSONValue(TypeDecorator[Any]):
+    """JSON that keeps NaN and infinities (a cosine of a zero output is NaN; PostgreSQL's json rejects NaN).
+
+    Non-finite floats are written as the strings "__nan__", "__inf__", "__-inf__" and turned back on reading;
+    the column's DDL is plain JSON, so this needs no migration.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return _encode(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return _decode(value)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "__nan__" if math.isnan(value) else ("__inf__" if value > 0 else "__-inf__")
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str):
+        return _NON_FINITE.get(value, value)
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
 
 metadata = MetaData()
 
@@ -49,12 +95,12 @@ runs = Table(
     Column("started_at", String(40), nullable=False),  # as the deploy wrote it
     Column("started_ts", Float, nullable=False),  # epoch seconds (UTC), for ordering and --since
     Column("finished_at", String(40)),
-    Column("tool_versions", JSON, nullable=False),
-    Column("benchmark", JSON, nullable=False),
+    Column("tool_versions", JSONValue, nullable=False),
+    Column("benchmark", JSONValue, nullable=False),
     Column("ok", Boolean, nullable=False),
     Column("recorded_at", String(40), nullable=False),
     Column("recorded_by", String(200)),  # v2: user@host of the runner that recorded it
-    Column("extra", JSON),  # fields a newer deploy wrote that this schema has no column for
+    Column("extra", JSONValue),  # fields a newer deploy wrote that this schema has no column for
 )
 Index("ix_runs_recipe_started", runs.c.recipe, runs.c.started_ts)  # v2
 
@@ -73,12 +119,12 @@ target_runs = Table(
     Column("agent_protocol", Integer),
     Column("agent_started_at", String(40)),
     Column("agent_finished_at", String(40)),
-    Column("facts_before", JSON),
-    Column("facts_after", JSON),
-    Column("request", JSON),
-    Column("estimates", JSON),
-    Column("stage_seconds", JSON),
-    Column("extra", JSON),  # {"target": {...}, "agent": {...}} extra fields of TargetRun / AgentResult
+    Column("facts_before", JSONValue),
+    Column("facts_after", JSONValue),
+    Column("request", JSONValue),
+    Column("estimates", JSONValue),
+    Column("stage_seconds", JSONValue),
+    Column("extra", JSONValue),  # {"target": {...}, "agent": {...}} extra fields of TargetRun / AgentResult
 )
 
 measurements = Table(
@@ -106,8 +152,8 @@ measurements = Table(
     Column("instructions_per_invoke", BigInteger),
     Column("overhead_ms_per_sample", Float),
     Column("outputs_file", Text),
-    Column("output_checksums", JSON),
-    Column("extra", JSON),
+    Column("output_checksums", JSONValue),
+    Column("extra", JSONValue),
 )
 
 samples = Table(
@@ -122,7 +168,7 @@ samples = Table(
     ),
     Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("count", Integer, nullable=False),
-    Column("samples_ms", JSON, nullable=False),
+    Column("samples_ms", JSONValue, nullable=False),
 )
 
 comparisons = Table(
@@ -135,13 +181,13 @@ comparisons = Table(
     Column("artifact", String(100), nullable=False),
     Column("target", String(200), nullable=False),
     Column("reference", String(40), nullable=False),
-    Column("max_abs_error", Float, nullable=False),
-    Column("mean_abs_error", Float, nullable=False),
-    Column("cosine", Float, nullable=False),
+    Column("max_abs_error", Float),  # v3: nullable; a NaN or infinity is kept in `extra`
+    Column("mean_abs_error", Float),  # v3: nullable; a NaN or infinity is kept in `extra`
+    Column("cosine", Float),  # v3: nullable; a NaN or infinity is kept in `extra`
     Column("top1_agreement", Float),
     Column("box_match", Float),
-    Column("metric", JSON),
-    Column("extra", JSON),
+    Column("metric", JSONValue),
+    Column("extra", JSONValue),
 )
 
 artifacts = Table(
@@ -152,14 +198,14 @@ artifacts = Table(
     Column("position", Integer, nullable=False),
     Column("artifact", String(100), nullable=False),
     Column("format", String(40), nullable=False),
-    Column("files", JSON, nullable=False),
+    Column("files", JSONValue, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
     Column("cached", Boolean, nullable=False),
     Column("convert_s", Float),
-    Column("fidelity", JSON),
+    Column("fidelity", JSONValue),
     Column("gates_passed", Boolean, nullable=False),
     Column("status", String(20), nullable=False),
     Column("error", Text),
-    Column("extra", JSON),
+    Column("extra", JSONValue),
 )
