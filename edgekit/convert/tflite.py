@@ -217,8 +217,10 @@ def _child(job_path: Path) -> None:
         ident = (1,) * (calib.ndim - 1) + (calib.shape[-1],) if calib.ndim == 4 else (1,)
         kwargs["custom_input_op_name_np_data_path"] = [
             [job["input_name"], job["calibration"], np.zeros(ident, np.float32), np.ones(ident, np.float32)]]
+    # output_signaturedefs: without it a float run fails on op names like "/s5/s5.0/Conv" (an -oiqt run sets it
+    # itself), and the signature keeps the ONNX output names
     onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path=job["out"],
-                    copy_onnx_input_output_names_to_tflite=True,
+                    copy_onnx_input_output_names_to_tflite=True, output_signaturedefs=True,
                     output_integer_quantized_tflite=job["int8"],
                     output_dynamic_range_quantized_tflite=job["dynamic"],
                     quant_type=job["quant_type"], input_quant_dtype="int8", output_quant_dtype="int8",
