@@ -156,3 +156,20 @@ def test_a_target_whose_own_outputs_miss_the_gate_is_flagged() -> None:
     flags = detect(runs)
     assert [(f.kind, f.artifact, f.target) for f in flags] == [(FlagKind.FIDELITY, "ncnn-fp32", "pi5-emu")]
     assert flags[0].new == 0.962 and "min_cosine 0.9999 > 0.962" in flags[0].message and flags[0].emulated
+
+
+def test_rank_test_agrees_with_scipy() -> None:
+    from scipy.stats import mannwhitneyu
+
+    from edgekit.report.regression import slower_p_value
+
+    rng = np.random.default_rng(3)
+    cases = [
+        (rng.normal(10.5, 1, 40), rng.normal(10, 1, 400)),
+        (rng.normal(10, 1, 10), rng.normal(10, 1, 30)),
+        (np.round(rng.normal(10, 1, 50), 1), np.round(rng.normal(10.2, 1, 200), 1)),  # many ties
+        (np.full(5, 3.0), np.full(20, 3.0)),
+    ]
+    for new, old in cases:
+        expected = mannwhitneyu(new, old, alternative="greater", method="asymptotic").pvalue
+        assert slower_p_value(new, old) == pytest.approx(expected, rel=1e-9, abs=1e-12)
