@@ -83,3 +83,19 @@ def test_threads_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert train.free_threads() == 1
     monkeypatch.delenv("EDGEKIT_TRAIN_THREADS")
     assert 1 <= train.free_threads() <= (os.cpu_count() or 1)
+
+
+def test_shipped_detector_weights_match_the_default_config_and_find_the_shapes() -> None:
+    from edgekit.metrics import detection_metrics
+    from edgekit.zoo import shapes
+
+    assert train.shipped("shapes-yolov5-lite") is not None, "detector weights missing or stale: retrain and --ship"
+    trained = train.load_trained("shapes-yolov5-lite")
+    assert trained.meta["metrics"]["map50"] >= 0.8
+    imgs, labels = shapes.test_set(24)
+    import torch
+
+    with torch.no_grad():
+        boxes, scores = trained.model(torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0)
+    found = detection_metrics(boxes.numpy(), scores.numpy(), labels)
+    assert found["map50"] >= 0.8 and found["map50_95"] >= 0.5, found
