@@ -42,6 +42,7 @@ class DeviceFacts(_Model):
     emulated: bool = False
     emulator: str | None = None  # e.g. "qemu-aarch64 -cpu cortex-a72"
     hostname: str | None = None
+    nice: int | None = None  # the agent's scheduling priority while measuring (additive; see request `nice`)
 
 
 class Measurement(_Model):

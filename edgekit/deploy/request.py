@@ -87,6 +87,7 @@ class Settings:
     timeout_s: float = 1800.0
     lock_timeout_s: float = 600.0
     samples: int | None = None  # evaluation samples sent to devices (None: all)
+    nice: int | None = -10  # the agent asks for this priority; applied only where permitted (root), recorded
 
     @classmethod
     def from_benchmark(cls, bench: Benchmark, **overrides: Any) -> "Settings":
@@ -127,7 +128,7 @@ def build_request(arts: list[AgentArtifact], settings: Settings, inputs_remote: 
             "warmup": settings.warmup, "repeat": settings.repeat, "number": settings.number,
             "min_repeat_ms": settings.min_repeat_ms, "cooldown_s": settings.cooldown_s,
             "tflite_runtime": tflite_runtime, "lock_file": rel(LOCK_REMOTE),
-            "lock_timeout_s": settings.lock_timeout_s, "outputs_dir": "outputs"}
+            "lock_timeout_s": settings.lock_timeout_s, "outputs_dir": "outputs", "nice": settings.nice}
 
 
 def inputs_remote(local: Path) -> str:
