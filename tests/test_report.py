@@ -221,3 +221,15 @@ def test_what_changed_since_the_previous_run_is_listed() -> None:
         "pi4 runtime ncnn: 1.0.20261020 -> 1.0.20270101",
     ]
     assert recipe_view("yolov5-lite", stored[:2]).changes == []
+
+
+def test_public_names_and_lazy_imports() -> None:
+    import edgekit.report
+    import edgekit.store
+
+    for module in (edgekit.report, edgekit.store):
+        assert all(getattr(module, name) is not None for name in module.__all__)
+    heavy = "{'sqlalchemy', 'scipy', 'matplotlib'}"
+    code = f"import sys, edgekit.report.table; print(sorted({heavy} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # `edgekit deploy` prints its table without loading the report stack

@@ -4,21 +4,39 @@
     report = build(store, since=ts, recipes=["yolov5-lite"], targets=["pi4"])
     write(report, html="report.html", markdown="summary.md")
 
-(`table.py`, the terminal tables, is separate and imports nothing from here.)
+The names below load lazily (PEP 562), so importing `edgekit.report.table` (the terminal tables that
+`edgekit deploy` prints) does not pull in the store, SQLAlchemy and SciPy.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import EdgekitError
-from edgekit.report.regression import Flag, FlagKind, Settings
-from edgekit.report.view import Report, build
+
+if TYPE_CHECKING:
+    from edgekit.report.regression import Flag, FlagKind, Settings
+    from edgekit.report.view import Report, build
 
 __all__ = ["Flag", "FlagKind", "Report", "Settings", "build", "parse_since", "write"]
+_LAZY = {
+    "Flag": "regression",
+    "FlagKind": "regression",
+    "Settings": "regression",
+    "Report": "view",
+    "build": "view",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"edgekit.report.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'edgekit.report' has no attribute {name!r}")
 
 
 def write(
