@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli.report import STORE_HELP
-from edgekit.results import DeployResult, TargetRun
+
+if TYPE_CHECKING:
+    from edgekit.results import DeployResult, TargetRun
 
 runs_app = typer.Typer(
     help="List recent runs in the results store; `show ID` prints one; `import FILE.json` records a "
