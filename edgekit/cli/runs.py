@@ -20,6 +20,8 @@ runs_app = typer.Typer(
     invoke_without_command=True,
 )
 console = Console()
+if not console.is_terminal:  # logs and CI: keep table rows on one line
+    console.width = max(console.width, 160)
 EMU = "[black on yellow] emulated [/]"
 
 
