@@ -93,3 +93,23 @@ def test_bench_on_pi4_emu_is_labelled_emulated(pi4_emu: object, model_files: dic
     run = TargetRun.model_validate_json(out.read_text())
     assert run.agent is not None and run.agent.facts_before.machine == "aarch64" and run.emulated
     assert "emulated" in done.stdout and "not device latency" in done.stdout
+
+
+@pytest.mark.integration
+def test_bench_counts_guest_instructions_on_a_counting_target(pi4_emu: object, model_files: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    from edgekit.emu.plugin import build as plugin_build
+
+    if not plugin_build.is_built():
+        pytest.skip("the counting plugin is not built (edgekit emu build pi4-emu builds it)")
+    out = tmp_path / "count.json"
+    done = subprocess.run([sys.executable, "-m", "edgekit", "bench", str(model_files["param"]), "--target",
+                           "pi4-emu", "--repeat", "2", "--warmup", "1", "--json", str(out)], capture_output=True,
+                          text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "200", "EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING": "true"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = TargetRun.model_validate_json(out.read_text())
+    m = run.agent.measurements[0]  # type: ignore[union-attr]
+    assert m.instructions_per_invoke and m.instructions_per_invoke > 10_000
+    assert "-plugin" in (run.agent.facts_before.emulator or "")  # type: ignore[union-attr]
+    assert "guest insn / invoke" in done.stdout

@@ -224,7 +224,7 @@ class TargetSession:
             return None
         from edgekit.emu.plugin import build as plugin_build
 
-        plugin = plugin_build.build_plugin(lambda m: self.say(f"{self.target.name}: {m}"))
+        plugin = plugin_build.require_plugin()  # built by set-up (`edgekit emu build`); never at run time
         insn = (self.local_dir / "insns.txt").resolve()
         insn.parent.mkdir(parents=True, exist_ok=True)
         insn.touch()

@@ -72,14 +72,17 @@ def bench_table(agent: AgentResult, target: str) -> Table:
              + (f" ({facts.emulator})" if emulated else ""))
     table = Table(title=title, title_justify="left", caption=EMULATED_NOTE if emulated else None,
                   caption_justify="left", header_style="bold")
-    for name in ("artifact", "runtime", "thr", "load ms", f"p50 {unit}", "p90", "p99", "mean", "std", "min",
-                 "samples x number", "peak RSS MB", "status"):
+    counted = any(m.instructions_per_invoke for m in agent.measurements)
+    names = ["artifact", "runtime", "thr", "load ms", f"p50 {unit}", "p90", "p99", "mean", "std", "min",
+             "samples x number", "peak RSS MB"] + (["guest insn / invoke"] if counted else []) + ["status"]
+    for name in names:
         table.add_column(name, justify="left" if name in ("artifact", "runtime", "status") else "right")
     for m in agent.measurements:
         ok = m.status == "ok"
+        insn = [f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-"] if counted else []
         table.add_row(m.artifact, m.runtime, str(m.threads), _ms(m.load_ms), _ms(m.p50_ms, emulated),
                       _ms(m.p90_ms), _ms(m.p99_ms), _ms(m.mean_ms), _ms(m.std_ms), _ms(m.min_ms),
-                      f"{len(m.samples_ms)} x {m.number}", _num(m.peak_rss_mb, 1),
+                      f"{len(m.samples_ms)} x {m.number}", _num(m.peak_rss_mb, 1), *insn,
                       Text("ok", style="green") if ok else Text(f"failed: {m.error}", style="red"))
     return table
 
