@@ -19,6 +19,8 @@ from rich.console import Console
 from edgekit.errors import EdgekitError
 
 console = Console()
+if not console.is_terminal:  # logs and CI: keep each line whole
+    console.width = max(console.width, 130)
 
 
 def _shape(text: Optional[str]) -> list[int] | None:
@@ -67,7 +69,8 @@ def estimate_cmd(
     b = get_board(board)
     shape = _shape(input_shape)
     cost = analyze(artifact, shape)
-    bound = roofline(cost, b, threads, compute_precision(_format_of(artifact, fmt)))
+    artifact_fmt = _format_of(artifact, fmt)
+    bound = roofline(cost, b, threads, compute_precision(artifact_fmt))
     out: dict[str, Any] = {"artifact": str(artifact), "board": b.name, "threads": threads,
                            "roofline": bound.to_dict()}
     if artifact.suffix == ".onnx":
@@ -77,7 +80,7 @@ def estimate_cmd(
         with console.status(f"counting instructions on {b.emulated_device} ({b.core}) under qemu"):
             (count,) = count_artifacts([CountJob(artifact, input_shape=shape, repeat=1)], b.emulated_device)
         out["count"] = count.to_dict()
-        est = cost_model.estimate(b.name, count.instructions, threads)
+        est = cost_model.estimate(b.name, count.instructions, threads, fmt=artifact_fmt)
     out["estimate"] = est.to_dict()
     if as_json:
         print(json.dumps(out, indent=1))
@@ -124,8 +127,9 @@ def roofline_cmd(
 
     b = get_board(board)
     cost = analyze(artifact, _shape(input_shape))
-    r = roofline(cost, b, threads, compute_precision(_format_of(artifact, fmt)))
-    est = cost_model.estimate(b.name, cost.macs, threads, method="macs")
+    artifact_fmt = _format_of(artifact, fmt)
+    r = roofline(cost, b, threads, compute_precision(artifact_fmt))
+    est = cost_model.estimate(b.name, cost.macs, threads, method="macs", fmt=artifact_fmt)
     if as_json:
         print(json.dumps({"roofline": r.to_dict(), "estimate": est.to_dict(), "macs_by_op": cost.macs_by_op}, indent=1))
         return

@@ -43,12 +43,20 @@ def estimate_for(measurement: Measurement, artifact_info: ArtifactInfo | None, b
     caveats = []
     if source.threads > 1:
         caveats.append(f"count taken at {source.threads} threads: includes spin-wait instructions")
-    est = cost_model.estimate(board, source.instructions_per_invoke, measurement.threads, caveats=caveats)
+    fmt = _format(measurement.format)
+    est = cost_model.estimate(board, source.instructions_per_invoke, measurement.threads, fmt=fmt, caveats=caveats)
     out = {**base, **est.to_dict(), "status": "ok", "instructions_per_invoke": source.instructions_per_invoke}
     bound = _lower_bound(artifact_info, board, measurement.threads)
     if bound is not None:
         out["roofline_lower_bound_ms"] = round(bound, 3)
     return out
+
+
+def _format(value: str) -> Format | None:
+    try:
+        return Format(value)
+    except ValueError:
+        return None
 
 
 def _lower_bound(info: ArtifactInfo | None, board: str, threads: int) -> float | None:

@@ -30,6 +30,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from edgekit.estimate.boards import BOARDS, Board, board as get_board
+from edgekit.formats import Format, Precision, Runtime
 
 Method = Literal["instructions", "macs"]
 LABEL = "estimate (calibrated cost model; not a measurement)"
@@ -52,12 +53,18 @@ class CalibrationPoint:
         return float(self.instructions if method == "instructions" else self.macs)
 
 
-# Measured by `python bench/counts.py --calibration` (ncnn 1.0.20261020, Debian qemu 7.2, insn_count plugin).
+# Counts measured by `python bench/counts.py --calibration` (ncnn 1.0.20261020, Debian qemu 7.2.22, insn_count
+# plugin): the zoo models' ncnn-fp16 artifacts (ncnn's default options), 1 thread, on the board's core.
+# MACs from edgekit.estimate.graph on the recipes' ONNX models (mobilenetv2 224x224; yolov5-lite 320x320).
+NCNN_TABLE = "ncnn benchmark table"
+YOLO_README = "YOLOv5-Lite README (v5lite-s; our zoo detector is YOLOv5-Lite-style, 1.23 M vs 1.64 M params)"
+MBV2_MACS = 300_774_272
+YOLO_MACS = 444_949_600
 CALIBRATION: tuple[CalibrationPoint, ...] = (
-    CalibrationPoint("ncnn mobilenet_v2, Pi 4, 1 thread", "pi4", 1, 93.48, 0, 0, "ncnn benchmark table"),
-    CalibrationPoint("ncnn mobilenet_v2, Pi 4, 4 threads", "pi4", 4, 61.88, 0, 0, "ncnn benchmark table"),
-    CalibrationPoint("ncnn mobilenet_v2, Pi 5, 1 thread", "pi5", 1, 16.38, 0, 0, "ncnn benchmark table"),
-    CalibrationPoint("ncnn v5lite-s 320, Pi 4, 4 threads", "pi4", 4, 84.0, 0, 0, "YOLOv5-Lite README"),
+    CalibrationPoint("ncnn mobilenet_v2, Pi 4, 1 thread", "pi4", 1, 93.48, 101_473_122, MBV2_MACS, NCNN_TABLE),
+    CalibrationPoint("ncnn mobilenet_v2, Pi 4, 4 threads", "pi4", 4, 61.88, 101_473_122, MBV2_MACS, NCNN_TABLE),
+    CalibrationPoint("ncnn mobilenet_v2, Pi 5, 1 thread", "pi5", 1, 16.38, 54_040_789, MBV2_MACS, NCNN_TABLE),
+    CalibrationPoint("ncnn v5lite-s 320, Pi 4, 4 threads", "pi4", 4, 84.0, 139_806_149, YOLO_MACS, YOLO_README),
 )
 
 
@@ -150,17 +157,29 @@ class Estimate:
 
 
 def estimate(board_name: str, work: int, threads: int = 1, method: Method = "instructions",
-             caveats: list[str] | None = None) -> Estimate:
-    """Estimated latency of one inference on the real board (an estimate, with the method's stated error)."""
+             fmt: Format | None = None, caveats: list[str] | None = None) -> Estimate:
+    """Estimated latency of one inference on the real board (an estimate, with the method's stated error).
+    The caveats say where the stated error does not reach (other runtimes, precisions, Pi 5 threads)."""
     board = get_board(board_name)
     model = fit(method=method)
-    notes = list(caveats or [])
-    if threads > 1 and board.name != "pi4":
-        notes.append("parallel fraction calibrated on Pi 4 figures only")
-    if threads > board.cores:
-        notes.append(f"{threads} threads on {board.cores} cores: counted as {board.cores}")
+    notes = list(caveats or []) + scope_caveats(board, fmt, threads)
     return Estimate(board.name, threads, method, int(work), model.latency_ms(board, work, threads),
                     stated_error(method), notes)
+
+
+def scope_caveats(board: Board, fmt: Format | None, threads: int) -> list[str]:
+    """What the calibration does not cover for this estimate."""
+    notes = []
+    if board.name == "pi5":
+        notes.append("Pi 5 rests on one published figure (its rate is fitted to it exactly; not cross-validated)")
+        if threads > 1:
+            notes.append("parallel fraction calibrated on Pi 4 figures only")
+    if fmt is not None and (fmt.runtime is not Runtime.NCNN or fmt.precision in (Precision.INT8, Precision.DYNAMIC)):
+        notes.append(f"{fmt.value}: calibrated on ncnn float models only; instructions per cycle of "
+                     f"{fmt.runtime.value} {fmt.precision.value} kernels may differ (error beyond the stated one)")
+    if threads > board.cores:
+        notes.append(f"{threads} threads on {board.cores} cores: counted as {board.cores}")
+    return notes
 
 
 def with_counts(counts: dict[str, int]) -> tuple[CalibrationPoint, ...]:
