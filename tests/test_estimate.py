@@ -159,3 +159,17 @@ def test_estimate_command_counts_on_the_emulated_core(tmp_path: Path) -> None:
     assert data["count"]["cpu"] == "cortex-a72" and data["count"]["instructions"] > 500_000
     assert data["estimate"]["method"] == "instructions" and data["estimate"]["estimate_ms"] > 0
     assert data["estimate"]["estimate_ms"] >= data["roofline"]["lower_bound_ms"]
+
+
+def test_estimates_for_a_whole_run(tmp_path: Path) -> None:
+    from edgekit.estimate.attach import estimates_for_run
+    from edgekit.results import AgentResult, DeviceFacts, TargetRun
+
+    facts = DeviceFacts(machine="aarch64", cores=2, python="3.11", emulated=True)
+    agent = AgentResult(started_at="now", facts_before=facts,
+                        measurements=[_measurement(1, 100_000_000), _measurement(4, 140_000_000)])
+    run = TargetRun(target="pi4-emu", kind="ssh", emulated=True, status="ok", agent=agent)
+    est = estimates_for_run(run, [], "pi4-emu")
+    assert set(est) == {"ncnn-fp16 x1", "ncnn-fp16 x4"}
+    assert est["ncnn-fp16 x4"]["instructions_per_invoke"] == 100_000_000  # the one-thread count
+    assert estimates_for_run(run, [], "phone-emu") == {}

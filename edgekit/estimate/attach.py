@@ -1,8 +1,8 @@
 """The `estimate` entries of a deploy result: what a real board would take, from an emulated target's counts.
 
-deploy calls `estimate_for(measurement, artifact_info, board)` for each measurement of an emulated target with
-instruction counts and keeps the dicts in TargetRun.estimates; they are labelled estimates and carry no field a
-report could mistake for a measured latency (no p50/mean/samples).
+deploy calls `estimates_for_run(run, artifacts, device)` (or `estimate_for(measurement, artifact_info, board)`
+per measurement) for an emulated target with instruction counts and keeps the dicts in TargetRun.estimates;
+they are labelled estimates and carry no field a report could mistake for a measured latency (no p50/mean).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from edgekit.estimate.boards import BOARDS, board as get_board
 from edgekit.estimate.graph import analyze
 from edgekit.estimate.roofline import compute_precision, roofline
 from edgekit.formats import Format
-from edgekit.results import ArtifactInfo, Measurement
+from edgekit.results import ArtifactInfo, Measurement, TargetRun
 
 # emulated device -> the real board its core stands for (phone-emu has no calibrated board)
 BOARD_OF_DEVICE = {b.emulated_device: b.name for b in BOARDS.values()}
@@ -69,3 +69,16 @@ def _lower_bound(info: ArtifactInfo | None, board: str, threads: int) -> float |
         return roofline(cost, get_board(board), threads, compute_precision(fmt)).lower_bound_ms
     except Exception:  # noqa: BLE001 (an estimate must never break a deploy)
         return None
+
+
+def estimates_for_run(run: TargetRun, artifacts: list[ArtifactInfo], device: str) -> dict[str, Any]:
+    """TargetRun.estimates for an emulated target in one call: {"artifact xN": estimate dict} for every
+    measurement, each estimated from the same artifact's one-thread count. {} when no board stands for
+    DEVICE (phone-emu) or the run has no agent result."""
+    board = board_for_device(device)
+    if board is None or run.agent is None:
+        return {}
+    infos = {a.id: a for a in artifacts}
+    single = {m.artifact: m for m in run.agent.measurements if m.threads == 1 and m.instructions_per_invoke}
+    return {f"{m.artifact} x{m.threads}": estimate_for(m, infos.get(m.artifact), board, single.get(m.artifact))
+            for m in run.agent.measurements}
