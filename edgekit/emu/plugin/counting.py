@@ -136,5 +136,6 @@ def _guest_env(plugin: Path, insn_file: Path, threads: int) -> dict[str, str]:
     """A fixed, minimal environment: qemu hands it to the guest, and its size shifts the guest stack, which
     moved counts by a few dozen instructions; a random hash seed moved them by hundreds (measured)."""
     return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": str(threads),
+            "OMP_WAIT_POLICY": "PASSIVE",
             "EDGEKIT_QEMU_PLUGIN": f"{plugin},out={insn_file}", "EDGEKIT_INSN_FILE": str(insn_file),
             "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu())}
