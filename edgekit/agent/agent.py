@@ -16,6 +16,9 @@ Peak RSS is process-wide in Linux (VmHWM). The agent resets it before each measu
 far (`"process"`); `rss_delta_mb` is the resident-set growth across loading and running. Under qemu-user these
 figures describe the emulator process (guest memory plus translated code). The agent never spawns another
 aarch64 program: an emulated device cannot exec one (no binfmt), so one process measures every artifact.
+
+Request `nice` (deploy sends -10) asks for a better scheduling priority before any runtime thread starts; it is
+applied only where permitted (root / CAP_SYS_NICE) and the facts record the value in effect.
 """
 
 from __future__ import annotations

@@ -69,9 +69,12 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
     settings = Settings.from_benchmark(recipe.benchmark, threads=opts.threads, repeat=opts.repeat,
                                        warmup=opts.warmup, number=opts.number, timeout_s=opts.timeout_s,
                                        samples=opts.samples)
-    resolved = [t if isinstance(t, Target) else load_target(t) for t in targets]
+    resolved: dict[str, Target] = {}  # a target named twice is measured once
+    for t in targets:
+        target = t if isinstance(t, Target) else load_target(t)
+        resolved.setdefault(target.name, target)
     if opts.host:
-        resolved.append(host_target())
+        resolved.setdefault(HOST, host_target())
     result = DeployResult(recipe=recipe.name, recipe_path=str(recipe.path), recipe_sha256=recipe.digest(),
                           git_revision=_git_revision(recipe.path), task=recipe.task.value, started_at=_now(),
                           tool_versions=_tool_versions(), benchmark=settings.as_dict())
@@ -83,7 +86,7 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
     run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     local_root = paths.runs_dir() / run_id
     inputs, labels = _inputs(recipe, settings, local_root)
-    result.runs = _run_targets(resolved, deployable, inputs, settings, run_id, local_root, say, writer)
+    result.runs = _run_targets(list(resolved.values()), deployable, inputs, settings, run_id, local_root, say, writer)
     say("compare: outputs vs the ONNX model and ARM vs host")
     reference = _onnx_reference(recipe, np.load(inputs))
     _compare_all(result, recipe, reference, labels)
@@ -136,8 +139,8 @@ def _run_targets(targets: list[Target], arts: list[AgentArtifact], inputs: Path,
     sessions = [TargetSession(t, run_id=run_id, local_dir=local_root / t.name, settings=settings, progress=say,
                               host_cpu=host_cpu, on_update=lambda _r: writer.write()) for t in targets]
     writer.result.runs = [s.run for s in sessions]
-    threads = [threading.Thread(target=_guarded, args=(s, arts, inputs), name=f"deploy-{s.target.name}")
-               for s in sessions]
+    threads = [threading.Thread(target=_guarded, args=(s, arts, inputs), name=f"deploy-{s.target.name}",
+                                daemon=True) for s in sessions]  # daemon: Ctrl-C ends the deploy at once
     for t in threads:
         t.start()
     for t in threads:

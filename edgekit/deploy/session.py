@@ -76,7 +76,7 @@ class TargetSession:
                  on_update: Callable[[TargetRun], None] | None = None) -> None:
         self.target = target
         self.run_id = run_id
-        self.run_dir = f"runs/{run_id}"
+        self.run_dir = f"runs/{run_id}-{target.name}"  # one folder per target: two targets may share a device
         self.local_dir = local_dir
         self.settings = settings
         self.say = progress or (lambda _m: None)
