@@ -84,3 +84,22 @@ def test_onnx_export_is_cached_by_builder_args_and_code(tmp_path: Path, monkeypa
                                                    "args": {"width": 7}})
     with pytest.raises(AssertionError, match="exported again"):
         onnx_mod.prepare_onnx(other)
+
+
+@pytest.mark.integration
+def test_weights_are_loaded_and_keyed_by_their_bytes(tmp_path: Path) -> None:
+    import torch
+
+    from edgekit.convert import onnx as onnx_mod
+    from edgekit.errors import RecipeError
+    from edgekit.zoo.tiny import build
+
+    torch.manual_seed(1)
+    torch.save(build(width=4).state_dict(), tmp_path / "w.pt")
+    torch.save({"state_dict": build(num_classes=3, width=4).state_dict()}, tmp_path / "bad.pt")
+    src = {"kind": "torch", "builder": "edgekit.zoo.tiny:build", "args": {"width": 4}}
+    plain = onnx_mod.prepare_onnx(tiny_recipe(tmp_path, "a.yaml", model=src))
+    weighted = onnx_mod.prepare_onnx(tiny_recipe(tmp_path, "b.yaml", model={**src, "weights": "w.pt"}))
+    assert weighted.sha256 != plain.sha256 and weighted.path != plain.path
+    with pytest.raises(RecipeError, match=r"model\.weights.*do not fit"):
+        onnx_mod.prepare_onnx(tiny_recipe(tmp_path, "c.yaml", model={**src, "weights": "bad.pt"}))
