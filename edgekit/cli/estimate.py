@@ -96,7 +96,7 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
         console.print(f"  instructions  {count['instructions']:,d} per invoke (guest instruction count, "
                       f"emulated {count['cpu']}, 1 thread; emulated time {count['emulated_ms_per_invoke'][0]:.0f} ms "
                       "is not latency)", highlight=False)
-    console.print(f"  [bold]estimate[/]      {est['estimate_ms']:.1f} ms  (stated error ±{est['error_pct']:.0f} %: "
+    console.print(f"  [bold]estimate[/]      {est['estimate_ms']:.1f} ms  (calibration error ±{est['error_pct']:.1f} %: "
                   f"{est['low_ms']:.1f} .. {est['high_ms']:.1f} ms; method {est['method']}) "
                   "[dim]estimate, not a measurement[/]", highlight=False)
     console.print(f"  roofline      lower bound {bound['lower_bound_ms']:.2f} ms ({bound['bound']}-bound, "
@@ -147,8 +147,10 @@ def roofline_cmd(
         console.print(f"  {name:15s} {value}", highlight=False)
     console.print(f"  [bold]lower bound[/]     {r.lower_bound_ms:.2f} ms ({r.bound}-bound) "
                   "[dim]roofline bound from published specs, not a measurement[/]", highlight=False)
-    console.print(f"  estimate        {est.estimate_ms:.1f} ms ±{100 * est.error:.0f} % (method macs; "
+    console.print(f"  estimate        {est.estimate_ms:.1f} ms ±{100 * est.error:.1f} % (method macs; "
                   f"{est.estimate_ms / max(r.lower_bound_ms, 1e-9):.1f}x the bound) [dim]estimate[/]", highlight=False)
+    for note in est.caveats:
+        console.print(f"  [dim]note: {note}[/]", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
