@@ -24,6 +24,10 @@ EPILOG = """Examples:
 
   edgekit deploy recipes/tiny.yaml --target pi4 --target pi5 --threads 1,4 --repeat 20 --json run.json
 
+  edgekit deploy recipes/yolov5-lite.yaml --target pi4-emu --threads 1 --repeat 3 --samples 4 --set emulated.counting=true
+
+(the last: a quick emulated run, with guest instruction counts and labelled board estimates)
+
 Emulated targets (pi4-emu, ...) report emulated wall times, labelled as such: never device latency."""
 
 
@@ -54,7 +58,11 @@ def deploy_cmd(
     no_host: bool = typer.Option(False, "--no-host", help="do not measure the host CPU (no host-vs-ARM drift)"),
     keep_going: bool = typer.Option(False, "--keep-going", help="deploy the formats that converted even if "
                                     "another failed to convert"),
-    store: bool = typer.Option(True, "--store/--no-store", help="record the run in the results store"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override a field of every named target, e.g. "
+                                             "--set emulated.counting=true (repeatable)"),
+    store: Optional[str] = typer.Option(None, "--store", help="results store: a SQLAlchemy URL or a SQLite file "
+                                        "(default: $EDGEKIT_STORE, else the data dir)"),
+    no_store: bool = typer.Option(False, "--no-store", help="do not record the run in the results store"),
 ) -> None:
     """Convert a recipe's formats, time them on each target and on the host CPU, compare outputs, print a table.
 
@@ -71,7 +79,7 @@ def deploy_cmd(
                            hint="name a target with --target NAME (or drop --no-host to measure the host)")
     options = DeployOptions(threads=parse_threads(threads), repeat=repeat, warmup=warmup, samples=samples,
                             formats=tuple(fmt) if fmt else None, host=not no_host, keep_going=keep_going,
-                            json_path=json_path)
+                            json_path=json_path, target_overrides=tuple(set_ or ()))
     start = time.perf_counter()
     with console.status(f"{loaded.name}: starting") as status:
         def progress(message: str) -> None:
@@ -84,10 +92,10 @@ def deploy_cmd(
         console.print(f"[red]x[/] {line}", highlight=False)
     if json_path:
         console.print(f"results: {json_path}", highlight=False)
-    if store:
+    if not no_store:
         from edgekit.store.store import record
 
-        run_id = record(result)
+        run_id = record(result, store)
         console.print(f"recorded as run {run_id} (edgekit runs / edgekit report)", highlight=False)
     verdict = "[green]ok[/]" if result.ok else "[red]FAILED[/]: see above"
     console.print(f"{loaded.name}: {verdict} in {time.perf_counter() - start:.0f} s", highlight=False)

@@ -53,6 +53,7 @@ class DeployOptions:
     host: bool = True  # also measure the host CPU (the reference for host-vs-ARM drift)
     keep_going: bool = False  # deploy what converted even if a conversion failed
     json_path: Path | None = None
+    target_overrides: tuple[str, ...] = ()  # `field=value` for every target given by name (--set)
 
 
 def host_target() -> Target:
@@ -71,7 +72,7 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
                                        samples=opts.samples)
     resolved: dict[str, Target] = {}  # a target named twice is measured once
     for t in targets:
-        target = t if isinstance(t, Target) else load_target(t)
+        target = t if isinstance(t, Target) else load_target(t, list(opts.target_overrides))
         resolved.setdefault(target.name, target)
     if opts.host:
         resolved.setdefault(HOST, host_target())
@@ -90,6 +91,7 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
     say("compare: outputs vs the ONNX model and ARM vs host")
     reference = _onnx_reference(recipe, np.load(inputs))
     _compare_all(result, recipe, reference, labels)
+    _estimates(result, {t.name: t for t in resolved.values()}, say)
     result.finished_at = _now()
     result.ok = is_ok(result, [a.id for a in deployable])
     writer.write()
@@ -113,7 +115,7 @@ def artifact_info(art: Artifact) -> ArtifactInfo:
     for f in art.files:
         digest.update(hashlib.sha256(f.read_bytes()).digest())
     gates = art.fidelity.get("gates", {})
-    return ArtifactInfo(id=art.format.value, format=art.format.value, files=[f.name for f in art.files],
+    return ArtifactInfo(id=art.format.value, format=art.format.value, files=[str(f) for f in art.files],
                         sha256=digest.hexdigest(), size_bytes=art.size_bytes, cached=art.cached,
                         convert_s=art.convert_s, fidelity=art.fidelity,
                         gates_passed=bool(art.files) and bool(gates.get("passed", False)),
@@ -179,6 +181,21 @@ def _compare_all(result: DeployResult, recipe: Recipe, reference: list[tuple[str
                                                    target=run.target, reference_name="host"),
                                    art, run.target, "host"))
         run.comparisons = comps
+
+
+def _estimates(result: DeployResult, targets: dict[str, Target], say: Progress) -> None:
+    """Labelled real-board estimates from an emulated target's instruction counts (edgekit.estimate)."""
+    for run in result.runs:
+        target = targets.get(run.target)
+        counted = run.agent is not None and any(m.instructions_per_invoke for m in run.agent.measurements)
+        if target is None or target.emulated is None or not counted:
+            continue
+        try:
+            from edgekit.estimate.attach import estimates_for_run
+
+            run.estimates = estimates_for_run(run, result.artifacts, target.emulated.device)
+        except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
+            say(f"{run.target}: no estimates ({type(exc).__name__}: {exc})")
 
 
 def _outputs_of(run: TargetRun) -> dict[str, list[tuple[str, np.ndarray]]]:

@@ -36,6 +36,9 @@ def deploy_table(result: DeployResult) -> Table:
                          no_wrap=True)
         if _counted(run):
             table.add_column(f"{run.target}\nguest insn\n/ invoke", justify="right", no_wrap=True)
+        if run.estimates:
+            board = next((e.get("board") for e in run.estimates.values() if isinstance(e, dict)), "board")
+            table.add_column(f"{board} ms\nESTIMATE\n(not measured)", justify="right", no_wrap=True)
         if run.target != HOST:
             table.add_column(f"{run.target}\ndrift vs host\nmax|d| / cos", justify="right", no_wrap=True)
         table.add_column(f"{run.target}\ngates", justify="center")
@@ -101,6 +104,10 @@ def _target_cells(run: TargetRun, artifact: str, threads: int) -> list[Text | st
     if _counted(run):
         count = m.instructions_per_invoke if m is not None else None
         cells.append(f"{count / 1e6:.2f} M" if count else "")
+    if run.estimates:
+        est = run.estimates.get(f"{artifact} x{threads}") or {}
+        value = est.get("estimate_ms") if est.get("status") == "ok" else None
+        cells.append(f"~{value:.3g} est." if isinstance(value, (int, float)) else "")
     if run.target != HOST:
         cells.append(_drift(_comparison(run, artifact, "host")))
     cells.append(_gate(_comparison(run, artifact, "onnx")))
