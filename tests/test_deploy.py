@@ -132,8 +132,10 @@ def test_failed_targets_are_recorded_and_the_others_kept(tiny_artifacts: list[Ar
     shim.write_text(CRASH_SHIM)
     crashy = Target(name="crashy", transport=TransportKind.LOCAL, python=f"{sys.executable} {shim}",
                     work_dir=str(tmp_path / "crashy"), runtimes=["ai_edge_litert", "ncnn"])
+    no_python = Target(name="no-python", transport=TransportKind.LOCAL, python=str(tmp_path / "missing-python3"),
+                       work_dir=str(tmp_path / "no-python"))
     json_path = tmp_path / "partial.json"
-    result = deploy(load_recipe(TINY), [unreachable, crashy], DeployOptions(repeat=2, warmup=0, threads=(1,),
+    result = deploy(load_recipe(TINY), [unreachable, crashy, no_python], DeployOptions(repeat=2, warmup=0, threads=(1,),
                                                                             json_path=json_path),
                     artifacts=[a for a in tiny_artifacts if a.format in (Format.TFLITE_FP32, Format.TFLITE_INT8,
                                                                            Format.NCNN_FP32)])
@@ -147,7 +149,10 @@ def test_failed_targets_are_recorded_and_the_others_kept(tiny_artifacts: list[Ar
     assert len(runs["crashy"].agent.request["requests"]) == 3  # type: ignore[union-attr]  tflite, restart, ncnn
     assert not result.ok
     stored = DeployResult.model_validate_json(json_path.read_text())
-    assert {r.target: r.status for r in stored.runs} == {"nowhere": "failed", "crashy": "ok", "host": "ok"}
+    assert {r.target: r.status for r in stored.runs} == {"nowhere": "failed", "crashy": "ok", "no-python": "failed",
+                                                         "host": "ok"}
+    assert "before measuring anything" in (runs["no-python"].error or "")
+    assert "missing-python3" in (runs["no-python"].error or "")
 
 
 def test_host_cpu_gate_keeps_the_host_benchmark_alone() -> None:

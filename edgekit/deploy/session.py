@@ -205,6 +205,9 @@ class TargetSession:
     def after_crash(self, arts: list[AgentArtifact], part: AgentResult | None, status: int,
                     stderr: str) -> list[AgentArtifact]:
         why = f"agent exited with {_describe_status(status)}: {_tail(stderr)}"
+        if part is not None and not part.in_progress and part.measurements:
+            self.say(f"{self.target.name}: agent died between measurements ({why}); restarting for the rest")
+            return self.unmeasured(arts)
         if part is None or not part.in_progress:
             raise AgentError(why + " (before measuring anything)", where=self.target.name,
                              hint=f"run `{self.target.python} -c 'import numpy'` on the device to check its "
