@@ -38,6 +38,7 @@ $(STAMPS)/python: pyproject.toml constraints.txt
 
 emu-assets: $(STAMPS)/python $(STAMPS)/system
 	@$(EDGEKIT) emu build $(TARGET)
+	@$(EDGEKIT) emu build pi5-emu
 
 demo: setup
 	$(EDGEKIT) deploy recipes/yolov5-lite.yaml --target $(TARGET)
