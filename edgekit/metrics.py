@@ -33,7 +33,11 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
     area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    # Two identical degenerate (zero-area) boxes are the same box: IoU 1, not 0. Quantized detectors can emit
+    # such boxes, and a bit-identical pair must count as agreement.
+    same = np.all(a[:, None, :] == b[None, :, :], axis=2)
+    return np.where(same & (union <= 0), 1.0, iou)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, *, conf: float = 0.001, iou: float = 0.6,

@@ -94,3 +94,11 @@ def test_shapes_images_are_pure_functions_of_seed_and_index() -> None:
     assert not np.array_equal(img, other)
     assert img.dtype == np.uint8 and img.shape == (160, 160, 3)
     assert lab.dtype == np.float32 and lab.shape[1] == 5 and 1 <= len(lab) <= 4
+
+
+def test_identical_zero_area_boxes_have_iou_one() -> None:
+    from edgekit.metrics import box_iou
+
+    flat = np.array([[10.0, 20.0, 10.0, 40.0]])  # zero width, as an INT8 detector can emit
+    assert box_iou(flat, flat)[0, 0] == 1.0
+    assert box_iou(flat, flat + [1.0, 0, 1.0, 0])[0, 0] == 0.0
