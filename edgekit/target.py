@@ -49,6 +49,21 @@ class Emulated(BaseModel):
     counting: bool = False  # run the plugin-capable qemu for instruction counts (see edgekit/emu/README.md)
 
 
+class BenchmarkCap(BaseModel):
+    """Upper bounds a target puts on a recipe's benchmark settings (command-line flags still win).
+
+    Emulated devices run about 600x slower than the board, and their wall times are not device latency
+    anyway: a recipe's full timing plan (say repeat 20 at 1 and 4 threads on 50 images) would take hours.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    threads: tuple[int, ...] | None = None
+    repeat: int | None = Field(None, gt=0)
+    warmup: int | None = Field(None, ge=0)
+    samples: int | None = Field(None, gt=0)
+
+
 class Target(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -68,6 +83,7 @@ class Target(BaseModel):
     runtimes: list[str] = Field(default_factory=lambda: ["ai_edge_litert", "ncnn"])
     expected_cpu: str | None = None  # for reports, e.g. "Cortex-A72"
     emulated: Emulated | None = None
+    benchmark_cap: BenchmarkCap | None = None
 
     _source: str | None = PrivateAttr(default=None)
 

@@ -15,10 +15,11 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,13 +68,14 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
     """Everything `edgekit deploy` does; `artifacts` skips conversion (already converted, e.g. by `convert`)."""
     opts = options or DeployOptions()
     say = progress or (lambda _m: None)
-    settings = Settings.from_benchmark(recipe.benchmark, threads=opts.threads, repeat=opts.repeat,
-                                       warmup=opts.warmup, number=opts.number, timeout_s=opts.timeout_s,
-                                       samples=opts.samples)
     resolved: dict[str, Target] = {}  # a target named twice is measured once
     for t in targets:
         target = t if isinstance(t, Target) else load_target(t, list(opts.target_overrides))
         resolved.setdefault(target.name, target)
+    opts = apply_caps(recipe, opts, list(resolved.values()), say)
+    settings = Settings.from_benchmark(recipe.benchmark, threads=opts.threads, repeat=opts.repeat,
+                                       warmup=opts.warmup, number=opts.number, timeout_s=opts.timeout_s,
+                                       samples=opts.samples)
     if opts.host:
         resolved.setdefault(HOST, host_target())
     result = DeployResult(recipe=recipe.name, recipe_path=str(recipe.path), recipe_sha256=recipe.digest(),
@@ -96,6 +98,37 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
     result.ok = is_ok(result, [a.id for a in deployable])
     writer.write()
     return result
+
+
+def apply_caps(recipe: Recipe, opts: DeployOptions, targets: Sequence[Target], say: Progress) -> DeployOptions:
+    """Bound the recipe's timing plan by the targets' `benchmark_cap` (emulated devices keep runs short).
+
+    Only settings the user did not give on the command line are capped; what was capped is said, and the
+    effective settings go into the result. All targets (and the host) share one plan so outputs compare.
+    """
+    caps = [t.benchmark_cap for t in targets if t.benchmark_cap is not None]
+    if not caps:
+        return opts
+    bench = recipe.benchmark
+    changes: dict[str, Any] = {}
+    repeat = min((c.repeat for c in caps if c.repeat is not None), default=None)
+    if opts.repeat is None and repeat is not None and repeat < bench.repeat:
+        changes["repeat"] = repeat
+    warmup = min((c.warmup for c in caps if c.warmup is not None), default=None)
+    if opts.warmup is None and warmup is not None and warmup < bench.warmup:
+        changes["warmup"] = warmup
+    samples = min((c.samples for c in caps if c.samples is not None), default=None)
+    if opts.samples is None and samples is not None:
+        changes["samples"] = samples
+    threads = next((c.threads for c in caps if c.threads is not None), None)
+    if opts.threads is None and threads is not None and tuple(threads) != tuple(bench.threads):
+        changes["threads"] = tuple(t for t in bench.threads if t in threads) or tuple(threads)
+    if changes:
+        named = ", ".join(t.name for t in targets if t.benchmark_cap is not None)
+        told = ", ".join(f"{k} {list(v) if isinstance(v, tuple) else v}" for k, v in changes.items())
+        say(f"benchmark capped for {named} (emulated: ~600x slower than the board): {told}; "
+            "pass --repeat/--threads/--warmup/--samples to choose")
+    return replace(opts, **changes)
 
 
 def _convert(recipe: Recipe, opts: DeployOptions, say: Progress) -> list[Artifact]:
