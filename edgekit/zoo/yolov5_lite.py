@@ -117,6 +117,11 @@ def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],  #
     Each scale is decoded on its own and its boxes clipped to the image before the scales are joined: every
     tensor then spans a small range (a stride-8 box never needs the 1500 px a stride-32 anchor can reach), so
     INT8 keeps about 1.3 px resolution on the clipped [0, size] boxes instead of several pixels.
+
+    The half size is (sigmoid * sqrt(2 * anchor))^2, not 0.5 * (2 * sigmoid)^2 * anchor (same value): TFLite's
+    INT8 calibration gives the result of a multiply that feeds a multiply by a constant the consumer's range,
+    so the 0..4 square got the 0..220 px range of w, h (steps of 0.9 where 0.016 was needed: zero-area boxes,
+    mAP@0.5 0.58). Here the square is the last multiply and its input keeps its own 0..27 range.
     """
     import torch
     from torch import nn
@@ -143,8 +148,9 @@ def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],  #
             for k, (conv, f) in enumerate(zip(self.convs, feats)):
                 p = torch.cat([t.flatten(2) for t in conv(f).split(no, dim=1)], dim=2).sigmoid()  # [1, no, n]
                 xy = p[:, 0:2] * (2 * self.strides[k]) + getattr(self, f"grid{k}")
-                wh = (p[:, 2:4] * 2) ** 2 * getattr(self, f"anchor{k}")
-                boxes.append(torch.cat((xy - 0.5 * wh, xy + 0.5 * wh), dim=1).clamp(0.0, float(size)))
+                half = p[:, 2:4] * getattr(self, f"anchor{k}")  # sqrt(2 * anchor), so half * half = wh / 2
+                half = half * half
+                boxes.append(torch.cat((xy - half, xy + half), dim=1).clamp(0.0, float(size)))
                 scores.append(p[:, 4:5] * p[:, 5:])
             return torch.cat(boxes, dim=2).transpose(1, 2), torch.cat(scores, dim=2).transpose(1, 2)
 
@@ -153,12 +159,12 @@ def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],  #
 
 def _decode_constants(stride: int, anchors: Sequence[Sequence[float]],
                       size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One scale's per-row decode constants: (grid - 0.5) * stride [1, 2, n] and anchor w, h [1, 2, n]."""
+    """One scale's per-row decode constants: (grid - 0.5) * stride and sqrt(2 * anchor w, h), [1, 2, n]."""
     g = size // stride
     yy, xx = np.mgrid[0:g, 0:g]
     cell = np.stack([xx.ravel(), yy.ravel()]).astype(np.float32)  # [2, g*g]
     grids = [(cell - 0.5) * stride for _ in anchors]
-    whs = [np.tile(np.array([[aw], [ah]], np.float32), (1, g * g)) for aw, ah in anchors]
+    whs = [np.tile(np.sqrt(2 * np.array([[aw], [ah]], np.float32)), (1, g * g)) for aw, ah in anchors]
     return np.concatenate(grids, 1)[None], np.concatenate(whs, 1)[None]
 
 
