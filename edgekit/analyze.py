@@ -215,7 +215,7 @@ def tflite_layers(fp32_file: Path, int8_file: Path, inputs: np.ndarray) -> list[
     pairs = []
     for op in q_ops:
         ref = f_by_key.get(tensor_key(alias.get(op["out"], op["out"])))
-        if ref is None or op["op"] in ("QUANTIZE", "DEQUANTIZE"):
+        if ref is None:
             continue
         acc = _Acc()
         for r, g in zip(f_vals[ref["out"]], q_vals[op["out"]]):
@@ -227,6 +227,8 @@ def tflite_layers(fp32_file: Path, int8_file: Path, inputs: np.ndarray) -> list[
             pairs.append(op)
     out = []
     for op in pairs:
+        if op["op"] in ("QUANTIZE", "DEQUANTIZE"):  # requantizations: carried through, not layers of their own
+            continue
         acc = prop[op["out"]]
         ins = [prop[i].rel for i in op["ins"] if i in prop]
         name = alias.get(op["out"], op["out"])  # the float model's name: what selective quantization takes

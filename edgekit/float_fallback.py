@@ -36,10 +36,11 @@ class Candidate:
     host_ms: float  # median latency on this host, 1 thread (not a device figure)
     numbers: dict[str, Any] = field(default_factory=dict)  # fidelity numbers (edgekit.convert.fidelity)
     gates: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # the runtime refused the file (e.g. XNNPACK cannot prepare a mixed graph)
 
     @property
     def passed(self) -> bool:
-        return bool(self.gates.get("passed"))
+        return self.error is None and bool(self.gates.get("passed"))
 
 
 @dataclass
@@ -89,7 +90,7 @@ def fix(recipe: Recipe, fmt: Format, analysis: Analysis, *, max_float: int | Non
     say(f"fix: plain {fmt.value}: gate {'met' if steps[0].passed else 'missed'}")
     if steps[0].passed:
         return FixResult(fmt.value, fp32, steps, str(out_dir))
-    sets = plan([x.name for x in analysis.worst()], max_float)
+    sets = plan([x.name for x in analysis.worst() if x.own_rel_error > 1e-6], max_float)  # layout ops add 0
     build = _builder(fmt, recipe, onnx.path, out_dir, sets)
     for float_layers in sets:
         say(f"fix: keeping {len(float_layers)} layer(s) in float")
@@ -130,13 +131,18 @@ def _measure(art: Artifact, float_layers: list[str], recipe: Recipe, inputs: np.
              ref: Any, check: bool = True) -> Candidate:
     from edgekit.convert import fidelity
 
-    numbers, gates = {}, {}
-    if check:
-        numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)
-        gates = fidelity.check_gates(numbers, recipe.gates_for(art.format))
     model_files = [f for f in art.files if f.suffix in (".tflite", ".param", ".bin")]
-    return Candidate(float_layers, [str(f) for f in art.files], sum(f.stat().st_size for f in model_files),
-                     host_latency_ms(art, inputs[:1]), numbers, gates)
+    size = sum(f.stat().st_size for f in model_files)
+    try:
+        numbers, gates = {}, {}
+        if check:
+            numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)
+            gates = fidelity.check_gates(numbers, recipe.gates_for(art.format))
+        latency = host_latency_ms(art, inputs[:1])
+    except Exception as exc:  # noqa: BLE001 - a candidate the runtime refuses is a failed candidate, not a crash
+        return Candidate(float_layers, [str(f) for f in art.files], size, float("nan"),
+                         error=f"{type(exc).__name__}: {str(exc)[:200]}")
+    return Candidate(float_layers, [str(f) for f in art.files], size, latency, numbers, gates)
 
 
 def host_latency_ms(art: Artifact, x: np.ndarray, warmup: int = 3, repeat: int = 15) -> float:

@@ -5,8 +5,9 @@ onnx2tf has no option to keep a layer in float, but the TensorFlow converter doe
 its QuantizationDebugger makes, where a node is named by its output tensor. The converter settings are onnx2tf's
 for its `integer_quant` file (DEFAULT optimizations, TFLITE_BUILTINS_INT8 + SELECT_TF_OPS, float input/output,
 per-channel unless the recipe says per-tensor), so the empty denylist reproduces the plain INT8 artifact.
-It runs in a child process (`python -m edgekit.tflite_selective JOB.json`), as edgekit.convert.tflite does, and
-likewise never downloads anything.
+The SavedModel must come from an onnx2tf INT8 run (`-oiqt`), as for edgekit.convert.tflite: quantizing the plain
+one gave a model XNNPACK refuses and whose scores were all zero. Runs in a child process
+(`python -m edgekit.tflite_selective JOB.json`), as edgekit.convert.tflite does, and never downloads anything.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def build_selective(onnx_path: Path, recipe: Recipe, calibration: np.ndarray, de
     (work / "model.onnx").write_bytes(Path(onnx_path).read_bytes())
     outs = [str(Path(out_dir) / f"float-{len(d)}" / "model.tflite") for d in denylists]
     job = {"onnx": "model.onnx", "calibration": "calibration.npy", "denylists": [list(d) for d in denylists],
-           "outputs": outs, "per_tensor": recipe.int8.granularity is Granularity.PER_TENSOR}
+           "outputs": outs, "per_tensor": recipe.int8.granularity is Granularity.PER_TENSOR,
+           "input_name": recipe.input.name}
     (work / "job.json").write_text(json.dumps(job))
     log = work / "selective.log"
     with open(log, "w") as out:
@@ -64,9 +66,15 @@ def _child(job_path: Path) -> None:
     job = json.loads(job_path.read_text())
     np.save(SAMPLE_FILE, np.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype(np.float32))
     _skip_int16_variants()
-    onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path="saved", non_verbose=True,
-                    copy_onnx_input_output_names_to_tflite=True)
+    # The SavedModel of an INT8 (-oiqt) run, as edgekit.convert.tflite makes it: the plain one quantizes into a
+    # model XNNPACK refuses and whose scores come out as zeros (measured; see notes/conversion.md).
     calib = np.load(job["calibration"])
+    ident = (1,) * (calib.ndim - 1) + (calib.shape[-1],) if calib.ndim == 4 else (1,)
+    onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path="saved", non_verbose=True,
+                    copy_onnx_input_output_names_to_tflite=True, output_integer_quantized_tflite=True,
+                    quant_type="per-tensor" if job["per_tensor"] else "per-channel",
+                    custom_input_op_name_np_data_path=[[job["input_name"], job["calibration"],
+                                                        np.zeros(ident, np.float32), np.ones(ident, np.float32)]])
 
     def representative() -> Any:
         for k in range(len(calib)):
@@ -85,9 +93,9 @@ def _child(job_path: Path) -> None:
     by_key = {tensor_key(names[o]): names[o] for op in interp._get_ops_details() for o in op["outputs"]}
     for denylist, out in zip(job["denylists"], job["outputs"]):
         missing = [n for n in denylist if tensor_key(n) not in by_key]
-        if missing:
-            raise SystemExit(f"no tensor named like {missing} in the calibrated model")
-        nodes = [by_key[tensor_key(n)] for n in denylist]
+        if missing:  # layout ops the converter fused away: they compute nothing to keep in float
+            print(f"not in the calibrated model (skipped): {missing}", flush=True)
+        nodes = [by_key[tensor_key(n)] for n in denylist if tensor_key(n) in by_key]
         model = convert.mlir_quantize(calibrated, disable_per_channel=bool(job["per_tensor"]),
                                       denylisted_nodes=nodes or None)
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -99,9 +99,15 @@ def fix_table(outcome: Any) -> Table:
     fp32 = outcome.fp32
     table.add_row("fp32 model", _kb(fp32.size_bytes), f"{fp32.host_ms:.3f}", "-", "-", "-")
     for step in outcome.steps:
-        table.add_row(str(len(step.float_layers)) if step.float_layers else "none (plain INT8)",
-                      _kb(step.size_bytes), f"{step.host_ms:.3f}", f"{step.numbers.get('cosine', 0):.6f}",
+        label = str(len(step.float_layers)) if step.float_layers else "none (plain INT8)"
+        if step.error:
+            table.add_row(label, _kb(step.size_bytes), "-", "-", "-", "[red]runtime refused it[/]")
+            continue
+        table.add_row(label, _kb(step.size_bytes), f"{step.host_ms:.3f}", f"{step.numbers.get('cosine', 0):.6f}",
                       _metric(step.numbers), "[green]met[/]" if step.passed else "[red]missed[/]")
+    refused = [s for s in outcome.steps if s.error]
+    if refused:
+        table.caption = f"refused by the host runtime: {refused[0].error}"
     return table
 
 
