@@ -7,7 +7,7 @@ same evaluation inputs (relative error = ||q - f|| / ||f|| over all samples; cos
 - **own** (`own_rel_error`): what this layer adds. NCNN: the layer alone, run in the INT8 model on the fp32
   model's input blob (ncnn lets any blob be fed in), so nothing upstream counts. TFLite (no way to feed an
   intermediate tensor): the propagated error at the output minus the worst propagated error of its inputs.
-Layers are ranked by their own error: that is where to spend float precision (`edgekit.fix`).
+Layers are ranked by their own error: that is where to spend float precision (edgekit.float_fallback).
 """
 
 from __future__ import annotations
