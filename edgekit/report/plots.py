@@ -91,16 +91,21 @@ def trend(view: RecipeView, target: str) -> str:
     return _svg(fig, f"Latency trend on {target}" + (f" ({EMULATED_NOTE})" if emulated else ""))
 
 
-def distribution(view: RecipeView, target: str) -> str:
-    """Box plots of every sample of the latest run, one panel per thread count."""
-    emulated = view.emulated(target)
-    found = [
+def _latest_ok(view: RecipeView, target: str) -> list[Measurement]:
+    """The successful measurements of the latest run on one target."""
+    return [
         m
         for t in view.latest.result.runs
         if t.target == target and t.agent
         for m in t.agent.measurements
-        if m.status == "ok" and m.samples_ms
+        if m.status == "ok"
     ]
+
+
+def distribution(view: RecipeView, target: str) -> str:
+    """Box plots of every sample of the latest run, one panel per thread count."""
+    emulated = view.emulated(target)
+    found = [m for m in _latest_ok(view, target) if m.samples_ms]
     threads = sorted({m.threads for m in found}) or [1]
     fig = _figure(1, len(threads), height=3.6)
     for ax, n in zip(fig.axes, threads):
@@ -127,13 +132,7 @@ def distribution(view: RecipeView, target: str) -> str:
 def int8_vs_fp32(view: RecipeView, target: str) -> str:
     """Per runtime: p50 of each precision (speed-up over fp32 written on the bar), and fidelity loss."""
     emulated = view.emulated(target)
-    found = [
-        m
-        for t in view.latest.result.runs
-        if t.target == target and t.agent
-        for m in t.agent.measurements
-        if m.status == "ok" and m.p50_ms
-    ]
+    found = [m for m in _latest_ok(view, target) if m.p50_ms]
     use_counts = emulated and bool(found) and all(m.instructions_per_invoke for m in found)
     threads = sorted({m.threads for m in found}) or [1]
     fig = _figure(1, len(threads) + 1, height=3.8, legend=True)
