@@ -1,0 +1,160 @@
+"""The fastest route, named: for one target, which artifact to ship.
+
+The answer is the fastest artifact that meets every gate, with its speed-up over the same runtime's fp32
+artifact and over the slowest route, and what it costs in accuracy. What "fastest" means depends on the target
+and is carried as the route's `basis`, so no figure is mistaken for another:
+- a real board: the measured p50 latency (ms, lower is faster);
+- an emulated core: the guest instruction count per inference (exact, but not cycles: an int8 or fp16
+  instruction does more work than an fp32 one), never the emulated wall time.
+
+`recommend` is a pure function of plain candidates (unit-tested without any device); `routes_for_deploy`
+builds the candidates from a DeployResult (one thread: the figure every target has).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from edgekit.formats import Format
+from edgekit.results import Comparison, DeployResult, TargetRun
+
+
+class Basis(str, Enum):
+    """What a route's speed figure is."""
+
+    P50_MS = "p50-ms-measured"  # measured median latency on the board, ms
+    INSTRUCTIONS = "instructions-emulated"  # guest instructions per inference on an emulated core
+
+    @property
+    def label(self) -> str:
+        return {Basis.P50_MS: "p50 latency measured on the board (ms)",
+                Basis.INSTRUCTIONS: "guest instructions per inference on the emulated core (not cycles)"}[self]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One artifact on one target: its speed figure (lower is faster; None if it did not run) and gates."""
+
+    artifact: str  # format id, e.g. "ncnn-int8"
+    value: float | None
+    gates_passed: bool
+    cosine: float | None = None  # against the original model, on this target's outputs where available
+    metric_drop: dict[str, float] = field(default_factory=dict)  # e.g. {"top1_drop": 0.0, "map50_95_drop": 0.01}
+    failures: tuple[str, ...] = ()  # why gates failed, for the record
+
+
+@dataclass
+class Route:
+    """The artifact to ship to `target`, or none (`artifact` None) with the reason in `rejected`."""
+
+    target: str
+    basis: Basis
+    threads: int
+    artifact: str | None
+    value: float | None = None
+    speedup_vs_fp32: float | None = None  # same runtime's fp32 value / this value (None: fp32 not measured)
+    fp32_artifact: str | None = None
+    speedup_vs_slowest: float | None = None  # slowest gated-or-not route that ran / this value
+    slowest_artifact: str | None = None
+    cosine: float | None = None
+    metric_drop: dict[str, float] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)  # artifact -> why it was not chosen
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["basis"], data["basis_label"] = self.basis.value, self.basis.label
+        return data
+
+    def summary(self) -> str:
+        """One line for a terminal: `pi4-emu: ship ncnn-int8 (1.45x vs ncnn-fp32, ...)`."""
+        if self.artifact is None:
+            return f"{self.target}: no artifact meets every gate ({len(self.rejected)} rejected)"
+        parts = []
+        if self.speedup_vs_fp32 is not None and self.fp32_artifact != self.artifact:
+            parts.append(f"{self.speedup_vs_fp32:.2f}x vs {self.fp32_artifact}")
+        if self.speedup_vs_slowest is not None and self.slowest_artifact != self.artifact:
+            parts.append(f"{self.speedup_vs_slowest:.2f}x vs slowest {self.slowest_artifact}")
+        if self.cosine is not None:
+            parts.append(f"cosine {self.cosine:.4f}")
+        parts += [f"{k} {v:+.3f}" for k, v in sorted(self.metric_drop.items())]
+        unit = "ms p50" if self.basis is Basis.P50_MS else "M instructions (emulated)"
+        figure = self.value if self.basis is Basis.P50_MS else (self.value or 0.0) / 1e6
+        return (f"{self.target}: ship {self.artifact} ({figure:.2f} {unit}, threads={self.threads}"
+                + "".join(f"; {p}" for p in parts) + ")")
+
+
+def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: int = 1) -> Route:
+    """The fastest candidate that ran and meets every gate; speed-ups against the same runtime's fp32
+    candidate and the slowest candidate that ran (gated or not: the route a user might otherwise take)."""
+    ran = [c for c in candidates if c.value is not None and c.value > 0]
+    rejected = {c.artifact: "did not run" for c in candidates if c not in ran}
+    for c in ran:
+        if not c.gates_passed:
+            rejected[c.artifact] = "gates failed" + (f": {'; '.join(c.failures)}" if c.failures else "")
+    eligible = sorted((c for c in ran if c.gates_passed), key=lambda c: (c.value, c.artifact))
+    route = Route(target=target, basis=basis, threads=threads, artifact=None, rejected=rejected)
+    if not eligible:
+        return route
+    best = eligible[0]
+    for c in eligible[1:]:
+        route.rejected[c.artifact] = f"slower ({c.value / best.value:.2f}x {best.artifact})"  # type: ignore[operator]
+    by_id = {c.artifact: c for c in ran}
+    route.artifact, route.value = best.artifact, best.value
+    route.cosine, route.metric_drop = best.cosine, dict(best.metric_drop)
+    fp32 = _fp32_of(best.artifact)
+    if fp32 in by_id:
+        route.fp32_artifact = fp32
+        route.speedup_vs_fp32 = by_id[fp32].value / best.value  # type: ignore[operator]
+    slowest = max(ran, key=lambda c: (c.value, c.artifact))
+    route.slowest_artifact = slowest.artifact
+    route.speedup_vs_slowest = slowest.value / best.value  # type: ignore[operator]
+    return route
+
+
+def _fp32_of(artifact: str) -> str:
+    try:
+        return Format(artifact).fp32_reference.value
+    except ValueError:
+        return artifact.split("-")[0] + "-fp32"
+
+
+# --- from a deploy -------------------------------------------------------------------------------------------
+def routes_for_deploy(result: DeployResult, threads: int = 1) -> list[Route]:
+    """One route per target run of a deploy (the host included), at `threads`."""
+    host_gates = {a.id: a.gates_passed and a.status == "ok" for a in result.artifacts}
+    return [route_for_run(run, host_gates, threads) for run in result.runs]
+
+
+def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int = 1) -> Route:
+    """Candidates of one target run: its measurements at `threads`, gated by the conversion's gates
+    (`host_gates`, artifact id -> passed) and by this target's own comparison with the original model."""
+    measurements = [m for m in (run.agent.measurements if run.agent else []) if m.threads == threads]
+    counting = run.emulated and any(m.instructions_per_invoke for m in measurements)
+    basis = Basis.INSTRUCTIONS if counting else Basis.P50_MS
+    onnx = {c.artifact: c for c in run.comparisons if c.reference == "onnx"}
+    candidates = []
+    for m in measurements:
+        value = (m.instructions_per_invoke if counting else m.p50_ms) if m.status == "ok" else None
+        comp = onnx.get(m.artifact)
+        passed = host_gates.get(m.artifact, True) and (comp is None or comp.gates_passed is not False)
+        failures = tuple(comp.gate_failures) if comp is not None else ()
+        if not host_gates.get(m.artifact, True):
+            failures += ("conversion gates failed",)
+        candidates.append(Candidate(m.artifact, float(value) if value else None, passed,
+                                    comp.cosine if comp else None, _drops(comp), failures))
+    if run.emulated and not counting:
+        # emulated wall time is no device latency: name no route rather than a misleading one
+        return Route(target=run.target, basis=basis, threads=threads, artifact=None,
+                     rejected={c.artifact: "emulated without instruction counts" for c in candidates})
+    return recommend(run.target, candidates, basis, threads)
+
+
+def _drops(comp: Comparison | None) -> dict[str, float]:
+    if comp is None:
+        return {}
+    drops = {k: float(v) for k, v in comp.metric.items() if k.endswith("_drop")}
+    if "map50_95" in comp.metric and "map50_95_reference" in comp.metric:
+        drops["map50_95_drop"] = comp.metric["map50_95_reference"] - comp.metric["map50_95"]
+    return drops

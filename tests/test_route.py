@@ -1,0 +1,98 @@
+"""The fastest route: the fastest artifact that meets every gate, with speed-ups and accuracy cost."""
+
+from __future__ import annotations
+
+from edgekit.results import (
+    AgentResult,
+    ArtifactInfo,
+    Comparison,
+    DeployResult,
+    DeviceFacts,
+    Measurement,
+    TargetRun,
+)
+from edgekit.route import Basis, Candidate, recommend, routes_for_deploy
+
+
+def test_fastest_gated_candidate_wins_with_speedups() -> None:
+    cands = [Candidate("ncnn-fp32", 100.0, True), Candidate("ncnn-int8", 60.0, True, cosine=0.97),
+             Candidate("tflite-fp32", 120.0, True), Candidate("tflite-int8", 50.0, False, failures=("cosine",))]
+    route = recommend("pi4-emu", cands, Basis.INSTRUCTIONS)
+    assert route.artifact == "ncnn-int8"
+    assert route.fp32_artifact == "ncnn-fp32" and abs(route.speedup_vs_fp32 - 100 / 60) < 1e-9
+    assert route.slowest_artifact == "tflite-fp32" and abs(route.speedup_vs_slowest - 2.0) < 1e-9
+    assert route.cosine == 0.97
+    assert route.rejected["tflite-int8"].startswith("gates failed")
+    assert "slower" in route.rejected["tflite-fp32"]
+    assert "ncnn-int8" in route.summary() and "instructions" in route.summary()
+
+
+def test_no_route_when_nothing_passes_or_runs() -> None:
+    route = recommend("pi4", [Candidate("ncnn-int8", None, True), Candidate("ncnn-fp32", 5.0, False)],
+                      Basis.P50_MS)
+    assert route.artifact is None
+    assert route.rejected == {"ncnn-int8": "did not run", "ncnn-fp32": "gates failed"}
+    assert "no artifact" in route.summary()
+
+
+def test_fp32_itself_has_speedup_one_and_missing_fp32_gives_none() -> None:
+    route = recommend("pi5", [Candidate("tflite-fp32", 10.0, True), Candidate("ncnn-int8", 12.0, True)],
+                      Basis.P50_MS)
+    assert route.artifact == "tflite-fp32" and route.speedup_vs_fp32 == 1.0
+    alone = recommend("pi5", [Candidate("ncnn-int8", 12.0, True)], Basis.P50_MS)
+    assert alone.speedup_vs_fp32 is None and alone.speedup_vs_slowest == 1.0
+
+
+def _measurement(artifact: str, threads: int, p50: float, insns: int | None = None) -> Measurement:
+    return Measurement(artifact=artifact, format=artifact, runtime="ncnn", threads=threads, status="ok",
+                       p50_ms=p50, instructions_per_invoke=insns)
+
+
+def _run(target: str, emulated: bool, measurements: list[Measurement], comparisons: list[Comparison]) -> TargetRun:
+    facts = DeviceFacts(machine="aarch64", cores=4, python="3.11", emulated=emulated)
+    agent = AgentResult(started_at="t", facts_before=facts, measurements=measurements)
+    return TargetRun(target=target, kind="ssh", emulated=emulated, status="ok", agent=agent,
+                     comparisons=comparisons)
+
+
+def _comparison(artifact: str, target: str, passed: bool, **metric: float) -> Comparison:
+    return Comparison(artifact=artifact, target=target, reference="onnx", max_abs_error=0.1, mean_abs_error=0.01,
+                      cosine=0.99, gates_passed=passed, metric=metric)
+
+
+def test_deploy_routes_use_counts_on_emulated_and_p50_on_boards() -> None:
+    emu = _run("pi4-emu", True, [_measurement("ncnn-fp32", 1, 900.0, 100_000_000),
+                                 _measurement("ncnn-int8", 1, 950.0, 80_000_000),
+                                 _measurement("ncnn-int8", 4, 300.0, 90_000_000)],
+               [_comparison("ncnn-int8", "pi4-emu", True, map50_95=0.70, map50_95_reference=0.72)])
+    board = _run("pi4", False, [_measurement("ncnn-fp32", 1, 10.0), _measurement("ncnn-int8", 1, 12.0)], [])
+    result = DeployResult(recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="t",
+                          artifacts=[ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1)
+                                     for a in ("ncnn-fp32", "ncnn-int8")], runs=[emu, board])
+    routes = {r.target: r for r in routes_for_deploy(result)}
+    assert routes["pi4-emu"].basis is Basis.INSTRUCTIONS and routes["pi4-emu"].artifact == "ncnn-int8"
+    assert abs(routes["pi4-emu"].speedup_vs_fp32 - 1.25) < 1e-9
+    assert abs(routes["pi4-emu"].metric_drop["map50_95_drop"] - 0.02) < 1e-9
+    assert routes["pi4"].basis is Basis.P50_MS and routes["pi4"].artifact == "ncnn-fp32"
+
+
+def test_deploy_route_respects_conversion_and_target_gates() -> None:
+    emu = _run("pi5-emu", True, [_measurement("ncnn-fp32", 1, 1.0, 100), _measurement("ncnn-int8", 1, 1.0, 50),
+                                 _measurement("tflite-int8", 1, 1.0, 40)],
+               [_comparison("tflite-int8", "pi5-emu", False)])
+    arts = [ArtifactInfo(id="ncnn-fp32", format="ncnn-fp32", files=[], sha256="", size_bytes=1),
+            ArtifactInfo(id="ncnn-int8", format="ncnn-int8", files=[], sha256="", size_bytes=1, gates_passed=False),
+            ArtifactInfo(id="tflite-int8", format="tflite-int8", files=[], sha256="", size_bytes=1)]
+    result = DeployResult(recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="t", artifacts=arts,
+                          runs=[emu])
+    route = routes_for_deploy(result)[0]
+    assert route.artifact == "ncnn-fp32"
+    assert "conversion gates failed" in route.rejected["ncnn-int8"]
+    assert route.rejected["tflite-int8"].startswith("gates failed")
+
+
+def test_emulated_run_without_counts_names_no_route() -> None:
+    emu = _run("pi4-emu", True, [_measurement("ncnn-fp32", 1, 900.0)], [])
+    result = DeployResult(recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="t", runs=[emu])
+    route = routes_for_deploy(result)[0]
+    assert route.artifact is None and "without instruction counts" in route.rejected["ncnn-fp32"]
