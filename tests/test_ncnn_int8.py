@@ -105,6 +105,45 @@ def test_weight_scales_follow_ncnn2table() -> None:
     assert weight_scales(fc, zero, "per-channel")[1].tolist() == [1.0, 1.0]  # no division by zero
 
 
+def _layer(kind: str, name: str, bottoms: list[str], tops: list[str], **params: str) -> NcnnLayer:
+    return NcnnLayer(kind, name, bottoms, tops, {k.lstrip("p").replace("m", "-"): v for k, v in params.items()})
+
+
+def test_requantize_fusion_follows_ncnn2int8() -> None:
+    """conv -> conv fuses; conv -> Split -> (conv, dw) fuses; conv -> Split -> (conv, BinaryOp) does not;
+    a float consumer, an FC consumer or a graph output never do."""
+    from edgekit.convert.ncnn_int8 import requantize_fusions
+    from edgekit.convert.ncnn_param import NcnnGraph
+
+    layers = [_layer("Input", "in", [], ["x"]),
+              _layer("Convolution", "a", ["x"], ["a"]), _layer("Convolution", "b", ["a"], ["b"]),
+              _layer("Split", "s", ["b"], ["b1", "b2"]), _layer("Convolution", "c", ["b1"], ["c"]),
+              _layer("ConvolutionDepthWise", "d", ["b2"], ["d"]), _layer("BinaryOp", "add", ["c", "d"], ["e"]),
+              _layer("Convolution", "f", ["e"], ["f"]), _layer("Split", "s2", ["f"], ["f1", "f2"]),
+              _layer("Convolution", "g", ["f1"], ["g"]), _layer("BinaryOp", "add2", ["f2", "g"], ["h"]),
+              _layer("Convolution", "i", ["h"], ["i"]), _layer("Convolution", "fl", ["i"], ["j"]),
+              _layer("InnerProduct", "fc", ["j"], ["k"]), _layer("Convolution", "out", ["k"], ["y"])]
+    graph = NcnnGraph(layers, 20)
+    scales = {name: 10.0 + k for k, name in enumerate(["a", "b", "c", "d", "f", "g", "i", "fc", "out"])}
+    fused = {graph.layers[i].name: v for i, v in requantize_fusions(graph, scales).items()}
+    assert fused == {"a": scales["b"], "b": scales["c"]}
+
+
+def test_relu6_becomes_relu_only_where_requantization_makes_it_exact() -> None:
+    from edgekit.convert.ncnn_int8 import _relu_where_exact
+
+    def clip(hi: str) -> NcnnLayer:
+        return _layer("ConvolutionDepthWise", "dw", ["a"], ["b"], p9="3", m23310=f"2,0.0,{hi}")
+
+    layer = clip("6.0")
+    assert "relu" in _relu_where_exact(layer, threshold=5.2)
+    assert layer.get_int(9) == 1 and layer.get_array(10) is None
+    layer = clip("6.0")
+    assert _relu_where_exact(layer, threshold=7.0) == "" and layer.get_int(9) == 3  # clip would bite: kept
+    relu = _layer("Convolution", "c", ["a"], ["b"], p9="1")
+    assert _relu_where_exact(relu, threshold=1.0) == "" and relu.get_int(9) == 1
+
+
 # --- a small, well-conditioned network (BN statistics taken from realistic images) --------------------------
 def images(n: int, seed: int) -> np.ndarray:
     from edgekit.zoo.tiny import images as draw
@@ -196,36 +235,50 @@ def test_int8_is_small_and_close_to_fp32(fp32: list[Path], calibration: np.ndarr
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("fuse", [False, True])
 def test_written_layout_is_what_ncnn_computes_in_int8(fp32: list[Path], calibration: np.ndarray,
-                                                       evaluation: np.ndarray, tmp_path: Path) -> None:
+                                                       evaluation: np.ndarray, tmp_path: Path, fuse: bool) -> None:
     """Recompute the 1x1 stride-2 convolution and the linear head with ncnn's integer arithmetic from the
-    bytes we wrote; ncnn's own int8 outputs must match, which proves it reads our weights, biases, scales."""
-    files, _ = quantize(fp32, calibration, tmp_path)
+    bytes we wrote; ncnn's own int8 outputs must match, which proves it reads our weights, biases, scales.
+    With requantize fusion the convolution (followed by an int8 convolution) writes int8 at the next layer's
+    input scale: 8=102 and one more float, the top scale, after the input scale."""
+    files, _ = quantize(fp32, calibration, tmp_path, fuse=fuse)
     graph = read_param(files[0])
     data = files[1].read_bytes()
     spans = ncnn_bin.layer_spans(files[0], data)
     conv = next(layer for layer in graph.layers if layer.type == "Convolution" and layer.get_int(3) == 2)
     fc = next(layer for layer in graph.layers if layer.type == "InnerProduct")
-    assert conv.get_int(8) == 2 and fc.get_int(8) == 2
-    assert all(layer.get_int(8) == 1 for layer in graph.layers if layer.type == "ConvolutionDepthWise")
+    assert conv.get_int(8) == (102 if fuse else 2) and fc.get_int(8) == 2  # ncnn never requantizes an FC
+    assert all(layer.get_int(8) == (101 if fuse else 1) for layer in graph.layers
+               if layer.type == "ConvolutionDepthWise")
     with NcnnModel(files[0], files[1]) as model:
         x_conv, y_conv, x_fc, y_fc = model.extract(evaluation[:1], [conv.bottoms[0], conv.tops[0],
                                                                     fc.bottoms[0], fc.tops[0]])
     for layer, x, y, relu in ((conv, x_conv[:, ::2, ::2].reshape(x_conv.shape[0], -1), y_conv, True),
                               (fc, x_fc.reshape(-1, 1), y_fc, False)):
         n_out = layer.get_int(0)
-        start, _ = spans[graph.layers.index(layer)]
+        start, end = spans[graph.layers.index(layer)]
         assert np.frombuffer(data, "<u4", 1, start)[0] == ncnn_bin.TAG_INT8
         n_w = x.shape[0] * n_out
         w = np.frombuffer(data, np.int8, n_w, start + 4).reshape(n_out, -1).astype(np.int64)
         off = start + 4 + (n_w + 3) // 4 * 4
         bias, off = ncnn_bin.read_floats(data, off, n_out)
         w_scale, off = ncnn_bin.read_floats(data, off, n_out)
-        in_scale, _ = ncnn_bin.read_floats(data, off, 1)
-        acc = w @ float_to_int8(x * in_scale[0]).astype(np.int64)
+        in_scale, off = ncnn_bin.read_floats(data, off, 1)
+        producer = next(other for other in graph.layers if layer.bottoms[0] in other.tops)
+        # a requantizing producer hands over int8 values (extracted as floats): no quantization here
+        q = x.astype(np.int64) if producer.get_int(8) > 100 else float_to_int8(x * in_scale[0]).astype(np.int64)
+        acc = w @ q
         expect = acc / (in_scale[0] * w_scale[:, None]) + bias[:, None]
         expect = np.maximum(expect, 0) if relu else expect
-        np.testing.assert_allclose(y.reshape(n_out, -1), expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
+        if layer.get_int(8) > 100:
+            top_scale, off = ncnn_bin.read_floats(data, off, 1)
+            expect = float_to_int8(expect * top_scale[0]).astype(np.float64)
+            np.testing.assert_allclose(y.reshape(n_out, -1), expect, atol=1.0)  # one step of rounding
+            assert np.mean(y.reshape(n_out, -1) == expect) > 0.99
+        else:
+            np.testing.assert_allclose(y.reshape(n_out, -1), expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
+        assert off == end
 
 
 @pytest.mark.integration
@@ -260,7 +313,8 @@ def test_layers_without_int8_kernel_stay_fp32_with_a_note(calibration: np.ndarra
     io = json.loads(files[2].read_text())
     assert io["int8"]["other_weighted_layers"] == {"Deconvolution": 1}
     assert any("Deconvolution" in note for note in io["notes"])
-    assert io["options"]["use_int8_inference"] is True and io["options"]["use_fp16_storage"] is False
+    # ncnn's default options: fp16 for the float layers where the core has it (A76), fp32 elsewhere
+    assert io["options"]["use_int8_inference"] is True and io["options"]["use_fp16_arithmetic"] is True
     fp32 = convert_model(onnx, SHAPE, Format.NCNN_FP32, tmp_path / "fp32")
     assert np.mean([cosine(w, g) for w, g in zip(run(fp32, evaluation), run(files, evaluation))]) >= 0.98
 

@@ -11,24 +11,32 @@ does their work on a pnnx fp32 export:
    .param (`8=1` for per-group depthwise), and in the .bin the int8-tagged weights, the fp32 bias, the weight
    scales (num_output floats; group floats or 1 for depthwise) and the input scale (1 float).
 Every other layer is copied byte for byte; layers named in `float_layers`, or whose input was always zero,
-stay fp32, as do weight-carrying layers of other types (ncnn has no int8 kernel for them either).
-Requantize fusion (int8 output straight into the next conv, `8=10x`) is not done: outputs are dequantized.
+stay float, as do weight-carrying layers of other types (ncnn has no int8 kernel for them either).
+5. requantize fusion, as ncnn2int8's fuse_requantize: an int8 Convolution/ConvolutionDepthWise whose output
+   goes only into int8 Convolution/ConvolutionDepthWise layers (directly, or through a Split all of whose
+   outputs do) writes int8 itself: `8=` + 100 in the .param and, after the input scale in the .bin, one more
+   float, the top scale (the consumer's input scale). Without it every int8 layer dequantizes to float and
+   the next one quantizes again.
+6. activations as ncnn's fast kernels want them: a fused clip(0, hi) (ReLU6) on a requantized layer whose
+   consumer's threshold T <= hi is written as ReLU. This is exact, not an approximation: the requantized
+   output saturates at 127 = T anyway, so values above T (and so above hi) give 127 either way. It matters
+   because ncnn's fast int8 depthwise kernels take activation none or ReLU only (convolutiondepthwise_arm).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from edgekit.convert import ncnn_bin, ncnn_calib
-from edgekit.convert.ncnn_param import NcnnGraph, NcnnLayer, read_param, write_param
+from edgekit.convert.ncnn_param import ARRAY_KEY_BASE, NcnnGraph, NcnnLayer, read_param, write_param
 from edgekit.convert.ncnn_runtime import NcnnIO, NcnnModel
 from edgekit.errors import ConversionError
 
-QUANTIZER_VERSION = "1"  # bump when the written bytes change: it is part of the artifact cache key
+QUANTIZER_VERSION = "2"  # 2: requantize fusion, ReLU6 -> ReLU where exact, ncnn default options  # bump when the written bytes change: it is part of the artifact cache key
 QUANTIZABLE = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
 METHODS = ("kl", "absmax")
 GRANULARITIES = ("per-channel", "per-tensor")
@@ -45,6 +53,8 @@ class LayerResult:
     absmax: float = 0.0
     threshold: float = 0.0
     input_scale: float = 0.0
+    top_scale: float = 0.0  # requantize fusion: the int8 output's scale (0: the output is dequantized)
+    activation: str = ""  # what was done to the fused activation ("clip(0,6) -> relu (exact)")
 
 
 @dataclass
@@ -66,14 +76,20 @@ class Int8Report:
     def to_dict(self) -> dict:
         """Plain data for the sidecar: one row per layer, columns named by `layer_fields`."""
         data = asdict(self)
-        data["layer_fields"] = ["name", "type", "int8", "reason", "absmax", "threshold", "input_scale"]
+        data["layer_fields"] = ["name", "type", "int8", "reason", "absmax", "threshold", "input_scale",
+                                "top_scale", "activation"]
         data["layers"] = [[r.name, r.type, r.int8, r.reason, *(float(f"{v:.6g}") for v in
-                           (r.absmax, r.threshold, r.input_scale))] for r in self.layers]
+                           (r.absmax, r.threshold, r.input_scale, r.top_scale)), r.activation]
+                          for r in self.layers]
         return data
 
     def notes(self) -> list[str]:
-        out = [f"int8 ({self.method}, {self.granularity}, {self.calibration_samples} calibration samples): "
-               f"{len(self.quantized)} of {len(self.layers)} {'/'.join(QUANTIZABLE)} layers"]
+        fused = sum(1 for r in self.layers if r.top_scale > 0)
+        relu = sum(1 for r in self.layers if r.activation)
+        out = [(f"int8 ({self.method}, {self.granularity}, {self.calibration_samples} calibration samples): "
+               f"{len(self.quantized)} of {len(self.layers)} {'/'.join(QUANTIZABLE)} layers; "
+               f"{fused} write int8 for the next int8 layer (requantize fusion), {relu} ReLU6 written as "
+               "ReLU (exact after requantization)")]
         out += [f"layer {r.name} ({r.type}) left in fp32: {r.reason}" for r in self.kept_float]
         if self.other_weighted_layers:
             kinds = ", ".join(f"{t} x{n}" for t, n in sorted(self.other_weighted_layers.items()))
@@ -94,9 +110,10 @@ class _Plan:
 
 def quantize_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, io: NcnnIO, out_param: Path,
                   out_bin: Path, *, method: str = "kl", granularity: str = "per-channel",
-                  float_layers: set[str] | frozenset[str] = frozenset()) -> Int8Report:
+                  float_layers: set[str] | frozenset[str] = frozenset(), fuse: bool = True) -> Int8Report:
     """Quantize an fp32 ncnn model (param/bin, run with `io`) on calibration `inputs` (N, ...) and write it to
-    out_param/out_bin (may be the same files). Layers named in `float_layers` stay fp32."""
+    out_param/out_bin (may be the same files). Layers named in `float_layers` stay fp32; `fuse` False leaves
+    every int8 output dequantized (steps 5 and 6 off: for comparisons)."""
     _check_options(method, granularity, inputs)
     graph = read_param(param)
     _check_names(graph, float_layers, param)
@@ -112,9 +129,57 @@ def quantize_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, io: NcnnIO, o
         segment = _quantize_layer(plan, stats[source(plan.layer.bottoms[0])], method, granularity, report)
         if segment is not None:
             segments[plan.index] = segment
+    if fuse:
+        results = {r.name: r for r in report.layers}
+        for index, top_scale in requantize_fusions(graph, {r.name: r.input_scale for r in report.layers
+                                                             if r.int8}).items():
+            layer = graph.layers[index]
+            layer.set_param(8, layer.get_int(8) + 100)
+            segments[index] += ncnn_bin.floats(np.array([top_scale], np.float32))
+            results[layer.name].top_scale = top_scale
+            results[layer.name].activation = _relu_where_exact(layer, 127.0 / top_scale)
     Path(out_bin).write_bytes(b"".join(segments))
     write_param(graph, out_param)
     return report
+
+
+def requantize_fusions(graph: NcnnGraph, int8_inputs: dict[str, float]) -> dict[int, float]:
+    """{layer index: top scale} for every int8 Convolution/ConvolutionDepthWise whose output feeds only int8
+    Convolution/ConvolutionDepthWise layers, directly or through one Split (ncnn2int8's fuse_requantize).
+    `int8_inputs` maps each int8 layer's name to its input scale."""
+    convs = ("Convolution", "ConvolutionDepthWise")
+    consumer = {b: layer for layer in graph.layers for b in layer.bottoms}  # ncnn: one consumer per blob
+
+    def int8_conv(layer: NcnnLayer | None) -> bool:
+        return layer is not None and layer.type in convs and len(layer.bottoms) == 1 and layer.name in int8_inputs
+
+    fusions = {}
+    for index, layer in enumerate(graph.layers):
+        if layer.type not in convs or layer.name not in int8_inputs or len(layer.tops) != 1:
+            continue
+        nxt = consumer.get(layer.tops[0])
+        if nxt is not None and nxt.type == "Split":
+            users = [consumer.get(t) for t in nxt.tops]
+            if users and all(int8_conv(u) for u in users):
+                fusions[index] = int8_inputs[users[0].name]  # type: ignore[union-attr]
+        elif int8_conv(nxt):
+            fusions[index] = int8_inputs[nxt.name]  # type: ignore[union-attr]
+    return fusions
+
+
+def _relu_where_exact(layer: NcnnLayer, threshold: float) -> str:
+    """clip(0, hi) -> ReLU on a requantized layer whose output threshold is <= hi (see step 6)."""
+    if layer.get_int(9) != 3:
+        return ""
+    bounds = layer.get_array(10)
+    if not bounds or len(bounds) != 2:
+        return ""
+    lo, hi = (float(v) for v in bounds)
+    if lo != 0.0 or threshold > hi * (1 + 1e-6):
+        return ""
+    layer.set_param(9, 1)
+    del layer.params[str(ARRAY_KEY_BASE - 10)]
+    return f"clip(0,{hi:g}) -> relu (exact: output threshold {threshold:.4g} <= {hi:g})"
 
 
 def _check_options(method: str, granularity: str, inputs: np.ndarray) -> None:
