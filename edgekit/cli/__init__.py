@@ -52,9 +52,21 @@ def version() -> None:
 
 
 def _register_all() -> None:
-    from edgekit.cli import analyze, bench, convert, deploy, emu, estimate, nightly, report, runs, targets
+    from edgekit.cli import (
+        analyze,
+        bench,
+        convert,
+        deploy,
+        emu,
+        estimate,
+        nightly,
+        profile,
+        report,
+        runs,
+        targets,
+    )
 
-    for module in (convert, deploy, bench, emu, targets, runs, report, nightly, analyze, estimate):
+    for module in (convert, deploy, bench, emu, targets, runs, report, nightly, analyze, estimate, profile):
         module.register(app)
 
 

@@ -1,0 +1,58 @@
+"""`edgekit profile ARTIFACT --target T`: where one ncnn artifact's instructions go, layer by layer.
+
+Counts every layer's guest instructions on the target's emulated core (locally, under the counting qemu; no
+SSH), exactly and repeatably with one thread, and prints the top layers with their type, output shape,
+precision and share of the whole inference. Instruction counts, not latency.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from edgekit.errors import EdgekitError
+
+
+def _device_for(target: str) -> str:
+    """An emulated target's device (pi4-emu -> pi4-emu); a real board has no counting core."""
+    from edgekit.target import load_target
+
+    loaded = load_target(target)
+    if loaded.emulated is None:
+        raise EdgekitError(f"target {target} is a real board: per-layer instruction counts need an emulated "
+                           "core", where="--target",
+                           hint="use pi4-emu (Cortex-A72) or pi5-emu (Cortex-A76); wall time per layer on a "
+                                "board is not offered yet")
+    return loaded.emulated.device
+
+
+def profile_cmd(
+    artifact: Path = typer.Argument(..., help="an ncnn model.param (its .bin and model.io.json beside it)"),
+    target: str = typer.Option(..., "--target", "-t", help="an emulated target: pi4-emu or pi5-emu"),
+    threads: int = typer.Option(1, "--threads", min=1, help="ncnn threads (1: exact, repeatable counts)"),
+    top: int = typer.Option(10, "--top", min=1, help="how many layers to print"),
+    as_json: bool = typer.Option(False, "--json", help="print every layer as JSON instead of the top table"),
+) -> None:
+    """Guest instructions per layer of an ncnn artifact on an emulated core, top layers first.
+
+    Each layer is counted alone (computed once in a marked window, minus a twin window that only re-reads
+    its output); the total is one whole inference in the same process.
+
+    Example: edgekit profile ~/.local/share/edgekit/cache/KEY/model.param --target pi4-emu --top 10
+    """
+    from edgekit.profile import format_table, profile_ncnn
+
+    if not artifact.is_file():
+        raise EdgekitError("artifact not found", where=str(artifact))
+    result = profile_ncnn(artifact, _device_for(target), threads=threads)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=1))
+        return
+    for line in format_table(result, top):
+        typer.echo(line)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profile")(profile_cmd)

@@ -1,0 +1,139 @@
+"""Guest-side per-layer profiler: guest instructions of every ncnn layer of one artifact, exactly.
+
+Run by an emulated device's python under the counting qemu (stdlib + numpy + ncnn only; never imports edgekit):
+    python3 profile_runner.py REQUEST.json
+REQUEST: {"insn_file": path, "artifact": path (.param), "threads": n, "warmup": w,
+"input_shape": [..] (NCHW; only without the model.io.json sidecar)}.
+
+How: one extractor, layers visited in .param order (which is topological). For each layer, window A extracts
+its first top blob (ncnn computes exactly that layer: everything it needs is already computed), then window B
+extracts the same blob again (cached: the same extraction and copy-out work, no layer). A - B is the layer's
+own instructions. Each window is bracketed by the insn_count plugin's marks (syscall 4093 before, 4094 after);
+the plugin appends one line per window to insn_file, whose first field is the count. A last window counts one
+whole inference in a fresh extractor, so the host can say how much of it the layers account for.
+The last stdout line is the result JSON.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import sys
+
+import numpy as np
+
+MARK_START = 4093
+MARK_END = 4094
+
+
+def main(request_path: str) -> None:
+    req = json.loads(read_text(request_path))
+    try:
+        result = profile(req)
+    except Exception as exc:  # noqa: BLE001 (reported as data, like the counting runner)
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(result))
+
+
+def read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def read_layers(param: str) -> list[dict]:
+    """(type, name, tops, params) of every layer of a text .param, in file order."""
+    lines = [ln for ln in read_text(param).splitlines() if ln.strip()]
+    layers = []
+    for line in lines[2:]:
+        tok = line.split()
+        nb, nt = int(tok[2]), int(tok[3])
+        params = dict(t.split("=", 1) for t in tok[4 + nb + nt:] if "=" in t)
+        layers.append({"type": tok[0], "name": tok[1], "tops": tok[4 + nb: 4 + nb + nt], "params": params})
+    return layers
+
+
+def counts(path: str) -> list[int]:
+    with open(path) as f:
+        return [int(line.split()[0]) for line in f.read().splitlines() if line.strip()]
+
+
+def unpacked_shape(mat) -> list[int]:
+    """(c, h, w) / (h, w) / (w,) with the packed axis (the outermost) multiplied back by elempack."""
+    if mat.dims == 0:
+        return []
+    dims = [int(mat.c), int(mat.h), int(mat.w)][3 - min(mat.dims, 3):]
+    dims[0] *= int(mat.elempack)
+    return dims
+
+
+def profile(req: dict) -> dict:
+    import ncnn
+
+    param = req["artifact"]
+    stem = param[: -len(".param")]
+    io = json.loads(read_text(stem + ".io.json")) if os.path.exists(stem + ".io.json") else {}
+    net = ncnn.Net()
+    net.opt.num_threads = int(req.get("threads", 1))
+    for key, value in (io.get("options") or {}).items():
+        setattr(net.opt, key, value)
+    if net.load_param(param) != 0 or net.load_model(stem + ".bin") != 0:
+        raise RuntimeError(f"ncnn cannot load {param}")
+    inputs = io.get("inputs") or net.input_names()
+    outputs = io.get("outputs") or net.output_names()
+    shapes = io.get("input_shapes") or [req["input_shape"]] * len(inputs)
+    rng = np.random.default_rng(0)
+    mats = [ncnn.Mat(rng.random(shape[1:], dtype=np.float32)) for shape in shapes]  # no batch axis in ncnn
+    layers = [layer for layer in read_layers(param) if layer["type"] != "Input"]
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def extractor():
+        ex = net.create_extractor()
+        for name, mat in zip(inputs, mats):
+            ex.input(name, mat)
+        return ex
+
+    for _ in range(int(req.get("warmup", 1))):
+        ex = extractor()
+        for name in outputs:
+            ex.extract(name)
+    insn_file = req["insn_file"]
+    before = len(counts(insn_file))
+    gc.disable()  # a collection inside one window but not its twin would make the difference wrong
+    ex = extractor()
+    shapes_out = []
+    for layer in layers:
+        blob = layer["tops"][0]
+        # type 1 in both windows: the blob as stored (packed, int8 / fp16 / fp32), no conversion to count
+        libc.syscall(MARK_START)
+        ret, _ = ex.extract(blob, 1)
+        libc.syscall(MARK_END)
+        libc.syscall(MARK_START)
+        ret2, mat = ex.extract(blob, 1)
+        libc.syscall(MARK_END)
+        if ret != 0 or ret2 != 0:
+            raise RuntimeError(f"ncnn failed to compute blob {blob!r} of layer {layer['name']} (error {ret})")
+        shapes_out.append({"shape": unpacked_shape(mat), "elembits": int(mat.elemsize * 8 // max(1, mat.elempack))})
+        del mat
+    ex = None
+    gc.collect()
+    libc.syscall(MARK_START)
+    ex = extractor()
+    for name in outputs:
+        ex.extract(name)
+    libc.syscall(MARK_END)
+    gc.enable()
+    got = counts(insn_file)[before:]
+    if len(got) != 2 * len(layers) + 1:
+        raise RuntimeError(f"expected {2 * len(layers) + 1} counted windows, the plugin wrote {len(got)}")
+    rows = []
+    for k, layer in enumerate(layers):
+        rows.append({"name": layer["name"], "type": layer["type"], "params": layer["params"],
+                     "window": got[2 * k], "overhead": got[2 * k + 1], **shapes_out[k]})
+    return {"layers": rows, "total": got[-1], "threads": net.opt.num_threads,
+            "options": io.get("options") or {}, "format": io.get("format")}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,138 @@
+"""Where an ncnn artifact's instructions go: guest instructions per layer on an emulated core, exact.
+
+The guest side (emu/plugin/profile_runner.py) counts, for every layer in topological order, a window that
+computes the layer and a twin window that only re-extracts its output; the difference is the layer's own
+instructions. With one thread the counts are exactly repeatable. The layers' sum is compared with a whole
+inference counted in the same process (`coverage`): the remainder is the extractor's own bookkeeping.
+Instruction counts, not cycles: an int8 or fp16 instruction does more work than an fp32 one.
+TFLite per-op counts are not offered: the interpreter runs a whole graph per invoke from Python.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgekit.emu import layout
+from edgekit.emu.plugin import build as plugin_build
+from edgekit.emu.plugin.counting import _guest_env
+from edgekit.emu.specs import device_spec
+from edgekit.errors import EmulatorError
+
+RUNNER = Path(__file__).parent / "emu" / "plugin" / "profile_runner.py"
+LABEL = "guest instructions per layer on the emulated core, 1 inference (exact; not cycles)"
+QUANTIZED_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+
+
+@dataclass
+class LayerProfile:
+    """One ncnn layer: its own guest instructions for one inference, output shape (c, h, w) and precision."""
+
+    name: str
+    type: str
+    shape: list[int]
+    precision: str  # int8 (int8 kernel), fp16 or fp32 (its output's storage), as it ran on this core
+    instructions: int
+    activation: int = 0  # ncnn activation_type fused into the layer (param 9), 0 none, 1 ReLU, 3 clip...
+    requantized: bool = False  # int8 output written straight for the next int8 layer (8=10x)
+
+
+@dataclass
+class Profile:
+    artifact: str
+    device: str
+    cpu: str
+    threads: int
+    total: int  # one whole inference, counted in the same process
+    layers: list[LayerProfile] = field(default_factory=list)
+    label: str = LABEL
+
+    @property
+    def layer_sum(self) -> int:
+        return sum(layer.instructions for layer in self.layers)
+
+    @property
+    def coverage(self) -> float:
+        """Share of the whole inference the layers account for (the rest: extractor bookkeeping)."""
+        return self.layer_sum / max(1, self.total)
+
+    def top(self, n: int = 10) -> list[LayerProfile]:
+        return sorted(self.layers, key=lambda layer: -layer.instructions)[:n]
+
+    def share(self, layer: LayerProfile) -> float:
+        return layer.instructions / max(1, self.total)
+
+    def by_layer(self) -> dict[str, LayerProfile]:
+        return {layer.name: layer for layer in self.layers}
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "layer_sum": self.layer_sum, "coverage": self.coverage}
+
+
+def profile_ncnn(artifact: Path, device: str, threads: int = 1, timeout_s: float = 3600) -> Profile:
+    """Per-layer guest instruction counts of one ncnn artifact (.param with its .bin and sidecar) on an
+    emulated DEVICE (pi4-emu: Cortex-A72, pi5-emu: Cortex-A76)."""
+    artifact = Path(artifact)
+    if artifact.suffix != ".param":
+        raise EmulatorError("per-layer profiles are for ncnn artifacts (.param)", where=str(artifact),
+                            hint="TFLite per-op counts are not offered; count the whole model with "
+                                 "`edgekit estimate` or `edgekit deploy`")
+    if not artifact.with_suffix(".io.json").exists():
+        raise EmulatorError("an ncnn artifact needs its model.io.json sidecar to be profiled",
+                            where=str(artifact), hint="convert it with `edgekit convert`")
+    spec = device_spec(device)
+    python = layout.device_dir(device).python
+    if not python.exists():
+        raise EmulatorError(f"emulated device {device} is not built", where=str(python),
+                            hint=f"run `edgekit emu build {device}`")
+    plugin = plugin_build.require_plugin()
+    with tempfile.TemporaryDirectory(prefix="edgekit-profile-") as tmp:
+        insn_file = Path(tmp) / "insns.txt"
+        insn_file.touch()
+        request = Path(tmp) / "request.json"
+        request.write_text(json.dumps({"insn_file": str(insn_file), "artifact": str(artifact.resolve()),
+                                       "threads": threads, "warmup": 1}))
+        cmd = ["setarch", "-R", str(python), str(RUNNER), str(request)]
+        try:
+            proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout_s,
+                                  env=_guest_env(plugin, insn_file, threads))
+        except subprocess.TimeoutExpired as exc:
+            raise EmulatorError(f"profiling outlived {timeout_s:.0f} s", where=device) from exc
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise EmulatorError(f"profiling run failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}",
+                            where=device)
+    data = json.loads(lines[-1])
+    if "error" in data:
+        raise EmulatorError(f"profiling failed: {data['error']}", where=str(artifact))
+    return _profile_from(data, str(artifact), device, spec.cpu, threads)
+
+
+def _profile_from(data: dict, artifact: str, device: str, cpu: str, threads: int) -> Profile:
+    layers = []
+    for row in data["layers"]:
+        params = row.get("params", {})
+        scale_term = int(float(params.get("8", 0))) if row["type"] in QUANTIZED_TYPES else 0
+        precision = "int8" if scale_term else {8: "int8", 16: "fp16"}.get(row["elembits"], "fp32")
+        layers.append(LayerProfile(name=row["name"], type=row["type"], shape=row["shape"], precision=precision,
+                                   instructions=max(0, row["window"] - row["overhead"]),
+                                   activation=int(float(params.get("9", 0))), requantized=scale_term > 100))
+    return Profile(artifact=artifact, device=device, cpu=cpu, threads=threads, total=int(data["total"]),
+                   layers=layers)
+
+
+def format_table(profile: Profile, top: int = 10) -> list[str]:
+    """Plain text lines: the `top` layers by instructions, then the totals."""
+    lines = [f"{profile.artifact} on {profile.device} ({profile.cpu}), threads={profile.threads}: {profile.label}",
+             f"{'layer':<28} {'type':<22} {'output shape':<16} {'prec':<5} {'M insns':>9} {'share':>7}"]
+    for layer in profile.top(top):
+        shape = "x".join(str(d) for d in layer.shape)
+        lines.append(f"{layer.name:<28} {layer.type:<22} {shape:<16} {layer.precision:<5} "
+                     f"{layer.instructions / 1e6:>9.2f} {profile.share(layer):>6.1%}")
+    lines.append(f"whole inference {profile.total / 1e6:.2f} M instructions; {len(profile.layers)} layers sum to "
+                 f"{profile.layer_sum / 1e6:.2f} M ({profile.coverage:.2%} of it; the difference is the extractor's "
+                 "own work and allocator state)")
+    return lines
