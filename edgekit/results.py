@@ -67,6 +67,7 @@ class Measurement(_Model):
     outputs_file: str | None = None  # .npz of outputs on the evaluation inputs, relative to the result dir
     output_checksums: dict[str, str] = Field(default_factory=dict)
     instructions_per_invoke: int | None = None  # guest instruction count (counting qemu only)
+    instructions_per_thread: list[int] = Field(default_factory=list)  # each guest thread's share, per invoke
     overhead_ms_per_sample: float | None = None  # the agent's own timer/bookkeeping cost
     # additive (deploy issue): memory scope, output layout of outputs_file (keys in npz order)
     peak_rss_scope: Literal["measurement", "process"] | None = None  # VmHWM reset per measurement or not
@@ -136,6 +137,7 @@ class TargetRun(_Model):
     estimates: dict[str, Any] = Field(default_factory=dict)  # labelled estimates for emulated targets
     stage_seconds: dict[str, float] = Field(default_factory=dict)  # connect/push/run/pull
     result_dir: str | None = None  # local folder with the pulled result.json and outputs (additive)
+    benchmark: dict[str, Any] = Field(default_factory=dict)  # this target's settings (its own cap applied)
 
 
 class DeployResult(_Model):

@@ -234,3 +234,58 @@ def test_ncnn_io_sidecar_names_blobs_and_sets_options(tmp_path: Path, models: di
     (tmp_path / "request.json").write_text(json.dumps(req))
     code, res = run_agent(tmp_path / "request.json")
     assert code == 0 and res.measurements[0].status == "ok" and res.measurements[0].output_names == ["out0"]
+
+
+# --- ncnn outputs the runner must take from the model, and results it must not crash on -------------------------
+def _import_agent():  # the standalone file, as the device runs it
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("edgekit_agent_file", AGENT)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def write_two_heads(stem: Path) -> Path:
+    """Input -> two 1x1 convolutions (2 and 3 channels) gathered by a Noop layer, as ncnn's detectors mark their
+    several output heads: the outputs are the heads, not the Noop's blob."""
+    lines = ["7767517", "5 6", "Input in0 0 1 data 0=4 1=4 2=3", "Split split 1 2 data d0 d1",
+             "Convolution head_a 1 1 d0 out_a 0=2 1=1 5=1 6=6", "Convolution head_b 1 1 d1 out_b 0=3 1=1 5=1 6=9",
+             "Noop gather 2 1 out_a out_b all"]
+    weights = [struct.pack("<I", 0), np.ones(6, "<f4").tobytes(), np.zeros(2, "<f4").tobytes(),
+               struct.pack("<I", 0), np.full(9, 2.0, "<f4").tobytes(), np.zeros(3, "<f4").tobytes()]
+    stem.with_suffix(".param").write_text("\n".join(lines) + "\n")
+    stem.with_suffix(".bin").write_bytes(b"".join(weights))
+    return stem.with_suffix(".param")
+
+
+def test_ncnn_outputs_behind_a_noop_are_the_heads(tmp_path: Path) -> None:
+    agent = _import_agent()
+    param = write_two_heads(tmp_path / "heads")
+    inputs, outputs = agent._ncnn_io_from_param(str(param))
+    assert inputs == ["data"] and outputs == ["out_a", "out_b"]
+    runner = agent.NcnnRunner(str(param), str(param.with_suffix(".bin")), 1, None)
+    runner.set_input(np.full((3, 4, 4), 0.5, np.float32))
+    runner.invoke()
+    (name_a, a), (name_b, b) = runner.outputs()
+    assert (name_a, name_b) == ("out_a", "out_b")
+    assert a.size == 2 * 16 and np.allclose(a, 1.5) and b.size == 3 * 16 and np.allclose(b, 3.0)
+
+
+def test_ncnn_input_outlives_its_array_and_empty_outputs_are_results(tmp_path: Path) -> None:
+    """The runner keeps the input array alive (ncnn.Mat borrows it): a temporary freed before the run gave
+    garbage or SIGSEGV. An empty output (a detector that found nothing) is an empty array, not a crash."""
+    import gc
+
+    import ncnn
+
+    agent = _import_agent()
+    param = write_two_heads(tmp_path / "heads")
+    runner = agent.NcnnRunner(str(param), str(param.with_suffix(".bin")), 1, None)
+    runner.set_input(np.full((1, 3, 4, 4), 0.25, np.float32))  # a temporary, with its batch axis
+    gc.collect()
+    [np.full((3, 4, 4), 99.0, np.float32) for _ in range(50)]  # reuse freed memory if the input was freed
+    runner.invoke()
+    assert np.allclose(runner.outputs()[0][1], 0.75)
+    runner._last = [ncnn.Mat(), ncnn.Mat()]  # what extract() gives for an empty detection result
+    assert [y.shape for _, y in runner.outputs()] == [(0,), (0,)]

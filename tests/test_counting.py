@@ -75,7 +75,22 @@ def test_each_window_appends_one_line(plugin: Path, tmp_path: Path) -> None:
     for _ in range(2):
         subprocess.run([str(plugin_build.counting_qemu()), "-cpu", "cortex-a76", "-plugin", f"{plugin},out={out}",
                         str(exe)], check=True, timeout=60)
-    assert out.read_text().splitlines() == [str(selftest.expected(500))] * 2
+    want = selftest.expected(500)
+    assert out.read_text().splitlines() == [f"{want} {want}"] * 2  # the total, then the one thread's share
+
+
+@pytest.mark.integration
+def test_threads_split_the_count_and_the_busiest_thread_is_kept(plugin: Path, tmp_path: Path) -> None:
+    """ncnn at 2 threads: every thread's share is in the line, the shares sum to the total, and the busiest
+    thread carries less than the whole (the split a multi-thread estimate uses)."""
+    from edgekit.emu.plugin.counting import CountJob, count_artifacts
+
+    param = write_chain(tmp_path / "chain", 4)
+    (res,) = count_artifacts([CountJob(param, threads=2, input_shape=[1, CHANNELS, SIZE, SIZE], repeat=1)],
+                             "pi4-emu")
+    (split,) = res.per_thread
+    assert len(split) >= 2 and sum(split) == res.per_invoke[0]
+    assert res.instructions / 2 <= res.busiest_thread < res.instructions
 
 
 def test_plugin_without_out_argument_is_refused(plugin: Path, tmp_path: Path) -> None:

@@ -225,12 +225,15 @@ def reset_peak_rss() -> bool:
 
 # --- instruction counting (the counting qemu plugin; no effect unless EDGEKIT_INSN_FILE is set) ---------------
 class InsnCounter:
-    """Marks each timed window with unused syscalls 4093/4094 (-ENOSYS elsewhere); the plugin writes the
-    guest instructions executed between the marks as the last line of EDGEKIT_INSN_FILE."""
+    """Marks each timed window with unused syscalls 4093/4094 (-ENOSYS elsewhere); the plugin appends one line
+    to EDGEKIT_INSN_FILE per window: the guest instructions executed between the marks by all threads, then
+    each guest thread's share (see edgekit/emu/plugin/insn_count.c). `stop` returns the total; `last_split`
+    keeps the shares of the last window (the busiest thread bounds a parallel run)."""
 
     def __init__(self) -> None:
         self.path = os.environ.get("EDGEKIT_INSN_FILE")
         self._syscall = None
+        self.last_split: List[int] = []
         if self.path:
             import ctypes
             self._syscall = ctypes.CDLL(None).syscall
@@ -243,13 +246,22 @@ class InsnCounter:
         if self._syscall is None or not self.path:
             return None
         self._syscall(4094)
-        try:
-            with open(self.path, "rb") as handle:
-                handle.seek(max(0, os.fstat(handle.fileno()).st_size - 64))
-                lines = handle.read().split()
-            return int(lines[-1]) if lines else None
-        except (OSError, ValueError):
+        fields = last_count_line(self.path)
+        if not fields:
             return None
+        self.last_split = fields[1:]
+        return fields[0]
+
+
+def last_count_line(path: str) -> List[int]:
+    """The integers of the last line the counting plugin wrote (total first), or [] if none is readable."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.fstat(handle.fileno()).st_size - 65536))
+            lines = [line for line in handle.read().splitlines() if line.strip()]
+        return [int(v) for v in lines[-1].split()] if lines else []
+    except (OSError, ValueError):
+        return []
 
 
 # --- runtimes -------------------------------------------------------------------------------------------------
@@ -329,8 +341,11 @@ def _import_tflite(preference: str) -> Tuple[str, Any]:
 
 
 def _ncnn_io_from_param(path: str) -> Tuple[List[str], List[str]]:
-    """Input blobs (Input layers) and outputs (blobs produced but never consumed) of a .param file."""
+    """Input blobs (Input layers) and outputs of a .param file: the blobs produced but never consumed, where a
+    sink made by a `Noop` layer (which only gathers the real outputs, e.g. a detector's six heads) stands for
+    that layer's inputs."""
     produced, consumed, inputs = [], set(), []
+    noop_inputs: Dict[str, List[str]] = {}
     with open(path) as handle:
         lines = handle.read().splitlines()[2:]
     for line in lines:
@@ -343,7 +358,17 @@ def _ncnn_io_from_param(path: str) -> Tuple[List[str], List[str]]:
         produced.extend(tops)
         if parts[0] == "Input":
             inputs.extend(tops)
-    return inputs, [b for b in produced if b not in consumed]
+        if parts[0] == "Noop":
+            for top in tops:
+                noop_inputs[top] = bottoms
+    outputs: List[str] = []
+    for blob in produced:
+        if blob in consumed:
+            continue
+        for name in noop_inputs.get(blob) or [blob]:
+            if name not in outputs:
+                outputs.append(name)
+    return inputs, outputs
 
 
 class NcnnRunner:
@@ -369,6 +394,7 @@ class NcnnRunner:
             raise RuntimeError("ncnn could not load weights %s" % model)
         self._ncnn = ncnn
         self.mat = None
+        self._array: Optional[np.ndarray] = None  # ncnn.Mat(array) does not copy: the array must outlive it
         self._last: List[Any] = []
 
     def set_input(self, x: np.ndarray) -> None:
@@ -377,7 +403,8 @@ class NcnnRunner:
             x = x.reshape(self.in_shape)[0]
         while x.ndim > 3 and x.shape[0] == 1:
             x = x[0]
-        self.mat = self._ncnn.Mat(np.ascontiguousarray(x, dtype=np.float32))
+        self._array = np.ascontiguousarray(x, dtype=np.float32)
+        self.mat = self._ncnn.Mat(self._array)
 
     def invoke(self) -> None:
         ex = self.net.create_extractor()
@@ -393,6 +420,9 @@ class NcnnRunner:
     def outputs(self) -> List[Tuple[str, np.ndarray]]:
         result = []
         for name, shape, mat in zip(self.out_names, self.out_shapes, self._last):
+            if mat.empty():  # e.g. a detector with no detection: a result, and np.array() of it crashes
+                result.append((name, np.zeros((0,), dtype=np.float32)))
+                continue
             y = np.array(mat, dtype=np.float32)
             result.append((name, y.reshape(shape) if shape and int(np.prod(shape)) == y.size else y[None]))
         return result
@@ -491,6 +521,7 @@ def measure(art: Dict[str, Any], threads: int, req: Dict[str, Any], inputs: np.n
         m.update(number=number, samples_ms=samples, **summarize(samples))
         if counts:
             m["instructions_per_invoke"] = int(np.median(counts))
+            m["instructions_per_thread"] = [c // number for c in insn.last_split]
         m["overhead_ms_per_sample"] = overhead_ms(number, len(samples))
         if outdir is not None:
             m.update(save_outputs(runner, inputs, outdir, art["id"], threads, base))

@@ -150,4 +150,6 @@ class NcnnModel:
         ret, mat = ex.extract(blob)
         if ret != 0:
             raise ConversionError(f"ncnn failed to compute blob {blob!r} (error {ret})")
+        if mat.empty():  # a detector with nothing detected: an empty result (np.array of it crashes)
+            return np.zeros((0,), dtype=np.float32)
         return np.array(mat, dtype=np.float32)

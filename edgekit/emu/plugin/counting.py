@@ -36,6 +36,8 @@ class CountJob:
     number: int = 1
     repeat: int = 2
     warmup: int = 1
+    fill: float | None = None  # every input element this value (benchncnn fills 0.01); default seeded uniform
+    options: dict[str, bool] = field(default_factory=dict)  # ncnn Option flags over the sidecar's
 
     def request(self) -> dict:
         runtime = self.runtime or ("ncnn" if Path(self.artifact).suffix == ".param" else "ai_edge_litert")
@@ -47,7 +49,7 @@ class CountJob:
                                 where=str(artifact), hint="pass --input-shape 1,3,224,224 (NCHW)")
         return {"artifact": str(artifact.resolve()), "runtime": runtime, "threads": self.threads,
                 "input_shape": self.input_shape, "number": self.number, "repeat": self.repeat,
-                "warmup": self.warmup}
+                "warmup": self.warmup, "fill": self.fill, "options": dict(self.options)}
 
 
 @dataclass
@@ -62,6 +64,8 @@ class CountResult:
     number: int
     per_invoke: list[int]
     emulated_ms_per_invoke: list[float] = field(default_factory=list)  # wall time under qemu+plugin
+    per_thread: list[list[int]] = field(default_factory=list)  # per window: each guest thread's share
+    outputs: list[str] | None = None  # the blobs extracted (ncnn)
 
     @property
     def instructions(self) -> int:
@@ -70,12 +74,22 @@ class CountResult:
         return ordered[len(ordered) // 2]
 
     @property
+    def busiest_thread(self) -> int:
+        """The largest one-thread share of the median window (all of it at one thread): with N threads the
+        busiest thread bounds the time, whatever the total."""
+        ordered = sorted(zip(self.per_invoke, self.per_thread), key=lambda pair: pair[0])
+        if not ordered or not ordered[len(ordered) // 2][1]:
+            return self.instructions
+        return max(ordered[len(ordered) // 2][1])
+
+    @property
     def spread(self) -> float:
         """(max - min) / median over the windows."""
         return (max(self.per_invoke) - min(self.per_invoke)) / max(1, self.instructions)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "instructions": self.instructions, "spread": self.spread, "label": LABEL}
+        return {**asdict(self), "instructions": self.instructions, "busiest_thread": self.busiest_thread,
+                "spread": self.spread, "label": LABEL}
 
 
 def count_artifact(artifact: Path, device: str, **job: object) -> CountResult:
@@ -102,7 +116,8 @@ def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) 
         counted.append(CountResult(
             artifact=req["artifact"], device=device, cpu=device_spec(device).cpu, runtime=req["runtime"],
             threads=req["threads"], number=req["number"], per_invoke=[int(c) for c in res["per_invoke"]],
-            emulated_ms_per_invoke=[float(t) for t in res["emulated_ms_per_invoke"]]))
+            emulated_ms_per_invoke=[float(t) for t in res["emulated_ms_per_invoke"]],
+            per_thread=[[int(c) for c in w] for w in res.get("per_thread") or []], outputs=res.get("outputs")))
     return counted
 
 

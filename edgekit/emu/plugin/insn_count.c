@@ -2,8 +2,10 @@
  * insn_count: a qemu TCG plugin that counts guest instructions between two marks.
  *
  * The guest marks its measured window with two unused syscall numbers: 4093 starts it, 4094 ends it
- * and appends the number of guest instructions executed in between (all vCPUs, i.e. all guest
- * threads) as one line to the file given by `out=PATH`. Counting adds each translation block's
+ * and appends one line to the file given by `out=PATH`: first the number of guest instructions
+ * executed in between by all vCPUs (all guest threads), then, space-separated, the share of each vCPU
+ * that executed any instruction in the window, in vCPU order (readers take the first field as the
+ * total; the others show how the work split between threads). Counting adds each translation block's
  * instruction count when the block executes, into a per-vCPU slot, so threads never race on a
  * counter; with one thread the count is exactly the same on every run.
  *
@@ -31,6 +33,7 @@ typedef struct {
 static slot_t slots[MAX_VCPUS];
 static uint64_t overflow; /* vCPUs beyond MAX_VCPUS: atomic, slower, still exact */
 static uint64_t window_start;
+static uint64_t slot_start[MAX_VCPUS];
 static const char *out_path;
 
 static uint64_t total_insns(void)
@@ -62,6 +65,9 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
                        uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8)
 {
     if (num == MARK_START) {
+        for (int i = 0; i < MAX_VCPUS; i++) {
+            slot_start[i] = __atomic_load_n(&slots[i].insns, __ATOMIC_RELAXED);
+        }
         window_start = total_insns();
     } else if (num == MARK_END) {
         uint64_t delta = total_insns() - window_start;
@@ -70,7 +76,14 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
             fprintf(stderr, "insn_count: cannot open %s\n", out_path);
             return;
         }
-        fprintf(f, "%llu\n", (unsigned long long)delta);
+        fprintf(f, "%llu", (unsigned long long)delta);
+        for (int i = 0; i < MAX_VCPUS; i++) {
+            uint64_t share = __atomic_load_n(&slots[i].insns, __ATOMIC_RELAXED) - slot_start[i];
+            if (share != 0) {
+                fprintf(f, " %llu", (unsigned long long)share);
+            }
+        }
+        fprintf(f, "\n");
         fclose(f); /* closes and flushes: the guest reads the line right after the mark */
     }
 }

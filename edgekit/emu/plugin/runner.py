@@ -4,16 +4,18 @@ Run by an emulated device's python (stdlib + numpy + the runtime only; never imp
     python3 runner.py REQUEST.json
 REQUEST: {"insn_file": path, "jobs": [JOB, ...]}, each JOB {"artifact": path (.tflite or .param),
 "runtime": "ncnn" | "ai_edge_litert" | "tflite_runtime", "threads": n, "warmup": w, "number": k, "repeat": r,
-"input_shape": [..] (NCHW; only for an ncnn .param without its model.io.json sidecar)}.
-Jobs run one after another in this one process (the interpreter and runtimes start once: minutes under
-qemu). Each of a job's r windows is k invocations between the marks of the insn_count plugin (syscall 4093
-before, 4094 after); the plugin appends the window's guest instruction count to insn_file, read back here.
-The last stdout line is the result JSON: per job, counts per window, instructions per invoke, emulated times.
+"input_shape": [..] (NCHW; only for an ncnn .param without its model.io.json sidecar), "fill": v (optional:
+every input element v, as ncnn's benchncnn fills 0.01; default seeded uniform [0, 1)), "options": {ncnn Option
+flags, over the sidecar's}}.
+Loading, inputs and the counting windows are the on-device agent's own (edgekit/agent/agent.py, imported from
+its file beside this package: one implementation of how an artifact runs and how a window is marked). Jobs run
+one after another in this one process (the interpreter and runtimes start once: minutes under qemu). Each of a
+job's r windows is k invocations between the plugin's marks. The last stdout line is the result JSON: per job,
+counts per window, instructions per invoke, each guest thread's share, emulated times.
 """
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import os
@@ -22,108 +24,81 @@ import time
 
 import numpy as np
 
-MARK_START = 4093
-MARK_END = 4094
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "agent"))
+import agent  # noqa: E402  (the standalone agent file, not the edgekit package)
 
 
 def main(request_path: str) -> None:
-    req = json.loads(open(request_path).read())
-    libc = ctypes.CDLL(None, use_errno=True)
-    print(json.dumps({"results": [run_job(job, req["insn_file"], libc) for job in req["jobs"]]}))
+    with open(request_path) as handle:
+        req = json.load(handle)
+    os.environ["EDGEKIT_INSN_FILE"] = req["insn_file"]
+    counter = agent.InsnCounter()
+    print(json.dumps({"results": [run_job(job, counter) for job in req["jobs"]]}))
 
 
-def run_job(job: dict, insn_file: str, libc: ctypes.CDLL) -> dict:
+def run_job(job: dict, counter: agent.InsnCounter) -> dict:
     """One artifact's windows, or its error: a failing artifact never loses the others."""
     try:
-        return count_windows(job, insn_file, libc)
+        return count_windows(job, counter)
     except Exception as exc:  # noqa: BLE001 (reported as data, like the agent)
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def count_windows(job: dict, insn_file: str, libc: ctypes.CDLL) -> dict:
+def count_windows(job: dict, counter: agent.InsnCounter) -> dict:
     t0 = time.perf_counter()
-    invoke = load(job)
+    runner = load(job)
     load_ms = (time.perf_counter() - t0) * 1e3
     for _ in range(int(job.get("warmup", 1))):
-        invoke()
+        runner.invoke()
     number = int(job.get("number", 1))
-    counts, wall_ms = [], []
+    counts, splits, wall_ms = [], [], []
     gc.disable()  # a collection inside one window but not another would make windows differ
     for _ in range(int(job.get("repeat", 1))):
         gc.collect()
-        t0 = time.perf_counter()
-        libc.syscall(MARK_START)
+        invoke = runner.invoke
+        t0 = time.perf_counter()  # clocks outside the marks: their values must not change the count
+        counter.start()
         for _ in range(number):
             invoke()
-        libc.syscall(MARK_END)
-        wall_ms.append((time.perf_counter() - t0) * 1e3 / number)
-        counts.append(last_count(insn_file))
+        count = counter.stop()
+        elapsed = time.perf_counter() - t0
+        if count is None:
+            raise RuntimeError(f"the counting plugin wrote nothing to {counter.path}: is qemu running with -plugin?")
+        wall_ms.append(elapsed * 1e3 / number)
+        counts.append(count)
+        splits.append([c // number for c in counter.last_split])
     gc.enable()
     return {"counts": counts, "number": number, "per_invoke": [c // number for c in counts],
-            "emulated_ms_per_invoke": wall_ms, "load_ms": load_ms}
+            "per_thread": splits, "emulated_ms_per_invoke": wall_ms, "load_ms": load_ms,
+            "outputs": getattr(runner, "out_blobs", None)}
 
 
-def last_count(path: str) -> int:
-    with open(path) as f:
-        lines = [line for line in f.read().splitlines() if line.strip()]
-    if not lines:
-        raise RuntimeError(f"the counting plugin wrote nothing to {path}: is qemu running with -plugin?")
-    return int(lines[-1])
-
-
-def load(req: dict):
-    """Load the artifact and return a function that runs one inference on fixed (seeded) inputs."""
-    rng = np.random.default_rng(0)
-    if req["runtime"] == "ncnn":
-        return load_ncnn(req, rng)
-    return load_tflite(req, rng)
-
-
-def load_ncnn(req: dict, rng: np.random.Generator):
-    """Honours the artifact's sidecar (model.io.json: blob names, shapes, Option flags) like the agent does;
-    a bare .param without one runs with ncnn's default options and the request's input shape."""
-    import ncnn
-
-    param = req["artifact"]
-    stem = param[: -len(".param")]
-    io = json.loads(open(stem + ".io.json").read()) if os.path.exists(stem + ".io.json") else {}
-    net = ncnn.Net()
-    net.opt.num_threads = int(req["threads"])
-    for key, value in (io.get("options") or {}).items():
-        setattr(net.opt, key, value)
-    if net.load_param(param) != 0 or net.load_model(stem + ".bin") != 0:
-        raise RuntimeError(f"ncnn cannot load {param}")
-    inputs = io.get("inputs") or net.input_names()
-    outputs = io.get("outputs") or net.output_names()
-    shapes = io.get("input_shapes") or [req["input_shape"]] * len(inputs)
-    mats = [ncnn.Mat(rng.random(shape[1:], dtype=np.float32)) for shape in shapes]  # no batch axis in ncnn
-
-    def invoke() -> None:
-        ex = net.create_extractor()
-        for name, mat in zip(inputs, mats):
-            ex.input(name, mat)
-        for name in outputs:
-            ex.extract(name)
-
-    return invoke
-
-
-def load_tflite(req: dict, rng: np.random.Generator):
-    if req["runtime"] == "tflite_runtime":
-        from tflite_runtime.interpreter import Interpreter
+def load(job: dict):
+    """The agent's runner for the artifact, with its input set (fixed: seeded, or `fill` everywhere)."""
+    threads = int(job["threads"])
+    if job["runtime"] == "ncnn":
+        param = job["artifact"]
+        stem = param[: -len(".param")]
+        io: dict = {}
+        if os.path.exists(stem + ".io.json"):
+            with open(stem + ".io.json") as handle:
+                io = json.load(handle)
+        if job.get("input_shape"):
+            io["input_shapes"] = [job["input_shape"]]
+        io["options"] = {**(io.get("options") or {}), **(job.get("options") or {})}
+        runner = agent.NcnnRunner(param, stem + ".bin", threads, io)
+        shape = (io.get("input_shapes") or [None])[0]
+        if not shape:
+            raise ValueError(f"{param}: no input shape (no model.io.json sidecar and no input_shape)")
     else:
-        from ai_edge_litert.interpreter import Interpreter
-    interp = Interpreter(model_path=req["artifact"], num_threads=int(req["threads"]))
-    interp.allocate_tensors()
-    for detail in interp.get_input_details():
-        dtype = np.dtype(detail["dtype"])
-        if dtype.kind == "f":
-            value = rng.random(detail["shape"], dtype=np.float32).astype(dtype)
-        else:
-            info = np.iinfo(dtype)
-            value = rng.integers(info.min, info.max, size=detail["shape"], endpoint=True).astype(dtype)
-        interp.set_tensor(detail["index"], value)
-    return interp.invoke
+        runner = agent.TfliteRunner(job["artifact"], threads, job["runtime"])
+        shape = list(runner.input_shape())
+    if job.get("fill") is not None:
+        x = np.full(shape, float(job["fill"]), dtype=np.float32)
+    else:
+        x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    runner.set_input(x)
+    return runner
 
 
 if __name__ == "__main__":

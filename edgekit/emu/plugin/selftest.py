@@ -54,7 +54,7 @@ def run(qemu: Path, plugin: Path, workdir: Path, loops: int = LOOPS, cpu: str = 
     if proc.returncode != 0 or not out.exists():
         raise EmulatorError(f"counting self-test failed (exit {proc.returncode}): {proc.stderr.strip()}",
                             where=" ".join(cmd), hint="is this qemu the dynamic one from qemu-user?")
-    return int(out.read_text().split()[-1])
+    return int(out.read_text().splitlines()[-1].split()[0])  # the window's total
 
 
 def _movz(reg: int, imm: int) -> int:
