@@ -24,7 +24,7 @@ import numpy as np
 from edgekit.convert.base import Converter
 from edgekit.convert.ncnn_param import NcnnGraph, read_param
 from edgekit.convert.ncnn_runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, EmulatorError
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
 
@@ -43,10 +43,13 @@ class NcnnConverter(Converter):
 
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
+        from edgekit.convert import ncnn_plan
         from edgekit.convert.ncnn_int8 import QUANTIZER_VERSION
 
         return {"pnnx": _dist_version("pnnx"), "ncnn": _dist_version("ncnn"),
-                "edgekit-ncnn-int8": QUANTIZER_VERSION, "edgekit-ncnn-io": str(IO_VERSION)}
+                "edgekit-ncnn-int8": QUANTIZER_VERSION, "edgekit-ncnn-io": str(IO_VERSION),
+                # an int8 artifact planned on the emulated cores differs from one that was not
+                "edgekit-ncnn-speed-plan": "counted" if ncnn_plan.enabled() else "off"}
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         calibration = None
@@ -87,15 +90,55 @@ def convert_model(model_path: Path, input_shape: tuple[int, ...], fmt: Format, o
 
 def _quantize(param: Path, bin_path: Path, io: NcnnIO, calibration: np.ndarray, recipe: Recipe | None,
               float_layers: frozenset[str] | set[str]) -> NcnnIO:
-    from edgekit.convert.ncnn_int8 import quantize_ncnn
+    """Quantize every layer ncnn can run in int8, then (where the emulated cores are built) keep in float the
+    layers whose int8 kernel counts more instructions (ncnn_plan.py); the plan goes into the sidecar."""
+    from edgekit.convert import ncnn_plan
+    from edgekit.convert.ncnn_int8 import Int8Report, quantize_ncnn
 
     method = recipe.calibration.method.value if recipe and recipe.calibration else "kl"
     granularity = recipe.int8.granularity.value if recipe else "per-channel"
     fp32_io = replace(io, format=Format.NCNN_FP32.value, options=options_for(Format.NCNN_FP32))
-    report = quantize_ncnn(param, bin_path, calibration, fp32_io, param, bin_path, method=method,
-                           granularity=granularity, float_layers=set(float_layers))
+    with tempfile.TemporaryDirectory(prefix="edgekit-int8-") as tmp:
+        src_param, src_bin = Path(tmp) / "model.param", Path(tmp) / "model.bin"
+        shutil.copyfile(param, src_param)
+        shutil.copyfile(bin_path, src_bin)
+        fp32_io.write(io_path_for(src_param))
+
+        def build(slower: list[str]) -> Int8Report:
+            report = quantize_ncnn(src_param, src_bin, calibration, fp32_io, param, bin_path, method=method,
+                                   granularity=granularity, float_layers=set(float_layers) | set(slower))
+            replace(io, options=dict(INT8_OPTIONS), int8=report.to_dict()).write(io_path_for(param))
+            return report
+
+        report = build([])
+        plan, why_none = None, "the emulated cores are not built (or EDGEKIT_NCNN_SPEED_PLAN=0)"
+        if ncnn_plan.enabled():
+            float_options = {**INT8_OPTIONS, "use_int8_inference": False}
+            try:
+                plan = ncnn_plan.measure(src_param, param, report.quantized, float_options)
+            except EmulatorError as exc:  # a conversion never fails for want of a count
+                why_none = f"counting failed ({exc.message})"
+            if plan is not None and plan.float_layers:
+                report = build(plan.float_layers)
+                planned = ncnn_plan.profiles(param)
+                for device, prof in planned.items():
+                    plan.totals[device]["planned"] = prof.total
+                all_int8 = {d: t["all_int8"] for d, t in plan.totals.items()}
+                if ncnn_plan.weighted({d: p.total for d, p in planned.items()}, plan.weights) >= \
+                        ncnn_plan.weighted(all_int8, plan.weights):
+                    plan.kept = "all-int8"
+                    report = build([])
+    reasons = {c.name: c.reason for c in (plan.layers if plan and plan.kept == "planned" else [])}
+    for row in report.layers:
+        if row.name in reasons and not row.int8 and row.name not in float_layers:
+            row.reason = f"int8 kernel slower ({reasons[row.name]})"
     io.int8 = report.to_dict()
     io.notes.extend(report.notes())
+    if plan is not None:
+        io.int8["speed_plan"] = plan.to_dict()
+        io.notes.extend(plan.notes())
+    else:
+        io.notes.append(f"no speed plan: {why_none}; every quantizable layer is int8")
     io.options = dict(INT8_OPTIONS)
     io.notes.append("ncnn's default options (fp16 storage and arithmetic for the float layers where the core has "
                     "them, as on the Cortex-A76; fp32 elsewhere): turning them off made int8 artifacts 1.1x to "

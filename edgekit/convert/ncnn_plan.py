@@ -1,0 +1,127 @@
+"""Which layers of an ncnn INT8 artifact stay int8: chosen by speed, counted per layer on the emulated cores.
+
+A layer's int8 kernel is not always faster than its float one: on the Cortex-A72 (no dot product, no fp16
+arithmetic) a 1x1 convolution with few input channels over a large image costs more instructions in int8
+(quantize, pack, widen) than in fp32; on the Cortex-A76 the float alternative is fp16 (ncnn's default there),
+and fp16 depthwise convolutions beat int8 ones. So the quantizer first writes every layer it can in int8, then
+`edgekit.profile` counts each layer on each core twice: in that artifact, and in the fp32 model run with the
+same (default) options, i.e. as the layer would run if left float in the int8 artifact. A layer goes back to
+float when, summed over the cores weighted by 1 / the fp32 model's count there (each core's ratio counts the
+same), its int8 window costs more than its float window.
+
+One artifact serves both cores (the recipe does not know its boards, and a format is one artifact); the plan,
+with every layer's counts on each core, is kept in the artifact's sidecar. Neighbour effects (a float layer
+makes its producer dequantize and its consumer quantize) are not in the per-layer figures, so the planned
+artifact is counted again and kept only if it beats the all-int8 one on the same weighted measure.
+Instruction counts, not cycles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgekit.profile import Profile
+
+DEVICES = ("pi4-emu", "pi5-emu")  # Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5)
+ENV_SWITCH = "EDGEKIT_NCNN_SPEED_PLAN"  # "0": no counting at conversion (every quantizable layer int8)
+
+
+@dataclass
+class LayerChoice:
+    name: str
+    type: str
+    int8: bool
+    counts: dict[str, dict[str, int]]  # device -> {"int8": n, "float": n}: the layer's own instructions
+    reason: str
+
+
+@dataclass
+class SpeedPlan:
+    devices: list[str]
+    weights: dict[str, float]  # device -> 1 / fp32 model count there
+    layers: list[LayerChoice] = field(default_factory=list)
+    totals: dict[str, dict[str, int]] = field(default_factory=dict)  # device -> {"fp32", "all_int8", "planned"}
+    kept: str = "planned"  # "planned" or "all-int8" (when the planned artifact was not faster)
+    label: str = "guest instructions per inference on the emulated cores, 1 thread (not cycles)"
+
+    @property
+    def float_layers(self) -> list[str]:
+        return [c.name for c in self.layers if not c.int8]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "float_layers": self.float_layers}
+
+    def notes(self) -> list[str]:
+        out = [(f"speed plan ({', '.join(self.devices)}; {self.label}): {len(self.layers) - len(self.float_layers)} "
+               f"of {len(self.layers)} quantizable layers int8, {len(self.float_layers)} float because their int8 "
+               f"kernel counts more instructions (kept: {self.kept})")]
+        for device, t in self.totals.items():
+            ratio = {k: v / max(1, t.get("fp32", 0)) for k, v in t.items() if k != "fp32"}
+            out.append(f"{device}: ncnn-int8/ncnn-fp32 " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()))
+        return out
+
+
+def enabled() -> bool:
+    """Counting at conversion needs the plugin and both emulated devices; EDGEKIT_NCNN_SPEED_PLAN=0 skips it."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return False
+    from edgekit.emu import layout
+    from edgekit.emu.plugin import build as plugin_build
+
+    return plugin_build.is_built() and all(layout.device_dir(d).python.exists() for d in DEVICES)
+
+
+def choose(int8: dict[str, Profile], floats: dict[str, Profile], weights: dict[str, float],
+           quantized: list[str]) -> SpeedPlan:
+    """Pure: the plan from per-layer profiles of the all-int8 artifact and of the float model, per device."""
+    devices = list(int8)
+    plan = SpeedPlan(devices=devices, weights=weights)
+    by_dev = {d: (int8[d].by_layer(), floats[d].by_layer()) for d in devices}
+    for name in quantized:
+        counts = {d: {"int8": by_dev[d][0][name].instructions, "float": by_dev[d][1][name].instructions}
+                  for d in devices if name in by_dev[d][0] and name in by_dev[d][1]}
+        if not counts:
+            continue
+        gain = sum(weights[d] * (c["float"] - c["int8"]) for d, c in counts.items())
+        kind = next(iter(by_dev.values()))[0][name].type
+        detail = ", ".join(f"{d} {c['int8'] / max(1, c['float']):.2f}x" for d, c in counts.items())
+        plan.layers.append(LayerChoice(name, kind, gain >= 0, counts,
+                                       f"int8/float instructions: {detail}"))
+    return plan
+
+
+def weighted(totals: dict[str, int], weights: dict[str, float]) -> float:
+    return sum(weights[d] * n for d, n in totals.items())
+
+
+def with_options(param: Path, options: dict[str, bool], folder: Path) -> Path:
+    """A copy of an ncnn artifact whose sidecar sets `options` (the float model as the int8 one would run it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix in (".param", ".bin"):
+        shutil.copyfile(param.with_suffix(suffix), folder / f"model{suffix}")
+    io = json.loads(param.with_suffix(".io.json").read_text())
+    io["options"] = dict(options)
+    (folder / "model.io.json").write_text(json.dumps(io))
+    return folder / "model.param"
+
+
+def profiles(param: Path, devices: tuple[str, ...] = DEVICES) -> dict[str, Profile]:
+    from edgekit.profile import profile_ncnn
+
+    return {d: profile_ncnn(param, d) for d in devices}
+
+
+def measure(fp32_param: Path, int8_param: Path, quantized: list[str], float_options: dict[str, bool]) -> SpeedPlan:
+    """Profile the fp32 model (its own options and the int8 artifact's) and the all-int8 artifact per core."""
+    with tempfile.TemporaryDirectory(prefix="edgekit-plan-") as tmp:
+        floats = profiles(with_options(fp32_param, float_options, Path(tmp) / "float"))
+        fp32 = {d: p.total for d, p in profiles(fp32_param).items()}
+    int8 = profiles(int8_param)
+    plan = choose(int8, floats, {d: 1.0 / fp32[d] for d in int8}, quantized)
+    plan.totals = {d: {"fp32": fp32[d], "all_int8": int8[d].total} for d in int8}
+    return plan

@@ -1,0 +1,109 @@
+"""NCNN INT8 must be faster than fp32 where it ships: the speed plan and the shipped recipes' counts.
+
+Unit: the plan keeps a layer int8 only where its int8 window counts fewer instructions than its float one,
+weighted per core. Integration (the emulated cores and the counting plugin from set-up): each shipped recipe's
+ncnn-int8 artifact counts fewer guest instructions per inference than its ncnn-fp32 on pi4-emu (Cortex-A72)
+and pi5-emu (Cortex-A76), one thread; and `edgekit profile`'s layers add up to the whole inference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgekit.convert.ncnn_plan import choose, weighted
+from edgekit.profile import LayerProfile, Profile, format_table
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+DEVICES = ("pi4-emu", "pi5-emu")
+
+
+def _profile(device: str, counts: dict[str, int]) -> Profile:
+    layers = [LayerProfile(name, "Convolution", [8, 4, 4], "int8", n) for name, n in counts.items()]
+    return Profile("m.param", device, "cpu", 1, sum(counts.values()), layers)
+
+
+def test_plan_keeps_int8_only_where_it_counts_fewer_instructions_weighted_per_core() -> None:
+    int8 = {"a72": _profile("a72", {"a": 100, "b": 300, "c": 50}),
+            "a76": _profile("a76", {"a": 40, "b": 100, "c": 60})}
+    floats = {"a72": _profile("a72", {"a": 200, "b": 250, "c": 40}),
+              "a76": _profile("a76", {"a": 100, "b": 20, "c": 50})}
+    weights = {"a72": 1 / 1000, "a76": 1 / 500}
+    plan = choose(int8, floats, weights, ["a", "b", "c"])
+    assert plan.float_layers == ["b", "c"]  # a wins on both; b and c lose on both
+    assert plan.layers[0].counts == {"a72": {"int8": 100, "float": 200}, "a76": {"int8": 40, "float": 100}}
+    # a layer slower on one core only: the weights decide (a76 counts twice as much per instruction here)
+    mixed = choose({"a72": _profile("a72", {"d": 100}), "a76": _profile("a76", {"d": 100})},
+                   {"a72": _profile("a72", {"d": 190}), "a76": _profile("a76", {"d": 60})}, weights, ["d"])
+    assert mixed.float_layers == []  # +90/1000 on the A72 outweighs -40/500 on the A76
+    assert weighted({"a72": 1000, "a76": 500}, weights) == 2.0
+
+
+def test_profile_table_names_the_top_layers_with_their_share() -> None:
+    prof = _profile("pi4-emu", {"small": 10, "big": 70, "mid": 20})
+    lines = format_table(prof, top=2)
+    assert "big" in lines[2] and "70.0%" in lines[2] and "mid" in lines[3]
+    assert not any("small" in line for line in lines[2:4])
+    assert prof.coverage == 1.0
+
+
+@pytest.fixture(scope="module")
+def counting_ready() -> None:
+    from edgekit.convert import ncnn_plan
+
+    if not ncnn_plan.enabled():
+        pytest.fail("the counting plugin or an emulated core is not built: make setup builds them")
+
+
+def _shipped_int8_recipes() -> list[Path]:
+    from edgekit.recipe import load_recipe
+
+    return [p for p in sorted(RECIPES.glob("*.yaml")) if "ncnn-int8" in [f.value for f in load_recipe(p).formats]]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("recipe_path", _shipped_int8_recipes(), ids=lambda p: p.stem)
+def test_shipped_ncnn_int8_counts_fewer_instructions_than_fp32(counting_ready: None, recipe_path: Path) -> None:
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.emu.plugin.counting import CountJob, count_artifacts
+    from edgekit.formats import Format
+    from edgekit.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path)
+    fp32, int8 = convert_recipe(recipe, [Format.NCNN_FP32, Format.NCNN_INT8])
+    assert int8.status == "ok", int8.error  # the recipe's int8 gates pass
+    for device in DEVICES:
+        f, i = count_artifacts([CountJob(fp32.files[0], repeat=1), CountJob(int8.files[0], repeat=1)], device)
+        assert i.instructions < f.instructions, (
+            f"{recipe.name} ncnn-int8 counts {i.instructions:,} instructions on {device}, ncnn-fp32 {f.instructions:,}")
+
+
+@pytest.mark.integration
+def test_profile_layers_add_up_to_the_whole_inference(counting_ready: None, tmp_path: Path) -> None:
+    import struct
+
+    import numpy as np
+
+    from edgekit.profile import profile_ncnn
+
+    rng = np.random.default_rng(0)
+    lines = ["7767517", "4 4", "Input in0 0 1 in0 0=16 1=16 2=8"]
+    blobs = []
+    for i, k in enumerate((3, 1, 3)):
+        n = 8 * 8 * k * k
+        lines.append(f"Convolution conv{i} 1 1 {'in0' if i == 0 else f'b{i}'} {f'b{i + 1}' if i < 2 else 'out0'} "
+                     f"0=8 1={k} 4={k // 2} 5=1 6={n} 9=1")
+        blobs += [struct.pack("<I", 0), (rng.standard_normal(n) * 0.1).astype("<f4").tobytes(),
+                  np.zeros(8, "<f4").tobytes()]
+    (tmp_path / "model.param").write_text("\n".join(lines) + "\n")
+    (tmp_path / "model.bin").write_bytes(b"".join(blobs))
+    (tmp_path / "model.io.json").write_text('{"inputs": ["in0"], "outputs": ["out0"], "input_shapes": '
+                                             '[[1, 8, 16, 16]], "options": {}}')
+    prof = profile_ncnn(tmp_path / "model.param", "pi4-emu")
+    assert [layer.name for layer in prof.layers] == ["conv0", "conv1", "conv2"]
+    assert prof.layers[0].shape == [8, 16, 16] and prof.layers[0].precision == "fp32"
+    assert prof.layers[0].instructions > 2 * prof.layers[1].instructions  # 3x3 vs 1x1 on the same shape
+    assert abs(prof.coverage - 1.0) < 0.05
+    again = profile_ncnn(tmp_path / "model.param", "pi4-emu")
+    assert [la.instructions for la in again.layers] == [la.instructions for la in prof.layers]  # exact
