@@ -68,6 +68,7 @@ class Measurement(_Model):
     output_checksums: dict[str, str] = Field(default_factory=dict)
     instructions_per_invoke: int | None = None  # guest instruction count (counting qemu only)
     instructions_per_thread: list[int] = Field(default_factory=list)  # each guest thread's share, per invoke
+    instruction_mix: list[int] = Field(default_factory=list)  # per invoke: simd_fp, simd_ldst, ldst, branch, other
     overhead_ms_per_sample: float | None = None  # the agent's own timer/bookkeeping cost
     # additive (deploy issue): memory scope, output layout of outputs_file (keys in npz order)
     peak_rss_scope: Literal["measurement", "process"] | None = None  # VmHWM reset per measurement or not

@@ -234,6 +234,7 @@ class InsnCounter:
         self.path = os.environ.get("EDGEKIT_INSN_FILE")
         self._syscall = None
         self.last_split: List[int] = []
+        self.last_mix: List[int] = []
         if self.path:
             import ctypes
             self._syscall = ctypes.CDLL(None).syscall
@@ -250,18 +251,37 @@ class InsnCounter:
         if not fields:
             return None
         self.last_split = fields[1:]
+        self.last_mix = last_mix(self.path)
         return fields[0]
 
 
 def last_count_line(path: str) -> List[int]:
-    """The integers of the last line the counting plugin wrote (total first), or [] if none is readable."""
+    """The integers of the last line the counting plugin wrote before its `;` (the total, then each thread's
+    share), or [] if none is readable. After the `;` comes the instruction mix (see last_mix)."""
+    line = _last_line(path)
+    try:
+        return [int(v) for v in line.split(";")[0].split()]
+    except ValueError:
+        return []
+
+
+def last_mix(path: str) -> List[int]:
+    """The last window's instruction mix: SIMD/FP, SIMD/FP loads+stores, other loads+stores, branches, other."""
+    parts = _last_line(path).split(";")
+    try:
+        return [int(v) for v in parts[1].split()] if len(parts) > 1 else []
+    except ValueError:
+        return []
+
+
+def _last_line(path: str) -> str:
     try:
         with open(path, "rb") as handle:
             handle.seek(max(0, os.fstat(handle.fileno()).st_size - 65536))
-            lines = [line for line in handle.read().splitlines() if line.strip()]
-        return [int(v) for v in lines[-1].split()] if lines else []
-    except (OSError, ValueError):
-        return []
+            lines = [line for line in handle.read().decode(errors="replace").splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+    except OSError:
+        return ""
 
 
 # --- runtimes -------------------------------------------------------------------------------------------------
@@ -522,6 +542,7 @@ def measure(art: Dict[str, Any], threads: int, req: Dict[str, Any], inputs: np.n
         if counts:
             m["instructions_per_invoke"] = int(np.median(counts))
             m["instructions_per_thread"] = [c // number for c in insn.last_split]
+            m["instruction_mix"] = [c // number for c in insn.last_mix]
         m["overhead_ms_per_sample"] = overhead_ms(number, len(samples))
         if outdir is not None:
             m.update(save_outputs(runner, inputs, outdir, art["id"], threads, base))

@@ -23,6 +23,7 @@ from edgekit.errors import EmulatorError
 RUNNER = Path(__file__).with_name("runner.py")
 RUNTIMES = ("ncnn", "ai_edge_litert", "tflite_runtime")
 LABEL = "guest instruction count (not cycles); emulated wall times are not device latency"
+MIX = ("simd_fp", "simd_ldst", "ldst", "branch", "other")  # the plugin's instruction classes, in its order
 
 
 @dataclass
@@ -65,6 +66,7 @@ class CountResult:
     per_invoke: list[int]
     emulated_ms_per_invoke: list[float] = field(default_factory=list)  # wall time under qemu+plugin
     per_thread: list[list[int]] = field(default_factory=list)  # per window: each guest thread's share
+    mix: list[list[int]] = field(default_factory=list)  # per window: simd_fp, simd_ldst, ldst, branch, other
     outputs: list[str] | None = None  # the blobs extracted (ncnn)
 
     @property
@@ -117,7 +119,8 @@ def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) 
             artifact=req["artifact"], device=device, cpu=device_spec(device).cpu, runtime=req["runtime"],
             threads=req["threads"], number=req["number"], per_invoke=[int(c) for c in res["per_invoke"]],
             emulated_ms_per_invoke=[float(t) for t in res["emulated_ms_per_invoke"]],
-            per_thread=[[int(c) for c in w] for w in res.get("per_thread") or []], outputs=res.get("outputs")))
+            per_thread=[[int(c) for c in w] for w in res.get("per_thread") or []],
+            mix=[[int(c) for c in w] for w in res.get("mix") or []], outputs=res.get("outputs")))
     return counted
 
 

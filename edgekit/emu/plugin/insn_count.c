@@ -5,7 +5,9 @@
  * and appends one line to the file given by `out=PATH`: first the number of guest instructions
  * executed in between by all vCPUs (all guest threads), then, space-separated, the share of each vCPU
  * that executed any instruction in the window, in vCPU order (readers take the first field as the
- * total; the others show how the work split between threads). Counting adds each translation block's
+ * total; the others show how the work split between threads), then `;` and the window's instruction mix
+ * over all threads, by AArch64 encoding group: SIMD/FP data processing, SIMD/FP loads and stores, other
+ * loads and stores, branches, other (integer data processing, system). Counting adds each translation block's
  * instruction count when the block executes, into a per-vCPU slot, so threads never race on a
  * counter; with one thread the count is exactly the same on every run.
  *
@@ -14,6 +16,7 @@
  */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <qemu-plugin.h>
@@ -24,13 +27,23 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 #define MARK_END 4094
 #define MAX_VCPUS 1024
 
-/* One counter per vCPU, each on its own cache line so threads do not share a line. */
+#define N_CLASSES 5 /* simd_fp, simd_ldst, ldst, branch, other */
+
+/* One counter set per vCPU, each on its own cache lines so threads do not share a line. */
 typedef struct {
     uint64_t insns;
-    char pad[56];
+    uint64_t cls[N_CLASSES];
+    char pad[16];
 } slot_t;
 
+/* What one translation block adds when it executes. */
+typedef struct {
+    uint64_t insns;
+    uint64_t cls[N_CLASSES];
+} tb_counts_t;
+
 static slot_t slots[MAX_VCPUS];
+static slot_t slot_start_cls[MAX_VCPUS];
 static uint64_t overflow; /* vCPUs beyond MAX_VCPUS: atomic, slower, still exact */
 static uint64_t window_start;
 static uint64_t slot_start[MAX_VCPUS];
@@ -47,18 +60,49 @@ static uint64_t total_insns(void)
 
 static void on_tb_exec(unsigned int vcpu, void *udata)
 {
-    uint64_t n = (uint64_t)(uintptr_t)udata;
+    const tb_counts_t *tb = udata;
     if (vcpu < MAX_VCPUS) {
-        __atomic_store_n(&slots[vcpu].insns, slots[vcpu].insns + n, __ATOMIC_RELAXED);
+        slot_t *slot = &slots[vcpu];
+        __atomic_store_n(&slot->insns, slot->insns + tb->insns, __ATOMIC_RELAXED);
+        for (int c = 0; c < N_CLASSES; c++) {
+            __atomic_store_n(&slot->cls[c], slot->cls[c] + tb->cls[c], __ATOMIC_RELAXED);
+        }
     } else {
-        __atomic_fetch_add(&overflow, n, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&overflow, tb->insns, __ATOMIC_RELAXED);
     }
+}
+
+/* The AArch64 encoding group of one instruction (Arm ARM, "A64 instruction set encoding", op0 = bits 28:25). */
+static int insn_class(uint32_t word)
+{
+    uint32_t op0 = (word >> 25) & 0xf;
+    if ((op0 & 0x7) == 0x7) {
+        return 0; /* x111: SIMD and floating-point data processing */
+    }
+    if ((op0 & 0x5) == 0x4) {
+        return (word >> 26) & 1 ? 1 : 2; /* x1x0: loads and stores; bit 26 (V) set for SIMD/FP registers */
+    }
+    if ((op0 & 0xe) == 0xa) {
+        return 3; /* 101x: branches, exceptions, system */
+    }
+    return 4; /* data processing (immediate, register), reserved */
 }
 
 static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
-    uintptr_t n = qemu_plugin_tb_n_insns(tb);
-    qemu_plugin_register_vcpu_tb_exec_cb(tb, on_tb_exec, QEMU_PLUGIN_CB_NO_REGS, (void *)n);
+    size_t n = qemu_plugin_tb_n_insns(tb);
+    tb_counts_t *counts = calloc(1, sizeof(*counts)); /* lives as long as the translated block may run */
+    if (counts == NULL) {
+        return;
+    }
+    counts->insns = n;
+    for (size_t i = 0; i < n; i++) {
+        const struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+        uint32_t word = 0;
+        memcpy(&word, qemu_plugin_insn_data(insn), sizeof(word));
+        counts->cls[insn_class(word)]++;
+    }
+    qemu_plugin_register_vcpu_tb_exec_cb(tb, on_tb_exec, QEMU_PLUGIN_CB_NO_REGS, counts);
 }
 
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
@@ -67,6 +111,9 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
     if (num == MARK_START) {
         for (int i = 0; i < MAX_VCPUS; i++) {
             slot_start[i] = __atomic_load_n(&slots[i].insns, __ATOMIC_RELAXED);
+            for (int c = 0; c < N_CLASSES; c++) {
+                slot_start_cls[i].cls[c] = __atomic_load_n(&slots[i].cls[c], __ATOMIC_RELAXED);
+            }
         }
         window_start = total_insns();
     } else if (num == MARK_END) {
@@ -82,6 +129,14 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
             if (share != 0) {
                 fprintf(f, " %llu", (unsigned long long)share);
             }
+        }
+        fprintf(f, " ;");
+        for (int c = 0; c < N_CLASSES; c++) {
+            uint64_t sum = 0;
+            for (int i = 0; i < MAX_VCPUS; i++) {
+                sum += __atomic_load_n(&slots[i].cls[c], __ATOMIC_RELAXED) - slot_start_cls[i].cls[c];
+            }
+            fprintf(f, " %llu", (unsigned long long)sum);
         }
         fprintf(f, "\n");
         fclose(f); /* closes and flushes: the guest reads the line right after the mark */

@@ -51,7 +51,7 @@ def count_windows(job: dict, counter: agent.InsnCounter) -> dict:
     for _ in range(int(job.get("warmup", 1))):
         runner.invoke()
     number = int(job.get("number", 1))
-    counts, splits, wall_ms = [], [], []
+    counts, splits, mixes, wall_ms = [], [], [], []
     gc.disable()  # a collection inside one window but not another would make windows differ
     for _ in range(int(job.get("repeat", 1))):
         gc.collect()
@@ -67,9 +67,10 @@ def count_windows(job: dict, counter: agent.InsnCounter) -> dict:
         wall_ms.append(elapsed * 1e3 / number)
         counts.append(count)
         splits.append([c // number for c in counter.last_split])
+        mixes.append([c // number for c in counter.last_mix])
     gc.enable()
     return {"counts": counts, "number": number, "per_invoke": [c // number for c in counts],
-            "per_thread": splits, "emulated_ms_per_invoke": wall_ms, "load_ms": load_ms,
+            "per_thread": splits, "mix": mixes, "emulated_ms_per_invoke": wall_ms, "load_ms": load_ms,
             "outputs": getattr(runner, "out_blobs", None)}
 
 
