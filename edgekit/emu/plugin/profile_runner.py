@@ -84,7 +84,8 @@ def profile(req: dict) -> dict:
     outputs = io.get("outputs") or net.output_names()
     shapes = io.get("input_shapes") or [req["input_shape"]] * len(inputs)
     rng = np.random.default_rng(0)
-    mats = [ncnn.Mat(rng.random(shape[1:], dtype=np.float32)) for shape in shapes]  # no batch axis in ncnn
+    arrays = [rng.random(shape[1:], dtype=np.float32) for shape in shapes]  # no batch axis in ncnn
+    mats = [ncnn.Mat(a) for a in arrays]  # a Mat borrows its array's buffer: `arrays` keeps them alive
     layers = [layer for layer in read_layers(param) if layer["type"] != "Input"]
     libc = ctypes.CDLL(None, use_errno=True)
 
