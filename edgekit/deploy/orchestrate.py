@@ -72,7 +72,6 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
     for t in targets:
         target = t if isinstance(t, Target) else load_target(t, list(opts.target_overrides))
         resolved.setdefault(target.name, target)
-    opts = apply_caps(recipe, opts, list(resolved.values()), say)
     settings = Settings.from_benchmark(recipe.benchmark, threads=opts.threads, repeat=opts.repeat,
                                        warmup=opts.warmup, number=opts.number, timeout_s=opts.timeout_s,
                                        samples=opts.samples)
@@ -89,7 +88,8 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
     run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     local_root = paths.runs_dir() / run_id
     inputs, labels = _inputs(recipe, settings, local_root)
-    result.runs = _run_targets(list(resolved.values()), deployable, inputs, settings, run_id, local_root, say, writer)
+    plans = [_plan_for(target, recipe, opts, settings, inputs, say) for target in resolved.values()]
+    result.runs = _run_targets(plans, deployable, run_id, local_root, say, writer)
     say("compare: outputs vs the ONNX model and ARM vs host")
     reference = _onnx_reference(recipe, np.load(inputs))
     _compare_all(result, recipe, reference, labels)
@@ -100,35 +100,51 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
     return result
 
 
-def apply_caps(recipe: Recipe, opts: DeployOptions, targets: Sequence[Target], say: Progress) -> DeployOptions:
-    """Bound the recipe's timing plan by the targets' `benchmark_cap` (emulated devices keep runs short).
-
-    Only settings the user did not give on the command line are capped; what was capped is said, and the
-    effective settings go into the result. All targets (and the host) share one plan so outputs compare.
-    """
-    caps = [t.benchmark_cap for t in targets if t.benchmark_cap is not None]
-    if not caps:
-        return opts
+def capped_settings(recipe: Recipe, opts: DeployOptions, settings: Settings, target: Target,
+                    say: Progress) -> Settings:
+    """The timing plan for one target: the recipe's, bounded by that target's own `benchmark_cap` (emulated
+    devices keep runs short). A cap limits only the target that carries it: the host and real boards in the same
+    deploy run the full plan. Settings given on the command line are never capped; what was capped is said."""
+    cap = target.benchmark_cap
+    if cap is None:
+        return settings
     bench = recipe.benchmark
     changes: dict[str, Any] = {}
-    repeat = min((c.repeat for c in caps if c.repeat is not None), default=None)
-    if opts.repeat is None and repeat is not None and repeat < bench.repeat:
-        changes["repeat"] = repeat
-    warmup = min((c.warmup for c in caps if c.warmup is not None), default=None)
-    if opts.warmup is None and warmup is not None and warmup < bench.warmup:
-        changes["warmup"] = warmup
-    samples = min((c.samples for c in caps if c.samples is not None), default=None)
-    if opts.samples is None and samples is not None:
-        changes["samples"] = samples
-    threads = next((c.threads for c in caps if c.threads is not None), None)
-    if opts.threads is None and threads is not None and tuple(threads) != tuple(bench.threads):
-        changes["threads"] = tuple(t for t in bench.threads if t in threads) or tuple(threads)
+    if opts.repeat is None and cap.repeat is not None and cap.repeat < settings.repeat:
+        changes["repeat"] = cap.repeat
+    if opts.warmup is None and cap.warmup is not None and cap.warmup < settings.warmup:
+        changes["warmup"] = cap.warmup
+    if opts.samples is None and cap.samples is not None:
+        changes["samples"] = cap.samples
+    if opts.threads is None and cap.threads is not None and tuple(cap.threads) != tuple(settings.threads):
+        changes["threads"] = tuple(t for t in bench.threads if t in cap.threads) or tuple(cap.threads)
     if changes:
-        named = ", ".join(t.name for t in targets if t.benchmark_cap is not None)
         told = ", ".join(f"{k} {list(v) if isinstance(v, tuple) else v}" for k, v in changes.items())
-        say(f"benchmark capped for {named} (emulated: ~600x slower than the board): {told}; "
+        say(f"benchmark capped for {target.name} only (emulated: ~600x slower than the board): {told}; "
             "pass --repeat/--threads/--warmup/--samples to choose")
-    return replace(opts, **changes)
+    return replace(settings, **changes)
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    target: Target
+    settings: Settings
+    inputs: Path
+
+
+def _plan_for(target: Target, recipe: Recipe, opts: DeployOptions, settings: Settings, inputs: Path,
+              say: Progress) -> TargetPlan:
+    """The target's settings and inputs file (the first `samples` of the evaluation inputs when capped)."""
+    own = capped_settings(recipe, opts, settings, target, say)
+    if own.samples is None or own.samples == settings.samples:
+        return TargetPlan(target, own, inputs)
+    data = np.load(inputs)
+    if own.samples >= len(data):
+        return TargetPlan(target, own, inputs)
+    path = inputs.with_name(f"inputs-{own.samples}.npy")
+    if not path.exists():
+        np.save(path, np.ascontiguousarray(data[: own.samples]))
+    return TargetPlan(target, own, path)
 
 
 def _convert(recipe: Recipe, opts: DeployOptions, say: Progress) -> list[Artifact]:
@@ -168,14 +184,16 @@ def _inputs(recipe: Recipe, settings: Settings, folder: Path) -> tuple[Path, obj
     return path, labels
 
 
-def _run_targets(targets: list[Target], arts: list[AgentArtifact], inputs: Path, settings: Settings,
-                 run_id: str, local_root: Path, say: Progress, writer: "_Writer") -> list[TargetRun]:
+def _run_targets(plans: list[TargetPlan], arts: list[AgentArtifact], run_id: str, local_root: Path,
+                 say: Progress, writer: "_Writer") -> list[TargetRun]:
     host_cpu = HostCpu()
-    sessions = [TargetSession(t, run_id=run_id, local_dir=local_root / t.name, settings=settings, progress=say,
-                              host_cpu=host_cpu, on_update=lambda _r: writer.write()) for t in targets]
+    sessions = [TargetSession(p.target, run_id=run_id, local_dir=local_root / p.target.name, settings=p.settings,
+                              progress=say, host_cpu=host_cpu, on_update=lambda _r: writer.write()) for p in plans]
+    for session, plan in zip(sessions, plans):
+        session.run.benchmark = plan.settings.as_dict()
     writer.result.runs = [s.run for s in sessions]
-    threads = [threading.Thread(target=_guarded, args=(s, arts, inputs), name=f"deploy-{s.target.name}",
-                                daemon=True) for s in sessions]  # daemon: Ctrl-C ends the deploy at once
+    threads = [threading.Thread(target=_guarded, args=(s, arts, p.inputs), name=f"deploy-{s.target.name}",
+                                daemon=True) for s, p in zip(sessions, plans)]  # daemon: Ctrl-C ends at once
     for t in threads:
         t.start()
     for t in threads:
@@ -226,7 +244,8 @@ def _estimates(result: DeployResult, targets: dict[str, Target], say: Progress) 
         try:
             from edgekit.estimate.attach import estimates_for_run
 
-            run.estimates = estimates_for_run(run, result.artifacts, target.emulated.device)
+            run.estimates = estimates_for_run(run, result.artifacts, target.emulated.device,
+                                              list(result.benchmark.get("threads", [1])))
         except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
             say(f"{run.target}: no estimates ({type(exc).__name__}: {exc})")
 
@@ -254,8 +273,8 @@ def is_ok(result: DeployResult, expected: list[str]) -> bool:
     every artifact at every thread count."""
     if not result.artifacts or not all(a.status == "ok" and a.gates_passed for a in result.artifacts):
         return False
-    threads = result.benchmark.get("threads", [1])
     for run in result.runs:
+        threads = (run.benchmark or result.benchmark).get("threads", [1])
         if run.status != "ok" or run.agent is None:
             return False
         done = {(m.artifact, m.threads) for m in run.agent.measurements if m.status == "ok"}
