@@ -157,3 +157,4 @@ class DeployResult(_Model):
     artifacts: list[ArtifactInfo] = Field(default_factory=list)
     runs: list[TargetRun] = Field(default_factory=list)
     ok: bool = False
+    routes: list[dict[str, Any]] = Field(default_factory=list)  # per target: the artifact to ship (edgekit.route)

@@ -4,8 +4,10 @@ The answer is the fastest artifact that meets every gate, with its speed-up over
 artifact and over the slowest route, and what it costs in accuracy. What "fastest" means depends on the target
 and is carried as the route's `basis`, so no figure is mistaken for another:
 - a real board: the measured p50 latency (ms, lower is faster);
-- an emulated core: the guest instruction count per inference (exact, but not cycles: an int8 or fp16
-  instruction does more work than an fp32 one), never the emulated wall time.
+- an emulated core with board estimates (pi4-emu, pi5-emu): the estimated board latency (ms, from the exact
+  instruction count through the cross-validated cost model; labelled an estimate);
+- an emulated core without a calibrated board (phone-emu): the guest instruction count per inference (exact,
+  but not cycles: an int8 or fp16 instruction does more work than an fp32 one), never the emulated wall time.
 
 `recommend` is a pure function of plain candidates (unit-tested without any device); `routes_for_deploy`
 builds the candidates from a DeployResult (one thread: the figure every target has).
@@ -25,11 +27,13 @@ class Basis(str, Enum):
     """What a route's speed figure is."""
 
     P50_MS = "p50-ms-measured"  # measured median latency on the board, ms
+    ESTIMATE_MS = "estimate-ms"  # the real board's estimated latency from an emulated core's count, ms
     INSTRUCTIONS = "instructions-emulated"  # guest instructions per inference on an emulated core
 
     @property
     def label(self) -> str:
         return {Basis.P50_MS: "p50 latency measured on the board (ms)",
+                Basis.ESTIMATE_MS: "estimated board latency (ms; from instruction counts, not a measurement)",
                 Basis.INSTRUCTIONS: "guest instructions per inference on the emulated core (not cycles)"}[self]
 
 
@@ -79,8 +83,9 @@ class Route:
         if self.cosine is not None:
             parts.append(f"cosine {self.cosine:.4f}")
         parts += [f"{k} {v:+.3f}" for k, v in sorted(self.metric_drop.items())]
-        unit = "ms p50" if self.basis is Basis.P50_MS else "M instructions (emulated)"
-        figure = self.value if self.basis is Basis.P50_MS else (self.value or 0.0) / 1e6
+        unit = {Basis.P50_MS: "ms p50", Basis.ESTIMATE_MS: "ms ESTIMATE",
+                Basis.INSTRUCTIONS: "M instructions (emulated)"}[self.basis]
+        figure = (self.value or 0.0) / 1e6 if self.basis is Basis.INSTRUCTIONS else self.value
         return (f"{self.target}: ship {self.artifact} ({figure:.2f} {unit}, threads={self.threads}"
                 + "".join(f"; {p}" for p in parts) + ")")
 
@@ -132,11 +137,15 @@ def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int = 1)
     (`host_gates`, artifact id -> passed) and by this target's own comparison with the original model."""
     measurements = [m for m in (run.agent.measurements if run.agent else []) if m.threads == threads]
     counting = run.emulated and any(m.instructions_per_invoke for m in measurements)
-    basis = Basis.INSTRUCTIONS if counting else Basis.P50_MS
+    estimates = {m.artifact: e["estimate_ms"] for m in measurements
+                 if isinstance(e := run.estimates.get(f"{m.artifact} x{threads}"), dict) and e.get("status") == "ok"}
+    basis = (Basis.ESTIMATE_MS if estimates else Basis.INSTRUCTIONS) if counting else Basis.P50_MS
     onnx = {c.artifact: c for c in run.comparisons if c.reference == "onnx"}
     candidates = []
     for m in measurements:
-        value = (m.instructions_per_invoke if counting else m.p50_ms) if m.status == "ok" else None
+        figure = {Basis.P50_MS: m.p50_ms, Basis.ESTIMATE_MS: estimates.get(m.artifact),
+                  Basis.INSTRUCTIONS: m.instructions_per_invoke}[basis]
+        value = figure if m.status == "ok" else None
         comp = onnx.get(m.artifact)
         passed = host_gates.get(m.artifact, True) and (comp is None or comp.gates_passed is not False)
         failures = tuple(comp.gate_failures) if comp is not None else ()

@@ -46,7 +46,7 @@ class Emulated(BaseModel):
 
     device: str
     cpu: str
-    counting: bool = False  # run the plugin-capable qemu for instruction counts (see edgekit/emu/README.md)
+    counting: bool = True  # the plugin-capable qemu: instruction counts, the basis of board estimates (emu/README.md)
 
 
 class BenchmarkCap(BaseModel):
@@ -179,10 +179,9 @@ def ensure_device(target: Target, log: Any = None) -> Target:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TargetError(f"not valid YAML: {exc}", where=str(path)) from None
+    from edgekit.yamlfile import read_yaml
+
+    data = read_yaml(path, TargetError, max_bytes=64 * 1024)  # size, encoding, nesting, aliases bounded
     if not isinstance(data, dict):
         raise TargetError("a target file must be a mapping of fields", where=str(path))
     return data

@@ -96,3 +96,18 @@ def test_emulated_run_without_counts_names_no_route() -> None:
     result = DeployResult(recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="t", runs=[emu])
     route = routes_for_deploy(result)[0]
     assert route.artifact is None and "without instruction counts" in route.rejected["ncnn-fp32"]
+
+
+def test_emulated_board_with_estimates_ranks_by_the_estimate_across_runtimes() -> None:
+    """Instruction counts of different runtimes do not compare (different kernels, different work per
+    instruction): where the board has estimates, the route ranks by the estimated latency and says so."""
+    emu = _run("pi5-emu", True, [_measurement("ncnn-fp32", 1, 900.0, 100_000_000),
+                                 _measurement("tflite-int8", 1, 950.0, 60_000_000)], [])
+    emu.estimates = {"ncnn-fp32 x1": {"status": "ok", "estimate_ms": 20.0},
+                     "tflite-int8 x1": {"status": "ok", "estimate_ms": 25.0}}
+    result = DeployResult(recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="t",
+                          artifacts=[ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1)
+                                     for a in ("ncnn-fp32", "tflite-int8")], runs=[emu])
+    (route,) = routes_for_deploy(result)
+    assert route.basis is Basis.ESTIMATE_MS and route.artifact == "ncnn-fp32" and route.value == 20.0
+    assert "ESTIMATE" in route.summary() and "not a measurement" in route.basis.label

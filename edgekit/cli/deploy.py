@@ -63,15 +63,17 @@ def deploy_cmd(
     store: Optional[str] = typer.Option(None, "--store", help="results store: a SQLAlchemy URL or a SQLite file "
                                         "(default: $EDGEKIT_STORE, else the data dir)"),
     no_store: bool = typer.Option(False, "--no-store", help="do not record the run in the results store"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also show emulated wall times in the table"),
 ) -> None:
     """Convert a recipe's formats, time them on each target and on the host CPU, compare outputs, print a table.
 
-    Per artifact and target: p50 / p90, speed-up over the same runtime's fp32, host-vs-ARM output drift, and
-    whether the recipe's fidelity gates held on that target's outputs.
+    Per artifact and target: p50 / p90 and speed-up over the same runtime's fp32 (real boards, host); for an
+    emulated board, its estimated latency with the cross-validated interval and instruction-count ratios; host-vs-ARM
+    output drift, and whether the recipe's fidelity gates held on that target's outputs.
     """
     from edgekit.deploy import DeployOptions, deploy
     from edgekit.recipe import load_recipe
-    from edgekit.report.table import deploy_table, failures
+    from edgekit.report.table import deploy_table, failures, route_lines
 
     loaded = load_recipe(recipe)
     if not target and no_host:
@@ -87,9 +89,11 @@ def deploy_cmd(
             console.print(f"[dim]{time.perf_counter() - start:7.1f} s  {message}[/]", highlight=False)
 
         result = deploy(loaded, list(target or []), options, progress)
-    console.print(deploy_table(result))
+    console.print(deploy_table(result, verbose=verbose))
     for line in failures(result):
         console.print(f"[red]x[/] {line}", highlight=False)
+    for line in route_lines(result):
+        console.print(line, highlight=False)
     if json_path:
         console.print(f"results: {json_path}", highlight=False)
     if not no_store:

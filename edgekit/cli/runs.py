@@ -164,9 +164,12 @@ def _print_target(t: TargetRun) -> None:
     )
     unit = "ms, emulated wall time" if t.emulated else "ms"
     table = Table()
+    board = next((e.get("board") for e in t.estimates.values() if isinstance(e, dict) and e.get("board")), None)
+    heads = ["artifact", "threads"]
+    if board:  # an emulated target leads with the real board's estimate
+        heads.append(f"{board} ESTIMATE ms (80% interval)")
     for col in (
-        "artifact",
-        "threads",
+        *heads,
         f"p50 ({unit})",
         f"p90 ({unit})",
         "p99",
@@ -178,9 +181,11 @@ def _print_target(t: TargetRun) -> None:
     ):
         table.add_column(col, justify="left" if col in ("artifact", "status") else "right")
     for m in t.agent.measurements:
+        est = [_estimate(t.estimates.get(f"{m.artifact} x{m.threads}"))] if board else []
         table.add_row(
             m.artifact,
             str(m.threads),
+            *est,
             _n(m.p50_ms),
             _n(m.p90_ms),
             _n(m.p99_ms),
@@ -191,6 +196,13 @@ def _print_target(t: TargetRun) -> None:
             "ok" if m.status == "ok" else f"[red]{m.status}: {m.error}[/]",
         )
     console.print(table)
+
+
+def _estimate(est: object) -> str:
+    if not isinstance(est, dict) or est.get("status") != "ok":
+        return "-"
+    mark = "" if est.get("interval_calibrated", True) else "*"
+    return f"~{_n(est['estimate_ms'])} ({_n(est['low_ms'])}-{_n(est['high_ms'])}){mark} est."
 
 
 def _n(value: float | None) -> str:

@@ -94,6 +94,7 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
     reference = _onnx_reference(recipe, np.load(inputs))
     _compare_all(result, recipe, reference, labels)
     _estimates(result, {t.name: t for t in resolved.values()}, say)
+    result.routes = _routes(result)
     result.finished_at = _now()
     result.ok = is_ok(result, [a.id for a in deployable])
     writer.write()
@@ -248,6 +249,13 @@ def _estimates(result: DeployResult, targets: dict[str, Target], say: Progress) 
                                               list(result.benchmark.get("threads", [1])))
         except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
             say(f"{run.target}: no estimates ({type(exc).__name__}: {exc})")
+
+
+def _routes(result: DeployResult) -> list[dict[str, Any]]:
+    """Per target, the artifact to ship: the fastest that meets every gate (edgekit.route), at one thread."""
+    from edgekit.route import routes_for_deploy
+
+    return [r.to_dict() for r in routes_for_deploy(result)]
 
 
 def _outputs_of(run: TargetRun) -> dict[str, list[tuple[str, np.ndarray]]]:

@@ -127,7 +127,7 @@ def _changes(changes: list[str]) -> str:
 def _table(rows: list[Row]) -> str:
     head = (
         "<tr><th class=l>target</th><th class=l>artifact</th><th>threads</th><th>p50 (ms)</th>"
-        "<th>p90 (ms)</th><th>speed-up over fp32</th><th>fidelity (cosine)</th>"
+        "<th>p90 (ms)</th><th>board estimate (ms, 80% interval)</th><th>speed-up over fp32</th><th>fidelity (cosine)</th>"
         "<th>host-vs-ARM drift (max abs / cosine)</th><th>instructions / invoke (count)</th>"
         "<th class=l>status</th></tr>"
     )
@@ -148,7 +148,8 @@ def _table(rows: list[Row]) -> str:
         gate = "" if r.gates_passed is not False else " (below gate)"
         body.append(
             f'<tr class="{css}"><td class=l>{escape(r.target)}{emu}</td><td class=l>{escape(r.artifact)}</td>'
-            f"<td>{r.threads}</td><td>{_num(r.p50_ms)}{emu}</td><td>{_num(r.p90_ms)}{emu}</td><td>{speed}</td>"
+            f"<td>{r.threads}</td><td>{_num(r.p50_ms)}{emu}</td><td>{_num(r.p90_ms)}{emu}</td>"
+            f"<td>{_estimate(r.estimate)}</td><td>{speed}</td>"
             f"<td>{_cos(r.cosine)}{gate}</td><td>{drift}</td>"
             f"<td>{_count(r.instructions)}</td><td class='l wrap'>{status}</td></tr>"
         )
@@ -194,6 +195,15 @@ def _facts_row(run_id: int, started_ts: float, t: TargetRun, agent: AgentResult)
 
 
 # --- formatting ---------------------------------------------------------------------------------------------
+def _estimate(est: dict | None) -> str:
+    """An emulated target's headline: the real board's estimated latency, labelled as an estimate."""
+    if not est:
+        return "-"
+    mark = "" if est.get("interval_calibrated", True) else " (interval not validated for this runtime)"
+    return (f'<b>~{_num(est["estimate_ms"])}</b> ({_num(est["low_ms"])}–{_num(est["high_ms"])}) '
+            f'<span class="muted">{escape(str(est.get("board", "")))} estimate{mark}</span>')
+
+
 def _emu(emulated: bool) -> str:
     return '<span class="emu">emulated</span>' if emulated else ""
 

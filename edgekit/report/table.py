@@ -1,9 +1,10 @@
 """Terminal tables (rich) for `edgekit deploy` and `edgekit bench`.
 
-One row per artifact and thread count; per target: p50 / p90, speed-up over the same runtime's fp32 on the same
-target and thread count, the output drift from the host CPU, and whether the recipe's fidelity gates held on
-that target. Wall times of emulated targets are labelled `emulated` in the header and in every cell: qemu runs
-about 600 times slower than the device with distorted ratios, so they are never shown as device latency.
+One row per artifact and thread count; per real target: p50 / p90 and the speed-up over the same runtime's fp32
+on the same target and thread count; per emulated target: the estimated board latency with its interval and the
+instruction-count ratio (a counting device), or labelled emulated wall times (counting off); then the output
+drift from the host CPU, and whether the recipe's fidelity gates held on that target. Emulated wall times are
+never shown as device latency nor coloured as a win: qemu runs about 600 times slower, with distorted ratios.
 """
 
 from __future__ import annotations
@@ -19,36 +20,54 @@ from edgekit.results import AgentResult, Comparison, DeployResult, Measurement, 
 HOST = "host"
 EMULATED_NOTE = ("emulated = wall time under qemu on this machine (~600x slower than the device, ratios "
                  "distorted): not device latency")
+COUNT_NOTE = ("ESTIMATE = the real board's latency estimated from the exact instruction count on its emulated core "
+              "(cost model and 80% interval cross-validated on ncnn's benchmark models; not a measurement); "
+              "x fp32 by insn = instruction-count ratio (instructions are not cycles); emulated wall times: "
+              "--verbose or --json")
 
 
-def deploy_table(result: DeployResult) -> Table:
+def deploy_table(result: DeployResult, verbose: bool = False) -> Table:
+    """Artifacts x targets. A real board or the host shows measured p50 / p90 and speed-ups; an emulated target
+    shows the estimated board latency with its cross-validated interval, and ratios by instruction count; its
+    emulated wall time only with `verbose` (it is not device latency; the JSON always has it)."""
     runs = sorted(result.runs, key=lambda r: r.target == HOST)  # devices first, the host last
-    table = Table(title=f"{result.recipe}: artifact x target (ms per invocation)", title_justify="left",
+    table = Table(title=f"{result.recipe}: artifact x target", title_justify="left",
                   caption=_caption(result, runs), caption_justify="left", header_style="bold")
     table.add_column("artifact", no_wrap=True)
     table.add_column("thr", justify="right")
     table.add_column("MB", justify="right")
     table.add_column("fidelity\nvs ONNX\n(convert)", justify="right", no_wrap=True)
     for run in runs:
-        label = f"{run.target}\n" + ("p50 / p90\nemulated ms" if run.emulated else "p50 / p90\nms")
-        table.add_column(label, justify="right", style="italic" if run.emulated else None, no_wrap=True)
-        table.add_column(f"{run.target}\nx fp32" + ("\nemulated" if run.emulated else ""), justify="right",
-                         no_wrap=True)
-        if _counted(run):
-            table.add_column(f"{run.target}\nguest insn\n/ invoke", justify="right", no_wrap=True)
-        if run.estimates:
-            board = next((e.get("board") for e in run.estimates.values() if isinstance(e, dict)), "board")
-            table.add_column(f"{board} ms\nESTIMATE\n(not measured)", justify="right", no_wrap=True)
-        if run.target != HOST:
-            table.add_column(f"{run.target}\ndrift vs host\nmax|d| / cos", justify="right", no_wrap=True)
-        table.add_column(f"{run.target}\ngates", justify="center")
+        for label in _target_headers(run, verbose):
+            table.add_column(label, justify="right", no_wrap=True)
+    threads_all: list[int] = sorted({t for run in runs for t in (run.benchmark or result.benchmark).get(
+        "threads", [1])} or set(result.benchmark.get("threads", [1])))
     for art in result.artifacts:
-        for threads in result.benchmark.get("threads", [1]):
+        for threads in threads_all:
             cells: list[Text | str] = [art.id, str(threads), f"{art.size_bytes / 1e6:.2f}", _fidelity(art)]
             for run in runs:
-                cells += _target_cells(run, art.id, threads)
+                cells += _target_cells(run, art.id, threads, verbose)
             table.add_row(*cells)
     return table
+
+
+def _target_headers(run: TargetRun, verbose: bool) -> list[str]:
+    if not run.emulated:
+        heads = [f"{run.target}\np50 / p90\nms", f"{run.target}\nx fp32"]
+    elif _counted(run):
+        heads = []
+        if run.estimates:
+            board = next((e.get("board") for e in run.estimates.values() if isinstance(e, dict)), "board")
+            heads.append(f"{board} ESTIMATE\nms (80% interval)\nfrom {run.target}")
+        heads += [f"{run.target}\nx fp32\nby insn", f"{run.target}\ninsn/invoke\n(count)"]
+        if verbose:
+            heads.append(f"{run.target}\np50 emulated\nwall ms")
+    else:
+        heads = [f"{run.target}\np50 / p90\nemulated ms", f"{run.target}\nx fp32\nemulated"]
+    if run.target != HOST:
+        heads.append(f"{run.target}\ndrift vs host\nmax|d| / cos")
+    heads.append(f"{run.target}\ngates")
+    return heads
 
 
 def failures(result: DeployResult) -> list[str]:
@@ -64,6 +83,20 @@ def failures(result: DeployResult) -> list[str]:
             if c.reference == "onnx" and c.gates_passed is False:
                 lines.append(f"{run.target} {c.artifact}: missed its gate on this target: "
                              f"{'; '.join(c.gate_failures)}")
+    return lines
+
+
+def route_lines(result: DeployResult) -> list[str]:
+    """'route pi4-emu: ship ncnn-int8 (12.3 ms ESTIMATE, ...)': the fastest artifact meeting every gate, per
+    target, with what its figure is (measured p50, board estimate, or instruction count)."""
+    from edgekit.route import Basis, Route
+
+    lines = []
+    for data in result.routes:
+        fields = {k: v for k, v in data.items() if k != "basis_label"}
+        fields["basis"] = Basis(fields["basis"])
+        route = Route(**fields)
+        lines.append(f"route {route.summary()} [{route.basis.label}]")
     return lines
 
 
@@ -91,27 +124,57 @@ def bench_table(agent: AgentResult, target: str) -> Table:
 
 
 # --- cells --------------------------------------------------------------------------------------------------------
-def _target_cells(run: TargetRun, artifact: str, threads: int) -> list[Text | str]:
+def _target_cells(run: TargetRun, artifact: str, threads: int, verbose: bool = False) -> list[Text | str]:
     m = _measurement(run, artifact, threads)
     cells: list[Text | str] = []
+    missing: Text | None = None
     if m is None:
-        cells.append(Text(run.status if run.status == "failed" else "-", style="red" if run.error else "dim"))
+        missing = Text(run.status if run.status == "failed" else "-", style="red" if run.error else "dim")
     elif m.status != "ok":
-        cells.append(Text("failed", style="red"))
-    else:
-        cells.append(Text(f"{_ms(m.p50_ms)} / {_ms(m.p90_ms)}" + (" emulated" if run.emulated else "")))
-    cells.append(_speedup(run, artifact, threads, m))
-    if _counted(run):
+        missing = Text("failed", style="red")
+    if run.emulated and _counted(run):
+        if run.estimates:
+            est = run.estimates.get(f"{artifact} x{threads}")
+            cells.append(_estimate_cell(est) if est else (missing or Text("-", style="dim")))
+        cells.append(_count_ratio(run, artifact, threads, m))
         count = m.instructions_per_invoke if m is not None else None
-        cells.append(f"{count / 1e6:.2f} M" if count else "")
-    if run.estimates:
-        est = run.estimates.get(f"{artifact} x{threads}") or {}
-        value = est.get("estimate_ms") if est.get("status") == "ok" else None
-        cells.append(f"~{value:.3g} est." if isinstance(value, (int, float)) else "")
+        cells.append(f"{count / 1e6:.1f} M" if count else "")
+        if verbose:
+            cells.append(_ms(m.p50_ms) if m is not None and m.status == "ok" else "")
+    else:
+        cells.append(missing or Text(f"{_ms(m.p50_ms)} / {_ms(m.p90_ms)}"  # type: ignore[union-attr]
+                                     + (" emulated" if run.emulated else "")))
+        cells.append(_speedup(run, artifact, threads, m))
     if run.target != HOST:
         cells.append(_drift(_comparison(run, artifact, "host")))
     cells.append(_gate(_comparison(run, artifact, "onnx")))
     return cells
+
+
+def _estimate_cell(est: dict) -> Text | str:
+    """'~12.3 (9.8-15.6)': an estimate, never styled like a measurement; '*' where the interval is not
+    validated for the artifact's runtime (explained in the caption)."""
+    if est.get("status") != "ok" or not isinstance(est.get("estimate_ms"), (int, float)):
+        return Text("n/a", style="dim")
+    mark = "" if est.get("interval_calibrated", True) else "*"
+    return Text(f"~{_ms(est['estimate_ms'])} ({_ms(est['low_ms'])}-{_ms(est['high_ms'])}){mark}", style="italic")
+
+
+def _count_ratio(run: TargetRun, artifact: str, threads: int, m: Measurement | None) -> Text | str:
+    """fp32's instruction count / this artifact's: exact, but instructions are not cycles (an int8 or fp16
+    instruction does more work), so never coloured like a measured speed-up."""
+    if m is None or m.status != "ok" or not m.instructions_per_invoke:
+        return ""
+    try:
+        base_id = Format(artifact).fp32_reference.value
+    except ValueError:
+        return ""
+    if base_id == artifact:
+        return Text("base", style="dim")
+    base = _measurement(run, base_id, threads)
+    if base is None or not base.instructions_per_invoke:
+        return ""
+    return f"{base.instructions_per_invoke / m.instructions_per_invoke:.2f}x"
 
 
 def _speedup(run: TargetRun, artifact: str, threads: int, m: Measurement | None) -> Text | str:
@@ -127,8 +190,9 @@ def _speedup(run: TargetRun, artifact: str, threads: int, m: Measurement | None)
     if base is None or base.status != "ok" or not base.p50_ms:
         return ""
     ratio = base.p50_ms / m.p50_ms
-    text = f"{ratio:.2f}x"  # the column header says emulated for emulated targets
-    return Text(text, style="green" if ratio > 1.05 else ("red" if ratio < 0.95 else ""))
+    if run.emulated:  # emulated wall-time ratios are distorted: shown, never coloured as a win
+        return f"{ratio:.2f}x"
+    return Text(f"{ratio:.2f}x", style="green" if ratio > 1.05 else ("red" if ratio < 0.95 else ""))
 
 
 def _drift(c: Comparison | None) -> Text | str:
@@ -167,12 +231,21 @@ def _fidelity(art: object) -> Text | str:
 
 
 def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
-    parts = [f"threads {result.benchmark.get('threads')}, warmup {result.benchmark.get('warmup')}, repeat "
-             f"{result.benchmark.get('repeat')} x number {result.benchmark.get('number')}; x fp32 = p50 of the "
-             "same runtime's fp32 / p50 (same target and threads); gates = the recipe's fidelity gates on that "
-             "target's outputs vs ONNX"]
-    if any(r.emulated for r in runs):
+    b = result.benchmark
+    parts = [f"ms per invocation; threads {b.get('threads')}, warmup {b.get('warmup')}, repeat {b.get('repeat')} x "
+             f"number {b.get('number')}; x fp32 = p50 of the same runtime's fp32 / p50 (same target and threads); "
+             "gates = the recipe's fidelity gates on that target's outputs vs ONNX"]
+    for run in runs:
+        own = run.benchmark
+        if own and own != b:
+            parts.append(f"{run.target}: its own capped plan: threads {own.get('threads')}, repeat "
+                         f"{own.get('repeat')}, {own.get('samples') or 'all'} evaluation inputs")
+    if any(r.emulated and _counted(r) for r in runs):
+        parts.append(COUNT_NOTE)
+    if any(r.emulated and not _counted(r) for r in runs):
         parts.append(EMULATED_NOTE)
+    if any(isinstance(e, dict) and e.get("interval_calibrated") is False for r in runs for e in r.estimates.values()):
+        parts.append("* interval not validated for this runtime: the cost model is calibrated on ncnn models only")
     return "\n".join(parts)
 
 

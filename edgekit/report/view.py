@@ -36,6 +36,7 @@ class Row:
     drift_cosine: float | None
     instructions: int | None
     flags: tuple[Flag, ...] = ()
+    estimate: dict | None = None  # emulated target: the board estimate (estimate_ms, low_ms, high_ms, board)
 
 
 @dataclass
@@ -183,9 +184,15 @@ def latest_rows(result: DeployResult, flags: Sequence[Flag] = ()) -> list[Row]:
                     drift_cosine=drift[m.artifact].cosine if m.artifact in drift else None,
                     instructions=m.instructions_per_invoke,
                     flags=mine,
+                    estimate=_estimate(target_run, m),
                 )
             )
     return rows
+
+
+def _estimate(run: TargetRun, m: Measurement) -> dict | None:
+    est = run.estimates.get(f"{m.artifact} x{m.threads}") if run.estimates else None
+    return est if isinstance(est, dict) and est.get("status") == "ok" else None
 
 
 def when(ts: float) -> str:
