@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import re
+import reprlib
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgekit.errors import RecipeError
 from edgekit.formats import Format, Precision
+from edgekit.yamlfile import read_yaml
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a recipe's name becomes a folder name
 
 
 class _Strict(BaseModel):
@@ -221,6 +225,13 @@ class Recipe(_Strict):
     benchmark: Benchmark = Benchmark()
     path: Path = Field(Path("."), exclude=True)  # the recipe file, set by load_recipe
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not SAFE_NAME.fullmatch(value):
+            raise ValueError("a name is 1-64 letters, digits, '.', '_' or '-' (it names folders), e.g. mobilenetv2")
+        return value
+
     @model_validator(mode="after")
     def _int8_needs_calibration(self) -> "Recipe":
         if self.calibration is None and any(f.precision is Precision.INT8 for f in self.formats):
@@ -247,10 +258,7 @@ def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise RecipeError("recipe file not found", where=str(path), hint="pass a YAML file under recipes/")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"not valid YAML: {exc}", where=str(path)) from exc
+    raw = read_yaml(path, RecipeError)  # size, encoding, nesting and alias expansion bounded
     if not isinstance(raw, dict):
         raise RecipeError("a recipe must be a YAML mapping (key: value)", where=str(path))
     try:
@@ -271,10 +279,16 @@ def _describe(exc: ValidationError) -> str:
             lines.append(f"field `{loc}`: unknown key (check its spelling; see README 'Recipes')")
         elif err["type"] == "enum" and "formats" in loc:
             allowed = ", ".join(f.value for f in Format)
-            lines.append(f"field `{loc}`: unknown format {err.get('input')!r}; expected one of {allowed}")
+            lines.append(f"field `{loc}`: unknown format {_brief(err.get('input'))}; expected one of {allowed}")
         else:
-            lines.append(f"field `{loc or '(top level)'}`: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"field `{loc or '(top level)'}`: {err['msg']} (got {_brief(err.get('input'))})")
     return "invalid recipe:\n  " + "\n  ".join(lines)
+
+
+def _brief(value: Any, limit: int = 120) -> str:
+    """A value as the user wrote it, cut short: an error message never prints a whole (hostile) document."""
+    text = reprlib.repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:

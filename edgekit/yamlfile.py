@@ -1,0 +1,119 @@
+"""Reading a YAML file someone else may have written: bounded in size, in alias expansion and in time.
+
+Recipes and targets are shared files. A 585-byte alias bomb ("billion laughs") expands past gigabytes once
+anything walks it (the recipe digest, an error message), and the pure-Python loader takes minutes on a 17 MB
+file. So a file is read only up to a size limit, composed (aliases stay shared nodes, nothing expands), its
+expanded size counted on the node graph (memoised, so the count itself never expands), and only then built
+into Python objects, with the C safe loader when PyYAML has it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgekit.errors import EdgekitError
+
+MAX_FILE_BYTES = 1 << 20  # 1 MiB: the largest shipped recipe is ~3 KB
+MAX_EXPANDED_NODES = 100_000  # scalars + collections after every alias is expanded
+MAX_DEPTH = 64  # nested collections; the C composer recurses (and crashes) on deep nesting
+
+SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: Path, error: type[EdgekitError], *, max_bytes: int = MAX_FILE_BYTES,
+              max_nodes: int = MAX_EXPANDED_NODES) -> Any:
+    """The document in `path`, or `error` naming the file and what limit it broke."""
+    where = str(path)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror or exc}", where=where) from None
+    if len(data) > max_bytes:
+        raise error(f"file is larger than {max_bytes // 1024} KiB; refused", where=where,
+                    hint="recipes and targets are small settings files; is this the right file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})", where=where,
+                    hint="save the file as UTF-8") from None
+    return parse_yaml(text, where, error, max_nodes=max_nodes)
+
+
+def parse_yaml(text: str, where: str, error: type[EdgekitError], *,
+               max_nodes: int = MAX_EXPANDED_NODES) -> Any:
+    """Parse one YAML document, refusing deep nesting, recursive aliases and alias graphs that expand beyond
+    `max_nodes`."""
+    _check_depth(text, where, error)
+    loader = SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        expanded = _expanded_size(node, max_nodes)
+        if expanded > max_nodes:
+            raise error(f"aliases expand to more than {max_nodes} YAML nodes; refused (an alias bomb?)",
+                        where=where, hint="write the values out instead of nesting *aliases")
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise error(f"not valid YAML: {_short(str(exc))}", where=where) from None
+    finally:
+        loader.dispose()
+
+
+def _check_depth(text: str, where: str, error: type[EdgekitError]) -> None:
+    """Walk the event stream (flat, no recursion) and refuse collections nested deeper than MAX_DEPTH."""
+    loader = SafeLoader(text)
+    depth = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise error(f"collections nested deeper than {MAX_DEPTH} levels; refused", where=where)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        raise error(f"not valid YAML: {_short(str(exc))}", where=where) from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Nodes in the document with every alias expanded, counted once per distinct node (memoised).
+
+    Stops early once past `limit`; a node reached again while it is being counted is a recursive alias."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise yaml.YAMLError("a recursive alias (an anchor used inside itself)")
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children: list[yaml.Node] = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def _short(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + " ..."
