@@ -9,6 +9,7 @@ IdentityFile: the user's own truth about that host beats the repo's shared templ
 
 An emulated target (`emulated:` block) gets host, port, user, key, known_hosts (its pinned host key), python
 and work_dir from its device's state file while the device runs; `ensure_device` starts it when it does not.
+Environment and `--set` overrides win over the device state too (`--set user=nobody` really connects as nobody).
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class Target(BaseModel):
     benchmark_cap: BenchmarkCap | None = None
 
     _source: str | None = PrivateAttr(default=None)
+    _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # environment and --set: they always win
 
     @property
     def source(self) -> str | None:
@@ -109,7 +111,7 @@ def load_target(name_or_path: str | Path, overrides: Mapping[str, str] | list[st
     raw.setdefault("name", path.stem)
     name = str(raw["name"])
     explicit = _env_overrides(name, os.environ if env is None else env)
-    explicit.update(_parse_overrides(overrides))
+    explicit = _deep_merge(explicit, _parse_overrides(overrides))
     data = _deep_merge(raw, explicit)
     if data.get("transport") == TransportKind.LOCAL.value and "python" not in data:
         data["python"] = sys.executable  # the host side runs in edgekit's own environment (its runtimes)
@@ -119,6 +121,7 @@ def load_target(name_or_path: str | Path, overrides: Mapping[str, str] | list[st
     if target.emulated:
         target = _apply_device_state(target, explicit)
     target._source = str(path)
+    target._overrides = explicit
     return target
 
 
@@ -173,8 +176,9 @@ def ensure_device(target: Target, log: Any = None) -> Target:
     from edgekit.emu.runner import up
 
     up(target.emulated.device, log or (lambda _m: None))
-    refreshed = _apply_device_state(target, {})
+    refreshed = _apply_device_state(target, target._overrides)  # --set / EDGEKIT_TARGET_* still win
     refreshed._source = target.source
+    refreshed._overrides = target._overrides
     return refreshed
 
 

@@ -5,6 +5,10 @@
 started: the sshd master, every process descended from it (each SSH session has a session of its own, so
 their process groups are collected first), and any orphaned process still running this device's
 interpreter (its command line names the device's sysroot), then checks that none is left.
+
+A state file is trusted only when it is this emu dir's own (`owned`): it names this device dir's sshd_config
+and this emu home. A copied or stale state file of another data dir is ignored (and removed), never acted on:
+`status` does not show its device and `down` does not stop it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from edgekit.emu.locks import file_lock
 from edgekit.emu.specs import DEVICES, DeviceSpec, device_spec
 from edgekit.emu.state import DeviceState, clear_state, read_state, write_state
 from edgekit.errors import EmulatorError
+from edgekit.paths import emu_dir
 
 SSHD = "/usr/sbin/sshd"
 START_TIMEOUT_S = 10.0
@@ -49,7 +54,7 @@ def up(name: str, log: Callable[[str], None] = print) -> DeviceState:
 
 
 def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None]) -> DeviceState:
-    state = read_state(name)
+    state = _own_state(name, log)
     if state is not None and _sshd_alive(state.sshd_pid, state.sshd_config):
         return state
     if state is not None:
@@ -70,7 +75,7 @@ def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None]) -> Devic
                 name=name, cpu=spec.cpu, port=port, user=getpass.getuser(), host_key=host_key,
                 known_hosts=str(dev.known_hosts), client_key=str(dev.client_key), python=str(dev.python),
                 python_tflite_runtime=str(dev.python_tflite_runtime), work_dir=str(dev.home / "edgekit"),
-                sshd_pid=pid, sshd_config=str(dev.sshd_config), started_at=time.time())
+                sshd_pid=pid, sshd_config=str(dev.sshd_config), started_at=time.time(), home=str(emu_dir()))
             write_state(state)
             return state
         _kill_tree(pid, dev)
@@ -82,7 +87,7 @@ def down(name: str) -> bool:
     """Stop device NAME; return False when it was not running. Raises if a process survives."""
     device_spec(name)
     with file_lock(layout.device_dir(name).root.parent / f"{name}.lock"):
-        state = read_state(name)
+        state = _own_state(name, lambda _m: None)
         if state is None:
             return False
         _stop(name, state)
@@ -94,6 +99,7 @@ def status() -> list[DeviceStatus]:
     rows = []
     for name, spec in DEVICES.items():
         state = read_state(name)
+        state = state if state is not None and owned(name, state) else None
         running = state is not None and _sshd_alive(state.sshd_pid, state.sshd_config)
         rows.append(DeviceStatus(name, spec.cpu, is_built(name), running,
                                  state.port if running and state else None,
@@ -104,9 +110,27 @@ def status() -> list[DeviceStatus]:
 def running_state(name: str) -> DeviceState | None:
     """The state of NAME if its sshd is really running (pid alive and is this device's sshd)."""
     state = read_state(name)
-    if state is not None and _sshd_alive(state.sshd_pid, state.sshd_config):
+    if state is not None and owned(name, state) and _sshd_alive(state.sshd_pid, state.sshd_config):
         return state
     return None
+
+
+def owned(name: str, state: DeviceState) -> bool:
+    """True when `state` was written by this emu dir for device NAME (not copied from another data dir)."""
+    dev = layout.device_dir(name)
+    home_ok = state.home is None or Path(state.home).resolve() == emu_dir().resolve()
+    return state.name == name and home_ok and Path(state.sshd_config).resolve() == dev.sshd_config.resolve()
+
+
+def _own_state(name: str, log: Callable[[str], None]) -> DeviceState | None:
+    """This emu dir's state of NAME; a state file of another data dir is removed, its device left alone."""
+    state = read_state(name)
+    if state is not None and not owned(name, state):
+        log(f"{name}: ignoring a state file written for another data dir ({state.sshd_config}); "
+            "its device is not ours to stop")
+        clear_state(name)
+        return None
+    return state
 
 
 def _stop(name: str, state: DeviceState) -> None:
