@@ -18,6 +18,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo      set everything up, then: edgekit deploy recipes/yolov5-lite.yaml --target $(TARGET)"
 	@echo "make test      set everything up, then run the whole test suite"
+	@echo "make check     ruff and mypy (exits non-zero on any finding)"
 	@echo "make quantize  convert the INT8 formats of every recipe in recipes/ (or RECIPE=path)"
 
 setup: $(STAMPS)/python $(STAMPS)/system emu-assets
@@ -51,8 +52,10 @@ quantize: $(STAMPS)/python
 	@for r in $(if $(RECIPE),$(RECIPE),recipes/*.yaml); do \
 	  echo "==> $$r"; $(EDGEKIT) convert $$r --int8-only || exit $$?; done
 
+# Lint and types; fails on any finding. Rules and mypy settings live in pyproject.toml.
 check: $(STAMPS)/python
-	$(BIN)/python -m ruff check edgekit tests || true
+	$(BIN)/python -m ruff check edgekit tests
+	$(BIN)/python -m mypy
 
 clean-venv:
 	rm -rf $(VENV)
