@@ -1,19 +1,27 @@
 """Every error edgekit raises on purpose, each saying what went wrong, where, and what to try.
 
     EdgekitError
-     +-- RecipeError          a recipe file is malformed, names a missing file or an unknown format
-     +-- TargetError          a target file is malformed or unknown
+     +-- UsageError           a bad command-line argument or input file (exit 2)
+     +-- RecipeError          a recipe file is malformed, names a missing file or an unknown format (exit 2)
+     +-- TargetError          a target file is malformed or unknown (exit 2)
+     +-- InputDataError       a model, image or data file cannot be read (exit 2)
      +-- ConversionError      a converter failed (tool output attached)
      +-- FidelityError        an artifact missed its recipe's fidelity gate
      +-- TransportError       SSH/local transport failures
      |    +-- HostKeyError    unknown or changed host key (refused; says how to accept)
-     |    +-- ConnectError    the host is unreachable or refused authentication
+     |    +-- ConnectError    the host is unreachable, silent, or refused authentication
+     |    |    +-- KeyFileError     the target's key file is missing or unreadable (exit 2)
      |    +-- RemoteTimeout   a remote command outlived its timeout and was stopped
+     |    +-- DeviceTimeout   the device stopped answering: which stage, after how long
+     |    +-- ConnectionLost  the connection dropped during a stage
      +-- AgentError           the on-device agent crashed or wrote no result
      +-- EmulatorError        an emulated device cannot be built, started or stopped
      +-- StoreError           the results store cannot be opened, migrated or written
 
-The CLI catches EdgekitError, prints its message and exits non-zero; anything else is a bug.
+The CLI catches EdgekitError, prints its message and exits with its `exit_code`: 2 for a bad argument or
+input file, 1 for a failed run, 130 for Ctrl-C. An error whose `where` is a command-line option (`--threads`)
+is a usage error and exits 2 whatever its class. Anything else is a bug: one line, and the traceback only
+with `--debug`.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ class EdgekitError(Exception):
         self.message = message
         self.where = where
         self.hint = hint
+        if (where or "").startswith("--") or message.startswith("--"):
+            self.exit_code = 2  # the user typed it: a usage error
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
@@ -37,11 +47,19 @@ class EdgekitError(Exception):
         return text
 
 
+class UsageError(EdgekitError):
+    exit_code = 2
+
+
 class RecipeError(EdgekitError):
     exit_code = 2
 
 
 class TargetError(EdgekitError):
+    exit_code = 2
+
+
+class InputDataError(EdgekitError):
     exit_code = 2
 
 
@@ -65,8 +83,30 @@ class ConnectError(TransportError):
     pass
 
 
+class KeyFileError(ConnectError):
+    exit_code = 2
+
+
 class RemoteTimeout(TransportError):
     pass
+
+
+class DeviceTimeout(TransportError):
+    """The device stopped answering (frozen, link down without a reset): `stage` and `seconds` say where."""
+
+    def __init__(self, message: str, *, stage: str = "", seconds: float = 0.0, where: str | None = None,
+                 hint: str | None = None) -> None:
+        self.stage = stage
+        self.seconds = seconds
+        super().__init__(message, where=where, hint=hint)
+
+
+class ConnectionLost(TransportError):
+    """The SSH connection dropped during `stage`."""
+
+    def __init__(self, message: str, *, stage: str = "", where: str | None = None, hint: str | None = None) -> None:
+        self.stage = stage
+        super().__init__(message, where=where, hint=hint)
 
 
 class AgentError(EdgekitError):

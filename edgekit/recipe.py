@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 import re
 import reprlib
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -20,6 +21,7 @@ from edgekit.errors import RecipeError
 from edgekit.formats import Format, Precision
 from edgekit.yamlfile import read_yaml
 
+MAX_INPUT_ELEMENTS = 1 << 26  # one float32 input of 256 MB; a typo like [1, 3, 64000, 64000] is refused
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a recipe's name becomes a folder name
 
 
@@ -80,7 +82,7 @@ class KerasSource(_Strict):
     path: Path
 
 
-ModelSource = Annotated[Union[OnnxSource, TorchSource, KerasSource], Field(discriminator="kind")]
+ModelSource = Annotated[OnnxSource | TorchSource | KerasSource, Field(discriminator="kind")]
 
 
 # --- input ----------------------------------------------------------------------------------------------------
@@ -105,6 +107,9 @@ class InputSpec(_Strict):
     def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if not value or any(d <= 0 for d in value):
             raise ValueError("every dimension must be a positive integer, batch first, e.g. [1, 3, 224, 224]")
+        if math.prod(value) > MAX_INPUT_ELEMENTS:
+            raise ValueError(f"{math.prod(value):,} values per input is more than edgekit handles "
+                             f"({MAX_INPUT_ELEMENTS:,}, {MAX_INPUT_ELEMENTS * 4 >> 20} MB of float32)")
         return value
 
 
@@ -149,7 +154,7 @@ class RandomData(_Strict):
     high: float = 1.0
 
 
-DataSource = Annotated[Union[ImagesData, NpyData, BuilderData, RandomData], Field(discriminator="kind")]
+DataSource = Annotated[ImagesData | NpyData | BuilderData | RandomData, Field(discriminator="kind")]
 
 
 class Calibration(_Strict):
@@ -233,7 +238,7 @@ class Recipe(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _int8_needs_calibration(self) -> "Recipe":
+    def _int8_needs_calibration(self) -> Recipe:
         if self.calibration is None and any(f.precision is Precision.INT8 for f in self.formats):
             raise ValueError("formats include an INT8 format, so `calibration:` must name calibration data")
         if not self.formats:

@@ -27,6 +27,7 @@ def _other_key_line(tmp_path: Path, port: int) -> str:
 
 def test_unreachable_host_names_host_and_port(tmp_path: Path) -> None:
     port = _free_port()  # nothing listens there
+    (tmp_path / "nokey").write_text("not read: the connection is refused first\n")
     target = load_target("pi4", {"host": "127.0.0.1", "port": str(port), "connect_timeout": "3",
                                  "known_hosts": str(tmp_path / "kh"), "key": str(tmp_path / "nokey")},
                          ssh_config=tmp_path / "none")
@@ -40,9 +41,8 @@ def test_changed_host_key_is_refused_and_nothing_uploaded(pi4_emu, pi4_transport
     wrong = tmp_path / "known_hosts"
     wrong.write_text(_other_key_line(tmp_path, pi4_emu.port))
     bad = pi4_emu.model_copy(update={"known_hosts": wrong})
-    with pytest.raises(HostKeyError, match="CHANGED") as info:
-        with open_transport(bad) as transport:
-            transport.put(small_file, f"{scratch_name}/never.py")
+    with pytest.raises(HostKeyError, match="CHANGED") as info, open_transport(bad) as transport:
+        transport.put(small_file, f"{scratch_name}/never.py")
     assert "ssh-keygen -R" in str(info.value)
     assert pi4_transport.sha256(f"{scratch_name}/never.py") is None
     bad_accepting = bad.model_copy(update={"accept_new": True})  # accept_new never accepts a *changed* key

@@ -1,10 +1,13 @@
 """The `edgekit` command line: one module per command group, each with a `register(app)` function.
 
-`main()` turns every EdgekitError into its message on stderr and a non-zero exit.
+`main()` turns every EdgekitError into its message on stderr and its exit code (2 for a bad argument or input
+file, 1 for a failed run, 130 for Ctrl-C); any other exception is one line naming it, and its traceback only
+with `--debug` (also shows paramiko's log).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -21,11 +24,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line per line: greppable in logs
 
 
 @app.callback()
-def _root() -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks and paramiko's log")) -> None:
     """Take a trained model to Raspberry Pis and Android phones, and measure how it behaves there.
 
     Example: edgekit deploy recipes/yolov5-lite.yaml --target pi4-emu
@@ -73,12 +76,19 @@ def _register_all() -> None:
 _register_all()
 
 
+def _debug() -> bool:
+    return "--debug" in sys.argv[1:]
+
+
 def main() -> None:
+    logging.getLogger("paramiko").addHandler(logging.StreamHandler() if _debug() else logging.NullHandler())
     try:
         code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of raising it
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except EdgekitError as exc:
+        if _debug():
+            raise
         err_console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
@@ -95,4 +105,9 @@ def main() -> None:
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        if _debug():
+            raise
+        err_console.print(f"[bold red]internal error[/] ({type(exc).__name__}): {str(exc)[:500]}", highlight=False)
+        err_console.print("  this is a bug in edgekit: run again with --debug for the traceback and report it",
+                          highlight=False)
+        sys.exit(1)

@@ -7,13 +7,13 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
 from rich.console import Console
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, UsageError
 from edgekit.formats import Format
 
 if TYPE_CHECKING:
@@ -38,17 +38,17 @@ An ncnn model needs its input shape: from model.io.json beside it (edgekit conve
 def bench_cmd(
     artifact: Path = typer.Argument(..., help="a .tflite file, or an ncnn .param (its .bin beside it)"),
     target: str = typer.Option(..., "--target", "-t", help="target name or file; `host` for this machine"),
-    input_path: Optional[Path] = typer.Option(None, "--input", help=".npy of inputs, first axis = sample"),
-    shape: Optional[str] = typer.Option(None, "--shape", help="input shape for random input, e.g. 1,3,224,224"),
-    threads: Optional[str] = typer.Option(None, "--threads", help="thread counts, e.g. 1,4 (default 1)"),
+    input_path: Path | None = typer.Option(None, "--input", help=".npy of inputs, first axis = sample"),
+    shape: str | None = typer.Option(None, "--shape", help="input shape for random input, e.g. 1,3,224,224"),
+    threads: str | None = typer.Option(None, "--threads", help="thread counts, e.g. 1,4 (default 1)"),
     repeat: int = typer.Option(10, "--repeat", min=1, help="timed samples per thread count"),
     warmup: int = typer.Option(2, "--warmup", min=0, help="discarded runs before timing"),
     number: int = typer.Option(1, "--number", min=1, help="invocations per sample"),
     min_repeat_ms: float = typer.Option(0.0, "--min-repeat-ms", min=0, help="raise number until a sample lasts "
                                         "at least this long"),
-    fmt: Optional[Format] = typer.Option(None, "--format", help="label the artifact's format (e.g. tflite-int8)"),
+    fmt: Format | None = typer.Option(None, "--format", help="label the artifact's format (e.g. tflite-int8)"),
     timeout: float = typer.Option(1800.0, "--timeout", help="seconds before the agent is stopped"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write the agent's full result here"),
+    json_path: Path | None = typer.Option(None, "--json", help="write the agent's full result here"),
 ) -> None:
     """Time one existing model file on a target: load time, p50/p90/p99, every sample, peak memory.
 
@@ -97,7 +97,7 @@ def _inputs(art: AgentArtifact, given: Path | None, shape: str | None, folder: P
     path = folder / "inputs.npy"
     if given is not None:
         if not given.is_file():
-            raise EdgekitError("input file not found", where=str(given))
+            raise UsageError("input file not found", where=str(given))
         np.save(path, np.load(given).astype(np.float32))
         return path
     dims = _shape(art, shape)

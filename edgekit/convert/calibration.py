@@ -23,11 +23,12 @@ Labels: for a classifier, an int array (N,) of class ids. For a detector, a list
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
-from edgekit.errors import RecipeError
+from edgekit.errors import InputDataError, RecipeError
 from edgekit.recipe import (
     BuilderData,
     DataSource,
@@ -76,10 +77,10 @@ def load_data(source: DataSource, recipe: Recipe, field: str) -> tuple[np.ndarra
     if isinstance(source, ImagesData):
         return _from_folder(source, recipe, field)
     if isinstance(source, NpyData):
-        raw = np.load(source.path, allow_pickle=False)[: source.samples]
+        raw = _npy(source.path, f"{field}.path", recipe)[: source.samples]
         labels = None
         if source.labels is not None:
-            labels = np.load(source.labels, allow_pickle=False)[: source.samples].astype(np.int64)
+            labels = _npy(source.labels, f"{field}.labels", recipe)[: source.samples].astype(np.int64)
         return _to_inputs(raw, recipe, field), labels
     if isinstance(source, BuilderData):
         return _from_builder(source, recipe, field)
@@ -87,6 +88,14 @@ def load_data(source: DataSource, recipe: Recipe, field: str) -> tuple[np.ndarra
 
 
 # --- sources ------------------------------------------------------------------------------------------------
+def _npy(path: Path, field: str, recipe: Recipe) -> np.ndarray:
+    try:
+        return np.asarray(np.load(path, allow_pickle=False))
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputDataError(f"field `{field}`: cannot read {path} as a .npy array: {exc}",
+                             where=str(recipe.path), hint="save it with numpy.save (no pickled objects)") from None
+
+
 def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
     from PIL import Image  # Pillow comes with matplotlib; pinned in constraints.txt
 
@@ -102,8 +111,12 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
     mode = "L" if c == 1 else "RGB"
     batch = []
     for f in files:
-        with Image.open(f) as img:
-            arr = np.asarray(img.convert(mode).resize((w, h), Image.BILINEAR), dtype=np.uint8)
+        try:
+            with Image.open(f) as img:
+                arr = np.asarray(img.convert(mode).resize((w, h), Image.BILINEAR), dtype=np.uint8)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+            raise InputDataError(f"field `{field}.path`: cannot read image {f}: {exc}", where=str(recipe.path),
+                                 hint="remove or replace the file (a folder holds only images)") from None
         batch.append(arr.reshape(h, w, c))
     inputs = _preprocess(np.stack(batch), recipe, field)
     labels = np.array([classes.index(f.parent) for f in files], dtype=np.int64) if classes else None

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import paths
-from edgekit.errors import ConversionError, RecipeError
+from edgekit.errors import ConversionError, InputDataError, RecipeError
 from edgekit.recipe import KerasSource, OnnxSource, Recipe, TorchSource, resolve_callable
 
 OPSET = 17
@@ -54,13 +54,21 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
         cached = target.is_file()
         if not cached:
+            _read_onnx(src.path, f"{recipe.path}: field `model.path`")  # a corrupt file never enters the cache
             _atomic_copy(src.path, target)
         simplifier = None
     elif isinstance(src, TorchSource):
         key = _torch_key(recipe, src)
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
         cached = target.is_file()
-        simplifier = _read_meta(target).get("simplifier") if cached else _export_torch(recipe, src, target)
+        if cached:
+            simplifier = _read_meta(target).get("simplifier")
+        else:
+            try:
+                simplifier = _export_torch(recipe, src, target)
+            finally:
+                if not target.is_file():  # a failed export leaves no half-filled cache folder
+                    shutil.rmtree(target.parent, ignore_errors=True)
     elif isinstance(src, KerasSource):
         key = hashlib.sha256(f"{src.path}:{_tree_sha256(src.path)}".encode()).hexdigest()
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
@@ -74,11 +82,24 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
     return OnnxModel(target, file_sha256(target), cached, time.perf_counter() - start, simplifier)
 
 
-def check_io(onnx_path: Path, recipe: Recipe) -> None:
-    """The ONNX model's single input must have the recipe's name and shape; named outputs must exist."""
+def _read_onnx(path: Path, where: str) -> Any:
+    """The parsed ONNX model, or InputDataError for a truncated or non-ONNX file."""
     import onnx
 
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise InputDataError(f"not a readable ONNX model: {path} ({type(exc).__name__}: {str(exc)[:200]})",
+                             where=where, hint="is the file complete? re-export it from the framework") from None
+    if not model.graph.node:
+        raise InputDataError(f"not a readable ONNX model: {path} (no graph nodes; truncated or another format?)",
+                             where=where, hint="is the file complete? re-export it from the framework")
+    return model
+
+
+def check_io(onnx_path: Path, recipe: Recipe) -> None:
+    """The ONNX model's single input must have the recipe's name and shape; named outputs must exist."""
+    graph = _read_onnx(onnx_path, str(recipe.path)).graph
     inits = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in inits]
     where = str(recipe.path)

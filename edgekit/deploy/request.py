@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.convert.base import Artifact
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 from edgekit.formats import Format, Runtime
 from edgekit.recipe import Benchmark
 
@@ -40,13 +40,13 @@ class AgentArtifact:
     key: str = ""
 
     @classmethod
-    def from_artifact(cls, art: Artifact) -> "AgentArtifact":
+    def from_artifact(cls, art: Artifact) -> AgentArtifact:
         model = tuple(f for f in art.files if not f.name.endswith(".io.json"))
         io = next((f for f in art.files if f.name.endswith(".io.json")), None)
         return cls(art.format.value, art.format, model, io, art.key or _files_key(list(art.files)))
 
     @classmethod
-    def from_path(cls, path: Path, fmt: Format | None = None) -> "AgentArtifact":
+    def from_path(cls, path: Path, fmt: Format | None = None) -> AgentArtifact:
         """A user's existing .tflite, or .param (with the .bin and optional .io.json beside it)."""
         path = Path(path)
         if path.suffix == ".tflite":
@@ -58,11 +58,11 @@ class AgentArtifact:
             io = path.with_suffix(".io.json") if path.with_suffix(".io.json").is_file() else None
             fmt = fmt or Format.NCNN_FP32
         else:
-            raise EdgekitError(f"not a model file edgekit can time: {path.name}", where=str(path),
+            raise UsageError(f"not a model file edgekit can time: {path.name}", where=str(path),
                                hint="give a .tflite, or an ncnn .param with its .bin beside it")
         for f in files:
             if not f.is_file():
-                raise EdgekitError("file not found", where=str(f))
+                raise UsageError("file not found", where=str(f))
         everything = [*files, *([io] if io else [])]
         return cls(path.stem, fmt, files, io, _files_key(everything))
 
@@ -90,7 +90,7 @@ class Settings:
     nice: int | None = -10  # the agent asks for this priority; applied only where permitted (root), recorded
 
     @classmethod
-    def from_benchmark(cls, bench: Benchmark, **overrides: Any) -> "Settings":
+    def from_benchmark(cls, bench: Benchmark, **overrides: Any) -> Settings:
         values = {k: getattr(bench, k) for k in ("warmup", "repeat", "number", "min_repeat_ms", "threads",
                                                   "cooldown_s", "timeout_s")}
         values.update({k: v for k, v in overrides.items() if v is not None})

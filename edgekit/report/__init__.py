@@ -13,11 +13,11 @@ from __future__ import annotations
 import importlib
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 
 if TYPE_CHECKING:
     from edgekit.report.regression import Flag, FlagKind, Settings
@@ -67,11 +67,11 @@ def parse_since(text: str | None, *, now: float | None = None) -> float | None:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise EdgekitError(
+        raise UsageError(
             f"--since: cannot read {text!r}",
             hint="use a duration like 30d, 12h, 2w or a date like 2026-01-31",
         ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _write(path: Path, text: str) -> Path:

@@ -16,13 +16,12 @@ import re
 import secrets
 import select
 import shlex
-import socket
 import time
 from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from edgekit.errors import ConnectError, HostKeyError, RemoteTimeout, TransportError
+from edgekit.errors import ConnectError, HostKeyError, KeyFileError, RemoteTimeout, TransportError
 from edgekit.target import Target
 from edgekit.transport.base import PutResult, RunResult, Transport
 
@@ -68,7 +67,7 @@ class SshTransport(Transport):
     def address(self) -> str:
         return f"{self.target.host}:{self.target.port}"
 
-    def connect(self) -> "SshTransport":
+    def connect(self) -> SshTransport:
         if self._client is not None:
             return self
         t = self.target
@@ -78,6 +77,9 @@ class SshTransport(Transport):
             client.load_host_keys(str(known_hosts))
         client.set_missing_host_key_policy(_RecordNewKey(known_hosts) if t.accept_new else paramiko.RejectPolicy())
         key = str(Path(t.key).expanduser()) if t.key else None
+        if key is not None and not Path(key).is_file():
+            raise KeyFileError(f"key file not found: {key}", where=f"target {t.name}, field `key`",
+                               hint="--set key=PATH (a private key file), or remove `key` to use ssh-agent")
         try:
             client.connect(t.host or "", port=t.port, username=t.user, key_filename=key,
                            look_for_keys=key is None, allow_agent=key is None, timeout=t.connect_timeout,
@@ -99,10 +101,16 @@ class SshTransport(Transport):
             if isinstance(exc, paramiko.AuthenticationException):
                 raise ConnectError(f"authentication refused for user {t.user!r} (key {key or 'agent/default'})",
                                    where=self.address, hint="check `user` and `key` of the target") from None
+            if "banner" in str(exc) or "No existing session" in str(exc):
+                raise ConnectError(
+                    f"no SSH server answered within {t.connect_timeout:g} s (the port accepts connections "
+                    "but sent no SSH banner)", where=self.address,
+                    hint="is this the device's SSH port? (a Pi: 22, Termux: 8022; `--set port=N`)") from None
             raise ConnectError(f"SSH failed: {exc}", where=self.address) from None
-        except (OSError, socket.timeout) as exc:
+        except (TimeoutError, OSError) as exc:
             client.close()
-            raise ConnectError(f"cannot reach {self.address}: {exc}", where=self.address,
+            reason = "connection refused" if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError) else exc
+            raise ConnectError(f"cannot reach {self.address}: {reason}", where=self.address,
                                hint="is the device on and sshd running? (`edgekit emu up NAME` for an "
                                     "emulated one)") from None
         self._client = client

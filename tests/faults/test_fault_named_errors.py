@@ -1,0 +1,145 @@
+"""Bad arguments and input files end in a named error and exit 2, never a raw traceback; a silent port, a missing
+key and a refused port are told apart."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def write_recipe(folder: Path, model: str, extra: str = "", name: str = "r") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(f"name: {name}\nmodel: {model}\ninput: {{name: input, shape: [1, 3, 8, 8]}}\n"
+                    f"formats: [tflite-fp32]\n{extra}")
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["deploy", str(RECIPES / "tiny.yaml"), "--target", "local", "--threads", "1,x"], "--threads"),
+    (["report", "--since", "30days"], "--since"),
+    (["estimate", str(RECIPES / "tiny.yaml"), "--board", "pi3"], "pi3"),
+    (["bench", "/nonexistent/model.tflite", "--target", "host"], "file not found"),
+    (["bench", "/nonexistent/model.txt", "--target", "host"], "not a model file"),
+    (["deploy", str(RECIPES / "tiny.yaml"), "--target", "nosuch"], "unknown target"),
+    (["convert", "/nonexistent/recipe.yaml"], "not found"),
+])
+def test_bad_arguments_exit_2_with_a_named_error(args: list[str], message: str, edgekit_cli) -> None:
+    out = edgekit_cli(*args, timeout=120)
+    assert out.code == 2, (out.code, out.stdout[-500:], out.stderr)
+    assert message in out.stderr and out.first_error_line.startswith("error (")
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("content", [os.urandom(3000), b"\x08\x07\x12\x04abc\x3a\x80\x80"])
+def test_a_random_or_truncated_onnx_is_named_and_never_cached(tmp_path: Path, content: bytes, edgekit_cli) -> None:
+    (tmp_path / "m.onnx").write_bytes(content)
+    recipe = write_recipe(tmp_path, "{kind: onnx, path: m.onnx}")
+    home = tmp_path / "home"
+    out = edgekit_cli("convert", str(recipe), env={"EDGEKIT_HOME": str(home)}, timeout=120)
+    assert out.code == 2 and "InputDataError" in out.stderr and "ONNX" in out.stderr, out.stderr
+    assert not list((home / "cache").rglob("model.onnx")) if (home / "cache").exists() else True
+    assert "Traceback" not in out.stderr
+
+
+def test_a_junk_image_in_the_calibration_folder_is_named(tmp_path: Path) -> None:
+    from edgekit.convert.calibration import calibration_inputs
+    from edgekit.errors import InputDataError
+    from edgekit.recipe import load_recipe
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(os.urandom(500))
+    recipe = load_recipe(write_recipe(tmp_path, "{kind: torch, builder: 'edgekit.zoo.tiny:build'}",
+                                      "calibration: {data: {kind: images, path: imgs}}\n"))
+    with pytest.raises(InputDataError, match="a.png"):
+        calibration_inputs(recipe)
+
+
+def test_an_unreadable_npy_is_named(tmp_path: Path) -> None:
+    from edgekit.convert.calibration import calibration_inputs
+    from edgekit.errors import InputDataError
+    from edgekit.recipe import load_recipe
+
+    (tmp_path / "x.npy").write_bytes(b"not an array")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for name in ("x.npy", "obj.npy"):
+        recipe = load_recipe(write_recipe(tmp_path, "{kind: torch, builder: 'edgekit.zoo.tiny:build'}",
+                                          f"calibration: {{data: {{kind: npy, path: {name}}}}}\n"))
+        with pytest.raises(InputDataError, match=name):
+            calibration_inputs(recipe)
+
+
+def test_an_input_too_large_to_allocate_is_refused_by_the_recipe(tmp_path: Path) -> None:
+    from edgekit.errors import RecipeError
+    from edgekit.recipe import load_recipe
+
+    path = write_recipe(tmp_path, "{kind: torch, builder: 'edgekit.zoo.tiny:build'}")
+    path.write_text(path.read_text().replace("[1, 3, 8, 8]", "[1, 3, 64000, 64000]"))
+    with pytest.raises(RecipeError, match="input.shape"):
+        load_recipe(path)
+
+
+def test_a_non_utf8_recipe_exits_2(tmp_path: Path, edgekit_cli) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_bytes(b"name: caf\xe9\n")
+    out = edgekit_cli("convert", str(path))
+    assert out.code == 2 and "UTF-8" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.fixture()
+def silent_port() -> Iterator[int]:
+    """A TCP port that accepts connections and never says a word (no SSH banner)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(server.getsockname()[1])
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.integration
+def test_a_port_that_never_speaks_ssh_is_named_within_the_connect_timeout(pi4_emu, silent_port: int,
+                                                                          edgekit_cli) -> None:
+    out = edgekit_cli("targets", "check", "pi4", "--set", "host=127.0.0.1", "--set", f"port={silent_port}",
+                      "--set", "connect_timeout=2", "--set", f"key={pi4_emu.key}", timeout=60)
+    assert out.code == 1 and "no SSH server answered" in out.stderr, out.stderr
+    assert out.seconds < 15 and "Traceback" not in out.stderr and "Exception" not in out.stderr
+
+
+def test_a_missing_key_file_is_not_reported_as_unreachable(tmp_path: Path, edgekit_cli) -> None:
+    out = edgekit_cli("targets", "check", "pi4", "--set", "host=127.0.0.1", "--set", "port=1",
+                      "--set", f"key={tmp_path / 'missing'}", timeout=60)
+    assert out.code == 2 and "KeyFileError" in out.stderr and "missing" in out.stderr, out.stderr
+    assert "cannot reach" not in out.stderr
+
+
+def test_a_refused_port_says_connection_refused(tmp_path: Path, pi4_emu, edgekit_cli) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = edgekit_cli("targets", "check", "pi4", "--set", "host=127.0.0.1", "--set", f"port={port}",
+                      "--set", f"key={pi4_emu.key}", timeout=60)
+    assert out.code == 1 and "connection refused" in out.stderr and "Traceback" not in out.stderr, out.stderr
