@@ -255,7 +255,7 @@ def _tflite_tensors(path: Path, inputs: np.ndarray) -> tuple[list[dict[str, Any]
     interp.allocate_tensors()
     details = {t["index"]: t for t in interp.get_tensor_details()}
     ops = []
-    for op in interp._get_ops_details():  # noqa: SLF001 - the only API listing ops with their tensors
+    for op in interp._get_ops_details():
         if op["op_name"] == "DELEGATE" or not len(op["outputs"]):
             continue
         out = details[op["outputs"][0]]

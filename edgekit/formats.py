@@ -44,6 +44,6 @@ class Format(str, Enum):
         return self.precision in (Precision.DYNAMIC, Precision.INT8)
 
     @property
-    def fp32_reference(self) -> "Format":
+    def fp32_reference(self) -> Format:
         """The fp32 format of the same runtime, the base of every speed-up figure."""
         return Format(f"{self.runtime.value}-fp32")

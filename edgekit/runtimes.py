@@ -11,8 +11,8 @@ and may order them differently; ncnn calls them out0..).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

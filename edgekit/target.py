@@ -154,7 +154,7 @@ def list_target_names() -> list[str]:
     return list(names)
 
 
-def open_transport(target: Target) -> "Transport":
+def open_transport(target: Target) -> Transport:
     """A lazily connecting transport for the target (SSH or local)."""
     if target.transport is TransportKind.LOCAL:
         from edgekit.transport.local import LocalTransport

@@ -16,8 +16,9 @@ import json
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -83,10 +84,10 @@ def _child(job_path: Path) -> None:
     converter = tf.lite.TFLiteConverter.from_saved_model("saved")
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.SELECT_TF_OPS]
-    converter._experimental_disable_per_channel = bool(job["per_tensor"])  # noqa: SLF001 - as onnx2tf sets it
+    converter._experimental_disable_per_channel = bool(job["per_tensor"])
     converter.representative_dataset = representative
     converter.experimental_mlir_quantizer = True
-    converter._experimental_calibrate_only = True  # noqa: SLF001 - the QuantizationDebugger's way
+    converter._experimental_calibrate_only = True
     calibrated = converter.convert()
     interp = tf.lite.Interpreter(model_content=calibrated)
     names = {t["index"]: t["name"] for t in interp.get_tensor_details()}

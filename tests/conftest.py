@@ -35,7 +35,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def pi4_emu() -> Iterator["object"]:
+def pi4_emu() -> Iterator[object]:
     """The pi4-emu Target with live connection details (device started if needed)."""
     from edgekit.emu.runner import down, running_state
     from edgekit.target import ensure_device, load_target
@@ -50,7 +50,7 @@ def pi4_emu() -> Iterator["object"]:
 
 
 @pytest.fixture()
-def pi4_transport(pi4_emu: "object") -> Iterator["object"]:
+def pi4_transport(pi4_emu: object) -> Iterator[object]:
     """An open SSH transport to pi4-emu, closed after the test."""
     from edgekit.target import open_transport
 

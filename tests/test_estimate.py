@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_counting import CHANNELS, SIZE, write_chain
 
 from edgekit.estimate import cost_model
 from edgekit.estimate.attach import board_for_device, estimate_for
@@ -18,7 +19,6 @@ from edgekit.estimate.graph import analyze
 from edgekit.estimate.roofline import roofline
 from edgekit.formats import Format, Precision
 from edgekit.results import ArtifactInfo, Measurement
-from test_counting import CHANNELS, SIZE, write_chain
 
 CONV_MACS = CHANNELS * CHANNELS * 9 * SIZE * SIZE  # one 3x3 conv, 16 -> 16 channels, 32x32, stride 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from edgekit.report.synthetic import synthetic_result
 from edgekit.results import DeployResult
 from edgekit.store import open_store
 
-T0 = datetime(2026, 5, 1, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
 FORMATS = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_INT8)
 
 

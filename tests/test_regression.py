@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ from edgekit.report.synthetic import synthetic_history, synthetic_result
 from edgekit.results import DeployResult
 from edgekit.store import StoredRun
 
-T0 = datetime(2026, 2, 1, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 2, 1, 2, 0, tzinfo=UTC)
 FORMATS = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_FP32)
 
 

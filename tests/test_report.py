@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from edgekit.report.synthetic import synthetic_result
 from edgekit.store import open_store
 
 CHROMIUM = "/usr/bin/chromium"
-T0 = datetime(2026, 6, 1, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
 FORMATS = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_FP32, Format.NCNN_INT8)
 
 
@@ -196,7 +196,7 @@ def test_parse_since() -> None:
     assert parse_since("30d", now=now) == now - 30 * 86400
     assert parse_since("12h", now=now) == now - 12 * 3600
     assert parse_since("all") is None and parse_since(None) is None
-    assert parse_since("2026-01-31") == datetime(2026, 1, 31, tzinfo=timezone.utc).timestamp()
+    assert parse_since("2026-01-31") == datetime(2026, 1, 31, tzinfo=UTC).timestamp()
     with pytest.raises(Exception, match="cannot read"):
         parse_since("last tuesday")
 

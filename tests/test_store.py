@@ -19,7 +19,7 @@ import tempfile
 import textwrap
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from edgekit.report.synthetic import synthetic_history, synthetic_result
 from edgekit.results import DeployResult, Measurement
 from edgekit.store import SCHEMA_VERSION, codec, migrations, open_store, record, resolve_url, schema
 
-T0 = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)

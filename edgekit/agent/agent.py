@@ -37,8 +37,9 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -79,9 +80,9 @@ def _read(path: str) -> Optional[str]:
         return None
 
 
-def _cpuinfo() -> Dict[str, Any]:
+def _cpuinfo() -> dict[str, Any]:
     text = _read("/proc/cpuinfo") or ""
-    fields: Dict[str, str] = {}
+    fields: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if sep and key.strip() not in fields:
@@ -92,7 +93,7 @@ def _cpuinfo() -> Dict[str, Any]:
     return {"cpu_model": model, "cpu_part": part, "cpu_features": features}
 
 
-def _freqs() -> List[Dict[str, Any]]:
+def _freqs() -> list[dict[str, Any]]:
     out = []
     root = "/sys/devices/system/cpu"
     names = sorted((n for n in _listdir(root) if re.match(r"cpu\d+$", n)), key=lambda n: int(n[3:]))
@@ -125,7 +126,7 @@ def _throttled() -> Optional[str]:
     return done.stdout.strip().partition("=")[2] or None
 
 
-def _meminfo() -> Tuple[Optional[float], Optional[float]]:
+def _meminfo() -> tuple[Optional[float], Optional[float]]:
     values = {}
     for line in (_read("/proc/meminfo") or "").splitlines():
         key, _, rest = line.partition(":")
@@ -134,7 +135,7 @@ def _meminfo() -> Tuple[Optional[float], Optional[float]]:
     return (total / 1024.0 if total else None, avail / 1024.0 if avail else None)
 
 
-def _runtime_versions() -> Dict[str, str]:
+def _runtime_versions() -> dict[str, str]:
     """Installed versions, read from package metadata so facts cost no runtime import."""
     try:
         from importlib import metadata
@@ -149,7 +150,7 @@ def _runtime_versions() -> Dict[str, str]:
     return found
 
 
-def device_facts() -> Dict[str, Any]:
+def device_facts() -> dict[str, Any]:
     mem_total, mem_avail = _meminfo()
     facts = {"nice": _nice(), "machine": platform.machine(), "cores": os.cpu_count() or 1, "mem_total_mb": mem_total,
              "mem_available_mb": mem_avail, "freqs": _freqs(), "temperature_c": _temperature(),
@@ -178,7 +179,7 @@ def raise_priority(nice: Optional[int]) -> None:
         log("priority left at nice %s (%s)" % (_nice(), exc))
 
 
-def _listdir(path: str) -> List[str]:
+def _listdir(path: str) -> list[str]:
     try:
         return os.listdir(path)
     except OSError:
@@ -233,8 +234,8 @@ class InsnCounter:
     def __init__(self) -> None:
         self.path = os.environ.get("EDGEKIT_INSN_FILE")
         self._syscall = None
-        self.last_split: List[int] = []
-        self.last_mix: List[int] = []
+        self.last_split: list[int] = []
+        self.last_mix: list[int] = []
         if self.path:
             import ctypes
             self._syscall = ctypes.CDLL(None).syscall
@@ -255,7 +256,7 @@ class InsnCounter:
         return fields[0]
 
 
-def last_count_line(path: str) -> List[int]:
+def last_count_line(path: str) -> list[int]:
     """The integers of the last line the counting plugin wrote before its `;` (the total, then each thread's
     share), or [] if none is readable. After the `;` comes the instruction mix (see last_mix)."""
     line = _last_line(path)
@@ -265,7 +266,7 @@ def last_count_line(path: str) -> List[int]:
         return []
 
 
-def last_mix(path: str) -> List[int]:
+def last_mix(path: str) -> list[int]:
     """The last window's instruction mix: SIMD/FP, SIMD/FP loads+stores, other loads+stores, branches, other."""
     parts = _last_line(path).split(";")
     try:
@@ -285,7 +286,7 @@ def _last_line(path: str) -> str:
 
 
 # --- runtimes -------------------------------------------------------------------------------------------------
-def _fit_shape(x: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
+def _fit_shape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """One input sample in the model's shape: as is, with a batch axis, or NCHW -> NHWC (onnx2tf models)."""
     candidates = [x, x[None]]
     if x.ndim == 4:
@@ -311,7 +312,7 @@ class TfliteRunner:
         self.names = _signature_output_names(self.interp, self.outs)
         self.invoke = self.interp.invoke
 
-    def input_shape(self) -> Tuple[int, ...]:
+    def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.inp["shape"])
 
     def set_input(self, x: np.ndarray) -> None:
@@ -323,7 +324,7 @@ class TfliteRunner:
             x = np.clip(np.round(x / scale + zero), info.min, info.max)
         self.interp.set_tensor(self.inp["index"], x.astype(dtype))
 
-    def outputs(self) -> List[Tuple[str, np.ndarray]]:
+    def outputs(self) -> list[tuple[str, np.ndarray]]:
         result = []
         for name, det in zip(self.names, self.outs):
             y = self.interp.get_tensor(det["index"]).copy()
@@ -334,7 +335,7 @@ class TfliteRunner:
         return result
 
 
-def _signature_output_names(interp: Any, outs: List[Dict[str, Any]]) -> List[str]:
+def _signature_output_names(interp: Any, outs: list[dict[str, Any]]) -> list[str]:
     """The signature's output names (onnx2tf keeps the ONNX names there), else the tensor names: the same
     naming as edgekit.runtimes on the host, so outputs line up by name."""
     names = {o["index"]: o["name"] for o in outs}
@@ -348,7 +349,7 @@ def _signature_output_names(interp: Any, outs: List[Dict[str, Any]]) -> List[str
     return [names[o["index"]] for o in outs]
 
 
-def _import_tflite(preference: str) -> Tuple[str, Any]:
+def _import_tflite(preference: str) -> tuple[str, Any]:
     order = ["ai_edge_litert", "tflite_runtime"] if preference in ("auto", "") else [preference]
     errors = []
     for name in order:
@@ -360,12 +361,12 @@ def _import_tflite(preference: str) -> Tuple[str, Any]:
     raise RuntimeError("no TFLite runtime importable (%s)" % "; ".join(errors))
 
 
-def _ncnn_io_from_param(path: str) -> Tuple[List[str], List[str]]:
+def _ncnn_io_from_param(path: str) -> tuple[list[str], list[str]]:
     """Input blobs (Input layers) and outputs of a .param file: the blobs produced but never consumed, where a
     sink made by a `Noop` layer (which only gathers the real outputs, e.g. a detector's six heads) stands for
     that layer's inputs."""
     produced, consumed, inputs = [], set(), []
-    noop_inputs: Dict[str, List[str]] = {}
+    noop_inputs: dict[str, list[str]] = {}
     with open(path) as handle:
         lines = handle.read().splitlines()[2:]
     for line in lines:
@@ -381,7 +382,7 @@ def _ncnn_io_from_param(path: str) -> Tuple[List[str], List[str]]:
         if parts[0] == "Noop":
             for top in tops:
                 noop_inputs[top] = bottoms
-    outputs: List[str] = []
+    outputs: list[str] = []
     for blob in produced:
         if blob in consumed:
             continue
@@ -394,7 +395,7 @@ def _ncnn_io_from_param(path: str) -> Tuple[List[str], List[str]]:
 class NcnnRunner:
     runtime = "ncnn"
 
-    def __init__(self, param: str, model: str, threads: int, io: Optional[Dict[str, Any]]) -> None:
+    def __init__(self, param: str, model: str, threads: int, io: Optional[dict[str, Any]]) -> None:
         import ncnn
         io = io or {}
         inputs, outputs = _ncnn_io_from_param(param)
@@ -415,7 +416,7 @@ class NcnnRunner:
         self._ncnn = ncnn
         self.mat = None
         self._array: Optional[np.ndarray] = None  # ncnn.Mat(array) does not copy: the array must outlive it
-        self._last: List[Any] = []
+        self._last: list[Any] = []
 
     def set_input(self, x: np.ndarray) -> None:
         """ncnn has no batch axis: the sample in the sidecar's input shape, without its batch axis of 1."""
@@ -437,7 +438,7 @@ class NcnnRunner:
             last.append(out)
         self._last = last
 
-    def outputs(self) -> List[Tuple[str, np.ndarray]]:
+    def outputs(self) -> list[tuple[str, np.ndarray]]:
         result = []
         for name, shape, mat in zip(self.out_names, self.out_shapes, self._last):
             if mat.empty():  # e.g. a detector with no detection: a result, and np.array() of it crashes
@@ -448,7 +449,7 @@ class NcnnRunner:
         return result
 
 
-def open_runner(art: Dict[str, Any], base: str, threads: int, preference: str) -> Any:
+def open_runner(art: dict[str, Any], base: str, threads: int, preference: str) -> Any:
     files = [_resolve(base, f) for f in art["files"]]
     if art["format"].startswith("tflite"):
         return TfliteRunner(files[0], threads, preference)
@@ -485,7 +486,7 @@ def calibrate_number(fn: Callable[[], Any], number: int, min_repeat_ms: float) -
     return number
 
 
-def sample(fn: Callable[[], Any], repeat: int, number: int, insn: InsnCounter) -> Tuple[List[float], List[int]]:
+def sample(fn: Callable[[], Any], repeat: int, number: int, insn: InsnCounter) -> tuple[list[float], list[int]]:
     samples, counts = [], []
     for _ in range(repeat):
         insn.start()
@@ -508,7 +509,7 @@ def _noop() -> None:
     return None
 
 
-def summarize(samples: List[float]) -> Dict[str, float]:
+def summarize(samples: list[float]) -> dict[str, float]:
     arr = np.asarray(samples, dtype=np.float64)
     p50, p90, p99 = (float(v) for v in np.percentile(arr, [50, 90, 99]))
     std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
@@ -517,9 +518,9 @@ def summarize(samples: List[float]) -> Dict[str, float]:
 
 
 # --- one measurement ------------------------------------------------------------------------------------------
-def measure(art: Dict[str, Any], threads: int, req: Dict[str, Any], inputs: np.ndarray, base: str,
-            outdir: Optional[str], insn: InsnCounter) -> Dict[str, Any]:
-    m: Dict[str, Any] = {"artifact": art["id"], "format": art["format"], "runtime": "", "threads": threads,
+def measure(art: dict[str, Any], threads: int, req: dict[str, Any], inputs: np.ndarray, base: str,
+            outdir: Optional[str], insn: InsnCounter) -> dict[str, Any]:
+    m: dict[str, Any] = {"artifact": art["id"], "format": art["format"], "runtime": "", "threads": threads,
                          "status": "failed", "number": int(req.get("number", 1))}
     gc.collect()
     m["peak_rss_scope"] = "measurement" if reset_peak_rss() else "process"
@@ -560,10 +561,10 @@ def measure(art: Dict[str, Any], threads: int, req: Dict[str, Any], inputs: np.n
 
 
 def save_outputs(runner: Any, inputs: np.ndarray, outdir: str, art_id: str, threads: int,
-                 base: str) -> Dict[str, Any]:
+                 base: str) -> dict[str, Any]:
     """Run every evaluation input, stack each output over samples, write one .npz, checksum each output."""
-    stacks: List[List[np.ndarray]] = []
-    names: List[str] = []
+    stacks: list[list[np.ndarray]] = []
+    names: list[str] = []
     for x in inputs:
         runner.set_input(x)
         runner.invoke()
@@ -586,8 +587,8 @@ def save_outputs(runner: Any, inputs: np.ndarray, outdir: str, art_id: str, thre
             "output_shapes": [list(a.shape) for a in arrays]}
 
 
-def _unique_keys(names: List[str]) -> List[str]:
-    keys: List[str] = []
+def _unique_keys(names: list[str]) -> list[str]:
+    keys: list[str] = []
     for i, name in enumerate(names):
         key = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "output"
         keys.append(key if key not in keys else "%s_%d" % (key, i))
@@ -599,7 +600,7 @@ def _resolve(base: str, path: str) -> str:
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
 
 
-def load_inputs(req: Dict[str, Any], base: str) -> np.ndarray:
+def load_inputs(req: dict[str, Any], base: str) -> np.ndarray:
     """The evaluation inputs (first axis = sample), or seeded uniform random inputs of a given shape."""
     if req.get("inputs"):
         return np.load(_resolve(base, req["inputs"])).astype(np.float32)
@@ -635,7 +636,7 @@ def device_lock(path: str, timeout_s: float) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
-def write_json(path: str, obj: Dict[str, Any]) -> None:
+def write_json(path: str, obj: dict[str, Any]) -> None:
     tmp = "%s.tmp.%d" % (path, os.getpid())
     with open(tmp, "w") as handle:
         json.dump(obj, handle, indent=1)
@@ -648,7 +649,7 @@ def run(request_path: str, result_path: str) -> int:
     base = os.path.dirname(os.path.abspath(request_path))
     with open(request_path) as handle:
         req = json.load(handle)
-    result: Dict[str, Any] = {"protocol": PROTOCOL_VERSION, "started_at": now(), "facts_before": device_facts(),
+    result: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "started_at": now(), "facts_before": device_facts(),
                               "measurements": [], "request": req}
     write_json(result_path, result)
     lock = _resolve(base, req.get("lock_file") or ".edgekit.lock")
@@ -667,7 +668,7 @@ def run(request_path: str, result_path: str) -> int:
     return EXIT_OK
 
 
-def run_all(req: Dict[str, Any], base: str, result: Dict[str, Any], result_path: str) -> None:
+def run_all(req: dict[str, Any], base: str, result: dict[str, Any], result_path: str) -> None:
     if req.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
         raise AgentFailure("request protocol %r, agent speaks %d" % (req.get("protocol"), PROTOCOL_VERSION),
                            EXIT_BAD_REQUEST)
@@ -691,7 +692,7 @@ def run_all(req: Dict[str, Any], base: str, result: Dict[str, Any], result_path:
             log("%s threads=%d %s p50=%s ms" % (art["id"], threads, m["status"], m.get("p50_ms")))
 
 
-def main(argv: List[str]) -> int:
+def main(argv: list[str]) -> int:
     if len(argv) != 3:
         sys.stderr.write("usage: python agent.py request.json result.json\n")
         return EXIT_BAD_REQUEST

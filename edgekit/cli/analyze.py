@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich import box
@@ -31,8 +31,8 @@ def analyze_cmd(
     samples: int = typer.Option(16, "--samples", "-n", min=1, help="evaluation inputs to compare layers on"),
     top: int = typer.Option(10, "--top", min=1, help="how many of the worst layers to list"),
     fix: bool = typer.Option(False, "--fix", help="keep the worst layers in float until the recipe's gate is met"),
-    max_float: Optional[int] = typer.Option(None, "--max-float", min=1, help="with --fix: at most this many"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="also write the numbers as JSON here"),
+    max_float: int | None = typer.Option(None, "--max-float", min=1, help="with --fix: at most this many"),
+    json_path: Path | None = typer.Option(None, "--json", help="also write the numbers as JSON here"),
 ) -> None:
     """Compare an INT8 artifact's intermediate tensors with fp32, layer by layer; list where accuracy goes.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich import box
@@ -27,12 +27,12 @@ if not console.is_terminal:  # logs and CI: keep table rows on one line
 
 def convert_cmd(
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/yolov5-lite.yaml"),
-    fmt: Optional[list[Format]] = typer.Option(None, "--format", "-f",
+    fmt: list[Format] | None = typer.Option(None, "--format", "-f",
                                                help="only these formats (repeatable)"),
     int8_only: bool = typer.Option(False, "--int8-only",
                                    help="only the recipe's INT8 formats (make quantize)"),
     keep_going: bool = typer.Option(False, "--keep-going", help="exit 0 even if an artifact fails"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="also write the results as JSON here"),
+    json_path: Path | None = typer.Option(None, "--json", help="also write the results as JSON here"),
 ) -> None:
     """Convert a recipe's model to its formats, check each against the original, print a table.
 

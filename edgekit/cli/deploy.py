@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -46,21 +45,21 @@ def parse_threads(text: str | None) -> tuple[int, ...] | None:
 
 def deploy_cmd(
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/yolov5-lite.yaml"),
-    target: Optional[list[str]] = typer.Option(None, "--target", "-t", help="target name or file (repeatable)"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="write everything (request, device facts, every "
+    target: list[str] | None = typer.Option(None, "--target", "-t", help="target name or file (repeatable)"),
+    json_path: Path | None = typer.Option(None, "--json", help="write everything (request, device facts, every "
                                              "sample, comparisons, tool versions) to this file, also as it goes"),
-    threads: Optional[str] = typer.Option(None, "--threads", help="thread counts, e.g. 1,2,4 (overrides recipe)"),
-    repeat: Optional[int] = typer.Option(None, "--repeat", min=1, help="timed samples per artifact and thread count"),
-    warmup: Optional[int] = typer.Option(None, "--warmup", min=0, help="discarded runs before timing"),
-    samples: Optional[int] = typer.Option(None, "--samples", min=1, help="evaluation inputs sent to targets "
+    threads: str | None = typer.Option(None, "--threads", help="thread counts, e.g. 1,2,4 (overrides recipe)"),
+    repeat: int | None = typer.Option(None, "--repeat", min=1, help="timed samples per artifact and thread count"),
+    warmup: int | None = typer.Option(None, "--warmup", min=0, help="discarded runs before timing"),
+    samples: int | None = typer.Option(None, "--samples", min=1, help="evaluation inputs sent to targets "
                                           "(default: all the recipe's; fewer keeps emulated runs short)"),
-    fmt: Optional[list[Format]] = typer.Option(None, "--format", "-f", help="only these formats (repeatable)"),
+    fmt: list[Format] | None = typer.Option(None, "--format", "-f", help="only these formats (repeatable)"),
     no_host: bool = typer.Option(False, "--no-host", help="do not measure the host CPU (no host-vs-ARM drift)"),
     keep_going: bool = typer.Option(False, "--keep-going", help="deploy the formats that converted even if "
                                     "another failed to convert"),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="override a field of every named target, e.g. "
+    set_: list[str] | None = typer.Option(None, "--set", help="override a field of every named target, e.g. "
                                              "--set emulated.counting=true (repeatable)"),
-    store: Optional[str] = typer.Option(None, "--store", help="results store: a SQLAlchemy URL or a SQLite file "
+    store: str | None = typer.Option(None, "--store", help="results store: a SQLAlchemy URL or a SQLite file "
                                         "(default: $EDGEKIT_STORE, else the data dir)"),
     no_store: bool = typer.Option(False, "--no-store", help="do not record the run in the results store"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also show emulated wall times in the table"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -23,7 +23,7 @@ if not console.is_terminal:  # logs and CI: keep each line whole
     console.width = max(console.width, 130)
 
 
-def _shape(text: Optional[str]) -> list[int] | None:
+def _shape(text: str | None) -> list[int] | None:
     if not text:
         return None
     try:
@@ -32,7 +32,7 @@ def _shape(text: Optional[str]) -> list[int] | None:
         raise EdgekitError(f"bad input shape {text!r}", where="--input-shape", hint="e.g. 1,3,224,224") from None
 
 
-def _format_of(artifact: Path, fmt: Optional[str]) -> Any:
+def _format_of(artifact: Path, fmt: str | None) -> Any:
     from edgekit.estimate.roofline import artifact_format
     from edgekit.formats import Format
 
@@ -49,8 +49,8 @@ def estimate_cmd(
     artifact: Path = typer.Argument(..., help="a .tflite, an ncnn .param (its .bin beside it) or an .onnx"),
     board: str = typer.Option(..., "--board", "-b", help="pi4 or pi5"),
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="threads on the real board"),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="NCHW, for a .param without sidecar"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="the artifact's format if no metadata says it"),
+    input_shape: str | None = typer.Option(None, "--input-shape", help="NCHW, for a .param without sidecar"),
+    fmt: str | None = typer.Option(None, "--format", help="the artifact's format if no metadata says it"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
 ) -> None:
     """Estimate the latency of one inference on a real Pi 4 / Pi 5 (an estimate with its stated error).
@@ -109,8 +109,8 @@ def roofline_cmd(
     artifact: Path = typer.Argument(..., help="a .tflite, an ncnn .param (its .bin beside it) or an .onnx"),
     board: str = typer.Option(..., "--board", "-b", help="pi4 or pi5"),
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="cores used on the real board"),
-    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="NCHW, for a .param without sidecar"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="the artifact's format if no metadata says it"),
+    input_shape: str | None = typer.Option(None, "--input-shape", help="NCHW, for a .param without sidecar"),
+    fmt: str | None = typer.Option(None, "--format", help="the artifact's format if no metadata says it"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
 ) -> None:
     """MACs, parameters, bytes moved, and the lower bound on latency from the board's peak specs.

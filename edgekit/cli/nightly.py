@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -18,9 +17,9 @@ def nightly_cmd(
         [Path("recipes")], "--recipes", help="recipe folder or file (repeatable)"
     ),
     targets: str = typer.Option(..., "--targets", help="comma-separated target names, e.g. pi4,pi5-emu"),
-    store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
-    html: Optional[Path] = typer.Option(None, "--html", help="write the HTML report here"),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write the Markdown summary here"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    html: Path | None = typer.Option(None, "--html", help="write the HTML report here"),
+    markdown: Path | None = typer.Option(None, "--markdown", help="write the Markdown summary here"),
     since: str = typer.Option(
         "30d", "--since", help="history shown in the report: 30d, 2w, a date, or 'all'"
     ),

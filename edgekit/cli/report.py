@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -15,11 +14,11 @@ STORE_HELP = "results store: a SQLAlchemy URL or a SQLite file (default: $EDGEKI
 
 def report_cmd(
     since: str = typer.Option("30d", "--since", help="history window: 30d, 12h, 2w, a date, or 'all'"),
-    recipe: Optional[list[str]] = typer.Option(None, "--recipe", help="only this recipe (repeatable)"),
-    target: Optional[list[str]] = typer.Option(None, "--target", help="only this target (repeatable)"),
-    html: Optional[Path] = typer.Option(None, "--html", help="write the self-contained HTML report here"),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="write a short Markdown summary here"),
-    store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
+    recipe: list[str] | None = typer.Option(None, "--recipe", help="only this recipe (repeatable)"),
+    target: list[str] | None = typer.Option(None, "--target", help="only this target (repeatable)"),
+    html: Path | None = typer.Option(None, "--html", help="write the self-contained HTML report here"),
+    markdown: Path | None = typer.Option(None, "--markdown", help="write a short Markdown summary here"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
     min_change: float = typer.Option(0.05, "--min-change", help="smallest relative slowdown flagged"),
 ) -> None:
     """Per recipe: the latest table (artifact x target), latency trends, sample distributions, INT8 vs

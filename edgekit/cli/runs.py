@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -29,9 +29,9 @@ EMU = "[black on yellow] emulated [/]"
 def list_cmd(
     ctx: typer.Context,
     limit: int = typer.Option(20, "--limit", "-n", help="how many runs, newest first"),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="only runs of this recipe"),
-    target: Optional[str] = typer.Option(None, "--target", help="only runs on this target"),
-    store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
+    recipe: str | None = typer.Option(None, "--recipe", help="only runs of this recipe"),
+    target: str | None = typer.Option(None, "--target", help="only runs on this target"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
 ) -> None:
     """List recent runs: id, time, recipe, targets, measurement counts, git revision.
 
@@ -66,7 +66,7 @@ def list_cmd(
 @runs_app.command("show")
 def show_cmd(
     run_id: int = typer.Argument(..., help="run id, as `edgekit runs` lists it"),
-    store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
     json_out: bool = typer.Option(False, "--json", help="print the stored deploy result as JSON"),
 ) -> None:
     """Print one run: recipe, tool versions, artifacts with fidelity, and per target the device facts and
@@ -87,7 +87,7 @@ def show_cmd(
 @runs_app.command("import")
 def import_cmd(
     files: list[Path] = typer.Argument(..., help="deploy result JSON files (`edgekit deploy --json PATH`)"),
-    store: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
 ) -> None:
     """Record deploy results written by `edgekit deploy --json` (for example on another machine).
 

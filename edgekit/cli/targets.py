@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -46,7 +44,7 @@ def list_cmd(ctx: typer.Context) -> None:
 
 @targets_app.command("check")
 def check_cmd(name: str = typer.Argument(..., help="target name (targets/NAME.yaml) or a path"),
-              set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP)) -> None:
+              set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP)) -> None:
     """Connect and print what the device is: machine, CPU model and features, cores, memory, python and
     runtime versions, emulated or not (starts an emulated device if needed).
 
@@ -62,7 +60,7 @@ def check_cmd(name: str = typer.Argument(..., help="target name (targets/NAME.ya
 
 @targets_app.command("setup")
 def setup_cmd(name: str = typer.Argument(..., help="target name (targets/NAME.yaml) or a path"),
-              set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP)) -> None:
+              set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP)) -> None:
     """Install the runtimes the device lacks (numpy, ai-edge-litert or tflite-runtime, ncnn) from wheels
     downloaded on this machine for the device's python/arch/glibc and pushed over SSH (no internet needed on
     the device).
@@ -77,7 +75,7 @@ def setup_cmd(name: str = typer.Argument(..., help="target name (targets/NAME.ya
     _print_info(target.name, info)
 
 
-def _print_info(name: str, info: "object") -> None:
+def _print_info(name: str, info: object) -> None:
     raw = info.raw  # type: ignore[attr-defined]
     table = Table(title=f"{name}", show_header=False)
     table.add_column("field", style="bold")

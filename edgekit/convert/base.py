@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from edgekit.formats import Format
 from edgekit.recipe import Recipe
@@ -36,7 +37,7 @@ class Converter(abc.ABC):
     """Turns an ONNX model into one or more formats. Heavy toolchains are imported inside `convert`."""
 
     formats: ClassVar[tuple[Format, ...]] = ()
-    registry: ClassVar[dict[Format, type["Converter"]]] = {}
+    registry: ClassVar[dict[Format, type[Converter]]] = {}
     peak_rss_mb: float | None = None  # set by a convert that measured its tool's peak memory (e.g. a subprocess)
 
     def __init_subclass__(cls, **kwargs: object) -> None:
@@ -45,7 +46,7 @@ class Converter(abc.ABC):
             Converter.registry[fmt] = cls
 
     @classmethod
-    def for_format(cls, fmt: Format) -> type["Converter"]:
+    def for_format(cls, fmt: Format) -> type[Converter]:
         return cls.registry[fmt]
 
     @classmethod

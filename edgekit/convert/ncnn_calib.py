@@ -10,8 +10,8 @@ but the arithmetic is that of ncnn2table (tools/quantize/ncnn2table.cpp, quantiz
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 

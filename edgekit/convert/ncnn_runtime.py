@@ -20,9 +20,10 @@ A runner sets every `options` key on `ncnn.Net().opt` before loading, feeds each
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ class NcnnIO:
         Path(path).write_text(json.dumps(data, separators=(",", ":")) + "\n")
 
     @classmethod
-    def read(cls, path: Path) -> "NcnnIO":
+    def read(cls, path: Path) -> NcnnIO:
         try:
             return cls(**json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError) as exc:
@@ -107,7 +108,7 @@ class NcnnModel:
     def close(self) -> None:
         self.net.clear()
 
-    def __enter__(self) -> "NcnnModel":
+    def __enter__(self) -> NcnnModel:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -112,7 +112,7 @@ def _convert_group(conv_cls: type[Converter], group: list[Format], onnx: OnnxMod
         try:
             with PeakRss() as peak:
                 files = conv.convert_many(onnx.path, recipe, batch, work)
-        except Exception as exc:  # noqa: BLE001 - a converter crash is a failed artifact / ConversionError
+        except Exception as exc:
             err = exc if isinstance(exc, EdgekitError) else ConversionError(
                 f"{conv_cls.__name__} crashed on {names}: {type(exc).__name__}: {exc}")
             if not keep_going:
@@ -148,7 +148,7 @@ class PeakRss:
         self.peak_mb = 0.0
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self._thread.start()
         return self
 

@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -186,7 +186,7 @@ def _inputs(recipe: Recipe, settings: Settings, folder: Path) -> tuple[Path, obj
 
 
 def _run_targets(plans: list[TargetPlan], arts: list[AgentArtifact], run_id: str, local_root: Path,
-                 say: Progress, writer: "_Writer") -> list[TargetRun]:
+                 say: Progress, writer: _Writer) -> list[TargetRun]:
     host_cpu = HostCpu()
     sessions = [TargetSession(p.target, run_id=run_id, local_dir=local_root / p.target.name, settings=p.settings,
                               progress=say, host_cpu=host_cpu, on_update=lambda _r: writer.write()) for p in plans]
@@ -332,6 +332,6 @@ def _git_revision(path: Path) -> str | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 

@@ -15,8 +15,13 @@ from edgekit.emu import layout
 from edgekit.emu.locks import file_lock
 from edgekit.emu.specs import DeviceSpec, cpuinfo_text, device_spec
 from edgekit.emu.sysroot import PYTHON, ensure_sysroot
-from edgekit.emu.wheels import (TFLITE_RUNTIME_REQS, WheelPlatform, download_wheels, install_wheels_into,
-                                litert_requirements)
+from edgekit.emu.wheels import (
+    TFLITE_RUNTIME_REQS,
+    WheelPlatform,
+    download_wheels,
+    install_wheels_into,
+    litert_requirements,
+)
 from edgekit.errors import EmulatorError
 
 # The emulated devices all run Debian bookworm's arm64 CPython 3.11 (glibc 2.36).

@@ -17,8 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgekit.emu import layout
-from edgekit.emu.wheels import (RUNTIME_PACKAGES, TFLITE_RUNTIME_REQS, WheelPlatform, download_wheels,
-                                pinned_requirements)
+from edgekit.emu.wheels import (
+    RUNTIME_PACKAGES,
+    TFLITE_RUNTIME_REQS,
+    WheelPlatform,
+    download_wheels,
+    pinned_requirements,
+)
 from edgekit.errors import EmulatorError, TargetError
 from edgekit.target import Target, ensure_device, open_transport
 from edgekit.transport.base import Transport
@@ -165,7 +170,6 @@ def setup_target(target: Target, log: Log = print) -> DeviceInfo:
 
 def _setup_emulated(log: Log) -> None:
     from edgekit.emu.build import provision_sites
-
     from edgekit.emu.locks import file_lock
 
     shared = layout.shared()

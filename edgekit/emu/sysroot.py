@@ -8,9 +8,9 @@ the host's apt.conf.d is still read so a proxy configured on the host applies he
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from edgekit.errors import EmulatorError

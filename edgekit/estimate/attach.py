@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.estimate import cost_model
-from edgekit.estimate.boards import BOARDS, board as get_board
+from edgekit.estimate.boards import BOARDS
+from edgekit.estimate.boards import board as get_board
 from edgekit.estimate.graph import analyze
 from edgekit.estimate.roofline import compute_precision, roofline
 from edgekit.formats import Format

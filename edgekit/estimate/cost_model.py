@@ -29,7 +29,8 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import least_squares
 
-from edgekit.estimate.boards import BOARDS, Board, board as get_board
+from edgekit.estimate.boards import BOARDS, Board
+from edgekit.estimate.boards import board as get_board
 from edgekit.formats import Format, Precision, Runtime
 
 Method = Literal["instructions", "macs"]

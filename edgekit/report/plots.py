@@ -13,15 +13,15 @@ from collections import defaultdict
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from edgekit.formats import Format, Precision  # noqa: E402
-from edgekit.report.view import RecipeView  # noqa: E402
-from edgekit.results import Measurement  # noqa: E402
+from edgekit.formats import Format, Precision
+from edgekit.report.view import RecipeView
+from edgekit.results import Measurement
 
 EMULATED_NOTE = "EMULATED: qemu wall time, not device latency"
 _PALETTE = plt.get_cmap("tab10").colors

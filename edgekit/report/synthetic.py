@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -116,7 +116,7 @@ def synthetic_history(
 ) -> list[DeployResult]:
     """`nights` nightly deploys, one day apart; `last_slowdown` applies to the newest night only."""
     rng = np.random.default_rng(seed)
-    start = start or datetime(2026, 1, 1, 2, 0, tzinfo=timezone.utc)
+    start = start or datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
     out = []
     for night in range(nights):
         slow = last_slowdown if night == nights - 1 else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from edgekit.formats import Format
 from edgekit.report.regression import Flag, Settings, detect_latest
@@ -89,7 +89,7 @@ def build(
         # regression baseline may reach back before `since`
         recent = store.history(recipe=name, limit=settings.history + 1)
         views.append(recipe_view(name, shown, recent, targets=targets, settings=settings))
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
     return Report(views, stamp, since, store.url)
 
 
@@ -196,7 +196,7 @@ def _estimate(run: TargetRun, m: Measurement) -> dict | None:
 
 
 def when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _speedup(

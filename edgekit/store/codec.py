@@ -8,7 +8,7 @@ drops data and reading gives back the same pydantic objects.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from edgekit.errors import StoreError
@@ -75,7 +75,7 @@ def timestamp(iso: str, *, where: str = "started_at") -> float:
     except ValueError as exc:
         raise StoreError(f"not an ISO-8601 time: {iso!r}", where=where) from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

@@ -9,7 +9,7 @@ change what "v1" means. Add a step (and bump SCHEMA_VERSION) for every schema ch
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
@@ -228,7 +228,7 @@ def migrate(conn: Connection, *, where: str, upto: int = schema.SCHEMA_VERSION) 
     applied = []
     for version in range(have + 1, upto + 1):
         STEPS[version](conn)
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
         conn.execute(schema.schema_version.insert().values(version=version, applied_at=stamp))
         applied.append(version)
     return applied

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ class Store:
         self.engine = engine
         self.url = engine.url.render_as_string(hide_password=True)
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -260,7 +260,7 @@ def _recorder() -> str | None:
 
 def insert_run(conn: Connection, result: DeployResult) -> int:
     """All rows of one deploy, inside the caller's transaction."""
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     run_id = conn.execute(
         runs.insert().values(codec.run_row(result, recorded_at=now, recorded_by=_recorder()))
     ).inserted_primary_key[0]

@@ -35,7 +35,7 @@ class Transport(abc.ABC):
 
     name: str
 
-    def __enter__(self) -> "Transport":
+    def __enter__(self) -> Transport:
         return self
 
     def __exit__(self, *exc: object) -> None:

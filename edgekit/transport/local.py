@@ -34,7 +34,7 @@ class LocalTransport(Transport):
             self.work_dir = str(data_dir() / "local" / target.name)
         Path(self.work_dir).mkdir(parents=True, exist_ok=True)
 
-    def connect(self) -> "LocalTransport":
+    def connect(self) -> LocalTransport:
         return self
 
     def _abs(self, remote: str) -> Path:

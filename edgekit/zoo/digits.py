@@ -75,7 +75,7 @@ def test_split(n: int = 360, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build(widths: tuple[int, ...] | list[int] = DEFAULT_WIDTHS, num_classes: int = NUM_CLASSES,
-          **_: Any) -> "torch.nn.Module":
+          **_: Any) -> torch.nn.Module:
     """The classifier: per width two Conv-BN-ReLU (the first of later stages strided), GAP, linear.
 
     Exported it is Conv/ReLU/GlobalAveragePool/Gemm only (BN folds into conv), which every target format runs.
@@ -95,7 +95,7 @@ def build(widths: tuple[int, ...] | list[int] = DEFAULT_WIDTHS, num_classes: int
     return model
 
 
-def shift_augment(x: "torch.Tensor", generator: "torch.Generator", max_shift: int = 1) -> "torch.Tensor":
+def shift_augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 1) -> torch.Tensor:
     """Random +-max_shift pixel translations with zero fill, drawn from `generator` (deterministic)."""
     import torch
 

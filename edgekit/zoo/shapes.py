@@ -75,7 +75,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return c0 + (c1 - c0) * t[..., None]
 
 
-def _shape(cls: int, cx: float, cy: float, extent: float, rng: np.random.Generator):  # noqa: ANN202
+def _shape(cls: int, cx: float, cy: float, extent: float, rng: np.random.Generator):
     """A signed-distance function (negative inside) and the exact box of one shape."""
     if cls == 0:
         r = extent / 2
@@ -92,7 +92,7 @@ def _shape(cls: int, cx: float, cy: float, extent: float, rng: np.random.Generat
     return _polygon_sdf(verts), box
 
 
-def _polygon_sdf(verts: np.ndarray):  # noqa: ANN202
+def _polygon_sdf(verts: np.ndarray):
     """Max of signed distances to the edges of a convex polygon (counter-clockwise in image coordinates)."""
     edges = np.roll(verts, -1, axis=0) - verts
     normals = np.stack([edges[:, 1], -edges[:, 0]], axis=1)
@@ -108,7 +108,7 @@ def _polygon_sdf(verts: np.ndarray):  # noqa: ANN202
     return sdf
 
 
-def _paint(img: np.ndarray, sdf, box: np.ndarray, color: np.ndarray) -> None:  # noqa: ANN001
+def _paint(img: np.ndarray, sdf, box: np.ndarray, color: np.ndarray) -> None:
     """Anti-aliased fill: coverage of each pixel centre from the signed distance, only inside the box."""
     h, w = img.shape[:2]
     x0, y0 = max(int(box[0]) - 1, 0), max(int(box[1]) - 1, 0)

@@ -18,7 +18,8 @@ torch is imported inside the functions, so importing this module is cheap.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,7 @@ def build(num_classes: int = 3, width: float = 1.0, size: int = 320, neck: int =
     return YoloV5Lite().eval()
 
 
-def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],  # noqa: N802 (a class factory)
+def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],
            anchors: Sequence[Sequence[Sequence[float]]], size: int, prior_bias: bool = True) -> Any:
     """The YOLO head as an nn.Module: 1x1 conv per scale, YOLOv5 decode, outputs (boxes xyxy, scores).
     `prior_bias` starts objectness low as YOLOv5 does for training (an untrained net then finds no box).

@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "agent"))
-import agent  # noqa: E402  (the standalone agent file, not the edgekit package)
+import agent
 
 
 def main(request_path: str) -> None:
