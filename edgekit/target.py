@@ -259,7 +259,7 @@ def _apply_ssh_config(target: Target, explicit: dict[str, Any], path: Path | Non
     if cfg_path.is_file():
         try:
             entry = paramiko.SSHConfig.from_path(str(cfg_path)).lookup(target.host)
-        except Exception as exc:  # paramiko raises several types for a malformed file
+        except Exception as exc:  # noqa: BLE001 - paramiko raises several types for a malformed file
             raise TargetError(f"cannot read ssh config: {exc}", where=str(cfg_path)) from None
         update["host"] = entry.get("hostname", target.host)
         if "user" in entry and "user" not in explicit:

@@ -20,7 +20,7 @@ _SESSION_HOME: tempfile.TemporaryDirectory[str] | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _SESSION_HOME
+    global _SESSION_HOME  # noqa: PLW0603 - one emulator home per test session, removed in pytest_unconfigure
     if "EDGEKIT_EMU_HOME" not in os.environ:
         from edgekit.paths import emu_dir
 

@@ -326,7 +326,6 @@ def test_concurrent_writer_processes_leave_a_consistent_store(url: str) -> None:
 
 
 def test_a_writer_killed_mid_transaction_loses_nothing_recorded_before(url: str) -> None:
-    url = url
     with open_store(url) as store:
         kept = [store.record(_small(T0 + timedelta(days=d), seed=d)) for d in range(2)]
     script = textwrap.dedent(f"""

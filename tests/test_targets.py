@@ -90,7 +90,7 @@ def test_bad_target_files_are_named_errors(tmp_path: Path, text: str, match: str
 
 
 def test_unknown_target_and_bad_override() -> None:
-    with pytest.raises(TargetError, match="known targets: .*pi4"):
+    with pytest.raises(TargetError, match=r"known targets: .*pi4"):
         load_target("pi9")
     with pytest.raises(TargetError, match="field=value"):
         load_target("pi4", ["host"])

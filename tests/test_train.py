@@ -67,7 +67,7 @@ def test_shipped_digits_weights_match_the_default_config_and_reach_95_percent() 
 
 
 def test_digits_splits_are_disjoint_and_stratified() -> None:
-    x_tr, y_tr = digits.train_data()
+    x_tr, _ = digits.train_data()
     x_te, y_te = digits.test_data()
     assert len(x_te) == 360 and len(x_tr) == 1437 and x_te.shape[1:] == (1, 16, 16)
     train_rows = {row.tobytes() for row in x_tr}

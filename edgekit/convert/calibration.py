@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from edgekit.recipe import (
     resolve_callable,
 )
 
-Labels = Union[np.ndarray, list[np.ndarray]]
+Labels = np.ndarray | list[np.ndarray]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 

@@ -155,7 +155,7 @@ def pnnx_executable() -> Path:
     spec = importlib.util.find_spec("pnnx")
     if spec is None or not spec.submodule_search_locations:
         raise ConversionError("pnnx is not installed", hint="make setup (installs the pnnx wheel)")
-    exe = Path(list(spec.submodule_search_locations)[0]) / "pnnx"
+    exe = Path(next(iter(spec.submodule_search_locations))) / "pnnx"
     if not exe.is_file():
         raise ConversionError(f"the pnnx wheel has no executable at {exe}", hint="reinstall: make setup")
     return exe

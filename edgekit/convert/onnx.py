@@ -88,7 +88,7 @@ def _read_onnx(path: Path, where: str) -> Any:
 
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - onnx raises many kinds for a bad file; the user gets a named error
         raise InputDataError(f"not a readable ONNX model: {path} ({type(exc).__name__}: {str(exc)[:200]})",
                              where=where, hint="is the file complete? re-export it from the framework") from None
     if not model.graph.node:
@@ -226,7 +226,7 @@ def _load_weights(model: Any, weights: Path, where: str) -> None:
 
     try:
         state = torch.load(str(weights), map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file; the user gets a named error
         raise RecipeError(f"field `model.weights`: cannot read {weights}: {exc}", where=where,
                           hint="save it with torch.save(model.state_dict(), path)") from None
     for key in ("state_dict", "model"):

@@ -112,7 +112,7 @@ def _convert_group(conv_cls: type[Converter], group: list[Format], onnx: OnnxMod
         try:
             with PeakRss() as peak:
                 files = conv.convert_many(onnx.path, recipe, batch, work)
-        except Exception as exc:
+        except Exception as exc:  # a converter crash is a failed artifact / ConversionError
             err = exc if isinstance(exc, EdgekitError) else ConversionError(
                 f"{conv_cls.__name__} crashed on {names}: {type(exc).__name__}: {exc}")
             if not keep_going:

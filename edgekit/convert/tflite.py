@@ -41,7 +41,7 @@ from edgekit.formats import Format
 from edgekit.recipe import Granularity, IOType, Layout, Recipe
 
 WORKER_VERSION = 1  # bump when the child's procedure changes what it writes
-TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", 3600))
+TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
 _FILES = {Format.TFLITE_FP32: "model_float32.tflite", Format.TFLITE_FP16: "model_float16.tflite",
           Format.TFLITE_DYNAMIC: "model_dynamic_range_quant.tflite"}

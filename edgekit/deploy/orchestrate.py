@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import numpy as np
 from edgekit import paths
 from edgekit.compare import compare, failed_comparison, load_outputs
 from edgekit.convert.base import Artifact
+from edgekit.convert.calibration import Labels
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import HostCpu, TargetSession
 from edgekit.errors import ConversionError
@@ -172,7 +174,7 @@ def artifact_info(art: Artifact) -> ArtifactInfo:
                         status="ok" if art.status == "ok" else "failed", error=art.error)
 
 
-def _inputs(recipe: Recipe, settings: Settings, folder: Path) -> tuple[Path, object]:
+def _inputs(recipe: Recipe, settings: Settings, folder: Path) -> tuple[Path, Labels | None]:
     from edgekit.convert.calibration import evaluation_inputs
 
     inputs, labels = evaluation_inputs(recipe)
@@ -218,19 +220,19 @@ def _onnx_reference(recipe: Recipe, inputs: np.ndarray) -> list[tuple[str, np.nd
 
 
 def _compare_all(result: DeployResult, recipe: Recipe, reference: list[tuple[str, np.ndarray]],
-                 labels: object) -> None:
+                 labels: Labels | None) -> None:
     """Per target: each artifact's outputs vs ONNX (gated), and vs the host's outputs of the same artifact."""
     outputs = {run.target: _outputs_of(run) for run in result.runs}
     host = outputs.get(HOST, {})
     for run in result.runs:
         comps: list[Comparison] = []
         for art, got in outputs[run.target].items():
-            comps.append(_safe(lambda: compare(reference, got, recipe=recipe, labels=labels, artifact=art,
-                                               target=run.target, reference_name="onnx", gate=True),
+            comps.append(_safe(partial(compare, reference, got, recipe=recipe, labels=labels, artifact=art,
+                                       target=run.target, reference_name="onnx", gate=True),
                                art, run.target, "onnx"))
             if run.target != HOST and art in host:
-                comps.append(_safe(lambda: compare(host[art], got, recipe=recipe, labels=labels, artifact=art,
-                                                   target=run.target, reference_name="host"),
+                comps.append(_safe(partial(compare, host[art], got, recipe=recipe, labels=labels, artifact=art,
+                                           target=run.target, reference_name="host"),
                                    art, run.target, "host"))
         run.comparisons = comps
 

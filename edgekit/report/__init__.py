@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import re
 import time
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -189,7 +189,7 @@ def _load(spec: Trainer, weights: Path, cached: bool) -> Trained:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise TrainingError(f"cannot load trained weights: {exc}", where=str(weights),
-                            hint="delete the folder to retrain, or retrain with `python -m edgekit.zoo.train`")
+                            hint="delete the folder to retrain, or retrain with `python -m edgekit.zoo.train`") from None
     return Trained(weights, meta, model.eval(), cached)
 
 

@@ -58,7 +58,7 @@ def test_a_junk_image_in_the_calibration_folder_is_named(tmp_path: Path) -> None
     (tmp_path / "imgs" / "a.png").write_bytes(os.urandom(500))
     recipe = load_recipe(write_recipe(tmp_path, "{kind: torch, builder: 'edgekit.zoo.tiny:build'}",
                                       "calibration: {data: {kind: images, path: imgs}}\n"))
-    with pytest.raises(InputDataError, match="a.png"):
+    with pytest.raises(InputDataError, match=r"a\.png"):
         calibration_inputs(recipe)
 
 
@@ -82,7 +82,7 @@ def test_an_input_too_large_to_allocate_is_refused_by_the_recipe(tmp_path: Path)
 
     path = write_recipe(tmp_path, "{kind: torch, builder: 'edgekit.zoo.tiny:build'}")
     path.write_text(path.read_text().replace("[1, 3, 8, 8]", "[1, 3, 64000, 64000]"))
-    with pytest.raises(RecipeError, match="input.shape"):
+    with pytest.raises(RecipeError, match=r"input\.shape"):
         load_recipe(path)
 
 
