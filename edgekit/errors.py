@@ -14,6 +14,7 @@
      |    +-- RemoteTimeout   a remote command outlived its timeout and was stopped
      |    +-- DeviceTimeout   the device stopped answering: which stage, after how long
      |    +-- ConnectionLost  the connection dropped during a stage
+     |    +-- Interrupted     Ctrl-C: what was measured is kept, marked interrupted (exit 130)
      +-- AgentError           the on-device agent crashed or wrote no result
      +-- EmulatorError        an emulated device cannot be built, started or stopped
      +-- StoreError           the results store cannot be opened, migrated or written
@@ -107,6 +108,12 @@ class ConnectionLost(TransportError):
     def __init__(self, message: str, *, stage: str = "", where: str | None = None, hint: str | None = None) -> None:
         self.stage = stage
         super().__init__(message, where=where, hint=hint)
+
+
+class Interrupted(TransportError):
+    """Ctrl-C stopped the run; what was measured is kept and marked interrupted."""
+
+    exit_code = 130
 
 
 class AgentError(EdgekitError):

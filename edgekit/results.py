@@ -133,6 +133,7 @@ class TargetRun(_Model):
     emulated: bool
     status: Literal["ok", "failed"]
     error: str | None = None  # a target-level failure (unreachable, agent crash); measurements kept
+    interrupted: bool = False  # stopped by Ctrl-C: what was measured is kept (additive)
     agent: AgentResult | None = None
     comparisons: list[Comparison] = Field(default_factory=list)  # vs onnx and vs host
     estimates: dict[str, Any] = Field(default_factory=dict)  # labelled estimates for emulated targets

@@ -78,6 +78,7 @@ class Target(BaseModel):
     known_hosts: Path = Path("~/.ssh/known_hosts")
     accept_new: bool = False  # trust (and record) a host key never seen before; a changed key is never accepted
     connect_timeout: float = Field(10.0, gt=0)
+    io_timeout: float = Field(20.0, gt=0)  # a device silent this long on one operation is frozen (DeviceTimeout)
     work_dir: str = "~/edgekit"
     python: str = "python3"
     runtime_python: dict[str, str] = Field(default_factory=dict)  # runtime -> python command, where it differs

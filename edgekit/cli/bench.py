@@ -13,7 +13,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from edgekit.errors import EdgekitError, UsageError
+from edgekit.errors import EdgekitError, Interrupted, UsageError
 from edgekit.formats import Format
 
 if TYPE_CHECKING:
@@ -76,6 +76,10 @@ def bench_cmd(
         console.print(f"results: {json_path}", highlight=False)
     if run.error:
         console.print(f"[red]x[/] {run.target}: {run.error}", highlight=False)
+    if run.interrupted:
+        kept = sum(m.status == "ok" for m in run.agent.measurements) if run.agent else 0
+        raise Interrupted(f"interrupted (Ctrl-C); kept {kept} measurements"
+                          + (f" in {json_path}" if json_path else ""), where=run.target)
     ok = run.status == "ok" and run.agent is not None and all(m.status == "ok" for m in run.agent.measurements)
     if not ok:
         raise typer.Exit(1)

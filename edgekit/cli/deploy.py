@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, Interrupted
 from edgekit.formats import Format
 
 console = Console()
@@ -87,7 +87,11 @@ def deploy_cmd(
             status.update(f"{loaded.name}: {message}")
             console.print(f"[dim]{time.perf_counter() - start:7.1f} s  {message}[/]", highlight=False)
 
-        result = deploy(loaded, list(target or []), options, progress)
+        try:
+            result = deploy(loaded, list(target or []), options, progress)
+        except Interrupted as exc:  # Ctrl-C while measuring: keep and record what was measured, exit 130
+            _keep_interrupted(exc, json_path, store, no_store)
+            raise
     console.print(deploy_table(result, verbose=verbose))
     for line in failures(result):
         console.print(f"[red]x[/] {line}", highlight=False)
@@ -104,6 +108,22 @@ def deploy_cmd(
     console.print(f"{loaded.name}: {verdict} in {time.perf_counter() - start:.0f} s", highlight=False)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _keep_interrupted(exc: Interrupted, json_path: Path | None, store: str | None, no_store: bool) -> None:
+    """Write the partial result (--json) and record it (runs marked interrupted); say what was kept."""
+    result = getattr(exc, "result", None)
+    if result is None:
+        return
+    kept = sum(1 for run in result.runs if run.agent for m in run.agent.measurements if m.status == "ok")
+    if json_path:
+        json_path.write_text(result.model_dump_json(indent=1))
+    where = f"; results: {json_path}" if json_path else ""
+    if not no_store:
+        from edgekit.store.store import record
+
+        where += f"; recorded as run {record(result, store)} (interrupted)"
+    console.print(f"interrupted: kept {kept} measurements{where}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

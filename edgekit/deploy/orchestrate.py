@@ -30,7 +30,7 @@ from edgekit.convert.base import Artifact
 from edgekit.convert.calibration import Labels
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import HostCpu, TargetSession
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, Interrupted
 from edgekit.formats import Format
 from edgekit.recipe import Recipe
 from edgekit.results import ArtifactInfo, Comparison, DeployResult, TargetRun
@@ -199,8 +199,20 @@ def _run_targets(plans: list[TargetPlan], arts: list[AgentArtifact], run_id: str
                                 daemon=True) for s, p in zip(sessions, plans)]  # daemon: Ctrl-C ends at once
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    except KeyboardInterrupt:  # Ctrl-C: stop every device's agent (bounded), keep what was measured
+        say("interrupted (Ctrl-C): stopping the agents, keeping what was measured")
+        for s in sessions:
+            s.interrupt()
+        for t in threads:
+            t.join(timeout=60)
+        writer.result.finished_at = _now()
+        writer.write()
+        exc = Interrupted("interrupted (Ctrl-C); what was measured is kept", where="edgekit deploy")
+        exc.result = writer.result  # type: ignore[attr-defined]
+        raise exc from None
     return [s.run for s in sessions]
 
 

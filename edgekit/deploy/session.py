@@ -2,6 +2,12 @@
 agent, pull the outputs, clean up in `finally`. Each stage is timed into TargetRun.stage_seconds; a stage that
 fails ends the target with its error, and whatever the agent had measured is kept.
 
+Every target has a whole-run deadline, `benchmark.timeout_s + RUN_GRACE_S`: when it passes, the link is cut
+(every blocked call wakes) and the target ends in DeviceTimeout; each agent run gets what is left of it. A
+frozen device is found sooner by the transport's own deadlines (edgekit/transport/ssh.py). `interrupt()`
+(Ctrl-C, from the main thread) stops the agent on the device, keeps what was measured and marks the run
+interrupted; artifacts never measured are recorded as not run, with the reason.
+
 The agent writes its result after every measurement. If it dies (a runtime's SIGSEGV, an OOM kill), the
 result names the measurement in progress: that artifact is recorded as failed with the exit status and the
 agent's last words, and the agent is started again for the artifacts not yet measured.
@@ -30,7 +36,15 @@ from edgekit.deploy.request import (
     inputs_remote,
     runtime_for,
 )
-from edgekit.errors import AgentError, EdgekitError, RemoteTimeout, TransportError
+from edgekit.errors import (
+    AgentError,
+    ConnectionLost,
+    DeviceTimeout,
+    EdgekitError,
+    Interrupted,
+    RemoteTimeout,
+    TransportError,
+)
 from edgekit.results import AgentResult, Measurement, TargetRun
 from edgekit.target import Target, TransportKind, ensure_device, open_transport
 from edgekit.transport.base import Transport
@@ -38,6 +52,7 @@ from edgekit.transport.base import Transport
 Progress = Callable[[str], None]
 EXIT_LOCKED = 3
 MAX_RESTARTS = 8
+RUN_GRACE_S = 600.0  # connect, push and pull on top of the agent's timeout_s, for the whole-run deadline
 
 
 class HostCpu:
@@ -87,14 +102,37 @@ class TargetSession:
                              status="failed", result_dir=str(local_dir))
         self._stage = "start"
         self._invocations = 0
+        self._transport: Transport | None = None
+        self._deadline = time.monotonic() + settings.timeout_s + RUN_GRACE_S
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        """Ctrl-C (from another thread): stop the agent on the device and end this target, keeping results."""
+        self.interrupted = True
+        self.run.interrupted = True
+        stop = getattr(self._transport, "interrupt", None)
+        if stop is not None:
+            stop()
+
+    def _expire(self) -> None:
+        """The whole-run deadline passed: cut the link so nothing blocks any longer."""
+        sever = getattr(self._transport, "sever", None)
+        if sever is not None:
+            sever(f"the whole-run deadline ({self.settings.timeout_s + RUN_GRACE_S:g} s: benchmark.timeout_s + "
+                  f"{RUN_GRACE_S:g}) passed")
 
     # -- stages ------------------------------------------------------------------------------------------
     def execute(self, arts: list[AgentArtifact], inputs: Path) -> TargetRun:
         transport: Transport | None = None
+        watchdog = threading.Timer(max(0.0, self._deadline - time.monotonic()), self._expire)
+        watchdog.daemon = True
         try:
             with self.stage("ensure"):
                 self.target = ensure_device(self.target, lambda m: self.say(f"{self.target.name}: {m}"))
-            transport = open_transport(self.target)
+            transport = self._transport = open_transport(self.target)
+            watchdog.start()
+            if self.interrupted:
+                raise Interrupted("interrupted (Ctrl-C) before connecting", where=self.target.name)
             with self.stage("connect"):
                 getattr(transport, "connect", lambda: None)()
             with self.stage("push"):
@@ -102,9 +140,13 @@ class TargetSession:
             with self.host_cpu.hold(exclusive=self.is_host), self.stage("run"):
                 self.run_agents(transport, arts, inputs)
             self.run.status = "ok"
+        except KeyboardInterrupt:  # this session runs in the main thread (edgekit bench)
+            self.interrupted = self.run.interrupted = True
+            self.fail(f"{self._stage}: interrupted (Ctrl-C)")
         except EdgekitError as exc:
             self.fail(f"{self._stage}: {exc}")
         finally:
+            watchdog.cancel()
             if transport is not None:
                 self.finish(transport)
         return self.run
@@ -112,7 +154,7 @@ class TargetSession:
     def finish(self, transport: Transport) -> None:
         """Pull what was measured (also after a failure), remove the remote run folder, close."""
         try:
-            if self.run.agent is not None and self.run.agent.measurements:
+            if self.run.agent is not None and self.run.agent.measurements and not self.interrupted:
                 with self.stage("pull"):
                     self.pull_outputs(transport)
             if self.run.status == "ok":
@@ -184,12 +226,19 @@ class TargetSession:
         self.say(f"{self.target.name}: agent measuring {', '.join(a.id for a in arts)} "
                  f"(threads {list(self.settings.threads)}, repeat {self.settings.repeat})")
         argv = [*shlex.split(python), AGENT_REMOTE, request, result]
+        timeout = max(1.0, min(self.settings.timeout_s, self._deadline - time.monotonic()))
         try:
-            done = transport.run(argv, timeout=self.settings.timeout_s, env=self.counting_env())
+            done = transport.run(argv, timeout=timeout, env=self.counting_env())
+        except (DeviceTimeout, ConnectionLost, Interrupted) as exc:
+            self.merge(self.fetch(transport, result, n))  # what the device wrote, when the link still works
+            reason = "interrupted (Ctrl-C)" if isinstance(exc, Interrupted) else f"{type(exc).__name__}"
+            for art in self.unmeasured(arts):
+                self.record_failed(art, f"not run: {reason}")
+            raise
         except RemoteTimeout as exc:
             self.merge(self.fetch(transport, result, n))
             for art in self.unmeasured(arts):
-                self.record_failed(art, f"timed out after {self.settings.timeout_s:g} s")
+                self.record_failed(art, f"timed out after {timeout:g} s")
             raise AgentError(str(exc), where=self.target.name,
                              hint="raise benchmark.timeout_s, or lower repeat/threads") from None
         part = self.fetch(transport, result, n)

@@ -12,10 +12,11 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
-from edgekit.errors import RemoteTimeout, TransportError
+from edgekit.errors import Interrupted, RemoteTimeout, TransportError
 from edgekit.paths import data_dir
 from edgekit.target import Target
 from edgekit.transport.base import PutResult, RunResult, Transport
@@ -28,6 +29,7 @@ class LocalTransport(Transport):
     def __init__(self, target: Target) -> None:
         self.target = target
         self.name = target.name
+        self._interrupt = threading.Event()
         if "work_dir" in target.model_fields_set:
             self.work_dir = str(Path(target.work_dir).expanduser())
         else:
@@ -85,7 +87,7 @@ class LocalTransport(Transport):
         except OSError as exc:
             return RunResult(command, 127, "", f"{argv[0]}: {exc}", time.monotonic() - start)
         try:
-            out, err = proc.communicate(timeout=timeout)
+            out, err = self._wait(proc, start + timeout, command)
         except subprocess.TimeoutExpired:
             out, err = _kill_group(proc)
             exc = RemoteTimeout(f"`{command}` did not finish within {timeout:g} s and was stopped",
@@ -95,6 +97,25 @@ class LocalTransport(Transport):
             raise exc from None
         return RunResult(command, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
                          time.monotonic() - start)
+
+    def _wait(self, proc: subprocess.Popen[bytes], deadline: float, command: str) -> tuple[bytes, bytes]:
+        """communicate() in slices, so Ctrl-C (interrupt(), from the main thread) stops the child's group."""
+        while True:
+            try:
+                return proc.communicate(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+            except KeyboardInterrupt:  # Ctrl-C in this thread: the child runs in a session of its own
+                self._interrupt.set()
+            except subprocess.TimeoutExpired:
+                pass
+            if not self._interrupt.is_set() and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(command, 0)
+            if self._interrupt.is_set():
+                _kill_group(proc)
+                raise Interrupted(f"`{command}` stopped (Ctrl-C)", where=f"{self.name} (local)") from None
+
+    def interrupt(self) -> None:
+        """Ctrl-C from another thread: the running command's process group is killed."""
+        self._interrupt.set()
 
     def close(self) -> None:
         pass

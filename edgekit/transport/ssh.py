@@ -7,6 +7,15 @@ devices pin their key (the device's known_hosts file written by `edgekit emu up`
 Each command runs as `exec` of the login shell sshd started for it; sshd makes that shell a session leader,
 so its pid (printed first, on stderr) is the process group of everything the command starts. On timeout
 that group is killed from a second channel and RemoteTimeout raised.
+
+Every remote operation has a deadline, so a frozen device (a board that hangs, a Wi-Fi link that drops without
+a reset) never hangs a night: SSH keepalives every `io_timeout / 2`; SFTP reads time out after `io_timeout`;
+each channel open and short command runs under a watchdog that severs the connection (shuts its socket) when
+the device has not answered in time, which wakes every paramiko call blocked on it; while a long command runs,
+a silent device is probed (an OpenSSH keepalive request) and a probe without answer ends it. A severed or
+silent device raises DeviceTimeout (which operation, after how long); a dropped connection raises
+ConnectionLost. `interrupt()` (Ctrl-C) stops a running command, kills its process group (bounded) and raises
+Interrupted; `sever()` cuts the link from any thread (the whole-run deadline).
 """
 
 from __future__ import annotations
@@ -16,12 +25,25 @@ import re
 import secrets
 import select
 import shlex
+import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from edgekit.errors import ConnectError, HostKeyError, KeyFileError, RemoteTimeout, TransportError
+from edgekit.errors import (
+    ConnectError,
+    ConnectionLost,
+    DeviceTimeout,
+    HostKeyError,
+    Interrupted,
+    KeyFileError,
+    RemoteTimeout,
+    TransportError,
+)
 from edgekit.target import Target
 from edgekit.transport.base import PutResult, RunResult, Transport
 
@@ -61,6 +83,8 @@ class SshTransport(Transport):
         self._sftp: paramiko.SFTPClient | None = None
         self._home = ""
         self.work_dir = ""
+        self._severed: str | None = None  # why the link was cut (a watchdog, the run deadline, Ctrl-C)
+        self._interrupt = threading.Event()
 
     # -- connection -------------------------------------------------------------------------------
     @property
@@ -114,10 +138,71 @@ class SshTransport(Transport):
                                hint="is the device on and sshd running? (`edgekit emu up NAME` for an "
                                     "emulated one)") from None
         self._client = client
+        client.get_transport().set_keepalive(max(1, int(t.io_timeout / 2)))  # type: ignore[union-attr]
         self._home = self._exec_simple("printf %s \"$HOME\"").strip() or "/"
         self.work_dir = self._abs(t.work_dir)
-        self._exec_simple(f"mkdir -p -- {shlex.quote(self.work_dir)}")
+        # partial uploads of an earlier, interrupted run (older than an hour: never a concurrent run's)
+        self._exec_simple(f"mkdir -p -- {shlex.quote(self.work_dir)} && find {shlex.quote(self.work_dir)} "
+                          "-name '.*.edgekit-*' -mmin +60 -type f -delete 2>/dev/null; true")
         return self
+
+    # -- deadlines ---------------------------------------------------------------------------------
+    def sever(self, reason: str) -> None:
+        """Cut the link from any thread: every call blocked on it wakes up and fails (DeviceTimeout)."""
+        if self._severed is None:
+            self._severed = reason
+        transport = self._client.get_transport() if self._client is not None else None
+        sock = getattr(transport, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def interrupt(self) -> None:
+        """Ctrl-C from another thread: a running command is stopped (its process group killed) and the
+        operation raises Interrupted; an upload or download still stuck after `io_timeout` is severed."""
+        self._interrupt.set()
+        if self._client is not None:
+            timer = threading.Timer(self.target.io_timeout, self.sever, args=("interrupted (Ctrl-C)",))
+            timer.daemon = True
+            timer.start()
+
+    @contextmanager
+    def _deadline(self, what: str, seconds: float) -> Iterator[None]:
+        """Run the body within `seconds` or sever the link; translate link failures into named errors."""
+        if self._severed is not None:
+            raise self._dead_error(what)
+        timer = threading.Timer(seconds, self.sever, args=(f"no answer within {seconds:g} s to {what}",))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except (EOFError, OSError, paramiko.SSHException) as exc:
+            if self._severed is not None:
+                raise self._dead_error(what) from None
+            if isinstance(exc, TimeoutError):
+                self.sever(f"no answer within {self.target.io_timeout:g} s to {what}")
+                raise self._dead_error(what) from None
+            self.sever(f"connection lost during {what}")
+            raise ConnectionLost(f"the connection dropped during {what}: {exc or type(exc).__name__}",
+                                 stage=what, where=self.address,
+                                 hint="is the device still powered and on the network?") from None
+        finally:
+            timer.cancel()
+        if self._severed is not None:
+            raise self._dead_error(what)
+
+    def _dead_error(self, what: str) -> TransportError:
+        reason = self._severed or "the link was cut"
+        if reason.startswith("interrupted"):
+            return Interrupted(f"{what}: {reason}", where=self.address)
+        if reason.startswith("connection lost"):
+            return ConnectionLost(f"{what}: {reason}", stage=what, where=self.address)
+        return DeviceTimeout(f"the device stopped answering ({reason})", stage=what,
+                             seconds=self.target.io_timeout, where=self.address,
+                             hint="is the board frozen or off the network? a process left running on it ends "
+                                  "with its SSH session")
 
     def close(self) -> None:
         if self._sftp is not None:
@@ -130,7 +215,10 @@ class SshTransport(Transport):
     @property
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None:
-            self._sftp = self._connected().open_sftp()
+            client = self._connected()
+            with self._deadline("opening SFTP", self.target.io_timeout):
+                self._sftp = client.open_sftp()
+                self._sftp.get_channel().settimeout(self.target.io_timeout)  # type: ignore[union-attr]
         return self._sftp
 
     def _connected(self) -> paramiko.SSHClient:
@@ -162,7 +250,10 @@ class SshTransport(Transport):
             return PutResult(local, path, digest, 0, True)
         tmp = f"{parent}/.{PurePosixPath(path).name}.edgekit-{secrets.token_hex(4)}"
         try:
-            self.sftp.put(str(local), tmp, confirm=True)
+            with self._deadline(f"upload of {local.name}", local.stat().st_size / 100_000 + self.target.io_timeout):
+                self.sftp.put(str(local), tmp, confirm=True)
+        except TransportError:
+            raise  # DeviceTimeout, ConnectionLost: the partial file goes at a later connect (older than an hour)
         except (OSError, paramiko.SSHException) as exc:
             self._exec_simple(f"rm -f -- {shlex.quote(tmp)}")
             raise TransportError(f"upload of {local.name} failed: {exc}", where=f"{self.address}:{path}") from None
@@ -191,7 +282,11 @@ class SshTransport(Transport):
         path = self._abs(remote)
         tmp = local.with_name(f".{local.name}.part")
         try:
-            self.sftp.get(path, str(tmp))
+            with self._deadline(f"download of {PurePosixPath(path).name}", 600 + self.target.io_timeout):
+                self.sftp.get(path, str(tmp))
+        except TransportError:
+            tmp.unlink(missing_ok=True)
+            raise
         except (OSError, paramiko.SSHException) as exc:
             tmp.unlink(missing_ok=True)
             raise TransportError(f"cannot download {path}: {exc}", where=self.address) from None
@@ -210,10 +305,20 @@ class SshTransport(Transport):
         where = shlex.quote(self._abs(cwd) if cwd else self.work_dir)
         wrapped = f"echo {_PID_MARK}$$ >&2; cd {where} && exec env {assignments} {command}"
         start = time.monotonic()
-        chan = self._connected().get_transport().open_session()  # type: ignore[union-attr]
-        chan.exec_command(wrapped)
-        out, err, timed_out = _collect(chan, start + timeout)
+        chan = self._open_channel(wrapped)
+        out, err, timed_out = bytearray(), bytearray(), False
+        try:
+            with self._deadline(f"`{argv[0]}`", timeout + 2 * self.target.io_timeout + 60):
+                out, err, timed_out = _collect(chan, start + timeout, self._probe, self._interrupt.is_set,
+                                               probe_every=self.target.io_timeout / 2, out=out, err=err)
+        except KeyboardInterrupt:  # Ctrl-C in this thread (edgekit bench): stop the remote command too
+            self._interrupt.set()
         pgid, err_text = _split_pid(err.decode(errors="replace"))
+        if self._interrupt.is_set():
+            chan.close()
+            survivors = self._kill_group(pgid) if pgid else "unknown process group"
+            raise Interrupted(f"`{command}` stopped (Ctrl-C)" + (f"; still alive: {survivors}" if survivors else ""),
+                              where=self.address)
         if timed_out:
             chan.close()
             survivors = self._kill_group(pgid) if pgid else "unknown process group"
@@ -234,15 +339,29 @@ class SshTransport(Transport):
                 "'$2==g && $3 !~ /^Z/ {printf \"%s \", $1}'")
         script = (f"kill -TERM -- -{pgid} 2>/dev/null; i=0; while [ -n \"$({live})\" ] && [ $i -lt 20 ]; "
                   f"do sleep 0.1; i=$((i+1)); done; kill -KILL -- -{pgid} 2>/dev/null; sleep 0.1; {live}; true")
-        return self._exec_simple(script).strip()
+        return self._exec_simple(script, timeout=10.0).strip()
+
+    def _probe(self) -> None:
+        """A keepalive request the server must answer; a device that does not within io_timeout is frozen."""
+        transport = self._connected().get_transport()
+        with self._deadline("a keepalive probe", self.target.io_timeout):
+            transport.global_request("keepalive@openssh.com", wait=True)  # type: ignore[union-attr]
+
+    def _open_channel(self, command: str) -> paramiko.Channel:
+        transport = self._connected().get_transport()
+        with self._deadline("opening a channel", self.target.io_timeout):
+            chan = transport.open_session(timeout=self.target.io_timeout)  # type: ignore[union-attr]
+            chan.exec_command(command)
+        return chan
 
     def _exec_simple(self, command: str, *, check: bool = False, timeout: float = 120.0) -> str:
         """A short helper command (no pid marker); returns stdout."""
-        chan = self._connected().get_transport().open_session()  # type: ignore[union-attr]
-        chan.exec_command(command)
-        out, err, timed_out = _collect(chan, time.monotonic() + timeout)
-        status = -1 if timed_out else chan.recv_exit_status()
-        chan.close()
+        chan = self._open_channel(command)
+        with self._deadline(f"`{command.split()[0]}`", timeout + self.target.io_timeout):
+            out, err, timed_out = _collect(chan, time.monotonic() + timeout, self._probe,
+                                           probe_every=self.target.io_timeout / 2)
+            status = -1 if timed_out else chan.recv_exit_status()
+            chan.close()
         if check and status != 0:
             raise TransportError(f"`{command}` failed ({status}): {err.decode(errors='replace').strip()}",
                                  where=self.address)
@@ -260,14 +379,27 @@ def _checked_env(env: dict[str, str] | None) -> dict[str, str]:
     return dict(env or {})
 
 
-def _collect(chan: paramiko.Channel, deadline: float) -> tuple[bytearray, bytearray, bool]:
-    """Read stdout/stderr until the command exits and its streams close, or the deadline passes."""
-    out, err = bytearray(), bytearray()
+def _collect(chan: paramiko.Channel, deadline: float, probe: Callable[[], None] | None = None,
+             stop: Callable[[], bool] | None = None, probe_every: float = 10.0, out: bytearray | None = None,
+             err: bytearray | None = None) -> tuple[bytearray, bytearray, bool]:
+    """Read stdout/stderr until the command exits and its streams close, or the deadline passes (or `stop()`).
+    After `probe_every` seconds without a byte, `probe()` checks the device still answers (raises if not).
+    `out`/`err` collect into the caller's buffers (kept when Ctrl-C interrupts the read)."""
+    out = bytearray() if out is None else out
+    err = bytearray() if err is None else err
+    heard = time.monotonic()
     while True:
+        if stop is not None and stop():
+            return out, err, False
         while chan.recv_ready():
             out += chan.recv(65536)
+            heard = time.monotonic()
         while chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
+            heard = time.monotonic()
+        if probe is not None and time.monotonic() - heard > probe_every:
+            probe()
+            heard = time.monotonic()
         if chan.exit_status_ready() and (chan.eof_received or chan.closed):
             while chan.recv_ready():
                 out += chan.recv(65536)
