@@ -5,7 +5,9 @@ pass a function that returns recorded or synthetic results, so everything after 
 regression detection, report, exit status) runs exactly as it does at night.
 
 Exit status: 0 when nothing regressed (unreliable runs are reported but do not fail the night), 1 when a
-recipe regressed, missed a fidelity gate, failed where it used to work, or could not be deployed at all.
+recipe regressed, missed a fidelity gate, failed where it used to work, or could not be deployed at all, and
+every night while a target has never produced a measurement (a board that failed at connect from its first
+night has no history to regress from, so it is flagged by name until it measures something).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgekit.errors import EdgekitError, RecipeError
 from edgekit.report import Report, Settings, build, write
@@ -29,11 +32,12 @@ class NightlyOutcome:
     failures: dict[str, str] = field(default_factory=dict)  # recipe file -> why it could not be deployed
     report: Report | None = None
     written: list[Path] = field(default_factory=list)
+    never_measured: dict[str, str] = field(default_factory=dict)  # target -> tonight's error, if any
 
     @property
     def exit_code(self) -> int:
         regressed = bool(self.report and self.report.regressions)
-        return 1 if regressed or self.failures else 0
+        return 1 if regressed or self.failures or self.never_measured else 0
 
 
 def recipe_files(paths: Sequence[Path]) -> list[Path]:
@@ -85,6 +89,9 @@ def run_nightly(
             outcome.run_ids[str(path)] = store.record(result)
             names.append(result.recipe)
             log(f"{path.name}: recorded as run {outcome.run_ids[str(path)]}")
+        outcome.never_measured = _never_measured(store, targets, list(outcome.run_ids.values()))
+        for target, why in outcome.never_measured.items():
+            log(f"{target}: has never produced a measurement" + (f" (tonight: {why})" if why else ""))
         if names:
             outcome.report = build(
                 store, since=since, recipes=list(dict.fromkeys(names)), targets=targets, settings=settings
@@ -92,6 +99,28 @@ def run_nightly(
     if outcome.report is not None:
         outcome.written = write(outcome.report, html=html, markdown=markdown)
     return outcome
+
+
+def _never_measured(store: Any, targets: Sequence[str], tonight: list[int]) -> dict[str, str]:
+    """Targets without one successful measurement in the whole store, with tonight's error for each."""
+    result: dict[str, str] = {}
+    tonight_runs = store.load_many(tonight)
+    for target in targets:
+        if not _measured_since_ever(store, target):
+            errors = [r.error for run in tonight_runs.values() for r in run.runs if r.target == target and r.error]
+            result[target] = errors[0].splitlines()[0] if errors else ""
+    return result
+
+
+def _measured_since_ever(store: Any, target: str, batch: int = 20) -> bool:
+    """True when any stored run has an ok measurement on `target` (newest runs first, loaded in batches)."""
+    ids = [r.id for r in store.runs(target=target, limit=None)]
+    for start in range(0, len(ids), batch):
+        for run in store.load_many(ids[start:start + batch]).values():
+            for t in run.runs:
+                if t.target == target and t.agent and any(m.status == "ok" for m in t.agent.measurements):
+                    return True
+    return False
 
 
 def default_deploy(recipe: Path, targets: Sequence[str]) -> DeployResult:

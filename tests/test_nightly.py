@@ -172,3 +172,23 @@ def test_cli_fails_the_night_when_a_recipe_cannot_be_deployed(tmp_path: Path) ->
     text = " ".join((out.stdout + out.stderr).split())
     assert out.returncode == 1, text
     assert "deploy failed" in text and "no-such-board" in text
+
+
+def test_a_target_that_never_measured_fails_every_night_until_it_does(recipes: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'never.db'}"
+    fake = FakeNights()
+
+    def broken_pi4(recipe: Path, targets: Sequence[str]) -> DeployResult:
+        result = fake(recipe, targets)
+        for run in result.runs:
+            if run.target == "pi4":
+                run.status, run.error, run.agent = "failed", "connect: cannot reach 10.0.0.7:22", None
+        return result
+
+    for _night in range(3):
+        outcome = run_nightly([recipes], ["pi4", "pi5-emu"], store_url=url, deploy_fn=broken_pi4)
+        assert outcome.exit_code == 1 and list(outcome.never_measured) == ["pi4"]
+        assert "cannot reach" in outcome.never_measured["pi4"]
+        fake.night += 1
+    outcome = run_nightly([recipes], ["pi4", "pi5-emu"], store_url=url, deploy_fn=fake)
+    assert outcome.never_measured == {}
