@@ -140,9 +140,9 @@ class TargetSession:
             with self.host_cpu.hold(exclusive=self.is_host), self.stage("run"):
                 self.run_agents(transport, arts, inputs)
             self.run.status = "ok"
-        except KeyboardInterrupt:  # this session runs in the main thread (edgekit bench)
+        except (KeyboardInterrupt, Interrupted) as exc:  # Ctrl-C, in this thread (bench) or from deploy's
             self.interrupted = self.run.interrupted = True
-            self.fail(f"{self._stage}: interrupted (Ctrl-C)")
+            self.fail(f"{self._stage}: {exc or 'interrupted (Ctrl-C)'}")
         except EdgekitError as exc:
             self.fail(f"{self._stage}: {exc}")
         finally:
