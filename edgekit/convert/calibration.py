@@ -113,7 +113,7 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
     for f in files:
         try:
             with Image.open(f) as img:
-                arr = np.asarray(img.convert(mode).resize((w, h), Image.BILINEAR), dtype=np.uint8)
+                arr = np.asarray(img.convert(mode).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
             raise InputDataError(f"field `{field}.path`: cannot read image {f}: {exc}", where=str(recipe.path),
                                  hint="remove or replace the file (a folder holds only images)") from None
@@ -181,7 +181,7 @@ def _resize(raw: np.ndarray, h: int, w: int, c: int) -> np.ndarray:
     out = []
     for img in raw:
         pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
-        resized = pil.convert(mode).resize((w, h), Image.BILINEAR)
+        resized = pil.convert(mode).resize((w, h), Image.Resampling.BILINEAR)
         out.append(np.asarray(resized, dtype=np.uint8).reshape(h, w, c))
     return np.stack(out)
 

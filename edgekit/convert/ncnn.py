@@ -219,9 +219,10 @@ def describe_io(model_path: Path, graph: NcnnGraph, input_shape: tuple[int, ...]
     if len(in_blobs) != len(in_names) or len(out_blobs) != len(out_names):
         raise ConversionError(f"pnnx produced inputs {in_blobs} and outputs {out_blobs}, but the model has "
                               f"inputs {in_names} and outputs {out_names}", where=str(model_path))
+    shapes: list[list[int] | None] = list(out_shapes) if out_shapes else [None] * len(out_blobs)
     return NcnnIO(format=fmt.value, inputs=in_blobs, outputs=out_blobs, options=options_for(fmt),
                   input_names=in_names, input_shapes=[list(input_shape)] * len(in_blobs),
-                  output_names=out_names, output_shapes=list(out_shapes or [None] * len(out_blobs)))
+                  output_names=out_names, output_shapes=shapes)
 
 
 def _numbered(blobs: list[str], prefix: str) -> list[str]:

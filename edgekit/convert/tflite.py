@@ -140,7 +140,7 @@ class TfliteConverter(Converter):
         if missing:
             raise ConversionError(f"onnx2tf wrote no file for {', '.join(missing)}:\n{_tail(log)}",
                                   where=str(log))
-        self.tool_cpu_s += float(report["cpu_s"])
+        self.tool_cpu_s = (self.tool_cpu_s or 0.0) + float(report["cpu_s"])
         return work, files, float(report["peak_rss_mb"])
 
 

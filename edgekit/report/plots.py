@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 from collections import defaultdict
+from typing import Any, cast
 
 import matplotlib
 
@@ -16,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -24,7 +26,7 @@ from edgekit.report.view import RecipeView
 from edgekit.results import Measurement
 
 EMULATED_NOTE = "EMULATED: qemu wall time, not device latency"
-_PALETTE = plt.get_cmap("tab10").colors
+_PALETTE: tuple[tuple[float, float, float], ...] = cast(Any, plt.get_cmap("tab10")).colors  # a ListedColormap
 _COLOURS = {f.value: _PALETTE[i] for i, f in enumerate(Format)}
 _PRECISION_COLOURS = dict(zip(Precision, ("#4c72b0", "#55a868", "#c44e52", "#dd8452")))
 plt.rcParams.update(
@@ -65,10 +67,10 @@ def trend(view: RecipeView, target: str) -> str:
                 continue
             xs = [mdates.date2num(np.datetime64(int(ts), "s")) for ts, _, _ in pts]
             ax.plot(
-                xs, [m.p50_ms for _, m, _ in pts], "-o", ms=3, lw=1.4, color=colour(artifact), label=artifact
+                xs, np.array([m.p50_ms for _, m, _ in pts], dtype=float), "-o", ms=3, lw=1.4, color=colour(artifact), label=artifact
             )
             if (artifact, th) in flagged:
-                ax.plot(xs[-1:], [pts[-1][1].p50_ms], "o", ms=11, mfc="none", mec="red", mew=2)
+                ax.plot(xs[-1:], np.array([pts[-1][1].p50_ms], dtype=float), "o", ms=11, mfc="none", mec="red", mew=2)
             if counted and rows == 2:
                 counts = [
                     (x, m.instructions_per_invoke)
@@ -153,7 +155,7 @@ def int8_vs_fp32(view: RecipeView, target: str) -> str:
     return _svg(fig, f"INT8 and other precisions vs fp32 on {target}{basis}")
 
 
-def _clip_outliers(ax: plt.Axes, samples: list[list[float]]) -> None:
+def _clip_outliers(ax: Axes, samples: list[list[float]]) -> None:
     """Keep a few far outliers from flattening every box: clip the axis at 3 IQR above the upper quartiles."""
     if not samples:
         return
@@ -177,7 +179,7 @@ def _clip_outliers(ax: plt.Axes, samples: list[list[float]]) -> None:
         )
 
 
-def _precision_bars(ax: plt.Axes, found: list[Measurement], use_counts: bool) -> None:
+def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool) -> None:
     by_format = {m.format: m for m in found}
     runtimes = sorted(
         {Format(f).runtime for f in by_format if f in Format._value2member_map_}, key=lambda r: r.value
@@ -198,11 +200,11 @@ def _precision_bars(ax: plt.Axes, found: list[Measurement], use_counts: bool) ->
     ax.set_xticks(range(len(runtimes)), [r.value for r in runtimes])
 
 
-def _fidelity_bars(ax: plt.Axes, view: RecipeView) -> None:
+def _fidelity_bars(ax: Axes, view: RecipeView) -> None:
     # "nines" of the cosine on a linear axis: as readable as a log axis of 1 - cosine, much cheaper to draw
     arts = [a for a in view.latest.result.artifacts if isinstance(a.fidelity.get("cosine"), (int, float))]
     nines = [float(-np.log10(max(1.0 - float(a.fidelity["cosine"]), 1e-9))) for a in arts]
-    colours = [_PRECISION_COLOURS.get(_precision(a.format), "grey") for a in arts]
+    colours = [_precision_colour(a.format) for a in arts]
     ax.bar(
         range(len(arts)),
         nines,
@@ -224,6 +226,11 @@ def _precision(fmt: str) -> Precision | None:
     return Format(fmt).precision if fmt in Format._value2member_map_ else None
 
 
+def _precision_colour(fmt: str) -> str:
+    precision = _precision(fmt)
+    return _PRECISION_COLOURS.get(precision, "grey") if precision is not None else "grey"
+
+
 def _value(m: Measurement | None, use_counts: bool) -> float | None:
     if m is None:
         return None
@@ -242,14 +249,14 @@ def _figure(rows: int, cols: int, *, height: float, legend: bool = False) -> Fig
     return fig
 
 
-def _title(ax: plt.Axes, text: str) -> None:
+def _title(ax: Axes, text: str) -> None:
     # An explicit y skips matplotlib's search for a title position clear of the tick labels: that search
     # measured a fifth of the report's time, and these axes have no ticks on top.
     ax.set_title(text, y=1.0, pad=6)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
 
 
-def _dates(ax: plt.Axes, xs: list[float]) -> None:
+def _dates(ax: Axes, xs: list[float]) -> None:
     if xs and max(xs) - min(xs) < 0.5:  # one night only: a day either side, not matplotlib's years
         ax.set_xlim(min(xs) - 1.0, max(xs) + 1.0)
     locator = mdates.AutoDateLocator(maxticks=6)

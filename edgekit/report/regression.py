@@ -255,7 +255,7 @@ def _latency_flag(
     )
 
 
-def slower_p_value(new: Sequence[float], old: Sequence[float]) -> float:
+def slower_p_value(new: Sequence[float] | np.ndarray, old: Sequence[float] | np.ndarray) -> float:
     """One-sided Mann-Whitney U p-value that `new` tends to be larger than `old`.
 
     Normal approximation with tie and continuity corrections, as scipy.stats.mannwhitneyu(method="asymptotic",

@@ -90,11 +90,11 @@ class LocalTransport(Transport):
             out, err = self._wait(proc, start + timeout, command)
         except subprocess.TimeoutExpired:
             out, err = _kill_group(proc)
-            exc = RemoteTimeout(f"`{command}` did not finish within {timeout:g} s and was stopped",
-                                where=f"{self.name} (local)")
-            exc.stdout, exc.stderr, exc.pgid = (out.decode(errors="replace"),  # type: ignore[attr-defined]
-                                                err.decode(errors="replace"), proc.pid)
-            raise exc from None
+            stopped = RemoteTimeout(f"`{command}` did not finish within {timeout:g} s and was stopped",
+                                    where=f"{self.name} (local)")
+            stopped.stdout, stopped.stderr, stopped.pgid = (  # type: ignore[attr-defined]
+                out.decode(errors="replace"), err.decode(errors="replace"), proc.pid)
+            raise stopped from None
         return RunResult(command, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
                          time.monotonic() - start)
 

@@ -138,7 +138,7 @@ class SshTransport(Transport):
                                hint="is the device on and sshd running? (`edgekit emu up NAME` for an "
                                     "emulated one)") from None
         self._client = client
-        client.get_transport().set_keepalive(max(1, int(t.io_timeout / 2)))  # type: ignore[union-attr]
+        client.get_transport().set_keepalive(max(1, int(t.io_timeout / 2)))
         self._home = self._exec_simple("printf %s \"$HOME\"").strip() or "/"
         self.work_dir = self._abs(t.work_dir)
         # partial uploads of an earlier, interrupted run (older than an hour: never a concurrent run's)
@@ -218,7 +218,7 @@ class SshTransport(Transport):
             client = self._connected()
             with self._deadline("opening SFTP", self.target.io_timeout):
                 self._sftp = client.open_sftp()
-                self._sftp.get_channel().settimeout(self.target.io_timeout)  # type: ignore[union-attr]
+                self._sftp.get_channel().settimeout(self.target.io_timeout)
         return self._sftp
 
     def _connected(self) -> paramiko.SSHClient:
@@ -345,12 +345,12 @@ class SshTransport(Transport):
         """A keepalive request the server must answer; a device that does not within io_timeout is frozen."""
         transport = self._connected().get_transport()
         with self._deadline("a keepalive probe", self.target.io_timeout):
-            transport.global_request("keepalive@openssh.com", wait=True)  # type: ignore[union-attr]
+            transport.global_request("keepalive@openssh.com", wait=True)
 
     def _open_channel(self, command: str) -> paramiko.Channel:
         transport = self._connected().get_transport()
         with self._deadline("opening a channel", self.target.io_timeout):
-            chan = transport.open_session(timeout=self.target.io_timeout)  # type: ignore[union-attr]
+            chan = transport.open_session(timeout=self.target.io_timeout)
             chan.exec_command(command)
         return chan
 

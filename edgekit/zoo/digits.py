@@ -9,7 +9,7 @@ recipes name as data (`edgekit.zoo.digits:calibration`), so calibration never se
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -91,7 +91,7 @@ def build(widths: tuple[int, ...] | list[int] = DEFAULT_WIDTHS, num_classes: int
             layers += [nn.Conv2d(cin, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
             cin = width
     model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
-    torch.nn.init.zeros_(model[-1].bias)
+    torch.nn.init.zeros_(cast(nn.Linear, model[-1]).bias)
     return model
 
 

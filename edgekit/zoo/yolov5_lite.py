@@ -19,7 +19,7 @@ torch is imported inside the functions, so importing this module is cheap.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -140,7 +140,7 @@ def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],
                 self.register_buffer(f"grid{k}", torch.from_numpy(grid), persistent=False)
                 self.register_buffer(f"anchor{k}", torch.from_numpy(wh), persistent=False)
             for conv, s in zip(self.convs, strides) if prior_bias else ():  # YOLOv5: few objects, even cls
-                b = conv.bias.data.view(-1, no)
+                b = cast(torch.Tensor, conv.bias).data.view(-1, no)
                 b[:, 4] += float(np.log(8 / (640 / s) ** 2))
                 b[:, 5:] += float(np.log(0.6 / (num_classes - 0.99)))
 
