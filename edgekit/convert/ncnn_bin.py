@@ -55,7 +55,7 @@ def layer_spans(param: Path, data: bytes) -> list[tuple[int, int]]:
 
 
 def _reader_class(ncnn: Any) -> type:
-    class BytesReader(ncnn.DataReader):
+    class BytesReader(ncnn.DataReader):  # type: ignore[misc]  # ncnn has no type information
         """Serves `data` sequentially to ncnn and remembers how far it got."""
 
         def __init__(self, data: bytes) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
                      int(sum(a.nbytes for a in inits.values())), act, io, macs_by)
 
 
-def _onnx_node_macs(node, shapes: dict, inits: dict) -> int:
+def _onnx_node_macs(node: Any, shapes: dict, inits: dict) -> int:
     out = shapes.get(node.output[0]) if node.output else None
     if out is None:
         return 0

@@ -59,7 +59,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-class _RecordNewKey(paramiko.MissingHostKeyPolicy):
+class _RecordNewKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]  # paramiko: no stubs here
     """accept_new: trust a first-seen key and write it to the target's known_hosts file."""
 
     def __init__(self, known_hosts: Path) -> None:

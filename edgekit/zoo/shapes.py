@@ -9,6 +9,8 @@ edgekit.convert.calibration / edgekit.metrics: one (k, 5) float32 array per imag
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 CLASSES = ("circle", "square", "triangle")
@@ -16,6 +18,8 @@ NUM_CLASSES = len(CLASSES)
 SIZE = 320
 TEST_SEED = 10_000  # seeds of test images start here; training uses seeds below it
 CALIBRATION_SEED = 20_000
+
+Sdf = Callable[[np.ndarray, np.ndarray], np.ndarray]  # signed distance at pixel centres (x, y)
 MIN_FRACTION, MAX_FRACTION = 0.08, 0.38  # shape extent as a fraction of the image side
 
 
@@ -75,7 +79,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return c0 + (c1 - c0) * t[..., None]
 
 
-def _shape(cls: int, cx: float, cy: float, extent: float, rng: np.random.Generator):
+def _shape(cls: int, cx: float, cy: float, extent: float, rng: np.random.Generator) -> tuple[Sdf, np.ndarray]:
     """A signed-distance function (negative inside) and the exact box of one shape."""
     if cls == 0:
         r = extent / 2
@@ -92,7 +96,7 @@ def _shape(cls: int, cx: float, cy: float, extent: float, rng: np.random.Generat
     return _polygon_sdf(verts), box
 
 
-def _polygon_sdf(verts: np.ndarray):
+def _polygon_sdf(verts: np.ndarray) -> Sdf:
     """Max of signed distances to the edges of a convex polygon (counter-clockwise in image coordinates)."""
     edges = np.roll(verts, -1, axis=0) - verts
     normals = np.stack([edges[:, 1], -edges[:, 0]], axis=1)
@@ -108,7 +112,7 @@ def _polygon_sdf(verts: np.ndarray):
     return sdf
 
 
-def _paint(img: np.ndarray, sdf, box: np.ndarray, color: np.ndarray) -> None:
+def _paint(img: np.ndarray, sdf: Sdf, box: np.ndarray, color: np.ndarray) -> None:
     """Anti-aliased fill: coverage of each pixel centre from the signed distance, only inside the box."""
     h, w = img.shape[:2]
     x0, y0 = max(int(box[0]) - 1, 0), max(int(box[1]) - 1, 0)

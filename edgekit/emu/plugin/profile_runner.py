@@ -21,6 +21,7 @@ import gc
 import json
 import os
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ def counts(path: str) -> list[int]:
         return [int(line.split()[0]) for line in f.read().splitlines() if line.strip()]
 
 
-def unpacked_shape(mat) -> list[int]:
+def unpacked_shape(mat: Any) -> list[int]:
     """(c, h, w) / (h, w) / (w,) with the packed axis (the outermost) multiplied back by elempack."""
     if mat.dims == 0:
         return []
@@ -89,7 +90,7 @@ def profile(req: dict) -> dict:
     layers = [layer for layer in read_layers(param) if layer["type"] != "Input"]
     libc = ctypes.CDLL(None, use_errno=True)
 
-    def extractor():
+    def extractor() -> Any:
         ex = net.create_extractor()
         for name, mat in zip(inputs, mats):
             ex.input(name, mat)

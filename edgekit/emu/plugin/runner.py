@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,7 @@ def count_windows(job: dict, counter: agent.InsnCounter) -> dict:
             "outputs": getattr(runner, "out_blobs", None)}
 
 
-def load(job: dict):
+def load(job: dict) -> Any:
     """The agent's runner for the artifact, with its input set (fixed: seeded, or `fill` everywhere)."""
     threads = int(job["threads"])
     if job["runtime"] == "ncnn":
