@@ -3,11 +3,11 @@ Cortex-A72 (pi4-emu) and Cortex-A76 (pi5-emu): repeated runs and their spread, a
 
 Each run is a separate guest process (all of one device's artifacts in it), each artifact counted over
 `--windows` windows of one invocation after one warm-up. "identical" says whether every run gave exactly the
-same counts; "spread" is (max - min) / median over all windows of all runs. With --calibration it also prints
-the counts edgekit/estimate/cost_model.py is calibrated with, and the model's fit and leave-one-out errors.
+same counts; "spread" is (max - min) / median over all windows of all runs. The cost model's calibration counts
+and its cross-validation are bench/estimate_cv.py's.
 
     .venv/bin/python bench/counts.py [--recipes recipes/mobilenetv2.yaml ...] [--runs 2] [--windows 2]
-        [--devices pi4-emu,pi5-emu] [--threads 1] [--calibration] [--json out.json]
+        [--devices pi4-emu,pi5-emu] [--threads 1] [--json out.json]
 
 Needs the devices and the plugin built (`edgekit emu build pi4-emu`, `edgekit emu build pi5-emu`) and the
 artifacts converted (`edgekit convert RECIPE`; done here through the cache when missing). Slow under qemu:
@@ -24,18 +24,11 @@ from pathlib import Path
 
 from edgekit.convert.pipeline import convert_recipe
 from edgekit.emu.plugin.counting import CountJob, count_artifacts
-from edgekit.estimate import cost_model
 from edgekit.formats import Format, Precision
 from edgekit.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ("recipes/yolov5-lite.yaml", "recipes/mobilenetv2.yaml")
-CALIBRATION_JOBS = {  # cost-model point -> (recipe name, device); ncnn-fp16 = ncnn's default options
-    "ncnn mobilenet_v2, Pi 4, 1 thread": ("mobilenetv2", "pi4-emu"),
-    "ncnn mobilenet_v2, Pi 4, 4 threads": ("mobilenetv2", "pi4-emu"),
-    "ncnn mobilenet_v2, Pi 5, 1 thread": ("mobilenetv2", "pi5-emu"),
-    "ncnn v5lite-s 320, Pi 4, 4 threads": ("yolov5-lite", "pi4-emu"),
-}
 
 
 def artifacts_of(recipe_path: str) -> tuple[str, dict[Format, Path]]:
@@ -68,7 +61,6 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--windows", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--calibration", action="store_true", help="also check the cost model's counts")
     parser.add_argument("--json", type=Path, help="write every count here")
     args = parser.parse_args()
 
@@ -85,8 +77,6 @@ def main() -> None:
                 print(f"{name:12s} {device:8s} {fmt.value:15s} {s['instructions']:>14,d} instructions/invoke  "
                       f"spread {100 * s['spread']:.4f} %  identical across runs: {s['identical']}", flush=True)
     print_ratios(table)
-    if args.calibration:
-        print_calibration(table)
     if args.json:
         args.json.write_text(json.dumps(table, indent=1))
 
@@ -102,31 +92,6 @@ def print_ratios(table: dict[str, dict]) -> None:
         base = table.get(f"{name}|{device}|{f.fp32_reference.value}")
         if base:
             print(f"  {name:12s} {device:8s} {f.runtime.value:7s} {s['instructions'] / base['instructions']:.3f}")
-
-
-def print_calibration(table: dict[str, dict]) -> None:
-    counts = {}
-    for point, (name, device) in CALIBRATION_JOBS.items():
-        s = table.get(f"{name}|{device}|ncnn-fp16")
-        if s:
-            counts[point] = s["instructions"]
-    print("\ncalibration counts (ncnn default options = the ncnn-fp16 artifact, 1 thread):")
-    for point in cost_model.CALIBRATION:
-        stored = point.instructions
-        now = counts.get(point.name)
-        print(f"  {point.name:38s} stored {stored:>12,d}  measured now {now if now is None else f'{now:,d}'}")
-    points = cost_model.with_counts(counts)
-    for method in ("instructions", "macs"):
-        model = cost_model.fit(points, method)
-        print(f"\nmethod {method}: rate per cycle {model.rate}, parallel fraction {model.parallel_fraction:.3f}")
-        for p in points:
-            pred = model.latency_ms(cost_model.BOARDS[p.board], p.work(method), p.threads)
-            print(f"  fit  {p.name:38s} published {p.published_ms:7.2f} ms  model {pred:7.2f} ms "
-                  f"({100 * (pred / p.published_ms - 1):+.1f} %)")
-        for row in cost_model.leave_one_out(points, method):
-            err = "not identifiable without it" if row["error"] is None else \
-                f"predicted {row['predicted_ms']:.2f} ms ({100 * row['error']:+.1f} %)"
-            print(f"  LOO  {row['point']:38s} {err}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from rich.console import Console
 from edgekit.errors import EdgekitError
 
 console = Console()
+err_console = Console(stderr=True)
 if not console.is_terminal:  # logs and CI: keep each line whole
     console.width = max(console.width, 130)
 
@@ -53,34 +54,36 @@ def estimate_cmd(
     fmt: str | None = typer.Option(None, "--format", help="the artifact's format if no metadata says it"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
 ) -> None:
-    """Estimate the latency of one inference on a real Pi 4 / Pi 5 (an estimate with its stated error).
+    """Estimate the latency of one inference on a real Pi 4 / Pi 5, with its cross-validated 80 % interval.
 
-    Counts the artifact's ARM instructions on the emulated core (1 thread, exact), then applies a cost model
-    calibrated only on published Pi figures. Slow for big models: qemu runs each invocation in seconds.
+    Counts the artifact's ARM instructions on the emulated core (exact; kept in a cache, so 1 and 4 threads or
+    a second board with the same core count once), then applies the cost model cross-validated on ncnn's own
+    benchmark models and their published Pi figures. Slow for big models: qemu runs each invocation in seconds.
 
     Example: edgekit estimate ~/.local/share/edgekit/cache/KEY/model.param --board pi5 --threads 4
     """
-    from edgekit.emu.plugin.counting import CountJob, count_artifacts
     from edgekit.estimate import cost_model
     from edgekit.estimate.boards import board as get_board
     from edgekit.estimate.graph import analyze
     from edgekit.estimate.roofline import compute_precision, roofline
 
     b = get_board(board)
+    if not artifact.exists():
+        raise EdgekitError("no such model file", where=str(artifact), hint="give an .onnx, .tflite or ncnn .param")
     shape = _shape(input_shape)
     cost = analyze(artifact, shape)
-    artifact_fmt = _format_of(artifact, fmt)
+    artifact_fmt, how = _runs_as(artifact, fmt)
     bound = roofline(cost, b, threads, compute_precision(artifact_fmt))
-    out: dict[str, Any] = {"artifact": str(artifact), "board": b.name, "threads": threads,
+    out: dict[str, Any] = {"artifact": str(artifact), "board": b.name, "threads": threads, "runs_as": how,
                            "roofline": bound.to_dict()}
     if artifact.suffix == ".onnx":
-        est = cost_model.estimate(b.name, cost.macs, threads, method="macs",
-                                  caveats=["ONNX is not run on the device: MAC-based, blind to runtime and precision"])
+        feats = cost_model.Features(0, cost.params, False, {}, cost.macs)
+        est = cost_model.estimate(b.name, feats, threads, caveats=[
+            "ONNX is not run on the device: MAC-based, blind to runtime and precision"])
     else:
-        with console.status(f"counting instructions on {b.emulated_device} ({b.core}) under qemu"):
-            (count,) = count_artifacts([CountJob(artifact, input_shape=shape, repeat=1)], b.emulated_device)
-        out["count"] = count.to_dict()
-        est = cost_model.estimate(b.name, count.instructions, threads, fmt=artifact_fmt)
+        feats, counted = _count(artifact, b, threads, shape, cost, artifact_fmt)
+        out["count"] = counted
+        est = cost_model.estimate(b.name, feats, threads, fmt=artifact_fmt)
     out["estimate"] = est.to_dict()
     if as_json:
         print(json.dumps(out, indent=1))
@@ -88,19 +91,78 @@ def estimate_cmd(
     _print_estimate(out, b.title)
 
 
+def _runs_as(artifact: Path, fmt: str | None) -> tuple[Any, str]:
+    """The artifact's format, and how the runtime runs it, in words: a bare ncnn .param (no sidecar) runs with
+    ncnn's default options (fp16 storage; fp16 arithmetic where the core has it), int8 where its layers say so."""
+    from edgekit.estimate.calibration import is_int8_param
+    from edgekit.formats import Format
+
+    known = _format_of(artifact, fmt)
+    if artifact.suffix != ".param" or known is not None:
+        return known, known.value if known is not None else artifact.suffix.lstrip(".")
+    if is_int8_param(artifact):
+        return Format.NCNN_INT8, "ncnn int8 layers (int8_scale_term in the .param), ncnn's default options"
+    return None, "ncnn, default options (fp16 storage; fp16 arithmetic where the core has it), as benchncnn"
+
+
+def _count(artifact: Path, b: Any, threads: int, shape: list[int] | None, cost: Any,
+           fmt: Any) -> tuple[Any, dict[str, Any]]:
+    """Features of the artifact on the board's core: the one-thread count, and the N-thread split only when the
+    cost model for N threads uses it. Counts come from the count cache when this artifact was counted before."""
+    from edgekit.emu.plugin.counting import CountJob
+    from edgekit.estimate import cost_model
+    from edgekit.estimate.calibration import INPUT_FILL, is_int8_param
+    from edgekit.estimate.counts import count_cached
+
+    bare = artifact.suffix == ".param" and not artifact.with_suffix(".io.json").exists()
+    fill = INPUT_FILL if bare else None  # a bare .param is counted the way benchncnn runs it
+
+    def say(message: str) -> None:  # progress on stderr: stdout may be --json
+        err_console.print(f"[dim]{message}[/]", highlight=False)
+
+    def one(n: int) -> Any:
+        with err_console.status(f"counting instructions on {b.emulated_device} ({b.core}) under qemu, {n} thread(s)"):
+            res, cached = count_cached(CountJob(artifact, threads=n, input_shape=shape, repeat=1, fill=fill),
+                                       b.emulated_device, say)
+        return res, cached
+
+    first, cached = one(1)
+    counted: dict[str, Any] = {**first.to_dict(), "cached": cached}
+    busiest: dict[int, int] = {}
+    n = min(threads, b.cores)
+    if n > 1 and n in cost_model.CALIBRATED_THREADS:
+        method = cost_model.chosen(b.name, n, ("instructions", "busiest", "params", "mix", "activation_bytes"))
+        if "busiest" in cost_model.BY_NAME[method].needs:
+            split, split_cached = one(n)
+            busiest[n] = split.busiest_thread
+            counted["threads_split"] = {"threads": n, "per_thread": split.per_thread, "cached": split_cached,
+                                        "busiest_thread": split.busiest_thread}
+    int8 = (fmt is not None and fmt.precision.value == "int8") or (artifact.suffix == ".param"
+                                                                     and is_int8_param(artifact))
+    mix = tuple(first.mix[0]) if first.mix else ()
+    return cost_model.Features(first.instructions, cost.params, int8, busiest, cost.macs, mix,
+                               cost.activation_bytes), counted
+
+
 def _print_estimate(out: dict[str, Any], title: str) -> None:
     est, bound = out["estimate"], out["roofline"]
-    console.print(f"[bold]{out['artifact']}[/] on {title}, {out['threads']} thread(s)", highlight=False)
+    console.print(f"[bold]{out['artifact']}[/] on {title}, {out['threads']} thread(s); runs as {out['runs_as']}",
+                  highlight=False)
     count = out.get("count")
     if count:
+        cached = " (from the count cache)" if count.get("cached") else ""
         console.print(f"  instructions  {count['instructions']:,d} per invoke (guest instruction count, "
-                      f"emulated {count['cpu']}, 1 thread; emulated time {count['emulated_ms_per_invoke'][0]:.0f} ms "
-                      "is not latency)", highlight=False)
-    console.print(f"  [bold]estimate[/]      {est['estimate_ms']:.1f} ms  (calibration error ±{est['error_pct']:.1f} %: "
-                  f"{est['low_ms']:.1f} .. {est['high_ms']:.1f} ms; method {est['method']}) "
-                  "[dim]estimate, not a measurement[/]", highlight=False)
-    console.print(f"  roofline      lower bound {bound['lower_bound_ms']:.2f} ms ({bound['bound']}-bound, "
-                  f"{bound['precision']} peak {bound['peak_gmacs']:.1f} GMAC/s)", highlight=False)
+                      f"emulated {count['cpu']}, 1 thread{cached}; emulated wall time is not latency)",
+                      highlight=False)
+    level = int(100 * est["interval_level"])
+    cv = est["cross_validation"]
+    validated = "" if est["interval_calibrated"] else " [yellow]not validated for this format[/]"
+    console.print(f"  [bold]estimate[/]      {est['estimate_ms']:.1f} ms, {level} % interval {est['low_ms']:.1f} .. "
+                  f"{est['high_ms']:.1f} ms{validated} [dim]estimate, not a measurement[/]", highlight=False)
+    console.print(f"  [dim]cost model {est['method']}: leave-one-model-out on {cv['n']} ncnn benchmark models, "
+                  f"median |error| {100 * cv['median']:.0f} %, p90 {100 * cv['p90']:.0f} %[/]", highlight=False)
+    console.print(f"  roofline      {bound['lower_bound_ms']:.2f} ms ({bound['bound']}-bound, "
+                  f"{bound['precision']} peak {bound['peak_gmacs']:.1f} GMAC/s; {bound['label']})", highlight=False)
     for note in est["caveats"]:
         console.print(f"  [dim]note: {note}[/]", highlight=False)
 
@@ -129,7 +191,7 @@ def roofline_cmd(
     cost = analyze(artifact, _shape(input_shape))
     artifact_fmt = _format_of(artifact, fmt)
     r = roofline(cost, b, threads, compute_precision(artifact_fmt))
-    est = cost_model.estimate(b.name, cost.macs, threads, method="macs", fmt=artifact_fmt)
+    est = cost_model.estimate(b.name, cost_model.Features(0, cost.params, False, {}, cost.macs), threads)
     if as_json:
         print(json.dumps({"roofline": r.to_dict(), "estimate": est.to_dict(), "macs_by_op": cost.macs_by_op}, indent=1))
         return
@@ -147,8 +209,9 @@ def roofline_cmd(
         console.print(f"  {name:15s} {value}", highlight=False)
     console.print(f"  [bold]lower bound[/]     {r.lower_bound_ms:.2f} ms ({r.bound}-bound) "
                   "[dim]roofline bound from published specs, not a measurement[/]", highlight=False)
-    console.print(f"  estimate        {est.estimate_ms:.1f} ms ±{100 * est.error:.1f} % (method macs; "
-                  f"{est.estimate_ms / max(r.lower_bound_ms, 1e-9):.1f}x the bound) [dim]estimate[/]", highlight=False)
+    console.print(f"  estimate        {est.estimate_ms:.1f} ms, 80 % interval {est.low_ms:.1f} .. {est.high_ms:.1f} ms "
+                  f"(method {est.method}; {est.estimate_ms / max(r.lower_bound_ms, 1e-9):.1f}x the bound) "
+                  "[dim]estimate[/]", highlight=False)
     for note in est.caveats:
         console.print(f"  [dim]note: {note}[/]", highlight=False)
 

@@ -13,9 +13,9 @@ from typing import Any
 from edgekit.estimate import cost_model
 from edgekit.estimate.boards import BOARDS
 from edgekit.estimate.boards import board as get_board
-from edgekit.estimate.graph import analyze
+from edgekit.estimate.graph import ModelCost, analyze
 from edgekit.estimate.roofline import compute_precision, roofline
-from edgekit.formats import Format
+from edgekit.formats import Format, Precision
 from edgekit.results import ArtifactInfo, Measurement, TargetRun
 
 # emulated device -> the real board its core stands for (phone-emu has no calibrated board)
@@ -31,9 +31,10 @@ def estimate_for(measurement: Measurement, artifact_info: ArtifactInfo | None, b
                  reference: Measurement | None = None) -> dict[str, Any]:
     """A labelled estimate of `measurement`'s artifact on the real `board` at its thread count.
 
-    The cost model wants the one-thread count (counts at more threads include spin-waits); pass the same
-    artifact's one-thread measurement as `reference` when `measurement` ran with more threads.
-    Returns {"status": "unavailable", "reason": ...} (still labelled) when no count exists.
+    The cost model wants the one-thread count (counts at more threads include the split between threads, used
+    when the measurement has it); pass the same artifact's one-thread measurement as `reference` when
+    `measurement` ran with more threads. Returns {"status": "unavailable", "reason": ...} (still labelled) when
+    no count exists.
     """
     base = {"label": cost_model.LABEL, "board": board, "artifact": measurement.artifact,
             "threads": measurement.threads}
@@ -43,13 +44,19 @@ def estimate_for(measurement: Measurement, artifact_info: ArtifactInfo | None, b
                 "reason": "no instruction count (run the emulated target with emulated.counting: true)"}
     caveats = []
     if source.threads > 1:
-        caveats.append(f"count taken at {source.threads} threads: includes spin-wait instructions")
+        caveats.append(f"count taken at {source.threads} threads: includes the threads' synchronisation")
     fmt = _format(measurement.format)
-    est = cost_model.estimate(board, source.instructions_per_invoke, measurement.threads, fmt=fmt, caveats=caveats)
+    cost = _cost(artifact_info)
+    busiest = {measurement.threads: max(measurement.instructions_per_thread)} \
+        if measurement.threads > 1 and measurement.instructions_per_thread else {}
+    feats = cost_model.Features(source.instructions_per_invoke, cost.params if cost else 0,
+                                fmt is not None and fmt.precision is Precision.INT8, busiest, cost.macs if cost else 0,
+                                tuple(source.instruction_mix), cost.activation_bytes if cost else 0)
+    est = cost_model.estimate(board, feats, measurement.threads, fmt=fmt, caveats=caveats)
     out = {**base, **est.to_dict(), "status": "ok", "instructions_per_invoke": source.instructions_per_invoke}
-    bound = _lower_bound(artifact_info, board, measurement.threads)
-    if bound is not None:
-        out["roofline_lower_bound_ms"] = round(bound, 3)
+    if cost is not None and fmt is not None:
+        out["roofline_lower_bound_ms"] = round(
+            roofline(cost, get_board(board), measurement.threads, compute_precision(fmt)).lower_bound_ms, 3)
     return out
 
 
@@ -60,26 +67,32 @@ def _format(value: str) -> Format | None:
         return None
 
 
-def _lower_bound(info: ArtifactInfo | None, board: str, threads: int) -> float | None:
-    """The roofline lower bound when the artifact's files are readable here; None otherwise (never fatal)."""
+def _cost(info: ArtifactInfo | None) -> ModelCost | None:
+    """The artifact's graph cost when its files are readable here; None otherwise (never fatal)."""
     if info is None or not info.files:
         return None
     try:
-        fmt = Format(info.format)
-        cost = analyze(Path(info.files[0]))
-        return roofline(cost, get_board(board), threads, compute_precision(fmt)).lower_bound_ms
+        return analyze(Path(info.files[0]))
     except Exception:  # noqa: BLE001 (an estimate must never break a deploy)
         return None
 
 
-def estimates_for_run(run: TargetRun, artifacts: list[ArtifactInfo], device: str) -> dict[str, Any]:
-    """TargetRun.estimates for an emulated target in one call: {"artifact xN": estimate dict} for every
-    measurement, each estimated from the same artifact's one-thread count. {} when no board stands for
+def estimates_for_run(run: TargetRun, artifacts: list[ArtifactInfo], device: str,
+                      threads: list[int] | None = None) -> dict[str, Any]:
+    """TargetRun.estimates for an emulated target in one call: {"artifact xN": estimate dict} for every thread
+    count measured and every one in `threads` (the recipe's plan: a capped emulated run measures 1 thread, the
+    board question is often 4), each from the same artifact's one-thread count. {} when no board stands for
     DEVICE (phone-emu) or the run has no agent result."""
     board = board_for_device(device)
     if board is None or run.agent is None:
         return {}
     infos = {a.id: a for a in artifacts}
     single = {m.artifact: m for m in run.agent.measurements if m.threads == 1 and m.instructions_per_invoke}
-    return {f"{m.artifact} x{m.threads}": estimate_for(m, infos.get(m.artifact), board, single.get(m.artifact))
-            for m in run.agent.measurements}
+    out = {f"{m.artifact} x{m.threads}": estimate_for(m, infos.get(m.artifact), board, single.get(m.artifact))
+           for m in run.agent.measurements}
+    for artifact, one in single.items():
+        for n in threads or []:
+            if f"{artifact} x{n}" not in out:
+                wanted = one.model_copy(update={"threads": n, "instructions_per_thread": []})
+                out[f"{artifact} x{n}"] = estimate_for(wanted, infos.get(artifact), board, one)
+    return out

@@ -33,6 +33,7 @@ class ModelCost:
     activation_bytes: int  # every layer's activations in + out, once (no reuse)
     io_bytes: int  # the model's own inputs and outputs
     macs_by_op: dict[str, int] = field(default_factory=dict)
+    winograd_macs: int = 0  # MACs of 3x3 stride-1 dense convolutions (ncnn may run them as Winograd F(6,3))
 
     @property
     def bytes_moved(self) -> int:
@@ -70,15 +71,24 @@ def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
         dims = [d.dim_value if d.dim_value > 0 else 1 for d in tt.shape.dim]
         shapes[vi.name] = (dims, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).itemsize if tt.elem_type else 4)
     macs_by: dict[str, int] = {}
-    act = 0
+    act = wino = 0
     for node in graph.node:
         macs = _onnx_node_macs(node, shapes, inits)
         if macs:
             macs_by[node.op_type] = macs_by.get(node.op_type, 0) + macs
+            wino += macs if _onnx_3x3_s1_dense(node, inits) else 0
         act += sum(_nbytes(shapes.get(n)) for n in [*node.input, *node.output] if n and n not in inits)
     io = sum(_nbytes(shapes.get(v.name)) for v in [*graph.input, *graph.output] if v.name not in inits)
     return ModelCost(str(path), "onnx", sum(macs_by.values()), int(sum(a.size for a in inits.values())),
-                     int(sum(a.nbytes for a in inits.values())), act, io, macs_by)
+                     int(sum(a.nbytes for a in inits.values())), act, io, macs_by, wino)
+
+
+def _onnx_3x3_s1_dense(node: Any, inits: dict) -> bool:
+    if node.op_type != "Conv" or node.input[1] not in inits or inits[node.input[1]].shape[2:] != (3, 3):
+        return False
+    attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
+    return all(v == 1 for v in attrs.get("strides", [1, 1])) and all(v == 1 for v in attrs.get("dilations", [1, 1])) \
+        and attrs.get("group", 1) == 1
 
 
 def _onnx_node_macs(node: Any, shapes: dict, inits: dict) -> int:
@@ -159,9 +169,10 @@ def _ncnn(path: Path, input_shape: list[int] | None) -> ModelCost:
     io_file = path.with_suffix(".io.json")
     io = json.loads(io_file.read_text()) if io_file.exists() else {}
     shapes = _ncnn_blob_shapes(path, layers, io, input_shape)
-    elem = 2 if (io.get("options") or {}).get("use_fp16_storage") else 4
+    elem = 4  # activations counted at fp32 whatever the runtime stores: one scale for every artifact (the cost
+    # model's feature is calibrated that way; ncnn's fp16 storage halves the real bytes where the core has it)
     macs_by: dict[str, int] = {}
-    params = act = 0
+    params = act = wino = 0
     for kind, bottoms, tops, p in layers:
         if kind in ("Input", "Split"):
             continue
@@ -172,6 +183,8 @@ def _ncnn(path: Path, input_shape: list[int] | None) -> ModelCost:
         macs = 0
         if kind in _NCNN_CONV and tops[0] in shapes:
             macs = wsize * int(np.prod(shapes[tops[0]][1:]))  # weight_data_size x output spatial size
+            if kind == "Convolution" and _is_3x3_s1(p):
+                wino += macs
         elif kind in _NCNN_DECONV and bottoms[0] in shapes:
             macs = wsize * int(np.prod(shapes[bottoms[0]][1:]))
         elif kind == "InnerProduct" and bottoms[0] in shapes and nout:
@@ -183,7 +196,15 @@ def _ncnn(path: Path, input_shape: list[int] | None) -> ModelCost:
     ins = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
     io_bytes = sum(int(np.prod(shapes[b])) * 4 for b in [*ins, *outs] if b in shapes)
     weight_bytes = path.with_suffix(".bin").stat().st_size
-    return ModelCost(str(path), "ncnn", sum(macs_by.values()), params, weight_bytes, act, io_bytes, macs_by)
+    return ModelCost(str(path), "ncnn", sum(macs_by.values()), params, weight_bytes, act, io_bytes, macs_by, wino)
+
+
+def _is_3x3_s1(p: dict[str, str]) -> bool:
+    """ncnn Convolution params: 1 kernel_w, 11 kernel_h (default kernel_w), 2/12 dilation, 3/13 stride."""
+    kw = p.get("1", "0")
+    kh = p.get("11", kw)
+    dw, sw = p.get("2", "1"), p.get("3", "1")
+    return (kw, kh, dw, p.get("12", dw), sw, p.get("13", sw)) == ("3", "3", "1", "1", "1", "1")
 
 
 def _parse_param(path: Path) -> list[tuple[str, list[str], list[str], dict[str, str]]]:
@@ -223,8 +244,9 @@ def _ncnn_blob_shapes(path: Path, layers: list, io: dict, input_shape: list[int]
     ex = net.create_extractor()
     ex.set_light_mode(False)  # keep intermediate blobs, or each is freed once its consumer ran
     try:
-        for name, shape in zip(inputs, shapes):
-            ex.input(name, ncnn.Mat(np.zeros(shape[1:], dtype=np.float32)))
+        arrays = [np.zeros(shape[1:], dtype=np.float32) for shape in shapes]  # ncnn.Mat(array) does not
+        for name, array in zip(inputs, arrays):  # copy: each array must outlive its Mat (a temporary crashed)
+            ex.input(name, ncnn.Mat(array))
         for blob in blobs:
             ret, mat = ex.extract(blob)
             if ret == 0:  # extract() unpacks and converts to fp32, so c/d/h/w are the logical shape

@@ -1,10 +1,14 @@
 """The roofline of one model on one board: how far the model is from what the hardware could possibly do.
 
-compute time = MACs / (peak MACs per cycle x clock x cores used), at the precision the kernels compute in;
-memory time = compulsory bytes (weights + model input/output) / peak DRAM bandwidth. The larger of the two is
-a **lower bound** on latency: no implementation on that board can be faster. The no-reuse traffic (every
-activation written and read once) is shown beside it; caches sit between the two. These are bounds from
-published specifications, never a measurement or an estimate.
+compute time = the multiplications the kernels execute / (peak MACs per cycle x clock x cores used), at the
+fastest precision the runtime computes this format in; memory time = compulsory bytes (weights at their runtime
+storage precision + model input/output) / peak DRAM bandwidth. The larger of the two is a **lower bound** on
+latency. To stay one for ncnn, the arithmetic counted is what its kernels can get away with: 3x3 stride-1 dense
+convolutions as Winograd F(6,3) (64 multiplications for 36 outputs instead of 324), fp16 arithmetic on cores
+that have it, int8 peaks for int8 models, weights stored in fp16 (int8 for int8 models). tests/test_estimate.py
+checks it stays below every published figure of the calibration set. The no-reuse traffic (every activation
+written and read once) is shown beside it; caches sit between the two. Bounds from published specifications,
+never a measurement or an estimate.
 """
 
 from __future__ import annotations
@@ -39,21 +43,32 @@ class Roofline:
     bound: str  # compute | memory
     intensity_macs_per_byte: float  # MACs / no-reuse bytes
     ridge_macs_per_byte: float  # the board's peak MACs / bandwidth
-    label: str = "roofline lower bound (from published peak specs; not a measurement, not an estimate)"
+    label: str = ("roofline lower bound (published peak specs, Winograd/fp16/int8 where the runtime may use them; "
+                  "not a measurement, not an estimate)")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+WINOGRAD_GAIN = 36 * 9 / 64  # F(6,3): 64 multiplications give a 6x6 tile of a 3x3 kernel (324 directly)
+STORAGE_BYTES = {Precision.FP32: 2, Precision.FP16: 2, Precision.DYNAMIC: 1, Precision.INT8: 1}  # fp16 storage
+
+
+def executed_macs(cost: ModelCost) -> float:
+    """The fewest multiplications the kernels may execute: Winograd F(6,3) on 3x3 stride-1 convolutions."""
+    return cost.macs - cost.winograd_macs + cost.winograd_macs / WINOGRAD_GAIN
+
+
 def roofline(cost: ModelCost, board: Board, threads: int = 1, precision: Precision = Precision.FP32) -> Roofline:
     peak = board.peak_macs_per_s(precision, threads)
     bw = board.mem_bw_gbs * 1e9
-    compute_ms = cost.macs / peak * 1e3
-    memory_ms = cost.compulsory_bytes / bw * 1e3
+    compute_ms = executed_macs(cost) / peak * 1e3
+    weights = min(cost.weight_bytes, cost.params * STORAGE_BYTES[precision]) if cost.params else cost.weight_bytes
+    memory_ms = (weights + cost.io_bytes) / bw * 1e3
     return Roofline(
         board=board.name, threads=min(threads, board.cores), precision=precision.value, macs=cost.macs,
         params=cost.params, weight_bytes=cost.weight_bytes, bytes_moved=cost.bytes_moved,
-        compulsory_bytes=cost.compulsory_bytes, peak_gmacs=peak / 1e9, mem_bw_gbs=board.mem_bw_gbs,
+        compulsory_bytes=weights + cost.io_bytes, peak_gmacs=peak / 1e9, mem_bw_gbs=board.mem_bw_gbs,
         compute_ms=compute_ms, memory_ms=memory_ms, traffic_ms=cost.bytes_moved / bw * 1e3,
         lower_bound_ms=max(compute_ms, memory_ms), bound="compute" if compute_ms >= memory_ms else "memory",
         intensity_macs_per_byte=cost.macs / max(1, cost.bytes_moved), ridge_macs_per_byte=peak / bw)
@@ -72,10 +87,12 @@ def artifact_format(path: Path) -> Format | None:
 
 
 def compute_precision(fmt: Format | None) -> Precision:
-    """The precision the kernels compute in: TFLite fp16 weights are dequantized and run in fp32 on CPU;
-    ncnn fp16 computes in fp16 where the core has it (the board's table then gives its fp16 peak)."""
+    """The fastest precision the kernels may compute in (the bound's peak): TFLite fp16 weights are dequantized
+    and run in fp32 on CPU; every ncnn float model may compute in fp16 where the core has it (ncnn's default
+    options; the board's table gives A72's fp16 peak as its fp32 one); an unknown format (an ONNX file, whose
+    runtime is not chosen yet) likewise; int8 and dynamic formats at their int8 peak."""
     if fmt is None:
-        return Precision.FP32
-    if fmt.runtime is Runtime.TFLITE and fmt.precision is Precision.FP16:
-        return Precision.FP32
-    return fmt.precision
+        return Precision.FP16
+    if fmt.runtime is Runtime.TFLITE:
+        return Precision.FP32 if fmt.precision is Precision.FP16 else fmt.precision
+    return Precision.INT8 if fmt.precision is Precision.INT8 else Precision.FP16

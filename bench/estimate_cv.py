@@ -1,0 +1,103 @@
+"""Cross-validation of edgekit's board-latency estimate on its calibration set (17 of ncnn's benchmark models,
+their published Pi 4 / Pi 5 figures at 1 and 4 threads).
+
+    .venv/bin/python bench/estimate_cv.py            # the table: every candidate cost model, leave-one-model-out
+    .venv/bin/python bench/estimate_cv.py --count    # first (re)count the models on pi4-emu / pi5-emu (slow)
+    .venv/bin/python bench/estimate_cv.py --json cv.json
+
+--count runs each model the way benchncnn does (zero weights, input 0.01, ncnn's default options) under the
+counting qemu, one guest process per model, at 1 and 4 threads on each emulated core, and writes
+edgekit/estimate/data/calibration_counts.json after every model (an interrupted run resumes; --force recounts).
+The table prints, per board x threads and for each candidate: median, p90 and max |error| of the held-out-one
+predictions, and how many published figures fell inside the stated interval of their held-out estimate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgekit.estimate import calibration, cost_model
+
+
+def count_all(force: bool, only: list[str] | None) -> None:
+    from edgekit.emu.plugin.counting import CountJob, count_artifacts
+    from edgekit.estimate.graph import analyze
+
+    store = json.loads(calibration.COUNTS_FILE.read_text()) if calibration.COUNTS_FILE.exists() else {}
+    store.setdefault("counts", {})
+    store["meta"] = _meta()
+    store.setdefault("graph", {})
+    for name, model in calibration.models().items():  # on this host: MACs and weight elements from the graph
+        if force or name not in store["graph"]:
+            cost = analyze(calibration.zero_weights(model), model.input_shape)
+            store["graph"][name] = {"macs": cost.macs, "params": cost.params,
+                                    "activation_bytes": cost.activation_bytes}
+            calibration.COUNTS_FILE.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
+    for board, device in calibration.DEVICES.items():
+        for threads in calibration.THREADS:
+            for name, model in calibration.models().items():
+                if only and name not in only:
+                    continue
+                if not force and str(threads) in store["counts"].get(name, {}).get(board, {}):
+                    continue
+                start = time.monotonic()
+                job = CountJob(calibration.zero_weights(model), threads=threads, input_shape=model.input_shape,
+                               fill=calibration.INPUT_FILL, warmup=1, repeat=1, number=1)
+                (res,) = count_artifacts([job], device)
+                entry = {"instructions": res.instructions, "busiest_thread": res.busiest_thread,
+                         "per_thread": res.per_thread[0] if res.per_thread else [], "outputs": res.outputs,
+                         "mix": res.mix[0] if res.mix else [],
+                         "emulated_ms": round(res.emulated_ms_per_invoke[0], 1)}
+                store["counts"].setdefault(name, {}).setdefault(board, {})[str(threads)] = entry
+                calibration.COUNTS_FILE.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
+                print(f"{device} {threads}T {name:20s} {res.instructions / 1e6:10.1f} M instructions "
+                      f"(busiest thread {res.busiest_thread / 1e6:.1f} M) in {time.monotonic() - start:.0f} s",
+                      flush=True)
+
+
+def _meta() -> dict:
+    from edgekit.emu.plugin import build
+
+    qemu = subprocess.run([str(build.counting_qemu()), "--version"], capture_output=True, text=True).stdout
+    return {"how": "benchncnn's way: zero weights, input filled with 0.01, ncnn default options; warm-up 1, one "
+                   "window of one invocation; guest instruction count (not cycles)",
+            "qemu": qemu.splitlines()[0] if qemu else "?", "host": platform.node(),
+            "counted_at": time.strftime("%Y-%m-%d")}
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'candidate':24s} {'board':5s} {'thr':>3s} {'n':>3s} {'median':>7s} {'p90':>7s} {'max':>7s} "
+          f"{'bias':>7s} {'interval':>10s} {'covered':>8s}")
+    for r in rows:
+        print(f"{r['candidate']:24s} {r['board']:5s} {r['threads']:3d} {r['n']:3d} {100 * r['median']:6.1f}% "
+              f"{100 * r['p90']:6.1f}% {100 * r['max']:6.1f}% {100 * r['bias']:+6.1f}% "
+              f"{r['interval']:>10s} {r['covered']:>3d}/{r['n']:<3d}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", action="store_true", help="count the calibration models first (slow)")
+    parser.add_argument("--force", action="store_true", help="with --count: recount models already counted")
+    parser.add_argument("--models", nargs="*", help="with --count: only these models")
+    parser.add_argument("--json", type=Path, help="write the table and every held-out prediction here")
+    args = parser.parse_args()
+    if args.count:
+        count_all(args.force, args.models)
+        calibration.counts.cache_clear()
+    rows, predictions = cost_model.cross_validation_table()
+    print("leave-one-model-out cross-validation on the 17 calibration models "
+          f"(interval: {cost_model.INTERVAL_LEVEL:.0%} prediction interval from the held-out errors)")
+    print_table(rows)
+    print(f"\nshipped model: {cost_model.SHIPPED}")
+    if args.json:
+        args.json.write_text(json.dumps({"table": rows, "predictions": predictions}, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

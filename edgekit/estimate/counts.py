@@ -1,0 +1,96 @@
+"""Instruction counts of artifacts, counted once per (artifact bytes, core, threads, inputs) and kept.
+
+Counting a real model under the counting qemu takes seconds to minutes; one count serves every board with that
+core and every estimate made from it (1 and 4 threads both use the one-thread count; a 4-thread count is only
+taken when a cost model needs the split between threads). The cache key covers everything that changes a count:
+the artifact's files, the emulated CPU, the thread count, the input fill, the ncnn options, the runtime wheels of
+the emulated devices and the counting plugin's source. Entries are small JSON files under the data dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from edgekit.emu import layout
+from edgekit.emu.plugin import build as plugin_build
+from edgekit.emu.plugin.counting import CountJob, CountResult, count_artifacts
+from edgekit.emu.specs import device_spec
+from edgekit.paths import data_dir
+
+
+def cache_folder() -> Path:
+    path = data_dir() / "counts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def count_cached(job: CountJob, device: str, say: Callable[[str], None] | None = None) -> tuple[CountResult, bool]:
+    """(the count, whether it came from the cache)."""
+    key = cache_key(job, device)
+    entry = cache_folder() / f"{key}.json"
+    if entry.exists():
+        try:
+            return CountResult(**json.loads(entry.read_text())), True
+        except (ValueError, TypeError):
+            entry.unlink(missing_ok=True)  # a torn or old entry: count again
+    if say is not None:
+        say(f"counting instructions of {Path(job.artifact).name} on {device} ({device_spec(device).cpu}), "
+            f"{job.threads} thread(s), under qemu")
+    (result,) = count_artifacts([job], device)
+    tmp = entry.with_suffix(".tmp")
+    data = {k: v for k, v in result.to_dict().items() if k not in ("instructions", "busiest_thread", "spread",
+                                                                      "label")}
+    tmp.write_text(json.dumps(data))
+    tmp.replace(entry)
+    return result, False
+
+
+def cache_key(job: CountJob, device: str) -> str:
+    req = job.request()
+    digest = hashlib.sha256()
+    for path in _files_of(Path(req["artifact"])):
+        digest.update(path.name.encode())
+        digest.update(_file_digest(path).encode())
+    spec = {k: v for k, v in req.items() if k != "artifact"}
+    digest.update(json.dumps(spec, sort_keys=True).encode())
+    digest.update(device_spec(device).cpu.encode())
+    digest.update(_runtime_versions().encode())
+    digest.update(plugin_build.SOURCE.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def _files_of(artifact: Path) -> list[Path]:
+    files = [artifact]
+    if artifact.suffix == ".param":
+        files += [p for p in (artifact.with_suffix(".bin"), artifact.with_suffix(".io.json")) if p.exists()]
+    return files
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a file, remembered by (path, size, mtime): a 550 MB zero .bin is hashed once."""
+    stat = path.stat()
+    memo = cache_folder() / "digests.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    tag = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    if tag not in known:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        known[tag] = digest.hexdigest()
+        tmp = memo.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(memo)
+    return str(known[tag])
+
+
+def _runtime_versions() -> str:
+    """The dist-info names (name-version) of the emulated devices' runtime wheels."""
+    root = layout.shared().root / "site"
+    return ",".join(sorted(p.name for p in root.glob("*/*.dist-info"))) if root.exists() else ""
