@@ -80,6 +80,22 @@ def print_table(rows: list[dict]) -> None:
               f"{r['interval']:>10s} {r['covered']:>3d}/{r['n']:<3d}")
 
 
+def print_shipped(rows: list[dict]) -> None:
+    """Markdown: the shipped model per board x threads beside the single-ratio baseline (the README's table)."""
+    every = ("instructions", "busiest", "params", "macs", "mix", "activation_bytes")
+    by = {(r["candidate"], r["board"], r["threads"]): r for r in rows}
+    print("\n| board, threads | shipped model | median | p90 | max | interval (80 %) | held | single ratio: "
+          "median / p90 / max / held |")
+    print("|---|---|---|---|---|---|---|---|")
+    for board in calibration.DEVICES:
+        for threads in calibration.THREADS:
+            name = cost_model.chosen(board, threads, every)
+            r, b = by[(name, board, threads)], by[("ratio", board, threads)]
+            print(f"| {board}, {threads} | {name} | {100 * r['median']:.1f} % | {100 * r['p90']:.1f} % | "
+                  f"{100 * r['max']:.1f} % | {r['interval']} | {r['covered']}/{r['n']} | {100 * b['median']:.1f} / "
+                  f"{100 * b['p90']:.1f} / {100 * b['max']:.1f} % / {b['covered']}/{b['n']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", action="store_true", help="count the calibration models first (slow)")
@@ -95,6 +111,7 @@ def main() -> None:
           f"(interval: {cost_model.INTERVAL_LEVEL:.0%} prediction interval from the held-out errors)")
     print_table(rows)
     print(f"\nshipped model: {cost_model.SHIPPED}")
+    print_shipped(rows)
     if args.json:
         args.json.write_text(json.dumps({"table": rows, "predictions": predictions}, indent=1))
 
