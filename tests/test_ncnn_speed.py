@@ -8,6 +8,7 @@ and pi5-emu (Cortex-A76), one thread; and `edgekit profile`'s layers add up to t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def _shipped_int8_recipes() -> list[Path]:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("recipe_path", _shipped_int8_recipes(), ids=lambda p: p.stem)
-def test_shipped_ncnn_int8_counts_fewer_instructions_than_fp32(counting_ready: None, recipe_path: Path) -> None:
+def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(counting_ready: None, recipe_path: Path) -> None:
     from edgekit.convert.pipeline import convert_recipe
     from edgekit.emu.plugin.counting import CountJob, count_artifacts
     from edgekit.formats import Format
@@ -73,9 +74,18 @@ def test_shipped_ncnn_int8_counts_fewer_instructions_than_fp32(counting_ready: N
     recipe = load_recipe(recipe_path)
     fp32, int8 = convert_recipe(recipe, [Format.NCNN_FP32, Format.NCNN_INT8])
     assert int8.status == "ok", int8.error  # the recipe's int8 gates pass
+    report = json.loads(int8.files[2].read_text())["int8"]
+    int8_at = report["layer_fields"].index("int8")  # layers are rows of layer_fields
+    if not any(row[int8_at] for row in report["layers"]):
+        # int8 lost on every layer (a tiny model): the artifact must then be the fp32 model itself; its count can
+        # differ by a few hundred instructions only through the sidecar's size (heap state), so compare files
+        assert [f.read_bytes() for f in int8.files[:2]] == [f.read_bytes() for f in fp32.files[:2]]
+        return
     for device in DEVICES:
-        f, i = count_artifacts([CountJob(fp32.files[0], repeat=1), CountJob(int8.files[0], repeat=1)], device)
-        assert i.instructions < f.instructions, (
+        # one guest process each: a job counted after another in the same process inherits its heap state
+        (f,) = count_artifacts([CountJob(fp32.files[0], repeat=1)], device)
+        (i,) = count_artifacts([CountJob(int8.files[0], repeat=1)], device)
+        assert i.instructions <= f.instructions, (
             f"{recipe.name} ncnn-int8 counts {i.instructions:,} instructions on {device}, ncnn-fp32 {f.instructions:,}")
 
 

@@ -49,6 +49,8 @@ def bench_cmd(
     fmt: Format | None = typer.Option(None, "--format", help="label the artifact's format (e.g. tflite-int8)"),
     timeout: float = typer.Option(1800.0, "--timeout", help="seconds before the agent is stopped"),
     json_path: Path | None = typer.Option(None, "--json", help="write the agent's full result here"),
+    set_: list[str] | None = typer.Option(None, "--set", help="override a field of the target, e.g. "
+                                          "--set emulated.counting=false (repeatable), as in deploy"),
 ) -> None:
     """Time one existing model file on a target: load time, p50/p90/p99, every sample, peak memory.
 
@@ -61,7 +63,7 @@ def bench_cmd(
     from edgekit.target import load_target
 
     art = AgentArtifact.from_path(artifact, fmt or _sidecar_format(artifact))
-    tgt = host_target() if target == "host" else load_target(target)
+    tgt = host_target() if target == "host" else load_target(target, list(set_ or ()))
     settings = Settings(warmup=warmup, repeat=repeat, number=number, min_repeat_ms=min_repeat_ms,
                         threads=parse_threads(threads) or (1,), timeout_s=timeout)
     folder = runs_dir() / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"

@@ -16,8 +16,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,6 +90,26 @@ def convert_model(model_path: Path, input_shape: tuple[int, ...], fmt: Format, o
     return [param, bin_path, io_path_for(param)]
 
 
+def _no_core_slower(plan: Any, build: Callable[[list[str]], Any], param: Path, report: Any) -> Any:
+    """The kept artifact counts more than fp32 on some core (a weighted plan can trade one core for the other):
+    try the strict plan, float wherever int8 loses on any core, and keep it if no core is then slower than fp32
+    (else go back to what was kept). Returns the report of the artifact written last."""
+    from edgekit.convert import ncnn_plan
+
+    kept = plan.kept
+    strict = [c.name for c in plan.layers if any(v["int8"] > v["float"] for v in c.counts.values())]
+    candidate = build(strict)
+    totals = {d: prof.total for d, prof in ncnn_plan.profiles(param).items()}
+    for device, total in totals.items():
+        plan.totals[device]["strict"] = total
+    if all(total <= plan.totals[d]["fp32"] for d, total in totals.items()):
+        plan.kept = "strict"
+        for choice in plan.layers:
+            choice.int8 = choice.name not in strict
+        return candidate
+    return build([] if kept == "all-int8" else plan.float_layers)
+
+
 def _quantize(param: Path, bin_path: Path, io: NcnnIO, calibration: np.ndarray, recipe: Recipe | None,
               float_layers: frozenset[str] | set[str]) -> NcnnIO:
     """Quantize every layer ncnn can run in int8, then (where the emulated cores are built) keep in float the
@@ -128,7 +150,12 @@ def _quantize(param: Path, bin_path: Path, io: NcnnIO, calibration: np.ndarray, 
                         ncnn_plan.weighted(all_int8, plan.weights):
                     plan.kept = "all-int8"
                     report = build([])
-    reasons = {c.name: c.reason for c in (plan.layers if plan and plan.kept == "planned" else [])}
+            if plan is not None and ncnn_plan.slower_cores(plan):
+                report = _no_core_slower(plan, build, param, report)
+        if plan is not None and not report.quantized:  # int8 lost on every layer: ship the fp32 model as is
+            shutil.copyfile(src_param, param)
+            shutil.copyfile(src_bin, bin_path)
+    reasons = {c.name: c.reason for c in (plan.layers if plan and plan.kept != "all-int8" else [])}
     for row in report.layers:
         if row.name in reasons and not row.int8 and row.name not in float_layers:
             row.reason = f"int8 kernel slower ({reasons[row.name]})"
@@ -139,6 +166,11 @@ def _quantize(param: Path, bin_path: Path, io: NcnnIO, calibration: np.ndarray, 
         io.notes.extend(plan.notes())
     else:
         io.notes.append(f"no speed plan: {why_none}; every quantizable layer is int8")
+    if plan is not None and not report.quantized:  # int8 lost on every layer (a tiny model): say it plainly
+        io.options = dict(options_for(Format.NCNN_FP32))
+        io.notes.append("no layer counts fewer instructions in int8 on the emulated cores: this artifact runs "
+                        "every layer in float: it is the fp32 model, files and options")
+        return io
     io.options = dict(INT8_OPTIONS)
     io.notes.append("ncnn's default options (fp16 storage and arithmetic for the float layers where the core has "
                     "them, as on the Cortex-A76; fp32 elsewhere): turning them off made int8 artifacts 1.1x to "

@@ -36,7 +36,7 @@ from edgekit.convert.ncnn_param import ARRAY_KEY_BASE, NcnnGraph, NcnnLayer, rea
 from edgekit.convert.ncnn_runtime import NcnnIO, NcnnModel
 from edgekit.errors import ConversionError
 
-QUANTIZER_VERSION = "2"  # 2: requantize fusion, ReLU6 -> ReLU where exact, ncnn default options  # bump when the written bytes change: it is part of the artifact cache key
+QUANTIZER_VERSION = "5"  # 5: an all-float plan ships the fp32 model; 3: no core slower (strict plan); 2: fusion; cache key
 QUANTIZABLE = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
 METHODS = ("kl", "absmax")
 GRANULARITIES = ("per-channel", "per-tensor")

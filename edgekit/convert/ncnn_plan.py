@@ -46,7 +46,8 @@ class SpeedPlan:
     weights: dict[str, float]  # device -> 1 / fp32 model count there
     layers: list[LayerChoice] = field(default_factory=list)
     totals: dict[str, dict[str, int]] = field(default_factory=dict)  # device -> {"fp32", "all_int8", "planned"}
-    kept: str = "planned"  # "planned" or "all-int8" (when the planned artifact was not faster)
+    kept: str = "planned"  # "planned", "all-int8" (the plan was not faster) or "strict" (int8 only where it wins
+    # on every core: used when the weighted plan left some core slower than fp32)
     label: str = "guest instructions per inference on the emulated cores, 1 thread (not cycles)"
 
     @property
@@ -93,6 +94,12 @@ def choose(int8: dict[str, Profile], floats: dict[str, Profile], weights: dict[s
         plan.layers.append(LayerChoice(name, kind, gain >= 0, counts,
                                        f"int8/float instructions: {detail}"))
     return plan
+
+
+def slower_cores(plan: SpeedPlan) -> list[str]:
+    """Cores on which the kept artifact counts more instructions than the fp32 model."""
+    key = {"planned": "planned", "all-int8": "all_int8", "strict": "strict"}[plan.kept]
+    return [d for d, t in plan.totals.items() if t.get(key, t["all_int8"]) > t["fp32"]]
 
 
 def weighted(totals: dict[str, int], weights: dict[str, float]) -> float:
