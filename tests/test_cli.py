@@ -39,3 +39,13 @@ def test_unknown_command_exits_non_zero() -> None:
     out = subprocess.run([sys.executable, "-m", "edgekit", "no-such-command"], capture_output=True, text=True)
     assert out.returncode != 0
     assert "No such command" in out.stderr
+
+
+def test_version_flag_prints_the_version() -> None:
+    import subprocess
+    import sys
+
+    from edgekit import __version__
+
+    out = subprocess.run([sys.executable, "-m", "edgekit", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"edgekit {__version__}"

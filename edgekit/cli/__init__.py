@@ -27,8 +27,19 @@ app = typer.Typer(
 err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line per line: greppable in logs
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from edgekit import __version__
+
+        typer.echo(f"edgekit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks and paramiko's log")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks and paramiko's log"),
+          _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                        help="print edgekit's version and exit (`edgekit version` lists runtimes)"),
+          ) -> None:
     """Take a trained model to Raspberry Pis and Android phones, and measure how it behaves there.
 
     Example: edgekit deploy recipes/yolov5-lite.yaml --target pi4-emu
