@@ -61,8 +61,11 @@ def test_bench_tflite_on_host_with_random_input(model_files: dict[str, Path], tm
 def test_bench_ncnn_needs_a_shape_without_sidecar(model_files: dict[str, Path], tmp_path: Path) -> None:
     done = bench(str(model_files["bare"]), "--target", "host")
     assert done.returncode != 0 and "--shape" in done.stderr
-    done = bench(str(model_files["bare"]), "--target", "host", "--shape", "1,3,32,32", "--repeat", "3")
+    done = bench(str(model_files["bare"]), "--target", "host", "--shape", "1,3,32,32", "--repeat", "3",
+                 "--json", str(tmp_path / "bare.json"))
     assert done.returncode == 0, done.stdout + done.stderr
+    bare = json.loads((tmp_path / "bare.json").read_text())["agent"]["measurements"][0]
+    assert bare["format"] == "ncnn-fp16"  # no sidecar: ncnn's default options, which edgekit calls ncnn-fp16
     sample = tmp_path / "x.npy"
     np.save(sample, np.zeros((2, 3, 32, 32), np.float32))
     done = bench(str(model_files["param"]), "--target", "host", "--input", str(sample), "--repeat", "3",

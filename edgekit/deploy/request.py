@@ -56,7 +56,7 @@ class AgentArtifact:
         elif path.suffix in (".param", ".bin"):
             files = (path.with_suffix(".param"), path.with_suffix(".bin"))
             io = path.with_suffix(".io.json") if path.with_suffix(".io.json").is_file() else None
-            fmt = fmt or Format.NCNN_FP32
+            fmt = fmt or _bare_ncnn_format(path.with_suffix(".param"))
         else:
             raise UsageError(f"not a model file edgekit can time: {path.name}", where=str(path),
                                hint="give a .tflite, or an ncnn .param with its .bin beside it")
@@ -129,6 +129,16 @@ def build_request(arts: list[AgentArtifact], settings: Settings, inputs_remote: 
             "min_repeat_ms": settings.min_repeat_ms, "cooldown_s": settings.cooldown_s,
             "tflite_runtime": tflite_runtime, "lock_file": rel(LOCK_REMOTE),
             "lock_timeout_s": settings.lock_timeout_s, "outputs_dir": "outputs", "nice": settings.nice}
+
+
+def _bare_ncnn_format(param: Path) -> Format:
+    """A .param without edgekit's sidecar runs with ncnn's default options: fp16 storage (and fp16 arithmetic on
+    cores that have it), which is edgekit's ncnn-fp16; int8 where its layers carry int8 scales."""
+    from edgekit.estimate.calibration import is_int8_param
+
+    if not param.is_file():
+        return Format.NCNN_FP16
+    return Format.NCNN_INT8 if is_int8_param(param) else Format.NCNN_FP16
 
 
 def inputs_remote(local: Path) -> str:
