@@ -15,6 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgekit.errors import RecipeError
@@ -115,18 +116,21 @@ class InputSpec(_Strict):
 
 # --- data -----------------------------------------------------------------------------------------------------
 class ImagesData(_Strict):
+    """A folder of images; `samples` of them evenly spread over the sorted files (default: every image)."""
+
     kind: Literal["images"] = "images"
     path: Path
-    samples: int = Field(100, gt=0)
+    samples: int | None = Field(None, gt=0)
 
 
 class NpyData(_Strict):
-    """A .npy array of model inputs, first axis = sample; `labels` an optional .npy of class ids."""
+    """A .npy array of model inputs, first axis = sample; `labels` an optional .npy of class ids (N,) or one-hot
+    (N, classes), checked when the recipe is loaded. `samples`: the first that many (default: all of them)."""
 
     kind: Literal["npy"] = "npy"
     path: Path
     labels: Path | None = None
-    samples: int = Field(100, gt=0)
+    samples: int | None = Field(None, gt=0)
 
 
 class BuilderData(_Strict):
@@ -165,7 +169,9 @@ class Calibration(_Strict):
 class Gates(_Strict):
     """Fidelity gates an artifact must meet against the original model on the evaluation inputs."""
 
-    min_cosine: float | None = None
+    min_cosine: float | None = None  # mean over the inputs of each output's per-input cosine (worst output)
+    min_cosine_worst: float | None = None  # the single worst input's cosine: one broken input fails the gate
+    min_cosine_p5: float | None = None  # the 5th-percentile input's cosine: the worst 5 % may fall below
     max_abs_error: float | None = None
     max_top1_drop: float | None = None  # fraction, 0.01 = one point
     min_top1_agreement: float | None = None
@@ -332,6 +338,76 @@ def _check_files(recipe: Recipe) -> None:
     for field, p in checks:
         if p is not None and not p.exists():
             raise RecipeError(f"field `{field}`: file not found: {p}", where=where)
+    for section, data in (("calibration.data", recipe.calibration and recipe.calibration.data),
+                          ("evaluation.data", recipe.evaluation.data)):
+        if isinstance(data, NpyData):
+            _check_npy_data(data, recipe, section)
+
+
+def _check_npy_data(data: NpyData, recipe: Recipe, section: str) -> None:
+    """`samples` within the file, and labels that are class ids, one per input (read memory-mapped)."""
+    where = str(recipe.path)
+    count = len(_npy_header(data.path, f"{section}.path", where))
+    if data.samples is not None and data.samples > count:
+        raise RecipeError(f"field `{section}.samples`: {data.samples} asked for, {data.path.name} holds {count}",
+                          where=where, hint="lower samples, or leave it out to use every input in the file")
+    if data.labels is None:
+        return
+    if recipe.task is not Task.CLASSIFY:
+        raise RecipeError(f"field `{section}.labels`: a labels .npy holds class ids, which only `task: classify` "
+                          f"uses (this recipe's task is {recipe.task.value})", where=where,
+                          hint="detector labels come from a builder (see README 'Data')")
+    class_labels(_npy_header(data.labels, f"{section}.labels", where), count, f"{section}.labels", where)
+
+
+def _npy_header(path: Path, field: str, where: str) -> np.ndarray:
+    from edgekit.errors import InputDataError
+
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputDataError(f"field `{field}`: cannot read {path} as a .npy array: {exc}", where=where,
+                             hint="save it with numpy.save (no pickled objects)") from None
+    if arr.ndim == 0:
+        raise RecipeError(f"field `{field}`: {path.name} holds a single value, not one row per sample", where=where)
+    return arr
+
+
+def class_labels(labels: Any, count: int | None, field: str, where: str) -> np.ndarray:
+    """Class ids (N,) int64 from what a user gives: integer ids, floats holding whole numbers, or one-hot rows
+    (converted to ids). Soft or multi-hot rows, fractions, negative ids, other dtypes and a length other than the
+    inputs' are a RecipeError naming the field: a wrong label array must never turn into a plausible accuracy."""
+    arr = np.asarray(labels)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim == 2:
+        if not (np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all()):
+            raise RecipeError(f"field `{field}`: labels of shape {arr.shape} are not one-hot rows (one 1 per row)",
+                              where=where, hint="give class ids, shape (N,), e.g. y.argmax(1) of one-hot rows")
+        arr = arr.argmax(axis=1)
+    if arr.ndim != 1:
+        raise RecipeError(f"field `{field}`: labels must be class ids of shape (N,) or one-hot (N, classes); got "
+                          f"shape {arr.shape}", where=where)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            raise RecipeError(f"field `{field}`: float labels that are not whole numbers (class ids are integers)",
+                              where=where, hint="save class ids as integers: np.save(path, y.astype('int64'))")
+    elif arr.dtype.kind not in "iu":
+        raise RecipeError(f"field `{field}`: labels of dtype {arr.dtype} (class ids are integers)", where=where)
+    ids = arr.astype(np.int64)
+    if count is not None and len(ids) != count:
+        raise RecipeError(f"field `{field}`: {len(ids)} labels for {count} inputs (one label per input)",
+                          where=where)
+    if len(ids) and ids.min() < 0:
+        raise RecipeError(f"field `{field}`: negative class id {int(ids.min())}", where=where)
+    return ids
+
+
+def check_class_range(labels: np.ndarray, classes: int, field: str, where: str) -> None:
+    """Every class id names one of the model's `classes` outputs."""
+    if len(labels) and int(labels.max()) >= classes:
+        raise RecipeError(f"field `{field}`: class id {int(labels.max())}, but the model has {classes} classes "
+                          f"(ids 0..{classes - 1})", where=where, hint="are the labels for this model?")
 
 
 def _check_dotted(value: str) -> str:

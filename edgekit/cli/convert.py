@@ -1,7 +1,9 @@
 """`edgekit convert RECIPE`: every format of a recipe, converted (or taken from the cache) and checked.
 
-Prints progress while it works, then one row per artifact: size, conversion time, peak memory, cached or not,
-max abs error, cosine, top-1 agreement or box match, and whether it passed its fidelity gate. Exits non-zero
+Prints progress while it works, then one row per artifact: size (MB = 10^6 bytes), conversion time, peak memory,
+cached or not, max abs error, cosine (mean over the inputs and the worst input), the task metric where the
+evaluation data has labels (top-1, mAP) and agreement with the ONNX model (named as such), and whether it passed
+its fidelity gate on how many inputs. Exits non-zero
 when an artifact fails (conversion or gate) unless --keep-going. `make quantize` runs it with --int8-only.
 """
 
@@ -19,6 +21,7 @@ from rich.table import Table
 
 from edgekit.errors import EdgekitError
 from edgekit.formats import Format, Precision
+from edgekit.report.figures import MB, agreement, task_metric
 
 console = Console()
 if not console.is_terminal:  # logs and CI: keep table rows on one line
@@ -69,16 +72,24 @@ def convert_cmd(
 def artifact_table(title: str, artifacts: list[Any]) -> Table:
     """One row per artifact (shared with `edgekit deploy`)."""
     table = Table(title=title, box=box.SIMPLE_HEAD)
-    for col in ("format", "size", "convert", "peak mem", "cached", "max abs err", "cosine", "top-1 / boxes",
-                "gate"):
-        table.add_column(col, justify="left" if col in ("format", "gate") else "right", no_wrap=True)
+    for col in ("format", "MB", "convert", "peak mem", "cached", "max abs err", "cosine\nmean / worst",
+                "accuracy\n(labels)", "agreement\nwith ONNX", "gate\n(inputs)"):
+        table.add_column(col, justify="left" if col in ("format", "gate\n(inputs)") else "right", no_wrap=True)
     for a in artifacts:
         fid = a.fidelity or {}
+        cosine = "-" if fid.get("cosine") is None else \
+            f"{_num(fid.get('cosine'), 6)} / {_num(fid.get('cosine_worst'), 5)}"
+        metric, agree = task_metric(fid), agreement(fid)
         table.add_row(
-            a.format.value, _mb(a.size_bytes) if a.size_bytes else "-",
+            a.format.value, f"{a.size_bytes / MB:.3g}" if a.size_bytes else "-",
             f"{a.convert_s:.1f} s" + (" *" if a.provenance.get("shared_run") else "") if a.convert_s else "-",
             f"{a.peak_rss_mb:.0f} MB" if a.peak_rss_mb else "-", "yes" if a.cached else "no",
-            _num(fid.get("max_abs_error")), _num(fid.get("cosine"), 6), _agreement(fid), _gate(a))
+            _num(fid.get("max_abs_error")), cosine, metric.removeprefix("top-1 ") if metric else "-",
+            agree.removeprefix("agree ") if agree else "-", _gate(a))
+    labelled = any(task_metric(a.fidelity or {}) for a in artifacts)
+    table.caption = ("MB = 10^6 bytes; accuracy = top-1 / mAP against the labels (ONNX model's in brackets)"
+                     if labelled else "MB = 10^6 bytes; accuracy: the evaluation data has no labels, so only "
+                     "agreement with the ONNX model is shown")
     return table
 
 
@@ -109,10 +120,6 @@ def _report(name: str, artifacts: list[Any], seconds: float, json_path: Path | N
                                          "artifacts": [artifact_record(a) for a in artifacts]}, indent=1))
 
 
-def _mb(n: int) -> str:
-    return f"{n / 2**20:.2f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB"
-
-
 def _num(value: float | None, digits: int = 2) -> str:
     """Errors in 2 significant digits (3.1e-05, 0.24); cosines as 0.99991 (digits=5 decimals)."""
     if value is None:
@@ -120,22 +127,12 @@ def _num(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if digits >= 5 else f"{value:.{digits}g}"
 
 
-def _agreement(fid: dict[str, Any]) -> str:
-    if "top1_agreement" in fid:
-        return f"{fid['top1_agreement']:.1%}"
-    if "box_match" in fid:
-        if fid["box_match"] is None:
-            return "no ref boxes"
-        text = f"{fid['box_match']:.1%} of {fid['boxes_reference']}"
-        return text + (f", mAP {fid['map50']:.3f}" if "map50" in fid else "")
-    return "-"
-
-
 def _gate(a: Any) -> str:
-    if a.status != "ok":
-        return "[red]FAIL[/]"
     gates = (a.fidelity or {}).get("gates", {})
-    return "[green]pass[/]" if gates.get("checks") else "pass (no gate)"
+    on = f" ({gates['samples']})" if gates.get("samples") else ""
+    if a.status != "ok":
+        return f"[red]FAIL[/]{on}"
+    return f"[green]pass[/]{on}" if gates.get("checks") else "pass (no gate)"
 
 
 def register(app: typer.Typer) -> None:

@@ -5,10 +5,10 @@ the fidelity check and the on-device agent all see the same numbers.
 
 Sources (see edgekit.recipe.DataSource):
 - `images`: a folder of image files (png/jpg/bmp/...), read with Pillow, sorted by path; `samples` of them
-  evenly spread over that order (so every class folder contributes). If the images sit in sub-folders, the
+  (default: all) evenly spread over that order (so every class folder contributes). If the images sit in sub-folders, the
   sub-folder names (sorted) are the class ids (ImageFolder style).
-- `npy`: an array of model inputs (float: used as is) or raw images (uint8 N,H,W,C: preprocessed); optional
-  labels .npy of class ids.
+- `npy`: an array of model inputs (float: used as is) or raw images (uint8 N,H,W,C: preprocessed); the first
+  `samples` (default: all); optional labels .npy of class ids or one-hot rows (validated by recipe.class_labels).
 - `builder`: `package.module:function(n, seed, **args)` returning inputs, or (inputs, labels).
 - `random`: seeded uniform inputs; fine for timing, meaningless for accuracy.
 
@@ -37,6 +37,8 @@ from edgekit.recipe import (
     NpyData,
     RandomData,
     Recipe,
+    Task,
+    class_labels,
     resolve_callable,
 )
 
@@ -76,12 +78,13 @@ def load_data(source: DataSource, recipe: Recipe, field: str) -> tuple[np.ndarra
         return rng.uniform(source.low, source.high, size=shape).astype(np.float32), None
     if isinstance(source, ImagesData):
         return _from_folder(source, recipe, field)
-    if isinstance(source, NpyData):
-        raw = _npy(source.path, f"{field}.path", recipe)[: source.samples]
+    if isinstance(source, NpyData):  # samples: the first that many, default all (checked at recipe load)
+        raw = _npy(source.path, f"{field}.path", recipe)
         labels = None
         if source.labels is not None:
-            labels = _npy(source.labels, f"{field}.labels", recipe)[: source.samples].astype(np.int64)
-        return _to_inputs(raw, recipe, field), labels
+            labels = class_labels(_npy(source.labels, f"{field}.labels", recipe), len(raw), f"{field}.labels",
+                                  str(recipe.path))[: source.samples]
+        return _to_inputs(raw[: source.samples], recipe, field), labels
     if isinstance(source, BuilderData):
         return _from_builder(source, recipe, field)
     raise RecipeError(f"field `{field}`: unknown data source {source!r}", where=str(recipe.path))
@@ -105,7 +108,7 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
                           hint=f"put images with one of the suffixes {sorted(IMAGE_SUFFIXES)} there")
     folders = sorted({f.parent for f in files})
     classes = folders if len(folders) > 1 else []  # class ids from every folder, not only the ones sampled
-    if len(files) > source.samples:  # evenly spread, deterministic: every class folder contributes
+    if source.samples is not None and len(files) > source.samples:  # evenly spread: every class folder counts
         files = [files[int(i)] for i in np.linspace(0, len(files) - 1, source.samples).round()]
     h, w, c = _hwc(recipe, field)
     mode = "L" if c == 1 else "RGB"
@@ -132,6 +135,8 @@ def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.n
     out: Any = fn(source.samples, source.seed, **source.args)
     raw, labels = out if isinstance(out, tuple) else (out, None)
     raw = np.asarray(raw)
+    if labels is not None and recipe.task is Task.CLASSIFY:
+        labels = class_labels(labels, len(raw), f"{field}.builder (its labels)", str(recipe.path))
     if len(raw) < source.samples:
         raise RecipeError(f"field `{field}.builder`: {source.builder} returned {len(raw)} samples, "
                           f"{source.samples} were asked for", where=str(recipe.path))

@@ -2,8 +2,9 @@
 
 The reference is the ONNX model in onnxruntime. Each artifact runs in its runtime (edgekit.runtimes) on the
 recipe's evaluation inputs. Numbers (JSON-ready, stored in Artifact.fidelity and cached):
-- per output: max abs error, mean abs error, cosine similarity (per sample, flattened; mean and min);
-  overall `max_abs_error` (worst output) and `cosine` (worst output's mean);
+- per output: max abs error, mean abs error, cosine similarity (per sample, flattened; mean, min, 5th
+  percentile); overall `max_abs_error` (worst output), `cosine` (worst output's mean), `cosine_worst` (the worst
+  single input) and `cosine_p5` (the 5th-percentile input): a mean can hide one input the artifact ruins;
 - classifier (`task: classify`, first output = logits): top-1 agreement with the reference; with labels also
   top-1 accuracy of both and the drop;
 - detector (`task: detect`, outputs `boxes` [1,N,4] xyxy and `scores` [1,N,C], see zoo/yolov5_lite.py): boxes
@@ -28,10 +29,10 @@ from edgekit import metrics
 from edgekit.convert.base import Artifact
 from edgekit.convert.calibration import Labels
 from edgekit.formats import Runtime
-from edgekit.recipe import Gates, Recipe, Task
+from edgekit.recipe import Gates, Recipe, Task, check_class_range
 from edgekit.runtimes import Outputs, run_tflite
 
-FIDELITY_VERSION = 1  # part of the cached results' digest: bump when the numbers are computed differently
+FIDELITY_VERSION = 2  # part of the cached results' digest: bump when the numbers are computed differently
 DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
 
 
@@ -77,6 +78,8 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
     numbers["max_abs_error"] = max(o["max_abs"] for o in per)
     numbers["mean_abs_error"] = max(o["mean_abs"] for o in per)
     numbers["cosine"] = min(o["cosine"] for o in per)
+    numbers["cosine_worst"] = min(o["cosine_min"] for o in per)
+    numbers["cosine_p5"] = min(o["cosine_p5"] for o in per)
     if recipe.task is Task.CLASSIFY:
         numbers.update(_classify(ref[0][1], arrays[0], labels))
     elif recipe.task is Task.DETECT:
@@ -86,8 +89,10 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
 
 
 def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
-    """Each gate the recipe sets, with the measured value; a gate whose number is unavailable is skipped."""
-    rules = {"min_cosine": ("cosine", ">="), "max_abs_error": ("max_abs_error", "<="),
+    """Each gate the recipe sets, with the measured value and the number of inputs it was judged on; a gate
+    whose number is unavailable is skipped."""
+    rules = {"min_cosine": ("cosine", ">="), "min_cosine_worst": ("cosine_worst", ">="),
+             "min_cosine_p5": ("cosine_p5", ">="), "max_abs_error": ("max_abs_error", "<="),
              "max_top1_drop": ("top1_drop", "<="), "min_top1_agreement": ("top1_agreement", ">="),
              "min_box_match": ("box_match", ">="), "max_map_drop": ("map50_drop", "<=")}
     checks, skipped = [], []
@@ -101,12 +106,21 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
             continue
         ok = value >= limit if op == ">=" else value <= limit
         checks.append({"gate": gate, "limit": limit, "value": value, "passed": bool(ok)})
-    return {"passed": all(c["passed"] for c in checks), "checks": checks, "skipped": skipped}
+    return {"passed": all(c["passed"] for c in checks), "checks": checks, "skipped": skipped,
+            "samples": numbers.get("samples")}
 
 
 def describe_failures(gates: dict[str, Any]) -> str:
+    judged = f" (on {gates['samples']} inputs)" if gates.get("samples") else ""
     return "; ".join(f"{c['gate']}: {c['value']:.4g} vs limit {c['limit']:.4g}" for c in gates["checks"]
-                     if not c["passed"])
+                     if not c["passed"]) + judged
+
+
+def check_labels(ref: Outputs, labels: Labels | None, recipe: Recipe) -> None:
+    """A classifier's class ids must name its outputs (RecipeError naming the field otherwise)."""
+    if recipe.task is Task.CLASSIFY and isinstance(labels, np.ndarray) and ref:
+        logits = ref[0][1]
+        check_class_range(labels, int(np.prod(logits.shape[1:])), "evaluation.data (its labels)", str(recipe.path))
 
 
 # --- numbers ------------------------------------------------------------------------------------------------
@@ -117,14 +131,16 @@ def _errors(r: np.ndarray, g: np.ndarray) -> dict[str, float]:
     dot = np.sum(rf * gf, axis=1)
     cos = np.where((nr == 0) & (ng == 0), 1.0, dot / np.maximum(nr * ng, 1e-30))
     return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "cosine": float(cos.mean()),
-            "cosine_min": float(cos.min())}
+            "cosine_min": float(cos.min()), "cosine_p5": float(np.percentile(cos, 5))}
 
 
 def _classify(ref: np.ndarray, got: np.ndarray, labels: Labels | None) -> dict[str, Any]:
     r, g = ref.reshape(len(ref), -1).argmax(1), got.reshape(len(got), -1).argmax(1)
     out: dict[str, Any] = {"top1_agreement": float(np.mean(r == g))}
     if isinstance(labels, np.ndarray):
-        lab = labels.reshape(-1)[: len(r)]
+        if len(labels) != len(r):  # validated at recipe load; a mismatch here is a bug, not a figure
+            raise ValueError(f"{len(labels)} labels for {len(r)} outputs")
+        lab = labels
         out["top1_reference"] = float(np.mean(r == lab))
         out["top1"] = float(np.mean(g == lab))
         out["top1_drop"] = out["top1_reference"] - out["top1"]

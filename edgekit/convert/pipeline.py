@@ -30,7 +30,7 @@ from edgekit.convert.calibration import calibration_inputs, data_digest, evaluat
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.errors import ConversionError, EdgekitError, FidelityError
 from edgekit.formats import Format, Precision
-from edgekit.recipe import Recipe
+from edgekit.recipe import DataSource, Recipe
 
 Progress = Callable[[str], None]
 CONVERTER_MODULES = ("edgekit.convert.tflite", "edgekit.convert.ncnn")
@@ -183,6 +183,8 @@ def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, 
         return
     say("fidelity: loading evaluation data")
     inputs, labels = evaluation_inputs(recipe)
+    say(f"fidelity: {data_note(recipe.evaluation.data, len(inputs))}, "
+        f"{'with' if labels is not None else 'no'} labels")
     digest = _fidelity_digest(inputs, labels, recipe)
     ref = None
     for art in todo:
@@ -190,7 +192,9 @@ def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, 
         cached = numbers is not None
         if numbers is None:
             say(f"{art.format.value}: checking fidelity on {len(inputs)} inputs")
-            ref = ref if ref is not None else run_onnx(onnx.path, inputs)
+            if ref is None:
+                ref = run_onnx(onnx.path, inputs)
+                fidelity.check_labels(ref, labels, recipe)
             try:
                 numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)
             except Exception as exc:  # noqa: BLE001 - an artifact the host cannot run is a failed artifact
@@ -201,6 +205,13 @@ def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, 
         art.fidelity = {**numbers, "gates": gates, "cached": cached}
         if not gates["passed"]:
             art.status, art.error = "failed", f"missed its fidelity gate: {fidelity.describe_failures(gates)}"
+
+
+def data_note(source: DataSource, count: int) -> str:
+    """'100 evaluation inputs (all the .npy holds)': how many and why, since `samples` has a default."""
+    if getattr(source, "samples", None) is None and source.kind in ("npy", "images"):
+        return f"{count} evaluation inputs (all the {'.npy' if source.kind == 'npy' else 'folder'} holds)"
+    return f"{count} evaluation inputs ({source.kind}, samples: {count})"
 
 
 def _fidelity_digest(inputs: np.ndarray, labels: Any, recipe: Recipe) -> str:

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgekit.formats import Format
+from edgekit.report.figures import agreement, judged_on, percent, task_metric
 from edgekit.results import AgentResult, Comparison, DeployResult, Measurement, TargetRun
 
 HOST = "host"
@@ -35,7 +36,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Table:
                   caption=_caption(result, runs), caption_justify="left", header_style="bold")
     table.add_column("artifact", no_wrap=True)
     table.add_column("thr", justify="right")
-    table.add_column("MB", justify="right")
+    table.add_column("MB\n(10^6 B)", justify="right")
     table.add_column("fidelity\nvs ONNX\n(convert)", justify="right", no_wrap=True)
     for run in runs:
         for label in _target_headers(run, verbose):
@@ -46,7 +47,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Table:
         for threads in threads_all:
             cells: list[Text | str] = [art.id, str(threads), f"{art.size_bytes / 1e6:.2f}", _fidelity(art)]
             for run in runs:
-                cells += _target_cells(run, art.id, threads, verbose)
+                cells += _target_cells(run, art.id, threads, verbose, art.fidelity.get("samples"))
             table.add_row(*cells)
     return table
 
@@ -124,7 +125,8 @@ def bench_table(agent: AgentResult, target: str) -> Table:
 
 
 # --- cells --------------------------------------------------------------------------------------------------------
-def _target_cells(run: TargetRun, artifact: str, threads: int, verbose: bool = False) -> list[Text | str]:
+def _target_cells(run: TargetRun, artifact: str, threads: int, verbose: bool = False,
+                  evaluation_inputs: int | None = None) -> list[Text | str]:
     m = _measurement(run, artifact, threads)
     cells: list[Text | str] = []
     missing: Text | None = None
@@ -147,7 +149,7 @@ def _target_cells(run: TargetRun, artifact: str, threads: int, verbose: bool = F
         cells.append(_speedup(run, artifact, threads, m))
     if run.target != HOST:
         cells.append(_drift(_comparison(run, artifact, "host")))
-    cells.append(_gate(_comparison(run, artifact, "onnx")))
+    cells.append(_gate(_comparison(run, artifact, "onnx"), evaluation_inputs))
     return cells
 
 
@@ -202,18 +204,20 @@ def _drift(c: Comparison | None) -> Text | str:
         return Text("n/a", style="red")
     text = f"{c.max_abs_error:.1e} / {c.cosine:.6f}"
     if c.top1_agreement is not None and c.top1_agreement < 1.0:
-        text += f" top1 {c.top1_agreement:.0%}"
+        text += f" agree {percent(c.top1_agreement)}"
     if c.box_match is not None and c.box_match < 1.0:
-        text += f" boxes {c.box_match:.0%}"
+        text += f" boxes {percent(c.box_match)}"
     return Text(text, style="yellow" if c.max_abs_error > 1e-3 else "")
 
 
-def _gate(c: Comparison | None) -> Text | str:
+def _gate(c: Comparison | None, evaluation_inputs: int | None = None) -> Text | str:
+    """'ok on 8 inputs'; 'ok on 4 of 100 inputs' when the target ran fewer inputs (a per-target cap)."""
     if c is None:
         return ""
+    on = judged_on(c.samples, evaluation_inputs)
     if c.gates_passed:
-        return Text("ok", style="green")
-    return Text("MISS", style="bold red")
+        return Text(f"ok {on}".rstrip(), style="green" if not on.count(" of ") else "yellow")
+    return Text(f"MISS {on}".rstrip(), style="bold red")
 
 
 def _fidelity(art: object) -> Text | str:
@@ -222,10 +226,7 @@ def _fidelity(art: object) -> Text | str:
         return Text("conversion failed", style="red")
     cos = fid.get("cosine")
     text = f"cos {cos:.5f}" if isinstance(cos, (int, float)) else "-"
-    for key, label in (("top1_agreement", "top1"), ("box_match", "boxes")):
-        value = fid.get(key)
-        if isinstance(value, (int, float)) and value < 1.0:
-            text += f" {label} {value:.0%}"
+    text += "".join(f" {part}" for part in (task_metric(fid), agreement(fid)) if part)
     passed = getattr(art, "gates_passed", False)
     return Text(text + ("" if passed else " MISS"), style="" if passed else "red")
 

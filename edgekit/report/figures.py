@@ -1,0 +1,59 @@
+"""How a fidelity figure is written in every table: one size unit, percentages that never round up to 100 %,
+and the task metric (accuracy against labels) kept apart from agreement with the original model.
+
+Sizes are MB = 10^6 bytes everywhere (convert table, deploy table, sidecars, README). A percentage keeps one
+decimal and is rounded down, so 99.96 % agreement prints as 99.9 %, never as 100 %: only a perfect figure shows
+100 %.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+MB = 1_000_000
+
+
+def megabytes(n_bytes: float) -> str:
+    """'4.88 MB' (10^6 bytes), '0.012 MB' below 0.1 MB: one unit, enough digits to tell tiny models apart."""
+    mb = n_bytes / MB
+    return f"{mb:.2f} MB" if mb >= 0.1 else f"{mb:.3f} MB"
+
+
+def percent(fraction: float) -> str:
+    """'99.7 %': one decimal, rounded down (a figure below 100 % never prints as 100 %)."""
+    tenths = math.floor(fraction * 1000 + 1e-9)
+    return f"{tenths / 10:.1f} %"
+
+
+def task_metric(fid: dict[str, Any]) -> str | None:
+    """The task's own metric where the evaluation data has labels: 'top-1 92.3 % (ONNX 92.5 %)' or
+    'mAP50 0.412 (ONNX 0.415)'; None without labels."""
+    if isinstance(fid.get("top1"), (int, float)):
+        ref = fid.get("top1_reference")
+        return f"top-1 {percent(fid['top1'])}" + (f" (ONNX {percent(ref)})" if isinstance(ref, (int, float)) else "")
+    if isinstance(fid.get("map50"), (int, float)):
+        ref = fid.get("map50_reference")
+        return f"mAP50 {fid['map50']:.3f}" + (f" (ONNX {ref:.3f})" if isinstance(ref, (int, float)) else "")
+    return None
+
+
+def agreement(fid: dict[str, Any]) -> str | None:
+    """Agreement with the original model's outputs (not accuracy): 'agree 99.7 %' (top-1 classes) or
+    'boxes 95.0 % of 40' (detections matched); None when the task has neither."""
+    if isinstance(fid.get("top1_agreement"), (int, float)):
+        return f"agree {percent(fid['top1_agreement'])}"
+    if "box_match" in fid:
+        if fid["box_match"] is None:
+            return "no ref boxes"
+        return f"boxes {percent(fid['box_match'])} of {fid.get('boxes_reference', '?')}"
+    return None
+
+
+def judged_on(samples: int | None, of: int | None) -> str:
+    """'on 8 inputs', or 'on 4 of 100 inputs' when a gate saw fewer inputs than the evaluation set holds."""
+    if not samples:
+        return ""
+    if of and samples < of:
+        return f"on {samples} of {of} inputs"
+    return f"on {samples} inputs"
