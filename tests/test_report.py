@@ -86,6 +86,15 @@ def test_emulated_times_are_labelled_everywhere(written: tuple[Path, Path]) -> N
     assert "instr." in text and "instructions / invoke (count)" in text
 
 
+def test_route_to_ship_is_shown_per_target_over_time(written: tuple[Path, Path]) -> None:
+    text = written[0].read_text()
+    section = text[text.index("Route to ship, per target"):text.index("Latency trend")]
+    rows = re.findall(r"<tr>(?!<th).*?</tr>", section, re.S)
+    assert len(rows) == 20  # 10 nights x 2 targets
+    assert all("<b>" in r for r in rows) and "p50 latency measured on the board" in section
+    assert "guest instructions per inference on the emulated core" in section  # pi5-emu: counts, labelled
+
+
 def test_regression_is_flagged_in_html_and_markdown(written: tuple[Path, Path]) -> None:
     html, md = written[0].read_text(), written[1].read_text()
     assert "2 regressions" in html

@@ -13,6 +13,7 @@ from edgekit.report import plots
 from edgekit.report.regression import Flag, throttle_reason
 from edgekit.report.view import RecipeView, Report, Row, when
 from edgekit.results import AgentResult, DeviceFacts, TargetRun
+from edgekit.store import StoredRun
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1400px;
@@ -79,6 +80,8 @@ def _recipe(view: RecipeView) -> str:
         _changes(view.changes),
         "<h3>Latest results</h3>",
         _table(view.rows),
+        "<h3>Route to ship, per target</h3>",
+        _routes(view),
     ]
     for title, draw in (
         ("Latency trend", plots.trend),
@@ -89,6 +92,40 @@ def _recipe(view: RecipeView) -> str:
         parts += [_figure(draw, view, target) for target in view.targets]
     parts += ["<h3>Device facts</h3>", _facts(view), "</section>"]
     return "\n".join(parts)
+
+
+def _routes(view: RecipeView) -> str:
+    """Per run (newest first) and target: the fastest artifact that met every gate, and what its figure is
+    (measured p50, board estimate or instruction count), so a change of route over time shows."""
+    head = ("<tr><th class=l>run</th><th class=l>target</th><th class=l>ship</th><th>figure</th>"
+            "<th class=l>speed-up</th><th class=l>basis</th></tr>")
+    rows = []
+    for run in reversed(view.runs):
+        for r in run.result.routes:
+            if view.targets and r.get("target") not in view.targets:
+                continue  # the report's target filter
+            if r.get("artifact") is None:
+                rows.append(f"<tr class=warn><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
+                            f"{_target(run, r)}</td><td class=l colspan=4>no artifact met every gate"
+                            "</td></tr>")
+                continue
+            value = r.get("value") or 0.0
+            figure = f"{value / 1e6:.1f} M insn" if r.get("basis") == "instructions-emulated" else f"{value:.3g} ms"
+            speed = " · ".join(f"{r[k]:.2f}x vs {escape(str(r[a]))}" for k, a in
+                               (("speedup_vs_fp32", "fp32_artifact"), ("speedup_vs_slowest", "slowest_artifact"))
+                               if r.get(k) and r.get(a) != r.get("artifact"))
+            rows.append(f"<tr><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
+                        f"{_target(run, r)}</td><td class=l><b>{escape(str(r['artifact']))}</b></td>"
+                        f"<td>{figure}</td><td class=l>{speed or '-'}</td>"
+                        f"<td class='l wrap muted'>{escape(str(r.get('basis_label', '')))}</td></tr>")
+    if not rows:
+        return '<p class="muted">No route recorded yet (runs before routes were recorded).</p>'
+    return f"<details open><summary>{len(rows)} target runs</summary><table>{head}{''.join(rows)}</table></details>"
+
+
+def _target(run: StoredRun, route: dict) -> str:
+    name = str(route.get("target"))
+    return escape(name) + _emu(any(t.emulated for t in run.result.runs if t.target == name))
 
 
 def _figure(draw: Callable[[RecipeView, str], str], view: RecipeView, target: str) -> str:
@@ -127,7 +164,8 @@ def _changes(changes: list[str]) -> str:
 def _table(rows: list[Row]) -> str:
     head = (
         "<tr><th class=l>target</th><th class=l>artifact</th><th>threads</th><th>p50 (ms)</th>"
-        "<th>p90 (ms)</th><th>board estimate (ms, 80% interval)</th><th>speed-up over fp32</th><th>fidelity (cosine)</th>"
+        "<th>p90 (ms)</th><th>board estimate (ms, 80% interval)</th><th>speed-up over fp32</th>"
+        "<th>fidelity (cosine)</th>"
         "<th>host-vs-ARM drift (max abs / cosine)</th><th>instructions / invoke (count)</th>"
         "<th class=l>status</th></tr>"
     )

@@ -90,7 +90,7 @@ def synthetic_result(
             if c.reference == "onnx" and c.artifact in fidelity_drop:
                 c.cosine -= fidelity_drop[c.artifact]
                 c.max_abs_error = 1.0 - c.cosine
-    return DeployResult(
+    result = DeployResult(
         recipe=recipe,
         recipe_path=f"recipes/{recipe}.yaml",
         recipe_sha256=hashlib.sha256(recipe.encode()).hexdigest(),
@@ -104,6 +104,10 @@ def synthetic_result(
         runs=runs,
         ok=all(a.gates_passed for a in arts),
     )
+    from edgekit.route import routes_for_deploy  # the route deploy would record for these measurements
+
+    result.routes = [r.to_dict() for r in routes_for_deploy(result)]
+    return result
 
 
 def synthetic_history(
