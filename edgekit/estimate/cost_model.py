@@ -91,22 +91,22 @@ def _int8(value: float, f: Features) -> list[float]:
     return [value if f.int8 else 0.0]
 
 
-I, B, P, M, X, A = "instructions", "busiest", "params", "macs", "mix", "activation_bytes"
+INS, B, P, M, X, A = "instructions", "busiest", "params", "macs", "mix", "activation_bytes"
 CANDIDATES: tuple[Candidate, ...] = (
-    Candidate("ratio", (I,), lambda f, n: [float(f.instructions)]),
-    Candidate("ratio+int8", (I,), lambda f, n: [float(f.instructions), *_int8(f.instructions, f)]),
-    Candidate("ratio+params", (I, P), lambda f, n: [float(f.instructions), float(f.params)]),
-    Candidate("ratio+activations", (I, A), lambda f, n: [float(f.instructions), float(f.activation_bytes)]),
-    Candidate("mix", (I, X), _mix3),
-    Candidate("mix+int8", (I, X), lambda f, n: [*_mix3(f, n), *_int8(f.mix[0], f)]),
-    Candidate("mix+activations", (I, X, A), lambda f, n: [*_mix3(f, n), float(f.activation_bytes)]),
-    Candidate("busiest", (I, B), lambda f, n: [_share(f, n) * f.instructions]),
-    Candidate("busiest+int8", (I, B), lambda f, n: [_share(f, n) * f.instructions,
+    Candidate("ratio", (INS,), lambda f, n: [float(f.instructions)]),
+    Candidate("ratio+int8", (INS,), lambda f, n: [float(f.instructions), *_int8(f.instructions, f)]),
+    Candidate("ratio+params", (INS, P), lambda f, n: [float(f.instructions), float(f.params)]),
+    Candidate("ratio+activations", (INS, A), lambda f, n: [float(f.instructions), float(f.activation_bytes)]),
+    Candidate("mix", (INS, X), _mix3),
+    Candidate("mix+int8", (INS, X), lambda f, n: [*_mix3(f, n), *_int8(f.mix[0], f)]),
+    Candidate("mix+activations", (INS, X, A), lambda f, n: [*_mix3(f, n), float(f.activation_bytes)]),
+    Candidate("busiest", (INS, B), lambda f, n: [_share(f, n) * f.instructions]),
+    Candidate("busiest+int8", (INS, B), lambda f, n: [_share(f, n) * f.instructions,
                                                     *_int8(_share(f, n) * f.instructions, f)]),
-    Candidate("busiest+activations", (I, B, A), lambda f, n: [_share(f, n) * f.instructions,
+    Candidate("busiest+activations", (INS, B, A), lambda f, n: [_share(f, n) * f.instructions,
                                                               float(f.activation_bytes)]),
-    Candidate("busiest mix", (I, B, X), lambda f, n: _mix3(f, n, split=True)),
-    Candidate("busiest mix+activations", (I, B, X, A), lambda f, n: [*_mix3(f, n, split=True),
+    Candidate("busiest mix", (INS, B, X), lambda f, n: _mix3(f, n, split=True)),
+    Candidate("busiest mix+activations", (INS, B, X, A), lambda f, n: [*_mix3(f, n, split=True),
                                                                     float(f.activation_bytes)]),
     Candidate("macs", (M,), lambda f, n: [float(f.macs)]),
     Candidate("macs+params", (M, P), lambda f, n: [float(f.macs), float(f.params)]),
@@ -213,7 +213,7 @@ def cv_summary(candidate_name: str, board: str, threads: int, nested: bool = Tru
     rel = [math.exp(e) - 1 for _, e in errs]
     absolute = sorted(abs(r) for r in rel)
     q = conformal_quantile([abs(e) for _, e in errs])
-    covered, n = nested_coverage(candidate_name, board, threads) if nested else (0, len(errs))
+    covered = nested_coverage(candidate_name, board, threads)[0] if nested else 0
     return {"candidate": candidate_name, "board": board, "threads": threads, "n": len(errs),
             "median": statistics.median(absolute) if absolute else math.nan,
             "p90": float(np.percentile(absolute, 90)) if absolute else math.nan,
@@ -289,7 +289,7 @@ def estimate(board_name: str, features: Features, threads: int = 1, fmt: Format 
                      "(interval widened to the widest of any group, not validated)")
     if threads > board.cores:
         notes.append(f"{threads} threads on {board.cores} cores: counted as {board.cores}")
-    available = tuple(k for k in (I, B, P, M, X, A) if features.has(k, calibrated_n))
+    available = tuple(k for k in (INS, B, P, M, X, A) if features.has(k, calibrated_n))
     method = chosen(board.name, calibrated_n, available)
     rows = calibration_data(board.name, calibrated_n)
     cand = BY_NAME[method]
