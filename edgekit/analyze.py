@@ -72,9 +72,15 @@ class Analysis:
         path.write_text(json.dumps(self.to_dict(), indent=1, default=str) + "\n")
 
 
+LAYER_READERS = (Runtime.NCNN, Runtime.TFLITE)  # runtimes whose intermediate tensors edgekit can read
+
+
 def check_format(fmt: Format) -> None:
     if fmt.precision is not Precision.INT8:
         raise AnalysisError(f"analyze compares an INT8 artifact with fp32; {fmt.value} is not INT8",
+                            hint="use --format tflite-int8 or --format ncnn-int8")
+    if fmt.runtime not in LAYER_READERS:
+        raise AnalysisError(f"analyze cannot read the layers of {fmt.runtime.value} artifacts ({fmt.value})",
                             hint="use --format tflite-int8 or --format ncnn-int8")
 
 
@@ -102,8 +108,10 @@ def analyze(recipe: Recipe, fmt: Format, samples: int = 16, progress: Progress |
     say(f"analyze: comparing every layer on {len(inputs)} evaluation inputs")
     if fmt.runtime is Runtime.NCNN:
         layers, method = ncnn_layers(fp32.files, int8.files, inputs), "isolated"
-    else:
+    elif fmt.runtime is Runtime.TFLITE:
         layers, method = tflite_layers(fp32.main_file, int8.main_file, inputs), "difference"
+    else:  # check_format refused it above
+        raise AnalysisError(f"analyze cannot read the layers of {fmt.value}")
     return Analysis(recipe.name, fmt.value, len(inputs), method, layers, int8.fidelity)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import paths
-from edgekit.analyze import Analysis, Progress, artifacts_for
+from edgekit.analyze import Analysis, AnalysisError, Progress, artifacts_for
 from edgekit.convert.base import Artifact
 from edgekit.formats import Format, Runtime
 from edgekit.recipe import Recipe
@@ -116,6 +116,8 @@ def _builder(fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: 
             return _artifact(fmt, files)
 
         return ncnn_build
+    if fmt.runtime is not Runtime.TFLITE:
+        raise AnalysisError(f"keeping layers in float is not implemented for {fmt.runtime.value} ({fmt.value})")
     from edgekit.tflite_selective import build_selective
 
     built = build_selective(onnx_path, recipe, calib, sets, out_dir)  # one TensorFlow run for every set

@@ -1,4 +1,9 @@
-"""The artifact formats edgekit produces, each knowing its file suffix, runtime and precision in one place."""
+"""The artifact formats edgekit produces and the runtimes that run them.
+
+The names live here (recipes and results refer to them); everything else about a format (its runtime, its
+files, its device packages, how it runs) is declared by its runtime module in edgekit/runtimes/, the only place
+a format is mapped to a runtime: a format no runtime module claims raises UnknownFormatError.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from enum import Enum
 class Runtime(str, Enum):
     TFLITE = "tflite"
     NCNN = "ncnn"
+    ONNXRUNTIME = "onnxruntime"
+    OPENCV = "opencv"
 
 
 class Precision(str, Enum):
@@ -25,19 +32,26 @@ class Format(str, Enum):
     NCNN_FP32 = "ncnn-fp32"
     NCNN_FP16 = "ncnn-fp16"
     NCNN_INT8 = "ncnn-int8"
+    ONNX_FP32 = "onnx-fp32"
+    ONNX_INT8 = "onnx-int8"
+    OPENCV_FP32 = "opencv-fp32"
 
     @property
     def runtime(self) -> Runtime:
-        return Runtime(self.value.split("-")[0])
+        from edgekit.runtimes.base import spec_for
+
+        return spec_for(self).runtime
 
     @property
     def precision(self) -> Precision:
-        return Precision(self.value.split("-")[1])
+        return Precision(self.value.rsplit("-", 1)[1])
 
     @property
     def files(self) -> tuple[str, ...]:
-        """File suffixes of one artifact: a .tflite, or an ncnn .param + .bin pair."""
-        return (".tflite",) if self.runtime is Runtime.TFLITE else (".param", ".bin")
+        """File suffixes of one artifact, main file first (a .tflite; an ncnn .param + .bin pair; an .onnx)."""
+        from edgekit.runtimes.base import spec_for
+
+        return spec_for(self).suffixes
 
     @property
     def quantized(self) -> bool:
@@ -46,4 +60,6 @@ class Format(str, Enum):
     @property
     def fp32_reference(self) -> Format:
         """The fp32 format of the same runtime, the base of every speed-up figure."""
-        return Format(f"{self.runtime.value}-fp32")
+        from edgekit.runtimes.base import spec_for
+
+        return spec_for(self).fp32_format()

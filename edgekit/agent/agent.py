@@ -2,9 +2,10 @@
 """edgekit's on-device timing agent: `python agent.py request.json result.json`.
 
 One standalone file that the device's own python runs (3.9+, stdlib + numpy + whichever runtime is present:
-ai_edge_litert / tflite_runtime for .tflite, ncnn for .param/.bin). It never imports edgekit: the host pushes
-this file as is. The result JSON has exactly the fields of edgekit/results.py (AgentResult, Measurement,
-DeviceFacts); it is rewritten atomically after every measurement, so a crash keeps what was measured.
+ai_edge_litert / tflite_runtime for .tflite, ncnn for .param/.bin, onnxruntime or cv2 (OpenCV DNN) for .onnx).
+It never imports edgekit: the host pushes this file as is. The result JSON has exactly the fields of
+edgekit/results.py (AgentResult, Measurement, DeviceFacts); it is rewritten atomically after every measurement,
+so a crash keeps what was measured.
 
 Timing follows TVM's vocabulary: `warmup` runs discarded; `repeat` samples, each one window of `number`
 invocations (raised automatically until a window lasts >= `min_repeat_ms`); a sample is the window's time divided
@@ -50,8 +51,15 @@ ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55"
              "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
              "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715",
              "0xd4e": "Cortex-X3"}
-RUNTIME_DISTS = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "ncnn": "ncnn",
-                 "numpy": "numpy"}
+# The agent's copy of edgekit's runtime registry (edgekit/runtimes/; tests/test_runtimes.py checks it):
+# format -> runtime, runtime -> runner class (RUNNERS, after the runners), module -> distributions to read its
+# version from (the first one installed).
+FORMAT_RUNTIMES = {"tflite-fp32": "tflite", "tflite-fp16": "tflite", "tflite-dynamic": "tflite",
+                   "tflite-int8": "tflite", "ncnn-fp32": "ncnn", "ncnn-fp16": "ncnn", "ncnn-int8": "ncnn",
+                   "onnx-fp32": "onnxruntime", "onnx-int8": "onnxruntime", "opencv-fp32": "opencv"}
+RUNTIME_DISTS = {"numpy": ("numpy",), "ai_edge_litert": ("ai-edge-litert",), "tflite_runtime": ("tflite-runtime",),
+                 "ncnn": ("ncnn",), "onnxruntime": ("onnxruntime",),
+                 "cv2": ("opencv-python-headless", "opencv-python")}
 
 
 class AgentFailure(Exception):
@@ -142,11 +150,13 @@ def _runtime_versions() -> dict[str, str]:
     except ImportError:  # pragma: no cover - python < 3.8
         return {}
     found = {}
-    for module, dist in RUNTIME_DISTS.items():
-        try:
-            found[module] = metadata.version(dist)
-        except Exception:  # noqa: BLE001 - absent or broken metadata both mean "unknown"
-            continue
+    for module, dists in RUNTIME_DISTS.items():
+        for dist in dists:
+            try:
+                found[module] = metadata.version(dist)
+                break
+            except Exception:  # noqa: BLE001 - absent or broken metadata both mean "unknown"
+                continue
     return found
 
 
@@ -449,11 +459,74 @@ class NcnnRunner:
         return result
 
 
+class OnnxRuntimeRunner:
+    """An .onnx model in onnxruntime's CPU provider; one invocation is one `InferenceSession.run`."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, path: str, threads: int) -> None:
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        self.inp = self.sess.get_inputs()[0]
+        self.names = [o.name for o in self.sess.get_outputs()]
+        self.feed: dict[str, np.ndarray] = {}
+        self._last: list[Any] = []
+
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(d if isinstance(d, int) else 1 for d in self.inp.shape)
+
+    def set_input(self, x: np.ndarray) -> None:
+        self.feed = {self.inp.name: _fit_shape(x.astype(np.float32), self.input_shape())}
+
+    def invoke(self) -> None:
+        self._last = self.sess.run(self.names, self.feed)
+
+    def outputs(self) -> list[tuple[str, np.ndarray]]:
+        return [(n, np.asarray(y, dtype=np.float32)) for n, y in zip(self.names, self._last)]
+
+
+class OpenCvRunner:
+    """An .onnx model read by cv2.dnn, OpenCV's own CPU backend; one invocation is one `Net.forward`."""
+
+    runtime = "cv2"  # runners name the module they run (ai_edge_litert, ncnn, onnxruntime, cv2)
+
+    def __init__(self, path: str, threads: int) -> None:
+        import cv2
+        cv2.setNumThreads(threads)
+        self.net = cv2.dnn.readNetFromONNX(path)
+        self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        self.names = list(self.net.getUnconnectedOutLayersNames())
+        self._last: list[Any] = []
+
+    def set_input(self, x: np.ndarray) -> None:
+        """cv2.dnn takes the sample in the ONNX model's layout with its batch axis."""
+        x = np.asarray(x, dtype=np.float32)
+        self.net.setInput(np.ascontiguousarray(x if x.ndim == 4 else x[None]))
+
+    def invoke(self) -> None:
+        self._last = self.net.forward(self.names)
+
+    def outputs(self) -> list[tuple[str, np.ndarray]]:
+        return [(n, np.asarray(y, dtype=np.float32)) for n, y in zip(self.names, self._last)]
+
+
+RUNNERS = {"tflite": TfliteRunner, "ncnn": NcnnRunner, "onnxruntime": OnnxRuntimeRunner, "opencv": OpenCvRunner}
+
+
 def open_runner(art: dict[str, Any], base: str, threads: int, preference: str) -> Any:
+    """The runner of the artifact's format (FORMAT_RUNTIMES); an unknown format is an error, never a guess."""
     files = [_resolve(base, f) for f in art["files"]]
-    if art["format"].startswith("tflite"):
+    runtime = FORMAT_RUNTIMES.get(art["format"])
+    if runtime is None:
+        raise ValueError("unknown artifact format %r (this agent knows %s)"
+                         % (art["format"], ", ".join(sorted(FORMAT_RUNTIMES))))
+    if runtime == "tflite":
         return TfliteRunner(files[0], threads, preference)
-    if art["format"].startswith("ncnn"):
+    if runtime == "ncnn":
         param = next((f for f in files if f.endswith(".param")), None)
         model = next((f for f in files if f.endswith(".bin")), None)
         if param is None or model is None:
@@ -463,7 +536,7 @@ def open_runner(art: dict[str, Any], base: str, threads: int, preference: str) -
             with open(_resolve(base, art["io"])) as handle:
                 io = json.load(handle)
         return NcnnRunner(param, model, threads, io)
-    raise ValueError("unknown artifact format %r" % art["format"])
+    return RUNNERS[runtime](files[0], threads)
 
 
 # --- timing ---------------------------------------------------------------------------------------------------

@@ -58,7 +58,10 @@ def version() -> None:
     from edgekit import __version__
 
     typer.echo(f"edgekit {__version__}")
-    for name in ("ai-edge-litert", "ncnn", "onnxruntime", "onnx2tf", "tensorflow", "torch", "pnnx"):
+    from edgekit.runtimes import device_packages
+
+    runtimes = [d for p in device_packages()[1:] for d in p.version_dists]  # the registry's, numpy aside
+    for name in dict.fromkeys([*runtimes, "onnx2tf", "tensorflow", "torch", "pnnx"]):
         try:
             typer.echo(f"  {name} {pkg_version(name)}")
         except PackageNotFoundError:
@@ -73,6 +76,7 @@ def _register_all() -> None:
         deploy,
         emu,
         estimate,
+        formats,
         nightly,
         profile,
         report,
@@ -80,7 +84,8 @@ def _register_all() -> None:
         targets,
     )
 
-    for module in (convert, deploy, bench, emu, targets, runs, report, nightly, analyze, estimate, profile):
+    for module in (convert, deploy, bench, emu, targets, formats, runs, report, nightly, analyze, estimate,
+                   profile):
         module.register(app)
 
 

@@ -28,27 +28,16 @@ import numpy as np
 from edgekit import metrics
 from edgekit.convert.base import Artifact
 from edgekit.convert.calibration import Labels
-from edgekit.formats import Runtime
 from edgekit.recipe import Gates, Recipe, Task, check_class_range
-from edgekit.runtimes import Outputs, run_tflite
+from edgekit.runtimes import Outputs, spec_for
 
 FIDELITY_VERSION = 2  # part of the cached results' digest: bump when the numbers are computed differently
 DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
 
 
 def run_artifact(artifact: Artifact, inputs: np.ndarray, threads: int = 1) -> Outputs:
-    """The artifact's outputs on `inputs`, named as its runtime names them."""
-    if artifact.format.runtime is Runtime.TFLITE:
-        return run_tflite(artifact.main_file, inputs, threads)
-    param = next(f for f in artifact.files if f.suffix == ".param")
-    bin_path = next(f for f in artifact.files if f.suffix == ".bin")
-    # The ncnn converter's own runner reads its sidecar (blob names, shapes, runtime options) and returns the
-    # outputs in the ONNX model's order; they are named by that index (out0, out1, .. as pnnx does).
-    from edgekit.convert.ncnn_runtime import NcnnModel
-
-    with NcnnModel(param, bin_path, threads=threads) as model:
-        outs = model.run(inputs)
-    return [(f"out{k}", np.asarray(a, np.float32)) for k, a in enumerate(outs)]
+    """The artifact's outputs on `inputs`, named as its runtime names them (its runtime module runs it)."""
+    return spec_for(artifact.format).run(artifact.files, inputs, threads)
 
 
 def align_outputs(ref: Outputs, got: Outputs) -> tuple[list[np.ndarray], str]:

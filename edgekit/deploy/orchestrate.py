@@ -9,6 +9,7 @@ after every stage, so nothing measured is lost if the host process dies.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -62,7 +63,14 @@ class DeployOptions:
 def host_target() -> Target:
     """This machine, measured by the same agent through the local transport, in edgekit's own python."""
     return Target(name=HOST, description="this machine (host CPU)", transport=TransportKind.LOCAL,
-                  python=sys.executable, runtimes=["ai_edge_litert", "ncnn"])
+                  python=sys.executable, runtimes=host_runtimes())
+
+
+def host_runtimes() -> list[str]:
+    """Every registry runtime importable in edgekit's own python (the host's fastest TFLite module first)."""
+    from edgekit.runtimes import all_specs
+
+    return [m for spec in all_specs() for m in spec.modules() if importlib.util.find_spec(m) is not None]
 
 
 def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptions | None = None,

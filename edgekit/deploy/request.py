@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.convert.base import Artifact
-from edgekit.errors import UsageError
+from edgekit.errors import EdgekitError, UsageError
 from edgekit.formats import Format, Runtime
 from edgekit.recipe import Benchmark
+from edgekit.runtimes import format_for_suffix, spec_for
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent" / "agent.py"
 AGENT_REMOTE = "agent.py"
 LOCK_REMOTE = ".edgekit.lock"
-TFLITE_RUNTIMES = ("ai_edge_litert", "tflite_runtime")
 
 
 @dataclass(frozen=True)
@@ -47,19 +47,18 @@ class AgentArtifact:
 
     @classmethod
     def from_path(cls, path: Path, fmt: Format | None = None) -> AgentArtifact:
-        """A user's existing .tflite, or .param (with the .bin and optional .io.json beside it)."""
+        """A user's existing model file: .tflite, .onnx, or an ncnn .param (with the .bin and optional .io.json
+        beside it); the format is the file's runtime's fp32 format unless given."""
         path = Path(path)
-        if path.suffix == ".tflite":
-            files: tuple[Path, ...] = (path,)
-            io = None
-            fmt = fmt or Format.TFLITE_FP32
-        elif path.suffix in (".param", ".bin"):
-            files = (path.with_suffix(".param"), path.with_suffix(".bin"))
-            io = path.with_suffix(".io.json") if path.with_suffix(".io.json").is_file() else None
-            fmt = fmt or _bare_ncnn_format(path.with_suffix(".param"))
-        else:
+        try:
+            default = format_for_suffix(path.suffix)
+        except EdgekitError as exc:
             raise UsageError(f"not a model file edgekit can time: {path.name}", where=str(path),
-                               hint="give a .tflite, or an ncnn .param with its .bin beside it")
+                             hint=exc.hint) from None
+        if fmt is None:
+            fmt = _bare_ncnn_format(path.with_suffix(".param")) if default.runtime is Runtime.NCNN else default
+        files = tuple(path.with_suffix(s) for s in fmt.files)
+        io = path.with_suffix(".io.json") if path.with_suffix(".io.json").is_file() else None
         for f in files:
             if not f.is_file():
                 raise UsageError("file not found", where=str(f))
@@ -104,10 +103,13 @@ class Settings:
 
 
 def runtime_for(fmt: Format, target_runtimes: list[str]) -> str:
-    """Which runtime runs `fmt` on a target: ncnn, or the first TFLite runtime the target lists."""
-    if fmt.runtime is Runtime.NCNN:
-        return "ncnn"
-    return next((r for r in target_runtimes if r in TFLITE_RUNTIMES), "auto")
+    """Which Python module runs `fmt` on a target: the first of its runtime's modules the target lists; a
+    runtime with one module is that module; TFLite with none listed is "auto" (the agent tries each)."""
+    modules = spec_for(fmt).modules()
+    listed = next((r for r in target_runtimes if r in modules), None)
+    if listed is not None:
+        return listed
+    return modules[0] if len(modules) == 1 else "auto"
 
 
 def build_request(arts: list[AgentArtifact], settings: Settings, inputs_remote: str, run_dir: str,

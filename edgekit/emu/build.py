@@ -21,6 +21,7 @@ from edgekit.emu.wheels import (
     download_wheels,
     install_wheels_into,
     litert_requirements,
+    onnx_opencv_requirements,
 )
 from edgekit.errors import EmulatorError
 
@@ -67,13 +68,17 @@ def _build_counting_plugin(log: Log) -> None:
 
 
 def provision_sites(shared: layout.Shared, log: Log = print) -> None:
-    """Download the aarch64 wheels (shared cache) and unpack them into the two shared site dirs."""
+    """Download the aarch64 wheels (shared cache) and unpack them into the three shared site dirs."""
     reqs = litert_requirements()
     wheels = download_wheels(EMU_PLATFORM, reqs, shared.wheels, log)
     install_wheels_into(shared.site("litert"), wheels, EMU_PLATFORM, reqs, log)
     tfl = list(TFLITE_RUNTIME_REQS)
     wheels = download_wheels(EMU_PLATFORM, tfl, shared.wheels, log)
     install_wheels_into(shared.site("tflite-runtime"), wheels, EMU_PLATFORM, tfl, log)
+    more = onnx_opencv_requirements()
+    wheels = download_wheels(EMU_PLATFORM, more, shared.wheels, log)
+    shared.onnx_opencv_site.parent.mkdir(parents=True, exist_ok=True)
+    install_wheels_into(shared.onnx_opencv_site, wheels, EMU_PLATFORM, more, log)
 
 
 def is_built(name: str) -> bool:
@@ -153,11 +158,11 @@ exec {static} -cpu "$CPU" -L "$SYSROOT" "$SYSROOT/{python}" "$@"
 
 
 def _write_wrappers(spec: DeviceSpec, dev: layout.DeviceDir, shared: layout.Shared) -> None:
-    _write_wrapper(dev.python, spec, dev.sysroot, shared.site("litert"))
+    _write_wrapper(dev.python, spec, dev.sysroot, f"{shared.site('litert')}:{shared.onnx_opencv_site}")
     _write_wrapper(dev.python_tflite_runtime, spec, dev.sysroot, shared.site("tflite-runtime"))
 
 
-def _write_wrapper(path: Path, spec: DeviceSpec, sysroot: Path, site: Path) -> None:
+def _write_wrapper(path: Path, spec: DeviceSpec, sysroot: Path, site: Path | str) -> None:
     text = _WRAPPER.format(name=spec.name, site=site, sysroot=sysroot, cpu=spec.cpu,
                            dynamic=QEMU_DYNAMIC, static=shutil.which(QEMU_STATIC) or QEMU_STATIC,
                            python=PYTHON)

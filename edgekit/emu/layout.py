@@ -6,6 +6,7 @@
       wheels/<platform>/...    downloaded wheel files (shared; also used by `edgekit targets setup`)
       site/litert/             numpy + ai-edge-litert + ncnn, unpacked for the device python (shared)
       site/tflite-runtime/     tflite-runtime 2.14 + numpy<2 (shared)
+      runtimes/onnx-opencv/    onnxruntime + opencv-python-headless, on the device python's path after site/litert
       devices/<name>/
         sysroot/               top-level symlinks into base/sysroot plus this device's proc/cpuinfo
         bin/python3            the device's python: the arm64 interpreter under qemu with -cpu <model>
@@ -43,6 +44,12 @@ class Shared:
 
     def site(self, flavour: str) -> Path:
         return self.root / "site" / flavour
+
+    @property
+    def onnx_opencv_site(self) -> Path:
+        """Outside site/: the instruction-count cache keys ncnn/TFLite counts on site/*'s wheels (unchanged by
+        this set); counts of onnxruntime/OpenCV artifacts key on their own versions (emu/plugin/counting.py)."""
+        return self.root / "runtimes" / "onnx-opencv"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from edgekit.emu.wheels import (
     pinned_requirements,
 )
 from edgekit.errors import EmulatorError, TargetError
+from edgekit.runtimes import device_packages
 from edgekit.target import Target, ensure_device, open_transport
 from edgekit.transport.base import Transport
 
@@ -67,11 +68,14 @@ except (OSError, ValueError, IndexError):
     pass
 info["mem_total_mb"] = round(mem.get("MemTotal", 0) / 1024, 1) or None
 info["mem_available_mb"] = round(mem.get("MemAvailable", 0) / 1024, 1) or None
-info["runtimes"] = {m: meta(d) for m, d in (("numpy", "numpy"), ("ai_edge_litert", "ai-edge-litert"),
-                    ("tflite_runtime", "tflite-runtime"), ("ncnn", "ncnn"))}
+DISTS = __DISTS__
+info["runtimes"] = {m: next((v for v in map(meta, ds) if v), None) for m, ds in DISTS.items()}
 info["pip"] = meta("pip")
 print("EDGEKIT_PROBE " + json.dumps(info))
 """
+
+# module -> the distributions that may provide it, from the runtime registry
+PROBE = PROBE.replace("__DISTS__", json.dumps({p.module: list(p.version_dists) for p in device_packages()}))
 
 UNPACK = r"""
 import sys, zipfile, pathlib

@@ -20,11 +20,13 @@ from pathlib import Path
 
 from edgekit.errors import EmulatorError
 from edgekit.paths import REPO_ROOT
+from edgekit.runtimes import device_packages
 
-# Wheel sets: the modern runtimes together; tflite-runtime 2.14 apart because it needs numpy<2.
-_DEFAULT_PINS = {"numpy": "1.26.4", "ai-edge-litert": "2.1.0", "ncnn": "1.0.20261020"}
-RUNTIME_PACKAGES = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "ncnn": "ncnn",
-                    "numpy": "numpy"}
+# Packages and default pins come from the runtime registry (edgekit/runtimes/). Wheel sets: ai-edge-litert and
+# ncnn together; tflite-runtime 2.14 apart because it needs numpy<2; onnxruntime and OpenCV in a third set (their
+# own site dir, so adding them left the first two untouched).
+_DEFAULT_PINS = {"numpy": "1.26.4", **{p.pip: p.pin for p in device_packages() if p.pin}}
+RUNTIME_PACKAGES = {p.module: p.pip for p in device_packages()}
 TFLITE_RUNTIME_REQS = ("tflite-runtime==2.14.0", "numpy<2")
 
 
@@ -66,6 +68,12 @@ def pinned_requirements(packages: list[str]) -> list[str]:
 def litert_requirements() -> list[str]:
     """numpy, ai-edge-litert and ncnn at the versions the host toolchain uses."""
     return pinned_requirements(["numpy", "ai-edge-litert", "ncnn"])
+
+
+def onnx_opencv_requirements() -> list[str]:
+    """numpy, onnxruntime and opencv-python-headless: onnxruntime at the host's version (its aarch64 CPython 3.11
+    wheel exists), OpenCV at the last release that installs beside numpy<2 (4.11.0.86; 4.12 needs numpy 2)."""
+    return pinned_requirements(["numpy", RUNTIME_PACKAGES["onnxruntime"], RUNTIME_PACKAGES["cv2"]])
 
 
 def download_wheels(platform: WheelPlatform, requirements: list[str], cache: Path,

@@ -1,7 +1,8 @@
-"""Run a converted artifact on this host: TFLite through ai_edge_litert, NCNN through the ncnn Python package.
+"""Host-side runner helpers shared by the runtime modules: TFLite through ai_edge_litert, ncnn through its
+Python package, the ONNX reference through onnxruntime.
 
 Host side only (fidelity checks, tests); the on-device agent has its own copy of this logic because it must
-not import edgekit. Both runners take a batch (N, ...) in the original model's layout, run it sample by sample
+not import edgekit. The runners take a batch (N, ...) in the original model's layout, run it sample by sample
 (our artifacts have a fixed batch of 1) and return `Outputs`: (name, array (N, ...)) pairs in the runtime's
 order.
 The names are what the runtime calls the outputs; `edgekit.convert.fidelity.align_outputs` maps them back to
@@ -11,7 +12,6 @@ and may order them differently; ncnn calls them out0..).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,45 +40,6 @@ def run_tflite(path: Path, inputs: np.ndarray, threads: int = 1) -> Outputs:
         for k, out in enumerate(outs):
             results[k].append(_dequantize(interp.get_tensor(out["index"]), out))
     return [(name, np.concatenate(r)) for name, r in zip(names, results)]
-
-
-def run_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, input_name: str, output_names: Sequence[str],
-             threads: int = 1, options: dict[str, bool] | None = None,
-             output_shapes: Sequence[Sequence[int] | None] | None = None) -> Outputs:
-    """Every sample through an ncnn model; `input_name`/`output_names` are blob names (pnnx: in0, out0..).
-
-    `options` are set on `ncnn.Net().opt` before loading (e.g. use_fp16_storage=False, so fp32 really runs in
-    fp32); `output_shapes` (with batch axis) reshape each blob, since ncnn drops the batch axis.
-    """
-    import ncnn
-
-    net = ncnn.Net()
-    net.opt.num_threads = threads
-    for key, value in (options or {}).items():
-        setattr(net.opt, key, value)
-    if net.load_param(str(param)) != 0 or net.load_model(str(bin_path)) != 0:
-        from edgekit.errors import ConversionError
-
-        raise ConversionError("ncnn cannot load this model", where=str(param))
-    results: list[list[np.ndarray]] = [[] for _ in output_names]
-    try:
-        for sample in inputs:
-            arr = np.ascontiguousarray(sample, dtype=np.float32)
-            ex = net.create_extractor()
-            ex.input(input_name, ncnn.Mat(arr))
-            for k, blob in enumerate(output_names):
-                ret, mat = ex.extract(blob)
-                if ret != 0:
-                    from edgekit.errors import ConversionError
-
-                    raise ConversionError(f"ncnn failed to compute blob {blob!r} (error {ret})",
-                                          where=str(param))
-                out = np.array(mat, dtype=np.float32)
-                shape = output_shapes[k] if output_shapes else None
-                results[k].append(out.reshape(shape) if shape else out[None])
-    finally:
-        net.clear()
-    return [(name, np.concatenate(r)) for name, r in zip(output_names, results)]
 
 
 def run_onnx(path: Path, inputs: np.ndarray, threads: int = 1) -> Outputs:

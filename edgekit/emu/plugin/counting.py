@@ -18,10 +18,12 @@ from pathlib import Path
 from edgekit.emu import layout
 from edgekit.emu.plugin import build as plugin_build
 from edgekit.emu.specs import device_spec
-from edgekit.errors import EmulatorError
+from edgekit.errors import EdgekitError, EmulatorError
+from edgekit.runtimes import all_specs, format_for_suffix, spec_for
 
 RUNNER = Path(__file__).with_name("runner.py")
-RUNTIMES = ("ncnn", "ai_edge_litert", "tflite_runtime")
+RUNTIMES = tuple(m for spec in all_specs() for m in spec.modules())  # the registry's device modules
+NEWER_RUNTIMES = ("onnxruntime", "cv2")  # counts keyed on their own versions (not in the site/* wheel list)
 LABEL = "guest instruction count (not cycles); emulated wall times are not device latency"
 MIX = ("simd_fp", "simd_ldst", "ldst", "branch", "other")  # the plugin's instruction classes, in its order
 
@@ -32,7 +34,8 @@ class CountJob:
 
     artifact: Path
     threads: int = 1
-    runtime: str | None = None  # default: ncnn for a .param, ai_edge_litert for a .tflite
+    runtime: str | None = None  # default: the first module of the file's runtime (.param ncnn, .tflite
+    # ai_edge_litert, .onnx onnxruntime; cv2 for OpenCV DNN)
     input_shape: list[int] | None = None  # NCHW, only for an ncnn .param without its sidecar
     number: int = 1
     repeat: int = 2
@@ -41,16 +44,22 @@ class CountJob:
     options: dict[str, bool] = field(default_factory=dict)  # ncnn Option flags over the sidecar's
 
     def request(self) -> dict:
-        runtime = self.runtime or ("ncnn" if Path(self.artifact).suffix == ".param" else "ai_edge_litert")
+        try:
+            runtime = self.runtime or spec_for(format_for_suffix(Path(self.artifact).suffix)).modules()[0]
+        except EdgekitError as exc:
+            raise EmulatorError(str(exc.message), where=str(self.artifact), hint=exc.hint) from None
         if runtime not in RUNTIMES:
             raise EmulatorError(f"unknown runtime {runtime!r}", where=str(self.artifact), hint=f"one of {RUNTIMES}")
         artifact = Path(self.artifact)
         if runtime == "ncnn" and not self.input_shape and not artifact.with_suffix(".io.json").exists():
             raise EmulatorError("an ncnn artifact without its model.io.json sidecar needs its input shape",
                                 where=str(artifact), hint="pass --input-shape 1,3,224,224 (NCHW)")
-        return {"artifact": str(artifact.resolve()), "runtime": runtime, "threads": self.threads,
-                "input_shape": self.input_shape, "number": self.number, "repeat": self.repeat,
-                "warmup": self.warmup, "fill": self.fill, "options": dict(self.options)}
+        req = {"artifact": str(artifact.resolve()), "runtime": runtime, "threads": self.threads,
+               "input_shape": self.input_shape, "number": self.number, "repeat": self.repeat,
+               "warmup": self.warmup, "fill": self.fill, "options": dict(self.options)}
+        if runtime in NEWER_RUNTIMES:  # part of the count cache key (edgekit.estimate.counts)
+            req["runtime_wheels"] = sorted(p.name for p in layout.shared().onnx_opencv_site.glob("*.dist-info"))
+        return req
 
 
 @dataclass

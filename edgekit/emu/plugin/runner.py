@@ -2,8 +2,9 @@
 
 Run by an emulated device's python (stdlib + numpy + the runtime only; never imports edgekit):
     python3 runner.py REQUEST.json
-REQUEST: {"insn_file": path, "jobs": [JOB, ...]}, each JOB {"artifact": path (.tflite or .param),
-"runtime": "ncnn" | "ai_edge_litert" | "tflite_runtime", "threads": n, "warmup": w, "number": k, "repeat": r,
+REQUEST: {"insn_file": path, "jobs": [JOB, ...]}, each JOB {"artifact": path (.tflite, .param or .onnx),
+"runtime": "ncnn" | "ai_edge_litert" | "tflite_runtime" | "onnxruntime" | "cv2", "threads": n, "warmup": w,
+"number": k, "repeat": r,
 "input_shape": [..] (NCHW; only for an ncnn .param without its model.io.json sidecar), "fill": v (optional:
 every input element v, as ncnn's benchncnn fills 0.01; default seeded uniform [0, 1)), "options": {ncnn Option
 flags, over the sidecar's}}.
@@ -92,9 +93,19 @@ def load(job: dict) -> Any:
         shape = (io.get("input_shapes") or [None])[0]
         if not shape:
             raise ValueError(f"{param}: no input shape (no model.io.json sidecar and no input_shape)")
-    else:
+    elif job["runtime"] in ("ai_edge_litert", "tflite_runtime"):
         runner = agent.TfliteRunner(job["artifact"], threads, job["runtime"])
         shape = list(runner.input_shape())
+    elif job["runtime"] == "onnxruntime":
+        runner = agent.OnnxRuntimeRunner(job["artifact"], threads)
+        shape = list(runner.input_shape())
+    elif job["runtime"] == "cv2":
+        runner = agent.OpenCvRunner(job["artifact"], threads)
+        shape = job.get("input_shape")
+        if not shape:
+            raise ValueError(f"{job['artifact']}: cv2.dnn does not say its input shape: give input_shape")
+    else:
+        raise ValueError(f"unknown runtime {job['runtime']!r}")
     if job.get("fill") is not None:
         x = np.full(shape, float(job["fill"]), dtype=np.float32)
     else:

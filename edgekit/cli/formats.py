@@ -1,0 +1,52 @@
+"""`edgekit formats`: every format, its runtime and files, and where it can run (this host; a target)."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def formats_cmd(target: str | None = typer.Option(None, "--target", "-t",
+                                                  help="also probe this target (starts an emulated device)"),
+                set_: list[str] | None = typer.Option(None, "--set", help="override a target field (repeatable)")
+                ) -> None:
+    """List every format with its runtime, files and device packages; whether this host can convert and run it;
+    with --target, whether that device has a module that runs it.
+
+    Example: edgekit formats --target pi4-emu
+    """
+    from edgekit.formats import Format
+    from edgekit.runtimes import spec_for
+
+    device: dict[str, str | None] | None = None
+    listed: list[str] = []
+    if target:
+        from edgekit.emu.provision import check_target
+        from edgekit.target import load_target
+
+        tgt = load_target(target, set_ or [])
+        device, listed = check_target(tgt).runtimes, tgt.runtimes
+    table = Table(title="formats")
+    for col in ("format", "runtime", "files", "device packages (pip / Termux)", "host: convert", "host: run",
+                *((f"{target}",) if target else ())):
+        table.add_column(col)
+    for fmt in Format:
+        spec = spec_for(fmt)
+        packages = ", ".join(f"{p.pip} / {p.termux or 'pip'}" for p in spec.packages)
+        host_mod = spec.host_module()
+        row = [fmt.value, spec.runtime.value, " + ".join(spec.suffixes), packages,
+               "yes" if spec.converter_available() else "[red]no[/]", host_mod or "[red]no[/]"]
+        if device is not None:
+            have = [f"{m} {device[m]}" for m in spec.modules() if device.get(m)]
+            note = "" if any(m in listed for m in spec.modules()) else " (not in the target's runtimes)"
+            row.append((have[0] + note) if have else "[red]no[/] (edgekit targets setup)")
+        table.add_row(*row)
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `edgekit formats` to the app."""
+    app.command("formats")(formats_cmd)

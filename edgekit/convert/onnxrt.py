@@ -1,0 +1,98 @@
+"""ONNX -> ONNX Runtime fp32 (the model as prepared) and INT8 (static QDQ quantization by onnxruntime's own
+quantization tool with the recipe's calibration data).
+
+INT8 settings: QDQ format, uint8 activations and int8 weights (the CPU provider's fast path on x86 and ARM64),
+weights per channel unless the recipe asks per-tensor; the recipe's calibration method maps to onnxruntime's
+(`kl` -> Entropy, `absmax` -> MinMax). The model's inputs and outputs stay float (QDQ keeps float I/O), so
+`int8.io: int8` has no effect here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.convert.base import Converter
+from edgekit.errors import ConversionError
+from edgekit.formats import Format
+from edgekit.recipe import CalibrationMethod, Granularity, Recipe
+
+QUANTIZER_SETTINGS_VERSION = 1
+
+
+class OnnxRuntimeConverter(Converter):
+    formats = (Format.ONNX_FP32, Format.ONNX_INT8)
+
+    @classmethod
+    def tool_versions(cls) -> dict[str, str]:
+        return {"onnxruntime": version("onnxruntime"), "onnx": version("onnx")}
+
+    @classmethod
+    def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
+        return {"quant": QUANTIZER_SETTINGS_VERSION, "format": "QDQ"} if fmt is Format.ONNX_INT8 else {}
+
+    def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
+        out = out_dir / "model.onnx"
+        if fmt is Format.ONNX_FP32:
+            shutil.copyfile(onnx_path, out)
+            return [out]
+        quantize_qdq(onnx_path, out, recipe)
+        return [out]
+
+
+def quantize_qdq(onnx_path: Path, out: Path, recipe: Recipe) -> None:
+    """Static QDQ quantization of `onnx_path` into `out` with the recipe's calibration inputs."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization import (
+        CalibrationMethod as OrtMethod,
+    )
+
+    from edgekit.convert.calibration import calibration_inputs
+
+    calib = calibration_inputs(recipe)
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.samples = iter(calib)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            sample = next(self.samples, None)
+            return None if sample is None else {recipe.input.name: sample[None].astype(np.float32)}
+
+    method = recipe.calibration.method if recipe.calibration else CalibrationMethod.KL
+    ort_method = OrtMethod.Entropy if method is CalibrationMethod.KL else OrtMethod.MinMax
+    try:
+        with _quiet():
+            quantize_static(str(onnx_path), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            per_channel=recipe.int8.granularity is Granularity.PER_CHANNEL,
+                            calibrate_method=ort_method)
+    except Exception as exc:  # onnxruntime raises plain exceptions: named here with the model
+        raise ConversionError(f"onnxruntime's quantize_static failed: {type(exc).__name__}: {exc}",
+                              where=str(onnx_path)) from exc
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """onnxruntime's quantizer prints its progress and logs a pre-processing advice on the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)

@@ -1,0 +1,27 @@
+"""TFLite: onnx2tf's .tflite files, run by ai_edge_litert (or the older tflite_runtime) on boards and here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.formats import Format, Runtime
+from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
+from edgekit.runtimes.host import run_tflite
+
+
+class Tflite(RuntimeSpec):
+    runtime = Runtime.TFLITE
+    formats = (Format.TFLITE_FP32, Format.TFLITE_FP16, Format.TFLITE_DYNAMIC, Format.TFLITE_INT8)
+    suffixes = (".tflite",)
+    # tflite-runtime 2.14 is the last release and needs numpy<2; it has its own site dir on emulated devices
+    packages = (DevicePackage("ai_edge_litert", "ai-edge-litert", termux=None, pin="2.1.0"),
+                DevicePackage("tflite_runtime", "tflite-runtime", termux="python-tflite-runtime", pin="2.14.0"))
+    converter = "edgekit.convert.tflite"
+    agent_runner = "TfliteRunner"
+
+    @classmethod
+    def run(cls, files: Sequence[Path], inputs: np.ndarray, threads: int = 1) -> Outputs:
+        return run_tflite(files[0], inputs, threads)

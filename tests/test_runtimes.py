@@ -1,0 +1,90 @@
+"""The runtime registry: every format has exactly one runtime, the agent's standalone copy agrees with it, an
+unknown format is a named error, and the new runtimes run the tiny model on this host."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.agent import agent
+from edgekit.deploy.request import AgentArtifact, runtime_for
+from edgekit.errors import UsageError
+from edgekit.formats import Format, Runtime
+from edgekit.runtimes import UnknownFormatError, all_specs, device_packages, format_for_suffix, spec_for
+
+
+def test_every_format_has_one_runtime_module() -> None:
+    claimed = [f for spec in all_specs() for f in spec.formats]
+    assert sorted(claimed) == sorted(Format)
+    assert {spec.runtime for spec in all_specs()} == set(Runtime)
+    for spec in all_specs():
+        assert spec.suffixes and spec.packages and spec.converter and spec.agent_runner
+        assert spec.fp32_format() in spec.formats
+
+
+def test_agent_runner_table_matches_the_registry() -> None:
+    assert {f.value: f.runtime.value for f in Format} == agent.FORMAT_RUNTIMES
+    assert set(agent.RUNNERS) == {r.value for r in Runtime}
+    for spec in all_specs():
+        assert agent.RUNNERS[spec.runtime.value].__name__ == spec.agent_runner
+
+
+def test_agent_package_map_matches_the_registry() -> None:
+    assert {p.module: p.version_dists for p in device_packages()} == agent.RUNTIME_DISTS
+
+
+def test_the_dependency_lists_come_from_the_registry() -> None:
+    from edgekit.emu.plugin.counting import RUNTIMES
+    from edgekit.emu.wheels import RUNTIME_PACKAGES
+
+    assert {p.module: p.pip for p in device_packages()} == RUNTIME_PACKAGES
+    assert set(RUNTIMES) == {p.module for p in device_packages()} - {"numpy"}
+
+
+def test_unknown_format_is_a_named_error() -> None:
+    class Fake:
+        value = "nope-fp32"
+
+    with pytest.raises(UnknownFormatError):
+        spec_for(Fake())  # type: ignore[arg-type]
+    with pytest.raises(UnknownFormatError):
+        format_for_suffix(".pt")
+    with pytest.raises(ValueError, match="unknown artifact format"):
+        agent.open_runner({"format": "mnn-fp32", "files": ["m.mnn"]}, ".", 1, "auto")
+
+
+def test_runtime_for_and_user_files(tmp_path: Path) -> None:
+    assert runtime_for(Format.ONNX_INT8, ["ai_edge_litert"]) == "onnxruntime"
+    assert runtime_for(Format.OPENCV_FP32, []) == "cv2"
+    assert runtime_for(Format.TFLITE_FP32, ["ncnn", "tflite_runtime"]) == "tflite_runtime"
+    assert runtime_for(Format.TFLITE_FP32, []) == "auto"
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    assert AgentArtifact.from_path(model).format is Format.ONNX_FP32
+    with pytest.raises(UsageError):
+        AgentArtifact.from_path(tmp_path / "m.pt")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cv2") is None, reason="needs OpenCV")
+def test_onnxruntime_and_opencv_run_the_tiny_model_here_and_in_the_agent(tmp_path: Path) -> None:
+    """Host runner and agent runner agree with the ONNX reference on a tiny model (exported in a second)."""
+    torch = pytest.importorskip("torch")
+    from edgekit.zoo.tiny import build
+
+    model = build(num_classes=10, width=8).eval()
+    path = tmp_path / "tiny.onnx"
+    torch.onnx.export(model, (torch.rand(1, 3, 32, 32),), str(path), input_names=["input"],
+                      output_names=["logits"], dynamo=False)
+    x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    ref = spec_for(Format.ONNX_FP32).run([path], x)
+    got = spec_for(Format.OPENCV_FP32).run([path], x)
+    np.testing.assert_allclose(got[0][1].reshape(ref[0][1].shape), ref[0][1], atol=1e-4)
+    for fmt in (Format.ONNX_FP32, Format.OPENCV_FP32):
+        runner = agent.open_runner({"format": fmt.value, "files": [str(path)]}, str(tmp_path), 1, "auto")
+        runner.set_input(x[0])
+        runner.invoke()
+        (_name, y), = runner.outputs()
+        np.testing.assert_allclose(y.reshape(ref[0][1][:1].shape), ref[0][1][:1], atol=1e-4)
