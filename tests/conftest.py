@@ -3,6 +3,7 @@
 - The user's data dir is never touched: EDGEKIT_HOME points at a fresh temporary folder for the session.
 - The emulated-device assets are expensive (sysroot, wheels), so EDGEKIT_EMU_HOME keeps pointing at the
   normal emu dir (built once by `make test`'s set-up: `edgekit emu build pi4-emu`) unless already set.
+- The NCNN INT8 speed plan is off (EDGEKIT_NCNN_SPEED_PLAN=0) except where a test turns it on.
 - `pi4_emu` (session): the running pi4-emu device's Target; started here if it was not running, and
   stopped at the end only if this session started it.
 """
@@ -27,6 +28,9 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["EDGEKIT_EMU_HOME"] = str(emu_dir())  # resolved against the real data dir, once
     _SESSION_HOME = tempfile.TemporaryDirectory(prefix="edgekit-test-home-")
     os.environ["EDGEKIT_HOME"] = _SESSION_HOME.name
+    # The NCNN INT8 speed plan counts every layer under qemu at conversion (minutes per real model): off for the
+    # suite, on in tests/test_ncnn_speed.py, which tests it on every shipped recipe.
+    os.environ.setdefault("EDGEKIT_NCNN_SPEED_PLAN", "0")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -9,6 +9,7 @@ and pi5-emu (Cortex-A76), one thread; and `edgekit profile`'s layers add up to t
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ from edgekit.profile import LayerProfile, Profile, format_table
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 DEVICES = ("pi4-emu", "pi5-emu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def speed_plan_on() -> Iterator[None]:
+    """The suite turns the plan off (tests/conftest.py); these tests are the plan's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEKIT_NCNN_SPEED_PLAN", "1")
+        yield
 
 
 def _profile(device: str, counts: dict[str, int]) -> Profile:
@@ -98,21 +107,21 @@ def test_profile_layers_add_up_to_the_whole_inference(counting_ready: None, tmp_
     from edgekit.profile import profile_ncnn
 
     rng = np.random.default_rng(0)
-    lines = ["7767517", "4 4", "Input in0 0 1 in0 0=16 1=16 2=8"]
+    lines = ["7767517", "4 4", "Input in0 0 1 in0 0=64 1=64 2=16"]  # big enough that layers dominate
     blobs = []
     for i, k in enumerate((3, 1, 3)):
-        n = 8 * 8 * k * k
+        n = 16 * 16 * k * k
         lines.append(f"Convolution conv{i} 1 1 {'in0' if i == 0 else f'b{i}'} {f'b{i + 1}' if i < 2 else 'out0'} "
-                     f"0=8 1={k} 4={k // 2} 5=1 6={n} 9=1")
+                     f"0=16 1={k} 4={k // 2} 5=1 6={n} 9=1")
         blobs += [struct.pack("<I", 0), (rng.standard_normal(n) * 0.1).astype("<f4").tobytes(),
-                  np.zeros(8, "<f4").tobytes()]
+                  np.zeros(16, "<f4").tobytes()]
     (tmp_path / "model.param").write_text("\n".join(lines) + "\n")
     (tmp_path / "model.bin").write_bytes(b"".join(blobs))
     (tmp_path / "model.io.json").write_text('{"inputs": ["in0"], "outputs": ["out0"], "input_shapes": '
-                                             '[[1, 8, 16, 16]], "options": {}}')
+                                             '[[1, 16, 64, 64]], "options": {}}')
     prof = profile_ncnn(tmp_path / "model.param", "pi4-emu")
     assert [layer.name for layer in prof.layers] == ["conv0", "conv1", "conv2"]
-    assert prof.layers[0].shape == [8, 16, 16] and prof.layers[0].precision == "fp32"
+    assert prof.layers[0].shape == [16, 64, 64] and prof.layers[0].precision == "fp32"
     assert prof.layers[0].instructions > 2 * prof.layers[1].instructions  # 3x3 vs 1x1 on the same shape
     assert abs(prof.coverage - 1.0) < 0.05
     again = profile_ncnn(tmp_path / "model.param", "pi4-emu")
