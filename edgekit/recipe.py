@@ -203,6 +203,41 @@ class Int8Options(_Strict):
     io: IOType = IOType.FLOAT
 
 
+class PseudoOp(str, Enum):
+    """ONNX operators onnx2tf can rewrite into builtin TFLite operators (its `replace_to_pseudo_operators`)."""
+
+    ERF = "Erf"
+    GELU = "GeLU"
+    ASIN = "Asin"
+    ACOS = "Acos"
+    ATAN = "Atan"
+    ABS = "Abs"
+    NEG = "Neg"
+    PRELU = "PReLU"
+    LEAKY_RELU = "LeakyReLU"
+    POWER = "Power"
+    HARD_SWISH = "HardSwish"
+    GATHER_ND = "GatherND"
+    MATMUL_INTEGER = "MatMulInteger"
+
+
+FLEX_PRONE_OPS = (PseudoOp.ERF, PseudoOp.ASIN, PseudoOp.ACOS, PseudoOp.ATAN)  # no builtin TFLite kernel: Flex ops
+
+
+class TfliteOptions(_Strict):
+    """The onnx2tf options a user may need, typed (never a free string of flags).
+
+    `replace_ops`: operators rewritten as builtin TFLite operators; left out, edgekit replaces those of
+    FLEX_PRONE_OPS the model contains (Erf from GELU would otherwise become the Select TF op FlexErf); `[]` turns
+    replacement off. `allow_select_tf_ops`: accept an artifact that needs Select TF (Flex) ops with a warning
+    instead of failing its conversion (the device's TFLite runtime must then link the Flex delegate)."""
+
+    replace_ops: tuple[PseudoOp, ...] | None = None
+    disable_group_convolution: bool = False  # grouped Conv as separable convolutions (onnx2tf -dgc)
+    batchmatmul_unfold: bool = False  # BatchMatMul split into per-batch MatMul (onnx2tf -ebu)
+    allow_select_tf_ops: bool = False
+
+
 class Benchmark(_Strict):
     """Timing vocabulary as in TVM: `repeat` samples, each `number` invocations or >= `min_repeat_ms`."""
 
@@ -233,6 +268,7 @@ class Recipe(_Strict):
     evaluation: Evaluation = Evaluation()
     formats: tuple[Format, ...]
     int8: Int8Options = Int8Options()
+    tflite: TfliteOptions = TfliteOptions()
     benchmark: Benchmark = Benchmark()
     path: Path = Field(Path("."), exclude=True)  # the recipe file, set by load_recipe
 
@@ -249,6 +285,10 @@ class Recipe(_Strict):
             raise ValueError("formats include an INT8 format, so `calibration:` must name calibration data")
         if not self.formats:
             raise ValueError("`formats` must list at least one format")
+        if self.int8.io is IOType.INT8 and Format.NCNN_INT8 in self.formats:
+            raise ValueError("int8.io: int8 is implemented for tflite-int8 only: an ncnn-int8 model takes and gives "
+                             "float32 (each int8 layer quantizes its own input); set int8.io: float, or convert "
+                             "ncnn-int8 from a recipe without it")
         return self
 
     @property

@@ -113,11 +113,22 @@ def _report(name: str, artifacts: list[Any], seconds: float, json_path: Path | N
     console.print(f"{converted} converted, {cached} from the cache{nothing}; total {seconds:.1f} s{note}",
                   highlight=False)
     for a in artifacts:
-        if a.status != "ok":
-            console.print(f"[red]{a.format.value}[/]: {a.error}", highlight=False)
+        for finding in a.provenance.get("findings", []):
+            console.print(f"[yellow]{a.format.value}[/]: {finding}", highlight=False)
+    for error, names in failure_groups(artifacts).items():  # one converter error, printed once for its formats
+        console.print(f"[red]{', '.join(names)}[/]: {error}", highlight=False)
     if json_path:
         json_path.write_text(json.dumps({"recipe": name, "seconds": seconds,
                                          "artifacts": [artifact_record(a) for a in artifacts]}, indent=1))
+
+
+def failure_groups(artifacts: list[Any]) -> dict[str, list[str]]:
+    """Failed artifacts grouped by their error: one tool run's error is shown once, naming every format."""
+    groups: dict[str, list[str]] = {}
+    for a in artifacts:
+        if a.status != "ok":
+            groups.setdefault(a.error or "failed", []).append(a.format.value)
+    return groups
 
 
 def _num(value: float | None, digits: int = 2) -> str:

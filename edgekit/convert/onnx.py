@@ -1,6 +1,10 @@
 """Model sources -> one ONNX file, the common start of every converter and the fidelity reference.
 
-- an ONNX file is copied as is (so a later edit of the user's file cannot change cached artifacts silently);
+- a user's ONNX file is copied as is (so a later edit of it cannot change cached artifacts silently) and kept as
+  the fidelity reference (`OnnxModel.reference`); the file the converters get is that model with the recipe's
+  input shape fixed (a dynamic batch becomes 1), simplified (onnxsim, onnxslim if onnxsim fails) and
+  shape-inferred: runtime Shape/Gather arithmetic (torchvision's channel shuffle) folds into constants, which
+  onnx2tf otherwise mistranslates;
 - a PyTorch builder (+ weights) is built with torch seeded (random weights are reproducible), exported
   with the TorchScript exporter (`dynamo=False`, opset 17: faster than the dynamo exporter and it honours
   the opset) and simplified with onnxsim (onnxslim if onnxsim fails);
@@ -43,20 +47,31 @@ class OnnxModel:
     cached: bool
     seconds: float
     simplifier: str | None = None
+    reference: Path | None = None  # the model as the user gave it, when `path` was rewritten (simplified)
+
+    @property
+    def reference_path(self) -> Path:
+        """The model the artifacts are judged against: the user's own file, or `path` for an exported one."""
+        return self.reference or self.path
 
 
 def prepare_onnx(recipe: Recipe) -> OnnxModel:
     """The recipe's model as ONNX in the cache (exported and simplified if needed), checked against input."""
     start = time.perf_counter()
     src = recipe.model
+    reference = None
     if isinstance(src, OnnxSource):
-        key = file_sha256(src.path)
+        spec = [file_sha256(src.path), list(recipe.input.shape), recipe.input.name, EXPORT_VERSION, tool_versions()]
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
-        cached = target.is_file()
-        if not cached:
+        reference = target.with_name("original.onnx")
+        cached = target.is_file() and reference.is_file()
+        if cached:
+            simplifier = _read_meta(target).get("simplifier")
+        else:
             _read_onnx(src.path, f"{recipe.path}: field `model.path`")  # a corrupt file never enters the cache
-            _atomic_copy(src.path, target)
-        simplifier = None
+            _atomic_copy(src.path, reference)
+            simplifier = _prepare_user_onnx(reference, target, recipe)
     elif isinstance(src, TorchSource):
         key = _torch_key(recipe, src)
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
@@ -79,7 +94,38 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
     else:  # pragma: no cover - the schema admits no other kind
         raise RecipeError(f"unknown model kind {src!r}", where=str(recipe.path))
     check_io(target, recipe)
-    return OnnxModel(target, file_sha256(target), cached, time.perf_counter() - start, simplifier)
+    return OnnxModel(target, file_sha256(target), cached, time.perf_counter() - start, simplifier, reference)
+
+
+def _prepare_user_onnx(original: Path, target: Path, recipe: Recipe) -> str | None:
+    """original -> target: the recipe's input shape fixed, simplified, shapes inferred (module docstring)."""
+    import onnx
+
+    tmp = target.with_name("prepare.onnx")
+    model = onnx.load(str(original))
+    _fix_input_shape(model, recipe)
+    onnx.save(model, str(tmp))
+    simplifier = _simplify(tmp, {recipe.input.name: list(recipe.input.shape)})
+    model = onnx.load(str(tmp))
+    try:
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 - shape inference is a help for onnx2tf, not a requirement
+        pass
+    onnx.save(model, str(tmp))
+    (target.parent / "meta.json").write_text(json.dumps({"simplifier": simplifier, "source": str(original)}))
+    tmp.replace(target)
+    return simplifier
+
+
+def _fix_input_shape(model: Any, recipe: Recipe) -> None:
+    """The recipe's input shape written into the graph input (dynamic dims such as a batch "N" become fixed)."""
+    for inp in model.graph.input:
+        if inp.name == recipe.input.name:
+            dims = inp.type.tensor_type.shape.dim
+            if len(dims) == len(recipe.input.shape):
+                for dim, value in zip(dims, recipe.input.shape):
+                    dim.Clear()
+                    dim.dim_value = value
 
 
 def _read_onnx(path: Path, where: str) -> Any:
@@ -241,7 +287,7 @@ def _load_weights(model: Any, weights: Path, where: str) -> None:
             from None
 
 
-def _simplify(path: Path) -> str | None:
+def _simplify(path: Path, input_shapes: dict[str, list[int]] | None = None) -> str | None:
     """onnxsim, then onnxslim as a fallback; the unsimplified model is kept if both fail."""
     import onnx
 
@@ -249,7 +295,7 @@ def _simplify(path: Path) -> str | None:
     try:
         import onnxsim
 
-        simplified, ok = onnxsim.simplify(model)
+        simplified, ok = onnxsim.simplify(model, overwrite_input_shapes=input_shapes)
         if ok:
             onnx.save(simplified, str(path))
             return f"onnxsim {_version('onnxsim')}"
@@ -258,7 +304,8 @@ def _simplify(path: Path) -> str | None:
     try:
         import onnxslim
 
-        onnx.save(onnxslim.slim(model), str(path))
+        shapes = [f"{n}:{','.join(map(str, v))}" for n, v in (input_shapes or {}).items()] or None
+        onnx.save(onnxslim.slim(model, input_shapes=shapes), str(path))
         return f"onnxslim {_version('onnxslim')}"
     except Exception:  # noqa: BLE001
         return None

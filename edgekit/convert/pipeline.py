@@ -27,13 +27,14 @@ from edgekit import paths
 from edgekit.convert import cache
 from edgekit.convert.base import Artifact, Converter
 from edgekit.convert.calibration import calibration_inputs, data_digest, evaluation_inputs
+from edgekit.convert.findings import float_leftovers
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.errors import ConversionError, EdgekitError, FidelityError
 from edgekit.formats import Format, Precision
 from edgekit.recipe import DataSource, Recipe
-from edgekit.runtimes import spec_for
 
 Progress = Callable[[str], None]
+CONVERTER_MODULES = ("edgekit.convert.tflite", "edgekit.convert.ncnn")
 
 
 def convert_recipe(recipe: Recipe, formats: Sequence[Format] | None = None, keep_going: bool = False,
@@ -45,6 +46,10 @@ def convert_recipe(recipe: Recipe, formats: Sequence[Format] | None = None, keep
     say("model: preparing ONNX")
     onnx = prepare_onnx(recipe)
     say(f"model: ONNX {'from cache' if onnx.cached else f'ready in {onnx.seconds:.1f} s'} ({onnx.path.name})")
+    if onnx.reference is not None:
+        say(f"model: your ONNX with input {list(recipe.input.shape)} fixed, "
+            f"{f'simplified ({onnx.simplifier})' if onnx.simplifier else 'not simplified (onnxsim and onnxslim failed)'}"
+            " and shape-inferred for the converters; your file as given is the fidelity reference")
     calib = None
     if any(f.precision is Precision.INT8 for f in fmts):
         say("calibration: loading data")
@@ -72,7 +77,7 @@ def convert_recipe(recipe: Recipe, formats: Sequence[Format] | None = None, keep
 # --- conversion ---------------------------------------------------------------------------------------------
 def _converters(fmts: Sequence[Format]) -> dict[Format, type[Converter]]:
     problems: dict[str, str] = {}
-    for module in dict.fromkeys(spec_for(f).converter for f in fmts):  # each runtime module names its converter
+    for module in CONVERTER_MODULES:
         try:
             importlib.import_module(module)
         except ImportError as exc:
@@ -128,8 +133,9 @@ def _convert_group(conv_cls: type[Converter], group: list[Format], onnx: OnnxMod
                 "shared_run": [f.value for f in batch] if len(batch) > 1 else [],
                 "memory": "tool process" if conv.peak_rss_mb is not None else "sampled process tree",
                 "tool_cpu_s": getattr(conv, "tool_cpu_s", None)}
-        for f in batch:
-            out[f] = cache.store(keys[f], f, files[f], elapsed, mem, prov)
+        for f in batch:  # findings: what the artifact holds that its name does not say (Flex ops, float layers)
+            found = [*getattr(conv, "findings", {}).get(f, []), *filter(None, [float_leftovers(f, files[f])])]
+            out[f] = cache.store(keys[f], f, files[f], elapsed, mem, {**prov, "findings": found})
         shutil.rmtree(work, ignore_errors=True)
         say(f"{names}: converted in {elapsed:.1f} s")
     return out
@@ -193,7 +199,7 @@ def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, 
         if numbers is None:
             say(f"{art.format.value}: checking fidelity on {len(inputs)} inputs")
             if ref is None:
-                ref = run_onnx(onnx.path, inputs)
+                ref = run_onnx(onnx.reference_path, inputs)  # the user's own file when it was simplified
                 fidelity.check_labels(ref, labels, recipe)
             try:
                 numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)

@@ -14,13 +14,20 @@ Choices, with the reasons measured in ../shared/notes/conversion.md:
 - int8 input/output (`io: int8`) picks onnx2tf's `full_integer_quant` file (`-iqd int8 -oqd int8`), float io
   its `integer_quant` file;
 - the int16-activation variants that `-oiqt` also writes are skipped inside the child (they run on reference
-  kernels, about 30x slower, and calibrating them roughly doubles the INT8 run's time).
+  kernels, about 30x slower, and calibrating them roughly doubles the INT8 run's time);
+- the recipe's `tflite:` options (edgekit.recipe.TfliteOptions) reach onnx2tf typed: operators rewritten as
+  builtin ones (by default those the model has that would become Flex ops, e.g. Erf from GELU), grouped
+  convolutions as separable ones, BatchMatMul unfolded;
+- every written .tflite is read back in the child for Select TF (Flex) operators: a conversion error naming them,
+  or a finding on the artifact when the recipe sets `tflite.allow_select_tf_ops`;
+- a failed run's first line is onnx2tf's own error (the exception it died of, and the ONNX node), not a log tail.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,9 +45,9 @@ from edgekit import paths
 from edgekit.convert.base import Converter
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
-from edgekit.recipe import Granularity, IOType, Layout, Recipe
+from edgekit.recipe import FLEX_PRONE_OPS, Granularity, IOType, Layout, Recipe
 
-WORKER_VERSION = 1  # bump when the child's procedure changes what it writes
+WORKER_VERSION = 2  # bump when the child's procedure changes what it writes
 TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
 _FILES = {Format.TFLITE_FP32: "model_float32.tflite", Format.TFLITE_FP16: "model_float16.tflite",
@@ -84,9 +91,10 @@ class TfliteConverter(Converter):
 
     @classmethod
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
+        options = recipe.tflite.model_dump(mode="json")
         if fmt is Format.TFLITE_DYNAMIC:
-            return {"granularity": Granularity.PER_CHANNEL.value}
-        return {}
+            return {"granularity": Granularity.PER_CHANNEL.value, "tflite": options}
+        return {"tflite": options}
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         return self.convert_many(onnx_path, recipe, [fmt], out_dir)[fmt]
@@ -96,6 +104,7 @@ class TfliteConverter(Converter):
         result: dict[Format, list[Path]] = {}
         peaks = []
         self.tool_cpu_s = 0.0
+        self.findings: dict[Format, list[str]] = {}
         for run in plan_runs(formats, recipe):
             work, files, peak = self._run(onnx_path, recipe, run)
             peaks.append(peak)
@@ -115,7 +124,9 @@ class TfliteConverter(Converter):
         shutil.copyfile(onnx_path, work / "model.onnx")
         job: dict[str, Any] = {"onnx": "model.onnx", "out": "out", "int8": run.int8, "dynamic": run.dynamic,
                                "quant_type": recipe.int8.granularity.value, "calibration": None,
-                               "input_name": recipe.input.name}
+                               "input_name": recipe.input.name, "replace_ops": replace_ops(onnx_path, recipe),
+                               "disable_group_convolution": recipe.tflite.disable_group_convolution,
+                               "batchmatmul_unfold": recipe.tflite.batchmatmul_unfold}
         if run.int8:
             job["calibration"] = _write_calibration(recipe, work / "calibration.npy")
         (work / "job.json").write_text(json.dumps(job))
@@ -130,18 +141,65 @@ class TfliteConverter(Converter):
                                       where=str(log), hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model") \
                     from None
         if proc.returncode != 0:
-            raise ConversionError(f"onnx2tf failed (exit {proc.returncode}):\n{_tail(log)}", where=str(log),
-                                  hint="the whole log is kept in that folder")
+            cause = onnx2tf_cause(log)
+            detail = f"onnx2tf: {cause}" if cause else f"onnx2tf failed (exit {proc.returncode}):\n{_tail(log)}"
+            raise ConversionError(detail, hint=f"whole log: {log}; the onnx2tf options a recipe can set are under "
+                                  "`tflite:` (README 'Converter options')")
         report = json.loads((work / "result.json").read_text())
         int8_name = "model_full_integer_quant.tflite" if recipe.int8.io is IOType.INT8 \
             else "model_integer_quant.tflite"
         files = {fmt: work / "out" / (_FILES.get(fmt) or int8_name) for fmt in run.formats}
         missing = [f"{fmt.value} ({p.name})" for fmt, p in files.items() if not p.is_file()]
         if missing:
-            raise ConversionError(f"onnx2tf wrote no file for {', '.join(missing)}:\n{_tail(log)}",
-                                  where=str(log))
+            cause = onnx2tf_cause(log) or "no error in its log: TensorFlow's converter gave up on that variant"
+            raise ConversionError(f"onnx2tf wrote no file for {', '.join(missing)} ({cause})",
+                                  hint=f"whole log: {log}")
+        self._flex_findings(recipe, files, report.get("flex_ops", {}))
         self.tool_cpu_s = (self.tool_cpu_s or 0.0) + float(report["cpu_s"])
         return work, files, float(report["peak_rss_mb"])
+
+
+    def _flex_findings(self, recipe: Recipe, files: dict[Format, Path], flex: dict[str, list[str]]) -> None:
+        """Select TF ops in a written file: a ConversionError naming them, or a finding the recipe accepted."""
+        needs = {fmt: flex.get(path.name, []) for fmt, path in files.items() if flex.get(path.name)}
+        if not needs:
+            return
+        ops = sorted({op for found in needs.values() for op in found})
+        fmts = ", ".join(f.value for f in needs)
+        if not recipe.tflite.allow_select_tf_ops:
+            raise ConversionError(
+                f"needs Select TF ops {', '.join(ops)} ({fmts}): the TFLite builtin runtime cannot run it",
+                hint="list the ONNX op under tflite.replace_ops if onnx2tf can replace it, or set "
+                "tflite.allow_select_tf_ops: true (the device's runtime must link the Flex delegate)")
+        for fmt, found in needs.items():
+            self.findings.setdefault(fmt, []).append(f"needs Select TF ops {', '.join(found)} (accepted by "
+                                                     "tflite.allow_select_tf_ops)")
+
+
+def replace_ops(onnx_path: Path, recipe: Recipe) -> list[str]:
+    """onnx2tf's `replace_to_pseudo_operators`: the recipe's list, or the Flex-prone ops the graph contains."""
+    if recipe.tflite.replace_ops is not None:
+        return [op.value for op in recipe.tflite.replace_ops]
+    import onnx
+
+    present = {node.op_type.lower() for node in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+    return [op.value for op in FLEX_PRONE_OPS if op.value.lower() in present]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception)): (.+)")
+
+
+def onnx2tf_cause(log: Path) -> str | None:
+    """onnx2tf's own error: the exception it died of (and the ONNX node it was converting), one line."""
+    lines = [_ANSI.sub("", ln).strip() for ln in log.read_text(errors="replace").splitlines()]
+    node = next((ln.split(":", 2)[-1].strip() for ln in reversed(lines) if "onnx_op_name:" in ln), None)
+    for ln in reversed(lines):
+        m = _EXCEPTION.match(ln)
+        if m and "edgekit: int16" not in ln:
+            text = f"{m.group(1).rpartition('.')[2]}: {m.group(3)}"[:300]
+            return text + (f" (at ONNX node {node})" if node else "")
+    return None
 
 
 def _write_calibration(recipe: Recipe, path: Path) -> str:
@@ -225,11 +283,24 @@ def _child(job_path: Path) -> None:
                     output_integer_quantized_tflite=job["int8"],
                     output_dynamic_range_quantized_tflite=job["dynamic"],
                     quant_type=job["quant_type"], input_quant_dtype="int8", output_quant_dtype="int8",
-                    non_verbose=True, **kwargs)
+                    replace_to_pseudo_operators=[op.lower() for op in job["replace_ops"]],  # its ops compare lower case
+                    disable_group_convolution=job["disable_group_convolution"],
+                    enable_batchmatmul_unfold=job["batchmatmul_unfold"], non_verbose=True, **kwargs)
     usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     Path("result.json").write_text(json.dumps({
         "peak_rss_mb": max(u.ru_maxrss for u in usages) / 1024, "seconds": time.perf_counter() - start,
-        "cpu_s": sum(u.ru_utime + u.ru_stime for u in usages)}))  # CPU time: comparable on a busy machine
+        "cpu_s": sum(u.ru_utime + u.ru_stime for u in usages),  # CPU time: comparable on a busy machine
+        "flex_ops": {p.name: _flex_ops(p) for p in Path(job["out"]).glob("*.tflite")}}))
+
+
+def _flex_ops(path: Path) -> list[str]:
+    """The Select TF (Flex) operators a .tflite needs: custom operator codes named Flex*."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    codes = [c.customCode.decode() if isinstance(c.customCode, bytes) else c.customCode
+             for c in model.operatorCodes or []]
+    return sorted({c for c in codes if c and c.startswith("Flex")})
 
 
 if __name__ == "__main__":

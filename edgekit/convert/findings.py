@@ -1,0 +1,88 @@
+"""What an INT8 artifact holds that its name does not say: the layers left in float, and how much of the file
+they are. A conversion finding, shown in the convert table and kept in the artifact's provenance.
+
+Read from the written files, whatever produced them: a .tflite's constant buffers by tensor type (float32 weights
+are float layers; int8 weights and int32 biases are quantized ones), an ncnn .bin's per-layer byte ranges (a
+layer whose weights do not start with ncnn's int8 tag runs in float).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from edgekit.formats import Format, Precision, Runtime
+from edgekit.report.figures import megabytes, percent
+
+MIN_WEIGHT_BYTES = 64  # a float scalar or tiny vector (GELU's sqrt 2) is a constant, not a layer's weights
+
+
+def float_leftovers(fmt: Format, files: list[Path]) -> str | None:
+    """'float leftovers: 59 layers (36 Gemm, 23 LayerNorm) hold 101.5 of 109.1 MB (93.0 %)', or None when the
+    artifact is not INT8 or nothing with weights stayed float."""
+    if fmt.precision is not Precision.INT8:
+        return None
+    if fmt.runtime is Runtime.TFLITE:
+        kinds, float_bytes = _tflite(files[0])
+    elif fmt.runtime is Runtime.NCNN:
+        param = next(f for f in files if f.suffix == ".param")
+        kinds, float_bytes = _ncnn(param, next(f for f in files if f.suffix == ".bin"))
+    else:
+        return None
+    if not kinds:
+        return None
+    total = sum(f.stat().st_size for f in files)
+    share = float_bytes / total if total else 0.0
+    layers = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+    count = sum(kinds.values())
+    return (f"float leftovers: {count} layer{'s' if count > 1 else ''} ({layers}) hold {megabytes(float_bytes)} of "
+            f"{megabytes(total)} ({percent(share)})")
+
+
+def _tflite(path: Path) -> tuple[Counter[str], int]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    kinds: Counter[str] = Counter()
+    seen: set[int] = set()
+    float_bytes = 0
+    for graph in model.subgraphs or []:
+        for op in graph.operators or []:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            weights = [t for t in (op.inputs if op.inputs is not None else []) if t >= 0
+                       and graph.tensors[t].type == schema.TensorType.FLOAT32
+                       and _buffer_size(model, graph.tensors[t].buffer) >= MIN_WEIGHT_BYTES]
+            if weights:
+                kinds[name] += 1
+            for t in weights:
+                if graph.tensors[t].buffer not in seen:
+                    seen.add(graph.tensors[t].buffer)
+                    float_bytes += _buffer_size(model, graph.tensors[t].buffer)
+    return kinds, float_bytes
+
+
+def _buffer_size(model: object, index: int) -> int:
+    buf = model.buffers[index]  # type: ignore[attr-defined]
+    if buf.data is not None:
+        return len(buf.data)
+    return int(buf.size or 0)  # large models keep buffers after the flatbuffer (offset + size)
+
+
+def _ncnn(param: Path, bin_path: Path) -> tuple[Counter[str], int]:
+    from edgekit.convert import ncnn_bin
+    from edgekit.convert.ncnn_param import read_param
+
+    data = bin_path.read_bytes()
+    graph = read_param(param)
+    kinds: Counter[str] = Counter()
+    float_bytes = 0
+    for layer, (start, end) in zip(graph.layers, ncnn_bin.layer_spans(param, data)):
+        if end <= start:
+            continue
+        if int.from_bytes(data[start:start + 4], "little") == ncnn_bin.TAG_INT8:
+            continue
+        kinds[layer.type] += 1
+        float_bytes += end - start
+    return kinds, float_bytes

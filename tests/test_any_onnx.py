@@ -1,0 +1,131 @@
+"""Any ONNX in: a user's ONNX is fixed to the recipe's input shape, simplified and shape-inferred for the converters
+while the file as given stays the fidelity reference; onnx2tf's traps (Erf from GELU, runtime Shape/Gather
+arithmetic) handled; Flex ops and float leftovers are named findings; a converter's failure names its cause
+first, once for all the formats it concerns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import onnx
+import pytest
+import yaml
+from onnx_graphs import gelu_classifier, shuffle_classifier
+
+from edgekit.errors import ConversionError, RecipeError
+from edgekit.formats import Format
+from edgekit.recipe import load_recipe
+
+
+def onnx_recipe(tmp_path: Path, model: Path, formats: list[str], **changes: Any) -> Path:
+    raw: dict[str, Any] = {"name": model.stem, "task": "classify", "model": {"kind": "onnx", "path": model.name},
+                           "input": {"name": "input", "shape": [1, 3, 16, 16]}, "formats": formats,
+                           "evaluation": {"data": {"kind": "random", "samples": 4, "seed": 1}}, **changes}
+    path = tmp_path / f"{model.stem}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_user_onnx_is_simplified_and_the_original_kept_as_reference(tmp_path: Path) -> None:
+    from edgekit.convert.onnx import prepare_onnx
+
+    recipe = load_recipe(onnx_recipe(tmp_path, shuffle_classifier(tmp_path / "shuffle.onnx"), ["ncnn-fp32"]))
+    model = prepare_onnx(recipe)
+    assert model.reference is not None and model.reference_path != model.path
+    original = [n.op_type for n in onnx.load(str(model.reference_path)).graph.node]
+    simplified = onnx.load(str(model.path))
+    assert "Shape" in original and "Shape" not in [n.op_type for n in simplified.graph.node]
+    dims = [d.dim_value for d in simplified.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 16, 16] and model.simplifier and "onnxsim" in model.simplifier
+    assert prepare_onnx(recipe).cached
+
+
+@pytest.mark.integration
+def test_channel_shuffle_and_gelu_convert(tmp_path: Path) -> None:
+    from edgekit.convert.pipeline import convert_recipe
+
+    for build in (shuffle_classifier, gelu_classifier):
+        recipe = load_recipe(onnx_recipe(tmp_path, build(tmp_path / f"{build.__name__}.onnx"),
+                                         ["tflite-fp32", "ncnn-fp32"]))
+        for art in convert_recipe(recipe, keep_going=True):
+            assert art.status == "ok", (build.__name__, art.format, art.error)
+            assert art.fidelity["cosine_worst"] > 0.9999 and art.fidelity["gates"]["samples"] == 4
+            assert not art.provenance["findings"]
+
+
+@pytest.mark.integration
+def test_flex_ops_are_a_named_conversion_error(tmp_path: Path) -> None:
+    from edgekit.convert.pipeline import convert_recipe
+
+    recipe = load_recipe(onnx_recipe(tmp_path, gelu_classifier(tmp_path / "gelu.onnx"), ["tflite-fp32"],
+                                     tflite={"replace_ops": []}))
+    with pytest.raises(ConversionError, match=r"^needs Select TF ops FlexErf \(tflite-fp32\)"):
+        convert_recipe(recipe)
+
+
+def test_accepted_flex_ops_are_a_finding(tmp_path: Path) -> None:
+    from edgekit.convert.tflite import TfliteConverter
+
+    recipe = load_recipe(onnx_recipe(tmp_path, gelu_classifier(tmp_path / "gelu.onnx"), ["tflite-fp32"],
+                                     tflite={"allow_select_tf_ops": True}))
+    conv = TfliteConverter()
+    conv.findings = {}
+    conv._flex_findings(recipe, {Format.TFLITE_FP32: Path("model_float32.tflite")},
+                        {"model_float32.tflite": ["FlexErf"]})
+    assert conv.findings[Format.TFLITE_FP32] == ["needs Select TF ops FlexErf (accepted by "
+                                                 "tflite.allow_select_tf_ops)"]
+
+
+def test_replace_ops_default_and_typed(tmp_path: Path) -> None:
+    from edgekit.convert.tflite import replace_ops
+
+    model = gelu_classifier(tmp_path / "gelu.onnx")
+    assert replace_ops(model, load_recipe(onnx_recipe(tmp_path, model, ["tflite-fp32"]))) == ["Erf"]
+    chosen = load_recipe(onnx_recipe(tmp_path, model, ["tflite-fp32"], tflite={"replace_ops": ["GeLU", "Erf"]}))
+    assert replace_ops(model, chosen) == ["GeLU", "Erf"]
+    with pytest.raises(RecipeError, match=r"tflite\.replace_ops"):
+        load_recipe(onnx_recipe(tmp_path, model, ["tflite-fp32"], tflite={"replace_ops": ["-rtpo Erf"]}))
+
+
+def test_onnx2tf_cause_is_its_own_error_line(tmp_path: Path) -> None:
+    from edgekit.convert.tflite import onnx2tf_cause
+
+    log = tmp_path / "onnx2tf.log"
+    log.write_text("INFO: ...\n\x1b[31mERROR:\x1b[0m The trace log is below.\nTraceback (most recent call last):\n"
+                   "  File x\ntensorflow.python.framework.errors_impl.InvalidArgumentError: Depth of input (28) is "
+                   "not a multiple of input depth of filter (58)\n\x1b[31mERROR:\x1b[0m onnx_op_name: /stage2/Conv\n"
+                   "\x1b[31mERROR:\x1b[0m Read this and deal with it.\n")
+    assert onnx2tf_cause(log) == ("InvalidArgumentError: Depth of input (28) is not a multiple of input depth of "
+                                  "filter (58) (at ONNX node /stage2/Conv)")
+    log.write_text("nothing useful\n")
+    assert onnx2tf_cause(log) is None
+
+
+def test_a_failure_is_printed_once_for_its_formats() -> None:
+    from edgekit.cli.convert import failure_groups
+
+    arts = [SimpleNamespace(format=Format(f), status="failed", error="onnx2tf: X") for f in
+            ("tflite-fp32", "tflite-int8")] + [SimpleNamespace(format=Format.NCNN_FP32, status="ok", error=None)]
+    assert failure_groups(arts) == {"onnx2tf: X": ["tflite-fp32", "tflite-int8"]}
+
+
+def test_float_leftovers_name_layers_and_their_share(tmp_path: Path) -> None:
+    from edgekit.convert.findings import float_leftovers
+    from edgekit.convert.ncnn import NcnnConverter
+    from edgekit.convert.onnx import prepare_onnx
+
+    recipe = load_recipe(onnx_recipe(tmp_path, shuffle_classifier(tmp_path / "s.onnx"), ["ncnn-fp32"]))
+    files = NcnnConverter().convert(prepare_onnx(recipe).path, recipe, Format.NCNN_FP32, tmp_path / "out")
+    # an fp32 model read as if it were int8: every weighted layer is a float leftover
+    text = float_leftovers(Format.NCNN_INT8, files)
+    assert text is not None and text.startswith("float leftovers: 3 layers (") and "Convolution" in text
+    assert float_leftovers(Format.NCNN_FP32, files) is None
+
+
+def test_int8_io_is_refused_for_ncnn(tmp_path: Path) -> None:
+    model = shuffle_classifier(tmp_path / "s.onnx")
+    with pytest.raises(RecipeError, match=r"int8\.io: int8 is implemented for tflite-int8 only"):
+        load_recipe(onnx_recipe(tmp_path, model, ["ncnn-int8"], int8={"io": "int8"},
+                                calibration={"data": {"kind": "random"}}))
