@@ -32,9 +32,9 @@ from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.errors import ConversionError, EdgekitError, FidelityError
 from edgekit.formats import Format, Precision
 from edgekit.recipe import DataSource, Recipe
+from edgekit.runtimes import spec_for
 
 Progress = Callable[[str], None]
-CONVERTER_MODULES = ("edgekit.convert.tflite", "edgekit.convert.ncnn")
 
 
 def convert_recipe(recipe: Recipe, formats: Sequence[Format] | None = None, keep_going: bool = False,
@@ -77,7 +77,7 @@ def convert_recipe(recipe: Recipe, formats: Sequence[Format] | None = None, keep
 # --- conversion ---------------------------------------------------------------------------------------------
 def _converters(fmts: Sequence[Format]) -> dict[Format, type[Converter]]:
     problems: dict[str, str] = {}
-    for module in CONVERTER_MODULES:
+    for module in dict.fromkeys(spec_for(f).converter for f in fmts):  # each runtime module names its converter
         try:
             importlib.import_module(module)
         except ImportError as exc:
