@@ -65,6 +65,7 @@ class Route:
     cosine: float | None = None
     metric_drop: dict[str, float] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)  # artifact -> why it was not chosen
+    caveats: list[str] = field(default_factory=list)  # what the figure cannot tell (e.g. an uncalibrated estimate)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -87,7 +88,7 @@ class Route:
                 Basis.INSTRUCTIONS: "M instructions (emulated)"}[self.basis]
         figure = (self.value or 0.0) / 1e6 if self.basis is Basis.INSTRUCTIONS else self.value
         return (f"{self.target}: ship {self.artifact} ({figure:.2f} {unit}, threads={self.threads}"
-                + "".join(f"; {p}" for p in parts) + ")")
+                + "".join(f"; {p}" for p in parts) + ")" + "".join(f"; note: {c}" for c in self.caveats))
 
 
 def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: int = 1) -> Route:
@@ -157,7 +158,13 @@ def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int = 1)
         # emulated wall time is no device latency: name no route rather than a misleading one
         return Route(target=run.target, basis=basis, threads=threads, artifact=None,
                      rejected={c.artifact: "emulated without instruction counts" for c in candidates})
-    return recommend(run.target, candidates, basis, threads)
+    route = recommend(run.target, candidates, basis, threads)
+    if basis is Basis.ESTIMATE_MS and route.artifact is not None:
+        est = run.estimates.get(f"{route.artifact} x{threads}") or {}
+        if est.get("interval_calibrated") is False:
+            route.caveats.append(f"the estimate of {route.artifact} is not calibrated for its runtime (interval "
+                                 f"{est.get('low_ms', 0):.3g}-{est.get('high_ms', 0):.3g} ms): confirm on the board")
+    return route
 
 
 def _drops(comp: Comparison | None) -> dict[str, float]:

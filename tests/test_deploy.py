@@ -106,7 +106,8 @@ def test_deploy_tiny_to_pi4_emu_and_host(pi4_emu: Target, tiny_artifacts: list[A
     assert pi4.estimates["ncnn-int8 x1"]["status"] == "ok"
     est = pi4.estimates["ncnn-fp32 x1"]
     assert est["low_ms"] < est["estimate_ms"] < est["high_ms"] and est["label"].startswith("estimate")
-    row = next(line for line in text.splitlines() if line.startswith("│ ncnn-fp32"))
+    section = text[text.index("tiny on pi4-emu"):]  # one stacked table per target
+    row = next(line for line in section.splitlines() if line.startswith("│ ncnn-fp32"))
     assert f"~{est['estimate_ms']:.3g}" in row
     verbose = _render(result, verbose=True)
     assert "p50 emulated" in verbose  # the wall time is there on request, labelled

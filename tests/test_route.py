@@ -104,10 +104,14 @@ def test_emulated_board_with_estimates_ranks_by_the_estimate_across_runtimes() -
     emu = _run("pi5-emu", True, [_measurement("ncnn-fp32", 1, 900.0, 100_000_000),
                                  _measurement("tflite-int8", 1, 950.0, 60_000_000)], [])
     emu.estimates = {"ncnn-fp32 x1": {"status": "ok", "estimate_ms": 20.0},
-                     "tflite-int8 x1": {"status": "ok", "estimate_ms": 25.0}}
+                     "tflite-int8 x1": {"status": "ok", "estimate_ms": 25.0, "interval_calibrated": False,
+                                        "low_ms": 8.0, "high_ms": 80.0}}
     result = DeployResult(recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="t",
                           artifacts=[ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1)
                                      for a in ("ncnn-fp32", "tflite-int8")], runs=[emu])
     (route,) = routes_for_deploy(result)
     assert route.basis is Basis.ESTIMATE_MS and route.artifact == "ncnn-fp32" and route.value == 20.0
-    assert "ESTIMATE" in route.summary() and "not a measurement" in route.basis.label
+    assert "ESTIMATE" in route.summary() and "not a measurement" in route.basis.label and not route.caveats
+    emu.estimates["tflite-int8 x1"]["estimate_ms"] = 15.0  # now the uncalibrated one is the fastest
+    (route,) = routes_for_deploy(result)
+    assert route.artifact == "tflite-int8" and "not calibrated" in route.summary()

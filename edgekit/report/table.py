@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -27,47 +28,54 @@ COUNT_NOTE = ("ESTIMATE = the real board's latency estimated from the exact inst
               "--verbose or --json")
 
 
-def deploy_table(result: DeployResult, verbose: bool = False) -> Table:
-    """Artifacts x targets. A real board or the host shows measured p50 / p90 and speed-ups; an emulated target
-    shows the estimated board latency with its cross-validated interval, and ratios by instruction count; its
-    emulated wall time only with `verbose` (it is not device latency; the JSON always has it)."""
+def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
+    """The conversions (size, fidelity vs ONNX), then one table per target, stacked: each fits from 80 columns
+    up (cells fold rather than vanish). A real board or the host shows measured p50 / p90 and speed-ups; an
+    emulated target the estimated board latency with its cross-validated interval and ratios by instruction
+    count; its emulated wall time only with `verbose` (not device latency; the JSON always has it)."""
     runs = sorted(result.runs, key=lambda r: r.target == HOST)  # devices first, the host last
-    table = Table(title=f"{result.recipe}: artifact x target", title_justify="left",
-                  caption=_caption(result, runs), caption_justify="left", header_style="bold")
-    table.add_column("artifact", no_wrap=True)
-    table.add_column("thr", justify="right")
-    table.add_column("MB\n(10^6 B)", justify="right")
-    table.add_column("fidelity\nvs ONNX\n(convert)", justify="right", no_wrap=True)
-    for run in runs:
-        for label in _target_headers(run, verbose):
-            table.add_column(label, justify="right", no_wrap=True)
+    conversions = Table(title=f"{result.recipe}: artifacts", title_justify="left", header_style="bold")
+    conversions.add_column("artifact", no_wrap=True, min_width=11)
+    conversions.add_column("MB (10^6 B)", justify="right")
+    conversions.add_column("fidelity vs ONNX (convert)", justify="right", overflow="fold")
+    for art in result.artifacts:
+        conversions.add_row(art.id, f"{art.size_bytes / 1e6:.2f}", _fidelity(art))
+    parts: list[Table | Text] = [conversions]
     threads_all: list[int] = sorted({t for run in runs for t in (run.benchmark or result.benchmark).get(
         "threads", [1])} or set(result.benchmark.get("threads", [1])))
-    for art in result.artifacts:
-        for threads in threads_all:
-            cells: list[Text | str] = [art.id, str(threads), f"{art.size_bytes / 1e6:.2f}", _fidelity(art)]
-            for run in runs:
-                cells += _target_cells(run, art.id, threads, verbose, art.fidelity.get("samples"))
-            table.add_row(*cells)
-    return table
+    for run in runs:
+        table = Table(title=f"{result.recipe} on {run.target}" + (" (emulated)" if run.emulated else ""),
+                      title_justify="left", header_style="bold")
+        table.add_column("artifact", no_wrap=True, min_width=11)
+        table.add_column("thr", justify="right", min_width=3)
+        for label in _target_headers(run, verbose):
+            table.add_column(label, justify="right", overflow="fold", min_width=5)
+        for art in result.artifacts:
+            for threads in threads_all:
+                table.add_row(art.id, str(threads),
+                              *_target_cells(run, art.id, threads, verbose, art.fidelity.get("samples")))
+        parts.append(table)
+    parts.append(Text(_caption(result, runs), style="dim"))
+    return Group(*parts)
 
 
 def _target_headers(run: TargetRun, verbose: bool) -> list[str]:
+    """Column headers of one target's table (its name is in the title)."""
     if not run.emulated:
-        heads = [f"{run.target}\np50 / p90\nms", f"{run.target}\nx fp32"]
+        heads = ["p50 / p90\nms", "x fp32"]
     elif _counted(run):
         heads = []
         if run.estimates:
             board = next((e.get("board") for e in run.estimates.values() if isinstance(e, dict)), "board")
-            heads.append(f"{board} ESTIMATE\nms (80% interval)\nfrom {run.target}")
-        heads += [f"{run.target}\nx fp32\nby insn", f"{run.target}\ninsn/invoke\n(count)"]
+            heads.append(f"{board} ESTIMATE\nms (80% interval)")
+        heads += ["x fp32\nby insn", "insn/invoke\n(count)"]
         if verbose:
-            heads.append(f"{run.target}\np50 emulated\nwall ms")
+            heads.append("p50 emulated\nwall ms")
     else:
-        heads = [f"{run.target}\np50 / p90\nemulated ms", f"{run.target}\nx fp32\nemulated"]
+        heads = ["p50 / p90\nemulated ms", "x fp32\nemulated"]
     if run.target != HOST:
-        heads.append(f"{run.target}\ndrift vs host\nmax|d| / cos")
-    heads.append(f"{run.target}\ngates")
+        heads.append("drift vs host\nmax|d| / cos")
+    heads.append("gates")
     return heads
 
 
