@@ -508,7 +508,7 @@ class OpenCvRunner:
         self.net.setInput(np.ascontiguousarray(x if x.ndim == 4 else x[None]))
 
     def invoke(self) -> None:
-        self._last = self.net.forward(self.names)
+        self._last = list(self.net.forward(self.names))
 
     def outputs(self) -> list[tuple[str, np.ndarray]]:
         return [(n, np.asarray(y, dtype=np.float32)) for n, y in zip(self.names, self._last)]
