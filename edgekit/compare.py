@@ -22,7 +22,7 @@ from edgekit.results import Comparison, Measurement
 from edgekit.runtimes import Outputs
 
 METRIC_KEYS = ("top1", "top1_reference", "top1_drop", "map50", "map50_95", "map50_reference",
-               "map50_95_reference", "map50_drop")
+               "map50_95_reference", "map50_drop", "map50_95_drop")
 
 
 def load_outputs(npz: Path, measurement: Measurement) -> Outputs:

@@ -176,7 +176,8 @@ class Gates(_Strict):
     max_top1_drop: float | None = None  # fraction, 0.01 = one point
     min_top1_agreement: float | None = None
     min_box_match: float | None = None  # fraction of reference boxes matched at IoU >= 0.5
-    max_map_drop: float | None = None
+    max_map_drop: float | None = None  # mAP@0.5, fraction
+    max_map50_95_drop: float | None = None  # mAP@0.5:0.95, fraction: box precision, which mAP@0.5 hides
 
 
 def _default_gates() -> dict[Precision, Gates]:

@@ -115,3 +115,14 @@ def test_gates_pass_fail_and_skip() -> None:
     assert not bad["passed"]
     assert [c["gate"] for c in bad["checks"] if not c["passed"]] == ["min_cosine"]
     assert bad["skipped"] and "max_top1_drop" in bad["skipped"][0] and "labels" in bad["skipped"][0]
+
+
+def test_map50_95_gate_catches_box_precision_that_map50_hides() -> None:
+    from edgekit.convert.fidelity import check_gates
+    from edgekit.recipe import Gates
+
+    numbers = {"map50_drop": 0.003, "map50_95_drop": 0.06, "samples": 200}
+    gates = Gates(max_map_drop=0.05, max_map50_95_drop=0.05)
+    checks = check_gates(numbers, gates)
+    assert not checks["passed"]
+    assert check_gates({**numbers, "map50_95_drop": 0.036}, gates)["passed"]

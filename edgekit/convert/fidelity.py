@@ -31,7 +31,7 @@ from edgekit.convert.calibration import Labels
 from edgekit.recipe import Gates, Recipe, Task, check_class_range
 from edgekit.runtimes import Outputs, spec_for
 
-FIDELITY_VERSION = 2  # part of the cached results' digest: bump when the numbers are computed differently
+FIDELITY_VERSION = 3  # 3: map50_95_drop. Part of the cached results' digest: bump when the numbers are computed differently
 DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
 
 
@@ -83,7 +83,8 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
     rules = {"min_cosine": ("cosine", ">="), "min_cosine_worst": ("cosine_worst", ">="),
              "min_cosine_p5": ("cosine_p5", ">="), "max_abs_error": ("max_abs_error", "<="),
              "max_top1_drop": ("top1_drop", "<="), "min_top1_agreement": ("top1_agreement", ">="),
-             "min_box_match": ("box_match", ">="), "max_map_drop": ("map50_drop", "<=")}
+             "min_box_match": ("box_match", ">="), "max_map_drop": ("map50_drop", "<="),
+             "max_map50_95_drop": ("map50_95_drop", "<=")}
     checks, skipped = [], []
     for gate, limit in gates.model_dump().items():
         if limit is None:
@@ -159,7 +160,8 @@ def _detect(rb: np.ndarray, rs: np.ndarray, gb: np.ndarray, gs: np.ndarray,
         ref_m, got_m = metrics.detection_metrics(rb, rs, labels), metrics.detection_metrics(gb, gs, labels)
         out.update({"map50_reference": ref_m["map50"], "map50": got_m["map50"],
                     "map50_95_reference": ref_m["map50_95"], "map50_95": got_m["map50_95"],
-                    "map50_drop": ref_m["map50"] - got_m["map50"]})
+                    "map50_drop": ref_m["map50"] - got_m["map50"],
+                    "map50_95_drop": ref_m["map50_95"] - got_m["map50_95"]})
     return out
 
 
