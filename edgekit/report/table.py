@@ -175,34 +175,33 @@ def _count_ratio(run: TargetRun, artifact: str, threads: int, m: Measurement | N
     instruction does more work), so never coloured like a measured speed-up."""
     if m is None or m.status != "ok" or not m.instructions_per_invoke:
         return ""
-    try:
-        base_id = Format(artifact).fp32_reference.value
-    except ValueError:
-        return ""
-    if base_id == artifact:
-        return Text("base", style="dim")
-    base = _measurement(run, base_id, threads)
-    if base is None or not base.instructions_per_invoke:
-        return ""
+    base = _fp32_of(run, artifact, threads)
+    if isinstance(base, Text) or base is None or not base.instructions_per_invoke:
+        return base if isinstance(base, Text) else ""
     return f"{base.instructions_per_invoke / m.instructions_per_invoke:.2f}x"
 
 
 def _speedup(run: TargetRun, artifact: str, threads: int, m: Measurement | None) -> Text | str:
     if m is None or m.status != "ok" or not m.p50_ms:
         return ""
-    try:
-        base_id = Format(artifact).fp32_reference.value
-    except ValueError:
-        return ""
-    if base_id == artifact:
-        return Text("base", style="dim")
-    base = _measurement(run, base_id, threads)
-    if base is None or base.status != "ok" or not base.p50_ms:
-        return ""
+    base = _fp32_of(run, artifact, threads)
+    if isinstance(base, Text) or base is None or base.status != "ok" or not base.p50_ms:
+        return base if isinstance(base, Text) else ""
     ratio = base.p50_ms / m.p50_ms
     if run.emulated:  # emulated wall-time ratios are distorted: shown, never coloured as a win
         return f"{ratio:.2f}x"
     return Text(f"{ratio:.2f}x", style="green" if ratio > 1.05 else ("red" if ratio < 0.95 else ""))
+
+
+def _fp32_of(run: TargetRun, artifact: str, threads: int) -> Measurement | Text | None:
+    """The same runtime's fp32 measurement at the same threads; a dim 'base' for fp32 itself; None if unknown."""
+    try:
+        base_id = Format(artifact).fp32_reference.value
+    except ValueError:
+        return None
+    if base_id == artifact:
+        return Text("base", style="dim")
+    return _measurement(run, base_id, threads)
 
 
 def _drift(c: Comparison | None) -> Text | str:
