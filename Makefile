@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 .PHONY: setup demo test quantize check emu-assets clean-venv help
 help:
 	@echo "make demo      set everything up, then: edgekit deploy recipes/yolov5-lite.yaml --target $(TARGET)"
-	@echo "make test      set everything up, then run the whole test suite"
+	@echo "make test      set everything up, run make check (ruff + mypy), then the whole test suite"
 	@echo "make check     ruff and mypy (exits non-zero on any finding)"
 	@echo "make quantize  convert the INT8 formats of every recipe in recipes/ (or RECIPE=path)"
 
@@ -44,7 +44,7 @@ emu-assets: $(STAMPS)/python $(STAMPS)/system
 demo: setup
 	$(EDGEKIT) deploy recipes/yolov5-lite.yaml --target $(TARGET)
 
-test: setup
+test: setup check
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc = 5 ]; then echo "no tests were collected"; exit 0; fi; exit $$rc
 
