@@ -158,16 +158,17 @@ def ncnn_layers(fp32_files: Sequence[Path], int8_files: Sequence[Path], inputs: 
     inputs_set = set(qio.inputs)
     prop = {b: _Acc() for b in blobs}
     own = {ly.name: _Acc() for ly in layers if ly.name in int8_names}
+    source = _ncnn_sources(graph)
+    scale = _requantized_scales(graph, qio, source)
     with NcnnModel(f_param, f_bin) as fm, NcnnModel(q_param, q_bin) as qm:
         for x in inputs:
             ref = dict(zip(blobs, fm.extract([x[None]], blobs)))
             got = dict(zip(blobs, qm.extract([x[None]], blobs)))
             for b in blobs:
-                prop[b].add(ref[b], got[b])
+                prop[b].add(ref[b], got[b] / scale.get(b, 1.0))
             for ly in layers:
                 if ly.name in own:
-                    own[ly.name].add(ref[ly.tops[0]], _ncnn_alone(qm, ly, ref))
-    source = _ncnn_sources(graph)
+                    own[ly.name].add(ref[ly.tops[0]], _ncnn_alone(qm, ly, ref) / scale.get(ly.tops[0], 1.0))
     out = []
     for ly in layers:
         top = ly.tops[0]
@@ -177,6 +178,24 @@ def ncnn_layers(fp32_files: Sequence[Path], int8_files: Sequence[Path], inputs: 
             ly.name, ly.type, top, ly.name in int8_names, prop[top].cosine, prop[top].rel,
             alone.rel if alone else max(0.0, prop[top].rel - max(ins, default=0.0)),
             alone.cosine if alone else None))
+    return out
+
+
+def _requantized_scales(graph: Any, qio: Any, source: Callable[[str], str]) -> dict[str, float]:
+    """Blob -> scale for the outputs of requantize-fused layers (and the Splits of them): ncnn hands those out
+    as int8 values (x scale), not dequantized floats; dividing by the layer's top scale compares like with like."""
+    report = qio.int8 or {}
+    fields = report.get("layer_fields") or []
+    if "top_scale" not in fields:
+        return {}
+    at_name, at_scale = fields.index("name"), fields.index("top_scale")
+    by_layer = {row[at_name]: float(row[at_scale]) for row in report.get("layers", []) if row[at_scale]}
+    producer = {top: ly.name for ly in graph.layers for top in ly.tops}
+    out = {}
+    for blob in producer:
+        layer = producer.get(source(blob))
+        if layer in by_layer:
+            out[blob] = by_layer[layer]
     return out
 
 

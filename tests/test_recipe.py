@@ -38,7 +38,7 @@ def base(**changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("name", ["tiny", "yolov5-lite", "mobilenetv2"])
 def test_shipped_recipes_load_with_all_seven_formats(name: str) -> None:
     recipe = load_recipe(RECIPES / f"{name}.yaml")
-    assert set(recipe.formats) == set(Format)
+    assert set(recipe.formats) == {f for f in Format if f.runtime.value in ("tflite", "ncnn")}
     assert recipe.calibration is not None
 
 
