@@ -44,13 +44,30 @@ def pi4_emu() -> Iterator[object]:
     from edgekit.emu.runner import down, running_state
     from edgekit.target import ensure_device, load_target
 
-    started = running_state("pi4-emu") is None
+    state = running_state("pi4-emu")
+    started = state is None
+    if state is not None:
+        _resume(state.sshd_pid)  # a fault test killed mid-freeze (Ctrl-C, kill -9) leaves the sshd stopped
     target = ensure_device(load_target("pi4-emu"))
     try:
         yield target
     finally:
         if started:
             down("pi4-emu")
+
+
+def _resume(pid: int) -> None:
+    """SIGCONT the device's sshd and every process below it (harmless when they run)."""
+    import signal
+
+    import psutil
+
+    try:
+        master = psutil.Process(pid)
+        for proc in [master, *master.children(recursive=True)]:
+            os.kill(proc.pid, signal.SIGCONT)
+    except (psutil.Error, OSError):
+        pass
 
 
 @pytest.fixture()
