@@ -94,13 +94,13 @@ def estimate_cmd(
 def _runs_as(artifact: Path, fmt: str | None) -> tuple[Any, str]:
     """The artifact's format, and how the runtime runs it, in words: a bare ncnn .param (no sidecar) runs with
     ncnn's default options (fp16 storage; fp16 arithmetic where the core has it), int8 where its layers say so."""
-    from edgekit.estimate.calibration import is_int8_param
+    from edgekit.convert.ncnn_param import has_int8_layers
     from edgekit.formats import Format
 
     known = _format_of(artifact, fmt)
     if artifact.suffix != ".param" or known is not None:
         return known, known.value if known is not None else artifact.suffix.lstrip(".")
-    if is_int8_param(artifact):
+    if has_int8_layers(artifact):
         return Format.NCNN_INT8, "ncnn int8 layers (int8_scale_term in the .param), ncnn's default options"
     return None, "ncnn, default options (fp16 storage; fp16 arithmetic where the core has it), as benchncnn"
 
@@ -109,9 +109,10 @@ def _count(artifact: Path, b: Any, threads: int, shape: list[int] | None, cost: 
            fmt: Any) -> tuple[Any, dict[str, Any]]:
     """Features of the artifact on the board's core: the one-thread count, and the N-thread split only when the
     cost model for N threads uses it. Counts come from the count cache when this artifact was counted before."""
+    from edgekit.convert.ncnn_param import has_int8_layers
     from edgekit.emu.plugin.counting import CountJob
     from edgekit.estimate import cost_model
-    from edgekit.estimate.calibration import INPUT_FILL, is_int8_param
+    from edgekit.estimate.calibration import INPUT_FILL
     from edgekit.estimate.counts import count_cached
 
     bare = artifact.suffix == ".param" and not artifact.with_suffix(".io.json").exists()
@@ -138,7 +139,7 @@ def _count(artifact: Path, b: Any, threads: int, shape: list[int] | None, cost: 
             counted["threads_split"] = {"threads": n, "per_thread": split.per_thread, "cached": split_cached,
                                         "busiest_thread": split.busiest_thread}
     int8 = (fmt is not None and fmt.precision.value == "int8") or (artifact.suffix == ".param"
-                                                                     and is_int8_param(artifact))
+                                                                     and has_int8_layers(artifact))
     mix = tuple(first.mix[0]) if first.mix else ()
     return cost_model.Features(first.instructions, cost.params, int8, busiest, cost.macs, mix,
                                cost.activation_bytes), counted

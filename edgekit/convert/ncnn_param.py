@@ -114,3 +114,14 @@ def _parse_layer(line: str) -> NcnnLayer:
             raise ValueError(f"layer {name}: parameter {token!r} is not id=value")
         params[key] = value
     return NcnnLayer(type=ltype, name=name, bottoms=bottoms, tops=tops, params=params)
+
+
+def has_int8_layers(path: Path) -> bool:
+    """True when any layer asks for int8 inference (`8=` int8_scale_term non-zero): ncnn then runs it with its
+    int8 kernels, whatever the file is called."""
+    return any(layer.get_int(8) for layer in read_param(path).layers if layer.type in INT8_LAYER_TYPES)
+
+
+# the layer types whose param 8 is int8_scale_term (elsewhere id 8 means something else, e.g. Interp's)
+INT8_LAYER_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct", "Convolution1D", "ConvolutionDepthWise1D",
+                    "Gemm", "MultiHeadAttention")

@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from edgekit.convert.ncnn_param import has_int8_layers, read_param
 from edgekit.errors import EdgekitError
 from edgekit.paths import data_dir
 
@@ -54,7 +55,7 @@ def models() -> dict[str, BenchModel]:
     for name, m in sorted(meta.items()):
         param = BENCH / f"{name}.param"
         out[name] = BenchModel(name, param, list(m["input_shape_nchw"]), list(m["inputs"]), list(m["outputs"]),
-                               int(m["zero_bin_bytes"]), is_int8_param(param), layer_count(param))
+                               int(m["zero_bin_bytes"]), has_int8_layers(param), len(read_param(param).layers))
     return out
 
 
@@ -70,27 +71,6 @@ def published_ms(model: str, board: str, threads: int) -> float:
     except KeyError:
         raise EdgekitError(f"no published figure for {model} on {board} at {threads} threads",
                            where=str(BENCH / "board_figures.json")) from None
-
-
-def is_int8_param(param: Path) -> bool:
-    """True when any layer of the .param asks for int8 inference (`8=` int8_scale_term, non-zero): ncnn then runs
-    those layers with its int8 kernels, whatever the file is called."""
-    for line in param.read_text().splitlines()[2:]:
-        parts = line.split()
-        if len(parts) > 4 and parts[0] in ("Convolution", "ConvolutionDepthWise", "InnerProduct", "Convolution1D",
-                                           "ConvolutionDepthWise1D", "Gemm", "MultiHeadAttention"):
-            for kv in parts[4:]:
-                if kv.startswith("8=") and kv[2:] not in ("0", ""):
-                    return True
-    return False
-
-
-def layer_count(param: Path) -> int:
-    lines = param.read_text().splitlines()
-    try:
-        return int(lines[1].split()[0])
-    except (IndexError, ValueError):
-        return 0
 
 
 def zero_weights(model: BenchModel) -> Path:
