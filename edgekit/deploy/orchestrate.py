@@ -233,10 +233,12 @@ def _guarded(session: TargetSession, arts: list[AgentArtifact], inputs: Path) ->
 
 
 def _onnx_reference(recipe: Recipe, inputs: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The outputs every target is judged against: the user's ONNX as given (not the simplified copy the
+    converters get), as the convert step's fidelity check does."""
     from edgekit.convert.onnx import prepare_onnx
     from edgekit.runtimes import run_onnx
 
-    return run_onnx(prepare_onnx(recipe).path, inputs)
+    return run_onnx(prepare_onnx(recipe).reference_path, inputs)
 
 
 def _compare_all(result: DeployResult, recipe: Recipe, reference: list[tuple[str, np.ndarray]],
