@@ -21,7 +21,7 @@ help:
 	@echo "make check     ruff and mypy (exits non-zero on any finding)"
 	@echo "make quantize  convert the INT8 formats of every recipe in recipes/ (or RECIPE=path)"
 
-setup: $(STAMPS)/python $(STAMPS)/system emu-assets
+setup: $(STAMPS)/python $(STAMPS)/system $(STAMPS)/lab emu-assets
 
 $(STAMPS)/system:
 	@echo "==> system packages: $(APT_PACKAGES)"
@@ -35,6 +35,16 @@ $(STAMPS)/python: pyproject.toml constraints.txt
 	@$(BIN)/pip install -q -U pip setuptools wheel
 	@$(PIP) torch==2.13.0
 	@$(PIP) -e '.[convert,dev]'
+	@mkdir -p $(STAMPS) && touch $@
+
+# labgrid (coordinator, exporter, client) in a venv of its own: it needs protobuf >= 5.29.6, the toolchain's
+# onnx2tf pins 4.25.5. edgekit runs its client through edgekit/lab/helper.py (docs/lab.md).
+LAB_VENV := .venv-lab
+$(STAMPS)/lab: constraints-lab.txt
+	@echo "==> labgrid environment in $(LAB_VENV) (labgrid-coordinator, -exporter, -client)"
+	@[ -x $(LAB_VENV)/bin/python ] || $(PY) -m venv $(LAB_VENV)
+	@$(LAB_VENV)/bin/pip install -q -c constraints-lab.txt -U pip setuptools wheel
+	@$(LAB_VENV)/bin/pip install -q -c constraints-lab.txt labgrid
 	@mkdir -p $(STAMPS) && touch $@
 
 emu-assets: $(STAMPS)/python $(STAMPS)/system
@@ -58,4 +68,4 @@ check: $(STAMPS)/python
 	$(BIN)/python -m mypy
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LAB_VENV)
