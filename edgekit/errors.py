@@ -14,6 +14,7 @@
      |    +-- RemoteTimeout   a remote command outlived its timeout and was stopped
      |    +-- DeviceTimeout   the device stopped answering: which stage, after how long
      |    +-- ConnectionLost  the connection dropped during a stage
+     |    +-- DeviceDiskFull  the device's work dir has less free space than the run needs (free vs needed)
      |    +-- Interrupted     Ctrl-C: what was measured is kept, marked interrupted (exit 130)
      +-- AgentError           the on-device agent crashed or wrote no result
      +-- EmulatorError        an emulated device cannot be built, started or stopped
@@ -107,6 +108,16 @@ class ConnectionLost(TransportError):
 
     def __init__(self, message: str, *, stage: str = "", where: str | None = None, hint: str | None = None) -> None:
         self.stage = stage
+        super().__init__(message, where=where, hint=hint)
+
+
+class DeviceDiskFull(TransportError):
+    """The device's disk cannot hold what the run needs: `free` and `needed` bytes say by how much."""
+
+    def __init__(self, message: str, *, free: int | None = None, needed: int | None = None,
+                 where: str | None = None, hint: str | None = None) -> None:
+        self.free = free
+        self.needed = needed
         super().__init__(message, where=where, hint=hint)
 
 

@@ -15,7 +15,19 @@ the device has not answered in time, which wakes every paramiko call blocked on 
 a silent device is probed (an OpenSSH keepalive request) and a probe without answer ends it. A severed or
 silent device raises DeviceTimeout (which operation, after how long); a dropped connection raises
 ConnectionLost. `interrupt()` (Ctrl-C) stops a running command, kills its process group (bounded) and raises
-Interrupted; `sever()` cuts the link from any thread (the whole-run deadline).
+Interrupted; `sever()` cuts the link from any thread (the whole-run deadline). A link error from `run` carries
+what the command had printed so far (`stdout`) and its process group (`pgid`); `reconnect()` opens a fresh
+connection (bounded by connect_timeout) to pull back what the device wrote and stop what is left of it.
+
+A command dies with its session: a watcher in the same process group waits for the end of the command's stdin
+(sshd closes it when the session ends: the link dropped, or sshd was killed) and then kills the group, so a lost
+link never leaves an agent running (and holding the device lock) on the device.
+
+The device's disk is checked before an upload (`free_bytes`, `bytes_to_send`); an upload that fails for lack of
+space is a DeviceDiskFull (free vs needed bytes). At connect, leftovers are pruned: partial uploads older than an
+hour (this connection's own at once), run folders older than a day (a failed run's, never pulled), artifact folders
+unused for PRUNE_ARTIFACT_DAYS days, and the oldest day-old artifact folders while `artifacts/` exceeds
+PRUNE_ARTIFACT_MB.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ import paramiko
 from edgekit.errors import (
     ConnectError,
     ConnectionLost,
+    DeviceDiskFull,
     DeviceTimeout,
     HostKeyError,
     Interrupted,
@@ -48,6 +61,8 @@ from edgekit.target import Target
 from edgekit.transport.base import PutResult, RunResult, Transport
 
 _PID_MARK = "EDGEKIT_PGID "
+PRUNE_ARTIFACT_DAYS = 14
+PRUNE_ARTIFACT_MB = 2048
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -85,6 +100,7 @@ class SshTransport(Transport):
         self.work_dir = ""
         self._severed: str | None = None  # why the link was cut (a watchdog, the run deadline, Ctrl-C)
         self._interrupt = threading.Event()
+        self._partials: set[str] = set()  # this connection's unfinished uploads: removed at the next connect
 
     # -- connection -------------------------------------------------------------------------------
     @property
@@ -141,10 +157,47 @@ class SshTransport(Transport):
         client.get_transport().set_keepalive(max(1, int(t.io_timeout / 2)))
         self._home = self._exec_simple("printf %s \"$HOME\"").strip() or "/"
         self.work_dir = self._abs(t.work_dir)
-        # partial uploads of an earlier, interrupted run (older than an hour: never a concurrent run's)
-        self._exec_simple(f"mkdir -p -- {shlex.quote(self.work_dir)} && find {shlex.quote(self.work_dir)} "
-                          "-name '.*.edgekit-*' -mmin +60 -type f -delete 2>/dev/null; true")
+        self._exec_simple(self._prune_script())
+        self._partials.clear()
         return self
+
+    def _prune_script(self) -> str:
+        """Leftovers of earlier runs: partial uploads older than an hour (never a concurrent run's; this
+        connection's own at once), run folders older than a day, stale artifact folders (age, then size)."""
+        w = shlex.quote(self.work_dir)
+        own = " ".join(shlex.quote(p) for p in sorted(self._partials))
+        cap_kb = PRUNE_ARTIFACT_MB * 1024
+        return (f"mkdir -p -- {w} && cd {w} && {{ find . -name '.*.edgekit-*' -mmin +60 -type f -delete; "
+                + (f"rm -f -- {own}; " if own else "")
+                + "[ -d runs ] && find runs -mindepth 1 -maxdepth 1 -type d -mmin +1440 -exec rm -rf {} +; "
+                f"[ -d artifacts ] && find artifacts -mindepth 1 -maxdepth 1 -type d -mtime +{PRUNE_ARTIFACT_DAYS} "
+                "-exec rm -rf {} +; "
+                "[ -d artifacts ] && total=$(du -sk artifacts | cut -f1) && for d in $(ls -1tr artifacts); do "
+                f"[ \"$total\" -le {cap_kb} ] && break; "
+                "[ -n \"$(find \"artifacts/$d\" -maxdepth 0 -mmin +1440)\" ] || continue; "
+                "s=$(du -sk \"artifacts/$d\" | cut -f1); rm -rf -- \"artifacts/$d\"; total=$((total - s)); done; "
+                "} >/dev/null 2>&1; true")
+
+    def reconnect(self) -> bool:
+        """After a lost or severed link: a fresh connection (bounded by connect_timeout); False if the device
+        cannot be reached. Partial uploads of the old connection are removed."""
+        self.close()
+        self._severed = None
+        try:
+            self.connect()
+        except TransportError:
+            self.close()
+            return False
+        return True
+
+    @property
+    def usable(self) -> bool:
+        """Connected (or able to connect) and not severed: worth pulling results and cleaning up."""
+        return self._severed is None and not self._interrupt.is_set()
+
+    def kill_group(self, pgid: int) -> str:
+        """Stop what is left of a command of an earlier connection (its process group); '' when none is left."""
+        return self._kill_group(pgid)
 
     # -- deadlines ---------------------------------------------------------------------------------
     def sever(self, reason: str) -> None:
@@ -245,24 +298,55 @@ class SshTransport(Transport):
         digest = sha256_file(local)
         path = self._abs(remote)
         parent = str(PurePosixPath(path).parent)
-        have = self._exec_simple(f"mkdir -p -- {shlex.quote(parent)} && {{ {self._sha_cmd(path)}; }}").strip()
+        q = shlex.quote(path)
+        have = self._exec_simple(f"mkdir -p -- {shlex.quote(parent)} && {{ {self._sha_cmd(path)}; }} && "
+                                 f"touch -c -- {q} {shlex.quote(parent)} 2>/dev/null; true").strip()
         if have == digest:
-            return PutResult(local, path, digest, 0, True)
+            return PutResult(local, path, digest, 0, True)  # touched: in use, not stale
         tmp = f"{parent}/.{PurePosixPath(path).name}.edgekit-{secrets.token_hex(4)}"
+        size = local.stat().st_size
+        self._partials.add(tmp)
         try:
-            with self._deadline(f"upload of {local.name}", local.stat().st_size / 100_000 + self.target.io_timeout):
+            with self._deadline(f"upload of {local.name}", size / 100_000 + self.target.io_timeout):
                 self.sftp.put(str(local), tmp, confirm=True)
         except TransportError:
-            raise  # DeviceTimeout, ConnectionLost: the partial file goes at a later connect (older than an hour)
+            raise  # DeviceTimeout, ConnectionLost: the partial file goes at the next connect (see _partials)
         except (OSError, paramiko.SSHException) as exc:
             self._exec_simple(f"rm -f -- {shlex.quote(tmp)}")
+            self._partials.discard(tmp)
+            free = self.free_bytes(parent)
+            if free is not None and free < size + (1 << 20):
+                raise DeviceDiskFull(
+                    f"the device's disk is full: {local.name} needs {_mb(size)}, {_mb(free)} free in {parent} "
+                    f"(upload discarded; sftp said: {exc or type(exc).__name__})", free=free, needed=size,
+                    where=self.address, hint=_DISK_HINT) from None
             raise TransportError(f"upload of {local.name} failed: {exc}", where=f"{self.address}:{path}") from None
+        self._partials.discard(tmp)
         check = (f"[ \"$({self._sha_cmd(tmp)})\" = {digest} ] && mv -f -- {shlex.quote(tmp)} {shlex.quote(path)}"
                  f" && echo ok || {{ rm -f -- {shlex.quote(tmp)}; echo mismatch; }}")
         if self._exec_simple(check).strip() != "ok":
             raise TransportError(f"sha256 of the uploaded {local.name} does not match; upload discarded",
                                  where=f"{self.address}:{path}")
         return PutResult(local, path, digest, local.stat().st_size, False)
+
+    def free_bytes(self, remote: str = ".") -> int | None:
+        """Bytes available to this user on the file system holding `remote` (its nearest existing parent);
+        None when the device cannot say (no POSIX df)."""
+        path = self._abs(remote)
+        out = self._exec_simple(f"p={shlex.quote(path)}; while [ ! -e \"$p\" ] && [ \"$p\" != / ]; do "
+                                "p=$(dirname \"$p\"); done; df -Pk -- \"$p\" 2>/dev/null | awk 'NR==2 {print $4}'")
+        text = out.strip()
+        return int(text) * 1024 if text.isdigit() else None
+
+    def bytes_to_send(self, pairs: list[tuple[Path, str]]) -> int:
+        """How many bytes uploading `pairs` (local, remote) would send: files the device lacks or holds
+        different (one round trip for all of them)."""
+        if not pairs:
+            return 0
+        script = "; ".join(f"printf '%s\\n' \"$({self._sha_cmd(self._abs(remote))})\"" for _l, remote in pairs)
+        have = self._exec_simple(script).split("\n")
+        return sum(Path(local).stat().st_size for i, (local, _r) in enumerate(pairs)
+                   if (have[i].strip() if i < len(have) else "") != sha256_file(Path(local)))
 
     def sha256(self, remote: str) -> str | None:
         """The sha256 of a remote file, or None when it does not exist."""
@@ -303,7 +387,11 @@ class SshTransport(Transport):
         command = " ".join(shlex.quote(str(a)) for a in argv)
         assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in _checked_env(env).items())
         where = shlex.quote(self._abs(cwd) if cwd else self.work_dir)
-        wrapped = f"echo {_PID_MARK}$$ >&2; cd {where} && exec env {assignments} {command}"
+        # the command runs in the background beside a watcher of the session's stdin: when sshd closes it (the
+        # session ended: link dropped, sshd killed) the watcher kills the whole process group
+        wrapped = (f"echo {_PID_MARK}$$ >&2; cd {where} && {{ exec 3<&0; env {assignments} {command} 3<&- & c=$!; "
+                   "{ cat >/dev/null; kill -TERM -$$; } <&3 >/dev/null 2>&1 & w=$!; exec 3<&-; "
+                   "wait $c; s=$?; kill $w 2>/dev/null; exit $s; }")
         start = time.monotonic()
         chan = self._open_channel(wrapped)
         out, err, timed_out = bytearray(), bytearray(), False
@@ -313,6 +401,10 @@ class SshTransport(Transport):
                                                probe_every=self.target.io_timeout / 2, out=out, err=err)
         except KeyboardInterrupt:  # Ctrl-C in this thread (edgekit bench): stop the remote command too
             self._interrupt.set()
+        except TransportError as failed:  # the link failed: keep what the command printed, and its process group
+            failed.stdout = out.decode(errors="replace")  # type: ignore[attr-defined]
+            failed.pgid, failed.stderr = _split_pid(err.decode(errors="replace"))  # type: ignore[attr-defined]
+            raise
         pgid, err_text = _split_pid(err.decode(errors="replace"))
         if self._interrupt.is_set():
             chan.close()
@@ -326,9 +418,25 @@ class SshTransport(Transport):
                                 + (f" (still alive: {survivors})" if survivors else ""), where=self.address)
             exc.stdout, exc.stderr, exc.pgid = out.decode(errors="replace"), err_text, pgid  # type: ignore[attr-defined]
             raise exc
+        if self._link_dropped(chan):
+            lost = ConnectionLost(f"the connection dropped while `{argv[0]}` ran (after {time.monotonic() - start:.1f} s)",
+                                  stage=f"`{argv[0]}`", where=self.address,
+                                  hint="is the device still powered and on the network?")
+            lost.stdout, lost.stderr, lost.pgid = out.decode(errors="replace"), err_text, pgid  # type: ignore[attr-defined]
+            raise lost
         status = chan.recv_exit_status()
         chan.close()
         return RunResult(command, status, out.decode(errors="replace"), err_text, time.monotonic() - start)
+
+    def _link_dropped(self, chan: paramiko.Channel) -> bool:
+        """The channel ended without an exit status because the connection itself is gone."""
+        if chan.exit_status != -1:  # paramiko sets status_event on close too: -1 is "no exit status"
+            return False
+        transport = chan.get_transport()
+        if transport is None or not transport.is_active() or transport.saved_exception is not None:
+            self.sever("connection lost")
+            return True
+        return False
 
     def _kill_group(self, pgid: int) -> str:
         """TERM then KILL the command's process group; return '' when no live (non-zombie) member is left.
@@ -360,12 +468,22 @@ class SshTransport(Transport):
         with self._deadline(f"`{command.split()[0]}`", timeout + self.target.io_timeout):
             out, err, timed_out = _collect(chan, time.monotonic() + timeout, self._probe,
                                            probe_every=self.target.io_timeout / 2)
+            if not timed_out and self._link_dropped(chan):
+                raise EOFError("the channel closed without an exit status")
             status = -1 if timed_out else chan.recv_exit_status()
             chan.close()
         if check and status != 0:
             raise TransportError(f"`{command}` failed ({status}): {err.decode(errors='replace').strip()}",
                                  where=self.address)
         return out.decode(errors="replace")
+
+
+_DISK_HINT = ("free space on the device (old runs under the work dir's runs/ and artifacts/ are safe to delete), "
+              "or --set work_dir=PATH on a larger disk")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
 
 
 def _quoted_command(command: str) -> str:
