@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from edgekit.errors import TargetError
+from edgekit.lab.spec import LabSpec, is_inline, parse_inline
 from edgekit.paths import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -86,9 +87,12 @@ class Target(BaseModel):
     expected_cpu: str | None = None  # for reports, e.g. "Cortex-A72"
     emulated: Emulated | None = None
     benchmark_cap: BenchmarkCap | None = None
+    lab: LabSpec | None = None  # a place of a labgrid lab, acquired for the run (edgekit/lab, docs/lab.md)
 
     _source: str | None = PrivateAttr(default=None)
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # environment and --set: they always win
+    _lease: Any = PrivateAttr(default=None)  # edgekit.lab.client.Lease of an acquired lab place
+    _place: Any = PrivateAttr(default=None)  # edgekit.lab.client.Place it acquired
 
     @property
     def source(self) -> str | None:
@@ -97,6 +101,8 @@ class Target(BaseModel):
 
     @property
     def kind(self) -> str:
+        if self.lab is not None:
+            return "labgrid"
         return "emulated" if self.emulated else self.transport.value
 
     def python_for(self, runtime: str) -> str:
@@ -106,9 +112,16 @@ class Target(BaseModel):
 
 def load_target(name_or_path: str | Path, overrides: Mapping[str, str] | list[str] | None = None, *,
                 env: Mapping[str, str] | None = None, ssh_config: Path | None = None) -> Target:
-    """Read a target by name (targets/NAME.yaml) or path, apply ssh config, environment and overrides."""
-    path = target_path(name_or_path)
-    raw = _read_yaml(path)
+    """Read a target by name (targets/NAME.yaml) or path, apply ssh config, environment and overrides.
+    `lab:TAG=VALUE` is a lab target with the defaults of the target file named `lab`, if any."""
+    if is_inline(str(name_or_path)):
+        lab, inline_name = parse_inline(str(name_or_path))
+        path = target_path("lab") if "lab" in list_target_names() else Path(str(name_or_path))
+        raw = _read_yaml(path) if path.suffix == ".yaml" else {}
+        raw = _deep_merge(raw, {"name": inline_name, "lab": lab})
+    else:
+        path = target_path(name_or_path)
+        raw = _read_yaml(path)
     raw.setdefault("name", path.stem)
     name = str(raw["name"])
     explicit = _env_overrides(name, os.environ if env is None else env)
@@ -117,7 +130,7 @@ def load_target(name_or_path: str | Path, overrides: Mapping[str, str] | list[st
     if data.get("transport") == TransportKind.LOCAL.value and "python" not in data:
         data["python"] = sys.executable  # the host side runs in edgekit's own environment (its runtimes)
     target = _validate(data, str(path))
-    if target.transport is TransportKind.SSH and not target.emulated:
+    if target.transport is TransportKind.SSH and not target.emulated and not target.lab:
         target = _apply_ssh_config(target, explicit, ssh_config, str(path))
     if target.emulated:
         target = _apply_device_state(target, explicit)
@@ -163,6 +176,13 @@ def open_transport(target: Target) -> Transport:
         return LocalTransport(target)
     from edgekit.transport.ssh import SshTransport
 
+    if target._lease is not None:
+        from edgekit.lab.transport import LeasedSshTransport
+
+        return LeasedSshTransport(target, target._lease)
+    if target.lab is not None and not target.host:
+        raise TargetError(f"lab target {target.name}: no place acquired yet", where=target.name,
+                          hint="edgekit.target.ensure_device acquires one (edgekit deploy does)")
     if target.emulated and not target.host:
         raise TargetError(f"emulated device {target.emulated.device} is not running", where=target.name,
                           hint=f"edgekit emu up {target.emulated.device} (or call edgekit.target.ensure_device)")
@@ -171,7 +191,12 @@ def open_transport(target: Target) -> Transport:
 
 def ensure_device(target: Target, log: Any = None) -> Target:
     """Start the emulated device behind `target` if it is not running; return the target with its live
-    connection details. Real boards and local targets are returned unchanged."""
+    connection details. A lab target acquires a matching place (waiting for one) and returns that board's
+    target; closing its transport releases the place. Real boards and local targets are returned unchanged."""
+    if target.lab is not None and target._lease is None:
+        from edgekit.lab.acquire import acquire_target
+
+        return acquire_target(target, log)
     if not target.emulated:
         return target
     from edgekit.emu.runner import up

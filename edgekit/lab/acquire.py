@@ -1,0 +1,69 @@
+"""A lab target becomes a board: acquire a matching place, read its NetworkService, and return an SSH target
+named after the place, with that place's own known_hosts file. The Lease rides on the target; the transport
+that `open_transport` makes for it releases the place when it closes (edgekit/lab/transport.py).
+
+Host keys are per place (`<data dir>/lab/known_hosts/<place>`): a board re-flashed under the same place name
+keeps being checked against its own key, and two places behind one address never vouch for each other. An
+unknown key is refused unless the lab target opts in with `accept_new: true` (then pinned on first use); a
+changed key is always refused, as for any board.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgekit.lab.client import LabClient, Lease, Place, Say
+from edgekit.lab.errors import LabError
+from edgekit.paths import data_dir
+
+if TYPE_CHECKING:
+    from edgekit.target import Target
+
+
+def known_hosts_for(place: str) -> Path:
+    folder = data_dir() / "lab" / "known_hosts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / re.sub(r"[^A-Za-z0-9_.-]", "_", place)
+
+
+def acquire_target(template: Target, say: Say | None = None) -> Target:
+    """Wait for and acquire one place for `template` (a target with a `lab:` block); the board's Target."""
+    if template.lab is None:
+        raise LabError("not a lab target", where=template.name)
+    tell = say or (lambda _m: None)
+    client = LabClient(template.lab.address())
+    tell(f"lab: acquiring a place with {template.lab.wanted()} from {client.coordinator}")
+    lease = client.hold(template.lab, count=1, say=tell)
+    place = lease.places[0]
+    tell(f"lab: acquired {place.name} in {lease.acquire_s:.2f} s")
+    try:
+        return place_target(template, place, lease)
+    except BaseException:
+        lease.close()
+        raise
+
+
+def place_target(template: Target, place: Place, lease: Lease | None) -> Target:
+    """The SSH target for one acquired place (its NetworkService: address, port, user unless the file sets one)."""
+    service = place.service
+    if service is None:
+        raise LabError(f"place {place.name} has no available NetworkService (its exporter is gone, or the place "
+                       "matches none)", where=template.name,
+                       hint=f"labgrid-client -p {place.name} show; the exporter's YAML needs a NetworkService "
+                            "with address, username and port")
+    update: dict[str, Any] = {
+        "name": place.name, "host": service.address, "port": service.port,
+        "user": template.user or service.username, "known_hosts": known_hosts_for(place.name),
+        "description": f"{place.name} ({' '.join(f'{k}={v}' for k, v in place.tags.items())}) via labgrid "
+                       f"{template.lab.address() if template.lab else '?'}",
+    }
+    if template.key is not None:
+        update["key"] = Path(str(template.key).replace("{place}", place.name))
+    target = template.model_copy(update=update)
+    target._source = template.source
+    target._overrides = template._overrides
+    target._lease = lease
+    target._place = place
+    return target

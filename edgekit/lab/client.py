@@ -1,0 +1,296 @@
+"""edgekit's side of the boundary to labgrid: runs edgekit/lab/helper.py with labgrid's own python and turns
+its JSON lines into typed objects (Place, Lease) and named errors.
+
+The helper that holds places is a child in a session of its own (a terminal's Ctrl-C is edgekit's to handle,
+and killing edgekit's process group does not kill it) whose stdin is a pipe from this process: when edgekit ends
+in any way, even SIGKILL, the pipe closes and the helper releases every place it holds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import json
+import os
+import queue
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekit.lab.errors import LabError, LabSetupError, LabWaitTimeout, NoMatchingPlace
+from edgekit.lab.spec import LabSpec
+from edgekit.paths import REPO_ROOT
+
+HELPER = Path(__file__).with_name("helper.py")
+HOLDER = re.compile(r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)$")
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Service:
+    """A place's NetworkService, as its exporter publishes it: how to reach the board over SSH."""
+
+    address: str
+    username: str
+    port: int
+    available: bool
+    path: str  # exporter/group/resource
+
+
+@dataclass(frozen=True)
+class Place:
+    name: str
+    tags: dict[str, str]
+    holder: str | None  # "host/user" as labgrid shows it, None when free
+    held_s: float | None
+    comment: str
+    reservation: str | None
+    services: list[Service] = field(default_factory=list)
+
+    @property
+    def service(self) -> Service | None:
+        """The first available NetworkService (None when the place has none or its exporter is gone)."""
+        return next((s for s in self.services if s.available and s.address), None)
+
+    @property
+    def edgekit_pid(self) -> int | None:
+        m = HOLDER.match(self.holder or "")
+        return int(m["pid"]) if m else None
+
+
+def holder_text(place: Place) -> str:
+    """`vm/alice for 4 m` or `ws1/bob (edgekit pid 4242) for 12 s`."""
+    held = f" for {_duration(place.held_s)}" if place.held_s is not None else ""
+    m = HOLDER.match(place.holder or "")
+    who = f"{m['host']}/{m['user']} (edgekit pid {m['pid']})" if m else (place.holder or "?")
+    return who + held
+
+
+def _duration(seconds: float | None) -> str:
+    s = seconds or 0.0
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def lab_python() -> Path:
+    """labgrid's python: $EDGEKIT_LAB_PYTHON, else the repo's .venv-lab (made by `make setup`)."""
+    path = Path(os.environ.get("EDGEKIT_LAB_PYTHON") or REPO_ROOT / ".venv-lab" / "bin" / "python")
+    if not path.exists():
+        raise LabSetupError(f"labgrid's environment is missing ({path})", where="edgekit lab",
+                            hint="make setup (creates .venv-lab from constraints-lab.txt), or set "
+                                 "EDGEKIT_LAB_PYTHON to a python that has labgrid 26")
+    return path
+
+
+def holder_name() -> str:
+    """The labgrid user this process holds places as: USER.edgekit-PID-START (see helper.py)."""
+    with open(f"/proc/{os.getpid()}/stat") as fh:
+        start = fh.read().rsplit(")", 1)[1].split()[19]
+    return f"{getpass.getuser()}.edgekit-{os.getpid()}-{start}"
+
+
+def _place(data: dict[str, Any]) -> Place:
+    services = [Service(str(s.get("address") or ""), str(s.get("username") or ""), int(s.get("port") or 22),
+                        bool(s.get("avail")), str(s.get("path"))) for s in data.get("services", [])]
+    return Place(name=data["name"], tags=dict(data.get("tags") or {}), holder=data.get("acquired") or None,
+                 held_s=data.get("held_s"), comment=data.get("comment") or "", reservation=data.get("reservation"),
+                 services=services)
+
+
+class LabClient:
+    """One coordinator, reached through the helper (short commands run to completion; `hold` stays)."""
+
+    def __init__(self, coordinator: str, timeout_s: float = 30.0) -> None:
+        self.coordinator = coordinator
+        self.timeout_s = timeout_s
+
+    def _argv(self, *args: str) -> list[str]:
+        return [str(lab_python()), str(HELPER), "--coordinator", self.coordinator, *args]
+
+    def _run(self, *args: str) -> dict[str, Any]:
+        try:
+            proc = subprocess.run(self._argv(*args), capture_output=True, text=True, timeout=self.timeout_s,
+                                  stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired:
+            raise LabError(f"no answer from the coordinator within {self.timeout_s:g} s",
+                           where=self.coordinator) from None
+        events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        if not events:
+            raise LabError(f"the labgrid helper said nothing (exit {proc.returncode}): "
+                           f"{proc.stderr.strip()[-400:]}", where=self.coordinator)
+        last: dict[str, Any] = events[-1]
+        if last["event"] == "error":
+            raise _error(last, self.coordinator)
+        return last
+
+    def places(self) -> list[Place]:
+        return [_place(p) for p in self._run("places")["places"]]
+
+    def release_from(self, place: str, holder: str) -> None:
+        """Release `place` only while `holder` still holds it (a stale hold; never someone's new one)."""
+        last = self._run("release-from", "--place", place, "--holder", holder)
+        if last.get("error"):
+            raise LabError(f"cannot release {place}: {last['error']}", where=self.coordinator)
+
+    def kick(self, place: str) -> str | None:
+        """Release `place` whoever holds it; returns whom it was taken from."""
+        last = self._run("kick", "--place", place)
+        if last.get("error"):
+            raise LabError(f"cannot release {place}: {last['error']}", where=self.coordinator)
+        return last.get("holder")
+
+    def define(self, place: str, matches: list[str], tags: dict[str, str]) -> None:
+        """Create `place` if new, add its matches (exporter/group/cls) and set its tags (an admin's step)."""
+        self._run("define", "--place", place, *[a for m in matches for a in ("--match", m)],
+                  *[a for k, v in tags.items() for a in ("--tag", f"{k}={v}")])
+
+    def hold(self, spec: LabSpec, *, count: int = 1, say: Say | None = None) -> Lease:
+        """Wait (up to spec.wait_s) for free matching places, acquire `count` of them (0: every free one, at
+        least one) and return the Lease that holds them."""
+        args = ["hold", "--count", str(count), "--wait", str(spec.wait_s)]
+        args += [a for k, v in spec.tags.items() for a in ("--tag", f"{k}={v}")]
+        args += ["--place", spec.place] if spec.place else []
+        env = {**os.environ, "LG_USERNAME": holder_name()}
+        proc = subprocess.Popen(self._argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        return Lease(proc, spec, self.coordinator, say or (lambda _m: None))
+
+
+class Lease:
+    """Places held for this process; `release()` gives them back (also at exit, and by the helper itself when
+    this process dies). Construction waits until the places are acquired or raises a named error."""
+
+    def __init__(self, proc: subprocess.Popen[str], spec: LabSpec, coordinator: str, say: Say) -> None:
+        self.proc = proc
+        self.spec = spec
+        self.coordinator = coordinator
+        self.say = say
+        self.places: list[Place] = []
+        self.acquire_s = 0.0
+        self.release_s: dict[str, float] = {}
+        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, name="lab-lease", daemon=True).start()
+        _LIVE.add(self)
+        try:
+            self._await_acquired()
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None  # Popen(stdout=PIPE) always has it
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self._events.put(json.loads(line))
+        self._events.put(None)
+
+    def _await_acquired(self) -> None:
+        deadline = time.monotonic() + self.spec.wait_s + 60.0  # the helper times out first; this is a backstop
+        while True:
+            try:
+                event = self._events.get(timeout=max(1.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise LabError(f"the labgrid helper said nothing for {self.spec.wait_s + 60:.0f} s",
+                               where=self.coordinator) from None
+            if event is None:
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise LabError(f"the labgrid helper exited ({self.proc.wait()}) before acquiring: "
+                               f"{err.strip()[-400:]}", where=self.coordinator)
+            kind = event["event"]
+            if kind == "acquired":
+                self.places = [_place(p) for p in event["places"]]
+                self.acquire_s = float(event.get("seconds") or 0.0)
+                return
+            if kind == "error":
+                raise _error(event, self.coordinator)
+            if kind == "waiting":
+                holders = "; ".join(f"{h['place']} held by {holder_text(_held(h))}" for h in event["holders"])
+                self.say(f"lab: waiting for a free place with {self.spec.wanted()} ({event['waited_s']:.0f} s of "
+                         f"{self.spec.wait_s:.0f} s): {holders or 'none free'}")
+            elif kind == "stale-released":
+                self.say(f"lab: {event['place']} was held by a dead edgekit ({event['holder']}): released"
+                         + (f" (failed: {event['error']})" if event.get("error") else ""))
+
+    def release(self, name: str | None = None, timeout_s: float = 30.0) -> None:
+        """Give back one place (or all); waits for the coordinator's answer, bounded."""
+        with self._lock:
+            names = [p.name for p in self.places if p.name not in self.release_s and (name in (None, p.name))]
+            if not names or self.proc.poll() is not None:
+                return
+            try:
+                assert self.proc.stdin is not None  # Popen(stdin=PIPE)
+                self.proc.stdin.write(f"release {' '.join(names)}\n")
+                self.proc.stdin.flush()
+            except OSError:
+                return  # the helper is gone: its stdin closing released the places
+            deadline = time.monotonic() + timeout_s
+            while names and time.monotonic() < deadline:
+                try:
+                    event = self._events.get(timeout=max(0.1, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if event is None:
+                    break
+                if event["event"] == "released" and event["place"] in names:
+                    names.remove(event["place"])
+                    self.release_s[event["place"]] = float(event.get("seconds") or 0.0)
+            if name is None or len(self.release_s) == len(self.places):
+                self._end()
+
+    def close(self) -> None:
+        self.release()
+        self._end()
+
+    def _end(self) -> None:
+        _LIVE.discard(self)
+        if self.proc.poll() is None:
+            try:
+                if self.proc.stdin is not None:
+                    self.proc.stdin.close()  # the helper releases what it still holds and exits
+                self.proc.wait(timeout=15)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _held(h: dict[str, Any]) -> Place:
+    return Place(name=h["place"], tags={}, holder=h.get("by"), held_s=h.get("held_s"), comment="", reservation=None)
+
+
+def _error(event: dict[str, Any], coordinator: str) -> LabError:
+    kind, message = event.get("kind"), str(event.get("message"))
+    if kind == "timeout":
+        holders = "; ".join(f"{h['place']} held by {holder_text(_held(h))}" for h in event.get("holders", []))
+        wanted = " ".join(f"{k}={v}" for k, v in (event.get("tags") or {}).items())
+        return LabWaitTimeout(f"no free place with {wanted or 'the name asked for'}: {message}; {holders}",
+                              where=coordinator, hint="edgekit lab (who holds what); wait longer with "
+                              "lab.wait_s in the target file; a holder that is gone: edgekit lab release PLACE")
+    if kind == "no-match":
+        return NoMatchingPlace(f"no place matches tags {event.get('tags')} names {event.get('names') or '-'}",
+                               where=coordinator, hint=f"places: {', '.join(event.get('known') or []) or 'none'}"
+                                                       " (edgekit lab lists them with their tags)")
+    return LabError(message, where=coordinator, hint="is the coordinator running? labgrid-coordinator -l HOST:PORT"
+                    if kind == "coordinator" else None)
+
+
+_LIVE: set[Lease] = set()
+
+
+@atexit.register
+def _release_at_exit() -> None:
+    for lease in list(_LIVE):
+        lease.close()

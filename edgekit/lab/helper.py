@@ -1,0 +1,297 @@
+"""The labgrid side of edgekit: a standalone script run by labgrid's own python (.venv-lab), never by edgekit's.
+
+labgrid 26 needs protobuf >= 5.29.6, the toolchain's onnx2tf pins 4.25.5: the two never share a venv. This
+file imports labgrid and the standard library only (never edgekit), talks to the coordinator through labgrid's
+own ClientSession, and answers in JSON, one object per line on stdout (edgekit/lab/client.py reads them).
+
+    places                      {"places": [...]} once
+    hold --tag K=V --count N    waits for free matching places, acquires them, then holds them until its stdin
+                                says `release [PLACE]` or closes; events: waiting, stale-released, acquired,
+                                released, error
+    release-from --place P --holder HOST/USER   releases P only while HOST/USER still holds it
+    kick --place P              releases P whoever holds it
+    define --place P --match EXPORTER/GROUP/CLS --tag K=V   creates P (if new), its match and its tags
+
+An edgekit holder names itself `USER.edgekit-PID-START` (LG_USERNAME): PID and START (the process's start
+time in clock ticks) of the edgekit process it holds for. The holder keeps the place while that process lives:
+its stdin closes when edgekit exits in any way (even SIGKILL) and the places are released then. If both die
+at once (power loss), a later holder on the same host finds the place held by a dead edgekit and releases it
+with release-from (atomic: nothing is released that someone else took meanwhile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+EXIT_TIMEOUT = 3
+EXIT_ERROR = 1
+HOLDER = re.compile(r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)$")
+
+
+def emit(event: str, **fields: object) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of pid in clock ticks since boot (/proc/PID/stat field 22), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def stale(holder: str, hostname: str) -> bool:
+    """True when `holder` is an edgekit on this host whose process no longer runs (pid gone or reused)."""
+    m = HOLDER.match(holder or "")
+    if m is None or m["host"] != hostname:
+        return False
+    return process_start(int(m["pid"])) != int(m["start"])
+
+
+def services(session: Any, place: Any) -> list[dict[str, object]]:
+    """The NetworkService resources a place matches: address, username, port, exporter path, available."""
+    found = []
+    for exporter, groups in sorted(session.resources.items()):
+        for group_name, group in sorted(groups.items()):
+            for resource_name, entry in sorted(group.items()):
+                if entry.cls != "NetworkService":
+                    continue
+                if place.hasmatch((exporter, group_name, entry.cls, resource_name)):
+                    params = dict(entry.params)
+                    found.append({"address": params.get("address"), "username": params.get("username"),
+                                  "port": int(params.get("port") or 22), "avail": bool(entry.avail),
+                                  "path": f"{exporter}/{group_name}/{resource_name}"})
+    return found
+
+
+def describe(session: Any, place: Any, now: float) -> dict[str, object]:
+    return {"name": place.name, "tags": dict(place.tags), "acquired": place.acquired,
+            "held_s": round(now - place.changed, 1) if place.acquired else None,
+            "comment": place.comment, "reservation": place.reservation,
+            "services": services(session, place)}
+
+
+def matching(session: Any, tags: dict[str, str], names: list[str]) -> list[Any]:
+    """Places carrying every tag (`name` matches the place name, as labgrid's reservations do)."""
+    result = []
+    for name, place in sorted(session.places.items()):
+        have = {**place.tags, "name": name}
+        if names and name not in names:
+            continue
+        if all(have.get(k) == v for k, v in tags.items()):
+            result.append(place)
+    return result
+
+
+async def connect(address: str) -> Any:
+    from labgrid.remote.client import ClientSession
+
+    session = ClientSession(address, asyncio.get_running_loop())
+    await asyncio.wait_for(session.start(), timeout=10)
+    return session
+
+
+async def do_places(args: argparse.Namespace) -> int:
+    session = await connect(args.coordinator)
+    now = time.time()
+    emit("places", places=[describe(session, p, now) for _, p in sorted(session.places.items())])
+    await session.stop()
+    return 0
+
+
+async def acquire(session: Any, name: str) -> str | None:
+    """AcquirePlace; None on success, else the coordinator's reason (taken meanwhile, reserved, ...)."""
+    import grpc
+    from labgrid.remote.generated import labgrid_coordinator_pb2
+
+    try:
+        await session.stub.AcquirePlace(labgrid_coordinator_pb2.AcquirePlaceRequest(placename=name))
+        await session.sync_with_coordinator()
+        return None
+    except grpc.aio.AioRpcError as exc:
+        return exc.details() or str(exc.code())
+
+
+async def release(session: Any, name: str, fromuser: str | None = None) -> str | None:
+    import grpc
+    from labgrid.remote.generated import labgrid_coordinator_pb2
+
+    request = labgrid_coordinator_pb2.ReleasePlaceRequest(placename=name)
+    if fromuser:
+        request.fromuser = fromuser
+    try:
+        await session.stub.ReleasePlace(request)
+        await session.sync_with_coordinator()
+        return None
+    except grpc.aio.AioRpcError as exc:
+        return exc.details() or str(exc.code())
+
+
+async def do_hold(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is edgekit's to handle; it tells us to release
+    session = await connect(args.coordinator)
+    tags = dict(t.split("=", 1) for t in args.tag)
+    hostname = os.environ.get("LG_HOSTNAME", socket.gethostname())
+    start = time.monotonic()
+    deadline = start + args.wait
+    parent = os.getppid()
+    held: list[str] = []
+    last_said: tuple[Any, ...] | None = None
+    said_at = 0.0
+    while True:
+        candidates = matching(session, tags, args.place)
+        if not candidates:
+            emit("error", kind="no-match", message="no place matches", tags=tags, names=args.place,
+                 known=sorted(session.places))
+            return EXIT_ERROR
+        for place in candidates:
+            if place.acquired and stale(place.acquired, hostname):
+                why = await release(session, place.name, fromuser=place.acquired)
+                emit("stale-released", place=place.name, holder=place.acquired, error=why)
+        for place in candidates:
+            if args.count and len(held) >= args.count:
+                break
+            if place.acquired or place.reservation or place.name in held:
+                continue
+            if await acquire(session, place.name) is None:
+                held.append(place.name)
+        if held and (not args.count or len(held) >= args.count or time.monotonic() >= deadline):
+            break
+        if os.getppid() != parent:
+            return EXIT_ERROR  # edgekit is gone while we waited: nothing to hold for
+        now_wall = time.time()
+        holders = [{"place": p.name, "by": p.acquired or f"reservation {p.reservation}",
+                    "held_s": round(now_wall - p.changed, 1) if p.acquired else None}
+                   for p in candidates if p.name not in held]
+        if time.monotonic() >= deadline:
+            emit("error", kind="timeout", message=f"no free place within {args.wait:g} s", holders=holders,
+                 tags=tags)
+            for name in held:
+                await release(session, name)
+            return EXIT_TIMEOUT
+        key = tuple((h["place"], h["by"]) for h in holders)
+        if key != last_said or time.monotonic() - said_at >= args.say_every:
+            emit("waiting", holders=holders, waited_s=round(time.monotonic() - start, 1), wait_s=args.wait)
+            last_said, said_at = key, time.monotonic()
+        await asyncio.sleep(args.poll)
+    now_wall = time.time()
+    acquired = [describe(session, session.places[n], now_wall) for n in held]
+    emit("acquired", places=acquired, seconds=round(time.monotonic() - start, 3))
+    return await hold_until_told(session, held)
+
+
+async def hold_until_told(session: Any, held: list[str]) -> int:
+    """Keep the places until stdin says `release [PLACE]` or closes (edgekit gone), or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while held:
+        line_task = asyncio.ensure_future(reader.readline())
+        stop_task = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({line_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        line = line_task.result().decode().strip() if line_task in done else ""
+        for task in (line_task, stop_task):
+            task.cancel()
+        parts = line.split()
+        names = parts[1:] if parts[:1] == ["release"] and len(parts) > 1 else list(held)
+        if parts[:1] != ["release"] and line_task in done and line_task.result():
+            continue  # an unknown line: ignored
+        for name in names:
+            if name in held:
+                t0 = time.monotonic()
+                why = await release(session, name)
+                held.remove(name)
+                emit("released", place=name, seconds=round(time.monotonic() - t0, 3), error=why)
+    await session.stop()
+    return 0
+
+
+async def do_release_from(args: argparse.Namespace) -> int:
+    session = await connect(args.coordinator)
+    why = await release(session, args.place, fromuser=args.holder)
+    emit("released", place=args.place, holder=args.holder, error=why)
+    await session.stop()
+    return 0 if why is None else EXIT_ERROR
+
+
+async def do_kick(args: argparse.Namespace) -> int:
+    session = await connect(args.coordinator)
+    place = session.places.get(args.place)
+    holder = place.acquired if place is not None else None
+    why = await release(session, args.place)
+    emit("released", place=args.place, holder=holder, error=why)
+    await session.stop()
+    return 0 if why is None else EXIT_ERROR
+
+
+async def do_define(args: argparse.Namespace) -> int:
+    """What `labgrid-client -p P create / add-match / set-tags` do, in one session (a lab of many places)."""
+    from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
+
+    session = await connect(args.coordinator)
+    stub = session.stub
+    if args.place not in session.places:
+        await stub.AddPlace(pb.AddPlaceRequest(name=args.place))
+    for pattern in args.match:
+        await stub.AddPlaceMatch(pb.AddPlaceMatchRequest(placename=args.place, pattern=pattern))
+    await stub.SetPlaceTags(pb.SetPlaceTagsRequest(placename=args.place, tags=dict(t.split("=", 1) for t in args.tag)))
+    await session.sync_with_coordinator()
+    emit("defined", place=args.place)
+    await session.stop()
+    return 0
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="edgekit-lab-helper")
+    parser.add_argument("--coordinator", required=True)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("places")
+    hold = sub.add_parser("hold")
+    hold.add_argument("--tag", action="append", default=[])
+    hold.add_argument("--place", action="append", default=[])
+    hold.add_argument("--count", type=int, default=1, help="places to hold; 0: every free one (at least one)")
+    hold.add_argument("--wait", type=float, default=600.0)
+    hold.add_argument("--poll", type=float, default=0.5)
+    hold.add_argument("--say-every", type=float, default=15.0)
+    rel = sub.add_parser("release-from")
+    rel.add_argument("--place", required=True)
+    rel.add_argument("--holder", required=True)
+    kick = sub.add_parser("kick")
+    kick.add_argument("--place", required=True)
+    define = sub.add_parser("define")
+    define.add_argument("--place", required=True)
+    define.add_argument("--match", action="append", default=[])
+    define.add_argument("--tag", action="append", default=[])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    run = {"places": do_places, "hold": do_hold, "release-from": do_release_from, "kick": do_kick,
+           "define": do_define}[args.command]
+    try:
+        return asyncio.run(run(args))
+    except (TimeoutError, ConnectionError) as exc:
+        emit("error", kind="coordinator", message=f"cannot reach the coordinator at {args.coordinator}: "
+                                                  f"{exc or type(exc).__name__}")
+    except Exception as exc:  # noqa: BLE001 - reported to edgekit as data, with labgrid's own words
+        emit("error", kind="coordinator" if "coordinator" in str(exc).lower() else "labgrid",
+             message=f"{type(exc).__name__}: {exc}")
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
