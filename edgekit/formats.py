@@ -15,6 +15,7 @@ class Runtime(str, Enum):
     NCNN = "ncnn"
     ONNXRUNTIME = "onnxruntime"
     OPENCV = "opencv"
+    MNN = "mnn"
 
 
 class Precision(str, Enum):
@@ -35,6 +36,9 @@ class Format(str, Enum):
     ONNX_FP32 = "onnx-fp32"
     ONNX_INT8 = "onnx-int8"
     OPENCV_FP32 = "opencv-fp32"
+    MNN_FP32 = "mnn-fp32"
+    MNN_FP16 = "mnn-fp16"
+    MNN_INT8 = "mnn-int8"
 
     @property
     def runtime(self) -> Runtime:

@@ -53,7 +53,7 @@ def test_unknown_format_is_a_named_error() -> None:
     with pytest.raises(UnknownFormatError):
         format_for_suffix(".pt")
     with pytest.raises(ValueError, match="unknown artifact format"):
-        agent.open_runner({"format": "mnn-fp32", "files": ["m.mnn"]}, ".", 1, "auto")
+        agent.open_runner({"format": "nope-fp32", "files": ["m.nope"]}, ".", 1, "auto")
 
 
 def test_runtime_for_and_user_files(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 """edgekit's on-device timing agent: `python agent.py request.json result.json`.
 
 One standalone file that the device's own python runs (3.9+, stdlib + numpy + whichever runtime is present:
-ai_edge_litert / tflite_runtime for .tflite, ncnn for .param/.bin, onnxruntime or cv2 (OpenCV DNN) for .onnx).
+ai_edge_litert / tflite_runtime for .tflite, ncnn for .param/.bin, onnxruntime or cv2 (OpenCV DNN) for .onnx,
+MNN for .mnn).
 It never imports edgekit: the host pushes this file as is. The result JSON has exactly the fields of
 edgekit/results.py (AgentResult, Measurement, DeviceFacts); it is rewritten atomically after every measurement,
 so a crash keeps what was measured.
@@ -56,10 +57,13 @@ ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55"
 # version from (the first one installed).
 FORMAT_RUNTIMES = {"tflite-fp32": "tflite", "tflite-fp16": "tflite", "tflite-dynamic": "tflite",
                    "tflite-int8": "tflite", "ncnn-fp32": "ncnn", "ncnn-fp16": "ncnn", "ncnn-int8": "ncnn",
-                   "onnx-fp32": "onnxruntime", "onnx-int8": "onnxruntime", "opencv-fp32": "opencv"}
+                   "onnx-fp32": "onnxruntime", "onnx-int8": "onnxruntime", "opencv-fp32": "opencv",
+                   "mnn-fp32": "mnn", "mnn-fp16": "mnn", "mnn-int8": "mnn"}
 RUNTIME_DISTS = {"numpy": ("numpy",), "ai_edge_litert": ("ai-edge-litert",), "tflite_runtime": ("tflite-runtime",),
                  "ncnn": ("ncnn",), "onnxruntime": ("onnxruntime",),
-                 "cv2": ("opencv-python-headless", "opencv-python")}
+                 "cv2": ("opencv-python-headless", "opencv-python"), "MNN": ("mnn",)}
+# MNN's runtime precision per artifact precision (edgekit/runtimes/mnn.py PRECISION)
+MNN_PRECISION = {"fp32": "high", "fp16": "low", "int8": "normal"}
 
 
 class AgentFailure(Exception):
@@ -514,7 +518,41 @@ class OpenCvRunner:
         return [(n, np.asarray(y, dtype=np.float32)) for n, y in zip(self.names, self._last)]
 
 
-RUNNERS = {"tflite": TfliteRunner, "ncnn": NcnnRunner, "onnxruntime": OnnxRuntimeRunner, "opencv": OpenCvRunner}
+class MnnRunner:
+    """A .mnn model in MNN's Module API on its CPU backend; one invocation is one `Module.forward` (synchronous
+    on the CPU). `precision` as edgekit runs the format: fp32 high, fp16 low (fp16 arithmetic on ARMv8.2)."""
+
+    runtime = "MNN"
+
+    def __init__(self, path: str, threads: int, precision: str = "high") -> None:
+        import MNN
+        self.mnn = MNN
+        config = {"backend": "CPU", "numThread": threads, "precision": precision}
+        manager = MNN.nn.create_runtime_manager((config,))
+        self.module = MNN.nn.load_module_from_file(path, [], [], runtime_manager=manager)
+        self.names = list(self.module.get_info()["outputNames"])
+        self.feed: list[Any] = []
+        self._last: list[Any] = []
+
+    def set_input(self, x: np.ndarray) -> None:
+        """MNN takes the sample in the ONNX model's layout (NCHW) with its batch axis."""
+        x = np.asarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x if x.ndim == 4 else x[None])
+        self.feed = [self.mnn.expr.const(x, list(x.shape), self.mnn.expr.NCHW)]
+
+    def invoke(self) -> None:
+        self._last = list(self.module.forward(self.feed))
+
+    def outputs(self) -> list[tuple[str, np.ndarray]]:
+        result = []
+        for name, y in zip(self.names, self._last):
+            y = self.mnn.expr.convert(y, self.mnn.expr.NCHW)
+            result.append((name, np.array(y.read(), dtype=np.float32).reshape(y.shape)))
+        return result
+
+
+RUNNERS = {"tflite": TfliteRunner, "ncnn": NcnnRunner, "onnxruntime": OnnxRuntimeRunner, "opencv": OpenCvRunner,
+           "mnn": MnnRunner}
 
 
 def open_runner(art: dict[str, Any], base: str, threads: int, preference: str) -> Any:
@@ -536,6 +574,8 @@ def open_runner(art: dict[str, Any], base: str, threads: int, preference: str) -
             with open(_resolve(base, art["io"])) as handle:
                 io = json.load(handle)
         return NcnnRunner(param, model, threads, io)
+    if runtime == "mnn":
+        return MnnRunner(files[0], threads, MNN_PRECISION[art["format"].rsplit("-", 1)[1]])
     return RUNNERS[runtime](files[0], threads)
 
 

@@ -37,7 +37,7 @@ DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
 
 def run_artifact(artifact: Artifact, inputs: np.ndarray, threads: int = 1) -> Outputs:
     """The artifact's outputs on `inputs`, named as its runtime names them (its runtime module runs it)."""
-    return spec_for(artifact.format).run(artifact.files, inputs, threads)
+    return spec_for(artifact.format).run_format(artifact.format, artifact.files, inputs, threads)
 
 
 def align_outputs(ref: Outputs, got: Outputs) -> tuple[list[np.ndarray], str]:

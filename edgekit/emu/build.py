@@ -21,6 +21,7 @@ from edgekit.emu.wheels import (
     download_wheels,
     install_wheels_into,
     litert_requirements,
+    mnn_requirements,
     onnx_opencv_requirements,
 )
 from edgekit.errors import EmulatorError
@@ -68,7 +69,7 @@ def _build_counting_plugin(log: Log) -> None:
 
 
 def provision_sites(shared: layout.Shared, log: Log = print) -> None:
-    """Download the aarch64 wheels (shared cache) and unpack them into the three shared site dirs."""
+    """Download the aarch64 wheels (shared cache) and unpack them into the shared site dirs."""
     reqs = litert_requirements()
     wheels = download_wheels(EMU_PLATFORM, reqs, shared.wheels, log)
     install_wheels_into(shared.site("litert"), wheels, EMU_PLATFORM, reqs, log)
@@ -79,6 +80,9 @@ def provision_sites(shared: layout.Shared, log: Log = print) -> None:
     wheels = download_wheels(EMU_PLATFORM, more, shared.wheels, log)
     shared.onnx_opencv_site.parent.mkdir(parents=True, exist_ok=True)
     install_wheels_into(shared.onnx_opencv_site, wheels, EMU_PLATFORM, more, log)
+    mnn = mnn_requirements()
+    wheels = download_wheels(EMU_PLATFORM, mnn, shared.wheels, log)
+    install_wheels_into(shared.mnn_site, wheels, EMU_PLATFORM, mnn, log)
 
 
 def is_built(name: str) -> bool:
@@ -87,8 +91,9 @@ def is_built(name: str) -> bool:
 
 
 def _device_complete(dev: layout.DeviceDir) -> bool:
+    shared = layout.shared()  # a runtime site added since the device was built makes it incomplete
     return all(p.exists() for p in (dev.python, dev.python_tflite_runtime, dev.client_key, dev.host_key,
-                                    dev.sysroot / "proc" / "cpuinfo", dev.sysroot / PYTHON))
+                                    dev.sysroot / "proc" / "cpuinfo", dev.sysroot / PYTHON, *shared.runtime_sites))
 
 
 def _check_host_tools() -> None:
@@ -158,7 +163,7 @@ exec {static} -cpu "$CPU" -L "$SYSROOT" "$SYSROOT/{python}" "$@"
 
 
 def _write_wrappers(spec: DeviceSpec, dev: layout.DeviceDir, shared: layout.Shared) -> None:
-    _write_wrapper(dev.python, spec, dev.sysroot, f"{shared.site('litert')}:{shared.onnx_opencv_site}")
+    _write_wrapper(dev.python, spec, dev.sysroot, ":".join(map(str, (shared.site("litert"), *shared.runtime_sites))))
     _write_wrapper(dev.python_tflite_runtime, spec, dev.sysroot, shared.site("tflite-runtime"))
 
 

@@ -7,6 +7,7 @@
       site/litert/             numpy + ai-edge-litert + ncnn, unpacked for the device python (shared)
       site/tflite-runtime/     tflite-runtime 2.14 + numpy<2 (shared)
       runtimes/onnx-opencv/    onnxruntime + opencv-python-headless, on the device python's path after site/litert
+      runtimes/mnn/            MNN, on the path after runtimes/onnx-opencv
       devices/<name>/
         sysroot/               top-level symlinks into base/sysroot plus this device's proc/cpuinfo
         bin/python3            the device's python: the arm64 interpreter under qemu with -cpu <model>
@@ -50,6 +51,16 @@ class Shared:
         """Outside site/: the instruction-count cache keys ncnn/TFLite counts on site/*'s wheels (unchanged by
         this set); counts of onnxruntime/OpenCV artifacts key on their own versions (emu/plugin/counting.py)."""
         return self.root / "runtimes" / "onnx-opencv"
+
+    @property
+    def mnn_site(self) -> Path:
+        """MNN's own site dir, outside site/ for the same reason (its counts key on its own wheels)."""
+        return self.root / "runtimes" / "mnn"
+
+    @property
+    def runtime_sites(self) -> tuple[Path, ...]:
+        """The runtime site dirs outside site/, in the order the device python's path has them."""
+        return (self.onnx_opencv_site, self.mnn_site)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from edgekit.runtimes import device_packages
 
 # Packages and default pins come from the runtime registry (edgekit/runtimes/). Wheel sets: ai-edge-litert and
 # ncnn together; tflite-runtime 2.14 apart because it needs numpy<2; onnxruntime and OpenCV in a third set (their
-# own site dir, so adding them left the first two untouched).
+# own site dir, so adding them left the first two untouched); MNN in a fourth.
 _DEFAULT_PINS = {"numpy": "1.26.4", **{p.pip: p.pin for p in device_packages() if p.pin}}
 RUNTIME_PACKAGES = {p.module: p.pip for p in device_packages()}
 TFLITE_RUNTIME_REQS = ("tflite-runtime==2.14.0", "numpy<2")
@@ -74,6 +74,11 @@ def onnx_opencv_requirements() -> list[str]:
     """numpy, onnxruntime and opencv-python-headless: onnxruntime at the host's version (its aarch64 CPython 3.11
     wheel exists), OpenCV at the last release that installs beside numpy<2 (4.11.0.86; 4.12 needs numpy 2)."""
     return pinned_requirements(["numpy", RUNTIME_PACKAGES["onnxruntime"], RUNTIME_PACKAGES["cv2"]])
+
+
+def mnn_requirements() -> list[str]:
+    """numpy and MNN (3.6.1 publishes manylinux2014 aarch64 CPython 3.11 wheels; it needs only numpy)."""
+    return pinned_requirements(["numpy", RUNTIME_PACKAGES["MNN"]])
 
 
 def download_wheels(platform: WheelPlatform, requirements: list[str], cache: Path,

@@ -77,6 +77,12 @@ class RuntimeSpec(abc.ABC):
         names them (fidelity aligns them to the ONNX outputs)."""
 
     @classmethod
+    def run_format(cls, fmt: Format, files: Sequence[Path], inputs: np.ndarray, threads: int = 1) -> Outputs:
+        """`run` for an artifact of `fmt`: a runtime whose settings differ per format (MNN's precision)
+        overrides this; the others run every format alike."""
+        return cls.run(files, inputs, threads)
+
+    @classmethod
     def modules(cls) -> tuple[str, ...]:
         return tuple(p.module for p in cls.packages)
 

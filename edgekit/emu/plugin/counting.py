@@ -23,7 +23,7 @@ from edgekit.runtimes import all_specs, format_for_suffix, spec_for
 
 RUNNER = Path(__file__).with_name("runner.py")
 RUNTIMES = tuple(m for spec in all_specs() for m in spec.modules())  # the registry's device modules
-NEWER_RUNTIMES = ("onnxruntime", "cv2")  # counts keyed on their own versions (not in the site/* wheel list)
+NEWER_RUNTIMES = ("onnxruntime", "cv2", "MNN")  # counts keyed on their own versions (not in the site/* wheel list)
 LABEL = "guest instruction count (not cycles); emulated wall times are not device latency"
 MIX = ("simd_fp", "simd_ldst", "ldst", "branch", "other")  # the plugin's instruction classes, in its order
 
@@ -58,7 +58,8 @@ class CountJob:
                "input_shape": self.input_shape, "number": self.number, "repeat": self.repeat,
                "warmup": self.warmup, "fill": self.fill, "options": dict(self.options)}
         if runtime in NEWER_RUNTIMES:  # part of the count cache key (edgekit.estimate.counts)
-            req["runtime_wheels"] = sorted(p.name for p in layout.shared().onnx_opencv_site.glob("*.dist-info"))
+            req["runtime_wheels"] = sorted(p.name for site in layout.shared().runtime_sites
+                                           for p in site.glob("*.dist-info"))
         return req
 
 

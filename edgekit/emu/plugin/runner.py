@@ -2,8 +2,8 @@
 
 Run by an emulated device's python (stdlib + numpy + the runtime only; never imports edgekit):
     python3 runner.py REQUEST.json
-REQUEST: {"insn_file": path, "jobs": [JOB, ...]}, each JOB {"artifact": path (.tflite, .param or .onnx),
-"runtime": "ncnn" | "ai_edge_litert" | "tflite_runtime" | "onnxruntime" | "cv2", "threads": n, "warmup": w,
+REQUEST: {"insn_file": path, "jobs": [JOB, ...]}, each JOB {"artifact": path (.tflite, .param, .onnx or .mnn),
+"runtime": "ncnn" | "ai_edge_litert" | "tflite_runtime" | "onnxruntime" | "cv2" | "MNN", "threads": n, "warmup": w,
 "number": k, "repeat": r,
 "input_shape": [..] (NCHW; only for an ncnn .param without its model.io.json sidecar), "fill": v (optional:
 every input element v, as ncnn's benchncnn fills 0.01; default seeded uniform [0, 1)), "options": {ncnn Option
@@ -99,6 +99,11 @@ def load(job: dict) -> Any:
     elif job["runtime"] == "onnxruntime":
         runner = agent.OnnxRuntimeRunner(job["artifact"], threads)
         shape = list(runner.input_shape())
+    elif job["runtime"] == "MNN":
+        runner = agent.MnnRunner(job["artifact"], threads, "high")  # as mnn-fp32 runs
+        shape = job.get("input_shape")
+        if not shape:
+            raise ValueError(f"{job['artifact']}: an .mnn file does not say its input shape: give input_shape")
     elif job["runtime"] == "cv2":
         runner = agent.OpenCvRunner(job["artifact"], threads)
         shape = job.get("input_shape")

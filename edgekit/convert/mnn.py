@@ -1,0 +1,143 @@
+"""ONNX -> MNN fp32 / fp16 / int8 through MNN's own converter and post-training quantization tool, both from
+the MNN Python package (its compiled `_tools` module: `mnnconvert`, and `mnnquant` = MNN's quantized.out).
+
+mnn-fp32 is the converter's output; mnn-fp16 the same with `--fp16` (weights stored in fp16); mnn-int8 is
+mnn-fp32 quantized by `mnnquant` with the recipe's calibration inputs, written as MNN's "sequence" input (one
+folder per sample: <input>.txt and input.json), so any preprocessed float data calibrates it. Feature
+thresholds: the recipe's `kl` is MNN's KL, `absmax` MNN's EMA of the min/max (MNN itself switches to EMA
+for a graph that keeps BatchNorm); weights MAX_ABS, per output channel (MNN has no per-tensor weights).
+
+Both tools run in a child process: they print to the C stdout, and a bad config aborts the process (MNN 3.6.1's
+`mnnquant` console script passes three strings where its C function wants an argv list, and dies in
+std::length_error; edgekit calls `_tools.mnnquant` with the list). The package's console-script wrappers are
+never used either: after a conversion they import MNN.tools.utils.log, which pip-installs a logging SDK and
+sends usage data to a remote endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit import paths
+from edgekit.convert.base import Converter
+from edgekit.errors import ConversionError
+from edgekit.formats import Format
+from edgekit.recipe import CalibrationMethod, Granularity, Recipe
+
+MNN_TIMEOUT_S = 900
+QUANT_SETTINGS_VERSION = 1
+FEATURE_METHOD = {CalibrationMethod.KL: "KL", CalibrationMethod.ABSMAX: "EMA"}
+
+# The child: `python -c CHILD convert|quant ARGS..`; prints its peak RSS (kB) last, after the tool's output.
+CHILD = r"""
+import resource, sys
+import _tools
+what, args = sys.argv[1], sys.argv[2:]
+if what == "convert":
+    _tools.mnnconvert(["mnnconvert", *args])
+else:
+    _tools.mnnquant(["quantized.out", *args])
+sys.stdout.flush()
+print("EDGEKIT_PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+"""
+
+
+class MnnConverter(Converter):
+    formats = (Format.MNN_FP32, Format.MNN_FP16, Format.MNN_INT8)
+
+    @classmethod
+    def tool_versions(cls) -> dict[str, str]:
+        try:
+            return {"MNN": version("MNN")}
+        except PackageNotFoundError:
+            return {"MNN": "absent"}
+
+    @classmethod
+    def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
+        if fmt is not Format.MNN_INT8:
+            return {"fp16_weights": fmt is Format.MNN_FP16}
+        method = recipe.calibration.method if recipe.calibration else CalibrationMethod.KL
+        return {"quant": QUANT_SETTINGS_VERSION, "feature": FEATURE_METHOD[method], "weight": "MAX_ABS"}
+
+    def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
+        self.findings: dict[Format, list[str]] = getattr(self, "findings", {})
+        work = paths.cache_dir() / "work" / f"mnn-{uuid.uuid4().hex[:12]}"
+        work.mkdir(parents=True)
+        try:
+            out = out_dir / "model.mnn"
+            float_model = work / "float.mnn" if fmt is Format.MNN_INT8 else out
+            peak = _convert(onnx_path, float_model, fp16=fmt is Format.MNN_FP16, work=work)
+            if fmt is Format.MNN_INT8:
+                peak = max(peak, _quantize(float_model, out, recipe, work))
+                if recipe.int8.granularity is Granularity.PER_TENSOR:
+                    self.findings.setdefault(fmt, []).append(
+                        "mnn-int8: weights quantized per channel (MNN's quantizer has no per-tensor weights)")
+            self.peak_rss_mb = peak / 1024.0
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return [out]
+
+
+def _convert(onnx_path: Path, out: Path, *, fp16: bool, work: Path) -> float:
+    args = ["-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(out), "--bizCode", "edgekit"]
+    log = _run_child("convert", [*args, *(["--fp16"] if fp16 else [])], work)
+    if not out.exists() or "Converted Success" not in log:
+        raise ConversionError("MNN's converter wrote no model: " + _tail(log), where=str(onnx_path))
+    return _peak_kb(log)
+
+
+def _quantize(float_model: Path, out: Path, recipe: Recipe, work: Path) -> float:
+    """mnnquant with the recipe's calibration inputs in MNN's sequence layout."""
+    from edgekit.convert.calibration import calibration_inputs
+
+    calib = calibration_inputs(recipe)
+    folder = work / "calibration"
+    shape = [1, *calib.shape[1:]]
+    for k, sample in enumerate(calib):
+        sub = folder / f"{k:05d}"
+        sub.mkdir(parents=True)
+        (sub / "input.json").write_text(json.dumps({"inputs": [{"name": recipe.input.name, "shape": shape}]}))
+        np.savetxt(sub / f"{recipe.input.name}.txt", np.asarray(sample, np.float32).reshape(-1), fmt="%.7g")
+    method = recipe.calibration.method if recipe.calibration else CalibrationMethod.KL
+    config = {"path": f"{folder}/", "used_sample_num": len(calib), "input_type": "sequence",
+              "inputs": [{"name": recipe.input.name, "shape": shape}], "batch_size": 1, "quant_bits": 8,
+              "feature_quantize_method": FEATURE_METHOD[method], "weight_quantize_method": "MAX_ABS"}
+    (work / "quant.json").write_text(json.dumps(config))
+    log = _run_child("quant", [str(float_model), str(out), str(work / "quant.json")], work)
+    if not out.exists() or "Quantize model done" not in log:
+        raise ConversionError("MNN's quantization tool wrote no model: " + _tail(log), where=str(float_model))
+    return _peak_kb(log)
+
+
+def _run_child(what: str, args: list[str], work: Path) -> str:
+    threads = os.environ.get("EDGEKIT_CONVERT_THREADS", "1")
+    env = {**os.environ, "OMP_NUM_THREADS": threads}
+    try:
+        proc = subprocess.run([sys.executable, "-c", CHILD, what, *args], cwd=work, env=env, capture_output=True,
+                              text=True, timeout=MNN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ConversionError(f"MNN's {what} tool did not finish in {MNN_TIMEOUT_S} s", where=str(work)) from None
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise ConversionError(f"MNN's {what} tool failed (exit {proc.returncode}): " + _tail(log), where=str(work))
+    return log
+
+
+def _peak_kb(log: str) -> float:
+    lines = [ln for ln in log.splitlines() if ln.startswith("EDGEKIT_PEAK_KB")]
+    return float(lines[-1].split()[1]) if lines else 0.0
+
+
+def _tail(log: str, lines: int = 12) -> str:
+    keep = [ln for ln in log.replace("\r", "\n").splitlines() if ln.strip() and "EDGEKIT_PEAK_KB" not in ln]
+    return "\n".join(keep[-lines:])

@@ -1,0 +1,76 @@
+"""MNN: MNN's converter's .mnn files (fp32, fp16 weights, INT8 from MNN's own quantization tool), run by the MNN
+Python package's Module API on boards and here.
+
+How each format runs (the agent's MnnRunner does the same): mnn-fp32 with MNN's `precision: high` (fp32 compute
+everywhere, as ncnn-fp32 is run in fp32); mnn-fp16 with `precision: low` (fp16 arithmetic where the core has it,
+ARMv8.2 such as the A76; fp32 on the A72 and on x86); mnn-int8 with MNN's default `precision: normal`.
+The package is MNN 3.6.1 on the host and the boards (aarch64 CPython 3.11 wheels exist); its import prints the
+CPU features it found ("The device supports: ...") on stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.formats import Format, Precision, Runtime
+from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
+
+# MNN runtime precision per artifact precision (the agent keeps its own copy: MNN_PRECISION)
+PRECISION = {Precision.FP32: "high", Precision.FP16: "low", Precision.INT8: "normal"}
+
+
+class Mnn(RuntimeSpec):
+    runtime = Runtime.MNN
+    formats = (Format.MNN_FP32, Format.MNN_FP16, Format.MNN_INT8)
+    suffixes = (".mnn",)
+    packages = (DevicePackage("MNN", "mnn", termux=None, pin="3.6.1"),)
+    converter = "edgekit.convert.mnn"
+    agent_runner = "MnnRunner"
+
+    @classmethod
+    def run(cls, files: Sequence[Path], inputs: np.ndarray, threads: int = 1) -> Outputs:
+        return run_mnn(Path(files[0]), inputs, threads)
+
+    @classmethod
+    def run_format(cls, fmt: Format, files: Sequence[Path], inputs: np.ndarray, threads: int = 1) -> Outputs:
+        return run_mnn(Path(files[0]), inputs, threads, PRECISION[fmt.precision])
+
+
+def run_mnn(path: Path, inputs: np.ndarray, threads: int = 1, precision: str = "high") -> Outputs:
+    """Every sample of `inputs` (N, ...) through a .mnn model, in the ONNX model's layout, outputs named as the
+    ONNX graph names them (MNN's converter keeps the names)."""
+    with _c_stdout_silenced():
+        import MNN
+
+        manager = MNN.nn.create_runtime_manager(({"backend": "CPU", "numThread": threads, "precision": precision},))
+        module = MNN.nn.load_module_from_file(str(path), [], [], runtime_manager=manager)
+    names = list(module.get_info()["outputNames"])
+    results: list[list[np.ndarray]] = [[] for _ in names]
+    for sample in inputs:
+        x = np.ascontiguousarray(sample[None], dtype=np.float32)
+        ys = module.forward([MNN.expr.const(x, list(x.shape), MNN.expr.NCHW)])
+        for k, y in enumerate(ys):
+            y = MNN.expr.convert(y, MNN.expr.NCHW)
+            results[k].append(np.array(y.read(), dtype=np.float32).reshape(y.shape))
+    return [(name, np.concatenate(r)) for name, r in zip(names, results)]
+
+
+@contextlib.contextmanager
+def _c_stdout_silenced() -> Iterator[None]:
+    """MNN prints from C ("The device supports: ...", "MNN use high precision") straight to fd 1, through any
+    table edgekit is printing: fd 1 goes to /dev/null while MNN loads."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)

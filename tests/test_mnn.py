@@ -1,0 +1,123 @@
+"""MNN end to end with the real MNN package: recipes/tiny.yaml converted by MNN's converter (fp32, fp16 weights) and
+quantization tool (int8, the recipe's calibration data), checked against ONNX on this host; then deployed to the
+emulated pi4 (real sshd + qemu, MNN's aarch64 wheel) and the host by the real agent, with instruction counts and
+an estimate marked uncalibrated."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.convert.base import Artifact
+from edgekit.formats import Format, Runtime
+from edgekit.recipe import load_recipe
+from edgekit.runtimes import spec_for
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("MNN") is None, reason="needs the MNN package")
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "recipes" / "tiny.yaml"
+FORMATS = (Format.MNN_FP32, Format.MNN_FP16, Format.MNN_INT8)
+
+
+@pytest.fixture(scope="module")
+def mnn_artifacts() -> list[Artifact]:
+    from edgekit.convert.pipeline import convert_recipe
+
+    return convert_recipe(load_recipe(TINY), FORMATS, keep_going=True)
+
+
+def test_registry_knows_mnn() -> None:
+    from edgekit.agent import agent
+    from edgekit.runtimes.mnn import PRECISION
+
+    for fmt in FORMATS:
+        assert fmt.runtime is Runtime.MNN and fmt.files == (".mnn",)
+        assert agent.MNN_PRECISION[fmt.precision.value] == PRECISION[fmt.precision]
+    assert spec_for(Format.MNN_INT8).modules() == ("MNN",)
+
+
+@pytest.mark.integration
+def test_convert_tiny_to_every_mnn_format(mnn_artifacts: list[Artifact]) -> None:
+    by = {a.format: a for a in mnn_artifacts}
+    assert set(by) == set(FORMATS)
+    for art in by.values():
+        assert art.status == "ok", art.error
+        assert art.main_file.suffix == ".mnn" and art.main_file.read_bytes()[:4]
+        assert art.fidelity["gates"]["passed"], art.fidelity
+        assert art.provenance["tools"]["MNN"] == "3.6.1"
+    fp32, fp16, int8 = (by[f] for f in FORMATS)
+    assert fp32.fidelity["cosine"] > 0.9999
+    assert fp16.size_bytes < fp32.size_bytes and int8.size_bytes < fp32.size_bytes  # fp16 / int8 weights
+    assert int8.fidelity["cosine"] > 0.95 and int8.fidelity["max_abs_error"] > fp32.fidelity["max_abs_error"]
+
+
+@pytest.mark.integration
+def test_a_second_conversion_comes_from_the_cache(mnn_artifacts: list[Artifact]) -> None:
+    from edgekit.convert.pipeline import convert_recipe
+
+    again = convert_recipe(load_recipe(TINY), FORMATS)
+    assert all(a.cached for a in again)
+    assert [a.key for a in again] == [a.key for a in mnn_artifacts]
+
+
+@pytest.mark.integration
+def test_host_runner_and_agent_runner_agree(mnn_artifacts: list[Artifact], tmp_path: Path) -> None:
+    from edgekit.agent import agent
+    from edgekit.convert.calibration import evaluation_inputs
+
+    x, _ = evaluation_inputs(load_recipe(TINY))
+    for art in mnn_artifacts:
+        ((name, host),) = spec_for(art.format).run_format(art.format, art.files, x[:2])
+        runner = agent.open_runner({"format": art.format.value, "files": [str(art.main_file)]}, str(tmp_path), 1,
+                                   "auto")
+        runner.set_input(x[0])
+        runner.invoke()
+        ((agent_name, y),) = runner.outputs()
+        assert agent_name == name == "logits"
+        np.testing.assert_allclose(y, host[:1], atol=1e-6)
+
+
+@pytest.mark.integration
+def test_quantization_failure_is_a_named_error(tmp_path: Path) -> None:
+    """A model MNN cannot read: the tool's own output, no artifact, a ConversionError (never a crash here)."""
+    from edgekit.convert.mnn import _quantize
+    from edgekit.errors import ConversionError
+
+    broken = tmp_path / "float.mnn"
+    broken.write_bytes(b"not an mnn model" * 64)
+    with pytest.raises(ConversionError, match="MNN's quant"):
+        _quantize(broken, tmp_path / "out.mnn", load_recipe(TINY), tmp_path)
+    assert not (tmp_path / "out.mnn").exists()
+
+
+@pytest.mark.integration
+def test_deploy_mnn_to_pi4_emu_and_host(pi4_emu: object, mnn_artifacts: list[Artifact], tmp_path: Path) -> None:
+    from edgekit.deploy import DeployOptions, deploy
+
+    result = deploy(load_recipe(TINY), [pi4_emu], DeployOptions(repeat=2, warmup=1, threads=(1,), samples=4,  # type: ignore[list-item]
+                                                                formats=FORMATS), lambda m: None, mnn_artifacts)
+    runs = {r.target: r for r in result.runs}
+    pi4, host = runs["pi4-emu"], runs["host"]
+    assert pi4.status == "ok" and host.status == "ok", (pi4.error, host.error)
+    assert pi4.agent is not None and host.agent is not None
+    assert pi4.agent.facts_before.runtimes.get("MNN") == "3.6.1"
+    for run in (pi4, host):
+        got = {m.artifact: m for m in run.agent.measurements}  # type: ignore[union-attr]
+        for fmt in FORMATS:
+            m = got[fmt.value]
+            assert m.status == "ok", m.error
+            assert m.runtime == "MNN" and len(m.samples_ms) == 2
+    counts = {m.artifact: m.instructions_per_invoke for m in pi4.agent.measurements}
+    assert all(counts[f.value] for f in FORMATS), counts
+    for fmt in FORMATS:
+        vs_onnx = [c for c in pi4.comparisons if c.artifact == fmt.value and c.reference == "onnx"]
+        vs_host = [c for c in pi4.comparisons if c.artifact == fmt.value and c.reference == "host"]
+        assert len(vs_onnx) == 1 and vs_onnx[0].gates_passed, vs_onnx
+        assert len(vs_host) == 1 and vs_host[0].cosine > 0.999
+    est = pi4.estimates["mnn-fp32 x1"]
+    assert est["status"] == "ok" and est["interval_calibrated"] is False  # fitted on ncnn only: said so
+    assert any("no calibration figure exists for this runtime" in n for n in est["caveats"])
