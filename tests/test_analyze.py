@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.analyze import Analysis, LayerError, analyze, ncnn_layers, tensor_key
-from edgekit.convert.ncnn_bin import layer_spans
-from edgekit.convert.ncnn_param import read_param
-from edgekit.float_fallback import plan
+from edgekit.analysis.analyze import Analysis, LayerError, analyze, ncnn_layers, tensor_key
+from edgekit.analysis.float_fallback import plan
+from edgekit.convert.ncnn.param import read_param
+from edgekit.convert.ncnn.weights import layer_spans
 from edgekit.formats import Format
 from edgekit.recipe import load_recipe
 from edgekit.zoo.train import WEIGHTS_DIR
@@ -40,7 +40,7 @@ def _recipe(tmp_path: Path, cosine: float = 0.95) -> Path:
 
 @pytest.fixture(scope="module")
 def ncnn_analysis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Analysis, list[Path], list[Path], np.ndarray]:
-    from edgekit.analyze import artifacts_for
+    from edgekit.analysis.analyze import artifacts_for
     from edgekit.convert.calibration import evaluation_inputs
 
     recipe = load_recipe(_recipe(tmp_path_factory.mktemp("recipe")))
@@ -84,7 +84,7 @@ def test_an_injected_bad_layer_is_ranked_first(ncnn_analysis: tuple, tmp_path: P
 
 
 def test_fix_keeps_the_worst_layers_in_float_until_the_gate_is_met(tmp_path: Path) -> None:
-    from edgekit.float_fallback import fix
+    from edgekit.analysis.float_fallback import fix
 
     plain = load_recipe(_recipe(tmp_path))
     base = analyze(plain, Format.NCNN_INT8, samples=8)

@@ -113,7 +113,7 @@ def test_a_failure_is_printed_once_for_its_formats() -> None:
 
 def test_float_leftovers_name_layers_and_their_share(tmp_path: Path) -> None:
     from edgekit.convert.findings import float_leftovers
-    from edgekit.convert.ncnn import NcnnConverter
+    from edgekit.convert.ncnn.converter import NcnnConverter
     from edgekit.convert.onnx import prepare_onnx
 
     recipe = load_recipe(onnx_recipe(tmp_path, shuffle_classifier(tmp_path / "s.onnx"), ["ncnn-fp32"]))

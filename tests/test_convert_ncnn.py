@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from edgekit.convert.base import Converter
-from edgekit.convert.ncnn import NcnnConverter, convert_model, run_pnnx
-from edgekit.convert.ncnn_param import read_param
-from edgekit.convert.ncnn_runtime import NcnnIO, NcnnModel
+from edgekit.convert.ncnn.converter import NcnnConverter, convert_model, run_pnnx
+from edgekit.convert.ncnn.param import read_param
+from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import load_recipe

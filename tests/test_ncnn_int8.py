@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgekit.convert import ncnn_bin
-from edgekit.convert.ncnn import NcnnConverter, convert_model
-from edgekit.convert.ncnn_calib import BlobStats, kl_best_bin, kl_divergences, threshold
-from edgekit.convert.ncnn_int8 import float_to_int8, quantize_ncnn, weight_scales
-from edgekit.convert.ncnn_param import NcnnLayer, read_param
-from edgekit.convert.ncnn_runtime import NcnnIO, NcnnModel, io_path_for
+from edgekit.convert.ncnn import weights as ncnn_bin
+from edgekit.convert.ncnn.calib import BlobStats, kl_best_bin, kl_divergences, threshold
+from edgekit.convert.ncnn.converter import NcnnConverter, convert_model
+from edgekit.convert.ncnn.int8 import float_to_int8, quantize_ncnn, weight_scales
+from edgekit.convert.ncnn.param import NcnnLayer, read_param
+from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel, io_path_for
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import load_recipe
@@ -112,8 +112,8 @@ def _layer(kind: str, name: str, bottoms: list[str], tops: list[str], **params: 
 def test_requantize_fusion_follows_ncnn2int8() -> None:
     """conv -> conv fuses; conv -> Split -> (conv, dw) fuses; conv -> Split -> (conv, BinaryOp) does not;
     a float consumer, an FC consumer or a graph output never do."""
-    from edgekit.convert.ncnn_int8 import requantize_fusions
-    from edgekit.convert.ncnn_param import NcnnGraph
+    from edgekit.convert.ncnn.int8 import requantize_fusions
+    from edgekit.convert.ncnn.param import NcnnGraph
 
     layers = [_layer("Input", "in", [], ["x"]),
               _layer("Convolution", "a", ["x"], ["a"]), _layer("Convolution", "b", ["a"], ["b"]),
@@ -130,7 +130,7 @@ def test_requantize_fusion_follows_ncnn2int8() -> None:
 
 
 def test_relu6_becomes_relu_only_where_requantization_makes_it_exact() -> None:
-    from edgekit.convert.ncnn_int8 import _relu_where_exact
+    from edgekit.convert.ncnn.int8 import _relu_where_exact
 
     def clip(hi: str) -> NcnnLayer:
         return _layer("ConvolutionDepthWise", "dw", ["a"], ["b"], p9="3", m23310=f"2,0.0,{hi}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.convert.ncnn_plan import choose, weighted
+from edgekit.convert.ncnn.plan import choose, weighted
 from edgekit.profile import LayerProfile, Profile, format_table
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -60,7 +60,7 @@ def test_profile_table_names_the_top_layers_with_their_share() -> None:
 
 @pytest.fixture(scope="module")
 def counting_ready() -> None:
-    from edgekit.convert import ncnn_plan
+    from edgekit.convert.ncnn import plan as ncnn_plan
 
     if not ncnn_plan.enabled():
         pytest.fail("the counting plugin or an emulated core is not built: make setup builds them")

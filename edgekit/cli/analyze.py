@@ -38,7 +38,7 @@ def analyze_cmd(
 
     Example: edgekit analyze recipes/digits.yaml --format ncnn-int8 --fix
     """
-    from edgekit.analyze import analyze, check_format
+    from edgekit.analysis.analyze import analyze, check_format
     from edgekit.recipe import load_recipe
 
     check_format(fmt)
@@ -54,7 +54,7 @@ def analyze_cmd(
         record: dict[str, Any] = {"analysis": result.to_dict()}
         failed = False
         if fix:
-            from edgekit.float_fallback import fix as run_fix
+            from edgekit.analysis.float_fallback import fix as run_fix
 
             outcome = run_fix(loaded, fmt, result, max_float=max_float, progress=progress)
             console.print(fix_table(outcome))

@@ -94,7 +94,7 @@ def estimate_cmd(
 def _runs_as(artifact: Path, fmt: str | None) -> tuple[Any, str]:
     """The artifact's format, and how the runtime runs it, in words: a bare ncnn .param (no sidecar) runs with
     ncnn's default options (fp16 storage; fp16 arithmetic where the core has it), int8 where its layers say so."""
-    from edgekit.convert.ncnn_param import has_int8_layers
+    from edgekit.convert.ncnn.param import has_int8_layers
     from edgekit.formats import Format
 
     known = _format_of(artifact, fmt)
@@ -109,7 +109,7 @@ def _count(artifact: Path, b: Any, threads: int, shape: list[int] | None, cost: 
            fmt: Any) -> tuple[Any, dict[str, Any]]:
     """Features of the artifact on the board's core: the one-thread count, and the N-thread split only when the
     cost model for N threads uses it. Counts come from the count cache when this artifact was counted before."""
-    from edgekit.convert.ncnn_param import has_int8_layers
+    from edgekit.convert.ncnn.param import has_int8_layers
     from edgekit.emu.plugin.counting import CountJob
     from edgekit.estimate import cost_model
     from edgekit.estimate.calibration import INPUT_FILL

@@ -71,8 +71,8 @@ def _buffer_size(model: object, index: int) -> int:
 
 
 def _ncnn(param: Path, bin_path: Path) -> tuple[Counter[str], int]:
-    from edgekit.convert import ncnn_bin
-    from edgekit.convert.ncnn_param import read_param
+    from edgekit.convert.ncnn import weights as ncnn_bin
+    from edgekit.convert.ncnn.param import read_param
 
     data = bin_path.read_bytes()
     graph = read_param(param)

@@ -136,7 +136,7 @@ def build_request(arts: list[AgentArtifact], settings: Settings, inputs_remote: 
 def _bare_ncnn_format(param: Path) -> Format:
     """A .param without edgekit's sidecar runs with ncnn's default options: fp16 storage (and fp16 arithmetic on
     cores that have it), which is edgekit's ncnn-fp16; int8 where its layers carry int8 scales."""
-    from edgekit.convert.ncnn_param import has_int8_layers
+    from edgekit.convert.ncnn.param import has_int8_layers
 
     if not param.is_file():
         return Format.NCNN_FP16

@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from edgekit.convert.ncnn_param import has_int8_layers, read_param
+from edgekit.convert.ncnn.param import has_int8_layers, read_param
 from edgekit.errors import EdgekitError
 from edgekit.paths import data_dir
 

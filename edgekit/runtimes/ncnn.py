@@ -16,14 +16,14 @@ class Ncnn(RuntimeSpec):
     formats = (Format.NCNN_FP32, Format.NCNN_FP16, Format.NCNN_INT8)
     suffixes = (".param", ".bin")
     packages = (DevicePackage("ncnn", "ncnn", termux="ncnn", pin="1.0.20261020"),)
-    converter = "edgekit.convert.ncnn"
+    converter = "edgekit.convert.ncnn.converter"
     agent_runner = "NcnnRunner"
 
     @classmethod
     def run(cls, files: Sequence[Path], inputs: np.ndarray, threads: int = 1) -> Outputs:
         """The ncnn converter's own runner reads the sidecar (blob names, shapes, runtime options) and returns
         the outputs in the ONNX model's order, named by that index (out0, out1, .. as pnnx does)."""
-        from edgekit.convert.ncnn_runtime import NcnnModel
+        from edgekit.convert.ncnn.runtime import NcnnModel
 
         param = next(Path(f) for f in files if Path(f).suffix == ".param")
         bin_path = next(Path(f) for f in files if Path(f).suffix == ".bin")

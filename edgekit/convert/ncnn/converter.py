@@ -1,10 +1,10 @@
 """ONNX (or TorchScript) -> NCNN fp32 / fp16 / int8, through pnnx, with a sidecar that says how to run it.
 
 pnnx is run as a subprocess in a temporary folder (it writes a dozen files next to its input); only the ncnn
-.param/.bin are kept, renamed model.param/model.bin, plus model.io.json (see ncnn_runtime.py): the blob names
+.param/.bin are kept, renamed model.param/model.bin, plus model.io.json (see runtime.py): the blob names
 of the inputs and outputs in the original model's order, their shapes, and the ncnn options a runner must set
 so that "fp32" really runs in fp32 on ARMv8.2 cores. ncnn-fp16 stores weights in fp16 (pnnx `fp16=1`);
-ncnn-int8 starts from the fp32 export (`fp16=0`) and is quantized here (ncnn_int8.py), because ncnn's own
+ncnn-int8 starts from the fp32 export (`fp16=0`) and is quantized here (int8.py), because ncnn's own
 ncnn2table/ncnn2int8 are in no package we can install.
 """
 
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.convert.base import Converter
-from edgekit.convert.ncnn_param import NcnnGraph, read_param
-from edgekit.convert.ncnn_runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
+from edgekit.convert.ncnn.param import NcnnGraph, read_param
+from edgekit.convert.ncnn.runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
 from edgekit.errors import ConversionError, EmulatorError
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
@@ -45,8 +45,8 @@ class NcnnConverter(Converter):
 
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
-        from edgekit.convert import ncnn_plan
-        from edgekit.convert.ncnn_int8 import QUANTIZER_VERSION
+        from edgekit.convert.ncnn import plan as ncnn_plan
+        from edgekit.convert.ncnn.int8 import QUANTIZER_VERSION
 
         return {"pnnx": _dist_version("pnnx"), "ncnn": _dist_version("ncnn"),
                 "edgekit-ncnn-int8": QUANTIZER_VERSION, "edgekit-ncnn-io": str(IO_VERSION),
@@ -94,7 +94,7 @@ def _no_core_slower(plan: Any, build: Callable[[list[str]], Any], param: Path, r
     """The kept artifact counts more than fp32 on some core (a weighted plan can trade one core for the other):
     try the strict plan, float wherever int8 loses on any core, and keep it if no core is then slower than fp32
     (else go back to what was kept). Returns the report of the artifact written last."""
-    from edgekit.convert import ncnn_plan
+    from edgekit.convert.ncnn import plan as ncnn_plan
 
     kept = plan.kept
     strict = [c.name for c in plan.layers if any(v["int8"] > v["float"] for v in c.counts.values())]
@@ -113,9 +113,9 @@ def _no_core_slower(plan: Any, build: Callable[[list[str]], Any], param: Path, r
 def _quantize(param: Path, bin_path: Path, io: NcnnIO, calibration: np.ndarray, recipe: Recipe | None,
               float_layers: frozenset[str] | set[str]) -> NcnnIO:
     """Quantize every layer ncnn can run in int8, then (where the emulated cores are built) keep in float the
-    layers whose int8 kernel counts more instructions (ncnn_plan.py); the plan goes into the sidecar."""
-    from edgekit.convert import ncnn_plan
-    from edgekit.convert.ncnn_int8 import Int8Report, quantize_ncnn
+    layers whose int8 kernel counts more instructions (plan.py); the plan goes into the sidecar."""
+    from edgekit.convert.ncnn import plan as ncnn_plan
+    from edgekit.convert.ncnn.int8 import Int8Report, quantize_ncnn
 
     method = recipe.calibration.method.value if recipe and recipe.calibration else "kl"
     granularity = recipe.int8.granularity.value if recipe else "per-channel"

@@ -7,7 +7,7 @@ for its `integer_quant` file (DEFAULT optimizations, TFLITE_BUILTINS_INT8 + SELE
 per-channel unless the recipe says per-tensor), so the empty denylist reproduces the plain INT8 artifact.
 The SavedModel must come from an onnx2tf INT8 run (`-oiqt`), as for edgekit.convert.tflite: quantizing the plain
 one gave a model XNNPACK refuses and whose scores were all zero. Runs in a child process
-(`python -m edgekit.tflite_selective JOB.json`), as edgekit.convert.tflite does, and never downloads anything.
+(`python -m edgekit.analysis.tflite_selective JOB.json`), as edgekit.convert.tflite does, and never downloads anything.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def build_selective(onnx_path: Path, recipe: Recipe, calibration: np.ndarray, de
     (work / "job.json").write_text(json.dumps(job))
     log = work / "selective.log"
     with open(log, "w") as out:
-        proc = subprocess.run([sys.executable, "-m", "edgekit.tflite_selective", "job.json"], cwd=work,
+        proc = subprocess.run([sys.executable, "-m", "edgekit.analysis.tflite_selective", "job.json"], cwd=work,
                               stdout=out, stderr=subprocess.STDOUT, env=_child_env(), timeout=TIMEOUT_S)
     if proc.returncode != 0:
         raise ConversionError(f"selective TFLite quantization failed (exit {proc.returncode}):\n{_tail(log)}",
@@ -61,7 +61,7 @@ def _child(job_path: Path) -> None:
     import tensorflow as tf
     from tensorflow.lite.python import convert
 
-    from edgekit.analyze import tensor_key
+    from edgekit.analysis.analyze import tensor_key
     from edgekit.convert.tflite import SAMPLE_FILE, _skip_int16_variants
 
     job = json.loads(job_path.read_text())

@@ -4,7 +4,7 @@ ncnn's own ncnn2table/ncnn2int8 are in no package we can install (see notes/conv
 does their work on a pnnx fp32 export:
 1. find the Convolution / ConvolutionDepthWise / InnerProduct layers (the layer types ncnn runs in int8);
 2. run the fp32 model on the calibration inputs and take each such layer's input blob statistics
-   (ncnn_calib.py: KL as ncnn2table does, or absmax) -> one activation scale 127 / threshold per layer;
+   (calib.py: KL as ncnn2table does, or absmax) -> one activation scale 127 / threshold per layer;
 3. quantize the weights per output channel (per group for depthwise; or per tensor), scale 127 / absmax, or
    31 / absmax for 3x3 stride-1 convolutions (ncnn's int8 Winograd F(4,3) needs 6-bit weights, as ncnn2table);
 4. write each quantized layer in ncnn's layout (src/layer/convolution.cpp etc., load_model): `8=2` in the
@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.convert import ncnn_bin, ncnn_calib
-from edgekit.convert.ncnn_param import ARRAY_KEY_BASE, NcnnGraph, NcnnLayer, read_param, write_param
-from edgekit.convert.ncnn_runtime import NcnnIO, NcnnModel
+from edgekit.convert.ncnn import calib as ncnn_calib
+from edgekit.convert.ncnn import weights as ncnn_bin
+from edgekit.convert.ncnn.param import ARRAY_KEY_BASE, NcnnGraph, NcnnLayer, read_param, write_param
+from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel
 from edgekit.errors import ConversionError
 
 QUANTIZER_VERSION = "5"  # 5: an all-float plan ships the fp32 model; 3: no core slower (strict plan); 2: fusion; cache key

@@ -1,8 +1,8 @@
 """Keep the layers that lose the most in float until the recipe's accuracy gate is met (`edgekit analyze --fix`).
 
-The ranking comes from edgekit.analyze. Candidates keep the worst 1, 2, 4, 8, ... quantized layers in float
+The ranking comes from edgekit.analysis.analyze. Candidates keep the worst 1, 2, 4, 8, ... quantized layers in float
 (NCNN: the quantizer leaves their scales out, `float_layers`; TFLite: TensorFlow's selective quantization,
-`denylisted_nodes`, see edgekit.tflite_selective). Each candidate is checked exactly as `edgekit convert` checks
+`denylisted_nodes`, see edgekit.analysis.tflite_selective). Each candidate is checked exactly as `edgekit convert` checks
 an artifact (edgekit.convert.fidelity against the ONNX model, the recipe's gates) and timed on this host, so the
 price of the fix is known: bytes and host milliseconds against the plain INT8 and the fp32 artifacts.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import paths
-from edgekit.analyze import Analysis, AnalysisError, Progress, artifacts_for
+from edgekit.analysis.analyze import Analysis, AnalysisError, Progress, artifacts_for
 from edgekit.convert.base import Artifact
 from edgekit.formats import Format, Runtime
 from edgekit.recipe import Recipe
@@ -107,7 +107,7 @@ def _builder(fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: 
 
     calib = calibration_inputs(recipe)
     if fmt.runtime is Runtime.NCNN:
-        from edgekit.convert.ncnn import convert_model
+        from edgekit.convert.ncnn.converter import convert_model
 
         def ncnn_build(float_layers: list[str]) -> Artifact:
             folder = out_dir / f"float-{len(float_layers)}"
@@ -118,7 +118,7 @@ def _builder(fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: 
         return ncnn_build
     if fmt.runtime is not Runtime.TFLITE:
         raise AnalysisError(f"keeping layers in float is not implemented for {fmt.runtime.value} ({fmt.value})")
-    from edgekit.tflite_selective import build_selective
+    from edgekit.analysis.tflite_selective import build_selective
 
     built = build_selective(onnx_path, recipe, calib, sets, out_dir)  # one TensorFlow run for every set
     by_set = {tuple(s): path for s, path in zip(sets, built)}
@@ -160,7 +160,7 @@ def host_latency_ms(art: Artifact, x: np.ndarray, warmup: int = 3, repeat: int =
         interp.set_tensor(inp["index"], _quantize(_fit_layout(x.astype(np.float32), tuple(inp["shape"])), inp))
         run = interp.invoke
     else:
-        from edgekit.convert.ncnn_runtime import NcnnModel
+        from edgekit.convert.ncnn.runtime import NcnnModel
 
         param = next(f for f in art.files if f.suffix == ".param")
         model = NcnnModel(param, next(f for f in art.files if f.suffix == ".bin"))

@@ -8,7 +8,7 @@ Text format (ncnn's docs "param and model file structure"):
 
 A value is an int, a float, or an array written as `-233xx=<n>,<v1>,...` (id = -(-233xx) - 23300). Values are
 kept as the text that was read, so a layer nobody edits is written back exactly; typed getters read the few
-parameters the INT8 quantizer needs. The .bin is read in the same layer order (see ncnn_bin.py).
+parameters the INT8 quantizer needs. The .bin is read in the same layer order (see weights.py).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ same evaluation inputs (relative error = ||q - f|| / ||f|| over all samples; cos
 - **own** (`own_rel_error`): what this layer adds. NCNN: the layer alone, run in the INT8 model on the fp32
   model's input blob (ncnn lets any blob be fed in), so nothing upstream counts. TFLite (no way to feed an
   intermediate tensor): the propagated error at the output minus the worst propagated error of its inputs.
-Layers are ranked by their own error: that is where to spend float precision (edgekit.float_fallback).
+Layers are ranked by their own error: that is where to spend float precision (edgekit.analysis.float_fallback).
 """
 
 from __future__ import annotations
@@ -145,8 +145,8 @@ class _Acc:
 # --- NCNN -----------------------------------------------------------------------------------------------------
 def ncnn_layers(fp32_files: Sequence[Path], int8_files: Sequence[Path], inputs: np.ndarray) -> list[LayerError]:
     """Propagated and isolated errors of every ncnn layer (see the module docstring)."""
-    from edgekit.convert.ncnn_param import read_param
-    from edgekit.convert.ncnn_runtime import NcnnIO, NcnnModel, io_path_for
+    from edgekit.convert.ncnn.param import read_param
+    from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel, io_path_for
 
     f_param, f_bin = _ncnn_pair(fp32_files)
     q_param, q_bin = _ncnn_pair(int8_files)
