@@ -69,14 +69,16 @@ def test_html_is_self_contained(written: tuple[Path, Path]) -> None:
     assert text.startswith("<!doctype html>")
     assert not re.search(r"<script|<link|<img|<iframe|@import|url\((?!#)", text, re.I)  # url(#clip) is local
     assert not re.search(r"(src|href)=\"https?://", text)  # svg xmlns namespaces are names, not fetches
-    assert text.count("<svg") == 6  # 2 targets x (trend, distribution, INT8 vs fp32)
+    # per thread count (2): pi4 trend, distribution, precisions; pi5-emu the same + instruction counts;
+    # the conversion's fidelity once for both targets
+    assert text.count("<svg") == 2 * 3 + 2 * 4 + 1
 
 
 def test_emulated_times_are_labelled_everywhere(written: tuple[Path, Path]) -> None:
     text = written[0].read_text()
     for figure in re.findall(r'<figure data-target="pi5-emu".*?</figure>', text, re.S):
         assert "EMULATED" in figure or "instruction count" in figure
-        assert "emulated" in figure
+        assert "emulated" in figure.lower()
     for figure in re.findall(r'<figure data-target="pi4".*?</figure>', text, re.S):
         assert "emulated" not in figure.lower()
     rows = [
@@ -139,7 +141,7 @@ def test_plots_render_in_headless_chromium(written: tuple[Path, Path], tmp_path:
     shot = _screenshot(html, tmp_path / "report.png", tmp_path, 4200)
     # the same page with the plots cut out: what the text and tables alone put on screen
     bare = tmp_path / "bare.html"
-    bare.write_text(re.sub(r"<svg\b.*?</svg>", "", html.read_text(), flags=re.S))
+    bare.write_text(re.sub(r"<svg\b.*?</svg>|<p class=\"legend\">.*?</p>", "", html.read_text(), flags=re.S))
     control = _screenshot(bare, tmp_path / "bare.png", tmp_path, 4200)
 
     colours = {a.value: colour(a.value) for a in FORMATS}
@@ -157,7 +159,7 @@ def test_plots_render_in_headless_chromium(written: tuple[Path, Path], tmp_path:
         f"<!doctype html><html><head><meta charset='utf-8'></head><body style='margin:0'>{figures}"
         "</body></html>"
     )
-    plots = _screenshot(only, tmp_path / "plots.png", tmp_path, 2400)
+    plots = _screenshot(only, tmp_path / "plots.png", tmp_path, 2400)[:, :440]  # panels are ~420 px wide
     ink = (plots < 235).any(axis=2)
     drawn_rows = ink.any(axis=1).mean()
     distinct = len({tuple(p) for p in plots.reshape(-1, 3)[::5]})

@@ -1,12 +1,13 @@
 """The HTML report: one self-contained file (inline CSS, inline SVG plots, no scripts, no network).
 
-Layout per recipe: flags first (what needs attention), then the latest table, then the plots per target
-(trend, distribution of the latest samples, INT8 vs fp32), then the device facts of every run.
+Layout per recipe: flags first (what needs attention), then the latest table and the route per target, then
+the plots (trend, distribution of the newest samples, precisions vs fp32: per target a grid of panels that
+reflows from 1400 px to a 390 px phone; the conversion's fidelity once), then the device facts of every run.
+Checked in headless Chromium at 1400, 900 and 390 px by tests/test_report_screenshots.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from html import escape
 
 from edgekit.report import plots
@@ -29,8 +30,17 @@ th{background:#f3f5f7} td.l,th.l{text-align:left} td{white-space:nowrap} td.wrap
 .badge{display:inline-block;border-radius:10px;padding:1px 10px;margin-right:6px;font-weight:600}
 .badge.bad{background:#d1242f;color:#fff} .badge.warn{background:#bf8700;color:#fff}
 .badge.ok{background:#1a7f37;color:#fff}
-figure{margin:8px 0 18px} figure svg{max-width:100%;height:auto}
+h4{margin:14px 0 4px;font-size:14px}
+code{overflow-wrap:anywhere}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,400px),1fr));gap:8px 20px}
+figure{margin:0 0 10px;min-width:0} figure svg{display:block;width:100%;max-width:480px;height:auto}
+figcaption{font-size:13px;margin:0 0 2px} figure.nodata{border:1px dashed #d0d7de;padding:8px;color:#6b7785}
+.legend{font-size:12px;margin:2px 0 6px} .key{display:inline-block;margin-right:12px;white-space:nowrap}
+.key i{display:inline-block;width:11px;height:11px;margin-right:4px;vertical-align:-1px;border-radius:2px}
+.key i.ring{border:2px solid red;border-radius:50%;width:8px;height:8px;background:none}
+td.wrap{min-width:14em}
 details summary{cursor:pointer;color:#0969da}
+@media (max-width:600px){body{padding:10px 12px} h2{margin-top:24px} table{font-size:12px}}
 """
 
 
@@ -42,7 +52,8 @@ def render(report: Report) -> str:
     parts += [_recipe(view) for view in report.recipes]
     body = "\n".join(parts)
     return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>edgekit report</title>'
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><title>edgekit report</title>'
         f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n"
     )
 
@@ -83,13 +94,7 @@ def _recipe(view: RecipeView) -> str:
         "<h3>Route to ship, per target</h3>",
         _routes(view),
     ]
-    for title, draw in (
-        ("Latency trend", plots.trend),
-        ("Latency distribution (latest run)", plots.distribution),
-        ("INT8 vs fp32", plots.int8_vs_fp32),
-    ):
-        parts.append(f"<h3>{title}</h3>")
-        parts += [_figure(draw, view, target) for target in view.targets]
+    parts += _plots(view)
     parts += ["<h3>Device facts</h3>", _facts(view), "</section>"]
     return "\n".join(parts)
 
@@ -128,11 +133,47 @@ def _target(run: StoredRun, route: dict) -> str:
     return escape(name) + _emu(any(t.emulated for t in run.result.runs if t.target == name))
 
 
-def _figure(draw: Callable[[RecipeView, str], str], view: RecipeView, target: str) -> str:
-    label = f"{target} (emulated)" if view.emulated(target) else target
-    return (
-        f'<figure data-target="{escape(target)}" aria-label="{escape(label)}">{draw(view, target)}</figure>'
-    )
+def _plots(view: RecipeView) -> list[str]:
+    """Per chart kind, a heading, the legend once (HTML, so it never covers a title) and per target a grid
+    of panels; the conversion's fidelity is one chart for all targets."""
+    artifacts = sorted({r.artifact for r in view.rows} | {a.id for a in view.latest.result.artifacts},
+                       key=plots._order)
+    parts = []
+    for title, draw, legend in (
+        ("Latency trend", plots.trend, _artifact_legend(artifacts, trend=True)),
+        ("Latency distribution (newest run of each target)", plots.distribution, ""),
+        ("Precisions vs fp32 (newest run of each target)", plots.precisions, _precision_legend()),
+    ):
+        parts.append(f"<h3>{title}</h3>{legend}")
+        for target in view.targets:
+            panels = "".join(_figure(p, target) for p in draw(view, target))
+            parts.append(f'<h4>{escape(target)}{_emu(view.emulated(target))}</h4><div class="plots">{panels}</div>')
+    parts.append(f"<h3>Fidelity vs the original model (at conversion)</h3>{_precision_legend()}")
+    parts.append(f'<div class="plots">{_figure(plots.fidelity(view), "")}</div>')
+    return parts
+
+
+def _figure(panel: plots.Panel, target: str) -> str:
+    caption = escape(panel.caption)
+    if panel.note:
+        caption += f'<br><span class="muted">{escape(panel.note)}</span>'
+    body = panel.svg if panel.svg is not None else ""
+    css = "" if panel.svg is not None else ' class="nodata"'
+    return (f'<figure{css} data-target="{escape(target)}"><figcaption>{caption}</figcaption>{body}</figure>')
+
+
+def _artifact_legend(artifacts: list[str], *, trend: bool = False) -> str:
+    items = [f'<span class="key"><i style="background:{plots.colour_hex(a)}"></i>{escape(a)}</span>'
+             for a in artifacts]
+    if trend:
+        items.append('<span class="key"><i class="ring"></i>flagged regression</span>')
+    return f'<p class="legend">{"".join(items)}</p>'
+
+
+def _precision_legend() -> str:
+    items = [f'<span class="key"><i style="background:{c}"></i>{p.value}</span>'
+             for p, c in plots.PRECISION_COLOURS.items()]
+    return f'<p class="legend">precision: {"".join(items)}</p>'
 
 
 def _flags(flags: list[Flag]) -> str:

@@ -1,14 +1,19 @@
-"""The report's plots, drawn with matplotlib (Agg) and returned as inline SVG text (no files, no network).
+"""The report's plots, drawn with matplotlib (Agg) as inline SVG text (no files, no network).
 
-Every plot of an emulated target says so in its title and axis label: wall time under qemu is not a device
-latency. Where guest instruction counts exist they get their own panel, labelled as counts.
+One small panel per figure, all the same width, so the page can lay them out in a grid that reflows from a
+1400 px screen down to a 390 px phone. Titles and legends are HTML around the panel (html.py), never drawn
+inside it: text in a figure of fixed margins is what got clipped or drawn over. A panel of an emulated
+target says so in its caption and axis label (wall time under qemu is not a device latency); guest
+instruction counts get their own panels, labelled as counts. A panel without data is a note, not empty axes.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import zlib
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, cast
 
 import matplotlib
@@ -18,17 +23,23 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from edgekit.formats import Format, Precision
 from edgekit.report.view import RecipeView
 from edgekit.results import Measurement
 
 EMULATED_NOTE = "EMULATED: qemu wall time, not device latency"
-_PALETTE: tuple[tuple[float, float, float], ...] = cast(Any, plt.get_cmap("tab10")).colors  # a ListedColormap
-_COLOURS = {f.value: _PALETTE[i] for i, f in enumerate(Format)}
-_PRECISION_COLOURS = dict(zip(Precision, ("#4c72b0", "#55a868", "#c44e52", "#dd8452")))
+# tab10 first, then its lighter partners: 20 colours, a format's colour fixed by its place in Format
+_TAB20: tuple[tuple[float, float, float], ...] = cast(Any, plt.get_cmap("tab20")).colors  # a ListedColormap
+_PALETTE = _TAB20[::2] + _TAB20[1::2]
+_COLOURS = {f.value: _PALETTE[i % len(_PALETTE)] for i, f in enumerate(Format)}
+PRECISION_COLOURS = dict(zip(Precision, ("#4c72b0", "#55a868", "#c44e52", "#dd8452")))
+WIDTH_IN = 4.4  # every panel: ~420 px at 100 %, three to a row at 1400 px, one (scaled to ~0.85) at 390 px
+HEIGHT_IN = 2.8
+_CHAR_IN = 0.075  # width of one 9 pt character, for margins sized to their labels without measuring text
 plt.rcParams.update(
     {
         "svg.fonttype": "none",
@@ -40,80 +51,82 @@ plt.rcParams.update(
 )
 
 
+@dataclass(frozen=True)
+class Panel:
+    """One figure of the report: its caption (plain text), the SVG, or why there is none."""
+
+    caption: str
+    svg: str | None
+    note: str = ""  # under the caption: a basis ("EMULATED: ...") or, without an SVG, why there is no data
+    emulated: bool = False
+
+
 def colour(artifact: str) -> tuple[float, float, float]:
-    return _COLOURS.get(artifact, _PALETTE[(hash(artifact) % 3) + 7])
+    """A format's own colour; any other artifact id (a float-fallback variant, say) a stable pick of all."""
+    return _COLOURS.get(artifact) or _PALETTE[zlib.crc32(artifact.encode()) % len(_PALETTE)]
 
 
-def trend(view: RecipeView, target: str) -> str:
-    """p50 per artifact over time, one panel per thread count (+ instruction counts when present)."""
+def colour_hex(artifact: str) -> str:
+    return to_hex(colour(artifact))
+
+
+def trend(view: RecipeView, target: str) -> list[Panel]:
+    """p50 per artifact over time, one panel per thread count, then instruction counts per thread count."""
     emulated = view.emulated(target)
-    series: dict[tuple[str, int], list[tuple[float, Measurement, bool]]] = defaultdict(list)
+    series: dict[tuple[str, int], list[tuple[float, float, Measurement]]] = defaultdict(list)
+    times = []
     for run in view.runs:
         for t in run.result.runs:
             if t.target == target and t.agent:
+                times.append(_date(run.started_ts))
                 for m in t.agent.measurements:
                     if m.status == "ok" and m.p50_ms is not None:
-                        series[(m.artifact, m.threads)].append((run.started_ts, m, t.emulated))
-    threads = sorted({k[1] for k in series}) or [1]
-    all_x = [mdates.date2num(np.datetime64(int(run.started_ts), "s")) for run in view.runs]
-    counted = any(m.instructions_per_invoke for pts in series.values() for _, m, _ in pts)
-    rows = 2 if counted else 1
-    fig = _figure(rows, len(threads), height=2.9 * rows + 0.4, legend=True)
+                        series[(m.artifact, m.threads)].append((_date(run.started_ts), m.p50_ms, m))
+    if not series:
+        return [_no_data(target, "latency over time", emulated, view)]
     flagged = {(f.artifact, f.threads) for f in view.flags if f.target == target and f.is_regression}
-    for col, n in enumerate(threads):
-        ax = fig.axes[col]
-        for (artifact, th), pts in sorted(series.items(), key=lambda kv: _order(kv[0][0])):
-            if th != n:
-                continue
-            xs = [mdates.date2num(np.datetime64(int(ts), "s")) for ts, _, _ in pts]
-            ax.plot(
-                xs, np.array([m.p50_ms for _, m, _ in pts], dtype=float), "-o", ms=3, lw=1.4, color=colour(artifact), label=artifact
-            )
-            if (artifact, th) in flagged:
-                ax.plot(xs[-1:], np.array([pts[-1][1].p50_ms], dtype=float), "o", ms=11, mfc="none", mec="red", mew=2)
-            if counted and rows == 2:
-                counts = [
-                    (x, m.instructions_per_invoke)
-                    for x, (_, m, _) in zip(xs, pts)
-                    if m.instructions_per_invoke
-                ]
-                if counts:
-                    fig.axes[len(threads) + col].plot(
-                        *zip(*counts), "-s", ms=3, lw=1.2, color=colour(artifact)
-                    )
-        _title(ax, f"{target}, {n} thread{'s' if n > 1 else ''}" + (" [emulated]" if emulated else ""))
+    ordered = sorted(series.items(), key=lambda kv: _order(kv[0][0]))
+    panels = []
+    for n in sorted({k[1] for k in series}):
+        fig, ax = _panel()
+        for (artifact, th), pts in ordered:
+            if th == n:
+                xs, p50s = [x for x, _, _ in pts], [p50 for _, p50, _ in pts]
+                ax.plot(xs, p50s, "-o", ms=3, lw=1.4, color=colour(artifact))
+                if (artifact, th) in flagged:
+                    ax.plot(xs[-1:], p50s[-1:], "o", ms=11, mfc="none", mec="red", mew=2)
         ax.set_ylabel("p50, emulated wall time (ms)" if emulated else "p50 latency (ms)")
-        if counted:
-            cax = fig.axes[len(threads) + col]
-            cax.set_ylabel("instructions / invoke (count)")
-            _title(cax, "guest instruction count (not time)")
-            _dates(cax, all_x)
-        _dates(ax, all_x)
-    _legend(fig)
-    return _svg(fig, f"Latency trend on {target}" + (f" ({EMULATED_NOTE})" if emulated else ""))
+        _time_axis(ax, times)
+        panels.append(_done(fig, f"{target}, {_threads(n)}: p50 over time", emulated, _basis(emulated)))
+    for n in sorted({k[1] for k in series}):
+        counts = [(a, [(x, m.instructions_per_invoke) for x, _, m in pts if m.instructions_per_invoke])
+                  for (a, th), pts in ordered if th == n]
+        if not any(c for _, c in counts):
+            continue
+        fig, ax = _panel()
+        for artifact, pts_c in counts:
+            if pts_c:
+                ax.plot(*zip(*pts_c), "-s", ms=3, lw=1.2, color=colour(artifact))
+        ax.set_ylabel("instructions / invoke")
+        _time_axis(ax, times)
+        panels.append(_done(fig, f"{target}, {_threads(n)}: guest instruction count over time", emulated,
+                            "guest instruction count on the emulated core (not time)"))
+    return panels
 
 
-def _latest_ok(view: RecipeView, target: str) -> list[Measurement]:
-    """The successful measurements of the latest run on one target."""
-    return [
-        m
-        for t in view.latest.result.runs
-        if t.target == target and t.agent
-        for m in t.agent.measurements
-        if m.status == "ok"
-    ]
-
-
-def distribution(view: RecipeView, target: str) -> str:
-    """Box plots of every sample of the latest run, one panel per thread count."""
+def distribution(view: RecipeView, target: str) -> list[Panel]:
+    """Every sample of the target's newest run as horizontal box plots, one panel per thread count."""
     emulated = view.emulated(target)
     found = [m for m in _latest_ok(view, target) if m.samples_ms]
-    threads = sorted({m.threads for m in found}) or [1]
-    fig = _figure(1, len(threads), height=3.6)
-    for ax, n in zip(fig.axes, threads):
-        mine = [m for m in found if m.threads == n]
+    if not found:
+        return [_no_data(target, "latency distribution", emulated, view)]
+    panels = []
+    for n in sorted({m.threads for m in found}):
+        mine = sorted((m for m in found if m.threads == n), key=lambda m: _order(m.artifact), reverse=True)
+        fig, ax = _panel(rows=len(mine), labels=[m.artifact for m in mine])
         boxes = ax.boxplot(
             [m.samples_ms for m in mine],
+            orientation="horizontal",
             patch_artist=True,
             widths=0.6,
             medianprops={"color": "black"},
@@ -122,43 +135,80 @@ def distribution(view: RecipeView, target: str) -> str:
         for patch, m in zip(boxes["boxes"], mine):
             patch.set_facecolor(colour(m.artifact))
             patch.set_alpha(0.75)
-        ax.set_xticks(range(1, len(mine) + 1), [m.artifact for m in mine], rotation=30, ha="right")
-        _clip_outliers(ax, [m.samples_ms for m in mine])
-        _title(ax, f"{target}, {n} thread{'s' if n > 1 else ''}" + (" [emulated]" if emulated else ""))
-        ax.set_ylabel("emulated wall time per invoke (ms)" if emulated else "latency per invoke (ms)")
-    return _svg(
-        fig, f"Latency distribution, latest run on {target}" + (f" ({EMULATED_NOTE})" if emulated else "")
-    )
+        ax.set_yticks(range(1, len(mine) + 1), [m.artifact for m in mine])
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.xaxis.set_major_formatter(FuncFormatter(_compact))
+        above = _clip_outliers(ax, [m.samples_ms for m in mine])
+        ax.set_xlabel("emulated wall time per invoke (ms)" if emulated else "latency per invoke (ms)")
+        beyond = f"{above} sample{'s' if above > 1 else ''} beyond the axis" if above else ""
+        note = "; ".join(s for s in (_basis(emulated), beyond) if s)
+        panels.append(_done(fig, f"{target}, {_threads(n)}: latency distribution", emulated, note))
+    return panels
 
 
-def int8_vs_fp32(view: RecipeView, target: str) -> str:
-    """Per runtime: p50 of each precision (speed-up over fp32 written on the bar), and fidelity loss."""
+def precisions(view: RecipeView, target: str) -> list[Panel]:
+    """Per runtime: each precision's p50 (its speed-up over fp32 written on the bar), one panel per thread
+    count; on an emulated target that counts instructions, instruction counts instead of wall time."""
     emulated = view.emulated(target)
     found = [m for m in _latest_ok(view, target) if m.p50_ms]
-    use_counts = emulated and bool(found) and all(m.instructions_per_invoke for m in found)
-    threads = sorted({m.threads for m in found}) or [1]
-    fig = _figure(1, len(threads) + 1, height=3.8, legend=True)
-    for ax, n in zip(fig.axes, threads):
+    if not found:
+        return [_no_data(target, "precisions vs fp32", emulated, view)]
+    use_counts = emulated and all(m.instructions_per_invoke for m in found)
+    basis = "guest instruction counts on the emulated core (not time)" if use_counts else _basis(emulated)
+    panels = []
+    for n in sorted({m.threads for m in found}):
+        fig, ax = _panel()
         _precision_bars(ax, [m for m in found if m.threads == n], use_counts)
-        _title(ax, f"{target}, {n} thread{'s' if n > 1 else ''}" + (" [emulated]" if emulated else ""))
         ax.set_ylabel(
-            "instructions / invoke (count)"
-            if use_counts
-            else "p50, emulated wall time (ms)"
-            if emulated
-            else "p50 latency (ms)"
+            "instructions / invoke" if use_counts
+            else "p50, emulated wall time (ms)" if emulated else "p50 latency (ms)"
         )
-    _fidelity_bars(fig.axes[-1], view)
-    handles = [matplotlib.patches.Patch(color=c, label=p.value) for p, c in _PRECISION_COLOURS.items()]
-    fig.legend(handles=handles, loc="upper right", frameon=False, fontsize=8, title="precision")
-    basis = " (instruction counts)" if use_counts else f" ({EMULATED_NOTE})" if emulated else ""
-    return _svg(fig, f"INT8 and other precisions vs fp32 on {target}{basis}")
+        panels.append(_done(fig, f"{target}, {_threads(n)}: precisions vs fp32", emulated, basis))
+    return panels
 
 
-def _clip_outliers(ax: Axes, samples: list[list[float]]) -> None:
-    """Keep a few far outliers from flattening every box: clip the axis at 3 IQR above the upper quartiles."""
-    if not samples:
-        return
+def fidelity(view: RecipeView) -> Panel:
+    """Fidelity of each artifact against the original model at conversion: one chart for the recipe (the
+    conversion is shared by every target). Cosine 'nines' on a linear axis read like a log axis of 1 - cosine."""
+    arts = [a for a in view.latest.result.artifacts if isinstance(a.fidelity.get("cosine"), (int, float))]
+    caption = f"fidelity vs the original model (conversion of run #{view.latest.id}, every target)"
+    if not arts:
+        return Panel(caption, None, "no data: the latest run recorded no cosine for any artifact")
+    arts = list(reversed(arts))  # first artifact at the top
+    fig, ax = _panel(rows=len(arts), labels=[a.id for a in arts])
+    nines = [float(-np.log10(max(1.0 - float(a.fidelity["cosine"]), 1e-9))) for a in arts]
+    ax.barh(
+        range(len(arts)),
+        nines,
+        color=[_precision_colour(a.format) for a in arts],
+        edgecolor=["red" if not a.gates_passed else "none" for a in arts],
+        linewidth=2,
+    )
+    ax.set_yticks(range(len(arts)), [a.id for a in arts])
+    ax.set_xlabel("cosine nines: -log10(1 - cosine)")
+    failed = sum(1 for a in arts if not a.gates_passed)
+    return _done(fig, caption, False, f"red outline: below its gate ({failed})" if failed else "")
+
+
+def _latest_ok(view: RecipeView, target: str) -> list[Measurement]:
+    """The successful measurements of the newest run that includes `target`."""
+    found = view.latest_on(target)
+    if found is None or found[1].agent is None:
+        return []
+    return [m for m in found[1].agent.measurements if m.status == "ok"]
+
+
+def _no_data(target: str, what: str, emulated: bool, view: RecipeView) -> Panel:
+    found = view.latest_on(target)
+    why = "no successful measurement in the runs shown"
+    if found is not None and found[1].status != "ok":
+        why += f" (run #{found[0].id}: {found[1].error or found[1].status})"
+    return Panel(f"{target}: {what}", None, f"no data: {why}", emulated)
+
+
+def _clip_outliers(ax: Axes, samples: list[list[float]]) -> int:
+    """Keep a few far outliers from flattening every box: clip the axis at 3 IQR beyond the upper quartiles.
+    Returns how many samples fall beyond the axis (said in the caption)."""
     fences = []
     for s in samples:
         q1, q3 = np.percentile(s, [25, 75])
@@ -166,17 +216,8 @@ def _clip_outliers(ax: Axes, samples: list[list[float]]) -> None:
     top, low = max(fences), min(min(s) for s in samples)
     above = sum(int((np.asarray(s) > top * 1.08).sum()) for s in samples)
     if above:
-        ax.set_ylim(max(0.0, low - 0.1 * (top - low)), top * 1.08)
-        ax.text(
-            0.99,
-            0.98,
-            f"{above} sample{'s' if above > 1 else ''} above the axis",
-            transform=ax.transAxes,
-            ha="right",
-            va="top",
-            fontsize=7,
-            color="#6b7785",
-        )
+        ax.set_xlim(max(0.0, low - 0.1 * (top - low)), top * 1.08)
+    return above
 
 
 def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool) -> None:
@@ -184,7 +225,8 @@ def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool) -> Non
     runtimes = sorted(
         {Format(f).runtime for f in by_format if f in Format._value2member_map_}, key=lambda r: r.value
     )
-    width = 0.2
+    width = 0.8 / len(Precision)
+    top = 0.0
     for i, runtime in enumerate(runtimes):
         fp32 = by_format.get(f"{runtime.value}-fp32")
         base = _value(fp32, use_counts) if fp32 else None
@@ -193,28 +235,16 @@ def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool) -> Non
             value = _value(m, use_counts) if m else None
             if value is None:
                 continue
-            x = i + (j - 1.5) * width
-            ax.bar(x, value, width * 0.9, color=_PRECISION_COLOURS[precision])
+            x = i + (j - (len(Precision) - 1) / 2) * width
+            ax.bar(x, value, width * 0.9, color=PRECISION_COLOURS[precision])
+            top = max(top, value)
             if base and precision is not Precision.FP32:
-                ax.text(x, value, f"{base / value:.2f}x", ha="center", va="bottom", fontsize=7)
+                ax.text(x, value, f"{base / value:.2f}x", ha="center", va="bottom", fontsize=7,
+                        rotation=90 if len(runtimes) > 2 else 0)
+    ax.set_ylim(0, top * (1.3 if len(runtimes) > 2 else 1.15) or 1.0)  # room for the labels on the bars
     ax.set_xticks(range(len(runtimes)), [r.value for r in runtimes])
-
-
-def _fidelity_bars(ax: Axes, view: RecipeView) -> None:
-    # "nines" of the cosine on a linear axis: as readable as a log axis of 1 - cosine, much cheaper to draw
-    arts = [a for a in view.latest.result.artifacts if isinstance(a.fidelity.get("cosine"), (int, float))]
-    nines = [float(-np.log10(max(1.0 - float(a.fidelity["cosine"]), 1e-9))) for a in arts]
-    colours = [_precision_colour(a.format) for a in arts]
-    ax.bar(
-        range(len(arts)),
-        nines,
-        color=colours,
-        edgecolor=["red" if not a.gates_passed else "none" for a in arts],
-        linewidth=2,
-    )
-    ax.set_xticks(range(len(arts)), [a.id for a in arts], rotation=30, ha="right")
-    _title(ax, "fidelity vs original model")
-    ax.set_ylabel("cosine nines: -log10(1 - cosine)")
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+    ax.yaxis.set_major_formatter(FuncFormatter(_compact))
 
 
 def _order(artifact: str) -> tuple[int, str]:
@@ -222,13 +252,9 @@ def _order(artifact: str) -> tuple[int, str]:
     return (known.index(artifact) if artifact in known else len(known), artifact)
 
 
-def _precision(fmt: str) -> Precision | None:
-    return Format(fmt).precision if fmt in Format._value2member_map_ else None
-
-
 def _precision_colour(fmt: str) -> str:
-    precision = _precision(fmt)
-    return _PRECISION_COLOURS.get(precision, "grey") if precision is not None else "grey"
+    precision = Format(fmt).precision if fmt in Format._value2member_map_ else None
+    return PRECISION_COLOURS[precision] if precision is not None else "grey"
 
 
 def _value(m: Measurement | None, use_counts: bool) -> float | None:
@@ -237,43 +263,58 @@ def _value(m: Measurement | None, use_counts: bool) -> float | None:
     return float(m.instructions_per_invoke) if use_counts and m.instructions_per_invoke else m.p50_ms
 
 
-def _figure(rows: int, cols: int, *, height: float, legend: bool = False) -> Figure:
-    # Fixed margins rather than constrained layout: measuring every label made a report several times slower.
-    width = min(4.2 * cols, 13.0) + (1.6 if legend else 0.0)
-    fig = plt.figure(figsize=(width, height))
-    fig.subplots(rows, cols, squeeze=False)
-    right = 1.0 - ((1.6 if legend else 0.15) / width)
-    fig.subplots_adjust(
-        left=0.75 / width, right=right, top=1.0 - 0.75 / height, bottom=0.9 / height, wspace=0.35, hspace=0.55
-    )
-    return fig
+def _threads(n: int) -> str:
+    return f"{n} thread{'s' if n != 1 else ''}"
 
 
-def _title(ax: Axes, text: str) -> None:
-    # An explicit y skips matplotlib's search for a title position clear of the tick labels: that search
-    # measured a fifth of the report's time, and these axes have no ticks on top.
-    ax.set_title(text, y=1.0, pad=6)
-    ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+def _basis(emulated: bool) -> str:
+    return EMULATED_NOTE if emulated else ""
 
 
-def _dates(ax: Axes, xs: list[float]) -> None:
-    if xs and max(xs) - min(xs) < 0.5:  # one night only: a day either side, not matplotlib's years
-        ax.set_xlim(min(xs) - 1.0, max(xs) + 1.0)
-    locator = mdates.AutoDateLocator(maxticks=6)
+def _date(ts: float) -> float:
+    return float(mdates.date2num(np.datetime64(int(ts), "s")))
+
+
+def _compact(value: float, _pos: object = None) -> str:
+    """Tick labels of at most 5 characters (180M, 12.5k, 0.25), so the fixed left margin always holds them."""
+    magnitude = abs(value)
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if magnitude >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.4g}"
+
+
+def _panel(*, rows: int = 0, labels: list[str] | None = None) -> tuple[Figure, Axes]:
+    """One axes in a figure of fixed width. Margins are fixed in inches rather than measured (constrained
+    layout measured every label and made a report several times slower); a panel of horizontal categories
+    (`rows`) grows with them and gets a left margin sized to its longest label."""
+    left = 0.75 if not labels else 0.25 + _CHAR_IN * max(len(s) for s in labels)
+    height = HEIGHT_IN if not rows else max(HEIGHT_IN * 0.75, 0.9 + 0.3 * rows)
+    bottom = 0.55
+    fig = plt.figure(figsize=(WIDTH_IN, height))
+    ax = fig.add_subplot()
+    fig.subplots_adjust(left=left / WIDTH_IN, right=1 - 0.2 / WIDTH_IN, top=1 - 0.15 / height,
+                        bottom=bottom / height)
+    if not rows:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.yaxis.set_major_formatter(FuncFormatter(_compact))
+    return fig, ax
+
+
+def _time_axis(ax: Axes, xs: list[float]) -> None:
+    """Dates readable whether runs are minutes or months apart: the span of the runs with a margin (an hour
+    either side of a single run, a minute at least), ticks chosen for that span and labelled concisely."""
+    lo, hi = min(xs), max(xs)
+    pad = 1 / 24 if hi == lo else max((hi - lo) * 0.06, 1 / 1440)
+    ax.set_xlim(lo - pad, hi + pad)
+    locator = mdates.AutoDateLocator(minticks=2, maxticks=4)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
-def _legend(fig: Figure) -> None:
-    handles, labels = fig.axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper right", frameon=False, fontsize=8)
-
-
-def _svg(fig: Figure, title: str) -> str:
-    fig.suptitle(title, fontsize=10, fontweight="bold")
+def _done(fig: Figure, caption: str, emulated: bool, note: str) -> Panel:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg")
     plt.close(fig)
-    text = buffer.getvalue()
-    return re.sub(r"^.*?(<svg\b)", r"\1", text, count=1, flags=re.S)  # drop the XML prolog and DOCTYPE
+    svg = re.sub(r"^.*?(<svg\b)", r"\1", buffer.getvalue(), count=1, flags=re.S)  # no XML prolog, DOCTYPE
+    return Panel(caption, svg, note, emulated)

@@ -49,8 +49,19 @@ class RecipeView:
     targets: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)  # what differs from the previous run (for triage)
 
+    def latest_on(self, target: str) -> tuple[StoredRun, TargetRun] | None:
+        """The newest shown run that includes `target`, and its part for that target: a recipe's latest run
+        may have been on another target."""
+        for run in reversed(self.runs):
+            for t in run.result.runs:
+                if t.target == target:
+                    return run, t
+        return None
+
     def emulated(self, target: str) -> bool:
-        return any(t.emulated for t in self.latest.result.runs if t.target == target)
+        """Whether `target`'s own newest run was emulated (decided per target, never from another's run)."""
+        found = self.latest_on(target)
+        return found is not None and found[1].emulated
 
 
 @dataclass

@@ -1,0 +1,225 @@
+"""The HTML report looked at the way a person looks at it: in headless Chromium at 1400, 900 and 390 px.
+
+The page is laid out inside an iframe of exactly that width (headless Chromium will not make a window
+narrower than 500 px), a small script reads the layout (element boxes, every SVG text's box) back out through
+`--dump-dom`, and a screenshot of each width is checked as an image. Screenshots stay in
+$EDGEKIT_SCREENSHOTS when set (else a temporary folder), to look at.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgekit.formats import Format
+from edgekit.report import build, write
+from edgekit.report.plots import colour
+from edgekit.report.synthetic import synthetic_result
+from edgekit.results import TargetRun
+from edgekit.store import open_store
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+WIDTHS = (1400, 900, 390)
+T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+FORMATS = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_FP32, Format.NCNN_INT8)
+
+# Runs inside the report's iframe: layout facts for the test, posted to the wrapper page that dumps them.
+PROBE = """
+(function () {
+  const box = e => { const b = e.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; };
+  const figures = Array.from(document.querySelectorAll('figure')).map(f => {
+    const svg = f.querySelector('svg');
+    return {
+      target: f.dataset.target, caption: (f.querySelector('figcaption') || {}).textContent || '',
+      section: (f.closest('section') || {}).id, nodata: f.classList.contains('nodata'), box: box(f),
+      svg: svg ? box(svg) : null,
+      texts: svg ? Array.from(svg.querySelectorAll('text')).map(t => [t.textContent].concat(box(t))) : [],
+      markers: svg ? Array.from(svg.querySelectorAll('use')).map(u => box(u)) : [],
+    };
+  });
+  const facts = {width: innerWidth, scrollWidth: document.documentElement.scrollWidth,
+                 height: document.documentElement.scrollHeight, figures: figures};
+  parent.postMessage(JSON.stringify(facts), '*');
+})();
+"""
+
+
+def _wrapper(report: Path, width: int, height: int, probe: bool) -> str:
+    page = report.read_text()
+    if probe:
+        page = page.replace("</body>", f"<script>{PROBE}</script></body>")
+    listen = (
+        "<script>addEventListener('message', e => { const p = document.createElement('pre'); "
+        "p.id = 'facts'; p.textContent = e.data; document.body.appendChild(p); });</script>"
+        if probe
+        else ""
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'></head><body style='margin:0'>{listen}"
+        f"<iframe style='border:0;display:block;width:{width}px;height:{height}px' "
+        f'srcdoc="{html.escape(page, quote=True)}"></iframe></body></html>'
+    )
+
+
+def _chromium(args: list[str], tmp: Path) -> str:
+    cmd = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp / 'chromium-profile'}", *args,
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def _layout(report: Path, width: int, tmp: Path) -> dict[str, Any]:
+    page = tmp / f"probe-{width}.html"
+    page.write_text(_wrapper(report, width, 900, probe=True))
+    dom = _chromium(
+        [f"--window-size={max(width, 500)},900", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()], tmp
+    )
+    found = re.search(r'<pre id="facts">(.*?)</pre>', dom, re.S)
+    assert found, "the layout probe did not report"
+    facts: dict[str, Any] = json.loads(html.unescape(found.group(1)))
+    return facts
+
+
+def _screenshot(report: Path, width: int, height: int, out: Path, tmp: Path) -> np.ndarray:
+    page = tmp / f"shot-{width}.html"
+    page.write_text(_wrapper(report, width, height, probe=False))
+    png = out / f"report-{width}.png"
+    _chromium([f"--window-size={width},{height}", f"--screenshot={png}", page.as_uri()], tmp)
+    return np.asarray(Image.open(png).convert("RGB")).astype(int)
+
+
+def _failed_target(name: str, error: str) -> TargetRun:
+    return TargetRun(target=name, kind="ssh", emulated=False, status="failed", error=error)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three recipes that once broke the report: nightly runs on two targets whose latest run was on one of
+    them only; runs minutes apart with a target that never answered; runs months apart."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('shots') / 'results.sqlite'}"
+    rng = np.random.default_rng(5)
+    with open_store(url) as store:
+        for night in range(10):
+            last = night == 9
+            store.record(synthetic_result(
+                T0 + timedelta(days=night), rng=rng, formats=FORMATS, threads=(1, 2), repeat=40,
+                targets=("pi4",) if last else ("pi4", "pi5-emu"),
+                slowdown={("tflite-int8", "pi4"): 1.25} if last else None,
+            ))  # fmt: skip
+        for i in range(5):
+            result = synthetic_result(
+                T0 + timedelta(minutes=7 * i), rng=rng, recipe="tiny", targets=("pi4-emu",), formats=FORMATS,
+                threads=(1,),
+            )  # fmt: skip
+            result.runs.append(_failed_target("pi4", "connect: timed out after 30 s"))
+            store.record(result)
+        for month in (0, 2, 5):
+            store.record(synthetic_result(
+                T0 + timedelta(days=30 * month), rng=rng, recipe="digits", targets=("pi4",), threads=(1,),
+                formats=(Format.TFLITE_FP32, Format.TFLITE_INT8),
+            ))  # fmt: skip
+        built = build(store)
+    out = tmp_path_factory.mktemp("html") / "report.html"
+    write(built, html=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shots(report: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[dict[str, Any], np.ndarray]]:
+    tmp = tmp_path_factory.mktemp("chromium")
+    out = Path(os.environ.get("EDGEKIT_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    out.mkdir(parents=True, exist_ok=True)
+    found = {}
+    for width in WIDTHS:
+        facts = _layout(report, width, tmp)
+        found[width] = (facts, _screenshot(report, width, int(facts["height"]), out, tmp))
+    return found
+
+
+def _overlap(a: list[float], b: list[float]) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_nothing_is_clipped_or_drawn_over(shots: dict[int, tuple[dict[str, Any], np.ndarray]], width: int) -> None:
+    facts, _ = shots[width]
+    assert facts["width"] == width
+    assert facts["scrollWidth"] <= width  # the page never scrolls sideways (wide tables scroll in their box)
+    for fig in facts["figures"]:
+        assert fig["box"][2] <= width + 0.5, fig["caption"]
+        if fig["svg"] is None:
+            continue
+        left, top, right, bottom = fig["svg"]
+        for text, *b in fig["texts"]:  # every label, tick and title inside its figure
+            assert b[0] >= left - 1 and b[2] <= right + 1 and b[1] >= top - 1 and b[3] <= bottom + 1, (
+                f"{fig['caption']} at {width}px: {text!r} {b} outside {fig['svg']}"
+            )
+        texts = fig["texts"]
+        for i, (t1, *b1) in enumerate(texts):  # and no two labels on top of each other
+            for t2, *b2 in texts[i + 1:]:
+                assert _overlap(b1, b2) < 2.0, f"{fig['caption']} at {width}px: {t1!r} over {t2!r}"
+
+
+def test_plots_are_big_enough_to_read_at_every_width(shots: dict[int, tuple[dict[str, Any], np.ndarray]]) -> None:
+    for width in WIDTHS:
+        drawn = [f for f in shots[width][0]["figures"] if f["svg"]]
+        widths = [f["svg"][2] - f["svg"][0] for f in drawn]
+        text_heights = [b[4] - b[2] for f in drawn for b in f["texts"]]
+        assert min(widths) >= min(width - 40, 400), (width, min(widths))  # a phone: the whole width
+        assert np.median(text_heights) >= 10, (width, np.median(text_heights))  # ~9 pt text, not shrunk away
+    for width, side_by_side in ((1400, True), (900, True), (390, False)):  # the grid reflows to the width
+        pair = [f["box"] for f in shots[width][0]["figures"]
+                if f["section"] == "recipe-yolov5-lite" and f["target"] == "pi4" and "p50 over time" in f["caption"]]
+        assert len(pair) == 2 and (pair[0][1] == pair[1][1]) is side_by_side, (width, pair)
+
+
+def test_the_screenshots_show_every_artifact_at_every_width(
+    shots: dict[int, tuple[dict[str, Any], np.ndarray]],
+) -> None:
+    for width, (_, image) in shots.items():
+        assert image.shape[1] == width
+        for fmt in FORMATS:
+            rgb = np.array([round(c * 255) for c in colour(fmt.value)])
+            pixels = int((np.abs(image - rgb).max(axis=2) <= 3).sum())
+            assert pixels >= 300, (width, fmt.value, pixels)
+
+
+def test_runs_minutes_or_months_apart_spread_across_the_time_axis(
+    shots: dict[int, tuple[dict[str, Any], np.ndarray]],
+) -> None:
+    timed = [f for f in shots[900][0]["figures"] if "over time" in f["caption"] and f["svg"]]
+    assert {f["section"] for f in timed} == {"recipe-tiny", "recipe-digits", "recipe-yolov5-lite"}
+    for fig in timed:
+        centres = [(b[0] + b[2]) / 2 for b in fig["markers"]]
+        spread = (max(centres) - min(centres)) / (fig["svg"][2] - fig["svg"][0])
+        assert spread > 0.5, (fig["section"], fig["caption"], spread)  # not one vertical line of points
+
+
+def test_no_data_shared_charts_and_emulated_labels(shots: dict[int, tuple[dict[str, Any], np.ndarray]]) -> None:
+    figures = shots[1400][0]["figures"]
+    fidelity = [f for f in figures if f["caption"].startswith("fidelity vs the original model")]
+    assert sorted(f["section"] for f in fidelity) == ["recipe-digits", "recipe-tiny", "recipe-yolov5-lite"]
+    unreachable = [f for f in figures if f["section"] == "recipe-tiny" and f["target"] == "pi4"]
+    assert len(unreachable) == 3 and all(f["nodata"] and f["svg"] is None for f in unreachable)
+    assert all("no data" in f["caption"] and "timed out" in f["caption"] for f in unreachable)
+    # the recipe's latest run was on pi4 only: pi5-emu's plots still say what their times are
+    emulated = [f for f in figures if f["section"] == "recipe-yolov5-lite" and f["target"] == "pi5-emu"]
+    assert emulated and all("EMULATED" in f["caption"] or "instruction count" in f["caption"] for f in emulated)
+    real = [f for f in figures if f["target"] == "pi4"]
+    assert real and not any("emulated" in f["caption"].lower() for f in real)
