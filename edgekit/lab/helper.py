@@ -140,6 +140,9 @@ async def release(session: Any, name: str, fromuser: str | None = None) -> str |
 
 async def do_hold(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is edgekit's to handle; it tells us to release
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()  # edgekit's pipe: closed (at_eof) as soon as edgekit is gone
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     session = await connect(args.coordinator)
     tags = dict(t.split("=", 1) for t in args.tag)
     hostname = os.environ.get("LG_HOSTNAME", socket.gethostname())
@@ -168,8 +171,10 @@ async def do_hold(args: argparse.Namespace) -> int:
                 held.append(place.name)
         if held and (not args.count or len(held) >= args.count or time.monotonic() >= deadline):
             break
-        if os.getppid() != parent:
-            return EXIT_ERROR  # edgekit is gone while we waited: nothing to hold for
+        if reader.at_eof() or os.getppid() != parent:  # edgekit gave up (Ctrl-C) or is gone
+            for name in held:
+                await release(session, name)
+            return EXIT_ERROR
         now_wall = time.time()
         holders = [{"place": p.name, "by": p.acquired or f"reservation {p.reservation}",
                     "held_s": round(now_wall - p.changed, 1) if p.acquired else None}
@@ -188,16 +193,14 @@ async def do_hold(args: argparse.Namespace) -> int:
     now_wall = time.time()
     acquired = [describe(session, session.places[n], now_wall) for n in held]
     emit("acquired", places=acquired, seconds=round(time.monotonic() - start, 3))
-    return await hold_until_told(session, held)
+    return await hold_until_told(session, held, reader)
 
 
-async def hold_until_told(session: Any, held: list[str]) -> int:
+async def hold_until_told(session: Any, held: list[str], reader: asyncio.StreamReader) -> int:
     """Keep the places until stdin says `release [PLACE]` or closes (edgekit gone), or SIGTERM."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while held:
         line_task = asyncio.ensure_future(reader.readline())
         stop_task = asyncio.ensure_future(stop.wait())

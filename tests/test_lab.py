@@ -1,0 +1,210 @@
+"""Lab targets against the real engine: a labgrid coordinator and exporter on 127.0.0.1 (labgrid 26 in .venv-lab)
+whose places are emulated boards (edgekit/lab/rig.py: pi4-a and pi4-b run pi4-emu's python, pi5-a pi5-emu's),
+each behind an OpenSSH server of its own. Acquire, deploy, release; concurrent runs; a place held by someone
+else; an edgekit killed mid-run."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgekit.lab import rig as lab_rig
+from edgekit.lab.client import LabClient, Place, holder_text, lab_python
+from edgekit.lab.errors import LabWaitTimeout, NoMatchingPlace
+from edgekit.lab.spec import parse_inline
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_rig.Rig]:
+    if not Path(REPO / ".venv-lab/bin/python").exists() and "EDGEKIT_LAB_PYTHON" not in os.environ:
+        lab_python()  # raises LabSetupError naming `make setup`
+    root = tmp_path_factory.mktemp("lab")
+    started = lab_rig.start(root / "rig", lab_rig.default_places(pi4=2, pi5=1))
+    targets = root / "targets"
+    targets.mkdir()
+    (targets / "lab.yaml").write_text(
+        f"# the team's lab defaults: lab:TAG=VALUE targets start from these\nlab: {{coordinator: '{started.coordinator}', "
+        f"wait_s: 60}}\nkey: {started.client_key}\naccept_new: true\nruntimes: [ai_edge_litert, ncnn]\n")
+    (targets / "lab-strict.yaml").write_text(
+        f"lab: {{coordinator: '{started.coordinator}', tags: {{board: pi4}}}}\nkey: {started.client_key}\n")
+    old = os.environ.get("EDGEKIT_TARGETS_DIR")
+    os.environ["EDGEKIT_TARGETS_DIR"] = str(targets)
+    try:
+        yield started
+    finally:
+        started.stop()
+        if old is None:
+            os.environ.pop("EDGEKIT_TARGETS_DIR", None)
+        else:
+            os.environ["EDGEKIT_TARGETS_DIR"] = old
+
+
+def holders(rig: lab_rig.Rig) -> dict[str, str | None]:
+    return {p.name: p.holder for p in LabClient(rig.coordinator).places()}
+
+
+def wait_free(rig: lab_rig.Rig, place: str, timeout_s: float = 20.0) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if holders(rig)[place] is None:
+            return time.monotonic() - start
+        time.sleep(0.2)
+    raise AssertionError(f"{place} still held by {holders(rig)[place]} after {timeout_s} s")
+
+
+def test_inline_spec_and_holder_wording() -> None:
+    assert parse_inline("lab:board=pi4:rack=2") == ({"tags": {"board": "pi4", "rack": "2"}}, "lab-board-pi4-rack-2")
+    assert parse_inline("lab:name=pi4-03")[0] == {"tags": {}, "place": "pi4-03"}
+    place = Place("pi4-a", {}, "ws1/alice.edgekit-4242-99", 130.0, "", None)
+    assert holder_text(place) == "ws1/alice (edgekit pid 4242) for 2 min"
+    assert place.edgekit_pid == 4242
+
+
+def test_places_list_tags_and_network_services(rig: lab_rig.Rig) -> None:
+    places = {p.name: p for p in LabClient(rig.coordinator).places()}
+    assert set(places) == {"pi4-a", "pi4-b", "pi5-a"}
+    assert places["pi5-a"].tags == {"board": "pi5", "cpu": "cortex-a76"}
+    service = places["pi4-b"].service
+    assert service is not None and (service.address, service.port) == ("127.0.0.1", rig.ports["pi4-b"])
+
+
+def test_deploy_acquires_a_place_measures_and_releases_it(rig: lab_rig.Rig) -> None:
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.deploy import DeployOptions, deploy
+    from edgekit.formats import Format
+    from edgekit.lab.acquire import known_hosts_for
+    from edgekit.recipe import load_recipe
+
+    recipe = load_recipe(TINY)
+    arts = convert_recipe(recipe, (Format.TFLITE_FP32, Format.NCNN_FP32), keep_going=True)
+    said: list[str] = []
+    options = DeployOptions(host=False, threads=(1,), repeat=2, warmup=0, samples=2)
+    result = deploy(recipe, ["lab:board=pi5"], options, said.append, artifacts=arts)
+    run = result.runs[0]
+    assert run.status == "ok", run.error
+    assert {m.artifact for m in run.agent.measurements if m.status == "ok"} == {"tflite-fp32", "ncnn-fp32"}
+    assert run.agent.facts_before.emulated and "cortex-a76" in (run.agent.facts_before.emulator or "")
+    assert any("lab: acquired pi5-a" in s for s in said)
+    assert holders(rig)["pi5-a"] is None  # released when the transport closed
+    assert rig.host_key("pi5-a") in known_hosts_for("pi5-a").read_text()  # pinned on first use (opted in)
+
+
+def test_unknown_host_key_refused_unless_the_lab_target_opts_in(rig: lab_rig.Rig) -> None:
+    from edgekit.errors import HostKeyError
+    from edgekit.target import ensure_device, load_target, open_transport
+
+    target = ensure_device(load_target("lab-strict"))
+    assert target.name in ("pi4-a", "pi4-b") and not target.accept_new
+    transport = open_transport(target)
+    with pytest.raises(HostKeyError, match="unknown host key"):
+        transport.connect()
+    transport.close()
+    assert holders(rig)[target.name] is None
+
+
+def test_a_place_held_by_someone_else_makes_edgekit_wait_then_time_out(rig: lab_rig.Rig) -> None:
+    from edgekit.target import ensure_device, load_target
+
+    client_env = {**os.environ, "LG_COORDINATOR": rig.coordinator, "LG_USERNAME": "bob"}
+    lgc = str(lab_python().parent / "labgrid-client")
+    subprocess.run([lgc, "-p", "pi5-a", "acquire"], env=client_env, check=True, capture_output=True)
+    try:
+        said: list[str] = []
+        start = time.monotonic()
+        with pytest.raises(LabWaitTimeout, match=r"no free place with board=pi5.*pi5-a held by \S+/bob"):
+            ensure_device(load_target("lab:board=pi5", ["lab.wait_s=2"]), said.append)
+        assert 2.0 <= time.monotonic() - start < 10.0
+        assert any("waiting for a free place with board=pi5" in s and "held by" in s and "/bob" in s for s in said)
+    finally:
+        subprocess.run([lgc, "-p", "pi5-a", "release"], env=client_env, check=True, capture_output=True)
+    with pytest.raises(NoMatchingPlace):
+        ensure_device(load_target("lab:board=pi9"))
+
+
+HOLD_SCRIPT = """
+import json, sys, time
+from edgekit.target import ensure_device, load_target
+target = ensure_device(load_target(sys.argv[1]))
+print(json.dumps({"place": target.name, "t0": time.time(), "helper": target._lease.proc.pid}), flush=True)
+time.sleep(float(sys.argv[2]))
+print(json.dumps({"t1": time.time()}), flush=True)  # still held here: released by close()
+target._lease.close()
+"""
+
+
+def test_concurrent_edgekit_runs_never_share_a_place(rig: lab_rig.Rig, tmp_path: Path) -> None:
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD_SCRIPT)
+    procs = [subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "1.0"], stdout=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    spans = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=90)
+        first, second = (json.loads(line) for line in out.splitlines()[-2:])
+        spans.append((first["t0"], second["t1"], first["place"]))
+    spans.sort()
+    assert {s[2] for s in spans} == {"pi5-a"}
+    for (_a0, a1, _), (b0, _b1, _) in itertools.pairwise(spans):
+        assert b0 > a1, spans  # one place, three runs: one after the other, never together
+
+
+def test_killed_edgekit_leaves_no_place_acquired(rig: lab_rig.Rig, tmp_path: Path) -> None:
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD_SCRIPT)
+    # SIGKILL of edgekit: its holder's stdin closes, the holder releases
+    proc = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "300"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    held = json.loads(proc.stdout.readline())
+    assert holders(rig)["pi5-a"] is not None
+    proc.kill()
+    proc.wait()
+    assert wait_free(rig, "pi5-a") < 5.0
+    # SIGKILL of edgekit and its holder together (power loss): the next edgekit on this host releases the stale hold
+    proc = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "300"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    held = json.loads(proc.stdout.readline())
+    os.kill(held["helper"], signal.SIGKILL)
+    proc.kill()
+    proc.wait()
+    time.sleep(0.5)
+    assert ".edgekit-" in (holders(rig)["pi5-a"] or "")
+    from edgekit.target import ensure_device, load_target
+
+    said: list[str] = []
+    target = ensure_device(load_target("lab:board=pi5"), said.append)
+    try:
+        assert target.name == "pi5-a"
+        assert any("held by a dead edgekit" in s and "released" in s for s in said), said
+    finally:
+        target._lease.close()
+    assert holders(rig)["pi5-a"] is None
+
+
+def test_ctrl_c_while_waiting_releases_nothing_it_did_not_take(rig: lab_rig.Rig, tmp_path: Path) -> None:
+    script = tmp_path / "wait.py"
+    script.write_text(HOLD_SCRIPT)
+    other = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "60"], stdout=subprocess.PIPE, text=True)
+    assert other.stdout is not None
+    json.loads(other.stdout.readline())
+    first_holder = holders(rig)["pi5-a"]
+    waiter = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    waiter.send_signal(signal.SIGINT)
+    waiter.communicate(timeout=30)
+    assert holders(rig)["pi5-a"] == first_holder  # still the first run's
+    other.kill()
+    other.communicate(timeout=30)
+    assert wait_free(rig, "pi5-a") < 5.0
