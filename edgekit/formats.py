@@ -16,6 +16,7 @@ class Runtime(str, Enum):
     ONNXRUNTIME = "onnxruntime"
     OPENCV = "opencv"
     MNN = "mnn"
+    OPENVINO = "openvino"
 
 
 class Precision(str, Enum):
@@ -39,6 +40,8 @@ class Format(str, Enum):
     MNN_FP32 = "mnn-fp32"
     MNN_FP16 = "mnn-fp16"
     MNN_INT8 = "mnn-int8"
+    OPENVINO_FP32 = "openvino-fp32"
+    OPENVINO_INT8 = "openvino-int8"
 
     @property
     def runtime(self) -> Runtime:

@@ -88,3 +88,44 @@ def test_onnxruntime_and_opencv_run_the_tiny_model_here_and_in_the_agent(tmp_pat
         runner.invoke()
         (_name, y), = runner.outputs()
         np.testing.assert_allclose(y.reshape(ref[0][1][:1].shape), ref[0][1][:1], atol=1e-4)
+
+
+def test_host_only_runtimes_are_sent_to_the_host_alone(tmp_path: Path) -> None:
+    from edgekit.deploy.orchestrate import HOST, sent_to
+
+    files = {}
+    for name in ("model.xml", "model.bin", "model.onnx"):
+        files[name] = tmp_path / name
+        files[name].write_bytes(b"x")
+    ov = AgentArtifact.from_path(files["model.xml"], Format.OPENVINO_FP32)
+    onnx = AgentArtifact.from_path(files["model.onnx"])
+    assert spec_for(Format.OPENVINO_INT8).host_only and not spec_for(Format.ONNX_FP32).host_only
+    assert sent_to([ov, onnx], HOST) == [ov, onnx]
+    assert sent_to([ov, onnx], "pi4-emu") == [onnx]
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="needs OpenVINO")
+def test_openvino_converts_the_tiny_recipe_and_runs_here_and_in_the_agent(tmp_path: Path) -> None:
+    """openvino-fp32 (convert_model) and openvino-int8 (NNCF) meet the tiny recipe's gates; host runner and
+    agent runner give the same outputs."""
+    from edgekit.convert.calibration import evaluation_inputs
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml")
+    arts = convert_recipe(recipe, [Format.OPENVINO_FP32, Format.OPENVINO_INT8], keep_going=True)
+    x, _ = evaluation_inputs(recipe)
+    for art in arts:
+        assert art.status == "ok" and art.fidelity["gates"]["passed"], (art.error, art.fidelity)
+        assert [f.suffix for f in art.files] == [".xml", ".bin"]
+        assert art.provenance["tools"]["openvino"] == "2026.4.1"
+        ((name, host),) = spec_for(art.format).run(art.files, x[:1])
+        runner = agent.open_runner({"format": art.format.value, "files": [str(f) for f in art.files]},
+                                   str(tmp_path), 1, "auto")
+        runner.set_input(x[0])
+        runner.invoke()
+        ((agent_name, y),) = runner.outputs()
+        assert agent_name == name == "logits"
+        np.testing.assert_allclose(y, host, atol=1e-6)
+    assert arts[0].fidelity["cosine"] > 0.9999 and arts[1].fidelity["cosine"] > 0.95

@@ -3,7 +3,7 @@
 
 One standalone file that the device's own python runs (3.9+, stdlib + numpy + whichever runtime is present:
 ai_edge_litert / tflite_runtime for .tflite, ncnn for .param/.bin, onnxruntime or cv2 (OpenCV DNN) for .onnx,
-MNN for .mnn).
+MNN for .mnn, openvino for .xml on an x86 host).
 It never imports edgekit: the host pushes this file as is. The result JSON has exactly the fields of
 edgekit/results.py (AgentResult, Measurement, DeviceFacts); it is rewritten atomically after every measurement,
 so a crash keeps what was measured.
@@ -56,12 +56,16 @@ ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55"
 # format -> runtime, runtime -> runner class (RUNNERS, after the runners), module -> distributions to read its
 # version from (the first one installed).
 FORMAT_RUNTIMES = {"tflite-fp32": "tflite", "tflite-fp16": "tflite", "tflite-dynamic": "tflite",
-                   "tflite-int8": "tflite", "ncnn-fp32": "ncnn", "ncnn-fp16": "ncnn", "ncnn-int8": "ncnn",
+                   "tflite-int8": "tflite", "tflite-onnx2tf-fp32": "tflite", "tflite-onnx2tf-fp16": "tflite",
+                   "tflite-onnx2tf-dynamic": "tflite", "tflite-onnx2tf-int8": "tflite",
+                   "ncnn-fp32": "ncnn", "ncnn-fp16": "ncnn", "ncnn-int8": "ncnn",
                    "onnx-fp32": "onnxruntime", "onnx-int8": "onnxruntime", "opencv-fp32": "opencv",
-                   "mnn-fp32": "mnn", "mnn-fp16": "mnn", "mnn-int8": "mnn"}
+                   "mnn-fp32": "mnn", "mnn-fp16": "mnn", "mnn-int8": "mnn", "openvino-fp32": "openvino",
+                   "openvino-int8": "openvino"}
 RUNTIME_DISTS = {"numpy": ("numpy",), "ai_edge_litert": ("ai-edge-litert",), "tflite_runtime": ("tflite-runtime",),
                  "ncnn": ("ncnn",), "onnxruntime": ("onnxruntime",),
-                 "cv2": ("opencv-python-headless", "opencv-python"), "MNN": ("mnn",)}
+                 "cv2": ("opencv-python-headless", "opencv-python"), "MNN": ("mnn",),
+                 "openvino": ("openvino",)}
 # MNN's runtime precision per artifact precision (edgekit/runtimes/mnn.py PRECISION)
 MNN_PRECISION = {"fp32": "high", "fp16": "low", "int8": "normal"}
 
@@ -551,8 +555,36 @@ class MnnRunner:
         return result
 
 
+class OpenVinoRunner:
+    """OpenVINO IR (.xml + .bin beside it) on OpenVINO's CPU plugin, precision pinned to f32 (int8 layers stay
+    int8); one invocation is one `InferRequest.infer`. The host-side reference runtime: x86 hosts only."""
+
+    runtime = "openvino"
+
+    def __init__(self, path: str, threads: int) -> None:
+        import openvino as ov
+        self.ov = ov
+        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+        self.compiled = ov.Core().compile_model(path, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.names = [o.any_name for o in self.compiled.outputs]
+        self.rank = len(self.compiled.inputs[0].partial_shape)
+
+    def set_input(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x if x.ndim == self.rank else x[None])
+        self.request.set_input_tensor(self.ov.Tensor(x))
+
+    def invoke(self) -> None:
+        self.request.infer()
+
+    def outputs(self) -> list[tuple[str, np.ndarray]]:
+        return [(n, np.array(self.request.get_output_tensor(k).data, dtype=np.float32))
+                for k, n in enumerate(self.names)]
+
+
 RUNNERS = {"tflite": TfliteRunner, "ncnn": NcnnRunner, "onnxruntime": OnnxRuntimeRunner, "opencv": OpenCvRunner,
-           "mnn": MnnRunner}
+           "mnn": MnnRunner, "openvino": OpenVinoRunner}
 
 
 def open_runner(art: dict[str, Any], base: str, threads: int, preference: str) -> Any:

@@ -59,6 +59,7 @@ class RuntimeSpec(abc.ABC):
     packages: ClassVar[tuple[DevicePackage, ...]] = ()  # on a device, in order of preference
     converter: ClassVar[str] = ""  # the module whose Converter subclass makes these formats
     agent_runner: ClassVar[str] = ""  # the runner class in edgekit/agent/agent.py
+    host_only: ClassVar[bool] = False  # a host-side reference (OpenVINO): measured on the host, sent to no board
     registry: ClassVar[dict[Runtime, type[RuntimeSpec]]] = {}
     by_format: ClassVar[dict[Format, type[RuntimeSpec]]] = {}
 
