@@ -12,12 +12,12 @@ import pytest
 from rich.console import Console
 
 from edgekit.formats import Format
-from edgekit.report.synthetic import synthetic_result
+from edgekit.report.synthetic import BASE_MS, synthetic_result
 from edgekit.report.table import deploy_table
 
 
 def _result():  # two targets and the host: the widest deploy a nightly prints
-    formats = [f for f in Format if f.runtime.value in ("tflite", "ncnn")]  # the synthetic runtimes
+    formats = list(BASE_MS)  # the formats the synthetic results have figures for (TFLite, ncnn)
     result = synthetic_result(datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0),
                               targets=("pi4", "pi5-emu", "pi5"), formats=formats, threads=(1, 4))
     emu = next(r for r in result.runs if r.target == "pi5-emu")
@@ -44,3 +44,26 @@ def test_deploy_table_fits_and_keeps_every_verdict(width: int) -> None:
     verdicts = len(re.findall(r"\b(ok|MISS)\b", text))
     assert verdicts >= 3 * arts * 2  # a gate verdict on every row of every target (2 thread counts)
     assert "~12.3" in text and "ESTIMATE" in text  # the emulated board's headline
+
+
+def test_runs_show_prints_fidelity_as_one_line_not_a_dict(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    from edgekit.store import open_store
+
+    result = _result()
+    art = result.artifacts[0]
+    art.fidelity.update({"top1_agreement": 0.9972, "top1": 0.9231, "top1_reference": 0.925, "samples": 1000,
+                         "cosine_worst": 0.98701, "outputs": {"scores": {"max_abs": 0.01, "cosine": 0.999}}})
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    with open_store(url) as store:
+        run_id = store.record(result)
+    out = subprocess.run([sys.executable, "-m", "edgekit", "runs", "show", str(run_id), "--store", url],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "{" not in text and "'outputs'" not in text  # no raw Python dict
+    assert "agree 99.7 %" in text and "100 %" not in text  # 99.72 % is never rounded up to 100 %
+    assert "top-1 92.3 % (ONNX 92.5 %)" in text and "(worst input 0.98701)" in text

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli.report import STORE_HELP
+from edgekit.report.figures import fidelity_line
 
 if TYPE_CHECKING:
     from edgekit.results import DeployResult, TargetRun
@@ -126,15 +127,13 @@ def _print_run(run_id: int, result: DeployResult) -> None:
     for col in ("artifact", "size MB", "cached", "convert s", "fidelity", "gates", "status"):
         arts.add_column(col)
     for a in result.artifacts:
-        fidelity = ", ".join(
-            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in a.fidelity.items()
-        )
+        fidelity = fidelity_line(a.fidelity)  # one line, percentages rounded down (never 100 % for 99.7 %)
         arts.add_row(
             a.id,
             f"{a.size_bytes / 1e6:.2f}",
             "yes" if a.cached else "no",
             f"{a.convert_s:.1f}" if a.convert_s is not None else "-",
-            fidelity or "-",
+            fidelity,
             "[green]passed[/]" if a.gates_passed else "[red]failed[/]",
             a.status if a.status == "ok" else f"[red]{a.status}: {a.error}[/]",
         )
