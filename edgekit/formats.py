@@ -17,6 +17,7 @@ class Runtime(str, Enum):
     OPENCV = "opencv"
     MNN = "mnn"
     OPENVINO = "openvino"
+    EXECUTORCH = "executorch"
 
 
 class Precision(str, Enum):
@@ -42,6 +43,8 @@ class Format(str, Enum):
     MNN_INT8 = "mnn-int8"
     OPENVINO_FP32 = "openvino-fp32"
     OPENVINO_INT8 = "openvino-int8"
+    EXECUTORCH_FP32 = "executorch-fp32"
+    EXECUTORCH_INT8 = "executorch-int8"
 
     @property
     def runtime(self) -> Runtime:

@@ -103,7 +103,7 @@ def test_agent_is_standalone_and_python39_compatible() -> None:
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     allowed_third_party = {"numpy", "ncnn", "onnxruntime", "cv2", "MNN",  # runtimes, imported inside their runners
-                           "openvino"}
+                           "openvino", "executorch", "torch"}
     assert "edgekit" not in imported
     assert imported - set(sys.stdlib_module_names) <= allowed_third_party
 

@@ -129,3 +129,18 @@ def test_openvino_converts_the_tiny_recipe_and_runs_here_and_in_the_agent(tmp_pa
         assert agent_name == name == "logits"
         np.testing.assert_allclose(y, host, atol=1e-6)
     assert arts[0].fidelity["cosine"] > 0.9999 and arts[1].fidelity["cosine"] > 0.95
+
+
+@pytest.mark.skipif(importlib.util.find_spec("executorch") is not None, reason="executorch is installed")
+def test_executorch_is_ready_but_says_why_it_cannot_convert(tmp_path: Path) -> None:
+    """No executorch release installs beside the pins: its formats are listed as unavailable here and converting
+    one is a ConversionError naming the conflict, not an ImportError."""
+    from edgekit.convert.executorch import ExecuTorchConverter
+    from edgekit.errors import ConversionError
+    from edgekit.recipe import load_recipe
+
+    spec = spec_for(Format.EXECUTORCH_INT8)
+    assert spec.runtime is Runtime.EXECUTORCH and not spec.converter_available() and spec.host_module() is None
+    recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml")
+    with pytest.raises(ConversionError, match="numpy>=2"):
+        ExecuTorchConverter().convert(tmp_path / "m.onnx", recipe, Format.EXECUTORCH_FP32, tmp_path)

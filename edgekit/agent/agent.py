@@ -61,11 +61,11 @@ FORMAT_RUNTIMES = {"tflite-fp32": "tflite", "tflite-fp16": "tflite", "tflite-dyn
                    "ncnn-fp32": "ncnn", "ncnn-fp16": "ncnn", "ncnn-int8": "ncnn",
                    "onnx-fp32": "onnxruntime", "onnx-int8": "onnxruntime", "opencv-fp32": "opencv",
                    "mnn-fp32": "mnn", "mnn-fp16": "mnn", "mnn-int8": "mnn", "openvino-fp32": "openvino",
-                   "openvino-int8": "openvino"}
+                   "openvino-int8": "openvino", "executorch-fp32": "executorch", "executorch-int8": "executorch"}
 RUNTIME_DISTS = {"numpy": ("numpy",), "ai_edge_litert": ("ai-edge-litert",), "tflite_runtime": ("tflite-runtime",),
                  "ncnn": ("ncnn",), "onnxruntime": ("onnxruntime",),
                  "cv2": ("opencv-python-headless", "opencv-python"), "MNN": ("mnn",),
-                 "openvino": ("openvino",)}
+                 "openvino": ("openvino",), "executorch": ("executorch",)}
 # MNN's runtime precision per artifact precision (edgekit/runtimes/mnn.py PRECISION)
 MNN_PRECISION = {"fp32": "high", "fp16": "low", "int8": "normal"}
 
@@ -583,8 +583,34 @@ class OpenVinoRunner:
                 for k, n in enumerate(self.names)]
 
 
+class ExecuTorchRunner:
+    """An ExecuTorch .pte program (XNNPACK delegate) in ExecuTorch's Python runtime; one invocation is one
+    `Method.execute`. Needs torch beside executorch (its runtime takes torch tensors)."""
+
+    runtime = "executorch"
+
+    def __init__(self, path: str, threads: int) -> None:
+        import torch
+        from executorch.runtime import Runtime
+        self.torch = torch
+        torch.set_num_threads(threads)
+        self.method = Runtime.get().load_program(path).load_method("forward")
+        self.feed: list[Any] = []
+        self._last: list[Any] = []
+
+    def set_input(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float32)
+        self.feed = [self.torch.from_numpy(np.ascontiguousarray(x if x.ndim == 4 else x[None]))]
+
+    def invoke(self) -> None:
+        self._last = list(self.method.execute(self.feed))
+
+    def outputs(self) -> list[tuple[str, np.ndarray]]:
+        return [("output_%d" % k, np.asarray(y, dtype=np.float32)) for k, y in enumerate(self._last)]
+
+
 RUNNERS = {"tflite": TfliteRunner, "ncnn": NcnnRunner, "onnxruntime": OnnxRuntimeRunner, "opencv": OpenCvRunner,
-           "mnn": MnnRunner, "openvino": OpenVinoRunner}
+           "mnn": MnnRunner, "openvino": OpenVinoRunner, "executorch": ExecuTorchRunner}
 
 
 def open_runner(art: dict[str, Any], base: str, threads: int, preference: str) -> Any:

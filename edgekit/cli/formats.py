@@ -39,7 +39,9 @@ def formats_cmd(target: str | None = typer.Option(None, "--target", "-t",
         host_mod = spec.host_module()
         row = [fmt.value, spec.runtime.value, " + ".join(spec.suffixes), packages,
                "yes" if spec.converter_available() else "[red]no[/]", host_mod or "[red]no[/]"]
-        if device is not None:
+        if device is not None and spec.host_only:
+            row.append("host only (a reference, sent to no board)")
+        elif device is not None:
             have = [f"{m} {device[m]}" for m in spec.modules() if device.get(m)]
             note = "" if any(m in listed for m in spec.modules()) else " (not in the target's runtimes)"
             row.append((have[0] + note) if have else "[red]no[/] (edgekit targets setup)")

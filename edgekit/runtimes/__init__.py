@@ -26,7 +26,8 @@ from edgekit.runtimes.base import (
 from edgekit.runtimes.host import _fit_layout, _quantize, run_onnx, run_tflite
 
 RUNTIME_MODULES = ("edgekit.runtimes.tflite", "edgekit.runtimes.ncnn", "edgekit.runtimes.ort",
-                   "edgekit.runtimes.opencv", "edgekit.runtimes.mnn", "edgekit.runtimes.openvino")
+                   "edgekit.runtimes.opencv", "edgekit.runtimes.mnn", "edgekit.runtimes.openvino",
+                   "edgekit.runtimes.executorch")
 
 for _module in RUNTIME_MODULES:
     importlib.import_module(_module)

@@ -60,6 +60,7 @@ class RuntimeSpec(abc.ABC):
     converter: ClassVar[str] = ""  # the module whose Converter subclass makes these formats
     agent_runner: ClassVar[str] = ""  # the runner class in edgekit/agent/agent.py
     host_only: ClassVar[bool] = False  # a host-side reference (OpenVINO): measured on the host, sent to no board
+    converter_needs: ClassVar[tuple[str, ...]] = ()  # modules the converter imports lazily (looked up, not imported)
     registry: ClassVar[dict[Runtime, type[RuntimeSpec]]] = {}
     by_format: ClassVar[dict[Format, type[RuntimeSpec]]] = {}
 
@@ -98,7 +99,7 @@ class RuntimeSpec(abc.ABC):
             importlib.import_module(cls.converter)
         except ImportError:
             return False
-        return True
+        return all(importlib.util.find_spec(m) is not None for m in cls.converter_needs)
 
     @classmethod
     def fp32_format(cls) -> Format:

@@ -32,6 +32,7 @@ class Mnn(RuntimeSpec):
     packages = (DevicePackage("MNN", "mnn", termux=None, pin="3.6.1"),)
     converter = "edgekit.convert.mnn"
     agent_runner = "MnnRunner"
+    converter_needs = ("_tools",)  # MNN's compiled converter and quantization tool
 
     @classmethod
     def run(cls, files: Sequence[Path], inputs: np.ndarray, threads: int = 1) -> Outputs:

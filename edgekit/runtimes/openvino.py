@@ -26,6 +26,7 @@ class OpenVino(RuntimeSpec):
     converter = "edgekit.convert.openvino"
     agent_runner = "OpenVinoRunner"
     host_only = True
+    converter_needs = ("openvino", "nncf")
 
     @classmethod
     def run(cls, files: Sequence[Path], inputs: np.ndarray, threads: int = 1) -> Outputs:
