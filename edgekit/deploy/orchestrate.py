@@ -202,6 +202,8 @@ def _run_targets(plans: list[TargetPlan], arts: list[AgentArtifact], run_id: str
                               progress=say, host_cpu=host_cpu, on_update=lambda _r: writer.write()) for p in plans]
     for session, plan in zip(sessions, plans):
         session.run.benchmark = plan.settings.as_dict()
+        if session.target.name == HOST:
+            session.before_run = partial(_devices_reached, session, [s for s in sessions if s is not session])
     writer.result.runs = [s.run for s in sessions]
     threads = [threading.Thread(target=_guarded, args=(s, sent_to(arts, s.target.name), p.inputs),
                                 name=f"deploy-{s.target.name}",
@@ -237,6 +239,19 @@ def _host_only(artifact: str) -> bool:
         return spec_for(Format(artifact)).host_only
     except ValueError:  # a user's file named as it is, not a format
         return False
+
+
+def _devices_reached(host: TargetSession, devices: list[TargetSession]) -> str | None:
+    """Fail fast: the host waits until every device is connected (or failed); when every device failed before
+    measuring, the host is not measured (its figures are only the reference for the devices')."""
+    for device in devices:
+        while not device.reached.wait(0.5):
+            if host.interrupted:
+                return None
+    failed = [d.target.name for d in devices if d.run.error]
+    if devices and len(failed) == len(devices):
+        return f"every target failed before measuring ({', '.join(failed)}): nothing to compare the host with"
+    return None
 
 
 def _guarded(session: TargetSession, arts: list[AgentArtifact], inputs: Path) -> None:

@@ -11,6 +11,14 @@ interrupted; artifacts never measured are recorded as not run, with the reason.
 The agent writes its result after every measurement. If it dies (a runtime's SIGSEGV, an OOM kill), the
 result names the measurement in progress: that artifact is recorded as failed with the exit status and the
 agent's last words, and the agent is started again for the artifacts not yet measured.
+
+Lost links lose nothing the device measured: the agent also streams each measurement on stdout; when the link
+drops (ConnectionLost) or the device stops answering (DeviceTimeout) while it runs, the session reconnects once
+(bounded by connect_timeout), pulls the result file, stops what is left of the agent and removes the run folder;
+when the device cannot be reached, the streamed measurements are kept. The device's free space is checked before
+the push (DeviceDiskFull: free vs needed bytes), an agent stopped by a full disk is a DeviceDiskFull too, and
+every artifact a failure left unmeasured is recorded as not run, with the reason. The run folder on the device is
+removed after every run that can still reach it, failed ones included (the rest are pruned at a later connect).
 """
 
 from __future__ import annotations
@@ -39,13 +47,15 @@ from edgekit.deploy.request import (
 from edgekit.errors import (
     AgentError,
     ConnectionLost,
+    DeviceDiskFull,
     DeviceTimeout,
     EdgekitError,
     Interrupted,
     RemoteTimeout,
     TransportError,
 )
-from edgekit.results import AgentResult, Measurement, TargetRun
+from edgekit.progress import Measured, Planned
+from edgekit.results import AgentResult, DeviceFacts, Measurement, TargetRun
 from edgekit.target import Target, TransportKind, ensure_device, open_transport
 from edgekit.transport.base import Transport
 
@@ -53,6 +63,8 @@ Progress = Callable[[str], None]
 EXIT_LOCKED = 3
 MAX_RESTARTS = 8
 RUN_GRACE_S = 600.0  # connect, push and pull on top of the agent's timeout_s, for the whole-run deadline
+RESULTS_RESERVE = 2 << 20  # free bytes kept for requests, results and outputs beyond what the push sends
+_STREAM = "EDGEKIT_"  # the agent's stdout lines: EDGEKIT_START {...}, EDGEKIT_MEASUREMENT {...}
 
 
 class HostCpu:
@@ -88,8 +100,11 @@ class TargetSession:
 
     def __init__(self, target: Target, *, run_id: str, local_dir: Path, settings: Settings,
                  progress: Progress | None = None, host_cpu: HostCpu | None = None,
-                 on_update: Callable[[TargetRun], None] | None = None) -> None:
+                 on_update: Callable[[TargetRun], None] | None = None,
+                 before_run: Callable[[], str | None] | None = None) -> None:
         self.target = target
+        self.before_run = before_run or (lambda: None)  # a reason to skip the run stage (deploy's fail-fast)
+        self.reached = threading.Event()  # set once connected (or failed): deploy's host waits for devices
         self.run_id = run_id
         self.run_dir = f"runs/{run_id}-{target.name}"  # one folder per target: two targets may share a device
         self.local_dir = local_dir
@@ -135,17 +150,25 @@ class TargetSession:
                 raise Interrupted("interrupted (Ctrl-C) before connecting", where=self.target.name)
             with self.stage("connect"):
                 getattr(transport, "connect", lambda: None)()
+            self.reached.set()
             with self.stage("push"):
                 self.push(transport, arts, inputs)
+            skip = self.before_run()
+            if skip:
+                self._stage = "run"
+                raise AgentError(f"not measured: {skip}", where=self.target.name)
             with self.host_cpu.hold(exclusive=self.is_host), self.stage("run"):
                 self.run_agents(transport, arts, inputs)
             self.run.status = "ok"
         except (KeyboardInterrupt, Interrupted) as exc:  # Ctrl-C, in this thread (bench) or from deploy's
             self.interrupted = self.run.interrupted = True
             self.fail(f"{self._stage}: {exc or 'interrupted (Ctrl-C)'}")
+            self.record_not_run(arts, "interrupted (Ctrl-C)")
         except EdgekitError as exc:
-            self.fail(f"{self._stage}: {exc}")
+            self.fail(f"{self._stage}: {type(exc).__name__}: {exc}")
+            self.record_not_run(arts, f"{type(exc).__name__} in {self._stage}: {str(exc).splitlines()[0]}")
         finally:
+            self.reached.set()
             watchdog.cancel()
             if transport is not None:
                 self.finish(transport)
@@ -153,11 +176,12 @@ class TargetSession:
 
     def finish(self, transport: Transport) -> None:
         """Pull what was measured (also after a failure), remove the remote run folder, close."""
+        usable = bool(getattr(transport, "usable", True)) and not self.interrupted
         try:
-            if self.run.agent is not None and self.run.agent.measurements and not self.interrupted:
+            if usable and self.run.agent is not None and self.run.agent.measurements:
                 with self.stage("pull"):
                     self.pull_outputs(transport)
-            if self.run.status == "ok":
+            if usable and self._invocations:  # failed runs too: what they measured is pulled
                 with self.stage("cleanup"):
                     transport.run(["rm", "-rf", "--", self.run_dir], timeout=60)
         except EdgekitError as exc:
@@ -188,6 +212,7 @@ class TargetSession:
         sent = skipped = 0
         pairs = [(AGENT_FILE, AGENT_REMOTE), (inputs, inputs_remote(inputs))]
         pairs += [pair for art in arts for pair in art.remote_files()]
+        self.check_space(transport, pairs)
         for local, remote in pairs:
             put = transport.put(local, remote)
             sent += put.bytes_sent
@@ -195,10 +220,28 @@ class TargetSession:
         transport.mkdir(f"{self.run_dir}/outputs")
         self.say(f"{self.target.name}: pushed {len(pairs)} files ({sent / 1e6:.2f} MB sent, {skipped} unchanged)")
 
+    def check_space(self, transport: Transport, pairs: list[tuple[Path, str]]) -> None:
+        """DeviceDiskFull before anything is sent when the work dir cannot hold the upload and the results."""
+        free = transport.free_bytes(".")
+        if free is None:
+            return
+        to_send = transport.bytes_to_send(pairs)
+        needed = to_send + RESULTS_RESERVE
+        if free < needed:
+            raise DeviceDiskFull(
+                f"the device's disk is full: {free / 1e6:.2f} MB free in its work dir, this run needs "
+                f"{needed / 1e6:.2f} MB ({to_send / 1e6:.2f} MB to upload + {RESULTS_RESERVE / 1e6:.2f} MB for "
+                "results); nothing was sent", free=free, needed=needed, where=self.target.name,
+                hint="free space on the device (its work dir's runs/ and artifacts/ are safe to delete), or "
+                     "--set work_dir=PATH on a larger disk")
+
     # -- the agent ---------------------------------------------------------------------------------------
     def run_agents(self, transport: Transport, arts: list[AgentArtifact], inputs: Path) -> None:
         """One agent invocation per (python, TFLite runtime) group; restarted after a crash."""
         groups: dict[tuple[str, str], list[AgentArtifact]] = {}
+        self.say(Planned(self.target.name, [(a.id, t) for a in arts for t in self.settings.threads],
+                         f"{self.target.name}: {len(arts)} artifacts x {len(self.settings.threads)} thread counts "
+                         "to measure"))
         for art in arts:
             runtime = runtime_for(art.format, self.target.runtimes)
             python = self.target.python_for(runtime if runtime != "auto" else "ai_edge_litert")
@@ -228,12 +271,16 @@ class TargetSession:
         argv = [*shlex.split(python), AGENT_REMOTE, request, result]
         timeout = max(1.0, min(self.settings.timeout_s, self._deadline - time.monotonic()))
         try:
-            done = transport.run(argv, timeout=timeout, env=self.counting_env())
-        except (DeviceTimeout, ConnectionLost, Interrupted) as exc:
+            done = transport.run(argv, timeout=timeout, env=self.counting_env(), on_output=self.measured_lines())
+        except Interrupted:
             self.merge(self.fetch(transport, result, n))  # what the device wrote, when the link still works
-            reason = "interrupted (Ctrl-C)" if isinstance(exc, Interrupted) else f"{type(exc).__name__}"
             for art in self.unmeasured(arts):
-                self.record_failed(art, f"not run: {reason}")
+                self.record_failed(art, "not run: interrupted (Ctrl-C)")
+            raise
+        except (DeviceTimeout, ConnectionLost) as exc:
+            self.recover(transport, exc, result, n)
+            for art in self.unmeasured(arts):
+                self.record_failed(art, f"not run: {type(exc).__name__} ({exc.stage or 'run'})")
             raise
         except RemoteTimeout as exc:
             self.merge(self.fetch(transport, result, n))
@@ -245,11 +292,40 @@ class TargetSession:
         self.merge(part)
         if done.ok and part is not None and part.finished_at:
             return []
+        if "No space left on device" in done.stderr:  # restarting cannot help: name it, record the rest
+            free = transport.free_bytes(".")
+            raise DeviceDiskFull(f"the device's disk filled up while the agent ran ({_tail(done.stderr, 1)}); "
+                                 f"{'?' if free is None else f'{free / 1e6:.2f}'} MB free now", free=free,
+                                 where=self.target.name, hint="free space on the device, or --set work_dir=PATH")
         if part is not None and part.error:
             raise AgentError(part.error, where=self.target.name,
                              hint="wait for the other benchmark, or remove a stale lock holder" if
                              done.exit_status == EXIT_LOCKED else None)
         return self.after_crash(arts, part, done.exit_status, done.stderr)
+
+    def measured_lines(self) -> Callable[[str], None]:
+        """Reads the agent's stdout as it arrives and says each measurement it streams (the live progress
+        counts them and estimates the time left from them)."""
+        pending = [""]
+
+        def feed(text: str) -> None:
+            *lines, pending[0] = (pending[0] + text).split("\n")
+            for line in lines:
+                kind, _, body = line.partition(" ")
+                if kind != "EDGEKIT_MEASUREMENT":  # as agent.stream() writes it
+                    continue
+                try:
+                    m = json.loads(body)
+                    artifact, threads, status = str(m["artifact"]), int(m["threads"]), str(m["status"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                p50 = m.get("p50_ms")
+                figure = (f", p50 {p50:.4g} ms{' (emulated wall time)' if self.target.emulated else ''}"
+                          if isinstance(p50, (int, float)) else "")
+                self.say(Measured(self.target.name, artifact, threads, status,
+                                  f"{self.target.name}: {artifact} x{threads} {status}{figure}"))
+
+        return feed
 
     def after_crash(self, arts: list[AgentArtifact], part: AgentResult | None, status: int,
                     stderr: str) -> list[AgentArtifact]:
@@ -267,6 +343,53 @@ class TargetSession:
             if art.id == crashed:
                 self.record_failed(art, f"crashed while measuring ({part.in_progress}): {why}")
         return [a for a in self.unmeasured(arts) if a.id != crashed]
+
+    def recover(self, transport: Transport, exc: TransportError, remote_result: str, n: int) -> None:
+        """After a lost link: reconnect once, pull what the device wrote, stop what is left of the agent; when
+        the device cannot be reached, keep the measurements the agent streamed before the link went."""
+        reconnect = getattr(transport, "reconnect", None)
+        if reconnect is not None and not self.interrupted and reconnect():
+            self.say(f"{self.target.name}: reconnected after {type(exc).__name__}; pulling what was measured")
+            pgid = getattr(exc, "pgid", None)
+            if pgid:
+                transport.kill_group(pgid)  # type: ignore[attr-defined]
+            part = self.fetch(transport, remote_result, n)
+            if part is not None:
+                self.merge(part)
+                return
+        self.merge(self.streamed(getattr(exc, "stdout", "") or ""))
+
+    def streamed(self, stdout: str) -> AgentResult | None:
+        """The measurements the agent printed (one JSON line each) before the link dropped."""
+        start: dict[str, Any] | None = None
+        measured: list[Measurement] = []
+        for line in stdout.splitlines():
+            kind, _, body = line.partition(" ")
+            try:
+                if kind == f"{_STREAM}START":
+                    start = json.loads(body)
+                elif kind == f"{_STREAM}MEASUREMENT":
+                    measured.append(Measurement.model_validate(json.loads(body)))
+            except (ValueError, ValidationError):
+                continue  # a line cut by the drop
+        if start is None:
+            return None
+        try:
+            facts = DeviceFacts.model_validate(start.get("facts_before"))
+        except ValidationError:
+            return None
+        kept = [m.model_copy(update={"outputs_file": None}) for m in measured]  # outputs stayed on the device
+        self.say(f"{self.target.name}: the device cannot be reached; kept {len(kept)} streamed measurements")
+        return AgentResult(started_at=str(start.get("started_at", "")), facts_before=facts, measurements=kept)
+
+    def record_not_run(self, arts: list[AgentArtifact], why: str) -> None:
+        """Every artifact a failure left unmeasured, recorded as not run with the reason (when the agent ran;
+        before it, the target's error says why nothing ran)."""
+        if self.run.agent is None:
+            self.run.error = f"{self.run.error}; not run: {', '.join(a.id for a in arts)}"
+        for art in self.unmeasured(arts):
+            self.record_failed(art, f"not run: {why}")
+        self.on_update(self.run)
 
     def counting_env(self) -> dict[str, str] | None:
         """For an emulated target with `counting: true`: the device's python wrapper runs the plugin-capable

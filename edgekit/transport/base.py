@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +52,10 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def run(self, argv: list[str], *, timeout: float, cwd: str | None = None,
-            env: dict[str, str] | None = None) -> RunResult:
+            env: dict[str, str] | None = None, on_output: Callable[[str], None] | None = None) -> RunResult:
         """Run argv (each element shell-quoted) and return its exit status and output. On timeout the
-        remote process is killed and RemoteTimeout raised."""
+        remote process is killed and RemoteTimeout raised. `on_output` gets stdout text as it arrives (as
+        soon as the transport can deliver it: live over SSH, at the end locally), for progress."""
 
     @abc.abstractmethod
     def mkdir(self, remote: str) -> None:
@@ -61,3 +63,11 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def free_bytes(self, remote: str = ".") -> int | None:
+        """Bytes free for this user where `remote` would be written; None when the device cannot say."""
+        return None
+
+    def bytes_to_send(self, pairs: list[tuple[Path, str]]) -> int:
+        """Bytes that `put` of each (local, remote) pair would send (files the device lacks or holds different)."""
+        return sum(Path(local).stat().st_size for local, _remote in pairs)

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edgekit.errors import Interrupted, RemoteTimeout, TransportError
@@ -72,11 +73,23 @@ class LocalTransport(Transport):
             tmp.replace(local)
         return local
 
+    def free_bytes(self, remote: str = ".") -> int | None:
+        path = self._abs(remote)
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        return shutil.disk_usage(path).free
+
+    def bytes_to_send(self, pairs: list[tuple[Path, str]]) -> int:
+        def same(local: Path, dest: Path) -> bool:
+            return dest.is_file() and dest.stat().st_size == local.stat().st_size and sha256_file(dest) == sha256_file(local)
+
+        return sum(Path(local).stat().st_size for local, remote in pairs if not same(Path(local), self._abs(remote)))
+
     def mkdir(self, remote: str) -> None:
         self._abs(remote).mkdir(parents=True, exist_ok=True)
 
     def run(self, argv: list[str], *, timeout: float, cwd: str | None = None,
-            env: dict[str, str] | None = None) -> RunResult:
+            env: dict[str, str] | None = None, on_output: Callable[[str], None] | None = None) -> RunResult:
         command = " ".join(shlex.quote(str(a)) for a in argv)
         where = self._abs(cwd) if cwd else Path(self.work_dir)
         start = time.monotonic()
@@ -95,6 +108,8 @@ class LocalTransport(Transport):
             stopped.stdout, stopped.stderr, stopped.pgid = (  # type: ignore[attr-defined]
                 out.decode(errors="replace"), err.decode(errors="replace"), proc.pid)
             raise stopped from None
+        if on_output is not None:  # at the end: the host's runs are short
+            on_output(out.decode(errors="replace"))
         return RunResult(command, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
                          time.monotonic() - start)
 

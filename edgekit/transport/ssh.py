@@ -187,6 +187,7 @@ class SshTransport(Transport):
             self.connect()
         except TransportError:
             self.close()
+            self._severed = "connection lost; the device could not be reached again"
             return False
         return True
 
@@ -237,6 +238,8 @@ class SshTransport(Transport):
             if isinstance(exc, TimeoutError):
                 self.sever(f"no answer within {self.target.io_timeout:g} s to {what}")
                 raise self._dead_error(what) from None
+            if isinstance(exc, OSError) and self._link_alive():
+                raise  # the device answered with an error (an SFTP status: no such file, disk full): not the link
             self.sever(f"connection lost during {what}")
             raise ConnectionLost(f"the connection dropped during {what}: {exc or type(exc).__name__}",
                                  stage=what, where=self.address,
@@ -382,7 +385,7 @@ class SshTransport(Transport):
 
     # -- commands ----------------------------------------------------------------------------------
     def run(self, argv: list[str], *, timeout: float, cwd: str | None = None,
-            env: dict[str, str] | None = None) -> RunResult:
+            env: dict[str, str] | None = None, on_output: Callable[[str], None] | None = None) -> RunResult:
         self.connect()
         command = " ".join(shlex.quote(str(a)) for a in argv)
         assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in _checked_env(env).items())
@@ -398,7 +401,8 @@ class SshTransport(Transport):
         try:
             with self._deadline(f"`{argv[0]}`", timeout + 2 * self.target.io_timeout + 60):
                 out, err, timed_out = _collect(chan, start + timeout, self._probe, self._interrupt.is_set,
-                                               probe_every=self.target.io_timeout / 2, out=out, err=err)
+                                               probe_every=self.target.io_timeout / 2, out=out, err=err,
+                                               on_out=on_output)
         except KeyboardInterrupt:  # Ctrl-C in this thread (edgekit bench): stop the remote command too
             self._interrupt.set()
         except TransportError as failed:  # the link failed: keep what the command printed, and its process group
@@ -427,6 +431,10 @@ class SshTransport(Transport):
         status = chan.recv_exit_status()
         chan.close()
         return RunResult(command, status, out.decode(errors="replace"), err_text, time.monotonic() - start)
+
+    def _link_alive(self) -> bool:
+        transport = self._client.get_transport() if self._client is not None else None
+        return bool(transport is not None and transport.is_active() and transport.saved_exception is None)
 
     def _link_dropped(self, chan: paramiko.Channel) -> bool:
         """The channel ended without an exit status because the connection itself is gone."""
@@ -499,7 +507,8 @@ def _checked_env(env: dict[str, str] | None) -> dict[str, str]:
 
 def _collect(chan: paramiko.Channel, deadline: float, probe: Callable[[], None] | None = None,
              stop: Callable[[], bool] | None = None, probe_every: float = 10.0, out: bytearray | None = None,
-             err: bytearray | None = None) -> tuple[bytearray, bytearray, bool]:
+             err: bytearray | None = None, on_out: Callable[[str], None] | None = None,
+             ) -> tuple[bytearray, bytearray, bool]:
     """Read stdout/stderr until the command exits and its streams close, or the deadline passes (or `stop()`).
     After `probe_every` seconds without a byte, `probe()` checks the device still answers (raises if not).
     `out`/`err` collect into the caller's buffers (kept when Ctrl-C interrupts the read)."""
@@ -510,7 +519,10 @@ def _collect(chan: paramiko.Channel, deadline: float, probe: Callable[[], None] 
         if stop is not None and stop():
             return out, err, False
         while chan.recv_ready():
-            out += chan.recv(65536)
+            chunk = chan.recv(65536)
+            out += chunk
+            if on_out is not None:
+                on_out(chunk.decode(errors="replace"))  # the agent's lines are ASCII JSON
             heard = time.monotonic()
         while chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)

@@ -1,0 +1,250 @@
+"""A full device disk and a dropped link, against the real pi4-emu (sshd + qemu): the device's work dir is a small
+tmpfs (this machine is the emulated device's file system), the link is cut by killing the device's session sshd by
+pid. Each ends in a named error within a bounded time; what the device measured is kept, every artifact not run is
+recorded with the reason, nothing is left running or half-written on the device."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from edgekit.convert.base import Artifact
+from edgekit.deploy import DeployOptions, deploy
+from edgekit.formats import Format
+from edgekit.recipe import load_recipe
+from edgekit.results import DeployResult, TargetRun
+from edgekit.target import load_target
+
+pytestmark = pytest.mark.integration
+TINY = Path(__file__).resolve().parents[2] / "recipes" / "tiny.yaml"
+FORMATS = (Format.TFLITE_FP32, Format.NCNN_FP32)
+
+
+@pytest.fixture(scope="module")
+def tiny_artifacts() -> list[Artifact]:
+    from edgekit.convert.pipeline import convert_recipe
+
+    return convert_recipe(load_recipe(TINY), FORMATS, keep_going=True)
+
+
+@pytest.fixture()
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MB tmpfs: room for the tiny recipe's push, not for much more."""
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def run_deploy(pi4_emu: object, work_dir: Path, arts: list[Artifact], **options: object) -> tuple[DeployResult, float]:
+    target = load_target("pi4-emu", [f"work_dir={work_dir}", "io_timeout=3", "connect_timeout=3"])
+    opts = DeployOptions(host=False, repeat=1, warmup=0, threads=(1,), samples=2, **options)  # type: ignore[arg-type]
+    start = time.monotonic()
+    result = deploy(load_recipe(TINY), [target], opts, artifacts=arts)
+    return result, time.monotonic() - start
+
+
+def the_run(result: DeployResult) -> TargetRun:
+    (run,) = [r for r in result.runs if r.target == "pi4-emu"]
+    return run
+
+
+def fill(path: Path) -> None:
+    """Fill the file system holding `path` to the last byte."""
+    with (path / "filler.bin").open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+
+
+def agent_processes(work_dir: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if "agent.py" in " ".join(proc.info["cmdline"] or []) and proc.cwd() == str(work_dir):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def session_sshd(proc: psutil.Process, master: int) -> psutil.Process | None:
+    """The per-connection sshd above `proc` (the child of the device's sshd master)."""
+    for parent in proc.parents():
+        if parent.ppid() == master:
+            return parent
+    return None
+
+
+def when(condition: object, timeout: float = 240.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def measured_on_device(work_dir: Path) -> bool:
+    import json
+
+    for result in work_dir.glob("runs/*/result-0.json"):
+        try:
+            if json.loads(result.read_text())["measurements"]:
+                return True
+        except (ValueError, KeyError, OSError):
+            continue
+    return False
+
+
+def device_master() -> int:
+    from edgekit.emu.runner import running_state
+
+    state = running_state("pi4-emu")
+    assert state is not None
+    return state.sshd_pid
+
+
+# -- disk full ------------------------------------------------------------------------------------------------
+def test_a_full_disk_is_named_before_the_upload_and_nothing_is_sent(pi4_emu, tiny_artifacts, tmpfs) -> None:
+    fill(tmpfs)
+    filler = tmpfs / "filler.bin"
+    os.truncate(filler, filler.stat().st_size - (1 << 20))  # 1 MB free
+    result, seconds = run_deploy(pi4_emu, tmpfs, tiny_artifacts)
+    run = the_run(result)
+    assert run.status == "failed" and "push: DeviceDiskFull" in (run.error or ""), run.error
+    assert "MB free" in (run.error or "") and "needs" in (run.error or "")
+    assert "not run: tflite-fp32, ncnn-fp32" in (run.error or "")
+    assert not (tmpfs / "agent.py").exists() and not list(tmpfs.rglob(".*.edgekit-*"))  # nothing half-written
+    assert seconds < 60 and not result.ok
+
+
+def test_a_disk_filling_mid_run_records_every_artifact(pi4_emu, tiny_artifacts, tmpfs) -> None:
+    filler = threading.Thread(target=lambda: when(lambda: measured_on_device(tmpfs)) and fill(tmpfs))
+    filler.start()
+    result, seconds = run_deploy(pi4_emu, tmpfs, tiny_artifacts)
+    filler.join()
+    run = the_run(result)
+    assert run.status == "failed" and "DeviceDiskFull" in (run.error or ""), run.error
+    assert run.agent is not None
+    recorded = {(m.artifact, m.threads): m for m in run.agent.measurements}
+    assert set(recorded) == {(f.value, 1) for f in FORMATS}, recorded  # each artifact measured or said why not
+    assert all(m.status == "ok" or "No space left" in (m.error or "") or "DeviceDiskFull" in (m.error or "")
+               for m in recorded.values()), [m.error for m in recorded.values()]
+    assert seconds < 300, seconds
+    print(run.error, [m.error for m in recorded.values()])
+    (tmpfs / "filler.bin").unlink()
+    again, _ = run_deploy(pi4_emu, tmpfs, tiny_artifacts)  # space freed: the same deploy runs
+    assert the_run(again).status == "ok", the_run(again).error
+
+
+# -- lost links ---------------------------------------------------------------------------------------------
+def test_a_link_dropped_mid_run_keeps_what_the_device_measured(pi4_emu, tiny_artifacts, tmp_path) -> None:
+    work = tmp_path / "device"
+    master = device_master()
+    killed: list[int] = []
+
+    def drop() -> None:
+        if not when(lambda: measured_on_device(work)):
+            return
+        for proc in agent_processes(work):
+            sshd = session_sshd(proc, master)
+            if sshd is not None:
+                os.kill(sshd.pid, signal.SIGKILL)
+                killed.append(sshd.pid)
+                return
+
+    dropper = threading.Thread(target=drop)
+    dropper.start()
+    result, seconds = run_deploy(pi4_emu, work, tiny_artifacts)
+    dropper.join()
+    assert killed, "the agent was never seen running"
+    run = the_run(result)
+    assert run.status == "failed" and "run: ConnectionLost" in (run.error or ""), run.error
+    assert run.agent is not None
+    got = {m.artifact: m for m in run.agent.measurements}
+    assert got["tflite-fp32"].status == "ok" and got["tflite-fp32"].samples_ms  # pulled back on reconnect
+    assert got["ncnn-fp32"].status == "failed" and "not run: ConnectionLost" in (got["ncnn-fp32"].error or "")
+    assert (Path(run.result_dir or "") / (got["tflite-fp32"].outputs_file or "-")).is_file()  # outputs too
+    assert when(lambda: not agent_processes(work), 15)  # the agent died with its session
+    assert not list((work / "runs").iterdir())  # the failed run's folder was cleaned after reconnecting
+    assert seconds < 240
+
+
+def test_a_link_dropped_with_the_device_unreachable_keeps_the_streamed_measurements(
+        pi4_emu, tiny_artifacts, tmp_path) -> None:
+    work = tmp_path / "device"
+    master = device_master()
+    stopped: list[int] = []
+
+    def drop() -> None:
+        if not when(lambda: measured_on_device(work)):
+            return
+        for proc in agent_processes(work):
+            sshd = session_sshd(proc, master)
+            if sshd is not None:
+                os.kill(master, signal.SIGSTOP)  # no new connection is answered (resumed in the finally below)
+                stopped.append(master)
+                os.kill(sshd.pid, signal.SIGKILL)
+                return
+
+    dropper = threading.Thread(target=drop)
+    dropper.start()
+    try:
+        result, seconds = run_deploy(pi4_emu, work, tiny_artifacts)
+    finally:
+        dropper.join()
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    assert stopped, "the agent was never seen running"
+    run = the_run(result)
+    assert run.status == "failed" and "ConnectionLost" in (run.error or ""), run.error
+    got = {m.artifact: m for m in run.agent.measurements} if run.agent else {}
+    assert got["tflite-fp32"].status == "ok" and got["tflite-fp32"].p50_ms  # streamed before the drop
+    assert got["ncnn-fp32"].status == "failed"
+    assert when(lambda: not agent_processes(work), 15)
+    assert seconds < 240
+
+
+def test_a_partial_upload_is_removed_at_the_next_connect(pi4_emu, tmp_path) -> None:
+    from edgekit.target import open_transport
+
+    target = load_target("pi4-emu", [f"work_dir={tmp_path / 'device'}", "io_timeout=3"])
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(64 << 20))
+    master = device_master()
+    with open_transport(target) as transport:
+        transport.connect()
+
+        def drop() -> None:
+            when(lambda: list((tmp_path / "device").glob(".big.bin.edgekit-*")), 60)
+            ours = transport._client.get_transport().sock.getsockname()[1]  # type: ignore[attr-defined]
+            for child in psutil.Process(master).children():
+                if any(c.raddr and c.raddr.port == ours for c in child.connections()):
+                    os.kill(child.pid, signal.SIGKILL)  # this connection's sshd only: other sessions go on
+
+        threading.Thread(target=drop).start()
+        from edgekit.errors import ConnectionLost, DeviceTimeout
+
+        with pytest.raises((ConnectionLost, DeviceTimeout)):
+            transport.put(big, "big.bin")
+        assert list((tmp_path / "device").glob(".big.bin.edgekit-*"))  # left by the drop
+        assert transport.reconnect()  # type: ignore[attr-defined]
+    assert not list((tmp_path / "device").glob(".big.bin.edgekit-*"))  # removed at the next connect
+    assert not (tmp_path / "device" / "big.bin").exists()
