@@ -749,13 +749,6 @@ def save_outputs(runner: Any, inputs: np.ndarray, outdir: str, art_id: str, thre
     keys = _unique_keys(names)
     rel = "%s/%s.t%d.npz" % (outdir, re.sub(r"[^A-Za-z0-9_.-]", "_", art_id), threads)
     path = _resolve(base, rel)
-def stream(kind: str, obj: dict[str, Any]) -> None:
-    """One line on stdout per event (`EDGEKIT_START {...}`, `EDGEKIT_MEASUREMENT {...}`): the host keeps what
-    was measured even when the link drops before it can pull the result file."""
-    sys.stdout.write("EDGEKIT_%s %s\n" % (kind, json.dumps(obj, separators=(",", ":"))))
-    sys.stdout.flush()
-
-
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "wb") as handle:
         np.savez(handle, **dict(zip(keys, arrays)))
@@ -772,7 +765,6 @@ def _unique_keys(names: list[str]) -> list[str]:
         keys.append(key if key not in keys else "%s_%d" % (key, i))
     return keys
 
-    stream("START", {"started_at": result["started_at"], "facts_before": result["facts_before"]})
 
 # --- request, lock, result ------------------------------------------------------------------------------------
 def _resolve(base: str, path: str) -> str:
@@ -809,11 +801,17 @@ def device_lock(path: str, timeout_s: float) -> Iterator[None]:
                                        % (path, holder, timeout_s), EXIT_LOCKED) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
-            stream("MEASUREMENT", m)
         os.pwrite(fd, ("pid %d since %s\n" % (os.getpid(), now())).encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def stream(kind: str, obj: dict[str, Any]) -> None:
+    """One line on stdout per event (`EDGEKIT_START {...}`, `EDGEKIT_MEASUREMENT {...}`): the host keeps what
+    was measured even when the link drops before it can pull the result file."""
+    sys.stdout.write("EDGEKIT_%s %s\n" % (kind, json.dumps(obj, separators=(",", ":"))))
+    sys.stdout.flush()
 
 
 def write_json(path: str, obj: dict[str, Any]) -> None:
@@ -832,6 +830,7 @@ def run(request_path: str, result_path: str) -> int:
     result: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "started_at": now(), "facts_before": device_facts(),
                               "measurements": [], "request": req}
     write_json(result_path, result)
+    stream("START", {"started_at": result["started_at"], "facts_before": result["facts_before"]})
     lock = _resolve(base, req.get("lock_file") or ".edgekit.lock")
     try:
         with device_lock(lock, float(req.get("lock_timeout_s", 600))):
@@ -868,6 +867,7 @@ def run_all(req: dict[str, Any], base: str, result: dict[str, Any], result_path:
             m = measure(art, int(threads), req, inputs, base, outdir, insn)
             result["measurements"].append(m)
             result["in_progress"] = None
+            stream("MEASUREMENT", m)
             write_json(result_path, result)
             log("%s threads=%d %s p50=%s ms" % (art["id"], threads, m["status"], m.get("p50_ms")))
 

@@ -227,6 +227,19 @@ def _run_targets(plans: list[TargetPlan], arts: list[AgentArtifact], run_id: str
     return [s.run for s in sessions]
 
 
+def _devices_reached(host: TargetSession, devices: list[TargetSession]) -> str | None:
+    """Fail fast: the host waits until every device is connected (or failed); when every device failed before
+    measuring, the host is not measured (its figures are only the reference for the devices')."""
+    for device in devices:
+        while not device.reached.wait(0.5):
+            if host.interrupted:
+                return None
+    failed = [d.target.name for d in devices if d.run.error]
+    if devices and len(failed) == len(devices):
+        return f"every target failed before measuring ({', '.join(failed)}): nothing to compare the host with"
+    return None
+
+
 def sent_to(arts: list[AgentArtifact], target: str) -> list[AgentArtifact]:
     """The artifacts a target measures: a host-only runtime's (OpenVINO) on the host alone."""
     return [a for a in arts if target == HOST or not _host_only(a.format.value)]
@@ -239,19 +252,6 @@ def _host_only(artifact: str) -> bool:
         return spec_for(Format(artifact)).host_only
     except ValueError:  # a user's file named as it is, not a format
         return False
-
-
-def _devices_reached(host: TargetSession, devices: list[TargetSession]) -> str | None:
-    """Fail fast: the host waits until every device is connected (or failed); when every device failed before
-    measuring, the host is not measured (its figures are only the reference for the devices')."""
-    for device in devices:
-        while not device.reached.wait(0.5):
-            if host.interrupted:
-                return None
-    failed = [d.target.name for d in devices if d.run.error]
-    if devices and len(failed) == len(devices):
-        return f"every target failed before measuring ({', '.join(failed)}): nothing to compare the host with"
-    return None
 
 
 def _guarded(session: TargetSession, arts: list[AgentArtifact], inputs: Path) -> None:
