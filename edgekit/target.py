@@ -2,7 +2,7 @@
 it never holds a secret (keys are referenced by path).
 
 Precedence, lowest first: the target file < the user's ~/.ssh/config entry for `host` (HostName, User, Port,
-IdentityFile: the user's own truth about that host beats the repo's shared template) < the environment
+IdentityFile, ProxyJump, ProxyCommand, UserKnownHostsFile: the user's own truth about that host beats the repo's shared template) < the environment
 (`EDGEKIT_TARGET_<NAME>_<FIELD>`, NAME upper-cased with `-` as `_`, nested fields with `__`, e.g.
 `EDGEKIT_TARGET_PI4_HOST=10.0.0.7`, `EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING=true`) < command-line
 `--set field=value` (`--set emulated.counting=true`). Values are read as YAML scalars (`2222`, `true`).
@@ -78,6 +78,8 @@ class Target(BaseModel):
     key: Path | None = None  # private key file (path only)
     known_hosts: Path = Path("~/.ssh/known_hosts")
     accept_new: bool = False  # trust (and record) a host key never seen before; a changed key is never accepted
+    proxy_jump: str | None = None  # "[user@]host[:port][,...]" as `ssh -J`: a bastion (or a chain) in front
+    proxy_command: str | None = None  # as ssh's ProxyCommand (%h %p %r): its stdin/stdout is the connection
     connect_timeout: float = Field(10.0, gt=0)
     io_timeout: float = Field(20.0, gt=0)  # a device silent this long on one operation is frozen (DeviceTimeout)
     work_dir: str = "~/edgekit"
@@ -294,9 +296,26 @@ def _apply_ssh_config(target: Target, explicit: dict[str, Any], path: Path | Non
             update["port"] = int(entry["port"])
         if entry.get("identityfile") and "key" not in explicit:
             update["key"] = Path(entry["identityfile"][0])
+        if entry.get("userknownhostsfile") and "known_hosts" not in explicit:
+            update["known_hosts"] = Path(entry["userknownhostsfile"].split()[0])
+        if entry.get("proxycommand") and "proxy_command" not in explicit and entry["proxycommand"] != "none":
+            update["proxy_command"] = entry["proxycommand"]
+        if entry.get("proxyjump") and "proxy_jump" not in explicit and entry["proxyjump"] != "none":
+            config = paramiko.SSHConfig.from_path(str(cfg_path))
+            update["proxy_jump"] = ",".join(_resolve_hop(config, hop) for hop in entry["proxyjump"].split(","))
     if not (update.get("user") or target.user):
         update["user"] = getpass.getuser()
     return target.model_copy(update=update)
+
+
+def _resolve_hop(config: Any, hop: str) -> str:
+    """One ProxyJump hop `[user@]alias[:port]` resolved through the ssh config (HostName, User, Port)."""
+    user, _, rest = hop.strip().rpartition("@")
+    host, _, port = rest.partition(":")
+    entry = config.lookup(host)
+    user = user or entry.get("user") or ""
+    port = port or entry.get("port") or "22"
+    return f"{user + '@' if user else ''}{entry.get('hostname', host)}:{port}"
 
 
 def _apply_device_state(target: Target, explicit: dict[str, Any]) -> Target:

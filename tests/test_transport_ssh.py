@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,81 @@ def test_sha256_falls_back_to_the_device_python(pi4_transport, small_file, scrat
     command = "PATH=/nonexistent; " + pi4_transport._sha_cmd(put.remote)
     res = pi4_transport.run(["sh", "-c", command], timeout=60)
     assert res.ok and res.stdout.strip() == put.sha256, res.stderr
+
+
+# -- ssh config: ProxyJump (chains), ProxyCommand, UserKnownHostsFile, through a second sshd as the jump host -----
+@pytest.fixture()
+def jump_host(pi4_emu, tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """A second OpenSSH server on 127.0.0.1 (TCP forwarding allowed) taking pi4-emu's client key, started as
+    `edgekit emu up` starts a device's; yields its port and its known_hosts line."""
+    from edgekit.emu import layout
+
+    dev = layout.device_dir("pi4-emu")
+    key = tmp_path / "jump_host_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    port = _free_port()
+    config = tmp_path / "jump_sshd_config"
+    config.write_text(f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {key}\nAuthorizedKeysFile {dev.authorized_keys}\n"
+                      f"PidFile {tmp_path / 'jump.pid'}\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
+                      "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
+                      "StrictModes no\nAllowTcpForwarding yes\nLogLevel ERROR\n")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(tmp_path / "jump.log")])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    if s.recv(64).startswith(b"SSH-"):
+                        break
+            except OSError:
+                time.sleep(0.05)
+        kind, blob = key.with_suffix(".pub").read_text().split()[:2]
+        yield port, f"[127.0.0.1]:{port} {kind} {blob}\n"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _through_jump(pi4_emu, tmp_path: Path, jump_line: str, entry: str) -> object:
+    """The `pi4` target (a real board's file) reaching pi4-emu's sshd by an ssh config alias."""
+    known = tmp_path / "user_known_hosts"
+    known.write_text(pi4_emu.known_hosts.read_text() + jump_line)
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host lab-pi\n  HostName 127.0.0.1\n  Port {pi4_emu.port}\n  User {pi4_emu.user}\n"
+                      f"  IdentityFile {pi4_emu.key}\n  UserKnownHostsFile {known}\n{entry}")
+    return load_target("pi4", {"host": "lab-pi", "connect_timeout": "5", "work_dir": str(tmp_path / "w")},
+                       ssh_config=config)
+
+
+@pytest.mark.integration
+def test_proxyjump_chains_from_the_ssh_config_are_honoured(pi4_emu, jump_host, tmp_path: Path) -> None:
+    port, line = jump_host
+    target = _through_jump(pi4_emu, tmp_path, line, f"  ProxyJump bastion,{pi4_emu.user}@bastion\n"
+                           f"Host bastion\n  HostName 127.0.0.1\n  Port {port}\n")
+    assert target.proxy_jump == f"127.0.0.1:{port},{pi4_emu.user}@127.0.0.1:{port}"  # hops resolved by the config
+    assert str(target.known_hosts) == str(tmp_path / "user_known_hosts")  # UserKnownHostsFile
+    with open_transport(target) as transport:
+        assert transport.run(["echo", "through"], timeout=30).stdout == "through\n"
+        assert len(transport._jumps) == 2  # type: ignore[attr-defined]
+    unknown_jump = _through_jump(pi4_emu, tmp_path, "", f"  ProxyJump 127.0.0.1:{port}\n")
+    with pytest.raises(HostKeyError, match="jump host"):  # every hop's key is checked
+        open_transport(unknown_jump).connect()
+
+
+@pytest.mark.integration
+def test_proxycommand_is_honoured_and_a_dead_jump_host_is_named(pi4_emu, jump_host, tmp_path: Path) -> None:
+    port, line = jump_host
+    known = tmp_path / "jump_known"
+    known.write_text(line)
+    command = (f"ssh -q -i {pi4_emu.key} -o BatchMode=yes -o UserKnownHostsFile={known} -p {port} "
+               f"-W %h:%p {pi4_emu.user}@127.0.0.1")
+    target = _through_jump(pi4_emu, tmp_path, "", f"  ProxyCommand {command}\n")
+    assert target.proxy_command and f"-W 127.0.0.1:{pi4_emu.port}" in target.proxy_command
+    with open_transport(target) as transport:
+        assert transport.run(["echo", "piped"], timeout=30).stdout == "piped\n"
+        assert type(transport._client.get_transport().sock).__name__ == "ProxyCommand"  # type: ignore[attr-defined]
+    jumped = _through_jump(pi4_emu, tmp_path, line, f"  ProxyJump 127.0.0.1:{port}\n")
+    dead = jumped.model_copy(update={"proxy_jump": f"127.0.0.1:{_free_port()}"})  # nothing listens there
+    with pytest.raises(ConnectError, match="jump host"):
+        open_transport(dead).connect()

@@ -101,6 +101,7 @@ class SshTransport(Transport):
         self._severed: str | None = None  # why the link was cut (a watchdog, the run deadline, Ctrl-C)
         self._interrupt = threading.Event()
         self._partials: set[str] = set()  # this connection's unfinished uploads: removed at the next connect
+        self._jumps: list[paramiko.SSHClient] = []  # ProxyJump hosts, first to last
 
     # -- connection -------------------------------------------------------------------------------
     @property
@@ -121,9 +122,14 @@ class SshTransport(Transport):
             raise KeyFileError(f"key file not found: {key}", where=f"target {t.name}, field `key`",
                                hint="--set key=PATH (a private key file), or remove `key` to use ssh-agent")
         try:
-            client.connect(t.host or "", port=t.port, username=t.user, key_filename=key,
+            sock = self._proxy(client, key)
+            client.connect(t.host or "", port=t.port, username=t.user, key_filename=key, sock=sock,
                            look_for_keys=key is None, allow_agent=key is None, timeout=t.connect_timeout,
                            banner_timeout=t.connect_timeout, auth_timeout=t.connect_timeout)
+        except TransportError:
+            client.close()
+            self._close_jumps()
+            raise
         except paramiko.BadHostKeyException as exc:
             client.close()
             raise HostKeyError(
@@ -160,6 +166,56 @@ class SshTransport(Transport):
         self._exec_simple(self._prune_script())
         self._partials.clear()
         return self
+
+    def _proxy(self, client: paramiko.SSHClient, key: str | None) -> paramiko.Channel | paramiko.ProxyCommand | None:
+        """The socket to reach the device through: ProxyCommand's pipe, or a `direct-tcpip` channel through the
+        last ProxyJump host (each hop reached through the one before, host keys checked like the device's)."""
+        t = self.target
+        if t.proxy_command:
+            command = t.proxy_command.replace("%h", t.host or "").replace("%p", str(t.port)).replace("%r", t.user or "")
+            try:
+                return paramiko.ProxyCommand(command)
+            except (OSError, paramiko.SSHException) as exc:
+                raise ConnectError(f"ProxyCommand failed to start: {exc}", where=self.address) from None
+        if not t.proxy_jump:
+            return None
+        for user, host, port in [_parse_hop(h) for h in t.proxy_jump.split(",") if h.strip()]:
+            where = f"jump host {host}:{port}"
+            jump = paramiko.SSHClient()
+            jump.set_missing_host_key_policy(client._policy)
+            jump._host_keys = client.get_host_keys()  # the same known_hosts: every hop's key is checked
+            try:
+                jump.connect(host, port=port, username=user or t.user, key_filename=key, sock=self._hop_sock(host, port),
+                             look_for_keys=key is None, allow_agent=key is None, timeout=t.connect_timeout,
+                             banner_timeout=t.connect_timeout, auth_timeout=t.connect_timeout)
+            except paramiko.BadHostKeyException:
+                jump.close()
+                raise HostKeyError(f"host key CHANGED for {where}; refusing to connect", where=self.address) from None
+            except (paramiko.SSHException, OSError) as exc:
+                jump.close()
+                if "not found in known_hosts" in str(exc):
+                    raise HostKeyError(f"unknown host key of {where} (not in {t.known_hosts})", where=self.address,
+                                       hint=f"ssh-keyscan -p {port} {host} >> {t.known_hosts}") from None
+                raise ConnectError(f"cannot reach {where}: {exc or type(exc).__name__}", where=self.address,
+                                   hint="check the ProxyJump host (`proxy_jump`, or ProxyJump in ~/.ssh/config)") from None
+            self._jumps.append(jump)
+        return self._hop_sock(t.host or "", t.port)
+
+    def _hop_sock(self, host: str, port: int) -> paramiko.Channel | None:
+        """A `direct-tcpip` channel to host:port through the last jump host (None: connect directly)."""
+        if not self._jumps:
+            return None
+        try:
+            return self._jumps[-1].get_transport().open_channel(
+                "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=self.target.connect_timeout)
+        except (paramiko.SSHException, OSError) as exc:
+            raise ConnectError(f"the jump host could not open a channel to {host}:{port}: {exc}",
+                               where=self.address, hint="does the jump host allow TCP forwarding?") from None
+
+    def _close_jumps(self) -> None:
+        for jump in reversed(self._jumps):
+            jump.close()
+        self._jumps = []
 
     def _prune_script(self) -> str:
         """Leftovers of earlier runs: partial uploads older than an hour (never a concurrent run's; this
@@ -209,7 +265,10 @@ class SshTransport(Transport):
         sock = getattr(transport, "sock", None)
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                if hasattr(sock, "shutdown"):
+                    sock.shutdown(socket.SHUT_RDWR)
+                else:  # a ProxyCommand pipe
+                    sock.close()
             except OSError:
                 pass
 
@@ -267,6 +326,7 @@ class SshTransport(Transport):
         if self._client is not None:
             self._client.close()
             self._client = None
+        self._close_jumps()
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
@@ -492,6 +552,13 @@ _DISK_HINT = ("free space on the device (old runs under the work dir's runs/ and
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
+
+
+def _parse_hop(hop: str) -> tuple[str | None, str, int]:
+    """`[user@]host[:port]` of a ProxyJump hop."""
+    user, _, rest = hop.strip().rpartition("@")
+    host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
+    return user or None, host, int(port) if port.isdigit() else 22
 
 
 def _quoted_command(command: str) -> str:
