@@ -33,6 +33,8 @@ class NightlyOutcome:
     report: Report | None = None
     written: list[Path] = field(default_factory=list)
     never_measured: dict[str, str] = field(default_factory=dict)  # target -> tonight's error, if any
+    lab: Any = None  # edgekit.lab.spread.SpreadOutcome when lab targets were spread over their places
+    lab_lines: list[str] = field(default_factory=list)  # per board and board type, slow boards flagged
 
     @property
     def exit_code(self) -> int:
@@ -77,7 +79,10 @@ def run_nightly(
     outcome = NightlyOutcome()
     names: list[str] = []
     with open_store(store_url) as store:
-        for path in recipe_files(recipes):
+        files = recipe_files(recipes)
+        if deploy_fn is None and _has_lab(targets):  # every free matching place at once (docs/lab.md)
+            deploy, targets = _lab_spread(files, targets, outcome, log)
+        for path in files:
             log(f"deploying {path.name} to {', '.join(targets)}")
             try:
                 result = deploy(path, targets)
@@ -90,6 +95,12 @@ def run_nightly(
             names.append(result.recipe)
             log(f"{path.name}: recorded as run {outcome.run_ids[str(path)]}")
         outcome.never_measured = _never_measured(store, targets, list(outcome.run_ids.values()))
+        if outcome.lab is not None:
+            from edgekit.lab.spread import board_lines
+
+            outcome.lab_lines = board_lines(store, outcome.lab)
+            for line in outcome.lab_lines:
+                log(line)
         for target, why in outcome.never_measured.items():
             log(f"{target}: has never produced a measurement" + (f" (tonight: {why})" if why else ""))
         if names:
@@ -99,6 +110,32 @@ def run_nightly(
     if outcome.report is not None:
         outcome.written = write(outcome.report, html=html, markdown=markdown)
     return outcome
+
+
+def _has_lab(targets: Sequence[str]) -> bool:
+    from edgekit.lab.spread import is_lab
+
+    return is_lab(targets)
+
+
+def _lab_spread(files: list[Path], targets: Sequence[str], outcome: NightlyOutcome,
+                log: Log) -> tuple[DeployFn, list[str]]:
+    """Run the matrix now, spread over the lab's free places; the loop then records what each recipe got.
+    Lab targets are replaced by the places they ran on (the report and the never-measured check are per board)."""
+    from edgekit.lab.spread import spread
+
+    done = outcome.lab = spread(files, targets, log)
+
+    def tonight(path: Path, _targets: Sequence[str]) -> DeployResult:
+        found = done.results.get(path)
+        if isinstance(found, Exception):
+            raise found
+        if found is None:
+            raise EdgekitError("no board ran this recipe", where=str(path))
+        return found
+
+    boards = [t for name in targets for t in ([b for b, k in done.board_type.items() if k == name] or [name])]
+    return tonight, boards
 
 
 def _never_measured(store: Any, targets: Sequence[str], tonight: list[int]) -> dict[str, str]:

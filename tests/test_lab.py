@@ -36,7 +36,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_rig.Rig]:
     targets.mkdir()
     (targets / "lab.yaml").write_text(
         f"# the team's lab defaults: lab:TAG=VALUE targets start from these\nlab: {{coordinator: '{started.coordinator}', "
-        f"wait_s: 60}}\nkey: {started.client_key}\naccept_new: true\nruntimes: [ai_edge_litert, ncnn]\n")
+        f"wait_s: 60}}\nkey: {started.client_key}\naccept_new: true\nruntimes: [ai_edge_litert, ncnn]\n"
+        "benchmark_cap: {threads: [1], repeat: 2, warmup: 0, samples: 2}\n")
     (targets / "lab-strict.yaml").write_text(
         f"lab: {{coordinator: '{started.coordinator}', tags: {{board: pi4}}}}\nkey: {started.client_key}\n")
     old = os.environ.get("EDGEKIT_TARGETS_DIR")
@@ -208,3 +209,59 @@ def test_ctrl_c_while_waiting_releases_nothing_it_did_not_take(rig: lab_rig.Rig,
     other.kill()
     other.communicate(timeout=30)
     assert wait_free(rig, "pi5-a") < 5.0
+
+
+def test_nightly_spreads_the_matrix_over_every_free_place(rig: lab_rig.Rig, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+    from edgekit.nightly import run_nightly
+
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    text = TINY.read_text().replace("formats: [tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, ncnn-fp32, "
+                                    "ncnn-fp16, ncnn-int8]", "formats: [tflite-fp32, ncnn-fp32]")
+    for name in ("tiny-a", "tiny-b"):
+        (recipes / f"{name}.yaml").write_text(text.replace("name: tiny\n", f"name: {name}\n"))
+    store = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+    said: list[str] = []
+    outcome = run_nightly([recipes], ["lab:board=pi4"], store_url=store, log=said.append)
+    done = outcome.lab
+    assert done is not None and not outcome.failures, outcome.failures
+    assert done.board_type == {"pi4-a": "lab:board=pi4", "pi4-b": "lab:board=pi4"}  # every free pi4
+    assert sorted(j for b in ("pi4-a", "pi4-b") for j in done.jobs.get(b, [])) == ["tiny-a.yaml", "tiny-b.yaml"]
+    assert done.deploy_s < sum(done.board_seconds.values())  # the boards worked at the same time
+    assert all(h is None for h in holders(rig).values())  # every place given back
+    from edgekit.store import open_store
+
+    with open_store(store) as st:
+        stored = st.load_many(outcome.run_ids.values())
+    boards = {r.target for result in stored.values() for r in result.runs}
+    assert boards <= {"pi4-a", "pi4-b"} and boards
+    assert any(line.startswith("lab: 2 board(s)") for line in outcome.lab_lines)
+    assert any("lab:board=pi4: 2 board(s)" in line for line in outcome.lab_lines)
+    listing = CliRunner().invoke(app, ["lab", "--store", store], terminal_width=200)
+    assert listing.exit_code == 0, listing.output
+    for place in ("pi4-a", "pi4-b", "pi5-a"):
+        assert place in listing.output
+    assert "free" in listing.output and "Cortex" in listing.output
+
+
+def test_a_board_slower_than_its_siblings_is_flagged_with_clocks_and_temperature() -> None:
+    from edgekit.lab.boards import board_spread
+    from edgekit.results import AgentResult, CpuFreq, DeployResult, DeviceFacts, Measurement, TargetRun
+
+    def run(board: str, ms: float, temp: float) -> TargetRun:
+        facts = DeviceFacts(machine="aarch64", cpu_model="Cortex-A72", cores=4, python="3.11", temperature_c=temp,
+                            freqs=[CpuFreq(cpu=0, governor="ondemand", cur_khz=600000, max_khz=1800000)])
+        m = Measurement(artifact="tflite-fp32", format="tflite-fp32", runtime="ai_edge_litert", threads=1,
+                        status="ok", samples_ms=[ms, ms * 1.01, ms * 0.99])
+        return TargetRun(target=board, kind="ssh", emulated=False, status="ok",
+                         agent=AgentResult(started_at="t", facts_before=facts, measurements=[m]))
+
+    result = DeployResult(recipe="tiny", recipe_path="tiny.yaml", recipe_sha256="0", started_at="t",
+                          runs=[run("pi4-a", 10.0, 50), run("pi4-b", 10.4, 52), run("pi4-c", 13.0, 81)])
+    found = board_spread([result], dict.fromkeys(("pi4-a", "pi4-b", "pi4-c"), "board=pi4"))
+    assert [s.board for s in found.slow] == ["pi4-c"]
+    line = found.slow[0].line()
+    assert "27 % slower" in line and "ondemand 600-600 MHz (max 1800 MHz)" in line and "81 °C" in line

@@ -77,6 +77,7 @@ def _register_all() -> None:
         emu,
         estimate,
         formats,
+        lab,
         nightly,
         profile,
         report,
@@ -85,7 +86,7 @@ def _register_all() -> None:
     )
 
     for module in (convert, deploy, bench, emu, targets, formats, runs, report, nightly, analyze, estimate,
-                   profile):
+                   profile, lab):
         module.register(app)
 
 

@@ -1,0 +1,127 @@
+"""`edgekit lab`: the places of a labgrid lab, their tags, who holds them, and each board's facts from its last
+stored run; `edgekit lab release PLACE` gives back a place a dead edgekit left acquired."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgekit.cli.report import STORE_HELP
+
+lab_app = typer.Typer(
+    help="A team's boards shared through a labgrid coordinator: list places, holders and last-run facts.\n\n"
+    "Example: edgekit lab --target lab-pi4   (or --coordinator labgrid.lab:20408)",
+    invoke_without_command=True,
+)
+console = Console()
+
+
+def _coordinator(coordinator: str | None, target: str | None) -> str:
+    from edgekit.lab.spec import LabSpec
+    from edgekit.target import load_target
+
+    if coordinator:
+        return coordinator
+    if target:
+        spec = load_target(target).lab
+        if spec is None:
+            from edgekit.errors import TargetError
+
+            raise TargetError(f"{target} is not a lab target (no lab: block)", where="--target")
+        return spec.address()
+    from edgekit.target import list_target_names
+
+    if "lab" in list_target_names():
+        lab = load_target("lab").lab
+        if lab is not None:
+            return lab.address()
+    return LabSpec().address()
+
+
+@lab_app.callback()
+def lab_cmd(
+    ctx: typer.Context,
+    coordinator: str | None = typer.Option(None, "--coordinator", "-x", help="HOST[:PORT] (default: the target's, "
+                                           "the `lab` target file's, $LG_COORDINATOR, else 127.0.0.1:20408)"),
+    target: str | None = typer.Option(None, "--target", "-t", help="a lab target (file or lab:TAG=VALUE): its "
+                                      "coordinator, and only the places it would take"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+) -> None:
+    """List the lab's places: tags, who holds each (an edgekit that is gone is marked stale), its SSH service,
+    and the board's facts from its last run in the store (CPU, clocks, temperature).
+
+    Example: edgekit lab --target lab:board=pi4
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from edgekit.lab.boards import last_facts
+    from edgekit.lab.client import LabClient, holder_text
+    from edgekit.store import open_store
+    from edgekit.target import load_target
+
+    address = _coordinator(coordinator, target)
+    places = LabClient(address).places()
+    spec = load_target(target).lab if target else None
+    if spec is not None:
+        places = [p for p in places if (not spec.place or p.name == spec.place)
+                  and all({**p.tags, "name": p.name}.get(k) == v for k, v in spec.tags.items())]
+    table = Table(title=f"lab at {address}" + (f" ({spec.wanted()})" if spec else ""))
+    for column in ("place", "tags", "held by", "ssh", "last run"):
+        table.add_column(column)
+    with open_store(store) as st:
+        for p in places:
+            svc = p.service
+            facts = last_facts(st, p.name)
+            held = holder_text(p) if p.holder else "[green]free[/]"
+            if p.holder and _is_stale(p):
+                held += " [red]STALE: that edgekit is gone[/] (edgekit lab release " + p.name + ")"
+            table.add_row(p.name, " ".join(f"{k}={v}" for k, v in p.tags.items()), held,
+                          f"{svc.username}@{svc.address}:{svc.port}" if svc else "[red]no NetworkService[/]",
+                          facts.summary() if facts else "-")
+    console.print(table)
+
+
+def _is_stale(place: object) -> bool:
+    import socket
+
+    from edgekit.lab.client import HOLDER
+    from edgekit.lab.helper import process_start
+
+    m = HOLDER.match(getattr(place, "holder", None) or "")
+    return m is not None and m["host"] == socket.gethostname() and process_start(int(m["pid"])) != int(m["start"])
+
+
+@lab_app.command("release")
+def release_cmd(
+    place: str = typer.Argument(..., help="the place to give back"),
+    coordinator: str | None = typer.Option(None, "--coordinator", "-x", help="HOST[:PORT]"),
+    kick: bool = typer.Option(False, "--kick", help="release it whoever holds it (tell them first)"),
+) -> None:
+    """Give back a place held by an edgekit that is gone (this host: checked; another host: pass --kick).
+
+    Example: edgekit lab release pi4-03
+    """
+    from edgekit.errors import UsageError
+    from edgekit.lab.client import LabClient, holder_text
+
+    client = LabClient(_coordinator(coordinator, None))
+    found = next((p for p in client.places() if p.name == place), None)
+    if found is None:
+        raise UsageError(f"no place {place!r}", where=client.coordinator, hint="edgekit lab lists the places")
+    if found.holder is None:
+        console.print(f"{place} is free", highlight=False)
+        return
+    if kick:
+        console.print(f"{place}: released (was held by {holder_text(found)})", highlight=False)
+        client.kick(place)
+        return
+    if not _is_stale(found):
+        raise UsageError(f"{place} is held by {holder_text(found)}, which is not a dead edgekit of this host",
+                         where=client.coordinator, hint=f"ask them, or: edgekit lab release {place} --kick")
+    client.release_from(place, found.holder)
+    console.print(f"{place}: released (its edgekit, pid {found.edgekit_pid}, is gone)", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lab_app, name="lab")
