@@ -68,9 +68,12 @@ def bench_cmd(
                         threads=parse_threads(threads) or (1,), timeout_s=timeout)
     folder = runs_dir() / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     inputs = _inputs(art, input_path, shape, folder)
-    session = TargetSession(tgt, run_id=folder.name, local_dir=folder / tgt.name, settings=settings,
-                            progress=lambda m: console.print(f"[dim]{m}[/]", highlight=False))
-    run = session.execute([art], inputs)
+    from edgekit.progress import live_progress
+
+    with live_progress(console, f"bench {artifact.name}") as progress:  # measured / planned, elapsed, ETA
+        session = TargetSession(tgt, run_id=folder.name, local_dir=folder / tgt.name, settings=settings,
+                                progress=progress)
+        run = session.execute([art], inputs)
     if run.agent is not None:
         console.print(bench_table(run.agent, run.target))
     if json_path:

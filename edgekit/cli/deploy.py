@@ -81,12 +81,10 @@ def deploy_cmd(
     options = DeployOptions(threads=parse_threads(threads), repeat=repeat, warmup=warmup, samples=samples,
                             formats=tuple(fmt) if fmt else None, host=not no_host, keep_going=keep_going,
                             json_path=json_path, target_overrides=tuple(set_ or ()))
-    start = time.perf_counter()
-    with console.status(f"{loaded.name}: starting") as status:
-        def progress(message: str) -> None:
-            status.update(f"{loaded.name}: {message}")
-            console.print(f"[dim]{time.perf_counter() - start:7.1f} s  {message}[/]", highlight=False)
+    from edgekit.progress import live_progress
 
+    start = time.perf_counter()
+    with live_progress(console, loaded.name) as progress:  # per target: measured / planned, elapsed, ETA
         try:
             result = deploy(loaded, list(target or []), options, progress)
         except Interrupted as exc:  # Ctrl-C while measuring: keep and record what was measured, exit 130
