@@ -136,6 +136,23 @@ def routes_for_deploy(result: DeployResult, threads: int = 1) -> list[Route]:
 def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int = 1) -> Route:
     """Candidates of one target run: its measurements at `threads`, gated by the conversion's gates
     (`host_gates`, artifact id -> passed) and by this target's own comparison with the original model."""
+    basis, counting, candidates = candidates_for_run(run, host_gates, threads)
+    if run.emulated and not counting:
+        # emulated wall time is no device latency: name no route rather than a misleading one
+        return Route(target=run.target, basis=basis, threads=threads, artifact=None,
+                     rejected={c.artifact: "emulated without instruction counts" for c in candidates})
+    route = recommend(run.target, candidates, basis, threads)
+    if basis is Basis.ESTIMATE_MS and route.artifact is not None:
+        est = run.estimates.get(f"{route.artifact} x{threads}") or {}
+        if est.get("interval_calibrated") is False:
+            route.caveats.append(f"the estimate of {route.artifact} is not calibrated for its runtime (interval "
+                                 f"{est.get('low_ms', 0):.3g}-{est.get('high_ms', 0):.3g} ms): confirm on the board")
+    return route
+
+
+def candidates_for_run(run: TargetRun, host_gates: dict[str, bool],
+                       threads: int = 1) -> tuple[Basis, bool, list[Candidate]]:
+    """The basis of one target run's figures, whether it was counted, and its candidates at `threads`."""
     measurements = [m for m in (run.agent.measurements if run.agent else []) if m.threads == threads]
     counting = run.emulated and any(m.instructions_per_invoke for m in measurements)
     estimates = {m.artifact: e["estimate_ms"] for m in measurements
@@ -154,17 +171,7 @@ def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int = 1)
             failures += ("conversion gates failed",)
         candidates.append(Candidate(m.artifact, float(value) if value else None, passed,
                                     comp.cosine if comp else None, _drops(comp), failures))
-    if run.emulated and not counting:
-        # emulated wall time is no device latency: name no route rather than a misleading one
-        return Route(target=run.target, basis=basis, threads=threads, artifact=None,
-                     rejected={c.artifact: "emulated without instruction counts" for c in candidates})
-    route = recommend(run.target, candidates, basis, threads)
-    if basis is Basis.ESTIMATE_MS and route.artifact is not None:
-        est = run.estimates.get(f"{route.artifact} x{threads}") or {}
-        if est.get("interval_calibrated") is False:
-            route.caveats.append(f"the estimate of {route.artifact} is not calibrated for its runtime (interval "
-                                 f"{est.get('low_ms', 0):.3g}-{est.get('high_ms', 0):.3g} ms): confirm on the board")
-    return route
+    return basis, counting, candidates
 
 
 def _drops(comp: Comparison | None) -> dict[str, float]:

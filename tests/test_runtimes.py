@@ -144,3 +144,49 @@ def test_executorch_is_ready_but_says_why_it_cannot_convert(tmp_path: Path) -> N
     recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml")
     with pytest.raises(ConversionError, match="numpy>=2"):
         ExecuTorchConverter().convert(tmp_path / "m.onnx", recipe, Format.EXECUTORCH_FP32, tmp_path)
+
+
+def test_runtimes_ranked_per_target_host_beside_arm() -> None:
+    """Each runtime's fastest gated format per target; the host's fastest runtime looked up on each ARM target.
+    (Synthetic results: the real deploys in tests/test_mnn.py and tests/test_deploy.py feed the same code.)"""
+    from edgekit.results import (
+        AgentResult,
+        ArtifactInfo,
+        Comparison,
+        DeployResult,
+        DeviceFacts,
+        Measurement,
+        TargetRun,
+    )
+    from edgekit.runtimes.ranking import rank_runtimes, runtime_html, runtime_table, verdicts
+
+    def run(target: str, emulated: bool, figures: dict[str, float], failed: tuple[str, ...] = ()) -> TargetRun:
+        ms = [Measurement(artifact=a, format=a, runtime="x", threads=1, status="ok", p50_ms=v,
+                          instructions_per_invoke=int(v * 1e6) if emulated else None) for a, v in figures.items()]
+        comps = [Comparison(artifact=a, target=target, reference="onnx", max_abs_error=0.1, mean_abs_error=0.01,
+                            cosine=0.99, gates_passed=a not in failed) for a in figures]
+        facts = DeviceFacts(machine="aarch64", cores=4, python="3.11", emulated=emulated)
+        return TargetRun(target=target, kind="ssh", emulated=emulated, status="ok", comparisons=comps,
+                         agent=AgentResult(started_at="t", facts_before=facts, measurements=ms))
+
+    arts = ["onnx-fp32", "onnx-int8", "ncnn-fp32", "ncnn-int8", "mnn-fp32"]
+    result = DeployResult(recipe="r", recipe_path="r.yaml", recipe_sha256="0", started_at="t",
+                          artifacts=[ArtifactInfo(id=a, format=a, files=[], size_bytes=1, sha256="0", status="ok",
+                                                  gates_passed=True) for a in arts],
+                          runs=[run("pi4-emu", True, {"onnx-fp32": 9, "onnx-int8": 8, "ncnn-fp32": 5, "ncnn-int8": 3,
+                                                      "mnn-fp32": 4}, failed=("ncnn-int8",)),
+                                run("host", False, {"onnx-fp32": 2, "onnx-int8": 1, "ncnn-fp32": 3, "ncnn-int8": 2.5,
+                                                    "mnn-fp32": 1.5})])
+    host, pi4 = rank_runtimes(result)
+    assert host.target == "host" and host.basis.value == "p50-ms-measured"
+    assert [(e.runtime, e.artifact, e.rank) for e in host.entries] == [
+        ("onnxruntime", "onnx-int8", 1), ("mnn", "mnn-fp32", 2), ("ncnn", "ncnn-int8", 3)]
+    assert pi4.basis.value == "instructions-emulated"  # counted, no board estimate: instructions, not wall time
+    assert [(e.runtime, e.artifact) for e in pi4.entries] == [("mnn", "mnn-fp32"), ("ncnn", "ncnn-fp32"),
+                                                                ("onnxruntime", "onnx-int8")]  # ncnn-int8 gated out
+    (line,) = verdicts([host, pi4])
+    assert "onnxruntime (onnx-int8) on pi4-emu: ranked 3 of 3; fastest there: mnn (mnn-fp32)" in line
+    table = runtime_table(result)
+    assert table is not None and [c.header for c in table.columns][:2] == ["runtime", "host\np50 ms"]
+    html = runtime_html(result)
+    assert "1. onnx-int8 1" in html and "ranked 3 of 3" in html

@@ -94,6 +94,11 @@ def _recipe(view: RecipeView) -> str:
         "<h3>Route to ship, per target</h3>",
         _routes(view),
     ]
+    from edgekit.runtimes.ranking import runtime_html  # each runtime's best within the gates, host vs ARM
+
+    if ranking := runtime_html(latest, view.targets):
+        at = parts.index("<h3>Route to ship, per target</h3>")
+        parts[at:at] = [f"<h3>Runtimes compared (run #{view.latest.id}): host vs ARM</h3>", ranking]
     parts += _plots(view)
     parts += ["<h3>Device facts</h3>", _facts(view), "</section>"]
     return "\n".join(parts)

@@ -55,6 +55,9 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
                 table.add_row(art.id, str(threads),
                               *_target_cells(run, art.id, threads, verbose, art.fidelity.get("samples")))
         parts.append(table)
+    from edgekit.runtimes.ranking import runtime_table  # the runtimes side by side (a deploy of several)
+
+    parts += [t for t in (runtime_table(result),) if t is not None]
     parts.append(Text(_caption(result, runs), style="dim"))
     return Group(*parts)
 
@@ -106,7 +109,9 @@ def route_lines(result: DeployResult) -> list[str]:
         fields["basis"] = Basis(fields["basis"])
         route = Route(**fields)
         lines.append(f"route {route.summary()} [{route.basis.label}]")
-    return lines
+    from edgekit.runtimes.ranking import rank_runtimes, verdicts
+
+    return lines + [f"runtimes: {v}" for v in verdicts(rank_runtimes(result))]
 
 
 def bench_table(agent: AgentResult, target: str) -> Table:

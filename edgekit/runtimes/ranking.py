@@ -1,0 +1,150 @@
+"""Runtimes compared: per target, each runtime's fastest format within the recipe's gates, the runtimes ranked,
+and the host's ranking beside each ARM target's (does the host's fastest runtime stay fastest on the A72, the
+A76?). Built from a DeployResult with the route's own candidates (edgekit.route), so a figure means what the
+route's does: measured p50 on the host and real boards, the board estimate on pi4-emu/pi5-emu, the instruction
+count on phone-emu; never an emulated wall time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html import escape
+
+from rich.table import Table
+
+from edgekit.formats import Format
+from edgekit.results import DeployResult
+from edgekit.route import Basis, candidates_for_run, recommend
+
+HOST = "host"
+EMU_HTML = '<span class="emu">emulated</span>'  # the report's own label of an emulated target
+
+
+@dataclass
+class RuntimeEntry:
+    """One runtime on one target: its fastest artifact within the gates (None: none ran within them)."""
+
+    runtime: str
+    artifact: str | None
+    value: float | None
+    rank: int | None = None
+    why: str = ""  # when no artifact: why (gates failed, did not run)
+
+
+@dataclass
+class TargetRanking:
+    target: str
+    basis: Basis
+    emulated: bool
+    entries: list[RuntimeEntry] = field(default_factory=list)  # ranked first, then the runtimes without a route
+    uncalibrated: list[str] = field(default_factory=list)  # artifacts whose estimate is not calibrated
+
+    def rank_of(self, runtime: str) -> int | None:
+        return next((e.rank for e in self.entries if e.runtime == runtime), None)
+
+    @property
+    def fastest(self) -> RuntimeEntry | None:
+        return next((e for e in self.entries if e.rank == 1), None)
+
+
+def rank_runtimes(result: DeployResult, threads: int = 1) -> list[TargetRanking]:
+    """One ranking per target run (the host first), at `threads`; emulated runs without counts are left out
+    (their wall times rank nothing)."""
+    host_gates = {a.id: a.gates_passed and a.status == "ok" for a in result.artifacts}
+    rankings = []
+    for run in sorted(result.runs, key=lambda r: r.target != HOST):
+        basis, counting, candidates = candidates_for_run(run, host_gates, threads)
+        if run.emulated and not counting:
+            continue
+        by_runtime: dict[str, list] = {}
+        for c in candidates:
+            by_runtime.setdefault(_runtime(c.artifact), []).append(c)
+        ranking = TargetRanking(run.target, basis, run.emulated)
+        for runtime, cands in by_runtime.items():
+            best = recommend(run.target, cands, basis, threads)
+            why = "" if best.artifact else ("gates failed" if any(c.value for c in cands) else "did not run")
+            ranking.entries.append(RuntimeEntry(runtime, best.artifact, best.value, why=why))
+        ranked = sorted((e for e in ranking.entries if e.artifact), key=lambda e: (e.value, e.runtime))
+        for k, e in enumerate(ranked, 1):
+            e.rank = k
+        ranking.entries = ranked + [e for e in ranking.entries if not e.artifact]
+        if basis is Basis.ESTIMATE_MS:
+            ranking.uncalibrated = [e.artifact for e in ranked if e.artifact and
+                                    (run.estimates.get(f"{e.artifact} x{threads}") or {}).get(
+                                        "interval_calibrated") is False]
+        rankings.append(ranking)
+    return rankings
+
+
+def verdicts(rankings: list[TargetRanking]) -> list[str]:
+    """'host's fastest runtime onnxruntime is 3rd of 5 on pi4-emu (fastest there: ncnn)', per ARM target."""
+    host = next((r for r in rankings if r.target == HOST), None)
+    if host is None or host.fastest is None:
+        return []
+    lines = []
+    for r in rankings:
+        if r is host or r.fastest is None:
+            continue
+        rank = r.rank_of(host.fastest.runtime)
+        ranked = sum(1 for e in r.entries if e.rank)
+        where = f"ranked {rank} of {ranked}" if rank else "not within the gates"
+        same = "stays fastest" if rank == 1 else f"{where}; fastest there: {r.fastest.runtime} ({r.fastest.artifact})"
+        note = " (by uncalibrated estimates: confirm on the board)" if r.uncalibrated else ""
+        lines.append(f"host's fastest runtime {host.fastest.runtime} ({host.fastest.artifact}) on {r.target}: "
+                     f"{same}{note}")
+    return lines
+
+
+def runtime_table(result: DeployResult, threads: int = 1) -> Table | None:
+    """Rows: runtimes; columns: the host, then each target; a cell: rank, the runtime's fastest format within
+    the gates and its figure. None when the deploy has a single runtime (nothing to compare)."""
+    rankings = rank_runtimes(result, threads)
+    runtimes = list(dict.fromkeys(e.runtime for r in rankings for e in r.entries))
+    if len(runtimes) < 2:
+        return None
+    table = Table(title=f"{result.recipe}: runtimes, fastest format within the gates (threads={threads})",
+                  title_justify="left", header_style="bold")
+    table.add_column("runtime", no_wrap=True)
+    for r in rankings:
+        table.add_column(f"{r.target}\n{_unit(r.basis)}", overflow="fold", min_width=9)
+    for runtime in runtimes:
+        table.add_row(runtime, *(_cell(r, runtime) for r in rankings))
+    return table
+
+
+def runtime_html(result: DeployResult, targets: list[str] | None = None, threads: int = 1) -> str:
+    """The same comparison as an HTML table with the verdict lines under it ('' with a single runtime)."""
+    rankings = [r for r in rank_runtimes(result, threads) if not targets or r.target in targets or r.target == HOST]
+    runtimes = list(dict.fromkeys(e.runtime for r in rankings for e in r.entries))
+    if len(runtimes) < 2:
+        return ""
+    head = "<tr><th class=l>runtime</th>" + "".join(
+        f"<th>{escape(r.target)}{EMU_HTML if r.emulated else ''}<br><span class=muted>{escape(_unit(r.basis))}"
+        "</span></th>" for r in rankings)
+    rows = "".join(f"<tr><td class=l>{escape(rt)}</td>"
+                   + "".join(f"<td>{escape(_cell(r, rt))}</td>" for r in rankings) + "</tr>" for rt in runtimes)
+    notes = "".join(f"<li>{escape(line)}</li>" for line in verdicts(rankings))
+    return f"<table>{head}</tr>{rows}</table>" + (f"<ul>{notes}</ul>" if notes else "")
+
+
+def _cell(ranking: TargetRanking, runtime: str) -> str:
+    entry = next((e for e in ranking.entries if e.runtime == runtime), None)
+    if entry is None:
+        return "-"
+    if entry.artifact is None or entry.value is None:
+        return entry.why or "-"
+    figure = (f"{entry.value / 1e6:.1f}M" if ranking.basis is Basis.INSTRUCTIONS else f"{entry.value:.3g}")
+    mark = "*" if entry.artifact in ranking.uncalibrated else ""
+    return f"{entry.rank}. {entry.artifact} {figure}{mark}"
+
+
+def _unit(basis: Basis) -> str:
+    return {Basis.P50_MS: "p50 ms", Basis.ESTIMATE_MS: "ESTIMATE ms (*uncalibrated)",
+            Basis.INSTRUCTIONS: "insn/invoke"}[basis]
+
+
+def _runtime(artifact: str) -> str:
+    try:
+        return Format(artifact).runtime.value
+    except ValueError:  # a user's file named as it is
+        return artifact
