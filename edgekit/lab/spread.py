@@ -24,6 +24,7 @@ from typing import Any
 from edgekit.convert.base import Artifact
 from edgekit.lab.acquire import place_target
 from edgekit.lab.client import LabClient, Lease
+from edgekit.lab.errors import LabError
 from edgekit.lab.spec import is_inline
 from edgekit.recipe import Recipe
 from edgekit.results import DeployResult
@@ -46,6 +47,7 @@ class SpreadOutcome:
     jobs: dict[str, list[str]] = field(default_factory=dict)  # place -> recipes it ran
     acquire_s: dict[str, float] = field(default_factory=dict)  # lab target -> seconds to acquire its places
     release_s: dict[str, float] = field(default_factory=dict)  # place -> seconds the coordinator took to release
+    unavailable: dict[str, str] = field(default_factory=dict)  # lab target -> why it got no place tonight
     convert_s: float = 0.0
     deploy_s: float = 0.0  # wall time from the first board starting to the last one finishing
     wall_s: float = 0.0  # everything: acquiring, converting, deploying, releasing
@@ -142,7 +144,13 @@ def _acquire(targets: Sequence[str], log: Log, outcome: SpreadOutcome,
         client = LabClient(template.lab.address())
         log(f"lab: acquiring every free place with {template.lab.wanted()} (at least one, up to "
             f"{template.lab.wait_s:.0f} s)")
-        lease = client.hold(template.lab, count=0, say=log)
+        try:
+            lease = client.hold(template.lab, count=0, say=log)
+        except LabError as exc:  # this board type gets no place tonight; the others go on
+            outcome.unavailable[name] = str(exc)
+            log(f"lab: {name}: no place tonight: {exc}")
+            del queues[name]
+            continue
         leases.append(lease)
         outcome.acquire_s[name] = lease.acquire_s
         log(f"lab: {name}: acquired {', '.join(p.name for p in lease.places)} in {lease.acquire_s:.2f} s")
@@ -184,9 +192,11 @@ def board_lines(store: Any, done: SpreadOutcome, history: int = 14) -> list[str]
     from edgekit.lab.boards import SLOW_RATIO, board_spread, last_facts
 
     busy = sum(done.board_seconds.values())
+    unavailable = [f"  {name}: NO PLACE tonight: {why.splitlines()[0]}" for name, why in done.unavailable.items()]
     lines = [f"lab: {len(done.boards)} board(s); wall {done.wall_s:.0f} s (conversions {done.convert_s:.0f} s, "
              f"deploys {done.deploy_s:.0f} s); board-seconds {busy:.0f} s "
-             f"({busy / done.deploy_s if done.deploy_s else 0:.2f} boards busy on average while deploying)"]
+             f"({busy / done.deploy_s if done.deploy_s else 0:.2f} boards busy on average while deploying)",
+             *unavailable]
     for board, kind in done.board_type.items():
         facts = last_facts(store, board)
         lines.append(f"  {board} ({kind}): {len(done.jobs.get(board, []))} recipe(s) in "
