@@ -1,6 +1,9 @@
-"""Where edgekit keeps its per-user state: the artifact cache, emulated devices, the results store.
+"""Where edgekit finds its files and keeps its per-user state (the artifact cache, emulated devices, the
+results store).
 
-`EDGEKIT_HOME` overrides the default per-user data directory (tests point it at a temporary folder).
+`EDGEKIT_HOME` overrides the default per-user data directory (tests point it at a temporary folder). Nothing
+here assumes a source checkout: the example targets are package data, and what only a checkout has
+(constraints.txt, .venv-lab) is looked up through `source_checkout()`, which is None in an installed wheel.
 """
 
 from __future__ import annotations
@@ -10,7 +13,27 @@ from pathlib import Path
 
 import platformdirs
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The example targets (pi4, pi5, phone, the emulated ones, local): the repository's top-level targets/, which
+# edgekit/targets links to in the source tree and a wheel carries as package data.
+SHIPPED_TARGETS = PACKAGE_DIR / "targets"
+
+
+def source_checkout() -> Path | None:
+    """The source tree edgekit runs from (an editable install, or the repository on sys.path); None for an
+    installed wheel, where files next to the package are not edgekit's."""
+    root = PACKAGE_DIR.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "targets").is_dir() else None
+
+
+def constraints_file() -> Path | None:
+    """The lock of the host toolchain (device wheels are pinned to match it): $EDGEKIT_CONSTRAINTS, else the
+    checkout's constraints.txt, else None (an installed edgekit then uses its runtime registry's pins)."""
+    given = os.environ.get("EDGEKIT_CONSTRAINTS")
+    if given:
+        return Path(given)
+    root = source_checkout()
+    return root / "constraints.txt" if root is not None and (root / "constraints.txt").is_file() else None
 
 
 def data_dir() -> Path:

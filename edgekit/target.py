@@ -28,12 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from edgekit.errors import TargetError
 from edgekit.lab.spec import LabSpec, is_inline, parse_inline
-from edgekit.paths import REPO_ROOT
+from edgekit.paths import SHIPPED_TARGETS
 
 if TYPE_CHECKING:
     from edgekit.transport.base import Transport
 
-TARGETS_DIR = REPO_ROOT / "targets"
+TARGETS_DIR = SHIPPED_TARGETS  # package data: also there in a non-editable install
 
 
 class TransportKind(str, Enum):

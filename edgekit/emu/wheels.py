@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.errors import EmulatorError
-from edgekit.paths import REPO_ROOT
+from edgekit.paths import constraints_file
 from edgekit.runtimes import device_packages
 
 # Packages and default pins come from the runtime registry (edgekit/runtimes/). Wheel sets: ai-edge-litert and
@@ -56,8 +56,8 @@ class WheelPlatform:
 def pinned_requirements(packages: list[str]) -> list[str]:
     """`name==version` for each package, from constraints.txt when it pins it (else edgekit's default)."""
     pins = dict(_DEFAULT_PINS)
-    constraints = REPO_ROOT / "constraints.txt"
-    if constraints.exists():
+    constraints = constraints_file()
+    if constraints is not None and constraints.exists():
         for line in constraints.read_text().splitlines():
             m = re.match(r"^\s*([A-Za-z0-9_.-]+)\s*==\s*([^\s#;]+)", line)
             if m and m.group(1).lower().replace("_", "-") in pins:

@@ -24,7 +24,7 @@ from typing import Any
 
 from edgekit.lab.errors import LabError, LabSetupError, LabWaitTimeout, NoMatchingPlace
 from edgekit.lab.spec import LabSpec
-from edgekit.paths import REPO_ROOT
+from edgekit.paths import data_dir, source_checkout
 
 HELPER = Path(__file__).with_name("helper.py")
 HOLDER = re.compile(r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)$")
@@ -78,7 +78,8 @@ def _duration(seconds: float | None) -> str:
 
 def lab_python() -> Path:
     """labgrid's python: $EDGEKIT_LAB_PYTHON, else the repo's .venv-lab (made by `make setup`)."""
-    path = Path(os.environ.get("EDGEKIT_LAB_PYTHON") or REPO_ROOT / ".venv-lab" / "bin" / "python")
+    path = Path(os.environ.get("EDGEKIT_LAB_PYTHON") or (source_checkout() or data_dir()) / ".venv-lab" / "bin"
+                / "python")
     if not path.exists():
         raise LabSetupError(f"labgrid's environment is missing ({path})", where="edgekit lab",
                             hint="make setup (creates .venv-lab from constraints-lab.txt), or set "
