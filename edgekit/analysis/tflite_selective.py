@@ -68,7 +68,7 @@ def _child(job_path: Path) -> None:
     np.save(SAMPLE_FILE, np.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype(np.float32))
     _skip_int16_variants()
     # The SavedModel of an INT8 (-oiqt) run, as edgekit.convert.tflite makes it: the plain one quantizes into a
-    # model XNNPACK refuses and whose scores come out as zeros (measured; see notes/conversion.md).
+    # model XNNPACK refuses and whose scores come out as zeros (measured; see docs/notes/conversion.md).
     calib = np.load(job["calibration"])
     ident = (1,) * (calib.ndim - 1) + (calib.shape[-1],) if calib.ndim == 4 else (1,)
     onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path="saved", non_verbose=True,

@@ -5,7 +5,7 @@ stay out of the caller, and the child reports its own peak RSS. One run yields s
 grouped (`plan_runs`): a quantizing run (`-oiqt`) writes fp32, fp16, dynamic-range and INT8 files at once; a
 float run writes fp32 and fp16 (and dynamic-range with `-odrqt`, no calibration needed).
 
-Choices, with the reasons measured in ../shared/notes/conversion.md:
+Choices, with the reasons measured in docs/notes/conversion.md:
 - INT8 calibration uses the recipe's data (already preprocessed, so onnx2tf's mean/std are identity: 0 and 1);
 - onnx2tf downloads a sample calibration file for any image model; the child writes a local file of that name
   first and points HTTP(S) proxies at a dead local port, so nothing can be downloaded at run time;

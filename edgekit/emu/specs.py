@@ -2,7 +2,7 @@
 
 qemu 7.2 (Debian bookworm) offers these 64-bit ARM cores: a64fx, cortex-a35, cortex-a53, cortex-a57,
 cortex-a72, cortex-a76, neoverse-n1 and `max`. `max` is never used: it turns on SVE/SME and ai-edge-litert's
-INT8 output comes out wrong under it (see shared/notes/arm-emulation.md).
+INT8 output comes out wrong under it (see docs/notes/arm-emulation.md).
 
 phone-emu uses cortex-a76: every Android phone of the last years is ARMv8.2 with dot-product and fp16
 arithmetic (the instructions quantized and fp16 kernels select on), and qemu 7.2's only ARMv8.2 phone core is

@@ -3,7 +3,7 @@
 Used by the tests, the benchmarks (report speed, regression false alarms) and to preview a report. Latency
 noise is modelled the way boards show it: a small night-to-night drift (clocks, temperature, background load),
 right-skewed per-sample noise, and rare large outliers. Emulated targets get ~600x wall times and
-deterministic instruction counts, as the counting qemu gives (see shared notes on ARM emulation).
+deterministic instruction counts, as the counting qemu gives (docs/notes/arm-emulation.md).
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ class TrainingError(EdgekitError):
 def free_threads() -> int:
     """Threads to train with: EDGEKIT_TRAIN_THREADS, else the cores not busy now (1-minute load), at least 1.
 
-    Oversubscribing a busy core makes torch steps ~25x slower (see notes/training.md), so when in doubt, 1.
+    Oversubscribing a busy core makes torch steps ~25x slower (see docs/notes/training.md), so when in doubt, 1.
     """
     env = os.environ.get("EDGEKIT_TRAIN_THREADS")
     if env:

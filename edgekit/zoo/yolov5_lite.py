@@ -1,7 +1,7 @@
 """A YOLOv5-Lite-style detector: ShuffleNetV2 backbone (channel shuffle), light PAN neck, 3-scale YOLO head.
 
 No weights can be downloaded here, so the network is built in code; a trained state_dict (for example from
-edgekit/zoo/train_detector.py) is loaded by the recipe's `model.weights`.
+edgekit/zoo/shapes_train.py) is loaded by the recipe's `model.weights`.
 
 Output contract (what edgekit.convert.fidelity and the on-device agent rely on), for input [1, 3, S, S]:
 - `boxes`  [1, N, 4]: decoded boxes, **xyxy in input pixels** (x1, y1, x2, y2 on the S x S input).

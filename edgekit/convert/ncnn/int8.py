@@ -1,6 +1,6 @@
 """NCNN INT8 post-training quantization, in Python, writing what ncnn's loader reads.
 
-ncnn's own ncnn2table/ncnn2int8 are in no package we can install (see notes/conversion.md), so this module
+ncnn's own ncnn2table/ncnn2int8 are in no package we can install (see docs/notes/conversion.md), so this module
 does their work on a pnnx fp32 export:
 1. find the Convolution / ConvolutionDepthWise / InnerProduct layers (the layer types ncnn runs in int8);
 2. run the fp32 model on the calibration inputs and take each such layer's input blob statistics
