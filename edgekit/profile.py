@@ -5,7 +5,7 @@ computes the layer and a twin window that only re-extracts its output; the diffe
 instructions. With one thread the counts are exactly repeatable. The layers' sum is compared with a whole
 inference counted in the same process (`coverage`): the remainder is the extractor's own bookkeeping.
 Instruction counts, not cycles: an int8 or fp16 instruction does more work than an fp32 one.
-TFLite per-op counts are not offered: the interpreter runs a whole graph per invoke from Python.
+TFLite artifacts are profiled op by op with prefix models (profile_tflite.py).
 """
 
 from __future__ import annotations
@@ -59,6 +59,13 @@ class Profile:
         """Share of the whole inference the layers account for (the rest: extractor bookkeeping)."""
         return self.layer_sum / max(1, self.total)
 
+    @property
+    def remainder(self) -> str:
+        """What the difference between the layers' sum and the whole inference is, for this kind of profile."""
+        if self.artifact.endswith(".tflite"):
+            return "ops differenced from prefix models: a cut that changes delegation moves a little between ops"
+        return "the difference is the extractor's own work and allocator state"
+
     def top(self, n: int = 10) -> list[LayerProfile]:
         return sorted(self.layers, key=lambda layer: -layer.instructions)[:n]
 
@@ -77,9 +84,8 @@ def profile_ncnn(artifact: Path, device: str, threads: int = 1, timeout_s: float
     emulated DEVICE (pi4-emu: Cortex-A72, pi5-emu: Cortex-A76)."""
     artifact = Path(artifact)
     if artifact.suffix != ".param":
-        raise EmulatorError("per-layer profiles are for ncnn artifacts (.param)", where=str(artifact),
-                            hint="TFLite per-op counts are not offered; count the whole model with "
-                                 "`edgekit estimate` or `edgekit deploy`")
+        raise EmulatorError("per-layer ncnn profiles are for .param artifacts", where=str(artifact),
+                            hint="profile a .tflite with edgekit.profile_tflite (`edgekit profile` picks it)")
     if not artifact.with_suffix(".io.json").exists():
         raise EmulatorError("an ncnn artifact needs its model.io.json sidecar to be profiled",
                             where=str(artifact), hint="convert it with `edgekit convert`")
@@ -133,6 +139,5 @@ def format_table(profile: Profile, top: int = 10) -> list[str]:
         lines.append(f"{layer.name:<28} {layer.type:<22} {shape:<16} {layer.precision:<5} "
                      f"{layer.instructions / 1e6:>9.2f} {profile.share(layer):>6.1%}")
     lines.append(f"whole inference {profile.total / 1e6:.2f} M instructions; {len(profile.layers)} layers sum to "
-                 f"{profile.layer_sum / 1e6:.2f} M ({profile.coverage:.2%} of it; the difference is the extractor's "
-                 "own work and allocator state)")
+                 f"{profile.layer_sum / 1e6:.2f} M ({profile.coverage:.2%} of it; {profile.remainder})")
     return lines

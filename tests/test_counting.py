@@ -154,3 +154,32 @@ def test_tflite_counts_repeat_and_scale(plugin: Path, tmp_path: Path) -> None:
     assert abs(alone.instructions / a.instructions - 1) < 1e-4  # other jobs shift the heap: a few instructions
     assert 1.8 < c.instructions / a.instructions < 2.1, (a.instructions, c.instructions)
     assert a.to_dict()["label"].startswith("guest instruction count")
+
+
+@pytest.mark.integration
+def test_tflite_profile_counts_each_op_of_a_conv_chain(plugin: Path, tmp_path: Path) -> None:
+    """Four identical convolutions: each op's differenced count is about a quarter of the whole inference."""
+    from edgekit.profile import format_table
+    from edgekit.profile_tflite import op_rows, profile_tflite, read_model
+
+    small, large = tmp_path / "conv2.tflite", tmp_path / "conv4.tflite"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    subprocess.run([sys.executable, "-c", TFLITE_SCRIPT, str(small), str(large)], check=True,
+                   capture_output=True, env=env, timeout=300)
+    rows = op_rows(read_model(large))
+    assert [r["type"] for r in rows] == ["CONV_2D"] * 4 and rows[-1]["shape"] == [1, 32, 32, 16]
+    prof = profile_tflite(large, "pi4-emu")
+    assert [layer.type for layer in prof.layers] == ["CONV_2D"] * 4
+    assert 0.9 < prof.coverage < 1.1, (prof.layer_sum, prof.total)
+    later = [layer.instructions for layer in prof.layers[1:]]  # the first op also carries invoke()'s own work
+    assert max(later) / min(later) < 1.1 and all(0.15 < n / prof.total < 0.35 for n in later), later
+    assert "per op" in format_table(prof)[0] and "prefix models" in format_table(prof)[-1]
+
+
+def test_tflite_profile_refuses_a_file_that_is_not_a_model(tmp_path: Path) -> None:
+    from edgekit.profile_tflite import read_model
+
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(EmulatorError, match=r"not a readable \.tflite"):
+        read_model(junk)

@@ -1,8 +1,10 @@
-"""`edgekit profile ARTIFACT --target T`: where one ncnn artifact's instructions go, layer by layer.
+"""`edgekit profile ARTIFACT --target T`: where one artifact's instructions go, layer by layer (ncnn) or op by
+op (TFLite).
 
 Counts every layer's guest instructions on the target's emulated core (locally, under the counting qemu; no
 SSH), exactly and repeatably with one thread, and prints the top layers with their type, output shape,
-precision and share of the whole inference. Instruction counts, not latency.
+precision and share of the whole inference. Instruction counts, not latency: neither runtime's Python API
+times a layer, so wall time per layer on a real board is not offered.
 """
 
 from __future__ import annotations
@@ -29,24 +31,27 @@ def _device_for(target: str) -> str:
 
 
 def profile_cmd(
-    artifact: Path = typer.Argument(..., help="an ncnn model.param (its .bin and model.io.json beside it)"),
+    artifact: Path = typer.Argument(..., help="an ncnn model.param (its .bin and model.io.json beside it) or a .tflite model"),
     target: str = typer.Option(..., "--target", "-t", help="an emulated target: pi4-emu or pi5-emu"),
     threads: int = typer.Option(1, "--threads", min=1, help="ncnn threads (1: exact, repeatable counts)"),
     top: int = typer.Option(10, "--top", min=1, help="how many layers to print"),
     as_json: bool = typer.Option(False, "--json", help="print every layer as JSON instead of the top table"),
 ) -> None:
-    """Guest instructions per layer of an ncnn artifact on an emulated core, top layers first.
+    """Guest instructions per layer (ncnn) or per op (TFLite) on an emulated core, top layers first.
 
-    Each layer is counted alone (computed once in a marked window, minus a twin window that only re-reads
-    its output); the total is one whole inference in the same process.
+    ncnn: each layer is counted alone (computed once in a marked window, minus a twin window that only re-reads
+    its output). TFLite: one prefix model per op (the graph cut after it), counted and differenced; slow for big
+    graphs (every prefix runs). The total is one whole inference.
 
     Example: edgekit profile ~/.local/share/edgekit/cache/KEY/model.param --target pi4-emu --top 10
     """
     from edgekit.profile import format_table, profile_ncnn
+    from edgekit.profile_tflite import profile_tflite
 
     if not artifact.is_file():
         raise EdgekitError("artifact not found", where=str(artifact))
-    result = profile_ncnn(artifact, _device_for(target), threads=threads)
+    run = profile_tflite if artifact.suffix == ".tflite" else profile_ncnn
+    result = run(artifact, _device_for(target), threads=threads)
     if as_json:
         print(json.dumps(result.to_dict(), indent=1))
         return

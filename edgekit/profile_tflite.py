@@ -1,0 +1,119 @@
+"""Where a TFLite artifact's instructions go: guest instructions per op on an emulated core, by prefix models.
+
+The TFLite interpreter runs a whole graph per `invoke()` from Python: there is no per-op hook to mark. So the
+host writes one prefix model per op, the graph cut after op k in execution order with that op's outputs as the
+model's outputs (weights of ops past the cut dropped), and counts one invoke of each on the emulated core in one
+guest process. Op k's own instructions are the prefix-k count minus the prefix-(k-1) count; the first op's
+count includes the interpreter's fixed per-invoke work. Each prefix is prepared by the same interpreter (with its
+default XNNPACK delegate), so an op fused or delegated differently at a cut shows as a small negative or positive
+difference: negatives are reported as 0 and the sum of the ops is compared with the whole model (`coverage`).
+Instruction counts, not cycles. Control flow (more than one subgraph) is refused with a named error.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgekit.emu.specs import device_spec
+from edgekit.errors import EmulatorError
+from edgekit.profile import LayerProfile, Profile
+
+TYPE_NAMES = {1: "uint8", 0: "float32", 9: "int8", 10: "float16", 2: "int32", 7: "int16", 4: "int64", 6: "bool"}
+PRECISION = {"int8": "int8", "uint8": "int8", "int16": "int16", "float16": "fp16", "float32": "fp32"}
+
+
+def _schema() -> Any:
+    from ai_edge_litert import schema_py_generated  # flatbuffers only: no interpreter, no TensorFlow
+
+    return schema_py_generated
+
+
+def _op_names(schema: Any) -> dict[int, str]:
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def read_model(path: Path) -> Any:
+    """The model's object tree (ModelT), refusing what prefix models cannot express."""
+    schema = _schema()
+    data = Path(path).read_bytes()
+    if data[4:8] != b"TFL3":
+        raise EmulatorError("not a readable .tflite model: no TFL3 file identifier", where=str(path),
+                            hint="re-create it with `edgekit convert`")
+    try:
+        model = schema.ModelT.InitFromPackedBuf(data, 0)
+    except Exception as exc:  # noqa: BLE001 (a flatbuffer that does not parse raises anything)
+        raise EmulatorError(f"not a readable .tflite model: {type(exc).__name__}", where=str(path),
+                            hint="re-create it with `edgekit convert`") from None
+    if len(model.subgraphs or []) != 1:
+        raise EmulatorError(f"{len(model.subgraphs or [])} subgraphs (control flow): per-op counts need one graph",
+                            where=str(path), hint="count the whole model with `edgekit estimate`")
+    return model
+
+
+def op_rows(model: Any) -> list[dict[str, Any]]:
+    """(type, name, shape, dtype) of every op in execution order, named by its first output tensor."""
+    names = _op_names(_schema())
+    graph = model.subgraphs[0]
+    rows = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        kind = names.get(builtin, f"op{builtin}") if builtin != 32 else (code.customCode or b"CUSTOM").decode()
+        out = graph.tensors[op.outputs[0]]
+        rows.append({"type": kind, "name": (out.name or b"").decode(errors="replace"),
+                     "shape": [int(d) for d in (out.shape if out.shape is not None else [])],
+                     "dtype": TYPE_NAMES.get(int(out.type), str(out.type))})
+    return rows
+
+
+def write_prefixes(path: Path, folder: Path) -> list[Path]:
+    """One model per op: the graph up to and including op k, with op k's outputs as the model's outputs."""
+    import flatbuffers  # type: ignore[import-untyped]
+
+    schema = _schema()
+    source = Path(path).read_bytes()
+    n_ops = len(read_model(path).subgraphs[0].operators)
+    out = []
+    for k in range(n_ops):
+        model = schema.ModelT.InitFromPackedBuf(source, 0)  # a fresh tree: Pack() shares nothing between cuts
+        graph = model.subgraphs[0]
+        graph.operators = graph.operators[: k + 1]
+        graph.outputs = [t for t in graph.operators[k].outputs if t >= 0]
+        model.signatureDefs = []  # the signature names the full model's outputs
+        used = {t for op in graph.operators for t in [*op.inputs, *op.outputs, *(op.intermediates or [])] if t >= 0}
+        used.update(graph.inputs)
+        keep = {graph.tensors[t].buffer for t in used}
+        for index, buffer in enumerate(model.buffers or []):
+            if index not in keep and buffer.data is not None:
+                buffer.data = None  # weights of ops past the cut: not read, not worth the bytes
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        target = folder / f"prefix_{k:04d}.tflite"
+        target.write_bytes(bytes(builder.Output()))
+        out.append(target)
+    return out
+
+
+def profile_tflite(artifact: Path, device: str, threads: int = 1, timeout_s: float = 3600) -> Profile:
+    """Per-op guest instruction counts of one TFLite artifact on an emulated DEVICE (ai_edge_litert)."""
+    from edgekit.emu.plugin.counting import CountJob, count_artifacts
+
+    artifact = Path(artifact)
+    spec = device_spec(device)
+    rows = op_rows(read_model(artifact))
+    with tempfile.TemporaryDirectory(prefix="edgekit-tflite-profile-") as tmp:
+        prefixes = write_prefixes(artifact, Path(tmp))
+        jobs = [CountJob(p, threads=threads, repeat=1, warmup=1) for p in [*prefixes, artifact]]
+        counted = count_artifacts(jobs, device, timeout_s=timeout_s)
+    cumulative = [c.instructions for c in counted[:-1]]
+    layers = []
+    for k, row in enumerate(rows):
+        own = cumulative[k] - (cumulative[k - 1] if k else 0)
+        layers.append(LayerProfile(name=row["name"], type=row["type"], shape=row["shape"],
+                                   precision=PRECISION.get(row["dtype"], row["dtype"]), instructions=max(0, own)))
+    return Profile(artifact=str(artifact), device=device, cpu=spec.cpu, threads=threads,
+                   total=counted[-1].instructions, layers=layers,
+                   label="guest instructions per op on the emulated core, 1 inference, by prefix models "
+                         "(exact counts, differenced; not cycles)")
