@@ -32,6 +32,12 @@ class Format(str, Enum):
     TFLITE_FP16 = "tflite-fp16"
     TFLITE_DYNAMIC = "tflite-dynamic"
     TFLITE_INT8 = "tflite-int8"
+    # A Keras source's tflite-* come from TensorFlow's TFLiteConverter; these are the same through ONNX + onnx2tf,
+    # to compare the two routes side by side (edgekit/convert/keras.py)
+    TFLITE_ONNX2TF_FP32 = "tflite-onnx2tf-fp32"
+    TFLITE_ONNX2TF_FP16 = "tflite-onnx2tf-fp16"
+    TFLITE_ONNX2TF_DYNAMIC = "tflite-onnx2tf-dynamic"
+    TFLITE_ONNX2TF_INT8 = "tflite-onnx2tf-int8"
     NCNN_FP32 = "ncnn-fp32"
     NCNN_FP16 = "ncnn-fp16"
     NCNN_INT8 = "ncnn-int8"
@@ -69,7 +75,11 @@ class Format(str, Enum):
 
     @property
     def fp32_reference(self) -> Format:
-        """The fp32 format of the same runtime, the base of every speed-up figure."""
+        """The fp32 format of the same runtime (and route: tflite-onnx2tf-int8 -> tflite-onnx2tf-fp32), the base
+        of every speed-up figure."""
         from edgekit.runtimes.base import spec_for
 
+        same_route = Format._value2member_map_.get(self.value.rsplit("-", 1)[0] + "-fp32")
+        if isinstance(same_route, Format) and spec_for(same_route) is spec_for(self):
+            return same_route
         return spec_for(self).fp32_format()

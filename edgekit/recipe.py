@@ -77,7 +77,12 @@ class TorchSource(_Strict):
 
 
 class KerasSource(_Strict):
-    """A Keras .keras/.h5 file or a SavedModel folder."""
+    """A Keras .keras/.h5 file or a SavedModel folder (its `serving_default` signature, one input).
+
+    `input.shape` is the model's own input (Keras is channels-last: `layout: NHWC`, [1, H, W, C]). tflite-* are
+    written by TensorFlow's TFLiteConverter, the other formats from tf2onnx's ONNX; tflite-onnx2tf-* are the
+    TFLite formats through ONNX and onnx2tf, to compare the routes (edgekit/convert/keras.py)."""
+
 
     kind: Literal["keras"] = "keras"
     path: Path
@@ -286,6 +291,10 @@ class Recipe(_Strict):
             raise ValueError("formats include an INT8 format, so `calibration:` must name calibration data")
         if not self.formats:
             raise ValueError("`formats` must list at least one format")
+        route = [f.value for f in self.formats if f.value.startswith("tflite-onnx2tf-")]
+        if route and not isinstance(self.model, KerasSource):
+            raise ValueError(f"{', '.join(route)}: the onnx2tf route beside TensorFlow's converter is for a "
+                             f"`kind: keras` model; for a {self.model.kind} model tflite-* already go through onnx2tf")
         if self.int8.io is IOType.INT8 and Format.NCNN_INT8 in self.formats:
             raise ValueError("int8.io: int8 is implemented for tflite-int8 only: an ncnn-int8 model takes and gives "
                              "float32 (each int8 layer quantizes its own input); set int8.io: float, or convert "

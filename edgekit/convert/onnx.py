@@ -8,7 +8,9 @@
 - a PyTorch builder (+ weights) is built with torch seeded (random weights are reproducible), exported
   with the TorchScript exporter (`dynamo=False`, opset 17: faster than the dynamo exporter and it honours
   the opset) and simplified with onnxsim (onnxslim if onnxsim fails);
-- a Keras file or SavedModel goes through tf2onnx if it is installed; it is not a dependency of edgekit.
+- a Keras file (.keras, .h5) or SavedModel folder is exported by tf2onnx (pinned) with the recipe's input fixed,
+  keeping the model's own (NHWC) input, and checked against the model's outputs (edgekit.convert.keras); the
+  tf2onnx file is the fidelity reference.
 
 Results live under cache_dir()/onnx/KEY/model.onnx. For a builder the key covers the builder name and args,
 the builder's code, the weights' bytes, the input spec, the output names and the tool versions, so a
@@ -22,8 +24,6 @@ import hashlib
 import importlib.util
 import json
 import shutil
-import subprocess
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -48,6 +48,7 @@ class OnnxModel:
     seconds: float
     simplifier: str | None = None
     reference: Path | None = None  # the model as the user gave it, when `path` was rewritten (simplified)
+    note: str | None = None  # how a Keras source became this ONNX (exporter, layout, check), for progress lines
 
     @property
     def reference_path(self) -> Path:
@@ -60,6 +61,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
     start = time.perf_counter()
     src = recipe.model
     reference = None
+    note = None
     if isinstance(src, OnnxSource):
         spec = [file_sha256(src.path), list(recipe.input.shape), recipe.input.name, EXPORT_VERSION, tool_versions()]
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
@@ -85,16 +87,18 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
                 if not target.is_file():  # a failed export leaves no half-filled cache folder
                     shutil.rmtree(target.parent, ignore_errors=True)
     elif isinstance(src, KerasSource):
-        key = hashlib.sha256(f"{src.path}:{_tree_sha256(src.path)}".encode()).hexdigest()
-        target = paths.cache_dir() / "onnx" / key / "model.onnx"
+        target = paths.cache_dir() / "onnx" / _keras_key(recipe, src) / "model.onnx"
         cached = target.is_file()
         if not cached:
             _export_keras(recipe, src, target)
         simplifier = None
+        from edgekit.convert.keras import describe
+
+        note = describe(_read_meta(target), recipe.input.shape)
     else:  # pragma: no cover - the schema admits no other kind
         raise RecipeError(f"unknown model kind {src!r}", where=str(recipe.path))
     check_io(target, recipe)
-    return OnnxModel(target, file_sha256(target), cached, time.perf_counter() - start, simplifier, reference)
+    return OnnxModel(target, file_sha256(target), cached, time.perf_counter() - start, simplifier, reference, note)
 
 
 def _prepare_user_onnx(original: Path, target: Path, recipe: Recipe) -> str | None:
@@ -312,23 +316,26 @@ def _simplify(path: Path, input_shapes: dict[str, list[int]] | None = None) -> s
 
 
 # --- Keras / SavedModel -------------------------------------------------------------------------------------
+def _keras_key(recipe: Recipe, src: KerasSource) -> str:
+    spec = {"source": tree_sha256(src.path), "input": [recipe.input.name, list(recipe.input.shape),
+                                                       recipe.input.layout.value],
+            "outputs": list(recipe.outputs), "opset": OPSET, "export_version": EXPORT_VERSION,
+            "tools": {n: _version(n) for n in ("tf2onnx", "tensorflow", "keras", "onnx", "onnxruntime")}}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
 def _export_keras(recipe: Recipe, src: KerasSource, target: Path) -> None:
+    from edgekit.convert.keras import export_onnx
+
     if importlib.util.find_spec("tf2onnx") is None:
-        raise ConversionError(
-            "a Keras/SavedModel source needs tf2onnx, which is not installed (edgekit does not depend on it)",
-            where=f"{recipe.path}: model.path", hint=f"export it yourself: python -m tf2onnx.convert "
-            f"{'--saved-model' if src.path.is_dir() else '--keras'} {src.path} --opset {OPSET} --output "
-            "model.onnx, then set model: {kind: onnx, path: model.onnx}")
-    flag = "--saved-model" if src.path.is_dir() else "--keras"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / "export.onnx"
-    cmd = [sys.executable, "-m", "tf2onnx.convert", flag, str(src.path), "--opset", str(OPSET),
-           "--output", str(tmp)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
-        raise ConversionError(f"tf2onnx failed:\n{tail}", where=str(src.path))
-    tmp.replace(target)
+        raise ConversionError("a Keras/SavedModel source needs tf2onnx, which is not installed",
+                              where=f"{recipe.path}: model.path", hint="make setup installs it (extra `convert`)")
+    try:
+        meta = export_onnx(recipe, src, target)
+    finally:
+        if not target.is_file():  # a failed export leaves no half-filled cache folder
+            shutil.rmtree(target.parent, ignore_errors=True)
+    (target.parent / "meta.json").write_text(json.dumps(meta))
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -339,7 +346,8 @@ def _atomic_copy(src: Path, target: Path) -> None:
     tmp.replace(target)
 
 
-def _tree_sha256(path: Path) -> str:
+def tree_sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder's files and their relative paths (a SavedModel)."""
     if path.is_file():
         return file_sha256(path)
     h = hashlib.sha256()

@@ -31,7 +31,7 @@ from edgekit.convert.findings import float_leftovers
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.errors import ConversionError, EdgekitError, FidelityError
 from edgekit.formats import Format, Precision
-from edgekit.recipe import DataSource, Recipe
+from edgekit.recipe import DataSource, KerasSource, Recipe
 from edgekit.runtimes import spec_for
 
 Progress = Callable[[str], None]
@@ -42,10 +42,12 @@ def convert_recipe(recipe: Recipe, formats: Sequence[Format] | None = None, keep
     """Artifacts for `formats` (default: the recipe's), in that order, each with its fidelity numbers."""
     say = progress or (lambda message: None)
     fmts = list(dict.fromkeys(formats or recipe.formats))
-    converters = _converters(fmts)
+    converters = _converters(fmts, recipe)
     say("model: preparing ONNX")
     onnx = prepare_onnx(recipe)
     say(f"model: ONNX {'from cache' if onnx.cached else f'ready in {onnx.seconds:.1f} s'} ({onnx.path.name})")
+    if onnx.note:
+        say(onnx.note)
     if onnx.reference is not None:
         say(f"model: your ONNX with input {list(recipe.input.shape)} fixed, "
             f"{f'simplified ({onnx.simplifier})' if onnx.simplifier else 'not simplified (onnxsim and onnxslim failed)'}"
@@ -75,8 +77,12 @@ def convert_recipe(recipe: Recipe, formats: Sequence[Format] | None = None, keep
 
 
 # --- conversion ---------------------------------------------------------------------------------------------
-def _converters(fmts: Sequence[Format]) -> dict[Format, type[Converter]]:
+def _converters(fmts: Sequence[Format], recipe: Recipe) -> dict[Format, type[Converter]]:
+    """Each format's converter: the registry's, except TFLite of a Keras source (TensorFlow's own converter)."""
     problems: dict[str, str] = {}
+    keras_source = isinstance(recipe.model, KerasSource)
+    if keras_source:
+        importlib.import_module("edgekit.convert.keras")  # registers the tflite-onnx2tf-* route
     for module in dict.fromkeys(spec_for(f).converter for f in fmts):  # each runtime module names its converter
         try:
             importlib.import_module(module)
@@ -84,6 +90,13 @@ def _converters(fmts: Sequence[Format]) -> dict[Format, type[Converter]]:
             problems[module] = str(exc)
     out = {}
     for f in fmts:
+        if keras_source:
+            from edgekit.convert.keras import converter_for
+
+            special = converter_for(f)
+            if special is not None:
+                out[f] = special
+                continue
         try:
             out[f] = Converter.for_format(f)
         except KeyError:

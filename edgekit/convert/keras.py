@@ -1,0 +1,375 @@
+"""Keras (.keras, .h5) and SavedModel sources: TFLite through TensorFlow's own TFLiteConverter, ONNX through tf2onnx.
+
+A TensorFlow user's model goes the way TFLite users know: `tflite-fp32/fp16/dynamic/int8` of a `kind: keras`
+recipe are written by `tf.lite.TFLiteConverter` from the model itself (fp16 weights; dynamic-range; full INT8
+calibrated on the recipe's calibration data, float or int8 input/output as `int8.io` says, per-channel unless
+`int8.granularity: per-tensor`). No ONNX and no layout round trip is involved.
+
+Every other format starts from an ONNX file that tf2onnx (pinned) writes from the same function
+(`export_onnx`); it is checked against the Keras model's own outputs when written, and it is the fidelity
+reference of every artifact. **Layout**: the recipe's input is the model's own (Keras is channels-last:
+`layout: NHWC, shape: [1, H, W, C]`); the ONNX keeps that input and tf2onnx puts the transposes to ONNX's NCHW
+inside the graph, so onnxruntime, OpenCV and ncnn take the same NHWC array the Keras model takes.
+
+The same TFLite formats through ONNX and onnx2tf, to compare the two routes side by side, are the formats
+`tflite-onnx2tf-fp32/fp16/dynamic/int8` (a Keras source only: for an ONNX or PyTorch source `tflite-*` is that
+route already). onnx2tf gets a second tf2onnx export whose input is NCHW (`inputs_as_nchw`), so its TFLite file
+takes NHWC again with the transposes folded away: the Keras -> ONNX -> TFLite round trip at its best.
+
+TensorFlow runs in a child process (`python -m edgekit.convert.keras JOB.json`), as onnx2tf does in
+edgekit.convert.tflite: its memory and threads stay out of the caller, and it reports its own peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit import paths
+from edgekit.convert.base import Converter
+from edgekit.convert.tflite import TfliteConverter, onnx2tf_cause
+from edgekit.errors import ConversionError
+from edgekit.formats import Format
+from edgekit.recipe import Granularity, IOType, KerasSource, Layout, Recipe
+
+WORKER_VERSION = 1  # bump when the child's procedure changes what it writes
+TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
+VERIFY_INPUTS = 4  # seeded inputs on which the tf2onnx file is checked against the Keras model
+VERIFY_MAX_ABS = 1e-3  # relative to the outputs' magnitude (see _child_onnx)
+NCHW_ONNX = "model-nchw.onnx"  # beside model.onnx in the ONNX cache: what onnx2tf converts for a Keras source
+
+DIRECT = (Format.TFLITE_FP32, Format.TFLITE_FP16, Format.TFLITE_DYNAMIC, Format.TFLITE_INT8)
+ROUTE = {Format.TFLITE_ONNX2TF_FP32: Format.TFLITE_FP32, Format.TFLITE_ONNX2TF_FP16: Format.TFLITE_FP16,
+         Format.TFLITE_ONNX2TF_DYNAMIC: Format.TFLITE_DYNAMIC, Format.TFLITE_ONNX2TF_INT8: Format.TFLITE_INT8}
+
+
+def converter_for(fmt: Format) -> type[Converter] | None:
+    """The converter of `fmt` for a Keras source where it differs from the registry's (TFLite: TensorFlow's)."""
+    return KerasTfliteConverter if fmt in DIRECT else None
+
+
+class KerasTfliteConverter(Converter):
+    """tf.lite.TFLiteConverter on the Keras/SavedModel source itself; one child run for all requested formats.
+
+    `formats` is empty on purpose: the registry keeps onnx2tf for tflite-* of ONNX and PyTorch sources; the
+    pipeline picks this class for a Keras source (`converter_for`)."""
+
+    tool_cpu_s: float | None = None
+
+    @classmethod
+    def tool_versions(cls) -> dict[str, str]:
+        names = ("tensorflow", "keras", "tf-keras")
+        return {**{n: _version(n) for n in names}, "edgekit-keras-worker": str(WORKER_VERSION)}
+
+    @classmethod
+    def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
+        from edgekit.convert.onnx import tree_sha256
+
+        src = recipe.model
+        source = tree_sha256(src.path) if isinstance(src, KerasSource) else None
+        return {"route": "tflite-converter", "source": source, "outputs": list(recipe.outputs),
+                "select_tf_ops": recipe.tflite.allow_select_tf_ops}
+
+    def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
+        return self.convert_many(onnx_path, recipe, [fmt], out_dir)[fmt]
+
+    def convert_many(self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format],
+                     out_dir: Path) -> dict[Format, list[Path]]:
+        src = recipe.model
+        if not isinstance(src, KerasSource):
+            raise ConversionError("TensorFlow's TFLiteConverter converts a Keras or SavedModel source only",
+                                  where=str(recipe.path))
+        job: dict[str, Any] = {"mode": "tflite", **_source_job(recipe, src),
+                               "formats": {f.value: f.precision.value for f in formats},
+                               "io": recipe.int8.io.value,
+                               "per_tensor": recipe.int8.granularity is Granularity.PER_TENSOR,
+                               "select_tf_ops": recipe.tflite.allow_select_tf_ops, "calibration": None}
+        work = _work_dir("keras-tflite")
+        if any(f is Format.TFLITE_INT8 for f in formats):
+            from edgekit.convert.calibration import calibration_inputs
+
+            np.save(work / "calibration.npy", np.ascontiguousarray(calibration_inputs(recipe), np.float32))
+            job["calibration"] = "calibration.npy"
+        report = _run_child(job, work, "TFLiteConverter")
+        self.peak_rss_mb = float(report["peak_rss_mb"])
+        self.tool_cpu_s = float(report["cpu_s"])
+        self.findings: dict[Format, list[str]] = {}
+        result = {}
+        for fmt in formats:
+            dest = out_dir / fmt.value / "model.tflite"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(work / "out" / f"{fmt.value}.tflite", dest)
+            result[fmt] = [dest]
+            flex = report["flex_ops"].get(fmt.value)
+            if flex:
+                self.findings[fmt] = [f"needs Select TF ops {', '.join(flex)} (accepted by "
+                                      "tflite.allow_select_tf_ops)"]
+        shutil.rmtree(work, ignore_errors=True)
+        return result
+
+
+class Onnx2tfRouteConverter(TfliteConverter):
+    """`tflite-onnx2tf-*`: edgekit's onnx2tf converter run on the NCHW-input ONNX of a Keras source."""
+
+    formats = (Format.TFLITE_ONNX2TF_FP32, Format.TFLITE_ONNX2TF_FP16, Format.TFLITE_ONNX2TF_DYNAMIC,
+               Format.TFLITE_ONNX2TF_INT8)
+
+    @classmethod
+    def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
+        return {**super().settings(recipe, ROUTE.get(fmt, fmt)), "route": "onnx2tf", "onnx": "nchw-input"}
+
+    def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
+        return self.convert_many(onnx_path, recipe, [fmt], out_dir)[fmt]
+
+    def convert_many(self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format],
+                     out_dir: Path) -> dict[Format, list[Path]]:
+        nchw = onnx_path.with_name(NCHW_ONNX)
+        base = {ROUTE[f]: f for f in formats}
+        files = super().convert_many(nchw if nchw.is_file() else onnx_path, recipe, list(base), out_dir)
+        self.findings = {base[f]: found for f, found in self.findings.items() if f in base}
+        return {base[f]: paths_ for f, paths_ in files.items()}
+
+
+def export_onnx(recipe: Recipe, src: KerasSource, target: Path) -> dict[str, Any]:
+    """tf2onnx's ONNX of the source (input as the model takes it) at `target`, and an NCHW-input twin beside it
+    for onnx2tf when the input is a 4-D NHWC image; both checked against the model's own outputs. Returns
+    what meta.json records (tool, layout, the check)."""
+    work = _work_dir("keras-onnx")
+    nchw = len(recipe.input.shape) == 4 and recipe.input.layout is Layout.NHWC
+    job = {"mode": "onnx", **_source_job(recipe, src), "nchw": nchw}
+    report = _run_child(job, work, "tf2onnx")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if nchw:
+        shutil.copyfile(work / "out" / NCHW_ONNX, target.with_name(NCHW_ONNX))
+    (work / "out" / "model.onnx").replace(target)
+    shutil.rmtree(work, ignore_errors=True)
+    return {"source": str(src.path), "exporter": f"tf2onnx {_version('tf2onnx')}", "opset": report["opset"],
+            "layout": recipe.input.layout.value, "nchw_twin": nchw, "outputs": report["outputs"],
+            "check": report["check"]}
+
+
+def describe(meta: dict[str, Any], shape: Sequence[int]) -> str:
+    """One progress line: what the ONNX of a Keras source is, its layout, and how it matched the model."""
+    check = meta.get("check", {})
+    twin = ("; tflite-onnx2tf-* from a twin with NCHW input (transposes folded)" if meta.get("nchw_twin") else "")
+    return (f"model: Keras source exported to ONNX by {meta.get('exporter', 'tf2onnx')} (opset {meta.get('opset')}),"
+            f" input {list(shape)} {meta.get('layout', '')} as the model takes it (transposes to NCHW inside);"
+            f" matches the model within {check.get('max_abs', float('nan')):.1e} on {check.get('inputs', 0)} inputs"
+            f"{twin}; tflite-* by TensorFlow's TFLiteConverter from the model itself")
+
+
+# --- parent helpers -------------------------------------------------------------------------------------------
+def _source_job(recipe: Recipe, src: KerasSource) -> dict[str, Any]:
+    return {"source": str(src.path), "input_name": recipe.input.name, "shape": list(recipe.input.shape),
+            "outputs": list(recipe.outputs), "opset": _onnx_opset()}
+
+
+def _onnx_opset() -> int:
+    from edgekit.convert.onnx import OPSET
+
+    return OPSET
+
+
+def _work_dir(kind: str) -> Path:
+    work = paths.cache_dir() / "work" / f"{kind}-{uuid.uuid4().hex[:12]}"
+    work.mkdir(parents=True)
+    return work
+
+
+def _run_child(job: dict[str, Any], work: Path, tool: str) -> dict[str, Any]:
+    """The child in `work`; its result.json, or a ConversionError whose first line is the tool's own error."""
+    from edgekit.convert.tflite import _child_env
+
+    (work / "job.json").write_text(json.dumps(job))
+    log = work / "child.log"
+    with open(log, "w") as out:
+        try:
+            proc = subprocess.run([sys.executable, "-m", "edgekit.convert.keras", str(work / "job.json")],
+                                  cwd=work, stdout=out, stderr=subprocess.STDOUT, env=_child_env(),
+                                  timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise ConversionError(f"{tool} ran longer than {TIMEOUT_S:.0f} s and was stopped", where=str(log),
+                                  hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model") from None
+    if proc.returncode != 0:
+        cause = onnx2tf_cause(log) or f"failed (exit {proc.returncode})"
+        raise ConversionError(f"{tool}: {cause}", hint=f"whole log: {log}")
+    return dict(json.loads((work / "result.json").read_text()))
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "absent"
+
+
+# --- the child process ----------------------------------------------------------------------------------------
+class ChildError(Exception):
+    """A problem with the user's model found in the child: its message is the first line the user sees."""
+
+
+def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
+    """(tf.function with the recipe's fixed input, the object holding the variables, output names)."""
+    import tensorflow as tf
+
+    source = Path(job["source"])
+    if source.is_dir():
+        loaded = tf.saved_model.load(str(source))
+        sig = loaded.signatures.get("serving_default")
+        if sig is None:
+            raise ChildError(f"SavedModelError: {source} has no 'serving_default' signature "
+                             f"(it has {sorted(loaded.signatures)})")
+        keys = list(sig.structured_input_signature[1])
+        if len(keys) != 1:
+            raise ChildError(f"SavedModelError: the serving signature takes {len(keys)} inputs {keys}; edgekit "
+                             "handles single-input models")
+        holder: Any = loaded
+
+        def call(x: Any) -> Any:
+            return sig(**{keys[0]: x})
+    else:
+        import keras  # type: ignore[import-untyped]
+
+        holder = keras.models.load_model(str(source), compile=False)
+
+        def call(x: Any) -> Any:
+            return holder(x, training=False)
+
+    spec = tf.TensorSpec(job["shape"], tf.float32, name=job["input_name"])
+    probe = call(tf.zeros(job["shape"], tf.float32))
+    names = _output_names(probe, job["outputs"], getattr(holder, "output_names", None))
+
+    def named(x: Any) -> dict[str, Any]:
+        y = call(x)
+        if isinstance(y, dict):
+            return {name: y[name] for name in names}
+        ys = list(y) if isinstance(y, (list, tuple)) else [y]
+        return dict(zip(names, ys))
+
+    return tf.function(named, input_signature=[spec]), holder, names
+
+
+def _output_names(probe: Any, wanted: list[str], model_names: Any) -> list[str]:
+    if isinstance(probe, dict):
+        return [n for n in wanted if n in probe] if wanted and all(n in probe for n in wanted) else list(probe)
+    count = len(probe) if isinstance(probe, (list, tuple)) else 1
+    if len(wanted) == count:
+        return list(wanted)
+    if isinstance(model_names, (list, tuple)) and len(model_names) == count:
+        return [str(n) for n in model_names]
+    return [f"output_{i}" for i in range(count)]
+
+
+def _child_onnx(job: dict[str, Any]) -> dict[str, Any]:
+    import onnxruntime as ort
+    import tf2onnx  # type: ignore[import-untyped]
+
+    serve, _, names = _serving(job)
+    spec = serve.input_signature
+    Path("out").mkdir()
+    tf2onnx.convert.from_function(serve, input_signature=spec, opset=job["opset"], output_path="out/model.onnx")
+    if job["nchw"]:
+        tf2onnx.convert.from_function(serve, input_signature=spec, opset=job["opset"],
+                                      inputs_as_nchw=[job["input_name"]], output_path=f"out/{NCHW_ONNX}")
+    xs = np.random.default_rng(0).uniform(0, 1, (VERIFY_INPUTS, *job["shape"])).astype(np.float32)
+    worst = 0.0
+    for file, layout in (("model.onnx", None), (NCHW_ONNX, (0, 3, 1, 2))):
+        if not Path("out", file).is_file():
+            continue
+        sess = ort.InferenceSession(f"out/{file}", providers=["CPUExecutionProvider"])
+        onnx_names = [o.name for o in sess.get_outputs()]
+        if sorted(onnx_names) != sorted(names):
+            raise ChildError(f"ExportError: tf2onnx named the outputs {onnx_names}, the model {names}")
+        for x in xs:
+            want = {k: v.numpy() for k, v in serve(x).items()}
+            got = dict(zip(onnx_names, sess.run(onnx_names, {sess.get_inputs()[0].name:
+                                                             x.transpose(layout) if layout else x})))
+            for name in names:
+                scale = max(1.0, float(np.abs(want[name]).max()))
+                err = float(np.abs(got[name] - want[name]).max()) / scale
+                worst = max(worst, err)
+    if worst > VERIFY_MAX_ABS:
+        raise ChildError(f"ExportError: tf2onnx's ONNX differs from the Keras model by {worst:.3g} (relative max "
+                         f"abs) on {VERIFY_INPUTS} inputs")
+    return {"opset": job["opset"], "outputs": names, "check": {"max_abs": worst, "inputs": VERIFY_INPUTS}}
+
+
+def _child_tflite(job: dict[str, Any]) -> dict[str, Any]:
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from edgekit.convert.tflite import _flex_ops
+
+    serve, _, _ = _serving(job)
+    # frozen: a Keras 3 model's variables saved or passed as they are stay READ_VARIABLE ops the calibrator and
+    # the TFLite runtime cannot run
+    frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
+    calib = np.load(job["calibration"]) if job["calibration"] else None
+    Path("out").mkdir()
+    flex: dict[str, list[str]] = {}
+    for fmt, precision in job["formats"].items():
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if precision != "fp32":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if precision == "fp16":
+            conv.target_spec.supported_types = [tf.float16]
+        if precision == "int8":
+            if calib is None:
+                raise ChildError("CalibrationError: full INT8 needs the recipe's calibration data")
+            def representative(data: np.ndarray = calib) -> Any:
+                for sample in data:
+                    yield [sample[None]]
+
+            conv.representative_dataset = representative
+            ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if job["io"] == IOType.INT8.value:
+                conv.inference_input_type = tf.int8
+                conv.inference_output_type = tf.int8
+            if job["per_tensor"]:
+                conv._experimental_disable_per_channel = True
+        if job["select_tf_ops"]:
+            ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+        conv.target_spec.supported_ops = ops
+        path = Path("out", f"{fmt}.tflite")
+        path.write_bytes(conv.convert())
+        flex[fmt] = _flex_ops(path)
+    return {"flex_ops": flex}
+
+
+def _child(job_path: Path) -> None:
+    import resource
+
+    job = json.loads(job_path.read_text())
+    start = time.perf_counter()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    threads = int(os.environ.get("EDGEKIT_CONVERT_THREADS", "1"))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        report = _child_onnx(job) if job["mode"] == "onnx" else _child_tflite(job)
+    except ChildError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(1)
+    usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    Path("result.json").write_text(json.dumps({
+        **report, "peak_rss_mb": max(u.ru_maxrss for u in usages) / 1024, "seconds": time.perf_counter() - start,
+        "cpu_s": sum(u.ru_utime + u.ru_stime for u in usages)}))
+
+
+if __name__ == "__main__":
+    _child(Path(sys.argv[1]))

@@ -1,0 +1,123 @@
+"""Keras and SavedModel sources: TFLite through TensorFlow's own TFLiteConverter, the other formats through
+tf2onnx's ONNX (the model's NHWC input kept), and the onnx2tf route beside it as `tflite-onnx2tf-*`; the Keras
+digits model of the zoo (recipes/digits-keras.yaml) through both routes on the host and on pi4-emu."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from edgekit.convert.base import Artifact
+from edgekit.errors import RecipeError
+from edgekit.formats import Format
+from edgekit.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "digits-keras.yaml"
+HOST_FORMATS = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.TFLITE_ONNX2TF_INT8, Format.NCNN_FP32,
+                Format.ONNX_FP32)
+
+
+def test_onnx2tf_route_formats_are_for_keras_sources_only(tmp_path: Path) -> None:
+    raw = yaml.safe_load(RECIPE.read_text())
+    raw["model"] = {"kind": "torch", "builder": "edgekit.zoo.digits:build"}
+    raw["formats"] = ["tflite-fp32", "tflite-onnx2tf-fp32"]
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(RecipeError, match=r"tflite-onnx2tf-fp32: the onnx2tf route .* for a `kind: keras` model"):
+        load_recipe(path, check_files=False)
+
+
+def test_route_formats_are_tflite_with_their_own_fp32_base() -> None:
+    from edgekit.formats import Runtime
+
+    assert Format.TFLITE_ONNX2TF_INT8.runtime is Runtime.TFLITE
+    assert Format.TFLITE_ONNX2TF_INT8.fp32_reference is Format.TFLITE_ONNX2TF_FP32
+    assert Format.TFLITE_INT8.fp32_reference is Format.TFLITE_FP32
+    assert Format.NCNN_INT8.fp32_reference is Format.NCNN_FP32
+
+
+def test_keras_source_picks_tensorflows_converter_for_tflite() -> None:
+    from edgekit.convert.keras import KerasTfliteConverter, Onnx2tfRouteConverter
+    from edgekit.convert.pipeline import _converters
+
+    got = _converters(list(HOST_FORMATS), load_recipe(RECIPE))
+    assert got[Format.TFLITE_FP32] is KerasTfliteConverter and got[Format.TFLITE_INT8] is KerasTfliteConverter
+    assert got[Format.TFLITE_ONNX2TF_INT8] is Onnx2tfRouteConverter
+    assert got[Format.NCNN_FP32].__name__ == "NcnnConverter"
+
+
+def _input_shape(art: Artifact) -> list[int]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return [int(d) for d in Interpreter(model_path=str(art.main_file)).get_input_details()[0]["shape"]]
+
+
+@pytest.fixture(scope="module")
+def keras_artifacts() -> list[Artifact]:
+    from edgekit.convert.pipeline import convert_recipe
+
+    notes: list[str] = []
+    arts = convert_recipe(load_recipe(RECIPE), HOST_FORMATS, keep_going=True, progress=notes.append)
+    assert any("NHWC as the model takes it" in n and "tf2onnx" in n for n in notes), notes
+    return arts
+
+
+@pytest.mark.integration
+def test_keras_digits_converts_by_both_tflite_routes(keras_artifacts: list[Artifact]) -> None:
+    arts = {a.format: a for a in keras_artifacts}
+    for fmt, art in arts.items():
+        assert art.status == "ok", (fmt, art.error)
+        assert art.fidelity["gates"]["samples"] == 360  # the whole test split, with labels
+        assert art.fidelity["top1"] >= 0.97, (fmt, art.fidelity)  # accuracy against the labels
+    assert arts[Format.TFLITE_FP32].provenance["converter"] == "KerasTfliteConverter"
+    assert arts[Format.TFLITE_ONNX2TF_INT8].provenance["converter"] == "Onnx2tfRouteConverter"
+    assert arts[Format.TFLITE_FP32].fidelity["max_abs_error"] < 1e-4
+    for fmt in (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.TFLITE_ONNX2TF_INT8):
+        assert _input_shape(arts[fmt]) == [1, 16, 16, 1], fmt  # NHWC in, whichever route
+    direct, via_onnx = arts[Format.TFLITE_INT8], arts[Format.TFLITE_ONNX2TF_INT8]
+    assert direct.main_file.read_bytes() != via_onnx.main_file.read_bytes()
+    assert direct.size_bytes < 0.5 * arts[Format.TFLITE_FP32].size_bytes
+
+
+@pytest.mark.integration
+def test_int8_io_of_a_keras_source(tmp_path: Path) -> None:
+    """int8.io: int8 gives TensorFlow's converter int8 input and output tensors; fidelity still holds."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgekit.convert.pipeline import convert_recipe
+
+    raw: dict[str, Any] = yaml.safe_load(RECIPE.read_text())
+    raw.update(formats=["tflite-int8"], int8={"io": "int8"})
+    raw["model"]["path"] = str(ROOT / "edgekit" / "zoo" / "weights" / "digits-keras.keras")
+    path = tmp_path / "io.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    (art,) = convert_recipe(load_recipe(path))
+    interp = Interpreter(model_path=str(art.main_file))
+    assert interp.get_input_details()[0]["dtype"] == np.int8 and interp.get_output_details()[0]["dtype"] == np.int8
+    assert art.status == "ok" and art.fidelity["top1"] >= 0.97
+
+
+@pytest.mark.integration
+def test_savedmodel_source(tmp_path: Path) -> None:
+    """A SavedModel folder (Keras's export) converts like the .keras file and gives the same outputs."""
+    from edgekit.convert.pipeline import convert_recipe
+
+    saved = tmp_path / "saved"
+    keras_file = ROOT / "edgekit" / "zoo" / "weights" / "digits-keras.keras"
+    code = f"import keras; keras.models.load_model(r'{keras_file}').export(r'{saved}', verbose=False)"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                   env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
+    raw: dict[str, Any] = yaml.safe_load(RECIPE.read_text())
+    raw.update(formats=["tflite-fp32", "onnx-fp32"], model={"kind": "keras", "path": str(saved)})
+    raw["evaluation"]["data"]["samples"] = 50
+    path = tmp_path / "saved.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    for art in convert_recipe(load_recipe(path)):
+        assert art.status == "ok" and art.fidelity["cosine_worst"] > 0.9999, (art.format, art.error)
