@@ -83,7 +83,6 @@ class KerasSource(_Strict):
     written by TensorFlow's TFLiteConverter, the other formats from tf2onnx's ONNX; tflite-onnx2tf-* are the
     TFLite formats through ONNX and onnx2tf, to compare the routes (edgekit/convert/keras.py)."""
 
-
     kind: Literal["keras"] = "keras"
     path: Path
 
@@ -195,8 +194,13 @@ def _default_gates() -> dict[Precision, Gates]:
 
 
 class Evaluation(_Strict):
+    """`device_inputs`: how many evaluation inputs each deploy target runs for outputs (the gates are judged on
+    them): `all`, a number, or left out, when a target's `benchmark_cap.samples` lowers it (the emulated targets'
+    4). Timing is never on more than one input, so `all` costs one inference per input, not a timed run each."""
+
     data: DataSource = RandomData()
     gates: dict[Precision, Gates] = Field(default_factory=_default_gates)
+    device_inputs: Literal["all"] | Annotated[int, Field(gt=0)] | None = None
 
     @field_validator("gates")
     @classmethod

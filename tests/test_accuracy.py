@@ -16,6 +16,8 @@ from edgekit.errors import RecipeError
 from edgekit.recipe import Gates, load_recipe
 from edgekit.report.figures import agreement, judged_on, megabytes, percent, task_metric
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def recipe_with_npy(tmp_path: Path, labels: Any, n: int = 10, task: str = "classify", **data: Any) -> Path:
     np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(n, 3, 8, 8)).astype(np.float32))
@@ -91,3 +93,34 @@ def test_figures() -> None:
     assert agreement({"top1_agreement": 0.997}) == "agree 99.7 %"
     assert judged_on(4, 100) == "on 4 of 100 inputs" and judged_on(8, 8) == "on 8 inputs"
     assert megabytes(4_880_000) == "4.88 MB" and megabytes(12_000) == "0.012 MB"
+
+
+@pytest.mark.parametrize(("device_inputs", "sent"), [(None, 4), ("all", None), (100, 100)])
+def test_emulated_gates_can_be_judged_on_every_input(tmp_path: Path, device_inputs: Any, sent: int | None) -> None:
+    """evaluation.device_inputs lifts an emulated target's 4-input cap for outputs (gates) while its timing plan
+    stays capped (repeat, warmup, threads; timing is on one input anyway); left out, the cap applies."""
+    from edgekit.deploy.orchestrate import DeployOptions, _device_inputs, capped_settings
+    from edgekit.deploy.request import Settings
+    from edgekit.target import load_target
+
+    raw = yaml.safe_load((ROOT / "recipes" / "digits.yaml").read_text())
+    raw["model"]["weights"] = str(ROOT / "edgekit" / "zoo" / "weights" / "digits.pt")
+    if device_inputs is not None:
+        raw["evaluation"]["device_inputs"] = device_inputs
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    recipe = load_recipe(path)
+    base = Settings.from_benchmark(recipe.benchmark, samples=_device_inputs(recipe))
+    said: list[str] = []
+    own = capped_settings(recipe, DeployOptions(), base, load_target(ROOT / "targets" / "pi4-emu.yaml"), said.append)
+    assert own.samples == sent and own.repeat == 3 and own.threads == (1,)
+    assert any("timing stays on one input" in s for s in said) == (device_inputs is not None)
+
+
+def test_device_inputs_must_be_all_or_a_positive_count(tmp_path: Path) -> None:
+    raw = yaml.safe_load((ROOT / "recipes" / "digits.yaml").read_text())
+    raw["evaluation"]["device_inputs"] = "most"
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(RecipeError, match=r"evaluation\.device_inputs"):
+        load_recipe(path, check_files=False)

@@ -702,6 +702,7 @@ def measure(art: dict[str, Any], threads: int, req: dict[str, Any], inputs: np.n
         m["load_ms"] = (time.perf_counter() - t0) * 1000.0
         m["runtime"] = runner.runtime
         runner.set_input(inputs[0])
+        m["timed_inputs"] = 1  # every timed invocation runs the first input; accuracy_inputs: outputs below
         for _ in range(int(req.get("warmup", 1))):
             runner.invoke()
         gc.disable()
@@ -718,6 +719,7 @@ def measure(art: dict[str, Any], threads: int, req: dict[str, Any], inputs: np.n
         m["overhead_ms_per_sample"] = overhead_ms(number, len(samples))
         if outdir is not None:
             m.update(save_outputs(runner, inputs, outdir, art["id"], threads, base))
+            m["accuracy_inputs"] = len(inputs)
         m["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - a failure is data: recorded, and the next artifact goes on
         m["error"] = "%s: %s" % (type(exc).__name__, exc)

@@ -84,7 +84,7 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
         resolved.setdefault(target.name, target)
     settings = Settings.from_benchmark(recipe.benchmark, threads=opts.threads, repeat=opts.repeat,
                                        warmup=opts.warmup, number=opts.number, timeout_s=opts.timeout_s,
-                                       samples=opts.samples)
+                                       samples=opts.samples or _device_inputs(recipe))
     if opts.host:
         resolved.setdefault(HOST, host_target())
     result = DeployResult(recipe=recipe.name, recipe_path=str(recipe.path), recipe_sha256=recipe.digest(),
@@ -125,8 +125,12 @@ def capped_settings(recipe: Recipe, opts: DeployOptions, settings: Settings, tar
         changes["repeat"] = cap.repeat
     if opts.warmup is None and cap.warmup is not None and cap.warmup < settings.warmup:
         changes["warmup"] = cap.warmup
-    if opts.samples is None and cap.samples is not None:
+    if opts.samples is None and cap.samples is not None and recipe.evaluation.device_inputs is None:
         changes["samples"] = cap.samples
+    elif opts.samples is None and cap.samples is not None:
+        asked = recipe.evaluation.device_inputs
+        say(f"{target.name}: outputs on {'every evaluation input' if asked == 'all' else f'{asked} inputs'} "
+            f"(evaluation.device_inputs), not the cap's {cap.samples}; timing stays on one input")
     if opts.threads is None and cap.threads is not None and tuple(cap.threads) != tuple(settings.threads):
         changes["threads"] = tuple(t for t in bench.threads if t in cap.threads) or tuple(cap.threads)
     if changes:
@@ -134,6 +138,12 @@ def capped_settings(recipe: Recipe, opts: DeployOptions, settings: Settings, tar
         say(f"benchmark capped for {target.name} only (emulated: ~600x slower than the board): {told}; "
             "pass --repeat/--threads/--warmup/--samples to choose")
     return replace(settings, **changes)
+
+
+def _device_inputs(recipe: Recipe) -> int | None:
+    """The recipe's `evaluation.device_inputs` as a count of inputs to send (None: all of them)."""
+    value = recipe.evaluation.device_inputs
+    return value if isinstance(value, int) else None
 
 
 @dataclass(frozen=True)
