@@ -51,6 +51,9 @@ def list_cmd(
     for r in found:
         targets = ", ".join(f"{t} (emulated)" if t in r.emulated_targets else t for t in r.targets)
         counts = f"{r.measurements}" + (f" [red]({r.failed} failed)[/]" if r.failed else "")
+        if r.failed_targets:  # a target that failed at connect has no measurement to count
+            counts += f" [red]({len(r.failed_targets)} target{'s' * (len(r.failed_targets) > 1)} failed: " \
+                      f"{', '.join(r.failed_targets)})[/]"
         table.add_row(
             str(r.id),
             r.started_at[:16].replace("T", " "),
@@ -110,6 +113,10 @@ def import_cmd(
                     where=str(path),
                     hint="pass a file written by `edgekit deploy --json PATH`",
                 ) from exc
+            same = db.find_same(result)
+            if same is not None:
+                console.print(f"{path}: already recorded as run {same}; not imported again", highlight=False)
+                continue
             run_id = db.record(result)
             console.print(
                 f"{path}: recorded as run {run_id} ({result.recipe}, {result.started_at})", highlight=False

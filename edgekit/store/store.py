@@ -55,6 +55,7 @@ class RunSummary:
     emulated_targets: list[str] = field(default_factory=list)
     measurements: int = 0
     failed: int = 0
+    failed_targets: list[str] = field(default_factory=list)  # targets that failed (at connect, or later)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class Store:
             ids = [r.id for r in rows]
             targets = _targets_of(conn, ids)
             counts = _measurement_counts(conn, ids)
+            failed_targets = _failed_targets(conn, ids)
         return [
             RunSummary(
                 id=r.id,
@@ -137,9 +139,25 @@ class Store:
                 emulated_targets=[t for t, emulated in targets.get(r.id, []) if emulated],
                 measurements=counts.get(r.id, (0, 0))[0],
                 failed=counts.get(r.id, (0, 0))[1],
+                failed_targets=failed_targets.get(r.id, []),
             )
             for r in rows
         ]
+
+    def find_same(self, result: DeployResult) -> int | None:
+        """The id of a stored run that is this result (same recipe digest, start and finish time, targets), so
+        importing the same JSON twice records it once."""
+        query = select(runs.c.id).where(
+            runs.c.recipe == result.recipe,
+            runs.c.recipe_sha256 == result.recipe_sha256,
+            runs.c.started_at == result.started_at,
+            runs.c.finished_at.is_(None) if result.finished_at is None else runs.c.finished_at == result.finished_at,
+        )
+        with self._read() as conn:
+            ids = [row.id for row in conn.execute(query)]
+            targets = _targets_of(conn, ids)
+        wanted = [t.target for t in result.runs]
+        return next((i for i in ids if [t for t, _ in targets.get(i, [])] == wanted), None)
 
     def load(self, run_id: int) -> DeployResult:
         found = self.load_many([run_id])
@@ -326,6 +344,17 @@ def _targets_of(conn: Connection, ids: list[int]) -> dict[int, list[tuple[str, b
         )
         for row in conn.execute(query):
             found[row.run_id].append((row.target, bool(row.emulated)))
+    return found
+
+
+def _failed_targets(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = defaultdict(list)
+    if ids:
+        query = (select(target_runs.c.run_id, target_runs.c.target)
+                 .where(target_runs.c.run_id.in_(ids), target_runs.c.status == "failed")
+                 .order_by(target_runs.c.run_id, target_runs.c.position))
+        for row in conn.execute(query):
+            found[row.run_id].append(row.target)
     return found
 
 
