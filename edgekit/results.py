@@ -43,6 +43,10 @@ class DeviceFacts(_Model):
     emulator: str | None = None  # e.g. "qemu-aarch64 -cpu cortex-a72"
     hostname: str | None = None
     nice: int | None = None  # the agent's scheduling priority while measuring (additive; see request `nice`)
+    cpus_used: list[int] | None = None  # the agent's affinity mask (after the target's `affinity`, if any)
+    affinity: dict[str, Any] | None = None  # what the target asked for and the cores it got (facts_before)
+    thermal_zones: dict[str, float] = Field(default_factory=dict)  # every readable zone by type, deg C
+    battery: dict[str, Any] | None = None  # capacity_pct, status, charging, where the device lets it be read
 
 
 class Measurement(_Model):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from edgekit.errors import TargetError
 from edgekit.lab.spec import LabSpec, is_inline, parse_inline
@@ -87,6 +87,8 @@ class Target(BaseModel):
     runtime_python: dict[str, str] = Field(default_factory=dict)  # runtime -> python command, where it differs
     runtimes: list[str] = Field(default_factory=lambda: ["ai_edge_litert", "ncnn"])
     expected_cpu: str | None = None  # for reports, e.g. "Cortex-A72"
+    # the cores the agent pins itself to: big / little (by per-core max frequency), all, or a list such as "4-7"
+    affinity: str | None = Field(None, pattern=r"^(big|little|all|\d+(-\d+)?(,\d+(-\d+)?)*)$")
     emulated: Emulated | None = None
     benchmark_cap: BenchmarkCap | None = None
     lab: LabSpec | None = None  # a place of a labgrid lab, acquired for the run (edgekit/lab, docs/lab.md)
@@ -95,6 +97,12 @@ class Target(BaseModel):
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # environment and --set: they always win
     _lease: Any = PrivateAttr(default=None)  # edgekit.lab.client.Lease of an acquired lab place
     _place: Any = PrivateAttr(default=None)  # edgekit.lab.client.Place it acquired
+
+    @field_validator("affinity", mode="before")
+    @classmethod
+    def _affinity_as_text(cls, value: object) -> object:
+        """`affinity: 0` (one core) reads as a number in YAML and --set: it means the cpu list "0"."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @property
     def source(self) -> str | None:

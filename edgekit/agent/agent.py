@@ -174,9 +174,85 @@ def device_facts() -> dict[str, Any]:
              "mem_available_mb": mem_avail, "freqs": _freqs(), "temperature_c": _temperature(),
              "throttled": _throttled(), "python": platform.python_version(), "runtimes": _runtime_versions(),
              "emulated": bool(os.environ.get("EDGEKIT_EMULATOR")),
-             "emulator": os.environ.get("EDGEKIT_EMULATOR") or None, "hostname": socket.gethostname()}
+             "emulator": os.environ.get("EDGEKIT_EMULATOR") or None, "hostname": socket.gethostname(),
+             "cpus_used": _cpus_used(), "thermal_zones": _thermal_zones(), "battery": _battery()}
     facts.update(_cpuinfo())
     return facts
+
+
+# --- phones: cores, battery, thermal zones -------------------------------------------------------------------
+def _cpus_used() -> Optional[list[int]]:
+    """The cores this process may run on (its affinity mask), None where the OS does not say."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _thermal_zones() -> dict[str, float]:
+    """Every readable thermal zone, by its type (phones have dozens: cpu-0-0, battery, skin, ...), in deg C."""
+    zones: dict[str, float] = {}
+    for zone in sorted(_listdir("/sys/class/thermal")):
+        if not zone.startswith("thermal_zone"):
+            continue
+        temp = _int(_read("/sys/class/thermal/%s/temp" % zone))
+        if temp is not None:
+            name = (_read("/sys/class/thermal/%s/type" % zone) or zone).strip()
+            zones[name if name not in zones else "%s/%s" % (name, zone)] = temp / 1000.0
+    return zones
+
+
+def _battery() -> Optional[dict[str, Any]]:
+    """Charge and charging state of the first battery power supply where readable (Android often hides it)."""
+    root = "/sys/class/power_supply"
+    for name in sorted(_listdir(root)):
+        base = "%s/%s/" % (root, name)
+        if (_read(base + "type") or "").strip() != "Battery":
+            continue
+        status = (_read(base + "status") or "").strip() or None
+        return {"name": name, "capacity_pct": _int(_read(base + "capacity")), "status": status,
+                "charging": None if status is None else status in ("Charging", "Full")}
+    return None
+
+
+def apply_affinity(spec: Optional[str]) -> Optional[dict[str, Any]]:
+    """Pin this process (and the runtime threads it starts later) to `spec`: big | little | all | a cpu list
+    ("4-7", "0,2"). big / little come from the per-core max frequencies (the fastest / slowest cluster); where no
+    core reports one (an emulated device, some kernels) big and little mean all, and the result says so."""
+    if not spec:
+        return None
+    if _cpus_used() is None:
+        return {"requested": spec, "cpus": None, "note": "this OS has no sched_setaffinity: not pinned"}
+    allowed = _online_cpus()  # not the current mask: a pin from a parent process must not narrow the choice
+    note = None
+    if spec in ("big", "little"):
+        tops = {f["cpu"]: f["max_khz"] for f in _freqs() if f.get("max_khz") and f["cpu"] in allowed}
+        if tops:
+            want = max(tops.values()) if spec == "big" else min(tops.values())
+            cpus = sorted(c for c, khz in tops.items() if khz == want)
+        else:
+            cpus, note = allowed, "no per-core max frequency readable: %s = all cores" % spec
+    elif spec == "all":
+        cpus = allowed
+    else:
+        cpus = sorted({c for part in spec.split(",") for c in _cpu_range(part)})
+    try:
+        os.sched_setaffinity(0, cpus)
+    except (OSError, ValueError) as exc:
+        return {"requested": spec, "cpus": allowed, "note": "not pinned: %s" % exc}
+    return {"requested": spec, "cpus": _cpus_used(), "note": note}
+
+
+def _online_cpus() -> list[int]:
+    online = _read("/sys/devices/system/cpu/online")
+    if online and online.strip():
+        return sorted({c for part in online.strip().split(",") for c in _cpu_range(part)})
+    return list(range(os.cpu_count() or 1))
+
+
+def _cpu_range(part: str) -> list[int]:
+    low, _, high = part.strip().partition("-")
+    return list(range(int(low), int(high or low) + 1))
 
 
 def _nice() -> Optional[int]:
@@ -854,7 +930,14 @@ def run_all(req: dict[str, Any], base: str, result: dict[str, Any], result_path:
         raise AgentFailure("request protocol %r, agent speaks %d" % (req.get("protocol"), PROTOCOL_VERSION),
                            EXIT_BAD_REQUEST)
     raise_priority(req.get("nice"))  # before any runtime starts its threads: they inherit it
+    try:
+        pinned = apply_affinity(req.get("affinity"))  # likewise: runtime threads inherit the mask
+    except ValueError as exc:
+        raise AgentFailure("bad affinity %r: %s (big, little, all or a cpu list such as 4-7)"
+                           % (req.get("affinity"), exc), EXIT_BAD_REQUEST) from None
     result["facts_before"] = device_facts()  # again: waiting for the lock may have taken a while
+    if pinned is not None:
+        result["facts_before"]["affinity"] = pinned
     inputs = load_inputs(req, base)
     insn = InsnCounter()
     first = True

@@ -61,9 +61,10 @@ def check_cmd(name: str = typer.Argument(..., help="target name (targets/NAME.ya
 @targets_app.command("setup")
 def setup_cmd(name: str = typer.Argument(..., help="target name (targets/NAME.yaml) or a path"),
               set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP)) -> None:
-    """Install the runtimes the device lacks (numpy, ai-edge-litert or tflite-runtime, ncnn) from wheels
-    downloaded on this machine for the device's python/arch/glibc and pushed over SSH (no internet needed on
-    the device).
+    """Install the runtimes the device lacks (numpy and the target's `runtimes:`) from wheels downloaded on
+    this machine for the device's python/arch/glibc and pushed over SSH (no internet needed on the device). An
+    Android phone in Termux gets Termux's packages (`pkg install`), then pip, and is told what could not be
+    installed.
 
     Example: edgekit targets setup pi4 --set host=192.168.1.20
     """

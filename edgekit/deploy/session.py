@@ -262,6 +262,8 @@ class TargetSession:
         self._invocations += 1
         request, result = f"{self.run_dir}/request-{n}.json", f"{self.run_dir}/result-{n}.json"
         body = build_request(arts, self.settings, inputs_remote(inputs), self.run_dir, runtime)
+        if self.target.affinity:
+            body["affinity"] = self.target.affinity  # the agent pins itself (and the runtime's threads) there
         local_req = self.local_dir / f"request-{n}.json"
         local_req.parent.mkdir(parents=True, exist_ok=True)
         local_req.write_text(json.dumps(body, indent=1))

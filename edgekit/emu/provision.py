@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgekit.emu import layout
+from edgekit.emu.termux import is_termux, setup_termux
 from edgekit.emu.wheels import (
     RUNTIME_PACKAGES,
     TFLITE_RUNTIME_REQS,
@@ -48,7 +49,8 @@ def meta(name):
         return None
 info = {"machine": platform.machine(), "python": platform.python_version(), "libc": list(platform.libc_ver()),
         "cores": os.cpu_count(), "emulator": os.environ.get("EDGEKIT_EMULATOR"), "hostname": platform.node(),
-        "system": platform.system(), "android": "ANDROID_ROOT" in os.environ}
+        "system": platform.system(), "android": "ANDROID_ROOT" in os.environ,
+        "termux_version": os.environ.get("TERMUX_VERSION"), "prefix": os.environ.get("PREFIX")}
 cpu = {}
 try:
     for line in open("/proc/cpuinfo"):
@@ -165,7 +167,9 @@ def setup_target(target: Target, log: Log = print) -> DeviceInfo:
             log(f"{target.name}: all runtimes present: " + ", ".join(f"{k} {v}" for k, v in info.runtimes.items() if v))
             return info
         log(f"{target.name}: missing {', '.join(missing)}")
-        if target.emulated:
+        if is_termux(info.raw):  # an Android phone: Termux's packages, then pip (edgekit/emu/termux.py)
+            setup_termux(transport, target, info.raw, missing, lambda: probe(transport, target).runtimes, log)
+        elif target.emulated:
             _setup_emulated(log)
         else:
             _setup_board(transport, target, info, missing, log)

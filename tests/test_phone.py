@@ -1,0 +1,116 @@
+"""Phones: `targets setup` on a Termux device installs with `pkg install` (then pip) and says what it could not;
+the agent pins itself to the cores a target asks for and records the cores used, battery and thermal zones.
+
+On `phone-emu` (qemu cortex-a76 + a real sshd): its python is given Termux's environment (TERMUX_VERSION, a
+PREFIX) and the PREFIX holds a stand-in `pkg` that records what it was asked to install (it installs nothing,
+so the fallbacks and the report of what is still missing run for real).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgekit.agent import agent
+from edgekit.target import Target
+
+REPO = Path(__file__).resolve().parent.parent
+STAND_IN_PKG = """#!/bin/sh
+# stand-in for Termux's pkg: records the request; "knows" no opencv-python, so a batch naming it fails
+echo "$@" >> "$(dirname "$0")/../pkg.log"
+case " $* " in *" opencv-python "*) echo "E: Unable to locate package opencv-python" >&2; exit 100;; esac
+exit 0
+"""
+
+
+@pytest.fixture(scope="module")
+def phone_emu() -> Iterator[Target]:
+    from edgekit.emu.runner import down, running_state
+    from edgekit.target import ensure_device, load_target
+
+    started = running_state("phone-emu") is None
+    target = ensure_device(load_target("phone-emu"))
+    try:
+        yield target
+    finally:
+        if started:
+            down("phone-emu")
+
+
+def test_affinity_picks_cores_by_max_frequency(monkeypatch: pytest.MonkeyPatch) -> None:
+    """big / little from per-core max frequencies (a 4+4 phone), a cpu list as given, all = the mask."""
+    freqs = [{"cpu": c, "max_khz": 1800000 if c < 4 else 2840000} for c in range(8)]
+    pinned: list[list[int]] = []
+    monkeypatch.setattr(agent, "_freqs", lambda: freqs)
+    monkeypatch.setattr(agent, "_cpus_used", lambda: pinned[-1] if pinned else list(range(8)))
+    monkeypatch.setattr(agent, "_online_cpus", lambda: list(range(8)))
+    monkeypatch.setattr(agent.os, "sched_setaffinity", lambda pid, cpus: pinned.append(sorted(cpus)))
+    assert agent.apply_affinity("big")["cpus"] == [4, 5, 6, 7]  # type: ignore[index]
+    assert agent.apply_affinity("little")["cpus"] == [0, 1, 2, 3]  # type: ignore[index]
+    assert agent.apply_affinity("0,2-3")["cpus"] == [0, 2, 3]  # type: ignore[index]
+    assert agent.apply_affinity(None) is None
+
+
+def test_affinity_pins_this_process_for_real() -> None:
+    """The real sched_setaffinity on this host: pin to one allowed core, then back."""
+    allowed = sorted(os.sched_getaffinity(0))
+    try:
+        got = agent.apply_affinity(str(allowed[0]))
+        assert got is not None and got["cpus"] == [allowed[0]] and agent._cpus_used() == [allowed[0]]
+        facts = agent.device_facts()
+        assert facts["cpus_used"] == [allowed[0]] and isinstance(facts["thermal_zones"], dict)
+        without = agent.apply_affinity("big")  # this VM reports no per-core max frequency: big = all, said
+        assert without is not None and (without["note"] is None or "no per-core max frequency" in without["note"])
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+@pytest.mark.integration
+def test_termux_setup_uses_pkg_then_pip_and_names_what_is_missing(phone_emu: Target, tmp_path: Path) -> None:
+    from edgekit.emu import layout
+    from edgekit.emu.provision import setup_target
+    from edgekit.target import load_target
+
+    prefix = tmp_path / "usr"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin" / "pkg").write_text(STAND_IN_PKG)
+    (prefix / "bin" / "pkg").chmod(0o755)
+    # the device's python that has only numpy<2 + tflite-runtime, in Termux's environment
+    python = (f"env TERMUX_VERSION=0.118.3 PREFIX={prefix} "
+              f"{layout.device_dir('phone-emu').python_tflite_runtime}")
+    target = load_target("phone-emu", [f"python={python}", "runtime_python={}",
+                                       "runtimes=[tflite_runtime, ncnn, onnxruntime, cv2, MNN]"])
+    logs: list[str] = []
+    info = setup_target(target, logs.append)
+    assert (prefix / "pkg.log").exists(), logs
+    asked = (prefix / "pkg.log").read_text().splitlines()
+    assert asked[0] == "install -y ncnn python-onnxruntime opencv-python"  # one batch first, Termux names
+    assert asked[1:] == ["install -y ncnn", "install -y python-onnxruntime", "install -y opencv-python"]
+    assert info.raw["termux_version"] == "0.118.3" and info.runtimes["tflite_runtime"] == "2.14.0"
+    said = next(line for line in logs if line.startswith(f"{target.name}: could not install: "))
+    for module in ("ncnn", "onnxruntime", "cv2", "MNN"):
+        assert f"{module} (" in said
+    assert "pkg opencv-python: E: Unable to locate package opencv-python" in said
+    assert "MNN (no Termux package; no pip on the device" in said
+
+
+@pytest.mark.integration
+def test_agent_on_phone_emu_pins_cores_and_records_them(phone_emu: Target) -> None:
+    from edgekit.deploy import DeployOptions, deploy
+    from edgekit.formats import Format
+    from edgekit.recipe import load_recipe
+    from edgekit.target import ensure_device, load_target
+
+    target = ensure_device(load_target("phone-emu", ["affinity=0"]))
+    result = deploy(load_recipe(REPO / "recipes" / "tiny.yaml"), [target],
+                    DeployOptions(repeat=2, warmup=1, threads=(1,), samples=2, formats=(Format.TFLITE_FP32,),
+                                  host=False), lambda m: None)
+    (run,) = result.runs
+    assert run.status == "ok" and run.agent is not None, run.error
+    facts = run.agent.facts_before
+    assert facts.affinity == {"requested": "0", "cpus": [0], "note": None}
+    assert facts.cpus_used == [0] and isinstance(facts.thermal_zones, dict)
+    assert run.agent.measurements[0].status == "ok"
