@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -227,8 +228,9 @@ def _run_targets(plans: list[TargetPlan], arts: list[AgentArtifact], run_id: str
         say("interrupted (Ctrl-C): stopping the agents, keeping what was measured")
         for s in sessions:
             s.interrupt()
-        for t in threads:
-            t.join(timeout=60)
+        deadline = time.monotonic() + 60
+        for s in sessions:  # not Thread.join: after a join interrupted by Ctrl-C, CPython 3.11's join returns at once
+            s.finished.wait(timeout=max(0.0, deadline - time.monotonic()))
         writer.result.finished_at = _now()
         writer.write()
         exc = Interrupted("interrupted (Ctrl-C); what was measured is kept", where="edgekit deploy")
@@ -270,6 +272,8 @@ def _guarded(session: TargetSession, arts: list[AgentArtifact], inputs: Path) ->
         session.execute(arts, inputs)
     except Exception as exc:  # noqa: BLE001 - recorded as data
         session.fail(f"{session._stage}: unexpected {type(exc).__name__}: {exc}")
+    finally:
+        session.finished.set()
 
 
 def _onnx_reference(recipe: Recipe, inputs: np.ndarray) -> list[tuple[str, np.ndarray]]:

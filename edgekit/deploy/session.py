@@ -105,6 +105,7 @@ class TargetSession:
         self.target = target
         self.before_run = before_run or (lambda: None)  # a reason to skip the run stage (deploy's fail-fast)
         self.reached = threading.Event()  # set once connected (or failed): deploy's host waits for devices
+        self.finished = threading.Event()  # set by deploy when execute() has returned (Ctrl-C waits on it)
         self.run_id = run_id
         self.run_dir = f"runs/{run_id}-{target.name}"  # one folder per target: two targets may share a device
         self.local_dir = local_dir

@@ -1,0 +1,124 @@
+"""The whole `edgekit deploy` command against pi4-emu, faulted mid-run: the device frozen (its sshd SIGSTOPped by
+pid, resumed in a finally) and Ctrl-C (SIGINT to the edgekit process). Each exits with its code within a bound,
+says what happened, and keeps what the device measured in --json and in the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from edgekit.results import DeployResult
+
+pytestmark = pytest.mark.integration
+TINY = Path(__file__).resolve().parents[2] / "recipes" / "tiny.yaml"
+EDGEKIT = [str(Path(sys.executable).parent / "edgekit")]
+
+
+def start_deploy(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path, Path]:
+    work, out, store = tmp_path / "device", tmp_path / "run.json", tmp_path / "store.sqlite"
+    args = [*EDGEKIT, "deploy", str(TINY), "--target", "pi4-emu", "--format", "tflite-fp32", "--format", "ncnn-fp32",
+            "--no-host", "--repeat", "1", "--warmup", "0", "--samples", "2", "--json", str(out), "--store", str(store),
+            "--set", f"work_dir={work}", "--set", "io_timeout=3", "--set", "connect_timeout=3"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    return proc, work, out, store
+
+
+def wait_measured(work: Path, proc: subprocess.Popen[str], timeout: float = 300) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for result in work.glob("runs/*/result-0.json"):
+            try:
+                if json.loads(result.read_text())["measurements"]:
+                    return True
+            except (ValueError, KeyError, OSError):
+                pass
+        time.sleep(0.1)
+    return False
+
+
+def sshd_tree() -> list[int]:
+    from edgekit.emu.runner import running_state
+
+    state = running_state("pi4-emu")
+    assert state is not None
+    master = psutil.Process(state.sshd_pid)
+    return [p.pid for p in [master, *master.children(recursive=True)] if p.name() == "sshd"]
+
+
+def stored(store: Path) -> DeployResult:
+    from edgekit.store import open_store
+
+    with open_store(str(store)) as db:
+        (summary,) = db.runs()
+        return db.load(summary.id)
+
+
+def test_deploy_to_a_device_frozen_mid_run_exits_1_in_bounded_time_and_keeps_the_measurement(pi4_emu,
+                                                                                            tmp_path) -> None:
+    proc, work, out, store = start_deploy(tmp_path)
+    stopped: list[int] = []
+    try:
+        assert wait_measured(work, proc), proc.communicate(timeout=60)
+        for pid in sshd_tree():
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        frozen_at = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=180)
+        seconds = time.monotonic() - frozen_at
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, stdout[-2000:] + stderr[-2000:]
+    assert seconds < 60, seconds  # probe (io_timeout/2 + io_timeout), one reconnect (connect_timeout), report
+    assert "DeviceTimeout" in stdout + stderr and "Traceback" not in stderr
+    for result in (DeployResult.model_validate_json(out.read_text()), stored(store)):
+        (run,) = result.runs
+        got = {m.artifact: m for m in run.agent.measurements} if run.agent else {}
+        assert got["tflite-fp32"].status == "ok" and got["tflite-fp32"].samples_ms  # streamed before the freeze
+        assert got["ncnn-fp32"].status == "failed" and "DeviceTimeout" in (got["ncnn-fp32"].error or "")
+
+
+def test_ctrl_c_mid_deploy_exits_130_and_keeps_the_measurement(pi4_emu, tmp_path) -> None:
+    proc, work, out, store = start_deploy(tmp_path)
+    try:
+        assert wait_measured(work, proc), proc.communicate(timeout=60)
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=120)
+        seconds = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]
+    assert seconds < 30, seconds
+    assert "interrupted: kept 1 measurements" in stdout, stdout[-2000:]
+    for result in (DeployResult.model_validate_json(out.read_text()), stored(store)):
+        (run,) = result.runs
+        assert run.interrupted and run.agent is not None
+        got = {m.artifact: m for m in run.agent.measurements}
+        assert got["tflite-fp32"].status == "ok"
+        assert got["ncnn-fp32"].status == "failed" and "interrupted" in (got["ncnn-fp32"].error or "")
+    time.sleep(1)
+    leftover = [p for p in psutil.process_iter(["cmdline"]) if "agent.py" in " ".join(p.info["cmdline"] or [])
+                and str(work) in _cwd(p)]
+    assert not leftover  # the device's agent was stopped
+
+
+def _cwd(proc: psutil.Process) -> str:
+    try:
+        return proc.cwd()
+    except psutil.Error:
+        return ""
