@@ -117,7 +117,8 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
 def distribution(view: RecipeView, target: str) -> list[Panel]:
     """Every sample of the target's newest run as horizontal box plots, one panel per thread count."""
     emulated = view.emulated(target)
-    found = [m for m in _latest_ok(view, target) if m.samples_ms]
+    run_id, measured = _latest_ok(view, target)
+    found = [m for m in measured if m.samples_ms]
     if not found:
         return [_no_data(target, "latency distribution", emulated, view)]
     panels = []
@@ -142,7 +143,7 @@ def distribution(view: RecipeView, target: str) -> list[Panel]:
         ax.set_xlabel("emulated wall time per invoke (ms)" if emulated else "latency per invoke (ms)")
         beyond = f"{above} sample{'s' if above > 1 else ''} beyond the axis" if above else ""
         note = "; ".join(s for s in (_basis(emulated), beyond) if s)
-        panels.append(_done(fig, f"{target}, {_threads(n)}: latency distribution", emulated, note))
+        panels.append(_done(fig, f"{target}, {_threads(n)}: latency distribution, run #{run_id}", emulated, note))
     return panels
 
 
@@ -150,7 +151,8 @@ def precisions(view: RecipeView, target: str) -> list[Panel]:
     """Per runtime: each precision's p50 (its speed-up over fp32 written on the bar), one panel per thread
     count; on an emulated target that counts instructions, instruction counts instead of wall time."""
     emulated = view.emulated(target)
-    found = [m for m in _latest_ok(view, target) if m.p50_ms]
+    run_id, measured = _latest_ok(view, target)
+    found = [m for m in measured if m.p50_ms]
     if not found:
         return [_no_data(target, "precisions vs fp32", emulated, view)]
     use_counts = emulated and all(m.instructions_per_invoke for m in found)
@@ -163,7 +165,7 @@ def precisions(view: RecipeView, target: str) -> list[Panel]:
             "instructions / invoke" if use_counts
             else "p50, emulated wall time (ms)" if emulated else "p50 latency (ms)"
         )
-        panels.append(_done(fig, f"{target}, {_threads(n)}: precisions vs fp32", emulated, basis))
+        panels.append(_done(fig, f"{target}, {_threads(n)}: precisions vs fp32, run #{run_id}", emulated, basis))
     return panels
 
 
@@ -190,12 +192,12 @@ def fidelity(view: RecipeView) -> Panel:
     return _done(fig, caption, False, f"red outline: below its gate ({failed})" if failed else "")
 
 
-def _latest_ok(view: RecipeView, target: str) -> list[Measurement]:
-    """The successful measurements of the newest run that includes `target`."""
+def _latest_ok(view: RecipeView, target: str) -> tuple[int, list[Measurement]]:
+    """The newest run that includes `target` (its store id) and its successful measurements there."""
     found = view.latest_on(target)
     if found is None or found[1].agent is None:
-        return []
-    return [m for m in found[1].agent.measurements if m.status == "ok"]
+        return 0, []
+    return found[0].id, [m for m in found[1].agent.measurements if m.status == "ok"]
 
 
 def _no_data(target: str, what: str, emulated: bool, view: RecipeView) -> Panel:
