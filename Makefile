@@ -12,11 +12,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := qemu-user-static qemu-user openssh-server openssh-client chromium dpkg-dev gcc libglib2.0-dev pkg-config postgresql
 RECIPE ?=
 TARGET ?= pi4-emu
+# make demo DEMO_RECIPE=recipes/digits-keras.yaml: a Keras model through both TFLite routes
+DEMO_RECIPE ?= recipes/yolov5-lite.yaml
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test quantize check emu-assets clean-venv help
 help:
-	@echo "make demo      set everything up, then: edgekit deploy recipes/yolov5-lite.yaml --target $(TARGET)"
+	@echo "make demo      set everything up, then: edgekit deploy $(DEMO_RECIPE) --target $(TARGET)"
 	@echo "make test      set everything up, run make check (ruff + mypy), then the whole test suite"
 	@echo "make check     ruff and mypy (exits non-zero on any finding)"
 	@echo "make quantize  convert the INT8 formats of every recipe in recipes/ (or RECIPE=path)"
@@ -52,7 +54,7 @@ emu-assets: $(STAMPS)/python $(STAMPS)/system
 	@$(EDGEKIT) emu build pi5-emu
 
 demo: setup
-	$(EDGEKIT) deploy recipes/yolov5-lite.yaml --target $(TARGET)
+	$(EDGEKIT) deploy $(DEMO_RECIPE) --target $(TARGET)
 
 test: setup check
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
