@@ -248,3 +248,27 @@ def test_a_partial_upload_is_removed_at_the_next_connect(pi4_emu, tmp_path) -> N
         assert transport.reconnect()  # type: ignore[attr-defined]
     assert not list((tmp_path / "device").glob(".big.bin.edgekit-*"))  # removed at the next connect
     assert not (tmp_path / "device" / "big.bin").exists()
+
+
+def test_leftovers_of_failed_runs_are_pruned_at_connect(pi4_emu, tmp_path) -> None:
+    """Run folders older than a day and artifact folders unused for 14 days go; fresh ones and partial uploads of
+    the last hour (a concurrent run's) stay."""
+    from edgekit.target import open_transport
+
+    work = tmp_path / "device"
+    old_run, new_run = work / "runs" / "old-run", work / "runs" / "new-run"
+    old_art, new_art = work / "artifacts" / "0123456789abcdef", work / "artifacts" / "fedcba9876543210"
+    old_part, new_part = work / "artifacts" / ".model.tflite.edgekit-0000", work / ".agent.py.edgekit-1111"
+    for folder in (old_run, new_run, old_art, new_art):
+        folder.mkdir(parents=True)
+        (folder / "f").write_text("x")
+    old_part.write_text("partial")
+    new_part.write_text("partial")
+    for path, days in ((old_run, 2), (old_art, 15), (old_part, 1)):
+        past = time.time() - days * 86400
+        os.utime(path, (past, past))
+    target = load_target("pi4-emu", [f"work_dir={work}"])
+    with open_transport(target) as transport:
+        transport.connect()
+    assert not old_run.exists() and not old_art.exists() and not old_part.exists()
+    assert new_run.is_dir() and new_art.is_dir() and new_part.is_file()
