@@ -109,6 +109,9 @@ def run_nightly(
             )
     if outcome.report is not None:
         outcome.written = write(outcome.report, html=html, markdown=markdown)
+    if outcome.lab_lines and markdown is not None and markdown.exists():  # per board and board type
+        with markdown.open("a") as fh:
+            fh.write("\n## Lab: boards and board types\n\n```\n" + "\n".join(outcome.lab_lines) + "\n```\n")
     return outcome
 
 

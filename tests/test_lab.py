@@ -16,7 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from edgekit.cli import app
+from edgekit.errors import UsageError
 from edgekit.lab import rig as lab_rig
 from edgekit.lab.client import LabClient, Place, holder_text, lab_python
 from edgekit.lab.errors import LabWaitTimeout, NoMatchingPlace
@@ -128,6 +131,8 @@ def test_a_place_held_by_someone_else_makes_edgekit_wait_then_time_out(rig: lab_
             ensure_device(load_target("lab:board=pi5", ["lab.wait_s=2"]), said.append)
         assert 2.0 <= time.monotonic() - start < 10.0
         assert any("waiting for a free place with board=pi5" in s and "held by" in s and "/bob" in s for s in said)
+        refused = CliRunner().invoke(app, ["lab", "release", "pi5-a", "-x", rig.coordinator])
+        assert isinstance(refused.exception, UsageError) and "not a dead edgekit" in str(refused.exception)
     finally:
         subprocess.run([lgc, "-p", "pi5-a", "release"], env=client_env, check=True, capture_output=True)
     with pytest.raises(NoMatchingPlace):
@@ -170,7 +175,7 @@ def test_killed_edgekit_leaves_no_place_acquired(rig: lab_rig.Rig, tmp_path: Pat
     held = json.loads(proc.stdout.readline())
     assert holders(rig)["pi5-a"] is not None
     proc.kill()
-    proc.wait()
+    proc.communicate()
     assert wait_free(rig, "pi5-a") < 5.0
     # SIGKILL of edgekit and its holder together (power loss): the next edgekit on this host releases the stale hold
     proc = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "300"], stdout=subprocess.PIPE, text=True)
@@ -178,9 +183,11 @@ def test_killed_edgekit_leaves_no_place_acquired(rig: lab_rig.Rig, tmp_path: Pat
     held = json.loads(proc.stdout.readline())
     os.kill(held["helper"], signal.SIGKILL)
     proc.kill()
-    proc.wait()
+    proc.communicate()
     time.sleep(0.5)
     assert ".edgekit-" in (holders(rig)["pi5-a"] or "")
+    listing = CliRunner().invoke(app, ["lab", "-x", rig.coordinator], terminal_width=250)
+    assert "STALE" in listing.output, listing.output
     from edgekit.target import ensure_device, load_target
 
     said: list[str] = []
@@ -212,9 +219,6 @@ def test_ctrl_c_while_waiting_releases_nothing_it_did_not_take(rig: lab_rig.Rig,
 
 
 def test_nightly_spreads_the_matrix_over_every_free_place(rig: lab_rig.Rig, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from edgekit.cli import app
     from edgekit.nightly import run_nightly
 
     recipes = tmp_path / "recipes"
@@ -225,7 +229,8 @@ def test_nightly_spreads_the_matrix_over_every_free_place(rig: lab_rig.Rig, tmp_
         (recipes / f"{name}.yaml").write_text(text.replace("name: tiny\n", f"name: {name}\n"))
     store = f"sqlite:///{tmp_path / 'lab.sqlite'}"
     said: list[str] = []
-    outcome = run_nightly([recipes], ["lab:board=pi4"], store_url=store, log=said.append)
+    summary = tmp_path / "nightly.md"
+    outcome = run_nightly([recipes], ["lab:board=pi4"], store_url=store, markdown=summary, log=said.append)
     done = outcome.lab
     assert done is not None and not outcome.failures, outcome.failures
     assert done.board_type == {"pi4-a": "lab:board=pi4", "pi4-b": "lab:board=pi4"}  # every free pi4
@@ -240,6 +245,7 @@ def test_nightly_spreads_the_matrix_over_every_free_place(rig: lab_rig.Rig, tmp_
     assert boards <= {"pi4-a", "pi4-b"} and boards
     assert any(line.startswith("lab: 2 board(s)") for line in outcome.lab_lines)
     assert any("lab:board=pi4: 2 board(s)" in line for line in outcome.lab_lines)
+    assert "## Lab: boards and board types" in summary.read_text() and "pi4-a (lab:board=pi4)" in summary.read_text()
     listing = CliRunner().invoke(app, ["lab", "--store", store], terminal_width=200)
     assert listing.exit_code == 0, listing.output
     for place in ("pi4-a", "pi4-b", "pi5-a"):

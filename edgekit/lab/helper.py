@@ -248,8 +248,10 @@ async def do_define(args: argparse.Namespace) -> int:
     stub = session.stub
     if args.place not in session.places:
         await stub.AddPlace(pb.AddPlaceRequest(name=args.place))
+    known = session.places.get(args.place)
     for pattern in args.match:
-        await stub.AddPlaceMatch(pb.AddPlaceMatchRequest(placename=args.place, pattern=pattern))
+        if known is None or not known.hasmatch(pattern.split("/")):
+            await stub.AddPlaceMatch(pb.AddPlaceMatchRequest(placename=args.place, pattern=pattern))
     await stub.SetPlaceTags(pb.SetPlaceTagsRequest(placename=args.place, tags=dict(t.split("=", 1) for t in args.tag)))
     await session.sync_with_coordinator()
     emit("defined", place=args.place)

@@ -63,6 +63,7 @@ def start(root: Path, places: list[RigPlace]) -> Rig:
             raise LabError(f"emulated device {place.device} is not built", where="lab rig",
                            hint=f"edgekit emu build {place.device}")
     root.mkdir(parents=True, exist_ok=True)
+    (root / "places.yaml").unlink(missing_ok=True)  # a rig starts as a new lab (the coordinator keeps it here)
     key = root / "client_ed25519"
     if not key.exists():
         _keygen(key)
