@@ -144,10 +144,10 @@ class LabClient:
             raise LabError(f"cannot release {place}: {last['error']}", where=self.coordinator)
         return last.get("holder")
 
-    def define(self, place: str, matches: list[str], tags: dict[str, str]) -> None:
-        """Create `place` if new, add its matches (exporter/group/cls) and set its tags (an admin's step)."""
-        self._run("define", "--place", place, *[a for m in matches for a in ("--match", m)],
-                  *[a for k, v in tags.items() for a in ("--tag", f"{k}={v}")])
+    def define(self, places: list[tuple[str, list[str], dict[str, str]]]) -> None:
+        """Create each (place, matches, tags) if new, add its matches (exporter/group/cls), set its tags: what an
+        admin does with labgrid-client create / add-match / set-tags, in one session."""
+        self._run("define", "--places", json.dumps([{"place": p, "matches": m, "tags": t} for p, m, t in places]))
 
     def hold(self, spec: LabSpec, *, count: int = 1, say: Say | None = None) -> Lease:
         """Wait (up to spec.wait_s) for free matching places, acquire `count` of them (0: every free one, at

@@ -10,7 +10,7 @@ own ClientSession, and answers in JSON, one object per line on stdout (edgekit/l
                                 released, error
     release-from --place P --holder HOST/USER   releases P only while HOST/USER still holds it
     kick --place P              releases P whoever holds it
-    define --place P --match EXPORTER/GROUP/CLS --tag K=V   creates P (if new), its match and its tags
+    define --places JSON        [{"place", "matches", "tags"}]: each place created (if new), matched, tagged
 
 An edgekit holder names itself `USER.edgekit-PID-START` (LG_USERNAME): PID and START (the process's start
 time in clock ticks) of the edgekit process it holds for. The holder keeps the place while that process lives:
@@ -246,15 +246,17 @@ async def do_define(args: argparse.Namespace) -> int:
 
     session = await connect(args.coordinator)
     stub = session.stub
-    if args.place not in session.places:
-        await stub.AddPlace(pb.AddPlaceRequest(name=args.place))
-    known = session.places.get(args.place)
-    for pattern in args.match:
-        if known is None or not known.hasmatch(pattern.split("/")):
-            await stub.AddPlaceMatch(pb.AddPlaceMatchRequest(placename=args.place, pattern=pattern))
-    await stub.SetPlaceTags(pb.SetPlaceTagsRequest(placename=args.place, tags=dict(t.split("=", 1) for t in args.tag)))
+    for spec in json.loads(args.places):
+        name = spec["place"]
+        if name not in session.places:
+            await stub.AddPlace(pb.AddPlaceRequest(name=name))
+        known = session.places.get(name)
+        for pattern in spec.get("matches", []):
+            if known is None or not known.hasmatch(pattern.split("/")):
+                await stub.AddPlaceMatch(pb.AddPlaceMatchRequest(placename=name, pattern=pattern))
+        await stub.SetPlaceTags(pb.SetPlaceTagsRequest(placename=name, tags=spec.get("tags", {})))
     await session.sync_with_coordinator()
-    emit("defined", place=args.place)
+    emit("defined", places=sorted(session.places))
     await session.stop()
     return 0
 
@@ -277,9 +279,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     kick = sub.add_parser("kick")
     kick.add_argument("--place", required=True)
     define = sub.add_parser("define")
-    define.add_argument("--place", required=True)
-    define.add_argument("--match", action="append", default=[])
-    define.add_argument("--tag", action="append", default=[])
+    define.add_argument("--places", required=True)
     return parser.parse_args(argv)
 
 

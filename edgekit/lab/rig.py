@@ -83,8 +83,7 @@ def start(root: Path, places: list[RigPlace]) -> Rig:
         rig.pids.append(_spawn([str(bindir / "labgrid-exporter"), "-c", rig.coordinator, "-n", "rig",
                                 "--hostname", "127.0.0.1", str(exporter)], root, "exporter"))
         client = LabClient(rig.coordinator)
-        for place in places:
-            client.define(place.name, [f"rig/{place.name}/NetworkService"], place.tags)
+        client.define([(p.name, [f"rig/{p.name}/NetworkService"], p.tags) for p in places])
         _wait_services(client, {p.name for p in places})
     except BaseException:
         rig.stop()
