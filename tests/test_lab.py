@@ -76,6 +76,13 @@ def test_inline_spec_and_holder_wording() -> None:
     assert place.edgekit_pid == 4242
 
 
+def test_an_unreachable_coordinator_is_a_named_error() -> None:
+    from edgekit.lab.errors import LabError
+
+    with pytest.raises(LabError, match="cannot reach the labgrid coordinator"):
+        LabClient("127.0.0.1:1").places()
+
+
 def test_places_list_tags_and_network_services(rig: lab_rig.Rig) -> None:
     places = {p.name: p for p in LabClient(rig.coordinator).places()}
     assert set(places) == {"pi4-a", "pi4-b", "pi5-a"}

@@ -284,8 +284,11 @@ def _error(event: dict[str, Any], coordinator: str) -> LabError:
         return NoMatchingPlace(f"no place matches tags {event.get('tags')} names {event.get('names') or '-'}",
                                where=coordinator, hint=f"places: {', '.join(event.get('known') or []) or 'none'}"
                                                        " (edgekit lab lists them with their tags)")
-    return LabError(message, where=coordinator, hint="is the coordinator running? labgrid-coordinator -l HOST:PORT"
-                    if kind == "coordinator" else None)
+    if kind == "coordinator":
+        return LabError(f"cannot reach the labgrid coordinator ({message})", where=coordinator,
+                        hint="is it running (labgrid-coordinator -l HOST:PORT)? the address comes from the target's "
+                             "lab.coordinator, else $LG_COORDINATOR, else 127.0.0.1:20408")
+    return LabError(message, where=coordinator)
 
 
 _LIVE: set[Lease] = set()
