@@ -278,3 +278,7 @@ def test_a_board_slower_than_its_siblings_is_flagged_with_clocks_and_temperature
     assert [s.board for s in found.slow] == ["pi4-c"]
     line = found.slow[0].line()
     assert "27 % slower" in line and "ondemand 600-600 MHz (max 1800 MHz)" in line and "81 °C" in line
+    from edgekit.lab.spread import _type_lines
+
+    per_type = _type_lines(found.medians, ["pi4-a", "pi4-b", "pi4-c"], {("tiny", "tflite-fp32", 1)})
+    assert per_type == ["tiny tflite-fp32 x1: 10.40 ms median over 3 boards (10.00-13.00, spread 30 %)"]

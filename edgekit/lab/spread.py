@@ -207,8 +207,24 @@ def board_lines(store: Any, done: SpreadOutcome, history: int = 14) -> list[str]
         boards = [b for b, k in done.board_type.items() if k == kind]
         keys = {key for b in boards for key in found.medians.get(b, {})}
         lines.append(f"  {kind}: {len(boards)} board(s), {len(keys)} (recipe, artifact, threads) measured")
+        lines += [f"    {line}" for line in _type_lines(found.medians, boards, keys)]
     for slow in found.slow:
         lines.append(f"  SLOW BOARD {slow.line()}")
     if not found.slow:
         lines.append(f"  no board is {100 * (SLOW_RATIO - 1):.0f} % slower than its siblings on what both measured")
     return lines
+
+
+def _type_lines(medians: dict[str, dict[tuple[str, str, int], float]], boards: list[str],
+                keys: set[tuple[str, str, int]], most: int = 5) -> list[str]:
+    """A board type's figures: per key, the median over its boards and their range; widest spread first."""
+    import statistics
+
+    rows = []
+    for key in keys:
+        values = [medians[b][key] for b in boards if key in medians.get(b, {})]
+        if len(values) >= 2:
+            rows.append((max(values) / min(values) if min(values) > 0 else 1.0, key, values))
+    rows.sort(key=lambda r: -r[0])
+    return [f"{r} {a} x{t}: {statistics.median(v):.2f} ms median over {len(v)} boards ({min(v):.2f}-{max(v):.2f}, "
+            f"spread {100 * (ratio - 1):.0f} %)" for ratio, (r, a, t), v in rows[:most]]
