@@ -115,9 +115,30 @@ def test_savedmodel_source(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                    env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
     raw: dict[str, Any] = yaml.safe_load(RECIPE.read_text())
-    raw.update(formats=["tflite-fp32", "onnx-fp32"], model={"kind": "keras", "path": str(saved)})
+    raw.update(formats=["tflite-fp32", "onnx-fp32"], model={"kind": "keras", "path": str(saved)},
+               outputs=["output_0"])  # the output's name in Keras's serving signature
     raw["evaluation"]["data"]["samples"] = 50
     path = tmp_path / "saved.yaml"
     path.write_text(yaml.safe_dump(raw))
     for art in convert_recipe(load_recipe(path)):
         assert art.status == "ok" and art.fidelity["cosine_worst"] > 0.9999, (art.format, art.error)
+
+
+@pytest.mark.integration
+def test_keras_digits_on_pi4_emu_judged_on_every_input(pi4_emu: Any, keras_artifacts: list[Artifact]) -> None:
+    """Both INT8 routes on the emulated Pi 4: gates judged on all 360 test images (evaluation.device_inputs:
+    all), timing on one input within the target's cap."""
+    from edgekit.deploy.orchestrate import DeployOptions, deploy
+
+    arts = [a for a in keras_artifacts if a.format in (Format.TFLITE_INT8, Format.TFLITE_ONNX2TF_INT8)]
+    result = deploy(load_recipe(RECIPE), [pi4_emu], DeployOptions(host=False), None, arts)
+    (run,) = result.runs
+    assert run.status == "ok", run.error
+    for m in run.agent.measurements:  # type: ignore[union-attr]
+        assert m.status == "ok" and len(m.samples_ms) == 3, m.error  # the cap's repeat 3
+        assert m.instructions_per_invoke and m.instructions_per_invoke > 0
+    gated = [c for c in run.comparisons if c.reference == "onnx"]
+    assert {c.artifact for c in gated} == {"tflite-int8", "tflite-onnx2tf-int8"}
+    for comp in gated:
+        assert comp.samples == 360 and comp.gates_passed, comp
+        assert comp.metric["top1"] >= 0.97, comp

@@ -237,8 +237,8 @@ def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
                              "handles single-input models")
         holder: Any = loaded
 
-        def call(x: Any) -> Any:
-            return sig(**{keys[0]: x})
+        def call(x: Any) -> Any:  # through `loaded`: the closure keeps its variables alive
+            return loaded.signatures["serving_default"](**{keys[0]: x})
     else:
         import keras  # type: ignore[import-untyped]
 
