@@ -149,12 +149,47 @@ def test_a_place_held_by_someone_else_makes_edgekit_wait_then_time_out(rig: lab_
 HOLD_SCRIPT = """
 import json, sys, time
 from edgekit.target import ensure_device, load_target
-target = ensure_device(load_target(sys.argv[1]))
+target = ensure_device(load_target(sys.argv[1]), lambda m: print(json.dumps({"said": m}), flush=True))
 print(json.dumps({"place": target.name, "t0": time.time(), "helper": target._lease.proc.pid}), flush=True)
 time.sleep(float(sys.argv[2]))
 print(json.dumps({"t1": time.time()}), flush=True)  # still held here: released by close()
 target._lease.close()
 """
+
+
+WAIT_SCRIPT = """
+import json, sys, threading, time
+from edgekit.target import ensure_device, load_target
+said = lambda m: print(json.dumps({"said": m}), flush=True)
+outcome = {}
+finished = threading.Event()  # not Thread.is_alive: wrong after a join that Ctrl-C interrupted (CPython 3.11)
+def session():  # as edgekit deploy does: the place is acquired in a target's thread, Ctrl-C lands in the main one
+    try:
+        ensure_device(load_target(sys.argv[1]), said)
+        outcome["error"] = None
+    except BaseException as exc:
+        outcome["error"] = type(exc).__name__
+    finished.set()
+thread = threading.Thread(target=session, daemon=True)
+thread.start()
+try:
+    while not finished.wait(0.1):
+        pass
+except KeyboardInterrupt:
+    t = time.monotonic()
+    finished.wait(30)
+    print(json.dumps({"session": outcome.get("error"), "after_s": round(time.monotonic() - t, 2)}), flush=True)
+"""
+
+
+def read_until(proc: subprocess.Popen[str], key: str) -> dict[str, object]:
+    """The first JSON line of the hold script that has `key` (progress lines in between are skipped)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        event = json.loads(line)
+        if key in event:
+            return event  # type: ignore[no-any-return]
+    raise AssertionError(f"the hold script ended without {key!r}")
 
 
 def test_concurrent_edgekit_runs_never_share_a_place(rig: lab_rig.Rig, tmp_path: Path) -> None:
@@ -176,19 +211,19 @@ def test_concurrent_edgekit_runs_never_share_a_place(rig: lab_rig.Rig, tmp_path:
 def test_killed_edgekit_leaves_no_place_acquired(rig: lab_rig.Rig, tmp_path: Path) -> None:
     script = tmp_path / "hold.py"
     script.write_text(HOLD_SCRIPT)
-    # SIGKILL of edgekit: its holder's stdin closes, the holder releases
-    proc = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "300"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    held = json.loads(proc.stdout.readline())
+    # SIGKILL of edgekit's whole process group: its holder (in a session of its own by then) sees its stdin
+    # close and releases
+    proc = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "300"], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    read_until(proc, "place")
     assert holders(rig)["pi5-a"] is not None
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
     assert wait_free(rig, "pi5-a") < 5.0
     # SIGKILL of edgekit and its holder together (power loss): the next edgekit on this host releases the stale hold
     proc = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "300"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    held = json.loads(proc.stdout.readline())
-    os.kill(held["helper"], signal.SIGKILL)
+    held = read_until(proc, "helper")
+    os.kill(int(str(held["helper"])), signal.SIGKILL)
     proc.kill()
     proc.communicate()
     time.sleep(0.5)
@@ -208,17 +243,23 @@ def test_killed_edgekit_leaves_no_place_acquired(rig: lab_rig.Rig, tmp_path: Pat
 
 
 def test_ctrl_c_while_waiting_releases_nothing_it_did_not_take(rig: lab_rig.Rig, tmp_path: Path) -> None:
-    script = tmp_path / "wait.py"
+    script = tmp_path / "hold.py"
     script.write_text(HOLD_SCRIPT)
+    wait_script = tmp_path / "wait.py"
+    wait_script.write_text(WAIT_SCRIPT)
     other = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "60"], stdout=subprocess.PIPE, text=True)
-    assert other.stdout is not None
-    json.loads(other.stdout.readline())
+    read_until(other, "place")
     first_holder = holders(rig)["pi5-a"]
-    waiter = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "0"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
-    waiter.send_signal(signal.SIGINT)
+    # a terminal's Ctrl-C: SIGINT to the waiting edgekit's process group (its holder helper is in it while waiting)
+    waiter = subprocess.Popen([sys.executable, str(wait_script), "lab:board=pi5"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    said = read_until(waiter, "said")
+    while "waiting for a free place" not in str(said["said"]):
+        said = read_until(waiter, "said")
+    os.killpg(waiter.pid, signal.SIGINT)
+    ended = read_until(waiter, "session")
     waiter.communicate(timeout=30)
+    assert ended["session"] == "Interrupted" and float(str(ended["after_s"])) < 5.0, ended  # the wait ended at once
     assert holders(rig)["pi5-a"] == first_holder  # still the first run's
     other.kill()
     other.communicate(timeout=30)

@@ -1,9 +1,10 @@
 """edgekit's side of the boundary to labgrid: runs edgekit/lab/helper.py with labgrid's own python and turns
 its JSON lines into typed objects (Place, Lease) and named errors.
 
-The helper that holds places is a child in a session of its own (a terminal's Ctrl-C is edgekit's to handle,
-and killing edgekit's process group does not kill it) whose stdin is a pipe from this process: when edgekit ends
-in any way, even SIGKILL, the pipe closes and the helper releases every place it holds.
+The helper that holds places is a child whose stdin is a pipe from this process: when edgekit ends in any way,
+even SIGKILL, the pipe closes and the helper releases every place it holds. While it waits it shares edgekit's
+process group (a Ctrl-C at the terminal ends the wait at once); once it holds places it moves to a session of its
+own (edgekit handles the Ctrl-C and tells it to release; killing edgekit's group leaves it to release).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.errors import Interrupted
 from edgekit.lab.errors import LabError, LabSetupError, LabWaitTimeout, NoMatchingPlace
 from edgekit.lab.spec import LabSpec
 from edgekit.paths import data_dir, source_checkout
@@ -157,7 +159,7 @@ class LabClient:
         args += ["--place", spec.place] if spec.place else []
         env = {**os.environ, "LG_USERNAME": holder_name()}
         proc = subprocess.Popen(self._argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+                                stderr=subprocess.PIPE, text=True, env=env)  # leaves our group once it holds
         return Lease(proc, spec, self.coordinator, say or (lambda _m: None))
 
 
@@ -272,7 +274,7 @@ def _held(h: dict[str, Any]) -> Place:
     return Place(name=h["place"], tags={}, holder=h.get("by"), held_s=h.get("held_s"), comment="", reservation=None)
 
 
-def _error(event: dict[str, Any], coordinator: str) -> LabError:
+def _error(event: dict[str, Any], coordinator: str) -> LabError | Interrupted:
     kind, message = event.get("kind"), str(event.get("message"))
     if kind == "timeout":
         holders = "; ".join(f"{h['place']} held by {holder_text(_held(h))}" for h in event.get("holders", []))
@@ -284,6 +286,8 @@ def _error(event: dict[str, Any], coordinator: str) -> LabError:
         return NoMatchingPlace(f"no place matches tags {event.get('tags')} names {event.get('names') or '-'}",
                                where=coordinator, hint=f"places: {', '.join(event.get('known') or []) or 'none'}"
                                                        " (edgekit lab lists them with their tags)")
+    if kind == "interrupted":
+        return Interrupted(message, where=coordinator)
     if kind == "coordinator":
         return LabError(f"cannot reach the labgrid coordinator ({message})", where=coordinator,
                         hint="is it running (labgrid-coordinator -l HOST:PORT)? the address comes from the target's "

@@ -34,6 +34,7 @@ from typing import Any
 
 EXIT_TIMEOUT = 3
 EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
 HOLDER = re.compile(r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)$")
 
 
@@ -139,7 +140,11 @@ async def release(session: Any, name: str, fromuser: str | None = None) -> str |
 
 
 async def do_hold(args: argparse.Namespace) -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is edgekit's to handle; it tells us to release
+    """While waiting, this process is in edgekit's process group: a Ctrl-C at the terminal reaches it too and
+    ends the wait at once. Once it holds places it leaves the group (setsid) and ignores SIGINT: edgekit handles
+    the Ctrl-C and says when to release, and a kill of edgekit's group still leaves it to release the places."""
+    interrupted: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, _frame: interrupted.append(signum))
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()  # edgekit's pipe: closed (at_eof) as soon as edgekit is gone
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -171,10 +176,11 @@ async def do_hold(args: argparse.Namespace) -> int:
                 held.append(place.name)
         if held and (not args.count or len(held) >= args.count or time.monotonic() >= deadline):
             break
-        if reader.at_eof() or os.getppid() != parent:  # edgekit gave up (Ctrl-C) or is gone
+        if interrupted or reader.at_eof() or os.getppid() != parent:  # Ctrl-C, or edgekit gave up or is gone
             for name in held:
                 await release(session, name)
-            return EXIT_ERROR
+            emit("error", kind="interrupted", message="interrupted (Ctrl-C) while waiting for a free place")
+            return EXIT_INTERRUPTED
         now_wall = time.time()
         holders = [{"place": p.name, "by": p.acquired or f"reservation {p.reservation}",
                     "held_s": round(now_wall - p.changed, 1) if p.acquired else None}
@@ -190,6 +196,16 @@ async def do_hold(args: argparse.Namespace) -> int:
             emit("waiting", holders=holders, waited_s=round(time.monotonic() - start, 1), wait_s=args.wait)
             last_said, said_at = key, time.monotonic()
         await asyncio.sleep(args.poll)
+    try:
+        os.setsid()  # from now on, only edgekit's word (or its death) releases the places
+    except OSError:
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if interrupted:
+        for name in held:
+            await release(session, name)
+        emit("error", kind="interrupted", message="interrupted (Ctrl-C) while acquiring")
+        return EXIT_INTERRUPTED
     now_wall = time.time()
     acquired = [describe(session, session.places[n], now_wall) for n in held]
     emit("acquired", places=acquired, seconds=round(time.monotonic() - start, 3))
