@@ -113,12 +113,24 @@ def spread(recipes: Sequence[Path], targets: Sequence[str], log: Log, *,
                 outcome.release_s[name] = lease.release_s.get(name, 0.0)
                 log(f"{name}: queue empty, released ({outcome.release_s[name]:.3f} s)")
 
-        threads = [threading.Thread(target=work, args=b, name=f"spread-{b[0].name}", daemon=True) for b in boards]
+        done = threading.Semaphore(0)  # not Thread.join: it misbehaves after a Ctrl-C (CPython 3.11)
+
+        def worker(target: Target, kind: str, lease: Lease | None) -> None:
+            try:
+                work(target, kind, lease)
+            finally:
+                done.release()
+
+        threads = [threading.Thread(target=worker, args=b, name=f"spread-{b[0].name}", daemon=True) for b in boards]
         t0 = time.monotonic()
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for _ in threads:
+                done.acquire()
+        except KeyboardInterrupt:
+            log("lab: interrupted (Ctrl-C): releasing every place; tonight's runs are not recorded")
+            raise
         outcome.deploy_s = time.monotonic() - t0
         for path, results in parts.items():
             if results:
