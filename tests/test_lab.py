@@ -125,6 +125,21 @@ def test_unknown_host_key_refused_unless_the_lab_target_opts_in(rig: lab_rig.Rig
     assert holders(rig)[target.name] is None
 
 
+def test_a_changed_key_is_refused_even_when_the_lab_target_pins_first_keys(rig: lab_rig.Rig) -> None:
+    from edgekit.errors import HostKeyError
+    from edgekit.lab.acquire import known_hosts_for
+    from edgekit.target import ensure_device, load_target, open_transport
+
+    # pi4-a's own file says pi4-b's key: a board swapped behind the same place name
+    known_hosts_for("pi4-a").write_text(f"[127.0.0.1]:{rig.ports['pi4-a']} {rig.host_key('pi4-b')}\n")
+    target = ensure_device(load_target("lab:name=pi4-a"))
+    assert target.accept_new and target.known_hosts == known_hosts_for("pi4-a")
+    with open_transport(target) as transport, pytest.raises(HostKeyError, match="host key CHANGED"):
+        transport.connect()
+    assert holders(rig)["pi4-a"] is None
+    known_hosts_for("pi4-a").unlink()
+
+
 def test_a_place_held_by_someone_else_makes_edgekit_wait_then_time_out(rig: lab_rig.Rig) -> None:
     from edgekit.target import ensure_device, load_target
 
