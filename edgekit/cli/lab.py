@@ -83,13 +83,15 @@ def lab_cmd(
 
 
 def _is_stale(place: object) -> bool:
+    import os
     import socket
 
     from edgekit.lab.client import HOLDER
     from edgekit.lab.helper import process_start
 
     m = HOLDER.match(getattr(place, "holder", None) or "")
-    return m is not None and m["host"] == socket.gethostname() and process_start(int(m["pid"])) != int(m["start"])
+    here = os.environ.get("LG_HOSTNAME", socket.gethostname())  # as labgrid names this host
+    return m is not None and m["host"] == here and process_start(int(m["pid"])) != int(m["start"])
 
 
 @lab_app.command("release")
