@@ -143,3 +143,22 @@ def test_device_comparisons_use_the_unsimplified_reference(tmp_path: Path, monke
     orchestrate._onnx_reference(recipe, np.zeros((1, 3, 16, 16), np.float32))
     assert [p.name for p in ran] == ["original.onnx"]
     assert "Shape" in [n.op_type for n in onnx.load(str(ran[0])).graph.node]  # not the simplified copy
+
+
+@pytest.mark.integration
+def test_torchvision_squeezenet_as_a_user_exports_it(tmp_path: Path) -> None:
+    """torchvision's own squeezenet1_1 (C++ ops stubbed), exported with a dynamic batch as users do, converts to
+    ncnn and TFLite and runs on the host (bench/torchvision_matrix.py does all nine architectures x 7 formats)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tv_matrix", Path(__file__).parents[1] / "bench" /
+                                                  "torchvision_matrix.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = bench.run_arch("squeezenet1_1", tmp_path, ["tflite-fp32", "ncnn-fp32"])
+    for fmt, cell in row.items():
+        assert cell["runs"] and cell["gates"] and cell["cosine"] > 0.9999, (fmt, cell)
+    dims = [d.dim_param or d.dim_value for d in onnx.load(str(tmp_path / "squeezenet1_1.onnx")).graph.input[0]
+            .type.tensor_type.shape.dim]
+    assert dims[0] == "batch"  # exported with a dynamic batch; edgekit fixed it for the converters
