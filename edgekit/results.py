@@ -1,7 +1,11 @@
 """Typed results: what the on-device agent reports, and what a deploy produces.
 
 The agent (edgekit/agent/agent.py) writes plain JSON with exactly these fields (it cannot import edgekit);
-`AgentResult.model_validate_json` reads it back. PROTOCOL_VERSION changes whenever the JSON shape does.
+`AgentResult.model_validate_json` reads it back. Fields a model does not declare are kept (`model_extra`; the
+store keeps them in its extra columns, so a record from a newer edgekit survives an older one), and
+`unknown_fields` lists them: the deploy session warns when the agent writes one, and the tests require none,
+so a misspelt agent field fails a test instead of vanishing. The request side and the protocol version:
+edgekit.agent.contract.
 Wall times measured under emulation carry `emulated=True` in their device facts and every table and report
 must label them `emulated`.
 """
@@ -12,11 +16,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PROTOCOL_VERSION = 1
+from edgekit.agent.contract import PROTOCOL_VERSION, ErrorCode
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+def unknown_fields(model: BaseModel, where: str = "") -> list[str]:
+    """Dotted paths of every field no model in the tree declares (e.g. `measurements[0].p50ms`)."""
+    found = [f"{where}{name}" for name in (model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for i, item in items:
+            if isinstance(item, BaseModel):
+                found += unknown_fields(item, f"{where}{name}{'' if i is None else f'[{i}]'}.")
+    return found
 
 
 class CpuFreq(_Model):
@@ -58,6 +74,7 @@ class Measurement(_Model):
     threads: int
     status: Literal["ok", "failed"]
     error: str | None = None
+    error_code: ErrorCode | None = None  # why it failed (agent: load/run error; host: crash, timeout, not run)
     load_ms: float | None = None
     samples_ms: list[float] = Field(default_factory=list)
     number: int = 1
@@ -80,6 +97,8 @@ class Measurement(_Model):
     output_names: list[str] = Field(default_factory=list)  # runtime's output names, in npz key order
     output_keys: list[str] = Field(default_factory=list)  # the .npz keys (sanitized names)
     output_shapes: list[list[int]] = Field(default_factory=list)  # each (samples, *output shape)
+    timed_inputs: int | None = None  # inputs the timed invocations ran (the first one)
+    accuracy_inputs: int | None = None  # inputs whose outputs were saved for the accuracy comparison
 
 
 class AgentResult(_Model):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.results import AgentResult
+from edgekit.results import AgentResult, unknown_fields
 
 AGENT = Path(__file__).resolve().parent.parent / "edgekit" / "agent" / "agent.py"
 WEIGHTS_OIHW = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
@@ -93,7 +93,9 @@ def run_agent(request: Path, env: dict[str, str] | None = None, timeout: float =
     result = request.parent / "result.json"
     done = subprocess.run([sys.executable, str(AGENT), str(request), str(result)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
-    return done.returncode, AgentResult.model_validate_json(result.read_text())
+    parsed = AgentResult.model_validate_json(result.read_text())
+    assert unknown_fields(parsed) == []  # every field the agent writes is declared in edgekit.results
+    return done.returncode, parsed
 
 
 def test_agent_is_standalone_and_python39_compatible() -> None:

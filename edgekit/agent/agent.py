@@ -45,7 +45,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 1  # edgekit/agent/contract.py's, checked by tests/test_contract.py
+# Why a measurement failed: the codes the agent sets (contract.ErrorCode has these and the host's own)
+LOAD_ERROR, RUN_ERROR = "load_error", "run_error"
 EXIT_OK, EXIT_CRASH, EXIT_BAD_REQUEST, EXIT_LOCKED = 0, 1, 2, 3
 ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
              "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
@@ -799,6 +801,7 @@ def measure(art: dict[str, Any], threads: int, req: dict[str, Any], inputs: np.n
         m["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - a failure is data: recorded, and the next artifact goes on
         m["error"] = "%s: %s" % (type(exc).__name__, exc)
+        m["error_code"] = RUN_ERROR if "load_ms" in m else LOAD_ERROR
         log("%s threads=%d failed: %s" % (art["id"], threads, m["error"]))
         log(traceback.format_exc(limit=3).rstrip())
     finally:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekit.agent.contract import TIMING_FIELDS, AgentRequest, RequestArtifact
 from edgekit.convert.base import Artifact
 from edgekit.errors import EdgekitError, UsageError
 from edgekit.formats import Format, Runtime
@@ -90,8 +91,7 @@ class Settings:
 
     @classmethod
     def from_benchmark(cls, bench: Benchmark, **overrides: Any) -> Settings:
-        values = {k: getattr(bench, k) for k in ("warmup", "repeat", "number", "min_repeat_ms", "threads",
-                                                  "cooldown_s", "timeout_s")}
+        values = {k: getattr(bench, k) for k in (*TIMING_FIELDS, "timeout_s")}
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["threads"] = tuple(values["threads"])
         return cls(**values)
@@ -113,24 +113,21 @@ def runtime_for(fmt: Format, target_runtimes: list[str]) -> str:
 
 
 def build_request(arts: list[AgentArtifact], settings: Settings, inputs_remote: str, run_dir: str,
-                  tflite_runtime: str) -> dict[str, Any]:
-    """The request JSON; every path in it is relative to the request's own folder (run_dir)."""
+                  tflite_runtime: str) -> AgentRequest:
+    """The agent's request; every path in it is relative to the request's own folder (run_dir)."""
     def rel(remote: str) -> str:
         return posixpath.relpath(remote, run_dir)
 
     artifacts = []
     for art in arts:
         pairs = art.remote_files()
-        entry: dict[str, Any] = {"id": art.id, "format": art.format.value,
-                                 "files": [rel(r) for f, r in pairs if f != art.io]}
-        if art.io is not None:
-            entry["io"] = rel(pairs[-1][1])
-        artifacts.append(entry)
-    return {"protocol": 1, "artifacts": artifacts, "inputs": rel(inputs_remote), "threads": list(settings.threads),
-            "warmup": settings.warmup, "repeat": settings.repeat, "number": settings.number,
-            "min_repeat_ms": settings.min_repeat_ms, "cooldown_s": settings.cooldown_s,
-            "tflite_runtime": tflite_runtime, "lock_file": rel(LOCK_REMOTE),
-            "lock_timeout_s": settings.lock_timeout_s, "outputs_dir": "outputs", "nice": settings.nice}
+        artifacts.append(RequestArtifact(id=art.id, format=art.format.value,
+                                         files=[rel(r) for f, r in pairs if f != art.io],
+                                         io=rel(pairs[-1][1]) if art.io is not None else None))
+    timing = {k: getattr(settings, k) for k in TIMING_FIELDS}
+    return AgentRequest(artifacts=artifacts, inputs=rel(inputs_remote), **{**timing, "threads": list(settings.threads)},
+                        tflite_runtime=tflite_runtime, lock_file=rel(LOCK_REMOTE),
+                        lock_timeout_s=settings.lock_timeout_s, outputs_dir="outputs", nice=settings.nice)
 
 
 def _bare_ncnn_format(param: Path) -> Format:

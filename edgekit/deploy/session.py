@@ -35,6 +35,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from edgekit.agent.contract import ErrorCode
 from edgekit.deploy.request import (
     AGENT_FILE,
     AGENT_REMOTE,
@@ -55,7 +56,7 @@ from edgekit.errors import (
     TransportError,
 )
 from edgekit.progress import Measured, Planned
-from edgekit.results import AgentResult, DeviceFacts, Measurement, TargetRun
+from edgekit.results import AgentResult, DeviceFacts, Measurement, TargetRun, unknown_fields
 from edgekit.target import Target, TransportKind, ensure_device, open_transport
 from edgekit.transport.base import Transport
 
@@ -254,7 +255,7 @@ class TargetSession:
                     break
                 remaining = self.invoke(transport, python, runtime, remaining, inputs)
             for art in remaining:
-                self.record_failed(art, "not measured: the agent crashed too often")
+                self.record_failed(art, "not measured: the agent crashed too often", ErrorCode.CRASH)
 
     def invoke(self, transport: Transport, python: str, runtime: str, arts: list[AgentArtifact],
                inputs: Path) -> list[AgentArtifact]:
@@ -263,11 +264,10 @@ class TargetSession:
         self._invocations += 1
         request, result = f"{self.run_dir}/request-{n}.json", f"{self.run_dir}/result-{n}.json"
         body = build_request(arts, self.settings, inputs_remote(inputs), self.run_dir, runtime)
-        if self.target.affinity:
-            body["affinity"] = self.target.affinity  # the agent pins itself (and the runtime's threads) there
+        body.affinity = self.target.affinity  # the agent pins itself (and the runtime's threads) there
         local_req = self.local_dir / f"request-{n}.json"
         local_req.parent.mkdir(parents=True, exist_ok=True)
-        local_req.write_text(json.dumps(body, indent=1))
+        local_req.write_text(json.dumps(body.model_dump(), indent=1))
         transport.put(local_req, request)
         self.say(f"{self.target.name}: agent measuring {', '.join(a.id for a in arts)} "
                  f"(threads {list(self.settings.threads)}, repeat {self.settings.repeat})")
@@ -278,17 +278,17 @@ class TargetSession:
         except Interrupted:
             self.merge(self.fetch(transport, result, n))  # what the device wrote, when the link still works
             for art in self.unmeasured(arts):
-                self.record_failed(art, "not run: interrupted (Ctrl-C)")
+                self.record_failed(art, "not run: interrupted (Ctrl-C)", ErrorCode.INTERRUPTED)
             raise
         except (DeviceTimeout, ConnectionLost) as exc:
             self.recover(transport, exc, result, n)
             for art in self.unmeasured(arts):
-                self.record_failed(art, f"not run: {type(exc).__name__} ({exc.stage or 'run'})")
+                self.record_failed(art, f"not run: {type(exc).__name__} ({exc.stage or 'run'})", ErrorCode.NOT_RUN)
             raise
         except RemoteTimeout as exc:
             self.merge(self.fetch(transport, result, n))
             for art in self.unmeasured(arts):
-                self.record_failed(art, f"timed out after {timeout:g} s")
+                self.record_failed(art, f"timed out after {timeout:g} s", ErrorCode.TIMEOUT)
             raise AgentError(str(exc), where=self.target.name,
                              hint="raise benchmark.timeout_s, or lower repeat/threads") from None
         part = self.fetch(transport, result, n)
@@ -344,7 +344,7 @@ class TargetSession:
         self.say(f"{self.target.name}: agent crashed in {part.in_progress}; restarting for the rest")
         for art in arts:
             if art.id == crashed:
-                self.record_failed(art, f"crashed while measuring ({part.in_progress}): {why}")
+                self.record_failed(art, f"crashed while measuring ({part.in_progress}): {why}", ErrorCode.CRASH)
         return [a for a in self.unmeasured(arts) if a.id != crashed]
 
     def recover(self, transport: Transport, exc: TransportError, remote_result: str, n: int) -> None:
@@ -391,7 +391,7 @@ class TargetSession:
         if self.run.agent is None:
             self.run.error = f"{self.run.error}; not run: {', '.join(a.id for a in arts)}"
         for art in self.unmeasured(arts):
-            self.record_failed(art, f"not run: {why}")
+            self.record_failed(art, f"not run: {why}", ErrorCode.NOT_RUN)
         self.on_update(self.run)
 
     def counting_env(self) -> dict[str, str] | None:
@@ -413,8 +413,8 @@ class TargetSession:
         done = {m.artifact for m in self.run.agent.measurements} if self.run.agent else set()
         return [a for a in arts if a.id not in done]
 
-    def record_failed(self, art: AgentArtifact, error: str) -> None:
-        """A failed Measurement for every thread count of `art` not measured yet."""
+    def record_failed(self, art: AgentArtifact, error: str, code: ErrorCode) -> None:
+        """A failed Measurement for every thread count of `art` not measured yet, with why (`code`)."""
         if self.run.agent is None:
             return
         have = {(m.artifact, m.threads) for m in self.run.agent.measurements}
@@ -423,15 +423,19 @@ class TargetSession:
             if (art.id, threads) not in have:
                 self.run.agent.measurements.append(Measurement(
                     artifact=art.id, format=art.format.value, runtime=runtime, threads=threads,
-                    status="failed", error=error))
+                    status="failed", error=error, error_code=code))
 
     def fetch(self, transport: Transport, remote: str, n: int) -> AgentResult | None:
         local = self.local_dir / f"result-{n}.json"
         try:
             transport.get(remote, local)
-            return AgentResult.model_validate_json(local.read_text())
+            result = AgentResult.model_validate_json(local.read_text())
         except (TransportError, ValidationError, OSError):
             return None
+        if unknown := unknown_fields(result):  # kept (and stored), but the agent and edgekit are out of step
+            self.say(f"{self.target.name}: warning: the agent wrote fields edgekit does not declare: "
+                     f"{', '.join(unknown[:5])}")
+        return result
 
     def merge(self, part: AgentResult | None) -> None:
         """Fold one invocation's result into the target's: facts before from the first, after from the last."""

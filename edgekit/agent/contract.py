@@ -1,0 +1,76 @@
+"""The agent contract, host side: the request edgekit sends, the protocol version, the failure codes.
+
+The on-device agent (agent.py) is one standalone file that cannot import edgekit, so it keeps its own copy of
+PROTOCOL_VERSION and ERROR_CODES; tests/test_contract.py checks that the copies agree, that the agent reads
+exactly the request fields typed here, and that results with a field the host does not know are refused
+(edgekit.results: extra="forbid"). The result side lives in edgekit.results (AgentResult, Measurement).
+Bump PROTOCOL_VERSION whenever the JSON shape of a request or a result changes incompatibly.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROTOCOL_VERSION = 1
+# The timing vocabulary (TVM's): `repeat` samples of `number` invocations (or >= min_repeat_ms each) after
+# `warmup` invocations, at each of `threads`, `cooldown_s` between measurements. recipe.Benchmark defines the
+# fields with their bounds and defaults; everything that carries timing settings takes these names from here.
+TIMING_FIELDS = ("warmup", "repeat", "number", "min_repeat_ms", "threads", "cooldown_s")
+
+
+class ErrorCode(str, Enum):
+    """Why a measurement failed (after TVM's MeasureErrorNo): set by the agent for what it sees, by the host
+    for what only the host can see (a crash, a timeout, an artifact never started)."""
+
+    LOAD_ERROR = "load_error"  # the runtime could not open the artifact on this device (agent)
+    RUN_ERROR = "run_error"  # opened, but an invocation or the outputs failed (agent)
+    CRASH = "crash"  # the agent process died while measuring it (host)
+    TIMEOUT = "timeout"  # the run outlived benchmark.timeout_s (host)
+    NOT_RUN = "not_run"  # never started: an earlier failure, a lost link, a full disk (host)
+    INTERRUPTED = "interrupted"  # Ctrl-C before it was measured (host)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestArtifact(_Strict):
+    """One artifact for the agent; paths are relative to the request's folder."""
+
+    id: str
+    format: str
+    files: list[str]
+    io: str | None = None  # the ncnn model.io.json sidecar
+
+
+class RandomInputs(_Strict):
+    """Seeded uniform inputs generated on the device: `samples` x `shape` in [low, high)."""
+
+    shape: list[int]
+    seed: int = 0
+    samples: int = 1
+    low: float = 0.0
+    high: float = 1.0
+
+
+class AgentRequest(_Strict):
+    """What request.json holds. Paths are relative to the request's own folder on the device."""
+
+    protocol: int = PROTOCOL_VERSION
+    artifacts: list[RequestArtifact] = Field(default_factory=list)
+    inputs: str | None = None  # .npy of evaluation inputs
+    random_inputs: RandomInputs | None = None  # instead of `inputs` (edgekit bench without data)
+    threads: list[int] = Field(default_factory=lambda: [1])
+    warmup: int = 1
+    repeat: int = 10
+    number: int = 1
+    min_repeat_ms: float = 0.0
+    cooldown_s: float = 0.0
+    tflite_runtime: str = "auto"
+    lock_file: str | None = None
+    lock_timeout_s: float = 600.0
+    outputs_dir: str = "outputs"
+    nice: int | None = None
+    affinity: str | None = None  # big, little, all or a cpu list (Linux boards and phones)
