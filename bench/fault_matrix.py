@@ -35,7 +35,9 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "tiny.yaml"
 EDGEKIT = str(Path(sys.executable).parent / "edgekit")
-WRAP = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[2:]); "
+# the wrapper reports the largest descendant's peak RSS; SIGINT reset (a background job inherits it ignored)
+WRAP = ("import resource, signal, subprocess, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "p = subprocess.run(sys.argv[2:]); "
         "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
         "sys.exit(p.returncode)")
 
@@ -190,7 +192,7 @@ def tmpfs(path: Path) -> Iterator[Path]:
     try:
         yield path
     finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
 
 def fill(path: Path, leave: int = 0) -> None:
@@ -223,6 +225,7 @@ def device_row(name: str, home: Path, fault_for: Callable[[Case], tuple[Callable
     with resumed_after(stopped):
         run = run_cli(case.args(), fault, trigger, case.measured_on_device)
     in_json, in_store = case.kept()
+    (home.parent / f"edgekit-fault-{name.replace(' ', '-').replace('/', '-')}.log").write_text(run.stdout + run.stderr)
     if undo is not None:
         undo(case)
     again = run_cli(case.args())
@@ -276,7 +279,8 @@ def cases(home: Path) -> dict[str, Callable[[], Row]]:
             try:
                 return row()
             finally:
-                subprocess.run(["umount", "-l", str(home / "cases" / case_name / "device")], check=False)
+                subprocess.run(["umount", "-l", str(home / "cases" / case_name / "device")], check=False,
+                               capture_output=True)
         return go
 
     return {
