@@ -190,3 +190,16 @@ def test_runtimes_ranked_per_target_host_beside_arm() -> None:
     assert table is not None and [c.header for c in table.columns][:2] == ["runtime", "host\np50 ms"]
     html = runtime_html(result)
     assert "1. onnx-int8 1" in html and "ranked 3 of 3" in html
+
+
+def test_a_host_only_fastest_runtime_hands_over_to_the_host_s_fastest_board_runtime() -> None:
+    from edgekit.route import Basis
+    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking, verdicts
+
+    host = TargetRanking("host", Basis.P50_MS, False, [RuntimeEntry("openvino", "openvino-int8", 30.0, 1),
+                                                        RuntimeEntry("tflite", "tflite-int8", 33.0, 2)])
+    pi5 = TargetRanking("pi5-emu", Basis.ESTIMATE_MS, True, [RuntimeEntry("ncnn", "ncnn-int8", 10.0, 1),
+                                                              RuntimeEntry("tflite", "tflite-int8", 12.0, 2)])
+    (line,) = verdicts([host, pi5])
+    assert line.startswith("host's fastest runtime openvino is host only; its fastest board runtime tflite")
+    assert line.endswith("on pi5-emu: ranked 2 of 2; fastest there: ncnn (ncnn-int8)")

@@ -77,21 +77,29 @@ def rank_runtimes(result: DeployResult, threads: int = 1) -> list[TargetRanking]
 
 
 def verdicts(rankings: list[TargetRanking]) -> list[str]:
-    """'host's fastest runtime onnxruntime is 3rd of 5 on pi4-emu (fastest there: ncnn)', per ARM target."""
+    """'host's fastest runtime onnxruntime (onnx-int8) on pi4-emu: ranked 3 of 5; fastest there: ncnn', per ARM
+    target; a host-only reference (OpenVINO) fastest on the host hands over to the host's fastest board runtime."""
     host = next((r for r in rankings if r.target == HOST), None)
     if host is None or host.fastest is None:
         return []
+    ranked_host = [e for e in host.entries if e.rank]
+    board = next((e for e in ranked_host if not _host_only(e.runtime)), None)
+    lead = f"host's fastest runtime {host.fastest.runtime} ({host.fastest.artifact})"
+    if board is not host.fastest:
+        if board is None:
+            return [f"{lead} is host only: no board runtime ran within the gates on the host"]
+        lead = (f"host's fastest runtime {host.fastest.runtime} is host only; its fastest board runtime "
+                f"{board.runtime} ({board.artifact}, ranked {board.rank} on the host)")
     lines = []
     for r in rankings:
-        if r is host or r.fastest is None:
+        if r is host or r.fastest is None or board is None:
             continue
-        rank = r.rank_of(host.fastest.runtime)
+        rank = r.rank_of(board.runtime)
         ranked = sum(1 for e in r.entries if e.rank)
         where = f"ranked {rank} of {ranked}" if rank else "not within the gates"
         same = "stays fastest" if rank == 1 else f"{where}; fastest there: {r.fastest.runtime} ({r.fastest.artifact})"
         note = " (by uncalibrated estimates: confirm on the board)" if r.uncalibrated else ""
-        lines.append(f"host's fastest runtime {host.fastest.runtime} ({host.fastest.artifact}) on {r.target}: "
-                     f"{same}{note}")
+        lines.append(f"{lead} on {r.target}: {same}{note}")
     return lines
 
 
@@ -130,7 +138,7 @@ def runtime_html(result: DeployResult, targets: list[str] | None = None, threads
 def _cell(ranking: TargetRanking, runtime: str) -> str:
     entry = next((e for e in ranking.entries if e.runtime == runtime), None)
     if entry is None:
-        return "-"
+        return "host only" if ranking.target != HOST and _host_only(runtime) else "-"
     if entry.artifact is None or entry.value is None:
         return entry.why or "-"
     figure = (f"{entry.value / 1e6:.1f}M" if ranking.basis is Basis.INSTRUCTIONS else f"{entry.value:.3g}")
@@ -141,6 +149,12 @@ def _cell(ranking: TargetRanking, runtime: str) -> str:
 def _unit(basis: Basis) -> str:
     return {Basis.P50_MS: "p50 ms", Basis.ESTIMATE_MS: "ESTIMATE ms (*uncalibrated)",
             Basis.INSTRUCTIONS: "insn/invoke"}[basis]
+
+
+def _host_only(runtime: str) -> bool:
+    from edgekit.runtimes import all_specs
+
+    return any(s.runtime.value == runtime and s.host_only for s in all_specs())
 
 
 def _runtime(artifact: str) -> str:
