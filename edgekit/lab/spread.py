@@ -35,8 +35,18 @@ DeployOne = Callable[[Recipe, Target, list[Artifact]], DeployResult]
 
 
 def is_lab(targets: Sequence[str]) -> bool:
-    """True when any of the names is a lab target (lab:TAG=VALUE or a target file with a `lab:` block)."""
-    return any(is_inline(t) or load_target(t).lab is not None for t in targets)
+    """True when any of the names is a lab target (lab:TAG=VALUE or a target file with a `lab:` block); a name
+    that does not load is no lab target here (the deploy reports it, as for any target)."""
+    return any(is_inline(t) or _has_lab_block(t) for t in targets)
+
+
+def _has_lab_block(name: str) -> bool:
+    from edgekit.errors import EdgekitError
+
+    try:
+        return load_target(name).lab is not None
+    except EdgekitError:
+        return False
 
 
 @dataclass
