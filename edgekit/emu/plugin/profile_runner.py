@@ -8,15 +8,14 @@ REQUEST: {"insn_file": path, "artifact": path (.param), "threads": n, "warmup": 
 How: one extractor, layers visited in .param order (which is topological). For each layer, window A extracts
 its first top blob (ncnn computes exactly that layer: everything it needs is already computed), then window B
 extracts the same blob again (cached: the same extraction and copy-out work, no layer). A - B is the layer's
-own instructions. Each window is bracketed by the insn_count plugin's marks (syscall 4093 before, 4094 after);
-the plugin appends one line per window to insn_file, whose first field is the count. A last window counts one
+own instructions. Each window is marked by the on-device agent's own InsnCounter (edgekit/agent/agent.py,
+imported from its file beside this package, as runner.py does: one implementation of a counting window). A last window counts one
 whole inference in a fresh extractor, so the host can say how much of it the layers account for.
 The last stdout line is the result JSON.
 """
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import os
@@ -25,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-MARK_START = 4093
-MARK_END = 4094
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "agent"))
+import agent
 
 
 def main(request_path: str) -> None:
@@ -53,11 +52,6 @@ def read_layers(param: str) -> list[dict]:
         params = dict(t.split("=", 1) for t in tok[4 + nb + nt:] if "=" in t)
         layers.append({"type": tok[0], "name": tok[1], "tops": tok[4 + nb: 4 + nb + nt], "params": params})
     return layers
-
-
-def counts(path: str) -> list[int]:
-    with open(path) as f:
-        return [int(line.split()[0]) for line in f.read().splitlines() if line.strip()]
 
 
 def unpacked_shape(mat: Any) -> list[int]:
@@ -88,7 +82,15 @@ def profile(req: dict) -> dict:
     arrays = [rng.random(shape[1:], dtype=np.float32) for shape in shapes]  # no batch axis in ncnn
     mats = [ncnn.Mat(a) for a in arrays]  # a Mat borrows its array's buffer: `arrays` keeps them alive
     layers = [layer for layer in read_layers(param) if layer["type"] != "Input"]
-    libc = ctypes.CDLL(None, use_errno=True)
+    os.environ["EDGEKIT_INSN_FILE"] = req["insn_file"]
+    counter = agent.InsnCounter()
+    got: list = []
+
+    def window(work: Any, *args: Any) -> Any:
+        counter.start()
+        out = work(*args)
+        got.append(counter.stop())
+        return out
 
     def extractor() -> Any:
         ex = net.create_extractor()
@@ -100,34 +102,29 @@ def profile(req: dict) -> dict:
         ex = extractor()
         for name in outputs:
             ex.extract(name)
-    insn_file = req["insn_file"]
-    before = len(counts(insn_file))
     gc.disable()  # a collection inside one window but not its twin would make the difference wrong
     ex = extractor()
     shapes_out = []
     for layer in layers:
         blob = layer["tops"][0]
         # type 1 in both windows: the blob as stored (packed, int8 / fp16 / fp32), no conversion to count
-        libc.syscall(MARK_START)
-        ret, _ = ex.extract(blob, 1)
-        libc.syscall(MARK_END)
-        libc.syscall(MARK_START)
-        ret2, mat = ex.extract(blob, 1)
-        libc.syscall(MARK_END)
+        ret, _ = window(ex.extract, blob, 1)
+        ret2, mat = window(ex.extract, blob, 1)
         if ret != 0 or ret2 != 0:
             raise RuntimeError(f"ncnn failed to compute blob {blob!r} of layer {layer['name']} (error {ret})")
         shapes_out.append({"shape": unpacked_shape(mat), "elembits": int(mat.elemsize * 8 // max(1, mat.elempack))})
         del mat
     ex = None
     gc.collect()
-    libc.syscall(MARK_START)
-    ex = extractor()
-    for name in outputs:
-        ex.extract(name)
-    libc.syscall(MARK_END)
+
+    def whole() -> None:
+        ex = extractor()
+        for name in outputs:
+            ex.extract(name)
+
+    window(whole)
     gc.enable()
-    got = counts(insn_file)[before:]
-    if len(got) != 2 * len(layers) + 1:
+    if len(got) != 2 * len(layers) + 1 or None in got:
         raise RuntimeError(f"expected {2 * len(layers) + 1} counted windows, the plugin wrote {len(got)}")
     rows = []
     for k, layer in enumerate(layers):
