@@ -60,7 +60,7 @@ def parse_inline(text: str) -> tuple[dict[str, Any], str]:
             tags[key] = value
     if not tags and not place:
         raise TargetError(f"{text!r} names no tag", where="--target", hint="e.g. lab:board=pi4")
-    name = "lab-" + "-".join(f"{k}-{v}" for k, v in ({"name": place} if place else {}).items() | tags.items())
+    name = "lab-" + "-".join(f"{k}-{v}" for k, v in [*([("name", place)] if place else []), *tags.items()])
     lab: dict[str, Any] = {"tags": tags}
     if place:
         lab["place"] = place
