@@ -127,7 +127,7 @@ class Comparison(_Model):
     metric: dict[str, float] = Field(default_factory=dict)  # top1 / map50 / map50_95 where labels exist
     # additive (deploy issue): how many samples, how outputs were matched, the recipe's gates on this side
     samples: int | None = None
-    output_mapping: str | None = None  # name / index / shape / position (edgekit.convert.fidelity)
+    output_mapping: str | None = None  # name / index / shape / position (edgekit.fidelity.check)
     gates_passed: bool | None = None  # set for reference "onnx": the artifact's gates on this target
     gate_failures: list[str] = Field(default_factory=list)
 

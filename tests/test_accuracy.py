@@ -75,7 +75,7 @@ def test_class_ids_beyond_the_model_are_refused() -> None:
 
 
 def test_worst_input_gate_catches_what_the_mean_hides() -> None:
-    from edgekit.convert.fidelity import check_gates
+    from edgekit.fidelity.check import check_gates
 
     numbers = {"cosine": 0.97, "cosine_worst": -0.23, "cosine_p5": 0.9, "samples": 100}
     assert check_gates(numbers, Gates(min_cosine=0.95))["passed"]

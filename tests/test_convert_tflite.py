@@ -106,7 +106,7 @@ def test_second_convert_does_no_work(classifier: Any, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(TfliteConverter, "convert_many", no_work)
     monkeypatch.setattr(onnx_mod, "_export_torch", no_work)
-    monkeypatch.setattr("edgekit.convert.fidelity.run_artifact", no_work)  # fidelity results are cached too
+    monkeypatch.setattr("edgekit.fidelity.check.run_artifact", no_work)  # fidelity results are cached too
     messages: list[str] = []
     start = time.perf_counter()
     second = convert_recipe(recipe, progress=messages.append)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from edgekit.convert.fidelity import align_outputs, check_gates, compare
+from edgekit.fidelity.check import align_outputs, check_gates, compare
 from edgekit.recipe import Gates, Recipe, load_recipe
 
 rng = np.random.default_rng(0)
@@ -118,7 +118,7 @@ def test_gates_pass_fail_and_skip() -> None:
 
 
 def test_map50_95_gate_catches_box_precision_that_map50_hides() -> None:
-    from edgekit.convert.fidelity import check_gates
+    from edgekit.fidelity.check import check_gates
     from edgekit.recipe import Gates
 
     numbers = {"map50_drop": 0.003, "map50_95_drop": 0.06, "samples": 200}

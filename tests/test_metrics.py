@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit import metrics
+from edgekit.fidelity import metrics
 from edgekit.zoo import shapes
 
 
@@ -97,7 +97,7 @@ def test_shapes_images_are_pure_functions_of_seed_and_index() -> None:
 
 
 def test_identical_zero_area_boxes_have_iou_one() -> None:
-    from edgekit.metrics import box_iou
+    from edgekit.fidelity.metrics import box_iou
 
     flat = np.array([[10.0, 20.0, 10.0, 40.0]])  # zero width, as an INT8 detector can emit
     assert box_iou(flat, flat)[0, 0] == 1.0

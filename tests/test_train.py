@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from edgekit.metrics import top1
+from edgekit.fidelity.metrics import top1
 from edgekit.zoo import digits, digits_train, shapes_train, train
 
 SMALL_DIGITS = digits_train.DEFAULT.model_copy(update={"epochs": 2, "data": {"max_train": 256}})
@@ -86,7 +86,7 @@ def test_threads_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_shipped_detector_weights_match_the_default_config_and_find_the_shapes() -> None:
-    from edgekit.metrics import detection_metrics
+    from edgekit.fidelity.metrics import detection_metrics
     from edgekit.zoo import shapes
 
     assert train.shipped("shapes-yolov5-lite") is not None, "detector weights missing or stale: retrain and --ship"

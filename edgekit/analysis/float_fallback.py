@@ -3,7 +3,7 @@
 The ranking comes from edgekit.analysis.analyze. Candidates keep the worst 1, 2, 4, 8, ... quantized layers in float
 (NCNN: the quantizer leaves their scales out, `float_layers`; TFLite: TensorFlow's selective quantization,
 `denylisted_nodes`, see edgekit.analysis.tflite_selective). Each candidate is checked exactly as `edgekit convert` checks
-an artifact (edgekit.convert.fidelity against the ONNX model, the recipe's gates) and timed on this host, so the
+an artifact (edgekit.fidelity.check against the ONNX model, the recipe's gates) and timed on this host, so the
 price of the fix is known: bytes and host milliseconds against the plain INT8 and the fp32 artifacts.
 """
 
@@ -34,7 +34,7 @@ class Candidate:
     files: list[str]
     size_bytes: int
     host_ms: float  # median latency on this host, 1 thread (not a device figure)
-    numbers: dict[str, Any] = field(default_factory=dict)  # fidelity numbers (edgekit.convert.fidelity)
+    numbers: dict[str, Any] = field(default_factory=dict)  # fidelity numbers (edgekit.fidelity.check)
     gates: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # the runtime refused the file (e.g. XNNPACK cannot prepare a mixed graph)
 
@@ -131,7 +131,7 @@ def _artifact(fmt: Format, files: list[Path]) -> Artifact:
 
 def _measure(art: Artifact, float_layers: list[str], recipe: Recipe, inputs: np.ndarray, labels: Any,
              ref: Any, check: bool = True) -> Candidate:
-    from edgekit.convert import fidelity
+    from edgekit.fidelity import check as fidelity
 
     model_files = [f for f in art.files if f.suffix in (".tflite", ".param", ".bin")]
     size = sum(f.stat().st_size for f in model_files)

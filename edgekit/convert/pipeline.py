@@ -3,7 +3,7 @@
 Stages, each reported through `progress`: prepare the ONNX model (edgekit.convert.onnx); look every format up
 in the cache (edgekit.convert.cache); convert the misses, one converter at a time (a converter whose one
 tool run yields several formats gets them together); check each artifact against the ONNX model on the
-evaluation inputs (edgekit.convert.fidelity, cached too) and apply the recipe's gates.
+evaluation inputs (edgekit.fidelity.check, cached too) and apply the recipe's gates.
 
 Failures are data: an artifact that cannot be converted or misses its gate has status "failed" and a message.
 Without `keep_going` a conversion error stops at once (ConversionError) and gate failures raise FidelityError
@@ -194,7 +194,7 @@ class PeakRss:
 
 # --- fidelity -----------------------------------------------------------------------------------------------
 def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, say: Progress) -> None:
-    from edgekit.convert import fidelity
+    from edgekit.fidelity import check as fidelity
     from edgekit.runtimes import run_onnx
 
     todo = [a for a in artifacts if a.status == "ok"]
@@ -234,7 +234,7 @@ def data_note(source: DataSource, count: int) -> str:
 
 
 def _fidelity_digest(inputs: np.ndarray, labels: Any, recipe: Recipe) -> str:
-    from edgekit.convert import fidelity
+    from edgekit.fidelity import check as fidelity
 
     spec = f"{data_digest(inputs, labels)}:{fidelity.FIDELITY_VERSION}:{recipe.task.value}:" \
            f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}"

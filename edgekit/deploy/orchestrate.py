@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from edgekit import paths
-from edgekit.compare import compare, failed_comparison, load_outputs
 from edgekit.convert.base import Artifact
 from edgekit.convert.calibration import Labels
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import HostCpu, TargetSession
 from edgekit.errors import ConversionError, Interrupted
+from edgekit.fidelity.compare import compare, failed_comparison, load_outputs
 from edgekit.formats import Format
 from edgekit.recipe import Recipe
 from edgekit.results import ArtifactInfo, Comparison, DeployResult, TargetRun

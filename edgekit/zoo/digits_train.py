@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.metrics import top1
+from edgekit.fidelity.metrics import top1
 from edgekit.zoo import digits
 from edgekit.zoo.train import Log, TrainConfig
 

@@ -4,7 +4,7 @@ Three classes: 0 circle, 1 rotated square, 2 triangle, drawn anti-aliased on a n
 from the geometry (circle: centre +- radius; polygons: the extent of their vertices), in pixels, xyxy.
 Every image is a pure function of (seed, index), so a training stream, the calibration images and the test set
 are reproducible and disjoint by seed. Images are uint8 (N, H, W, 3) RGB; labels follow
-edgekit.convert.calibration / edgekit.metrics: one (k, 5) float32 array per image, rows (class, x1, y1, x2, y2).
+edgekit.convert.calibration / edgekit.fidelity.metrics: one (k, 5) float32 array per image, rows (class, x1, y1, x2, y2).
 """
 
 from __future__ import annotations

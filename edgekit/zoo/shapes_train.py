@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.metrics import detections, map50, map50_95
+from edgekit.fidelity.metrics import detections, map50, map50_95
 from edgekit.zoo import shapes
 from edgekit.zoo.train import Log, TrainConfig
 from edgekit.zoo.yolov5_lite import ANCHORS, STRIDES

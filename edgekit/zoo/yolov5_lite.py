@@ -3,11 +3,11 @@
 No weights can be downloaded here, so the network is built in code; a trained state_dict (for example from
 edgekit/zoo/shapes_train.py) is loaded by the recipe's `model.weights`.
 
-Output contract (what edgekit.convert.fidelity and the on-device agent rely on), for input [1, 3, S, S]:
+Output contract (what edgekit.fidelity.check and the on-device agent rely on), for input [1, 3, S, S]:
 - `boxes`  [1, N, 4]: decoded boxes, **xyxy in input pixels** (x1, y1, x2, y2 on the S x S input).
 - `scores` [1, N, num_classes]: sigmoid(objectness) * sigmoid(class), in 0..1.
 Rows are ordered by scale (stride 8, 16, 32), then anchor, then grid row, then grid column;
-N = 3 * ((S/8)^2 + (S/16)^2 + (S/32)^2) = 6300 at S = 320. NMS is left to the caller (edgekit.metrics.nms).
+N = 3 * ((S/8)^2 + (S/16)^2 + (S/32)^2) = 6300 at S = 320. NMS is left to the caller (edgekit.fidelity.metrics.nms).
 Boxes are clipped to the input. Boxes and scores are separate outputs so that INT8 gives each its own scale
 (pixels vs probabilities).
 

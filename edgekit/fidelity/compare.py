@@ -4,7 +4,7 @@ The same evaluation inputs go to the host and to every device; the agent returns
 .npz (keys in output order, names in the Measurement). This module turns two such output sets into a
 `Comparison`: max / mean abs error, cosine, and the task's agreement (top-1 for a classifier, boxes matched after
 NMS for a detector) plus the task metric where the evaluation data has labels. The numbers are
-`edgekit.convert.fidelity.compare`'s, so a device's fidelity means exactly what the converter's check means.
+`edgekit.fidelity.check.compare`'s, so a device's fidelity means exactly what the converter's check means.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.convert import fidelity
 from edgekit.convert.calibration import Labels
+from edgekit.fidelity import check as fidelity
 from edgekit.formats import Format
 from edgekit.recipe import Recipe
 from edgekit.results import Comparison, Measurement

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit import metrics
 from edgekit.convert.base import Artifact
 from edgekit.convert.calibration import Labels
+from edgekit.fidelity import metrics
 from edgekit.recipe import Gates, Recipe, Task, check_class_range
 from edgekit.runtimes import Outputs, spec_for
 
