@@ -127,15 +127,15 @@ class TargetSession:
         """Ctrl-C (from another thread): stop the agent on the device and end this target, keeping results."""
         self.interrupted = True
         self.run.interrupted = True
-        stop = getattr(self._transport, "interrupt", None)
-        if stop is not None:
-            stop()
+        transport = self._transport
+        if transport is not None:
+            transport.interrupt()
 
     def _expire(self) -> None:
         """The whole-run deadline passed: cut the link so nothing blocks any longer."""
-        sever = getattr(self._transport, "sever", None)
-        if sever is not None:
-            sever(f"the whole-run deadline ({self.settings.timeout_s + RUN_GRACE_S:g} s: benchmark.timeout_s + "
+        transport = self._transport
+        if transport is not None:
+            transport.sever(f"the whole-run deadline ({self.settings.timeout_s + RUN_GRACE_S:g} s: benchmark.timeout_s + "
                   f"{RUN_GRACE_S:g}) passed")
 
     # -- stages ------------------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ class TargetSession:
             if self.interrupted:
                 raise Interrupted("interrupted (Ctrl-C) before connecting", where=self.target.name)
             with self.stage("connect"):
-                getattr(transport, "connect", lambda: None)()
+                transport.connect()
             self.reached.set()
             with self.stage("push"):
                 self.push(transport, arts, inputs)
@@ -178,7 +178,7 @@ class TargetSession:
 
     def finish(self, transport: Transport) -> None:
         """Pull what was measured (also after a failure), remove the remote run folder, close."""
-        usable = bool(getattr(transport, "usable", True)) and not self.interrupted
+        usable = transport.usable and not self.interrupted
         try:
             if usable and self.run.agent is not None and self.run.agent.measurements:
                 with self.stage("pull"):
@@ -350,12 +350,11 @@ class TargetSession:
     def recover(self, transport: Transport, exc: TransportError, remote_result: str, n: int) -> None:
         """After a lost link: reconnect once, pull what the device wrote, stop what is left of the agent; when
         the device cannot be reached, keep the measurements the agent streamed before the link went."""
-        reconnect = getattr(transport, "reconnect", None)
-        if reconnect is not None and not self.interrupted and reconnect():
+        if not self.interrupted and transport.reconnect():
             self.say(f"{self.target.name}: reconnected after {type(exc).__name__}; pulling what was measured")
             pgid = getattr(exc, "pgid", None)
             if pgid:
-                transport.kill_group(pgid)  # type: ignore[attr-defined]
+                transport.kill_group(pgid)
             part = self.fetch(transport, remote_result, n)
             if part is not None:
                 self.merge(part)

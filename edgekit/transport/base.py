@@ -1,9 +1,13 @@
 """The Transport API every device speaks: connect, put (sha256-checked, atomic, skips unchanged), run
-(with a timeout), get, close. A transport is a context manager and connects lazily."""
+(with a timeout), get, close. A transport is a context manager and connects lazily.
+
+The link-control calls (`reconnect`, `usable`, `kill_group`, `sever`, `interrupt`) have defaults for a transport
+whose link cannot drop (local): a session calls them on any transport without asking which one it has."""
 
 from __future__ import annotations
 
 import abc
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +46,31 @@ class Transport(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def connect(self) -> Transport:
+        """Open the link now (every other call opens it on first use); returns self."""
+        return self
+
+    def reconnect(self) -> bool:
+        """After a lost or severed link: a fresh connection; False when the device cannot be reached."""
+        return True
+
+    @property
+    def usable(self) -> bool:
+        """Connected (or able to connect) and not severed: worth pulling results and cleaning up."""
+        return True
+
+    def kill_group(self, pgid: int) -> str:
+        """Stop what is left of a command of an earlier connection (its process group); '' when none is left."""
+        return ""
+
+    def sever(self, reason: str) -> None:
+        """Cut the link from any thread, so every blocked call fails (the whole-run deadline)."""
+        return None  # a link that cannot drop has nothing to cut
+
+    def interrupt(self) -> None:
+        """Ctrl-C from another thread: stop the running command."""
+        return None  # a transport whose commands cannot be stopped from outside: they end by their timeout
+
     @abc.abstractmethod
     def put(self, local: Path, remote: str) -> PutResult:
         """Upload atomically (temp name, sha256 verified on the device, rename); skip if already identical."""
@@ -71,3 +100,12 @@ class Transport(abc.ABC):
     def bytes_to_send(self, pairs: list[tuple[Path, str]]) -> int:
         """Bytes that `put` of each (local, remote) pair would send (files the device lacks or holds different)."""
         return sum(Path(local).stat().st_size for local, _remote in pairs)
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a local file, read in 1 MiB blocks (what `put` compares with the device's copy)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -20,8 +20,7 @@ from pathlib import Path
 from edgekit.errors import Interrupted, RemoteTimeout, TransportError
 from edgekit.paths import data_dir
 from edgekit.target import Target
-from edgekit.transport.base import PutResult, RunResult, Transport
-from edgekit.transport.ssh import sha256_file
+from edgekit.transport.base import PutResult, RunResult, Transport, sha256_file
 
 
 class LocalTransport(Transport):

@@ -32,7 +32,6 @@ PRUNE_ARTIFACT_MB.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import select
@@ -58,20 +57,12 @@ from edgekit.errors import (
     TransportError,
 )
 from edgekit.target import Target
-from edgekit.transport.base import PutResult, RunResult, Transport
+from edgekit.transport.base import PutResult, RunResult, Transport, sha256_file
 
 _PID_MARK = "EDGEKIT_PGID "
 PRUNE_ARTIFACT_DAYS = 14
 PRUNE_ARTIFACT_MB = 2048
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _RecordNewKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]  # paramiko: no stubs here
