@@ -40,7 +40,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 
 import paramiko
@@ -93,6 +93,7 @@ class SshTransport(Transport):
         self._interrupt = threading.Event()
         self._partials: set[str] = set()  # this connection's unfinished uploads: removed at the next connect
         self._jumps: list[paramiko.SSHClient] = []  # ProxyJump hosts, first to last
+        self._proxy_command: paramiko.ProxyCommand | None = None
 
     # -- connection -------------------------------------------------------------------------------
     @property
@@ -165,7 +166,8 @@ class SshTransport(Transport):
         if t.proxy_command:
             command = t.proxy_command.replace("%h", t.host or "").replace("%p", str(t.port)).replace("%r", t.user or "")
             try:
-                return paramiko.ProxyCommand(command)
+                self._proxy_command = paramiko.ProxyCommand(command)
+                return self._proxy_command
             except (OSError, paramiko.SSHException) as exc:
                 raise ConnectError(f"ProxyCommand failed to start: {exc}", where=self.address) from None
         if not t.proxy_jump:
@@ -207,6 +209,15 @@ class SshTransport(Transport):
         for jump in reversed(self._jumps):
             jump.close()
         self._jumps = []
+        process = getattr(self._proxy_command, "process", None)
+        self._proxy_command = None
+        if process is not None:  # paramiko's close() signals the command but never waits for it
+            with suppress(ProcessLookupError):
+                process.kill()
+            process.wait(timeout=10)
+            for stream in (process.stdin, process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
 
     def _prune_script(self) -> str:
         """Leftovers of earlier runs: partial uploads older than an hour (never a concurrent run's; this
@@ -315,7 +326,10 @@ class SshTransport(Transport):
             self._sftp.close()
             self._sftp = None
         if self._client is not None:
+            transport = self._client.get_transport()
             self._client.close()
+            if transport is not None and self._proxy_command is not None:
+                transport.join(timeout=5)  # its last act closes the ProxyCommand: before that is reaped below
             self._client = None
         self._close_jumps()
 
