@@ -82,6 +82,18 @@ def cell(art: Any) -> dict[str, Any]:
     return out
 
 
+def reference_scale(onnx: Path, size: int) -> float:
+    """The largest output of the user's ONNX on one evaluation-like input: a random-weight network whose outputs
+    are ~1e-10 (torchvision initialises some classifier heads that small) leaves an INT8 artifact nothing to keep,
+    and its cosine says nothing about the converter."""
+    import numpy as np
+
+    from edgekit.runtimes import run_onnx
+
+    x = np.random.default_rng(2).uniform(0, 1, (1, 3, size, size)).astype(np.float32)
+    return max(float(np.abs(y).max()) for _, y in run_onnx(onnx, x))
+
+
 def run_arch(arch: str, folder: Path, formats: list[str]) -> dict[str, dict[str, Any]]:
     from edgekit.convert.pipeline import convert_recipe
 
@@ -93,7 +105,8 @@ def run_arch(arch: str, folder: Path, formats: list[str]) -> dict[str, dict[str,
     except Exception as exc:  # noqa: BLE001 - a whole row failing is a finding of its own, the rest go on
         first = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
         return {f: {"runs": False, "status": "failed", "finding": first} for f in formats}
-    row = {a.format.value: cell(a) for a in arts}
+    scale = reference_scale(onnx, size)
+    row = {a.format.value: {**cell(a), "reference_max_abs": scale} for a in arts}
     print(f"  {arch}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     return row
 
@@ -106,6 +119,9 @@ def render(matrix: dict[str, dict[str, dict[str, Any]]], formats: list[str]) -> 
             c = row.get(f, {})
             if c.get("runs"):
                 gate = "gates ok" if c.get("gates") else "gate MISSED"
+                if not c.get("gates") and (c.get("reference_max_abs") or 1.0) < 1e-6:
+                    gate += (f" (the random-weight model's outputs are ~{c['reference_max_abs']:.0e}: nothing for "
+                             "the converter to keep, not a converter fault)")
                 extra = f"; {c['findings'][0]}" if c.get("findings") else ""
                 lines.append(f"  {f:<15} ok  cosine {c['cosine']:.5f} (worst {c.get('cosine_worst') or 0:.5f})  "
                              f"{c['mb']:.2f} MB  {c['convert_s']:.0f} s  {gate}{extra}")
