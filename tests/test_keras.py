@@ -136,6 +136,7 @@ def test_keras_digits_on_pi4_emu_judged_on_every_input(pi4_emu: Any, keras_artif
     assert run.status == "ok", run.error
     for m in run.agent.measurements:  # type: ignore[union-attr]
         assert m.status == "ok" and len(m.samples_ms) == 3, m.error  # the cap's repeat 3
+        assert getattr(m, "accuracy_inputs", None) == 360 and getattr(m, "timed_inputs", None) == 1
         assert m.instructions_per_invoke and m.instructions_per_invoke > 0
     gated = [c for c in run.comparisons if c.reference == "onnx"]
     assert {c.artifact for c in gated} == {"tflite-int8", "tflite-onnx2tf-int8"}
