@@ -136,6 +136,24 @@ def render(matrix: dict[str, dict[str, dict[str, Any]]], formats: list[str]) -> 
     return "\n".join(lines)
 
 
+def markdown(matrix: dict[str, dict[str, dict[str, Any]]], formats: list[str]) -> str:
+    """The matrix as a Markdown table: `cosine mean / MB` per cell (a missed gate marked), or the finding."""
+    lines = ["| architecture | " + " | ".join(formats) + " |", "|---" * (len(formats) + 1) + "|"]
+    for arch, row in matrix.items():
+        cells = []
+        for f in formats:
+            c = row.get(f)
+            if c is None:
+                cells.append("not run")
+            elif c.get("runs"):
+                miss = "" if c.get("gates") else " (gate missed)"
+                cells.append(f"{c['cosine']:.4f} / {c['mb']:.2f}{miss}")
+            else:
+                cells.append(c.get("finding", "not converted"))
+        lines.append(f"| {arch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     from edgekit.zoo.torchvision_models import ARCHITECTURES
 
@@ -145,8 +163,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="the matrix as JSON, written after every architecture (an "
                         "existing file is added to)")
     parser.add_argument("--work", type=Path, help="folder for the exported ONNX files (default: a temporary one)")
+    parser.add_argument("--show", action="store_true", help="only print the --json matrix (text and Markdown)")
     args = parser.parse_args()
     formats = args.format or list(FORMATS)
+    if args.show:
+        matrix = json.loads(args.json.read_text())
+        print(render(matrix, list(FORMATS)) + "\n\n" + markdown(matrix, list(FORMATS)))
+        return
     folder = args.work or Path(tempfile.mkdtemp(prefix="tv-matrix-"))
     folder.mkdir(parents=True, exist_ok=True)
     matrix: dict[str, dict[str, dict[str, Any]]] = {}
