@@ -343,8 +343,9 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated case names (substrings)")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table (README)")
     opts = parser.parse_args()
+    from edgekit.emu.device import ensure_device
     from edgekit.paths import emu_dir
-    from edgekit.target import ensure_device, load_target
+    from edgekit.target import load_target
 
     os.environ.setdefault("EDGEKIT_EMU_HOME", str(emu_dir()))
     ensure_device(load_target("pi4-emu"))

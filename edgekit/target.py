@@ -7,9 +7,10 @@ IdentityFile, ProxyJump, ProxyCommand, UserKnownHostsFile: the user's own truth 
 `EDGEKIT_TARGET_PI4_HOST=10.0.0.7`, `EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING=true`) < command-line
 `--set field=value` (`--set emulated.counting=true`). Values are read as YAML scalars (`2222`, `true`).
 
-An emulated target (`emulated:` block) gets host, port, user, key, known_hosts (its pinned host key), python
-and work_dir from its device's state file while the device runs; `ensure_device` starts it when it does not.
-Environment and `--set` overrides win over the device state too (`--set user=nobody` really connects as nobody).
+This module is configuration only: it never imports a transport or the emulator. An emulated target (`emulated:`
+block) gets host, port, user, key, known_hosts (its pinned host key), python and work_dir from its running
+device (`edgekit.emu.device.ensure_device` starts it, `running_target` reads it; environment and `--set`
+overrides win over the device state too); `edgekit.transport.open_transport` connects to the result.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -29,9 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from edgekit.errors import TargetError
 from edgekit.lab.spec import LabSpec, is_inline, parse_inline
 from edgekit.paths import SHIPPED_TARGETS
-
-if TYPE_CHECKING:
-    from edgekit.transport.base import Transport
 
 TARGETS_DIR = SHIPPED_TARGETS  # package data: also there in a non-editable install
 
@@ -142,8 +140,6 @@ def load_target(name_or_path: str | Path, overrides: Mapping[str, str] | list[st
     target = _validate(data, str(path))
     if target.transport is TransportKind.SSH and not target.emulated and not target.lab:
         target = _apply_ssh_config(target, explicit, ssh_config, str(path))
-    if target.emulated:
-        target = _apply_device_state(target, explicit)
     target._source = str(path)
     target._overrides = explicit
     return target
@@ -176,46 +172,6 @@ def list_target_names() -> list[str]:
         for f in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
             names.setdefault(f.stem)
     return list(names)
-
-
-def open_transport(target: Target) -> Transport:
-    """A lazily connecting transport for the target (SSH or local)."""
-    if target.transport is TransportKind.LOCAL:
-        from edgekit.transport.local import LocalTransport
-
-        return LocalTransport(target)
-    from edgekit.transport.ssh import SshTransport
-
-    if target._lease is not None:
-        from edgekit.lab.transport import LeasedSshTransport
-
-        return LeasedSshTransport(target, target._lease)
-    if target.lab is not None and not target.host:
-        raise TargetError(f"lab target {target.name}: no place acquired yet", where=target.name,
-                          hint="edgekit.target.ensure_device acquires one (edgekit deploy does)")
-    if target.emulated and not target.host:
-        raise TargetError(f"emulated device {target.emulated.device} is not running", where=target.name,
-                          hint=f"edgekit emu up {target.emulated.device} (or call edgekit.target.ensure_device)")
-    return SshTransport(target)
-
-
-def ensure_device(target: Target, log: Any = None) -> Target:
-    """Start the emulated device behind `target` if it is not running; return the target with its live
-    connection details. A lab target acquires a matching place (waiting for one) and returns that board's
-    target; closing its transport releases the place. Real boards and local targets are returned unchanged."""
-    if target.lab is not None and target._lease is None:
-        from edgekit.lab.acquire import acquire_target
-
-        return acquire_target(target, log)
-    if not target.emulated:
-        return target
-    from edgekit.emu.runner import up
-
-    up(target.emulated.device, log or (lambda _m: None))
-    refreshed = _apply_device_state(target, target._overrides)  # --set / EDGEKIT_TARGET_* still win
-    refreshed._source = target.source
-    refreshed._overrides = target._overrides
-    return refreshed
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -324,19 +280,3 @@ def _resolve_hop(config: Any, hop: str) -> str:
     user = user or entry.get("user") or ""
     port = port or entry.get("port") or "22"
     return f"{user + '@' if user else ''}{entry.get('hostname', host)}:{port}"
-
-
-def _apply_device_state(target: Target, explicit: dict[str, Any]) -> Target:
-    """Fill the live connection details of an emulated device from its state file (explicit overrides win)."""
-    from edgekit.emu.runner import running_state
-
-    state = running_state(target.emulated.device) if target.emulated else None
-    if state is None:
-        return target
-    live: dict[str, Any] = {
-        "host": state.host, "port": state.port, "user": state.user, "key": Path(state.client_key),
-        "known_hosts": Path(state.known_hosts), "accept_new": False, "python": state.python,
-        "work_dir": state.work_dir,
-        "runtime_python": {"tflite_runtime": state.python_tflite_runtime, **target.runtime_python},
-    }
-    return target.model_copy(update={k: v for k, v in live.items() if k not in explicit})

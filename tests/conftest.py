@@ -41,8 +41,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def pi4_emu() -> Iterator[object]:
     """The pi4-emu Target with live connection details (device started if needed)."""
+    from edgekit.emu.device import ensure_device
     from edgekit.emu.runner import down, running_state
-    from edgekit.target import ensure_device, load_target
+    from edgekit.target import load_target
 
     state = running_state("pi4-emu")
     started = state is None
@@ -73,7 +74,7 @@ def _resume(pid: int) -> None:
 @pytest.fixture()
 def pi4_transport(pi4_emu: object) -> Iterator[object]:
     """An open SSH transport to pi4-emu, closed after the test."""
-    from edgekit.target import open_transport
+    from edgekit.transport import open_transport
 
     with open_transport(pi4_emu) as transport:  # type: ignore[arg-type]
         yield transport

@@ -139,7 +139,8 @@ def test_targets_setup_pushes_wheels_to_a_bare_board(pi4_emu, tmp_path) -> None:
     """pi4-emu's sshd seen as a real board whose python has no runtimes and no pip: setup detects the
     platform over SSH, pushes the host-downloaded numpy wheel and unpacks it on the device."""
     from edgekit.emu.provision import setup_target
-    from edgekit.target import load_target, open_transport
+    from edgekit.target import load_target
+    from edgekit.transport import open_transport
 
     sysroot = layout.device_dir("pi4-emu").sysroot
     bare_python = f"qemu-aarch64-static -cpu cortex-a72 -L {sysroot} {sysroot}/usr/bin/python3.11"

@@ -113,8 +113,10 @@ def test_deploy_acquires_a_place_measures_and_releases_it(rig: lab_rig.Rig) -> N
 
 
 def test_unknown_host_key_refused_unless_the_lab_target_opts_in(rig: lab_rig.Rig) -> None:
+    from edgekit.emu.device import ensure_device
     from edgekit.errors import HostKeyError
-    from edgekit.target import ensure_device, load_target, open_transport
+    from edgekit.target import load_target
+    from edgekit.transport import open_transport
 
     target = ensure_device(load_target("lab-strict"))
     assert target.name in ("pi4-a", "pi4-b") and not target.accept_new
@@ -126,9 +128,11 @@ def test_unknown_host_key_refused_unless_the_lab_target_opts_in(rig: lab_rig.Rig
 
 
 def test_a_changed_key_is_refused_even_when_the_lab_target_pins_first_keys(rig: lab_rig.Rig) -> None:
+    from edgekit.emu.device import ensure_device
     from edgekit.errors import HostKeyError
     from edgekit.lab.acquire import known_hosts_for
-    from edgekit.target import ensure_device, load_target, open_transport
+    from edgekit.target import load_target
+    from edgekit.transport import open_transport
 
     # pi4-a's own file says pi4-b's key: a board swapped behind the same place name
     known_hosts_for("pi4-a").write_text(f"[127.0.0.1]:{rig.ports['pi4-a']} {rig.host_key('pi4-b')}\n")
@@ -141,7 +145,8 @@ def test_a_changed_key_is_refused_even_when_the_lab_target_pins_first_keys(rig: 
 
 
 def test_a_place_held_by_someone_else_makes_edgekit_wait_then_time_out(rig: lab_rig.Rig) -> None:
-    from edgekit.target import ensure_device, load_target
+    from edgekit.emu.device import ensure_device
+    from edgekit.target import load_target
 
     client_env = {**os.environ, "LG_COORDINATOR": rig.coordinator, "LG_USERNAME": "bob"}
     lgc = str(lab_python().parent / "labgrid-client")
@@ -163,7 +168,8 @@ def test_a_place_held_by_someone_else_makes_edgekit_wait_then_time_out(rig: lab_
 
 HOLD_SCRIPT = """
 import json, sys, time
-from edgekit.target import ensure_device, load_target
+from edgekit.emu.device import ensure_device
+from edgekit.target import load_target
 target = ensure_device(load_target(sys.argv[1]), lambda m: print(json.dumps({"said": m}), flush=True))
 print(json.dumps({"place": target.name, "t0": time.time(), "helper": target._lease.proc.pid}), flush=True)
 time.sleep(float(sys.argv[2]))
@@ -174,7 +180,8 @@ target._lease.close()
 
 WAIT_SCRIPT = """
 import json, sys, threading, time
-from edgekit.target import ensure_device, load_target
+from edgekit.emu.device import ensure_device
+from edgekit.target import load_target
 said = lambda m: print(json.dumps({"said": m}), flush=True)
 outcome = {}
 finished = threading.Event()  # not Thread.is_alive: wrong after a join that Ctrl-C interrupted (CPython 3.11)
@@ -245,7 +252,8 @@ def test_killed_edgekit_leaves_no_place_acquired(rig: lab_rig.Rig, tmp_path: Pat
     assert ".edgekit-" in (holders(rig)["pi5-a"] or "")
     listing = CliRunner().invoke(app, ["lab", "-x", rig.coordinator], terminal_width=250)
     assert "STALE" in listing.output, listing.output
-    from edgekit.target import ensure_device, load_target
+    from edgekit.emu.device import ensure_device
+    from edgekit.target import load_target
 
     said: list[str] = []
     target = ensure_device(load_target("lab:board=pi5"), said.append)

@@ -28,8 +28,9 @@ exit 0
 
 @pytest.fixture(scope="module")
 def phone_emu() -> Iterator[Target]:
+    from edgekit.emu.device import ensure_device
     from edgekit.emu.runner import down, running_state
-    from edgekit.target import ensure_device, load_target
+    from edgekit.target import load_target
 
     started = running_state("phone-emu") is None
     target = ensure_device(load_target("phone-emu"))
@@ -100,9 +101,10 @@ def test_termux_setup_uses_pkg_then_pip_and_names_what_is_missing(phone_emu: Tar
 @pytest.mark.integration
 def test_agent_on_phone_emu_pins_cores_and_records_them(phone_emu: Target) -> None:
     from edgekit.deploy import DeployOptions, deploy
+    from edgekit.emu.device import ensure_device
     from edgekit.formats import Format
     from edgekit.recipe import load_recipe
-    from edgekit.target import ensure_device, load_target
+    from edgekit.target import load_target
 
     target = ensure_device(load_target("phone-emu", ["affinity=0"]))
     result = deploy(load_recipe(REPO / "recipes" / "tiny.yaml"), [target],

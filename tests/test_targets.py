@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from edgekit.errors import TargetError
-from edgekit.target import Target, TransportKind, list_target_names, load_target, open_transport
+from edgekit.target import Target, TransportKind, list_target_names, load_target
+from edgekit.transport import open_transport
 
 SSH_CONFIG = """
 Host mypi

@@ -11,7 +11,8 @@ import psutil
 import pytest
 
 from edgekit.errors import RemoteTimeout, TransportError
-from edgekit.target import load_target, open_transport
+from edgekit.target import load_target
+from edgekit.transport import open_transport
 
 
 @pytest.fixture()

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from edgekit.errors import ConnectError, HostKeyError
-from edgekit.target import load_target, open_transport
+from edgekit.target import load_target
+from edgekit.transport import open_transport
 
 
 def _free_port() -> int:

@@ -25,6 +25,7 @@ def list_cmd(ctx: typer.Context) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+    from edgekit.emu.device import running_target
     from edgekit.errors import EdgekitError
     from edgekit.target import list_target_names, load_target
 
@@ -33,7 +34,7 @@ def list_cmd(ctx: typer.Context) -> None:
         table.add_column(col)
     for name in list_target_names():
         try:
-            t = load_target(name)
+            t = running_target(load_target(name))
         except EdgekitError as exc:
             table.add_row(name, "[red]invalid[/]", str(exc).splitlines()[0], "", "")
             continue

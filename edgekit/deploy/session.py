@@ -45,6 +45,7 @@ from edgekit.deploy.request import (
     inputs_remote,
     runtime_for,
 )
+from edgekit.emu.device import ensure_device
 from edgekit.errors import (
     AgentError,
     ConnectionLost,
@@ -57,8 +58,8 @@ from edgekit.errors import (
 )
 from edgekit.progress import Measured, Planned
 from edgekit.results import AgentResult, DeviceFacts, Measurement, TargetRun, unknown_fields
-from edgekit.target import Target, TransportKind, ensure_device, open_transport
-from edgekit.transport.base import Transport
+from edgekit.target import Target, TransportKind
+from edgekit.transport import Transport, open_transport
 
 Progress = Callable[[str], None]
 EXIT_LOCKED = 3

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgekit.emu import layout
+from edgekit.emu.device import ensure_device
 from edgekit.emu.termux import is_termux, setup_termux
 from edgekit.emu.wheels import (
     RUNTIME_PACKAGES,
@@ -27,8 +28,8 @@ from edgekit.emu.wheels import (
 )
 from edgekit.errors import EmulatorError, TargetError
 from edgekit.runtimes import device_packages
-from edgekit.target import Target, ensure_device, open_transport
-from edgekit.transport.base import Transport
+from edgekit.target import Target
+from edgekit.transport import Transport, open_transport
 
 Log = Callable[[str], None]
 

@@ -1,6 +1,6 @@
 """A lab target becomes a board: acquire a matching place, read its NetworkService, and return an SSH target
 named after the place, with that place's own known_hosts file. The Lease rides on the target; the transport
-that `open_transport` makes for it releases the place when it closes (edgekit/lab/transport.py).
+that `open_transport` makes for it releases the place when it closes (edgekit/transport/leased.py).
 
 Host keys are per place (`<data dir>/lab/known_hosts/<place>`): a board re-flashed under the same place name
 keeps being checked against its own key, and two places behind one address never vouch for each other. An

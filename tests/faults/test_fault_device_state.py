@@ -9,7 +9,8 @@ import psutil
 import pytest
 
 from edgekit.emu import layout
-from edgekit.target import ensure_device, load_target
+from edgekit.emu.device import ensure_device
+from edgekit.target import load_target
 
 pytestmark = pytest.mark.integration
 

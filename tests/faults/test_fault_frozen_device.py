@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from edgekit.errors import DeviceTimeout, Interrupted
-from edgekit.target import open_transport
+from edgekit.transport import open_transport
 
 pytestmark = pytest.mark.integration
 IO_TIMEOUT = 3.0

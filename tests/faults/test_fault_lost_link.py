@@ -223,9 +223,10 @@ def test_a_link_dropped_with_the_device_unreachable_keeps_the_streamed_measureme
 
 
 def test_a_partial_upload_is_removed_at_the_next_connect(pi4_emu, tmp_path) -> None:
-    from edgekit.target import open_transport
+    from edgekit.emu.device import running_target
+    from edgekit.transport import open_transport
 
-    target = load_target("pi4-emu", [f"work_dir={tmp_path / 'device'}", "io_timeout=3"])
+    target = running_target(load_target("pi4-emu", [f"work_dir={tmp_path / 'device'}", "io_timeout=3"]))
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(64 << 20))
     master = device_master()
@@ -253,7 +254,8 @@ def test_a_partial_upload_is_removed_at_the_next_connect(pi4_emu, tmp_path) -> N
 def test_leftovers_of_failed_runs_are_pruned_at_connect(pi4_emu, tmp_path) -> None:
     """Run folders older than a day and artifact folders unused for 14 days go; fresh ones and partial uploads of
     the last hour (a concurrent run's) stay."""
-    from edgekit.target import open_transport
+    from edgekit.emu.device import running_target
+    from edgekit.transport import open_transport
 
     work = tmp_path / "device"
     old_run, new_run = work / "runs" / "old-run", work / "runs" / "new-run"
@@ -267,7 +269,7 @@ def test_leftovers_of_failed_runs_are_pruned_at_connect(pi4_emu, tmp_path) -> No
     for path, days in ((old_run, 2), (old_art, 15), (old_part, 1)):
         past = time.time() - days * 86400
         os.utime(path, (past, past))
-    target = load_target("pi4-emu", [f"work_dir={work}"])
+    target = running_target(load_target("pi4-emu", [f"work_dir={work}"]))
     with open_transport(target) as transport:
         transport.connect()
     assert not old_run.exists() and not old_art.exists() and not old_part.exists()

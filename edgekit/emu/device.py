@@ -1,0 +1,51 @@
+"""An emulated target's live device: the connection details of its running device (state file), and starting
+it when it does not run. A target file holds only what never changes; host, port, user, key, pinned host key,
+python and work dir come from the device `edgekit emu up` started, and environment and `--set` overrides still
+win over them (`--set user=nobody` really connects as nobody).
+
+`ensure_device` is the one call that makes any target reachable before `open_transport`: an emulated device is
+started, a lab target acquires a matching place (closing its transport releases it), real boards and local
+targets are returned unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgekit.emu.runner import running_state, up
+from edgekit.target import Target
+
+
+def running_target(target: Target) -> Target:
+    """`target` with the live connection details of its emulated device when that device runs; otherwise (and
+    for any other target) `target` unchanged. Never starts anything."""
+    state = running_state(target.emulated.device) if target.emulated else None
+    if state is None:
+        return target
+    explicit = target._overrides
+    live: dict[str, Any] = {
+        "host": state.host, "port": state.port, "user": state.user, "key": Path(state.client_key),
+        "known_hosts": Path(state.known_hosts), "accept_new": False, "python": state.python,
+        "work_dir": state.work_dir,
+        "runtime_python": {"tflite_runtime": state.python_tflite_runtime, **target.runtime_python},
+    }
+    refreshed = target.model_copy(update={k: v for k, v in live.items() if k not in explicit})
+    refreshed._source = target.source
+    refreshed._overrides = explicit
+    return refreshed
+
+
+def ensure_device(target: Target, log: Callable[[str], None] | None = None) -> Target:
+    """Start the emulated device behind `target` if it is not running; return the target with its live
+    connection details. A lab target acquires a matching place (waiting for one) and returns that board's
+    target; closing its transport releases the place. Real boards and local targets are returned unchanged."""
+    if target.lab is not None and target._lease is None:
+        from edgekit.lab.acquire import acquire_target
+
+        return acquire_target(target, log)
+    if not target.emulated:
+        return target
+    up(target.emulated.device, log or (lambda _m: None))
+    return running_target(target)
