@@ -103,8 +103,9 @@ class TargetSession:
     def __init__(self, target: Target, *, run_id: str, local_dir: Path, settings: Settings,
                  progress: Progress | None = None, host_cpu: HostCpu | None = None,
                  on_update: Callable[[TargetRun], None] | None = None,
-                 before_run: Callable[[], str | None] | None = None) -> None:
+                 before_run: Callable[[], str | None] | None = None, transport: Transport | None = None) -> None:
         self.target = target
+        self._given = transport  # instead of open_transport(target): a FakeTransport in unit tests
         self.before_run = before_run or (lambda: None)  # a reason to skip the run stage (deploy's fail-fast)
         self.reached = threading.Event()  # set once connected (or failed): deploy's host waits for devices
         self.finished = threading.Event()  # set by deploy when execute() has returned (Ctrl-C waits on it)
@@ -147,7 +148,7 @@ class TargetSession:
         try:
             with self.stage("ensure"):
                 self.target = ensure_device(self.target, lambda m: self.say(f"{self.target.name}: {m}"))
-            transport = self._transport = open_transport(self.target)
+            transport = self._transport = self._given or open_transport(self.target)
             watchdog.start()
             if self.interrupted:
                 raise Interrupted("interrupted (Ctrl-C) before connecting", where=self.target.name)
