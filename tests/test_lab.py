@@ -23,7 +23,7 @@ from edgekit.errors import UsageError
 from edgekit.lab import rig as lab_rig
 from edgekit.lab.client import LabClient, Place, holder_text, lab_python
 from edgekit.lab.errors import LabWaitTimeout, NoMatchingPlace
-from edgekit.lab.spec import parse_inline
+from edgekit.target import parse_inline
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "recipes" / "tiny.yaml"

@@ -18,8 +18,7 @@ console = Console()
 
 
 def _coordinator(coordinator: str | None, target: str | None) -> str:
-    from edgekit.lab.spec import LabSpec
-    from edgekit.target import load_target
+    from edgekit.target import LabSpec, load_target
 
     if coordinator:
         return coordinator

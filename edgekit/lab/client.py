@@ -25,8 +25,8 @@ from typing import Any
 
 from edgekit.errors import Interrupted
 from edgekit.lab.errors import LabError, LabSetupError, LabWaitTimeout, NoMatchingPlace
-from edgekit.lab.spec import LabSpec
 from edgekit.paths import data_dir, source_checkout
+from edgekit.target import LabSpec
 
 HELPER = Path(__file__).with_name("helper.py")
 HOLDER = re.compile(r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)$")

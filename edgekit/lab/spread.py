@@ -25,10 +25,9 @@ from edgekit.convert.base import Artifact
 from edgekit.lab.acquire import place_target
 from edgekit.lab.client import LabClient, Lease
 from edgekit.lab.errors import LabError
-from edgekit.lab.spec import is_inline
 from edgekit.recipe import Recipe
 from edgekit.results import DeployResult
-from edgekit.target import Target, load_target
+from edgekit.target import Target, is_inline, load_target
 
 Log = Callable[[str], None]
 DeployOne = Callable[[Recipe, Target, list[Artifact]], DeployResult]
