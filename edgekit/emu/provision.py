@@ -125,7 +125,7 @@ class DeviceInfo:
 def probe(transport: Transport, target: Target) -> DeviceInfo:
     """Run the probe with the target's python (and each runtime-specific python) on the device."""
     info: DeviceInfo | None = None
-    site = f"{getattr(transport, 'work_dir', '') or '.'}/site"  # where setup unpacks wheels on a pip-less device
+    site = f"{transport.work_dir or '.'}/site"  # where setup unpacks wheels on a pip-less device
     for python in dict.fromkeys([target.python, *target.runtime_python.values()]):
         res = transport.run([*shlex.split(python), "-c", PROBE], timeout=120, env={"PYTHONPATH": site})
         line = next((ln for ln in res.stdout.splitlines() if ln.startswith("EDGEKIT_PROBE ")), None)
@@ -199,7 +199,7 @@ def _setup_board(transport: Transport, target: Target, info: DeviceInfo, missing
         sent += transport.put(wheel, f"{remote_dir}/{wheel.name}").bytes_sent
     log(f"{target.name}: pushed {len(wheels)} wheels ({sent / 1e6:.1f} MB sent)")
     python = shlex.split(target.python)
-    work = getattr(transport, "work_dir", "")
+    work = transport.work_dir
     if info.raw.get("pip"):
         argv = [*python, "-m", "pip", "install", "--no-index", "--find-links", f"{work}/{remote_dir}", "--user",
                 *reqs]

@@ -39,6 +39,7 @@ class Transport(abc.ABC):
     """One device connection. Remote paths are POSIX strings; every path and argument is shell-quoted."""
 
     name: str
+    work_dir: str  # the device folder relative remote paths resolve against ("" until an SSH link is open)
 
     def __enter__(self) -> Transport:
         return self
