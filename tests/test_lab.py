@@ -105,6 +105,7 @@ def test_deploy_acquires_a_place_measures_and_releases_it(rig: lab_rig.Rig) -> N
     result = deploy(recipe, ["lab:board=pi5"], options, said.append, artifacts=arts)
     run = result.runs[0]
     assert run.status == "ok", run.error
+    assert run.target == "pi5-a"  # recorded under the place it got, not the lab target's name
     assert {m.artifact for m in run.agent.measurements if m.status == "ok"} == {"ncnn-fp32"}
     assert run.agent.facts_before.emulated and "cortex-a76" in (run.agent.facts_before.emulator or "")
     assert any("lab: acquired pi5-a" in s for s in said)

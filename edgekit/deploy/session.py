@@ -148,6 +148,7 @@ class TargetSession:
         try:
             with self.stage("ensure"):
                 self.target = ensure_device(self.target, lambda m: self.say(f"{self.target.name}: {m}"))
+            self.run.target = self.target.name  # a lab target is recorded under the place it got
             transport = self._transport = self._given or open_transport(self.target)
             watchdog.start()
             if self.interrupted:
