@@ -155,7 +155,7 @@ def markdown(matrix: dict[str, dict[str, dict[str, Any]]], formats: list[str]) -
 
 
 def main() -> None:
-    from edgekit.zoo.torchvision_models import ARCHITECTURES
+    from edgekit.zoo.torchvision_models import ARCHITECTURES, INPUT_SIZE
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", action="append", choices=ARCHITECTURES, help="default: all nine")
@@ -168,6 +168,12 @@ def main() -> None:
     formats = args.format or list(FORMATS)
     if args.show:
         matrix = json.loads(args.json.read_text())
+        for arch, row in matrix.items():  # matrices from before cells recorded it: from the --work ONNX files
+            onnx = args.work / f"{arch}.onnx" if args.work else None
+            if onnx is not None and onnx.is_file() and any("reference_max_abs" not in c for c in row.values()):
+                scale = reference_scale(onnx, INPUT_SIZE.get(arch, 224))
+                for c in row.values():
+                    c.setdefault("reference_max_abs", scale)
         print(render(matrix, list(FORMATS)) + "\n\n" + markdown(matrix, list(FORMATS)))
         return
     folder = args.work or Path(tempfile.mkdtemp(prefix="tv-matrix-"))
