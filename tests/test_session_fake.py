@@ -198,12 +198,17 @@ def test_the_whole_run_deadline_cuts_a_hung_device(tmp_path, arts, inputs, monke
 
 
 def test_ctrl_c_stops_the_agent_keeps_what_was_measured_and_marks_the_run(tmp_path, arts, inputs) -> None:
-    partial = agent(lambda wanted: wanted[:1], in_progress="b threads=1", finished=False, then=hangs())
-    fake = FakeTransport(tmp_path / "device", steps={1: partial})
+    fake = FakeTransport(tmp_path / "device")
     target = Target(name="board", host="board.invalid")
     session = TargetSession(target, run_id="r1", local_dir=tmp_path / "local", transport=fake,
                             settings=Settings(repeat=2, warmup=0, timeout_s=30.0))
-    threading.Timer(0.5, session.interrupt).start()
+
+    def ctrl_c_while_hanging(fake: FakeTransport, call: Call) -> RunResult:
+        threading.Timer(0.2, session.interrupt).start()  # from another thread, as deploy's Ctrl-C handler does
+        return hangs()(fake, call)
+
+    fake.steps[1] = agent(lambda wanted: wanted[:1], in_progress="b threads=1", finished=False,
+                          then=ctrl_c_while_hanging)
     run = session.execute(arts, inputs)
     assert run.interrupted and run.status == "failed"
     assert statuses(run)["b"] == ("failed", ErrorCode.INTERRUPTED)
