@@ -23,6 +23,12 @@ def test_local_transport_does_not_load_paramiko() -> None:
     assert _loads("edgekit.transport.ssh", "paramiko")  # the check itself can see paramiko
 
 
+def test_target_is_configuration_only() -> None:
+    """Loading targets needs no transport, emulator or lab code (and no SSH library until ~/.ssh/config is read)."""
+    for loaded in ("edgekit.transport", "edgekit.emu", "edgekit.lab", "paramiko"):
+        assert not _loads("edgekit.target", loaded), loaded
+
+
 def _import_graph() -> ModuleType:
     """bench/import_graph.py (the measuring script) as a module."""
     path = Path(__file__).resolve().parent.parent / "bench" / "import_graph.py"
