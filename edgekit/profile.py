@@ -136,7 +136,8 @@ def format_table(profile: Profile, top: int = 10) -> list[str]:
              f"{'layer':<28} {'type':<22} {'output shape':<16} {'prec':<5} {'M insns':>9} {'share':>7}"]
     for layer in profile.top(top):
         shape = "x".join(str(d) for d in layer.shape)
-        lines.append(f"{layer.name:<28} {layer.type:<22} {shape:<16} {layer.precision:<5} "
+        name = layer.name if len(layer.name) <= 28 else "…" + layer.name[-27:]  # the end says the most
+        lines.append(f"{name:<28} {layer.type:<22} {shape:<16} {layer.precision:<5} "
                      f"{layer.instructions / 1e6:>9.2f} {profile.share(layer):>6.1%}")
     lines.append(f"whole inference {profile.total / 1e6:.2f} M instructions; {len(profile.layers)} layers sum to "
                  f"{profile.layer_sum / 1e6:.2f} M ({profile.coverage:.2%} of it; {profile.remainder})")

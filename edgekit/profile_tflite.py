@@ -62,7 +62,8 @@ def op_rows(model: Any) -> list[dict[str, Any]]:
         builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
         kind = names.get(builtin, f"op{builtin}") if builtin != 32 else (code.customCode or b"CUSTOM").decode()
         out = graph.tensors[op.outputs[0]]
-        rows.append({"type": kind, "name": (out.name or b"").decode(errors="replace"),
+        name = (out.name or b"").decode(errors="replace").split(";")[-1]  # fused ops: the producing op's name
+        rows.append({"type": kind, "name": name,
                      "shape": [int(d) for d in (out.shape if out.shape is not None else [])],
                      "dtype": TYPE_NAMES.get(int(out.type), str(out.type))})
     return rows
