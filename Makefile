@@ -66,7 +66,8 @@ quantize: $(STAMPS)/python
 
 # Lint and types; fails on any finding. Rules and mypy settings live in pyproject.toml.
 check: $(STAMPS)/python
-	$(BIN)/python -m ruff check edgekit tests
+	$(BIN)/python -m ruff check edgekit tests bench
+	$(BIN)/python -m ruff format --check edgekit tests bench
 	$(BIN)/python -m mypy
 
 clean-venv:

@@ -34,26 +34,39 @@ def overhead_table(result: DeployResult) -> tuple[Table, list[str]]:
         table.add_column(col, justify="left" if col in ("target", "artifact") else "right")
     summary = []
     for run in result.runs:
-        rows = [m for m in (run.agent.measurements if run.agent else []) if m.status == "ok"
-                and m.p50_ms and m.overhead_ms_per_sample is not None]
+        rows = [
+            m
+            for m in (run.agent.measurements if run.agent else [])
+            if m.status == "ok" and m.p50_ms and m.overhead_ms_per_sample is not None
+        ]
         for m in rows:
             share = 100.0 * m.overhead_ms_per_sample / (m.p50_ms * m.number)  # type: ignore[operator]
-            table.add_row(run.target, m.artifact, str(m.threads), str(m.number),
-                          f"{m.p50_ms:.4g}" + (" emulated" if run.emulated else ""),
-                          f"{m.overhead_ms_per_sample * 1000:.2f}", f"{share:.4f}")  # type: ignore[operator]
+            table.add_row(
+                run.target,
+                m.artifact,
+                str(m.threads),
+                str(m.number),
+                f"{m.p50_ms:.4g}" + (" emulated" if run.emulated else ""),
+                f"{m.overhead_ms_per_sample * 1000:.2f}",
+                f"{share:.4f}",
+            )  # type: ignore[operator]
         if rows:
             fastest = min(rows, key=lambda m: m.p50_ms * m.number)  # type: ignore[operator]
             worst = max(m.overhead_ms_per_sample for m in rows)  # type: ignore[type-var]
             share = 100.0 * worst / (fastest.p50_ms * fastest.number)  # type: ignore[operator]
-            summary.append(f"{run.target}: worst overhead {worst * 1000:.2f} us/sample vs fastest sample "
-                           f"{fastest.artifact} t{fastest.threads} {fastest.p50_ms * fastest.number:.4g} ms "  # type: ignore[operator]
-                           f"-> {share:.4f} % ({'under' if share < 1 else 'OVER'} the 1 % target)"
-                           + (" (emulated)" if run.emulated else ""))
+            summary.append(
+                f"{run.target}: worst overhead {worst * 1000:.2f} us/sample vs fastest sample "
+                f"{fastest.artifact} t{fastest.threads} {fastest.p50_ms * fastest.number:.4g} ms "  # type: ignore[operator]
+                f"-> {share:.4f} % ({'under' if share < 1 else 'OVER'} the 1 % target)"
+                + (" (emulated)" if run.emulated else "")
+            )
     return table, summary
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("source", type=Path, help="a deploy --json file, or a recipe to deploy")
     parser.add_argument("--target", action="append", default=[], help="target to deploy to (with a recipe)")
     parser.add_argument("--repeat", type=int, default=None)

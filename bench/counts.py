@@ -37,7 +37,9 @@ def artifacts_of(recipe_path: str) -> tuple[str, dict[Format, Path]]:
     return recipe.name, {a.format: a.main_file for a in arts if a.files and a.main_file.exists()}
 
 
-def count_runs(files: dict[Format, Path], device: str, runs: int, windows: int, threads: int) -> dict[Format, list]:
+def count_runs(
+    files: dict[Format, Path], device: str, runs: int, windows: int, threads: int
+) -> dict[Format, list]:
     """Per format: one list of per-window counts per run."""
     out: dict[Format, list] = {f: [] for f in files}
     for _ in range(runs):
@@ -50,8 +52,12 @@ def count_runs(files: dict[Format, Path], device: str, runs: int, windows: int, 
 def summarize(runs: list[list[int]]) -> dict:
     flat = [c for run in runs for c in run]
     med = statistics.median(flat)
-    return {"instructions": int(med), "spread": (max(flat) - min(flat)) / med,
-            "identical": all(run == runs[0] for run in runs), "runs": runs}
+    return {
+        "instructions": int(med),
+        "spread": (max(flat) - min(flat)) / med,
+        "identical": all(run == runs[0] for run in runs),
+        "runs": runs,
+    }
 
 
 def main() -> None:
@@ -74,8 +80,11 @@ def main() -> None:
             for fmt, runs in counted.items():
                 s = summarize(runs)
                 table[f"{name}|{device}|{fmt.value}"] = s
-                print(f"{name:12s} {device:8s} {fmt.value:15s} {s['instructions']:>14,d} instructions/invoke  "
-                      f"spread {100 * s['spread']:.4f} %  identical across runs: {s['identical']}", flush=True)
+                print(
+                    f"{name:12s} {device:8s} {fmt.value:15s} {s['instructions']:>14,d} instructions/invoke  "
+                    f"spread {100 * s['spread']:.4f} %  identical across runs: {s['identical']}",
+                    flush=True,
+                )
     print_ratios(table)
     if args.json:
         args.json.write_text(json.dumps(table, indent=1))
@@ -91,7 +100,9 @@ def print_ratios(table: dict[str, dict]) -> None:
             continue
         base = table.get(f"{name}|{device}|{f.fp32_reference.value}")
         if base:
-            print(f"  {name:12s} {device:8s} {f.runtime.value:7s} {s['instructions'] / base['instructions']:.3f}")
+            print(
+                f"  {name:12s} {device:8s} {f.runtime.value:7s} {s['instructions'] / base['instructions']:.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,11 @@ def count_all(force: bool, only: list[str] | None) -> None:
     for name, model in calibration.models().items():  # on this host: MACs and weight elements from the graph
         if force or name not in store["graph"]:
             cost = analyze(calibration.zero_weights(model), model.input_shape)
-            store["graph"][name] = {"macs": cost.macs, "params": cost.params,
-                                    "activation_bytes": cost.activation_bytes}
+            store["graph"][name] = {
+                "macs": cost.macs,
+                "params": cost.params,
+                "activation_bytes": cost.activation_bytes,
+            }
             calibration.COUNTS_FILE.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
     for board, device in calibration.DEVICES.items():
         for threads in calibration.THREADS:
@@ -47,53 +50,77 @@ def count_all(force: bool, only: list[str] | None) -> None:
                 if not force and str(threads) in store["counts"].get(name, {}).get(board, {}):
                     continue
                 start = time.monotonic()
-                job = CountJob(calibration.zero_weights(model), threads=threads, input_shape=model.input_shape,
-                               fill=calibration.INPUT_FILL, warmup=1, repeat=1, number=1)
+                job = CountJob(
+                    calibration.zero_weights(model),
+                    threads=threads,
+                    input_shape=model.input_shape,
+                    fill=calibration.INPUT_FILL,
+                    warmup=1,
+                    repeat=1,
+                    number=1,
+                )
                 (res,) = count_artifacts([job], device)
-                entry = {"instructions": res.instructions, "busiest_thread": res.busiest_thread,
-                         "per_thread": res.per_thread[0] if res.per_thread else [], "outputs": res.outputs,
-                         "mix": res.mix[0] if res.mix else [],
-                         "emulated_ms": round(res.emulated_ms_per_invoke[0], 1)}
+                entry = {
+                    "instructions": res.instructions,
+                    "busiest_thread": res.busiest_thread,
+                    "per_thread": res.per_thread[0] if res.per_thread else [],
+                    "outputs": res.outputs,
+                    "mix": res.mix[0] if res.mix else [],
+                    "emulated_ms": round(res.emulated_ms_per_invoke[0], 1),
+                }
                 store["counts"].setdefault(name, {}).setdefault(board, {})[str(threads)] = entry
                 calibration.COUNTS_FILE.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
-                print(f"{device} {threads}T {name:20s} {res.instructions / 1e6:10.1f} M instructions "
-                      f"(busiest thread {res.busiest_thread / 1e6:.1f} M) in {time.monotonic() - start:.0f} s",
-                      flush=True)
+                print(
+                    f"{device} {threads}T {name:20s} {res.instructions / 1e6:10.1f} M instructions "
+                    f"(busiest thread {res.busiest_thread / 1e6:.1f} M) in {time.monotonic() - start:.0f} s",
+                    flush=True,
+                )
 
 
 def _meta() -> dict:
     from edgekit.emu.plugin import build
 
     qemu = subprocess.run([str(build.counting_qemu()), "--version"], capture_output=True, text=True).stdout
-    return {"how": "benchncnn's way: zero weights, input filled with 0.01, ncnn default options; warm-up 1, one "
-                   "window of one invocation; guest instruction count (not cycles)",
-            "qemu": qemu.splitlines()[0] if qemu else "?", "host": platform.node(),
-            "counted_at": time.strftime("%Y-%m-%d")}
+    return {
+        "how": "benchncnn's way: zero weights, input filled with 0.01, ncnn default options; warm-up 1, one "
+        "window of one invocation; guest instruction count (not cycles)",
+        "qemu": qemu.splitlines()[0] if qemu else "?",
+        "host": platform.node(),
+        "counted_at": time.strftime("%Y-%m-%d"),
+    }
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'candidate':24s} {'board':5s} {'thr':>3s} {'n':>3s} {'median':>7s} {'p90':>7s} {'max':>7s} "
-          f"{'bias':>7s} {'interval':>10s} {'covered':>8s}")
+    print(
+        f"{'candidate':24s} {'board':5s} {'thr':>3s} {'n':>3s} {'median':>7s} {'p90':>7s} {'max':>7s} "
+        f"{'bias':>7s} {'interval':>10s} {'covered':>8s}"
+    )
     for r in rows:
-        print(f"{r['candidate']:24s} {r['board']:5s} {r['threads']:3d} {r['n']:3d} {100 * r['median']:6.1f}% "
-              f"{100 * r['p90']:6.1f}% {100 * r['max']:6.1f}% {100 * r['bias']:+6.1f}% "
-              f"{r['interval']:>10s} {r['covered']:>3d}/{r['n']:<3d}")
+        print(
+            f"{r['candidate']:24s} {r['board']:5s} {r['threads']:3d} {r['n']:3d} {100 * r['median']:6.1f}% "
+            f"{100 * r['p90']:6.1f}% {100 * r['max']:6.1f}% {100 * r['bias']:+6.1f}% "
+            f"{r['interval']:>10s} {r['covered']:>3d}/{r['n']:<3d}"
+        )
 
 
 def print_shipped(rows: list[dict]) -> None:
     """Markdown: the shipped model per board x threads beside the single-ratio baseline (the README's table)."""
     every = ("instructions", "busiest", "params", "macs", "mix", "activation_bytes")
     by = {(r["candidate"], r["board"], r["threads"]): r for r in rows}
-    print("\n| board, threads | shipped model | median | p90 | max | interval (80 %) | held | single ratio: "
-          "median / p90 / max / held |")
+    print(
+        "\n| board, threads | shipped model | median | p90 | max | interval (80 %) | held | single ratio: "
+        "median / p90 / max / held |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for board in calibration.DEVICES:
         for threads in calibration.THREADS:
             name = cost_model.chosen(board, threads, every)
             r, b = by[(name, board, threads)], by[("ratio", board, threads)]
-            print(f"| {board}, {threads} | {name} | {100 * r['median']:.1f} % | {100 * r['p90']:.1f} % | "
-                  f"{100 * r['max']:.1f} % | {r['interval']} | {r['covered']}/{r['n']} | {100 * b['median']:.1f} / "
-                  f"{100 * b['p90']:.1f} / {100 * b['max']:.1f} % / {b['covered']}/{b['n']} |")
+            print(
+                f"| {board}, {threads} | {name} | {100 * r['median']:.1f} % | {100 * r['p90']:.1f} % | "
+                f"{100 * r['max']:.1f} % | {r['interval']} | {r['covered']}/{r['n']} | {100 * b['median']:.1f} / "
+                f"{100 * b['p90']:.1f} / {100 * b['max']:.1f} % / {b['covered']}/{b['n']} |"
+            )
 
 
 def main() -> None:
@@ -107,8 +134,10 @@ def main() -> None:
         count_all(args.force, args.models)
         calibration.counts.cache_clear()
     rows, predictions = cost_model.cross_validation_table()
-    print("leave-one-model-out cross-validation on the 17 calibration models "
-          f"(interval: {cost_model.INTERVAL_LEVEL:.0%} prediction interval from the held-out errors)")
+    print(
+        "leave-one-model-out cross-validation on the 17 calibration models "
+        f"(interval: {cost_model.INTERVAL_LEVEL:.0%} prediction interval from the held-out errors)"
+    )
     print_table(rows)
     print(f"\nshipped model: {cost_model.SHIPPED}")
     print_shipped(rows)

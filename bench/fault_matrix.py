@@ -36,10 +36,12 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "tiny.yaml"
 EDGEKIT = str(Path(sys.executable).parent / "edgekit")
 # the wrapper reports the largest descendant's peak RSS; SIGINT reset (a background job inherits it ignored)
-WRAP = ("import resource, signal, subprocess, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-        "p = subprocess.run(sys.argv[2:]); "
-        "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
-        "sys.exit(p.returncode)")
+WRAP = (
+    "import resource, signal, subprocess, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "p = subprocess.run(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+    "sys.exit(p.returncode)"
+)
 
 
 @dataclass
@@ -75,16 +77,42 @@ class Case:
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def args(self, *extra: str) -> list[str]:
-        return ["deploy", str(TINY), "--target", "pi4-emu", "-f", "tflite-fp32", "-f", "ncnn-fp32", "--no-host",
-                "--repeat", "1", "--warmup", "0", "--samples", "2", "--json", str(self.json), "--store",
-                str(self.store), "--set", f"work_dir={self.work}", "--set", "io_timeout=3", "--set",
-                "connect_timeout=3", *extra]
+        return [
+            "deploy",
+            str(TINY),
+            "--target",
+            "pi4-emu",
+            "-f",
+            "tflite-fp32",
+            "-f",
+            "ncnn-fp32",
+            "--no-host",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+            "--samples",
+            "2",
+            "--json",
+            str(self.json),
+            "--store",
+            str(self.store),
+            "--set",
+            f"work_dir={self.work}",
+            "--set",
+            "io_timeout=3",
+            "--set",
+            "connect_timeout=3",
+            *extra,
+        ]
 
     def measured_on_device(self) -> int:
         best = 0
         for result in self.work.glob("runs/*/result-*.json"):
             with suppress(ValueError, KeyError, OSError):
-                best = max(best, sum(m["status"] == "ok" for m in json.loads(result.read_text())["measurements"]))
+                best = max(
+                    best, sum(m["status"] == "ok" for m in json.loads(result.read_text())["measurements"])
+                )
         return best
 
     def kept(self) -> tuple[int, int]:
@@ -104,13 +132,23 @@ class Case:
         return in_json, in_store
 
 
-def run_cli(args: list[str], fault: Callable[[psutil.Process], None] | None = None,
-            trigger: Callable[[], bool] | None = None, seen: Callable[[], int] = lambda: 0,
-            env: dict[str, str] | None = None, timeout: float = 900) -> Run:
+def run_cli(
+    args: list[str],
+    fault: Callable[[psutil.Process], None] | None = None,
+    trigger: Callable[[], bool] | None = None,
+    seen: Callable[[], int] = lambda: 0,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> Run:
     """`edgekit ARGS`; once `trigger()` holds, `fault(edgekit process)`; time counted from the fault."""
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        proc = subprocess.Popen([sys.executable, "-c", WRAP, rss.name, EDGEKIT, *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRAP, rss.name, EDGEKIT, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", **(env or {})},
+        )
         start = time.monotonic()
         best = [0]
         fired = [start]
@@ -158,18 +196,21 @@ def resumed_after(pids: list[int]) -> Iterator[list[int]]:
 
 def freeze_device(stopped: list[int]) -> Callable[[psutil.Process], None]:
     """A frozen board: the device's sshd and everything under it (the agent too) stopped."""
+
     def fault(_edgekit: psutil.Process) -> None:
         master = psutil.Process(device_master())
         for proc in [master, *master.children(recursive=True)]:
             with suppress(psutil.Error):
                 os.kill(proc.pid, signal.SIGSTOP)
                 stopped.append(proc.pid)
+
     return fault
 
 
 def drop_link(work: Path, stop_master: list[int] | None = None) -> Callable[[psutil.Process], None]:
     """Kill the sshd serving the agent's session (a dropped link); optionally stop the master first (the device
     cannot be reached again)."""
+
     def fault(_edgekit: psutil.Process) -> None:
         master = device_master()
         for proc in psutil.process_iter(["cmdline"]):
@@ -182,6 +223,7 @@ def drop_link(work: Path, stop_master: list[int] | None = None) -> Callable[[psu
                                 stop_master.append(master)
                             os.kill(parent.pid, signal.SIGKILL)
                             return
+
     return fault
 
 
@@ -215,9 +257,13 @@ def first_error(run: Run) -> str:
 
 
 # -- the cases ----------------------------------------------------------------------------------------------
-def device_row(name: str, home: Path, fault_for: Callable[[Case], tuple[Callable[[psutil.Process], None],
-                                                                          Callable[[], bool], list[int]]],
-               setup: Callable[[Case], None] | None = None, undo: Callable[[Case], None] | None = None) -> Row:
+def device_row(
+    name: str,
+    home: Path,
+    fault_for: Callable[[Case], tuple[Callable[[psutil.Process], None], Callable[[], bool], list[int]]],
+    setup: Callable[[Case], None] | None = None,
+    undo: Callable[[Case], None] | None = None,
+) -> Row:
     case = Case(home, name)
     if setup is not None:
         setup(case)
@@ -225,13 +271,23 @@ def device_row(name: str, home: Path, fault_for: Callable[[Case], tuple[Callable
     with resumed_after(stopped):
         run = run_cli(case.args(), fault, trigger, case.measured_on_device)
     in_json, in_store = case.kept()
-    (home.parent / f"edgekit-fault-{name.replace(' ', '-').replace('/', '-')}.log").write_text(run.stdout + run.stderr)
+    (home.parent / f"edgekit-fault-{name.replace(' ', '-').replace('/', '-')}.log").write_text(
+        run.stdout + run.stderr
+    )
     if undo is not None:
         undo(case)
     again = run_cli(case.args())
     lost = max(0, run.seen_on_device - min(in_json, in_store))
-    return Row(name, run.code, first_error(run), run.seconds, run.peak_mb, f"{in_json} json / {in_store} store",
-               str(lost), "yes" if again.code == 0 else f"no (exit {again.code}: {first_error(again)})")
+    return Row(
+        name,
+        run.code,
+        first_error(run),
+        run.seconds,
+        run.peak_mb,
+        f"{in_json} json / {in_store} store",
+        str(lost),
+        "yes" if again.code == 0 else f"no (exit {again.code}: {first_error(again)})",
+    )
 
 
 def measured(case: Case) -> Callable[[], bool]:
@@ -250,7 +306,9 @@ def cases(home: Path) -> dict[str, Callable[[], Row]]:
     def dropped(case: Case) -> tuple[Callable[[psutil.Process], None], Callable[[], bool], list[int]]:
         return drop_link(case.work), measured(case), []
 
-    def dropped_unreachable(case: Case) -> tuple[Callable[[psutil.Process], None], Callable[[], bool], list[int]]:
+    def dropped_unreachable(
+        case: Case,
+    ) -> tuple[Callable[[psutil.Process], None], Callable[[], bool], list[int]]:
         stopped: list[int] = []
         return drop_link(case.work, stopped), measured(case), stopped
 
@@ -269,6 +327,7 @@ def cases(home: Path) -> dict[str, Callable[[], Row]]:
             case._mount.__enter__()  # type: ignore[attr-defined]
             if leave is not None:
                 fill(case.work, leave)
+
         return setup
 
     def free_disk(case: Case) -> None:
@@ -279,23 +338,43 @@ def cases(home: Path) -> dict[str, Callable[[], Row]]:
             try:
                 return row()
             finally:
-                subprocess.run(["umount", "-l", str(home / "cases" / case_name / "device")], check=False,
-                               capture_output=True)
+                subprocess.run(
+                    ["umount", "-l", str(home / "cases" / case_name / "device")],
+                    check=False,
+                    capture_output=True,
+                )
+
         return go
 
     return {
         "frozen mid-run": lambda: device_row("frozen mid-run", home, frozen_mid_run),
         "frozen at connect/push": lambda: device_row("frozen at connect/push", home, frozen_at_push),
         "link dropped mid-run": lambda: device_row("link dropped mid-run", home, dropped),
-        "link dropped, device gone": lambda: device_row("link dropped, device gone", home, dropped_unreachable),
+        "link dropped, device gone": lambda: device_row(
+            "link dropped, device gone", home, dropped_unreachable
+        ),
         "ctrl-c mid-run": lambda: device_row("ctrl-c mid-run", home, ctrl_c),
-        "disk full before upload": unmount(lambda: device_row("disk full before upload", home, disk_full,
-                                                              small_disk(1 << 20), free_disk),
-                                           "disk full before upload"),
-        "disk fills mid-run": unmount(lambda: device_row("disk fills mid-run", home, disk_fills, small_disk(None),
-                                                         free_disk), "disk fills mid-run"),
-        "refused port": lambda: simple_row("refused port", ["deploy", str(TINY), "-f", "tflite-fp32", "--target",
-                                                           "pi4", *board(f"port={closed_port()}"), "--no-store"]),
+        "disk full before upload": unmount(
+            lambda: device_row("disk full before upload", home, disk_full, small_disk(1 << 20), free_disk),
+            "disk full before upload",
+        ),
+        "disk fills mid-run": unmount(
+            lambda: device_row("disk fills mid-run", home, disk_fills, small_disk(None), free_disk),
+            "disk fills mid-run",
+        ),
+        "refused port": lambda: simple_row(
+            "refused port",
+            [
+                "deploy",
+                str(TINY),
+                "-f",
+                "tflite-fp32",
+                "--target",
+                "pi4",
+                *board(f"port={closed_port()}"),
+                "--no-store",
+            ],
+        ),
         "port never speaks SSH": silent_port_row,
         "alias-bomb recipe": lambda: bomb_row(home),
     }
@@ -332,9 +411,11 @@ def silent_port_row() -> Row:
 def bomb_row(home: Path) -> Row:
     levels = "".join(f"    l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]\n" for i in range(1, 12))
     path = home / "bomb.yaml"
-    path.write_text("name: t\nmodel:\n  kind: torch\n  builder: edgekit.zoo.tiny:build\n  args:\n"
-                    "    l0: &l0 [x, x, x, x, x, x, x, x, x]\n" + levels + "input: {shape: [1, 3, 8, 8]}\n"
-                    "formats: [tflite-fp32]\n")
+    path.write_text(
+        "name: t\nmodel:\n  kind: torch\n  builder: edgekit.zoo.tiny:build\n  args:\n"
+        "    l0: &l0 [x, x, x, x, x, x, x, x, x]\n" + levels + "input: {shape: [1, 3, 8, 8]}\n"
+        "formats: [tflite-fp32]\n"
+    )
     return simple_row("alias-bomb recipe", ["convert", str(path)])
 
 
@@ -352,8 +433,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgekit-faults-") as tmp:
         home = Path(tmp)
         os.environ["EDGEKIT_HOME"] = str(home)
-        subprocess.run([EDGEKIT, "convert", str(TINY), "-f", "tflite-fp32", "-f", "ncnn-fp32"], check=True,
-                       capture_output=True)  # the cache, so every case times the fault and not a conversion
+        subprocess.run(
+            [EDGEKIT, "convert", str(TINY), "-f", "tflite-fp32", "-f", "ncnn-fp32"],
+            check=True,
+            capture_output=True,
+        )  # the cache, so every case times the fault and not a conversion
         rows = []
         for name, row in cases(home).items():
             if opts.only and not any(part in name for part in opts.only.split(",")):
@@ -361,16 +445,29 @@ def main() -> None:
             print(f"... {name}", file=sys.stderr, flush=True)
             rows.append(row())
             print(f"    {rows[-1]}", file=sys.stderr, flush=True)
-    header = ["case", "exit", "first error line", "time to fail", "peak MB", "kept (ok meas.)", "lost", "re-run ok"]
+    header = [
+        "case",
+        "exit",
+        "first error line",
+        "time to fail",
+        "peak MB",
+        "kept (ok meas.)",
+        "lost",
+        "re-run ok",
+    ]
     if opts.markdown:
         print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
         for r in rows:
-            print(f"| {r.case} | {r.code} | `{r.error}` | {r.seconds:.1f} s | {r.peak_mb:.0f} | {r.kept} | "
-                  f"{r.lost} | {r.rerun} |")
+            print(
+                f"| {r.case} | {r.code} | `{r.error}` | {r.seconds:.1f} s | {r.peak_mb:.0f} | {r.kept} | "
+                f"{r.lost} | {r.rerun} |"
+            )
         return
     for r in rows:
-        print(f"{r.case:26} exit {r.code:3}  {r.seconds:6.1f} s  {r.peak_mb:6.0f} MB  kept {r.kept:18} "
-              f"lost {r.lost:2}  re-run {r.rerun}\n    {r.error}")
+        print(
+            f"{r.case:26} exit {r.code:3}  {r.seconds:6.1f} s  {r.peak_mb:6.0f} MB  kept {r.kept:18} "
+            f"lost {r.lost:2}  re-run {r.rerun}\n    {r.error}"
+        )
 
 
 if __name__ == "__main__":

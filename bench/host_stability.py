@@ -25,8 +25,9 @@ from edgekit.deploy import DeployOptions, deploy
 from edgekit.recipe import load_recipe
 
 
-def run(recipe_path: Path, runs: int, threads: tuple[int, ...] | None, repeat: int | None,
-        warmup: int | None) -> tuple[dict[tuple[str, int], list[float]], list[str]]:
+def run(
+    recipe_path: Path, runs: int, threads: tuple[int, ...] | None, repeat: int | None, warmup: int | None
+) -> tuple[dict[tuple[str, int], list[float]], list[str]]:
     recipe = load_recipe(recipe_path)
     p50s: dict[tuple[str, int], list[float]] = {}
     notes = []
@@ -38,8 +39,10 @@ def run(recipe_path: Path, runs: int, threads: tuple[int, ...] | None, repeat: i
         for m in host.agent.measurements if host.agent else []:
             if m.status == "ok" and m.p50_ms is not None:
                 p50s.setdefault((m.artifact, m.threads), []).append(m.p50_ms)
-        notes.append(f"deploy {k + 1}: {time.perf_counter() - start:.0f} s, load average "
-                     f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}, {host.status}")
+        notes.append(
+            f"deploy {k + 1}: {time.perf_counter() - start:.0f} s, load average "
+            f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}, {host.status}"
+        )
     return p50s, notes
 
 
@@ -52,13 +55,22 @@ def table(name: str, p50s: dict[tuple[str, int], list[float]]) -> tuple[Table, l
         mean = statistics.fmean(values)
         cv = 100.0 * statistics.stdev(values) / mean if len(values) > 1 else 0.0
         cvs.append(cv)
-        out.add_row(art, str(threads), str(len(values)), " ".join(f"{v:.3g}" for v in values), f"{mean:.3g}",
-                    f"{cv:.2f}", style=None if cv < 3 else "red")
+        out.add_row(
+            art,
+            str(threads),
+            str(len(values)),
+            " ".join(f"{v:.3g}" for v in values),
+            f"{mean:.3g}",
+            f"{cv:.2f}",
+            style=None if cv < 3 else "red",
+        )
     return out, cvs
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("recipe", type=Path)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", default=None, help="e.g. 1 or 1,2 (default: the recipe's)")
@@ -73,8 +85,11 @@ def main() -> None:
     for line in notes:
         console.print(line, highlight=False)
     if cvs:
-        console.print(f"CV of p50 across {args.runs} deploys: median {statistics.median(cvs):.2f} %, max "
-                      f"{max(cvs):.2f} % ({sum(c < 3 for c in cvs)}/{len(cvs)} under 3 %)", highlight=False)
+        console.print(
+            f"CV of p50 across {args.runs} deploys: median {statistics.median(cvs):.2f} %, max "
+            f"{max(cvs):.2f} % ({sum(c < 3 for c in cvs)}/{len(cvs)} under 3 %)",
+            highlight=False,
+        )
     if args.json:
         args.json.write_text(json.dumps({f"{a}@{t}": v for (a, t), v in p50s.items()}, indent=1))
 

@@ -49,7 +49,8 @@ def module_name(path: Path, root: Path) -> str:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST, module: str, is_pkg: bool, root: Path) -> Iterator[tuple[str, int, bool]]:
@@ -72,16 +73,21 @@ def _imports(tree: ast.AST, module: str, is_pkg: bool, root: Path) -> Iterator[t
     yield from visit(tree, False)
 
 
-def _from_targets(node: ast.ImportFrom, module: str, is_pkg: bool, in_function: bool,
-                  root: Path) -> Iterator[tuple[str, int, bool]]:
+def _from_targets(
+    node: ast.ImportFrom, module: str, is_pkg: bool, in_function: bool, root: Path
+) -> Iterator[tuple[str, int, bool]]:
     if node.level:
         base = module.split(".") if is_pkg else module.split(".")[:-1]
         base = base[: len(base) - (node.level - 1)]
         stem = ".".join(base + ([node.module] if node.module else []))
     else:
         stem = node.module or ""
-    for alias in node.names:  # `from edgekit import target` imports the module edgekit.target (a name is not one)
-        submodule = stem == "edgekit" and ((root / f"{alias.name}.py").exists() or (root / alias.name).is_dir())
+    for (
+        alias
+    ) in node.names:  # `from edgekit import target` imports the module edgekit.target (a name is not one)
+        submodule = stem == "edgekit" and (
+            (root / f"{alias.name}.py").exists() or (root / alias.name).is_dir()
+        )
         yield (f"{stem}.{alias.name}" if submodule else stem), node.lineno, in_function
 
 
@@ -183,8 +189,10 @@ def main(argv: list[str]) -> int:
         for s, t in inner:
             refs = where[(s, t)]
             lazy = all(e.lazy for e in refs)
-            print(f"      {s} -> {t}: {refs[0].where}{' +' + str(len(refs) - 1) if len(refs) > 1 else ''}"
-                  f"{' (only in functions)' if lazy else ''}")
+            print(
+                f"      {s} -> {t}: {refs[0].where}{' +' + str(len(refs) - 1) if len(refs) > 1 else ''}"
+                f"{' (only in functions)' if lazy else ''}"
+            )
     return 1 if components else 0
 
 

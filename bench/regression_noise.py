@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--night-sd", type=float, nargs="+", default=[0.01, 0.02, 0.03])
     args = parser.parse_args()
     keys = [(f.value, "pi4") for f in Format]
-    slow_all = {k: args.slowdown for k in keys + [(f.value, "pi5-emu") for f in Format]}
+    slow_all = dict.fromkeys(keys + [(f.value, "pi5-emu") for f in Format], args.slowdown)
     start = time.perf_counter()
     detected = f"detected {args.slowdown - 1:.0%}"
     head = f"{'night sd':>8} | {'checks':>6} | {'false alarms':>12} | {detected:>14} |"

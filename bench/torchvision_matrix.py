@@ -31,7 +31,15 @@ from typing import Any
 
 os.environ.setdefault("EDGEKIT_NCNN_SPEED_PLAN", "0")
 
-FORMATS = ("tflite-fp32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "ncnn-fp32", "ncnn-fp16", "ncnn-int8")
+FORMATS = (
+    "tflite-fp32",
+    "tflite-fp16",
+    "tflite-dynamic",
+    "tflite-int8",
+    "ncnn-fp32",
+    "ncnn-fp16",
+    "ncnn-int8",
+)
 
 
 def export(arch: str, folder: Path) -> tuple[Path, list[str], int]:
@@ -47,9 +55,16 @@ def export(arch: str, folder: Path) -> tuple[Path, list[str], int]:
         torch.manual_seed(0)
         model = build(arch).eval()
         with torch.no_grad():
-            torch.onnx.export(model, (torch.zeros(1, 3, size, size),), str(path), input_names=["input"],
-                              output_names=outputs, opset_version=17, dynamo=False,
-                              dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in outputs}})
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, 3, size, size),),
+                str(path),
+                input_names=["input"],
+                output_names=outputs,
+                opset_version=17,
+                dynamo=False,
+                dynamic_axes={"input": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
+            )
     return path, outputs, size
 
 
@@ -58,11 +73,16 @@ def recipe_for(arch: str, onnx: Path, outputs: list[str], size: int, formats: li
 
     from edgekit.recipe import load_recipe
 
-    raw = {"name": f"tv-{arch}", "task": "generic" if arch == "ssdlite320" else "classify",
-           "model": {"kind": "onnx", "path": onnx.name},
-           "input": {"name": "input", "shape": [1, 3, size, size], "layout": "NCHW"}, "outputs": outputs,
-           "calibration": {"data": {"kind": "random", "samples": 8, "seed": 1}},
-           "evaluation": {"data": {"kind": "random", "samples": 4, "seed": 2}}, "formats": formats}
+    raw = {
+        "name": f"tv-{arch}",
+        "task": "generic" if arch == "ssdlite320" else "classify",
+        "model": {"kind": "onnx", "path": onnx.name},
+        "input": {"name": "input", "shape": [1, 3, size, size], "layout": "NCHW"},
+        "outputs": outputs,
+        "calibration": {"data": {"kind": "random", "samples": 8, "seed": 1}},
+        "evaluation": {"data": {"kind": "random", "samples": 4, "seed": 2}},
+        "formats": formats,
+    }
     path = onnx.with_suffix(".yaml")
     path.write_text(yaml.safe_dump(raw))
     return load_recipe(path)
@@ -72,9 +92,13 @@ def cell(art: Any) -> dict[str, Any]:
     """One matrix cell: ok (runs on the host) with its figures, or the finding's first line."""
     fid = art.fidelity or {}
     runs = bool(art.files) and "cosine" in fid
-    out: dict[str, Any] = {"runs": runs, "status": art.status,
-                           "mb": art.size_bytes / 1e6 if art.files else None, "convert_s": art.convert_s,
-                           "findings": art.provenance.get("findings", []) if art.provenance else []}
+    out: dict[str, Any] = {
+        "runs": runs,
+        "status": art.status,
+        "mb": art.size_bytes / 1e6 if art.files else None,
+        "convert_s": art.convert_s,
+        "findings": art.provenance.get("findings", []) if art.provenance else [],
+    }
     if runs:
         out.update(cosine=fid["cosine"], cosine_worst=fid.get("cosine_worst"), gates=fid["gates"]["passed"])
     if art.error:
@@ -100,8 +124,11 @@ def run_arch(arch: str, folder: Path, formats: list[str]) -> dict[str, dict[str,
     start = time.perf_counter()
     try:
         onnx, outputs, size = export(arch, folder)
-        arts = convert_recipe(recipe_for(arch, onnx, outputs, size, formats), keep_going=True,
-                              progress=lambda m: print(f"  {arch}: {m}", file=sys.stderr, flush=True))
+        arts = convert_recipe(
+            recipe_for(arch, onnx, outputs, size, formats),
+            keep_going=True,
+            progress=lambda m: print(f"  {arch}: {m}", file=sys.stderr, flush=True),
+        )
     except Exception as exc:  # noqa: BLE001 - a whole row failing is a finding of its own, the rest go on
         first = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
         return {f: {"runs": False, "status": "failed", "finding": first} for f in formats}
@@ -120,19 +147,25 @@ def render(matrix: dict[str, dict[str, dict[str, Any]]], formats: list[str]) -> 
             if c.get("runs"):
                 gate = "gates ok" if c.get("gates") else "gate MISSED"
                 if not c.get("gates") and (c.get("reference_max_abs") or 1.0) < 1e-6:
-                    gate += (f" (the random-weight model's outputs are ~{c['reference_max_abs']:.0e}: nothing for "
-                             "the converter to keep, not a converter fault)")
+                    gate += (
+                        f" (the random-weight model's outputs are ~{c['reference_max_abs']:.0e}: nothing for "
+                        "the converter to keep, not a converter fault)"
+                    )
                 extra = f"; {c['findings'][0]}" if c.get("findings") else ""
-                lines.append(f"  {f:<15} ok  cosine {c['cosine']:.5f} (worst {c.get('cosine_worst') or 0:.5f})  "
-                             f"{c['mb']:.2f} MB  {c['convert_s']:.0f} s  {gate}{extra}")
+                lines.append(
+                    f"  {f:<15} ok  cosine {c['cosine']:.5f} (worst {c.get('cosine_worst') or 0:.5f})  "
+                    f"{c['mb']:.2f} MB  {c['convert_s']:.0f} s  {gate}{extra}"
+                )
             else:
                 lines.append(f"  {f:<15} --  {c.get('finding', 'not converted')}")
     cells = [c for row in matrix.values() for c in row.values()]
     runs = sum(1 for c in cells if c.get("runs"))
     named = sum(1 for c in cells if not c.get("runs") and c.get("finding"))
     gates = sum(1 for c in cells if c.get("runs") and c.get("gates"))
-    lines.append(f"{len(cells)} conversions: {runs} artifacts run on the host ({gates} within the default gates), "
-                 f"{named} named findings, {len(cells) - runs - named} unexplained")
+    lines.append(
+        f"{len(cells)} conversions: {runs} artifacts run on the host ({gates} within the default gates), "
+        f"{named} named findings, {len(cells) - runs - named} unexplained"
+    )
     return "\n".join(lines)
 
 
@@ -160,17 +193,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", action="append", choices=ARCHITECTURES, help="default: all nine")
     parser.add_argument("-f", "--format", action="append", choices=FORMATS, help="default: all seven")
-    parser.add_argument("--json", type=Path, help="the matrix as JSON, written after every architecture (an "
-                        "existing file is added to)")
-    parser.add_argument("--work", type=Path, help="folder for the exported ONNX files (default: a temporary one)")
-    parser.add_argument("--show", action="store_true", help="only print the --json matrix (text and Markdown)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="the matrix as JSON, written after every architecture (an existing file is added to)",
+    )
+    parser.add_argument(
+        "--work", type=Path, help="folder for the exported ONNX files (default: a temporary one)"
+    )
+    parser.add_argument(
+        "--show", action="store_true", help="only print the --json matrix (text and Markdown)"
+    )
     args = parser.parse_args()
     formats = args.format or list(FORMATS)
     if args.show:
         matrix = json.loads(args.json.read_text())
         for arch, row in matrix.items():  # matrices from before cells recorded it: from the --work ONNX files
             onnx = args.work / f"{arch}.onnx" if args.work else None
-            if onnx is not None and onnx.is_file() and any("reference_max_abs" not in c for c in row.values()):
+            if (
+                onnx is not None
+                and onnx.is_file()
+                and any("reference_max_abs" not in c for c in row.values())
+            ):
                 scale = reference_scale(onnx, INPUT_SIZE.get(arch, 224))
                 for c in row.values():
                     c.setdefault("reference_max_abs", scale)

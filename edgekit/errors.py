@@ -96,8 +96,15 @@ class RemoteTimeout(TransportError):
 class DeviceTimeout(TransportError):
     """The device stopped answering (frozen, link down without a reset): `stage` and `seconds` say where."""
 
-    def __init__(self, message: str, *, stage: str = "", seconds: float = 0.0, where: str | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        stage: str = "",
+        seconds: float = 0.0,
+        where: str | None = None,
+        hint: str | None = None,
+    ) -> None:
         self.stage = stage
         self.seconds = seconds
         super().__init__(message, where=where, hint=hint)
@@ -106,7 +113,9 @@ class DeviceTimeout(TransportError):
 class ConnectionLost(TransportError):
     """The SSH connection dropped during `stage`."""
 
-    def __init__(self, message: str, *, stage: str = "", where: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, stage: str = "", where: str | None = None, hint: str | None = None
+    ) -> None:
         self.stage = stage
         super().__init__(message, where=where, hint=hint)
 
@@ -114,8 +123,15 @@ class ConnectionLost(TransportError):
 class DeviceDiskFull(TransportError):
     """The device's disk cannot hold what the run needs: `free` and `needed` bytes say by how much."""
 
-    def __init__(self, message: str, *, free: int | None = None, needed: int | None = None,
-                 where: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        free: int | None = None,
+        needed: int | None = None,
+        where: str | None = None,
+        hint: str | None = None,
+    ) -> None:
         self.free = free
         self.needed = needed
         super().__init__(message, where=where, hint=hint)

@@ -121,8 +121,9 @@ def _has_lab(targets: Sequence[str]) -> bool:
     return is_lab(targets)
 
 
-def _lab_spread(files: list[Path], targets: Sequence[str], outcome: NightlyOutcome,
-                log: Log) -> tuple[DeployFn, list[str]]:
+def _lab_spread(
+    files: list[Path], targets: Sequence[str], outcome: NightlyOutcome, log: Log
+) -> tuple[DeployFn, list[str]]:
     """Run the matrix now, spread over the lab's free places; the loop then records what each recipe got.
     Lab targets are replaced by the places they ran on (the report and the never-measured check are per board)."""
     from edgekit.lab.spread import spread
@@ -147,7 +148,9 @@ def _never_measured(store: Any, targets: Sequence[str], tonight: list[int]) -> d
     tonight_runs = store.load_many(tonight)
     for target in targets:
         if not _measured_since_ever(store, target):
-            errors = [r.error for run in tonight_runs.values() for r in run.runs if r.target == target and r.error]
+            errors = [
+                r.error for run in tonight_runs.values() for r in run.runs if r.target == target and r.error
+            ]
             result[target] = errors[0].splitlines()[0] if errors else ""
     return result
 
@@ -156,7 +159,7 @@ def _measured_since_ever(store: Any, target: str, batch: int = 20) -> bool:
     """True when any stored run has an ok measurement on `target` (newest runs first, loaded in batches)."""
     ids = [r.id for r in store.runs(target=target, limit=None)]
     for start in range(0, len(ids), batch):
-        for run in store.load_many(ids[start:start + batch]).values():
+        for run in store.load_many(ids[start : start + batch]).values():
             for t in run.runs:
                 if t.target == target and t.agent and any(m.status == "ok" for m in t.agent.measurements):
                     return True

@@ -63,7 +63,9 @@ class Profile:
     def remainder(self) -> str:
         """What the difference between the layers' sum and the whole inference is, for this kind of profile."""
         if self.artifact.endswith(".tflite"):
-            return "ops differenced from prefix models: a cut that changes delegation moves a little between ops"
+            return (
+                "ops differenced from prefix models: a cut that changes delegation moves a little between ops"
+            )
         return "the difference is the extractor's own work and allocator state"
 
     def top(self, n: int = 10) -> list[LayerProfile]:
@@ -84,33 +86,57 @@ def profile_ncnn(artifact: Path, device: str, threads: int = 1, timeout_s: float
     emulated DEVICE (pi4-emu: Cortex-A72, pi5-emu: Cortex-A76)."""
     artifact = Path(artifact)
     if artifact.suffix != ".param":
-        raise EmulatorError("per-layer ncnn profiles are for .param artifacts", where=str(artifact),
-                            hint="profile a .tflite with edgekit.profile_tflite (`edgekit profile` picks it)")
+        raise EmulatorError(
+            "per-layer ncnn profiles are for .param artifacts",
+            where=str(artifact),
+            hint="profile a .tflite with edgekit.profile_tflite (`edgekit profile` picks it)",
+        )
     if not artifact.with_suffix(".io.json").exists():
-        raise EmulatorError("an ncnn artifact needs its model.io.json sidecar to be profiled",
-                            where=str(artifact), hint="convert it with `edgekit convert`")
+        raise EmulatorError(
+            "an ncnn artifact needs its model.io.json sidecar to be profiled",
+            where=str(artifact),
+            hint="convert it with `edgekit convert`",
+        )
     spec = device_spec(device)
     python = layout.device_dir(device).python
     if not python.exists():
-        raise EmulatorError(f"emulated device {device} is not built", where=str(python),
-                            hint=f"run `edgekit emu build {device}`")
+        raise EmulatorError(
+            f"emulated device {device} is not built",
+            where=str(python),
+            hint=f"run `edgekit emu build {device}`",
+        )
     plugin = plugin_build.require_plugin()
     with tempfile.TemporaryDirectory(prefix="edgekit-profile-") as tmp:
         insn_file = Path(tmp) / "insns.txt"
         insn_file.touch()
         request = Path(tmp) / "request.json"
-        request.write_text(json.dumps({"insn_file": str(insn_file), "artifact": str(artifact.resolve()),
-                                       "threads": threads, "warmup": 1}))
+        request.write_text(
+            json.dumps(
+                {
+                    "insn_file": str(insn_file),
+                    "artifact": str(artifact.resolve()),
+                    "threads": threads,
+                    "warmup": 1,
+                }
+            )
+        )
         cmd = ["setarch", "-R", str(python), str(RUNNER), str(request)]
         try:
-            proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout_s,
-                                  env=_guest_env(plugin, insn_file, threads))
+            proc = subprocess.run(
+                cmd,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                env=_guest_env(plugin, insn_file, threads),
+            )
         except subprocess.TimeoutExpired as exc:
             raise EmulatorError(f"profiling outlived {timeout_s:.0f} s", where=device) from exc
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
-        raise EmulatorError(f"profiling run failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}",
-                            where=device)
+        raise EmulatorError(
+            f"profiling run failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}", where=device
+        )
     data = json.loads(lines[-1])
     if "error" in data:
         raise EmulatorError(f"profiling failed: {data['error']}", where=str(artifact))
@@ -123,22 +149,37 @@ def _profile_from(data: dict, artifact: str, device: str, cpu: str, threads: int
         params = row.get("params", {})
         scale_term = int(float(params.get("8", 0))) if row["type"] in QUANTIZED_TYPES else 0
         precision = "int8" if scale_term else {8: "int8", 16: "fp16"}.get(row["elembits"], "fp32")
-        layers.append(LayerProfile(name=row["name"], type=row["type"], shape=row["shape"], precision=precision,
-                                   instructions=max(0, row["window"] - row["overhead"]),
-                                   activation=int(float(params.get("9", 0))), requantized=scale_term > 100))
-    return Profile(artifact=artifact, device=device, cpu=cpu, threads=threads, total=int(data["total"]),
-                   layers=layers)
+        layers.append(
+            LayerProfile(
+                name=row["name"],
+                type=row["type"],
+                shape=row["shape"],
+                precision=precision,
+                instructions=max(0, row["window"] - row["overhead"]),
+                activation=int(float(params.get("9", 0))),
+                requantized=scale_term > 100,
+            )
+        )
+    return Profile(
+        artifact=artifact, device=device, cpu=cpu, threads=threads, total=int(data["total"]), layers=layers
+    )
 
 
 def format_table(profile: Profile, top: int = 10) -> list[str]:
     """Plain text lines: the `top` layers by instructions, then the totals."""
-    lines = [f"{profile.artifact} on {profile.device} ({profile.cpu}), threads={profile.threads}: {profile.label}",
-             f"{'layer':<28} {'type':<22} {'output shape':<16} {'prec':<5} {'M insns':>9} {'share':>7}"]
+    lines = [
+        f"{profile.artifact} on {profile.device} ({profile.cpu}), threads={profile.threads}: {profile.label}",
+        f"{'layer':<28} {'type':<22} {'output shape':<16} {'prec':<5} {'M insns':>9} {'share':>7}",
+    ]
     for layer in profile.top(top):
         shape = "x".join(str(d) for d in layer.shape)
         name = layer.name if len(layer.name) <= 28 else "…" + layer.name[-27:]  # the end says the most
-        lines.append(f"{name:<28} {layer.type:<22} {shape:<16} {layer.precision:<5} "
-                     f"{layer.instructions / 1e6:>9.2f} {profile.share(layer):>6.1%}")
-    lines.append(f"whole inference {profile.total / 1e6:.2f} M instructions; {len(profile.layers)} layers sum to "
-                 f"{profile.layer_sum / 1e6:.2f} M ({profile.coverage:.2%} of it; {profile.remainder})")
+        lines.append(
+            f"{name:<28} {layer.type:<22} {shape:<16} {layer.precision:<5} "
+            f"{layer.instructions / 1e6:>9.2f} {profile.share(layer):>6.1%}"
+        )
+    lines.append(
+        f"whole inference {profile.total / 1e6:.2f} M instructions; {len(profile.layers)} layers sum to "
+        f"{profile.layer_sum / 1e6:.2f} M ({profile.coverage:.2%} of it; {profile.remainder})"
+    )
     return lines

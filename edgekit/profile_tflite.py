@@ -20,7 +20,16 @@ from edgekit.emu.specs import device_spec
 from edgekit.errors import EmulatorError
 from edgekit.profile import LayerProfile, Profile
 
-TYPE_NAMES = {1: "uint8", 0: "float32", 9: "int8", 10: "float16", 2: "int32", 7: "int16", 4: "int64", 6: "bool"}
+TYPE_NAMES = {
+    1: "uint8",
+    0: "float32",
+    9: "int8",
+    10: "float16",
+    2: "int32",
+    7: "int16",
+    4: "int64",
+    6: "bool",
+}
 PRECISION = {"int8": "int8", "uint8": "int8", "int16": "int16", "float16": "fp16", "float32": "fp32"}
 
 
@@ -31,7 +40,9 @@ def _schema() -> Any:
 
 
 def _op_names(schema: Any) -> dict[int, str]:
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+    return {
+        v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)
+    }
 
 
 def read_model(path: Path) -> Any:
@@ -39,16 +50,25 @@ def read_model(path: Path) -> Any:
     schema = _schema()
     data = Path(path).read_bytes()
     if data[4:8] != b"TFL3":
-        raise EmulatorError("not a readable .tflite model: no TFL3 file identifier", where=str(path),
-                            hint="re-create it with `edgekit convert`")
+        raise EmulatorError(
+            "not a readable .tflite model: no TFL3 file identifier",
+            where=str(path),
+            hint="re-create it with `edgekit convert`",
+        )
     try:
         model = schema.ModelT.InitFromPackedBuf(data, 0)
     except Exception as exc:  # noqa: BLE001 (a flatbuffer that does not parse raises anything)
-        raise EmulatorError(f"not a readable .tflite model: {type(exc).__name__}", where=str(path),
-                            hint="re-create it with `edgekit convert`") from None
+        raise EmulatorError(
+            f"not a readable .tflite model: {type(exc).__name__}",
+            where=str(path),
+            hint="re-create it with `edgekit convert`",
+        ) from None
     if len(model.subgraphs or []) != 1:
-        raise EmulatorError(f"{len(model.subgraphs or [])} subgraphs (control flow): per-op counts need one graph",
-                            where=str(path), hint="count the whole model with `edgekit estimate`")
+        raise EmulatorError(
+            f"{len(model.subgraphs or [])} subgraphs (control flow): per-op counts need one graph",
+            where=str(path),
+            hint="count the whole model with `edgekit estimate`",
+        )
     return model
 
 
@@ -60,12 +80,19 @@ def op_rows(model: Any) -> list[dict[str, Any]]:
     for op in graph.operators:
         code = model.operatorCodes[op.opcodeIndex]
         builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-        kind = names.get(builtin, f"op{builtin}") if builtin != 32 else (code.customCode or b"CUSTOM").decode()
+        kind = (
+            names.get(builtin, f"op{builtin}") if builtin != 32 else (code.customCode or b"CUSTOM").decode()
+        )
         out = graph.tensors[op.outputs[0]]
         name = (out.name or b"").decode(errors="replace").split(";")[-1]  # fused ops: the producing op's name
-        rows.append({"type": kind, "name": name,
-                     "shape": [int(d) for d in (out.shape if out.shape is not None else [])],
-                     "dtype": TYPE_NAMES.get(int(out.type), str(out.type))})
+        rows.append(
+            {
+                "type": kind,
+                "name": name,
+                "shape": [int(d) for d in (out.shape if out.shape is not None else [])],
+                "dtype": TYPE_NAMES.get(int(out.type), str(out.type)),
+            }
+        )
     return rows
 
 
@@ -83,7 +110,12 @@ def write_prefixes(path: Path, folder: Path) -> list[Path]:
         graph.operators = graph.operators[: k + 1]
         graph.outputs = [t for t in graph.operators[k].outputs if t >= 0]
         model.signatureDefs = []  # the signature names the full model's outputs
-        used = {t for op in graph.operators for t in [*op.inputs, *op.outputs, *(op.intermediates or [])] if t >= 0}
+        used = {
+            t
+            for op in graph.operators
+            for t in [*op.inputs, *op.outputs, *(op.intermediates or [])]
+            if t >= 0
+        }
         used.update(graph.inputs)
         keep = {graph.tensors[t].buffer for t in used}
         for index, buffer in enumerate(model.buffers or []):
@@ -112,9 +144,22 @@ def profile_tflite(artifact: Path, device: str, threads: int = 1, timeout_s: flo
     layers = []
     for k, row in enumerate(rows):
         own = cumulative[k] - (cumulative[k - 1] if k else 0)
-        layers.append(LayerProfile(name=row["name"], type=row["type"], shape=row["shape"],
-                                   precision=PRECISION.get(row["dtype"], row["dtype"]), instructions=max(0, own)))
-    return Profile(artifact=str(artifact), device=device, cpu=spec.cpu, threads=threads,
-                   total=counted[-1].instructions, layers=layers,
-                   label="guest instructions per op on the emulated core, 1 inference, by prefix models "
-                         "(exact counts, differenced; not cycles)")
+        layers.append(
+            LayerProfile(
+                name=row["name"],
+                type=row["type"],
+                shape=row["shape"],
+                precision=PRECISION.get(row["dtype"], row["dtype"]),
+                instructions=max(0, own),
+            )
+        )
+    return Profile(
+        artifact=str(artifact),
+        device=device,
+        cpu=spec.cpu,
+        threads=threads,
+        total=counted[-1].instructions,
+        layers=layers,
+        label="guest instructions per op on the emulated core, 1 inference, by prefix models "
+        "(exact counts, differenced; not cycles)",
+    )

@@ -113,8 +113,10 @@ class Tracker:
             return f"{self.target}: {done}/{total} measured{failed_text} in {took}"
         eta = eta_seconds(self.durations, total - done, now - (self.started or now))
         guess = f"ETA {clock(eta)}" if eta is not None else "ETA after the first measurement"
-        return (f"{self.target}: {done}/{total} measured{failed_text}, now {now_on[0]} x{now_on[1]}, "
-                f"{elapsed} elapsed, {guess}")
+        return (
+            f"{self.target}: {done}/{total} measured{failed_text}, now {now_on[0]} x{now_on[1]}, "
+            f"{elapsed} elapsed, {guess}"
+        )
 
 
 class Board:
@@ -134,7 +136,9 @@ class Board:
             if isinstance(message, Planned):
                 self._tracker(message.target).plan(message.items, now)
             elif isinstance(message, Measured):
-                self._tracker(message.target).measured((message.artifact, message.threads), message.status, now)
+                self._tracker(message.target).measured(
+                    (message.artifact, message.threads), message.status, now
+                )
             self.status = message.splitlines()[0] if message else self.status
 
     def lines(self) -> list[str]:
@@ -165,8 +169,13 @@ def live_progress(console: Console, title: str) -> Iterator[Callable[[str], None
             live_or_console = console
             yield say
             return
-        with Live(get_renderable=board.render, console=console, refresh_per_second=4, transient=True,
-                  redirect_stderr=False) as live:  # stderr is kept quiet and written back after
+        with Live(
+            get_renderable=board.render,
+            console=console,
+            refresh_per_second=4,
+            transient=True,
+            redirect_stderr=False,
+        ) as live:  # stderr is kept quiet and written back after
             live_or_console = live.console
             yield say
 
@@ -195,8 +204,11 @@ def quiet_runtime_logs() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)
-            kept = [line for line in sink.read().decode(errors="replace").splitlines(keepends=True)
-                    if not RUNTIME_INFO.match(line)]
+            kept = [
+                line
+                for line in sink.read().decode(errors="replace").splitlines(keepends=True)
+                if not RUNTIME_INFO.match(line)
+            ]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()

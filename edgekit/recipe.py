@@ -113,8 +113,10 @@ class InputSpec(_Strict):
         if not value or any(d <= 0 for d in value):
             raise ValueError("every dimension must be a positive integer, batch first, e.g. [1, 3, 224, 224]")
         if math.prod(value) > MAX_INPUT_ELEMENTS:
-            raise ValueError(f"{math.prod(value):,} values per input is more than edgekit handles "
-                             f"({MAX_INPUT_ELEMENTS:,}, {MAX_INPUT_ELEMENTS * 4 >> 20} MB of float32)")
+            raise ValueError(
+                f"{math.prod(value):,} values per input is more than edgekit handles "
+                f"({MAX_INPUT_ELEMENTS:,}, {MAX_INPUT_ELEMENTS * 4 >> 20} MB of float32)"
+            )
         return value
 
 
@@ -231,7 +233,12 @@ class PseudoOp(str, Enum):
     MATMUL_INTEGER = "MatMulInteger"
 
 
-FLEX_PRONE_OPS = (PseudoOp.ERF, PseudoOp.ASIN, PseudoOp.ACOS, PseudoOp.ATAN)  # no builtin TFLite kernel: Flex ops
+FLEX_PRONE_OPS = (
+    PseudoOp.ERF,
+    PseudoOp.ASIN,
+    PseudoOp.ACOS,
+    PseudoOp.ATAN,
+)  # no builtin TFLite kernel: Flex ops
 
 
 class TfliteOptions(_Strict):
@@ -286,7 +293,9 @@ class Recipe(_Strict):
     @classmethod
     def _safe_name(cls, value: str) -> str:
         if not SAFE_NAME.fullmatch(value):
-            raise ValueError("a name is 1-64 letters, digits, '.', '_' or '-' (it names folders), e.g. mobilenetv2")
+            raise ValueError(
+                "a name is 1-64 letters, digits, '.', '_' or '-' (it names folders), e.g. mobilenetv2"
+            )
         return value
 
     @model_validator(mode="after")
@@ -297,12 +306,16 @@ class Recipe(_Strict):
             raise ValueError("`formats` must list at least one format")
         route = [f.value for f in self.formats if f.value.startswith("tflite-onnx2tf-")]
         if route and not isinstance(self.model, KerasSource):
-            raise ValueError(f"{', '.join(route)}: the onnx2tf route beside TensorFlow's converter is for a "
-                             f"`kind: keras` model; for a {self.model.kind} model tflite-* already go through onnx2tf")
+            raise ValueError(
+                f"{', '.join(route)}: the onnx2tf route beside TensorFlow's converter is for a "
+                f"`kind: keras` model; for a {self.model.kind} model tflite-* already go through onnx2tf"
+            )
         if self.int8.io is IOType.INT8 and Format.NCNN_INT8 in self.formats:
-            raise ValueError("int8.io: int8 is implemented for tflite-int8 only: an ncnn-int8 model takes and gives "
-                             "float32 (each int8 layer quantizes its own input); set int8.io: float, or convert "
-                             "ncnn-int8 from a recipe without it")
+            raise ValueError(
+                "int8.io: int8 is implemented for tflite-int8 only: an ncnn-int8 model takes and gives "
+                "float32 (each int8 layer quantizes its own input); set int8.io: float, or convert "
+                "ncnn-int8 from a recipe without it"
+            )
         return self
 
     @property
@@ -344,7 +357,9 @@ def _describe(exc: ValidationError) -> str:
             lines.append(f"field `{loc}`: unknown key (check its spelling; see README 'Recipes')")
         elif err["type"] == "enum" and "formats" in loc:
             allowed = ", ".join(f.value for f in Format)
-            lines.append(f"field `{loc}`: unknown format {_brief(err.get('input'))}; expected one of {allowed}")
+            lines.append(
+                f"field `{loc}`: unknown format {_brief(err.get('input'))}; expected one of {allowed}"
+            )
         else:
             lines.append(f"field `{loc or '(top level)'}`: {err['msg']} (got {_brief(err.get('input'))})")
     return "invalid recipe:\n  " + "\n  ".join(lines)
@@ -381,8 +396,10 @@ def _check_files(recipe: Recipe) -> None:
     elif isinstance(model, TorchSource):
         checks.append(("model.weights", model.weights))
         _check_importable(model.builder, "model.builder", where)
-    for section, data in (("calibration.data", recipe.calibration and recipe.calibration.data),
-                          ("evaluation.data", recipe.evaluation.data)):
+    for section, data in (
+        ("calibration.data", recipe.calibration and recipe.calibration.data),
+        ("evaluation.data", recipe.evaluation.data),
+    ):
         if isinstance(data, (ImagesData, NpyData)):
             checks.append((f"{section}.path", data.path))
         if isinstance(data, NpyData):
@@ -392,8 +409,10 @@ def _check_files(recipe: Recipe) -> None:
     for field, p in checks:
         if p is not None and not p.exists():
             raise RecipeError(f"field `{field}`: file not found: {p}", where=where)
-    for section, data in (("calibration.data", recipe.calibration and recipe.calibration.data),
-                          ("evaluation.data", recipe.evaluation.data)):
+    for section, data in (
+        ("calibration.data", recipe.calibration and recipe.calibration.data),
+        ("evaluation.data", recipe.evaluation.data),
+    ):
         if isinstance(data, NpyData):
             _check_npy_data(data, recipe, section)
 
@@ -403,14 +422,20 @@ def _check_npy_data(data: NpyData, recipe: Recipe, section: str) -> None:
     where = str(recipe.path)
     count = len(_npy_header(data.path, f"{section}.path", where))
     if data.samples is not None and data.samples > count:
-        raise RecipeError(f"field `{section}.samples`: {data.samples} asked for, {data.path.name} holds {count}",
-                          where=where, hint="lower samples, or leave it out to use every input in the file")
+        raise RecipeError(
+            f"field `{section}.samples`: {data.samples} asked for, {data.path.name} holds {count}",
+            where=where,
+            hint="lower samples, or leave it out to use every input in the file",
+        )
     if data.labels is None:
         return
     if recipe.task is not Task.CLASSIFY:
-        raise RecipeError(f"field `{section}.labels`: a labels .npy holds class ids, which only `task: classify` "
-                          f"uses (this recipe's task is {recipe.task.value})", where=where,
-                          hint="detector labels come from a builder (see README 'Data')")
+        raise RecipeError(
+            f"field `{section}.labels`: a labels .npy holds class ids, which only `task: classify` "
+            f"uses (this recipe's task is {recipe.task.value})",
+            where=where,
+            hint="detector labels come from a builder (see README 'Data')",
+        )
     class_labels(_npy_header(data.labels, f"{section}.labels", where), count, f"{section}.labels", where)
 
 
@@ -420,10 +445,15 @@ def _npy_header(path: Path, field: str, where: str) -> np.ndarray:
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise InputDataError(f"field `{field}`: cannot read {path} as a .npy array: {exc}", where=where,
-                             hint="save it with numpy.save (no pickled objects)") from None
+        raise InputDataError(
+            f"field `{field}`: cannot read {path} as a .npy array: {exc}",
+            where=where,
+            hint="save it with numpy.save (no pickled objects)",
+        ) from None
     if arr.ndim == 0:
-        raise RecipeError(f"field `{field}`: {path.name} holds a single value, not one row per sample", where=where)
+        raise RecipeError(
+            f"field `{field}`: {path.name} holds a single value, not one row per sample", where=where
+        )
     return arr
 
 
@@ -436,22 +466,34 @@ def class_labels(labels: Any, count: int | None, field: str, where: str) -> np.n
         arr = arr[:, 0]
     if arr.ndim == 2:
         if not (np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all()):
-            raise RecipeError(f"field `{field}`: labels of shape {arr.shape} are not one-hot rows (one 1 per row)",
-                              where=where, hint="give class ids, shape (N,), e.g. y.argmax(1) of one-hot rows")
+            raise RecipeError(
+                f"field `{field}`: labels of shape {arr.shape} are not one-hot rows (one 1 per row)",
+                where=where,
+                hint="give class ids, shape (N,), e.g. y.argmax(1) of one-hot rows",
+            )
         arr = arr.argmax(axis=1)
     if arr.ndim != 1:
-        raise RecipeError(f"field `{field}`: labels must be class ids of shape (N,) or one-hot (N, classes); got "
-                          f"shape {arr.shape}", where=where)
+        raise RecipeError(
+            f"field `{field}`: labels must be class ids of shape (N,) or one-hot (N, classes); got "
+            f"shape {arr.shape}",
+            where=where,
+        )
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
-            raise RecipeError(f"field `{field}`: float labels that are not whole numbers (class ids are integers)",
-                              where=where, hint="save class ids as integers: np.save(path, y.astype('int64'))")
+            raise RecipeError(
+                f"field `{field}`: float labels that are not whole numbers (class ids are integers)",
+                where=where,
+                hint="save class ids as integers: np.save(path, y.astype('int64'))",
+            )
     elif arr.dtype.kind not in "iu":
-        raise RecipeError(f"field `{field}`: labels of dtype {arr.dtype} (class ids are integers)", where=where)
+        raise RecipeError(
+            f"field `{field}`: labels of dtype {arr.dtype} (class ids are integers)", where=where
+        )
     ids = arr.astype(np.int64)
     if count is not None and len(ids) != count:
-        raise RecipeError(f"field `{field}`: {len(ids)} labels for {count} inputs (one label per input)",
-                          where=where)
+        raise RecipeError(
+            f"field `{field}`: {len(ids)} labels for {count} inputs (one label per input)", where=where
+        )
     if len(ids) and ids.min() < 0:
         raise RecipeError(f"field `{field}`: negative class id {int(ids.min())}", where=where)
     return ids
@@ -460,8 +502,12 @@ def class_labels(labels: Any, count: int | None, field: str, where: str) -> np.n
 def check_class_range(labels: np.ndarray, classes: int, field: str, where: str) -> None:
     """Every class id names one of the model's `classes` outputs."""
     if len(labels) and int(labels.max()) >= classes:
-        raise RecipeError(f"field `{field}`: class id {int(labels.max())}, but the model has {classes} classes "
-                          f"(ids 0..{classes - 1})", where=where, hint="are the labels for this model?")
+        raise RecipeError(
+            f"field `{field}`: class id {int(labels.max())}, but the model has {classes} classes "
+            f"(ids 0..{classes - 1})",
+            where=where,
+            hint="are the labels for this model?",
+        )
 
 
 def _check_dotted(value: str) -> str:

@@ -74,7 +74,9 @@ class Measurement(_Model):
     threads: int
     status: Literal["ok", "failed"]
     error: str | None = None
-    error_code: ErrorCode | None = None  # why it failed (agent: load/run error; host: crash, timeout, not run)
+    error_code: ErrorCode | None = (
+        None  # why it failed (agent: load/run error; host: crash, timeout, not run)
+    )
     load_ms: float | None = None
     samples_ms: list[float] = Field(default_factory=list)
     number: int = 1
@@ -89,7 +91,9 @@ class Measurement(_Model):
     output_checksums: dict[str, str] = Field(default_factory=dict)
     instructions_per_invoke: int | None = None  # guest instruction count (counting qemu only)
     instructions_per_thread: list[int] = Field(default_factory=list)  # each guest thread's share, per invoke
-    instruction_mix: list[int] = Field(default_factory=list)  # per invoke: simd_fp, simd_ldst, ldst, branch, other
+    instruction_mix: list[int] = Field(
+        default_factory=list
+    )  # per invoke: simd_fp, simd_ldst, ldst, branch, other
     overhead_ms_per_sample: float | None = None  # the agent's own timer/bookkeeping cost
     # additive (deploy issue): memory scope, output layout of outputs_file (keys in npz order)
     peak_rss_scope: Literal["measurement", "process"] | None = None  # VmHWM reset per measurement or not
@@ -181,4 +185,6 @@ class DeployResult(_Model):
     artifacts: list[ArtifactInfo] = Field(default_factory=list)
     runs: list[TargetRun] = Field(default_factory=list)
     ok: bool = False
-    routes: list[dict[str, Any]] = Field(default_factory=list)  # per target: the artifact to ship (edgekit.route)
+    routes: list[dict[str, Any]] = Field(
+        default_factory=list
+    )  # per target: the artifact to ship (edgekit.route)

@@ -32,9 +32,11 @@ class Basis(str, Enum):
 
     @property
     def label(self) -> str:
-        return {Basis.P50_MS: "p50 latency measured on the board (ms)",
-                Basis.ESTIMATE_MS: "estimated board latency (ms; from instruction counts, not a measurement)",
-                Basis.INSTRUCTIONS: "guest instructions per inference on the emulated core (not cycles)"}[self]
+        return {
+            Basis.P50_MS: "p50 latency measured on the board (ms)",
+            Basis.ESTIMATE_MS: "estimated board latency (ms; from instruction counts, not a measurement)",
+            Basis.INSTRUCTIONS: "guest instructions per inference on the emulated core (not cycles)",
+        }[self]
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,9 @@ class Candidate:
     value: float | None
     gates_passed: bool
     cosine: float | None = None  # against the original model, on this target's outputs where available
-    metric_drop: dict[str, float] = field(default_factory=dict)  # e.g. {"top1_drop": 0.0, "map50_95_drop": 0.01}
+    metric_drop: dict[str, float] = field(
+        default_factory=dict
+    )  # e.g. {"top1_drop": 0.0, "map50_95_drop": 0.01}
     failures: tuple[str, ...] = ()  # why gates failed, for the record
 
 
@@ -65,7 +69,9 @@ class Route:
     cosine: float | None = None
     metric_drop: dict[str, float] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)  # artifact -> why it was not chosen
-    caveats: list[str] = field(default_factory=list)  # what the figure cannot tell (e.g. an uncalibrated estimate)
+    caveats: list[str] = field(
+        default_factory=list
+    )  # what the figure cannot tell (e.g. an uncalibrated estimate)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -84,11 +90,18 @@ class Route:
         if self.cosine is not None:
             parts.append(f"cosine {self.cosine:.4f}")
         parts += [f"{k} {v:+.3f}" for k, v in sorted(self.metric_drop.items())]
-        unit = {Basis.P50_MS: "ms p50", Basis.ESTIMATE_MS: "ms ESTIMATE",
-                Basis.INSTRUCTIONS: "M instructions (emulated)"}[self.basis]
+        unit = {
+            Basis.P50_MS: "ms p50",
+            Basis.ESTIMATE_MS: "ms ESTIMATE",
+            Basis.INSTRUCTIONS: "M instructions (emulated)",
+        }[self.basis]
         figure = (self.value or 0.0) / 1e6 if self.basis is Basis.INSTRUCTIONS else self.value
-        return (f"{self.target}: ship {self.artifact} ({figure:.2f} {unit}, threads={self.threads}"
-                + "".join(f"; {p}" for p in parts) + ")" + "".join(f"; note: {c}" for c in self.caveats))
+        return (
+            f"{self.target}: ship {self.artifact} ({figure:.2f} {unit}, threads={self.threads}"
+            + "".join(f"; {p}" for p in parts)
+            + ")"
+            + "".join(f"; note: {c}" for c in self.caveats)
+        )
 
 
 def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: int = 1) -> Route:
@@ -139,38 +152,60 @@ def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int = 1)
     basis, counting, candidates = candidates_for_run(run, host_gates, threads)
     if run.emulated and not counting:
         # emulated wall time is no device latency: name no route rather than a misleading one
-        return Route(target=run.target, basis=basis, threads=threads, artifact=None,
-                     rejected={c.artifact: "emulated without instruction counts" for c in candidates})
+        return Route(
+            target=run.target,
+            basis=basis,
+            threads=threads,
+            artifact=None,
+            rejected={c.artifact: "emulated without instruction counts" for c in candidates},
+        )
     route = recommend(run.target, candidates, basis, threads)
     if basis is Basis.ESTIMATE_MS and route.artifact is not None:
         est = run.estimates.get(f"{route.artifact} x{threads}") or {}
         if est.get("interval_calibrated") is False:
-            route.caveats.append(f"the estimate of {route.artifact} is not calibrated for its runtime (interval "
-                                 f"{est.get('low_ms', 0):.3g}-{est.get('high_ms', 0):.3g} ms): confirm on the board")
+            route.caveats.append(
+                f"the estimate of {route.artifact} is not calibrated for its runtime (interval "
+                f"{est.get('low_ms', 0):.3g}-{est.get('high_ms', 0):.3g} ms): confirm on the board"
+            )
     return route
 
 
-def candidates_for_run(run: TargetRun, host_gates: dict[str, bool],
-                       threads: int = 1) -> tuple[Basis, bool, list[Candidate]]:
+def candidates_for_run(
+    run: TargetRun, host_gates: dict[str, bool], threads: int = 1
+) -> tuple[Basis, bool, list[Candidate]]:
     """The basis of one target run's figures, whether it was counted, and its candidates at `threads`."""
     measurements = [m for m in (run.agent.measurements if run.agent else []) if m.threads == threads]
     counting = run.emulated and any(m.instructions_per_invoke for m in measurements)
-    estimates = {m.artifact: e["estimate_ms"] for m in measurements
-                 if isinstance(e := run.estimates.get(f"{m.artifact} x{threads}"), dict) and e.get("status") == "ok"}
+    estimates = {
+        m.artifact: e["estimate_ms"]
+        for m in measurements
+        if isinstance(e := run.estimates.get(f"{m.artifact} x{threads}"), dict) and e.get("status") == "ok"
+    }
     basis = (Basis.ESTIMATE_MS if estimates else Basis.INSTRUCTIONS) if counting else Basis.P50_MS
     onnx = {c.artifact: c for c in run.comparisons if c.reference == "onnx"}
     candidates = []
     for m in measurements:
-        figure = {Basis.P50_MS: m.p50_ms, Basis.ESTIMATE_MS: estimates.get(m.artifact),
-                  Basis.INSTRUCTIONS: m.instructions_per_invoke}[basis]
+        figure = {
+            Basis.P50_MS: m.p50_ms,
+            Basis.ESTIMATE_MS: estimates.get(m.artifact),
+            Basis.INSTRUCTIONS: m.instructions_per_invoke,
+        }[basis]
         value = figure if m.status == "ok" else None
         comp = onnx.get(m.artifact)
         passed = host_gates.get(m.artifact, True) and (comp is None or comp.gates_passed is not False)
         failures = tuple(comp.gate_failures) if comp is not None else ()
         if not host_gates.get(m.artifact, True):
             failures += ("conversion gates failed",)
-        candidates.append(Candidate(m.artifact, float(value) if value else None, passed,
-                                    comp.cosine if comp else None, _drops(comp), failures))
+        candidates.append(
+            Candidate(
+                m.artifact,
+                float(value) if value else None,
+                passed,
+                comp.cosine if comp else None,
+                _drops(comp),
+                failures,
+            )
+        )
     return basis, counting, candidates
 
 

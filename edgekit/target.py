@@ -71,7 +71,9 @@ class Emulated(BaseModel):
 
     device: str
     cpu: str
-    counting: bool = True  # the plugin-capable qemu: instruction counts, the basis of board estimates (emu/README.md)
+    counting: bool = (
+        True  # the plugin-capable qemu: instruction counts, the basis of board estimates (emu/README.md)
+    )
 
 
 class BenchmarkCap(BaseModel):
@@ -100,14 +102,20 @@ class Target(BaseModel):
     user: str | None = None
     key: Path | None = None  # private key file (path only)
     known_hosts: Path = Path("~/.ssh/known_hosts")
-    accept_new: bool = False  # trust (and record) a host key never seen before; a changed key is never accepted
+    accept_new: bool = (
+        False  # trust (and record) a host key never seen before; a changed key is never accepted
+    )
     proxy_jump: str | None = None  # "[user@]host[:port][,...]" as `ssh -J`: a bastion (or a chain) in front
     proxy_command: str | None = None  # as ssh's ProxyCommand (%h %p %r): its stdin/stdout is the connection
     connect_timeout: float = Field(10.0, gt=0)
-    io_timeout: float = Field(20.0, gt=0)  # a device silent this long on one operation is frozen (DeviceTimeout)
+    io_timeout: float = Field(
+        20.0, gt=0
+    )  # a device silent this long on one operation is frozen (DeviceTimeout)
     work_dir: str = "~/edgekit"
     python: str = "python3"
-    runtime_python: dict[str, str] = Field(default_factory=dict)  # runtime -> python command, where it differs
+    runtime_python: dict[str, str] = Field(
+        default_factory=dict
+    )  # runtime -> python command, where it differs
     runtimes: list[str] = Field(default_factory=lambda: ["ai_edge_litert", "ncnn"])
     expected_cpu: str | None = None  # for reports, e.g. "Cortex-A72"
     # the cores the agent pins itself to: big / little (by per-core max frequency), all, or a list such as "4-7"
@@ -143,8 +151,13 @@ class Target(BaseModel):
         return self.runtime_python.get(runtime, self.python)
 
 
-def load_target(name_or_path: str | Path, overrides: Mapping[str, str] | list[str] | None = None, *,
-                env: Mapping[str, str] | None = None, ssh_config: Path | None = None) -> Target:
+def load_target(
+    name_or_path: str | Path,
+    overrides: Mapping[str, str] | list[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    ssh_config: Path | None = None,
+) -> Target:
     """Read a target by name (targets/NAME.yaml) or path, apply ssh config, environment and overrides.
     `lab:TAG=VALUE` is a lab target with the defaults of the target file named `lab`, if any."""
     if is_inline(str(name_or_path)):
@@ -181,8 +194,11 @@ def target_path(name_or_path: str | Path) -> Path:
         candidate = folder / f"{text}.yaml"
         if candidate.is_file():
             return candidate
-    raise TargetError(f"unknown target {text!r}", where=", ".join(str(d) for d in target_dirs()),
-                      hint=f"known targets: {', '.join(list_target_names()) or 'none'}")
+    raise TargetError(
+        f"unknown target {text!r}",
+        where=", ".join(str(d) for d in target_dirs()),
+        hint=f"known targets: {', '.join(list_target_names()) or 'none'}",
+    )
 
 
 def target_dirs() -> list[Path]:
@@ -205,14 +221,17 @@ def is_inline(name: str) -> bool:
 
 def parse_inline(text: str) -> tuple[dict[str, Any], str]:
     """`lab:board=pi4:rack=2` -> ({"tags": {...}}, target name `lab-board-pi4-rack-2`); `name=X` picks a place."""
-    body = text[len(INLINE_PREFIX):]
+    body = text[len(INLINE_PREFIX) :]
     tags: dict[str, str] = {}
     place: str | None = None
     for part in filter(None, body.split(":")):
         key, sep, value = part.partition("=")
         if not sep or not _TAG_KEY.match(key) or not _TAG_VALUE.match(value):
-            raise TargetError(f"{text!r}: {part!r} is not TAG=VALUE", where="--target",
-                              hint="e.g. lab:board=pi4, lab:board=pi5:rack=2, lab:name=pi4-03")
+            raise TargetError(
+                f"{text!r}: {part!r} is not TAG=VALUE",
+                where="--target",
+                hint="e.g. lab:board=pi4, lab:board=pi5:rack=2, lab:name=pi4-03",
+            )
         if key == "name":
             place = value
         else:
@@ -240,13 +259,16 @@ def _validate(data: dict[str, Any], where: str) -> Target:
         return Target.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise TargetError(f"invalid target: {problems}", where=where,
-                          hint=f"fields: {', '.join(Target.model_fields)}") from None
+        raise TargetError(
+            f"invalid target: {problems}", where=where, hint=f"fields: {', '.join(Target.model_fields)}"
+        ) from None
 
 
 def _env_overrides(name: str, env: Mapping[str, str]) -> dict[str, Any]:
     prefix = "EDGEKIT_TARGET_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_"
-    pairs = [f"{k[len(prefix):].lower().replace('__', '.')}={v}" for k, v in env.items() if k.startswith(prefix)]
+    pairs = [
+        f"{k[len(prefix) :].lower().replace('__', '.')}={v}" for k, v in env.items() if k.startswith(prefix)
+    ]
     return _parse_overrides(pairs)
 
 
@@ -267,8 +289,11 @@ def _parse_overrides(overrides: Mapping[str, str] | list[str] | None) -> dict[st
 
 def _split(item: str) -> tuple[str, str]:
     if "=" not in item:
-        raise TargetError(f"override {item!r} is not field=value", where="--set",
-                          hint="e.g. --set host=192.168.1.20 --set port=2222")
+        raise TargetError(
+            f"override {item!r} is not field=value",
+            where="--set",
+            hint="e.g. --set host=192.168.1.20 --set port=2222",
+        )
     key, value = item.split("=", 1)
     return key, value
 
@@ -318,7 +343,9 @@ def _apply_ssh_config(target: Target, explicit: dict[str, Any], path: Path | Non
             update["proxy_command"] = entry["proxycommand"]
         if entry.get("proxyjump") and "proxy_jump" not in explicit and entry["proxyjump"] != "none":
             config = paramiko.SSHConfig.from_path(str(cfg_path))
-            update["proxy_jump"] = ",".join(_resolve_hop(config, hop) for hop in entry["proxyjump"].split(","))
+            update["proxy_jump"] = ",".join(
+                _resolve_hop(config, hop) for hop in entry["proxyjump"].split(",")
+            )
     if not (update.get("user") or target.user):
         update["user"] = getpass.getuser()
     return target.model_copy(update=update)

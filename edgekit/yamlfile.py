@@ -23,8 +23,13 @@ MAX_DEPTH = 64  # nested collections; the C composer recurses (and crashes) on d
 SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def read_yaml(path: Path, error: type[EdgekitError], *, max_bytes: int = MAX_FILE_BYTES,
-              max_nodes: int = MAX_EXPANDED_NODES) -> Any:
+def read_yaml(
+    path: Path,
+    error: type[EdgekitError],
+    *,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_nodes: int = MAX_EXPANDED_NODES,
+) -> Any:
     """The document in `path`, or `error` naming the file and what limit it broke."""
     where = str(path)
     try:
@@ -33,18 +38,25 @@ def read_yaml(path: Path, error: type[EdgekitError], *, max_bytes: int = MAX_FIL
     except OSError as exc:
         raise error(f"cannot read: {exc.strerror or exc}", where=where) from None
     if len(data) > max_bytes:
-        raise error(f"file is larger than {max_bytes // 1024} KiB; refused", where=where,
-                    hint="recipes and targets are small settings files; is this the right file?")
+        raise error(
+            f"file is larger than {max_bytes // 1024} KiB; refused",
+            where=where,
+            hint="recipes and targets are small settings files; is this the right file?",
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise error(f"not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})", where=where,
-                    hint="save the file as UTF-8") from None
+        raise error(
+            f"not UTF-8 text (byte {exc.start}: {data[exc.start : exc.start + 1]!r})",
+            where=where,
+            hint="save the file as UTF-8",
+        ) from None
     return parse_yaml(text, where, error, max_nodes=max_nodes)
 
 
-def parse_yaml(text: str, where: str, error: type[EdgekitError], *,
-               max_nodes: int = MAX_EXPANDED_NODES) -> Any:
+def parse_yaml(
+    text: str, where: str, error: type[EdgekitError], *, max_nodes: int = MAX_EXPANDED_NODES
+) -> Any:
     """Parse one YAML document, refusing deep nesting, recursive aliases and alias graphs that expand beyond
     `max_nodes`."""
     _check_depth(text, where, error)
@@ -55,8 +67,11 @@ def parse_yaml(text: str, where: str, error: type[EdgekitError], *,
             return None
         expanded = _expanded_size(node, max_nodes)
         if expanded > max_nodes:
-            raise error(f"aliases expand to more than {max_nodes} YAML nodes; refused (an alias bomb?)",
-                        where=where, hint="write the values out instead of nesting *aliases")
+            raise error(
+                f"aliases expand to more than {max_nodes} YAML nodes; refused (an alias bomb?)",
+                where=where,
+                hint="write the values out instead of nesting *aliases",
+            )
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise error(f"not valid YAML: {_short(str(exc))}", where=where) from None

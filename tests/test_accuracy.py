@@ -24,9 +24,14 @@ def recipe_with_npy(tmp_path: Path, labels: Any, n: int = 10, task: str = "class
     if labels is not None:
         np.save(tmp_path / "y.npy", np.asarray(labels))
     source = {"kind": "npy", "path": "x.npy", **({"labels": "y.npy"} if labels is not None else {}), **data}
-    recipe = {"name": "t", "task": task, "model": {"kind": "torch", "builder": "edgekit.zoo.tiny:build"},
-              "input": {"name": "input", "shape": [1, 3, 8, 8]}, "formats": ["tflite-fp32"],
-              "evaluation": {"data": source}}
+    recipe = {
+        "name": "t",
+        "task": task,
+        "model": {"kind": "torch", "builder": "edgekit.zoo.tiny:build"},
+        "input": {"name": "input", "shape": [1, 3, 8, 8]},
+        "formats": ["tflite-fp32"],
+        "evaluation": {"data": source},
+    }
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
@@ -48,15 +53,20 @@ def test_one_hot_labels_are_converted(tmp_path: Path) -> None:
     assert labels is not None and labels.tolist() == ids.tolist()
 
 
-@pytest.mark.parametrize(("labels", "message"), [
-    (np.arange(7), r"7 labels for 10 inputs"),
-    (np.full((10, 4), 0.25, np.float32), r"not one-hot"),
-    (np.linspace(0, 3, 10), r"not whole numbers"),
-    (np.array(["cat"] * 10), r"dtype <U3"),
-    (np.arange(10) - 1, r"negative class id -1"),
-    (np.zeros((10, 2, 2), np.int64), r"shape \(10, 2, 2\)"),
-])
-def test_bad_labels_are_a_recipe_error_naming_the_field(tmp_path: Path, labels: np.ndarray, message: str) -> None:
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (np.arange(7), r"7 labels for 10 inputs"),
+        (np.full((10, 4), 0.25, np.float32), r"not one-hot"),
+        (np.linspace(0, 3, 10), r"not whole numbers"),
+        (np.array(["cat"] * 10), r"dtype <U3"),
+        (np.arange(10) - 1, r"negative class id -1"),
+        (np.zeros((10, 2, 2), np.int64), r"shape \(10, 2, 2\)"),
+    ],
+)
+def test_bad_labels_are_a_recipe_error_naming_the_field(
+    tmp_path: Path, labels: np.ndarray, message: str
+) -> None:
     with pytest.raises(RecipeError, match=r"evaluation\.data\.labels.*" + message):
         load_recipe(recipe_with_npy(tmp_path, labels))
 
@@ -87,8 +97,10 @@ def test_worst_input_gate_catches_what_the_mean_hides() -> None:
 def test_figures() -> None:
     assert percent(0.997) == "99.7 %" and percent(0.99996) == "99.9 %" and percent(1.0) == "100.0 %"
     assert percent(0.983) == "98.3 %" and percent(0.0) == "0.0 %"
-    assert task_metric({"top1": 0.923, "top1_reference": 0.925, "top1_agreement": 0.99}) == \
-        "top-1 92.3 % (ONNX 92.5 %)"
+    assert (
+        task_metric({"top1": 0.923, "top1_reference": 0.925, "top1_agreement": 0.99})
+        == "top-1 92.3 % (ONNX 92.5 %)"
+    )
     assert task_metric({"top1_agreement": 0.99}) is None
     assert agreement({"top1_agreement": 0.997}) == "agree 99.7 %"
     assert judged_on(4, 100) == "on 4 of 100 inputs" and judged_on(8, 8) == "on 8 inputs"
@@ -96,7 +108,9 @@ def test_figures() -> None:
 
 
 @pytest.mark.parametrize(("device_inputs", "sent"), [(None, 4), ("all", None), (100, 100)])
-def test_emulated_gates_can_be_judged_on_every_input(tmp_path: Path, device_inputs: Any, sent: int | None) -> None:
+def test_emulated_gates_can_be_judged_on_every_input(
+    tmp_path: Path, device_inputs: Any, sent: int | None
+) -> None:
     """evaluation.device_inputs lifts an emulated target's 4-input cap for outputs (gates) while its timing plan
     stays capped (repeat, warmup, threads; timing is on one input anyway); left out, the cap applies."""
     from edgekit.deploy.orchestrate import DeployOptions, _device_inputs, capped_settings
@@ -112,7 +126,9 @@ def test_emulated_gates_can_be_judged_on_every_input(tmp_path: Path, device_inpu
     recipe = load_recipe(path)
     base = Settings.from_benchmark(recipe.benchmark, samples=_device_inputs(recipe))
     said: list[str] = []
-    own = capped_settings(recipe, DeployOptions(), base, load_target(ROOT / "targets" / "pi4-emu.yaml"), said.append)
+    own = capped_settings(
+        recipe, DeployOptions(), base, load_target(ROOT / "targets" / "pi4-emu.yaml"), said.append
+    )
     assert own.samples == sent and own.repeat == 3 and own.threads == (1,)
     assert any("timing stays on one input" in s for s in said) == (device_inputs is not None)
 

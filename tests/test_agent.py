@@ -45,15 +45,17 @@ def reference(x_nchw: np.ndarray) -> np.ndarray:
     out = np.zeros((n, 4, h, w), np.float64)
     for i in range(3):
         for j in range(3):
-            out += np.einsum("nchw,oc->nohw", x[:, :, i:i + h, j:j + w], WEIGHTS_OIHW[:, :, i, j])
+            out += np.einsum("nchw,oc->nohw", x[:, :, i : i + h, j : j + w], WEIGHTS_OIHW[:, :, i, j])
     return np.maximum(out + BIAS[None, :, None, None], 0).mean(axis=(2, 3))
 
 
 def write_ncnn(folder: Path) -> list[Path]:
     param = folder / "tiny.param"
-    param.write_text("7767517\n4 4\nInput in0 0 1 in0\n"
-                     "Convolution conv0 1 1 in0 c0 0=4 1=3 4=1 5=1 6=108\n"
-                     "ReLU relu0 1 1 c0 r0\nPooling pool0 1 1 r0 out0 0=1 4=1\n")
+    param.write_text(
+        "7767517\n4 4\nInput in0 0 1 in0\n"
+        "Convolution conv0 1 1 in0 c0 0=4 1=3 4=1 5=1 6=108\n"
+        "ReLU relu0 1 1 c0 r0\nPooling pool0 1 1 r0 out0 0=1 4=1\n"
+    )
     binary = folder / "tiny.bin"
     binary.write_bytes(struct.pack("<I", 0) + WEIGHTS_OIHW.tobytes() + BIAS.tobytes())
     return [param, binary]
@@ -66,33 +68,65 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
     np.save(folder / "b.npy", BIAS)
     tflite = folder / "tiny.tflite"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    subprocess.run([sys.executable, "-c", TFLITE_SCRIPT, str(folder / "w.npy"), str(folder / "b.npy"), str(tflite)],
-                   check=True, capture_output=True, env=env, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", TFLITE_SCRIPT, str(folder / "w.npy"), str(folder / "b.npy"), str(tflite)],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     broken = folder / "broken.tflite"
     broken.write_bytes(tflite.read_bytes()[:40] + b"\x00garbage" * 20)
     return {"tflite": [tflite], "ncnn": write_ncnn(folder), "broken": [broken]}
 
 
-ARTIFACTS = {"tflite": ("tflite-fp32", "tflite-fp32"), "broken": ("broken", "tflite-fp32"),
-             "ncnn": ("ncnn-fp32", "ncnn-fp32")}
+ARTIFACTS = {
+    "tflite": ("tflite-fp32", "tflite-fp32"),
+    "broken": ("broken", "tflite-fp32"),
+    "ncnn": ("ncnn-fp32", "ncnn-fp32"),
+}
 
 
-def make_request(work: Path, models: dict[str, list[Path]], kinds: tuple[str, ...] = ("tflite", "broken", "ncnn"),
-                 **settings: object) -> Path:
+def make_request(
+    work: Path,
+    models: dict[str, list[Path]],
+    kinds: tuple[str, ...] = ("tflite", "broken", "ncnn"),
+    **settings: object,
+) -> Path:
     inputs = np.random.default_rng(1).standard_normal((3, 3, 8, 8)).astype(np.float32)
     np.save(work / "inputs.npy", inputs)
-    arts = [{"id": ARTIFACTS[k][0], "format": ARTIFACTS[k][1], "files": [str(p) for p in models[k]]} for k in kinds]
-    req = {"protocol": 1, "artifacts": arts, "inputs": "inputs.npy", "threads": [1], "warmup": 1, "repeat": 5,
-           "number": 2, "min_repeat_ms": 0, "cooldown_s": 0, **settings}
+    arts = [
+        {"id": ARTIFACTS[k][0], "format": ARTIFACTS[k][1], "files": [str(p) for p in models[k]]}
+        for k in kinds
+    ]
+    req = {
+        "protocol": 1,
+        "artifacts": arts,
+        "inputs": "inputs.npy",
+        "threads": [1],
+        "warmup": 1,
+        "repeat": 5,
+        "number": 2,
+        "min_repeat_ms": 0,
+        "cooldown_s": 0,
+        **settings,
+    }
     path = work / "request.json"
     path.write_text(json.dumps(req))
     return path
 
 
-def run_agent(request: Path, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, AgentResult]:
+def run_agent(
+    request: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[int, AgentResult]:
     result = request.parent / "result.json"
-    done = subprocess.run([sys.executable, str(AGENT), str(request), str(result)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        [sys.executable, str(AGENT), str(request), str(result)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     parsed = AgentResult.model_validate_json(result.read_text())
     assert unknown_fields(parsed) == []  # every field the agent writes is declared in edgekit.results
     return done.returncode, parsed
@@ -100,12 +134,27 @@ def run_agent(request: Path, env: dict[str, str] | None = None, timeout: float =
 
 def test_agent_is_standalone_and_python39_compatible() -> None:
     tree = ast.parse(AGENT.read_text(), feature_version=(3, 9))
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.module}
-    allowed_third_party = {"numpy", "ncnn", "onnxruntime", "cv2", "MNN",  # runtimes, imported inside their runners
-                           "openvino", "executorch", "torch"}
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    allowed_third_party = {
+        "numpy",
+        "ncnn",
+        "onnxruntime",
+        "cv2",
+        "MNN",  # runtimes, imported inside their runners
+        "openvino",
+        "executorch",
+        "torch",
+    }
     assert "edgekit" not in imported
     assert imported - set(sys.stdlib_module_names) <= allowed_third_party
 
@@ -161,7 +210,9 @@ def test_lock_keeps_a_second_benchmark_out(tmp_path: Path, models: dict) -> None
 
 
 def test_overhead_is_small_and_min_repeat_ms_raises_number(tmp_path: Path, models: dict) -> None:
-    code, res = run_agent(make_request(tmp_path, models, ("tflite", "ncnn"), number=1, min_repeat_ms=20, repeat=5))
+    code, res = run_agent(
+        make_request(tmp_path, models, ("tflite", "ncnn"), number=1, min_repeat_ms=20, repeat=5)
+    )
     assert code == 0
     for m in res.measurements:
         assert m.number > 1, "a ~10 us model needs many invocations per 20 ms window"
@@ -182,12 +233,20 @@ def test_instruction_marks_read_the_plugin_file(tmp_path: Path, models: dict) ->
 
 def test_result_is_written_incrementally_and_survives_a_kill(tmp_path: Path, models: dict) -> None:
     make_request(tmp_path, models)
-    req = {"protocol": 1, "inputs": "inputs.npy", "threads": [1, 2], "warmup": 0, "repeat": 30000, "number": 1,
-           "artifacts": [{"id": "n", "format": "ncnn-fp32", "files": [str(p) for p in models["ncnn"]]}]}
+    req = {
+        "protocol": 1,
+        "inputs": "inputs.npy",
+        "threads": [1, 2],
+        "warmup": 0,
+        "repeat": 30000,
+        "number": 1,
+        "artifacts": [{"id": "n", "format": "ncnn-fp32", "files": [str(p) for p in models["ncnn"]]}],
+    }
     (tmp_path / "request.json").write_text(json.dumps(req))
     result = tmp_path / "result.json"
-    proc = subprocess.Popen([sys.executable, str(AGENT), str(tmp_path / "request.json"), str(result)],
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(AGENT), str(tmp_path / "request.json"), str(result)], stderr=subprocess.DEVNULL
+    )
     partial = None
     try:
         deadline = time.monotonic() + 120
@@ -200,25 +259,36 @@ def test_result_is_written_incrementally_and_survives_a_kill(tmp_path: Path, mod
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(10)
-    assert partial is not None and partial.in_progress == "n threads=2", "the run ended before it could be killed"
+    assert partial is not None and partial.in_progress == "n threads=2", (
+        "the run ended before it could be killed"
+    )
     kept = AgentResult.model_validate_json(result.read_text())
     assert [(m.artifact, m.threads, m.status) for m in kept.measurements] == [("n", 1, "ok")]
     assert len(kept.measurements[0].samples_ms) == 30000 and kept.finished_at is None
 
 
 def test_random_inputs_runtime_preference_and_bad_request(tmp_path: Path, models: dict) -> None:
-    req = {"protocol": 1, "threads": [1], "warmup": 0, "repeat": 3, "random_inputs": {"shape": [1, 3, 8, 8]},
-           "tflite_runtime": "tflite_runtime",
-           "artifacts": [{"id": "a", "format": "tflite-fp32", "files": [str(models["tflite"][0])]},
-                         {"id": "b", "format": "ncnn-fp32", "files": [str(p) for p in models["ncnn"]]}]}
+    req = {
+        "protocol": 1,
+        "threads": [1],
+        "warmup": 0,
+        "repeat": 3,
+        "random_inputs": {"shape": [1, 3, 8, 8]},
+        "tflite_runtime": "tflite_runtime",
+        "artifacts": [
+            {"id": "a", "format": "tflite-fp32", "files": [str(models["tflite"][0])]},
+            {"id": "b", "format": "ncnn-fp32", "files": [str(p) for p in models["ncnn"]]},
+        ],
+    }
     (tmp_path / "request.json").write_text(json.dumps(req))
     code, res = run_agent(tmp_path / "request.json")
     a, b = res.measurements
     assert code == 0 and a.status == "failed" and "tflite_runtime" in (a.error or "")
     assert b.status == "ok" and len(b.samples_ms) == 3
     missing = tmp_path / "missing.json"
-    done = subprocess.run([sys.executable, str(AGENT), str(missing), str(tmp_path / "r.json")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(AGENT), str(missing), str(tmp_path / "r.json")], capture_output=True, text=True
+    )
     assert done.returncode == 2 and "bad request" in done.stderr
     req = {**req, "protocol": 99}
     (tmp_path / "request.json").write_text(json.dumps(req))
@@ -229,11 +299,25 @@ def test_random_inputs_runtime_preference_and_bad_request(tmp_path: Path, models
 def test_ncnn_io_sidecar_names_blobs_and_sets_options(tmp_path: Path, models: dict) -> None:
     """An io sidecar names the blobs and sets ncnn options (e.g. fp16 arithmetic off)."""
     sidecar = tmp_path / "model.io.json"
-    sidecar.write_text(json.dumps({"inputs": ["in0"], "outputs": ["out0"],
-                                   "options": {"use_fp16_arithmetic": False, "use_fp16_storage": False}}))
-    req = {"protocol": 1, "threads": [1], "warmup": 0, "repeat": 2, "random_inputs": {"shape": [1, 3, 8, 8]},
-           "artifacts": [{"id": "n", "format": "ncnn-fp32", "files": [str(p) for p in models["ncnn"]],
-                          "io": str(sidecar)}]}
+    sidecar.write_text(
+        json.dumps(
+            {
+                "inputs": ["in0"],
+                "outputs": ["out0"],
+                "options": {"use_fp16_arithmetic": False, "use_fp16_storage": False},
+            }
+        )
+    )
+    req = {
+        "protocol": 1,
+        "threads": [1],
+        "warmup": 0,
+        "repeat": 2,
+        "random_inputs": {"shape": [1, 3, 8, 8]},
+        "artifacts": [
+            {"id": "n", "format": "ncnn-fp32", "files": [str(p) for p in models["ncnn"]], "io": str(sidecar)}
+        ],
+    }
     (tmp_path / "request.json").write_text(json.dumps(req))
     code, res = run_agent(tmp_path / "request.json")
     assert code == 0 and res.measurements[0].status == "ok" and res.measurements[0].output_names == ["out0"]
@@ -252,11 +336,23 @@ def _import_agent():  # the standalone file, as the device runs it
 def write_two_heads(stem: Path) -> Path:
     """Input -> two 1x1 convolutions (2 and 3 channels) gathered by a Noop layer, as ncnn's detectors mark their
     several output heads: the outputs are the heads, not the Noop's blob."""
-    lines = ["7767517", "5 6", "Input in0 0 1 data 0=4 1=4 2=3", "Split split 1 2 data d0 d1",
-             "Convolution head_a 1 1 d0 out_a 0=2 1=1 5=1 6=6", "Convolution head_b 1 1 d1 out_b 0=3 1=1 5=1 6=9",
-             "Noop gather 2 1 out_a out_b all"]
-    weights = [struct.pack("<I", 0), np.ones(6, "<f4").tobytes(), np.zeros(2, "<f4").tobytes(),
-               struct.pack("<I", 0), np.full(9, 2.0, "<f4").tobytes(), np.zeros(3, "<f4").tobytes()]
+    lines = [
+        "7767517",
+        "5 6",
+        "Input in0 0 1 data 0=4 1=4 2=3",
+        "Split split 1 2 data d0 d1",
+        "Convolution head_a 1 1 d0 out_a 0=2 1=1 5=1 6=6",
+        "Convolution head_b 1 1 d1 out_b 0=3 1=1 5=1 6=9",
+        "Noop gather 2 1 out_a out_b all",
+    ]
+    weights = [
+        struct.pack("<I", 0),
+        np.ones(6, "<f4").tobytes(),
+        np.zeros(2, "<f4").tobytes(),
+        struct.pack("<I", 0),
+        np.full(9, 2.0, "<f4").tobytes(),
+        np.zeros(3, "<f4").tobytes(),
+    ]
     stem.with_suffix(".param").write_text("\n".join(lines) + "\n")
     stem.with_suffix(".bin").write_bytes(b"".join(weights))
     return stem.with_suffix(".param")

@@ -39,7 +39,9 @@ def _recipe(tmp_path: Path, cosine: float = 0.95) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ncnn_analysis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Analysis, list[Path], list[Path], np.ndarray]:
+def ncnn_analysis(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Analysis, list[Path], list[Path], np.ndarray]:
     from edgekit.analysis.analyze import artifacts_for
     from edgekit.convert.calibration import evaluation_inputs
 
@@ -61,7 +63,9 @@ def test_every_quantized_layer_is_compared(ncnn_analysis: tuple) -> None:
         assert 0.99 < x.cosine <= 1.0 + 1e-9 and 0 < x.own_rel_error < 0.2
         assert x.own_cosine is not None
     assert result.method == "isolated"
-    assert [x.own_rel_error for x in result.worst()] == sorted((x.own_rel_error for x in quantized), reverse=True)
+    assert [x.own_rel_error for x in result.worst()] == sorted(
+        (x.own_rel_error for x in quantized), reverse=True
+    )
 
 
 def test_an_injected_bad_layer_is_ranked_first(ncnn_analysis: tuple, tmp_path: Path) -> None:
@@ -74,8 +78,8 @@ def test_an_injected_bad_layer_is_ranked_first(ncnn_analysis: tuple, tmp_path: P
     data = bytearray(bin_path.read_bytes())
     index = [ly.name for ly in read_param(param).layers].index(victim)
     end = layer_spans(param, bytes(data))[index][1]
-    (scale,) = struct.unpack("<f", data[end - 4:end])  # the layer's input scale is its last float
-    data[end - 4:end] = struct.pack("<f", scale / 64)
+    (scale,) = struct.unpack("<f", data[end - 4 : end])  # the layer's input scale is its last float
+    data[end - 4 : end] = struct.pack("<f", scale / 64)
     bin_path.write_bytes(bytes(data))
     layers = ncnn_layers(fp32_files, spoiled, inputs)
     ranked = sorted((x for x in layers if x.quantized), key=lambda x: -x.own_rel_error)
@@ -106,8 +110,22 @@ def test_cli_lists_the_worst_layers_and_writes_json(ncnn_analysis: tuple, tmp_pa
     from edgekit.cli import app
 
     result, *_ = ncnn_analysis
-    out = CliRunner().invoke(app, ["analyze", str(_recipe(tmp_path)), "--format", "ncnn-int8", "--samples", "8",
-                                   "--top", "3", "--fix", "--json", str(tmp_path / "a.json")])
+    out = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            str(_recipe(tmp_path)),
+            "--format",
+            "ncnn-int8",
+            "--samples",
+            "8",
+            "--top",
+            "3",
+            "--fix",
+            "--json",
+            str(tmp_path / "a.json"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert result.worst()[0].name in out.output and "already meets" in out.output
     record = json.loads((tmp_path / "a.json").read_text())
@@ -131,9 +149,11 @@ def test_tflite_names_match_across_conversions() -> None:
 
 
 def test_worst_lists_only_quantized_layers() -> None:
-    layers = [LayerError("a", "Convolution", "1", True, 0.99, 0.1, 0.05),
-              LayerError("b", "Pooling", "2", False, 0.98, 0.2, 0.5),
-              LayerError("c", "Convolution", "3", True, 0.97, 0.3, 0.2)]
+    layers = [
+        LayerError("a", "Convolution", "1", True, 0.99, 0.1, 0.05),
+        LayerError("b", "Pooling", "2", False, 0.98, 0.2, 0.5),
+        LayerError("c", "Convolution", "3", True, 0.97, 0.3, 0.2),
+    ]
     assert [x.name for x in Analysis("r", "ncnn-int8", 1, "isolated", layers).worst()] == ["c", "a"]
 
 
@@ -149,8 +169,20 @@ def test_cli_tflite_fix_meets_a_strict_gate(tmp_path: Path) -> None:
 
     path = _recipe(tmp_path, cosine=0.99999)
     path.write_text(path.read_text().replace("[ncnn-fp32, ncnn-int8]", "[tflite-fp32, tflite-int8]"))
-    out = CliRunner().invoke(app, ["analyze", str(path), "--format", "tflite-int8", "--fix", "--samples", "8",
-                                   "--json", str(tmp_path / "a.json")])
+    out = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            str(path),
+            "--format",
+            "tflite-int8",
+            "--fix",
+            "--samples",
+            "8",
+            "--json",
+            str(tmp_path / "a.json"),
+        ],
+    )
     assert out.exit_code in (0, 1), out.output
     record = json.loads((tmp_path / "a.json").read_text())
     steps = record["fix"]["steps"]

@@ -20,9 +20,15 @@ from edgekit.recipe import load_recipe
 
 
 def onnx_recipe(tmp_path: Path, model: Path, formats: list[str], **changes: Any) -> Path:
-    raw: dict[str, Any] = {"name": model.stem, "task": "classify", "model": {"kind": "onnx", "path": model.name},
-                           "input": {"name": "input", "shape": [1, 3, 16, 16]}, "formats": formats,
-                           "evaluation": {"data": {"kind": "random", "samples": 4, "seed": 1}}, **changes}
+    raw: dict[str, Any] = {
+        "name": model.stem,
+        "task": "classify",
+        "model": {"kind": "onnx", "path": model.name},
+        "input": {"name": "input", "shape": [1, 3, 16, 16]},
+        "formats": formats,
+        "evaluation": {"data": {"kind": "random", "samples": 4, "seed": 1}},
+        **changes,
+    }
     path = tmp_path / f"{model.stem}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -47,8 +53,9 @@ def test_channel_shuffle_and_gelu_convert(tmp_path: Path) -> None:
     from edgekit.convert.pipeline import convert_recipe
 
     for build in (shuffle_classifier, gelu_classifier):
-        recipe = load_recipe(onnx_recipe(tmp_path, build(tmp_path / f"{build.__name__}.onnx"),
-                                         ["tflite-fp32", "ncnn-fp32"]))
+        recipe = load_recipe(
+            onnx_recipe(tmp_path, build(tmp_path / f"{build.__name__}.onnx"), ["tflite-fp32", "ncnn-fp32"])
+        )
         for art in convert_recipe(recipe, keep_going=True):
             assert art.status == "ok", (build.__name__, art.format, art.error)
             assert art.fidelity["cosine_worst"] > 0.9999 and art.fidelity["gates"]["samples"] == 4
@@ -59,8 +66,11 @@ def test_channel_shuffle_and_gelu_convert(tmp_path: Path) -> None:
 def test_flex_ops_are_a_named_conversion_error(tmp_path: Path) -> None:
     from edgekit.convert.pipeline import convert_recipe
 
-    recipe = load_recipe(onnx_recipe(tmp_path, gelu_classifier(tmp_path / "gelu.onnx"), ["tflite-fp32"],
-                                     tflite={"replace_ops": []}))
+    recipe = load_recipe(
+        onnx_recipe(
+            tmp_path, gelu_classifier(tmp_path / "gelu.onnx"), ["tflite-fp32"], tflite={"replace_ops": []}
+        )
+    )
     with pytest.raises(ConversionError, match=r"^needs Select TF ops FlexErf \(tflite-fp32\)"):
         convert_recipe(recipe)
 
@@ -68,14 +78,22 @@ def test_flex_ops_are_a_named_conversion_error(tmp_path: Path) -> None:
 def test_accepted_flex_ops_are_a_finding(tmp_path: Path) -> None:
     from edgekit.convert.tflite import TfliteConverter
 
-    recipe = load_recipe(onnx_recipe(tmp_path, gelu_classifier(tmp_path / "gelu.onnx"), ["tflite-fp32"],
-                                     tflite={"allow_select_tf_ops": True}))
+    recipe = load_recipe(
+        onnx_recipe(
+            tmp_path,
+            gelu_classifier(tmp_path / "gelu.onnx"),
+            ["tflite-fp32"],
+            tflite={"allow_select_tf_ops": True},
+        )
+    )
     conv = TfliteConverter()
     conv.findings = {}
-    conv._flex_findings(recipe, {Format.TFLITE_FP32: Path("model_float32.tflite")},
-                        {"model_float32.tflite": ["FlexErf"]})
-    assert conv.findings[Format.TFLITE_FP32] == ["needs Select TF ops FlexErf (accepted by "
-                                                 "tflite.allow_select_tf_ops)"]
+    conv._flex_findings(
+        recipe, {Format.TFLITE_FP32: Path("model_float32.tflite")}, {"model_float32.tflite": ["FlexErf"]}
+    )
+    assert conv.findings[Format.TFLITE_FP32] == [
+        "needs Select TF ops FlexErf (accepted by tflite.allow_select_tf_ops)"
+    ]
 
 
 def test_replace_ops_default_and_typed(tmp_path: Path) -> None:
@@ -83,7 +101,9 @@ def test_replace_ops_default_and_typed(tmp_path: Path) -> None:
 
     model = gelu_classifier(tmp_path / "gelu.onnx")
     assert replace_ops(model, load_recipe(onnx_recipe(tmp_path, model, ["tflite-fp32"]))) == ["Erf"]
-    chosen = load_recipe(onnx_recipe(tmp_path, model, ["tflite-fp32"], tflite={"replace_ops": ["GeLU", "Erf"]}))
+    chosen = load_recipe(
+        onnx_recipe(tmp_path, model, ["tflite-fp32"], tflite={"replace_ops": ["GeLU", "Erf"]})
+    )
     assert replace_ops(model, chosen) == ["GeLU", "Erf"]
     with pytest.raises(RecipeError, match=r"tflite\.replace_ops"):
         load_recipe(onnx_recipe(tmp_path, model, ["tflite-fp32"], tflite={"replace_ops": ["-rtpo Erf"]}))
@@ -93,12 +113,16 @@ def test_onnx2tf_cause_is_its_own_error_line(tmp_path: Path) -> None:
     from edgekit.convert.tflite import onnx2tf_cause
 
     log = tmp_path / "onnx2tf.log"
-    log.write_text("INFO: ...\n\x1b[31mERROR:\x1b[0m The trace log is below.\nTraceback (most recent call last):\n"
-                   "  File x\ntensorflow.python.framework.errors_impl.InvalidArgumentError: Depth of input (28) is "
-                   "not a multiple of input depth of filter (58)\n\x1b[31mERROR:\x1b[0m onnx_op_name: /stage2/Conv\n"
-                   "\x1b[31mERROR:\x1b[0m Read this and deal with it.\n")
-    assert onnx2tf_cause(log) == ("InvalidArgumentError: Depth of input (28) is not a multiple of input depth of "
-                                  "filter (58) (at ONNX node /stage2/Conv)")
+    log.write_text(
+        "INFO: ...\n\x1b[31mERROR:\x1b[0m The trace log is below.\nTraceback (most recent call last):\n"
+        "  File x\ntensorflow.python.framework.errors_impl.InvalidArgumentError: Depth of input (28) is "
+        "not a multiple of input depth of filter (58)\n\x1b[31mERROR:\x1b[0m onnx_op_name: /stage2/Conv\n"
+        "\x1b[31mERROR:\x1b[0m Read this and deal with it.\n"
+    )
+    assert onnx2tf_cause(log) == (
+        "InvalidArgumentError: Depth of input (28) is not a multiple of input depth of "
+        "filter (58) (at ONNX node /stage2/Conv)"
+    )
     log.write_text("nothing useful\n")
     assert onnx2tf_cause(log) is None
 
@@ -106,8 +130,10 @@ def test_onnx2tf_cause_is_its_own_error_line(tmp_path: Path) -> None:
 def test_a_failure_is_printed_once_for_its_formats() -> None:
     from edgekit.cli.convert import failure_groups
 
-    arts = [SimpleNamespace(format=Format(f), status="failed", error="onnx2tf: X") for f in
-            ("tflite-fp32", "tflite-int8")] + [SimpleNamespace(format=Format.NCNN_FP32, status="ok", error=None)]
+    arts = [
+        SimpleNamespace(format=Format(f), status="failed", error="onnx2tf: X")
+        for f in ("tflite-fp32", "tflite-int8")
+    ] + [SimpleNamespace(format=Format.NCNN_FP32, status="ok", error=None)]
     assert failure_groups(arts) == {"onnx2tf: X": ["tflite-fp32", "tflite-int8"]}
 
 
@@ -127,11 +153,16 @@ def test_float_leftovers_name_layers_and_their_share(tmp_path: Path) -> None:
 def test_int8_io_is_refused_for_ncnn(tmp_path: Path) -> None:
     model = shuffle_classifier(tmp_path / "s.onnx")
     with pytest.raises(RecipeError, match=r"int8\.io: int8 is implemented for tflite-int8 only"):
-        load_recipe(onnx_recipe(tmp_path, model, ["ncnn-int8"], int8={"io": "int8"},
-                                calibration={"data": {"kind": "random"}}))
+        load_recipe(
+            onnx_recipe(
+                tmp_path, model, ["ncnn-int8"], int8={"io": "int8"}, calibration={"data": {"kind": "random"}}
+            )
+        )
 
 
-def test_device_comparisons_use_the_unsimplified_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_device_comparisons_use_the_unsimplified_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """deploy judges every target against the user's ONNX as given, as convert's fidelity check does."""
     import numpy as np
 
@@ -151,14 +182,17 @@ def test_torchvision_squeezenet_as_a_user_exports_it(tmp_path: Path) -> None:
     ncnn and TFLite and runs on the host (bench/torchvision_matrix.py does all nine architectures x 7 formats)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("tv_matrix", Path(__file__).parents[1] / "bench" /
-                                                  "torchvision_matrix.py")
+    spec = importlib.util.spec_from_file_location(
+        "tv_matrix", Path(__file__).parents[1] / "bench" / "torchvision_matrix.py"
+    )
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     row = bench.run_arch("squeezenet1_1", tmp_path, ["tflite-fp32", "ncnn-fp32"])
     for fmt, cell in row.items():
         assert cell["runs"] and cell["gates"] and cell["cosine"] > 0.9999, (fmt, cell)
-    dims = [d.dim_param or d.dim_value for d in onnx.load(str(tmp_path / "squeezenet1_1.onnx")).graph.input[0]
-            .type.tensor_type.shape.dim]
+    dims = [
+        d.dim_param or d.dim_value
+        for d in onnx.load(str(tmp_path / "squeezenet1_1.onnx")).graph.input[0].type.tensor_type.shape.dim
+    ]
     assert dims[0] == "batch"  # exported with a dynamic batch; edgekit fixed it for the converters

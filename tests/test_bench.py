@@ -36,19 +36,38 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         shutil.copy(folder / f"tiny{suffix}", bare / f"tiny{suffix}")
     broken = folder / "broken.tflite"
     broken.write_bytes(Path(tflite).read_bytes()[:100] + b"\xff" * 64)
-    return {"tflite": Path(tflite), "param": folder / "tiny.param", "bare": bare / "tiny.param", "broken": broken}
+    return {
+        "tflite": Path(tflite),
+        "param": folder / "tiny.param",
+        "bare": bare / "tiny.param",
+        "broken": broken,
+    }
 
 
 def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edgekit", "bench", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 @pytest.mark.integration
 def test_bench_tflite_on_host_with_random_input(model_files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    done = bench(str(model_files["tflite"]), "--target", "host", "--threads", "1,2", "--repeat", "4",
-                 "--json", str(out))
+    done = bench(
+        str(model_files["tflite"]),
+        "--target",
+        "host",
+        "--threads",
+        "1,2",
+        "--repeat",
+        "4",
+        "--json",
+        str(out),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     run = TargetRun.model_validate_json(out.read_text())
     assert run.agent is not None and [m.threads for m in run.agent.measurements] == [1, 2]
@@ -61,15 +80,33 @@ def test_bench_tflite_on_host_with_random_input(model_files: dict[str, Path], tm
 def test_bench_ncnn_needs_a_shape_without_sidecar(model_files: dict[str, Path], tmp_path: Path) -> None:
     done = bench(str(model_files["bare"]), "--target", "host")
     assert done.returncode != 0 and "--shape" in done.stderr
-    done = bench(str(model_files["bare"]), "--target", "host", "--shape", "1,3,32,32", "--repeat", "3",
-                 "--json", str(tmp_path / "bare.json"))
+    done = bench(
+        str(model_files["bare"]),
+        "--target",
+        "host",
+        "--shape",
+        "1,3,32,32",
+        "--repeat",
+        "3",
+        "--json",
+        str(tmp_path / "bare.json"),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     bare = json.loads((tmp_path / "bare.json").read_text())["agent"]["measurements"][0]
     assert bare["format"] == "ncnn-fp16"  # no sidecar: ncnn's default options, which edgekit calls ncnn-fp16
     sample = tmp_path / "x.npy"
     np.save(sample, np.zeros((2, 3, 32, 32), np.float32))
-    done = bench(str(model_files["param"]), "--target", "host", "--input", str(sample), "--repeat", "3",
-                 "--json", str(tmp_path / "r.json"))
+    done = bench(
+        str(model_files["param"]),
+        "--target",
+        "host",
+        "--input",
+        str(sample),
+        "--repeat",
+        "3",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     run = json.loads((tmp_path / "r.json").read_text())
     assert run["agent"]["measurements"][0]["format"] == "ncnn-fp32"  # from the sidecar
@@ -87,11 +124,13 @@ def test_bench_broken_file_fails_clearly(model_files: dict[str, Path], tmp_path:
 
 
 @pytest.mark.integration
-def test_bench_on_pi4_emu_is_labelled_emulated(pi4_emu: object, model_files: dict[str, Path],
-                                               tmp_path: Path) -> None:
+def test_bench_on_pi4_emu_is_labelled_emulated(
+    pi4_emu: object, model_files: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "emu.json"
-    done = bench(str(model_files["param"]), "--target", "pi4-emu", "--repeat", "2", "--warmup", "1",
-                 "--json", str(out))
+    done = bench(
+        str(model_files["param"]), "--target", "pi4-emu", "--repeat", "2", "--warmup", "1", "--json", str(out)
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     run = TargetRun.model_validate_json(out.read_text())
     assert run.agent is not None and run.agent.facts_before.machine == "aarch64" and run.emulated
@@ -99,17 +138,35 @@ def test_bench_on_pi4_emu_is_labelled_emulated(pi4_emu: object, model_files: dic
 
 
 @pytest.mark.integration
-def test_bench_counts_guest_instructions_on_a_counting_target(pi4_emu: object, model_files: dict[str, Path],
-                                                              tmp_path: Path) -> None:
+def test_bench_counts_guest_instructions_on_a_counting_target(
+    pi4_emu: object, model_files: dict[str, Path], tmp_path: Path
+) -> None:
     from edgekit.emu.plugin import build as plugin_build
 
     if not plugin_build.is_built():
         pytest.skip("the counting plugin is not built (edgekit emu build pi4-emu builds it)")
     out = tmp_path / "count.json"
-    done = subprocess.run([sys.executable, "-m", "edgekit", "bench", str(model_files["param"]), "--target",
-                           "pi4-emu", "--repeat", "2", "--warmup", "1", "--json", str(out)], capture_output=True,
-                          text=True, timeout=600,
-                          env={**os.environ, "COLUMNS": "200", "EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING": "true"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "bench",
+            str(model_files["param"]),
+            "--target",
+            "pi4-emu",
+            "--repeat",
+            "2",
+            "--warmup",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200", "EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING": "true"},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     run = TargetRun.model_validate_json(out.read_text())
     m = run.agent.measurements[0]  # type: ignore[union-attr]

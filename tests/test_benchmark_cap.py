@@ -25,8 +25,9 @@ def _base(recipe_path: Path, **flags: object) -> tuple[object, Settings]:
 def test_emulated_target_caps_what_the_user_did_not_choose() -> None:
     recipe, base = _base(REPO / "recipes" / "yolov5-lite.yaml", repeat=7)
     said: list[str] = []
-    own = capped_settings(recipe, DeployOptions(repeat=7), base, load_target(REPO / "targets" / "pi4-emu.yaml"),
-                          said.append)
+    own = capped_settings(
+        recipe, DeployOptions(repeat=7), base, load_target(REPO / "targets" / "pi4-emu.yaml"), said.append
+    )
     assert own.repeat == 7  # the user's flag wins
     assert own.threads == (1,) and own.warmup == 1 and own.samples == 4
     assert said and "capped" in said[0] and "pi4-emu only" in said[0]
@@ -35,7 +36,9 @@ def test_emulated_target_caps_what_the_user_did_not_choose() -> None:
 def test_real_board_and_host_keep_the_recipe_plan() -> None:
     recipe, base = _base(REPO / "recipes" / "yolov5-lite.yaml")
     said: list[str] = []
-    own = capped_settings(recipe, DeployOptions(), base, load_target(REPO / "targets" / "pi4.yaml"), said.append)
+    own = capped_settings(
+        recipe, DeployOptions(), base, load_target(REPO / "targets" / "pi4.yaml"), said.append
+    )
     assert own == base and not said
 
 

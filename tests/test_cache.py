@@ -34,12 +34,21 @@ def test_key_follows_what_changes_the_artifact(tmp_path: Path) -> None:
     # the calibration data and the INT8 options change the INT8 artifact only
     assert key(r, Format.TFLITE_INT8, calib="d" * 64) != base8
     assert key(r, Format.TFLITE_FP32, calib="d" * 64) == base32
-    io8 = tiny_recipe(tmp_path, "io8.yaml", int8={"granularity": "per-channel", "io": "int8"},
-                      formats=["tflite-fp32", "tflite-int8"])  # int8 io is refused for ncnn-int8
+    io8 = tiny_recipe(
+        tmp_path,
+        "io8.yaml",
+        int8={"granularity": "per-channel", "io": "int8"},
+        formats=["tflite-fp32", "tflite-int8"],
+    )  # int8 io is refused for ncnn-int8
     assert key(io8, Format.TFLITE_INT8) != base8 and key(io8, Format.TFLITE_FP32) == base32
     # gates, benchmark settings and the description do not
-    other = tiny_recipe(tmp_path, "other.yaml", description="x", benchmark={"repeat": 99},
-                        evaluation={"data": {"kind": "random"}, "gates": {"fp32": {"min_cosine": 0.5}}})
+    other = tiny_recipe(
+        tmp_path,
+        "other.yaml",
+        description="x",
+        benchmark={"repeat": 99},
+        evaluation={"data": {"kind": "random"}, "gates": {"fp32": {"min_cosine": 0.5}}},
+    )
     assert key(other, Format.TFLITE_FP32) == base32 and key(other, Format.TFLITE_INT8) == base8
 
 
@@ -67,11 +76,15 @@ def test_store_lookup_and_incomplete_entries(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_onnx_export_is_cached_by_builder_args_and_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnx_export_is_cached_by_builder_args_and_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """(The whole second `convert` doing no work is tested in test_convert_tflite.py, after its conversion.)"""
     from edgekit.convert import onnx as onnx_mod
 
-    r = tiny_recipe(tmp_path, model={"kind": "torch", "builder": "edgekit.zoo.tiny:build", "args": {"width": 5}})
+    r = tiny_recipe(
+        tmp_path, model={"kind": "torch", "builder": "edgekit.zoo.tiny:build", "args": {"width": 5}}
+    )
     first = onnx_mod.prepare_onnx(r)
     assert not first.cached and first.simplifier and first.simplifier.startswith("onnxsim")
 
@@ -81,8 +94,9 @@ def test_onnx_export_is_cached_by_builder_args_and_code(tmp_path: Path, monkeypa
     monkeypatch.setattr(onnx_mod, "_export_torch", no_work)
     second = onnx_mod.prepare_onnx(r)
     assert second.cached and second.path == first.path and second.sha256 == first.sha256
-    other = tiny_recipe(tmp_path, "o.yaml", model={"kind": "torch", "builder": "edgekit.zoo.tiny:build",
-                                                   "args": {"width": 7}})
+    other = tiny_recipe(
+        tmp_path, "o.yaml", model={"kind": "torch", "builder": "edgekit.zoo.tiny:build", "args": {"width": 7}}
+    )
     with pytest.raises(AssertionError, match="exported again"):
         onnx_mod.prepare_onnx(other)
 

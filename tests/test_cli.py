@@ -12,7 +12,9 @@ import typer
 from edgekit.cli import app
 
 
-def _commands(group: click.Command, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+def _commands(
+    group: click.Command, prefix: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], click.Command]]:
     found = [(prefix, group)]
     if isinstance(group, click.Group):
         for name, cmd in group.commands.items():
@@ -31,7 +33,9 @@ def test_every_command_has_help_with_an_example(path: tuple[str, ...], command: 
 
 
 def test_python_dash_m_and_the_script_agree() -> None:
-    out = subprocess.run([sys.executable, "-m", "edgekit", "version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("edgekit ")
 
 
@@ -47,5 +51,7 @@ def test_version_flag_prints_the_version() -> None:
 
     from edgekit import __version__
 
-    out = subprocess.run([sys.executable, "-m", "edgekit", "--version"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and out.stdout.strip() == f"edgekit {__version__}"

@@ -27,12 +27,24 @@ def _keys_read_from(tree: ast.Module, names: set[str]) -> set[str]:
     """String keys the agent reads from a variable named in `names`: x["k"], x.get("k")."""
     keys = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in names \
-                and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in names
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
             keys.add(node.slice.value)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
-                and isinstance(node.func.value, ast.Name) and node.func.value.id in names and node.args \
-                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in names
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             keys.add(node.args[0].value)
     return keys
 
@@ -43,8 +55,9 @@ def _constant(tree: ast.Module, name: str) -> object:
             for target in node.targets:
                 if isinstance(target, ast.Name) and target.id == name:
                     return ast.literal_eval(node.value)
-                if isinstance(target, ast.Tuple) and any(isinstance(t, ast.Name) and t.id == name
-                                                         for t in target.elts):
+                if isinstance(target, ast.Tuple) and any(
+                    isinstance(t, ast.Name) and t.id == name for t in target.elts
+                ):
                     values = ast.literal_eval(node.value)
                     return values[[t.id for t in target.elts if isinstance(t, ast.Name)].index(name)]
     raise AssertionError(f"{name} not assigned at the agent's top level")
@@ -69,9 +82,14 @@ def test_timing_settings_take_their_names_from_the_contract() -> None:
     settings = Settings.from_benchmark(bench)
     assert set(contract.TIMING_FIELDS) <= set(Benchmark.model_fields)
     request = build_request([], settings, "/w/inputs/x.npy", "/w/runs/r1", "auto").model_dump()
-    assert {k: request[k] for k in contract.TIMING_FIELDS} == {"warmup": 3, "repeat": 7, "number": 2,
-                                                              "min_repeat_ms": 5.0, "threads": [1, 4],
-                                                              "cooldown_s": 0.5}
+    assert {k: request[k] for k in contract.TIMING_FIELDS} == {
+        "warmup": 3,
+        "repeat": 7,
+        "number": 2,
+        "min_repeat_ms": 5.0,
+        "threads": [1, 4],
+        "cooldown_s": 0.5,
+    }
     assert request["inputs"] == "../../inputs/x.npy" and request["protocol"] == contract.PROTOCOL_VERSION
 
 
@@ -81,12 +99,24 @@ def test_a_request_with_an_unknown_field_is_refused() -> None:
 
 
 def test_a_misspelt_result_field_is_found_at_its_path() -> None:
-    ok = {"artifact": "a", "format": "ncnn-fp32", "runtime": "ncnn", "threads": 1, "status": "ok", "p50_ms": 1.0}
+    ok = {
+        "artifact": "a",
+        "format": "ncnn-fp32",
+        "runtime": "ncnn",
+        "threads": 1,
+        "status": "ok",
+        "p50_ms": 1.0,
+    }
     facts = {"machine": "aarch64", "cores": 4, "python": "3.11"}
     good = AgentResult.model_validate({"started_at": "t", "facts_before": facts, "measurements": [ok]})
     assert unknown_fields(good) == []
-    bad = AgentResult.model_validate({"started_at": "t", "facts_before": {**facts, "temp_c": 40},
-                                      "measurements": [ok, {**ok, "p50ms": 1.0}]})
+    bad = AgentResult.model_validate(
+        {
+            "started_at": "t",
+            "facts_before": {**facts, "temp_c": 40},
+            "measurements": [ok, {**ok, "p50ms": 1.0}],
+        }
+    )
     assert unknown_fields(bad) == ["facts_before.temp_c", "measurements[1].p50ms"]
 
 
@@ -96,12 +126,22 @@ def test_a_real_agent_run_validates_and_names_a_load_failure(tmp_path: Path) -> 
     (tmp_path / "model.tflite").write_bytes(b"not a model")
     np.save(tmp_path / "inputs.npy", np.zeros((1, 1, 3, 8, 8), np.float32))
     art = AgentArtifact.from_path(tmp_path / "model.tflite")
-    request = contract.AgentRequest(artifacts=[contract.RequestArtifact(id=art.id, format=art.format.value,
-                                                                        files=["model.tflite"])],
-                                    inputs="inputs.npy", warmup=0, repeat=2, lock_file="lock")
+    request = contract.AgentRequest(
+        artifacts=[contract.RequestArtifact(id=art.id, format=art.format.value, files=["model.tflite"])],
+        inputs="inputs.npy",
+        warmup=0,
+        repeat=2,
+        lock_file="lock",
+    )
     (tmp_path / "request.json").write_text(json.dumps(request.model_dump()))
-    proc = subprocess.run([sys.executable, str(AGENT_FILE), "request.json", "result.json"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(AGENT_FILE), "request.json", "result.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     result = AgentResult.model_validate_json((tmp_path / "result.json").read_text())
     assert unknown_fields(result) == []  # every field the agent writes is declared in edgekit.results

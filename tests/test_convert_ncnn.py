@@ -52,8 +52,15 @@ def export_onnx(model: object, path: Path, output_names: list[str]) -> Path:
     import torch
 
     torch.set_num_threads(1)
-    torch.onnx.export(model, (torch.zeros(SHAPE),), str(path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=output_names)
+    torch.onnx.export(
+        model,
+        (torch.zeros(SHAPE),),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        output_names=output_names,
+    )
     return path
 
 
@@ -88,8 +95,9 @@ def test_registry_knows_the_ncnn_formats() -> None:
     assert versions["pnnx"] != "missing" and versions["ncnn"] != "missing" and versions["edgekit-ncnn-int8"]
 
 
-def test_fp32_matches_onnxruntime_and_maps_outputs(onnx_model: Path, inputs: np.ndarray,
-                                                    tmp_path: Path) -> None:
+def test_fp32_matches_onnxruntime_and_maps_outputs(
+    onnx_model: Path, inputs: np.ndarray, tmp_path: Path
+) -> None:
     files = convert_model(onnx_model, SHAPE, Format.NCNN_FP32, tmp_path)
     assert [f.name for f in files] == ["model.param", "model.bin", "model.io.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.io.json", "model.param"]
@@ -106,8 +114,9 @@ def test_fp32_matches_onnxruntime_and_maps_outputs(onnx_model: Path, inputs: np.
     assert read_param(files[0]).layers[0].type == "Input"
 
 
-def test_fp16_stores_half_weights_and_stays_close(onnx_model: Path, inputs: np.ndarray,
-                                                   tmp_path: Path) -> None:
+def test_fp16_stores_half_weights_and_stays_close(
+    onnx_model: Path, inputs: np.ndarray, tmp_path: Path
+) -> None:
     fp32 = convert_model(onnx_model, SHAPE, Format.NCNN_FP32, tmp_path / "fp32")
     fp16 = convert_model(onnx_model, SHAPE, Format.NCNN_FP16, tmp_path / "fp16")
     assert fp16[1].stat().st_size < 0.6 * fp32[1].stat().st_size
@@ -121,8 +130,10 @@ def test_fp16_stores_half_weights_and_stays_close(onnx_model: Path, inputs: np.n
 
 def test_converter_reads_the_recipe(onnx_model: Path, tmp_path: Path) -> None:
     recipe_file = tmp_path / "r.yaml"
-    recipe_file.write_text(f"name: t\nmodel: {{kind: onnx, path: {onnx_model}}}\n"
-                           "input: {shape: [1, 3, 32, 32]}\nformats: [ncnn-fp32]\n")
+    recipe_file.write_text(
+        f"name: t\nmodel: {{kind: onnx, path: {onnx_model}}}\n"
+        "input: {shape: [1, 3, 32, 32]}\nformats: [ncnn-fp32]\n"
+    )
     recipe = load_recipe(recipe_file)
     files = NcnnConverter().convert(onnx_model, recipe, Format.NCNN_FP32, tmp_path / "out")
     assert files[0].suffix == ".param" and files[1].suffix == ".bin"

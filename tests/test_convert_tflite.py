@@ -45,11 +45,15 @@ def test_plan_runs_groups_formats(tmp_path: Path) -> None:
     r = load_recipe(write_recipe(tmp_path, "r"))
     assert plan_runs(TFLITE, r) == [Run(tuple(TFLITE), int8=True, dynamic=False)]
     assert plan_runs([Format.TFLITE_DYNAMIC, Format.TFLITE_FP32], r) == [
-        Run((Format.TFLITE_FP32, Format.TFLITE_DYNAMIC), int8=False, dynamic=True)]
+        Run((Format.TFLITE_FP32, Format.TFLITE_DYNAMIC), int8=False, dynamic=True)
+    ]
     per_tensor = load_recipe(write_recipe(tmp_path, "pt", int8={"granularity": "per-tensor"}))
-    assert plan_runs(TFLITE, per_tensor) == [  # per-tensor dynamic-range is unstable: it comes from a float run
+    assert plan_runs(
+        TFLITE, per_tensor
+    ) == [  # per-tensor dynamic-range is unstable: it comes from a float run
         Run((Format.TFLITE_FP32, Format.TFLITE_FP16, Format.TFLITE_INT8), int8=True, dynamic=False),
-        Run((Format.TFLITE_DYNAMIC,), int8=False, dynamic=True)]
+        Run((Format.TFLITE_DYNAMIC,), int8=False, dynamic=True),
+    ]
 
 
 # --- a tiny classifier, all four formats --------------------------------------------------------------------
@@ -58,8 +62,12 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Recipe, list[A
     from edgekit.convert.pipeline import convert_recipe
 
     # width 12: an ONNX no other test makes, so this run really converts
-    path = write_recipe(tmp_path_factory.mktemp("cls"), "cls", formats=[f.value for f in TFLITE],
-                        model={"kind": "torch", "builder": "edgekit.zoo.tiny:build", "args": {"width": 12}})
+    path = write_recipe(
+        tmp_path_factory.mktemp("cls"),
+        "cls",
+        formats=[f.value for f in TFLITE],
+        model={"kind": "torch", "builder": "edgekit.zoo.tiny:build", "args": {"width": 12}},
+    )
     recipe = load_recipe(path)
     start = time.perf_counter()
     artifacts = convert_recipe(recipe)
@@ -77,7 +85,9 @@ def test_every_tflite_format_is_converted_in_one_run_and_passes_its_gate(classif
     assert fid[Format.TFLITE_FP32]["max_abs_error"] < 1e-4
     assert fid[Format.TFLITE_FP16]["cosine"] >= 0.999
     assert fid[Format.TFLITE_INT8]["cosine"] >= 0.95
-    assert all(f["top1_agreement"] >= 0.75 and f["gates"]["passed"] and f["gates"]["checks"] for f in fid.values())
+    assert all(
+        f["top1_agreement"] >= 0.75 and f["gates"]["passed"] and f["gates"]["checks"] for f in fid.values()
+    )
     assert fid[Format.TFLITE_FP32]["max_abs_error"] < fid[Format.TFLITE_INT8]["max_abs_error"]
 
 
@@ -136,7 +146,11 @@ def test_cli_table_and_exit_codes(classifier: Any, tmp_path: Path) -> None:
     assert kept.returncode == 0, kept.stderr
     assert "1 from the cache - no conversion work" in kept.stdout
     record = json.loads(out.read_text())["artifacts"][0]
-    assert record["status"] == "failed" and record["cached"] and record["fidelity"]["gates"]["checks"][0]["value"] > 0.99
+    assert (
+        record["status"] == "failed"
+        and record["cached"]
+        and record["fidelity"]["gates"]["checks"][0]["value"] > 0.99
+    )
 
 
 # --- a tiny detector: two outputs, per-tensor INT8 with int8 input and output -------------------------------
@@ -144,12 +158,24 @@ def test_cli_table_and_exit_codes(classifier: Any, tmp_path: Path) -> None:
 def test_detector_int8_io_per_tensor(tmp_path: Path) -> None:
     from edgekit.convert.pipeline import convert_recipe
 
-    path = write_recipe(tmp_path, "det", task="detect", formats=["tflite-int8"], outputs=["boxes", "scores"],
-                        model={"kind": "torch", "builder": "edgekit.zoo.tiny:build_detector"},
-                        int8={"granularity": "per-tensor", "io": "int8"},
-                        evaluation={"data": {"kind": "builder", "builder": "edgekit.zoo.shapes:test_set",
-                                             "args": {"size": 32}, "samples": 4},
-                                    "gates": {"int8": {"min_cosine": 0.95}}})
+    path = write_recipe(
+        tmp_path,
+        "det",
+        task="detect",
+        formats=["tflite-int8"],
+        outputs=["boxes", "scores"],
+        model={"kind": "torch", "builder": "edgekit.zoo.tiny:build_detector"},
+        int8={"granularity": "per-tensor", "io": "int8"},
+        evaluation={
+            "data": {
+                "kind": "builder",
+                "builder": "edgekit.zoo.shapes:test_set",
+                "args": {"size": 32},
+                "samples": 4,
+            },
+            "gates": {"int8": {"min_cosine": 0.95}},
+        },
+    )
     (art,) = convert_recipe(load_recipe(path), keep_going=True)
     assert art.status == "ok", art.error
     interp = interpreter(art)

@@ -26,7 +26,9 @@ CHANNELS, SIZE = 16, 32
 @pytest.fixture(scope="module")
 def plugin() -> Path:
     if not plugin_build.is_built():
-        pytest.fail("the counting plugin is not built: run `edgekit emu build-plugin` (make test's set-up does)")
+        pytest.fail(
+            "the counting plugin is not built: run `edgekit emu build-plugin` (make test's set-up does)"
+        )
     return plugin_build.plugin_path()
 
 
@@ -38,8 +40,11 @@ def write_chain(stem: Path, layers: int) -> Path:
     for i in range(layers):
         n = CHANNELS * CHANNELS * 9
         lines.append(f"Convolution conv{i} 1 1 b{i} b{i + 1} 0={CHANNELS} 1=3 4=1 5=1 6={n} 9=1")
-        blobs += [struct.pack("<I", 0), (rng.standard_normal(n) * 0.05).astype("<f4").tobytes(),
-                  np.zeros(CHANNELS, "<f4").tobytes()]
+        blobs += [
+            struct.pack("<I", 0),
+            (rng.standard_normal(n) * 0.05).astype("<f4").tobytes(),
+            np.zeros(CHANNELS, "<f4").tobytes(),
+        ]
     stem.with_suffix(".param").write_text("\n".join(lines) + "\n")
     stem.with_suffix(".bin").write_bytes(b"".join(blobs))
     return stem.with_suffix(".param")
@@ -73,8 +78,18 @@ def test_each_window_appends_one_line(plugin: Path, tmp_path: Path) -> None:
     exe.chmod(0o755)
     out = tmp_path / "counts.txt"
     for _ in range(2):
-        subprocess.run([str(plugin_build.counting_qemu()), "-cpu", "cortex-a76", "-plugin", f"{plugin},out={out}",
-                        str(exe)], check=True, timeout=60)
+        subprocess.run(
+            [
+                str(plugin_build.counting_qemu()),
+                "-cpu",
+                "cortex-a76",
+                "-plugin",
+                f"{plugin},out={out}",
+                str(exe),
+            ],
+            check=True,
+            timeout=60,
+        )
     want = selftest.expected(500)
     # the total, the one thread's share, then the mix: 501 branches (b.ne x500, svc), 502 integer (movz, subs)
     assert out.read_text().splitlines() == [f"{want} {want} ; 0 0 0 501 502"] * 2
@@ -87,8 +102,9 @@ def test_threads_split_the_count_and_the_busiest_thread_is_kept(plugin: Path, tm
     from edgekit.emu.plugin.counting import CountJob, count_artifacts
 
     param = write_chain(tmp_path / "chain", 4)
-    (res,) = count_artifacts([CountJob(param, threads=2, input_shape=[1, CHANNELS, SIZE, SIZE], repeat=1)],
-                             "pi4-emu")
+    (res,) = count_artifacts(
+        [CountJob(param, threads=2, input_shape=[1, CHANNELS, SIZE, SIZE], repeat=1)], "pi4-emu"
+    )
     (split,) = res.per_thread
     assert len(split) >= 2 and sum(split) == res.per_invoke[0]
     assert res.instructions / 2 <= res.busiest_thread < res.instructions
@@ -98,8 +114,12 @@ def test_plugin_without_out_argument_is_refused(plugin: Path, tmp_path: Path) ->
     exe = tmp_path / "marks"
     exe.write_bytes(selftest.program(10))
     exe.chmod(0o755)
-    proc = subprocess.run([str(plugin_build.counting_qemu()), "-plugin", str(plugin), str(exe)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(plugin_build.counting_qemu()), "-plugin", str(plugin), str(exe)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0 and "out=PATH" in proc.stderr
 
 
@@ -120,8 +140,10 @@ def ncnn_counts(plugin: Path, tmp_path_factory: pytest.TempPathFactory) -> list[
     from edgekit.emu.plugin.counting import CountJob, count_artifacts
 
     folder = tmp_path_factory.mktemp("chains")
-    jobs = [CountJob(write_chain(folder / f"chain{n}", n), input_shape=[1, CHANNELS, SIZE, SIZE], repeat=2)
-            for n in (4, 8)]
+    jobs = [
+        CountJob(write_chain(folder / f"chain{n}", n), input_shape=[1, CHANNELS, SIZE, SIZE], repeat=2)
+        for n in (4, 8)
+    ]
     return [[r.per_invoke for r in count_artifacts(jobs, "pi4-emu")] for _ in range(2)]
 
 
@@ -145,13 +167,20 @@ def test_tflite_counts_repeat_and_scale(plugin: Path, tmp_path: Path) -> None:
 
     small, large = tmp_path / "conv2.tflite", tmp_path / "conv4.tflite"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    subprocess.run([sys.executable, "-c", TFLITE_SCRIPT, str(small), str(large)], check=True,
-                   capture_output=True, env=env, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", TFLITE_SCRIPT, str(small), str(large)],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     a, c = count_artifacts([CountJob(small), CountJob(large)], "pi4-emu")
     b, _ = count_artifacts([CountJob(small), CountJob(large)], "pi4-emu")
     (alone,) = count_artifacts([CountJob(small)], "pi4-emu")
     assert a.per_invoke == b.per_invoke and a.runtime == "ai_edge_litert"  # same jobs, same order: exact
-    assert abs(alone.instructions / a.instructions - 1) < 1e-4  # other jobs shift the heap: a few instructions
+    assert (
+        abs(alone.instructions / a.instructions - 1) < 1e-4
+    )  # other jobs shift the heap: a few instructions
     assert 1.8 < c.instructions / a.instructions < 2.1, (a.instructions, c.instructions)
     assert a.to_dict()["label"].startswith("guest instruction count")
 
@@ -164,8 +193,13 @@ def test_tflite_profile_counts_each_op_of_a_conv_chain(plugin: Path, tmp_path: P
 
     small, large = tmp_path / "conv2.tflite", tmp_path / "conv4.tflite"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    subprocess.run([sys.executable, "-c", TFLITE_SCRIPT, str(small), str(large)], check=True,
-                   capture_output=True, env=env, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", TFLITE_SCRIPT, str(small), str(large)],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     rows = op_rows(read_model(large))
     assert [r["type"] for r in rows] == ["CONV_2D"] * 4 and rows[-1]["shape"] == [1, 32, 32, 16]
     prof = profile_tflite(large, "pi4-emu")

@@ -56,7 +56,9 @@ def corrupt(art: Artifact, folder: Path) -> Artifact:
     broken = folder / "model.tflite"
     data = art.main_file.read_bytes()
     broken.write_bytes(data[:64] + bytes(b ^ 0x5A for b in data[64:200]) + data[200:])
-    return Artifact(art.format, [broken], key=f"broken-{art.key}", size_bytes=len(data), fidelity=art.fidelity)
+    return Artifact(
+        art.format, [broken], key=f"broken-{art.key}", size_bytes=len(data), fidelity=art.fidelity
+    )
 
 
 def measurements(run: TargetRun) -> dict[tuple[str, int], object]:
@@ -65,12 +67,19 @@ def measurements(run: TargetRun) -> dict[tuple[str, int], object]:
 
 
 @pytest.mark.integration
-def test_deploy_tiny_to_pi4_emu_and_host(pi4_emu: Target, tiny_artifacts: list[Artifact], tmp_path: Path) -> None:
+def test_deploy_tiny_to_pi4_emu_and_host(
+    pi4_emu: Target, tiny_artifacts: list[Artifact], tmp_path: Path
+) -> None:
     arts = [corrupt(a, tmp_path / "broken") if a.format is Format.TFLITE_INT8 else a for a in tiny_artifacts]
     json_path = tmp_path / "deploy.json"
     seen: list[str] = []
-    result = deploy(load_recipe(TINY), [pi4_emu], DeployOptions(repeat=3, warmup=1, threads=(1,), samples=4,
-                                                                json_path=json_path), seen.append, arts)
+    result = deploy(
+        load_recipe(TINY),
+        [pi4_emu],
+        DeployOptions(repeat=3, warmup=1, threads=(1,), samples=4, json_path=json_path),
+        seen.append,
+        arts,
+    )
     runs = {r.target: r for r in result.runs}
     assert set(runs) == {"pi4-emu", "host"}
     pi4, host = runs["pi4-emu"], runs["host"]
@@ -106,7 +115,7 @@ def test_deploy_tiny_to_pi4_emu_and_host(pi4_emu: Target, tiny_artifacts: list[A
     assert pi4.estimates["ncnn-int8 x1"]["status"] == "ok"
     est = pi4.estimates["ncnn-fp32 x1"]
     assert est["low_ms"] < est["estimate_ms"] < est["high_ms"] and est["label"].startswith("estimate")
-    section = text[text.index("tiny on pi4-emu"):]  # one stacked table per target
+    section = text[text.index("tiny on pi4-emu") :]  # one stacked table per target
     row = next(line for line in section.splitlines() if line.startswith("│ ncnn-fp32"))
     assert f"~{est['estimate_ms']:.3g}" in row
     verbose = _render(result, verbose=True)
@@ -114,37 +123,84 @@ def test_deploy_tiny_to_pi4_emu_and_host(pi4_emu: Target, tiny_artifacts: list[A
 
 
 @pytest.mark.integration
-def test_cli_deploy_host_only_exits_zero_when_everything_passes(tiny_artifacts: list[Artifact],
-                                                                tmp_path: Path) -> None:
+def test_cli_deploy_host_only_exits_zero_when_everything_passes(
+    tiny_artifacts: list[Artifact], tmp_path: Path
+) -> None:
     out = tmp_path / "host.json"
-    done = subprocess.run([sys.executable, "-m", "edgekit", "deploy", str(TINY), "--format", "tflite-fp32",
-                           "--format", "ncnn-fp32", "--threads", "1,2", "--repeat", "4", "--warmup", "1",
-                           "--json", str(out), "--no-store"], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "COLUMNS": "200"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "deploy",
+            str(TINY),
+            "--format",
+            "tflite-fp32",
+            "--format",
+            "ncnn-fp32",
+            "--threads",
+            "1,2",
+            "--repeat",
+            "4",
+            "--warmup",
+            "1",
+            "--json",
+            str(out),
+            "--no-store",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = DeployResult.model_validate_json(out.read_text())
     assert result.ok and [r.target for r in result.runs] == ["host"]
     assert result.benchmark["threads"] == [1, 2] and result.benchmark["repeat"] == 4
     assert {(m.artifact, m.threads) for m in result.runs[0].agent.measurements} == {  # type: ignore[union-attr]
-        (a, t) for a in ("tflite-fp32", "ncnn-fp32") for t in (1, 2)}
+        (a, t) for a in ("tflite-fp32", "ncnn-fp32") for t in (1, 2)
+    }
     assert "tflite-fp32" in done.stdout and "ok" in done.stdout
 
 
 @pytest.mark.integration
-def test_failed_targets_are_recorded_and_the_others_kept(tiny_artifacts: list[Artifact], tmp_path: Path) -> None:
-    unreachable = Target(name="nowhere", transport=TransportKind.SSH, host="127.0.0.1", port=_closed_port(),
-                         user="nobody", connect_timeout=3)
+def test_failed_targets_are_recorded_and_the_others_kept(
+    tiny_artifacts: list[Artifact], tmp_path: Path
+) -> None:
+    unreachable = Target(
+        name="nowhere",
+        transport=TransportKind.SSH,
+        host="127.0.0.1",
+        port=_closed_port(),
+        user="nobody",
+        connect_timeout=3,
+    )
     shim = tmp_path / "crash_shim.py"
     shim.write_text(CRASH_SHIM)
-    crashy = Target(name="crashy", transport=TransportKind.LOCAL, python=f"{sys.executable} {shim}",
-                    work_dir=str(tmp_path / "crashy"), runtimes=["ai_edge_litert", "ncnn"])
-    no_python = Target(name="no-python", transport=TransportKind.LOCAL, python=str(tmp_path / "missing-python3"),
-                       work_dir=str(tmp_path / "no-python"))
+    crashy = Target(
+        name="crashy",
+        transport=TransportKind.LOCAL,
+        python=f"{sys.executable} {shim}",
+        work_dir=str(tmp_path / "crashy"),
+        runtimes=["ai_edge_litert", "ncnn"],
+    )
+    no_python = Target(
+        name="no-python",
+        transport=TransportKind.LOCAL,
+        python=str(tmp_path / "missing-python3"),
+        work_dir=str(tmp_path / "no-python"),
+    )
     json_path = tmp_path / "partial.json"
-    result = deploy(load_recipe(TINY), [unreachable, crashy, no_python], DeployOptions(repeat=2, warmup=0, threads=(1,),
-                                                                            json_path=json_path),
-                    artifacts=[a for a in tiny_artifacts if a.format in (Format.TFLITE_FP32, Format.TFLITE_INT8,
-                                                                           Format.NCNN_FP32)])
+    result = deploy(
+        load_recipe(TINY),
+        [unreachable, crashy, no_python],
+        DeployOptions(repeat=2, warmup=0, threads=(1,), json_path=json_path),
+        artifacts=[
+            a
+            for a in tiny_artifacts
+            if a.format in (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_FP32)
+        ],
+    )
     runs = {r.target: r for r in result.runs}
     assert runs["nowhere"].status == "failed" and runs["nowhere"].error.startswith("connect:")  # type: ignore[union-attr]
     assert runs["host"].status == "ok" and all(m.status == "ok" for m in runs["host"].agent.measurements)  # type: ignore[union-attr]
@@ -155,8 +211,12 @@ def test_failed_targets_are_recorded_and_the_others_kept(tiny_artifacts: list[Ar
     assert len(runs["crashy"].agent.request["requests"]) == 3  # type: ignore[union-attr]  tflite, restart, ncnn
     assert not result.ok
     stored = DeployResult.model_validate_json(json_path.read_text())
-    assert {r.target: r.status for r in stored.runs} == {"nowhere": "failed", "crashy": "ok", "no-python": "failed",
-                                                         "host": "ok"}
+    assert {r.target: r.status for r in stored.runs} == {
+        "nowhere": "failed",
+        "crashy": "ok",
+        "no-python": "failed",
+        "host": "ok",
+    }
     assert "before measuring anything" in (runs["no-python"].error or "")
     assert "missing-python3" in (runs["no-python"].error or "")
 

@@ -12,8 +12,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = sorted([*REPO.glob("edgekit/**/*.py"), *REPO.glob("bench/*.py"), *REPO.glob("tests/**/*.py"),
-                  REPO / "README.md", *REPO.glob("docs/**/*.md"), REPO / "Makefile", REPO / "pyproject.toml"])
+SOURCES = sorted(
+    [
+        *REPO.glob("edgekit/**/*.py"),
+        *REPO.glob("bench/*.py"),
+        *REPO.glob("tests/**/*.py"),
+        REPO / "README.md",
+        *REPO.glob("docs/**/*.md"),
+        REPO / "Makefile",
+        REPO / "pyproject.toml",
+    ]
+)
 # a path inside the repo, as text cites one: docs/x.md, edgekit/estimate/data/ncnn-benchmark, bench/x.py
 CITED = re.compile(r"(?<![\w/.~$-])((?:docs|edgekit|bench|targets|recipes|examples)/[\w./-]*[\w/])")
 ELSEWHERE = re.compile(r"DESIGN\.md|shared/notes|shared notes|(?<!docs/)\bnotes/[\w-]+\.md")
@@ -42,8 +51,13 @@ def test_every_path_cited_is_in_the_repository() -> None:
 
 
 def test_no_reference_to_notes_outside_the_repository() -> None:
-    found = [f"{s.relative_to(REPO)}:{n}: {line.strip()}" for s in SOURCES if s.name != "test_docs.py"
-             for n, line in enumerate(s.read_text(errors="replace").splitlines(), 1) if ELSEWHERE.search(line)]
+    found = [
+        f"{s.relative_to(REPO)}:{n}: {line.strip()}"
+        for s in SOURCES
+        if s.name != "test_docs.py"
+        for n, line in enumerate(s.read_text(errors="replace").splitlines(), 1)
+        if ELSEWHERE.search(line)
+    ]
     assert not found, "\n".join(found)
 
 
@@ -68,11 +82,21 @@ def test_readme_examples_name_commands_and_options_that_exist(command: str) -> N
     argv = shlex.split(command.replace(".venv/bin/edgekit", "edgekit"))[1:]
     words = [a for a in argv if not a.startswith("-")]
     sub = [w for w in words[:2] if re.fullmatch(r"[a-z]+", w)]
-    out = subprocess.run([sys.executable, "-m", "edgekit", *sub[:1], "--help"], capture_output=True, text=True,
-                         timeout=120, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", *sub[:1], "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     if len(sub) > 1 and sub[1] in out.stdout:  # a group (emu, targets, runs): the sub-command's own help
-        out = subprocess.run([sys.executable, "-m", "edgekit", *sub[:2], "--help"], capture_output=True,
-                             text=True, timeout=120, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+        out = subprocess.run(
+            [sys.executable, "-m", "edgekit", *sub[:2], "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        )
     for option in (a.split("=")[0] for a in argv if a.startswith("--")):
         assert option in out.stdout, f"{command}: {option} is not an option of `edgekit {' '.join(sub)}`"

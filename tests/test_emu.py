@@ -106,8 +106,14 @@ def test_up_twice_is_harmless_and_down_leaves_nothing() -> None:
     client = paramiko.SSHClient()
     client.load_host_keys(first.known_hosts)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect("127.0.0.1", first.port, username=first.user, key_filename=first.client_key,
-                   look_for_keys=False, allow_agent=False)
+    client.connect(
+        "127.0.0.1",
+        first.port,
+        username=first.user,
+        key_filename=first.client_key,
+        look_for_keys=False,
+        allow_agent=False,
+    )
     # a session still running the emulated python, and an orphan that left its session
     client.exec_command(f"{first.python} -c 'import time; time.sleep(300)'")
     client.exec_command(f"nohup {first.python} -c 'import time; time.sleep(301)' >/dev/null 2>&1 &")
@@ -119,7 +125,9 @@ def test_up_twice_is_harmless_and_down_leaves_nothing() -> None:
     assert down(name) is True
     client.close()
     assert _live(str(dev.sysroot)) == [] and _live(str(dev.sshd_config)) == []
-    assert [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE] == []
+    assert [
+        p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ] == []
     assert running_state(name) is None and down(name) is False
     if was_running:
         up(name, lambda _m: None)
@@ -146,14 +154,26 @@ def test_targets_setup_pushes_wheels_to_a_bare_board(pi4_emu, tmp_path) -> None:
     bare_python = f"qemu-aarch64-static -cpu cortex-a72 -L {sysroot} {sysroot}/usr/bin/python3.11"
     path = tmp_path / "bare.yaml"
     path.write_text(f"name: bare\ntransport: ssh\nruntimes: [numpy]\npython: {bare_python}\n")
-    board = load_target(path, {"host": "127.0.0.1", "port": str(pi4_emu.port), "user": pi4_emu.user,
-                               "key": str(pi4_emu.key), "known_hosts": str(pi4_emu.known_hosts),
-                               "work_dir": str(tmp_path / "board")}, ssh_config=tmp_path / "none")
+    board = load_target(
+        path,
+        {
+            "host": "127.0.0.1",
+            "port": str(pi4_emu.port),
+            "user": pi4_emu.user,
+            "key": str(pi4_emu.key),
+            "known_hosts": str(pi4_emu.known_hosts),
+            "work_dir": str(tmp_path / "board"),
+        },
+        ssh_config=tmp_path / "none",
+    )
     messages: list[str] = []
     info = setup_target(board, messages.append)
     assert info.raw["machine"] == "aarch64" and info.runtimes["numpy"] == "1.26.4"
     assert any("pushed 1 wheels" in m for m in messages)
     with open_transport(board) as transport:
-        res = transport.run([*bare_python.split(), "-c", "import numpy; print(numpy.zeros(3).sum())"],
-                            timeout=120, env={"PYTHONPATH": str(tmp_path / "board" / "site")})
+        res = transport.run(
+            [*bare_python.split(), "-c", "import numpy; print(numpy.zeros(3).sum())"],
+            timeout=120,
+            env={"PYTHONPATH": str(tmp_path / "board" / "site")},
+        )
     assert res.ok and res.stdout.strip() == "0.0", res.stderr

@@ -32,17 +32,30 @@ def write_onnx(path: Path, layers: int) -> Path:
     nodes, inits = [], []
     x = "x"
     for i in range(layers):
-        inits += [numpy_helper.from_array(rng.standard_normal((CHANNELS, CHANNELS, 3, 3)).astype(np.float32), f"w{i}"),
-                  numpy_helper.from_array(np.zeros(CHANNELS, np.float32), f"b{i}")]
-        nodes += [helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
-                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        inits += [
+            numpy_helper.from_array(
+                rng.standard_normal((CHANNELS, CHANNELS, 3, 3)).astype(np.float32), f"w{i}"
+            ),
+            numpy_helper.from_array(np.zeros(CHANNELS, np.float32), f"b{i}"),
+        ]
+        nodes += [
+            helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"c{i}"], [f"r{i}"]),
+        ]
         x = f"r{i}"
     inits.append(numpy_helper.from_array(rng.standard_normal((CHANNELS, 10)).astype(np.float32), "fc"))
-    nodes += [helper.make_node("GlobalAveragePool", [x], ["gap"]), helper.make_node("Flatten", ["gap"], ["flat"]),
-              helper.make_node("MatMul", ["flat", "fc"], ["y"])]
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                             [1, CHANNELS, SIZE, SIZE])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+    nodes += [
+        helper.make_node("GlobalAveragePool", [x], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "fc"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, CHANNELS, SIZE, SIZE])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        inits,
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
@@ -82,7 +95,9 @@ def test_roofline_bound_follows_the_board_specs(tmp_path: Path) -> None:
     four, eight = roofline(cost, pi4, 4), roofline(cost, pi4, 8)
     assert four.compute_ms == pytest.approx(one.compute_ms / 4)
     assert eight.compute_ms == four.compute_ms and eight.threads == 4  # 4 cores
-    assert roofline(cost, pi5, 1, Precision.FP16).compute_ms == pytest.approx(one.compute_ms * 4 / 16 * 1.8 / 2.4)
+    assert roofline(cost, pi5, 1, Precision.FP16).compute_ms == pytest.approx(
+        one.compute_ms * 4 / 16 * 1.8 / 2.4
+    )
     assert "not a measurement" in one.label
 
 
@@ -90,22 +105,29 @@ def test_cost_model_reproduces_its_cross_validated_error() -> None:
     """For every board x threads, the shipped cost model's leave-one-model-out errors on the 17 calibration models
     are what the README quotes (median and p90 bounds), and the interval it states held the published figure for
     at least its stated share of the held-out models (nested: each interval built without its model)."""
-    quoted = {("pi4", 1): (0.092, 0.212), ("pi4", 4): (0.156, 0.298),  # README: median, p90 |error|
-              ("pi5", 1): (0.097, 0.180), ("pi5", 4): (0.185, 0.334)}
+    quoted = {
+        ("pi4", 1): (0.092, 0.212),
+        ("pi4", 4): (0.156, 0.298),  # README: median, p90 |error|
+        ("pi5", 1): (0.097, 0.180),
+        ("pi5", 4): (0.185, 0.334),
+    }
     for (board, threads), (median, p90) in quoted.items():
-            method = cost_model.chosen(board, threads, ("instructions", "busiest", "params", "macs", "mix",
-                                                        "activation_bytes"))
-            cv = cost_model.cv_summary(method, board, threads)
-            assert cv["n"] == 17, (board, threads, cv)
-            assert cv["median"] <= median + 0.005 and cv["p90"] <= p90 + 0.005, (board, threads, cv)
-            assert cv["covered"] >= cost_model.INTERVAL_LEVEL * cv["n"], (board, threads, cv)
+        method = cost_model.chosen(
+            board, threads, ("instructions", "busiest", "params", "macs", "mix", "activation_bytes")
+        )
+        cv = cost_model.cv_summary(method, board, threads)
+        assert cv["n"] == 17, (board, threads, cv)
+        assert cv["median"] <= median + 0.005 and cv["p90"] <= p90 + 0.005, (board, threads, cv)
+        assert cv["covered"] >= cost_model.INTERVAL_LEVEL * cv["n"], (board, threads, cv)
 
 
 def test_single_ratio_baseline_is_worse_than_the_shipped_model() -> None:
     for board in ("pi4", "pi5"):
         method = cost_model.chosen(board, 1, ("instructions", "mix", "params", "activation_bytes"))
-        assert cost_model.cv_summary(method, board, 1, nested=False)["p90"] <= \
-            cost_model.cv_summary("ratio", board, 1, nested=False)["p90"]
+        assert (
+            cost_model.cv_summary(method, board, 1, nested=False)["p90"]
+            <= cost_model.cv_summary("ratio", board, 1, nested=False)["p90"]
+        )
 
 
 def test_interval_is_conformal_and_refuses_levels_the_data_cannot_support() -> None:
@@ -145,14 +167,25 @@ def test_roofline_stays_below_every_published_figure() -> None:
 
 
 def _measurement(threads: int, count: int | None) -> Measurement:
-    return Measurement(artifact="ncnn-fp16", format="ncnn-fp16", runtime="ncnn", threads=threads, status="ok",
-                       instructions_per_invoke=count)
+    return Measurement(
+        artifact="ncnn-fp16",
+        format="ncnn-fp16",
+        runtime="ncnn",
+        threads=threads,
+        status="ok",
+        instructions_per_invoke=count,
+    )
 
 
 def test_estimate_for_deploy_uses_counts_and_one_thread_reference(tmp_path: Path) -> None:
     param = write_chain(tmp_path / "chain", 2)
-    info = ArtifactInfo(id="ncnn-fp16", format="ncnn-fp16", files=[str(param), str(param.with_suffix(".bin"))],
-                        sha256="0", size_bytes=1)
+    info = ArtifactInfo(
+        id="ncnn-fp16",
+        format="ncnn-fp16",
+        files=[str(param), str(param.with_suffix(".bin"))],
+        sha256="0",
+        size_bytes=1,
+    )
     assert estimate_for(_measurement(1, None), info, "pi4")["status"] == "unavailable"
     one = estimate_for(_measurement(1, 100_000_000), info, "pi4")
     four = estimate_for(_measurement(4, 130_000_000), info, "pi4", reference=_measurement(1, 100_000_000))
@@ -162,7 +195,9 @@ def test_estimate_for_deploy_uses_counts_and_one_thread_reference(tmp_path: Path
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_roofline_command(tmp_path: Path) -> None:
@@ -179,7 +214,9 @@ def test_roofline_command(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_estimate_command_counts_once_and_reuses_the_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_estimate_command_counts_once_and_reuses_the_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edgekit.emu.plugin import build as plugin_build
 
     if not plugin_build.is_built():
@@ -195,8 +232,11 @@ def test_estimate_command_counts_once_and_reuses_the_count(tmp_path: Path, monke
     assert est["low_ms"] < est["estimate_ms"] < est["high_ms"] and est["interval_level"] == 0.8
     assert est["estimate_ms"] >= data["roofline"]["lower_bound_ms"]
     assert "default options" in data["runs_as"]  # a bare .param runs as benchncnn runs it
-    again = json.loads(_cli("estimate", str(param), "--board", "pi4", "--threads", "4", "--input-shape", shape,
-                            "--json").stdout)
+    again = json.loads(
+        _cli(
+            "estimate", str(param), "--board", "pi4", "--threads", "4", "--input-shape", shape, "--json"
+        ).stdout
+    )
     assert again["count"]["cached"] and again["count"]["instructions"] == data["count"]["instructions"]
     assert again["estimate"]["threads"] == 4
 

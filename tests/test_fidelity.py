@@ -16,9 +16,17 @@ rng = np.random.default_rng(0)
 
 def recipe(tmp_path: Path, task: str) -> Recipe:
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump({"name": "t", "task": task, "formats": ["tflite-fp32"],
-                                    "model": {"kind": "torch", "builder": "edgekit.zoo.tiny:build"},
-                                    "input": {"shape": [1, 3, 8, 8]}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "t",
+                "task": task,
+                "formats": ["tflite-fp32"],
+                "model": {"kind": "torch", "builder": "edgekit.zoo.tiny:build"},
+                "input": {"shape": [1, 3, 8, 8]},
+            }
+        )
+    )
     return load_recipe(path)
 
 
@@ -73,14 +81,20 @@ def test_classifier_numbers(tmp_path: Path) -> None:
     flipped[:3] = -flipped[:3]  # three samples change their top-1 (and their cosine becomes -1)
     worse = compare([("logits", logits)], [("logits", flipped)], r, labels)
     assert worse["top1_agreement"] == pytest.approx(0.7) and worse["top1_drop"] == pytest.approx(0.3)
-    assert worse["cosine"] == pytest.approx(0.4) and worse["outputs"]["logits"]["cosine_min"] == pytest.approx(-1)
+    assert worse["cosine"] == pytest.approx(0.4) and worse["outputs"]["logits"][
+        "cosine_min"
+    ] == pytest.approx(-1)
     assert worse["max_abs_error"] == pytest.approx(2 * np.abs(logits[:3]).max())
 
 
 def test_detector_identical_outputs_match_every_box_and_keep_map(tmp_path: Path) -> None:
     boxes, scores, labels = detector_outputs()
-    n = compare([("boxes", boxes), ("scores", scores)], [("boxes", boxes.copy()), ("scores", scores.copy())],
-                recipe(tmp_path, "detect"), labels)
+    n = compare(
+        [("boxes", boxes), ("scores", scores)],
+        [("boxes", boxes.copy()), ("scores", scores.copy())],
+        recipe(tmp_path, "detect"),
+        labels,
+    )
     assert n["boxes_reference"] == 3 and n["box_match"] == 1.0
     assert n["map50_reference"] == pytest.approx(1.0) and n["map50_drop"] == pytest.approx(0.0)
 
@@ -91,7 +105,9 @@ def test_detector_moved_or_relabelled_boxes_do_not_match(tmp_path: Path) -> None
     moved[:, 7] += 25  # IoU with the reference box well under 0.5
     r = recipe(tmp_path, "detect")
     n = compare([("boxes", boxes), ("scores", scores)], [("boxes", moved), ("scores", scores)], r, labels)
-    assert n["box_match"] == 0.0 and n["map50"] < 0.1 and n["map50_drop"] > 0.9  # noise boxes may hit by chance
+    assert (
+        n["box_match"] == 0.0 and n["map50"] < 0.1 and n["map50_drop"] > 0.9
+    )  # noise boxes may hit by chance
     other = scores.copy()
     other[:, 7, 1], other[:, 7, 2] = 0.0, 0.9  # same box, wrong class
     n = compare([("boxes", boxes), ("scores", scores)], [("boxes", boxes), ("scores", other)], r, None)
@@ -101,8 +117,12 @@ def test_detector_moved_or_relabelled_boxes_do_not_match(tmp_path: Path) -> None
 def test_detector_without_confident_boxes_has_no_box_match(tmp_path: Path) -> None:
     boxes, scores, _ = detector_outputs()
     scores[:] = 0.01
-    n = compare([("boxes", boxes), ("scores", scores)], [("boxes", boxes), ("scores", scores)],
-                recipe(tmp_path, "detect"), None)
+    n = compare(
+        [("boxes", boxes), ("scores", scores)],
+        [("boxes", boxes), ("scores", scores)],
+        recipe(tmp_path, "detect"),
+        None,
+    )
     assert n["box_match"] is None and n["boxes_reference"] == 0
 
 

@@ -33,11 +33,25 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
     for name in ("edgekit", "targets"):
-        shutil.copytree(REPO / name, source / name, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            REPO / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
     wheels = tmp / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-          str(source)], cwd=tmp)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
+        cwd=tmp,
+    )
     wheel = next(wheels.glob("edgekit-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "edgekit/targets/pi4-emu.yaml" in names and "edgekit/agent/agent.py" in names
@@ -48,8 +62,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     # the dependencies from this test's environment, appended after the venv's own site-packages (a plain path
     # line: that folder's .pth files, the editable edgekit's among them, are not run)
     (site / "zz-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps",
-          "--no-index", "-q", str(wheel)], cwd=tmp)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            str(wheel),
+        ],
+        cwd=tmp,
+    )
     work = tmp / "elsewhere"
     work.mkdir()
     return venv / "bin" / "edgekit", work
@@ -63,8 +90,16 @@ def _env(work: Path) -> dict[str, str]:
 def test_the_installed_edgekit_is_the_wheel_not_the_checkout(installed: tuple[Path, Path]) -> None:
     edgekit, work = installed
     python = edgekit.with_name("python")
-    out = _run([str(python), "-c", "import edgekit, edgekit.paths as p; print(edgekit.__file__); "
-                "print(p.source_checkout()); print(p.constraints_file())"], cwd=work, env=_env(work))
+    out = _run(
+        [
+            str(python),
+            "-c",
+            "import edgekit, edgekit.paths as p; print(edgekit.__file__); "
+            "print(p.source_checkout()); print(p.constraints_file())",
+        ],
+        cwd=work,
+        env=_env(work),
+    )
     where, checkout, constraints = out.stdout.split()
     assert where.startswith(str(python.parent.parent)) and str(REPO) not in where
     assert checkout == "None" and constraints == "None"

@@ -20,8 +20,13 @@ from edgekit.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "digits-keras.yaml"
-HOST_FORMATS = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.TFLITE_ONNX2TF_INT8, Format.NCNN_FP32,
-                Format.ONNX_FP32)
+HOST_FORMATS = (
+    Format.TFLITE_FP32,
+    Format.TFLITE_INT8,
+    Format.TFLITE_ONNX2TF_INT8,
+    Format.NCNN_FP32,
+    Format.ONNX_FP32,
+)
 
 
 def test_onnx2tf_route_formats_are_for_keras_sources_only(tmp_path: Path) -> None:
@@ -30,7 +35,9 @@ def test_onnx2tf_route_formats_are_for_keras_sources_only(tmp_path: Path) -> Non
     raw["formats"] = ["tflite-fp32", "tflite-onnx2tf-fp32"]
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(RecipeError, match=r"tflite-onnx2tf-fp32: the onnx2tf route .* for a `kind: keras` model"):
+    with pytest.raises(
+        RecipeError, match=r"tflite-onnx2tf-fp32: the onnx2tf route .* for a `kind: keras` model"
+    ):
         load_recipe(path, check_files=False)
 
 
@@ -100,7 +107,10 @@ def test_int8_io_of_a_keras_source(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(raw))
     (art,) = convert_recipe(load_recipe(path))
     interp = Interpreter(model_path=str(art.main_file))
-    assert interp.get_input_details()[0]["dtype"] == np.int8 and interp.get_output_details()[0]["dtype"] == np.int8
+    assert (
+        interp.get_input_details()[0]["dtype"] == np.int8
+        and interp.get_output_details()[0]["dtype"] == np.int8
+    )
     assert art.status == "ok" and art.fidelity["top1"] >= 0.97
 
 
@@ -112,11 +122,18 @@ def test_savedmodel_source(tmp_path: Path) -> None:
     saved = tmp_path / "saved"
     keras_file = ROOT / "edgekit" / "zoo" / "weights" / "digits-keras.keras"
     code = f"import keras; keras.models.load_model(r'{keras_file}').export(r'{saved}', verbose=False)"
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                   env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"},
+    )
     raw: dict[str, Any] = yaml.safe_load(RECIPE.read_text())
-    raw.update(formats=["tflite-fp32", "onnx-fp32"], model={"kind": "keras", "path": str(saved)},
-               outputs=["output_0"])  # the output's name in Keras's serving signature
+    raw.update(
+        formats=["tflite-fp32", "onnx-fp32"],
+        model={"kind": "keras", "path": str(saved)},
+        outputs=["output_0"],
+    )  # the output's name in Keras's serving signature
     raw["evaluation"]["data"]["samples"] = 50
     path = tmp_path / "saved.yaml"
     path.write_text(yaml.safe_dump(raw))

@@ -40,9 +40,11 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_rig.Rig]:
     (targets / "lab.yaml").write_text(
         f"# the team's lab defaults: lab:TAG=VALUE targets start from these\nlab: {{coordinator: '{started.coordinator}', "
         f"wait_s: 60}}\nkey: {started.client_key}\naccept_new: true\nruntimes: [ai_edge_litert, ncnn]\n"
-        "benchmark_cap: {threads: [1], repeat: 2, warmup: 0, samples: 2}\n")
+        "benchmark_cap: {threads: [1], repeat: 2, warmup: 0, samples: 2}\n"
+    )
     (targets / "lab-strict.yaml").write_text(
-        f"lab: {{coordinator: '{started.coordinator}', tags: {{board: pi4}}}}\nkey: {started.client_key}\n")
+        f"lab: {{coordinator: '{started.coordinator}', tags: {{board: pi4}}}}\nkey: {started.client_key}\n"
+    )
     old = os.environ.get("EDGEKIT_TARGETS_DIR")
     os.environ["EDGEKIT_TARGETS_DIR"] = str(targets)
     try:
@@ -69,7 +71,10 @@ def wait_free(rig: lab_rig.Rig, place: str, timeout_s: float = 20.0) -> float:
 
 
 def test_inline_spec_and_holder_wording() -> None:
-    assert parse_inline("lab:board=pi4:rack=2") == ({"tags": {"board": "pi4", "rack": "2"}}, "lab-board-pi4-rack-2")
+    assert parse_inline("lab:board=pi4:rack=2") == (
+        {"tags": {"board": "pi4", "rack": "2"}},
+        "lab-board-pi4-rack-2",
+    )
     assert parse_inline("lab:name=pi4-03")[0] == {"tags": {}, "place": "pi4-03"}
     place = Place("pi4-a", {}, "ws1/alice.edgekit-4242-99", 130.0, "", None)
     assert holder_text(place) == "ws1/alice (edgekit pid 4242) for 2 min"
@@ -158,7 +163,9 @@ def test_a_place_held_by_someone_else_makes_edgekit_wait_then_time_out(rig: lab_
         with pytest.raises(LabWaitTimeout, match=r"no free place with board=pi5.*pi5-a held by \S+/bob"):
             ensure_device(load_target("lab:board=pi5", ["lab.wait_s=2"]), said.append)
         assert 2.0 <= time.monotonic() - start < 10.0
-        assert any("waiting for a free place with board=pi5" in s and "held by" in s and "/bob" in s for s in said)
+        assert any(
+            "waiting for a free place with board=pi5" in s and "held by" in s and "/bob" in s for s in said
+        )
         refused = CliRunner().invoke(app, ["lab", "release", "pi5-a", "-x", rig.coordinator])
         assert isinstance(refused.exception, UsageError) and "not a dead edgekit" in str(refused.exception)
     finally:
@@ -218,8 +225,12 @@ def read_until(proc: subprocess.Popen[str], key: str) -> dict[str, object]:
 def test_concurrent_edgekit_runs_never_share_a_place(rig: lab_rig.Rig, tmp_path: Path) -> None:
     script = tmp_path / "hold.py"
     script.write_text(HOLD_SCRIPT)
-    procs = [subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "1.0"], stdout=subprocess.PIPE,
-                              text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), "lab:board=pi5", "1.0"], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     spans = []
     for proc in procs:
         out, _ = proc.communicate(timeout=90)
@@ -236,15 +247,21 @@ def test_killed_edgekit_leaves_no_place_acquired(rig: lab_rig.Rig, tmp_path: Pat
     script.write_text(HOLD_SCRIPT)
     # SIGKILL of edgekit's whole process group: its holder (in a session of its own by then) sees its stdin
     # close and releases
-    proc = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "300"], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "lab:board=pi5", "300"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     read_until(proc, "place")
     assert holders(rig)["pi5-a"] is not None
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
     assert wait_free(rig, "pi5-a") < 5.0
     # SIGKILL of edgekit and its holder together (power loss): the next edgekit on this host releases the stale hold
-    proc = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "300"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "lab:board=pi5", "300"], stdout=subprocess.PIPE, text=True
+    )
     held = read_until(proc, "helper")
     os.kill(int(str(held["helper"])), signal.SIGKILL)
     proc.kill()
@@ -271,19 +288,28 @@ def test_ctrl_c_while_waiting_releases_nothing_it_did_not_take(rig: lab_rig.Rig,
     script.write_text(HOLD_SCRIPT)
     wait_script = tmp_path / "wait.py"
     wait_script.write_text(WAIT_SCRIPT)
-    other = subprocess.Popen([sys.executable, str(script), "lab:board=pi5", "60"], stdout=subprocess.PIPE, text=True)
+    other = subprocess.Popen(
+        [sys.executable, str(script), "lab:board=pi5", "60"], stdout=subprocess.PIPE, text=True
+    )
     read_until(other, "place")
     first_holder = holders(rig)["pi5-a"]
     # a terminal's Ctrl-C: SIGINT to the waiting edgekit's process group (its holder helper is in it while waiting)
-    waiter = subprocess.Popen([sys.executable, str(wait_script), "lab:board=pi5"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    waiter = subprocess.Popen(
+        [sys.executable, str(wait_script), "lab:board=pi5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     said = read_until(waiter, "said")
     while "waiting for a free place" not in str(said["said"]):
         said = read_until(waiter, "said")
     os.killpg(waiter.pid, signal.SIGINT)
     ended = read_until(waiter, "session")
     waiter.communicate(timeout=30)
-    assert ended["session"] == "Interrupted" and float(str(ended["after_s"])) < 5.0, ended  # the wait ended at once
+    assert ended["session"] == "Interrupted" and float(str(ended["after_s"])) < 5.0, (
+        ended
+    )  # the wait ended at once
     assert holders(rig)["pi5-a"] == first_holder  # still the first run's
     other.kill()
     other.communicate(timeout=30)
@@ -295,8 +321,10 @@ def test_nightly_spreads_the_matrix_over_every_free_place(rig: lab_rig.Rig, tmp_
 
     recipes = tmp_path / "recipes"
     recipes.mkdir()
-    text = TINY.read_text().replace("formats: [tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, ncnn-fp32, "
-                                    "ncnn-fp16, ncnn-int8]", "formats: [ncnn-fp32]")
+    text = TINY.read_text().replace(
+        "formats: [tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, ncnn-fp32, ncnn-fp16, ncnn-int8]",
+        "formats: [ncnn-fp32]",
+    )
     for name in ("tiny-a", "tiny-b"):
         (recipes / f"{name}.yaml").write_text(text.replace("name: tiny\n", f"name: {name}\n"))
     store = f"sqlite:///{tmp_path / 'lab.sqlite'}"
@@ -306,7 +334,10 @@ def test_nightly_spreads_the_matrix_over_every_free_place(rig: lab_rig.Rig, tmp_
     done = outcome.lab
     assert done is not None and not outcome.failures, outcome.failures
     assert done.board_type == {"pi4-a": "lab:board=pi4", "pi4-b": "lab:board=pi4"}  # every free pi4
-    assert sorted(j for b in ("pi4-a", "pi4-b") for j in done.jobs.get(b, [])) == ["tiny-a.yaml", "tiny-b.yaml"]
+    assert sorted(j for b in ("pi4-a", "pi4-b") for j in done.jobs.get(b, [])) == [
+        "tiny-a.yaml",
+        "tiny-b.yaml",
+    ]
     assert done.deploy_s < sum(done.board_seconds.values())  # the boards worked at the same time
     assert all(h is None for h in holders(rig).values())  # every place given back
     from edgekit.store import open_store
@@ -317,7 +348,10 @@ def test_nightly_spreads_the_matrix_over_every_free_place(rig: lab_rig.Rig, tmp_
     assert boards <= {"pi4-a", "pi4-b"} and boards
     assert any(line.startswith("lab: 2 board(s)") for line in outcome.lab_lines)
     assert any("lab:board=pi4: 2 board(s)" in line for line in outcome.lab_lines)
-    assert "## Lab: boards and board types" in summary.read_text() and "pi4-a (lab:board=pi4)" in summary.read_text()
+    assert (
+        "## Lab: boards and board types" in summary.read_text()
+        and "pi4-a (lab:board=pi4)" in summary.read_text()
+    )
     listing = CliRunner().invoke(app, ["lab", "--store", store], terminal_width=200)
     assert listing.exit_code == 0, listing.output
     for place in ("pi4-a", "pi4-b", "pi5-a"):
@@ -330,15 +364,37 @@ def test_a_board_slower_than_its_siblings_is_flagged_with_clocks_and_temperature
     from edgekit.results import AgentResult, CpuFreq, DeployResult, DeviceFacts, Measurement, TargetRun
 
     def run(board: str, ms: float, temp: float) -> TargetRun:
-        facts = DeviceFacts(machine="aarch64", cpu_model="Cortex-A72", cores=4, python="3.11", temperature_c=temp,
-                            freqs=[CpuFreq(cpu=0, governor="ondemand", cur_khz=600000, max_khz=1800000)])
-        m = Measurement(artifact="tflite-fp32", format="tflite-fp32", runtime="ai_edge_litert", threads=1,
-                        status="ok", samples_ms=[ms, ms * 1.01, ms * 0.99])
-        return TargetRun(target=board, kind="ssh", emulated=False, status="ok",
-                         agent=AgentResult(started_at="t", facts_before=facts, measurements=[m]))
+        facts = DeviceFacts(
+            machine="aarch64",
+            cpu_model="Cortex-A72",
+            cores=4,
+            python="3.11",
+            temperature_c=temp,
+            freqs=[CpuFreq(cpu=0, governor="ondemand", cur_khz=600000, max_khz=1800000)],
+        )
+        m = Measurement(
+            artifact="tflite-fp32",
+            format="tflite-fp32",
+            runtime="ai_edge_litert",
+            threads=1,
+            status="ok",
+            samples_ms=[ms, ms * 1.01, ms * 0.99],
+        )
+        return TargetRun(
+            target=board,
+            kind="ssh",
+            emulated=False,
+            status="ok",
+            agent=AgentResult(started_at="t", facts_before=facts, measurements=[m]),
+        )
 
-    result = DeployResult(recipe="tiny", recipe_path="tiny.yaml", recipe_sha256="0", started_at="t",
-                          runs=[run("pi4-a", 10.0, 50), run("pi4-b", 10.4, 52), run("pi4-c", 13.0, 81)])
+    result = DeployResult(
+        recipe="tiny",
+        recipe_path="tiny.yaml",
+        recipe_sha256="0",
+        started_at="t",
+        runs=[run("pi4-a", 10.0, 50), run("pi4-b", 10.4, 52), run("pi4-c", 13.0, 81)],
+    )
     found = board_spread([result], dict.fromkeys(("pi4-a", "pi4-b", "pi4-c"), "board=pi4"))
     assert [s.board for s in found.slow] == ["pi4-c"]
     line = found.slow[0].line()

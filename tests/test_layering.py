@@ -12,7 +12,9 @@ from types import ModuleType
 def _loads(module: str, heavy: str) -> bool:
     """Whether importing `module` in a fresh interpreter puts `heavy` in sys.modules."""
     code = f"import sys, {module}; print({heavy!r} in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     return out.stdout.strip() == "True"
 
 
@@ -44,10 +46,19 @@ def _import_graph() -> ModuleType:
 # them, one cycle through 12 packages). Each is inside a function. Fix one, then remove it here: the test fails on a
 # listed edge that no longer exists, and on any cycle the list does not explain.
 KNOWN_BACK_EDGES = {
-    ("formats", "runtimes"): "Format.runtime asks the runtime registry (formats.py); runtimes build on formats",
+    (
+        "formats",
+        "runtimes",
+    ): "Format.runtime asks the runtime registry (formats.py); runtimes build on formats",
     ("runtimes", "convert"): "the ncnn runtime runs models through convert/ncnn/runtime.py's NcnnModel",
-    ("convert", "fidelity"): "the conversion pipeline runs the fidelity check, which reads convert's artifacts",
-    ("emu", "lab"): "emu.device.ensure_device acquires lab places too, and the lab's test rig builds emulated boards",
+    (
+        "convert",
+        "fidelity",
+    ): "the conversion pipeline runs the fidelity check, which reads convert's artifacts",
+    (
+        "emu",
+        "lab",
+    ): "emu.device.ensure_device acquires lab places too, and the lab's test rig builds emulated boards",
 }
 
 
@@ -55,18 +66,26 @@ def test_no_import_cycle_between_edgekits_packages_but_the_known_back_edges() ->
     graph_module = _import_graph()
     graph = graph_module.graph(graph_module.edges())
     for source, target in KNOWN_BACK_EDGES:
-        assert target in graph.get(source, set()), f"{source} -> {target} is gone: remove it from KNOWN_BACK_EDGES"
+        assert target in graph.get(source, set()), (
+            f"{source} -> {target} is gone: remove it from KNOWN_BACK_EDGES"
+        )
         graph[source].discard(target)
     cycles = graph_module.cycles(graph)
     examples = [" -> ".join(graph_module.shortest_cycle(graph, c[0], set(c))) for c in cycles]
-    assert not cycles, f"import cycles between edgekit's packages (python bench/import_graph.py --edges): {examples}"
+    assert not cycles, (
+        f"import cycles between edgekit's packages (python bench/import_graph.py --edges): {examples}"
+    )
 
 
 def test_target_and_transport_are_in_no_import_cycle() -> None:
     """target.py is configuration and transport/ only connects to what a target says: neither is in any cycle,
     counting imports inside functions."""
     graph_module = _import_graph()
-    tangled = {node for component in graph_module.cycles(graph_module.graph(graph_module.edges())) for node in component}
+    tangled = {
+        node
+        for component in graph_module.cycles(graph_module.graph(graph_module.edges()))
+        for node in component
+    }
     assert not tangled & {"target", "transport", "errors", "paths", "results"}, tangled
 
 
@@ -75,8 +94,9 @@ def test_the_graph_counts_imports_inside_functions_and_skips_type_checking_ones(
     pkg = tmp_path / "edgekit"
     (pkg / "a").mkdir(parents=True)
     (pkg / "a" / "__init__.py").write_text("def f():\n    from edgekit.b import x\n")
-    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from edgekit.a import y\n"
-                              "from . import c\n")
+    (pkg / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from edgekit.a import y\nfrom . import c\n"
+    )
     (pkg / "c.py").write_text("import edgekit.a\n")
     found = {(e.source, e.target, e.lazy) for e in graph_module.edges(pkg)}
     assert found == {("a", "b", True), ("b", "c", False), ("c", "a", False)}

@@ -72,8 +72,9 @@ def test_host_runner_and_agent_runner_agree(mnn_artifacts: list[Artifact], tmp_p
     x, _ = evaluation_inputs(load_recipe(TINY))
     for art in mnn_artifacts:
         ((name, host),) = spec_for(art.format).run_format(art.format, art.files, x[:2])
-        runner = agent.open_runner({"format": art.format.value, "files": [str(art.main_file)]}, str(tmp_path), 1,
-                                   "auto")
+        runner = agent.open_runner(
+            {"format": art.format.value, "files": [str(art.main_file)]}, str(tmp_path), 1, "auto"
+        )
         runner.set_input(x[0])
         runner.invoke()
         ((agent_name, y),) = runner.outputs()
@@ -95,11 +96,24 @@ def test_quantization_failure_is_a_named_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_deploy_mnn_to_pi4_emu_and_host(pi4_emu: object, mnn_artifacts: list[Artifact], tmp_path: Path) -> None:
+def test_deploy_mnn_to_pi4_emu_and_host(
+    pi4_emu: object, mnn_artifacts: list[Artifact], tmp_path: Path
+) -> None:
     from edgekit.deploy import DeployOptions, deploy
 
-    result = deploy(load_recipe(TINY), [pi4_emu], DeployOptions(repeat=2, warmup=1, threads=(1,), samples=4,  # type: ignore[list-item]
-                                                                formats=FORMATS), lambda m: None, mnn_artifacts)
+    result = deploy(
+        load_recipe(TINY),
+        [pi4_emu],
+        DeployOptions(
+            repeat=2,
+            warmup=1,
+            threads=(1,),
+            samples=4,  # type: ignore[list-item]
+            formats=FORMATS,
+        ),
+        lambda m: None,
+        mnn_artifacts,
+    )
     runs = {r.target: r for r in result.runs}
     pi4, host = runs["pi4-emu"], runs["host"]
     assert pi4.status == "ok" and host.status == "ok", (pi4.error, host.error)

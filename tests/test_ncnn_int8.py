@@ -94,8 +94,9 @@ def test_weight_scales_follow_ncnn2table() -> None:
     assert (rows, term) == (4, 2)
     np.testing.assert_allclose(scales, 31 / np.abs(w.reshape(4, -1)).max(1), rtol=1e-6)  # 6-bit Winograd rule
     strided = NcnnLayer("Convolution", "c", ["a"], ["b"], {"0": "4", "1": "3", "3": "2", "6": "72"})
-    np.testing.assert_allclose(weight_scales(strided, w, "per-channel")[1],
-                               127 / np.abs(w.reshape(4, -1)).max(1), rtol=1e-6)
+    np.testing.assert_allclose(
+        weight_scales(strided, w, "per-channel")[1], 127 / np.abs(w.reshape(4, -1)).max(1), rtol=1e-6
+    )
     dw = NcnnLayer("ConvolutionDepthWise", "d", ["a"], ["b"], {"0": "8", "1": "3", "6": "72", "7": "8"})
     assert weight_scales(dw, w, "per-channel")[0::2] == (8, 1)
     rows, scales, term = weight_scales(dw, w, "per-tensor")
@@ -106,7 +107,9 @@ def test_weight_scales_follow_ncnn2table() -> None:
 
 
 def _layer(kind: str, name: str, bottoms: list[str], tops: list[str], **params: str) -> NcnnLayer:
-    return NcnnLayer(kind, name, bottoms, tops, {k.lstrip("p").replace("m", "-"): v for k, v in params.items()})
+    return NcnnLayer(
+        kind, name, bottoms, tops, {k.lstrip("p").replace("m", "-"): v for k, v in params.items()}
+    )
 
 
 def test_requantize_fusion_follows_ncnn2int8() -> None:
@@ -115,14 +118,23 @@ def test_requantize_fusion_follows_ncnn2int8() -> None:
     from edgekit.convert.ncnn.int8 import requantize_fusions
     from edgekit.convert.ncnn.param import NcnnGraph
 
-    layers = [_layer("Input", "in", [], ["x"]),
-              _layer("Convolution", "a", ["x"], ["a"]), _layer("Convolution", "b", ["a"], ["b"]),
-              _layer("Split", "s", ["b"], ["b1", "b2"]), _layer("Convolution", "c", ["b1"], ["c"]),
-              _layer("ConvolutionDepthWise", "d", ["b2"], ["d"]), _layer("BinaryOp", "add", ["c", "d"], ["e"]),
-              _layer("Convolution", "f", ["e"], ["f"]), _layer("Split", "s2", ["f"], ["f1", "f2"]),
-              _layer("Convolution", "g", ["f1"], ["g"]), _layer("BinaryOp", "add2", ["f2", "g"], ["h"]),
-              _layer("Convolution", "i", ["h"], ["i"]), _layer("Convolution", "fl", ["i"], ["j"]),
-              _layer("InnerProduct", "fc", ["j"], ["k"]), _layer("Convolution", "out", ["k"], ["y"])]
+    layers = [
+        _layer("Input", "in", [], ["x"]),
+        _layer("Convolution", "a", ["x"], ["a"]),
+        _layer("Convolution", "b", ["a"], ["b"]),
+        _layer("Split", "s", ["b"], ["b1", "b2"]),
+        _layer("Convolution", "c", ["b1"], ["c"]),
+        _layer("ConvolutionDepthWise", "d", ["b2"], ["d"]),
+        _layer("BinaryOp", "add", ["c", "d"], ["e"]),
+        _layer("Convolution", "f", ["e"], ["f"]),
+        _layer("Split", "s2", ["f"], ["f1", "f2"]),
+        _layer("Convolution", "g", ["f1"], ["g"]),
+        _layer("BinaryOp", "add2", ["f2", "g"], ["h"]),
+        _layer("Convolution", "i", ["h"], ["i"]),
+        _layer("Convolution", "fl", ["i"], ["j"]),
+        _layer("InnerProduct", "fc", ["j"], ["k"]),
+        _layer("Convolution", "out", ["k"], ["y"]),
+    ]
     graph = NcnnGraph(layers, 20)
     scales = {name: 10.0 + k for k, name in enumerate(["a", "b", "c", "d", "f", "g", "i", "fc", "out"])}
     fused = {graph.layers[i].name: v for i, v in requantize_fusions(graph, scales).items()}
@@ -178,8 +190,15 @@ def export(net: object, path: Path) -> Path:
     import torch
 
     torch.set_num_threads(1)
-    torch.onnx.export(net, (torch.zeros(SHAPE),), str(path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logits"])
+    torch.onnx.export(
+        net,
+        (torch.zeros(SHAPE),),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        output_names=["logits"],
+    )
     return path
 
 
@@ -203,8 +222,9 @@ def quantize(fp32: list[Path], calibration: np.ndarray, out: Path, **kwargs: Any
     """The quantizer on the fp32 artifact, with an int8 sidecar next to its output."""
     out.mkdir(parents=True, exist_ok=True)
     io = NcnnIO.read(fp32[2])
-    report = quantize_ncnn(fp32[0], fp32[1], calibration, io, out / "model.param", out / "model.bin",
-                           **kwargs)
+    report = quantize_ncnn(
+        fp32[0], fp32[1], calibration, io, out / "model.param", out / "model.bin", **kwargs
+    )
     int8_io = replace(io, format="ncnn-int8", options={**io.options, "use_int8_inference": True})
     int8_io.write(io_path_for(out / "model.param"))
     return [out / "model.param", out / "model.bin"], report
@@ -221,10 +241,17 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("method,granularity", [("kl", "per-channel"), ("absmax", "per-channel"),
-                                                ("kl", "per-tensor")])
-def test_int8_is_small_and_close_to_fp32(fp32: list[Path], calibration: np.ndarray, evaluation: np.ndarray,
-                                         tmp_path: Path, method: str, granularity: str) -> None:
+@pytest.mark.parametrize(
+    "method,granularity", [("kl", "per-channel"), ("absmax", "per-channel"), ("kl", "per-tensor")]
+)
+def test_int8_is_small_and_close_to_fp32(
+    fp32: list[Path],
+    calibration: np.ndarray,
+    evaluation: np.ndarray,
+    tmp_path: Path,
+    method: str,
+    granularity: str,
+) -> None:
     files, report = quantize(fp32, calibration, tmp_path, method=method, granularity=granularity)
     assert len(report.quantized) == 5 and not report.kept_float  # 4 convolutions + the linear head
     assert files[1].stat().st_size <= 0.30 * fp32[1].stat().st_size
@@ -236,8 +263,9 @@ def test_int8_is_small_and_close_to_fp32(fp32: list[Path], calibration: np.ndarr
 
 @pytest.mark.integration
 @pytest.mark.parametrize("fuse", [False, True])
-def test_written_layout_is_what_ncnn_computes_in_int8(fp32: list[Path], calibration: np.ndarray,
-                                                       evaluation: np.ndarray, tmp_path: Path, fuse: bool) -> None:
+def test_written_layout_is_what_ncnn_computes_in_int8(
+    fp32: list[Path], calibration: np.ndarray, evaluation: np.ndarray, tmp_path: Path, fuse: bool
+) -> None:
     """Recompute the 1x1 stride-2 convolution and the linear head with ncnn's integer arithmetic from the
     bytes we wrote; ncnn's own int8 outputs must match, which proves it reads our weights, biases, scales.
     With requantize fusion the convolution (followed by an int8 convolution) writes int8 at the next layer's
@@ -249,13 +277,19 @@ def test_written_layout_is_what_ncnn_computes_in_int8(fp32: list[Path], calibrat
     conv = next(layer for layer in graph.layers if layer.type == "Convolution" and layer.get_int(3) == 2)
     fc = next(layer for layer in graph.layers if layer.type == "InnerProduct")
     assert conv.get_int(8) == (102 if fuse else 2) and fc.get_int(8) == 2  # ncnn never requantizes an FC
-    assert all(layer.get_int(8) == (101 if fuse else 1) for layer in graph.layers
-               if layer.type == "ConvolutionDepthWise")
+    assert all(
+        layer.get_int(8) == (101 if fuse else 1)
+        for layer in graph.layers
+        if layer.type == "ConvolutionDepthWise"
+    )
     with NcnnModel(files[0], files[1]) as model:
-        x_conv, y_conv, x_fc, y_fc = model.extract(evaluation[:1], [conv.bottoms[0], conv.tops[0],
-                                                                    fc.bottoms[0], fc.tops[0]])
-    for layer, x, y, relu in ((conv, x_conv[:, ::2, ::2].reshape(x_conv.shape[0], -1), y_conv, True),
-                              (fc, x_fc.reshape(-1, 1), y_fc, False)):
+        x_conv, y_conv, x_fc, y_fc = model.extract(
+            evaluation[:1], [conv.bottoms[0], conv.tops[0], fc.bottoms[0], fc.tops[0]]
+        )
+    for layer, x, y, relu in (
+        (conv, x_conv[:, ::2, ::2].reshape(x_conv.shape[0], -1), y_conv, True),
+        (fc, x_fc.reshape(-1, 1), y_fc, False),
+    ):
         n_out = layer.get_int(0)
         start, end = spans[graph.layers.index(layer)]
         assert np.frombuffer(data, "<u4", 1, start)[0] == ncnn_bin.TAG_INT8
@@ -267,7 +301,11 @@ def test_written_layout_is_what_ncnn_computes_in_int8(fp32: list[Path], calibrat
         in_scale, off = ncnn_bin.read_floats(data, off, 1)
         producer = next(other for other in graph.layers if layer.bottoms[0] in other.tops)
         # a requantizing producer hands over int8 values (extracted as floats): no quantization here
-        q = x.astype(np.int64) if producer.get_int(8) > 100 else float_to_int8(x * in_scale[0]).astype(np.int64)
+        q = (
+            x.astype(np.int64)
+            if producer.get_int(8) > 100
+            else float_to_int8(x * in_scale[0]).astype(np.int64)
+        )
         acc = w @ q
         expect = acc / (in_scale[0] * w_scale[:, None]) + bias[:, None]
         expect = np.maximum(expect, 0) if relu else expect
@@ -277,7 +315,9 @@ def test_written_layout_is_what_ncnn_computes_in_int8(fp32: list[Path], calibrat
             np.testing.assert_allclose(y.reshape(n_out, -1), expect, atol=1.0)  # one step of rounding
             assert np.mean(y.reshape(n_out, -1) == expect) > 0.99
         else:
-            np.testing.assert_allclose(y.reshape(n_out, -1), expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
+            np.testing.assert_allclose(
+                y.reshape(n_out, -1), expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max()
+            )
         assert off == end
 
 
@@ -296,8 +336,9 @@ def test_float_layers_stay_fp32(fp32: list[Path], calibration: np.ndarray, tmp_p
 
 
 @pytest.mark.integration
-def test_an_int8_model_is_not_quantized_twice(fp32: list[Path], calibration: np.ndarray,
-                                              tmp_path: Path) -> None:
+def test_an_int8_model_is_not_quantized_twice(
+    fp32: list[Path], calibration: np.ndarray, tmp_path: Path
+) -> None:
     once, _ = quantize(fp32, calibration, tmp_path / "once")
     io = NcnnIO.read(io_path_for(once[0]))
     report = quantize_ncnn(once[0], once[1], calibration, io, tmp_path / "t.param", tmp_path / "t.bin")
@@ -306,8 +347,9 @@ def test_an_int8_model_is_not_quantized_twice(fp32: list[Path], calibration: np.
 
 
 @pytest.mark.integration
-def test_layers_without_int8_kernel_stay_fp32_with_a_note(calibration: np.ndarray, evaluation: np.ndarray,
-                                                          tmp_path: Path) -> None:
+def test_layers_without_int8_kernel_stay_fp32_with_a_note(
+    calibration: np.ndarray, evaluation: np.ndarray, tmp_path: Path
+) -> None:
     onnx = export(build_net(deconv=True), tmp_path / "deconv.onnx")
     files = convert_model(onnx, SHAPE, Format.NCNN_INT8, tmp_path / "int8", calibration=calibration)
     io = json.loads(files[2].read_text())
@@ -336,7 +378,9 @@ def test_converter_uses_the_recipe_calibration_data(tmp_path: Path) -> None:
     assert all(row[int8_column] or row[reason].startswith("int8 kernel slower") for row in io.int8["layers"])
     plan = io.int8.get("speed_plan")
     if plan is not None and plan["kept"] == "planned":
-        assert sorted(plan["float_layers"]) == sorted(row[0] for row in io.int8["layers"] if not row[int8_column])
+        assert sorted(plan["float_layers"]) == sorted(
+            row[0] for row in io.int8["layers"] if not row[int8_column]
+        )
 
 
 DEVICE_SCRIPT = """
@@ -360,8 +404,9 @@ for art in sys.argv[2:]:
 
 
 @pytest.mark.integration
-def test_artifacts_run_the_same_on_emulated_aarch64(fp32: list[Path], calibration: np.ndarray,
-                                                    evaluation: np.ndarray, tmp_path: Path) -> None:
+def test_artifacts_run_the_same_on_emulated_aarch64(
+    fp32: list[Path], calibration: np.ndarray, evaluation: np.ndarray, tmp_path: Path
+) -> None:
     """On an emulated Cortex-A76 (fp16 arithmetic by default in ncnn) the sidecar's options keep ncnn-fp32 in
     fp32, and the int8 artifact loads and computes what it computes on this host."""
     import shutil
@@ -376,9 +421,18 @@ def test_artifacts_run_the_same_on_emulated_aarch64(fp32: list[Path], calibratio
     shutil.copytree(fp32[0].parent, tmp_path / "fp32")
     np.save(tmp_path / "x.npy", evaluation[:2])
     (tmp_path / "device.py").write_text(DEVICE_SCRIPT)
-    proc = subprocess.run([str(device.python), str(tmp_path / "device.py"), str(tmp_path / "x.npy"),
-                           str(tmp_path / "fp32"), str(tmp_path / "int8")], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            str(device.python),
+            str(tmp_path / "device.py"),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "fp32"),
+            str(tmp_path / "int8"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     host_fp32, host_int8 = run(fp32, evaluation[:2]), run(int8, evaluation[:2])
     arm_fp32 = np.load(tmp_path / "fp32" / "device.npy").reshape(host_fp32.shape)

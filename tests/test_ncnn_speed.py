@@ -35,17 +35,25 @@ def _profile(device: str, counts: dict[str, int]) -> Profile:
 
 
 def test_plan_keeps_int8_only_where_it_counts_fewer_instructions_weighted_per_core() -> None:
-    int8 = {"a72": _profile("a72", {"a": 100, "b": 300, "c": 50}),
-            "a76": _profile("a76", {"a": 40, "b": 100, "c": 60})}
-    floats = {"a72": _profile("a72", {"a": 200, "b": 250, "c": 40}),
-              "a76": _profile("a76", {"a": 100, "b": 20, "c": 50})}
+    int8 = {
+        "a72": _profile("a72", {"a": 100, "b": 300, "c": 50}),
+        "a76": _profile("a76", {"a": 40, "b": 100, "c": 60}),
+    }
+    floats = {
+        "a72": _profile("a72", {"a": 200, "b": 250, "c": 40}),
+        "a76": _profile("a76", {"a": 100, "b": 20, "c": 50}),
+    }
     weights = {"a72": 1 / 1000, "a76": 1 / 500}
     plan = choose(int8, floats, weights, ["a", "b", "c"])
     assert plan.float_layers == ["b", "c"]  # a wins on both; b and c lose on both
     assert plan.layers[0].counts == {"a72": {"int8": 100, "float": 200}, "a76": {"int8": 40, "float": 100}}
     # a layer slower on one core only: the weights decide (a76 counts twice as much per instruction here)
-    mixed = choose({"a72": _profile("a72", {"d": 100}), "a76": _profile("a76", {"d": 100})},
-                   {"a72": _profile("a72", {"d": 190}), "a76": _profile("a76", {"d": 60})}, weights, ["d"])
+    mixed = choose(
+        {"a72": _profile("a72", {"d": 100}), "a76": _profile("a76", {"d": 100})},
+        {"a72": _profile("a72", {"d": 190}), "a76": _profile("a76", {"d": 60})},
+        weights,
+        ["d"],
+    )
     assert mixed.float_layers == []  # +90/1000 on the A72 outweighs -40/500 on the A76
     assert weighted({"a72": 1000, "a76": 500}, weights) == 2.0
 
@@ -69,12 +77,16 @@ def counting_ready() -> None:
 def _shipped_int8_recipes() -> list[Path]:
     from edgekit.recipe import load_recipe
 
-    return [p for p in sorted(RECIPES.glob("*.yaml")) if "ncnn-int8" in [f.value for f in load_recipe(p).formats]]
+    return [
+        p for p in sorted(RECIPES.glob("*.yaml")) if "ncnn-int8" in [f.value for f in load_recipe(p).formats]
+    ]
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("recipe_path", _shipped_int8_recipes(), ids=lambda p: p.stem)
-def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(counting_ready: None, recipe_path: Path) -> None:
+def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(
+    counting_ready: None, recipe_path: Path
+) -> None:
     from edgekit.convert.pipeline import convert_recipe
     from edgekit.emu.plugin.counting import CountJob, count_artifacts
     from edgekit.formats import Format
@@ -95,7 +107,8 @@ def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(counting_rea
         (f,) = count_artifacts([CountJob(fp32.files[0], repeat=1)], device)
         (i,) = count_artifacts([CountJob(int8.files[0], repeat=1)], device)
         assert i.instructions <= f.instructions, (
-            f"{recipe.name} ncnn-int8 counts {i.instructions:,} instructions on {device}, ncnn-fp32 {f.instructions:,}")
+            f"{recipe.name} ncnn-int8 counts {i.instructions:,} instructions on {device}, ncnn-fp32 {f.instructions:,}"
+        )
 
 
 @pytest.mark.integration
@@ -111,14 +124,20 @@ def test_profile_layers_add_up_to_the_whole_inference(counting_ready: None, tmp_
     blobs = []
     for i, k in enumerate((3, 1, 3)):
         n = 16 * 16 * k * k
-        lines.append(f"Convolution conv{i} 1 1 {'in0' if i == 0 else f'b{i}'} {f'b{i + 1}' if i < 2 else 'out0'} "
-                     f"0=16 1={k} 4={k // 2} 5=1 6={n} 9=1")
-        blobs += [struct.pack("<I", 0), (rng.standard_normal(n) * 0.1).astype("<f4").tobytes(),
-                  np.zeros(16, "<f4").tobytes()]
+        lines.append(
+            f"Convolution conv{i} 1 1 {'in0' if i == 0 else f'b{i}'} {f'b{i + 1}' if i < 2 else 'out0'} "
+            f"0=16 1={k} 4={k // 2} 5=1 6={n} 9=1"
+        )
+        blobs += [
+            struct.pack("<I", 0),
+            (rng.standard_normal(n) * 0.1).astype("<f4").tobytes(),
+            np.zeros(16, "<f4").tobytes(),
+        ]
     (tmp_path / "model.param").write_text("\n".join(lines) + "\n")
     (tmp_path / "model.bin").write_bytes(b"".join(blobs))
-    (tmp_path / "model.io.json").write_text('{"inputs": ["in0"], "outputs": ["out0"], "input_shapes": '
-                                             '[[1, 16, 64, 64]], "options": {}}')
+    (tmp_path / "model.io.json").write_text(
+        '{"inputs": ["in0"], "outputs": ["out0"], "input_shapes": [[1, 16, 64, 64]], "options": {}}'
+    )
     prof = profile_ncnn(tmp_path / "model.param", "pi4-emu")
     assert [layer.name for layer in prof.layers] == ["conv0", "conv1", "conv2"]
     assert prof.layers[0].shape == [16, 64, 64] and prof.layers[0].precision == "fp32"

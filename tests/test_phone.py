@@ -64,7 +64,9 @@ def test_affinity_pins_this_process_for_real() -> None:
         facts = agent.device_facts()
         assert facts["cpus_used"] == [allowed[0]] and isinstance(facts["thermal_zones"], dict)
         without = agent.apply_affinity("big")  # this VM reports no per-core max frequency: big = all, said
-        assert without is not None and (without["note"] is None or "no per-core max frequency" in without["note"])
+        assert without is not None and (
+            without["note"] is None or "no per-core max frequency" in without["note"]
+        )
     finally:
         os.sched_setaffinity(0, allowed)
 
@@ -80,10 +82,13 @@ def test_termux_setup_uses_pkg_then_pip_and_names_what_is_missing(phone_emu: Tar
     (prefix / "bin" / "pkg").write_text(STAND_IN_PKG)
     (prefix / "bin" / "pkg").chmod(0o755)
     # the device's python that has only numpy<2 + tflite-runtime, in Termux's environment
-    python = (f"env TERMUX_VERSION=0.118.3 PREFIX={prefix} "
-              f"{layout.device_dir('phone-emu').python_tflite_runtime}")
-    target = load_target("phone-emu", [f"python={python}", "runtime_python={}",
-                                       "runtimes=[tflite_runtime, ncnn, onnxruntime, cv2, MNN]"])
+    python = (
+        f"env TERMUX_VERSION=0.118.3 PREFIX={prefix} {layout.device_dir('phone-emu').python_tflite_runtime}"
+    )
+    target = load_target(
+        "phone-emu",
+        [f"python={python}", "runtime_python={}", "runtimes=[tflite_runtime, ncnn, onnxruntime, cv2, MNN]"],
+    )
     logs: list[str] = []
     info = setup_target(target, logs.append)
     assert (prefix / "pkg.log").exists(), logs
@@ -107,9 +112,12 @@ def test_agent_on_phone_emu_pins_cores_and_records_them(phone_emu: Target) -> No
     from edgekit.target import load_target
 
     target = ensure_device(load_target("phone-emu", ["affinity=0"]))
-    result = deploy(load_recipe(REPO / "recipes" / "tiny.yaml"), [target],
-                    DeployOptions(repeat=2, warmup=1, threads=(1,), samples=2, formats=(Format.TFLITE_FP32,),
-                                  host=False), lambda m: None)
+    result = deploy(
+        load_recipe(REPO / "recipes" / "tiny.yaml"),
+        [target],
+        DeployOptions(repeat=2, warmup=1, threads=(1,), samples=2, formats=(Format.TFLITE_FP32,), host=False),
+        lambda m: None,
+    )
     (run,) = result.runs
     assert run.status == "ok" and run.agent is not None, run.error
     facts = run.agent.facts_before

@@ -19,7 +19,9 @@ def test_eta_comes_from_the_measurements_so_far() -> None:
     assert eta_seconds([], 8) is None  # no sample yet: no guess
     assert eta_seconds([40.0, 60.0], 6) == pytest.approx(6 * 50.0)
     assert eta_seconds([40.0, 60.0], 6, running_for=20.0) == pytest.approx(5 * 50.0 + 30.0)
-    assert eta_seconds([40.0, 60.0], 6, running_for=90.0) == pytest.approx(5 * 50.0)  # overdue: never negative
+    assert eta_seconds([40.0, 60.0], 6, running_for=90.0) == pytest.approx(
+        5 * 50.0
+    )  # overdue: never negative
     assert eta_seconds([40.0], 0) == 0.0
     assert [clock(s) for s in (0.4, 42, 386, 3725)] == ["0 s", "42 s", "6:26", "1:02:05"]
 
@@ -38,7 +40,10 @@ def test_board_counts_per_target_and_estimates_what_is_left() -> None:
     board.feed("convert: tflite-fp32: cached, no conversion")
     board.feed(Planned("pi4-emu", ITEMS, "pi4-emu: 4 artifacts x 2 thread counts to measure"))
     board.feed(Planned("host", ITEMS[:2], "host: 1 artifacts x 2 thread counts to measure"))
-    assert board.lines()[1] == "  pi4-emu: 0/8 measured, now tflite-fp32 x1, 0 s elapsed, ETA after the first measurement"
+    assert (
+        board.lines()[1]
+        == "  pi4-emu: 0/8 measured, now tflite-fp32 x1, 0 s elapsed, ETA after the first measurement"
+    )
     now.t += 50.0
     board.feed(Measured("pi4-emu", "tflite-fp32", 1, "ok", "pi4-emu: tflite-fp32 x1 ok"))
     now.t += 30.0
@@ -51,7 +56,10 @@ def test_board_counts_per_target_and_estimates_what_is_left() -> None:
     assert lines[1] == "  pi4-emu: 3/8 measured (1 failed), now tflite-int8 x4, 1:30 elapsed, ETA 3:20"
     now.t += 25.0  # the current one has run 25 of its expected 40 s
     assert board.lines()[1].endswith("1:55 elapsed, ETA 2:55")  # 4 x 40 + 15
-    assert board.lines()[2] == "  host: 0/2 measured, now tflite-fp32 x1, 1:55 elapsed, ETA after the first measurement"
+    assert (
+        board.lines()[2]
+        == "  host: 0/2 measured, now tflite-fp32 x1, 1:55 elapsed, ETA after the first measurement"
+    )
     for item in ITEMS[3:]:
         board.feed(Measured("pi4-emu", *item, "ok", "..."))
     now.t += 60.0
@@ -62,8 +70,14 @@ def test_board_counts_per_target_and_estimates_what_is_left() -> None:
 def test_the_board_stays_one_line_per_target_at_any_width(width: int) -> None:
     board = Board("a-recipe-with-a-long-name", clock_=FakeClock())
     board.feed(Planned("phone-emu-with-a-long-target-name", ITEMS, "phone-emu: planned"))
-    board.feed(Planned("pi4-emu", ITEMS, "pi4-emu: agent measuring tflite-fp32, tflite-fp16, tflite-dynamic, "
-                                         "tflite-int8 (threads [1, 4], repeat 20)"))
+    board.feed(
+        Planned(
+            "pi4-emu",
+            ITEMS,
+            "pi4-emu: agent measuring tflite-fp32, tflite-fp16, tflite-dynamic, "
+            "tflite-int8 (threads [1, 4], repeat 20)",
+        )
+    )
     out = io.StringIO()
     Console(file=out, width=width, color_system=None).print(board.render())
     lines = out.getvalue().splitlines()
@@ -87,16 +101,29 @@ def test_the_session_says_each_streamed_measurement_as_it_arrives() -> None:
     from edgekit.target import load_target
 
     said: list[str] = []
-    session = TargetSession(load_target("pi4-emu"), run_id="t", local_dir=Path("/nonexistent"),
-                            settings=Settings(threads=(1,)), progress=said.append)
+    session = TargetSession(
+        load_target("pi4-emu"),
+        run_id="t",
+        local_dir=Path("/nonexistent"),
+        settings=Settings(threads=(1,)),
+        progress=said.append,
+    )
     feed = session.measured_lines()
-    feed('EDGEKIT_START {"started_at": "x"}\nEDGEKIT_MEASUREMENT {"artifact": "tflite-fp32", "thr')  # cut mid-line
+    feed(
+        'EDGEKIT_START {"started_at": "x"}\nEDGEKIT_MEASUREMENT {"artifact": "tflite-fp32", "thr'
+    )  # cut mid-line
     assert said == []
-    feed('eads": 1, "status": "ok", "p50_ms": 5996.2}\nprogress noise\nEDGEKIT_MEASUREMENT {"artifact": "ncnn-')
+    feed(
+        'eads": 1, "status": "ok", "p50_ms": 5996.2}\nprogress noise\nEDGEKIT_MEASUREMENT {"artifact": "ncnn-'
+    )
     feed('int8", "threads": 1, "status": "failed"}\n')
     assert [type(m) for m in said] == [Measured, Measured]
     first, second = said
-    assert isinstance(first, Measured) and (first.artifact, first.threads, first.status) == ("tflite-fp32", 1, "ok")
+    assert isinstance(first, Measured) and (first.artifact, first.threads, first.status) == (
+        "tflite-fp32",
+        1,
+        "ok",
+    )
     assert first == "pi4-emu: tflite-fp32 x1 ok, p50 5996 ms (emulated wall time)"
     assert isinstance(second, Measured) and second.status == "failed"
 

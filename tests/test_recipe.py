@@ -26,7 +26,8 @@ def write(tmp_path: Path, recipe: dict[str, Any], name: str = "r.yaml") -> Path:
 
 def base(**changes: Any) -> dict[str, Any]:
     recipe: dict[str, Any] = {
-        "name": "t", "task": "classify",
+        "name": "t",
+        "task": "classify",
         "model": {"kind": "torch", "builder": "edgekit.zoo.tiny:build"},
         "input": {"name": "input", "shape": [1, 3, 8, 8]},
         "formats": ["tflite-fp32"],
@@ -38,8 +39,11 @@ def base(**changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("name", ["tiny", "yolov5-lite", "mobilenetv2"])
 def test_shipped_recipes_load_with_all_seven_formats(name: str) -> None:
     recipe = load_recipe(RECIPES / f"{name}.yaml")
-    assert set(recipe.formats) == {f for f in Format if f.runtime.value in ("tflite", "ncnn")
-                                   and not f.value.startswith("tflite-onnx2tf-")}  # a Keras source's route
+    assert set(recipe.formats) == {
+        f
+        for f in Format
+        if f.runtime.value in ("tflite", "ncnn") and not f.value.startswith("tflite-onnx2tf-")
+    }  # a Keras source's route
     assert recipe.calibration is not None
 
 
@@ -68,7 +72,9 @@ def test_missing_file_names_field(tmp_path: Path) -> None:
 
 
 def test_missing_calibration_folder_names_field(tmp_path: Path) -> None:
-    path = write(tmp_path, base(formats=["tflite-int8"], calibration={"data": {"kind": "images", "path": "calib"}}))
+    path = write(
+        tmp_path, base(formats=["tflite-int8"], calibration={"data": {"kind": "images", "path": "calib"}})
+    )
     with pytest.raises(RecipeError, match=r"calibration\.data\.path"):
         load_recipe(path)
 
@@ -99,9 +105,12 @@ def test_onnx_input_name_mismatch_names_field(tmp_path: Path) -> None:
 
     from edgekit.convert.onnx import prepare_onnx
 
-    graph = helper.make_graph([helper.make_node("Relu", ["images"], ["out"])], "g",
-                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 8, 8])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["images"], ["out"])],
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
     recipe = load_recipe(write(tmp_path, base(model={"kind": "onnx", "path": "m.onnx"})))
     with pytest.raises(RecipeError) as err:
@@ -117,8 +126,13 @@ def test_images_folder_is_preprocessed_exactly_with_class_labels(tmp_path: Path)
         (tmp_path / "imgs" / cls).mkdir(parents=True)
         Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(tmp_path / "imgs" / cls / "x.png")
     pre = {"scale": 0.5, "mean": [1.0, 2.0, 3.0], "std": [2.0, 2.0, 2.0], "channel_order": "BGR"}
-    path = write(tmp_path, base(input={"name": "input", "shape": [1, 3, 8, 8], "preprocess": pre},
-                                evaluation={"data": {"kind": "images", "path": "imgs"}}))
+    path = write(
+        tmp_path,
+        base(
+            input={"name": "input", "shape": [1, 3, 8, 8], "preprocess": pre},
+            evaluation={"data": {"kind": "images", "path": "imgs"}},
+        ),
+    )
     x, labels = evaluation_inputs(load_recipe(path))
     assert x.shape == (2, 3, 8, 8) and x.dtype == np.float32
     assert np.allclose(x[0, :, 0, 0], (10 * 0.5 - np.array([1, 2, 3])) / 2)
@@ -131,8 +145,13 @@ def test_images_are_resized_and_nhwc_layout_kept(tmp_path: Path) -> None:
 
     (tmp_path / "imgs").mkdir()
     Image.fromarray(np.full((20, 30, 3), 255, np.uint8)).save(tmp_path / "imgs" / "a.jpg")
-    path = write(tmp_path, base(input={"name": "input", "shape": [1, 8, 8, 3], "layout": "NHWC"},
-                                evaluation={"data": {"kind": "images", "path": "imgs"}}))
+    path = write(
+        tmp_path,
+        base(
+            input={"name": "input", "shape": [1, 8, 8, 3], "layout": "NHWC"},
+            evaluation={"data": {"kind": "images", "path": "imgs"}},
+        ),
+    )
     x, labels = evaluation_inputs(load_recipe(path))
     assert x.shape == (1, 8, 8, 3) and labels is None
     assert np.allclose(x, 1.0, atol=0.02)
@@ -142,8 +161,9 @@ def test_npy_float_inputs_and_labels(tmp_path: Path) -> None:
     data = np.random.default_rng(0).normal(size=(5, 3, 8, 8)).astype(np.float32)
     np.save(tmp_path / "x.npy", data)
     np.save(tmp_path / "y.npy", np.arange(5))
-    path = write(tmp_path, base(evaluation={"data": {"kind": "npy", "path": "x.npy", "labels": "y.npy",
-                                                     "samples": 3}}))
+    path = write(
+        tmp_path, base(evaluation={"data": {"kind": "npy", "path": "x.npy", "labels": "y.npy", "samples": 3}})
+    )
     x, labels = evaluation_inputs(load_recipe(path))
     assert np.array_equal(x, data[:3]) and labels is not None and labels.tolist() == [0, 1, 2]
 
@@ -156,24 +176,48 @@ def test_npy_of_wrong_shape_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_builder_with_detector_labels_rescales_boxes(tmp_path: Path) -> None:
-    path = write(tmp_path, base(
-        task="detect", input={"name": "input", "shape": [1, 3, 16, 16]},
-        evaluation={"data": {"kind": "builder", "builder": "edgekit.zoo.shapes:test_set", "args": {"size": 32},
-                             "samples": 2}}))
+    path = write(
+        tmp_path,
+        base(
+            task="detect",
+            input={"name": "input", "shape": [1, 3, 16, 16]},
+            evaluation={
+                "data": {
+                    "kind": "builder",
+                    "builder": "edgekit.zoo.shapes:test_set",
+                    "args": {"size": 32},
+                    "samples": 2,
+                }
+            },
+        ),
+    )
     x, labels = evaluation_inputs(load_recipe(path))
     from edgekit.zoo.shapes import test_set
 
     _, raw_labels = test_set(2, 0, 32)
     assert x.shape == (2, 3, 16, 16) and isinstance(labels, list)
-    assert np.allclose(labels[0][:, 1:], raw_labels[0][:, 1:] / 2) and np.array_equal(labels[0][:, 0], raw_labels[0][:, 0])
+    assert np.allclose(labels[0][:, 1:], raw_labels[0][:, 1:] / 2) and np.array_equal(
+        labels[0][:, 0], raw_labels[0][:, 0]
+    )
 
 
 def test_random_and_builder_data_are_reproducible(tmp_path: Path) -> None:
-    path = write(tmp_path, base(
-        formats=["tflite-int8"],
-        calibration={"data": {"kind": "builder", "builder": "edgekit.zoo.tiny:images", "args": {"size": 8},
-                              "samples": 4, "seed": 3}},
-        evaluation={"data": {"kind": "random", "samples": 2, "seed": 1}}))
+    path = write(
+        tmp_path,
+        base(
+            formats=["tflite-int8"],
+            calibration={
+                "data": {
+                    "kind": "builder",
+                    "builder": "edgekit.zoo.tiny:images",
+                    "args": {"size": 8},
+                    "samples": 4,
+                    "seed": 3,
+                }
+            },
+            evaluation={"data": {"kind": "random", "samples": 2, "seed": 1}},
+        ),
+    )
     recipe = load_recipe(path)
     a, b = calibration_inputs(recipe), calibration_inputs(recipe)
     assert a.shape == (4, 3, 8, 8) and data_digest(a) == data_digest(b)

@@ -88,7 +88,8 @@ def _layout(report: Path, width: int, tmp: Path) -> dict[str, Any]:
     page = tmp / f"probe-{width}.html"
     page.write_text(_wrapper(report, width, 900, probe=True))
     dom = _chromium(
-        [f"--window-size={max(width, 500)},900", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()], tmp
+        [f"--window-size={max(width, 500)},900", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        tmp,
     )
     found = re.search(r'<pre id="facts">(.*?)</pre>', dom, re.S)
     assert found, "the layout probe did not report"
@@ -141,7 +142,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shots(report: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[dict[str, Any], np.ndarray]]:
+def shots(
+    report: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[int, tuple[dict[str, Any], np.ndarray]]:
     tmp = tmp_path_factory.mktemp("chromium")
     out = Path(os.environ.get("EDGEKIT_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +160,9 @@ def _overlap(a: list[float], b: list[float]) -> float:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_nothing_is_clipped_or_drawn_over(shots: dict[int, tuple[dict[str, Any], np.ndarray]], width: int) -> None:
+def test_nothing_is_clipped_or_drawn_over(
+    shots: dict[int, tuple[dict[str, Any], np.ndarray]], width: int
+) -> None:
     facts, _ = shots[width]
     assert facts["width"] == width
     assert facts["scrollWidth"] <= width  # the page never scrolls sideways (wide tables scroll in their box)
@@ -172,11 +177,13 @@ def test_nothing_is_clipped_or_drawn_over(shots: dict[int, tuple[dict[str, Any],
             )
         texts = fig["texts"]
         for i, (t1, *b1) in enumerate(texts):  # and no two labels on top of each other
-            for t2, *b2 in texts[i + 1:]:
+            for t2, *b2 in texts[i + 1 :]:
                 assert _overlap(b1, b2) < 2.0, f"{fig['caption']} at {width}px: {t1!r} over {t2!r}"
 
 
-def test_plots_are_big_enough_to_read_at_every_width(shots: dict[int, tuple[dict[str, Any], np.ndarray]]) -> None:
+def test_plots_are_big_enough_to_read_at_every_width(
+    shots: dict[int, tuple[dict[str, Any], np.ndarray]],
+) -> None:
     for width in WIDTHS:
         drawn = [f for f in shots[width][0]["figures"] if f["svg"]]
         widths = [f["svg"][2] - f["svg"][0] for f in drawn]
@@ -184,8 +191,13 @@ def test_plots_are_big_enough_to_read_at_every_width(shots: dict[int, tuple[dict
         assert min(widths) >= min(width - 40, 400), (width, min(widths))  # a phone: the whole width
         assert np.median(text_heights) >= 10, (width, np.median(text_heights))  # ~9 pt text, not shrunk away
     for width, side_by_side in ((1400, True), (900, True), (390, False)):  # the grid reflows to the width
-        pair = [f["box"] for f in shots[width][0]["figures"]
-                if f["section"] == "recipe-yolov5-lite" and f["target"] == "pi4" and "p50 over time" in f["caption"]]
+        pair = [
+            f["box"]
+            for f in shots[width][0]["figures"]
+            if f["section"] == "recipe-yolov5-lite"
+            and f["target"] == "pi4"
+            and "p50 over time" in f["caption"]
+        ]
         assert len(pair) == 2 and (pair[0][1] == pair[1][1]) is side_by_side, (width, pair)
 
 
@@ -211,7 +223,9 @@ def test_runs_minutes_or_months_apart_spread_across_the_time_axis(
         assert spread > 0.5, (fig["section"], fig["caption"], spread)  # not one vertical line of points
 
 
-def test_no_data_shared_charts_and_emulated_labels(shots: dict[int, tuple[dict[str, Any], np.ndarray]]) -> None:
+def test_no_data_shared_charts_and_emulated_labels(
+    shots: dict[int, tuple[dict[str, Any], np.ndarray]],
+) -> None:
     figures = shots[1400][0]["figures"]
     fidelity = [f for f in figures if f["caption"].startswith("fidelity vs the original model")]
     assert sorted(f["section"] for f in fidelity) == ["recipe-digits", "recipe-tiny", "recipe-yolov5-lite"]
@@ -220,6 +234,8 @@ def test_no_data_shared_charts_and_emulated_labels(shots: dict[int, tuple[dict[s
     assert all("no data" in f["caption"] and "timed out" in f["caption"] for f in unreachable)
     # the recipe's latest run was on pi4 only: pi5-emu's plots still say what their times are
     emulated = [f for f in figures if f["section"] == "recipe-yolov5-lite" and f["target"] == "pi5-emu"]
-    assert emulated and all("EMULATED" in f["caption"] or "instruction count" in f["caption"] for f in emulated)
+    assert emulated and all(
+        "EMULATED" in f["caption"] or "instruction count" in f["caption"] for f in emulated
+    )
     real = [f for f in figures if f["target"] == "pi4"]
     assert real and not any("emulated" in f["caption"].lower() for f in real)

@@ -15,8 +15,12 @@ from edgekit.route import Basis, Candidate, recommend, routes_for_deploy
 
 
 def test_fastest_gated_candidate_wins_with_speedups() -> None:
-    cands = [Candidate("ncnn-fp32", 100.0, True), Candidate("ncnn-int8", 60.0, True, cosine=0.97),
-             Candidate("tflite-fp32", 120.0, True), Candidate("tflite-int8", 50.0, False, failures=("cosine",))]
+    cands = [
+        Candidate("ncnn-fp32", 100.0, True),
+        Candidate("ncnn-int8", 60.0, True, cosine=0.97),
+        Candidate("tflite-fp32", 120.0, True),
+        Candidate("tflite-int8", 50.0, False, failures=("cosine",)),
+    ]
     route = recommend("pi4-emu", cands, Basis.INSTRUCTIONS)
     assert route.artifact == "ncnn-int8"
     assert route.fp32_artifact == "ncnn-fp32" and abs(route.speedup_vs_fp32 - 100 / 60) < 1e-9
@@ -28,47 +32,81 @@ def test_fastest_gated_candidate_wins_with_speedups() -> None:
 
 
 def test_no_route_when_nothing_passes_or_runs() -> None:
-    route = recommend("pi4", [Candidate("ncnn-int8", None, True), Candidate("ncnn-fp32", 5.0, False)],
-                      Basis.P50_MS)
+    route = recommend(
+        "pi4", [Candidate("ncnn-int8", None, True), Candidate("ncnn-fp32", 5.0, False)], Basis.P50_MS
+    )
     assert route.artifact is None
     assert route.rejected == {"ncnn-int8": "did not run", "ncnn-fp32": "gates failed"}
     assert "no artifact" in route.summary()
 
 
 def test_fp32_itself_has_speedup_one_and_missing_fp32_gives_none() -> None:
-    route = recommend("pi5", [Candidate("tflite-fp32", 10.0, True), Candidate("ncnn-int8", 12.0, True)],
-                      Basis.P50_MS)
+    route = recommend(
+        "pi5", [Candidate("tflite-fp32", 10.0, True), Candidate("ncnn-int8", 12.0, True)], Basis.P50_MS
+    )
     assert route.artifact == "tflite-fp32" and route.speedup_vs_fp32 == 1.0
     alone = recommend("pi5", [Candidate("ncnn-int8", 12.0, True)], Basis.P50_MS)
     assert alone.speedup_vs_fp32 is None and alone.speedup_vs_slowest == 1.0
 
 
 def _measurement(artifact: str, threads: int, p50: float, insns: int | None = None) -> Measurement:
-    return Measurement(artifact=artifact, format=artifact, runtime="ncnn", threads=threads, status="ok",
-                       p50_ms=p50, instructions_per_invoke=insns)
+    return Measurement(
+        artifact=artifact,
+        format=artifact,
+        runtime="ncnn",
+        threads=threads,
+        status="ok",
+        p50_ms=p50,
+        instructions_per_invoke=insns,
+    )
 
 
-def _run(target: str, emulated: bool, measurements: list[Measurement], comparisons: list[Comparison]) -> TargetRun:
+def _run(
+    target: str, emulated: bool, measurements: list[Measurement], comparisons: list[Comparison]
+) -> TargetRun:
     facts = DeviceFacts(machine="aarch64", cores=4, python="3.11", emulated=emulated)
     agent = AgentResult(started_at="t", facts_before=facts, measurements=measurements)
-    return TargetRun(target=target, kind="ssh", emulated=emulated, status="ok", agent=agent,
-                     comparisons=comparisons)
+    return TargetRun(
+        target=target, kind="ssh", emulated=emulated, status="ok", agent=agent, comparisons=comparisons
+    )
 
 
 def _comparison(artifact: str, target: str, passed: bool, **metric: float) -> Comparison:
-    return Comparison(artifact=artifact, target=target, reference="onnx", max_abs_error=0.1, mean_abs_error=0.01,
-                      cosine=0.99, gates_passed=passed, metric=metric)
+    return Comparison(
+        artifact=artifact,
+        target=target,
+        reference="onnx",
+        max_abs_error=0.1,
+        mean_abs_error=0.01,
+        cosine=0.99,
+        gates_passed=passed,
+        metric=metric,
+    )
 
 
 def test_deploy_routes_use_counts_on_emulated_and_p50_on_boards() -> None:
-    emu = _run("pi4-emu", True, [_measurement("ncnn-fp32", 1, 900.0, 100_000_000),
-                                 _measurement("ncnn-int8", 1, 950.0, 80_000_000),
-                                 _measurement("ncnn-int8", 4, 300.0, 90_000_000)],
-               [_comparison("ncnn-int8", "pi4-emu", True, map50_95=0.70, map50_95_reference=0.72)])
+    emu = _run(
+        "pi4-emu",
+        True,
+        [
+            _measurement("ncnn-fp32", 1, 900.0, 100_000_000),
+            _measurement("ncnn-int8", 1, 950.0, 80_000_000),
+            _measurement("ncnn-int8", 4, 300.0, 90_000_000),
+        ],
+        [_comparison("ncnn-int8", "pi4-emu", True, map50_95=0.70, map50_95_reference=0.72)],
+    )
     board = _run("pi4", False, [_measurement("ncnn-fp32", 1, 10.0), _measurement("ncnn-int8", 1, 12.0)], [])
-    result = DeployResult(recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="t",
-                          artifacts=[ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1)
-                                     for a in ("ncnn-fp32", "ncnn-int8")], runs=[emu, board])
+    result = DeployResult(
+        recipe="r",
+        recipe_path="r.yaml",
+        recipe_sha256="x",
+        started_at="t",
+        artifacts=[
+            ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1)
+            for a in ("ncnn-fp32", "ncnn-int8")
+        ],
+        runs=[emu, board],
+    )
     routes = {r.target: r for r in routes_for_deploy(result)}
     assert routes["pi4-emu"].basis is Basis.INSTRUCTIONS and routes["pi4-emu"].artifact == "ncnn-int8"
     assert abs(routes["pi4-emu"].speedup_vs_fp32 - 1.25) < 1e-9
@@ -77,14 +115,26 @@ def test_deploy_routes_use_counts_on_emulated_and_p50_on_boards() -> None:
 
 
 def test_deploy_route_respects_conversion_and_target_gates() -> None:
-    emu = _run("pi5-emu", True, [_measurement("ncnn-fp32", 1, 1.0, 100), _measurement("ncnn-int8", 1, 1.0, 50),
-                                 _measurement("tflite-int8", 1, 1.0, 40)],
-               [_comparison("tflite-int8", "pi5-emu", False)])
-    arts = [ArtifactInfo(id="ncnn-fp32", format="ncnn-fp32", files=[], sha256="", size_bytes=1),
-            ArtifactInfo(id="ncnn-int8", format="ncnn-int8", files=[], sha256="", size_bytes=1, gates_passed=False),
-            ArtifactInfo(id="tflite-int8", format="tflite-int8", files=[], sha256="", size_bytes=1)]
-    result = DeployResult(recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="t", artifacts=arts,
-                          runs=[emu])
+    emu = _run(
+        "pi5-emu",
+        True,
+        [
+            _measurement("ncnn-fp32", 1, 1.0, 100),
+            _measurement("ncnn-int8", 1, 1.0, 50),
+            _measurement("tflite-int8", 1, 1.0, 40),
+        ],
+        [_comparison("tflite-int8", "pi5-emu", False)],
+    )
+    arts = [
+        ArtifactInfo(id="ncnn-fp32", format="ncnn-fp32", files=[], sha256="", size_bytes=1),
+        ArtifactInfo(
+            id="ncnn-int8", format="ncnn-int8", files=[], sha256="", size_bytes=1, gates_passed=False
+        ),
+        ArtifactInfo(id="tflite-int8", format="tflite-int8", files=[], sha256="", size_bytes=1),
+    ]
+    result = DeployResult(
+        recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="t", artifacts=arts, runs=[emu]
+    )
     route = routes_for_deploy(result)[0]
     assert route.artifact == "ncnn-fp32"
     assert "conversion gates failed" in route.rejected["ncnn-int8"]
@@ -101,14 +151,33 @@ def test_emulated_run_without_counts_names_no_route() -> None:
 def test_emulated_board_with_estimates_ranks_by_the_estimate_across_runtimes() -> None:
     """Instruction counts of different runtimes do not compare (different kernels, different work per
     instruction): where the board has estimates, the route ranks by the estimated latency and says so."""
-    emu = _run("pi5-emu", True, [_measurement("ncnn-fp32", 1, 900.0, 100_000_000),
-                                 _measurement("tflite-int8", 1, 950.0, 60_000_000)], [])
-    emu.estimates = {"ncnn-fp32 x1": {"status": "ok", "estimate_ms": 20.0},
-                     "tflite-int8 x1": {"status": "ok", "estimate_ms": 25.0, "interval_calibrated": False,
-                                        "low_ms": 8.0, "high_ms": 80.0}}
-    result = DeployResult(recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="t",
-                          artifacts=[ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1)
-                                     for a in ("ncnn-fp32", "tflite-int8")], runs=[emu])
+    emu = _run(
+        "pi5-emu",
+        True,
+        [_measurement("ncnn-fp32", 1, 900.0, 100_000_000), _measurement("tflite-int8", 1, 950.0, 60_000_000)],
+        [],
+    )
+    emu.estimates = {
+        "ncnn-fp32 x1": {"status": "ok", "estimate_ms": 20.0},
+        "tflite-int8 x1": {
+            "status": "ok",
+            "estimate_ms": 25.0,
+            "interval_calibrated": False,
+            "low_ms": 8.0,
+            "high_ms": 80.0,
+        },
+    }
+    result = DeployResult(
+        recipe="r",
+        recipe_path="r.yaml",
+        recipe_sha256="x",
+        started_at="t",
+        artifacts=[
+            ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1)
+            for a in ("ncnn-fp32", "tflite-int8")
+        ],
+        runs=[emu],
+    )
     (route,) = routes_for_deploy(result)
     assert route.basis is Basis.ESTIMATE_MS and route.artifact == "ncnn-fp32" and route.value == 20.0
     assert "ESTIMATE" in route.summary() and "not a measurement" in route.basis.label and not route.caveats

@@ -76,8 +76,14 @@ def test_onnxruntime_and_opencv_run_the_tiny_model_here_and_in_the_agent(tmp_pat
 
     model = build(num_classes=10, width=8).eval()
     path = tmp_path / "tiny.onnx"
-    torch.onnx.export(model, (torch.rand(1, 3, 32, 32),), str(path), input_names=["input"],
-                      output_names=["logits"], dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.rand(1, 3, 32, 32),),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        dynamo=False,
+    )
     x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
     ref = spec_for(Format.ONNX_FP32).run([path], x)
     got = spec_for(Format.OPENCV_FP32).run([path], x)
@@ -86,7 +92,7 @@ def test_onnxruntime_and_opencv_run_the_tiny_model_here_and_in_the_agent(tmp_pat
         runner = agent.open_runner({"format": fmt.value, "files": [str(path)]}, str(tmp_path), 1, "auto")
         runner.set_input(x[0])
         runner.invoke()
-        (_name, y), = runner.outputs()
+        ((_name, y),) = runner.outputs()
         np.testing.assert_allclose(y.reshape(ref[0][1][:1].shape), ref[0][1][:1], atol=1e-4)
 
 
@@ -121,8 +127,9 @@ def test_openvino_converts_the_tiny_recipe_and_runs_here_and_in_the_agent(tmp_pa
         assert [f.suffix for f in art.files] == [".xml", ".bin"]
         assert art.provenance["tools"]["openvino"] == "2026.4.1"
         ((name, host),) = spec_for(art.format).run(art.files, x[:1])
-        runner = agent.open_runner({"format": art.format.value, "files": [str(f) for f in art.files]},
-                                   str(tmp_path), 1, "auto")
+        runner = agent.open_runner(
+            {"format": art.format.value, "files": [str(f) for f in art.files]}, str(tmp_path), 1, "auto"
+        )
         runner.set_input(x[0])
         runner.invoke()
         ((agent_name, y),) = runner.outputs()
@@ -140,7 +147,9 @@ def test_executorch_is_ready_but_says_why_it_cannot_convert(tmp_path: Path) -> N
     from edgekit.recipe import load_recipe
 
     spec = spec_for(Format.EXECUTORCH_INT8)
-    assert spec.runtime is Runtime.EXECUTORCH and not spec.converter_available() and spec.host_module() is None
+    assert (
+        spec.runtime is Runtime.EXECUTORCH and not spec.converter_available() and spec.host_module() is None
+    )
     recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml")
     with pytest.raises(ConversionError, match="numpy>=2"):
         ExecuTorchConverter().convert(tmp_path / "m.onnx", recipe, Format.EXECUTORCH_FP32, tmp_path)
@@ -160,30 +169,82 @@ def test_runtimes_ranked_per_target_host_beside_arm() -> None:
     )
     from edgekit.runtimes.ranking import rank_runtimes, runtime_html, runtime_table, verdicts
 
-    def run(target: str, emulated: bool, figures: dict[str, float], failed: tuple[str, ...] = ()) -> TargetRun:
-        ms = [Measurement(artifact=a, format=a, runtime="x", threads=1, status="ok", p50_ms=v,
-                          instructions_per_invoke=int(v * 1e6) if emulated else None) for a, v in figures.items()]
-        comps = [Comparison(artifact=a, target=target, reference="onnx", max_abs_error=0.1, mean_abs_error=0.01,
-                            cosine=0.99, gates_passed=a not in failed) for a in figures]
+    def run(
+        target: str, emulated: bool, figures: dict[str, float], failed: tuple[str, ...] = ()
+    ) -> TargetRun:
+        ms = [
+            Measurement(
+                artifact=a,
+                format=a,
+                runtime="x",
+                threads=1,
+                status="ok",
+                p50_ms=v,
+                instructions_per_invoke=int(v * 1e6) if emulated else None,
+            )
+            for a, v in figures.items()
+        ]
+        comps = [
+            Comparison(
+                artifact=a,
+                target=target,
+                reference="onnx",
+                max_abs_error=0.1,
+                mean_abs_error=0.01,
+                cosine=0.99,
+                gates_passed=a not in failed,
+            )
+            for a in figures
+        ]
         facts = DeviceFacts(machine="aarch64", cores=4, python="3.11", emulated=emulated)
-        return TargetRun(target=target, kind="ssh", emulated=emulated, status="ok", comparisons=comps,
-                         agent=AgentResult(started_at="t", facts_before=facts, measurements=ms))
+        return TargetRun(
+            target=target,
+            kind="ssh",
+            emulated=emulated,
+            status="ok",
+            comparisons=comps,
+            agent=AgentResult(started_at="t", facts_before=facts, measurements=ms),
+        )
 
     arts = ["onnx-fp32", "onnx-int8", "ncnn-fp32", "ncnn-int8", "mnn-fp32"]
-    result = DeployResult(recipe="r", recipe_path="r.yaml", recipe_sha256="0", started_at="t",
-                          artifacts=[ArtifactInfo(id=a, format=a, files=[], size_bytes=1, sha256="0", status="ok",
-                                                  gates_passed=True) for a in arts],
-                          runs=[run("pi4-emu", True, {"onnx-fp32": 9, "onnx-int8": 8, "ncnn-fp32": 5, "ncnn-int8": 3,
-                                                      "mnn-fp32": 4}, failed=("ncnn-int8",)),
-                                run("host", False, {"onnx-fp32": 2, "onnx-int8": 1, "ncnn-fp32": 3, "ncnn-int8": 2.5,
-                                                    "mnn-fp32": 1.5})])
+    result = DeployResult(
+        recipe="r",
+        recipe_path="r.yaml",
+        recipe_sha256="0",
+        started_at="t",
+        artifacts=[
+            ArtifactInfo(id=a, format=a, files=[], size_bytes=1, sha256="0", status="ok", gates_passed=True)
+            for a in arts
+        ],
+        runs=[
+            run(
+                "pi4-emu",
+                True,
+                {"onnx-fp32": 9, "onnx-int8": 8, "ncnn-fp32": 5, "ncnn-int8": 3, "mnn-fp32": 4},
+                failed=("ncnn-int8",),
+            ),
+            run(
+                "host",
+                False,
+                {"onnx-fp32": 2, "onnx-int8": 1, "ncnn-fp32": 3, "ncnn-int8": 2.5, "mnn-fp32": 1.5},
+            ),
+        ],
+    )
     host, pi4 = rank_runtimes(result)
     assert host.target == "host" and host.basis.value == "p50-ms-measured"
     assert [(e.runtime, e.artifact, e.rank) for e in host.entries] == [
-        ("onnxruntime", "onnx-int8", 1), ("mnn", "mnn-fp32", 2), ("ncnn", "ncnn-int8", 3)]
-    assert pi4.basis.value == "instructions-emulated"  # counted, no board estimate: instructions, not wall time
-    assert [(e.runtime, e.artifact) for e in pi4.entries] == [("mnn", "mnn-fp32"), ("ncnn", "ncnn-fp32"),
-                                                                ("onnxruntime", "onnx-int8")]  # ncnn-int8 gated out
+        ("onnxruntime", "onnx-int8", 1),
+        ("mnn", "mnn-fp32", 2),
+        ("ncnn", "ncnn-int8", 3),
+    ]
+    assert (
+        pi4.basis.value == "instructions-emulated"
+    )  # counted, no board estimate: instructions, not wall time
+    assert [(e.runtime, e.artifact) for e in pi4.entries] == [
+        ("mnn", "mnn-fp32"),
+        ("ncnn", "ncnn-fp32"),
+        ("onnxruntime", "onnx-int8"),
+    ]  # ncnn-int8 gated out
     (line,) = verdicts([host, pi4])
     assert "onnxruntime (onnx-int8) on pi4-emu: ranked 3 of 3; fastest there: mnn (mnn-fp32)" in line
     table = runtime_table(result)
@@ -196,10 +257,18 @@ def test_a_host_only_fastest_runtime_hands_over_to_the_host_s_fastest_board_runt
     from edgekit.route import Basis
     from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking, verdicts
 
-    host = TargetRanking("host", Basis.P50_MS, False, [RuntimeEntry("openvino", "openvino-int8", 30.0, 1),
-                                                        RuntimeEntry("tflite", "tflite-int8", 33.0, 2)])
-    pi5 = TargetRanking("pi5-emu", Basis.ESTIMATE_MS, True, [RuntimeEntry("ncnn", "ncnn-int8", 10.0, 1),
-                                                              RuntimeEntry("tflite", "tflite-int8", 12.0, 2)])
+    host = TargetRanking(
+        "host",
+        Basis.P50_MS,
+        False,
+        [RuntimeEntry("openvino", "openvino-int8", 30.0, 1), RuntimeEntry("tflite", "tflite-int8", 33.0, 2)],
+    )
+    pi5 = TargetRanking(
+        "pi5-emu",
+        Basis.ESTIMATE_MS,
+        True,
+        [RuntimeEntry("ncnn", "ncnn-int8", 10.0, 1), RuntimeEntry("tflite", "tflite-int8", 12.0, 2)],
+    )
     (line,) = verdicts([host, pi5])
     assert line.startswith("host's fastest runtime openvino is host only; its fastest board runtime tflite")
     assert line.endswith("on pi5-emu: ranked 2 of 2; fastest there: ncnn (ncnn-int8)")

@@ -42,12 +42,24 @@ def inputs(tmp_path: Path) -> Path:
 
 
 def measurement(art: str, threads: int = 1) -> Measurement:
-    return Measurement(artifact=art, format="tflite-fp32", runtime="ai_edge_litert", threads=threads,
-                       status="ok", samples_ms=[1.0, 1.1], p50_ms=1.05)
+    return Measurement(
+        artifact=art,
+        format="tflite-fp32",
+        runtime="ai_edge_litert",
+        threads=threads,
+        status="ok",
+        samples_ms=[1.0, 1.1],
+        p50_ms=1.05,
+    )
 
 
-def agent(measures: Callable[[list[str]], list[str]] | None = None, *, in_progress: str | None = None,
-          finished: bool = True, then: Step | None = None) -> Step:
+def agent(
+    measures: Callable[[list[str]], list[str]] | None = None,
+    *,
+    in_progress: str | None = None,
+    finished: bool = True,
+    then: Step | None = None,
+) -> Step:
     """A stand-in for the agent: reads the request the session pushed, writes a result for the artifacts
     `measures` picks from the requested ids (all by default), then does what `then` does (exit 0 by default).
     Other commands (the cleanup's rm) run for real in the device's folder."""
@@ -58,20 +70,30 @@ def agent(measures: Callable[[list[str]], list[str]] | None = None, *, in_progre
         request, result = call.argv[-2], call.argv[-1]
         wanted = [a["id"] for a in json.loads(fake.path(request).read_text())["artifacts"]]
         done = measures(wanted) if measures else wanted
-        written = AgentResult(started_at="2026-01-01T00:00:00", finished_at="2026-01-01T00:01:00" if finished else None,
-                              facts_before=FACTS, measurements=[measurement(a) for a in done],
-                              in_progress=in_progress)
+        written = AgentResult(
+            started_at="2026-01-01T00:00:00",
+            finished_at="2026-01-01T00:01:00" if finished else None,
+            facts_before=FACTS,
+            measurements=[measurement(a) for a in done],
+            in_progress=in_progress,
+        )
         fake.path(result).write_text(written.model_dump_json())
         return (then or exits(0))(fake, call)
 
     return step
 
 
-def run_session(tmp_path: Path, fake: FakeTransport, arts: list[AgentArtifact], inputs: Path,
-                **settings: object) -> tuple[TargetRun, TargetSession]:
+def run_session(
+    tmp_path: Path, fake: FakeTransport, arts: list[AgentArtifact], inputs: Path, **settings: object
+) -> tuple[TargetRun, TargetSession]:
     target = Target(name="board", host="board.invalid")
-    session = TargetSession(target, run_id="r1", local_dir=tmp_path / "local", transport=fake,
-                            settings=Settings(repeat=2, warmup=0, **settings))  # type: ignore[arg-type]
+    session = TargetSession(
+        target,
+        run_id="r1",
+        local_dir=tmp_path / "local",
+        transport=fake,
+        settings=Settings(repeat=2, warmup=0, **settings),
+    )  # type: ignore[arg-type]
     return session.execute(arts, inputs), session
 
 
@@ -90,9 +112,13 @@ def test_every_artifact_measured_then_the_run_folder_is_removed(tmp_path, arts, 
     assert run.status == "ok", run.error
     assert statuses(run) == dict.fromkeys("abc", ("ok", None))
     assert fake.events[0] == "connect" and fake.events[-1] == "close"
-    assert (fake.root / "agent.py").is_file() and (fake.root / "artifacts" / ("a" * 16) / "model.tflite").is_file()
+    assert (fake.root / "agent.py").is_file() and (
+        fake.root / "artifacts" / ("a" * 16) / "model.tflite"
+    ).is_file()
     assert cleaned(fake) and not (fake.root / "runs" / "r1-board").exists()  # the real rm ran in the folder
-    assert {"ensure", "connect", "push", "run", "pull", "cleanup"} >= set(run.stage_seconds) >= {"push", "run"}
+    assert (
+        {"ensure", "connect", "push", "run", "pull", "cleanup"} >= set(run.stage_seconds) >= {"push", "run"}
+    )
 
 
 def test_a_second_push_sends_nothing_unchanged(tmp_path, arts, inputs) -> None:
@@ -100,15 +126,25 @@ def test_a_second_push_sends_nothing_unchanged(tmp_path, arts, inputs) -> None:
     run_session(tmp_path, fake, arts, inputs)
     said: list[object] = []
     target = Target(name="board", host="board.invalid")
-    again = TargetSession(target, run_id="r2", local_dir=tmp_path / "local2", transport=fake,
-                          settings=Settings(repeat=2, warmup=0), progress=said.append)
+    again = TargetSession(
+        target,
+        run_id="r2",
+        local_dir=tmp_path / "local2",
+        transport=fake,
+        settings=Settings(repeat=2, warmup=0),
+        progress=said.append,
+    )
     assert again.execute(arts, inputs).status == "ok"
     assert any("0.00 MB sent" in str(s) for s in said), said
 
 
 def test_a_crash_mid_artifact_fails_it_and_restarts_the_agent_for_the_rest(tmp_path, arts, inputs) -> None:
-    crash = agent(lambda wanted: wanted[:1], in_progress="b threads=1", finished=False,
-                  then=exits(-11, stderr="Segmentation fault"))
+    crash = agent(
+        lambda wanted: wanted[:1],
+        in_progress="b threads=1",
+        finished=False,
+        then=exits(-11, stderr="Segmentation fault"),
+    )
     fake = FakeTransport(tmp_path / "device", steps={1: crash}, default=agent())
     run, _ = run_session(tmp_path, fake, arts, inputs)
     assert run.status == "ok", run.error
@@ -121,21 +157,29 @@ def test_a_crash_mid_artifact_fails_it_and_restarts_the_agent_for_the_rest(tmp_p
     assert cleaned(fake)
 
 
-def test_an_agent_dying_between_measurements_is_restarted_without_failing_anything(tmp_path, arts, inputs) -> None:
+def test_an_agent_dying_between_measurements_is_restarted_without_failing_anything(
+    tmp_path, arts, inputs
+) -> None:
     died = agent(lambda wanted: wanted[:1], finished=False, then=exits(137, stderr="Killed"))
     fake = FakeTransport(tmp_path / "device", steps={1: died, 2: died}, default=agent())
     run, _ = run_session(tmp_path, fake, arts, inputs)
     assert run.status == "ok" and statuses(run) == dict.fromkeys("abc", ("ok", None))
 
 
-def test_an_agent_that_crashes_every_time_gives_up_after_max_restarts(tmp_path, arts, inputs, monkeypatch) -> None:
+def test_an_agent_that_crashes_every_time_gives_up_after_max_restarts(
+    tmp_path, arts, inputs, monkeypatch
+) -> None:
     monkeypatch.setattr(session_module, "MAX_RESTARTS", 3)
 
-    def first_in_progress(fake: FakeTransport, call: Call) -> RunResult:  # crashes in the first artifact it is given
+    def first_in_progress(
+        fake: FakeTransport, call: Call
+    ) -> RunResult:  # crashes in the first artifact it is given
         if AGENT_REMOTE not in call.argv:
             return runs_here(fake, call)
         wanted = json.loads(fake.path(call.argv[-2]).read_text())["artifacts"][0]["id"]
-        return agent(lambda w: [], in_progress=f"{wanted} threads=1", finished=False, then=exits(-11))(fake, call)
+        return agent(lambda w: [], in_progress=f"{wanted} threads=1", finished=False, then=exits(-11))(
+            fake, call
+        )
 
     fake = FakeTransport(tmp_path / "device", default=first_in_progress)
     run, _ = run_session(tmp_path, fake, arts, inputs)
@@ -143,7 +187,9 @@ def test_an_agent_that_crashes_every_time_gives_up_after_max_restarts(tmp_path, 
     assert sum(e.startswith("run ") and AGENT_REMOTE in e for e in fake.events) == 3 and cleaned(fake)
 
 
-def test_a_crash_before_measuring_anything_fails_the_target_and_still_cleans_up(tmp_path, arts, inputs) -> None:
+def test_a_crash_before_measuring_anything_fails_the_target_and_still_cleans_up(
+    tmp_path, arts, inputs
+) -> None:
     fake = FakeTransport(tmp_path / "device", steps={1: exits(1, stderr="ModuleNotFoundError: numpy")})
     run, _ = run_session(tmp_path, fake, arts, inputs)
     assert run.status == "failed"
@@ -158,12 +204,20 @@ def test_a_hung_agent_times_out_keeps_the_partial_result_and_cleans_up(tmp_path,
     run, _ = run_session(tmp_path, fake, arts, inputs, timeout_s=1.0)
     assert run.status == "failed" and "run: AgentError" in (run.error or "")
     assert "raise benchmark.timeout_s" in (run.error or "")
-    assert statuses(run) == {"a": ("ok", None), "b": ("failed", ErrorCode.TIMEOUT), "c": ("failed", ErrorCode.TIMEOUT)}
+    assert statuses(run) == {
+        "a": ("ok", None),
+        "b": ("failed", ErrorCode.TIMEOUT),
+        "c": ("failed", ErrorCode.TIMEOUT),
+    }
     assert cleaned(fake) and fake.closed
 
 
-def test_a_lost_link_reconnects_pulls_what_the_device_wrote_and_stops_the_agent(tmp_path, arts, inputs) -> None:
-    lost = agent(lambda wanted: wanted[:2], in_progress="c threads=1", finished=False, then=drops_link(pgid=777))
+def test_a_lost_link_reconnects_pulls_what_the_device_wrote_and_stops_the_agent(
+    tmp_path, arts, inputs
+) -> None:
+    lost = agent(
+        lambda wanted: wanted[:2], in_progress="c threads=1", finished=False, then=drops_link(pgid=777)
+    )
     fake = FakeTransport(tmp_path / "device", steps={1: lost})
     run, _ = run_session(tmp_path, fake, arts, inputs)
     assert run.status == "failed" and "ConnectionLost" in (run.error or "")
@@ -172,23 +226,39 @@ def test_a_lost_link_reconnects_pulls_what_the_device_wrote_and_stops_the_agent(
     assert cleaned(fake) and fake.closed
 
 
-def test_an_unreachable_device_keeps_the_streamed_measurements_and_skips_cleanup(tmp_path, arts, inputs) -> None:
+def test_an_unreachable_device_keeps_the_streamed_measurements_and_skips_cleanup(
+    tmp_path, arts, inputs
+) -> None:
     start = json.dumps({"started_at": "2026-01-01T00:00:00", "facts_before": FACTS.model_dump()})
     stream = f"EDGEKIT_START {start}\nEDGEKIT_MEASUREMENT {measurement('a').model_dump_json()}\nEDGEKIT_MEAS"
     fake = FakeTransport(tmp_path / "device", steps={1: drops_link(stdout=stream)}, reachable=False)
     said: list[object] = []
     target = Target(name="board", host="board.invalid")
-    session = TargetSession(target, run_id="r1", local_dir=tmp_path / "local", transport=fake,
-                            settings=Settings(repeat=2, warmup=0), progress=said.append)
+    session = TargetSession(
+        target,
+        run_id="r1",
+        local_dir=tmp_path / "local",
+        transport=fake,
+        settings=Settings(repeat=2, warmup=0),
+        progress=said.append,
+    )
     run = session.execute(arts, inputs)
     assert run.status == "failed" and "ConnectionLost" in (run.error or "")
-    assert statuses(run) == {"a": ("ok", None), "b": ("failed", ErrorCode.NOT_RUN), "c": ("failed", ErrorCode.NOT_RUN)}
-    assert "reconnect" in fake.events and not cleaned(fake) and fake.closed  # nothing more asked of a dead link
+    assert statuses(run) == {
+        "a": ("ok", None),
+        "b": ("failed", ErrorCode.NOT_RUN),
+        "c": ("failed", ErrorCode.NOT_RUN),
+    }
+    assert (
+        "reconnect" in fake.events and not cleaned(fake) and fake.closed
+    )  # nothing more asked of a dead link
     assert any("kept 1 streamed measurements" in str(s) for s in said)
 
 
 def test_the_whole_run_deadline_cuts_a_hung_device(tmp_path, arts, inputs, monkeypatch) -> None:
-    monkeypatch.setattr(session_module, "RUN_GRACE_S", 0.5)  # the deadline passes before the run's own timeout
+    monkeypatch.setattr(
+        session_module, "RUN_GRACE_S", 0.5
+    )  # the deadline passes before the run's own timeout
     fake = FakeTransport(tmp_path / "device", steps={1: hangs()}, reachable=False)
     run, _ = run_session(tmp_path, fake, arts, inputs, timeout_s=0.1)
     assert run.status == "failed" and "DeviceTimeout" in (run.error or ""), run.error
@@ -200,15 +270,23 @@ def test_the_whole_run_deadline_cuts_a_hung_device(tmp_path, arts, inputs, monke
 def test_ctrl_c_stops_the_agent_keeps_what_was_measured_and_marks_the_run(tmp_path, arts, inputs) -> None:
     fake = FakeTransport(tmp_path / "device")
     target = Target(name="board", host="board.invalid")
-    session = TargetSession(target, run_id="r1", local_dir=tmp_path / "local", transport=fake,
-                            settings=Settings(repeat=2, warmup=0, timeout_s=30.0))
+    session = TargetSession(
+        target,
+        run_id="r1",
+        local_dir=tmp_path / "local",
+        transport=fake,
+        settings=Settings(repeat=2, warmup=0, timeout_s=30.0),
+    )
 
     def ctrl_c_while_hanging(fake: FakeTransport, call: Call) -> RunResult:
-        threading.Timer(0.2, session.interrupt).start()  # from another thread, as deploy's Ctrl-C handler does
+        threading.Timer(
+            0.2, session.interrupt
+        ).start()  # from another thread, as deploy's Ctrl-C handler does
         return hangs()(fake, call)
 
-    fake.steps[1] = agent(lambda wanted: wanted[:1], in_progress="b threads=1", finished=False,
-                          then=ctrl_c_while_hanging)
+    fake.steps[1] = agent(
+        lambda wanted: wanted[:1], in_progress="b threads=1", finished=False, then=ctrl_c_while_hanging
+    )
     run = session.execute(arts, inputs)
     assert run.interrupted and run.status == "failed"
     assert statuses(run)["b"] == ("failed", ErrorCode.INTERRUPTED)

@@ -18,13 +18,23 @@ from edgekit.report.table import deploy_table
 
 def _result():  # two targets and the host: the widest deploy a nightly prints
     formats = list(BASE_MS)  # the formats the synthetic results have figures for (TFLite, ncnn)
-    result = synthetic_result(datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0),
-                              targets=("pi4", "pi5-emu", "pi5"), formats=formats, threads=(1, 4))
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC),
+        rng=np.random.default_rng(0),
+        targets=("pi4", "pi5-emu", "pi5"),
+        formats=formats,
+        threads=(1, 4),
+    )
     emu = next(r for r in result.runs if r.target == "pi5-emu")
     for m in emu.agent.measurements:  # type: ignore[union-attr]
-        emu.estimates[f"{m.artifact} x{m.threads}"] = {"status": "ok", "board": "pi5", "estimate_ms": 12.34,
-                                                        "low_ms": 10.1, "high_ms": 15.6,
-                                                        "interval_calibrated": m.format.startswith("ncnn")}
+        emu.estimates[f"{m.artifact} x{m.threads}"] = {
+            "status": "ok",
+            "board": "pi5",
+            "estimate_ms": 12.34,
+            "low_ms": 10.1,
+            "high_ms": 15.6,
+            "interval_calibrated": m.format.startswith("ncnn"),
+        }
     return result
 
 
@@ -37,7 +47,10 @@ def test_deploy_table_fits_and_keeps_every_verdict(width: int) -> None:
     assert max(len(line) for line in text.splitlines()) <= width
     for fmt in Format:
         if fmt.value in {a.id for a in result.artifacts}:
-            assert re.search(rf"\b{re.escape(fmt.value)}\b", text), (width, fmt.value)  # never cut to 'tflite-fp…'
+            assert re.search(rf"\b{re.escape(fmt.value)}\b", text), (
+                width,
+                fmt.value,
+            )  # never cut to 'tflite-fp…'
     tables = len(re.findall(r" on (pi4|pi5-emu|pi5)\b", text))
     assert tables == 3  # one stacked table per target
     arts = len(result.artifacts)
@@ -55,13 +68,26 @@ def test_runs_show_prints_fidelity_as_one_line_not_a_dict(tmp_path) -> None:  # 
 
     result = _result()
     art = result.artifacts[0]
-    art.fidelity.update({"top1_agreement": 0.9972, "top1": 0.9231, "top1_reference": 0.925, "samples": 1000,
-                         "cosine_worst": 0.98701, "outputs": {"scores": {"max_abs": 0.01, "cosine": 0.999}}})
+    art.fidelity.update(
+        {
+            "top1_agreement": 0.9972,
+            "top1": 0.9231,
+            "top1_reference": 0.925,
+            "samples": 1000,
+            "cosine_worst": 0.98701,
+            "outputs": {"scores": {"max_abs": 0.01, "cosine": 0.999}},
+        }
+    )
     url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
     with open_store(url) as store:
         run_id = store.record(result)
-    out = subprocess.run([sys.executable, "-m", "edgekit", "runs", "show", str(run_id), "--store", url],
-                         capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "runs", "show", str(run_id), "--store", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert "{" not in text and "'outputs'" not in text  # no raw Python dict

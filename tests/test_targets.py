@@ -41,16 +41,22 @@ def test_every_repo_target_loads() -> None:
 
 
 def test_cli_overrides_are_typed_and_nested() -> None:
-    t = load_target("pi4", ["host=192.168.1.20", "port=2222", "accept_new=true", "user=alice"],
-                    ssh_config=Path("/nonexistent"))
+    t = load_target(
+        "pi4",
+        ["host=192.168.1.20", "port=2222", "accept_new=true", "user=alice"],
+        ssh_config=Path("/nonexistent"),
+    )
     assert (t.host, t.port, t.accept_new, t.user) == ("192.168.1.20", 2222, True, "alice")
     e = load_target("pi4-emu", {"emulated.counting": "true"})
     assert e.emulated.counting is True and e.emulated.cpu == "cortex-a72"
 
 
 def test_environment_overrides_and_cli_wins() -> None:
-    env = {"EDGEKIT_TARGET_PI4_HOST": "10.0.0.7", "EDGEKIT_TARGET_PI4_PORT": "2200",
-           "EDGEKIT_TARGET_PI5_HOST": "not-me"}
+    env = {
+        "EDGEKIT_TARGET_PI4_HOST": "10.0.0.7",
+        "EDGEKIT_TARGET_PI4_PORT": "2200",
+        "EDGEKIT_TARGET_PI5_HOST": "not-me",
+    }
     t = load_target("pi4", env=env, ssh_config=Path("/nonexistent"))
     assert (t.host, t.port) == ("10.0.0.7", 2200)
     t = load_target("pi4", ["port=2300"], env=env, ssh_config=Path("/nonexistent"))
@@ -75,14 +81,17 @@ def test_ssh_config_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert load_target("pi4", ["host=mypi"]).host == "10.20.30.40"
 
 
-@pytest.mark.parametrize("text, match", [
-    ("name: x\ntransport: ssh\nhost: h\nhots: typo\n", "hots"),
-    ("name: x\ntransport: serial\n", "transport"),
-    ("name: x\nhost: h\nport: 70000\n", "port"),
-    ("name: x\nemulated: {cpu: cortex-a72}\n", "emulated.device"),
-    ("- a\n- b\n", "mapping"),
-    ("name: [unclosed\n", "YAML"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("name: x\ntransport: ssh\nhost: h\nhots: typo\n", "hots"),
+        ("name: x\ntransport: serial\n", "transport"),
+        ("name: x\nhost: h\nport: 70000\n", "port"),
+        ("name: x\nemulated: {cpu: cortex-a72}\n", "emulated.device"),
+        ("- a\n- b\n", "mapping"),
+        ("name: [unclosed\n", "YAML"),
+    ],
+)
 def test_bad_target_files_are_named_errors(tmp_path: Path, text: str, match: str) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(TargetError, match=match) as info:
@@ -99,7 +108,9 @@ def test_unknown_target_and_bad_override() -> None:
         load_target("pi4", ["host="], ssh_config=Path("/nonexistent"))
 
 
-def test_emulated_target_not_running_says_how_to_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_emulated_target_not_running_says_how_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("EDGEKIT_EMU_HOME", str(tmp_path / "emu"))  # a device that was never started
     target = load_target("pi5-emu")
     assert target.host is None
@@ -122,7 +133,15 @@ def test_cli_lists_targets_and_every_help_has_an_example() -> None:
     assert listing.exit_code == 0, listing.output
     for name in ("pi4-emu", "cortex-a72", "local", "phone"):
         assert name in listing.output
-    for argv in (["targets"], ["targets", "check"], ["targets", "setup"], ["emu"], ["emu", "build"],
-                 ["emu", "up"], ["emu", "status"], ["emu", "down"]):
+    for argv in (
+        ["targets"],
+        ["targets", "check"],
+        ["targets", "setup"],
+        ["emu"],
+        ["emu", "build"],
+        ["emu", "up"],
+        ["emu", "status"],
+        ["emu", "down"],
+    ):
         out = runner.invoke(app, [*argv, "--help"], terminal_width=200)
         assert out.exit_code == 0 and "Example: edgekit" in out.output, argv

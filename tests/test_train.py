@@ -12,10 +12,13 @@ from edgekit.fidelity.metrics import top1
 from edgekit.zoo import digits, digits_train, shapes_train, train
 
 SMALL_DIGITS = digits_train.DEFAULT.model_copy(update={"epochs": 2, "data": {"max_train": 256}})
-SMALL_DETECTOR = shapes_train.DEFAULT.model_copy(update={
-    "epochs": 1, "batch_size": 2,
-    "data": {"canvas": 96, "images_per_epoch": 4, "bn_images": 2, "test_images": 2, "probe_images": 0},
-})
+SMALL_DETECTOR = shapes_train.DEFAULT.model_copy(
+    update={
+        "epochs": 1,
+        "batch_size": 2,
+        "data": {"canvas": 96, "images_per_epoch": 4, "bn_images": 2, "test_images": 2, "probe_images": 0},
+    }
+)
 
 
 def _state(trained: train.Trained) -> dict[str, np.ndarray]:
@@ -55,7 +58,9 @@ def test_digits_trained_from_scratch_reaches_sane_accuracy() -> None:
 
 
 def test_shipped_digits_weights_match_the_default_config_and_reach_95_percent() -> None:
-    assert train.shipped("digits") is not None, "edgekit/zoo/weights/digits.pt missing or stale: retrain and --ship"
+    assert train.shipped("digits") is not None, (
+        "edgekit/zoo/weights/digits.pt missing or stale: retrain and --ship"
+    )
     trained = train.load_trained("digits")
     x, y = digits.test_split()
     import torch
@@ -71,7 +76,9 @@ def test_digits_splits_are_disjoint_and_stratified() -> None:
     x_te, y_te = digits.test_data()
     assert len(x_te) == 360 and len(x_tr) == 1437 and x_te.shape[1:] == (1, 16, 16)
     train_rows = {row.tobytes() for row in x_tr}
-    assert sum(row.tobytes() in train_rows for row in x_te) <= 2  # the raw data has a couple of duplicate scans
+    assert (
+        sum(row.tobytes() in train_rows for row in x_te) <= 2
+    )  # the raw data has a couple of duplicate scans
     assert np.bincount(y_te).min() >= 35
     xc, yc = digits.calibration(50, seed=3)
     assert xc.dtype == np.float32 and yc.dtype == np.int64 and len(xc) == 50
@@ -89,7 +96,9 @@ def test_shipped_detector_weights_match_the_default_config_and_find_the_shapes()
     from edgekit.fidelity.metrics import detection_metrics
     from edgekit.zoo import shapes
 
-    assert train.shipped("shapes-yolov5-lite") is not None, "detector weights missing or stale: retrain and --ship"
+    assert train.shipped("shapes-yolov5-lite") is not None, (
+        "detector weights missing or stale: retrain and --ship"
+    )
     trained = train.load_trained("shapes-yolov5-lite")
     assert trained.meta["metrics"]["map50"] >= 0.8
     imgs, labels = shapes.test_set(24)

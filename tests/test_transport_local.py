@@ -42,8 +42,16 @@ def test_put_skip_and_get(local, tmp_path: Path) -> None:
 
 
 def test_run_in_work_dir_with_env_and_status(local, tmp_path: Path) -> None:
-    res = local.run([sys.executable, "-c", "import os,sys; print(os.getcwd()); print(os.environ['EK_V']);"
-                     " sys.stderr.write('e'); sys.exit(3)"], timeout=30, env={"EK_V": "a b;$x"})
+    res = local.run(
+        [
+            sys.executable,
+            "-c",
+            "import os,sys; print(os.getcwd()); print(os.environ['EK_V']);"
+            " sys.stderr.write('e'); sys.exit(3)",
+        ],
+        timeout=30,
+        env={"EK_V": "a b;$x"},
+    )
     assert res.exit_status == 3 and res.stderr == "e"
     assert res.stdout.splitlines() == [str(tmp_path / "work"), "a b;$x"]
     assert local.run(["definitely-not-a-command-xyz"], timeout=5).exit_status == 127
@@ -57,6 +65,9 @@ def test_timeout_kills_the_whole_process_group(local) -> None:
         local.run([sys.executable, "-c", code], timeout=1)
     assert time.monotonic() - start < 10
     time.sleep(0.3)
-    alive = [p for p in psutil.process_iter(["cmdline", "status"])
-             if marker in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE]
+    alive = [
+        p
+        for p in psutil.process_iter(["cmdline", "status"])
+        if marker in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE
+    ]
     assert alive == []

@@ -31,16 +31,25 @@ def _other_key_line(tmp_path: Path, port: int) -> str:
 def test_unreachable_host_names_host_and_port(tmp_path: Path) -> None:
     port = _free_port()  # nothing listens there
     (tmp_path / "nokey").write_text("not read: the connection is refused first\n")
-    target = load_target("pi4", {"host": "127.0.0.1", "port": str(port), "connect_timeout": "3",
-                                 "known_hosts": str(tmp_path / "kh"), "key": str(tmp_path / "nokey")},
-                         ssh_config=tmp_path / "none")
+    target = load_target(
+        "pi4",
+        {
+            "host": "127.0.0.1",
+            "port": str(port),
+            "connect_timeout": "3",
+            "known_hosts": str(tmp_path / "kh"),
+            "key": str(tmp_path / "nokey"),
+        },
+        ssh_config=tmp_path / "none",
+    )
     with pytest.raises(ConnectError, match=f"127.0.0.1:{port}"):
         open_transport(target).connect()
 
 
 @pytest.mark.integration
-def test_changed_host_key_is_refused_and_nothing_uploaded(pi4_emu, pi4_transport, tmp_path, small_file,
-                                                         scratch_name) -> None:
+def test_changed_host_key_is_refused_and_nothing_uploaded(
+    pi4_emu, pi4_transport, tmp_path, small_file, scratch_name
+) -> None:
     wrong = tmp_path / "known_hosts"
     wrong.write_text(_other_key_line(tmp_path, pi4_emu.port))
     bad = pi4_emu.model_copy(update={"known_hosts": wrong})
@@ -75,11 +84,19 @@ def test_unknown_host_key_is_refused_unless_accept_new(pi4_emu, tmp_path) -> Non
 def test_arguments_env_and_cwd_are_quoted(pi4_transport, scratch_name) -> None:
     pi4_transport.mkdir(f"{scratch_name}/dir with space")
     nasty = ["a b", "$HOME", "`id`", "x;rm -rf /", "it's", '"q"', "*"]
-    res = pi4_transport.run(["printf", "%s\\n", *nasty], timeout=30, cwd=f"{scratch_name}/dir with space",
-                            env={"EDGEKIT_X": "v a l;$(id)"})
+    res = pi4_transport.run(
+        ["printf", "%s\\n", *nasty],
+        timeout=30,
+        cwd=f"{scratch_name}/dir with space",
+        env={"EDGEKIT_X": "v a l;$(id)"},
+    )
     assert res.ok and res.stdout.splitlines() == nasty
-    res = pi4_transport.run(["sh", "-c", 'pwd; printf %s "$EDGEKIT_X"'], timeout=30,
-                            cwd=f"{scratch_name}/dir with space", env={"EDGEKIT_X": "v a l;$(id)"})
+    res = pi4_transport.run(
+        ["sh", "-c", 'pwd; printf %s "$EDGEKIT_X"'],
+        timeout=30,
+        cwd=f"{scratch_name}/dir with space",
+        env={"EDGEKIT_X": "v a l;$(id)"},
+    )
     pwd, value = res.stdout.splitlines()
     assert pwd.endswith("/dir with space") and value == "v a l;$(id)"
 
@@ -121,10 +138,12 @@ def jump_host(pi4_emu, tmp_path: Path) -> Iterator[tuple[int, str]]:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     port = _free_port()
     config = tmp_path / "jump_sshd_config"
-    config.write_text(f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {key}\nAuthorizedKeysFile {dev.authorized_keys}\n"
-                      f"PidFile {tmp_path / 'jump.pid'}\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
-                      "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
-                      "StrictModes no\nAllowTcpForwarding yes\nLogLevel ERROR\n")
+    config.write_text(
+        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {key}\nAuthorizedKeysFile {dev.authorized_keys}\n"
+        f"PidFile {tmp_path / 'jump.pid'}\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
+        "StrictModes no\nAllowTcpForwarding yes\nLogLevel ERROR\n"
+    )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(tmp_path / "jump.log")])
     try:
@@ -148,18 +167,27 @@ def _through_jump(pi4_emu, tmp_path: Path, jump_line: str, entry: str) -> object
     known = tmp_path / "user_known_hosts"
     known.write_text(pi4_emu.known_hosts.read_text() + jump_line)
     config = tmp_path / "ssh_config"
-    config.write_text(f"Host lab-pi\n  HostName 127.0.0.1\n  Port {pi4_emu.port}\n  User {pi4_emu.user}\n"
-                      f"  IdentityFile {pi4_emu.key}\n  UserKnownHostsFile {known}\n{entry}")
-    return load_target("pi4", {"host": "lab-pi", "connect_timeout": "5", "work_dir": str(tmp_path / "w")},
-                       ssh_config=config)
+    config.write_text(
+        f"Host lab-pi\n  HostName 127.0.0.1\n  Port {pi4_emu.port}\n  User {pi4_emu.user}\n"
+        f"  IdentityFile {pi4_emu.key}\n  UserKnownHostsFile {known}\n{entry}"
+    )
+    return load_target(
+        "pi4", {"host": "lab-pi", "connect_timeout": "5", "work_dir": str(tmp_path / "w")}, ssh_config=config
+    )
 
 
 @pytest.mark.integration
 def test_proxyjump_chains_from_the_ssh_config_are_honoured(pi4_emu, jump_host, tmp_path: Path) -> None:
     port, line = jump_host
-    target = _through_jump(pi4_emu, tmp_path, line, f"  ProxyJump bastion,{pi4_emu.user}@bastion\n"
-                           f"Host bastion\n  HostName 127.0.0.1\n  Port {port}\n")
-    assert target.proxy_jump == f"127.0.0.1:{port},{pi4_emu.user}@127.0.0.1:{port}"  # hops resolved by the config
+    target = _through_jump(
+        pi4_emu,
+        tmp_path,
+        line,
+        f"  ProxyJump bastion,{pi4_emu.user}@bastion\nHost bastion\n  HostName 127.0.0.1\n  Port {port}\n",
+    )
+    assert (
+        target.proxy_jump == f"127.0.0.1:{port},{pi4_emu.user}@127.0.0.1:{port}"
+    )  # hops resolved by the config
     assert str(target.known_hosts) == str(tmp_path / "user_known_hosts")  # UserKnownHostsFile
     with open_transport(target) as transport:
         assert transport.run(["echo", "through"], timeout=30).stdout == "through\n"
@@ -174,8 +202,10 @@ def test_proxycommand_is_honoured_and_a_dead_jump_host_is_named(pi4_emu, jump_ho
     port, line = jump_host
     known = tmp_path / "jump_known"
     known.write_text(line)
-    command = (f"ssh -q -i {pi4_emu.key} -o BatchMode=yes -o UserKnownHostsFile={known} -p {port} "
-               f"-W %h:%p {pi4_emu.user}@127.0.0.1")
+    command = (
+        f"ssh -q -i {pi4_emu.key} -o BatchMode=yes -o UserKnownHostsFile={known} -p {port} "
+        f"-W %h:%p {pi4_emu.user}@127.0.0.1"
+    )
     target = _through_jump(pi4_emu, tmp_path, "", f"  ProxyCommand {command}\n")
     assert target.proxy_command and f"-W 127.0.0.1:{pi4_emu.port}" in target.proxy_command
     with open_transport(target) as transport:

@@ -49,25 +49,62 @@ PROTOCOL_VERSION = 1  # edgekit/agent/contract.py's, checked by tests/test_contr
 # Why a measurement failed: the codes the agent sets (contract.ErrorCode has these and the host's own)
 LOAD_ERROR, RUN_ERROR = "load_error", "run_error"
 EXIT_OK, EXIT_CRASH, EXIT_BAD_REQUEST, EXIT_LOCKED = 0, 1, 2, 3
-ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
-             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
-             "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
-             "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715",
-             "0xd4e": "Cortex-X3"}
+ARM_PARTS = {
+    "0xd03": "Cortex-A53",
+    "0xd04": "Cortex-A35",
+    "0xd05": "Cortex-A55",
+    "0xd07": "Cortex-A57",
+    "0xd08": "Cortex-A72",
+    "0xd09": "Cortex-A73",
+    "0xd0a": "Cortex-A75",
+    "0xd0b": "Cortex-A76",
+    "0xd0c": "Neoverse-N1",
+    "0xd0d": "Cortex-A77",
+    "0xd41": "Cortex-A78",
+    "0xd44": "Cortex-X1",
+    "0xd46": "Cortex-A510",
+    "0xd47": "Cortex-A710",
+    "0xd48": "Cortex-X2",
+    "0xd4d": "Cortex-A715",
+    "0xd4e": "Cortex-X3",
+}
 # The agent's copy of edgekit's runtime registry (edgekit/runtimes/; tests/test_runtimes.py checks it):
 # format -> runtime, runtime -> runner class (RUNNERS, after the runners), module -> distributions to read its
 # version from (the first one installed).
-FORMAT_RUNTIMES = {"tflite-fp32": "tflite", "tflite-fp16": "tflite", "tflite-dynamic": "tflite",
-                   "tflite-int8": "tflite", "tflite-onnx2tf-fp32": "tflite", "tflite-onnx2tf-fp16": "tflite",
-                   "tflite-onnx2tf-dynamic": "tflite", "tflite-onnx2tf-int8": "tflite",
-                   "ncnn-fp32": "ncnn", "ncnn-fp16": "ncnn", "ncnn-int8": "ncnn",
-                   "onnx-fp32": "onnxruntime", "onnx-int8": "onnxruntime", "opencv-fp32": "opencv",
-                   "mnn-fp32": "mnn", "mnn-fp16": "mnn", "mnn-int8": "mnn", "openvino-fp32": "openvino",
-                   "openvino-int8": "openvino", "executorch-fp32": "executorch", "executorch-int8": "executorch"}
-RUNTIME_DISTS = {"numpy": ("numpy",), "ai_edge_litert": ("ai-edge-litert",), "tflite_runtime": ("tflite-runtime",),
-                 "ncnn": ("ncnn",), "onnxruntime": ("onnxruntime",),
-                 "cv2": ("opencv-python-headless", "opencv-python"), "MNN": ("mnn",),
-                 "openvino": ("openvino",), "executorch": ("executorch",)}
+FORMAT_RUNTIMES = {
+    "tflite-fp32": "tflite",
+    "tflite-fp16": "tflite",
+    "tflite-dynamic": "tflite",
+    "tflite-int8": "tflite",
+    "tflite-onnx2tf-fp32": "tflite",
+    "tflite-onnx2tf-fp16": "tflite",
+    "tflite-onnx2tf-dynamic": "tflite",
+    "tflite-onnx2tf-int8": "tflite",
+    "ncnn-fp32": "ncnn",
+    "ncnn-fp16": "ncnn",
+    "ncnn-int8": "ncnn",
+    "onnx-fp32": "onnxruntime",
+    "onnx-int8": "onnxruntime",
+    "opencv-fp32": "opencv",
+    "mnn-fp32": "mnn",
+    "mnn-fp16": "mnn",
+    "mnn-int8": "mnn",
+    "openvino-fp32": "openvino",
+    "openvino-int8": "openvino",
+    "executorch-fp32": "executorch",
+    "executorch-int8": "executorch",
+}
+RUNTIME_DISTS = {
+    "numpy": ("numpy",),
+    "ai_edge_litert": ("ai-edge-litert",),
+    "tflite_runtime": ("tflite-runtime",),
+    "ncnn": ("ncnn",),
+    "onnxruntime": ("onnxruntime",),
+    "cv2": ("opencv-python-headless", "opencv-python"),
+    "MNN": ("mnn",),
+    "openvino": ("openvino",),
+    "executorch": ("executorch",),
+}
 # MNN's runtime precision per artifact precision (edgekit/runtimes/mnn.py PRECISION)
 MNN_PRECISION = {"fp32": "high", "fp16": "low", "int8": "normal"}
 
@@ -126,8 +163,11 @@ def _freqs() -> list[dict[str, Any]]:
 
 
 def _temperature() -> Optional[float]:
-    temps = [_int(_read("/sys/class/thermal/%s/temp" % zone)) for zone in _listdir("/sys/class/thermal")
-             if zone.startswith("thermal_zone")]
+    temps = [
+        _int(_read("/sys/class/thermal/%s/temp" % zone))
+        for zone in _listdir("/sys/class/thermal")
+        if zone.startswith("thermal_zone")
+    ]
     values = [t for t in temps if t is not None]
     return max(values) / 1000.0 if values else None
 
@@ -172,12 +212,24 @@ def _runtime_versions() -> dict[str, str]:
 
 def device_facts() -> dict[str, Any]:
     mem_total, mem_avail = _meminfo()
-    facts = {"nice": _nice(), "machine": platform.machine(), "cores": os.cpu_count() or 1, "mem_total_mb": mem_total,
-             "mem_available_mb": mem_avail, "freqs": _freqs(), "temperature_c": _temperature(),
-             "throttled": _throttled(), "python": platform.python_version(), "runtimes": _runtime_versions(),
-             "emulated": bool(os.environ.get("EDGEKIT_EMULATOR")),
-             "emulator": os.environ.get("EDGEKIT_EMULATOR") or None, "hostname": socket.gethostname(),
-             "cpus_used": _cpus_used(), "thermal_zones": _thermal_zones(), "battery": _battery()}
+    facts = {
+        "nice": _nice(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count() or 1,
+        "mem_total_mb": mem_total,
+        "mem_available_mb": mem_avail,
+        "freqs": _freqs(),
+        "temperature_c": _temperature(),
+        "throttled": _throttled(),
+        "python": platform.python_version(),
+        "runtimes": _runtime_versions(),
+        "emulated": bool(os.environ.get("EDGEKIT_EMULATOR")),
+        "emulator": os.environ.get("EDGEKIT_EMULATOR") or None,
+        "hostname": socket.gethostname(),
+        "cpus_used": _cpus_used(),
+        "thermal_zones": _thermal_zones(),
+        "battery": _battery(),
+    }
     facts.update(_cpuinfo())
     return facts
 
@@ -212,8 +264,12 @@ def _battery() -> Optional[dict[str, Any]]:
         if (_read(base + "type") or "").strip() != "Battery":
             continue
         status = (_read(base + "status") or "").strip() or None
-        return {"name": name, "capacity_pct": _int(_read(base + "capacity")), "status": status,
-                "charging": None if status is None else status in ("Charging", "Full")}
+        return {
+            "name": name,
+            "capacity_pct": _int(_read(base + "capacity")),
+            "status": status,
+            "charging": None if status is None else status in ("Charging", "Full"),
+        }
     return None
 
 
@@ -306,6 +362,7 @@ def peak_rss_mb() -> Optional[float]:
     kb = _status_kb("VmHWM")
     if kb is None:
         import resource
+
         kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024.0 if kb else None
 
@@ -334,6 +391,7 @@ class InsnCounter:
         self.last_mix: list[int] = []
         if self.path:
             import ctypes
+
             self._syscall = ctypes.CDLL(None).syscall
 
     def start(self) -> None:
@@ -392,7 +450,9 @@ def _fit_shape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     for cand in candidates:
         if tuple(cand.shape) == tuple(shape):
             return np.ascontiguousarray(cand)
-    raise ValueError("input sample of shape %s does not fit the model input %s" % (list(x.shape), list(shape)))
+    raise ValueError(
+        "input sample of shape %s does not fit the model input %s" % (list(x.shape), list(shape))
+    )
 
 
 class TfliteRunner:
@@ -400,7 +460,9 @@ class TfliteRunner:
         module_name, interpreter_mod = _import_tflite(preference)
         self.runtime = module_name
         with open(path, "rb") as handle:
-            self._content = handle.read()  # model_content is verified as a flatbuffer; model_path is not (SIGSEGV)
+            self._content = (
+                handle.read()
+            )  # model_content is verified as a flatbuffer; model_path is not (SIGSEGV)
         self.interp = interpreter_mod.Interpreter(model_content=self._content, num_threads=threads)
         self.interp.allocate_tensors()
         self.inp = self.interp.get_input_details()[0]
@@ -470,7 +532,7 @@ def _ncnn_io_from_param(path: str) -> tuple[list[str], list[str]]:
         if len(parts) < 4:
             continue
         n_in, n_out = int(parts[2]), int(parts[3])
-        bottoms, tops = parts[4:4 + n_in], parts[4 + n_in:4 + n_in + n_out]
+        bottoms, tops = parts[4 : 4 + n_in], parts[4 + n_in : 4 + n_in + n_out]
         consumed.update(bottoms)
         produced.extend(tops)
         if parts[0] == "Input":
@@ -493,6 +555,7 @@ class NcnnRunner:
 
     def __init__(self, param: str, model: str, threads: int, io: Optional[dict[str, Any]]) -> None:
         import ncnn
+
         io = io or {}
         inputs, outputs = _ncnn_io_from_param(param)
         self.in_name = (io.get("inputs") or inputs)[0]
@@ -552,6 +615,7 @@ class OnnxRuntimeRunner:
 
     def __init__(self, path: str, threads: int) -> None:
         import onnxruntime as ort
+
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -581,6 +645,7 @@ class OpenCvRunner:
 
     def __init__(self, path: str, threads: int) -> None:
         import cv2
+
         cv2.setNumThreads(threads)
         self.net = cv2.dnn.readNetFromONNX(path)
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
@@ -608,6 +673,7 @@ class MnnRunner:
 
     def __init__(self, path: str, threads: int, precision: str = "high") -> None:
         import MNN
+
         self.mnn = MNN
         config = {"backend": "CPU", "numThread": threads, "precision": precision}
         manager = MNN.nn.create_runtime_manager((config,))
@@ -641,6 +707,7 @@ class OpenVinoRunner:
 
     def __init__(self, path: str, threads: int) -> None:
         import openvino as ov
+
         self.ov = ov
         config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
         self.compiled = ov.Core().compile_model(path, "CPU", config)
@@ -657,8 +724,10 @@ class OpenVinoRunner:
         self.request.infer()
 
     def outputs(self) -> list[tuple[str, np.ndarray]]:
-        return [(n, np.array(self.request.get_output_tensor(k).data, dtype=np.float32))
-                for k, n in enumerate(self.names)]
+        return [
+            (n, np.array(self.request.get_output_tensor(k).data, dtype=np.float32))
+            for k, n in enumerate(self.names)
+        ]
 
 
 class ExecuTorchRunner:
@@ -670,6 +739,7 @@ class ExecuTorchRunner:
     def __init__(self, path: str, threads: int) -> None:
         import torch
         from executorch.runtime import Runtime
+
         self.torch = torch
         torch.set_num_threads(threads)
         self.method = Runtime.get().load_program(path).load_method("forward")
@@ -687,8 +757,15 @@ class ExecuTorchRunner:
         return [("output_%d" % k, np.asarray(y, dtype=np.float32)) for k, y in enumerate(self._last)]
 
 
-RUNNERS = {"tflite": TfliteRunner, "ncnn": NcnnRunner, "onnxruntime": OnnxRuntimeRunner, "opencv": OpenCvRunner,
-           "mnn": MnnRunner, "openvino": OpenVinoRunner, "executorch": ExecuTorchRunner}
+RUNNERS = {
+    "tflite": TfliteRunner,
+    "ncnn": NcnnRunner,
+    "onnxruntime": OnnxRuntimeRunner,
+    "opencv": OpenCvRunner,
+    "mnn": MnnRunner,
+    "openvino": OpenVinoRunner,
+    "executorch": ExecuTorchRunner,
+}
 
 
 def open_runner(art: dict[str, Any], base: str, threads: int, preference: str) -> Any:
@@ -696,8 +773,10 @@ def open_runner(art: dict[str, Any], base: str, threads: int, preference: str) -
     files = [_resolve(base, f) for f in art["files"]]
     runtime = FORMAT_RUNTIMES.get(art["format"])
     if runtime is None:
-        raise ValueError("unknown artifact format %r (this agent knows %s)"
-                         % (art["format"], ", ".join(sorted(FORMAT_RUNTIMES))))
+        raise ValueError(
+            "unknown artifact format %r (this agent knows %s)"
+            % (art["format"], ", ".join(sorted(FORMAT_RUNTIMES)))
+        )
     if runtime == "tflite":
         return TfliteRunner(files[0], threads, preference)
     if runtime == "ncnn":
@@ -727,7 +806,7 @@ def timed_window(fn: Callable[[], Any], number: int) -> float:
 
 def calibrate_number(fn: Callable[[], Any], number: int, min_repeat_ms: float) -> int:
     """Raise `number` until one window lasts at least min_repeat_ms (TVM's rule)."""
-    while min_repeat_ms > 0 and number < 10 ** 7:
+    while min_repeat_ms > 0 and number < 10**7:
         elapsed_ms = timed_window(fn, number) * 1000.0
         if elapsed_ms >= min_repeat_ms:
             break
@@ -735,7 +814,9 @@ def calibrate_number(fn: Callable[[], Any], number: int, min_repeat_ms: float) -
     return number
 
 
-def sample(fn: Callable[[], Any], repeat: int, number: int, insn: InsnCounter) -> tuple[list[float], list[int]]:
+def sample(
+    fn: Callable[[], Any], repeat: int, number: int, insn: InsnCounter
+) -> tuple[list[float], list[int]]:
     samples, counts = [], []
     for _ in range(repeat):
         insn.start()
@@ -762,15 +843,34 @@ def summarize(samples: list[float]) -> dict[str, float]:
     arr = np.asarray(samples, dtype=np.float64)
     p50, p90, p99 = (float(v) for v in np.percentile(arr, [50, 90, 99]))
     std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "mean_ms": float(arr.mean()), "std_ms": std,
-            "min_ms": float(arr.min())}
+    return {
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "mean_ms": float(arr.mean()),
+        "std_ms": std,
+        "min_ms": float(arr.min()),
+    }
 
 
 # --- one measurement ------------------------------------------------------------------------------------------
-def measure(art: dict[str, Any], threads: int, req: dict[str, Any], inputs: np.ndarray, base: str,
-            outdir: Optional[str], insn: InsnCounter) -> dict[str, Any]:
-    m: dict[str, Any] = {"artifact": art["id"], "format": art["format"], "runtime": "", "threads": threads,
-                         "status": "failed", "number": int(req.get("number", 1))}
+def measure(
+    art: dict[str, Any],
+    threads: int,
+    req: dict[str, Any],
+    inputs: np.ndarray,
+    base: str,
+    outdir: Optional[str],
+    insn: InsnCounter,
+) -> dict[str, Any]:
+    m: dict[str, Any] = {
+        "artifact": art["id"],
+        "format": art["format"],
+        "runtime": "",
+        "threads": threads,
+        "status": "failed",
+        "number": int(req.get("number", 1)),
+    }
     gc.collect()
     m["peak_rss_scope"] = "measurement" if reset_peak_rss() else "process"
     rss0 = rss_mb()
@@ -812,8 +912,9 @@ def measure(art: dict[str, Any], threads: int, req: dict[str, Any], inputs: np.n
     return m
 
 
-def save_outputs(runner: Any, inputs: np.ndarray, outdir: str, art_id: str, threads: int,
-                 base: str) -> dict[str, Any]:
+def save_outputs(
+    runner: Any, inputs: np.ndarray, outdir: str, art_id: str, threads: int, base: str
+) -> dict[str, Any]:
     """Run every evaluation input, stack each output over samples, write one .npz, checksum each output."""
     stacks: list[list[np.ndarray]] = []
     names: list[str] = []
@@ -835,8 +936,13 @@ def save_outputs(runner: Any, inputs: np.ndarray, outdir: str, art_id: str, thre
         np.savez(handle, **dict(zip(keys, arrays)))
     os.replace(path + ".tmp", path)
     checksums = {n: hashlib.sha256(a.tobytes()).hexdigest() for n, a in zip(names, arrays)}
-    return {"outputs_file": rel, "output_names": names, "output_keys": keys, "output_checksums": checksums,
-            "output_shapes": [list(a.shape) for a in arrays]}
+    return {
+        "outputs_file": rel,
+        "output_names": names,
+        "output_keys": keys,
+        "output_checksums": checksums,
+        "output_shapes": [list(a.shape) for a in arrays],
+    }
 
 
 def _unique_keys(names: list[str]) -> list[str]:
@@ -868,6 +974,7 @@ def load_inputs(req: dict[str, Any], base: str) -> np.ndarray:
 def device_lock(path: str, timeout_s: float) -> Iterator[None]:
     """One benchmark at a time on a device: flock on the work dir's lock file, waiting up to timeout_s."""
     import fcntl
+
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout_s
     try:
@@ -878,8 +985,10 @@ def device_lock(path: str, timeout_s: float) -> Iterator[None]:
             except OSError:
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-                    raise AgentFailure("another benchmark holds %s (%s); waited %.0f s"
-                                       % (path, holder, timeout_s), EXIT_LOCKED) from None
+                    raise AgentFailure(
+                        "another benchmark holds %s (%s); waited %.0f s" % (path, holder, timeout_s),
+                        EXIT_LOCKED,
+                    ) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.pwrite(fd, ("pid %d since %s\n" % (os.getpid(), now())).encode(), 0)
@@ -908,8 +1017,13 @@ def run(request_path: str, result_path: str) -> int:
     base = os.path.dirname(os.path.abspath(request_path))
     with open(request_path) as handle:
         req = json.load(handle)
-    result: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "started_at": now(), "facts_before": device_facts(),
-                              "measurements": [], "request": req}
+    result: dict[str, Any] = {
+        "protocol": PROTOCOL_VERSION,
+        "started_at": now(),
+        "facts_before": device_facts(),
+        "measurements": [],
+        "request": req,
+    }
     write_json(result_path, result)
     stream("START", {"started_at": result["started_at"], "facts_before": result["facts_before"]})
     lock = _resolve(base, req.get("lock_file") or ".edgekit.lock")
@@ -930,14 +1044,17 @@ def run(request_path: str, result_path: str) -> int:
 
 def run_all(req: dict[str, Any], base: str, result: dict[str, Any], result_path: str) -> None:
     if req.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
-        raise AgentFailure("request protocol %r, agent speaks %d" % (req.get("protocol"), PROTOCOL_VERSION),
-                           EXIT_BAD_REQUEST)
+        raise AgentFailure(
+            "request protocol %r, agent speaks %d" % (req.get("protocol"), PROTOCOL_VERSION), EXIT_BAD_REQUEST
+        )
     raise_priority(req.get("nice"))  # before any runtime starts its threads: they inherit it
     try:
         pinned = apply_affinity(req.get("affinity"))  # likewise: runtime threads inherit the mask
     except ValueError as exc:
-        raise AgentFailure("bad affinity %r: %s (big, little, all or a cpu list such as 4-7)"
-                           % (req.get("affinity"), exc), EXIT_BAD_REQUEST) from None
+        raise AgentFailure(
+            "bad affinity %r: %s (big, little, all or a cpu list such as 4-7)" % (req.get("affinity"), exc),
+            EXIT_BAD_REQUEST,
+        ) from None
     result["facts_before"] = device_facts()  # again: waiting for the lock may have taken a while
     if pinned is not None:
         result["facts_before"]["affinity"] = pinned

@@ -77,11 +77,15 @@ LAYER_READERS = (Runtime.NCNN, Runtime.TFLITE)  # runtimes whose intermediate te
 
 def check_format(fmt: Format) -> None:
     if fmt.precision is not Precision.INT8:
-        raise AnalysisError(f"analyze compares an INT8 artifact with fp32; {fmt.value} is not INT8",
-                            hint="use --format tflite-int8 or --format ncnn-int8")
+        raise AnalysisError(
+            f"analyze compares an INT8 artifact with fp32; {fmt.value} is not INT8",
+            hint="use --format tflite-int8 or --format ncnn-int8",
+        )
     if fmt.runtime not in LAYER_READERS:
-        raise AnalysisError(f"analyze cannot read the layers of {fmt.runtime.value} artifacts ({fmt.value})",
-                            hint="use --format tflite-int8 or --format ncnn-int8")
+        raise AnalysisError(
+            f"analyze cannot read the layers of {fmt.runtime.value} artifacts ({fmt.value})",
+            hint="use --format tflite-int8 or --format ncnn-int8",
+        )
 
 
 def artifacts_for(recipe: Recipe, fmt: Format, progress: Progress) -> tuple[Artifact, Artifact]:
@@ -143,7 +147,9 @@ class _Acc:
 
 
 # --- NCNN -----------------------------------------------------------------------------------------------------
-def ncnn_layers(fp32_files: Sequence[Path], int8_files: Sequence[Path], inputs: np.ndarray) -> list[LayerError]:
+def ncnn_layers(
+    fp32_files: Sequence[Path], int8_files: Sequence[Path], inputs: np.ndarray
+) -> list[LayerError]:
     """Propagated and isolated errors of every ncnn layer (see the module docstring)."""
     from edgekit.convert.ncnn.param import read_param
     from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel, io_path_for
@@ -174,10 +180,18 @@ def ncnn_layers(fp32_files: Sequence[Path], int8_files: Sequence[Path], inputs: 
         top = ly.tops[0]
         ins = [prop[source(b)].rel for b in ly.bottoms if source(b) not in inputs_set and source(b) in prop]
         alone = own.get(ly.name)
-        out.append(LayerError(
-            ly.name, ly.type, top, ly.name in int8_names, prop[top].cosine, prop[top].rel,
-            alone.rel if alone else max(0.0, prop[top].rel - max(ins, default=0.0)),
-            alone.cosine if alone else None))
+        out.append(
+            LayerError(
+                ly.name,
+                ly.type,
+                top,
+                ly.name in int8_names,
+                prop[top].cosine,
+                prop[top].rel,
+                alone.rel if alone else max(0.0, prop[top].rel - max(ins, default=0.0)),
+                alone.cosine if alone else None,
+            )
+        )
     return out
 
 
@@ -254,13 +268,25 @@ def tflite_layers(fp32_file: Path, int8_file: Path, inputs: np.ndarray) -> list[
             pairs.append(op)
     out = []
     for op in pairs:
-        if op["op"] in ("QUANTIZE", "DEQUANTIZE"):  # requantizations: carried through, not layers of their own
+        if op["op"] in (
+            "QUANTIZE",
+            "DEQUANTIZE",
+        ):  # requantizations: carried through, not layers of their own
             continue
         acc = prop[op["out"]]
         ins = [prop[i].rel for i in op["ins"] if i in prop]
         name = alias.get(op["out"], op["out"])  # the float model's name: what selective quantization takes
-        out.append(LayerError(name, op["op"], op["out"], op["int8"], acc.cosine, acc.rel,
-                              max(0.0, acc.rel - max(ins, default=0.0))))
+        out.append(
+            LayerError(
+                name,
+                op["op"],
+                op["out"],
+                op["int8"],
+                acc.cosine,
+                acc.rel,
+                max(0.0, acc.rel - max(ins, default=0.0)),
+            )
+        )
     return out
 
 
@@ -271,14 +297,19 @@ def tensor_key(name: str) -> str:
     return ";".join(parts) or name
 
 
-def _tflite_tensors(path: Path, inputs: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]]]:
+def _tflite_tensors(
+    path: Path, inputs: np.ndarray
+) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]]]:
     """Each op (type, input and output tensor names, int8 or not) and every op output, dequantized, per sample."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "preserve_all_tensors is for debugging": it is
-        interp = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
-                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interp = Interpreter(
+            model_path=str(path),
+            experimental_preserve_all_tensors=True,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
     interp.allocate_tensors()
     details = {t["index"]: t for t in interp.get_tensor_details()}
     ops = []
@@ -286,9 +317,15 @@ def _tflite_tensors(path: Path, inputs: np.ndarray) -> tuple[list[dict[str, Any]
         if op["op_name"] == "DELEGATE" or not len(op["outputs"]):
             continue
         out = details[op["outputs"][0]]
-        ops.append({"op": op["op_name"], "out": out["name"], "index": out["index"],
-                    "ins": [details[i]["name"] for i in op["inputs"] if i >= 0 and i in details],
-                    "int8": out["dtype"] in (np.int8, np.uint8, np.int16)})
+        ops.append(
+            {
+                "op": op["op_name"],
+                "out": out["name"],
+                "index": out["index"],
+                "ins": [details[i]["name"] for i in op["inputs"] if i >= 0 and i in details],
+                "int8": out["dtype"] in (np.int8, np.uint8, np.int16),
+            }
+        )
     (inp,) = interp.get_input_details()
     values: dict[str, list[np.ndarray]] = {op["out"]: [] for op in ops}
     from edgekit.runtimes import _fit_layout, _quantize

@@ -71,8 +71,14 @@ def plan(ranked: Sequence[str], max_float: int | None = None) -> list[list[str]]
     return [list(ranked[:k]) for k in counts]
 
 
-def fix(recipe: Recipe, fmt: Format, analysis: Analysis, *, max_float: int | None = None,
-        progress: Progress | None = None) -> FixResult:
+def fix(
+    recipe: Recipe,
+    fmt: Format,
+    analysis: Analysis,
+    *,
+    max_float: int | None = None,
+    progress: Progress | None = None,
+) -> FixResult:
     """Try the float sets of `plan` in order, stopping at the first that meets the recipe's gate."""
     from edgekit.convert.calibration import evaluation_inputs
     from edgekit.convert.onnx import prepare_onnx
@@ -111,13 +117,22 @@ def _builder(fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: 
 
         def ncnn_build(float_layers: list[str]) -> Artifact:
             folder = out_dir / f"float-{len(float_layers)}"
-            files = convert_model(onnx_path, tuple(recipe.input.shape), fmt, folder, calibration=calib,
-                                  recipe=recipe, float_layers=frozenset(float_layers))
+            files = convert_model(
+                onnx_path,
+                tuple(recipe.input.shape),
+                fmt,
+                folder,
+                calibration=calib,
+                recipe=recipe,
+                float_layers=frozenset(float_layers),
+            )
             return _artifact(fmt, files)
 
         return ncnn_build
     if fmt.runtime is not Runtime.TFLITE:
-        raise AnalysisError(f"keeping layers in float is not implemented for {fmt.runtime.value} ({fmt.value})")
+        raise AnalysisError(
+            f"keeping layers in float is not implemented for {fmt.runtime.value} ({fmt.value})"
+        )
     from edgekit.analysis.tflite_selective import build_selective
 
     built = build_selective(onnx_path, recipe, calib, sets, out_dir)  # one TensorFlow run for every set
@@ -129,8 +144,15 @@ def _artifact(fmt: Format, files: list[Path]) -> Artifact:
     return Artifact(fmt, list(files), key="", size_bytes=sum(f.stat().st_size for f in files))
 
 
-def _measure(art: Artifact, float_layers: list[str], recipe: Recipe, inputs: np.ndarray, labels: Any,
-             ref: Any, check: bool = True) -> Candidate:
+def _measure(
+    art: Artifact,
+    float_layers: list[str],
+    recipe: Recipe,
+    inputs: np.ndarray,
+    labels: Any,
+    ref: Any,
+    check: bool = True,
+) -> Candidate:
     from edgekit.fidelity import check as fidelity
 
     model_files = [f for f in art.files if f.suffix in (".tflite", ".param", ".bin")]
@@ -142,8 +164,13 @@ def _measure(art: Artifact, float_layers: list[str], recipe: Recipe, inputs: np.
             gates = fidelity.check_gates(numbers, recipe.gates_for(art.format))
         latency = host_latency_ms(art, inputs[:1])
     except Exception as exc:  # noqa: BLE001 - a candidate the runtime refuses is a failed candidate, not a crash
-        return Candidate(float_layers, [str(f) for f in art.files], size, float("nan"),
-                         error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        return Candidate(
+            float_layers,
+            [str(f) for f in art.files],
+            size,
+            float("nan"),
+            error=f"{type(exc).__name__}: {str(exc)[:200]}",
+        )
     return Candidate(float_layers, [str(f) for f in art.files], size, latency, numbers, gates)
 
 
@@ -157,7 +184,9 @@ def host_latency_ms(art: Artifact, x: np.ndarray, warmup: int = 3, repeat: int =
         interp = Interpreter(model_path=str(art.main_file), num_threads=1)
         interp.allocate_tensors()
         (inp,) = interp.get_input_details()
-        interp.set_tensor(inp["index"], _quantize(_fit_layout(x.astype(np.float32), tuple(inp["shape"])), inp))
+        interp.set_tensor(
+            inp["index"], _quantize(_fit_layout(x.astype(np.float32), tuple(inp["shape"])), inp)
+        )
         run = interp.invoke
     else:
         from edgekit.convert.ncnn.runtime import NcnnModel

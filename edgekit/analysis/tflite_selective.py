@@ -29,8 +29,13 @@ from edgekit.recipe import Granularity, Layout, Recipe
 TIMEOUT_S = 3600
 
 
-def build_selective(onnx_path: Path, recipe: Recipe, calibration: np.ndarray, denylists: Sequence[Sequence[str]],
-                    out_dir: Path) -> list[Path]:
+def build_selective(
+    onnx_path: Path,
+    recipe: Recipe,
+    calibration: np.ndarray,
+    denylists: Sequence[Sequence[str]],
+    out_dir: Path,
+) -> list[Path]:
     """One .tflite per denylist (op output tensor names kept in float), from one onnx2tf + calibration run."""
     from edgekit.convert.tflite import _child_env, _tail
 
@@ -42,17 +47,29 @@ def build_selective(onnx_path: Path, recipe: Recipe, calibration: np.ndarray, de
     np.save(work / "calibration.npy", np.ascontiguousarray(x, dtype=np.float32))
     (work / "model.onnx").write_bytes(Path(onnx_path).read_bytes())
     outs = [str(Path(out_dir) / f"float-{len(d)}" / "model.tflite") for d in denylists]
-    job = {"onnx": "model.onnx", "calibration": "calibration.npy", "denylists": [list(d) for d in denylists],
-           "outputs": outs, "per_tensor": recipe.int8.granularity is Granularity.PER_TENSOR,
-           "input_name": recipe.input.name}
+    job = {
+        "onnx": "model.onnx",
+        "calibration": "calibration.npy",
+        "denylists": [list(d) for d in denylists],
+        "outputs": outs,
+        "per_tensor": recipe.int8.granularity is Granularity.PER_TENSOR,
+        "input_name": recipe.input.name,
+    }
     (work / "job.json").write_text(json.dumps(job))
     log = work / "selective.log"
     with open(log, "w") as out:
-        proc = subprocess.run([sys.executable, "-m", "edgekit.analysis.tflite_selective", "job.json"], cwd=work,
-                              stdout=out, stderr=subprocess.STDOUT, env=_child_env(), timeout=TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, "-m", "edgekit.analysis.tflite_selective", "job.json"],
+            cwd=work,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=_child_env(),
+            timeout=TIMEOUT_S,
+        )
     if proc.returncode != 0:
-        raise ConversionError(f"selective TFLite quantization failed (exit {proc.returncode}):\n{_tail(log)}",
-                              where=str(log))
+        raise ConversionError(
+            f"selective TFLite quantization failed (exit {proc.returncode}):\n{_tail(log)}", where=str(log)
+        )
     return [Path(p) for p in outs]
 
 
@@ -71,15 +88,21 @@ def _child(job_path: Path) -> None:
     # model XNNPACK refuses and whose scores come out as zeros (measured; see docs/notes/conversion.md).
     calib = np.load(job["calibration"])
     ident = (1,) * (calib.ndim - 1) + (calib.shape[-1],) if calib.ndim == 4 else (1,)
-    onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path="saved", non_verbose=True,
-                    copy_onnx_input_output_names_to_tflite=True, output_integer_quantized_tflite=True,
-                    quant_type="per-tensor" if job["per_tensor"] else "per-channel",
-                    custom_input_op_name_np_data_path=[[job["input_name"], job["calibration"],
-                                                        np.zeros(ident, np.float32), np.ones(ident, np.float32)]])
+    onnx2tf.convert(
+        input_onnx_file_path=job["onnx"],
+        output_folder_path="saved",
+        non_verbose=True,
+        copy_onnx_input_output_names_to_tflite=True,
+        output_integer_quantized_tflite=True,
+        quant_type="per-tensor" if job["per_tensor"] else "per-channel",
+        custom_input_op_name_np_data_path=[
+            [job["input_name"], job["calibration"], np.zeros(ident, np.float32), np.ones(ident, np.float32)]
+        ],
+    )
 
     def representative() -> Any:
         for k in range(len(calib)):
-            yield [tf.convert_to_tensor(calib[k:k + 1], tf.float32)]
+            yield [tf.convert_to_tensor(calib[k : k + 1], tf.float32)]
 
     converter = tf.lite.TFLiteConverter.from_saved_model("saved")
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -97,8 +120,9 @@ def _child(job_path: Path) -> None:
         if missing:  # layout ops the converter fused away: they compute nothing to keep in float
             print(f"not in the calibrated model (skipped): {missing}", flush=True)
         nodes = [by_key[tensor_key(n)] for n in denylist if tensor_key(n) in by_key]
-        model = convert.mlir_quantize(calibrated, disable_per_channel=bool(job["per_tensor"]),
-                                      denylisted_nodes=nodes or None)
+        model = convert.mlir_quantize(
+            calibrated, disable_per_channel=bool(job["per_tensor"]), denylisted_nodes=nodes or None
+        )
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_bytes(model)
         print(f"wrote {out}: {len(nodes)} node(s) kept in float", flush=True)

@@ -36,10 +36,16 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks and paramiko's log"),
-          _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                        help="print edgekit's version and exit (`edgekit version` lists runtimes)"),
-          ) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="show tracebacks and paramiko's log"),
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="print edgekit's version and exit (`edgekit version` lists runtimes)",
+    ),
+) -> None:
     """Take a trained model to Raspberry Pis and Android phones, and measure how it behaves there.
 
     Example: edgekit deploy recipes/yolov5-lite.yaml --target pi4-emu
@@ -85,8 +91,21 @@ def _register_all() -> None:
         targets,
     )
 
-    for module in (convert, deploy, bench, emu, targets, formats, runs, report, nightly, analyze, estimate,
-                   profile, lab):
+    for module in (
+        convert,
+        deploy,
+        bench,
+        emu,
+        targets,
+        formats,
+        runs,
+        report,
+        nightly,
+        analyze,
+        estimate,
+        profile,
+        lab,
+    ):
         module.register(app)
 
 
@@ -124,7 +143,11 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _debug():
             raise
-        err_console.print(f"[bold red]internal error[/] ({type(exc).__name__}): {str(exc)[:500]}", highlight=False)
-        err_console.print("  this is a bug in edgekit: run again with --debug for the traceback and report it",
-                          highlight=False)
+        err_console.print(
+            f"[bold red]internal error[/] ({type(exc).__name__}): {str(exc)[:500]}", highlight=False
+        )
+        err_console.print(
+            "  this is a bug in edgekit: run again with --debug for the traceback and report it",
+            highlight=False,
+        )
         sys.exit(1)

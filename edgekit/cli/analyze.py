@@ -27,10 +27,14 @@ if not console.is_terminal:
 
 def analyze_cmd(
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/digits.yaml"),
-    fmt: Format = typer.Option(..., "--format", "-f", help="the INT8 format to analyse: tflite-int8 or ncnn-int8"),
+    fmt: Format = typer.Option(
+        ..., "--format", "-f", help="the INT8 format to analyse: tflite-int8 or ncnn-int8"
+    ),
     samples: int = typer.Option(16, "--samples", "-n", min=1, help="evaluation inputs to compare layers on"),
     top: int = typer.Option(10, "--top", min=1, help="how many of the worst layers to list"),
-    fix: bool = typer.Option(False, "--fix", help="keep the worst layers in float until the recipe's gate is met"),
+    fix: bool = typer.Option(
+        False, "--fix", help="keep the worst layers in float until the recipe's gate is met"
+    ),
     max_float: int | None = typer.Option(None, "--max-float", min=1, help="with --fix: at most this many"),
     json_path: Path | None = typer.Option(None, "--json", help="also write the numbers as JSON here"),
 ) -> None:
@@ -44,6 +48,7 @@ def analyze_cmd(
     check_format(fmt)
     loaded = load_recipe(recipe)
     with console.status(f"{loaded.name}: starting") as status:
+
         def progress(message: str) -> None:
             status.update(f"{loaded.name}: {message}")
             console.print(f"[dim]{message}[/]", highlight=False)
@@ -80,20 +85,32 @@ def _summary(fid: dict[str, Any]) -> str:
 
 def layer_table(result: Any, top: int) -> Table:
     how = "the layer alone, on fp32 inputs" if result.method == "isolated" else "added at this layer"
-    table = Table(title=f"{result.recipe} {result.format}: worst of {sum(x.quantized for x in result.layers)} "
-                        f"quantized layers ({result.samples} inputs; own error = {how})", box=box.SIMPLE_HEAD)
+    table = Table(
+        title=f"{result.recipe} {result.format}: worst of {sum(x.quantized for x in result.layers)} "
+        f"quantized layers ({result.samples} inputs; own error = {how})",
+        box=box.SIMPLE_HEAD,
+    )
     for col in ("#", "layer", "type", "own rel err", "own cosine", "cosine here", "rel err here"):
         table.add_column(col, justify="left" if col in ("layer", "type") else "right", no_wrap=True)
     for rank, x in enumerate(result.worst(top), 1):
-        table.add_row(str(rank), x.short_name[:60], x.type, f"{x.own_rel_error:.4f}",
-                      f"{x.own_cosine:.6f}" if x.own_cosine is not None else "-", f"{x.cosine:.6f}",
-                      f"{x.rel_error:.4f}")
+        table.add_row(
+            str(rank),
+            x.short_name[:60],
+            x.type,
+            f"{x.own_rel_error:.4f}",
+            f"{x.own_cosine:.6f}" if x.own_cosine is not None else "-",
+            f"{x.cosine:.6f}",
+            f"{x.rel_error:.4f}",
+        )
     return table
 
 
 def fix_table(outcome: Any) -> Table:
-    table = Table(title=f"--fix: {outcome.format} with the worst layers kept in float "
-                        "(host latency: 1 thread, this machine, not a device)", box=box.SIMPLE_HEAD)
+    table = Table(
+        title=f"--fix: {outcome.format} with the worst layers kept in float "
+        "(host latency: 1 thread, this machine, not a device)",
+        box=box.SIMPLE_HEAD,
+    )
     for col in ("in float", "size", "host ms", "cosine", "metric", "gate"):
         table.add_column(col, justify="right", no_wrap=True)
     fp32 = outcome.fp32
@@ -103,8 +120,14 @@ def fix_table(outcome: Any) -> Table:
         if step.error:
             table.add_row(label, _kb(step.size_bytes), "-", "-", "-", "[red]runtime refused it[/]")
             continue
-        table.add_row(label, _kb(step.size_bytes), f"{step.host_ms:.3f}", f"{step.numbers.get('cosine', 0):.6f}",
-                      _metric(step.numbers), "[green]met[/]" if step.passed else "[red]missed[/]")
+        table.add_row(
+            label,
+            _kb(step.size_bytes),
+            f"{step.host_ms:.3f}",
+            f"{step.numbers.get('cosine', 0):.6f}",
+            _metric(step.numbers),
+            "[green]met[/]" if step.passed else "[red]missed[/]",
+        )
     refused = [s for s in outcome.steps if s.error]
     if refused:
         table.caption = f"refused by the host runtime: {refused[0].error}"
@@ -115,18 +138,26 @@ def _fix_summary(outcome: Any) -> bool:
     """Print the outcome; True when no candidate met the gate."""
     chosen, plain = outcome.chosen, outcome.steps[0]
     if chosen is None:
-        console.print("[red]no candidate met the gate[/]: even with the most layers in float; try --max-float "
-                      "higher, more calibration data, or per-channel quantization")
+        console.print(
+            "[red]no candidate met the gate[/]: even with the most layers in float; try --max-float "
+            "higher, more calibration data, or per-channel quantization"
+        )
         return True
     if chosen is plain:
         console.print("the plain INT8 artifact already meets the recipe's gate: nothing to keep in float")
         return False
     size = chosen.size_bytes - plain.size_bytes
-    console.print(f"[green]gate met[/] with {len(chosen.float_layers)} layer(s) in float: "
-                  f"{', '.join(n.split(';')[0] for n in chosen.float_layers)}", highlight=False)
-    console.print(f"cost: {size / 1024:+.1f} KB ({size / plain.size_bytes:+.0%} vs plain INT8; fp32 is "
-                  f"{_kb(outcome.fp32.size_bytes)}), host latency {plain.host_ms:.3f} -> {chosen.host_ms:.3f} ms "
-                  f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {Path(chosen.files[0]).parent}", highlight=False)
+    console.print(
+        f"[green]gate met[/] with {len(chosen.float_layers)} layer(s) in float: "
+        f"{', '.join(n.split(';')[0] for n in chosen.float_layers)}",
+        highlight=False,
+    )
+    console.print(
+        f"cost: {size / 1024:+.1f} KB ({size / plain.size_bytes:+.0%} vs plain INT8; fp32 is "
+        f"{_kb(outcome.fp32.size_bytes)}), host latency {plain.host_ms:.3f} -> {chosen.host_ms:.3f} ms "
+        f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {Path(chosen.files[0]).parent}",
+        highlight=False,
+    )
     return False
 
 

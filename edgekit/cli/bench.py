@@ -44,13 +44,19 @@ def bench_cmd(
     repeat: int = typer.Option(10, "--repeat", min=1, help="timed samples per thread count"),
     warmup: int = typer.Option(2, "--warmup", min=0, help="discarded runs before timing"),
     number: int = typer.Option(1, "--number", min=1, help="invocations per sample"),
-    min_repeat_ms: float = typer.Option(0.0, "--min-repeat-ms", min=0, help="raise number until a sample lasts "
-                                        "at least this long"),
-    fmt: Format | None = typer.Option(None, "--format", help="label the artifact's format (e.g. tflite-int8)"),
+    min_repeat_ms: float = typer.Option(
+        0.0, "--min-repeat-ms", min=0, help="raise number until a sample lasts at least this long"
+    ),
+    fmt: Format | None = typer.Option(
+        None, "--format", help="label the artifact's format (e.g. tflite-int8)"
+    ),
     timeout: float = typer.Option(1800.0, "--timeout", help="seconds before the agent is stopped"),
     json_path: Path | None = typer.Option(None, "--json", help="write the agent's full result here"),
-    set_: list[str] | None = typer.Option(None, "--set", help="override a field of the target, e.g. "
-                                          "--set emulated.counting=false (repeatable), as in deploy"),
+    set_: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="override a field of the target, e.g. --set emulated.counting=false (repeatable), as in deploy",
+    ),
 ) -> None:
     """Time one existing model file on a target: load time, p50/p90/p99, every sample, peak memory.
 
@@ -64,15 +70,22 @@ def bench_cmd(
 
     art = AgentArtifact.from_path(artifact, fmt or _sidecar_format(artifact))
     tgt = host_target() if target == "host" else load_target(target, list(set_ or ()))
-    settings = Settings(warmup=warmup, repeat=repeat, number=number, min_repeat_ms=min_repeat_ms,
-                        threads=parse_threads(threads) or (1,), timeout_s=timeout)
+    settings = Settings(
+        warmup=warmup,
+        repeat=repeat,
+        number=number,
+        min_repeat_ms=min_repeat_ms,
+        threads=parse_threads(threads) or (1,),
+        timeout_s=timeout,
+    )
     folder = runs_dir() / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     inputs = _inputs(art, input_path, shape, folder)
     from edgekit.progress import live_progress
 
     with live_progress(console, f"bench {artifact.name}") as progress:  # measured / planned, elapsed, ETA
-        session = TargetSession(tgt, run_id=folder.name, local_dir=folder / tgt.name, settings=settings,
-                                progress=progress)
+        session = TargetSession(
+            tgt, run_id=folder.name, local_dir=folder / tgt.name, settings=settings, progress=progress
+        )
         run = session.execute([art], inputs)
     if run.agent is not None:
         console.print(bench_table(run.agent, run.target))
@@ -83,9 +96,13 @@ def bench_cmd(
         console.print(f"[red]x[/] {run.target}: {run.error}", highlight=False)
     if run.interrupted:
         kept = sum(m.status == "ok" for m in run.agent.measurements) if run.agent else 0
-        raise Interrupted(f"interrupted (Ctrl-C); kept {kept} measurements"
-                          + (f" in {json_path}" if json_path else ""), where=run.target)
-    ok = run.status == "ok" and run.agent is not None and all(m.status == "ok" for m in run.agent.measurements)
+        raise Interrupted(
+            f"interrupted (Ctrl-C); kept {kept} measurements" + (f" in {json_path}" if json_path else ""),
+            where=run.target,
+        )
+    ok = (
+        run.status == "ok" and run.agent is not None and all(m.status == "ok" for m in run.agent.measurements)
+    )
     if not ok:
         raise typer.Exit(1)
 
@@ -119,8 +136,9 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
         try:
             return tuple(int(d) for d in text.split(","))
         except ValueError:
-            raise EdgekitError(f"--shape {text!r}: expected integers separated by commas",
-                               hint="e.g. --shape 1,3,224,224") from None
+            raise EdgekitError(
+                f"--shape {text!r}: expected integers separated by commas", hint="e.g. --shape 1,3,224,224"
+            ) from None
     if art.io is not None:
         shapes = json.loads(art.io.read_text()).get("input_shapes") or []
         if shapes:
@@ -134,8 +152,11 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
         except ValueError as exc:
             raise EdgekitError(f"not a valid .tflite: {exc}", where=str(art.files[0])) from None
         return tuple(int(d) for d in detail["shape"])
-    raise EdgekitError("the input shape of this ncnn model is unknown", where=str(art.files[0]),
-                       hint="pass --shape 1,3,224,224 (batch first, as the original model) or --input x.npy")
+    raise EdgekitError(
+        "the input shape of this ncnn model is unknown",
+        where=str(art.files[0]),
+        hint="pass --shape 1,3,224,224 (batch first, as the original model) or --input x.npy",
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -30,10 +30,10 @@ if not console.is_terminal:  # logs and CI: keep table rows on one line
 
 def convert_cmd(
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/yolov5-lite.yaml"),
-    fmt: list[Format] | None = typer.Option(None, "--format", "-f",
-                                               help="only these formats (repeatable)"),
-    int8_only: bool = typer.Option(False, "--int8-only",
-                                   help="only the recipe's INT8 formats (make quantize)"),
+    fmt: list[Format] | None = typer.Option(None, "--format", "-f", help="only these formats (repeatable)"),
+    int8_only: bool = typer.Option(
+        False, "--int8-only", help="only the recipe's INT8 formats (make quantize)"
+    ),
     keep_going: bool = typer.Option(False, "--keep-going", help="exit 0 even if an artifact fails"),
     json_path: Path | None = typer.Option(None, "--json", help="also write the results as JSON here"),
 ) -> None:
@@ -57,6 +57,7 @@ def convert_cmd(
     artifacts: list[Any] = []
     try:
         with console.status(f"{loaded.name}: starting") as status:
+
             def progress(message: str) -> None:
                 status.update(f"{loaded.name}: {message}")
                 console.print(f"[dim]{message}[/]", highlight=False)
@@ -72,33 +73,66 @@ def convert_cmd(
 def artifact_table(title: str, artifacts: list[Any]) -> Table:
     """One row per artifact (shared with `edgekit deploy`)."""
     table = Table(title=title, box=box.SIMPLE_HEAD)
-    for col in ("format", "MB", "convert", "peak mem", "cached", "max abs err", "cosine\nmean / worst",
-                "accuracy\n(labels)", "agreement\nwith ONNX", "gate\n(inputs)"):
-        table.add_column(col, justify="left" if col in ("format", "gate\n(inputs)") else "right", no_wrap=True)
+    for col in (
+        "format",
+        "MB",
+        "convert",
+        "peak mem",
+        "cached",
+        "max abs err",
+        "cosine\nmean / worst",
+        "accuracy\n(labels)",
+        "agreement\nwith ONNX",
+        "gate\n(inputs)",
+    ):
+        table.add_column(
+            col, justify="left" if col in ("format", "gate\n(inputs)") else "right", no_wrap=True
+        )
     for a in artifacts:
         fid = a.fidelity or {}
-        cosine = "-" if fid.get("cosine") is None else \
-            f"{_num(fid.get('cosine'), 6)} / {_num(fid.get('cosine_worst'), 5)}"
+        cosine = (
+            "-"
+            if fid.get("cosine") is None
+            else f"{_num(fid.get('cosine'), 6)} / {_num(fid.get('cosine_worst'), 5)}"
+        )
         metric, agree = task_metric(fid), agreement(fid)
         table.add_row(
-            a.format.value, f"{a.size_bytes / MB:.3g}" if a.size_bytes else "-",
+            a.format.value,
+            f"{a.size_bytes / MB:.3g}" if a.size_bytes else "-",
             f"{a.convert_s:.1f} s" + (" *" if a.provenance.get("shared_run") else "") if a.convert_s else "-",
-            f"{a.peak_rss_mb:.0f} MB" if a.peak_rss_mb else "-", "yes" if a.cached else "no",
-            _num(fid.get("max_abs_error")), cosine, metric.removeprefix("top-1 ") if metric else "-",
-            agree.removeprefix("agree ") if agree else "-", _gate(a))
+            f"{a.peak_rss_mb:.0f} MB" if a.peak_rss_mb else "-",
+            "yes" if a.cached else "no",
+            _num(fid.get("max_abs_error")),
+            cosine,
+            metric.removeprefix("top-1 ") if metric else "-",
+            agree.removeprefix("agree ") if agree else "-",
+            _gate(a),
+        )
     labelled = any(task_metric(a.fidelity or {}) for a in artifacts)
-    table.caption = ("MB = 10^6 bytes; accuracy = top-1 / mAP against the labels (ONNX model's in brackets)"
-                     if labelled else "MB = 10^6 bytes; accuracy: the evaluation data has no labels, so only "
-                     "agreement with the ONNX model is shown")
+    table.caption = (
+        "MB = 10^6 bytes; accuracy = top-1 / mAP against the labels (ONNX model's in brackets)"
+        if labelled
+        else "MB = 10^6 bytes; accuracy: the evaluation data has no labels, so only "
+        "agreement with the ONNX model is shown"
+    )
     return table
 
 
 def artifact_record(a: Any) -> dict[str, Any]:
     """An artifact as plain JSON."""
-    return {"format": a.format.value, "status": a.status, "error": a.error,
-            "files": [str(f) for f in a.files], "key": a.key, "size_bytes": a.size_bytes,
-            "convert_s": a.convert_s, "peak_rss_mb": a.peak_rss_mb,
-            "cached": a.cached, "fidelity": a.fidelity, "provenance": a.provenance}
+    return {
+        "format": a.format.value,
+        "status": a.status,
+        "error": a.error,
+        "files": [str(f) for f in a.files],
+        "key": a.key,
+        "size_bytes": a.size_bytes,
+        "convert_s": a.convert_s,
+        "peak_rss_mb": a.peak_rss_mb,
+        "cached": a.cached,
+        "fidelity": a.fidelity,
+        "provenance": a.provenance,
+    }
 
 
 def _report(name: str, artifacts: list[Any], seconds: float, json_path: Path | None) -> None:
@@ -107,19 +141,30 @@ def _report(name: str, artifacts: list[Any], seconds: float, json_path: Path | N
     console.print(artifact_table(f"{name}: {len(artifacts)} artifacts", artifacts))
     converted = sum(1 for a in artifacts if not a.cached and a.status == "ok")
     cached = sum(1 for a in artifacts if a.cached)
-    note = " (* one tool run made several formats; its time is shown for each)" \
-        if any(a.provenance.get("shared_run") for a in artifacts) else ""
+    note = (
+        " (* one tool run made several formats; its time is shown for each)"
+        if any(a.provenance.get("shared_run") for a in artifacts)
+        else ""
+    )
     nothing = " - no conversion work" if cached == len(artifacts) else ""
-    console.print(f"{converted} converted, {cached} from the cache{nothing}; total {seconds:.1f} s{note}",
-                  highlight=False)
+    console.print(
+        f"{converted} converted, {cached} from the cache{nothing}; total {seconds:.1f} s{note}",
+        highlight=False,
+    )
     for a in artifacts:
         for finding in a.provenance.get("findings", []):
             console.print(f"[yellow]{a.format.value}[/]: {finding}", highlight=False)
-    for error, names in failure_groups(artifacts).items():  # one converter error, printed once for its formats
+    for error, names in failure_groups(
+        artifacts
+    ).items():  # one converter error, printed once for its formats
         console.print(f"[red]{', '.join(names)}[/]: {error}", highlight=False)
     if json_path:
-        json_path.write_text(json.dumps({"recipe": name, "seconds": seconds,
-                                         "artifacts": [artifact_record(a) for a in artifacts]}, indent=1))
+        json_path.write_text(
+            json.dumps(
+                {"recipe": name, "seconds": seconds, "artifacts": [artifact_record(a) for a in artifacts]},
+                indent=1,
+            )
+        )
 
 
 def failure_groups(artifacts: list[Any]) -> dict[str, list[str]]:

@@ -38,29 +38,53 @@ def parse_threads(text: str | None) -> tuple[int, ...] | None:
     except ValueError:
         values = ()
     if not values or any(v <= 0 for v in values):
-        raise EdgekitError(f"--threads {text!r}: expected positive integers separated by commas", where="--threads",
-                           hint="e.g. --threads 1,2,4")
+        raise EdgekitError(
+            f"--threads {text!r}: expected positive integers separated by commas",
+            where="--threads",
+            hint="e.g. --threads 1,2,4",
+        )
     return values
 
 
 def deploy_cmd(
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/yolov5-lite.yaml"),
     target: list[str] | None = typer.Option(None, "--target", "-t", help="target name or file (repeatable)"),
-    json_path: Path | None = typer.Option(None, "--json", help="write everything (request, device facts, every "
-                                             "sample, comparisons, tool versions) to this file, also as it goes"),
-    threads: str | None = typer.Option(None, "--threads", help="thread counts, e.g. 1,2,4 (overrides recipe)"),
-    repeat: int | None = typer.Option(None, "--repeat", min=1, help="timed samples per artifact and thread count"),
+    json_path: Path | None = typer.Option(
+        None,
+        "--json",
+        help="write everything (request, device facts, every "
+        "sample, comparisons, tool versions) to this file, also as it goes",
+    ),
+    threads: str | None = typer.Option(
+        None, "--threads", help="thread counts, e.g. 1,2,4 (overrides recipe)"
+    ),
+    repeat: int | None = typer.Option(
+        None, "--repeat", min=1, help="timed samples per artifact and thread count"
+    ),
     warmup: int | None = typer.Option(None, "--warmup", min=0, help="discarded runs before timing"),
-    samples: int | None = typer.Option(None, "--samples", min=1, help="evaluation inputs sent to targets "
-                                          "(default: all the recipe's; fewer keeps emulated runs short)"),
+    samples: int | None = typer.Option(
+        None,
+        "--samples",
+        min=1,
+        help="evaluation inputs sent to targets (default: all the recipe's; fewer keeps emulated runs short)",
+    ),
     fmt: list[Format] | None = typer.Option(None, "--format", "-f", help="only these formats (repeatable)"),
-    no_host: bool = typer.Option(False, "--no-host", help="do not measure the host CPU (no host-vs-ARM drift)"),
-    keep_going: bool = typer.Option(False, "--keep-going", help="deploy the formats that converted even if "
-                                    "another failed to convert"),
-    set_: list[str] | None = typer.Option(None, "--set", help="override a field of every named target, e.g. "
-                                             "--set emulated.counting=true (repeatable)"),
-    store: str | None = typer.Option(None, "--store", help="results store: a SQLAlchemy URL or a SQLite file "
-                                        "(default: $EDGEKIT_STORE, else the data dir)"),
+    no_host: bool = typer.Option(
+        False, "--no-host", help="do not measure the host CPU (no host-vs-ARM drift)"
+    ),
+    keep_going: bool = typer.Option(
+        False, "--keep-going", help="deploy the formats that converted even if another failed to convert"
+    ),
+    set_: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="override a field of every named target, e.g. --set emulated.counting=true (repeatable)",
+    ),
+    store: str | None = typer.Option(
+        None,
+        "--store",
+        help="results store: a SQLAlchemy URL or a SQLite file (default: $EDGEKIT_STORE, else the data dir)",
+    ),
     no_store: bool = typer.Option(False, "--no-store", help="do not record the run in the results store"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also show emulated wall times in the table"),
 ) -> None:
@@ -76,11 +100,22 @@ def deploy_cmd(
 
     loaded = load_recipe(recipe)
     if not target and no_host:
-        raise EdgekitError("nothing to deploy to", where="edgekit deploy",
-                           hint="name a target with --target NAME (or drop --no-host to measure the host)")
-    options = DeployOptions(threads=parse_threads(threads), repeat=repeat, warmup=warmup, samples=samples,
-                            formats=tuple(fmt) if fmt else None, host=not no_host, keep_going=keep_going,
-                            json_path=json_path, target_overrides=tuple(set_ or ()))
+        raise EdgekitError(
+            "nothing to deploy to",
+            where="edgekit deploy",
+            hint="name a target with --target NAME (or drop --no-host to measure the host)",
+        )
+    options = DeployOptions(
+        threads=parse_threads(threads),
+        repeat=repeat,
+        warmup=warmup,
+        samples=samples,
+        formats=tuple(fmt) if fmt else None,
+        host=not no_host,
+        keep_going=keep_going,
+        json_path=json_path,
+        target_overrides=tuple(set_ or ()),
+    )
     from edgekit.progress import live_progress
 
     start = time.perf_counter()

@@ -58,8 +58,11 @@ def up_cmd(name: str = typer.Argument(..., help="device: pi4-emu, pi5-emu or pho
 
     start = time.monotonic()
     state = up(name, _log)
-    console.print(f"{name}: running on 127.0.0.1:{state.port} (sshd pid {state.sshd_pid}, "
-                  f"cpu {state.cpu}) in {time.monotonic() - start:.2f} s", highlight=False)
+    console.print(
+        f"{name}: running on 127.0.0.1:{state.port} (sshd pid {state.sshd_pid}, "
+        f"cpu {state.cpu}) in {time.monotonic() - start:.2f} s",
+        highlight=False,
+    )
 
 
 @emu_app.command("status")
@@ -74,8 +77,14 @@ def status_cmd() -> None:
     for col in ("name", "cpu", "built", "running", "port", "sshd pid"):
         table.add_column(col)
     for row in status():
-        table.add_row(row.name, row.cpu, "yes" if row.built else "no", "yes" if row.running else "no",
-                      str(row.port or "-"), str(row.sshd_pid or "-"))
+        table.add_row(
+            row.name,
+            row.cpu,
+            "yes" if row.built else "no",
+            "yes" if row.running else "no",
+            str(row.port or "-"),
+            str(row.sshd_pid or "-"),
+        )
     console.print(table)
 
 

@@ -30,7 +30,9 @@ def _shape(text: str | None) -> list[int] | None:
     try:
         return [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
     except ValueError:
-        raise EdgekitError(f"bad input shape {text!r}", where="--input-shape", hint="e.g. 1,3,224,224") from None
+        raise EdgekitError(
+            f"bad input shape {text!r}", where="--input-shape", hint="e.g. 1,3,224,224"
+        ) from None
 
 
 def _format_of(artifact: Path, fmt: str | None) -> Any:
@@ -41,8 +43,9 @@ def _format_of(artifact: Path, fmt: str | None) -> Any:
         try:
             return Format(fmt)
         except ValueError:
-            raise EdgekitError(f"unknown format {fmt!r}", where="--format",
-                               hint=", ".join(f.value for f in Format)) from None
+            raise EdgekitError(
+                f"unknown format {fmt!r}", where="--format", hint=", ".join(f.value for f in Format)
+            ) from None
     return artifact_format(artifact)
 
 
@@ -69,17 +72,28 @@ def estimate_cmd(
 
     b = get_board(board)
     if not artifact.exists():
-        raise EdgekitError("no such model file", where=str(artifact), hint="give an .onnx, .tflite or ncnn .param")
+        raise EdgekitError(
+            "no such model file", where=str(artifact), hint="give an .onnx, .tflite or ncnn .param"
+        )
     shape = _shape(input_shape)
     cost = analyze(artifact, shape)
     artifact_fmt, how = _runs_as(artifact, fmt)
     bound = roofline(cost, b, threads, compute_precision(artifact_fmt))
-    out: dict[str, Any] = {"artifact": str(artifact), "board": b.name, "threads": threads, "runs_as": how,
-                           "roofline": bound.to_dict()}
+    out: dict[str, Any] = {
+        "artifact": str(artifact),
+        "board": b.name,
+        "threads": threads,
+        "runs_as": how,
+        "roofline": bound.to_dict(),
+    }
     if artifact.suffix == ".onnx":
         feats = cost_model.Features(0, cost.params, False, {}, cost.macs)
-        est = cost_model.estimate(b.name, feats, threads, caveats=[
-            "ONNX is not run on the device: MAC-based, blind to runtime and precision"])
+        est = cost_model.estimate(
+            b.name,
+            feats,
+            threads,
+            caveats=["ONNX is not run on the device: MAC-based, blind to runtime and precision"],
+        )
     else:
         feats, counted = _count(artifact, b, threads, shape, cost, artifact_fmt)
         out["count"] = counted
@@ -105,8 +119,9 @@ def _runs_as(artifact: Path, fmt: str | None) -> tuple[Any, str]:
     return None, "ncnn, default options (fp16 storage; fp16 arithmetic where the core has it), as benchncnn"
 
 
-def _count(artifact: Path, b: Any, threads: int, shape: list[int] | None, cost: Any,
-           fmt: Any) -> tuple[Any, dict[str, Any]]:
+def _count(
+    artifact: Path, b: Any, threads: int, shape: list[int] | None, cost: Any, fmt: Any
+) -> tuple[Any, dict[str, Any]]:
     """Features of the artifact on the board's core: the one-thread count, and the N-thread split only when the
     cost model for N threads uses it. Counts come from the count cache when this artifact was counted before."""
     from edgekit.convert.ncnn.param import has_int8_layers
@@ -122,9 +137,12 @@ def _count(artifact: Path, b: Any, threads: int, shape: list[int] | None, cost: 
         err_console.print(f"[dim]{message}[/]", highlight=False)
 
     def one(n: int) -> Any:
-        with err_console.status(f"counting instructions on {b.emulated_device} ({b.core}) under qemu, {n} thread(s)"):
-            res, cached = count_cached(CountJob(artifact, threads=n, input_shape=shape, repeat=1, fill=fill),
-                                       b.emulated_device, say)
+        with err_console.status(
+            f"counting instructions on {b.emulated_device} ({b.core}) under qemu, {n} thread(s)"
+        ):
+            res, cached = count_cached(
+                CountJob(artifact, threads=n, input_shape=shape, repeat=1, fill=fill), b.emulated_device, say
+            )
         return res, cached
 
     first, cached = one(1)
@@ -132,38 +150,59 @@ def _count(artifact: Path, b: Any, threads: int, shape: list[int] | None, cost: 
     busiest: dict[int, int] = {}
     n = min(threads, b.cores)
     if n > 1 and n in cost_model.CALIBRATED_THREADS:
-        method = cost_model.chosen(b.name, n, ("instructions", "busiest", "params", "mix", "activation_bytes"))
+        method = cost_model.chosen(
+            b.name, n, ("instructions", "busiest", "params", "mix", "activation_bytes")
+        )
         if "busiest" in cost_model.BY_NAME[method].needs:
             split, split_cached = one(n)
             busiest[n] = split.busiest_thread
-            counted["threads_split"] = {"threads": n, "per_thread": split.per_thread, "cached": split_cached,
-                                        "busiest_thread": split.busiest_thread}
-    int8 = (fmt is not None and fmt.precision.value == "int8") or (artifact.suffix == ".param"
-                                                                     and has_int8_layers(artifact))
+            counted["threads_split"] = {
+                "threads": n,
+                "per_thread": split.per_thread,
+                "cached": split_cached,
+                "busiest_thread": split.busiest_thread,
+            }
+    int8 = (fmt is not None and fmt.precision.value == "int8") or (
+        artifact.suffix == ".param" and has_int8_layers(artifact)
+    )
     mix = tuple(first.mix[0]) if first.mix else ()
-    return cost_model.Features(first.instructions, cost.params, int8, busiest, cost.macs, mix,
-                               cost.activation_bytes), counted
+    return cost_model.Features(
+        first.instructions, cost.params, int8, busiest, cost.macs, mix, cost.activation_bytes
+    ), counted
 
 
 def _print_estimate(out: dict[str, Any], title: str) -> None:
     est, bound = out["estimate"], out["roofline"]
-    console.print(f"[bold]{out['artifact']}[/] on {title}, {out['threads']} thread(s); runs as {out['runs_as']}",
-                  highlight=False)
+    console.print(
+        f"[bold]{out['artifact']}[/] on {title}, {out['threads']} thread(s); runs as {out['runs_as']}",
+        highlight=False,
+    )
     count = out.get("count")
     if count:
         cached = " (from the count cache)" if count.get("cached") else ""
-        console.print(f"  instructions  {count['instructions']:,d} per invoke (guest instruction count, "
-                      f"emulated {count['cpu']}, 1 thread{cached}; emulated wall time is not latency)",
-                      highlight=False)
+        console.print(
+            f"  instructions  {count['instructions']:,d} per invoke (guest instruction count, "
+            f"emulated {count['cpu']}, 1 thread{cached}; emulated wall time is not latency)",
+            highlight=False,
+        )
     level = int(100 * est["interval_level"])
     cv = est["cross_validation"]
     validated = "" if est["interval_calibrated"] else " [yellow]not validated for this format[/]"
-    console.print(f"  [bold]estimate[/]      {est['estimate_ms']:.1f} ms, {level} % interval {est['low_ms']:.1f} .. "
-                  f"{est['high_ms']:.1f} ms{validated} [dim]estimate, not a measurement[/]", highlight=False)
-    console.print(f"  [dim]cost model {est['method']}: leave-one-model-out on {cv['n']} ncnn benchmark models, "
-                  f"median |error| {100 * cv['median']:.0f} %, p90 {100 * cv['p90']:.0f} %[/]", highlight=False)
-    console.print(f"  roofline      {bound['lower_bound_ms']:.2f} ms ({bound['bound']}-bound, "
-                  f"{bound['precision']} peak {bound['peak_gmacs']:.1f} GMAC/s; {bound['label']})", highlight=False)
+    console.print(
+        f"  [bold]estimate[/]      {est['estimate_ms']:.1f} ms, {level} % interval {est['low_ms']:.1f} .. "
+        f"{est['high_ms']:.1f} ms{validated} [dim]estimate, not a measurement[/]",
+        highlight=False,
+    )
+    console.print(
+        f"  [dim]cost model {est['method']}: leave-one-model-out on {cv['n']} ncnn benchmark models, "
+        f"median |error| {100 * cv['median']:.0f} %, p90 {100 * cv['p90']:.0f} %[/]",
+        highlight=False,
+    )
+    console.print(
+        f"  roofline      {bound['lower_bound_ms']:.2f} ms ({bound['bound']}-bound, "
+        f"{bound['precision']} peak {bound['peak_gmacs']:.1f} GMAC/s; {bound['label']})",
+        highlight=False,
+    )
     for note in est["caveats"]:
         console.print(f"  [dim]note: {note}[/]", highlight=False)
 
@@ -194,25 +233,41 @@ def roofline_cmd(
     r = roofline(cost, b, threads, compute_precision(artifact_fmt))
     est = cost_model.estimate(b.name, cost_model.Features(0, cost.params, False, {}, cost.macs), threads)
     if as_json:
-        print(json.dumps({"roofline": r.to_dict(), "estimate": est.to_dict(), "macs_by_op": cost.macs_by_op}, indent=1))
+        print(
+            json.dumps(
+                {"roofline": r.to_dict(), "estimate": est.to_dict(), "macs_by_op": cost.macs_by_op}, indent=1
+            )
+        )
         return
     mb = 1e6
     console.print(f"[bold]{artifact}[/] ({cost.kind}) on {b.title}, {r.threads} core(s)", highlight=False)
-    rows = [("MACs", f"{cost.macs / 1e6:,.1f} M"), ("parameters", f"{cost.params / 1e6:,.3f} M"),
-            ("weights", f"{cost.weight_bytes / mb:,.2f} MB"),
-            ("bytes moved", f"{cost.bytes_moved / mb:,.2f} MB (no reuse: weights + every activation in/out)"),
-            ("peak compute", f"{r.peak_gmacs:,.1f} GMAC/s ({r.precision})"),
-            ("peak bandwidth", f"{r.mem_bw_gbs:.1f} GB/s"),
-            ("compute time", f"{r.compute_ms:.2f} ms"),
-            ("memory time", f"{r.memory_ms:.2f} ms compulsory (weights + I/O); {r.traffic_ms:.2f} ms with no reuse"),
-            ("intensity", f"{r.intensity_macs_per_byte:.1f} MAC/byte (ridge {r.ridge_macs_per_byte:.1f})")]
+    rows = [
+        ("MACs", f"{cost.macs / 1e6:,.1f} M"),
+        ("parameters", f"{cost.params / 1e6:,.3f} M"),
+        ("weights", f"{cost.weight_bytes / mb:,.2f} MB"),
+        ("bytes moved", f"{cost.bytes_moved / mb:,.2f} MB (no reuse: weights + every activation in/out)"),
+        ("peak compute", f"{r.peak_gmacs:,.1f} GMAC/s ({r.precision})"),
+        ("peak bandwidth", f"{r.mem_bw_gbs:.1f} GB/s"),
+        ("compute time", f"{r.compute_ms:.2f} ms"),
+        (
+            "memory time",
+            f"{r.memory_ms:.2f} ms compulsory (weights + I/O); {r.traffic_ms:.2f} ms with no reuse",
+        ),
+        ("intensity", f"{r.intensity_macs_per_byte:.1f} MAC/byte (ridge {r.ridge_macs_per_byte:.1f})"),
+    ]
     for name, value in rows:
         console.print(f"  {name:15s} {value}", highlight=False)
-    console.print(f"  [bold]lower bound[/]     {r.lower_bound_ms:.2f} ms ({r.bound}-bound) "
-                  "[dim]roofline bound from published specs, not a measurement[/]", highlight=False)
-    console.print(f"  estimate        {est.estimate_ms:.1f} ms, 80 % interval {est.low_ms:.1f} .. {est.high_ms:.1f} ms "
-                  f"(method {est.method}; {est.estimate_ms / max(r.lower_bound_ms, 1e-9):.1f}x the bound) "
-                  "[dim]estimate[/]", highlight=False)
+    console.print(
+        f"  [bold]lower bound[/]     {r.lower_bound_ms:.2f} ms ({r.bound}-bound) "
+        "[dim]roofline bound from published specs, not a measurement[/]",
+        highlight=False,
+    )
+    console.print(
+        f"  estimate        {est.estimate_ms:.1f} ms, 80 % interval {est.low_ms:.1f} .. {est.high_ms:.1f} ms "
+        f"(method {est.method}; {est.estimate_ms / max(r.lower_bound_ms, 1e-9):.1f}x the bound) "
+        "[dim]estimate[/]",
+        highlight=False,
+    )
     for note in est.caveats:
         console.print(f"  [dim]note: {note}[/]", highlight=False)
 

@@ -9,10 +9,12 @@ from rich.table import Table
 console = Console()
 
 
-def formats_cmd(target: str | None = typer.Option(None, "--target", "-t",
-                                                  help="also probe this target (starts an emulated device)"),
-                set_: list[str] | None = typer.Option(None, "--set", help="override a target field (repeatable)")
-                ) -> None:
+def formats_cmd(
+    target: str | None = typer.Option(
+        None, "--target", "-t", help="also probe this target (starts an emulated device)"
+    ),
+    set_: list[str] | None = typer.Option(None, "--set", help="override a target field (repeatable)"),
+) -> None:
     """List every format with its runtime, files and device packages; whether this host can convert and run it;
     with --target, whether that device has a module that runs it.
 
@@ -30,15 +32,28 @@ def formats_cmd(target: str | None = typer.Option(None, "--target", "-t",
         tgt = load_target(target, set_ or [])
         device, listed = check_target(tgt).runtimes, tgt.runtimes
     table = Table(title="formats")
-    for col in ("format", "runtime", "files", "device packages (pip / Termux)", "host: convert", "host: run",
-                *((f"{target}",) if target else ())):
+    for col in (
+        "format",
+        "runtime",
+        "files",
+        "device packages (pip / Termux)",
+        "host: convert",
+        "host: run",
+        *((f"{target}",) if target else ()),
+    ):
         table.add_column(col)
     for fmt in Format:
         spec = spec_for(fmt)
         packages = ", ".join(f"{p.pip} / {p.termux or 'pip'}" for p in spec.packages)
         host_mod = spec.host_module()
-        row = [fmt.value, spec.runtime.value, " + ".join(spec.suffixes), packages,
-               "yes" if spec.converter_available() else "[red]no[/]", host_mod or "[red]no[/]"]
+        row = [
+            fmt.value,
+            spec.runtime.value,
+            " + ".join(spec.suffixes),
+            packages,
+            "yes" if spec.converter_available() else "[red]no[/]",
+            host_mod or "[red]no[/]",
+        ]
         if device is not None and spec.host_only:
             row.append("host only (a reference, sent to no board)")
         elif device is not None:

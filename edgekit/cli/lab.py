@@ -41,10 +41,19 @@ def _coordinator(coordinator: str | None, target: str | None) -> str:
 @lab_app.callback()
 def lab_cmd(
     ctx: typer.Context,
-    coordinator: str | None = typer.Option(None, "--coordinator", "-x", help="HOST[:PORT] (default: the target's, "
-                                           "the `lab` target file's, $LG_COORDINATOR, else 127.0.0.1:20408)"),
-    target: str | None = typer.Option(None, "--target", "-t", help="a lab target (file or lab:TAG=VALUE): its "
-                                      "coordinator, and only the places it would take"),
+    coordinator: str | None = typer.Option(
+        None,
+        "--coordinator",
+        "-x",
+        help="HOST[:PORT] (default: the target's, "
+        "the `lab` target file's, $LG_COORDINATOR, else 127.0.0.1:20408)",
+    ),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        "-t",
+        help="a lab target (file or lab:TAG=VALUE): its coordinator, and only the places it would take",
+    ),
     store: str | None = typer.Option(None, "--store", help=STORE_HELP),
 ) -> None:
     """List the lab's places: tags, who holds each (an edgekit that is gone is marked stale), its SSH service,
@@ -63,8 +72,12 @@ def lab_cmd(
     places = LabClient(address).places()
     spec = load_target(target).lab if target else None
     if spec is not None:
-        places = [p for p in places if (not spec.place or p.name == spec.place)
-                  and all({**p.tags, "name": p.name}.get(k) == v for k, v in spec.tags.items())]
+        places = [
+            p
+            for p in places
+            if (not spec.place or p.name == spec.place)
+            and all({**p.tags, "name": p.name}.get(k) == v for k, v in spec.tags.items())
+        ]
     table = Table(title=f"lab at {address}" + (f" ({spec.wanted()})" if spec else ""))
     for column in ("place", "tags", "held by", "ssh", "last run"):
         table.add_column(column)
@@ -75,9 +88,13 @@ def lab_cmd(
             held = holder_text(p) if p.holder else "[green]free[/]"
             if p.holder and _is_stale(p):
                 held += " [red]STALE: that edgekit is gone[/] (edgekit lab release " + p.name + ")"
-            table.add_row(p.name, " ".join(f"{k}={v}" for k, v in p.tags.items()), held,
-                          f"{svc.username}@{svc.address}:{svc.port}" if svc else "[red]no NetworkService[/]",
-                          facts.summary() if facts else "-")
+            table.add_row(
+                p.name,
+                " ".join(f"{k}={v}" for k, v in p.tags.items()),
+                held,
+                f"{svc.username}@{svc.address}:{svc.port}" if svc else "[red]no NetworkService[/]",
+                facts.summary() if facts else "-",
+            )
     console.print(table)
 
 
@@ -118,8 +135,11 @@ def release_cmd(
         client.kick(place)
         return
     if not _is_stale(found):
-        raise UsageError(f"{place} is held by {holder_text(found)}, which is not a dead edgekit of this host",
-                         where=client.coordinator, hint=f"ask them, or: edgekit lab release {place} --kick")
+        raise UsageError(
+            f"{place} is held by {holder_text(found)}, which is not a dead edgekit of this host",
+            where=client.coordinator,
+            hint=f"ask them, or: edgekit lab release {place} --kick",
+        )
     client.release_from(place, found.holder)
     console.print(f"{place}: released (its edgekit, pid {found.edgekit_pid}, is gone)", highlight=False)
 

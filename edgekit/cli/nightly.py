@@ -53,8 +53,11 @@ def nightly_cmd(
     for recipe, error in outcome.failures.items():
         console.print(f"[red]deploy failed[/] {recipe}: {error}", highlight=False)
     for target, why in outcome.never_measured.items():
-        console.print(f"[red]never measured[/] {target}: no measurement in the store yet"
-                      + (f"; tonight: {why}" if why else ""), highlight=False)
+        console.print(
+            f"[red]never measured[/] {target}: no measurement in the store yet"
+            + (f"; tonight: {why}" if why else ""),
+            highlight=False,
+        )
     if outcome.report is not None and not markdown:
         console.print(md.render(outcome.report), highlight=False, markup=False)
     raise typer.Exit(outcome.exit_code)

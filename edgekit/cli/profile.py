@@ -23,15 +23,19 @@ def _device_for(target: str) -> str:
 
     loaded = load_target(target)
     if loaded.emulated is None:
-        raise EdgekitError(f"target {target} is a real board: per-layer instruction counts need an emulated "
-                           "core", where="--target",
-                           hint="use pi4-emu (Cortex-A72) or pi5-emu (Cortex-A76); wall time per layer on a "
-                                "board is not offered yet")
+        raise EdgekitError(
+            f"target {target} is a real board: per-layer instruction counts need an emulated core",
+            where="--target",
+            hint="use pi4-emu (Cortex-A72) or pi5-emu (Cortex-A76); wall time per layer on a "
+            "board is not offered yet",
+        )
     return loaded.emulated.device
 
 
 def profile_cmd(
-    artifact: Path = typer.Argument(..., help="an ncnn model.param (its .bin and model.io.json beside it) or a .tflite model"),
+    artifact: Path = typer.Argument(
+        ..., help="an ncnn model.param (its .bin and model.io.json beside it) or a .tflite model"
+    ),
     target: str = typer.Option(..., "--target", "-t", help="an emulated target: pi4-emu or pi5-emu"),
     threads: int = typer.Option(1, "--threads", min=1, help="ncnn threads (1: exact, repeatable counts)"),
     top: int = typer.Option(10, "--top", min=1, help="how many layers to print"),

@@ -52,8 +52,10 @@ def list_cmd(
         targets = ", ".join(f"{t} (emulated)" if t in r.emulated_targets else t for t in r.targets)
         counts = f"{r.measurements}" + (f" [red]({r.failed} failed)[/]" if r.failed else "")
         if r.failed_targets:  # a target that failed at connect has no measurement to count
-            counts += f" [red]({len(r.failed_targets)} target{'s' * (len(r.failed_targets) > 1)} failed: " \
-                      f"{', '.join(r.failed_targets)})[/]"
+            counts += (
+                f" [red]({len(r.failed_targets)} target{'s' * (len(r.failed_targets) > 1)} failed: "
+                f"{', '.join(r.failed_targets)})[/]"
+            )
         table.add_row(
             str(r.id),
             r.started_at[:16].replace("T", " "),
@@ -170,7 +172,9 @@ def _print_target(t: TargetRun) -> None:
     )
     unit = "ms, emulated wall time" if t.emulated else "ms"
     table = Table()
-    board = next((e.get("board") for e in t.estimates.values() if isinstance(e, dict) and e.get("board")), None)
+    board = next(
+        (e.get("board") for e in t.estimates.values() if isinstance(e, dict) and e.get("board")), None
+    )
     heads = ["artifact", "threads"]
     if board:  # an emulated target leads with the real board's estimate
         heads.append(f"{board} ESTIMATE ms (80% interval)")

@@ -44,8 +44,10 @@ def list_cmd(ctx: typer.Context) -> None:
 
 
 @targets_app.command("check")
-def check_cmd(name: str = typer.Argument(..., help="target name (targets/NAME.yaml) or a path"),
-              set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP)) -> None:
+def check_cmd(
+    name: str = typer.Argument(..., help="target name (targets/NAME.yaml) or a path"),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
     """Connect and print what the device is: machine, CPU model and features, cores, memory, python and
     runtime versions, emulated or not (starts an emulated device if needed).
 
@@ -60,8 +62,10 @@ def check_cmd(name: str = typer.Argument(..., help="target name (targets/NAME.ya
 
 
 @targets_app.command("setup")
-def setup_cmd(name: str = typer.Argument(..., help="target name (targets/NAME.yaml) or a path"),
-              set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP)) -> None:
+def setup_cmd(
+    name: str = typer.Argument(..., help="target name (targets/NAME.yaml) or a path"),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
     """Install the runtimes the device lacks (numpy and the target's `runtimes:`) from wheels downloaded on
     this machine for the device's python/arch/glibc and pushed over SSH (no internet needed on the device). An
     Android phone in Termux gets Termux's packages (`pkg install`), then pip, and is told what could not be
@@ -85,7 +89,10 @@ def _print_info(name: str, info: object) -> None:
     emulated = info.emulated  # type: ignore[attr-defined]
     rows = [
         ("machine", raw["machine"]),
-        ("emulated", f"yes ({raw['emulator']}): wall times are emulated, not device latency" if emulated else "no"),
+        (
+            "emulated",
+            f"yes ({raw['emulator']}): wall times are emulated, not device latency" if emulated else "no",
+        ),
         ("cpu model", info.cpu_model),  # type: ignore[attr-defined]
         ("cpu features", info.features),  # type: ignore[attr-defined]
         ("board", raw["cpu"].get("Model") or raw["cpu"].get("Hardware") or "-"),

@@ -38,7 +38,9 @@ class Converter(abc.ABC):
 
     formats: ClassVar[tuple[Format, ...]] = ()
     registry: ClassVar[dict[Format, type[Converter]]] = {}
-    peak_rss_mb: float | None = None  # set by a convert that measured its tool's peak memory (e.g. a subprocess)
+    peak_rss_mb: float | None = (
+        None  # set by a convert that measured its tool's peak memory (e.g. a subprocess)
+    )
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -64,8 +66,9 @@ class Converter(abc.ABC):
         on (input spec, format; for INT8 the calibration data digest, method and int8 options)."""
         return {}
 
-    def convert_many(self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format],
-                     out_dir: Path) -> dict[Format, list[Path]]:
+    def convert_many(
+        self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format], out_dir: Path
+    ) -> dict[Format, list[Path]]:
         """Convert several formats; the default runs `convert` once per format into out_dir/<format>.
         A converter whose one tool run yields several formats (onnx2tf: fp32 + fp16 + int8) overrides this."""
         result = {}

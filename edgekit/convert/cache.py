@@ -27,20 +27,34 @@ CACHE_VERSION = 1
 META = "artifact.json"
 
 
-def artifact_key(onnx_sha256: str, recipe: Recipe, fmt: Format, converter: type[Converter],
-                 calibration_digest: str | None = None) -> str:
+def artifact_key(
+    onnx_sha256: str,
+    recipe: Recipe,
+    fmt: Format,
+    converter: type[Converter],
+    calibration_digest: str | None = None,
+) -> str:
     """The cache key of one artifact (see the module docstring for what it covers)."""
     spec: dict[str, Any] = {
-        "cache": CACHE_VERSION, "onnx": onnx_sha256, "format": fmt.value,
-        "input": {"name": recipe.input.name, "shape": list(recipe.input.shape),
-                  "layout": recipe.input.layout.value},
-        "tools": converter.tool_versions(), "converter": converter.settings(recipe, fmt),
+        "cache": CACHE_VERSION,
+        "onnx": onnx_sha256,
+        "format": fmt.value,
+        "input": {
+            "name": recipe.input.name,
+            "shape": list(recipe.input.shape),
+            "layout": recipe.input.layout.value,
+        },
+        "tools": converter.tool_versions(),
+        "converter": converter.settings(recipe, fmt),
     }
     if fmt.precision is Precision.INT8:
         if calibration_digest is None:
             raise ValueError("an INT8 artifact's key needs the calibration data digest")
-        spec["int8"] = {"calibration": calibration_digest, "method": recipe.calibration.method.value
-                        if recipe.calibration else None, **recipe.int8.model_dump(mode="json")}
+        spec["int8"] = {
+            "calibration": calibration_digest,
+            "method": recipe.calibration.method.value if recipe.calibration else None,
+            **recipe.int8.model_dump(mode="json"),
+        }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
@@ -58,13 +72,26 @@ def lookup(key: str) -> Artifact | None:
     files = [folder / name for name in meta["files"]]
     if not all(f.is_file() for f in files):
         return None
-    return Artifact(format=Format(meta["format"]), files=files, key=key, size_bytes=_size(files),
-                    convert_s=meta.get("convert_s", 0.0), peak_rss_mb=meta.get("peak_rss_mb"), cached=True,
-                    provenance=meta.get("provenance", {}))
+    return Artifact(
+        format=Format(meta["format"]),
+        files=files,
+        key=key,
+        size_bytes=_size(files),
+        convert_s=meta.get("convert_s", 0.0),
+        peak_rss_mb=meta.get("peak_rss_mb"),
+        cached=True,
+        provenance=meta.get("provenance", {}),
+    )
 
 
-def store(key: str, fmt: Format, files: list[Path], convert_s: float, peak_rss_mb: float | None,
-          provenance: dict[str, Any]) -> Artifact:
+def store(
+    key: str,
+    fmt: Format,
+    files: list[Path],
+    convert_s: float,
+    peak_rss_mb: float | None,
+    provenance: dict[str, Any],
+) -> Artifact:
     """Move freshly converted files into the cache under `key`; returns the (not cached) artifact."""
     final = entry_dir(key)
     tmp = final.with_name(f"{key}.tmp-{uuid.uuid4().hex[:8]}")
@@ -73,8 +100,13 @@ def store(key: str, fmt: Format, files: list[Path], convert_s: float, peak_rss_m
     for f in files:
         shutil.copyfile(f, tmp / f.name)
         names.append(f.name)
-    meta = {"format": fmt.value, "files": names, "convert_s": convert_s, "peak_rss_mb": peak_rss_mb,
-            "provenance": provenance}
+    meta = {
+        "format": fmt.value,
+        "files": names,
+        "convert_s": convert_s,
+        "peak_rss_mb": peak_rss_mb,
+        "provenance": provenance,
+    }
     (tmp / META).write_text(json.dumps(meta, indent=1))
     if lookup(key) is not None:  # a concurrent writer finished first: its entry is equivalent, keep it
         shutil.rmtree(tmp, ignore_errors=True)
@@ -86,8 +118,16 @@ def store(key: str, fmt: Format, files: list[Path], convert_s: float, peak_rss_m
         except OSError:  # lost a race after all; the winner's entry is equivalent
             shutil.rmtree(tmp, ignore_errors=True)
     out = [final / n for n in names]
-    return Artifact(format=fmt, files=out, key=key, size_bytes=_size(out), convert_s=convert_s,
-                    peak_rss_mb=peak_rss_mb, cached=False, provenance=provenance)
+    return Artifact(
+        format=fmt,
+        files=out,
+        key=key,
+        size_bytes=_size(out),
+        convert_s=convert_s,
+        peak_rss_mb=peak_rss_mb,
+        cached=False,
+        provenance=provenance,
+    )
 
 
 def load_fidelity(key: str, digest: str) -> dict[str, Any] | None:

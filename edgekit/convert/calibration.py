@@ -49,8 +49,11 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 def calibration_inputs(recipe: Recipe) -> np.ndarray:
     """The calibration inputs for INT8 conversion, float32 (N, *input.shape[1:])."""
     if recipe.calibration is None:
-        raise RecipeError("no `calibration:` section, but INT8 conversion needs calibration data",
-                          where=str(recipe.path), hint="add calibration: {data: {kind: images, path: ...}}")
+        raise RecipeError(
+            "no `calibration:` section, but INT8 conversion needs calibration data",
+            where=str(recipe.path),
+            hint="add calibration: {data: {kind: images, path: ...}}",
+        )
     inputs, _ = load_data(recipe.calibration.data, recipe, "calibration.data")
     return inputs
 
@@ -82,8 +85,9 @@ def load_data(source: DataSource, recipe: Recipe, field: str) -> tuple[np.ndarra
         raw = _npy(source.path, f"{field}.path", recipe)
         labels = None
         if source.labels is not None:
-            labels = class_labels(_npy(source.labels, f"{field}.labels", recipe), len(raw), f"{field}.labels",
-                                  str(recipe.path))[: source.samples]
+            labels = class_labels(
+                _npy(source.labels, f"{field}.labels", recipe), len(raw), f"{field}.labels", str(recipe.path)
+            )[: source.samples]
         return _to_inputs(raw[: source.samples], recipe, field), labels
     if isinstance(source, BuilderData):
         return _from_builder(source, recipe, field)
@@ -95,8 +99,11 @@ def _npy(path: Path, field: str, recipe: Recipe) -> np.ndarray:
     try:
         return np.asarray(np.load(path, allow_pickle=False))
     except (OSError, ValueError, EOFError) as exc:
-        raise InputDataError(f"field `{field}`: cannot read {path} as a .npy array: {exc}",
-                             where=str(recipe.path), hint="save it with numpy.save (no pickled objects)") from None
+        raise InputDataError(
+            f"field `{field}`: cannot read {path} as a .npy array: {exc}",
+            where=str(recipe.path),
+            hint="save it with numpy.save (no pickled objects)",
+        ) from None
 
 
 def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
@@ -104,8 +111,11 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
 
     files = sorted(p for p in source.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise RecipeError(f"field `{field}.path`: no image files in {source.path}", where=str(recipe.path),
-                          hint=f"put images with one of the suffixes {sorted(IMAGE_SUFFIXES)} there")
+        raise RecipeError(
+            f"field `{field}.path`: no image files in {source.path}",
+            where=str(recipe.path),
+            hint=f"put images with one of the suffixes {sorted(IMAGE_SUFFIXES)} there",
+        )
     folders = sorted({f.parent for f in files})
     classes = folders if len(folders) > 1 else []  # class ids from every folder, not only the ones sampled
     if source.samples is not None and len(files) > source.samples:  # evenly spread: every class folder counts
@@ -117,9 +127,16 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
         try:
             with Image.open(f) as img:
                 arr = np.asarray(img.convert(mode).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
-            raise InputDataError(f"field `{field}.path`: cannot read image {f}: {exc}", where=str(recipe.path),
-                                 hint="remove or replace the file (a folder holds only images)") from None
+        except (
+            OSError,
+            ValueError,
+            Image.DecompressionBombError,
+        ) as exc:  # UnidentifiedImageError is an OSError
+            raise InputDataError(
+                f"field `{field}.path`: cannot read image {f}: {exc}",
+                where=str(recipe.path),
+                hint="remove or replace the file (a folder holds only images)",
+            ) from None
         batch.append(arr.reshape(h, w, c))
     inputs = _preprocess(np.stack(batch), recipe, field)
     labels = np.array([classes.index(f.parent) for f in files], dtype=np.int64) if classes else None
@@ -130,16 +147,20 @@ def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.n
     try:
         fn = resolve_callable(source.builder)
     except (ImportError, AttributeError) as exc:
-        raise RecipeError(f"field `{field}.builder`: cannot import {source.builder!r}: {exc}",
-                          where=str(recipe.path)) from None
+        raise RecipeError(
+            f"field `{field}.builder`: cannot import {source.builder!r}: {exc}", where=str(recipe.path)
+        ) from None
     out: Any = fn(source.samples, source.seed, **source.args)
     raw, labels = out if isinstance(out, tuple) else (out, None)
     raw = np.asarray(raw)
     if labels is not None and recipe.task is Task.CLASSIFY:
         labels = class_labels(labels, len(raw), f"{field}.builder (its labels)", str(recipe.path))
     if len(raw) < source.samples:
-        raise RecipeError(f"field `{field}.builder`: {source.builder} returned {len(raw)} samples, "
-                          f"{source.samples} were asked for", where=str(recipe.path))
+        raise RecipeError(
+            f"field `{field}.builder`: {source.builder} returned {len(raw)} samples, "
+            f"{source.samples} were asked for",
+            where=str(recipe.path),
+        )
     if labels is not None and raw.dtype == np.uint8 and not isinstance(labels, np.ndarray):
         labels = _rescale_boxes(list(labels), raw.shape[1:3], _hwc(recipe, field)[:2])
     return _to_inputs(raw, recipe, field), labels
@@ -153,25 +174,31 @@ def _to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
         if raw.ndim == 3:
             raw = raw[..., None]
         if raw.ndim != 4 or raw.shape[-1] not in (1, 3, 4):
-            raise RecipeError(f"field `{field}`: uint8 data must be raw images (N, H, W, C); got {raw.shape}",
-                              where=str(recipe.path))
+            raise RecipeError(
+                f"field `{field}`: uint8 data must be raw images (N, H, W, C); got {raw.shape}",
+                where=str(recipe.path),
+            )
         return _preprocess(_resize(raw[..., :3] if raw.shape[-1] == 4 else raw, h, w, c), recipe, field)
     expected = tuple(recipe.input.shape[1:])
     if tuple(raw.shape[1:]) != expected:
         dims = ", ".join(map(str, expected))
-        raise RecipeError(f"field `{field}`: float data must be model inputs of shape (N, {dims}) in "
-                          f"{recipe.input.layout.value} layout; got {tuple(raw.shape)}",
-                          where=str(recipe.path),
-                          hint="give uint8 (N, H, W, C) images to have the recipe's preprocessing applied")
+        raise RecipeError(
+            f"field `{field}`: float data must be model inputs of shape (N, {dims}) in "
+            f"{recipe.input.layout.value} layout; got {tuple(raw.shape)}",
+            where=str(recipe.path),
+            hint="give uint8 (N, H, W, C) images to have the recipe's preprocessing applied",
+        )
     return np.ascontiguousarray(raw, dtype=np.float32)
 
 
 def _hwc(recipe: Recipe, field: str) -> tuple[int, int, int]:
     shape = recipe.input.shape
     if len(shape) != 4:
-        raise RecipeError(f"field `{field}`: image data needs a 4-D image input; input.shape is "
-                          f"{list(shape)}", where=str(recipe.path),
-                          hint="use kind: npy or builder with float model inputs")
+        raise RecipeError(
+            f"field `{field}`: image data needs a 4-D image input; input.shape is {list(shape)}",
+            where=str(recipe.path),
+            hint="use kind: npy or builder with float model inputs",
+        )
     if recipe.input.layout is Layout.NCHW:
         return shape[2], shape[3], shape[1]
     return shape[1], shape[2], shape[3]
@@ -200,16 +227,20 @@ def _preprocess(images: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
     c = x.shape[-1]
     for name, values in (("mean", pre.mean), ("std", pre.std)):
         if len(values) not in (1, c):
-            raise RecipeError(f"field `input.preprocess.{name}`: {len(values)} values for {c} channels",
-                              where=str(recipe.path), hint=f"give 1 or {c} values")
+            raise RecipeError(
+                f"field `input.preprocess.{name}`: {len(values)} values for {c} channels",
+                where=str(recipe.path),
+                hint=f"give 1 or {c} values",
+            )
     x = (x * pre.scale - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     if recipe.input.layout is Layout.NCHW:
         x = x.transpose(0, 3, 1, 2)
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _rescale_boxes(labels: list[np.ndarray], src_hw: tuple[int, ...],
-                   dst_hw: tuple[int, ...]) -> list[np.ndarray]:
+def _rescale_boxes(
+    labels: list[np.ndarray], src_hw: tuple[int, ...], dst_hw: tuple[int, ...]
+) -> list[np.ndarray]:
     sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
     out = []
     for lab in labels:
@@ -218,4 +249,3 @@ def _rescale_boxes(labels: list[np.ndarray], src_hw: tuple[int, ...],
         lab[:, [2, 4]] *= sy
         out.append(lab)
     return out
-

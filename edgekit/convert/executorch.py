@@ -18,8 +18,10 @@ from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import Recipe, TorchSource, resolve_callable
 
-NOT_INSTALLABLE = ("executorch is not installed: no release installs beside edgekit's pins (0.5.0-1.5.1 need "
-                   "numpy>=2, edgekit pins numpy 1.26.4; 0.2.1-0.4.0 pin torch 2.3.1-2.5.0, edgekit pins 2.13.0)")
+NOT_INSTALLABLE = (
+    "executorch is not installed: no release installs beside edgekit's pins (0.5.0-1.5.1 need "
+    "numpy>=2, edgekit pins numpy 1.26.4; 0.2.1-0.4.0 pin torch 2.3.1-2.5.0, edgekit pins 2.13.0)"
+)
 
 
 class ExecuTorchConverter(Converter):
@@ -35,7 +37,9 @@ class ExecuTorchConverter(Converter):
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         src = recipe.model
         if not isinstance(src, TorchSource):
-            raise ConversionError(f"{fmt.value} needs a PyTorch model (model.kind: torch)", where=str(recipe.path))
+            raise ConversionError(
+                f"{fmt.value} needs a PyTorch model (model.kind: torch)", where=str(recipe.path)
+            )
         try:
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
             from executorch.exir import to_edge_transform_and_lower

@@ -35,8 +35,10 @@ def float_leftovers(fmt: Format, files: list[Path]) -> str | None:
     share = float_bytes / total if total else 0.0
     layers = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
     count = sum(kinds.values())
-    return (f"float leftovers: {count} layer{'s' if count > 1 else ''} ({layers}) hold {megabytes(float_bytes)} of "
-            f"{megabytes(total)} ({percent(share)})")
+    return (
+        f"float leftovers: {count} layer{'s' if count > 1 else ''} ({layers}) hold {megabytes(float_bytes)} of "
+        f"{megabytes(total)} ({percent(share)})"
+    )
 
 
 def _tflite(path: Path) -> tuple[Counter[str], int]:
@@ -51,9 +53,13 @@ def _tflite(path: Path) -> tuple[Counter[str], int]:
         for op in graph.operators or []:
             code = model.operatorCodes[op.opcodeIndex]
             name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
-            weights = [t for t in (op.inputs if op.inputs is not None else []) if t >= 0
-                       and graph.tensors[t].type == schema.TensorType.FLOAT32
-                       and _buffer_size(model, graph.tensors[t].buffer) >= MIN_WEIGHT_BYTES]
+            weights = [
+                t
+                for t in (op.inputs if op.inputs is not None else [])
+                if t >= 0
+                and graph.tensors[t].type == schema.TensorType.FLOAT32
+                and _buffer_size(model, graph.tensors[t].buffer) >= MIN_WEIGHT_BYTES
+            ]
             if weights:
                 kinds[name] += 1
             for t in weights:
@@ -81,7 +87,7 @@ def _ncnn(param: Path, bin_path: Path) -> tuple[Counter[str], int]:
     for layer, (start, end) in zip(graph.layers, ncnn_bin.layer_spans(param, data)):
         if end <= start:
             continue
-        if int.from_bytes(data[start:start + 4], "little") == ncnn_bin.TAG_INT8:
+        if int.from_bytes(data[start : start + 4], "little") == ncnn_bin.TAG_INT8:
             continue
         kinds[layer.type] += 1
         float_bytes += end - start

@@ -49,8 +49,12 @@ VERIFY_MAX_ABS = 1e-3  # relative to the outputs' magnitude (see _child_onnx)
 NCHW_ONNX = "model-nchw.onnx"  # beside model.onnx in the ONNX cache: what onnx2tf converts for a Keras source
 
 DIRECT = (Format.TFLITE_FP32, Format.TFLITE_FP16, Format.TFLITE_DYNAMIC, Format.TFLITE_INT8)
-ROUTE = {Format.TFLITE_ONNX2TF_FP32: Format.TFLITE_FP32, Format.TFLITE_ONNX2TF_FP16: Format.TFLITE_FP16,
-         Format.TFLITE_ONNX2TF_DYNAMIC: Format.TFLITE_DYNAMIC, Format.TFLITE_ONNX2TF_INT8: Format.TFLITE_INT8}
+ROUTE = {
+    Format.TFLITE_ONNX2TF_FP32: Format.TFLITE_FP32,
+    Format.TFLITE_ONNX2TF_FP16: Format.TFLITE_FP16,
+    Format.TFLITE_ONNX2TF_DYNAMIC: Format.TFLITE_DYNAMIC,
+    Format.TFLITE_ONNX2TF_INT8: Format.TFLITE_INT8,
+}
 
 
 def converter_for(fmt: Format) -> type[Converter] | None:
@@ -77,23 +81,34 @@ class KerasTfliteConverter(Converter):
 
         src = recipe.model
         source = tree_sha256(src.path) if isinstance(src, KerasSource) else None
-        return {"route": "tflite-converter", "source": source, "outputs": list(recipe.outputs),
-                "select_tf_ops": recipe.tflite.allow_select_tf_ops}
+        return {
+            "route": "tflite-converter",
+            "source": source,
+            "outputs": list(recipe.outputs),
+            "select_tf_ops": recipe.tflite.allow_select_tf_ops,
+        }
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         return self.convert_many(onnx_path, recipe, [fmt], out_dir)[fmt]
 
-    def convert_many(self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format],
-                     out_dir: Path) -> dict[Format, list[Path]]:
+    def convert_many(
+        self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format], out_dir: Path
+    ) -> dict[Format, list[Path]]:
         src = recipe.model
         if not isinstance(src, KerasSource):
-            raise ConversionError("TensorFlow's TFLiteConverter converts a Keras or SavedModel source only",
-                                  where=str(recipe.path))
-        job: dict[str, Any] = {"mode": "tflite", **_source_job(recipe, src),
-                               "formats": {f.value: f.precision.value for f in formats},
-                               "io": recipe.int8.io.value,
-                               "per_tensor": recipe.int8.granularity is Granularity.PER_TENSOR,
-                               "select_tf_ops": recipe.tflite.allow_select_tf_ops, "calibration": None}
+            raise ConversionError(
+                "TensorFlow's TFLiteConverter converts a Keras or SavedModel source only",
+                where=str(recipe.path),
+            )
+        job: dict[str, Any] = {
+            "mode": "tflite",
+            **_source_job(recipe, src),
+            "formats": {f.value: f.precision.value for f in formats},
+            "io": recipe.int8.io.value,
+            "per_tensor": recipe.int8.granularity is Granularity.PER_TENSOR,
+            "select_tf_ops": recipe.tflite.allow_select_tf_ops,
+            "calibration": None,
+        }
         work = _work_dir("keras-tflite")
         if any(f is Format.TFLITE_INT8 for f in formats):
             from edgekit.convert.calibration import calibration_inputs
@@ -112,8 +127,9 @@ class KerasTfliteConverter(Converter):
             result[fmt] = [dest]
             flex = report["flex_ops"].get(fmt.value)
             if flex:
-                self.findings[fmt] = [f"needs Select TF ops {', '.join(flex)} (accepted by "
-                                      "tflite.allow_select_tf_ops)"]
+                self.findings[fmt] = [
+                    f"needs Select TF ops {', '.join(flex)} (accepted by tflite.allow_select_tf_ops)"
+                ]
         shutil.rmtree(work, ignore_errors=True)
         return result
 
@@ -121,8 +137,12 @@ class KerasTfliteConverter(Converter):
 class Onnx2tfRouteConverter(TfliteConverter):
     """`tflite-onnx2tf-*`: edgekit's onnx2tf converter run on the NCHW-input ONNX of a Keras source."""
 
-    formats = (Format.TFLITE_ONNX2TF_FP32, Format.TFLITE_ONNX2TF_FP16, Format.TFLITE_ONNX2TF_DYNAMIC,
-               Format.TFLITE_ONNX2TF_INT8)
+    formats = (
+        Format.TFLITE_ONNX2TF_FP32,
+        Format.TFLITE_ONNX2TF_FP16,
+        Format.TFLITE_ONNX2TF_DYNAMIC,
+        Format.TFLITE_ONNX2TF_INT8,
+    )
 
     @classmethod
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
@@ -131,8 +151,9 @@ class Onnx2tfRouteConverter(TfliteConverter):
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         return self.convert_many(onnx_path, recipe, [fmt], out_dir)[fmt]
 
-    def convert_many(self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format],
-                     out_dir: Path) -> dict[Format, list[Path]]:
+    def convert_many(
+        self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format], out_dir: Path
+    ) -> dict[Format, list[Path]]:
         nchw = onnx_path.with_name(NCHW_ONNX)
         base = {ROUTE[f]: f for f in formats}
         files = super().convert_many(nchw if nchw.is_file() else onnx_path, recipe, list(base), out_dir)
@@ -153,25 +174,40 @@ def export_onnx(recipe: Recipe, src: KerasSource, target: Path) -> dict[str, Any
         shutil.copyfile(work / "out" / NCHW_ONNX, target.with_name(NCHW_ONNX))
     (work / "out" / "model.onnx").replace(target)
     shutil.rmtree(work, ignore_errors=True)
-    return {"source": str(src.path), "exporter": f"tf2onnx {_version('tf2onnx')}", "opset": report["opset"],
-            "layout": recipe.input.layout.value, "nchw_twin": nchw, "outputs": report["outputs"],
-            "check": report["check"]}
+    return {
+        "source": str(src.path),
+        "exporter": f"tf2onnx {_version('tf2onnx')}",
+        "opset": report["opset"],
+        "layout": recipe.input.layout.value,
+        "nchw_twin": nchw,
+        "outputs": report["outputs"],
+        "check": report["check"],
+    }
 
 
 def describe(meta: dict[str, Any], shape: Sequence[int]) -> str:
     """One progress line: what the ONNX of a Keras source is, its layout, and how it matched the model."""
     check = meta.get("check", {})
-    twin = ("; tflite-onnx2tf-* from a twin with NCHW input (transposes folded)" if meta.get("nchw_twin") else "")
-    return (f"model: Keras source exported to ONNX by {meta.get('exporter', 'tf2onnx')} (opset {meta.get('opset')}),"
-            f" input {list(shape)} {meta.get('layout', '')} as the model takes it (transposes to NCHW inside);"
-            f" matches the model within {check.get('max_abs', float('nan')):.1e} on {check.get('inputs', 0)} inputs"
-            f"{twin}; tflite-* by TensorFlow's TFLiteConverter from the model itself")
+    twin = (
+        "; tflite-onnx2tf-* from a twin with NCHW input (transposes folded)" if meta.get("nchw_twin") else ""
+    )
+    return (
+        f"model: Keras source exported to ONNX by {meta.get('exporter', 'tf2onnx')} (opset {meta.get('opset')}),"
+        f" input {list(shape)} {meta.get('layout', '')} as the model takes it (transposes to NCHW inside);"
+        f" matches the model within {check.get('max_abs', float('nan')):.1e} on {check.get('inputs', 0)} inputs"
+        f"{twin}; tflite-* by TensorFlow's TFLiteConverter from the model itself"
+    )
 
 
 # --- parent helpers -------------------------------------------------------------------------------------------
 def _source_job(recipe: Recipe, src: KerasSource) -> dict[str, Any]:
-    return {"source": str(src.path), "input_name": recipe.input.name, "shape": list(recipe.input.shape),
-            "outputs": list(recipe.outputs), "opset": _onnx_opset()}
+    return {
+        "source": str(src.path),
+        "input_name": recipe.input.name,
+        "shape": list(recipe.input.shape),
+        "outputs": list(recipe.outputs),
+        "opset": _onnx_opset(),
+    }
 
 
 def _onnx_opset() -> int:
@@ -194,12 +230,20 @@ def _run_child(job: dict[str, Any], work: Path, tool: str) -> dict[str, Any]:
     log = work / "child.log"
     with open(log, "w") as out:
         try:
-            proc = subprocess.run([sys.executable, "-m", "edgekit.convert.keras", str(work / "job.json")],
-                                  cwd=work, stdout=out, stderr=subprocess.STDOUT, env=_child_env(),
-                                  timeout=TIMEOUT_S)
+            proc = subprocess.run(
+                [sys.executable, "-m", "edgekit.convert.keras", str(work / "job.json")],
+                cwd=work,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=_child_env(),
+                timeout=TIMEOUT_S,
+            )
         except subprocess.TimeoutExpired:
-            raise ConversionError(f"{tool} ran longer than {TIMEOUT_S:.0f} s and was stopped", where=str(log),
-                                  hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model") from None
+            raise ConversionError(
+                f"{tool} ran longer than {TIMEOUT_S:.0f} s and was stopped",
+                where=str(log),
+                hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model",
+            ) from None
     if proc.returncode != 0:
         cause = onnx2tf_cause(log) or f"failed (exit {proc.returncode})"
         raise ConversionError(f"{tool}: {cause}", hint=f"whole log: {log}")
@@ -229,12 +273,16 @@ def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
         loaded = tf.saved_model.load(str(source))
         sig = loaded.signatures.get("serving_default")
         if sig is None:
-            raise ChildError(f"SavedModelError: {source} has no 'serving_default' signature "
-                             f"(it has {sorted(loaded.signatures)})")
+            raise ChildError(
+                f"SavedModelError: {source} has no 'serving_default' signature "
+                f"(it has {sorted(loaded.signatures)})"
+            )
         keys = list(sig.structured_input_signature[1])
         if len(keys) != 1:
-            raise ChildError(f"SavedModelError: the serving signature takes {len(keys)} inputs {keys}; edgekit "
-                             "handles single-input models")
+            raise ChildError(
+                f"SavedModelError: the serving signature takes {len(keys)} inputs {keys}; edgekit "
+                "handles single-input models"
+            )
         holder: Any = loaded
 
         def call(x: Any) -> Any:  # through `loaded`: the closure keeps its variables alive
@@ -263,7 +311,9 @@ def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
 
 def _output_names(probe: Any, wanted: list[str], model_names: Any) -> list[str]:
     if isinstance(probe, dict):
-        return [n for n in wanted if n in probe] if wanted and all(n in probe for n in wanted) else list(probe)
+        return (
+            [n for n in wanted if n in probe] if wanted and all(n in probe for n in wanted) else list(probe)
+        )
     count = len(probe) if isinstance(probe, (list, tuple)) else 1
     if len(wanted) == count:
         return list(wanted)
@@ -279,10 +329,17 @@ def _child_onnx(job: dict[str, Any]) -> dict[str, Any]:
     serve, _, names = _serving(job)
     spec = serve.input_signature
     Path("out").mkdir()
-    tf2onnx.convert.from_function(serve, input_signature=spec, opset=job["opset"], output_path="out/model.onnx")
+    tf2onnx.convert.from_function(
+        serve, input_signature=spec, opset=job["opset"], output_path="out/model.onnx"
+    )
     if job["nchw"]:
-        tf2onnx.convert.from_function(serve, input_signature=spec, opset=job["opset"],
-                                      inputs_as_nchw=[job["input_name"]], output_path=f"out/{NCHW_ONNX}")
+        tf2onnx.convert.from_function(
+            serve,
+            input_signature=spec,
+            opset=job["opset"],
+            inputs_as_nchw=[job["input_name"]],
+            output_path=f"out/{NCHW_ONNX}",
+        )
     xs = np.random.default_rng(0).uniform(0, 1, (VERIFY_INPUTS, *job["shape"])).astype(np.float32)
     worst = 0.0
     for file, layout in (("model.onnx", None), (NCHW_ONNX, (0, 3, 1, 2))):
@@ -294,15 +351,21 @@ def _child_onnx(job: dict[str, Any]) -> dict[str, Any]:
             raise ChildError(f"ExportError: tf2onnx named the outputs {onnx_names}, the model {names}")
         for x in xs:
             want = {k: v.numpy() for k, v in serve(x).items()}
-            got = dict(zip(onnx_names, sess.run(onnx_names, {sess.get_inputs()[0].name:
-                                                             x.transpose(layout) if layout else x})))
+            got = dict(
+                zip(
+                    onnx_names,
+                    sess.run(onnx_names, {sess.get_inputs()[0].name: x.transpose(layout) if layout else x}),
+                )
+            )
             for name in names:
                 scale = max(1.0, float(np.abs(want[name]).max()))
                 err = float(np.abs(got[name] - want[name]).max()) / scale
                 worst = max(worst, err)
     if worst > VERIFY_MAX_ABS:
-        raise ChildError(f"ExportError: tf2onnx's ONNX differs from the Keras model by {worst:.3g} (relative max "
-                         f"abs) on {VERIFY_INPUTS} inputs")
+        raise ChildError(
+            f"ExportError: tf2onnx's ONNX differs from the Keras model by {worst:.3g} (relative max "
+            f"abs) on {VERIFY_INPUTS} inputs"
+        )
     return {"opset": job["opset"], "outputs": names, "check": {"max_abs": worst, "inputs": VERIFY_INPUTS}}
 
 
@@ -329,6 +392,7 @@ def _child_tflite(job: dict[str, Any]) -> dict[str, Any]:
         if precision == "int8":
             if calib is None:
                 raise ChildError("CalibrationError: full INT8 needs the recipe's calibration data")
+
             def representative(data: np.ndarray = calib) -> Any:
                 for sample in data:
                     yield [sample[None]]
@@ -366,9 +430,16 @@ def _child(job_path: Path) -> None:
         print(exc, file=sys.stderr)
         sys.exit(1)
     usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    Path("result.json").write_text(json.dumps({
-        **report, "peak_rss_mb": max(u.ru_maxrss for u in usages) / 1024, "seconds": time.perf_counter() - start,
-        "cpu_s": sum(u.ru_utime + u.ru_stime for u in usages)}))
+    Path("result.json").write_text(
+        json.dumps(
+            {
+                **report,
+                "peak_rss_mb": max(u.ru_maxrss for u in usages) / 1024,
+                "seconds": time.perf_counter() - start,
+                "cpu_s": sum(u.ru_utime + u.ru_stime for u in usages),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ class MnnConverter(Converter):
                 peak = max(peak, _quantize(float_model, out, recipe, work))
                 if recipe.int8.granularity is Granularity.PER_TENSOR:
                     self.findings.setdefault(fmt, []).append(
-                        "mnn-int8: weights quantized per channel (MNN's quantizer has no per-tensor weights)")
+                        "mnn-int8: weights quantized per channel (MNN's quantizer has no per-tensor weights)"
+                    )
             self.peak_rss_mb = peak / 1024.0
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -110,9 +111,16 @@ def _quantize(float_model: Path, out: Path, recipe: Recipe, work: Path) -> float
         # numpy's C writer: 3x faster than savetxt (100 samples of 3x224x224 were minutes of formatting)
         np.asarray(sample, np.float32).tofile(sub / f"{recipe.input.name}.txt", sep=" ", format="%.7g")
     method = recipe.calibration.method if recipe.calibration else CalibrationMethod.KL
-    config = {"path": f"{folder}/", "used_sample_num": len(calib), "input_type": "sequence",
-              "inputs": [{"name": recipe.input.name, "shape": shape}], "batch_size": 1, "quant_bits": 8,
-              "feature_quantize_method": FEATURE_METHOD[method], "weight_quantize_method": "MAX_ABS"}
+    config = {
+        "path": f"{folder}/",
+        "used_sample_num": len(calib),
+        "input_type": "sequence",
+        "inputs": [{"name": recipe.input.name, "shape": shape}],
+        "batch_size": 1,
+        "quant_bits": 8,
+        "feature_quantize_method": FEATURE_METHOD[method],
+        "weight_quantize_method": "MAX_ABS",
+    }
     (work / "quant.json").write_text(json.dumps(config))
     log = _run_child("quant", [str(float_model), str(out), str(work / "quant.json")], work)
     if not out.exists() or "Quantize model done" not in log:
@@ -124,13 +132,23 @@ def _run_child(what: str, args: list[str], work: Path) -> str:
     threads = os.environ.get("EDGEKIT_CONVERT_THREADS", "1")
     env = {**os.environ, "OMP_NUM_THREADS": threads}
     try:
-        proc = subprocess.run([sys.executable, "-c", CHILD, what, *args], cwd=work, env=env, capture_output=True,
-                              text=True, timeout=MNN_TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, what, *args],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=MNN_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
-        raise ConversionError(f"MNN's {what} tool did not finish in {MNN_TIMEOUT_S} s", where=str(work)) from None
+        raise ConversionError(
+            f"MNN's {what} tool did not finish in {MNN_TIMEOUT_S} s", where=str(work)
+        ) from None
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        raise ConversionError(f"MNN's {what} tool failed (exit {proc.returncode}): " + _tail(log), where=str(work))
+        raise ConversionError(
+            f"MNN's {what} tool failed (exit {proc.returncode}): " + _tail(log), where=str(work)
+        )
     return log
 
 

@@ -48,7 +48,9 @@ class OnnxModel:
     seconds: float
     simplifier: str | None = None
     reference: Path | None = None  # the model as the user gave it, when `path` was rewritten (simplified)
-    note: str | None = None  # how a Keras source became this ONNX (exporter, layout, check), for progress lines
+    note: str | None = (
+        None  # how a Keras source became this ONNX (exporter, layout, check), for progress lines
+    )
 
     @property
     def reference_path(self) -> Path:
@@ -63,7 +65,13 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
     reference = None
     note = None
     if isinstance(src, OnnxSource):
-        spec = [file_sha256(src.path), list(recipe.input.shape), recipe.input.name, EXPORT_VERSION, tool_versions()]
+        spec = [
+            file_sha256(src.path),
+            list(recipe.input.shape),
+            recipe.input.name,
+            EXPORT_VERSION,
+            tool_versions(),
+        ]
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
         reference = target.with_name("original.onnx")
@@ -71,7 +79,9 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         if cached:
             simplifier = _read_meta(target).get("simplifier")
         else:
-            _read_onnx(src.path, f"{recipe.path}: field `model.path`")  # a corrupt file never enters the cache
+            _read_onnx(
+                src.path, f"{recipe.path}: field `model.path`"
+            )  # a corrupt file never enters the cache
             _atomic_copy(src.path, reference)
             simplifier = _prepare_user_onnx(reference, target, recipe)
     elif isinstance(src, TorchSource):
@@ -98,7 +108,9 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
     else:  # pragma: no cover - the schema admits no other kind
         raise RecipeError(f"unknown model kind {src!r}", where=str(recipe.path))
     check_io(target, recipe)
-    return OnnxModel(target, file_sha256(target), cached, time.perf_counter() - start, simplifier, reference, note)
+    return OnnxModel(
+        target, file_sha256(target), cached, time.perf_counter() - start, simplifier, reference, note
+    )
 
 
 def _prepare_user_onnx(original: Path, target: Path, recipe: Recipe) -> str | None:
@@ -139,11 +151,17 @@ def _read_onnx(path: Path, where: str) -> Any:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - onnx raises many kinds for a bad file; the user gets a named error
-        raise InputDataError(f"not a readable ONNX model: {path} ({type(exc).__name__}: {str(exc)[:200]})",
-                             where=where, hint="is the file complete? re-export it from the framework") from None
+        raise InputDataError(
+            f"not a readable ONNX model: {path} ({type(exc).__name__}: {str(exc)[:200]})",
+            where=where,
+            hint="is the file complete? re-export it from the framework",
+        ) from None
     if not model.graph.node:
-        raise InputDataError(f"not a readable ONNX model: {path} (no graph nodes; truncated or another format?)",
-                             where=where, hint="is the file complete? re-export it from the framework")
+        raise InputDataError(
+            f"not a readable ONNX model: {path} (no graph nodes; truncated or another format?)",
+            where=where,
+            hint="is the file complete? re-export it from the framework",
+        )
     return model
 
 
@@ -154,17 +172,25 @@ def check_io(onnx_path: Path, recipe: Recipe) -> None:
     inputs = [i for i in graph.input if i.name not in inits]
     where = str(recipe.path)
     if len(inputs) != 1:
-        raise RecipeError(f"the model has {len(inputs)} inputs; edgekit handles single-input models",
-                          where=where)
+        raise RecipeError(
+            f"the model has {len(inputs)} inputs; edgekit handles single-input models", where=where
+        )
     inp = inputs[0]
     dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim)
     if inp.name != recipe.input.name:
-        raise RecipeError(f"field `input.name`: the model's input is called {inp.name!r}, the recipe says "
-                          f"{recipe.input.name!r}", where=where, hint=f"set input.name: {inp.name}")
+        raise RecipeError(
+            f"field `input.name`: the model's input is called {inp.name!r}, the recipe says "
+            f"{recipe.input.name!r}",
+            where=where,
+            hint=f"set input.name: {inp.name}",
+        )
     want = recipe.input.shape
     if len(dims) != len(want) or any(d > 0 and d != r for d, r in zip(dims, want)):
-        raise RecipeError(f"field `input.shape`: the model's input shape is {list(dims)} (-1 = dynamic), the "
-                          f"recipe says {list(recipe.input.shape)}", where=where)
+        raise RecipeError(
+            f"field `input.shape`: the model's input shape is {list(dims)} (-1 = dynamic), the "
+            f"recipe says {list(recipe.input.shape)}",
+            where=where,
+        )
     names = [o.name for o in graph.output]
     missing = [n for n in recipe.outputs if n not in names]
     if missing:
@@ -186,11 +212,15 @@ def file_sha256(path: Path) -> str:
 # --- PyTorch ------------------------------------------------------------------------------------------------
 def _torch_key(recipe: Recipe, src: TorchSource) -> str:
     spec = {
-        "builder": src.builder, "args": src.args,
+        "builder": src.builder,
+        "args": src.args,
         "weights": file_sha256(src.weights) if src.weights else None,
         "code": _builder_code_digest(src.builder),
-        "input": [recipe.input.name, list(recipe.input.shape)], "outputs": list(recipe.outputs),
-        "opset": OPSET, "export_version": EXPORT_VERSION, "tools": tool_versions(),
+        "input": [recipe.input.name, list(recipe.input.shape)],
+        "outputs": list(recipe.outputs),
+        "opset": OPSET,
+        "export_version": EXPORT_VERSION,
+        "tools": tool_versions(),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -212,9 +242,13 @@ def _builder_code_digest(builder: str) -> str:
             continue
         seen[path] = path.read_bytes()
         for node in ast.walk(ast.parse(seen[path])):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or "", *[f"{node.module}.{a.name}" for a in node.names]] \
-                if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or "", *[f"{node.module}.{a.name}" for a in node.names]]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
             for name in names:
                 if package and name.startswith(package + "."):  # never resolve (import) torch and friends
                     todo += [p for p in [_module_file(name)] if p is not None and p.parent == folder]
@@ -239,8 +273,9 @@ def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
     try:
         builder = resolve_callable(src.builder)
     except (ImportError, AttributeError) as exc:
-        raise RecipeError(f"field `model.builder`: cannot import {src.builder!r}: {exc}",
-                          where=where) from None
+        raise RecipeError(
+            f"field `model.builder`: cannot import {src.builder!r}: {exc}", where=where
+        ) from None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -258,9 +293,16 @@ def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": wanted
-                torch.onnx.export(model, (dummy,), str(tmp), input_names=[recipe.input.name],
-                                  output_names=list(recipe.outputs) or None, opset_version=OPSET,
-                                  dynamo=False, do_constant_folding=True)
+                torch.onnx.export(
+                    model,
+                    (dummy,),
+                    str(tmp),
+                    input_names=[recipe.input.name],
+                    output_names=list(recipe.outputs) or None,
+                    opset_version=OPSET,
+                    dynamo=False,
+                    do_constant_folding=True,
+                )
         except Exception as exc:  # torch raises many kinds; the user needs the message, not the type
             raise ConversionError(f"torch.onnx.export of {src.builder} failed: {exc}", where=where) from exc
     finally:
@@ -277,8 +319,11 @@ def _load_weights(model: Any, weights: Path, where: str) -> None:
     try:
         state = torch.load(str(weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file; the user gets a named error
-        raise RecipeError(f"field `model.weights`: cannot read {weights}: {exc}", where=where,
-                          hint="save it with torch.save(model.state_dict(), path)") from None
+        raise RecipeError(
+            f"field `model.weights`: cannot read {weights}: {exc}",
+            where=where,
+            hint="save it with torch.save(model.state_dict(), path)",
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -286,9 +331,11 @@ def _load_weights(model: Any, weights: Path, where: str) -> None:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = "\n    ".join(str(exc).splitlines()[:6])
-        raise RecipeError(f"field `model.weights`: the weights do not fit the built model:\n    {first}",
-                          where=where, hint="check model.args (num_classes, width) match the trained model") \
-            from None
+        raise RecipeError(
+            f"field `model.weights`: the weights do not fit the built model:\n    {first}",
+            where=where,
+            hint="check model.args (num_classes, width) match the trained model",
+        ) from None
 
 
 def _simplify(path: Path, input_shapes: dict[str, list[int]] | None = None) -> str | None:
@@ -317,10 +364,14 @@ def _simplify(path: Path, input_shapes: dict[str, list[int]] | None = None) -> s
 
 # --- Keras / SavedModel -------------------------------------------------------------------------------------
 def _keras_key(recipe: Recipe, src: KerasSource) -> str:
-    spec = {"source": tree_sha256(src.path), "input": [recipe.input.name, list(recipe.input.shape),
-                                                       recipe.input.layout.value],
-            "outputs": list(recipe.outputs), "opset": OPSET, "export_version": EXPORT_VERSION,
-            "tools": {n: _version(n) for n in ("tf2onnx", "tensorflow", "keras", "onnx", "onnxruntime")}}
+    spec = {
+        "source": tree_sha256(src.path),
+        "input": [recipe.input.name, list(recipe.input.shape), recipe.input.layout.value],
+        "outputs": list(recipe.outputs),
+        "opset": OPSET,
+        "export_version": EXPORT_VERSION,
+        "tools": {n: _version(n) for n in ("tf2onnx", "tensorflow", "keras", "onnx", "onnxruntime")},
+    }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
@@ -328,8 +379,11 @@ def _export_keras(recipe: Recipe, src: KerasSource, target: Path) -> None:
     from edgekit.convert.keras import export_onnx
 
     if importlib.util.find_spec("tf2onnx") is None:
-        raise ConversionError("a Keras/SavedModel source needs tf2onnx, which is not installed",
-                              where=f"{recipe.path}: model.path", hint="make setup installs it (extra `convert`)")
+        raise ConversionError(
+            "a Keras/SavedModel source needs tf2onnx, which is not installed",
+            where=f"{recipe.path}: model.path",
+            hint="make setup installs it (extra `convert`)",
+        )
     try:
         meta = export_onnx(recipe, src, target)
     finally:

@@ -76,13 +76,20 @@ def quantize_qdq(onnx_path: Path, out: Path, recipe: Recipe) -> None:
     ort_method = OrtMethod.Entropy if method is CalibrationMethod.KL else OrtMethod.MinMax
     try:
         with _quiet():
-            quantize_static(str(onnx_path), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            per_channel=recipe.int8.granularity is Granularity.PER_CHANNEL,
-                            calibrate_method=ort_method)
+            quantize_static(
+                str(onnx_path),
+                str(out),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=recipe.int8.granularity is Granularity.PER_CHANNEL,
+                calibrate_method=ort_method,
+            )
     except Exception as exc:  # onnxruntime raises plain exceptions: named here with the model
-        raise ConversionError(f"onnxruntime's quantize_static failed: {type(exc).__name__}: {exc}",
-                              where=str(onnx_path)) from exc
+        raise ConversionError(
+            f"onnxruntime's quantize_static failed: {type(exc).__name__}: {exc}", where=str(onnx_path)
+        ) from exc
 
 
 @contextlib.contextmanager

@@ -54,7 +54,9 @@ class OpenVinoConverter(Converter):
 
     @classmethod
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
-        return {"quant": QUANT_SETTINGS_VERSION, "preset": "performance"} if fmt is Format.OPENVINO_INT8 else {}
+        return (
+            {"quant": QUANT_SETTINGS_VERSION, "preset": "performance"} if fmt is Format.OPENVINO_INT8 else {}
+        )
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         self.findings: dict[Format, list[str]] = getattr(self, "findings", {})
@@ -68,7 +70,8 @@ class OpenVinoConverter(Converter):
             job["calibration"] = str(calib)
             if recipe.int8.granularity is Granularity.PER_TENSOR:
                 self.findings.setdefault(fmt, []).append(
-                    "openvino-int8: weights quantized per channel (NNCF's default; per-tensor is not applied)")
+                    "openvino-int8: weights quantized per channel (NNCF's default; per-tensor is not applied)"
+                )
         try:
             log = _run_child(job, out_dir)
         finally:
@@ -94,11 +97,24 @@ def telemetry_declined_home() -> Path:
 def _run_child(job: dict[str, Any], work: Path) -> str:
     threads = os.environ.get("EDGEKIT_CONVERT_THREADS", "1")
     dead = "http://127.0.0.1:9"  # nothing listens there: a download or telemetry attempt fails at once
-    env = {**os.environ, "HOME": str(telemetry_declined_home()), "OMP_NUM_THREADS": threads,
-           "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead}
+    env = {
+        **os.environ,
+        "HOME": str(telemetry_declined_home()),
+        "OMP_NUM_THREADS": threads,
+        "HTTP_PROXY": dead,
+        "HTTPS_PROXY": dead,
+        "http_proxy": dead,
+        "https_proxy": dead,
+    }
     try:
-        proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(job)], cwd=work, env=env,
-                              capture_output=True, text=True, timeout=OV_TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, json.dumps(job)],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=OV_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
         raise ConversionError(f"OpenVINO did not finish in {OV_TIMEOUT_S} s", where=job["onnx"]) from None
     log = proc.stdout + proc.stderr

@@ -37,8 +37,12 @@ from edgekit.runtimes import spec_for
 Progress = Callable[[str], None]
 
 
-def convert_recipe(recipe: Recipe, formats: Sequence[Format] | None = None, keep_going: bool = False,
-                   progress: Progress | None = None) -> list[Artifact]:
+def convert_recipe(
+    recipe: Recipe,
+    formats: Sequence[Format] | None = None,
+    keep_going: bool = False,
+    progress: Progress | None = None,
+) -> list[Artifact]:
     """Artifacts for `formats` (default: the recipe's), in that order, each with its fidelity numbers."""
     say = progress or (lambda message: None)
     fmts = list(dict.fromkeys(formats or recipe.formats))
@@ -49,9 +53,11 @@ def convert_recipe(recipe: Recipe, formats: Sequence[Format] | None = None, keep
     if onnx.note:
         say(onnx.note)
     if onnx.reference is not None:
-        say(f"model: your ONNX with input {list(recipe.input.shape)} fixed, "
+        say(
+            f"model: your ONNX with input {list(recipe.input.shape)} fixed, "
             f"{f'simplified ({onnx.simplifier})' if onnx.simplifier else 'not simplified (onnxsim and onnxslim failed)'}"
-            " and shape-inferred for the converters; your file as given is the fidelity reference")
+            " and shape-inferred for the converters; your file as given is the fidelity reference"
+        )
     calib = None
     if any(f.precision is Precision.INT8 for f in fmts):
         say("calibration: loading data")
@@ -69,8 +75,11 @@ def convert_recipe(recipe: Recipe, formats: Sequence[Format] | None = None, keep
     _check_fidelity(artifacts, onnx, recipe, say)
     failed = [a for a in artifacts if a.status != "ok"]
     if failed and not keep_going:
-        err = FidelityError("; ".join(f"{a.format.value}: {a.error}" for a in failed), where=str(recipe.path),
-                            hint="relax the gate in the recipe's evaluation.gates, or use --keep-going")
+        err = FidelityError(
+            "; ".join(f"{a.format.value}: {a.error}" for a in failed),
+            where=str(recipe.path),
+            hint="relax the gate in the recipe's evaluation.gates, or use --keep-going",
+        )
         err.artifacts = artifacts  # type: ignore[attr-defined]
         raise err
     return artifacts
@@ -83,7 +92,9 @@ def _converters(fmts: Sequence[Format], recipe: Recipe) -> dict[Format, type[Con
     keras_source = isinstance(recipe.model, KerasSource)
     if keras_source:
         importlib.import_module("edgekit.convert.keras")  # registers the tflite-onnx2tf-* route
-    for module in dict.fromkeys(spec_for(f).converter for f in fmts):  # each runtime module names its converter
+    for module in dict.fromkeys(
+        spec_for(f).converter for f in fmts
+    ):  # each runtime module names its converter
         try:
             importlib.import_module(module)
         except ImportError as exc:
@@ -100,23 +111,32 @@ def _converters(fmts: Sequence[Format], recipe: Recipe) -> dict[Format, type[Con
         try:
             out[f] = Converter.for_format(f)
         except KeyError:
-            raise ConversionError(f"no converter for {f.value} is available ({'; '.join(problems.values())})",
-                                  hint="check that the conversion toolchain is installed (make setup)") \
-                from None
+            raise ConversionError(
+                f"no converter for {f.value} is available ({'; '.join(problems.values())})",
+                hint="check that the conversion toolchain is installed (make setup)",
+            ) from None
     return out
 
 
-def _groups(fmts: Sequence[Format], converters: dict[Format, type[Converter]]
-            ) -> list[tuple[type[Converter], list[Format]]]:
+def _groups(
+    fmts: Sequence[Format], converters: dict[Format, type[Converter]]
+) -> list[tuple[type[Converter], list[Format]]]:
     groups: dict[type[Converter], list[Format]] = {}
     for f in fmts:
         groups.setdefault(converters[f], []).append(f)
     return list(groups.items())
 
 
-def _convert_group(conv_cls: type[Converter], group: list[Format], onnx: OnnxModel, recipe: Recipe,
-                   keys: dict[Format, str], keep_going: bool, say: Progress,
-                   done: dict[Format, Artifact]) -> dict[Format, Artifact]:
+def _convert_group(
+    conv_cls: type[Converter],
+    group: list[Format],
+    onnx: OnnxModel,
+    recipe: Recipe,
+    keys: dict[Format, str],
+    keep_going: bool,
+    say: Progress,
+    done: dict[Format, Artifact],
+) -> dict[Format, Artifact]:
     """One tool run for several formats if the converter offers it, else one conversion per format."""
     shared = conv_cls.convert_many is not Converter.convert_many  # overridden: one run, several formats
     batches = [group] if shared else [[f] for f in group]
@@ -131,8 +151,11 @@ def _convert_group(conv_cls: type[Converter], group: list[Format], onnx: OnnxMod
             with PeakRss() as peak:
                 files = conv.convert_many(onnx.path, recipe, batch, work)
         except Exception as exc:  # a converter crash is a failed artifact / ConversionError
-            err = exc if isinstance(exc, EdgekitError) else ConversionError(
-                f"{conv_cls.__name__} crashed on {names}: {type(exc).__name__}: {exc}")
+            err = (
+                exc
+                if isinstance(exc, EdgekitError)
+                else ConversionError(f"{conv_cls.__name__} crashed on {names}: {type(exc).__name__}: {exc}")
+            )
             if not keep_going:
                 err.artifacts = [*done.values(), *out.values()]  # type: ignore[attr-defined]
                 raise err from exc
@@ -142,11 +165,17 @@ def _convert_group(conv_cls: type[Converter], group: list[Format], onnx: OnnxMod
             continue
         elapsed = time.perf_counter() - start
         mem = conv.peak_rss_mb if conv.peak_rss_mb is not None else peak.peak_mb
-        prov = {"onnx_sha256": onnx.sha256, "tools": conv_cls.tool_versions(), "converter": conv_cls.__name__,
-                "shared_run": [f.value for f in batch] if len(batch) > 1 else [],
-                "memory": "tool process" if conv.peak_rss_mb is not None else "sampled process tree",
-                "tool_cpu_s": getattr(conv, "tool_cpu_s", None)}
-        for f in batch:  # findings: what the artifact holds that its name does not say (Flex ops, float layers)
+        prov = {
+            "onnx_sha256": onnx.sha256,
+            "tools": conv_cls.tool_versions(),
+            "converter": conv_cls.__name__,
+            "shared_run": [f.value for f in batch] if len(batch) > 1 else [],
+            "memory": "tool process" if conv.peak_rss_mb is not None else "sampled process tree",
+            "tool_cpu_s": getattr(conv, "tool_cpu_s", None),
+        }
+        for (
+            f
+        ) in batch:  # findings: what the artifact holds that its name does not say (Flex ops, float layers)
             found = [*getattr(conv, "findings", {}).get(f, []), *filter(None, [float_leftovers(f, files[f])])]
             out[f] = cache.store(keys[f], f, files[f], elapsed, mem, {**prov, "findings": found})
         shutil.rmtree(work, ignore_errors=True)
@@ -202,8 +231,10 @@ def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, 
         return
     say("fidelity: loading evaluation data")
     inputs, labels = evaluation_inputs(recipe)
-    say(f"fidelity: {data_note(recipe.evaluation.data, len(inputs))}, "
-        f"{'with' if labels is not None else 'no'} labels")
+    say(
+        f"fidelity: {data_note(recipe.evaluation.data, len(inputs))}, "
+        f"{'with' if labels is not None else 'no'} labels"
+    )
     digest = _fidelity_digest(inputs, labels, recipe)
     ref = None
     for art in todo:
@@ -236,7 +267,8 @@ def data_note(source: DataSource, count: int) -> str:
 def _fidelity_digest(inputs: np.ndarray, labels: Any, recipe: Recipe) -> str:
     from edgekit.fidelity import check as fidelity
 
-    spec = f"{data_digest(inputs, labels)}:{fidelity.FIDELITY_VERSION}:{recipe.task.value}:" \
-           f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}"
+    spec = (
+        f"{data_digest(inputs, labels)}:{fidelity.FIDELITY_VERSION}:{recipe.task.value}:"
+        f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}"
+    )
     return hashlib.sha256(spec.encode()).hexdigest()
-

@@ -50,8 +50,11 @@ from edgekit.recipe import FLEX_PRONE_OPS, Granularity, IOType, Layout, Recipe
 WORKER_VERSION = 2  # bump when the child's procedure changes what it writes
 TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
-_FILES = {Format.TFLITE_FP32: "model_float32.tflite", Format.TFLITE_FP16: "model_float16.tflite",
-          Format.TFLITE_DYNAMIC: "model_dynamic_range_quant.tflite"}
+_FILES = {
+    Format.TFLITE_FP32: "model_float32.tflite",
+    Format.TFLITE_FP16: "model_float16.tflite",
+    Format.TFLITE_DYNAMIC: "model_dynamic_range_quant.tflite",
+}
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,9 @@ class TfliteConverter(Converter):
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         return self.convert_many(onnx_path, recipe, [fmt], out_dir)[fmt]
 
-    def convert_many(self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format],
-                     out_dir: Path) -> dict[Format, list[Path]]:
+    def convert_many(
+        self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format], out_dir: Path
+    ) -> dict[Format, list[Path]]:
         result: dict[Format, list[Path]] = {}
         peaks = []
         self.tool_cpu_s = 0.0
@@ -122,11 +126,18 @@ class TfliteConverter(Converter):
         work = paths.cache_dir() / "work" / f"onnx2tf-{uuid.uuid4().hex[:12]}"
         work.mkdir(parents=True)
         shutil.copyfile(onnx_path, work / "model.onnx")
-        job: dict[str, Any] = {"onnx": "model.onnx", "out": "out", "int8": run.int8, "dynamic": run.dynamic,
-                               "quant_type": recipe.int8.granularity.value, "calibration": None,
-                               "input_name": recipe.input.name, "replace_ops": replace_ops(onnx_path, recipe),
-                               "disable_group_convolution": recipe.tflite.disable_group_convolution,
-                               "batchmatmul_unfold": recipe.tflite.batchmatmul_unfold}
+        job: dict[str, Any] = {
+            "onnx": "model.onnx",
+            "out": "out",
+            "int8": run.int8,
+            "dynamic": run.dynamic,
+            "quant_type": recipe.int8.granularity.value,
+            "calibration": None,
+            "input_name": recipe.input.name,
+            "replace_ops": replace_ops(onnx_path, recipe),
+            "disable_group_convolution": recipe.tflite.disable_group_convolution,
+            "batchmatmul_unfold": recipe.tflite.batchmatmul_unfold,
+        }
         if run.int8:
             job["calibration"] = _write_calibration(recipe, work / "calibration.npy")
         (work / "job.json").write_text(json.dumps(job))
@@ -134,30 +145,43 @@ class TfliteConverter(Converter):
         with open(log, "w") as out:
             try:
                 cmd = [sys.executable, "-m", "edgekit.convert.tflite", str(work / "job.json")]
-                proc = subprocess.run(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, env=_child_env(),
-                                      timeout=TIMEOUT_S)
+                proc = subprocess.run(
+                    cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, env=_child_env(), timeout=TIMEOUT_S
+                )
             except subprocess.TimeoutExpired:
-                raise ConversionError(f"onnx2tf ran longer than {TIMEOUT_S:.0f} s and was stopped",
-                                      where=str(log), hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model") \
-                    from None
+                raise ConversionError(
+                    f"onnx2tf ran longer than {TIMEOUT_S:.0f} s and was stopped",
+                    where=str(log),
+                    hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model",
+                ) from None
         if proc.returncode != 0:
             cause = onnx2tf_cause(log)
-            detail = f"onnx2tf: {cause}" if cause else f"onnx2tf failed (exit {proc.returncode}):\n{_tail(log)}"
-            raise ConversionError(detail, hint=f"whole log: {log}; the onnx2tf options a recipe can set are under "
-                                  "`tflite:` (README 'Converter options')")
+            detail = (
+                f"onnx2tf: {cause}" if cause else f"onnx2tf failed (exit {proc.returncode}):\n{_tail(log)}"
+            )
+            raise ConversionError(
+                detail,
+                hint=f"whole log: {log}; the onnx2tf options a recipe can set are under "
+                "`tflite:` (README 'Converter options')",
+            )
         report = json.loads((work / "result.json").read_text())
-        int8_name = "model_full_integer_quant.tflite" if recipe.int8.io is IOType.INT8 \
+        int8_name = (
+            "model_full_integer_quant.tflite"
+            if recipe.int8.io is IOType.INT8
             else "model_integer_quant.tflite"
+        )
         files = {fmt: work / "out" / (_FILES.get(fmt) or int8_name) for fmt in run.formats}
         missing = [f"{fmt.value} ({p.name})" for fmt, p in files.items() if not p.is_file()]
         if missing:
-            cause = onnx2tf_cause(log) or "no error in its log: TensorFlow's converter gave up on that variant"
-            raise ConversionError(f"onnx2tf wrote no file for {', '.join(missing)} ({cause})",
-                                  hint=f"whole log: {log}")
+            cause = (
+                onnx2tf_cause(log) or "no error in its log: TensorFlow's converter gave up on that variant"
+            )
+            raise ConversionError(
+                f"onnx2tf wrote no file for {', '.join(missing)} ({cause})", hint=f"whole log: {log}"
+            )
         self._flex_findings(recipe, files, report.get("flex_ops", {}))
         self.tool_cpu_s = (self.tool_cpu_s or 0.0) + float(report["cpu_s"])
         return work, files, float(report["peak_rss_mb"])
-
 
     def _flex_findings(self, recipe: Recipe, files: dict[Format, Path], flex: dict[str, list[str]]) -> None:
         """Select TF ops in a written file: a ConversionError naming them, or a finding the recipe accepted."""
@@ -170,10 +194,12 @@ class TfliteConverter(Converter):
             raise ConversionError(
                 f"needs Select TF ops {', '.join(ops)} ({fmts}): the TFLite builtin runtime cannot run it",
                 hint="list the ONNX op under tflite.replace_ops if onnx2tf can replace it, or set "
-                "tflite.allow_select_tf_ops: true (the device's runtime must link the Flex delegate)")
+                "tflite.allow_select_tf_ops: true (the device's runtime must link the Flex delegate)",
+            )
         for fmt, found in needs.items():
-            self.findings.setdefault(fmt, []).append(f"needs Select TF ops {', '.join(found)} (accepted by "
-                                                     "tflite.allow_select_tf_ops)")
+            self.findings.setdefault(fmt, []).append(
+                f"needs Select TF ops {', '.join(found)} (accepted by tflite.allow_select_tf_ops)"
+            )
 
 
 def replace_ops(onnx_path: Path, recipe: Recipe) -> list[str]:
@@ -182,7 +208,9 @@ def replace_ops(onnx_path: Path, recipe: Recipe) -> list[str]:
         return [op.value for op in recipe.tflite.replace_ops]
     import onnx
 
-    present = {node.op_type.lower() for node in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+    present = {
+        node.op_type.lower() for node in onnx.load(str(onnx_path), load_external_data=False).graph.node
+    }
     return [op.value for op in FLEX_PRONE_OPS if op.value.lower() in present]
 
 
@@ -218,10 +246,20 @@ def _write_calibration(recipe: Recipe, path: Path) -> str:
 def _child_env() -> dict[str, str]:
     threads = os.environ.get("EDGEKIT_CONVERT_THREADS", "1")
     dead = "http://127.0.0.1:9"  # nothing listens there: a download attempt fails at once instead of hanging
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
-            "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
-            "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead,
-            "NO_PROXY": "", "no_proxy": ""}
+    return {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "CUDA_VISIBLE_DEVICES": "",
+        "TF_NUM_INTRAOP_THREADS": threads,
+        "TF_NUM_INTEROP_THREADS": "1",
+        "OMP_NUM_THREADS": threads,
+        "HTTP_PROXY": dead,
+        "HTTPS_PROXY": dead,
+        "http_proxy": dead,
+        "https_proxy": dead,
+        "NO_PROXY": "",
+        "no_proxy": "",
+    }
 
 
 def _tail(log: Path, lines: int = 25) -> str:
@@ -275,22 +313,39 @@ def _child(job_path: Path) -> None:
         calib = np.load(job["calibration"], mmap_mode="r")
         ident = (1,) * (calib.ndim - 1) + (calib.shape[-1],) if calib.ndim == 4 else (1,)
         kwargs["custom_input_op_name_np_data_path"] = [
-            [job["input_name"], job["calibration"], np.zeros(ident, np.float32), np.ones(ident, np.float32)]]
+            [job["input_name"], job["calibration"], np.zeros(ident, np.float32), np.ones(ident, np.float32)]
+        ]
     # output_signaturedefs: without it a float run fails on op names like "/s5/s5.0/Conv" (an -oiqt run sets it
     # itself), and the signature keeps the ONNX output names
-    onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path=job["out"],
-                    copy_onnx_input_output_names_to_tflite=True, output_signaturedefs=True,
-                    output_integer_quantized_tflite=job["int8"],
-                    output_dynamic_range_quantized_tflite=job["dynamic"],
-                    quant_type=job["quant_type"], input_quant_dtype="int8", output_quant_dtype="int8",
-                    replace_to_pseudo_operators=[op.lower() for op in job["replace_ops"]],  # its ops compare lower case
-                    disable_group_convolution=job["disable_group_convolution"],
-                    enable_batchmatmul_unfold=job["batchmatmul_unfold"], non_verbose=True, **kwargs)
+    onnx2tf.convert(
+        input_onnx_file_path=job["onnx"],
+        output_folder_path=job["out"],
+        copy_onnx_input_output_names_to_tflite=True,
+        output_signaturedefs=True,
+        output_integer_quantized_tflite=job["int8"],
+        output_dynamic_range_quantized_tflite=job["dynamic"],
+        quant_type=job["quant_type"],
+        input_quant_dtype="int8",
+        output_quant_dtype="int8",
+        replace_to_pseudo_operators=[op.lower() for op in job["replace_ops"]],  # its ops compare lower case
+        disable_group_convolution=job["disable_group_convolution"],
+        enable_batchmatmul_unfold=job["batchmatmul_unfold"],
+        non_verbose=True,
+        **kwargs,
+    )
     usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    Path("result.json").write_text(json.dumps({
-        "peak_rss_mb": max(u.ru_maxrss for u in usages) / 1024, "seconds": time.perf_counter() - start,
-        "cpu_s": sum(u.ru_utime + u.ru_stime for u in usages),  # CPU time: comparable on a busy machine
-        "flex_ops": {p.name: _flex_ops(p) for p in Path(job["out"]).glob("*.tflite")}}))
+    Path("result.json").write_text(
+        json.dumps(
+            {
+                "peak_rss_mb": max(u.ru_maxrss for u in usages) / 1024,
+                "seconds": time.perf_counter() - start,
+                "cpu_s": sum(
+                    u.ru_utime + u.ru_stime for u in usages
+                ),  # CPU time: comparable on a busy machine
+                "flex_ops": {p.name: _flex_ops(p) for p in Path(job["out"]).glob("*.tflite")},
+            }
+        )
+    )
 
 
 def _flex_ops(path: Path) -> list[str]:
@@ -298,8 +353,10 @@ def _flex_ops(path: Path) -> list[str]:
     from tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
-    codes = [c.customCode.decode() if isinstance(c.customCode, bytes) else c.customCode
-             for c in model.operatorCodes or []]
+    codes = [
+        c.customCode.decode() if isinstance(c.customCode, bytes) else c.customCode
+        for c in model.operatorCodes or []
+    ]
     return sorted({c for c in codes if c and c.startswith("Flex")})
 
 

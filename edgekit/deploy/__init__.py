@@ -11,5 +11,14 @@ from edgekit.deploy.orchestrate import HOST, DeployOptions, deploy, host_target,
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import HostCpu, TargetSession
 
-__all__ = ["HOST", "AgentArtifact", "DeployOptions", "HostCpu", "Settings", "TargetSession", "deploy",
-           "host_target", "is_ok"]
+__all__ = [
+    "HOST",
+    "AgentArtifact",
+    "DeployOptions",
+    "HostCpu",
+    "Settings",
+    "TargetSession",
+    "deploy",
+    "host_target",
+    "is_ok",
+]

@@ -40,8 +40,18 @@ from edgekit.target import Target, TransportKind, load_target
 
 Progress = Callable[[str], None]
 HOST = "host"
-TOOLS = ("edgekit", "numpy", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert", "ncnn", "pnnx",
-         "torch")
+TOOLS = (
+    "edgekit",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "onnx2tf",
+    "tensorflow",
+    "ai-edge-litert",
+    "ncnn",
+    "pnnx",
+    "torch",
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,13 @@ class DeployOptions:
 
 def host_target() -> Target:
     """This machine, measured by the same agent through the local transport, in edgekit's own python."""
-    return Target(name=HOST, description="this machine (host CPU)", transport=TransportKind.LOCAL,
-                  python=sys.executable, runtimes=host_runtimes())
+    return Target(
+        name=HOST,
+        description="this machine (host CPU)",
+        transport=TransportKind.LOCAL,
+        python=sys.executable,
+        runtimes=host_runtimes(),
+    )
 
 
 def host_runtimes() -> list[str]:
@@ -74,8 +89,13 @@ def host_runtimes() -> list[str]:
     return [m for spec in all_specs() for m in spec.modules() if importlib.util.find_spec(m) is not None]
 
 
-def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptions | None = None,
-           progress: Progress | None = None, artifacts: Sequence[Artifact] | None = None) -> DeployResult:
+def deploy(
+    recipe: Recipe,
+    targets: Sequence[Target | str],
+    options: DeployOptions | None = None,
+    progress: Progress | None = None,
+    artifacts: Sequence[Artifact] | None = None,
+) -> DeployResult:
     """Everything `edgekit deploy` does; `artifacts` skips conversion (already converted, e.g. by `convert`)."""
     opts = options or DeployOptions()
     say = progress or (lambda _m: None)
@@ -83,14 +103,27 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
     for t in targets:
         target = t if isinstance(t, Target) else load_target(t, list(opts.target_overrides))
         resolved.setdefault(target.name, target)
-    settings = Settings.from_benchmark(recipe.benchmark, threads=opts.threads, repeat=opts.repeat,
-                                       warmup=opts.warmup, number=opts.number, timeout_s=opts.timeout_s,
-                                       samples=opts.samples or _device_inputs(recipe))
+    settings = Settings.from_benchmark(
+        recipe.benchmark,
+        threads=opts.threads,
+        repeat=opts.repeat,
+        warmup=opts.warmup,
+        number=opts.number,
+        timeout_s=opts.timeout_s,
+        samples=opts.samples or _device_inputs(recipe),
+    )
     if opts.host:
         resolved.setdefault(HOST, host_target())
-    result = DeployResult(recipe=recipe.name, recipe_path=str(recipe.path), recipe_sha256=recipe.digest(),
-                          git_revision=_git_revision(recipe.path), task=recipe.task.value, started_at=_now(),
-                          tool_versions=_tool_versions(), benchmark=settings.as_dict())
+    result = DeployResult(
+        recipe=recipe.name,
+        recipe_path=str(recipe.path),
+        recipe_sha256=recipe.digest(),
+        git_revision=_git_revision(recipe.path),
+        task=recipe.task.value,
+        started_at=_now(),
+        tool_versions=_tool_versions(),
+        benchmark=settings.as_dict(),
+    )
     writer = _Writer(opts.json_path, result)
     artifacts = list(artifacts) if artifacts is not None else _convert(recipe, opts, say)
     result.artifacts = [artifact_info(a) for a in artifacts]
@@ -112,8 +145,9 @@ def deploy(recipe: Recipe, targets: Sequence[Target | str], options: DeployOptio
     return result
 
 
-def capped_settings(recipe: Recipe, opts: DeployOptions, settings: Settings, target: Target,
-                    say: Progress) -> Settings:
+def capped_settings(
+    recipe: Recipe, opts: DeployOptions, settings: Settings, target: Target, say: Progress
+) -> Settings:
     """The timing plan for one target: the recipe's, bounded by that target's own `benchmark_cap` (emulated
     devices keep runs short). A cap limits only the target that carries it: the host and real boards in the same
     deploy run the full plan. Settings given on the command line are never capped; what was capped is said."""
@@ -130,14 +164,18 @@ def capped_settings(recipe: Recipe, opts: DeployOptions, settings: Settings, tar
         changes["samples"] = cap.samples
     elif opts.samples is None and cap.samples is not None:
         asked = recipe.evaluation.device_inputs
-        say(f"{target.name}: outputs on {'every evaluation input' if asked == 'all' else f'{asked} inputs'} "
-            f"(evaluation.device_inputs), not the cap's {cap.samples}; timing stays on one input")
+        say(
+            f"{target.name}: outputs on {'every evaluation input' if asked == 'all' else f'{asked} inputs'} "
+            f"(evaluation.device_inputs), not the cap's {cap.samples}; timing stays on one input"
+        )
     if opts.threads is None and cap.threads is not None and tuple(cap.threads) != tuple(settings.threads):
         changes["threads"] = tuple(t for t in bench.threads if t in cap.threads) or tuple(cap.threads)
     if changes:
         told = ", ".join(f"{k} {list(v) if isinstance(v, tuple) else v}" for k, v in changes.items())
-        say(f"benchmark capped for {target.name} only (emulated: ~600x slower than the board): {told}; "
-            "pass --repeat/--threads/--warmup/--samples to choose")
+        say(
+            f"benchmark capped for {target.name} only (emulated: ~600x slower than the board): {told}; "
+            "pass --repeat/--threads/--warmup/--samples to choose"
+        )
     return replace(settings, **changes)
 
 
@@ -154,8 +192,9 @@ class TargetPlan:
     inputs: Path
 
 
-def _plan_for(target: Target, recipe: Recipe, opts: DeployOptions, settings: Settings, inputs: Path,
-              say: Progress) -> TargetPlan:
+def _plan_for(
+    target: Target, recipe: Recipe, opts: DeployOptions, settings: Settings, inputs: Path, say: Progress
+) -> TargetPlan:
     """The target's settings and inputs file (the first `samples` of the evaluation inputs when capped)."""
     own = capped_settings(recipe, opts, settings, target, say)
     if own.samples is None or own.samples == settings.samples:
@@ -175,8 +214,11 @@ def _convert(recipe: Recipe, opts: DeployOptions, say: Progress) -> list[Artifac
     artifacts = convert_recipe(recipe, opts.formats, keep_going=True, progress=lambda m: say(f"convert: {m}"))
     broken = [a for a in artifacts if not a.files]
     if broken and not opts.keep_going:
-        err = ConversionError("; ".join(f"{a.format.value}: {a.error}" for a in broken), where=str(recipe.path),
-                              hint="fix the conversion, or pass --keep-going to deploy the formats that converted")
+        err = ConversionError(
+            "; ".join(f"{a.format.value}: {a.error}" for a in broken),
+            where=str(recipe.path),
+            hint="fix the conversion, or pass --keep-going to deploy the formats that converted",
+        )
         raise err
     return artifacts
 
@@ -186,11 +228,19 @@ def artifact_info(art: Artifact) -> ArtifactInfo:
     for f in art.files:
         digest.update(hashlib.sha256(f.read_bytes()).digest())
     gates = art.fidelity.get("gates", {})
-    return ArtifactInfo(id=art.format.value, format=art.format.value, files=[str(f) for f in art.files],
-                        sha256=digest.hexdigest(), size_bytes=art.size_bytes, cached=art.cached,
-                        convert_s=art.convert_s, fidelity=art.fidelity,
-                        gates_passed=bool(art.files) and bool(gates.get("passed", False)),
-                        status="ok" if art.status == "ok" else "failed", error=art.error)
+    return ArtifactInfo(
+        id=art.format.value,
+        format=art.format.value,
+        files=[str(f) for f in art.files],
+        sha256=digest.hexdigest(),
+        size_bytes=art.size_bytes,
+        cached=art.cached,
+        convert_s=art.convert_s,
+        fidelity=art.fidelity,
+        gates_passed=bool(art.files) and bool(gates.get("passed", False)),
+        status="ok" if art.status == "ok" else "failed",
+        error=art.error,
+    )
 
 
 def _inputs(recipe: Recipe, settings: Settings, folder: Path) -> tuple[Path, Labels | None]:
@@ -206,19 +256,41 @@ def _inputs(recipe: Recipe, settings: Settings, folder: Path) -> tuple[Path, Lab
     return path, labels
 
 
-def _run_targets(plans: list[TargetPlan], arts: list[AgentArtifact], run_id: str, local_root: Path,
-                 say: Progress, writer: _Writer) -> list[TargetRun]:
+def _run_targets(
+    plans: list[TargetPlan],
+    arts: list[AgentArtifact],
+    run_id: str,
+    local_root: Path,
+    say: Progress,
+    writer: _Writer,
+) -> list[TargetRun]:
     host_cpu = HostCpu()
-    sessions = [TargetSession(p.target, run_id=run_id, local_dir=local_root / p.target.name, settings=p.settings,
-                              progress=say, host_cpu=host_cpu, on_update=lambda _r: writer.write()) for p in plans]
+    sessions = [
+        TargetSession(
+            p.target,
+            run_id=run_id,
+            local_dir=local_root / p.target.name,
+            settings=p.settings,
+            progress=say,
+            host_cpu=host_cpu,
+            on_update=lambda _r: writer.write(),
+        )
+        for p in plans
+    ]
     for session, plan in zip(sessions, plans):
         session.run.benchmark = plan.settings.as_dict()
         if session.target.name == HOST:
             session.before_run = partial(_devices_reached, session, [s for s in sessions if s is not session])
     writer.result.runs = [s.run for s in sessions]
-    threads = [threading.Thread(target=_guarded, args=(s, sent_to(arts, s.target.name), p.inputs),
-                                name=f"deploy-{s.target.name}",
-                                daemon=True) for s, p in zip(sessions, plans)]  # daemon: Ctrl-C ends at once
+    threads = [
+        threading.Thread(
+            target=_guarded,
+            args=(s, sent_to(arts, s.target.name), p.inputs),
+            name=f"deploy-{s.target.name}",
+            daemon=True,
+        )
+        for s, p in zip(sessions, plans)
+    ]  # daemon: Ctrl-C ends at once
     for t in threads:
         t.start()
     try:
@@ -229,7 +301,9 @@ def _run_targets(plans: list[TargetPlan], arts: list[AgentArtifact], run_id: str
         for s in sessions:
             s.interrupt()
         deadline = time.monotonic() + 60
-        for s in sessions:  # not Thread.join: after a join interrupted by Ctrl-C, CPython 3.11's join returns at once
+        for s in (
+            sessions
+        ):  # not Thread.join: after a join interrupted by Ctrl-C, CPython 3.11's join returns at once
             s.finished.wait(timeout=max(0.0, deadline - time.monotonic()))
         writer.result.finished_at = _now()
         writer.write()
@@ -285,21 +359,51 @@ def _onnx_reference(recipe: Recipe, inputs: np.ndarray) -> list[tuple[str, np.nd
     return run_onnx(prepare_onnx(recipe).reference_path, inputs)
 
 
-def _compare_all(result: DeployResult, recipe: Recipe, reference: list[tuple[str, np.ndarray]],
-                 labels: Labels | None) -> None:
+def _compare_all(
+    result: DeployResult, recipe: Recipe, reference: list[tuple[str, np.ndarray]], labels: Labels | None
+) -> None:
     """Per target: each artifact's outputs vs ONNX (gated), and vs the host's outputs of the same artifact."""
     outputs = {run.target: _outputs_of(run) for run in result.runs}
     host = outputs.get(HOST, {})
     for run in result.runs:
         comps: list[Comparison] = []
         for art, got in outputs[run.target].items():
-            comps.append(_safe(partial(compare, reference, got, recipe=recipe, labels=labels, artifact=art,
-                                       target=run.target, reference_name="onnx", gate=True),
-                               art, run.target, "onnx"))
+            comps.append(
+                _safe(
+                    partial(
+                        compare,
+                        reference,
+                        got,
+                        recipe=recipe,
+                        labels=labels,
+                        artifact=art,
+                        target=run.target,
+                        reference_name="onnx",
+                        gate=True,
+                    ),
+                    art,
+                    run.target,
+                    "onnx",
+                )
+            )
             if run.target != HOST and art in host:
-                comps.append(_safe(partial(compare, host[art], got, recipe=recipe, labels=labels, artifact=art,
-                                           target=run.target, reference_name="host"),
-                                   art, run.target, "host"))
+                comps.append(
+                    _safe(
+                        partial(
+                            compare,
+                            host[art],
+                            got,
+                            recipe=recipe,
+                            labels=labels,
+                            artifact=art,
+                            target=run.target,
+                            reference_name="host",
+                        ),
+                        art,
+                        run.target,
+                        "host",
+                    )
+                )
         run.comparisons = comps
 
 
@@ -313,8 +417,9 @@ def _estimates(result: DeployResult, targets: dict[str, Target], say: Progress) 
         try:
             from edgekit.estimate.attach import estimates_for_run
 
-            run.estimates = estimates_for_run(run, result.artifacts, target.emulated.device,
-                                              list(result.benchmark.get("threads", [1])))
+            run.estimates = estimates_for_run(
+                run, result.artifacts, target.emulated.device, list(result.benchmark.get("threads", [1]))
+            )
         except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
             say(f"{run.target}: no estimates ({type(exc).__name__}: {exc})")
 
@@ -393,8 +498,12 @@ def _tool_versions() -> dict[str, str]:
 
 def _git_revision(path: Path) -> str | None:
     try:
-        done = subprocess.run(["git", "-C", str(Path(path).resolve().parent), "rev-parse", "HEAD"],
-                              capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            ["git", "-C", str(Path(path).resolve().parent), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
@@ -402,5 +511,3 @@ def _git_revision(path: Path) -> str | None:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-

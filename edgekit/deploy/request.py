@@ -54,10 +54,13 @@ class AgentArtifact:
         try:
             default = format_for_suffix(path.suffix)
         except EdgekitError as exc:
-            raise UsageError(f"not a model file edgekit can time: {path.name}", where=str(path),
-                             hint=exc.hint) from None
+            raise UsageError(
+                f"not a model file edgekit can time: {path.name}", where=str(path), hint=exc.hint
+            ) from None
         if fmt is None:
-            fmt = _bare_ncnn_format(path.with_suffix(".param")) if default.runtime is Runtime.NCNN else default
+            fmt = (
+                _bare_ncnn_format(path.with_suffix(".param")) if default.runtime is Runtime.NCNN else default
+            )
         files = tuple(path.with_suffix(s) for s in fmt.files)
         io = path.with_suffix(".io.json") if path.with_suffix(".io.json").is_file() else None
         for f in files:
@@ -112,22 +115,36 @@ def runtime_for(fmt: Format, target_runtimes: list[str]) -> str:
     return modules[0] if len(modules) == 1 else "auto"
 
 
-def build_request(arts: list[AgentArtifact], settings: Settings, inputs_remote: str, run_dir: str,
-                  tflite_runtime: str) -> AgentRequest:
+def build_request(
+    arts: list[AgentArtifact], settings: Settings, inputs_remote: str, run_dir: str, tflite_runtime: str
+) -> AgentRequest:
     """The agent's request; every path in it is relative to the request's own folder (run_dir)."""
+
     def rel(remote: str) -> str:
         return posixpath.relpath(remote, run_dir)
 
     artifacts = []
     for art in arts:
         pairs = art.remote_files()
-        artifacts.append(RequestArtifact(id=art.id, format=art.format.value,
-                                         files=[rel(r) for f, r in pairs if f != art.io],
-                                         io=rel(pairs[-1][1]) if art.io is not None else None))
+        artifacts.append(
+            RequestArtifact(
+                id=art.id,
+                format=art.format.value,
+                files=[rel(r) for f, r in pairs if f != art.io],
+                io=rel(pairs[-1][1]) if art.io is not None else None,
+            )
+        )
     timing = {k: getattr(settings, k) for k in TIMING_FIELDS}
-    return AgentRequest(artifacts=artifacts, inputs=rel(inputs_remote), **{**timing, "threads": list(settings.threads)},
-                        tflite_runtime=tflite_runtime, lock_file=rel(LOCK_REMOTE),
-                        lock_timeout_s=settings.lock_timeout_s, outputs_dir="outputs", nice=settings.nice)
+    return AgentRequest(
+        artifacts=artifacts,
+        inputs=rel(inputs_remote),
+        **{**timing, "threads": list(settings.threads)},
+        tflite_runtime=tflite_runtime,
+        lock_file=rel(LOCK_REMOTE),
+        lock_timeout_s=settings.lock_timeout_s,
+        outputs_dir="outputs",
+        nice=settings.nice,
+    )
 
 
 def _bare_ncnn_format(param: Path) -> Format:

@@ -100,10 +100,19 @@ class HostCpu:
 class TargetSession:
     """Runs the stages for one target; `on_update` is called whenever the TargetRun changed (partial JSON)."""
 
-    def __init__(self, target: Target, *, run_id: str, local_dir: Path, settings: Settings,
-                 progress: Progress | None = None, host_cpu: HostCpu | None = None,
-                 on_update: Callable[[TargetRun], None] | None = None,
-                 before_run: Callable[[], str | None] | None = None, transport: Transport | None = None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        *,
+        run_id: str,
+        local_dir: Path,
+        settings: Settings,
+        progress: Progress | None = None,
+        host_cpu: HostCpu | None = None,
+        on_update: Callable[[TargetRun], None] | None = None,
+        before_run: Callable[[], str | None] | None = None,
+        transport: Transport | None = None,
+    ) -> None:
         self.target = target
         self._given = transport  # instead of open_transport(target): a FakeTransport in unit tests
         self.before_run = before_run or (lambda: None)  # a reason to skip the run stage (deploy's fail-fast)
@@ -117,8 +126,13 @@ class TargetSession:
         self.host_cpu = host_cpu or HostCpu()
         self.on_update = on_update or (lambda _r: None)
         self.is_host = target.transport is TransportKind.LOCAL
-        self.run = TargetRun(target=target.name, kind=target.transport.value, emulated=bool(target.emulated),
-                             status="failed", result_dir=str(local_dir))
+        self.run = TargetRun(
+            target=target.name,
+            kind=target.transport.value,
+            emulated=bool(target.emulated),
+            status="failed",
+            result_dir=str(local_dir),
+        )
         self._stage = "start"
         self._invocations = 0
         self._transport: Transport | None = None
@@ -137,8 +151,10 @@ class TargetSession:
         """The whole-run deadline passed: cut the link so nothing blocks any longer."""
         transport = self._transport
         if transport is not None:
-            transport.sever(f"the whole-run deadline ({self.settings.timeout_s + RUN_GRACE_S:g} s: benchmark.timeout_s + "
-                  f"{RUN_GRACE_S:g}) passed")
+            transport.sever(
+                f"the whole-run deadline ({self.settings.timeout_s + RUN_GRACE_S:g} s: benchmark.timeout_s + "
+                f"{RUN_GRACE_S:g}) passed"
+            )
 
     # -- stages ------------------------------------------------------------------------------------------
     def execute(self, arts: list[AgentArtifact], inputs: Path) -> TargetRun:
@@ -223,7 +239,9 @@ class TargetSession:
             sent += put.bytes_sent
             skipped += put.skipped
         transport.mkdir(f"{self.run_dir}/outputs")
-        self.say(f"{self.target.name}: pushed {len(pairs)} files ({sent / 1e6:.2f} MB sent, {skipped} unchanged)")
+        self.say(
+            f"{self.target.name}: pushed {len(pairs)} files ({sent / 1e6:.2f} MB sent, {skipped} unchanged)"
+        )
 
     def check_space(self, transport: Transport, pairs: list[tuple[Path, str]]) -> None:
         """DeviceDiskFull before anything is sent when the work dir cannot hold the upload and the results."""
@@ -236,17 +254,26 @@ class TargetSession:
             raise DeviceDiskFull(
                 f"the device's disk is full: {free / 1e6:.2f} MB free in its work dir, this run needs "
                 f"{needed / 1e6:.2f} MB ({to_send / 1e6:.2f} MB to upload + {RESULTS_RESERVE / 1e6:.2f} MB for "
-                "results); nothing was sent", free=free, needed=needed, where=self.target.name,
+                "results); nothing was sent",
+                free=free,
+                needed=needed,
+                where=self.target.name,
                 hint="free space on the device (its work dir's runs/ and artifacts/ are safe to delete), or "
-                     "--set work_dir=PATH on a larger disk")
+                "--set work_dir=PATH on a larger disk",
+            )
 
     # -- the agent ---------------------------------------------------------------------------------------
     def run_agents(self, transport: Transport, arts: list[AgentArtifact], inputs: Path) -> None:
         """One agent invocation per (python, TFLite runtime) group; restarted after a crash."""
         groups: dict[tuple[str, str], list[AgentArtifact]] = {}
-        self.say(Planned(self.target.name, [(a.id, t) for a in arts for t in self.settings.threads],
-                         f"{self.target.name}: {len(arts)} artifacts x {len(self.settings.threads)} thread counts "
-                         "to measure"))
+        self.say(
+            Planned(
+                self.target.name,
+                [(a.id, t) for a in arts for t in self.settings.threads],
+                f"{self.target.name}: {len(arts)} artifacts x {len(self.settings.threads)} thread counts "
+                "to measure",
+            )
+        )
         for art in arts:
             runtime = runtime_for(art.format, self.target.runtimes)
             python = self.target.python_for(runtime if runtime != "auto" else "ai_edge_litert")
@@ -260,8 +287,9 @@ class TargetSession:
             for art in remaining:
                 self.record_failed(art, "not measured: the agent crashed too often", ErrorCode.CRASH)
 
-    def invoke(self, transport: Transport, python: str, runtime: str, arts: list[AgentArtifact],
-               inputs: Path) -> list[AgentArtifact]:
+    def invoke(
+        self, transport: Transport, python: str, runtime: str, arts: list[AgentArtifact], inputs: Path
+    ) -> list[AgentArtifact]:
         """Run the agent once; return the artifacts still to measure after a crash (empty when done)."""
         n = self._invocations
         self._invocations += 1
@@ -272,12 +300,16 @@ class TargetSession:
         local_req.parent.mkdir(parents=True, exist_ok=True)
         local_req.write_text(json.dumps(body.model_dump(), indent=1))
         transport.put(local_req, request)
-        self.say(f"{self.target.name}: agent measuring {', '.join(a.id for a in arts)} "
-                 f"(threads {list(self.settings.threads)}, repeat {self.settings.repeat})")
+        self.say(
+            f"{self.target.name}: agent measuring {', '.join(a.id for a in arts)} "
+            f"(threads {list(self.settings.threads)}, repeat {self.settings.repeat})"
+        )
         argv = [*shlex.split(python), AGENT_REMOTE, request, result]
         timeout = max(1.0, min(self.settings.timeout_s, self._deadline - time.monotonic()))
         try:
-            done = transport.run(argv, timeout=timeout, env=self.counting_env(), on_output=self.measured_lines())
+            done = transport.run(
+                argv, timeout=timeout, env=self.counting_env(), on_output=self.measured_lines()
+            )
         except Interrupted:
             self.merge(self.fetch(transport, result, n))  # what the device wrote, when the link still works
             for art in self.unmeasured(arts):
@@ -286,27 +318,38 @@ class TargetSession:
         except (DeviceTimeout, ConnectionLost) as exc:
             self.recover(transport, exc, result, n)
             for art in self.unmeasured(arts):
-                self.record_failed(art, f"not run: {type(exc).__name__} ({exc.stage or 'run'})", ErrorCode.NOT_RUN)
+                self.record_failed(
+                    art, f"not run: {type(exc).__name__} ({exc.stage or 'run'})", ErrorCode.NOT_RUN
+                )
             raise
         except RemoteTimeout as exc:
             self.merge(self.fetch(transport, result, n))
             for art in self.unmeasured(arts):
                 self.record_failed(art, f"timed out after {timeout:g} s", ErrorCode.TIMEOUT)
-            raise AgentError(str(exc), where=self.target.name,
-                             hint="raise benchmark.timeout_s, or lower repeat/threads") from None
+            raise AgentError(
+                str(exc), where=self.target.name, hint="raise benchmark.timeout_s, or lower repeat/threads"
+            ) from None
         part = self.fetch(transport, result, n)
         self.merge(part)
         if done.ok and part is not None and part.finished_at:
             return []
         if "No space left on device" in done.stderr:  # restarting cannot help: name it, record the rest
             free = transport.free_bytes(".")
-            raise DeviceDiskFull(f"the device's disk filled up while the agent ran ({_tail(done.stderr, 1)}); "
-                                 f"{'?' if free is None else f'{free / 1e6:.2f}'} MB free now", free=free,
-                                 where=self.target.name, hint="free space on the device, or --set work_dir=PATH")
+            raise DeviceDiskFull(
+                f"the device's disk filled up while the agent ran ({_tail(done.stderr, 1)}); "
+                f"{'?' if free is None else f'{free / 1e6:.2f}'} MB free now",
+                free=free,
+                where=self.target.name,
+                hint="free space on the device, or --set work_dir=PATH",
+            )
         if part is not None and part.error:
-            raise AgentError(part.error, where=self.target.name,
-                             hint="wait for the other benchmark, or remove a stale lock holder" if
-                             done.exit_status == EXIT_LOCKED else None)
+            raise AgentError(
+                part.error,
+                where=self.target.name,
+                hint="wait for the other benchmark, or remove a stale lock holder"
+                if done.exit_status == EXIT_LOCKED
+                else None,
+            )
         return self.after_crash(arts, part, done.exit_status, done.stderr)
 
     def measured_lines(self) -> Callable[[str], None]:
@@ -326,28 +369,44 @@ class TargetSession:
                 except (ValueError, KeyError, TypeError):
                     continue
                 p50 = m.get("p50_ms")
-                figure = (f", p50 {p50:.4g} ms{' (emulated wall time)' if self.target.emulated else ''}"
-                          if isinstance(p50, (int, float)) else "")
-                self.say(Measured(self.target.name, artifact, threads, status,
-                                  f"{self.target.name}: {artifact} x{threads} {status}{figure}"))
+                figure = (
+                    f", p50 {p50:.4g} ms{' (emulated wall time)' if self.target.emulated else ''}"
+                    if isinstance(p50, (int, float))
+                    else ""
+                )
+                self.say(
+                    Measured(
+                        self.target.name,
+                        artifact,
+                        threads,
+                        status,
+                        f"{self.target.name}: {artifact} x{threads} {status}{figure}",
+                    )
+                )
 
         return feed
 
-    def after_crash(self, arts: list[AgentArtifact], part: AgentResult | None, status: int,
-                    stderr: str) -> list[AgentArtifact]:
+    def after_crash(
+        self, arts: list[AgentArtifact], part: AgentResult | None, status: int, stderr: str
+    ) -> list[AgentArtifact]:
         why = f"agent exited with {_describe_status(status)}: {_tail(stderr)}"
         if part is not None and not part.in_progress and part.measurements:
             self.say(f"{self.target.name}: agent died between measurements ({why}); restarting for the rest")
             return self.unmeasured(arts)
         if part is None or not part.in_progress:
-            raise AgentError(why + " (before measuring anything)", where=self.target.name,
-                             hint=f"run `{self.target.python} -c 'import numpy'` on the device to check its "
-                                  "python and runtimes")
+            raise AgentError(
+                why + " (before measuring anything)",
+                where=self.target.name,
+                hint=f"run `{self.target.python} -c 'import numpy'` on the device to check its "
+                "python and runtimes",
+            )
         crashed = part.in_progress.split(" threads=")[0]
         self.say(f"{self.target.name}: agent crashed in {part.in_progress}; restarting for the rest")
         for art in arts:
             if art.id == crashed:
-                self.record_failed(art, f"crashed while measuring ({part.in_progress}): {why}", ErrorCode.CRASH)
+                self.record_failed(
+                    art, f"crashed while measuring ({part.in_progress}): {why}", ErrorCode.CRASH
+                )
         return [a for a in self.unmeasured(arts) if a.id != crashed]
 
     def recover(self, transport: Transport, exc: TransportError, remote_result: str, n: int) -> None:
@@ -408,8 +467,12 @@ class TargetSession:
         insn = (self.local_dir / "insns.txt").resolve()
         insn.parent.mkdir(parents=True, exist_ok=True)
         insn.touch()
-        return {"EDGEKIT_QEMU_PLUGIN": f"{plugin},out={insn}", "EDGEKIT_INSN_FILE": str(insn),
-                "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu()), "PYTHONHASHSEED": "0"}
+        return {
+            "EDGEKIT_QEMU_PLUGIN": f"{plugin},out={insn}",
+            "EDGEKIT_INSN_FILE": str(insn),
+            "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu()),
+            "PYTHONHASHSEED": "0",
+        }
 
     def unmeasured(self, arts: list[AgentArtifact]) -> list[AgentArtifact]:
         done = {m.artifact for m in self.run.agent.measurements} if self.run.agent else set()
@@ -423,9 +486,17 @@ class TargetSession:
         runtime = runtime_for(art.format, self.target.runtimes)
         for threads in self.settings.threads:
             if (art.id, threads) not in have:
-                self.run.agent.measurements.append(Measurement(
-                    artifact=art.id, format=art.format.value, runtime=runtime, threads=threads,
-                    status="failed", error=error, error_code=code))
+                self.run.agent.measurements.append(
+                    Measurement(
+                        artifact=art.id,
+                        format=art.format.value,
+                        runtime=runtime,
+                        threads=threads,
+                        status="failed",
+                        error=error,
+                        error_code=code,
+                    )
+                )
 
     def fetch(self, transport: Transport, remote: str, n: int) -> AgentResult | None:
         local = self.local_dir / f"result-{n}.json"
@@ -435,8 +506,10 @@ class TargetSession:
         except (TransportError, ValidationError, OSError):
             return None
         if unknown := unknown_fields(result):  # kept (and stored), but the agent and edgekit are out of step
-            self.say(f"{self.target.name}: warning: the agent wrote fields edgekit does not declare: "
-                     f"{', '.join(unknown[:5])}")
+            self.say(
+                f"{self.target.name}: warning: the agent wrote fields edgekit does not declare: "
+                f"{', '.join(unknown[:5])}"
+            )
         return result
 
     def merge(self, part: AgentResult | None) -> None:

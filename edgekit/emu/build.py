@@ -92,20 +92,39 @@ def is_built(name: str) -> bool:
 
 def _device_complete(dev: layout.DeviceDir) -> bool:
     shared = layout.shared()  # a runtime site added since the device was built makes it incomplete
-    return all(p.exists() for p in (dev.python, dev.python_tflite_runtime, dev.client_key, dev.host_key,
-                                    dev.sysroot / "proc" / "cpuinfo", dev.sysroot / PYTHON, *shared.runtime_sites))
+    return all(
+        p.exists()
+        for p in (
+            dev.python,
+            dev.python_tflite_runtime,
+            dev.client_key,
+            dev.host_key,
+            dev.sysroot / "proc" / "cpuinfo",
+            dev.sysroot / PYTHON,
+            *shared.runtime_sites,
+        )
+    )
 
 
 def _check_host_tools() -> None:
-    for tool, package in ((QEMU_STATIC, "qemu-user-static"), ("ssh-keygen", "openssh-client"),
-                          ("/usr/sbin/sshd", "openssh-server"), ("dpkg-deb", "dpkg"), ("apt-get", "apt")):
+    for tool, package in (
+        (QEMU_STATIC, "qemu-user-static"),
+        ("ssh-keygen", "openssh-client"),
+        ("/usr/sbin/sshd", "openssh-server"),
+        ("dpkg-deb", "dpkg"),
+        ("apt-get", "apt"),
+    ):
         if not shutil.which(tool):
-            raise EmulatorError(f"{tool} is not installed", where="edgekit emu build",
-                                hint=f"apt-get install {package} (make setup does it)")
+            raise EmulatorError(
+                f"{tool} is not installed",
+                where="edgekit emu build",
+                hint=f"apt-get install {package} (make setup does it)",
+            )
 
 
-def _build_device_dir(spec: DeviceSpec, dev: layout.DeviceDir, sysroot: Path, shared: layout.Shared,
-                      log: Log) -> None:
+def _build_device_dir(
+    spec: DeviceSpec, dev: layout.DeviceDir, sysroot: Path, shared: layout.Shared, log: Log
+) -> None:
     log(f"{spec.name}: device dir {dev.root} (cpu {spec.cpu}, CPU part {spec.cpu_part})")
     for d in (dev.bin, dev.ssh, dev.home, dev.run):
         d.mkdir(parents=True, exist_ok=True)
@@ -163,14 +182,22 @@ exec {static} -cpu "$CPU" -L "$SYSROOT" "$SYSROOT/{python}" "$@"
 
 
 def _write_wrappers(spec: DeviceSpec, dev: layout.DeviceDir, shared: layout.Shared) -> None:
-    _write_wrapper(dev.python, spec, dev.sysroot, ":".join(map(str, (shared.site("litert"), *shared.runtime_sites))))
+    _write_wrapper(
+        dev.python, spec, dev.sysroot, ":".join(map(str, (shared.site("litert"), *shared.runtime_sites)))
+    )
     _write_wrapper(dev.python_tflite_runtime, spec, dev.sysroot, shared.site("tflite-runtime"))
 
 
 def _write_wrapper(path: Path, spec: DeviceSpec, sysroot: Path, site: Path | str) -> None:
-    text = _WRAPPER.format(name=spec.name, site=site, sysroot=sysroot, cpu=spec.cpu,
-                           dynamic=QEMU_DYNAMIC, static=shutil.which(QEMU_STATIC) or QEMU_STATIC,
-                           python=PYTHON)
+    text = _WRAPPER.format(
+        name=spec.name,
+        site=site,
+        sysroot=sysroot,
+        cpu=spec.cpu,
+        dynamic=QEMU_DYNAMIC,
+        static=shutil.which(QEMU_STATIC) or QEMU_STATIC,
+        python=PYTHON,
+    )
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     path.chmod(0o755)
@@ -180,7 +207,10 @@ def _keygen(key: Path, comment: str) -> None:
     if key.exists() and key.with_suffix(".pub").exists():
         return
     key.unlink(missing_ok=True)
-    proc = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise EmulatorError(f"ssh-keygen failed: {proc.stderr.strip()}", where=str(key))

@@ -26,8 +26,13 @@ def running_target(target: Target) -> Target:
         return target
     explicit = target._overrides
     live: dict[str, Any] = {
-        "host": state.host, "port": state.port, "user": state.user, "key": Path(state.client_key),
-        "known_hosts": Path(state.known_hosts), "accept_new": False, "python": state.python,
+        "host": state.host,
+        "port": state.port,
+        "user": state.user,
+        "key": Path(state.client_key),
+        "known_hosts": Path(state.known_hosts),
+        "accept_new": False,
+        "python": state.python,
         "work_dir": state.work_dir,
         "runtime_python": {"tflite_runtime": state.python_tflite_runtime, **target.runtime_python},
     }

@@ -1,20 +1,20 @@
 """Where an emulated device's files live under edgekit.paths.emu_dir().
 
-    emu_dir()/
-      base/sysroot/            arm64 CPython 3.11 from Debian bookworm packages (shared by every device)
-      base/apt/                the private apt state that fetched it
-      wheels/<platform>/...    downloaded wheel files (shared; also used by `edgekit targets setup`)
-      site/litert/             numpy + ai-edge-litert + ncnn, unpacked for the device python (shared)
-      site/tflite-runtime/     tflite-runtime 2.14 + numpy<2 (shared)
-      runtimes/onnx-opencv/    onnxruntime + opencv-python-headless, on the device python's path after site/litert
-      runtimes/mnn/            MNN, on the path after runtimes/onnx-opencv
-      devices/<name>/
-        sysroot/               top-level symlinks into base/sysroot plus this device's proc/cpuinfo
-        bin/python3            the device's python: the arm64 interpreter under qemu with -cpu <model>
-        bin/python3-tflite-runtime   the same with the tflite-runtime site dir
-        ssh/                   host key, client key, authorized_keys
-        sshd_config, known_hosts (the pinned host key), home/ (the work dir), run/ (pid file, log)
-        state.json             the running device: port, host key, client key, pids (see state.py)
+emu_dir()/
+  base/sysroot/            arm64 CPython 3.11 from Debian bookworm packages (shared by every device)
+  base/apt/                the private apt state that fetched it
+  wheels/<platform>/...    downloaded wheel files (shared; also used by `edgekit targets setup`)
+  site/litert/             numpy + ai-edge-litert + ncnn, unpacked for the device python (shared)
+  site/tflite-runtime/     tflite-runtime 2.14 + numpy<2 (shared)
+  runtimes/onnx-opencv/    onnxruntime + opencv-python-headless, on the device python's path after site/litert
+  runtimes/mnn/            MNN, on the path after runtimes/onnx-opencv
+  devices/<name>/
+    sysroot/               top-level symlinks into base/sysroot plus this device's proc/cpuinfo
+    bin/python3            the device's python: the arm64 interpreter under qemu with -cpu <model>
+    bin/python3-tflite-runtime   the same with the tflite-runtime site dir
+    ssh/                   host key, client key, authorized_keys
+    sshd_config, known_hosts (the pinned host key), home/ (the work dir), run/ (pid file, log)
+    state.json             the running device: port, host key, client key, pids (see state.py)
 """
 
 from __future__ import annotations

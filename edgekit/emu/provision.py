@@ -33,11 +33,25 @@ from edgekit.transport import Transport, open_transport
 
 Log = Callable[[str], None]
 
-CPU_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
-             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
-             "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1",
-             "0xd46": "Cortex-A510", "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715",
-             "0xd4e": "Cortex-X3"}
+CPU_PARTS = {
+    "0xd03": "Cortex-A53",
+    "0xd04": "Cortex-A35",
+    "0xd05": "Cortex-A55",
+    "0xd07": "Cortex-A57",
+    "0xd08": "Cortex-A72",
+    "0xd09": "Cortex-A73",
+    "0xd0a": "Cortex-A75",
+    "0xd0b": "Cortex-A76",
+    "0xd0c": "Neoverse-N1",
+    "0xd0d": "Cortex-A77",
+    "0xd41": "Cortex-A78",
+    "0xd44": "Cortex-X1",
+    "0xd46": "Cortex-A510",
+    "0xd47": "Cortex-A710",
+    "0xd48": "Cortex-X2",
+    "0xd4d": "Cortex-A715",
+    "0xd4e": "Cortex-X3",
+}
 
 # Runs on the device with the device's python (stdlib only, nothing imported that is slow under qemu).
 PROBE = r"""
@@ -114,9 +128,12 @@ class DeviceInfo:
     def wheel_platform(self, where: str) -> WheelPlatform:
         libc, version = (self.raw.get("libc") or ["", ""])[:2]
         if self.raw.get("android") or libc != "glibc" or not version:
-            raise TargetError("no manylinux wheels fit this device (not a glibc Linux: Android/Termux?)",
-                              where=where, hint="on Termux: pkg install python-numpy; pip install ncnn "
-                              "(tflite-runtime / ai-edge-litert publish no Android wheels)")
+            raise TargetError(
+                "no manylinux wheels fit this device (not a glibc Linux: Android/Termux?)",
+                where=where,
+                hint="on Termux: pkg install python-numpy; pip install ncnn "
+                "(tflite-runtime / ai-edge-litert publish no Android wheels)",
+            )
         major, minor = (int(x) for x in version.split(".")[:2])
         py = ".".join(self.raw["python"].split(".")[:2])
         return WheelPlatform(python=py, machine=self.raw["machine"], glibc=(major, minor))
@@ -130,9 +147,11 @@ def probe(transport: Transport, target: Target) -> DeviceInfo:
         res = transport.run([*shlex.split(python), "-c", PROBE], timeout=120, env={"PYTHONPATH": site})
         line = next((ln for ln in res.stdout.splitlines() if ln.startswith("EDGEKIT_PROBE ")), None)
         if line is None:
-            raise TargetError(f"`{python}` did not run on the device (exit {res.exit_status}): "
-                              f"{res.stderr.strip()[-300:]}", where=target.name,
-                              hint="set the target's python command: --set python=python3")
+            raise TargetError(
+                f"`{python}` did not run on the device (exit {res.exit_status}): {res.stderr.strip()[-300:]}",
+                where=target.name,
+                hint="set the target's python command: --set python=python3",
+            )
         raw = json.loads(line.split(" ", 1)[1])
         if info is None:
             info = DeviceInfo(raw, dict(raw["runtimes"]))
@@ -165,7 +184,10 @@ def setup_target(target: Target, log: Log = print) -> DeviceInfo:
         info = probe(transport, target)
         missing = [r for r in dict.fromkeys(["numpy", *target.runtimes]) if not info.runtimes.get(r)]
         if not missing:
-            log(f"{target.name}: all runtimes present: " + ", ".join(f"{k} {v}" for k, v in info.runtimes.items() if v))
+            log(
+                f"{target.name}: all runtimes present: "
+                + ", ".join(f"{k} {v}" for k, v in info.runtimes.items() if v)
+            )
             return info
         log(f"{target.name}: missing {', '.join(missing)}")
         if is_termux(info.raw):  # an Android phone: Termux's packages, then pip (edgekit/emu/termux.py)
@@ -188,7 +210,9 @@ def _setup_emulated(log: Log) -> None:
         provision_sites(shared, log)
 
 
-def _setup_board(transport: Transport, target: Target, info: DeviceInfo, missing: list[str], log: Log) -> None:
+def _setup_board(
+    transport: Transport, target: Target, info: DeviceInfo, missing: list[str], log: Log
+) -> None:
     platform = info.wheel_platform(target.name)
     reqs = requirements_for([r for r in target.runtimes if r in missing or r == "numpy"])
     wheel_dir = download_wheels(platform, reqs, layout.shared().wheels, log)
@@ -201,15 +225,28 @@ def _setup_board(transport: Transport, target: Target, info: DeviceInfo, missing
     python = shlex.split(target.python)
     work = transport.work_dir
     if info.raw.get("pip"):
-        argv = [*python, "-m", "pip", "install", "--no-index", "--find-links", f"{work}/{remote_dir}", "--user",
-                *reqs]
+        argv = [
+            *python,
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--find-links",
+            f"{work}/{remote_dir}",
+            "--user",
+            *reqs,
+        ]
         if int(str(info.raw["pip"]).split(".")[0]) >= 23:
             argv.insert(argv.index("--user"), "--break-system-packages")
         res = transport.run(argv, timeout=1800)
     else:
-        res = transport.run([*python, "-c", UNPACK, f"{work}/site", *(f"{work}/{remote_dir}/{w.name}" for w in wheels)],
-                            timeout=3600)
+        res = transport.run(
+            [*python, "-c", UNPACK, f"{work}/site", *(f"{work}/{remote_dir}/{w.name}" for w in wheels)],
+            timeout=3600,
+        )
         log(f"{target.name}: no pip on the device; unpacked into {work}/site (the agent adds it to sys.path)")
     if res.exit_status != 0:
-        raise EmulatorError(f"installing the wheels failed (exit {res.exit_status}): {res.stderr.strip()[-500:]}",
-                            where=target.name)
+        raise EmulatorError(
+            f"installing the wheels failed (exit {res.exit_status}): {res.stderr.strip()[-500:]}",
+            where=target.name,
+        )

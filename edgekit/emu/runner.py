@@ -72,15 +72,27 @@ def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None]) -> Devic
             host_key = " ".join(dev.host_key.with_suffix(".pub").read_text().split()[:2])
             dev.known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
             state = DeviceState(
-                name=name, cpu=spec.cpu, port=port, user=getpass.getuser(), host_key=host_key,
-                known_hosts=str(dev.known_hosts), client_key=str(dev.client_key), python=str(dev.python),
-                python_tflite_runtime=str(dev.python_tflite_runtime), work_dir=str(dev.home / "edgekit"),
-                sshd_pid=pid, sshd_config=str(dev.sshd_config), started_at=time.time(), home=str(emu_dir()))
+                name=name,
+                cpu=spec.cpu,
+                port=port,
+                user=getpass.getuser(),
+                host_key=host_key,
+                known_hosts=str(dev.known_hosts),
+                client_key=str(dev.client_key),
+                python=str(dev.python),
+                python_tflite_runtime=str(dev.python_tflite_runtime),
+                work_dir=str(dev.home / "edgekit"),
+                sshd_pid=pid,
+                sshd_config=str(dev.sshd_config),
+                started_at=time.time(),
+                home=str(emu_dir()),
+            )
             write_state(state)
             return state
         _kill_tree(pid, dev)
-    raise EmulatorError(f"sshd did not start: {last_error}", where=str(dev.sshd_config),
-                        hint=f"see {dev.log_file}")
+    raise EmulatorError(
+        f"sshd did not start: {last_error}", where=str(dev.sshd_config), hint=f"see {dev.log_file}"
+    )
 
 
 def down(name: str) -> bool:
@@ -101,9 +113,16 @@ def status() -> list[DeviceStatus]:
         state = read_state(name)
         state = state if state is not None and owned(name, state) else None
         running = state is not None and _sshd_alive(state.sshd_pid, state.sshd_config)
-        rows.append(DeviceStatus(name, spec.cpu, is_built(name), running,
-                                 state.port if running and state else None,
-                                 state.sshd_pid if running and state else None))
+        rows.append(
+            DeviceStatus(
+                name,
+                spec.cpu,
+                is_built(name),
+                running,
+                state.port if running and state else None,
+                state.sshd_pid if running and state else None,
+            )
+        )
     return rows
 
 
@@ -126,8 +145,10 @@ def _own_state(name: str, log: Callable[[str], None]) -> DeviceState | None:
     """This emu dir's state of NAME; a state file of another data dir is removed, its device left alone."""
     state = read_state(name)
     if state is not None and not owned(name, state):
-        log(f"{name}: ignoring a state file written for another data dir ({state.sshd_config}); "
-            "its device is not ours to stop")
+        log(
+            f"{name}: ignoring a state file written for another data dir ({state.sshd_config}); "
+            "its device is not ours to stop"
+        )
         clear_state(name)
         return None
     return state
@@ -175,9 +196,11 @@ def _spawn_sshd(dev: layout.DeviceDir) -> int:
     dev.run.mkdir(parents=True, exist_ok=True)
     dev.log_file.write_text("")
     argv = [SSHD, "-D", "-f", str(dev.sshd_config), "-E", str(dev.log_file)]
-    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-               (os.POSIX_SPAWN_OPEN, 1, str(dev.log_file), os.O_WRONLY | os.O_APPEND, 0),
-               (os.POSIX_SPAWN_DUP2, 1, 2)]
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(dev.log_file), os.O_WRONLY | os.O_APPEND, 0),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
     return os.posix_spawn(SSHD, argv, dict(os.environ), file_actions=actions, setsid=True)
 
 

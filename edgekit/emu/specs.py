@@ -19,8 +19,9 @@ from edgekit.errors import EmulatorError
 
 # Kernel HWCAP names as /proc/cpuinfo prints them on the real parts.
 _A72_FEATURES = "fp asimd evtstrm crc32 cpuid"
-_A76_FEATURES = ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc "
-                 "dcpop asimddp")
+_A76_FEATURES = (
+    "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
+)
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,36 @@ class DeviceSpec:
 
 
 DEVICES: dict[str, DeviceSpec] = {
-    "pi4-emu": DeviceSpec("pi4-emu", "cortex-a72", "0xd08", "0x0", 3, _A72_FEATURES, "BCM2835",
-                          "Raspberry Pi 4 Model B Rev 1.4 (emulated: qemu cortex-a72)"),
-    "pi5-emu": DeviceSpec("pi5-emu", "cortex-a76", "0xd0b", "0x4", 1, _A76_FEATURES, "BCM2712",
-                          "Raspberry Pi 5 Model B Rev 1.0 (emulated: qemu cortex-a76)"),
-    "phone-emu": DeviceSpec("phone-emu", "cortex-a76", "0xd0b", "0x4", 1, _A76_FEATURES,
-                            "Qualcomm Technologies, Inc SM8150",
-                            "Android phone, Cortex-A76 cores (emulated: qemu cortex-a76)"),
+    "pi4-emu": DeviceSpec(
+        "pi4-emu",
+        "cortex-a72",
+        "0xd08",
+        "0x0",
+        3,
+        _A72_FEATURES,
+        "BCM2835",
+        "Raspberry Pi 4 Model B Rev 1.4 (emulated: qemu cortex-a72)",
+    ),
+    "pi5-emu": DeviceSpec(
+        "pi5-emu",
+        "cortex-a76",
+        "0xd0b",
+        "0x4",
+        1,
+        _A76_FEATURES,
+        "BCM2712",
+        "Raspberry Pi 5 Model B Rev 1.0 (emulated: qemu cortex-a76)",
+    ),
+    "phone-emu": DeviceSpec(
+        "phone-emu",
+        "cortex-a76",
+        "0xd0b",
+        "0x4",
+        1,
+        _A76_FEATURES,
+        "Qualcomm Technologies, Inc SM8150",
+        "Android phone, Cortex-A76 cores (emulated: qemu cortex-a76)",
+    ),
 }
 
 
@@ -53,8 +77,11 @@ def device_spec(name: str) -> DeviceSpec:
     try:
         return DEVICES[name]
     except KeyError:
-        raise EmulatorError(f"unknown emulated device {name!r}", where="edgekit emu",
-                            hint=f"known devices: {', '.join(sorted(DEVICES))}") from None
+        raise EmulatorError(
+            f"unknown emulated device {name!r}",
+            where="edgekit emu",
+            hint=f"known devices: {', '.join(sorted(DEVICES))}",
+        ) from None
 
 
 def cpuinfo_text(spec: DeviceSpec, processors: int) -> str:

@@ -29,7 +29,9 @@ class DeviceState(BaseModel):
     sshd_pid: int  # the sshd master; also its process group and session id (started with setsid)
     sshd_config: str
     started_at: float
-    home: str | None = None  # the emu dir that started it (edgekit.paths.emu_dir); a copied file names another
+    home: str | None = (
+        None  # the emu dir that started it (edgekit.paths.emu_dir); a copied file names another
+    )
 
 
 def read_state(name: str) -> DeviceState | None:

@@ -60,8 +60,9 @@ def _write_apt_config(apt_dir: Path) -> Path:
     (apt_dir / "state" / "status").touch()
     sources = apt_dir / "sources.list"
     opts = f"[arch=arm64 signed-by={KEYRING}]"
-    sources.write_text(f"deb {opts} {MIRROR} bookworm main\n"
-                       f"deb {opts} {SECURITY_MIRROR} bookworm-security main\n")
+    sources.write_text(
+        f"deb {opts} {MIRROR} bookworm main\ndeb {opts} {SECURITY_MIRROR} bookworm-security main\n"
+    )
     conf = apt_dir / "apt.conf"
     conf.write_text(
         'APT::Architecture "arm64";\n'
@@ -81,6 +82,8 @@ def _run(argv: list[str], env: dict[str, str]) -> None:
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-        raise EmulatorError(f"{' '.join(argv[:4])} failed (exit {proc.returncode}):\n" + "\n".join(tail),
-                            where="sysroot build",
-                            hint="check that deb.debian.org (or the host's apt proxy) is reachable")
+        raise EmulatorError(
+            f"{' '.join(argv[:4])} failed (exit {proc.returncode}):\n" + "\n".join(tail),
+            where="sysroot build",
+            hint="check that deb.debian.org (or the host's apt proxy) is reachable",
+        )

@@ -40,8 +40,14 @@ class TermuxSetup:
     not_installed: dict[str, str] = field(default_factory=dict)  # module -> what was tried and why it failed
 
 
-def setup_termux(transport: Transport, target: Target, raw: dict, missing: list[str],
-                 recheck: Callable[[], dict[str, str | None]], log: Log = print) -> TermuxSetup:
+def setup_termux(
+    transport: Transport,
+    target: Target,
+    raw: dict,
+    missing: list[str],
+    recheck: Callable[[], dict[str, str | None]],
+    log: Log = print,
+) -> TermuxSetup:
     """Install the `missing` runtime modules (numpy included) on a Termux device; `recheck` probes again."""
     done = TermuxSetup()
     packages = {p.module: p for p in device_packages()}
@@ -51,7 +57,10 @@ def setup_termux(transport: Transport, target: Target, raw: dict, missing: list[
     names = [p.termux for p in wanted if p.termux]
     if names:
         log(f"{target.name}: Termux: pkg install -y {' '.join(names)}")
-        if not _run(transport, [pkg, "install", "-y", *names], done.pkg_commands, errors, names) and len(names) > 1:
+        if (
+            not _run(transport, [pkg, "install", "-y", *names], done.pkg_commands, errors, names)
+            and len(names) > 1
+        ):
             for name in names:  # one unknown name fails the whole transaction: try them one by one
                 _run(transport, [pkg, "install", "-y", name], done.pkg_commands, errors, [name])
     have = recheck()
@@ -67,12 +76,16 @@ def setup_termux(transport: Transport, target: Target, raw: dict, missing: list[
         if not have.get(p.module):
             done.not_installed[p.module] = _tried(p, errors, bool(raw.get("pip")))
     if done.not_installed:
-        log(f"{target.name}: could not install: " + "; ".join(f"{m} ({why})" for m, why in done.not_installed.items()))
+        log(
+            f"{target.name}: could not install: "
+            + "; ".join(f"{m} ({why})" for m, why in done.not_installed.items())
+        )
     return done
 
 
-def _run(transport: Transport, argv: list[str], record: list[list[str]], errors: dict[str, str],
-         names: list[str]) -> bool:
+def _run(
+    transport: Transport, argv: list[str], record: list[list[str]], errors: dict[str, str], names: list[str]
+) -> bool:
     record.append(argv)
     res = transport.run(argv, timeout=PKG_TIMEOUT_S)
     if res.exit_status != 0:
@@ -83,8 +96,14 @@ def _run(transport: Transport, argv: list[str], record: list[list[str]], errors:
 
 
 def _tried(p: DevicePackage, errors: dict[str, str], pip: bool) -> str:
-    tried = [f"pkg {p.termux}: {errors.get(p.termux, 'installed nothing importable')}" if p.termux
-             else "no Termux package"]
-    tried.append(f"pip {p.pip}: {errors.get(p.pip, 'installed nothing importable')}" if pip
-                 else "no pip on the device (pkg install python-pip)")
+    tried = [
+        f"pkg {p.termux}: {errors.get(p.termux, 'installed nothing importable')}"
+        if p.termux
+        else "no Termux package"
+    ]
+    tried.append(
+        f"pip {p.pip}: {errors.get(p.pip, 'installed nothing importable')}"
+        if pip
+        else "no pip on the device (pkg install python-pip)"
+    )
     return "; ".join(tried)

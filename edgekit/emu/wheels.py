@@ -47,7 +47,15 @@ class WheelPlatform:
         tags = [f"manylinux_2_{n}_{self.machine}" for n in range(17, self.glibc[1] + 1)]
         tags.append(f"manylinux2014_{self.machine}")
         abi = f"cp{self.python.replace('.', '')}"
-        args = ["--only-binary=:all:", "--python-version", self.python, "--implementation", "cp", "--abi", abi]
+        args = [
+            "--only-binary=:all:",
+            "--python-version",
+            self.python,
+            "--implementation",
+            "cp",
+            "--abi",
+            abi,
+        ]
         for tag in tags:
             args += ["--platform", tag]
         return args
@@ -81,8 +89,9 @@ def mnn_requirements() -> list[str]:
     return pinned_requirements(["numpy", RUNTIME_PACKAGES["MNN"]])
 
 
-def download_wheels(platform: WheelPlatform, requirements: list[str], cache: Path,
-                    log: Callable[[str], None] = print) -> Path:
+def download_wheels(
+    platform: WheelPlatform, requirements: list[str], cache: Path, log: Callable[[str], None] = print
+) -> Path:
     """Download wheels (with their dependencies) for `platform` into cache/<key>/<hash of the requirement
     set>/; return that dir.
 
@@ -96,14 +105,28 @@ def download_wheels(platform: WheelPlatform, requirements: list[str], cache: Pat
         return dest
     dest.mkdir(parents=True, exist_ok=True)
     log(f"wheels: downloading {' '.join(requirements)} for {platform.key}")
-    _pip(["download", "-q", "--disable-pip-version-check", "-d", str(dest), *platform.pip_args(),
-          *requirements])
+    _pip(
+        [
+            "download",
+            "-q",
+            "--disable-pip-version-check",
+            "-d",
+            str(dest),
+            *platform.pip_args(),
+            *requirements,
+        ]
+    )
     stamp.write_text(wanted)
     return dest
 
 
-def install_wheels_into(site: Path, wheel_dir: Path, platform: WheelPlatform, requirements: list[str],
-                        log: Callable[[str], None] = print) -> Path:
+def install_wheels_into(
+    site: Path,
+    wheel_dir: Path,
+    platform: WheelPlatform,
+    requirements: list[str],
+    log: Callable[[str], None] = print,
+) -> Path:
     """Install downloaded wheels into a site dir on this machine, offline (the emulated devices' case)."""
     stamp = site.parent / f"{site.name}.done"
     wanted = "\n".join(requirements) + "\n"
@@ -112,8 +135,20 @@ def install_wheels_into(site: Path, wheel_dir: Path, platform: WheelPlatform, re
     log(f"wheels: installing into {site} (offline, from {wheel_dir})")
     tmp = site.parent / f"{site.name}.tmp"
     _rmtree(tmp)
-    _pip(["install", "-q", "--disable-pip-version-check", "--no-index", "--find-links", str(wheel_dir),
-          "--target", str(tmp), *platform.pip_args(), *requirements])
+    _pip(
+        [
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-index",
+            "--find-links",
+            str(wheel_dir),
+            "--target",
+            str(tmp),
+            *platform.pip_args(),
+            *requirements,
+        ]
+    )
     _rmtree(site)
     tmp.rename(site)
     stamp.write_text(wanted)
@@ -128,7 +163,11 @@ def _pip(args: list[str]) -> None:
     env = {**os.environ, "PIP_NO_INPUT": "1"}
     proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "is ignored: it is neither" not in ln]
-        raise EmulatorError(f"pip {args[0]} failed (exit {proc.returncode}):\n" + "\n".join(lines[-15:]),
-                            where="wheel download",
-                            hint="the package may publish no wheel for this device's platform/python")
+        lines = [
+            ln for ln in (proc.stdout + proc.stderr).splitlines() if "is ignored: it is neither" not in ln
+        ]
+        raise EmulatorError(
+            f"pip {args[0]} failed (exit {proc.returncode}):\n" + "\n".join(lines[-15:]),
+            where="wheel download",
+            hint="the package may publish no wheel for this device's platform/python",
+        )

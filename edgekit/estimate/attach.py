@@ -27,8 +27,12 @@ def board_for_device(device: str) -> str | None:
     return BOARD_OF_DEVICE.get(device)
 
 
-def estimate_for(measurement: Measurement, artifact_info: ArtifactInfo | None, board: str,
-                 reference: Measurement | None = None) -> dict[str, Any]:
+def estimate_for(
+    measurement: Measurement,
+    artifact_info: ArtifactInfo | None,
+    board: str,
+    reference: Measurement | None = None,
+) -> dict[str, Any]:
     """A labelled estimate of `measurement`'s artifact on the real `board` at its thread count.
 
     The cost model wants the one-thread count (counts at more threads include the split between threads, used
@@ -36,27 +40,44 @@ def estimate_for(measurement: Measurement, artifact_info: ArtifactInfo | None, b
     `measurement` ran with more threads. Returns {"status": "unavailable", "reason": ...} (still labelled) when
     no count exists.
     """
-    base = {"label": cost_model.LABEL, "board": board, "artifact": measurement.artifact,
-            "threads": measurement.threads}
+    base = {
+        "label": cost_model.LABEL,
+        "board": board,
+        "artifact": measurement.artifact,
+        "threads": measurement.threads,
+    }
     source = reference if reference is not None and reference.instructions_per_invoke else measurement
     if measurement.status != "ok" or not source.instructions_per_invoke:
-        return {**base, "status": "unavailable",
-                "reason": "no instruction count (run the emulated target with emulated.counting: true)"}
+        return {
+            **base,
+            "status": "unavailable",
+            "reason": "no instruction count (run the emulated target with emulated.counting: true)",
+        }
     caveats = []
     if source.threads > 1:
         caveats.append(f"count taken at {source.threads} threads: includes the threads' synchronisation")
     fmt = _format(measurement.format)
     cost = _cost(artifact_info)
-    busiest = {measurement.threads: max(measurement.instructions_per_thread)} \
-        if measurement.threads > 1 and measurement.instructions_per_thread else {}
-    feats = cost_model.Features(source.instructions_per_invoke, cost.params if cost else 0,
-                                fmt is not None and fmt.precision is Precision.INT8, busiest, cost.macs if cost else 0,
-                                tuple(source.instruction_mix), cost.activation_bytes if cost else 0)
+    busiest = (
+        {measurement.threads: max(measurement.instructions_per_thread)}
+        if measurement.threads > 1 and measurement.instructions_per_thread
+        else {}
+    )
+    feats = cost_model.Features(
+        source.instructions_per_invoke,
+        cost.params if cost else 0,
+        fmt is not None and fmt.precision is Precision.INT8,
+        busiest,
+        cost.macs if cost else 0,
+        tuple(source.instruction_mix),
+        cost.activation_bytes if cost else 0,
+    )
     est = cost_model.estimate(board, feats, measurement.threads, fmt=fmt, caveats=caveats)
     out = {**base, **est.to_dict(), "status": "ok", "instructions_per_invoke": source.instructions_per_invoke}
     if cost is not None and fmt is not None:
         out["roofline_lower_bound_ms"] = round(
-            roofline(cost, get_board(board), measurement.threads, compute_precision(fmt)).lower_bound_ms, 3)
+            roofline(cost, get_board(board), measurement.threads, compute_precision(fmt)).lower_bound_ms, 3
+        )
     return out
 
 
@@ -77,8 +98,9 @@ def _cost(info: ArtifactInfo | None) -> ModelCost | None:
         return None
 
 
-def estimates_for_run(run: TargetRun, artifacts: list[ArtifactInfo], device: str,
-                      threads: list[int] | None = None) -> dict[str, Any]:
+def estimates_for_run(
+    run: TargetRun, artifacts: list[ArtifactInfo], device: str, threads: list[int] | None = None
+) -> dict[str, Any]:
     """TargetRun.estimates for an emulated target in one call: {"artifact xN": estimate dict} for every thread
     count measured and every one in `threads` (the recipe's plan: a capped emulated run measures 1 thread, the
     board question is often 4), each from the same artifact's one-thread count. {} when no board stands for
@@ -88,8 +110,10 @@ def estimates_for_run(run: TargetRun, artifacts: list[ArtifactInfo], device: str
         return {}
     infos = {a.id: a for a in artifacts}
     single = {m.artifact: m for m in run.agent.measurements if m.threads == 1 and m.instructions_per_invoke}
-    out = {f"{m.artifact} x{m.threads}": estimate_for(m, infos.get(m.artifact), board, single.get(m.artifact))
-           for m in run.agent.measurements}
+    out = {
+        f"{m.artifact} x{m.threads}": estimate_for(m, infos.get(m.artifact), board, single.get(m.artifact))
+        for m in run.agent.measurements
+    }
     for artifact, one in single.items():
         for n in threads or []:
             if f"{artifact} x{n}" not in out:

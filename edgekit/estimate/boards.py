@@ -31,7 +31,9 @@ class Board:
     clock_ghz: float
     cores: int
     neon_bits: int
-    macs_per_cycle: dict[Precision, int]  # peak MACs per cycle per core; DYNAMIC runs int8 kernels (XNNPACK qd8)
+    macs_per_cycle: dict[
+        Precision, int
+    ]  # peak MACs per cycle per core; DYNAMIC runs int8 kernels (XNNPACK qd8)
     mem_bw_gbs: float  # peak DRAM bandwidth (theoretical)
     l2_kb: int
     sources: str
@@ -43,17 +45,31 @@ class Board:
 
 BOARDS: dict[str, Board] = {
     "pi4": Board(
-        name="pi4", title="Raspberry Pi 4 Model B (BCM2711, 4 x Cortex-A72 @ 1.8 GHz)", core="cortex-a72",
-        emulated_device="pi4-emu", clock_ghz=1.8, cores=4, neon_bits=128,
+        name="pi4",
+        title="Raspberry Pi 4 Model B (BCM2711, 4 x Cortex-A72 @ 1.8 GHz)",
+        core="cortex-a72",
+        emulated_device="pi4-emu",
+        clock_ghz=1.8,
+        cores=4,
+        neon_bits=128,
         macs_per_cycle={Precision.FP32: 4, Precision.FP16: 4, Precision.DYNAMIC: 8, Precision.INT8: 8},
-        mem_bw_gbs=12.8, l2_kb=1024,
-        sources="raspberrypi.com Pi 4 product brief; Arm Cortex-A72 Software Optimization Guide; vfpbench"),
+        mem_bw_gbs=12.8,
+        l2_kb=1024,
+        sources="raspberrypi.com Pi 4 product brief; Arm Cortex-A72 Software Optimization Guide; vfpbench",
+    ),
     "pi5": Board(
-        name="pi5", title="Raspberry Pi 5 (BCM2712, 4 x Cortex-A76 @ 2.4 GHz)", core="cortex-a76",
-        emulated_device="pi5-emu", clock_ghz=2.4, cores=4, neon_bits=128,
+        name="pi5",
+        title="Raspberry Pi 5 (BCM2712, 4 x Cortex-A76 @ 2.4 GHz)",
+        core="cortex-a76",
+        emulated_device="pi5-emu",
+        clock_ghz=2.4,
+        cores=4,
+        neon_bits=128,
         macs_per_cycle={Precision.FP32: 8, Precision.FP16: 16, Precision.DYNAMIC: 32, Precision.INT8: 32},
-        mem_bw_gbs=17.1, l2_kb=512,
-        sources="raspberrypi.com Pi 5 product brief; Arm Cortex-A76 Software Optimization Guide"),
+        mem_bw_gbs=17.1,
+        l2_kb=512,
+        sources="raspberrypi.com Pi 5 product brief; Arm Cortex-A76 Software Optimization Guide",
+    ),
 }
 
 
@@ -61,5 +77,6 @@ def board(name: str) -> Board:
     try:
         return BOARDS[name]
     except KeyError:
-        raise EdgekitError(f"unknown board {name!r}", where="--board",
-                           hint=f"known boards: {', '.join(sorted(BOARDS))}") from None
+        raise EdgekitError(
+            f"unknown board {name!r}", where="--board", hint=f"known boards: {', '.join(sorted(BOARDS))}"
+        ) from None

@@ -54,8 +54,16 @@ def models() -> dict[str, BenchModel]:
     out = {}
     for name, m in sorted(meta.items()):
         param = BENCH / f"{name}.param"
-        out[name] = BenchModel(name, param, list(m["input_shape_nchw"]), list(m["inputs"]), list(m["outputs"]),
-                               int(m["zero_bin_bytes"]), has_int8_layers(param), len(read_param(param).layers))
+        out[name] = BenchModel(
+            name,
+            param,
+            list(m["input_shape_nchw"]),
+            list(m["inputs"]),
+            list(m["outputs"]),
+            int(m["zero_bin_bytes"]),
+            has_int8_layers(param),
+            len(read_param(param).layers),
+        )
     return out
 
 
@@ -69,8 +77,10 @@ def published_ms(model: str, board: str, threads: int) -> float:
     try:
         return float(figures()["ms"][model][board][str(threads)]["avg"])
     except KeyError:
-        raise EdgekitError(f"no published figure for {model} on {board} at {threads} threads",
-                           where=str(BENCH / "board_figures.json")) from None
+        raise EdgekitError(
+            f"no published figure for {model} on {board} at {threads} threads",
+            where=str(BENCH / "board_figures.json"),
+        ) from None
 
 
 def zero_weights(model: BenchModel) -> Path:
@@ -92,8 +102,11 @@ def zero_weights(model: BenchModel) -> Path:
 def counts() -> dict[str, Any]:
     """The stored counts: {"meta": {...}, "counts": {model: {board: {threads: {...}}}}}."""
     if not COUNTS_FILE.exists():
-        raise EdgekitError("the calibration counts are missing", where=str(COUNTS_FILE),
-                           hint="run `.venv/bin/python bench/estimate_cv.py --count` (about an hour on 2 cores)")
+        raise EdgekitError(
+            "the calibration counts are missing",
+            where=str(COUNTS_FILE),
+            hint="run `.venv/bin/python bench/estimate_cv.py --count` (about an hour on 2 cores)",
+        )
     return dict(json.loads(COUNTS_FILE.read_text()))
 
 

@@ -101,13 +101,22 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate("mix+int8", (INS, X), lambda f, n: [*_mix3(f, n), *_int8(f.mix[0], f)]),
     Candidate("mix+activations", (INS, X, A), lambda f, n: [*_mix3(f, n), float(f.activation_bytes)]),
     Candidate("busiest", (INS, B), lambda f, n: [_share(f, n) * f.instructions]),
-    Candidate("busiest+int8", (INS, B), lambda f, n: [_share(f, n) * f.instructions,
-                                                    *_int8(_share(f, n) * f.instructions, f)]),
-    Candidate("busiest+activations", (INS, B, A), lambda f, n: [_share(f, n) * f.instructions,
-                                                              float(f.activation_bytes)]),
+    Candidate(
+        "busiest+int8",
+        (INS, B),
+        lambda f, n: [_share(f, n) * f.instructions, *_int8(_share(f, n) * f.instructions, f)],
+    ),
+    Candidate(
+        "busiest+activations",
+        (INS, B, A),
+        lambda f, n: [_share(f, n) * f.instructions, float(f.activation_bytes)],
+    ),
     Candidate("busiest mix", (INS, B, X), lambda f, n: _mix3(f, n, split=True)),
-    Candidate("busiest mix+activations", (INS, B, X, A), lambda f, n: [*_mix3(f, n, split=True),
-                                                                    float(f.activation_bytes)]),
+    Candidate(
+        "busiest mix+activations",
+        (INS, B, X, A),
+        lambda f, n: [*_mix3(f, n, split=True), float(f.activation_bytes)],
+    ),
     Candidate("macs", (M,), lambda f, n: [float(f.macs)]),
     Candidate("macs+params", (M, P), lambda f, n: [float(f.macs), float(f.params)]),
 )
@@ -137,8 +146,15 @@ def fit(candidate: Candidate, board: str, threads: int, data: Sequence[tuple[Fea
     x_terms = np.array([candidate.terms(f, threads) for f, _ in data], dtype=np.float64)
     y = np.array([ms for _, ms in data], dtype=np.float64)
     used = x_terms.max(axis=0) > 0
-    scale = np.where(used, np.median(np.where(x_terms > 0, y[:, None] / np.maximum(x_terms, 1e-30), np.nan),
-                                     axis=0), 1.0) if used.any() else np.ones(x_terms.shape[1])
+    scale = (
+        np.where(
+            used,
+            np.median(np.where(x_terms > 0, y[:, None] / np.maximum(x_terms, 1e-30), np.nan), axis=0),
+            1.0,
+        )
+        if used.any()
+        else np.ones(x_terms.shape[1])
+    )
     scale = np.nan_to_num(scale, nan=1.0)
 
     def residuals(x: np.ndarray) -> np.ndarray:
@@ -158,12 +174,21 @@ def calibration_data(board: str, threads: int) -> list[tuple[str, Features, floa
         one = calibration.count_of(name, board, 1)
         if one is None:
             continue
-        busiest = {t: int(c["busiest_thread"]) for t in CALIBRATED_THREADS
-                   if (c := calibration.count_of(name, board, t)) is not None}
+        busiest = {
+            t: int(c["busiest_thread"])
+            for t in CALIBRATED_THREADS
+            if (c := calibration.count_of(name, board, t)) is not None
+        }
         extra = calibration.counts().get("graph", {}).get(name, {})
-        feats = Features(int(one["instructions"]), int(extra.get("params", 0)), model.int8, busiest,
-                         int(extra.get("macs", 0)), tuple(int(v) for v in one.get("mix") or ()),
-                         int(extra.get("activation_bytes", 0)))
+        feats = Features(
+            int(one["instructions"]),
+            int(extra.get("params", 0)),
+            model.int8,
+            busiest,
+            int(extra.get("macs", 0)),
+            tuple(int(v) for v in one.get("mix") or ()),
+            int(extra.get("activation_bytes", 0)),
+        )
         out.append((name, feats, calibration.published_ms(name, board, threads)))
     return out
 
@@ -180,7 +205,11 @@ def conformal_quantile(abs_errors: Sequence[float], level: float = CONFORMAL_RAN
 def loo(candidate_name: str, board: str, threads: int) -> tuple[tuple[str, float], ...]:
     """(model, held-out log error) for every calibration model: fit on the others, predict it."""
     cand = BY_NAME[candidate_name]
-    data = [(n, f, ms) for n, f, ms in calibration_data(board, threads) if all(f.has(k, threads) for k in cand.needs)]
+    data = [
+        (n, f, ms)
+        for n, f, ms in calibration_data(board, threads)
+        if all(f.has(k, threads) for k in cand.needs)
+    ]
     out = []
     for i, (name, feats, ms) in enumerate(data):
         rest = [(f, m) for j, (_, f, m) in enumerate(data) if j != i]
@@ -194,7 +223,11 @@ def nested_coverage(candidate_name: str, board: str, threads: int) -> tuple[int,
     """How many held-out figures fell inside an interval built without them: (covered, n). Each model's
     interval comes from the held-out errors of the other models, each fitted without the model and itself."""
     cand = BY_NAME[candidate_name]
-    data = [(n, f, ms) for n, f, ms in calibration_data(board, threads) if all(f.has(k, threads) for k in cand.needs)]
+    data = [
+        (n, f, ms)
+        for n, f, ms in calibration_data(board, threads)
+        if all(f.has(k, threads) for k in cand.needs)
+    ]
     covered = 0
     for i, (_, feats, ms) in enumerate(data):
         rest = [d for j, d in enumerate(data) if j != i]
@@ -214,12 +247,21 @@ def cv_summary(candidate_name: str, board: str, threads: int, nested: bool = Tru
     absolute = sorted(abs(r) for r in rel)
     q = conformal_quantile([abs(e) for _, e in errs])
     covered = nested_coverage(candidate_name, board, threads)[0] if nested else 0
-    return {"candidate": candidate_name, "board": board, "threads": threads, "n": len(errs),
-            "median": statistics.median(absolute) if absolute else math.nan,
-            "p90": float(np.percentile(absolute, 90)) if absolute else math.nan,
-            "max": absolute[-1] if absolute else math.nan, "bias": statistics.mean(rel) if rel else math.nan,
-            "q_log": q, "interval": f"-{100 * (1 - math.exp(-q)):.0f}/+{100 * (math.exp(q) - 1):.0f}%"
-            if math.isfinite(q) else "none", "covered": covered}
+    return {
+        "candidate": candidate_name,
+        "board": board,
+        "threads": threads,
+        "n": len(errs),
+        "median": statistics.median(absolute) if absolute else math.nan,
+        "p90": float(np.percentile(absolute, 90)) if absolute else math.nan,
+        "max": absolute[-1] if absolute else math.nan,
+        "bias": statistics.mean(rel) if rel else math.nan,
+        "q_log": q,
+        "interval": f"-{100 * (1 - math.exp(-q)):.0f}/+{100 * (math.exp(q) - 1):.0f}%"
+        if math.isfinite(q)
+        else "none",
+        "covered": covered,
+    }
 
 
 def cross_validation_table() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -231,8 +273,16 @@ def cross_validation_table() -> tuple[list[dict[str, Any]], list[dict[str, Any]]
                 if not _applies(cand, threads):
                     continue  # the same as the one-thread forms
                 rows.append(cv_summary(cand.name, board, threads))
-                preds += [{"candidate": cand.name, "board": board, "threads": threads, "model": name,
-                           "error": math.exp(e) - 1} for name, e in loo(cand.name, board, threads)]
+                preds += [
+                    {
+                        "candidate": cand.name,
+                        "board": board,
+                        "threads": threads,
+                        "model": name,
+                        "error": math.exp(e) - 1,
+                    }
+                    for name, e in loo(cand.name, board, threads)
+                ]
     return rows, preds
 
 
@@ -245,8 +295,10 @@ def chosen(board: str, threads: int, available: tuple[str, ...]) -> str:
     return min(options, key=lambda name: (cv_summary(name, board, threads, nested=False)["p90"], name))
 
 
-SHIPPED = ("per board x threads, the candidate with the lowest leave-one-out p90 among those the available "
-           "counts allow (see chosen())")
+SHIPPED = (
+    "per board x threads, the candidate with the lowest leave-one-out p90 among those the available "
+    "counts allow (see chosen())"
+)
 
 
 # --- estimates -----------------------------------------------------------------------------------------------------
@@ -270,31 +322,52 @@ class Estimate:
 
     def to_dict(self) -> dict[str, Any]:
         cv = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.cv.items()}
-        return {"label": self.label, "board": self.board, "threads": self.threads, "method": self.method,
-                "work": self.work, "estimate_ms": round(self.estimate_ms, 3), "low_ms": round(self.low_ms, 3),
-                "high_ms": round(self.high_ms, 3), "interval_level": INTERVAL_LEVEL,
-                "interval_calibrated": self.calibrated, "cross_validation": cv, "calibrated_on": SOURCE,
-                "caveats": self.caveats}
+        return {
+            "label": self.label,
+            "board": self.board,
+            "threads": self.threads,
+            "method": self.method,
+            "work": self.work,
+            "estimate_ms": round(self.estimate_ms, 3),
+            "low_ms": round(self.low_ms, 3),
+            "high_ms": round(self.high_ms, 3),
+            "interval_level": INTERVAL_LEVEL,
+            "interval_calibrated": self.calibrated,
+            "cross_validation": cv,
+            "calibrated_on": SOURCE,
+            "caveats": self.caveats,
+        }
 
 
-def estimate(board_name: str, features: Features, threads: int = 1, fmt: Format | None = None,
-             caveats: list[str] | None = None) -> Estimate:
+def estimate(
+    board_name: str,
+    features: Features,
+    threads: int = 1,
+    fmt: Format | None = None,
+    caveats: list[str] | None = None,
+) -> Estimate:
     """Estimated latency of one inference on the real board, with the cross-validated interval."""
     board = get_board(board_name)
     notes = list(caveats or [])
     n = min(max(threads, 1), board.cores)
     calibrated_n = n if n in CALIBRATED_THREADS else max(t for t in CALIBRATED_THREADS if t <= n)
     if calibrated_n != n:
-        notes.append(f"{n} threads: no calibration figure; estimated with the {calibrated_n}-thread model "
-                     "(interval widened to the widest of any group, not validated)")
+        notes.append(
+            f"{n} threads: no calibration figure; estimated with the {calibrated_n}-thread model "
+            "(interval widened to the widest of any group, not validated)"
+        )
     if threads > board.cores:
         notes.append(f"{threads} threads on {board.cores} cores: counted as {board.cores}")
     available = tuple(k for k in (INS, B, P, M, X, A) if features.has(k, calibrated_n))
     method = chosen(board.name, calibrated_n, available)
     rows = calibration_data(board.name, calibrated_n)
     cand = BY_NAME[method]
-    model = fit(cand, board.name, calibrated_n, [(f, ms) for _, f, ms in rows
-                                                 if all(f.has(k, calibrated_n) for k in cand.needs)])
+    model = fit(
+        cand,
+        board.name,
+        calibrated_n,
+        [(f, ms) for _, f, ms in rows if all(f.has(k, calibrated_n) for k in cand.needs)],
+    )
     est = model.predict_ms(features)
     cv = cv_summary(method, board.name, calibrated_n, nested=False)
     q = cv["q_log"]
@@ -304,8 +377,9 @@ def estimate(board_name: str, features: Features, threads: int = 1, fmt: Format 
         if calibrated_n == n:
             notes.append(_uncalibrated_note(fmt, method))
     cv = {k: v for k, v in cv.items() if k not in ("covered",)}
-    return Estimate(board.name, n, method, features, est, est * math.exp(-q), est * math.exp(q), calibrated, cv,
-                    notes)
+    return Estimate(
+        board.name, n, method, features, est, est * math.exp(-q), est * math.exp(q), calibrated, cv, notes
+    )
 
 
 def _format_calibrated(fmt: Format | None, method: str) -> bool:
@@ -317,14 +391,21 @@ def _format_calibrated(fmt: Format | None, method: str) -> bool:
 
 def _uncalibrated_note(fmt: Format | None, method: str) -> str:
     what = fmt.value if fmt is not None else "this format"
-    return (f"{what}: no calibration figure exists for this runtime (the cost model is fitted on ncnn's benchmark "
-            "models only); its instructions per cycle may differ, so the interval is the widest of any calibrated "
-            "group and is not validated for it")
+    return (
+        f"{what}: no calibration figure exists for this runtime (the cost model is fitted on ncnn's benchmark "
+        "models only); its instructions per cycle may differ, so the interval is the widest of any calibrated "
+        "group and is not validated for it"
+    )
 
 
 @cache
 def widest_q() -> float:
-    qs = [cv_summary(c.name, b, t, nested=False)["q_log"] for b in calibration.DEVICES for t in CALIBRATED_THREADS
-          for c in CANDIDATES if _applies(c, t)]
+    qs = [
+        cv_summary(c.name, b, t, nested=False)["q_log"]
+        for b in calibration.DEVICES
+        for t in CALIBRATED_THREADS
+        for c in CANDIDATES
+        if _applies(c, t)
+    ]
     finite = [q for q in qs if math.isfinite(q)]
     return max(finite) if finite else math.inf

@@ -27,7 +27,9 @@ def cache_folder() -> Path:
     return path
 
 
-def count_cached(job: CountJob, device: str, say: Callable[[str], None] | None = None) -> tuple[CountResult, bool]:
+def count_cached(
+    job: CountJob, device: str, say: Callable[[str], None] | None = None
+) -> tuple[CountResult, bool]:
     """(the count, whether it came from the cache)."""
     key = cache_key(job, device)
     entry = cache_folder() / f"{key}.json"
@@ -37,12 +39,17 @@ def count_cached(job: CountJob, device: str, say: Callable[[str], None] | None =
         except (ValueError, TypeError):
             entry.unlink(missing_ok=True)  # a torn or old entry: count again
     if say is not None:
-        say(f"counting instructions of {Path(job.artifact).name} on {device} ({device_spec(device).cpu}), "
-            f"{job.threads} thread(s), under qemu")
+        say(
+            f"counting instructions of {Path(job.artifact).name} on {device} ({device_spec(device).cpu}), "
+            f"{job.threads} thread(s), under qemu"
+        )
     (result,) = count_artifacts([job], device)
     tmp = entry.with_suffix(".tmp")
-    data = {k: v for k, v in result.to_dict().items() if k not in ("instructions", "busiest_thread", "spread",
-                                                                      "label")}
+    data = {
+        k: v
+        for k, v in result.to_dict().items()
+        if k not in ("instructions", "busiest_thread", "spread", "label")
+    }
     tmp.write_text(json.dumps(data))
     tmp.replace(entry)
     return result, False

@@ -52,8 +52,11 @@ def analyze(path: Path, input_shape: list[int] | None = None) -> ModelCost:
     readers = {".onnx": _onnx, ".tflite": _tflite, ".param": _ncnn}
     reader = readers.get(path.suffix)
     if reader is None:
-        raise EdgekitError(f"cannot read a {path.suffix or 'suffix-less'} file", where=str(path),
-                           hint="give an .onnx, a .tflite or an ncnn .param (with its .bin beside it)")
+        raise EdgekitError(
+            f"cannot read a {path.suffix or 'suffix-less'} file",
+            where=str(path),
+            hint="give an .onnx, a .tflite or an ncnn .param (with its .bin beside it)",
+        )
     return reader(path, input_shape)
 
 
@@ -69,7 +72,10 @@ def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
     for vi in [*graph.input, *graph.value_info, *graph.output]:
         tt = vi.type.tensor_type
         dims = [d.dim_value if d.dim_value > 0 else 1 for d in tt.shape.dim]
-        shapes[vi.name] = (dims, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).itemsize if tt.elem_type else 4)
+        shapes[vi.name] = (
+            dims,
+            onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).itemsize if tt.elem_type else 4,
+        )
     macs_by: dict[str, int] = {}
     act = wino = 0
     for node in graph.node:
@@ -79,16 +85,28 @@ def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
             wino += macs if _onnx_3x3_s1_dense(node, inits) else 0
         act += sum(_nbytes(shapes.get(n)) for n in [*node.input, *node.output] if n and n not in inits)
     io = sum(_nbytes(shapes.get(v.name)) for v in [*graph.input, *graph.output] if v.name not in inits)
-    return ModelCost(str(path), "onnx", sum(macs_by.values()), int(sum(a.size for a in inits.values())),
-                     int(sum(a.nbytes for a in inits.values())), act, io, macs_by, wino)
+    return ModelCost(
+        str(path),
+        "onnx",
+        sum(macs_by.values()),
+        int(sum(a.size for a in inits.values())),
+        int(sum(a.nbytes for a in inits.values())),
+        act,
+        io,
+        macs_by,
+        wino,
+    )
 
 
 def _onnx_3x3_s1_dense(node: Any, inits: dict) -> bool:
     if node.op_type != "Conv" or node.input[1] not in inits or inits[node.input[1]].shape[2:] != (3, 3):
         return False
     attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
-    return all(v == 1 for v in attrs.get("strides", [1, 1])) and all(v == 1 for v in attrs.get("dilations", [1, 1])) \
+    return (
+        all(v == 1 for v in attrs.get("strides", [1, 1]))
+        and all(v == 1 for v in attrs.get("dilations", [1, 1]))
         and attrs.get("group", 1) == 1
+    )
 
 
 def _onnx_node_macs(node: Any, shapes: dict, inits: dict) -> int:
@@ -115,7 +133,9 @@ def _tflite(path: Path, input_shape: list[int] | None) -> ModelCost:
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path))
-    tensors = {t["index"]: (list(t["shape"]), np.dtype(t["dtype"]).itemsize) for t in interp.get_tensor_details()}
+    tensors = {
+        t["index"]: (list(t["shape"]), np.dtype(t["dtype"]).itemsize) for t in interp.get_tensor_details()
+    }
     ops = interp._get_ops_details()  # no public API lists ops with their tensors
     graph_io = {d["index"] for d in [*interp.get_input_details(), *interp.get_output_details()]}
     produced = {int(o) for op in ops for o in op["outputs"]}
@@ -169,7 +189,9 @@ def _ncnn(path: Path, input_shape: list[int] | None) -> ModelCost:
     io_file = path.with_suffix(".io.json")
     io = json.loads(io_file.read_text()) if io_file.exists() else {}
     shapes = _ncnn_blob_shapes(path, layers, io, input_shape)
-    elem = 4  # activations counted at fp32 whatever the runtime stores: one scale for every artifact (the cost
+    elem = (
+        4  # activations counted at fp32 whatever the runtime stores: one scale for every artifact (the cost
+    )
     # model's feature is calibrated that way; ncnn's fp16 storage halves the real bytes where the core has it)
     macs_by: dict[str, int] = {}
     params = act = wino = 0
@@ -178,7 +200,12 @@ def _ncnn(path: Path, input_shape: list[int] | None) -> ModelCost:
             continue
         wsize = int(p.get("6", p.get("2", 0))) if kind in _NCNN_CONV | _NCNN_DECONV | {"InnerProduct"} else 0
         nout = int(p.get("0", 0))
-        bias = nout if (kind == "InnerProduct" and p.get("1") == "1") or (kind != "InnerProduct" and p.get("5") == "1") else 0
+        bias = (
+            nout
+            if (kind == "InnerProduct" and p.get("1") == "1")
+            or (kind != "InnerProduct" and p.get("5") == "1")
+            else 0
+        )
         params += wsize + (bias if wsize else 0)
         macs = 0
         if kind in _NCNN_CONV and tops[0] in shapes:
@@ -196,7 +223,9 @@ def _ncnn(path: Path, input_shape: list[int] | None) -> ModelCost:
     ins = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
     io_bytes = sum(int(np.prod(shapes[b])) * 4 for b in [*ins, *outs] if b in shapes)
     weight_bytes = path.with_suffix(".bin").stat().st_size
-    return ModelCost(str(path), "ncnn", sum(macs_by.values()), params, weight_bytes, act, io_bytes, macs_by, wino)
+    return ModelCost(
+        str(path), "ncnn", sum(macs_by.values()), params, weight_bytes, act, io_bytes, macs_by, wino
+    )
 
 
 def _is_3x3_s1(p: dict[str, str]) -> bool:
@@ -218,21 +247,26 @@ def _parse_param(path: Path) -> list[tuple[str, list[str], list[str], dict[str, 
         if len(parts) < 4:
             continue
         kind, nb, nt = parts[0], int(parts[2]), int(parts[3])
-        bottoms, tops = parts[4:4 + nb], parts[4 + nb:4 + nb + nt]
-        params = dict(kv.split("=", 1) for kv in parts[4 + nb + nt:] if "=" in kv)
+        bottoms, tops = parts[4 : 4 + nb], parts[4 + nb : 4 + nb + nt]
+        params = dict(kv.split("=", 1) for kv in parts[4 + nb + nt :] if "=" in kv)
         layers.append((kind, bottoms, tops, params))
     return layers
 
 
-def _ncnn_blob_shapes(path: Path, layers: list, io: dict, input_shape: list[int] | None) -> dict[str, list[int]]:
+def _ncnn_blob_shapes(
+    path: Path, layers: list, io: dict, input_shape: list[int] | None
+) -> dict[str, list[int]]:
     """Every blob's (c, h, w) shape, from one run of the net on this host with zero inputs."""
     import ncnn
 
     inputs = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
     shapes = io.get("input_shapes") or ([input_shape] if input_shape else None)
     if not shapes:
-        raise EdgekitError("an ncnn model without its model.io.json sidecar needs its input shape",
-                           where=str(path), hint="pass --input-shape 1,3,224,224 (NCHW)")
+        raise EdgekitError(
+            "an ncnn model without its model.io.json sidecar needs its input shape",
+            where=str(path),
+            hint="pass --input-shape 1,3,224,224 (NCHW)",
+        )
     net = ncnn.Net()
     net.opt.num_threads = 1
     for key, value in (io.get("options") or {}).items():
@@ -250,8 +284,11 @@ def _ncnn_blob_shapes(path: Path, layers: list, io: dict, input_shape: list[int]
         for blob in blobs:
             ret, mat = ex.extract(blob)
             if ret == 0:  # extract() unpacks and converts to fp32, so c/d/h/w are the logical shape
-                out[blob] = [int(mat.c), int(mat.d) * int(mat.h), int(mat.w)] if mat.dims >= 3 \
+                out[blob] = (
+                    [int(mat.c), int(mat.d) * int(mat.h), int(mat.w)]
+                    if mat.dims >= 3
                     else [1, int(mat.h), int(mat.w)]
+                )
     finally:
         ex.clear()  # the extractor's blobs live in the net's pool allocator: free them first
         del ex

@@ -43,15 +43,22 @@ class Roofline:
     bound: str  # compute | memory
     intensity_macs_per_byte: float  # MACs / no-reuse bytes
     ridge_macs_per_byte: float  # the board's peak MACs / bandwidth
-    label: str = ("roofline lower bound (published peak specs, Winograd/fp16/int8 where the runtime may use them; "
-                  "not a measurement, not an estimate)")
+    label: str = (
+        "roofline lower bound (published peak specs, Winograd/fp16/int8 where the runtime may use them; "
+        "not a measurement, not an estimate)"
+    )
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 WINOGRAD_GAIN = 36 * 9 / 64  # F(6,3): 64 multiplications give a 6x6 tile of a 3x3 kernel (324 directly)
-STORAGE_BYTES = {Precision.FP32: 2, Precision.FP16: 2, Precision.DYNAMIC: 1, Precision.INT8: 1}  # fp16 storage
+STORAGE_BYTES = {
+    Precision.FP32: 2,
+    Precision.FP16: 2,
+    Precision.DYNAMIC: 1,
+    Precision.INT8: 1,
+}  # fp16 storage
 
 
 def executed_macs(cost: ModelCost) -> float:
@@ -59,19 +66,35 @@ def executed_macs(cost: ModelCost) -> float:
     return cost.macs - cost.winograd_macs + cost.winograd_macs / WINOGRAD_GAIN
 
 
-def roofline(cost: ModelCost, board: Board, threads: int = 1, precision: Precision = Precision.FP32) -> Roofline:
+def roofline(
+    cost: ModelCost, board: Board, threads: int = 1, precision: Precision = Precision.FP32
+) -> Roofline:
     peak = board.peak_macs_per_s(precision, threads)
     bw = board.mem_bw_gbs * 1e9
     compute_ms = executed_macs(cost) / peak * 1e3
-    weights = min(cost.weight_bytes, cost.params * STORAGE_BYTES[precision]) if cost.params else cost.weight_bytes
+    weights = (
+        min(cost.weight_bytes, cost.params * STORAGE_BYTES[precision]) if cost.params else cost.weight_bytes
+    )
     memory_ms = (weights + cost.io_bytes) / bw * 1e3
     return Roofline(
-        board=board.name, threads=min(threads, board.cores), precision=precision.value, macs=cost.macs,
-        params=cost.params, weight_bytes=cost.weight_bytes, bytes_moved=cost.bytes_moved,
-        compulsory_bytes=weights + cost.io_bytes, peak_gmacs=peak / 1e9, mem_bw_gbs=board.mem_bw_gbs,
-        compute_ms=compute_ms, memory_ms=memory_ms, traffic_ms=cost.bytes_moved / bw * 1e3,
-        lower_bound_ms=max(compute_ms, memory_ms), bound="compute" if compute_ms >= memory_ms else "memory",
-        intensity_macs_per_byte=cost.macs / max(1, cost.bytes_moved), ridge_macs_per_byte=peak / bw)
+        board=board.name,
+        threads=min(threads, board.cores),
+        precision=precision.value,
+        macs=cost.macs,
+        params=cost.params,
+        weight_bytes=cost.weight_bytes,
+        bytes_moved=cost.bytes_moved,
+        compulsory_bytes=weights + cost.io_bytes,
+        peak_gmacs=peak / 1e9,
+        mem_bw_gbs=board.mem_bw_gbs,
+        compute_ms=compute_ms,
+        memory_ms=memory_ms,
+        traffic_ms=cost.bytes_moved / bw * 1e3,
+        lower_bound_ms=max(compute_ms, memory_ms),
+        bound="compute" if compute_ms >= memory_ms else "memory",
+        intensity_macs_per_byte=cost.macs / max(1, cost.bytes_moved),
+        ridge_macs_per_byte=peak / bw,
+    )
 
 
 def artifact_format(path: Path) -> Format | None:

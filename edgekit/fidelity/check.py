@@ -31,7 +31,9 @@ from edgekit.fidelity import metrics
 from edgekit.recipe import Gates, Recipe, Task, check_class_range
 from edgekit.runtimes import Outputs, spec_for
 
-FIDELITY_VERSION = 3  # 3: map50_95_drop. Part of the cached results' digest: bump when the numbers are computed differently
+FIDELITY_VERSION = (
+    3  # 3: map50_95_drop. Part of the cached results' digest: bump when the numbers are computed differently
+)
 DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
 
 
@@ -59,8 +61,12 @@ def align_outputs(ref: Outputs, got: Outputs) -> tuple[list[np.ndarray], str]:
 def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -> dict[str, Any]:
     """All fidelity numbers of one artifact (see the module docstring)."""
     arrays, rule = align_outputs(ref, got)
-    numbers: dict[str, Any] = {"version": FIDELITY_VERSION, "samples": int(len(ref[0][1])),
-                               "output_mapping": rule, "outputs": {}}
+    numbers: dict[str, Any] = {
+        "version": FIDELITY_VERSION,
+        "samples": int(len(ref[0][1])),
+        "output_mapping": rule,
+        "outputs": {},
+    }
     for (name, r), g in zip(ref, arrays):
         numbers["outputs"][name] = _errors(r, g)
     per = numbers["outputs"].values()
@@ -80,11 +86,17 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
 def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
     """Each gate the recipe sets, with the measured value and the number of inputs it was judged on; a gate
     whose number is unavailable is skipped."""
-    rules = {"min_cosine": ("cosine", ">="), "min_cosine_worst": ("cosine_worst", ">="),
-             "min_cosine_p5": ("cosine_p5", ">="), "max_abs_error": ("max_abs_error", "<="),
-             "max_top1_drop": ("top1_drop", "<="), "min_top1_agreement": ("top1_agreement", ">="),
-             "min_box_match": ("box_match", ">="), "max_map_drop": ("map50_drop", "<="),
-             "max_map50_95_drop": ("map50_95_drop", "<=")}
+    rules = {
+        "min_cosine": ("cosine", ">="),
+        "min_cosine_worst": ("cosine_worst", ">="),
+        "min_cosine_p5": ("cosine_p5", ">="),
+        "max_abs_error": ("max_abs_error", "<="),
+        "max_top1_drop": ("top1_drop", "<="),
+        "min_top1_agreement": ("top1_agreement", ">="),
+        "min_box_match": ("box_match", ">="),
+        "max_map_drop": ("map50_drop", "<="),
+        "max_map50_95_drop": ("map50_95_drop", "<="),
+    }
     checks, skipped = [], []
     for gate, limit in gates.model_dump().items():
         if limit is None:
@@ -96,21 +108,33 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
             continue
         ok = value >= limit if op == ">=" else value <= limit
         checks.append({"gate": gate, "limit": limit, "value": value, "passed": bool(ok)})
-    return {"passed": all(c["passed"] for c in checks), "checks": checks, "skipped": skipped,
-            "samples": numbers.get("samples")}
+    return {
+        "passed": all(c["passed"] for c in checks),
+        "checks": checks,
+        "skipped": skipped,
+        "samples": numbers.get("samples"),
+    }
 
 
 def describe_failures(gates: dict[str, Any]) -> str:
     judged = f" (on {gates['samples']} inputs)" if gates.get("samples") else ""
-    return "; ".join(f"{c['gate']}: {c['value']:.4g} vs limit {c['limit']:.4g}" for c in gates["checks"]
-                     if not c["passed"]) + judged
+    return (
+        "; ".join(
+            f"{c['gate']}: {c['value']:.4g} vs limit {c['limit']:.4g}"
+            for c in gates["checks"]
+            if not c["passed"]
+        )
+        + judged
+    )
 
 
 def check_labels(ref: Outputs, labels: Labels | None, recipe: Recipe) -> None:
     """A classifier's class ids must name its outputs (RecipeError naming the field otherwise)."""
     if recipe.task is Task.CLASSIFY and isinstance(labels, np.ndarray) and ref:
         logits = ref[0][1]
-        check_class_range(labels, int(np.prod(logits.shape[1:])), "evaluation.data (its labels)", str(recipe.path))
+        check_class_range(
+            labels, int(np.prod(logits.shape[1:])), "evaluation.data (its labels)", str(recipe.path)
+        )
 
 
 # --- numbers ------------------------------------------------------------------------------------------------
@@ -120,8 +144,13 @@ def _errors(r: np.ndarray, g: np.ndarray) -> dict[str, float]:
     nr, ng = np.linalg.norm(rf, axis=1), np.linalg.norm(gf, axis=1)
     dot = np.sum(rf * gf, axis=1)
     cos = np.where((nr == 0) & (ng == 0), 1.0, dot / np.maximum(nr * ng, 1e-30))
-    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "cosine": float(cos.mean()),
-            "cosine_min": float(cos.min()), "cosine_p5": float(np.percentile(cos, 5))}
+    return {
+        "max_abs": float(diff.max()),
+        "mean_abs": float(diff.mean()),
+        "cosine": float(cos.mean()),
+        "cosine_min": float(cos.min()),
+        "cosine_p5": float(np.percentile(cos, 5)),
+    }
 
 
 def _classify(ref: np.ndarray, got: np.ndarray, labels: Labels | None) -> dict[str, Any]:
@@ -144,24 +173,36 @@ def _detector_outputs(ref: Outputs) -> tuple[int, int]:
     fours = [k for k, (_, a) in enumerate(ref) if a.shape[-1] == 4]
     if len(ref) == 2 and len(fours) >= 1:
         return fours[0], 1 - fours[0]
-    raise ValueError("a detector needs two outputs, `boxes` [1, N, 4] and `scores` [1, N, classes] "
-                     "(see edgekit/zoo/yolov5_lite.py)")
+    raise ValueError(
+        "a detector needs two outputs, `boxes` [1, N, 4] and `scores` [1, N, classes] "
+        "(see edgekit/zoo/yolov5_lite.py)"
+    )
 
 
-def _detect(rb: np.ndarray, rs: np.ndarray, gb: np.ndarray, gs: np.ndarray,
-            labels: Labels | None) -> dict[str, Any]:
+def _detect(
+    rb: np.ndarray, rs: np.ndarray, gb: np.ndarray, gs: np.ndarray, labels: Labels | None
+) -> dict[str, Any]:
     nms = {"conf": DETECT_CONF, "iou": DETECT_NMS_IOU}
     ref_dets, got_dets = metrics.detections(rb, rs, **nms), metrics.detections(gb, gs, **nms)
     matched = sum(_matched(r, g) for r, g in zip(ref_dets, got_dets))
     total = sum(len(r) for r in ref_dets)
-    out: dict[str, Any] = {"boxes_reference": int(total), "boxes": int(sum(len(g) for g in got_dets)),
-                           "box_match": matched / total if total else None}
+    out: dict[str, Any] = {
+        "boxes_reference": int(total),
+        "boxes": int(sum(len(g) for g in got_dets)),
+        "box_match": matched / total if total else None,
+    }
     if isinstance(labels, list):
         ref_m, got_m = metrics.detection_metrics(rb, rs, labels), metrics.detection_metrics(gb, gs, labels)
-        out.update({"map50_reference": ref_m["map50"], "map50": got_m["map50"],
-                    "map50_95_reference": ref_m["map50_95"], "map50_95": got_m["map50_95"],
-                    "map50_drop": ref_m["map50"] - got_m["map50"],
-                    "map50_95_drop": ref_m["map50_95"] - got_m["map50_95"]})
+        out.update(
+            {
+                "map50_reference": ref_m["map50"],
+                "map50": got_m["map50"],
+                "map50_95_reference": ref_m["map50_95"],
+                "map50_95": got_m["map50_95"],
+                "map50_drop": ref_m["map50"] - got_m["map50"],
+                "map50_95_drop": ref_m["map50_95"] - got_m["map50_95"],
+            }
+        )
     return out
 
 

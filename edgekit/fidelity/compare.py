@@ -21,8 +21,17 @@ from edgekit.recipe import Recipe
 from edgekit.results import Comparison, Measurement
 from edgekit.runtimes import Outputs
 
-METRIC_KEYS = ("top1", "top1_reference", "top1_drop", "map50", "map50_95", "map50_reference",
-               "map50_95_reference", "map50_drop", "map50_95_drop")
+METRIC_KEYS = (
+    "top1",
+    "top1_reference",
+    "top1_drop",
+    "map50",
+    "map50_95",
+    "map50_reference",
+    "map50_95_reference",
+    "map50_drop",
+    "map50_95_drop",
+)
 
 
 def load_outputs(npz: Path, measurement: Measurement) -> Outputs:
@@ -33,20 +42,36 @@ def load_outputs(npz: Path, measurement: Measurement) -> Outputs:
         return [(name, np.asarray(data[key])) for name, key in zip(names, keys)]
 
 
-def compare(reference: Outputs, got: Outputs, *, recipe: Recipe, labels: Labels | None, artifact: str,
-            target: str, reference_name: str, gate: bool = False) -> Comparison:
+def compare(
+    reference: Outputs,
+    got: Outputs,
+    *,
+    recipe: Recipe,
+    labels: Labels | None,
+    artifact: str,
+    target: str,
+    reference_name: str,
+    gate: bool = False,
+) -> Comparison:
     """One Comparison; with `gate`, the recipe's fidelity gates for the artifact's precision are applied."""
     n = min(len(reference[0][1]), len(got[0][1]))  # a device may have run fewer evaluation samples
     ref = [(name, arr[:n]) for name, arr in reference]
     out = [(name, arr[:n]) for name, arr in got]
     lab = _first(labels, n)
     numbers = fidelity.compare(ref, out, recipe, lab)
-    comp = Comparison(artifact=artifact, target=target, reference=reference_name,
-                      max_abs_error=float(numbers["max_abs_error"]),
-                      mean_abs_error=float(numbers["mean_abs_error"]), cosine=float(numbers["cosine"]),
-                      top1_agreement=numbers.get("top1_agreement"), box_match=numbers.get("box_match"),
-                      metric={k: float(numbers[k]) for k in METRIC_KEYS if numbers.get(k) is not None},
-                      samples=n, output_mapping=numbers.get("output_mapping"))
+    comp = Comparison(
+        artifact=artifact,
+        target=target,
+        reference=reference_name,
+        max_abs_error=float(numbers["max_abs_error"]),
+        mean_abs_error=float(numbers["mean_abs_error"]),
+        cosine=float(numbers["cosine"]),
+        top1_agreement=numbers.get("top1_agreement"),
+        box_match=numbers.get("box_match"),
+        metric={k: float(numbers[k]) for k in METRIC_KEYS if numbers.get(k) is not None},
+        samples=n,
+        output_mapping=numbers.get("output_mapping"),
+    )
     if gate:
         checks = fidelity.check_gates(numbers, recipe.gates_for(Format(artifact)))
         comp.gates_passed = bool(checks["passed"])
@@ -57,8 +82,16 @@ def compare(reference: Outputs, got: Outputs, *, recipe: Recipe, labels: Labels 
 def failed_comparison(artifact: str, target: str, reference_name: str, error: str) -> Comparison:
     """Outputs that cannot be compared at all (shape mismatch, missing file) are a failed gate, not a crash."""
     nan = float("nan")
-    return Comparison(artifact=artifact, target=target, reference=reference_name, max_abs_error=nan,
-                      mean_abs_error=nan, cosine=nan, gates_passed=False, gate_failures=[error])
+    return Comparison(
+        artifact=artifact,
+        target=target,
+        reference=reference_name,
+        max_abs_error=nan,
+        mean_abs_error=nan,
+        cosine=nan,
+        gates_passed=False,
+        gate_failures=[error],
+    )
 
 
 def _first(labels: Labels | None, n: int) -> Any:

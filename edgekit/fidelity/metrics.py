@@ -40,8 +40,15 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(same & (union <= 0), 1.0, iou)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, *, conf: float = 0.001, iou: float = 0.6,
-        max_det: int = 100, max_candidates: int = 3000) -> np.ndarray:
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    *,
+    conf: float = 0.001,
+    iou: float = 0.6,
+    max_det: int = 100,
+    max_candidates: int = 3000,
+) -> np.ndarray:
     """Class-aware greedy NMS of one image's raw outputs -> detections (m, 6) sorted by score."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     scores = np.asarray(scores, np.float32).reshape(len(boxes), -1)
@@ -67,7 +74,7 @@ def _greedy(boxes: np.ndarray, iou: float, max_det: int) -> list[int]:
         keep.append(i)
         if len(keep) >= max_det:
             break
-        rest = np.nonzero(alive[i + 1:])[0] + i + 1
+        rest = np.nonzero(alive[i + 1 :])[0] + i + 1
         if len(rest):
             alive[rest[box_iou(boxes[i], boxes[rest])[0] > iou]] = False
     return keep
@@ -80,8 +87,9 @@ def detections(boxes: np.ndarray, scores: np.ndarray, **nms_args: float) -> list
     return [nms(b, s, **nms_args) for b, s in zip(boxes, scores)]  # type: ignore[arg-type]
 
 
-def mean_average_precision(dets: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                           ious: Sequence[float] = (0.5,)) -> float:
+def mean_average_precision(
+    dets: Sequence[np.ndarray], labels: Sequence[np.ndarray], ious: Sequence[float] = (0.5,)
+) -> float:
     """COCO-style mAP over classes that have labelled boxes, averaged over the IoU thresholds `ious`."""
     if len(dets) != len(labels):
         raise ValueError(f"{len(dets)} detection arrays for {len(labels)} labelled images")
@@ -101,7 +109,9 @@ def map50_95(dets: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> float:
     return mean_average_precision(dets, labels, COCO_IOUS)
 
 
-def detection_metrics(boxes: np.ndarray, scores: np.ndarray, labels: Sequence[np.ndarray]) -> dict[str, float]:
+def detection_metrics(
+    boxes: np.ndarray, scores: np.ndarray, labels: Sequence[np.ndarray]
+) -> dict[str, float]:
     """mAP@0.5 and mAP@0.5:0.95 of batched raw detector outputs (NMS applied here)."""
     dets = detections(boxes, scores)
     return {"map50": map50(dets, labels), "map50_95": map50_95(dets, labels)}

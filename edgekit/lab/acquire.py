@@ -49,15 +49,21 @@ def place_target(template: Target, place: Place, lease: Lease | None) -> Target:
     """The SSH target for one acquired place (its NetworkService: address, port, user unless the file sets one)."""
     service = place.service
     if service is None:
-        raise LabError(f"place {place.name} has no available NetworkService (its exporter is gone, or the place "
-                       "matches none)", where=template.name,
-                       hint=f"labgrid-client -p {place.name} show; the exporter's YAML needs a NetworkService "
-                            "with address, username and port")
+        raise LabError(
+            f"place {place.name} has no available NetworkService (its exporter is gone, or the place "
+            "matches none)",
+            where=template.name,
+            hint=f"labgrid-client -p {place.name} show; the exporter's YAML needs a NetworkService "
+            "with address, username and port",
+        )
     update: dict[str, Any] = {
-        "name": place.name, "host": service.address, "port": service.port,
-        "user": template.user or service.username, "known_hosts": known_hosts_for(place.name),
+        "name": place.name,
+        "host": service.address,
+        "port": service.port,
+        "user": template.user or service.username,
+        "known_hosts": known_hosts_for(place.name),
         "description": f"{place.name} ({' '.join(f'{k}={v}' for k, v in place.tags.items())}) via labgrid "
-                       f"{template.lab.address() if template.lab else '?'}",
+        f"{template.lab.address() if template.lab else '?'}",
     }
     if template.key is not None:
         update["key"] = Path(str(template.key).replace("{place}", place.name))

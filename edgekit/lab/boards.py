@@ -81,8 +81,10 @@ class SlowBoard:
 
     def line(self) -> str:
         f = BoardFacts(self.board, 0, "", "", self.facts)
-        return (f"{self.board} ({self.board_type}) is {100 * (self.ratio - 1):.0f} % slower than its siblings over "
-                f"{self.keys} measurement(s): {f.clocks()}, {f.thermal()}")
+        return (
+            f"{self.board} ({self.board_type}) is {100 * (self.ratio - 1):.0f} % slower than its siblings over "
+            f"{self.keys} measurement(s): {f.clocks()}, {f.thermal()}"
+        )
 
 
 @dataclass
@@ -90,12 +92,16 @@ class BoardSpread:
     """Per board and per board type: medians by (recipe, artifact, threads), and the slow boards."""
 
     medians: dict[str, dict[tuple[str, str, int], float]] = field(default_factory=dict)  # board -> key -> ms
-    types: dict[str, str] = field(default_factory=dict)  # board -> its type (the lab spec it was acquired for)
+    types: dict[str, str] = field(
+        default_factory=dict
+    )  # board -> its type (the lab spec it was acquired for)
     facts: dict[str, DeviceFacts | None] = field(default_factory=dict)
     slow: list[SlowBoard] = field(default_factory=list)
 
 
-def board_spread(results: Iterable[DeployResult], types: dict[str, str], ratio: float = SLOW_RATIO) -> BoardSpread:
+def board_spread(
+    results: Iterable[DeployResult], types: dict[str, str], ratio: float = SLOW_RATIO
+) -> BoardSpread:
     """Compare every board with the other boards of its type on the keys both measured."""
     spread = BoardSpread(types=dict(types))
     for result in results:
@@ -110,7 +116,9 @@ def board_spread(results: Iterable[DeployResult], types: dict[str, str], ratio: 
             mine = spread.medians.get(board, {})
             ratios = []
             for key, ms in mine.items():
-                siblings = [spread.medians[b][key] for b in boards if b != board and key in spread.medians.get(b, {})]
+                siblings = [
+                    spread.medians[b][key] for b in boards if b != board and key in spread.medians.get(b, {})
+                ]
                 if siblings and ms > 0:
                     ratios.append(ms / statistics.median(siblings))
             if ratios:
@@ -126,4 +134,6 @@ def _add(spread: BoardSpread, recipe: str, run: TargetRun) -> None:
     spread.facts[run.target] = run.agent.facts_after or run.agent.facts_before
     for m in run.agent.measurements:
         if m.status == "ok" and m.samples_ms:
-            spread.medians.setdefault(run.target, {})[(recipe, m.artifact, m.threads)] = statistics.median(m.samples_ms)
+            spread.medians.setdefault(run.target, {})[(recipe, m.artifact, m.threads)] = statistics.median(
+                m.samples_ms
+            )

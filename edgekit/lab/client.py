@@ -80,12 +80,17 @@ def _duration(seconds: float | None) -> str:
 
 def lab_python() -> Path:
     """labgrid's python: $EDGEKIT_LAB_PYTHON, else the repo's .venv-lab (made by `make setup`)."""
-    path = Path(os.environ.get("EDGEKIT_LAB_PYTHON") or (source_checkout() or data_dir()) / ".venv-lab" / "bin"
-                / "python")
+    path = Path(
+        os.environ.get("EDGEKIT_LAB_PYTHON")
+        or (source_checkout() or data_dir()) / ".venv-lab" / "bin" / "python"
+    )
     if not path.exists():
-        raise LabSetupError(f"labgrid's environment is missing ({path})", where="edgekit lab",
-                            hint="make setup (creates .venv-lab from constraints-lab.txt), or set "
-                                 "EDGEKIT_LAB_PYTHON to a python that has labgrid 26")
+        raise LabSetupError(
+            f"labgrid's environment is missing ({path})",
+            where="edgekit lab",
+            hint="make setup (creates .venv-lab from constraints-lab.txt), or set "
+            "EDGEKIT_LAB_PYTHON to a python that has labgrid 26",
+        )
     return path
 
 
@@ -97,11 +102,25 @@ def holder_name() -> str:
 
 
 def _place(data: dict[str, Any]) -> Place:
-    services = [Service(str(s.get("address") or ""), str(s.get("username") or ""), int(s.get("port") or 22),
-                        bool(s.get("avail")), str(s.get("path"))) for s in data.get("services", [])]
-    return Place(name=data["name"], tags=dict(data.get("tags") or {}), holder=data.get("acquired") or None,
-                 held_s=data.get("held_s"), comment=data.get("comment") or "", reservation=data.get("reservation"),
-                 services=services)
+    services = [
+        Service(
+            str(s.get("address") or ""),
+            str(s.get("username") or ""),
+            int(s.get("port") or 22),
+            bool(s.get("avail")),
+            str(s.get("path")),
+        )
+        for s in data.get("services", [])
+    ]
+    return Place(
+        name=data["name"],
+        tags=dict(data.get("tags") or {}),
+        holder=data.get("acquired") or None,
+        held_s=data.get("held_s"),
+        comment=data.get("comment") or "",
+        reservation=data.get("reservation"),
+        services=services,
+    )
 
 
 class LabClient:
@@ -116,15 +135,24 @@ class LabClient:
 
     def _run(self, *args: str) -> dict[str, Any]:
         try:
-            proc = subprocess.run(self._argv(*args), capture_output=True, text=True, timeout=self.timeout_s,
-                                  stdin=subprocess.DEVNULL, check=False)
+            proc = subprocess.run(
+                self._argv(*args),
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
-            raise LabError(f"no answer from the coordinator within {self.timeout_s:g} s",
-                           where=self.coordinator) from None
+            raise LabError(
+                f"no answer from the coordinator within {self.timeout_s:g} s", where=self.coordinator
+            ) from None
         events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         if not events:
-            raise LabError(f"the labgrid helper said nothing (exit {proc.returncode}): "
-                           f"{proc.stderr.strip()[-400:]}", where=self.coordinator)
+            raise LabError(
+                f"the labgrid helper said nothing (exit {proc.returncode}): {proc.stderr.strip()[-400:]}",
+                where=self.coordinator,
+            )
         last: dict[str, Any] = events[-1]
         if last["event"] == "error":
             raise _error(last, self.coordinator)
@@ -149,7 +177,9 @@ class LabClient:
     def define(self, places: list[tuple[str, list[str], dict[str, str]]]) -> None:
         """Create each (place, matches, tags) if new, add its matches (exporter/group/cls), set its tags: what an
         admin does with labgrid-client create / add-match / set-tags, in one session."""
-        self._run("define", "--places", json.dumps([{"place": p, "matches": m, "tags": t} for p, m, t in places]))
+        self._run(
+            "define", "--places", json.dumps([{"place": p, "matches": m, "tags": t} for p, m, t in places])
+        )
 
     def hold(self, spec: LabSpec, *, count: int = 1, say: Say | None = None) -> Lease:
         """Wait (up to spec.wait_s) for free matching places, acquire `count` of them (0: every free one, at
@@ -158,8 +188,14 @@ class LabClient:
         args += [a for k, v in spec.tags.items() for a in ("--tag", f"{k}={v}")]
         args += ["--place", spec.place] if spec.place else []
         env = {**os.environ, "LG_USERNAME": holder_name()}
-        proc = subprocess.Popen(self._argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)  # leaves our group once it holds
+        proc = subprocess.Popen(
+            self._argv(*args),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )  # leaves our group once it holds
         return Lease(proc, spec, self.coordinator, say or (lambda _m: None))
 
 
@@ -193,17 +229,23 @@ class Lease:
         self._events.put(None)
 
     def _await_acquired(self) -> None:
-        deadline = time.monotonic() + self.spec.wait_s + 60.0  # the helper times out first; this is a backstop
+        deadline = (
+            time.monotonic() + self.spec.wait_s + 60.0
+        )  # the helper times out first; this is a backstop
         while True:
             try:
                 event = self._events.get(timeout=max(1.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise LabError(f"the labgrid helper said nothing for {self.spec.wait_s + 60:.0f} s",
-                               where=self.coordinator) from None
+                raise LabError(
+                    f"the labgrid helper said nothing for {self.spec.wait_s + 60:.0f} s",
+                    where=self.coordinator,
+                ) from None
             if event is None:
                 err = self.proc.stderr.read() if self.proc.stderr else ""
-                raise LabError(f"the labgrid helper exited ({self.proc.wait()}) before acquiring: "
-                               f"{err.strip()[-400:]}", where=self.coordinator)
+                raise LabError(
+                    f"the labgrid helper exited ({self.proc.wait()}) before acquiring: {err.strip()[-400:]}",
+                    where=self.coordinator,
+                )
             kind = event["event"]
             if kind == "acquired":
                 self.places = [_place(p) for p in event["places"]]
@@ -213,11 +255,15 @@ class Lease:
                 raise _error(event, self.coordinator)
             if kind == "waiting":
                 holders = "; ".join(f"{h['place']} held by {holder_text(_held(h))}" for h in event["holders"])
-                self.say(f"lab: waiting for a free place with {self.spec.wanted()} ({event['waited_s']:.0f} s of "
-                         f"{self.spec.wait_s:.0f} s): {holders or 'none free'}")
+                self.say(
+                    f"lab: waiting for a free place with {self.spec.wanted()} ({event['waited_s']:.0f} s of "
+                    f"{self.spec.wait_s:.0f} s): {holders or 'none free'}"
+                )
             elif kind == "stale-released":
-                self.say(f"lab: {event['place']} was held by a dead edgekit ({event['holder']}): released"
-                         + (f" (failed: {event['error']})" if event.get("error") else ""))
+                self.say(
+                    f"lab: {event['place']} was held by a dead edgekit ({event['holder']}): released"
+                    + (f" (failed: {event['error']})" if event.get("error") else "")
+                )
 
     def release(self, name: str | None = None, timeout_s: float = 30.0) -> None:
         """Give back one place (or all); waits for the coordinator's answer, bounded."""
@@ -271,7 +317,9 @@ class Lease:
 
 
 def _held(h: dict[str, Any]) -> Place:
-    return Place(name=h["place"], tags={}, holder=h.get("by"), held_s=h.get("held_s"), comment="", reservation=None)
+    return Place(
+        name=h["place"], tags={}, holder=h.get("by"), held_s=h.get("held_s"), comment="", reservation=None
+    )
 
 
 def _error(event: dict[str, Any], coordinator: str) -> LabError | Interrupted:
@@ -279,19 +327,28 @@ def _error(event: dict[str, Any], coordinator: str) -> LabError | Interrupted:
     if kind == "timeout":
         holders = "; ".join(f"{h['place']} held by {holder_text(_held(h))}" for h in event.get("holders", []))
         wanted = " ".join(f"{k}={v}" for k, v in (event.get("tags") or {}).items())
-        return LabWaitTimeout(f"no free place with {wanted or 'the name asked for'}: {message}; {holders}",
-                              where=coordinator, hint="edgekit lab (who holds what); wait longer with "
-                              "lab.wait_s in the target file; a holder that is gone: edgekit lab release PLACE")
+        return LabWaitTimeout(
+            f"no free place with {wanted or 'the name asked for'}: {message}; {holders}",
+            where=coordinator,
+            hint="edgekit lab (who holds what); wait longer with "
+            "lab.wait_s in the target file; a holder that is gone: edgekit lab release PLACE",
+        )
     if kind == "no-match":
-        return NoMatchingPlace(f"no place matches tags {event.get('tags')} names {event.get('names') or '-'}",
-                               where=coordinator, hint=f"places: {', '.join(event.get('known') or []) or 'none'}"
-                                                       " (edgekit lab lists them with their tags)")
+        return NoMatchingPlace(
+            f"no place matches tags {event.get('tags')} names {event.get('names') or '-'}",
+            where=coordinator,
+            hint=f"places: {', '.join(event.get('known') or []) or 'none'}"
+            " (edgekit lab lists them with their tags)",
+        )
     if kind == "interrupted":
         return Interrupted(message, where=coordinator)
     if kind == "coordinator":
-        return LabError(f"cannot reach the labgrid coordinator ({message})", where=coordinator,
-                        hint="is it running (labgrid-coordinator -l HOST:PORT)? the address comes from the target's "
-                             "lab.coordinator, else $LG_COORDINATOR, else 127.0.0.1:20408")
+        return LabError(
+            f"cannot reach the labgrid coordinator ({message})",
+            where=coordinator,
+            hint="is it running (labgrid-coordinator -l HOST:PORT)? the address comes from the target's "
+            "lab.coordinator, else $LG_COORDINATOR, else 127.0.0.1:20408",
+        )
     return LabError(message, where=coordinator)
 
 

@@ -70,17 +70,28 @@ def services(session: Any, place: Any) -> list[dict[str, object]]:
                     continue
                 if place.hasmatch((exporter, group_name, entry.cls, resource_name)):
                     params = dict(entry.params)
-                    found.append({"address": params.get("address"), "username": params.get("username"),
-                                  "port": int(params.get("port") or 22), "avail": bool(entry.avail),
-                                  "path": f"{exporter}/{group_name}/{resource_name}"})
+                    found.append(
+                        {
+                            "address": params.get("address"),
+                            "username": params.get("username"),
+                            "port": int(params.get("port") or 22),
+                            "avail": bool(entry.avail),
+                            "path": f"{exporter}/{group_name}/{resource_name}",
+                        }
+                    )
     return found
 
 
 def describe(session: Any, place: Any, now: float) -> dict[str, object]:
-    return {"name": place.name, "tags": dict(place.tags), "acquired": place.acquired,
-            "held_s": round(now - place.changed, 1) if place.acquired else None,
-            "comment": place.comment, "reservation": place.reservation,
-            "services": services(session, place)}
+    return {
+        "name": place.name,
+        "tags": dict(place.tags),
+        "acquired": place.acquired,
+        "held_s": round(now - place.changed, 1) if place.acquired else None,
+        "comment": place.comment,
+        "reservation": place.reservation,
+        "services": services(session, place),
+    }
 
 
 def matching(session: Any, tags: dict[str, str], names: list[str]) -> list[Any]:
@@ -160,8 +171,14 @@ async def do_hold(args: argparse.Namespace) -> int:
     while True:
         candidates = matching(session, tags, args.place)
         if not candidates:
-            emit("error", kind="no-match", message="no place matches", tags=tags, names=args.place,
-                 known=sorted(session.places))
+            emit(
+                "error",
+                kind="no-match",
+                message="no place matches",
+                tags=tags,
+                names=args.place,
+                known=sorted(session.places),
+            )
             return EXIT_ERROR
         for place in candidates:
             if place.acquired and stale(place.acquired, hostname):
@@ -182,12 +199,23 @@ async def do_hold(args: argparse.Namespace) -> int:
             emit("error", kind="interrupted", message="interrupted (Ctrl-C) while waiting for a free place")
             return EXIT_INTERRUPTED
         now_wall = time.time()
-        holders = [{"place": p.name, "by": p.acquired or f"reservation {p.reservation}",
-                    "held_s": round(now_wall - p.changed, 1) if p.acquired else None}
-                   for p in candidates if p.name not in held]
+        holders = [
+            {
+                "place": p.name,
+                "by": p.acquired or f"reservation {p.reservation}",
+                "held_s": round(now_wall - p.changed, 1) if p.acquired else None,
+            }
+            for p in candidates
+            if p.name not in held
+        ]
         if time.monotonic() >= deadline:
-            emit("error", kind="timeout", message=f"no free place within {args.wait:g} s", holders=holders,
-                 tags=tags)
+            emit(
+                "error",
+                kind="timeout",
+                message=f"no free place within {args.wait:g} s",
+                holders=holders,
+                tags=tags,
+            )
             for name in held:
                 await release(session, name)
             return EXIT_TIMEOUT
@@ -301,16 +329,27 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    run = {"places": do_places, "hold": do_hold, "release-from": do_release_from, "kick": do_kick,
-           "define": do_define}[args.command]
+    run = {
+        "places": do_places,
+        "hold": do_hold,
+        "release-from": do_release_from,
+        "kick": do_kick,
+        "define": do_define,
+    }[args.command]
     try:
         return asyncio.run(run(args))
     except (TimeoutError, ConnectionError) as exc:
-        emit("error", kind="coordinator", message=f"cannot reach the coordinator at {args.coordinator}: "
-                                                  f"{exc or type(exc).__name__}")
+        emit(
+            "error",
+            kind="coordinator",
+            message=f"cannot reach the coordinator at {args.coordinator}: {exc or type(exc).__name__}",
+        )
     except Exception as exc:  # noqa: BLE001 - reported to edgekit as data, with labgrid's own words
-        emit("error", kind="coordinator" if "coordinator" in str(exc).lower() else "labgrid",
-             message=f"{type(exc).__name__}: {exc}")
+        emit(
+            "error",
+            kind="coordinator" if "coordinator" in str(exc).lower() else "labgrid",
+            message=f"{type(exc).__name__}: {exc}",
+        )
     return EXIT_ERROR
 
 

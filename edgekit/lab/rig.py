@@ -52,18 +52,24 @@ class Rig:
 
 def default_places(pi4: int, pi5: int) -> list[RigPlace]:
     letters = "abcdefgh"
-    return ([RigPlace(f"pi4-{letters[i]}", "pi4-emu", {"board": "pi4", "cpu": "cortex-a72"}) for i in range(pi4)]
-            + [RigPlace(f"pi5-{letters[i]}", "pi5-emu", {"board": "pi5", "cpu": "cortex-a76"}) for i in range(pi5)])
+    return [
+        RigPlace(f"pi4-{letters[i]}", "pi4-emu", {"board": "pi4", "cpu": "cortex-a72"}) for i in range(pi4)
+    ] + [RigPlace(f"pi5-{letters[i]}", "pi5-emu", {"board": "pi5", "cpu": "cortex-a76"}) for i in range(pi5)]
 
 
 def start(root: Path, places: list[RigPlace]) -> Rig:
     """Coordinator, one sshd per place, one exporter publishing their NetworkServices, the places defined."""
     for place in places:
         if not is_built(place.device):
-            raise LabError(f"emulated device {place.device} is not built", where="lab rig",
-                           hint=f"edgekit emu build {place.device}")
+            raise LabError(
+                f"emulated device {place.device} is not built",
+                where="lab rig",
+                hint=f"edgekit emu build {place.device}",
+            )
     root.mkdir(parents=True, exist_ok=True)
-    (root / "places.yaml").unlink(missing_ok=True)  # a rig starts as a new lab (the coordinator keeps it here)
+    (root / "places.yaml").unlink(
+        missing_ok=True
+    )  # a rig starts as a new lab (the coordinator keeps it here)
     key = root / "client_ed25519"
     if not key.exists():
         _keygen(key)
@@ -72,16 +78,36 @@ def start(root: Path, places: list[RigPlace]) -> Rig:
     rig = Rig(root, f"127.0.0.1:{port}", key, places)
     try:
         bindir = lab_python().parent
-        rig.pids.append(_spawn([str(bindir / "labgrid-coordinator"), "-l", rig.coordinator], root, "coordinator"))
+        rig.pids.append(
+            _spawn([str(bindir / "labgrid-coordinator"), "-l", rig.coordinator], root, "coordinator")
+        )
         _wait_port(port, "labgrid-coordinator", root / "coordinator.log")
         for place in places:
             rig.ports[place.name] = _start_sshd(rig, place)
         exporter = root / "exporter.yaml"
-        exporter.write_text("".join(
-            f"{p.name}:\n  NetworkService:\n    address: 127.0.0.1\n    username: {getpass.getuser()}\n"
-            f"    port: {rig.ports[p.name]}\n" for p in places))
-        rig.pids.append(_spawn([str(bindir / "labgrid-exporter"), "-c", rig.coordinator, "-n", "rig",
-                                "--hostname", "127.0.0.1", str(exporter)], root, "exporter"))
+        exporter.write_text(
+            "".join(
+                f"{p.name}:\n  NetworkService:\n    address: 127.0.0.1\n    username: {getpass.getuser()}\n"
+                f"    port: {rig.ports[p.name]}\n"
+                for p in places
+            )
+        )
+        rig.pids.append(
+            _spawn(
+                [
+                    str(bindir / "labgrid-exporter"),
+                    "-c",
+                    rig.coordinator,
+                    "-n",
+                    "rig",
+                    "--hostname",
+                    "127.0.0.1",
+                    str(exporter),
+                ],
+                root,
+                "exporter",
+            )
+        )
         client = LabClient(rig.coordinator)
         client.define([(p.name, [f"rig/{p.name}/NetworkService"], p.tags) for p in places])
         _wait_services(client, {p.name for p in places})
@@ -106,7 +132,8 @@ def _start_sshd(rig: Rig, place: RigPlace) -> int:
         "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\n"
         f"AllowUsers {getpass.getuser()}\nSubsystem sftp internal-sftp\nAcceptEnv EDGEKIT_*\n"
         f"SetEnv EDGEKIT_DEVICE={place.device} HOME={here / 'home'} PATH={dev.bin}:/usr/local/bin:/usr/bin:/bin\n"
-        "PrintMotd no\nUseDNS no\nX11Forwarding no\nAllowTcpForwarding no\nLogLevel ERROR\n")
+        "PrintMotd no\nUseDNS no\nX11Forwarding no\nAllowTcpForwarding no\nLogLevel ERROR\n"
+    )
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     rig.pids.append(_spawn([SSHD, "-D", "-f", str(here / "sshd_config")], rig.root, f"sshd-{place.name}"))
@@ -115,16 +142,20 @@ def _start_sshd(rig: Rig, place: RigPlace) -> int:
 
 
 def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True, stdin=subprocess.DEVNULL
+    )
 
 
 def _spawn(argv: list[str], cwd: Path, log: str) -> int:
     """A process in a session of its own (its pid is its process group), output to ROOT/LOG.log."""
     out = os.open(cwd / f"{log}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0), (os.POSIX_SPAWN_DUP2, out, 1),
-                   (os.POSIX_SPAWN_DUP2, out, 2)]
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, out, 1),
+            (os.POSIX_SPAWN_DUP2, out, 2),
+        ]
         old = os.getcwd()
         os.chdir(cwd)  # the coordinator keeps places.yaml in its working directory
         try:
@@ -166,7 +197,9 @@ def _wait_port(port: int, what: str, log: Path, timeout_s: float = 20.0) -> None
         except OSError:
             time.sleep(0.05)
     tail = log.read_text()[-400:] if log.exists() else ""
-    raise LabError(f"{what} did not listen on 127.0.0.1:{port} within {timeout_s:g} s: {tail}", where="lab rig")
+    raise LabError(
+        f"{what} did not listen on 127.0.0.1:{port} within {timeout_s:g} s: {tail}", where="lab rig"
+    )
 
 
 def _wait_services(client: LabClient, names: set[str], timeout_s: float = 30.0) -> None:
@@ -176,5 +209,7 @@ def _wait_services(client: LabClient, names: set[str], timeout_s: float = 30.0) 
         if names <= ready:
             return
         time.sleep(0.3)
-    raise LabError(f"the exporter did not publish every place's NetworkService within {timeout_s:g} s",
-                   where=client.coordinator)
+    raise LabError(
+        f"the exporter did not publish every place's NetworkService within {timeout_s:g} s",
+        where=client.coordinator,
+    )

@@ -55,7 +55,9 @@ class SpreadOutcome:
     board_seconds: dict[str, float] = field(default_factory=dict)  # place -> seconds spent deploying
     jobs: dict[str, list[str]] = field(default_factory=dict)  # place -> recipes it ran
     acquire_s: dict[str, float] = field(default_factory=dict)  # lab target -> seconds to acquire its places
-    release_s: dict[str, float] = field(default_factory=dict)  # place -> seconds the coordinator took to release
+    release_s: dict[str, float] = field(
+        default_factory=dict
+    )  # place -> seconds the coordinator took to release
     unavailable: dict[str, str] = field(default_factory=dict)  # lab target -> why it got no place tonight
     convert_s: float = 0.0
     deploy_s: float = 0.0  # wall time from the first board starting to the last one finishing
@@ -66,8 +68,14 @@ class SpreadOutcome:
         return list(self.board_type)
 
 
-def spread(recipes: Sequence[Path], targets: Sequence[str], log: Log, *,
-           deploy_one: DeployOne | None = None, night: int | None = None) -> SpreadOutcome:
+def spread(
+    recipes: Sequence[Path],
+    targets: Sequence[str],
+    log: Log,
+    *,
+    deploy_one: DeployOne | None = None,
+    night: int | None = None,
+) -> SpreadOutcome:
     """Deploy every recipe to every target; lab targets spread over all their free places."""
     from edgekit.recipe import load_recipe
 
@@ -113,7 +121,9 @@ def spread(recipes: Sequence[Path], targets: Sequence[str], log: Log, *,
                     continue
                 finally:
                     with lock:
-                        outcome.board_seconds[name] = outcome.board_seconds.get(name, 0.0) + time.monotonic() - t
+                        outcome.board_seconds[name] = (
+                            outcome.board_seconds.get(name, 0.0) + time.monotonic() - t
+                        )
                         outcome.jobs.setdefault(name, []).append(path.name)
                 with lock:
                     parts[path].append(result)
@@ -130,7 +140,9 @@ def spread(recipes: Sequence[Path], targets: Sequence[str], log: Log, *,
             finally:
                 done.release()
 
-        threads = [threading.Thread(target=worker, args=b, name=f"spread-{b[0].name}", daemon=True) for b in boards]
+        threads = [
+            threading.Thread(target=worker, args=b, name=f"spread-{b[0].name}", daemon=True) for b in boards
+        ]
         t0 = time.monotonic()
         for t in threads:
             t.start()
@@ -151,8 +163,9 @@ def spread(recipes: Sequence[Path], targets: Sequence[str], log: Log, *,
     return outcome
 
 
-def _acquire(targets: Sequence[str], log: Log, outcome: SpreadOutcome,
-             leases: list[Lease]) -> tuple[dict[str, queue.Queue[Path]], list[tuple[Target, str, Lease | None]]]:
+def _acquire(
+    targets: Sequence[str], log: Log, outcome: SpreadOutcome, leases: list[Lease]
+) -> tuple[dict[str, queue.Queue[Path]], list[tuple[Target, str, Lease | None]]]:
     """One queue per target name; one worker per board: every free place of a lab target, or the target."""
     queues: dict[str, queue.Queue[Path]] = {}
     boards: list[tuple[Target, str, Lease | None]] = []
@@ -163,8 +176,10 @@ def _acquire(targets: Sequence[str], log: Log, outcome: SpreadOutcome,
             boards.append((template, name, None))
             continue
         client = LabClient(template.lab.address())
-        log(f"lab: acquiring every free place with {template.lab.wanted()} (at least one, up to "
-            f"{template.lab.wait_s:.0f} s)")
+        log(
+            f"lab: acquiring every free place with {template.lab.wanted()} (at least one, up to "
+            f"{template.lab.wait_s:.0f} s)"
+        )
         try:
             lease = client.hold(template.lab, count=0, say=log)
         except LabError as exc:  # this board type gets no place tonight; the others go on
@@ -185,7 +200,9 @@ def _acquire(targets: Sequence[str], log: Log, outcome: SpreadOutcome,
 def _convert(recipe: Recipe, log: Log) -> list[Artifact]:
     from edgekit.convert.pipeline import convert_recipe
 
-    arts = convert_recipe(recipe, None, keep_going=True, progress=lambda m: log(f"{recipe.name}: convert: {m}"))
+    arts = convert_recipe(
+        recipe, None, keep_going=True, progress=lambda m: log(f"{recipe.name}: convert: {m}")
+    )
     return [a for a in arts if a.files] or arts
 
 
@@ -213,15 +230,21 @@ def board_lines(store: Any, done: SpreadOutcome, history: int = 14) -> list[str]
     from edgekit.lab.boards import SLOW_RATIO, board_spread, last_facts
 
     busy = sum(done.board_seconds.values())
-    unavailable = [f"  {name}: NO PLACE tonight: {why.splitlines()[0]}" for name, why in done.unavailable.items()]
-    lines = [f"lab: {len(done.boards)} board(s); wall {done.wall_s:.0f} s (conversions {done.convert_s:.0f} s, "
-             f"deploys {done.deploy_s:.0f} s); board-seconds {busy:.0f} s "
-             f"({busy / done.deploy_s if done.deploy_s else 0:.2f} boards busy on average while deploying)",
-             *unavailable]
+    unavailable = [
+        f"  {name}: NO PLACE tonight: {why.splitlines()[0]}" for name, why in done.unavailable.items()
+    ]
+    lines = [
+        f"lab: {len(done.boards)} board(s); wall {done.wall_s:.0f} s (conversions {done.convert_s:.0f} s, "
+        f"deploys {done.deploy_s:.0f} s); board-seconds {busy:.0f} s "
+        f"({busy / done.deploy_s if done.deploy_s else 0:.2f} boards busy on average while deploying)",
+        *unavailable,
+    ]
     for board, kind in done.board_type.items():
         facts = last_facts(store, board)
-        lines.append(f"  {board} ({kind}): {len(done.jobs.get(board, []))} recipe(s) in "
-                     f"{done.board_seconds.get(board, 0.0):.0f} s; last: {facts.summary() if facts else 'no run stored'}")
+        lines.append(
+            f"  {board} ({kind}): {len(done.jobs.get(board, []))} recipe(s) in "
+            f"{done.board_seconds.get(board, 0.0):.0f} s; last: {facts.summary() if facts else 'no run stored'}"
+        )
     ids = {r.id for board in done.boards for r in store.runs(target=board, limit=history)}
     found = board_spread(store.load_many(ids).values(), done.board_type)
     for kind in dict.fromkeys(done.board_type.values()):
@@ -232,12 +255,18 @@ def board_lines(store: Any, done: SpreadOutcome, history: int = 14) -> list[str]
     for slow in found.slow:
         lines.append(f"  SLOW BOARD {slow.line()}")
     if not found.slow:
-        lines.append(f"  no board is {100 * (SLOW_RATIO - 1):.0f} % slower than its siblings on what both measured")
+        lines.append(
+            f"  no board is {100 * (SLOW_RATIO - 1):.0f} % slower than its siblings on what both measured"
+        )
     return lines
 
 
-def _type_lines(medians: dict[str, dict[tuple[str, str, int], float]], boards: list[str],
-                keys: set[tuple[str, str, int]], most: int = 5) -> list[str]:
+def _type_lines(
+    medians: dict[str, dict[tuple[str, str, int], float]],
+    boards: list[str],
+    keys: set[tuple[str, str, int]],
+    most: int = 5,
+) -> list[str]:
     """A board type's figures: per key, the median over its boards and their range; widest spread first."""
     import statistics
 
@@ -247,5 +276,8 @@ def _type_lines(medians: dict[str, dict[tuple[str, str, int], float]], boards: l
         if len(values) >= 2:
             rows.append((max(values) / min(values) if min(values) > 0 else 1.0, key, values))
     rows.sort(key=lambda r: -r[0])
-    return [f"{r} {a} x{t}: {statistics.median(v):.2f} ms median over {len(v)} boards ({min(v):.2f}-{max(v):.2f}, "
-            f"spread {100 * (ratio - 1):.0f} %)" for ratio, (r, a, t), v in rows[:most]]
+    return [
+        f"{r} {a} x{t}: {statistics.median(v):.2f} ms median over {len(v)} boards ({min(v):.2f}-{max(v):.2f}, "
+        f"spread {100 * (ratio - 1):.0f} %)"
+        for ratio, (r, a, t), v in rows[:most]
+    ]

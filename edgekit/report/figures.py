@@ -31,7 +31,9 @@ def task_metric(fid: dict[str, Any]) -> str | None:
     'mAP50 0.412 (ONNX 0.415)'; None without labels."""
     if isinstance(fid.get("top1"), (int, float)):
         ref = fid.get("top1_reference")
-        return f"top-1 {percent(fid['top1'])}" + (f" (ONNX {percent(ref)})" if isinstance(ref, (int, float)) else "")
+        return f"top-1 {percent(fid['top1'])}" + (
+            f" (ONNX {percent(ref)})" if isinstance(ref, (int, float)) else ""
+        )
     if isinstance(fid.get("map50"), (int, float)):
         ref = fid.get("map50_reference")
         return f"mAP50 {fid['map50']:.3f}" + (f" (ONNX {ref:.3f})" if isinstance(ref, (int, float)) else "")
@@ -66,7 +68,9 @@ def fidelity_line(fid: dict[str, Any]) -> str:
     parts = []
     cos, worst = fid.get("cosine"), fid.get("cosine_worst")
     if isinstance(cos, (int, float)):
-        parts.append(f"cos {cos:.5f}" + (f" (worst input {worst:.5f})" if isinstance(worst, (int, float)) else ""))
+        parts.append(
+            f"cos {cos:.5f}" + (f" (worst input {worst:.5f})" if isinstance(worst, (int, float)) else "")
+        )
     if isinstance(fid.get("max_abs_error"), (int, float)):
         samples = fid.get("samples")
         parts.append(f"max abs {fid['max_abs_error']:.3g}" + (f" on {samples} inputs" if samples else ""))

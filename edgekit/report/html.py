@@ -107,27 +107,39 @@ def _recipe(view: RecipeView) -> str:
 def _routes(view: RecipeView) -> str:
     """Per run (newest first) and target: the fastest artifact that met every gate, and what its figure is
     (measured p50, board estimate or instruction count), so a change of route over time shows."""
-    head = ("<tr><th class=l>run</th><th class=l>target</th><th class=l>ship</th><th>figure</th>"
-            "<th class=l>speed-up</th><th class=l>basis</th></tr>")
+    head = (
+        "<tr><th class=l>run</th><th class=l>target</th><th class=l>ship</th><th>figure</th>"
+        "<th class=l>speed-up</th><th class=l>basis</th></tr>"
+    )
     rows = []
     for run in reversed(view.runs):
         for r in run.result.routes:
             if view.targets and r.get("target") not in view.targets:
                 continue  # the report's target filter
             if r.get("artifact") is None:
-                rows.append(f"<tr class=warn><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
-                            f"{_target(run, r)}</td><td class=l colspan=4>no artifact met every gate"
-                            "</td></tr>")
+                rows.append(
+                    f"<tr class=warn><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
+                    f"{_target(run, r)}</td><td class=l colspan=4>no artifact met every gate"
+                    "</td></tr>"
+                )
                 continue
             value = r.get("value") or 0.0
-            figure = f"{value / 1e6:.1f} M insn" if r.get("basis") == "instructions-emulated" else f"{value:.3g} ms"
-            speed = " · ".join(f"{r[k]:.2f}x vs {escape(str(r[a]))}" for k, a in
-                               (("speedup_vs_fp32", "fp32_artifact"), ("speedup_vs_slowest", "slowest_artifact"))
-                               if r.get(k) and r.get(a) != r.get("artifact"))
-            rows.append(f"<tr><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
-                        f"{_target(run, r)}</td><td class=l><b>{escape(str(r['artifact']))}</b></td>"
-                        f"<td>{figure}</td><td class=l>{speed or '-'}</td>"
-                        f"<td class='l wrap muted'>{escape(str(r.get('basis_label', '')))}</td></tr>")
+            figure = (
+                f"{value / 1e6:.1f} M insn"
+                if r.get("basis") == "instructions-emulated"
+                else f"{value:.3g} ms"
+            )
+            speed = " · ".join(
+                f"{r[k]:.2f}x vs {escape(str(r[a]))}"
+                for k, a in (("speedup_vs_fp32", "fp32_artifact"), ("speedup_vs_slowest", "slowest_artifact"))
+                if r.get(k) and r.get(a) != r.get("artifact")
+            )
+            rows.append(
+                f"<tr><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
+                f"{_target(run, r)}</td><td class=l><b>{escape(str(r['artifact']))}</b></td>"
+                f"<td>{figure}</td><td class=l>{speed or '-'}</td>"
+                f"<td class='l wrap muted'>{escape(str(r.get('basis_label', '')))}</td></tr>"
+            )
     if not rows:
         return '<p class="muted">No route recorded yet (runs before routes were recorded).</p>'
     return f"<details open><summary>{len(rows)} target runs</summary><table>{head}{''.join(rows)}</table></details>"
@@ -141,8 +153,9 @@ def _target(run: StoredRun, route: dict) -> str:
 def _plots(view: RecipeView) -> list[str]:
     """Per chart kind, a heading, the legend once (HTML, so it never covers a title) and per target a grid
     of panels; the conversion's fidelity is one chart for all targets."""
-    artifacts = sorted({r.artifact for r in view.rows} | {a.id for a in view.latest.result.artifacts},
-                       key=plots._order)
+    artifacts = sorted(
+        {r.artifact for r in view.rows} | {a.id for a in view.latest.result.artifacts}, key=plots._order
+    )
     parts = []
     for title, draw, legend in (
         ("Latency trend", plots.trend, _artifact_legend(artifacts, trend=True)),
@@ -152,7 +165,9 @@ def _plots(view: RecipeView) -> list[str]:
         parts.append(f"<h3>{title}</h3>{legend}")
         for target in view.targets:
             panels = "".join(_figure(p, target) for p in draw(view, target))
-            parts.append(f'<h4>{escape(target)}{_emu(view.emulated(target))}</h4><div class="plots">{panels}</div>')
+            parts.append(
+                f'<h4>{escape(target)}{_emu(view.emulated(target))}</h4><div class="plots">{panels}</div>'
+            )
     parts.append(f"<h3>Fidelity vs the original model (at conversion)</h3>{_precision_legend()}")
     parts.append(f'<div class="plots">{_figure(plots.fidelity(view), "")}</div>')
     return parts
@@ -164,20 +179,24 @@ def _figure(panel: plots.Panel, target: str) -> str:
         caption += f'<br><span class="muted">{escape(panel.note)}</span>'
     body = panel.svg if panel.svg is not None else ""
     css = "" if panel.svg is not None else ' class="nodata"'
-    return (f'<figure{css} data-target="{escape(target)}"><figcaption>{caption}</figcaption>{body}</figure>')
+    return f'<figure{css} data-target="{escape(target)}"><figcaption>{caption}</figcaption>{body}</figure>'
 
 
 def _artifact_legend(artifacts: list[str], *, trend: bool = False) -> str:
-    items = [f'<span class="key"><i style="background:{plots.colour_hex(a)}"></i>{escape(a)}</span>'
-             for a in artifacts]
+    items = [
+        f'<span class="key"><i style="background:{plots.colour_hex(a)}"></i>{escape(a)}</span>'
+        for a in artifacts
+    ]
     if trend:
         items.append('<span class="key"><i class="ring"></i>flagged regression</span>')
     return f'<p class="legend">{"".join(items)}</p>'
 
 
 def _precision_legend() -> str:
-    items = [f'<span class="key"><i style="background:{c}"></i>{p.value}</span>'
-             for p, c in plots.PRECISION_COLOURS.items()]
+    items = [
+        f'<span class="key"><i style="background:{c}"></i>{p.value}</span>'
+        for p, c in plots.PRECISION_COLOURS.items()
+    ]
     return f'<p class="legend">precision: {"".join(items)}</p>'
 
 
@@ -284,8 +303,10 @@ def _estimate(est: dict | None) -> str:
     if not est:
         return "-"
     mark = "" if est.get("interval_calibrated", True) else " (interval not validated for this runtime)"
-    return (f'<b>~{_num(est["estimate_ms"])}</b> ({_num(est["low_ms"])}–{_num(est["high_ms"])}) '
-            f'<span class="muted">{escape(str(est.get("board", "")))} estimate{mark}</span>')
+    return (
+        f"<b>~{_num(est['estimate_ms'])}</b> ({_num(est['low_ms'])}–{_num(est['high_ms'])}) "
+        f'<span class="muted">{escape(str(est.get("board", "")))} estimate{mark}</span>'
+    )
 
 
 def _emu(emulated: bool) -> str:

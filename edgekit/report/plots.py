@@ -99,8 +99,11 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
         _time_axis(ax, times)
         panels.append(_done(fig, f"{target}, {_threads(n)}: p50 over time", emulated, _basis(emulated)))
     for n in sorted({k[1] for k in series}):
-        counts = [(a, [(x, m.instructions_per_invoke) for x, _, m in pts if m.instructions_per_invoke])
-                  for (a, th), pts in ordered if th == n]
+        counts = [
+            (a, [(x, m.instructions_per_invoke) for x, _, m in pts if m.instructions_per_invoke])
+            for (a, th), pts in ordered
+            if th == n
+        ]
         if not any(c for _, c in counts):
             continue
         fig, ax = _panel()
@@ -109,8 +112,14 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
                 ax.plot(*zip(*pts_c), "-s", ms=3, lw=1.2, color=colour(artifact))
         ax.set_ylabel("instructions / invoke")
         _time_axis(ax, times)
-        panels.append(_done(fig, f"{target}, {_threads(n)}: guest instruction count over time", emulated,
-                            "guest instruction count on the emulated core (not time)"))
+        panels.append(
+            _done(
+                fig,
+                f"{target}, {_threads(n)}: guest instruction count over time",
+                emulated,
+                "guest instruction count on the emulated core (not time)",
+            )
+        )
     return panels
 
 
@@ -143,7 +152,9 @@ def distribution(view: RecipeView, target: str) -> list[Panel]:
         ax.set_xlabel("emulated wall time per invoke (ms)" if emulated else "latency per invoke (ms)")
         beyond = f"{above} sample{'s' if above > 1 else ''} beyond the axis" if above else ""
         note = "; ".join(s for s in (_basis(emulated), beyond) if s)
-        panels.append(_done(fig, f"{target}, {_threads(n)}: latency distribution, run #{run_id}", emulated, note))
+        panels.append(
+            _done(fig, f"{target}, {_threads(n)}: latency distribution, run #{run_id}", emulated, note)
+        )
     return panels
 
 
@@ -162,10 +173,15 @@ def precisions(view: RecipeView, target: str) -> list[Panel]:
         fig, ax = _panel()
         _precision_bars(ax, [m for m in found if m.threads == n], use_counts)
         ax.set_ylabel(
-            "instructions / invoke" if use_counts
-            else "p50, emulated wall time (ms)" if emulated else "p50 latency (ms)"
+            "instructions / invoke"
+            if use_counts
+            else "p50, emulated wall time (ms)"
+            if emulated
+            else "p50 latency (ms)"
         )
-        panels.append(_done(fig, f"{target}, {_threads(n)}: precisions vs fp32, run #{run_id}", emulated, basis))
+        panels.append(
+            _done(fig, f"{target}, {_threads(n)}: precisions vs fp32, run #{run_id}", emulated, basis)
+        )
     return panels
 
 
@@ -241,8 +257,15 @@ def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool) -> Non
             ax.bar(x, value, width * 0.9, color=PRECISION_COLOURS[precision])
             top = max(top, value)
             if base and precision is not Precision.FP32:
-                ax.text(x, value, f"{base / value:.2f}x", ha="center", va="bottom", fontsize=7,
-                        rotation=90 if len(runtimes) > 2 else 0)
+                ax.text(
+                    x,
+                    value,
+                    f"{base / value:.2f}x",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    rotation=90 if len(runtimes) > 2 else 0,
+                )
     ax.set_ylim(0, top * (1.3 if len(runtimes) > 2 else 1.15) or 1.0)  # room for the labels on the bars
     ax.set_xticks(range(len(runtimes)), [r.value for r in runtimes])
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
@@ -295,8 +318,9 @@ def _panel(*, rows: int = 0, labels: list[str] | None = None) -> tuple[Figure, A
     bottom = 0.55
     fig = plt.figure(figsize=(WIDTH_IN, height))
     ax = fig.add_subplot()
-    fig.subplots_adjust(left=left / WIDTH_IN, right=1 - 0.2 / WIDTH_IN, top=1 - 0.15 / height,
-                        bottom=bottom / height)
+    fig.subplots_adjust(
+        left=left / WIDTH_IN, right=1 - 0.2 / WIDTH_IN, top=1 - 0.15 / height, bottom=bottom / height
+    )
     if not rows:
         ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.yaxis.set_major_formatter(FuncFormatter(_compact))

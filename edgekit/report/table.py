@@ -20,12 +20,16 @@ from edgekit.report.figures import agreement, judged_on, percent, task_metric
 from edgekit.results import AgentResult, Comparison, DeployResult, Measurement, TargetRun
 
 HOST = "host"
-EMULATED_NOTE = ("emulated = wall time under qemu on this machine (~600x slower than the device, ratios "
-                 "distorted): not device latency")
-COUNT_NOTE = ("ESTIMATE = the real board's latency estimated from the exact instruction count on its emulated core "
-              "(cost model and 80% interval cross-validated on ncnn's benchmark models; not a measurement); "
-              "x fp32 by insn = instruction-count ratio (instructions are not cycles); emulated wall times: "
-              "--verbose or --json")
+EMULATED_NOTE = (
+    "emulated = wall time under qemu on this machine (~600x slower than the device, ratios "
+    "distorted): not device latency"
+)
+COUNT_NOTE = (
+    "ESTIMATE = the real board's latency estimated from the exact instruction count on its emulated core "
+    "(cost model and 80% interval cross-validated on ncnn's benchmark models; not a measurement); "
+    "x fp32 by insn = instruction-count ratio (instructions are not cycles); emulated wall times: "
+    "--verbose or --json"
+)
 
 
 def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
@@ -41,19 +45,27 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
     for art in result.artifacts:
         conversions.add_row(art.id, f"{art.size_bytes / 1e6:.2f}", _fidelity(art))
     parts: list[Table | Text] = [conversions]
-    threads_all: list[int] = sorted({t for run in runs for t in (run.benchmark or result.benchmark).get(
-        "threads", [1])} or set(result.benchmark.get("threads", [1])))
+    threads_all: list[int] = sorted(
+        {t for run in runs for t in (run.benchmark or result.benchmark).get("threads", [1])}
+        or set(result.benchmark.get("threads", [1]))
+    )
     for run in runs:
-        table = Table(title=f"{result.recipe} on {run.target}" + (" (emulated)" if run.emulated else ""),
-                      title_justify="left", header_style="bold")
+        table = Table(
+            title=f"{result.recipe} on {run.target}" + (" (emulated)" if run.emulated else ""),
+            title_justify="left",
+            header_style="bold",
+        )
         table.add_column("artifact", no_wrap=True, min_width=11)
         table.add_column("thr", justify="right", min_width=3)
         for label in _target_headers(run, verbose):
             table.add_column(label, justify="right", overflow="fold", min_width=5)
         for art in result.artifacts:
             for threads in threads_all:
-                table.add_row(art.id, str(threads),
-                              *_target_cells(run, art.id, threads, verbose, art.fidelity.get("samples")))
+                table.add_row(
+                    art.id,
+                    str(threads),
+                    *_target_cells(run, art.id, threads, verbose, art.fidelity.get("samples")),
+                )
         parts.append(table)
     from edgekit.runtimes.ranking import runtime_table  # the runtimes side by side (a deploy of several)
 
@@ -93,8 +105,9 @@ def failures(result: DeployResult) -> list[str]:
                 lines.append(f"{run.target} {m.artifact} threads={m.threads}: {m.error}")
         for c in run.comparisons:
             if c.reference == "onnx" and c.gates_passed is False:
-                lines.append(f"{run.target} {c.artifact}: missed its gate on this target: "
-                             f"{'; '.join(c.gate_failures)}")
+                lines.append(
+                    f"{run.target} {c.artifact}: missed its gate on this target: {'; '.join(c.gate_failures)}"
+                )
     return lines
 
 
@@ -118,28 +131,64 @@ def bench_table(agent: AgentResult, target: str) -> Table:
     emulated = agent.facts_before.emulated
     unit = "emulated wall ms" if emulated else "ms"
     facts = agent.facts_before
-    title = (f"{target}: {facts.machine} {facts.cpu_model or ''}, {facts.cores} cores, python {facts.python}"
-             + (f" ({facts.emulator})" if emulated else ""))
-    table = Table(title=title, title_justify="left", caption=EMULATED_NOTE if emulated else None,
-                  caption_justify="left", header_style="bold")
+    title = (
+        f"{target}: {facts.machine} {facts.cpu_model or ''}, {facts.cores} cores, python {facts.python}"
+        + (f" ({facts.emulator})" if emulated else "")
+    )
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=EMULATED_NOTE if emulated else None,
+        caption_justify="left",
+        header_style="bold",
+    )
     counted = any(m.instructions_per_invoke for m in agent.measurements)
-    names = ["artifact", "runtime", "thr", "load ms", f"p50 {unit}", "p90", "p99", "mean", "std", "min",
-             "samples x number", "peak RSS MB"] + (["guest insn / invoke"] if counted else []) + ["status"]
+    names = (
+        [
+            "artifact",
+            "runtime",
+            "thr",
+            "load ms",
+            f"p50 {unit}",
+            "p90",
+            "p99",
+            "mean",
+            "std",
+            "min",
+            "samples x number",
+            "peak RSS MB",
+        ]
+        + (["guest insn / invoke"] if counted else [])
+        + ["status"]
+    )
     for name in names:
         table.add_column(name, justify="left" if name in ("artifact", "runtime", "status") else "right")
     for m in agent.measurements:
         ok = m.status == "ok"
         insn = [f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-"] if counted else []
-        table.add_row(m.artifact, m.runtime, str(m.threads), _ms(m.load_ms), _ms(m.p50_ms, emulated),
-                      _ms(m.p90_ms), _ms(m.p99_ms), _ms(m.mean_ms), _ms(m.std_ms), _ms(m.min_ms),
-                      f"{len(m.samples_ms)} x {m.number}", _num(m.peak_rss_mb, 1), *insn,
-                      Text("ok", style="green") if ok else Text(f"failed: {m.error}", style="red"))
+        table.add_row(
+            m.artifact,
+            m.runtime,
+            str(m.threads),
+            _ms(m.load_ms),
+            _ms(m.p50_ms, emulated),
+            _ms(m.p90_ms),
+            _ms(m.p99_ms),
+            _ms(m.mean_ms),
+            _ms(m.std_ms),
+            _ms(m.min_ms),
+            f"{len(m.samples_ms)} x {m.number}",
+            _num(m.peak_rss_mb, 1),
+            *insn,
+            Text("ok", style="green") if ok else Text(f"failed: {m.error}", style="red"),
+        )
     return table
 
 
 # --- cells --------------------------------------------------------------------------------------------------------
-def _target_cells(run: TargetRun, artifact: str, threads: int, verbose: bool = False,
-                  evaluation_inputs: int | None = None) -> list[Text | str]:
+def _target_cells(
+    run: TargetRun, artifact: str, threads: int, verbose: bool = False, evaluation_inputs: int | None = None
+) -> list[Text | str]:
     m = _measurement(run, artifact, threads)
     cells: list[Text | str] = []
     missing: Text | None = None
@@ -157,8 +206,13 @@ def _target_cells(run: TargetRun, artifact: str, threads: int, verbose: bool = F
         if verbose:
             cells.append(_ms(m.p50_ms) if m is not None and m.status == "ok" else "")
     else:
-        cells.append(missing or Text(f"{_ms(m.p50_ms)} / {_ms(m.p90_ms)}"  # type: ignore[union-attr]
-                                     + (" emulated" if run.emulated else "")))
+        cells.append(
+            missing
+            or Text(
+                f"{_ms(m.p50_ms)} / {_ms(m.p90_ms)}"  # type: ignore[union-attr]
+                + (" emulated" if run.emulated else "")
+            )
+        )
         cells.append(_speedup(run, artifact, threads, m))
     if run.target != HOST:
         cells.append(_drift(_comparison(run, artifact, "host")))
@@ -172,7 +226,9 @@ def _estimate_cell(est: dict) -> Text | str:
     if est.get("status") != "ok" or not isinstance(est.get("estimate_ms"), (int, float)):
         return Text("n/a", style="dim")
     mark = "" if est.get("interval_calibrated", True) else "*"
-    return Text(f"~{_ms(est['estimate_ms'])} ({_ms(est['low_ms'])}-{_ms(est['high_ms'])}){mark}", style="italic")
+    return Text(
+        f"~{_ms(est['estimate_ms'])} ({_ms(est['low_ms'])}-{_ms(est['high_ms'])}){mark}", style="italic"
+    )
 
 
 def _count_ratio(run: TargetRun, artifact: str, threads: int, m: Measurement | None) -> Text | str:
@@ -245,20 +301,30 @@ def _fidelity(art: object) -> Text | str:
 
 def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
     b = result.benchmark
-    parts = [f"ms per invocation; threads {b.get('threads')}, warmup {b.get('warmup')}, repeat {b.get('repeat')} x "
-             f"number {b.get('number')}; x fp32 = p50 of the same runtime's fp32 / p50 (same target and threads); "
-             "gates = the recipe's fidelity gates on that target's outputs vs ONNX"]
+    parts = [
+        f"ms per invocation; threads {b.get('threads')}, warmup {b.get('warmup')}, repeat {b.get('repeat')} x "
+        f"number {b.get('number')}; x fp32 = p50 of the same runtime's fp32 / p50 (same target and threads); "
+        "gates = the recipe's fidelity gates on that target's outputs vs ONNX"
+    ]
     for run in runs:
         own = run.benchmark
         if own and own != b:
-            parts.append(f"{run.target}: its own capped plan: threads {own.get('threads')}, repeat "
-                         f"{own.get('repeat')}, {own.get('samples') or 'all'} evaluation inputs")
+            parts.append(
+                f"{run.target}: its own capped plan: threads {own.get('threads')}, repeat "
+                f"{own.get('repeat')}, {own.get('samples') or 'all'} evaluation inputs"
+            )
     if any(r.emulated and _counted(r) for r in runs):
         parts.append(COUNT_NOTE)
     if any(r.emulated and not _counted(r) for r in runs):
         parts.append(EMULATED_NOTE)
-    if any(isinstance(e, dict) and e.get("interval_calibrated") is False for r in runs for e in r.estimates.values()):
-        parts.append("* interval not validated for this runtime: the cost model is calibrated on ncnn models only")
+    if any(
+        isinstance(e, dict) and e.get("interval_calibrated") is False
+        for r in runs
+        for e in r.estimates.values()
+    ):
+        parts.append(
+            "* interval not validated for this runtime: the cost model is calibrated on ncnn models only"
+        )
     return "\n".join(parts)
 
 

@@ -25,13 +25,33 @@ from edgekit.runtimes.base import (
 )
 from edgekit.runtimes.host import _fit_layout, _quantize, run_onnx, run_tflite
 
-RUNTIME_MODULES = ("edgekit.runtimes.tflite", "edgekit.runtimes.ncnn", "edgekit.runtimes.ort",
-                   "edgekit.runtimes.opencv", "edgekit.runtimes.mnn", "edgekit.runtimes.openvino",
-                   "edgekit.runtimes.executorch")
+RUNTIME_MODULES = (
+    "edgekit.runtimes.tflite",
+    "edgekit.runtimes.ncnn",
+    "edgekit.runtimes.ort",
+    "edgekit.runtimes.opencv",
+    "edgekit.runtimes.mnn",
+    "edgekit.runtimes.openvino",
+    "edgekit.runtimes.executorch",
+)
 
 for _module in RUNTIME_MODULES:
     importlib.import_module(_module)
 
-__all__ = ["RUNTIME_MODULES", "DevicePackage", "Outputs", "RuntimeSpec", "UnknownFormatError", "_fit_layout",
-           "_quantize", "all_specs", "device_packages", "format_for_suffix", "run_onnx", "run_tflite", "spec_for",
-           "spec_for_module", "spec_for_runtime"]
+__all__ = [
+    "RUNTIME_MODULES",
+    "DevicePackage",
+    "Outputs",
+    "RuntimeSpec",
+    "UnknownFormatError",
+    "_fit_layout",
+    "_quantize",
+    "all_specs",
+    "device_packages",
+    "format_for_suffix",
+    "run_onnx",
+    "run_tflite",
+    "spec_for",
+    "spec_for_module",
+    "spec_for_runtime",
+]

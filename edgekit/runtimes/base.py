@@ -59,8 +59,12 @@ class RuntimeSpec(abc.ABC):
     packages: ClassVar[tuple[DevicePackage, ...]] = ()  # on a device, in order of preference
     converter: ClassVar[str] = ""  # the module whose Converter subclass makes these formats
     agent_runner: ClassVar[str] = ""  # the runner class in edgekit/agent/agent.py
-    host_only: ClassVar[bool] = False  # a host-side reference (OpenVINO): measured on the host, sent to no board
-    converter_needs: ClassVar[tuple[str, ...]] = ()  # modules the converter imports lazily (looked up, not imported)
+    host_only: ClassVar[bool] = (
+        False  # a host-side reference (OpenVINO): measured on the host, sent to no board
+    )
+    converter_needs: ClassVar[
+        tuple[str, ...]
+    ] = ()  # modules the converter imports lazily (looked up, not imported)
     registry: ClassVar[dict[Runtime, type[RuntimeSpec]]] = {}
     by_format: ClassVar[dict[Format, type[RuntimeSpec]]] = {}
 
@@ -113,9 +117,10 @@ def spec_for(fmt: Format) -> type[RuntimeSpec]:
     try:
         return RuntimeSpec.by_format[fmt]
     except KeyError:
-        raise UnknownFormatError(f"no runtime module declares the format {getattr(fmt, 'value', fmt)!r}",
-                                 hint="known formats: " + ", ".join(f.value for f in RuntimeSpec.by_format)) \
-            from None
+        raise UnknownFormatError(
+            f"no runtime module declares the format {getattr(fmt, 'value', fmt)!r}",
+            hint="known formats: " + ", ".join(f.value for f in RuntimeSpec.by_format),
+        ) from None
 
 
 def spec_for_runtime(runtime: Runtime) -> type[RuntimeSpec]:
@@ -132,8 +137,10 @@ def spec_for_module(module: str) -> type[RuntimeSpec]:
     for spec in all_specs():
         if module in spec.modules():
             return spec
-    raise UnknownFormatError(f"no runtime module provides the Python module {module!r}",
-                             hint="known: " + ", ".join(m for s in all_specs() for m in s.modules()))
+    raise UnknownFormatError(
+        f"no runtime module provides the Python module {module!r}",
+        hint="known: " + ", ".join(m for s in all_specs() for m in s.modules()),
+    )
 
 
 def all_specs() -> list[type[RuntimeSpec]]:
@@ -154,5 +161,7 @@ def format_for_suffix(suffix: str) -> Format:
     for spec in all_specs():
         if suffix in spec.suffixes[:1] or (suffix in spec.suffixes and len(spec.suffixes) > 1):
             return spec.fp32_format()
-    raise UnknownFormatError(f"no runtime reads {suffix or 'files without a suffix'}",
-                             hint="known: " + ", ".join(sorted({s for x in all_specs() for s in x.suffixes})))
+    raise UnknownFormatError(
+        f"no runtime reads {suffix or 'files without a suffix'}",
+        hint="known: " + ", ".join(sorted({s for x in all_specs() for s in x.suffixes})),
+    )

@@ -49,7 +49,9 @@ def run_mnn(path: Path, inputs: np.ndarray, threads: int = 1, precision: str = "
     with _c_stdout_silenced():
         import MNN
 
-        manager = MNN.nn.create_runtime_manager(({"backend": "CPU", "numThread": threads, "precision": precision},))
+        manager = MNN.nn.create_runtime_manager(
+            ({"backend": "CPU", "numThread": threads, "precision": precision},)
+        )
         module = MNN.nn.load_module_from_file(str(path), [], [], runtime_manager=manager)
     names = list(module.get_info()["outputNames"])
     results: list[list[np.ndarray]] = [[] for _ in names]

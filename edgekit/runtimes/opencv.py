@@ -22,8 +22,11 @@ class OpenCv(RuntimeSpec):
     runtime = Runtime.OPENCV
     formats = (Format.OPENCV_FP32,)
     suffixes = (".onnx",)
-    packages = (DevicePackage("cv2", "opencv-python-headless", termux="opencv-python", pin="4.11.0.86",
-                              dists=("opencv-python",)),)
+    packages = (
+        DevicePackage(
+            "cv2", "opencv-python-headless", termux="opencv-python", pin="4.11.0.86", dists=("opencv-python",)
+        ),
+    )
     converter = "edgekit.convert.opencv"
     agent_runner = "OpenCvRunner"
 

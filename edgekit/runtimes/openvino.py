@@ -33,8 +33,9 @@ class OpenVino(RuntimeSpec):
         import openvino as ov
 
         xml = next(Path(f) for f in files if Path(f).suffix == ".xml")
-        compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                             "INFERENCE_PRECISION_HINT": "f32"})
+        compiled = ov.Core().compile_model(
+            str(xml), "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+        )
         request = compiled.create_infer_request()
         names = [o.any_name for o in compiled.outputs]
         results: list[list[np.ndarray]] = [[] for _ in names]

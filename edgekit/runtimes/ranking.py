@@ -36,7 +36,9 @@ class TargetRanking:
     target: str
     basis: Basis
     emulated: bool
-    entries: list[RuntimeEntry] = field(default_factory=list)  # ranked first, then the runtimes without a route
+    entries: list[RuntimeEntry] = field(
+        default_factory=list
+    )  # ranked first, then the runtimes without a route
     uncalibrated: list[str] = field(default_factory=list)  # artifacts whose estimate is not calibrated
 
     def rank_of(self, runtime: str) -> int | None:
@@ -69,9 +71,12 @@ def rank_runtimes(result: DeployResult, threads: int = 1) -> list[TargetRanking]
             e.rank = k
         ranking.entries = ranked + [e for e in ranking.entries if not e.artifact]
         if basis is Basis.ESTIMATE_MS:
-            ranking.uncalibrated = [e.artifact for e in ranked if e.artifact and
-                                    (run.estimates.get(f"{e.artifact} x{threads}") or {}).get(
-                                        "interval_calibrated") is False]
+            ranking.uncalibrated = [
+                e.artifact
+                for e in ranked
+                if e.artifact
+                and (run.estimates.get(f"{e.artifact} x{threads}") or {}).get("interval_calibrated") is False
+            ]
         rankings.append(ranking)
     return rankings
 
@@ -88,8 +93,10 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
     if board is not host.fastest:
         if board is None:
             return [f"{lead} is host only: no board runtime ran within the gates on the host"]
-        lead = (f"host's fastest runtime {host.fastest.runtime} is host only; its fastest board runtime "
-                f"{board.runtime} ({board.artifact}, ranked {board.rank} on the host)")
+        lead = (
+            f"host's fastest runtime {host.fastest.runtime} is host only; its fastest board runtime "
+            f"{board.runtime} ({board.artifact}, ranked {board.rank} on the host)"
+        )
     lines = []
     for r in rankings:
         if r is host or r.fastest is None or board is None:
@@ -97,7 +104,11 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
         rank = r.rank_of(board.runtime)
         ranked = sum(1 for e in r.entries if e.rank)
         where = f"ranked {rank} of {ranked}" if rank else "not within the gates"
-        same = "stays fastest" if rank == 1 else f"{where}; fastest there: {r.fastest.runtime} ({r.fastest.artifact})"
+        same = (
+            "stays fastest"
+            if rank == 1
+            else f"{where}; fastest there: {r.fastest.runtime} ({r.fastest.artifact})"
+        )
         note = " (by uncalibrated estimates: confirm on the board)" if r.uncalibrated else ""
         lines.append(f"{lead} on {r.target}: {same}{note}")
     return lines
@@ -110,8 +121,11 @@ def runtime_table(result: DeployResult, threads: int = 1) -> Table | None:
     runtimes = list(dict.fromkeys(e.runtime for r in rankings for e in r.entries))
     if len(runtimes) < 2:
         return None
-    table = Table(title=f"{result.recipe}: runtimes, fastest format within the gates (threads={threads})",
-                  title_justify="left", header_style="bold")
+    table = Table(
+        title=f"{result.recipe}: runtimes, fastest format within the gates (threads={threads})",
+        title_justify="left",
+        header_style="bold",
+    )
     table.add_column("runtime", no_wrap=True)
     for r in rankings:
         table.add_column(f"{r.target}\n{_unit(r.basis)}", overflow="fold", min_width=9)
@@ -122,15 +136,23 @@ def runtime_table(result: DeployResult, threads: int = 1) -> Table | None:
 
 def runtime_html(result: DeployResult, targets: list[str] | None = None, threads: int = 1) -> str:
     """The same comparison as an HTML table with the verdict lines under it ('' with a single runtime)."""
-    rankings = [r for r in rank_runtimes(result, threads) if not targets or r.target in targets or r.target == HOST]
+    rankings = [
+        r for r in rank_runtimes(result, threads) if not targets or r.target in targets or r.target == HOST
+    ]
     runtimes = list(dict.fromkeys(e.runtime for r in rankings for e in r.entries))
     if len(runtimes) < 2:
         return ""
     head = "<tr><th class=l>runtime</th>" + "".join(
         f"<th>{escape(r.target)}{EMU_HTML if r.emulated else ''}<br><span class=muted>{escape(_unit(r.basis))}"
-        "</span></th>" for r in rankings)
-    rows = "".join(f"<tr><td class=l>{escape(rt)}</td>"
-                   + "".join(f"<td>{escape(_cell(r, rt))}</td>" for r in rankings) + "</tr>" for rt in runtimes)
+        "</span></th>"
+        for r in rankings
+    )
+    rows = "".join(
+        f"<tr><td class=l>{escape(rt)}</td>"
+        + "".join(f"<td>{escape(_cell(r, rt))}</td>" for r in rankings)
+        + "</tr>"
+        for rt in runtimes
+    )
     notes = "".join(f"<li>{escape(line)}</li>" for line in verdicts(rankings))
     return f"<table>{head}</tr>{rows}</table>" + (f"<ul>{notes}</ul>" if notes else "")
 
@@ -141,14 +163,17 @@ def _cell(ranking: TargetRanking, runtime: str) -> str:
         return "host only" if ranking.target != HOST and _host_only(runtime) else "-"
     if entry.artifact is None or entry.value is None:
         return entry.why or "-"
-    figure = (f"{entry.value / 1e6:.1f}M" if ranking.basis is Basis.INSTRUCTIONS else f"{entry.value:.3g}")
+    figure = f"{entry.value / 1e6:.1f}M" if ranking.basis is Basis.INSTRUCTIONS else f"{entry.value:.3g}"
     mark = "*" if entry.artifact in ranking.uncalibrated else ""
     return f"{entry.rank}. {entry.artifact} {figure}{mark}"
 
 
 def _unit(basis: Basis) -> str:
-    return {Basis.P50_MS: "p50 ms", Basis.ESTIMATE_MS: "ESTIMATE ms (*uncalibrated)",
-            Basis.INSTRUCTIONS: "insn/invoke"}[basis]
+    return {
+        Basis.P50_MS: "p50 ms",
+        Basis.ESTIMATE_MS: "ESTIMATE ms (*uncalibrated)",
+        Basis.INSTRUCTIONS: "insn/invoke",
+    }[basis]
 
 
 def _host_only(runtime: str) -> bool:

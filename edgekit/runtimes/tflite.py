@@ -14,13 +14,22 @@ from edgekit.runtimes.host import run_tflite
 
 class Tflite(RuntimeSpec):
     runtime = Runtime.TFLITE
-    formats = (Format.TFLITE_FP32, Format.TFLITE_FP16, Format.TFLITE_DYNAMIC, Format.TFLITE_INT8,
-               Format.TFLITE_ONNX2TF_FP32, Format.TFLITE_ONNX2TF_FP16, Format.TFLITE_ONNX2TF_DYNAMIC,
-               Format.TFLITE_ONNX2TF_INT8)  # the onnx2tf route of a Keras source (edgekit/convert/keras.py)
+    formats = (
+        Format.TFLITE_FP32,
+        Format.TFLITE_FP16,
+        Format.TFLITE_DYNAMIC,
+        Format.TFLITE_INT8,
+        Format.TFLITE_ONNX2TF_FP32,
+        Format.TFLITE_ONNX2TF_FP16,
+        Format.TFLITE_ONNX2TF_DYNAMIC,
+        Format.TFLITE_ONNX2TF_INT8,
+    )  # the onnx2tf route of a Keras source (edgekit/convert/keras.py)
     suffixes = (".tflite",)
     # tflite-runtime 2.14 is the last release and needs numpy<2; it has its own site dir on emulated devices
-    packages = (DevicePackage("ai_edge_litert", "ai-edge-litert", termux=None, pin="2.1.0"),
-                DevicePackage("tflite_runtime", "tflite-runtime", termux="python-tflite-runtime", pin="2.14.0"))
+    packages = (
+        DevicePackage("ai_edge_litert", "ai-edge-litert", termux=None, pin="2.1.0"),
+        DevicePackage("tflite_runtime", "tflite-runtime", termux="python-tflite-runtime", pin="2.14.0"),
+    )
     converter = "edgekit.convert.tflite"
     agent_runner = "TfliteRunner"
 

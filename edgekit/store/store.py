@@ -151,7 +151,9 @@ class Store:
             runs.c.recipe == result.recipe,
             runs.c.recipe_sha256 == result.recipe_sha256,
             runs.c.started_at == result.started_at,
-            runs.c.finished_at.is_(None) if result.finished_at is None else runs.c.finished_at == result.finished_at,
+            runs.c.finished_at.is_(None)
+            if result.finished_at is None
+            else runs.c.finished_at == result.finished_at,
         )
         with self._read() as conn:
             ids = [row.id for row in conn.execute(query)]
@@ -350,9 +352,11 @@ def _targets_of(conn: Connection, ids: list[int]) -> dict[int, list[tuple[str, b
 def _failed_targets(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
     found: dict[int, list[str]] = defaultdict(list)
     if ids:
-        query = (select(target_runs.c.run_id, target_runs.c.target)
-                 .where(target_runs.c.run_id.in_(ids), target_runs.c.status == "failed")
-                 .order_by(target_runs.c.run_id, target_runs.c.position))
+        query = (
+            select(target_runs.c.run_id, target_runs.c.target)
+            .where(target_runs.c.run_id.in_(ids), target_runs.c.status == "failed")
+            .order_by(target_runs.c.run_id, target_runs.c.position)
+        )
         for row in conn.execute(query):
             found[row.run_id].append(row.target)
     return found

@@ -14,7 +14,15 @@ if TYPE_CHECKING:
     from edgekit.transport.local import LocalTransport
     from edgekit.transport.ssh import SshTransport
 
-__all__ = ["LocalTransport", "PutResult", "RunResult", "SshTransport", "Transport", "open_transport", "sha256_file"]
+__all__ = [
+    "LocalTransport",
+    "PutResult",
+    "RunResult",
+    "SshTransport",
+    "Transport",
+    "open_transport",
+    "sha256_file",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -81,8 +81,15 @@ class Transport(abc.ABC):
         """Download one file."""
 
     @abc.abstractmethod
-    def run(self, argv: list[str], *, timeout: float, cwd: str | None = None,
-            env: dict[str, str] | None = None, on_output: Callable[[str], None] | None = None) -> RunResult:
+    def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ) -> RunResult:
         """Run argv (each element shell-quoted) and return its exit status and output. On timeout the
         remote process is killed and RemoteTimeout raised. `on_output` gets stdout text as it arrives (as
         soon as the transport can deliver it: live over SSH, at the end locally), for progress."""

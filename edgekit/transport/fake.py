@@ -55,8 +55,16 @@ Step = Callable[["FakeTransport", Call], RunResult]
 class FakeTransport(Transport):
     """A device in `root` (relative remote paths and run's default cwd are `root`)."""
 
-    def __init__(self, root: Path, *, name: str = "fake", steps: Mapping[int, Step] | None = None,
-                 default: Step | None = None, free: int | None = None, reachable: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        name: str = "fake",
+        steps: Mapping[int, Step] | None = None,
+        default: Step | None = None,
+        free: int | None = None,
+        reachable: bool = True,
+    ) -> None:
         self.name = name
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -114,11 +122,20 @@ class FakeTransport(Transport):
         def same(local: Path, dest: Path) -> bool:
             return dest.is_file() and sha256_file(dest) == sha256_file(local)
 
-        return sum(Path(local).stat().st_size for local, remote in pairs if not same(Path(local), self.path(remote)))
+        return sum(
+            Path(local).stat().st_size for local, remote in pairs if not same(Path(local), self.path(remote))
+        )
 
     # -- commands --------------------------------------------------------------------------------------
-    def run(self, argv: list[str], *, timeout: float, cwd: str | None = None,
-            env: dict[str, str] | None = None, on_output: Callable[[str], None] | None = None) -> RunResult:
+    def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ) -> RunResult:
         self.runs += 1
         call = Call(self.runs, [str(a) for a in argv], timeout, cwd, env, on_output)
         self._link(f"run {call.command}")
@@ -184,11 +201,18 @@ def runs_here(fake: FakeTransport, call: Call) -> RunResult:
     """Run argv on this machine in the fake device's folder (cleanup's `rm -rf` really removes)."""
     start = time.monotonic()
     try:
-        done = subprocess.run(call.argv, cwd=fake.path(call.cwd or "."), env={**os.environ, **(call.env or {})},
-                              capture_output=True, text=True, timeout=call.timeout)
+        done = subprocess.run(
+            call.argv,
+            cwd=fake.path(call.cwd or "."),
+            env={**os.environ, **(call.env or {})},
+            capture_output=True,
+            text=True,
+            timeout=call.timeout,
+        )
     except subprocess.TimeoutExpired:
-        raise RemoteTimeout(f"`{call.command}` did not finish within {call.timeout:g} s and was stopped",
-                            where=fake.name) from None
+        raise RemoteTimeout(
+            f"`{call.command}` did not finish within {call.timeout:g} s and was stopped", where=fake.name
+        ) from None
     except OSError as exc:
         return RunResult(call.command, 127, "", f"{call.argv[0]}: {exc}", time.monotonic() - start)
     if call.on_output is not None:
@@ -196,8 +220,14 @@ def runs_here(fake: FakeTransport, call: Call) -> RunResult:
     return RunResult(call.command, done.returncode, done.stdout, done.stderr, time.monotonic() - start)
 
 
-def exits(status: int, *, stdout: str = "", stderr: str = "", writes: Mapping[str, str] | None = None,
-          then: Step | None = None) -> Step:
+def exits(
+    status: int,
+    *,
+    stdout: str = "",
+    stderr: str = "",
+    writes: Mapping[str, str] | None = None,
+    then: Step | None = None,
+) -> Step:
     """The command writes `writes` (remote path -> text), prints, and exits with `status`. `then` (optional)
     runs first, for a step that computes what it writes (an agent that measured some artifacts)."""
 
@@ -220,8 +250,9 @@ def hangs(*, writes: Mapping[str, str] | None = None, pgid: int = 4242) -> Step:
         _write(fake, writes)
         if fake._cut.wait(call.timeout):
             raise fake.dead_error(f"`{call.argv[0]}`")
-        stopped = RemoteTimeout(f"`{call.command}` did not finish within {call.timeout:g} s and was stopped",
-                                where=fake.name)
+        stopped = RemoteTimeout(
+            f"`{call.command}` did not finish within {call.timeout:g} s and was stopped", where=fake.name
+        )
         stopped.stdout, stopped.stderr, stopped.pgid = "", "", pgid  # type: ignore[attr-defined]
         raise stopped
 

@@ -80,37 +80,66 @@ class LocalTransport(Transport):
 
     def bytes_to_send(self, pairs: list[tuple[Path, str]]) -> int:
         def same(local: Path, dest: Path) -> bool:
-            return dest.is_file() and dest.stat().st_size == local.stat().st_size and sha256_file(dest) == sha256_file(local)
+            return (
+                dest.is_file()
+                and dest.stat().st_size == local.stat().st_size
+                and sha256_file(dest) == sha256_file(local)
+            )
 
-        return sum(Path(local).stat().st_size for local, remote in pairs if not same(Path(local), self._abs(remote)))
+        return sum(
+            Path(local).stat().st_size for local, remote in pairs if not same(Path(local), self._abs(remote))
+        )
 
     def mkdir(self, remote: str) -> None:
         self._abs(remote).mkdir(parents=True, exist_ok=True)
 
-    def run(self, argv: list[str], *, timeout: float, cwd: str | None = None,
-            env: dict[str, str] | None = None, on_output: Callable[[str], None] | None = None) -> RunResult:
+    def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ) -> RunResult:
         command = " ".join(shlex.quote(str(a)) for a in argv)
         where = self._abs(cwd) if cwd else Path(self.work_dir)
         start = time.monotonic()
         try:
-            proc = subprocess.Popen([str(a) for a in argv], cwd=where, env={**os.environ, **(env or {})},
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [str(a) for a in argv],
+                cwd=where,
+                env={**os.environ, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
         except OSError as exc:
             return RunResult(command, 127, "", f"{argv[0]}: {exc}", time.monotonic() - start)
         try:
             out, err = self._wait(proc, start + timeout, command)
         except subprocess.TimeoutExpired:
             out, err = _kill_group(proc)
-            stopped = RemoteTimeout(f"`{command}` did not finish within {timeout:g} s and was stopped",
-                                    where=f"{self.name} (local)")
+            stopped = RemoteTimeout(
+                f"`{command}` did not finish within {timeout:g} s and was stopped",
+                where=f"{self.name} (local)",
+            )
             stopped.stdout, stopped.stderr, stopped.pgid = (  # type: ignore[attr-defined]
-                out.decode(errors="replace"), err.decode(errors="replace"), proc.pid)
+                out.decode(errors="replace"),
+                err.decode(errors="replace"),
+                proc.pid,
+            )
             raise stopped from None
         if on_output is not None:  # at the end: the host's runs are short
             on_output(out.decode(errors="replace"))
-        return RunResult(command, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
-                         time.monotonic() - start)
+        return RunResult(
+            command,
+            proc.returncode,
+            out.decode(errors="replace"),
+            err.decode(errors="replace"),
+            time.monotonic() - start,
+        )
 
     def _wait(self, proc: subprocess.Popen[bytes], deadline: float, command: str) -> tuple[bytes, bytes]:
         """communicate() in slices, so Ctrl-C (interrupt(), from the main thread) stops the child's group."""

@@ -23,11 +23,17 @@ def open_transport(target: Target) -> Transport:
 
         return LeasedSshTransport(target, target._lease)
     if target.lab is not None and not target.host:
-        raise TargetError(f"lab target {target.name}: no place acquired yet", where=target.name,
-                          hint="edgekit.emu.device.ensure_device acquires one (edgekit deploy does)")
+        raise TargetError(
+            f"lab target {target.name}: no place acquired yet",
+            where=target.name,
+            hint="edgekit.emu.device.ensure_device acquires one (edgekit deploy does)",
+        )
     if target.emulated and not target.host:
-        raise TargetError(f"emulated device {target.emulated.device} is not running", where=target.name,
-                          hint=f"edgekit emu up {target.emulated.device} (or call edgekit.emu.device.ensure_device)")
+        raise TargetError(
+            f"emulated device {target.emulated.device} is not running",
+            where=target.name,
+            hint=f"edgekit emu up {target.emulated.device} (or call edgekit.emu.device.ensure_device)",
+        )
     from edgekit.transport.ssh import SshTransport
 
     return SshTransport(target)

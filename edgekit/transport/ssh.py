@@ -108,16 +108,30 @@ class SshTransport(Transport):
         client = paramiko.SSHClient()
         if known_hosts.is_file():
             client.load_host_keys(str(known_hosts))
-        client.set_missing_host_key_policy(_RecordNewKey(known_hosts) if t.accept_new else paramiko.RejectPolicy())
+        client.set_missing_host_key_policy(
+            _RecordNewKey(known_hosts) if t.accept_new else paramiko.RejectPolicy()
+        )
         key = str(Path(t.key).expanduser()) if t.key else None
         if key is not None and not Path(key).is_file():
-            raise KeyFileError(f"key file not found: {key}", where=f"target {t.name}, field `key`",
-                               hint="--set key=PATH (a private key file), or remove `key` to use ssh-agent")
+            raise KeyFileError(
+                f"key file not found: {key}",
+                where=f"target {t.name}, field `key`",
+                hint="--set key=PATH (a private key file), or remove `key` to use ssh-agent",
+            )
         try:
             sock = self._proxy(client, key)
-            client.connect(t.host or "", port=t.port, username=t.user, key_filename=key, sock=sock,
-                           look_for_keys=key is None, allow_agent=key is None, timeout=t.connect_timeout,
-                           banner_timeout=t.connect_timeout, auth_timeout=t.connect_timeout)
+            client.connect(
+                t.host or "",
+                port=t.port,
+                username=t.user,
+                key_filename=key,
+                sock=sock,
+                look_for_keys=key is None,
+                allow_agent=key is None,
+                timeout=t.connect_timeout,
+                banner_timeout=t.connect_timeout,
+                auth_timeout=t.connect_timeout,
+            )
         except TransportError:
             client.close()
             self._close_jumps()
@@ -126,45 +140,66 @@ class SshTransport(Transport):
             client.close()
             raise HostKeyError(
                 f"host key CHANGED: {exc.key.get_name()} {exc.key.fingerprint} is not the key recorded in "
-                f"{known_hosts}; refusing to connect (nothing was sent)", where=self.address,
+                f"{known_hosts}; refusing to connect (nothing was sent)",
+                where=self.address,
                 hint=f"if the device was really re-installed, remove its line: ssh-keygen -R "
-                     f"'[{t.host}]:{t.port}' -f {known_hosts}, then accept the new key") from None
+                f"'[{t.host}]:{t.port}' -f {known_hosts}, then accept the new key",
+            ) from None
         except paramiko.SSHException as exc:
             client.close()
             if "not found in known_hosts" in str(exc):
                 raise HostKeyError(
-                    f"unknown host key (not in {known_hosts}); refusing to connect", where=self.address,
+                    f"unknown host key (not in {known_hosts}); refusing to connect",
+                    where=self.address,
                     hint=f"check the device's key, then: ssh-keyscan -p {t.port} {t.host} >> {known_hosts}"
-                         f"  (or trust the first key: --set accept_new=true)") from None
+                    f"  (or trust the first key: --set accept_new=true)",
+                ) from None
             if isinstance(exc, paramiko.AuthenticationException):
-                raise ConnectError(f"authentication refused for user {t.user!r} (key {key or 'agent/default'})",
-                                   where=self.address, hint="check `user` and `key` of the target") from None
+                raise ConnectError(
+                    f"authentication refused for user {t.user!r} (key {key or 'agent/default'})",
+                    where=self.address,
+                    hint="check `user` and `key` of the target",
+                ) from None
             if "banner" in str(exc) or "No existing session" in str(exc):
                 raise ConnectError(
                     f"no SSH server answered within {t.connect_timeout:g} s (the port accepts connections "
-                    "but sent no SSH banner)", where=self.address,
-                    hint="is this the device's SSH port? (a Pi: 22, Termux: 8022; `--set port=N`)") from None
+                    "but sent no SSH banner)",
+                    where=self.address,
+                    hint="is this the device's SSH port? (a Pi: 22, Termux: 8022; `--set port=N`)",
+                ) from None
             raise ConnectError(f"SSH failed: {exc}", where=self.address) from None
         except (TimeoutError, OSError) as exc:
             client.close()
-            reason = "connection refused" if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError) else exc
-            raise ConnectError(f"cannot reach {self.address}: {reason}", where=self.address,
-                               hint="is the device on and sshd running? (`edgekit emu up NAME` for an "
-                                    "emulated one)") from None
+            reason = (
+                "connection refused"
+                if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError)
+                else exc
+            )
+            raise ConnectError(
+                f"cannot reach {self.address}: {reason}",
+                where=self.address,
+                hint="is the device on and sshd running? (`edgekit emu up NAME` for an emulated one)",
+            ) from None
         self._client = client
         client.get_transport().set_keepalive(max(1, int(t.io_timeout / 2)))
-        self._home = self._exec_simple("printf %s \"$HOME\"").strip() or "/"
+        self._home = self._exec_simple('printf %s "$HOME"').strip() or "/"
         self.work_dir = self._abs(t.work_dir)
         self._exec_simple(self._prune_script())
         self._partials.clear()
         return self
 
-    def _proxy(self, client: paramiko.SSHClient, key: str | None) -> paramiko.Channel | paramiko.ProxyCommand | None:
+    def _proxy(
+        self, client: paramiko.SSHClient, key: str | None
+    ) -> paramiko.Channel | paramiko.ProxyCommand | None:
         """The socket to reach the device through: ProxyCommand's pipe, or a `direct-tcpip` channel through the
         last ProxyJump host (each hop reached through the one before, host keys checked like the device's)."""
         t = self.target
         if t.proxy_command:
-            command = t.proxy_command.replace("%h", t.host or "").replace("%p", str(t.port)).replace("%r", t.user or "")
+            command = (
+                t.proxy_command.replace("%h", t.host or "")
+                .replace("%p", str(t.port))
+                .replace("%r", t.user or "")
+            )
             try:
                 self._proxy_command = paramiko.ProxyCommand(command)
                 return self._proxy_command
@@ -178,19 +213,36 @@ class SshTransport(Transport):
             jump.set_missing_host_key_policy(client._policy)
             jump._host_keys = client.get_host_keys()  # the same known_hosts: every hop's key is checked
             try:
-                jump.connect(host, port=port, username=user or t.user, key_filename=key, sock=self._hop_sock(host, port),
-                             look_for_keys=key is None, allow_agent=key is None, timeout=t.connect_timeout,
-                             banner_timeout=t.connect_timeout, auth_timeout=t.connect_timeout)
+                jump.connect(
+                    host,
+                    port=port,
+                    username=user or t.user,
+                    key_filename=key,
+                    sock=self._hop_sock(host, port),
+                    look_for_keys=key is None,
+                    allow_agent=key is None,
+                    timeout=t.connect_timeout,
+                    banner_timeout=t.connect_timeout,
+                    auth_timeout=t.connect_timeout,
+                )
             except paramiko.BadHostKeyException:
                 jump.close()
-                raise HostKeyError(f"host key CHANGED for {where}; refusing to connect", where=self.address) from None
+                raise HostKeyError(
+                    f"host key CHANGED for {where}; refusing to connect", where=self.address
+                ) from None
             except (paramiko.SSHException, OSError) as exc:
                 jump.close()
                 if "not found in known_hosts" in str(exc):
-                    raise HostKeyError(f"unknown host key of {where} (not in {t.known_hosts})", where=self.address,
-                                       hint=f"ssh-keyscan -p {port} {host} >> {t.known_hosts}") from None
-                raise ConnectError(f"cannot reach {where}: {exc or type(exc).__name__}", where=self.address,
-                                   hint="check the ProxyJump host (`proxy_jump`, or ProxyJump in ~/.ssh/config)") from None
+                    raise HostKeyError(
+                        f"unknown host key of {where} (not in {t.known_hosts})",
+                        where=self.address,
+                        hint=f"ssh-keyscan -p {port} {host} >> {t.known_hosts}",
+                    ) from None
+                raise ConnectError(
+                    f"cannot reach {where}: {exc or type(exc).__name__}",
+                    where=self.address,
+                    hint="check the ProxyJump host (`proxy_jump`, or ProxyJump in ~/.ssh/config)",
+                ) from None
             self._jumps.append(jump)
         return self._hop_sock(t.host or "", t.port)
 
@@ -199,11 +251,19 @@ class SshTransport(Transport):
         if not self._jumps:
             return None
         try:
-            return self._jumps[-1].get_transport().open_channel(
-                "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=self.target.connect_timeout)
+            return (
+                self._jumps[-1]
+                .get_transport()
+                .open_channel(
+                    "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=self.target.connect_timeout
+                )
+            )
         except (paramiko.SSHException, OSError) as exc:
-            raise ConnectError(f"the jump host could not open a channel to {host}:{port}: {exc}",
-                               where=self.address, hint="does the jump host allow TCP forwarding?") from None
+            raise ConnectError(
+                f"the jump host could not open a channel to {host}:{port}: {exc}",
+                where=self.address,
+                hint="does the jump host allow TCP forwarding?",
+            ) from None
 
     def _close_jumps(self) -> None:
         for jump in reversed(self._jumps):
@@ -225,16 +285,18 @@ class SshTransport(Transport):
         w = shlex.quote(self.work_dir)
         own = " ".join(shlex.quote(p) for p in sorted(self._partials))
         cap_kb = PRUNE_ARTIFACT_MB * 1024
-        return (f"mkdir -p -- {w} && cd {w} && {{ find . -name '.*.edgekit-*' -mmin +60 -type f -delete; "
-                + (f"rm -f -- {own}; " if own else "")
-                + "[ -d runs ] && find runs -mindepth 1 -maxdepth 1 -type d -mmin +1440 -exec rm -rf {} +; "
-                f"[ -d artifacts ] && find artifacts -mindepth 1 -maxdepth 1 -type d -mtime +{PRUNE_ARTIFACT_DAYS} "
-                "-exec rm -rf {} +; "
-                "[ -d artifacts ] && total=$(du -sk artifacts | cut -f1) && for d in $(ls -1tr artifacts); do "
-                f"[ \"$total\" -le {cap_kb} ] && break; "
-                "[ -n \"$(find \"artifacts/$d\" -maxdepth 0 -mmin +1440)\" ] || continue; "
-                "s=$(du -sk \"artifacts/$d\" | cut -f1); rm -rf -- \"artifacts/$d\"; total=$((total - s)); done; "
-                "} >/dev/null 2>&1; true")
+        return (
+            f"mkdir -p -- {w} && cd {w} && {{ find . -name '.*.edgekit-*' -mmin +60 -type f -delete; "
+            + (f"rm -f -- {own}; " if own else "")
+            + "[ -d runs ] && find runs -mindepth 1 -maxdepth 1 -type d -mmin +1440 -exec rm -rf {} +; "
+            f"[ -d artifacts ] && find artifacts -mindepth 1 -maxdepth 1 -type d -mtime +{PRUNE_ARTIFACT_DAYS} "
+            "-exec rm -rf {} +; "
+            "[ -d artifacts ] && total=$(du -sk artifacts | cut -f1) && for d in $(ls -1tr artifacts); do "
+            f'[ "$total" -le {cap_kb} ] && break; '
+            '[ -n "$(find "artifacts/$d" -maxdepth 0 -mmin +1440)" ] || continue; '
+            's=$(du -sk "artifacts/$d" | cut -f1); rm -rf -- "artifacts/$d"; total=$((total - s)); done; '
+            "} >/dev/null 2>&1; true"
+        )
 
     def reconnect(self) -> bool:
         """After a lost or severed link: a fresh connection (bounded by connect_timeout); False if the device
@@ -302,9 +364,12 @@ class SshTransport(Transport):
             if isinstance(exc, OSError) and self._link_alive():
                 raise  # the device answered with an error (an SFTP status: no such file, disk full): not the link
             self.sever(f"connection lost during {what}")
-            raise ConnectionLost(f"the connection dropped during {what}: {exc or type(exc).__name__}",
-                                 stage=what, where=self.address,
-                                 hint="is the device still powered and on the network?") from None
+            raise ConnectionLost(
+                f"the connection dropped during {what}: {exc or type(exc).__name__}",
+                stage=what,
+                where=self.address,
+                hint="is the device still powered and on the network?",
+            ) from None
         finally:
             timer.cancel()
         if self._severed is not None:
@@ -316,10 +381,14 @@ class SshTransport(Transport):
             return Interrupted(f"{what}: {reason}", where=self.address)
         if reason.startswith("connection lost"):
             return ConnectionLost(f"{what}: {reason}", stage=what, where=self.address)
-        return DeviceTimeout(f"the device stopped answering ({reason})", stage=what,
-                             seconds=self.target.io_timeout, where=self.address,
-                             hint="is the board frozen or off the network? a process left running on it ends "
-                                  "with its SSH session")
+        return DeviceTimeout(
+            f"the device stopped answering ({reason})",
+            stage=what,
+            seconds=self.target.io_timeout,
+            where=self.address,
+            hint="is the board frozen or off the network? a process left running on it ends "
+            "with its SSH session",
+        )
 
     def close(self) -> None:
         if self._sftp is not None:
@@ -367,8 +436,10 @@ class SshTransport(Transport):
         path = self._abs(remote)
         parent = str(PurePosixPath(path).parent)
         q = shlex.quote(path)
-        have = self._exec_simple(f"mkdir -p -- {shlex.quote(parent)} && {{ {self._sha_cmd(path)}; }} && "
-                                 f"touch -c -- {q} {shlex.quote(parent)} 2>/dev/null; true").strip()
+        have = self._exec_simple(
+            f"mkdir -p -- {shlex.quote(parent)} && {{ {self._sha_cmd(path)}; }} && "
+            f"touch -c -- {q} {shlex.quote(parent)} 2>/dev/null; true"
+        ).strip()
         if have == digest:
             return PutResult(local, path, digest, 0, True)  # touched: in use, not stale
         tmp = f"{parent}/.{PurePosixPath(path).name}.edgekit-{secrets.token_hex(4)}"
@@ -386,23 +457,35 @@ class SshTransport(Transport):
             if free is not None and free < size + (1 << 20):
                 raise DeviceDiskFull(
                     f"the device's disk is full: {local.name} needs {_mb(size)}, {_mb(free)} free in {parent} "
-                    f"(upload discarded; sftp said: {exc or type(exc).__name__})", free=free, needed=size,
-                    where=self.address, hint=_DISK_HINT) from None
-            raise TransportError(f"upload of {local.name} failed: {exc}", where=f"{self.address}:{path}") from None
+                    f"(upload discarded; sftp said: {exc or type(exc).__name__})",
+                    free=free,
+                    needed=size,
+                    where=self.address,
+                    hint=_DISK_HINT,
+                ) from None
+            raise TransportError(
+                f"upload of {local.name} failed: {exc}", where=f"{self.address}:{path}"
+            ) from None
         self._partials.discard(tmp)
-        check = (f"[ \"$({self._sha_cmd(tmp)})\" = {digest} ] && mv -f -- {shlex.quote(tmp)} {shlex.quote(path)}"
-                 f" && echo ok || {{ rm -f -- {shlex.quote(tmp)}; echo mismatch; }}")
+        check = (
+            f'[ "$({self._sha_cmd(tmp)})" = {digest} ] && mv -f -- {shlex.quote(tmp)} {shlex.quote(path)}'
+            f" && echo ok || {{ rm -f -- {shlex.quote(tmp)}; echo mismatch; }}"
+        )
         if self._exec_simple(check).strip() != "ok":
-            raise TransportError(f"sha256 of the uploaded {local.name} does not match; upload discarded",
-                                 where=f"{self.address}:{path}")
+            raise TransportError(
+                f"sha256 of the uploaded {local.name} does not match; upload discarded",
+                where=f"{self.address}:{path}",
+            )
         return PutResult(local, path, digest, local.stat().st_size, False)
 
     def free_bytes(self, remote: str = ".") -> int | None:
         """Bytes available to this user on the file system holding `remote` (its nearest existing parent);
         None when the device cannot say (no POSIX df)."""
         path = self._abs(remote)
-        out = self._exec_simple(f"p={shlex.quote(path)}; while [ ! -e \"$p\" ] && [ \"$p\" != / ]; do "
-                                "p=$(dirname \"$p\"); done; df -Pk -- \"$p\" 2>/dev/null | awk 'NR==2 {print $4}'")
+        out = self._exec_simple(
+            f'p={shlex.quote(path)}; while [ ! -e "$p" ] && [ "$p" != / ]; do '
+            'p=$(dirname "$p"); done; df -Pk -- "$p" 2>/dev/null | awk \'NR==2 {print $4}\''
+        )
         text = out.strip()
         return int(text) * 1024 if text.isdigit() else None
 
@@ -411,10 +494,15 @@ class SshTransport(Transport):
         different (one round trip for all of them)."""
         if not pairs:
             return 0
-        script = "; ".join(f"printf '%s\\n' \"$({self._sha_cmd(self._abs(remote))})\"" for _l, remote in pairs)
+        script = "; ".join(
+            f"printf '%s\\n' \"$({self._sha_cmd(self._abs(remote))})\"" for _l, remote in pairs
+        )
         have = self._exec_simple(script).split("\n")
-        return sum(Path(local).stat().st_size for i, (local, _r) in enumerate(pairs)
-                   if (have[i].strip() if i < len(have) else "") != sha256_file(Path(local)))
+        return sum(
+            Path(local).stat().st_size
+            for i, (local, _r) in enumerate(pairs)
+            if (have[i].strip() if i < len(have) else "") != sha256_file(Path(local))
+        )
 
     def sha256(self, remote: str) -> str | None:
         """The sha256 of a remote file, or None when it does not exist."""
@@ -423,10 +511,14 @@ class SshTransport(Transport):
     def _sha_cmd(self, path: str) -> str:
         """sha256 of path on the device (nothing if absent): sha256sum, or the device python without it."""
         q = shlex.quote(path)
-        py = ("import hashlib,sys; h=hashlib.sha256(); f=open(sys.argv[1],'rb'); "
-              "[h.update(b) for b in iter(lambda: f.read(1<<20), b'')]; print(h.hexdigest())")
-        return (f"if [ -f {q} ]; then if command -v sha256sum >/dev/null 2>&1; then sha256sum -- {q} | "
-                f"cut -c1-64; else {_quoted_command(self.target.python)} -c {shlex.quote(py)} {q}; fi; fi")
+        py = (
+            "import hashlib,sys; h=hashlib.sha256(); f=open(sys.argv[1],'rb'); "
+            "[h.update(b) for b in iter(lambda: f.read(1<<20), b'')]; print(h.hexdigest())"
+        )
+        return (
+            f"if [ -f {q} ]; then if command -v sha256sum >/dev/null 2>&1; then sha256sum -- {q} | "
+            f"cut -c1-64; else {_quoted_command(self.target.python)} -c {shlex.quote(py)} {q}; fi; fi"
+        )
 
     def get(self, remote: str, local: Path) -> Path:
         local = Path(local)
@@ -449,28 +541,46 @@ class SshTransport(Transport):
         self._exec_simple(f"mkdir -p -- {shlex.quote(self._abs(remote))}", check=True)
 
     # -- commands ----------------------------------------------------------------------------------
-    def run(self, argv: list[str], *, timeout: float, cwd: str | None = None,
-            env: dict[str, str] | None = None, on_output: Callable[[str], None] | None = None) -> RunResult:
+    def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ) -> RunResult:
         self.connect()
         command = " ".join(shlex.quote(str(a)) for a in argv)
         assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in _checked_env(env).items())
         where = shlex.quote(self._abs(cwd) if cwd else self.work_dir)
         # the command runs in the background beside a watcher of the session's stdin: when sshd closes it (the
         # session ended: link dropped, sshd killed) the watcher kills the whole process group
-        wrapped = (f"echo {_PID_MARK}$$ >&2; cd {where} && {{ exec 3<&0; env {assignments} {command} 3<&- & c=$!; "
-                   "{ cat >/dev/null; kill -TERM -$$; } <&3 >/dev/null 2>&1 & w=$!; exec 3<&-; "
-                   "wait $c; s=$?; kill $w 2>/dev/null; exit $s; }")
+        wrapped = (
+            f"echo {_PID_MARK}$$ >&2; cd {where} && {{ exec 3<&0; env {assignments} {command} 3<&- & c=$!; "
+            "{ cat >/dev/null; kill -TERM -$$; } <&3 >/dev/null 2>&1 & w=$!; exec 3<&-; "
+            "wait $c; s=$?; kill $w 2>/dev/null; exit $s; }"
+        )
         start = time.monotonic()
         chan = self._open_channel(wrapped)
         out, err, timed_out = bytearray(), bytearray(), False
         try:
             with self._deadline(f"`{argv[0]}`", timeout + 2 * self.target.io_timeout + 60):
-                out, err, timed_out = _collect(chan, start + timeout, self._probe, self._interrupt.is_set,
-                                               probe_every=self.target.io_timeout / 2, out=out, err=err,
-                                               on_out=on_output)
+                out, err, timed_out = _collect(
+                    chan,
+                    start + timeout,
+                    self._probe,
+                    self._interrupt.is_set,
+                    probe_every=self.target.io_timeout / 2,
+                    out=out,
+                    err=err,
+                    on_out=on_output,
+                )
         except KeyboardInterrupt:  # Ctrl-C in this thread (edgekit bench): stop the remote command too
             self._interrupt.set()
-        except TransportError as failed:  # the link failed: keep what the command printed, and its process group
+        except (
+            TransportError
+        ) as failed:  # the link failed: keep what the command printed, and its process group
             failed.stdout = out.decode(errors="replace")  # type: ignore[attr-defined]
             failed.pgid, failed.stderr = _split_pid(err.decode(errors="replace"))  # type: ignore[attr-defined]
             raise
@@ -478,19 +588,27 @@ class SshTransport(Transport):
         if self._interrupt.is_set():
             chan.close()
             survivors = self._kill_group(pgid) if pgid else "unknown process group"
-            raise Interrupted(f"`{command}` stopped (Ctrl-C)" + (f"; still alive: {survivors}" if survivors else ""),
-                              where=self.address)
+            raise Interrupted(
+                f"`{command}` stopped (Ctrl-C)" + (f"; still alive: {survivors}" if survivors else ""),
+                where=self.address,
+            )
         if timed_out:
             chan.close()
             survivors = self._kill_group(pgid) if pgid else "unknown process group"
-            exc = RemoteTimeout(f"`{command}` did not finish within {timeout:g} s and was stopped"
-                                + (f" (still alive: {survivors})" if survivors else ""), where=self.address)
+            exc = RemoteTimeout(
+                f"`{command}` did not finish within {timeout:g} s and was stopped"
+                + (f" (still alive: {survivors})" if survivors else ""),
+                where=self.address,
+            )
             exc.stdout, exc.stderr, exc.pgid = out.decode(errors="replace"), err_text, pgid  # type: ignore[attr-defined]
             raise exc
         if self._link_dropped(chan):
-            lost = ConnectionLost(f"the connection dropped while `{argv[0]}` ran (after {time.monotonic() - start:.1f} s)",
-                                  stage=f"`{argv[0]}`", where=self.address,
-                                  hint="is the device still powered and on the network?")
+            lost = ConnectionLost(
+                f"the connection dropped while `{argv[0]}` ran (after {time.monotonic() - start:.1f} s)",
+                stage=f"`{argv[0]}`",
+                where=self.address,
+                hint="is the device still powered and on the network?",
+            )
             lost.stdout, lost.stderr, lost.pgid = out.decode(errors="replace"), err_text, pgid  # type: ignore[attr-defined]
             raise lost
         status = chan.recv_exit_status()
@@ -516,10 +634,14 @@ class SshTransport(Transport):
 
         Zombies are ignored: on a device whose init does not reap, orphans stay as zombies but run nothing.
         """
-        live = (f"ps -eo pid=,pgid=,stat= 2>/dev/null | awk -v g={pgid} "
-                "'$2==g && $3 !~ /^Z/ {printf \"%s \", $1}'")
-        script = (f"kill -TERM -- -{pgid} 2>/dev/null; i=0; while [ -n \"$({live})\" ] && [ $i -lt 20 ]; "
-                  f"do sleep 0.1; i=$((i+1)); done; kill -KILL -- -{pgid} 2>/dev/null; sleep 0.1; {live}; true")
+        live = (
+            f"ps -eo pid=,pgid=,stat= 2>/dev/null | awk -v g={pgid} "
+            "'$2==g && $3 !~ /^Z/ {printf \"%s \", $1}'"
+        )
+        script = (
+            f'kill -TERM -- -{pgid} 2>/dev/null; i=0; while [ -n "$({live})" ] && [ $i -lt 20 ]; '
+            f"do sleep 0.1; i=$((i+1)); done; kill -KILL -- -{pgid} 2>/dev/null; sleep 0.1; {live}; true"
+        )
         return self._exec_simple(script, timeout=10.0).strip()
 
     def _probe(self) -> None:
@@ -539,20 +661,24 @@ class SshTransport(Transport):
         """A short helper command (no pid marker); returns stdout."""
         chan = self._open_channel(command)
         with self._deadline(f"`{command.split()[0]}`", timeout + self.target.io_timeout):
-            out, err, timed_out = _collect(chan, time.monotonic() + timeout, self._probe,
-                                           probe_every=self.target.io_timeout / 2)
+            out, err, timed_out = _collect(
+                chan, time.monotonic() + timeout, self._probe, probe_every=self.target.io_timeout / 2
+            )
             if not timed_out and self._link_dropped(chan):
                 raise EOFError("the channel closed without an exit status")
             status = -1 if timed_out else chan.recv_exit_status()
             chan.close()
         if check and status != 0:
-            raise TransportError(f"`{command}` failed ({status}): {err.decode(errors='replace').strip()}",
-                                 where=self.address)
+            raise TransportError(
+                f"`{command}` failed ({status}): {err.decode(errors='replace').strip()}", where=self.address
+            )
         return out.decode(errors="replace")
 
 
-_DISK_HINT = ("free space on the device (old runs under the work dir's runs/ and artifacts/ are safe to delete), "
-              "or --set work_dir=PATH on a larger disk")
+_DISK_HINT = (
+    "free space on the device (old runs under the work dir's runs/ and artifacts/ are safe to delete), "
+    "or --set work_dir=PATH on a larger disk"
+)
 
 
 def _mb(n: int) -> str:
@@ -577,10 +703,16 @@ def _checked_env(env: dict[str, str] | None) -> dict[str, str]:
     return dict(env or {})
 
 
-def _collect(chan: paramiko.Channel, deadline: float, probe: Callable[[], None] | None = None,
-             stop: Callable[[], bool] | None = None, probe_every: float = 10.0, out: bytearray | None = None,
-             err: bytearray | None = None, on_out: Callable[[str], None] | None = None,
-             ) -> tuple[bytearray, bytearray, bool]:
+def _collect(
+    chan: paramiko.Channel,
+    deadline: float,
+    probe: Callable[[], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    probe_every: float = 10.0,
+    out: bytearray | None = None,
+    err: bytearray | None = None,
+    on_out: Callable[[str], None] | None = None,
+) -> tuple[bytearray, bytearray, bool]:
     """Read stdout/stderr until the command exits and its streams close, or the deadline passes (or `stop()`).
     After `probe_every` seconds without a byte, `probe()` checks the device still answers (raises if not).
     `out`/`err` collect into the caller's buffers (kept when Ctrl-C interrupts the read)."""
@@ -616,6 +748,6 @@ def _collect(chan: paramiko.Channel, deadline: float, probe: Callable[[], None] 
 
 def _split_pid(stderr: str) -> tuple[int | None, str]:
     first, _, rest = stderr.partition("\n")
-    if first.startswith(_PID_MARK) and first[len(_PID_MARK):].isdigit():
-        return int(first[len(_PID_MARK):]), rest
+    if first.startswith(_PID_MARK) and first[len(_PID_MARK) :].isdigit():
+        return int(first[len(_PID_MARK) :]), rest
     return None, stderr

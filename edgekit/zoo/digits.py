@@ -20,7 +20,11 @@ SPLIT_SEED = 0  # fixed: the split is part of the dataset's definition, not of a
 TEST_FRACTION = 0.2
 SIZE = 16
 NUM_CLASSES = 10
-DEFAULT_WIDTHS = (8, 16, 32)  # narrower than needed for 99%: keeps INT8 differences visible (see weights JSON)
+DEFAULT_WIDTHS = (
+    8,
+    16,
+    32,
+)  # narrower than needed for 99%: keeps INT8 differences visible (see weights JSON)
 
 
 @lru_cache(maxsize=1)
@@ -74,8 +78,9 @@ def test_split(n: int = 360, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return _subset(x, y, n, seed)
 
 
-def build(widths: tuple[int, ...] | list[int] = DEFAULT_WIDTHS, num_classes: int = NUM_CLASSES,
-          **_: Any) -> torch.nn.Module:
+def build(
+    widths: tuple[int, ...] | list[int] = DEFAULT_WIDTHS, num_classes: int = NUM_CLASSES, **_: Any
+) -> torch.nn.Module:
     """The classifier: per width two Conv-BN-ReLU (the first of later stages strided), GAP, linear.
 
     Exported it is Conv/ReLU/GlobalAveragePool/Gemm only (BN folds into conv), which every target format runs.
@@ -108,5 +113,5 @@ def shift_augment(x: torch.Tensor, generator: torch.Generator, max_shift: int = 
     for s in range(span * span):  # one slice per offset, not per image
         dy, dx = divmod(s, span)
         sel = shift == s
-        out[sel] = pad[sel, :, dy:dy + h, dx:dx + w]
+        out[sel] = pad[sel, :, dy : dy + h, dx : dx + w]
     return out

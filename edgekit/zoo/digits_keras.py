@@ -26,8 +26,15 @@ import numpy as np
 from edgekit.zoo import digits
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits-keras.keras"
-CONFIG: dict[str, Any] = {"widths": list(digits.DEFAULT_WIDTHS), "epochs": 15, "batch_size": 64, "lr": 3e-3,
-                          "weight_decay": 5e-4, "bn_momentum": 0.9, "seed": 0}
+CONFIG: dict[str, Any] = {
+    "widths": list(digits.DEFAULT_WIDTHS),
+    "epochs": 15,
+    "batch_size": 64,
+    "lr": 3e-3,
+    "weight_decay": 5e-4,
+    "bn_momentum": 0.9,
+    "seed": 0,
+}
 
 
 def _nhwc(x: np.ndarray) -> np.ndarray:
@@ -54,8 +61,9 @@ def build(widths: list[int] | tuple[int, ...] = digits.DEFAULT_WIDTHS, bn_moment
     h = inp
     for i, width in enumerate(widths):
         for j in range(2):
-            h = keras.layers.Conv2D(width, 3, strides=2 if (i > 0 and j == 0) else 1, padding="same",
-                                    use_bias=False)(h)
+            h = keras.layers.Conv2D(
+                width, 3, strides=2 if (i > 0 and j == 0) else 1, padding="same", use_bias=False
+            )(h)
             h = keras.layers.BatchNormalization(momentum=bn_momentum)(h)  # Keras's 0.99 lags 15 short epochs
             h = keras.layers.ReLU()(h)
     h = keras.layers.GlobalAveragePooling2D()(h)
@@ -76,20 +84,36 @@ def train(path: Path = WEIGHTS) -> dict[str, Any]:
     x, y = digits.train_data()
     xt, yt = test_split()
     model = build(CONFIG["widths"], CONFIG["bn_momentum"])
-    model.compile(optimizer=keras.optimizers.AdamW(CONFIG["lr"], weight_decay=CONFIG["weight_decay"]),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.AdamW(CONFIG["lr"], weight_decay=CONFIG["weight_decay"]),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     cpu0, start = _cpu_s(), time.perf_counter()
-    model.fit(_nhwc(x), np.asarray(y), batch_size=CONFIG["batch_size"], epochs=CONFIG["epochs"], shuffle=True,
-              verbose=0)
+    model.fit(
+        _nhwc(x),
+        np.asarray(y),
+        batch_size=CONFIG["batch_size"],
+        epochs=CONFIG["epochs"],
+        shuffle=True,
+        verbose=0,
+    )
     seconds, cpu = time.perf_counter() - start, _cpu_s() - cpu0
     top1 = float((model.predict(xt, batch_size=64, verbose=0).argmax(1) == yt).mean())
     shipped = build(CONFIG["widths"], CONFIG["bn_momentum"])  # uncompiled: the file holds no optimizer state
     shipped.set_weights(model.get_weights())
     shipped.save(path)
-    meta = {"model": "digits-keras", "config": CONFIG, "train_seconds": round(seconds, 2),
-            "train_cpu_seconds": round(cpu, 2), "metrics": {"top1": top1, "test_images": len(yt)},
-            "parameters": int(model.count_params()), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "machine": platform.machine(), "threads": 1}
+    meta = {
+        "model": "digits-keras",
+        "config": CONFIG,
+        "train_seconds": round(seconds, 2),
+        "train_cpu_seconds": round(cpu, 2),
+        "metrics": {"top1": top1, "test_images": len(yt)},
+        "parameters": int(model.count_params()),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "machine": platform.machine(),
+        "threads": 1,
+    }
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
@@ -100,8 +124,12 @@ def _cpu_s() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="train the Keras digits classifier (edgekit.zoo.digits_keras)")
-    parser.add_argument("--ship", action="store_true", help=f"write {WEIGHTS} (else a file in the current folder)")
+    parser = argparse.ArgumentParser(
+        description="train the Keras digits classifier (edgekit.zoo.digits_keras)"
+    )
+    parser.add_argument(
+        "--ship", action="store_true", help=f"write {WEIGHTS} (else a file in the current folder)"
+    )
     args = parser.parse_args()
     meta = train(WEIGHTS if args.ship else Path("digits-keras.keras"))
     print(json.dumps(meta["metrics"]), f"{meta['train_seconds']} s")

@@ -14,8 +14,15 @@ from edgekit.fidelity.metrics import top1
 from edgekit.zoo import digits
 from edgekit.zoo.train import Log, TrainConfig
 
-DEFAULT = TrainConfig(model="digits", seed=0, epochs=15, batch_size=64, lr=3e-3, weight_decay=5e-4,
-                      model_args={"widths": list(digits.DEFAULT_WIDTHS)})
+DEFAULT = TrainConfig(
+    model="digits",
+    seed=0,
+    epochs=15,
+    batch_size=64,
+    lr=3e-3,
+    weight_decay=5e-4,
+    model_args={"widths": list(digits.DEFAULT_WIDTHS)},
+)
 
 
 def loop(model: Any, config: TrainConfig, log: Log) -> dict[str, float]:
@@ -36,7 +43,7 @@ def loop(model: Any, config: TrainConfig, log: Log) -> dict[str, float]:
         order = torch.randperm(len(xt), generator=gen)
         total = 0.0
         for i in range(0, len(xt), config.batch_size):
-            idx = order[i:i + config.batch_size]
+            idx = order[i : i + config.batch_size]
             batch = digits.shift_augment(xt[idx], gen)
             loss = loss_fn(model(batch), yt[idx])
             opt.zero_grad(set_to_none=True)

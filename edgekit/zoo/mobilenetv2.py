@@ -10,8 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 # expansion t, output channels c, repeats n, first stride s (the paper's table 2)
-SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-            (6, 320, 1, 1))
+SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 
 def _divisible(value: float, divisor: int = 8) -> int:
@@ -20,8 +27,9 @@ def _divisible(value: float, divisor: int = 8) -> int:
     return new + divisor if new < 0.9 * value else new
 
 
-def build(num_classes: int = 1000, width: float = 1.0, dropout: float = 0.2, settle_bn: bool = True,
-          size: int = 224) -> Any:
+def build(
+    num_classes: int = 1000, width: float = 1.0, dropout: float = 0.2, settle_bn: bool = True, size: int = 224
+) -> Any:
     """MobileNetV2 in eval mode; `width` scales every layer's channels.
 
     With random weights and default BatchNorm statistics the activations shrink about 1e-9-fold over the 17
@@ -33,8 +41,11 @@ def build(num_classes: int = 1000, width: float = 1.0, dropout: float = 0.2, set
 
     class ConvBNReLU(nn.Sequential):
         def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> None:
-            super().__init__(nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
-                             nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
+            super().__init__(
+                nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU6(inplace=True),
+            )
 
     class InvertedResidual(nn.Module):
         def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
@@ -42,8 +53,11 @@ def build(num_classes: int = 1000, width: float = 1.0, dropout: float = 0.2, set
             hidden = int(round(cin * expand))
             self.use_res_connect = stride == 1 and cin == cout
             layers: list[nn.Module] = [ConvBNReLU(cin, hidden, k=1)] if expand != 1 else []
-            layers += [ConvBNReLU(hidden, hidden, stride=stride, groups=hidden),
-                       nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+            layers += [
+                ConvBNReLU(hidden, hidden, stride=stride, groups=hidden),
+                nn.Conv2d(hidden, cout, 1, bias=False),
+                nn.BatchNorm2d(cout),
+            ]
             self.conv = nn.Sequential(*layers)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,9 @@ Sdf = Callable[[np.ndarray, np.ndarray], np.ndarray]  # signed distance at pixel
 MIN_FRACTION, MAX_FRACTION = 0.08, 0.38  # shape extent as a fraction of the image side
 
 
-def draw(seed: int, index: int, size: int = SIZE, reference: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def draw(
+    seed: int, index: int, size: int = SIZE, reference: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """One image (size, size, 3) uint8 and its labels (k, 5) float32, a pure function of (seed, index).
 
     Shape sizes are fractions of `reference` (default: `size`): training draws a smaller canvas with the shapes
@@ -52,8 +54,9 @@ def draw(seed: int, index: int, size: int = SIZE, reference: int | None = None) 
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), labels
 
 
-def batch(seed: int, start: int, n: int, size: int = SIZE,
-          reference: int | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+def batch(
+    seed: int, start: int, n: int, size: int = SIZE, reference: int | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Images start..start+n-1 of the stream `seed`."""
     pairs = [draw(seed, start + i, size, reference) for i in range(n)]
     return np.stack([p[0] for p in pairs]), [p[1] for p in pairs]
@@ -125,7 +128,7 @@ def _paint(img: np.ndarray, sdf: Sdf, box: np.ndarray, color: np.ndarray) -> Non
 def _contrasting(img: np.ndarray, box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A colour at least 80 (RGB distance) away from the background's mean under the box."""
     x0, y0, x1, y1 = (int(v) for v in box)
-    local = img[max(y0, 0):max(y1, y0 + 1), max(x0, 0):max(x1, x0 + 1)].reshape(-1, 3).mean(0)
+    local = img[max(y0, 0) : max(y1, y0 + 1), max(x0, 0) : max(x1, x0 + 1)].reshape(-1, 3).mean(0)
     color = rng.uniform(0, 255, 3)
     for _ in range(20):
         if np.linalg.norm(color - local) >= 80:

@@ -23,7 +23,12 @@ from edgekit.zoo.train import Log, TrainConfig
 from edgekit.zoo.yolov5_lite import ANCHORS, STRIDES
 
 DEFAULT = TrainConfig(
-    model="shapes-yolov5-lite", seed=0, epochs=16, batch_size=8, lr=4e-3, weight_decay=5e-4,
+    model="shapes-yolov5-lite",
+    seed=0,
+    epochs=16,
+    batch_size=8,
+    lr=4e-3,
+    weight_decay=5e-4,
     model_args={"num_classes": shapes.NUM_CLASSES, "size": shapes.SIZE},
     data={"canvas": 160, "images_per_epoch": 512, "bn_images": 64, "test_images": 200, "probe_images": 32},
 )
@@ -47,8 +52,9 @@ def loop(model: Any, config: TrainConfig, log: Log) -> dict[str, float]:
     model.train()
     start, running = time.perf_counter(), 0.0
     for step in range(steps):
-        imgs, labels = shapes.batch(config.seed, step * config.batch_size, config.batch_size, canvas,
-                                    reference=shapes.SIZE)
+        imgs, labels = shapes.batch(
+            config.seed, step * config.batch_size, config.batch_size, canvas, reference=shapes.SIZE
+        )
         x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div_(255.0)
         with head.capture() as raw:
             model(x)
@@ -59,8 +65,10 @@ def loop(model: Any, config: TrainConfig, log: Log) -> dict[str, float]:
         sched.step()
         running += float(loss.detach())
         if (step + 1) % steps_per_epoch == 0:
-            log(f"epoch {(step + 1) // steps_per_epoch}/{config.epochs} loss {running / steps_per_epoch:.4f} "
-                f"({time.perf_counter() - start:.0f} s){_probe(model, canvas, config)}")
+            log(
+                f"epoch {(step + 1) // steps_per_epoch}/{config.epochs} loss {running / steps_per_epoch:.4f} "
+                f"({time.perf_counter() - start:.0f} s){_probe(model, canvas, config)}"
+            )
             running = 0.0
     recalibrate_bn(model, config.seed, int(config.data.get("bn_images", 64)), canvas)
     deployed.load_state_dict(model.state_dict())
@@ -123,7 +131,7 @@ def evaluate(model: Any, n: int = 200, batch: int = 8) -> dict[str, float]:
     boxes, scores = [], []
     with torch.no_grad():
         for i in range(0, n, batch):
-            x = torch.from_numpy(imgs[i:i + batch]).permute(0, 3, 1, 2).float().div_(255.0)
+            x = torch.from_numpy(imgs[i : i + batch]).permute(0, 3, 1, 2).float().div_(255.0)
             b, s = model(x)
             boxes.append(b.numpy())
             scores.append(s.numpy())
@@ -215,9 +223,13 @@ class YoloLoss:
         a_idx, m_idx = torch.nonzero(ok, as_tuple=True)
         gxy, gwh = g[m_idx, :2], g[m_idx, 2:4]
         inv = torch.tensor([w, h], dtype=torch.float32) - gxy
-        near = [torch.ones(len(gxy), dtype=torch.bool),
-                (gxy[:, 0] % 1 < 0.5) & (gxy[:, 0] > 1), (gxy[:, 1] % 1 < 0.5) & (gxy[:, 1] > 1),
-                (inv[:, 0] % 1 < 0.5) & (inv[:, 0] > 1), (inv[:, 1] % 1 < 0.5) & (inv[:, 1] > 1)]
+        near = [
+            torch.ones(len(gxy), dtype=torch.bool),
+            (gxy[:, 0] % 1 < 0.5) & (gxy[:, 0] > 1),
+            (gxy[:, 1] % 1 < 0.5) & (gxy[:, 1] > 1),
+            (inv[:, 0] % 1 < 0.5) & (inv[:, 0] > 1),
+            (inv[:, 1] % 1 < 0.5) & (inv[:, 1] > 1),
+        ]
         offsets = torch.tensor([[0, 0], [0.5, 0], [0, 0.5], [-0.5, 0], [0, -0.5]])
         sel = torch.stack(near)  # [5, K]
         k_idx = torch.nonzero(sel, as_tuple=True)
@@ -239,16 +251,17 @@ def ciou(box1: Any, box2: Any, eps: float = 1e-7) -> Any:
     b1_y1, b1_y2 = box1[:, 1] - box1[:, 3] / 2, box1[:, 1] + box1[:, 3] / 2
     b2_x1, b2_x2 = box2[:, 0] - box2[:, 2] / 2, box2[:, 0] + box2[:, 2] / 2
     b2_y1, b2_y2 = box2[:, 1] - box2[:, 3] / 2, box2[:, 1] + box2[:, 3] / 2
-    inter = (torch.min(b1_x2, b2_x2) - torch.max(b1_x1, b2_x1)).clamp(0) * \
-        (torch.min(b1_y2, b2_y2) - torch.max(b1_y1, b2_y1)).clamp(0)
+    inter = (torch.min(b1_x2, b2_x2) - torch.max(b1_x1, b2_x1)).clamp(0) * (
+        torch.min(b1_y2, b2_y2) - torch.max(b1_y1, b2_y1)
+    ).clamp(0)
     w1, h1, w2, h2 = box1[:, 2], box1[:, 3] + eps, box2[:, 2], box2[:, 3] + eps
     union = w1 * h1 + w2 * h2 - inter + eps
     iou = inter / union
     cw = torch.max(b1_x2, b2_x2) - torch.min(b1_x1, b2_x1)
     ch = torch.max(b1_y2, b2_y2) - torch.min(b1_y1, b2_y1)
-    c2 = cw ** 2 + ch ** 2 + eps
-    rho2 = ((box2[:, 0] - box1[:, 0]) ** 2 + (box2[:, 1] - box1[:, 1]) ** 2)
-    v = (4 / math.pi ** 2) * torch.pow(torch.atan(w2 / h2) - torch.atan(w1 / h1), 2)
+    c2 = cw**2 + ch**2 + eps
+    rho2 = (box2[:, 0] - box1[:, 0]) ** 2 + (box2[:, 1] - box1[:, 1]) ** 2
+    v = (4 / math.pi**2) * torch.pow(torch.atan(w2 / h2) - torch.atan(w1 / h1), 2)
     with torch.no_grad():
         alpha = v / (v - iou + (1 + eps))
     return iou - (rho2 / c2 + v * alpha)

@@ -19,15 +19,20 @@ def build(num_classes: int = 10, width: int = 8) -> Any:
     from torch import nn
 
     def cbr(cin: int, cout: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, groups=groups, bias=False),
-                             nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
 
     class TinyNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.features = nn.Sequential(
                 cbr(3, width, 2),
-                cbr(width, width, 1, groups=width), nn.Conv2d(width, 2 * width, 1), nn.ReLU6(),
+                cbr(width, width, 1, groups=width),
+                nn.Conv2d(width, 2 * width, 1),
+                nn.ReLU6(),
                 nn.MaxPool2d(2),
                 cbr(2 * width, 4 * width, 2),
             )
@@ -52,10 +57,17 @@ def build_detector(num_classes: int = 3, width: int = 8, size: int = 32) -> Any:
     class TinyDetector(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.backbone = nn.Sequential(cbr(3, width, 2), cbr(width, 2 * width, 2),
-                                          cbr(2 * width, 2 * width, 1))
-            self.detect = Detect(num_classes, (2 * width,), strides=(4,), anchors=(((6, 6), (12, 10)),),
-                                 size=size, prior_bias=False)  # untrained, it still finds boxes to compare
+            self.backbone = nn.Sequential(
+                cbr(3, width, 2), cbr(width, 2 * width, 2), cbr(2 * width, 2 * width, 1)
+            )
+            self.detect = Detect(
+                num_classes,
+                (2 * width,),
+                strides=(4,),
+                anchors=(((6, 6), (12, 10)),),
+                size=size,
+                prior_bias=False,
+            )  # untrained, it still finds boxes to compare
 
         def forward(self, x: Any) -> Any:
             return self.detect([self.backbone(x)])
@@ -74,8 +86,11 @@ def images(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
         img = c0 + (c1 - c0) * t[..., None]
         for _ in range(rng.integers(1, 4)):
             cx, cy, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(size / 10, size / 3)
-            mask = (np.abs(xx * size - cx) < r) & (np.abs(yy * size - cy) < r) if rng.random() < 0.5 \
+            mask = (
+                (np.abs(xx * size - cx) < r) & (np.abs(yy * size - cy) < r)
+                if rng.random() < 0.5
                 else (xx * size - cx) ** 2 + (yy * size - cy) ** 2 < r * r
+            )
             img[mask] = rng.uniform(0, 255, 3)
         img += rng.normal(0, 6, img.shape)
         out[i] = np.clip(img, 0, 255).astype(np.uint8)

@@ -13,8 +13,17 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-ARCHITECTURES = ("mobilenet_v3_small", "shufflenet_v2_x1_0", "squeezenet1_1", "resnet18", "efficientnet_b0",
-                 "mnasnet0_5", "regnet_y_400mf", "convnext_tiny", "ssdlite320")
+ARCHITECTURES = (
+    "mobilenet_v3_small",
+    "shufflenet_v2_x1_0",
+    "squeezenet1_1",
+    "resnet18",
+    "efficientnet_b0",
+    "mnasnet0_5",
+    "regnet_y_400mf",
+    "convnext_tiny",
+    "ssdlite320",
+)
 INPUT_SIZE = {"ssdlite320": 320}  # the others at 224x224
 _LIBRARY: Any = None  # the torch.library.Library defining the stub schemas (kept alive)
 
@@ -40,8 +49,11 @@ def build(arch: str, num_classes: int = 1000) -> Any:
     ssdlite320_mobilenet_v3_large's backbone + head (raw box regressions and class logits, no NMS)."""
     tv = import_torchvision()
     if arch == "ssdlite320":
-        return SsdliteBackboneHead(tv.models.detection.ssdlite320_mobilenet_v3_large(
-            weights=None, weights_backbone=None, num_classes=91))
+        return SsdliteBackboneHead(
+            tv.models.detection.ssdlite320_mobilenet_v3_large(
+                weights=None, weights_backbone=None, num_classes=91
+            )
+        )
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; one of {', '.join(ARCHITECTURES)}")
     return getattr(tv.models, arch)(weights=None, num_classes=num_classes)

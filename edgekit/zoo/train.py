@@ -134,8 +134,9 @@ def cache_path(config: TrainConfig) -> Path:
     return models_dir() / f"{config.model}-{config.digest()[:16]}"
 
 
-def train(config: TrainConfig, *, threads: int | None = None, cache: bool = True,
-          log: Log = lambda _msg: None) -> Trained:
+def train(
+    config: TrainConfig, *, threads: int | None = None, cache: bool = True, log: Log = lambda _msg: None
+) -> Trained:
     """Train `config` (or load its cached result) and return the model in eval mode with its metadata."""
     import torch
 
@@ -151,12 +152,18 @@ def train(config: TrainConfig, *, threads: int | None = None, cache: bool = True
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     model.eval()
     meta = {
-        "model": config.model, "config": config.model_dump(mode="json"), "config_sha256": config.digest(),
-        "seed": config.seed, "threads": threads, "train_seconds": round(seconds, 2),
+        "model": config.model,
+        "config": config.model_dump(mode="json"),
+        "config_sha256": config.digest(),
+        "seed": config.seed,
+        "threads": threads,
+        "train_seconds": round(seconds, 2),
         "train_cpu_seconds": round(cpu_seconds, 2),  # on a shared machine, what an idle one would need
         "metrics": metrics,
-        "parameters": sum(p.numel() for p in model.parameters()), "torch": torch.__version__,
-        "machine": platform.machine(), "cpu_count": os.cpu_count(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if cache:
@@ -188,8 +195,11 @@ def _load(spec: Trainer, weights: Path, cached: bool) -> Trained:
         model = spec.build(**meta["config"]["model_args"])
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
-        raise TrainingError(f"cannot load trained weights: {exc}", where=str(weights),
-                            hint="delete the folder to retrain, or retrain with `python -m edgekit.zoo.train`") from None
+        raise TrainingError(
+            f"cannot load trained weights: {exc}",
+            where=str(weights),
+            hint="delete the folder to retrain, or retrain with `python -m edgekit.zoo.train`",
+        ) from None
     return Trained(weights, meta, model.eval(), cached)
 
 
@@ -232,10 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     config = default_config(args.model)
     if args.seed is not None:
         config = config.model_copy(update={"seed": args.seed})
-    trained = train(config, threads=args.threads, cache=True, log=print) if not args.force else \
-        _retrain(config, args.threads)
-    print(json.dumps({k: trained.meta.get(k) for k in ("train_seconds", "train_cpu_seconds", "threads", "metrics",
-                                                       "parameters")}))
+    trained = (
+        train(config, threads=args.threads, cache=True, log=print)
+        if not args.force
+        else _retrain(config, args.threads)
+    )
+    print(
+        json.dumps(
+            {
+                k: trained.meta.get(k)
+                for k in ("train_seconds", "train_cpu_seconds", "threads", "metrics", "parameters")
+            }
+        )
+    )
     if args.ship:
         print("shipped:", ship(trained, args.model))
     return 0

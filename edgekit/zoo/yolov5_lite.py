@@ -24,8 +24,11 @@ from typing import Any, cast
 import numpy as np
 
 # YOLOv5 default anchors (pixels) for strides 8, 16, 32; fine for 320 inputs too.
-ANCHORS = (((10, 13), (16, 30), (33, 23)), ((30, 61), (62, 45), (59, 119)),
-           ((116, 90), (156, 198), (373, 326)))
+ANCHORS = (
+    ((10, 13), (16, 30), (33, 23)),
+    ((30, 61), (62, 45), (59, 119)),
+    ((116, 90), (156, 198), (373, 326)),
+)
 STRIDES = (8, 16, 32)
 
 
@@ -41,8 +44,10 @@ def build(num_classes: int = 3, width: float = 1.0, size: int = 320, neck: int =
         raise ValueError(f"size must be a multiple of 32, got {size}")
 
     def cbr(cin: int, cout: int, k: int = 1, s: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False),
-                                   nn.BatchNorm2d(cout)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
         return nn.Sequential(*layers, nn.ReLU(inplace=True)) if act else nn.Sequential(*layers)
 
     class ShuffleBlock(nn.Module):
@@ -55,8 +60,9 @@ def build(num_classes: int = 3, width: float = 1.0, size: int = 320, neck: int =
             if stride == 2:
                 self.branch1 = nn.Sequential(cbr(cin, cin, 3, 2, groups=cin, act=False), cbr(cin, half))
             b2_in = cin if stride == 2 else half
-            self.branch2 = nn.Sequential(cbr(b2_in, half), cbr(half, half, 3, stride, groups=half, act=False),
-                                         cbr(half, half))
+            self.branch2 = nn.Sequential(
+                cbr(b2_in, half), cbr(half, half, 3, stride, groups=half, act=False), cbr(half, half)
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if self.stride == 1:
@@ -68,8 +74,9 @@ def build(num_classes: int = 3, width: float = 1.0, size: int = 320, neck: int =
             return out.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
 
     def stage(cin: int, cout: int, repeats: int) -> nn.Sequential:
-        return nn.Sequential(ShuffleBlock(cin, cout, 2),
-                             *[ShuffleBlock(cout, cout, 1) for _ in range(repeats)])
+        return nn.Sequential(
+            ShuffleBlock(cin, cout, 2), *[ShuffleBlock(cout, cout, 1) for _ in range(repeats)]
+        )
 
     class CSP(nn.Module):
         """A light C3 block (YOLOv5): two 1x1 paths, one with a 3x3 bottleneck, merged by a 1x1."""
@@ -88,8 +95,11 @@ def build(num_classes: int = 3, width: float = 1.0, size: int = 320, neck: int =
         def __init__(self) -> None:
             super().__init__()
             self.stem = nn.Sequential(cbr(3, stem, 3, 2), nn.MaxPool2d(3, 2, 1))
-            self.s3, self.s4, self.s5 = stage(stem, stages[0], 3), stage(stages[0], stages[1], 7), \
-                stage(stages[1], stages[2], 3)
+            self.s3, self.s4, self.s5 = (
+                stage(stem, stages[0], 3),
+                stage(stages[0], stages[1], 7),
+                stage(stages[1], stages[2], 3),
+            )
             self.lat5, self.lat4 = cbr(stages[2], neck), cbr(neck, neck)
             self.up = nn.Upsample(scale_factor=2, mode="nearest")
             self.td4, self.td3 = CSP(neck + stages[1], neck), CSP(neck + stages[0], neck)
@@ -110,8 +120,14 @@ def build(num_classes: int = 3, width: float = 1.0, size: int = 320, neck: int =
     return YoloV5Lite().eval()
 
 
-def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],
-           anchors: Sequence[Sequence[Sequence[float]]], size: int, prior_bias: bool = True) -> Any:
+def Detect(
+    num_classes: int,
+    channels: Sequence[int],
+    strides: Sequence[int],
+    anchors: Sequence[Sequence[Sequence[float]]],
+    size: int,
+    prior_bias: bool = True,
+) -> Any:
     """The YOLO head as an nn.Module: 1x1 conv per scale, YOLOv5 decode, outputs (boxes xyxy, scores).
     `prior_bias` starts objectness low as YOLOv5 does for training (an untrained net then finds no box).
 
@@ -158,8 +174,9 @@ def Detect(num_classes: int, channels: Sequence[int], strides: Sequence[int],
     return _Detect()
 
 
-def _decode_constants(stride: int, anchors: Sequence[Sequence[float]],
-                      size: int) -> tuple[np.ndarray, np.ndarray]:
+def _decode_constants(
+    stride: int, anchors: Sequence[Sequence[float]], size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """One scale's per-row decode constants: (grid - 0.5) * stride and sqrt(2 * anchor w, h), [1, 2, n]."""
     g = size // stride
     yy, xx = np.mgrid[0:g, 0:g]

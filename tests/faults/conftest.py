@@ -29,17 +29,25 @@ class Outcome:
         return next((line for line in lines if line.startswith("error")), lines[0] if lines else "")
 
 
-def run_edgekit(*args: str, timeout: float = 120, env: dict[str, str] | None = None,
-                memory_mb: int | None = None) -> Outcome:
+def run_edgekit(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None, memory_mb: int | None = None
+) -> Outcome:
     """`edgekit ARGS` in a child process; `memory_mb` caps its address space (a bomb fails instead of swapping)."""
+
     def limit() -> None:
         if memory_mb:
             size = memory_mb * 1024 * 1024
             resource.setrlimit(resource.RLIMIT_AS, (size, size))
 
     start = time.perf_counter()
-    proc = subprocess.run([*EDGEKIT, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, preexec_fn=limit)
+    proc = subprocess.run(
+        [*EDGEKIT, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        preexec_fn=limit,
+    )
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return Outcome(proc.returncode, proc.stdout, proc.stderr, seconds, peak)

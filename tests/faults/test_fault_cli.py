@@ -24,11 +24,37 @@ EDGEKIT = [str(Path(sys.executable).parent / "edgekit")]
 
 def start_deploy(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path, Path]:
     work, out, store = tmp_path / "device", tmp_path / "run.json", tmp_path / "store.sqlite"
-    args = [*EDGEKIT, "deploy", str(TINY), "--target", "pi4-emu", "--format", "tflite-fp32", "--format", "ncnn-fp32",
-            "--no-host", "--repeat", "1", "--warmup", "0", "--samples", "2", "--json", str(out), "--store", str(store),
-            "--set", f"work_dir={work}", "--set", "io_timeout=3", "--set", "connect_timeout=3"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+    args = [
+        *EDGEKIT,
+        "deploy",
+        str(TINY),
+        "--target",
+        "pi4-emu",
+        "--format",
+        "tflite-fp32",
+        "--format",
+        "ncnn-fp32",
+        "--no-host",
+        "--repeat",
+        "1",
+        "--warmup",
+        "0",
+        "--samples",
+        "2",
+        "--json",
+        str(out),
+        "--store",
+        str(store),
+        "--set",
+        f"work_dir={work}",
+        "--set",
+        "io_timeout=3",
+        "--set",
+        "connect_timeout=3",
+    ]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
     return proc, work, out, store
 
 
@@ -62,8 +88,9 @@ def stored(store: Path) -> DeployResult:
         return db.load(summary.id)
 
 
-def test_deploy_to_a_device_frozen_mid_run_exits_1_in_bounded_time_and_keeps_the_measurement(pi4_emu,
-                                                                                            tmp_path) -> None:
+def test_deploy_to_a_device_frozen_mid_run_exits_1_in_bounded_time_and_keeps_the_measurement(
+    pi4_emu, tmp_path
+) -> None:
     proc, work, out, store = start_deploy(tmp_path)
     stopped: list[int] = []
     try:
@@ -86,7 +113,9 @@ def test_deploy_to_a_device_frozen_mid_run_exits_1_in_bounded_time_and_keeps_the
     for result in (DeployResult.model_validate_json(out.read_text()), stored(store)):
         (run,) = result.runs
         got = {m.artifact: m for m in run.agent.measurements} if run.agent else {}
-        assert got["tflite-fp32"].status == "ok" and got["tflite-fp32"].samples_ms  # streamed before the freeze
+        assert (
+            got["tflite-fp32"].status == "ok" and got["tflite-fp32"].samples_ms
+        )  # streamed before the freeze
         assert got["ncnn-fp32"].status == "failed" and "DeviceTimeout" in (got["ncnn-fp32"].error or "")
 
 
@@ -112,8 +141,11 @@ def test_ctrl_c_mid_deploy_exits_130_and_keeps_the_measurement(pi4_emu, tmp_path
         assert got["tflite-fp32"].status == "ok"
         assert got["ncnn-fp32"].status == "failed" and "interrupted" in (got["ncnn-fp32"].error or "")
     time.sleep(1)
-    leftover = [p for p in psutil.process_iter(["cmdline"]) if "agent.py" in " ".join(p.info["cmdline"] or [])
-                and str(work) in _cwd(p)]
+    leftover = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "agent.py" in " ".join(p.info["cmdline"] or []) and str(work) in _cwd(p)
+    ]
     assert not leftover  # the device's agent was stopped
 
 

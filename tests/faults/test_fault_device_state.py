@@ -16,9 +16,16 @@ pytestmark = pytest.mark.integration
 
 
 def test_set_and_environment_overrides_win_over_the_device_state(pi4_emu, tmp_path: Path) -> None:
-    target = ensure_device(load_target("pi4-emu", ["user=nobody", f"key={tmp_path / 'WRONG'}"],
-                                       env={"EDGEKIT_TARGET_PI4_EMU_WORK_DIR": "/tmp/elsewhere"}))
-    assert target.user == "nobody" and target.key == tmp_path / "WRONG" and target.work_dir == "/tmp/elsewhere"
+    target = ensure_device(
+        load_target(
+            "pi4-emu",
+            ["user=nobody", f"key={tmp_path / 'WRONG'}"],
+            env={"EDGEKIT_TARGET_PI4_EMU_WORK_DIR": "/tmp/elsewhere"},
+        )
+    )
+    assert (
+        target.user == "nobody" and target.key == tmp_path / "WRONG" and target.work_dir == "/tmp/elsewhere"
+    )
     assert target.port == pi4_emu.port  # what was not overridden still comes from the running device
 
 
@@ -29,7 +36,9 @@ def test_wrong_user_override_on_an_emulated_target_fails_to_connect(pi4_emu, edg
     assert "Traceback" not in out.stderr
 
 
-def test_a_copied_state_file_never_stops_another_data_dirs_device(pi4_emu, tmp_path: Path, edgekit_cli) -> None:
+def test_a_copied_state_file_never_stops_another_data_dirs_device(
+    pi4_emu, tmp_path: Path, edgekit_cli
+) -> None:
     own = layout.device_dir("pi4-emu").state_file
     other_home = tmp_path / "emu"
     copied = other_home / "devices" / "pi4-emu" / "state.json"

@@ -25,8 +25,14 @@ def test_the_host_is_not_measured_when_every_target_failed_to_connect(tmp_path: 
 
     recipe = load_recipe(TINY)
     arts = convert_recipe(recipe, (Format.TFLITE_FP32,), keep_going=True)
-    nowhere = Target(name="nowhere", transport=TransportKind.SSH, host="127.0.0.1", port=closed_port(),
-                     user="nobody", connect_timeout=3)
+    nowhere = Target(
+        name="nowhere",
+        transport=TransportKind.SSH,
+        host="127.0.0.1",
+        port=closed_port(),
+        user="nobody",
+        connect_timeout=3,
+    )
     start = time.monotonic()
     result = deploy(recipe, [nowhere], DeployOptions(repeat=50, threads=(1,)), artifacts=arts)
     seconds = time.monotonic() - start

@@ -18,8 +18,10 @@ BOMB_LEVELS = "\n".join(
 
 
 def recipe_text(name: str = "t", args: str = "", outputs: str = "") -> str:
-    return (f"name: {name}\nmodel:\n  kind: torch\n  builder: edgekit.zoo.tiny:build\n"
-            f"  args:\n    width: 8\n{args}\ninput: {{shape: [1, 3, 8, 8]}}\n{outputs}formats: [tflite-fp32]\n")
+    return (
+        f"name: {name}\nmodel:\n  kind: torch\n  builder: edgekit.zoo.tiny:build\n"
+        f"  args:\n    width: 8\n{args}\ninput: {{shape: [1, 3, 8, 8]}}\n{outputs}formats: [tflite-fp32]\n"
+    )
 
 
 def test_alias_bomb_under_model_args_is_refused_fast_through_the_cli(tmp_path: Path, edgekit_cli) -> None:
@@ -55,14 +57,18 @@ def test_large_values_in_an_error_message_are_cut_short(tmp_path: Path) -> None:
     assert len(str(info.value)) < 1000
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"name: t\n" + b"# " + b"x" * (1 << 20) + b"\n", "larger than"),
-    (b"name: \"caf\xe9\"\n", "not UTF-8"),
-    (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested deeper"),
-    (b"a: &a [*a]\n", "recursive alias"),
-])
-def test_oversized_non_utf8_deep_and_recursive_recipes_are_refused(tmp_path: Path, content: bytes,
-                                                                     message: str) -> None:
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"name: t\n" + b"# " + b"x" * (1 << 20) + b"\n", "larger than"),
+        (b'name: "caf\xe9"\n', "not UTF-8"),
+        (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested deeper"),
+        (b"a: &a [*a]\n", "recursive alias"),
+    ],
+)
+def test_oversized_non_utf8_deep_and_recursive_recipes_are_refused(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
     path = tmp_path / "r.yaml"
     path.write_bytes(content)
     with pytest.raises(RecipeError, match=message):

@@ -49,7 +49,9 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def run_deploy(pi4_emu: object, work_dir: Path, arts: list[Artifact], **options: object) -> tuple[DeployResult, float]:
+def run_deploy(
+    pi4_emu: object, work_dir: Path, arts: list[Artifact], **options: object
+) -> tuple[DeployResult, float]:
     target = load_target("pi4-emu", [f"work_dir={work_dir}", "io_timeout=3", "connect_timeout=3"])
     opts = DeployOptions(host=False, repeat=1, warmup=0, threads=(1,), samples=2, **options)  # type: ignore[arg-type]
     start = time.monotonic()
@@ -144,9 +146,13 @@ def test_a_disk_filling_mid_run_records_every_artifact(pi4_emu, tiny_artifacts, 
     assert run.status == "failed" and "DeviceDiskFull" in (run.error or ""), run.error
     assert run.agent is not None
     recorded = {(m.artifact, m.threads): m for m in run.agent.measurements}
-    assert set(recorded) == {(f.value, 1) for f in FORMATS}, recorded  # each artifact measured or said why not
-    assert all(m.status == "ok" or "No space left" in (m.error or "") or "DeviceDiskFull" in (m.error or "")
-               for m in recorded.values()), [m.error for m in recorded.values()]
+    assert set(recorded) == {(f.value, 1) for f in FORMATS}, (
+        recorded
+    )  # each artifact measured or said why not
+    assert all(
+        m.status == "ok" or "No space left" in (m.error or "") or "DeviceDiskFull" in (m.error or "")
+        for m in recorded.values()
+    ), [m.error for m in recorded.values()]
     assert seconds < 300, seconds
     print(run.error, [m.error for m in recorded.values()])
     (tmpfs / "filler.bin").unlink()
@@ -188,7 +194,8 @@ def test_a_link_dropped_mid_run_keeps_what_the_device_measured(pi4_emu, tiny_art
 
 
 def test_a_link_dropped_with_the_device_unreachable_keeps_the_streamed_measurements(
-        pi4_emu, tiny_artifacts, tmp_path) -> None:
+    pi4_emu, tiny_artifacts, tmp_path
+) -> None:
     work = tmp_path / "device"
     master = device_master()
     stopped: list[int] = []
@@ -199,7 +206,9 @@ def test_a_link_dropped_with_the_device_unreachable_keeps_the_streamed_measureme
         for proc in agent_processes(work):
             sshd = session_sshd(proc, master)
             if sshd is not None:
-                os.kill(master, signal.SIGSTOP)  # no new connection is answered (resumed in the finally below)
+                os.kill(
+                    master, signal.SIGSTOP
+                )  # no new connection is answered (resumed in the finally below)
                 stopped.append(master)
                 os.kill(sshd.pid, signal.SIGKILL)
                 return

@@ -17,20 +17,25 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 def write_recipe(folder: Path, model: str, extra: str = "", name: str = "r") -> Path:
     path = folder / f"{name}.yaml"
-    path.write_text(f"name: {name}\nmodel: {model}\ninput: {{name: input, shape: [1, 3, 8, 8]}}\n"
-                    f"formats: [tflite-fp32]\n{extra}")
+    path.write_text(
+        f"name: {name}\nmodel: {model}\ninput: {{name: input, shape: [1, 3, 8, 8]}}\n"
+        f"formats: [tflite-fp32]\n{extra}"
+    )
     return path
 
 
-@pytest.mark.parametrize("args, message", [
-    (["deploy", str(RECIPES / "tiny.yaml"), "--target", "local", "--threads", "1,x"], "--threads"),
-    (["report", "--since", "30days"], "--since"),
-    (["estimate", str(RECIPES / "tiny.yaml"), "--board", "pi3"], "pi3"),
-    (["bench", "/nonexistent/model.tflite", "--target", "host"], "file not found"),
-    (["bench", "/nonexistent/model.txt", "--target", "host"], "not a model file"),
-    (["deploy", str(RECIPES / "tiny.yaml"), "--target", "nosuch"], "unknown target"),
-    (["convert", "/nonexistent/recipe.yaml"], "not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["deploy", str(RECIPES / "tiny.yaml"), "--target", "local", "--threads", "1,x"], "--threads"),
+        (["report", "--since", "30days"], "--since"),
+        (["estimate", str(RECIPES / "tiny.yaml"), "--board", "pi3"], "pi3"),
+        (["bench", "/nonexistent/model.tflite", "--target", "host"], "file not found"),
+        (["bench", "/nonexistent/model.txt", "--target", "host"], "not a model file"),
+        (["deploy", str(RECIPES / "tiny.yaml"), "--target", "nosuch"], "unknown target"),
+        (["convert", "/nonexistent/recipe.yaml"], "not found"),
+    ],
+)
 def test_bad_arguments_exit_2_with_a_named_error(args: list[str], message: str, edgekit_cli) -> None:
     out = edgekit_cli(*args, timeout=120)
     assert out.code == 2, (out.code, out.stdout[-500:], out.stderr)
@@ -39,7 +44,9 @@ def test_bad_arguments_exit_2_with_a_named_error(args: list[str], message: str, 
 
 
 @pytest.mark.parametrize("content", [os.urandom(3000), b"\x08\x07\x12\x04abc\x3a\x80\x80"])
-def test_a_random_or_truncated_onnx_is_named_and_never_cached(tmp_path: Path, content: bytes, edgekit_cli) -> None:
+def test_a_random_or_truncated_onnx_is_named_and_never_cached(
+    tmp_path: Path, content: bytes, edgekit_cli
+) -> None:
     (tmp_path / "m.onnx").write_bytes(content)
     recipe = write_recipe(tmp_path, "{kind: onnx, path: m.onnx}")
     home = tmp_path / "home"
@@ -56,8 +63,13 @@ def test_a_junk_image_in_the_calibration_folder_is_named(tmp_path: Path) -> None
 
     (tmp_path / "imgs").mkdir()
     (tmp_path / "imgs" / "a.png").write_bytes(os.urandom(500))
-    recipe = load_recipe(write_recipe(tmp_path, "{kind: torch, builder: 'edgekit.zoo.tiny:build'}",
-                                      "calibration: {data: {kind: images, path: imgs}}\n"))
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path,
+            "{kind: torch, builder: 'edgekit.zoo.tiny:build'}",
+            "calibration: {data: {kind: images, path: imgs}}\n",
+        )
+    )
     with pytest.raises(InputDataError, match=r"a\.png"):
         calibration_inputs(recipe)
 
@@ -70,9 +82,16 @@ def test_an_unreadable_npy_is_named(tmp_path: Path) -> None:
     (tmp_path / "x.npy").write_bytes(b"not an array")
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     for name in ("x.npy", "obj.npy"):
-        with pytest.raises(InputDataError, match=name):  # at recipe load (samples are counted) or at first read
-            recipe = load_recipe(write_recipe(tmp_path, "{kind: torch, builder: 'edgekit.zoo.tiny:build'}",
-                                              f"calibration: {{data: {{kind: npy, path: {name}}}}}\n"))
+        with pytest.raises(
+            InputDataError, match=name
+        ):  # at recipe load (samples are counted) or at first read
+            recipe = load_recipe(
+                write_recipe(
+                    tmp_path,
+                    "{kind: torch, builder: 'edgekit.zoo.tiny:build'}",
+                    f"calibration: {{data: {{kind: npy, path: {name}}}}}\n",
+                )
+            )
             calibration_inputs(recipe)
 
 
@@ -121,17 +140,40 @@ def silent_port() -> Iterator[int]:
 
 
 @pytest.mark.integration
-def test_a_port_that_never_speaks_ssh_is_named_within_the_connect_timeout(pi4_emu, silent_port: int,
-                                                                          edgekit_cli) -> None:
-    out = edgekit_cli("targets", "check", "pi4", "--set", "host=127.0.0.1", "--set", f"port={silent_port}",
-                      "--set", "connect_timeout=2", "--set", f"key={pi4_emu.key}", timeout=60)
+def test_a_port_that_never_speaks_ssh_is_named_within_the_connect_timeout(
+    pi4_emu, silent_port: int, edgekit_cli
+) -> None:
+    out = edgekit_cli(
+        "targets",
+        "check",
+        "pi4",
+        "--set",
+        "host=127.0.0.1",
+        "--set",
+        f"port={silent_port}",
+        "--set",
+        "connect_timeout=2",
+        "--set",
+        f"key={pi4_emu.key}",
+        timeout=60,
+    )
     assert out.code == 1 and "no SSH server answered" in out.stderr, out.stderr
     assert out.seconds < 15 and "Traceback" not in out.stderr and "Exception" not in out.stderr
 
 
 def test_a_missing_key_file_is_not_reported_as_unreachable(tmp_path: Path, edgekit_cli) -> None:
-    out = edgekit_cli("targets", "check", "pi4", "--set", "host=127.0.0.1", "--set", "port=1",
-                      "--set", f"key={tmp_path / 'missing'}", timeout=60)
+    out = edgekit_cli(
+        "targets",
+        "check",
+        "pi4",
+        "--set",
+        "host=127.0.0.1",
+        "--set",
+        "port=1",
+        "--set",
+        f"key={tmp_path / 'missing'}",
+        timeout=60,
+    )
     assert out.code == 2 and "KeyFileError" in out.stderr and "missing" in out.stderr, out.stderr
     assert "cannot reach" not in out.stderr
 
@@ -140,6 +182,16 @@ def test_a_refused_port_says_connection_refused(tmp_path: Path, pi4_emu, edgekit
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = edgekit_cli("targets", "check", "pi4", "--set", "host=127.0.0.1", "--set", f"port={port}",
-                      "--set", f"key={pi4_emu.key}", timeout=60)
+    out = edgekit_cli(
+        "targets",
+        "check",
+        "pi4",
+        "--set",
+        "host=127.0.0.1",
+        "--set",
+        f"port={port}",
+        "--set",
+        f"key={pi4_emu.key}",
+        timeout=60,
+    )
     assert out.code == 1 and "connection refused" in out.stderr and "Traceback" not in out.stderr, out.stderr

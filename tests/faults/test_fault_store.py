@@ -9,11 +9,22 @@ from edgekit.results import DeployResult, TargetRun
 
 
 def failed_at_connect() -> DeployResult:
-    nowhere = TargetRun(target="nowhere", kind="ssh", emulated=False, status="failed",
-                        error="connect: ConnectError: 127.0.0.1:9: cannot reach 127.0.0.1:9: connection refused")
-    return DeployResult(recipe="tiny", recipe_path="recipes/tiny.yaml", recipe_sha256="0" * 64,
-                        started_at="2026-11-30T10:00:00+00:00", finished_at="2026-11-30T10:00:05+00:00",
-                        runs=[nowhere], ok=False)
+    nowhere = TargetRun(
+        target="nowhere",
+        kind="ssh",
+        emulated=False,
+        status="failed",
+        error="connect: ConnectError: 127.0.0.1:9: cannot reach 127.0.0.1:9: connection refused",
+    )
+    return DeployResult(
+        recipe="tiny",
+        recipe_path="recipes/tiny.yaml",
+        recipe_sha256="0" * 64,
+        started_at="2026-11-30T10:00:00+00:00",
+        finished_at="2026-11-30T10:00:05+00:00",
+        runs=[nowhere],
+        ok=False,
+    )
 
 
 def test_runs_counts_a_target_that_failed_at_connect(tmp_path: Path, edgekit_cli) -> None:

@@ -33,8 +33,13 @@ from edgekit.recipe import Recipe
 PNNX_TIMEOUT_S = 900
 # int8 artifacts run with ncnn's default options: the float layers between int8 ones use fp16 where the core
 # has fp16 arithmetic (ARMv8.2: A76), as a user of ncnn gets them; fp32 on the A72 and on x86.
-INT8_OPTIONS = {"use_fp16_packed": True, "use_fp16_storage": True, "use_fp16_arithmetic": True,
-                "use_bf16_storage": False, "use_int8_inference": True}
+INT8_OPTIONS = {
+    "use_fp16_packed": True,
+    "use_fp16_storage": True,
+    "use_fp16_arithmetic": True,
+    "use_bf16_storage": False,
+    "use_int8_inference": True,
+}
 _TAIL_LINES = 25
 
 
@@ -48,10 +53,14 @@ class NcnnConverter(Converter):
         from edgekit.convert.ncnn import plan as ncnn_plan
         from edgekit.convert.ncnn.int8 import QUANTIZER_VERSION
 
-        return {"pnnx": _dist_version("pnnx"), "ncnn": _dist_version("ncnn"),
-                "edgekit-ncnn-int8": QUANTIZER_VERSION, "edgekit-ncnn-io": str(IO_VERSION),
-                # an int8 artifact planned on the emulated cores differs from one that was not
-                "edgekit-ncnn-speed-plan": "counted" if ncnn_plan.enabled() else "off"}
+        return {
+            "pnnx": _dist_version("pnnx"),
+            "ncnn": _dist_version("ncnn"),
+            "edgekit-ncnn-int8": QUANTIZER_VERSION,
+            "edgekit-ncnn-io": str(IO_VERSION),
+            # an int8 artifact planned on the emulated cores differs from one that was not
+            "edgekit-ncnn-speed-plan": "counted" if ncnn_plan.enabled() else "off",
+        }
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         calibration = None
@@ -59,13 +68,26 @@ class NcnnConverter(Converter):
             from edgekit.convert.calibration import calibration_inputs
 
             calibration = calibration_inputs(recipe)
-        return convert_model(Path(onnx_path), tuple(recipe.input.shape), fmt, Path(out_dir),
-                             calibration=calibration, recipe=recipe)
+        return convert_model(
+            Path(onnx_path),
+            tuple(recipe.input.shape),
+            fmt,
+            Path(out_dir),
+            calibration=calibration,
+            recipe=recipe,
+        )
 
 
-def convert_model(model_path: Path, input_shape: tuple[int, ...], fmt: Format, out_dir: Path, *,
-                  calibration: np.ndarray | None = None, recipe: Recipe | None = None,
-                  float_layers: frozenset[str] | set[str] = frozenset()) -> list[Path]:
+def convert_model(
+    model_path: Path,
+    input_shape: tuple[int, ...],
+    fmt: Format,
+    out_dir: Path,
+    *,
+    calibration: np.ndarray | None = None,
+    recipe: Recipe | None = None,
+    float_layers: frozenset[str] | set[str] = frozenset(),
+) -> list[Path]:
     """Convert one ONNX/TorchScript file to `fmt` in out_dir: [model.param, model.bin, model.io.json].
 
     `float_layers` names ncnn layers the int8 quantizer must leave in float (edgekit analyze --fix)."""
@@ -73,8 +95,11 @@ def convert_model(model_path: Path, input_shape: tuple[int, ...], fmt: Format, o
         raise ConversionError(f"the ncnn converter cannot produce {fmt.value}")
     if not input_shape or input_shape[0] != 1:
         where = str(recipe.path) if recipe else str(model_path)
-        raise ConversionError(f"ncnn models have no batch axis; input.shape must start with 1, "
-                              f"got {list(input_shape)}", where=where, hint="set input.shape: [1, ...]")
+        raise ConversionError(
+            f"ncnn models have no batch axis; input.shape must start with 1, got {list(input_shape)}",
+            where=where,
+            hint="set input.shape: [1, ...]",
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     param, bin_path = out_dir / "model.param", out_dir / "model.bin"
     run_pnnx(model_path, input_shape, fp16=fmt is Format.NCNN_FP16, param=param, bin_path=bin_path)
@@ -110,8 +135,14 @@ def _no_core_slower(plan: Any, build: Callable[[list[str]], Any], param: Path, r
     return build([] if kept == "all-int8" else plan.float_layers)
 
 
-def _quantize(param: Path, bin_path: Path, io: NcnnIO, calibration: np.ndarray, recipe: Recipe | None,
-              float_layers: frozenset[str] | set[str]) -> NcnnIO:
+def _quantize(
+    param: Path,
+    bin_path: Path,
+    io: NcnnIO,
+    calibration: np.ndarray,
+    recipe: Recipe | None,
+    float_layers: frozenset[str] | set[str],
+) -> NcnnIO:
     """Quantize every layer ncnn can run in int8, then (where the emulated cores are built) keep in float the
     layers whose int8 kernel counts more instructions (plan.py); the plan goes into the sidecar."""
     from edgekit.convert.ncnn import plan as ncnn_plan
@@ -127,8 +158,17 @@ def _quantize(param: Path, bin_path: Path, io: NcnnIO, calibration: np.ndarray, 
         fp32_io.write(io_path_for(src_param))
 
         def build(slower: list[str]) -> Int8Report:
-            report = quantize_ncnn(src_param, src_bin, calibration, fp32_io, param, bin_path, method=method,
-                                   granularity=granularity, float_layers=set(float_layers) | set(slower))
+            report = quantize_ncnn(
+                src_param,
+                src_bin,
+                calibration,
+                fp32_io,
+                param,
+                bin_path,
+                method=method,
+                granularity=granularity,
+                float_layers=set(float_layers) | set(slower),
+            )
             replace(io, options=dict(INT8_OPTIONS), int8=report.to_dict()).write(io_path_for(param))
             return report
 
@@ -146,8 +186,9 @@ def _quantize(param: Path, bin_path: Path, io: NcnnIO, calibration: np.ndarray, 
                 for device, prof in planned.items():
                     plan.totals[device]["planned"] = prof.total
                 all_int8 = {d: t["all_int8"] for d, t in plan.totals.items()}
-                if ncnn_plan.weighted({d: p.total for d, p in planned.items()}, plan.weights) >= \
-                        ncnn_plan.weighted(all_int8, plan.weights):
+                if ncnn_plan.weighted(
+                    {d: p.total for d, p in planned.items()}, plan.weights
+                ) >= ncnn_plan.weighted(all_int8, plan.weights):
                     plan.kept = "all-int8"
                     report = build([])
             if plan is not None and ncnn_plan.slower_cores(plan):
@@ -168,16 +209,22 @@ def _quantize(param: Path, bin_path: Path, io: NcnnIO, calibration: np.ndarray, 
         io.notes.append(f"no speed plan: {why_none}; every quantizable layer is int8")
     if plan is not None and not report.quantized:  # int8 lost on every layer (a tiny model): say it plainly
         io.options = dict(options_for(Format.NCNN_FP32))
-        io.notes.append("no layer counts fewer instructions in int8 on the emulated cores: this artifact runs "
-                        "every layer in float: it is the fp32 model, files and options")
+        io.notes.append(
+            "no layer counts fewer instructions in int8 on the emulated cores: this artifact runs "
+            "every layer in float: it is the fp32 model, files and options"
+        )
         return io
     io.options = dict(INT8_OPTIONS)
-    io.notes.append("ncnn's default options (fp16 storage and arithmetic for the float layers where the core has "
-                    "them, as on the Cortex-A76; fp32 elsewhere): turning them off made int8 artifacts 1.1x to "
-                    "2.2x slower on the A76 (counted)")
+    io.notes.append(
+        "ncnn's default options (fp16 storage and arithmetic for the float layers where the core has "
+        "them, as on the Cortex-A76; fp32 elsewhere): turning them off made int8 artifacts 1.1x to "
+        "2.2x slower on the A76 (counted)"
+    )
     if recipe is not None and recipe.int8.io.value == "int8":
-        io.notes.append("int8.io=int8 is not applicable to ncnn: inputs and outputs stay float32 "
-                        "(ncnn quantizes inside each int8 layer)")
+        io.notes.append(
+            "int8.io=int8 is not applicable to ncnn: inputs and outputs stay float32 "
+            "(ncnn quantizes inside each int8 layer)"
+        )
     return io
 
 
@@ -193,8 +240,9 @@ def pnnx_executable() -> Path:
     return exe
 
 
-def run_pnnx(model_path: Path, input_shape: tuple[int, ...], *, fp16: bool, param: Path,
-             bin_path: Path) -> None:
+def run_pnnx(
+    model_path: Path, input_shape: tuple[int, ...], *, fp16: bool, param: Path, bin_path: Path
+) -> None:
     """Run pnnx on a copy of the model in a temporary folder; move its ncnn .param/.bin to param/bin_path."""
     if not model_path.is_file():
         raise ConversionError("model file not found", where=str(model_path))
@@ -203,21 +251,33 @@ def run_pnnx(model_path: Path, input_shape: tuple[int, ...], *, fp16: bool, para
         src = Path(tmp) / f"model{suffix}"
         shutil.copyfile(model_path, src)
         shape = "[" + ",".join(str(d) for d in input_shape) + "]"
-        cmd = [str(pnnx_executable()), src.name, f"inputshape={shape}", f"fp16={int(fp16)}", "device=cpu",
-               "ncnnparam=model.ncnn.param", "ncnnbin=model.ncnn.bin"]
+        cmd = [
+            str(pnnx_executable()),
+            src.name,
+            f"inputshape={shape}",
+            f"fp16={int(fp16)}",
+            "device=cpu",
+            "ncnnparam=model.ncnn.param",
+            "ncnnbin=model.ncnn.bin",
+        ]
         try:
-            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=PNNX_TIMEOUT_S,
-                                  errors="replace")
+            proc = subprocess.run(
+                cmd, cwd=tmp, capture_output=True, text=True, timeout=PNNX_TIMEOUT_S, errors="replace"
+            )
         except subprocess.TimeoutExpired:
-            raise ConversionError(f"pnnx did not finish within {PNNX_TIMEOUT_S} s",
-                                  where=str(model_path)) from None
+            raise ConversionError(
+                f"pnnx did not finish within {PNNX_TIMEOUT_S} s", where=str(model_path)
+            ) from None
         out_param, out_bin = Path(tmp) / "model.ncnn.param", Path(tmp) / "model.ncnn.bin"
         if proc.returncode != 0 or not out_param.is_file() or not out_bin.is_file():
             tail = _tail(proc.stdout + proc.stderr)
             code = proc.returncode
             how = f"crashed (signal {-code})" if code < 0 else f"failed (exit code {code})"
-            raise ConversionError(f"pnnx {how}:\n{tail}", where=str(model_path),
-                                  hint="simplify the model (onnxsim) or export with opset 17 (dynamo=False)")
+            raise ConversionError(
+                f"pnnx {how}:\n{tail}",
+                where=str(model_path),
+                hint="simplify the model (onnxsim) or export with opset 17 (dynamo=False)",
+            )
         shutil.move(str(out_param), param)
         shutil.move(str(out_bin), bin_path)
 
@@ -235,9 +295,11 @@ def check_layers(graph: NcnnGraph, model_path: Path) -> None:
 
     unknown = sorted({layer.type for layer in graph.layers if ncnn.layer_to_index(layer.type) < 0})
     if unknown:
-        raise ConversionError(f"pnnx left operators that ncnn has no layer for: {', '.join(unknown)}",
-                              where=str(model_path),
-                              hint="rewrite those operations in the model (or use a TFLite format)")
+        raise ConversionError(
+            f"pnnx left operators that ncnn has no layer for: {', '.join(unknown)}",
+            where=str(model_path),
+            hint="rewrite those operations in the model (or use a TFLite format)",
+        )
 
 
 # --- inputs and outputs -------------------------------------------------------------------------------------
@@ -249,18 +311,28 @@ def describe_io(model_path: Path, graph: NcnnGraph, input_shape: tuple[int, ...]
     in_names = in_names or in_blobs
     out_names = out_names or out_blobs
     if len(in_blobs) != len(in_names) or len(out_blobs) != len(out_names):
-        raise ConversionError(f"pnnx produced inputs {in_blobs} and outputs {out_blobs}, but the model has "
-                              f"inputs {in_names} and outputs {out_names}", where=str(model_path))
+        raise ConversionError(
+            f"pnnx produced inputs {in_blobs} and outputs {out_blobs}, but the model has "
+            f"inputs {in_names} and outputs {out_names}",
+            where=str(model_path),
+        )
     shapes: list[list[int] | None] = list(out_shapes) if out_shapes else [None] * len(out_blobs)
-    return NcnnIO(format=fmt.value, inputs=in_blobs, outputs=out_blobs, options=options_for(fmt),
-                  input_names=in_names, input_shapes=[list(input_shape)] * len(in_blobs),
-                  output_names=out_names, output_shapes=shapes)
+    return NcnnIO(
+        format=fmt.value,
+        inputs=in_blobs,
+        outputs=out_blobs,
+        options=options_for(fmt),
+        input_names=in_names,
+        input_shapes=[list(input_shape)] * len(in_blobs),
+        output_names=out_names,
+        output_shapes=shapes,
+    )
 
 
 def _numbered(blobs: list[str], prefix: str) -> list[str]:
     """pnnx numbers blobs in the model's order (out0 = first output); file order can differ."""
     named = [b for b in blobs if re.fullmatch(rf"{prefix}\d+", b)]
-    return sorted(named, key=lambda b: int(b[len(prefix):])) if len(named) == len(blobs) else blobs
+    return sorted(named, key=lambda b: int(b[len(prefix) :])) if len(named) == len(blobs) else blobs
 
 
 def _model_io(model_path: Path) -> tuple[list[str], list[str], list[list[int]] | None]:
@@ -294,8 +366,11 @@ def check_outputs(param: Path, bin_path: Path, io: NcnnIO) -> None:
         if shape is None:
             io.output_shapes[k], changed = [1, *arr.shape], True
         elif int(np.prod(shape)) != arr.size:
-            raise ConversionError(f"ncnn output {blob} has shape {list(arr.shape)}, but the model's output "
-                                  f"{name!r} has shape {shape}", where=str(param))
+            raise ConversionError(
+                f"ncnn output {blob} has shape {list(arr.shape)}, but the model's output "
+                f"{name!r} has shape {shape}",
+                where=str(param),
+            )
     if changed:
         io.notes.append("output shapes were dynamic in the model; taken from an ncnn run at the input shape")
         io.write(io_path_for(param))

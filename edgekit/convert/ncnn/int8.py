@@ -37,7 +37,9 @@ from edgekit.convert.ncnn.param import ARRAY_KEY_BASE, NcnnGraph, NcnnLayer, rea
 from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel
 from edgekit.errors import ConversionError
 
-QUANTIZER_VERSION = "5"  # 5: an all-float plan ships the fp32 model; 3: no core slower (strict plan); 2: fusion; cache key
+QUANTIZER_VERSION = (
+    "5"  # 5: an all-float plan ships the fp32 model; 3: no core slower (strict plan); 2: fusion; cache key
+)
 QUANTIZABLE = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
 METHODS = ("kl", "absmax")
 GRANULARITIES = ("per-channel", "per-tensor")
@@ -77,20 +79,41 @@ class Int8Report:
     def to_dict(self) -> dict:
         """Plain data for the sidecar: one row per layer, columns named by `layer_fields`."""
         data = asdict(self)
-        data["layer_fields"] = ["name", "type", "int8", "reason", "absmax", "threshold", "input_scale",
-                                "top_scale", "activation"]
-        data["layers"] = [[r.name, r.type, r.int8, r.reason, *(float(f"{v:.6g}") for v in
-                           (r.absmax, r.threshold, r.input_scale, r.top_scale)), r.activation]
-                          for r in self.layers]
+        data["layer_fields"] = [
+            "name",
+            "type",
+            "int8",
+            "reason",
+            "absmax",
+            "threshold",
+            "input_scale",
+            "top_scale",
+            "activation",
+        ]
+        data["layers"] = [
+            [
+                r.name,
+                r.type,
+                r.int8,
+                r.reason,
+                *(float(f"{v:.6g}") for v in (r.absmax, r.threshold, r.input_scale, r.top_scale)),
+                r.activation,
+            ]
+            for r in self.layers
+        ]
         return data
 
     def notes(self) -> list[str]:
         fused = sum(1 for r in self.layers if r.top_scale > 0)
         relu = sum(1 for r in self.layers if r.activation)
-        out = [(f"int8 ({self.method}, {self.granularity}, {self.calibration_samples} calibration samples): "
-               f"{len(self.quantized)} of {len(self.layers)} {'/'.join(QUANTIZABLE)} layers; "
-               f"{fused} write int8 for the next int8 layer (requantize fusion), {relu} ReLU6 written as "
-               "ReLU (exact after requantization)")]
+        out = [
+            (
+                f"int8 ({self.method}, {self.granularity}, {self.calibration_samples} calibration samples): "
+                f"{len(self.quantized)} of {len(self.layers)} {'/'.join(QUANTIZABLE)} layers; "
+                f"{fused} write int8 for the next int8 layer (requantize fusion), {relu} ReLU6 written as "
+                "ReLU (exact after requantization)"
+            )
+        ]
         out += [f"layer {r.name} ({r.type}) left in fp32: {r.reason}" for r in self.kept_float]
         if self.other_weighted_layers:
             kinds = ", ".join(f"{t} x{n}" for t, n in sorted(self.other_weighted_layers.items()))
@@ -109,9 +132,19 @@ class _Plan:
     bias: np.ndarray | None
 
 
-def quantize_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, io: NcnnIO, out_param: Path,
-                  out_bin: Path, *, method: str = "kl", granularity: str = "per-channel",
-                  float_layers: set[str] | frozenset[str] = frozenset(), fuse: bool = True) -> Int8Report:
+def quantize_ncnn(
+    param: Path,
+    bin_path: Path,
+    inputs: np.ndarray,
+    io: NcnnIO,
+    out_param: Path,
+    out_bin: Path,
+    *,
+    method: str = "kl",
+    granularity: str = "per-channel",
+    float_layers: set[str] | frozenset[str] = frozenset(),
+    fuse: bool = True,
+) -> Int8Report:
     """Quantize an fp32 ncnn model (param/bin, run with `io`) on calibration `inputs` (N, ...) and write it to
     out_param/out_bin (may be the same files). Layers named in `float_layers` stay fp32; `fuse` False leaves
     every int8 output dequantized (steps 5 and 6 off: for comparisons)."""
@@ -132,8 +165,9 @@ def quantize_ncnn(param: Path, bin_path: Path, inputs: np.ndarray, io: NcnnIO, o
             segments[plan.index] = segment
     if fuse:
         results = {r.name: r for r in report.layers}
-        for index, top_scale in requantize_fusions(graph, {r.name: r.input_scale for r in report.layers
-                                                             if r.int8}).items():
+        for index, top_scale in requantize_fusions(
+            graph, {r.name: r.input_scale for r in report.layers if r.int8}
+        ).items():
             layer = graph.layers[index]
             layer.set_param(8, layer.get_int(8) + 100)
             segments[index] += ncnn_bin.floats(np.array([top_scale], np.float32))
@@ -152,7 +186,12 @@ def requantize_fusions(graph: NcnnGraph, int8_inputs: dict[str, float]) -> dict[
     consumer = {b: layer for layer in graph.layers for b in layer.bottoms}  # ncnn: one consumer per blob
 
     def int8_conv(layer: NcnnLayer | None) -> bool:
-        return layer is not None and layer.type in convs and len(layer.bottoms) == 1 and layer.name in int8_inputs
+        return (
+            layer is not None
+            and layer.type in convs
+            and len(layer.bottoms) == 1
+            and layer.name in int8_inputs
+        )
 
     fusions = {}
     for index, layer in enumerate(graph.layers):
@@ -187,8 +226,9 @@ def _check_options(method: str, granularity: str, inputs: np.ndarray) -> None:
     if method not in METHODS:
         raise ConversionError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
     if granularity not in GRANULARITIES:
-        raise ConversionError(f"unknown int8 granularity {granularity!r}; "
-                              f"expected {', '.join(GRANULARITIES)}")
+        raise ConversionError(
+            f"unknown int8 granularity {granularity!r}; expected {', '.join(GRANULARITIES)}"
+        )
     if len(inputs) == 0:
         raise ConversionError("no calibration inputs", hint="give calibration.data at least one sample")
 
@@ -198,12 +238,20 @@ def _check_names(graph: NcnnGraph, float_layers: set[str] | frozenset[str], para
     unknown = sorted(set(float_layers) - names)
     if unknown:
         candidates = [layer.name for layer in graph.layers if layer.type in QUANTIZABLE]
-        raise ConversionError(f"float_layers names layers the model does not have: {unknown}",
-                              where=str(param), hint=f"quantizable layers are: {', '.join(candidates)}")
+        raise ConversionError(
+            f"float_layers names layers the model does not have: {unknown}",
+            where=str(param),
+            hint=f"quantizable layers are: {', '.join(candidates)}",
+        )
 
 
-def _plan(graph: NcnnGraph, data: bytes, spans: list[tuple[int, int]],
-          float_layers: set[str] | frozenset[str], report: Int8Report) -> list[_Plan]:
+def _plan(
+    graph: NcnnGraph,
+    data: bytes,
+    spans: list[tuple[int, int]],
+    float_layers: set[str] | frozenset[str],
+    report: Int8Report,
+) -> list[_Plan]:
     plans = []
     for index, (layer, span) in enumerate(zip(graph.layers, spans)):
         if layer.type not in QUANTIZABLE:
@@ -241,16 +289,18 @@ def _read_layer(index: int, layer: NcnnLayer, data: bytes, span: tuple[int, int]
     if bias_term:
         bias, offset = ncnn_bin.read_floats(data, offset, num_output)
     if offset != span[1]:
-        raise ConversionError(f"unexpected weight layout ({span[1] - span[0]} bytes, "
-                              f"expected {offset - span[0]})")
+        raise ConversionError(
+            f"unexpected weight layout ({span[1] - span[0]} bytes, expected {offset - span[0]})"
+        )
     return _Plan(index, layer, span, weights, bias)
 
 
 def _split_sources(graph: NcnnGraph) -> Callable[[str], str]:
     """Blob -> the blob it is a copy of: ncnn Split outputs share their input's data, so calibrating the
     source once gives every consumer the same statistics (ncnn2table does it per consumer, equal results)."""
-    copied_from = {top: layer.bottoms[0]
-                   for layer in graph.layers if layer.type == "Split" for top in layer.tops}
+    copied_from = {
+        top: layer.bottoms[0] for layer in graph.layers if layer.type == "Split" for top in layer.tops
+    }
 
     def source(blob: str) -> str:
         while blob in copied_from:
@@ -260,14 +310,16 @@ def _split_sources(graph: NcnnGraph) -> Callable[[str], str]:
     return source
 
 
-def _calibrate(param: Path, bin_path: Path, io: NcnnIO, inputs: np.ndarray, blobs: list[str],
-               method: str) -> dict[str, ncnn_calib.BlobStats]:
+def _calibrate(
+    param: Path, bin_path: Path, io: NcnnIO, inputs: np.ndarray, blobs: list[str], method: str
+) -> dict[str, ncnn_calib.BlobStats]:
     with NcnnModel(param, bin_path, io) as model:
         return ncnn_calib.collect(lambda x, names: model.extract([x], names), inputs, blobs, method)
 
 
-def _quantize_layer(plan: _Plan, stats: ncnn_calib.BlobStats, method: str, granularity: str,
-                    report: Int8Report) -> bytes | None:
+def _quantize_layer(
+    plan: _Plan, stats: ncnn_calib.BlobStats, method: str, granularity: str, report: Int8Report
+) -> bytes | None:
     layer = plan.layer
     thr = ncnn_calib.threshold(stats, method)
     result = LayerResult(layer.name, layer.type, thr > 0, "", stats.absmax, thr)

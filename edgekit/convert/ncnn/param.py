@@ -123,5 +123,12 @@ def has_int8_layers(path: Path) -> bool:
 
 
 # the layer types whose param 8 is int8_scale_term (elsewhere id 8 means something else, e.g. Interp's)
-INT8_LAYER_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct", "Convolution1D", "ConvolutionDepthWise1D",
-                    "Gemm", "MultiHeadAttention")
+INT8_LAYER_TYPES = (
+    "Convolution",
+    "ConvolutionDepthWise",
+    "InnerProduct",
+    "Convolution1D",
+    "ConvolutionDepthWise1D",
+    "Gemm",
+    "MultiHeadAttention",
+)

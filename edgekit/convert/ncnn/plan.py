@@ -45,8 +45,12 @@ class SpeedPlan:
     devices: list[str]
     weights: dict[str, float]  # device -> 1 / fp32 model count there
     layers: list[LayerChoice] = field(default_factory=list)
-    totals: dict[str, dict[str, int]] = field(default_factory=dict)  # device -> {"fp32", "all_int8", "planned"}
-    kept: str = "planned"  # "planned", "all-int8" (the plan was not faster) or "strict" (int8 only where it wins
+    totals: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # device -> {"fp32", "all_int8", "planned"}
+    kept: str = (
+        "planned"  # "planned", "all-int8" (the plan was not faster) or "strict" (int8 only where it wins
+    )
     # on every core: used when the weighted plan left some core slower than fp32)
     label: str = "guest instructions per inference on the emulated cores, 1 thread (not cycles)"
 
@@ -58,12 +62,18 @@ class SpeedPlan:
         return {**asdict(self), "float_layers": self.float_layers}
 
     def notes(self) -> list[str]:
-        out = [(f"speed plan ({', '.join(self.devices)}; {self.label}): {len(self.layers) - len(self.float_layers)} "
-               f"of {len(self.layers)} quantizable layers int8, {len(self.float_layers)} float because their int8 "
-               f"kernel counts more instructions (kept: {self.kept})")]
+        out = [
+            (
+                f"speed plan ({', '.join(self.devices)}; {self.label}): {len(self.layers) - len(self.float_layers)} "
+                f"of {len(self.layers)} quantizable layers int8, {len(self.float_layers)} float because their int8 "
+                f"kernel counts more instructions (kept: {self.kept})"
+            )
+        ]
         for device, t in self.totals.items():
             ratio = {k: v / max(1, t.get("fp32", 0)) for k, v in t.items() if k != "fp32"}
-            out.append(f"{device}: ncnn-int8/ncnn-fp32 " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items()))
+            out.append(
+                f"{device}: ncnn-int8/ncnn-fp32 " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
+            )
         return out
 
 
@@ -77,22 +87,25 @@ def enabled() -> bool:
     return plugin_build.is_built() and all(layout.device_dir(d).python.exists() for d in DEVICES)
 
 
-def choose(int8: dict[str, Profile], floats: dict[str, Profile], weights: dict[str, float],
-           quantized: list[str]) -> SpeedPlan:
+def choose(
+    int8: dict[str, Profile], floats: dict[str, Profile], weights: dict[str, float], quantized: list[str]
+) -> SpeedPlan:
     """Pure: the plan from per-layer profiles of the all-int8 artifact and of the float model, per device."""
     devices = list(int8)
     plan = SpeedPlan(devices=devices, weights=weights)
     by_dev = {d: (int8[d].by_layer(), floats[d].by_layer()) for d in devices}
     for name in quantized:
-        counts = {d: {"int8": by_dev[d][0][name].instructions, "float": by_dev[d][1][name].instructions}
-                  for d in devices if name in by_dev[d][0] and name in by_dev[d][1]}
+        counts = {
+            d: {"int8": by_dev[d][0][name].instructions, "float": by_dev[d][1][name].instructions}
+            for d in devices
+            if name in by_dev[d][0] and name in by_dev[d][1]
+        }
         if not counts:
             continue
         gain = sum(weights[d] * (c["float"] - c["int8"]) for d, c in counts.items())
         kind = next(iter(by_dev.values()))[0][name].type
         detail = ", ".join(f"{d} {c['int8'] / max(1, c['float']):.2f}x" for d, c in counts.items())
-        plan.layers.append(LayerChoice(name, kind, gain >= 0, counts,
-                                       f"int8/float instructions: {detail}"))
+        plan.layers.append(LayerChoice(name, kind, gain >= 0, counts, f"int8/float instructions: {detail}"))
     return plan
 
 
@@ -123,7 +136,9 @@ def profiles(param: Path, devices: tuple[str, ...] = DEVICES) -> dict[str, Profi
     return {d: profile_ncnn(param, d) for d in devices}
 
 
-def measure(fp32_param: Path, int8_param: Path, quantized: list[str], float_options: dict[str, bool]) -> SpeedPlan:
+def measure(
+    fp32_param: Path, int8_param: Path, quantized: list[str], float_options: dict[str, bool]
+) -> SpeedPlan:
     """Profile the fp32 model (its own options and the int8 artifact's) and the all-int8 artifact per core."""
     with tempfile.TemporaryDirectory(prefix="edgekit-plan-") as tmp:
         floats = profiles(with_options(fp32_param, float_options, Path(tmp) / "float"))

@@ -36,12 +36,21 @@ IO_SUFFIX = ".io.json"
 # ncnn Option flags per precision. fp32 and int8 switch every reduced-precision float path off, so "fp32" is
 # fp32 on every CPU and int8 layers sit between fp32 layers; fp16 keeps ncnn's own defaults (fp16 storage and,
 # where the CPU has it, fp16 arithmetic), which is what a user of ncnn gets without asking.
-_FLOAT_OFF = {"use_fp16_packed": False, "use_fp16_storage": False, "use_fp16_arithmetic": False,
-              "use_bf16_storage": False}
+_FLOAT_OFF = {
+    "use_fp16_packed": False,
+    "use_fp16_storage": False,
+    "use_fp16_arithmetic": False,
+    "use_bf16_storage": False,
+}
 RUNTIME_OPTIONS: dict[Precision, dict[str, bool]] = {
     Precision.FP32: {**_FLOAT_OFF, "use_int8_inference": False},
-    Precision.FP16: {"use_fp16_packed": True, "use_fp16_storage": True, "use_fp16_arithmetic": True,
-                     "use_bf16_storage": False, "use_int8_inference": False},
+    Precision.FP16: {
+        "use_fp16_packed": True,
+        "use_fp16_storage": True,
+        "use_fp16_arithmetic": True,
+        "use_bf16_storage": False,
+        "use_int8_inference": False,
+    },
     Precision.INT8: {**_FLOAT_OFF, "use_int8_inference": True},
 }
 
@@ -74,8 +83,11 @@ class NcnnIO:
         try:
             return cls(**json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError) as exc:
-            raise ConversionError(f"unreadable ncnn sidecar: {exc}", where=str(path),
-                                  hint="convert the model again (edgekit convert)") from None
+            raise ConversionError(
+                f"unreadable ncnn sidecar: {exc}",
+                where=str(path),
+                hint="convert the model again (edgekit convert)",
+            ) from None
 
 
 def io_path_for(param: Path) -> Path:
@@ -99,11 +111,15 @@ class NcnnModel:
         for key, value in self.io.options.items():
             setattr(self.net.opt, key, value)
         if self.net.load_param(str(param)) != 0:
-            raise ConversionError("ncnn cannot load this .param (unknown layer type or bad syntax)",
-                                  where=str(param), hint="see the ncnn error printed above")
+            raise ConversionError(
+                "ncnn cannot load this .param (unknown layer type or bad syntax)",
+                where=str(param),
+                hint="see the ncnn error printed above",
+            )
         if self.net.load_model(str(bin_path)) != 0:
-            raise ConversionError("ncnn cannot load this .bin (it does not match the .param)",
-                                  where=str(bin_path))
+            raise ConversionError(
+                "ncnn cannot load this .bin (it does not match the .param)", where=str(bin_path)
+            )
 
     def close(self) -> None:
         self.net.clear()

@@ -45,12 +45,16 @@ def layer_spans(param: Path, data: bytes) -> list[tuple[int, int]]:
     for layer in net.layers():
         start = reader.pos
         if layer.load_model(model_bin) != 0:
-            raise ConversionError(f"ncnn cannot load the weights of layer {layer.name} ({layer.type})",
-                                  where=str(param), hint="the .bin does not belong to this .param")
+            raise ConversionError(
+                f"ncnn cannot load the weights of layer {layer.name} ({layer.type})",
+                where=str(param),
+                hint="the .bin does not belong to this .param",
+            )
         spans.append((start, reader.pos))
     if reader.pos != len(data):
-        raise ConversionError(f"the layers read {reader.pos} bytes of a {len(data)}-byte .bin",
-                              where=str(param))
+        raise ConversionError(
+            f"the layers read {reader.pos} bytes of a {len(data)}-byte .bin", where=str(param)
+        )
     return spans
 
 
@@ -82,8 +86,10 @@ def read_weights(data: bytes, offset: int, count: int) -> tuple[np.ndarray, int]
         return np.frombuffer(data, "<f4", count, offset).astype(np.float32), offset + 4 * count
     if tag == TAG_FP16:
         return np.frombuffer(data, "<f2", count, offset).astype(np.float32), offset + _align4(2 * count)
-    raise ConversionError(f"weights stored with tag {tag:#x} (int8 or table-quantized) cannot be quantized",
-                          hint="quantize the fp32 export (pnnx fp16=0)")
+    raise ConversionError(
+        f"weights stored with tag {tag:#x} (int8 or table-quantized) cannot be quantized",
+        hint="quantize the fp32 export (pnnx fp16=0)",
+    )
 
 
 def read_floats(data: bytes, offset: int, count: int) -> tuple[np.ndarray, int]:

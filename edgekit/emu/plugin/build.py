@@ -62,8 +62,11 @@ def is_built() -> bool:
 def require_plugin() -> Path:
     """The built plugin, for run time: never downloads or compiles (that is set-up's job)."""
     if not is_built():
-        raise EmulatorError("the instruction-counting plugin is not built", where=str(plugin_path()),
-                            hint="run `edgekit emu build-plugin` (or `edgekit emu build pi4-emu`, which does it)")
+        raise EmulatorError(
+            "the instruction-counting plugin is not built",
+            where=str(plugin_path()),
+            hint="run `edgekit emu build-plugin` (or `edgekit emu build pi4-emu`, which does it)",
+        )
     return plugin_path()
 
 
@@ -137,8 +140,20 @@ def _ensure_qemu(log: Callable[[str], None]) -> Path:
 
 def _compile(include: Path, out: Path) -> None:
     tmp = out.with_suffix(".so.tmp")
-    cmd = ["gcc", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror",
-           f"-I{include}", "-o", str(tmp), str(SOURCE)]
+    cmd = [
+        "gcc",
+        "-O2",
+        "-shared",
+        "-fPIC",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-Werror",
+        f"-I{include}",
+        "-o",
+        str(tmp),
+        str(SOURCE),
+    ]
     _run(cmd, "gcc insn_count.c")
     tmp.replace(out)
 
@@ -170,15 +185,22 @@ def _stamp() -> Path:
     return plugin_dir() / "insn_count.sha256"
 
 
-def _run(cmd: list[str], what: str, *, env: dict[str, str] | None = None, cwd: Path | None = None,
-         check: bool = True) -> str:
+def _run(
+    cmd: list[str],
+    what: str,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    check: bool = True,
+) -> str:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EmulatorError(f"{what} failed: {exc}", where=" ".join(cmd)) from exc
     if check and proc.returncode != 0:
-        raise EmulatorError(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}",
-                            where=" ".join(cmd))
+        raise EmulatorError(
+            f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}", where=" ".join(cmd)
+        )
     return proc.stdout
 
 

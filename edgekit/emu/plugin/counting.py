@@ -23,7 +23,11 @@ from edgekit.runtimes import all_specs, format_for_suffix, spec_for
 
 RUNNER = Path(__file__).with_name("runner.py")
 RUNTIMES = tuple(m for spec in all_specs() for m in spec.modules())  # the registry's device modules
-NEWER_RUNTIMES = ("onnxruntime", "cv2", "MNN")  # counts keyed on their own versions (not in the site/* wheel list)
+NEWER_RUNTIMES = (
+    "onnxruntime",
+    "cv2",
+    "MNN",
+)  # counts keyed on their own versions (not in the site/* wheel list)
 LABEL = "guest instruction count (not cycles); emulated wall times are not device latency"
 MIX = ("simd_fp", "simd_ldst", "ldst", "branch", "other")  # the plugin's instruction classes, in its order
 
@@ -49,17 +53,31 @@ class CountJob:
         except EdgekitError as exc:
             raise EmulatorError(str(exc.message), where=str(self.artifact), hint=exc.hint) from None
         if runtime not in RUNTIMES:
-            raise EmulatorError(f"unknown runtime {runtime!r}", where=str(self.artifact), hint=f"one of {RUNTIMES}")
+            raise EmulatorError(
+                f"unknown runtime {runtime!r}", where=str(self.artifact), hint=f"one of {RUNTIMES}"
+            )
         artifact = Path(self.artifact)
         if runtime == "ncnn" and not self.input_shape and not artifact.with_suffix(".io.json").exists():
-            raise EmulatorError("an ncnn artifact without its model.io.json sidecar needs its input shape",
-                                where=str(artifact), hint="pass --input-shape 1,3,224,224 (NCHW)")
-        req = {"artifact": str(artifact.resolve()), "runtime": runtime, "threads": self.threads,
-               "input_shape": self.input_shape, "number": self.number, "repeat": self.repeat,
-               "warmup": self.warmup, "fill": self.fill, "options": dict(self.options)}
+            raise EmulatorError(
+                "an ncnn artifact without its model.io.json sidecar needs its input shape",
+                where=str(artifact),
+                hint="pass --input-shape 1,3,224,224 (NCHW)",
+            )
+        req = {
+            "artifact": str(artifact.resolve()),
+            "runtime": runtime,
+            "threads": self.threads,
+            "input_shape": self.input_shape,
+            "number": self.number,
+            "repeat": self.repeat,
+            "warmup": self.warmup,
+            "fill": self.fill,
+            "options": dict(self.options),
+        }
         if runtime in NEWER_RUNTIMES:  # part of the count cache key (edgekit.estimate.counts)
-            req["runtime_wheels"] = sorted(p.name for site in layout.shared().runtime_sites
-                                           for p in site.glob("*.dist-info"))
+            req["runtime_wheels"] = sorted(
+                p.name for site in layout.shared().runtime_sites for p in site.glob("*.dist-info")
+            )
         return req
 
 
@@ -100,8 +118,13 @@ class CountResult:
         return (max(self.per_invoke) - min(self.per_invoke)) / max(1, self.instructions)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "instructions": self.instructions, "busiest_thread": self.busiest_thread,
-                "spread": self.spread, "label": LABEL}
+        return {
+            **asdict(self),
+            "instructions": self.instructions,
+            "busiest_thread": self.busiest_thread,
+            "spread": self.spread,
+            "label": LABEL,
+        }
 
 
 def count_artifact(artifact: Path, device: str, **job: object) -> CountResult:
@@ -116,7 +139,9 @@ def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) 
     plugin = plugin_build.require_plugin()
     results: dict[int, dict] = {}
     for flavour in ("litert", "tflite_runtime"):
-        idx = [i for i, r in enumerate(requests) if (r["runtime"] == "tflite_runtime") == (flavour != "litert")]
+        idx = [
+            i for i, r in enumerate(requests) if (r["runtime"] == "tflite_runtime") == (flavour != "litert")
+        ]
         if idx:
             out = _run_guest(device, flavour, [requests[i] for i in idx], plugin, timeout_s)
             results.update(zip(idx, out))
@@ -125,12 +150,21 @@ def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) 
         res = results[i]
         if "error" in res:
             raise EmulatorError(f"counting failed: {res['error']}", where=req["artifact"])
-        counted.append(CountResult(
-            artifact=req["artifact"], device=device, cpu=device_spec(device).cpu, runtime=req["runtime"],
-            threads=req["threads"], number=req["number"], per_invoke=[int(c) for c in res["per_invoke"]],
-            emulated_ms_per_invoke=[float(t) for t in res["emulated_ms_per_invoke"]],
-            per_thread=[[int(c) for c in w] for w in res.get("per_thread") or []],
-            mix=[[int(c) for c in w] for w in res.get("mix") or []], outputs=res.get("outputs")))
+        counted.append(
+            CountResult(
+                artifact=req["artifact"],
+                device=device,
+                cpu=device_spec(device).cpu,
+                runtime=req["runtime"],
+                threads=req["threads"],
+                number=req["number"],
+                per_invoke=[int(c) for c in res["per_invoke"]],
+                emulated_ms_per_invoke=[float(t) for t in res["emulated_ms_per_invoke"]],
+                per_thread=[[int(c) for c in w] for w in res.get("per_thread") or []],
+                mix=[[int(c) for c in w] for w in res.get("mix") or []],
+                outputs=res.get("outputs"),
+            )
+        )
     return counted
 
 
@@ -138,8 +172,11 @@ def _run_guest(device: str, flavour: str, requests: list[dict], plugin: Path, ti
     dev = layout.device_dir(device)
     python = dev.python_tflite_runtime if flavour == "tflite_runtime" else dev.python
     if not python.exists():
-        raise EmulatorError(f"emulated device {device} is not built", where=str(python),
-                            hint=f"run `edgekit emu build {device}`")
+        raise EmulatorError(
+            f"emulated device {device} is not built",
+            where=str(python),
+            hint=f"run `edgekit emu build {device}`",
+        )
     threads = max(r["threads"] for r in requests)
     with tempfile.TemporaryDirectory(prefix="edgekit-count-") as tmp:
         insn_file = Path(tmp) / "insns.txt"
@@ -148,22 +185,37 @@ def _run_guest(device: str, flavour: str, requests: list[dict], plugin: Path, ti
         request.write_text(json.dumps({"insn_file": str(insn_file), "jobs": requests}))
         cmd = ["setarch", "-R", str(python), str(RUNNER), str(request)]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=_guest_env(plugin, insn_file, threads),
-                                  timeout=timeout_s)
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                env=_guest_env(plugin, insn_file, threads),
+                timeout=timeout_s,
+            )
         except subprocess.TimeoutExpired as exc:
-            raise EmulatorError(f"counting run outlived {timeout_s:.0f} s", where=device,
-                                hint="count a smaller model or fewer windows (--repeat)") from exc
+            raise EmulatorError(
+                f"counting run outlived {timeout_s:.0f} s",
+                where=device,
+                hint="count a smaller model or fewer windows (--repeat)",
+            ) from exc
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
-        raise EmulatorError(f"counting run failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}",
-                            where=device)
+        raise EmulatorError(
+            f"counting run failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}", where=device
+        )
     return json.loads(lines[-1])["results"]
 
 
 def _guest_env(plugin: Path, insn_file: Path, threads: int) -> dict[str, str]:
     """A fixed, minimal environment: qemu hands it to the guest, and its size shifts the guest stack, which
     moved counts by a few dozen instructions; a random hash seed moved them by hundreds (measured)."""
-    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": str(threads),
-            "OMP_WAIT_POLICY": "PASSIVE",
-            "EDGEKIT_QEMU_PLUGIN": f"{plugin},out={insn_file}", "EDGEKIT_INSN_FILE": str(insn_file),
-            "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu())}
+    return {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "OMP_NUM_THREADS": str(threads),
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "EDGEKIT_QEMU_PLUGIN": f"{plugin},out={insn_file}",
+        "EDGEKIT_INSN_FILE": str(insn_file),
+        "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu()),
+    }

@@ -49,8 +49,8 @@ def read_layers(param: str) -> list[dict]:
     for line in lines[2:]:
         tok = line.split()
         nb, nt = int(tok[2]), int(tok[3])
-        params = dict(t.split("=", 1) for t in tok[4 + nb + nt:] if "=" in t)
-        layers.append({"type": tok[0], "name": tok[1], "tops": tok[4 + nb: 4 + nb + nt], "params": params})
+        params = dict(t.split("=", 1) for t in tok[4 + nb + nt :] if "=" in t)
+        layers.append({"type": tok[0], "name": tok[1], "tops": tok[4 + nb : 4 + nb + nt], "params": params})
     return layers
 
 
@@ -58,7 +58,7 @@ def unpacked_shape(mat: Any) -> list[int]:
     """(c, h, w) / (h, w) / (w,) with the packed axis (the outermost) multiplied back by elempack."""
     if mat.dims == 0:
         return []
-    dims = [int(mat.c), int(mat.h), int(mat.w)][3 - min(mat.dims, 3):]
+    dims = [int(mat.c), int(mat.h), int(mat.w)][3 - min(mat.dims, 3) :]
     dims[0] *= int(mat.elempack)
     return dims
 
@@ -112,7 +112,9 @@ def profile(req: dict) -> dict:
         ret2, mat = window(ex.extract, blob, 1)
         if ret != 0 or ret2 != 0:
             raise RuntimeError(f"ncnn failed to compute blob {blob!r} of layer {layer['name']} (error {ret})")
-        shapes_out.append({"shape": unpacked_shape(mat), "elembits": int(mat.elemsize * 8 // max(1, mat.elempack))})
+        shapes_out.append(
+            {"shape": unpacked_shape(mat), "elembits": int(mat.elemsize * 8 // max(1, mat.elempack))}
+        )
         del mat
     ex = None
     gc.collect()
@@ -128,10 +130,23 @@ def profile(req: dict) -> dict:
         raise RuntimeError(f"expected {2 * len(layers) + 1} counted windows, the plugin wrote {len(got)}")
     rows = []
     for k, layer in enumerate(layers):
-        rows.append({"name": layer["name"], "type": layer["type"], "params": layer["params"],
-                     "window": got[2 * k], "overhead": got[2 * k + 1], **shapes_out[k]})
-    return {"layers": rows, "total": got[-1], "threads": net.opt.num_threads,
-            "options": io.get("options") or {}, "format": io.get("format")}
+        rows.append(
+            {
+                "name": layer["name"],
+                "type": layer["type"],
+                "params": layer["params"],
+                "window": got[2 * k],
+                "overhead": got[2 * k + 1],
+                **shapes_out[k],
+            }
+        )
+    return {
+        "layers": rows,
+        "total": got[-1],
+        "threads": net.opt.num_threads,
+        "options": io.get("options") or {},
+        "format": io.get("format"),
+    }
 
 
 if __name__ == "__main__":

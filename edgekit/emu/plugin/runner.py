@@ -65,15 +65,24 @@ def count_windows(job: dict, counter: agent.InsnCounter) -> dict:
         count = counter.stop()
         elapsed = time.perf_counter() - t0
         if count is None:
-            raise RuntimeError(f"the counting plugin wrote nothing to {counter.path}: is qemu running with -plugin?")
+            raise RuntimeError(
+                f"the counting plugin wrote nothing to {counter.path}: is qemu running with -plugin?"
+            )
         wall_ms.append(elapsed * 1e3 / number)
         counts.append(count)
         splits.append([c // number for c in counter.last_split])
         mixes.append([c // number for c in counter.last_mix])
     gc.enable()
-    return {"counts": counts, "number": number, "per_invoke": [c // number for c in counts],
-            "per_thread": splits, "mix": mixes, "emulated_ms_per_invoke": wall_ms, "load_ms": load_ms,
-            "outputs": getattr(runner, "out_blobs", None)}
+    return {
+        "counts": counts,
+        "number": number,
+        "per_invoke": [c // number for c in counts],
+        "per_thread": splits,
+        "mix": mixes,
+        "emulated_ms_per_invoke": wall_ms,
+        "load_ms": load_ms,
+        "outputs": getattr(runner, "out_blobs", None),
+    }
 
 
 def load(job: dict) -> Any:
@@ -103,7 +112,9 @@ def load(job: dict) -> Any:
         runner = agent.MnnRunner(job["artifact"], threads, "high")  # as mnn-fp32 runs
         shape = job.get("input_shape")
         if not shape:
-            raise ValueError(f"{job['artifact']}: an .mnn file does not say its input shape: give input_shape")
+            raise ValueError(
+                f"{job['artifact']}: an .mnn file does not say its input shape: give input_shape"
+            )
     elif job["runtime"] == "cv2":
         runner = agent.OpenCvRunner(job["artifact"], threads)
         shape = job.get("input_shape")

@@ -30,13 +30,43 @@ def expected(loops: int) -> int:
 def program(loops: int) -> bytes:
     if not 0 < loops < 1 << 16:
         raise ValueError(f"loops must fit a movz immediate (1..65535), got {loops}")
-    code = [_movz(8, MARK_START), _SVC, _movz(0, loops), _SUBS_X0, _BNE_BACK,
-            _movz(8, MARK_END), _SVC, _movz(0, 0), _movz(8, 93), _SVC]  # 93: exit
+    code = [
+        _movz(8, MARK_START),
+        _SVC,
+        _movz(0, loops),
+        _SUBS_X0,
+        _BNE_BACK,
+        _movz(8, MARK_END),
+        _SVC,
+        _movz(0, 0),
+        _movz(8, 93),
+        _SVC,
+    ]  # 93: exit
     body = b"".join(struct.pack("<I", word) for word in code)
     offset = 64 + 56  # ELF header + one program header
     size = offset + len(body)
-    header = struct.pack("<4sBBBBB7xHHIQQQIHHHHHH", b"\x7fELF", 2, 1, 1, 0, 0,
-                         2, 183, 1, _BASE + offset, 64, 0, 0, 64, 56, 1, 0, 0, 0)  # EXEC, EM_AARCH64
+    header = struct.pack(
+        "<4sBBBBB7xHHIQQQIHHHHHH",
+        b"\x7fELF",
+        2,
+        1,
+        1,
+        0,
+        0,
+        2,
+        183,
+        1,
+        _BASE + offset,
+        64,
+        0,
+        0,
+        64,
+        56,
+        1,
+        0,
+        0,
+        0,
+    )  # EXEC, EM_AARCH64
     segment = struct.pack("<IIQQQQQQ", 1, 5, 0, _BASE, _BASE, size, size, 0x10000)  # PT_LOAD, R+X
     return header + segment + body
 
@@ -52,8 +82,11 @@ def run(qemu: Path, plugin: Path, workdir: Path, loops: int = LOOPS, cpu: str = 
     cmd = [str(qemu), "-cpu", cpu, "-plugin", f"{plugin},out={out}", str(exe)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0 or not out.exists():
-        raise EmulatorError(f"counting self-test failed (exit {proc.returncode}): {proc.stderr.strip()}",
-                            where=" ".join(cmd), hint="is this qemu the dynamic one from qemu-user?")
+        raise EmulatorError(
+            f"counting self-test failed (exit {proc.returncode}): {proc.stderr.strip()}",
+            where=" ".join(cmd),
+            hint="is this qemu the dynamic one from qemu-user?",
+        )
     return int(out.read_text().splitlines()[-1].split()[0])  # the window's total
 
 
