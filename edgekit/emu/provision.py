@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgekit.agent.agent import ARM_PARTS
 from edgekit.emu import layout
 from edgekit.emu.device import ensure_device
 from edgekit.emu.termux import is_termux, setup_termux
@@ -33,25 +34,7 @@ from edgekit.transport import Transport, open_transport
 
 Log = Callable[[str], None]
 
-CPU_PARTS = {
-    "0xd03": "Cortex-A53",
-    "0xd04": "Cortex-A35",
-    "0xd05": "Cortex-A55",
-    "0xd07": "Cortex-A57",
-    "0xd08": "Cortex-A72",
-    "0xd09": "Cortex-A73",
-    "0xd0a": "Cortex-A75",
-    "0xd0b": "Cortex-A76",
-    "0xd0c": "Neoverse-N1",
-    "0xd0d": "Cortex-A77",
-    "0xd41": "Cortex-A78",
-    "0xd44": "Cortex-X1",
-    "0xd46": "Cortex-A510",
-    "0xd47": "Cortex-A710",
-    "0xd48": "Cortex-X2",
-    "0xd4d": "Cortex-A715",
-    "0xd4e": "Cortex-X3",
-}
+CPU_PARTS = ARM_PARTS  # the agent's table (ARM's MIDR part numbers): one copy
 
 # Runs on the device with the device's python (stdlib only, nothing imported that is slow under qemu).
 PROBE = r"""
