@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import os
+import secrets
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,3 +120,24 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def copy_file_atomically(local: Path, dest: Path, where: str) -> PutResult:
+    """`put` on a filesystem this process can reach: skip an identical file, else copy to a temporary name beside
+    `dest`, check its sha256 and rename (the local transport and the fake one)."""
+    from edgekit.errors import TransportError
+
+    local = Path(local)
+    if not local.is_file():
+        raise TransportError(f"no such local file {local}", where=where)
+    digest = sha256_file(local)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file() and sha256_file(dest) == digest:
+        return PutResult(local, str(dest), digest, 0, True)
+    tmp = dest.with_name(f".{dest.name}.edgekit-{secrets.token_hex(4)}")
+    shutil.copyfile(local, tmp)
+    if sha256_file(tmp) != digest:
+        tmp.unlink(missing_ok=True)
+        raise TransportError(f"sha256 of the copied {local.name} does not match", where=str(dest))
+    os.replace(tmp, dest)
+    return PutResult(local, str(dest), digest, local.stat().st_size, False)

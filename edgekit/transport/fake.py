@@ -19,7 +19,6 @@ Every call is recorded in `events` ("connect", "put PATH", "run ARGV", "reconnec
 from __future__ import annotations
 
 import os
-import secrets
 import shlex
 import shutil
 import subprocess
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.errors import ConnectionLost, DeviceTimeout, Interrupted, RemoteTimeout, TransportError
-from edgekit.transport.base import PutResult, RunResult, Transport, sha256_file
+from edgekit.transport.base import PutResult, RunResult, Transport, copy_file_atomically, sha256_file
 
 
 @dataclass(frozen=True)
@@ -88,18 +87,7 @@ class FakeTransport(Transport):
 
     def put(self, local: Path, remote: str) -> PutResult:
         self._link(f"put {remote}")
-        local = Path(local)
-        if not local.is_file():
-            raise TransportError(f"no such local file {local}", where=f"put to {self.name}")
-        digest = sha256_file(local)
-        dest = self.path(remote)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.is_file() and sha256_file(dest) == digest:
-            return PutResult(local, str(dest), digest, 0, True)
-        tmp = dest.with_name(f".{dest.name}.edgekit-{secrets.token_hex(4)}")
-        shutil.copyfile(local, tmp)
-        os.replace(tmp, dest)
-        return PutResult(local, str(dest), digest, local.stat().st_size, False)
+        return copy_file_atomically(local, self.path(remote), where=f"put to {self.name}")
 
     def get(self, remote: str, local: Path) -> Path:
         self._link(f"get {remote}")

@@ -7,7 +7,6 @@ The work dir is data_dir()/local/<target name> unless the target sets `work_dir`
 from __future__ import annotations
 
 import os
-import secrets
 import shlex
 import shutil
 import signal
@@ -20,7 +19,7 @@ from pathlib import Path
 from edgekit.errors import Interrupted, RemoteTimeout, TransportError
 from edgekit.paths import data_dir
 from edgekit.target import Target
-from edgekit.transport.base import PutResult, RunResult, Transport, sha256_file
+from edgekit.transport.base import PutResult, RunResult, Transport, copy_file_atomically, sha256_file
 
 
 class LocalTransport(Transport):
@@ -44,21 +43,7 @@ class LocalTransport(Transport):
         return path if path.is_absolute() else Path(self.work_dir) / path
 
     def put(self, local: Path, remote: str) -> PutResult:
-        local = Path(local)
-        if not local.is_file():
-            raise TransportError(f"no such local file {local}", where=f"put to {self.name}")
-        digest = sha256_file(local)
-        dest = self._abs(remote)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.is_file() and sha256_file(dest) == digest:
-            return PutResult(local, str(dest), digest, 0, True)
-        tmp = dest.with_name(f".{dest.name}.edgekit-{secrets.token_hex(4)}")
-        shutil.copyfile(local, tmp)
-        if sha256_file(tmp) != digest:
-            tmp.unlink(missing_ok=True)
-            raise TransportError(f"sha256 of the copied {local.name} does not match", where=str(dest))
-        os.replace(tmp, dest)
-        return PutResult(local, str(dest), digest, local.stat().st_size, False)
+        return copy_file_atomically(local, self._abs(remote), where=f"put to {self.name}")
 
     def get(self, remote: str, local: Path) -> Path:
         source = self._abs(remote)
