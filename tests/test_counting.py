@@ -161,11 +161,9 @@ def test_ncnn_twice_the_work_counts_about_twice(ncnn_counts: list[list[list[int]
     assert 1.9 < ratio < 2.05, ratio
 
 
-@pytest.mark.integration
-def test_tflite_counts_repeat_and_scale(plugin: Path, tmp_path: Path) -> None:
-    from edgekit.emu.plugin.counting import CountJob, count_artifacts
-
-    small, large = tmp_path / "conv2.tflite", tmp_path / "conv4.tflite"
+def _tflite_chains(folder: Path) -> tuple[Path, Path]:
+    """TFLITE_SCRIPT's two models (2 and 4 convolutions), written by TensorFlow in a child process."""
+    small, large = folder / "conv2.tflite", folder / "conv4.tflite"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     subprocess.run(
         [sys.executable, "-c", TFLITE_SCRIPT, str(small), str(large)],
@@ -174,6 +172,14 @@ def test_tflite_counts_repeat_and_scale(plugin: Path, tmp_path: Path) -> None:
         env=env,
         timeout=300,
     )
+    return small, large
+
+
+@pytest.mark.integration
+def test_tflite_counts_repeat_and_scale(plugin: Path, tmp_path: Path) -> None:
+    from edgekit.emu.plugin.counting import CountJob, count_artifacts
+
+    small, large = _tflite_chains(tmp_path)
     a, c = count_artifacts([CountJob(small), CountJob(large)], "pi4-emu")
     b, _ = count_artifacts([CountJob(small), CountJob(large)], "pi4-emu")
     (alone,) = count_artifacts([CountJob(small)], "pi4-emu")
@@ -191,15 +197,7 @@ def test_tflite_profile_counts_each_op_of_a_conv_chain(plugin: Path, tmp_path: P
     from edgekit.profile import format_table
     from edgekit.profile_tflite import op_rows, profile_tflite, read_model
 
-    small, large = tmp_path / "conv2.tflite", tmp_path / "conv4.tflite"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    subprocess.run(
-        [sys.executable, "-c", TFLITE_SCRIPT, str(small), str(large)],
-        check=True,
-        capture_output=True,
-        env=env,
-        timeout=300,
-    )
+    _, large = _tflite_chains(tmp_path)
     rows = op_rows(read_model(large))
     assert [r["type"] for r in rows] == ["CONV_2D"] * 4 and rows[-1]["shape"] == [1, 32, 32, 16]
     prof = profile_tflite(large, "pi4-emu")
