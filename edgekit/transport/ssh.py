@@ -1,8 +1,7 @@
 """SSH transport (paramiko) for boards, phones and emulated devices.
 
-Host keys are checked against the target's own known_hosts file only: an unknown key is refused unless the
-target opts in with `accept_new: true` (then it is recorded), and a changed key is always refused. Emulated
-devices pin their key (the device's known_hosts file written by `edgekit emu up`).
+Host keys are checked against the target's own known_hosts file only (ssh_keys.py): an unknown key is refused
+unless the target opts in with `accept_new: true`, and a changed key is always refused.
 
 Each command runs as `exec` of the login shell sshd started for it; sshd makes that shell a session leader,
 so its pid (printed first, on stderr) is the process group of everything the command starts. On timeout
@@ -57,25 +56,13 @@ from edgekit.errors import (
     TransportError,
 )
 from edgekit.target import Target
+from edgekit.transport import ssh_keys
 from edgekit.transport.base import PutResult, RunResult, Transport, sha256_file
 
 _PID_MARK = "EDGEKIT_PGID "
 PRUNE_ARTIFACT_DAYS = 14
 PRUNE_ARTIFACT_MB = 2048
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class _RecordNewKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]  # paramiko: no stubs here
-    """accept_new: trust a first-seen key and write it to the target's known_hosts file."""
-
-    def __init__(self, known_hosts: Path) -> None:
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        with self.known_hosts.open("a") as fh:
-            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 
 
 class SshTransport(Transport):
@@ -104,13 +91,7 @@ class SshTransport(Transport):
         if self._client is not None:
             return self
         t = self.target
-        known_hosts = Path(t.known_hosts).expanduser()
-        client = paramiko.SSHClient()
-        if known_hosts.is_file():
-            client.load_host_keys(str(known_hosts))
-        client.set_missing_host_key_policy(
-            _RecordNewKey(known_hosts) if t.accept_new else paramiko.RejectPolicy()
-        )
+        client = ssh_keys.checked_client(t)
         key = str(Path(t.key).expanduser()) if t.key else None
         if key is not None and not Path(key).is_file():
             raise KeyFileError(
@@ -138,22 +119,11 @@ class SshTransport(Transport):
             raise
         except paramiko.BadHostKeyException as exc:
             client.close()
-            raise HostKeyError(
-                f"host key CHANGED: {exc.key.get_name()} {exc.key.fingerprint} is not the key recorded in "
-                f"{known_hosts}; refusing to connect (nothing was sent)",
-                where=self.address,
-                hint=f"if the device was really re-installed, remove its line: ssh-keygen -R "
-                f"'[{t.host}]:{t.port}' -f {known_hosts}, then accept the new key",
-            ) from None
+            raise ssh_keys.changed_key_error(exc, t, self.address) from None
         except paramiko.SSHException as exc:
             client.close()
-            if "not found in known_hosts" in str(exc):
-                raise HostKeyError(
-                    f"unknown host key (not in {known_hosts}); refusing to connect",
-                    where=self.address,
-                    hint=f"check the device's key, then: ssh-keyscan -p {t.port} {t.host} >> {known_hosts}"
-                    f"  (or trust the first key: --set accept_new=true)",
-                ) from None
+            if ssh_keys.is_unknown_key(exc):
+                raise ssh_keys.unknown_key_error(t, self.address) from None
             if isinstance(exc, paramiko.AuthenticationException):
                 raise ConnectError(
                     f"authentication refused for user {t.user!r} (key {key or 'agent/default'})",
@@ -209,9 +179,7 @@ class SshTransport(Transport):
             return None
         for user, host, port in [_parse_hop(h) for h in t.proxy_jump.split(",") if h.strip()]:
             where = f"jump host {host}:{port}"
-            jump = paramiko.SSHClient()
-            jump.set_missing_host_key_policy(client._policy)
-            jump._host_keys = client.get_host_keys()  # the same known_hosts: every hop's key is checked
+            jump = ssh_keys.hop_client(client)
             try:
                 jump.connect(
                     host,
@@ -232,7 +200,7 @@ class SshTransport(Transport):
                 ) from None
             except (paramiko.SSHException, OSError) as exc:
                 jump.close()
-                if "not found in known_hosts" in str(exc):
+                if ssh_keys.is_unknown_key(exc):
                     raise HostKeyError(
                         f"unknown host key of {where} (not in {t.known_hosts})",
                         where=self.address,

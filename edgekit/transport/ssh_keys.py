@@ -1,0 +1,79 @@
+"""Host-key policy of the SSH transport: the target's own known_hosts file is the only trust.
+
+An unknown key is refused unless the target opts in with `accept_new: true` (then it is recorded), and a changed
+key is always refused. Emulated devices pin their key (the device's known_hosts file written by `edgekit emu up`).
+Jump hosts share the device's host keys and policy, so every hop's key is checked the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import paramiko
+
+from edgekit.errors import HostKeyError
+from edgekit.target import Target
+
+
+class RecordNewKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]  # paramiko: no stubs here
+    """accept_new: trust a first-seen key and write it to the target's known_hosts file."""
+
+    def __init__(self, known_hosts: Path) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        with self.known_hosts.open("a") as fh:
+            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def known_hosts_of(target: Target) -> Path:
+    """The target's known_hosts file (the only one consulted)."""
+    return Path(target.known_hosts).expanduser()
+
+
+def checked_client(target: Target) -> paramiko.SSHClient:
+    """A client that trusts the keys in the target's known_hosts file and applies its policy to any other."""
+    known_hosts = known_hosts_of(target)
+    client = paramiko.SSHClient()
+    if known_hosts.is_file():
+        client.load_host_keys(str(known_hosts))
+    client.set_missing_host_key_policy(
+        RecordNewKey(known_hosts) if target.accept_new else paramiko.RejectPolicy()
+    )
+    return client
+
+
+def hop_client(device: paramiko.SSHClient) -> paramiko.SSHClient:
+    """A client for a jump host with the device client's host keys and policy (the same known_hosts)."""
+    jump = paramiko.SSHClient()
+    jump.set_missing_host_key_policy(device._policy)
+    jump._host_keys = device.get_host_keys()  # the same known_hosts: every hop's key is checked
+    return jump
+
+
+def is_unknown_key(exc: BaseException) -> bool:
+    """Whether paramiko refused the connection because the server's key is not in known_hosts."""
+    return "not found in known_hosts" in str(exc)
+
+
+def changed_key_error(exc: paramiko.BadHostKeyException, target: Target, where: str) -> HostKeyError:
+    known_hosts = known_hosts_of(target)
+    return HostKeyError(
+        f"host key CHANGED: {exc.key.get_name()} {exc.key.fingerprint} is not the key recorded in "
+        f"{known_hosts}; refusing to connect (nothing was sent)",
+        where=where,
+        hint=f"if the device was really re-installed, remove its line: ssh-keygen -R "
+        f"'[{target.host}]:{target.port}' -f {known_hosts}, then accept the new key",
+    )
+
+
+def unknown_key_error(target: Target, where: str) -> HostKeyError:
+    known_hosts = known_hosts_of(target)
+    return HostKeyError(
+        f"unknown host key (not in {known_hosts}); refusing to connect",
+        where=where,
+        hint=f"check the device's key, then: ssh-keyscan -p {target.port} {target.host} >> {known_hosts}"
+        f"  (or trust the first key: --set accept_new=true)",
+    )
