@@ -39,7 +39,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import paramiko
@@ -49,7 +49,6 @@ from edgekit.errors import (
     ConnectionLost,
     DeviceDiskFull,
     DeviceTimeout,
-    HostKeyError,
     Interrupted,
     KeyFileError,
     RemoteTimeout,
@@ -58,6 +57,7 @@ from edgekit.errors import (
 from edgekit.target import Target
 from edgekit.transport import ssh_keys
 from edgekit.transport.base import PutResult, RunResult, Transport, sha256_file
+from edgekit.transport.ssh_jump import JumpChain
 
 _PID_MARK = "EDGEKIT_PGID "
 PRUNE_ARTIFACT_DAYS = 14
@@ -79,13 +79,17 @@ class SshTransport(Transport):
         self._severed: str | None = None  # why the link was cut (a watchdog, the run deadline, Ctrl-C)
         self._interrupt = threading.Event()
         self._partials: set[str] = set()  # this connection's unfinished uploads: removed at the next connect
-        self._jumps: list[paramiko.SSHClient] = []  # ProxyJump hosts, first to last
-        self._proxy_command: paramiko.ProxyCommand | None = None
+        self._chain = JumpChain(target)  # ProxyCommand or ProxyJump hosts in front of the device
 
     # -- connection -------------------------------------------------------------------------------
     @property
     def address(self) -> str:
         return f"{self.target.host}:{self.target.port}"
+
+    @property
+    def _jumps(self) -> list[paramiko.SSHClient]:
+        """The connected ProxyJump hosts, first to last."""
+        return self._chain.jumps
 
     def connect(self) -> SshTransport:
         if self._client is not None:
@@ -100,7 +104,7 @@ class SshTransport(Transport):
                 hint="--set key=PATH (a private key file), or remove `key` to use ssh-agent",
             )
         try:
-            sock = self._proxy(client, key)
+            sock = self._chain.open(client, key)
             client.connect(
                 t.host or "",
                 port=t.port,
@@ -115,7 +119,7 @@ class SshTransport(Transport):
             )
         except TransportError:
             client.close()
-            self._close_jumps()
+            self._chain.close()
             raise
         except paramiko.BadHostKeyException as exc:
             client.close()
@@ -157,95 +161,6 @@ class SshTransport(Transport):
         self._exec_simple(self._prune_script())
         self._partials.clear()
         return self
-
-    def _proxy(
-        self, client: paramiko.SSHClient, key: str | None
-    ) -> paramiko.Channel | paramiko.ProxyCommand | None:
-        """The socket to reach the device through: ProxyCommand's pipe, or a `direct-tcpip` channel through the
-        last ProxyJump host (each hop reached through the one before, host keys checked like the device's)."""
-        t = self.target
-        if t.proxy_command:
-            command = (
-                t.proxy_command.replace("%h", t.host or "")
-                .replace("%p", str(t.port))
-                .replace("%r", t.user or "")
-            )
-            try:
-                self._proxy_command = paramiko.ProxyCommand(command)
-                return self._proxy_command
-            except (OSError, paramiko.SSHException) as exc:
-                raise ConnectError(f"ProxyCommand failed to start: {exc}", where=self.address) from None
-        if not t.proxy_jump:
-            return None
-        for user, host, port in [_parse_hop(h) for h in t.proxy_jump.split(",") if h.strip()]:
-            where = f"jump host {host}:{port}"
-            jump = ssh_keys.hop_client(client)
-            try:
-                jump.connect(
-                    host,
-                    port=port,
-                    username=user or t.user,
-                    key_filename=key,
-                    sock=self._hop_sock(host, port),
-                    look_for_keys=key is None,
-                    allow_agent=key is None,
-                    timeout=t.connect_timeout,
-                    banner_timeout=t.connect_timeout,
-                    auth_timeout=t.connect_timeout,
-                )
-            except paramiko.BadHostKeyException:
-                jump.close()
-                raise HostKeyError(
-                    f"host key CHANGED for {where}; refusing to connect", where=self.address
-                ) from None
-            except (paramiko.SSHException, OSError) as exc:
-                jump.close()
-                if ssh_keys.is_unknown_key(exc):
-                    raise HostKeyError(
-                        f"unknown host key of {where} (not in {t.known_hosts})",
-                        where=self.address,
-                        hint=f"ssh-keyscan -p {port} {host} >> {t.known_hosts}",
-                    ) from None
-                raise ConnectError(
-                    f"cannot reach {where}: {exc or type(exc).__name__}",
-                    where=self.address,
-                    hint="check the ProxyJump host (`proxy_jump`, or ProxyJump in ~/.ssh/config)",
-                ) from None
-            self._jumps.append(jump)
-        return self._hop_sock(t.host or "", t.port)
-
-    def _hop_sock(self, host: str, port: int) -> paramiko.Channel | None:
-        """A `direct-tcpip` channel to host:port through the last jump host (None: connect directly)."""
-        if not self._jumps:
-            return None
-        try:
-            return (
-                self._jumps[-1]
-                .get_transport()
-                .open_channel(
-                    "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=self.target.connect_timeout
-                )
-            )
-        except (paramiko.SSHException, OSError) as exc:
-            raise ConnectError(
-                f"the jump host could not open a channel to {host}:{port}: {exc}",
-                where=self.address,
-                hint="does the jump host allow TCP forwarding?",
-            ) from None
-
-    def _close_jumps(self) -> None:
-        for jump in reversed(self._jumps):
-            jump.close()
-        self._jumps = []
-        process = getattr(self._proxy_command, "process", None)
-        self._proxy_command = None
-        if process is not None:  # paramiko's close() signals the command but never waits for it
-            with suppress(ProcessLookupError):
-                process.kill()
-            process.wait(timeout=10)
-            for stream in (process.stdin, process.stdout, process.stderr):
-                if stream is not None:
-                    stream.close()
 
     def _prune_script(self) -> str:
         """Leftovers of earlier runs: partial uploads older than an hour (never a concurrent run's; this
@@ -365,10 +280,10 @@ class SshTransport(Transport):
         if self._client is not None:
             transport = self._client.get_transport()
             self._client.close()
-            if transport is not None and self._proxy_command is not None:
+            if transport is not None and self._chain.proxy_command is not None:
                 transport.join(timeout=5)  # its last act closes the ProxyCommand: before that is reaped below
             self._client = None
-        self._close_jumps()
+        self._chain.close()
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
@@ -651,13 +566,6 @@ _DISK_HINT = (
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
-
-
-def _parse_hop(hop: str) -> tuple[str | None, str, int]:
-    """`[user@]host[:port]` of a ProxyJump hop."""
-    user, _, rest = hop.strip().rpartition("@")
-    host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
-    return user or None, host, int(port) if port.isdigit() else 22
 
 
 def _quoted_command(command: str) -> str:
