@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 
@@ -117,13 +118,26 @@ def test_up_twice_is_harmless_and_down_leaves_nothing() -> None:
     # a session still running the emulated python, and an orphan that left its session
     client.exec_command(f"{first.python} -c 'import time; time.sleep(300)'")
     client.exec_command(f"nohup {first.python} -c 'import time; time.sleep(301)' >/dev/null 2>&1 &")
+    # and a counting run on this host, which uses the device's interpreter but is not the device's: it survives
+    from edgekit.emu.plugin.counting import RUNNER
+
+    counting = subprocess.Popen(
+        ["setarch", "-R", str(dev.python), "-c", "import time; time.sleep(303)", str(RUNNER)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
-    while len(_live(str(dev.sysroot))) < 2 and time.monotonic() < deadline:
+    while len(_live(str(dev.sysroot))) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(_live(str(dev.sysroot))) >= 2
+    assert len(_live(str(dev.sysroot))) >= 3
     tree = [first.sshd_pid] + [c.pid for c in psutil.Process(first.sshd_pid).children(recursive=True)]
-    assert down(name) is True
-    client.close()
+    try:
+        assert down(name) is True
+        client.close()
+        assert counting.poll() is None, "stopping the device killed a counting run of this host"
+    finally:
+        counting.kill()
+        counting.wait()
     assert _live(str(dev.sysroot)) == [] and _live(str(dev.sshd_config)) == []
     assert [
         p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE

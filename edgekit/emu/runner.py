@@ -34,6 +34,9 @@ from edgekit.paths import emu_dir
 
 SSHD = "/usr/sbin/sshd"
 START_TIMEOUT_S = 10.0
+# counting and profiling runs on this host (edgekit/emu/plugin/*runner.py) use a device's interpreter but are not
+# the device's processes: stopping the device must not kill a conversion's speed plan or an `edgekit estimate`
+LOCAL_RUNNERS = str(Path(__file__).with_name("plugin"))
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,7 @@ def _reap(pid: int) -> bool:
 
 def _kill_tree(pid: int, dev: layout.DeviceDir, config: str | None = None) -> list[int]:
     """SIGTERM, then SIGKILL, the sshd master, its descendants and their process groups, and orphans
-    running this device's interpreter. Return the pids still alive afterwards (should be none)."""
+    running this device's interpreter (not this host's counting runs: LOCAL_RUNNERS). Return the pids still alive afterwards (should be none)."""
     targets = _device_processes(pid, dev, config)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for proc in targets:
@@ -262,7 +265,8 @@ def _device_processes(pid: int, dev: layout.DeviceDir, config: str | None) -> li
         try:
             if proc.pid in found or proc.pid == os.getpid():
                 continue
-            if os.getpgid(proc.pid) in groups or marker in " ".join(proc.info["cmdline"] or []):
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if os.getpgid(proc.pid) in groups or (marker in cmd and LOCAL_RUNNERS not in cmd):
                 found[proc.pid] = proc
         except (psutil.Error, ProcessLookupError):
             continue

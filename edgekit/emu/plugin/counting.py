@@ -10,6 +10,7 @@ runs with a fixed environment, a fixed hash seed and no address randomization (e
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -201,7 +202,8 @@ def _run_guest(device: str, flavour: str, requests: list[dict], plugin: Path, ti
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise EmulatorError(
-            f"counting run failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}", where=device
+            f"counting run failed ({_exit_text(proc.returncode)}): {proc.stderr.strip()[-1500:]}",
+            where=device,
         )
     return json.loads(lines[-1])["results"]
 
@@ -219,3 +221,13 @@ def _guest_env(plugin: Path, insn_file: Path, threads: int) -> dict[str, str]:
         "EDGEKIT_INSN_FILE": str(insn_file),
         "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu()),
     }
+
+
+def _exit_text(code: int) -> str:
+    """'exit 3', or for a run ended by a signal its name ('killed by SIGTERM')."""
+    if code >= 0:
+        return f"exit {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
