@@ -7,7 +7,7 @@ Each command runs as `exec` of the login shell sshd started for it; sshd makes t
 so its pid (printed first, on stderr) is the process group of everything the command starts. On timeout
 that group is killed from a second channel and RemoteTimeout raised.
 
-Every remote operation has a deadline, so a frozen device (a board that hangs, a Wi-Fi link that drops without
+Every remote operation has a deadline (ssh_link.py), so a frozen device (a board that hangs, a Wi-Fi link that drops without
 a reset) never hangs a night: SSH keepalives every `io_timeout / 2`; SFTP reads time out after `io_timeout`;
 each channel open and short command runs under a watchdog that severs the connection (shuts its socket) when
 the device has not answered in time, which wakes every paramiko call blocked on it; while a long command runs,
@@ -35,11 +35,8 @@ import re
 import secrets
 import select
 import shlex
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import paramiko
@@ -48,7 +45,6 @@ from edgekit.errors import (
     ConnectError,
     ConnectionLost,
     DeviceDiskFull,
-    DeviceTimeout,
     Interrupted,
     KeyFileError,
     RemoteTimeout,
@@ -58,6 +54,7 @@ from edgekit.target import Target
 from edgekit.transport import ssh_keys
 from edgekit.transport.base import PutResult, RunResult, Transport, sha256_file
 from edgekit.transport.ssh_jump import JumpChain
+from edgekit.transport.ssh_link import Link
 
 _PID_MARK = "EDGEKIT_PGID "
 PRUNE_ARTIFACT_DAYS = 14
@@ -72,12 +69,10 @@ class SshTransport(Transport):
     def __init__(self, target: Target) -> None:
         self.target = target
         self.name = target.name
-        self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._home = ""
         self.work_dir = ""
-        self._severed: str | None = None  # why the link was cut (a watchdog, the run deadline, Ctrl-C)
-        self._interrupt = threading.Event()
+        self._link = Link(target, self.connect)  # the client under deadlines; connects on first use
         self._partials: set[str] = set()  # this connection's unfinished uploads: removed at the next connect
         self._chain = JumpChain(target)  # ProxyCommand or ProxyJump hosts in front of the device
 
@@ -85,6 +80,10 @@ class SshTransport(Transport):
     @property
     def address(self) -> str:
         return f"{self.target.host}:{self.target.port}"
+
+    @property
+    def _client(self) -> paramiko.SSHClient | None:
+        return self._link.client
 
     @property
     def _jumps(self) -> list[paramiko.SSHClient]:
@@ -154,7 +153,7 @@ class SshTransport(Transport):
                 where=self.address,
                 hint="is the device on and sshd running? (`edgekit emu up NAME` for an emulated one)",
             ) from None
-        self._client = client
+        self._link.client = client
         client.get_transport().set_keepalive(max(1, int(t.io_timeout / 2)))
         self._home = self._exec_simple('printf %s "$HOME"').strip() or "/"
         self.work_dir = self._abs(t.work_dir)
@@ -185,120 +184,53 @@ class SshTransport(Transport):
         """After a lost or severed link: a fresh connection (bounded by connect_timeout); False if the device
         cannot be reached. Partial uploads of the old connection are removed."""
         self.close()
-        self._severed = None
+        self._link.severed = None
         try:
             self.connect()
         except TransportError:
             self.close()
-            self._severed = "connection lost; the device could not be reached again"
+            self._link.severed = "connection lost; the device could not be reached again"
             return False
         return True
 
     @property
     def usable(self) -> bool:
         """Connected (or able to connect) and not severed: worth pulling results and cleaning up."""
-        return self._severed is None and not self._interrupt.is_set()
+        return self._link.severed is None and not self._link.interrupted.is_set()
 
     def kill_group(self, pgid: int) -> str:
         """Stop what is left of a command of an earlier connection (its process group); '' when none is left."""
         return self._kill_group(pgid)
 
-    # -- deadlines ---------------------------------------------------------------------------------
     def sever(self, reason: str) -> None:
         """Cut the link from any thread: every call blocked on it wakes up and fails (DeviceTimeout)."""
-        if self._severed is None:
-            self._severed = reason
-        transport = self._client.get_transport() if self._client is not None else None
-        sock = getattr(transport, "sock", None)
-        if sock is not None:
-            try:
-                if hasattr(sock, "shutdown"):
-                    sock.shutdown(socket.SHUT_RDWR)
-                else:  # a ProxyCommand pipe
-                    sock.close()
-            except OSError:
-                pass
+        self._link.sever(reason)
 
     def interrupt(self) -> None:
         """Ctrl-C from another thread: a running command is stopped (its process group killed) and the
         operation raises Interrupted; an upload or download still stuck after `io_timeout` is severed."""
-        self._interrupt.set()
-        if self._client is not None:
-            timer = threading.Timer(self.target.io_timeout, self.sever, args=("interrupted (Ctrl-C)",))
-            timer.daemon = True
-            timer.start()
-
-    @contextmanager
-    def _deadline(self, what: str, seconds: float) -> Iterator[None]:
-        """Run the body within `seconds` or sever the link; translate link failures into named errors."""
-        if self._severed is not None:
-            raise self._dead_error(what)
-        timer = threading.Timer(seconds, self.sever, args=(f"no answer within {seconds:g} s to {what}",))
-        timer.daemon = True
-        timer.start()
-        try:
-            yield
-        except (EOFError, OSError, paramiko.SSHException) as exc:
-            if self._severed is not None:
-                raise self._dead_error(what) from None
-            if isinstance(exc, TimeoutError):
-                self.sever(f"no answer within {self.target.io_timeout:g} s to {what}")
-                raise self._dead_error(what) from None
-            if isinstance(exc, OSError) and self._link_alive():
-                raise  # the device answered with an error (an SFTP status: no such file, disk full): not the link
-            self.sever(f"connection lost during {what}")
-            raise ConnectionLost(
-                f"the connection dropped during {what}: {exc or type(exc).__name__}",
-                stage=what,
-                where=self.address,
-                hint="is the device still powered and on the network?",
-            ) from None
-        finally:
-            timer.cancel()
-        if self._severed is not None:
-            raise self._dead_error(what)
-
-    def _dead_error(self, what: str) -> TransportError:
-        reason = self._severed or "the link was cut"
-        if reason.startswith("interrupted"):
-            return Interrupted(f"{what}: {reason}", where=self.address)
-        if reason.startswith("connection lost"):
-            return ConnectionLost(f"{what}: {reason}", stage=what, where=self.address)
-        return DeviceTimeout(
-            f"the device stopped answering ({reason})",
-            stage=what,
-            seconds=self.target.io_timeout,
-            where=self.address,
-            hint="is the board frozen or off the network? a process left running on it ends "
-            "with its SSH session",
-        )
+        self._link.interrupt()
 
     def close(self) -> None:
         if self._sftp is not None:
             self._sftp.close()
             self._sftp = None
-        if self._client is not None:
-            transport = self._client.get_transport()
-            self._client.close()
+        if self._link.client is not None:
+            transport = self._link.client.get_transport()
+            self._link.client.close()
             if transport is not None and self._chain.proxy_command is not None:
                 transport.join(timeout=5)  # its last act closes the ProxyCommand: before that is reaped below
-            self._client = None
+            self._link.client = None
         self._chain.close()
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None:
-            client = self._connected()
-            with self._deadline("opening SFTP", self.target.io_timeout):
+            client = self._link.connected()
+            with self._link.deadline("opening SFTP", self.target.io_timeout):
                 self._sftp = client.open_sftp()
                 self._sftp.get_channel().settimeout(self.target.io_timeout)
         return self._sftp
-
-    def _connected(self) -> paramiko.SSHClient:
-        self.connect()
-        if self._client is None:  # connect() sets it or raises
-            raise ConnectError("not connected", where=self.address)
-        return self._client
 
     def _abs(self, remote: str) -> str:
         """Absolute remote path: `~/` is the remote home, relative paths are the work dir (connects)."""
@@ -329,7 +261,7 @@ class SshTransport(Transport):
         size = local.stat().st_size
         self._partials.add(tmp)
         try:
-            with self._deadline(f"upload of {local.name}", size / 100_000 + self.target.io_timeout):
+            with self._link.deadline(f"upload of {local.name}", size / 100_000 + self.target.io_timeout):
                 self.sftp.put(str(local), tmp, confirm=True)
         except TransportError:
             raise  # DeviceTimeout, ConnectionLost: the partial file goes at the next connect (see _partials)
@@ -409,7 +341,7 @@ class SshTransport(Transport):
         path = self._abs(remote)
         tmp = local.with_name(f".{local.name}.part")
         try:
-            with self._deadline(f"download of {PurePosixPath(path).name}", 600 + self.target.io_timeout):
+            with self._link.deadline(f"download of {PurePosixPath(path).name}", 600 + self.target.io_timeout):
                 self.sftp.get(path, str(tmp))
         except TransportError:
             tmp.unlink(missing_ok=True)
@@ -445,22 +377,22 @@ class SshTransport(Transport):
             "wait $c; s=$?; kill $w 2>/dev/null; exit $s; }"
         )
         start = time.monotonic()
-        chan = self._open_channel(wrapped)
+        chan = self._link.open_channel(wrapped)
         out, err, timed_out = bytearray(), bytearray(), False
         try:
-            with self._deadline(f"`{argv[0]}`", timeout + 2 * self.target.io_timeout + 60):
+            with self._link.deadline(f"`{argv[0]}`", timeout + 2 * self.target.io_timeout + 60):
                 out, err, timed_out = _collect(
                     chan,
                     start + timeout,
-                    self._probe,
-                    self._interrupt.is_set,
+                    self._link.probe,
+                    self._link.interrupted.is_set,
                     probe_every=self.target.io_timeout / 2,
                     out=out,
                     err=err,
                     on_out=on_output,
                 )
         except KeyboardInterrupt:  # Ctrl-C in this thread (edgekit bench): stop the remote command too
-            self._interrupt.set()
+            self._link.interrupted.set()
         except (
             TransportError
         ) as failed:  # the link failed: keep what the command printed, and its process group
@@ -468,7 +400,7 @@ class SshTransport(Transport):
             failed.pgid, failed.stderr = _split_pid(err.decode(errors="replace"))  # type: ignore[attr-defined]
             raise
         pgid, err_text = _split_pid(err.decode(errors="replace"))
-        if self._interrupt.is_set():
+        if self._link.interrupted.is_set():
             chan.close()
             survivors = self._kill_group(pgid) if pgid else "unknown process group"
             raise Interrupted(
@@ -485,7 +417,7 @@ class SshTransport(Transport):
             )
             exc.stdout, exc.stderr, exc.pgid = out.decode(errors="replace"), err_text, pgid  # type: ignore[attr-defined]
             raise exc
-        if self._link_dropped(chan):
+        if self._link.dropped(chan):
             lost = ConnectionLost(
                 f"the connection dropped while `{argv[0]}` ran (after {time.monotonic() - start:.1f} s)",
                 stage=f"`{argv[0]}`",
@@ -497,20 +429,6 @@ class SshTransport(Transport):
         status = chan.recv_exit_status()
         chan.close()
         return RunResult(command, status, out.decode(errors="replace"), err_text, time.monotonic() - start)
-
-    def _link_alive(self) -> bool:
-        transport = self._client.get_transport() if self._client is not None else None
-        return bool(transport is not None and transport.is_active() and transport.saved_exception is None)
-
-    def _link_dropped(self, chan: paramiko.Channel) -> bool:
-        """The channel ended without an exit status because the connection itself is gone."""
-        if chan.exit_status != -1:  # paramiko sets status_event on close too: -1 is "no exit status"
-            return False
-        transport = chan.get_transport()
-        if transport is None or not transport.is_active() or transport.saved_exception is not None:
-            self.sever("connection lost")
-            return True
-        return False
 
     def _kill_group(self, pgid: int) -> str:
         """TERM then KILL the command's process group; return '' when no live (non-zombie) member is left.
@@ -527,27 +445,14 @@ class SshTransport(Transport):
         )
         return self._exec_simple(script, timeout=10.0).strip()
 
-    def _probe(self) -> None:
-        """A keepalive request the server must answer; a device that does not within io_timeout is frozen."""
-        transport = self._connected().get_transport()
-        with self._deadline("a keepalive probe", self.target.io_timeout):
-            transport.global_request("keepalive@openssh.com", wait=True)
-
-    def _open_channel(self, command: str) -> paramiko.Channel:
-        transport = self._connected().get_transport()
-        with self._deadline("opening a channel", self.target.io_timeout):
-            chan = transport.open_session(timeout=self.target.io_timeout)
-            chan.exec_command(command)
-        return chan
-
     def _exec_simple(self, command: str, *, check: bool = False, timeout: float = 120.0) -> str:
         """A short helper command (no pid marker); returns stdout."""
-        chan = self._open_channel(command)
-        with self._deadline(f"`{command.split()[0]}`", timeout + self.target.io_timeout):
+        chan = self._link.open_channel(command)
+        with self._link.deadline(f"`{command.split()[0]}`", timeout + self.target.io_timeout):
             out, err, timed_out = _collect(
-                chan, time.monotonic() + timeout, self._probe, probe_every=self.target.io_timeout / 2
+                chan, time.monotonic() + timeout, self._link.probe, probe_every=self.target.io_timeout / 2
             )
-            if not timed_out and self._link_dropped(chan):
+            if not timed_out and self._link.dropped(chan):
                 raise EOFError("the channel closed without an exit status")
             status = -1 if timed_out else chan.recv_exit_status()
             chan.close()

@@ -1,0 +1,140 @@
+"""The SSH link to a device under deadlines: a frozen device (a board that hangs, a Wi-Fi link that drops without
+a reset) never hangs a night.
+
+Each channel open, short command, upload and download runs under a watchdog that severs the connection (shuts its
+socket) when the device has not answered in time, which wakes every paramiko call blocked on it; while a long
+command runs, a silent device is probed (an OpenSSH keepalive request) and a probe without answer ends it. A
+severed or silent device raises DeviceTimeout (which operation, after how long); a dropped connection raises
+ConnectionLost; an interrupted one (Ctrl-C) raises Interrupted. `sever()` cuts the link from any thread.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import paramiko
+
+from edgekit.errors import ConnectError, ConnectionLost, DeviceTimeout, Interrupted, TransportError
+from edgekit.target import Target
+
+
+class Link:
+    """One target's SSH client (None until connected), why it was cut, and whether Ctrl-C was pressed.
+
+    `connect` is the transport's: the link connects on first use like the transport does."""
+
+    def __init__(self, target: Target, connect: Callable[[], object]) -> None:
+        self.target = target
+        self.client: paramiko.SSHClient | None = None
+        self.severed: str | None = None  # why the link was cut (a watchdog, the run deadline, Ctrl-C)
+        self.interrupted = threading.Event()
+        self._connect = connect
+
+    @property
+    def address(self) -> str:
+        return f"{self.target.host}:{self.target.port}"
+
+    def connected(self) -> paramiko.SSHClient:
+        self._connect()
+        if self.client is None:  # connect() sets it or raises
+            raise ConnectError("not connected", where=self.address)
+        return self.client
+
+    def sever(self, reason: str) -> None:
+        """Cut the link from any thread: every call blocked on it wakes up and fails (DeviceTimeout)."""
+        if self.severed is None:
+            self.severed = reason
+        transport = self.client.get_transport() if self.client is not None else None
+        sock = getattr(transport, "sock", None)
+        if sock is not None:
+            try:
+                if hasattr(sock, "shutdown"):
+                    sock.shutdown(socket.SHUT_RDWR)
+                else:  # a ProxyCommand pipe
+                    sock.close()
+            except OSError:
+                pass
+
+    def interrupt(self) -> None:
+        """Ctrl-C from another thread: a running command is stopped (its process group killed) and the
+        operation raises Interrupted; an upload or download still stuck after `io_timeout` is severed."""
+        self.interrupted.set()
+        if self.client is not None:
+            timer = threading.Timer(self.target.io_timeout, self.sever, args=("interrupted (Ctrl-C)",))
+            timer.daemon = True
+            timer.start()
+
+    @contextmanager
+    def deadline(self, what: str, seconds: float) -> Iterator[None]:
+        """Run the body within `seconds` or sever the link; translate link failures into named errors."""
+        if self.severed is not None:
+            raise self.dead_error(what)
+        timer = threading.Timer(seconds, self.sever, args=(f"no answer within {seconds:g} s to {what}",))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except (EOFError, OSError, paramiko.SSHException) as exc:
+            if self.severed is not None:
+                raise self.dead_error(what) from None
+            if isinstance(exc, TimeoutError):
+                self.sever(f"no answer within {self.target.io_timeout:g} s to {what}")
+                raise self.dead_error(what) from None
+            if isinstance(exc, OSError) and self.alive():
+                raise  # the device answered with an error (an SFTP status: no such file, disk full): not the link
+            self.sever(f"connection lost during {what}")
+            raise ConnectionLost(
+                f"the connection dropped during {what}: {exc or type(exc).__name__}",
+                stage=what,
+                where=self.address,
+                hint="is the device still powered and on the network?",
+            ) from None
+        finally:
+            timer.cancel()
+        if self.severed is not None:
+            raise self.dead_error(what)
+
+    def dead_error(self, what: str) -> TransportError:
+        reason = self.severed or "the link was cut"
+        if reason.startswith("interrupted"):
+            return Interrupted(f"{what}: {reason}", where=self.address)
+        if reason.startswith("connection lost"):
+            return ConnectionLost(f"{what}: {reason}", stage=what, where=self.address)
+        return DeviceTimeout(
+            f"the device stopped answering ({reason})",
+            stage=what,
+            seconds=self.target.io_timeout,
+            where=self.address,
+            hint="is the board frozen or off the network? a process left running on it ends "
+            "with its SSH session",
+        )
+
+    def alive(self) -> bool:
+        transport = self.client.get_transport() if self.client is not None else None
+        return bool(transport is not None and transport.is_active() and transport.saved_exception is None)
+
+    def dropped(self, chan: paramiko.Channel) -> bool:
+        """The channel ended without an exit status because the connection itself is gone."""
+        if chan.exit_status != -1:  # paramiko sets status_event on close too: -1 is "no exit status"
+            return False
+        transport = chan.get_transport()
+        if transport is None or not transport.is_active() or transport.saved_exception is not None:
+            self.sever("connection lost")
+            return True
+        return False
+
+    def probe(self) -> None:
+        """A keepalive request the server must answer; a device that does not within io_timeout is frozen."""
+        transport = self.connected().get_transport()
+        with self.deadline("a keepalive probe", self.target.io_timeout):
+            transport.global_request("keepalive@openssh.com", wait=True)
+
+    def open_channel(self, command: str) -> paramiko.Channel:
+        transport = self.connected().get_transport()
+        with self.deadline("opening a channel", self.target.io_timeout):
+            chan = transport.open_session(timeout=self.target.io_timeout)
+            chan.exec_command(command)
+        return chan
