@@ -3,7 +3,7 @@
 Host keys are checked against the target's own known_hosts file only (ssh_keys.py): an unknown key is refused
 unless the target opts in with `accept_new: true`, and a changed key is always refused.
 
-Each command runs as `exec` of the login shell sshd started for it; sshd makes that shell a session leader,
+Each command (ssh_exec.py) runs as `exec` of the login shell sshd started for it; sshd makes that shell a session leader,
 so its pid (printed first, on stderr) is the process group of everything the command starts. On timeout
 that group is killed from a second channel and RemoteTimeout raised.
 
@@ -31,11 +31,8 @@ PRUNE_ARTIFACT_MB.
 
 from __future__ import annotations
 
-import re
 import secrets
-import select
 import shlex
-import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -43,23 +40,18 @@ import paramiko
 
 from edgekit.errors import (
     ConnectError,
-    ConnectionLost,
     DeviceDiskFull,
-    Interrupted,
     KeyFileError,
-    RemoteTimeout,
     TransportError,
 )
 from edgekit.target import Target
-from edgekit.transport import ssh_keys
+from edgekit.transport import ssh_exec, ssh_keys
 from edgekit.transport.base import PutResult, RunResult, Transport, sha256_file
 from edgekit.transport.ssh_jump import JumpChain
 from edgekit.transport.ssh_link import Link
 
-_PID_MARK = "EDGEKIT_PGID "
 PRUNE_ARTIFACT_DAYS = 14
 PRUNE_ARTIFACT_MB = 2048
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class SshTransport(Transport):
@@ -155,9 +147,9 @@ class SshTransport(Transport):
             ) from None
         self._link.client = client
         client.get_transport().set_keepalive(max(1, int(t.io_timeout / 2)))
-        self._home = self._exec_simple('printf %s "$HOME"').strip() or "/"
+        self._home = ssh_exec.exec_simple(self._link, 'printf %s "$HOME"').strip() or "/"
         self.work_dir = self._abs(t.work_dir)
-        self._exec_simple(self._prune_script())
+        ssh_exec.exec_simple(self._link, self._prune_script())
         self._partials.clear()
         return self
 
@@ -200,7 +192,7 @@ class SshTransport(Transport):
 
     def kill_group(self, pgid: int) -> str:
         """Stop what is left of a command of an earlier connection (its process group); '' when none is left."""
-        return self._kill_group(pgid)
+        return ssh_exec.kill_group(self._link, pgid)
 
     def sever(self, reason: str) -> None:
         """Cut the link from any thread: every call blocked on it wakes up and fails (DeviceTimeout)."""
@@ -251,9 +243,10 @@ class SshTransport(Transport):
         path = self._abs(remote)
         parent = str(PurePosixPath(path).parent)
         q = shlex.quote(path)
-        have = self._exec_simple(
+        have = ssh_exec.exec_simple(
+            self._link,
             f"mkdir -p -- {shlex.quote(parent)} && {{ {self._sha_cmd(path)}; }} && "
-            f"touch -c -- {q} {shlex.quote(parent)} 2>/dev/null; true"
+            f"touch -c -- {q} {shlex.quote(parent)} 2>/dev/null; true",
         ).strip()
         if have == digest:
             return PutResult(local, path, digest, 0, True)  # touched: in use, not stale
@@ -266,7 +259,7 @@ class SshTransport(Transport):
         except TransportError:
             raise  # DeviceTimeout, ConnectionLost: the partial file goes at the next connect (see _partials)
         except (OSError, paramiko.SSHException) as exc:
-            self._exec_simple(f"rm -f -- {shlex.quote(tmp)}")
+            ssh_exec.exec_simple(self._link, f"rm -f -- {shlex.quote(tmp)}")
             self._partials.discard(tmp)
             free = self.free_bytes(parent)
             if free is not None and free < size + (1 << 20):
@@ -286,7 +279,7 @@ class SshTransport(Transport):
             f'[ "$({self._sha_cmd(tmp)})" = {digest} ] && mv -f -- {shlex.quote(tmp)} {shlex.quote(path)}'
             f" && echo ok || {{ rm -f -- {shlex.quote(tmp)}; echo mismatch; }}"
         )
-        if self._exec_simple(check).strip() != "ok":
+        if ssh_exec.exec_simple(self._link, check).strip() != "ok":
             raise TransportError(
                 f"sha256 of the uploaded {local.name} does not match; upload discarded",
                 where=f"{self.address}:{path}",
@@ -297,9 +290,10 @@ class SshTransport(Transport):
         """Bytes available to this user on the file system holding `remote` (its nearest existing parent);
         None when the device cannot say (no POSIX df)."""
         path = self._abs(remote)
-        out = self._exec_simple(
+        out = ssh_exec.exec_simple(
+            self._link,
             f'p={shlex.quote(path)}; while [ ! -e "$p" ] && [ "$p" != / ]; do '
-            'p=$(dirname "$p"); done; df -Pk -- "$p" 2>/dev/null | awk \'NR==2 {print $4}\''
+            'p=$(dirname "$p"); done; df -Pk -- "$p" 2>/dev/null | awk \'NR==2 {print $4}\'',
         )
         text = out.strip()
         return int(text) * 1024 if text.isdigit() else None
@@ -312,7 +306,7 @@ class SshTransport(Transport):
         script = "; ".join(
             f"printf '%s\\n' \"$({self._sha_cmd(self._abs(remote))})\"" for _l, remote in pairs
         )
-        have = self._exec_simple(script).split("\n")
+        have = ssh_exec.exec_simple(self._link, script).split("\n")
         return sum(
             Path(local).stat().st_size
             for i, (local, _r) in enumerate(pairs)
@@ -321,7 +315,7 @@ class SshTransport(Transport):
 
     def sha256(self, remote: str) -> str | None:
         """The sha256 of a remote file, or None when it does not exist."""
-        return self._exec_simple(self._sha_cmd(self._abs(remote))).strip() or None
+        return ssh_exec.exec_simple(self._link, self._sha_cmd(self._abs(remote))).strip() or None
 
     def _sha_cmd(self, path: str) -> str:
         """sha256 of path on the device (nothing if absent): sha256sum, or the device python without it."""
@@ -332,7 +326,7 @@ class SshTransport(Transport):
         )
         return (
             f"if [ -f {q} ]; then if command -v sha256sum >/dev/null 2>&1; then sha256sum -- {q} | "
-            f"cut -c1-64; else {_quoted_command(self.target.python)} -c {shlex.quote(py)} {q}; fi; fi"
+            f"cut -c1-64; else {ssh_exec.quoted_command(self.target.python)} -c {shlex.quote(py)} {q}; fi; fi"
         )
 
     def get(self, remote: str, local: Path) -> Path:
@@ -353,7 +347,7 @@ class SshTransport(Transport):
         return local
 
     def mkdir(self, remote: str) -> None:
-        self._exec_simple(f"mkdir -p -- {shlex.quote(self._abs(remote))}", check=True)
+        ssh_exec.exec_simple(self._link, f"mkdir -p -- {shlex.quote(self._abs(remote))}", check=True)
 
     # -- commands ----------------------------------------------------------------------------------
     def run(
@@ -366,101 +360,8 @@ class SshTransport(Transport):
         on_output: Callable[[str], None] | None = None,
     ) -> RunResult:
         self.connect()
-        command = " ".join(shlex.quote(str(a)) for a in argv)
-        assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in _checked_env(env).items())
-        where = shlex.quote(self._abs(cwd) if cwd else self.work_dir)
-        # the command runs in the background beside a watcher of the session's stdin: when sshd closes it (the
-        # session ended: link dropped, sshd killed) the watcher kills the whole process group
-        wrapped = (
-            f"echo {_PID_MARK}$$ >&2; cd {where} && {{ exec 3<&0; env {assignments} {command} 3<&- & c=$!; "
-            "{ cat >/dev/null; kill -TERM -$$; } <&3 >/dev/null 2>&1 & w=$!; exec 3<&-; "
-            "wait $c; s=$?; kill $w 2>/dev/null; exit $s; }"
-        )
-        start = time.monotonic()
-        chan = self._link.open_channel(wrapped)
-        out, err, timed_out = bytearray(), bytearray(), False
-        try:
-            with self._link.deadline(f"`{argv[0]}`", timeout + 2 * self.target.io_timeout + 60):
-                out, err, timed_out = _collect(
-                    chan,
-                    start + timeout,
-                    self._link.probe,
-                    self._link.interrupted.is_set,
-                    probe_every=self.target.io_timeout / 2,
-                    out=out,
-                    err=err,
-                    on_out=on_output,
-                )
-        except KeyboardInterrupt:  # Ctrl-C in this thread (edgekit bench): stop the remote command too
-            self._link.interrupted.set()
-        except (
-            TransportError
-        ) as failed:  # the link failed: keep what the command printed, and its process group
-            failed.stdout = out.decode(errors="replace")  # type: ignore[attr-defined]
-            failed.pgid, failed.stderr = _split_pid(err.decode(errors="replace"))  # type: ignore[attr-defined]
-            raise
-        pgid, err_text = _split_pid(err.decode(errors="replace"))
-        if self._link.interrupted.is_set():
-            chan.close()
-            survivors = self._kill_group(pgid) if pgid else "unknown process group"
-            raise Interrupted(
-                f"`{command}` stopped (Ctrl-C)" + (f"; still alive: {survivors}" if survivors else ""),
-                where=self.address,
-            )
-        if timed_out:
-            chan.close()
-            survivors = self._kill_group(pgid) if pgid else "unknown process group"
-            exc = RemoteTimeout(
-                f"`{command}` did not finish within {timeout:g} s and was stopped"
-                + (f" (still alive: {survivors})" if survivors else ""),
-                where=self.address,
-            )
-            exc.stdout, exc.stderr, exc.pgid = out.decode(errors="replace"), err_text, pgid  # type: ignore[attr-defined]
-            raise exc
-        if self._link.dropped(chan):
-            lost = ConnectionLost(
-                f"the connection dropped while `{argv[0]}` ran (after {time.monotonic() - start:.1f} s)",
-                stage=f"`{argv[0]}`",
-                where=self.address,
-                hint="is the device still powered and on the network?",
-            )
-            lost.stdout, lost.stderr, lost.pgid = out.decode(errors="replace"), err_text, pgid  # type: ignore[attr-defined]
-            raise lost
-        status = chan.recv_exit_status()
-        chan.close()
-        return RunResult(command, status, out.decode(errors="replace"), err_text, time.monotonic() - start)
-
-    def _kill_group(self, pgid: int) -> str:
-        """TERM then KILL the command's process group; return '' when no live (non-zombie) member is left.
-
-        Zombies are ignored: on a device whose init does not reap, orphans stay as zombies but run nothing.
-        """
-        live = (
-            f"ps -eo pid=,pgid=,stat= 2>/dev/null | awk -v g={pgid} "
-            "'$2==g && $3 !~ /^Z/ {printf \"%s \", $1}'"
-        )
-        script = (
-            f'kill -TERM -- -{pgid} 2>/dev/null; i=0; while [ -n "$({live})" ] && [ $i -lt 20 ]; '
-            f"do sleep 0.1; i=$((i+1)); done; kill -KILL -- -{pgid} 2>/dev/null; sleep 0.1; {live}; true"
-        )
-        return self._exec_simple(script, timeout=10.0).strip()
-
-    def _exec_simple(self, command: str, *, check: bool = False, timeout: float = 120.0) -> str:
-        """A short helper command (no pid marker); returns stdout."""
-        chan = self._link.open_channel(command)
-        with self._link.deadline(f"`{command.split()[0]}`", timeout + self.target.io_timeout):
-            out, err, timed_out = _collect(
-                chan, time.monotonic() + timeout, self._link.probe, probe_every=self.target.io_timeout / 2
-            )
-            if not timed_out and self._link.dropped(chan):
-                raise EOFError("the channel closed without an exit status")
-            status = -1 if timed_out else chan.recv_exit_status()
-            chan.close()
-        if check and status != 0:
-            raise TransportError(
-                f"`{command}` failed ({status}): {err.decode(errors='replace').strip()}", where=self.address
-            )
-        return out.decode(errors="replace")
+        cwd = self._abs(cwd) if cwd else self.work_dir
+        return ssh_exec.run(self._link, argv, timeout=timeout, cwd=cwd, env=env, on_output=on_output)
 
 
 _DISK_HINT = (
@@ -471,64 +372,3 @@ _DISK_HINT = (
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
-
-
-def _quoted_command(command: str) -> str:
-    return " ".join(shlex.quote(part) for part in shlex.split(command))
-
-
-def _checked_env(env: dict[str, str] | None) -> dict[str, str]:
-    for key in env or {}:
-        if not _ENV_NAME.match(key):
-            raise TransportError(f"invalid environment variable name {key!r}", where="run(env=...)")
-    return dict(env or {})
-
-
-def _collect(
-    chan: paramiko.Channel,
-    deadline: float,
-    probe: Callable[[], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-    probe_every: float = 10.0,
-    out: bytearray | None = None,
-    err: bytearray | None = None,
-    on_out: Callable[[str], None] | None = None,
-) -> tuple[bytearray, bytearray, bool]:
-    """Read stdout/stderr until the command exits and its streams close, or the deadline passes (or `stop()`).
-    After `probe_every` seconds without a byte, `probe()` checks the device still answers (raises if not).
-    `out`/`err` collect into the caller's buffers (kept when Ctrl-C interrupts the read)."""
-    out = bytearray() if out is None else out
-    err = bytearray() if err is None else err
-    heard = time.monotonic()
-    while True:
-        if stop is not None and stop():
-            return out, err, False
-        while chan.recv_ready():
-            chunk = chan.recv(65536)
-            out += chunk
-            if on_out is not None:
-                on_out(chunk.decode(errors="replace"))  # the agent's lines are ASCII JSON
-            heard = time.monotonic()
-        while chan.recv_stderr_ready():
-            err += chan.recv_stderr(65536)
-            heard = time.monotonic()
-        if probe is not None and time.monotonic() - heard > probe_every:
-            probe()
-            heard = time.monotonic()
-        if chan.exit_status_ready() and (chan.eof_received or chan.closed):
-            while chan.recv_ready():
-                out += chan.recv(65536)
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
-            return out, err, False
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return out, err, True
-        select.select([chan], [], [], min(remaining, 0.05))
-
-
-def _split_pid(stderr: str) -> tuple[int | None, str]:
-    first, _, rest = stderr.partition("\n")
-    if first.startswith(_PID_MARK) and first[len(_PID_MARK) :].isdigit():
-        return int(first[len(_PID_MARK) :]), rest
-    return None, stderr
