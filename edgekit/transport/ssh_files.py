@@ -1,0 +1,193 @@
+"""Files on the device over an SSH link: uploads (sha256-checked, atomic, skipped when unchanged), downloads,
+the device's free space, and the leftovers of earlier runs.
+
+The device's disk is checked before an upload (`free_bytes`, `bytes_to_send`); an upload that fails for lack of
+space is a DeviceDiskFull (free vs needed bytes). At connect, leftovers are pruned (`prune_script`): partial
+uploads older than an hour (this connection's own at once), run folders older than a day (a failed run's, never
+pulled), artifact folders unused for PRUNE_ARTIFACT_DAYS days, and the oldest day-old artifact folders while
+`artifacts/` exceeds PRUNE_ARTIFACT_MB. SFTP reads time out after `io_timeout`.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+import paramiko
+
+from edgekit.errors import DeviceDiskFull, TransportError
+from edgekit.transport.base import PutResult, sha256_file
+from edgekit.transport.ssh_exec import exec_simple, quoted_command
+from edgekit.transport.ssh_link import Link
+
+PRUNE_ARTIFACT_DAYS = 14
+PRUNE_ARTIFACT_MB = 2048
+_DISK_HINT = (
+    "free space on the device (old runs under the work dir's runs/ and artifacts/ are safe to delete), "
+    "or --set work_dir=PATH on a larger disk"
+)
+
+
+class RemoteFiles:
+    """One link's SFTP session (opened on first use) and the uploads it has not finished.
+
+    `abs_path` is the transport's: `~/` is the remote home, relative paths are the work dir (it connects)."""
+
+    def __init__(self, link: Link, abs_path: Callable[[str], str]) -> None:
+        self.link = link
+        self.target = link.target
+        self.partials: set[str] = set()  # this connection's unfinished uploads: removed at the next connect
+        self._abs = abs_path
+        self._sftp: paramiko.SFTPClient | None = None
+
+    @property
+    def sftp(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            client = self.link.connected()
+            with self.link.deadline("opening SFTP", self.target.io_timeout):
+                self._sftp = client.open_sftp()
+                self._sftp.get_channel().settimeout(self.target.io_timeout)
+        return self._sftp
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
+
+    def put(self, local: Path, remote: str) -> PutResult:
+        local = Path(local)
+        if not local.is_file():
+            raise TransportError(f"no such local file {local}", where=f"put to {self.target.name}")
+        self.link.connected()
+        digest = sha256_file(local)
+        path = self._abs(remote)
+        parent = str(PurePosixPath(path).parent)
+        q = shlex.quote(path)
+        have = exec_simple(
+            self.link,
+            f"mkdir -p -- {shlex.quote(parent)} && {{ {self.sha_cmd(path)}; }} && "
+            f"touch -c -- {q} {shlex.quote(parent)} 2>/dev/null; true",
+        ).strip()
+        if have == digest:
+            return PutResult(local, path, digest, 0, True)  # touched: in use, not stale
+        tmp = f"{parent}/.{PurePosixPath(path).name}.edgekit-{secrets.token_hex(4)}"
+        size = local.stat().st_size
+        self.partials.add(tmp)
+        try:
+            with self.link.deadline(f"upload of {local.name}", size / 100_000 + self.target.io_timeout):
+                self.sftp.put(str(local), tmp, confirm=True)
+        except TransportError:
+            raise  # DeviceTimeout, ConnectionLost: the partial file goes at the next connect (see partials)
+        except (OSError, paramiko.SSHException) as exc:
+            exec_simple(self.link, f"rm -f -- {shlex.quote(tmp)}")
+            self.partials.discard(tmp)
+            free = self.free_bytes(parent)
+            if free is not None and free < size + (1 << 20):
+                raise DeviceDiskFull(
+                    f"the device's disk is full: {local.name} needs {_mb(size)}, {_mb(free)} free in {parent} "
+                    f"(upload discarded; sftp said: {exc or type(exc).__name__})",
+                    free=free,
+                    needed=size,
+                    where=self.link.address,
+                    hint=_DISK_HINT,
+                ) from None
+            raise TransportError(
+                f"upload of {local.name} failed: {exc}", where=f"{self.link.address}:{path}"
+            ) from None
+        self.partials.discard(tmp)
+        check = (
+            f'[ "$({self.sha_cmd(tmp)})" = {digest} ] && mv -f -- {shlex.quote(tmp)} {shlex.quote(path)}'
+            f" && echo ok || {{ rm -f -- {shlex.quote(tmp)}; echo mismatch; }}"
+        )
+        if exec_simple(self.link, check).strip() != "ok":
+            raise TransportError(
+                f"sha256 of the uploaded {local.name} does not match; upload discarded",
+                where=f"{self.link.address}:{path}",
+            )
+        return PutResult(local, path, digest, local.stat().st_size, False)
+
+    def get(self, remote: str, local: Path) -> Path:
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        path = self._abs(remote)
+        tmp = local.with_name(f".{local.name}.part")
+        try:
+            with self.link.deadline(f"download of {PurePosixPath(path).name}", 600 + self.target.io_timeout):
+                self.sftp.get(path, str(tmp))
+        except TransportError:
+            tmp.unlink(missing_ok=True)
+            raise
+        except (OSError, paramiko.SSHException) as exc:
+            tmp.unlink(missing_ok=True)
+            raise TransportError(f"cannot download {path}: {exc}", where=self.link.address) from None
+        tmp.replace(local)
+        return local
+
+    def mkdir(self, remote: str) -> None:
+        exec_simple(self.link, f"mkdir -p -- {shlex.quote(self._abs(remote))}", check=True)
+
+    def free_bytes(self, remote: str = ".") -> int | None:
+        """Bytes available to this user on the file system holding `remote` (its nearest existing parent);
+        None when the device cannot say (no POSIX df)."""
+        path = self._abs(remote)
+        out = exec_simple(
+            self.link,
+            f'p={shlex.quote(path)}; while [ ! -e "$p" ] && [ "$p" != / ]; do '
+            'p=$(dirname "$p"); done; df -Pk -- "$p" 2>/dev/null | awk \'NR==2 {print $4}\'',
+        )
+        text = out.strip()
+        return int(text) * 1024 if text.isdigit() else None
+
+    def bytes_to_send(self, pairs: list[tuple[Path, str]]) -> int:
+        """How many bytes uploading `pairs` (local, remote) would send: files the device lacks or holds
+        different (one round trip for all of them)."""
+        if not pairs:
+            return 0
+        script = "; ".join(f"printf '%s\\n' \"$({self.sha_cmd(self._abs(remote))})\"" for _l, remote in pairs)
+        have = exec_simple(self.link, script).split("\n")
+        return sum(
+            Path(local).stat().st_size
+            for i, (local, _r) in enumerate(pairs)
+            if (have[i].strip() if i < len(have) else "") != sha256_file(Path(local))
+        )
+
+    def sha256(self, remote: str) -> str | None:
+        """The sha256 of a remote file, or None when it does not exist."""
+        return exec_simple(self.link, self.sha_cmd(self._abs(remote))).strip() or None
+
+    def sha_cmd(self, path: str) -> str:
+        """sha256 of path on the device (nothing if absent): sha256sum, or the device python without it."""
+        q = shlex.quote(path)
+        py = (
+            "import hashlib,sys; h=hashlib.sha256(); f=open(sys.argv[1],'rb'); "
+            "[h.update(b) for b in iter(lambda: f.read(1<<20), b'')]; print(h.hexdigest())"
+        )
+        return (
+            f"if [ -f {q} ]; then if command -v sha256sum >/dev/null 2>&1; then sha256sum -- {q} | "
+            f"cut -c1-64; else {quoted_command(self.target.python)} -c {shlex.quote(py)} {q}; fi; fi"
+        )
+
+    def prune_script(self, work_dir: str) -> str:
+        """Leftovers of earlier runs: partial uploads older than an hour (never a concurrent run's; this
+        connection's own at once), run folders older than a day, stale artifact folders (age, then size)."""
+        w = shlex.quote(work_dir)
+        own = " ".join(shlex.quote(p) for p in sorted(self.partials))
+        cap_kb = PRUNE_ARTIFACT_MB * 1024
+        return (
+            f"mkdir -p -- {w} && cd {w} && {{ find . -name '.*.edgekit-*' -mmin +60 -type f -delete; "
+            + (f"rm -f -- {own}; " if own else "")
+            + "[ -d runs ] && find runs -mindepth 1 -maxdepth 1 -type d -mmin +1440 -exec rm -rf {} +; "
+            f"[ -d artifacts ] && find artifacts -mindepth 1 -maxdepth 1 -type d -mtime +{PRUNE_ARTIFACT_DAYS} "
+            "-exec rm -rf {} +; "
+            "[ -d artifacts ] && total=$(du -sk artifacts | cut -f1) && for d in $(ls -1tr artifacts); do "
+            f'[ "$total" -le {cap_kb} ] && break; '
+            '[ -n "$(find "artifacts/$d" -maxdepth 0 -mmin +1440)" ] || continue; '
+            's=$(du -sk "artifacts/$d" | cut -f1); rm -rf -- "artifacts/$d"; total=$((total - s)); done; '
+            "} >/dev/null 2>&1; true"
+        )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
