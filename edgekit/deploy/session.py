@@ -4,7 +4,7 @@ fails ends the target with its error, and whatever the agent had measured is kep
 
 Every target has a whole-run deadline, `benchmark.timeout_s + RUN_GRACE_S`: when it passes, the link is cut
 (every blocked call wakes) and the target ends in DeviceTimeout; each agent run gets what is left of it. A
-frozen device is found sooner by the transport's own deadlines (edgekit/transport/ssh.py). `interrupt()`
+frozen device is found sooner by the transport's own deadlines (edgekit/transport/ssh_link.py). `interrupt()`
 (Ctrl-C, from the main thread) stops the agent on the device, keeps what was measured and marks the run
 interrupted; artifacts never measured are recorded as not run, with the reason.
 
