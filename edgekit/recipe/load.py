@@ -1,0 +1,224 @@
+"""Reading a recipe file into a checked `Recipe`: the only place recipe YAML is read.
+
+Paths in a recipe are relative to the recipe file; they are resolved, and the files they name (model, data,
+labels, builders) checked, before anything runs. Every failure is a RecipeError (an unreadable .npy an
+InputDataError) naming the file, the field's path and what was expected. The label checks are here too: the
+data loaders apply them to labels that come from a builder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import reprlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+
+from edgekit.errors import InputDataError, RecipeError
+from edgekit.formats import Format
+from edgekit.recipe.schema import (
+    BuilderData,
+    ImagesData,
+    KerasSource,
+    NpyData,
+    OnnxSource,
+    Recipe,
+    Task,
+    TorchSource,
+)
+from edgekit.yamlfile import read_yaml
+
+
+def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
+    """Read and validate a recipe; relative paths in it are resolved against the recipe's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError("recipe file not found", where=str(path), hint="pass a YAML file under recipes/")
+    raw = read_yaml(path, RecipeError)  # size, encoding, nesting and alias expansion bounded
+    if not isinstance(raw, dict):
+        raise RecipeError("a recipe must be a YAML mapping (key: value)", where=str(path))
+    try:
+        recipe = Recipe.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        raise RecipeError(_describe(exc), where=str(path)) from None
+    recipe = _resolve_paths(recipe, path.parent)
+    if check_files:
+        _check_files(recipe)
+    return recipe
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        if err["type"] == "extra_forbidden":
+            lines.append(f"field `{loc}`: unknown key (check its spelling; see README 'Recipes')")
+        elif err["type"] == "enum" and "formats" in loc:
+            allowed = ", ".join(f.value for f in Format)
+            lines.append(
+                f"field `{loc}`: unknown format {_brief(err.get('input'))}; expected one of {allowed}"
+            )
+        else:
+            lines.append(f"field `{loc or '(top level)'}`: {err['msg']} (got {_brief(err.get('input'))})")
+    return "invalid recipe:\n  " + "\n  ".join(lines)
+
+
+def _brief(value: Any, limit: int = 120) -> str:
+    """A value as the user wrote it, cut short: an error message never prints a whole (hostile) document."""
+    text = reprlib.repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+    def fix(obj: BaseModel) -> BaseModel:
+        updates: dict[str, Any] = {}
+        for name in type(obj).model_fields:
+            value = getattr(obj, name)
+            if name == "path" and isinstance(obj, Recipe):
+                continue
+            if isinstance(value, Path) and not value.is_absolute():
+                updates[name] = (base / value).resolve()
+            elif isinstance(value, BaseModel):
+                updates[name] = fix(value)
+        return obj.model_copy(update=updates) if updates else obj
+
+    return fix(recipe)  # type: ignore[return-value]
+
+
+def _check_files(recipe: Recipe) -> None:
+    where = str(recipe.path)
+    checks: list[tuple[str, Path | None]] = []
+    model = recipe.model
+    if isinstance(model, (OnnxSource, KerasSource)):
+        checks.append(("model.path", model.path))
+    elif isinstance(model, TorchSource):
+        checks.append(("model.weights", model.weights))
+        _check_importable(model.builder, "model.builder", where)
+    for section, data in (
+        ("calibration.data", recipe.calibration and recipe.calibration.data),
+        ("evaluation.data", recipe.evaluation.data),
+    ):
+        if isinstance(data, (ImagesData, NpyData)):
+            checks.append((f"{section}.path", data.path))
+        if isinstance(data, NpyData):
+            checks.append((f"{section}.labels", data.labels))
+        if isinstance(data, BuilderData):
+            _check_importable(data.builder, f"{section}.builder", where)
+    for field, p in checks:
+        if p is not None and not p.exists():
+            raise RecipeError(f"field `{field}`: file not found: {p}", where=where)
+    for section, data in (
+        ("calibration.data", recipe.calibration and recipe.calibration.data),
+        ("evaluation.data", recipe.evaluation.data),
+    ):
+        if isinstance(data, NpyData):
+            _check_npy_data(data, recipe, section)
+
+
+def _check_npy_data(data: NpyData, recipe: Recipe, section: str) -> None:
+    """`samples` within the file, and labels that are class ids, one per input (read memory-mapped)."""
+    where = str(recipe.path)
+    count = len(_npy_header(data.path, f"{section}.path", where))
+    if data.samples is not None and data.samples > count:
+        raise RecipeError(
+            f"field `{section}.samples`: {data.samples} asked for, {data.path.name} holds {count}",
+            where=where,
+            hint="lower samples, or leave it out to use every input in the file",
+        )
+    if data.labels is None:
+        return
+    if recipe.task is not Task.CLASSIFY:
+        raise RecipeError(
+            f"field `{section}.labels`: a labels .npy holds class ids, which only `task: classify` "
+            f"uses (this recipe's task is {recipe.task.value})",
+            where=where,
+            hint="detector labels come from a builder (see README 'Data')",
+        )
+    class_labels(_npy_header(data.labels, f"{section}.labels", where), count, f"{section}.labels", where)
+
+
+def _npy_header(path: Path, field: str, where: str) -> np.ndarray:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputDataError(
+            f"field `{field}`: cannot read {path} as a .npy array: {exc}",
+            where=where,
+            hint="save it with numpy.save (no pickled objects)",
+        ) from None
+    if arr.ndim == 0:
+        raise RecipeError(
+            f"field `{field}`: {path.name} holds a single value, not one row per sample", where=where
+        )
+    return arr
+
+
+def class_labels(labels: Any, count: int | None, field: str, where: str) -> np.ndarray:
+    """Class ids (N,) int64 from what a user gives: integer ids, floats holding whole numbers, or one-hot rows
+    (converted to ids). Soft or multi-hot rows, fractions, negative ids, other dtypes and a length other than the
+    inputs' are a RecipeError naming the field: a wrong label array must never turn into a plausible accuracy."""
+    arr = np.asarray(labels)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim == 2:
+        if not (np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all()):
+            raise RecipeError(
+                f"field `{field}`: labels of shape {arr.shape} are not one-hot rows (one 1 per row)",
+                where=where,
+                hint="give class ids, shape (N,), e.g. y.argmax(1) of one-hot rows",
+            )
+        arr = arr.argmax(axis=1)
+    if arr.ndim != 1:
+        raise RecipeError(
+            f"field `{field}`: labels must be class ids of shape (N,) or one-hot (N, classes); got "
+            f"shape {arr.shape}",
+            where=where,
+        )
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            raise RecipeError(
+                f"field `{field}`: float labels that are not whole numbers (class ids are integers)",
+                where=where,
+                hint="save class ids as integers: np.save(path, y.astype('int64'))",
+            )
+    elif arr.dtype.kind not in "iu":
+        raise RecipeError(
+            f"field `{field}`: labels of dtype {arr.dtype} (class ids are integers)", where=where
+        )
+    ids = arr.astype(np.int64)
+    if count is not None and len(ids) != count:
+        raise RecipeError(
+            f"field `{field}`: {len(ids)} labels for {count} inputs (one label per input)", where=where
+        )
+    if len(ids) and ids.min() < 0:
+        raise RecipeError(f"field `{field}`: negative class id {int(ids.min())}", where=where)
+    return ids
+
+
+def check_class_range(labels: np.ndarray, classes: int, field: str, where: str) -> None:
+    """Every class id names one of the model's `classes` outputs."""
+    if len(labels) and int(labels.max()) >= classes:
+        raise RecipeError(
+            f"field `{field}`: class id {int(labels.max())}, but the model has {classes} classes "
+            f"(ids 0..{classes - 1})",
+            where=where,
+            hint="are the labels for this model?",
+        )
+
+
+def _check_importable(dotted: str, field: str, where: str) -> None:
+    try:
+        resolve_callable(dotted)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(f"field `{field}`: cannot import {dotted!r}: {exc}", where=where) from None
+
+
+def resolve_callable(dotted: str) -> Any:
+    """Import `package.module:function` and return the function."""
+    module, _, attr = dotted.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj

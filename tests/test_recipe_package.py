@@ -1,0 +1,37 @@
+"""edgekit.recipe's public face: the schema and the loading behind one small `__init__`."""
+
+from __future__ import annotations
+
+import ast
+import types
+from pathlib import Path
+
+import edgekit.recipe
+from edgekit.recipe import load, schema
+
+
+def test_public_names() -> None:
+    """`__all__` is what the package exports: every name there exists and nothing public is left out of it."""
+    module = edgekit.recipe
+    assert len(module.__all__) == len(set(module.__all__))
+    assert all(getattr(module, name) is not None for name in module.__all__)
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(module.__all__)
+    assert module.Recipe is schema.Recipe and module.load_recipe is load.load_recipe
+
+
+def test_the_schema_does_not_import_the_loading() -> None:
+    """load.py builds on schema.py, never the other way: the models need no file, YAML or numpy."""
+    tree = ast.parse(Path(schema.__file__).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not {m for m in imported if m and m.startswith("edgekit.recipe")}, imported
+    assert not {"numpy", "edgekit.yamlfile", "edgekit.errors"} & imported, imported
