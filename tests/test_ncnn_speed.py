@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.convert.ncnn.plan import apply_in_context, choose, in_context, weighted
+from edgekit.convert.ncnn.plan import choose, weighted
 from edgekit.profile import LayerProfile, Profile, format_table
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -56,28 +56,6 @@ def test_plan_keeps_int8_only_where_it_counts_fewer_instructions_weighted_per_co
     )
     assert mixed.float_layers == []  # +90/1000 on the A72 outweighs -40/500 on the A76
     assert weighted({"a72": 1000, "a76": 500}, weights) == 2.0
-
-
-def test_in_context_refinement_sends_to_float_the_int8_layers_that_lose_where_they_sit() -> None:
-    weights = {"a72": 1 / 1000, "a76": 1 / 500}
-    int8 = {d: _profile(d, {"a": 100, "b": 100, "c": 100}) for d in weights}
-    floats = {d: _profile(d, {"a": 200, "b": 200, "c": 50}) for d in weights}
-    plan = choose(int8, floats, weights, ["a", "b", "c"])
-    assert plan.float_layers == ["c"]
-    # planned: c went float, so b (its producer) now dequantizes its own output and counts more than in float;
-    # a keeps its edge; c is float already and is not reconsidered
-    planned = {d: _profile(d, {"a": 110, "b": 230, "c": 50}) for d in weights}
-    flips = in_context(plan, planned)
-    assert list(flips) == ["b"]
-    assert "in context" in flips["b"] and "a72 1.15x" in flips["b"]
-    apply_in_context(plan, flips, planned)
-    assert plan.float_layers == ["b", "c"] and plan.in_context == ["b"]
-    assert plan.layers[1].reason == flips["b"]
-    assert {d: t["planned"] for d, t in plan.totals.items()} == {"a72": 390, "a76": 390}
-    # a loss on one core only is weighed as in choose(): b at 230 on the A72 but 150 on the A76 stays int8
-    plan2 = choose(int8, floats, weights, ["a", "b", "c"])
-    split = {"a72": _profile("a72", {"a": 110, "b": 230}), "a76": _profile("a76", {"a": 110, "b": 150})}
-    assert in_context(plan2, split) == {}
 
 
 def test_profile_table_names_the_top_layers_with_their_share() -> None:

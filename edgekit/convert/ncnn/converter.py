@@ -135,31 +135,6 @@ def _no_core_slower(plan: Any, build: Callable[[list[str]], Any], param: Path, r
     return build([] if kept == "all-int8" else plan.float_layers)
 
 
-def _refine_in_context(
-    plan: Any, build: Callable[[list[str]], Any], files: list[Path], planned: Any, report: Any
-) -> Any:
-    """plan.py's in-context refinement: send to float the int8 layers that lose where they sit, count again,
-    keep the result only if the whole artifact counts fewer weighted instructions (else restore the files).
-    `files`: the artifact's param, bin and sidecar (param first). Returns the report of the artifact kept."""
-    from edgekit.convert.ncnn import plan as ncnn_plan
-
-    for _ in range(ncnn_plan.REFINE_ROUNDS):
-        flips = ncnn_plan.in_context(plan, planned)
-        if not flips:
-            break
-        saved = [f.read_bytes() for f in files]
-        candidate = build(plan.float_layers + list(flips))
-        counted = ncnn_plan.profiles(files[0])
-        before = ncnn_plan.weighted({d: p.total for d, p in planned.items()}, plan.weights)
-        if ncnn_plan.weighted({d: p.total for d, p in counted.items()}, plan.weights) >= before:
-            for f, data in zip(files, saved, strict=True):
-                f.write_bytes(data)
-            break
-        ncnn_plan.apply_in_context(plan, flips, counted)
-        planned, report = counted, candidate
-    return report
-
-
 def _quantize(
     param: Path,
     bin_path: Path,
@@ -182,8 +157,6 @@ def _quantize(
         shutil.copyfile(bin_path, src_bin)
         fp32_io.write(io_path_for(src_param))
 
-        stats_cache: dict = {}  # calibration statistics, shared by every build of this conversion
-
         def build(slower: list[str]) -> Int8Report:
             report = quantize_ncnn(
                 src_param,
@@ -195,7 +168,6 @@ def _quantize(
                 method=method,
                 granularity=granularity,
                 float_layers=set(float_layers) | set(slower),
-                stats_cache=stats_cache,
             )
             replace(io, options=dict(INT8_OPTIONS), int8=report.to_dict()).write(io_path_for(param))
             return report
@@ -219,10 +191,6 @@ def _quantize(
                 ) >= ncnn_plan.weighted(all_int8, plan.weights):
                     plan.kept = "all-int8"
                     report = build([])
-                else:
-                    report = _refine_in_context(
-                        plan, build, [param, bin_path, io_path_for(param)], planned, report
-                    )
             if plan is not None and ncnn_plan.slower_cores(plan):
                 report = _no_core_slower(plan, build, param, report)
         if plan is not None and not report.quantized:  # int8 lost on every layer: ship the fp32 model as is

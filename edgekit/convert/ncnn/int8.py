@@ -37,8 +37,9 @@ from edgekit.convert.ncnn.param import ARRAY_KEY_BASE, NcnnGraph, NcnnLayer, rea
 from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel
 from edgekit.errors import ConversionError
 
-QUANTIZER_VERSION = "6"  # cache key. 6: in-context refinement; 5: an all-float plan ships the fp32 model;
-# 3: no core slower (strict plan); 2: fusion
+QUANTIZER_VERSION = (
+    "5"  # 5: an all-float plan ships the fp32 model; 3: no core slower (strict plan); 2: fusion; cache key
+)
 QUANTIZABLE = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
 METHODS = ("kl", "absmax")
 GRANULARITIES = ("per-channel", "per-tensor")
@@ -143,13 +144,10 @@ def quantize_ncnn(
     granularity: str = "per-channel",
     float_layers: set[str] | frozenset[str] = frozenset(),
     fuse: bool = True,
-    stats_cache: dict[str, ncnn_calib.BlobStats] | None = None,
 ) -> Int8Report:
     """Quantize an fp32 ncnn model (param/bin, run with `io`) on calibration `inputs` (N, ...) and write it to
     out_param/out_bin (may be the same files). Layers named in `float_layers` stay fp32; `fuse` False leaves
-    every int8 output dequantized (steps 5 and 6 off: for comparisons). `stats_cache` (blob -> statistics) keeps the
-    calibration statistics between calls on the same model, inputs and method (a speed plan quantizes several
-    times): blobs already in it are not run again."""
+    every int8 output dequantized (steps 5 and 6 off: for comparisons)."""
     _check_options(method, granularity, inputs)
     graph = read_param(param)
     _check_names(graph, float_layers, param)
@@ -159,9 +157,7 @@ def quantize_ncnn(
     plans = _plan(graph, data, spans, float_layers, report)
     source = _split_sources(graph)
     blobs = sorted({source(p.layer.bottoms[0]) for p in plans})
-    stats = {} if stats_cache is None else stats_cache
-    if missing := [b for b in blobs if b not in stats]:
-        stats.update(_calibrate(param, bin_path, io, inputs, missing, method))
+    stats = _calibrate(param, bin_path, io, inputs, blobs, method)
     segments = [data[start:end] for start, end in spans]
     for plan in plans:
         segment = _quantize_layer(plan, stats[source(plan.layer.bottoms[0])], method, granularity, report)

@@ -12,12 +12,7 @@ same), its int8 window costs more than its float window.
 One artifact serves both cores (the recipe does not know its boards, and a format is one artifact); the plan,
 with every layer's counts on each core, is kept in the artifact's sidecar. Neighbour effects (a float layer
 makes its producer dequantize and its consumer quantize) are not in the per-layer figures, so the planned
-artifact is counted again and kept only if it beats the all-int8 one on the same weighted measure. That count
-is per layer too, so the plan is then refined in context (`in_context`): an int8 layer that, where it now sits
-(quantizing its own input because its producer went float, or dequantizing its output), counts more than its
-float kernel goes float as well; the result is counted again and kept only if the whole artifact got cheaper
-(at most REFINE_ROUNDS times). On the zoo MobileNetV2 most projection convolutions after a float depthwise
-layer lose their int8 edge that way on the A72.
+artifact is counted again and kept only if it beats the all-int8 one on the same weighted measure.
 Instruction counts, not cycles.
 """
 
@@ -34,7 +29,6 @@ from edgekit.profile import Profile
 
 DEVICES = ("pi4-emu", "pi5-emu")  # Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5)
 ENV_SWITCH = "EDGEKIT_NCNN_SPEED_PLAN"  # "0": no counting at conversion (every quantizable layer int8)
-REFINE_ROUNDS = 2  # in-context refinements (each one quantization and one count per core)
 
 
 @dataclass
@@ -59,7 +53,6 @@ class SpeedPlan:
     )
     # on every core: used when the weighted plan left some core slower than fp32)
     label: str = "guest instructions per inference on the emulated cores, 1 thread (not cycles)"
-    in_context: list[str] = field(default_factory=list)  # layers sent to float by the in-context refinement
 
     @property
     def float_layers(self) -> list[str]:
@@ -114,38 +107,6 @@ def choose(
         detail = ", ".join(f"{d} {c['int8'] / max(1, c['float']):.2f}x" for d, c in counts.items())
         plan.layers.append(LayerChoice(name, kind, gain >= 0, counts, f"int8/float instructions: {detail}"))
     return plan
-
-
-def in_context(plan: SpeedPlan, planned: dict[str, Profile]) -> dict[str, str]:
-    """Pure: {name: why} for the int8 layers of the planned artifact whose own count there (`planned`, per
-    device), with their neighbours as planned, is above their float kernel's, weighted over the cores as in
-    choose()."""
-    by_dev = {d: p.by_layer() for d, p in planned.items()}
-    flips = {}
-    for choice in plan.layers:
-        if not choice.int8:
-            continue
-        here = {
-            d: by_dev[d][choice.name].instructions for d in choice.counts if choice.name in by_dev.get(d, {})
-        }
-        if len(here) != len(choice.counts):
-            continue
-        gain = sum(plan.weights[d] * (choice.counts[d]["float"] - n) for d, n in here.items())
-        if gain < 0:
-            detail = ", ".join(f"{d} {n / max(1, choice.counts[d]['float']):.2f}x" for d, n in here.items())
-            flips[choice.name] = f"int8/float instructions in context (neighbours as planned): {detail}"
-    return flips
-
-
-def apply_in_context(plan: SpeedPlan, flips: dict[str, str], planned: dict[str, Profile]) -> None:
-    """Record accepted in-context flips: those layers float, with why, and the new planned totals."""
-    for choice in plan.layers:
-        if choice.name in flips:
-            choice.int8 = False
-            choice.reason = flips[choice.name]
-    plan.in_context += list(flips)
-    for device, prof in planned.items():
-        plan.totals.setdefault(device, {})["planned"] = prof.total
 
 
 def slower_cores(plan: SpeedPlan) -> list[str]:
