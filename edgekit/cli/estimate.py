@@ -194,8 +194,9 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
         highlight=False,
     )
     console.print(
-        f"  [dim]cost model {est['method']}: leave-one-model-out on {cv['n']} ncnn benchmark models, "
-        f"median |error| {100 * cv['median']:.0f} %, p90 {100 * cv['p90']:.0f} %[/]",
+        f"  [dim]cost model {est['method']}: leave-one-model-out on {cv['n']} ncnn benchmark models, the "
+        f"choice of model included: median |error| {100 * cv['median']:.0f} %, p90 {100 * cv['p90']:.0f} %, "
+        f"interval held {cv['held']} of {cv['n']}[/]",
         highlight=False,
     )
     console.print(
