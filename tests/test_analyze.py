@@ -191,3 +191,45 @@ def test_cli_tflite_fix_meets_a_strict_gate(tmp_path: Path) -> None:
     assert steps[-1]["size_bytes"] > steps[0]["size_bytes"]  # float weights cost bytes
     if out.exit_code == 0:
         assert "gate met" in out.output
+
+
+def test_tflite_output_tail_is_what_follows_the_last_weighted_layers(tmp_path: Path) -> None:
+    """A model whose output passes through ops after its last Dense layer: those ops are the tail, the
+    reshape between the convolution and the Dense layer is not (a weighted layer follows it)."""
+    import tensorflow as tf
+
+    from edgekit.analysis.analyze import tflite_output_tail
+
+    inp = tf.keras.Input((8, 8, 1), batch_size=1)
+    x = tf.keras.layers.Conv2D(2, 3, name="conv")(inp)
+    x = tf.keras.layers.Flatten()(x)
+    x = tf.keras.layers.Dense(4, name="dense")(x)
+    x = tf.keras.layers.Softmax()(x)
+    out = x * 3.0 + 1.0
+    model = tf.keras.Model(inp, out)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()
+    kinds = [op["op_name"] for op in ops]
+    assert kinds[-3:] == ["SOFTMAX", "MUL", "ADD"], kinds
+    assert tflite_output_tail(path) == [names[int(op["outputs"][0])] for op in ops[-3:]]
+    assert "RESHAPE" in kinds and kinds.index("RESHAPE") < kinds.index("FULLY_CONNECTED")
+    # INT8: the last op writes an int8 tensor that a DEQUANTIZE names as the model's output; the tail calls that
+    # op by the output's name (the float model's name for it, which selective quantization takes)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: (
+        [np.random.default_rng(i).random((1, 8, 8, 1), np.float32)] for i in range(8)
+    )
+    q = tmp_path / "q.tflite"
+    q.write_bytes(conv.convert())
+    qi = Interpreter(model_path=str(q))
+    q_kinds = [op["op_name"] for op in qi._get_ops_details()]
+    assert q_kinds[-1] == "DEQUANTIZE", q_kinds
+    q_tail = tflite_output_tail(q)
+    assert qi.get_output_details()[0]["name"] in q_tail
+    assert len(q_tail) == 3, (q_tail, q_kinds)

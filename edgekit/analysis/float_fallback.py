@@ -37,6 +37,7 @@ class Candidate:
     numbers: dict[str, Any] = field(default_factory=dict)  # fidelity numbers (edgekit.fidelity.check)
     gates: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # the runtime refused the file (e.g. XNNPACK cannot prepare a mixed graph)
+    label: str = ""  # what was kept in float, for a table ("output tail (81 ops) + 4 worst")
 
     @property
     def passed(self) -> bool:
@@ -97,14 +98,33 @@ def fix(
     if steps[0].passed:
         return FixResult(fmt.value, fp32, steps, str(out_dir))
     sets = plan([x.name for x in analysis.worst() if x.own_rel_error > 1e-6], max_float)  # layout ops add 0
+    labels_of = {tuple(s): f"{len(s)} worst" for s in sets}
+    tail = output_tail(fmt, int8_art)
+    if tail:  # the output tail first, then the tail with the worst layers
+        with_tail = [tail] + [list(dict.fromkeys(tail + s)) for s in sets]
+        labels_of = {tuple(tail): f"output tail ({len(tail)} ops)"} | {
+            tuple(w): f"output tail + {len(s)} worst" for w, s in zip(with_tail[1:], sets)
+        }
+        sets = with_tail
     build = _builder(fmt, recipe, onnx.path, out_dir, sets)
     for float_layers in sets:
-        say(f"fix: keeping {len(float_layers)} layer(s) in float")
+        say(f"fix: keeping in float: {labels_of[tuple(float_layers)]}")
         art = build(float_layers)
         steps.append(_measure(art, float_layers, recipe, inputs, labels, ref))
+        steps[-1].label = labels_of[tuple(float_layers)]
         if steps[-1].passed:
             break
     return FixResult(fmt.value, fp32, steps, str(out_dir))
+
+
+def output_tail(fmt: Format, art: Artifact) -> list[str]:
+    """TFLite: the ops after the last weighted layers (analyze.tflite_output_tail), tried in float first; int8
+    there quantizes what the model outputs (box coordinates in pixels). ncnn quantizes weighted layers only."""
+    if fmt.runtime is not Runtime.TFLITE:
+        return []
+    from edgekit.analysis.analyze import tflite_output_tail
+
+    return tflite_output_tail(next(f for f in art.files if f.suffix == ".tflite"))
 
 
 def _builder(fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: list[list[str]]) -> Any:

@@ -46,7 +46,7 @@ def build_selective(
         x = x.transpose(0, 2, 3, 1)
     np.save(work / "calibration.npy", np.ascontiguousarray(x, dtype=np.float32))
     (work / "model.onnx").write_bytes(Path(onnx_path).read_bytes())
-    outs = [str(Path(out_dir) / f"float-{len(d)}" / "model.tflite") for d in denylists]
+    outs = [str(Path(out_dir) / f"float-{i}-{len(d)}" / "model.tflite") for i, d in enumerate(denylists)]
     job = {
         "onnx": "model.onnx",
         "calibration": "calibration.npy",

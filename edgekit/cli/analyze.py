@@ -3,7 +3,8 @@ to keep the worst layers in float.
 
 Prints the artifact's whole-model fidelity, then the quantized layers that lose the most (their own error, and
 the error the network carries at their output). `--fix` keeps the worst 1, 2, 4, ... layers in float until the
-recipe's gate for INT8 is met, and prints each candidate's size, host latency and accuracy against the plain
+recipe's gate for INT8 is met (TFLite: first the output tail alone, the ops after the last weighted layers such
+as a detector's box decoding, then the tail with the worst layers), and prints each candidate's size, host latency and accuracy against the plain
 INT8 and the fp32 artifacts. Host latencies are relative costs on this machine, not device figures.
 """
 
@@ -116,7 +117,7 @@ def fix_table(outcome: Any) -> Table:
     fp32 = outcome.fp32
     table.add_row("fp32 model", _kb(fp32.size_bytes), f"{fp32.host_ms:.3f}", "-", "-", "-")
     for step in outcome.steps:
-        label = str(len(step.float_layers)) if step.float_layers else "none (plain INT8)"
+        label = step.label or (str(len(step.float_layers)) if step.float_layers else "none (plain INT8)")
         if step.error:
             table.add_row(label, _kb(step.size_bytes), "-", "-", "-", "[red]runtime refused it[/]")
             continue
@@ -148,7 +149,8 @@ def _fix_summary(outcome: Any) -> bool:
         return False
     size = chosen.size_bytes - plain.size_bytes
     console.print(
-        f"[green]gate met[/] with {len(chosen.float_layers)} layer(s) in float: "
+        f"[green]gate met[/] with {chosen.label or len(chosen.float_layers)} in float "
+        f"({len(chosen.float_layers)} layer(s)): "
         f"{', '.join(n.split(';')[0] for n in chosen.float_layers)}",
         highlight=False,
     )
