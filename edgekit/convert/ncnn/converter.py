@@ -157,6 +157,8 @@ def _quantize(
         shutil.copyfile(bin_path, src_bin)
         fp32_io.write(io_path_for(src_param))
 
+        stats_cache: dict = {}  # calibration statistics, shared by every build of this conversion
+
         def build(slower: list[str]) -> Int8Report:
             report = quantize_ncnn(
                 src_param,
@@ -168,6 +170,7 @@ def _quantize(
                 method=method,
                 granularity=granularity,
                 float_layers=set(float_layers) | set(slower),
+                stats_cache=stats_cache,
             )
             replace(io, options=dict(INT8_OPTIONS), int8=report.to_dict()).write(io_path_for(param))
             return report

@@ -144,10 +144,13 @@ def quantize_ncnn(
     granularity: str = "per-channel",
     float_layers: set[str] | frozenset[str] = frozenset(),
     fuse: bool = True,
+    stats_cache: dict[str, ncnn_calib.BlobStats] | None = None,
 ) -> Int8Report:
     """Quantize an fp32 ncnn model (param/bin, run with `io`) on calibration `inputs` (N, ...) and write it to
     out_param/out_bin (may be the same files). Layers named in `float_layers` stay fp32; `fuse` False leaves
-    every int8 output dequantized (steps 5 and 6 off: for comparisons)."""
+    every int8 output dequantized (steps 5 and 6 off: for comparisons). `stats_cache` (blob -> statistics) keeps the
+    calibration statistics between calls on the same model, inputs and method (a speed plan quantizes several
+    times): blobs already in it are not run again."""
     _check_options(method, granularity, inputs)
     graph = read_param(param)
     _check_names(graph, float_layers, param)
@@ -157,7 +160,9 @@ def quantize_ncnn(
     plans = _plan(graph, data, spans, float_layers, report)
     source = _split_sources(graph)
     blobs = sorted({source(p.layer.bottoms[0]) for p in plans})
-    stats = _calibrate(param, bin_path, io, inputs, blobs, method)
+    stats = {} if stats_cache is None else stats_cache
+    if missing := [b for b in blobs if b not in stats]:
+        stats.update(_calibrate(param, bin_path, io, inputs, missing, method))
     segments = [data[start:end] for start, end in spans]
     for plan in plans:
         segment = _quantize_layer(plan, stats[source(plan.layer.bottoms[0])], method, granularity, report)
