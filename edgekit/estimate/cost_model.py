@@ -379,7 +379,8 @@ def procedure_summary(errors: Sequence[tuple[str, str, float]]) -> dict[str, Any
 
 SHIPPED = (
     "per board x threads, the candidate with the lowest leave-one-out p90 among those the available "
-    "counts allow (see chosen())"
+    "counts allow (see chosen()); its interval from the whole procedure's held-out errors, the choice included "
+    "(procedure_errors)"
 )
 
 
