@@ -37,8 +37,8 @@ from edgekit.convert.ncnn.param import ARRAY_KEY_BASE, NcnnGraph, NcnnLayer, rea
 from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel
 from edgekit.errors import ConversionError
 
-QUANTIZER_VERSION = "6"  # cache key. 6: grouped convolutions stay float; 5: an all-float plan ships the fp32
-# model; 3: no core slower (strict plan); 2: fusion
+QUANTIZER_VERSION = "7"  # cache key. 7: grouped convolutions stay float (6 was a withdrawn in-context plan);
+# 5: an all-float plan ships the fp32 model; 3: no core slower (strict plan); 2: fusion
 QUANTIZABLE = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
 METHODS = ("kl", "absmax")
 GRANULARITIES = ("per-channel", "per-tensor")
