@@ -36,6 +36,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgekit.agent.contract import ErrorCode
+from edgekit.deploy.host_cpu import HostCpu
 from edgekit.deploy.request import (
     AGENT_FILE,
     AGENT_REMOTE,
@@ -61,40 +62,22 @@ from edgekit.results import AgentResult, DeviceFacts, Measurement, TargetRun, un
 from edgekit.target import Target, TransportKind
 from edgekit.transport import Transport, open_transport
 
+__all__ = [
+    "EXIT_LOCKED",
+    "MAX_RESTARTS",
+    "RESULTS_RESERVE",
+    "RUN_GRACE_S",
+    "HostCpu",
+    "Progress",
+    "TargetSession",
+]
+
 Progress = Callable[[str], None]
 EXIT_LOCKED = 3
 MAX_RESTARTS = 8
 RUN_GRACE_S = 600.0  # connect, push and pull on top of the agent's timeout_s, for the whole-run deadline
 RESULTS_RESERVE = 2 << 20  # free bytes kept for requests, results and outputs beyond what the push sends
 _STREAM = "EDGEKIT_"  # the agent's stdout lines: EDGEKIT_START {...}, EDGEKIT_MEASUREMENT {...}
-
-
-class HostCpu:
-    """The host's cores are shared by the host benchmark and every emulated device (qemu runs here), so the
-    host's timing stage runs alone (exclusive) while emulated devices may share (shared) with each other."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._shared = 0
-        self._exclusive = False
-
-    @contextmanager
-    def hold(self, exclusive: bool) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._exclusive and (not exclusive or self._shared == 0))
-            if exclusive:
-                self._exclusive = True
-            else:
-                self._shared += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                if exclusive:
-                    self._exclusive = False
-                else:
-                    self._shared -= 1
-                self._cond.notify_all()
 
 
 class TargetSession:
