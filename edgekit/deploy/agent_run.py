@@ -1,0 +1,350 @@
+"""Running the agent on one target's device and surviving its failures: each invocation's request, its
+streamed measurements, its result file folded into the target's, and what a failure leaves recorded.
+
+The agent writes its result after every measurement. If it dies (a runtime's SIGSEGV, an OOM kill), the
+result names the measurement in progress: that artifact is recorded as failed with the exit status and the
+agent's last words, and `invoke` returns the artifacts not yet measured, for the session to start it again.
+
+Lost links lose nothing the device measured: the agent also streams each measurement on stdout; when the link
+drops (ConnectionLost) or the device stops answering (DeviceTimeout) while it runs, `recover` reconnects once
+(bounded by connect_timeout), pulls the result file and stops what is left of the agent; when the device cannot
+be reached, the streamed measurements are kept. An agent stopped by a full disk is a DeviceDiskFull, and every
+artifact a failure left unmeasured is recorded as not run, with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from edgekit.agent.contract import ErrorCode
+from edgekit.deploy.request import (
+    AGENT_REMOTE,
+    AgentArtifact,
+    Settings,
+    build_request,
+    inputs_remote,
+    runtime_for,
+)
+from edgekit.errors import (
+    AgentError,
+    ConnectionLost,
+    DeviceDiskFull,
+    DeviceTimeout,
+    Interrupted,
+    RemoteTimeout,
+    TransportError,
+)
+from edgekit.progress import Measured
+from edgekit.results import AgentResult, DeviceFacts, Measurement, TargetRun, unknown_fields
+from edgekit.target import Target
+from edgekit.transport import Transport
+
+Progress = Callable[[str], None]
+EXIT_LOCKED = 3
+_STREAM = "EDGEKIT_"  # the agent's stdout lines: EDGEKIT_START {...}, EDGEKIT_MEASUREMENT {...}
+
+
+class AgentRunner:
+    """The agent's invocations for one target, recorded into `run` (the session's TargetRun): request-<n>.json
+    and result-<n>.json per invocation, in `local_dir` and the device's `run_dir`."""
+
+    def __init__(
+        self,
+        target: Target,
+        run: TargetRun,
+        *,
+        settings: Settings,
+        local_dir: Path,
+        run_dir: str,
+        deadline: float,
+        say: Progress,
+        on_update: Callable[[TargetRun], None],
+        is_interrupted: Callable[[], bool],
+    ) -> None:
+        self.target = target  # the session sets the place a lab target got, once its device is ensured
+        self.run = run
+        self.settings = settings
+        self.local_dir = local_dir
+        self.run_dir = run_dir
+        self.deadline = (
+            deadline  # time.monotonic() of the whole-run deadline: each invocation gets what is left
+        )
+        self.say = say
+        self.on_update = on_update
+        self.is_interrupted = is_interrupted  # Ctrl-C: no reconnect after a lost link
+        self.invocations = 0
+
+    def invoke(
+        self, transport: Transport, python: str, runtime: str, arts: list[AgentArtifact], inputs: Path
+    ) -> list[AgentArtifact]:
+        """Run the agent once; return the artifacts still to measure after a crash (empty when done)."""
+        n = self.invocations
+        self.invocations += 1
+        request, result = f"{self.run_dir}/request-{n}.json", f"{self.run_dir}/result-{n}.json"
+        body = build_request(arts, self.settings, inputs_remote(inputs), self.run_dir, runtime)
+        body.affinity = self.target.affinity  # the agent pins itself (and the runtime's threads) there
+        local_req = self.local_dir / f"request-{n}.json"
+        local_req.parent.mkdir(parents=True, exist_ok=True)
+        local_req.write_text(json.dumps(body.model_dump(), indent=1))
+        transport.put(local_req, request)
+        self.say(
+            f"{self.target.name}: agent measuring {', '.join(a.id for a in arts)} "
+            f"(threads {list(self.settings.threads)}, repeat {self.settings.repeat})"
+        )
+        argv = [*shlex.split(python), AGENT_REMOTE, request, result]
+        timeout = max(1.0, min(self.settings.timeout_s, self.deadline - time.monotonic()))
+        try:
+            done = transport.run(
+                argv, timeout=timeout, env=self.counting_env(), on_output=self.measured_lines()
+            )
+        except Interrupted:
+            self.merge(self.fetch(transport, result, n))  # what the device wrote, when the link still works
+            for art in self.unmeasured(arts):
+                self.record_failed(art, "not run: interrupted (Ctrl-C)", ErrorCode.INTERRUPTED)
+            raise
+        except (DeviceTimeout, ConnectionLost) as exc:
+            self.recover(transport, exc, result, n)
+            for art in self.unmeasured(arts):
+                self.record_failed(
+                    art, f"not run: {type(exc).__name__} ({exc.stage or 'run'})", ErrorCode.NOT_RUN
+                )
+            raise
+        except RemoteTimeout as exc:
+            self.merge(self.fetch(transport, result, n))
+            for art in self.unmeasured(arts):
+                self.record_failed(art, f"timed out after {timeout:g} s", ErrorCode.TIMEOUT)
+            raise AgentError(
+                str(exc), where=self.target.name, hint="raise benchmark.timeout_s, or lower repeat/threads"
+            ) from None
+        part = self.fetch(transport, result, n)
+        self.merge(part)
+        if done.ok and part is not None and part.finished_at:
+            return []
+        if "No space left on device" in done.stderr:  # restarting cannot help: name it, record the rest
+            free = transport.free_bytes(".")
+            raise DeviceDiskFull(
+                f"the device's disk filled up while the agent ran ({_tail(done.stderr, 1)}); "
+                f"{'?' if free is None else f'{free / 1e6:.2f}'} MB free now",
+                free=free,
+                where=self.target.name,
+                hint="free space on the device, or --set work_dir=PATH",
+            )
+        if part is not None and part.error:
+            raise AgentError(
+                part.error,
+                where=self.target.name,
+                hint="wait for the other benchmark, or remove a stale lock holder"
+                if done.exit_status == EXIT_LOCKED
+                else None,
+            )
+        return self.after_crash(arts, part, done.exit_status, done.stderr)
+
+    def measured_lines(self) -> Callable[[str], None]:
+        """Reads the agent's stdout as it arrives and says each measurement it streams (the live progress
+        counts them and estimates the time left from them)."""
+        pending = [""]
+
+        def feed(text: str) -> None:
+            *lines, pending[0] = (pending[0] + text).split("\n")
+            for line in lines:
+                kind, _, body = line.partition(" ")
+                if kind != "EDGEKIT_MEASUREMENT":  # as agent.stream() writes it
+                    continue
+                try:
+                    m = json.loads(body)
+                    artifact, threads, status = str(m["artifact"]), int(m["threads"]), str(m["status"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                p50 = m.get("p50_ms")
+                figure = (
+                    f", p50 {p50:.4g} ms{' (emulated wall time)' if self.target.emulated else ''}"
+                    if isinstance(p50, (int, float))
+                    else ""
+                )
+                self.say(
+                    Measured(
+                        self.target.name,
+                        artifact,
+                        threads,
+                        status,
+                        f"{self.target.name}: {artifact} x{threads} {status}{figure}",
+                    )
+                )
+
+        return feed
+
+    def after_crash(
+        self, arts: list[AgentArtifact], part: AgentResult | None, status: int, stderr: str
+    ) -> list[AgentArtifact]:
+        why = f"agent exited with {_describe_status(status)}: {_tail(stderr)}"
+        if part is not None and not part.in_progress and part.measurements:
+            self.say(f"{self.target.name}: agent died between measurements ({why}); restarting for the rest")
+            return self.unmeasured(arts)
+        if part is None or not part.in_progress:
+            raise AgentError(
+                why + " (before measuring anything)",
+                where=self.target.name,
+                hint=f"run `{self.target.python} -c 'import numpy'` on the device to check its "
+                "python and runtimes",
+            )
+        crashed = part.in_progress.split(" threads=")[0]
+        self.say(f"{self.target.name}: agent crashed in {part.in_progress}; restarting for the rest")
+        for art in arts:
+            if art.id == crashed:
+                self.record_failed(
+                    art, f"crashed while measuring ({part.in_progress}): {why}", ErrorCode.CRASH
+                )
+        return [a for a in self.unmeasured(arts) if a.id != crashed]
+
+    def recover(self, transport: Transport, exc: TransportError, remote_result: str, n: int) -> None:
+        """After a lost link: reconnect once, pull what the device wrote, stop what is left of the agent; when
+        the device cannot be reached, keep the measurements the agent streamed before the link went."""
+        if not self.is_interrupted() and transport.reconnect():
+            self.say(f"{self.target.name}: reconnected after {type(exc).__name__}; pulling what was measured")
+            pgid = getattr(exc, "pgid", None)
+            if pgid:
+                transport.kill_group(pgid)
+            part = self.fetch(transport, remote_result, n)
+            if part is not None:
+                self.merge(part)
+                return
+        self.merge(self.streamed(getattr(exc, "stdout", "") or ""))
+
+    def streamed(self, stdout: str) -> AgentResult | None:
+        """The measurements the agent printed (one JSON line each) before the link dropped."""
+        start: dict[str, Any] | None = None
+        measured: list[Measurement] = []
+        for line in stdout.splitlines():
+            kind, _, body = line.partition(" ")
+            try:
+                if kind == f"{_STREAM}START":
+                    start = json.loads(body)
+                elif kind == f"{_STREAM}MEASUREMENT":
+                    measured.append(Measurement.model_validate(json.loads(body)))
+            except (ValueError, ValidationError):
+                continue  # a line cut by the drop
+        if start is None:
+            return None
+        try:
+            facts = DeviceFacts.model_validate(start.get("facts_before"))
+        except ValidationError:
+            return None
+        kept = [m.model_copy(update={"outputs_file": None}) for m in measured]  # outputs stayed on the device
+        self.say(f"{self.target.name}: the device cannot be reached; kept {len(kept)} streamed measurements")
+        return AgentResult(started_at=str(start.get("started_at", "")), facts_before=facts, measurements=kept)
+
+    def record_not_run(self, arts: list[AgentArtifact], why: str) -> None:
+        """Every artifact a failure left unmeasured, recorded as not run with the reason (when the agent ran;
+        before it, the target's error says why nothing ran)."""
+        if self.run.agent is None:
+            self.run.error = f"{self.run.error}; not run: {', '.join(a.id for a in arts)}"
+        for art in self.unmeasured(arts):
+            self.record_failed(art, f"not run: {why}", ErrorCode.NOT_RUN)
+        self.on_update(self.run)
+
+    def counting_env(self) -> dict[str, str] | None:
+        """For an emulated target with `counting: true`: the device's python wrapper runs the plugin-capable
+        qemu (edgekit/emu/README.md) and the agent reads the count of each timed window from EDGEKIT_INSN_FILE
+        (a path on this machine: the emulated device shares its filesystem)."""
+        if not (self.target.emulated and self.target.emulated.counting):
+            return None
+        from edgekit.emu.plugin import build as plugin_build
+
+        plugin = plugin_build.require_plugin()  # built by set-up (`edgekit emu build`); never at run time
+        insn = (self.local_dir / "insns.txt").resolve()
+        insn.parent.mkdir(parents=True, exist_ok=True)
+        insn.touch()
+        return {
+            "EDGEKIT_QEMU_PLUGIN": f"{plugin},out={insn}",
+            "EDGEKIT_INSN_FILE": str(insn),
+            "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu()),
+            "PYTHONHASHSEED": "0",
+        }
+
+    def unmeasured(self, arts: list[AgentArtifact]) -> list[AgentArtifact]:
+        done = {m.artifact for m in self.run.agent.measurements} if self.run.agent else set()
+        return [a for a in arts if a.id not in done]
+
+    def record_failed(self, art: AgentArtifact, error: str, code: ErrorCode) -> None:
+        """A failed Measurement for every thread count of `art` not measured yet, with why (`code`)."""
+        if self.run.agent is None:
+            return
+        have = {(m.artifact, m.threads) for m in self.run.agent.measurements}
+        runtime = runtime_for(art.format, self.target.runtimes)
+        for threads in self.settings.threads:
+            if (art.id, threads) not in have:
+                self.run.agent.measurements.append(
+                    Measurement(
+                        artifact=art.id,
+                        format=art.format.value,
+                        runtime=runtime,
+                        threads=threads,
+                        status="failed",
+                        error=error,
+                        error_code=code,
+                    )
+                )
+
+    def fetch(self, transport: Transport, remote: str, n: int) -> AgentResult | None:
+        local = self.local_dir / f"result-{n}.json"
+        try:
+            transport.get(remote, local)
+            result = AgentResult.model_validate_json(local.read_text())
+        except (TransportError, ValidationError, OSError):
+            return None
+        if unknown := unknown_fields(result):  # kept (and stored), but the agent and edgekit are out of step
+            self.say(
+                f"{self.target.name}: warning: the agent wrote fields edgekit does not declare: "
+                f"{', '.join(unknown[:5])}"
+            )
+        return result
+
+    def merge(self, part: AgentResult | None) -> None:
+        """Fold one invocation's result into the target's: facts before from the first, after from the last."""
+        if part is None:
+            return
+        agent = self.run.agent
+        if agent is None:
+            self.run.agent = part.model_copy(deep=True)
+            self.run.agent.request = {"requests": self._requests()}
+        else:
+            agent.measurements.extend(part.measurements)
+            agent.facts_after = part.facts_after or agent.facts_after
+            agent.finished_at = part.finished_at
+            agent.in_progress = part.in_progress
+            agent.request = {"requests": self._requests()}
+        (self.local_dir / "result.json").write_text(self.run.agent.model_dump_json(indent=1))  # type: ignore[union-attr]
+        self.on_update(self.run)
+
+    def _requests(self) -> list[dict[str, Any]]:
+        files = [self.local_dir / f"request-{n}.json" for n in range(self.invocations)]
+        return [json.loads(p.read_text()) for p in files if p.is_file()]
+
+
+def _describe_status(status: int) -> str:
+    if status == -1:
+        return "no exit status (killed by a signal)"
+    if status < 0:
+        try:
+            return f"signal {signal.Signals(-status).name}"
+        except ValueError:
+            return f"signal {-status}"
+    if status > 128:
+        try:
+            return f"status {status} ({signal.Signals(status - 128).name}?)"
+        except ValueError:
+            pass
+    return f"status {status}"
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
+    return " | ".join(kept) or "no output"
