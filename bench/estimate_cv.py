@@ -126,6 +126,7 @@ def write_procedure_errors() -> dict[str, list]:
     note = "bench/estimate_cv.py: (model, candidate chosen without it, log(estimate / published)) per key"
     cost_model.PROCEDURE_FILE.write_text(json.dumps({"note": note, "errors": errors}, indent=1) + "\n")
     cost_model.procedure_cv.cache_clear()
+    cost_model.stored_procedure_errors.cache_clear()
     return errors
 
 

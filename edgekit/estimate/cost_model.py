@@ -9,7 +9,6 @@ measurement. The names of forms.py and crossval.py that callers use are re-expor
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -32,6 +31,7 @@ from edgekit.estimate.crossval import (
     procedure_errors,
     procedure_key,
     procedure_summary,
+    stored_procedure_errors,
 )
 from edgekit.estimate.forms import (
     BY_NAME,
@@ -79,6 +79,7 @@ __all__ = [
     "procedure_errors",
     "procedure_key",
     "procedure_summary",
+    "stored_procedure_errors",
     "widest_q",
 ]
 
@@ -192,7 +193,6 @@ def widest_q() -> float:
         for c in CANDIDATES
         if _applies(c, t)
     ]
-    stored = json.loads(PROCEDURE_FILE.read_text()).get("errors", {}) if PROCEDURE_FILE.exists() else {}
-    qs += [procedure_summary([tuple(e) for e in errs])["q_log"] for errs in stored.values()]
+    qs += [procedure_summary(errs)["q_log"] for errs in stored_procedure_errors().values()]
     finite = [q for q in qs if math.isfinite(q)]
     return max(finite) if finite else math.inf

@@ -54,15 +54,22 @@ def conformal_quantile(abs_errors: Sequence[float], level: float = CONFORMAL_RAN
     return ordered[k - 1] if 0 < k <= len(ordered) else math.inf
 
 
+def _rows(
+    cand: Candidate, board: str, threads: int, without: str | None = None
+) -> list[tuple[str, Features, float]]:
+    """(model, features, published ms) of the calibration models that have the form's features, minus `without`."""
+    return [
+        (n, f, ms)
+        for n, f, ms in calibration_data(board, threads)
+        if n != without and all(f.has(k, threads) for k in cand.needs)
+    ]
+
+
 @cache
 def loo(candidate_name: str, board: str, threads: int) -> tuple[tuple[str, float], ...]:
     """(model, held-out log error) for every calibration model: fit on the others, predict it."""
     cand = BY_NAME[candidate_name]
-    data = [
-        (n, f, ms)
-        for n, f, ms in calibration_data(board, threads)
-        if all(f.has(k, threads) for k in cand.needs)
-    ]
+    data = _rows(cand, board, threads)
     out = []
     for i, (name, feats, ms) in enumerate(data):
         rest = [(f, m) for j, (_, f, m) in enumerate(data) if j != i]
@@ -76,11 +83,7 @@ def nested_coverage(candidate_name: str, board: str, threads: int) -> tuple[int,
     """How many held-out figures fell inside an interval built without them: (covered, n). Each model's
     interval comes from the held-out errors of the other models, each fitted without the model and itself."""
     cand = BY_NAME[candidate_name]
-    data = [
-        (n, f, ms)
-        for n, f, ms in calibration_data(board, threads)
-        if all(f.has(k, threads) for k in cand.needs)
-    ]
+    data = _rows(cand, board, threads)
     covered = 0
     for i, (_, feats, ms) in enumerate(data):
         rest = [d for j, d in enumerate(data) if j != i]
@@ -148,16 +151,6 @@ def chosen(board: str, threads: int, available: tuple[str, ...]) -> str:
     return min(options, key=lambda name: (cv_summary(name, board, threads, nested=False)["p90"], name))
 
 
-def _rows(
-    cand: Candidate, board: str, threads: int, without: str | None = None
-) -> list[tuple[str, Features, float]]:
-    return [
-        (n, f, ms)
-        for n, f, ms in calibration_data(board, threads)
-        if n != without and all(f.has(k, threads) for k in cand.needs)
-    ]
-
-
 def _loo_p90(cand: Candidate, board: str, threads: int, without: str) -> float:
     """chosen()'s criterion on the calibration set minus one model: leave-one-out p90 |error| of the rest."""
     data = _rows(cand, board, threads, without)
@@ -194,10 +187,17 @@ def procedure_key(board: str, threads: int, available: tuple[str, ...]) -> str:
 def procedure_cv(board: str, threads: int, available: tuple[str, ...]) -> dict[str, Any]:
     """procedure_summary() of the shipped procedure for these features: stored by bench/estimate_cv.py for the
     feature sets estimates use (every count; graph sizes only), computed here (slower) for any other."""
-    key = procedure_key(board, threads, available)
-    stored = json.loads(PROCEDURE_FILE.read_text()).get("errors", {}) if PROCEDURE_FILE.exists() else {}
-    errors = [tuple(e) for e in stored[key]] if key in stored else procedure_errors(board, threads, available)
-    return procedure_summary(errors)
+    stored = stored_procedure_errors().get(procedure_key(board, threads, available))
+    return procedure_summary(stored if stored is not None else procedure_errors(board, threads, available))
+
+
+@cache
+def stored_procedure_errors() -> dict[str, list[tuple[str, str, float]]]:
+    """{procedure_key: procedure_errors} as bench/estimate_cv.py stored them (empty before it has run)."""
+    if not PROCEDURE_FILE.exists():
+        return {}
+    stored = json.loads(PROCEDURE_FILE.read_text()).get("errors", {})
+    return {key: [(m, c, float(e)) for m, c, e in errs] for key, errs in stored.items()}
 
 
 def procedure_summary(errors: Sequence[tuple[str, str, float]]) -> dict[str, Any]:
