@@ -4,30 +4,29 @@ SQLite by default (a file under the user's data directory), any SQLAlchemy URL o
 written in one transaction, so a crash mid-write leaves the store exactly as it was before that deploy.
 SQLite runs in WAL mode with a busy timeout and takes its write lock at BEGIN (`BEGIN IMMEDIATE`), so several
 runners recording at once queue up instead of failing or corrupting the file.
+A run's rows are written by write.py and read back by read.py; this module keeps the Store API and the engine.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exists, func, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from edgekit import paths
 from edgekit.errors import StoreError
 from edgekit.results import DeployResult
-from edgekit.store import codec, migrations
-from edgekit.store.schema import artifacts, comparisons, measurements, runs, samples, target_runs
+from edgekit.store import migrations
+from edgekit.store.read import _failed_targets, _filtered, _load, _measurement_counts, _targets_of
+from edgekit.store.schema import runs
+from edgekit.store.write import insert_run
 
 BUSY_TIMEOUT_S = 60.0
 
@@ -268,146 +267,3 @@ def _sqlite_begin(conn: Connection) -> None:
     # taking the write lock up front makes concurrent writers wait their turn (busy_timeout).
     immediate = conn.get_execution_options().get("edgekit_write", False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-# --- queries ------------------------------------------------------------------------------------------------
-def _recorder() -> str | None:
-    try:
-        return f"{getpass.getuser()}@{socket.gethostname()}"
-    except (KeyError, OSError):  # no passwd entry in some containers
-        return socket.gethostname() or None
-
-
-def insert_run(conn: Connection, result: DeployResult) -> int:
-    """All rows of one deploy, inside the caller's transaction."""
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    run_id = conn.execute(
-        runs.insert().values(codec.run_row(result, recorded_at=now, recorded_by=_recorder()))
-    ).inserted_primary_key[0]
-    if result.artifacts:
-        conn.execute(
-            artifacts.insert(),
-            [codec.artifact_row(a, run_id=run_id, position=i) for i, a in enumerate(result.artifacts)],
-        )
-    for position, target_run in enumerate(result.runs):
-        _insert_target(conn, target_run, run_id=run_id, position=position)
-    return int(run_id)
-
-
-def _insert_target(conn: Connection, target_run: Any, *, run_id: int, position: int) -> None:
-    tr_id = conn.execute(
-        target_runs.insert().values(codec.target_row(target_run, run_id=run_id, position=position))
-    ).inserted_primary_key[0]
-    if target_run.comparisons:
-        conn.execute(
-            comparisons.insert(),
-            [
-                codec.comparison_row(c, run_id=run_id, target_run_id=tr_id, position=i)
-                for i, c in enumerate(target_run.comparisons)
-            ],
-        )
-    found = target_run.agent.measurements if target_run.agent else []
-    if not found:
-        return
-    rows = [
-        codec.measurement_row(m, run_id=run_id, target_run_id=tr_id, position=i) for i, m in enumerate(found)
-    ]
-    ids = (
-        conn.execute(measurements.insert().returning(measurements.c.id, sort_by_parameter_order=True), rows)
-        .scalars()
-        .all()
-    )
-    conn.execute(
-        samples.insert(),
-        [
-            {"measurement_id": mid, "run_id": run_id, "count": len(m.samples_ms), "samples_ms": m.samples_ms}
-            for mid, m in zip(ids, found)
-        ],
-    )
-
-
-def _filtered(query: Any, *, recipe: str | None, target: str | None, since: float | None) -> Any:
-    if recipe:
-        query = query.where(runs.c.recipe == recipe)
-    if since is not None:
-        query = query.where(runs.c.started_ts >= since)
-    if target:
-        query = query.where(exists().where(target_runs.c.run_id == runs.c.id, target_runs.c.target == target))
-    return query
-
-
-def _targets_of(conn: Connection, ids: list[int]) -> dict[int, list[tuple[str, bool]]]:
-    found: dict[int, list[tuple[str, bool]]] = defaultdict(list)
-    if ids:
-        query = (
-            select(target_runs.c.run_id, target_runs.c.target, target_runs.c.emulated)
-            .where(target_runs.c.run_id.in_(ids))
-            .order_by(target_runs.c.run_id, target_runs.c.position)
-        )
-        for row in conn.execute(query):
-            found[row.run_id].append((row.target, bool(row.emulated)))
-    return found
-
-
-def _failed_targets(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
-    found: dict[int, list[str]] = defaultdict(list)
-    if ids:
-        query = (
-            select(target_runs.c.run_id, target_runs.c.target)
-            .where(target_runs.c.run_id.in_(ids), target_runs.c.status == "failed")
-            .order_by(target_runs.c.run_id, target_runs.c.position)
-        )
-        for row in conn.execute(query):
-            found[row.run_id].append(row.target)
-    return found
-
-
-def _measurement_counts(conn: Connection, ids: list[int]) -> dict[int, tuple[int, int]]:
-    if not ids:
-        return {}
-    failed = func.sum((measurements.c.status != "ok").cast(measurements.c.threads.type))
-    query = (
-        select(measurements.c.run_id, func.count(), failed)
-        .where(measurements.c.run_id.in_(ids))
-        .group_by(measurements.c.run_id)
-    )
-    return {row[0]: (int(row[1]), int(row[2] or 0)) for row in conn.execute(query)}
-
-
-def _load(conn: Connection, ids: list[int]) -> dict[int, DeployResult]:
-    by_run: dict[str, dict[int, list[Any]]] = {}
-    for name, table in (
-        ("artifacts", artifacts),
-        ("targets", target_runs),
-        ("comparisons", comparisons),
-        ("measurements", measurements),
-    ):
-        grouped: dict[int, list[Any]] = defaultdict(list)
-        query = select(table).where(table.c.run_id.in_(ids)).order_by(table.c.run_id, table.c.position)
-        for row in conn.execute(query):
-            grouped[row.run_id].append(row)
-        by_run[name] = grouped
-    sample_rows = conn.execute(
-        select(samples.c.measurement_id, samples.c.samples_ms).where(samples.c.run_id.in_(ids))
-    )
-    samples_of = {row.measurement_id: row.samples_ms for row in sample_rows}
-    out = {}
-    for row in conn.execute(select(runs).where(runs.c.id.in_(ids))):
-        out[row.id] = _assemble(row, by_run, samples_of)
-    return out
-
-
-def _assemble(
-    row: Any, by_run: dict[str, dict[int, list[Any]]], samples_of: dict[int, list[float]]
-) -> DeployResult:
-    meas_by_target: dict[int, list[Any]] = defaultdict(list)
-    for m in by_run["measurements"][row.id]:
-        meas_by_target[m.target_run_id].append(codec.measurement_from(m, samples_of.get(m.id, [])))
-    comp_by_target: dict[int, list[Any]] = defaultdict(list)
-    for c in by_run["comparisons"][row.id]:
-        comp_by_target[c.target_run_id].append(codec.comparison_from(c))
-    targets = [
-        codec.target_from(t, meas_by_target[t.id], comp_by_target[t.id]) for t in by_run["targets"][row.id]
-    ]
-    arts = [codec.artifact_from(a) for a in by_run["artifacts"][row.id]]
-    return codec.run_from(row, arts, targets)

@@ -1,0 +1,101 @@
+"""Reading runs back: the run filters, the per-run summaries (targets, failures, measurement counts) and
+whole deploy results rebuilt from their rows, one query per table.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Connection, exists, func, select
+
+from edgekit.results import DeployResult
+from edgekit.store import codec
+from edgekit.store.schema import artifacts, comparisons, measurements, runs, samples, target_runs
+
+
+def _filtered(query: Any, *, recipe: str | None, target: str | None, since: float | None) -> Any:
+    if recipe:
+        query = query.where(runs.c.recipe == recipe)
+    if since is not None:
+        query = query.where(runs.c.started_ts >= since)
+    if target:
+        query = query.where(exists().where(target_runs.c.run_id == runs.c.id, target_runs.c.target == target))
+    return query
+
+
+def _targets_of(conn: Connection, ids: list[int]) -> dict[int, list[tuple[str, bool]]]:
+    found: dict[int, list[tuple[str, bool]]] = defaultdict(list)
+    if ids:
+        query = (
+            select(target_runs.c.run_id, target_runs.c.target, target_runs.c.emulated)
+            .where(target_runs.c.run_id.in_(ids))
+            .order_by(target_runs.c.run_id, target_runs.c.position)
+        )
+        for row in conn.execute(query):
+            found[row.run_id].append((row.target, bool(row.emulated)))
+    return found
+
+
+def _failed_targets(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = defaultdict(list)
+    if ids:
+        query = (
+            select(target_runs.c.run_id, target_runs.c.target)
+            .where(target_runs.c.run_id.in_(ids), target_runs.c.status == "failed")
+            .order_by(target_runs.c.run_id, target_runs.c.position)
+        )
+        for row in conn.execute(query):
+            found[row.run_id].append(row.target)
+    return found
+
+
+def _measurement_counts(conn: Connection, ids: list[int]) -> dict[int, tuple[int, int]]:
+    if not ids:
+        return {}
+    failed = func.sum((measurements.c.status != "ok").cast(measurements.c.threads.type))
+    query = (
+        select(measurements.c.run_id, func.count(), failed)
+        .where(measurements.c.run_id.in_(ids))
+        .group_by(measurements.c.run_id)
+    )
+    return {row[0]: (int(row[1]), int(row[2] or 0)) for row in conn.execute(query)}
+
+
+def _load(conn: Connection, ids: list[int]) -> dict[int, DeployResult]:
+    by_run: dict[str, dict[int, list[Any]]] = {}
+    for name, table in (
+        ("artifacts", artifacts),
+        ("targets", target_runs),
+        ("comparisons", comparisons),
+        ("measurements", measurements),
+    ):
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        query = select(table).where(table.c.run_id.in_(ids)).order_by(table.c.run_id, table.c.position)
+        for row in conn.execute(query):
+            grouped[row.run_id].append(row)
+        by_run[name] = grouped
+    sample_rows = conn.execute(
+        select(samples.c.measurement_id, samples.c.samples_ms).where(samples.c.run_id.in_(ids))
+    )
+    samples_of = {row.measurement_id: row.samples_ms for row in sample_rows}
+    out = {}
+    for row in conn.execute(select(runs).where(runs.c.id.in_(ids))):
+        out[row.id] = _assemble(row, by_run, samples_of)
+    return out
+
+
+def _assemble(
+    row: Any, by_run: dict[str, dict[int, list[Any]]], samples_of: dict[int, list[float]]
+) -> DeployResult:
+    meas_by_target: dict[int, list[Any]] = defaultdict(list)
+    for m in by_run["measurements"][row.id]:
+        meas_by_target[m.target_run_id].append(codec.measurement_from(m, samples_of.get(m.id, [])))
+    comp_by_target: dict[int, list[Any]] = defaultdict(list)
+    for c in by_run["comparisons"][row.id]:
+        comp_by_target[c.target_run_id].append(codec.comparison_from(c))
+    targets = [
+        codec.target_from(t, meas_by_target[t.id], comp_by_target[t.id]) for t in by_run["targets"][row.id]
+    ]
+    arts = [codec.artifact_from(a) for a in by_run["artifacts"][row.id]]
+    return codec.run_from(row, arts, targets)
