@@ -16,7 +16,7 @@ The same TFLite formats through ONNX and onnx2tf, to compare the two routes side
 route already). onnx2tf gets a second tf2onnx export whose input is NCHW (`inputs_as_nchw`), so its TFLite file
 takes NHWC again with the transposes folded away: the Keras -> ONNX -> TFLite round trip at its best.
 
-TensorFlow runs in a child process (`python -m edgekit.convert.keras JOB.json`), as onnx2tf does in
+TensorFlow runs in a child process (`python -m edgekit.convert.keras_child JOB.json`), as onnx2tf does in
 edgekit.convert.tflite: its memory and threads stay out of the caller, and it reports its own peak RSS.
 """
 
@@ -27,7 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,12 +39,10 @@ from edgekit.convert.base import Converter
 from edgekit.convert.tflite import TfliteConverter, onnx2tf_cause
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
-from edgekit.recipe import Granularity, IOType, KerasSource, Layout, Recipe
+from edgekit.recipe import Granularity, KerasSource, Layout, Recipe
 
-WORKER_VERSION = 1  # bump when the child's procedure changes what it writes
+WORKER_VERSION = 1  # bump when the child's procedure (keras_child.py) changes what it writes
 TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
-VERIFY_INPUTS = 4  # seeded inputs on which the tf2onnx file is checked against the Keras model
-VERIFY_MAX_ABS = 1e-3  # relative to the outputs' magnitude (see _child_onnx)
 NCHW_ONNX = "model-nchw.onnx"  # beside model.onnx in the ONNX cache: what onnx2tf converts for a Keras source
 
 DIRECT = (Format.TFLITE_FP32, Format.TFLITE_FP16, Format.TFLITE_DYNAMIC, Format.TFLITE_INT8)
@@ -231,7 +228,7 @@ def _run_child(job: dict[str, Any], work: Path, tool: str) -> dict[str, Any]:
     with open(log, "w") as out:
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "edgekit.convert.keras", str(work / "job.json")],
+                [sys.executable, "-m", "edgekit.convert.keras_child", str(work / "job.json")],
                 cwd=work,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -257,190 +254,3 @@ def _version(dist: str) -> str:
         return version(dist)
     except PackageNotFoundError:
         return "absent"
-
-
-# --- the child process ----------------------------------------------------------------------------------------
-class ChildError(Exception):
-    """A problem with the user's model found in the child: its message is the first line the user sees."""
-
-
-def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
-    """(tf.function with the recipe's fixed input, the object holding the variables, output names)."""
-    import tensorflow as tf
-
-    source = Path(job["source"])
-    if source.is_dir():
-        loaded = tf.saved_model.load(str(source))
-        sig = loaded.signatures.get("serving_default")
-        if sig is None:
-            raise ChildError(
-                f"SavedModelError: {source} has no 'serving_default' signature "
-                f"(it has {sorted(loaded.signatures)})"
-            )
-        keys = list(sig.structured_input_signature[1])
-        if len(keys) != 1:
-            raise ChildError(
-                f"SavedModelError: the serving signature takes {len(keys)} inputs {keys}; edgekit "
-                "handles single-input models"
-            )
-        holder: Any = loaded
-
-        def call(x: Any) -> Any:  # through `loaded`: the closure keeps its variables alive
-            return loaded.signatures["serving_default"](**{keys[0]: x})
-    else:
-        import keras  # type: ignore[import-untyped]
-
-        holder = keras.models.load_model(str(source), compile=False)
-
-        def call(x: Any) -> Any:
-            return holder(x, training=False)
-
-    spec = tf.TensorSpec(job["shape"], tf.float32, name=job["input_name"])
-    probe = call(tf.zeros(job["shape"], tf.float32))
-    names = _output_names(probe, job["outputs"], getattr(holder, "output_names", None))
-
-    def named(x: Any) -> dict[str, Any]:
-        y = call(x)
-        if isinstance(y, dict):
-            return {name: y[name] for name in names}
-        ys = list(y) if isinstance(y, (list, tuple)) else [y]
-        return dict(zip(names, ys))
-
-    return tf.function(named, input_signature=[spec]), holder, names
-
-
-def _output_names(probe: Any, wanted: list[str], model_names: Any) -> list[str]:
-    if isinstance(probe, dict):
-        return (
-            [n for n in wanted if n in probe] if wanted and all(n in probe for n in wanted) else list(probe)
-        )
-    count = len(probe) if isinstance(probe, (list, tuple)) else 1
-    if len(wanted) == count:
-        return list(wanted)
-    if isinstance(model_names, (list, tuple)) and len(model_names) == count:
-        return [str(n) for n in model_names]
-    return [f"output_{i}" for i in range(count)]
-
-
-def _child_onnx(job: dict[str, Any]) -> dict[str, Any]:
-    import onnxruntime as ort
-    import tf2onnx  # type: ignore[import-untyped]
-
-    serve, _, names = _serving(job)
-    spec = serve.input_signature
-    Path("out").mkdir()
-    tf2onnx.convert.from_function(
-        serve, input_signature=spec, opset=job["opset"], output_path="out/model.onnx"
-    )
-    if job["nchw"]:
-        tf2onnx.convert.from_function(
-            serve,
-            input_signature=spec,
-            opset=job["opset"],
-            inputs_as_nchw=[job["input_name"]],
-            output_path=f"out/{NCHW_ONNX}",
-        )
-    xs = np.random.default_rng(0).uniform(0, 1, (VERIFY_INPUTS, *job["shape"])).astype(np.float32)
-    worst = 0.0
-    for file, layout in (("model.onnx", None), (NCHW_ONNX, (0, 3, 1, 2))):
-        if not Path("out", file).is_file():
-            continue
-        sess = ort.InferenceSession(f"out/{file}", providers=["CPUExecutionProvider"])
-        onnx_names = [o.name for o in sess.get_outputs()]
-        if sorted(onnx_names) != sorted(names):
-            raise ChildError(f"ExportError: tf2onnx named the outputs {onnx_names}, the model {names}")
-        for x in xs:
-            want = {k: v.numpy() for k, v in serve(x).items()}
-            got = dict(
-                zip(
-                    onnx_names,
-                    sess.run(onnx_names, {sess.get_inputs()[0].name: x.transpose(layout) if layout else x}),
-                )
-            )
-            for name in names:
-                scale = max(1.0, float(np.abs(want[name]).max()))
-                err = float(np.abs(got[name] - want[name]).max()) / scale
-                worst = max(worst, err)
-    if worst > VERIFY_MAX_ABS:
-        raise ChildError(
-            f"ExportError: tf2onnx's ONNX differs from the Keras model by {worst:.3g} (relative max "
-            f"abs) on {VERIFY_INPUTS} inputs"
-        )
-    return {"opset": job["opset"], "outputs": names, "check": {"max_abs": worst, "inputs": VERIFY_INPUTS}}
-
-
-def _child_tflite(job: dict[str, Any]) -> dict[str, Any]:
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    from edgekit.convert.tflite import _flex_ops
-
-    serve, _, _ = _serving(job)
-    # frozen: a Keras 3 model's variables saved or passed as they are stay READ_VARIABLE ops the calibrator and
-    # the TFLite runtime cannot run
-    frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
-    calib = np.load(job["calibration"]) if job["calibration"] else None
-    Path("out").mkdir()
-    flex: dict[str, list[str]] = {}
-    for fmt, precision in job["formats"].items():
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if precision != "fp32":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        if precision == "fp16":
-            conv.target_spec.supported_types = [tf.float16]
-        if precision == "int8":
-            if calib is None:
-                raise ChildError("CalibrationError: full INT8 needs the recipe's calibration data")
-
-            def representative(data: np.ndarray = calib) -> Any:
-                for sample in data:
-                    yield [sample[None]]
-
-            conv.representative_dataset = representative
-            ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            if job["io"] == IOType.INT8.value:
-                conv.inference_input_type = tf.int8
-                conv.inference_output_type = tf.int8
-            if job["per_tensor"]:
-                conv._experimental_disable_per_channel = True
-        if job["select_tf_ops"]:
-            ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
-        conv.target_spec.supported_ops = ops
-        path = Path("out", f"{fmt}.tflite")
-        path.write_bytes(conv.convert())
-        flex[fmt] = _flex_ops(path)
-    return {"flex_ops": flex}
-
-
-def _child(job_path: Path) -> None:
-    import resource
-
-    job = json.loads(job_path.read_text())
-    start = time.perf_counter()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    threads = int(os.environ.get("EDGEKIT_CONVERT_THREADS", "1"))
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    try:
-        report = _child_onnx(job) if job["mode"] == "onnx" else _child_tflite(job)
-    except ChildError as exc:
-        print(exc, file=sys.stderr)
-        sys.exit(1)
-    usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    Path("result.json").write_text(
-        json.dumps(
-            {
-                **report,
-                "peak_rss_mb": max(u.ru_maxrss for u in usages) / 1024,
-                "seconds": time.perf_counter() - start,
-                "cpu_s": sum(u.ru_utime + u.ru_stime for u in usages),
-            }
-        )
-    )
-
-
-if __name__ == "__main__":
-    _child(Path(sys.argv[1]))
