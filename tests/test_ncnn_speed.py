@@ -111,21 +111,21 @@ def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(
         )
 
 
-@pytest.mark.integration
-def test_profile_layers_add_up_to_the_whole_inference(counting_ready: None, tmp_path: Path) -> None:
+def _conv_chain(folder: Path, kernels: tuple[int, ...]) -> Path:
+    """An ncnn model of 16-channel convolutions on a 64x64 input, with random weights and its sidecar."""
     import struct
 
     import numpy as np
 
-    from edgekit.profile import profile_ncnn
-
     rng = np.random.default_rng(0)
-    lines = ["7767517", "4 4", "Input in0 0 1 in0 0=64 1=64 2=16"]  # big enough that layers dominate
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["7767517", f"{len(kernels) + 1} {len(kernels) + 1}", "Input in0 0 1 in0 0=64 1=64 2=16"]
     blobs = []
-    for i, k in enumerate((3, 1, 3)):
+    last = len(kernels) - 1
+    for i, k in enumerate(kernels):
         n = 16 * 16 * k * k
         lines.append(
-            f"Convolution conv{i} 1 1 {'in0' if i == 0 else f'b{i}'} {f'b{i + 1}' if i < 2 else 'out0'} "
+            f"Convolution conv{i} 1 1 {'in0' if i == 0 else f'b{i}'} {f'b{i + 1}' if i < last else 'out0'} "
             f"0=16 1={k} 4={k // 2} 5=1 6={n} 9=1"
         )
         blobs += [
@@ -133,15 +133,47 @@ def test_profile_layers_add_up_to_the_whole_inference(counting_ready: None, tmp_
             (rng.standard_normal(n) * 0.1).astype("<f4").tobytes(),
             np.zeros(16, "<f4").tobytes(),
         ]
-    (tmp_path / "model.param").write_text("\n".join(lines) + "\n")
-    (tmp_path / "model.bin").write_bytes(b"".join(blobs))
-    (tmp_path / "model.io.json").write_text(
+    (folder / "model.param").write_text("\n".join(lines) + "\n")
+    (folder / "model.bin").write_bytes(b"".join(blobs))
+    (folder / "model.io.json").write_text(
         '{"inputs": ["in0"], "outputs": ["out0"], "input_shapes": [[1, 16, 64, 64]], "options": {}}'
     )
-    prof = profile_ncnn(tmp_path / "model.param", "pi4-emu")
+    return folder / "model.param"
+
+
+@pytest.mark.integration
+def test_profile_layers_add_up_to_the_whole_inference(counting_ready: None, tmp_path: Path) -> None:
+    from edgekit.profile import profile_ncnn
+
+    param = _conv_chain(tmp_path, (3, 1, 3))  # big enough that layers dominate
+    prof = profile_ncnn(param, "pi4-emu")
     assert [layer.name for layer in prof.layers] == ["conv0", "conv1", "conv2"]
     assert prof.layers[0].shape == [16, 64, 64] and prof.layers[0].precision == "fp32"
     assert prof.layers[0].instructions > 2 * prof.layers[1].instructions  # 3x3 vs 1x1 on the same shape
     assert abs(prof.coverage - 1.0) < 0.05
-    again = profile_ncnn(tmp_path / "model.param", "pi4-emu")
+    again = profile_ncnn(param, "pi4-emu")
     assert [la.instructions for la in again.layers] == [la.instructions for la in prof.layers]  # exact
+
+
+@pytest.mark.integration
+def test_plan_profiles_side_by_side_are_the_ones_counted_alone(
+    counting_ready: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The speed plan runs its guests two at a time: each profile must be its own artifact's, on its own core,
+    and count exactly what it counts alone."""
+    from edgekit.convert.ncnn.plan import profiles_of
+    from edgekit.profile import profile_ncnn
+
+    a, b = _conv_chain(tmp_path / "a", (3, 1, 3)), _conv_chain(tmp_path / "b", (1, 1))
+    monkeypatch.setenv("EDGEKIT_PLAN_GUESTS", "2")
+    side_by_side = profiles_of([a, b])
+    assert [sorted(p) for p in side_by_side] == [sorted(DEVICES)] * 2
+    assert [p.device for p in side_by_side[0].values()] == list(DEVICES)
+    assert [len(p.layers) for p in side_by_side[0].values()] == [3, 3]
+    assert [len(p.layers) for p in side_by_side[1].values()] == [2, 2]
+    for param, got in ((a, side_by_side[0]["pi5-emu"]), (b, side_by_side[1]["pi4-emu"])):
+        alone = profile_ncnn(param, got.device)
+        assert [la.instructions for la in got.layers] == [la.instructions for la in alone.layers]
+        assert got.total == alone.total
+    # the cores differ: a profile filed under the wrong core would not match its count alone
+    assert side_by_side[0]["pi4-emu"].total != side_by_side[0]["pi5-emu"].total

@@ -22,6 +22,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -130,10 +132,25 @@ def with_options(param: Path, options: dict[str, bool], folder: Path) -> Path:
     return folder / "model.param"
 
 
-def profiles(param: Path, devices: tuple[str, ...] = DEVICES) -> dict[str, Profile]:
+def guests_at_once() -> int:
+    """Profiles run side by side, one single-threaded guest per host core (EDGEKIT_PLAN_GUESTS overrides): a
+    guest's count does not depend on what runs beside it, only the wall time does."""
+    wanted = os.environ.get("EDGEKIT_PLAN_GUESTS")
+    return max(1, int(wanted) if wanted else min(len(DEVICES), os.cpu_count() or 1))
+
+
+def profiles_of(params: Sequence[Path], devices: tuple[str, ...] = DEVICES) -> list[dict[str, Profile]]:
+    """Per-layer profiles of each artifact on each core (one dict per artifact), several guests at a time."""
     from edgekit.profile import profile_ncnn
 
-    return {d: profile_ncnn(param, d) for d in devices}
+    jobs = [(param, device) for param in params for device in devices]
+    with ThreadPoolExecutor(max_workers=guests_at_once(), thread_name_prefix="edgekit-plan") as pool:
+        done = list(pool.map(lambda job: profile_ncnn(*job), jobs))
+    return [dict(zip(devices, done[i : i + len(devices)])) for i in range(0, len(done), len(devices))]
+
+
+def profiles(param: Path, devices: tuple[str, ...] = DEVICES) -> dict[str, Profile]:
+    return profiles_of([param], devices)[0]
 
 
 def measure(
@@ -141,9 +158,9 @@ def measure(
 ) -> SpeedPlan:
     """Profile the fp32 model (its own options and the int8 artifact's) and the all-int8 artifact per core."""
     with tempfile.TemporaryDirectory(prefix="edgekit-plan-") as tmp:
-        floats = profiles(with_options(fp32_param, float_options, Path(tmp) / "float"))
-        fp32 = {d: p.total for d, p in profiles(fp32_param).items()}
-    int8 = profiles(int8_param)
+        as_int8_runs = with_options(fp32_param, float_options, Path(tmp) / "float")
+        floats, fp32_profiles, int8 = profiles_of([as_int8_runs, fp32_param, int8_param])
+    fp32 = {d: p.total for d, p in fp32_profiles.items()}
     plan = choose(int8, floats, {d: 1.0 / fp32[d] for d in int8}, quantized)
     plan.totals = {d: {"fp32": fp32[d], "all_int8": int8[d].total} for d in int8}
     return plan
