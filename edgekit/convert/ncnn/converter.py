@@ -145,7 +145,6 @@ def _quantize(
 ) -> NcnnIO:
     """Quantize every layer ncnn can run in int8, then (where the emulated cores are built) keep in float the
     layers whose int8 kernel counts more instructions (plan.py); the plan goes into the sidecar."""
-    from edgekit.convert.ncnn import plan as ncnn_plan
     from edgekit.convert.ncnn.int8 import Int8Report, quantize_ncnn
 
     method = recipe.calibration.method.value if recipe and recipe.calibration else "kl"
@@ -160,6 +159,7 @@ def _quantize(
         stats_cache: dict = {}  # calibration statistics, shared by every build of this conversion
 
         def build(slower: list[str]) -> Int8Report:
+            """Write the int8 artifact with `slower` (and the caller's float layers) left in float."""
             report = quantize_ncnn(
                 src_param,
                 src_bin,
@@ -175,30 +175,52 @@ def _quantize(
             replace(io, options=dict(INT8_OPTIONS), int8=report.to_dict()).write(io_path_for(param))
             return report
 
-        report = build([])
-        plan, why_none = None, "the emulated cores are not built (or EDGEKIT_NCNN_SPEED_PLAN=0)"
-        if ncnn_plan.enabled():
-            float_options = {**INT8_OPTIONS, "use_int8_inference": False}
-            try:
-                plan = ncnn_plan.measure(src_param, param, report.quantized, float_options)
-            except EmulatorError as exc:  # a conversion never fails for want of a count
-                why_none = f"counting failed ({exc.message})"
-            if plan is not None and plan.float_layers:
-                report = build(plan.float_layers)
-                planned = ncnn_plan.profiles(param)
-                for device, prof in planned.items():
-                    plan.totals[device]["planned"] = prof.total
-                all_int8 = {d: t["all_int8"] for d, t in plan.totals.items()}
-                if ncnn_plan.weighted(
-                    {d: p.total for d, p in planned.items()}, plan.weights
-                ) >= ncnn_plan.weighted(all_int8, plan.weights):
-                    plan.kept = "all-int8"
-                    report = build([])
-            if plan is not None and ncnn_plan.slower_cores(plan):
-                report = _no_core_slower(plan, build, param, report)
+        plan, report, why_none = _speed_plan(build, src_param, param)
         if plan is not None and not report.quantized:  # int8 lost on every layer: ship the fp32 model as is
             shutil.copyfile(src_param, param)
             shutil.copyfile(src_bin, bin_path)
+    return _described(io, report, plan, why_none, recipe, float_layers)
+
+
+def _speed_plan(build: Callable[[list[str]], Any], src_param: Path, param: Path) -> tuple[Any, Any, str]:
+    """The all-int8 artifact, then (where the emulated cores are built) the plan counted on them and the
+    artifact it keeps: (plan or None, the report of the artifact written last, why there is no plan)."""
+    from edgekit.convert.ncnn import plan as ncnn_plan
+
+    report = build([])
+    if not ncnn_plan.enabled():
+        return None, report, "the emulated cores are not built (or EDGEKIT_NCNN_SPEED_PLAN=0)"
+    float_options = {**INT8_OPTIONS, "use_int8_inference": False}
+    try:
+        plan = ncnn_plan.measure(src_param, param, report.quantized, float_options)
+    except EmulatorError as exc:  # a conversion never fails for want of a count
+        return None, report, f"counting failed ({exc.message})"
+    if plan.float_layers:
+        report = build(plan.float_layers)
+        planned = ncnn_plan.profiles(param)
+        for device, prof in planned.items():
+            plan.totals[device]["planned"] = prof.total
+        all_int8 = {d: t["all_int8"] for d, t in plan.totals.items()}
+        if ncnn_plan.weighted({d: p.total for d, p in planned.items()}, plan.weights) >= ncnn_plan.weighted(
+            all_int8, plan.weights
+        ):
+            plan.kept = "all-int8"
+            report = build([])
+    if ncnn_plan.slower_cores(plan):
+        report = _no_core_slower(plan, build, param, report)
+    return plan, report, ""
+
+
+def _described(
+    io: NcnnIO,
+    report: Any,
+    plan: Any,
+    why_none: str,
+    recipe: Recipe | None,
+    float_layers: frozenset[str] | set[str],
+) -> NcnnIO:
+    """The sidecar of the kept artifact: its layers (each float layer with its reason), the plan, the options
+    it runs with and the notes a user reads."""
     reasons = {c.name: c.reason for c in (plan.layers if plan and plan.kept != "all-int8" else [])}
     for row in report.layers:
         if row.name in reasons and not row.int8 and row.name not in float_layers:
