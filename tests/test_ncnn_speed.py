@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -102,10 +103,12 @@ def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(
         # differ by a few hundred instructions only through the sidecar's size (heap state), so compare files
         assert [f.read_bytes() for f in int8.files[:2]] == [f.read_bytes() for f in fp32.files[:2]]
         return
-    for device in DEVICES:
-        # one guest process each: a job counted after another in the same process inherits its heap state
-        (f,) = count_artifacts([CountJob(fp32.files[0], repeat=1)], device)
-        (i,) = count_artifacts([CountJob(int8.files[0], repeat=1)], device)
+    # one guest process each (a job counted after another in the same process inherits its heap state), two
+    # guests at a time
+    jobs = [(art.files[0], device) for device in DEVICES for art in (fp32, int8)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counted = list(pool.map(lambda job: count_artifacts([CountJob(job[0], repeat=1)], job[1])[0], jobs))
+    for device, f, i in zip(DEVICES, counted[0::2], counted[1::2]):
         assert i.instructions <= f.instructions, (
             f"{recipe.name} ncnn-int8 counts {i.instructions:,} instructions on {device}, ncnn-fp32 {f.instructions:,}"
         )
