@@ -153,6 +153,24 @@ def print_shipped(rows: list[dict]) -> None:
             )
 
 
+def print_novel_layers() -> None:
+    """The procedure's errors on the calibration models with a layer type no other one has (the README's line on
+    estimates of models with uncalibrated kernels)."""
+    novel = cost_model.novel_layer_models()
+    print(f"\nmodels with a layer type none of the other 16 has: {', '.join(novel)}")
+    print("| board, threads | those: median / held | the rest: median / held |")
+    print("|---|---|---|")
+    for board in calibration.DEVICES:
+        for threads in calibration.THREADS:
+            errors = cost_model.stored_procedure_errors()[cost_model.procedure_key(board, threads, EVERY)]
+            s = cost_model.novel_layer_summary(errors)
+            n, r = s["novel"], s["rest"]
+            print(
+                f"| {board}, {threads} | {100 * n['median']:.1f} % / {n['held']}/{n['n']} | "
+                f"{100 * r['median']:.1f} % / {r['held']}/{r['n']} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", action="store_true", help="count the calibration models first (slow)")
@@ -176,6 +194,7 @@ def main() -> None:
     print_table(rows)
     print(f"\nshipped model: {cost_model.SHIPPED}")
     print_shipped(rows)
+    print_novel_layers()
     if args.json:
         args.json.write_text(json.dumps({"table": rows, "predictions": predictions}, indent=1))
 

@@ -293,3 +293,47 @@ def test_estimates_for_a_whole_run(tmp_path: Path) -> None:
     assert est["ncnn-fp16 x4"]["instructions_per_invoke"] == 100_000_000
     assert est["ncnn-fp16 x4"]["estimate_ms"] < est["ncnn-fp16 x1"]["estimate_ms"]
     assert estimates_for_run(run, [], "phone-emu") == {}
+
+
+def test_models_with_uncalibrated_layer_types_say_so_and_the_readme_states_how_they_fared() -> None:
+    """An estimate of an ncnn graph with a layer type no calibration model has names it; the README's leave-one-out
+    figures for such models (the calibration models with a type none of the other 16 has) are what the stored
+    errors give, and the interval held them at least at its stated rate."""
+    from edgekit.estimate import calibration
+    from edgekit.estimate.graph import analyze
+
+    _, feats, _ = cost_model.calibration_data("pi4", 1)[0]
+    fastestdet = calibration.models()["FastestDet"]
+    graph = analyze(calibration.zero_weights(fastestdet), fastestdet.input_shape)
+    assert "Slice" in graph.layer_types and calibration.uncalibrated_layer_types(graph.layer_types) == []
+    plain = cost_model.estimate("pi4", feats, layer_types=["Convolution", "ReLU"])
+    assert not any("layer types" in c for c in plain.caveats)
+    novel = cost_model.estimate("pi4", feats, layer_types=["Convolution", "GELU", "MultiHeadAttention"])
+    (caveat,) = [c for c in novel.caveats if "layer types" in c]
+    assert "GELU, MultiHeadAttention" in caveat and "Convolution" not in caveat
+    assert (novel.low_ms, novel.high_ms) == (plain.low_ms, plain.high_ms)  # said, not widened (README)
+
+    models = cost_model.novel_layer_models()
+    assert models == [
+        "FastestDet",
+        "alexnet",
+        "blazeface",
+        "efficientnet_b0",
+        "squeezenet_ssd_int8",
+        "yolov4-tiny",
+    ]
+    quoted = {
+        ("pi4", 1): (0.156, 0.058),
+        ("pi4", 4): (0.187, 0.185),
+        ("pi5", 1): (0.097, 0.133),
+        ("pi5", 4): (0.233, 0.113),
+    }
+    held = {"novel": 0, "rest": 0}
+    for (board, threads), medians in quoted.items():
+        errors = cost_model.stored_procedure_errors()[cost_model.procedure_key(board, threads, EVERY)]
+        summary = cost_model.novel_layer_summary(errors)
+        for group, median in zip(("novel", "rest"), medians):
+            assert summary[group]["median"] == pytest.approx(median, abs=0.0015), (board, threads, group)
+            held[group] += summary[group]["held"]
+    assert held == {"novel": 22, "rest": 38}  # README: 22 of 24, 38 of 44
+    assert held["novel"] >= cost_model.INTERVAL_LEVEL * 24

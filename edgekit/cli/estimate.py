@@ -97,7 +97,7 @@ def estimate_cmd(
     else:
         feats, counted = _count(artifact, b, threads, shape, cost, artifact_fmt)
         out["count"] = counted
-        est = cost_model.estimate(b.name, feats, threads, fmt=artifact_fmt)
+        est = cost_model.estimate(b.name, feats, threads, fmt=artifact_fmt, layer_types=cost.layer_types)
     out["estimate"] = est.to_dict()
     if as_json:
         print(json.dumps(out, indent=1))

@@ -72,7 +72,14 @@ def estimate_for(
         tuple(source.instruction_mix),
         cost.activation_bytes if cost else 0,
     )
-    est = cost_model.estimate(board, feats, measurement.threads, fmt=fmt, caveats=caveats)
+    est = cost_model.estimate(
+        board,
+        feats,
+        measurement.threads,
+        fmt=fmt,
+        caveats=caveats,
+        layer_types=cost.layer_types if cost is not None and cost.kind == "ncnn" else (),
+    )
     out = {**base, **est.to_dict(), "status": "ok", "instructions_per_invoke": source.instructions_per_invoke}
     if cost is not None and fmt is not None:
         out["roofline_lower_bound_ms"] = round(

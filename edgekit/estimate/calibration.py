@@ -13,6 +13,7 @@ figures are kept aside to check the estimate.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -65,6 +66,21 @@ def models() -> dict[str, BenchModel]:
             len(read_param(param).layers),
         )
     return out
+
+
+@cache
+def model_layer_types(name: str) -> frozenset[str]:
+    return frozenset(layer.type for layer in read_param(models()[name].param).layers)
+
+
+def layer_types() -> frozenset[str]:
+    """Every ncnn layer type some calibration model has: kernels whose speed the published figures speak for."""
+    return frozenset().union(*(model_layer_types(name) for name in models()))
+
+
+def uncalibrated_layer_types(types: Iterable[str]) -> list[str]:
+    """The layer types of a model that no calibration model has (their kernels' speed is not calibrated)."""
+    return sorted(set(types) - layer_types())
 
 
 @cache

@@ -10,6 +10,7 @@ measurement. The names of forms.py and crossval.py that callers use are re-expor
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -27,6 +28,8 @@ from edgekit.estimate.crossval import (
     cv_summary,
     loo,
     nested_coverage,
+    novel_layer_models,
+    novel_layer_summary,
     procedure_cv,
     procedure_errors,
     procedure_key,
@@ -75,6 +78,8 @@ __all__ = [
     "fit",
     "loo",
     "nested_coverage",
+    "novel_layer_models",
+    "novel_layer_summary",
     "procedure_cv",
     "procedure_errors",
     "procedure_key",
@@ -131,10 +136,19 @@ def estimate(
     threads: int = 1,
     fmt: Format | None = None,
     caveats: list[str] | None = None,
+    layer_types: Sequence[str] = (),
 ) -> Estimate:
-    """Estimated latency of one inference on the real board, with the cross-validated interval."""
+    """Estimated latency of one inference on the real board, with the cross-validated interval. `layer_types`
+    (an ncnn graph's) names the kernels the calibration models never ran: said, not hidden."""
     board = get_board(board_name)
     notes = list(caveats or [])
+    unseen = calibration.uncalibrated_layer_types(layer_types)
+    if unseen:
+        notes.append(
+            f"layer types no calibration model has: {', '.join(unseen)}; their kernels' speed is not calibrated "
+            "(leave-one-out: calibration models with a layer type the others lack had larger median errors, "
+            "and the interval held them as often as the rest: README, Instruction counts and estimates)"
+        )
     n = min(max(threads, 1), board.cores)
     calibrated_n = n if n in CALIBRATED_THREADS else max(t for t in CALIBRATED_THREADS if t <= n)
     if calibrated_n != n:

@@ -222,6 +222,32 @@ def procedure_summary(errors: Sequence[tuple[str, str, float]]) -> dict[str, Any
     }
 
 
+def novel_layer_models() -> list[str]:
+    """Calibration models with a layer type none of the other 16 has: in leave-one-out, each stands for a user's
+    model with a kernel the calibration never ran (the estimate's "layer types no calibration model has")."""
+    types = {name: set(calibration.model_layer_types(name)) for name in calibration.models()}
+    return sorted(
+        name for name, own in types.items() if own - set().union(*(t for n, t in types.items() if n != name))
+    )
+
+
+def novel_layer_summary(errors: Sequence[tuple[str, str, float]]) -> dict[str, dict[str, Any]]:
+    """The procedure's held-out errors split into models with a novel layer type and the rest: median |error| and
+    how many the interval held (each interval built from the other models' errors, as procedure_summary)."""
+    novel = set(novel_layer_models())
+    logs = [abs(e) for _, _, e in errors]
+    held = [logs[i] <= conformal_quantile(logs[:i] + logs[i + 1 :]) for i in range(len(logs))]
+    out = {}
+    for group, keep in (("novel", True), ("rest", False)):
+        at = [i for i, (m, _, _) in enumerate(errors) if (m in novel) is keep]
+        out[group] = {
+            "n": len(at),
+            "median": statistics.median(abs(math.exp(errors[i][2]) - 1) for i in at) if at else math.nan,
+            "held": sum(held[i] for i in at),
+        }
+    return out
+
+
 SHIPPED = (
     "per board x threads, the candidate with the lowest leave-one-out p90 among those the available "
     "counts allow (see chosen()); its interval from the whole procedure's held-out errors, the choice included "

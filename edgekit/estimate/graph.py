@@ -34,6 +34,7 @@ class ModelCost:
     io_bytes: int  # the model's own inputs and outputs
     macs_by_op: dict[str, int] = field(default_factory=dict)
     winograd_macs: int = 0  # MACs of 3x3 stride-1 dense convolutions (ncnn may run them as Winograd F(6,3))
+    layer_types: tuple[str, ...] = ()  # ncnn: the graph's layer types (what kernels run), sorted
 
     @property
     def bytes_moved(self) -> int:
@@ -224,7 +225,16 @@ def _ncnn(path: Path, input_shape: list[int] | None) -> ModelCost:
     io_bytes = sum(int(np.prod(shapes[b])) * 4 for b in [*ins, *outs] if b in shapes)
     weight_bytes = path.with_suffix(".bin").stat().st_size
     return ModelCost(
-        str(path), "ncnn", sum(macs_by.values()), params, weight_bytes, act, io_bytes, macs_by, wino
+        str(path),
+        "ncnn",
+        sum(macs_by.values()),
+        params,
+        weight_bytes,
+        act,
+        io_bytes,
+        macs_by,
+        wino,
+        tuple(sorted({kind for kind, _, _, _ in layers})),
     )
 
 
