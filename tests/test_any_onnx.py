@@ -166,12 +166,12 @@ def test_device_comparisons_use_the_unsimplified_reference(
     """deploy judges every target against the user's ONNX as given, as convert's fidelity check does."""
     import numpy as np
 
-    from edgekit.deploy import orchestrate
+    from edgekit.deploy import outputs
 
     recipe = load_recipe(onnx_recipe(tmp_path, shuffle_classifier(tmp_path / "shuffle.onnx"), ["ncnn-fp32"]))
     ran: list[Path] = []
     monkeypatch.setattr("edgekit.runtimes.run_onnx", lambda path, inputs: ran.append(Path(path)) or [])
-    orchestrate._onnx_reference(recipe, np.zeros((1, 3, 16, 16), np.float32))
+    outputs.onnx_reference(recipe, np.zeros((1, 3, 16, 16), np.float32))
     assert [p.name for p in ran] == ["original.onnx"]
     assert "Shape" in [n.op_type for n in onnx.load(str(ran[0])).graph.node]  # not the simplified copy
 

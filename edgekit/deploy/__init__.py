@@ -3,8 +3,9 @@
     from edgekit.deploy import deploy, DeployOptions
     result = deploy(load_recipe("recipes/tiny.yaml"), ["pi4-emu"], DeployOptions(repeat=5))
 
-Modules: request (what the agent is sent, the device layout), session (one target's stages),
-orchestrate (all targets, comparisons, the DeployResult).
+Modules: request (what the agent is sent, the device layout), session (one target's stages), agent_run (the
+agent run and its failures), host_cpu (the host-CPU lock), outputs (every target's outputs judged), provenance
+(tool versions, git revision, time), orchestrate (all targets, estimates, routes, the DeployResult).
 """
 
 from edgekit.deploy.orchestrate import HOST, DeployOptions, deploy, host_target, is_ok

@@ -11,16 +11,14 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -29,29 +27,18 @@ import numpy as np
 from edgekit import paths
 from edgekit.convert.base import Artifact
 from edgekit.convert.calibration import Labels
+from edgekit.deploy.outputs import compare_all, onnx_reference
+from edgekit.deploy.provenance import git_revision, now, tool_versions
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import HostCpu, TargetSession
 from edgekit.errors import ConversionError, Interrupted
-from edgekit.fidelity.compare import compare, failed_comparison, load_outputs
 from edgekit.formats import Format
 from edgekit.recipe import Recipe
-from edgekit.results import ArtifactInfo, Comparison, DeployResult, TargetRun
+from edgekit.results import ArtifactInfo, DeployResult, TargetRun
 from edgekit.target import Target, TransportKind, load_target
 
 Progress = Callable[[str], None]
 HOST = "host"
-TOOLS = (
-    "edgekit",
-    "numpy",
-    "onnx",
-    "onnxruntime",
-    "onnx2tf",
-    "tensorflow",
-    "ai-edge-litert",
-    "ncnn",
-    "pnnx",
-    "torch",
-)
 
 
 @dataclass(frozen=True)
@@ -118,10 +105,10 @@ def deploy(
         recipe=recipe.name,
         recipe_path=str(recipe.path),
         recipe_sha256=recipe.digest(),
-        git_revision=_git_revision(recipe.path),
+        git_revision=git_revision(recipe.path),
         task=recipe.task.value,
-        started_at=_now(),
-        tool_versions=_tool_versions(),
+        started_at=now(),
+        tool_versions=tool_versions(),
         benchmark=settings.as_dict(),
     )
     writer = _Writer(opts.json_path, result)
@@ -135,11 +122,11 @@ def deploy(
     plans = [_plan_for(target, recipe, opts, settings, inputs, say) for target in resolved.values()]
     result.runs = _run_targets(plans, deployable, run_id, local_root, say, writer)
     say("compare: outputs vs the ONNX model and ARM vs host")
-    reference = _onnx_reference(recipe, np.load(inputs))
-    _compare_all(result, recipe, reference, labels)
+    reference = onnx_reference(recipe, np.load(inputs))
+    compare_all(result, recipe, reference, labels, HOST)
     _estimates(result, {t.name: t for t in resolved.values()}, say)
     result.routes = _routes(result)
-    result.finished_at = _now()
+    result.finished_at = now()
     result.ok = is_ok(result, [a.id for a in deployable])
     writer.write()
     return result
@@ -305,7 +292,7 @@ def _run_targets(
             sessions
         ):  # not Thread.join: after a join interrupted by Ctrl-C, CPython 3.11's join returns at once
             s.finished.wait(timeout=max(0.0, deadline - time.monotonic()))
-        writer.result.finished_at = _now()
+        writer.result.finished_at = now()
         writer.write()
         exc = Interrupted("interrupted (Ctrl-C); what was measured is kept", where="edgekit deploy")
         exc.result = writer.result  # type: ignore[attr-defined]
@@ -350,63 +337,6 @@ def _guarded(session: TargetSession, arts: list[AgentArtifact], inputs: Path) ->
         session.finished.set()
 
 
-def _onnx_reference(recipe: Recipe, inputs: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """The outputs every target is judged against: the user's ONNX as given (not the simplified copy the
-    converters get), as the convert step's fidelity check does."""
-    from edgekit.convert.onnx import prepare_onnx
-    from edgekit.runtimes import run_onnx
-
-    return run_onnx(prepare_onnx(recipe).reference_path, inputs)
-
-
-def _compare_all(
-    result: DeployResult, recipe: Recipe, reference: list[tuple[str, np.ndarray]], labels: Labels | None
-) -> None:
-    """Per target: each artifact's outputs vs ONNX (gated), and vs the host's outputs of the same artifact."""
-    outputs = {run.target: _outputs_of(run) for run in result.runs}
-    host = outputs.get(HOST, {})
-    for run in result.runs:
-        comps: list[Comparison] = []
-        for art, got in outputs[run.target].items():
-            comps.append(
-                _safe(
-                    partial(
-                        compare,
-                        reference,
-                        got,
-                        recipe=recipe,
-                        labels=labels,
-                        artifact=art,
-                        target=run.target,
-                        reference_name="onnx",
-                        gate=True,
-                    ),
-                    art,
-                    run.target,
-                    "onnx",
-                )
-            )
-            if run.target != HOST and art in host:
-                comps.append(
-                    _safe(
-                        partial(
-                            compare,
-                            host[art],
-                            got,
-                            recipe=recipe,
-                            labels=labels,
-                            artifact=art,
-                            target=run.target,
-                            reference_name="host",
-                        ),
-                        art,
-                        run.target,
-                        "host",
-                    )
-                )
-        run.comparisons = comps
-
-
 def _estimates(result: DeployResult, targets: dict[str, Target], say: Progress) -> None:
     """Labelled real-board estimates from an emulated target's instruction counts (edgekit.estimate)."""
     for run in result.runs:
@@ -429,24 +359,6 @@ def _routes(result: DeployResult) -> list[dict[str, Any]]:
     from edgekit.route import routes_for_deploy
 
     return [r.to_dict() for r in routes_for_deploy(result)]
-
-
-def _outputs_of(run: TargetRun) -> dict[str, list[tuple[str, np.ndarray]]]:
-    found: dict[str, list[tuple[str, np.ndarray]]] = {}
-    if run.agent is None or run.result_dir is None:
-        return found
-    for m in run.agent.measurements:
-        path = Path(run.result_dir) / (m.outputs_file or "")
-        if m.status == "ok" and m.outputs_file and path.is_file() and m.artifact not in found:
-            found[m.artifact] = load_outputs(path, m)
-    return found
-
-
-def _safe(fn: Callable[[], Comparison], art: str, target: str, ref: str) -> Comparison:
-    try:
-        return fn()
-    except (ValueError, KeyError, IndexError) as exc:
-        return failed_comparison(art, target, ref, f"outputs cannot be compared: {exc}")
 
 
 def is_ok(result: DeployResult, expected: list[str]) -> bool:
@@ -484,30 +396,3 @@ class _Writer:
             tmp = self.path.with_name(f".{self.path.name}.tmp")
             tmp.write_text(self.result.model_dump_json(indent=1))
             os.replace(tmp, self.path)
-
-
-def _tool_versions() -> dict[str, str]:
-    found = {"python": sys.version.split()[0]}
-    for dist in TOOLS:
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
-def _git_revision(path: Path) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(Path(path).resolve().parent), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
