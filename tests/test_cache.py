@@ -81,6 +81,7 @@ def test_onnx_export_is_cached_by_builder_args_and_code(
 ) -> None:
     """(The whole second `convert` doing no work is tested in test_convert_tflite.py, after its conversion.)"""
     from edgekit.convert import onnx as onnx_mod
+    from edgekit.convert import torch_export
 
     r = tiny_recipe(
         tmp_path, model={"kind": "torch", "builder": "edgekit.zoo.tiny:build", "args": {"width": 5}}
@@ -91,7 +92,7 @@ def test_onnx_export_is_cached_by_builder_args_and_code(
     def no_work(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(onnx_mod, "_export_torch", no_work)
+    monkeypatch.setattr(torch_export, "_export_torch", no_work)
     second = onnx_mod.prepare_onnx(r)
     assert second.cached and second.path == first.path and second.sha256 == first.sha256
     other = tiny_recipe(

@@ -106,7 +106,7 @@ def test_quantized_files_are_smaller_and_really_quantized(classifier: Any) -> No
 
 @pytest.mark.integration
 def test_second_convert_does_no_work(classifier: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgekit.convert import onnx as onnx_mod
+    from edgekit.convert import torch_export
     from edgekit.convert.pipeline import convert_recipe
 
     recipe, first, first_s = classifier
@@ -115,7 +115,7 @@ def test_second_convert_does_no_work(classifier: Any, monkeypatch: pytest.Monkey
         raise AssertionError("conversion work on an unchanged recipe")
 
     monkeypatch.setattr(TfliteConverter, "convert_many", no_work)
-    monkeypatch.setattr(onnx_mod, "_export_torch", no_work)
+    monkeypatch.setattr(torch_export, "_export_torch", no_work)
     monkeypatch.setattr("edgekit.fidelity.check.run_artifact", no_work)  # fidelity results are cached too
     messages: list[str] = []
     start = time.perf_counter()

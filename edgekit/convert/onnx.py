@@ -7,7 +7,8 @@
   onnx2tf otherwise mistranslates;
 - a PyTorch builder (+ weights) is built with torch seeded (random weights are reproducible), exported
   with the TorchScript exporter (`dynamo=False`, opset 17: faster than the dynamo exporter and it honours
-  the opset) and simplified with onnxsim (onnxslim if onnxsim fails);
+  the opset) and simplified with onnxsim (onnxslim if onnxsim fails): edgekit.convert.torch_export, which
+  also makes its cache key (imported only for a builder, so this module never imports torch);
 - a Keras file (.keras, .h5) or SavedModel folder is exported by tf2onnx (pinned) with the recipe's input fixed,
   keeping the model's own (NHWC) input, and checked against the model's outputs (edgekit.convert.keras); the
   tf2onnx file is the fidelity reference.
@@ -19,20 +20,18 @@ second run neither imports torch nor exports anything.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import importlib.util
 import json
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgekit import paths
 from edgekit.errors import ConversionError, InputDataError, RecipeError
-from edgekit.recipe import KerasSource, OnnxSource, Recipe, TorchSource, resolve_callable
+from edgekit.recipe import KerasSource, OnnxSource, Recipe, TorchSource
 
 OPSET = 17
 EXPORT_VERSION = 1  # bump when the export procedure changes, so old cached ONNX files are not reused
@@ -85,6 +84,8 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
             _atomic_copy(src.path, reference)
             simplifier = _prepare_user_onnx(reference, target, recipe)
     elif isinstance(src, TorchSource):
+        from edgekit.convert.torch_export import _export_torch, _torch_key
+
         key = _torch_key(recipe, src)
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
         cached = target.is_file()
@@ -207,135 +208,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-# --- PyTorch ------------------------------------------------------------------------------------------------
-def _torch_key(recipe: Recipe, src: TorchSource) -> str:
-    spec = {
-        "builder": src.builder,
-        "args": src.args,
-        "weights": file_sha256(src.weights) if src.weights else None,
-        "code": _builder_code_digest(src.builder),
-        "input": [recipe.input.name, list(recipe.input.shape)],
-        "outputs": list(recipe.outputs),
-        "opset": OPSET,
-        "export_version": EXPORT_VERSION,
-        "tools": tool_versions(),
-    }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _builder_code_digest(builder: str) -> str:
-    """sha256 of the builder's module and of the modules beside it that it imports (found with ast,
-    function-level imports included): an edited model definition is exported again, other edits are not."""
-    module = builder.partition(":")[0]
-    package = module.rpartition(".")[0]
-    root = importlib.util.find_spec(module)
-    if root is None or not root.origin or not root.origin.endswith(".py"):
-        return "unknown"
-    folder = Path(root.origin).parent
-    seen: dict[Path, bytes] = {}
-    todo = [Path(root.origin)]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen[path] = path.read_bytes()
-        for node in ast.walk(ast.parse(seen[path])):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or "", *[f"{node.module}.{a.name}" for a in node.names]]
-                if isinstance(node, ast.ImportFrom) and node.level == 0
-                else []
-            )
-            for name in names:
-                if package and name.startswith(package + "."):  # never resolve (import) torch and friends
-                    todo += [p for p in [_module_file(name)] if p is not None and p.parent == folder]
-    h = hashlib.sha256()
-    for path in sorted(seen):
-        h.update(path.name.encode() + seen[path])
-    return h.hexdigest()
-
-
-def _module_file(name: str) -> Path | None:
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
-
-
-def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
-    import torch
-
-    where = str(recipe.path)
-    try:
-        builder = resolve_callable(src.builder)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeError(
-            f"field `model.builder`: cannot import {src.builder!r}: {exc}", where=where
-        ) from None
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        try:
-            model = builder(**src.args)
-        except TypeError as exc:
-            raise RecipeError(f"field `model.args`: {src.builder} rejects them: {exc}", where=where) from None
-        if src.weights is not None:
-            _load_weights(model, src.weights, where)
-        model.eval()
-        tmp = target.parent / "export.onnx"
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        dummy = torch.zeros(recipe.input.shape, dtype=torch.float32)
-        try:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": wanted
-                torch.onnx.export(
-                    model,
-                    (dummy,),
-                    str(tmp),
-                    input_names=[recipe.input.name],
-                    output_names=list(recipe.outputs) or None,
-                    opset_version=OPSET,
-                    dynamo=False,
-                    do_constant_folding=True,
-                )
-        except Exception as exc:  # torch raises many kinds; the user needs the message, not the type
-            raise ConversionError(f"torch.onnx.export of {src.builder} failed: {exc}", where=where) from exc
-    finally:
-        torch.set_num_threads(threads)
-    simplifier = _simplify(tmp)
-    (target.parent / "meta.json").write_text(json.dumps({"simplifier": simplifier, "source": src.builder}))
-    tmp.replace(target)
-    return simplifier
-
-
-def _load_weights(model: Any, weights: Path, where: str) -> None:
-    import torch
-
-    try:
-        state = torch.load(str(weights), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file; the user gets a named error
-        raise RecipeError(
-            f"field `model.weights`: cannot read {weights}: {exc}",
-            where=where,
-            hint="save it with torch.save(model.state_dict(), path)",
-        ) from None
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = "\n    ".join(str(exc).splitlines()[:6])
-        raise RecipeError(
-            f"field `model.weights`: the weights do not fit the built model:\n    {first}",
-            where=where,
-            hint="check model.args (num_classes, width) match the trained model",
-        ) from None
 
 
 def _simplify(path: Path, input_shapes: dict[str, list[int]] | None = None) -> str | None:

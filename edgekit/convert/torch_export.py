@@ -1,0 +1,146 @@
+"""A PyTorch builder (+ weights) -> ONNX: built with torch seeded, exported with the TorchScript exporter
+(opset 17) and simplified; and its cache key, which covers the builder's code (its module and the modules
+beside it that it imports). Called by edgekit.convert.onnx.prepare_onnx, which imports this module lazily.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from edgekit.convert.onnx import EXPORT_VERSION, OPSET, _simplify, file_sha256, tool_versions
+from edgekit.errors import ConversionError, RecipeError
+from edgekit.recipe import Recipe, TorchSource, resolve_callable
+
+
+def _torch_key(recipe: Recipe, src: TorchSource) -> str:
+    spec = {
+        "builder": src.builder,
+        "args": src.args,
+        "weights": file_sha256(src.weights) if src.weights else None,
+        "code": _builder_code_digest(src.builder),
+        "input": [recipe.input.name, list(recipe.input.shape)],
+        "outputs": list(recipe.outputs),
+        "opset": OPSET,
+        "export_version": EXPORT_VERSION,
+        "tools": tool_versions(),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _builder_code_digest(builder: str) -> str:
+    """sha256 of the builder's module and of the modules beside it that it imports (found with ast,
+    function-level imports included): an edited model definition is exported again, other edits are not."""
+    module = builder.partition(":")[0]
+    package = module.rpartition(".")[0]
+    root = importlib.util.find_spec(module)
+    if root is None or not root.origin or not root.origin.endswith(".py"):
+        return "unknown"
+    folder = Path(root.origin).parent
+    seen: dict[Path, bytes] = {}
+    todo = [Path(root.origin)]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen[path] = path.read_bytes()
+        for node in ast.walk(ast.parse(seen[path])):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or "", *[f"{node.module}.{a.name}" for a in node.names]]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
+            for name in names:
+                if package and name.startswith(package + "."):  # never resolve (import) torch and friends
+                    todo += [p for p in [_module_file(name)] if p is not None and p.parent == folder]
+    h = hashlib.sha256()
+    for path in sorted(seen):
+        h.update(path.name.encode() + seen[path])
+    return h.hexdigest()
+
+
+def _module_file(name: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
+
+
+def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
+    import torch
+
+    where = str(recipe.path)
+    try:
+        builder = resolve_callable(src.builder)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(
+            f"field `model.builder`: cannot import {src.builder!r}: {exc}", where=where
+        ) from None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        try:
+            model = builder(**src.args)
+        except TypeError as exc:
+            raise RecipeError(f"field `model.args`: {src.builder} rejects them: {exc}", where=where) from None
+        if src.weights is not None:
+            _load_weights(model, src.weights, where)
+        model.eval()
+        tmp = target.parent / "export.onnx"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        dummy = torch.zeros(recipe.input.shape, dtype=torch.float32)
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": wanted
+                torch.onnx.export(
+                    model,
+                    (dummy,),
+                    str(tmp),
+                    input_names=[recipe.input.name],
+                    output_names=list(recipe.outputs) or None,
+                    opset_version=OPSET,
+                    dynamo=False,
+                    do_constant_folding=True,
+                )
+        except Exception as exc:  # torch raises many kinds; the user needs the message, not the type
+            raise ConversionError(f"torch.onnx.export of {src.builder} failed: {exc}", where=where) from exc
+    finally:
+        torch.set_num_threads(threads)
+    simplifier = _simplify(tmp)
+    (target.parent / "meta.json").write_text(json.dumps({"simplifier": simplifier, "source": src.builder}))
+    tmp.replace(target)
+    return simplifier
+
+
+def _load_weights(model: Any, weights: Path, where: str) -> None:
+    import torch
+
+    try:
+        state = torch.load(str(weights), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file; the user gets a named error
+        raise RecipeError(
+            f"field `model.weights`: cannot read {weights}: {exc}",
+            where=where,
+            hint="save it with torch.save(model.state_dict(), path)",
+        ) from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = "\n    ".join(str(exc).splitlines()[:6])
+        raise RecipeError(
+            f"field `model.weights`: the weights do not fit the built model:\n    {first}",
+            where=where,
+            hint="check model.args (num_classes, width) match the trained model",
+        ) from None
