@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 from edgekit.convert.base import Converter
 from edgekit.convert.ncnn.param import NcnnGraph, read_param
 from edgekit.convert.ncnn.runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
-from edgekit.errors import ConversionError, EmulatorError
+from edgekit.errors import ConversionError
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
 
@@ -115,26 +114,6 @@ def convert_model(
     return [param, bin_path, io_path_for(param)]
 
 
-def _no_core_slower(plan: Any, build: Callable[[list[str]], Any], param: Path, report: Any) -> Any:
-    """The kept artifact counts more than fp32 on some core (a weighted plan can trade one core for the other):
-    try the strict plan, float wherever int8 loses on any core, and keep it if no core is then slower than fp32
-    (else go back to what was kept). Returns the report of the artifact written last."""
-    from edgekit.convert.ncnn import plan as ncnn_plan
-
-    kept = plan.kept
-    strict = [c.name for c in plan.layers if any(v["int8"] > v["float"] for v in c.counts.values())]
-    candidate = build(strict)
-    totals = {d: prof.total for d, prof in ncnn_plan.profiles(param).items()}
-    for device, total in totals.items():
-        plan.totals[device]["strict"] = total
-    if all(total <= plan.totals[d]["fp32"] for d, total in totals.items()):
-        plan.kept = "strict"
-        for choice in plan.layers:
-            choice.int8 = choice.name not in strict
-        return candidate
-    return build([] if kept == "all-int8" else plan.float_layers)
-
-
 def _quantize(
     param: Path,
     bin_path: Path,
@@ -145,6 +124,7 @@ def _quantize(
 ) -> NcnnIO:
     """Quantize every layer ncnn can run in int8, then (where the emulated cores are built) keep in float the
     layers whose int8 kernel counts more instructions (plan.py); the plan goes into the sidecar."""
+    from edgekit.convert.ncnn import plan as ncnn_plan
     from edgekit.convert.ncnn.int8 import Int8Report, quantize_ncnn
 
     method = recipe.calibration.method.value if recipe and recipe.calibration else "kl"
@@ -175,40 +155,12 @@ def _quantize(
             replace(io, options=dict(INT8_OPTIONS), int8=report.to_dict()).write(io_path_for(param))
             return report
 
-        plan, report, why_none = _speed_plan(build, src_param, param)
+        float_options = {**INT8_OPTIONS, "use_int8_inference": False}  # a float layer in the int8 artifact
+        plan, report, why_none = ncnn_plan.plan_and_build(build, src_param, param, float_options)
         if plan is not None and not report.quantized:  # int8 lost on every layer: ship the fp32 model as is
             shutil.copyfile(src_param, param)
             shutil.copyfile(src_bin, bin_path)
     return _described(io, report, plan, why_none, recipe, float_layers)
-
-
-def _speed_plan(build: Callable[[list[str]], Any], src_param: Path, param: Path) -> tuple[Any, Any, str]:
-    """The all-int8 artifact, then (where the emulated cores are built) the plan counted on them and the
-    artifact it keeps: (plan or None, the report of the artifact written last, why there is no plan)."""
-    from edgekit.convert.ncnn import plan as ncnn_plan
-
-    report = build([])
-    if not ncnn_plan.enabled():
-        return None, report, "the emulated cores are not built (or EDGEKIT_NCNN_SPEED_PLAN=0)"
-    float_options = {**INT8_OPTIONS, "use_int8_inference": False}
-    try:
-        plan = ncnn_plan.measure(src_param, param, report.quantized, float_options)
-    except EmulatorError as exc:  # a conversion never fails for want of a count
-        return None, report, f"counting failed ({exc.message})"
-    if plan.float_layers:
-        report = build(plan.float_layers)
-        planned = ncnn_plan.profiles(param)
-        for device, prof in planned.items():
-            plan.totals[device]["planned"] = prof.total
-        all_int8 = {d: t["all_int8"] for d, t in plan.totals.items()}
-        if ncnn_plan.weighted({d: p.total for d, p in planned.items()}, plan.weights) >= ncnn_plan.weighted(
-            all_int8, plan.weights
-        ):
-            plan.kept = "all-int8"
-            report = build([])
-    if ncnn_plan.slower_cores(plan):
-        report = _no_core_slower(plan, build, param, report)
-    return plan, report, ""
 
 
 def _described(

@@ -22,11 +22,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from edgekit.errors import EmulatorError
 from edgekit.profile import Profile
 
 DEVICES = ("pi4-emu", "pi5-emu")  # Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5)
@@ -164,3 +166,49 @@ def measure(
     plan = choose(int8, floats, {d: 1.0 / fp32[d] for d in int8}, quantized)
     plan.totals = {d: {"fp32": fp32[d], "all_int8": int8[d].total} for d in int8}
     return plan
+
+
+def plan_and_build(
+    build: Callable[[list[str]], Any], src_param: Path, param: Path, float_options: dict[str, bool]
+) -> tuple[SpeedPlan | None, Any, str]:
+    """The all-int8 artifact, then (where the emulated cores are built) the plan counted on them and the
+    artifact it keeps: (plan or None, the report of the artifact written last, why there is no plan)."""
+    report = build([])  # every quantizable layer int8
+    if not enabled():
+        return None, report, "the emulated cores are not built (or EDGEKIT_NCNN_SPEED_PLAN=0)"
+    try:
+        plan = measure(src_param, param, report.quantized, float_options)
+    except EmulatorError as exc:  # a conversion never fails for want of a count
+        return None, report, f"counting failed ({exc.message})"
+    if plan.float_layers:
+        report = build(plan.float_layers)
+        planned = profiles(param)
+        for device, prof in planned.items():
+            plan.totals[device]["planned"] = prof.total
+        all_int8 = {d: t["all_int8"] for d, t in plan.totals.items()}
+        if weighted({d: p.total for d, p in planned.items()}, plan.weights) >= weighted(
+            all_int8, plan.weights
+        ):
+            plan.kept = "all-int8"
+            report = build([])
+    if slower_cores(plan):
+        report = _no_core_slower(plan, build, param, report)
+    return plan, report, ""
+
+
+def _no_core_slower(plan: SpeedPlan, build: Callable[[list[str]], Any], param: Path, report: Any) -> Any:
+    """The kept artifact counts more than fp32 on some core (a weighted plan can trade one core for the other):
+    try the strict plan, float wherever int8 loses on any core, and keep it if no core is then slower than fp32
+    (else go back to what was kept). Returns the report of the artifact written last."""
+    kept = plan.kept
+    strict = [c.name for c in plan.layers if any(v["int8"] > v["float"] for v in c.counts.values())]
+    candidate = build(strict)
+    totals = {d: prof.total for d, prof in profiles(param).items()}
+    for device, total in totals.items():
+        plan.totals[device]["strict"] = total
+    if all(total <= plan.totals[d]["fp32"] for d, total in totals.items()):
+        plan.kept = "strict"
+        for choice in plan.layers:
+            choice.int8 = choice.name not in strict
+        return candidate
+    return build([] if kept == "all-int8" else plan.float_layers)
