@@ -51,6 +51,7 @@ class Candidate:
         default_factory=dict
     )  # e.g. {"top1_drop": 0.0, "map50_95_drop": 0.01}
     failures: tuple[str, ...] = ()  # why gates failed, for the record
+    samples: tuple[float, ...] = ()  # measured basis: the timed samples (ms) the p50 comes from
 
 
 @dataclass
@@ -72,6 +73,9 @@ class Route:
     caveats: list[str] = field(
         default_factory=list
     )  # what the figure cannot tell (e.g. an uncalibrated estimate)
+    tied_with: str | None = (
+        None  # measured basis: the runner-up these samples do not tell apart from the choice
+    )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -129,7 +133,31 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     slowest = max(ran, key=lambda c: (c.value, c.artifact))
     route.slowest_artifact = slowest.artifact
     route.speedup_vs_slowest = slowest.value / best.value  # type: ignore[operator]
+    if basis is Basis.P50_MS and len(eligible) > 1:
+        _tie(route, best, eligible[1])
     return route
+
+
+TIE_P = 0.05  # one-sided Mann-Whitney: the choice's samples must be faster than the runner-up's at this level
+MIN_SAMPLES = 5
+
+
+def _tie(route: Route, best: Candidate, runner_up: Candidate) -> None:
+    """A measured choice the samples cannot tell from the runner-up (rank test) is said to be a tie: a p50 a few
+    per cent lower on a busy machine is not a reason to ship one runtime over another."""
+    if min(len(best.samples), len(runner_up.samples)) < MIN_SAMPLES:
+        return
+    from scipy.stats import mannwhitneyu
+
+    p = float(mannwhitneyu(best.samples, runner_up.samples, alternative="less").pvalue)
+    if p < TIE_P:
+        return
+    route.tied_with = runner_up.artifact
+    route.caveats.append(
+        f"{best.artifact} and {runner_up.artifact} are not told apart by these samples (p50 {best.value:.3g} vs "
+        f"{runner_up.value:.3g} ms, Mann-Whitney p={p:.2f} over {len(best.samples)} and {len(runner_up.samples)} "
+        "samples): either will do; to choose, measure again with more --repeat on a quiet machine"
+    )
 
 
 def _fp32_of(artifact: str) -> str:
@@ -204,6 +232,7 @@ def candidates_for_run(
                 comp.cosine if comp else None,
                 _drops(comp),
                 failures,
+                tuple(m.samples_ms) if basis is Basis.P50_MS and m.status == "ok" else (),
             )
         )
     return basis, counting, candidates

@@ -244,3 +244,18 @@ def test_public_names_and_lazy_imports() -> None:
     code = f"import sys, edgekit.report.table; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"  # `edgekit deploy` prints its table without loading the report stack
+
+
+def test_a_tied_route_is_marked_in_the_report(tmp_path: Path) -> None:
+    """A route whose samples could not tell it from the runner-up shows the runner-up beside it (≈)."""
+    url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    result = synthetic_result(T0, rng=np.random.default_rng(0), formats=FORMATS, threads=(1,), repeat=10)
+    assert result.routes and all(r.get("tied_with") is None for r in result.routes)
+    result.routes[0]["tied_with"] = "ncnn-fp32"  # as recommend() writes it for overlapping samples
+    with open_store(url) as store:
+        store.record(result)
+        report = build(store, recipes=["yolov5-lite"])
+    html = tmp_path / "report.html"
+    write(report, html=html)
+    section = html.read_text().split("Route to ship, per target")[1].split("Latency trend")[0]
+    assert section.count("&asymp; ncnn-fp32") == 1

@@ -184,3 +184,75 @@ def test_emulated_board_with_estimates_ranks_by_the_estimate_across_runtimes() -
     emu.estimates["tflite-int8 x1"]["estimate_ms"] = 15.0  # now the uncalibrated one is the fastest
     (route,) = routes_for_deploy(result)
     assert route.artifact == "tflite-int8" and "not calibrated" in route.summary()
+
+
+def test_a_measured_choice_the_samples_cannot_tell_from_the_runner_up_is_called_a_tie() -> None:
+    """Two overlapping sample sets (a busy host): the route still names the lower p50 but says it is a tie; two
+    well-separated ones: no tie. Too few samples to test: nothing is claimed either way."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    noisy_a = tuple(float(v) for v in 20 + rng.normal(0, 3, 20))
+    noisy_b = tuple(float(v) for v in 20.5 + rng.normal(0, 3, 20))
+    a_p50, b_p50 = float(np.median(noisy_a)), float(np.median(noisy_b))
+    (first, fp50, fs), (second, sp50, ss) = sorted(
+        [("ncnn-int8", a_p50, noisy_a), ("ncnn-fp32", b_p50, noisy_b)], key=lambda c: c[1]
+    )
+    tie = recommend(
+        "host",
+        [Candidate(first, fp50, True, samples=fs), Candidate(second, sp50, True, samples=ss)],
+        Basis.P50_MS,
+    )
+    assert tie.artifact == first and tie.tied_with == second
+    assert any("not told apart" in c for c in tie.caveats) and "note:" in tie.summary()
+    fast = tuple(v - 8 for v in noisy_a)
+    clear = recommend(
+        "host",
+        [
+            Candidate("ncnn-int8", float(np.median(fast)), True, samples=fast),
+            Candidate("ncnn-fp32", b_p50, True, samples=noisy_b),
+        ],
+        Basis.P50_MS,
+    )
+    assert clear.artifact == "ncnn-int8" and clear.tied_with is None and clear.caveats == []
+    few = recommend(
+        "host",
+        [
+            Candidate("ncnn-int8", 20.0, True, samples=(20.0, 21.0)),
+            Candidate("ncnn-fp32", 20.1, True, samples=(20.1,)),
+        ],
+        Basis.P50_MS,
+    )
+    assert few.tied_with is None
+    # estimates and counts are not samples: never a tie by this test
+    est = recommend(
+        "pi4-emu", [Candidate("ncnn-int8", 96.0, True), Candidate("ncnn-fp32", 97.0, True)], Basis.ESTIMATE_MS
+    )
+    assert est.tied_with is None
+
+
+def test_deploy_routes_carry_the_measured_samples() -> None:
+    same = [20.0, 21.0, 19.5, 20.5, 20.2, 19.8]
+    board = _run(
+        "pi4",
+        False,
+        [
+            _measurement("ncnn-fp32", 1, 20.1).model_copy(update={"samples_ms": same}),
+            _measurement("ncnn-int8", 1, 20.0).model_copy(update={"samples_ms": [v - 0.1 for v in same]}),
+        ],
+        [],
+    )
+    result = DeployResult(
+        recipe="r",
+        recipe_path="r.yaml",
+        recipe_sha256="x",
+        started_at="t",
+        artifacts=[
+            ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1)
+            for a in ("ncnn-fp32", "ncnn-int8")
+        ],
+        runs=[board],
+    )
+    (route,) = routes_for_deploy(result)
+    assert route.artifact == "ncnn-int8" and route.tied_with == "ncnn-fp32"
+    assert route.to_dict()["tied_with"] == "ncnn-fp32"

@@ -134,9 +134,15 @@ def _routes(view: RecipeView) -> str:
                 for k, a in (("speedup_vs_fp32", "fp32_artifact"), ("speedup_vs_slowest", "slowest_artifact"))
                 if r.get(k) and r.get(a) != r.get("artifact")
             )
+            tie = (
+                f" <span class=muted title='these samples do not tell the two apart'>&asymp; "
+                f"{escape(str(r['tied_with']))}</span>"
+                if r.get("tied_with")
+                else ""
+            )
             rows.append(
                 f"<tr><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
-                f"{_target(run, r)}</td><td class=l><b>{escape(str(r['artifact']))}</b></td>"
+                f"{_target(run, r)}</td><td class=l><b>{escape(str(r['artifact']))}</b>{tie}</td>"
                 f"<td>{figure}</td><td class=l>{speed or '-'}</td>"
                 f"<td class='l wrap muted'>{escape(str(r.get('basis_label', '')))}</td></tr>"
             )
