@@ -94,8 +94,13 @@ def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(
     from edgekit.recipe import load_recipe
 
     recipe = load_recipe(recipe_path)
-    fp32, int8 = convert_recipe(recipe, [Format.NCNN_FP32, Format.NCNN_INT8])
+    said: list[str] = []
+    fp32, int8 = convert_recipe(recipe, [Format.NCNN_FP32, Format.NCNN_INT8], progress=said.append)
     assert int8.status == "ok", int8.error  # the recipe's int8 gates pass
+    plan_lines = [
+        m for m in said if m.startswith("ncnn-int8: speed plan:")
+    ]  # the long count says what it does
+    assert "counting the" in plan_lines[0] and "kept" in plan_lines[-1], said
     report = json.loads(int8.files[2].read_text())["int8"]
     int8_at = report["layer_fields"].index("int8")  # layers are rows of layer_fields
     if not any(row[int8_at] for row in report["layers"]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,6 +40,9 @@ class Converter(abc.ABC):
     registry: ClassVar[dict[Format, type[Converter]]] = {}
     peak_rss_mb: float | None = (
         None  # set by a convert that measured its tool's peak memory (e.g. a subprocess)
+    )
+    progress: Callable[[str], None] | None = (
+        None  # set by the pipeline: a long conversion says what it is doing
     )
 
     def __init_subclass__(cls, **kwargs: object) -> None:

@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -146,6 +147,7 @@ def _convert_group(
         say(f"{names}: converting with {conv_cls.__name__}")
         work = paths.cache_dir() / "work" / f"{conv_cls.__name__}-{uuid.uuid4().hex[:12]}"
         conv = conv_cls()
+        conv.progress = partial(_say_for, say, names)
         start = time.perf_counter()
         try:
             with PeakRss() as peak:
@@ -272,3 +274,7 @@ def _fidelity_digest(inputs: np.ndarray, labels: Any, recipe: Recipe) -> str:
         f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}"
     )
     return hashlib.sha256(spec.encode()).hexdigest()
+
+
+def _say_for(say: Progress, names: str, message: str) -> None:
+    say(f"{names}: {message}")

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ class NcnnConverter(Converter):
             Path(out_dir),
             calibration=calibration,
             recipe=recipe,
+            progress=self.progress,
         )
 
 
@@ -86,6 +88,7 @@ def convert_model(
     calibration: np.ndarray | None = None,
     recipe: Recipe | None = None,
     float_layers: frozenset[str] | set[str] = frozenset(),
+    progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Convert one ONNX/TorchScript file to `fmt` in out_dir: [model.param, model.bin, model.io.json].
 
@@ -108,7 +111,7 @@ def convert_model(
     if fmt.precision is Precision.INT8:
         if calibration is None:
             raise ConversionError("ncnn-int8 needs calibration inputs", where=str(model_path))
-        io = _quantize(param, bin_path, io, calibration, recipe, float_layers)
+        io = _quantize(param, bin_path, io, calibration, recipe, float_layers, progress)
     io.write(io_path_for(param))
     check_outputs(param, bin_path, io)
     return [param, bin_path, io_path_for(param)]
@@ -121,6 +124,7 @@ def _quantize(
     calibration: np.ndarray,
     recipe: Recipe | None,
     float_layers: frozenset[str] | set[str],
+    progress: Callable[[str], None] | None = None,
 ) -> NcnnIO:
     """Quantize every layer ncnn can run in int8, then (where the emulated cores are built) keep in float the
     layers whose int8 kernel counts more instructions (plan.py); the plan goes into the sidecar."""
@@ -156,7 +160,7 @@ def _quantize(
             return report
 
         float_options = {**INT8_OPTIONS, "use_int8_inference": False}  # a float layer in the int8 artifact
-        plan, report, why_none = ncnn_plan.plan_and_build(build, src_param, param, float_options)
+        plan, report, why_none = ncnn_plan.plan_and_build(build, src_param, param, float_options, progress)
         if plan is not None and not report.quantized:  # int8 lost on every layer: ship the fp32 model as is
             shutil.copyfile(src_param, param)
             shutil.copyfile(src_bin, bin_path)

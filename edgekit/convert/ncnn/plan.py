@@ -169,18 +169,30 @@ def measure(
 
 
 def plan_and_build(
-    build: Callable[[list[str]], Any], src_param: Path, param: Path, float_options: dict[str, bool]
+    build: Callable[[list[str]], Any],
+    src_param: Path,
+    param: Path,
+    float_options: dict[str, bool],
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[SpeedPlan | None, Any, str]:
     """The all-int8 artifact, then (where the emulated cores are built) the plan counted on them and the
     artifact it keeps: (plan or None, the report of the artifact written last, why there is no plan)."""
+    say = progress or (lambda _message: None)
     report = build([])  # every quantizable layer int8
     if not enabled():
         return None, report, "the emulated cores are not built (or EDGEKIT_NCNN_SPEED_PLAN=0)"
+    say(
+        f"speed plan: counting the {len(report.quantized)} quantized layers in int8 and in float on "
+        f"{' and '.join(DEVICES)} ({3 * len(DEVICES)} guest runs, {guests_at_once()} at a time)"
+    )
     try:
         plan = measure(src_param, param, report.quantized, float_options)
     except EmulatorError as exc:  # a conversion never fails for want of a count
         return None, report, f"counting failed ({exc.message})"
     if plan.float_layers:
+        say(
+            f"speed plan: {len(plan.float_layers)} layers count fewer instructions in float; counting that artifact"
+        )
         report = build(plan.float_layers)
         planned = profiles(param)
         for device, prof in planned.items():
@@ -192,7 +204,14 @@ def plan_and_build(
             plan.kept = "all-int8"
             report = build([])
     if slower_cores(plan):
+        say("speed plan: a core counts more than fp32; trying int8 only where it wins on every core")
         report = _no_core_slower(plan, build, param, report)
+    kept = {
+        "planned": f"{len(plan.float_layers)} of {len(plan.layers)} layers float",
+        "all-int8": "every layer int8 (the plan counted no fewer instructions)",
+        "strict": "int8 only where it wins on every core",
+    }[plan.kept]
+    say(f"speed plan: kept {kept}")
     return plan, report, ""
 
 
