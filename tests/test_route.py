@@ -84,6 +84,18 @@ def _comparison(artifact: str, target: str, passed: bool, **metric: float) -> Co
     )
 
 
+def _result(artifacts: tuple[str, ...], runs: list[TargetRun]) -> DeployResult:
+    """A deploy of `artifacts` (every conversion gate passed) with these target runs."""
+    return DeployResult(
+        recipe="r",
+        recipe_path="r.yaml",
+        recipe_sha256="x",
+        started_at="t",
+        artifacts=[ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1) for a in artifacts],
+        runs=runs,
+    )
+
+
 def test_deploy_routes_use_counts_on_emulated_and_p50_on_boards() -> None:
     emu = _run(
         "pi4-emu",
@@ -96,17 +108,7 @@ def test_deploy_routes_use_counts_on_emulated_and_p50_on_boards() -> None:
         [_comparison("ncnn-int8", "pi4-emu", True, map50_95=0.70, map50_95_reference=0.72)],
     )
     board = _run("pi4", False, [_measurement("ncnn-fp32", 1, 10.0), _measurement("ncnn-int8", 1, 12.0)], [])
-    result = DeployResult(
-        recipe="r",
-        recipe_path="r.yaml",
-        recipe_sha256="x",
-        started_at="t",
-        artifacts=[
-            ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1)
-            for a in ("ncnn-fp32", "ncnn-int8")
-        ],
-        runs=[emu, board],
-    )
+    result = _result(("ncnn-fp32", "ncnn-int8"), [emu, board])
     routes = {r.target: r for r in routes_for_deploy(result)}
     assert routes["pi4-emu"].basis is Basis.INSTRUCTIONS and routes["pi4-emu"].artifact == "ncnn-int8"
     assert abs(routes["pi4-emu"].speedup_vs_fp32 - 1.25) < 1e-9
@@ -167,17 +169,7 @@ def test_emulated_board_with_estimates_ranks_by_the_estimate_across_runtimes() -
             "high_ms": 80.0,
         },
     }
-    result = DeployResult(
-        recipe="r",
-        recipe_path="r.yaml",
-        recipe_sha256="x",
-        started_at="t",
-        artifacts=[
-            ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1)
-            for a in ("ncnn-fp32", "tflite-int8")
-        ],
-        runs=[emu],
-    )
+    result = _result(("ncnn-fp32", "tflite-int8"), [emu])
     (route,) = routes_for_deploy(result)
     assert route.basis is Basis.ESTIMATE_MS and route.artifact == "ncnn-fp32" and route.value == 20.0
     assert "ESTIMATE" in route.summary() and "not a measurement" in route.basis.label and not route.caveats
@@ -242,17 +234,7 @@ def test_deploy_routes_carry_the_measured_samples() -> None:
         ],
         [],
     )
-    result = DeployResult(
-        recipe="r",
-        recipe_path="r.yaml",
-        recipe_sha256="x",
-        started_at="t",
-        artifacts=[
-            ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1)
-            for a in ("ncnn-fp32", "ncnn-int8")
-        ],
-        runs=[board],
-    )
+    result = _result(("ncnn-fp32", "ncnn-int8"), [board])
     (route,) = routes_for_deploy(result)
     assert route.artifact == "ncnn-int8" and route.tied_with == "ncnn-fp32"
     assert route.to_dict()["tied_with"] == "ncnn-fp32"
