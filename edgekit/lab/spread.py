@@ -77,83 +77,23 @@ def spread(
     night: int | None = None,
 ) -> SpreadOutcome:
     """Deploy every recipe to every target; lab targets spread over all their free places."""
-    from edgekit.recipe import load_recipe
-
     start = time.monotonic()
     outcome = SpreadOutcome()
-    run = deploy_one or _deploy_one
     leases: list[Lease] = []
     try:
         queues, boards = _acquire(targets, log, outcome, leases)
-        loaded: dict[Path, Recipe] = {}
-        artifacts: dict[Path, list[Artifact]] = {}
         t0 = time.monotonic()
-        for path in recipes:
-            try:
-                loaded[path] = load_recipe(path)
-                artifacts[path] = _convert(loaded[path], log)
-            except Exception as exc:  # noqa: BLE001 - one recipe's failure never stops the night
-                outcome.results[path] = exc
+        loaded, artifacts = _convert_all(recipes, log, outcome)
         outcome.convert_s = time.monotonic() - t0
-        todo = [p for p in recipes if p in loaded]
-        turn = (night if night is not None else datetime.now(UTC).toordinal()) % max(1, len(todo))
-        todo = todo[turn:] + todo[:turn]
-        parts: dict[Path, list[DeployResult]] = {p: [] for p in todo}
-        lock = threading.Lock()
+        todo = _tonights_order([p for p in recipes if p in loaded], night)
         for kind in queues:
             for path in todo:
                 queues[kind].put(path)
-
-        def work(target: Target, kind: str, lease: Lease | None) -> None:
-            name = target.name
-            while True:
-                try:
-                    path = queues[kind].get_nowait()
-                except queue.Empty:
-                    break
-                log(f"{name}: {path.name}")
-                t = time.monotonic()
-                try:
-                    result = run(loaded[path], target, artifacts[path])
-                except Exception as exc:  # noqa: BLE001 - recorded as this recipe's failure on this board
-                    with lock:
-                        outcome.results.setdefault(path, exc)
-                    continue
-                finally:
-                    with lock:
-                        outcome.board_seconds[name] = (
-                            outcome.board_seconds.get(name, 0.0) + time.monotonic() - t
-                        )
-                        outcome.jobs.setdefault(name, []).append(path.name)
-                with lock:
-                    parts[path].append(result)
-            if lease is not None:
-                lease.release(name)
-                outcome.release_s[name] = lease.release_s.get(name, 0.0)
-                log(f"{name}: queue empty, released ({outcome.release_s[name]:.3f} s)")
-
-        done = threading.Semaphore(0)  # not Thread.join: it misbehaves after a Ctrl-C (CPython 3.11)
-
-        def worker(target: Target, kind: str, lease: Lease | None) -> None:
-            try:
-                work(target, kind, lease)
-            finally:
-                done.release()
-
-        threads = [
-            threading.Thread(target=worker, args=b, name=f"spread-{b[0].name}", daemon=True) for b in boards
-        ]
+        work = _Night(deploy_one or _deploy_one, loaded, artifacts, queues, outcome, log, todo)
         t0 = time.monotonic()
-        for t in threads:
-            t.start()
-        try:
-            for _ in threads:
-                done.acquire()
-        except KeyboardInterrupt:
-            log("lab: interrupted (Ctrl-C): releasing every place; tonight's runs are not recorded")
-            raise
+        work.run(boards)
         outcome.deploy_s = time.monotonic() - t0
-        for path, results in parts.items():
+        for path, results in work.parts.items():
             if results:
                 outcome.results[path] = _merge(results)
     finally:
@@ -161,6 +101,96 @@ def spread(
             lease.close()
         outcome.wall_s = time.monotonic() - start
     return outcome
+
+
+def _convert_all(
+    recipes: Sequence[Path], log: Log, outcome: SpreadOutcome
+) -> tuple[dict[Path, Recipe], dict[Path, list[Artifact]]]:
+    """Every recipe loaded and converted once, before any board starts; a recipe that fails is its result."""
+    from edgekit.recipe import load_recipe
+
+    loaded: dict[Path, Recipe] = {}
+    artifacts: dict[Path, list[Artifact]] = {}
+    for path in recipes:
+        try:
+            loaded[path] = load_recipe(path)
+            artifacts[path] = _convert(loaded[path], log)
+        except Exception as exc:  # noqa: BLE001 - one recipe's failure never stops the night
+            outcome.results[path] = exc
+    return loaded, artifacts
+
+
+def _tonights_order(todo: list[Path], night: int | None) -> list[Path]:
+    """The queue starts at a recipe that turns with the night, so every board meets every recipe over nights."""
+    turn = (night if night is not None else datetime.now(UTC).toordinal()) % max(1, len(todo))
+    return todo[turn:] + todo[:turn]
+
+
+class _Night:
+    """One worker thread per acquired place, each taking recipes from its lab target's queue until it is empty,
+    then giving its place back; what each place ran and for how long goes into the outcome."""
+
+    def __init__(
+        self,
+        run: DeployOne,
+        loaded: dict[Path, Recipe],
+        artifacts: dict[Path, list[Artifact]],
+        queues: dict[str, queue.Queue[Path]],
+        outcome: SpreadOutcome,
+        log: Log,
+        todo: list[Path],
+    ) -> None:
+        self.deploy, self.loaded, self.artifacts, self.queues = run, loaded, artifacts, queues
+        self.outcome, self.log = outcome, log
+        self.parts: dict[Path, list[DeployResult]] = {p: [] for p in todo}
+        self.lock = threading.Lock()
+
+    def run(self, boards: list[tuple[Target, str, Lease | None]]) -> None:
+        done = threading.Semaphore(0)  # not Thread.join: it misbehaves after a Ctrl-C (CPython 3.11)
+
+        def worker(target: Target, kind: str, lease: Lease | None) -> None:
+            try:
+                self.work(target, kind, lease)
+            finally:
+                done.release()
+
+        threads = [
+            threading.Thread(target=worker, args=b, name=f"spread-{b[0].name}", daemon=True) for b in boards
+        ]
+        for t in threads:
+            t.start()
+        try:
+            for _ in threads:
+                done.acquire()
+        except KeyboardInterrupt:
+            self.log("lab: interrupted (Ctrl-C): releasing every place; tonight's runs are not recorded")
+            raise
+
+    def work(self, target: Target, kind: str, lease: Lease | None) -> None:
+        name, outcome = target.name, self.outcome
+        while True:
+            try:
+                path = self.queues[kind].get_nowait()
+            except queue.Empty:
+                break
+            self.log(f"{name}: {path.name}")
+            t = time.monotonic()
+            try:
+                result = self.deploy(self.loaded[path], target, self.artifacts[path])
+            except Exception as exc:  # noqa: BLE001 - recorded as this recipe's failure on this board
+                with self.lock:
+                    outcome.results.setdefault(path, exc)
+                continue
+            finally:
+                with self.lock:
+                    outcome.board_seconds[name] = outcome.board_seconds.get(name, 0.0) + time.monotonic() - t
+                    outcome.jobs.setdefault(name, []).append(path.name)
+            with self.lock:
+                self.parts[path].append(result)
+        if lease is not None:
+            lease.release(name)
+            outcome.release_s[name] = lease.release_s.get(name, 0.0)
+            self.log(f"{name}: queue empty, released ({outcome.release_s[name]:.3f} s)")
 
 
 def _acquire(
