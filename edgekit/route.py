@@ -147,9 +147,9 @@ def _tie(route: Route, best: Candidate, runner_up: Candidate) -> None:
     per cent lower on a busy machine is not a reason to ship one runtime over another."""
     if min(len(best.samples), len(runner_up.samples)) < MIN_SAMPLES:
         return
-    from scipy.stats import mannwhitneyu
+    from edgekit.samples import slower_p_value
 
-    p = float(mannwhitneyu(best.samples, runner_up.samples, alternative="less").pvalue)
+    p = slower_p_value(runner_up.samples, best.samples)
     if p < TIE_P:
         return
     route.tied_with = runner_up.artifact

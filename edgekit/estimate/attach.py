@@ -78,7 +78,9 @@ def estimate_for(
         measurement.threads,
         fmt=fmt,
         caveats=caveats,
-        layer_types=cost.layer_types if cost is not None and cost.kind == "ncnn" else (),
+        layer_types=cost.layer_types
+        if cost is not None
+        else (),  # ncnn graphs only: the calibration is ncnn's
     )
     out = {**base, **est.to_dict(), "status": "ok", "instructions_per_invoke": source.instructions_per_invoke}
     if cost is not None and fmt is not None:

@@ -200,6 +200,12 @@ def stored_procedure_errors() -> dict[str, list[tuple[str, str, float]]]:
     return {key: [(m, c, float(e)) for m, c, e in errs] for key, errs in stored.items()}
 
 
+def held_each(abs_errors: Sequence[float]) -> list[bool]:
+    """For each held-out |error|: inside the interval the other models' errors give (conformal), or not."""
+    logs = list(abs_errors)
+    return [logs[i] <= conformal_quantile(logs[:i] + logs[i + 1 :]) for i in range(len(logs))]
+
+
 def procedure_summary(errors: Sequence[tuple[str, str, float]]) -> dict[str, Any]:
     """Median / p90 / max |error| of the procedure's held-out predictions, the interval they support
     (conformal, CONFORMAL_RANK_LEVEL) and how many held-out figures fell inside the interval the other models'
@@ -207,7 +213,7 @@ def procedure_summary(errors: Sequence[tuple[str, str, float]]) -> dict[str, Any
     logs = [abs(e) for _, _, e in errors]
     rel = sorted(abs(math.exp(e) - 1) for _, _, e in errors)
     q = conformal_quantile(logs)
-    held = sum(logs[i] <= conformal_quantile(logs[:i] + logs[i + 1 :]) for i in range(len(logs)))
+    held = sum(held_each(logs))
     return {
         "n": len(errors),
         "median": statistics.median(rel) if rel else math.nan,
@@ -236,7 +242,7 @@ def novel_layer_summary(errors: Sequence[tuple[str, str, float]]) -> dict[str, d
     how many the interval held (each interval built from the other models' errors, as procedure_summary)."""
     novel = set(novel_layer_models())
     logs = [abs(e) for _, _, e in errors]
-    held = [logs[i] <= conformal_quantile(logs[:i] + logs[i + 1 :]) for i in range(len(logs))]
+    held = held_each(logs)
     out = {}
     for group, keep in (("novel", True), ("rest", False)):
         at = [i for i, (m, _, _) in enumerate(errors) if (m in novel) is keep]
