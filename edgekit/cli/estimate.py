@@ -149,19 +149,15 @@ def _count(
     counted: dict[str, Any] = {**first.to_dict(), "cached": cached}
     busiest: dict[int, int] = {}
     n = min(threads, b.cores)
-    if n > 1 and n in cost_model.CALIBRATED_THREADS:
-        method = cost_model.chosen(
-            b.name, n, ("instructions", "busiest", "params", "mix", "activation_bytes")
-        )
-        if "busiest" in cost_model.BY_NAME[method].needs:
-            split, split_cached = one(n)
-            busiest[n] = split.busiest_thread
-            counted["threads_split"] = {
-                "threads": n,
-                "per_thread": split.per_thread,
-                "cached": split_cached,
-                "busiest_thread": split.busiest_thread,
-            }
+    if n > 1 and n in cost_model.CALIBRATED_THREADS:  # the thread split: forms on the busiest thread use it
+        split, split_cached = one(n)
+        busiest[n] = split.busiest_thread
+        counted["threads_split"] = {
+            "threads": n,
+            "per_thread": split.per_thread,
+            "cached": split_cached,
+            "busiest_thread": split.busiest_thread,
+        }
     int8 = (fmt is not None and fmt.precision.value == "int8") or (
         artifact.suffix == ".param" and has_int8_layers(artifact)
     )
@@ -195,7 +191,7 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
     )
     console.print(
         f"  [dim]cost model {est['method']}: leave-one-model-out on {cv['n']} ncnn benchmark models, the "
-        f"choice of model included: median |error| {100 * cv['median']:.0f} %, p90 {100 * cv['p90']:.0f} %, "
+        f"weighting included: median |error| {100 * cv['median']:.0f} %, p90 {100 * cv['p90']:.0f} %, "
         f"interval held {cv['held']} of {cv['n']}[/]",
         highlight=False,
     )

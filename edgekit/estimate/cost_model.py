@@ -1,7 +1,7 @@
 """Estimated latency on a real Pi 4 / Pi 5 from what emulation can count, with an error that cross-validation backs.
 
-The form (forms.py) chosen for the board, thread count and the features at hand (crossval.chosen), fitted on all 17
-calibration models, predicts the latency; the interval is the whole procedure's cross-validated one
+Every form (forms.py) the features at hand allow, fitted on all 17 calibration models and weighted by how well it
+held out (crossval.ensemble), predicts the latency; the interval is the whole procedure's cross-validated one
 (crossval.procedure_cv). Formats the calibration set does not contain (TFLite, other runtimes) get the widest
 interval of any group and say that it is not validated for them. Every figure here is an estimate, not a
 measurement. The names of forms.py and crossval.py that callers use are re-exported here.
@@ -22,10 +22,12 @@ from edgekit.estimate.crossval import (
     INTERVAL_LEVEL,
     PROCEDURE_FILE,
     SHIPPED,
-    chosen,
+    Ensemble,
     conformal_quantile,
     cross_validation_table,
     cv_summary,
+    ensemble,
+    forms_for,
     loo,
     nested_coverage,
     novel_layer_models,
@@ -66,16 +68,18 @@ __all__ = [
     "SHIPPED",
     "SOURCE",
     "Candidate",
+    "Ensemble",
     "Estimate",
     "Features",
     "Fit",
     "calibration_data",
-    "chosen",
     "conformal_quantile",
     "cross_validation_table",
     "cv_summary",
+    "ensemble",
     "estimate",
     "fit",
+    "forms_for",
     "loo",
     "nested_coverage",
     "novel_layer_models",
@@ -97,7 +101,7 @@ SOURCE = "published ncnn benchmark figures, Raspberry Pi 4 and Pi 5 (edgekit/est
 class Estimate:
     board: str
     threads: int
-    method: str  # the candidate used
+    method: str  # the forms used and their heaviest weights
     features: Features
     estimate_ms: float
     low_ms: float
@@ -145,9 +149,10 @@ def estimate(
     unseen = calibration.uncalibrated_layer_types(layer_types)
     if unseen:
         notes.append(
-            f"layer types no calibration model has: {', '.join(unseen)}; their kernels' speed is not calibrated "
-            "(leave-one-out: calibration models with a layer type the others lack had larger median errors, "
-            "and the interval held them as often as the rest: README, Instruction counts and estimates)"
+            f"layer types no calibration model has: {', '.join(unseen)}; their kernels' speed is not calibrated, "
+            "so the interval is the largest held-out error instead of the 85th percentile (leave-one-out: "
+            "calibration models with a layer type the others lack fell outside the ordinary interval more "
+            "often; README, Instruction counts and estimates)"
         )
     n = min(max(threads, 1), board.cores)
     calibrated_n = n if n in CALIBRATED_THREADS else max(t for t in CALIBRATED_THREADS if t <= n)
@@ -159,37 +164,34 @@ def estimate(
     if threads > board.cores:
         notes.append(f"{threads} threads on {board.cores} cores: counted as {board.cores}")
     available = tuple(k for k in (INS, B, P, M, X, A) if features.has(k, calibrated_n))
-    method = chosen(board.name, calibrated_n, available)
-    rows = calibration_data(board.name, calibrated_n)
-    cand = BY_NAME[method]
-    model = fit(
-        cand,
-        board.name,
-        calibrated_n,
-        [(f, ms) for _, f, ms in rows if all(f.has(k, calibrated_n) for k in cand.needs)],
-    )
+    model = ensemble(board.name, calibrated_n, available)
+    method = model.describe()
     est = model.predict_ms(features)
-    cv: dict[str, Any] = {"candidate": method, "board": board.name, "threads": calibrated_n}
+    cv: dict[str, Any] = {
+        "weights": {name: round(w, 4) for name, w in model.weights.items()},
+        "board": board.name,
+        "threads": calibrated_n,
+    }
     cv |= procedure_cv(board.name, calibrated_n, available)
-    q = cv["q_log"]
-    calibrated = calibrated_n == n and _format_calibrated(fmt, method)
+    q = max(cv["q_log"], cv["q_log_novel"]) if unseen else cv["q_log"]
+    calibrated = calibrated_n == n and _format_calibrated(fmt, list(model.weights))
     if not calibrated:
         q = max(q, widest_q())
         if calibrated_n == n:
-            notes.append(_uncalibrated_note(fmt, method))
+            notes.append(_uncalibrated_note(fmt))
     return Estimate(
         board.name, n, method, features, est, est * math.exp(-q), est * math.exp(q), calibrated, cv, notes
     )
 
 
-def _format_calibrated(fmt: Format | None, method: str) -> bool:
+def _format_calibrated(fmt: Format | None, method: Sequence[str]) -> bool:
     """The calibration set is ncnn models run with ncnn's default options: other runtimes are not covered."""
-    if method.startswith("macs"):
-        return True  # the macs candidates are cross-validated on their own (blind to runtime and precision)
+    if all(BY_NAME[name].needs[0] == M for name in method):
+        return True  # forms on MACs alone are cross-validated as such (blind to runtime and precision)
     return fmt is None or fmt.runtime is Runtime.NCNN
 
 
-def _uncalibrated_note(fmt: Format | None, method: str) -> str:
+def _uncalibrated_note(fmt: Format | None) -> str:
     what = fmt.value if fmt is not None else "this format"
     return (
         f"{what}: no calibration figure exists for this runtime (the cost model is fitted on ncnn's benchmark "
