@@ -155,26 +155,37 @@ def print_shipped(rows: list[dict]) -> None:
             )
 
 
-def print_novel_layers() -> None:
-    """The procedure's errors on the calibration models with a layer type no other one has (the README's line on
-    estimates of models with uncalibrated kernels)."""
+def print_groups() -> None:
+    """The procedure's errors on the calibration models with a layer type no other one has, and on the int8
+    ones: the two kinds whose estimates state the widened interval (the README's lines on them)."""
     novel = cost_model.novel_layer_models()
-    print(f"\nmodels with a layer type none of the other 16 has: {', '.join(novel)}")
-    print(
-        "| board, threads | those: median / held (widened interval) / held (ordinary interval) | "
-        "the rest: median / held |"
-    )
-    print("|---|---|---|")
-    for board in calibration.DEVICES:
-        for threads in calibration.THREADS:
-            errors = cost_model.stored_procedure_errors()[cost_model.procedure_key(board, threads, EVERY)]
-            s = cost_model.novel_layer_summary(errors)
-            n, r = s["novel"], s["rest"]
-            print(
-                f"| {board}, {threads} | {100 * n['median']:.1f} % / {n['held']}/{n['n']} / "
-                f"{n['held_plain']}/{n['n']} | "
-                f"{100 * r['median']:.1f} % / {r['held']}/{r['n']} |"
-            )
+    for title, summary, (a, b) in (
+        (
+            f"models with a layer type none of the other 16 has: {', '.join(novel)}",
+            cost_model.novel_layer_summary,
+            ("novel", "rest"),
+        ),
+        (
+            "kernel class: the int8 models against the float ones",
+            cost_model.kernel_class_summary,
+            ("int8", "float"),
+        ),
+    ):
+        print(f"\n{title}")
+        print(
+            f"| board, threads | {a}: median / held (widened interval) / held (ordinary interval) | "
+            f"{b}: median / held |"
+        )
+        print("|---|---|---|")
+        for board in calibration.DEVICES:
+            for threads in calibration.THREADS:
+                errors = cost_model.stored_procedure_errors()[cost_model.procedure_key(board, threads, EVERY)]
+                s = summary(errors)
+                g, r = s[a], s[b]
+                print(
+                    f"| {board}, {threads} | {100 * g['median']:.1f} % / {g['held']}/{g['n']} / "
+                    f"{g['held_plain']}/{g['n']} | {100 * r['median']:.1f} % / {r['held']}/{r['n']} |"
+                )
 
 
 def main() -> None:
@@ -200,7 +211,7 @@ def main() -> None:
     print_table(rows)
     print(f"\nshipped model: {cost_model.SHIPPED}")
     print_shipped(rows)
-    print_novel_layers()
+    print_groups()
     if args.json:
         args.json.write_text(json.dumps({"table": rows, "predictions": predictions}, indent=1))
 
