@@ -155,6 +155,23 @@ def print_shipped(rows: list[dict]) -> None:
             )
 
 
+def print_other_feature_sets() -> None:
+    """The procedure with fewer features: a count without the thread split (deploy's estimates for more threads
+    than it counted) and an ONNX graph's MACs alone (`edgekit roofline`)."""
+    print("\nother feature sets (procedure: median / p90 / interval / held)")
+    print("| board, threads | count, no thread split | MACs and weights (graph only) |")
+    print("|---|---|---|")
+    for board in calibration.DEVICES:
+        for threads in calibration.THREADS:
+            cells = []
+            for features in FEATURE_SETS[1:3]:
+                p = cost_model.procedure_cv(board, threads, features)
+                cells.append(
+                    f"{100 * p['median']:.1f} / {100 * p['p90']:.1f} % / {p['interval']} / {p['held']}/{p['n']}"
+                )
+            print(f"| {board}, {threads} | {cells[0]} | {cells[1]} |")
+
+
 def print_groups() -> None:
     """The procedure's errors on the calibration models with a layer type no other one has, and on the int8
     ones: the two kinds whose estimates state the widened interval (the README's lines on them)."""
@@ -211,6 +228,7 @@ def main() -> None:
     print_table(rows)
     print(f"\nshipped model: {cost_model.SHIPPED}")
     print_shipped(rows)
+    print_other_feature_sets()
     print_groups()
     if args.json:
         args.json.write_text(json.dumps({"table": rows, "predictions": predictions}, indent=1))

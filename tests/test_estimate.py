@@ -145,6 +145,11 @@ def test_stated_intervals_come_from_the_whole_procedure_cross_validated_weightin
         assert proc["median"] == pytest.approx(median, abs=0.0015), (board, threads, proc)
         assert proc["p90"] == pytest.approx(p90, abs=0.0015), (board, threads, proc)
         assert proc["held"] >= cost_model.INTERVAL_LEVEL * proc["n"], (board, threads, proc)
+    no_split = tuple(k for k in EVERY if k != "busiest")  # deploy's 4-thread estimate from a 1-thread count
+    for board, (median, p90) in {"pi4": (0.209, 0.411), "pi5": (0.150, 0.405)}.items():
+        proc = cost_model.procedure_cv(board, 4, no_split)
+        assert (proc["median"], proc["p90"]) == pytest.approx((median, p90), abs=0.0015), (board, proc)
+        assert proc["held"] >= cost_model.INTERVAL_LEVEL * proc["n"], (board, proc)
     name, feats, _ = cost_model.calibration_data("pi4", 4)[0]
     assert all(feats.has(k, 4) for k in EVERY), name
     est = cost_model.estimate("pi4", feats, threads=4)
