@@ -189,3 +189,30 @@ def test_torchscript_input_converts_too(inputs: np.ndarray, tmp_path: Path) -> N
         got = model.run_one(inputs[:1])
     for w, g in zip(want, got):
         assert np.abs(w - g).max() < 1e-4
+
+
+def test_int8_is_read_from_each_layer_types_own_scale_term(tmp_path: Path) -> None:
+    """int8_scale_term is param 8 on convolutions and InnerProduct but 18 on Gemm and attention, where 8 is
+    Gemm's constantN: a float transformer as pnnx writes it (Gemm 8=256) is not int8, a quantized Gemm is."""
+    from edgekit.convert.ncnn.param import has_int8_layers
+
+    head = "7767517\n4 4\nInput in0 0 1 in0\n"
+    float_layers = (
+        "MultiHeadAttention attention_0 1 1 in0 a 0=64 1=4 2=4096 3=64 4=64\n"
+        "Gemm gemm_0 1 1 a b 10=4 2=0 3=1 4=0 5=1 6=1 7=196 8=256 9=64\n"
+        "Interp interp_0 1 1 b out0 0=2 8=1\n"
+    )
+    plain = tmp_path / "float.param"
+    plain.write_text(head + float_layers)
+    assert not has_int8_layers(plain)
+    gemm = tmp_path / "gemm_int8.param"
+    gemm.write_text(head + float_layers.replace("9=64\n", "9=64 18=2\n"))
+    assert has_int8_layers(gemm)
+    conv = tmp_path / "conv_int8.param"
+    conv.write_text(
+        head
+        + float_layers.replace(
+            "Interp interp_0 1 1 b out0 0=2 8=1", "Convolution c 1 1 b out0 0=8 1=1 6=512 8=2"
+        )
+    )
+    assert has_int8_layers(conv)

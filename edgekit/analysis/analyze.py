@@ -151,14 +151,14 @@ def ncnn_layers(
     fp32_files: Sequence[Path], int8_files: Sequence[Path], inputs: np.ndarray
 ) -> list[LayerError]:
     """Propagated and isolated errors of every ncnn layer (see the module docstring)."""
-    from edgekit.convert.ncnn.param import read_param
+    from edgekit.convert.ncnn.param import int8_scale_term, read_param
     from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel, io_path_for
 
     f_param, f_bin = _ncnn_pair(fp32_files)
     q_param, q_bin = _ncnn_pair(int8_files)
     graph = read_param(q_param)
     qio = NcnnIO.read(io_path_for(q_param))
-    int8_names = {ly.name for ly in graph.layers if ly.get_int(8)}  # int8_scale_term: the layer runs in int8
+    int8_names = {ly.name for ly in graph.layers if int8_scale_term(ly)}  # the layer runs in int8
     layers = [ly for ly in graph.layers if ly.type not in ("Input", "Split") and ly.tops]
     blobs = list(dict.fromkeys(b for ly in layers for b in (*ly.bottoms, *ly.tops)))
     inputs_set = set(qio.inputs)

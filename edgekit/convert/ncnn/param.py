@@ -117,18 +117,24 @@ def _parse_layer(line: str) -> NcnnLayer:
 
 
 def has_int8_layers(path: Path) -> bool:
-    """True when any layer asks for int8 inference (`8=` int8_scale_term non-zero): ncnn then runs it with its
-    int8 kernels, whatever the file is called."""
-    return any(layer.get_int(8) for layer in read_param(path).layers if layer.type in INT8_LAYER_TYPES)
+    """True when any layer asks for int8 inference (int8_scale_term non-zero): ncnn then runs it with its int8
+    kernels, whatever the file is called."""
+    return any(int8_scale_term(layer) for layer in read_param(path).layers)
 
 
-# the layer types whose param 8 is int8_scale_term (elsewhere id 8 means something else, e.g. Interp's)
-INT8_LAYER_TYPES = (
-    "Convolution",
-    "ConvolutionDepthWise",
-    "InnerProduct",
-    "Convolution1D",
-    "ConvolutionDepthWise1D",
-    "Gemm",
-    "MultiHeadAttention",
-)
+def int8_scale_term(layer: NcnnLayer) -> int:
+    """The layer's int8_scale_term (0: float). Its param id depends on the type (8 on convolutions and
+    InnerProduct, 18 on Gemm and attention, where 8 is Gemm's constantN); other types have none."""
+    key = INT8_SCALE_TERM_ID.get(layer.type)
+    return layer.get_int(key) if key is not None else 0
+
+
+# the param id of int8_scale_term in each ncnn layer type that has one (ncnn's load_param of each)
+INT8_SCALE_TERM_ID = {
+    "Convolution": 8,
+    "ConvolutionDepthWise": 8,
+    "InnerProduct": 8,
+    "Gemm": 18,
+    "MultiHeadAttention": 18,
+    "SDPA": 18,
+}
