@@ -76,6 +76,22 @@ def test_onnx_and_ncnn_graphs_count_the_same_macs(tmp_path: Path) -> None:
     assert ncnn_cost.io_bytes == 2 * act
 
 
+def test_ncnn_layers_whose_params_are_floats_or_mean_other_things_are_read(tmp_path: Path) -> None:
+    """Only convolutions, deconvolutions and InnerProduct carry weights here: HardSwish's param 0 is a float
+    (it stopped `estimate` with an internal error) and Gemm's 8 is constantN; both still count activations."""
+    param = tmp_path / "hs.param"
+    param.write_text(
+        "7767517\n3 3\nInput in0 0 1 in0\n"
+        "Convolution conv 1 1 in0 c 0=8 1=3 4=1 5=1 6=216\n"
+        "HardSwish hs 1 1 c out0 0=0.166666672 1=0.5\n"
+    )
+    param.with_suffix(".bin").write_bytes(bytes(4 + 216 * 4 + 8 * 4))
+    cost = analyze(param, [1, 3, 16, 16])
+    assert cost.macs == 216 * 16 * 16 and cost.params == 216 + 8
+    assert cost.activation_bytes == (3 + 8 + 8 + 8) * 16 * 16 * 4  # conv in + out, HardSwish in + out
+    assert "HardSwish" in cost.layer_types
+
+
 def test_ncnn_without_shape_or_sidecar_is_a_named_error(tmp_path: Path) -> None:
     from edgekit.errors import EdgekitError
 

@@ -199,7 +199,10 @@ def _ncnn(path: Path, input_shape: list[int] | None) -> ModelCost:
     for kind, bottoms, tops, p in layers:
         if kind in ("Input", "Split"):
             continue
-        wsize = int(p.get("6", p.get("2", 0))) if kind in _NCNN_CONV | _NCNN_DECONV | {"InnerProduct"} else 0
+        act += sum(int(np.prod(shapes[b])) * elem for b in [*bottoms, *tops] if b in shapes)
+        if kind not in _NCNN_CONV | _NCNN_DECONV | {"InnerProduct"}:
+            continue  # weightless here; param ids mean other things elsewhere (HardSwish's 0 is a float)
+        wsize = int(p.get("6", p.get("2", 0)))
         nout = int(p.get("0", 0))
         bias = (
             nout
@@ -219,7 +222,6 @@ def _ncnn(path: Path, input_shape: list[int] | None) -> ModelCost:
             macs = wsize * max(1, int(np.prod(shapes[bottoms[0]])) // max(1, wsize // nout))
         if macs:
             macs_by[kind] = macs_by.get(kind, 0) + macs
-        act += sum(int(np.prod(shapes[b])) * elem for b in [*bottoms, *tops] if b in shapes)
     outs = io.get("outputs") or [tops[0] for _, _, tops, _ in layers[-1:]]
     ins = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
     io_bytes = sum(int(np.prod(shapes[b])) * 4 for b in [*ins, *outs] if b in shapes)
