@@ -20,8 +20,9 @@ from edgekit.emu import layout
 from edgekit.emu.plugin import build as plugin_build
 from edgekit.emu.plugin.counting import _guest_env
 from edgekit.emu.specs import device_spec
-from edgekit.errors import EmulatorError
+from edgekit.errors import EmulatorError, UsageError
 
+BARE_FILL = 0.01  # a bare .param's input, as benchncnn fills it (edgekit.estimate.calibration.INPUT_FILL)
 RUNNER = Path(__file__).parent / "emu" / "plugin" / "profile_runner.py"
 LABEL = "guest instructions per layer on the emulated core, 1 inference (exact; not cycles)"
 QUANTIZED_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
@@ -81,9 +82,16 @@ class Profile:
         return {**asdict(self), "layer_sum": self.layer_sum, "coverage": self.coverage}
 
 
-def profile_ncnn(artifact: Path, device: str, threads: int = 1, timeout_s: float = 3600) -> Profile:
+def profile_ncnn(
+    artifact: Path,
+    device: str,
+    threads: int = 1,
+    timeout_s: float = 3600,
+    input_shape: list[int] | None = None,
+) -> Profile:
     """Per-layer guest instruction counts of one ncnn artifact (.param with its .bin and sidecar) on an
-    emulated DEVICE (pi4-emu: Cortex-A72, pi5-emu: Cortex-A76)."""
+    emulated DEVICE (pi4-emu: Cortex-A72, pi5-emu: Cortex-A76). A bare .param (no sidecar) needs `input_shape`
+    (NCHW) and runs the way benchncnn runs it: ncnn's default options, every input element 0.01."""
     artifact = Path(artifact)
     if artifact.suffix != ".param":
         raise EmulatorError(
@@ -91,11 +99,13 @@ def profile_ncnn(artifact: Path, device: str, threads: int = 1, timeout_s: float
             where=str(artifact),
             hint="profile a .tflite with edgekit.profile_tflite (`edgekit profile` picks it)",
         )
-    if not artifact.with_suffix(".io.json").exists():
-        raise EmulatorError(
-            "an ncnn artifact needs its model.io.json sidecar to be profiled",
+    bare = not artifact.with_suffix(".io.json").exists()
+    if bare and not input_shape:
+        raise UsageError(
+            "an ncnn .param without edgekit's model.io.json sidecar needs its input shape to be profiled",
             where=str(artifact),
-            hint="convert it with `edgekit convert`",
+            hint="give --input-shape 1,3,H,W (it then runs with ncnn's default options, as benchncnn), "
+            "or convert the model with `edgekit convert`",
         )
     spec = device_spec(device)
     python = layout.device_dir(device).python
@@ -117,6 +127,7 @@ def profile_ncnn(artifact: Path, device: str, threads: int = 1, timeout_s: float
                     "artifact": str(artifact.resolve()),
                     "threads": threads,
                     "warmup": 1,
+                    **({"input_shape": input_shape, "fill": BARE_FILL} if bare else {}),
                 }
             )
         )

@@ -164,6 +164,28 @@ def test_profile_layers_add_up_to_the_whole_inference(counting_ready: None, tmp_
 
 
 @pytest.mark.integration
+def test_profile_of_a_bare_param_takes_its_input_shape(counting_ready: None, tmp_path: Path) -> None:
+    """A .param without edgekit's sidecar profiles from --input-shape, the way benchncnn runs it (input 0.01);
+    without the shape it is a usage error (exit 2) that names the flag."""
+    import subprocess
+    import sys
+
+    param = _conv_chain(tmp_path, (3, 1))
+    param.with_suffix(".io.json").unlink()
+    cli = [sys.executable, "-m", "edgekit", "profile", str(param), "--target", "pi4-emu"]
+    missing = subprocess.run(cli, capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 2 and "--input-shape" in missing.stderr, missing.stderr
+    out = subprocess.run(
+        [*cli, "--input-shape", "1,16,64,64", "--json"], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    prof = json.loads(out.stdout)
+    layers = {la["name"]: la for la in prof["layers"]}
+    assert set(layers) == {"conv0", "conv1"} and layers["conv0"]["shape"] == [16, 64, 64]
+    assert layers["conv0"]["instructions"] > 2 * layers["conv1"]["instructions"]
+
+
+@pytest.mark.integration
 def test_plan_profiles_side_by_side_are_the_ones_counted_alone(
     counting_ready: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,7 +24,7 @@ if not console.is_terminal:  # logs and CI: keep each line whole
     console.width = max(console.width, 130)
 
 
-def _shape(text: str | None) -> list[int] | None:
+def parse_input_shape(text: str | None) -> list[int] | None:
     if not text:
         return None
     try:
@@ -75,7 +75,7 @@ def estimate_cmd(
         raise EdgekitError(
             "no such model file", where=str(artifact), hint="give an .onnx, .tflite or ncnn .param"
         )
-    shape = _shape(input_shape)
+    shape = parse_input_shape(input_shape)
     cost = analyze(artifact, shape)
     artifact_fmt, how = _runs_as(artifact, fmt)
     bound = roofline(cost, b, threads, compute_precision(artifact_fmt))
@@ -225,7 +225,7 @@ def roofline_cmd(
     from edgekit.estimate.roofline import compute_precision, roofline
 
     b = get_board(board)
-    cost = analyze(artifact, _shape(input_shape))
+    cost = analyze(artifact, parse_input_shape(input_shape))
     artifact_fmt = _format_of(artifact, fmt)
     r = roofline(cost, b, threads, compute_precision(artifact_fmt))
     est = cost_model.estimate(b.name, cost_model.Features(0, cost.params, False, {}, cost.macs), threads)

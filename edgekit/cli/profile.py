@@ -40,6 +40,11 @@ def profile_cmd(
     threads: int = typer.Option(1, "--threads", min=1, help="ncnn threads (1: exact, repeatable counts)"),
     top: int = typer.Option(10, "--top", min=1, help="how many layers to print"),
     as_json: bool = typer.Option(False, "--json", help="print every layer as JSON instead of the top table"),
+    input_shape: str | None = typer.Option(
+        None,
+        "--input-shape",
+        help="NCHW, for a .param without sidecar (runs as benchncnn: defaults, input 0.01)",
+    ),
 ) -> None:
     """Guest instructions per layer (ncnn) or per op (TFLite) on an emulated core, top layers first.
 
@@ -54,8 +59,13 @@ def profile_cmd(
 
     if not artifact.is_file():
         raise EdgekitError("artifact not found", where=str(artifact))
-    run = profile_tflite if artifact.suffix == ".tflite" else profile_ncnn
-    result = run(artifact, _device_for(target), threads=threads)
+    from edgekit.cli.estimate import parse_input_shape
+
+    device = _device_for(target)
+    if artifact.suffix == ".tflite":
+        result = profile_tflite(artifact, device, threads=threads)
+    else:
+        result = profile_ncnn(artifact, device, threads=threads, input_shape=parse_input_shape(input_shape))
     if as_json:
         print(json.dumps(result.to_dict(), indent=1))
         return

@@ -3,7 +3,8 @@
 Run by an emulated device's python under the counting qemu (stdlib + numpy + ncnn only; never imports edgekit):
     python3 profile_runner.py REQUEST.json
 REQUEST: {"insn_file": path, "artifact": path (.param), "threads": n, "warmup": w,
-"input_shape": [..] (NCHW; only without the model.io.json sidecar)}.
+"input_shape": [..] (NCHW; only without the model.io.json sidecar), "fill": v (optional: every input
+element v)}.
 
 How: one extractor, layers visited in .param order (which is topological). For each layer, window A extracts
 its first top blob (ncnn computes exactly that layer: everything it needs is already computed), then window B
@@ -79,7 +80,13 @@ def profile(req: dict) -> dict:
     outputs = io.get("outputs") or net.output_names()
     shapes = io.get("input_shapes") or [req["input_shape"]] * len(inputs)
     rng = np.random.default_rng(0)
-    arrays = [rng.random(shape[1:], dtype=np.float32) for shape in shapes]  # no batch axis in ncnn
+    fill = req.get("fill")  # a bare .param: every element this value, as benchncnn
+    arrays = [  # no batch axis in ncnn
+        np.full(shape[1:], fill, dtype=np.float32)
+        if fill is not None
+        else rng.random(shape[1:], dtype=np.float32)
+        for shape in shapes
+    ]
     mats = [ncnn.Mat(a) for a in arrays]  # a Mat borrows its array's buffer: `arrays` keeps them alive
     layers = [layer for layer in read_layers(param) if layer["type"] != "Input"]
     os.environ["EDGEKIT_INSN_FILE"] = req["insn_file"]
