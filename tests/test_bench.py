@@ -173,3 +173,9 @@ def test_bench_counts_guest_instructions_on_a_counting_target(
     assert m.instructions_per_invoke and m.instructions_per_invoke > 10_000
     assert "-plugin" in (run.agent.facts_before.emulator or "")  # type: ignore[union-attr]
     assert "guest insn / invoke" in done.stdout
+    # the headline on an emulated target: the real board's estimate from that count, labelled, in --json too
+    (est,) = run.estimates.values()
+    assert est["status"] == "ok" and est["board"] == "pi4" and est["label"].startswith("estimate")
+    assert est["low_ms"] < est["estimate_ms"] < est["high_ms"] and "p50_ms" not in est
+    assert est["instructions_per_invoke"] == m.instructions_per_invoke
+    assert "pi4 ESTIMATE" in done.stdout and "not a measurement" in done.stdout

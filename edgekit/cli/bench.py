@@ -18,6 +18,7 @@ from edgekit.formats import Format
 
 if TYPE_CHECKING:
     from edgekit.deploy import AgentArtifact
+    from edgekit.results import TargetRun
 
 console = Console()
 if not console.is_terminal:
@@ -89,6 +90,8 @@ def bench_cmd(
         run = session.execute([art], inputs)
     if run.agent is not None:
         console.print(bench_table(run.agent, run.target))
+        if tgt.emulated is not None:
+            _estimates(run, art, tgt.emulated.device, shape)
     if json_path:
         json_path.write_text(run.model_dump_json(indent=1))
         console.print(f"results: {json_path}", highlight=False)
@@ -105,6 +108,51 @@ def bench_cmd(
     )
     if not ok:
         raise typer.Exit(1)
+
+
+def _estimates(run: TargetRun, art: AgentArtifact, device: str, shape: str | None) -> None:
+    """On an emulated target, the real board's estimate from the counts (as deploy's table leads with): printed,
+    and kept in the run (--json). Never fatal: the measurements stand without it."""
+    from edgekit.estimate.attach import board_for_device, estimates_for_run
+    from edgekit.results import ArtifactInfo
+
+    if (
+        run.agent is None
+        or board_for_device(device) is None
+        or not any(m.instructions_per_invoke for m in run.agent.measurements)
+    ):
+        return
+    files = [*art.files, *([art.io] if art.io is not None else [])]
+    info = ArtifactInfo(
+        id=art.id,
+        format=art.format.value,
+        files=[str(f) for f in files],
+        sha256=art.key,
+        size_bytes=sum(f.stat().st_size for f in files),
+    )
+    bare = art.files[0].suffix == ".param" and art.io is None
+    try:
+        run.estimates = estimates_for_run(
+            run, [info], device, input_shape=list(_shape(art, shape)) if bare else None
+        )
+    except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
+        console.print(f"[dim]no estimate: {type(exc).__name__}: {exc}[/]", highlight=False)
+        return
+    for key, est in run.estimates.items():
+        if est.get("status") != "ok":
+            console.print(
+                f"[dim]{est['board']} ESTIMATE {key}: unavailable ({est.get('reason')})[/]", highlight=False
+            )
+            continue
+        trust = "" if est["interval_calibrated"] else ", interval not validated for this runtime"
+        console.print(
+            f"{est['board']} ESTIMATE {key}: ~{est['estimate_ms']:.3g} ms ({est['low_ms']:.3g}-{est['high_ms']:.3g}, "
+            f"{int(100 * est['interval_level'])} % interval{trust}) [dim]estimate from the instruction count, "
+            "not a measurement[/]",
+            highlight=False,
+        )
+        for note in est["caveats"]:
+            console.print(f"  [dim]note: {note}[/]", highlight=False)
 
 
 def _sidecar_format(path: Path) -> Format | None:

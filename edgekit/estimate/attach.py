@@ -32,6 +32,7 @@ def estimate_for(
     artifact_info: ArtifactInfo | None,
     board: str,
     reference: Measurement | None = None,
+    input_shape: list[int] | None = None,
 ) -> dict[str, Any]:
     """A labelled estimate of `measurement`'s artifact on the real `board` at its thread count.
 
@@ -57,7 +58,7 @@ def estimate_for(
     if source.threads > 1:
         caveats.append(f"count taken at {source.threads} threads: includes the threads' synchronisation")
     fmt = _format(measurement.format)
-    cost = _cost(artifact_info)
+    cost = _cost(artifact_info, input_shape)
     busiest = (
         {measurement.threads: max(measurement.instructions_per_thread)}
         if measurement.threads > 1 and measurement.instructions_per_thread
@@ -97,18 +98,23 @@ def _format(value: str) -> Format | None:
         return None
 
 
-def _cost(info: ArtifactInfo | None) -> ModelCost | None:
-    """The artifact's graph cost when its files are readable here; None otherwise (never fatal)."""
+def _cost(info: ArtifactInfo | None, input_shape: list[int] | None = None) -> ModelCost | None:
+    """The artifact's graph cost when its files are readable here (a .param without sidecar: given its input
+    shape); None otherwise (never fatal)."""
     if info is None or not info.files:
         return None
     try:
-        return analyze(Path(info.files[0]))
+        return analyze(Path(info.files[0]), input_shape)
     except Exception:  # noqa: BLE001 (an estimate must never break a deploy)
         return None
 
 
 def estimates_for_run(
-    run: TargetRun, artifacts: list[ArtifactInfo], device: str, threads: list[int] | None = None
+    run: TargetRun,
+    artifacts: list[ArtifactInfo],
+    device: str,
+    threads: list[int] | None = None,
+    input_shape: list[int] | None = None,
 ) -> dict[str, Any]:
     """TargetRun.estimates for an emulated target in one call: {"artifact xN": estimate dict} for every thread
     count measured and every one in `threads` (the recipe's plan: a capped emulated run measures 1 thread, the
@@ -120,12 +126,14 @@ def estimates_for_run(
     infos = {a.id: a for a in artifacts}
     single = {m.artifact: m for m in run.agent.measurements if m.threads == 1 and m.instructions_per_invoke}
     out = {
-        f"{m.artifact} x{m.threads}": estimate_for(m, infos.get(m.artifact), board, single.get(m.artifact))
+        f"{m.artifact} x{m.threads}": estimate_for(
+            m, infos.get(m.artifact), board, single.get(m.artifact), input_shape
+        )
         for m in run.agent.measurements
     }
     for artifact, one in single.items():
         for n in threads or []:
             if f"{artifact} x{n}" not in out:
                 wanted = one.model_copy(update={"threads": n, "instructions_per_thread": []})
-                out[f"{artifact} x{n}"] = estimate_for(wanted, infos.get(artifact), board, one)
+                out[f"{artifact} x{n}"] = estimate_for(wanted, infos.get(artifact), board, one, input_shape)
     return out
