@@ -371,6 +371,19 @@ def test_ncnn_outputs_behind_a_noop_are_the_heads(tmp_path: Path) -> None:
     assert a.size == 2 * 16 and np.allclose(a, 1.5) and b.size == 3 * 16 and np.allclose(b, 3.0)
 
 
+def test_ncnn_model_with_several_inputs_is_a_named_error(tmp_path: Path) -> None:
+    """The agent feeds one input tensor: a two-input model is refused by name, not run with one input left empty
+    (ncnn's extract then failed with a bare -100)."""
+    agent = _import_agent()
+    param = tmp_path / "two.param"
+    param.write_text(
+        "7767517\n3 3\nInput in0 0 1 a 0=4 1=4 2=3\nInput in1 0 1 b 0=4 1=4 2=3\nBinaryOp add 2 1 a b out0 0=0\n"
+    )
+    param.with_suffix(".bin").write_bytes(b"")
+    with pytest.raises(RuntimeError, match="2 inputs \\(a, b\\)"):
+        agent.NcnnRunner(str(param), str(param.with_suffix(".bin")), 1, None)
+
+
 def test_ncnn_input_outlives_its_array_and_empty_outputs_are_results(tmp_path: Path) -> None:
     """The runner keeps the input array alive (ncnn.Mat borrows it): a temporary freed before the run gave
     garbage or SIGSEGV. An empty output (a detector that found nothing) is an empty array, not a crash."""

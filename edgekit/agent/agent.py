@@ -558,7 +558,14 @@ class NcnnRunner:
 
         io = io or {}
         inputs, outputs = _ncnn_io_from_param(param)
-        self.in_name = (io.get("inputs") or inputs)[0]
+        names = list(io.get("inputs") or inputs)
+        if len(names) != 1:
+            raise RuntimeError(
+                "this ncnn model has %d inputs (%s): edgekit feeds one input tensor per inference, so models "
+                "with several inputs cannot be timed or counted yet"
+                % (len(names), ", ".join(names) or "none")
+            )
+        self.in_name = names[0]
         self.out_blobs = list(io.get("outputs") or outputs)
         self.out_names = list(io.get("output_names") or self.out_blobs)  # the ONNX names where known
         self.out_shapes = list(io.get("output_shapes") or [None] * len(self.out_blobs))
