@@ -262,6 +262,33 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("empty", "bad magic"),
+        ("no-bin", "no .bin beside"),
+        ("truncated-bin", "cannot load the weights"),
+        ("unknown-layer", "cannot parse this .param"),
+    ],
+)
+def test_a_broken_ncnn_model_is_bad_input_named(tmp_path: Path, case: str, message: str) -> None:
+    """A corrupt or incomplete model is the user's input: exit 2, saying what is wrong and where."""
+    param = tmp_path / "m.param"
+    conv = "7767517\n2 2\nInput in0 0 1 data 0=8 1=8 2=3\nConvolution c 1 1 data out0 0=4 1=3 5=1 6=108\n"
+    if case == "empty":
+        param.write_text("")
+    elif case == "unknown-layer":
+        param.write_text(conv.replace("Convolution", "FooBar"))
+        param.with_suffix(".bin").write_bytes(b"")
+    else:
+        param.write_text(conv)
+        if case == "truncated-bin":
+            param.with_suffix(".bin").write_bytes(bytes(100))
+    out = _cli("estimate", str(param), "--board", "pi4", "--input-shape", "1,3,8,8")
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "InputDataError" in out.stderr and "hint:" in out.stderr
+
+
 def test_roofline_command(tmp_path: Path) -> None:
     onnx_path = write_onnx(tmp_path / "chain.onnx", 2)
     out = _cli("roofline", str(onnx_path), "--board", "pi4", "--json")

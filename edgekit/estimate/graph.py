@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import InputDataError
 
 
 @dataclass
@@ -49,11 +49,11 @@ def analyze(path: Path, input_shape: list[int] | None = None) -> ModelCost:
     """The cost of one inference of the model at PATH (.onnx, .tflite or ncnn .param)."""
     path = Path(path)
     if not path.exists():
-        raise EdgekitError("no such model file", where=str(path))
+        raise InputDataError("no such model file", where=str(path))
     readers = {".onnx": _onnx, ".tflite": _tflite, ".param": _ncnn}
     reader = readers.get(path.suffix)
     if reader is None:
-        raise EdgekitError(
+        raise InputDataError(
             f"cannot read a {path.suffix or 'suffix-less'} file",
             where=str(path),
             hint="give an .onnx, a .tflite or an ncnn .param (with its .bin beside it)",
@@ -252,7 +252,11 @@ def _parse_param(path: Path) -> list[tuple[str, list[str], list[str], dict[str, 
     """Layers of an ncnn .param: (type, bottom blobs, top blobs, {param id: value})."""
     lines = path.read_text().split("\n")
     if not lines or lines[0].strip() != "7767517":
-        raise EdgekitError("not an ncnn .param file (bad magic)", where=str(path))
+        raise InputDataError(
+            "not an ncnn .param file (bad magic: its first line is not 7767517)",
+            where=str(path),
+            hint="give the .param ncnn writes (pnnx or onnx2ncnn output), with its .bin beside it",
+        )
     layers = []
     for line in lines[2:]:
         parts = line.split()
@@ -274,7 +278,7 @@ def _ncnn_blob_shapes(
     inputs = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
     shapes = io.get("input_shapes") or ([input_shape] if input_shape else None)
     if not shapes:
-        raise EdgekitError(
+        raise InputDataError(
             "an ncnn model without its model.io.json sidecar needs its input shape",
             where=str(path),
             hint="pass --input-shape 1,3,224,224 (NCHW)",
@@ -283,8 +287,24 @@ def _ncnn_blob_shapes(
     net.opt.num_threads = 1
     for key, value in (io.get("options") or {}).items():
         setattr(net.opt, key, value)
-    if net.load_param(str(path)) != 0 or net.load_model(str(path.with_suffix(".bin"))) != 0:
-        raise EdgekitError("ncnn cannot load this model", where=str(path))
+    if net.load_param(str(path)) != 0:
+        raise InputDataError(
+            "ncnn cannot parse this .param (ncnn's message above says which layer)",
+            where=str(path),
+            hint="a layer type this ncnn build lacks, or a malformed line; check it loads in ncnn itself",
+        )
+    weights = path.with_suffix(".bin")
+    if not weights.is_file():
+        raise InputDataError(
+            "no .bin beside this .param", where=str(weights), hint="ncnn needs both files, with the same name"
+        )
+    if net.load_model(str(weights)) != 0:
+        raise InputDataError(
+            "ncnn cannot load the weights of this model (ncnn's message above says which layer)",
+            where=str(weights),
+            hint="the .bin must sit beside the .param with the same name and match it (a truncated or other "
+            "model's .bin fails here)",
+        )
     out: dict[str, list[int]] = {}
     blobs = [t for _, _, tops, _ in layers for t in tops]
     ex = net.create_extractor()
