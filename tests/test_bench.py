@@ -179,3 +179,23 @@ def test_bench_counts_guest_instructions_on_a_counting_target(
     assert est["low_ms"] < est["estimate_ms"] < est["high_ms"] and "p50_ms" not in est
     assert est["instructions_per_invoke"] == m.instructions_per_invoke
     assert "pi4 ESTIMATE" in done.stdout and "not a measurement" in done.stdout
+
+
+@pytest.mark.parametrize("command", ["bench", "profile"])
+def test_an_ncnn_model_ncnn_cannot_load_is_refused_before_any_run(tmp_path: Path, command: str) -> None:
+    """A .param whose .bin does not fit is the user's input: exit 2, named, before a device or guest starts."""
+    param = tmp_path / "m.param"
+    param.write_text(
+        "7767517\n2 2\nInput in0 0 1 data 0=8 1=8 2=3\nConvolution c 1 1 data out0 0=4 1=3 5=1 6=108\n"
+    )
+    param.with_suffix(".bin").write_bytes(bytes(100))  # 108 weights need 436 bytes
+    shape = ["--shape", "1,3,8,8"] if command == "bench" else ["--input-shape", "1,3,8,8"]
+    target = "host" if command == "bench" else "pi4-emu"
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", command, str(param), "--target", target, *shape],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot load the weights" in done.stderr and "m.bin" in done.stderr

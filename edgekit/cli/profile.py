@@ -65,6 +65,9 @@ def profile_cmd(
     if artifact.suffix == ".tflite":
         result = profile_tflite(artifact, device, threads=threads)
     else:
+        from edgekit.estimate.graph import load_ncnn
+
+        load_ncnn(artifact)  # a file ncnn cannot load is refused here, named (exit 2), not after a guest run
         result = profile_ncnn(artifact, device, threads=threads, input_shape=parse_input_shape(input_shape))
     if as_json:
         print(json.dumps(result.to_dict(), indent=1))

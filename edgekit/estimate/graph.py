@@ -269,23 +269,16 @@ def _parse_param(path: Path) -> list[tuple[str, list[str], list[str], dict[str, 
     return layers
 
 
-def _ncnn_blob_shapes(
-    path: Path, layers: list, io: dict, input_shape: list[int] | None
-) -> dict[str, list[int]]:
-    """Every blob's (c, h, w) shape, from one run of the net on this host with zero inputs."""
+def load_ncnn(path: Path, options: dict[str, bool] | None = None) -> Any:
+    """An ncnn.Net of the .param at PATH and its .bin, loaded on this host (1 thread, `options` set); a model
+    ncnn cannot load is bad input (InputDataError), named: the .param, a missing .bin, or weights that do not
+    fit. Run before any emulated guest so a broken file is refused at once with exit 2."""
     import ncnn
 
-    inputs = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
-    shapes = io.get("input_shapes") or ([input_shape] if input_shape else None)
-    if not shapes:
-        raise InputDataError(
-            "an ncnn model without its model.io.json sidecar needs its input shape",
-            where=str(path),
-            hint="pass --input-shape 1,3,224,224 (NCHW)",
-        )
+    _parse_param(path)  # the magic line
     net = ncnn.Net()
     net.opt.num_threads = 1
-    for key, value in (io.get("options") or {}).items():
+    for key, value in (options or {}).items():
         setattr(net.opt, key, value)
     if net.load_param(str(path)) != 0:
         raise InputDataError(
@@ -305,6 +298,24 @@ def _ncnn_blob_shapes(
             hint="the .bin must sit beside the .param with the same name and match it (a truncated or other "
             "model's .bin fails here)",
         )
+    return net
+
+
+def _ncnn_blob_shapes(
+    path: Path, layers: list, io: dict, input_shape: list[int] | None
+) -> dict[str, list[int]]:
+    """Every blob's (c, h, w) shape, from one run of the net on this host with zero inputs."""
+    import ncnn
+
+    inputs = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
+    shapes = io.get("input_shapes") or ([input_shape] if input_shape else None)
+    if not shapes:
+        raise InputDataError(
+            "an ncnn model without its model.io.json sidecar needs its input shape",
+            where=str(path),
+            hint="pass --input-shape 1,3,224,224 (NCHW)",
+        )
+    net = load_ncnn(path, io.get("options") or {})
     out: dict[str, list[int]] = {}
     blobs = [t for _, _, tops, _ in layers for t in tops]
     ex = net.create_extractor()
