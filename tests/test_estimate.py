@@ -289,6 +289,17 @@ def test_a_broken_ncnn_model_is_bad_input_named(tmp_path: Path, case: str, messa
     assert message in out.stderr and "InputDataError" in out.stderr and "hint:" in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("suffix", "message"), [(".tflite", "not a readable .tflite"), (".onnx", "not a readable ONNX")]
+)
+def test_a_corrupt_tflite_or_onnx_is_bad_input_named(tmp_path: Path, suffix: str, message: str) -> None:
+    junk = tmp_path / f"junk{suffix}"
+    junk.write_bytes(np.random.default_rng(0).bytes(300))
+    for command in ("estimate", "roofline"):
+        out = _cli(command, str(junk), "--board", "pi4")
+        assert out.returncode == 2 and message in out.stderr, (command, out.stderr)
+
+
 def test_roofline_command(tmp_path: Path) -> None:
     onnx_path = write_onnx(tmp_path / "chain.onnx", 2)
     out = _cli("roofline", str(onnx_path), "--board", "pi4", "--json")

@@ -66,7 +66,14 @@ def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
     import onnx
     from onnx import numpy_helper
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    try:
+        model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and onnx's own: the file is not a model
+        raise InputDataError(
+            f"not a readable ONNX model: {type(exc).__name__}: {exc}",
+            where=str(path),
+            hint="give the .onnx an exporter wrote (onnx.checker.check_model should accept it)",
+        ) from None
     graph = model.graph
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     shapes: dict[str, tuple[list[int], int]] = {}
@@ -133,7 +140,12 @@ def _onnx_node_macs(node: Any, shapes: dict, inits: dict) -> int:
 def _tflite(path: Path, input_shape: list[int] | None) -> ModelCost:
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(path))
+    try:  # model_content is verified: a corrupt file raises here instead of crashing the interpreter
+        interp = Interpreter(model_content=path.read_bytes())
+    except (ValueError, RuntimeError) as exc:
+        raise InputDataError(
+            f"not a readable .tflite model: {exc}", where=str(path), hint="give the .tflite a converter wrote"
+        ) from None
     tensors = {
         t["index"]: (list(t["shape"]), np.dtype(t["dtype"]).itemsize) for t in interp.get_tensor_details()
     }
