@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.emu.specs import device_spec
-from edgekit.errors import EmulatorError
+from edgekit.errors import InputDataError
 from edgekit.profile import LayerProfile, Profile
 
 TYPE_NAMES = {
@@ -50,7 +50,7 @@ def read_model(path: Path) -> Any:
     schema = _schema()
     data = Path(path).read_bytes()
     if data[4:8] != b"TFL3":
-        raise EmulatorError(
+        raise InputDataError(
             "not a readable .tflite model: no TFL3 file identifier",
             where=str(path),
             hint="re-create it with `edgekit convert`",
@@ -58,13 +58,13 @@ def read_model(path: Path) -> Any:
     try:
         model = schema.ModelT.InitFromPackedBuf(data, 0)
     except Exception as exc:  # noqa: BLE001 (a flatbuffer that does not parse raises anything)
-        raise EmulatorError(
+        raise InputDataError(
             f"not a readable .tflite model: {type(exc).__name__}",
             where=str(path),
             hint="re-create it with `edgekit convert`",
         ) from None
     if len(model.subgraphs or []) != 1:
-        raise EmulatorError(
+        raise InputDataError(
             f"{len(model.subgraphs or [])} subgraphs (control flow): per-op counts need one graph",
             where=str(path),
             hint="count the whole model with `edgekit estimate`",

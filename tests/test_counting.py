@@ -209,9 +209,11 @@ def test_tflite_profile_counts_each_op_of_a_conv_chain(plugin: Path, tmp_path: P
 
 
 def test_tflite_profile_refuses_a_file_that_is_not_a_model(tmp_path: Path) -> None:
+    from edgekit.errors import InputDataError
     from edgekit.profile_tflite import read_model
 
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"\x00" * 64)
-    with pytest.raises(EmulatorError, match=r"not a readable \.tflite"):
+    with pytest.raises(InputDataError, match=r"not a readable \.tflite") as raised:
         read_model(junk)
+    assert raised.value.exit_code == 2  # the user's file: bad input

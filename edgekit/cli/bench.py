@@ -70,10 +70,12 @@ def bench_cmd(
     from edgekit.target import load_target
 
     art = AgentArtifact.from_path(artifact, fmt or _sidecar_format(artifact))
-    if artifact.suffix == ".param":
-        from edgekit.estimate.graph import load_ncnn
+    from edgekit.estimate.graph import load_ncnn, load_tflite
 
-        load_ncnn(artifact)  # a model ncnn cannot load is the user's input: named here, exit 2
+    if artifact.suffix == ".param":  # a model its runtime cannot load is the user's input: named here, exit 2
+        load_ncnn(artifact)
+    elif artifact.suffix == ".tflite":
+        load_tflite(artifact)
     tgt = host_target() if target == "host" else load_target(target, list(set_ or ()))
     settings = Settings(
         warmup=warmup,

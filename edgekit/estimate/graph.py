@@ -137,15 +137,21 @@ def _onnx_node_macs(node: Any, shapes: dict, inits: dict) -> int:
 
 
 # --- TFLite --------------------------------------------------------------------------------------------------------
-def _tflite(path: Path, input_shape: list[int] | None) -> ModelCost:
+def load_tflite(path: Path) -> Any:
+    """A TFLite Interpreter of the model at PATH on this host; a file it cannot read is bad input (InputDataError).
+    model_content is verified: a corrupt file raises here instead of crashing the interpreter."""
     from ai_edge_litert.interpreter import Interpreter
 
-    try:  # model_content is verified: a corrupt file raises here instead of crashing the interpreter
-        interp = Interpreter(model_content=path.read_bytes())
+    try:
+        return Interpreter(model_content=Path(path).read_bytes())
     except (ValueError, RuntimeError) as exc:
         raise InputDataError(
             f"not a readable .tflite model: {exc}", where=str(path), hint="give the .tflite a converter wrote"
         ) from None
+
+
+def _tflite(path: Path, input_shape: list[int] | None) -> ModelCost:
+    interp = load_tflite(path)
     tensors = {
         t["index"]: (list(t["shape"]), np.dtype(t["dtype"]).itemsize) for t in interp.get_tensor_details()
     }
