@@ -78,14 +78,20 @@ def _rows(
 @cache
 def loo(candidate_name: str, board: str, threads: int) -> tuple[tuple[str, float], ...]:
     """(model, held-out log error) for every calibration model: fit on the others, predict it."""
-    cand = BY_NAME[candidate_name]
-    data = _rows(cand, board, threads)
+    return tuple(_held_out(BY_NAME[candidate_name], board, threads))
+
+
+def _held_out(
+    cand: Candidate, board: str, threads: int, without: str | None = None
+) -> list[tuple[str, float]]:
+    """loo() on the calibration models minus `without`."""
+    data = _rows(cand, board, threads, without)
     out = []
     for i, (name, feats, ms) in enumerate(data):
         rest = [(f, m) for j, (_, f, m) in enumerate(data) if j != i]
         pred = fit(cand, board, threads, rest).predict_ms(feats)
         out.append((name, math.log(max(pred, 1e-30) / ms)))
-    return tuple(out)
+    return out
 
 
 @cache
@@ -162,11 +168,7 @@ def forms_for(board: str, threads: int, available: Sequence[str]) -> list[Candid
 
 def _inverse_mse(cand: Candidate, board: str, threads: int, without: str | None) -> float:
     """1 / the form's leave-one-out mean squared log error on the calibration models minus `without`."""
-    data = _rows(cand, board, threads, without)
-    errs = []
-    for i, (_, feats, ms) in enumerate(data):
-        rest = [(f, m) for j, (_, f, m) in enumerate(data) if j != i]
-        errs.append(math.log(max(fit(cand, board, threads, rest).predict_ms(feats), 1e-30) / ms))
+    errs = [e for _, e in _held_out(cand, board, threads, without)]
     return 1.0 / max(float(np.mean(np.square(errs))), 1e-12) if errs else 0.0
 
 
