@@ -79,7 +79,7 @@ def test_bench_tflite_on_host_with_random_input(model_files: dict[str, Path], tm
 @pytest.mark.integration
 def test_bench_ncnn_needs_a_shape_without_sidecar(model_files: dict[str, Path], tmp_path: Path) -> None:
     done = bench(str(model_files["bare"]), "--target", "host")
-    assert done.returncode != 0 and "--shape" in done.stderr
+    assert done.returncode == 2 and "--shape" in done.stderr, done.stderr
     done = bench(
         str(model_files["bare"]),
         "--target",
@@ -200,3 +200,40 @@ def test_an_ncnn_model_ncnn_cannot_load_is_refused_before_any_run(tmp_path: Path
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "cannot load the weights" in done.stderr and "m.bin" in done.stderr
+
+
+@pytest.mark.integration
+def test_bench_onnx_takes_its_fixed_input_shape_and_asks_for_a_free_one(tmp_path: Path) -> None:
+    """An .onnx states its input shape: benched as is when every dimension is fixed; a free batch dimension is a
+    usage error (exit 2) that names --shape, as any file without edgekit's sidecar."""
+    import onnx
+    from onnx_graphs import gelu_classifier
+
+    free = gelu_classifier(tmp_path / "free.onnx")  # batch "N"
+    model = onnx.load(str(free))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(model, str(fixed))
+    done = bench(str(free), "--target", "host")
+    assert done.returncode == 2 and "input shape of this .onnx model is unknown" in done.stderr, done.stderr
+    assert "--shape" in done.stderr
+    out = tmp_path / "fixed.json"
+    done = bench(str(fixed), "--target", "host", "--repeat", "3", "--json", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    (m,) = json.loads(out.read_text())["agent"]["measurements"]
+    assert m["status"] == "ok" and m["output_shapes"] == [[1, 1, 10]]
+
+
+def test_profile_refuses_a_file_it_cannot_profile(tmp_path: Path) -> None:
+    """`edgekit profile` counts ncnn layers or TFLite ops: any other file is bad input, named, exit 2, before a
+    guest starts."""
+    other = tmp_path / "model.mnn"
+    other.write_bytes(b"\x00" * 64)
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "profile", str(other), "--target", "pi4-emu"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "a .mnn file is neither" in done.stderr and "model.mnn" in done.stderr

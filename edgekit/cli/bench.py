@@ -206,11 +206,35 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
         except ValueError as exc:
             raise EdgekitError(f"not a valid .tflite: {exc}", where=str(art.files[0])) from None
         return tuple(int(d) for d in detail["shape"])
-    raise EdgekitError(
-        "the input shape of this ncnn model is unknown",
+    if art.files[0].suffix == ".onnx":
+        static = _onnx_static_shape(art.files[0])
+        if static:
+            return static
+    raise UsageError(
+        f"the input shape of this {art.files[0].suffix or 'suffix-less'} model is unknown (no model.io.json "
+        "sidecar beside it, and the file does not state a fixed one)",
         where=str(art.files[0]),
         hint="pass --shape 1,3,224,224 (batch first, as the original model) or --input x.npy",
     )
+
+
+def _onnx_static_shape(path: Path) -> tuple[int, ...] | None:
+    """The first graph input's shape when every dimension is a number, else None."""
+    import onnx
+
+    from edgekit.errors import InputDataError
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # noqa: BLE001 (protobuf raises several kinds on a corrupt file)
+        raise InputDataError(f"not a readable ONNX model: {exc}", where=str(path)) from None
+    weights = {init.name for init in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in weights]
+    if not inputs:
+        return None
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = tuple(d.dim_value for d in dims)
+    return shape if shape and all(d > 0 for d in shape) else None
 
 
 def register(app: typer.Typer) -> None:

@@ -183,7 +183,7 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
         )
     level = int(100 * est["interval_level"])
     cv = est["cross_validation"]
-    validated = "" if est["interval_calibrated"] else " [yellow]not validated for this format[/]"
+    validated = "" if est["interval_calibrated"] else " [yellow]not validated (see the notes)[/]"
     console.print(
         f"  [bold]estimate[/]      {est['estimate_ms']:.1f} ms, {level} % interval {est['low_ms']:.1f} .. "
         f"{est['high_ms']:.1f} ms{validated} [dim]estimate, not a measurement[/]",

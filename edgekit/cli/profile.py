@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, InputDataError
 
 
 def _device_for(target: str) -> str:
@@ -61,6 +61,14 @@ def profile_cmd(
         raise EdgekitError("artifact not found", where=str(artifact))
     from edgekit.cli.estimate import parse_input_shape
 
+    if artifact.suffix not in (".tflite", ".param"):
+        raise InputDataError(
+            f"`edgekit profile` counts ncnn layers or TFLite ops; a {artifact.suffix or 'suffix-less'} file is "
+            "neither",
+            where=str(artifact),
+            hint="give an ncnn model.param or a .tflite; `edgekit bench FILE --target pi4-emu` counts a whole "
+            "inference of the other runtimes",
+        )
     device = _device_for(target)
     if artifact.suffix == ".tflite":
         result = profile_tflite(artifact, device, threads=threads)

@@ -108,7 +108,9 @@ class Estimate:
     estimate_ms: float
     low_ms: float
     high_ms: float
-    calibrated: bool  # False: the interval is not validated for this format (see caveats)
+    calibrated: (
+        bool  # False: the interval is not validated (a format or thread count with no figure; caveats)
+    )
     cv: dict[str, Any]
     caveats: list[str]
     label: str = LABEL
