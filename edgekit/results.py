@@ -188,3 +188,11 @@ class DeployResult(_Model):
     routes: list[dict[str, Any]] = Field(
         default_factory=list
     )  # per target: the artifact to ship (edgekit.route)
+
+
+def interval_not_validated(estimate: dict[str, Any]) -> str | None:
+    """Why an estimate's interval is not validated (`edgekit.estimate`), or None when it is. Runs stored before
+    the reason was recorded had one reason only: a runtime the cost model has no figure for."""
+    if estimate.get("interval_calibrated", True):
+        return None
+    return str(estimate.get("interval_not_validated") or "no calibration figure for this runtime")

@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any
 
 from edgekit.formats import Format
-from edgekit.results import Comparison, DeployResult, TargetRun
+from edgekit.results import Comparison, DeployResult, TargetRun, interval_not_validated
 
 
 class Basis(str, Enum):
@@ -190,9 +190,10 @@ def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int = 1)
     route = recommend(run.target, candidates, basis, threads)
     if basis is Basis.ESTIMATE_MS and route.artifact is not None:
         est = run.estimates.get(f"{route.artifact} x{threads}") or {}
-        if est.get("interval_calibrated") is False:
+        why = interval_not_validated(est)
+        if why:
             route.caveats.append(
-                f"the estimate of {route.artifact} is not calibrated for its runtime (interval "
+                f"the estimate of {route.artifact} is not calibrated ({why}; interval "
                 f"{est.get('low_ms', 0):.3g}-{est.get('high_ms', 0):.3g} ms): confirm on the board"
             )
     return route

@@ -442,3 +442,22 @@ def test_int8_estimates_state_the_widened_interval_the_int8_models_need() -> Non
         plain += s["int8"]["held_plain"]
     assert (held, plain) == (17, 16)
     assert held >= cost_model.INTERVAL_LEVEL * 20
+
+
+def test_a_model_outside_the_calibration_range_is_said_to_be_extrapolated() -> None:
+    """No held-out error speaks for a model far smaller or larger than every calibration model: its estimate says
+    so and takes the widest interval, not validated."""
+    lo, hi = cost_model.calibration_range("pi4")
+    inside = cost_model.estimate("pi4", cost_model.Features(int((lo * hi) ** 0.5)), 1, fmt=Format.NCNN_FP32)
+    assert inside.calibrated and inside.to_dict()["interval_not_validated"] is None
+    for work, side in ((lo // 50, "fewer"), (hi * 3, "more")):
+        est = cost_model.estimate("pi4", cost_model.Features(work), 1, fmt=Format.NCNN_FP32)
+        d = est.to_dict()
+        assert not est.calibrated and d["interval_not_validated"] == "outside the calibration models' size range"
+        assert any(f"{side} than any calibration model" in c for c in est.caveats), est.caveats
+        assert est.high_ms / est.estimate_ms == pytest.approx(math.exp(cost_model.widest_q()))
+    mlo, _ = cost_model.calibration_range("pi5", counted=False)  # an ONNX file: MACs, nothing counted
+    tiny = cost_model.estimate("pi5", cost_model.Features(0, macs=mlo // 10), 1)
+    assert not tiny.calibrated and any("M MACs: fewer than" in c for c in tiny.caveats)
+    three = cost_model.estimate("pi4", cost_model.Features(lo // 50), 3)  # the first reason is the one named
+    assert three.to_dict()["interval_not_validated"] == "no calibration figure at 3 threads"

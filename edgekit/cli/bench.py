@@ -120,7 +120,7 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, shape: str | Non
     """On an emulated target, the real board's estimate from the counts (as deploy's table leads with): printed,
     and kept in the run (--json). Never fatal: the measurements stand without it."""
     from edgekit.estimate.attach import board_for_device, estimates_for_run
-    from edgekit.results import ArtifactInfo
+    from edgekit.results import ArtifactInfo, interval_not_validated
 
     if (
         run.agent is None
@@ -150,7 +150,8 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, shape: str | Non
                 f"[dim]{est['board']} ESTIMATE {key}: unavailable ({est.get('reason')})[/]", highlight=False
             )
             continue
-        trust = "" if est["interval_calibrated"] else ", interval not validated for this runtime"
+        why = interval_not_validated(est)
+        trust = f", interval not validated: {why}" if why else ""
         console.print(
             f"{est['board']} ESTIMATE {key}: ~{est['estimate_ms']:.3g} ms ({est['low_ms']:.3g}-{est['high_ms']:.3g}, "
             f"{int(100 * est['interval_level'])} % interval{trust}) [dim]estimate from the instruction count, "

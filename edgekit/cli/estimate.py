@@ -185,8 +185,8 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
     cv = est["cross_validation"]
     validated = "" if est["interval_calibrated"] else " [yellow]not validated (see the notes)[/]"
     console.print(
-        f"  [bold]estimate[/]      {est['estimate_ms']:.1f} ms, {level} % interval {est['low_ms']:.1f} .. "
-        f"{est['high_ms']:.1f} ms{validated} [dim]estimate, not a measurement[/]",
+        f"  [bold]estimate[/]      {_ms(est['estimate_ms'])} ms, {level} % interval {_ms(est['low_ms'])} .. "
+        f"{_ms(est['high_ms'])} ms{validated} [dim]estimate, not a measurement[/]",
         highlight=False,
     )
     console.print(
@@ -196,7 +196,7 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
         highlight=False,
     )
     console.print(
-        f"  roofline      {bound['lower_bound_ms']:.2f} ms ({bound['bound']}-bound, "
+        f"  roofline      {_ms(bound['lower_bound_ms'])} ms ({bound['bound']}-bound, "
         f"{bound['precision']} peak {bound['peak_gmacs']:.1f} GMAC/s; {bound['label']})",
         highlight=False,
     )
@@ -245,28 +245,33 @@ def roofline_cmd(
         ("bytes moved", f"{cost.bytes_moved / mb:,.2f} MB (no reuse: weights + every activation in/out)"),
         ("peak compute", f"{r.peak_gmacs:,.1f} GMAC/s ({r.precision})"),
         ("peak bandwidth", f"{r.mem_bw_gbs:.1f} GB/s"),
-        ("compute time", f"{r.compute_ms:.2f} ms"),
+        ("compute time", f"{_ms(r.compute_ms)} ms"),
         (
             "memory time",
-            f"{r.memory_ms:.2f} ms compulsory (weights + I/O); {r.traffic_ms:.2f} ms with no reuse",
+            f"{_ms(r.memory_ms)} ms compulsory (weights + I/O); {_ms(r.traffic_ms)} ms with no reuse",
         ),
         ("intensity", f"{r.intensity_macs_per_byte:.1f} MAC/byte (ridge {r.ridge_macs_per_byte:.1f})"),
     ]
     for name, value in rows:
         console.print(f"  {name:15s} {value}", highlight=False)
     console.print(
-        f"  [bold]lower bound[/]     {r.lower_bound_ms:.2f} ms ({r.bound}-bound) "
+        f"  [bold]lower bound[/]     {_ms(r.lower_bound_ms)} ms ({r.bound}-bound) "
         "[dim]roofline bound from published specs, not a measurement[/]",
         highlight=False,
     )
     console.print(
-        f"  estimate        {est.estimate_ms:.1f} ms, 80 % interval {est.low_ms:.1f} .. {est.high_ms:.1f} ms "
-        f"(method {est.method}; {est.estimate_ms / max(r.lower_bound_ms, 1e-9):.1f}x the bound) "
+        f"  estimate        {_ms(est.estimate_ms)} ms, 80 % interval {_ms(est.low_ms)} .. {_ms(est.high_ms)} ms "
+        f"(method {est.method}; {_ms(est.estimate_ms / max(r.lower_bound_ms, 1e-9))}x the bound) "
         "[dim]estimate[/]",
         highlight=False,
     )
     for note in est.caveats:
         console.print(f"  [dim]note: {note}[/]", highlight=False)
+
+
+def _ms(value: float) -> str:
+    """Milliseconds to three significant digits (a tiny model is 0.0123 ms, not 0.0), whole ms from 1000."""
+    return f"{value:.0f}" if value >= 1000 else f"{value:.3g}"
 
 
 def register(app: typer.Typer) -> None:

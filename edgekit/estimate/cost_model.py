@@ -114,6 +114,7 @@ class Estimate:
     cv: dict[str, Any]
     caveats: list[str]
     label: str = LABEL
+    not_validated: str = ""  # why the interval is not validated (empty when it is)
 
     @property
     def work(self) -> int:
@@ -132,6 +133,7 @@ class Estimate:
             "high_ms": round(self.high_ms, 3),
             "interval_level": INTERVAL_LEVEL,
             "interval_calibrated": self.calibrated,
+            "interval_not_validated": self.not_validated or None,
             "cross_validation": cv,
             "calibrated_on": SOURCE,
             "caveats": self.caveats,
@@ -174,6 +176,9 @@ def estimate(
     if threads > board.cores:
         notes.append(f"{threads} threads on {board.cores} cores: counted as {board.cores}")
     available = tuple(k for k in (INS, B, P, M, X, A) if features.has(k, calibrated_n))
+    outside = _outside_calibration(board.name, features)
+    if outside:
+        notes.append(outside)
     model = ensemble(board.name, calibrated_n, available)
     method = model.describe()
     est = model.predict_ms(features)
@@ -184,14 +189,56 @@ def estimate(
     }
     cv |= procedure_cv(board.name, calibrated_n, available)
     q = max(cv["q_log"], cv["q_log_wide"]) if unseen or features.int8 else cv["q_log"]
-    calibrated = calibrated_n == n and _format_calibrated(fmt, list(model.weights))
+    runtime_ok = _format_calibrated(fmt, list(model.weights))
+    calibrated = calibrated_n == n and runtime_ok and not outside
+    why = ""
     if not calibrated:
         q = max(q, widest_q())
-        if calibrated_n == n:
+        if calibrated_n != n:
+            why = f"no calibration figure at {n} threads"
+        elif not runtime_ok:
             notes.append(_uncalibrated_note(fmt))
+            why = f"no calibration figure for {fmt.value if fmt else 'this format'}"
+        else:
+            why = "outside the calibration models' size range"
     return Estimate(
-        board.name, n, method, features, est, est * math.exp(-q), est * math.exp(q), calibrated, cv, notes
+        board.name,
+        n,
+        method,
+        features,
+        est,
+        est * math.exp(-q),
+        est * math.exp(q),
+        calibrated,
+        cv,
+        notes,
+        not_validated=why,
     )
+
+
+def _outside_calibration(board: str, features: Features) -> str:
+    """A caveat when the model's work (instructions counted on this core, else MACs) lies outside the range of
+    the calibration models': there the estimate is extrapolated and no held-out error speaks for it."""
+    counted = bool(features.instructions)
+    work = features.instructions if counted else features.macs
+    lo, hi = calibration_range(board, counted)
+    if not work or lo <= work <= hi:
+        return ""
+    what = "instructions (1 thread)" if counted else "MACs"
+    side = "fewer" if work < lo else "more"
+    return (
+        f"{work / 1e6:.3g} M {what}: {side} than any calibration model ({lo / 1e6:.3g}-{hi / 1e6:.3g} M on this "
+        "core), so the estimate is extrapolated and its interval is not validated there (the widest of any "
+        "group)"
+    )
+
+
+@cache
+def calibration_range(board: str, counted: bool = True) -> tuple[int, int]:
+    """The smallest and largest work of the calibration models on this board's core: guest instructions at one
+    thread when `counted`, else MACs."""
+    work = [f.instructions if counted else f.macs for _, f, _ in calibration_data(board, 1)]
+    return min(work), max(work)
 
 
 def _format_calibrated(fmt: Format | None, method: Sequence[str]) -> bool:

@@ -13,7 +13,7 @@ from html import escape
 from edgekit.report import plots
 from edgekit.report.regression import Flag, throttle_reason
 from edgekit.report.view import RecipeView, Report, Row, when
-from edgekit.results import AgentResult, DeviceFacts, TargetRun
+from edgekit.results import AgentResult, DeviceFacts, TargetRun, interval_not_validated
 from edgekit.store import StoredRun
 
 CSS = """
@@ -308,7 +308,8 @@ def _estimate(est: dict | None) -> str:
     """An emulated target's headline: the real board's estimated latency, labelled as an estimate."""
     if not est:
         return "-"
-    mark = "" if est.get("interval_calibrated", True) else " (interval not validated for this runtime)"
+    why = interval_not_validated(est)
+    mark = f" (interval not validated: {why})" if why else ""
     return (
         f"<b>~{_num(est['estimate_ms'])}</b> ({_num(est['low_ms'])}–{_num(est['high_ms'])}) "
         f'<span class="muted">{escape(str(est.get("board", "")))} estimate{mark}</span>'

@@ -17,7 +17,14 @@ from rich.text import Text
 
 from edgekit.formats import Format
 from edgekit.report.figures import agreement, judged_on, percent, task_metric
-from edgekit.results import AgentResult, Comparison, DeployResult, Measurement, TargetRun
+from edgekit.results import (
+    AgentResult,
+    Comparison,
+    DeployResult,
+    Measurement,
+    TargetRun,
+    interval_not_validated,
+)
 
 HOST = "host"
 EMULATED_NOTE = (
@@ -317,13 +324,18 @@ def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
         parts.append(COUNT_NOTE)
     if any(r.emulated and not _counted(r) for r in runs):
         parts.append(EMULATED_NOTE)
-    if any(
-        isinstance(e, dict) and e.get("interval_calibrated") is False
-        for r in runs
-        for e in r.estimates.values()
-    ):
+    reasons = sorted(
+        {
+            why
+            for r in runs
+            for e in r.estimates.values()
+            if isinstance(e, dict) and (why := interval_not_validated(e))
+        }
+    )
+    if reasons:
         parts.append(
-            "* interval not validated for this runtime: the cost model is calibrated on ncnn models only"
+            f"* interval not validated ({'; '.join(reasons)}): the cost model is calibrated on ncnn's benchmark "
+            "models, at 1 and 4 threads"
         )
     return "\n".join(parts)
 
