@@ -453,7 +453,9 @@ def test_a_model_outside_the_calibration_range_is_said_to_be_extrapolated() -> N
     for work, side in ((lo // 50, "fewer"), (hi * 3, "more")):
         est = cost_model.estimate("pi4", cost_model.Features(work), 1, fmt=Format.NCNN_FP32)
         d = est.to_dict()
-        assert not est.calibrated and d["interval_not_validated"] == "outside the calibration models' size range"
+        assert (
+            not est.calibrated and d["interval_not_validated"] == "outside the calibration models' size range"
+        )
         assert any(f"{side} than any calibration model" in c for c in est.caveats), est.caveats
         assert est.high_ms / est.estimate_ms == pytest.approx(math.exp(cost_model.widest_q()))
     mlo, _ = cost_model.calibration_range("pi5", counted=False)  # an ONNX file: MACs, nothing counted

@@ -227,10 +227,14 @@ def _outside_calibration(board: str, features: Features) -> str:
     what = "instructions (1 thread)" if counted else "MACs"
     side = "fewer" if work < lo else "more"
     return (
-        f"{work / 1e6:.3g} M {what}: {side} than any calibration model ({lo / 1e6:.3g}-{hi / 1e6:.3g} M on this "
+        f"{_millions(work)} M {what}: {side} than any calibration model ({_millions(lo)}-{_millions(hi)} M on this "
         "core), so the estimate is extrapolated and its interval is not validated there (the widest of any "
         "group)"
     )
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:,.0f}" if n >= 1e9 else f"{n / 1e6:.3g}"
 
 
 @cache
