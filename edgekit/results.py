@@ -65,6 +65,15 @@ class DeviceFacts(_Model):
     battery: dict[str, Any] | None = None  # capacity_pct, status, charging, where the device lets it be read
 
 
+class LayerTime(_Model):
+    """One ncnn layer's own wall time on the device (extract of its output minus a cached re-extract)."""
+
+    name: str
+    type: str
+    ms: float  # median over the passes
+    min_ms: float
+
+
 class Measurement(_Model):
     """One artifact at one thread count. Latencies in milliseconds per invocation."""
 
@@ -103,6 +112,9 @@ class Measurement(_Model):
     output_shapes: list[list[int]] = Field(default_factory=list)  # each (samples, *output shape)
     timed_inputs: int | None = None  # inputs the timed invocations ran (the first one)
     accuracy_inputs: int | None = None  # inputs whose outputs were saved for the accuracy comparison
+    layer_ms: list[LayerTime] = Field(default_factory=list)  # on request (edgekit profile on a board): ncnn
+    layer_passes: int | None = None  # how many fresh extractors each layer_ms median is over
+    layer_error: str | None = None  # why layer_ms is missing although asked for
 
 
 class AgentResult(_Model):

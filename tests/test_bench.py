@@ -237,3 +237,33 @@ def test_profile_refuses_a_file_it_cannot_profile(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "a .mnn file is neither" in done.stderr and "model.mnn" in done.stderr
+
+
+@pytest.mark.integration
+def test_profile_on_the_host_times_each_ncnn_layer(model_files: dict[str, Path]) -> None:
+    """On a board or the host, `edgekit profile` is each ncnn layer's own wall time from the agent: every layer of
+    the .param but its input, in file order, medians over the passes asked for; a .tflite there is refused."""
+    param = model_files["param"]
+    expected = [line.split()[1] for line in param.read_text().splitlines()[2:] if line.split()[0] != "Input"]
+
+    def profile(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edgekit", "profile", *args, "--target", "host"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
+    done = profile(str(param), "--passes", "5", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(done.stdout)
+    assert data["label"].startswith("wall time per layer") and data["layer_passes"] == 5
+    assert [layer["name"] for layer in data["layer_ms"]] == expected
+    assert all(layer["ms"] >= layer["min_ms"] >= 0 for layer in data["layer_ms"])
+    assert sum(layer["ms"] for layer in data["layer_ms"]) > 0 and data["p50_ms"] > 0
+    done = profile(str(param), "--passes", "3", "--top", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "hardware measurement" in done.stdout and f"{len(expected)} layers sum to" in done.stdout
+    done = profile(str(model_files["tflite"]))
+    assert done.returncode == 2 and "pi4-emu" in done.stderr, done.stderr

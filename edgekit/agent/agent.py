@@ -550,6 +550,20 @@ def _ncnn_io_from_param(path: str) -> tuple[list[str], list[str]]:
     return inputs, outputs
 
 
+def _ncnn_layers(path: str) -> list[tuple[str, str, str]]:
+    """(name, type, first output blob) of every layer of a .param but its inputs, in file order."""
+    layers = []
+    with open(path) as handle:
+        for line in handle.read().splitlines()[2:]:
+            parts = line.split()
+            if len(parts) < 4 or parts[0] == "Input":
+                continue
+            n_in, n_out = int(parts[2]), int(parts[3])
+            if n_out:
+                layers.append((parts[1], parts[0], parts[4 + n_in]))
+    return layers
+
+
 class NcnnRunner:
     runtime = "ncnn"
 
@@ -575,6 +589,7 @@ class NcnnRunner:
             if hasattr(self.net.opt, key):
                 setattr(self.net.opt, key, value)
         self.net.opt.num_threads = threads
+        self.param = param
         if self.net.load_param(param) != 0:
             raise RuntimeError("ncnn could not parse %s" % param)
         if self.net.load_model(model) != 0:
@@ -603,6 +618,31 @@ class NcnnRunner:
                 raise RuntimeError("ncnn extract(%r) returned %d" % (name, ret))
             last.append(out)
         self._last = last
+
+    def layer_times(self, passes: int) -> list[dict[str, Any]]:
+        """Each layer's own wall time (ms), the median and minimum over `passes` fresh extractors. In .param order
+        (topological), extracting a layer's first output computes that layer alone (its inputs are ready); a
+        second extract of the same blob costs the same call without the layer, and is subtracted."""
+        layers = _ncnn_layers(self.param)
+        own: list[list[float]] = [[] for _ in layers]
+        clock = time.perf_counter
+        for _ in range(passes):
+            ex = self.net.create_extractor()
+            ex.input(self.in_name, self.mat)
+            for k, (name, _, top) in enumerate(layers):
+                t0 = clock()
+                ret, _mat = ex.extract(top, 1)  # 1: the blob as stored, no conversion in either window
+                t1 = clock()
+                ret2, _mat = ex.extract(top, 1)
+                t2 = clock()
+                if ret != 0 or ret2 != 0:
+                    raise RuntimeError("ncnn extract(%r) of layer %s returned %d" % (top, name, ret or ret2))
+                own[k].append(max(0.0, (t1 - t0) - (t2 - t1)) * 1000.0)
+            ex = None
+        return [
+            {"name": name, "type": kind, "ms": float(np.median(ms)), "min_ms": float(min(ms))}
+            for (name, kind, _), ms in zip(layers, own)
+        ]
 
     def outputs(self) -> list[tuple[str, np.ndarray]]:
         result = []
@@ -902,6 +942,9 @@ def measure(
             m["instructions_per_thread"] = [c // number for c in insn.last_split]
             m["instruction_mix"] = [c // number for c in insn.last_mix]
         m["overhead_ms_per_sample"] = overhead_ms(number, len(samples))
+        passes = int(req.get("layer_times", 0))
+        if passes > 0:
+            m.update(layer_profile(runner, passes))
         if outdir is not None:
             m.update(save_outputs(runner, inputs, outdir, art["id"], threads, base))
             m["accuracy_inputs"] = len(inputs)
@@ -917,6 +960,23 @@ def measure(
         m["peak_rss_mb"] = peak_rss_mb()
         m["rss_delta_mb"] = rss1 - rss0 if rss0 is not None and rss1 is not None else None
     return m
+
+
+def layer_profile(runner: Any, passes: int) -> dict[str, Any]:
+    """Per-layer wall times where the runtime can run one layer at a time (ncnn); a failure here is said in the
+    measurement and costs none of its timings."""
+    if not hasattr(runner, "layer_times"):
+        return {
+            "layer_error": "per-layer wall time is offered for ncnn models only (not %s)" % runner.runtime
+        }
+    gc.disable()
+    try:
+        return {"layer_ms": runner.layer_times(passes), "layer_passes": passes}
+    except Exception as exc:  # noqa: BLE001 - recorded with the measurement, which stays ok
+        log("per-layer times failed: %s: %s" % (type(exc).__name__, exc))
+        return {"layer_error": "%s: %s" % (type(exc).__name__, exc)}
+    finally:
+        gc.enable()
 
 
 def save_outputs(

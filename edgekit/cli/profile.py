@@ -1,42 +1,47 @@
 """`edgekit profile ARTIFACT --target T`: where one artifact's instructions go, layer by layer (ncnn) or op by
 op (TFLite).
 
-Counts every layer's guest instructions on the target's emulated core (locally, under the counting qemu; no
-SSH), exactly and repeatably with one thread, and prints the top layers with their type, output shape,
-precision and share of the whole inference. Instruction counts, not latency: neither runtime's Python API
-times a layer, so wall time per layer on a real board is not offered.
+On an emulated target: every layer's guest instructions on the emulated core (locally, under the counting qemu;
+no SSH), exactly and repeatably with one thread, with type, output shape, precision and share of the whole
+inference. Instruction counts, not latency.
+
+On a real board or `host`: each ncnn layer's own wall time, measured by the on-device agent over SSH the way
+the counts are made (extract the layer's output, minus a re-extract of it), median over `--passes` fresh
+extractors, next to the whole inference's p50. A hardware measurement; TFLite's Python API cannot run one op
+at a time, so a .tflite is profiled on an emulated core only.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from edgekit.errors import EdgekitError, InputDataError
+from edgekit.errors import EdgekitError, InputDataError, UsageError
+
+if TYPE_CHECKING:
+    from edgekit.results import Measurement
 
 
-def _device_for(target: str) -> str:
-    """An emulated target's device (pi4-emu -> pi4-emu); a real board has no counting core."""
+def _device_for(target: str) -> str | None:
+    """An emulated target's device (pi4-emu -> pi4-emu); None for a real board or the host (wall time)."""
     from edgekit.target import load_target
 
+    if target == "host":
+        return None
     loaded = load_target(target)
-    if loaded.emulated is None:
-        raise EdgekitError(
-            f"target {target} is a real board: per-layer instruction counts need an emulated core",
-            where="--target",
-            hint="use pi4-emu (Cortex-A72) or pi5-emu (Cortex-A76); wall time per layer on a "
-            "board is not offered yet",
-        )
-    return loaded.emulated.device
+    return loaded.emulated.device if loaded.emulated is not None else None
 
 
 def profile_cmd(
     artifact: Path = typer.Argument(
         ..., help="an ncnn model.param (its .bin and model.io.json beside it) or a .tflite model"
     ),
-    target: str = typer.Option(..., "--target", "-t", help="an emulated target: pi4-emu or pi5-emu"),
+    target: str = typer.Option(
+        ..., "--target", "-t", help="pi4-emu / pi5-emu (instruction counts), a board or host (wall time)"
+    ),
     threads: int = typer.Option(1, "--threads", min=1, help="ncnn threads (1: exact, repeatable counts)"),
     top: int = typer.Option(10, "--top", min=1, help="how many layers to print"),
     as_json: bool = typer.Option(False, "--json", help="print every layer as JSON instead of the top table"),
@@ -44,6 +49,9 @@ def profile_cmd(
         None,
         "--input-shape",
         help="NCHW, for a .param without sidecar (runs as benchncnn: defaults, input 0.01)",
+    ),
+    passes: int = typer.Option(
+        20, "--passes", min=1, help="on a board or host: fresh extractors each layer's median is over"
     ),
 ) -> None:
     """Guest instructions per layer (ncnn) or per op (TFLite) on an emulated core, top layers first.
@@ -70,6 +78,9 @@ def profile_cmd(
             "inference of the other runtimes",
         )
     device = _device_for(target)
+    if device is None:
+        _wall_profile(artifact, target, threads, passes, input_shape, top, as_json)
+        return
     if artifact.suffix == ".tflite":
         result = profile_tflite(artifact, device, threads=threads)
     else:
@@ -82,6 +93,80 @@ def profile_cmd(
         return
     for line in format_table(result, top):
         typer.echo(line)
+
+
+def _wall_profile(
+    artifact: Path, target: str, threads: int, passes: int, input_shape: str | None, top: int, as_json: bool
+) -> None:
+    """Per-layer wall time of an ncnn artifact on a board (SSH) or this host, by the on-device agent."""
+    import time
+    import uuid
+
+    from edgekit.cli.bench import _inputs, _sidecar_format
+    from edgekit.deploy import AgentArtifact, Settings, TargetSession, host_target
+    from edgekit.estimate.graph import load_ncnn
+    from edgekit.paths import runs_dir
+    from edgekit.progress import live_progress
+    from edgekit.target import load_target
+
+    if artifact.suffix != ".param":
+        raise UsageError(
+            f"target {target} times layers with ncnn; a .tflite runs as one call in TFLite's Python API",
+            where="--target",
+            hint="count it op by op on an emulated core: --target pi4-emu (Cortex-A72) or pi5-emu (Cortex-A76)",
+        )
+    load_ncnn(artifact)  # a file ncnn cannot load is refused here, named (exit 2), before any device run
+    art = AgentArtifact.from_path(artifact, _sidecar_format(artifact))
+    tgt = host_target() if target == "host" else load_target(target)
+    settings = Settings(warmup=2, repeat=passes, threads=(threads,), layer_times=passes)
+    folder = runs_dir() / f"profile-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    inputs = _inputs(art, None, input_shape, folder)
+    with live_progress(_console(), f"profile {artifact.name}") as progress:
+        session = TargetSession(
+            tgt, run_id=folder.name, local_dir=folder / tgt.name, settings=settings, progress=progress
+        )
+        run = session.execute([art], inputs)
+    m = run.agent.measurements[0] if run.agent and run.agent.measurements else None
+    if m is None or m.status != "ok" or not m.layer_ms:
+        why = run.error or (m.error or m.layer_error if m else None) or "no measurement came back"
+        raise EdgekitError(f"per-layer timing failed: {why}", where=tgt.name)
+    if as_json:
+        print(json.dumps({"target": tgt.name, "label": WALL_LABEL, **m.model_dump(mode="json")}, indent=1))
+        return
+    for line in wall_table(m, tgt.name, artifact.name, top):
+        typer.echo(line)
+
+
+WALL_LABEL = (
+    "wall time per layer on the device (hardware measurement; each layer's extract minus a re-extract of its "
+    "output, median over fresh extractors)"
+)
+
+
+def wall_table(m: Measurement, target: str, name: str, top: int) -> list[str]:
+    """Plain text lines: the `top` layers by median wall time, then the whole inference."""
+    total = sum(layer.ms for layer in m.layer_ms)
+    lines = [
+        f"{name} on {target}, threads={m.threads}, {m.layer_passes} passes: {WALL_LABEL}",
+        f"{'layer':<28} {'type':<22} {'median ms':>10} {'min ms':>9} {'share':>7}",
+    ]
+    for layer in sorted(m.layer_ms, key=lambda layer: -layer.ms)[:top]:
+        label = layer.name if len(layer.name) <= 28 else "…" + layer.name[-27:]
+        lines.append(
+            f"{label:<28} {layer.type:<22} {layer.ms:>10.3f} {layer.min_ms:>9.3f} {layer.ms / max(total, 1e-12):>6.1%}"
+        )
+    lines.append(
+        f"{len(m.layer_ms)} layers sum to {total:.3f} ms; the whole inference p50 {m.p50_ms:.3f} ms "
+        f"({total / max(m.p50_ms or 1e-12, 1e-12):.0%} of it: timed alone, a layer runs without the cache state a "
+        "whole run leaves it, and the extractor's own work is in neither)"
+    )
+    return lines
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
