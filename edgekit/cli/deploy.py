@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from edgekit.errors import EdgekitError, Interrupted
 from edgekit.formats import Format
+
+if TYPE_CHECKING:
+    from edgekit.results import DeployResult
 
 console = Console()
 if not console.is_terminal:  # logs and CI: keep table rows on one line
@@ -87,6 +91,12 @@ def deploy_cmd(
     ),
     no_store: bool = typer.Option(False, "--no-store", help="do not record the run in the results store"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also show emulated wall times in the table"),
+    profile: bool = typer.Option(
+        False,
+        "--profile",
+        help="per-layer data in the result (--json): instructions per ncnn layer on emulated targets, wall "
+        "time per ncnn layer on boards and the host (as `edgekit profile`)",
+    ),
 ) -> None:
     """Convert a recipe's formats, time them on each target and on the host CPU, compare outputs, print a table.
 
@@ -115,6 +125,7 @@ def deploy_cmd(
         keep_going=keep_going,
         json_path=json_path,
         target_overrides=tuple(set_ or ()),
+        profile=profile,
     )
     from edgekit.progress import live_progress
 
@@ -130,6 +141,9 @@ def deploy_cmd(
         console.print(f"[red]x[/] {line}", highlight=False)
     for line in route_lines(result):
         console.print(line, highlight=False)
+    if profile:
+        for line in profile_lines(result):
+            console.print(line, highlight=False)
     if json_path:
         console.print(f"results: {json_path}", highlight=False)
     if not no_store:
@@ -141,6 +155,37 @@ def deploy_cmd(
     console.print(f"{loaded.name}: {verdict} in {time.perf_counter() - start:.0f} s", highlight=False)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def profile_lines(result: DeployResult, top: int = 3) -> list[str]:
+    """deploy --profile, in one line per target and ncnn artifact: its heaviest layers and their shares."""
+    lines = []
+    for run in result.runs:
+        for artifact, prof in run.profiles.items():
+            if prof.get("status") != "ok":
+                lines.append(f"profile {run.target} {artifact}: {prof.get('status')} ({prof.get('reason')})")
+                continue
+            total = max(1, int(prof["total"]))
+            heavy = sorted(prof["layers"], key=lambda layer: -layer["instructions"])[:top]
+            shares = ", ".join(
+                f"{layer['name']} ({layer['type']}) {layer['instructions'] / total:.0%}" for layer in heavy
+            )
+            lines.append(f"profile {run.target} {artifact}: by instructions (exact count): {shares}")
+        for m in run.agent.measurements if run.agent else []:
+            if m.layer_ms:
+                total_ms = max(1e-12, sum(layer.ms for layer in m.layer_ms))
+                heavy_ms = sorted(m.layer_ms, key=lambda layer: -layer.ms)[:top]
+                shares = ", ".join(
+                    f"{layer.name} ({layer.type}) {layer.ms / total_ms:.0%}" for layer in heavy_ms
+                )
+                lines.append(
+                    f"profile {run.target} {m.artifact} x{m.threads}: by wall time (measured): {shares}"
+                )
+            elif m.layer_error:
+                lines.append(f"profile {run.target} {m.artifact} x{m.threads}: {m.layer_error}")
+    if lines:
+        lines.append("per-layer data: runs[].profiles (emulated) and measurements[].layer_ms in --json")
+    return lines
 
 
 def _keep_interrupted(exc: Interrupted, json_path: Path | None, store: str | None, no_store: bool) -> None:

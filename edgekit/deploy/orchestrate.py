@@ -56,6 +56,8 @@ class DeployOptions:
     keep_going: bool = False  # deploy what converted even if a conversion failed
     json_path: Path | None = None
     target_overrides: tuple[str, ...] = ()  # `field=value` for every target given by name (--set)
+    profile: bool = False  # per-layer data in the result: counts on emulated cores, wall times elsewhere
+    profile_passes: int = 10  # with `profile`, on boards and the host: extractors each layer's median is over
 
 
 def host_target() -> Target:
@@ -125,6 +127,9 @@ def deploy(
     reference = onnx_reference(recipe, np.load(inputs))
     compare_all(result, recipe, reference, labels, HOST)
     _estimates(result, {t.name: t for t in resolved.values()}, say)
+    if opts.profile:
+        _profiles(result, {t.name: t for t in resolved.values()}, say)
+        writer.write()
     result.routes = _routes(result)
     result.finished_at = now()
     result.ok = is_ok(result, [a.id for a in deployable])
@@ -184,6 +189,10 @@ def _plan_for(
 ) -> TargetPlan:
     """The target's settings and inputs file (the first `samples` of the evaluation inputs when capped)."""
     own = capped_settings(recipe, opts, settings, target, say)
+    if (
+        opts.profile and target.emulated is None
+    ):  # emulated cores get exact counts per layer instead (_profiles)
+        own = replace(own, layer_times=opts.profile_passes)
     if own.samples is None or own.samples == settings.samples:
         return TargetPlan(target, own, inputs)
     data = np.load(inputs)
@@ -352,6 +361,37 @@ def _estimates(result: DeployResult, targets: dict[str, Target], say: Progress) 
             )
         except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
             say(f"{run.target}: no estimates ({type(exc).__name__}: {exc})")
+
+
+def _profiles(result: DeployResult, targets: dict[str, Target], say: Progress) -> None:
+    """With --profile, on each emulated target: every ncnn artifact measured there, counted layer by layer on its
+    core at one thread (edgekit.profile; exact). Boards and the host carry their layer wall times in their
+    measurements (`layer_ms`). A failure is said in the result, never costs a measurement."""
+    from edgekit.profile import profile_ncnn
+
+    files = {a.id: a.files for a in result.artifacts}
+    for run in result.runs:
+        target = targets.get(run.target)
+        if target is None or target.emulated is None or run.agent is None:
+            continue
+        measured = sorted({m.artifact for m in run.agent.measurements if m.status == "ok"})
+        for artifact in measured:
+            param = next((Path(f) for f in files.get(artifact, []) if f.endswith(".param")), None)
+            if param is None:
+                run.profiles[artifact] = {
+                    "status": "skipped",
+                    "reason": "per-layer counts in deploy are for ncnn artifacts; `edgekit profile FILE "
+                    f"--target {run.target}` counts a .tflite op by op (one prefix model per op: slow)",
+                }
+                continue
+            say(f"{run.target}: counting {artifact} layer by layer")
+            try:
+                prof = profile_ncnn(param, target.emulated.device, threads=1)
+            except Exception as exc:  # noqa: BLE001 - a profile must never cost the measurements
+                run.profiles[artifact] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+                say(f"{run.target}: no profile of {artifact} ({exc})")
+                continue
+            run.profiles[artifact] = {"status": "ok", **prof.to_dict()}
 
 
 def _routes(result: DeployResult) -> list[dict[str, Any]]:
