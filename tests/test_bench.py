@@ -45,8 +45,12 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return edgekit("bench", *args, timeout=timeout)
+
+
+def edgekit(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edgekit", "bench", *args],
+        [sys.executable, "-m", "edgekit", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -192,12 +196,7 @@ def test_an_ncnn_model_ncnn_cannot_load_is_refused_before_any_run(tmp_path: Path
     param.with_suffix(".bin").write_bytes(bytes(100))  # 108 weights need 436 bytes
     shape = ["--shape", "1,3,8,8"] if command == "bench" else ["--input-shape", "1,3,8,8"]
     target = "host" if command == "bench" else "pi4-emu"
-    done = subprocess.run(
-        [sys.executable, "-m", "edgekit", command, str(param), "--target", target, *shape],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = edgekit(command, str(param), "--target", target, *shape, timeout=300)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "cannot load the weights" in done.stderr and "m.bin" in done.stderr
 
@@ -229,12 +228,7 @@ def test_profile_refuses_a_file_it_cannot_profile(tmp_path: Path) -> None:
     guest starts."""
     other = tmp_path / "model.mnn"
     other.write_bytes(b"\x00" * 64)
-    done = subprocess.run(
-        [sys.executable, "-m", "edgekit", "profile", str(other), "--target", "pi4-emu"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = edgekit("profile", str(other), "--target", "pi4-emu", timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "a .mnn file is neither" in done.stderr and "model.mnn" in done.stderr
 
@@ -247,13 +241,7 @@ def test_profile_on_the_host_times_each_ncnn_layer(model_files: dict[str, Path])
     expected = [line.split()[1] for line in param.read_text().splitlines()[2:] if line.split()[0] != "Input"]
 
     def profile(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "edgekit", "profile", *args, "--target", "host"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**os.environ, "COLUMNS": "200"},
-        )
+        return edgekit("profile", *args, "--target", "host")
 
     done = profile(str(param), "--passes", "5", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
