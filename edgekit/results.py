@@ -179,9 +179,7 @@ class TargetRun(_Model):
     stage_seconds: dict[str, float] = Field(default_factory=dict)  # connect/push/run/pull
     result_dir: str | None = None  # local folder with the pulled result.json and outputs (additive)
     benchmark: dict[str, Any] = Field(default_factory=dict)  # this target's settings (its own cap applied)
-    profiles: dict[str, Any] = Field(
-        default_factory=dict
-    )  # deploy --profile, emulated: artifact -> per layer
+    profiles: dict[str, Any] = Field(default_factory=dict)  # deploy --profile, emulated: per-layer counts
 
 
 class DeployResult(_Model):

@@ -17,8 +17,9 @@ from edgekit.errors import EdgekitError, Interrupted, UsageError
 from edgekit.formats import Format
 
 if TYPE_CHECKING:
-    from edgekit.deploy import AgentArtifact
+    from edgekit.deploy import AgentArtifact, Settings
     from edgekit.results import TargetRun
+    from edgekit.target import Target
 
 console = Console()
 if not console.is_terminal:
@@ -64,8 +65,7 @@ def bench_cmd(
     Wall times on emulated targets are labelled `emulated`: they are not device latency.
     """
     from edgekit.cli.deploy import parse_threads
-    from edgekit.deploy import AgentArtifact, Settings, TargetSession, host_target
-    from edgekit.paths import runs_dir
+    from edgekit.deploy import AgentArtifact, Settings, host_target
     from edgekit.report.table import bench_table
     from edgekit.target import load_target
 
@@ -85,15 +85,9 @@ def bench_cmd(
         threads=parse_threads(threads) or (1,),
         timeout_s=timeout,
     )
-    folder = runs_dir() / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    folder = run_folder("bench")
     inputs = _inputs(art, input_path, shape, folder)
-    from edgekit.progress import live_progress
-
-    with live_progress(console, f"bench {artifact.name}") as progress:  # measured / planned, elapsed, ETA
-        session = TargetSession(
-            tgt, run_id=folder.name, local_dir=folder / tgt.name, settings=settings, progress=progress
-        )
-        run = session.execute([art], inputs)
+    run = run_one(art, tgt, settings, folder, inputs, console, f"bench {artifact.name}")
     if run.agent is not None:
         console.print(bench_table(run.agent, run.target))
         if tgt.emulated is not None:
@@ -114,6 +108,33 @@ def bench_cmd(
     )
     if not ok:
         raise typer.Exit(1)
+
+
+def run_folder(kind: str) -> Path:
+    """A fresh local folder for one command's run (bench-..., profile-...) under edgekit's runs dir."""
+    from edgekit.paths import runs_dir
+
+    return runs_dir() / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def run_one(
+    art: AgentArtifact,
+    tgt: Target,
+    settings: Settings,
+    folder: Path,
+    inputs: Path,
+    out: Console,
+    label: str,
+) -> TargetRun:
+    """One artifact through the agent on one target (push, run, pull), with live progress on `out`."""
+    from edgekit.deploy import TargetSession
+    from edgekit.progress import live_progress
+
+    with live_progress(out, label) as progress:  # measured / planned, elapsed, ETA
+        session = TargetSession(
+            tgt, run_id=folder.name, local_dir=folder / tgt.name, settings=settings, progress=progress
+        )
+        return session.execute([art], inputs)
 
 
 def _estimates(run: TargetRun, art: AgentArtifact, device: str, shape: str | None) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -99,14 +99,11 @@ def _wall_profile(
     artifact: Path, target: str, threads: int, passes: int, input_shape: str | None, top: int, as_json: bool
 ) -> None:
     """Per-layer wall time of an ncnn artifact on a board (SSH) or this host, by the on-device agent."""
-    import time
-    import uuid
+    from rich.console import Console
 
-    from edgekit.cli.bench import _inputs, _sidecar_format
-    from edgekit.deploy import AgentArtifact, Settings, TargetSession, host_target
+    from edgekit.cli.bench import _inputs, _sidecar_format, run_folder, run_one
+    from edgekit.deploy import AgentArtifact, Settings, host_target
     from edgekit.estimate.graph import load_ncnn
-    from edgekit.paths import runs_dir
-    from edgekit.progress import live_progress
     from edgekit.target import load_target
 
     if artifact.suffix != ".param":
@@ -119,13 +116,9 @@ def _wall_profile(
     art = AgentArtifact.from_path(artifact, _sidecar_format(artifact))
     tgt = host_target() if target == "host" else load_target(target)
     settings = Settings(warmup=2, repeat=passes, threads=(threads,), layer_times=passes)
-    folder = runs_dir() / f"profile-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    folder = run_folder("profile")
     inputs = _inputs(art, None, input_shape, folder)
-    with live_progress(_console(), f"profile {artifact.name}") as progress:
-        session = TargetSession(
-            tgt, run_id=folder.name, local_dir=folder / tgt.name, settings=settings, progress=progress
-        )
-        run = session.execute([art], inputs)
+    run = run_one(art, tgt, settings, folder, inputs, Console(stderr=True), f"profile {artifact.name}")
     m = run.agent.measurements[0] if run.agent and run.agent.measurements else None
     if m is None or m.status != "ok" or not m.layer_ms:
         why = run.error or (m.error or m.layer_error if m else None) or "no measurement came back"
@@ -161,12 +154,6 @@ def wall_table(m: Measurement, target: str, name: str, top: int) -> list[str]:
         "whole run leaves it, and the extractor's own work is in neither)"
     )
     return lines
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -189,9 +189,7 @@ def _plan_for(
 ) -> TargetPlan:
     """The target's settings and inputs file (the first `samples` of the evaluation inputs when capped)."""
     own = capped_settings(recipe, opts, settings, target, say)
-    if (
-        opts.profile and target.emulated is None
-    ):  # emulated cores get exact counts per layer instead (_profiles)
+    if opts.profile and target.emulated is None:  # emulated cores: exact counts per layer instead (_profiles)
         own = replace(own, layer_times=opts.profile_passes)
     if own.samples is None or own.samples == settings.samples:
         return TargetPlan(target, own, inputs)

@@ -108,9 +108,7 @@ class Estimate:
     estimate_ms: float
     low_ms: float
     high_ms: float
-    calibrated: (
-        bool  # False: the interval is not validated (a format or thread count with no figure; caveats)
-    )
+    calibrated: bool  # False: the interval is not validated (not_validated says why)
     cv: dict[str, Any]
     caveats: list[str]
     label: str = LABEL
