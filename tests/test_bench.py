@@ -255,3 +255,48 @@ def test_profile_on_the_host_times_each_ncnn_layer(model_files: dict[str, Path])
     assert "hardware measurement" in done.stdout and f"{len(expected)} layers sum to" in done.stdout
     done = profile(str(model_files["tflite"]))
     assert done.returncode == 2 and "pi4-emu" in done.stderr, done.stderr
+
+
+@pytest.mark.integration
+def test_ctrl_c_during_a_wall_time_profile_exits_130(model_files: dict[str, Path]) -> None:
+    """Ctrl-C while the agent times layers on the host: the interrupt is named and exits 130, as bench's does,
+    not "per-layer timing failed" (exit 1), and no agent is left running."""
+    import signal
+    import time
+
+    import psutil
+
+    args = [sys.executable, "-m", "edgekit", "profile", str(model_files["param"]), "--target", "host"]
+    proc = subprocess.Popen(
+        [*args, "--passes", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _agents(proc.pid):
+            time.sleep(0.2)
+        agents = _agents(proc.pid)
+        assert agents, "the agent never started"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=60)
+        seconds = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stdout + stderr
+    assert seconds < 30 and "interrupted (Ctrl-C)" in stderr, stderr
+    assert "per-layer timing failed" not in stderr
+    time.sleep(1)
+    assert not [a.pid for a in agents if a.is_running() and a.status() != psutil.STATUS_ZOMBIE]
+
+
+def _agents(pid: int) -> list:
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [c for c in children if "agent" in " ".join(c.cmdline())]

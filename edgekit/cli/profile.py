@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from edgekit.errors import EdgekitError, InputDataError, UsageError
+from edgekit.errors import EdgekitError, InputDataError, Interrupted, UsageError
 
 if TYPE_CHECKING:
     from edgekit.results import Measurement
@@ -119,6 +119,8 @@ def _wall_profile(
     folder = run_folder("profile")
     inputs = _inputs(art, None, input_shape, folder)
     run = run_one(art, tgt, settings, folder, inputs, Console(stderr=True), f"profile {artifact.name}")
+    if run.interrupted:  # Ctrl-C: the same exit (130) and message as bench, not "timing failed"
+        raise Interrupted("interrupted (Ctrl-C) before the per-layer times came back", where=tgt.name)
     m = run.agent.measurements[0] if run.agent and run.agent.measurements else None
     if m is None or m.status != "ok" or not m.layer_ms:
         why = run.error or (m.error or m.layer_error if m else None) or "no measurement came back"
