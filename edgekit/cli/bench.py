@@ -13,7 +13,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from edgekit.errors import EdgekitError, Interrupted, UsageError
+from edgekit.errors import EdgekitError, InputDataError, Interrupted, UsageError
 from edgekit.formats import Format
 
 if TYPE_CHECKING:
@@ -226,7 +226,7 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
         try:
             detail = Interpreter(model_content=content).get_input_details()[0]
         except ValueError as exc:
-            raise EdgekitError(f"not a valid .tflite: {exc}", where=str(art.files[0])) from None
+            raise InputDataError(f"not a valid .tflite: {exc}", where=str(art.files[0])) from None
         return tuple(int(d) for d in detail["shape"])
     if art.files[0].suffix == ".onnx":
         static = _onnx_static_shape(art.files[0])

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from edgekit.errors import EdgekitError, Interrupted
+from edgekit.errors import EdgekitError, Interrupted, UsageError
 from edgekit.formats import Format
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def deploy_cmd(
 
     loaded = load_recipe(recipe)
     if not target and no_host:
-        raise EdgekitError(
+        raise UsageError(
             "nothing to deploy to",
             where="edgekit deploy",
             hint="name a target with --target NAME (or drop --no-host to measure the host)",

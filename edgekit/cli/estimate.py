@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, UsageError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -72,7 +72,7 @@ def estimate_cmd(
 
     b = get_board(board)
     if not artifact.exists():
-        raise EdgekitError(
+        raise UsageError(
             "no such model file", where=str(artifact), hint="give an .onnx, .tflite or ncnn .param"
         )
     shape = parse_input_shape(input_shape)

@@ -66,7 +66,11 @@ def profile_cmd(
     from edgekit.profile_tflite import profile_tflite
 
     if not artifact.is_file():
-        raise EdgekitError("artifact not found", where=str(artifact))
+        raise UsageError(
+            "no such model file",
+            where=str(artifact),
+            hint="give an ncnn model.param (its .bin beside it) or a .tflite",
+        )
     from edgekit.cli.estimate import parse_input_shape
 
     if artifact.suffix not in (".tflite", ".param"):

@@ -101,7 +101,7 @@ def import_cmd(
     """
     from pydantic import ValidationError
 
-    from edgekit.errors import StoreError
+    from edgekit.errors import InputDataError
     from edgekit.results import DeployResult
     from edgekit.store import open_store
 
@@ -110,7 +110,7 @@ def import_cmd(
             try:
                 result = DeployResult.model_validate_json(path.read_bytes())
             except (OSError, ValidationError) as exc:
-                raise StoreError(
+                raise InputDataError(  # the file given is bad input (exit 2), not a store fault
                     f"not a deploy result: {str(exc).splitlines()[0]}",
                     where=str(path),
                     hint="pass a file written by `edgekit deploy --json PATH`",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import UsageError
 from edgekit.formats import Precision
 
 
@@ -77,6 +77,6 @@ def board(name: str) -> Board:
     try:
         return BOARDS[name]
     except KeyError:
-        raise EdgekitError(
+        raise UsageError(
             f"unknown board {name!r}", where="--board", hint=f"known boards: {', '.join(sorted(BOARDS))}"
         ) from None

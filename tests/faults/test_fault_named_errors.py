@@ -34,6 +34,11 @@ def write_recipe(folder: Path, model: str, extra: str = "", name: str = "r") -> 
         (["bench", "/nonexistent/model.txt", "--target", "host"], "not a model file"),
         (["deploy", str(RECIPES / "tiny.yaml"), "--target", "nosuch"], "unknown target"),
         (["convert", "/nonexistent/recipe.yaml"], "not found"),
+        (["estimate", "/nonexistent/model.param", "--board", "pi4"], "no such model file"),
+        (["profile", "/nonexistent/model.param", "--target", "pi4-emu"], "no such model file"),
+        (["deploy", str(RECIPES / "tiny.yaml"), "--no-host"], "nothing to deploy to"),
+        (["runs", "import", "/nonexistent/run.json"], "not a deploy result"),
+        (["runs", "import", str(RECIPES / "tiny.yaml")], "not a deploy result"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_named_error(args: list[str], message: str, edgekit_cli) -> None:
