@@ -10,10 +10,21 @@ from __future__ import annotations
 import logging
 import sys
 
+import click
 import typer
 from rich.console import Console
 
 from edgekit.errors import EdgekitError
+
+
+def _error_hint(self: click.Option, ctx: click.Context) -> str:
+    """click 8.2.1 names "(env var: 'None')" in every bad-option message when typer shows env vars (click issue
+    2971, fixed in the yanked 8.2.2): name the option alone unless it has an env var."""
+    hint = click.Parameter.get_error_hint(self, ctx)
+    return f"{hint} (env var: '{self.envvar}')" if self.show_envvar and self.envvar else hint
+
+
+click.Option.get_error_hint = _error_hint  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="edgekit",

@@ -200,3 +200,10 @@ def test_a_refused_port_says_connection_refused(tmp_path: Path, pi4_emu, edgekit
         timeout=60,
     )
     assert out.code == 1 and "connection refused" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_bad_option_value_names_the_option_alone(edgekit_cli) -> None:
+    """click's own usage errors (exit 2) name the option without a made-up "(env var: 'None')"."""
+    out = edgekit_cli("estimate", str(RECIPES / "tiny.yaml"), "--board", "pi4", "--threads", "0", timeout=60)
+    assert out.code == 2 and "Invalid value for '--threads' / '-t': 0" in out.stderr, out.stderr
+    assert "env var" not in out.stderr
