@@ -117,6 +117,9 @@ def test_roofline_bound_follows_the_board_specs(tmp_path: Path) -> None:
     assert roofline(cost, pi5, 1, Precision.FP16).compute_ms == pytest.approx(
         one.compute_ms * 4 / 16 * 1.8 / 2.4
     )
+    # the A72 has no fp16 arithmetic: an fp16-capable model's bound there is at the fp32 peak, and says so
+    assert roofline(cost, pi4, 1, Precision.FP16).precision == "fp32"
+    assert roofline(cost, pi5, 1, Precision.FP16).precision == "fp16"
     assert "not a measurement" in one.label
 
 

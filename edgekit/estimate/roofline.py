@@ -71,6 +71,12 @@ def roofline(
 ) -> Roofline:
     peak = board.peak_macs_per_s(precision, threads)
     bw = board.mem_bw_gbs * 1e9
+    shown = precision
+    if (
+        precision is Precision.FP16
+        and board.macs_per_cycle[Precision.FP16] == board.macs_per_cycle[Precision.FP32]
+    ):
+        shown = Precision.FP32  # no fp16 arithmetic on this core (the A72): its peak is the fp32 one, say so
     compute_ms = executed_macs(cost) / peak * 1e3
     weights = (
         min(cost.weight_bytes, cost.params * STORAGE_BYTES[precision]) if cost.params else cost.weight_bytes
@@ -79,7 +85,7 @@ def roofline(
     return Roofline(
         board=board.name,
         threads=min(threads, board.cores),
-        precision=precision.value,
+        precision=shown.value,
         macs=cost.macs,
         params=cost.params,
         weight_bytes=cost.weight_bytes,
