@@ -93,3 +93,23 @@ def test_runs_show_prints_fidelity_as_one_line_not_a_dict(tmp_path) -> None:  # 
     assert "{" not in text and "'outputs'" not in text  # no raw Python dict
     assert "agree 99.7 %" in text and "100 %" not in text  # 99.72 % is never rounded up to 100 %
     assert "top-1 92.3 % (ONNX 92.5 %)" in text and "(worst input 0.98701)" in text
+
+
+def test_the_caption_names_each_uncalibrated_format_once() -> None:
+    """Four TFLite formats without a calibration figure are one reason naming the four, not four reasons; other
+    reasons (threads, size) stay their own."""
+    result = _result()
+    emu = next(r for r in result.runs if r.target == "pi5-emu")
+    for key, est in emu.estimates.items():
+        fmt = key.split()[0]
+        if fmt.startswith("tflite"):
+            est["interval_not_validated"] = f"no calibration figure for {fmt}"
+    first = next(iter(emu.estimates.values()))
+    first.update(interval_calibrated=False, interval_not_validated="validated at 1 and 4 threads only")
+    buffer = io.StringIO()
+    Console(file=buffer, width=400, color_system=None).print(deploy_table(result))
+    caption = next(line for line in buffer.getvalue().splitlines() if "interval not validated" in line)
+    assert caption.count("no calibration figure for") == 1, caption
+    tflite = sorted({k.split()[0] for k in emu.estimates if k.startswith("tflite")})
+    assert "no calibration figure for " + ", ".join(tflite) in caption, caption
+    assert "validated at 1 and 4 threads only" in caption

@@ -334,10 +334,20 @@ def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
     )
     if reasons:
         parts.append(
-            f"* interval not validated ({'; '.join(reasons)}): the cost model is calibrated on ncnn's benchmark "
-            "models, at 1 and 4 threads"
+            f"* interval not validated ({'; '.join(_merged(reasons))}): the cost model is calibrated on ncnn's "
+            "benchmark models, at 1 and 4 threads"
         )
     return "\n".join(parts)
+
+
+NO_FIGURE = "no calibration figure for "
+
+
+def _merged(reasons: list[str]) -> list[str]:
+    """ "no calibration figure for a", "... for b" read once: "no calibration figure for a, b"."""
+    formats = [r.removeprefix(NO_FIGURE) for r in reasons if r.startswith(NO_FIGURE)]
+    rest = [r for r in reasons if not r.startswith(NO_FIGURE)]
+    return ([NO_FIGURE + ", ".join(formats)] if formats else []) + rest
 
 
 def _counted(run: TargetRun) -> bool:
