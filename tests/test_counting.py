@@ -18,7 +18,7 @@ import pytest
 
 from edgekit.emu.plugin import build as plugin_build
 from edgekit.emu.plugin import selftest
-from edgekit.errors import EmulatorError
+from edgekit.errors import EmulatorError, UsageError
 
 CHANNELS, SIZE = 16, 32
 
@@ -127,7 +127,7 @@ def test_unknown_device_and_missing_shape_are_named_errors(tmp_path: Path) -> No
     from edgekit.emu.plugin.counting import count_artifact
 
     param = write_chain(tmp_path / "chain", 1)
-    with pytest.raises(EmulatorError, match="unknown emulated device"):
+    with pytest.raises(UsageError, match="unknown emulated device"):
         count_artifact(param, "pi9-emu", input_shape=[1, CHANNELS, SIZE, SIZE])
     with pytest.raises(EmulatorError, match="input shape"):
         count_artifact(param, "pi4-emu")

@@ -66,17 +66,24 @@ def up_cmd(name: str = typer.Argument(..., help="device: pi4-emu, pi5-emu or pho
 
 
 @emu_app.command("status")
-def status_cmd() -> None:
-    """Show every emulated device: built, running, port, sshd pid, CPU model.
+def status_cmd(
+    names: list[str] = typer.Argument(None, help="devices to show (default: every one)", show_default=False),
+) -> None:
+    """Show every emulated device (or those named): built, running, port, sshd pid, CPU model.
 
-    Example: edgekit emu status
+    Example: edgekit emu status pi4-emu
     """
     from edgekit.emu.runner import status
+    from edgekit.emu.specs import device_spec
 
+    for name in names or []:
+        device_spec(name)  # an unknown name is refused (exit 2), listing the known ones
     table = Table(title="emulated devices")
     for col in ("name", "cpu", "built", "running", "port", "sshd pid"):
         table.add_column(col)
     for row in status():
+        if names and row.name not in names:
+            continue
         table.add_row(
             row.name,
             row.cpu,

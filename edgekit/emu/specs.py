@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgekit.errors import EmulatorError
+from edgekit.errors import UsageError
 
 # Kernel HWCAP names as /proc/cpuinfo prints them on the real parts.
 _A72_FEATURES = "fp asimd evtstrm crc32 cpuid"
@@ -73,11 +73,11 @@ DEVICES: dict[str, DeviceSpec] = {
 
 
 def device_spec(name: str) -> DeviceSpec:
-    """The spec of an emulated device by name, or an EmulatorError listing the known ones."""
+    """The spec of an emulated device by name, or a UsageError (exit 2) listing the known ones."""
     try:
         return DEVICES[name]
     except KeyError:
-        raise EmulatorError(
+        raise UsageError(  # a name the user typed (or wrote in a target file): bad input, exit 2
             f"unknown emulated device {name!r}",
             where="edgekit emu",
             hint=f"known devices: {', '.join(sorted(DEVICES))}",

@@ -207,3 +207,10 @@ def test_a_bad_option_value_names_the_option_alone(edgekit_cli) -> None:
     out = edgekit_cli("estimate", str(RECIPES / "tiny.yaml"), "--board", "pi4", "--threads", "0", timeout=60)
     assert out.code == 2 and "Invalid value for '--threads' / '-t': 0" in out.stderr, out.stderr
     assert "env var" not in out.stderr
+
+
+def test_emu_status_shows_the_devices_named_and_refuses_an_unknown_one(edgekit_cli) -> None:
+    one = edgekit_cli("emu", "status", "pi5-emu", timeout=60)
+    assert one.code == 0 and "pi5-emu" in one.stdout and "pi4-emu" not in one.stdout, one.stdout
+    bad = edgekit_cli("emu", "status", "pi9-emu", timeout=60)
+    assert bad.code == 2 and "unknown emulated device 'pi9-emu'" in bad.stderr and "pi4-emu" in bad.stderr
