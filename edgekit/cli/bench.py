@@ -13,7 +13,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from edgekit.errors import EdgekitError, InputDataError, Interrupted, UsageError
+from edgekit.errors import InputDataError, Interrupted, UsageError
 from edgekit.formats import Format
 
 if TYPE_CHECKING:
@@ -212,8 +212,10 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
         try:
             return tuple(int(d) for d in text.split(","))
         except ValueError:
-            raise EdgekitError(
-                f"--shape {text!r}: expected integers separated by commas", hint="e.g. --shape 1,3,224,224"
+            raise UsageError(
+                f"{text!r}: expected integers separated by commas",
+                where="--shape",
+                hint="e.g. --shape 1,3,224,224",
             ) from None
     if art.io is not None:
         shapes = json.loads(art.io.read_text()).get("input_shapes") or []

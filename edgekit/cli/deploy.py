@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from edgekit.errors import EdgekitError, Interrupted, UsageError
+from edgekit.errors import Interrupted, UsageError
 from edgekit.formats import Format
 
 if TYPE_CHECKING:
@@ -42,8 +42,8 @@ def parse_threads(text: str | None) -> tuple[int, ...] | None:
     except ValueError:
         values = ()
     if not values or any(v <= 0 for v in values):
-        raise EdgekitError(
-            f"--threads {text!r}: expected positive integers separated by commas",
+        raise UsageError(
+            f"{text!r}: expected positive integers separated by commas",
             where="--threads",
             hint="e.g. --threads 1,2,4",
         )
