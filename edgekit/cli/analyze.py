@@ -19,7 +19,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from edgekit.cli.outputs import check_output_file
 from edgekit.formats import Format
+from edgekit.paths import write_atomic
 
 console = Console()
 if not console.is_terminal:
@@ -37,7 +39,9 @@ def analyze_cmd(
         False, "--fix", help="keep the worst layers in float until the recipe's gate is met"
     ),
     max_float: int | None = typer.Option(None, "--max-float", min=1, help="with --fix: at most this many"),
-    json_path: Path | None = typer.Option(None, "--json", help="also write the numbers as JSON here"),
+    json_path: Path | None = typer.Option(
+        None, "--json", callback=check_output_file, help="also write the numbers as JSON here"
+    ),
 ) -> None:
     """Compare an INT8 artifact's intermediate tensors with fp32, layer by layer; list where accuracy goes.
 
@@ -67,7 +71,7 @@ def analyze_cmd(
             failed = _fix_summary(outcome)
             record["fix"] = outcome.to_dict()
     if json_path:
-        json_path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+        write_atomic(json_path, json.dumps(record, indent=1, default=str) + "\n")
     if failed:
         raise typer.Exit(1)
 

@@ -13,8 +13,10 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from edgekit.cli.outputs import check_output_file
 from edgekit.errors import InputDataError, Interrupted, UsageError
 from edgekit.formats import Format
+from edgekit.paths import write_atomic
 
 if TYPE_CHECKING:
     from edgekit.deploy import AgentArtifact, Settings
@@ -53,7 +55,9 @@ def bench_cmd(
         None, "--format", help="label the artifact's format (e.g. tflite-int8)"
     ),
     timeout: float = typer.Option(1800.0, "--timeout", help="seconds before the agent is stopped"),
-    json_path: Path | None = typer.Option(None, "--json", help="write the agent's full result here"),
+    json_path: Path | None = typer.Option(
+        None, "--json", callback=check_output_file, help="write the agent's full result here"
+    ),
     set_: list[str] | None = typer.Option(
         None,
         "--set",
@@ -93,7 +97,7 @@ def bench_cmd(
         if tgt.emulated is not None:
             _estimates(run, art, tgt.emulated.device, shape)
     if json_path:
-        json_path.write_text(run.model_dump_json(indent=1))
+        write_atomic(json_path, run.model_dump_json(indent=1))
         console.print(f"results: {json_path}", highlight=False)
     if run.error:
         console.print(f"[red]x[/] {run.target}: {run.error}", highlight=False)

@@ -19,8 +19,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from edgekit.cli.outputs import check_output_file
 from edgekit.errors import EdgekitError
 from edgekit.formats import Format, Precision
+from edgekit.paths import write_atomic
 from edgekit.report.figures import MB, agreement, task_metric
 
 console = Console()
@@ -35,7 +37,9 @@ def convert_cmd(
         False, "--int8-only", help="only the recipe's INT8 formats (make quantize)"
     ),
     keep_going: bool = typer.Option(False, "--keep-going", help="exit 0 even if an artifact fails"),
-    json_path: Path | None = typer.Option(None, "--json", help="also write the results as JSON here"),
+    json_path: Path | None = typer.Option(
+        None, "--json", callback=check_output_file, help="also write the results as JSON here"
+    ),
 ) -> None:
     """Convert a recipe's model to its formats, check each against the original, print a table.
 
@@ -159,11 +163,12 @@ def _report(name: str, artifacts: list[Any], seconds: float, json_path: Path | N
     ).items():  # one converter error, printed once for its formats
         console.print(f"[red]{', '.join(names)}[/]: {error}", highlight=False)
     if json_path:
-        json_path.write_text(
+        write_atomic(
+            json_path,
             json.dumps(
                 {"recipe": name, "seconds": seconds, "artifacts": [artifact_record(a) for a in artifacts]},
                 indent=1,
-            )
+            ),
         )
 
 

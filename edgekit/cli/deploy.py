@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
+from edgekit.cli.outputs import check_output_file
 from edgekit.errors import Interrupted, UsageError
 from edgekit.formats import Format
+from edgekit.paths import write_atomic
 
 if TYPE_CHECKING:
     from edgekit.results import DeployResult
@@ -56,6 +58,7 @@ def deploy_cmd(
     json_path: Path | None = typer.Option(
         None,
         "--json",
+        callback=check_output_file,
         help="write everything (request, device facts, every "
         "sample, comparisons, tool versions) to this file, also as it goes",
     ),
@@ -195,7 +198,7 @@ def _keep_interrupted(exc: Interrupted, json_path: Path | None, store: str | Non
         return
     kept = sum(1 for run in result.runs if run.agent for m in run.agent.measurements if m.status == "ok")
     if json_path:
-        json_path.write_text(result.model_dump_json(indent=1))
+        write_atomic(json_path, result.model_dump_json(indent=1))
     where = f"; results: {json_path}" if json_path else ""
     if not no_store:
         from edgekit.store.store import record

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from edgekit.cli.outputs import check_output_file
 from edgekit.cli.report import STORE_HELP
 
 console = Console()
@@ -18,8 +19,12 @@ def nightly_cmd(
     ),
     targets: str = typer.Option(..., "--targets", help="comma-separated target names, e.g. pi4,pi5-emu"),
     store: str | None = typer.Option(None, "--store", help=STORE_HELP),
-    html: Path | None = typer.Option(None, "--html", help="write the HTML report here"),
-    markdown: Path | None = typer.Option(None, "--markdown", help="write the Markdown summary here"),
+    html: Path | None = typer.Option(
+        None, "--html", callback=check_output_file, help="write the HTML report here"
+    ),
+    markdown: Path | None = typer.Option(
+        None, "--markdown", callback=check_output_file, help="write the Markdown summary here"
+    ),
     since: str = typer.Option(
         "30d", "--since", help="history shown in the report: 30d, 2w, a date, or 'all'"
     ),

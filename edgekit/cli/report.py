@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from edgekit.cli.outputs import check_output_file
+
 console = Console()
 
 STORE_HELP = "results store: a SQLAlchemy URL or a SQLite file (default: $EDGEKIT_STORE, else the data dir)"
@@ -16,8 +18,12 @@ def report_cmd(
     since: str = typer.Option("30d", "--since", help="history window: 30d, 12h, 2w, a date, or 'all'"),
     recipe: list[str] | None = typer.Option(None, "--recipe", help="only this recipe (repeatable)"),
     target: list[str] | None = typer.Option(None, "--target", help="only this target (repeatable)"),
-    html: Path | None = typer.Option(None, "--html", help="write the self-contained HTML report here"),
-    markdown: Path | None = typer.Option(None, "--markdown", help="write a short Markdown summary here"),
+    html: Path | None = typer.Option(
+        None, "--html", callback=check_output_file, help="write the self-contained HTML report here"
+    ),
+    markdown: Path | None = typer.Option(
+        None, "--markdown", callback=check_output_file, help="write a short Markdown summary here"
+    ),
     store: str | None = typer.Option(None, "--store", help=STORE_HELP),
     min_change: float = typer.Option(0.05, "--min-change", help="smallest relative slowdown flagged"),
 ) -> None:

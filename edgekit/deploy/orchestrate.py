@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import HostCpu, TargetSession
 from edgekit.errors import ConversionError, Interrupted
 from edgekit.formats import Format
+from edgekit.paths import write_atomic
 from edgekit.recipe import Recipe
 from edgekit.results import ArtifactInfo, DeployResult, TargetRun
 from edgekit.target import Target, TransportKind, load_target
@@ -430,7 +430,4 @@ class _Writer:
         if self.path is None:
             return
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            tmp.write_text(self.result.model_dump_json(indent=1))
-            os.replace(tmp, self.path)
+            write_atomic(self.path, self.result.model_dump_json(indent=1))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import UsageError
+from edgekit.paths import write_atomic
 
 if TYPE_CHECKING:
     from edgekit.report.regression import Flag, FlagKind, Settings
@@ -76,8 +77,4 @@ def parse_since(text: str | None, *, now: float | None = None) -> float | None:
 
 def _write(path: Path, text: str) -> Path:
     """Write atomically, so a report being viewed is never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, text)

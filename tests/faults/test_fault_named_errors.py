@@ -214,3 +214,29 @@ def test_emu_status_shows_the_devices_named_and_refuses_an_unknown_one(edgekit_c
     assert one.code == 0 and "pi5-emu" in one.stdout and "pi4-emu" not in one.stdout, one.stdout
     bad = edgekit_cli("emu", "status", "pi9-emu", timeout=60)
     assert bad.code == 2 and "unknown emulated device 'pi9-emu'" in bad.stderr and "pi4-emu" in bad.stderr
+
+
+@pytest.mark.parametrize("command", ["convert", "deploy", "analyze", "report", "bench"])
+def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(
+    command: str, tmp_path: Path, edgekit_cli
+) -> None:
+    """--json/--html naming a folder, or a path under a file, is a usage error (exit 2) read with the command line,
+    not an internal error after the conversion or the run; a missing parent folder is created."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    recipe = str(RECIPES / "tiny.yaml")
+    args = {
+        "convert": ["convert", recipe, "--format", "tflite-fp32", "--json"],
+        "deploy": ["deploy", recipe, "--format", "tflite-fp32", "--json"],
+        "analyze": ["analyze", recipe, "--format", "tflite-int8", "--json"],
+        "report": ["report", "--store", f"sqlite:///{tmp_path}/s.sqlite", "--html"],
+        "bench": ["bench", "/nonexistent/m.tflite", "--target", "host", "--json"],
+    }[command]
+    for bad, says in ((tmp_path, "is a folder"), (a_file / "out.json", "is a file, not a folder")):
+        out = edgekit_cli(*args, str(bad), timeout=60)
+        assert out.code == 2 and says in out.stderr, (out.code, out.stderr[-800:])
+        assert "internal error" not in out.stderr + out.stdout
+    if command == "report":
+        made = tmp_path / "new" / "folder" / "r.html"
+        out = edgekit_cli(*args, str(made), timeout=120)
+        assert out.code == 0 and made.is_file(), out.stderr

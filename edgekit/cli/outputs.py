@@ -1,0 +1,27 @@
+"""Files a command writes (`--json`, `--html`, `--markdown`): checked when the command line is read, before any
+work starts, so a typo (a directory, a path under a file, a folder it may not write) costs a usage error (exit 2)
+instead of an internal error after minutes of conversion or measurement. Writers create missing parent
+folders and write atomically (edgekit.paths.write_atomic)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+
+def check_output_file(value: Path | None) -> Path | None:
+    """typer callback for an option naming a file to write."""
+    if value is None:
+        return None
+    if value.is_dir():
+        raise typer.BadParameter(f"{value} is a folder; give a file name, e.g. {value / 'out.json'}")
+    ancestor = value.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise typer.BadParameter(f"cannot create {value}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write in {ancestor}")
+    return value
