@@ -220,6 +220,22 @@ def test_unopenable_store_is_a_store_error(tmp_path: Path) -> None:
         open_store(str(tmp_path / "garbage.sqlite"))
 
 
+def test_a_store_error_never_prints_the_password() -> None:
+    for url in ("mysql://bob:s3cret@nowhere/db", "postgresql://bob:s3cret@127.0.0.1:1/db"):
+        with pytest.raises(StoreError) as err:
+            open_store(url)
+        assert "s3cret" not in str(err.value) and "bob:***@" in str(err.value), str(err.value)
+
+
+@pytest.mark.integration
+def test_a_plain_postgresql_url_uses_the_installed_psycopg(pg_url: str) -> None:
+    """`postgresql://` (SQLAlchemy's default driver is psycopg2, which edgekit does not install) opens the store
+    with psycopg 3, the driver edgekit ships."""
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with open_store(plain) as store:
+        assert store.runs() == [] and store.url.startswith("postgresql+psycopg://")
+
+
 # --- schema versions ----------------------------------------------------------------------------------------
 def test_migrations_build_exactly_the_current_schema(url: str) -> None:
     engine = create_engine(url)

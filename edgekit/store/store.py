@@ -211,8 +211,8 @@ def open_store(url: str | None = None) -> Store:
     except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
         raise StoreError(
             f"cannot open the results store: {exc}",
-            where=resolved,
-            hint="pass --store sqlite:///PATH or a SQLAlchemy URL, or set EDGEKIT_STORE",
+            where=_shown(resolved),
+            hint="pass --store sqlite:///PATH or postgresql://USER@HOST/DB (psycopg 3), or set EDGEKIT_STORE",
         ) from exc
     store = Store(engine)
     try:
@@ -240,10 +240,30 @@ def record(result: DeployResult, url: str | None = None) -> int:
 
 
 # --- engine -------------------------------------------------------------------------------------------------
+def _shown(url: str) -> str:
+    """The URL as errors may print it: never its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("://", 1)[0] + "://..." if "://" in url else url
+
+
+PG_CONNECT_TIMEOUT_S = 10  # an unreachable server is named in seconds, not after the kernel's TCP retries
+
+
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
+    if (
+        parsed.drivername == "postgresql"
+    ):  # the driver edgekit installs is psycopg 3, not SQLAlchemy's psycopg2
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "postgresql":
+        timeout = (
+            {"connect_timeout": PG_CONNECT_TIMEOUT_S} if parsed.drivername == "postgresql+psycopg" else {}
+        )
+        return create_engine(parsed, pool_pre_ping=True, connect_args=timeout)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
