@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from edgekit.emu import layout
 from edgekit.emu.specs import DEVICES, cpuinfo_text, device_spec
-from edgekit.errors import EmulatorError
+from edgekit.errors import UsageError
 
 
 def _live(marker: str) -> list[int]:
@@ -34,7 +34,7 @@ def test_cpuinfo_matches_emulated_core() -> None:
 
 
 def test_unknown_device_is_a_named_error() -> None:
-    with pytest.raises(EmulatorError, match="known devices"):
+    with pytest.raises(UsageError, match="known devices"):  # a name the user gave: bad input, exit 2
         device_spec("pi9-emu")
 
 
