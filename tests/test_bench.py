@@ -261,30 +261,25 @@ def test_profile_on_the_host_times_each_ncnn_layer(model_files: dict[str, Path])
 def test_ctrl_c_during_a_wall_time_profile_exits_130(model_files: dict[str, Path]) -> None:
     """Ctrl-C while the agent times layers on the host: the interrupt is named and exits 130, as bench's does,
     not "per-layer timing failed" (exit 1), and no agent is left running."""
-    import signal
     import time
 
     import psutil
+    from procs import ctrl_c_when
 
     args = [sys.executable, "-m", "edgekit", "profile", str(model_files["param"]), "--target", "host"]
     proc = subprocess.Popen(
         [*args, "--passes", "1000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    try:
+    agents: list = []
+
+    def agent_started() -> bool:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not _agents(proc.pid):
+        while time.monotonic() < deadline and not agents:
+            agents.extend(_agents(proc.pid))
             time.sleep(0.2)
-        agents = _agents(proc.pid)
-        assert agents, "the agent never started"
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        start = time.monotonic()
-        stdout, stderr = proc.communicate(timeout=60)
-        seconds = time.monotonic() - start
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        return bool(agents)
+
+    stdout, stderr, seconds = ctrl_c_when(proc, agent_started, settle=1.0, timeout=60)
     assert proc.returncode == 130, stdout + stderr
     assert seconds < 30 and "interrupted (Ctrl-C)" in stderr, stderr
     assert "per-layer timing failed" not in stderr

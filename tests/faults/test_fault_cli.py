@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from procs import ctrl_c_when
 
 from edgekit.results import DeployResult
 
@@ -121,16 +122,7 @@ def test_deploy_to_a_device_frozen_mid_run_exits_1_in_bounded_time_and_keeps_the
 
 def test_ctrl_c_mid_deploy_exits_130_and_keeps_the_measurement(pi4_emu, tmp_path) -> None:
     proc, work, out, store = start_deploy(tmp_path)
-    try:
-        assert wait_measured(work, proc), proc.communicate(timeout=60)
-        proc.send_signal(signal.SIGINT)
-        start = time.monotonic()
-        stdout, stderr = proc.communicate(timeout=120)
-        seconds = time.monotonic() - start
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    stdout, stderr, seconds = ctrl_c_when(proc, lambda: wait_measured(work, proc))
     assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]
     assert seconds < 30, seconds
     assert "interrupted: kept 1 measurements" in stdout, stdout[-2000:]

@@ -1,0 +1,26 @@
+"""Helpers for tests that run the edgekit CLI as a child process and interrupt it as a terminal would."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+
+def ctrl_c_when(
+    proc: subprocess.Popen[str], ready: Callable[[], bool], *, settle: float = 0.0, timeout: float = 120
+) -> tuple[str, str, float]:
+    """Once `ready()` (which waits as long as it needs) says so, SIGINT to `proc` (Ctrl-C), then its stdout,
+    stderr and the seconds it took to exit. The process is killed if anything fails or it outlives `timeout`."""
+    try:
+        assert ready(), proc.communicate(timeout=60)
+        time.sleep(settle)
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=timeout)
+        return stdout, stderr, time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
