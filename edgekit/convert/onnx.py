@@ -166,6 +166,18 @@ def _read_onnx(path: Path, where: str) -> Any:
     return model
 
 
+_ELEM_NAMES = {
+    2: "uint8",
+    3: "int8",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+}
+
+
 def check_io(onnx_path: Path, recipe: Recipe) -> None:
     """The ONNX model's single input must have the recipe's name and shape; named outputs must exist."""
     graph = _read_onnx(onnx_path, str(recipe.path)).graph
@@ -177,6 +189,14 @@ def check_io(onnx_path: Path, recipe: Recipe) -> None:
             f"the model has {len(inputs)} inputs; edgekit handles single-input models", where=where
         )
     inp = inputs[0]
+    elem = inp.type.tensor_type.elem_type
+    if elem != 1:  # TensorProto.FLOAT: calibration, evaluation and every runtime here feed float32
+        kind = _ELEM_NAMES.get(elem, f"element type {elem}")
+        raise RecipeError(
+            f"the model's input {inp.name!r} is {kind}; edgekit feeds float32 tensors (images, features)",
+            where=where,
+            hint="export the model with a float32 input (cast inside the model if it needs integers, e.g. ids)",
+        )
     dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim)
     if inp.name != recipe.input.name:
         raise RecipeError(

@@ -240,3 +240,19 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(
         made = tmp_path / "new" / "folder" / "r.html"
         out = edgekit_cli(*args, str(made), timeout=120)
         assert out.code == 0 and made.is_file(), out.stderr
+
+
+def test_an_onnx_with_an_integer_input_is_refused_before_conversion(tmp_path: Path, edgekit_cli) -> None:
+    """A model fed int64 ids (not float32 tensors) is named at the ONNX check, exit 2: before, the conversion ran
+    and the fidelity check ended in an internal error from ONNX Runtime."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.INT64, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, [1, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "ids.onnx"))
+    recipe = write_recipe(tmp_path, "{kind: onnx, path: ids.onnx}")
+    out = edgekit_cli("convert", str(recipe), env={"EDGEKIT_HOME": str(tmp_path / "home")}, timeout=120)
+    assert out.code == 2 and "input 'input' is int64" in out.stderr and "float32" in out.stderr, out.stderr
