@@ -16,7 +16,7 @@ from typing import Any
 from edgekit.convert.base import Converter
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
-from edgekit.recipe import Recipe, TorchSource, resolve_callable
+from edgekit.recipe import Recipe, TorchSource
 
 NOT_INSTALLABLE = (
     "executorch is not installed: no release installs beside edgekit's pins (0.5.0-1.5.1 need "
@@ -47,10 +47,9 @@ class ExecuTorchConverter(Converter):
             raise ConversionError(NOT_INSTALLABLE, where=fmt.value) from None
         import torch
 
-        torch.manual_seed(0)
-        model = resolve_callable(src.builder)(**src.args).eval()
-        if src.weights is not None:
-            model.load_state_dict(torch.load(src.weights, map_location="cpu", weights_only=True))
+        from edgekit.convert.torch_export import build_torch_model
+
+        model = build_torch_model(recipe, src)
         example = (torch.zeros(recipe.input.shape, dtype=torch.float32),)
         exported = torch.export.export(model, example)
         if fmt is Format.EXECUTORCH_INT8:

@@ -78,23 +78,10 @@ def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
     import torch
 
     where = str(recipe.path)
-    try:
-        builder = resolve_callable(src.builder)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeError(
-            f"field `model.builder`: cannot import {src.builder!r}: {exc}", where=where
-        ) from None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torch.manual_seed(0)
-        try:
-            model = builder(**src.args)
-        except TypeError as exc:
-            raise RecipeError(f"field `model.args`: {src.builder} rejects them: {exc}", where=where) from None
-        if src.weights is not None:
-            _load_weights(model, src.weights, where)
-        model.eval()
+        model = build_torch_model(recipe, src)
         tmp = target.parent / "export.onnx"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         dummy = torch.zeros(recipe.input.shape, dtype=torch.float32)
@@ -119,6 +106,41 @@ def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
     (target.parent / "meta.json").write_text(json.dumps({"simplifier": simplifier, "source": src.builder}))
     tmp.replace(target)
     return simplifier
+
+
+def build_torch_model(recipe: Recipe, src: TorchSource) -> Any:
+    """The recipe's PyTorch model: its builder called with model.args (seed 0), its weights loaded, in eval mode.
+    The builder is the user's code: an import failure, rejected args, an exception inside it or something that is
+    not a torch.nn.Module is a RecipeError naming the builder (exit 2), not an internal error."""
+    import torch
+
+    where = str(recipe.path)
+    try:
+        builder = resolve_callable(src.builder)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(
+            f"field `model.builder`: cannot import {src.builder!r}: {exc}", where=where
+        ) from None
+    torch.manual_seed(0)
+    try:
+        model = builder(**src.args)
+    except TypeError as exc:
+        raise RecipeError(f"field `model.args`: {src.builder} rejects them: {exc}", where=where) from None
+    except Exception as exc:
+        raise RecipeError(
+            f"field `model.builder`: {src.builder} raised {type(exc).__name__}: {str(exc)[:300]}",
+            where=where,
+            hint="call the builder yourself in Python to see the traceback (or run edgekit with --debug)",
+        ) from exc
+    if not isinstance(model, torch.nn.Module):
+        raise RecipeError(
+            f"field `model.builder`: {src.builder} returned {type(model).__name__}, not a torch.nn.Module",
+            where=where,
+            hint="the builder must return the model (an nn.Module) built from model.args",
+        )
+    if src.weights is not None:
+        _load_weights(model, src.weights, where)
+    return model.eval()
 
 
 def _load_weights(model: Any, weights: Path, where: str) -> None:

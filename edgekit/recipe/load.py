@@ -109,12 +109,32 @@ def _check_files(recipe: Recipe) -> None:
     for field, p in checks:
         if p is not None and not p.exists():
             raise RecipeError(f"field `{field}`: file not found: {p}", where=where)
+    if isinstance(model, KerasSource):
+        _check_keras_path(model.path, where)
     for section, data in (
         ("calibration.data", recipe.calibration and recipe.calibration.data),
         ("evaluation.data", recipe.evaluation.data),
     ):
         if isinstance(data, NpyData):
             _check_npy_data(data, recipe, section)
+
+
+def _check_keras_path(path: Path, where: str) -> None:
+    """A Keras model is a .keras/.h5 file or a SavedModel folder: anything else is named here, before TensorFlow
+    starts (it took 12 s and ended in tf2onnx's OSError)."""
+    if path.is_dir():
+        if not any((path / name).is_file() for name in ("saved_model.pb", "saved_model.pbtxt")):
+            raise RecipeError(
+                f"field `model.path`: {path} is a folder without saved_model.pb: not a SavedModel",
+                where=where,
+                hint="give a SavedModel folder (tf.saved_model.save / model.export) or a .keras / .h5 file",
+            )
+    elif path.suffix.lower() not in (".keras", ".h5", ".hdf5"):
+        raise RecipeError(
+            f"field `model.path`: {path.name} is neither a .keras / .h5 file nor a SavedModel folder",
+            where=where,
+            hint="for an ONNX file use model: {kind: onnx, path: ...}",
+        )
 
 
 def _check_npy_data(data: NpyData, recipe: Recipe, section: str) -> None:

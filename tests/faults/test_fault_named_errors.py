@@ -256,3 +256,25 @@ def test_an_onnx_with_an_integer_input_is_refused_before_conversion(tmp_path: Pa
     recipe = write_recipe(tmp_path, "{kind: onnx, path: ids.onnx}")
     out = edgekit_cli("convert", str(recipe), env={"EDGEKIT_HOME": str(tmp_path / "home")}, timeout=120)
     assert out.code == 2 and "input 'input' is int64" in out.stderr and "float32" in out.stderr, out.stderr
+
+
+def test_a_broken_builder_or_keras_path_is_a_recipe_error(tmp_path: Path, edgekit_cli) -> None:
+    """The recipe's own code and files, named before any conversion (exit 2): a builder that raises or returns
+    something that is not a model, a Keras path that is neither a .keras/.h5 file nor a SavedModel folder."""
+    (tmp_path / "user_models.py").write_text(
+        "def boom(**kw):\n    raise RuntimeError('kaboom in builder')\n\ndef number(**kw):\n    return 42\n"
+    )
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "weights.txt").write_text("x")
+    cases = {
+        "{kind: torch, builder: 'user_models:boom'}": "user_models:boom raised RuntimeError: kaboom in builder",
+        "{kind: torch, builder: 'user_models:number'}": "returned int, not a torch.nn.Module",
+        "{kind: keras, path: folder}": "without saved_model.pb: not a SavedModel",
+        "{kind: keras, path: weights.txt}": "neither a .keras / .h5 file nor a SavedModel folder",
+    }
+    env = {"EDGEKIT_HOME": str(tmp_path / "home"), "PYTHONPATH": str(tmp_path)}
+    for i, (model, says) in enumerate(cases.items()):
+        recipe = write_recipe(tmp_path, model, name=f"r{i}")
+        out = edgekit_cli("convert", str(recipe), env=env, timeout=120)
+        assert out.code == 2 and "RecipeError" in out.stderr and says in out.stderr, (model, out.stderr)
+        assert "internal error" not in out.stderr
