@@ -113,3 +113,21 @@ def test_the_caption_names_each_uncalibrated_format_once() -> None:
     tflite = sorted({k.split()[0] for k in emu.estimates if k.startswith("tflite")})
     assert "no calibration figure for " + ", ".join(tflite) in caption, caption
     assert "validated at 1 and 4 threads only" in caption
+
+
+def test_edgekit_formats_names_every_format_in_full_at_80_columns() -> None:
+    """The names a user types next (`--format NAME`) are never cut to 'tflite-onnx2tf-…' on a narrow terminal;
+    no cell is cut at all (long package names fold)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "80"}
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "formats"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert max(len(line) for line in done.stdout.splitlines()) <= 80
+    for fmt in Format:
+        assert re.search(rf"│ {re.escape(fmt.value)} +│", done.stdout), fmt.value
+    assert "…" not in done.stdout

@@ -40,8 +40,10 @@ def formats_cmd(
         "host: convert",
         "host: run",
         *((f"{target}",) if target else ()),
-    ):
-        table.add_column(col)
+    ):  # a format's name is what the user types next: never cut to "tflite-onnx2tf-…" on a narrow terminal
+        table.add_column(
+            col, no_wrap=col == "format", min_width=22 if col == "format" else None, overflow="fold"
+        )
     for fmt in Format:
         spec = spec_for(fmt)
         packages = ", ".join(f"{p.pip} / {p.termux or 'pip'}" for p in spec.packages)
