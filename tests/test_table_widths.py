@@ -115,19 +115,29 @@ def test_the_caption_names_each_uncalibrated_format_once() -> None:
     assert "validated at 1 and 4 threads only" in caption
 
 
-def test_edgekit_formats_names_every_format_in_full_at_80_columns() -> None:
-    """The names a user types next (`--format NAME`) are never cut to 'tflite-onnx2tf-…' on a narrow terminal;
-    no cell is cut at all (long package names fold)."""
+def _at_80_columns(*args: str) -> str:
     import os
     import subprocess
     import sys
 
     env = {**os.environ, "COLUMNS": "80"}
     done = subprocess.run(
-        [sys.executable, "-m", "edgekit", "formats"], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert max(len(line) for line in done.stdout.splitlines()) <= 80
+    return done.stdout
+
+
+def test_edgekit_formats_names_every_format_in_full_at_80_columns() -> None:
+    """The names a user types next (`--format NAME`) are never cut to 'tflite-onnx2tf-…' on a narrow terminal;
+    no cell is cut at all (long package names fold)."""
+    text = _at_80_columns("formats")
     for fmt in Format:
-        assert re.search(rf"│ {re.escape(fmt.value)} +│", done.stdout), fmt.value
-    assert "…" not in done.stdout
+        assert re.search(rf"│ {re.escape(fmt.value)} +│", text), fmt.value
+    assert "…" not in text
+
+
+def test_edgekit_targets_cuts_no_host_name_at_80_columns() -> None:
+    text = _at_80_columns("targets")
+    assert "…" not in text and "pi4-emu" in text

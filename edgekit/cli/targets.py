@@ -31,7 +31,7 @@ def list_cmd(ctx: typer.Context) -> None:
 
     table = Table(title="targets")
     for col in ("name", "kind", "host", "emulated cpu", "expected cpu"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a host name is never cut to "raspberrypi.loca…"
     for name in list_target_names():
         try:
             t = running_target(load_target(name))
@@ -85,7 +85,7 @@ def _print_info(name: str, info: object) -> None:
     raw = info.raw  # type: ignore[attr-defined]
     table = Table(title=f"{name}", show_header=False)
     table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     emulated = info.emulated  # type: ignore[attr-defined]
     rows = [
         ("machine", raw["machine"]),
