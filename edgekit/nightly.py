@@ -94,6 +94,10 @@ def run_nightly(
             outcome.run_ids[str(path)] = store.record(result)
             names.append(result.recipe)
             log(f"{path.name}: recorded as run {outcome.run_ids[str(path)]}")
+            for run in result.runs:  # a target that failed tonight is said now, not only in the report
+                if run.status != "ok" and run.error:
+                    log(f"{path.name} on {run.target}: failed: {run.error.splitlines()[0]}")
+        targets = _target_names(targets)  # a target given as a file is stored under its name
         outcome.never_measured = _never_measured(store, targets, list(outcome.run_ids.values()))
         if outcome.lab is not None:
             from edgekit.lab.spread import board_lines
@@ -140,6 +144,14 @@ def _lab_spread(
 
     boards = [t for name in targets for t in ([b for b, k in done.board_type.items() if k == name] or [name])]
     return tonight, boards
+
+
+def _target_names(targets: Sequence[str]) -> list[str]:
+    """The names results are stored under: a target given as a file (`--targets my/board.yaml`) by the name inside
+    it, a target given by name as is."""
+    from edgekit.target import load_target
+
+    return [load_target(t).name if t.endswith((".yaml", ".yml")) or "/" in t else t for t in targets]
 
 
 def _never_measured(store: Any, targets: Sequence[str], tonight: list[int]) -> dict[str, str]:

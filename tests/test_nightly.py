@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -63,6 +65,9 @@ class FakeNights:
             repeat=30,
             **special,
         )
+
+
+TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
 
 
 def _nights(fake: FakeNights, recipes: Path, url: str, count: int) -> list[int]:
@@ -149,29 +154,39 @@ def test_cli_exit_status_for_bad_arguments(tmp_path: Path) -> None:
     assert out.returncode == 2 and "no such recipe file or folder" in " ".join(out.stderr.split())
 
 
-def test_cli_fails_the_night_when_a_recipe_cannot_be_deployed(tmp_path: Path) -> None:
-    """The real default deploy, stopped early by an unknown target: exit 1 and the reason printed."""
-    tiny = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgekit",
-            "nightly",
-            "--recipes",
-            str(tiny),
-            "--targets",
-            "no-such-board",
-            "--store",
-            str(tmp_path / "s.sqlite"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_cli_refuses_an_unknown_target_before_any_deploy(tmp_path: Path) -> None:
+    """A typo in the nightly's target list is bad input: exit 2 at once, not one failed deploy per recipe."""
+    out = _nightly(tmp_path, "--recipes", str(TINY), "--targets", "pi4-emu,no-such-board")
+    text = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode == 2 and "unknown target 'no-such-board'" in text, text
+    assert "deploying" not in text
+
+
+def test_cli_fails_the_night_when_a_target_cannot_be_reached(tmp_path: Path) -> None:
+    """The real default deploy to a target file whose port refuses: exit 1, the target's failure printed as the
+    night goes, and the never-measured check under the target's name (not the file's path)."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")], check=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    board = tmp_path / "board.yaml"
+    board.write_text(
+        f"name: my-board\ntransport: ssh\nhost: 127.0.0.1\nport: {port}\nuser: pi\nkey: {tmp_path / 'key'}\n"
+        "connect_timeout: 3\n"
     )
+    out = _nightly(tmp_path, "--recipes", str(TINY), "--targets", str(board))
     text = " ".join((out.stdout + out.stderr).split())
     assert out.returncode == 1, text
-    assert "deploy failed" in text and "no-such-board" in text
+    assert "tiny.yaml on my-board: failed: connect" in text and "connection refused" in text, text
+    assert "never measured my-board" in text and f"never measured {board}" not in text
+
+
+def _nightly(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    store = str(tmp_path / "s.sqlite")
+    cmd = [sys.executable, "-m", "edgekit", "nightly", *args, "--store", store]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"}
+    )
 
 
 def test_a_target_that_never_measured_fails_every_night_until_it_does(recipes: Path, tmp_path: Path) -> None:

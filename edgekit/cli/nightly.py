@@ -43,6 +43,10 @@ def nightly_cmd(
     names = [t.strip() for t in targets.split(",") if t.strip()]
     if not names:
         raise typer.BadParameter("name at least one target, e.g. --targets pi4-emu", param_hint="--targets")
+    from edgekit.target import load_target
+
+    for name in names:  # a typo in the nightly's target list is refused at once (exit 2), not once per recipe
+        load_target(name)
     outcome = run_nightly(
         recipes,
         names,
