@@ -141,3 +141,29 @@ def test_edgekit_formats_names_every_format_in_full_at_80_columns() -> None:
 def test_edgekit_targets_cuts_no_host_name_at_80_columns() -> None:
     text = _at_80_columns("targets")
     assert "…" not in text and "pi4-emu" in text
+
+
+def test_an_emulated_only_deploy_shows_every_estimated_thread_count() -> None:
+    """`deploy --target pi5-emu --no-host`: the emulated run measures 1 thread (its capped plan) but estimates the
+    board at the recipe's 4 threads too; those rows are shown although no target measured 4 threads."""
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC),
+        rng=np.random.default_rng(0),
+        targets=("pi5-emu",),
+        formats=[Format.NCNN_FP32, Format.NCNN_INT8],
+        threads=(1,),
+    )
+    (emu,) = [r for r in result.runs if r.target == "pi5-emu"]
+    for m in emu.agent.measurements:  # type: ignore[union-attr]
+        for n, ms in ((1, 34.3), (4, 19.6)):
+            emu.estimates[f"{m.artifact} x{n}"] = {
+                "status": "ok",
+                "board": "pi5",
+                "estimate_ms": ms,
+                "low_ms": ms * 0.8,
+                "high_ms": ms * 1.25,
+            }
+    buffer = io.StringIO()
+    Console(file=buffer, width=200, color_system=None).print(deploy_table(result))
+    text = buffer.getvalue()
+    assert re.search(r"ncnn-int8 +│ +4 │ +~19\.6", text), text

@@ -66,8 +66,9 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
         table.add_column("thr", justify="right", min_width=3)
         for label in _target_headers(run, verbose):
             table.add_column(label, justify="right", overflow="fold", min_width=5)
-        for art in result.artifacts:
-            for threads in threads_all:
+        estimated = {int(k.rsplit(" x", 1)[1]) for k in run.estimates if k.rsplit(" x", 1)[-1].isdigit()}
+        for art in result.artifacts:  # an emulated run's plan is capped (1 thread); its estimates are not
+            for threads in sorted(set(threads_all) | estimated):
                 table.add_row(
                     art.id,
                     str(threads),
