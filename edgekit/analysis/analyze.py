@@ -79,11 +79,13 @@ def check_format(fmt: Format) -> None:
     if fmt.precision is not Precision.INT8:
         raise AnalysisError(
             f"analyze compares an INT8 artifact with fp32; {fmt.value} is not INT8",
+            where="--format",  # the user's argument: exit 2
             hint="use --format tflite-int8 or --format ncnn-int8",
         )
     if fmt.runtime not in LAYER_READERS:
         raise AnalysisError(
             f"analyze cannot read the layers of {fmt.runtime.value} artifacts ({fmt.value})",
+            where="--format",
             hint="use --format tflite-int8 or --format ncnn-int8",
         )
 

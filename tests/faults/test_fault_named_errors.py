@@ -38,6 +38,8 @@ def write_recipe(folder: Path, model: str, extra: str = "", name: str = "r") -> 
         (["profile", "/nonexistent/model.param", "--target", "pi4-emu"], "no such model file"),
         (["deploy", str(RECIPES / "tiny.yaml"), "--no-host"], "nothing to deploy to"),
         (["runs", "import", "/nonexistent/run.json"], "not a deploy result"),
+        (["analyze", str(RECIPES / "tiny.yaml"), "--format", "tflite-fp32"], "is not INT8"),
+        (["analyze", str(RECIPES / "tiny.yaml"), "--format", "mnn-int8"], "cannot read the layers"),
         (["runs", "import", str(RECIPES / "tiny.yaml")], "not a deploy result"),
     ],
 )
