@@ -85,6 +85,11 @@ def test_emulated_times_are_labelled_everywhere(written: tuple[Path, Path]) -> N
         r for r in re.findall(r"<tr[^>]*>.*?</tr>", text, re.S) if ">pi5-emu<" in r or "pi5-emu<span" in r
     ]
     assert rows and all('class="emu">emulated' in r for r in rows)
+    latest = text[text.index("Latest results") : text.index("Route to ship")]
+    emulated_rows = [r for r in re.findall(r'<tr class="[^"]*">.*?</tr>', latest, re.S) if ">pi5-emu<" in r]
+    assert emulated_rows and all(
+        'title="qemu wall time' in r for r in emulated_rows
+    )  # no headline: a tooltip
     assert "instr." in text and "instructions / invoke (count)" in text
 
 
@@ -105,7 +110,7 @@ def test_regression_is_flagged_in_html_and_markdown(written: tuple[Path, Path]) 
     )
     assert md.startswith("## edgekit report: 2 regressions")
     assert "- **latency** tflite-int8 x1 on pi4" in md and "❌ yolov5-lite" in md
-    assert "(emulated wall ms)" in md and "M instr. (count)" in md
+    assert "pi5-emu board ESTIMATE ms" in md and "M instr. (count)" in md and "emulated wall" not in md
 
 
 def _screenshot(html: Path, png: Path, tmp: Path, height: int) -> np.ndarray:

@@ -257,12 +257,20 @@ def _table(rows: list[Row]) -> str:
         gate = "" if r.gates_passed is not False else " (below gate)"
         body.append(
             f'<tr class="{css}"><td class=l>{escape(r.target)}{emu}</td><td class=l>{escape(r.artifact)}</td>'
-            f"<td>{r.threads}</td><td>{_num(r.p50_ms)}{emu}</td><td>{_num(r.p90_ms)}{emu}</td>"
+            f"<td>{r.threads}</td><td>{_wall(r.p50_ms, r.emulated)}{emu}</td><td>{_wall(r.p90_ms, r.emulated)}{emu}</td>"
             f"<td>{_estimate(r.estimate)}</td><td>{speed}</td>"
             f"<td>{_cos(r.cosine)}{gate}</td><td>{drift}</td>"
             f"<td>{_count(r.instructions)}</td><td class='l wrap'>{status}</td></tr>"
         )
     return f"<table>{head}{''.join(body)}</table>"
+
+
+def _wall(ms: float | None, emulated: bool) -> str:
+    """A measured time; on an emulated target qemu's wall time is no device latency: not shown as a figure (the
+    board estimate beside it is the headline), kept in the cell's tooltip and in the run's JSON."""
+    if not emulated or ms is None:
+        return _num(ms)
+    return f'<span class=muted title="qemu wall time {_num(ms)} ms: not a device latency">-</span>'
 
 
 def _facts(view: RecipeView) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from edgekit.report.regression import Flag
 from edgekit.report.view import RecipeView, Report, Row, when
+from edgekit.results import interval_not_validated
 
 
 def render(report: Report) -> str:
@@ -75,9 +76,11 @@ def _table(view: RecipeView) -> list[str]:
     targets = list(dict.fromkeys(r.target for r in rows))
     cells = {(r.artifact, r.target): r for r in rows if r.threads == threads}
     artifacts = list(dict.fromkeys(r.artifact for r in rows))
-    head = ["artifact"] + [f"{t} (emulated wall ms)" if view.emulated(t) else f"{t} p50 ms" for t in targets]
+    head = ["artifact"] + [f"{t} board ESTIMATE ms" if view.emulated(t) else f"{t} p50 ms" for t in targets]
     lines = [
-        f"p50 at {threads} thread{'s' if threads > 1 else ''}, speed-up over fp32 in brackets:",
+        f"p50 at {threads} thread{'s' if threads > 1 else ''}, speed-up over fp32 in brackets; an emulated target "
+        "shows the real board's estimated latency (from its instruction count, 80 % interval; not a measurement; "
+        "* = interval not validated) and instruction-count ratios, never qemu's wall time:",
         "",
         "| " + " | ".join(head + ["fidelity (cosine)"]) + " |",
         "|" + "---|" * (len(head) + 1),
@@ -101,11 +104,31 @@ def _cell(row: Row | None) -> str:
         return "-"
     if row.status != "ok":
         return "failed"
+    if row.emulated:
+        return _emulated_cell(row)
     text = f"{row.p50_ms:.4g}" if row.p50_ms is not None else "-"
     if row.speedup:
         text += f" ({row.speedup:.2f}x{' instr.' if row.speedup_basis == 'instruction count' else ''})"
     if row.instructions:
         text += f", {row.instructions / 1e6:.1f} M instr. (count)"
+    if any(f.is_regression for f in row.flags):
+        text += " ❌"
+    return text
+
+
+def _emulated_cell(row: Row) -> str:
+    """An emulated target's headline: the board estimate and the count, not the emulated wall time."""
+    est = row.estimate if isinstance(row.estimate, dict) and row.estimate.get("estimate_ms") else None
+    parts = []
+    if est is not None:
+        star = "*" if interval_not_validated(est) else ""
+        interval = f" ({est['low_ms']:.3g}-{est['high_ms']:.3g}){star}" if "low_ms" in est else ""
+        parts.append(f"~{est['estimate_ms']:.3g}{interval} {est.get('board', 'board')} est.")
+    if row.speedup and row.speedup_basis == "instruction count":
+        parts.append(f"{row.speedup:.2f}x instr.")
+    if row.instructions:
+        parts.append(f"{row.instructions / 1e6:.1f} M instr. (count)")
+    text = ", ".join(parts) or "no count (emulated wall time only: see the JSON)"
     if any(f.is_regression for f in row.flags):
         text += " ❌"
     return text
