@@ -20,6 +20,7 @@ connection (bounded by connect_timeout) to pull back what the device wrote and s
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -119,10 +120,21 @@ class SshTransport(Transport):
                 if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError)
                 else exc
             )
+            unknown_name = isinstance(exc, socket.gaierror)
             raise ConnectError(
-                f"cannot reach {self.address}: {reason}",
+                f"cannot reach {self.address}: "
+                + (
+                    f"no address for the host name {t.host!r} ({exc.strerror})"
+                    if unknown_name
+                    else str(reason)
+                ),
                 where=self.address,
-                hint="is the device on and sshd running? (`edgekit emu up NAME` for an emulated one)",
+                hint=(
+                    "check `host` (a .local name needs mDNS, e.g. avahi, on this machine), or give the device's IP "
+                    "address: --set host=192.168.1.23"
+                    if unknown_name
+                    else "is the device on and sshd running? (`edgekit emu up NAME` for an emulated one)"
+                ),
             ) from None
         self._link.client = client
         client.get_transport().set_keepalive(max(1, int(t.io_timeout / 2)))

@@ -280,3 +280,15 @@ def test_a_broken_builder_or_keras_path_is_a_recipe_error(tmp_path: Path, edgeki
         out = edgekit_cli("convert", str(recipe), env=env, timeout=120)
         assert out.code == 2 and "RecipeError" in out.stderr and says in out.stderr, (model, out.stderr)
         assert "internal error" not in out.stderr
+
+
+def test_a_host_name_that_does_not_resolve_is_named_as_such(tmp_path: Path, edgekit_cli) -> None:
+    """A typo in `host` (or a .local name without mDNS) says the name has no address and how to give an IP, not
+    "is the device on?"."""
+    key = tmp_path / "key"
+    key.write_text("not read before the connection")
+    out = edgekit_cli(
+        "targets", "check", "pi4", "--set", "host=no-such-board.invalid", "--set", f"key={key}", timeout=60
+    )
+    assert out.code == 1 and "no address for the host name 'no-such-board.invalid'" in out.stderr, out.stderr
+    assert "--set host=" in out.stderr and out.seconds < 30
