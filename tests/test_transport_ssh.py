@@ -30,7 +30,7 @@ def _other_key_line(tmp_path: Path, port: int) -> str:
 
 def test_unreachable_host_names_host_and_port(tmp_path: Path) -> None:
     port = _free_port()  # nothing listens there
-    (tmp_path / "nokey").write_text("not read: the connection is refused first\n")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "nokey")], check=True)
     target = load_target(
         "pi4",
         {

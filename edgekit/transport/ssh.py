@@ -74,6 +74,8 @@ class SshTransport(Transport):
                 where=f"target {t.name}, field `key`",
                 hint="--set key=PATH (a private key file), or remove `key` to use ssh-agent",
             )
+        if key is not None:
+            _check_key_file(key, t.name)
         try:
             sock = self._chain.open(client, key)
             client.connect(
@@ -238,3 +240,28 @@ class SshTransport(Transport):
         self.connect()
         cwd = self._abs(cwd) if cwd else self.work_dir
         return ssh_exec.run(self._link, argv, timeout=timeout, cwd=cwd, env=env, on_output=on_output)
+
+
+def _check_key_file(key: str, target: str) -> None:
+    """Read the private key before connecting, so a wrong file (a public key, a passphrase-protected key, any other
+    file) is bad input named as such (exit 2), not "SSH failed" after the device answered."""
+    where = f"target {target}, field `key`"
+    try:
+        paramiko.PKey.from_path(key)
+    except (
+        paramiko.PasswordRequiredException,
+        TypeError,
+    ) as exc:  # cryptography: TypeError("...password...")
+        if not isinstance(exc, paramiko.PasswordRequiredException) and "password" not in str(exc).lower():
+            raise KeyFileError(f"{key} is not a private key edgekit can read ({exc})", where=where) from None
+        raise KeyFileError(
+            f"{key} is protected by a passphrase, which edgekit does not ask for",
+            where=where,
+            hint="load it into ssh-agent (ssh-add) and remove `key` from the target, or use a key without one",
+        ) from None
+    except (paramiko.SSHException, ValueError, OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(
+            f"{key} is not a private key edgekit can read ({str(exc).split('. See ')[0]})",
+            where=where,
+            hint="--set key=PATH of the private key (id_ed25519, not id_ed25519.pub)",
+        ) from None

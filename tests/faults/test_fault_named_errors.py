@@ -285,10 +285,42 @@ def test_a_broken_builder_or_keras_path_is_a_recipe_error(tmp_path: Path, edgeki
 def test_a_host_name_that_does_not_resolve_is_named_as_such(tmp_path: Path, edgekit_cli) -> None:
     """A typo in `host` (or a .local name without mDNS) says the name has no address and how to give an IP, not
     "is the device on?"."""
+    import subprocess
+
     key = tmp_path / "key"
-    key.write_text("not read before the connection")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     out = edgekit_cli(
         "targets", "check", "pi4", "--set", "host=no-such-board.invalid", "--set", f"key={key}", timeout=60
     )
     assert out.code == 1 and "no address for the host name 'no-such-board.invalid'" in out.stderr, out.stderr
     assert "--set host=" in out.stderr and out.seconds < 30
+
+
+def test_a_key_file_that_is_not_a_usable_private_key_is_bad_input(tmp_path: Path, edgekit_cli) -> None:
+    """The public half, a passphrase-protected key or any other file given as `key` is named (exit 2) before any
+    connection (port 1 would refuse), not "SSH failed" or an internal error once a device answers."""
+    import subprocess
+
+    keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-f"]
+    subprocess.run([*keygen, str(tmp_path / "plain"), "-N", ""], check=True)
+    subprocess.run([*keygen, str(tmp_path / "locked"), "-N", "a passphrase"], check=True)
+    cases = {
+        tmp_path / "plain.pub": "is not a private key edgekit can read",
+        tmp_path / "locked": "is protected by a passphrase",
+        RECIPES / "tiny.yaml": "is not a private key edgekit can read",
+    }
+    for key, says in cases.items():
+        args = [
+            "targets",
+            "check",
+            "pi4",
+            "--set",
+            "host=127.0.0.1",
+            "--set",
+            "port=1",
+            "--set",
+            f"key={key}",
+        ]
+        out = edgekit_cli(*args, timeout=60)
+        assert out.code == 2 and "KeyFileError" in out.stderr and says in out.stderr, (key, out.stderr)
+        assert "connection refused" not in out.stderr
