@@ -3,6 +3,7 @@ exact model inputs the recipe describes (preprocessing, layout, labels)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +239,31 @@ def test_image_subset_is_spread_over_every_class_folder(tmp_path: Path) -> None:
     path = write(tmp_path, base(evaluation={"data": {"kind": "images", "path": "imgs", "samples": 2}}))
     _, labels = evaluation_inputs(load_recipe(path))
     assert labels is not None and labels.tolist() == [0, 2]  # class ids count folders not sampled, too
+
+
+@pytest.mark.parametrize(
+    "layout, shape, preprocess, says",
+    [
+        (
+            "NCHW",
+            [1, 3, 8, 8],
+            {"mean": [0.1, 0.2]},
+            "preprocess.mean has 2 values; the input has 3 channels",
+        ),
+        (
+            "NHWC",
+            [1, 8, 8, 1],
+            {"std": [0.2, 0.2, 0.2]},
+            "preprocess.std has 3 values; the input has 1 channels",
+        ),
+        ("NCHW", [1, 3, 8, 8], {"std": [1.0, 0.0, 1.0]}, "preprocess.std must not be 0"),
+    ],
+)
+def test_preprocess_values_must_fit_the_channels(
+    tmp_path: Path, layout: str, shape: list[int], preprocess: dict, says: str
+) -> None:
+    inp = {"name": "input", "shape": shape, "layout": layout, "preprocess": preprocess}
+    with pytest.raises(RecipeError, match=re.escape(says)):
+        load_recipe(write(tmp_path, base(input=inp)))
+    preprocess = {k: [v[0] or 1.0] for k, v in preprocess.items()}  # one value for every channel: fine
+    load_recipe(write(tmp_path, base(input={**inp, "preprocess": preprocess})))

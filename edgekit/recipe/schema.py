@@ -122,6 +122,24 @@ class InputSpec(_Strict):
             )
         return value
 
+    @model_validator(mode="after")
+    def _per_channel_preprocess(self) -> InputSpec:
+        """mean and std hold one value for every channel, or one for all; an image input's channel count is
+        shape[1] (NCHW) or shape[-1] (NHWC). A length that fits neither is a typo that would broadcast wrongly."""
+        if len(self.shape) != 4:
+            return self
+        channels = self.shape[1] if self.layout is Layout.NCHW else self.shape[-1]
+        for field in ("mean", "std"):
+            values = getattr(self.preprocess, field)
+            if len(values) not in (1, channels):
+                raise ValueError(
+                    f"preprocess.{field} has {len(values)} values; the input has {channels} channels "
+                    f"({self.layout.value} {list(self.shape)}): give 1 value or {channels}"
+                )
+        if any(v == 0 for v in self.preprocess.std):
+            raise ValueError("preprocess.std must not be 0 (the input is divided by it)")
+        return self
+
 
 # --- data -----------------------------------------------------------------------------------------------------
 class ImagesData(_Strict):
