@@ -167,3 +167,20 @@ def test_an_emulated_only_deploy_shows_every_estimated_thread_count() -> None:
     Console(file=buffer, width=200, color_system=None).print(deploy_table(result))
     text = buffer.getvalue()
     assert re.search(r"ncnn-int8 +│ +4 │ +~19\.6", text), text
+
+
+def test_the_caption_explains_estimate_only_when_one_is_shown() -> None:
+    """An emulated core no board is calibrated for (phone-emu) shows counts, no ESTIMATE column: the caption does
+    not explain one; with estimates it does."""
+
+    def caption(result: object) -> str:
+        buffer = io.StringIO()
+        Console(file=buffer, width=400, color_system=None).print(deploy_table(result))  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+    result = _result()
+    assert "ESTIMATE = the real board's latency" in caption(result)
+    for run in result.runs:
+        run.estimates = {}
+    text = caption(result)
+    assert "ESTIMATE = " not in text and "no board estimate" in text and "x fp32 by insn" in text

@@ -31,9 +31,11 @@ EMULATED_NOTE = (
     "emulated = wall time under qemu on this machine (~600x slower than the device, ratios "
     "distorted): not device latency"
 )
-COUNT_NOTE = (
+ESTIMATE_NOTE = (
     "ESTIMATE = the real board's latency estimated from the exact instruction count on its emulated core "
     "(cost model and 80% interval cross-validated on ncnn's benchmark models; not a measurement); "
+)
+COUNT_NOTE = (
     "x fp32 by insn = instruction-count ratio (instructions are not cycles); emulated wall times: "
     "--verbose or --json"
 )
@@ -322,7 +324,11 @@ def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
                 f"{own.get('repeat')}, {own.get('samples') or 'all'} evaluation inputs"
             )
     if any(r.emulated and _counted(r) for r in runs):
-        parts.append(COUNT_NOTE)
+        estimated = any(r.emulated and r.estimates for r in runs)  # phone-emu: no board is calibrated for it
+        parts.append(
+            (ESTIMATE_NOTE if estimated else "no board estimate (no calibrated board has this core); ")
+            + COUNT_NOTE
+        )
     if any(r.emulated and not _counted(r) for r in runs):
         parts.append(EMULATED_NOTE)
     reasons = sorted(
