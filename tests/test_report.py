@@ -205,6 +205,15 @@ def test_empty_selection_says_so(store_url: str, tmp_path: Path) -> None:
     write(report, html=tmp_path / "e.html", markdown=tmp_path / "e.md")
     assert "No runs in the store" in (tmp_path / "e.html").read_text()
     assert "No runs in the store" in (tmp_path / "e.md").read_text()
+    # what the store does hold, so a typo in --recipe / --target is visible
+    for page in ("e.html", "e.md"):
+        text = (tmp_path / page).read_text()
+        wanted = "Nothing for recipe no-such-recipe; recipes in the store: digits, yolov5-lite"
+        assert wanted in text, text[-500:]
+    with open_store(store_url) as store:
+        assert "since 2099-01-01" in build(store, since=4070908800.0).empty_hint
+    with open_store(f"sqlite:///{tmp_path / 'new.sqlite'}") as store:
+        assert build(store).empty_hint.startswith("The store holds no runs yet")
 
 
 def test_parse_since() -> None:

@@ -28,7 +28,9 @@ def nightly_cmd(
     since: str = typer.Option(
         "30d", "--since", help="history shown in the report: 30d, 2w, a date, or 'all'"
     ),
-    min_change: float = typer.Option(0.05, "--min-change", help="smallest relative slowdown flagged"),
+    min_change: float = typer.Option(
+        0.05, "--min-change", min=0.0, max=10.0, help="smallest relative slowdown flagged (0.05 = 5 %)"
+    ),
 ) -> None:
     """Deploy every recipe to every target, record each result in the store, write the report, and exit
     1 when anything regressed (latency beyond noise, instruction counts, fidelity gate, new failure) or

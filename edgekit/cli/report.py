@@ -25,7 +25,9 @@ def report_cmd(
         None, "--markdown", callback=check_output_file, help="write a short Markdown summary here"
     ),
     store: str | None = typer.Option(None, "--store", help=STORE_HELP),
-    min_change: float = typer.Option(0.05, "--min-change", help="smallest relative slowdown flagged"),
+    min_change: float = typer.Option(
+        0.05, "--min-change", min=0.0, max=10.0, help="smallest relative slowdown flagged (0.05 = 5 %)"
+    ),
 ) -> None:
     """Per recipe: the latest table (artifact x target), latency trends, sample distributions, INT8 vs
     fp32, device facts and regression flags, as one HTML file that needs no network to view.

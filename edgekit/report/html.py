@@ -49,6 +49,8 @@ def render(report: Report) -> str:
     parts = [_header(report)]
     if not report.recipes:
         parts.append("<p>No runs in the store for this selection.</p>")
+        if report.empty_hint:
+            parts.append(f"<p>{escape(report.empty_hint)}</p>")
     parts += [_recipe(view) for view in report.recipes]
     body = "\n".join(parts)
     return (

@@ -25,6 +25,8 @@ def render(report: Report) -> str:
     ]
     if not report.recipes:
         lines.append("No runs in the store for this selection.")
+        if report.empty_hint:
+            lines += ["", report.empty_hint]
     for view in report.recipes:
         lines += _recipe(view)
     return "\n".join(lines).rstrip() + "\n"

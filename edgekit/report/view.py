@@ -70,6 +70,7 @@ class Report:
     generated_at: str
     since: float | None
     store_url: str
+    empty_hint: str = ""  # with nothing to show: what the store does hold, so a filter's typo is visible
 
     @property
     def flags(self) -> list[Flag]:
@@ -101,7 +102,22 @@ def build(
         recent = store.history(recipe=name, limit=settings.history + 1)
         views.append(recipe_view(name, shown, recent, targets=targets, settings=settings))
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    return Report(views, stamp, since, store.url)
+    return Report(
+        views, stamp, since, store.url, "" if views else _empty_hint(store, since, recipes, targets)
+    )
+
+
+def _empty_hint(store: Store, since: float | None, recipes: Sequence[str], targets: Sequence[str]) -> str:
+    known = store.recipes()
+    if not known:
+        return "The store holds no runs yet: `edgekit deploy` records each run."
+    asked = [f"recipe {', '.join(recipes)}"] if recipes else []
+    asked += [f"target {', '.join(targets)}"] if targets else []
+    window = f" since {when(since)} UTC" if since is not None and not store.recipes(since=since) else ""
+    return (
+        f"Nothing for {' and '.join(asked) or 'this selection'}{window}; recipes in the store: {', '.join(known)} "
+        f"(`edgekit runs` lists runs and their targets)."
+    )
 
 
 def recipe_view(
