@@ -166,16 +166,14 @@ def _read_onnx(path: Path, where: str) -> Any:
     return model
 
 
-_ELEM_NAMES = {
-    2: "uint8",
-    3: "int8",
-    5: "int16",
-    6: "int32",
-    7: "int64",
-    9: "bool",
-    10: "float16",
-    11: "float64",
-}
+def _dtype_name(elem: int) -> str:
+    """An ONNX element type as numpy names it (int64, uint8, float16, ...)."""
+    import onnx
+
+    try:
+        return str(onnx.helper.tensor_dtype_to_np_dtype(elem).name)
+    except (KeyError, ValueError, TypeError):
+        return f"element type {elem}"
 
 
 def check_io(onnx_path: Path, recipe: Recipe) -> None:
@@ -191,7 +189,7 @@ def check_io(onnx_path: Path, recipe: Recipe) -> None:
     inp = inputs[0]
     elem = inp.type.tensor_type.elem_type
     if elem != 1:  # TensorProto.FLOAT: calibration, evaluation and every runtime here feed float32
-        kind = _ELEM_NAMES.get(elem, f"element type {elem}")
+        kind = _dtype_name(elem)
         raise RecipeError(
             f"the model's input {inp.name!r} is {kind}; edgekit feeds float32 tensors (images, features)",
             where=where,

@@ -48,11 +48,11 @@ def write(
     if html:
         from edgekit.report import html as html_mod  # matplotlib: only when an HTML report is asked for
 
-        written.append(_write(Path(html), html_mod.render(report)))
+        written.append(write_atomic(Path(html), html_mod.render(report)))
     if markdown:
         from edgekit.report import markdown as md_mod
 
-        written.append(_write(Path(markdown), md_mod.render(report)))
+        written.append(write_atomic(Path(markdown), md_mod.render(report)))
     return written
 
 
@@ -73,8 +73,3 @@ def parse_since(text: str | None, *, now: float | None = None) -> float | None:
             hint="use a duration like 30d, 12h, 2w or a date like 2026-01-31",
         ) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
-def _write(path: Path, text: str) -> Path:
-    """Write atomically, so a report being viewed is never half-written."""
-    return write_atomic(path, text)

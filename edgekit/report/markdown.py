@@ -7,8 +7,8 @@ count: p50 and speed-up over fp32, emulated targets labelled with their instruct
 from __future__ import annotations
 
 from edgekit.report.regression import Flag
+from edgekit.report.table import estimate_text
 from edgekit.report.view import RecipeView, Report, Row, when
-from edgekit.results import interval_not_validated
 
 
 def render(report: Report) -> str:
@@ -120,12 +120,9 @@ def _cell(row: Row | None) -> str:
 
 def _emulated_cell(row: Row) -> str:
     """An emulated target's headline: the board estimate and the count, not the emulated wall time."""
-    est = row.estimate if isinstance(row.estimate, dict) and row.estimate.get("estimate_ms") else None
-    parts = []
-    if est is not None:
-        star = "*" if interval_not_validated(est) else ""
-        interval = f" ({est['low_ms']:.3g}-{est['high_ms']:.3g}){star}" if "low_ms" in est else ""
-        parts.append(f"~{est['estimate_ms']:.3g}{interval} {est.get('board', 'board')} est.")
+    est = row.estimate if isinstance(row.estimate, dict) else {}
+    text = estimate_text(est)
+    parts = [f"{text} {est.get('board', 'board')} est."] if text else []
     if row.speedup and row.speedup_basis == "instruction count":
         parts.append(f"{row.speedup:.2f}x instr.")
     if row.instructions:

@@ -230,15 +230,19 @@ def _target_cells(
     return cells
 
 
-def _estimate_cell(est: dict) -> Text | str:
-    """'~12.3 (9.8-15.6)': an estimate, never styled like a measurement; '*' where the interval is not
-    validated for the artifact's runtime (explained in the caption)."""
+def estimate_text(est: dict) -> str | None:
+    """'~12.3 (9.8-15.6)', with '*' where the interval is not validated for the artifact (explained in the
+    caption); None when there is no estimate. The one wording of an estimate in tables and summaries."""
     if est.get("status") != "ok" or not isinstance(est.get("estimate_ms"), (int, float)):
-        return Text("n/a", style="dim")
+        return None
     mark = "" if est.get("interval_calibrated", True) else "*"
-    return Text(
-        f"~{_ms(est['estimate_ms'])} ({_ms(est['low_ms'])}-{_ms(est['high_ms'])}){mark}", style="italic"
-    )
+    return f"~{_ms(est['estimate_ms'])} ({_ms(est['low_ms'])}-{_ms(est['high_ms'])}){mark}"
+
+
+def _estimate_cell(est: dict) -> Text | str:
+    """An estimate, never styled like a measurement."""
+    text = estimate_text(est)
+    return Text("n/a", style="dim") if text is None else Text(text, style="italic")
 
 
 def _count_ratio(run: TargetRun, artifact: str, threads: int, m: Measurement | None) -> Text | str:
