@@ -318,6 +318,51 @@ def test_roofline_command(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "unknown board" in bad.stderr
 
 
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ("1,3,0,224", "every dimension must be a positive integer"),
+        ("1,3,-2,224", "every dimension must be a positive integer"),
+        ("1,3,224,abc", "expected integers separated by commas"),
+        ("1,3,30000,30000", "more than edgekit feeds a model"),
+    ],
+)
+def test_a_bad_input_shape_is_refused_before_any_run(tmp_path: Path, shape: str, message: str) -> None:
+    """1,3,30000,30000 used to run the host analysis for two minutes and end in an internal error; a zero
+    dimension gave a MAC count for a graph that never ran."""
+    param = write_chain(tmp_path / "m.param", 2)
+    runs = [
+        ("estimate", str(param), "--board", "pi4", "--input-shape", shape),
+        ("roofline", str(param), "--board", "pi4", "--input-shape", shape),
+        ("profile", str(param), "--target", "pi4-emu", "--input-shape", shape),
+        ("bench", str(param), "--target", "host", "--shape", shape),
+    ]
+    for args in runs:
+        out = _cli(*args)
+        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+
+
+def test_a_graph_without_macs_has_a_roofline_but_no_mac_based_estimate(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    value = [1, CHANNELS, SIZE, SIZE]
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, value)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, value)],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    out = _cli("roofline", str(path), "--board", "pi4", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["estimate"] is None and "no MACs" in data["no_estimate"] and data["roofline"]["macs"] == 0
+    est = _cli("estimate", str(path), "--board", "pi4")
+    assert est.returncode == 2 and "no estimate" in est.stderr and "edgekit convert" in est.stderr
+
+
 @pytest.mark.integration
 def test_estimate_command_counts_once_and_reuses_the_count(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from edgekit.cli.outputs import check_output_file
+from edgekit.cli.shapes import parse_shape
 from edgekit.errors import InputDataError, Interrupted, UsageError
 from edgekit.formats import Format
 from edgekit.paths import write_atomic
@@ -213,14 +214,7 @@ def _inputs(art: AgentArtifact, given: Path | None, shape: str | None, folder: P
 
 def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
     if text:
-        try:
-            return tuple(int(d) for d in text.split(","))
-        except ValueError:
-            raise UsageError(
-                f"{text!r}: expected integers separated by commas",
-                where="--shape",
-                hint="e.g. --shape 1,3,224,224",
-            ) from None
+        return tuple(parse_shape(text, "--shape") or ())
     if art.io is not None:
         shapes = json.loads(art.io.read_text()).get("input_shapes") or []
         if shapes:

@@ -16,7 +16,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from edgekit.errors import EdgekitError, UsageError
+from edgekit.cli.shapes import parse_shape
+from edgekit.errors import EdgekitError, InputDataError, UsageError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -25,14 +26,7 @@ if not console.is_terminal:  # logs and CI: keep each line whole
 
 
 def parse_input_shape(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
-    except ValueError:
-        raise EdgekitError(
-            f"bad input shape {text!r}", where="--input-shape", hint="e.g. 1,3,224,224"
-        ) from None
+    return parse_shape(text, "--input-shape")
 
 
 def _format_of(artifact: Path, fmt: str | None) -> Any:
@@ -87,6 +81,14 @@ def estimate_cmd(
         "roofline": bound.to_dict(),
     }
     if artifact.suffix == ".onnx":
+        if not cost.macs:
+            raise InputDataError(
+                "no estimate: an ONNX file is estimated from its MACs, and this graph has none (no convolution "
+                "or matrix product)",
+                where=str(artifact),
+                hint="convert it (`edgekit convert`) and estimate the .tflite or ncnn .param: those are counted "
+                "on the emulated core",
+            )
         feats = cost_model.Features(0, cost.params, False, {}, cost.macs)
         est = cost_model.estimate(
             b.name,
@@ -228,11 +230,25 @@ def roofline_cmd(
     cost = analyze(artifact, parse_input_shape(input_shape))
     artifact_fmt = _format_of(artifact, fmt)
     r = roofline(cost, b, threads, compute_precision(artifact_fmt))
-    est = cost_model.estimate(b.name, cost_model.Features(0, cost.params, False, {}, cost.macs), threads)
+    # the MAC-based estimate needs MACs: a graph without convolutions or matrix products has none to scale
+    est = (
+        cost_model.estimate(b.name, cost_model.Features(0, cost.params, False, {}, cost.macs), threads)
+        if cost.macs
+        else None
+    )
+    no_estimate = (
+        "none: the graph has no MACs (no convolution or matrix product) for the MAC-based cost model"
+    )
     if as_json:
         print(
             json.dumps(
-                {"roofline": r.to_dict(), "estimate": est.to_dict(), "macs_by_op": cost.macs_by_op}, indent=1
+                {
+                    "roofline": r.to_dict(),
+                    "estimate": est.to_dict() if est else None,
+                    **({} if est else {"no_estimate": no_estimate}),
+                    "macs_by_op": cost.macs_by_op,
+                },
+                indent=1,
             )
         )
         return
@@ -259,6 +275,9 @@ def roofline_cmd(
         "[dim]roofline bound from published specs, not a measurement[/]",
         highlight=False,
     )
+    if est is None:
+        console.print(f"  estimate        {no_estimate}", highlight=False)
+        return
     console.print(
         f"  estimate        {_ms(est.estimate_ms)} ms, 80 % interval {_ms(est.low_ms)} .. {_ms(est.high_ms)} ms "
         f"(method {est.method}; {_ms(est.estimate_ms / max(r.lower_bound_ms, 1e-9))}x the bound) "

@@ -344,12 +344,19 @@ def _ncnn_blob_shapes(
             ex.input(name, ncnn.Mat(array))
         for blob in blobs:
             ret, mat = ex.extract(blob)
-            if ret == 0:  # extract() unpacks and converts to fp32, so c/d/h/w are the logical shape
-                out[blob] = (
-                    [int(mat.c), int(mat.d) * int(mat.h), int(mat.w)]
-                    if mat.dims >= 3
-                    else [1, int(mat.h), int(mat.w)]
+            if ret != 0:  # a layer failed (out of memory, an input it cannot take): MACs would be missing
+                raise InputDataError(
+                    f"ncnn could not compute blob {blob!r} (error {ret}) with input shape(s) {shapes}, so its "
+                    "MACs and sizes are unknown",
+                    where=str(path),
+                    hint="check the input shape against the model (--input-shape, NCHW)",
                 )
+            # extract() unpacks and converts to fp32, so c/d/h/w are the logical shape
+            out[blob] = (
+                [int(mat.c), int(mat.d) * int(mat.h), int(mat.w)]
+                if mat.dims >= 3
+                else [1, int(mat.h), int(mat.w)]
+            )
     finally:
         ex.clear()  # the extractor's blobs live in the net's pool allocator: free them first
         del ex
