@@ -19,6 +19,7 @@
      +-- AgentError           the on-device agent crashed or wrote no result
      +-- EmulatorError        an emulated device cannot be built, started or stopped
      +-- StoreError           the results store cannot be opened, migrated or written
+          +-- StorePathError  the SQLite path named is a folder, another kind of file, or (to read) absent (exit 2)
 
 The CLI catches EdgekitError, prints its message and exits with its `exit_code`: 2 for a bad argument or
 input file, 1 for a failed run, 130 for Ctrl-C. An error whose `where` is a command-line option (`--threads`)
@@ -153,3 +154,7 @@ class EmulatorError(EdgekitError):
 
 class StoreError(EdgekitError):
     pass
+
+
+class StorePathError(StoreError):
+    exit_code = 2

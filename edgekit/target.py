@@ -196,8 +196,9 @@ def target_path(name_or_path: str | Path) -> Path:
             return candidate
     raise TargetError(
         f"unknown target {text!r}",
-        where=", ".join(str(d) for d in target_dirs()),
-        hint=f"known targets: {', '.join(list_target_names()) or 'none'}",
+        where=", ".join(str(d.resolve()) for d in target_dirs()),  # the repository's targets/, not the link
+        hint=f"known targets: {', '.join(list_target_names()) or 'none'}; a new board: a {text}.yaml in one of "
+        "these folders (EDGEKIT_TARGETS_DIR names a folder of your own), or a path to a target file",
     )
 
 

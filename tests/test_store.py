@@ -220,6 +220,62 @@ def test_unopenable_store_is_a_store_error(tmp_path: Path) -> None:
         open_store(str(tmp_path / "garbage.sqlite"))
 
 
+def _edgekit(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "EDGEKIT_HOME": str(home)}
+    env.pop("EDGEKIT_STORE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_a_store_path_that_is_no_store_is_named_before_any_work(tmp_path: Path) -> None:
+    """A folder, another file, or (for commands that read) a path with nothing recorded: exit 2 naming the
+    path. `runs --store typo.db` used to answer "no runs" and leave a new empty store at the typo; `deploy
+    --store /etc/passwd` measured everything and failed at the end."""
+    (tmp_path / "notes.txt").write_text("not a database\n")
+    missing = tmp_path / "typo" / "results.sqlite"
+    cases = [
+        (["runs", "--store", str(tmp_path)], "a folder, not a results store file"),
+        (["runs", "--store", str(tmp_path / "notes.txt")], "not a SQLite database"),
+        (["runs", "--store", str(missing)], "nothing has been recorded at this path"),
+        (["report", "--store", str(missing)], "nothing has been recorded at this path"),
+        (["runs", "show", "1", "--store", str(missing)], "nothing has been recorded at this path"),
+        (["deploy", "recipes/tiny.yaml", "--store", str(tmp_path / "notes.txt")], "not a SQLite database"),
+    ]
+    home = tmp_path / "home"
+    for args, message in cases:
+        out = _edgekit(*args, home=home)
+        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+    assert not missing.parent.exists()  # nothing left behind at the typo
+    assert not (home / "cache").exists()  # deploy refused the store before converting anything
+    with open_store(_url(tmp_path)) as store:  # a store to write to is still created where it is named
+        assert store.runs() == []
+
+
+def test_a_deploy_whose_store_fails_at_the_end_keeps_its_results(tmp_path: Path) -> None:
+    """The store is checked before a deploy, but can fail by the time the deploy ends (a server gone, a newer
+    edgekit migrated it): the measurements go to a file, and the error says how to import them."""
+    from edgekit.cli.deploy import _record_or_keep
+
+    url = _url(tmp_path)
+    open_store(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(schema.schema_version.insert().values(version=SCHEMA_VERSION + 1, applied_at="later"))
+    engine.dispose()
+    result = _small(T0)
+    with pytest.raises(StoreError, match="the results are kept in") as err:
+        _record_or_keep(result, url, None)
+    kept = Path(str(err.value).split("the results are kept in ")[1].split("\n")[0])
+    assert kept.is_file() and kept.parent == tmp_path / "home" / "unrecorded"
+    assert f"edgekit runs import {kept}" in str(err.value)
+    other = _url(tmp_path / "other")
+    out = _edgekit("runs", "import", str(kept), "--store", other, home=tmp_path / "home")
+    assert out.returncode == 0, out.stderr
+    with open_store(other) as store:
+        assert store.load(store.runs()[0].id) == result
+
+
 def test_a_store_error_never_prints_the_password() -> None:
     for url in ("mysql://bob:s3cret@nowhere/db", "postgresql://bob:s3cret@127.0.0.1:1/db"):
         with pytest.raises(StoreError) as err:

@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 
 from edgekit.cli.outputs import check_output_file
-from edgekit.errors import Interrupted, UsageError
+from edgekit.errors import Interrupted, StoreError, UsageError
 from edgekit.formats import Format
-from edgekit.paths import write_atomic
+from edgekit.paths import data_dir, write_atomic
 
 if TYPE_CHECKING:
     from edgekit.results import DeployResult
@@ -130,6 +130,10 @@ def deploy_cmd(
         target_overrides=tuple(set_ or ()),
         profile=profile,
     )
+    if not no_store:  # a bad --store is said now, not after minutes of conversion and measurement
+        from edgekit.store.store import open_store
+
+        open_store(store).close()
     from edgekit.progress import live_progress
 
     start = time.perf_counter()
@@ -150,9 +154,7 @@ def deploy_cmd(
     if json_path:
         console.print(f"results: {json_path}", highlight=False)
     if not no_store:
-        from edgekit.store.store import record
-
-        run_id = record(result, store)
+        run_id = _record_or_keep(result, store, json_path)
         console.print(f"recorded as run {run_id} (edgekit runs / edgekit report)", highlight=False)
     verdict = "[green]ok[/]" if result.ok else "[red]FAILED[/]: see above"
     console.print(f"{loaded.name}: {verdict} in {time.perf_counter() - start:.0f} s", highlight=False)
@@ -189,6 +191,27 @@ def profile_lines(result: DeployResult, top: int = 3) -> list[str]:
     if lines:
         lines.append("per-layer data: runs[].profiles (emulated) and measurements[].layer_ms in --json")
     return lines
+
+
+def _record_or_keep(result: DeployResult, store: str | None, json_path: Path | None) -> int:
+    """Record the run; if the store fails now (a server gone, a full disk), the measurements are not lost: the
+    result is in --json or a file in the data dir, and the error says how to import it later."""
+    from edgekit.store.store import record
+
+    try:
+        return record(result, store)
+    except StoreError as exc:
+        kept = (
+            json_path or data_dir() / "unrecorded" / f"{result.recipe}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        )
+        if not json_path:
+            write_atomic(kept, result.model_dump_json(indent=1))
+        raise StoreError(
+            f"{exc.message}; the results are kept in {kept}",
+            where=exc.where,
+            hint=f"once the store is back: edgekit runs import {kept}"
+            + (f" --store {store}" if store else ""),
+        ) from exc
 
 
 def _keep_interrupted(exc: Interrupted, json_path: Path | None, store: str | None, no_store: bool) -> None:

@@ -81,7 +81,7 @@ def lab_cmd(
     table = Table(title=f"lab at {address}" + (f" ({spec.wanted()})" if spec else ""))
     for column in ("place", "tags", "held by", "ssh", "last run"):
         table.add_column(column)
-    with open_store(store) as st:
+    with open_store(store, create=False) as st:
         for p in places:
             svc = p.service
             facts = last_facts(st, p.name)

@@ -39,7 +39,7 @@ def report_cmd(
     from edgekit.report import markdown as md
     from edgekit.store import open_store
 
-    with open_store(store) as db:
+    with open_store(store, create=False) as db:
         report = build(
             db,
             since=parse_since(since),

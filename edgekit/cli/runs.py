@@ -29,7 +29,7 @@ EMU = "[black on yellow] emulated [/]"
 @runs_app.callback()
 def list_cmd(
     ctx: typer.Context,
-    limit: int = typer.Option(20, "--limit", "-n", help="how many runs, newest first"),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many runs, newest first"),
     recipe: str | None = typer.Option(None, "--recipe", help="only runs of this recipe"),
     target: str | None = typer.Option(None, "--target", help="only runs on this target"),
     store: str | None = typer.Option(None, "--store", help=STORE_HELP),
@@ -42,7 +42,7 @@ def list_cmd(
         return
     from edgekit.store import open_store
 
-    with open_store(store) as db:
+    with open_store(store, create=False) as db:
         found = db.runs(limit=limit, recipe=recipe, target=target)
         url = db.url
     table = Table(title=f"runs in {url}")
@@ -82,7 +82,7 @@ def show_cmd(
     """
     from edgekit.store import open_store
 
-    with open_store(store) as db:
+    with open_store(store, create=False) as db:
         result = db.load(run_id)
     if json_out:
         typer.echo(result.model_dump_json(indent=2))

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from edgekit import paths
-from edgekit.errors import StoreError
+from edgekit.errors import StoreError, StorePathError
 from edgekit.results import DeployResult
 from edgekit.store import migrations
 from edgekit.store.read import _failed_targets, _filtered, _load, _measurement_counts, _targets_of
@@ -203,9 +203,12 @@ class Store:
             return migrations.current_version(conn)
 
 
-def open_store(url: str | None = None) -> Store:
-    """Open the store at `url` (see resolve_url), creating or migrating it forward to the current schema."""
+def open_store(url: str | None = None, *, create: bool = True) -> Store:
+    """Open the store at `url` (see resolve_url), creating or migrating it forward to the current schema. With
+    `create=False` (commands that only read) a SQLite file the user named must exist: a typo in `--store` is
+    said, not answered with "no runs" from a new empty store left behind at the typo."""
     resolved = resolve_url(url)
+    _check_sqlite_path(resolved, must_exist=not create and bool(url or os.environ.get("EDGEKIT_STORE")))
     try:
         engine = _engine(resolved)
     except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
@@ -246,6 +249,41 @@ def _shown(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url.split("://", 1)[0] + "://..." if "://" in url else url
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite_path(url: str, must_exist: bool) -> None:
+    """A SQLite store's file, checked before SQLAlchemy opens it: a folder, another kind of file or (to read)
+    a missing file is a StorePathError (exit 2) naming the path, not a driver message."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # _engine names a malformed URL
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return
+    path = Path(parsed.database)
+    hint = "pass --store PATH.sqlite (a file), or set EDGEKIT_STORE; the default store is " + str(
+        paths.data_dir() / "results.sqlite"
+    )
+    if path.is_dir():
+        raise StorePathError("a folder, not a results store file", where=str(path), hint=hint)
+    if not path.exists():
+        if must_exist:
+            raise StorePathError(
+                "no results store here: nothing has been recorded at this path", where=str(path), hint=hint
+            )
+        return
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(SQLITE_MAGIC))
+    except OSError:
+        return  # unreadable: SQLite's own error says so
+    if head and head != SQLITE_MAGIC:
+        raise StorePathError(
+            "not a results store: the file is not a SQLite database", where=str(path), hint=hint
+        )
 
 
 PG_CONNECT_TIMEOUT_S = 10  # an unreachable server is named in seconds, not after the kernel's TCP retries
