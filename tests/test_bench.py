@@ -129,6 +129,32 @@ def test_bench_broken_file_fails_clearly(model_files: dict[str, Path], tmp_path:
 
 
 @pytest.mark.integration
+def test_bench_inputs_that_do_not_fit_are_refused_before_the_agent_runs(
+    model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """An --input whose samples fit no input of the model (it failed in the agent, exit 1), a file that is no
+    .npy or holds no samples, and a --format of another runtime (it said "model.param: file not found")."""
+    cases = {
+        "wrong-shape": (np.zeros((2, 5, 5), np.float32), "does not fit the model input"),
+        "no-samples": (np.float32(3.0), "holds no input samples"),
+    }
+    for name, (array, message) in cases.items():
+        np.save(tmp_path / f"{name}.npy", array)
+        done = bench(str(model_files["tflite"]), "--target", "host", "--input", str(tmp_path / f"{name}.npy"))
+        assert done.returncode == 2 and message in done.stderr, (name, done.stderr)
+    (tmp_path / "text.npy").write_text("1 2 3\n")
+    done = bench(str(model_files["tflite"]), "--target", "host", "--input", str(tmp_path / "text.npy"))
+    assert done.returncode == 2 and "not a numeric .npy array" in done.stderr, done.stderr
+    done = bench(str(model_files["tflite"]), "--target", "host", "--format", "ncnn-int8")
+    assert done.returncode == 2 and "runs on ncnn" in done.stderr and "--format tflite-fp32" in done.stderr
+    np.save(tmp_path / "nchw.npy", np.zeros((2, 1, 3, 32, 32), np.float32))  # NCHW samples for an NHWC model
+    done = bench(
+        str(model_files["tflite"]), "--target", "host", "--repeat", "2", "--input", str(tmp_path / "nchw.npy")
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.integration
 def test_bench_on_pi4_emu_is_labelled_emulated(
     pi4_emu: object, model_files: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -440,7 +440,7 @@ def _last_line(path: str) -> str:
 
 
 # --- runtimes -------------------------------------------------------------------------------------------------
-def _fit_shape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def fit_shape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """One input sample in the model's shape: as is, with a batch axis, or NCHW -> NHWC (onnx2tf models)."""
     candidates = [x, x[None]]
     if x.ndim == 4:
@@ -474,7 +474,7 @@ class TfliteRunner:
         return tuple(int(d) for d in self.inp["shape"])
 
     def set_input(self, x: np.ndarray) -> None:
-        x = _fit_shape(x, self.input_shape())
+        x = fit_shape(x, self.input_shape())
         scale, zero = self.inp.get("quantization", (0.0, 0))
         dtype = self.inp["dtype"]
         if np.issubdtype(dtype, np.integer) and scale:
@@ -676,7 +676,7 @@ class OnnxRuntimeRunner:
         return tuple(d if isinstance(d, int) else 1 for d in self.inp.shape)
 
     def set_input(self, x: np.ndarray) -> None:
-        self.feed = {self.inp.name: _fit_shape(x.astype(np.float32), self.input_shape())}
+        self.feed = {self.inp.name: fit_shape(x.astype(np.float32), self.input_shape())}
 
     def invoke(self) -> None:
         self._last = self.sess.run(self.names, self.feed)

@@ -13,6 +13,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from edgekit.agent.agent import fit_shape
 from edgekit.cli.outputs import check_output_file
 from edgekit.cli.shapes import parse_shape
 from edgekit.errors import InputDataError, Interrupted, UsageError
@@ -205,7 +206,29 @@ def _inputs(art: AgentArtifact, given: Path | None, shape: str | None, folder: P
     if given is not None:
         if not given.is_file():
             raise UsageError("input file not found", where=str(given))
-        np.save(path, np.load(given).astype(np.float32))
+        try:
+            data = np.load(given)  # no pickles: an object array is refused
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputDataError(
+                f"not a numeric .npy array: {exc}", where=str(given), hint="save one with numpy.save"
+            ) from None
+        if data.ndim < 2 or data.shape[0] == 0 or not np.issubdtype(data.dtype, np.number):
+            raise InputDataError(
+                f"an array of shape {list(data.shape)} and type {data.dtype} holds no input samples",
+                where=str(given),
+                hint="numbers, first axis = sample, e.g. shape [8, 1, 3, 224, 224] for 8 samples",
+            )
+        known = _file_shape(art)
+        if known:  # checked here, not after the agent started on the target (the agent applies the same fit)
+            try:
+                fit_shape(data[0], known)
+            except ValueError as exc:
+                raise UsageError(
+                    f"{exc} (the first axis of the array is the sample)",
+                    where="--input",
+                    hint=f"samples of shape {list(known)} (an NHWC TFLite model also takes NCHW samples)",
+                ) from None
+        np.save(path, data.astype(np.float32))
         return path
     dims = _shape(art, shape)
     np.save(path, np.random.default_rng(0).uniform(0.0, 1.0, (1, *dims)).astype(np.float32))
@@ -219,6 +242,19 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
         shapes = json.loads(art.io.read_text()).get("input_shapes") or []
         if shapes:
             return tuple(shapes[0])
+    known = _file_shape(art)
+    if known:
+        return known
+    raise UsageError(
+        f"the input shape of this {art.files[0].suffix or 'suffix-less'} model is unknown (no model.io.json "
+        "sidecar beside it, and the file does not state a fixed one)",
+        where=str(art.files[0]),
+        hint="pass --shape 1,3,224,224 (batch first, as the original model) or --input x.npy",
+    )
+
+
+def _file_shape(art: AgentArtifact) -> tuple[int, ...] | None:
+    """The input shape a .tflite or a fixed-shape .onnx states itself, else None."""
     if art.files[0].suffix == ".tflite":
         from ai_edge_litert.interpreter import Interpreter
 
@@ -229,15 +265,8 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
             raise InputDataError(f"not a valid .tflite: {exc}", where=str(art.files[0])) from None
         return tuple(int(d) for d in detail["shape"])
     if art.files[0].suffix == ".onnx":
-        static = _onnx_static_shape(art.files[0])
-        if static:
-            return static
-    raise UsageError(
-        f"the input shape of this {art.files[0].suffix or 'suffix-less'} model is unknown (no model.io.json "
-        "sidecar beside it, and the file does not state a fixed one)",
-        where=str(art.files[0]),
-        hint="pass --shape 1,3,224,224 (batch first, as the original model) or --input x.npy",
-    )
+        return _onnx_static_shape(art.files[0])
+    return None
 
 
 def _onnx_static_shape(path: Path) -> tuple[int, ...] | None:

@@ -61,6 +61,13 @@ class AgentArtifact:
             fmt = (
                 _bare_ncnn_format(path.with_suffix(".param")) if default.runtime is Runtime.NCNN else default
             )
+        elif path.suffix not in fmt.files:  # --format ncnn-int8 on a .tflite
+            raise UsageError(
+                f"--format {fmt.value} runs on {fmt.runtime.value} ({' + '.join(fmt.files)} files); this is a "
+                f"{path.suffix or 'suffix-less'} file",
+                where=str(path),
+                hint=f"a {path.suffix} file runs on {default.runtime.value}: e.g. --format {default.value}",
+            )
         files = tuple(path.with_suffix(s) for s in fmt.files)
         io = path.with_suffix(".io.json") if path.with_suffix(".io.json").is_file() else None
         for f in files:
