@@ -31,7 +31,7 @@ if not console.is_terminal:
 def analyze_cmd(
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/digits.yaml"),
     fmt: Format = typer.Option(
-        ..., "--format", "-f", help="the INT8 format to analyse: tflite-int8 or ncnn-int8"
+        ..., "--format", "-f", metavar="FORMAT", help="the INT8 format to analyse: tflite-int8 or ncnn-int8"
     ),
     samples: int = typer.Option(16, "--samples", "-n", min=1, help="evaluation inputs to compare layers on"),
     top: int = typer.Option(10, "--top", min=1, help="how many of the worst layers to list"),

@@ -54,7 +54,10 @@ def bench_cmd(
         0.0, "--min-repeat-ms", min=0, help="raise number until a sample lasts at least this long"
     ),
     fmt: Format | None = typer.Option(
-        None, "--format", help="label the artifact's format (e.g. tflite-int8)"
+        None,
+        "--format",
+        metavar="FORMAT",
+        help="label the artifact's format (e.g. tflite-int8; `edgekit formats` lists them)",
     ),
     timeout: float = typer.Option(1800.0, "--timeout", help="seconds before the agent is stopped"),
     json_path: Path | None = typer.Option(

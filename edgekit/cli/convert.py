@@ -32,7 +32,13 @@ if not console.is_terminal:  # logs and CI: keep table rows on one line
 
 def convert_cmd(
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/yolov5-lite.yaml"),
-    fmt: list[Format] | None = typer.Option(None, "--format", "-f", help="only these formats (repeatable)"),
+    fmt: list[Format] | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        help="only these formats (repeatable; `edgekit formats` lists them)",
+    ),
     int8_only: bool = typer.Option(
         False, "--int8-only", help="only the recipe's INT8 formats (make quantize)"
     ),

@@ -75,7 +75,13 @@ def deploy_cmd(
         min=1,
         help="evaluation inputs sent to targets (default: all the recipe's; fewer keeps emulated runs short)",
     ),
-    fmt: list[Format] | None = typer.Option(None, "--format", "-f", help="only these formats (repeatable)"),
+    fmt: list[Format] | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        help="only these formats (repeatable; `edgekit formats` lists them)",
+    ),
     no_host: bool = typer.Option(
         False, "--no-host", help="do not measure the host CPU (no host-vs-ARM drift)"
     ),
