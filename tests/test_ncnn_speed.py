@@ -207,3 +207,23 @@ def test_plan_profiles_side_by_side_are_the_ones_counted_alone(
         assert got.total == alone.total
     # the cores differ: a profile filed under the wrong core would not match its count alone
     assert side_by_side[0]["pi4-emu"].total != side_by_side[0]["pi5-emu"].total
+
+
+@pytest.mark.integration
+def test_analyze_of_an_int8_artifact_the_plan_kept_all_float_says_so(
+    counting_ready: None, tmp_path: Path
+) -> None:
+    """The tiny recipe's five layers all count fewer instructions in float: its ncnn-int8 holds no int8 layer,
+    and `analyze` says so instead of printing an empty table of "worst layers"."""
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    out = CliRunner().invoke(
+        app,
+        ["analyze", str(RECIPES / "tiny.yaml"), "--format", "ncnn-int8", "--json", str(tmp_path / "a.json")],
+    )
+    assert out.exit_code == 0, out.output
+    layers = json.loads((tmp_path / "a.json").read_text())["analysis"]["layers"]
+    assert layers and not any(layer["quantized"] for layer in layers)
+    assert "no layer of this artifact is quantized" in out.output and "worst of" not in out.output

@@ -60,7 +60,20 @@ def analyze_cmd(
 
         result = analyze(loaded, fmt, samples=samples, progress=progress)
         console.print(_summary(result.fidelity), highlight=False)
-        console.print(layer_table(result, top))
+        if any(x.quantized for x in result.layers):
+            console.print(layer_table(result, top))
+        else:  # an empty table would read as "no error anywhere"
+            console.print(
+                f"{loaded.name} {fmt.value}: no layer of this artifact is quantized, so no layer loses accuracy "
+                "to int8"
+                + (
+                    " (ncnn-int8 keeps a layer float where its int8 kernel counts more instructions or ncnn "
+                    "has none: the artifact's model.io.json, int8.speed_plan, says which and why)"
+                    if fmt.value == "ncnn-int8"
+                    else ""
+                ),
+                highlight=False,
+            )
         record: dict[str, Any] = {"analysis": result.to_dict()}
         failed = False
         if fix:
