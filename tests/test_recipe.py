@@ -95,6 +95,26 @@ def test_unimportable_builder_names_field(tmp_path: Path) -> None:
         load_recipe(path)
 
 
+@pytest.mark.parametrize(
+    "builder",
+    ["os:system", "subprocess:run", "builtins:eval", "os.path:join", "torch.hub:load", "pip._internal:main"],
+)
+def test_a_builder_from_the_standard_library_or_a_downloader_is_refused_unrun(
+    tmp_path: Path, builder: str
+) -> None:
+    """A recipe's builder runs as code: `os:system` with `args: {command: ...}` ran the command before edgekit
+    complained that it returned an int. Now it is refused when the recipe is read, for the model and the data."""
+    marker = tmp_path / "ran"
+    model = {"kind": "torch", "builder": builder, "args": {"command": f"touch {marker}"}}
+    with pytest.raises(RecipeError, match="is not a model or data builder") as err:
+        load_recipe(write(tmp_path, base(model=model)))
+    assert "model.torch.builder" in str(err.value)
+    data = {"kind": "builder", "builder": builder, "args": {"command": f"touch {marker}"}}
+    with pytest.raises(RecipeError, match="is not a model or data builder"):
+        load_recipe(write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data})))
+    assert not marker.exists()
+
+
 def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="calibration"):
         load_recipe(write(tmp_path, base(formats=["ncnn-int8"])))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,11 +26,42 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A builder runs as Python code: a recipe from someone else is code to read before running. These are refused
+# outright, as no model or data builder lives there: Python's standard library (`os:system`,
+# `subprocess:run`, `builtins:eval`) and modules that install or download (no downloads outside set-up).
+REFUSED_BUILDER_MODULES = frozenset(sys.stdlib_module_names) | {
+    "builtins",
+    "pip",
+    "setuptools",
+    "pkg_resources",
+    "torch.hub",
+    "torch.utils.model_zoo",
+    "huggingface_hub",
+    "keras.utils",
+    "tensorflow.keras.utils",
+}
+
+
 def _check_dotted(value: str) -> str:
-    """The shape of a `builder:` (importing it is load.py's check, when the files are checked)."""
+    """The shape of a `builder:` (importing it is load.py's check, when the files are checked), and not a module
+    of REFUSED_BUILDER_MODULES."""
     module, sep, attr = value.partition(":")
     if not sep or not module or not attr:
         raise ValueError("expected `package.module:function`")
+    parts = module.split(".")
+    refused = next(
+        (
+            ".".join(parts[:i])
+            for i in range(1, len(parts) + 1)
+            if ".".join(parts[:i]) in REFUSED_BUILDER_MODULES
+        ),
+        None,
+    )
+    if refused:
+        raise ValueError(
+            f"{value!r} is not a model or data builder: functions of {refused!r} (Python's standard library, or a "
+            "module that installs or downloads) are refused; name a function of your own module or package"
+        )
     return value
 
 
