@@ -129,6 +129,17 @@ class Target(BaseModel):
     _lease: Any = PrivateAttr(default=None)  # edgekit.lab.client.Lease of an acquired lab place
     _place: Any = PrivateAttr(default=None)  # edgekit.lab.client.Place it acquired
 
+    @field_validator("host", "user")
+    @classmethod
+    def _host_or_user(cls, value: str | None) -> str | None:
+        """A name or address: `--set host=` (empty) failed later as "device not running"; spaces, control
+        characters or a leading '-' are never part of one."""
+        if value is None:
+            return None
+        if not value or value.startswith("-") or any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError(f"{value!r} is not a host name, address or user name")
+        return value
+
     @field_validator("affinity", mode="before")
     @classmethod
     def _affinity_as_text(cls, value: object) -> object:
@@ -193,7 +204,7 @@ def target_path(name_or_path: str | Path) -> Path:
     for folder in target_dirs():
         candidate = folder / f"{text}.yaml"
         if candidate.is_file():
-            return candidate
+            return folder.resolve() / candidate.name  # messages name targets/, not the package's link to it
     raise TargetError(
         f"unknown target {text!r}",
         where=", ".join(str(d.resolve()) for d in target_dirs()),  # the repository's targets/, not the link

@@ -100,12 +100,22 @@ def test_bad_target_files_are_named_errors(tmp_path: Path, text: str, match: str
 
 
 def test_unknown_target_and_bad_override() -> None:
-    with pytest.raises(TargetError, match=r"known targets: .*pi4"):
+    with pytest.raises(TargetError, match=r"known targets: .*pi4") as err:
         load_target("pi9")
+    repo_targets = Path(__file__).resolve().parent.parent / "targets"
+    assert str(err.value).startswith(f"{repo_targets}: ")  # the folder itself, not edgekit/targets (a link)
+    assert load_target("pi4-emu").source == str(repo_targets / "pi4-emu.yaml")
     with pytest.raises(TargetError, match="field=value"):
         load_target("pi4", ["host"])
-    with pytest.raises(TargetError, match="needs a host"):
-        load_target("pi4", ["host="], ssh_config=Path("/nonexistent"))
+    # an empty host on an emulated target ran the deploy into "device not running"; '-o...' is no host name
+    for name, override in [
+        ("pi4", "host="),
+        ("pi4-emu", "host="),
+        ("pi4", "host=-oProxyCommand=x"),
+        ("pi4", "user="),
+    ]:
+        with pytest.raises(TargetError, match="is not a host name, address or user name"):
+            load_target(name, [override], ssh_config=Path("/nonexistent"))
 
 
 def test_emulated_target_not_running_says_how_to_start(
