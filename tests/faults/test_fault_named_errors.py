@@ -234,6 +234,9 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(
         assert out.code == 2 and says in out.stderr, (out.code, out.stderr[-800:])
         assert "internal error" not in out.stderr + out.stdout
     if command == "report":
+        from edgekit.store import open_store
+
+        open_store(f"sqlite:///{tmp_path}/s.sqlite").close()  # report reads a store that exists
         made = tmp_path / "new" / "folder" / "r.html"
         out = edgekit_cli(*args, str(made), timeout=120)
         assert out.code == 0 and made.is_file(), out.stderr
