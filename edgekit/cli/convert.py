@@ -19,6 +19,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from edgekit.cli.formats import FORMATS_OPTION
 from edgekit.cli.outputs import check_output_file
 from edgekit.errors import EdgekitError
 from edgekit.formats import Format, Precision
@@ -32,13 +33,7 @@ if not console.is_terminal:  # logs and CI: keep table rows on one line
 
 def convert_cmd(
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/yolov5-lite.yaml"),
-    fmt: list[Format] | None = typer.Option(
-        None,
-        "--format",
-        "-f",
-        metavar="FORMAT",
-        help="only these formats (repeatable; `edgekit formats` lists them)",
-    ),
+    fmt: list[Format] | None = FORMATS_OPTION,
     int8_only: bool = typer.Option(
         False, "--int8-only", help="only the recipe's INT8 formats (make quantize)"
     ),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
+from edgekit.cli.formats import FORMATS_OPTION
 from edgekit.cli.outputs import check_output_file
 from edgekit.errors import Interrupted, StoreError, UsageError
 from edgekit.formats import Format
@@ -75,13 +76,7 @@ def deploy_cmd(
         min=1,
         help="evaluation inputs sent to targets (default: all the recipe's; fewer keeps emulated runs short)",
     ),
-    fmt: list[Format] | None = typer.Option(
-        None,
-        "--format",
-        "-f",
-        metavar="FORMAT",
-        help="only these formats (repeatable; `edgekit formats` lists them)",
-    ),
+    fmt: list[Format] | None = FORMATS_OPTION,
     no_host: bool = typer.Option(
         False, "--no-host", help="do not measure the host CPU (no host-vs-ARM drift)"
     ),

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
 console = Console()
+
+
+# `--format/-f`, repeatable, for commands that take a subset of a recipe's formats (convert, deploy): shown as
+# FORMAT, since the 21 choices wrap mid-word in --help; a wrong one lists them. typer only reads it.
+FORMATS_OPTION: Any = typer.Option(
+    None,
+    "--format",
+    "-f",
+    metavar="FORMAT",
+    help="only these formats (repeatable; `edgekit formats` lists them)",
+)
 
 
 def formats_cmd(
