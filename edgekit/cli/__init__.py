@@ -7,8 +7,11 @@ with `--debug` (also shows paramiko's log).
 
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
 import sys
+from typing import NoReturn
 
 import click
 import typer
@@ -137,7 +140,22 @@ def main() -> None:
         if _debug():
             raise
         err_console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False)
+        note = _low_disk_note() if exc.exit_code == 1 else None
+        if (
+            note
+        ):  # a converter that died of a full disk often says nothing of it (its log could not be written)
+            err_console.print(f"  note: {note}", highlight=False)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if _debug() or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            _internal_error(exc)
+        err_console.print(
+            f"[bold red]error[/] (DiskFull): {exc.filename or 'a local file'}: no space left on the disk "
+            f"({exc.strerror})",
+            highlight=False,
+        )
+        err_console.print(f"  note: {_low_disk_note(1 << 62) or 'free some space'}", highlight=False)
+        sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -146,19 +164,47 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
+    except Exception as exc:  # noqa: BLE001 - the top level: click usage errors, and bugs, named in one line
         import click
 
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        if _debug():
-            raise
-        err_console.print(
-            f"[bold red]internal error[/] ({type(exc).__name__}): {str(exc)[:500]}", highlight=False
-        )
-        err_console.print(
-            "  this is a bug in edgekit: run again with --debug for the traceback and report it",
-            highlight=False,
-        )
-        sys.exit(1)
+        _internal_error(exc)
+
+
+LOW_DISK_BYTES = (
+    200 << 20
+)  # below this, a failed run also names the disk: converters need tens to hundreds of MB
+
+
+def _low_disk_note(threshold: int = LOW_DISK_BYTES) -> str | None:
+    """'the disk holding DATA_DIR has N MB free ...' when it has less than `threshold` bytes free, else None."""
+    from edgekit import paths
+
+    folder = paths.data_dir()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if free >= max(threshold, 1):
+        return None
+    return (
+        f"the disk holding {paths.data_dir()} (edgekit's cache, runs and store) has {free / 1e6:.1f} MB free: "
+        "free some space, or set EDGEKIT_HOME to a folder on a bigger disk"
+    )
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    if _debug():
+        raise exc
+    err_console.print(
+        f"[bold red]internal error[/] ({type(exc).__name__}): {str(exc)[:500]}", highlight=False
+    )
+    err_console.print(
+        "  this is a bug in edgekit: run again with --debug for the traceback and report it",
+        highlight=False,
+    )
+    sys.exit(1)

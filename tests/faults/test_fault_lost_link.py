@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -33,20 +31,6 @@ def tiny_artifacts() -> list[Artifact]:
     from edgekit.convert.pipeline import convert_recipe
 
     return convert_recipe(load_recipe(TINY), FORMATS, keep_going=True)
-
-
-@pytest.fixture()
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MB tmpfs: room for the tiny recipe's push, not for much more."""
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def run_deploy(

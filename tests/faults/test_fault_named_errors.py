@@ -4,6 +4,7 @@ key and a refused port are told apart."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -309,3 +310,22 @@ def test_a_key_file_that_is_not_a_usable_private_key_is_bad_input(tmp_path: Path
         out = check_pi4(edgekit_cli, host="127.0.0.1", port=1, key=key)
         assert out.code == 2 and "KeyFileError" in out.stderr and says in out.stderr, (key, out.stderr)
         assert "connection refused" not in out.stderr
+
+
+def test_a_full_local_disk_is_named(tmpfs: Path, edgekit_cli) -> None:
+    """edgekit's own data dir on a full disk: onnx2tf died with an empty message (its log could not be
+    written either) and a write of edgekit's own was an internal OSError. Now the disk is named, exit 1."""
+    home = tmpfs / "home"
+    for fmt, room in (("tflite-fp32", 2_000_000), ("ncnn-fp32", 64 * 1024)):  # onnx2tf fails / an ONNX write
+        (tmpfs / "filler").unlink(missing_ok=True)
+        (tmpfs / "filler").write_bytes(b"\0" * max(0, shutil.disk_usage(tmpfs).free - room))
+        out = edgekit_cli(
+            "convert",
+            str(RECIPES / "tiny.yaml"),
+            "--format",
+            fmt,
+            env={"EDGEKIT_HOME": str(home)},
+            timeout=300,
+        )
+        assert out.code == 1 and "internal error" not in out.stderr, (fmt, out.stderr)
+        assert f"the disk holding {home}" in out.stderr and "EDGEKIT_HOME" in out.stderr, (fmt, out.stderr)
