@@ -9,6 +9,9 @@ here assumes a source checkout: the example targets are package data, and what o
 from __future__ import annotations
 
 import os
+import shutil
+import time
+import uuid
 from pathlib import Path
 
 import platformdirs
@@ -64,6 +67,24 @@ def models_dir() -> Path:
 def runs_dir() -> Path:
     """Deploy working folders and pulled-back outputs."""
     return _sub("runs")
+
+
+WORK_KEPT_S = 24 * 3600  # a failed tool run's folder (its log) stays a day; so does an interrupted one's
+
+
+def work_dir(kind: str) -> Path:
+    """A fresh scratch folder name under cache/work for one tool run (onnx2tf, MNN, a converter), not yet made.
+    Folders untouched for WORK_KEPT_S are removed first: a run that succeeds removes its own, one that fails
+    keeps it for its log, one that was interrupted or killed leaves it behind."""
+    root = cache_dir() / "work"
+    now = time.time()
+    for old in root.glob("*") if root.is_dir() else []:
+        try:
+            if now - old.stat().st_mtime > WORK_KEPT_S:
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        except OSError:
+            continue  # another process removed it first
+    return root / f"{kind}-{uuid.uuid4().hex[:12]}"
 
 
 def _sub(name: str) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ def build_selective(
     """One .tflite per denylist (op output tensor names kept in float), from one onnx2tf + calibration run."""
     from edgekit.convert.tflite import _child_env, _tail
 
-    work = paths.cache_dir() / "work" / f"selective-{uuid.uuid4().hex[:12]}"
+    work = paths.work_dir("selective")
     work.mkdir(parents=True)
     x = calibration
     if recipe.input.layout is Layout.NCHW and x.ndim == 4:

@@ -134,16 +134,21 @@ def main() -> None:
     logging.getLogger("paramiko").addHandler(logging.StreamHandler() if _debug() else logging.NullHandler())
     try:
         code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of raising it
+        if (
+            code == 130
+        ):  # click turned a Ctrl-C into this code, silently: say it (converted artifacts are kept)
+            err_console.print(
+                "interrupted (Ctrl-C); what was finished is kept (cache, store), run again to go on"
+            )
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except EdgekitError as exc:
         if _debug():
             raise
         err_console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False)
+        # a converter that died of a full disk often says nothing of it (its log could not be written)
         note = _low_disk_note() if exc.exit_code == 1 else None
-        if (
-            note
-        ):  # a converter that died of a full disk often says nothing of it (its log could not be written)
+        if note:
             err_console.print(f"  note: {note}", highlight=False)
         sys.exit(exc.exit_code)
     except OSError as exc:

@@ -27,7 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -214,7 +213,7 @@ def _onnx_opset() -> int:
 
 
 def _work_dir(kind: str) -> Path:
-    work = paths.cache_dir() / "work" / f"{kind}-{uuid.uuid4().hex[:12]}"
+    work = paths.work_dir(kind)
     work.mkdir(parents=True)
     return work
 

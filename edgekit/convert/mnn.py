@@ -21,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -71,7 +70,7 @@ class MnnConverter(Converter):
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         self.findings: dict[Format, list[str]] = getattr(self, "findings", {})
-        work = paths.cache_dir() / "work" / f"mnn-{uuid.uuid4().hex[:12]}"
+        work = paths.work_dir("mnn")
         work.mkdir(parents=True)
         try:
             out = out_dir / "model.mnn"

@@ -17,7 +17,6 @@ import importlib
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -145,7 +144,7 @@ def _convert_group(
     for batch in batches:
         names = ", ".join(f.value for f in batch)
         say(f"{names}: converting with {conv_cls.__name__}")
-        work = paths.cache_dir() / "work" / f"{conv_cls.__name__}-{uuid.uuid4().hex[:12]}"
+        work = paths.work_dir(conv_cls.__name__)
         conv = conv_cls()
         conv.progress = partial(_say_for, say, names)
         start = time.perf_counter()

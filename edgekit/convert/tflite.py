@@ -32,7 +32,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -123,7 +122,7 @@ class TfliteConverter(Converter):
         return result
 
     def _run(self, onnx_path: Path, recipe: Recipe, run: Run) -> tuple[Path, dict[Format, Path], float]:
-        work = paths.cache_dir() / "work" / f"onnx2tf-{uuid.uuid4().hex[:12]}"
+        work = paths.work_dir("onnx2tf")
         work.mkdir(parents=True)
         shutil.copyfile(onnx_path, work / "model.onnx")
         job: dict[str, Any] = {
@@ -148,6 +147,9 @@ class TfliteConverter(Converter):
                 proc = subprocess.run(
                     cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, env=_child_env(), timeout=TIMEOUT_S
                 )
+            except KeyboardInterrupt:  # subprocess.run has killed onnx2tf; its half-written folder goes too
+                shutil.rmtree(work, ignore_errors=True)
+                raise
             except subprocess.TimeoutExpired:
                 raise ConversionError(
                     f"onnx2tf ran longer than {TIMEOUT_S:.0f} s and was stopped",

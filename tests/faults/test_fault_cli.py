@@ -146,3 +146,43 @@ def _cwd(proc: psutil.Process) -> str:
         return proc.cwd()
     except psutil.Error:
         return ""
+
+
+def test_ctrl_c_mid_conversion_says_so_and_leaves_no_half_written_folder(tmp_path: Path) -> None:
+    """Ctrl-C while onnx2tf runs: click turned it into a silent exit 130 (nothing printed) and onnx2tf's folder
+    stayed in cache/work; the next convert picks up where it stopped."""
+    home = tmp_path / "home"
+    env = {**os.environ, "EDGEKIT_HOME": str(home)}
+    args = [sys.executable, "-m", "edgekit", "convert", str(TINY), "-f", "ncnn-fp32", "-f", "tflite-fp32"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    work = home / "cache" / "work"
+
+    def onnx2tf_started() -> bool:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            if work.is_dir() and any(work.glob("onnx2tf-*")):
+                return True
+            time.sleep(0.1)
+        return False
+
+    stdout, stderr, seconds = ctrl_c_when(proc, onnx2tf_started, settle=1.0, timeout=60)
+    assert proc.returncode == 130 and "interrupted (Ctrl-C)" in stderr, stdout + stderr
+    assert seconds < 30  # onnx2tf stopped with edgekit, not left to finish
+    assert not list(work.glob("onnx2tf-*")), list(work.glob("*"))
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "1 converted, 1 from the cache" in again.stdout, again.stdout  # ncnn-fp32 was done before Ctrl-C
+
+
+def test_tool_folders_are_removed_after_a_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekit import paths
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path))
+    old, recent = paths.work_dir("onnx2tf"), paths.work_dir("mnn")
+    for folder in (old, recent):
+        folder.mkdir(parents=True)
+        (folder / "log.txt").write_text("x")
+    day_ago = time.time() - paths.WORK_KEPT_S - 60
+    os.utime(old, (day_ago, day_ago))
+    fresh = paths.work_dir("onnx2tf")
+    assert not old.exists() and recent.is_dir() and not fresh.exists() and fresh.parent == old.parent
