@@ -184,3 +184,21 @@ def test_the_caption_explains_estimate_only_when_one_is_shown() -> None:
         run.estimates = {}
     text = caption(result)
     assert "ESTIMATE = " not in text and "no board estimate" in text and "x fp32 by insn" in text
+
+
+def test_an_emulated_only_deploy_has_no_empty_host_column_and_no_p50_caption() -> None:
+    """`deploy --target phone-emu --no-host`: a 'drift vs host' column of blank cells and a caption explaining
+    p50s and 'ms per invocation' the table did not have."""
+    result = _result()
+    result.runs = [r for r in result.runs if r.target == "pi5-emu"]
+    emu = result.runs[0]  # and no host run to compare with
+    emu.comparisons = [c for c in emu.comparisons if c.reference != "host"]
+    buffer = io.StringIO()
+    Console(file=buffer, width=300, color_system=None).print(deploy_table(result))
+    text = buffer.getvalue()
+    assert "drift vs host" not in text and "ESTIMATE" in text and "x fp32" in text
+    assert "ms per invocation" not in text and "p50 of the same runtime" not in text
+    with_host = _result()
+    buffer = io.StringIO()
+    Console(file=buffer, width=300, color_system=None).print(deploy_table(with_host))
+    assert "drift vs host" in buffer.getvalue() and "p50 of the same runtime" in buffer.getvalue()

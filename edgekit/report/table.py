@@ -66,7 +66,8 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
         )
         table.add_column("artifact", no_wrap=True, min_width=11)
         table.add_column("thr", justify="right", min_width=3)
-        for label in _target_headers(run, verbose):
+        drift = run.target != HOST and any(c.reference == HOST for c in run.comparisons)  # --no-host: none
+        for label in _target_headers(run, verbose, drift):
             table.add_column(label, justify="right", overflow="fold", min_width=5)
         estimated = {int(k.rsplit(" x", 1)[1]) for k in run.estimates if k.rsplit(" x", 1)[-1].isdigit()}
         for art in result.artifacts:  # an emulated run's plan is capped (1 thread); its estimates are not
@@ -74,7 +75,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
                 table.add_row(
                     art.id,
                     str(threads),
-                    *_target_cells(run, art.id, threads, verbose, art.fidelity.get("samples")),
+                    *_target_cells(run, art.id, threads, verbose, art.fidelity.get("samples"), drift),
                 )
         parts.append(table)
     from edgekit.runtimes.ranking import runtime_table  # the runtimes side by side (a deploy of several)
@@ -84,7 +85,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
     return Group(*parts)
 
 
-def _target_headers(run: TargetRun, verbose: bool) -> list[str]:
+def _target_headers(run: TargetRun, verbose: bool, drift: bool = True) -> list[str]:
     """Column headers of one target's table (its name is in the title)."""
     if not run.emulated:
         heads = ["p50 / p90\nms", "x fp32"]
@@ -98,7 +99,7 @@ def _target_headers(run: TargetRun, verbose: bool) -> list[str]:
             heads.append("p50 emulated\nwall ms")
     else:
         heads = ["p50 / p90\nemulated ms", "x fp32\nemulated"]
-    if run.target != HOST:
+    if drift:
         heads.append("drift vs host\nmax|d| / cos")
     heads.append("gates")
     return heads
@@ -197,7 +198,12 @@ def bench_table(agent: AgentResult, target: str) -> Table:
 
 # --- cells --------------------------------------------------------------------------------------------------------
 def _target_cells(
-    run: TargetRun, artifact: str, threads: int, verbose: bool = False, evaluation_inputs: int | None = None
+    run: TargetRun,
+    artifact: str,
+    threads: int,
+    verbose: bool = False,
+    evaluation_inputs: int | None = None,
+    drift: bool = True,
 ) -> list[Text | str]:
     m = _measurement(run, artifact, threads)
     cells: list[Text | str] = []
@@ -224,7 +230,7 @@ def _target_cells(
             )
         )
         cells.append(_speedup(run, artifact, threads, m))
-    if run.target != HOST:
+    if drift:
         cells.append(_drift(_comparison(run, artifact, "host")))
     cells.append(_gate(_comparison(run, artifact, "onnx"), evaluation_inputs))
     return cells
@@ -315,10 +321,12 @@ def _fidelity(art: object) -> Text | str:
 
 def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
     b = result.benchmark
+    timed = any(not (r.emulated and _counted(r)) for r in runs)  # a table of p50s (not only counts)
     parts = [
-        f"ms per invocation; threads {b.get('threads')}, warmup {b.get('warmup')}, repeat {b.get('repeat')} x "
-        f"number {b.get('number')}; x fp32 = p50 of the same runtime's fp32 / p50 (same target and threads); "
-        "gates = the recipe's fidelity gates on that target's outputs vs ONNX"
+        ("ms per invocation; " if timed else "")
+        + f"threads {b.get('threads')}, warmup {b.get('warmup')}, repeat {b.get('repeat')} x number {b.get('number')}; "
+        + ("x fp32 = p50 of the same runtime's fp32 / p50 (same target and threads); " if timed else "")
+        + "gates = the recipe's fidelity gates on that target's outputs vs ONNX"
     ]
     for run in runs:
         own = run.benchmark
