@@ -31,16 +31,26 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     with open_store(url) as store:
         for night in range(10):
             slow = {("tflite-int8", "pi4"): 1.25} if night == 9 else None
-            store.record(
-                synthetic_result(
-                    T0 + timedelta(days=night),
-                    rng=rng,
-                    formats=FORMATS,
-                    threads=(1, 2),
-                    repeat=40,
-                    slowdown=slow,
-                )
+            result = synthetic_result(
+                T0 + timedelta(days=night),
+                rng=rng,
+                formats=FORMATS,
+                threads=(1, 2),
+                repeat=40,
+                slowdown=slow,
             )
+            if night == 9:  # the latest night carries pi5-emu's board estimates, as a counted deploy does
+                emu = next(r for r in result.runs if r.target == "pi5-emu")
+                for m in emu.agent.measurements:  # type: ignore[union-attr]
+                    emu.estimates[f"{m.artifact} x{m.threads}"] = {
+                        "status": "ok",
+                        "board": "pi5",
+                        "estimate_ms": 12.3,
+                        "low_ms": 10.1,
+                        "high_ms": 15.6,
+                        "interval_calibrated": True,
+                    }
+            store.record(result)
         store.record(
             synthetic_result(
                 T0 + timedelta(days=9, hours=1),
@@ -111,6 +121,21 @@ def test_regression_is_flagged_in_html_and_markdown(written: tuple[Path, Path]) 
     assert md.startswith("## edgekit report: 2 regressions")
     assert "- **latency** tflite-int8 x1 on pi4" in md and "❌ yolov5-lite" in md
     assert "pi5-emu board ESTIMATE ms" in md and "M instr. (count)" in md and "emulated wall" not in md
+    assert "~12.3 (10.1-15.6) pi5 est." in md
+
+
+def test_an_emulated_target_without_estimates_is_headed_by_its_counts(tmp_path: Path) -> None:
+    """Counts only (no calibrated board): the column said 'board ESTIMATE ms' over cells with no estimate, and
+    the fp32 artifact read '1.00x instr.' instead of being the base."""
+    from edgekit.report.markdown import render
+
+    with open_store(f"sqlite:///{tmp_path / 'counted.sqlite'}") as store:
+        store.record(
+            synthetic_result(T0, rng=np.random.default_rng(0), targets=("pi4-emu",), formats=FORMATS)
+        )
+        md = render(build(store))
+    assert "pi4-emu instructions (count)" in md and "ESTIMATE" not in md, md
+    assert "| tflite-fp32 | base, " in md and "no calibrated board has this core" in md, md
 
 
 def _screenshot(html: Path, png: Path, tmp: Path, height: int) -> np.ndarray:

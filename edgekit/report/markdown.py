@@ -6,6 +6,7 @@ count: p50 and speed-up over fp32, emulated targets labelled with their instruct
 
 from __future__ import annotations
 
+from edgekit.formats import Format
 from edgekit.report.regression import Flag
 from edgekit.report.table import estimate_text
 from edgekit.report.view import RecipeView, Report, Row, when
@@ -78,11 +79,34 @@ def _table(view: RecipeView) -> list[str]:
     targets = list(dict.fromkeys(r.target for r in rows))
     cells = {(r.artifact, r.target): r for r in rows if r.threads == threads}
     artifacts = list(dict.fromkeys(r.artifact for r in rows))
-    head = ["artifact"] + [f"{t} board ESTIMATE ms" if view.emulated(t) else f"{t} p50 ms" for t in targets]
+    estimated = {r.target for r in rows if isinstance(r.estimate, dict) and estimate_text(r.estimate)}
+    head = ["artifact"] + [
+        (f"{t} board ESTIMATE ms" if t in estimated else f"{t} instructions (count)")
+        if view.emulated(t)
+        else f"{t} p50 ms"
+        for t in targets
+    ]
+    measured = [t for t in targets if not view.emulated(t)]
+    emulated = [t for t in targets if view.emulated(t)]
+    intro = (
+        [f"p50 at {threads} thread{'s' if threads > 1 else ''}, speed-up over fp32 in brackets"]
+        if measured
+        else []
+    )
+    if estimated:
+        intro.append(
+            "an emulated target shows the real board's estimated latency (from its instruction count, 80 % "
+            "interval; not a measurement; * = interval not validated) and instruction-count ratios, never qemu's "
+            "wall time"
+        )
+    if set(emulated) - estimated:
+        intro.append(
+            f"{', '.join(t for t in emulated if t not in estimated)}: no calibrated board has this core, so "
+            f"instruction counts at {threads} thread{'s' if threads > 1 else ''} and their ratio to the same "
+            "runtime's fp32 (base), never qemu's wall time"
+        )
     lines = [
-        f"p50 at {threads} thread{'s' if threads > 1 else ''}, speed-up over fp32 in brackets; an emulated target "
-        "shows the real board's estimated latency (from its instruction count, 80 % interval; not a measurement; "
-        "* = interval not validated) and instruction-count ratios, never qemu's wall time:",
+        "; ".join(intro) + ":",
         "",
         "| " + " | ".join(head + ["fidelity (cosine)"]) + " |",
         "|" + "---|" * (len(head) + 1),
@@ -124,10 +148,18 @@ def _emulated_cell(row: Row) -> str:
     text = estimate_text(est)
     parts = [f"{text} {est.get('board', 'board')} est."] if text else []
     if row.speedup and row.speedup_basis == "instruction count":
-        parts.append(f"{row.speedup:.2f}x instr.")
+        parts.append("base" if _is_fp32_base(row.artifact) else f"{row.speedup:.2f}x instr.")
     if row.instructions:
         parts.append(f"{row.instructions / 1e6:.1f} M instr. (count)")
     text = ", ".join(parts) or "no count (emulated wall time only: see the JSON)"
     if any(f.is_regression for f in row.flags):
         text += " ❌"
     return text
+
+
+def _is_fp32_base(artifact: str) -> bool:
+    """The artifact its runtime's ratios are taken against (tflite-fp32 for every tflite-*)."""
+    try:
+        return Format(artifact).fp32_reference.value == artifact
+    except ValueError:
+        return False
