@@ -260,7 +260,7 @@ def _table(rows: list[Row]) -> str:
         body.append(
             f'<tr class="{css}"><td class=l>{escape(r.target)}{emu}</td><td class=l>{escape(r.artifact)}</td>'
             f"<td>{r.threads}</td><td>{_wall(r.p50_ms, r.emulated)}{emu}</td><td>{_wall(r.p90_ms, r.emulated)}{emu}</td>"
-            f"<td>{_estimate(r.estimate)}</td><td>{speed}</td>"
+            f"<td>{_estimate(r.estimate, counted=r.emulated and bool(r.instructions))}</td><td>{speed}</td>"
             f"<td>{_cos(r.cosine)}{gate}</td><td>{drift}</td>"
             f"<td>{_count(r.instructions)}</td><td class='l wrap'>{status}</td></tr>"
         )
@@ -314,10 +314,11 @@ def _facts_row(run_id: int, started_ts: float, t: TargetRun, agent: AgentResult)
 
 
 # --- formatting ---------------------------------------------------------------------------------------------
-def _estimate(est: dict | None) -> str:
-    """An emulated target's headline: the real board's estimated latency, labelled as an estimate."""
+def _estimate(est: dict | None, counted: bool = False) -> str:
+    """An emulated target's headline: the real board's estimated latency, labelled as an estimate; for a counted
+    core no board is calibrated for (phone-emu), why there is none."""
     if not est:
-        return "-"
+        return '<span class="muted">none: no calibrated board has this core</span>' if counted else "-"
     why = interval_not_validated(est)
     mark = f" (interval not validated: {why})" if why else ""
     return (
