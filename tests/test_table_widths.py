@@ -202,3 +202,18 @@ def test_an_emulated_only_deploy_has_no_empty_host_column_and_no_p50_caption() -
     buffer = io.StringIO()
     Console(file=buffer, width=300, color_system=None).print(deploy_table(with_host))
     assert "drift vs host" in buffer.getvalue() and "p50 of the same runtime" in buffer.getvalue()
+
+
+def test_a_host_only_format_says_so_on_the_boards() -> None:
+    """OpenVINO is measured on the host alone: a board's row for it read '-' with no reason."""
+    from edgekit.results import ArtifactInfo
+
+    result = _result()
+    result.artifacts.append(
+        ArtifactInfo(id="openvino-fp32", format="openvino-fp32", files=[], sha256="0", size_bytes=1)
+    )
+    buffer = io.StringIO()
+    Console(file=buffer, width=300, color_system=None).print(deploy_table(result))
+    rows = [line for line in buffer.getvalue().splitlines() if "openvino-fp32" in line]
+    boards = [line for line in rows if "host only: not sent to boards" in line]
+    assert len(boards) == 2 * 3, rows  # pi4, pi5-emu and pi5, at 1 and 4 threads

@@ -35,6 +35,7 @@ from edgekit.formats import Format
 from edgekit.paths import write_atomic
 from edgekit.recipe import Recipe
 from edgekit.results import ArtifactInfo, DeployResult, TargetRun
+from edgekit.runtimes import host_only_artifact
 from edgekit.target import Target, TransportKind, load_target
 
 Progress = Callable[[str], None]
@@ -322,16 +323,7 @@ def _devices_reached(host: TargetSession, devices: list[TargetSession]) -> str |
 
 def sent_to(arts: list[AgentArtifact], target: str) -> list[AgentArtifact]:
     """The artifacts a target measures: a host-only runtime's (OpenVINO) on the host alone."""
-    return [a for a in arts if target == HOST or not _host_only(a.format.value)]
-
-
-def _host_only(artifact: str) -> bool:
-    from edgekit.runtimes import spec_for
-
-    try:
-        return spec_for(Format(artifact)).host_only
-    except ValueError:  # a user's file named as it is, not a format
-        return False
+    return [a for a in arts if target == HOST or not host_only_artifact(a.format.value)]
 
 
 def _guarded(session: TargetSession, arts: list[AgentArtifact], inputs: Path) -> None:
@@ -409,7 +401,7 @@ def is_ok(result: DeployResult, expected: list[str]) -> bool:
         if run.status != "ok" or run.agent is None:
             return False
         done = {(m.artifact, m.threads) for m in run.agent.measurements if m.status == "ok"}
-        runs_here = [a for a in expected if run.target == HOST or not _host_only(a)]
+        runs_here = [a for a in expected if run.target == HOST or not host_only_artifact(a)]
         if any((a, t) not in done for a in runs_here for t in threads):
             return False
         gated = {c.artifact: c.gates_passed for c in run.comparisons if c.reference == "onnx"}

@@ -25,6 +25,7 @@ from edgekit.results import (
     TargetRun,
     interval_not_validated,
 )
+from edgekit.runtimes import host_only_artifact
 
 HOST = "host"
 EMULATED_NOTE = (
@@ -208,7 +209,9 @@ def _target_cells(
     m = _measurement(run, artifact, threads)
     cells: list[Text | str] = []
     missing: Text | None = None
-    if m is None:
+    if m is None and run.target != HOST and host_only_artifact(artifact):
+        missing = Text("host only: not sent to boards", style="dim")
+    elif m is None:
         missing = Text(run.status if run.status == "failed" else "-", style="red" if run.error else "dim")
     elif m.status != "ok":
         missing = Text("failed", style="red")

@@ -110,6 +110,15 @@ class RuntimeSpec(abc.ABC):
         return next(f for f in cls.formats if f.precision is Precision.FP32)
 
 
+def host_only_artifact(artifact: str) -> bool:
+    """Whether deploy measures this artifact (named by its format) on the host alone (OpenVINO); False for a
+    user's file named otherwise."""
+    try:
+        return spec_for(Format(artifact)).host_only
+    except (ValueError, UnknownFormatError):
+        return False
+
+
 def spec_for(fmt: Format) -> type[RuntimeSpec]:
     """The runtime that runs `fmt`; UnknownFormatError if no runtime module declares it."""
     from edgekit import runtimes  # noqa: F401 - importing the package registers every runtime module
