@@ -303,3 +303,28 @@ def test_a_tied_route_is_marked_in_the_report(tmp_path: Path) -> None:
     write(report, html=html)
     section = html.read_text().split("Route to ship, per target")[1].split("Latency trend")[0]
     assert section.count("&asymp; ncnn-fp32") == 1
+
+
+def test_each_target_shows_its_own_newest_run(tmp_path: Path) -> None:
+    """Deploys to one target, then another (not a nightly over both): the latest table showed only the last
+    deploy's target; the first target's rows come from its own newest run, which the table names."""
+    from edgekit.report.html import render as render_html
+    from edgekit.report.markdown import render
+
+    with open_store(f"sqlite:///{tmp_path / 'two.sqlite'}") as store:
+        first = store.record(
+            synthetic_result(T0, rng=np.random.default_rng(0), targets=("pi4",), formats=FORMATS)
+        )
+        store.record(
+            synthetic_result(
+                T0 + timedelta(hours=1), rng=np.random.default_rng(1), targets=("pi5",), formats=FORMATS
+            )
+        )
+        report = build(store)
+    (view,) = report.recipes
+    assert {r.target for r in view.rows} == {"pi4", "pi5"}
+    assert {r.run_id for r in view.rows if r.target == "pi4"} == {first}
+    assert {r.run_id for r in view.rows if r.target == "pi5"} == {None}  # the latest run itself
+    md = render(report)
+    assert f"pi4 p50 ms (run #{first})" in md and "| pi5 p50 ms |" in md, md
+    assert f"run #{first}</span>" in render_html(report)

@@ -258,13 +258,19 @@ def _table(rows: list[Row]) -> str:
         status += "".join(f" · {f.kind.value} {_pct(f.change)}" for f in r.flags)
         gate = "" if r.gates_passed is not False else " (below gate)"
         body.append(
-            f'<tr class="{css}"><td class=l>{escape(r.target)}{emu}</td><td class=l>{escape(r.artifact)}</td>'
+            f'<tr class="{css}"><td class=l>{escape(r.target)}{emu}{_older(r.run_id)}</td>'
+            f"<td class=l>{escape(r.artifact)}</td>"
             f"<td>{r.threads}</td><td>{_wall(r.p50_ms, r.emulated)}{emu}</td><td>{_wall(r.p90_ms, r.emulated)}{emu}</td>"
             f"<td>{_estimate(r.estimate, counted=r.emulated and bool(r.instructions))}</td><td>{speed}</td>"
             f"<td>{_cos(r.cosine)}{gate}</td><td>{drift}</td>"
             f"<td>{_count(r.instructions)}</td><td class='l wrap'>{status}</td></tr>"
         )
     return f"<table>{head}{''.join(body)}</table>"
+
+
+def _older(run_id: int | None) -> str:
+    """A target the recipe's latest run did not include shows its own newest run, and says which."""
+    return f' <span class="muted">run #{run_id}</span>' if run_id is not None else ""
 
 
 def _wall(ms: float | None, emulated: bool) -> str:

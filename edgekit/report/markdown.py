@@ -80,10 +80,16 @@ def _table(view: RecipeView) -> list[str]:
     cells = {(r.artifact, r.target): r for r in rows if r.threads == threads}
     artifacts = list(dict.fromkeys(r.artifact for r in rows))
     estimated = {r.target for r in rows if isinstance(r.estimate, dict) and estimate_text(r.estimate)}
+    older = {
+        r.target: r.run_id for r in rows if r.run_id is not None
+    }  # not in the latest run: its own newest
     head = ["artifact"] + [
-        (f"{t} board ESTIMATE ms" if t in estimated else f"{t} instructions (count)")
-        if view.emulated(t)
-        else f"{t} p50 ms"
+        (
+            (f"{t} board ESTIMATE ms" if t in estimated else f"{t} instructions (count)")
+            if view.emulated(t)
+            else f"{t} p50 ms"
+        )
+        + (f" (run #{older[t]})" if t in older else "")
         for t in targets
     ]
     measured = [t for t in targets if not view.emulated(t)]

@@ -7,7 +7,7 @@ regression.py), so the HTML and the Markdown summary can never disagree.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from edgekit.formats import Format
@@ -37,6 +37,7 @@ class Row:
     instructions: int | None
     flags: tuple[Flag, ...] = ()
     estimate: dict | None = None  # emulated target: the board estimate (estimate_ms, low_ms, high_ms, board)
+    run_id: int | None = None  # set when the row is from an older run than the recipe's latest
 
 
 @dataclass
@@ -137,7 +138,14 @@ def recipe_view(
     target_names = list(dict.fromkeys(t.target for r in shown for t in r.result.runs))
     previous = recent[-2].result if len(recent) >= 2 and recent[-1].id == latest.id else None
     changed = changes(previous, latest.result) if previous else []
-    return RecipeView(name, shown, latest, latest_rows(latest.result, flags), flags, target_names, changed)
+    rows = latest_rows(latest.result, flags)
+    in_latest = {t.target for t in latest.result.runs}
+    for target in target_names:  # a target the latest run did not include: its own newest run
+        if target in in_latest:
+            continue
+        older = next(r for r in reversed(shown) if any(t.target == target for t in r.result.runs))
+        rows += [replace(row, run_id=older.id) for row in latest_rows(older.result, (), only=target)]
+    return RecipeView(name, shown, latest, rows, flags, target_names, changed)
 
 
 def changes(previous: DeployResult, latest: DeployResult) -> list[str]:
@@ -177,10 +185,13 @@ def _diff(label: str, old: dict[str, str], new: dict[str, str]) -> list[str]:
     ]
 
 
-def latest_rows(result: DeployResult, flags: Sequence[Flag] = ()) -> list[Row]:
+def latest_rows(result: DeployResult, flags: Sequence[Flag] = (), only: str | None = None) -> list[Row]:
+    """One row per measurement of `result` (of target `only`, if given)."""
     fidelity = {a.id: a for a in result.artifacts}
     rows = []
     for target_run in result.runs:
+        if only is not None and target_run.target != only:
+            continue
         found = _measurements(target_run)
         by_key = {(m.format, m.threads): m for m in found}
         drift = {c.artifact: c for c in target_run.comparisons if c.reference == "host"}
