@@ -143,8 +143,16 @@ def recipe_view(
     for target in target_names:  # a target the latest run did not include: its own newest run
         if target in in_latest:
             continue
-        older = next(r for r in reversed(shown) if any(t.target == target for t in r.result.runs))
-        rows += [replace(row, run_id=older.id) for row in latest_rows(older.result, (), only=target)]
+        older = next(
+            (
+                r
+                for r in reversed(shown)
+                if any(t.target == target and _measurements(t) for t in r.result.runs)
+            ),
+            None,
+        )  # the newest run that measured it (one that failed before measuring has no rows to show)
+        if older is not None:
+            rows += [replace(row, run_id=older.id) for row in latest_rows(older.result, (), only=target)]
     return RecipeView(name, shown, latest, rows, flags, target_names, changed)
 
 
