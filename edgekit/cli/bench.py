@@ -42,7 +42,10 @@ An ncnn model needs its input shape: from model.io.json beside it (edgekit conve
 
 
 def bench_cmd(
-    artifact: Path = typer.Argument(..., help="a .tflite file, or an ncnn .param (its .bin beside it)"),
+    artifact: Path = typer.Argument(
+        ...,
+        help="a model file: .tflite, an ncnn .param (its .bin beside it), .onnx, .mnn, .xml (OpenVINO), .pte",
+    ),
     target: str = typer.Option(..., "--target", "-t", help="target name or file; `host` for this machine"),
     input_path: Path | None = typer.Option(None, "--input", help=".npy of inputs, first axis = sample"),
     shape: str | None = typer.Option(None, "--shape", help="input shape for random input, e.g. 1,3,224,224"),
