@@ -16,7 +16,7 @@ from PIL import Image
 from edgekit.formats import Format
 from edgekit.report import build, parse_since, write
 from edgekit.report.plots import colour
-from edgekit.report.synthetic import synthetic_result
+from edgekit.report.synthetic import add_estimates, synthetic_result
 from edgekit.store import open_store
 
 CHROMIUM = "/usr/bin/chromium"
@@ -40,16 +40,7 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
                 slowdown=slow,
             )
             if night == 9:  # the latest night carries pi5-emu's board estimates, as a counted deploy does
-                emu = next(r for r in result.runs if r.target == "pi5-emu")
-                for m in emu.agent.measurements:  # type: ignore[union-attr]
-                    emu.estimates[f"{m.artifact} x{m.threads}"] = {
-                        "status": "ok",
-                        "board": "pi5",
-                        "estimate_ms": 12.3,
-                        "low_ms": 10.1,
-                        "high_ms": 15.6,
-                        "interval_calibrated": True,
-                    }
+                add_estimates(result)
             store.record(result)
         store.record(
             synthetic_result(

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from edgekit.formats import Format
-from edgekit.report.synthetic import BASE_MS, synthetic_result
+from edgekit.report.synthetic import BASE_MS, add_estimates, synthetic_result
 from edgekit.report.table import deploy_table
 
 
@@ -25,17 +25,7 @@ def _result():  # two targets and the host: the widest deploy a nightly prints
         formats=formats,
         threads=(1, 4),
     )
-    emu = next(r for r in result.runs if r.target == "pi5-emu")
-    for m in emu.agent.measurements:  # type: ignore[union-attr]
-        emu.estimates[f"{m.artifact} x{m.threads}"] = {
-            "status": "ok",
-            "board": "pi5",
-            "estimate_ms": 12.34,
-            "low_ms": 10.1,
-            "high_ms": 15.6,
-            "interval_calibrated": m.format.startswith("ncnn"),
-        }
-    return result
+    return add_estimates(result, ms=(12.34, 10.1, 15.6), calibrated=lambda m: m.format.startswith("ncnn"))
 
 
 @pytest.mark.parametrize("width", [80, 100, 200])
