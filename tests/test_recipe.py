@@ -115,6 +115,14 @@ def test_a_builder_from_the_standard_library_or_a_downloader_is_refused_unrun(
     assert not marker.exists()
 
 
+def test_a_check_across_fields_names_the_problem_not_the_whole_recipe(tmp_path: Path) -> None:
+    """`formats: []` printed "(got {'benchmark': {...}, 'calibration': ...})": the whole recipe as the value."""
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, base(formats=[])))
+    assert "`formats` must list at least one format" in str(err.value)
+    assert "(got" not in str(err.value) and "Value error" not in str(err.value), str(err.value)
+
+
 def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="calibration"):
         load_recipe(write(tmp_path, base(formats=["ncnn-int8"])))

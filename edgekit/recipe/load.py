@@ -60,8 +60,10 @@ def _describe(exc: ValidationError) -> str:
             lines.append(
                 f"field `{loc}`: unknown format {_brief(err.get('input'))}; expected one of {allowed}"
             )
+        elif not loc:  # a check across fields: its message names them, and the input is the whole recipe
+            lines.append(f"recipe: {err['msg'].removeprefix('Value error, ')}")
         else:
-            lines.append(f"field `{loc or '(top level)'}`: {err['msg']} (got {_brief(err.get('input'))})")
+            lines.append(f"field `{loc}`: {err['msg']} (got {_brief(err.get('input'))})")
     return "invalid recipe:\n  " + "\n  ".join(lines)
 
 
