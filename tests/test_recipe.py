@@ -123,6 +123,13 @@ def test_a_check_across_fields_names_the_problem_not_the_whole_recipe(tmp_path: 
     assert "(got" not in str(err.value) and "Value error" not in str(err.value), str(err.value)
 
 
+def test_more_samples_than_memory_holds_is_refused_when_read(tmp_path: Path) -> None:
+    """`samples: 100000000` (a typo) would build 1.1 TiB of inputs before anything said so."""
+    data = {"kind": "random", "samples": 100_000_000}
+    with pytest.raises(RecipeError, match=r"evaluation\.data\.samples: 100,000,000 inputs .* GiB"):
+        load_recipe(write(tmp_path, base(evaluation={"data": data})))
+
+
 def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="calibration"):
         load_recipe(write(tmp_path, base(formats=["ncnn-int8"])))

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from edgekit.formats import Format, Precision
 
+MAX_DATA_BYTES = 4 << 30  # a recipe's calibration or evaluation inputs, held in memory as float32
 MAX_INPUT_ELEMENTS = 1 << 26  # one float32 input of 256 MB; a typo like [1, 3, 64000, 64000] is refused
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a recipe's name becomes a folder name
 
@@ -363,6 +364,18 @@ class Recipe(_Strict):
                 f"{', '.join(route)}: the onnx2tf route beside TensorFlow's converter is for a "
                 f"`kind: keras` model; for a {self.model.kind} model tflite-* already go through onnx2tf"
             )
+        per_sample = 4 * math.prod(self.input.shape[1:])  # float32, batch of one
+        for where, data in (
+            ("calibration", self.calibration.data if self.calibration else None),
+            ("evaluation", self.evaluation.data),
+        ):
+            samples = getattr(data, "samples", None)
+            if samples and samples * per_sample > MAX_DATA_BYTES:
+                raise ValueError(
+                    f"{where}.data.samples: {samples:,} inputs of {list(self.input.shape)} are "
+                    f"{samples * per_sample / 2**30:,.1f} GiB of float32, more than edgekit holds in memory "
+                    f"({MAX_DATA_BYTES >> 30} GiB): give fewer samples (a few hundred calibrate INT8 well)"
+                )
         if self.int8.io is IOType.INT8 and Format.NCNN_INT8 in self.formats:
             raise ValueError(
                 "int8.io: int8 is implemented for tflite-int8 only: an ncnn-int8 model takes and gives "
