@@ -207,3 +207,19 @@ def test_a_host_only_format_says_so_on_the_boards() -> None:
     rows = [line for line in buffer.getvalue().splitlines() if "openvino-fp32" in line]
     boards = [line for line in rows if "host only: not sent to boards" in line]
     assert len(boards) == 2 * 3, rows  # pi4, pi5-emu and pi5, at 1 and 4 threads
+
+
+def test_only_a_capped_plan_is_called_one() -> None:
+    """`deploy --profile` sets layer_times on every target's plan: the caption called the host's and a
+    board's full plan 'its own capped plan'."""
+    result = _result()
+    pi4 = next(r for r in result.runs if r.target == "pi4")
+    pi4.benchmark = {**result.benchmark, "layer_times": 10}
+    pi5 = next(r for r in result.runs if r.target == "pi5")
+    pi5.benchmark = {**result.benchmark, "repeat": 3, "threads": [1]}
+    buffer = io.StringIO()
+    Console(file=buffer, width=300, color_system=None).print(deploy_table(result))
+    text = buffer.getvalue()
+    assert (
+        "pi4: its own capped plan" not in text and "pi5: its own capped plan: threads [1], repeat 3" in text
+    )

@@ -331,9 +331,15 @@ def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
         + ("x fp32 = p50 of the same runtime's fp32 / p50 (same target and threads); " if timed else "")
         + "gates = the recipe's fidelity gates on that target's outputs vs ONNX"
     ]
+    capped = (
+        "threads",
+        "repeat",
+        "warmup",
+        "samples",
+    )  # what a benchmark_cap limits (--profile adds layer_times)
     for run in runs:
         own = run.benchmark
-        if own and own != b:
+        if own and any(own.get(k) != b.get(k) for k in capped):
             parts.append(
                 f"{run.target}: its own capped plan: threads {own.get('threads')}, repeat "
                 f"{own.get('repeat')}, {own.get('samples') or 'all'} evaluation inputs"
