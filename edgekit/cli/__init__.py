@@ -134,12 +134,9 @@ def main() -> None:
     logging.getLogger("paramiko").addHandler(logging.StreamHandler() if _debug() else logging.NullHandler())
     try:
         code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of raising it
-        if (
-            code == 130
-        ):  # click turned a Ctrl-C into this code, silently: say it (converted artifacts are kept)
-            err_console.print(
-                "interrupted (Ctrl-C); what was finished is kept (cache, store), run again to go on"
-            )
+        # click turns a Ctrl-C into this code, silently: say it
+        if code == 130:
+            err_console.print(INTERRUPTED)
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except EdgekitError as exc:
@@ -167,7 +164,7 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        err_console.print(INTERRUPTED)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the top level: click usage errors, and bugs, named in one line
         import click
@@ -178,9 +175,9 @@ def main() -> None:
         _internal_error(exc)
 
 
-LOW_DISK_BYTES = (
-    200 << 20
-)  # below this, a failed run also names the disk: converters need tens to hundreds of MB
+INTERRUPTED = "interrupted (Ctrl-C); what was finished is kept (cache, store), run again to go on"
+# below this, a failed run also names the disk: converters need tens to hundreds of MB
+LOW_DISK_BYTES = 200 << 20
 
 
 def _low_disk_note(threshold: int = LOW_DISK_BYTES) -> str | None:
