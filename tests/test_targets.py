@@ -139,10 +139,14 @@ def test_cli_lists_targets_and_every_help_has_an_example() -> None:
     from edgekit.cli import app
 
     runner = CliRunner()
-    listing = runner.invoke(app, ["targets"])
+    listing = runner.invoke(app, ["targets"], terminal_width=200)
     assert listing.exit_code == 0, listing.output
     for name in ("pi4-emu", "cortex-a72", "local", "phone"):
         assert name in listing.output
+    lab_row = next(line for line in listing.output.splitlines() if "lab-pi4" in line)
+    assert (
+        "lab board=pi4 via labgrid.lab:20408" in lab_row and "this machine" not in lab_row
+    )  # a board of the lab
     for argv in (
         ["targets"],
         ["targets", "check"],

@@ -38,7 +38,12 @@ def list_cmd(ctx: typer.Context) -> None:
         except EdgekitError as exc:
             table.add_row(name, "[red]invalid[/]", str(exc).splitlines()[0], "", "")
             continue
-        host = f"{t.host}:{t.port}" if t.host else ("(not running)" if t.emulated else "this machine")
+        if t.host:
+            host = f"{t.host}:{t.port}"
+        elif t.lab is not None:  # the board's address comes from the place acquired at deploy time
+            host = f"lab {t.lab.wanted()} via {t.lab.address()}"
+        else:
+            host = "(not running)" if t.emulated else "this machine"
         table.add_row(t.name, t.kind, host, t.emulated.cpu if t.emulated else "-", t.expected_cpu or "-")
     console.print(table)
 
