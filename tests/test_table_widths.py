@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -223,3 +224,36 @@ def test_only_a_capped_plan_is_called_one() -> None:
     assert (
         "pi4: its own capped plan" not in text and "pi5: its own capped plan: threads [1], repeat 3" in text
     )
+
+
+def test_runs_show_leads_an_emulated_target_with_its_estimate_not_qemu_wall_time(tmp_path: Path) -> None:
+    """Issue 10's headline rule in `runs show`: a counted emulated target shows the board estimate and the count;
+    qemu's wall and load times only with --verbose (they are in the JSON either way)."""
+    import os
+    import subprocess
+    import sys
+
+    from edgekit.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    with open_store(url) as store:
+        run_id = store.record(_result())
+
+    def show(*extra: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "edgekit", "runs", "show", str(run_id), "--store", url, *extra],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "250"},
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    text = show()
+    emu = text[text.index("pi5-emu") :].split("\npi5 ")[0]
+    assert "ESTIMATE" in emu and "instructions / invoke" in emu and "emulated wall time" not in emu, emu
+    assert "--verbose or --json" in emu
+    assert "p50 (ms)" in text  # a real board keeps its measured times
+    verbose = show("--verbose")
+    assert "p50 (ms, emulated wall time)" in verbose

@@ -74,9 +74,13 @@ def show_cmd(
     run_id: int = typer.Argument(..., help="run id, as `edgekit runs` lists it"),
     store: str | None = typer.Option(None, "--store", help=STORE_HELP),
     json_out: bool = typer.Option(False, "--json", help="print the stored deploy result as JSON"),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="also the emulated wall and load times of a counted emulated target"
+    ),
 ) -> None:
     """Print one run: recipe, tool versions, artifacts with fidelity, and per target the device facts and
-    every measurement (emulated wall times labelled, instruction counts beside them).
+    every measurement (an emulated target: board estimate and instruction count; its emulated wall times, not
+    device latency, with --verbose or --json).
 
     Example: edgekit runs show 42
     """
@@ -87,7 +91,7 @@ def show_cmd(
     if json_out:
         typer.echo(result.model_dump_json(indent=2))
         return
-    _print_run(run_id, result)
+    _print_run(run_id, result, verbose)
 
 
 @runs_app.command("import")
@@ -125,7 +129,7 @@ def import_cmd(
             )
 
 
-def _print_run(run_id: int, result: DeployResult) -> None:
+def _print_run(run_id: int, result: DeployResult, verbose: bool = False) -> None:
     console.print(
         f"[bold]run {run_id}[/]: {result.recipe} ({result.recipe_path}) started {result.started_at}, "
         f"ok={result.ok}, git {result.git_revision or '-'}, recipe sha256 {result.recipe_sha256[:12]}",
@@ -149,10 +153,10 @@ def _print_run(run_id: int, result: DeployResult) -> None:
     if result.artifacts:
         console.print(arts)
     for t in result.runs:
-        _print_target(t)
+        _print_target(t, verbose)
 
 
-def _print_target(t: TargetRun) -> None:
+def _print_target(t: TargetRun, verbose: bool = False) -> None:
     label = f"{t.target} {EMU}" if t.emulated else t.target
     console.print(
         f"\n[bold]{label}[/] ({t.kind}) status {t.status}" + (f": [red]{t.error}[/]" if t.error else "")
@@ -171,6 +175,8 @@ def _print_target(t: TargetRun) -> None:
         highlight=False,
     )
     unit = "ms, emulated wall time" if t.emulated else "ms"
+    # a counted emulated target leads with its estimate and count; qemu's wall time is no device latency
+    walls = verbose or not (t.emulated and any(m.instructions_per_invoke for m in t.agent.measurements))
     table = Table()
     board = next(
         (e.get("board") for e in t.estimates.values() if isinstance(e, dict) and e.get("board")), None
@@ -180,10 +186,7 @@ def _print_target(t: TargetRun) -> None:
         heads.append(f"{board} ESTIMATE ms (80% interval)")
     for col in (
         *heads,
-        f"p50 ({unit})",
-        f"p90 ({unit})",
-        "p99",
-        "load ms",
+        *([f"p50 ({unit})", f"p90 ({unit})", "p99", "load ms"] if walls else []),
         "peak RSS MB",
         "instructions / invoke (count)",
         "samples",
@@ -196,16 +199,18 @@ def _print_target(t: TargetRun) -> None:
             m.artifact,
             str(m.threads),
             *est,
-            _n(m.p50_ms),
-            _n(m.p90_ms),
-            _n(m.p99_ms),
-            _n(m.load_ms),
+            *([_n(m.p50_ms), _n(m.p90_ms), _n(m.p99_ms), _n(m.load_ms)] if walls else []),
             _n(m.peak_rss_mb),
             f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
             str(len(m.samples_ms)),
             "ok" if m.status == "ok" else f"[red]{m.status}: {m.error}[/]",
         )
     console.print(table)
+    if not walls:
+        console.print(
+            "  [dim]emulated wall and load times (not device figures): --verbose or --json[/]",
+            highlight=False,
+        )
 
 
 def _estimate(est: object) -> str:
