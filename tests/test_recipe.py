@@ -130,6 +130,16 @@ def test_more_samples_than_memory_holds_is_refused_when_read(tmp_path: Path) -> 
         load_recipe(write(tmp_path, base(evaluation={"data": data})))
 
 
+def test_a_url_where_a_file_goes_is_named_as_a_url(tmp_path: Path) -> None:
+    """`path: https://...` read as a missing local file 'https:/example.com/...'; edgekit downloads nothing."""
+    model = {"kind": "onnx", "path": "https://example.com/model.onnx"}
+    with pytest.raises(RecipeError, match=r"field `model.path`: 'https://example.com/model.onnx' is a URL"):
+        load_recipe(write(tmp_path, base(model=model)))
+    data = {"kind": "images", "path": "s3://bucket/calib/"}
+    with pytest.raises(RecipeError, match=r"field `calibration.data.path`: 's3://bucket/calib/' is a URL"):
+        load_recipe(write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data})))
+
+
 def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="calibration"):
         load_recipe(write(tmp_path, base(formats=["ncnn-int8"])))

@@ -9,6 +9,7 @@ data loaders apply them to labels that come from a builder.
 from __future__ import annotations
 
 import importlib
+import re
 import reprlib
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
     raw = read_yaml(path, RecipeError)  # size, encoding, nesting and alias expansion bounded
     if not isinstance(raw, dict):
         raise RecipeError("a recipe must be a YAML mapping (key: value)", where=str(path))
+    _refuse_urls(raw, "", str(path))
     try:
         recipe = Recipe.model_validate({**raw, "path": path})
     except ValidationError as exc:
@@ -47,6 +49,27 @@ def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
     if check_files:
         _check_files(recipe)
     return recipe
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _refuse_urls(node: Any, field: str, where: str) -> None:
+    """A file field (`path`, `weights`) given as a URL: said as such (it read as a missing local file named
+    'https:/...'); edgekit downloads nothing when it runs."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{field}.{key}" if field else str(key)
+            if key in ("path", "weights") and isinstance(value, str) and _URL.match(value):
+                raise RecipeError(
+                    f"field `{here}`: {value!r} is a URL; edgekit downloads nothing when it converts or runs",
+                    where=where,
+                    hint="download the file once, keep it beside the recipe, and give its path",
+                )
+            _refuse_urls(value, here, where)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _refuse_urls(value, f"{field}.{i}", where)
 
 
 def _describe(exc: ValidationError) -> str:
