@@ -140,6 +140,27 @@ def test_a_url_where_a_file_goes_is_named_as_a_url(tmp_path: Path) -> None:
         load_recipe(write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data})))
 
 
+def test_a_data_builder_that_fails_is_the_recipes_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user's data builder raising, or returning no array, was an internal error ("this is a bug in edgekit")."""
+    (tmp_path / "userdata.py").write_text(
+        "def boom(n, seed):\n    raise RuntimeError('disk not mounted')\n"
+        "def text(n, seed):\n    return 'hello'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cases = {
+        "userdata:boom": "userdata:boom raised RuntimeError: disk not mounted",
+        "userdata:text": "userdata:text returned str",
+    }
+    for builder, message in cases.items():
+        data = {"kind": "builder", "builder": builder, "samples": 4}
+        recipe = load_recipe(write(tmp_path, base(evaluation={"data": data})))
+        with pytest.raises(RecipeError, match=message) as err:
+            evaluation_inputs(recipe)
+        assert err.value.exit_code == 2 and "evaluation.data.builder" in str(err.value)
+
+
 def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="calibration"):
         load_recipe(write(tmp_path, base(formats=["ncnn-int8"])))

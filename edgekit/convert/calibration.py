@@ -150,9 +150,28 @@ def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.n
         raise RecipeError(
             f"field `{field}.builder`: cannot import {source.builder!r}: {exc}", where=str(recipe.path)
         ) from None
-    out: Any = fn(source.samples, source.seed, **source.args)
-    raw, labels = out if isinstance(out, tuple) else (out, None)
+    where = str(recipe.path)
+    try:  # the builder is the user's code: what goes wrong in it is named as theirs (exit 2), not a bug of ours
+        out: Any = fn(source.samples, source.seed, **source.args)
+    except TypeError as exc:
+        raise RecipeError(
+            f"field `{field}.args`: {source.builder}(n, seed, **args) rejects them: {exc}", where=where
+        ) from None
+    except Exception as exc:
+        raise RecipeError(
+            f"field `{field}.builder`: {source.builder} raised {type(exc).__name__}: {str(exc)[:300]}",
+            where=where,
+            hint="call the builder yourself in Python to see the traceback (or run edgekit with --debug)",
+        ) from exc
+    raw, labels = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
     raw = np.asarray(raw)
+    if raw.ndim == 0 or not np.issubdtype(raw.dtype, np.number):
+        raise RecipeError(
+            f"field `{field}.builder`: {source.builder} returned {type(out).__name__} "
+            f"({raw.dtype}, shape {list(raw.shape)}), not an array of samples",
+            where=where,
+            hint="return inputs (N, ...) as a numpy array, or (inputs, labels)",
+        )
     if labels is not None and recipe.task is Task.CLASSIFY:
         labels = class_labels(labels, len(raw), f"{field}.builder (its labels)", str(recipe.path))
     if len(raw) < source.samples:
