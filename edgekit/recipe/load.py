@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import re
 import reprlib
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,17 @@ def _check_keras_path(path: Path, where: str) -> None:
             where=where,
             hint="for an ONNX file use model: {kind: onnx, path: ...}",
         )
+    else:  # a damaged or mislabelled file: Keras said "File not found" for it, after TensorFlow started
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+        keras_zip = path.suffix.lower() == ".keras"
+        if (keras_zip and not zipfile.is_zipfile(path)) or (not keras_zip and head != b"\x89HDF\r\n\x1a\n"):
+            raise RecipeError(
+                f"field `model.path`: {path.name} is not a readable "
+                + ("Keras v3 archive (.keras files are zip archives)" if keras_zip else "HDF5 file (.h5)"),
+                where=where,
+                hint="save the model again (model.save('m.keras')); a damaged or partly copied file reads like this",
+            )
 
 
 def _check_npy_data(data: NpyData, recipe: Recipe, section: str) -> None:

@@ -267,11 +267,15 @@ def test_a_broken_builder_or_keras_path_is_a_recipe_error(tmp_path: Path, edgeki
     )
     (tmp_path / "folder").mkdir()
     (tmp_path / "weights.txt").write_text("x")
+    (tmp_path / "damaged.keras").write_bytes(b"\x00" * 4096)  # a partly copied archive
+    (tmp_path / "damaged.h5").write_bytes(b"PK\x03\x04" + b"\x00" * 4096)  # a .keras renamed .h5
     cases = {
         "{kind: torch, builder: 'user_models:boom'}": "user_models:boom raised RuntimeError: kaboom in builder",
         "{kind: torch, builder: 'user_models:number'}": "returned int, not a torch.nn.Module",
         "{kind: keras, path: folder}": "without saved_model.pb: not a SavedModel",
         "{kind: keras, path: weights.txt}": "neither a .keras / .h5 file nor a SavedModel folder",
+        "{kind: keras, path: damaged.keras}": "not a readable Keras v3 archive",
+        "{kind: keras, path: damaged.h5}": "not a readable HDF5 file",
     }
     env = {"EDGEKIT_HOME": str(tmp_path / "home"), "PYTHONPATH": str(tmp_path)}
     for i, (model, says) in enumerate(cases.items()):
