@@ -10,13 +10,16 @@ from pathlib import Path
 
 import typer
 
+EXAMPLE_NAMES = {"html": "report.html", "markdown": "summary.md"}  # anything else (--json): out.json
 
-def check_output_file(value: Path | None) -> Path | None:
+
+def check_output_file(param: typer.CallbackParam, value: Path | None) -> Path | None:
     """typer callback for an option naming a file to write."""
     if value is None:
         return None
     if value.is_dir():
-        raise typer.BadParameter(f"{value} is a folder; give a file name, e.g. {value / 'out.json'}")
+        example = value / EXAMPLE_NAMES.get(param.name or "", "out.json")
+        raise typer.BadParameter(f"{value} is a folder; give a file name, e.g. {example}")
     ancestor = value.absolute().parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent

@@ -234,6 +234,8 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_any_work(
         out = edgekit_cli(*args, str(bad), timeout=60)
         assert out.code == 2 and says in out.stderr, (out.code, out.stderr[-800:])
         assert "internal error" not in out.stderr + out.stdout
+        if bad == tmp_path:  # the example name fits the option: an HTML report is not out.json
+            assert ("report.html" if command == "report" else "out.json") in out.stderr, out.stderr
     if command == "report":
         from edgekit.store import open_store
 
