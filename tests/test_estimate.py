@@ -342,6 +342,25 @@ def test_a_bad_input_shape_is_refused_before_any_run(tmp_path: Path, shape: str,
         assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
 
 
+def test_an_input_shape_the_first_convolution_cannot_take_is_refused(tmp_path: Path) -> None:
+    """ncnn runs a 3-channel input through a 16-channel convolution without a word (benchncnn too); edgekit
+    counted and estimated that model. Now the channel count is checked against the first convolution."""
+    param = write_chain(tmp_path / "m.param", 2)
+    shape = f"1,3,{SIZE},{SIZE}"
+    for args in (
+        ("estimate", str(param), "--board", "pi4", "--input-shape", shape),
+        ("roofline", str(param), "--board", "pi4", "--input-shape", shape),
+        ("profile", str(param), "--target", "pi4-emu", "--input-shape", shape),
+    ):
+        out = _cli(*args)
+        assert out.returncode == 2 and "has 3 channels; the model's first layer" in out.stderr, out.stderr
+        assert f"takes {CHANNELS}" in out.stderr
+    ok = _cli(
+        "roofline", str(param), "--board", "pi4", "--input-shape", f"1,{CHANNELS},{SIZE},{SIZE}", "--json"
+    )
+    assert ok.returncode == 0, ok.stderr
+
+
 def test_a_graph_without_macs_has_a_roofline_but_no_mac_based_estimate(tmp_path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper

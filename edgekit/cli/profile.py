@@ -88,10 +88,13 @@ def profile_cmd(
     if artifact.suffix == ".tflite":
         result = profile_tflite(artifact, device, threads=threads)
     else:
-        from edgekit.estimate.graph import load_ncnn
+        from edgekit.estimate.graph import check_input_channels, load_ncnn
 
         load_ncnn(artifact)  # a file ncnn cannot load is refused here, named (exit 2), not after a guest run
-        result = profile_ncnn(artifact, device, threads=threads, input_shape=parse_input_shape(input_shape))
+        shape = parse_input_shape(input_shape)
+        if shape and not artifact.with_suffix(".io.json").is_file():
+            check_input_channels(artifact, shape)
+        result = profile_ncnn(artifact, device, threads=threads, input_shape=shape)
     if as_json:
         print(json.dumps(result.to_dict(), indent=1))
         return

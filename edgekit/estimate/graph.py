@@ -287,6 +287,44 @@ def _parse_param(path: Path) -> list[tuple[str, list[str], list[str], dict[str, 
     return layers
 
 
+def check_input_channels(path: Path, input_shape: list[int]) -> None:
+    """A given input shape whose channel count the model's first convolution cannot take is bad input: ncnn runs
+    it anyway (it reads past or short of the weights it expects) and counts a model that does not exist."""
+    if len(input_shape) not in (3, 4):
+        return
+    given = input_shape[-3]  # NCHW or CHW
+    layers = _parse_param(path)
+    blobs = {t for kind, _, tops, _ in layers if kind == "Input" for t in tops}
+    if len(blobs) != 1:
+        return
+    for kind, bottoms, tops, p in layers:
+        if not blobs & set(bottoms):
+            continue
+        if kind == "Split":
+            blobs |= set(tops)
+            continue
+        takes = None
+        try:
+            if kind == "Convolution":
+                nout, kw = int(p.get("0", 0)), int(p.get("1", 0))
+                kh = int(p.get("11", kw))
+                takes = int(p.get("6", 0)) // (nout * kw * kh) if nout and kw and kh else None
+            elif kind == "ConvolutionDepthWise":
+                takes = int(p.get("7", 0)) or None
+        except ValueError:
+            return
+        if takes and takes != given:
+            raise InputDataError(
+                f"input shape {input_shape} has {given} channel{'s' if given != 1 else ''}; the model's first "
+                f"layer ({kind} "
+                f"{tops[0] if tops else ''}) takes {takes}",
+                where=str(path),
+                hint=f"pass the model's own shape, e.g. --input-shape 1,{takes},H,W",
+            )
+        if kind in ("Convolution", "ConvolutionDepthWise"):
+            return
+
+
 def load_ncnn(path: Path, options: dict[str, bool] | None = None) -> Any:
     """An ncnn.Net of the .param at PATH and its .bin, loaded on this host (1 thread, `options` set); a model
     ncnn cannot load is bad input (InputDataError), named: the .param, a missing .bin, or weights that do not
@@ -333,6 +371,8 @@ def _ncnn_blob_shapes(
             where=str(path),
             hint="pass --input-shape 1,3,224,224 (NCHW)",
         )
+    if not io.get("input_shapes") and input_shape:
+        check_input_channels(path, input_shape)
     net = load_ncnn(path, io.get("options") or {})
     out: dict[str, list[int]] = {}
     blobs = [t for _, _, tops, _ in layers for t in tops]
