@@ -82,7 +82,8 @@ def bench_cmd(
     from edgekit.target import load_target
 
     art = AgentArtifact.from_path(artifact, fmt or _sidecar_format(artifact))
-    from edgekit.estimate.graph import load_ncnn, load_tflite
+    from edgekit.estimate.graph import load_tflite
+    from edgekit.estimate.ncnn_model import load_ncnn
 
     if artifact.suffix == ".param":  # a model its runtime cannot load is the user's input: named here, exit 2
         load_ncnn(artifact)

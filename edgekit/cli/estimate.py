@@ -25,10 +25,6 @@ if not console.is_terminal:  # logs and CI: keep each line whole
     console.width = max(console.width, 130)
 
 
-def parse_input_shape(text: str | None) -> list[int] | None:
-    return parse_shape(text, "--input-shape")
-
-
 def _format_of(artifact: Path, fmt: str | None) -> Any:
     from edgekit.estimate.roofline import artifact_format
     from edgekit.formats import Format
@@ -69,7 +65,7 @@ def estimate_cmd(
         raise UsageError(
             "no such model file", where=str(artifact), hint="give an .onnx, .tflite or ncnn .param"
         )
-    shape = parse_input_shape(input_shape)
+    shape = parse_shape(input_shape, "--input-shape")
     cost = analyze(artifact, shape)
     artifact_fmt, how = _runs_as(artifact, fmt)
     bound = roofline(cost, b, threads, compute_precision(artifact_fmt))
@@ -227,7 +223,7 @@ def roofline_cmd(
     from edgekit.estimate.roofline import compute_precision, roofline
 
     b = get_board(board)
-    cost = analyze(artifact, parse_input_shape(input_shape))
+    cost = analyze(artifact, parse_shape(input_shape, "--input-shape"))
     artifact_fmt = _format_of(artifact, fmt)
     r = roofline(cost, b, threads, compute_precision(artifact_fmt))
     # the MAC-based estimate needs MACs: a graph without convolutions or matrix products has none to scale

@@ -71,7 +71,7 @@ def profile_cmd(
             where=str(artifact),
             hint="give an ncnn model.param (its .bin beside it) or a .tflite",
         )
-    from edgekit.cli.estimate import parse_input_shape
+    from edgekit.cli.shapes import parse_shape
 
     if artifact.suffix not in (".tflite", ".param"):
         raise InputDataError(
@@ -88,10 +88,10 @@ def profile_cmd(
     if artifact.suffix == ".tflite":
         result = profile_tflite(artifact, device, threads=threads)
     else:
-        from edgekit.estimate.graph import check_input_channels, load_ncnn
+        from edgekit.estimate.ncnn_model import check_input_channels, load_ncnn
 
         load_ncnn(artifact)  # a file ncnn cannot load is refused here, named (exit 2), not after a guest run
-        shape = parse_input_shape(input_shape)
+        shape = parse_shape(input_shape, "--input-shape")
         if shape and not artifact.with_suffix(".io.json").is_file():
             check_input_channels(artifact, shape)
         result = profile_ncnn(artifact, device, threads=threads, input_shape=shape)
@@ -110,7 +110,7 @@ def _wall_profile(
 
     from edgekit.cli.bench import _inputs, _sidecar_format, run_folder, run_one
     from edgekit.deploy import AgentArtifact, Settings, host_target
-    from edgekit.estimate.graph import load_ncnn
+    from edgekit.estimate.ncnn_model import load_ncnn
     from edgekit.target import load_target
 
     if artifact.suffix != ".param":

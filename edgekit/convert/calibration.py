@@ -38,8 +38,8 @@ from edgekit.recipe import (
     RandomData,
     Recipe,
     Task,
+    call_builder,
     class_labels,
-    resolve_callable,
 )
 
 Labels = np.ndarray | list[np.ndarray]
@@ -144,25 +144,8 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
 
 
 def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
-    try:
-        fn = resolve_callable(source.builder)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeError(
-            f"field `{field}.builder`: cannot import {source.builder!r}: {exc}", where=str(recipe.path)
-        ) from None
     where = str(recipe.path)
-    try:  # the builder is the user's code: what goes wrong in it is named as theirs (exit 2), not a bug of ours
-        out: Any = fn(source.samples, source.seed, **source.args)
-    except TypeError as exc:
-        raise RecipeError(
-            f"field `{field}.args`: {source.builder}(n, seed, **args) rejects them: {exc}", where=where
-        ) from None
-    except Exception as exc:
-        raise RecipeError(
-            f"field `{field}.builder`: {source.builder} raised {type(exc).__name__}: {str(exc)[:300]}",
-            where=where,
-            hint="call the builder yourself in Python to see the traceback (or run edgekit with --debug)",
-        ) from exc
+    out: Any = call_builder(source.builder, field, where, source.samples, source.seed, **source.args)
     raw, labels = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
     raw = np.asarray(raw)
     if raw.ndim == 0 or not np.issubdtype(raw.dtype, np.number):

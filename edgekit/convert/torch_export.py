@@ -15,7 +15,7 @@ from typing import Any
 
 from edgekit.convert.onnx import EXPORT_VERSION, OPSET, _simplify, file_sha256, tool_versions
 from edgekit.errors import ConversionError, RecipeError
-from edgekit.recipe import Recipe, TorchSource, resolve_callable
+from edgekit.recipe import Recipe, TorchSource, call_builder
 
 
 def _torch_key(recipe: Recipe, src: TorchSource) -> str:
@@ -115,23 +115,8 @@ def build_torch_model(recipe: Recipe, src: TorchSource) -> Any:
     import torch
 
     where = str(recipe.path)
-    try:
-        builder = resolve_callable(src.builder)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeError(
-            f"field `model.builder`: cannot import {src.builder!r}: {exc}", where=where
-        ) from None
     torch.manual_seed(0)
-    try:
-        model = builder(**src.args)
-    except TypeError as exc:
-        raise RecipeError(f"field `model.args`: {src.builder} rejects them: {exc}", where=where) from None
-    except Exception as exc:
-        raise RecipeError(
-            f"field `model.builder`: {src.builder} raised {type(exc).__name__}: {str(exc)[:300]}",
-            where=where,
-            hint="call the builder yourself in Python to see the traceback (or run edgekit with --debug)",
-        ) from exc
+    model = call_builder(src.builder, "model", where, **src.args)
     if not isinstance(model, torch.nn.Module):
         raise RecipeError(
             f"field `model.builder`: {src.builder} returned {type(model).__name__}, not a torch.nn.Module",

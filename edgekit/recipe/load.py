@@ -272,6 +272,27 @@ def _check_importable(dotted: str, field: str, where: str) -> None:
         raise RecipeError(f"field `{field}`: cannot import {dotted!r}: {exc}", where=where) from None
 
 
+def call_builder(dotted: str, section: str, where: str, *args: Any, **kwargs: Any) -> Any:
+    """Import and call a recipe's `builder:` (the user's code). What goes wrong there is the recipe's error
+    (exit 2), named under `section` (`model`, `evaluation.data`, ...), never an internal error of edgekit's."""
+    try:
+        fn = resolve_callable(dotted)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(
+            f"field `{section}.builder`: cannot import {dotted!r}: {exc}", where=where
+        ) from None
+    try:
+        return fn(*args, **kwargs)
+    except TypeError as exc:
+        raise RecipeError(f"field `{section}.args`: {dotted} rejects them: {exc}", where=where) from None
+    except Exception as exc:
+        raise RecipeError(
+            f"field `{section}.builder`: {dotted} raised {type(exc).__name__}: {str(exc)[:300]}",
+            where=where,
+            hint="call the builder yourself in Python to see the traceback (or run edgekit with --debug)",
+        ) from exc
+
+
 def resolve_callable(dotted: str) -> Any:
     """Import `package.module:function` and return the function."""
     module, _, attr = dotted.partition(":")
