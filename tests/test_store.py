@@ -276,6 +276,32 @@ def test_a_deploy_whose_store_fails_at_the_end_keeps_its_results(tmp_path: Path)
         assert store.load(store.runs()[0].id) == result
 
 
+def test_runs_import_names_what_is_wrong_with_a_file_and_imports_nothing(tmp_path: Path) -> None:
+    """A file that is not a deploy result: exit 2 with the first problem and its field (it said only "1
+    validation error for DeployResult"), and no store is created or written when any file given is bad."""
+    good = tmp_path / "good.json"
+    good.write_text(_small(T0).model_dump_json())
+    cases = {
+        "truncated.json": ("{", "Invalid JSON"),
+        "list.json": ("[]", "Input should be an object"),
+        "field.json": ('{"recipe": 5}', "Input should be a valid string (at recipe); and 3 more problems"),
+    }
+    store = tmp_path / "store" / "results.sqlite"
+    for name, (text, expected) in cases.items():
+        (tmp_path / name).write_text(text)
+        out = _edgekit(
+            "runs", "import", str(good), str(tmp_path / name), "--store", str(store), home=tmp_path
+        )
+        assert out.returncode == 2, out.stderr
+        assert expected in out.stderr and "nothing was imported" in out.stderr, out.stderr
+        assert "validation error for" not in out.stderr
+    out = _edgekit("runs", "import", str(tmp_path / "missing.json"), "--store", str(store), home=tmp_path)
+    assert out.returncode == 2 and "cannot read it (No such file or directory)" in out.stderr, out.stderr
+    assert not store.exists()
+    out = _edgekit("runs", "import", str(good), "--store", str(store), home=tmp_path)
+    assert out.returncode == 0 and "recorded as run 1" in out.stdout, out.stderr
+
+
 def test_a_store_error_never_prints_the_password() -> None:
     for url in ("mysql://bob:s3cret@nowhere/db", "postgresql://bob:s3cret@127.0.0.1:1/db"):
         with pytest.raises(StoreError) as err:

@@ -94,6 +94,23 @@ def show_cmd(
     _print_run(run_id, result, verbose)
 
 
+def _why_not_a_result(exc: Exception) -> str:
+    """What is wrong with a file given to `runs import`: the first problem, with the field it is in."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, OSError):
+        return f"cannot read it ({exc.strerror or exc})"
+    assert isinstance(exc, ValidationError)
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = exc.error_count() - 1
+    return (
+        f"{first['msg']}"
+        + (f" (at {where})" if where else "")
+        + (f"; and {more} more problem{'s' if more > 1 else ''}" if more else "")
+    )
+
+
 @runs_app.command("import")
 def import_cmd(
     files: list[Path] = typer.Argument(..., help="deploy result JSON files (`edgekit deploy --json PATH`)"),
@@ -109,16 +126,19 @@ def import_cmd(
     from edgekit.results import DeployResult
     from edgekit.store import open_store
 
+    results = []
+    for path in files:  # every file is read before the store is touched: a bad one imports nothing
+        try:
+            results.append((path, DeployResult.model_validate_json(path.read_bytes())))
+        except (OSError, ValidationError) as exc:
+            raise InputDataError(  # the file given is bad input (exit 2), not a store fault
+                f"not a deploy result: {_why_not_a_result(exc)}"
+                + ("; nothing was imported" if len(files) > 1 else ""),
+                where=str(path),
+                hint="pass a file written by `edgekit deploy --json PATH`",
+            ) from exc
     with open_store(store) as db:
-        for path in files:
-            try:
-                result = DeployResult.model_validate_json(path.read_bytes())
-            except (OSError, ValidationError) as exc:
-                raise InputDataError(  # the file given is bad input (exit 2), not a store fault
-                    f"not a deploy result: {str(exc).splitlines()[0]}",
-                    where=str(path),
-                    hint="pass a file written by `edgekit deploy --json PATH`",
-                ) from exc
+        for path, result in results:
             same = db.find_same(result)
             if same is not None:
                 console.print(f"{path}: already recorded as run {same}; not imported again", highlight=False)
