@@ -78,8 +78,8 @@ def run_nightly(
     deploy = deploy_fn or default_deploy
     outcome = NightlyOutcome()
     names: list[str] = []
+    files = recipe_files(recipes)  # a wrong --recipes is refused before the store is created or opened
     with open_store(store_url) as store:
-        files = recipe_files(recipes)
         if deploy_fn is None and _has_lab(targets):  # every free matching place at once (docs/lab.md)
             deploy, targets = _lab_spread(files, targets, outcome, log)
         for path in files:

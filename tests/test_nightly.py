@@ -152,6 +152,7 @@ def test_cli_exit_status_for_bad_arguments(tmp_path: Path) -> None:
         timeout=120,
     )
     assert out.returncode == 2 and "no such recipe file or folder" in " ".join(out.stderr.split())
+    assert not (tmp_path / "s.sqlite").exists()  # refused before the store was created
 
 
 def test_cli_refuses_an_unknown_target_before_any_deploy(tmp_path: Path) -> None:
