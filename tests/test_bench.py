@@ -129,6 +129,33 @@ def test_bench_broken_file_fails_clearly(model_files: dict[str, Path], tmp_path:
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize(
+    ("suffix", "message"),
+    [
+        (".onnx", "not a readable ONNX model"),
+        (".mnn", "not a readable .mnn model"),
+        (".xml", "not a readable OpenVINO model"),
+        (".pte", "executorch (which runs executorch-fp32) is not installed on this machine"),
+    ],
+)
+def test_bench_refuses_a_corrupt_model_of_every_runtime_on_the_host(
+    model_files: dict[str, Path], tmp_path: Path, suffix: str, message: str
+) -> None:
+    """Only .tflite and .param were read on the host: a corrupt .onnx or .mnn went to the device and failed
+    there (exit 1, "SystemError: <built-in function load_module_from_file> returned a result with an exception
+    set"). Each runtime now reads its file here first (exit 2); a runtime this machine lacks is named."""
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_bytes(model_files["broken"].read_bytes())
+    if suffix == ".xml":
+        bad.write_text('<?xml version="1.0"?><net name="cut">')  # a truncated IR, its .bin beside it
+        bad.with_suffix(".bin").write_bytes(b"\0" * 64)
+    done = bench(str(bad), "--target", "host", "--shape", "1,3,8,8")
+    text = " ".join(done.stderr.split())
+    assert done.returncode == 2 and message in text, done.stdout + done.stderr
+    assert "agent measuring" not in done.stdout  # refused before any agent ran
+
+
+@pytest.mark.integration
 def test_bench_inputs_that_do_not_fit_are_refused_before_the_agent_runs(
     model_files: dict[str, Path], tmp_path: Path
 ) -> None:

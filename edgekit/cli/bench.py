@@ -82,13 +82,17 @@ def bench_cmd(
     from edgekit.target import load_target
 
     art = AgentArtifact.from_path(artifact, fmt or _sidecar_format(artifact))
-    from edgekit.estimate.graph import load_tflite
-    from edgekit.estimate.ncnn_model import load_ncnn
+    from edgekit.runtimes import spec_for
 
-    if artifact.suffix == ".param":  # a model its runtime cannot load is the user's input: named here, exit 2
-        load_ncnn(artifact)
-    elif artifact.suffix == ".tflite":
-        load_tflite(artifact)
+    spec = spec_for(art.format)
+    if target == "host" and spec.host_module() is None:
+        raise UsageError(
+            f"{spec.runtime.value} (which runs {art.format.value}) is not installed on this machine",
+            where=str(artifact),
+            hint=f"`edgekit formats` shows which runtimes this machine has; try another target, or install "
+            f"{spec.packages[0].pip if spec.packages else spec.runtime.value} in edgekit's environment",
+        )
+    spec.check_file(art.files)  # a model its runtime cannot read: named here, exit 2
     tgt = host_target() if target == "host" else load_target(target, list(set_ or ()))
     settings = Settings(
         warmup=warmup,
@@ -263,13 +267,9 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
 def _file_shape(art: AgentArtifact) -> tuple[int, ...] | None:
     """The input shape a .tflite or a fixed-shape .onnx states itself, else None."""
     if art.files[0].suffix == ".tflite":
-        from ai_edge_litert.interpreter import Interpreter
+        from edgekit.estimate.graph import load_tflite
 
-        content = art.files[0].read_bytes()  # model_content is verified; a corrupt file raises, not SIGSEGV
-        try:
-            detail = Interpreter(model_content=content).get_input_details()[0]
-        except ValueError as exc:
-            raise InputDataError(f"not a valid .tflite: {exc}", where=str(art.files[0])) from None
+        detail = load_tflite(art.files[0]).get_input_details()[0]
         return tuple(int(d) for d in detail["shape"])
     if art.files[0].suffix == ".onnx":
         return _onnx_static_shape(art.files[0])
@@ -278,14 +278,9 @@ def _file_shape(art: AgentArtifact) -> tuple[int, ...] | None:
 
 def _onnx_static_shape(path: Path) -> tuple[int, ...] | None:
     """The first graph input's shape when every dimension is a number, else None."""
-    import onnx
+    from edgekit.convert.onnx import read_onnx
 
-    from edgekit.errors import InputDataError
-
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception as exc:  # noqa: BLE001 (protobuf raises several kinds on a corrupt file)
-        raise InputDataError(f"not a readable ONNX model: {exc}", where=str(path)) from None
+    graph = read_onnx(path, str(path)).graph
     weights = {init.name for init in graph.initializer}
     inputs = [i for i in graph.input if i.name not in weights]
     if not inputs:

@@ -78,9 +78,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         if cached:
             simplifier = _read_meta(target).get("simplifier")
         else:
-            _read_onnx(
-                src.path, f"{recipe.path}: field `model.path`"
-            )  # a corrupt file never enters the cache
+            read_onnx(src.path, f"{recipe.path}: field `model.path`")  # a corrupt file never enters the cache
             _atomic_copy(src.path, reference)
             simplifier = _prepare_user_onnx(reference, target, recipe)
     elif isinstance(src, TorchSource):
@@ -145,7 +143,7 @@ def _fix_input_shape(model: Any, recipe: Recipe) -> None:
                     dim.dim_value = value
 
 
-def _read_onnx(path: Path, where: str) -> Any:
+def read_onnx(path: Path, where: str) -> Any:
     """The parsed ONNX model, or InputDataError for a truncated or non-ONNX file."""
     import onnx
 
@@ -178,7 +176,7 @@ def _dtype_name(elem: int) -> str:
 
 def check_io(onnx_path: Path, recipe: Recipe) -> None:
     """The ONNX model's single input must have the recipe's name and shape; named outputs must exist."""
-    graph = _read_onnx(onnx_path, str(recipe.path)).graph
+    graph = read_onnx(onnx_path, str(recipe.path)).graph
     inits = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in inits]
     where = str(recipe.path)

@@ -89,6 +89,13 @@ class RuntimeSpec(abc.ABC):
         return cls.run(files, inputs, threads)
 
     @classmethod
+    def check_file(cls, files: Sequence[Path]) -> None:
+        """Raise InputDataError (what is wrong, which file) when this host can tell that the artifact is no model
+        its runtime reads (corrupt, truncated, another format), before it is sent to a device. Returns when it
+        reads, or when this host cannot tell (the runtime is not installed here)."""
+        return None  # the default: nothing this host can check
+
+    @classmethod
     def modules(cls) -> tuple[str, ...]:
         return tuple(p.module for p in cls.packages)
 

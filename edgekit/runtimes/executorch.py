@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.errors import InputDataError
 from edgekit.formats import Format, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
 
@@ -45,3 +46,18 @@ class ExecuTorch(RuntimeSpec):
                     results.append([])
                 results[k].append(np.asarray(y, dtype=np.float32))
         return [(f"output_{k}", np.concatenate(r)) for k, r in enumerate(results)]
+
+    @classmethod
+    def check_file(cls, files: Sequence[Path]) -> None:
+        if cls.host_module() is None:
+            return
+        from executorch.runtime import Runtime as EtRuntime
+
+        try:
+            EtRuntime.get().load_program(Path(files[0]))
+        except Exception as exc:  # noqa: BLE001 - ExecuTorch raises RuntimeError for a program it cannot read
+            raise InputDataError(
+                f"not a readable ExecuTorch program: {str(exc).strip()[:200]}",
+                where=str(files[0]),
+                hint="give the .pte ExecuTorch's exporter wrote (to_executorch().buffer, or edgekit convert)",
+            ) from None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.errors import InputDataError
 from edgekit.formats import Format, Precision, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
 
@@ -41,6 +42,22 @@ class Mnn(RuntimeSpec):
     @classmethod
     def run_format(cls, fmt: Format, files: Sequence[Path], inputs: np.ndarray, threads: int = 1) -> Outputs:
         return run_mnn(Path(files[0]), inputs, threads, PRECISION[fmt.precision])
+
+    @classmethod
+    def check_file(cls, files: Sequence[Path]) -> None:
+        if cls.host_module() is None:
+            return
+        with _c_stdout_silenced():
+            import MNN
+
+            try:  # MNN verifies the file's flatbuffer: a corrupt one raises (SystemError), it does not crash
+                MNN.nn.load_module_from_file(str(files[0]), [], [])
+            except Exception as exc:  # noqa: BLE001 - MNN raises SystemError/RuntimeError for a bad file
+                raise InputDataError(
+                    f"not a readable .mnn model ({type(exc).__name__})",
+                    where=str(files[0]),
+                    hint="give the .mnn MNN's converter wrote (MNNConvert, or edgekit convert)",
+                ) from None
 
 
 def run_mnn(path: Path, inputs: np.ndarray, threads: int = 1, precision: str = "high") -> Outputs:

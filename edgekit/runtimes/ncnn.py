@@ -30,3 +30,9 @@ class Ncnn(RuntimeSpec):
         with NcnnModel(param, bin_path, threads=threads) as model:
             outs = model.run(inputs)
         return [(f"out{k}", np.asarray(a, np.float32)) for k, a in enumerate(outs)]
+
+    @classmethod
+    def check_file(cls, files: Sequence[Path]) -> None:
+        from edgekit.estimate.ncnn_model import load_ncnn
+
+        load_ncnn(next(Path(f) for f in files if Path(f).suffix == ".param"))

@@ -45,3 +45,9 @@ class OpenCv(RuntimeSpec):
             for k, y in enumerate(net.forward(names)):
                 results[k].append(np.asarray(y, dtype=np.float32))
         return [(name, np.concatenate(r)) for name, r in zip(names, results)]
+
+    @classmethod
+    def check_file(cls, files: Sequence[Path]) -> None:
+        from edgekit.convert.onnx import read_onnx
+
+        read_onnx(Path(files[0]), str(files[0]))

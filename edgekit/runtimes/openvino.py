@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.errors import InputDataError
 from edgekit.formats import Format, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
 
@@ -44,3 +45,19 @@ class OpenVino(RuntimeSpec):
             for k in range(len(names)):
                 results[k].append(np.array(request.get_output_tensor(k).data, dtype=np.float32))
         return [(name, np.concatenate(r)) for name, r in zip(names, results)]
+
+    @classmethod
+    def check_file(cls, files: Sequence[Path]) -> None:
+        if cls.host_module() is None:
+            return
+        import openvino as ov
+
+        xml = next(Path(f) for f in files if Path(f).suffix == ".xml")
+        try:
+            ov.Core().read_model(str(xml))
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError kinds for a bad .xml/.bin
+            raise InputDataError(
+                f"not a readable OpenVINO model: {str(exc).strip().splitlines()[-1][:200]}",
+                where=str(xml),
+                hint="give the .xml and .bin OpenVINO's converter wrote, side by side with the same name",
+            ) from None

@@ -24,3 +24,9 @@ class OnnxRuntime(RuntimeSpec):
     @classmethod
     def run(cls, files: Sequence[Path], inputs: np.ndarray, threads: int = 1) -> Outputs:
         return run_onnx(Path(files[0]), inputs, threads)
+
+    @classmethod
+    def check_file(cls, files: Sequence[Path]) -> None:
+        from edgekit.convert.onnx import read_onnx
+
+        read_onnx(Path(files[0]), str(files[0]))

@@ -36,3 +36,9 @@ class Tflite(RuntimeSpec):
     @classmethod
     def run(cls, files: Sequence[Path], inputs: np.ndarray, threads: int = 1) -> Outputs:
         return run_tflite(files[0], inputs, threads)
+
+    @classmethod
+    def check_file(cls, files: Sequence[Path]) -> None:
+        from edgekit.estimate.graph import load_tflite
+
+        load_tflite(Path(files[0]))
