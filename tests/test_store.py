@@ -276,6 +276,34 @@ def test_a_deploy_whose_store_fails_at_the_end_keeps_its_results(tmp_path: Path)
         assert store.load(store.runs()[0].id) == result
 
 
+def test_deploy_records_its_result_before_drawing_the_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is written before the table is drawn: a table that fails to render (a bug in edgekit) cost
+    the whole run's measurements (exit 1 with nothing recorded). Logic above the real deploy: deploy() gives a
+    canned result here; the real deploys' recording is tested in tests/faults and tests/test_deploy.py."""
+    from typer.testing import CliRunner
+
+    import edgekit.deploy
+    import edgekit.report.table
+    from edgekit.cli import app
+
+    result = _small(T0)
+
+    def broken_table(*_args: object, **_kw: object) -> str:
+        raise RuntimeError("a rendering bug")
+
+    monkeypatch.setattr(edgekit.deploy, "deploy", lambda *_a, **_k: result)
+    monkeypatch.setattr(edgekit.report.table, "deploy_table", broken_table)
+    url = _url(tmp_path)
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml"
+    out = CliRunner().invoke(app, ["deploy", str(recipe), "--target", "pi4-emu", "--store", url])
+    assert isinstance(out.exception, RuntimeError)
+    with open_store(url) as store:
+        (summary,) = store.runs()
+        assert store.load(summary.id) == result
+
+
 def test_runs_import_names_what_is_wrong_with_a_file_and_imports_nothing(tmp_path: Path) -> None:
     """A file that is not a deploy result: exit 2 with the first problem and its field (it said only "1
     validation error for DeployResult"), and no store is created or written when any file given is bad."""

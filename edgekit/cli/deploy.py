@@ -144,6 +144,13 @@ def deploy_cmd(
         except Interrupted as exc:  # Ctrl-C while measuring: keep and record what was measured, exit 130
             _keep_interrupted(exc, json_path, store, no_store)
             raise
+    # recorded before anything is drawn: a table that fails to render must not cost the measurements
+    run_id, store_error = None, None
+    if not no_store:
+        try:
+            run_id = _record_or_keep(result, store, json_path)
+        except StoreError as exc:  # said after the table (the results are in a file, the error says where)
+            store_error = exc
     console.print(deploy_table(result, verbose=verbose))
     for line in failures(result):
         console.print(f"[red]x[/] {line}", highlight=False)
@@ -154,8 +161,9 @@ def deploy_cmd(
             console.print(line, highlight=False)
     if json_path:
         console.print(f"results: {json_path}", highlight=False)
-    if not no_store:
-        run_id = _record_or_keep(result, store, json_path)
+    if store_error is not None:
+        raise store_error
+    if run_id is not None:
         console.print(f"recorded as run {run_id} (edgekit runs / edgekit report)", highlight=False)
     verdict = "[green]ok[/]" if result.ok else "[red]FAILED[/]: see above"
     console.print(f"{loaded.name}: {verdict} in {time.perf_counter() - start:.0f} s", highlight=False)

@@ -81,12 +81,13 @@ def sshd_tree() -> list[int]:
     return [p.pid for p in [master, *master.children(recursive=True)] if p.name() == "sshd"]
 
 
-def stored(store: Path) -> DeployResult:
+def stored(store: Path, said: str = "") -> DeployResult:
     from edgekit.store import open_store
 
     with open_store(str(store)) as db:
-        (summary,) = db.runs()
-        return db.load(summary.id)
+        runs = db.runs()
+        assert len(runs) == 1, f"{len(runs)} runs recorded; edgekit said:\n{said[-3000:]}"
+        return db.load(runs[0].id)
 
 
 def test_deploy_to_a_device_frozen_mid_run_exits_1_in_bounded_time_and_keeps_the_measurement(
@@ -111,7 +112,7 @@ def test_deploy_to_a_device_frozen_mid_run_exits_1_in_bounded_time_and_keeps_the
     assert proc.returncode == 1, stdout[-2000:] + stderr[-2000:]
     assert seconds < 60, seconds  # probe (io_timeout/2 + io_timeout), one reconnect (connect_timeout), report
     assert "DeviceTimeout" in stdout + stderr and "Traceback" not in stderr
-    for result in (DeployResult.model_validate_json(out.read_text()), stored(store)):
+    for result in (DeployResult.model_validate_json(out.read_text()), stored(store, stdout + stderr)):
         (run,) = result.runs
         got = {m.artifact: m for m in run.agent.measurements} if run.agent else {}
         assert (
