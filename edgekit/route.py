@@ -85,7 +85,15 @@ class Route:
     def summary(self) -> str:
         """One line for a terminal: `pi4-emu: ship ncnn-int8 (1.45x vs ncnn-fp32, ...)`."""
         if self.artifact is None:
-            return f"{self.target}: no artifact meets every gate ({len(self.rejected)} rejected)"
+            failed = sum(why != "did not run" for why in self.rejected.values())
+            if not failed:
+                return f"{self.target}: no route: nothing ran on this target (its error is above)"
+            unrun = len(self.rejected) - failed
+            return (
+                f"{self.target}: no artifact meets every gate ({failed} failed a gate"
+                + (f", {unrun} did not run" if unrun else "")
+                + ")"
+            )
         parts = []
         if self.speedup_vs_fp32 is not None and self.fp32_artifact != self.artifact:
             parts.append(f"{self.speedup_vs_fp32:.2f}x vs {self.fp32_artifact}")

@@ -37,7 +37,10 @@ def test_no_route_when_nothing_passes_or_runs() -> None:
     )
     assert route.artifact is None
     assert route.rejected == {"ncnn-int8": "did not run", "ncnn-fp32": "gates failed"}
-    assert "no artifact" in route.summary()
+    assert route.summary() == "pi4: no artifact meets every gate (1 failed a gate, 1 did not run)"
+    nothing = recommend("phone", [Candidate("ncnn-int8", None, True)], Basis.P50_MS)
+    assert nothing.summary() == "phone: no route: nothing ran on this target (its error is above)"
+    assert recommend("phone", [], Basis.P50_MS).summary() == nothing.summary()  # was "(0 rejected)"
 
 
 def test_fp32_itself_has_speedup_one_and_missing_fp32_gives_none() -> None:

@@ -45,10 +45,13 @@ def nightly_cmd(
     names = [t.strip() for t in targets.split(",") if t.strip()]
     if not names:
         raise typer.BadParameter("name at least one target, e.g. --targets pi4-emu", param_hint="--targets")
+    from edgekit.deploy.orchestrate import check_target_key
+    from edgekit.nightly import recipe_files
     from edgekit.target import load_target
 
-    for name in names:  # a typo in the nightly's target list is refused at once (exit 2), not once per recipe
-        load_target(name)
+    recipe_files(recipes)  # the recipes first, as given: a wrong --recipes is said before the targets
+    for name in names:  # a typo or a missing key file: refused at once (exit 2), not once per recipe
+        check_target_key(load_target(name))
     outcome = run_nightly(
         recipes,
         names,

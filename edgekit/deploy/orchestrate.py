@@ -93,6 +93,8 @@ def deploy(
     for t in targets:
         target = t if isinstance(t, Target) else load_target(t, list(opts.target_overrides))
         resolved.setdefault(target.name, target)
+    for target in resolved.values():
+        check_target_key(target)  # a missing or unusable key file: exit 2 now, not after the conversions
     settings = Settings.from_benchmark(
         recipe.benchmark,
         threads=opts.threads,
@@ -183,6 +185,15 @@ class TargetPlan:
     target: Target
     settings: Settings
     inputs: Path
+
+
+def check_target_key(target: Target) -> None:
+    """A board's `key` file read before any work (KeyFileError, exit 2). Emulated targets make their key when
+    started and lab places get theirs from the lab: both are checked when they connect."""
+    if target.transport is TransportKind.SSH and target.emulated is None and target.lab is None:
+        from edgekit.transport.ssh import check_key
+
+        check_key(target)
 
 
 def _plan_for(

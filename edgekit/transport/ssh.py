@@ -67,15 +67,7 @@ class SshTransport(Transport):
             return self
         t = self.target
         client = ssh_keys.checked_client(t)
-        key = str(Path(t.key).expanduser()) if t.key else None
-        if key is not None and not Path(key).is_file():
-            raise KeyFileError(
-                f"key file not found: {key}",
-                where=f"target {t.name}, field `key`",
-                hint="--set key=PATH (a private key file), or remove `key` to use ssh-agent",
-            )
-        if key is not None:
-            _check_key_file(key, t.name)
+        key = check_key(t)
         try:
             sock = self._chain.open(client, key)
             client.connect(
@@ -240,6 +232,23 @@ class SshTransport(Transport):
         self.connect()
         cwd = self._abs(cwd) if cwd else self.work_dir
         return ssh_exec.run(self._link, argv, timeout=timeout, cwd=cwd, env=env, on_output=on_output)
+
+
+def check_key(target: Target) -> str | None:
+    """The target's private key file, read (None: ssh-agent's keys). A missing file, a public key, a
+    passphrase-protected key or any other file is bad input (KeyFileError, exit 2): deploy and nightly check it
+    before converting anything, connect before dialling."""
+    if not target.key:
+        return None
+    key = str(Path(target.key).expanduser())
+    if not Path(key).is_file():
+        raise KeyFileError(
+            f"key file not found: {key}",
+            where=f"target {target.name}, field `key`",
+            hint="--set key=PATH (a private key file), or remove `key` to use ssh-agent",
+        )
+    _check_key_file(key, target.name)
+    return key
 
 
 def _check_key_file(key: str, target: str) -> None:

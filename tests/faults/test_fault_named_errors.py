@@ -181,6 +181,31 @@ def test_a_missing_key_file_is_not_reported_as_unreachable(tmp_path: Path, edgek
     assert "cannot reach" not in out.stderr
 
 
+def test_deploy_and_nightly_refuse_a_missing_key_file_before_converting(tmp_path: Path, edgekit_cli) -> None:
+    """`deploy --target phone` without the key file converted every format (minutes for a real model), then
+    failed at connect with exit 1 and "route phone: no artifact meets every gate (0 rejected)". The key is the
+    user's input: exit 2 before any conversion, for deploy and for the nightly's target list."""
+    home = tmp_path / "home"
+    key = ["--set", f"key={tmp_path / 'missing'}"]
+    out = edgekit_cli(
+        "deploy", str(RECIPES / "tiny.yaml"), "--target", "pi4", *key, env={"EDGEKIT_HOME": str(home)}
+    )
+    assert out.code == 2 and "KeyFileError" in out.stderr and "key file not found" in out.stderr, out.stderr
+    assert not (home / "cache").exists()  # nothing converted
+    board = tmp_path / "board.yaml"
+    board.write_text(f"name: board\nhost: 127.0.0.1\nuser: pi\nkey: {tmp_path / 'missing'}\n")
+    out = edgekit_cli(
+        "nightly",
+        "--recipes",
+        str(RECIPES / "tiny.yaml"),
+        "--targets",
+        f"pi4-emu,{board}",
+        env={"EDGEKIT_HOME": str(home)},
+    )
+    assert out.code == 2 and "key file not found" in out.stderr, out.stderr
+    assert not (home / "cache").exists()
+
+
 def test_a_refused_port_says_connection_refused(tmp_path: Path, pi4_emu, edgekit_cli) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
