@@ -20,6 +20,7 @@
      +-- EmulatorError        an emulated device cannot be built, started or stopped
      +-- StoreError           the results store cannot be opened, migrated or written
           +-- StorePathError  the SQLite path named is a folder, another kind of file, or (to read) absent (exit 2)
+          +-- UnknownRunError a run id the store does not hold (exit 2)
 
 The CLI catches EdgekitError, prints its message and exits with its `exit_code`: 2 for a bad argument or
 input file, 1 for a failed run, 130 for Ctrl-C. An error whose `where` is a command-line option (`--threads`)
@@ -157,4 +158,8 @@ class StoreError(EdgekitError):
 
 
 class StorePathError(StoreError):
+    exit_code = 2
+
+
+class UnknownRunError(StoreError):
     exit_code = 2

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, inspect, select
 
-from edgekit.errors import StoreError
+from edgekit.errors import StoreError, UnknownRunError
 from edgekit.formats import Format
 from edgekit.report.synthetic import synthetic_history, synthetic_result
 from edgekit.results import DeployResult, Measurement
@@ -190,8 +190,9 @@ def test_runs_lists_newest_first_with_filters(url: str) -> None:
         assert listed[0].measurements == 2 and listed[0].failed == 0
         history = store.history(recipe="a")
         assert [h.started_ts for h in history] == sorted(h.started_ts for h in history)
-        with pytest.raises(StoreError, match="no run with id 99"):
+        with pytest.raises(UnknownRunError, match="no run with id 99") as err:
             store.load(99)
+        assert err.value.exit_code == 2  # a run id the store does not hold is bad input, not a store fault
 
 
 def test_store_url_comes_from_argument_then_env_then_data_dir(

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from edgekit import paths
-from edgekit.errors import StoreError, StorePathError
+from edgekit.errors import StoreError, StorePathError, UnknownRunError
 from edgekit.results import DeployResult
 from edgekit.store import migrations
 from edgekit.store.read import _failed_targets, _filtered, _load, _measurement_counts, _targets_of
@@ -163,7 +163,9 @@ class Store:
     def load(self, run_id: int) -> DeployResult:
         found = self.load_many([run_id])
         if run_id not in found:
-            raise StoreError(f"no run with id {run_id}", where=self.url, hint="`edgekit runs` lists run ids")
+            raise UnknownRunError(
+                f"no run with id {run_id}", where=self.url, hint="`edgekit runs` lists run ids"
+            )
         return found[run_id]
 
     def load_many(self, run_ids: Iterable[int]) -> dict[int, DeployResult]:
