@@ -191,3 +191,29 @@ def test_targets_setup_pushes_wheels_to_a_bare_board(pi4_emu, tmp_path) -> None:
             env={"PYTHONPATH": str(tmp_path / "board" / "site")},
         )
     assert res.ok and res.stdout.strip() == "0.0", res.stderr
+
+
+def test_a_deploy_or_check_never_downloads_a_device_only_set_up_does(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`targets check pi4-emu` (or a deploy) with no built device built one, downloading Debian's arm64 packages
+    and the aarch64 wheels (817 MB here): downloads belong to the set-up commands. Refused in a second, with the
+    command to run; a device whose shared assets are here (phone-emu beside a built pi4-emu) still builds."""
+    import os
+    import sys
+
+    from edgekit.emu.build import needs_download
+
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path), "EDGEKIT_EMU_HOME": str(tmp_path / "emu")}
+    start = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "targets", "check", "pi4-emu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    said = " ".join(out.stderr.split())
+    assert out.returncode == 1 and "pi4-emu is not built on this machine" in said, out.stderr
+    assert "edgekit emu build pi4-emu" in said and time.monotonic() - start < 60
+    assert not (tmp_path / "emu" / "base" / "apt").exists() and not (tmp_path / "emu" / "wheels").exists()
+    assert needs_download("pi4-emu") is False  # the suite's own devices: built by make setup
+    assert needs_download("phone-emu") is False  # not built perhaps, but nothing to download for it

@@ -85,6 +85,21 @@ def provision_sites(shared: layout.Shared, log: Log = print) -> None:
     install_wheels_into(shared.mnn_site, wheels, EMU_PLATFORM, mnn, log)
 
 
+def needs_download(name: str) -> bool:
+    """Whether building device NAME would download (Debian's arm64 packages, aarch64 wheels): its shared assets
+    are not all in place. Only the provisioning commands (`edgekit emu build|up`, make setup) may; a deploy or
+    a check that finds a device unbuilt builds it only when nothing needs downloading."""
+    if is_built(name):
+        return False
+    shared = layout.shared()
+    sites = (shared.site("litert"), shared.site("tflite-runtime"), *shared.runtime_sites)
+    return not (
+        (shared.base / "sysroot.done").exists()
+        and (shared.base / "sysroot" / PYTHON).exists()
+        and all(p.is_dir() for p in sites)
+    )
+
+
 def is_built(name: str) -> bool:
     dev = layout.device_dir(name)
     return dev.built_stamp.exists() and _device_complete(dev)

@@ -52,5 +52,5 @@ def ensure_device(target: Target, log: Callable[[str], None] | None = None) -> T
         return acquire_target(target, log)
     if not target.emulated:
         return target
-    up(target.emulated.device, log or (lambda _m: None))
+    up(target.emulated.device, log or (lambda _m: None), provision=False)
     return running_target(target)

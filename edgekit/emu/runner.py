@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from edgekit.emu import layout
-from edgekit.emu.build import build, is_built
+from edgekit.emu.build import build, is_built, needs_download
 from edgekit.emu.locks import file_lock
 from edgekit.emu.specs import DEVICES, DeviceSpec, device_spec
 from edgekit.emu.state import DeviceState, clear_state, read_state, write_state
@@ -49,9 +49,17 @@ class DeviceStatus:
     sshd_pid: int | None
 
 
-def up(name: str, log: Callable[[str], None] = print) -> DeviceState:
-    """Start device NAME (building it first if needed); harmless when it is already running."""
+def up(name: str, log: Callable[[str], None] = print, provision: bool = True) -> DeviceState:
+    """Start device NAME (building it first if needed); harmless when it is already running. With `provision`
+    False (a deploy, a check: not a provisioning command) a device whose build would download is refused."""
     spec = device_spec(name)
+    if not provision and needs_download(name):
+        raise EmulatorError(
+            f"{name} is not built on this machine, and building it downloads Debian's arm64 packages and "
+            "aarch64 wheels (about 800 MB), which only the set-up commands do",
+            where=str(layout.device_dir(name).root),
+            hint=f"edgekit emu build {name} (or make setup); EDGEKIT_EMU_HOME points at devices built elsewhere",
+        )
     with file_lock(layout.device_dir(name).root.parent / f"{name}.lock"):
         return _up_locked(name, spec, log)
 
