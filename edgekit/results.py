@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgekit.agent.contract import PROTOCOL_VERSION, ErrorCode
 
+# Other processes using this share of a device's CPUs while a measurement was timed make its times unreliable
+# (reported, not judged for regressions): background daemons use 1-2 %; one busy core of a 4-core Pi is 25 %.
+BUSY_SHARE = 0.10
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -115,6 +119,15 @@ class Measurement(_Model):
     layer_ms: list[LayerTime] = Field(default_factory=list)  # on request (edgekit profile on a board): ncnn
     layer_passes: int | None = None  # how many fresh extractors each layer_ms median is over
     layer_error: str | None = None  # why layer_ms is missing although asked for
+    # the fraction of all the device's CPU time other processes used while the samples were timed (/proc/stat
+    # minus the agent's own CPU time; None: not Linux, or too short a window to tell)
+    others_cpu_share: float | None = None
+
+    @property
+    def timed_while_busy(self) -> bool:
+        """Other processes used at least BUSY_SHARE of the CPUs while this was timed: its times are not the
+        model's alone (a shared runner, a board running something else, another emulated device)."""
+        return self.others_cpu_share is not None and self.others_cpu_share >= BUSY_SHARE
 
 
 class AgentResult(_Model):

@@ -204,6 +204,18 @@ def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int = 1)
                 f"the estimate of {route.artifact} is not calibrated ({why}; interval "
                 f"{est.get('low_ms', 0):.3g}-{est.get('high_ms', 0):.3g} ms): confirm on the board"
             )
+    if basis is Basis.P50_MS and route.artifact is not None:
+        busy = [
+            m
+            for m in (run.agent.measurements if run.agent else [])
+            if m.threads == threads and m.timed_while_busy
+        ]
+        if busy:
+            worst = max(m.others_cpu_share or 0.0 for m in busy)
+            route.caveats.append(
+                f"other processes used up to {worst:.0%} of {run.target}'s CPUs while {len(busy)} of these "
+                "were timed: the ranking may be the machine's, not the models'; measure again on a quiet one"
+            )
     return route
 
 

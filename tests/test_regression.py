@@ -84,6 +84,37 @@ def test_a_throttled_run_is_unreliable_not_a_regression() -> None:
     assert not flags[0].is_regression and flags[0].target == "pi4" and "0x50005" in flags[0].message
 
 
+def test_a_measurement_timed_while_the_machine_was_busy_is_unreliable_and_said_everywhere() -> None:
+    """Other processes using a share of the CPUs while a measurement was timed (the agent's others_cpu_share):
+    a slowdown then is the machine's, not the model's. Unreliable, not a regression, kept out of later
+    baselines; the deploy table's lines and the route say so too."""
+    from edgekit.report.table import busy_lines
+    from edgekit.route import route_for_run
+
+    history = _history(slowdown={("tflite-int8", "pi4"): 1.3})
+    latest = history[-1].result
+    run = next(r for r in latest.runs if r.target == "pi4")
+    for m in run.agent.measurements if run.agent else []:
+        if m.artifact == "tflite-int8" and m.threads == 1:
+            m.others_cpu_share = 0.45
+    flags = detect(history)
+    assert _keys(flags, FlagKind.LATENCY) == {("tflite-int8", "pi4", 4)}  # x1 is not judged
+    (busy,) = [f for f in flags if f.kind is FlagKind.UNRELIABLE]
+    assert not busy.is_regression and (busy.artifact, busy.threads) == ("tflite-int8", 1)
+    assert "45% of pi4's CPUs" in busy.message
+    (line,) = busy_lines(latest)
+    assert line.startswith("pi4: other processes used up to 45% of its CPUs") and "tflite-int8 x1 45%" in line
+    for m in run.agent.measurements if run.agent else []:
+        m.others_cpu_share = 0.05 if m.artifact != "tflite-int8" else 0.45  # below BUSY_SHARE: not said
+    assert busy_lines(latest) == [line.replace("x1 45%", "x1 45%, tflite-int8 x4 45%")]
+    for m in run.agent.measurements if run.agent else []:
+        m.others_cpu_share = 0.3 if m.threads == 1 else None
+    route = route_for_run(run, {}, threads=1)
+    assert route.artifact is not None
+    assert any("other processes used up to 30% of pi4's CPUs while 3 of these" in c for c in route.caveats)
+    assert not any("other processes" in c for c in route_for_run(run, {}, threads=4).caveats)
+
+
 def test_throttling_reasons() -> None:
     run = synthetic_result(T0, rng=np.random.default_rng(0), formats=FORMATS, targets=("pi4",)).runs[0]
     agent = run.agent

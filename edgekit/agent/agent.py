@@ -377,6 +377,41 @@ def reset_peak_rss() -> bool:
         return False
 
 
+# --- other processes' CPU use while timing --------------------------------------------------------------------
+MIN_BUSY_WINDOW_S = 0.1  # /proc/stat counts in clock ticks (10 ms): a shorter window cannot be told apart
+
+
+def cpu_snapshot() -> Optional[tuple]:
+    """(wall s, CPU-busy s of the whole machine from /proc/stat, this process's CPU s over all its threads), or
+    None where /proc/stat cannot be read (not Linux)."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = handle.readline().split()
+        ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+        hz = float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+    if not fields or fields[0] != "cpu" or len(ticks) < 8:
+        return None
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / hz
+    own = os.times()
+    return (time.monotonic(), busy, own.user + own.system)
+
+
+def others_cpu_share(before: Optional[tuple], after: Optional[tuple]) -> Optional[float]:
+    """The fraction of all the machine's CPU time that other processes used between two snapshots (0: the
+    agent had the machine to itself; 0.5 on 2 cores: another process kept one core busy), or None when it
+    cannot be known (no /proc/stat, a window shorter than MIN_BUSY_WINDOW_S)."""
+    if before is None or after is None:
+        return None
+    wall = after[0] - before[0]
+    if wall < MIN_BUSY_WINDOW_S:
+        return None
+    others = (after[1] - before[1]) - (after[2] - before[2])
+    share = others / (wall * float(os.cpu_count() or 1))
+    return round(min(1.0, max(0.0, share)), 3)
+
+
 # --- instruction counting (the counting qemu plugin; no effect unless EDGEKIT_INSN_FILE is set) ---------------
 class InsnCounter:
     """Marks each timed window with unused syscalls 4093/4094 (-ENOSYS elsewhere); the plugin appends one line
@@ -933,7 +968,9 @@ def measure(
         gc.disable()
         try:
             number = calibrate_number(runner.invoke, m["number"], float(req.get("min_repeat_ms", 0.0)))
+            before = cpu_snapshot()
             samples, counts = sample(runner.invoke, int(req.get("repeat", 10)), number, insn)
+            m["others_cpu_share"] = others_cpu_share(before, cpu_snapshot())
         finally:
             gc.enable()
         m.update(number=number, samples_ms=samples, **summarize(samples))

@@ -110,7 +110,7 @@ def deploy_cmd(
     """
     from edgekit.deploy import DeployOptions, deploy
     from edgekit.recipe import load_recipe
-    from edgekit.report.table import deploy_table, failures, route_lines
+    from edgekit.report.table import busy_lines, deploy_table, failures, route_lines
 
     loaded = load_recipe(recipe)
     if not target and no_host:
@@ -154,6 +154,8 @@ def deploy_cmd(
     console.print(deploy_table(result, verbose=verbose))
     for line in failures(result):
         console.print(f"[red]x[/] {line}", highlight=False)
+    for line in busy_lines(result):
+        console.print(f"[yellow]![/] {line}", highlight=False)
     for line in route_lines(result):
         console.print(line, highlight=False)
     if profile:

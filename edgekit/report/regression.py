@@ -12,7 +12,8 @@ runs (the baseline):
 - fidelity: an artifact that missed its recipe's gate.
 - failures: an artifact or target that failed where it used to work.
 A target that was throttling or hot during the run is flagged `unreliable`, and its latencies are neither
-judged nor used as baseline for later runs. Flags are plain data; the report and `edgekit nightly` read them.
+judged nor used as baseline for later runs; so is a measurement timed while other processes used a tenth or
+more of the device's CPUs (Measurement.timed_while_busy; emulated targets are judged on counts, not affected). Flags are plain data; the report and `edgekit nightly` read them.
 """
 
 from __future__ import annotations
@@ -178,9 +179,27 @@ def _target_flags(
             continue
         if reason:
             continue
-        flag = _speed_flag(
-            recipe, latest.id, target_run, m, [pm for pm in past if pm.status == "ok"], settings
-        )
+        if (
+            m.timed_while_busy and not target_run.emulated
+        ):  # counts are exact whatever the load; times are not
+            flags.append(
+                Flag(
+                    FlagKind.UNRELIABLE,
+                    recipe,
+                    latest.id,
+                    target,
+                    m.artifact,
+                    m.threads,
+                    emulated=target_run.emulated,
+                    message=f"{m.artifact} x{m.threads}: timings unreliable: other processes used "
+                    f"{m.others_cpu_share:.0%} of {target}'s CPUs while it was timed",
+                )
+            )
+            continue
+        ok_past = [
+            pm for pm in past if pm.status == "ok" and (target_run.emulated or not pm.timed_while_busy)
+        ]
+        flag = _speed_flag(recipe, latest.id, target_run, m, ok_past, settings)
         if flag:
             flags.append(flag)
     return flags

@@ -123,6 +123,31 @@ def failures(result: DeployResult) -> list[str]:
     return lines
 
 
+def busy_lines(result: DeployResult) -> list[str]:
+    """Per measured target (emulated wall times are not judged anyway), the measurements timed while other
+    processes used a share of its CPUs (Measurement.timed_while_busy): the figure says so, it is not hidden."""
+    lines = []
+    for run in result.runs:
+        busy = [
+            m
+            for m in (run.agent.measurements if run.agent and not run.emulated else [])
+            if m.timed_while_busy
+        ]
+        if busy:
+            lines.append(busy_line(run.target, busy))
+    return lines
+
+
+def busy_line(target: str, busy: list[Measurement]) -> str:
+    worst = max(m.others_cpu_share or 0.0 for m in busy)
+    which = ", ".join(f"{m.artifact} x{m.threads} {m.others_cpu_share:.0%}" for m in busy[:6])
+    more = f" and {len(busy) - 6} more" if len(busy) > 6 else ""
+    return (
+        f"{target}: other processes used up to {worst:.0%} of its CPUs while these were timed ({which}{more}): "
+        "their times are not the model's alone; measure again when the machine is quiet"
+    )
+
+
 def route_lines(result: DeployResult) -> list[str]:
     """'route pi4-emu: ship ncnn-int8 (12.3 ms ESTIMATE, ...)': the fastest artifact meeting every gate, per
     target, with what its figure is (measured p50, board estimate, or instruction count)."""
