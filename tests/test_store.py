@@ -305,6 +305,35 @@ def test_deploy_records_its_result_before_drawing_the_table(
         assert store.load(summary.id) == result
 
 
+@pytest.mark.integration
+def test_a_deploy_that_fails_after_measuring_keeps_the_measurements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real deploy (tiny, the host) whose comparison step raises (a bug, as `make demo` met when its code
+    changed under it): it lost every measurement ("internal error", nothing recorded, no file). Now they are
+    recorded (ok=False) and written before the error is printed."""
+    from typer.testing import CliRunner
+
+    import edgekit.deploy.orchestrate
+    from edgekit.cli import app
+
+    def broken(*_args: object, **_kw: object) -> None:
+        raise AttributeError("a bug after measuring")
+
+    monkeypatch.setattr(edgekit.deploy.orchestrate, "compare_all", broken)
+    url, out_json = _url(tmp_path), tmp_path / "out.json"
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml"
+    args = ["deploy", str(recipe), "--format", "tflite-fp32", "--repeat", "2", "--threads", "1"]
+    out = CliRunner().invoke(app, [*args, "--store", url, "--json", str(out_json)])
+    assert isinstance(out.exception, AttributeError), out.output
+    assert "the deploy failed after measuring: kept 1 measurements; recorded as run 1" in out.output
+    with open_store(url) as store:
+        (summary,) = store.runs()
+        kept = store.load(summary.id)
+    assert not kept.ok and kept.runs[0].agent is not None and kept.runs[0].agent.measurements[0].p50_ms
+    assert DeployResult.model_validate_json(out_json.read_text()) == kept
+
+
 def test_runs_import_names_what_is_wrong_with_a_file_and_imports_nothing(tmp_path: Path) -> None:
     """A file that is not a deploy result: exit 2 with the first problem and its field (it said only "1
     validation error for DeployResult"), and no store is created or written when any file given is bad."""

@@ -144,6 +144,10 @@ def deploy_cmd(
         except Interrupted as exc:  # Ctrl-C while measuring: keep and record what was measured, exit 130
             _keep_interrupted(exc, json_path, store, no_store)
             raise
+        except Exception as exc:  # failed after measuring (comparison, a bug): the measurements are kept
+            if getattr(exc, "result", None) is not None:
+                _keep_measured(exc.result, json_path, store, no_store)  # type: ignore[attr-defined]
+            raise
     # recorded before anything is drawn: a table that fails to render must not cost the measurements
     run_id, store_error = None, None
     if not no_store:
@@ -239,6 +243,25 @@ def _keep_interrupted(exc: Interrupted, json_path: Path | None, store: str | Non
 
         where += f"; recorded as run {record(result, store)} (interrupted)"
     console.print(f"interrupted: kept {kept} measurements{where}", highlight=False)
+
+
+def _keep_measured(result: DeployResult, json_path: Path | None, store: str | None, no_store: bool) -> None:
+    """A deploy that failed after its targets were measured: what they measured is recorded (ok=False) and
+    written, and said, before the error itself is printed."""
+    kept = sum(1 for run in result.runs if run.agent for m in run.agent.measurements if m.status == "ok")
+    where = ""
+    if not no_store:
+        try:
+            where = f"; recorded as run {_record_or_keep(result, store, json_path)}"
+        except StoreError as exc:
+            where = f"; {exc.message}"
+    elif json_path is None:
+        kept_at = data_dir() / "unrecorded" / f"{result.recipe}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        write_atomic(kept_at, result.model_dump_json(indent=1))
+        where = f"; results: {kept_at}"
+    if json_path:
+        where += f"; results: {json_path}"
+    console.print(f"the deploy failed after measuring: kept {kept} measurements{where}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

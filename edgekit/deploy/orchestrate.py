@@ -126,14 +126,20 @@ def deploy(
     inputs, labels = _inputs(recipe, settings, local_root)
     plans = [_plan_for(target, recipe, opts, settings, inputs, say) for target in resolved.values()]
     result.runs = _run_targets(plans, deployable, run_id, local_root, say, writer)
-    say("compare: outputs vs the ONNX model and ARM vs host")
-    reference = onnx_reference(recipe, np.load(inputs))
-    compare_all(result, recipe, reference, labels, HOST)
-    _estimates(result, {t.name: t for t in resolved.values()}, say)
-    if opts.profile:
-        _profiles(result, {t.name: t for t in resolved.values()}, say)
+    try:
+        say("compare: outputs vs the ONNX model and ARM vs host")
+        reference = onnx_reference(recipe, np.load(inputs))
+        compare_all(result, recipe, reference, labels, HOST)
+        _estimates(result, {t.name: t for t in resolved.values()}, say)
+        if opts.profile:
+            _profiles(result, {t.name: t for t in resolved.values()}, say)
+            writer.write()
+        result.routes = _routes(result)
+    except Exception as exc:  # even a bug after measuring must not cost the measurements: the CLI keeps them
+        result.finished_at = now()
         writer.write()
-    result.routes = _routes(result)
+        exc.result = result  # type: ignore[attr-defined]
+        raise
     result.finished_at = now()
     result.ok = is_ok(result, [a.id for a in deployable])
     writer.write()
