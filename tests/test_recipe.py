@@ -207,6 +207,36 @@ def test_images_folder_is_preprocessed_exactly_with_class_labels(tmp_path: Path)
     assert labels is not None and labels.tolist() == [0, 1]
 
 
+def test_an_images_path_is_walked_within_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`path: /` walked the whole filesystem, and a large folder without `samples` stacked every image in memory
+    (100k images at 224x224 are 60 GB of float32). Both are named RecipeErrors; a symlinked folder (a loop back
+    to the parent here) is not followed."""
+    from PIL import Image
+
+    import edgekit.convert.calibration as calibration
+
+    (tmp_path / "imgs").mkdir()
+    for k in range(2):
+        Image.fromarray(np.full((8, 8, 3), 9 * k, np.uint8)).save(tmp_path / "imgs" / f"{k}.png")
+    (tmp_path / "imgs" / "loop").symlink_to(tmp_path / "imgs", target_is_directory=True)
+    path = write(
+        tmp_path,
+        base(
+            input={"name": "input", "shape": [1, 3, 8, 8]},
+            evaluation={"data": {"kind": "images", "path": "imgs"}},
+        ),
+    )
+    x, _ = evaluation_inputs(load_recipe(path))
+    assert x.shape == (2, 3, 8, 8)  # the loop added nothing
+    monkeypatch.setattr(calibration, "MAX_DATA_BYTES", 3 * 8 * 8 * 4 + 1)  # room for one image, not two
+    with pytest.raises(RecipeError, match=r"2 images in .* more than edgekit holds in memory") as err:
+        evaluation_inputs(load_recipe(path))
+    assert "set `evaluation.data.samples`" in (err.value.hint or "")
+    monkeypatch.setattr(calibration, "MAX_FOLDER_ENTRIES", 2)
+    with pytest.raises(RecipeError, match="is this the folder of images you meant"):
+        evaluation_inputs(load_recipe(path))
+
+
 def test_images_are_resized_and_nhwc_layout_kept(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -23,6 +23,7 @@ Labels: for a classifier, an int array (N,) of class ids. For a detector, a list
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from edgekit.recipe import (
     call_builder,
     class_labels,
 )
+from edgekit.recipe.schema import MAX_DATA_BYTES
 
 Labels = np.ndarray | list[np.ndarray]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -106,10 +108,31 @@ def _npy(path: Path, field: str, recipe: Recipe) -> np.ndarray:
         ) from None
 
 
+MAX_FOLDER_ENTRIES = 1_000_000  # files and folders looked at under an images `path` before giving up
+
+
+def _image_files(folder: Path, field: str, where: str) -> list[Path]:
+    """Every image file under FOLDER (symlinked folders not followed), sorted; a tree with more than
+    MAX_FOLDER_ENTRIES entries (`path: /`, a home folder) is refused instead of walked for minutes."""
+    found: list[Path] = []
+    seen = 0
+    for root, dirs, names in os.walk(folder):
+        seen += len(dirs) + len(names)
+        if seen > MAX_FOLDER_ENTRIES:
+            raise RecipeError(
+                f"field `{field}.path`: more than {MAX_FOLDER_ENTRIES:,} files and folders under {folder}: "
+                "is this the folder of images you meant?",
+                where=where,
+                hint="point it at a folder holding only the images (one sub-folder per class for labels)",
+            )
+        found += [Path(root) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found)
+
+
 def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
     from PIL import Image  # Pillow comes with matplotlib; pinned in constraints.txt
 
-    files = sorted(p for p in source.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = _image_files(source.path, field, str(recipe.path))
     if not files:
         raise RecipeError(
             f"field `{field}.path`: no image files in {source.path}",
@@ -121,6 +144,15 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
     if source.samples is not None and len(files) > source.samples:  # evenly spread: every class folder counts
         files = [files[int(i)] for i in np.linspace(0, len(files) - 1, source.samples).round()]
     h, w, c = _hwc(recipe, field)
+    per_sample = 4 * int(np.prod(recipe.input.shape[1:]))
+    if len(files) * per_sample > MAX_DATA_BYTES:  # `samples` unset: every image of a large folder
+        raise RecipeError(
+            f"field `{field}`: {len(files):,} images in {source.path} are {len(files) * per_sample / 2**30:,.1f} "
+            f"GiB of float32 inputs, more than edgekit holds in memory ({MAX_DATA_BYTES >> 30} GiB)",
+            where=str(recipe.path),
+            hint=f"set `{field}.samples` (a few hundred calibrate INT8 well; they are spread over the "
+            "class folders)",
+        )
     mode = "L" if c == 1 else "RGB"
     batch = []
     for f in files:
