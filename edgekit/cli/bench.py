@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from edgekit.agent.agent import fit_shape
+from edgekit.cli.inputs import check_model_file
 from edgekit.cli.outputs import check_output_file
 from edgekit.cli.shapes import parse_shape
 from edgekit.errors import InputDataError, Interrupted, UsageError
@@ -44,6 +45,7 @@ An ncnn model needs its input shape: from model.io.json beside it (edgekit conve
 def bench_cmd(
     artifact: Path = typer.Argument(
         ...,
+        callback=check_model_file,
         help="a model file: .tflite, an ncnn .param (its .bin beside it), .onnx, .mnn, .xml (OpenVINO), .pte",
     ),
     target: str = typer.Option(..., "--target", "-t", help="target name or file; `host` for this machine"),

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from edgekit.cli.inputs import check_model_file
 from edgekit.cli.shapes import parse_shape
 from edgekit.errors import EdgekitError, InputDataError, UsageError
 
@@ -40,7 +41,9 @@ def _format_of(artifact: Path, fmt: str | None) -> Any:
 
 
 def estimate_cmd(
-    artifact: Path = typer.Argument(..., help="a .tflite, an ncnn .param (its .bin beside it) or an .onnx"),
+    artifact: Path = typer.Argument(
+        ..., callback=check_model_file, help="a .tflite, an ncnn .param (its .bin beside it) or an .onnx"
+    ),
     board: str = typer.Option(..., "--board", "-b", help="pi4 or pi5"),
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="threads on the real board"),
     input_shape: str | None = typer.Option(None, "--input-shape", help="NCHW, for a .param without sidecar"),
@@ -203,7 +206,9 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
 
 
 def roofline_cmd(
-    artifact: Path = typer.Argument(..., help="a .tflite, an ncnn .param (its .bin beside it) or an .onnx"),
+    artifact: Path = typer.Argument(
+        ..., callback=check_model_file, help="a .tflite, an ncnn .param (its .bin beside it) or an .onnx"
+    ),
     board: str = typer.Option(..., "--board", "-b", help="pi4 or pi5"),
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="cores used on the real board"),
     input_shape: str | None = typer.Option(None, "--input-shape", help="NCHW, for a .param without sidecar"),

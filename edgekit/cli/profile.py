@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from edgekit.cli.inputs import check_model_file
 from edgekit.errors import EdgekitError, InputDataError, Interrupted, UsageError
 
 if TYPE_CHECKING:
@@ -37,7 +38,9 @@ def _device_for(target: str) -> str | None:
 
 def profile_cmd(
     artifact: Path = typer.Argument(
-        ..., help="an ncnn model.param (its .bin and model.io.json beside it) or a .tflite model"
+        ...,
+        callback=check_model_file,
+        help="an ncnn model.param (its .bin and model.io.json beside it) or a .tflite model",
     ),
     target: str = typer.Option(
         ..., "--target", "-t", help="pi4-emu / pi5-emu (instruction counts), a board or host (wall time)"

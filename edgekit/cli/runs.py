@@ -129,6 +129,10 @@ def import_cmd(
     results = []
     for path in files:  # every file is read before the store is touched: a bad one imports nothing
         try:
+            if (
+                path.exists() and not path.is_file()
+            ):  # a folder, or /dev/zero and FIFOs: read forever or block
+                raise IsADirectoryError(0, "not a regular file")
             results.append((path, DeployResult.model_validate_json(path.read_bytes())))
         except (OSError, ValidationError) as exc:
             raise InputDataError(  # the file given is bad input (exit 2), not a store fault

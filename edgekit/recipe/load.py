@@ -135,6 +135,12 @@ def _check_files(recipe: Recipe) -> None:
     for field, p in checks:
         if p is not None and not p.exists():
             raise RecipeError(f"field `{field}`: file not found: {p}", where=where)
+        if p is not None and not (p.is_file() or p.is_dir()):  # /dev/zero, a FIFO: read forever or block
+            raise RecipeError(
+                f"field `{field}`: {p} is not a regular file or folder (a device, a pipe or a socket)",
+                where=where,
+                hint="name the model or data file itself",
+            )
     if isinstance(model, KerasSource):
         _check_keras_path(model.path, where)
     for section, data in (

@@ -206,6 +206,36 @@ def test_deploy_and_nightly_refuse_a_missing_key_file_before_converting(tmp_path
     assert not (home / "cache").exists()
 
 
+def test_a_device_or_a_pipe_given_as_a_file_is_refused_not_read_forever(tmp_path: Path, edgekit_cli) -> None:
+    """/dev/zero or a FIFO where a model or a result file goes (a hostile recipe, a wrong symlink): `convert`
+    read /dev/zero as ONNX until killed and blocked forever on a FIFO, `roofline` the same on a .param, `runs
+    import` read it into memory. Each is now a named error, exit 2, at once."""
+    import os
+
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    (tmp_path / "zero.param").symlink_to("/dev/zero")
+    recipe = (RECIPES / "tiny.yaml").read_text()
+    recipe = recipe.replace("  kind: torch", f"  kind: onnx\n  path: {fifo}").replace(
+        "  builder: edgekit.zoo.tiny:build\n", ""
+    )
+    recipe = "\n".join(line for line in recipe.splitlines() if not line.startswith("  args: {num_classes"))
+    (tmp_path / "hostile.yaml").write_text(recipe + "\n")
+    home = {"EDGEKIT_HOME": str(tmp_path / "home")}
+    cases = [
+        (
+            ("convert", str(tmp_path / "hostile.yaml"), "--format", "onnx-fp32"),
+            "is not a regular file or folder",
+        ),
+        (("roofline", str(tmp_path / "zero.param"), "--board", "pi4"), "is not a regular file"),
+        (("runs", "import", "/dev/zero"), "not a regular file"),
+    ]
+    for args, says in cases:
+        out = edgekit_cli(*args, env=home, timeout=60)
+        text = " ".join(out.stderr.split())
+        assert out.code == 2 and says in text and out.seconds < 30, (args, out.stderr)
+
+
 def test_a_refused_port_says_connection_refused(tmp_path: Path, pi4_emu, edgekit_cli) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
