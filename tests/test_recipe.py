@@ -363,3 +363,19 @@ def test_preprocess_values_must_fit_the_channels(
         load_recipe(write(tmp_path, base(input=inp)))
     preprocess = {k: [v[0] or 1.0] for k, v in preprocess.items()}  # one value for every channel: fine
     load_recipe(write(tmp_path, base(input={**inp, "preprocess": preprocess})))
+
+
+def test_thread_counts_are_bounded_and_measured_once(tmp_path: Path) -> None:
+    """`--threads 100000` had the runtime start 100000 threads and hang until killed; `--threads 1,1` measured
+    one thread count twice under the same key. Both on the command line and in a recipe's benchmark block."""
+    from edgekit.cli.deploy import parse_threads
+    from edgekit.errors import UsageError
+    from edgekit.recipe.schema import MAX_THREADS
+
+    assert parse_threads("1,1,4, 1") == (1, 4)
+    for bad in ("100000", f"{MAX_THREADS + 1}", "0", "1,-2", "x"):
+        with pytest.raises(UsageError, match=f"integers from 1 to {MAX_THREADS}"):
+            parse_threads(bad)
+    assert load_recipe(write(tmp_path, base(benchmark={"threads": [4, 1, 4]}))).benchmark.threads == (4, 1)
+    with pytest.raises(RecipeError, match=f"from 1 to {MAX_THREADS}"):
+        load_recipe(write(tmp_path, base(benchmark={"threads": [1, 100000]})))

@@ -44,13 +44,15 @@ def parse_threads(text: str | None) -> tuple[int, ...] | None:
         values = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
     except ValueError:
         values = ()
-    if not values or any(v <= 0 for v in values):
+    from edgekit.recipe.schema import MAX_THREADS
+
+    if not values or any(v <= 0 or v > MAX_THREADS for v in values):
         raise UsageError(
-            f"{text!r}: expected positive integers separated by commas",
+            f"{text!r}: expected integers from 1 to {MAX_THREADS} separated by commas",
             where="--threads",
             hint="e.g. --threads 1,2,4",
         )
-    return values
+    return tuple(dict.fromkeys(values))  # 1,1,4 measures 1 thread once
 
 
 def deploy_cmd(
