@@ -19,7 +19,7 @@ import getpass
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -181,12 +181,13 @@ def load_target(
         raw = _read_yaml(path)
     raw.setdefault("name", path.stem)
     name = str(raw["name"])
-    explicit = _env_overrides(name, os.environ if env is None else env)
-    explicit = _deep_merge(explicit, _parse_overrides(overrides))
+    from_env = _env_overrides(name, os.environ if env is None else env)
+    from_cli = _parse_overrides(overrides)
+    explicit = _deep_merge(from_env, from_cli)
     data = _deep_merge(raw, explicit)
     if data.get("transport") == TransportKind.LOCAL.value and "python" not in data:
         data["python"] = sys.executable  # the host side runs in edgekit's own environment (its runtimes)
-    target = _validate(data, str(path))
+    target = _validate(data, str(path), lambda loc: _origin(loc, name, from_env, from_cli))
     if target.transport is TransportKind.SSH and not target.emulated and not target.lab:
         target = _apply_ssh_config(target, explicit, ssh_config, str(path))
     target._source = str(path)
@@ -266,18 +267,49 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _validate(data: dict[str, Any], where: str) -> Target:
+def _origin(loc: tuple[Any, ...], name: str, from_env: dict[str, Any], from_cli: dict[str, Any]) -> str:
+    """Where an overridden field came from (` (from --set port=...)`), or "" for the target file's own."""
+
+    def holds(tree: Any) -> bool:
+        for part in loc:
+            if not isinstance(tree, dict) or str(part) not in tree:
+                return False
+            tree = tree[str(part)]
+        return True
+
+    field = ".".join(str(p) for p in loc)
+    if holds(from_cli):
+        return f" (from --set {field}=...)"
+    if holds(from_env):
+        return f" (from EDGEKIT_TARGET_{_env_name(name)}_{field.upper().replace('.', '__')})"
+    return ""
+
+
+def _validate(
+    data: dict[str, Any], where: str, origin: Callable[[tuple[Any, ...]], str] | None = None
+) -> Target:
+    """The Target of `data`; a problem in a field that came from an override says so (`origin`: `--set` or the
+    environment variable), not only the target file."""
     try:
         return Target.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: "
+            + ("unknown field" if e["type"] == "extra_forbidden" else e["msg"])
+            + (origin(tuple(e["loc"])) if origin else "")
+            for e in exc.errors()
+        )
         raise TargetError(
             f"invalid target: {problems}", where=where, hint=f"fields: {', '.join(Target.model_fields)}"
         ) from None
 
 
+def _env_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
 def _env_overrides(name: str, env: Mapping[str, str]) -> dict[str, Any]:
-    prefix = "EDGEKIT_TARGET_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_"
+    prefix = "EDGEKIT_TARGET_" + _env_name(name) + "_"
     pairs = [
         f"{k[len(prefix) :].lower().replace('__', '.')}={v}" for k, v in env.items() if k.startswith(prefix)
     ]

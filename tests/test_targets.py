@@ -158,3 +158,23 @@ def test_cli_lists_targets_and_every_help_has_an_example() -> None:
     ):
         out = runner.invoke(app, [*argv, "--help"], terminal_width=200)
         assert out.exit_code == 0 and "Example: edgekit" in out.output, argv
+
+
+def test_an_invalid_override_names_where_it_came_from() -> None:
+    """`--set port=abc` or EDGEKIT_TARGET_PI4_PORT=abc read as if targets/pi4.yaml itself were broken
+    ("invalid target: port: Input should be a valid integer"); a typo'd field said "Extra inputs are not
+    permitted". Each problem now names its origin; the file's own fields are not blamed on an override."""
+    cases = [
+        (["port=abc"], {}, "port: Input should be a valid integer", "(from --set port=...)"),
+        (["foo=bar"], {}, "foo: unknown field", "(from --set foo=...)"),
+        (
+            [],
+            {"EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING": "maybe"},
+            "emulated.counting",
+            "(from EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING)",
+        ),
+    ]
+    for overrides, env, problem, origin in cases:
+        with pytest.raises(TargetError) as err:
+            load_target("pi4-emu", overrides, env=env)
+        assert problem in str(err.value) and origin in str(err.value), str(err.value)
