@@ -54,6 +54,12 @@ def test_unknown_key_names_file_and_field(tmp_path: Path) -> None:
         load_recipe(path)
     assert str(path) in str(err.value)
     assert "input.sahpe" in str(err.value) and "unknown key" in str(err.value)
+    misspelt = base()
+    misspelt["formts"] = misspelt.pop("formats")  # a required field misspelt: it is missing, said plainly
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, misspelt))
+    assert "field `formats`: required, and missing" in str(err.value) and "formts" in str(err.value)
+    assert "(got {" not in str(err.value)  # the whole recipe was printed as the "value" of the missing field
 
 
 def test_wrong_type_names_field_and_value(tmp_path: Path) -> None:

@@ -86,6 +86,8 @@ def _describe(exc: ValidationError) -> str:
             )
         elif not loc:  # a check across fields: its message names them, and the input is the whole recipe
             lines.append(f"recipe: {err['msg'].removeprefix('Value error, ')}")
+        elif err["type"] == "missing":  # its input is the enclosing section, not a value the user wrote here
+            lines.append(f"field `{loc}`: required, and missing (see README 'Recipes')")
         else:
             lines.append(f"field `{loc}`: {err['msg']} (got {_brief(err.get('input'))})")
     return "invalid recipe:\n  " + "\n  ".join(lines)
