@@ -272,7 +272,7 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
 def _file_shape(art: AgentArtifact) -> tuple[int, ...] | None:
     """The input shape a .tflite or a fixed-shape .onnx states itself, else None."""
     if art.files[0].suffix == ".tflite":
-        from edgekit.estimate.graph import load_tflite
+        from edgekit.runtimes.tflite import load_tflite
 
         detail = load_tflite(art.files[0]).get_input_details()[0]
         return tuple(int(d) for d in detail["shape"])

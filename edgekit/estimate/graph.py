@@ -22,6 +22,7 @@ import numpy as np
 
 from edgekit.errors import InputDataError
 from edgekit.estimate.ncnn_model import check_input_channels, load_ncnn, parse_param
+from edgekit.runtimes.tflite import load_tflite
 
 
 @dataclass
@@ -138,19 +139,6 @@ def _onnx_node_macs(node: Any, shapes: dict, inits: dict) -> int:
 
 
 # --- TFLite --------------------------------------------------------------------------------------------------------
-def load_tflite(path: Path) -> Any:
-    """A TFLite Interpreter of the model at PATH on this host; a file it cannot read is bad input (InputDataError).
-    model_content is verified: a corrupt file raises here instead of crashing the interpreter."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    try:
-        return Interpreter(model_content=Path(path).read_bytes())
-    except (ValueError, RuntimeError) as exc:
-        raise InputDataError(
-            f"not a readable .tflite model: {exc}", where=str(path), hint="give the .tflite a converter wrote"
-        ) from None
-
-
 def _tflite(path: Path, input_shape: list[int] | None) -> ModelCost:
     interp = load_tflite(path)
     tensors = {

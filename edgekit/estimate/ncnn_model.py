@@ -5,30 +5,11 @@ convolution. graph.py counts MACs and sizes from these; the CLI checks a user's 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from edgekit.errors import InputDataError
+from edgekit.runtimes.ncnn import load_ncnn, parse_param
 
-
-def parse_param(path: Path) -> list[tuple[str, list[str], list[str], dict[str, str]]]:
-    """Layers of an ncnn .param: (type, bottom blobs, top blobs, {param id: value})."""
-    lines = path.read_text().split("\n")
-    if not lines or lines[0].strip() != "7767517":
-        raise InputDataError(
-            "not an ncnn .param file (bad magic: its first line is not 7767517)",
-            where=str(path),
-            hint="give the .param ncnn writes (pnnx or onnx2ncnn output), with its .bin beside it",
-        )
-    layers = []
-    for line in lines[2:]:
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        kind, nb, nt = parts[0], int(parts[2]), int(parts[3])
-        bottoms, tops = parts[4 : 4 + nb], parts[4 + nb : 4 + nb + nt]
-        params = dict(kv.split("=", 1) for kv in parts[4 + nb + nt :] if "=" in kv)
-        layers.append((kind, bottoms, tops, params))
-    return layers
+__all__ = ["check_input_channels", "load_ncnn", "parse_param"]
 
 
 def check_input_channels(path: Path, input_shape: list[int]) -> None:
@@ -67,35 +48,3 @@ def check_input_channels(path: Path, input_shape: list[int]) -> None:
             )
         if kind in ("Convolution", "ConvolutionDepthWise"):
             return
-
-
-def load_ncnn(path: Path, options: dict[str, bool] | None = None) -> Any:
-    """An ncnn.Net of the .param at PATH and its .bin, loaded on this host (1 thread, `options` set); a model
-    ncnn cannot load is bad input (InputDataError), named: the .param, a missing .bin, or weights that do not
-    fit. Run before any emulated guest so a broken file is refused at once with exit 2."""
-    import ncnn
-
-    parse_param(path)  # the magic line
-    net = ncnn.Net()
-    net.opt.num_threads = 1
-    for key, value in (options or {}).items():
-        setattr(net.opt, key, value)
-    if net.load_param(str(path)) != 0:
-        raise InputDataError(
-            "ncnn cannot parse this .param (ncnn's message above says which layer)",
-            where=str(path),
-            hint="a layer type this ncnn build lacks, or a malformed line; check it loads in ncnn itself",
-        )
-    weights = path.with_suffix(".bin")
-    if not weights.is_file():
-        raise InputDataError(
-            "no .bin beside this .param", where=str(weights), hint="ncnn needs both files, with the same name"
-        )
-    if net.load_model(str(weights)) != 0:
-        raise InputDataError(
-            "ncnn cannot load the weights of this model (ncnn's message above says which layer)",
-            where=str(weights),
-            hint="the .bin must sit beside the .param with the same name and match it (a truncated or other "
-            "model's .bin fails here)",
-        )
-    return net

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from edgekit.errors import InputDataError
 from edgekit.formats import Format, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
 from edgekit.runtimes.host import run_tflite
@@ -39,6 +41,17 @@ class Tflite(RuntimeSpec):
 
     @classmethod
     def check_file(cls, files: Sequence[Path]) -> None:
-        from edgekit.estimate.graph import load_tflite
-
         load_tflite(Path(files[0]))
+
+
+def load_tflite(path: Path) -> Any:
+    """A TFLite Interpreter of the model at PATH on this host; a file it cannot read is bad input (InputDataError).
+    model_content is verified: a corrupt file raises here instead of crashing the interpreter."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        return Interpreter(model_content=Path(path).read_bytes())
+    except (ValueError, RuntimeError) as exc:
+        raise InputDataError(
+            f"not a readable .tflite model: {exc}", where=str(path), hint="give the .tflite a converter wrote"
+        ) from None
