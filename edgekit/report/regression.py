@@ -127,32 +127,21 @@ def _target_flags(
 ) -> list[Flag]:
     recipe, target = latest.result.recipe, target_run.target
     base_targets = [t for b in baseline for t in b.result.runs if t.target == target]
+
+    def flag(kind: FlagKind, message: str, m: Measurement | None = None) -> Flag:
+        artifact, threads = (m.artifact, m.threads) if m is not None else (None, None)
+        return Flag(
+            kind, recipe, latest.id, target, artifact, threads, emulated=target_run.emulated, message=message
+        )
+
     if target_run.status == "failed" and target_run.agent is None:
         if base_targets and all(t.status == "failed" for t in base_targets):
             return []
-        return [
-            Flag(
-                FlagKind.FAILED,
-                recipe,
-                latest.id,
-                target,
-                emulated=target_run.emulated,
-                message=f"{target}: {target_run.error or 'target failed'}",
-            )
-        ]
+        return [flag(FlagKind.FAILED, f"{target}: {target_run.error or 'target failed'}")]
     flags = _target_fidelity_flags(latest, target_run)
     reason = throttle_reason(target_run, settings.max_temperature_c)
     if reason:
-        flags.append(
-            Flag(
-                FlagKind.UNRELIABLE,
-                recipe,
-                latest.id,
-                target,
-                emulated=target_run.emulated,
-                message=f"{target}: timings unreliable: {reason}",
-            )
-        )
+        flags.append(flag(FlagKind.UNRELIABLE, f"{target}: timings unreliable: {reason}"))
     trusted = [t for t in base_targets if throttle_reason(t, settings.max_temperature_c) is None]
     for m in _measurements(target_run):
         past = [
@@ -162,46 +151,27 @@ def _target_flags(
             if (pm.artifact, pm.threads) == (m.artifact, m.threads)
         ]
         if m.status != "ok":
-            everything_failed = bool(past) and all(pm.status != "ok" for pm in past)
-            if not everything_failed:
-                flags.append(
-                    Flag(
-                        FlagKind.FAILED,
-                        recipe,
-                        latest.id,
-                        target,
-                        m.artifact,
-                        m.threads,
-                        emulated=target_run.emulated,
-                        message=f"{m.artifact} failed: {m.error}",
-                    )
-                )
+            if not (past and all(pm.status != "ok" for pm in past)):  # a known-broken one is not news
+                flags.append(flag(FlagKind.FAILED, f"{m.artifact} failed: {m.error}", m))
             continue
         if reason:
             continue
-        if (
-            m.timed_while_busy and not target_run.emulated
-        ):  # counts are exact whatever the load; times are not
+        if m.timed_while_busy and not target_run.emulated:  # counts are exact whatever the load; times not
             flags.append(
-                Flag(
+                flag(
                     FlagKind.UNRELIABLE,
-                    recipe,
-                    latest.id,
-                    target,
-                    m.artifact,
-                    m.threads,
-                    emulated=target_run.emulated,
-                    message=f"{m.artifact} x{m.threads}: timings unreliable: other processes used "
+                    f"{m.artifact} x{m.threads}: timings unreliable: other processes used "
                     f"{m.others_cpu_share:.0%} of {target}'s CPUs while it was timed",
+                    m,
                 )
             )
             continue
         ok_past = [
             pm for pm in past if pm.status == "ok" and (target_run.emulated or not pm.timed_while_busy)
         ]
-        flag = _speed_flag(recipe, latest.id, target_run, m, ok_past, settings)
-        if flag:
-            flags.append(flag)
+        speed = _speed_flag(recipe, latest.id, target_run, m, ok_past, settings)
+        if speed:
+            flags.append(speed)
     return flags
 
 
