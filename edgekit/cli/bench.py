@@ -80,7 +80,7 @@ def bench_cmd(
     """
     from edgekit.cli.deploy import parse_threads
     from edgekit.deploy import AgentArtifact, Settings, host_target
-    from edgekit.report.table import bench_table, busy_line
+    from edgekit.report.table import bench_table, timing_caveats
     from edgekit.target import load_target
 
     art = AgentArtifact.from_path(artifact, fmt or _sidecar_format(artifact))
@@ -109,11 +109,10 @@ def bench_cmd(
     run = run_one(art, tgt, settings, folder, inputs, console, f"bench {artifact.name}")
     if run.agent is not None:
         console.print(bench_table(run.agent, run.target))
-        busy = [m for m in run.agent.measurements if m.timed_while_busy]
         if tgt.emulated is not None:
             _estimates(run, art, tgt.emulated.device, shape)
-        elif busy:
-            console.print(f"[yellow]![/] {busy_line(run.target, busy)}", highlight=False)
+        for line in timing_caveats(run):
+            console.print(f"[yellow]![/] {line}", highlight=False)
     if json_path:
         write_atomic(json_path, run.model_dump_json(indent=1))
         console.print(f"results: {json_path}", highlight=False)

@@ -125,16 +125,28 @@ def failures(result: DeployResult) -> list[str]:
 
 def busy_lines(result: DeployResult) -> list[str]:
     """Per measured target (emulated wall times are not judged anyway), the measurements timed while other
-    processes used a share of its CPUs (Measurement.timed_while_busy): the figure says so, it is not hidden."""
+    processes used a share of its CPUs (Measurement.timed_while_busy), and those run with more threads than the
+    cores the agent could use (the demo's 4 threads on a 2-core host): the figures say so, they are not hidden."""
+    return [line for run in result.runs for line in timing_caveats(run)]
+
+
+def timing_caveats(run: TargetRun) -> list[str]:
+    """busy_lines for one target run (deploy and bench)."""
+    if run.agent is None or run.emulated:
+        return []
     lines = []
-    for run in result.runs:
-        busy = [
-            m
-            for m in (run.agent.measurements if run.agent and not run.emulated else [])
-            if m.timed_while_busy
-        ]
-        if busy:
-            lines.append(busy_line(run.target, busy))
+    busy = [m for m in run.agent.measurements if m.timed_while_busy]
+    if busy:
+        lines.append(busy_line(run.target, busy))
+    facts = run.agent.facts_before
+    usable = len(facts.cpus_used) if facts.cpus_used else facts.cores
+    over = sorted({m.threads for m in run.agent.measurements if m.status == "ok" and m.threads > usable})
+    if over:
+        lines.append(
+            f"{run.target}: {' and '.join(map(str, over))} threads on {usable} usable core"
+            f"{'s' if usable != 1 else ''}: the threads take turns on the cores, so these times do not show "
+            "what that many cores would do"
+        )
     return lines
 
 
