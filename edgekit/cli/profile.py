@@ -91,7 +91,8 @@ def profile_cmd(
     if artifact.suffix == ".tflite":
         result = profile_tflite(artifact, device, threads=threads)
     else:
-        from edgekit.estimate.ncnn_model import check_input_channels, load_ncnn
+        from edgekit.estimate.ncnn_model import check_input_channels
+        from edgekit.runtimes.ncnn import load_ncnn
 
         load_ncnn(artifact)  # a file ncnn cannot load is refused here, named (exit 2), not after a guest run
         shape = parse_shape(input_shape, "--input-shape")
@@ -113,7 +114,7 @@ def _wall_profile(
 
     from edgekit.cli.bench import _inputs, _sidecar_format, run_folder, run_one
     from edgekit.deploy import AgentArtifact, Settings, host_target
-    from edgekit.estimate.ncnn_model import load_ncnn
+    from edgekit.runtimes.ncnn import load_ncnn
     from edgekit.target import load_target
 
     if artifact.suffix != ".param":

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputDataError
-from edgekit.estimate.ncnn_model import check_input_channels, load_ncnn, parse_param
+from edgekit.estimate.ncnn_model import check_input_channels
+from edgekit.runtimes.ncnn import load_ncnn, parse_param
 from edgekit.runtimes.tflite import load_tflite
 
 

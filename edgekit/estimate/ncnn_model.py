@@ -1,15 +1,12 @@
-"""An ncnn model file on this host: its layers as the .param writes them, the model loaded by ncnn (a file ncnn
-cannot load refused by name, exit 2, before any guest runs), and whether a given input shape fits its first
-convolution. graph.py counts MACs and sizes from these; the CLI checks a user's file with them."""
+"""Whether a given input shape fits an ncnn model's first convolution (the CLI checks a user's shape with it before
+any guest runs). Reading and loading the model on this host are the ncnn runtime's (edgekit/runtimes/ncnn.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from edgekit.errors import InputDataError
-from edgekit.runtimes.ncnn import load_ncnn, parse_param
-
-__all__ = ["check_input_channels", "load_ncnn", "parse_param"]
+from edgekit.runtimes.ncnn import parse_param
 
 
 def check_input_channels(path: Path, input_shape: list[int]) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgekit.formats import Format, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
+from edgekit.runtimes.ort import OnnxRuntime
 
 
 class OpenCv(RuntimeSpec):
@@ -46,8 +47,4 @@ class OpenCv(RuntimeSpec):
                 results[k].append(np.asarray(y, dtype=np.float32))
         return [(name, np.concatenate(r)) for name, r in zip(names, results)]
 
-    @classmethod
-    def check_file(cls, files: Sequence[Path]) -> None:
-        from edgekit.convert.onnx import read_onnx
-
-        read_onnx(Path(files[0]), str(files[0]))
+    check_file = OnnxRuntime.check_file  # the same .onnx file ONNX Runtime reads
