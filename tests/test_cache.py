@@ -119,3 +119,48 @@ def test_weights_are_loaded_and_keyed_by_their_bytes(tmp_path: Path) -> None:
     assert weighted.sha256 != plain.sha256 and weighted.path != plain.path
     with pytest.raises(RecipeError, match=r"model\.weights.*do not fit"):
         onnx_mod.prepare_onnx(tiny_recipe(tmp_path, "c.yaml", model={**src, "weights": "bad.pt"}))
+
+
+def test_builder_code_digest_follows_the_sibling_modules_it_imports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgekit.convert.torch_export import _builder_code_digest
+
+    pkg = tmp_path / "mypkg_digest"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "model.py").write_text(
+        "import json\nfrom mypkg_digest.layers import block\nfrom . import relative\n\n"
+        "def build():\n    import mypkg_digest.head\n    return block\n"
+    )
+    for name in ("layers", "head", "relative", "unrelated"):
+        (pkg / f"{name}.py").write_text("block = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = _builder_code_digest("mypkg_digest.model:build")
+    (pkg / "unrelated.py").write_text("block = 2\n")
+    assert _builder_code_digest("mypkg_digest.model:build") == first
+    seen = {first}
+    for name in ("layers", "head"):  # a top-level import and one inside the builder function
+        (pkg / f"{name}.py").write_text("block = 3\n")
+        digest = _builder_code_digest("mypkg_digest.model:build")
+        assert digest not in seen, name
+        seen.add(digest)
+
+
+def test_imports_read_from_bytecode_match_the_syntax_tree() -> None:
+    """The bytecode reading (thread-safe) finds the same absolute imports as ast does, on edgekit's code."""
+    import ast
+
+    import edgekit
+    from edgekit.convert.torch_export import _absolute_imports
+
+    files = sorted(Path(edgekit.__file__).parent.rglob("*.py"))
+    assert len(files) > 50
+    for path in files:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_bytes())):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names |= {node.module or "", *[f"{node.module}.{a.name}" for a in node.names]}
+        assert set(_absolute_imports(path.read_bytes(), path)) == names, path

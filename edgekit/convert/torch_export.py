@@ -5,10 +5,11 @@ beside it that it imports). Called by edgekit.convert.onnx.prepare_onnx, which i
 
 from __future__ import annotations
 
-import ast
+import dis
 import hashlib
 import importlib.util
 import json
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,8 @@ def _torch_key(recipe: Recipe, src: TorchSource) -> str:
 
 
 def _builder_code_digest(builder: str) -> str:
-    """sha256 of the builder's module and of the modules beside it that it imports (found with ast,
-    function-level imports included): an edited model definition is exported again, other edits are not."""
+    """sha256 of the builder's module and of the modules beside it that it imports (function-level imports
+    included): an edited model definition is exported again, other edits are not."""
     module = builder.partition(":")[0]
     package = module.rpartition(".")[0]
     root = importlib.util.find_spec(module)
@@ -49,21 +50,38 @@ def _builder_code_digest(builder: str) -> str:
         if path in seen:
             continue
         seen[path] = path.read_bytes()
-        for node in ast.walk(ast.parse(seen[path])):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module or "", *[f"{node.module}.{a.name}" for a in node.names]]
-                if isinstance(node, ast.ImportFrom) and node.level == 0
-                else []
-            )
-            for name in names:
-                if package and name.startswith(package + "."):  # never resolve (import) torch and friends
-                    todo += [p for p in [_module_file(name)] if p is not None and p.parent == folder]
+        for name in _absolute_imports(seen[path], path):
+            if package and name.startswith(package + "."):  # never resolve (import) torch and friends
+                todo += [p for p in [_module_file(name)] if p is not None and p.parent == folder]
     h = hashlib.sha256()
     for path in sorted(seen):
         h.update(path.name.encode() + seen[path])
     return h.hexdigest()
+
+
+def _absolute_imports(source: bytes, path: Path) -> list[str]:
+    """The absolute imports in a module's code, functions included: `import a.b` gives a.b, `from a import
+    b` gives a and a.b. Read from the compiled bytecode, not from ast.parse: CPython 3.11's ast.parse is not
+    thread-safe (its recursion-depth check is shared by threads, so a paramiko thread formatting a traceback
+    at the same moment raised "SystemError: AST constructor recursion depth mismatch" in CI)."""
+    names: list[str] = []
+    todo = [compile(source, str(path), "exec", dont_inherit=True)]
+    while todo:
+        code = todo.pop()
+        todo += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+        module: str | None = None
+        recent: list[dis.Instruction] = []
+        for ins in dis.get_instructions(code):
+            if ins.opname == "IMPORT_NAME":  # after LOAD_CONST level, LOAD_CONST fromlist
+                consts = [i.argval for i in recent if i.opname == "LOAD_CONST"]
+                level, fromlist = consts if len(consts) == 2 else (0, None)
+                module = ins.argval if level == 0 else None
+                names += [module] if module else []
+                module = module if fromlist else None  # `import a.b as c` reads b with IMPORT_FROM too
+            elif ins.opname == "IMPORT_FROM" and module:
+                names.append(f"{module}.{ins.argval}")
+            recent = [*recent[-1:], ins]
+    return names
 
 
 def _module_file(name: str) -> Path | None:
