@@ -21,6 +21,7 @@
      +-- StoreError           the results store cannot be opened, migrated or written
           +-- StorePathError  the SQLite path named is a folder, another kind of file, or (to read) absent (exit 2)
           +-- UnknownRunError a run id the store does not hold (exit 2)
+     +-- OutputFileError      a file edgekit was asked to write (--json, --html, ...) cannot be written
 
 The CLI catches EdgekitError, prints its message and exits with its `exit_code`: 2 for a bad argument or
 input file, 1 for a failed run, 130 for Ctrl-C. An error whose `where` is a command-line option (`--threads`)
@@ -163,3 +164,8 @@ class StorePathError(StoreError):
 
 class UnknownRunError(StoreError):
     exit_code = 2
+
+
+class OutputFileError(EdgekitError):
+    """A file edgekit was asked to write (--json, --html, --markdown) could not be written (a full disk, a folder
+    that cannot hold files): exit 1, what was measured is already in the store."""

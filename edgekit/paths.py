@@ -8,6 +8,7 @@ here assumes a source checkout: the example targets are package data, and what o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -15,6 +16,8 @@ import uuid
 from pathlib import Path
 
 import platformdirs
+
+from edgekit.errors import OutputFileError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The example targets (pi4, pi5, phone, the emulated ones, local): the repository's top-level targets/, which
@@ -95,9 +98,17 @@ def _sub(name: str) -> Path:
 
 def write_atomic(path: Path, text: str) -> Path:
     """Write `text` to `path` (parents created) through a temporary file beside it, so a reader never sees a
-    half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    half-written file. OutputFileError (named, exit 1) when it cannot; no temporary file is left behind."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise OutputFileError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            hint="give a path in a folder you can write, on a disk with room",
+        ) from exc
     return path

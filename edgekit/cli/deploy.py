@@ -13,7 +13,7 @@ from rich.console import Console
 
 from edgekit.cli.formats import FORMATS_OPTION
 from edgekit.cli.outputs import check_output_file
-from edgekit.errors import Interrupted, StoreError, UsageError
+from edgekit.errors import Interrupted, OutputFileError, StoreError, UsageError
 from edgekit.formats import Format
 from edgekit.paths import data_dir, write_atomic
 
@@ -148,7 +148,8 @@ def deploy_cmd(
             raise
         except Exception as exc:  # failed after measuring (comparison, a bug): the measurements are kept
             if getattr(exc, "result", None) is not None:
-                _keep_measured(exc.result, json_path, store, no_store)  # type: ignore[attr-defined]
+                written = None if isinstance(exc, OutputFileError) else json_path  # it is --json that failed
+                _keep_measured(exc.result, written, store, no_store)  # type: ignore[attr-defined]
             raise
     # recorded before anything is drawn: a table that fails to render must not cost the measurements
     run_id, store_error = None, None

@@ -8,6 +8,7 @@ after every stage, so nothing measured is lost if the host process dies.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import sys
@@ -30,7 +31,7 @@ from edgekit.deploy.outputs import compare_all, onnx_reference
 from edgekit.deploy.provenance import git_revision, now, tool_versions
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import HostCpu, TargetSession
-from edgekit.errors import ConversionError, Interrupted
+from edgekit.errors import ConversionError, Interrupted, OutputFileError
 from edgekit.formats import Format
 from edgekit.paths import write_atomic
 from edgekit.recipe import Recipe
@@ -137,12 +138,16 @@ def deploy(
         result.routes = _routes(result)
     except Exception as exc:  # even a bug after measuring must not cost the measurements: the CLI keeps them
         result.finished_at = now()
-        writer.write()
+        writer.update()
         exc.result = result  # type: ignore[attr-defined]
         raise
     result.finished_at = now()
     result.ok = is_ok(result, [a.id for a in deployable])
-    writer.write()
+    try:
+        writer.write()
+    except OutputFileError as exc:  # --json failed (a full disk): the CLI still records what was measured
+        exc.result = result  # type: ignore[attr-defined]
+        raise
     return result
 
 
@@ -285,7 +290,7 @@ def _run_targets(
             settings=p.settings,
             progress=say,
             host_cpu=host_cpu,
-            on_update=lambda _r: writer.write(),
+            on_update=lambda _r: writer.update(),
         )
         for p in plans
     ]
@@ -440,3 +445,9 @@ class _Writer:
             return
         with self._lock:
             write_atomic(self.path, self.result.model_dump_json(indent=1))
+
+    def update(self) -> None:
+        """A write while targets measure: a failure (a full disk) must not stop the measuring; the write after
+        the targets finish raises it (OutputFileError) once the results are in hand for the store."""
+        with contextlib.suppress(OutputFileError):
+            self.write()

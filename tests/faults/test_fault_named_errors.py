@@ -390,3 +390,18 @@ def test_a_full_local_disk_is_named(tmpfs: Path, edgekit_cli) -> None:
         )
         assert out.code == 1 and "internal error" not in out.stderr, (fmt, out.stderr)
         assert f"the disk holding {home}" in out.stderr and "EDGEKIT_HOME" in out.stderr, (fmt, out.stderr)
+
+
+def test_an_output_file_on_a_full_disk_is_named_and_leaves_nothing_half_written(
+    tmpfs: Path, edgekit_cli, tmp_path: Path
+) -> None:
+    """--html (or --json) on a full disk, or in a folder that cannot be made (/proc as root): was an internal
+    OSError. Now OutputFileError names the file, exit 1, and no temporary file is left beside it."""
+    (tmpfs / "filler").write_bytes(b"\0" * shutil.disk_usage(tmpfs).free)
+    env = {"EDGEKIT_HOME": str(tmp_path / "home")}
+    out = edgekit_cli("report", "--since", "30d", "--html", str(tmpfs / "r.html"), env=env)
+    assert out.code == 1 and "error (OutputFileError)" in out.stderr, out.stderr
+    assert f"cannot write {tmpfs / 'r.html'}" in out.stderr and "No space left" in out.stderr, out.stderr
+    assert sorted(p.name for p in tmpfs.iterdir()) == ["filler"]
+    out = edgekit_cli("report", "--since", "30d", "--html", "/proc/edgekit-none/r.html", env=env)
+    assert out.code in (1, 2) and "internal error" not in out.stderr and "/proc" in out.stderr, out.stderr
