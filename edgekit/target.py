@@ -206,6 +206,12 @@ def target_path(name_or_path: str | Path) -> Path:
         candidate = folder / f"{text}.yaml"
         if candidate.is_file():
             return folder.resolve() / candidate.name  # messages name targets/, not the package's link to it
+    if text == "host" and "local" in list_target_names():
+        raise TargetError(
+            "unknown target 'host': the host is measured by every deploy (its 'host' column; --no-host leaves it "
+            "out); as a target of its own, this machine is 'local'",
+            hint="deploy: no --target needed for the host; targets check, formats --target: use local",
+        )
     raise TargetError(
         f"unknown target {text!r}",
         where=", ".join(str(d.resolve()) for d in target_dirs()),  # the repository's targets/, not the link

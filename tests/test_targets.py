@@ -178,3 +178,11 @@ def test_an_invalid_override_names_where_it_came_from() -> None:
         with pytest.raises(TargetError) as err:
             load_target("pi4-emu", overrides, env=env)
         assert problem in str(err.value) and origin in str(err.value), str(err.value)
+
+
+def test_host_as_a_target_name_points_to_local() -> None:
+    """Deploy tables name the host 'host'; its target file is 'local': typing --target host is answered."""
+    with pytest.raises(TargetError, match="this machine is 'local'") as err:
+        load_target("host")
+    assert err.value.exit_code == 2
+    assert load_target("local").transport.value == "local"
