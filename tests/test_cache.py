@@ -92,7 +92,7 @@ def test_onnx_export_is_cached_by_builder_args_and_code(
     def no_work(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(torch_export, "_export_torch", no_work)
+    monkeypatch.setattr(torch_export, "export_torch", no_work)
     second = onnx_mod.prepare_onnx(r)
     assert second.cached and second.path == first.path and second.sha256 == first.sha256
     other = tiny_recipe(

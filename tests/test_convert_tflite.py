@@ -115,7 +115,7 @@ def test_second_convert_does_no_work(classifier: Any, monkeypatch: pytest.Monkey
         raise AssertionError("conversion work on an unchanged recipe")
 
     monkeypatch.setattr(TfliteConverter, "convert_many", no_work)
-    monkeypatch.setattr(torch_export, "_export_torch", no_work)
+    monkeypatch.setattr(torch_export, "export_torch", no_work)
     monkeypatch.setattr("edgekit.fidelity.check.run_artifact", no_work)  # fidelity results are cached too
     messages: list[str] = []
     start = time.perf_counter()

@@ -80,3 +80,13 @@ class Converter(abc.ABC):
             sub.mkdir(parents=True, exist_ok=True)
             result[fmt] = self.convert(onnx_path, recipe, fmt, sub)
         return result
+
+
+def dist_version(dist: str) -> str:
+    """An installed distribution's version, "absent" when it is not installed (cache keys and provenance)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "absent"

@@ -22,6 +22,8 @@ edgekit.convert.tflite: its memory and threads stay out of the caller, and it re
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -34,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from edgekit import paths
-from edgekit.convert.base import Converter
+from edgekit.convert.base import Converter, dist_version
+from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, tree_sha256
 from edgekit.convert.tflite import TfliteConverter, onnx2tf_cause
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
@@ -69,12 +72,10 @@ class KerasTfliteConverter(Converter):
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
         names = ("tensorflow", "keras", "tf-keras")
-        return {**{n: _version(n) for n in names}, "edgekit-keras-worker": str(WORKER_VERSION)}
+        return {**{n: dist_version(n) for n in names}, "edgekit-keras-worker": str(WORKER_VERSION)}
 
     @classmethod
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
-        from edgekit.convert.onnx import tree_sha256
-
         src = recipe.model
         source = tree_sha256(src.path) if isinstance(src, KerasSource) else None
         return {
@@ -172,7 +173,7 @@ def export_onnx(recipe: Recipe, src: KerasSource, target: Path) -> dict[str, Any
     shutil.rmtree(work, ignore_errors=True)
     return {
         "source": str(src.path),
-        "exporter": f"tf2onnx {_version('tf2onnx')}",
+        "exporter": f"tf2onnx {dist_version('tf2onnx')}",
         "opset": report["opset"],
         "layout": recipe.input.layout.value,
         "nchw_twin": nchw,
@@ -202,14 +203,8 @@ def _source_job(recipe: Recipe, src: KerasSource) -> dict[str, Any]:
         "input_name": recipe.input.name,
         "shape": list(recipe.input.shape),
         "outputs": list(recipe.outputs),
-        "opset": _onnx_opset(),
+        "opset": OPSET,
     }
-
-
-def _onnx_opset() -> int:
-    from edgekit.convert.onnx import OPSET
-
-    return OPSET
 
 
 def _work_dir(kind: str) -> Path:
@@ -246,10 +241,30 @@ def _run_child(job: dict[str, Any], work: Path, tool: str) -> dict[str, Any]:
     return dict(json.loads((work / "result.json").read_text()))
 
 
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def keras_key(recipe: Recipe, src: KerasSource) -> str:
+    """The cache key of a Keras source's ONNX export: the model's bytes, the input and outputs, the tools."""
+    spec = {
+        "source": tree_sha256(src.path),
+        "input": [recipe.input.name, list(recipe.input.shape), recipe.input.layout.value],
+        "outputs": list(recipe.outputs),
+        "opset": OPSET,
+        "export_version": EXPORT_VERSION,
+        "tools": {n: dist_version(n) for n in ("tf2onnx", "tensorflow", "keras", "onnx", "onnxruntime")},
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
+
+def export_keras(recipe: Recipe, src: KerasSource, target: Path) -> None:
+    """export_onnx into the cache folder of `target`, with its meta.json; a failure leaves no folder."""
+    if importlib.util.find_spec("tf2onnx") is None:
+        raise ConversionError(
+            "a Keras/SavedModel source needs tf2onnx, which is not installed",
+            where=f"{recipe.path}: model.path",
+            hint="make setup installs it (extra `convert`)",
+        )
     try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "absent"
+        meta = export_onnx(recipe, src, target)
+    finally:
+        if not target.is_file():  # a failed export leaves no half-filled cache folder
+            shutil.rmtree(target.parent, ignore_errors=True)
+    (target.parent / "meta.json").write_text(json.dumps(meta))

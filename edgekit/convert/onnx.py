@@ -21,7 +21,6 @@ second run neither imports torch nor exports anything.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import time
@@ -30,11 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import paths
-from edgekit.errors import ConversionError, InputDataError, RecipeError
+from edgekit.convert.onnx_export import EXPORT_VERSION, file_sha256, simplify, tool_versions
+from edgekit.errors import InputDataError, RecipeError
 from edgekit.recipe import KerasSource, OnnxSource, Recipe, TorchSource
-
-OPSET = 17
-EXPORT_VERSION = 1  # bump when the export procedure changes, so old cached ONNX files are not reused
 
 
 @dataclass(frozen=True)
@@ -82,26 +79,27 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
             _atomic_copy(src.path, reference)
             simplifier = _prepare_user_onnx(reference, target, recipe)
     elif isinstance(src, TorchSource):
-        from edgekit.convert.torch_export import _export_torch, _torch_key
+        from edgekit.convert.torch_export import export_torch, torch_key
 
-        key = _torch_key(recipe, src)
+        key = torch_key(recipe, src)
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
         cached = target.is_file()
         if cached:
             simplifier = _read_meta(target).get("simplifier")
         else:
             try:
-                simplifier = _export_torch(recipe, src, target)
+                simplifier = export_torch(recipe, src, target)
             finally:
                 if not target.is_file():  # a failed export leaves no half-filled cache folder
                     shutil.rmtree(target.parent, ignore_errors=True)
     elif isinstance(src, KerasSource):
-        target = paths.cache_dir() / "onnx" / _keras_key(recipe, src) / "model.onnx"
+        from edgekit.convert.keras import describe, export_keras, keras_key
+
+        target = paths.cache_dir() / "onnx" / keras_key(recipe, src) / "model.onnx"
         cached = target.is_file()
         if not cached:
-            _export_keras(recipe, src, target)
+            export_keras(recipe, src, target)
         simplifier = None
-        from edgekit.convert.keras import describe
 
         note = describe(_read_meta(target), recipe.input.shape)
     else:  # pragma: no cover - the schema admits no other kind
@@ -120,7 +118,7 @@ def _prepare_user_onnx(original: Path, target: Path, recipe: Recipe) -> str | No
     model = onnx.load(str(original))
     _fix_input_shape(model, recipe)
     onnx.save(model, str(tmp))
-    simplifier = _simplify(tmp, {recipe.input.name: list(recipe.input.shape)})
+    simplifier = simplify(tmp, {recipe.input.name: list(recipe.input.shape)})
     model = onnx.load(str(tmp))
     try:
         model = onnx.shape_inference.infer_shapes(model, data_prop=True)
@@ -214,72 +212,6 @@ def check_io(onnx_path: Path, recipe: Recipe) -> None:
         raise RecipeError(f"field `outputs`: {missing} not among the model's outputs {names}", where=where)
 
 
-def tool_versions() -> dict[str, str]:
-    return {name: _version(name) for name in ("torch", "onnx", "onnxsim", "onnxslim")}
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _simplify(path: Path, input_shapes: dict[str, list[int]] | None = None) -> str | None:
-    """onnxsim, then onnxslim as a fallback; the unsimplified model is kept if both fail."""
-    import onnx
-
-    model = onnx.load(str(path))
-    try:
-        import onnxsim
-
-        simplified, ok = onnxsim.simplify(model, overwrite_input_shapes=input_shapes)
-        if ok:
-            onnx.save(simplified, str(path))
-            return f"onnxsim {_version('onnxsim')}"
-    except Exception:  # noqa: BLE001 - a failed simplification is not fatal
-        pass
-    try:
-        import onnxslim
-
-        shapes = [f"{n}:{','.join(map(str, v))}" for n, v in (input_shapes or {}).items()] or None
-        onnx.save(onnxslim.slim(model, input_shapes=shapes), str(path))
-        return f"onnxslim {_version('onnxslim')}"
-    except Exception:  # noqa: BLE001
-        return None
-
-
-# --- Keras / SavedModel -------------------------------------------------------------------------------------
-def _keras_key(recipe: Recipe, src: KerasSource) -> str:
-    spec = {
-        "source": tree_sha256(src.path),
-        "input": [recipe.input.name, list(recipe.input.shape), recipe.input.layout.value],
-        "outputs": list(recipe.outputs),
-        "opset": OPSET,
-        "export_version": EXPORT_VERSION,
-        "tools": {n: _version(n) for n in ("tf2onnx", "tensorflow", "keras", "onnx", "onnxruntime")},
-    }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-
-
-def _export_keras(recipe: Recipe, src: KerasSource, target: Path) -> None:
-    from edgekit.convert.keras import export_onnx
-
-    if importlib.util.find_spec("tf2onnx") is None:
-        raise ConversionError(
-            "a Keras/SavedModel source needs tf2onnx, which is not installed",
-            where=f"{recipe.path}: model.path",
-            hint="make setup installs it (extra `convert`)",
-        )
-    try:
-        meta = export_onnx(recipe, src, target)
-    finally:
-        if not target.is_file():  # a failed export leaves no half-filled cache folder
-            shutil.rmtree(target.parent, ignore_errors=True)
-    (target.parent / "meta.json").write_text(json.dumps(meta))
-
-
 # --- helpers ------------------------------------------------------------------------------------------------
 def _atomic_copy(src: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -288,27 +220,8 @@ def _atomic_copy(src: Path, target: Path) -> None:
     tmp.replace(target)
 
 
-def tree_sha256(path: Path) -> str:
-    """sha256 of a file, or of a folder's files and their relative paths (a SavedModel)."""
-    if path.is_file():
-        return file_sha256(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode() + file_sha256(f).encode())
-    return h.hexdigest()
-
-
 def _read_meta(target: Path) -> dict[str, Any]:
     try:
         return json.loads((target.parent / "meta.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "absent"

@@ -14,14 +14,13 @@ import json
 import os
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekit import paths
-from edgekit.convert.base import Converter
+from edgekit.convert.base import Converter, dist_version
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import Granularity, Recipe
@@ -50,7 +49,7 @@ class OpenVinoConverter(Converter):
 
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
-        return {d: _version(d) for d in ("openvino", "nncf")}
+        return {d: dist_version(d) for d in ("openvino", "nncf")}
 
     @classmethod
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
@@ -126,10 +125,3 @@ def _run_child(job: dict[str, Any], work: Path) -> str:
 def _tail(log: str, lines: int = 12) -> str:
     keep = [ln for ln in log.replace("\r", "\n").splitlines() if ln.strip() and "EDGEKIT_PEAK_KB" not in ln]
     return "\n".join(keep[-lines:])
-
-
-def _version(dist: str) -> str:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "absent"

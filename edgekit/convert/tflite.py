@@ -34,14 +34,13 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekit import paths
-from edgekit.convert.base import Converter
+from edgekit.convert.base import Converter, dist_version
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import FLEX_PRONE_OPS, Granularity, IOType, Layout, Recipe
@@ -89,7 +88,7 @@ class TfliteConverter(Converter):
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
         names = ("onnx2tf", "tensorflow", "tf-keras", "onnx", "onnxsim", "onnx_graphsurgeon", "sng4onnx")
-        return {**{n: _version(n) for n in names}, "edgekit-tflite-worker": str(WORKER_VERSION)}
+        return {**{n: dist_version(n) for n in names}, "edgekit-tflite-worker": str(WORKER_VERSION)}
 
     @classmethod
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
@@ -268,13 +267,6 @@ def _tail(log: Path, lines: int = 25) -> str:
     text = log.read_text(errors="replace").splitlines()
     keep = [ln for ln in text if not ln.startswith(("W0000", "I0000"))]
     return "\n".join(keep[-lines:])
-
-
-def _version(dist: str) -> str:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "absent"
 
 
 # --- the child process --------------------------------------------------------------------------------------

@@ -14,12 +14,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from edgekit.convert.onnx import EXPORT_VERSION, OPSET, _simplify, file_sha256, tool_versions
+from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, file_sha256, simplify, tool_versions
 from edgekit.errors import ConversionError, RecipeError
 from edgekit.recipe import Recipe, TorchSource, call_builder
 
 
-def _torch_key(recipe: Recipe, src: TorchSource) -> str:
+def torch_key(recipe: Recipe, src: TorchSource) -> str:
     spec = {
         "builder": src.builder,
         "args": src.args,
@@ -92,7 +92,7 @@ def _module_file(name: str) -> Path | None:
     return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
 
 
-def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
+def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
     import torch
 
     where = str(recipe.path)
@@ -120,7 +120,7 @@ def _export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
             raise ConversionError(f"torch.onnx.export of {src.builder} failed: {exc}", where=where) from exc
     finally:
         torch.set_num_threads(threads)
-    simplifier = _simplify(tmp)
+    simplifier = simplify(tmp)
     (target.parent / "meta.json").write_text(json.dumps({"simplifier": simplifier, "source": src.builder}))
     tmp.replace(target)
     return simplifier

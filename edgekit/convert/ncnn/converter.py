@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.convert.base import Converter
+from edgekit.convert.base import Converter, dist_version
 from edgekit.convert.ncnn.param import NcnnGraph, read_param
 from edgekit.convert.ncnn.runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
 from edgekit.errors import ConversionError
@@ -54,8 +54,8 @@ class NcnnConverter(Converter):
         from edgekit.convert.ncnn.int8 import QUANTIZER_VERSION
 
         return {
-            "pnnx": _dist_version("pnnx"),
-            "ncnn": _dist_version("ncnn"),
+            "pnnx": dist_version("pnnx"),
+            "ncnn": dist_version("ncnn"),
             "edgekit-ncnn-int8": QUANTIZER_VERSION,
             "edgekit-ncnn-io": str(IO_VERSION),
             # an int8 artifact planned on the emulated cores differs from one that was not
@@ -355,10 +355,3 @@ def check_outputs(param: Path, bin_path: Path, io: NcnnIO) -> None:
     if changed:
         io.notes.append("output shapes were dynamic in the model; taken from an ncnn run at the input shape")
         io.write(io_path_for(param))
-
-
-def _dist_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "missing"

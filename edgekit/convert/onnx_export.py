@@ -1,0 +1,59 @@
+"""What every route to the reference ONNX shares (a user's file, a PyTorch builder, a Keras model): the opset and
+the export version that enter every cache key, file and folder digests, the tool versions, and the simplifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from edgekit.convert.base import dist_version
+
+OPSET = 17
+EXPORT_VERSION = 1  # bump when the export procedure changes, so old cached ONNX files are not reused
+
+
+def tool_versions() -> dict[str, str]:
+    return {name: dist_version(name) for name in ("torch", "onnx", "onnxsim", "onnxslim")}
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder's files and their relative paths (a SavedModel)."""
+    if path.is_file():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode() + file_sha256(f).encode())
+    return h.hexdigest()
+
+
+def simplify(path: Path, input_shapes: dict[str, list[int]] | None = None) -> str | None:
+    """onnxsim, then onnxslim as a fallback; the unsimplified model is kept if both fail."""
+    import onnx
+
+    model = onnx.load(str(path))
+    try:
+        import onnxsim
+
+        simplified, ok = onnxsim.simplify(model, overwrite_input_shapes=input_shapes)
+        if ok:
+            onnx.save(simplified, str(path))
+            return f"onnxsim {dist_version('onnxsim')}"
+    except Exception:  # noqa: BLE001 - a failed simplification is not fatal
+        pass
+    try:
+        import onnxslim
+
+        shapes = [f"{n}:{','.join(map(str, v))}" for n, v in (input_shapes or {}).items()] or None
+        onnx.save(onnxslim.slim(model, input_shapes=shapes), str(path))
+        return f"onnxslim {dist_version('onnxslim')}"
+    except Exception:  # noqa: BLE001
+        return None
