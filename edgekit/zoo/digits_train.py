@@ -12,7 +12,7 @@ import numpy as np
 
 from edgekit.fidelity.metrics import top1
 from edgekit.zoo import digits
-from edgekit.zoo.train import Log, TrainConfig
+from edgekit.zoo.train_config import Log, TrainConfig
 
 DEFAULT = TrainConfig(
     model="digits",

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgekit.fidelity.metrics import detections, map50, map50_95
 from edgekit.zoo import shapes
-from edgekit.zoo.train import Log, TrainConfig
+from edgekit.zoo.train_config import Log, TrainConfig
 from edgekit.zoo.yolov5_lite import ANCHORS, STRIDES
 
 DEFAULT = TrainConfig(

@@ -13,7 +13,6 @@ Same config + same seed + same thread count -> bit-identical weights (determinis
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -25,33 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from edgekit.errors import EdgekitError
 from edgekit.paths import models_dir
+from edgekit.zoo.train_config import Log, TrainConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-TRAINER_VERSION = 1  # bump when a training loop changes what a config produces
-Log = Callable[[str], None]
-
-
-class TrainConfig(BaseModel):
-    """Everything that decides the trained weights (and so the cache key); nothing about the machine."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str  # a key of TRAINERS
-    seed: int = 0
-    epochs: int = Field(15, gt=0)
-    batch_size: int = Field(64, gt=0)
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(5e-4, ge=0)
-    model_args: dict[str, Any] = Field(default_factory=dict)
-    data: dict[str, Any] = Field(default_factory=dict)  # trainer-specific data options (subset, canvas, ...)
-
-    def digest(self) -> str:
-        text = json.dumps({"v": TRAINER_VERSION, **self.model_dump(mode="json")}, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
