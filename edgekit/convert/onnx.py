@@ -61,13 +61,16 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
     reference = None
     note = None
     if isinstance(src, OnnxSource):
+        where = f"{recipe.path}: field `model.path`"
+        # a corrupt file never enters the cache; external weights are keyed and copied with the model
+        data_files = external_data_files(read_onnx(src.path, where), src.path, where)
         spec = [
             file_sha256(src.path),
             list(recipe.input.shape),
             recipe.input.name,
             EXPORT_VERSION,
             tool_versions(),
-        ]
+        ] + ([[file_sha256(f) for f in data_files]] if data_files else [])
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
         reference = target.with_name("original.onnx")
@@ -75,8 +78,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         if cached:
             simplifier = _read_meta(target).get("simplifier")
         else:
-            read_onnx(src.path, f"{recipe.path}: field `model.path`")  # a corrupt file never enters the cache
-            _atomic_copy(src.path, reference)
+            _copy_with_weights(src.path, reference, bool(data_files))
             simplifier = _prepare_user_onnx(reference, target, recipe)
     elif isinstance(src, TorchSource):
         from edgekit.convert.torch_export import export_torch, torch_key
@@ -160,6 +162,60 @@ def read_onnx(path: Path, where: str) -> Any:
             hint="is the file complete? re-export it from the framework",
         )
     return model
+
+
+def external_data_files(model: Any, path: Path, where: str) -> list[Path]:
+    """The files holding a model's external tensors (`save_as_external_data`), each a file inside the model's
+    folder: InputDataError for a location outside it (a model file must not read the rest of the disk) or a
+    missing file, and for weights over 2 GB (more than one ONNX file holds, and than edge boards run)."""
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    folder = path.parent.resolve()
+    files: set[Path] = set()
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        data = (folder / location).resolve()
+        parts = Path(location).parts
+        if not location or Path(location).is_absolute() or ".." in parts or not data.is_relative_to(folder):
+            raise InputDataError(
+                f"tensor {tensor.name!r} keeps its data at {location!r}, outside the model's folder {folder}; "
+                "refused",
+                where=where,
+                hint="keep the external data file beside the model (onnx.save(..., save_as_external_data=True,"
+                " location='model.onnx.data'))",
+            )
+        if not data.is_file():
+            raise InputDataError(
+                f"tensor {tensor.name!r} keeps its data in {data}, which is missing",
+                where=where,
+                hint="copy the model's external data file(s) beside it",
+            )
+        files.add(data)
+    if sum(f.stat().st_size for f in files) >= 2 << 30:
+        raise InputDataError(
+            f"{path}'s external weights are over 2 GB: more than edgekit converts for an edge board",
+            where=where,
+        )
+    return sorted(files)
+
+
+def _copy_with_weights(src: Path, target: Path, external: bool) -> None:
+    """The user's model into the cache, atomically; with external weights, they go into one file beside it
+    (target.name + '.data'), so the cached model never reads the user's folder again."""
+    if not external:
+        _atomic_copy(src, target)
+        return
+    import onnx
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model = onnx.load(str(src))  # with its external data (onnx checks each location too)
+    tmp = target.with_suffix(".tmp")
+    data = target.name + ".data"
+    (target.parent / data).unlink(missing_ok=True)  # onnx appends to an existing data file
+    onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=data)
+    tmp.replace(target)
 
 
 def _dtype_name(elem: int) -> str:

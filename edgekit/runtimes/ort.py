@@ -27,6 +27,15 @@ class OnnxRuntime(RuntimeSpec):
 
     @classmethod
     def check_file(cls, files: Sequence[Path]) -> None:
-        from edgekit.convert.onnx import read_onnx
+        from edgekit.convert.onnx import external_data_files, read_onnx
+        from edgekit.errors import InputDataError
 
-        read_onnx(Path(files[0]), str(files[0]))
+        path = Path(files[0])
+        data = external_data_files(read_onnx(path, str(path)), path, str(path))
+        if data:  # bench sends one file per artifact (a recipe's ONNX is copied into the cache with its data)
+            raise InputDataError(
+                f"its weights are in {', '.join(f.name for f in data)}, beside it: bench sends the one model file",
+                where=str(path),
+                hint=f"save it with the weights inside: python -c \"import onnx; onnx.save(onnx.load('{path}'), "
+                "'whole.onnx')\", or give it to a recipe (model: {kind: onnx, path: ...})",
+            )
