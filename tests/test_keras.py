@@ -160,3 +160,33 @@ def test_keras_digits_on_pi4_emu_judged_on_every_input(pi4_emu: Any, keras_artif
     for comp in gated:
         assert comp.samples == 360 and comp.gates_passed, comp
         assert comp.metric["top1"] >= 0.97, comp
+
+
+@pytest.mark.integration
+def test_a_lambda_layer_is_refused_as_code_in_the_model_file(tmp_path: Path) -> None:
+    """Keras loads in safe mode (a Lambda's bytecode is not run): the model is bad input (exit 2) and the error
+    says what to do instead, not a truncated tool error with a safe_mode flag edgekit does not take."""
+    model = tmp_path / "lam.keras"
+    code = (
+        "import keras; i = keras.Input((4,)); "
+        f"keras.Model(i, keras.layers.Lambda(lambda x: x * 2)(i)).save(r'{model}')"
+    )
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)
+    recipe = tmp_path / "lam.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "lam",
+                "task": "generic",
+                "model": {"kind": "keras", "path": model.name},
+                "input": {"name": "x", "shape": [1, 4]},
+                "formats": ["tflite-fp32"],
+            }
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe)], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 2 and "error (InputDataError)" in out.stderr, out.stderr
+    assert "Lambda layer holds Python code" in out.stderr and "kind: onnx" in out.stderr, out.stderr

@@ -39,7 +39,7 @@ from edgekit import paths
 from edgekit.convert.base import Converter, dist_version
 from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, tree_sha256
 from edgekit.convert.tflite import TfliteConverter, onnx2tf_cause
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, InputDataError
 from edgekit.formats import Format
 from edgekit.recipe import Granularity, KerasSource, Layout, Recipe
 
@@ -237,6 +237,13 @@ def _run_child(job: dict[str, Any], work: Path, tool: str) -> dict[str, Any]:
             ) from None
     if proc.returncode != 0:
         cause = onnx2tf_cause(log) or f"failed (exit {proc.returncode})"
+        if "deserialization of a `Lambda` layer" in cause:  # Keras's safe mode: the model file holds code
+            raise InputDataError(
+                f"{job['source']}: a Lambda layer holds Python code (bytecode in the model file), which Keras "
+                "refuses to load in its safe mode, as edgekit loads every model",
+                hint="replace the Lambda with built-in layers (or a registered custom layer class), or export the "
+                "model to ONNX yourself and give that file (model: {kind: onnx, path: ...})",
+            )
         raise ConversionError(f"{tool}: {cause}", hint=f"whole log: {log}")
     return dict(json.loads((work / "result.json").read_text()))
 
