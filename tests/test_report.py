@@ -319,3 +319,28 @@ def test_each_target_shows_its_own_newest_run(tmp_path: Path) -> None:
     md = render(report)
     assert f"pi4 p50 ms (run #{first})" in md and "| pi5 p50 ms |" in md, md
     assert f"run #{first}</span>" in render_html(report)
+
+
+def test_text_from_the_store_cannot_inject_markup(tmp_path: Path) -> None:
+    """An error message (a device's, or in an imported result) with HTML in it is text in both the HTML
+    report and the Markdown summary: a renderer that passes HTML through must not run it."""
+    from edgekit.report.html import render as render_html
+    from edgekit.report.markdown import render
+
+    hostile = "<script>alert(1)</script><img src=x onerror=alert(2)> | a|b"
+    result = synthetic_result(T0, rng=np.random.default_rng(0), formats=FORMATS, threads=(1,), repeat=10)
+    for run in result.runs:
+        for m in run.agent.measurements if run.agent else []:
+            if m.artifact == "ncnn-int8":
+                m.status, m.error, m.samples_ms = "failed", hostile, []
+        run.error = hostile
+    with open_store(f"sqlite:///{tmp_path / 'h.sqlite'}") as store:
+        store.record(result)
+        report = build(store)
+    md, html = render(report), render_html(report)
+    assert "alert(1)" in md and "alert(1)" in html  # the message is shown
+    for text in (md, html):
+        assert "<script>alert" not in text and "<img src=x" not in text
+    assert "&lt;script&gt;" in md
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert len({line.count(" | ") for line in table}) == 1  # no row broken by a '|' in a message

@@ -6,10 +6,19 @@ count: p50 and speed-up over fp32, emulated targets labelled with their instruct
 
 from __future__ import annotations
 
+from html import escape
+
 from edgekit.formats import Format
 from edgekit.report.regression import Flag
 from edgekit.report.table import estimate_text
 from edgekit.report.view import RecipeView, Report, Row, when
+
+
+def _text(value: object) -> str:
+    """Text from the store (messages, names from an imported result) as Markdown shows it and nothing more:
+    HTML escaped (a renderer that passes HTML through must not run a `<script>` from an error message), one
+    line, no table-breaking `|`."""
+    return escape(str(value), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def render(report: Report) -> str:
@@ -36,13 +45,16 @@ def render(report: Report) -> str:
 def _recipe(view: RecipeView) -> list[str]:
     bad = [f for f in view.flags if f.is_regression]
     mark = "❌" if bad else ("⚠️" if view.flags else "✅")
-    lines = [f"### {mark} {view.recipe}: run #{view.latest.id}, {when(view.latest.started_ts)} UTC", ""]
+    lines = [
+        f"### {mark} {_text(view.recipe)}: run #{view.latest.id}, {when(view.latest.started_ts)} UTC",
+        "",
+    ]
     lines += [_flag(f) for f in view.flags] or ["No regressions against recent history."]
     if view.changes:
         lines += [
             "",
             "Changed since the previous run: "
-            + "; ".join(view.changes[:8])
+            + "; ".join(_text(c) for c in view.changes[:8])
             + (f"; and {len(view.changes) - 8} more" if len(view.changes) > 8 else ""),
         ]
     lines += ["", *_table(view), ""]
@@ -53,9 +65,9 @@ def _flag(f: Flag) -> str:
     where = " ".join(
         x
         for x in (
-            f.artifact or "",
+            _text(f.artifact or ""),
             f"x{f.threads}" if f.threads else "",
-            f"on {f.target}" if f.target else "",
+            f"on {_text(f.target)}" if f.target else "",
         )
         if x
     )
@@ -67,7 +79,7 @@ def _flag(f: Flag) -> str:
             numbers += f" ({f.change:+.1%}{f', p={f.p_value:.2g}' if f.p_value is not None else ''})"
     emulated = " (emulated)" if f.emulated else ""
     if not numbers:  # the message names the artifact and target itself
-        return f"- **{f.kind.value}**{emulated} {f.message}"
+        return f"- **{f.kind.value}**{emulated} {_text(f.message)}"
     return f"- **{f.kind.value}**{emulated} {where}{numbers}"
 
 
@@ -85,9 +97,9 @@ def _table(view: RecipeView) -> list[str]:
     }  # not in the latest run: its own newest
     head = ["artifact"] + [
         (
-            (f"{t} board ESTIMATE ms" if t in estimated else f"{t} instructions (count)")
+            (f"{_text(t)} board ESTIMATE ms" if t in estimated else f"{_text(t)} instructions (count)")
             if view.emulated(t)
-            else f"{t} p50 ms"
+            else f"{_text(t)} p50 ms"
         )
         + (f" (run #{older[t]})" if t in older else "")
         for t in targets
@@ -107,7 +119,7 @@ def _table(view: RecipeView) -> list[str]:
         )
     if set(emulated) - estimated:
         intro.append(
-            f"{', '.join(t for t in emulated if t not in estimated)}: no calibrated board has this core, so "
+            f"{', '.join(_text(t) for t in emulated if t not in estimated)}: no calibrated board has this core, so "
             f"instruction counts at {threads} thread{'s' if threads > 1 else ''} and their ratio to the same "
             "runtime's fp32 (base), never qemu's wall time"
         )
@@ -122,7 +134,7 @@ def _table(view: RecipeView) -> list[str]:
         lines.append(
             "| "
             + " | ".join(
-                [artifact]
+                [_text(artifact)]
                 + [_cell(cells.get((artifact, t))) for t in targets]
                 + [f"{cosine:.5f}" if cosine is not None else "-"]
             )
