@@ -28,6 +28,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from edgekit.terminal import plain
+
 
 class Planned(str):
     """A progress message saying which (artifact, threads) measurements a target is about to make."""
@@ -162,7 +164,9 @@ def live_progress(console: Console, title: str) -> Iterator[Callable[[str], None
 
     def say(message: str) -> None:
         board.feed(message)
-        live_or_console.print(f"[dim]{board.now() - board.start:7.1f} s  {message}[/]", highlight=False)
+        live_or_console.print(
+            f"[dim]{board.now() - board.start:7.1f} s  {plain(message)}[/]", highlight=False
+        )
 
     with quiet_runtime_logs():
         if not console.is_terminal:

@@ -15,9 +15,9 @@ from typing import NoReturn
 
 import click
 import typer
-from rich.console import Console
 
 from edgekit.errors import EdgekitError
+from edgekit.terminal import Console, plain
 
 
 def _error_hint(self: click.Option, ctx: click.Context) -> str:
@@ -142,17 +142,17 @@ def main() -> None:
     except EdgekitError as exc:
         if _debug():
             raise
-        err_console.print(f"[bold red]error[/] ({type(exc).__name__}): {exc}", highlight=False)
+        err_console.print(f"[bold red]error[/] ({type(exc).__name__}): {plain(exc)}", highlight=False)
         # a converter that died of a full disk often says nothing of it (its log could not be written)
         note = _low_disk_note() if exc.exit_code == 1 else None
         if note:
-            err_console.print(f"  note: {note}", highlight=False)
+            err_console.print(f"  note: {plain(note)}", highlight=False)
         sys.exit(exc.exit_code)
     except OSError as exc:
         if _debug() or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             _internal_error(exc)
         err_console.print(
-            f"[bold red]error[/] (DiskFull): {exc.filename or 'a local file'}: no space left on the disk "
+            f"[bold red]error[/] (DiskFull): {plain(exc.filename or 'a local file')}: no space left on the disk "
             f"({exc.strerror})",
             highlight=False,
         )
@@ -203,7 +203,7 @@ def _internal_error(exc: BaseException) -> NoReturn:
     if _debug():
         raise exc
     err_console.print(
-        f"[bold red]internal error[/] ({type(exc).__name__}): {str(exc)[:500]}", highlight=False
+        f"[bold red]internal error[/] ({type(exc).__name__}): {plain(str(exc)[:500])}", highlight=False
     )
     err_console.print(
         "  this is a bug in edgekit: run again with --debug for the traceback and report it",

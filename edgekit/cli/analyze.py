@@ -16,12 +16,12 @@ from typing import Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli.outputs import check_output_file
 from edgekit.formats import Format
 from edgekit.paths import write_atomic
+from edgekit.terminal import Console, plain
 
 console = Console()
 if not console.is_terminal:
@@ -56,7 +56,7 @@ def analyze_cmd(
 
         def progress(message: str) -> None:
             status.update(f"{loaded.name}: {message}")
-            console.print(f"[dim]{message}[/]", highlight=False)
+            console.print(f"[dim]{plain(message)}[/]", highlight=False)
 
         result = analyze(loaded, fmt, samples=samples, progress=progress)
         console.print(_summary(result.fidelity), highlight=False)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
-from rich.console import Console
 
 from edgekit.agent.agent import fit_shape
 from edgekit.cli.inputs import check_model_file
@@ -20,6 +19,7 @@ from edgekit.cli.shapes import parse_shape
 from edgekit.errors import InputDataError, Interrupted, UsageError
 from edgekit.formats import Format
 from edgekit.paths import write_atomic
+from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
     from edgekit.deploy import AgentArtifact, Settings
@@ -112,12 +112,12 @@ def bench_cmd(
         if tgt.emulated is not None:
             _estimates(run, art, tgt.emulated.device, shape)
         for line in timing_caveats(run):
-            console.print(f"[yellow]![/] {line}", highlight=False)
+            console.print(f"[yellow]![/] {plain(line)}", highlight=False)
     if json_path:
         write_atomic(json_path, run.model_dump_json(indent=1))
         console.print(f"results: {json_path}", highlight=False)
     if run.error:
-        console.print(f"[red]x[/] {run.target}: {run.error}", highlight=False)
+        console.print(f"[red]x[/] {run.target}: {plain(run.error)}", highlight=False)
     if run.interrupted:
         kept = sum(m.status == "ok" for m in run.agent.measurements) if run.agent else 0
         raise Interrupted(
@@ -184,7 +184,7 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, shape: str | Non
             run, [info], device, input_shape=list(_shape(art, shape)) if bare else None
         )
     except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
-        console.print(f"[dim]no estimate: {type(exc).__name__}: {exc}[/]", highlight=False)
+        console.print(f"[dim]no estimate: {type(exc).__name__}: {plain(exc)}[/]", highlight=False)
         return
     for key, est in run.estimates.items():
         if est.get("status") != "ok":
@@ -201,7 +201,7 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, shape: str | Non
             highlight=False,
         )
         for note in est["caveats"]:
-            console.print(f"  [dim]note: {note}[/]", highlight=False)
+            console.print(f"  [dim]note: {plain(note)}[/]", highlight=False)
 
 
 def _sidecar_format(path: Path) -> Format | None:

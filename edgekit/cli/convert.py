@@ -16,7 +16,6 @@ from typing import Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli.formats import FORMATS_OPTION
@@ -25,6 +24,7 @@ from edgekit.errors import EdgekitError
 from edgekit.formats import Format, Precision
 from edgekit.paths import write_atomic
 from edgekit.report.figures import MB, agreement, task_metric
+from edgekit.terminal import Console, plain
 
 console = Console()
 if not console.is_terminal:  # logs and CI: keep table rows on one line
@@ -65,7 +65,7 @@ def convert_cmd(
 
             def progress(message: str) -> None:
                 status.update(f"{loaded.name}: {message}")
-                console.print(f"[dim]{message}[/]", highlight=False)
+                console.print(f"[dim]{plain(message)}[/]", highlight=False)
 
             artifacts = convert_recipe(loaded, formats, keep_going=keep_going, progress=progress)
     except EdgekitError as exc:
@@ -158,11 +158,11 @@ def _report(name: str, artifacts: list[Any], seconds: float, json_path: Path | N
     )
     for a in artifacts:
         for finding in a.provenance.get("findings", []):
-            console.print(f"[yellow]{a.format.value}[/]: {finding}", highlight=False)
+            console.print(f"[yellow]{a.format.value}[/]: {plain(finding)}", highlight=False)
     for error, names in failure_groups(
         artifacts
     ).items():  # one converter error, printed once for its formats
-        console.print(f"[red]{', '.join(names)}[/]: {error}", highlight=False)
+        console.print(f"[red]{', '.join(names)}[/]: {plain(error)}", highlight=False)
     if json_path:
         write_atomic(
             json_path,

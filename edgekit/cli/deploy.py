@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 from edgekit.cli.formats import FORMATS_OPTION
 from edgekit.cli.outputs import check_output_file
 from edgekit.errors import Interrupted, OutputFileError, StoreError, UsageError
 from edgekit.formats import Format
 from edgekit.paths import data_dir, write_atomic
+from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
     from edgekit.results import DeployResult
@@ -160,9 +160,9 @@ def deploy_cmd(
             store_error = exc
     console.print(deploy_table(result, verbose=verbose))
     for line in failures(result):
-        console.print(f"[red]x[/] {line}", highlight=False)
+        console.print(f"[red]x[/] {plain(line)}", highlight=False)
     for line in busy_lines(result):
-        console.print(f"[yellow]![/] {line}", highlight=False)
+        console.print(f"[yellow]![/] {plain(line)}", highlight=False)
     for line in route_lines(result):
         console.print(line, highlight=False)
     if profile:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from edgekit.terminal import Console, plain
 
 emu_app = typer.Typer(
     help="Build, start, inspect and stop emulated ARM devices (pi4-emu, pi5-emu, phone-emu).\n\n"
@@ -18,7 +19,7 @@ console = Console()
 
 
 def _log(message: str) -> None:
-    console.print(f"[dim]{message}[/]", highlight=False)
+    console.print(f"[dim]{plain(message)}[/]", highlight=False)
 
 
 @emu_app.command("build")

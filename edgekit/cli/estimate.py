@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
 from edgekit.cli.inputs import check_model_file
 from edgekit.cli.shapes import parse_shape
 from edgekit.errors import EdgekitError, InputDataError, UsageError
+from edgekit.terminal import Console, plain
 
 console = Console()
 err_console = Console(stderr=True)
@@ -135,7 +135,7 @@ def _count(
     fill = INPUT_FILL if bare else None  # a bare .param is counted the way benchncnn runs it
 
     def say(message: str) -> None:  # progress on stderr: stdout may be --json
-        err_console.print(f"[dim]{message}[/]", highlight=False)
+        err_console.print(f"[dim]{plain(message)}[/]", highlight=False)
 
     def one(n: int) -> Any:
         with err_console.status(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from edgekit.terminal import Console
 
 console = Console()
 

@@ -4,10 +4,10 @@ stored run; `edgekit lab release PLACE` gives back a place a dead edgekit left a
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli.report import STORE_HELP
+from edgekit.terminal import Console
 
 lab_app = typer.Typer(
     help="A team's boards shared through a labgrid coordinator: list places, holders and last-run facts.\n\n"

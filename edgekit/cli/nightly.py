@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from edgekit.cli.outputs import check_output_file
 from edgekit.cli.report import STORE_HELP
+from edgekit.terminal import Console, plain
 
 console = Console()
 
@@ -60,12 +60,12 @@ def nightly_cmd(
         markdown=markdown,
         since=parse_since(since),
         settings=Settings(min_change=min_change),
-        log=lambda msg: console.print(f"[dim]{msg}[/]", highlight=False),
+        log=lambda msg: console.print(f"[dim]{plain(msg)}[/]", highlight=False),
     )
     for path in outcome.written:
         console.print(f"wrote {path}", highlight=False)
     for recipe, error in outcome.failures.items():
-        console.print(f"[red]deploy failed[/] {recipe}: {error}", highlight=False)
+        console.print(f"[red]deploy failed[/] {recipe}: {plain(error)}", highlight=False)
     for target, why in outcome.never_measured.items():
         console.print(
             f"[red]never measured[/] {target}: no measurement in the store yet"

@@ -110,12 +110,11 @@ def _wall_profile(
     artifact: Path, target: str, threads: int, passes: int, input_shape: str | None, top: int, as_json: bool
 ) -> None:
     """Per-layer wall time of an ncnn artifact on a board (SSH) or this host, by the on-device agent."""
-    from rich.console import Console
-
     from edgekit.cli.bench import _inputs, _sidecar_format, run_folder, run_one
     from edgekit.deploy import AgentArtifact, Settings, host_target
     from edgekit.runtimes.ncnn import load_ncnn
     from edgekit.target import load_target
+    from edgekit.terminal import Console
 
     if artifact.suffix != ".param":
         raise UsageError(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from edgekit.cli.outputs import check_output_file
+from edgekit.terminal import Console
 
 console = Console()
 

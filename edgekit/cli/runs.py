@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from edgekit.cli.report import STORE_HELP
 from edgekit.report.figures import fidelity_line
+from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
     from edgekit.results import DeployResult, TargetRun
@@ -54,7 +54,7 @@ def list_cmd(
         if r.failed_targets:  # a target that failed at connect has no measurement to count
             counts += (
                 f" [red]({len(r.failed_targets)} target{'s' * (len(r.failed_targets) > 1)} failed: "
-                f"{', '.join(r.failed_targets)})[/]"
+                f"{plain(', '.join(r.failed_targets))})[/]"
             )
         table.add_row(
             str(r.id),
@@ -172,7 +172,7 @@ def _print_run(run_id: int, result: DeployResult, verbose: bool = False) -> None
             f"{a.convert_s:.1f}" if a.convert_s is not None else "-",
             fidelity,
             "[green]passed[/]" if a.gates_passed else "[red]failed[/]",
-            a.status if a.status == "ok" else f"[red]{a.status}: {a.error}[/]",
+            a.status if a.status == "ok" else f"[red]{a.status}: {plain(a.error)}[/]",
         )
     if result.artifacts:
         console.print(arts)
@@ -183,7 +183,8 @@ def _print_run(run_id: int, result: DeployResult, verbose: bool = False) -> None
 def _print_target(t: TargetRun, verbose: bool = False) -> None:
     label = f"{t.target} {EMU}" if t.emulated else t.target
     console.print(
-        f"\n[bold]{label}[/] ({t.kind}) status {t.status}" + (f": [red]{t.error}[/]" if t.error else "")
+        f"\n[bold]{label}[/] ({t.kind}) status {t.status}"
+        + (f": [red]{plain(t.error)}[/]" if t.error else "")
     )
     if t.agent is None:
         return
@@ -227,7 +228,7 @@ def _print_target(t: TargetRun, verbose: bool = False) -> None:
             _n(m.peak_rss_mb),
             f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
             str(len(m.samples_ms)),
-            "ok" if m.status == "ok" else f"[red]{m.status}: {m.error}[/]",
+            "ok" if m.status == "ok" else f"[red]{m.status}: {plain(m.error)}[/]",
         )
     console.print(table)
     if not walls:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from edgekit.terminal import Console, plain
 
 targets_app = typer.Typer(
     help="List targets (targets/*.yaml); `check NAME` connects and shows what the device is; `setup NAME` "
@@ -82,7 +83,7 @@ def setup_cmd(
     from edgekit.target import load_target
 
     target = load_target(name, set_ or [])
-    info = setup_target(target, lambda m: console.print(f"[dim]{m}[/]", highlight=False))
+    info = setup_target(target, lambda m: console.print(f"[dim]{plain(m)}[/]", highlight=False))
     _print_info(target.name, info)
 
 

@@ -405,3 +405,33 @@ def test_an_output_file_on_a_full_disk_is_named_and_leaves_nothing_half_written(
     assert sorted(p.name for p in tmpfs.iterdir()) == ["filler"]
     out = edgekit_cli("report", "--since", "30d", "--html", "/proc/edgekit-none/r.html", env=env)
     assert out.code in (1, 2) and "internal error" not in out.stderr and "/proc" in out.stderr, out.stderr
+
+
+def test_text_that_looks_like_terminal_markup_is_printed_as_text(tmp_path: Path, edgekit_cli) -> None:
+    """rich reads `[...]` as markup: a path or a device's error holding `[/x]` raised MarkupError, so a named
+    error became a traceback (exit 1) and `runs show` of such a run crashed. Both print the text as it is."""
+    from datetime import UTC, datetime
+
+    from edgekit.report.synthetic import synthetic_result
+
+    folder = tmp_path / "[/x] [red]"  # the folders "[" and "x] [red]"
+    folder.mkdir(parents=True)
+    out = edgekit_cli("convert", str(folder / "r.yaml"))
+    assert out.code == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"error (RecipeError): {folder / 'r.yaml'}: recipe file not found" in out.stderr, out.stderr
+
+    said = "bad value [/] and [/x] and [red]red[/red]"
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4",), threads=(1,)
+    )
+    for run in result.runs:
+        run.status, run.error = "failed", said
+        for m in run.agent.measurements if run.agent else []:
+            m.status, m.error = "failed", said
+    (tmp_path / "r.json").write_text(result.model_dump_json())
+    env = {"EDGEKIT_HOME": str(tmp_path / "home")}
+    assert edgekit_cli("runs", "import", str(tmp_path / "r.json"), env=env).code == 0
+    for args in (("runs",), ("runs", "show", "1")):
+        shown = edgekit_cli(*args, env={**env, "COLUMNS": "400"})
+        assert shown.code == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert said in shown.stdout, shown.stdout  # every bracket shown, none taken as a style
