@@ -11,6 +11,9 @@ from pathlib import Path
 import typer
 
 EXAMPLE_NAMES = {"html": "report.html", "markdown": "summary.md"}  # anything else (--json): out.json
+# an existing file is written over only when it is of the kind the option writes: a typo (--json recipe.yaml,
+# --html pyproject.toml) must not destroy a recipe, a model or the results store
+KINDS = {".json": (".json",), ".html": (".html", ".htm"), ".md": (".md", ".markdown")}
 
 
 def check_output_file(param: typer.CallbackParam, value: Path | None) -> Path | None:
@@ -18,8 +21,14 @@ def check_output_file(param: typer.CallbackParam, value: Path | None) -> Path | 
     if value is None:
         return None
     if value.is_dir():
-        example = value / EXAMPLE_NAMES.get(param.name or "", "out.json")
+        example = value / _example(param)
         raise typer.BadParameter(f"{value} is a folder; give a file name, e.g. {example}")
+    suffix = Path(_example(param)).suffix
+    if value.is_file() and value.suffix.lower() not in KINDS[suffix]:
+        raise typer.BadParameter(
+            f"{value} is an existing file that is not {suffix}: edgekit writes over an earlier {suffix} output "
+            f"only; give another name, e.g. {value.with_suffix(suffix)}"
+        )
     ancestor = value.absolute().parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -28,3 +37,7 @@ def check_output_file(param: typer.CallbackParam, value: Path | None) -> Path | 
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise typer.BadParameter(f"cannot write in {ancestor}")
     return value
+
+
+def _example(param: typer.CallbackParam) -> str:
+    return EXAMPLE_NAMES.get(param.name or "", "out.json")

@@ -435,3 +435,26 @@ def test_text_that_looks_like_terminal_markup_is_printed_as_text(tmp_path: Path,
         shown = edgekit_cli(*args, env={**env, "COLUMNS": "400"})
         assert shown.code == 0 and "Traceback" not in shown.stderr, shown.stderr
     assert said in shown.stdout, shown.stdout  # every bracket shown, none taken as a style
+
+
+def test_an_output_option_never_writes_over_a_file_of_another_kind(tmp_path: Path, edgekit_cli) -> None:
+    """`report --html pyproject.toml` or `deploy --json recipe.yaml` (a typo) wrote over the file; an existing
+    file is written over only when it is of the kind the option writes (an earlier output)."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((RECIPES / "tiny.yaml").read_text())
+    store = tmp_path / "results.sqlite"
+    store.write_bytes(b"SQLite format 3\0")
+    env = {"EDGEKIT_HOME": str(tmp_path / "home")}
+    for args, victim in (
+        (("report", "--html", str(recipe)), recipe),
+        (("report", "--markdown", str(store)), store),
+        (("deploy", str(recipe), "--json", str(recipe)), recipe),
+    ):
+        before = victim.read_bytes()
+        out = edgekit_cli(*args, env=env)
+        assert out.code == 2 and "is an existing file that is not" in out.stderr, (args, out.stderr)
+        assert victim.read_bytes() == before
+    earlier = tmp_path / "report.html"
+    earlier.write_text("an earlier report")
+    assert edgekit_cli("report", "--html", str(earlier), env=env).code == 0
+    assert "an earlier report" not in earlier.read_text()
