@@ -313,3 +313,18 @@ def test_deploy_profile_puts_per_layer_data_in_the_json(pi4_emu: Target, tmp_pat
     assert not any(m.layer_ms for m in measurements(runs["pi4-emu"]).values())  # type: ignore[attr-defined]
     assert "profile pi4-emu ncnn-fp32: by instructions (exact count)" in done.stdout
     assert "profile host ncnn-fp32 x1: by wall time (measured)" in done.stdout
+
+
+def test_a_json_write_that_fails_while_targets_measure_does_not_stop_them() -> None:
+    """The partial --json written after each measurement: a failure there (a full disk) must not stop the
+    measuring (update() keeps going); the write after the targets finish names it (OutputFileError)."""
+    from edgekit.deploy.orchestrate import _Writer
+    from edgekit.errors import OutputFileError
+
+    result = DeployResult(
+        recipe="tiny", recipe_path="r.yaml", recipe_sha256="0" * 64, started_at="2026-12-01"
+    )
+    writer = _Writer(Path("/proc/edgekit-none/run.json"), result)  # cannot be made, even by root
+    writer.update()  # said nothing, raised nothing
+    with pytest.raises(OutputFileError, match=r"cannot write /proc/edgekit-none/run\.json"):
+        writer.write()
