@@ -103,6 +103,16 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
         tmp = target.parent / "export.onnx"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         dummy = torch.zeros(recipe.input.shape, dtype=torch.float32)
+        try:  # the recipe's input through the model first: a shape it cannot take is the recipe's error
+            with torch.no_grad():
+                model(dummy)
+        except Exception as exc:  # noqa: BLE001 - the user's model raises what it raises
+            raise RecipeError(
+                f"field `input.shape`: {src.builder} does not run on an input of shape "
+                f"{list(recipe.input.shape)}: {type(exc).__name__}: {str(exc)[:300]}",
+                where=where,
+                hint="input.shape is the tensor the model takes, batch first (NCHW for a PyTorch model)",
+            ) from None
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": wanted

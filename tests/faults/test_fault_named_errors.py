@@ -458,3 +458,20 @@ def test_an_output_option_never_writes_over_a_file_of_another_kind(tmp_path: Pat
     earlier.write_text("an earlier report")
     assert edgekit_cli("report", "--html", str(earlier), env=env).code == 0
     assert "an earlier report" not in earlier.read_text()
+
+
+def test_an_input_shape_the_pytorch_model_cannot_take_is_a_recipe_error(tmp_path: Path, edgekit_cli) -> None:
+    """input.shape with 1 channel for a 3-channel model: was ConversionError (exit 1, "torch.onnx.export ...
+    failed"); the recipe is what is wrong: RecipeError naming input.shape, exit 2."""
+    import yaml
+
+    raw = yaml.safe_load((RECIPES / "tiny.yaml").read_text())
+    raw["input"]["shape"] = [1, 1, 32, 32]
+    raw["input"].pop("preprocess", None)  # its 3-value mean would be refused first
+    recipe = tmp_path / "one-channel.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    out = edgekit_cli(
+        "convert", str(recipe), "--format", "ncnn-fp32", env={"EDGEKIT_HOME": str(tmp_path / "h")}
+    )
+    assert out.code == 2 and "error (RecipeError)" in out.stderr, out.stderr
+    assert "field `input.shape`" in out.stderr and "[1, 1, 32, 32]" in out.stderr, out.stderr
