@@ -4,6 +4,7 @@ digits model of the zoo (recipes/digits-keras.yaml) through both routes on the h
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,22 @@ def test_a_lambda_layer_is_refused_as_code_in_the_model_file(tmp_path: Path) -> 
     )
     assert out.returncode == 2 and "error (InputDataError)" in out.stderr, out.stderr
     assert "Lambda layer holds Python code" in out.stderr and "kind: onnx" in out.stderr, out.stderr
+
+
+@pytest.mark.integration
+def test_an_input_shape_the_keras_model_cannot_take_is_a_recipe_error(tmp_path: Path) -> None:
+    """Was ConversionError (exit 1, tf2onnx's ValueError); the recipe's input.shape is what is wrong: exit 2."""
+    raw: dict[str, Any] = yaml.safe_load(RECIPE.read_text())
+    raw["input"]["shape"] = [1, 9, 9, 1]
+    raw["model"]["path"] = str(ROOT / "edgekit" / "zoo" / "weights" / "digits-keras.keras")
+    recipe = tmp_path / "shape.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe), "--format", "onnx-fp32"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "EDGEKIT_HOME": str(tmp_path / "home")},
+    )
+    assert out.returncode == 2 and "error (RecipeError)" in out.stderr, out.stderr
+    assert "field `input.shape`" in out.stderr and "[1, 9, 9, 1]" in out.stderr, out.stderr

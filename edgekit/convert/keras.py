@@ -39,7 +39,7 @@ from edgekit import paths
 from edgekit.convert.base import Converter, dist_version
 from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, tree_sha256
 from edgekit.convert.tflite import TfliteConverter, onnx2tf_cause
-from edgekit.errors import ConversionError, InputDataError
+from edgekit.errors import ConversionError, InputDataError, RecipeError
 from edgekit.formats import Format
 from edgekit.recipe import Granularity, KerasSource, Layout, Recipe
 
@@ -243,6 +243,12 @@ def _run_child(job: dict[str, Any], work: Path, tool: str) -> dict[str, Any]:
                 "refuses to load in its safe mode, as edgekit loads every model",
                 hint="replace the Lambda with built-in layers (or a registered custom layer class), or export the "
                 "model to ONNX yourself and give that file (model: {kind: onnx, path: ...})",
+            )
+        if "is incompatible with the layer" in cause and "shape" in cause:  # Keras's own input check
+            raise RecipeError(
+                f"field `input.shape`: the model does not take an input of shape {job.get('shape')} "
+                f"({tool}: {cause})",
+                hint="input.shape is the tensor the model takes, batch first (NHWC for a Keras model)",
             )
         raise ConversionError(f"{tool}: {cause}", hint=f"whole log: {log}")
     return dict(json.loads((work / "result.json").read_text()))
