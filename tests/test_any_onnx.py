@@ -196,3 +196,16 @@ def test_torchvision_squeezenet_as_a_user_exports_it(tmp_path: Path) -> None:
         for d in onnx.load(str(tmp_path / "squeezenet1_1.onnx")).graph.input[0].type.tensor_type.shape.dim
     ]
     assert dims[0] == "batch"  # exported with a dynamic batch; edgekit fixed it for the converters
+
+
+def test_a_user_onnx_whose_static_dims_disagree_with_input_shape_is_a_recipe_error(tmp_path: Path) -> None:
+    """The copy edgekit converts has the recipe's shape written in, so the check ran on that copy and passed;
+    onnxruntime then refused the user's own model (the fidelity reference) as an internal error."""
+    from edgekit.convert.onnx import prepare_onnx
+
+    model = shuffle_classifier(tmp_path / "shuffle.onnx")  # input [N, 3, 16, 16]
+    path = onnx_recipe(tmp_path, model, ["onnx-fp32"], input={"name": "input", "shape": [1, 1, 16, 16]})
+    with pytest.raises(
+        RecipeError, match=r"field `input.shape`: the model's input shape is \[-1, 3, 16, 16\]"
+    ):
+        prepare_onnx(load_recipe(path))

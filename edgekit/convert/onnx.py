@@ -64,6 +64,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         where = f"{recipe.path}: field `model.path`"
         # a corrupt file never enters the cache; external weights are keyed and copied with the model
         data_files = external_data_files(read_onnx(src.path, where), src.path, where)
+        check_io(src.path, recipe)  # the model as given: its static dims against input.shape (fixed below)
         spec = [
             file_sha256(src.path),
             list(recipe.input.shape),
