@@ -63,8 +63,11 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
     if isinstance(src, OnnxSource):
         where = f"{recipe.path}: field `model.path`"
         # a corrupt file never enters the cache; external weights are keyed and copied with the model
-        data_files = external_data_files(read_onnx(src.path, where), src.path, where)
-        check_io(src.path, recipe)  # the model as given: its static dims against input.shape (fixed below)
+        given = read_onnx(src.path, where)
+        data_files = external_data_files(given, src.path, where)
+        check_graph(
+            given.graph, recipe
+        )  # the model as given: its static dims against input.shape (fixed below)
         spec = [
             file_sha256(src.path),
             list(recipe.input.shape),
@@ -178,8 +181,8 @@ def external_data_files(model: Any, path: Path, where: str) -> list[Path]:
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         data = (folder / location).resolve()
-        parts = Path(location).parts
-        if not location or Path(location).is_absolute() or ".." in parts or not data.is_relative_to(folder):
+        given = Path(location)
+        if not location or given.is_absolute() or ".." in given.parts or not data.is_relative_to(folder):
             raise InputDataError(
                 f"tensor {tensor.name!r} keeps its data at {location!r}, outside the model's folder {folder}; "
                 "refused",
@@ -231,7 +234,11 @@ def _dtype_name(elem: int) -> str:
 
 def check_io(onnx_path: Path, recipe: Recipe) -> None:
     """The ONNX model's single input must have the recipe's name and shape; named outputs must exist."""
-    graph = read_onnx(onnx_path, str(recipe.path)).graph
+    check_graph(read_onnx(onnx_path, str(recipe.path)).graph, recipe)
+
+
+def check_graph(graph: Any, recipe: Recipe) -> None:
+    """check_io on a graph already read."""
     inits = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in inits]
     where = str(recipe.path)

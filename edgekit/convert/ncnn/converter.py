@@ -10,7 +10,6 @@ ncnn2table/ncnn2int8 are in no package we can install.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import re
 import shutil
