@@ -215,3 +215,17 @@ def test_proxycommand_is_honoured_and_a_dead_jump_host_is_named(pi4_emu, jump_ho
     dead = jumped.model_copy(update={"proxy_jump": f"127.0.0.1:{_free_port()}"})  # nothing listens there
     with pytest.raises(ConnectError, match="jump host"):
         open_transport(dead).connect()
+
+
+@pytest.mark.integration
+def test_close_after_the_link_broke_under_an_open_sftp_session_does_not_raise(pi4_emu) -> None:
+    """CI found it: after a dropped link, reconnect() closed the old SFTP session, whose close message could not
+    be sent (EOFError from paramiko), so the reconnect raised instead of connecting again."""
+    with open_transport(pi4_emu) as transport:
+        transport.connect()
+        transport.sftp.listdir(".")  # an SFTP session is open
+        sock = transport._client.get_transport().sock  # type: ignore[attr-defined]
+        sock.shutdown(socket.SHUT_WR)  # nothing more can be sent: the channel's close message fails
+        transport.close()
+        transport.connect()  # and the transport is usable again
+        assert transport.run(["true"], timeout=30).exit_status == 0

@@ -52,9 +52,14 @@ class RemoteFiles:
         return self._sftp
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-            self._sftp = None
+        """Best effort: on a link that was dropped the channel's close message cannot be sent (EOFError,
+        a broken pipe), and the session is gone with the link anyway."""
+        sftp, self._sftp = self._sftp, None
+        if sftp is not None:
+            try:
+                sftp.close()
+            except (EOFError, OSError, paramiko.SSHException):
+                pass
 
     def put(self, local: Path, remote: str) -> PutResult:
         local = Path(local)
