@@ -29,6 +29,14 @@ _PID_MARK = "EDGEKIT_PGID "
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def close_quietly(chan: paramiko.Channel) -> None:
+    """Close a channel whose link may already be gone (its close message then cannot be sent: EOFError)."""
+    try:
+        chan.close()
+    except (EOFError, OSError, paramiko.SSHException):
+        pass
+
+
 def run(
     link: Link,
     argv: list[str],
@@ -72,14 +80,14 @@ def run(
         raise
     pgid, err_text = split_pid(err.decode(errors="replace"))
     if link.interrupted.is_set():
-        chan.close()
+        close_quietly(chan)
         survivors = kill_group(link, pgid) if pgid else "unknown process group"
         raise Interrupted(
             f"`{command}` stopped (Ctrl-C)" + (f"; still alive: {survivors}" if survivors else ""),
             where=link.address,
         )
     if timed_out:
-        chan.close()
+        close_quietly(chan)
         survivors = kill_group(link, pgid) if pgid else "unknown process group"
         exc = RemoteTimeout(
             f"`{command}` did not finish within {timeout:g} s and was stopped"
@@ -98,7 +106,7 @@ def run(
         lost.stdout, lost.stderr, lost.pgid = out.decode(errors="replace"), err_text, pgid  # type: ignore[attr-defined]
         raise lost
     status = chan.recv_exit_status()
-    chan.close()
+    close_quietly(chan)  # the command's result is in hand: a link dropping now does not undo it
     return RunResult(command, status, out.decode(errors="replace"), err_text, time.monotonic() - start)
 
 
