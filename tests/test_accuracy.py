@@ -113,7 +113,8 @@ def test_emulated_gates_can_be_judged_on_every_input(
 ) -> None:
     """evaluation.device_inputs lifts an emulated target's 4-input cap for outputs (gates) while its timing plan
     stays capped (repeat, warmup, threads; timing is on one input anyway); left out, the cap applies."""
-    from edgekit.deploy.orchestrate import DeployOptions, _device_inputs, capped_settings
+    from edgekit.deploy.plan import DeployOptions, capped_settings
+    from edgekit.deploy.plan import device_inputs as recipe_device_inputs
     from edgekit.deploy.request import Settings
     from edgekit.target import load_target
 
@@ -124,7 +125,7 @@ def test_emulated_gates_can_be_judged_on_every_input(
     path = tmp_path / "d.yaml"
     path.write_text(yaml.safe_dump(raw))
     recipe = load_recipe(path)
-    base = Settings.from_benchmark(recipe.benchmark, samples=_device_inputs(recipe))
+    base = Settings.from_benchmark(recipe.benchmark, samples=recipe_device_inputs(recipe))
     said: list[str] = []
     own = capped_settings(
         recipe, DeployOptions(), base, load_target(ROOT / "targets" / "pi4-emu.yaml"), said.append

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.deploy.orchestrate import DeployOptions, capped_settings, deploy
+from edgekit.deploy import DeployOptions, deploy
+from edgekit.deploy.plan import capped_settings
 from edgekit.deploy.request import Settings
 from edgekit.formats import Format
 from edgekit.recipe import load_recipe

@@ -146,7 +146,7 @@ def test_savedmodel_source(tmp_path: Path) -> None:
 def test_keras_digits_on_pi4_emu_judged_on_every_input(pi4_emu: Any, keras_artifacts: list[Artifact]) -> None:
     """Both INT8 routes on the emulated Pi 4: gates judged on all 360 test images (evaluation.device_inputs:
     all), timing on one input within the target's cap."""
-    from edgekit.deploy.orchestrate import DeployOptions, deploy
+    from edgekit.deploy import DeployOptions, deploy
 
     arts = [a for a in keras_artifacts if a.format in (Format.TFLITE_INT8, Format.TFLITE_ONNX2TF_INT8)]
     result = deploy(load_recipe(RECIPE), [pi4_emu], DeployOptions(host=False), None, arts)

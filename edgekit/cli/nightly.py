@@ -45,7 +45,7 @@ def nightly_cmd(
     names = [t.strip() for t in targets.split(",") if t.strip()]
     if not names:
         raise typer.BadParameter("name at least one target, e.g. --targets pi4-emu", param_hint="--targets")
-    from edgekit.deploy.orchestrate import check_target_key
+    from edgekit.deploy.plan import check_target_key
     from edgekit.nightly import recipe_files
     from edgekit.target import load_target
 

@@ -5,10 +5,11 @@
 
 Modules: request (what the agent is sent, the device layout), session (one target's stages), agent_run (the
 agent run and its failures), host_cpu (the host-CPU lock), outputs (every target's outputs judged), provenance
-(tool versions, git revision, time), orchestrate (all targets, estimates, routes, the DeployResult).
+(tool versions, git revision, time), plan (each target's options, cap and inputs), orchestrate (all targets, estimates, routes, the DeployResult).
 """
 
-from edgekit.deploy.orchestrate import HOST, DeployOptions, deploy, host_target, is_ok
+from edgekit.deploy.orchestrate import HOST, deploy, host_target, is_ok
+from edgekit.deploy.plan import DeployOptions
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import HostCpu, TargetSession
 
