@@ -121,6 +121,33 @@ def test_weights_are_loaded_and_keyed_by_their_bytes(tmp_path: Path) -> None:
         onnx_mod.prepare_onnx(tiny_recipe(tmp_path, "c.yaml", model={**src, "weights": "bad.pt"}))
 
 
+@pytest.mark.integration
+def test_weights_that_are_not_a_state_dict_are_named_for_what_they_are(tmp_path: Path) -> None:
+    """A pickled model object (torch.save(model)), a TorchScript archive, garbage and an empty file: each a
+    RecipeError saying what the file is, never torch's advice to load it with weights_only=False."""
+    import torch
+
+    from edgekit.convert import onnx as onnx_mod
+    from edgekit.errors import RecipeError
+    from edgekit.zoo.tiny import build
+
+    model = build(width=4).eval()
+    torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), tmp_path / "object.pt")  # a module object
+    torch.jit.trace(model, torch.zeros(1, 3, 32, 32)).save(str(tmp_path / "scripted.pt"))
+    (tmp_path / "junk.pt").write_bytes(bytes(range(256)))
+    (tmp_path / "empty.pt").write_bytes(b"")
+    src = {"kind": "torch", "builder": "edgekit.zoo.tiny:build", "args": {"width": 4}}
+    for name, said in [
+        ("object.pt", "pickled Python object"),
+        ("scripted.pt", "TorchScript archive"),
+        ("junk.pt", "not a PyTorch state dict"),
+        ("empty.pt", "the file is empty"),
+    ]:
+        with pytest.raises(RecipeError, match=said) as info:
+            onnx_mod.prepare_onnx(tiny_recipe(tmp_path, f"{name}.yaml", model={**src, "weights": name}))
+        assert "weights_only" not in str(info.value) and "state_dict()" in (info.value.hint or "")
+
+
 def test_builder_code_digest_follows_the_sibling_modules_it_imports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

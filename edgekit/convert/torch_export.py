@@ -156,16 +156,47 @@ def build_torch_model(recipe: Recipe, src: TorchSource) -> Any:
     return model.eval()
 
 
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive (torch.jit.save): a zip holding the model's code, not only tensors."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n or n.endswith("/constants.pkl") for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def _load_weights(model: Any, weights: Path, where: str) -> None:
     import torch
 
+    save_state = "save the trained model's weights with torch.save(model.state_dict(), path)"
+    if _is_torchscript(weights):
+        raise RecipeError(
+            f"field `model.weights`: {weights} is a TorchScript archive (torch.jit.save), not a state dict",
+            where=where,
+            hint=f"{save_state}, or export the model to ONNX (torch.onnx.export) and use model: {{kind: onnx, path: ...}}",
+        )
     try:
         state = torch.load(str(weights), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file; the user gets a named error
+        text = str(exc)
+        if "Unsupported global" in text:  # torch.save(model): a pickled object, which loading would run
+            raise RecipeError(
+                f"field `model.weights`: {weights} holds a pickled Python object (torch.save(model)), not a "
+                "state dict; edgekit does not unpickle objects from a file (that runs code from it)",
+                where=where,
+                hint=save_state,
+            ) from None
+        if "WeightsUnpickler error:" in text:  # torch's own reason, without its advice to load unsafely
+            reason = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n")[0].strip()
+            text = f"not a PyTorch state dict ({reason})"
+        if not text and weights.stat().st_size == 0:
+            text = "the file is empty"
         raise RecipeError(
-            f"field `model.weights`: cannot read {weights}: {exc}",
+            f"field `model.weights`: cannot read {weights}: {text or type(exc).__name__}",
             where=where,
-            hint="save it with torch.save(model.state_dict(), path)",
+            hint=save_state,
         ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
