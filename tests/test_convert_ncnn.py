@@ -216,3 +216,66 @@ def test_int8_is_read_from_each_layer_types_own_scale_term(tmp_path: Path) -> No
         )
     )
     assert has_int8_layers(conv)
+
+
+_IN_PLACE_FIRST = """
+import sys
+from pathlib import Path
+
+import numpy as np
+
+onnx, out, agent_dir = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+from edgekit.convert.ncnn.converter import convert_model
+from edgekit.convert.ncnn.runtime import NcnnModel
+from edgekit.estimate.graph import analyze
+from edgekit.formats import Format
+
+param, weights, _ = convert_model(onnx, [1, 3, 32, 32], Format.NCNN_FP32, out)  # checks outputs through ncnn
+print("converted", flush=True)
+x = np.linspace(-1, 1, 3072, dtype=np.float32).reshape(1, 3, 32, 32)
+given = x.copy()
+with NcnnModel(param, weights) as model:
+    for _ in range(2):
+        assert np.allclose(model.run(x)[0], np.maximum(given, 0) * 2, atol=1e-3), "host"
+assert (x == given).all(), "the caller's array was written"
+print("host", flush=True)
+sys.path.insert(0, agent_dir)
+import agent
+
+runner = agent.NcnnRunner(str(param), str(weights), 1, None)
+runner.set_input(x)
+for _ in range(2):
+    runner.invoke()
+    assert np.allclose(runner.outputs()[0][1], np.maximum(given, 0) * 2, atol=1e-3), "agent"
+print("agent", flush=True)
+assert analyze(param, [1, 3, 32, 32]).activation_bytes > 0, "estimate"
+print("estimate", flush=True)
+"""
+
+
+def test_a_model_whose_first_layer_works_in_place_runs_everywhere(tmp_path: Path) -> None:
+    """ncnn.Mat(array) borrows the array with no reference count, which ncnn reads before an in-place layer
+    (ReLU here) consumes a blob fed in: conversion's check, the agent and estimate's shape walk all segfaulted on
+    a model starting with ReLU. Run in a child process: a segfault must fail this test, not end the suite."""
+    import subprocess
+    import sys
+
+    import torch
+
+    class ReluFirst(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(x) * 2
+
+    onnx = export_onnx(ReluFirst(), tmp_path / "relu.onnx", ["y"])
+    agent_dir = Path(__file__).resolve().parent.parent / "edgekit" / "agent"
+    done = subprocess.run(
+        [sys.executable, "-c", _IN_PLACE_FIRST, str(onnx), str(tmp_path / "out"), str(agent_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and done.stdout.split() == ["converted", "host", "agent", "estimate"], (
+        done.returncode,
+        done.stdout,
+        done.stderr[-2000:],
+    )

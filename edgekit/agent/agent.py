@@ -641,7 +641,9 @@ class NcnnRunner:
         while x.ndim > 3 and x.shape[0] == 1:
             x = x[0]
         self._array = np.ascontiguousarray(x, dtype=np.float32)
-        self.mat = self._ncnn.Mat(self._array)
+        # an owned copy, made here outside any timing: ncnn.Mat(array) borrows the buffer with no reference
+        # count, which ncnn reads before an in-place first layer (ReLU, BatchNorm) consumes the input: a segfault
+        self.mat = self._ncnn.Mat(self._array).clone()
 
     def invoke(self) -> None:
         ex = self.net.create_extractor()

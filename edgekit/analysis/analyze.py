@@ -221,14 +221,11 @@ def _ncnn_pair(files: Sequence[Path]) -> tuple[Path, Path]:
 
 def _ncnn_alone(model: Any, layer: Any, ref: dict[str, np.ndarray]) -> np.ndarray:
     """One layer of the INT8 model on the fp32 model's input blobs: its own quantization error only."""
-    import ncnn
+    from edgekit.convert.ncnn.runtime import input_mat
 
     ex = model.net.create_extractor()
-    keep = []
     for b in layer.bottoms:
-        arr = np.ascontiguousarray(ref[b], dtype=np.float32)
-        keep.append(arr)
-        ex.input(b, ncnn.Mat(arr))
+        ex.input(b, input_mat(ref[b]))
     ret, mat = ex.extract(layer.tops[0])
     if ret != 0:
         raise AnalysisError(f"ncnn could not compute layer {layer.name} alone (error {ret})")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.convert.ncnn.runtime import input_mat
 from edgekit.errors import InputDataError
 from edgekit.estimate.ncnn_model import check_input_channels
 from edgekit.runtimes.ncnn import load_ncnn, parse_param
@@ -260,7 +261,6 @@ def _ncnn_blob_shapes(
     path: Path, layers: list, io: dict, input_shape: list[int] | None
 ) -> dict[str, list[int]]:
     """Every blob's (c, h, w) shape, from one run of the net on this host with zero inputs."""
-    import ncnn
 
     inputs = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
     shapes = io.get("input_shapes") or ([input_shape] if input_shape else None)
@@ -278,9 +278,8 @@ def _ncnn_blob_shapes(
     ex = net.create_extractor()
     ex.set_light_mode(False)  # keep intermediate blobs, or each is freed once its consumer ran
     try:
-        arrays = [np.zeros(shape[1:], dtype=np.float32) for shape in shapes]  # ncnn.Mat(array) does not
-        for name, array in zip(inputs, arrays):  # copy: each array must outlive its Mat (a temporary crashed)
-            ex.input(name, ncnn.Mat(array))
+        for name, shape in zip(inputs, shapes):
+            ex.input(name, input_mat(np.zeros(shape[1:], dtype=np.float32)))
         for blob in blobs:
             ret, mat = ex.extract(blob)
             if ret != 0:  # a layer failed (out of memory, an input it cannot take): MACs would be missing

@@ -99,6 +99,16 @@ def options_for(fmt: Format) -> dict[str, bool]:
     return dict(RUNTIME_OPTIONS[fmt.precision])
 
 
+def input_mat(array: np.ndarray) -> Any:
+    """An ncnn.Mat owning a copy of `array` (its batch axis already dropped). `ncnn.Mat(array)` borrows the
+    buffer with no reference count, and ncnn reads that count before an in-place layer (ReLU, BatchNorm, ...)
+    consumes a blob fed in: a borrowed input whose first consumer works in place is a segfault. An owned Mat is
+    copied by ncnn before such a layer, so the caller's array is never written either."""
+    import ncnn
+
+    return ncnn.Mat(np.ascontiguousarray(array, dtype=np.float32)).clone()
+
+
 class NcnnModel:
     """An ncnn artifact loaded on this host with its sidecar's options; `run` maps inputs to named outputs."""
 
@@ -133,7 +143,6 @@ class NcnnModel:
     def extract(self, inputs: np.ndarray | Sequence[np.ndarray], blobs: Sequence[str]) -> list[np.ndarray]:
         """One inference; each input has its batch axis of 1 (one array for a one-input model). Returns the
         named blobs in ncnn's layout (no batch axis): outputs, or intermediate activations (calibration)."""
-        import ncnn
 
         if isinstance(inputs, np.ndarray):
             inputs = [inputs]
@@ -143,11 +152,8 @@ class NcnnModel:
         # light mode recycles intermediate blobs once consumed: fine for outputs (never consumed), but an
         # intermediate blob extracted after it was recycled comes back as an error
         ex.set_light_mode(set(blobs) <= set(self.io.outputs))
-        keep = []  # ncnn.Mat may borrow the numpy buffer: keep it alive until extraction ends
         for blob, x in zip(self.io.inputs, inputs):
-            arr = np.ascontiguousarray(np.asarray(x, dtype=np.float32)[0])
-            keep.append(arr)
-            ex.input(blob, ncnn.Mat(arr))
+            ex.input(blob, input_mat(np.asarray(x, dtype=np.float32)[0]))
         return [self._extract(ex, blob) for blob in blobs]
 
     def run_one(self, inputs: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -87,7 +87,7 @@ def profile(req: dict) -> dict:
         else rng.random(shape[1:], dtype=np.float32)
         for shape in shapes
     ]
-    mats = [ncnn.Mat(a) for a in arrays]  # a Mat borrows its array's buffer: `arrays` keeps them alive
+    mats = [ncnn.Mat(a).clone() for a in arrays]  # owned: a borrowed input crashes an in-place first layer
     layers = [layer for layer in read_layers(param) if layer["type"] != "Input"]
     os.environ["EDGEKIT_INSN_FILE"] = req["insn_file"]
     counter = agent.InsnCounter()
