@@ -279,3 +279,20 @@ def test_a_model_whose_first_layer_works_in_place_runs_everywhere(tmp_path: Path
         done.stdout,
         done.stderr[-2000:],
     )
+
+
+def test_a_layer_this_ncnn_build_lacks_is_named(tmp_path: Path) -> None:
+    """pnnx writes ArgMax for torch.argmax, and ncnn's wheels leave that layer out: the model cannot load. The
+    error names the layer (it said "unknown layer type or bad syntax"), on conversion and for a user's file."""
+    from edgekit.errors import InputDataError
+    from edgekit.runtimes.ncnn import load_ncnn
+
+    param = tmp_path / "argmax.param"
+    param.write_text("7767517\n2 2\nInput in0 0 1 in0 0=4 1=1 2=1\nArgMax argmax_0 1 1 in0 out0 0=0 1=1\n")
+    param.with_suffix(".bin").write_bytes(b"")
+    io = NcnnIO(format="ncnn-fp32", inputs=["in0"], outputs=["out0"], options={})
+    with pytest.raises(ConversionError, match="no layer for ArgMax") as info:
+        NcnnModel(param, param.with_suffix(".bin"), io)
+    assert "argmax over the scores" in (info.value.hint or "")
+    with pytest.raises(InputDataError, match="no layer for ArgMax"):
+        load_ncnn(param)

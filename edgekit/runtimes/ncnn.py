@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.convert.ncnn.runtime import missing_layers
 from edgekit.errors import InputDataError
 from edgekit.formats import Format, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
@@ -71,10 +72,15 @@ def load_ncnn(path: Path, options: dict[str, bool] | None = None) -> Any:
     for key, value in (options or {}).items():
         setattr(net.opt, key, value)
     if net.load_param(str(path)) != 0:
+        missing = missing_layers(path)
         raise InputDataError(
-            "ncnn cannot parse this .param (ncnn's message above says which layer)",
+            f"this ncnn build has no layer for {', '.join(missing)}, so it cannot load the model"
+            if missing
+            else "ncnn cannot parse this .param (ncnn's message above says which layer)",
             where=str(path),
-            hint="a layer type this ncnn build lacks, or a malformed line; check it loads in ncnn itself",
+            hint="ncnn leaves some layers out of its builds: export the model without them"
+            if missing
+            else "a malformed line; check it loads in ncnn itself",
         )
     weights = path.with_suffix(".bin")
     if not weights.is_file():

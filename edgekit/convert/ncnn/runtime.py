@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.convert.ncnn.param import read_param
 from edgekit.errors import ConversionError
 from edgekit.formats import Format, Precision
 
@@ -109,6 +110,17 @@ def input_mat(array: np.ndarray) -> Any:
     return ncnn.Mat(np.ascontiguousarray(array, dtype=np.float32)).clone()
 
 
+def missing_layers(param: Path) -> list[str]:
+    """Layer types of a .param that this ncnn build cannot create (unknown, or compiled out: ArgMax is)."""
+    import ncnn
+
+    try:
+        kinds = sorted({layer.type for layer in read_param(param).layers})
+    except ConversionError:
+        return []
+    return [k for k in kinds if ncnn.create_layer(k) is None]
+
+
 class NcnnModel:
     """An ncnn artifact loaded on this host with its sidecar's options; `run` maps inputs to named outputs."""
 
@@ -121,10 +133,17 @@ class NcnnModel:
         for key, value in self.io.options.items():
             setattr(self.net.opt, key, value)
         if self.net.load_param(str(param)) != 0:
+            missing = missing_layers(Path(param))
             raise ConversionError(
-                "ncnn cannot load this .param (unknown layer type or bad syntax)",
+                f"this ncnn build has no layer for {', '.join(missing)} (ncnn leaves some layers out of its "
+                "builds), so it cannot load the model"
+                if missing
+                else "ncnn cannot load this .param (bad syntax)",
                 where=str(param),
-                hint="see the ncnn error printed above",
+                hint="compute it after the model's last layer, in your own code (e.g. argmax over the scores), "
+                "and export the model without it"
+                if missing
+                else "see the ncnn error printed above",
             )
         if self.net.load_model(str(bin_path)) != 0:
             raise ConversionError(
