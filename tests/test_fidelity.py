@@ -87,6 +87,43 @@ def test_classifier_numbers(tmp_path: Path) -> None:
     assert worse["max_abs_error"] == pytest.approx(2 * np.abs(logits[:3]).max())
 
 
+def test_integer_outputs_are_compared_exactly(tmp_path: Path) -> None:
+    """A class index from ArgMax: [2] against [1] has cosine 1 as vectors; edgekit counts it as a miss."""
+    r = recipe(tmp_path, "generic")
+    ids = np.array([[2], [0], [3], [1]], dtype=np.int64)
+    off = ids.copy()
+    off[0] = 1  # one input of four disagrees
+    numbers = compare([("cls", ids)], [("cls", off)], r, None)
+    assert numbers["cosine"] == pytest.approx(0.75) and numbers["cosine_worst"] == 0.0
+    assert "exact" in numbers["outputs"]["cls"]["compared"]
+    assert compare([("cls", ids)], [("cls", ids.astype(np.float32))], r, None)["cosine_worst"] == 1.0
+
+
+@pytest.mark.integration
+def test_tflite_integer_outputs_that_are_not_quantized_keep_their_values(tmp_path: Path) -> None:
+    """TFLite reports (scale 0, zero point 0) for an output that is not quantized; "dequantizing" an ArgMax
+    output with it made every class index 0, and the artifact failed its gate."""
+    import tensorflow as tf
+
+    from edgekit.runtimes.host import run_tflite
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4, 4, 3], tf.float32)])
+    def model(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        scores = tf.reduce_mean(x, axis=[1, 2])
+        return {"scores": scores, "cls": tf.argmax(scores, axis=1)}
+
+    path = tmp_path / "argmax.tflite"
+    path.write_bytes(
+        tf.lite.TFLiteConverter.from_concrete_functions([model.get_concrete_function()]).convert()
+    )
+    x = np.zeros((3, 1, 4, 4, 3), dtype=np.float32)
+    for i in range(3):
+        x[i, ..., i] = 1.0  # input i has its largest mean in channel i
+    outputs = dict(run_tflite(path, x.reshape(3, 4, 4, 3)))
+    (cls,) = [y for y in outputs.values() if np.issubdtype(y.dtype, np.integer)]
+    assert cls.ravel().tolist() == [0, 1, 2], outputs
+
+
 def test_detector_identical_outputs_match_every_box_and_keep_map(tmp_path: Path) -> None:
     boxes, scores, labels = detector_outputs()
     n = compare(

@@ -31,9 +31,7 @@ from edgekit.fidelity import metrics
 from edgekit.recipe import Gates, Recipe, Task, check_class_range
 from edgekit.runtimes import Outputs, spec_for
 
-FIDELITY_VERSION = (
-    3  # 3: map50_95_drop. Part of the cached results' digest: bump when the numbers are computed differently
-)
+FIDELITY_VERSION = 4  # 4: integer outputs exact, TFLite's unquantized integer outputs as they are; 3: map50_95_drop. Part of the  # cached results' digest: bump when the numbers are computed differently
 DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
 
 
@@ -138,13 +136,21 @@ def check_labels(ref: Outputs, labels: Labels | None, recipe: Recipe) -> None:
 
 
 # --- numbers ------------------------------------------------------------------------------------------------
-def _errors(r: np.ndarray, g: np.ndarray) -> dict[str, float]:
+def _errors(r: np.ndarray, g: np.ndarray) -> dict[str, Any]:
     diff = np.abs(r.astype(np.float64) - g.astype(np.float64))
     rf, gf = r.reshape(len(r), -1).astype(np.float64), g.reshape(len(g), -1).astype(np.float64)
     nr, ng = np.linalg.norm(rf, axis=1), np.linalg.norm(gf, axis=1)
     dot = np.sum(rf * gf, axis=1)
     cos = np.where((nr == 0) & (ng == 0), 1.0, dot / np.maximum(nr * ng, 1e-30))
+    exact = np.issubdtype(r.dtype, np.integer) or r.dtype == np.bool_
+    if exact:  # class indices, counts: a direction means nothing ([2] and [1] have cosine 1); equal or not
+        cos = np.all(rf == gf, axis=1).astype(np.float64)
     return {
+        **(
+            {"compared": "exact (integer output): cosine figures are the share of inputs it equals"}
+            if exact
+            else {}
+        ),
         "max_abs": float(diff.max()),
         "mean_abs": float(diff.mean()),
         "cosine": float(cos.mean()),

@@ -86,6 +86,8 @@ def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     if dtype == np.float32:
         return x
     scale, zero = detail["quantization"]
+    if not scale:  # an integer input that is not quantized (ids, indices): taken as it is
+        return x.astype(dtype)
     info = np.iinfo(dtype)
     return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
 
@@ -94,4 +96,8 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
     if y.dtype == np.float32:
         return y.copy()
     scale, zero = detail["quantization"]
+    if (
+        not scale
+    ):  # an integer output that is not quantized (a class index from ArgMax): its values as they are
+        return y.copy()
     return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
