@@ -209,3 +209,24 @@ def test_a_user_onnx_whose_static_dims_disagree_with_input_shape_is_a_recipe_err
         RecipeError, match=r"field `input.shape`: the model's input shape is \[-1, 3, 16, 16\]"
     ):
         prepare_onnx(load_recipe(path))
+
+
+def test_a_pass_through_onnx_is_bad_input_not_a_converter_crash(tmp_path: Path) -> None:
+    """An ONNX of Identity only (the output is the input) made pnnx fail with forty lines of onnxruntime's
+    internals and advice to simplify; it is named as a model that computes nothing, exit 2."""
+    from onnx import TensorProto, helper
+
+    from edgekit.convert.onnx import prepare_onnx
+    from edgekit.errors import InputDataError
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 16])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "ident.onnx")
+    path = onnx_recipe(tmp_path, tmp_path / "ident.onnx", ["onnx-fp32"], task="generic")
+    with pytest.raises(InputDataError, match="computes nothing") as info:
+        prepare_onnx(load_recipe(path))
+    assert info.value.exit_code == 2

@@ -270,6 +270,12 @@ def check_graph(graph: Any, recipe: Recipe) -> None:
             f"recipe says {list(recipe.input.shape)}",
             where=where,
         )
+    if all(n.op_type in ("Identity", "Dropout") for n in graph.node):  # no converter makes a model of this
+        raise InputDataError(
+            "the model computes nothing: its outputs are its input (or constants) through no-op nodes only",
+            where=where,
+            hint="export the trained model itself (its layers), not a pass-through",
+        )
     names = [o.name for o in graph.output]
     missing = [n for n in recipe.outputs if n not in names]
     if missing:
