@@ -99,6 +99,25 @@ def test_integer_outputs_are_compared_exactly(tmp_path: Path) -> None:
     assert compare([("cls", ids)], [("cls", ids.astype(np.float32))], r, None)["cosine_worst"] == 1.0
 
 
+def test_the_onnx_reference_keeps_integer_outputs_integer(tmp_path: Path) -> None:
+    """The reference ran every output through float32, so an ArgMax output was compared as a direction."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgekit.runtimes.host import run_onnx
+
+    graph = helper.make_graph(
+        [helper.make_node("ArgMax", ["x"], ["cls"], axis=1, keepdims=0)],
+        "argmax",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("cls", TensorProto.INT64, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, tmp_path / "a.onnx")
+    ((_, cls),) = run_onnx(tmp_path / "a.onnx", np.eye(4, dtype=np.float32)[[2, 0, 3]])
+    assert cls.dtype == np.int64 and cls.tolist() == [2, 0, 3]
+
+
 @pytest.mark.integration
 def test_tflite_integer_outputs_that_are_not_quantized_keep_their_values(tmp_path: Path) -> None:
     """TFLite reports (scale 0, zero point 0) for an output that is not quantized; "dequantizing" an ArgMax

@@ -23,6 +23,13 @@ from edgekit.formats import Format, Precision, Runtime
 Outputs = list[tuple[str, np.ndarray]]
 
 
+def output_array(y: object) -> np.ndarray:
+    """A runtime's output as edgekit compares it: float32, except integer and boolean outputs (class indices
+    from ArgMax, counts), which keep their type so fidelity compares them exactly (edgekit.fidelity.check)."""
+    a = np.asarray(y)
+    return a if np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_ else a.astype(np.float32)
+
+
 class UnknownFormatError(EdgekitError):
     """A format (or file suffix, or runtime) no runtime module declares."""
 

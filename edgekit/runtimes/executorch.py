@@ -17,7 +17,7 @@ import numpy as np
 
 from edgekit.errors import InputDataError
 from edgekit.formats import Format, Runtime
-from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
+from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec, output_array
 
 # the release edgekit is written against (its Python runtime API: executorch.runtime.Runtime)
 PIN = "1.5.1"
@@ -44,7 +44,7 @@ class ExecuTorch(RuntimeSpec):
             for k, y in enumerate(outs):
                 if len(results) <= k:
                     results.append([])
-                results[k].append(np.asarray(y, dtype=np.float32))
+                results[k].append(output_array(y))
         return [(f"output_{k}", np.concatenate(r)) for k, r in enumerate(results)]
 
     @classmethod

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.runtimes.base import output_array
+
 Outputs = list[tuple[str, np.ndarray]]
 
 
@@ -55,7 +57,7 @@ def run_onnx(path: Path, inputs: np.ndarray, threads: int = 1) -> Outputs:
     results: list[list[np.ndarray]] = [[] for _ in names]
     for sample in inputs:
         for k, y in enumerate(sess.run(names, {inp.name: sample[None].astype(np.float32)})):
-            results[k].append(np.asarray(y, dtype=np.float32))
+            results[k].append(output_array(y))
     return [(name, np.concatenate(r)) for name, r in zip(names, results)]
 
 

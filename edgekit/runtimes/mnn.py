@@ -20,7 +20,7 @@ import numpy as np
 
 from edgekit.errors import InputDataError
 from edgekit.formats import Format, Precision, Runtime
-from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
+from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec, output_array
 
 # MNN runtime precision per artifact precision (the agent keeps its own copy: MNN_PRECISION)
 PRECISION = {Precision.FP32: "high", Precision.FP16: "low", Precision.INT8: "normal"}
@@ -77,7 +77,7 @@ def run_mnn(path: Path, inputs: np.ndarray, threads: int = 1, precision: str = "
         ys = module.forward([MNN.expr.const(x, list(x.shape), MNN.expr.NCHW)])
         for k, y in enumerate(ys):
             y = MNN.expr.convert(y, MNN.expr.NCHW)
-            results[k].append(np.array(y.read(), dtype=np.float32).reshape(y.shape))
+            results[k].append(output_array(y.read()).reshape(y.shape))
     return [(name, np.concatenate(r)) for name, r in zip(names, results)]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.formats import Format, Runtime
-from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
+from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec, output_array
 from edgekit.runtimes.ort import OnnxRuntime
 
 
@@ -44,7 +44,7 @@ class OpenCv(RuntimeSpec):
         for sample in inputs:
             net.setInput(np.ascontiguousarray(sample[None], dtype=np.float32))
             for k, y in enumerate(net.forward(names)):
-                results[k].append(np.asarray(y, dtype=np.float32))
+                results[k].append(output_array(y))
         return [(name, np.concatenate(r)) for name, r in zip(names, results)]
 
     check_file = OnnxRuntime.check_file  # the same .onnx file ONNX Runtime reads

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgekit.errors import InputDataError
 from edgekit.formats import Format, Runtime
-from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
+from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec, output_array
 
 
 class OpenVino(RuntimeSpec):
@@ -43,7 +43,7 @@ class OpenVino(RuntimeSpec):
         for sample in inputs:
             request.infer({0: np.ascontiguousarray(sample[None], dtype=np.float32)})
             for k in range(len(names)):
-                results[k].append(np.array(request.get_output_tensor(k).data, dtype=np.float32))
+                results[k].append(output_array(np.array(request.get_output_tensor(k).data)))
         return [(name, np.concatenate(r)) for name, r in zip(names, results)]
 
     @classmethod
