@@ -152,7 +152,7 @@ def main() -> None:
         if _debug() or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             _internal_error(exc)
         err_console.print(
-            f"[bold red]error[/] (DiskFull): {plain(exc.filename or 'a local file')}: no space left on the disk "
+            f"[bold red]error[/] (DiskFull): {plain(exc.filename2 or exc.filename or 'a local file')}: no space left on the disk "
             f"({exc.strerror})",
             highlight=False,
         )

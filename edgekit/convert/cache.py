@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -96,10 +97,7 @@ def store(
     final = entry_dir(key)
     tmp = final.with_name(f"{key}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
-    names = []
-    for f in files:
-        shutil.copyfile(f, tmp / f.name)
-        names.append(f.name)
+    names = [f.name for f in files]
     meta = {
         "format": fmt.value,
         "files": names,
@@ -107,7 +105,13 @@ def store(
         "peak_rss_mb": peak_rss_mb,
         "provenance": provenance,
     }
-    (tmp / META).write_text(json.dumps(meta, indent=1))
+    try:
+        for f in files:
+            _link_or_copy(f, tmp / f.name)
+        (tmp / META).write_text(json.dumps(meta, indent=1))
+    except BaseException:  # a full disk, Ctrl-C: no half-written entry is left to fill the disk further
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if lookup(key) is not None:  # a concurrent writer finished first: its entry is equivalent, keep it
         shutil.rmtree(tmp, ignore_errors=True)
     else:
@@ -148,3 +152,13 @@ def save_fidelity(key: str, digest: str, numbers: dict[str, Any]) -> None:
 def _size(files: list[Path]) -> int:
     """Bytes a device must hold: the model files (an ncnn sidecar JSON counts too, it is tiny)."""
     return sum(f.stat().st_size for f in files)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link where the file system allows (a converter's output is in a work folder on the same disk, removed
+    after: no second copy of a large model on the disk), else a copy. Cache files are only ever replaced, never
+    written in place, so a linked file cannot change under the entry."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)

@@ -12,6 +12,7 @@ after every artifact was checked; either exception carries the artifacts so far 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
 import shutil
@@ -152,6 +153,8 @@ def _convert_group(
             with PeakRss() as peak:
                 files = conv.convert_many(onnx.path, recipe, batch, work)
         except Exception as exc:  # a converter crash is a failed artifact / ConversionError
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # a full disk is no converter's fault, and the next format would fail too (cli: DiskFull)
             err = (
                 exc
                 if isinstance(exc, EdgekitError)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -187,3 +188,74 @@ def test_tool_folders_are_removed_after_a_day(tmp_path: Path, monkeypatch: pytes
     os.utime(old, (day_ago, day_ago))
     fresh = paths.work_dir("onnx2tf")
     assert not old.exists() and recent.is_dir() and not fresh.exists() and fresh.parent == old.parent
+
+
+def _wide_onnx(path: Path, outputs: int = 400) -> Path:
+    """A [1, 3, 16, 16] -> [1, outputs] ONNX whose weights take outputs x 3 KB (1.2 MB by default)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(768, outputs)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["y"])],
+        "wide",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, outputs])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return path
+
+
+def test_a_full_disk_while_converting_is_disk_full_and_leaves_no_partial_cache_entry(
+    tmp_path: Path, tmpfs: Path, edgekit_cli: Any
+) -> None:
+    """EDGEKIT_HOME on a 3 MB disk: the user's ONNX and its prepared copy fit, the artifacts do not. A converter's
+    failed write is no converter crash: DiskFull, exit 1, the disk named; no half-written entry left in the cache."""
+    import yaml
+
+    model = _wide_onnx(tmp_path / "wide.onnx")
+    recipe = tmp_path / "wide.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "wide",
+                "task": "generic",
+                "model": {"kind": "onnx", "path": model.name},
+                "input": {"name": "input", "shape": [1, 3, 16, 16]},
+                "formats": ["onnx-fp32", "ncnn-fp32", "ncnn-fp16"],
+                "evaluation": {"data": {"kind": "random", "samples": 2, "seed": 0}},
+            }
+        )
+    )
+    out = edgekit_cli("convert", str(recipe), "--keep-going", timeout=300, env={"EDGEKIT_HOME": str(tmpfs)})
+    assert out.code == 1, out.stdout + out.stderr
+    assert out.first_error_line.startswith("error (DiskFull):") and str(tmpfs) in out.stderr, out.stderr
+    assert "free some space" in out.stderr
+    cache = tmpfs / "cache"
+    assert not list(cache.glob("*.tmp-*")), list(cache.iterdir())
+    for entry in cache.glob(
+        "[0-9a-f]" * 8 + "*"
+    ):  # every entry there is whole: its files as its meta lists them
+        meta = json.loads((entry / "artifact.json").read_text())
+        assert all((entry / f).is_file() for f in meta["files"]), entry
+
+
+def test_a_cache_entry_that_cannot_be_written_leaves_nothing_behind(
+    tmp_path: Path, tmpfs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files from another disk are copied into the cache; a copy that runs out of space removed nothing, and the
+    half-written folder kept the disk full for the next run."""
+    import errno
+
+    from edgekit.convert import cache
+    from edgekit.formats import Format
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmpfs))
+    big = tmp_path / "model.onnx"  # on another file system: no hard link, a copy
+    big.write_bytes(os.urandom(4 << 20))
+    with pytest.raises(OSError) as info:
+        cache.store("ab" * 32, Format.ONNX_FP32, [big], 1.0, None, {})
+    assert info.value.errno == errno.ENOSPC
+    assert not list((tmpfs / "cache").iterdir()), list((tmpfs / "cache").iterdir())
