@@ -75,6 +75,25 @@ def test_store_lookup_and_incomplete_entries(tmp_path: Path) -> None:
     assert cache.lookup(k) is None
 
 
+def test_store_links_work_files_and_copies_any_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A converter's output in its work folder is hard-linked (no second copy of a large model); a file from
+    anywhere else is copied, so rewriting it in place (an exporter writing the same path) cannot change the entry."""
+    from edgekit import paths
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    work = paths.work_dir("T")
+    work.mkdir(parents=True)
+    (work / "a.bin").write_bytes(b"a" * 10)
+    theirs = tmp_path / "b.bin"
+    theirs.write_bytes(b"b" * 10)
+    linked = cache.store("1" * 64, Format.TFLITE_FP32, [work / "a.bin"], 1.0, None, {}).main_file
+    copied = cache.store("2" * 64, Format.TFLITE_FP32, [theirs], 1.0, None, {}).main_file
+    assert linked.stat().st_ino == (work / "a.bin").stat().st_ino
+    with theirs.open("r+b") as fh:  # in place
+        fh.write(b"c" * 10)
+    assert copied.read_bytes() == b"b" * 10
+
+
 @pytest.mark.integration
 def test_onnx_export_is_cached_by_builder_args_and_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

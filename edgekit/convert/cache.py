@@ -155,10 +155,16 @@ def _size(files: list[Path]) -> int:
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
-    """A hard link where the file system allows (a converter's output is in a work folder on the same disk, removed
-    after: no second copy of a large model on the disk), else a copy. Cache files are only ever replaced, never
+    """A hard link for a converter's output in its work folder (removed after: no second copy of a large model on
+    the disk) where the file system allows, else a copy. Cache files are only ever replaced, never
     written in place, so a linked file cannot change under the entry."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+    work = paths.cache_dir() / "work"
+    if Path(os.path.realpath(src)).is_relative_to(
+        os.path.realpath(work)
+    ):  # never a file the user may rewrite
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dst)
