@@ -109,11 +109,16 @@ class Route:
         }[self.basis]
         figure = (self.value or 0.0) / 1e6 if self.basis is Basis.INSTRUCTIONS else self.value
         return (
-            f"{self.target}: ship {self.artifact} ({figure:.2f} {unit}, threads={self.threads}"
+            f"{self.target}: ship {self.artifact} ({_figure(figure or 0.0)} {unit}, threads={self.threads}"
             + "".join(f"; {p}" for p in parts)
             + ")"
             + "".join(f"; note: {c}" for c in self.caveats)
         )
+
+
+def _figure(value: float) -> str:
+    """Three significant digits as the tables print them (0.00484 ms is not "0.00 ms"), whole numbers from 100."""
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
 def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: int = 1) -> Route:

@@ -31,6 +31,13 @@ def test_fastest_gated_candidate_wins_with_speedups() -> None:
     assert "ncnn-int8" in route.summary() and "instructions" in route.summary()
 
 
+def test_the_route_line_keeps_three_significant_digits() -> None:
+    """A 4.8 microsecond model printed as "0.00 ms p50"."""
+    fast = recommend("local", [Candidate("tflite-fp32", 0.00484, True)], Basis.P50_MS).summary()
+    slow = recommend("pi4", [Candidate("tflite-fp32", 1234.4, True)], Basis.P50_MS).summary()
+    assert "(0.00484 ms p50" in fast and "(1234 ms p50" in slow
+
+
 def test_no_route_when_nothing_passes_or_runs() -> None:
     route = recommend(
         "pi4", [Candidate("ncnn-int8", None, True), Candidate("ncnn-fp32", 5.0, False)], Basis.P50_MS
