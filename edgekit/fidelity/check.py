@@ -31,7 +31,9 @@ from edgekit.fidelity import metrics
 from edgekit.recipe import Gates, Recipe, Task, check_class_range
 from edgekit.runtimes import Outputs, spec_for
 
-FIDELITY_VERSION = 4  # 4: integer outputs exact, TFLite's unquantized integer outputs as they are; 3: map50_95_drop. Part of the  # cached results' digest: bump when the numbers are computed differently
+# Part of the cached results' digest: bump when the numbers are computed differently. 4: integer outputs compared
+# exactly, TFLite's unquantized integer outputs taken as they are; 3: map50_95_drop.
+FIDELITY_VERSION = 4
 DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
 
 
