@@ -121,6 +121,22 @@ def missing_layers(param: Path) -> list[str]:
     return [k for k in kinds if ncnn.create_layer(k) is None]
 
 
+def param_load_error(param: Path) -> ConversionError:
+    """Why ncnn could not load `param`: a layer type this build lacks (named), or bad syntax."""
+    missing = missing_layers(param)
+    if missing:
+        return ConversionError(
+            f"this ncnn build has no layer for {', '.join(missing)} (ncnn leaves some layers out of its builds), "
+            "so it cannot load the model",
+            where=str(param),
+            hint="compute it after the model's last layer, in your own code (e.g. argmax over the scores), and "
+            "export the model without it",
+        )
+    return ConversionError(
+        "ncnn cannot load this .param (bad syntax)", where=str(param), hint="see ncnn's error above"
+    )
+
+
 class NcnnModel:
     """An ncnn artifact loaded on this host with its sidecar's options; `run` maps inputs to named outputs."""
 
@@ -133,18 +149,7 @@ class NcnnModel:
         for key, value in self.io.options.items():
             setattr(self.net.opt, key, value)
         if self.net.load_param(str(param)) != 0:
-            missing = missing_layers(Path(param))
-            raise ConversionError(
-                f"this ncnn build has no layer for {', '.join(missing)} (ncnn leaves some layers out of its "
-                "builds), so it cannot load the model"
-                if missing
-                else "ncnn cannot load this .param (bad syntax)",
-                where=str(param),
-                hint="compute it after the model's last layer, in your own code (e.g. argmax over the scores), "
-                "and export the model without it"
-                if missing
-                else "see the ncnn error printed above",
-            )
+            raise param_load_error(Path(param))
         if self.net.load_model(str(bin_path)) != 0:
             raise ConversionError(
                 "ncnn cannot load this .bin (it does not match the .param)", where=str(bin_path)

@@ -40,7 +40,9 @@ def layer_spans(param: Path, data: bytes) -> list[tuple[int, int]]:
     model_bin = ncnn.ModelBinFromDataReader(reader)
     net = ncnn.Net()
     if net.load_param(str(param)) != 0:
-        raise ConversionError("ncnn cannot parse this .param", where=str(param))
+        from edgekit.convert.ncnn.runtime import param_load_error
+
+        raise param_load_error(param)
     spans = []
     for layer in net.layers():
         start = reader.pos
