@@ -233,3 +233,16 @@ def test_tflite_output_tail_is_what_follows_the_last_weighted_layers(tmp_path: P
     q_tail = tflite_output_tail(q)
     assert qi.get_output_details()[0]["name"] in q_tail
     assert len(q_tail) == 3, (q_tail, q_kinds)
+
+
+def test_without_format_the_recipes_one_int8_format_is_analysed() -> None:
+    """--format was required, and its missing-option message listed all 21 formats (two of them apply)."""
+    from edgekit.cli.analyze import _recipe_int8_format
+    from edgekit.errors import UsageError
+    from edgekit.formats import Format
+
+    assert _recipe_int8_format([Format.NCNN_FP32, Format.NCNN_INT8]) is Format.NCNN_INT8
+    with pytest.raises(UsageError, match="has tflite-int8 and ncnn-int8: choose one"):
+        _recipe_int8_format([Format.TFLITE_INT8, Format.NCNN_INT8])
+    with pytest.raises(UsageError, match="neither"):
+        _recipe_int8_format([Format.ONNX_FP32])

@@ -30,8 +30,12 @@ if not console.is_terminal:
 
 def analyze_cmd(
     recipe: Path = typer.Argument(..., help="recipe YAML, e.g. recipes/digits.yaml"),
-    fmt: Format = typer.Option(
-        ..., "--format", "-f", metavar="FORMAT", help="the INT8 format to analyse: tflite-int8 or ncnn-int8"
+    fmt: Format | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        metavar="FORMAT",
+        help="the INT8 format to analyse: tflite-int8 or ncnn-int8 (default: the recipe's one of them)",
     ),
     samples: int = typer.Option(16, "--samples", "-n", min=1, help="evaluation inputs to compare layers on"),
     top: int = typer.Option(10, "--top", min=1, help="how many of the worst layers to list"),
@@ -50,8 +54,9 @@ def analyze_cmd(
     from edgekit.analysis.analyze import analyze, check_format
     from edgekit.recipe import load_recipe
 
-    check_format(fmt)
     loaded = load_recipe(recipe)
+    fmt = fmt or _recipe_int8_format(loaded.formats)
+    check_format(fmt)
     with console.status(f"{loaded.name}: starting") as status:
 
         def progress(message: str) -> None:
@@ -194,3 +199,22 @@ def _kb(n: int) -> str:
 
 def register(app: typer.Typer) -> None:
     app.command("analyze")(analyze_cmd)
+
+
+def _recipe_int8_format(formats: tuple[Format, ...] | list[Format]) -> Format:
+    """Without --format: the recipe's INT8 format that analyze reads, when it has exactly one."""
+    from edgekit.errors import UsageError
+
+    readable = [f for f in formats if f in (Format.TFLITE_INT8, Format.NCNN_INT8)]
+    if len(readable) == 1:
+        return readable[0]
+    raise UsageError(
+        "--format: the recipe has "
+        + (
+            " and ".join(f.value for f in readable) + ": choose one"
+            if readable
+            else "neither tflite-int8 nor ncnn-int8"
+        ),
+        hint="--format "
+        + " or --format ".join(f.value for f in readable or [Format.TFLITE_INT8, Format.NCNN_INT8]),
+    )
