@@ -271,7 +271,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         ("empty", "bad magic"),
         ("no-bin", "no .bin beside"),
         ("truncated-bin", "cannot load the weights"),
-        ("unknown-layer", "cannot parse this .param"),
+        ("unknown-layer", "this ncnn build has no layer for FooBar"),
     ],
 )
 def test_a_broken_ncnn_model_is_bad_input_named(tmp_path: Path, case: str, message: str) -> None:
