@@ -72,6 +72,33 @@ def test_selftest_program_counts_exactly(plugin: Path, tmp_path: Path) -> None:
         assert selftest.run(qemu, plugin, tmp_path, loops) == selftest.expected(loops)
 
 
+@pytest.mark.parametrize(
+    ("lines", "l1_misses", "l2_misses"),
+    [
+        (256, 256, 256),  # 16 KB: fits the 32 KB L1, so the second pass hits: each line misses once
+        (1024, 2048, 1024),  # 64 KB through a 2-way 32 KB L1 in order: LRU evicts every line before its reuse
+    ],
+)
+def test_simulated_caches_count_the_misses_of_a_known_access_pattern(
+    plugin: Path, tmp_path: Path, lines: int, l1_misses: int, l2_misses: int
+) -> None:
+    """Two passes of one load per 64-byte line through the Pi 4's hierarchy (L1D 32 KB 2-way, L2 1 MB 16-way):
+    the window's accesses and misses are exact, and simulating caches leaves the instruction count as it was."""
+    exe = tmp_path / "loads"
+    exe.write_bytes(selftest.cache_program(lines, passes=2))
+    exe.chmod(0o755)
+    out = tmp_path / "counts.txt"
+    cmd = [str(plugin_build.counting_qemu()), "-cpu", "cortex-a72", "-plugin"]
+    subprocess.run([*cmd, f"{plugin},out={out},l1=32768:2,l2=1048576:16", str(exe)], check=True, timeout=60)
+    misses = out.read_text().splitlines()[-1].split(";")[2]
+    assert [int(v) for v in misses.split()] == [2 * lines, l1_misses, l2_misses]
+    assert int(out.read_text().split()[0]) == selftest.cache_program_instructions(lines, 2)
+    plain = tmp_path / "plain.txt"
+    subprocess.run([*cmd, f"{plugin},out={plain}", str(exe)], check=True, timeout=60)
+    assert plain.read_text().split(";")[0] == out.read_text().split(";")[0]
+    assert plain.read_text().count(";") == 1  # no cache fields without cache levels
+
+
 def test_each_window_appends_one_line(plugin: Path, tmp_path: Path) -> None:
     exe = tmp_path / "marks"
     exe.write_bytes(selftest.program(500))
@@ -159,6 +186,31 @@ def test_ncnn_twice_the_work_counts_about_twice(ncnn_counts: list[list[list[int]
     chain4, chain8 = ncnn_counts[0]
     ratio = chain8[1] / chain4[1]
     assert 1.9 < ratio < 2.05, ratio
+
+
+@pytest.mark.integration
+def test_a_count_with_the_boards_caches_adds_misses_and_keeps_the_count(
+    plugin: Path, tmp_path: Path, ncnn_counts: list[list[list[int]]]
+) -> None:
+    """A real ncnn model counted with the Pi 4's and the Pi 5's caches simulated: accesses and each level's misses
+    per window, a larger model missing more, and the same instructions as without caches (the plugin's arguments
+    move the guest's stack by a few bytes: a few dozen instructions at most)."""
+    from edgekit.emu.plugin.counting import CountJob, count_artifacts
+    from edgekit.estimate.boards import BOARDS
+
+    shape = [1, CHANNELS, SIZE, SIZE]
+    small, large = (write_chain(tmp_path / f"chain{n}", n) for n in (4, 8))
+    for board in ("pi4", "pi5"):
+        jobs = [CountJob(p, input_shape=shape, repeat=1, caches=BOARDS[board].caches) for p in (small, large)]
+        a, b = count_artifacts(jobs, BOARDS[board].emulated_device)
+        levels = len(BOARDS[board].caches)
+        assert len(a.window_misses) == 1 + levels and len(b.window_misses) == 1 + levels
+        assert (
+            a.window_misses[0] > a.window_misses[1] >= a.window_misses[-1] > 0
+        )  # accesses > L1 >= last level
+        assert b.window_misses[0] > 1.8 * a.window_misses[0]  # twice the layers: about twice the accesses
+        if board == "pi4":
+            assert abs(a.instructions - ncnn_counts[0][0][0]) < 1e-3 * a.instructions
 
 
 def _tflite_chains(folder: Path) -> tuple[Path, Path]:

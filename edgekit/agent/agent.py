@@ -424,6 +424,7 @@ class InsnCounter:
         self._syscall = None
         self.last_split: list[int] = []
         self.last_mix: list[int] = []
+        self.last_misses: list[int] = []
         if self.path:
             import ctypes
 
@@ -442,6 +443,7 @@ class InsnCounter:
             return None
         self.last_split = fields[1:]
         self.last_mix = last_mix(self.path)
+        self.last_misses = last_misses(self.path)
         return fields[0]
 
 
@@ -451,6 +453,16 @@ def last_count_line(path: str) -> list[int]:
     line = _last_line(path)
     try:
         return [int(v) for v in line.split(";")[0].split()]
+    except ValueError:
+        return []
+
+
+def last_misses(path: str) -> list[int]:
+    """With cache levels given to the plugin: the last window's data accesses, then the misses at each simulated
+    level (L1, L2[, L3]); [] without them."""
+    parts = _last_line(path).split(";")
+    try:
+        return [int(v) for v in parts[2].split()] if len(parts) > 2 else []
     except ValueError:
         return []
 

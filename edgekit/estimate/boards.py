@@ -12,6 +12,9 @@ Boards (raspberrypi.com product briefs): Pi 4 Model B: BCM2711, 4 x Cortex-A72 a
 firmware; 1.5 GHz before; ncnn's table was measured at 1.8 GHz), LPDDR4-3200 on a 32-bit bus (12.8 GB/s
 peak), 1 MB shared L2. Pi 5: BCM2712, 4 x Cortex-A76 at 2.4 GHz, LPDDR4X-4267 on a 32-bit bus (17.1 GB/s
 peak), 512 KB L2 per core and 2 MB shared L3.
+Data caches as the counting plugin simulates them (`caches`, line 64 bytes): Cortex-A72 L1D 32 KB 2-way and
+L2 16-way (Arm Cortex-A72 MPCore TRM, sections 6.1 and 7.1); Cortex-A76 L1D 64 KB 4-way, L2 8-way (Arm Cortex-A76
+Core TRM, A6.1 and A7.1); the Pi 5's 2 MB L3 in the DynamIQ Shared Unit, 16-way (Arm DSU TRM, B1.1).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ class Board:
     mem_bw_gbs: float  # peak DRAM bandwidth (theoretical)
     l2_kb: int
     sources: str
+    caches: tuple[
+        str, ...
+    ] = ()  # the counting plugin's data cache levels: "l1=SIZE:WAYS", "l2=...", "l3=..."
 
     def peak_macs_per_s(self, precision: Precision, threads: int) -> float:
         """Peak MAC/s with `threads` cores busy (threads beyond the core count add nothing)."""
@@ -56,6 +62,7 @@ BOARDS: dict[str, Board] = {
         mem_bw_gbs=12.8,
         l2_kb=1024,
         sources="raspberrypi.com Pi 4 product brief; Arm Cortex-A72 Software Optimization Guide; vfpbench",
+        caches=("l1=32768:2", "l2=1048576:16"),
     ),
     "pi5": Board(
         name="pi5",
@@ -69,6 +76,7 @@ BOARDS: dict[str, Board] = {
         mem_bw_gbs=17.1,
         l2_kb=512,
         sources="raspberrypi.com Pi 5 product brief; Arm Cortex-A76 Software Optimization Guide",
+        caches=("l1=65536:4", "l2=524288:8", "l3=2097152:16"),
     ),
 }
 

@@ -47,6 +47,7 @@ class CountJob:
     warmup: int = 1
     fill: float | None = None  # every input element this value (benchncnn fills 0.01); default seeded uniform
     options: dict[str, bool] = field(default_factory=dict)  # ncnn Option flags over the sidecar's
+    caches: tuple[str, ...] = ()  # simulated data caches, the plugin's "l1=SIZE:WAYS", "l2=...", ["l3=..."]
 
     def request(self) -> dict:
         try:
@@ -75,6 +76,8 @@ class CountJob:
             "fill": self.fill,
             "options": dict(self.options),
         }
+        if self.caches:  # (only then: count cache keys of runs without caches stay as they were)
+            req["caches"] = list(self.caches)
         if runtime in NEWER_RUNTIMES:  # part of the count cache key (edgekit.estimate.counts)
             req["runtime_wheels"] = sorted(
                 p.name for site in layout.shared().runtime_sites for p in site.glob("*.dist-info")
@@ -96,6 +99,9 @@ class CountResult:
     emulated_ms_per_invoke: list[float] = field(default_factory=list)  # wall time under qemu+plugin
     per_thread: list[list[int]] = field(default_factory=list)  # per window: each guest thread's share
     mix: list[list[int]] = field(default_factory=list)  # per window: simd_fp, simd_ldst, ldst, branch, other
+    misses: list[list[int]] = field(
+        default_factory=list
+    )  # per window with caches: accesses, then each level's
     outputs: list[str] | None = None  # the blobs extracted (ncnn)
 
     @property
@@ -112,6 +118,12 @@ class CountResult:
         if not ordered or not ordered[len(ordered) // 2][1]:
             return self.instructions
         return max(ordered[len(ordered) // 2][1])
+
+    @property
+    def window_misses(self) -> list[int]:
+        """With caches: the median window's data accesses, then each simulated level's misses; else []."""
+        ordered = sorted(zip(self.per_invoke, self.misses), key=lambda pair: pair[0])
+        return list(ordered[len(ordered) // 2][1]) if ordered else []
 
     @property
     def spread(self) -> float:
@@ -140,12 +152,16 @@ def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) 
     plugin = plugin_build.require_plugin()
     results: dict[int, dict] = {}
     for flavour in ("litert", "tflite_runtime"):
-        idx = [
-            i for i, r in enumerate(requests) if (r["runtime"] == "tflite_runtime") == (flavour != "litert")
-        ]
-        if idx:
-            out = _run_guest(device, flavour, [requests[i] for i in idx], plugin, timeout_s)
-            results.update(zip(idx, out))
+        for caches in dict.fromkeys(tuple(r.get("caches", ())) for r in requests):  # one guest per cache set
+            idx = [
+                i
+                for i, r in enumerate(requests)
+                if (r["runtime"] == "tflite_runtime") == (flavour != "litert")
+                and tuple(r.get("caches", ())) == caches
+            ]
+            if idx:
+                out = _run_guest(device, flavour, [requests[i] for i in idx], plugin, timeout_s, caches)
+                results.update(zip(idx, out))
     counted = []
     for i, req in enumerate(requests):
         res = results[i]
@@ -163,13 +179,21 @@ def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) 
                 emulated_ms_per_invoke=[float(t) for t in res["emulated_ms_per_invoke"]],
                 per_thread=[[int(c) for c in w] for w in res.get("per_thread") or []],
                 mix=[[int(c) for c in w] for w in res.get("mix") or []],
+                misses=[[int(c) for c in w] for w in res.get("misses") or [] if w],
                 outputs=res.get("outputs"),
             )
         )
     return counted
 
 
-def _run_guest(device: str, flavour: str, requests: list[dict], plugin: Path, timeout_s: float) -> list[dict]:
+def _run_guest(
+    device: str,
+    flavour: str,
+    requests: list[dict],
+    plugin: Path,
+    timeout_s: float,
+    caches: tuple[str, ...] = (),
+) -> list[dict]:
     dev = layout.device_dir(device)
     python = dev.python_tflite_runtime if flavour == "tflite_runtime" else dev.python
     if not python.exists():
@@ -190,7 +214,7 @@ def _run_guest(device: str, flavour: str, requests: list[dict], plugin: Path, ti
                 cmd,
                 capture_output=True,
                 text=True,
-                env=_guest_env(plugin, insn_file, threads),
+                env=_guest_env(plugin, insn_file, threads, caches),
                 timeout=timeout_s,
             )
         except subprocess.TimeoutExpired as exc:
@@ -208,7 +232,7 @@ def _run_guest(device: str, flavour: str, requests: list[dict], plugin: Path, ti
     return json.loads(lines[-1])["results"]
 
 
-def _guest_env(plugin: Path, insn_file: Path, threads: int) -> dict[str, str]:
+def _guest_env(plugin: Path, insn_file: Path, threads: int, caches: tuple[str, ...] = ()) -> dict[str, str]:
     """A fixed, minimal environment: qemu hands it to the guest, and its size shifts the guest stack, which
     moved counts by a few dozen instructions; a random hash seed moved them by hundreds (measured)."""
     return {
@@ -217,7 +241,7 @@ def _guest_env(plugin: Path, insn_file: Path, threads: int) -> dict[str, str]:
         "PYTHONHASHSEED": "0",
         "OMP_NUM_THREADS": str(threads),
         "OMP_WAIT_POLICY": "PASSIVE",
-        "EDGEKIT_QEMU_PLUGIN": f"{plugin},out={insn_file}",
+        "EDGEKIT_QEMU_PLUGIN": ",".join([str(plugin), f"out={insn_file}", *caches]),
         "EDGEKIT_INSN_FILE": str(insn_file),
         "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu()),
     }

@@ -11,7 +11,13 @@
  * instruction count when the block executes, into a per-vCPU slot, so threads never race on a
  * counter; with one thread the count is exactly the same on every run.
  *
- * Usage: qemu-aarch64 -plugin insn_count.so,out=/tmp/counts.txt -cpu cortex-a72 -L SYSROOT prog
+ * With cache levels given (l1=SIZE:WAYS, l2=..., optionally l3=..., sizes in bytes) every guest load and store
+ * also goes through a simulated data cache hierarchy (set-associative, LRU, 64-byte lines, write-allocate, virtual
+ * addresses, no prefetcher; each vCPU its own, so threads never race on it), and the line ends with `;` and the
+ * window's accesses and misses at each level: an idealised hierarchy of the board's sizes, not the board's
+ * counters. Without them no memory callback is registered (counting stays as fast as before).
+ *
+ * Usage: qemu-aarch64 -plugin insn_count.so,out=/tmp/counts.txt[,l1=32768:2,l2=1048576:16] -cpu cortex-a72 ...
  * Built by edgekit/emu/plugin/build.py against qemu-plugin.h from Debian's qemu source package.
  */
 #include <stdint.h>
@@ -42,6 +48,30 @@ typedef struct {
     uint64_t cls[N_CLASSES];
 } tb_counts_t;
 
+#define MAX_LEVELS 3
+#define LINE_SHIFT 6
+#define CACHE_VCPUS 64 /* vCPUs with simulated caches; others are not simulated (counted as such below) */
+
+typedef struct {
+    uint64_t sets, ways;
+    uint64_t *tags; /* sets x ways; line + 1, 0 = empty */
+    uint64_t *ages; /* sets x ways: the clock at last use */
+    uint64_t clock;
+} cache_t;
+
+typedef struct {
+    cache_t level[MAX_LEVELS];
+    uint64_t accesses, misses[MAX_LEVELS];
+    uint64_t start_accesses, start_misses[MAX_LEVELS];
+    int ready;
+    char pad[64];
+} hierarchy_t;
+
+static uint64_t level_size[MAX_LEVELS], level_ways[MAX_LEVELS];
+static int n_levels;
+static hierarchy_t hier[CACHE_VCPUS];
+static uint64_t unsimulated; /* accesses of vCPUs beyond CACHE_VCPUS */
+
 static slot_t slots[MAX_VCPUS];
 static slot_t slot_start_cls[MAX_VCPUS];
 static uint64_t overflow; /* vCPUs beyond MAX_VCPUS: atomic, slower, still exact */
@@ -69,6 +99,63 @@ static void on_tb_exec(unsigned int vcpu, void *udata)
         }
     } else {
         __atomic_fetch_add(&overflow, tb->insns, __ATOMIC_RELAXED);
+    }
+}
+
+static int hierarchy_init(hierarchy_t *h)
+{
+    for (int i = 0; i < n_levels; i++) {
+        cache_t *c = &h->level[i];
+        c->ways = level_ways[i];
+        c->sets = level_size[i] / 64 / level_ways[i];
+        c->tags = calloc(c->sets * c->ways, sizeof(uint64_t));
+        c->ages = calloc(c->sets * c->ways, sizeof(uint64_t));
+        if (c->tags == NULL || c->ages == NULL) {
+            return -1;
+        }
+    }
+    h->ready = 1;
+    return 0;
+}
+
+/* 1 on a hit; on a miss the least recently used way of the set takes the line. */
+static int cache_access(cache_t *c, uint64_t line)
+{
+    uint64_t set = line % c->sets;
+    uint64_t *tags = c->tags + set * c->ways, *ages = c->ages + set * c->ways;
+    uint64_t victim = 0;
+    c->clock++;
+    for (uint64_t w = 0; w < c->ways; w++) {
+        if (tags[w] == line + 1) {
+            ages[w] = c->clock;
+            return 1;
+        }
+        if (ages[w] < ages[victim]) {
+            victim = w;
+        }
+    }
+    tags[victim] = line + 1;
+    ages[victim] = c->clock;
+    return 0;
+}
+
+static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata)
+{
+    if (vcpu >= CACHE_VCPUS) {
+        __atomic_fetch_add(&unsimulated, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    hierarchy_t *h = &hier[vcpu]; /* only this vCPU's thread touches it */
+    if (!h->ready && hierarchy_init(h) != 0) {
+        return;
+    }
+    uint64_t line = vaddr >> LINE_SHIFT;
+    __atomic_store_n(&h->accesses, h->accesses + 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < n_levels; i++) {
+        if (cache_access(&h->level[i], line)) {
+            break;
+        }
+        __atomic_store_n(&h->misses[i], h->misses[i] + 1, __ATOMIC_RELAXED);
     }
 }
 
@@ -103,6 +190,12 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         counts->cls[insn_class(word)]++;
     }
     qemu_plugin_register_vcpu_tb_exec_cb(tb, on_tb_exec, QEMU_PLUGIN_CB_NO_REGS, counts);
+    if (n_levels > 0) {
+        for (size_t i = 0; i < n; i++) {
+            qemu_plugin_register_vcpu_mem_cb(qemu_plugin_tb_get_insn(tb, i), on_mem, QEMU_PLUGIN_CB_NO_REGS,
+                                             QEMU_PLUGIN_MEM_RW, NULL);
+        }
+    }
 }
 
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
@@ -116,6 +209,12 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
             }
         }
         window_start = total_insns();
+        for (int v = 0; v < CACHE_VCPUS; v++) {
+            hier[v].start_accesses = __atomic_load_n(&hier[v].accesses, __ATOMIC_RELAXED);
+            for (int i = 0; i < n_levels; i++) {
+                hier[v].start_misses[i] = __atomic_load_n(&hier[v].misses[i], __ATOMIC_RELAXED);
+            }
+        }
     } else if (num == MARK_END) {
         uint64_t delta = total_insns() - window_start;
         FILE *f = fopen(out_path, "a");
@@ -138,6 +237,19 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
             }
             fprintf(f, " %llu", (unsigned long long)sum);
         }
+        if (n_levels > 0) { /* ; accesses, then the misses of each level */
+            uint64_t acc = 0, miss[MAX_LEVELS] = {0};
+            for (int v = 0; v < CACHE_VCPUS; v++) {
+                acc += __atomic_load_n(&hier[v].accesses, __ATOMIC_RELAXED) - hier[v].start_accesses;
+                for (int i = 0; i < n_levels; i++) {
+                    miss[i] += __atomic_load_n(&hier[v].misses[i], __ATOMIC_RELAXED) - hier[v].start_misses[i];
+                }
+            }
+            fprintf(f, " ; %llu", (unsigned long long)acc);
+            for (int i = 0; i < n_levels; i++) {
+                fprintf(f, " %llu", (unsigned long long)miss[i]);
+            }
+        }
         fprintf(f, "\n");
         fclose(f); /* closes and flushes: the guest reads the line right after the mark */
     }
@@ -149,6 +261,17 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
     for (int i = 0; i < argc; i++) {
         if (strncmp(argv[i], "out=", 4) == 0) {
             out_path = argv[i] + 4;
+        } else if (argv[i][0] == 'l' && argv[i][1] >= '1' && argv[i][1] <= '3' && argv[i][2] == '=') {
+            unsigned long long size = 0, ways = 0;
+            if (argv[i][1] - '1' != n_levels || sscanf(argv[i] + 3, "%llu:%llu", &size, &ways) != 2 || ways == 0 ||
+                size / 64 / ways == 0) {
+                fprintf(stderr, "insn_count: bad or out-of-order cache level %s (l1=SIZE:WAYS, then l2, l3)\n",
+                        argv[i]);
+                return 1;
+            }
+            level_size[n_levels] = size;
+            level_ways[n_levels] = ways;
+            n_levels++;
         }
     }
     if (out_path == NULL || out_path[0] == '\0') {

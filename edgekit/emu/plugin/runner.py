@@ -53,7 +53,7 @@ def count_windows(job: dict, counter: agent.InsnCounter) -> dict:
     for _ in range(int(job.get("warmup", 1))):
         runner.invoke()
     number = int(job.get("number", 1))
-    counts, splits, mixes, wall_ms = [], [], [], []
+    counts, splits, mixes, misses, wall_ms = [], [], [], [], []
     gc.disable()  # a collection inside one window but not another would make windows differ
     for _ in range(int(job.get("repeat", 1))):
         gc.collect()
@@ -72,6 +72,7 @@ def count_windows(job: dict, counter: agent.InsnCounter) -> dict:
         counts.append(count)
         splits.append([c // number for c in counter.last_split])
         mixes.append([c // number for c in counter.last_mix])
+        misses.append([c // number for c in counter.last_misses])
     gc.enable()
     return {
         "counts": counts,
@@ -79,6 +80,7 @@ def count_windows(job: dict, counter: agent.InsnCounter) -> dict:
         "per_invoke": [c // number for c in counts],
         "per_thread": splits,
         "mix": mixes,
+        "misses": misses,
         "emulated_ms_per_invoke": wall_ms,
         "load_ms": load_ms,
         "outputs": getattr(runner, "out_blobs", None),

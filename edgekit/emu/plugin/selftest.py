@@ -42,6 +42,42 @@ def program(loops: int) -> bytes:
         _movz(8, 93),
         _SVC,
     ]  # 93: exit
+    return elf(code)
+
+
+def cache_program(lines: int, passes: int) -> bytes:
+    """Between the marks, `passes` passes of `lines` 8-byte loads 64 bytes apart (one per cache line) over a region
+    1 MB below the stack pointer: the simulated caches' misses are known (tests/test_counting.py)."""
+    if not 0 < lines < 1 << 16:
+        raise ValueError(f"lines must fit a movz immediate (1..65535), got {lines}")
+    one_pass = [
+        0x910003E1,  # mov x1, sp
+        0xD1000000 | (1 << 22) | (256 << 10) | (1 << 5) | 1,  # sub x1, x1, #256, lsl #12 (1 MB)
+        _movz(0, lines),
+        0xF8400400 | (64 << 12) | (1 << 5) | 2,  # ldr x2, [x1], #64
+        _SUBS_X0,
+        0x54FFFFC1,  # b.ne .-8
+    ]
+    code = [
+        _movz(8, MARK_START),
+        _SVC,
+        *one_pass * passes,
+        _movz(8, MARK_END),
+        _SVC,
+        _movz(0, 0),
+        _movz(8, 93),
+        _SVC,
+    ]
+    return elf(code)
+
+
+def cache_program_instructions(lines: int, passes: int) -> int:
+    """Instructions between the marks of cache_program: per pass mov, sub, movz and 3 per line; the end mark's 2."""
+    return passes * (3 + 3 * lines) + 2
+
+
+def elf(code: list[int]) -> bytes:
+    """A static aarch64 ELF executable of these instruction words, loaded at _BASE."""
     body = b"".join(struct.pack("<I", word) for word in code)
     offset = 64 + 56  # ELF header + one program header
     size = offset + len(body)
