@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.estimate import calibration, cost_model
+from edgekit.estimate.boards import BOARDS
 
 
 def count_all(force: bool, only: list[str] | None) -> None:
@@ -64,6 +65,7 @@ def count_all(force: bool, only: list[str] | None) -> None:
                     warmup=1,
                     repeat=1,
                     number=1,
+                    caches=BOARDS[board].caches if threads == 1 else (),  # the miss features are 1-thread
                 )
                 (res,) = count_artifacts([job], device)
                 entry = {
@@ -72,6 +74,7 @@ def count_all(force: bool, only: list[str] | None) -> None:
                     "per_thread": res.per_thread[0] if res.per_thread else [],
                     "outputs": res.outputs,
                     "mix": res.mix[0] if res.mix else [],
+                    "misses": res.window_misses,
                     "emulated_ms": round(res.emulated_ms_per_invoke[0], 1),
                 }
                 store["counts"].setdefault(name, {}).setdefault(board, {})[str(threads)] = entry
@@ -109,9 +112,19 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
-EVERY = ("instructions", "busiest", "params", "macs", "mix", "activation_bytes")
-# the feature sets estimates use: every count; counts without the thread split; graph sizes only (ONNX, no count)
-FEATURE_SETS = (EVERY, tuple(f for f in EVERY if f != "busiest"), ("macs", "params"), ("macs",))
+CACHES = ("l1_misses", "llc_misses")
+EVERY = ("instructions", "busiest", "params", "macs", "mix", "activation_bytes", *CACHES)
+WITHOUT_CACHES = tuple(f for f in EVERY if f not in CACHES)
+# the feature sets estimates use: every count (`edgekit estimate`: caches simulated); a count without simulated
+# caches (deploy's emulated targets); either without the thread split; graph sizes only (ONNX, no count)
+FEATURE_SETS = (
+    EVERY,
+    WITHOUT_CACHES,
+    tuple(f for f in EVERY if f != "busiest"),
+    tuple(f for f in WITHOUT_CACHES if f != "busiest"),
+    ("macs", "params"),
+    ("macs",),
+)
 
 
 def write_procedure_errors() -> dict[str, list]:
@@ -158,20 +171,23 @@ def print_shipped(rows: list[dict]) -> None:
 
 
 def print_other_feature_sets() -> None:
-    """The procedure with fewer features: a count without the thread split (deploy's estimates for more threads
-    than it counted) and an ONNX graph's MACs alone (`edgekit roofline`)."""
+    """The procedure with fewer features: a count without simulated caches (deploy's emulated targets), without
+    the thread split too (deploy's estimates for more threads than it counted), and an ONNX graph's MACs alone
+    (`edgekit roofline`)."""
     print("\nother feature sets (procedure: median / p90 / interval / held)")
-    print("| board, threads | count, no thread split | MACs and weights (graph only) |")
-    print("|---|---|---|")
+    print(
+        "| board, threads | count, no caches | count, no caches, no thread split | MACs and weights (graph only) |"
+    )
+    print("|---|---|---|---|")
     for board in calibration.DEVICES:
         for threads in calibration.THREADS:
             cells = []
-            for features in FEATURE_SETS[1:3]:
+            for features in (FEATURE_SETS[1], FEATURE_SETS[3], FEATURE_SETS[4]):
                 p = cost_model.procedure_cv(board, threads, features)
                 cells.append(
                     f"{100 * p['median']:.1f} / {100 * p['p90']:.1f} % / {p['interval']} / {p['held']}/{p['n']}"
                 )
-            print(f"| {board}, {threads} | {cells[0]} | {cells[1]} |")
+            print(f"| {board}, {threads} | {cells[0]} | {cells[1]} | {cells[2]} |")
 
 
 def print_groups() -> None:

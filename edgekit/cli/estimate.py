@@ -130,6 +130,7 @@ def _count(
     from edgekit.estimate import cost_model
     from edgekit.estimate.calibration import INPUT_FILL
     from edgekit.estimate.counts import count_cached
+    from edgekit.estimate.forms import misses_of
 
     bare = artifact.suffix == ".param" and not artifact.with_suffix(".io.json").exists()
     fill = INPUT_FILL if bare else None  # a bare .param is counted the way benchncnn runs it
@@ -138,16 +139,20 @@ def _count(
         err_console.print(f"[dim]{plain(message)}[/]", highlight=False)
 
     def one(n: int) -> Any:
+        caches = b.caches if n == 1 else ()  # the miss features are counted at one thread
         with err_console.status(
             f"counting instructions on {b.emulated_device} ({b.core}) under qemu, {n} thread(s)"
+            + (", caches simulated" if caches else "")
         ):
             res, cached = count_cached(
-                CountJob(artifact, threads=n, input_shape=shape, repeat=1, fill=fill), b.emulated_device, say
+                CountJob(artifact, threads=n, input_shape=shape, repeat=1, fill=fill, caches=caches),
+                b.emulated_device,
+                say,
             )
         return res, cached
 
     first, cached = one(1)
-    counted: dict[str, Any] = {**first.to_dict(), "cached": cached}
+    counted: dict[str, Any] = {**first.to_dict(), "window_misses": first.window_misses, "cached": cached}
     busiest: dict[int, int] = {}
     n = min(threads, b.cores)
     if n > 1 and n in cost_model.CALIBRATED_THREADS:  # the thread split: forms on the busiest thread use it
@@ -163,8 +168,9 @@ def _count(
         artifact.suffix == ".param" and has_int8_layers(artifact)
     )
     mix = tuple(first.mix[0]) if first.mix else ()
+    l1, llc = misses_of(first.window_misses)
     return cost_model.Features(
-        first.instructions, cost.params, int8, busiest, cost.macs, mix, cost.activation_bytes
+        first.instructions, cost.params, int8, busiest, cost.macs, mix, cost.activation_bytes, l1, llc
     ), counted
 
 
@@ -182,6 +188,14 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
             f"emulated {count['cpu']}, 1 thread{cached}; emulated wall time is not latency)",
             highlight=False,
         )
+        window = count.get("window_misses") or []
+        if len(window) >= 3:
+            levels = ", ".join(f"L{i} {m:,d}" for i, m in enumerate(window[1:], start=1))
+            console.print(
+                f"  cache misses  {levels} of {window[0]:,d} data accesses (simulated caches of the board's sizes, "
+                "LRU, no prefetcher: not the board's counters)",
+                highlight=False,
+            )
     level = int(100 * est["interval_level"])
     cv = est["cross_validation"]
     validated = "" if est["interval_calibrated"] else " [yellow]not validated (see the notes)[/]"

@@ -44,6 +44,8 @@ from edgekit.estimate.forms import (
     CALIBRATED_THREADS,
     CANDIDATES,
     INS,
+    L1,
+    LLC,
     A,
     B,
     Candidate,
@@ -173,7 +175,7 @@ def estimate(
         )
     if threads > board.cores:
         notes.append(f"{threads} threads on {board.cores} cores: counted as {board.cores}")
-    available = tuple(k for k in (INS, B, P, M, X, A) if features.has(k, calibrated_n))
+    available = tuple(k for k in (INS, B, P, M, X, A, L1, LLC) if features.has(k, calibrated_n))
     outside = _outside_calibration(board.name, features)
     if outside:
         notes.append(outside)

@@ -7,6 +7,10 @@ options); `busiest` (at N threads, the largest one-thread share: the busiest thr
 does other work per cycle than a float one); the instruction mix; activation bytes; `macs`, for a model that
 cannot be run on the device (an ONNX file). Each form is fitted per board and thread count by least squares on
 the log ratio predicted / published (crossval.py says how well each holds; cost_model.py makes the estimate).
+`l1_misses` and `llc_misses` (data-cache misses of the board's cache sizes, simulated while counting at one thread:
+edgekit/emu/plugin/insn_count.c) carry the time a load waits, which the instruction count does not: a miss term's
+rate is the time per miss; at N threads the L1 misses split like the instructions, the last level's do not (DRAM
+is shared).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class Features:
     macs: int = 0
     mix: tuple[int, ...] = ()  # 1 thread: simd_fp, simd_ldst, ldst, branch, other (the plugin's classes)
     activation_bytes: int = 0  # every layer's inputs and outputs, once
+    l1_misses: int = 0  # 1 thread: misses of the board's L1 data cache, simulated by the counting plugin
+    llc_misses: int = 0  # 1 thread: misses of its last level (the Pi 4's L2, the Pi 5's L3): DRAM traffic
 
     def has(self, need: str, threads: int) -> bool:
         if need == "busiest":
@@ -70,6 +76,7 @@ def _int8(value: float, f: Features) -> list[float]:
 
 
 INS, B, P, M, X, A = "instructions", "busiest", "params", "macs", "mix", "activation_bytes"
+L1, LLC = "l1_misses", "llc_misses"
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("ratio", (INS,), lambda f, n: [float(f.instructions)]),
     Candidate("ratio+int8", (INS,), lambda f, n: [float(f.instructions), *_int8(f.instructions, f)]),
@@ -94,6 +101,23 @@ CANDIDATES: tuple[Candidate, ...] = (
         "busiest mix+activations",
         (INS, B, X, A),
         lambda f, n: [*_mix3(f, n, split=True), float(f.activation_bytes)],
+    ),
+    Candidate("ratio+l1", (INS, L1), lambda f, n: [float(f.instructions), float(f.l1_misses)]),
+    Candidate(
+        "ratio+l1+llc",
+        (INS, L1, LLC),
+        lambda f, n: [float(f.instructions), float(f.l1_misses), float(f.llc_misses)],
+    ),
+    Candidate("mix+l1", (INS, X, L1), lambda f, n: [*_mix3(f, n), float(f.l1_misses)]),
+    Candidate(
+        "busiest+l1",
+        (INS, B, L1),
+        lambda f, n: [_share(f, n) * f.instructions, _share(f, n) * f.l1_misses],
+    ),
+    Candidate(
+        "busiest+l1+llc",
+        (INS, B, L1, LLC),
+        lambda f, n: [_share(f, n) * f.instructions, _share(f, n) * f.l1_misses, float(f.llc_misses)],
     ),
     Candidate("macs", (M,), lambda f, n: [float(f.macs)]),
     Candidate("macs+params", (M, P), lambda f, n: [float(f.macs), float(f.params)]),
@@ -158,6 +182,7 @@ def calibration_data(board: str, threads: int) -> list[tuple[str, Features, floa
             if (c := calibration.count_of(name, board, t)) is not None
         }
         extra = calibration.counts().get("graph", {}).get(name, {})
+        l1, llc = misses_of(one.get("misses") or [])
         feats = Features(
             int(one["instructions"]),
             int(extra.get("params", 0)),
@@ -166,6 +191,14 @@ def calibration_data(board: str, threads: int) -> list[tuple[str, Features, floa
             int(extra.get("macs", 0)),
             tuple(int(v) for v in one.get("mix") or ()),
             int(extra.get("activation_bytes", 0)),
+            l1,
+            llc,
         )
         out.append((name, feats, calibration.published_ms(name, board, threads)))
     return out
+
+
+def misses_of(window: Sequence[int]) -> tuple[int, int]:
+    """(L1 misses, last-level misses) of the plugin's cache fields (accesses, then each level's misses); (0, 0)
+    when the count had no simulated caches."""
+    return (int(window[1]), int(window[-1])) if len(window) >= 3 else (0, 0)
