@@ -200,16 +200,15 @@ def test_a_count_with_the_boards_caches_adds_misses_and_keeps_the_count(
 
     shape = [1, CHANNELS, SIZE, SIZE]
     small, large = (write_chain(tmp_path / f"chain{n}", n) for n in (4, 8))
-    for board in ("pi4", "pi5"):
-        jobs = [CountJob(p, input_shape=shape, repeat=1, caches=BOARDS[board].caches) for p in (small, large)]
-        a, b = count_artifacts(jobs, BOARDS[board].emulated_device)
-        levels = len(BOARDS[board].caches)
-        assert len(a.window_misses) == 1 + levels and len(b.window_misses) == 1 + levels
-        assert (
-            a.window_misses[0] > a.window_misses[1] >= a.window_misses[-1] > 0
-        )  # accesses > L1 >= last level
-        assert b.window_misses[0] > 1.8 * a.window_misses[0]  # twice the layers: about twice the accesses
+    for board, models in (("pi4", (small, large)), ("pi5", (small,))):
+        jobs = [CountJob(p, input_shape=shape, repeat=1, caches=BOARDS[board].caches) for p in models]
+        counted = count_artifacts(jobs, BOARDS[board].emulated_device)
+        a = counted[0]
+        assert len(a.window_misses) == 1 + len(BOARDS[board].caches)  # accesses, L1, L2 (and the Pi 5's L3)
+        accesses, l1, last = a.window_misses[0], a.window_misses[1], a.window_misses[-1]
+        assert accesses > l1 >= last > 0
         if board == "pi4":
+            assert counted[1].window_misses[0] > 1.8 * accesses  # twice the layers: about twice the accesses
             assert abs(a.instructions - ncnn_counts[0][0][0]) < 1e-3 * a.instructions
 
 
