@@ -536,3 +536,15 @@ def test_a_model_outside_the_calibration_range_is_said_to_be_extrapolated() -> N
     assert not tiny.calibrated and any("M MACs: fewer than" in c for c in tiny.caveats)
     three = cost_model.estimate("pi4", cost_model.Features(lo // 50), 3)  # the first reason is the one named
     assert three.to_dict()["interval_not_validated"] == "no calibration figure at 3 threads"
+
+
+def test_zero_misses_are_a_figure_and_no_simulated_caches_use_the_forms_without_them() -> None:
+    """A model that stays in the cache (no last-level miss in its window) still gets the miss forms and their
+    stored cross-validation; a count without simulated caches (deploy's) gets the forms without them."""
+    _, feats, _ = cost_model.calibration_data("pi4", 1)[0]
+    resident = cost_model.estimate("pi4", dataclasses.replace(feats, llc_misses=0))
+    assert "ratio+l1+llc" in resident.cv["weights"]
+    assert resident.cv["median"] == cost_model.procedure_cv("pi4", 1, EVERY)["median"]
+    plain = cost_model.estimate("pi4", dataclasses.replace(feats, l1_misses=-1, llc_misses=-1))
+    assert not any("l1" in form for form in plain.cv["weights"])
+    assert plain.cv["median"] == cost_model.procedure_cv("pi4", 1, WITHOUT_CACHES)["median"]

@@ -38,14 +38,18 @@ class Features:
     macs: int = 0
     mix: tuple[int, ...] = ()  # 1 thread: simd_fp, simd_ldst, ldst, branch, other (the plugin's classes)
     activation_bytes: int = 0  # every layer's inputs and outputs, once
-    l1_misses: int = 0  # 1 thread: misses of the board's L1 data cache, simulated by the counting plugin
-    llc_misses: int = 0  # 1 thread: misses of its last level (the Pi 4's L2, the Pi 5's L3): DRAM traffic
+    l1_misses: int = -1  # 1 thread: misses of the board's L1 data cache, simulated by the counting plugin
+    llc_misses: int = (
+        -1
+    )  # 1 thread: misses of its last level (the Pi 4's L2, the Pi 5's L3); -1: not simulated
 
     def has(self, need: str, threads: int) -> bool:
         if need == "busiest":
             return threads == 1 or threads in self.busiest
         if need == "mix":
             return len(self.mix) == 5 and sum(self.mix) > 0
+        if need in (L1, LLC):  # simulated: zero misses (a model that stays in the cache) is a figure too
+            return getattr(self, need) >= 0
         return bool(getattr(self, need))
 
 
@@ -199,6 +203,6 @@ def calibration_data(board: str, threads: int) -> list[tuple[str, Features, floa
 
 
 def misses_of(window: Sequence[int]) -> tuple[int, int]:
-    """(L1 misses, last-level misses) of the plugin's cache fields (accesses, then each level's misses); (0, 0)
+    """(L1 misses, last-level misses) of the plugin's cache fields (accesses, then each level's misses); (-1, -1)
     when the count had no simulated caches."""
-    return (int(window[1]), int(window[-1])) if len(window) >= 3 else (0, 0)
+    return (int(window[1]), int(window[-1])) if len(window) >= 3 else (-1, -1)
