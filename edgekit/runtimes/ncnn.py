@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.convert.ncnn.runtime import missing_layers
+from edgekit.convert.ncnn.runtime import param_load_error
 from edgekit.errors import InputDataError
 from edgekit.formats import Format, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
@@ -71,17 +71,9 @@ def load_ncnn(path: Path, options: dict[str, bool] | None = None) -> Any:
     net.opt.num_threads = 1
     for key, value in (options or {}).items():
         setattr(net.opt, key, value)
-    if net.load_param(str(path)) != 0:
-        missing = missing_layers(path)
-        raise InputDataError(
-            f"this ncnn build has no layer for {', '.join(missing)}, so it cannot load the model"
-            if missing
-            else "ncnn cannot parse this .param (ncnn's message above says which layer)",
-            where=str(path),
-            hint="ncnn leaves some layers out of its builds: export the model without them"
-            if missing
-            else "a malformed line; check it loads in ncnn itself",
-        )
+    if net.load_param(str(path)) != 0:  # the user's file: the reason as conversion names it, as bad input
+        why = param_load_error(path)
+        raise InputDataError(why.message, where=str(path), hint=why.hint)
     weights = path.with_suffix(".bin")
     if not weights.is_file():
         raise InputDataError(

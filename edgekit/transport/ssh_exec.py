@@ -29,8 +29,9 @@ _PID_MARK = "EDGEKIT_PGID "
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def close_quietly(chan: paramiko.Channel) -> None:
-    """Close a channel whose link may already be gone (its close message then cannot be sent: EOFError)."""
+def close_quietly(chan: paramiko.Channel | paramiko.SFTPClient) -> None:
+    """Close a channel or SFTP session whose link may already be gone (its close message then cannot be sent:
+    EOFError, a broken pipe); the session is gone with the link anyway."""
     try:
         chan.close()
     except (EOFError, OSError, paramiko.SSHException):

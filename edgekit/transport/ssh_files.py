@@ -19,7 +19,7 @@ import paramiko
 
 from edgekit.errors import DeviceDiskFull, TransportError
 from edgekit.transport.base import PutResult, sha256_file
-from edgekit.transport.ssh_exec import exec_simple, quoted_command
+from edgekit.transport.ssh_exec import close_quietly, exec_simple, quoted_command
 from edgekit.transport.ssh_link import Link
 
 PRUNE_ARTIFACT_DAYS = 14
@@ -52,14 +52,9 @@ class RemoteFiles:
         return self._sftp
 
     def close(self) -> None:
-        """Best effort: on a link that was dropped the channel's close message cannot be sent (EOFError,
-        a broken pipe), and the session is gone with the link anyway."""
         sftp, self._sftp = self._sftp, None
         if sftp is not None:
-            try:
-                sftp.close()
-            except (EOFError, OSError, paramiko.SSHException):
-                pass
+            close_quietly(sftp)  # best effort: the link may be gone
 
     def put(self, local: Path, remote: str) -> PutResult:
         local = Path(local)
