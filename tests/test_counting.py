@@ -235,9 +235,8 @@ def test_tflite_counts_repeat_and_scale(plugin: Path, tmp_path: Path) -> None:
     b, _ = count_artifacts([CountJob(small), CountJob(large)], "pi4-emu")
     (alone,) = count_artifacts([CountJob(small)], "pi4-emu")
     assert a.per_invoke == b.per_invoke and a.runtime == "ai_edge_litert"  # same jobs, same order: exact
-    assert (
-        abs(alone.instructions / a.instructions - 1) < 1e-4
-    )  # other jobs shift the heap: a few instructions
+    # other jobs shift the heap: a warm-up window moves by up to 1.6e-4 (CI), within the 0.1 % counting.py states
+    assert abs(alone.instructions / a.instructions - 1) < 1e-3
     assert 1.8 < c.instructions / a.instructions < 2.1, (a.instructions, c.instructions)
     assert a.to_dict()["label"].startswith("guest instruction count")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -89,7 +88,6 @@ def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(
     counting_ready: None, recipe_path: Path
 ) -> None:
     from edgekit.convert.pipeline import convert_recipe
-    from edgekit.emu.plugin.counting import CountJob, count_artifacts
     from edgekit.formats import Format
     from edgekit.recipe import load_recipe
 
@@ -108,14 +106,21 @@ def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(
         # differ by a few hundred instructions only through the sidecar's size (heap state), so compare files
         assert [f.read_bytes() for f in int8.files[:2]] == [f.read_bytes() for f in fp32.files[:2]]
         return
-    # one guest process each (a job counted after another in the same process inherits its heap state), two
-    # guests at a time
-    jobs = [(art.files[0], device) for device in DEVICES for art in (fp32, int8)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        counted = list(pool.map(lambda job: count_artifacts([CountJob(job[0], repeat=1)], job[1])[0], jobs))
-    for device, f, i in zip(DEVICES, counted[0::2], counted[1::2]):
-        assert i.instructions <= f.instructions, (
-            f"{recipe.name} ncnn-int8 counts {i.instructions:,} instructions on {device}, ncnn-fp32 {f.instructions:,}"
+    # the plan counted these very files on each core (profiles sum to the count of a plain run:
+    # test_plan_profiles_side_by_side_are_the_ones_counted_alone); the digests tie its totals to the files shipped
+    from edgekit.convert.ncnn.plan import SpeedPlan, digest, kept_key
+
+    plan = report["speed_plan"]
+    key = kept_key(SpeedPlan(devices=plan["devices"], weights=plan["weights"], kept=plan["kept"]))
+    assert plan["digests"][key] == digest(int8.files[0]), "the kept artifact is not the one the plan counted"
+    assert plan["digests"]["fp32"] == digest(fp32.files[0]), (
+        "the plan's fp32 model is not the ncnn-fp32 artifact"
+    )
+    assert sorted(plan["totals"]) == sorted(DEVICES)
+    for device in DEVICES:
+        totals = plan["totals"][device]
+        assert totals[key] <= totals["fp32"], (
+            f"{recipe.name} ncnn-int8 counts {totals[key]:,} instructions on {device}, ncnn-fp32 {totals['fp32']:,}"
         )
 
 

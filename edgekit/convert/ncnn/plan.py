@@ -18,6 +18,7 @@ Instruction counts, not cycles.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -56,6 +57,9 @@ class SpeedPlan:
         "planned"  # "planned", "all-int8" (the plan was not faster) or "strict" (int8 only where it wins
     )
     # on every core: used when the weighted plan left some core slower than fp32)
+    digests: dict[str, str] = field(
+        default_factory=dict
+    )  # totals' key -> sha256 of the .param and .bin counted
     label: str = "guest instructions per inference on the emulated cores, 1 thread (not cycles)"
 
     @property
@@ -113,14 +117,28 @@ def choose(
     return plan
 
 
+def kept_key(plan: SpeedPlan) -> str:
+    """The key of `totals` and `digests` that holds the kept artifact's figures."""
+    return {"planned": "planned", "all-int8": "all_int8", "strict": "strict"}[plan.kept]
+
+
 def slower_cores(plan: SpeedPlan) -> list[str]:
     """Cores on which the kept artifact counts more instructions than the fp32 model."""
-    key = {"planned": "planned", "all-int8": "all_int8", "strict": "strict"}[plan.kept]
+    key = kept_key(plan)
     return [d for d, t in plan.totals.items() if t.get(key, t["all_int8"]) > t["fp32"]]
 
 
 def weighted(totals: dict[str, int], weights: dict[str, float]) -> float:
     return sum(weights[d] * n for d, n in totals.items())
+
+
+def digest(param: Path) -> str:
+    """The content counted: sha256 over an ncnn artifact's .param and .bin (its sidecar's options are the
+    format's, fixed per key)."""
+    h = hashlib.sha256()
+    for suffix in (".param", ".bin"):
+        h.update(param.with_suffix(suffix).read_bytes())
+    return h.hexdigest()
 
 
 def with_options(param: Path, options: dict[str, bool], folder: Path) -> Path:
@@ -165,6 +183,7 @@ def measure(
     fp32 = {d: p.total for d, p in fp32_profiles.items()}
     plan = choose(int8, floats, {d: 1.0 / fp32[d] for d in int8}, quantized)
     plan.totals = {d: {"fp32": fp32[d], "all_int8": int8[d].total} for d in int8}
+    plan.digests = {"fp32": digest(fp32_param), "all_int8": digest(int8_param)}
     return plan
 
 
@@ -197,6 +216,7 @@ def plan_and_build(
         planned = profiles(param)
         for device, prof in planned.items():
             plan.totals[device]["planned"] = prof.total
+        plan.digests["planned"] = digest(param)
         all_int8 = {d: t["all_int8"] for d, t in plan.totals.items()}
         if weighted({d: p.total for d, p in planned.items()}, plan.weights) >= weighted(
             all_int8, plan.weights
@@ -225,6 +245,7 @@ def _no_core_slower(plan: SpeedPlan, build: Callable[[list[str]], Any], param: P
     totals = {d: prof.total for d, prof in profiles(param).items()}
     for device, total in totals.items():
         plan.totals[device]["strict"] = total
+    plan.digests["strict"] = digest(param)
     if all(total <= plan.totals[d]["fp32"] for d, total in totals.items()):
         plan.kept = "strict"
         for choice in plan.layers:
