@@ -107,6 +107,9 @@ class Measurement(_Model):
     instruction_mix: list[int] = Field(
         default_factory=list
     )  # per invoke: simd_fp, simd_ldst, ldst, branch, other
+    cache_misses: list[int] = Field(
+        default_factory=list
+    )  # per invoke, simulated data caches of the board the device stands for: accesses, then each level's misses
     overhead_ms_per_sample: float | None = None  # the agent's own timer/bookkeeping cost
     # additive (deploy issue): memory scope, output layout of outputs_file (keys in npz order)
     peak_rss_scope: Literal["measurement", "process"] | None = None  # VmHWM reset per measurement or not

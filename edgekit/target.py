@@ -74,6 +74,7 @@ class Emulated(BaseModel):
     counting: bool = (
         True  # the plugin-capable qemu: instruction counts, the basis of board estimates (emu/README.md)
     )
+    caches: bool = True  # while counting, simulate the board's data caches: miss features, a tighter estimate
 
 
 class BenchmarkCap(BaseModel):

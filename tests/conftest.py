@@ -4,6 +4,9 @@
 - The emulated-device assets are expensive (sysroot, wheels), so EDGEKIT_EMU_HOME keeps pointing at the
   normal emu dir (built once by `make test`'s set-up: `edgekit emu build pi4-emu`) unless already set.
 - The NCNN INT8 speed plan is off (EDGEKIT_NCNN_SPEED_PLAN=0) except where a test turns it on.
+- pi4-emu and pi5-emu count without simulated caches (`emulated.caches=false` through the environment) except
+  where a test turns them on: they make every emulated run 1.2-1.6x longer and only the estimate uses them
+  (tests/test_deploy.py deploys with them, tests/test_targets.py checks the plugin gets them by default).
 - `pi4_emu` (session): the running pi4-emu device's Target; started here if it was not running, and
   stopped at the end only if this session started it.
 """
@@ -31,6 +34,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # The NCNN INT8 speed plan counts every layer under qemu at conversion (minutes per real model): off for the
     # suite, on in tests/test_ncnn_speed.py, which tests it on every shipped recipe.
     os.environ.setdefault("EDGEKIT_NCNN_SPEED_PLAN", "0")
+    for device in ("PI4_EMU", "PI5_EMU"):
+        os.environ.setdefault(f"EDGEKIT_TARGET_{device}_EMULATED__CACHES", "false")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

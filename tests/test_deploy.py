@@ -73,9 +73,13 @@ def test_deploy_tiny_to_pi4_emu_and_host(
     arts = [corrupt(a, tmp_path / "broken") if a.format is Format.TFLITE_INT8 else a for a in tiny_artifacts]
     json_path = tmp_path / "deploy.json"
     seen: list[str] = []
+    assert pi4_emu.emulated is not None
+    with_caches = pi4_emu.model_copy(
+        update={"emulated": pi4_emu.emulated.model_copy(update={"caches": True})}
+    )
     result = deploy(
         load_recipe(TINY),
-        [pi4_emu],
+        [with_caches],
         DeployOptions(repeat=3, warmup=1, threads=(1,), samples=4, json_path=json_path),
         seen.append,
         arts,
@@ -115,6 +119,12 @@ def test_deploy_tiny_to_pi4_emu_and_host(
     assert pi4.estimates["ncnn-int8 x1"]["status"] == "ok"
     est = pi4.estimates["ncnn-fp32 x1"]
     assert est["low_ms"] < est["estimate_ms"] < est["high_ms"] and est["label"].startswith("estimate")
+    accesses, l1, l2 = measurements(pi4)["ncnn-fp32", 1].cache_misses  # type: ignore[attr-defined]
+    assert accesses > l1 >= l2 >= 0 and l1 > 0  # the Pi 4's L1 and L2, simulated while counting
+    assert not measurements(host)["ncnn-fp32", 1].cache_misses  # type: ignore[attr-defined]
+    assert any(
+        "l1" in form for form in est["cross_validation"]["weights"]
+    )  # the miss forms join the estimate
     section = text[text.index("tiny on pi4-emu") :]  # one stacked table per target
     row = next(line for line in section.splitlines() if line.startswith("│ ncnn-fp32"))
     assert f"~{est['estimate_ms']:.3g}" in row

@@ -260,6 +260,15 @@ def test_estimate_for_deploy_uses_counts_and_one_thread_reference(tmp_path: Path
     assert one["status"] == "ok" and one["label"].startswith("estimate")
     assert four["instructions_per_invoke"] == 100_000_000 and four["estimate_ms"] < one["estimate_ms"]
     assert board_for_device("pi4-emu") == "pi4" and board_for_device("phone-emu") is None
+    # a one-thread count with the Pi 4's simulated caches adds the miss forms and their (narrower) interval; the
+    # misses of a count at 4 threads are not the calibrated figure and are not used
+    missed = _measurement(1, 100_000_000).model_copy(update={"cache_misses": [40_000_000, 900_000, 60_000]})
+    with_misses = estimate_for(missed, info, "pi4")
+    forms = with_misses["cross_validation"]["weights"]
+    assert "ratio+l1+llc" in forms and not any("l1" in f for f in one["cross_validation"]["weights"])
+    assert with_misses["cross_validation"]["q_log"] < one["cross_validation"]["q_log"]
+    at4 = missed.model_copy(update={"threads": 4})
+    assert not any("l1" in f for f in estimate_for(at4, info, "pi4")["cross_validation"]["weights"])
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -186,3 +186,27 @@ def test_host_as_a_target_name_points_to_local() -> None:
         load_target("host")
     assert err.value.exit_code == 2
     assert load_target("local").transport.value == "local"
+
+
+def test_an_emulated_board_counts_with_its_caches_unless_told_not_to(tmp_path: Path) -> None:
+    """pi4-emu / pi5-emu hand the plugin their board's cache levels; phone-emu (no board) and
+    `emulated.caches=false` count without them."""
+    from types import SimpleNamespace
+
+    from edgekit.deploy.agent_run import AgentRunner
+    from edgekit.emu.plugin import build as plugin_build
+
+    if not plugin_build.is_built():
+        pytest.fail("the counting plugin is not built: make setup builds it")
+
+    def plugin_args(name: str, *overrides: str) -> list[str]:
+        target = load_target(name, list(overrides), env={})  # the defaults (the suite turns caches off)
+        runner = SimpleNamespace(target=target, local_dir=tmp_path / name)
+        env = AgentRunner.counting_env(runner)  # type: ignore[arg-type]
+        assert env is not None
+        return env["EDGEKIT_QEMU_PLUGIN"].split(",")[2:]
+
+    assert plugin_args("pi4-emu") == ["l1=32768:2", "l2=1048576:16"]
+    assert plugin_args("pi5-emu") == ["l1=65536:4", "l2=524288:8", "l3=2097152:16"]
+    assert plugin_args("pi4-emu", "emulated.caches=false") == []
+    assert plugin_args("phone-emu") == []

@@ -992,6 +992,8 @@ def measure(
             m["instructions_per_invoke"] = int(np.median(counts))
             m["instructions_per_thread"] = [c // number for c in insn.last_split]
             m["instruction_mix"] = [c // number for c in insn.last_mix]
+            if insn.last_misses:
+                m["cache_misses"] = [c // number for c in insn.last_misses]
         m["overhead_ms_per_sample"] = overhead_ms(number, len(samples))
         passes = int(req.get("layer_times", 0))
         if passes > 0:

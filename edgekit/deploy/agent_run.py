@@ -253,17 +253,21 @@ class AgentRunner:
     def counting_env(self) -> dict[str, str] | None:
         """For an emulated target with `counting: true`: the device's python wrapper runs the plugin-capable
         qemu (edgekit/emu/README.md) and the agent reads the count of each timed window from EDGEKIT_INSN_FILE
-        (a path on this machine: the emulated device shares its filesystem)."""
+        (a path on this machine: the emulated device shares its filesystem). A device that stands for a board
+        also runs every load and store through that board's simulated data caches: the estimate's miss
+        features (edgekit/estimate/forms.py), which narrow its interval."""
         if not (self.target.emulated and self.target.emulated.counting):
             return None
         from edgekit.emu.plugin import build as plugin_build
+        from edgekit.estimate.boards import caches_for_device
 
         plugin = plugin_build.require_plugin()  # built by set-up (`edgekit emu build`); never at run time
+        caches = caches_for_device(self.target.emulated.device) if self.target.emulated.caches else ()
         insn = (self.local_dir / "insns.txt").resolve()
         insn.parent.mkdir(parents=True, exist_ok=True)
         insn.touch()
         return {
-            "EDGEKIT_QEMU_PLUGIN": f"{plugin},out={insn}",
+            "EDGEKIT_QEMU_PLUGIN": ",".join([str(plugin), f"out={insn}", *caches]),
             "EDGEKIT_INSN_FILE": str(insn),
             "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu()),
             "PYTHONHASHSEED": "0",

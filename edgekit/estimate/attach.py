@@ -13,6 +13,7 @@ from typing import Any
 from edgekit.estimate import cost_model
 from edgekit.estimate.boards import BOARDS
 from edgekit.estimate.boards import board as get_board
+from edgekit.estimate.forms import misses_of
 from edgekit.estimate.graph import ModelCost, analyze
 from edgekit.estimate.roofline import compute_precision, roofline
 from edgekit.formats import Format, Precision
@@ -64,6 +65,8 @@ def estimate_for(
         if measurement.threads > 1 and measurement.instructions_per_thread
         else {}
     )
+    # the miss features are one-thread figures (as calibrated): from a one-thread count only
+    l1, llc = misses_of(source.cache_misses) if source.threads == 1 else (-1, -1)
     feats = cost_model.Features(
         source.instructions_per_invoke,
         cost.params if cost else 0,
@@ -72,6 +75,8 @@ def estimate_for(
         cost.macs if cost else 0,
         tuple(source.instruction_mix),
         cost.activation_bytes if cost else 0,
+        l1,
+        llc,
     )
     est = cost_model.estimate(
         board,

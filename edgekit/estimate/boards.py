@@ -88,3 +88,9 @@ def board(name: str) -> Board:
         raise UsageError(
             f"unknown board {name!r}", where="--board", hint=f"known boards: {', '.join(sorted(BOARDS))}"
         ) from None
+
+
+def caches_for_device(device: str) -> tuple[str, ...]:
+    """The counting plugin's cache arguments for an emulated device that stands for a board (pi4-emu: the Pi
+    4's L1 and L2); () for one no board is calibrated for (phone-emu)."""
+    return next((b.caches for b in BOARDS.values() if b.emulated_device == device), ())
