@@ -62,6 +62,24 @@ def test_unknown_key_names_file_and_field(tmp_path: Path) -> None:
     assert "(got {" not in str(err.value)  # the whole recipe was printed as the "value" of the missing field
 
 
+def test_a_model_or_data_section_without_a_known_kind_lists_the_kinds(tmp_path: Path) -> None:
+    """pydantic's own words were "Unable to extract tag using discriminator 'kind'" with the section dumped."""
+    cases = [
+        (base(model={"source": "onnx", "path": "m.onnx"}), "field `model`: no `kind:`", "onnx, torch, keras"),
+        (base(model={"kind": "tflite", "path": "m.tflite"}), "field `model`: unknown kind 'tflite'", "torch"),
+        (
+            base(calibration={"data": {"kind": "pictures", "path": "x"}}),
+            "field `calibration.data`: unknown kind 'pictures'",
+            "images, npy, builder, random",
+        ),
+    ]
+    for recipe, said, kinds in cases:
+        with pytest.raises(RecipeError) as err:
+            load_recipe(write(tmp_path, recipe))
+        assert said in str(err.value) and kinds in str(err.value), str(err.value)
+        assert "discriminator" not in str(err.value)
+
+
 def test_wrong_type_names_field_and_value(tmp_path: Path) -> None:
     path = write(tmp_path, base(input={"name": "input", "shape": [1, "three", 8, 8]}))
     with pytest.raises(RecipeError) as err:

@@ -73,6 +73,17 @@ def _refuse_urls(node: Any, field: str, where: str) -> None:
             _refuse_urls(value, f"{field}.{i}", where)
 
 
+def _kinds(loc: str) -> str:
+    """The `kind:` values a model or data section takes, from the schema (`model` or a `...data` section)."""
+    from typing import get_args
+
+    from edgekit.recipe.schema import DataSource, ModelSource
+
+    union = ModelSource if loc == "model" else DataSource
+    members = get_args(get_args(union)[0])
+    return ", ".join(str(m.model_fields["kind"].default) for m in members)
+
+
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
@@ -84,6 +95,14 @@ def _describe(exc: ValidationError) -> str:
             lines.append(
                 f"field `{loc}`: unknown format {_brief(err.get('input'))}; expected one of {allowed}"
             )
+        elif err["type"] in (
+            "union_tag_not_found",
+            "union_tag_invalid",
+        ):  # `kind:` picks a model or data source
+            kinds = _kinds(loc)
+            got = (err.get("ctx") or {}).get("tag")
+            said = f"unknown kind {got!r}" if got is not None else "no `kind:`"
+            lines.append(f"field `{loc}`: {said}; say which with `kind:` ({kinds}; see README 'Recipes')")
         elif not loc:  # a check across fields: its message names them, and the input is the whole recipe
             lines.append(f"recipe: {err['msg'].removeprefix('Value error, ')}")
         elif err["type"] == "missing":  # its input is the enclosing section, not a value the user wrote here
