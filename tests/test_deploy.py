@@ -20,7 +20,8 @@ from edgekit.convert.base import Artifact
 from edgekit.deploy import DeployOptions, HostCpu, deploy, host_target, is_ok
 from edgekit.formats import Format
 from edgekit.recipe import load_recipe
-from edgekit.report.table import deploy_table, failures
+from edgekit.report.lines import failures
+from edgekit.report.table import deploy_table
 from edgekit.results import DeployResult, TargetRun
 from edgekit.target import Target, TransportKind
 

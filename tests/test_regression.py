@@ -88,7 +88,7 @@ def test_a_measurement_timed_while_the_machine_was_busy_is_unreliable_and_said_e
     """Other processes using a share of the CPUs while a measurement was timed (the agent's others_cpu_share):
     a slowdown then is the machine's, not the model's. Unreliable, not a regression, kept out of later
     baselines; the deploy table's lines and the route say so too."""
-    from edgekit.report.table import busy_lines
+    from edgekit.report.lines import busy_lines
     from edgekit.route import route_for_run
 
     history = _history(slowdown={("tflite-int8", "pi4"): 1.3})
@@ -118,7 +118,7 @@ def test_a_measurement_timed_while_the_machine_was_busy_is_unreliable_and_said_e
 def test_more_threads_than_usable_cores_is_said_under_the_table() -> None:
     """The demo's recipe asks for 4 threads; the 2-core host ran ncnn-fp16 x4 at 41.6 ms vs 20.5 ms x1. Such
     a figure is the threads taking turns, not 4 cores: the deploy table says so for every real target."""
-    from edgekit.report.table import busy_lines
+    from edgekit.report.lines import busy_lines
 
     result = synthetic_result(T0, rng=np.random.default_rng(0), formats=FORMATS, targets=("pi4", "pi5-emu"))
     assert busy_lines(result) == []  # synthetic boards have 4 cores

@@ -80,7 +80,8 @@ def bench_cmd(
     """
     from edgekit.cli.deploy import parse_threads
     from edgekit.deploy import AgentArtifact, Settings, host_target
-    from edgekit.report.table import bench_table, timing_caveats
+    from edgekit.report.lines import timing_caveats
+    from edgekit.report.table import bench_table
     from edgekit.target import load_target
 
     art = AgentArtifact.from_path(artifact, fmt or _sidecar_format(artifact))

@@ -112,7 +112,8 @@ def deploy_cmd(
     """
     from edgekit.deploy import DeployOptions, deploy
     from edgekit.recipe import load_recipe
-    from edgekit.report.table import busy_lines, deploy_table, failures, route_lines
+    from edgekit.report.lines import busy_lines, failures, route_lines
+    from edgekit.report.table import deploy_table
 
     loaded = load_recipe(recipe)
     if not target and no_host:

@@ -1,0 +1,77 @@
+"""The plain lines printed under deploy's and bench's tables: every failure in one line, timing caveats (a busy
+machine, more threads than usable cores), and the route each target should ship. Tables are report/table.py.
+"""
+
+from __future__ import annotations
+
+from edgekit.results import DeployResult, Measurement, TargetRun
+
+
+def failures(result: DeployResult) -> list[str]:
+    """Every failure in one line each: conversions, gates, targets, measurements."""
+    lines = [f"{a.id}: {a.error}" for a in result.artifacts if a.error]
+    for run in result.runs:
+        if run.error:
+            lines.append(f"{run.target}: {run.error}")
+        for m in run.agent.measurements if run.agent else []:
+            if m.status != "ok":
+                lines.append(f"{run.target} {m.artifact} threads={m.threads}: {m.error}")
+        for c in run.comparisons:
+            if c.reference == "onnx" and c.gates_passed is False:
+                lines.append(
+                    f"{run.target} {c.artifact}: missed its gate on this target: {'; '.join(c.gate_failures)}"
+                )
+    return lines
+
+
+def busy_lines(result: DeployResult) -> list[str]:
+    """Per measured target (emulated wall times are not judged anyway), the measurements timed while other
+    processes used a share of its CPUs (Measurement.timed_while_busy), and those run with more threads than the
+    cores the agent could use (the demo's 4 threads on a 2-core host): the figures say so, they are not hidden."""
+    return [line for run in result.runs for line in timing_caveats(run)]
+
+
+def timing_caveats(run: TargetRun) -> list[str]:
+    """busy_lines for one target run (deploy and bench)."""
+    if run.agent is None or run.emulated:
+        return []
+    lines = []
+    busy = [m for m in run.agent.measurements if m.timed_while_busy]
+    if busy:
+        lines.append(busy_line(run.target, busy))
+    facts = run.agent.facts_before
+    usable = len(facts.cpus_used) if facts.cpus_used else facts.cores
+    over = sorted({m.threads for m in run.agent.measurements if m.status == "ok" and m.threads > usable})
+    if over:
+        lines.append(
+            f"{run.target}: {' and '.join(map(str, over))} threads on {usable} usable core"
+            f"{'s' if usable != 1 else ''}: the threads take turns on the cores, so these times do not show "
+            "what that many cores would do"
+        )
+    return lines
+
+
+def busy_line(target: str, busy: list[Measurement]) -> str:
+    worst = max(m.others_cpu_share or 0.0 for m in busy)
+    which = ", ".join(f"{m.artifact} x{m.threads} {m.others_cpu_share:.0%}" for m in busy[:6])
+    more = f" and {len(busy) - 6} more" if len(busy) > 6 else ""
+    return (
+        f"{target}: other processes used up to {worst:.0%} of its CPUs while these were timed ({which}{more}): "
+        "their times are not the model's alone; measure again when the machine is quiet"
+    )
+
+
+def route_lines(result: DeployResult) -> list[str]:
+    """'route pi4-emu: ship ncnn-int8 (12.3 ms ESTIMATE, ...)': the fastest artifact meeting every gate, per
+    target, with what its figure is (measured p50, board estimate, or instruction count)."""
+    from edgekit.route import Basis, Route
+
+    lines = []
+    for data in result.routes:
+        fields = {k: v for k, v in data.items() if k != "basis_label"}
+        fields["basis"] = Basis(fields["basis"])
+        route = Route(**fields)
+        lines.append(f"route {route.summary()} [{route.basis.label}]")
+    from edgekit.runtimes.ranking import rank_runtimes, verdicts
+
+    return lines + [f"runtimes: {v}" for v in verdicts(rank_runtimes(result))]
