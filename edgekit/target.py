@@ -316,9 +316,15 @@ def _env_name(name: str) -> str:
 
 
 def _env_overrides(name: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """EDGEKIT_TARGET_<NAME>_<FIELD>[__<SUB>] variables of this target. Another target whose name extends this one
+    (pi4-emu of pi4) owns its own: EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING is not pi4's field `emu_emulated`."""
     prefix = "EDGEKIT_TARGET_" + _env_name(name) + "_"
+    others = {f"EDGEKIT_TARGET_{_env_name(n)}_" for n in list_target_names()}
+    longer = [p for p in others if len(p) > len(prefix) and p.startswith(prefix)]
     pairs = [
-        f"{k[len(prefix) :].lower().replace('__', '.')}={v}" for k, v in env.items() if k.startswith(prefix)
+        f"{k[len(prefix) :].lower().replace('__', '.')}={v}"
+        for k, v in env.items()
+        if k.startswith(prefix) and not any(k.startswith(p) for p in longer)
     ]
     return _parse_overrides(pairs)
 

@@ -61,6 +61,8 @@ def test_environment_overrides_and_cli_wins() -> None:
     assert (t.host, t.port) == ("10.0.0.7", 2200)
     t = load_target("pi4", ["port=2300"], env=env, ssh_config=Path("/nonexistent"))
     assert (t.host, t.port) == ("10.0.0.7", 2300)
+    # pi4-emu's variables are its own, not pi4's (they share the prefix EDGEKIT_TARGET_PI4_)
+    assert load_target("pi4", env={"EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING": "false"}).emulated is None
     nested = load_target("pi4-emu", env={"EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING": "true"})
     assert nested.emulated.counting is True
 
