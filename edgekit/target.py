@@ -307,8 +307,24 @@ def _validate(
             for e in exc.errors()
         )
         raise TargetError(
-            f"invalid target: {problems}", where=where, hint=f"fields: {', '.join(Target.model_fields)}"
+            f"invalid target: {problems}", where=where, hint=_fields_hint(exc.errors()[0]["loc"])
         ) from None
+
+
+def _fields_hint(loc: tuple[Any, ...]) -> str:
+    """The fields where the first problem is: a section's own (`emulated.cache` -> emulated's), else the target's."""
+    model: Any = Target
+    section = ""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
+        inner = getattr(field, "annotation", None)
+        candidates = [inner, *getattr(inner, "__args__", ())]
+        sub = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if sub is None:
+            break
+        model, section = sub, f"{section}{part}."
+    where = f" of {section.rstrip('.')}" if section else ""
+    return f"fields{where}: {', '.join(model.model_fields)}"
 
 
 def _env_name(name: str) -> str:

@@ -180,6 +180,13 @@ def test_an_invalid_override_names_where_it_came_from() -> None:
         with pytest.raises(TargetError) as err:
             load_target("pi4-emu", overrides, env=env)
         assert problem in str(err.value) and origin in str(err.value), str(err.value)
+    # the hint lists the fields of the section the typo is in, not the target's top level
+    with pytest.raises(TargetError) as err:
+        load_target("pi4-emu", ["emulated.cache=false"], env={})
+    assert err.value.hint == "fields of emulated: device, cpu, counting, caches"
+    with pytest.raises(TargetError) as err:
+        load_target("pi4-emu", ["prot=22"], env={})
+    assert err.value.hint.startswith("fields: name, description, transport, host, port")
 
 
 def test_host_as_a_target_name_points_to_local() -> None:
