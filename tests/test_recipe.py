@@ -54,6 +54,19 @@ def test_unknown_key_names_file_and_field(tmp_path: Path) -> None:
         load_recipe(path)
     assert str(path) in str(err.value)
     assert "input.sahpe" in str(err.value) and "unknown key" in str(err.value)
+    assert "`input` takes name, shape, dtype, layout, preprocess" in str(err.value)  # the keys it could be
+    typos = base(
+        model={"kind": "torch", "bilder": "edgekit.zoo.tiny:build"},
+        calibration={"data": {"kind": "random", "sed": 1}},
+    )
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, typos))
+    said = str(err.value)  # pydantic's location carries the `kind:` tag (model.torch.bilder): not shown
+    assert (
+        "field `model.bilder`: unknown key" in said and "`model` takes kind, builder, args, weights" in said
+    )
+    assert "field `calibration.data.sed`: unknown key" in said and "takes kind, samples, seed" in said
+    assert "field `model.builder`: required, and missing" in said
     misspelt = base()
     misspelt["formts"] = misspelt.pop("formats")  # a required field misspelt: it is missing, said plainly
     with pytest.raises(RecipeError) as err:
@@ -132,7 +145,7 @@ def test_a_builder_from_the_standard_library_or_a_downloader_is_refused_unrun(
     model = {"kind": "torch", "builder": builder, "args": {"command": f"touch {marker}"}}
     with pytest.raises(RecipeError, match="is not a model or data builder") as err:
         load_recipe(write(tmp_path, base(model=model)))
-    assert "model.torch.builder" in str(err.value)
+    assert "field `model.builder`" in str(err.value)
     data = {"kind": "builder", "builder": builder, "args": {"command": f"touch {marker}"}}
     with pytest.raises(RecipeError, match="is not a model or data builder"):
         load_recipe(write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data})))

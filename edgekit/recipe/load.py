@@ -84,12 +84,53 @@ def _kinds(loc: str) -> str:
     return ", ".join(str(m.model_fields["kind"].default) for m in members)
 
 
+def _section(loc: tuple[Any, ...]) -> tuple[list[str], Any]:
+    """pydantic's location without the `kind:` tags it inserts (`model.torch.bilder` -> `model.bilder`), and
+    the model class of the section holding its last part (None where the walk leaves the schema: a list, a
+    dict)."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    from edgekit.recipe.schema import Recipe
+
+    parts = [str(p) for p in loc if not str(p).startswith("function-")]
+    clean: list[str] = []
+    model: Any = Recipe
+    i = 0
+    parent: Any = None
+    while i < len(parts):
+        parent = model
+        clean.append(parts[i])
+        field = model.model_fields.get(parts[i]) if model is not None else None
+        i += 1
+        if field is None or i == len(parts):
+            model = None
+            continue
+        options = [a for a in (field.annotation, *get_args(field.annotation)) if a is not None]
+        kinds = (a for o in options for a in (o, *get_args(o)))
+        members = list(dict.fromkeys(a for a in kinds if isinstance(a, type) and issubclass(a, BaseModel)))
+        tagged = {str(m.model_fields["kind"].default): m for m in members if "kind" in m.model_fields}
+        if len(tagged) > 1 and parts[i] in tagged:  # a discriminated union: the next part is the member's tag
+            model = tagged[parts[i]]
+            i += 1
+        else:
+            model = members[0] if len(members) == 1 else None
+    return clean, parent
+
+
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        parts, section = _section(tuple(err["loc"]))
+        loc = ".".join(parts)
         if err["type"] == "extra_forbidden":
-            lines.append(f"field `{loc}`: unknown key (check its spelling; see README 'Recipes')")
+            if section is not None:
+                keys = ", ".join(section.model_fields)
+                holder = f"`{'.'.join(parts[:-1])}`" if len(parts) > 1 else "a recipe"
+                lines.append(f"field `{loc}`: unknown key (check its spelling); {holder} takes {keys}")
+            else:
+                lines.append(f"field `{loc}`: unknown key (check its spelling; see README 'Recipes')")
         elif err["type"] == "enum" and "formats" in loc:
             allowed = ", ".join(f.value for f in Format)
             lines.append(
