@@ -138,10 +138,16 @@ def write_procedure_errors() -> dict[str, list]:
                 key = cost_model.procedure_key(board, threads, features)
                 errors[key] = [list(e) for e in cost_model.procedure_errors(board, threads, features)]
                 print(f"  procedure {key}: {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
-    note = "bench/estimate_cv.py: (model, heaviest form without it, log(estimate / published)) per key"
-    cost_model.PROCEDURE_FILE.write_text(json.dumps({"note": note, "errors": errors}, indent=1) + "\n")
+    note = (
+        "bench/estimate_cv.py: (model, heaviest form without it, log(estimate / published)) per key; "
+        "widest_single_form_q: the largest single form's interval (log), for intervals not validated"
+    )
+    widest = cost_model.widest_single_form_q()
+    data = {"note": note, "errors": errors, "widest_single_form_q": widest}
+    cost_model.PROCEDURE_FILE.write_text(json.dumps(data, indent=1) + "\n")
     cost_model.procedure_cv.cache_clear()
     cost_model.stored_procedure_errors.cache_clear()
+    cost_model.stored_widest_single_form_q.cache_clear()
     return errors
 
 

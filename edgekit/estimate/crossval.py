@@ -249,6 +249,29 @@ def stored_procedure_errors() -> dict[str, list[tuple[str, str, float]]]:
     return {key: [(m, c, float(e)) for m, c, e in errs] for key, errs in stored.items()}
 
 
+def widest_single_form_q() -> float:
+    """The largest finite interval half-width (log) of any single form on any board and thread count, from its
+    plain leave-one-out (~6 s: bench/estimate_cv.py stores it beside the procedure's errors)."""
+    qs = [
+        cv_summary(c.name, b, t, nested=False)["q_log"]
+        for b in calibration.DEVICES
+        for t in CALIBRATED_THREADS
+        for c in CANDIDATES
+        if _applies(c, t)
+    ]
+    finite = [q for q in qs if math.isfinite(q)]
+    return max(finite) if finite else math.inf
+
+
+@cache
+def stored_widest_single_form_q() -> float | None:
+    """widest_single_form_q() as bench/estimate_cv.py stored it (None before it has)."""
+    if not PROCEDURE_FILE.exists():
+        return None
+    value = json.loads(PROCEDURE_FILE.read_text()).get("widest_single_form_q")
+    return float(value) if value is not None else None
+
+
 def held_each(abs_errors: Sequence[float], level: float = CONFORMAL_RANK_LEVEL) -> list[bool]:
     """For each held-out |error|: inside the interval the other models' errors give (conformal), or not."""
     logs = list(abs_errors)
