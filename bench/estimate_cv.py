@@ -115,13 +115,15 @@ def print_table(rows: list[dict]) -> None:
 CACHES = ("l1_misses", "llc_misses")
 EVERY = ("instructions", "busiest", "params", "macs", "mix", "activation_bytes", *CACHES)
 WITHOUT_CACHES = tuple(f for f in EVERY if f not in CACHES)
-# the feature sets estimates use: every count (`edgekit estimate`: caches simulated); a count without simulated
-# caches (deploy's emulated targets); either without the thread split; graph sizes only (ONNX, no count)
+COUNT_ONLY = ("instructions", "busiest", "mix", *CACHES)  # a count and no ncnn graph (a TFLite artifact)
+# the feature sets estimates use: every count (`edgekit estimate`, deploy's pi4-emu / pi5-emu: caches simulated);
+# a count without simulated caches (`emulated.caches: false`); the counts of an artifact with no ncnn graph to
+# read sizes from (TFLite), with and without caches; each without the thread split (a capped one-thread run's
+# 4-thread estimate); graph sizes only (ONNX, no count)
+_COUNTED = (EVERY, WITHOUT_CACHES, COUNT_ONLY, tuple(f for f in COUNT_ONLY if f not in CACHES))
 FEATURE_SETS = (
-    EVERY,
-    WITHOUT_CACHES,
-    tuple(f for f in EVERY if f != "busiest"),
-    tuple(f for f in WITHOUT_CACHES if f != "busiest"),
+    *_COUNTED,
+    *(tuple(f for f in features if f != "busiest") for features in _COUNTED),
     ("macs", "params"),
     ("macs",),
 )
@@ -182,18 +184,21 @@ def print_other_feature_sets() -> None:
     (`edgekit roofline`)."""
     print("\nother feature sets (procedure: median / p90 / interval / held)")
     print(
-        "| board, threads | count, no caches | count, no caches, no thread split | MACs and weights (graph only) |"
+        "| board, threads | count, no caches | count, no caches, no thread split | count, no thread split | "
+        "count without a graph (TFLite), caches | MACs and weights (graph only) |"
     )
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for board in calibration.DEVICES:
         for threads in calibration.THREADS:
             cells = []
-            for features in (FEATURE_SETS[1], FEATURE_SETS[3], FEATURE_SETS[4]):
+            no_split = tuple(f for f in EVERY if f != "busiest")
+            no_caches_no_split = tuple(f for f in WITHOUT_CACHES if f != "busiest")
+            for features in (WITHOUT_CACHES, no_caches_no_split, no_split, COUNT_ONLY, ("macs", "params")):
                 p = cost_model.procedure_cv(board, threads, features)
                 cells.append(
                     f"{100 * p['median']:.1f} / {100 * p['p90']:.1f} % / {p['interval']} / {p['held']}/{p['n']}"
                 )
-            print(f"| {board}, {threads} | {cells[0]} | {cells[1]} | {cells[2]} |")
+            print(f"| {board}, {threads} | {' | '.join(cells)} |")
 
 
 def print_groups() -> None:
