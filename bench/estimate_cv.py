@@ -3,7 +3,7 @@ their published Pi 4 / Pi 5 figures at 1 and 4 threads).
 
     .venv/bin/python bench/estimate_cv.py            # the table: every candidate cost model, leave-one-model-out
     .venv/bin/python bench/estimate_cv.py --count    # first (re)count the models on pi4-emu / pi5-emu (slow)
-    .venv/bin/python bench/estimate_cv.py --procedure  # recompute the whole procedure's errors (~2 min)
+    .venv/bin/python bench/estimate_cv.py --procedure  # recompute the whole procedure's errors (~8 min)
     .venv/bin/python bench/estimate_cv.py --json cv.json
 
 --count runs each model the way benchncnn does (zero weights, input 0.01, ncnn's default options) under the
