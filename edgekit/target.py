@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from edgekit.errors import TargetError
 from edgekit.paths import SHIPPED_TARGETS
+from edgekit.schema_paths import locate
 
 TARGETS_DIR = SHIPPED_TARGETS  # package data: also there in a non-editable install
 
@@ -313,18 +314,12 @@ def _validate(
 
 def _fields_hint(loc: tuple[Any, ...]) -> str:
     """The fields where the first problem is: a section's own (`emulated.cache` -> emulated's), else the target's."""
-    model: Any = Target
-    section = ""
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
-        inner = getattr(field, "annotation", None)
-        candidates = [inner, *getattr(inner, "__args__", ())]
-        sub = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if sub is None:
-            break
-        model, section = sub, f"{section}{part}."
-    where = f" of {section.rstrip('.')}" if section else ""
-    return f"fields{where}: {', '.join(model.model_fields)}"
+    for n in range(len(loc), 0, -1):  # the deepest section the location reaches (not a list item's index)
+        parts, holder = locate(Target, loc[:n])
+        if holder is not None:
+            where = f" of {'.'.join(parts[:-1])}" if len(parts) > 1 else ""
+            return f"fields{where}: {', '.join(holder.model_fields)}"
+    return f"fields: {', '.join(Target.model_fields)}"
 
 
 def _env_name(name: str) -> str:

@@ -30,6 +30,7 @@ from edgekit.recipe.schema import (
     Task,
     TorchSource,
 )
+from edgekit.schema_paths import locate, tagged
 from edgekit.yamlfile import read_yaml
 
 
@@ -73,56 +74,17 @@ def _refuse_urls(node: Any, field: str, where: str) -> None:
             _refuse_urls(value, f"{field}.{i}", where)
 
 
-def _kinds(loc: str) -> str:
-    """The `kind:` values a model or data section takes, from the schema (`model` or a `...data` section)."""
-    from typing import get_args
-
-    from edgekit.recipe.schema import DataSource, ModelSource
-
-    union = ModelSource if loc == "model" else DataSource
-    members = get_args(get_args(union)[0])
-    return ", ".join(str(m.model_fields["kind"].default) for m in members)
-
-
-def _section(loc: tuple[Any, ...]) -> tuple[list[str], Any]:
-    """pydantic's location without the `kind:` tags it inserts (`model.torch.bilder` -> `model.bilder`), and
-    the model class of the section holding its last part (None where the walk leaves the schema: a list, a
-    dict)."""
-    from typing import get_args
-
-    from pydantic import BaseModel
-
-    from edgekit.recipe.schema import Recipe
-
-    parts = [str(p) for p in loc if not str(p).startswith("function-")]
-    clean: list[str] = []
-    model: Any = Recipe
-    i = 0
-    parent: Any = None
-    while i < len(parts):
-        parent = model
-        clean.append(parts[i])
-        field = model.model_fields.get(parts[i]) if model is not None else None
-        i += 1
-        if field is None or i == len(parts):
-            model = None
-            continue
-        options = [a for a in (field.annotation, *get_args(field.annotation)) if a is not None]
-        kinds = (a for o in options for a in (o, *get_args(o)))
-        members = list(dict.fromkeys(a for a in kinds if isinstance(a, type) and issubclass(a, BaseModel)))
-        tagged = {str(m.model_fields["kind"].default): m for m in members if "kind" in m.model_fields}
-        if len(tagged) > 1 and parts[i] in tagged:  # a discriminated union: the next part is the member's tag
-            model = tagged[parts[i]]
-            i += 1
-        else:
-            model = members[0] if len(members) == 1 else None
-    return clean, parent
+def _kinds(loc: tuple[Any, ...]) -> str:
+    """The `kind:` values the model or data section at `loc` takes, from the schema."""
+    parts, holder = locate(Recipe, loc)
+    field = holder.model_fields.get(parts[-1]) if holder is not None and parts else None
+    return ", ".join(tagged(field.annotation)) if field is not None else "see README 'Recipes'"
 
 
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        parts, section = _section(tuple(err["loc"]))
+        parts, section = locate(Recipe, tuple(err["loc"]))
         loc = ".".join(parts)
         if err["type"] == "extra_forbidden":
             if section is not None:
@@ -140,7 +102,7 @@ def _describe(exc: ValidationError) -> str:
             "union_tag_not_found",
             "union_tag_invalid",
         ):  # `kind:` picks a model or data source
-            kinds = _kinds(loc)
+            kinds = _kinds(tuple(err["loc"]))
             got = (err.get("ctx") or {}).get("tag")
             said = f"unknown kind {got!r}" if got is not None else "no `kind:`"
             lines.append(f"field `{loc}`: {said}; say which with `kind:` ({kinds}; see README 'Recipes')")
