@@ -145,7 +145,18 @@ def write_procedure_errors() -> dict[str, list]:
         "widest_single_form_q: the largest single form's interval (log), for intervals not validated"
     )
     widest = cost_model.widest_single_form_q()
-    data = {"note": note, "errors": errors, "widest_single_form_q": widest}
+    parts = {
+        cost_model.procedure_key(board, threads, EVERY): [
+            list(p) for p in cost_model.blend_parts(board, threads, EVERY)
+        ]
+        for board in calibration.DEVICES
+        for threads in calibration.THREADS
+        if threads > 1
+    }
+    note += (
+        "; blend_parts: (model, direct forms' log error, 1-thread forms x scaling's) where they are blended"
+    )
+    data = {"note": note, "errors": errors, "widest_single_form_q": widest, "blend_parts": parts}
     cost_model.PROCEDURE_FILE.write_text(json.dumps(data, indent=1) + "\n")
     cost_model.procedure_cv.cache_clear()
     cost_model.stored_procedure_errors.cache_clear()
@@ -176,6 +187,33 @@ def print_shipped(rows: list[dict]) -> None:
                 f"{100 * r['p90']:.1f} % | {100 * b['median']:.1f} / {100 * b['p90']:.1f} / {100 * b['max']:.1f} % / "
                 f"{b['covered']}/{b['n']} |"
             )
+
+
+def print_blend() -> None:
+    """At 4 threads with the thread split and the simulated misses, the estimate blends two parts: each part's
+    own held-out errors beside the blend's (the shipped one)."""
+    stored = json.loads(cost_model.PROCEDURE_FILE.read_text()).get("blend_parts", {})
+    if not stored:
+        return
+    print(
+        "\n4 threads, every count: the direct 4-thread forms, the 1-thread forms x the scaling form t(4)/t(1), and "
+        "their geometric mean (shipped) (held-out: median / p90 / max / interval / held)"
+    )
+    print("| board, threads | direct | 1 thread x scaling | blend (shipped) | scaling form |")
+    print("|---|---|---|---|---|")
+    for key, rows in stored.items():
+        board, threads = key.split("/")[:2]
+        direct = [(m, "", d) for m, d, _ in rows]
+        scaled = [(m, "", s) for m, _, s in rows]
+        cells = [_cell(cost_model.procedure_summary(errs)) for errs in (direct, scaled)]
+        cells.append(_cell(cost_model.procedure_cv(board, int(threads), EVERY)))
+        form = cost_model.model_for(board, int(threads), EVERY)
+        name = form.scaling.form.name if isinstance(form, cost_model.Blend) else "-"
+        print(f"| {board}, {threads} | {' | '.join(cells)} | {name} |")
+
+
+def _cell(p: dict) -> str:
+    return f"{100 * p['median']:.1f} / {100 * p['p90']:.1f} / {100 * p['max']:.1f} % / {p['interval']} / {p['held']}/{p['n']}"
 
 
 def print_other_feature_sets() -> None:
@@ -307,6 +345,7 @@ def main() -> None:
     print_table(rows)
     print(f"\nshipped model: {cost_model.SHIPPED}")
     print_shipped(rows)
+    print_blend()
     print_other_feature_sets()
     print_groups()
     print_scaling()

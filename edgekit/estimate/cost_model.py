@@ -22,7 +22,9 @@ from edgekit.estimate.crossval import (
     INTERVAL_LEVEL,
     PROCEDURE_FILE,
     SHIPPED,
+    Blend,
     Ensemble,
+    blend_parts,
     conformal_quantile,
     cross_validation_table,
     cv_summary,
@@ -30,6 +32,7 @@ from edgekit.estimate.crossval import (
     forms_for,
     kernel_class_summary,
     loo,
+    model_for,
     nested_coverage,
     novel_layer_models,
     novel_layer_summary,
@@ -71,11 +74,13 @@ __all__ = [
     "PROCEDURE_FILE",
     "SHIPPED",
     "SOURCE",
+    "Blend",
     "Candidate",
     "Ensemble",
     "Estimate",
     "Features",
     "Fit",
+    "blend_parts",
     "calibration_data",
     "conformal_quantile",
     "cross_validation_table",
@@ -86,6 +91,7 @@ __all__ = [
     "forms_for",
     "kernel_class_summary",
     "loo",
+    "model_for",
     "nested_coverage",
     "novel_layer_models",
     "novel_layer_summary",
@@ -180,7 +186,7 @@ def estimate(
     outside = _outside_calibration(board.name, features)
     if outside:
         notes.append(outside)
-    model = ensemble(board.name, calibrated_n, available)
+    model = model_for(board.name, calibrated_n, available)
     method = model.describe()
     est = model.predict_ms(features)
     cv: dict[str, Any] = {

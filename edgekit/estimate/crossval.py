@@ -3,7 +3,9 @@ weighted mean of forms an estimate uses, and the conformal interval every estima
 
 An estimate is not one form chosen per board x threads but every form the features allow, each fitted on the
 calibration models and weighted by 1 / its leave-one-out mean squared log error (ensemble()): the geometric mean
-of their predictions under those weights. With 16 or 17 models, picking the single form with the best held-out
+of their predictions under those weights. At N threads, where the thread split and the simulated cache misses
+were counted, that N-thread ensemble is blended with the one-thread ensemble times a scaling form t(N) / t(1)
+(model_for, Blend; scaling.py says why). With 16 or 17 models, picking the single form with the best held-out
 error is unstable (which form wins changes with the model left out, and the procedure's own p90 on the Pi 4 at 4
 threads was 64 % while the form chosen on all 17 looked 30 %); weighting them all by how well each held out
 does not jump. The stated interval is a split-conformal one on held-out errors: with n held-out log errors, the
@@ -38,6 +40,8 @@ from edgekit.estimate.forms import (
     calibration_data,
     fit,
 )
+from edgekit.estimate.scaling import Scaling, scaling
+from edgekit.estimate.scaling import applies as scaling_applies
 
 INTERVAL_LEVEL = 0.8  # the share of new models' figures the stated interval is meant to hold
 # The stated interval comes from the errors of the whole procedure (procedure_errors: the form chosen without the
@@ -49,7 +53,7 @@ CONFORMAL_RANK_LEVEL = 0.85
 # check, again the largest), because at rank 0.85 the calibration models of that kind were held less often than
 # the rest (bench/estimate_cv.py): a layer type no calibration model has (novel_layer_models: the six such were
 # held 19 of 24 times at 0.85, under the 80 % stated; 22 of 24 at 0.94), and int8 kernels (the five int8 models:
-# median errors about twice the float ones', held 16 of 20 at 0.85, 17 of 20 at 0.94).
+# median errors about twice the float ones', held 15 of 20 at 0.85, 17 of 20 at 0.94).
 WIDE_RANK_LEVEL = 0.94
 PROCEDURE_FILE = (
     calibration.DATA / "procedure_cv.json"
@@ -213,18 +217,83 @@ def ensemble(board: str, threads: int, available: tuple[str, ...], without: str 
     return Ensemble(board, threads, fits)
 
 
+@dataclass
+class Blend:
+    """An N-thread estimate where the thread split and the cache misses were counted: the geometric mean of the
+    forms fitted on the N-thread figures (`direct`) and of the one-thread estimate times the scaling form's
+    t(N) / t(1) (scaling.py says why)."""
+
+    direct: Ensemble
+    one: Ensemble
+    scaling: Scaling
+
+    def predict_ms(self, f: Features) -> float:
+        scaled = self.one.predict_ms(f) * max(self.scaling.ratio(f), 1e-30)
+        return math.sqrt(self.direct.predict_ms(f) * scaled)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The forms' weights in the estimate's log (half the direct ensemble's, half the one-thread one's)."""
+        out: dict[str, float] = {}
+        for part in (self.direct, self.one):
+            for name, w in part.weights.items():
+                out[name] = out.get(name, 0.0) + w / 2
+        return dict(sorted(out.items(), key=lambda nw: -nw[1]))
+
+    @property
+    def heaviest(self) -> str:
+        return self.direct.heaviest
+
+    def describe(self) -> str:
+        n = self.direct.threads
+        return (
+            f"geometric mean of the {n}-thread forms ({_top(self.direct)}) and the 1-thread forms "
+            f"({_top(self.one)}) x t({n})/t(1) ({self.scaling.form.name})"
+        )
+
+
+def _top(model: Ensemble) -> str:
+    return ", ".join(f"{name} {w:.2f}" for name, w in list(model.weights.items())[:2]) + ", ..."
+
+
+def model_for(
+    board: str, threads: int, available: tuple[str, ...], without: str | None = None
+) -> Ensemble | Blend:
+    """The cost model an estimate uses: ensemble(), blended with the one-thread ensemble x scaling where the
+    thread split and the cache misses were counted (scaling.applies)."""
+    direct = ensemble(board, threads, available, without)
+    if not scaling_applies(threads, available):
+        return direct
+    return Blend(direct, ensemble(board, 1, available, without), scaling(board, threads, available, without))
+
+
 def procedure_errors(board: str, threads: int, available: tuple[str, ...]) -> list[tuple[str, str, float]]:
     """The whole shipped procedure cross-validated, weighting included: for each calibration model, the forms are
     weighted as ensemble() weights them but from the other models alone, fitted on them, and their weighted mean
-    predicts the held-out one. [(model, heaviest form without it, log error)]. Slow (a leave-one-out per form
+    (blended with the one-thread estimate x scaling where model_for does, the scaling form also chosen and
+    fitted without it) predicts the held-out one. [(model, heaviest form without it, log error)]. Slow (a leave-one-out per form
     per model): the results are stored in data/procedure_cv.json by bench/estimate_cv.py and read by
     procedure_cv()."""
     out = []
     for name, feats, ms in calibration_data(board, threads):
         if not all(feats.has(k, threads) for k in available):
             continue
-        model = ensemble(board, threads, available, without=name)
+        model = model_for(board, threads, available, without=name)
         out.append((name, model.heaviest, math.log(model.predict_ms(feats) / ms)))
+    return out
+
+
+def blend_parts(board: str, threads: int, available: tuple[str, ...]) -> list[tuple[str, float, float]]:
+    """Where model_for blends: each calibration model's held-out log error of the two parts alone (the direct
+    N-thread forms; the 1-thread forms x scaling), each made without it: [(model, direct, scaled)]. The blend's
+    own error (procedure_errors) is their mean."""
+    out = []
+    for name, feats, ms in calibration_data(board, threads):
+        model = model_for(board, threads, available, without=name)
+        if not isinstance(model, Blend) or not all(feats.has(k, threads) for k in available):
+            continue
+        scaled = model.one.predict_ms(feats) * model.scaling.ratio(feats)
+        out.append((name, math.log(model.direct.predict_ms(feats) / ms), math.log(scaled / ms)))
     return out
 
 
@@ -342,6 +411,7 @@ def _split(
 
 SHIPPED = (
     "per board x threads, every form the available counts allow, each weighted by 1 / its leave-one-out mean "
-    "squared log error (ensemble()); its interval from the whole procedure's held-out errors, the weighting "
+    "squared log error (ensemble()); at 4 threads with every count, blended with the 1-thread ensemble x "
+    "t(4)/t(1) (model_for()); its interval from the whole procedure's held-out errors, the weighting "
     "included (procedure_errors)"
 )
