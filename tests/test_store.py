@@ -275,6 +275,13 @@ def test_a_deploy_whose_store_fails_at_the_end_keeps_its_results(tmp_path: Path)
     assert out.returncode == 0, out.stderr
     with open_store(other) as store:
         assert store.load(store.runs()[0].id) == result
+    # `runs list` (what people type) is `runs`, filters included
+    listed = _edgekit("runs", "list", "--store", other, "-n", "1", home=tmp_path / "home")
+    plain_list = _edgekit("runs", "--store", other, "-n", "1", home=tmp_path / "home")
+    assert listed.returncode == 0 and result.recipe in listed.stdout, listed.stderr
+    assert listed.stdout == plain_list.stdout
+    none = _edgekit("runs", "list", "--store", other, "--recipe", "no-such-recipe", home=tmp_path / "home")
+    assert none.returncode == 0 and "no runs in" in none.stdout and result.recipe not in none.stdout
 
 
 def test_deploy_records_its_result_before_drawing_the_table(

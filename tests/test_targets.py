@@ -148,6 +148,8 @@ def test_cli_lists_targets_and_every_help_has_an_example() -> None:
     lab_row = next(line for line in listing.output.splitlines() if "lab-pi4" in line)
     assert "lab board=pi4 via" in lab_row and "this machine" not in lab_row  # a board of the lab
     assert "labgrid.lab:20408" in listing.output  # the coordinator (it may fold onto the next line)
+    alias = runner.invoke(app, ["targets", "list"], terminal_width=200)  # what people type
+    assert alias.exit_code == 0 and alias.output == listing.output
     for argv in (
         ["targets"],
         ["targets", "check"],

@@ -38,8 +38,22 @@ def list_cmd(
 
     Example: edgekit runs --limit 5 --target pi4
     """
-    if ctx.invoked_subcommand is not None:
-        return
+    if ctx.invoked_subcommand is None:
+        _print_runs(limit, recipe, target, store)
+
+
+@runs_app.command("list", hidden=True)
+def list_alias(
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many runs, newest first"),
+    recipe: str | None = typer.Option(None, "--recipe", help="only runs of this recipe"),
+    target: str | None = typer.Option(None, "--target", help="only runs on this target"),
+    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+) -> None:
+    """The same list as `edgekit runs` (`list` is what people type)."""
+    _print_runs(limit, recipe, target, store)
+
+
+def _print_runs(limit: int, recipe: str | None, target: str | None, store: str | None) -> None:
     from edgekit.store import open_store
 
     with open_store(store, create=False) as db:

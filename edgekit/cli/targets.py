@@ -24,8 +24,17 @@ def list_cmd(ctx: typer.Context) -> None:
 
     Example: edgekit targets
     """
-    if ctx.invoked_subcommand is not None:
-        return
+    if ctx.invoked_subcommand is None:
+        _print_targets()
+
+
+@targets_app.command("list", hidden=True)
+def list_alias() -> None:
+    """The same list as `edgekit targets` (`list` is what people type)."""
+    _print_targets()
+
+
+def _print_targets() -> None:
     from edgekit.emu.device import running_target
     from edgekit.errors import EdgekitError
     from edgekit.target import list_target_names, load_target
