@@ -49,7 +49,10 @@ def list_alias(
     target: str | None = typer.Option(None, "--target", help="only runs on this target"),
     store: str | None = typer.Option(None, "--store", help=STORE_HELP),
 ) -> None:
-    """The same list as `edgekit runs` (`list` is what people type)."""
+    """The same list as `edgekit runs` (`list` is what people type).
+
+    Example: edgekit runs list --limit 5 --target pi4
+    """
     _print_runs(limit, recipe, target, store)
 
 

@@ -30,7 +30,10 @@ def list_cmd(ctx: typer.Context) -> None:
 
 @targets_app.command("list", hidden=True)
 def list_alias() -> None:
-    """The same list as `edgekit targets` (`list` is what people type)."""
+    """The same list as `edgekit targets` (`list` is what people type).
+
+    Example: edgekit targets list
+    """
     _print_targets()
 
 
