@@ -3,7 +3,7 @@ their published Pi 4 / Pi 5 figures at 1 and 4 threads).
 
     .venv/bin/python bench/estimate_cv.py            # the table: every candidate cost model, leave-one-model-out
     .venv/bin/python bench/estimate_cv.py --count    # first (re)count the models on pi4-emu / pi5-emu (slow)
-    .venv/bin/python bench/estimate_cv.py --procedure  # recompute the whole procedure's errors (~8 min)
+    .venv/bin/python bench/estimate_cv.py --procedure  # recompute the whole procedure's errors (~10 min)
     .venv/bin/python bench/estimate_cv.py --json cv.json
 
 --count runs each model the way benchncnn does (zero weights, input 0.01, ncnn's default options) under the
@@ -12,8 +12,11 @@ edgekit/estimate/data/calibration_counts.json after every model (an interrupted 
 The table prints, per board x threads and for each candidate: median, p90 and max |error| of the held-out-one
 predictions, and how many published figures fell inside the stated interval of their held-out estimate.
 Then the shipped procedure: every form, weighted by 1 / its leave-one-out mean squared log error, with the weights
-of each held-out model's estimate taken from the other 16 alone, so the weighting's optimism is measured too; those errors (edgekit/estimate/data/procedure_cv.json, rewritten with --count or
---procedure) are what every stated interval comes from.
+of each held-out model's estimate taken from the other 16 alone, so the weighting's optimism is measured too (at 4
+threads with every count, blended with the 1-thread estimate x a scaling form, chosen and fitted without the
+held-out model too; the blend table shows each part's errors); those errors
+(edgekit/estimate/data/procedure_cv.json, rewritten with --count or --procedure, ~10 min) are what every stated
+interval comes from.
 """
 
 from __future__ import annotations
