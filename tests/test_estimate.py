@@ -173,6 +173,12 @@ def test_four_threads_blend_the_direct_forms_with_one_thread_times_the_scaling()
     assert model.scaling.form.name == min(mse, key=lambda n: mse[n])
     for features in (WITHOUT_CACHES, tuple(k for k in EVERY if k != "busiest")):
         assert isinstance(cost_model.model_for("pi5", 4, features), cost_model.Ensemble)
+    est = cost_model.estimate("pi5", feats, threads=4).to_dict()  # the estimate says what the scaling gave
+    said = est["cross_validation"]["thread_scaling"]
+    assert said["form"] == model.scaling.form.name
+    assert said["ratio"] == pytest.approx(model.scaling.ratio(feats), abs=1e-4)
+    assert said["one_thread_ms"] == pytest.approx(one.predict_ms(feats), abs=1e-3)
+    assert "thread_scaling" not in cost_model.estimate("pi5", feats, threads=1).to_dict()["cross_validation"]
     stored = json.loads(cost_model.PROCEDURE_FILE.read_text())["blend_parts"]
     for board in ("pi4", "pi5"):
         key = cost_model.procedure_key(board, 4, EVERY)

@@ -210,6 +210,14 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
         f"interval held {cv['held']} of {cv['n']}[/]",
         highlight=False,
     )
+    scaling = cv.get("thread_scaling")
+    if scaling:
+        console.print(
+            f"  [dim]threads       t({est['threads']})/t(1) {scaling['ratio']:.2f} by {scaling['form']} (the busiest "
+            f"thread does {100 * scaling['busiest_share']:.0f} % of the work; misses per instruction do not scale): "
+            f"half the estimate is the 1-thread {_ms(scaling['one_thread_ms'])} ms x that ratio[/]",
+            highlight=False,
+        )
     console.print(
         f"  roofline      {_ms(bound['lower_bound_ms'])} ms ({bound['bound']}-bound, "
         f"{bound['precision']} peak {bound['peak_gmacs']:.1f} GMAC/s; {bound['label']})",

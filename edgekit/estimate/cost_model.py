@@ -195,6 +195,13 @@ def estimate(
         "threads": calibrated_n,
     }
     cv |= procedure_cv(board.name, calibrated_n, available)
+    if isinstance(model, Blend):  # what the thread scaling says of this model (one half of the estimate)
+        cv["thread_scaling"] = {
+            "form": model.scaling.form.name,
+            "ratio": round(model.scaling.ratio(features), 4),  # t(threads) / t(1), estimated
+            "busiest_share": round(features.busiest[calibrated_n] / features.instructions, 4),
+            "one_thread_ms": round(model.one.predict_ms(features), 3),
+        }
     q = max(cv["q_log"], cv["q_log_wide"]) if unseen or features.int8 else cv["q_log"]
     runtime_ok = _format_calibrated(fmt, list(model.weights))
     calibrated = calibrated_n == n and runtime_ok and not outside
