@@ -145,7 +145,8 @@ def write_procedure_errors() -> dict[str, list]:
                 print(f"  procedure {key}: {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
     note = (
         "bench/estimate_cv.py: (model, heaviest form without it, log(estimate / published)) per key; "
-        "widest_single_form_q: the largest single form's interval (log), for intervals not validated"
+        "widest_single_form_q: the largest single form's interval (log), for intervals not validated; "
+        "blend_parts: (model, direct forms' log error, 1-thread forms x scaling's) where they are blended"
     )
     widest = cost_model.widest_single_form_q()
     parts = {
@@ -156,9 +157,6 @@ def write_procedure_errors() -> dict[str, list]:
         for threads in calibration.THREADS
         if threads > 1
     }
-    note += (
-        "; blend_parts: (model, direct forms' log error, 1-thread forms x scaling's) where they are blended"
-    )
     data = {"note": note, "errors": errors, "widest_single_form_q": widest, "blend_parts": parts}
     cost_model.PROCEDURE_FILE.write_text(json.dumps(data, indent=1) + "\n")
     cost_model.procedure_cv.cache_clear()

@@ -24,15 +24,20 @@ console = Console()
 if not console.is_terminal:  # logs and CI: keep table rows on one line
     console.width = max(console.width, 160)
 EMU = "[black on yellow] emulated [/]"
+# the listing's options, shared by `edgekit runs` and its `list` alias
+LIMIT = typer.Option(20, "--limit", "-n", min=1, help="how many runs, newest first")
+RECIPE = typer.Option(None, "--recipe", help="only runs of this recipe")
+TARGET = typer.Option(None, "--target", help="only runs on this target")
+STORE = typer.Option(None, "--store", help=STORE_HELP)
 
 
 @runs_app.callback()
 def list_cmd(
     ctx: typer.Context,
-    limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many runs, newest first"),
-    recipe: str | None = typer.Option(None, "--recipe", help="only runs of this recipe"),
-    target: str | None = typer.Option(None, "--target", help="only runs on this target"),
-    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    limit: int = LIMIT,
+    recipe: str | None = RECIPE,
+    target: str | None = TARGET,
+    store: str | None = STORE,
 ) -> None:
     """List recent runs: id, time, recipe, targets, measurement counts, git revision.
 
@@ -44,10 +49,10 @@ def list_cmd(
 
 @runs_app.command("list", hidden=True)
 def list_alias(
-    limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many runs, newest first"),
-    recipe: str | None = typer.Option(None, "--recipe", help="only runs of this recipe"),
-    target: str | None = typer.Option(None, "--target", help="only runs on this target"),
-    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    limit: int = LIMIT,
+    recipe: str | None = RECIPE,
+    target: str | None = TARGET,
+    store: str | None = STORE,
 ) -> None:
     """The same list as `edgekit runs` (`list` is what people type).
 
@@ -89,7 +94,7 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
 @runs_app.command("show")
 def show_cmd(
     run_id: int = typer.Argument(..., help="run id, as `edgekit runs` lists it"),
-    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    store: str | None = STORE,
     json_out: bool = typer.Option(False, "--json", help="print the stored deploy result as JSON"),
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="also the emulated wall and load times of a counted emulated target"
@@ -131,7 +136,7 @@ def _why_not_a_result(exc: Exception) -> str:
 @runs_app.command("import")
 def import_cmd(
     files: list[Path] = typer.Argument(..., help="deploy result JSON files (`edgekit deploy --json PATH`)"),
-    store: str | None = typer.Option(None, "--store", help=STORE_HELP),
+    store: str | None = STORE,
 ) -> None:
     """Record deploy results written by `edgekit deploy --json` (for example on another machine).
 

@@ -30,12 +30,9 @@ from edgekit.estimate.crossval import (
     cv_summary,
     ensemble,
     forms_for,
-    kernel_class_summary,
     loo,
     model_for,
     nested_coverage,
-    novel_layer_models,
-    novel_layer_summary,
     procedure_cv,
     procedure_errors,
     procedure_key,
@@ -62,6 +59,7 @@ from edgekit.estimate.forms import (
     calibration_data,
     fit,
 )
+from edgekit.estimate.groups import kernel_class_summary, novel_layer_models, novel_layer_summary
 from edgekit.formats import Format, Runtime
 
 __all__ = [
