@@ -490,6 +490,50 @@ def test_estimates_for_a_whole_run(tmp_path: Path) -> None:
     assert estimates_for_run(run, [], "phone-emu") == {}
 
 
+@pytest.mark.integration
+def test_a_capped_run_counts_the_thread_split_its_four_thread_estimate_needs(tmp_path: Path) -> None:
+    """A capped emulated run times one thread; for the recipe's 4 threads the split between threads is counted
+    (real counting qemu, once: a second run takes it from the count cache) and the estimate is then the blend
+    `edgekit estimate --threads 4` gives, with the busiest thread's counted share and a note saying so."""
+    from edgekit.estimate.attach import estimates_for_run
+    from edgekit.results import AgentResult, DeviceFacts, TargetRun
+
+    param = write_chain(tmp_path / "chain", 2)
+    info = ArtifactInfo(
+        id="ncnn-fp16",
+        format="ncnn-fp16",
+        files=[str(param), str(param.with_suffix(".bin"))],
+        sha256="0",
+        size_bytes=1,
+    )
+    one = _measurement(1, 1_200_000).model_copy(update={"cache_misses": [500_000, 20_000, 5_000]})
+    facts = DeviceFacts(machine="aarch64", cores=2, python="3.11", emulated=True)
+    run = TargetRun(
+        target="pi4-emu",
+        kind="ssh",
+        emulated=True,
+        status="ok",
+        agent=AgentResult(started_at="now", facts_before=facts, measurements=[one]),
+    )
+    said: list[str] = []
+    shape = [1, CHANNELS, SIZE, SIZE]
+    est = estimates_for_run(run, [info], "pi4-emu", threads=[1, 4], input_shape=shape, say=said.append)
+    four = est["ncnn-fp16 x4"]
+    assert four["status"] == "ok" and any(
+        "split between 4 threads counted on pi4-emu" in n for n in four["caveats"]
+    )
+    scaling = four["cross_validation"]["thread_scaling"]  # the blend: 4-thread forms and 1 thread x scaling
+    assert 0.25 <= scaling["busiest_share"] <= 1.0 and scaling["one_thread_ms"] > 0
+    assert said and "splits between 4 threads" in said[0]
+    said.clear()
+    again = estimates_for_run(run, [info], "pi4-emu", threads=[1, 4], input_shape=shape, say=said.append)
+    assert not said and again["ncnn-fp16 x4"]["estimate_ms"] == four["estimate_ms"]  # from the count cache
+    # no ncnn .param (a TFLite artifact): no split counted, the forms without it, as before
+    tfl = info.model_copy(update={"files": [str(tmp_path / "model.tflite")]})
+    plain_four = estimates_for_run(run, [tfl], "pi4-emu", threads=[1, 4], input_shape=shape)["ncnn-fp16 x4"]
+    assert "thread_scaling" not in plain_four["cross_validation"]
+
+
 def test_models_with_uncalibrated_layer_types_say_so_and_the_readme_states_how_they_fared() -> None:
     """An estimate of an ncnn graph with a layer type no calibration model has names it; the README's leave-one-out
     figures for such models (the calibration models with a type none of the other 16 has) are what the stored

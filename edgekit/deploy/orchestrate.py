@@ -9,6 +9,7 @@ after every stage, so nothing measured is lost if the host process dies.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import sys
@@ -263,6 +264,10 @@ def _guarded(session: TargetSession, arts: list[AgentArtifact], inputs: Path) ->
         session.finished.set()
 
 
+def _said_for(say: Progress, target: str, message: str) -> None:
+    say(f"{target}: {message}")
+
+
 def _estimates(result: DeployResult, targets: dict[str, Target], say: Progress) -> None:
     """Labelled real-board estimates from an emulated target's instruction counts (edgekit.estimate)."""
     for run in result.runs:
@@ -274,7 +279,11 @@ def _estimates(result: DeployResult, targets: dict[str, Target], say: Progress) 
             from edgekit.estimate.attach import estimates_for_run
 
             run.estimates = estimates_for_run(
-                run, result.artifacts, target.emulated.device, list(result.benchmark.get("threads", [1]))
+                run,
+                result.artifacts,
+                target.emulated.device,
+                list(result.benchmark.get("threads", [1])),
+                say=functools.partial(_said_for, say, run.target),
             )
         except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
             say(f"{run.target}: no estimates ({type(exc).__name__}: {exc})")

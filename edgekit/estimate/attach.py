@@ -3,10 +3,17 @@
 deploy calls `estimates_for_run(run, artifacts, device)` (or `estimate_for(measurement, artifact_info, board)`
 per measurement) for an emulated target with instruction counts and keeps the dicts in TargetRun.estimates;
 they are labelled estimates and carry no field a report could mistake for a measured latency (no p50/mean).
+
+A capped emulated run times one thread; for the recipe's other thread counts the estimate wants how the work
+splits between threads (the busiest thread bounds the time). For an ncnn artifact that split is counted here, on
+this machine, with one inference under the counting qemu of the same core (`counts.count_cached`: kept, so a
+second deploy of the same artifact does not count again): with it and the simulated misses the N-thread
+estimate is the cross-validated blend of `edgekit estimate --threads N` instead of the forms without the split.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +41,14 @@ def estimate_for(
     board: str,
     reference: Measurement | None = None,
     input_shape: list[int] | None = None,
+    split_counted: str = "",
 ) -> dict[str, Any]:
     """A labelled estimate of `measurement`'s artifact on the real `board` at its thread count.
 
     The cost model wants the one-thread count (counts at more threads include the split between threads, used
     when the measurement has it); pass the same artifact's one-thread measurement as `reference` when
     `measurement` ran with more threads. Returns {"status": "unavailable", "reason": ...} (still labelled) when
-    no count exists.
+    no count exists. `split_counted` says where a split that was not timed came from (a note of the estimate).
     """
     base = {
         "label": cost_model.LABEL,
@@ -58,6 +66,8 @@ def estimate_for(
     caveats = []
     if source.threads > 1:
         caveats.append(f"count taken at {source.threads} threads: includes the threads' synchronisation")
+    if split_counted:
+        caveats.append(split_counted)
     fmt = _format(measurement.format)
     cost = _cost(artifact_info, input_shape)
     busiest = (
@@ -120,11 +130,13 @@ def estimates_for_run(
     device: str,
     threads: list[int] | None = None,
     input_shape: list[int] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """TargetRun.estimates for an emulated target in one call: {"artifact xN": estimate dict} for every thread
     count measured and every one in `threads` (the recipe's plan: a capped emulated run measures 1 thread, the
-    board question is often 4), each from the same artifact's one-thread count. {} when no board stands for
-    DEVICE (phone-emu) or the run has no agent result."""
+    board question is often 4), each from the same artifact's one-thread count; for an ncnn artifact with the
+    split between N threads counted on DEVICE's core (`thread_split`). {} when no board stands for DEVICE
+    (phone-emu) or the run has no agent result."""
     board = board_for_device(device)
     if board is None or run.agent is None:
         return {}
@@ -139,6 +151,52 @@ def estimates_for_run(
     for artifact, one in single.items():
         for n in threads or []:
             if f"{artifact} x{n}" not in out:
-                wanted = one.model_copy(update={"threads": n, "instructions_per_thread": []})
-                out[f"{artifact} x{n}"] = estimate_for(wanted, infos.get(artifact), board, one, input_shape)
+                split = thread_split(infos.get(artifact), n, device, input_shape, say) if n > 1 else []
+                wanted = one.model_copy(update={"threads": n, "instructions_per_thread": split})
+                note = (
+                    f"the split between {n} threads counted on {device} (one inference under the counting qemu, "
+                    "outside the timed run)"
+                    if split
+                    else ""
+                )
+                out[f"{artifact} x{n}"] = estimate_for(
+                    wanted, infos.get(artifact), board, one, input_shape, note
+                )
     return out
+
+
+def thread_split(
+    info: ArtifactInfo | None,
+    threads: int,
+    device: str,
+    input_shape: list[int] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> list[int]:
+    """Each guest thread's instructions in one inference of an ncnn artifact at `threads` threads on DEVICE's
+    core, counted on this machine (and kept in the count cache); [] for other runtimes (no calibration figure
+    to gain from it), a thread count no cost model is calibrated for, or when it cannot be counted here (said,
+    never fatal: the estimate falls back to the forms without the split)."""
+    param = next((Path(f) for f in (info.files if info else []) if f.endswith(".param")), None)
+    if param is None or not param.exists() or threads not in cost_model.CALIBRATED_THREADS:
+        return []
+    from edgekit.emu.plugin.counting import CountJob
+    from edgekit.estimate.counts import count_cached
+
+    name = info.id if info is not None else param.parent.name
+
+    def counting(_: str) -> None:  # said only when not in the count cache
+        if say is not None:
+            say(
+                f"counting how {name} splits between {threads} threads on {device} (one inference under qemu)"
+            )
+
+    try:
+        res, _ = count_cached(
+            CountJob(param, threads=threads, input_shape=input_shape, repeat=1), device, counting
+        )
+    except Exception as exc:  # noqa: BLE001 (an estimate must never break a deploy)
+        if say is not None:
+            say(f"the {threads}-thread split of {name} not counted on {device} ({exc})")
+        return []
+    ordered = sorted(zip(res.per_invoke, res.per_thread), key=lambda pair: pair[0])
+    return list(ordered[len(ordered) // 2][1]) if ordered else []
