@@ -95,7 +95,8 @@ def _meta() -> dict:
     qemu = subprocess.run([str(build.counting_qemu()), "--version"], capture_output=True, text=True).stdout
     return {
         "how": "benchncnn's way: zero weights, input filled with 0.01, ncnn default options; warm-up 1, one "
-        "window of one invocation; guest instruction count (not cycles)",
+        "window of one invocation; guest instruction count (not cycles); at 1 thread the misses of the board's "
+        "caches with the stream prefetcher (boards.py caches, pf=1)",
         "qemu": qemu.splitlines()[0] if qemu else "?",
         "host": platform.node(),
         "counted_at": time.strftime("%Y-%m-%d"),

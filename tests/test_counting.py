@@ -99,6 +99,26 @@ def test_simulated_caches_count_the_misses_of_a_known_access_pattern(
     assert plain.read_text().count(";") == 1  # no cache fields without cache levels
 
 
+def test_the_stream_prefetcher_turns_a_stream_of_misses_into_one_per_five_lines(
+    plugin: Path, tmp_path: Path
+) -> None:
+    """pf=1 (what edgekit passes with a board's caches): one load per line through 64 KB, twice. A miss next to a
+    recent miss fetches the next 4 lines, so each pass misses the L1 at lines 0 and 1, then once every 5 lines
+    (6, 11, ..., 1021): 206 per pass instead of 1024; the 1 MB L2 only in the first pass. The instruction count is
+    unchanged."""
+    exe = tmp_path / "loads"
+    exe.write_bytes(selftest.cache_program(1024, passes=2))
+    exe.chmod(0o755)
+    out = tmp_path / "counts.txt"
+    cmd = [str(plugin_build.counting_qemu()), "-cpu", "cortex-a72", "-plugin"]
+    subprocess.run(
+        [*cmd, f"{plugin},out={out},l1=32768:2,l2=1048576:16,pf=1", str(exe)], check=True, timeout=60
+    )
+    misses = out.read_text().splitlines()[-1].split(";")[2]
+    assert [int(v) for v in misses.split()] == [2048, 2 * 206, 206]
+    assert int(out.read_text().split()[0]) == selftest.cache_program_instructions(1024, 2)
+
+
 def test_each_window_appends_one_line(plugin: Path, tmp_path: Path) -> None:
     exe = tmp_path / "marks"
     exe.write_bytes(selftest.program(500))
@@ -204,7 +224,10 @@ def test_a_count_with_the_boards_caches_adds_misses_and_keeps_the_count(
         jobs = [CountJob(p, input_shape=shape, repeat=1, caches=BOARDS[board].caches) for p in models]
         counted = count_artifacts(jobs, BOARDS[board].emulated_device)
         a = counted[0]
-        assert len(a.window_misses) == 1 + len(BOARDS[board].caches)  # accesses, L1, L2 (and the Pi 5's L3)
+        levels = [
+            c for c in BOARDS[board].caches if c[0] == "l"
+        ]  # "l1=...", ...; then "pf=1", the prefetcher
+        assert len(a.window_misses) == 1 + len(levels)  # accesses, L1, L2 (and the Pi 5's L3)
         accesses, l1, last = a.window_misses[0], a.window_misses[1], a.window_misses[-1]
         assert accesses > l1 >= last > 0
         if board == "pi4":

@@ -217,7 +217,7 @@ def test_an_emulated_board_counts_with_its_caches_unless_told_not_to(tmp_path: P
         assert env is not None
         return env["EDGEKIT_QEMU_PLUGIN"].split(",")[2:]
 
-    assert plugin_args("pi4-emu") == ["l1=32768:2", "l2=1048576:16"]
-    assert plugin_args("pi5-emu") == ["l1=65536:4", "l2=524288:8", "l3=2097152:16"]
+    assert plugin_args("pi4-emu") == ["l1=32768:2", "l2=1048576:16", "pf=1"]
+    assert plugin_args("pi5-emu") == ["l1=65536:4", "l2=524288:8", "l3=2097152:16", "pf=1"]
     assert plugin_args("pi4-emu", "emulated.caches=false") == []
     assert plugin_args("phone-emu") == []

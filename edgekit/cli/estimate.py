@@ -193,7 +193,7 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
             levels = ", ".join(f"L{i} {m:,d}" for i, m in enumerate(window[1:], start=1))
             console.print(
                 f"  cache misses  {levels} of {window[0]:,d} data accesses (simulated caches of the board's sizes, "
-                "LRU, no prefetcher: not the board's counters)",
+                "LRU, a simple stream prefetcher: not the board's counters)",
                 highlight=False,
             )
     level = int(100 * est["interval_level"])

@@ -13,11 +13,13 @@
  *
  * With cache levels given (l1=SIZE:WAYS, l2=..., optionally l3=..., sizes in bytes) every guest load and store
  * also goes through a simulated data cache hierarchy (set-associative, LRU, 64-byte lines, write-allocate, virtual
- * addresses, no prefetcher; each vCPU its own, so threads never race on it), and the line ends with `;` and the
- * window's accesses and misses at each level: an idealised hierarchy of the board's sizes, not the board's
- * counters. Without them no memory callback is registered (counting stays as fast as before).
+ * addresses; each vCPU its own, so threads never race on it), and the line ends with `;` and the window's
+ * accesses and misses at each level: an idealised hierarchy of the board's sizes, not the board's counters. With
+ * pf=1 each level also has a stream prefetcher (a miss next to a recent miss or prefetch fetches the next
+ * PF_DEGREE lines in that direction into that level and the ones below; edgekit passes it with the boards'
+ * caches: the Cortex-A72 and A76 prefetch streams); without it there is none. Without them no memory callback is registered (counting stays as fast as before).
  *
- * Usage: qemu-aarch64 -plugin insn_count.so,out=/tmp/counts.txt[,l1=32768:2,l2=1048576:16] -cpu cortex-a72 ...
+ * Usage: qemu-aarch64 -plugin insn_count.so,out=/tmp/counts.txt[,l1=32768:2,l2=1048576:16[,pf=1]] -cpu cortex-a72 ...
  * Built by edgekit/emu/plugin/build.py against qemu-plugin.h from Debian's qemu source package.
  */
 #include <stdint.h>
@@ -52,11 +54,16 @@ typedef struct {
 #define LINE_SHIFT 6
 #define CACHE_VCPUS 64 /* vCPUs with simulated caches; others are not simulated (counted as such below) */
 
+#define PF_RECENT 16 /* the stream prefetcher's memory of recent miss lines, per level */
+#define PF_DEGREE 4  /* lines fetched ahead once a stream is seen */
+
 typedef struct {
     uint64_t sets, ways;
     uint64_t *tags; /* sets x ways; line + 1, 0 = empty */
     uint64_t *ages; /* sets x ways: the clock at last use */
     uint64_t clock;
+    uint64_t recent[PF_RECENT]; /* line + 1 of recent misses and prefetches (pf=1 only) */
+    int recent_pos;
 } cache_t;
 
 typedef struct {
@@ -69,6 +76,7 @@ typedef struct {
 
 static uint64_t level_size[MAX_LEVELS], level_ways[MAX_LEVELS];
 static int n_levels;
+static int prefetch; /* pf=1: a stream prefetcher at each level */
 static hierarchy_t hier[CACHE_VCPUS];
 static uint64_t unsimulated; /* accesses of vCPUs beyond CACHE_VCPUS */
 
@@ -139,6 +147,41 @@ static int cache_access(cache_t *c, uint64_t line)
     return 0;
 }
 
+static int pf_seen(const cache_t *c, uint64_t line)
+{
+    for (int k = 0; k < PF_RECENT; k++) {
+        if (c->recent[k] == line + 1) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void pf_remember(cache_t *c, uint64_t line)
+{
+    c->recent[c->recent_pos] = line + 1;
+    c->recent_pos = (c->recent_pos + 1) % PF_RECENT;
+}
+
+/* pf=1: a miss at level i next to a recent miss or prefetch (line - 1 or + 1) is a stream: the next PF_DEGREE lines
+ * in its direction are fetched into level i and every level below it (not counted as accesses or misses). */
+static void pf_on_miss(hierarchy_t *h, int i, uint64_t line)
+{
+    cache_t *c = &h->level[i];
+    int up = pf_seen(c, line - 1), down = !up && pf_seen(c, line + 1);
+    pf_remember(c, line);
+    if (!up && !down) {
+        return;
+    }
+    for (uint64_t k = 1; k <= PF_DEGREE; k++) {
+        uint64_t next = up ? line + k : line - k;
+        for (int j = i; j < n_levels; j++) {
+            cache_access(&h->level[j], next);
+        }
+        pf_remember(c, next);
+    }
+}
+
 static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr, void *udata)
 {
     if (vcpu >= CACHE_VCPUS) {
@@ -156,6 +199,9 @@ static void on_mem(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr
             break;
         }
         __atomic_store_n(&h->misses[i], h->misses[i] + 1, __ATOMIC_RELAXED);
+        if (prefetch) {
+            pf_on_miss(h, i, line);
+        }
     }
 }
 
@@ -261,6 +307,8 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
     for (int i = 0; i < argc; i++) {
         if (strncmp(argv[i], "out=", 4) == 0) {
             out_path = argv[i] + 4;
+        } else if (strcmp(argv[i], "pf=1") == 0) {
+            prefetch = 1;
         } else if (argv[i][0] == 'l' && argv[i][1] >= '1' && argv[i][1] <= '3' && argv[i][2] == '=') {
             unsigned long long size = 0, ways = 0;
             if (argv[i][1] - '1' != n_levels || sscanf(argv[i] + 3, "%llu:%llu", &size, &ways) != 2 || ways == 0 ||
