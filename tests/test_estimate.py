@@ -296,15 +296,15 @@ def _measurement(threads: int, count: int | None) -> Measurement:
     )
 
 
-def test_estimate_for_deploy_uses_counts_and_one_thread_reference(tmp_path: Path) -> None:
+def _chain_artifact(tmp_path: Path) -> ArtifactInfo:
+    """A two-convolution ncnn model written here, as deploy's artifact record of it."""
     param = write_chain(tmp_path / "chain", 2)
-    info = ArtifactInfo(
-        id="ncnn-fp16",
-        format="ncnn-fp16",
-        files=[str(param), str(param.with_suffix(".bin"))],
-        sha256="0",
-        size_bytes=1,
-    )
+    files = [str(param), str(param.with_suffix(".bin"))]
+    return ArtifactInfo(id="ncnn-fp16", format="ncnn-fp16", files=files, sha256="0", size_bytes=1)
+
+
+def test_estimate_for_deploy_uses_counts_and_one_thread_reference(tmp_path: Path) -> None:
+    info = _chain_artifact(tmp_path)
     assert estimate_for(_measurement(1, None), info, "pi4")["status"] == "unavailable"
     one = estimate_for(_measurement(1, 100_000_000), info, "pi4")
     four = estimate_for(_measurement(4, 130_000_000), info, "pi4", reference=_measurement(1, 100_000_000))
@@ -498,14 +498,7 @@ def test_a_capped_run_counts_the_thread_split_its_four_thread_estimate_needs(tmp
     from edgekit.estimate.attach import estimates_for_run
     from edgekit.results import AgentResult, DeviceFacts, TargetRun
 
-    param = write_chain(tmp_path / "chain", 2)
-    info = ArtifactInfo(
-        id="ncnn-fp16",
-        format="ncnn-fp16",
-        files=[str(param), str(param.with_suffix(".bin"))],
-        sha256="0",
-        size_bytes=1,
-    )
+    info = _chain_artifact(tmp_path)
     one = _measurement(1, 1_200_000).model_copy(update={"cache_misses": [500_000, 20_000, 5_000]})
     facts = DeviceFacts(machine="aarch64", cores=2, python="3.11", emulated=True)
     run = TargetRun(
