@@ -121,6 +121,15 @@ def deploy(
         writer.update()
         exc.result = result  # type: ignore[attr-defined]
         raise
+    except KeyboardInterrupt:  # Ctrl-C while comparing or counting a thread split: the measurements are kept
+        say("interrupted (Ctrl-C) after measuring: keeping what was measured")
+        result.finished_at = now()
+        writer.update()
+        stop = Interrupted(
+            "interrupted (Ctrl-C) after measuring; what was measured is kept", where="edgekit deploy"
+        )
+        stop.result = result  # type: ignore[attr-defined]
+        raise stop from None
     result.finished_at = now()
     result.ok = is_ok(result, [a.id for a in deployable])
     try:

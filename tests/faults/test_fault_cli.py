@@ -24,18 +24,17 @@ TINY = Path(__file__).resolve().parents[2] / "recipes" / "tiny.yaml"
 EDGEKIT = [str(Path(sys.executable).parent / "edgekit")]
 
 
-def start_deploy(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path, Path]:
+def start_deploy(
+    tmp_path: Path, recipe: Path = TINY, formats: tuple[str, ...] = ("tflite-fp32", "ncnn-fp32")
+) -> tuple[subprocess.Popen[str], Path, Path, Path]:
     work, out, store = tmp_path / "device", tmp_path / "run.json", tmp_path / "store.sqlite"
     args = [
         *EDGEKIT,
         "deploy",
-        str(TINY),
+        str(recipe),
         "--target",
         "pi4-emu",
-        "--format",
-        "tflite-fp32",
-        "--format",
-        "ncnn-fp32",
+        *[arg for f in formats for arg in ("--format", f)],
         "--no-host",
         "--repeat",
         "1",
@@ -141,6 +140,35 @@ def test_ctrl_c_mid_deploy_exits_130_and_keeps_the_measurement(pi4_emu, tmp_path
         if "agent.py" in " ".join(p.info["cmdline"] or []) and str(work) in _cwd(p)
     ]
     assert not leftover  # the device's agent was stopped
+
+
+def test_ctrl_c_while_counting_a_thread_split_keeps_the_measurement(pi4_emu, tmp_path) -> None:
+    """After measuring, deploy counts how an ncnn artifact splits between the recipe's 4 threads (pi4-emu timed 1
+    thread, its cap). Ctrl-C then: exit 130, said, and the 1-thread measurement in --json and in the store."""
+    recipe = tmp_path / "tiny.yaml"
+    text = TINY.read_text()
+    assert "threads: [1, 2]" in text
+    recipe.write_text(text.replace("threads: [1, 2]", "threads: [1, 4]"))
+    proc, _, out, store = start_deploy(tmp_path, recipe, ("ncnn-fp32",))
+    seen: list[str] = []
+
+    def counting_split() -> bool:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if "splits between 4 threads" in line:
+                return True
+        return False
+
+    stdout, stderr, seconds = ctrl_c_when(proc, counting_split, settle=0.5)
+    said = "".join(seen) + stdout
+    assert proc.returncode == 130, said[-2000:] + stderr[-2000:]
+    assert seconds < 30, seconds
+    assert "interrupted (Ctrl-C) after measuring" in said + stderr, said[-2000:]
+    for result in (DeployResult.model_validate_json(out.read_text()), stored(store, said)):
+        (run,) = result.runs
+        (m,) = run.agent.measurements if run.agent else []
+        assert m.artifact == "ncnn-fp32" and m.status == "ok" and m.threads == 1 and m.instructions_per_invoke
 
 
 def _cwd(proc: psutil.Process) -> str:
