@@ -198,5 +198,4 @@ def thread_split(
         if say is not None:
             say(f"the {threads}-thread split of {name} not counted on {device} ({exc})")
         return []
-    ordered = sorted(zip(res.per_invoke, res.per_thread), key=lambda pair: pair[0])
-    return list(ordered[len(ordered) // 2][1]) if ordered else []
+    return res.window_split

@@ -110,20 +110,26 @@ class CountResult:
         ordered = sorted(self.per_invoke)
         return ordered[len(ordered) // 2]
 
+    def _median_window(self, per_window: list[list[int]]) -> list[int]:
+        """`per_window`'s entry for the median window (by instruction count); [] if there is none."""
+        ordered = sorted(zip(self.per_invoke, per_window), key=lambda pair: pair[0])
+        return list(ordered[len(ordered) // 2][1]) if ordered else []
+
+    @property
+    def window_split(self) -> list[int]:
+        """Each guest thread's instructions in the median window ([] when the plugin gave no split)."""
+        return self._median_window(self.per_thread)
+
     @property
     def busiest_thread(self) -> int:
         """The largest one-thread share of the median window (all of it at one thread): with N threads the
         busiest thread bounds the time, whatever the total."""
-        ordered = sorted(zip(self.per_invoke, self.per_thread), key=lambda pair: pair[0])
-        if not ordered or not ordered[len(ordered) // 2][1]:
-            return self.instructions
-        return max(ordered[len(ordered) // 2][1])
+        return max(self.window_split, default=self.instructions)
 
     @property
     def window_misses(self) -> list[int]:
         """With caches: the median window's data accesses, then each simulated level's misses; else []."""
-        ordered = sorted(zip(self.per_invoke, self.misses), key=lambda pair: pair[0])
-        return list(ordered[len(ordered) // 2][1]) if ordered else []
+        return self._median_window(self.misses)
 
     @property
     def spread(self) -> float:

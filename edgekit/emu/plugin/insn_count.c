@@ -17,9 +17,11 @@
  * accesses and misses at each level: an idealised hierarchy of the board's sizes, not the board's counters. With
  * pf=1 each level also has a stream prefetcher (a miss next to a recent miss or prefetch fetches the next
  * PF_DEGREE lines in that direction into that level and the ones below; edgekit passes it with the boards'
- * caches: the Cortex-A72 and A76 prefetch streams); without it there is none. Without them no memory callback is registered (counting stays as fast as before).
+ * caches: the Cortex-A72 and A76 prefetch streams); without it there is none. Without cache levels no memory
+ * callback is registered (counting stays as fast as before).
  *
- * Usage: qemu-aarch64 -plugin insn_count.so,out=/tmp/counts.txt[,l1=32768:2,l2=1048576:16[,pf=1]] -cpu cortex-a72 ...
+ * Usage: qemu-aarch64 -plugin insn_count.so,out=/tmp/counts.txt[,l1=32768:2,l2=1048576:16[,pf=1]] \
+ *            -cpu cortex-a72 ...
  * Built by edgekit/emu/plugin/build.py against qemu-plugin.h from Debian's qemu source package.
  */
 #include <stdint.h>
