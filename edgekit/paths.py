@@ -100,6 +100,13 @@ def write_atomic(path: Path, text: str) -> Path:
     """Write `text` to `path` (parents created) through a temporary file beside it, so a reader never sees a
     half-written file. OutputFileError (named, exit 1) when it cannot; no temporary file is left behind."""
     tmp = path.with_name(f".{path.name}.tmp")
+    if (
+        path.exists() and not path.is_file()
+    ):  # os.replace would put a regular file in place of a device or pipe
+        raise OutputFileError(
+            f"cannot write {path}: it exists and is not a regular file (a folder, device, pipe or socket)",
+            hint="give the path of a file to write",
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text, encoding="utf-8")

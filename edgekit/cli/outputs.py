@@ -24,6 +24,11 @@ def check_output_file(param: typer.CallbackParam, value: Path | None) -> Path | 
         example = value / _example(param)
         raise typer.BadParameter(f"{value} is a folder; give a file name, e.g. {example}")
     suffix = Path(_example(param)).suffix
+    if value.exists() and not value.is_file():  # a device, a FIFO, a socket: never replaced by a report
+        raise typer.BadParameter(
+            f"{value} exists and is not a regular file (a device, pipe or socket); give a file name, e.g. "
+            f"{Path.cwd() / _example(param)}"
+        )
     if value.is_file() and value.suffix.lower() not in KINDS[suffix]:
         raise typer.BadParameter(
             f"{value} is an existing file that is not {suffix}: edgekit writes over an earlier {suffix} output "

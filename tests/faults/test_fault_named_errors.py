@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -458,6 +459,26 @@ def test_an_output_option_never_writes_over_a_file_of_another_kind(tmp_path: Pat
     earlier.write_text("an earlier report")
     assert edgekit_cli("report", "--html", str(earlier), env=env).code == 0
     assert "an earlier report" not in earlier.read_text()
+    # a device or a named pipe (`--markdown /dev/full` as root replaced the device with a regular file)
+    pipe = tmp_path / "pipe.md"
+    os.mkfifo(pipe)
+    for option in ("--markdown", "--html", "--json"):
+        args = (
+            ("report", option, str(pipe))
+            if option != "--json"
+            else ("deploy", str(recipe), "--json", str(pipe))
+        )
+        out = edgekit_cli(*args, env=env)
+        assert out.code == 2 and "is not a regular file" in out.stderr, (args, out.stderr)
+        assert stat.S_ISFIFO(pipe.lstat().st_mode)
+    from edgekit.errors import OutputFileError
+    from edgekit.paths import write_atomic
+
+    with pytest.raises(
+        OutputFileError, match="not a regular file"
+    ):  # the writer refuses too, whoever calls it
+        write_atomic(pipe, "text")
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
 
 
 def test_an_input_shape_the_pytorch_model_cannot_take_is_a_recipe_error(tmp_path: Path, edgekit_cli) -> None:
