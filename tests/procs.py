@@ -9,14 +9,20 @@ from collections.abc import Callable
 
 
 def ctrl_c_when(
-    proc: subprocess.Popen[str], ready: Callable[[], bool], *, settle: float = 0.0, timeout: float = 120
+    proc: subprocess.Popen[str],
+    ready: Callable[[], bool],
+    *,
+    settle: float = 0.0,
+    timeout: float = 120,
+    sig: int = signal.SIGINT,
 ) -> tuple[str, str, float]:
-    """Once `ready()` (which waits as long as it needs) says so, SIGINT to `proc` (Ctrl-C), then its stdout,
-    stderr and the seconds it took to exit. The process is killed if anything fails or it outlives `timeout`."""
+    """Once `ready()` (which waits as long as it needs) says so, SIGINT to `proc` (Ctrl-C; or `sig`), then its
+    stdout, stderr and the seconds it took to exit. The process is killed if anything fails or it outlives
+    `timeout`."""
     try:
         assert ready(), proc.communicate(timeout=60)
         time.sleep(settle)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         start = time.monotonic()
         stdout, stderr = proc.communicate(timeout=timeout)
         return stdout, stderr, time.monotonic() - start

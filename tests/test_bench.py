@@ -334,7 +334,7 @@ def test_ctrl_c_during_a_wall_time_profile_exits_130(model_files: dict[str, Path
 
     stdout, stderr, seconds = ctrl_c_when(proc, agent_started, settle=1.0, timeout=60)
     assert proc.returncode == 130, stdout + stderr
-    assert seconds < 30 and "interrupted (Ctrl-C)" in stderr, stderr
+    assert seconds < 30 and "interrupted (Ctrl-C" in stderr, stderr
     assert "per-layer timing failed" not in stderr
     time.sleep(1)
     assert not [a.pid for a in agents if a.is_running() and a.status() != psutil.STATUS_ZOMBIE]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import shutil
+import signal
 import sys
 from typing import NoReturn
 
@@ -130,8 +131,16 @@ def _debug() -> bool:
     return "--debug" in sys.argv[1:]
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (`timeout`, systemd, a cancelled CI job) ends a run as Ctrl-C does: every agent stopped, what was
+    measured kept; a second SIGTERM while that runs ends the process at once."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     logging.getLogger("paramiko").addHandler(logging.StreamHandler() if _debug() else logging.NullHandler())
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of raising it
         # click turns a Ctrl-C into this code, silently: say it
@@ -175,7 +184,7 @@ def main() -> None:
         _internal_error(exc)
 
 
-INTERRUPTED = "interrupted (Ctrl-C); what was finished is kept (cache, store), run again to go on"
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM); what was finished is kept (cache, store), run again to go on"
 # below this, a failed run also names the disk: converters need tens to hundreds of MB
 LOW_DISK_BYTES = 200 << 20
 

@@ -108,7 +108,7 @@ class AgentRunner:
         except Interrupted:
             self.merge(self.fetch(transport, result, n))  # what the device wrote, when the link still works
             for art in self.unmeasured(arts):
-                self.record_failed(art, "not run: interrupted (Ctrl-C)", ErrorCode.INTERRUPTED)
+                self.record_failed(art, "not run: interrupted (Ctrl-C or SIGTERM)", ErrorCode.INTERRUPTED)
             raise
         except (DeviceTimeout, ConnectionLost) as exc:
             self.recover(transport, exc, result, n)

@@ -122,11 +122,12 @@ def deploy(
         exc.result = result  # type: ignore[attr-defined]
         raise
     except KeyboardInterrupt:  # Ctrl-C while comparing or counting a thread split: the measurements are kept
-        say("interrupted (Ctrl-C) after measuring: keeping what was measured")
+        say("interrupted (Ctrl-C or SIGTERM) after measuring: keeping what was measured")
         result.finished_at = now()
         writer.update()
         stop = Interrupted(
-            "interrupted (Ctrl-C) after measuring; what was measured is kept", where="edgekit deploy"
+            "interrupted (Ctrl-C or SIGTERM) after measuring; what was measured is kept",
+            where="edgekit deploy",
         )
         stop.result = result  # type: ignore[attr-defined]
         raise stop from None
@@ -229,7 +230,7 @@ def _run_targets(
         for t in threads:
             t.join()
     except KeyboardInterrupt:  # Ctrl-C: stop every device's agent (bounded), keep what was measured
-        say("interrupted (Ctrl-C): stopping the agents, keeping what was measured")
+        say("interrupted (Ctrl-C or SIGTERM): stopping the agents, keeping what was measured")
         for s in sessions:
             s.interrupt()
         deadline = time.monotonic() + 60
@@ -239,7 +240,9 @@ def _run_targets(
             s.finished.wait(timeout=max(0.0, deadline - time.monotonic()))
         writer.result.finished_at = now()
         writer.write()
-        exc = Interrupted("interrupted (Ctrl-C); what was measured is kept", where="edgekit deploy")
+        exc = Interrupted(
+            "interrupted (Ctrl-C or SIGTERM); what was measured is kept", where="edgekit deploy"
+        )
         exc.result = writer.result  # type: ignore[attr-defined]
         raise exc from None
     return [s.run for s in sessions]

@@ -138,7 +138,7 @@ class TargetSession:
             transport = self._transport = self._given or open_transport(self.target)
             watchdog.start()
             if self.interrupted:
-                raise Interrupted("interrupted (Ctrl-C) before connecting", where=self.target.name)
+                raise Interrupted("interrupted (Ctrl-C or SIGTERM) before connecting", where=self.target.name)
             with self.stage("connect"):
                 transport.connect()
             self.reached.set()
@@ -153,8 +153,8 @@ class TargetSession:
             self.run.status = "ok"
         except (KeyboardInterrupt, Interrupted) as exc:  # Ctrl-C, in this thread (bench) or from deploy's
             self.interrupted = self.run.interrupted = True
-            self.fail(f"{self._stage}: {exc or 'interrupted (Ctrl-C)'}")
-            self.runner.record_not_run(arts, "interrupted (Ctrl-C)")
+            self.fail(f"{self._stage}: {exc or 'interrupted (Ctrl-C or SIGTERM)'}")
+            self.runner.record_not_run(arts, "interrupted (Ctrl-C or SIGTERM)")
         except EdgekitError as exc:
             self.fail(f"{self._stage}: {type(exc).__name__}: {exc}")
             self.runner.record_not_run(

@@ -164,7 +164,7 @@ def test_ctrl_c_while_counting_a_thread_split_keeps_the_measurement(pi4_emu, tmp
     said = "".join(seen) + stdout
     assert proc.returncode == 130, said[-2000:] + stderr[-2000:]
     assert seconds < 30, seconds
-    assert "interrupted (Ctrl-C) after measuring" in said + stderr, said[-2000:]
+    assert "interrupted (Ctrl-C or SIGTERM) after measuring" in said + stderr, said[-2000:]
     for result in (DeployResult.model_validate_json(out.read_text()), stored(store, said)):
         (run,) = result.runs
         (m,) = run.agent.measurements if run.agent else []
@@ -196,12 +196,53 @@ def test_ctrl_c_mid_conversion_says_so_and_leaves_no_half_written_folder(tmp_pat
         return False
 
     stdout, stderr, seconds = ctrl_c_when(proc, onnx2tf_started, settle=1.0, timeout=60)
-    assert proc.returncode == 130 and "interrupted (Ctrl-C)" in stderr, stdout + stderr
+    assert proc.returncode == 130 and "interrupted (Ctrl-C" in stderr, stdout + stderr
     assert seconds < 30  # onnx2tf stopped with edgekit, not left to finish
     assert not list(work.glob("onnx2tf-*")), list(work.glob("*"))
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "1 converted, 1 from the cache" in again.stdout, again.stdout  # ncnn-fp32 was done before Ctrl-C
+
+
+def test_sigterm_mid_deploy_stops_the_local_agent_and_frees_the_host(tmp_path: Path) -> None:
+    """SIGTERM (what `timeout`, systemd and a cancelled CI job send) killed edgekit and left the host's agent
+    running, holding the host's lock: the next deploy waited for it. Now it ends the run as Ctrl-C does: the
+    agent stopped, exit 130, the interrupted run kept in --json."""
+    home, out, recipe = tmp_path / "home", tmp_path / "run.json", tmp_path / "tiny.yaml"
+    # a 10-minute cool-down between the two thread counts: the agent is busy when the SIGTERM comes
+    recipe.write_text(TINY.read_text().replace("cooldown_s: 0}", "cooldown_s: 600}"))
+    env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"}
+    args = [*EDGEKIT, "deploy", str(recipe), "-f", "ncnn-fp32", "--repeat", "1"]
+    proc = subprocess.Popen(
+        [*args, "--no-store", "--json", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+    def agents() -> list[psutil.Process]:
+        return [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if "agent.py" in " ".join(p.info["cmdline"] or []) and str(home) in _cwd(p)
+        ]
+
+    def agent_started() -> bool:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if agents():
+                return True
+            time.sleep(0.2)
+        return False
+
+    stdout, stderr, seconds = ctrl_c_when(proc, agent_started, settle=2.0, timeout=60, sig=signal.SIGTERM)
+    assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]
+    assert seconds < 30 and "SIGTERM" in stdout + stderr and "Traceback" not in stderr, stderr[-2000:]
+    time.sleep(1)
+    assert not agents()  # stopped with edgekit: the host is free for the next run
+    (run,) = DeployResult.model_validate_json(out.read_text()).runs
+    assert run.interrupted
 
 
 def test_tool_folders_are_removed_after_a_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
