@@ -416,3 +416,35 @@ def test_thread_counts_are_bounded_and_measured_once(tmp_path: Path) -> None:
     assert load_recipe(write(tmp_path, base(benchmark={"threads": [4, 1, 4]}))).benchmark.threads == (4, 1)
     with pytest.raises(RecipeError, match=f"from 1 to {MAX_THREADS}"):
         load_recipe(write(tmp_path, base(benchmark={"threads": [1, 100000]})))
+
+
+@pytest.mark.parametrize(
+    "section, values",
+    [
+        ("benchmark", {"cooldown_s": float("inf")}),  # the agent's time.sleep overflowed: a crash per thread count
+        ("benchmark", {"min_repeat_ms": float("inf")}),  # OverflowError in the agent
+        ("benchmark", {"warmup": 10**26}),  # deploy sat in the warm-up with no end
+        ("benchmark", {"timeout_s": float("inf")}),  # the whole-run deadline gone
+        ("benchmark", {"repeat": 10**9}),
+        ("gates", {"min_cosine": float("nan")}),  # every artifact "missed its gate: 1 vs limit nan" (exit 1)
+        ("gates", {"min_cosine": 5}),  # can never be met
+        ("gates", {"max_top1_drop": -0.1}),
+        ("preprocess", {"scale": float("nan")}),  # every output nan
+    ],
+)
+def test_infinite_nan_and_out_of_range_values_are_recipe_errors(
+    tmp_path: Path, section: str, values: dict[str, Any]
+) -> None:
+    """Found by a new-user probe: these loaded, then hung a deploy, crashed the agent or failed every artifact's
+    gate (exit 1). Bad input: RecipeError (exit 2) naming the field, before any work."""
+    recipe = base()
+    if section == "gates":
+        recipe["evaluation"] = {"gates": {"fp32": values}}
+    elif section == "preprocess":
+        recipe["input"] = {**recipe["input"], "preprocess": values}
+    else:
+        recipe[section] = values
+    (field,) = values
+    with pytest.raises(RecipeError, match=field) as err:
+        load_recipe(write(tmp_path, recipe))
+    assert err.value.exit_code == 2

@@ -19,6 +19,7 @@ from edgekit.cli.shapes import parse_shape
 from edgekit.errors import InputDataError, Interrupted, UsageError
 from edgekit.formats import Format
 from edgekit.paths import write_atomic
+from edgekit.recipe.schema import MAX_MIN_REPEAT_MS, MAX_NUMBER, MAX_REPEAT, MAX_WARMUP
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
@@ -52,11 +53,15 @@ def bench_cmd(
     input_path: Path | None = typer.Option(None, "--input", help=".npy of inputs, first axis = sample"),
     shape: str | None = typer.Option(None, "--shape", help="input shape for random input, e.g. 1,3,224,224"),
     threads: str | None = typer.Option(None, "--threads", help="thread counts, e.g. 1,4 (default 1)"),
-    repeat: int = typer.Option(10, "--repeat", min=1, help="timed samples per thread count"),
-    warmup: int = typer.Option(2, "--warmup", min=0, help="discarded runs before timing"),
-    number: int = typer.Option(1, "--number", min=1, help="invocations per sample"),
+    repeat: int = typer.Option(10, "--repeat", min=1, max=MAX_REPEAT, help="timed samples per thread count"),
+    warmup: int = typer.Option(2, "--warmup", min=0, max=MAX_WARMUP, help="discarded runs before timing"),
+    number: int = typer.Option(1, "--number", min=1, max=MAX_NUMBER, help="invocations per sample"),
     min_repeat_ms: float = typer.Option(
-        0.0, "--min-repeat-ms", min=0, help="raise number until a sample lasts at least this long"
+        0.0,
+        "--min-repeat-ms",
+        min=0,
+        max=MAX_MIN_REPEAT_MS,
+        help="raise number until a sample lasts at least this long",
     ),
     fmt: Format | None = typer.Option(
         None,

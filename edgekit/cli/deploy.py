@@ -15,6 +15,7 @@ from edgekit.cli.outputs import check_output_file
 from edgekit.errors import Interrupted, OutputFileError, StoreError, UsageError
 from edgekit.formats import Format
 from edgekit.paths import data_dir, write_atomic
+from edgekit.recipe.schema import MAX_REPEAT, MAX_WARMUP
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
@@ -69,9 +70,11 @@ def deploy_cmd(
         None, "--threads", help="thread counts, e.g. 1,2,4 (overrides recipe)"
     ),
     repeat: int | None = typer.Option(
-        None, "--repeat", min=1, help="timed samples per artifact and thread count"
+        None, "--repeat", min=1, max=MAX_REPEAT, help="timed samples per artifact and thread count"
     ),
-    warmup: int | None = typer.Option(None, "--warmup", min=0, help="discarded runs before timing"),
+    warmup: int | None = typer.Option(
+        None, "--warmup", min=0, max=MAX_WARMUP, help="discarded runs before timing"
+    ),
     samples: int | None = typer.Option(
         None,
         "--samples",

@@ -25,7 +25,9 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a recipe's name be
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False
+    )  # .inf, .nan: typos, never values
 
 
 # A builder runs as Python code: a recipe from someone else is code to read before running. These are refused
@@ -227,18 +229,23 @@ class Calibration(_Strict):
     method: CalibrationMethod = CalibrationMethod.KL
 
 
+Cosine = Annotated[float, Field(ge=-1.0, le=1.0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
 class Gates(_Strict):
     """Fidelity gates an artifact must meet against the original model on the evaluation inputs."""
 
-    min_cosine: float | None = None  # mean over the inputs of each output's per-input cosine (worst output)
-    min_cosine_worst: float | None = None  # the single worst input's cosine: one broken input fails the gate
-    min_cosine_p5: float | None = None  # the 5th-percentile input's cosine: the worst 5 % may fall below
-    max_abs_error: float | None = None
-    max_top1_drop: float | None = None  # fraction, 0.01 = one point
-    min_top1_agreement: float | None = None
-    min_box_match: float | None = None  # fraction of reference boxes matched at IoU >= 0.5
-    max_map_drop: float | None = None  # mAP@0.5, fraction
-    max_map50_95_drop: float | None = None  # mAP@0.5:0.95, fraction: box precision, which mAP@0.5 hides
+    # a cosine is in [-1, 1], a fraction in [0, 1]: a gate outside can never be met or never fail (a typo)
+    min_cosine: Cosine | None = None  # mean over the inputs of each output's per-input cosine (worst output)
+    min_cosine_worst: Cosine | None = None  # the single worst input's cosine: one broken input fails the gate
+    min_cosine_p5: Cosine | None = None  # the 5th-percentile input's cosine: the worst 5 % may fall below
+    max_abs_error: Annotated[float, Field(ge=0)] | None = None
+    max_top1_drop: Fraction | None = None  # fraction, 0.01 = one point
+    min_top1_agreement: Fraction | None = None
+    min_box_match: Fraction | None = None  # fraction of reference boxes matched at IoU >= 0.5
+    max_map_drop: Fraction | None = None  # mAP@0.5, fraction
+    max_map50_95_drop: Fraction | None = None  # mAP@0.5:0.95, fraction: box precision, which mAP@0.5 hides
 
 
 def _default_gates() -> dict[Precision, Gates]:
@@ -310,16 +317,21 @@ class TfliteOptions(_Strict):
     allow_select_tf_ops: bool = False
 
 
+MAX_WARMUP = MAX_REPEAT = 100_000  # the timing options' upper bounds (recipe and command line)
+MAX_NUMBER, MAX_MIN_REPEAT_MS = 1_000_000, 60_000.0
+
+
 class Benchmark(_Strict):
     """Timing vocabulary as in TVM: `repeat` samples, each `number` invocations or >= `min_repeat_ms`."""
 
-    warmup: int = Field(2, ge=0)
-    repeat: int = Field(10, gt=0)
-    number: int = Field(1, gt=0)
-    min_repeat_ms: float = Field(0.0, ge=0)
+    # upper bounds: a value past them is a typo that would hang a run (warmup: 10**20) or overflow a timer
+    warmup: int = Field(2, ge=0, le=MAX_WARMUP)
+    repeat: int = Field(10, gt=0, le=MAX_REPEAT)
+    number: int = Field(1, gt=0, le=MAX_NUMBER)
+    min_repeat_ms: float = Field(0.0, ge=0, le=MAX_MIN_REPEAT_MS)
     threads: tuple[int, ...] = (1,)
-    cooldown_s: float = Field(0.0, ge=0)
-    timeout_s: float = Field(1800.0, gt=0)
+    cooldown_s: float = Field(0.0, ge=0, le=3600)
+    timeout_s: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
 
     @field_validator("threads")
     @classmethod
