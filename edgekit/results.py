@@ -12,9 +12,10 @@ must label them `emulated`.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edgekit.agent.contract import PROTOCOL_VERSION, ErrorCode
 
@@ -84,7 +85,7 @@ class Measurement(_Model):
     artifact: str  # artifact id, e.g. "tflite-int8"
     format: str
     runtime: str  # which runtime ran it: ai_edge_litert, tflite_runtime, ncnn
-    threads: int
+    threads: int = Field(ge=1)
     status: Literal["ok", "failed"]
     error: str | None = None
     error_code: ErrorCode | None = (
@@ -217,6 +218,14 @@ class DeployResult(_Model):
     routes: list[dict[str, Any]] = Field(
         default_factory=list
     )  # per target: the artifact to ship (edgekit.route)
+
+    @field_validator("started_at", "finished_at")
+    @classmethod
+    def _iso_time(cls, value: str | None) -> str | None:
+        """An ISO-8601 time: the store orders and filters runs by it (`runs import` of a hand-edited file)."""
+        if value is not None:
+            datetime.fromisoformat(value)  # ValueError: the field named by pydantic, exit 2 at import
+        return value
 
 
 def interval_not_validated(estimate: dict[str, Any]) -> str | None:

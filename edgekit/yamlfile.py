@@ -72,11 +72,39 @@ def parse_yaml(
                 where=where,
                 hint="write the values out instead of nesting *aliases",
             )
+        _check_duplicate_keys(node, where, error)
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise error(f"not valid YAML: {_short(str(exc))}", where=where) from None
     finally:
         loader.dispose()
+
+
+def _check_duplicate_keys(root: yaml.Node, where: str, error: type[EdgekitError]) -> None:
+    """A key given twice in one mapping is refused: YAML loaders keep the last one silently, so a second `name:`
+    or `formats:` further down a recipe would quietly win. Walks each distinct node once (aliases are shared)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if key.value in keys:
+                        raise error(
+                            f"key `{key.value}` given twice in one mapping (lines {keys[key.value]} and {line})",
+                            where=where,
+                            hint="keep one of them: YAML would take the last silently",
+                        )
+                    keys[key.value] = line
+                stack += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
 
 
 def _check_depth(text: str, where: str, error: type[EdgekitError]) -> None:

@@ -421,7 +421,10 @@ def test_thread_counts_are_bounded_and_measured_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "section, values",
     [
-        ("benchmark", {"cooldown_s": float("inf")}),  # the agent's time.sleep overflowed: a crash per thread count
+        (
+            "benchmark",
+            {"cooldown_s": float("inf")},
+        ),  # the agent's time.sleep overflowed: a crash per thread count
         ("benchmark", {"min_repeat_ms": float("inf")}),  # OverflowError in the agent
         ("benchmark", {"warmup": 10**26}),  # deploy sat in the warm-up with no end
         ("benchmark", {"timeout_s": float("inf")}),  # the whole-run deadline gone
@@ -448,3 +451,17 @@ def test_infinite_nan_and_out_of_range_values_are_recipe_errors(
     with pytest.raises(RecipeError, match=field) as err:
         load_recipe(write(tmp_path, recipe))
     assert err.value.exit_code == 2
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys silently: a second `name:` or `formats:` further down a recipe won
+    without a word (found by a new-user probe). Refused, with both lines, at any depth."""
+    path = tmp_path / "r.yaml"
+    text = yaml.safe_dump(base())
+    path.write_text(text + "name: other\n")
+    with pytest.raises(RecipeError, match=r"key `name` given twice in one mapping \(lines \d+ and \d+\)"):
+        load_recipe(path)
+    nested = tmp_path / "n.yaml"
+    nested.write_text(text.replace("  name: input\n", "  name: input\n  name: x\n"))
+    with pytest.raises(RecipeError, match="key `name` given twice"):
+        load_recipe(nested)

@@ -238,8 +238,9 @@ def test_empty_selection_says_so(store_url: str, tmp_path: Path) -> None:
 
 
 def test_parse_since() -> None:
-    now = 1_000_000.0
+    now = 1_800_000_000.0  # 2027-01-15
     assert parse_since("30d", now=now) == now - 30 * 86400
+    assert parse_since("99999999999d", now=now) == 0.0  # before 1970 (was an internal error): all history
     assert parse_since("12h", now=now) == now - 12 * 3600
     assert parse_since("all") is None and parse_since(None) is None
     assert parse_since("2026-01-31") == datetime(2026, 1, 31, tzinfo=UTC).timestamp()

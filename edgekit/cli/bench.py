@@ -89,6 +89,10 @@ def bench_cmd(
     from edgekit.report.table import bench_table
     from edgekit.target import load_target
 
+    if artifact.suffix == ".param":  # a broken .param: named as bad input (exit 2) before anything reads it
+        from edgekit.runtimes.ncnn import load_ncnn
+
+        load_ncnn(artifact)
     art = AgentArtifact.from_path(artifact, fmt or _sidecar_format(artifact))
     from edgekit.runtimes import spec_for
 
@@ -258,7 +262,9 @@ def _inputs(art: AgentArtifact, given: Path | None, shape: str | None, folder: P
 
 def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
     if text:
-        return tuple(parse_shape(text, "--shape") or ())
+        dims = tuple(parse_shape(text, "--shape") or ())
+        _check_given_shape(art, dims)
+        return dims
     if art.io is not None:
         shapes = json.loads(art.io.read_text()).get("input_shapes") or []
         if shapes:
@@ -272,6 +278,24 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
         where=str(art.files[0]),
         hint="pass --shape 1,3,224,224 (batch first, as the original model) or --input x.npy",
     )
+
+
+def _check_given_shape(art: AgentArtifact, dims: tuple[int, ...]) -> None:
+    """A --shape the model cannot take is bad input, refused here before the agent starts (as --input is): an
+    ncnn model's rank and first layer's channels, a shape a .tflite or fixed-shape .onnx states itself."""
+    if art.files[0].suffix == ".param":
+        from edgekit.estimate.ncnn_model import check_input_shape
+
+        check_input_shape(art.files[0], list(dims))
+        return
+    known = _file_shape(art)
+    if known:
+        try:
+            fit_shape(np.broadcast_to(np.float32(0), dims), known)
+        except ValueError as exc:
+            raise UsageError(
+                str(exc), where="--shape", hint=f"this model takes {','.join(map(str, known))} (batch first)"
+            ) from None
 
 
 def _file_shape(art: AgentArtifact) -> tuple[int, ...] | None:

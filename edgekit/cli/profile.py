@@ -91,13 +91,13 @@ def profile_cmd(
     if artifact.suffix == ".tflite":
         result = profile_tflite(artifact, device, threads=threads)
     else:
-        from edgekit.estimate.ncnn_model import check_input_channels
+        from edgekit.estimate.ncnn_model import check_input_shape
         from edgekit.runtimes.ncnn import load_ncnn
 
         load_ncnn(artifact)  # a file ncnn cannot load is refused here, named (exit 2), not after a guest run
         shape = parse_shape(input_shape, "--input-shape")
         if shape and not artifact.with_suffix(".io.json").is_file():
-            check_input_channels(artifact, shape)
+            check_input_shape(artifact, shape)
         result = profile_ncnn(artifact, device, threads=threads, input_shape=shape)
     if as_json:
         print(json.dumps(result.to_dict(), indent=1))

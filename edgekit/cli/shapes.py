@@ -6,9 +6,10 @@ minutes of a host or guest run that allocates the shape and then fails."""
 from __future__ import annotations
 
 import math
+import re
 
 from edgekit.errors import UsageError
-from edgekit.recipe.schema import MAX_INPUT_ELEMENTS
+from edgekit.recipe.schema import MAX_INPUT_DIMS, MAX_INPUT_ELEMENTS
 
 
 def parse_shape(text: str | None, option: str) -> list[int] | None:
@@ -16,12 +17,18 @@ def parse_shape(text: str | None, option: str) -> list[int] | None:
     if not text:
         return None
     example = f"e.g. {option} 1,3,224,224 (batch first)"
-    try:
-        dims = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+    try:  # every field a number: '1,3,x,224' (a typo) is not [1, 3, 224]
+        dims = [int(v) for v in re.split(r"[,x]", text.strip())]
     except ValueError:
         raise UsageError(
             f"bad input shape {text!r}: expected integers separated by commas", where=option, hint=example
         ) from None
+    if len(dims) > MAX_INPUT_DIMS:
+        raise UsageError(
+            f"bad input shape {text!r}: {len(dims)} dimensions, at most {MAX_INPUT_DIMS}",
+            where=option,
+            hint=example,
+        )
     if not dims or any(d <= 0 for d in dims):
         raise UsageError(
             f"bad input shape {text!r}: every dimension must be a positive integer",

@@ -22,7 +22,7 @@ import numpy as np
 
 from edgekit.convert.ncnn.runtime import input_mat
 from edgekit.errors import InputDataError
-from edgekit.estimate.ncnn_model import check_input_channels
+from edgekit.estimate.ncnn_model import check_input_shape
 from edgekit.runtimes.ncnn import load_ncnn, parse_param
 from edgekit.runtimes.tflite import load_tflite
 
@@ -71,7 +71,18 @@ def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
     from onnx import numpy_helper
 
     try:
-        model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+        model = onnx.load(str(path))
+        if not model.graph.node:  # an empty file parses as an empty model
+            raise InputDataError(
+                "not a readable ONNX model: no graph in it (an empty or truncated file?)",
+                where=str(path),
+                hint="give the .onnx an exporter wrote (onnx.checker.check_model should accept it)",
+            )
+        if input_shape:
+            _set_onnx_input_shape(model, input_shape, path)
+        model = onnx.shape_inference.infer_shapes(model)
+    except InputDataError:
+        raise
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and onnx's own: the file is not a model
         raise InputDataError(
             f"not a readable ONNX model: {type(exc).__name__}: {exc}",
@@ -121,6 +132,26 @@ def _onnx_3x3_s1_dense(node: Any, inits: dict) -> bool:
     )
 
 
+def _set_onnx_input_shape(model: Any, input_shape: list[int], path: Path) -> None:
+    """The given shape on the graph's first input: its free dimensions take the given values (shapes then follow
+    from them); a fixed dimension that differs is bad input, as the model cannot take it."""
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in inits]
+    if not inputs:
+        return
+    dims = inputs[0].type.tensor_type.shape.dim
+    stated = [d.dim_value if d.dim_value > 0 else None for d in dims]
+    if len(stated) != len(input_shape) or any(s is not None and s != g for s, g in zip(stated, input_shape)):
+        shown = ",".join(str(s) if s else "?" for s in stated)
+        raise InputDataError(
+            f"input shape {list(input_shape)} does not fit the model's input {inputs[0].name!r} [{shown}]",
+            where=str(path),
+            hint=f"give its own shape (? dimensions free), e.g. --input-shape {shown.replace('?', '1')}",
+        )
+    for d, g in zip(dims, input_shape):
+        d.dim_value = int(g)
+
+
 def _onnx_node_macs(node: Any, shapes: dict, inits: dict) -> int:
     out = shapes.get(node.output[0]) if node.output else None
     if out is None:
@@ -143,6 +174,18 @@ def _onnx_node_macs(node: Any, shapes: dict, inits: dict) -> int:
 # --- TFLite --------------------------------------------------------------------------------------------------------
 def _tflite(path: Path, input_shape: list[int] | None) -> ModelCost:
     interp = load_tflite(path)
+    stated = [int(d) for d in interp.get_input_details()[0]["shape"]]
+    nhwc = (
+        [*input_shape[:1], *input_shape[2:], *input_shape[1:2]]
+        if input_shape and len(input_shape) == 4
+        else None
+    )
+    if input_shape and list(input_shape) != stated and nhwc != stated:  # a TFLite graph's shapes are fixed
+        raise InputDataError(
+            f"input shape {list(input_shape)} does not fit the model's input {stated} (a .tflite states its shape)",
+            where=str(path),
+            hint=f"leave --input-shape out, or give {','.join(map(str, stated))}",
+        )
     tensors = {
         t["index"]: (list(t["shape"]), np.dtype(t["dtype"]).itemsize) for t in interp.get_tensor_details()
     }
@@ -271,7 +314,7 @@ def _ncnn_blob_shapes(
             hint="pass --input-shape 1,3,224,224 (NCHW)",
         )
     if not io.get("input_shapes") and input_shape:
-        check_input_channels(path, input_shape)
+        check_input_shape(path, input_shape)
     net = load_ncnn(path, io.get("options") or {})
     out: dict[str, list[int]] = {}
     blobs = [t for _, _, tops, _ in layers for t in tops]

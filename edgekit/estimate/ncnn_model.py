@@ -9,9 +9,19 @@ from edgekit.errors import InputDataError
 from edgekit.runtimes.ncnn import parse_param
 
 
-def check_input_channels(path: Path, input_shape: list[int]) -> None:
-    """A given input shape whose channel count the model's first convolution cannot take is bad input: ncnn runs
-    it anyway (it reads past or short of the weights it expects) and counts a model that does not exist."""
+def check_input_shape(path: Path, input_shape: list[int]) -> None:
+    """A given input shape ncnn cannot take, or whose channel count the model's first convolution cannot take, is
+    bad input: ncnn holds at most 4 dimensions besides leading 1s (the batch), and a wrong channel count runs
+    anyway (it reads past or short of the weights it expects) and counts a model that does not exist."""
+    dims = list(input_shape)
+    while len(dims) > 3 and dims[0] == 1:  # how the agent hands the sample to ncnn (no batch axis)
+        dims = dims[1:]
+    if len(dims) > 4:
+        raise InputDataError(
+            f"input shape {list(input_shape)}: ncnn takes at most 4 dimensions after the batch, this is {len(dims)}",
+            where=str(path),
+            hint="pass the model's own shape, e.g. --input-shape 1,3,224,224",
+        )
     if len(input_shape) not in (3, 4):
         return
     given = input_shape[-3]  # NCHW or CHW

@@ -21,6 +21,7 @@ from edgekit.formats import Format, Precision
 MAX_DATA_BYTES = 4 << 30  # a recipe's calibration or evaluation inputs, held in memory as float32
 MAX_THREADS = 256  # more than any board's cores: --threads 100000 had the runtime start that many and hang
 MAX_INPUT_ELEMENTS = 1 << 26  # one float32 input of 256 MB; a typo like [1, 3, 64000, 64000] is refused
+MAX_INPUT_DIMS = 6  # batch and up to 5 more (a video model's NCDHW); more is a typo
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a recipe's name becomes a folder name
 
 
@@ -151,6 +152,10 @@ class InputSpec(_Strict):
     def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if not value or any(d <= 0 for d in value):
             raise ValueError("every dimension must be a positive integer, batch first, e.g. [1, 3, 224, 224]")
+        if len(value) > MAX_INPUT_DIMS:
+            raise ValueError(
+                f"{len(value)} dimensions: at most {MAX_INPUT_DIMS}, batch first, e.g. [1, 3, 224, 224]"
+            )
         if math.prod(value) > MAX_INPUT_ELEMENTS:
             raise ValueError(
                 f"{math.prod(value):,} values per input is more than edgekit handles "

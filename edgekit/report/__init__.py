@@ -64,7 +64,7 @@ def parse_since(text: str | None, *, now: float | None = None) -> float | None:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*", text.lower())
     if match:
         seconds = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[match.group(2)]
-        return now - float(match.group(1)) * seconds
+        return max(0.0, now - float(match.group(1)) * seconds)  # longer ago than 1970: all history
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -49,8 +49,11 @@ def load_tflite(path: Path) -> Any:
     model_content is verified: a corrupt file raises here instead of crashing the interpreter."""
     from ai_edge_litert.interpreter import Interpreter
 
+    content = Path(path).read_bytes()
+    if not content:  # the interpreter's own words would be "model_path or model_content must be specified"
+        raise InputDataError("not a readable .tflite model: the file is empty", where=str(path))
     try:
-        return Interpreter(model_content=Path(path).read_bytes())
+        return Interpreter(model_content=content)
     except (ValueError, RuntimeError) as exc:
         raise InputDataError(
             f"not a readable .tflite model: {exc}", where=str(path), hint="give the .tflite a converter wrote"

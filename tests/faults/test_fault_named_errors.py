@@ -3,6 +3,7 @@ key and a refused port are told apart."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -496,3 +497,113 @@ def test_an_input_shape_the_pytorch_model_cannot_take_is_a_recipe_error(tmp_path
     )
     assert out.code == 2 and "error (RecipeError)" in out.stderr, out.stderr
     assert "field `input.shape`" in out.stderr and "[1, 1, 32, 32]" in out.stderr, out.stderr
+
+
+def _conv_param(folder: Path) -> Path:
+    """A one-convolution ncnn model (3 -> 4 channels, 3x3) with zero weights."""
+    folder.mkdir(parents=True, exist_ok=True)
+    param = folder / "model.param"
+    param.write_text(
+        "7767517\n2 2\nInput in0 0 1 in0 0=32 1=32 2=3\nConvolution conv0 1 1 in0 out0 0=4 1=3 4=1 5=1 6=108\n"
+    )
+    param.with_suffix(".bin").write_bytes(b"\0" * 4 * (1 + 108 + 4))
+    return param
+
+
+def _conv_onnx(path: Path, dims: list[int | str]) -> Path:
+    """A one-convolution ONNX model (3 -> 4 channels, 3x3) whose input has `dims` (a name: a free dimension)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [weight],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_input_shapes_a_model_cannot_take_are_usage_errors(tmp_path: Path, edgekit_cli) -> None:
+    """Found by a new-user probe: '1,3,x,224' was read as [1, 3, 224]; 12 dimensions crashed inside ncnn (an
+    internal error); bench took a channel count or a size the model cannot take and failed on the device (exit
+    1); roofline ignored --input-shape on ONNX. Each is bad input now: exit 2, named, before any run."""
+    param = _conv_param(tmp_path / "ncnn")
+    cases = [
+        (("roofline", str(param), "--board", "pi4", "--input-shape", "1,3,x,32"), "expected integers"),
+        (("estimate", str(param), "--board", "pi4", "--input-shape", "1,3,32,32,1,1,1"), "at most 6"),
+        (
+            ("roofline", str(param), "--board", "pi4", "--input-shape", "1,2,3,32,32,2"),
+            "at most 4 dimensions",
+        ),
+        (("bench", str(param), "--target", "host", "--shape", "1,5,32,32"), "has 5 channels"),
+    ]
+    fixed = _conv_onnx(tmp_path / "fixed.onnx", [1, 3, 32, 32])
+    cases.append((("roofline", str(fixed), "--board", "pi4", "--input-shape", "1,3,64,64"), "does not fit"))
+    cases.append((("bench", str(fixed), "--target", "host", "--shape", "1,3,64,64"), "does not fit"))
+    corrupt = tmp_path / "corrupt" / "model.param"
+    corrupt.parent.mkdir()
+    corrupt.write_text("not a param\n")
+    corrupt.with_suffix(".bin").write_bytes(b"\0" * 16)
+    cases.append((("bench", str(corrupt), "--target", "host", "--shape", "1,3,32,32"), "not an ncnn .param"))
+    for args, says in cases:
+        out = edgekit_cli(*args, timeout=120)
+        assert out.code == 2 and says in out.stderr, (args, out.code, out.stderr[-1500:])
+        assert "Traceback" not in out.stderr and "internal error" not in out.stderr
+    # a free dimension takes the given value: the multiply-adds of a 3x3 convolution, 3 -> 4 channels, no padding
+    free = _conv_onnx(tmp_path / "free.onnx", [1, 3, "h", "w"])
+    for side in (32, 64):
+        shape = f"1,3,{side},{side}"
+        out = edgekit_cli("roofline", str(free), "--board", "pi4", "--input-shape", shape, "--json")
+        assert out.code == 0, out.stderr
+        assert json.loads(out.stdout)["roofline"]["macs"] == 4 * (side - 2) ** 2 * 27
+
+
+def test_report_since_longer_ago_than_1970_is_all_history(tmp_path: Path, edgekit_cli) -> None:
+    """`--since 99999999999d` was an internal error (year out of range); it means everything the store holds."""
+    env = {"EDGEKIT_HOME": str(tmp_path / "home")}
+    out = edgekit_cli("report", "--since", "99999999999d", "--markdown", str(tmp_path / "s.md"), env=env)
+    assert out.code == 0 and "Traceback" not in out.stderr, out.stderr
+
+
+def test_runs_import_refuses_a_bad_time_or_thread_count_as_bad_input(tmp_path: Path, edgekit_cli) -> None:
+    """A hand-edited result with `started_at: banana` was a StoreError (exit 1) from inside the store, and
+    `threads: -4` was recorded and shown; both are the file's fault: exit 2, nothing imported."""
+    env = {"EDGEKIT_HOME": str(tmp_path / "home")}
+    good = {"recipe": "t", "recipe_path": "r.yaml", "recipe_sha256": "0", "started_at": "2026-12-01T10:00:00"}
+    measurement = {"artifact": "ncnn-fp32", "format": "ncnn-fp32", "runtime": "ncnn", "status": "ok"}
+    agent = {
+        "started_at": "2026-12-01T10:00:00",
+        "facts_before": {"machine": "x86_64", "cores": 2, "python": "3"},
+    }
+    bad_threads = {
+        **good,
+        "runs": [
+            {
+                "target": "host",
+                "kind": "local",
+                "emulated": False,
+                "status": "ok",
+                "agent": {**agent, "measurements": [{**measurement, "threads": -4}]},
+            }
+        ],
+    }
+    for content, says in (({**good, "started_at": "banana"}, "started_at"), (bad_threads, "threads")):
+        path = tmp_path / "r.json"
+        path.write_text(json.dumps(content))
+        out = edgekit_cli("runs", "import", str(path), env=env)
+        assert out.code == 2 and "not a deploy result" in out.stderr and says in out.stderr, out.stderr
+    path.write_text(json.dumps(good))
+    assert edgekit_cli("runs", "import", str(path), env=env).code == 0  # the same file, well formed
+
+
+def test_an_empty_onnx_or_tflite_is_named_as_unreadable(tmp_path: Path, edgekit_cli) -> None:
+    """An empty .onnx parsed as a model with no graph ("this graph has none (no convolution ...)"), an empty
+    .tflite gave the interpreter's "model_path or model_content must be specified"."""
+    for name, says in (("m.onnx", "no graph in it"), ("m.tflite", "the file is empty")):
+        (tmp_path / name).write_bytes(b"")
+        out = edgekit_cli("roofline", str(tmp_path / name), "--board", "pi4")
+        assert out.code == 2 and "not a readable" in out.stderr and says in out.stderr, out.stderr
