@@ -645,3 +645,18 @@ def test_zero_misses_are_a_figure_and_no_simulated_caches_use_the_forms_without_
     plain = cost_model.estimate("pi4", dataclasses.replace(feats, l1_misses=-1, llc_misses=-1))
     assert not any("l1" in form for form in plain.cv["weights"])
     assert plain.cv["median"] == cost_model.procedure_cv("pi4", 1, WITHOUT_CACHES)["median"]
+
+
+def test_format_given_against_the_artifacts_metadata_is_refused(tmp_path: Path) -> None:
+    """`roofline --format tflite-int8` on an ncnn-fp32 artifact with its sidecar estimated it as int8 although the
+    help says --format is for an artifact without metadata: a contradiction is a usage error now (exit 2); the
+    same format, or --format on a bare .param, is taken."""
+    param = write_chain(tmp_path / "chain", 2)
+    board = ("--board", "pi4", "--input-shape", f"1,{CHANNELS},{SIZE},{SIZE}")
+    assert _cli("roofline", str(param), *board, "--format", "ncnn-int8").returncode == 0  # no metadata: taken
+    param.with_suffix(".io.json").write_text(json.dumps({"format": "ncnn-fp32"}))
+    bad = _cli("roofline", str(param), *board, "--format", "tflite-int8")
+    assert bad.returncode == 2 and "metadata says ncnn-fp32" in bad.stderr, bad.stderr
+    assert _cli("roofline", str(param), *board, "--format", "ncnn-fp32").returncode == 0
+    unknown = _cli("roofline", str(param), *board, "--format", "bogus")
+    assert unknown.returncode == 2 and "UsageError" in unknown.stderr, unknown.stderr

@@ -17,7 +17,7 @@ import typer
 
 from edgekit.cli.inputs import check_model_file
 from edgekit.cli.shapes import parse_shape
-from edgekit.errors import EdgekitError, InputDataError, UsageError
+from edgekit.errors import InputDataError, UsageError
 from edgekit.terminal import Console, plain
 
 console = Console()
@@ -30,14 +30,22 @@ def _format_of(artifact: Path, fmt: str | None) -> Any:
     from edgekit.estimate.roofline import artifact_format
     from edgekit.formats import Format
 
+    stated = artifact_format(artifact)
     if fmt:
         try:
-            return Format(fmt)
+            given = Format(fmt)
         except ValueError:
-            raise EdgekitError(
+            raise UsageError(
                 f"unknown format {fmt!r}", where="--format", hint=", ".join(f.value for f in Format)
             ) from None
-    return artifact_format(artifact)
+        if stated is not None and given is not stated:  # the sidecar conversion wrote knows better
+            raise UsageError(
+                f"the artifact's metadata says {stated.value}; --format {given.value} contradicts it",
+                where="--format",
+                hint="leave --format out: it is for an artifact without metadata",
+            )
+        return given
+    return stated
 
 
 def estimate_cmd(
