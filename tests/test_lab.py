@@ -385,14 +385,14 @@ def test_a_board_slower_than_its_siblings_is_flagged_with_clocks_and_temperature
             kind="ssh",
             emulated=False,
             status="ok",
-            agent=AgentResult(started_at="t", facts_before=facts, measurements=[m]),
+            agent=AgentResult(started_at="2026-12-01T00:00:00", facts_before=facts, measurements=[m]),
         )
 
     result = DeployResult(
         recipe="tiny",
         recipe_path="tiny.yaml",
         recipe_sha256="0",
-        started_at="t",
+        started_at="2026-12-01T00:00:00",
         runs=[run("pi4-a", 10.0, 50), run("pi4-b", 10.4, 52), run("pi4-c", 13.0, 81)],
     )
     found = board_spread([result], dict.fromkeys(("pi4-a", "pi4-b", "pi4-c"), "board=pi4"))

@@ -75,7 +75,7 @@ def _run(
     target: str, emulated: bool, measurements: list[Measurement], comparisons: list[Comparison]
 ) -> TargetRun:
     facts = DeviceFacts(machine="aarch64", cores=4, python="3.11", emulated=emulated)
-    agent = AgentResult(started_at="t", facts_before=facts, measurements=measurements)
+    agent = AgentResult(started_at="2026-12-01T00:00:00", facts_before=facts, measurements=measurements)
     return TargetRun(
         target=target, kind="ssh", emulated=emulated, status="ok", agent=agent, comparisons=comparisons
     )
@@ -100,7 +100,7 @@ def _result(artifacts: tuple[str, ...], runs: list[TargetRun]) -> DeployResult:
         recipe="r",
         recipe_path="r.yaml",
         recipe_sha256="x",
-        started_at="t",
+        started_at="2026-12-01T00:00:00",
         artifacts=[ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1) for a in artifacts],
         runs=runs,
     )
@@ -145,7 +145,12 @@ def test_deploy_route_respects_conversion_and_target_gates() -> None:
         ArtifactInfo(id="tflite-int8", format="tflite-int8", files=[], sha256="", size_bytes=1),
     ]
     result = DeployResult(
-        recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="t", artifacts=arts, runs=[emu]
+        recipe="r",
+        recipe_path="r.yaml",
+        recipe_sha256="x",
+        started_at="2026-12-01T00:00:00",
+        artifacts=arts,
+        runs=[emu],
     )
     route = routes_for_deploy(result)[0]
     assert route.artifact == "ncnn-fp32"
@@ -155,7 +160,9 @@ def test_deploy_route_respects_conversion_and_target_gates() -> None:
 
 def test_emulated_run_without_counts_names_no_route() -> None:
     emu = _run("pi4-emu", True, [_measurement("ncnn-fp32", 1, 900.0)], [])
-    result = DeployResult(recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="t", runs=[emu])
+    result = DeployResult(
+        recipe="r", recipe_path="r.yaml", recipe_sha256="x", started_at="2026-12-01T00:00:00", runs=[emu]
+    )
     route = routes_for_deploy(result)[0]
     assert route.artifact is None and "without instruction counts" in route.rejected["ncnn-fp32"]
 

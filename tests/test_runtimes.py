@@ -203,7 +203,7 @@ def test_runtimes_ranked_per_target_host_beside_arm() -> None:
             emulated=emulated,
             status="ok",
             comparisons=comps,
-            agent=AgentResult(started_at="t", facts_before=facts, measurements=ms),
+            agent=AgentResult(started_at="2026-12-01T00:00:00", facts_before=facts, measurements=ms),
         )
 
     arts = ["onnx-fp32", "onnx-int8", "ncnn-fp32", "ncnn-int8", "mnn-fp32"]
@@ -211,7 +211,7 @@ def test_runtimes_ranked_per_target_host_beside_arm() -> None:
         recipe="r",
         recipe_path="r.yaml",
         recipe_sha256="0",
-        started_at="t",
+        started_at="2026-12-01T00:00:00",
         artifacts=[
             ArtifactInfo(id=a, format=a, files=[], size_bytes=1, sha256="0", status="ok", gates_passed=True)
             for a in arts
