@@ -94,9 +94,13 @@ class BenchmarkCap(BaseModel):
 
 
 class Target(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False
+    )  # an infinite timeout is a hang, not a value
 
-    name: str
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+    )  # names folders (runs/, locks): no '..', '/'
     description: str = ""
     transport: TransportKind = TransportKind.SSH
     host: str | None = None
@@ -109,9 +113,9 @@ class Target(BaseModel):
     )
     proxy_jump: str | None = None  # "[user@]host[:port][,...]" as `ssh -J`: a bastion (or a chain) in front
     proxy_command: str | None = None  # as ssh's ProxyCommand (%h %p %r): its stdin/stdout is the connection
-    connect_timeout: float = Field(10.0, gt=0)
+    connect_timeout: float = Field(10.0, gt=0, le=3600)
     io_timeout: float = Field(
-        20.0, gt=0
+        20.0, gt=0, le=86400
     )  # a device silent this long on one operation is frozen (DeviceTimeout)
     work_dir: str = "~/edgekit"
     python: str = "python3"
@@ -140,6 +144,13 @@ class Target(BaseModel):
             return None
         if not value or value.startswith("-") or any(c.isspace() or not c.isprintable() for c in value):
             raise ValueError(f"{value!r} is not a host name, address or user name")
+        if (
+            "@" in value or "/" in value
+        ):  # 'pi:password@host' would carry a password into every log and report
+            raise ValueError(
+                "a host name, address or user name has no '@' or '/': give the user in `user:`, the key in `key:`; "
+                "edgekit takes no passwords (use a key, or ssh-agent)"
+            )
         return value
 
     @field_validator("affinity", mode="before")

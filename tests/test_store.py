@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, inspect, select
 
-from edgekit.errors import StoreError, UnknownRunError
+from edgekit.errors import StoreError, StorePathError, UnknownRunError
 from edgekit.formats import Format
 from edgekit.report.synthetic import synthetic_history, synthetic_result
 from edgekit.results import DeployResult, Measurement
@@ -372,6 +372,15 @@ def test_a_store_error_never_prints_the_password() -> None:
         with pytest.raises(StoreError) as err:
             open_store(url)
         assert "s3cret" not in str(err.value) and "bob:***@" in str(err.value), str(err.value)
+    # found by a new-user probe: a password in the query string was printed; a port that is not a number was
+    # an internal error; a libpq keyword string was taken as a file name and printed, password and all
+    with pytest.raises(StoreError) as err:
+        open_store("postgresql://bob@127.0.0.1:1/db?password=s3cret")
+    assert "s3cret" not in str(err.value) and "password=***" in str(err.value), str(err.value)
+    for bad in ("postgresql://bob:s3cret@127.0.0.1:abc/db", "host=db password=s3cret"):
+        with pytest.raises(StorePathError) as path_err:
+            open_store(bad)
+        assert path_err.value.exit_code == 2 and "s3cret" not in str(path_err.value), str(path_err.value)
 
 
 @pytest.mark.integration

@@ -221,3 +221,48 @@ def test_an_emulated_board_counts_with_its_caches_unless_told_not_to(tmp_path: P
     assert plugin_args("pi5-emu") == ["l1=65536:4", "l2=524288:8", "l3=2097152:16", "pf=1"]
     assert plugin_args("pi4-emu", "emulated.caches=false") == []
     assert plugin_args("phone-emu") == []
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        # a name that leaves the data dir: a deploy made a folder outside it and a lock in the current folder
+        ('name: "../../tmp/escaped"\ntransport: local\n', "name"),
+        ('name: ""\ntransport: local\n', "name"),
+        # a password in the host field went into every message, --json, the store and the report
+        ('name: x\nhost: "pi:hunter2@127.0.0.1"\n', "no '@'"),
+        ("name: x\nhost: h\nuser: pi@h\n", "no '@'"),
+        # an infinite timeout is a hang
+        ("name: x\nhost: h\nconnect_timeout: .inf\n", "connect_timeout"),
+        ("name: x\nhost: h\nio_timeout: .inf\n", "io_timeout"),
+    ],
+)
+def test_names_hosts_and_timeouts_no_run_could_use_are_refused(tmp_path: Path, text: str, match: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(TargetError, match=match) as info:
+        load_target(path, ssh_config=Path("/nonexistent"))
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(TargetError, match="connect_timeout"):
+        load_target("pi4", ["connect_timeout=1e999"], ssh_config=Path("/nonexistent"))
+
+
+def test_a_known_hosts_file_that_cannot_be_read_is_the_targets_error(tmp_path: Path) -> None:
+    """A folder, a path under a file or a malformed line as `known_hosts` were a ConnectError with the hint "is the
+    device on?" (exit 1) or an internal error (paramiko's InvalidHostKey): the target file is what is wrong."""
+    from edgekit.transport.ssh_keys import checked_client
+
+    bad_line = tmp_path / "kh"
+    bad_line.write_text("[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB\n")  # truncated key
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for known_hosts, says in (
+        (tmp_path, "not a file"),
+        (a_file / "kh", "is a file, not a folder"),
+        (bad_line, "malformed"),
+    ):
+        target = load_target(
+            "pi4", [f"known_hosts={known_hosts}", "host=127.0.0.1"], ssh_config=Path("/nonexistent")
+        )
+        with pytest.raises(TargetError, match=says) as err:
+            checked_client(target)
+        assert err.value.exit_code == 2 and "known_hosts" in str(err.value)

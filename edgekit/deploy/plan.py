@@ -85,12 +85,15 @@ class TargetPlan:
 
 
 def check_target_key(target: Target) -> None:
-    """A board's `key` file read before any work (KeyFileError, exit 2). Emulated targets make their key when
-    started and lab places get theirs from the lab: both are checked when they connect."""
+    """A board's `key` file and `known_hosts` file read before any work (KeyFileError, TargetError: exit 2).
+    Emulated targets make their key when started and lab places get theirs from the lab: both are checked when
+    they connect."""
     if target.transport is TransportKind.SSH and target.emulated is None and target.lab is None:
         from edgekit.transport.ssh import check_key
+        from edgekit.transport.ssh_keys import checked_client
 
         check_key(target)
+        checked_client(target).close()
 
 
 def plan_for(

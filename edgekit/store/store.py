@@ -10,6 +10,7 @@ A run's rows are written by write.py and read back by read.py; this module keeps
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.url = engine.url.render_as_string(hide_password=True)
+        self.url = _shown(engine.url.render_as_string(hide_password=False))
 
     def __enter__(self) -> Store:
         return self
@@ -210,12 +211,20 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     `create=False` (commands that only read) a SQLite file the user named must exist: a typo in `--store` is
     said, not answered with "no runs" from a new empty store left behind at the typo."""
     resolved = resolve_url(url)
+    try:
+        make_url(resolved)
+    except (ArgumentError, ValueError) as exc:  # a port that is not a number, an unclosed [ipv6 ...
+        raise StorePathError(
+            f"not a store URL: {_mask(str(exc))}",
+            where=_shown(resolved),
+            hint="pass --store PATH.sqlite, sqlite:///PATH or postgresql://USER@HOST[:PORT]/DB",
+        ) from None
     _check_sqlite_path(resolved, must_exist=not create and bool(url or os.environ.get("EDGEKIT_STORE")))
     try:
         engine = _engine(resolved)
     except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
         raise StoreError(
-            f"cannot open the results store: {exc}",
+            f"cannot open the results store: {_mask(str(exc))}",
             where=_shown(resolved),
             hint="pass --store sqlite:///PATH or postgresql://USER@HOST/DB (psycopg 3), or set EDGEKIT_STORE",
         ) from exc
@@ -228,7 +237,7 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     except SQLAlchemyError as exc:
         store.close()
         raise StoreError(
-            f"cannot open or migrate the results store: {exc}",
+            f"cannot open or migrate the results store: {_mask(str(exc))}",
             where=store.url,
             hint="check the URL, that the server is up and the file is writable",
         ) from exc
@@ -245,12 +254,20 @@ def record(result: DeployResult, url: str | None = None) -> int:
 
 
 # --- engine -------------------------------------------------------------------------------------------------
+_SECRET = re.compile(r"((?:password|passwd|pwd|sslpassword)\s*=\s*)('[^']*'|[^&\s;]+)", re.IGNORECASE)
+
+
+def _mask(text: str) -> str:
+    """`password=...` (a URL's query, a libpq keyword string) as `password=***`."""
+    return _SECRET.sub(r"\1***", text)
+
+
 def _shown(url: str) -> str:
-    """The URL as errors may print it: never its password."""
+    """The URL as errors may print it: never its password (in the user part or in the query)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("://", 1)[0] + "://..." if "://" in url else url
+        return _mask(make_url(url).render_as_string(hide_password=True))
+    except (ArgumentError, ValueError):
+        return url.split("://", 1)[0] + "://..." if "://" in url else _mask(url)
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -261,11 +278,17 @@ def _check_sqlite_path(url: str, must_exist: bool) -> None:
     a missing file is a StorePathError (exit 2) naming the path, not a driver message."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        return  # _engine names a malformed URL
+    except (ArgumentError, ValueError):
+        return  # open_store names a malformed URL
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return
     path = Path(parsed.database)
+    if _mask(str(path)) != str(path):  # 'host=db password=...' taken as a file name: never printed
+        raise StorePathError(
+            "a libpq keyword string is not a store; give a URL",
+            where=_mask(str(path)),
+            hint="pass --store postgresql://USER@HOST/DB (the password from ~/.pgpass or PGPASSWORD)",
+        )
     hint = "pass --store PATH.sqlite (a file), or set EDGEKIT_STORE; the default store is " + str(
         paths.data_dir() / "results.sqlite"
     )

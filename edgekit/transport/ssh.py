@@ -243,7 +243,7 @@ def check_key(target: Target) -> str | None:
     key = str(Path(target.key).expanduser())
     if not Path(key).is_file():
         raise KeyFileError(
-            f"key file not found: {key}",
+            f"key file not found: {key}" if not Path(key).exists() else f"{key} is not a file (a folder?)",
             where=f"target {target.name}, field `key`",
             hint="--set key=PATH (a private key file), or remove `key` to use ssh-agent",
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import paramiko
 
-from edgekit.errors import HostKeyError
+from edgekit.errors import HostKeyError, TargetError
 from edgekit.target import Target
 
 
@@ -36,9 +36,27 @@ def known_hosts_of(target: Target) -> Path:
 def checked_client(target: Target) -> paramiko.SSHClient:
     """A client that trusts the keys in the target's known_hosts file and applies its policy to any other."""
     known_hosts = known_hosts_of(target)
+    where = f"target {target.name}, field `known_hosts`"
+    folder = next((p for p in known_hosts.parents if p.exists()), None)
+    if (known_hosts.exists() and not known_hosts.is_file()) or (folder is not None and not folder.is_dir()):
+        raise TargetError(
+            f"{known_hosts} cannot be a known_hosts file: "
+            + ("it is not a file" if known_hosts.exists() else f"{folder} is a file, not a folder"),
+            where=where,
+            hint="--set known_hosts=PATH of a file (it may not exist yet with accept_new: true)",
+        )
     client = paramiko.SSHClient()
     if known_hosts.is_file():
-        client.load_host_keys(str(known_hosts))
+        try:
+            client.load_host_keys(str(known_hosts))
+        except (paramiko.hostkeys.InvalidHostKey, ValueError, UnicodeDecodeError) as exc:
+            line = getattr(exc, "line", "")
+            raise TargetError(
+                f"{known_hosts} has a malformed line" + (f" ({line[:48]}...)" if line else f": {exc}"),
+                where=where,
+                hint=f"remove it (ssh-keygen -R HOST -f {known_hosts}), then add the key again: "
+                f"ssh-keyscan -p PORT HOST >> {known_hosts}",
+            ) from None
     client.set_missing_host_key_policy(
         RecordNewKey(known_hosts) if target.accept_new else paramiko.RejectPolicy()
     )
