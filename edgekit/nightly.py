@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import EdgekitError, RecipeError
+from edgekit.errors import EdgekitError, Interrupted, RecipeError
 from edgekit.report import Report, Settings, build, write
 from edgekit.results import DeployResult
 from edgekit.store import open_store
@@ -35,9 +35,12 @@ class NightlyOutcome:
     never_measured: dict[str, str] = field(default_factory=dict)  # target -> tonight's error, if any
     lab: Any = None  # edgekit.lab.spread.SpreadOutcome when lab targets were spread over their places
     lab_lines: list[str] = field(default_factory=list)  # per board and board type, slow boards flagged
+    interrupted: bool = False  # Ctrl-C or SIGTERM: the night stopped after recording what was measured
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
         regressed = bool(self.report and self.report.regressions)
         return 1 if regressed or self.failures or self.never_measured else 0
 
@@ -86,10 +89,19 @@ def run_nightly(
             log(f"deploying {path.name} to {', '.join(targets)}")
             try:
                 result = deploy(path, targets)
+            except (
+                Interrupted,
+                KeyboardInterrupt,
+            ) as exc:  # Ctrl-C, SIGTERM: the night stops, not one recipe
+                kept = _record_kept(exc, store, outcome, path, names)
+                log(f"{path.name}: interrupted; the night stops here" + (f" ({kept})" if kept else ""))
+                outcome.interrupted = True
+                break
             except Exception as exc:  # noqa: BLE001 - one recipe's failure, even a bug, never stops the night
                 kind = "" if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: "
                 outcome.failures[str(path)] = f"{kind}{exc}"
-                log(f"{path.name}: deploy failed: {kind}{exc}")
+                kept = _record_kept(exc, store, outcome, path, names)
+                log(f"{path.name}: deploy failed: {kind}{exc}" + (f" ({kept})" if kept else ""))
                 continue
             outcome.run_ids[str(path)] = store.record(result)
             names.append(result.recipe)
@@ -112,11 +124,25 @@ def run_nightly(
                 store, since=since, recipes=list(dict.fromkeys(names)), targets=targets, settings=settings
             )
     if outcome.report is not None:
+        outcome.report.failed_deploys = {Path(p).name: why for p, why in outcome.failures.items()}
         outcome.written = write(outcome.report, html=html, markdown=markdown)
     if outcome.lab_lines and markdown is not None and markdown.exists():  # per board and board type
         with markdown.open("a") as fh:
             fh.write("\n## Lab: boards and board types\n\n```\n" + "\n".join(outcome.lab_lines) + "\n```\n")
     return outcome
+
+
+def _record_kept(
+    exc: BaseException, store: Any, outcome: NightlyOutcome, path: Path, names: list[str]
+) -> str:
+    """What a deploy that stopped had measured (deploy attaches it to the exception: Ctrl-C, a bug after
+    measuring), recorded like any other run; the words that say so, or ""."""
+    kept = getattr(exc, "result", None)
+    if not isinstance(kept, DeployResult) or not kept.runs:
+        return ""
+    outcome.run_ids[str(path)] = store.record(kept)
+    names.append(kept.recipe)
+    return f"what it measured is recorded as run {outcome.run_ids[str(path)]}"
 
 
 def _has_lab(targets: Sequence[str]) -> bool:

@@ -33,7 +33,7 @@ class Basis(str, Enum):
     @property
     def label(self) -> str:
         return {
-            Basis.P50_MS: "p50 latency measured on the board (ms)",
+            Basis.P50_MS: "p50 latency measured on the target (ms; a board, or the host edgekit ran on)",
             Basis.ESTIMATE_MS: "estimated board latency (ms; from instruction counts, not a measurement)",
             Basis.INSTRUCTIONS: "guest instructions per inference on the emulated core (not cycles)",
         }[self]

@@ -112,6 +112,41 @@ def test_a_failed_deploy_fails_the_night_but_keeps_the_other_recipes(recipes: Pa
     assert "ZeroDivisionError" in next(
         iter(run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake).failures.values())
     )
+    # the report names the recipe that did not deploy: its summary said "no regressions" under a failed night
+    md = tmp_path / "summary.md"
+    fake.tonight = {"classifier": {"raise": AgentError("agent wrote no result", where="pi4")}}
+    run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake, markdown=md)
+    text = md.read_text()
+    assert text.startswith("## edgekit report: 1 deploy failed") and "`classifier.yaml`: " in text, text[:400]
+    assert "agent wrote no result" in text
+
+
+def test_ctrl_c_stops_the_night_and_keeps_what_was_measured(recipes: Path, tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM during one recipe's deploy was taken as that recipe failing and the matrix went on
+    (exit 1). It stops the night: what that deploy measured is recorded, no other recipe is deployed, exit 130;
+    a bug after measuring keeps its measurements too."""
+    from edgekit.errors import Interrupted
+
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
+    measured = synthetic_result(
+        T0, rng=np.random.default_rng(1), recipe="classifier", targets=("pi4",), formats=FORMATS
+    )
+    stop = Interrupted("interrupted (Ctrl-C or SIGTERM); what was measured is kept", where="edgekit deploy")
+    stop.result = measured  # type: ignore[attr-defined]  # as deploy attaches it
+    fake.tonight = {"classifier": {"raise": stop}}
+    outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)
+    assert outcome.exit_code == 130 and outcome.interrupted
+    assert [c[0] for c in fake.calls] == ["classifier"]  # detector (after it, sorted) never deployed
+    with open_store(url) as db:
+        assert [r.recipe for r in db.runs()] == ["classifier"]
+    fake.calls.clear()
+    fake.tonight = {"classifier": {"raise": KeyboardInterrupt()}}
+    assert run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake).exit_code == 130
+    bug = ZeroDivisionError("a bug after measuring")
+    bug.result = measured.model_copy(update={"started_at": (T0 + timedelta(hours=1)).isoformat()})  # type: ignore[attr-defined]
+    fake.tonight = {"classifier": {"raise": bug}}
+    outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)
+    assert outcome.exit_code == 1 and str((recipes / "classifier.yaml").resolve()) in outcome.run_ids
 
 
 def test_throttling_is_reported_but_does_not_fail_the_night(recipes: Path, tmp_path: Path) -> None:

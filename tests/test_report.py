@@ -99,7 +99,7 @@ def test_route_to_ship_is_shown_per_target_over_time(written: tuple[Path, Path])
     section = text[text.index("Route to ship, per target") : text.index("Latency trend")]
     rows = re.findall(r"<tr>(?!<th).*?</tr>", section, re.S)
     assert len(rows) == 20  # 10 nights x 2 targets
-    assert all("<b>" in r for r in rows) and "p50 latency measured on the board" in section
+    assert all("<b>" in r for r in rows) and "p50 latency measured on the target" in section
     assert "guest instructions per inference on the emulated core" in section  # pi5-emu: counts, labelled
 
 

@@ -47,6 +47,12 @@ details summary{cursor:pointer;color:#0969da}
 def render(report: Report) -> str:
     """The whole report as one HTML string."""
     parts = [_header(report)]
+    if report.failed_deploys:  # a recipe that did not deploy has no run to show below: said first
+        items = "".join(
+            f"<li><code>{escape(recipe)}</code>: {escape(why)}</li>"
+            for recipe, why in report.failed_deploys.items()
+        )
+        parts.append(f'<section><h2 class="bad">Deploys that failed</h2><ul>{items}</ul></section>')
     if not report.recipes:
         parts.append("<p>No runs in the store for this selection.</p>")
         if report.empty_hint:
@@ -68,6 +74,9 @@ def _header(report: Report) -> str:
     )
     if unreliable:
         badges += f'<span class="badge warn">{unreliable} unreliable</span>'
+    if report.failed_deploys:
+        failed = len(report.failed_deploys)
+        badges += f'<span class="badge bad">{failed} deploy{"s" if failed != 1 else ""} failed</span>'
     window = f"since {when(report.since)} UTC" if report.since else "all history"
     nav = " · ".join(f'<a href="#{_anchor(v.recipe)}">{escape(v.recipe)}</a>' for v in report.recipes)
     return (

@@ -26,6 +26,9 @@ def render(report: Report) -> str:
     verdict = (
         f"{regressions} regression{'s' if regressions != 1 else ''}" if regressions else "no regressions"
     )
+    if report.failed_deploys:  # the night failed even with no regression: the verdict says so first
+        failed = len(report.failed_deploys)
+        verdict = f"{failed} deploy{'s' if failed != 1 else ''} failed, {verdict}"
     lines = [
         f"## edgekit report: {verdict}",
         "",
@@ -33,6 +36,10 @@ def render(report: Report) -> str:
         f"{'since ' + when(report.since) + ' UTC' if report.since else 'all history'}_",
         "",
     ]
+    if report.failed_deploys:
+        lines += ["### ❌ Deploys that failed", ""]
+        lines += [f"- `{_text(recipe)}`: {_text(why)}" for recipe, why in report.failed_deploys.items()]
+        lines.append("")
     if not report.recipes:
         lines.append("No runs in the store for this selection.")
         if report.empty_hint:

@@ -72,6 +72,9 @@ class Report:
     since: float | None
     store_url: str
     empty_hint: str = ""  # with nothing to show: what the store does hold, so a filter's typo is visible
+    failed_deploys: dict[str, str] = field(
+        default_factory=dict
+    )  # nightly: recipe file -> why it did not deploy
 
     @property
     def flags(self) -> list[Flag]:
