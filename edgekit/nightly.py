@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,8 @@ def run_nightly(
             outcome.report = build(
                 store, since=since, recipes=list(dict.fromkeys(names)), targets=targets, settings=settings
             )
+        elif outcome.failures:  # nothing deployed: the report still says so (a CI page links the file)
+            outcome.report = Report([], datetime.now(UTC).isoformat(timespec="seconds"), since, store.url)
     if outcome.report is not None:
         outcome.report.failed_deploys = {Path(p).name: why for p, why in outcome.failures.items()}
         outcome.written = write(outcome.report, html=html, markdown=markdown)

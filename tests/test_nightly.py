@@ -119,6 +119,14 @@ def test_a_failed_deploy_fails_the_night_but_keeps_the_other_recipes(recipes: Pa
     text = md.read_text()
     assert text.startswith("## edgekit report: 1 deploy failed") and "`classifier.yaml`: " in text, text[:400]
     assert "agent wrote no result" in text
+    # nothing deployed at all: the report is still written (a CI page links it) and says why
+    fake.tonight = {
+        name: {"raise": AgentError(f"{name} broke", where="pi4")} for name in ("classifier", "detector")
+    }
+    html = tmp_path / "nightly.html"
+    outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake, markdown=md, html=html)
+    assert outcome.exit_code == 1 and md.read_text().startswith("## edgekit report: 2 deploys failed")
+    assert "classifier broke" in html.read_text() and "detector broke" in html.read_text()
 
 
 def test_ctrl_c_stops_the_night_and_keeps_what_was_measured(recipes: Path, tmp_path: Path) -> None:
