@@ -174,6 +174,9 @@ def test_bench_inputs_that_do_not_fit_are_refused_before_the_agent_runs(
     assert done.returncode == 2 and "not a numeric .npy array" in done.stderr, done.stderr
     done = bench(str(model_files["tflite"]), "--target", "host", "--format", "ncnn-int8")
     assert done.returncode == 2 and "runs on ncnn" in done.stderr and "--format tflite-fp32" in done.stderr
+    # a label contradicting the artifact's own metadata (model.io.json: ncnn-fp32) was taken: now refused
+    done = bench(str(model_files["param"]), "--target", "host", "--format", "ncnn-int8")
+    assert done.returncode == 2 and "metadata says ncnn-fp32" in done.stderr, done.stderr
     np.save(tmp_path / "nchw.npy", np.zeros((2, 1, 3, 32, 32), np.float32))  # NCHW samples for an NHWC model
     done = bench(
         str(model_files["tflite"]), "--target", "host", "--repeat", "2", "--input", str(tmp_path / "nchw.npy")

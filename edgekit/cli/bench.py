@@ -93,7 +93,14 @@ def bench_cmd(
         from edgekit.runtimes.ncnn import load_ncnn
 
         load_ncnn(artifact)
-    art = AgentArtifact.from_path(artifact, fmt or _sidecar_format(artifact))
+    stated = _sidecar_format(artifact)
+    if fmt is not None and stated is not None and fmt is not stated:  # the label would contradict the sidecar
+        raise UsageError(
+            f"the artifact's metadata says {stated.value}; --format {fmt.value} contradicts it",
+            where="--format",
+            hint="leave --format out: it labels a file without metadata",
+        )
+    art = AgentArtifact.from_path(artifact, fmt or stated)
     from edgekit.runtimes import spec_for
 
     spec = spec_for(art.format)
