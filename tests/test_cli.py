@@ -55,3 +55,28 @@ def test_version_flag_prints_the_version() -> None:
         [sys.executable, "-m", "edgekit", "--version"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0 and out.stdout.strip() == f"edgekit {__version__}"
+
+
+def test_main_runs_outside_the_main_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """main() installs its SIGTERM handler only where Python allows one (the main thread): embedded in a
+    thread (a service calling edgekit) it raised ValueError before doing anything."""
+    import threading
+
+    from edgekit.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["edgekit", "version"])
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            main()
+        except SystemExit as done:
+            if done.code not in (0, None):
+                failures.append(done)
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            failures.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and failures == []

@@ -12,6 +12,7 @@ import logging
 import shutil
 import signal
 import sys
+import threading
 from typing import NoReturn
 
 import click
@@ -140,7 +141,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def main() -> None:
     logging.getLogger("paramiko").addHandler(logging.StreamHandler() if _debug() else logging.NullHandler())
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    if threading.current_thread() is threading.main_thread():  # signals can only be set there (embedded use)
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of raising it
         # click turns a Ctrl-C into this code, silently: say it
