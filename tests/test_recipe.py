@@ -465,3 +465,17 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
     nested.write_text(text.replace("  name: input\n", "  name: input\n  name: x\n"))
     with pytest.raises(RecipeError, match="key `name` given twice"):
         load_recipe(nested)
+
+
+def test_a_folder_given_as_a_recipe_or_an_onnx_model_says_so(tmp_path: Path) -> None:
+    """`deploy recipes/` said "recipe file not found" of a folder that exists; an ONNX model path that is a folder
+    said "is the file complete? re-export it"."""
+    from edgekit.convert.onnx import read_onnx
+    from edgekit.errors import InputDataError
+
+    write(tmp_path, base(), "one.yaml")
+    with pytest.raises(RecipeError, match="a folder, not a recipe file") as err:
+        load_recipe(tmp_path)
+    assert "one.yaml" in (err.value.hint or "") and "nightly --recipes" in (err.value.hint or "")
+    with pytest.raises(InputDataError, match=r"is a folder, not an \.onnx file"):
+        read_onnx(tmp_path, "model.path")

@@ -151,6 +151,12 @@ def read_onnx(path: Path, where: str) -> Any:
     """The parsed ONNX model, or InputDataError for a truncated or non-ONNX file."""
     import onnx
 
+    if Path(path).is_dir():  # a SavedModel or export folder given as `kind: onnx`
+        raise InputDataError(
+            f"{path} is a folder, not an .onnx file",
+            where=where,
+            hint="give the .onnx file inside it; a TensorFlow SavedModel folder is `kind: keras`",
+        )
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - onnx raises many kinds for a bad file; the user gets a named error

@@ -37,6 +37,15 @@ from edgekit.yamlfile import read_yaml
 def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
     """Read and validate a recipe; relative paths in it are resolved against the recipe's folder."""
     path = Path(path)
+    if path.is_dir():
+        yamls = sorted(p.name for p in path.glob("*.y*ml"))[:3]
+        raise RecipeError(
+            "a folder, not a recipe file",
+            where=str(path),
+            hint="pass one recipe, e.g. "
+            + (str(path / yamls[0]) if yamls else "recipes/tiny.yaml")
+            + ("; `edgekit nightly --recipes FOLDER` takes a folder" if yamls else ""),
+        )
     if not path.is_file():
         raise RecipeError("recipe file not found", where=str(path), hint="pass a YAML file under recipes/")
     raw = read_yaml(path, RecipeError)  # size, encoding, nesting and alias expansion bounded
