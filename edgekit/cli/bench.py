@@ -13,6 +13,7 @@ import numpy as np
 import typer
 
 from edgekit.agent.agent import fit_shape
+from edgekit.cli.formats import agreeing_format
 from edgekit.cli.inputs import check_model_file
 from edgekit.cli.outputs import check_output_file
 from edgekit.cli.shapes import parse_shape
@@ -93,14 +94,7 @@ def bench_cmd(
         from edgekit.runtimes.ncnn import load_ncnn
 
         load_ncnn(artifact)
-    stated = _sidecar_format(artifact)
-    if fmt is not None and stated is not None and fmt is not stated:  # the label would contradict the sidecar
-        raise UsageError(
-            f"the artifact's metadata says {stated.value}; --format {fmt.value} contradicts it",
-            where="--format",
-            hint="leave --format out: it labels a file without metadata",
-        )
-    art = AgentArtifact.from_path(artifact, fmt or stated)
+    art = AgentArtifact.from_path(artifact, agreeing_format(fmt, _sidecar_format(artifact)))
     from edgekit.runtimes import spec_for
 
     spec = spec_for(art.format)

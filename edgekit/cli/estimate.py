@@ -27,25 +27,17 @@ if not console.is_terminal:  # logs and CI: keep each line whole
 
 
 def _format_of(artifact: Path, fmt: str | None) -> Any:
+    from edgekit.cli.formats import agreeing_format
     from edgekit.estimate.roofline import artifact_format
     from edgekit.formats import Format
 
-    stated = artifact_format(artifact)
-    if fmt:
-        try:
-            given = Format(fmt)
-        except ValueError:
-            raise UsageError(
-                f"unknown format {fmt!r}", where="--format", hint=", ".join(f.value for f in Format)
-            ) from None
-        if stated is not None and given is not stated:  # the sidecar conversion wrote knows better
-            raise UsageError(
-                f"the artifact's metadata says {stated.value}; --format {given.value} contradicts it",
-                where="--format",
-                hint="leave --format out: it is for an artifact without metadata",
-            )
-        return given
-    return stated
+    try:
+        given = Format(fmt) if fmt else None
+    except ValueError:
+        raise UsageError(
+            f"unknown format {fmt!r}", where="--format", hint=", ".join(f.value for f in Format)
+        ) from None
+    return agreeing_format(given, artifact_format(artifact))
 
 
 def estimate_cmd(

@@ -7,9 +7,23 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from edgekit.errors import UsageError
+from edgekit.formats import Format
 from edgekit.terminal import Console
 
 console = Console()
+
+
+def agreeing_format(given: Format | None, stated: Format | None) -> Format | None:
+    """The artifact's format: `--format` where its metadata says none, else the metadata's; a `--format` that
+    contradicts the metadata (a .param converted as ncnn-fp32 labelled ncnn-int8) is a usage error."""
+    if given is not None and stated is not None and given is not stated:
+        raise UsageError(
+            f"the artifact's metadata says {stated.value}; --format {given.value} contradicts it",
+            where="--format",
+            hint="leave --format out: it is for a file without metadata",
+        )
+    return given or stated
 
 
 # `--format/-f`, repeatable, for commands that take a subset of a recipe's formats (convert, deploy): shown as

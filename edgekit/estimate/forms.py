@@ -11,8 +11,9 @@ the log ratio predicted / published (crossval.py says how well each holds; cost_
 edgekit/emu/plugin/insn_count.c) carry the time a load waits, which the instruction count does not: a miss term's
 rate is the time per miss; at N threads the L1 misses split like the instructions, the last level's do not (DRAM
 is shared). That threads do not miss on the same lines is measured: counted at 4 threads with each thread's own
-simulated caches, the L1 misses of four calibration models summed to within 4 % of one thread's (README); how they
-split between threads is not (the plugin sums them), the instructions' split stands in.
+simulated caches, the L1 misses of four calibration models summed to within 4 % of one thread's. The busiest
+thread's own misses, counted once, are a larger share than its instructions, but in these forms they estimated no
+better (README), so the instructions' split stands in.
 """
 
 from __future__ import annotations
