@@ -3,7 +3,7 @@ its cycles.
 
 Every `import` in edgekit/ counts, including the ones inside functions (a lazy import is still a dependency: it
 only moves the ImportError to run time); imports under `if TYPE_CHECKING:` do not (they never run). A node is a
-top-level name: edgekit/target.py is `target`, everything under edgekit/transport/ is `transport`.
+top-level name: edgekit/target/ is `target`, everything under edgekit/transport/ is `transport`.
 
     python bench/import_graph.py            # edges and cycles
     python bench/import_graph.py --edges    # also which file and line makes each edge

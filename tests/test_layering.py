@@ -78,7 +78,7 @@ def test_no_import_cycle_between_edgekits_packages_but_the_known_back_edges() ->
 
 
 def test_target_and_transport_are_in_no_import_cycle() -> None:
-    """target.py is configuration and transport/ only connects to what a target says: neither is in any cycle,
+    """target/ is configuration and transport/ only connects to what a target says: neither is in any cycle,
     counting imports inside functions."""
     graph_module = _import_graph()
     tangled = {

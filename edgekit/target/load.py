@@ -1,0 +1,181 @@
+"""Reading a target: by name from targets/ (and EDGEKIT_TARGETS_DIR) or by path, or inline as `lab:TAG=VALUE`;
+the environment and `--set` applied over the file (overrides.py), then ~/.ssh/config (ssh_config.py); a problem
+names the field and where its value came from."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from edgekit.errors import TargetError
+from edgekit.paths import SHIPPED_TARGETS
+from edgekit.schema_paths import locate
+from edgekit.target.overrides import deep_merge, env_name, env_overrides, parse_overrides
+from edgekit.target.schema import INLINE_PREFIX, TAG_KEY, TAG_VALUE, Target, TransportKind
+from edgekit.target.ssh_config import apply_ssh_config
+
+TARGETS_DIR = SHIPPED_TARGETS  # package data: also there in a non-editable install
+
+
+def load_target(
+    name_or_path: str | Path,
+    overrides: Mapping[str, str] | list[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    ssh_config: Path | None = None,
+) -> Target:
+    """Read a target by name (targets/NAME.yaml) or path, apply ssh config, environment and overrides.
+    `lab:TAG=VALUE` is a lab target with the defaults of the target file named `lab`, if any."""
+    if is_inline(str(name_or_path)):
+        lab, inline_name = parse_inline(str(name_or_path))
+        path = target_path("lab") if "lab" in list_target_names() else Path(str(name_or_path))
+        raw = _read_yaml(path) if path.suffix == ".yaml" else {}
+        raw = deep_merge(raw, {"name": inline_name, "lab": lab})
+    else:
+        path = target_path(name_or_path)
+        raw = _read_yaml(path)
+    raw.setdefault("name", path.stem)
+    name = str(raw["name"])
+    from_env = env_overrides(name, os.environ if env is None else env, list_target_names())
+    from_cli = parse_overrides(overrides)
+    explicit = deep_merge(from_env, from_cli)
+    data = deep_merge(raw, explicit)
+    if data.get("transport") == TransportKind.LOCAL.value and "python" not in data:
+        data["python"] = sys.executable  # the host side runs in edgekit's own environment (its runtimes)
+    target = _validate(data, str(path), lambda loc: _origin(loc, name, from_env, from_cli))
+    if target.transport is TransportKind.SSH and not target.emulated and not target.lab:
+        target = apply_ssh_config(target, explicit, ssh_config, str(path))
+    target._source = str(path)
+    target._overrides = explicit
+    return target
+
+
+def target_path(name_or_path: str | Path) -> Path:
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or "/" in text:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise TargetError("target file not found", where=str(path))
+        return path
+    for folder in target_dirs():
+        candidate = folder / f"{text}.yaml"
+        if candidate.is_file():
+            return folder.resolve() / candidate.name  # messages name targets/, not the package's link to it
+    if text == "host" and "local" in list_target_names():
+        raise TargetError(
+            "unknown target 'host': the host is measured by every deploy (its 'host' column; --no-host leaves it "
+            "out); as a target of its own, this machine is 'local'",
+            hint="deploy: no --target needed for the host; targets check, formats --target: use local",
+        )
+    raise TargetError(
+        f"unknown target {text!r}",
+        where=", ".join(str(d.resolve()) for d in target_dirs()),  # the repository's targets/, not the link
+        hint=f"known targets: {', '.join(list_target_names()) or 'none'}; a new board: a {text}.yaml in one of "
+        "these folders (EDGEKIT_TARGETS_DIR names a folder of your own), or a path to a target file",
+    )
+
+
+def target_dirs() -> list[Path]:
+    """The repo's targets/ plus EDGEKIT_TARGETS_DIR (a user's own folder of target files), if set."""
+    extra = os.environ.get("EDGEKIT_TARGETS_DIR")
+    return ([Path(extra).expanduser()] if extra else []) + [TARGETS_DIR]
+
+
+def list_target_names() -> list[str]:
+    names: dict[str, None] = {}
+    for folder in target_dirs():
+        for f in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            names.setdefault(f.stem)
+    return list(names)
+
+
+def is_inline(name: str) -> bool:
+    return str(name).startswith(INLINE_PREFIX)
+
+
+def parse_inline(text: str) -> tuple[dict[str, Any], str]:
+    """`lab:board=pi4:rack=2` -> ({"tags": {...}}, target name `lab-board-pi4-rack-2`); `name=X` picks a place."""
+    body = text[len(INLINE_PREFIX) :]
+    tags: dict[str, str] = {}
+    place: str | None = None
+    for part in filter(None, body.split(":")):
+        key, sep, value = part.partition("=")
+        if not sep or not TAG_KEY.match(key) or not TAG_VALUE.match(value):
+            raise TargetError(
+                f"{text!r}: {part!r} is not TAG=VALUE",
+                where="--target",
+                hint="e.g. lab:board=pi4, lab:board=pi5:rack=2, lab:name=pi4-03",
+            )
+        if key == "name":
+            place = value
+        else:
+            tags[key] = value
+    if not tags and not place:
+        raise TargetError(f"{text!r} names no tag", where="--target", hint="e.g. lab:board=pi4")
+    name = "lab-" + "-".join(f"{k}-{v}" for k, v in [*([("name", place)] if place else []), *tags.items()])
+    lab: dict[str, Any] = {"tags": tags}
+    if place:
+        lab["place"] = place
+    return lab, re.sub(r"[^A-Za-z0-9_.-]", "-", name)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    from edgekit.yamlfile import read_yaml
+
+    data = read_yaml(path, TargetError, max_bytes=64 * 1024)  # size, encoding, nesting, aliases bounded
+    if not isinstance(data, dict):
+        raise TargetError("a target file must be a mapping of fields", where=str(path))
+    return data
+
+
+def _origin(loc: tuple[Any, ...], name: str, from_env: dict[str, Any], from_cli: dict[str, Any]) -> str:
+    """Where an overridden field came from (` (from --set port=...)`), or "" for the target file's own."""
+
+    def holds(tree: Any) -> bool:
+        for part in loc:
+            if not isinstance(tree, dict) or str(part) not in tree:
+                return False
+            tree = tree[str(part)]
+        return True
+
+    field = ".".join(str(p) for p in loc)
+    if holds(from_cli):
+        return f" (from --set {field}=...)"
+    if holds(from_env):
+        return f" (from EDGEKIT_TARGET_{env_name(name)}_{field.upper().replace('.', '__')})"
+    return ""
+
+
+def _validate(
+    data: dict[str, Any], where: str, origin: Callable[[tuple[Any, ...]], str] | None = None
+) -> Target:
+    """The Target of `data`; a problem in a field that came from an override says so (`origin`: `--set` or the
+    environment variable), not only the target file."""
+    try:
+        return Target.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: "
+            + ("unknown field" if e["type"] == "extra_forbidden" else e["msg"])
+            + (origin(tuple(e["loc"])) if origin else "")
+            for e in exc.errors()
+        )
+        raise TargetError(
+            f"invalid target: {problems}", where=where, hint=_fields_hint(exc.errors()[0]["loc"])
+        ) from None
+
+
+def _fields_hint(loc: tuple[Any, ...]) -> str:
+    """The fields where the first problem is: a section's own (`emulated.cache` -> emulated's), else the target's."""
+    for n in range(len(loc), 0, -1):  # the deepest section the location reaches (not a list item's index)
+        parts, holder = locate(Target, loc[:n])
+        if holder is not None:
+            where = f" of {'.'.join(parts[:-1])}" if len(parts) > 1 else ""
+            return f"fields{where}: {', '.join(holder.model_fields)}"
+    return f"fields: {', '.join(Target.model_fields)}"

@@ -1,0 +1,153 @@
+"""A target's fields (pydantic): how to reach a device, what it is, and the `lab:`, `emulated:` and
+`benchmark_cap:` blocks. Validation only: reading files and applying overrides is load.py."""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+# The `lab:` block (docs/lab.md): what a lab target asks the labgrid coordinator for. Also read from
+# `lab:TAG=VALUE[:TAG=VALUE]`, which takes every other field from the target file named `lab`, if any.
+DEFAULT_COORDINATOR = "127.0.0.1:20408"  # labgrid's own default
+INLINE_PREFIX = "lab:"
+TAG_KEY = re.compile(r"^[a-z][a-z0-9_]+$")  # labgrid's TAG_KEY
+TAG_VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class LabSpec(BaseModel):
+    """A place to acquire: by name, or any free place carrying every tag."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    coordinator: str | None = None  # HOST[:PORT]; default $LG_COORDINATOR, else 127.0.0.1:20408
+    tags: dict[str, str] = Field(default_factory=dict)
+    place: str | None = None
+    wait_s: float = Field(600.0, ge=0)  # how long to wait for a free place before LabWaitTimeout
+
+    def address(self) -> str:
+        return self.coordinator or os.environ.get("LG_COORDINATOR") or DEFAULT_COORDINATOR
+
+    def wanted(self) -> str:
+        """`board=pi4` or `place pi4-03`, as a user reads it."""
+        parts = ([f"place {self.place}"] if self.place else []) + [f"{k}={v}" for k, v in self.tags.items()]
+        return " ".join(parts) or "any place"
+
+
+class TransportKind(str, Enum):
+    SSH = "ssh"
+    LOCAL = "local"
+
+
+class Emulated(BaseModel):
+    """An emulated device: which `edgekit emu` device backs it and the qemu CPU model it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str
+    cpu: str
+    counting: bool = (
+        True  # the plugin-capable qemu: instruction counts, the basis of board estimates (emu/README.md)
+    )
+    caches: bool = True  # while counting, simulate the board's data caches: miss features, a tighter estimate
+
+
+class BenchmarkCap(BaseModel):
+    """Upper bounds a target puts on a recipe's benchmark settings (command-line flags still win).
+
+    Emulated devices run about 600x slower than the board, and their wall times are not device latency
+    anyway: a recipe's full timing plan (say repeat 20 at 1 and 4 threads on 50 images) would take hours.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    threads: tuple[int, ...] | None = None
+    repeat: int | None = Field(None, gt=0)
+    warmup: int | None = Field(None, ge=0)
+    samples: int | None = Field(None, gt=0)
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False
+    )  # an infinite timeout is a hang, not a value
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+    )  # names folders (runs/, locks): no '..', '/'
+    description: str = ""
+    transport: TransportKind = TransportKind.SSH
+    host: str | None = None
+    port: int = Field(22, ge=1, le=65535)
+    user: str | None = None
+    key: Path | None = None  # private key file (path only)
+    known_hosts: Path = Path("~/.ssh/known_hosts")
+    accept_new: bool = (
+        False  # trust (and record) a host key never seen before; a changed key is never accepted
+    )
+    proxy_jump: str | None = None  # "[user@]host[:port][,...]" as `ssh -J`: a bastion (or a chain) in front
+    proxy_command: str | None = None  # as ssh's ProxyCommand (%h %p %r): its stdin/stdout is the connection
+    connect_timeout: float = Field(10.0, gt=0, le=3600)
+    io_timeout: float = Field(
+        20.0, gt=0, le=86400
+    )  # a device silent this long on one operation is frozen (DeviceTimeout)
+    work_dir: str = "~/edgekit"
+    python: str = "python3"
+    runtime_python: dict[str, str] = Field(
+        default_factory=dict
+    )  # runtime -> python command, where it differs
+    runtimes: list[str] = Field(default_factory=lambda: ["ai_edge_litert", "ncnn"])
+    expected_cpu: str | None = None  # for reports, e.g. "Cortex-A72"
+    # the cores the agent pins itself to: big / little (by per-core max frequency), all, or a list such as "4-7"
+    affinity: str | None = Field(None, pattern=r"^(big|little|all|\d+(-\d+)?(,\d+(-\d+)?)*)$")
+    emulated: Emulated | None = None
+    benchmark_cap: BenchmarkCap | None = None
+    lab: LabSpec | None = None  # a place of a labgrid lab, acquired for the run (edgekit/lab, docs/lab.md)
+
+    _source: str | None = PrivateAttr(default=None)
+    _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # environment and --set: they always win
+    _lease: Any = PrivateAttr(default=None)  # edgekit.lab.client.Lease of an acquired lab place
+    _place: Any = PrivateAttr(default=None)  # edgekit.lab.client.Place it acquired
+
+    @field_validator("host", "user")
+    @classmethod
+    def _host_or_user(cls, value: str | None) -> str | None:
+        """A name or address: `--set host=` (empty) failed later as "device not running"; spaces, control
+        characters or a leading '-' are never part of one."""
+        if value is None:
+            return None
+        if not value or value.startswith("-") or any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError(f"{value!r} is not a host name, address or user name")
+        if (
+            "@" in value or "/" in value
+        ):  # 'pi:password@host' would carry a password into every log and report
+            raise ValueError(
+                "a host name, address or user name has no '@' or '/': give the user in `user:`, the key in `key:`; "
+                "edgekit takes no passwords (use a key, or ssh-agent)"
+            )
+        return value
+
+    @field_validator("affinity", mode="before")
+    @classmethod
+    def _affinity_as_text(cls, value: object) -> object:
+        """`affinity: 0` (one core) reads as a number in YAML and --set: it means the cpu list "0"."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @property
+    def source(self) -> str | None:
+        """The file this target was loaded from."""
+        return self._source
+
+    @property
+    def kind(self) -> str:
+        if self.lab is not None:
+            return "labgrid"
+        return "emulated" if self.emulated else self.transport.value
+
+    def python_for(self, runtime: str) -> str:
+        """The python command that has `runtime` (e.g. tflite_runtime lives in its own site dir)."""
+        return self.runtime_python.get(runtime, self.python)

@@ -1,0 +1,56 @@
+"""A target's host resolved through the user's ~/.ssh/config (or EDGEKIT_SSH_CONFIG): HostName, User, Port,
+IdentityFile, UserKnownHostsFile, ProxyCommand, ProxyJump. Fields set by the environment or `--set` win."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import TargetError
+from edgekit.target.schema import Target
+
+
+def apply_ssh_config(target: Target, explicit: dict[str, Any], path: Path | None, where: str) -> Target:
+    """Resolve `host` through ~/.ssh/config (or EDGEKIT_SSH_CONFIG): HostName, User, Port, IdentityFile."""
+    import paramiko
+
+    if not target.host:
+        raise TargetError("an ssh target needs a host", where=where, hint="--set host=raspberrypi.local")
+    cfg_path = path or Path(os.environ.get("EDGEKIT_SSH_CONFIG", "~/.ssh/config")).expanduser()
+    update: dict[str, Any] = {}
+    if cfg_path.is_file():
+        try:
+            entry = paramiko.SSHConfig.from_path(str(cfg_path)).lookup(target.host)
+        except Exception as exc:  # noqa: BLE001 - paramiko raises several types for a malformed file
+            raise TargetError(f"cannot read ssh config: {exc}", where=str(cfg_path)) from None
+        update["host"] = entry.get("hostname", target.host)
+        if "user" in entry and "user" not in explicit:
+            update["user"] = entry["user"]
+        if "port" in entry and "port" not in explicit:
+            update["port"] = int(entry["port"])
+        if entry.get("identityfile") and "key" not in explicit:
+            update["key"] = Path(entry["identityfile"][0])
+        if entry.get("userknownhostsfile") and "known_hosts" not in explicit:
+            update["known_hosts"] = Path(entry["userknownhostsfile"].split()[0])
+        if entry.get("proxycommand") and "proxy_command" not in explicit and entry["proxycommand"] != "none":
+            update["proxy_command"] = entry["proxycommand"]
+        if entry.get("proxyjump") and "proxy_jump" not in explicit and entry["proxyjump"] != "none":
+            config = paramiko.SSHConfig.from_path(str(cfg_path))
+            update["proxy_jump"] = ",".join(
+                _resolve_hop(config, hop) for hop in entry["proxyjump"].split(",")
+            )
+    if not (update.get("user") or target.user):
+        update["user"] = getpass.getuser()
+    return target.model_copy(update=update)
+
+
+def _resolve_hop(config: Any, hop: str) -> str:
+    """One ProxyJump hop `[user@]alias[:port]` resolved through the ssh config (HostName, User, Port)."""
+    user, _, rest = hop.strip().rpartition("@")
+    host, _, port = rest.partition(":")
+    entry = config.lookup(host)
+    user = user or entry.get("user") or ""
+    port = port or entry.get("port") or "22"
+    return f"{user + '@' if user else ''}{entry.get('hostname', host)}:{port}"
