@@ -92,3 +92,26 @@ def test_bench_refuses_an_onnx_whose_weights_are_beside_it(tmp_path: Path) -> No
     )
     assert out.returncode == 2 and "error (InputDataError)" in out.stderr, out.stderr
     assert "model.onnx.data" in out.stderr and "onnx.save" in out.stderr, out.stderr
+
+
+def test_roofline_reads_external_weights_only_from_the_models_folder(tmp_path: Path) -> None:
+    """The estimate's graph reader takes an ONNX with external weights as convert does: its weights counted, a
+    data location leaving the model's folder refused (it read whatever file the model named)."""
+    from edgekit.estimate.graph import analyze
+
+    path = external(tmp_path)
+    assert analyze(path).params == analyze(tmp_path / "inline.onnx").params > 0
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = str((tmp_path / "model.onnx.data").resolve())  # an absolute path: any file
+    hostile = tmp_path / "hostile.onnx"
+    onnx.save(model, str(hostile))
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "roofline", str(hostile), "--board", "pi4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2 and "outside the model's folder" in out.stderr, out.stderr

@@ -69,15 +69,14 @@ def analyze(path: Path, input_shape: list[int] | None = None) -> ModelCost:
 def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
     import onnx
     from onnx import numpy_helper
+    from onnx.external_data_helper import load_external_data_for_model
 
+    from edgekit.convert.onnx import external_data_files, read_onnx
+
+    model = read_onnx(path, str(path))  # a bad or empty file: the same named error as convert's
+    if external_data_files(model, path, str(path)):  # only inside the model's folder, as convert reads them
+        load_external_data_for_model(model, str(path.parent))
     try:
-        model = onnx.load(str(path))
-        if not model.graph.node:  # an empty file parses as an empty model
-            raise InputDataError(
-                "not a readable ONNX model: no graph in it (an empty or truncated file?)",
-                where=str(path),
-                hint="give the .onnx an exporter wrote (onnx.checker.check_model should accept it)",
-            )
         if input_shape:
             _set_onnx_input_shape(model, input_shape, path)
         model = onnx.shape_inference.infer_shapes(model)

@@ -603,7 +603,7 @@ def test_runs_import_refuses_a_bad_time_or_thread_count_as_bad_input(tmp_path: P
 def test_an_empty_onnx_or_tflite_is_named_as_unreadable(tmp_path: Path, edgekit_cli) -> None:
     """An empty .onnx parsed as a model with no graph ("this graph has none (no convolution ...)"), an empty
     .tflite gave the interpreter's "model_path or model_content must be specified"."""
-    for name, says in (("m.onnx", "no graph in it"), ("m.tflite", "the file is empty")):
+    for name, says in (("m.onnx", "no graph nodes"), ("m.tflite", "the file is empty")):
         (tmp_path / name).write_bytes(b"")
         out = edgekit_cli("roofline", str(tmp_path / name), "--board", "pi4")
         assert out.code == 2 and "not a readable" in out.stderr and says in out.stderr, out.stderr
