@@ -160,6 +160,7 @@ def test_build_is_idempotent_and_fast() -> None:
 def test_targets_setup_pushes_wheels_to_a_bare_board(pi4_emu, tmp_path) -> None:
     """pi4-emu's sshd seen as a real board whose python has no runtimes and no pip: setup detects the
     platform over SSH, pushes the host-downloaded numpy wheel and unpacks it on the device."""
+    from edgekit.deploy.request import AGENT_FILE, AGENT_REMOTE
     from edgekit.emu.provision import setup_target
     from edgekit.target import load_target
     from edgekit.transport import open_transport
@@ -191,6 +192,10 @@ def test_targets_setup_pushes_wheels_to_a_bare_board(pi4_emu, tmp_path) -> None:
             env={"PYTHONPATH": str(tmp_path / "board" / "site")},
         )
     assert res.ok and res.stdout.strip() == "0.0", res.stderr
+    with open_transport(board) as transport:  # the agent finds the unpacked wheels without PYTHONPATH
+        transport.put(AGENT_FILE, AGENT_REMOTE)
+        res = transport.run([*bare_python.split(), AGENT_REMOTE], timeout=120)
+    assert res.exit_status == 2 and "usage: python agent.py" in res.stderr, res.stderr  # past `import numpy`
 
 
 def test_a_deploy_or_check_never_downloads_a_device_only_set_up_does(tmp_path) -> None:  # type: ignore[no-untyped-def]

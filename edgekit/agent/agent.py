@@ -43,7 +43,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
-import numpy as np
+# `edgekit targets setup` on a device without pip unpacks the runtimes' wheels into <work_dir>/site, beside this
+# file: put it where the probe's PYTHONPATH puts it (ahead of the system's packages), so `targets check` and the
+# agent see the same runtimes.
+_SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "site")
+if os.path.isdir(_SITE) and _SITE not in sys.path:
+    sys.path.insert(1, _SITE)
+
+import numpy as np  # noqa: E402 - after the site dir is on the path
 
 PROTOCOL_VERSION = 1  # edgekit/agent/contract.py's, checked by tests/test_contract.py
 # Why a measurement failed: the codes the agent sets (contract.ErrorCode has these and the host's own)
