@@ -257,3 +257,24 @@ def test_runs_show_leads_an_emulated_target_with_its_estimate_not_qemu_wall_time
     assert "p50 (ms)" in text  # a real board keeps its measured times
     verbose = show("--verbose")
     assert "p50 (ms, emulated wall time)" in verbose
+
+
+def test_a_target_shows_only_the_thread_counts_it_ran_or_estimated() -> None:
+    """phone-emu ran its capped plan (1 thread) beside a host at 1 and 2: its table had a 'thr 2' row for every
+    artifact with a drift and an 'ok' gate taken from the 1-thread run."""
+    result = _result()
+    for run in result.runs:
+        run.estimates = {}
+    pi5_emu = next(r for r in result.runs if r.target == "pi5-emu")
+    pi5_emu.benchmark = {**result.benchmark, "threads": [1]}
+    buffer = io.StringIO()
+    Console(file=buffer, width=300, color_system=None).print(deploy_table(result))
+    tables = re.split(r"\n(?=\S.* on (?:pi4|pi5-emu|pi5|host)\b)", buffer.getvalue())
+    emu = next(t for t in tables if " on pi5-emu" in t.splitlines()[0])
+    pi4 = next(t for t in tables if " on pi4" in t.splitlines()[0])
+    row = re.compile(r"^│\s*(\S+)\s*│\s*(\d+)\s*│", re.M)
+    assert {m.group(2) for m in row.finditer(emu) if m.group(1) in {a.id for a in result.artifacts}} == {"1"}
+    assert {m.group(2) for m in row.finditer(pi4) if m.group(1) in {a.id for a in result.artifacts}} == {
+        "1",
+        "4",
+    }

@@ -55,10 +55,6 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
     for art in result.artifacts:
         conversions.add_row(art.id, f"{art.size_bytes / 1e6:.2f}", _fidelity(art))
     parts: list[Table | Text] = [conversions]
-    threads_all: list[int] = sorted(
-        {t for run in runs for t in (run.benchmark or result.benchmark).get("threads", [1])}
-        or set(result.benchmark.get("threads", [1]))
-    )
     for run in runs:
         table = Table(
             title=f"{result.recipe} on {run.target}" + (" (emulated)" if run.emulated else ""),
@@ -71,8 +67,9 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
         for label in _target_headers(run, verbose, drift):
             table.add_column(label, justify="right", overflow="fold", min_width=5)
         estimated = {int(k.rsplit(" x", 1)[1]) for k in run.estimates if k.rsplit(" x", 1)[-1].isdigit()}
+        ran = set((run.benchmark or result.benchmark).get("threads") or [1])  # its own plan (a cap applied)
         for art in result.artifacts:  # an emulated run's plan is capped (1 thread); its estimates are not
-            for threads in sorted(set(threads_all) | estimated):
+            for threads in sorted(ran | estimated):
                 table.add_row(
                     art.id,
                     str(threads),
