@@ -170,8 +170,36 @@ def test_a_place_held_by_someone_else_makes_edgekit_wait_then_time_out(rig: lab_
         assert isinstance(refused.exception, UsageError) and "not a dead edgekit" in str(refused.exception)
     finally:
         subprocess.run([lgc, "-p", "pi5-a", "release"], env=client_env, check=True, capture_output=True)
-    with pytest.raises(NoMatchingPlace):
+    with pytest.raises(NoMatchingPlace, match="no place of the lab matches board=pi9"):
         ensure_device(load_target("lab:board=pi9"))
+
+
+def test_a_lab_target_no_place_matches_or_without_its_key_is_bad_input_before_any_work(
+    rig: lab_rig.Rig, tmp_path: Path
+) -> None:
+    """`--target lab:board=pi9` converted the recipe, then failed as one target (exit 1, "no place matches tags
+    {'board': 'pi9'} names -"); a lab target whose key file is missing acquired a place, then failed. Both are
+    bad input, said before converting (exit 2)."""
+    (tmp_path / "lab-nokey.yaml").write_text(
+        f"lab: {{coordinator: '{rig.coordinator}', tags: {{board: pi4}}}}\nkey: {tmp_path / 'absent_key'}\n"
+    )
+    env = {**os.environ, "EDGEKIT_TARGETS_DIR": str(tmp_path), "EDGEKIT_STORE": str(tmp_path / "s.sqlite")}
+    (tmp_path / "lab.yaml").write_text(f"lab: {{coordinator: '{rig.coordinator}'}}\nkey: {rig.client_key}\n")
+    for target, says in (
+        ("lab:board=pi9", "no place of the lab matches board=pi9"),
+        ("lab-nokey", "key file not found"),
+    ):
+        before = holders(rig)
+        out = subprocess.run(
+            [sys.executable, "-m", "edgekit", "deploy", str(TINY), "--target", target, "--no-host"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        said = " ".join(out.stderr.split())
+        assert out.returncode == 2 and says in said, out.stderr + out.stdout
+        assert "convert:" not in out.stderr + out.stdout and holders(rig) == before
 
 
 HOLD_SCRIPT = """

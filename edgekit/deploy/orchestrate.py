@@ -76,6 +76,10 @@ def deploy(
         resolved.setdefault(target.name, target)
     for target in resolved.values():
         check_target_key(target)  # a missing or unusable key file: exit 2 now, not after the conversions
+        if target.lab is not None:  # a lab with no place of this kind: exit 2 now too
+            from edgekit.lab.acquire import check_matchable
+
+            check_matchable(target)
     settings = Settings.from_benchmark(
         recipe.benchmark,
         threads=opts.threads,

@@ -86,8 +86,12 @@ class TargetPlan:
 
 def check_target_key(target: Target) -> None:
     """A board's `key` file and `known_hosts` file read before any work (KeyFileError, TargetError: exit 2).
-    Emulated targets make their key when started and lab places get theirs from the lab: both are checked when
-    they connect."""
+    Emulated targets make their key when started and lab places have known_hosts of their own: checked when they
+    connect; a lab target's key is checked now unless it names one key per place (`{place}`)."""
+    if target.lab is not None and target.key is not None and "{place}" not in str(target.key):
+        from edgekit.transport.ssh import check_key
+
+        check_key(target)
     if target.transport is TransportKind.SSH and target.emulated is None and target.lab is None:
         from edgekit.transport.ssh import check_key
         from edgekit.transport.ssh_keys import checked_client

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.lab.client import LabClient, Lease, Place, Say
+from edgekit.lab.client import LabClient, Lease, Place, Say, matches, no_matching_place
 from edgekit.lab.errors import LabError
 from edgekit.paths import data_dir
 
@@ -43,6 +43,17 @@ def acquire_target(template: Target, say: Say | None = None) -> Target:
     except BaseException:
         lease.close()
         raise
+
+
+def check_matchable(template: Target) -> None:
+    """Before any work: some place of the lab is one the target asks for (NoMatchingPlace, exit 2, in a second or
+    two, not after the conversions). Whether it is free is for acquire_target to wait on."""
+    if template.lab is None:
+        return
+    client = LabClient(template.lab.address())
+    places = client.places()
+    if not any(matches(place, template.lab) for place in places):
+        raise no_matching_place(template.lab.wanted(), [p.name for p in places], client.coordinator)
 
 
 def place_target(template: Target, place: Place, lease: Lease | None) -> Target:

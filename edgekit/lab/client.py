@@ -322,6 +322,24 @@ def _held(h: dict[str, Any]) -> Place:
     )
 
 
+def no_matching_place(wanted: str, known: list[str], coordinator: str) -> NoMatchingPlace:
+    return NoMatchingPlace(
+        f"no place of the lab matches {wanted}",
+        where=coordinator,
+        hint=f"places: {', '.join(known) or 'none'} (edgekit lab lists them with their tags); "
+        "the target's lab.tags or lab.place, or --target lab:TAG=VALUE",
+    )
+
+
+def matches(place: Place, spec: LabSpec) -> bool:
+    """Whether `place` is one `spec` asks for (its name, every tag; `name` matches the place name), as the
+    helper's own matching does."""
+    have = {**place.tags, "name": place.name}
+    return (spec.place is None or place.name == spec.place) and all(
+        have.get(k) == v for k, v in spec.tags.items()
+    )
+
+
 def _error(event: dict[str, Any], coordinator: str) -> LabError | Interrupted:
     kind, message = event.get("kind"), str(event.get("message"))
     if kind == "timeout":
@@ -334,12 +352,9 @@ def _error(event: dict[str, Any], coordinator: str) -> LabError | Interrupted:
             "lab.wait_s in the target file; a holder that is gone: edgekit lab release PLACE",
         )
     if kind == "no-match":
-        return NoMatchingPlace(
-            f"no place matches tags {event.get('tags')} names {event.get('names') or '-'}",
-            where=coordinator,
-            hint=f"places: {', '.join(event.get('known') or []) or 'none'}"
-            " (edgekit lab lists them with their tags)",
-        )
+        asked = [f"place {n}" for n in event.get("names") or []]
+        asked += [f"{k}={v}" for k, v in (event.get("tags") or {}).items()]
+        return no_matching_place(" ".join(asked) or "any place", list(event.get("known") or []), coordinator)
     if kind == "interrupted":
         return Interrupted(message, where=coordinator)
     if kind == "coordinator":
