@@ -188,12 +188,15 @@ class TargetSession:
         self._stage = name
         self.say(f"{self.target.name}: {name} ...")
         start = time.perf_counter()
+        done = False
         try:
             yield
+            done = True
         finally:
             seconds = time.perf_counter() - start
             self.run.stage_seconds[name] = round(self.run.stage_seconds.get(name, 0.0) + seconds, 3)
-            self.say(f"{self.target.name}: {name} done in {seconds:.1f} s")
+            if done:  # a stage that raised is said by fail() ("FAILED ensure: ..."), not as done
+                self.say(f"{self.target.name}: {name} done in {seconds:.1f} s")
             self.on_update(self.run)
 
     def fail(self, error: str) -> None:

@@ -54,3 +54,13 @@ def test_a_copied_state_file_never_stops_another_data_dirs_device(
 
     state = running_state("pi4-emu")
     assert state is not None and psutil.pid_exists(state.sshd_pid)
+
+
+def test_a_stage_that_failed_is_not_said_to_be_done(pi4_emu, edgekit_cli) -> None:
+    """The progress said 'connect done in 0.7 s', then 'FAILED connect: ...'."""
+    out = edgekit_cli(
+        "deploy", "recipes/tiny.yaml", "--target", "pi4-emu", "--set", "user=nobody", "--no-host", timeout=600
+    )
+    said = out.stdout + out.stderr
+    assert out.code == 1 and "pi4-emu: FAILED connect" in said, said
+    assert "pi4-emu: connect done" not in said and "pi4-emu: ensure done" in said
