@@ -99,6 +99,8 @@ class SshTransport(Transport):
                     where=self.address,
                     hint="check `user` and `key` of the target",
                 ) from None
+            if "banner" in str(exc) and closed_by_peer(exc):
+                raise closed_at_once_error(self.address) from None
             if "banner" in str(exc) or "No existing session" in str(exc):
                 raise ConnectError(
                     f"no SSH server answered within {t.connect_timeout:g} s (the port accepts connections "
@@ -107,6 +109,20 @@ class SshTransport(Transport):
                     hint="is this the device's SSH port? (a Pi: 22, Termux: 8022; `--set port=N`)",
                 ) from None
             raise ConnectError(f"SSH failed: {exc}", where=self.address) from None
+        except (EOFError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+            # paramiko raises these bare when the server drops the link in the handshake (EOFError also when
+            # it could not even send its own greeting)
+            transport = client.get_transport()
+            greeted = transport is not None and bool(transport.remote_version)
+            client.close()
+            if greeted:
+                raise ConnectError(
+                    "the SSH server closed the connection during the key exchange (after its greeting)",
+                    where=self.address,
+                    hint="sshd refused this client after greeting it: see the device's sshd log "
+                    "(journalctl -u ssh) for the reason",
+                ) from None
+            raise closed_at_once_error(self.address) from None
         except (TimeoutError, OSError) as exc:
             client.close()
             reason = (
@@ -232,6 +248,28 @@ class SshTransport(Transport):
         self.connect()
         cwd = self._abs(cwd) if cwd else self.work_dir
         return ssh_exec.run(self._link, argv, timeout=timeout, cwd=cwd, env=env, on_output=on_output)
+
+
+def closed_by_peer(exc: BaseException) -> bool:
+    """Whether the server closed or reset the connection behind `exc` (paramiko wraps the EOFError of a
+    closed socket in "Error reading SSH protocol banner", as it does the timeout of a silent one)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (EOFError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def closed_at_once_error(address: str) -> ConnectError:
+    """The port took the connection and closed it before any SSH greeting: sshd dropping this client."""
+    return ConnectError(
+        "the SSH port closed the connection before the SSH greeting (sshd refusing this client: MaxStartups, "
+        "hosts.deny / fail2ban, or not an SSH server)",
+        where=address,
+        hint="try `ssh -v` to the device; on the device see its sshd log (journalctl -u ssh) and whether this "
+        "machine's address is banned (fail2ban-client status sshd) or denied (/etc/hosts.deny)",
+    )
 
 
 def check_key(target: Target) -> str | None:

@@ -69,7 +69,7 @@ class JumpChain:
                 raise HostKeyError(
                     f"host key CHANGED for {where}; refusing to connect", where=self.address
                 ) from None
-            except (paramiko.SSHException, OSError) as exc:
+            except (paramiko.SSHException, OSError, EOFError) as exc:  # EOFError: dropped in the handshake
                 jump.close()
                 if ssh_keys.is_unknown_key(exc):
                     raise HostKeyError(

@@ -3,6 +3,7 @@ key and a refused port are told apart."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -169,6 +170,67 @@ def test_a_port_that_never_speaks_ssh_is_named_within_the_connect_timeout(
     )
     assert out.code == 1 and "no SSH server answered" in out.stderr, out.stderr
     assert out.seconds < 15 and "Traceback" not in out.stderr and "Exception" not in out.stderr
+
+
+@pytest.fixture(params=["close", "reset", "greet-then-close"])
+def dropping_port(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    """A TCP port whose server drops every connection at once, as sshd does a client it refuses (MaxStartups,
+    hosts.deny, fail2ban): closed (FIN), reset (RST), or closed just after an SSH greeting."""
+    import struct
+
+    mode = request.param
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn = server.accept()[0]
+            except OSError:
+                continue
+            if mode == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if mode == "greet-then-close":
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    conn.recv(4096)  # the client's greeting and key-exchange offer, then the drop
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield mode, int(server.getsockname()[1])
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_a_port_that_drops_the_connection_at_once_is_not_called_silent(
+    dropping_port: tuple[str, int], tmp_path: Path, edgekit_cli
+) -> None:
+    """A port that closed the connection at once (0.8 s) was reported as "no SSH server answered within 10 s
+    (... sent no SSH banner)": paramiko's "Error reading SSH protocol banner" was read without the EOFError
+    behind it, and a reset or a close after the greeting was "cannot reach" or an internal error. Each is now
+    named as the drop it is, exit 1, at once."""
+    import subprocess
+
+    mode, port = dropping_port
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")], check=True)
+    out = check_pi4(
+        edgekit_cli, host="127.0.0.1", port=port, key=tmp_path / "key", known_hosts=tmp_path / "kh"
+    )
+    text = " ".join(out.stderr.split())
+    says = (
+        "closed the connection during the key exchange"
+        if mode == "greet-then-close"
+        else "the SSH port closed the connection before the SSH greeting (sshd refusing this client"
+    )
+    assert out.code == 1 and says in text, (mode, out.stderr)
+    assert "no SSH server answered" not in text and "cannot reach" not in text and "internal" not in text
+    assert "Traceback" not in out.stderr and out.seconds < 8
 
 
 def check_pi4(edgekit_cli, **fields: object):  # type: ignore[no-untyped-def]
