@@ -83,6 +83,42 @@ def test_host_runner_and_agent_runner_agree(mnn_artifacts: list[Artifact], tmp_p
 
 
 @pytest.mark.integration
+def test_an_input_shape_mnn_cannot_take_is_never_timed(mnn_artifacts: list[Artifact], tmp_path: Path) -> None:
+    """MNN answers a shape the model cannot take with "Compute Shape Error" and no outputs: bench timed those
+    empty forwards as an 'ok' measurement (0.017 ms). The agent refuses them; bench refuses the --shape first, from
+    the shape the .mnn states (exit 2)."""
+    import subprocess
+    import sys
+
+    from edgekit.agent import agent
+
+    fp32 = next(a for a in mnn_artifacts if a.format is Format.MNN_FP32)
+    runner = agent.open_runner(
+        {"format": "mnn-fp32", "files": [str(fp32.main_file)]}, str(tmp_path), 1, "auto"
+    )
+    runner.set_input(np.zeros((1, 1, 32, 32), np.float32))
+    with pytest.raises(RuntimeError, match="no outputs"):
+        runner.invoke()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "bench",
+            str(fp32.main_file),
+            "--target",
+            "host",
+            "--shape",
+            "1,1,32,32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2 and "1,3,32,32" in out.stderr, out.stdout + out.stderr
+
+
+@pytest.mark.integration
 def test_quantization_failure_is_a_named_error(tmp_path: Path) -> None:
     """A model MNN cannot read: the tool's own output, no artifact, a ConversionError (never a crash here)."""
     from edgekit.convert.mnn import _quantize

@@ -793,6 +793,11 @@ class MnnRunner:
 
     def invoke(self) -> None:
         self._last = list(self.module.forward(self.feed))
+        if not self._last:  # MNN says "Compute Shape Error" and returns nothing: not a run to time
+            raise RuntimeError(
+                "MNN's forward returned no outputs (an input of shape %s the model cannot take?)"
+                % list(self.feed[0].shape)
+            )
 
     def outputs(self) -> list[tuple[str, np.ndarray]]:
         result = []

@@ -300,15 +300,49 @@ def _check_given_shape(art: AgentArtifact, dims: tuple[int, ...]) -> None:
 
 
 def _file_shape(art: AgentArtifact) -> tuple[int, ...] | None:
-    """The input shape a .tflite or a fixed-shape .onnx states itself, else None."""
-    if art.files[0].suffix == ".tflite":
+    """The input shape a .tflite, or a fixed-shape .onnx, .mnn or OpenVINO .xml, states itself, else None (also
+    where this host lacks the runtime that reads it)."""
+    path = art.files[0]
+    if path.suffix == ".tflite":
         from edgekit.runtimes.tflite import load_tflite
 
-        detail = load_tflite(art.files[0]).get_input_details()[0]
+        detail = load_tflite(path).get_input_details()[0]
         return tuple(int(d) for d in detail["shape"])
-    if art.files[0].suffix == ".onnx":
-        return _onnx_static_shape(art.files[0])
+    if path.suffix == ".onnx":
+        return _onnx_static_shape(path)
+    if path.suffix == ".mnn":  # MNN ran a shape it cannot take as an empty forward, timed as if it worked
+        return _static(_mnn_input_shape(path))
+    if path.suffix == ".xml":
+        return _static(_openvino_input_shape(path))
     return None
+
+
+def _static(shape: list[int] | None) -> tuple[int, ...] | None:
+    return tuple(shape) if shape and all(d > 0 for d in shape) else None
+
+
+def _mnn_input_shape(path: Path) -> list[int] | None:
+    try:
+        import MNN
+    except ImportError:
+        return None
+    try:
+        inputs = MNN.nn.load_module_from_file(str(path), [], []).get_info()["inputs"]
+    except Exception:  # noqa: BLE001 - a file MNN cannot read is named when the agent loads it
+        return None
+    return [int(d) for d in inputs[0].shape] if inputs else None
+
+
+def _openvino_input_shape(path: Path) -> list[int] | None:
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    try:
+        shape = ov.Core().read_model(str(path)).inputs[0].get_partial_shape()
+    except Exception:  # noqa: BLE001 - as for MNN: the agent names what it cannot load
+        return None
+    return [int(d.get_length()) for d in shape] if shape.is_static else None
 
 
 def _onnx_static_shape(path: Path) -> tuple[int, ...] | None:
