@@ -660,3 +660,23 @@ def test_format_given_against_the_artifacts_metadata_is_refused(tmp_path: Path) 
     assert _cli("roofline", str(param), *board, "--format", "ncnn-fp32").returncode == 0
     unknown = _cli("roofline", str(param), *board, "--format", "bogus")
     assert unknown.returncode == 2 and "UsageError" in unknown.stderr, unknown.stderr
+
+
+def test_a_qdq_onnx_counts_the_macs_of_its_float_graph() -> None:
+    """edgekit's own onnx-int8 (QDQ: each weight reaches its Conv/Gemm through DequantizeLinear) counted 0 MACs,
+    so roofline and estimate gave ~0 ms, below their own bound."""
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.estimate.graph import analyze
+    from edgekit.formats import Format
+    from edgekit.recipe import load_recipe
+
+    arts = {
+        a.format: a
+        for a in convert_recipe(
+            load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"),
+            (Format.ONNX_FP32, Format.ONNX_INT8),
+        )
+    }
+    fp32, int8 = (analyze(arts[f].main_file) for f in (Format.ONNX_FP32, Format.ONNX_INT8))
+    assert int8.macs == fp32.macs > 0 and int8.macs_by_op.keys() == fp32.macs_by_op.keys()
+    assert int8.winograd_macs == fp32.winograd_macs and int8.weight_bytes < fp32.weight_bytes

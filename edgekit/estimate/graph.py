@@ -100,11 +100,12 @@ def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
         )
     macs_by: dict[str, int] = {}
     act = wino = 0
+    weights = {**inits, **_dequantized_constants(graph, inits)}  # a QDQ model's weights reach Conv through DQ
     for node in graph.node:
-        macs = _onnx_node_macs(node, shapes, inits)
+        macs = _onnx_node_macs(node, shapes, weights)
         if macs:
             macs_by[node.op_type] = macs_by.get(node.op_type, 0) + macs
-            wino += macs if _onnx_3x3_s1_dense(node, inits) else 0
+            wino += macs if _onnx_3x3_s1_dense(node, weights) else 0
         act += sum(_nbytes(shapes.get(n)) for n in [*node.input, *node.output] if n and n not in inits)
     io = sum(_nbytes(shapes.get(v.name)) for v in [*graph.input, *graph.output] if v.name not in inits)
     return ModelCost(
@@ -151,11 +152,25 @@ def _set_onnx_input_shape(model: Any, input_shape: list[int], path: Path) -> Non
         d.dim_value = int(g)
 
 
+def _dequantized_constants(graph: Any, inits: dict) -> dict:
+    """DequantizeLinear outputs of a constant (a QDQ model's weights, int8 initializers): name -> the constant,
+    whose shape the MAC counts read."""
+    return {
+        node.output[0]: inits[node.input[0]]
+        for node in graph.node
+        if node.op_type == "DequantizeLinear" and node.input and node.input[0] in inits
+    }
+
+
 def _onnx_node_macs(node: Any, shapes: dict, inits: dict) -> int:
     out = shapes.get(node.output[0]) if node.output else None
     if out is None:
         return 0
     out_elems = int(np.prod(out[0]))
+    if (
+        node.op_type == "QLinearConv" and len(node.input) > 3 and node.input[3] in inits
+    ):  # x, scale, zp, w, ...
+        return out_elems * int(np.prod(inits[node.input[3]].shape[1:]))
     if node.op_type == "Conv" and node.input[1] in inits:
         w = inits[node.input[1]].shape  # [M, C/group, kh, kw]
         return out_elems * int(np.prod(w[1:]))
