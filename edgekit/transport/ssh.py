@@ -83,14 +83,13 @@ class SshTransport(Transport):
                 auth_timeout=t.connect_timeout,
             )
         except TransportError:
-            client.close()
-            self._chain.close()
+            self._drop(client)
             raise
         except paramiko.BadHostKeyException as exc:
-            client.close()
+            self._drop(client)
             raise ssh_keys.changed_key_error(exc, t, self.address) from None
         except paramiko.SSHException as exc:
-            client.close()
+            self._drop(client)
             if ssh_keys.is_unknown_key(exc):
                 raise ssh_keys.unknown_key_error(t, self.address) from None
             if isinstance(exc, paramiko.AuthenticationException):
@@ -114,7 +113,7 @@ class SshTransport(Transport):
             # it could not even send its own greeting)
             transport = client.get_transport()
             greeted = transport is not None and bool(transport.remote_version)
-            client.close()
+            self._drop(client)
             if greeted:
                 raise ConnectError(
                     "the SSH server closed the connection during the key exchange (after its greeting)",
@@ -124,7 +123,7 @@ class SshTransport(Transport):
                 ) from None
             raise closed_at_once_error(self.address) from None
         except (TimeoutError, OSError) as exc:
-            client.close()
+            self._drop(client)
             reason = (
                 "connection refused"
                 if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError)
@@ -187,12 +186,19 @@ class SshTransport(Transport):
 
     def close(self) -> None:
         self._files.close()
-        if self._link.client is not None:
-            transport = self._link.client.get_transport()
-            self._link.client.close()
-            if transport is not None and self._chain.proxy_command is not None:
-                transport.join(timeout=5)  # its last act closes the ProxyCommand: before that is reaped below
-            self._link.client = None
+        client, self._link.client = self._link.client, None
+        self._drop(client)
+
+    def _drop(self, client: paramiko.SSHClient | None) -> None:
+        """Close a client (connected, or one that failed to connect), then the chain in front of it. With a
+        ProxyCommand, the client's transport thread is joined first: its last act closes (signals) the
+        ProxyCommand, which must not be reaped before (paramiko's exit hook would signal a reaped process:
+        ProcessLookupError, printed after edgekit's own error)."""
+        if client is not None:
+            transport = client.get_transport()
+            client.close()
+            if transport is not None and transport.is_alive() and self._chain.proxy_command is not None:
+                transport.join(timeout=5)
         self._chain.close()
 
     def _abs(self, remote: str) -> str:
