@@ -32,6 +32,7 @@ from edgekit.deploy.plan import DeployOptions, Progress, TargetPlan, check_targe
 from edgekit.deploy.provenance import git_revision, now, tool_versions
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import HostCpu, TargetSession
+from edgekit.emu.device import check_available
 from edgekit.errors import ConversionError, Interrupted, OutputFileError
 from edgekit.paths import write_atomic
 from edgekit.recipe import Recipe
@@ -76,10 +77,7 @@ def deploy(
         resolved.setdefault(target.name, target)
     for target in resolved.values():
         check_target_key(target)  # a missing or unusable key file: exit 2 now, not after the conversions
-        if target.lab is not None:  # a lab with no place of this kind: exit 2 now too
-            from edgekit.lab.acquire import check_matchable
-
-            check_matchable(target)
+        check_available(target)  # a lab with no place of this kind: exit 2 now too
     settings = Settings.from_benchmark(
         recipe.benchmark,
         threads=opts.threads,

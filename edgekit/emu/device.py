@@ -42,6 +42,15 @@ def running_target(target: Target) -> Target:
     return refreshed
 
 
+def check_available(target: Target) -> None:
+    """Before any work, what ensure_device can tell at once: a lab target's lab has a place of its kind
+    (NoMatchingPlace, exit 2: not after the conversions). Whether one is free is for ensure_device to wait on."""
+    if target.lab is not None and target._lease is None:
+        from edgekit.lab.acquire import check_matchable
+
+        check_matchable(target)
+
+
 def ensure_device(target: Target, log: Callable[[str], None] | None = None) -> Target:
     """Start the emulated device behind `target` if it is not running; return the target with its live
     connection details. A lab target acquires a matching place (waiting for one) and returns that board's
