@@ -222,3 +222,32 @@ def test_rank_test_agrees_with_scipy() -> None:
     for new, old in cases:
         expected = mannwhitneyu(new, old, alternative="greater", method="asymptotic").pvalue
         assert slower_p_value(new, old) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_what_an_interrupted_run_did_not_measure_is_not_a_regression() -> None:
+    """A deploy stopped by Ctrl-C recorded its unmeasured artifacts as failed: the report headline read '6
+    regressions' (each 'failed: not run: interrupted'). Now one unreliable note; a real failure still counts."""
+    from edgekit.agent.contract import ErrorCode
+
+    runs = _history()
+    pi4 = next(r for r in runs[-1].result.runs if r.target == "pi4")
+    assert pi4.agent is not None
+    pi4.interrupted = True
+    for m in pi4.agent.measurements:
+        if m.artifact == "tflite-int8":
+            m.status, m.error_code, m.error = "failed", ErrorCode.INTERRUPTED, "not run: interrupted (Ctrl-C)"
+        elif m.artifact == "ncnn-fp32" and m.threads == 1:  # recorded by an older edgekit: NOT_RUN, saying so
+            m.status, m.error_code, m.error = "failed", ErrorCode.NOT_RUN, "not run: interrupted (Ctrl-C)"
+        elif m.artifact == "tflite-fp32" and m.threads == 1:
+            m.status, m.error_code, m.error = "failed", ErrorCode.RUN_ERROR, "invoke failed"
+    flags = detect(runs)
+    assert [f for f in flags if f.is_regression] == [
+        f for f in flags if f.kind is FlagKind.FAILED and f.artifact == "tflite-fp32"
+    ]
+    assert len([f for f in flags if f.is_regression]) == 1
+    (note,) = [f for f in flags if f.kind is FlagKind.UNRELIABLE]
+    assert (
+        "interrupted" in note.message
+        and "3 measurement(s) not taken" in note.message
+        and not note.is_regression
+    )

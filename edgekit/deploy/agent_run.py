@@ -241,13 +241,15 @@ class AgentRunner:
         self.say(f"{self.target.name}: the device cannot be reached; kept {len(kept)} streamed measurements")
         return AgentResult(started_at=str(start.get("started_at", "")), facts_before=facts, measurements=kept)
 
-    def record_not_run(self, arts: list[AgentArtifact], why: str) -> None:
+    def record_not_run(
+        self, arts: list[AgentArtifact], why: str, code: ErrorCode = ErrorCode.NOT_RUN
+    ) -> None:
         """Every artifact a failure left unmeasured, recorded as not run with the reason (when the agent ran;
         before it, the target's error says why nothing ran)."""
         if self.run.agent is None:
             self.run.error = f"{self.run.error}; not run: {', '.join(a.id for a in arts)}"
         for art in self.unmeasured(arts):
-            self.record_failed(art, f"not run: {why}", ErrorCode.NOT_RUN)
+            self.record_failed(art, f"not run: {why}", code)
         self.on_update(self.run)
 
     def counting_env(self) -> dict[str, str] | None:

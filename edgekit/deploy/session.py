@@ -154,7 +154,7 @@ class TargetSession:
         except (KeyboardInterrupt, Interrupted) as exc:  # Ctrl-C, in this thread (bench) or from deploy's
             self.interrupted = self.run.interrupted = True
             self.fail(f"{self._stage}: {exc or 'interrupted (Ctrl-C or SIGTERM)'}")
-            self.runner.record_not_run(arts, "interrupted (Ctrl-C or SIGTERM)")
+            self.runner.record_not_run(arts, "interrupted (Ctrl-C or SIGTERM)", ErrorCode.INTERRUPTED)
         except EdgekitError as exc:
             self.fail(f"{self._stage}: {type(exc).__name__}: {exc}")
             self.runner.record_not_run(

@@ -26,6 +26,7 @@ from enum import Enum
 import numpy as np
 from scipy.special import stdtrit  # scipy.special: a second faster to import than scipy.stats
 
+from edgekit.agent.contract import ErrorCode
 from edgekit.results import DeviceFacts, Measurement, TargetRun
 from edgekit.samples import slower_p_value
 from edgekit.store import StoredRun
@@ -134,11 +135,18 @@ def _target_flags(
             kind, recipe, latest.id, target, artifact, threads, emulated=target_run.emulated, message=message
         )
 
+    flags: list[Flag] = []
+    if target_run.interrupted:  # stopped by Ctrl-C or SIGTERM: what it did not measure is no regression
+        skipped = sum(1 for m in _measurements(target_run) if m.status != "ok" and _stopped(m))
+        said = f"{skipped} measurement(s) not taken" if skipped else "stopped before the end"
+        flags.append(flag(FlagKind.UNRELIABLE, f"{target}: run interrupted (Ctrl-C or SIGTERM): {said}"))
+        if target_run.agent is None:
+            return flags
     if target_run.status == "failed" and target_run.agent is None:
         if base_targets and all(t.status == "failed" for t in base_targets):
             return []
         return [flag(FlagKind.FAILED, f"{target}: {target_run.error or 'target failed'}")]
-    flags = _target_fidelity_flags(latest, target_run)
+    flags += _target_fidelity_flags(latest, target_run)
     reason = throttle_reason(target_run, settings.max_temperature_c)
     if reason:
         flags.append(flag(FlagKind.UNRELIABLE, f"{target}: timings unreliable: {reason}"))
@@ -151,6 +159,8 @@ def _target_flags(
             if (pm.artifact, pm.threads) == (m.artifact, m.threads)
         ]
         if m.status != "ok":
+            if target_run.interrupted and _stopped(m):
+                continue
             if not (past and all(pm.status != "ok" for pm in past)):  # a known-broken one is not news
                 flags.append(flag(FlagKind.FAILED, f"{m.artifact} failed: {m.error}", m))
             continue
@@ -328,6 +338,14 @@ def _cosine(fidelity: dict[str, object]) -> float | None:
 def _describe(fidelity: dict[str, object]) -> str:
     return (
         ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fidelity.items()) or "-"
+    )
+
+
+def _stopped(m: Measurement) -> bool:
+    """Not measured because the run was interrupted (runs recorded before INTERRUPTED was set: NOT_RUN, saying
+    so)."""
+    return m.error_code is ErrorCode.INTERRUPTED or (
+        m.error_code is ErrorCode.NOT_RUN and "interrupted" in (m.error or "")
     )
 
 
