@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -30,6 +32,34 @@ def _other_key_line(tmp_path: Path, port: int) -> str:
     return f"{name} {kind} {blob}\n"
 
 
+PIPE = """import os, socket, sys, threading
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+def up():
+    while data := os.read(0, 65536):
+        sock.sendall(data)
+    sock.shutdown(socket.SHUT_WR)
+threading.Thread(target=up, daemon=True).start()
+while data := sock.recv(65536):
+    os.write(1, data)
+"""
+
+
+def _piped_fields(pi4_emu, tmp_path: Path) -> dict[str, str]:
+    """Target fields reaching pi4-emu's sshd as `127.0.0.1` port 22 through a ProxyCommand (a tiny stdin/stdout
+    to TCP pipe), so the device's key is looked up as a port-22 host's."""
+    pipe = tmp_path / "pipe.py"
+    pipe.write_text(PIPE)
+    fields = {
+        "host": "127.0.0.1",
+        "port": "22",
+        "user": pi4_emu.user,
+        "key": str(pi4_emu.key),
+        "connect_timeout": "10",
+        "proxy_command": f"{sys.executable} {pipe} 127.0.0.1 {pi4_emu.port}",
+    }
+    return fields
+
+
 def test_unreachable_host_names_host_and_port(tmp_path: Path) -> None:
     port = _free_port()  # nothing listens there
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "nokey")], check=True)
@@ -53,15 +83,37 @@ def test_changed_host_key_is_refused_and_nothing_uploaded(
     pi4_emu, pi4_transport, tmp_path, small_file, scratch_name
 ) -> None:
     wrong = tmp_path / "known_hosts"
-    wrong.write_text(_other_key_line(tmp_path, pi4_emu.port))
+    wrong.write_text(line := _other_key_line(tmp_path, pi4_emu.port))
     bad = pi4_emu.model_copy(update={"known_hosts": wrong})
     with pytest.raises(HostKeyError, match="CHANGED") as info, open_transport(bad) as transport:
         transport.put(small_file, f"{scratch_name}/never.py")
-    assert "ssh-keygen -R" in str(info.value)
     assert pi4_transport.sha256(f"{scratch_name}/never.py") is None
     bad_accepting = bad.model_copy(update={"accept_new": True})  # accept_new never accepts a *changed* key
     with pytest.raises(HostKeyError):
         open_transport(bad_accepting).connect()
+    _run_the_hint_and_expect_no_key_left(str(info.value), wrong, line)
+
+
+def _run_the_hint_and_expect_no_key_left(error: str, known_hosts: Path, line: str) -> None:
+    """The `ssh-keygen -R` command of a "host key CHANGED" hint, run: it must remove the recorded `line`."""
+    command = re.search(r"(ssh-keygen -R .+?), then", " ".join(error.split()))
+    assert command and line in known_hosts.read_text(), error
+    subprocess.run(shlex.split(command.group(1)), check=True, capture_output=True)
+    assert line not in known_hosts.read_text(), (command.group(1), known_hosts.read_text())
+
+
+@pytest.mark.integration
+def test_the_changed_key_hint_of_a_port_22_host_removes_its_key(pi4_emu, tmp_path: Path) -> None:
+    """OpenSSH files a port-22 host's keys under the bare host, but the hint said `ssh-keygen -R
+    '[127.0.0.1]:22'`, which removes nothing. pi4-emu is reached as 127.0.0.1 port 22 through a ProxyCommand."""
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(line := _other_key_line(tmp_path, 22))
+    fields = {**_piped_fields(pi4_emu, tmp_path), "known_hosts": str(wrong)}
+    target = load_target("pi4", fields, ssh_config=tmp_path / "none")
+    with pytest.raises(HostKeyError, match="CHANGED") as info, open_transport(target) as transport:
+        transport.connect()
+    assert "ssh-keygen -R 127.0.0.1 -f" in str(info.value)
+    _run_the_hint_and_expect_no_key_left(str(info.value), wrong, line)
 
 
 @pytest.mark.integration
@@ -197,6 +249,11 @@ def test_proxyjump_chains_from_the_ssh_config_are_honoured(pi4_emu, jump_host, t
     unknown_jump = _through_jump(pi4_emu, tmp_path, "", f"  ProxyJump 127.0.0.1:{port}\n")
     with pytest.raises(HostKeyError, match="jump host"):  # every hop's key is checked
         open_transport(unknown_jump).connect()
+    wrong = _other_key_line(tmp_path, port)
+    changed_jump = _through_jump(pi4_emu, tmp_path, wrong, f"  ProxyJump 127.0.0.1:{port}\n")
+    with pytest.raises(HostKeyError, match="CHANGED for jump host") as info:
+        open_transport(changed_jump).connect()
+    _run_the_hint_and_expect_no_key_left(str(info.value), tmp_path / "user_known_hosts", wrong)
 
 
 @pytest.mark.integration
@@ -233,34 +290,6 @@ def test_close_after_the_link_broke_under_an_open_sftp_session_does_not_raise(pi
         assert transport.run(["true"], timeout=30).exit_status == 0
 
 
-PIPE = """import os, socket, sys, threading
-sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-def up():
-    while data := os.read(0, 65536):
-        sock.sendall(data)
-    sock.shutdown(socket.SHUT_WR)
-threading.Thread(target=up, daemon=True).start()
-while data := sock.recv(65536):
-    os.write(1, data)
-"""
-
-
-def _piped_to(pi4_emu, tmp_path: Path) -> list[str]:
-    """`--set` options reaching pi4-emu's sshd as `127.0.0.1` port 22 through a ProxyCommand (a tiny stdin/stdout
-    to TCP pipe), so the device's key is looked up as a port-22 host's."""
-    pipe = tmp_path / "pipe.py"
-    pipe.write_text(PIPE)
-    fields = {
-        "host": "127.0.0.1",
-        "port": "22",
-        "user": pi4_emu.user,
-        "key": str(pi4_emu.key),
-        "connect_timeout": "10",
-        "proxy_command": f"{sys.executable} {pipe} 127.0.0.1 {pi4_emu.port}",
-    }
-    return [arg for name, value in fields.items() for arg in ("--set", f"{name}={value}")]
-
-
 @pytest.mark.integration
 def test_a_changed_key_behind_a_proxycommand_ends_in_the_named_error_alone(pi4_emu, tmp_path: Path) -> None:
     """The connect-error paths closed the client without joining its transport thread, then reaped the
@@ -274,7 +303,11 @@ def test_a_changed_key_behind_a_proxycommand_ends_in_the_named_error_alone(pi4_e
         "targets",
         "check",
         "pi4",
-        *_piped_to(pi4_emu, tmp_path),
+        *[
+            arg
+            for name, value in _piped_fields(pi4_emu, tmp_path).items()
+            for arg in ("--set", f"{name}={value}")
+        ],
         "--set",
         f"known_hosts={wrong}",
     ]

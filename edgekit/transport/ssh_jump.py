@@ -66,8 +66,12 @@ class JumpChain:
                 )
             except paramiko.BadHostKeyException:
                 jump.close()
+                known_hosts = ssh_keys.known_hosts_of(t)
                 raise HostKeyError(
-                    f"host key CHANGED for {where}; refusing to connect", where=self.address
+                    f"host key CHANGED for {where}; refusing to connect",
+                    where=self.address,
+                    hint=f"if the jump host was really re-installed, remove its line: "
+                    f"{ssh_keys.remove_key_command(host, port, known_hosts)}, then add its new key",
                 ) from None
             except (paramiko.SSHException, OSError, EOFError) as exc:  # EOFError: dropped in the handshake
                 jump.close()

@@ -7,6 +7,7 @@ Jump hosts share the device's host keys and policy, so every hop's key is checke
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import paramiko
@@ -76,14 +77,25 @@ def is_unknown_key(exc: BaseException) -> bool:
     return "not found in known_hosts" in str(exc)
 
 
+def host_key_name(host: str, port: int) -> str:
+    """The name a host's keys are filed under in known_hosts, as OpenSSH (and paramiko's lookup and
+    RecordNewKey) writes it: the bare host on port 22, `[host]:port` on any other."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def remove_key_command(host: str, port: int, known_hosts: Path) -> str:
+    """The `ssh-keygen -R` command that removes the keys of host:port from known_hosts."""
+    return f"ssh-keygen -R {shlex.quote(host_key_name(host, port))} -f {shlex.quote(str(known_hosts))}"
+
+
 def changed_key_error(exc: paramiko.BadHostKeyException, target: Target, where: str) -> HostKeyError:
     known_hosts = known_hosts_of(target)
     return HostKeyError(
         f"host key CHANGED: {exc.key.get_name()} {exc.key.fingerprint} is not the key recorded in "
         f"{known_hosts}; refusing to connect (nothing was sent)",
         where=where,
-        hint=f"if the device was really re-installed, remove its line: ssh-keygen -R "
-        f"'[{target.host}]:{target.port}' -f {known_hosts}, then accept the new key",
+        hint=f"if the device was really re-installed, remove its line: "
+        f"{remove_key_command(target.host or '', target.port, known_hosts)}, then accept the new key",
     )
 
 
