@@ -101,6 +101,14 @@ def test_wrong_type_names_field_and_value(tmp_path: Path) -> None:
     assert "input.shape.1" in str(err.value) and "'three'" in str(err.value)
 
 
+def test_a_batch_other_than_one_is_refused_when_the_recipe_is_read(tmp_path: Path) -> None:
+    """input.shape [2, 3, 40, 24] converted for 15 s, then ended in an internal error (ONNX Runtime: 'index: 0
+    Got: 1 Expected: 2'): every runtime is fed one sample per invocation."""
+    path = write(tmp_path, base(input={"name": "input", "shape": [2, 3, 8, 8]}))
+    with pytest.raises(RecipeError, match=r"input\.shape.*batch and must be 1, not 2.*\[1, 3, 8, 8\]"):
+        load_recipe(path)
+
+
 def test_missing_file_names_field(tmp_path: Path) -> None:
     path = write(tmp_path, base(model={"kind": "onnx", "path": "nowhere/model.onnx"}))
     with pytest.raises(RecipeError) as err:

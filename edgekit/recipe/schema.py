@@ -152,6 +152,11 @@ class InputSpec(_Strict):
     def _positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if not value or any(d <= 0 for d in value):
             raise ValueError("every dimension must be a positive integer, batch first, e.g. [1, 3, 224, 224]")
+        if value[0] != 1:  # [2, 3, 40, 24] converted, then every comparison failed with an internal error
+            raise ValueError(
+                f"the first dimension is the batch and must be 1, not {value[0]}: edgekit converts and times one "
+                f"sample per invocation, as a device runs it (e.g. [1, {', '.join(map(str, value[1:]))}])"
+            )
         if len(value) > MAX_INPUT_DIMS:
             raise ValueError(
                 f"{len(value)} dimensions: at most {MAX_INPUT_DIMS}, batch first, e.g. [1, 3, 224, 224]"
