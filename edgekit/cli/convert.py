@@ -194,6 +194,8 @@ def _gate(a: Any) -> str:
     on = f" ({gates['samples']})" if gates.get("samples") else ""
     if a.status != "ok":
         return f"[red]FAIL[/]{on}"
+    if not a.fidelity:  # a conversion error stopped the run before the checks (no --keep-going)
+        return "[yellow]not checked[/]"
     return f"[green]pass[/]{on}" if gates.get("checks") else "pass (no gate)"
 
 

@@ -160,11 +160,11 @@ def _convert_group(
                 if isinstance(exc, EdgekitError)
                 else ConversionError(f"{conv_cls.__name__} crashed on {names}: {type(exc).__name__}: {exc}")
             )
-            if not keep_going:
-                err.artifacts = [*done.values(), *out.values()]  # type: ignore[attr-defined]
-                raise err from exc
             for f in batch:
                 out[f] = Artifact(f, [], keys[f], 0, status="failed", error=f"conversion failed: {err}")
+            if not keep_going:  # the table shows what was done (not yet checked) and the failed formats
+                err.artifacts = [*done.values(), *out.values()]  # type: ignore[attr-defined]
+                raise err from exc
             say(f"{names}: conversion failed")
             continue
         elapsed = time.perf_counter() - start
