@@ -193,20 +193,27 @@ def test_builder_code_digest_follows_the_sibling_modules_it_imports(
         seen.add(digest)
 
 
-def test_imports_read_from_bytecode_match_the_syntax_tree() -> None:
-    """The bytecode reading (thread-safe) finds the same absolute imports as ast does, on edgekit's code."""
+def test_imports_read_from_bytecode_match_the_syntax_tree(tmp_path: Path) -> None:
+    """The bytecode reading (thread-safe) finds the same imports as ast does, on edgekit's code and on relative
+    imports (edgekit has none), inside functions too."""
     import ast
 
     import edgekit
-    from edgekit.convert.torch_export import _absolute_imports
+    from edgekit.convert.torch_export import _imports
 
-    files = sorted(Path(edgekit.__file__).parent.rglob("*.py"))
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from . import a, b\nfrom .blocks import f as g\nimport x.y as z\nfrom q import *\n\n"
+        "def h():\n    from ..up.more import k\n    import w\n"
+    )
+    files = [sample, *sorted(Path(edgekit.__file__).parent.rglob("*.py"))]
     assert len(files) > 50
     for path in files:
-        names: set[str] = set()
+        found: set[tuple[int, str, tuple[str, ...]]] = set()
         for node in ast.walk(ast.parse(path.read_bytes())):
             if isinstance(node, ast.Import):
-                names |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names |= {node.module or "", *[f"{node.module}.{a.name}" for a in node.names]}
-        assert set(_absolute_imports(path.read_bytes(), path)) == names, path
+                found |= {(0, a.name, ()) for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                found.add((node.level, node.module or "", tuple(a.name for a in node.names)))
+        assert set(_imports(path.read_bytes(), path)) == found, path
+    assert (2, "up.more", ("k",)) in _imports(sample.read_bytes(), sample)

@@ -1,0 +1,162 @@
+"""The PyTorch export's cache key covers the user's own model code: every module of theirs the builder imports,
+transitively, relative imports and a flat layout (top-level modules) included; installed packages are not read."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgekit.convert import torch_export
+from edgekit.convert.torch_export import _builder_code_digest
+
+NET = """
+import torch
+from torch import nn
+
+{imports}
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 32 * 32, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)) * head_scale()
+
+
+def build():
+    torch.manual_seed(0)
+    return Net()
+"""
+BLOCKS = "SCALE = {scale}\n\n\ndef head_scale():\n    return SCALE\n"
+
+
+@pytest.fixture()
+def user_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on sys.path for the user's code; the modules imported from it are forgotten after the test (and
+    between the two conversions of a test, as a second `edgekit convert` process would not have them)."""
+    root = tmp_path / "userpkg"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    yield root
+    forget(root)
+
+
+def forget(root: Path) -> None:
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(root)):
+            del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_digest_follows_the_users_modules_transitively(user_code: Path) -> None:
+    """Relative and absolute imports, a chain of modules, a cycle and the packages above a module; a module
+    nobody imports and an installed package (in a site-packages folder) do not count."""
+    pkg = user_code / "deepnet"
+    write(pkg / "__init__.py", "")
+    write(pkg / "model.py", "from .layers.conv import conv\nfrom . import relative\nimport flatmod\n")
+    write(pkg / "layers" / "__init__.py", "DEFAULT = 1\n")
+    write(pkg / "layers" / "conv.py", "from ..util import helper\nimport fakeinstalled.core\nconv = 1\n")
+    write(pkg / "util.py", "import deepnet.model\n\ndef helper():\n    from deepnet import late\n")  # a cycle
+    for name in ("relative", "late", "unrelated"):
+        write(pkg / f"{name}.py", "x = 1\n")
+    write(user_code / "flatmod.py", "import flatdeep\n")
+    write(user_code / "flatdeep.py", "x = 1\n")
+    installed = user_code.parent / "venv" / "lib" / "site-packages"
+    write(installed / "fakeinstalled" / "__init__.py", "")
+    write(installed / "fakeinstalled" / "core.py", "x = 1\n")
+    sys.path.append(str(installed))
+    try:
+        first = _builder_code_digest("deepnet.model:build")
+        seen = {first}
+        for path in [installed / "fakeinstalled" / "core.py", pkg / "unrelated.py"]:
+            path.write_text("x = 2\n")
+            assert _builder_code_digest("deepnet.model:build") == first, path
+        for name in ("layers/__init__", "layers/conv", "util", "relative", "late", "__init__"):
+            path = pkg / f"{name}.py"
+            path.write_text(path.read_text() + "\ny = 2\n")
+            digest = _builder_code_digest("deepnet.model:build")
+            assert digest not in seen, name
+            seen.add(digest)
+        for path in [user_code / "flatmod.py", user_code / "flatdeep.py"]:  # top-level modules of the user's
+            path.write_text(path.read_text() + "\ny = 2\n")
+            digest = _builder_code_digest("deepnet.model:build")
+            assert digest not in seen, path
+            seen.add(digest)
+        assert "fakeinstalled" not in sys.modules and "deepnet" not in sys.modules  # nothing was imported
+    finally:
+        sys.path.remove(str(installed))
+
+
+def test_digest_is_bounded_and_says_so(
+    user_code: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in range(5):
+        write(user_code / f"chain{i}.py", f"import chain{i + 1}\n")
+    write(user_code / "chain5.py", "x = 1\n")
+    monkeypatch.setattr(torch_export, "MAX_CODE_FILES", 3)
+    with caplog.at_level(logging.WARNING, logger=torch_export.__name__):
+        first = _builder_code_digest("chain0:build")
+    assert "imports more than 3 of your modules" in caplog.text
+    write(user_code / "chain1.py", "import chain2\ny = 2\n")
+    assert _builder_code_digest("chain0:build") != first
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("layout", ["package", "flat"])
+def test_editing_a_helper_module_of_the_model_exports_it_again(
+    layout: str, user_code: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tester's case: the model's forward multiplies by a constant from a helper module; editing the helper
+    served the old cached export ('cached, no conversion') and the old figures."""
+    import onnxruntime as ort
+
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.formats import Format
+    from edgekit.recipe import load_recipe
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))  # both layouts export the same network
+    if layout == "package":  # mynet/model.py: from .blocks import head_scale
+        write(user_code / "mynet" / "__init__.py", "")
+        write(user_code / "mynet" / "model.py", NET.format(imports="from .blocks import head_scale"))
+        helper, builder = user_code / "mynet" / "blocks.py", "mynet.model:build"
+    else:  # flatnet.py: import flatblocks
+        write(
+            user_code / "flatnet.py",
+            NET.format(imports="import flatblocks\nhead_scale = flatblocks.head_scale"),
+        )
+        helper, builder = user_code / "flatblocks.py", "flatnet:build"
+    write(helper, BLOCKS.format(scale="1.0"))
+    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml").read_text())
+    raw.update(model={"kind": "torch", "builder": builder}, formats=["onnx-fp32"])
+    (tmp_path / "relnet.yaml").write_text(yaml.safe_dump(raw))
+    recipe = load_recipe(tmp_path / "relnet.yaml")
+    x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+
+    def convert() -> tuple[bool, np.ndarray]:
+        (art,) = convert_recipe(recipe, [Format.ONNX_FP32])
+        forget(user_code)  # the next `edgekit convert` is a new process
+        session = ort.InferenceSession(str(art.main_file), providers=["CPUExecutionProvider"])
+        return art.cached, session.run(None, {"input": x})[0]
+
+    cached, before = convert()
+    assert not cached
+    assert convert()[0]  # unchanged code: from the cache
+    helper.write_text(BLOCKS.format(scale="1000.0"))
+    cached, after = convert()
+    assert not cached, "the edited helper module was not seen"
+    np.testing.assert_allclose(after, before * 1000.0, rtol=1e-4, atol=1e-4)
