@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.errors import ConnectError, HostKeyError
+from edgekit.errors import ConnectError, HostKeyError, TargetError
 from edgekit.target import load_target
 from edgekit.transport import open_transport
 
@@ -132,6 +132,48 @@ def test_unknown_host_key_is_refused_unless_accept_new(pi4_emu, tmp_path) -> Non
     assert recorded.split()[2] == pi4_emu.known_hosts.read_text().split()[2]  # the pinned key
     with open_transport(unknown) as transport:  # now known: accepted without the opt-in
         assert transport.run(["true"], timeout=30).ok
+
+
+@pytest.mark.integration
+def test_known_hosts_marker_lines_are_read_as_openssh_reads_them(pi4_emu, tmp_path: Path) -> None:
+    """A valid OpenSSH known_hosts with a `@cert-authority` or `@revoked` line was refused whole ("malformed
+    line"): paramiko cannot read marker lines. Now `@cert-authority` lines are skipped, a `@revoked` key is never
+    trusted (not even with accept_new, which then records nothing), and accept_new appends to the file, its marker
+    lines and comments kept."""
+    device = pi4_emu.known_hosts.read_text()
+    name, kind, blob = device.split()[:3]
+    other_kind, other_blob = _other_key_line(tmp_path, 22).split()[1:3]
+    markers = (
+        "# corporate file\n"
+        f"@cert-authority *.corp.example,{name} {other_kind} {other_blob} ca@corp\n"
+        f"@revoked\tbuild-*.corp.example {other_kind} {other_blob}\n"
+    )
+    known = tmp_path / "known_hosts"
+    known.write_text(markers + device)
+    with open_transport(pi4_emu.model_copy(update={"known_hosts": known})) as transport:
+        assert transport.run(["true"], timeout=30).ok
+
+    fresh = tmp_path / "fresh_known_hosts"
+    fresh.write_text(markers.rstrip("\n"))  # and no newline at its end: the record must not join that line
+    with open_transport(pi4_emu.model_copy(update={"known_hosts": fresh, "accept_new": True})) as transport:
+        assert transport.run(["true"], timeout=30).ok
+    assert fresh.read_text() == f"{markers}{name} {kind} {blob}\n"
+
+    for revoked, accept_new in (
+        (f"@revoked * {kind} {blob}\n" + device, False),
+        (f"@revoked {name} {kind} {blob}\n", True),
+    ):
+        known.write_text(markers + revoked)
+        target = pi4_emu.model_copy(update={"known_hosts": known, "accept_new": accept_new})
+        with pytest.raises(
+            HostKeyError, match=f"host key of 127.0.0.1:{pi4_emu.port} is marked @revoked in {known}"
+        ):
+            open_transport(target).connect()
+        assert known.read_text() == markers + revoked  # nothing recorded
+
+    known.write_text(f"@trusted {name} {kind} {blob}\n")  # not an OpenSSH marker: still a malformed line
+    with pytest.raises(TargetError, match="malformed line"):
+        open_transport(pi4_emu.model_copy(update={"known_hosts": known})).connect()
 
 
 @pytest.mark.integration
@@ -254,6 +296,10 @@ def test_proxyjump_chains_from_the_ssh_config_are_honoured(pi4_emu, jump_host, t
     with pytest.raises(HostKeyError, match="CHANGED for jump host") as info:
         open_transport(changed_jump).connect()
     _run_the_hint_and_expect_no_key_left(str(info.value), tmp_path / "user_known_hosts", wrong)
+    revoked = f"@revoked * {' '.join(line.split()[1:3])}\n"  # the jump host's own key, revoked
+    revoked_jump = _through_jump(pi4_emu, tmp_path, line + revoked, f"  ProxyJump 127.0.0.1:{port}\n")
+    with pytest.raises(HostKeyError, match=f"host key of 127.0.0.1:{port} is marked @revoked"):
+        open_transport(revoked_jump).connect()
 
 
 @pytest.mark.integration

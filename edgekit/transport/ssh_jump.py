@@ -64,6 +64,9 @@ class JumpChain:
                     banner_timeout=t.connect_timeout,
                     auth_timeout=t.connect_timeout,
                 )
+            except HostKeyError:  # a revoked key (ssh_keys.CheckedClient)
+                jump.close()
+                raise
             except paramiko.BadHostKeyException:
                 jump.close()
                 known_hosts = ssh_keys.known_hosts_of(t)

@@ -3,21 +3,35 @@
 An unknown key is refused unless the target opts in with `accept_new: true` (then it is recorded), and a changed
 key is always refused. Emulated devices pin their key (the device's known_hosts file written by `edgekit emu up`).
 Jump hosts share the device's host keys and policy, so every hop's key is checked the same way.
+
+The file is read as OpenSSH reads it: `@cert-authority` lines are skipped (edgekit does no certificate
+authentication), and a key on a `@revoked` line is never trusted: a server presenting it is refused right after the
+key exchange, before any other check (accept_new never records it) and before authentication. The file is only
+ever appended to, so its marker lines and comments are kept.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
 from edgekit.errors import HostKeyError, TargetError
 from edgekit.target import Target
 
+log = logging.getLogger(__name__)
+
 
 class RecordNewKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]  # paramiko: no stubs here
-    """accept_new: trust a first-seen key and write it to the target's known_hosts file."""
+    """accept_new: trust a first-seen key and append it to the target's known_hosts file (never rewrite the file:
+    paramiko's save_host_keys would drop its comments and marker lines)."""
 
     def __init__(self, known_hosts: Path) -> None:
         self.known_hosts = known_hosts
@@ -25,8 +39,95 @@ class RecordNewKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]  # para
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         client.get_host_keys().add(hostname, key.get_name(), key)
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        with self.known_hosts.open("a") as fh:
-            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        with self.known_hosts.open("a+b") as fh:
+            fh.seek(0, 2)
+            if fh.tell() > 0:  # a last line without its newline would be joined to ours
+                fh.seek(-1, 2)
+                ends_a_line = fh.read(1) == b"\n"
+                fh.seek(0, 2)
+                if not ends_a_line:
+                    fh.write(b"\n")
+            fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n".encode())
+
+
+@dataclass(frozen=True)
+class RevokedKey:
+    """A key of a `@revoked` line: never trusted for a host its patterns match."""
+
+    patterns: tuple[str, ...]
+    key: paramiko.PKey
+    line: int
+
+    def matches(self, name: str, key: paramiko.PKey) -> bool:
+        return key.asbytes() == self.key.asbytes() and _names_match(self.patterns, name)
+
+
+def _names_match(patterns: tuple[str, ...], name: str) -> bool:
+    """OpenSSH's host-pattern matching of a known_hosts line: `*` and `?` wildcards, `!` negation, hashed names."""
+    matched = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        pattern = pattern[1:] if negated else pattern
+        if pattern.startswith("|1|"):
+            try:
+                hit = paramiko.HostKeys.hash_host(name, pattern) == pattern
+            except (AssertionError, ValueError, IndexError):  # a hashed name that is not one (binascii.Error)
+                hit = False
+        else:
+            wildcard = "".join(
+                ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower()
+            )
+            hit = re.fullmatch(wildcard, name.lower()) is not None
+        if hit and negated:
+            return False
+        matched = matched or hit
+    return matched
+
+
+class _RevocationCheckedTransport(paramiko.Transport):  # type: ignore[misc]  # paramiko: no stubs here
+    """A transport that refuses a revoked host key as soon as the key exchange has shown it."""
+
+    check_key: Callable[[paramiko.PKey], None] | None = None
+
+    def start_client(self, event: Any = None, timeout: float | None = None) -> None:
+        super().start_client(event=event, timeout=timeout)
+        if self.check_key is not None and event is None:  # SSHClient.connect: synchronous, negotiated
+            try:
+                self.check_key(self.get_remote_server_key())
+            except HostKeyError:
+                self.close()
+                raise
+
+
+class CheckedClient(paramiko.SSHClient):  # type: ignore[misc]  # paramiko: no stubs here
+    """An SSH client trusting the keys of one known_hosts file, except those it marks `@revoked`."""
+
+    def __init__(self, known_hosts: Path, revoked: tuple[RevokedKey, ...] = ()) -> None:
+        super().__init__()
+        self.known_hosts = known_hosts
+        self.revoked = revoked
+
+    def connect(self, hostname: str, port: int = 22, *args: Any, **kwargs: Any) -> None:
+        if self.revoked:
+            kwargs["transport_factory"] = partial(self._transport_for, hostname, port)
+        super().connect(hostname, port, *args, **kwargs)
+
+    def _transport_for(self, hostname: str, port: int, sock: Any, **options: Any) -> paramiko.Transport:
+        transport = _RevocationCheckedTransport(sock, **options)
+        transport.check_key = partial(self.refuse_revoked, hostname, port)
+        return transport
+
+    def refuse_revoked(self, hostname: str, port: int, key: paramiko.PKey) -> None:
+        name = host_key_name(hostname, port)
+        line = next((r.line for r in self.revoked if r.matches(name, key)), None)
+        if line is not None:
+            raise HostKeyError(
+                f"host key of {hostname}:{port} is marked @revoked in {self.known_hosts} (line {line}): "
+                f"{key.get_name()} {key.fingerprint}; refusing to connect (nothing was sent)",
+                where=f"{hostname}:{port}",
+                hint="a revoked key is never trusted, not even with accept_new: give the host new keys (and "
+                f"record the new one), or, if the revocation is a mistake, remove line {line} of {self.known_hosts}",
+            )
 
 
 def known_hosts_of(target: Target) -> Path:
@@ -34,7 +135,7 @@ def known_hosts_of(target: Target) -> Path:
     return Path(target.known_hosts).expanduser()
 
 
-def checked_client(target: Target) -> paramiko.SSHClient:
+def checked_client(target: Target) -> CheckedClient:
     """A client that trusts the keys in the target's known_hosts file and applies its policy to any other."""
     known_hosts = known_hosts_of(target)
     where = f"target {target.name}, field `known_hosts`"
@@ -46,10 +147,11 @@ def checked_client(target: Target) -> paramiko.SSHClient:
             where=where,
             hint="--set known_hosts=PATH of a file (it may not exist yet with accept_new: true)",
         )
-    client = paramiko.SSHClient()
+    revoked: tuple[RevokedKey, ...] = ()
+    trusted = paramiko.HostKeys()
     if known_hosts.is_file():
         try:
-            client.load_host_keys(str(known_hosts))
+            revoked = read_known_hosts(known_hosts, trusted)
         except (paramiko.hostkeys.InvalidHostKey, ValueError, UnicodeDecodeError) as exc:
             line = getattr(exc, "line", "")
             raise TargetError(
@@ -58,15 +160,56 @@ def checked_client(target: Target) -> paramiko.SSHClient:
                 hint=f"remove it (ssh-keygen -R HOST -f {known_hosts}), then add the key again: "
                 f"ssh-keyscan -p PORT HOST >> {known_hosts}",
             ) from None
+    client = CheckedClient(known_hosts, revoked)
+    client._host_keys = trusted  # what load_host_keys fills, without a file name to save back to
     client.set_missing_host_key_policy(
         RecordNewKey(known_hosts) if target.accept_new else paramiko.RejectPolicy()
     )
     return client
 
 
-def hop_client(device: paramiko.SSHClient) -> paramiko.SSHClient:
-    """A client for a jump host with the device client's host keys and policy (the same known_hosts)."""
-    jump = paramiko.SSHClient()
+def read_known_hosts(path: Path, trusted: paramiko.HostKeys) -> tuple[RevokedKey, ...]:
+    """Add the keys of an OpenSSH known_hosts file to `trusted` as paramiko's HostKeys.load does, and return its
+    `@revoked` keys. paramiko refuses a marker line (InvalidHostKey): `@cert-authority` lines are skipped here,
+    an unknown marker is a malformed line (InvalidHostKey, as any other)."""
+    revoked: list[RevokedKey] = []
+    with path.open() as fh:
+        for number, raw in enumerate(fh, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            marker = ""
+            if line.startswith("@"):
+                marker, *rest = re.split(r"[ \t]+", line, maxsplit=1)
+                line = rest[0] if rest else ""
+                if marker == "@cert-authority":
+                    log.debug(
+                        "%s line %d: @cert-authority skipped (no certificate authentication)", path, number
+                    )
+                    continue
+                if marker != "@revoked":
+                    raise paramiko.hostkeys.InvalidHostKey(
+                        raw.strip(), ValueError(f"unknown marker {marker}")
+                    )
+            try:
+                entry = paramiko.hostkeys.HostKeyEntry.from_line(line, number)
+            except paramiko.SSHException:  # a key paramiko cannot load: skipped, as HostKeys.load does
+                continue
+            if entry is None:  # too few fields or an unknown key type: skipped, as HostKeys.load does
+                continue
+            if marker:
+                revoked.append(RevokedKey(tuple(entry.hostnames), entry.key, number))
+                continue
+            entry.hostnames = [h for h in entry.hostnames if not trusted.check(h, entry.key)]
+            if entry.hostnames:
+                trusted._entries.append(entry)  # HostKeys.load's own step (it has no public one)
+    return tuple(revoked)
+
+
+def hop_client(device: CheckedClient) -> CheckedClient:
+    """A client for a jump host with the device client's host keys, revoked keys and policy (the same
+    known_hosts)."""
+    jump = CheckedClient(device.known_hosts, device.revoked)
     jump.set_missing_host_key_policy(device._policy)
     jump._host_keys = device.get_host_keys()  # the same known_hosts: every hop's key is checked
     return jump
