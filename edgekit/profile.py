@@ -50,6 +50,7 @@ class Profile:
     total: int  # one whole inference, counted in the same process
     layers: list[LayerProfile] = field(default_factory=list)
     label: str = LABEL
+    fixed: int = 0  # TFLite: the interpreter's own per-invoke work (a graph with no op), in no op's count
 
     @property
     def layer_sum(self) -> int:
@@ -57,15 +58,17 @@ class Profile:
 
     @property
     def coverage(self) -> float:
-        """Share of the whole inference the layers account for (the rest: extractor bookkeeping)."""
-        return self.layer_sum / max(1, self.total)
+        """Share of the whole inference (less the interpreter's fixed work) the layers account for (the rest:
+        extractor bookkeeping, or what a cut moved between TFLite ops)."""
+        return self.layer_sum / max(1, self.total - self.fixed)
 
     @property
     def remainder(self) -> str:
         """What the difference between the layers' sum and the whole inference is, for this kind of profile."""
         if self.artifact.endswith(".tflite"):
             return (
-                "ops differenced from prefix models: a cut that changes delegation moves a little between ops"
+                "ops differenced from prefix models: a cut that changes how XNNPACK delegates or fuses ops moves "
+                "work between them, and on a small model such shifts are large beside the ops themselves"
             )
         return "the difference is the extractor's own work and allocator state"
 
@@ -189,8 +192,20 @@ def format_table(profile: Profile, top: int = 10) -> list[str]:
             f"{name:<28} {layer.type:<22} {shape:<16} {layer.precision:<5} "
             f"{layer.instructions / 1e6:>9.2f} {profile.share(layer):>6.1%}"
         )
-    lines.append(
-        f"whole inference {profile.total / 1e6:.2f} M instructions; {len(profile.layers)} layers sum to "
-        f"{profile.layer_sum / 1e6:.2f} M ({profile.coverage:.2%} of it; {profile.remainder})"
+    fixed = (
+        f", of which {profile.fixed / 1e6:.2f} M the interpreter's own per-invoke work (a graph with no op)"
+        if profile.fixed
+        else ""
     )
+    rest = " of the rest" if profile.fixed else " of it"
+    lines.append(
+        f"whole inference {profile.total / 1e6:.2f} M instructions{fixed}; {len(profile.layers)} layers sum to "
+        f"{profile.layer_sum / 1e6:.2f} M ({profile.coverage:.2%}{rest}; {profile.remainder})"
+    )
+    if not 0.8 <= profile.coverage <= 1.2:
+        lines.append(
+            f"! the layers sum to {profile.coverage:.0%} of the whole: this model's per-layer figures are not "
+            "reliable (the runtime runs its layers differently alone than together); compare artifacts by "
+            "their whole count"
+        )
     return lines

@@ -129,6 +129,25 @@ def write_prefixes(path: Path, folder: Path) -> list[Path]:
     return out
 
 
+def write_empty(path: Path, folder: Path) -> Path:
+    """The model with no op (its input is its output): what one invoke costs the interpreter itself."""
+    import flatbuffers
+
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
+    graph = model.subgraphs[0]
+    graph.operators = []
+    graph.outputs = list(graph.inputs)
+    model.signatureDefs = []
+    for buffer in model.buffers or []:
+        buffer.data = None
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    target = folder / "empty.tflite"
+    target.write_bytes(bytes(builder.Output()))
+    return target
+
+
 def profile_tflite(artifact: Path, device: str, threads: int = 1, timeout_s: float = 3600) -> Profile:
     """Per-op guest instruction counts of one TFLite artifact on an emulated DEVICE (ai_edge_litert)."""
     from edgekit.emu.plugin.counting import CountJob, count_artifacts
@@ -137,13 +156,14 @@ def profile_tflite(artifact: Path, device: str, threads: int = 1, timeout_s: flo
     spec = device_spec(device)
     rows = op_rows(read_model(artifact))
     with tempfile.TemporaryDirectory(prefix="edgekit-tflite-profile-") as tmp:
-        prefixes = write_prefixes(artifact, Path(tmp))
-        jobs = [CountJob(p, threads=threads, repeat=1, warmup=1) for p in [*prefixes, artifact]]
+        models = [write_empty(artifact, Path(tmp)), *write_prefixes(artifact, Path(tmp)), artifact]
+        jobs = [CountJob(p, threads=threads, repeat=1, warmup=1) for p in models]
         counted = count_artifacts(jobs, device, timeout_s=timeout_s)
-    cumulative = [c.instructions for c in counted[:-1]]
+    fixed = counted[0].instructions  # the first op's prefix includes it: op 0 is the difference too
+    cumulative = [c.instructions for c in counted[:-1]]  # [empty, prefix 0, prefix 1, ...]
     layers = []
     for k, row in enumerate(rows):
-        own = cumulative[k] - (cumulative[k - 1] if k else 0)
+        own = cumulative[k + 1] - cumulative[k]
         layers.append(
             LayerProfile(
                 name=row["name"],
@@ -160,6 +180,7 @@ def profile_tflite(artifact: Path, device: str, threads: int = 1, timeout_s: flo
         threads=threads,
         total=counted[-1].instructions,
         layers=layers,
+        fixed=fixed,
         label="guest instructions per op on the emulated core, 1 inference, by prefix models "
         "(exact counts, differenced; not cycles)",
     )
