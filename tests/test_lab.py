@@ -113,6 +113,7 @@ def test_deploy_acquires_a_place_measures_and_releases_it(rig: lab_rig.Rig) -> N
     assert run.target == "pi5-a"  # recorded under the place it got, not the lab target's name
     assert {m.artifact for m in run.agent.measurements if m.status == "ok"} == {"ncnn-fp32"}
     assert run.agent.facts_before.emulated and "cortex-a76" in (run.agent.facts_before.emulator or "")
+    assert run.emulated  # labelled by what the device is, not by the lab target's file: not board latency
     assert any("lab: acquired pi5-a" in s for s in said)
     assert holders(rig)["pi5-a"] is None  # released when the transport closed
     assert rig.host_key("pi5-a") in known_hosts_for("pi5-a").read_text()  # pinned on first use (opted in)
