@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +76,105 @@ def test_store_lookup_and_incomplete_entries(tmp_path: Path) -> None:
     assert cache.load_fidelity(k, "d" * 64) == {"cosine": 0.5} and cache.load_fidelity(k, "e" * 64) is None
     stored.main_file.unlink()  # a damaged entry is a miss, never a broken artifact
     assert cache.lookup(k) is None
+
+
+def test_a_damaged_entry_is_a_miss_set_aside_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each file's size and sha256 are recorded and checked: a truncated file, a same-size rewrite, a missing
+    file or an unreadable artifact.json is a miss (served before as 'cached' with the old fidelity), its folder
+    kept aside as KEY.damaged and said once."""
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    (tmp_path / "model.param").write_text("7767517\n")
+    (tmp_path / "model.bin").write_bytes(bytes(range(256)) * 40)
+
+    def damaged(damage: Any, said: str) -> None:
+        k = "d" * 64
+        stored = cache.store(
+            k, Format.NCNN_FP32, [tmp_path / "model.param", tmp_path / "model.bin"], 1.0, None, {}
+        )
+        cache.save_fidelity(k, "e" * 64, {"cosine": 1.0})
+        assert cache.lookup(k) is not None
+        damage(stored.files[1])
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=cache.__name__):
+            assert cache.lookup(k) is None
+            assert cache.lookup(k) is None  # said once: the entry is gone
+        assert [r.getMessage() for r in caplog.records if said in r.getMessage()], (said, caplog.text)
+        assert len(caplog.records) == 1 and "converting it again" in caplog.text
+        aside = cache.entry_dir(k).with_name(f"{k}.damaged")
+        assert (aside / "model.param").is_file() and not cache.entry_dir(k).exists()
+        assert cache.load_fidelity(k, "e" * 64) is None  # the old figures go with it
+        again = cache.store(
+            k, Format.NCNN_FP32, [tmp_path / "model.param", tmp_path / "model.bin"], 1.0, None, {}
+        )
+        assert again.files[1].read_bytes() == (tmp_path / "model.bin").read_bytes()
+        hit = cache.lookup(k)
+        assert hit is not None and hit.cached
+        shutil.rmtree(cache.entry_dir(k))
+
+    def flip(path: Path) -> None:
+        data = bytearray(path.read_bytes())
+        data[5000] ^= 1
+        path.unlink()  # the entry's file may be a hard link: never write the source through it
+        path.write_bytes(bytes(data))
+
+    damaged(lambda p: os.truncate(p, 100), "model.bin has 100 bytes, 10240 were stored")
+    damaged(flip, "model.bin's content changed since it was stored (sha256)")
+    damaged(Path.unlink, "model.bin is missing")
+    damaged(lambda p: (p.parent / "artifact.json").write_text("{"), "artifact.json is missing or unreadable")
+
+
+def test_an_entry_from_before_the_recorded_sizes_is_converted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An entry an older edgekit wrote (no sizes, no hashes: nothing to verify against) is a miss without a
+    warning, and storing the new conversion replaces it with a verified entry."""
+    import json
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    k = "0" * 64
+    old = cache.entry_dir(k)
+    old.mkdir(parents=True)
+    (old / "model.tflite").write_bytes(b"x" * 10)
+    (old / cache.META).write_text(
+        json.dumps({"format": "tflite-fp32", "files": ["model.tflite"], "convert_s": 1})
+    )
+    with caplog.at_level(logging.WARNING, logger=cache.__name__):
+        assert cache.lookup(k) is None
+    assert not caplog.records and old.is_dir()
+    (tmp_path / "model.tflite").write_bytes(b"y" * 20)
+    cache.store(k, Format.TFLITE_FP32, [tmp_path / "model.tflite"], 1.0, None, {})
+    hit = cache.lookup(k)
+    assert hit is not None and hit.main_file.read_bytes() == b"y" * 20
+    meta = json.loads((old / cache.META).read_text())
+    assert meta["checks"]["model.tflite"]["size"] == 20
+
+
+@pytest.mark.integration
+def test_a_truncated_cached_artifact_is_converted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tester's case: the cached ncnn model.bin truncated to 100 bytes was served as 'cached yes', MB 0.0001,
+    cosine 1.000000, pass, and deploy failed later. Now the next convert converts it again, and the artifact
+    is whole and checked again."""
+    from edgekit.convert.pipeline import convert_recipe
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    r = tiny_recipe(tmp_path, formats=["ncnn-fp32"])
+    (first,) = convert_recipe(r)
+    whole = {f.name: f.read_bytes() for f in first.files}
+    (weights,) = [f for f in first.files if f.name == "model.bin"]
+    os.truncate(weights, 100)
+    said: list[str] = []
+    with caplog.at_level(logging.WARNING, logger=cache.__name__):
+        (second,) = convert_recipe(r, progress=said.append)
+    assert not second.cached and "ncnn-fp32: cached, no conversion" not in said
+    assert "ncnn-fp32 artifact was damaged (model.bin has 100 bytes" in caplog.text
+    assert {f.name: f.read_bytes() for f in second.files} == whole and second.size_bytes == first.size_bytes
+    assert second.status == "ok" and second.fidelity["cosine"] > 0.9999
+    (third,) = convert_recipe(r)
+    assert third.cached and third.size_bytes == first.size_bytes
 
 
 def test_store_links_work_files_and_copies_any_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

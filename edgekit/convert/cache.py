@@ -7,12 +7,22 @@ Each key is a folder cache_dir()/KEY/ holding the artifact's files and artifact.
 peak memory, tool run). Fidelity results are cached beside it as fidelity-DIGEST.json, DIGEST covering the
 evaluation data and the fidelity procedure, so a second run also skips the host inference.
 Folders are written under a temporary name and renamed into place, so a crash never leaves half an entry.
+
+artifact.json records each file's size and sha256, and a lookup checks both before serving the entry: a file
+truncated, rewritten or removed since (a full disk, a user's tool, a disk error) is a damaged entry, never a
+"cached" artifact with the old fidelity numbers. The hash is read every time: hashing runs at over 1 GB/s, so
+even a few hundred MB of artifacts cost a fraction of a second, against minutes of conversion it saves and the
+wrong figures it prevents (a size check alone misses a same-size rewrite). A damaged entry is a miss: its folder
+is moved aside to KEY.damaged (one per key, the previous one replaced), a warning says so on stderr, and the
+format is converted again. An entry written before the sizes were recorded cannot be verified: it is a miss,
+converted again once and replaced by a verified entry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -21,11 +31,13 @@ from typing import Any
 
 from edgekit import paths
 from edgekit.convert.base import Artifact, Converter
+from edgekit.convert.onnx_export import file_sha256
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
 
 CACHE_VERSION = 1
 META = "artifact.json"
+log = logging.getLogger(__name__)
 
 
 def artifact_key(
@@ -64,17 +76,29 @@ def entry_dir(key: str) -> Path:
 
 
 def lookup(key: str) -> Artifact | None:
-    """The cached artifact for `key` (marked cached), or None if absent or incomplete."""
+    """The cached artifact for `key` (marked cached), or None if absent, damaged or not verifiable (an entry
+    from before sizes and hashes were recorded). A damaged entry is moved aside, with a warning."""
     folder = entry_dir(key)
+    if not folder.is_dir():
+        return None
     try:
         meta = json.loads((folder / META).read_text())
-    except (OSError, ValueError):
+        names = [str(n) for n in meta["files"]]
+        fmt = Format(meta["format"])
+        checks = meta.get("checks")
+    except (OSError, ValueError, KeyError, TypeError):
+        _set_aside(key, "its artifact.json is missing or unreadable", None)
         return None
-    files = [folder / name for name in meta["files"]]
-    if not all(f.is_file() for f in files):
+    if not isinstance(checks, dict):  # written by an older edgekit: nothing to verify the files against
+        log.info("cache: %s entry %s has no recorded file sizes; converting again", fmt.value, key[:12])
         return None
+    problem = _damage(folder, names, checks)
+    if problem:
+        _set_aside(key, problem, fmt)
+        return None
+    files = [folder / name for name in names]
     return Artifact(
-        format=Format(meta["format"]),
+        format=fmt,
         files=files,
         key=key,
         size_bytes=_size(files),
@@ -82,6 +106,53 @@ def lookup(key: str) -> Artifact | None:
         peak_rss_mb=meta.get("peak_rss_mb"),
         cached=True,
         provenance=meta.get("provenance", {}),
+    )
+
+
+def _checks(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """What artifact.json records of each file, for lookup to verify."""
+    return {n: {"size": (folder / n).stat().st_size, "sha256": file_sha256(folder / n)} for n in names}
+
+
+def _damage(folder: Path, names: list[str], checks: dict[str, Any]) -> str | None:
+    """What is wrong with an entry's files against their recorded sizes and hashes, or None if they are whole.
+    Sizes first (no file is read when one is short), then the hashes."""
+    if not names or set(names) != set(checks):
+        return "its artifact.json does not record every file"
+    for name in names:
+        path = folder / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        try:
+            if size != int(checks[name]["size"]):
+                return f"{name} has {size} bytes, {checks[name]['size']} were stored"
+        except (KeyError, TypeError, ValueError):
+            return "its artifact.json does not record every file"
+    for name in names:
+        try:
+            if file_sha256(folder / name) != checks[name].get("sha256"):
+                return f"{name}'s content changed since it was stored (sha256)"
+        except OSError as exc:
+            return f"{name} cannot be read ({exc.strerror or exc})"
+    return None
+
+
+def _set_aside(key: str, problem: str, fmt: Format | None) -> None:
+    """Move a damaged entry out of the way (to KEY.damaged, replacing an earlier one) and say so once."""
+    folder = entry_dir(key)
+    aside = folder.with_name(f"{key}.damaged")
+    shutil.rmtree(aside, ignore_errors=True)
+    try:
+        folder.rename(aside)
+    except OSError:  # another run moved or replaced it first: that run says so
+        return
+    log.warning(
+        "cache: the cached %s was damaged (%s): converting it again; the damaged files are in %s",
+        f"{fmt.value} artifact" if fmt else "entry",
+        problem,
+        aside,
     )
 
 
@@ -98,7 +169,7 @@ def store(
     tmp = final.with_name(f"{key}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     names = [f.name for f in files]
-    meta = {
+    meta: dict[str, Any] = {
         "format": fmt.value,
         "files": names,
         "convert_s": convert_s,
@@ -108,6 +179,7 @@ def store(
     try:
         for f in files:
             _link_or_copy(f, tmp / f.name)
+        meta["checks"] = _checks(tmp, names)
         (tmp / META).write_text(json.dumps(meta, indent=1))
     except BaseException:  # a full disk, Ctrl-C: no half-written entry is left to fill the disk further
         shutil.rmtree(tmp, ignore_errors=True)
