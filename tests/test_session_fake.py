@@ -298,3 +298,30 @@ def test_a_full_disk_is_named_before_anything_is_sent(tmp_path, arts, inputs) ->
     run, _ = run_session(tmp_path, fake, arts, inputs)
     assert run.status == "failed" and "DeviceDiskFull" in (run.error or "")
     assert not any(e.startswith("put ") for e in fake.events) and fake.closed
+
+
+def test_an_interrupt_while_pushing_starts_no_agent(tmp_path, arts, inputs) -> None:
+    """Ctrl-C early in a deploy: a target still pushing went on to start its agent ('agent measuring' after
+    'interrupted'). Now no stage starts after the interrupt; every artifact is recorded as interrupted."""
+    holder: list[TargetSession] = []
+
+    class InterruptedWhilePushing(FakeTransport):
+        def put(self, local: Path, remote: str):  # type: ignore[no-untyped-def]
+            if holder:
+                holder[0].interrupt()
+            return super().put(local, remote)
+
+    fake = InterruptedWhilePushing(tmp_path / "device", default=agent())
+    session = TargetSession(
+        Target(name="board", host="board.invalid"),
+        run_id="r1",
+        local_dir=tmp_path / "local",
+        transport=fake,
+        settings=Settings(repeat=2, warmup=0),
+    )
+    holder.append(session)
+    run = session.execute(arts, inputs)
+    assert run.interrupted and run.status == "failed" and "before measuring" in (run.error or "")
+    assert any(e.startswith("put") for e in fake.events)  # it was interrupted while pushing
+    assert not [e for e in fake.events if e.startswith("run") and AGENT_REMOTE in e], fake.events
+    assert run.agent is None or {m.error_code for m in run.agent.measurements} == {ErrorCode.INTERRUPTED}

@@ -116,6 +116,11 @@ class TargetSession:
         if transport is not None:
             transport.interrupt()
 
+    def _stop_if_interrupted(self, before: str) -> None:
+        """Ctrl-C or SIGTERM already came: start no new stage (the host began measuring after one)."""
+        if self.interrupted:
+            raise Interrupted(f"interrupted (Ctrl-C or SIGTERM) before {before}", where=self.target.name)
+
     def _expire(self) -> None:
         """The whole-run deadline passed: cut the link so nothing blocks any longer."""
         transport = self._transport
@@ -137,13 +142,14 @@ class TargetSession:
             self.runner.target = self.target  # whose agent runs there
             transport = self._transport = self._given or open_transport(self.target)
             watchdog.start()
-            if self.interrupted:
-                raise Interrupted("interrupted (Ctrl-C or SIGTERM) before connecting", where=self.target.name)
+            self._stop_if_interrupted("connecting")
             with self.stage("connect"):
                 transport.connect()
             self.reached.set()
+            self._stop_if_interrupted("pushing")
             with self.stage("push"):
                 self.push(transport, arts, inputs)
+            self._stop_if_interrupted("measuring")
             skip = self.before_run()
             if skip:
                 self._stage = "run"

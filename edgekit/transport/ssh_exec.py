@@ -82,14 +82,14 @@ def run(
     pgid, err_text = split_pid(err.decode(errors="replace"))
     if link.interrupted.is_set():
         close_quietly(chan)
-        survivors = kill_group(link, pgid) if pgid else "unknown process group"
+        survivors = kill_group(link, pgid) if pgid else None  # no pid yet: the closed session ends it
         raise Interrupted(
             f"`{command}` stopped (Ctrl-C)" + (f"; still alive: {survivors}" if survivors else ""),
             where=link.address,
         )
     if timed_out:
         close_quietly(chan)
-        survivors = kill_group(link, pgid) if pgid else "unknown process group"
+        survivors = kill_group(link, pgid) if pgid else None  # no pid yet: the closed session ends it
         exc = RemoteTimeout(
             f"`{command}` did not finish within {timeout:g} s and was stopped"
             + (f" (still alive: {survivors})" if survivors else ""),
