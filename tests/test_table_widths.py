@@ -278,3 +278,28 @@ def test_a_target_shows_only_the_thread_counts_it_ran_or_estimated() -> None:
         "1",
         "4",
     }
+
+
+def test_convert_piped_to_a_log_keeps_every_cell_whole(tmp_path: Path) -> None:
+    """Not a terminal (a log, CI): the convert table was cut at 130 columns ('openvino-fp…', '0.07…' MB)."""
+    import os
+    import subprocess
+    import sys
+
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "digits.yaml"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    formats = ["-f", "onnx-fp32", "-f", "openvino-int8", "-f", "mnn-fp16"]
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe), *formats, "--keep-going"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    rows = [  # table rows (indented), not the progress lines ('onnx-fp32: converting ...')
+        line
+        for line in out.stdout.splitlines()
+        if line.startswith(" ") and line.strip().startswith(("onnx", "openvino", "mnn"))
+    ]
+    assert len(rows) == 3 and "…" not in out.stdout, out.stdout
+    assert "openvino-int8" in out.stdout and "accuracy" in out.stdout
