@@ -183,6 +183,10 @@ def test_a_conversion_error_leaves_the_formats_before_it_not_checked_not_passed(
     import subprocess
     import sys
 
+    from edgekit import paths
+
+    scratch = paths.cache_dir() / "work"
+    before = set(scratch.glob("ExecuTorchConverter-*"))
     out = subprocess.run(
         [sys.executable, "-m", "edgekit", "convert", str(TINY), "-f", "mnn-fp32", "-f", "executorch-fp32"],
         capture_output=True,
@@ -197,3 +201,4 @@ def test_a_conversion_error_leaves_the_formats_before_it_not_checked_not_passed(
     }
     assert out.returncode == 1 and "not checked" in rows["mnn-fp32"] and "pass" not in rows["mnn-fp32"]
     assert "FAIL" in rows["executorch-fp32"], out.stdout
+    assert set(scratch.glob("ExecuTorchConverter-*")) == before  # no empty scratch folder left per attempt

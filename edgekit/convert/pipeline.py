@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,12 @@ def convert_recipe(
         err.artifacts = artifacts  # type: ignore[attr-defined]
         raise err
     return artifacts
+
+
+def _drop_if_empty(folder: Path) -> None:
+    """Remove a scratch folder that holds no file (only empty folders): nothing in it to read."""
+    if folder.is_dir() and not any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- conversion ---------------------------------------------------------------------------------------------
@@ -160,6 +167,7 @@ def _convert_group(
                 if isinstance(exc, EdgekitError)
                 else ConversionError(f"{conv_cls.__name__} crashed on {names}: {type(exc).__name__}: {exc}")
             )
+            _drop_if_empty(work)  # kept for its log; an empty one (the tool never started) is clutter
             for f in batch:
                 out[f] = Artifact(f, [], keys[f], 0, status="failed", error=f"conversion failed: {err}")
             if not keep_going:  # the table shows what was done (not yet checked) and the failed formats
