@@ -272,3 +272,26 @@ def test_a_host_only_fastest_runtime_hands_over_to_the_host_s_fastest_board_runt
     (line,) = verdicts([host, pi5])
     assert line.startswith("host's fastest runtime openvino is host only; its fastest board runtime tflite")
     assert line.endswith("on pi5-emu: ranked 2 of 2; fastest there: ncnn (ncnn-int8)")
+
+
+def test_formats_for_a_target_says_setup_only_where_setup_can_install() -> None:
+    """`formats --target local` told users to run `edgekit targets setup` for ExecuTorch, which no release of
+    installs beside edgekit's pins."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "formats", "--target", "local"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "260"},
+        timeout=300,
+    )
+    rows = {line.split("│")[1].strip(): line for line in out.stdout.splitlines() if line.count("│") > 5}
+    assert out.returncode == 0 and "executorch-fp32" in rows, out.stdout + out.stderr
+    if "no (" in rows["executorch-fp32"]:  # not installed on this host (edgekit's pins)
+        assert (
+            "README, Runtimes" in rows["executorch-fp32"] and "targets setup" not in rows["executorch-fp32"]
+        )
+    assert "targets setup" not in rows["mnn-fp32"] and "MNN" in rows["mnn-fp32"]

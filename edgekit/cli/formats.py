@@ -89,7 +89,8 @@ def formats_cmd(
         elif device is not None:
             have = [f"{m} {device[m]}" for m in spec.modules() if device.get(m)]
             note = "" if any(m in listed for m in spec.modules()) else " (not in the target's runtimes)"
-            row.append((have[0] + note) if have else "[red]no[/] (edgekit targets setup)")
+            missing = f"[red]no[/] ({spec.not_installable or 'edgekit targets setup'})"
+            row.append((have[0] + note) if have else missing)
         table.add_row(*row)
     console.print(table)
 

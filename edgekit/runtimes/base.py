@@ -72,6 +72,9 @@ class RuntimeSpec(abc.ABC):
     converter_needs: ClassVar[
         tuple[str, ...]
     ] = ()  # modules the converter imports lazily (looked up, not imported)
+    not_installable: ClassVar[str | None] = (
+        None  # why `edgekit targets setup` cannot install it, if it cannot
+    )
     registry: ClassVar[dict[Runtime, type[RuntimeSpec]]] = {}
     by_format: ClassVar[dict[Format, type[RuntimeSpec]]] = {}
 

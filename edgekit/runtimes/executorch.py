@@ -31,6 +31,7 @@ class ExecuTorch(RuntimeSpec):
     converter = "edgekit.convert.executorch"
     agent_runner = "ExecuTorchRunner"
     converter_needs = ("executorch", "torchao")
+    not_installable = "no executorch release installs beside edgekit's pins: README, Runtimes"
 
     @classmethod
     def run(cls, files: Sequence[Path], inputs: np.ndarray, threads: int = 1) -> Outputs:
