@@ -88,6 +88,46 @@ def test_an_unreachable_coordinator_is_a_named_error() -> None:
         LabClient("127.0.0.1:1").places()
 
 
+def test_a_malformed_coordinator_address_is_bad_input(tmp_path: Path) -> None:
+    """`--coordinator 127.0.0.1:notaport` went to labgrid and came back as "cannot reach the coordinator",
+    exit 1: a typo read as a lab that is down. The option, $LG_COORDINATOR and a target's lab.coordinator
+    are now checked as HOST[:PORT] (port 1-65535), exit 2 naming the expected form; a bare HOST gets labgrid's
+    port (gRPC would have tried 443)."""
+    from edgekit.errors import TargetError
+    from edgekit.target import load_target
+
+    env = {k: v for k, v in os.environ.items() if k != "LG_COORDINATOR"}
+    cases = [
+        (["lab", "--coordinator", "127.0.0.1:notaport"], env, "--coordinator: '127.0.0.1:notaport'"),
+        (["lab", "release", "pi4-a", "-x", "labgrid.lab:0"], env, "--coordinator: 'labgrid.lab:0'"),
+        (["lab", "-x", "host:70000"], env, "'host:70000'"),
+        (["lab", "-x", "a b:20408"], env, "'a b:20408'"),
+        (["lab"], {**env, "LG_COORDINATOR": "lab:port"}, "$LG_COORDINATOR: 'lab:port'"),
+    ]
+    for argv, run_env, said in cases:
+        out = subprocess.run(
+            [sys.executable, "-m", "edgekit", *argv], capture_output=True, text=True, env=run_env, timeout=120
+        )
+        assert out.returncode == 2, (argv, out.stdout, out.stderr)
+        assert said in out.stderr and "expected HOST[:PORT]" in out.stderr, (argv, out.stderr)
+        assert "cannot reach" not in out.stderr, out.stderr
+
+    for bad in ("127.0.0.1:notaport", "h:0", "h:65536", "h:", "a b", "h:-1"):
+        path = tmp_path / "lab-bad.yaml"
+        path.write_text(f"lab: {{coordinator: '{bad}'}}\n")
+        with pytest.raises(TargetError, match=r"lab\.coordinator: .*expected HOST\[:PORT\]"):
+            load_target(path)
+    for good, address in (
+        ("labgrid.lab", "labgrid.lab:20408"),
+        ("10.0.0.5:65535", "10.0.0.5:65535"),
+        ("[::1]:1", "[::1]:1"),
+    ):
+        path = tmp_path / "lab-good.yaml"
+        path.write_text(f"lab: {{coordinator: '{good}'}}\n")
+        lab = load_target(path).lab
+        assert lab is not None and lab.address() == address
+
+
 def test_places_list_tags_and_network_services(rig: lab_rig.Rig) -> None:
     places = {p.name: p for p in LabClient(rig.coordinator).places()}
     assert set(places) == {"pi4-a", "pi4-b", "pi5-a"}

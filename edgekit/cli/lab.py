@@ -19,9 +19,15 @@ console = Console()
 
 def _coordinator(coordinator: str | None, target: str | None) -> str:
     from edgekit.target import LabSpec, load_target
+    from edgekit.target.schema import coordinator_address
 
-    if coordinator:
-        return coordinator
+    if coordinator is not None:
+        try:
+            return coordinator_address(coordinator)
+        except ValueError as exc:
+            from edgekit.errors import UsageError
+
+            raise UsageError(str(exc), where="--coordinator") from None
     if target:
         spec = load_target(target).lab
         if spec is None:

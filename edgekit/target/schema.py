@@ -17,6 +17,23 @@ DEFAULT_COORDINATOR = "127.0.0.1:20408"  # labgrid's own default
 INLINE_PREFIX = "lab:"
 TAG_KEY = re.compile(r"^[a-z][a-z0-9_]+$")  # labgrid's TAG_KEY
 TAG_VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
+DEFAULT_COORDINATOR_PORT = 20408
+# HOST[:PORT]: a name or IPv4 address, or an IPv6 address in brackets; the port is checked apart (1-65535)
+COORDINATOR = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>.*))?$")
+COORDINATOR_FORM = "HOST[:PORT] (say labgrid.lab:20408 or 127.0.0.1; PORT 1-65535, 20408 if left out)"
+
+
+def coordinator_address(value: str) -> str:
+    """A coordinator's HOST[:PORT] as labgrid's client takes it, HOST:PORT (PORT 20408 when left out: gRPC
+    would try 443); ValueError naming the expected form for anything else ('127.0.0.1:notaport', 'host:0',
+    'a b')."""
+    m = COORDINATOR.match(value.strip())
+    port = m["port"] if m else None
+    if m is None or (
+        port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535)
+    ):
+        raise ValueError(f"{value!r} is not a coordinator address: expected {COORDINATOR_FORM}")
+    return f"{m['host']}:{int(port) if port is not None else DEFAULT_COORDINATOR_PORT}"
 
 
 class LabSpec(BaseModel):
@@ -29,8 +46,23 @@ class LabSpec(BaseModel):
     place: str | None = None
     wait_s: float = Field(600.0, ge=0)  # how long to wait for a free place before LabWaitTimeout
 
+    @field_validator("coordinator")
+    @classmethod
+    def _coordinator(cls, value: str | None) -> str | None:
+        return None if value is None else coordinator_address(value)
+
     def address(self) -> str:
-        return self.coordinator or os.environ.get("LG_COORDINATOR") or DEFAULT_COORDINATOR
+        if self.coordinator:
+            return self.coordinator
+        env = os.environ.get("LG_COORDINATOR")
+        if not env:
+            return DEFAULT_COORDINATOR
+        try:
+            return coordinator_address(env)
+        except ValueError as exc:
+            from edgekit.errors import UsageError
+
+            raise UsageError(str(exc), where="$LG_COORDINATOR") from None
 
     def wanted(self) -> str:
         """`board=pi4` or `place pi4-03`, as a user reads it."""
