@@ -6,19 +6,20 @@ count: p50 and speed-up over fp32, emulated targets labelled with their instruct
 
 from __future__ import annotations
 
-from html import escape
-
 from edgekit.formats import Format
 from edgekit.report.regression import Flag
 from edgekit.report.table import estimate_text
 from edgekit.report.view import RecipeView, Report, Row, when
 
+_ESCAPED = str.maketrans({c: "\\" + c for c in "\\<>&|`[]"})
+
 
 def _text(value: object) -> str:
     """Text from the store (messages, names from an imported result) as Markdown shows it and nothing more:
-    HTML escaped (a renderer that passes HTML through must not run a `<script>` from an error message), one
-    line, no table-breaking `|`."""
-    return escape(str(value), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    every character Markdown or HTML would act on backslash-escaped (CommonMark: a renderer that passes HTML
+    through shows `<script>` as text and runs nothing; the raw file stays readable, with no `&lt;` entities),
+    one line, no table-breaking `|`."""
+    return str(value).translate(_ESCAPED).replace("\r", " ").replace("\n", " ")
 
 
 def render(report: Report) -> str:
