@@ -115,6 +115,7 @@ def test_missing_file_names_field(tmp_path: Path) -> None:
         load_recipe(path)
     assert str(path) in str(err.value)
     assert "model.path" in str(err.value) and "nowhere/model.onnx" in str(err.value)
+    assert f"read from the recipe's own folder ({tmp_path})" in (err.value.hint or "")  # a copied recipe
 
 
 def test_missing_calibration_folder_names_field(tmp_path: Path) -> None:

@@ -167,7 +167,12 @@ def _check_files(recipe: Recipe) -> None:
             _check_importable(data.builder, f"{section}.builder", where)
     for field, p in checks:
         if p is not None and not p.exists():
-            raise RecipeError(f"field `{field}`: file not found: {p}", where=where)
+            raise RecipeError(
+                f"field `{field}`: file not found: {p}",
+                where=where,
+                hint=f"a relative path is read from the recipe's own folder ({recipe.path.parent}): a recipe copied "
+                "elsewhere needs its paths changed, or absolute ones",
+            )
         if p is not None and not (p.is_file() or p.is_dir()):  # /dev/zero, a FIFO: read forever or block
             raise RecipeError(
                 f"field `{field}`: {p} is not a regular file or folder (a device, a pipe or a socket)",
