@@ -258,3 +258,36 @@ def test_a_known_hosts_file_that_cannot_be_read_is_the_targets_error(tmp_path: P
         with pytest.raises(TargetError, match=says) as err:
             checked_client(target)
         assert err.value.exit_code == 2 and "known_hosts" in str(err.value)
+
+
+def test_targets_are_listed_base_first_in_name_order(tmp_path: Path) -> None:
+    """`edgekit targets` listed phone-emu before phone and pi4-emu before pi4 (file names sorted: '-' before
+    '.'), and a user's EDGEKIT_TARGETS_DIR names all before the shipped ones. Names are now in one order, a
+    base before its variants, numbers by value; a user's file still shadows the shipped one of its name."""
+    import os
+    import subprocess
+    import sys
+
+    _write(tmp_path, "transport: ssh\nhost: my-own-pi4.lan\n", "pi4.yaml")  # shadows the shipped pi4
+    _write(tmp_path, "transport: ssh\nhost: rack.lan\n", "pi10.yaml")
+    _write(tmp_path, "transport: ssh\nhost: bench.lan\n", "pi4-b.yaml")
+    _write(tmp_path, "transport: ssh\nhost: aaa.lan\n", "aaa.yaml")
+    env = {**os.environ, "EDGEKIT_TARGETS_DIR": str(tmp_path), "COLUMNS": "200"}
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "targets", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [line.split("│")[1].strip() for line in out.stdout.splitlines() if line.count("│") > 2]
+    names = [r for r in rows if r and r != "name"]
+    expected = ["aaa", "lab-pi4", "lab-pi5", "local", "phone", "phone-emu", "pi4", "pi4-b", "pi4-emu"]
+    assert names == [*expected, "pi5", "pi5-emu", "pi10"], out.stdout
+    pi4_row = next(
+        line
+        for line in out.stdout.splitlines()
+        if line.count("│") > 2 and line.split("│")[1].strip() == "pi4"
+    )
+    assert "my-own-pi4.lan" in pi4_row

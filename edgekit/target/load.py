@@ -88,11 +88,29 @@ def target_dirs() -> list[Path]:
 
 
 def list_target_names() -> list[str]:
-    names: dict[str, None] = {}
+    """Every target name, once (a file in EDGEKIT_TARGETS_DIR shadows the shipped one of the same name: see
+    target_path), in name order: a base before its variants (pi4, pi4-emu, pi5, pi5-emu), numbers by value
+    (pi5 before pi10). Sorting file names put pi4-emu.yaml before pi4.yaml ('-' sorts before '.'), and the
+    user's own folder's names all before the shipped ones."""
+    names: set[str] = set()
     for folder in target_dirs():
-        for f in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
-            names.setdefault(f.stem)
-    return list(names)
+        if folder.is_dir():
+            names.update(f.stem for f in folder.glob("*.yaml"))
+    return sorted(names, key=name_order)
+
+
+def name_order(name: str) -> tuple[Any, ...]:
+    """A sort key: `-`, `_` and `.` separate parts, compared part by part (so a name sorts before the names
+    extending it), each part naturally (digit runs by value, letters without case); the name itself breaks
+    ties."""
+    parts = tuple(
+        tuple(
+            (0, int(run), "") if run.isdigit() else (1, 0, run.lower())
+            for run in re.findall(r"\d+|\D+", part)
+        )
+        for part in re.split(r"[-_.]", name)
+    )
+    return (parts, name)
 
 
 def is_inline(name: str) -> bool:
