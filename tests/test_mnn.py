@@ -202,3 +202,35 @@ def test_a_conversion_error_leaves_the_formats_before_it_not_checked_not_passed(
     assert out.returncode == 1 and "not checked" in rows["mnn-fp32"] and "pass" not in rows["mnn-fp32"]
     assert "FAIL" in rows["executorch-fp32"], out.stdout
     assert set(scratch.glob("ExecuTorchConverter-*")) == before  # no empty scratch folder left per attempt
+
+
+@pytest.mark.integration
+def test_bench_of_a_cached_artifact_runs_it_as_the_format_it_was_made(
+    mnn_artifacts: list[Artifact], tmp_path: Path
+) -> None:
+    """bench labelled and ran edgekit's own mnn-fp16 file as mnn-fp32 (MNN's high precision), unlike deploy:
+    the cache entry's artifact.json says what it is."""
+    import json
+    import subprocess
+    import sys
+
+    fp16 = next(a for a in mnn_artifacts if a.format is Format.MNN_FP16)
+    bench = [
+        sys.executable,
+        "-m",
+        "edgekit",
+        "bench",
+        str(fp16.main_file),
+        "--target",
+        "host",
+        "--repeat",
+        "2",
+    ]
+    out = subprocess.run(
+        [*bench, "--json", str(tmp_path / "b.json")], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    (m,) = json.loads((tmp_path / "b.json").read_text())["agent"]["measurements"]
+    assert m["format"] == "mnn-fp16" and m["status"] == "ok"
+    wrong = subprocess.run([*bench, "--format", "mnn-fp32"], capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 2 and "says mnn-fp16" in wrong.stderr, wrong.stderr

@@ -216,13 +216,22 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, shape: str | Non
 
 
 def _sidecar_format(path: Path) -> Format | None:
-    io = Path(path).with_suffix(".io.json")
-    if Path(path).suffix in (".param", ".bin") and io.is_file():
+    """The format edgekit made the file as: an ncnn model's model.io.json, or the artifact.json of the cache entry
+    holding it (an mnn-fp16 .mnn runs at MNN's low precision, an opencv-fp32 .onnx in OpenCV: not as the
+    suffix's fp32 default)."""
+    path = Path(path)
+    io = path.with_suffix(".io.json")
+    if path.suffix in (".param", ".bin") and io.is_file():
         try:
             return Format(json.loads(io.read_text()).get("format"))
         except (ValueError, OSError):
             return None
-    return None
+    meta = path.parent / "artifact.json"  # edgekit.convert.cache.META
+    try:
+        made = json.loads(meta.read_text()) if meta.is_file() else {}
+        return Format(made["format"]) if path.name in made.get("files", []) else None
+    except (ValueError, OSError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _inputs(art: AgentArtifact, given: Path | None, shape: str | None, folder: Path) -> Path:
