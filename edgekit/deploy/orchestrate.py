@@ -54,6 +54,16 @@ def host_target() -> Target:
     )
 
 
+def _is_this_host(target: Target) -> bool:
+    """A plain `local` target (no emulator, lab or override of its own): the host every deploy measures."""
+    return (
+        target.transport is TransportKind.LOCAL
+        and target.emulated is None
+        and target.lab is None
+        and not target._overrides
+    )
+
+
 def host_runtimes() -> list[str]:
     """Every registry runtime importable in edgekit's own python (the host's fastest TFLite module first)."""
     from edgekit.runtimes import all_specs
@@ -75,6 +85,10 @@ def deploy(
     for t in targets:
         target = t if isinstance(t, Target) else load_target(t, list(opts.target_overrides))
         resolved.setdefault(target.name, target)
+    for name, target in list(resolved.items()):
+        if opts.host and _is_this_host(target):  # measured twice, and its second copy labelled as a board
+            del resolved[name]
+            say(f"{name}: this machine, measured once as the host column (--no-host measures it as {name})")
     for target in resolved.values():
         check_target_key(target)  # a missing or unusable key file: exit 2 now, not after the conversions
         check_available(target)  # a lab with no place of this kind: exit 2 now too
