@@ -23,7 +23,7 @@ import paramiko
 
 from edgekit.errors import ConnectionLost, Interrupted, RemoteTimeout, TransportError
 from edgekit.transport.base import RunResult
-from edgekit.transport.ssh_link import Link
+from edgekit.transport.ssh_link import Link, lost_hint
 
 _PID_MARK = "EDGEKIT_PGID "
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -102,7 +102,7 @@ def run(
             f"the connection dropped while `{argv[0]}` ran (after {time.monotonic() - start:.1f} s)",
             stage=f"`{argv[0]}`",
             where=link.address,
-            hint="is the device still powered and on the network?",
+            hint=lost_hint(link.target),
         )
         lost.stdout, lost.stderr, lost.pgid = out.decode(errors="replace"), err_text, pgid  # type: ignore[attr-defined]
         raise lost

@@ -21,6 +21,30 @@ from edgekit.errors import ConnectError, ConnectionLost, DeviceTimeout, Interrup
 from edgekit.target import Target
 
 
+def lost_hint(target: Target) -> str:
+    """What to check when the connection dropped: an emulated device (an `emulated:` block) has no power or
+    network of its own, its qemu or sshd on this machine stopped."""
+    if target.emulated is not None:
+        device = target.emulated.device
+        return (
+            f"is the emulated device still running? `edgekit emu status {device}` shows it; "
+            f"`edgekit emu up {device}` starts it again"
+        )
+    return "is the device still powered and on the network?"
+
+
+def frozen_hint(target: Target) -> str:
+    """What to check when the device stopped answering (DeviceTimeout)."""
+    left = "a process left running on it ends with its SSH session"
+    if target.emulated is not None:
+        device = target.emulated.device
+        return (
+            f"is the emulated device stopped or starved of CPU on this machine? `edgekit emu status {device}` "
+            f"shows it, `edgekit emu up {device}` starts it again; {left}"
+        )
+    return f"is the board frozen or off the network? {left}"
+
+
 class Link:
     """One target's SSH client (None until connected), why it was cut, and whether Ctrl-C was pressed.
 
@@ -90,7 +114,7 @@ class Link:
                 f"the connection dropped during {what}: {exc or type(exc).__name__}",
                 stage=what,
                 where=self.address,
-                hint="is the device still powered and on the network?",
+                hint=lost_hint(self.target),
             ) from None
         finally:
             timer.cancel()
@@ -102,14 +126,15 @@ class Link:
         if reason.startswith("interrupted"):
             return Interrupted(f"{what}: {reason}", where=self.address)
         if reason.startswith("connection lost"):
-            return ConnectionLost(f"{what}: {reason}", stage=what, where=self.address)
+            return ConnectionLost(
+                f"{what}: {reason}", stage=what, where=self.address, hint=lost_hint(self.target)
+            )
         return DeviceTimeout(
             f"the device stopped answering ({reason})",
             stage=what,
             seconds=self.target.io_timeout,
             where=self.address,
-            hint="is the board frozen or off the network? a process left running on it ends "
-            "with its SSH session",
+            hint=frozen_hint(self.target),
         )
 
     def alive(self) -> bool:

@@ -267,3 +267,37 @@ def test_leftovers_of_failed_runs_are_pruned_at_connect(pi4_emu, tmp_path) -> No
         transport.connect()
     assert not old_run.exists() and not old_art.exists() and not old_part.exists()
     assert new_run.is_dir() and new_art.is_dir() and new_part.is_file()
+
+
+def test_a_dropped_link_names_what_to_check_for_the_kind_of_device(pi4_emu, tmp_path) -> None:
+    """The ConnectionLost of an emulated device said "is the device still powered and on the network?": it has
+    neither, its qemu or sshd on this machine stopped. It now names `edgekit emu status` and `edgekit emu up`
+    with the device; a board (the same device reached as a plain SSH target) keeps the power-and-network hint."""
+    from edgekit.emu.device import running_target
+    from edgekit.errors import ConnectionLost
+    from edgekit.transport import open_transport
+
+    emulated = running_target(load_target("pi4-emu", [f"work_dir={tmp_path / 'device'}", "io_timeout=3"]))
+    board = emulated.model_copy(update={"emulated": None})
+    master = device_master()
+    for target, wanted, unwanted in (
+        (emulated, ("edgekit emu status pi4-emu", "edgekit emu up pi4-emu"), "powered"),
+        (board, ("still powered and on the network",), "edgekit emu"),
+    ):
+        with open_transport(target) as transport:
+            transport.connect()
+            ours = transport._client.get_transport().sock.getsockname()[1]  # type: ignore[attr-defined]
+
+            def drop(port: int = ours) -> None:
+                time.sleep(1.0)
+                for child in psutil.Process(master).children():
+                    if any(c.raddr and c.raddr.port == port for c in child.connections()):
+                        os.kill(child.pid, signal.SIGKILL)  # this connection's sshd only
+
+            dropper = threading.Thread(target=drop)
+            dropper.start()
+            with pytest.raises(ConnectionLost) as info:
+                transport.run(["sleep", "30"], timeout=40)
+            dropper.join()
+        hint = info.value.hint or ""
+        assert all(w in hint for w in wanted) and unwanted not in hint, (target.emulated, str(info.value))
