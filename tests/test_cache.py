@@ -319,3 +319,25 @@ def test_imports_read_from_bytecode_match_the_syntax_tree(tmp_path: Path) -> Non
                 found.add((node.level, node.module or "", tuple(a.name for a in node.names)))
         assert set(_imports(path.read_bytes(), path)) == found, path
     assert (2, "up.more", ("k",)) in _imports(sample.read_bytes(), sample)
+
+
+def test_a_damaged_prepared_onnx_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ONNX every format converts from (cache/onnx/KEY/model.onnx) was served if it merely existed: truncated,
+    its hash (and so every artifact key) changed and each conversion failed on it."""
+    import onnx
+
+    from edgekit.convert.onnx import prepare_onnx
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml")
+    first = prepare_onnx(recipe)
+    assert not first.cached and prepare_onnx(recipe).cached  # recorded, then served
+    whole = first.path.read_bytes()
+    first.path.write_bytes(whole[:100])
+    with caplog.at_level("WARNING"):
+        again = prepare_onnx(recipe)
+    assert not again.cached and onnx.load(str(again.path)).graph.node
+    assert any("was damaged" in r.getMessage() for r in caplog.records)
+    assert prepare_onnx(recipe).cached

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from edgekit import paths
 from edgekit.convert.onnx_export import EXPORT_VERSION, file_sha256, simplify, tool_versions
 from edgekit.errors import InputDataError, RecipeError
 from edgekit.recipe import KerasSource, OnnxSource, Recipe, TorchSource
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
         reference = target.with_name("original.onnx")
-        cached = target.is_file() and reference.is_file()
+        cached = _intact(target) and reference.is_file()
         if cached:
             simplifier = _read_meta(target).get("simplifier")
         else:
@@ -89,7 +92,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
 
         key = torch_key(recipe, src)
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
-        cached = target.is_file()
+        cached = _intact(target)
         if cached:
             simplifier = _read_meta(target).get("simplifier")
         else:
@@ -102,7 +105,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         from edgekit.convert.keras import describe, export_keras, keras_key
 
         target = paths.cache_dir() / "onnx" / keras_key(recipe, src) / "model.onnx"
-        cached = target.is_file()
+        cached = _intact(target)
         if not cached:
             export_keras(recipe, src, target)
         simplifier = None
@@ -111,9 +114,25 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
     else:  # pragma: no cover - the schema admits no other kind
         raise RecipeError(f"unknown model kind {src!r}", where=str(recipe.path))
     check_io(target, recipe)
-    return OnnxModel(
-        target, file_sha256(target), cached, time.perf_counter() - start, simplifier, reference, note
-    )
+    sha = file_sha256(target)
+    if not cached:  # what a later run checks the cached file against
+        meta = _read_meta(target)
+        (target.parent / "meta.json").write_text(json.dumps({**meta, "sha256": sha}))
+    return OnnxModel(target, sha, cached, time.perf_counter() - start, simplifier, reference, note)
+
+
+def _intact(target: Path) -> bool:
+    """Whether the cached ONNX is there and whole (the sha256 its meta.json recorded; an entry of an older edgekit
+    has none and is taken as it is). A damaged one is removed, said once, and made again: every artifact's key
+    derives from its hash, so a truncated file would otherwise send every conversion after it astray."""
+    if not target.is_file():
+        return False
+    recorded = _read_meta(target).get("sha256")
+    if recorded is None or file_sha256(target) == recorded:
+        return True
+    log.warning("cache: the prepared ONNX %s was damaged (its sha256 changed): making it again", target)
+    shutil.rmtree(target.parent, ignore_errors=True)
+    return False
 
 
 def _prepare_user_onnx(original: Path, target: Path, recipe: Recipe) -> str | None:
