@@ -195,6 +195,41 @@ def test_runs_lists_newest_first_with_filters(url: str) -> None:
         assert err.value.exit_code == 2  # a run id the store does not hold is bad input, not a store fault
 
 
+def test_runs_marks_interrupted_runs(url: str, tmp_path: Path) -> None:
+    """deploy said "recorded as run N (interrupted)" but `edgekit runs` showed that run as a plain failure
+    ('no'), like one whose device broke: TargetRun.interrupted was stored but never read back for the list.
+    Its ok column now says 'interrupted' (naming the targets when only some were), and `runs show` marks it."""
+
+    def stopped(result: DeployResult, *names: str) -> DeployResult:
+        runs = [
+            r.model_copy(update={"interrupted": True, "status": "failed", "error": "interrupted (Ctrl-C)"})
+            if r.target in names
+            else r
+            for r in result.runs
+        ]
+        return result.model_copy(update={"runs": runs, "ok": False})
+
+    with open_store(url) as store:
+        whole = store.record(_small(T0, recipe="plain", targets=("pi4",)))
+        cut = store.record(stopped(_small(T0 + timedelta(hours=1), recipe="cut", targets=("pi4",)), "pi4"))
+        both = _small(T0 + timedelta(hours=2), recipe="half", targets=("pi4", "pi5-emu"))
+        half = store.record(stopped(both, "pi5-emu"))
+        listed = {r.id: r for r in store.runs()}
+    assert listed[whole].interrupted_targets == [] and listed[cut].interrupted_targets == ["pi4"]
+    assert listed[half].interrupted_targets == ["pi5-emu"]
+    if not url.startswith("sqlite"):
+        return
+    out = _edgekit("runs", "--store", url, home=tmp_path / "home")
+    assert out.returncode == 0, out.stderr
+    rows = {line.split("│")[3].strip(): line for line in out.stdout.splitlines() if line.count("│") > 5}
+    assert "interrupted" not in rows["plain"] and "yes" in rows["plain"], out.stdout
+    assert "interrupted" in rows["cut"] and "pi4" not in rows["cut"].split("interrupted")[1], out.stdout
+    assert "interrupted (pi5-emu)" in rows["half"], out.stdout
+    assert "failed" not in rows["half"], out.stdout  # stopped, not broken: said once, in the ok column
+    shown = _edgekit("runs", "show", str(cut), "--store", url, home=tmp_path / "home")
+    assert shown.returncode == 0 and "status failed (interrupted)" in shown.stdout, shown.stdout
+
+
 def test_store_url_comes_from_argument_then_env_then_data_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

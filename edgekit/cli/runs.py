@@ -14,6 +14,7 @@ from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
     from edgekit.results import DeployResult, TargetRun
+    from edgekit.store.store import RunSummary
 
 runs_app = typer.Typer(
     help="List recent runs in the results store; `show ID` prints one; `import FILE.json` records a "
@@ -39,7 +40,7 @@ def list_cmd(
     target: str | None = TARGET,
     store: str | None = STORE,
 ) -> None:
-    """List recent runs: id, time, recipe, targets, measurement counts, git revision.
+    """List recent runs: id, time, recipe, targets, measurement counts, ok (or interrupted), git revision.
 
     Example: edgekit runs --limit 5 --target pi4
     """
@@ -73,10 +74,10 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
     for r in found:
         targets = ", ".join(f"{t} (emulated)" if t in r.emulated_targets else t for t in r.targets)
         counts = f"{r.measurements}" + (f" [red]({r.failed} failed)[/]" if r.failed else "")
-        if r.failed_targets:  # a target that failed at connect has no measurement to count
+        failed = [t for t in r.failed_targets if t not in r.interrupted_targets]  # those: the ok column
+        if failed:  # a target that failed at connect has no measurement to count
             counts += (
-                f" [red]({len(r.failed_targets)} target{'s' * (len(r.failed_targets) > 1)} failed: "
-                f"{plain(', '.join(r.failed_targets))})[/]"
+                f" [red]({len(failed)} target{'s' * (len(failed) > 1)} failed: {plain(', '.join(failed))})[/]"
             )
         table.add_row(
             str(r.id),
@@ -84,11 +85,21 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
             r.recipe,
             targets,
             counts,
-            "[green]yes[/]" if r.ok else "[red]no[/]",
+            _ok_text(r),
             (r.git_revision or "-")[:10],
             r.recorded_by or "-",
         )
     console.print(table if found else f"no runs in {url}")
+
+
+def _ok_text(run: RunSummary) -> str:
+    """yes / no, or 'interrupted' (naming the targets when only some were) for a run stopped by Ctrl-C or
+    SIGTERM: what it measured is kept, the rest was never run."""
+    stopped = run.interrupted_targets
+    if stopped:
+        some = f" ({plain(', '.join(stopped))})" if set(stopped) != set(run.targets) else ""
+        return f"[yellow]interrupted[/]{some}"
+    return "[green]yes[/]" if run.ok else "[red]no[/]"
 
 
 @runs_app.command("show")
@@ -206,6 +217,7 @@ def _print_target(t: TargetRun, verbose: bool = False) -> None:
     label = f"{t.target} {EMU}" if t.emulated else t.target
     console.print(
         f"\n[bold]{label}[/] ({t.kind}) status {t.status}"
+        + (" [yellow](interrupted)[/]" if t.interrupted else "")
         + (f": [red]{plain(t.error)}[/]" if t.error else "")
     )
     if t.agent is None:

@@ -50,6 +50,22 @@ def _failed_targets(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
     return found
 
 
+def _interrupted_targets(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
+    """The targets stopped by Ctrl-C or SIGTERM (TargetRun.interrupted: kept in the row's `extra`, it has no
+    column), read in Python: a JSON path reads differently on SQLite and PostgreSQL."""
+    found: dict[int, list[str]] = defaultdict(list)
+    if ids:
+        query = (
+            select(target_runs.c.run_id, target_runs.c.target, target_runs.c.extra)
+            .where(target_runs.c.run_id.in_(ids))
+            .order_by(target_runs.c.run_id, target_runs.c.position)
+        )
+        for row in conn.execute(query):
+            if ((row.extra or {}).get("target") or {}).get("interrupted"):
+                found[row.run_id].append(row.target)
+    return found
+
+
 def _measurement_counts(conn: Connection, ids: list[int]) -> dict[int, tuple[int, int]]:
     if not ids:
         return {}

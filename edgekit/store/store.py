@@ -25,7 +25,14 @@ from edgekit import paths
 from edgekit.errors import StoreError, StorePathError, UnknownRunError
 from edgekit.results import DeployResult
 from edgekit.store import migrations
-from edgekit.store.read import _failed_targets, _filtered, _load, _measurement_counts, _targets_of
+from edgekit.store.read import (
+    _failed_targets,
+    _filtered,
+    _interrupted_targets,
+    _load,
+    _measurement_counts,
+    _targets_of,
+)
 from edgekit.store.schema import runs
 from edgekit.store.write import insert_run
 
@@ -56,6 +63,7 @@ class RunSummary:
     measurements: int = 0
     failed: int = 0
     failed_targets: list[str] = field(default_factory=list)  # targets that failed (at connect, or later)
+    interrupted_targets: list[str] = field(default_factory=list)  # stopped by Ctrl-C or SIGTERM
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ class Store:
             targets = _targets_of(conn, ids)
             counts = _measurement_counts(conn, ids)
             failed_targets = _failed_targets(conn, ids)
+            interrupted = _interrupted_targets(conn, ids)
         return [
             RunSummary(
                 id=r.id,
@@ -140,6 +149,7 @@ class Store:
                 measurements=counts.get(r.id, (0, 0))[0],
                 failed=counts.get(r.id, (0, 0))[1],
                 failed_targets=failed_targets.get(r.id, []),
+                interrupted_targets=interrupted.get(r.id, []),
             )
             for r in rows
         ]
