@@ -80,3 +80,54 @@ def test_main_runs_outside_the_main_thread(monkeypatch: pytest.MonkeyPatch) -> N
     worker.start()
     worker.join(timeout=60)
     assert not worker.is_alive() and failures == []
+
+
+EOF_SCRIPT = """
+import socket, sys
+import paramiko, typer
+from edgekit.cli import app, main
+
+kind = sys.argv[1]
+
+def boom() -> None:
+    if kind == "paramiko":  # a connection closed under a paramiko read: paramiko raises a bare EOFError
+        ours, theirs = socket.socketpair()
+        theirs.close()
+        paramiko.packet.Packetizer(ours).read_all(4)
+    elif kind == "input":
+        input("name? ")
+    elif kind == "prompt":
+        typer.prompt("name")
+    else:
+        raise EOFError("the end of a file edgekit read")
+
+app.command("boom")(boom)
+sys.argv = ["edgekit", "boom"]
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    "kind,code,said",
+    [
+        ("paramiko", 1, "error (ConnectionLost): the connection closed unexpectedly (EOFError in paramiko."),
+        ("bug", 1, "internal error (EOFError): the end of a file edgekit read"),
+        ("input", 130, "aborted"),
+        ("prompt", 130, "aborted"),
+    ],
+)
+def test_only_the_end_of_stdin_is_an_abort(kind: str, code: int, said: str) -> None:
+    """click turns any EOFError escaping a command into Abort, and edgekit printed "aborted", exit 130, as if
+    the user had pressed Ctrl-D: a connection paramiko found closed, or a bug, read as the user's doing. Only
+    the end of stdin at a prompt is now; an EOFError from paramiko is a ConnectionLost (exit 1), any other an
+    internal error (exit 1)."""
+    out = subprocess.run(
+        [sys.executable, "-c", EOF_SCRIPT, kind],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert out.returncode == code and said in out.stderr, (out.returncode, out.stderr)
+    if code != 130:
+        assert "aborted" not in out.stderr

@@ -153,12 +153,7 @@ def main() -> None:
     except EdgekitError as exc:
         if _debug():
             raise
-        err_console.print(f"[bold red]error[/] ({type(exc).__name__}): {plain(exc)}", highlight=False)
-        # a converter that died of a full disk often says nothing of it (its log could not be written)
-        note = _low_disk_note() if exc.exit_code == 1 else None
-        if note:
-            err_console.print(f"  note: {plain(note)}", highlight=False)
-        sys.exit(exc.exit_code)
+        _named_error(exc)
     except OSError as exc:
         if _debug() or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             _internal_error(exc)
@@ -171,7 +166,12 @@ def main() -> None:
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort as exc:
+        # click turns ANY EOFError escaping a command into Abort: only the end of stdin at a prompt is the
+        # user's Ctrl-D; one from a socket or paramiko (a dropped link) or a file is not theirs to abort
+        cause = exc.__cause__
+        if isinstance(cause, EOFError) and not _end_of_stdin(cause):
+            _stray_eof(cause)
         err_console.print("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
@@ -184,6 +184,56 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         _internal_error(exc)
+
+
+def _named_error(exc: EdgekitError) -> NoReturn:
+    err_console.print(f"[bold red]error[/] ({type(exc).__name__}): {plain(exc)}", highlight=False)
+    # a converter that died of a full disk often says nothing of it (its log could not be written)
+    note = _low_disk_note() if exc.exit_code == 1 else None
+    if note:
+        err_console.print(f"  note: {plain(note)}", highlight=False)
+    sys.exit(exc.exit_code)
+
+
+def _modules_of(exc: BaseException) -> list[str]:
+    """The modules of the frames `exc` went through, outermost first."""
+    found = []
+    tb = exc.__traceback__
+    while tb is not None:
+        found.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+        tb = tb.tb_next
+    return found
+
+
+def _end_of_stdin(exc: EOFError) -> bool:
+    """An EOFError of `input()` (Ctrl-D, or stdin closed, at a prompt), or of a prompt of click's."""
+    return exc.args == ("EOF when reading a line",) or any(
+        m.startswith(("click.termui", "getpass")) for m in _modules_of(exc)
+    )
+
+
+_LINK_MODULES = ("paramiko", "socket", "ssl", "edgekit.transport", "edgekit.lab")
+
+
+def _stray_eof(exc: EOFError) -> NoReturn:
+    """An EOFError nobody named: a connection that closed under a paramiko call (exit 1, as ConnectionLost),
+    else a bug (an internal error). Never 'aborted', exit 130: the user pressed nothing."""
+    if _debug():
+        raise exc
+    modules = _modules_of(exc)
+    inner = next((m for m in reversed(modules) if m.startswith(_LINK_MODULES)), None)
+    if inner is None:
+        _internal_error(exc)
+    from edgekit.errors import ConnectionLost
+
+    _named_error(
+        ConnectionLost(
+            f"the connection closed unexpectedly (EOFError in {inner}"
+            + (f": {exc}" if str(exc) else "")
+            + ")",
+            hint="is the device still up and its sshd running? run again; --debug shows where it happened",
+        )
+    )
 
 
 INTERRUPTED = "interrupted (Ctrl-C or SIGTERM); what was finished is kept (cache, store), run again to go on"
