@@ -361,3 +361,53 @@ def test_a_changed_key_behind_a_proxycommand_ends_in_the_named_error_alone(pi4_e
         done = subprocess.run(command, capture_output=True, text=True, timeout=60)
         assert done.returncode == 1 and "host key CHANGED" in done.stderr, done.stderr
         assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def _record_the_key_as_the_hint_says(error: HostKeyError) -> None:
+    """Run the ssh command of an unknown-key hint (it records the key, then logs in and runs `true`)."""
+    hint = error.hint or ""
+    assert "ssh-keyscan -p" not in hint, hint  # it only connects directly: it cannot go through a proxy
+    assert "accept_new=true" in hint and "compare its fingerprint" in hint, (
+        hint
+    )  # the other way, and the risk
+    command = re.search(r"record its key the same way: (ssh .*? true)  ", hint)
+    assert command, hint
+    argv = shlex.split(command.group(1))
+    assert "StrictHostKeyChecking=accept-new" in argv, argv
+    done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert done.returncode == 0, (argv, done.stderr)
+
+
+@pytest.mark.integration
+def test_an_unknown_key_behind_a_proxycommand_is_recorded_as_the_hint_says(pi4_emu, tmp_path: Path) -> None:
+    """The unknown-key hint said `ssh-keyscan -p PORT HOST >> FILE` for a device reached through a ProxyCommand,
+    where ssh-keyscan cannot go (it connects directly: here to 127.0.0.1 port 22, nothing or another host).
+    It now gives an ssh through the same ProxyCommand recording the first key (or accept_new for one run),
+    naming the risk; running it records the key, and edgekit then connects."""
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    fields = {**_piped_fields(pi4_emu, tmp_path), "known_hosts": str(known)}
+    target = load_target("pi4", fields, ssh_config=tmp_path / "none")
+    with pytest.raises(HostKeyError, match="unknown host key") as info:
+        open_transport(target).connect()
+    assert "is reached through its ProxyCommand" in str(info.value), str(info.value)
+    _record_the_key_as_the_hint_says(info.value)
+    with open_transport(target) as transport:  # accept_new stays off: the key is now known
+        assert transport.run(["true"], timeout=30).ok
+
+
+@pytest.mark.integration
+def test_an_unknown_key_behind_a_proxyjump_is_recorded_as_the_hint_says(
+    pi4_emu, jump_host, tmp_path: Path
+) -> None:
+    """The same through a ProxyJump host: the hint's ssh goes through the jump host, whose key it checks against
+    the target's known_hosts as edgekit does (`ssh -J` would use ~/.ssh/known_hosts)."""
+    port, line = jump_host
+    target = _through_jump(pi4_emu, tmp_path, line, f"  ProxyJump 127.0.0.1:{port}\n")
+    Path(target.known_hosts).write_text(line)  # the jump host's key only: the device's is unknown
+    with pytest.raises(HostKeyError, match="unknown host key") as info:
+        open_transport(target).connect()
+    assert f"is reached through ProxyJump 127.0.0.1:{port}" in str(info.value), str(info.value)
+    _record_the_key_as_the_hint_says(info.value)
+    with open_transport(target) as transport:
+        assert transport.run(["true"], timeout=30).ok

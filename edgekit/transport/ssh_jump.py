@@ -48,7 +48,8 @@ class JumpChain:
                 raise ConnectError(f"ProxyCommand failed to start: {exc}", where=self.address) from None
         if not t.proxy_jump:
             return None
-        for user, host, port in [parse_hop(h) for h in t.proxy_jump.split(",") if h.strip()]:
+        hops = [parse_hop(h) for h in t.proxy_jump.split(",") if h.strip()]
+        for index, (user, host, port) in enumerate(hops):
             where = f"jump host {host}:{port}"
             jump = ssh_keys.hop_client(client)
             try:
@@ -79,10 +80,25 @@ class JumpChain:
             except (paramiko.SSHException, OSError, EOFError) as exc:  # EOFError: dropped in the handshake
                 jump.close()
                 if ssh_keys.is_unknown_key(exc):
+                    before = hops[:index]  # a later hop is reached through the earlier ones
                     raise HostKeyError(
-                        f"unknown host key of {where} (not in {t.known_hosts})",
+                        f"unknown host key of {where} (not in {ssh_keys.known_hosts_of(t)})",
                         where=self.address,
-                        hint=f"ssh-keyscan -p {port} {host} >> {t.known_hosts}",
+                        hint=ssh_keys.record_key_hint(
+                            t,
+                            host,
+                            port,
+                            user or t.user,
+                            (
+                                "the jump host"
+                                + ("s " if len(before) > 1 else " ")
+                                + ", ".join(f"{h}:{p}" for _, h, p in before),
+                                ssh_keys.proxy_through(t, before),
+                            )
+                            if before
+                            else None,
+                            what="jump host",
+                        ),
                     ) from None
                 raise ConnectError(
                     f"cannot reach {where}: {exc or type(exc).__name__}",

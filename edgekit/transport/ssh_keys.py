@@ -247,6 +247,88 @@ def unknown_key_error(target: Target, where: str) -> HostKeyError:
     return HostKeyError(
         f"unknown host key (not in {known_hosts}); refusing to connect",
         where=where,
-        hint=f"check the device's key, then: ssh-keyscan -p {target.port} {target.host} >> {known_hosts}"
-        f"  (or trust the first key: --set accept_new=true)",
+        hint=record_key_hint(target, target.host or "", target.port, target.user, device_proxy(target)),
+    )
+
+
+Hop = tuple[str | None, str, int]  # [user@]host[:port] of a ProxyJump hop
+
+
+def _login(user: str | None, host: str) -> str:
+    return f"{user}@{host}" if user else host
+
+
+def proxy_through(target: Target, hops: list[Hop]) -> str:
+    """An ssh ProxyCommand reaching %h:%p through `hops` (the last one forwards), its host key checked against the
+    target's known_hosts file as edgekit checks it (`ssh -J` would check it against ~/.ssh/known_hosts)."""
+    *earlier, (user, host, port) = hops
+    return shlex.join(
+        [
+            "ssh",
+            "-o",
+            f"UserKnownHostsFile={known_hosts_of(target)}",
+            *(["-i", str(Path(target.key).expanduser())] if target.key else []),
+            *(["-J", ",".join(f"{_login(u, h)}:{p}" for u, h, p in earlier)] if earlier else []),
+            "-p",
+            str(port),
+            "-W",
+            "%h:%p",
+            _login(user or target.user, host),
+        ]
+    )
+
+
+def device_proxy(target: Target) -> tuple[str, str] | None:
+    """(what stands in front of the device, the ssh ProxyCommand that goes through it), or None: reached directly."""
+    if target.proxy_command:
+        return "its ProxyCommand", target.proxy_command
+    if target.proxy_jump:
+        from edgekit.transport.ssh_jump import parse_hop
+
+        hops = [parse_hop(h) for h in target.proxy_jump.split(",") if h.strip()]
+        return f"ProxyJump {target.proxy_jump}", proxy_through(target, hops)
+    return None
+
+
+def record_key_hint(
+    target: Target,
+    host: str,
+    port: int,
+    user: str | None,
+    proxy: tuple[str, str] | None,
+    *,
+    what: str = "device",
+) -> str:
+    """How to record the key of host:port: ssh-keyscan when it is reached directly; through a ProxyCommand or a
+    ProxyJump host ssh-keyscan cannot reach it (it only connects directly), so an ssh through the same way
+    that records the first key it is shown (StrictHostKeyChecking=accept-new), or accept_new for one run."""
+    known_hosts = known_hosts_of(target)
+    if proxy is None:
+        return (
+            f"check the {what}'s key, then: ssh-keyscan -p {port} {host} >> {known_hosts}"
+            "  (or trust the first key: --set accept_new=true)"
+        )
+    how, command = proxy
+    record = shlex.join(
+        [
+            "ssh",
+            "-o",
+            f"ProxyCommand={command}",
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            *(["-i", str(Path(target.key).expanduser())] if target.key else []),
+            "-p",
+            str(port),
+            _login(user, host),
+            "true",
+        ]
+    )
+    return (
+        f"{host}:{port} is reached through {how}, where ssh-keyscan cannot go; record its key the same way: "
+        f"{record}  (or let edgekit record it, for one run: --set accept_new=true). Either way the key "
+        "recorded is whatever answered at the far end of that way, trusted from then on: compare its "
+        f"fingerprint (ssh-keygen -lf {known_hosts}) with the host's own "
+        "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on it)"
     )
