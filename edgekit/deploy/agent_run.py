@@ -318,8 +318,9 @@ class AgentRunner:
         if part is None:
             return
         agent = self.run.agent
-        if part.facts_before is not None and part.facts_before.emulated:  # the device says it is emulated (a
-            self.run.emulated = True  # lab place or board file pointing at one): its wall times are not a board's
+        if part.facts_before is not None and part.facts_before.emulated:
+            # the device says it is emulated (a lab place or a board file pointing at one): not board times
+            self.run.emulated = True
         if agent is None:
             self.run.agent = part.model_copy(deep=True)
             self.run.agent.request = {"requests": self._requests()}
