@@ -10,7 +10,6 @@ when an artifact fails (conversion or gate) unless --keep-going. `make quantize`
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from edgekit.report.figures import MB, agreement, task_metric
 from edgekit.terminal import Console, plain
 
 console = Console()
-if not console.is_terminal and "COLUMNS" not in os.environ:  # logs and CI: every cell whole, on one line
+if not console.is_terminal:  # logs and CI (where COLUMNS=80 is common): every cell whole, on one line
     console.width = max(console.width, 200)  # (at 130, 'openvino-fp…' and '0.07…' MB were cut)
 
 
