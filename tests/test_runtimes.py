@@ -295,3 +295,16 @@ def test_formats_for_a_target_says_setup_only_where_setup_can_install() -> None:
             "README, Runtimes" in rows["executorch-fp32"] and "targets setup" not in rows["executorch-fp32"]
         )
     assert "targets setup" not in rows["mnn-fp32"] and "MNN" in rows["mnn-fp32"]
+
+
+def test_an_output_is_a_copy_never_a_view_of_the_runtimes_buffer() -> None:
+    """MNN's read() returns a view of a buffer the next forward reuses: integer outputs (ArgMax) were kept as views
+    and every sample read back as the last one's, so mnn-fp32 missed its gate (cos 0.36) on an exact model."""
+    from edgekit.runtimes.base import output_array
+
+    buffer = np.array([[1], [2]], dtype=np.int32)
+    for kind in (np.int32, np.bool_, np.float32):
+        source = buffer.astype(kind)
+        out = output_array(source[0])
+        source[0] = 0  # the runtime's next run writes its buffer
+        assert out.tolist() == [kind(1)] and not np.shares_memory(out, source), kind

@@ -278,9 +278,10 @@ def data_note(source: DataSource, count: int) -> str:
 
 def _fidelity_digest(inputs: np.ndarray, labels: Any, recipe: Recipe) -> str:
     from edgekit.fidelity import check as fidelity
+    from edgekit.runtimes.base import OUTPUTS_VERSION
 
     spec = (
-        f"{data_digest(inputs, labels)}:{fidelity.FIDELITY_VERSION}:{recipe.task.value}:"
+        f"{data_digest(inputs, labels)}:{fidelity.FIDELITY_VERSION}:{OUTPUTS_VERSION}:{recipe.task.value}:"
         f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}"
     )
     return hashlib.sha256(spec.encode()).hexdigest()

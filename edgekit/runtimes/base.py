@@ -21,12 +21,17 @@ from edgekit.errors import EdgekitError
 from edgekit.formats import Format, Precision, Runtime
 
 Outputs = list[tuple[str, np.ndarray]]
+# how the host runtimes' outputs are read, part of every cached fidelity result's key: bumped when a fix changes
+# what a runtime's run_format returns (2: outputs copied, never views of a runtime's reused buffer)
+OUTPUTS_VERSION = 2
 
 
 def output_array(y: object) -> np.ndarray:
     """A runtime's output as edgekit compares it: float32, except integer and boolean outputs (class indices
-    from ArgMax, counts), which keep their type so fidelity compares them exactly (edgekit.fidelity.check)."""
-    a = np.asarray(y)
+    from ArgMax, counts), which keep their type so fidelity compares them exactly (edgekit.fidelity.check).
+    Always a copy: a runtime may hand out a view of a buffer its next run reuses (MNN's `read()` does: an
+    ArgMax output kept as a view read back as the last sample's, all zeros)."""
+    a = np.array(y)
     return a if np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_ else a.astype(np.float32)
 
 
