@@ -383,6 +383,38 @@ def test_image_subset_is_spread_over_every_class_folder(tmp_path: Path) -> None:
     assert labels is not None and labels.tolist() == [0, 2]  # class ids count folders not sampled, too
 
 
+def test_class_ids_are_the_top_level_folders_and_an_empty_one_is_refused(tmp_path: Path) -> None:
+    """Class ids were counted from the folders holding images: an empty class folder (a README only) shifted
+    every id after it (0 % accuracy, 'pass'), and a nested folder became a class of its own. The classes are the
+    immediate sub-folders, sorted; one with no image is refused by name; deeper images belong to their top one."""
+    from PIL import Image
+
+    from edgekit.errors import InputDataError
+
+    def image(path: Path, value: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(path)
+
+    image(tmp_path / "imgs" / "0_red" / "a.png", 0)
+    image(tmp_path / "imgs" / "0_red" / "more" / "b.png", 1)  # nested: still class 0
+    image(tmp_path / "imgs" / "1_green" / "c.png", 2)
+    image(tmp_path / "imgs" / "2_blue" / "d.png", 3)
+    path = write(tmp_path, base(evaluation={"data": {"kind": "images", "path": "imgs"}}))
+    x, labels = evaluation_inputs(load_recipe(path))
+    assert labels is not None and labels.tolist() == [0, 0, 1, 2]
+    assert x.shape == (4, 3, 8, 8)
+    for f in (tmp_path / "imgs" / "0_red").rglob("*.png"):
+        f.unlink()
+    (tmp_path / "imgs" / "0_red" / "README.txt").write_text("red ones to come")
+    with pytest.raises(InputDataError, match=r"evaluation\.data\.path.*'0_red'.*hold no image") as err:
+        evaluation_inputs(load_recipe(path))
+    assert err.value.exit_code == 2
+    image(tmp_path / "imgs" / "0_red" / "a.png", 0)
+    image(tmp_path / "imgs" / "loose.png", 0)
+    with pytest.raises(InputDataError, match=r"1 image\(s\) directly in .*loose\.png"):
+        evaluation_inputs(load_recipe(path))
+
+
 @pytest.mark.parametrize(
     "layout, shape, preprocess, says",
     [

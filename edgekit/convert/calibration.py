@@ -5,8 +5,11 @@ the fidelity check and the on-device agent all see the same numbers.
 
 Sources (see edgekit.recipe.DataSource):
 - `images`: a folder of image files (png/jpg/bmp/...), read with Pillow, sorted by path; `samples` of them
-  (default: all) evenly spread over that order (so every class folder contributes). If the images sit in sub-folders, the
-  sub-folder names (sorted) are the class ids (ImageFolder style).
+  (default: all) evenly spread over that order (so every class folder contributes). If the images sit in sub-folders,
+  the folder's immediate sub-folders (sorted by name) are the classes, as torchvision's ImageFolder: class id k is the
+  k-th of them, and an image nested deeper belongs to the class folder it is under. Labels come with two or more
+  class folders. A class folder with no image, or images loose beside class folders, is refused by name (it would
+  shift every class id); symlinked folders are not followed.
 - `npy`: an array of model inputs (float: used as is) or raw images (uint8 N,H,W,C: preprocessed); the first
   `samples` (default: all); optional labels .npy of class ids or one-hot rows (validated by recipe.class_labels).
 - `builder`: `package.module:function(n, seed, **args)` returning inputs, or (inputs, labels).
@@ -139,8 +142,9 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
             where=str(recipe.path),
             hint=f"put images with one of the suffixes {sorted(IMAGE_SUFFIXES)} there",
         )
-    folders = sorted({f.parent for f in files})
-    classes = folders if len(folders) > 1 else []  # class ids from every folder, not only the ones sampled
+    top = _class_of(files, source.path, field, str(recipe.path))
+    names = sorted(set(top.values()))  # class ids from every class folder, not only the ones sampled
+    classes = names if len(names) > 1 else []
     if source.samples is not None and len(files) > source.samples:  # evenly spread: every class folder counts
         files = [files[int(i)] for i in np.linspace(0, len(files) - 1, source.samples).round()]
     h, w, c = _hwc(recipe, field)
@@ -171,8 +175,36 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
             ) from None
         batch.append(arr.reshape(h, w, c))
     inputs = _preprocess(np.stack(batch), recipe, field)
-    labels = np.array([classes.index(f.parent) for f in files], dtype=np.int64) if classes else None
+    labels = np.array([classes.index(top[f]) for f in files], dtype=np.int64) if classes else None
     return inputs, labels
+
+
+def _class_of(files: list[Path], root: Path, field: str, where: str) -> dict[Path, str]:
+    """Each image's class folder: the immediate sub-folder of ROOT it lies under (at any depth, as torchvision's
+    ImageFolder), or '' for every image when none sits in a sub-folder (a flat folder: no labels). A class
+    folder holding no image, or images both loose in ROOT and in class folders, is an InputDataError naming it:
+    class ids are the sorted class folders' positions, so either would give every image after it a wrong id."""
+    top = {f: (f.relative_to(root).parts[0] if len(f.relative_to(root).parts) > 1 else "") for f in files}
+    if all(name == "" for name in top.values()):
+        return top
+    loose = [f for f, name in top.items() if name == ""]
+    if loose:
+        raise InputDataError(
+            f"field `{field}.path`: {len(loose)} image(s) directly in {root} (first: {loose[0].name}) beside "
+            "class sub-folders; an image's class is the sub-folder it is in",
+            where=where,
+            hint="move them into their class's sub-folder, or put every image directly in the folder (no labels)",
+        )
+    folders = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.is_symlink())
+    empty = [name for name in folders if name not in set(top.values())]
+    if empty:
+        raise InputDataError(
+            f"field `{field}.path`: class folder(s) {', '.join(repr(n) for n in empty)} in {root} hold no image; "
+            "class ids are the sorted sub-folders' positions, so every class after it would get a wrong id",
+            where=where,
+            hint=f"put that class's images in it, or remove it (image suffixes: {' '.join(sorted(IMAGE_SUFFIXES))})",
+        )
+    return top
 
 
 def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
