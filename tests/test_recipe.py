@@ -415,6 +415,35 @@ def test_class_ids_are_the_top_level_folders_and_an_empty_one_is_refused(tmp_pat
         evaluation_inputs(load_recipe(path))
 
 
+def test_a_16_bit_image_is_scaled_to_8_bits(tmp_path: Path) -> None:
+    """A 16-bit PNG (Pillow mode I;16) was converted to RGB by clipping every value above 255: all white. It is
+    scaled (x / 257) as an 8-bit image of the same picture would read; a float image (mode F) is refused by name."""
+    from PIL import Image
+
+    from edgekit.errors import InputDataError
+
+    (tmp_path / "imgs").mkdir()
+    wide = np.array([[0, 1000, 30000, 65535]] * 4, np.uint16).repeat(2, axis=1)  # 4x8
+    Image.fromarray(wide).save(tmp_path / "imgs" / "g16.png")
+    with Image.open(tmp_path / "imgs" / "g16.png") as img:
+        assert img.mode == "I;16"
+    path = write(
+        tmp_path,
+        base(
+            input={"name": "input", "shape": [1, 3, 4, 8], "preprocess": {"scale": 1.0}},
+            evaluation={"data": {"kind": "images", "path": "imgs"}},
+        ),
+    )
+    x, _ = evaluation_inputs(load_recipe(path))
+    expected = np.round(wide / 257.0)
+    assert np.array_equal(x[0, 0], expected) and np.array_equal(x[0, 2], expected)
+    (tmp_path / "imgs" / "g16.png").unlink()
+    Image.fromarray(wide.astype(np.float32)).save(tmp_path / "imgs" / "f.tiff")
+    with pytest.raises(InputDataError, match=r"f\.tiff is a 32-bit float image") as err:
+        evaluation_inputs(load_recipe(path))
+    assert err.value.exit_code == 2
+
+
 @pytest.mark.parametrize(
     "layout, shape, preprocess, says",
     [

@@ -9,7 +9,8 @@ Sources (see edgekit.recipe.DataSource):
   the folder's immediate sub-folders (sorted by name) are the classes, as torchvision's ImageFolder: class id k is the
   k-th of them, and an image nested deeper belongs to the class folder it is under. Labels come with two or more
   class folders. A class folder with no image, or images loose beside class folders, is refused by name (it would
-  shift every class id); symlinked folders are not followed.
+  shift every class id); symlinked folders are not followed. 16-bit images are scaled to 0..255 (x / 257) before
+  the preprocessing; 32-bit float images are refused.
 - `npy`: an array of model inputs (float: used as is) or raw images (uint8 N,H,W,C: preprocessed); the first
   `samples` (default: all); optional labels .npy of class ids or one-hot rows (validated by recipe.class_labels).
 - `builder`: `package.module:function(n, seed, **args)` returning inputs, or (inputs, labels).
@@ -162,7 +163,8 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
     for f in files:
         try:
             with Image.open(f) as img:
-                arr = np.asarray(img.convert(mode).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
+                img8 = _eight_bit(img, f, field, str(recipe.path))
+                arr = np.asarray(img8.convert(mode).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
         except (
             OSError,
             ValueError,
@@ -205,6 +207,24 @@ def _class_of(files: list[Path], root: Path, field: str, where: str) -> dict[Pat
             hint=f"put that class's images in it, or remove it (image suffixes: {' '.join(sorted(IMAGE_SUFFIXES))})",
         )
     return top
+
+
+def _eight_bit(img: Any, path: Path, field: str, where: str) -> Any:
+    """A 16-bit image (Pillow modes I;16*, and I, which 16-bit PNGs also open as) scaled to 0..255 (x / 257): its
+    convert() to L or RGB clips every value above 255, an all-white image. A float image (mode F) has no known
+    range and is refused by name; every other mode is 8-bit per channel already."""
+    from PIL import Image
+
+    if img.mode == "F":
+        raise InputDataError(
+            f"field `{field}.path`: {path} is a 32-bit float image (Pillow mode F), whose value range is unknown",
+            where=where,
+            hint="save it as an 8- or 16-bit image, or give the data as a .npy of model inputs",
+        )
+    if img.mode == "I" or img.mode.startswith("I;16"):
+        wide = np.asarray(img, dtype=np.float64)
+        return Image.fromarray(np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8), "L")
+    return img
 
 
 def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
