@@ -193,11 +193,16 @@ def test_a_data_builder_that_fails_is_the_recipes_error(
     (tmp_path / "userdata.py").write_text(
         "def boom(n, seed):\n    raise RuntimeError('disk not mounted')\n"
         "def text(n, seed):\n    return 'hello'\n"
+        "import numpy as np\n"
+        "def three(n, seed):\n    return np.zeros((n, 3, 8, 8), np.float32), np.zeros(n, np.int64), None\n"
+        "def pair_list(n, seed):\n    return [np.zeros((n, 3, 8, 8), np.float32), np.zeros(n, np.int64)]\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    cases = {
+    cases = {  # a 3-tuple, or [inputs, labels] (np.asarray: ValueError, inhomogeneous shape) were internal errors
         "userdata:boom": "userdata:boom raised RuntimeError: disk not mounted",
         "userdata:text": "userdata:text returned str",
+        "userdata:three": r"userdata:three returned a tuple of 3 items",
+        "userdata:pair_list": r"userdata:pair_list returned a list of 2 items of different shapes",
     }
     for builder, message in cases.items():
         data = {"kind": "builder", "builder": builder, "samples": 4}
@@ -205,6 +210,7 @@ def test_a_data_builder_that_fails_is_the_recipes_error(
         with pytest.raises(RecipeError, match=message) as err:
             evaluation_inputs(recipe)
         assert err.value.exit_code == 2 and "evaluation.data.builder" in str(err.value)
+        assert builder.endswith(("boom", "text")) or "(inputs, labels)" in (err.value.hint or "")
 
 
 def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ Sources (see edgekit.recipe.DataSource):
   the preprocessing; 32-bit float images are refused.
 - `npy`: an array of model inputs (float: used as is) or raw images (uint8 N,H,W,C: preprocessed); the first
   `samples` (default: all); optional labels .npy of class ids or one-hot rows (validated by recipe.class_labels).
-- `builder`: `package.module:function(n, seed, **args)` returning inputs, or (inputs, labels).
+- `builder`: `package.module:function(n, seed, **args)` returning inputs (N, ...), or the tuple (inputs, labels);
+  any other tuple, or a list that does not stack into one array ([inputs, labels]), is a RecipeError naming it.
 - `random`: seeded uniform inputs; fine for timing, meaningless for accuracy.
 
 Raw images vs model inputs: an array of dtype uint8 is a batch of raw images (N, H, W, C), RGB, 0..255; the
@@ -230,8 +231,24 @@ def _eight_bit(img: Any, path: Path, field: str, where: str) -> Any:
 def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
     where = str(recipe.path)
     out: Any = call_builder(source.builder, field, where, source.samples, source.seed, **source.args)
-    raw, labels = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
-    raw = np.asarray(raw)
+    must = "return inputs (N, ...) as a numpy array, or the tuple (inputs, labels)"
+    if isinstance(out, tuple) and len(out) != 2:
+        raise RecipeError(
+            f"field `{field}.builder`: {source.builder} returned a tuple of {len(out)} items",
+            where=where,
+            hint=f"{must}: nothing more",
+        )
+    raw, labels = out if isinstance(out, tuple) else (out, None)
+    try:
+        raw = np.asarray(raw)
+    except ValueError:  # ragged: items of different shapes, [inputs, labels] given as a list
+        count = f" of {len(raw)} items" if hasattr(raw, "__len__") else ""
+        raise RecipeError(
+            f"field `{field}.builder`: {source.builder} returned {'inputs as ' if labels is not None else ''}"
+            f"a {type(raw).__name__}{count} of different shapes, not one array of samples",
+            where=where,
+            hint=f"{must} (a tuple, not a list)",
+        ) from None
     if raw.ndim == 0 or not np.issubdtype(raw.dtype, np.number):
         raise RecipeError(
             f"field `{field}.builder`: {source.builder} returned {type(out).__name__} "
