@@ -450,6 +450,42 @@ def test_a_16_bit_image_is_scaled_to_8_bits(tmp_path: Path) -> None:
     assert err.value.exit_code == 2
 
 
+def test_nan_or_infinite_inputs_are_refused_where_they_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NaN in evaluation data read as a missed gate ('min_cosine: nan ... relax the gate'), and in calibration data
+    crashed ncnn's calibrator. Both are refused when loaded, naming the source and the first bad sample."""
+    from edgekit.errors import InputDataError
+
+    x = np.random.default_rng(0).normal(size=(6, 3, 8, 8)).astype(np.float32)
+    x[4, 1, 2, 3] = np.nan
+    x[5, 0, 0, 0] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "userinf.py").write_text(
+        "import numpy as np\n"
+        "def data(n, seed):\n    x = np.zeros((n, 3, 8, 8))\n    x[2, 0, 0, 0] = 1e39\n    return x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write(
+        tmp_path,
+        base(
+            formats=["ncnn-int8"],
+            calibration={"data": {"kind": "builder", "builder": "userinf:data", "samples": 4}},
+            evaluation={"data": {"kind": "npy", "path": "x.npy"}},
+        ),
+    )
+    recipe = load_recipe(path)
+    with pytest.raises(
+        InputDataError, match=r"evaluation\.data.*npy data \(.*x\.npy\) holds NaN in sample 4 "
+    ) as err:
+        evaluation_inputs(recipe)
+    assert err.value.exit_code == 2 and "2 of 6 samples" in str(err.value)
+    with pytest.raises(
+        InputDataError, match=r"calibration\.data.*\(userinf:data\) holds an infinite value in sample 2"
+    ):
+        calibration_inputs(recipe)
+
+
 @pytest.mark.parametrize(
     "layout, shape, preprocess, says",
     [

@@ -81,7 +81,32 @@ def data_digest(inputs: np.ndarray, labels: Labels | None = None) -> str:
 
 
 def load_data(source: DataSource, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
-    """Read one data source into (inputs, labels)."""
+    """Read one data source into (inputs, labels); inputs holding NaN or infinity are refused (InputDataError
+    naming the source and the first such sample): every figure computed on them would be NaN, and a
+    quantizer's calibration fails on them, both far from the cause."""
+    inputs, labels = _load(source, recipe, field)
+    _check_finite(inputs, source, field, str(recipe.path))
+    return inputs, labels
+
+
+def _check_finite(inputs: np.ndarray, source: DataSource, field: str, where: str) -> None:
+    finite = np.isfinite(inputs.reshape(len(inputs), -1)).all(axis=1)
+    if finite.all():
+        return
+    bad = np.flatnonzero(~finite)
+    first = inputs[int(bad[0])]
+    what = "NaN" if np.isnan(first).any() else "an infinite value"
+    name = {"npy": "path", "builder": "builder", "images": "path"}.get(source.kind, "")
+    named = f" ({getattr(source, name)})" if name else ""
+    raise InputDataError(
+        f"field `{field}`: the {source.kind} data{named} holds {what} in sample {int(bad[0])} (index from 0; "
+        f"{len(bad)} of {len(inputs)} samples hold NaN or infinity once float32)",
+        where=where,
+        hint="fix or drop those samples; float64 values beyond float32's range (3.4e38) become infinite",
+    )
+
+
+def _load(source: DataSource, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
     if isinstance(source, RandomData):
         rng = np.random.default_rng(source.seed)
         shape = (source.samples, *recipe.input.shape[1:])
@@ -291,7 +316,8 @@ def _to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
             where=str(recipe.path),
             hint="give uint8 (N, H, W, C) images to have the recipe's preprocessing applied",
         )
-    return np.ascontiguousarray(raw, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range: infinite, refused by name in load_data
+        return np.ascontiguousarray(raw, dtype=np.float32)
 
 
 def _hwc(recipe: Recipe, field: str) -> tuple[int, int, int]:
