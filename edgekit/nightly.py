@@ -12,6 +12,7 @@ night has no history to regress from, so it is flagged by name until it measures
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import EdgekitError, Interrupted, RecipeError
+from edgekit.paths import data_dir, write_atomic
 from edgekit.report import Report, Settings, build, write
 from edgekit.results import DeployResult
 from edgekit.store import open_store
@@ -104,27 +106,35 @@ def run_nightly(
                 kept = _record_kept(exc, store, outcome, path, names)
                 log(f"{path.name}: deploy failed: {kind}{exc}" + (f" ({kept})" if kept else ""))
                 continue
-            outcome.run_ids[str(path)] = store.record(result)
-            names.append(result.recipe)
+            if not _record(store, result, outcome, path, names, log):
+                continue
             log(f"{path.name}: recorded as run {outcome.run_ids[str(path)]}")
             for run in result.runs:  # a target that failed tonight is said now, not only in the report
                 if run.status != "ok" and run.error:
                     log(f"{path.name} on {run.target}: failed: {run.error.splitlines()[0]}")
         targets = _target_names(targets)  # a target given as a file is stored under its name
-        outcome.never_measured = _never_measured(store, targets, list(outcome.run_ids.values()))
-        if outcome.lab is not None:
-            from edgekit.lab.spread import board_lines
+        try:
+            outcome.never_measured = _never_measured(store, targets, list(outcome.run_ids.values()))
+            if outcome.lab is not None:
+                from edgekit.lab.spread import board_lines
 
-            outcome.lab_lines = board_lines(store, outcome.lab)
-            for line in outcome.lab_lines:
-                log(line)
-        for target, why in outcome.never_measured.items():
-            log(f"{target}: has never produced a measurement" + (f" (tonight: {why})" if why else ""))
-        if names:
-            outcome.report = build(
-                store, since=since, recipes=list(dict.fromkeys(names)), targets=targets, settings=settings
+                outcome.lab_lines = board_lines(store, outcome.lab)
+                for line in outcome.lab_lines:
+                    log(line)
+            for target, why in outcome.never_measured.items():
+                log(f"{target}: has never produced a measurement" + (f" (tonight: {why})" if why else ""))
+            if names:
+                outcome.report = build(
+                    store, since=since, recipes=list(dict.fromkeys(names)), targets=targets, settings=settings
+                )
+        except Exception as exc:  # noqa: BLE001 - the store went away after the deploys (or a bug): the
+            # summary is still written and says what failed
+            reason = (
+                exc.message if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {str(exc)[:200]}"
             )
-        elif outcome.failures:  # nothing deployed: the report still says so (a CI page links the file)
+            outcome.failures["report"] = f"the report could not be built from the store: {reason}"
+            log(f"report: {outcome.failures['report']}")
+        if outcome.report is None and outcome.failures:  # nothing reported: still said (a CI page links it)
             outcome.report = Report([], datetime.now(UTC).isoformat(timespec="seconds"), since, store.url)
     if outcome.report is not None:
         outcome.report.failed_deploys = {Path(p).name: why for p, why in outcome.failures.items()}
@@ -143,9 +153,28 @@ def _record_kept(
     kept = getattr(exc, "result", None)
     if not isinstance(kept, DeployResult) or not kept.runs:
         return ""
-    outcome.run_ids[str(path)] = store.record(kept)
-    names.append(kept.recipe)
+    if not _record(store, kept, outcome, path, names, lambda _m: None):
+        return f"what it measured is kept: {outcome.failures[str(path)]}"
     return f"what it measured is recorded as run {outcome.run_ids[str(path)]}"
+
+
+def _record(
+    store: Any, result: DeployResult, outcome: NightlyOutcome, path: Path, names: list[str], log: Log
+) -> bool:
+    """Record tonight's result; when the store fails (a server gone, a damaged file), the result goes to a file
+    with the command that imports it later, the recipe counts as failed and the night goes on."""
+    try:
+        outcome.run_ids[str(path)] = store.record(result)
+    except Exception as exc:  # noqa: BLE001 - whatever the store raised, tonight's measurements are kept
+        kept = data_dir() / "unrecorded" / f"{result.recipe}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        write_atomic(kept, result.model_dump_json(indent=1))
+        reason = exc.message if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+        why = f"not recorded: {reason}; the results are in {kept} (edgekit runs import {kept})"
+        outcome.failures[str(path)] = why
+        log(f"{path.name}: {why}")
+        return False
+    names.append(result.recipe)
+    return True
 
 
 def _has_lab(targets: Sequence[str]) -> bool:
@@ -177,10 +206,16 @@ def _lab_spread(
 
 def _target_names(targets: Sequence[str]) -> list[str]:
     """The names results are stored under: a target given as a file (`--targets my/board.yaml`) by the name inside
-    it, a target given by name as is."""
-    from edgekit.target import load_target
+    it, a target given by name as is, and `local` (this machine) as `host`, the column deploy measures it in."""
+    from edgekit.deploy.orchestrate import HOST
+    from edgekit.target import list_target_names, load_target
 
-    return [load_target(t).name if t.endswith((".yaml", ".yml")) or "/" in t else t for t in targets]
+    names = []
+    for t in targets:  # a lab's place names (pi4-a) are no target file: kept as they are
+        file_like = t.endswith((".yaml", ".yml")) or "/" in t
+        target = load_target(t) if file_like or t in list_target_names() else None
+        names.append(t if target is None else HOST if target.is_this_host else target.name)
+    return list(dict.fromkeys(names))
 
 
 def _never_measured(store: Any, targets: Sequence[str], tonight: list[int]) -> dict[str, str]:

@@ -251,3 +251,43 @@ def test_a_target_that_never_measured_fails_every_night_until_it_does(recipes: P
         fake.night += 1
     outcome = run_nightly([recipes], ["pi4", "pi5-emu"], store_url=url, deploy_fn=fake)
     assert outcome.never_measured == {}
+
+
+def test_a_store_that_fails_mid_night_loses_nothing(recipes: Path, tmp_path: Path) -> None:
+    """The store failing while a night records (a server stopped, a damaged file) raised out of the night: tonight's
+    measurements went nowhere, no report was written and later recipes were not deployed. Now each result is
+    kept in a file with its import command and the summary says the night failed."""
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
+    run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)  # a store with history
+
+    def breaking(recipe: Path, targets: Sequence[str]) -> DeployResult:
+        with open(tmp_path / "nightly.sqlite", "r+b") as fh:  # a damaged page under the open store
+            fh.seek(4096)
+            fh.write(os.urandom(8192))
+        return fake(recipe, targets)
+
+    md = tmp_path / "summary.md"
+    outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=breaking, markdown=md)
+    assert outcome.exit_code == 1 and len(fake.calls) == 4  # both recipes deployed tonight
+    kept = sorted((tmp_path / "home" / "unrecorded").glob("*.json"))
+    assert len(kept) == 2 and all(DeployResult.model_validate_json(p.read_text()).runs for p in kept)
+    assert all("edgekit runs import" in why for k, why in outcome.failures.items() if k != "report")
+    assert md.read_text().startswith("## edgekit report: ") and "not recorded" in md.read_text()
+
+
+def test_a_local_target_is_judged_under_the_host_column_it_is_stored_in(recipes: Path) -> None:
+    """deploy measures `local` once, as `host`: the nightly looked for `local` in the store, found nothing, and
+    failed every night with an empty report that said 'no regressions'."""
+    from edgekit.nightly import _target_names
+
+    assert _target_names(["local", "pi4", "pi4-a"]) == ["host", "pi4", "pi4-a"]  # pi4-a: a lab place's name
+
+
+def test_cli_nightly_on_this_machine_passes_a_quiet_night(tmp_path: Path) -> None:
+    """`nightly --targets local` with the real deploy: exit 0 and a report of the host column (it exited 1 every
+    night: 'never measured local')."""
+    md = tmp_path / "n.md"
+    out = _nightly(tmp_path, "--recipes", str(TINY), "--targets", "local", "--markdown", str(md))
+    text = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode == 0 and "never measured" not in text, text
+    assert "host" in md.read_text() and "No runs in the store" not in md.read_text()

@@ -6,6 +6,7 @@ folders and write atomically (edgekit.paths.write_atomic)."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import typer
@@ -39,9 +40,19 @@ def check_output_file(param: typer.CallbackParam, value: Path | None) -> Path | 
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise typer.BadParameter(f"cannot create {value}: {ancestor} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
+    if not os.access(ancestor, os.W_OK | os.X_OK) or not _can_create_in(ancestor):
         raise typer.BadParameter(f"cannot write in {ancestor}")
     return value
+
+
+def _can_create_in(folder: Path) -> bool:
+    """A file made and removed there now (root passes os.access everywhere, and /proc or a read-only mount refuse
+    writes only when tried: a nightly found out after the whole night)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".edgekit-probe-"):
+            return True
+    except OSError:
+        return False
 
 
 def _example(param: typer.CallbackParam) -> str:

@@ -54,16 +54,6 @@ def host_target() -> Target:
     )
 
 
-def _is_this_host(target: Target) -> bool:
-    """A plain `local` target (no emulator, lab or override of its own): the host every deploy measures."""
-    return (
-        target.transport is TransportKind.LOCAL
-        and target.emulated is None
-        and target.lab is None
-        and not target._overrides
-    )
-
-
 def host_runtimes() -> list[str]:
     """Every registry runtime importable in edgekit's own python (the host's fastest TFLite module first)."""
     from edgekit.runtimes import all_specs
@@ -86,7 +76,7 @@ def deploy(
         target = t if isinstance(t, Target) else load_target(t, list(opts.target_overrides))
         resolved.setdefault(target.name, target)
     for name, target in list(resolved.items()):
-        if opts.host and _is_this_host(target):  # measured twice, and its second copy labelled as a board
+        if opts.host and target.is_this_host:  # measured twice, and its second copy labelled as a board
             del resolved[name]
             say(f"{name}: this machine, measured once as the host column (--no-host measures it as {name})")
     for target in resolved.values():

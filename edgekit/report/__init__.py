@@ -43,17 +43,27 @@ def __getattr__(name: str) -> Any:
 def write(
     report: Report, *, html: str | Path | None = None, markdown: str | Path | None = None
 ) -> list[Path]:
-    """Write the HTML report and/or the Markdown summary; return the paths written."""
-    written = []
+    """Write the Markdown summary and/or the HTML report; return the paths written. One that cannot be written
+    does not cost the other (the first error is raised after both were tried)."""
+    written: dict[str, Path] = {}
+    failed: Exception | None = None
+    if markdown:  # first: the verdict, cheap
+        from edgekit.report import markdown as md_mod
+
+        try:
+            written["md"] = write_atomic(Path(markdown), md_mod.render(report))
+        except Exception as exc:  # noqa: BLE001 - raised below, after the HTML was tried
+            failed = exc
     if html:
         from edgekit.report import html as html_mod  # matplotlib: only when an HTML report is asked for
 
-        written.append(write_atomic(Path(html), html_mod.render(report)))
-    if markdown:
-        from edgekit.report import markdown as md_mod
-
-        written.append(write_atomic(Path(markdown), md_mod.render(report)))
-    return written
+        try:
+            written["html"] = write_atomic(Path(html), html_mod.render(report))
+        except Exception as exc:  # noqa: BLE001
+            failed = failed or exc
+    if failed is not None:
+        raise failed
+    return [written[k] for k in ("html", "md") if k in written]
 
 
 def parse_since(text: str | None, *, now: float | None = None) -> float | None:

@@ -175,6 +175,17 @@ class Target(BaseModel):
         return self._source
 
     @property
+    def is_this_host(self) -> bool:
+        """A plain local target (no emulator, lab or override of its own): the machine every deploy measures and
+        stores as `host`."""
+        return (
+            self.transport is TransportKind.LOCAL
+            and self.emulated is None
+            and self.lab is None
+            and not self._overrides
+        )
+
+    @property
     def kind(self) -> str:
         if self.lab is not None:
             return "labgrid"
