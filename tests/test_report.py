@@ -348,3 +348,22 @@ def test_text_from_the_store_cannot_inject_markup(tmp_path: Path) -> None:
     assert "<script" not in shown and "<img" not in shown and "&lt;script&gt;alert(1)" in shown
     table = [line for line in md.splitlines() if line.startswith("| ")]
     assert len({line.count(" | ") for line in table}) == 1  # no row broken by a '|' in a message
+
+
+def test_markdown_printed_to_a_log_keeps_table_rows_whole(store_url: str) -> None:
+    """`edgekit report` without --markdown (cron `>> nightly.log`) wrapped the Markdown at 80 columns: table rows
+    broke over two lines."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "report", "--store", store_url, "--since", "all"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    table = [line for line in out.stdout.splitlines() if line.startswith("|")]
+    assert out.returncode == 0 and table, out.stdout + out.stderr
+    assert all(line.rstrip().endswith("|") for line in table) and max(map(len, table)) > 80, table

@@ -73,7 +73,7 @@ def nightly_cmd(
             highlight=False,
         )
     if outcome.report is not None and not markdown:
-        console.print(md.render(outcome.report), highlight=False, markup=False)
+        console.print(md.render(outcome.report), highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(outcome.exit_code)
 
 

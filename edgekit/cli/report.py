@@ -50,7 +50,7 @@ def report_cmd(
     for path in write(report, html=html, markdown=markdown):
         console.print(f"wrote {path}", highlight=False)
     if not html and not markdown:
-        console.print(md.render(report), highlight=False, markup=False)
+        console.print(md.render(report), highlight=False, markup=False, soft_wrap=True)  # tables whole
     else:
         regressions = len(report.regressions)
         console.print(
