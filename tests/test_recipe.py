@@ -486,6 +486,47 @@ def test_nan_or_infinite_inputs_are_refused_where_they_are_read(
         calibration_inputs(recipe)
 
 
+def test_samples_is_a_count_every_source_must_hold_and_extra_samples_are_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A builder returning 500 samples for `samples: 20` had all 500 used (and counted); an images folder with
+    fewer images than `samples` silently used fewer, where a .npy or a builder holding fewer is refused. The
+    builder's first `samples` are used (said once), and a short folder is refused as a short .npy is."""
+    import logging
+
+    from PIL import Image
+
+    from edgekit.convert.pipeline import convert_recipe
+
+    (tmp_path / "usermore.py").write_text(
+        "import numpy as np\n"
+        "def data(n, seed):\n"
+        "    rng = np.random.default_rng(seed)\n"
+        "    return rng.normal(size=(50, 3, 8, 8)).astype(np.float32), np.arange(50) % 10\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = {"kind": "builder", "builder": "usermore:data", "samples": 5}
+    recipe = load_recipe(write(tmp_path, base(formats=["onnx-fp32"], evaluation={"data": data})))
+    with caplog.at_level(logging.WARNING, logger="edgekit.convert.calibration"):
+        x, labels = evaluation_inputs(recipe)
+        evaluation_inputs(recipe)
+    assert x.shape == (5, 3, 8, 8) and labels is not None and labels.tolist() == [0, 1, 2, 3, 4]
+    notes = [r.getMessage() for r in caplog.records]
+    assert notes == ["evaluation.data: usermore:data returned 50 samples for samples: 5; using the first 5"]
+    said: list[str] = []
+    (art,) = convert_recipe(recipe, progress=said.append)
+    assert "fidelity: 5 evaluation inputs (builder, samples: 5), with labels" in said
+    assert art.fidelity is not None and art.fidelity["samples"] == 5
+
+    (tmp_path / "imgs").mkdir()
+    for k in range(3):
+        Image.fromarray(np.full((8, 8, 3), k, np.uint8)).save(tmp_path / "imgs" / f"{k}.png")
+    data = {"kind": "images", "path": "imgs", "samples": 4}
+    path = write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data}))
+    with pytest.raises(RecipeError, match=r"calibration\.data\.samples`: 4 asked for, .*imgs holds 3 images"):
+        calibration_inputs(load_recipe(path))
+
+
 @pytest.mark.parametrize(
     "layout, shape, preprocess, says",
     [

@@ -17,6 +17,9 @@ Sources (see edgekit.recipe.DataSource):
   any other tuple, or a list that does not stack into one array ([inputs, labels]), is a RecipeError naming it.
 - `random`: seeded uniform inputs; fine for timing, meaningless for accuracy.
 
+`samples` is a count the source must hold: a folder with fewer images, a .npy with fewer rows or a builder returning
+fewer is refused (RecipeError); a builder returning more has its first `samples` used, said once as a warning.
+
 Raw images vs model inputs: an array of dtype uint8 is a batch of raw images (N, H, W, C), RGB, 0..255; the
 recipe's preprocessing (resize, channel order, scale, mean/std, layout) is applied to it. Any float array is
 taken as model inputs already and must have exactly the model's per-sample shape.
@@ -28,6 +31,7 @@ Labels: for a classifier, an int array (N,) of class ids. For a detector, a list
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,7 @@ from edgekit.recipe import (
 from edgekit.recipe.schema import MAX_DATA_BYTES
 
 Labels = np.ndarray | list[np.ndarray]
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
@@ -126,6 +131,15 @@ def _load(source: DataSource, recipe: Recipe, field: str) -> tuple[np.ndarray, L
     raise RecipeError(f"field `{field}`: unknown data source {source!r}", where=str(recipe.path))
 
 
+_SAID: set[str] = set()  # notes already given in this process (the data is loaded more than once a run)
+
+
+def _say_once(note: str) -> None:
+    if note not in _SAID:
+        _SAID.add(note)
+        log.warning("%s", note)
+
+
 # --- sources ------------------------------------------------------------------------------------------------
 def _npy(path: Path, field: str, recipe: Recipe) -> np.ndarray:
     try:
@@ -172,6 +186,12 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
     top = _class_of(files, source.path, field, str(recipe.path))
     names = sorted(set(top.values()))  # class ids from every class folder, not only the ones sampled
     classes = names if len(names) > 1 else []
+    if source.samples is not None and len(files) < source.samples:  # as a .npy or a builder holding fewer
+        raise RecipeError(
+            f"field `{field}.samples`: {source.samples} asked for, {source.path} holds {len(files)} images",
+            where=str(recipe.path),
+            hint="lower samples, or leave it out to use every image in the folder",
+        )
     if source.samples is not None and len(files) > source.samples:  # evenly spread: every class folder counts
         files = [files[int(i)] for i in np.linspace(0, len(files) - 1, source.samples).round()]
     h, w, c = _hwc(recipe, field)
@@ -289,6 +309,13 @@ def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.n
             f"{source.samples} were asked for",
             where=str(recipe.path),
         )
+    if len(raw) > source.samples:  # a builder that ignores n: the first `samples`, as from a .npy
+        _say_once(
+            f"{field}: {source.builder} returned {len(raw)} samples for samples: {source.samples}; "
+            f"using the first {source.samples}"
+        )
+        raw = raw[: source.samples]
+        labels = labels[: source.samples] if labels is not None else None
     if labels is not None and raw.dtype == np.uint8 and not isinstance(labels, np.ndarray):
         labels = _rescale_boxes(list(labels), raw.shape[1:3], _hwc(recipe, field)[:2])
     return _to_inputs(raw, recipe, field), labels

@@ -189,7 +189,8 @@ class InputSpec(_Strict):
 
 # --- data -----------------------------------------------------------------------------------------------------
 class ImagesData(_Strict):
-    """A folder of images; `samples` of them evenly spread over the sorted files (default: every image)."""
+    """A folder of images; `samples` of them evenly spread over the sorted files (default: every image; a folder
+    holding fewer is refused, as a .npy is)."""
 
     kind: Literal["images"] = "images"
     path: Path
