@@ -264,6 +264,52 @@ def _edgekit(*args: str, home: Path) -> subprocess.CompletedProcess:
     )
 
 
+def _damage(path: Path, table: str) -> None:
+    """Garbage over the first page of `table`, as a failing disk or a copy gone wrong leaves it."""
+    conn = sqlite3.connect(path)
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with open(path, "r+b") as handle:
+        handle.seek((root - 1) * size)
+        handle.write(b"\xa5" * size)
+
+
+def test_a_damaged_sqlite_store_is_named_with_how_to_recover(tmp_path: Path) -> None:
+    """A damaged file was an internal error ('this is a bug in edgekit') for every read, and recording into it
+    printed the whole INSERT with its parameters: now a StoreError naming the file, the driver's one-line
+    reason, and how to get the runs back."""
+    path = tmp_path / "results.sqlite"
+    for day in range(3):  # recent: `edgekit report` reads the last 30 days
+        record(_small(datetime.now(UTC) - timedelta(days=day + 1), seed=day), str(path))
+    _damage(path, "target_runs")
+    reads = {"runs": lambda s: s.runs(), "load": lambda s: s.load(1), "history": lambda s: s.history()}
+    for name, read in reads.items():
+        with open_store(str(path), create=False) as store, pytest.raises(StoreError) as err:
+            read(store)
+        assert type(err.value) is StoreError and err.value.where == str(path), name
+        assert "the SQLite file is damaged (database disk image is malformed)" in err.value.message, name
+        assert f"sqlite3 {path} .recover" in str(err.value.hint), name
+    with open_store(str(path)) as store, pytest.raises(StoreError) as err:
+        store.record(_small(T0, seed=9))
+    message = str(err.value)
+    assert message.startswith(f"{path}: could not record the run of ") and "damaged" in message, message
+    assert "INSERT" not in message and "[parameters" not in message and len(message.splitlines()) == 2, (
+        message
+    )
+    home = tmp_path / "home"
+    for args in (["runs"], ["runs", "show", "1"], ["report", "--markdown", str(tmp_path / "r.md")]):
+        out = _edgekit(*args, "--store", str(path), home=home)
+        assert out.returncode == 1 and f"(StoreError): {path}: " in out.stderr, (args, out.stderr)
+        assert "bug in edgekit" not in out.stderr and "[SQL" not in out.stderr, (args, out.stderr)
+    # the hint's fallback (Debian 12's sqlite3 fails every .recover) gets the readable runs back
+    if shutil.which("sqlite3"):
+        fallback = str(err.value.hint).split("`")[3]
+        subprocess.run(fallback, shell=True, cwd=tmp_path, check=True, capture_output=True)
+        with open_store(str(tmp_path / "RECOVERED.sqlite"), create=False) as store:
+            assert len(store.runs()) == 3
+
+
 def test_a_store_path_that_is_no_store_is_named_before_any_work(tmp_path: Path) -> None:
     """A folder, another file, or (for commands that read) a path with nothing recorded: exit 2 naming the
     path. `runs --store typo.db` used to answer "no runs" and leave a new empty store at the typo; `deploy

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.url = _shown(engine.url.render_as_string(hide_password=False))
+        self.path = _sqlite_file(engine.url.render_as_string(hide_password=False))  # None: not a SQLite file
 
     def __enter__(self) -> Store:
         return self
@@ -98,8 +100,12 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A read transaction; a database error in it (a damaged file, a server gone) is a StoreError."""
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except SQLAlchemyError as exc:
+            raise _failure(exc, "cannot read the results store", self.url, self.path) from exc
 
     # --- writing -------------------------------------------------------------------------------------------
     def record(self, result: DeployResult) -> int:
@@ -108,9 +114,11 @@ class Store:
             with self._write() as conn:
                 return insert_run(conn, result)
         except SQLAlchemyError as exc:
-            raise StoreError(
-                f"could not record the run of {result.recipe!r}: {exc}",
-                where=self.url,
+            raise _failure(
+                exc,
+                f"could not record the run of {result.recipe!r}",
+                self.url,
+                self.path,
                 hint="check the database is reachable and writable",
             ) from exc
 
@@ -246,9 +254,11 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
             migrations.migrate(conn, where=store.url)
     except SQLAlchemyError as exc:
         store.close()
-        raise StoreError(
-            f"cannot open or migrate the results store: {_mask(str(exc))}",
-            where=store.url,
+        raise _failure(
+            exc,
+            "cannot open or migrate the results store",
+            store.url,
+            store.path,
             hint="check the URL, that the server is up and the file is writable",
         ) from exc
     except StoreError:
@@ -278,6 +288,66 @@ def _shown(url: str) -> str:
         return _mask(make_url(url).render_as_string(hide_password=True))
     except (ArgumentError, ValueError):
         return url.split("://", 1)[0] + "://..." if "://" in url else _mask(url)
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's reason on one line ("database disk image is malformed"), without the SQL statement, its
+    parameters (a whole run's INSERT) and the link SQLAlchemy appends."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig) if orig is not None else str(exc).split("\n[SQL:", 1)[0].split("\n(Background", 1)[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return _mask("; ".join(lines)[:300]) if lines else type(exc).__name__
+
+
+def _is_damaged(exc: SQLAlchemyError) -> bool:
+    """SQLite says the file is corrupt (SQLITE_CORRUPT) or not a database (SQLITE_NOTADB, a mangled header)."""
+    orig = getattr(exc, "orig", None)
+    name = str(getattr(orig, "sqlite_errorname", ""))
+    text = str(orig)
+    return (
+        name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+        or "database disk image is malformed" in text
+        or "file is not a database" in text
+    )
+
+
+def _failure(
+    exc: SQLAlchemyError,
+    doing: str,
+    url: str,
+    path: Path | None,
+    hint: str = "check the database is reachable (the server up, the file readable)",
+) -> StoreError:
+    """The StoreError for a database error while `doing`: the driver's one-line reason; a damaged SQLite file
+    is named, with how to get its runs back, instead of an internal error."""
+    if path is not None and _is_damaged(exc):
+        return StoreError(
+            f"{doing}: the SQLite file is damaged ({_reason(exc)})", where=str(path), hint=_recover_hint(path)
+        )
+    return StoreError(f"{doing}: {_reason(exc)}", where=url, hint=hint)
+
+
+def _recover_hint(path: Path) -> str:
+    """Restore, or copy the readable rows into a new file. Debian 12's sqlite3 (3.40) fails every `.recover`
+    with 'SQL logic error'; its `.dump` of a damaged file ends in ROLLBACK, which would load nothing."""
+    quoted = shlex.quote(str(path))
+    return (
+        f"restore it from a backup, or copy what is still readable into a new store: `sqlite3 {quoted} .recover "
+        f"| sqlite3 RECOVERED.sqlite` (if .recover fails, as sqlite3 3.40's does: `sqlite3 {quoted} .dump | sed "
+        "'s/^ROLLBACK; -- due to errors$/COMMIT;/' | sqlite3 RECOVERED.sqlite`), then pass --store "
+        "RECOVERED.sqlite"
+    )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database, an in-memory one or a URL that does not parse."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
