@@ -202,3 +202,48 @@ def test_map50_95_gate_catches_box_precision_that_map50_hides() -> None:
     checks = check_gates(numbers, gates)
     assert not checks["passed"]
     assert check_gates({**numbers, "map50_95_drop": 0.036}, gates)["passed"]
+
+
+def test_a_classifier_is_judged_on_the_output_the_recipe_names(tmp_path: Path) -> None:
+    """A model giving `embedding` then `logits`, with `outputs: [logits]`: top-1 was read from the first output
+    (the embedding), 0 % accuracy, and labels were range-checked against the embedding's width. The output the
+    recipe names first is the logits."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekit.convert.pipeline import convert_recipe
+
+    w = np.zeros((3, 4), np.float32)
+    w[[0, 1, 2], [1, 2, 3]] = 1.0  # logit k+1 = embedding k: argmaxes differ, and class 3 is beyond 3 values
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["embedding"]),
+            helper.make_node("MatMul", ["embedding", "w"], ["logits"]),
+        ],
+        "emb_first",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [
+            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, 3]),
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4]),
+        ],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    x = np.random.default_rng(0).uniform(0.1, 1.0, size=(12, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", x.mean(axis=(2, 3)).argmax(1) + 1)
+    raw = {
+        "name": "embf",
+        "task": "classify",
+        "model": {"kind": "onnx", "path": "m.onnx"},
+        "input": {"name": "image", "shape": [1, 3, 8, 8]},
+        "outputs": ["logits"],
+        "formats": ["onnx-fp32"],
+        "evaluation": {"data": {"kind": "npy", "path": "x.npy", "labels": "y.npy"}},
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    (art,) = convert_recipe(load_recipe(tmp_path / "r.yaml"))
+    assert art.fidelity is not None
+    assert art.fidelity["top1_reference"] == 1.0 and art.fidelity["top1"] == 1.0

@@ -5,8 +5,8 @@ recipe's evaluation inputs. Numbers (JSON-ready, stored in Artifact.fidelity and
 - per output: max abs error, mean abs error, cosine similarity (per sample, flattened; mean, min, 5th
   percentile); overall `max_abs_error` (worst output), `cosine` (worst output's mean), `cosine_worst` (the worst
   single input) and `cosine_p5` (the 5th-percentile input): a mean can hide one input the artifact ruins;
-- classifier (`task: classify`, first output = logits): top-1 agreement with the reference; with labels also
-  top-1 accuracy of both and the drop;
+- classifier (`task: classify`; the logits are the first output the recipe's `outputs:` names, else the model's
+  first output): top-1 agreement with the reference; with labels also top-1 accuracy of both and the drop;
 - detector (`task: detect`, outputs `boxes` [1,N,4] xyxy and `scores` [1,N,C], see zoo/yolov5_lite.py): boxes
   after NMS (score >= 0.25, IoU 0.45) matched to the reference's at IoU >= 0.5 and same class (`box_match`,
   None when the reference finds no box); with labels also mAP@0.5 and mAP@0.5:0.95 of both and the drop.
@@ -31,9 +31,9 @@ from edgekit.fidelity import metrics
 from edgekit.recipe import Gates, Recipe, Task, check_class_range
 from edgekit.runtimes import Outputs, spec_for
 
-# Part of the cached results' digest: bump when the numbers are computed differently. 4: integer outputs compared
-# exactly, TFLite's unquantized integer outputs taken as they are; 3: map50_95_drop.
-FIDELITY_VERSION = 4
+# Part of the cached results' digest: bump when the numbers are computed differently. 5: a classifier's top-1 read
+# from the output the recipe names; 4: integer outputs compared exactly, TFLite's unquantized integer outputs taken as they are; 3: map50_95_drop.
+FIDELITY_VERSION = 5
 DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
 
 
@@ -76,7 +76,8 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
     numbers["cosine_worst"] = min(o["cosine_min"] for o in per)
     numbers["cosine_p5"] = min(o["cosine_p5"] for o in per)
     if recipe.task is Task.CLASSIFY:
-        numbers.update(_classify(ref[0][1], arrays[0], labels))
+        k = logits_index(ref, recipe)
+        numbers.update(_classify(ref[k][1], arrays[k], labels))
     elif recipe.task is Task.DETECT:
         b, s = _detector_outputs(ref)
         numbers.update(_detect(ref[b][1], ref[s][1], arrays[b], arrays[s], labels))
@@ -128,10 +129,17 @@ def describe_failures(gates: dict[str, Any]) -> str:
     )
 
 
+def logits_index(ref: Outputs, recipe: Recipe) -> int:
+    """Which output a classifier's top-1 is read from: the first the recipe's `outputs:` names (by name), else
+    the model's first output."""
+    names = [n for n, _ in ref]
+    return names.index(recipe.outputs[0]) if recipe.outputs and recipe.outputs[0] in names else 0
+
+
 def check_labels(ref: Outputs, labels: Labels | None, recipe: Recipe) -> None:
     """A classifier's class ids must name its outputs (RecipeError naming the field otherwise)."""
     if recipe.task is Task.CLASSIFY and isinstance(labels, np.ndarray) and ref:
-        logits = ref[0][1]
+        logits = ref[logits_index(ref, recipe)][1]
         check_class_range(
             labels, int(np.prod(logits.shape[1:])), "evaluation.data (its labels)", str(recipe.path)
         )
