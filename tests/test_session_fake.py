@@ -325,3 +325,27 @@ def test_an_interrupt_while_pushing_starts_no_agent(tmp_path, arts, inputs) -> N
     assert any(e.startswith("put") for e in fake.events)  # it was interrupted while pushing
     assert not [e for e in fake.events if e.startswith("run") and AGENT_REMOTE in e], fake.events
     assert run.agent is None or {m.error_code for m in run.agent.measurements} == {ErrorCode.INTERRUPTED}
+
+
+def test_a_thread_count_a_stopped_run_never_reached_is_recorded_as_not_run(tmp_path, arts, inputs) -> None:
+    """An artifact measured at 1 thread when the run stopped (Ctrl-C, a lost link) lost its 2-thread row: it was
+    neither stored nor marked not run, as every unmeasured artifact is."""
+
+    def partway(fake: FakeTransport, call: Call) -> RunResult:
+        if AGENT_REMOTE not in call.argv:
+            return runs_here(fake, call)
+        written = AgentResult(
+            started_at="2026-01-01T00:00:00",
+            facts_before=FACTS,
+            measurements=[measurement("a", threads=1)],
+            in_progress="a threads=2",
+        )
+        fake.path(call.argv[-1]).write_text(written.model_dump_json())
+        return drops_link(pgid=99)(fake, call)
+
+    fake = FakeTransport(tmp_path / "device", steps={1: partway})
+    run, _ = run_session(tmp_path, fake, arts, inputs, threads=(1, 2))
+    assert run.agent is not None
+    rows = {(m.artifact, m.threads): (m.status, m.error_code) for m in run.agent.measurements}
+    assert rows[("a", 1)] == ("ok", None) and rows[("a", 2)] == ("failed", ErrorCode.NOT_RUN)
+    assert len(rows) == 6 and all(rows[(x, t)][0] == "failed" for x in "bc" for t in (1, 2))

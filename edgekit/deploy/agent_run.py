@@ -107,19 +107,19 @@ class AgentRunner:
             )
         except Interrupted:
             self.merge(self.fetch(transport, result, n))  # what the device wrote, when the link still works
-            for art in self.unmeasured(arts):
+            for art in self.incomplete(arts):
                 self.record_failed(art, "not run: interrupted (Ctrl-C or SIGTERM)", ErrorCode.INTERRUPTED)
             raise
         except (DeviceTimeout, ConnectionLost) as exc:
             self.recover(transport, exc, result, n)
-            for art in self.unmeasured(arts):
+            for art in self.incomplete(arts):
                 self.record_failed(
                     art, f"not run: {type(exc).__name__} ({exc.stage or 'run'})", ErrorCode.NOT_RUN
                 )
             raise
         except RemoteTimeout as exc:
             self.merge(self.fetch(transport, result, n))
-            for art in self.unmeasured(arts):
+            for art in self.incomplete(arts):
                 self.record_failed(art, f"timed out after {timeout:g} s", ErrorCode.TIMEOUT)
             raise AgentError(
                 str(exc), where=self.target.name, hint="raise benchmark.timeout_s, or lower repeat/threads"
@@ -248,7 +248,7 @@ class AgentRunner:
         before it, the target's error says why nothing ran)."""
         if self.run.agent is None:
             self.run.error = f"{self.run.error}; not run: {', '.join(a.id for a in arts)}"
-        for art in self.unmeasured(arts):
+        for art in self.incomplete(arts):
             self.record_failed(art, f"not run: {why}", code)
         self.on_update(self.run)
 
@@ -276,8 +276,15 @@ class AgentRunner:
         }
 
     def unmeasured(self, arts: list[AgentArtifact]) -> list[AgentArtifact]:
+        """The artifacts with no measurement at all (what a restarted agent measures)."""
         done = {m.artifact for m in self.run.agent.measurements} if self.run.agent else set()
         return [a for a in arts if a.id not in done]
+
+    def incomplete(self, arts: list[AgentArtifact]) -> list[AgentArtifact]:
+        """The artifacts missing a measurement at some thread count (what a stopped run records as not run: one
+        measured at 1 thread but stopped before 2 lost its 2-thread row)."""
+        done = {(m.artifact, m.threads) for m in self.run.agent.measurements} if self.run.agent else set()
+        return [a for a in arts if any((a.id, t) not in done for t in self.settings.threads)]
 
     def record_failed(self, art: AgentArtifact, error: str, code: ErrorCode) -> None:
         """A failed Measurement for every thread count of `art` not measured yet, with why (`code`)."""

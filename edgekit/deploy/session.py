@@ -272,6 +272,10 @@ class TargetSession:
                 remaining = self.runner.invoke(transport, python, runtime, remaining, inputs)
             for art in remaining:
                 self.runner.record_failed(art, "not measured: the agent crashed too often", ErrorCode.CRASH)
+            for art in self.runner.incomplete(group):  # measured at some thread counts: the others said too
+                self.runner.record_failed(
+                    art, "not measured: the agent ended before this thread count", ErrorCode.NOT_RUN
+                )
 
     def measured_lines(self) -> Callable[[str], None]:
         """The agent's stdout reader that says each streamed measurement (AgentRunner.measured_lines)."""
