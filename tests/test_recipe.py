@@ -213,6 +213,40 @@ def test_a_data_builder_that_fails_is_the_recipes_error(
         assert builder.endswith(("boom", "text")) or "(inputs, labels)" in (err.value.hint or "")
 
 
+def test_output_names_must_match_the_tensors_a_torch_module_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.onnx.export names outputs by position: a module returning (embedding, logits) with `outputs: [logits]`
+    had its embedding named 'logits'. A count that differs is refused, saying how many the module returns."""
+    import onnx
+
+    from edgekit.convert.onnx import prepare_onnx
+
+    (tmp_path / "usernet.py").write_text(
+        "import torch\n"
+        "class EmbFirst(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.head = torch.nn.Linear(3, 5)\n"
+        "    def forward(self, x):\n"
+        "        emb = x.mean(dim=(2, 3))\n"
+        "        return emb, self.head(emb)\n"
+        "def build():\n    return EmbFirst()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = {"kind": "torch", "builder": "usernet:build"}
+    path = write(tmp_path, base(model=model, outputs=["logits"], formats=["onnx-fp32"]))
+    with pytest.raises(
+        RecipeError, match=r"field `outputs`: names 1 .*returns 2 tensor\(s\) \(\[1, 3\], \[1, 5\]\)"
+    ) as err:
+        prepare_onnx(load_recipe(path))
+    assert err.value.exit_code == 2
+    path = write(tmp_path, base(model=model, outputs=["embedding", "logits"], formats=["onnx-fp32"]))
+    graph = onnx.load(str(prepare_onnx(load_recipe(path)).path)).graph
+    dims = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.output}
+    assert dims == {"embedding": [1, 3], "logits": [1, 5]}
+
+
 def test_int8_without_calibration_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="calibration"):
         load_recipe(write(tmp_path, base(formats=["ncnn-int8"])))

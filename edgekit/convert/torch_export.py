@@ -26,9 +26,14 @@ from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, file_sha256, simp
 from edgekit.errors import ConversionError, RecipeError
 from edgekit.recipe import Recipe, TorchSource, call_builder
 
+# Part of a PyTorch export's cache key: bump when an export made before is no longer right. 2: `outputs:` names
+# counted against the tensors the module returns (an export named by position before is made again, or refused).
+TORCH_EXPORT_VERSION = 2
+
 
 def torch_key(recipe: Recipe, src: TorchSource) -> str:
     spec = {
+        "torch_export_version": TORCH_EXPORT_VERSION,
         "builder": src.builder,
         "args": src.args,
         "weights": file_sha256(src.weights) if src.weights else None,
@@ -228,7 +233,7 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
         dummy = torch.zeros(recipe.input.shape, dtype=torch.float32)
         try:  # the recipe's input through the model first: a shape it cannot take is the recipe's error
             with torch.no_grad():
-                model(dummy)
+                returned = model(dummy)
         except Exception as exc:  # noqa: BLE001 - the user's model raises what it raises
             raise RecipeError(
                 f"field `input.shape`: {src.builder} does not run on an input of shape "
@@ -236,6 +241,7 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
                 where=where,
                 hint="input.shape is the tensor the model takes, batch first (NCHW for a PyTorch model)",
             ) from None
+        _check_output_names(recipe, src, returned)
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": wanted
@@ -257,6 +263,31 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
     (target.parent / "meta.json").write_text(json.dumps({"simplifier": simplifier, "source": src.builder}))
     tmp.replace(target)
     return simplifier
+
+
+def _check_output_names(recipe: Recipe, src: TorchSource, returned: Any) -> None:
+    """torch.onnx.export gives `output_names` to the outputs by position: with fewer names than the tensors the
+    module returns, `outputs: [logits]` named the first (an embedding, say) 'logits'. The counts must agree."""
+    import torch
+
+    def leaves(value: Any) -> list[Any]:  # as the exporter flattens them: tuples, lists, dict values
+        if isinstance(value, (tuple, list)):
+            return [t for v in value for t in leaves(v)]
+        if isinstance(value, dict):
+            return [t for v in value.values() for t in leaves(v)]
+        return [value] if isinstance(value, torch.Tensor) else []
+
+    tensors = leaves(returned)
+    if not recipe.outputs or len(recipe.outputs) == len(tensors):
+        return
+    shapes = ", ".join(str(list(t.shape)) for t in tensors)
+    raise RecipeError(
+        f"field `outputs`: names {len(recipe.outputs)} output(s) {list(recipe.outputs)}, but {src.builder}'s "
+        f"module returns {len(tensors)} tensor(s) ({shapes}); the ONNX outputs are named in that order",
+        where=str(recipe.path),
+        hint=f"give {len(tensors)} names, one per tensor in the order forward() returns them, or leave "
+        "`outputs:` out",
+    )
 
 
 def build_torch_model(recipe: Recipe, src: TorchSource) -> Any:
