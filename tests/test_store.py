@@ -334,6 +334,31 @@ def test_a_store_path_that_is_no_store_is_named_before_any_work(tmp_path: Path) 
         assert store.runs() == []
 
 
+def test_an_empty_store_file_is_refused_by_reads_and_made_a_store_by_records(tmp_path: Path) -> None:
+    """A 0-byte --store (a truncated store, a wrong path) answered "no runs" and had a new schema written into
+    it by `runs`: the commands that read refuse it (exit 2) and leave it alone; one that records sets it up."""
+    home = tmp_path / "home"
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    for args in (["runs"], ["runs", "list"], ["runs", "show", "1"], ["report"]):
+        out = _edgekit(*args, "--store", str(empty), home=home)
+        assert out.returncode == 2 and f"{empty}: an empty file (0 bytes)" in out.stderr, (args, out.stderr)
+        assert "restore it from a backup" in out.stderr and "runs import" in out.stderr, out.stderr
+    assert empty.stat().st_size == 0 and not list(tmp_path.glob("empty.sqlite-*"))
+    default = home / "results.sqlite"  # the default store, truncated, is refused too
+    default.parent.mkdir(exist_ok=True)
+    default.touch()
+    with pytest.raises(StorePathError, match="empty file"):
+        open_store(create=False)
+    assert default.stat().st_size == 0
+    kept = tmp_path / "kept.json"
+    kept.write_text(_small(T0).model_dump_json())
+    out = _edgekit("runs", "import", str(kept), "--store", str(empty), home=home)
+    assert out.returncode == 0 and "recorded as run 1" in out.stdout, out.stderr
+    with open_store(str(empty), create=False) as store:
+        assert [r.id for r in store.runs()] == [1]
+
+
 def test_a_deploy_whose_store_fails_at_the_end_keeps_its_results(tmp_path: Path) -> None:
     """The store is checked before a deploy, but can fail by the time the deploy ends (a server gone, a newer
     edgekit migrated it): the measurements go to a file, and the error says how to import them."""

@@ -237,7 +237,8 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
             where=_shown(resolved),
             hint="pass --store PATH.sqlite, sqlite:///PATH or postgresql://USER@HOST[:PORT]/DB",
         ) from None
-    _check_sqlite_path(resolved, must_exist=not create and bool(url or os.environ.get("EDGEKIT_STORE")))
+    named = bool(url or os.environ.get("EDGEKIT_STORE"))
+    _check_sqlite_path(resolved, must_exist=not create and named, create=create)
     try:
         engine = _engine(resolved)
     except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
@@ -353,9 +354,12 @@ def _sqlite_file(url: str) -> Path | None:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def _check_sqlite_path(url: str, must_exist: bool) -> None:
+def _check_sqlite_path(url: str, *, must_exist: bool, create: bool) -> None:
     """A SQLite store's file, checked before SQLAlchemy opens it: a folder, another kind of file or (to read)
-    a missing file is a StorePathError (exit 2) naming the path, not a driver message."""
+    a missing or empty file is a StorePathError (exit 2) naming the path, not a driver message. An empty file
+    is what a truncated store looks like: a command that only reads refuses it (it answered "no runs" and
+    wrote a new schema over it); one that records (`create`: deploy, nightly, runs import) takes it as a new
+    store, as sqlite3 does (a `mktemp` file, a `touch`ed path)."""
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
@@ -385,6 +389,14 @@ def _check_sqlite_path(url: str, must_exist: bool) -> None:
             head = handle.read(len(SQLITE_MAGIC))
     except OSError:
         return  # unreadable: SQLite's own error says so
+    if not head and not create and path.is_file():
+        raise StorePathError(
+            "an empty file (0 bytes), not a results store: nothing was recorded in it, or it was truncated",
+            where=str(path),
+            hint="if it held runs, restore it from a backup; a command that records (`edgekit deploy --store "
+            "FILE`, `edgekit nightly --store FILE`, `edgekit runs import RESULT.json --store FILE`) makes an "
+            "empty file a new store",
+        )
     if head and head != SQLITE_MAGIC:
         raise StorePathError(
             "not a results store: the file is not a SQLite database", where=str(path), hint=hint
