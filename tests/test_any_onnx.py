@@ -230,3 +230,56 @@ def test_a_pass_through_onnx_is_bad_input_not_a_converter_crash(tmp_path: Path) 
     with pytest.raises(InputDataError, match="computes nothing") as info:
         prepare_onnx(load_recipe(path))
     assert info.value.exit_code == 2
+
+
+@pytest.mark.integration
+def test_a_channels_last_onnx_keeps_its_input_through_onnx2tf(tmp_path: Path) -> None:
+    """A user's ONNX that takes NHWC (its own Transpose to NCHW inside): onnx2tf took every 4-D input for NCHW, so
+    a [1,8,12,3] image became (1,12,3,8): tflite-int8 was calibrated on data of another shape (cos 0.977) and a
+    non-square one failed to convert. It is told to keep the input as it is."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.runtimes.tflite import load_tflite
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "w"),
+        numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "fc"),
+    ]
+    nodes = [
+        helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "w"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("MatMul", ["f", "fc"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "nhwc",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 12, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+        inits,
+    )
+    path = tmp_path / "nhwc.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8  # what onnxruntime reads
+    onnx.save(model, str(path))
+    recipe = load_recipe(
+        onnx_recipe(
+            tmp_path,
+            path,
+            ["tflite-fp32", "tflite-int8"],
+            input={"name": "input", "shape": [1, 8, 12, 3], "layout": "NHWC"},
+            evaluation={"data": {"kind": "random", "samples": 16, "seed": 1}},
+            calibration={"data": {"kind": "random", "samples": 16, "seed": 2}},
+        )
+    )
+    arts = {a.format: a for a in convert_recipe(recipe, keep_going=True)}
+    for fmt in (Format.TFLITE_FP32, Format.TFLITE_INT8):
+        assert arts[fmt].status == "ok", arts[fmt].error
+        shape = load_tflite(arts[fmt].main_file).get_input_details()[0]["shape"]
+        assert list(shape) == [1, 8, 12, 3], shape
+    assert arts[Format.TFLITE_INT8].fidelity["cosine"] > 0.99

@@ -93,9 +93,11 @@ class TfliteConverter(Converter):
     @classmethod
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
         options = recipe.tflite.model_dump(mode="json")
+        # channels-last input: onnx2tf is told to keep it (_nhwc_onnx_input); keys of NCHW recipes unchanged
+        nhwc = {"input_layout": "NHWC-kept"} if recipe.input.layout is Layout.NHWC else {}
         if fmt is Format.TFLITE_DYNAMIC:
-            return {"granularity": Granularity.PER_CHANNEL.value, "tflite": options}
-        return {"tflite": options}
+            return {"granularity": Granularity.PER_CHANNEL.value, "tflite": options, **nhwc}
+        return {"tflite": options, **nhwc}
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         return self.convert_many(onnx_path, recipe, [fmt], out_dir)[fmt]
@@ -135,6 +137,7 @@ class TfliteConverter(Converter):
             "replace_ops": replace_ops(onnx_path, recipe),
             "disable_group_convolution": recipe.tflite.disable_group_convolution,
             "batchmatmul_unfold": recipe.tflite.batchmatmul_unfold,
+            "keep_nhwc": _nhwc_onnx_input(onnx_path, recipe),
         }
         if run.int8:
             job["calibration"] = _write_calibration(recipe, work / "calibration.npy")
@@ -231,6 +234,20 @@ def onnx2tf_cause(log: Path) -> str | None:
     return None
 
 
+def _nhwc_onnx_input(onnx_path: Path, recipe: Recipe) -> bool:
+    """Whether the ONNX takes the recipe's NHWC image as it is (a user's channels-last ONNX): onnx2tf takes every
+    4-D input for NCHW and moves axis 1 last ([1,24,32,3] became (1,32,3,24): int8 calibrated on data of another
+    shape, a non-square image failed), unless told to keep it. A Keras source's twin for onnx2tf takes NCHW."""
+    if recipe.input.layout is not Layout.NHWC or len(recipe.input.shape) != 4:
+        return False
+    from edgekit.convert.onnx import read_onnx
+
+    graph = read_onnx(onnx_path, str(onnx_path)).graph
+    given = next((i for i in graph.input if i.name == recipe.input.name), None)
+    dims = [d.dim_value for d in given.type.tensor_type.shape.dim] if given is not None else []
+    return dims == list(recipe.input.shape)
+
+
 def _write_calibration(recipe: Recipe, path: Path) -> str:
     """The recipe's calibration inputs in the layout onnx2tf's TensorFlow model takes (channels last)."""
     from edgekit.convert.calibration import calibration_inputs
@@ -324,6 +341,7 @@ def _child(job_path: Path) -> None:
         replace_to_pseudo_operators=[op.lower() for op in job["replace_ops"]],  # its ops compare lower case
         disable_group_convolution=job["disable_group_convolution"],
         enable_batchmatmul_unfold=job["batchmatmul_unfold"],
+        keep_nwc_or_nhwc_or_ndhwc_input_names=[job["input_name"]] if job.get("keep_nhwc") else None,
         non_verbose=True,
         **kwargs,
     )
