@@ -666,3 +666,12 @@ def test_a_folder_given_as_a_recipe_or_an_onnx_model_says_so(tmp_path: Path) -> 
     assert "one.yaml" in (err.value.hint or "") and "nightly --recipes" in (err.value.hint or "")
     with pytest.raises(InputDataError, match=r"is a folder, not an \.onnx file"):
         read_onnx(tmp_path, "model.path")
+
+
+def test_a_builder_python_cannot_find_says_how_to_make_it_importable(tmp_path: Path) -> None:
+    """`cannot import 'mypkg.net:build': No module named 'mypkg'` came with no hint, even run from the package's
+    own folder (edgekit imports as Python does, not from the recipe's folder)."""
+    path = write(tmp_path, base(model={"kind": "torch", "builder": "no_such_pkg_xyz.net:build"}))
+    with pytest.raises(RecipeError, match="cannot import 'no_such_pkg_xyz.net:build'") as err:
+        load_recipe(path)
+    assert "PYTHONPATH" in (err.value.hint or "") and "no_such_pkg_xyz" in (err.value.hint or "")

@@ -313,7 +313,22 @@ def _check_importable(dotted: str, field: str, where: str) -> None:
     try:
         resolve_callable(dotted)
     except (ImportError, AttributeError) as exc:
-        raise RecipeError(f"field `{field}`: cannot import {dotted!r}: {exc}", where=where) from None
+        raise RecipeError(
+            f"field `{field}`: cannot import {dotted!r}: {exc}", where=where, hint=_import_hint(dotted, exc)
+        ) from None
+
+
+def _import_hint(dotted: str, exc: Exception) -> str | None:
+    """A module of the user's own that Python cannot find: edgekit imports it as Python would (sys.path), not
+    from the recipe's folder."""
+    if isinstance(exc, ModuleNotFoundError):
+        package = dotted.split(":")[0].split(".")[0]
+        return (
+            f"is {package} your own code? put the folder that holds it on PYTHONPATH (e.g. "
+            f"PYTHONPATH=/path/to/project edgekit ...) or pip install it; edgekit does not import from the "
+            "recipe's folder"
+        )
+    return None
 
 
 def call_builder(dotted: str, section: str, where: str, *args: Any, **kwargs: Any) -> Any:
@@ -323,7 +338,9 @@ def call_builder(dotted: str, section: str, where: str, *args: Any, **kwargs: An
         fn = resolve_callable(dotted)
     except (ImportError, AttributeError) as exc:
         raise RecipeError(
-            f"field `{section}.builder`: cannot import {dotted!r}: {exc}", where=where
+            f"field `{section}.builder`: cannot import {dotted!r}: {exc}",
+            where=where,
+            hint=_import_hint(dotted, exc),
         ) from None
     try:
         return fn(*args, **kwargs)
