@@ -672,6 +672,6 @@ def test_a_builder_python_cannot_find_says_how_to_make_it_importable(tmp_path: P
     """`cannot import 'mypkg.net:build': No module named 'mypkg'` came with no hint, even run from the package's
     own folder (edgekit imports as Python does, not from the recipe's folder)."""
     path = write(tmp_path, base(model={"kind": "torch", "builder": "no_such_pkg_xyz.net:build"}))
-    with pytest.raises(RecipeError, match="cannot import 'no_such_pkg_xyz.net:build'") as err:
+    with pytest.raises(RecipeError, match=r"cannot import 'no_such_pkg_xyz\.net:build'") as err:
         load_recipe(path)
     assert "PYTHONPATH" in (err.value.hint or "") and "no_such_pkg_xyz" in (err.value.hint or "")
