@@ -359,6 +359,92 @@ def test_an_empty_store_file_is_refused_by_reads_and_made_a_store_by_records(tmp
         assert [r.id for r in store.runs()] == [1]
 
 
+def _deny_writes(folder: Path) -> list[str]:
+    """`folder` and its files made readable but not writable for the commands run with the prefix returned.
+    The tests run as root, whom permissions do not stop: the files go to `nobody` and the command runs as root
+    without capabilities (setpriv), an 'other' user of them. As another user: chmod."""
+    if os.geteuid() != 0:
+        for file in folder.iterdir():
+            file.chmod(0o444)
+        folder.chmod(0o555)
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.fail("setpriv (util-linux) is needed to run a command as root without its capabilities")
+    for file in (folder, *folder.iterdir()):
+        shutil.chown(file, "nobody", "nogroup")
+        file.chmod(0o755 if file.is_dir() else 0o644)
+    return ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
+
+
+def _allow_writes(folder: Path) -> None:
+    if os.geteuid() != 0:
+        folder.chmod(0o755)
+        for file in folder.iterdir():
+            file.chmod(0o644)
+
+
+def test_a_store_this_user_cannot_write_is_read_read_only(tmp_path: Path) -> None:
+    """Another user's store (644 in their 755 folder), or one on a read-only mount, could not be read: every
+    open switched on WAL and migrated under BEGIN IMMEDIATE, 'attempt to write a readonly database', with a
+    hint that the file was writable. The commands that read open it read-only; one that must migrate or write
+    it names the folder and file this user cannot write."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    path = folder / "results.sqlite"
+    now = datetime.now(UTC)
+    for day in range(2):
+        record(_small(now - timedelta(days=day + 1), seed=day), str(path))
+    old = folder / "old.sqlite"  # a store from an edgekit two schema versions back
+    engine = create_engine(f"sqlite:///{old}")
+    with engine.begin() as conn:
+        migrations.migrate(conn, where="old", upto=SCHEMA_VERSION - 1)
+    engine.dispose()
+    kept = tmp_path / "kept.json"
+    kept.write_text(_small(T0, seed=5).model_dump_json())
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home")}
+    env.pop("EDGEKIT_STORE", None)
+
+    def cli(prefix: list[str], *args: str) -> subprocess.CompletedProcess:
+        command = [*prefix, sys.executable, "-m", "edgekit", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+    def listed(prefix: list[str]) -> list[int]:
+        out = cli(prefix, "runs", "--store", str(path))
+        assert out.returncode == 0, out.stderr
+        rows = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("│")]
+        return sorted(int(row) for row in rows if row.isdigit())
+
+    before = sorted(os.listdir(folder))
+    prefix = _deny_writes(folder)
+    assert subprocess.run([*prefix, "touch", str(folder / "probe")], capture_output=True).returncode != 0
+    # no -wal file (no writer has it open) and none can be created: read as the file is
+    assert listed(prefix) == [1, 2]
+    shown = cli(prefix, "runs", "show", "2", "--json", "--store", str(path))
+    assert shown.returncode == 0 and DeployResult.model_validate_json(shown.stdout).runs, shown.stderr
+    report = cli(prefix, "report", "--store", str(path), "--markdown", str(tmp_path / "r.md"))
+    assert report.returncode == 0 and (tmp_path / "r.md").is_file(), report.stderr
+    assert sorted(os.listdir(folder)) == before  # nothing written beside it
+    # a store needing a migration, and a command that records: the error names what this user cannot write
+    out = cli(prefix, "runs", "--store", str(old))
+    assert out.returncode == 1 and f"must be migrated to {SCHEMA_VERSION}" in out.stderr, out.stderr
+    assert f"cannot write the file {old} or the folder {folder}" in out.stderr, out.stderr
+    out = cli(prefix, "runs", "import", str(kept), "--store", str(path))
+    assert out.returncode == 1 and f"cannot write the file {path} or the folder {folder}" in out.stderr
+    assert "the file is writable" not in out.stderr and listed(prefix) == [1, 2], out.stderr
+    # a writer has it open (its -wal holds a run not yet in the file): the reader sees that run too
+    _allow_writes(folder)
+    writer = sqlite3.connect(path)
+    try:
+        writer.execute("SELECT count(*) FROM runs").fetchone()
+        record(_small(now, seed=3), str(path))
+        assert Path(f"{path}-wal").stat().st_size > 0
+        prefix = _deny_writes(folder)
+        assert listed(prefix) == [1, 2, 3]
+    finally:
+        _allow_writes(folder)
+        writer.close()
+
+
 def test_a_deploy_whose_store_fails_at_the_end_keeps_its_results(tmp_path: Path) -> None:
     """The store is checked before a deploy, but can fail by the time the deploy ends (a server gone, a newer
     edgekit migrated it): the measurements go to a file, and the error says how to import them."""

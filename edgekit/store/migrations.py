@@ -215,8 +215,8 @@ def current_version(conn: Connection) -> int:
     return int(version or 0)
 
 
-def migrate(conn: Connection, *, where: str, upto: int = schema.SCHEMA_VERSION) -> list[int]:
-    """Apply the missing steps inside the caller's transaction; return the versions applied."""
+def pending(conn: Connection, *, where: str, upto: int = schema.SCHEMA_VERSION) -> list[int]:
+    """The versions still to apply (none: the store is current); a store newer than this edgekit is refused."""
     have = current_version(conn)
     if have > schema.SCHEMA_VERSION:
         raise StoreError(
@@ -225,8 +225,13 @@ def migrate(conn: Connection, *, where: str, upto: int = schema.SCHEMA_VERSION) 
             where=where,
             hint="upgrade edgekit, or point --store / EDGEKIT_STORE at another database",
         )
+    return list(range(have + 1, upto + 1))
+
+
+def migrate(conn: Connection, *, where: str, upto: int = schema.SCHEMA_VERSION) -> list[int]:
+    """Apply the missing steps inside the caller's transaction; return the versions applied."""
     applied = []
-    for version in range(have + 1, upto + 1):
+    for version in pending(conn, where=where, upto=upto):
         STEPS[version](conn)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
         conn.execute(schema.schema_version.insert().values(version=version, applied_at=stamp))

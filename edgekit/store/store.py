@@ -3,20 +3,24 @@
 SQLite by default (a file under the user's data directory), any SQLAlchemy URL otherwise. One deploy is
 written in one transaction, so a crash mid-write leaves the store exactly as it was before that deploy.
 SQLite runs in WAL mode with a busy timeout and takes its write lock at BEGIN (`BEGIN IMMEDIATE`), so several
-runners recording at once queue up instead of failing or corrupting the file.
+runners recording at once queue up instead of failing or corrupting the file. A SQLite store this user can
+read but not write (another user's, a read-only mount) is opened read-only by the commands that only read.
 A run's rows are written by write.py and read back by read.py; this module keeps the Store API and the engine.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shlex
+import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
@@ -227,7 +231,8 @@ class Store:
 def open_store(url: str | None = None, *, create: bool = True) -> Store:
     """Open the store at `url` (see resolve_url), creating or migrating it forward to the current schema. With
     `create=False` (commands that only read) a SQLite file the user named must exist: a typo in `--store` is
-    said, not answered with "no runs" from a new empty store left behind at the typo."""
+    said, not answered with "no runs" from a new empty store left behind at the typo; and a SQLite store this
+    user can read but not write (another user's, a read-only mount) is opened read-only."""
     resolved = resolve_url(url)
     try:
         make_url(resolved)
@@ -239,6 +244,11 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
         ) from None
     named = bool(url or os.environ.get("EDGEKIT_STORE"))
     _check_sqlite_path(resolved, must_exist=not create and named, create=create)
+    path = _sqlite_file(resolved)
+    if not create and path is not None and path.is_file():
+        blocked = _unwritable(path)
+        if blocked:
+            return _open_read_only(resolved, path, blocked)
     try:
         engine = _engine(resolved)
     except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
@@ -265,6 +275,32 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     except StoreError:
         store.close()
         raise
+    return store
+
+
+def _open_read_only(url: str, path: Path, blocked: str) -> Store:
+    """The store at `path`, which this user cannot write (`blocked` says what), for commands that only read:
+    opened with SQLite's mode=ro, without the WAL switch, the migration and its write lock, which all write
+    (and need the folder writable for the -wal and -shm files). A store that still needs migrating is named."""
+    engine = create_engine(url, creator=lambda: _connect_read_only(path))
+    event.listen(engine, "begin", _sqlite_begin)
+    store = Store(engine)
+    try:
+        with store._read() as conn:
+            missing = migrations.pending(conn, where=store.url)
+    except StoreError:
+        store.close()
+        raise
+    if missing:
+        store.close()
+        raise StoreError(
+            f"the results store is at schema version {missing[0] - 1} and must be migrated to "
+            f"{missing[-1]} before this edgekit can read it, but this user ({_user()}) cannot write {blocked}",
+            where=str(path),
+            hint=f"run `edgekit runs --store {shlex.quote(str(path))}` once as a user who can write it (its "
+            f"owner), or make {blocked} writable by this user: SQLite writes its -wal and -shm files beside "
+            "the store",
+        )
     return store
 
 
@@ -312,6 +348,36 @@ def _is_damaged(exc: SQLAlchemyError) -> bool:
     )
 
 
+def _is_unwritable_error(exc: SQLAlchemyError) -> bool:
+    """SQLite could not write the file or create its side files (SQLITE_READONLY, SQLITE_CANTOPEN)."""
+    orig = getattr(exc, "orig", None)
+    name = str(getattr(orig, "sqlite_errorname", ""))
+    text = str(orig)
+    return (
+        name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
+        or "readonly database" in text
+        or "unable to open database file" in text
+    )
+
+
+def _unwritable(path: Path) -> str | None:
+    """What keeps this user from writing the SQLite store at `path`: 'the folder F', 'the file P' or both;
+    None when nothing does. WAL mode creates the -wal and -shm files beside the store, so the folder counts."""
+    blocked = []
+    if path.exists() and not os.access(path, os.W_OK):
+        blocked.append(f"the file {path}")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        blocked.append(f"the folder {path.parent}")
+    return " or ".join(blocked) or None
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # no passwd entry in some containers
+        return f"uid {os.geteuid()}"
+
+
 def _failure(
     exc: SQLAlchemyError,
     doing: str,
@@ -321,6 +387,15 @@ def _failure(
 ) -> StoreError:
     """The StoreError for a database error while `doing`: the driver's one-line reason; a damaged SQLite file
     is named, with how to get its runs back, instead of an internal error."""
+    blocked = _unwritable(path) if path is not None and _is_unwritable_error(exc) else None
+    if blocked:
+        return StoreError(
+            f"{doing}: {_reason(exc)}",
+            where=str(path),
+            hint=f"this user ({_user()}) cannot write {blocked}: SQLite writes its -wal and -shm files beside "
+            "the store, so its folder must be writable as well as the file; make them writable, or pass "
+            "--store a store this user can write",
+        )
     if path is not None and _is_damaged(exc):
         return StoreError(
             f"{doing}: the SQLite file is damaged ({_reason(exc)})", where=str(path), hint=_recover_hint(path)
@@ -435,6 +510,31 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous = FULL")  # a committed run survives a power cut, not only a crash
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a store this user cannot write. SQLite reads a WAL-mode file through its -shm
+    file: when neither side file exists (no writer has it open, so every committed run is in the file) and
+    none can be created in the folder, the file is read as it is (immutable). A writer that starts during
+    the read (its owner) may make that read fail as damaged: reading again shows the store as it is."""
+    uri = f"file:{quote(str(path))}?mode=ro"
+    side_files = Path(f"{path}-wal").exists() or Path(f"{path}-shm").exists()
+    if _in_wal_mode(path) and not side_files and not os.access(path.parent, os.W_OK | os.X_OK):
+        uri += "&immutable=1"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    return conn
+
+
+def _in_wal_mode(path: Path) -> bool:
+    """The file's header says WAL (its read and write versions, bytes 18 and 19, are 2)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(20)
+    except OSError:
+        return False
+    return len(head) == 20 and head[18:20] == b"\x02\x02"
 
 
 def _sqlite_begin(conn: Connection) -> None:
