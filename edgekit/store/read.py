@@ -5,6 +5,7 @@ whole deploy results rebuilt from their rows, one query per table.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, exists, func, select
@@ -24,45 +25,37 @@ def _filtered(query: Any, *, recipe: str | None, target: str | None, since: floa
     return query
 
 
-def _targets_of(conn: Connection, ids: list[int]) -> dict[int, list[tuple[str, bool]]]:
-    found: dict[int, list[tuple[str, bool]]] = defaultdict(list)
+@dataclass(frozen=True)
+class TargetRow:
+    """One target of a stored run, as the run list shows it."""
+
+    target: str
+    emulated: bool
+    failed: bool
+    interrupted: bool  # TargetRun.interrupted: kept in the row's `extra` (no column), read in Python: a JSON
+    # path reads differently on SQLite and PostgreSQL
+
+
+def _target_rows(conn: Connection, ids: list[int]) -> dict[int, list[TargetRow]]:
+    """Each run's targets, in their order, read with one query."""
+    found: dict[int, list[TargetRow]] = defaultdict(list)
     if ids:
         query = (
-            select(target_runs.c.run_id, target_runs.c.target, target_runs.c.emulated)
+            select(
+                target_runs.c.run_id,
+                target_runs.c.target,
+                target_runs.c.emulated,
+                target_runs.c.status,
+                target_runs.c.extra,
+            )
             .where(target_runs.c.run_id.in_(ids))
             .order_by(target_runs.c.run_id, target_runs.c.position)
         )
         for row in conn.execute(query):
-            found[row.run_id].append((row.target, bool(row.emulated)))
-    return found
-
-
-def _failed_targets(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
-    found: dict[int, list[str]] = defaultdict(list)
-    if ids:
-        query = (
-            select(target_runs.c.run_id, target_runs.c.target)
-            .where(target_runs.c.run_id.in_(ids), target_runs.c.status == "failed")
-            .order_by(target_runs.c.run_id, target_runs.c.position)
-        )
-        for row in conn.execute(query):
-            found[row.run_id].append(row.target)
-    return found
-
-
-def _interrupted_targets(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
-    """The targets stopped by Ctrl-C or SIGTERM (TargetRun.interrupted: kept in the row's `extra`, it has no
-    column), read in Python: a JSON path reads differently on SQLite and PostgreSQL."""
-    found: dict[int, list[str]] = defaultdict(list)
-    if ids:
-        query = (
-            select(target_runs.c.run_id, target_runs.c.target, target_runs.c.extra)
-            .where(target_runs.c.run_id.in_(ids))
-            .order_by(target_runs.c.run_id, target_runs.c.position)
-        )
-        for row in conn.execute(query):
-            if ((row.extra or {}).get("target") or {}).get("interrupted"):
-                found[row.run_id].append(row.target)
+            interrupted = bool(((row.extra or {}).get("target") or {}).get("interrupted"))
+            found[row.run_id].append(
+                TargetRow(row.target, bool(row.emulated), row.status == "failed", interrupted)
+            )
     return found
 
 

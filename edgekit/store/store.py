@@ -31,12 +31,10 @@ from edgekit.errors import StoreError, StorePathError, UnknownRunError
 from edgekit.results import DeployResult
 from edgekit.store import migrations
 from edgekit.store.read import (
-    _failed_targets,
     _filtered,
-    _interrupted_targets,
     _load,
     _measurement_counts,
-    _targets_of,
+    _target_rows,
 )
 from edgekit.store.schema import runs
 from edgekit.store.write import insert_run
@@ -143,10 +141,8 @@ class Store:
         with self._read() as conn:
             rows = conn.execute(query).all()
             ids = [r.id for r in rows]
-            targets = _targets_of(conn, ids)
+            targets = _target_rows(conn, ids)
             counts = _measurement_counts(conn, ids)
-            failed_targets = _failed_targets(conn, ids)
-            interrupted = _interrupted_targets(conn, ids)
         return [
             RunSummary(
                 id=r.id,
@@ -156,12 +152,12 @@ class Store:
                 ok=r.ok,
                 git_revision=r.git_revision,
                 recorded_by=r.recorded_by,
-                targets=[t for t, _ in targets.get(r.id, [])],
-                emulated_targets=[t for t, emulated in targets.get(r.id, []) if emulated],
+                targets=[t.target for t in targets.get(r.id, [])],
+                emulated_targets=[t.target for t in targets.get(r.id, []) if t.emulated],
                 measurements=counts.get(r.id, (0, 0))[0],
                 failed=counts.get(r.id, (0, 0))[1],
-                failed_targets=failed_targets.get(r.id, []),
-                interrupted_targets=interrupted.get(r.id, []),
+                failed_targets=[t.target for t in targets.get(r.id, []) if t.failed],
+                interrupted_targets=[t.target for t in targets.get(r.id, []) if t.interrupted],
             )
             for r in rows
         ]
@@ -179,9 +175,9 @@ class Store:
         )
         with self._read() as conn:
             ids = [row.id for row in conn.execute(query)]
-            targets = _targets_of(conn, ids)
+            targets = _target_rows(conn, ids)
         wanted = [t.target for t in result.runs]
-        return next((i for i in ids if [t for t, _ in targets.get(i, [])] == wanted), None)
+        return next((i for i in ids if [t.target for t in targets.get(i, [])] == wanted), None)
 
     def load(self, run_id: int) -> DeployResult:
         found = self.load_many([run_id])
@@ -336,27 +332,26 @@ def _reason(exc: SQLAlchemyError) -> str:
     return _mask("; ".join(lines)[:300]) if lines else type(exc).__name__
 
 
-def _is_damaged(exc: SQLAlchemyError) -> bool:
-    """SQLite says the file is corrupt (SQLITE_CORRUPT) or not a database (SQLITE_NOTADB, a mangled header)."""
+def _sqlite_says(exc: SQLAlchemyError, codes: tuple[str, ...], phrases: tuple[str, ...]) -> bool:
+    """Whether SQLite's error behind `exc` has one of these error names or says one of these phrases."""
     orig = getattr(exc, "orig", None)
     name = str(getattr(orig, "sqlite_errorname", ""))
-    text = str(orig)
-    return (
-        name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
-        or "database disk image is malformed" in text
-        or "file is not a database" in text
+    return name.startswith(codes) or any(phrase in str(orig) for phrase in phrases)
+
+
+def _is_damaged(exc: SQLAlchemyError) -> bool:
+    """SQLite says the file is corrupt (SQLITE_CORRUPT) or not a database (SQLITE_NOTADB, a mangled header)."""
+    return _sqlite_says(
+        exc,
+        ("SQLITE_CORRUPT", "SQLITE_NOTADB"),
+        ("database disk image is malformed", "file is not a database"),
     )
 
 
 def _is_unwritable_error(exc: SQLAlchemyError) -> bool:
     """SQLite could not write the file or create its side files (SQLITE_READONLY, SQLITE_CANTOPEN)."""
-    orig = getattr(exc, "orig", None)
-    name = str(getattr(orig, "sqlite_errorname", ""))
-    text = str(orig)
-    return (
-        name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
-        or "readonly database" in text
-        or "unable to open database file" in text
+    return _sqlite_says(
+        exc, ("SQLITE_READONLY", "SQLITE_CANTOPEN"), ("readonly database", "unable to open database file")
     )
 
 
