@@ -35,6 +35,24 @@ def external(tmp_path: Path, scale: float = 1.0) -> Path:
     return path
 
 
+def relocated(path: Path, location: str) -> Path:
+    """A copy of the external-data model at `path` (hostile.onnx beside it) whose tensors name `location`."""
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    hostile = path.with_name("hostile.onnx")
+    onnx.save(model, str(hostile))
+    return hostile
+
+
+def edgekit_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=300
+    )
+
+
 def test_external_weights_are_converted_with_the_model_and_key_its_cache(tmp_path: Path) -> None:
     from edgekit.convert.onnx import prepare_onnx
     from edgekit.runtimes.host import run_onnx
@@ -59,13 +77,7 @@ def test_external_data_outside_the_models_folder_or_missing_is_bad_input(tmp_pat
     from edgekit.convert.onnx import prepare_onnx
 
     path = external(tmp_path)
-    model = onnx.load(str(path), load_external_data=False)
-    for tensor in model.graph.initializer:
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                entry.value = "../" + tmp_path.name + "/model.onnx.data"  # leaves the folder, comes back
-    hostile = tmp_path / "hostile.onnx"
-    onnx.save(model, str(hostile))
+    hostile = relocated(path, "../" + tmp_path.name + "/model.onnx.data")  # leaves the folder, comes back
     with pytest.raises(InputDataError, match="outside the model's folder"):
         prepare_onnx(load_recipe(onnx_recipe(tmp_path, hostile, ["onnx-fp32"])))
     (tmp_path / "model.onnx.data").unlink()
@@ -84,12 +96,7 @@ def test_external_data_outside_the_models_folder_or_missing_is_bad_input(tmp_pat
 def test_bench_refuses_an_onnx_whose_weights_are_beside_it(tmp_path: Path) -> None:
     """bench pushes one file: an ONNX with external weights would fail on the device without them."""
     path = external(tmp_path)
-    out = subprocess.run(
-        [sys.executable, "-m", "edgekit", "bench", str(path), "--target", "host"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = edgekit_run("bench", str(path), "--target", "host")
     assert out.returncode == 2 and "error (InputDataError)" in out.stderr, out.stderr
     assert "model.onnx.data" in out.stderr and "onnx.save" in out.stderr, out.stderr
 
@@ -101,17 +108,6 @@ def test_roofline_reads_external_weights_only_from_the_models_folder(tmp_path: P
 
     path = external(tmp_path)
     assert analyze(path).params == analyze(tmp_path / "inline.onnx").params > 0
-    model = onnx.load(str(path), load_external_data=False)
-    for tensor in model.graph.initializer:
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                entry.value = str((tmp_path / "model.onnx.data").resolve())  # an absolute path: any file
-    hostile = tmp_path / "hostile.onnx"
-    onnx.save(model, str(hostile))
-    out = subprocess.run(
-        [sys.executable, "-m", "edgekit", "roofline", str(hostile), "--board", "pi4"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    hostile = relocated(path, str((tmp_path / "model.onnx.data").resolve()))  # an absolute path: any file
+    out = edgekit_run("roofline", str(hostile), "--board", "pi4")
     assert out.returncode == 2 and "outside the model's folder" in out.stderr, out.stderr
