@@ -205,17 +205,11 @@ def _lab_spread(
 
 
 def _target_names(targets: Sequence[str]) -> list[str]:
-    """The names results are stored under: a target given as a file (`--targets my/board.yaml`) by the name inside
-    it, a target given by name as is, and `local` (this machine) as `host`, the column deploy measures it in."""
-    from edgekit.deploy.orchestrate import HOST
-    from edgekit.target import list_target_names, load_target
+    """The names results are stored under (edgekit.target.stored_name: `local` as `host`, a target file by the
+    name inside it, a lab place's name as it is)."""
+    from edgekit.target import stored_name
 
-    names = []
-    for t in targets:  # a lab's place names (pi4-a) are no target file: kept as they are
-        file_like = t.endswith((".yaml", ".yml")) or "/" in t
-        target = load_target(t) if file_like or t in list_target_names() else None
-        names.append(t if target is None else HOST if target.is_this_host else target.name)
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(stored_name(t) for t in targets))
 
 
 def _never_measured(store: Any, targets: Sequence[str], tonight: list[int]) -> dict[str, str]:

@@ -291,3 +291,14 @@ def test_cli_nightly_on_this_machine_passes_a_quiet_night(tmp_path: Path) -> Non
     text = " ".join((out.stdout + out.stderr).split())
     assert out.returncode == 0 and "never measured" not in text, text
     assert "host" in md.read_text() and "No runs in the store" not in md.read_text()
+    store = str(tmp_path / "s.sqlite")  # `runs --target local` finds them too (stored under host)
+    listed = subprocess.run(
+        [sys.executable, "-m", "edgekit", "runs", "--target", "local", "--store", store],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert listed.returncode == 0 and "tiny" in listed.stdout and "no runs" not in listed.stdout, (
+        listed.stdout
+    )

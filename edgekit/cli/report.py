@@ -38,13 +38,14 @@ def report_cmd(
     from edgekit.report import Settings, build, parse_since, write
     from edgekit.report import markdown as md
     from edgekit.store import open_store
+    from edgekit.target import stored_name
 
     with open_store(store, create=False) as db:
         report = build(
             db,
             since=parse_since(since),
             recipes=recipe or (),
-            targets=target or (),
+            targets=[stored_name(t) for t in target or ()],  # `local` is stored as `host`
             settings=Settings(min_change=min_change),
         )
     for path in write(report, html=html, markdown=markdown):

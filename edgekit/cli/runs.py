@@ -64,9 +64,10 @@ def list_alias(
 
 def _print_runs(limit: int, recipe: str | None, target: str | None, store: str | None) -> None:
     from edgekit.store import open_store
+    from edgekit.target import stored_name
 
     with open_store(store, create=False) as db:
-        found = db.runs(limit=limit, recipe=recipe, target=target)
+        found = db.runs(limit=limit, recipe=recipe, target=stored_name(target) if target else None)
         url = db.url
     table = Table(title=f"runs in {url}")
     for col in ("id", "started (UTC)", "recipe", "targets", "measurements", "ok", "git", "recorded by"):

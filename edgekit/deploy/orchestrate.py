@@ -38,9 +38,9 @@ from edgekit.paths import write_atomic
 from edgekit.recipe import Recipe
 from edgekit.results import ArtifactInfo, DeployResult, TargetRun
 from edgekit.runtimes import host_only_artifact
-from edgekit.target import Target, TransportKind, load_target
+from edgekit.target import HOST_COLUMN, Target, TransportKind, load_target
 
-HOST = "host"
+HOST = HOST_COLUMN  # this machine's column (edgekit.target.HOST_COLUMN: what `local` is stored as)
 
 
 def host_target() -> Target:

@@ -14,16 +14,19 @@ overrides win over the device state too); `edgekit.transport.open_transport` con
 """
 
 from edgekit.target.load import (
+    HOST_COLUMN,
     is_inline,
     list_target_names,
     load_target,
     parse_inline,
+    stored_name,
     target_dirs,
     target_path,
 )
 from edgekit.target.schema import BenchmarkCap, Emulated, LabSpec, Target, TransportKind
 
 __all__ = [
+    "HOST_COLUMN",
     "BenchmarkCap",
     "Emulated",
     "LabSpec",
@@ -33,6 +36,7 @@ __all__ = [
     "list_target_names",
     "load_target",
     "parse_inline",
+    "stored_name",
     "target_dirs",
     "target_path",
 ]

@@ -197,3 +197,17 @@ def _fields_hint(loc: tuple[Any, ...]) -> str:
             where = f" of {'.'.join(parts[:-1])}" if len(parts) > 1 else ""
             return f"fields{where}: {', '.join(holder.model_fields)}"
     return f"fields: {', '.join(Target.model_fields)}"
+
+
+HOST_COLUMN = "host"  # what deploy calls this machine's column (edgekit.deploy.orchestrate.HOST)
+
+
+def stored_name(name: str) -> str:
+    """The name a target's results are stored under: `local` (a plain target of this machine) as the host column
+    deploy measures it in; a target file by the name inside it; anything else (a lab place's name, a target no
+    file describes any more) as it is."""
+    file_like = name.endswith((".yaml", ".yml")) or "/" in name
+    if not file_like and name not in list_target_names():
+        return name
+    target = load_target(name)
+    return HOST_COLUMN if target.is_this_host else target.name
