@@ -85,6 +85,7 @@ def run_nightly(
     outcome = NightlyOutcome()
     names: list[str] = []
     files = recipe_files(recipes)  # a wrong --recipes is refused before the store is created or opened
+    _check_unique_names(files)
     with open_store(store_url) as store:
         if deploy_fn is None and _has_lab(targets):  # every free matching place at once (docs/lab.md)
             deploy, targets = _lab_spread(files, targets, outcome, log)
@@ -143,6 +144,31 @@ def run_nightly(
         with markdown.open("a") as fh:
             fh.write("\n## Lab: boards and board types\n\n```\n" + "\n".join(outcome.lab_lines) + "\n```\n")
     return outcome
+
+
+def _check_unique_names(files: Sequence[Path]) -> None:
+    """Two recipe files with one `name:` would share one history in the store (runs are kept by recipe name): the
+    second model's runs judged against the first's, and only one shown. Refused before the night (exit 2). A
+    file that cannot be read is left to its deploy, which names the problem."""
+    from edgekit.yamlfile import read_yaml
+
+    by_name: dict[str, list[Path]] = {}
+    for path in files:
+        try:
+            data = read_yaml(path, RecipeError)
+        except EdgekitError:
+            continue
+        name = data.get("name") if isinstance(data, dict) else None
+        if isinstance(name, str):
+            by_name.setdefault(name, []).append(path)
+    shared = {name: paths for name, paths in by_name.items() if len(paths) > 1}
+    if shared:
+        name, paths = next(iter(shared.items()))
+        raise RecipeError(
+            f"{len(paths)} recipe files are named {name!r}: their runs would share one history",
+            where=", ".join(str(p) for p in paths),
+            hint="give each recipe its own `name:` (the store keeps history by recipe name)",
+        )
 
 
 def _record_kept(

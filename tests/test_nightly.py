@@ -302,3 +302,13 @@ def test_cli_nightly_on_this_machine_passes_a_quiet_night(tmp_path: Path) -> Non
     assert listed.returncode == 0 and "tiny" in listed.stdout and "no runs" not in listed.stdout, (
         listed.stdout
     )
+
+
+def test_two_recipe_files_with_one_name_are_refused_before_the_night(recipes: Path, tmp_path: Path) -> None:
+    """Two files with the same `name:` (tiny.yaml and a bigger copy) merged into one history: one model judged
+    against the other's runs, only one ever shown."""
+    (recipes / "classifier-big.yaml").write_text("name: classifier\n")
+    fake = FakeNights()
+    with pytest.raises(RecipeError, match="2 recipe files are named 'classifier'"):
+        run_nightly([recipes], ["pi4"], store_url=f"sqlite:///{tmp_path / 'n.sqlite'}", deploy_fn=fake)
+    assert fake.calls == [] and not (tmp_path / "n.sqlite").exists()
