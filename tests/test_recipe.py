@@ -196,6 +196,7 @@ def test_a_data_builder_that_fails_is_the_recipes_error(
         "import numpy as np\n"
         "def three(n, seed):\n    return np.zeros((n, 3, 8, 8), np.float32), np.zeros(n, np.int64), None\n"
         "def pair_list(n, seed):\n    return [np.zeros((n, 3, 8, 8), np.float32), np.zeros(n, np.int64)]\n"
+        "def two_samples(n, seed):\n    return np.zeros((3, 8, 8), np.float32), np.ones((3, 8, 8), np.float32)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     cases = {  # a 3-tuple, or [inputs, labels] (np.asarray: ValueError, inhomogeneous shape) were internal errors
@@ -203,6 +204,7 @@ def test_a_data_builder_that_fails_is_the_recipes_error(
         "userdata:text": "userdata:text returned str",
         "userdata:three": r"userdata:three returned a tuple of 3 items",
         "userdata:pair_list": r"userdata:pair_list returned a list of 2 items of different shapes",
+        "userdata:two_samples": r"userdata:two_samples returned a tuple of two arrays of one shape",  # (x0, x1)
     }
     for builder, message in cases.items():
         data = {"kind": "builder", "builder": builder, "samples": 4}

@@ -284,6 +284,18 @@ def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.n
             hint=f"{must}: nothing more",
         )
     raw, labels = out if isinstance(out, tuple) else (out, None)
+    if (
+        isinstance(raw, np.ndarray)
+        and isinstance(labels, np.ndarray)
+        and labels.shape == raw.shape
+        and labels.ndim > 1
+    ):  # (x0, x1): two samples, not (inputs, labels): labels never have the inputs' own shape
+        raise RecipeError(
+            f"field `{field}.builder`: {source.builder} returned a tuple of two arrays of one shape "
+            f"{list(raw.shape)}: read as (inputs, labels), the labels would be a second set of inputs",
+            where=where,
+            hint=f"{must}; samples stacked into one array (np.stack), not a tuple of samples",
+        )
     try:
         raw = np.asarray(raw)
     except ValueError:  # ragged: items of different shapes, [inputs, labels] given as a list
