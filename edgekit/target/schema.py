@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -176,10 +177,14 @@ class Target(BaseModel):
 
     @property
     def is_this_host(self) -> bool:
-        """A plain local target (no emulator, lab or override of its own): the machine every deploy measures and
-        stores as `host`."""
+        """A plain local target (edgekit's own python, no emulator, lab, pinning or override of its own): the
+        machine every deploy measures and stores as `host`. A local target with a python of its own (another
+        interpreter, a wrapper) is a target of its own."""
         return (
             self.transport is TransportKind.LOCAL
+            and self.python == sys.executable
+            and not self.runtime_python
+            and self.affinity is None
             and self.emulated is None
             and self.lab is None
             and not self._overrides
