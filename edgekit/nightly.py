@@ -12,7 +12,6 @@ night has no history to regress from, so it is flagged by name until it measures
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import EdgekitError, Interrupted, RecipeError
-from edgekit.paths import data_dir, write_atomic
 from edgekit.report import Report, Settings, build, write
 from edgekit.results import DeployResult
 from edgekit.store import open_store
@@ -192,8 +190,9 @@ def _record(
     try:
         outcome.run_ids[str(path)] = store.record(result)
     except Exception as exc:  # noqa: BLE001 - whatever the store raised, tonight's measurements are kept
-        kept = data_dir() / "unrecorded" / f"{result.recipe}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        write_atomic(kept, result.model_dump_json(indent=1))
+        from edgekit.store.unrecorded import keep_unrecorded
+
+        kept = keep_unrecorded(result)
         reason = exc.message if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {str(exc)[:200]}"
         why = f"not recorded: {reason}; the results are in {kept} (edgekit runs import {kept})"
         outcome.failures[str(path)] = why

@@ -14,7 +14,7 @@ from edgekit.cli.formats import FORMATS_OPTION
 from edgekit.cli.outputs import check_output_file
 from edgekit.errors import Interrupted, OutputFileError, StoreError, UsageError
 from edgekit.formats import Format
-from edgekit.paths import data_dir, write_atomic
+from edgekit.paths import write_atomic
 from edgekit.recipe.schema import MAX_REPEAT, MAX_WARMUP
 from edgekit.terminal import Console, plain
 
@@ -223,11 +223,9 @@ def _record_or_keep(result: DeployResult, store: str | None, json_path: Path | N
     try:
         return record(result, store)
     except StoreError as exc:
-        kept = (
-            json_path or data_dir() / "unrecorded" / f"{result.recipe}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        )
-        if not json_path:
-            write_atomic(kept, result.model_dump_json(indent=1))
+        from edgekit.store.unrecorded import keep_unrecorded
+
+        kept = json_path or keep_unrecorded(result)
         raise StoreError(
             f"{exc.message}; the results are kept in {kept}",
             where=exc.where,
@@ -263,8 +261,9 @@ def _keep_measured(result: DeployResult, json_path: Path | None, store: str | No
         except StoreError as exc:
             where = f"; {exc.message}"
     elif json_path is None:
-        kept_at = data_dir() / "unrecorded" / f"{result.recipe}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        write_atomic(kept_at, result.model_dump_json(indent=1))
+        from edgekit.store.unrecorded import keep_unrecorded
+
+        kept_at = keep_unrecorded(result)
         where = f"; results: {kept_at}"
     if json_path:
         where += f"; results: {json_path}"
