@@ -5,7 +5,8 @@ written in one transaction, so a crash mid-write leaves the store exactly as it 
 SQLite runs in WAL mode with a busy timeout and takes its write lock at BEGIN (`BEGIN IMMEDIATE`), so several
 runners recording at once queue up instead of failing or corrupting the file. A SQLite store this user can
 read but not write (another user's, a read-only mount) is opened read-only by the commands that only read.
-A run's rows are written by write.py and read back by read.py; this module keeps the Store API and the engine.
+A run's rows are written by write.py and read back by read.py; the engines and SQLite's connection settings are
+engine.py; this module keeps the Store API, opening, and the errors a user sees.
 """
 
 from __future__ import annotations
@@ -14,16 +15,12 @@ import os
 import pwd
 import re
 import shlex
-import sqlite3
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -31,6 +28,7 @@ from edgekit import paths
 from edgekit.errors import StoreError, StorePathError, UnknownRunError
 from edgekit.results import DeployResult
 from edgekit.store import migrations
+from edgekit.store.engine import make_engine, read_only_engine
 from edgekit.store.read import (
     _filtered,
     _load,
@@ -39,8 +37,6 @@ from edgekit.store.read import (
 )
 from edgekit.store.schema import runs
 from edgekit.store.write import insert_run
-
-BUSY_TIMEOUT_S = 60.0
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -247,7 +243,7 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
         if blocked:
             return _open_read_only(resolved, path, blocked)
     try:
-        engine = _engine(resolved)
+        engine = make_engine(resolved)
     except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
         raise StoreError(
             f"cannot open the results store: {_mask(str(exc))}",
@@ -279,9 +275,7 @@ def _open_read_only(url: str, path: Path, blocked: str) -> Store:
     """The store at `path`, which this user cannot write (`blocked` says what), for commands that only read:
     opened with SQLite's mode=ro, without the WAL switch, the migration and its write lock, which all write
     (and need the folder writable for the -wal and -shm files). A store that still needs migrating is named."""
-    engine = create_engine(url, creator=lambda: _connect_read_only(path))
-    event.listen(engine, "begin", _sqlite_begin)
-    store = Store(engine)
+    store = Store(read_only_engine(url, path))
     try:
         with store._read() as conn:
             missing = migrations.pending(conn, where=store.url)
@@ -472,84 +466,3 @@ def _check_sqlite_path(url: str, *, must_exist: bool, create: bool) -> None:
         raise StorePathError(
             "not a results store: the file is not a SQLite database", where=str(path), hint=hint
         )
-
-
-PG_CONNECT_TIMEOUT_S = 10  # an unreachable server is named in seconds, not after the kernel's TCP retries
-
-
-def _engine(url: str) -> Engine:
-    parsed = make_url(url)
-    if (
-        parsed.drivername == "postgresql"
-    ):  # the driver edgekit installs is psycopg 3, not SQLAlchemy's psycopg2
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() == "postgresql":
-        timeout = (
-            {"connect_timeout": PG_CONNECT_TIMEOUT_S} if parsed.drivername == "postgresql+psycopg" else {}
-        )
-        return create_engine(parsed, pool_pre_ping=True, connect_args=timeout)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
-    event.listen(engine, "connect", _sqlite_connect)
-    event.listen(engine, "begin", _sqlite_begin)
-    return engine
-
-
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
-    cursor = dbapi_conn.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    _switch_to_wal(cursor)
-    cursor.execute("PRAGMA synchronous = FULL")  # a committed run survives a power cut, not only a crash
-    cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.close()
-
-
-def _switch_to_wal(cursor: Any) -> None:
-    """`PRAGMA journal_mode = WAL`, retried while another process holds the lock: switching a new file's journal
-    mode needs it exclusively and SQLite does not wait on the busy timeout there, so processes racing to create
-    one store failed with 'database is locked' (tests/test_store.py's concurrent writers, now and then)."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def _connect_read_only(path: Path) -> sqlite3.Connection:
-    """A read-only connection to a store this user cannot write. SQLite reads a WAL-mode file through its -shm
-    file: when neither side file exists (no writer has it open, so every committed run is in the file) and
-    none can be created in the folder, the file is read as it is (immutable). A writer that starts during
-    the read (its owner) may make that read fail as damaged: reading again shows the store as it is."""
-    uri = f"file:{quote(str(path))}?mode=ro"
-    side_files = Path(f"{path}-wal").exists() or Path(f"{path}-shm").exists()
-    if _in_wal_mode(path) and not side_files and not os.access(path.parent, os.W_OK | os.X_OK):
-        uri += "&immutable=1"
-    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-    conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    return conn
-
-
-def _in_wal_mode(path: Path) -> bool:
-    """The file's header says WAL (its read and write versions, bytes 18 and 19, are 2)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(20)
-    except OSError:
-        return False
-    return len(head) == 20 and head[18:20] == b"\x02\x02"
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    # A deferred BEGIN that later writes can fail at once with "database is locked" instead of waiting;
-    # taking the write lock up front makes concurrent writers wait their turn (busy_timeout).
-    immediate = conn.get_execution_options().get("edgekit_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
