@@ -177,6 +177,26 @@ def test_known_hosts_marker_lines_are_read_as_openssh_reads_them(pi4_emu, tmp_pa
 
 
 @pytest.mark.integration
+def test_known_hosts_patterns_match_as_openssh_matches_them(pi4_emu, tmp_path: Path) -> None:
+    """paramiko matches a known_hosts name only exactly (or hashed): a line for `[127.0.0.?]:PORT` or `*` was an
+    unknown key. Wildcards match now, a negated pattern keeps a line from a host, and a pattern line with another
+    key is a changed key, as in OpenSSH."""
+    name, kind, blob = pi4_emu.known_hosts.read_text().split()[:3]
+    other = _other_key_line(tmp_path, pi4_emu.port).split()
+    known = tmp_path / "known_hosts"
+    for patterns in (f"[127.0.0.?]:{pi4_emu.port}", "*", "pi.example,[127.0.0.*]:*"):
+        known.write_text(f"{patterns} {kind} {blob}\n")
+        with open_transport(pi4_emu.model_copy(update={"known_hosts": known})) as transport:
+            assert transport.run(["true"], timeout=30).ok, patterns
+    known.write_text(f"!{name},* {kind} {blob}\n")  # every host but this one
+    with pytest.raises(HostKeyError, match="unknown host key"):
+        open_transport(pi4_emu.model_copy(update={"known_hosts": known})).connect()
+    known.write_text(f"[127.0.0.*]:* {other[1]} {other[2]}\n")
+    with pytest.raises(HostKeyError, match="host key CHANGED"):
+        open_transport(pi4_emu.model_copy(update={"known_hosts": known})).connect()
+
+
+@pytest.mark.integration
 def test_arguments_env_and_cwd_are_quoted(pi4_transport, scratch_name) -> None:
     pi4_transport.mkdir(f"{scratch_name}/dir with space")
     nasty = ["a b", "$HOME", "`id`", "x;rm -rf /", "it's", '"q"', "*"]

@@ -4,7 +4,9 @@ An unknown key is refused unless the target opts in with `accept_new: true` (the
 key is always refused. Emulated devices pin their key (the device's known_hosts file written by `edgekit emu up`).
 Jump hosts share the device's host keys and policy, so every hop's key is checked the same way.
 
-The file is read as OpenSSH reads it: `@cert-authority` lines are skipped (edgekit does no certificate
+The file is read as OpenSSH reads it: host patterns with `*` and `?` wildcards and `!` negation match as ssh
+matches them (paramiko alone matches a name only exactly or hashed, so a `*.lab.example` line was an unknown
+key), `@cert-authority` lines are skipped (edgekit does no certificate
 authentication), and a key on a `@revoked` line is never trusted: a server presenting it is refused right after the
 key exchange, before any other check (accept_new never records it) and before authentication. The file is only
 ever appended to, so its marker lines and comments are kept.
@@ -84,6 +86,13 @@ def _names_match(patterns: tuple[str, ...], name: str) -> bool:
     return matched
 
 
+class KnownHosts(paramiko.HostKeys):  # type: ignore[misc]  # paramiko: no stubs here
+    """paramiko's HostKeys with OpenSSH's matching of a line's host patterns (wildcards, negation, hashed names)."""
+
+    def _hostname_matches(self, hostname: str, entry: paramiko.hostkeys.HostKeyEntry) -> bool:
+        return _names_match(tuple(entry.hostnames), hostname)
+
+
 class _RevocationCheckedTransport(paramiko.Transport):  # type: ignore[misc]  # paramiko: no stubs here
     """A transport that refuses a revoked host key as soon as the key exchange has shown it."""
 
@@ -148,7 +157,7 @@ def checked_client(target: Target) -> CheckedClient:
             hint="--set known_hosts=PATH of a file (it may not exist yet with accept_new: true)",
         )
     revoked: tuple[RevokedKey, ...] = ()
-    trusted = paramiko.HostKeys()
+    trusted = KnownHosts()
     if known_hosts.is_file():
         try:
             revoked = read_known_hosts(known_hosts, trusted)
