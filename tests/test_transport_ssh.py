@@ -431,3 +431,24 @@ def test_an_unknown_key_behind_a_proxyjump_is_recorded_as_the_hint_says(
     _record_the_key_as_the_hint_says(info.value)
     with open_transport(target) as transport:
         assert transport.run(["true"], timeout=30).ok
+
+
+@pytest.mark.integration
+def test_an_unknown_key_behind_two_jump_hosts_is_recorded_as_the_hint_says(
+    pi4_emu, jump_host, tmp_path: Path
+) -> None:
+    """Behind a chain of jump hosts the hint's ssh went `-J first`, whose inner ssh checks the first hop's key
+    against ~/.ssh/known_hosts, not the target's file: the command failed ("Host key verification failed").
+    Earlier hops are nested ProxyCommands now, each checked against the target's known_hosts."""
+    port, line = jump_host
+    chain = f"  ProxyJump 127.0.0.1:{port},127.0.0.1:{port}\n"  # the jump host, then itself again
+    target = _through_jump(pi4_emu, tmp_path, line, chain)
+    Path(target.known_hosts).write_text(line)  # the jump host's key only: the device's is unknown
+    with pytest.raises(HostKeyError, match="unknown host key") as info:
+        open_transport(target).connect()
+    assert f"is reached through ProxyJump 127.0.0.1:{port},127.0.0.1:{port}" in str(info.value), str(
+        info.value
+    )
+    _record_the_key_as_the_hint_says(info.value)
+    with open_transport(target) as transport:
+        assert transport.run(["true"], timeout=30).ok

@@ -268,16 +268,19 @@ def _login(user: str | None, host: str) -> str:
 
 
 def proxy_through(target: Target, hops: list[Hop]) -> str:
-    """An ssh ProxyCommand reaching %h:%p through `hops` (the last one forwards), its host key checked against the
-    target's known_hosts file as edgekit checks it (`ssh -J` would check it against ~/.ssh/known_hosts)."""
+    """An ssh ProxyCommand reaching %h:%p through `hops` (the last one forwards), every hop's host key checked
+    against the target's known_hosts file as edgekit checks it: an earlier hop is this command's own ProxyCommand,
+    not `ssh -J` (whose inner ssh takes no -o and would check that hop against ~/.ssh/known_hosts). The inner
+    command's % are doubled: the ssh running this command expands its tokens once, before the hop's ssh does."""
     *earlier, (user, host, port) = hops
+    inner = proxy_through(target, earlier).replace("%", "%%") if earlier else None
     return shlex.join(
         [
             "ssh",
             "-o",
             f"UserKnownHostsFile={known_hosts_of(target)}",
             *(["-i", str(Path(target.key).expanduser())] if target.key else []),
-            *(["-J", ",".join(f"{_login(u, h)}:{p}" for u, h, p in earlier)] if earlier else []),
+            *(["-o", f"ProxyCommand={inner}"] if inner else []),
             "-p",
             str(port),
             "-W",
