@@ -655,7 +655,7 @@ def test_format_given_against_the_artifacts_metadata_is_refused(tmp_path: Path) 
     board = ("--board", "pi4", "--input-shape", f"1,{CHANNELS},{SIZE},{SIZE}")
     assert _cli("roofline", str(param), *board, "--format", "ncnn-int8").returncode == 0  # no metadata: taken
     param.with_suffix(".io.json").write_text(json.dumps({"format": "ncnn-fp32"}))
-    bad = _cli("roofline", str(param), *board, "--format", "tflite-int8")
+    bad = _cli("roofline", str(param), *board, "--format", "ncnn-int8")
     assert bad.returncode == 2 and "metadata says ncnn-fp32" in bad.stderr, bad.stderr
     assert _cli("roofline", str(param), *board, "--format", "ncnn-fp32").returncode == 0
     unknown = _cli("roofline", str(param), *board, "--format", "bogus")
@@ -680,3 +680,109 @@ def test_a_qdq_onnx_counts_the_macs_of_its_float_graph() -> None:
     fp32, int8 = (analyze(arts[f].main_file) for f in (Format.ONNX_FP32, Format.ONNX_INT8))
     assert int8.macs == fp32.macs > 0 and int8.macs_by_op.keys() == fp32.macs_by_op.keys()
     assert int8.winograd_macs == fp32.winograd_macs and int8.weight_bytes < fp32.weight_bytes
+
+
+TFLITE_VARIANTS_SCRIPT = """
+import sys, numpy as np, tensorflow as tf
+rng = np.random.default_rng(0)
+w = tf.constant((rng.standard_normal((3, 3, 16, 16)) * 0.05).astype(np.float32))
+@tf.function(input_signature=[tf.TensorSpec([1, 32, 32, 16], tf.float32)])
+def f(x):
+    return tf.nn.relu(tf.nn.conv2d(tf.nn.relu(tf.nn.conv2d(x, w, 1, "SAME")), w, 1, "SAME"))
+def data():
+    for _ in range(4):
+        yield [rng.standard_normal((1, 32, 32, 16)).astype(np.float32)]
+for kind in ("fp32", "fp16", "dynamic", "int8"):
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    if kind != "fp32":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if kind == "fp16":
+        conv.target_spec.supported_types = [tf.float16]
+    if kind == "int8":
+        conv.representative_dataset = data
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+    open(f"{sys.argv[1]}/{kind}.tflite", "wb").write(conv.convert())
+"""
+
+
+@pytest.mark.integration
+def test_a_tflite_without_metadata_is_read_from_its_tensors(tmp_path: Path) -> None:
+    """A .tflite without its artifact.json was estimated as a bare ncnn model: an ncnn-validated 80 % interval
+    (`interval_calibrated: true`, no note) for a runtime no calibration figure covers, and the roofline at ncnn's
+    float peak for a full-integer model. Its precision is read from its tensors now; TFLite is uncalibrated."""
+    import os
+
+    from edgekit.estimate.roofline import tflite_format
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    subprocess.run(
+        [sys.executable, "-c", TFLITE_VARIANTS_SCRIPT, str(tmp_path)],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
+    for kind in ("fp32", "fp16", "dynamic", "int8"):
+        assert tflite_format(tmp_path / f"{kind}.tflite") is Format(f"tflite-{kind}"), kind
+    bound = _cli("roofline", str(tmp_path / "int8.tflite"), "--board", "pi4", "--json")
+    assert bound.returncode == 0 and json.loads(bound.stdout)["roofline"]["precision"] == "int8", bound.stderr
+    out = _cli("estimate", str(tmp_path / "int8.tflite"), "--board", "pi4", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["runs_as"].startswith("tflite-int8 (read from its tensors")
+    assert data["estimate"]["interval_calibrated"] is False
+    assert any("no calibration figure exists for this runtime" in c for c in data["estimate"]["caveats"])
+
+
+def test_a_shape_other_than_the_sidecars_a_batch_or_a_format_of_another_file_is_refused(
+    tmp_path: Path,
+) -> None:
+    """With its model.io.json an artifact was counted at --input-shape but its MACs and roofline taken at the
+    sidecar's shape (profile ignored the option); a batch of 2 was silently counted as 1; `--format tflite-int8`
+    on a .param was printed as how it runs. Each is refused now, exit 2, before any guest run."""
+    param = write_chain(tmp_path / "chain", 2)
+    stated = [1, CHANNELS, SIZE, SIZE]
+    param.with_suffix(".io.json").write_text(json.dumps({"format": "ncnn-fp32", "input_shapes": [stated]}))
+    other = f"1,{CHANNELS},{2 * SIZE},{2 * SIZE}"
+    for args in (
+        ("estimate", str(param), "--board", "pi4", "--input-shape", other),
+        ("roofline", str(param), "--board", "pi4", "--input-shape", other),
+        ("profile", str(param), "--target", "pi4-emu", "--input-shape", other),
+    ):
+        out = _cli(*args)
+        assert out.returncode == 2 and "is not the one this artifact states" in out.stderr, (args, out.stderr)
+    same = _cli("roofline", str(param), "--board", "pi4", "--input-shape", ",".join(map(str, stated)))
+    assert same.returncode == 0, same.stderr
+    bare = write_chain(tmp_path / "bare", 2)
+    batch = _cli("roofline", str(bare), "--board", "pi4", "--input-shape", f"2,{CHANNELS},{SIZE},{SIZE}")
+    assert batch.returncode == 2 and "ncnn has no batch axis" in batch.stderr, batch.stderr
+    shape = ("--input-shape", ",".join(map(str, stated)))
+    wrong = _cli("estimate", str(bare), "--board", "pi4", *shape, "--format", "tflite-int8")
+    assert wrong.returncode == 2 and "--format tflite-int8 is a .tflite file" in wrong.stderr, wrong.stderr
+
+
+def test_an_int8_labelled_ncnn_model_with_no_quantized_layer_runs_as_float(tmp_path: Path) -> None:
+    """The speed plan may keep every layer of an ncnn-int8 artifact float: it was still estimated with the int8
+    class, its widened interval and the int8 peak. What runs is read from its layers now."""
+    param = write_chain(tmp_path / "chain", 2)
+    param.with_suffix(".io.json").write_text(
+        json.dumps({"format": "ncnn-int8", "input_shapes": [[1, CHANNELS, SIZE, SIZE]]})
+    )
+    out = _cli("roofline", str(param), "--board", "pi5", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["roofline"]["precision"] == "fp16"  # ncnn's float peak on the A76, not int8
+
+
+def test_profile_refuses_a_shape_the_model_cannot_take_before_the_guest_runs(tmp_path: Path) -> None:
+    """squeezenet at 8x8 ran 6 s under qemu, then failed as an EmulatorError (exit 1, no hint); estimate and
+    roofline refuse it on the host. profile runs the same host check first now."""
+    from edgekit.estimate import calibration
+
+    folder = calibration.DATA / "ncnn-benchmark"
+    param = tmp_path / "squeezenet.param"
+    param.write_text((folder / "squeezenet.param").read_text())
+    size = json.loads((folder / "models.json").read_text())["squeezenet"]["zero_bin_bytes"]
+    param.with_suffix(".bin").write_bytes(bytes(size))
+    out = _cli("profile", str(param), "--target", "pi4-emu", "--input-shape", "1,3,8,8")
+    assert out.returncode == 2 and "the model cannot take that input" in out.stderr, out.stderr

@@ -10,6 +10,7 @@ it is: an instruction count, an emulated time, an estimate, or a bound; none is 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,74 @@ def _format_of(artifact: Path, fmt: str | None) -> Any:
         raise UsageError(
             f"unknown format {fmt!r}", where="--format", hint=", ".join(f.value for f in Format)
         ) from None
+    if given is not None and given.files[0] != artifact.suffix:  # a .param is not a TFLite model
+        fitting = [f.value for f in Format if f.files[0] == artifact.suffix]
+        raise UsageError(
+            f"--format {given.value} is a {given.files[0]} file; {artifact.name} is a {artifact.suffix or 'suffix-less'} "
+            "file",
+            where="--format",
+            hint=f"a {artifact.suffix} file is one of: {', '.join(fitting)}"
+            if fitting
+            else "leave --format out",
+        )
     return agreeing_format(given, artifact_format(artifact))
+
+
+@dataclass(frozen=True)
+class RunsAs:
+    """What runs: the artifact's format (None: a bare ncnn .param, run with ncnn's defaults, or an ONNX file),
+    in words, whether int8 kernels run, and the precision the roofline's peak is taken at."""
+
+    fmt: Any
+    how: str
+    int8: bool
+    precision: Any
+
+
+def _runs_as(artifact: Path, fmt: str | None) -> RunsAs:
+    """How the runtime runs the artifact, from its metadata (or --format) and from the file itself: a bare ncnn
+    .param runs with ncnn's default options (fp16 storage; fp16 arithmetic where the core has it), int8 where
+    its layers say so, whatever its label; a .tflite without metadata is read from its tensors."""
+    from edgekit.convert.ncnn.param import has_int8_layers
+    from edgekit.estimate.roofline import compute_precision, tflite_format
+    from edgekit.formats import Format, Precision
+
+    known = _format_of(artifact, fmt)
+    if artifact.suffix == ".tflite" and known is None:
+        read = tflite_format(artifact)
+        return RunsAs(
+            read,
+            f"{read.value} (read from its tensors: no artifact.json beside it)",
+            read.precision is Precision.INT8,
+            compute_precision(read),
+        )
+    if artifact.suffix != ".param":
+        how = known.value if known is not None else artifact.suffix.lstrip(".")
+        int8 = known is not None and known.precision is Precision.INT8
+        return RunsAs(known, how, int8, compute_precision(known))
+    int8 = has_int8_layers(artifact)
+    if known is None:
+        if int8:
+            return RunsAs(
+                Format.NCNN_INT8,
+                "ncnn int8 layers (int8_scale_term in the .param), ncnn's default options",
+                True,
+                Precision.INT8,
+            )
+        return RunsAs(
+            None,
+            "ncnn, default options (fp16 storage; fp16 arithmetic where the core has it), as benchncnn",
+            False,
+            compute_precision(None),
+        )
+    if known.precision is Precision.INT8 and not int8:
+        return RunsAs(
+            known,
+            f"{known.value} with no quantized layer (every layer runs in float)",
+            False,
+            compute_precision(None),
+        )
+    return RunsAs(known, known.value, int8, compute_precision(known))
 
 
 def estimate_cmd(
@@ -61,7 +129,7 @@ def estimate_cmd(
     from edgekit.estimate import cost_model
     from edgekit.estimate.boards import board as get_board
     from edgekit.estimate.graph import analyze
-    from edgekit.estimate.roofline import compute_precision, roofline
+    from edgekit.estimate.roofline import roofline
 
     b = get_board(board)
     if not artifact.exists():
@@ -70,13 +138,13 @@ def estimate_cmd(
         )
     shape = parse_shape(input_shape, "--input-shape")
     cost = analyze(artifact, shape)
-    artifact_fmt, how = _runs_as(artifact, fmt)
-    bound = roofline(cost, b, threads, compute_precision(artifact_fmt))
+    runs = _runs_as(artifact, fmt)
+    bound = roofline(cost, b, threads, runs.precision)
     out: dict[str, Any] = {
         "artifact": str(artifact),
         "board": b.name,
         "threads": threads,
-        "runs_as": how,
+        "runs_as": runs.how,
         "roofline": bound.to_dict(),
     }
     if artifact.suffix == ".onnx":
@@ -96,9 +164,9 @@ def estimate_cmd(
             caveats=["ONNX is not run on the device: MAC-based, blind to runtime and precision"],
         )
     else:
-        feats, counted = _count(artifact, b, threads, shape, cost, artifact_fmt)
+        feats, counted = _count(artifact, b, threads, shape, cost, runs.int8)
         out["count"] = counted
-        est = cost_model.estimate(b.name, feats, threads, fmt=artifact_fmt, layer_types=cost.layer_types)
+        est = cost_model.estimate(b.name, feats, threads, fmt=runs.fmt, layer_types=cost.layer_types)
     out["estimate"] = est.to_dict()
     if as_json:
         print(json.dumps(out, indent=1))
@@ -106,26 +174,11 @@ def estimate_cmd(
     _print_estimate(out, b.title)
 
 
-def _runs_as(artifact: Path, fmt: str | None) -> tuple[Any, str]:
-    """The artifact's format, and how the runtime runs it, in words: a bare ncnn .param (no sidecar) runs with
-    ncnn's default options (fp16 storage; fp16 arithmetic where the core has it), int8 where its layers say so."""
-    from edgekit.convert.ncnn.param import has_int8_layers
-    from edgekit.formats import Format
-
-    known = _format_of(artifact, fmt)
-    if artifact.suffix != ".param" or known is not None:
-        return known, known.value if known is not None else artifact.suffix.lstrip(".")
-    if has_int8_layers(artifact):
-        return Format.NCNN_INT8, "ncnn int8 layers (int8_scale_term in the .param), ncnn's default options"
-    return None, "ncnn, default options (fp16 storage; fp16 arithmetic where the core has it), as benchncnn"
-
-
 def _count(
-    artifact: Path, b: Any, threads: int, shape: list[int] | None, cost: Any, fmt: Any
+    artifact: Path, b: Any, threads: int, shape: list[int] | None, cost: Any, int8: bool
 ) -> tuple[Any, dict[str, Any]]:
     """Features of the artifact on the board's core: the one-thread count, and the N-thread split only when the
     cost model for N threads uses it. Counts come from the count cache when this artifact was counted before."""
-    from edgekit.convert.ncnn.param import has_int8_layers
     from edgekit.emu.plugin.counting import CountJob
     from edgekit.estimate import cost_model
     from edgekit.estimate.calibration import INPUT_FILL
@@ -164,9 +217,6 @@ def _count(
             "cached": split_cached,
             "busiest_thread": split.busiest_thread,
         }
-    int8 = (fmt is not None and fmt.precision.value == "int8") or (
-        artifact.suffix == ".param" and has_int8_layers(artifact)
-    )
     mix = tuple(first.mix[0]) if first.mix else ()
     l1, llc = misses_of(first.window_misses)
     return cost_model.Features(
@@ -247,12 +297,11 @@ def roofline_cmd(
     from edgekit.estimate import cost_model
     from edgekit.estimate.boards import board as get_board
     from edgekit.estimate.graph import analyze
-    from edgekit.estimate.roofline import compute_precision, roofline
+    from edgekit.estimate.roofline import roofline
 
     b = get_board(board)
     cost = analyze(artifact, parse_shape(input_shape, "--input-shape"))
-    artifact_fmt = _format_of(artifact, fmt)
-    r = roofline(cost, b, threads, compute_precision(artifact_fmt))
+    r = roofline(cost, b, threads, _runs_as(artifact, fmt).precision)
     # the MAC-based estimate needs MACs: a graph without convolutions or matrix products has none to scale
     est = (
         cost_model.estimate(b.name, cost_model.Features(0, cost.params, False, {}, cost.macs), threads)
@@ -289,7 +338,11 @@ def roofline_cmd(
             "memory time",
             f"{_ms(r.memory_ms)} ms compulsory (weights + I/O); {_ms(r.traffic_ms)} ms with no reuse",
         ),
-        ("intensity", f"{r.intensity_macs_per_byte:.1f} MAC/byte (ridge {r.ridge_macs_per_byte:.1f})"),
+        (
+            "intensity",
+            f"{r.intensity_macs_per_byte:.1f} MAC/byte of compulsory traffic (ridge {r.ridge_macs_per_byte:.1f}: "
+            f"above it the bound is compute); {r.intensity_no_reuse_macs_per_byte:.1f} with no reuse",
+        ),
     ]
     for name, value in rows:
         console.print(f"  {name:15s} {value}", highlight=False)

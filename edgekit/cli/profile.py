@@ -26,13 +26,13 @@ if TYPE_CHECKING:
     from edgekit.results import Measurement
 
 
-def _device_for(target: str) -> str | None:
+def _device_for(target: str, overrides: list[str]) -> str | None:
     """An emulated target's device (pi4-emu -> pi4-emu); None for a real board or the host (wall time)."""
     from edgekit.target import load_target
 
     if target == "host":
         return None
-    loaded = load_target(target)
+    loaded = load_target(target, overrides)
     return loaded.emulated.device if loaded.emulated is not None else None
 
 
@@ -55,6 +55,9 @@ def profile_cmd(
     ),
     passes: int = typer.Option(
         20, "--passes", min=1, help="on a board or host: fresh extractors each layer's median is over"
+    ),
+    set_: list[str] | None = typer.Option(
+        None, "--set", help="on a board: override a field of the target, e.g. --set key=PATH (repeatable)"
     ),
 ) -> None:
     """Guest instructions per layer (ncnn) or per op (TFLite) on an emulated core, top layers first.
@@ -84,20 +87,28 @@ def profile_cmd(
             hint="give an ncnn model.param or a .tflite; `edgekit bench FILE --target pi4-emu` counts a whole "
             "inference of the other runtimes",
         )
-    device = _device_for(target)
+    if set_ and target == "host":
+        raise UsageError(
+            "--set overrides a target's fields; host has none", where="--set", hint="leave --set out"
+        )
+    device = _device_for(target, list(set_ or ()))
     if device is None:
-        _wall_profile(artifact, target, threads, passes, input_shape, top, as_json)
+        _wall_profile(artifact, target, threads, passes, input_shape, top, as_json, list(set_ or ()))
         return
     if artifact.suffix == ".tflite":
+        from edgekit.runtimes.tflite import load_tflite
+
+        load_tflite(
+            artifact
+        )  # a file TFLite cannot load is refused as estimate refuses it, before any guest run
         result = profile_tflite(artifact, device, threads=threads)
     else:
-        from edgekit.estimate.ncnn_model import check_input_shape
-        from edgekit.runtimes.ncnn import load_ncnn
+        from edgekit.estimate.graph import analyze
 
-        load_ncnn(artifact)  # a file ncnn cannot load is refused here, named (exit 2), not after a guest run
         shape = parse_shape(input_shape, "--input-shape")
-        if shape and not artifact.with_suffix(".io.json").is_file():
-            check_input_shape(artifact, shape)
+        # one run on this host first: a file ncnn cannot load, a shape it cannot take (its batch, its channels, a
+        # layer that fails at that size, or not the sidecar's) is refused here, named (exit 2), not after a guest run
+        analyze(artifact, shape)
         result = profile_ncnn(artifact, device, threads=threads, input_shape=shape)
     if as_json:
         print(json.dumps(result.to_dict(), indent=1))
@@ -107,7 +118,14 @@ def profile_cmd(
 
 
 def _wall_profile(
-    artifact: Path, target: str, threads: int, passes: int, input_shape: str | None, top: int, as_json: bool
+    artifact: Path,
+    target: str,
+    threads: int,
+    passes: int,
+    input_shape: str | None,
+    top: int,
+    as_json: bool,
+    overrides: list[str],
 ) -> None:
     """Per-layer wall time of an ncnn artifact on a board (SSH) or this host, by the on-device agent."""
     from edgekit.cli.bench import _inputs, _sidecar_format, run_folder, run_one
@@ -124,7 +142,7 @@ def _wall_profile(
         )
     load_ncnn(artifact)  # a file ncnn cannot load is refused here, named (exit 2), before any device run
     art = AgentArtifact.from_path(artifact, _sidecar_format(artifact))
-    tgt = host_target() if target == "host" else load_target(target)
+    tgt = host_target() if target == "host" else load_target(target, overrides)
     settings = Settings(warmup=2, repeat=passes, threads=(threads,), layer_times=passes)
     folder = run_folder("profile")
     inputs = _inputs(art, None, input_shape, folder)

@@ -320,7 +320,24 @@ def _ncnn_blob_shapes(
     """Every blob's (c, h, w) shape, from one run of the net on this host with zero inputs."""
 
     inputs = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
-    shapes = io.get("input_shapes") or ([input_shape] if input_shape else None)
+    stated = io.get("input_shapes")
+    if input_shape and input_shape[0] != 1:  # the cost of one inference of one input
+        raise InputDataError(
+            f"input shape {list(input_shape)}: batch {input_shape[0]}; ncnn has no batch axis and runs one input "
+            "per inference",
+            where=str(path),
+            hint=f"give batch 1: --input-shape {','.join(map(str, [1, *input_shape[1:]]))} (the cost of N inputs "
+            "is N inferences)",
+        )
+    if stated and input_shape and [list(input_shape)] != [list(s) for s in stated[:1]]:
+        raise InputDataError(  # the artifact was converted and checked at its sidecar's shape: that is the model
+            f"input shape {list(input_shape)} is not the one this artifact states: "
+            f"{','.join(map(str, stated[0]))} (in {path.with_suffix('.io.json').name})",
+            where=str(path),
+            hint="leave --input-shape out (it is for a .param without a model.io.json); to cost another input "
+            "size, convert the model at that size (the recipe's input shape)",
+        )
+    shapes = stated or ([input_shape] if input_shape else None)
     if not shapes:
         raise InputDataError(
             "an ncnn model without its model.io.json sidecar needs its input shape",
@@ -341,8 +358,8 @@ def _ncnn_blob_shapes(
             ret, mat = ex.extract(blob)
             if ret != 0:  # a layer failed (out of memory, an input it cannot take): MACs would be missing
                 raise InputDataError(
-                    f"ncnn could not compute blob {blob!r} (error {ret}) with input shape(s) {shapes}, so its "
-                    "MACs and sizes are unknown",
+                    f"ncnn could not compute blob {blob!r} (error {ret}) with input shape(s) {shapes}: the model "
+                    "cannot take that input (its MACs, sizes and counts would be a model's that does not run)",
                     where=str(path),
                     hint="check the input shape against the model (--input-shape, NCHW)",
                 )

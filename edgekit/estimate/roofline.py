@@ -41,7 +41,8 @@ class Roofline:
     traffic_ms: float  # no-reuse traffic at peak bandwidth (not a bound)
     lower_bound_ms: float
     bound: str  # compute | memory
-    intensity_macs_per_byte: float  # MACs / no-reuse bytes
+    intensity_macs_per_byte: float  # executed MACs / compulsory bytes: above the ridge, the bound is compute
+    intensity_no_reuse_macs_per_byte: float  # MACs / no-reuse bytes (not what the bound uses)
     ridge_macs_per_byte: float  # the board's peak MACs / bandwidth
     label: str = (
         "roofline lower bound (published peak specs, Winograd/fp16/int8 where the runtime may use them; "
@@ -98,7 +99,8 @@ def roofline(
         traffic_ms=cost.bytes_moved / bw * 1e3,
         lower_bound_ms=max(compute_ms, memory_ms),
         bound="compute" if compute_ms >= memory_ms else "memory",
-        intensity_macs_per_byte=cost.macs / max(1, cost.bytes_moved),
+        intensity_macs_per_byte=executed_macs(cost) / max(1, weights + cost.io_bytes),
+        intensity_no_reuse_macs_per_byte=cost.macs / max(1, cost.bytes_moved),
         ridge_macs_per_byte=peak / bw,
     )
 
@@ -113,6 +115,32 @@ def artifact_format(path: Path) -> Format | None:
         except (OSError, ValueError, KeyError):
             continue
     return None
+
+
+_WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"}
+
+
+def tflite_format(path: Path) -> Format:
+    """A .tflite's precision read from its tensors, for a file without edgekit's metadata: weighted ops on int8
+    activations are full-integer (tflite-int8), int8 weights under float activations are dynamic-range, fp16
+    constants dequantized at load are tflite-fp16, anything else fp32."""
+    import numpy as np
+
+    from edgekit.runtimes.tflite import load_tflite
+
+    interp = load_tflite(path)
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()  # no public API lists ops with their tensors
+    weighted = [op for op in ops if op["op_name"] in _WEIGHTED_OPS and len(op["inputs"]) >= 2]
+    small = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
+    if any(dtypes.get(int(op["inputs"][0])) in small for op in weighted):
+        return Format.TFLITE_INT8
+    if any(dtypes.get(int(op["inputs"][1])) in small for op in weighted):
+        return Format.TFLITE_DYNAMIC
+    dequantized = (
+        dtypes.get(int(i)) for op in ops if op["op_name"] == "DEQUANTIZE" for i in op["inputs"] if i >= 0
+    )
+    return Format.TFLITE_FP16 if np.dtype(np.float16) in dequantized else Format.TFLITE_FP32
 
 
 def compute_precision(fmt: Format | None) -> Precision:
