@@ -772,6 +772,21 @@ def test_an_int8_labelled_ncnn_model_with_no_quantized_layer_runs_as_float(tmp_p
     out = _cli("roofline", str(param), "--board", "pi5", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["roofline"]["precision"] == "fp16"  # ncnn's float peak on the A76, not int8
+    # deploy's estimate of the same artifact: the float class, not the int8 one with its widened interval
+    info = ArtifactInfo(
+        id="ncnn-int8",
+        format="ncnn-int8",
+        files=[str(param), str(param.with_suffix(".bin"))],
+        sha256="0",
+        size_bytes=1,
+    )
+    measured = _measurement(1, 100_000_000).model_copy(
+        update={"artifact": "ncnn-int8", "format": "ncnn-int8"}
+    )
+    est = estimate_for(measured, info, "pi4")
+    assert est["status"] == "ok" and not any("int8 kernels" in c for c in est["caveats"]), est["caveats"]
+    info.files = []  # the files not here: the format alone says int8
+    assert any("int8 kernels" in c for c in estimate_for(measured, info, "pi4")["caveats"])
 
 
 def test_profile_refuses_a_shape_the_model_cannot_take_before_the_guest_runs(tmp_path: Path) -> None:

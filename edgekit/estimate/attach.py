@@ -23,6 +23,7 @@ from edgekit.estimate.boards import board as get_board
 from edgekit.estimate.forms import misses_of
 from edgekit.estimate.graph import ModelCost, analyze
 from edgekit.estimate.roofline import compute_precision, roofline
+from edgekit.estimate.runs_as import RunsAs, runs_as
 from edgekit.formats import Format, Precision
 from edgekit.results import ArtifactInfo, Measurement, TargetRun
 
@@ -70,6 +71,7 @@ def estimate_for(
         caveats.append(split_counted)
     fmt = _format(measurement.format)
     cost = _cost(artifact_info, input_shape)
+    runs = _runs_as(artifact_info, fmt)
     busiest = (
         {measurement.threads: max(measurement.instructions_per_thread)}
         if measurement.threads > 1 and measurement.instructions_per_thread
@@ -80,7 +82,7 @@ def estimate_for(
     feats = cost_model.Features(
         source.instructions_per_invoke,
         cost.params if cost else 0,
-        fmt is not None and fmt.precision is Precision.INT8,
+        runs.int8 if runs else fmt is not None and fmt.precision is Precision.INT8,
         busiest,
         cost.macs if cost else 0,
         tuple(source.instruction_mix),
@@ -101,7 +103,13 @@ def estimate_for(
     out = {**base, **est.to_dict(), "status": "ok", "instructions_per_invoke": source.instructions_per_invoke}
     if cost is not None and fmt is not None:
         out["roofline_lower_bound_ms"] = round(
-            roofline(cost, get_board(board), measurement.threads, compute_precision(fmt)).lower_bound_ms, 3
+            roofline(
+                cost,
+                get_board(board),
+                measurement.threads,
+                runs.precision if runs else compute_precision(fmt),
+            ).lower_bound_ms,
+            3,
         )
     return out
 
@@ -110,6 +118,17 @@ def _format(value: str) -> Format | None:
     try:
         return Format(value)
     except ValueError:
+        return None
+
+
+def _runs_as(info: ArtifactInfo | None, fmt: Format | None) -> RunsAs | None:
+    """What runs, read from the artifact's files when they are here (an ncnn-int8 artifact the speed plan kept
+    all float runs float); None otherwise (the format alone says)."""
+    if info is None or not info.files or not Path(info.files[0]).is_file():
+        return None
+    try:
+        return runs_as(Path(info.files[0]), fmt)
+    except Exception:  # noqa: BLE001 (an estimate must never break a deploy)
         return None
 
 
