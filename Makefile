@@ -55,7 +55,7 @@ emu-assets: $(STAMPS)/python $(STAMPS)/system
 	@$(EDGEKIT) emu build pi5-emu
 
 demo: setup
-	$(EDGEKIT) deploy $(DEMO_RECIPE) --target $(TARGET)
+	$(EDGEKIT) deploy "$(DEMO_RECIPE)" --target "$(TARGET)"
 
 test: setup check
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
@@ -64,8 +64,8 @@ test: setup check
 # emu-assets: the NCNN INT8 speed plan counts each layer on the emulated Cortex-A72 and A76 (without them,
 # ncnn-int8 is written all-int8, up to 2.5x slower than fp32 there: README, INT8 that is faster)
 quantize: $(STAMPS)/python emu-assets
-	@for r in $(if $(RECIPE),$(RECIPE),recipes/*.yaml); do \
-	  echo "==> $$r"; $(EDGEKIT) convert $$r --int8-only || exit $$?; done
+	@for r in $(if $(RECIPE),"$(RECIPE)",recipes/*.yaml); do \
+	  echo "==> $$r"; $(EDGEKIT) convert "$$r" --int8-only || exit $$?; done
 
 # Lint and types; fails on any finding. Rules and mypy settings live in pyproject.toml.
 check: $(STAMPS)/python

@@ -246,3 +246,17 @@ def test_without_format_the_recipes_one_int8_format_is_analysed() -> None:
         _recipe_int8_format([Format.TFLITE_INT8, Format.NCNN_INT8])
     with pytest.raises(UsageError, match="neither"):
         _recipe_int8_format([Format.ONNX_FP32])
+
+
+def test_max_float_without_fix_is_refused_not_ignored() -> None:
+    """`--max-float 3` alone did nothing, without a word: it only bounds --fix."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "analyze", "recipes/digits.yaml", "--max-float", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "without --fix it does nothing" in out.stderr, out.stderr

@@ -19,6 +19,7 @@ from rich import box
 from rich.table import Table
 
 from edgekit.cli.outputs import check_output_file
+from edgekit.errors import UsageError
 from edgekit.formats import Format
 from edgekit.paths import write_atomic
 from edgekit.terminal import Console, plain
@@ -54,6 +55,12 @@ def analyze_cmd(
     from edgekit.analysis.analyze import analyze, check_format
     from edgekit.recipe import load_recipe
 
+    if max_float is not None and not fix:  # it only bounds --fix: alone it would be silently ignored
+        raise UsageError(
+            "--max-float bounds how many layers --fix keeps in float; without --fix it does nothing",
+            where="--max-float",
+            hint=f"add --fix: edgekit analyze {recipe} --fix --max-float {max_float}",
+        )
     loaded = load_recipe(recipe)
     fmt = fmt or _recipe_int8_format(loaded.formats)
     check_format(fmt)
@@ -86,7 +93,7 @@ def analyze_cmd(
 
             outcome = run_fix(loaded, fmt, result, max_float=max_float, progress=progress)
             console.print(fix_table(outcome))
-            failed = _fix_summary(outcome)
+            failed = _fix_summary(outcome, max_float)
             record["fix"] = outcome.to_dict()
     if json_path:
         write_atomic(json_path, json.dumps(record, indent=1, default=str) + "\n")
@@ -157,13 +164,16 @@ def fix_table(outcome: Any) -> Table:
     return table
 
 
-def _fix_summary(outcome: Any) -> bool:
+def _fix_summary(outcome: Any, max_float: int | None) -> bool:
     """Print the outcome; True when no candidate met the gate."""
     chosen, plain = outcome.chosen, outcome.steps[0]
     if chosen is None:
         console.print(
-            "[red]no candidate met the gate[/]: even with the most layers in float; try --max-float "
-            "higher, more calibration data, or per-channel quantization"
+            f"[red]no candidate met the gate[/]: even with the most layers in float that were tried "
+            f"({max(len(s.float_layers) for s in outcome.steps)}); try "
+            + ("--max-float higher, " if max_float is not None else "")
+            + "more calibration data (the recipe's quantize: samples), or a looser gate if the recipe's is tighter "
+            "than the task needs"
         )
         return True
     if chosen is plain:
