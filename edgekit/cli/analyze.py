@@ -172,7 +172,7 @@ def _fix_summary(outcome: Any, max_float: int | None) -> bool:
             f"[red]no candidate met the gate[/]: even with the most layers in float that were tried "
             f"({max(len(s.float_layers) for s in outcome.steps)}); try "
             + ("--max-float higher, " if max_float is not None else "")
-            + "more calibration data (the recipe's quantize: samples), or a looser gate if the recipe's is tighter "
+            + "more calibration data (the recipe's calibration: data), or a looser gate if the recipe's is tighter "
             "than the task needs"
         )
         return True
