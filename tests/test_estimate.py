@@ -405,16 +405,21 @@ def test_a_bad_input_shape_is_refused_before_any_run(tmp_path: Path, shape: str,
         assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
 
 
+def _shape_commands(param: Path, shape: str) -> list[tuple[str, ...]]:
+    """The three commands that take --input-shape for a .param: each must refuse a shape the same way."""
+    return [
+        ("estimate", str(param), "--board", "pi4", "--input-shape", shape),
+        ("roofline", str(param), "--board", "pi4", "--input-shape", shape),
+        ("profile", str(param), "--target", "pi4-emu", "--input-shape", shape),
+    ]
+
+
 def test_an_input_shape_the_first_convolution_cannot_take_is_refused(tmp_path: Path) -> None:
     """ncnn runs a 3-channel input through a 16-channel convolution without a word (benchncnn too); edgekit
     counted and estimated that model. Now the channel count is checked against the first convolution."""
     param = write_chain(tmp_path / "m.param", 2)
     shape = f"1,3,{SIZE},{SIZE}"
-    for args in (
-        ("estimate", str(param), "--board", "pi4", "--input-shape", shape),
-        ("roofline", str(param), "--board", "pi4", "--input-shape", shape),
-        ("profile", str(param), "--target", "pi4-emu", "--input-shape", shape),
-    ):
+    for args in _shape_commands(param, shape):
         out = _cli(*args)
         assert out.returncode == 2 and "has 3 channels; the model's first layer" in out.stderr, out.stderr
         assert f"takes {CHANNELS}" in out.stderr
@@ -745,11 +750,7 @@ def test_a_shape_other_than_the_sidecars_a_batch_or_a_format_of_another_file_is_
     stated = [1, CHANNELS, SIZE, SIZE]
     param.with_suffix(".io.json").write_text(json.dumps({"format": "ncnn-fp32", "input_shapes": [stated]}))
     other = f"1,{CHANNELS},{2 * SIZE},{2 * SIZE}"
-    for args in (
-        ("estimate", str(param), "--board", "pi4", "--input-shape", other),
-        ("roofline", str(param), "--board", "pi4", "--input-shape", other),
-        ("profile", str(param), "--target", "pi4-emu", "--input-shape", other),
-    ):
+    for args in _shape_commands(param, other):
         out = _cli(*args)
         assert out.returncode == 2 and "is not the one this artifact states" in out.stderr, (args, out.stderr)
     same = _cli("roofline", str(param), "--board", "pi4", "--input-shape", ",".join(map(str, stated)))
