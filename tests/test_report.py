@@ -367,3 +367,16 @@ def test_markdown_printed_to_a_log_keeps_table_rows_whole(store_url: str) -> Non
     table = [line for line in out.stdout.splitlines() if line.startswith("|")]
     assert out.returncode == 0 and table, out.stdout + out.stderr
     assert all(line.rstrip().endswith("|") for line in table) and max(map(len, table)) > 80, table
+
+
+def test_axis_labels_read_the_value_they_stand_for() -> None:
+    """From 10,000 the tick labels divided by 10,000 and wrote 'k': a count of 140,631 read '14.1k' (the probe's
+    instruction-count axis ran 18k-42k for 140k-407k). Each label, read back, is the value to 3 figures."""
+    from edgekit.report.plots import _compact
+
+    units = {"k": 1e3, "M": 1e6, "G": 1e9}
+    for value in (0.25, 9999.0, 10_000.0, 12_500.0, 140_631.0, 406_889.0, 999_999.0, 1.8e8, 2.5e9, -12_500.0):
+        label = _compact(value)
+        assert len(label) <= 6, label
+        number = float(label[:-1]) * units[label[-1]] if label[-1] in units else float(label)
+        assert abs(number - value) <= 0.005 * abs(value), (value, label)

@@ -303,9 +303,10 @@ def _date(ts: float) -> float:
 def _compact(value: float, _pos: object = None) -> str:
     """Tick labels of at most 5 characters (180M, 12.5k, 0.25), so the fixed left margin always holds them."""
     magnitude = abs(value)
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
-        if magnitude >= limit:
-            return f"{value / limit:.3g}{suffix}"
+    # (from, unit, suffix): from 10,000 in thousands; a value that rounds to 1000 of a unit takes the next one
+    for start, unit, suffix in ((999.5e6, 1e9, "G"), (999.5e3, 1e6, "M"), (1e4, 1e3, "k")):
+        if magnitude >= start:
+            return f"{value / unit:.3g}{suffix}"
     return f"{value:.4g}"
 
 
