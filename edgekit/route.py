@@ -39,6 +39,11 @@ class Basis(str, Enum):
         }[self]
 
 
+DID_NOT_RUN = "did not run"
+GATES_FAILED = "gates failed"
+UNCOUNTED = "emulated without instruction counts"
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One artifact on one target: its speed figure (lower is faster; None if it did not run) and gates."""
@@ -85,15 +90,7 @@ class Route:
     def summary(self) -> str:
         """One line for a terminal: `pi4-emu: ship ncnn-int8 (1.45x vs ncnn-fp32, ...)`."""
         if self.artifact is None:
-            failed = sum(why != "did not run" for why in self.rejected.values())
-            if not failed:
-                return f"{self.target}: no route: nothing ran on this target (its error is above)"
-            unrun = len(self.rejected) - failed
-            return (
-                f"{self.target}: no artifact meets every gate ({failed} failed a gate"
-                + (f", {unrun} did not run" if unrun else "")
-                + ")"
-            )
+            return f"{self.target}: {why_no_route(self.rejected)}"
         parts = []
         if self.speedup_vs_fp32 is not None and self.fp32_artifact != self.artifact:
             parts.append(f"{self.speedup_vs_fp32:.2f}x vs {self.fp32_artifact}")
@@ -116,6 +113,25 @@ class Route:
         )
 
 
+def why_no_route(rejected: dict[str, str]) -> str:
+    """Why a target has no route, from its rejections (artifact -> why): not counted, nothing ran, or gates."""
+    whys = list(rejected.values())
+    if whys and all(why == UNCOUNTED for why in whys):
+        return (
+            "no route: emulated without instruction counts (its wall times are not device latency); count to "
+            "rank: --set emulated.counting=true"
+        )
+    failed = sum(why.startswith(GATES_FAILED) for why in whys)
+    if not failed:
+        return "no route: nothing ran on this target (its error is above)"
+    unrun = sum(why == DID_NOT_RUN for why in whys)
+    return (
+        f"no artifact meets every gate ({failed} failed a gate"
+        + (f", {unrun} did not run" if unrun else "")
+        + ")"
+    )
+
+
 def _figure(value: float) -> str:
     """Three significant digits as the tables print them (0.00484 ms is not "0.00 ms"), whole numbers from 100."""
     return f"{value:.3g}" if value < 100 else f"{value:.0f}"
@@ -125,10 +141,10 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     """The fastest candidate that ran and meets every gate; speed-ups against the same runtime's fp32
     candidate and the slowest candidate that ran (gated or not: the route a user might otherwise take)."""
     ran = [c for c in candidates if c.value is not None and c.value > 0]
-    rejected = {c.artifact: "did not run" for c in candidates if c not in ran}
+    rejected = {c.artifact: DID_NOT_RUN for c in candidates if c not in ran}
     for c in ran:
         if not c.gates_passed:
-            rejected[c.artifact] = "gates failed" + (f": {'; '.join(c.failures)}" if c.failures else "")
+            rejected[c.artifact] = GATES_FAILED + (f": {'; '.join(c.failures)}" if c.failures else "")
     eligible = sorted((c for c in ran if c.gates_passed), key=lambda c: (c.value, c.artifact))
     route = Route(target=target, basis=basis, threads=threads, artifact=None, rejected=rejected)
     if not eligible:
@@ -195,10 +211,10 @@ def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int = 1)
         # emulated wall time is no device latency: name no route rather than a misleading one
         return Route(
             target=run.target,
-            basis=basis,
+            basis=Basis.INSTRUCTIONS,  # what an emulated target is ranked by; its wall times never are
             threads=threads,
             artifact=None,
-            rejected={c.artifact: "emulated without instruction counts" for c in candidates},
+            rejected={c.artifact: UNCOUNTED for c in candidates},
         )
     route = recommend(run.target, candidates, basis, threads)
     if basis is Basis.ESTIMATE_MS and route.artifact is not None:

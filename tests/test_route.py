@@ -165,6 +165,10 @@ def test_emulated_run_without_counts_names_no_route() -> None:
     )
     route = routes_for_deploy(result)[0]
     assert route.artifact is None and "without instruction counts" in route.rejected["ncnn-fp32"]
+    # it said "no artifact meets every gate (1 failed a gate)" of artifacts that passed every gate, and its basis
+    # read "p50 latency measured on the target" for a run whose wall times are emulated
+    assert "failed a gate" not in route.summary() and "emulated.counting=true" in route.summary()
+    assert route.basis is not Basis.P50_MS
 
 
 def test_emulated_board_with_estimates_ranks_by_the_estimate_across_runtimes() -> None:

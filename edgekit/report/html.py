@@ -14,6 +14,7 @@ from edgekit.report import plots
 from edgekit.report.regression import Flag, throttle_reason
 from edgekit.report.view import RecipeView, Report, Row, when
 from edgekit.results import AgentResult, DeviceFacts, TargetRun, interval_not_validated
+from edgekit.route import why_no_route
 from edgekit.store import StoredRun
 
 CSS = """
@@ -130,7 +131,7 @@ def _routes(view: RecipeView) -> str:
             if r.get("artifact") is None:
                 rows.append(
                     f"<tr class=warn><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
-                    f"{_target(run, r)}</td><td class=l colspan=4>no artifact met every gate"
+                    f"{_target(run, r)}</td><td class=l colspan=4>{escape(why_no_route(r.get('rejected') or {}))}"
                     "</td></tr>"
                 )
                 continue
