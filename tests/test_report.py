@@ -217,7 +217,7 @@ def test_cli_report_writes_both_files_and_honours_filters(store_url: str, tmp_pa
     assert "2 recipe(s), 2 regression(s)" in " ".join(out.stdout.split())
     text = html.read_text()
     assert "pi5-emu" not in text and 'id="recipe-digits"' in text and 'id="recipe-yolov5-lite"' in text
-    assert "| artifact | pi4 p50 ms | fidelity (cosine) |" in md.read_text()
+    assert "| artifact | pi4 p50 ms | fidelity vs ONNX (cosine, host, at conversion) |" in md.read_text()
 
 
 def test_empty_selection_says_so(store_url: str, tmp_path: Path) -> None:
@@ -380,3 +380,31 @@ def test_axis_labels_read_the_value_they_stand_for() -> None:
         assert len(label) <= 6, label
         number = float(label[:-1]) * units[label[-1]] if label[-1] in units else float(label)
         assert abs(number - value) <= 0.005 * abs(value), (value, label)
+
+
+def test_the_markdown_fidelity_column_is_one_figure_and_unrun_rows_have_none(tmp_path: Path) -> None:
+    """The Markdown's one fidelity column took the first target's cosine it found: a target's own comparison over
+    a capped few inputs in one run, the host's over every input in another, under one header; and an HTML row of
+    an artifact that never ran on a target showed the conversion's cosine as if measured there."""
+    from edgekit.report.markdown import render
+
+    result = synthetic_result(T0, rng=np.random.default_rng(0), targets=("pi4", "pi5-emu"), formats=FORMATS)
+    pi5 = next(r for r in result.runs if r.target == "pi5-emu")
+    assert pi5.agent is not None
+    pi5.agent.measurements[0].status = "failed"
+    with open_store(f"sqlite:///{tmp_path / 'f.sqlite'}") as store:
+        store.record(result)
+        report = build(store)
+    (view,) = report.recipes
+    unrun = pi5.agent.measurements[0]
+    row = next(
+        r
+        for r in view.rows
+        if (r.target, r.artifact, r.threads) == ("pi5-emu", unrun.artifact, unrun.threads)
+    )
+    assert row.cosine is None and row.gates_passed is None
+    md = render(report)
+    assert "fidelity vs ONNX (cosine, host, at conversion)" in md
+    for art in result.artifacts:
+        line = next(x for x in md.splitlines() if x.startswith(f"| {art.id} |"))
+        assert line.rstrip(" |").endswith(f"{art.fidelity['cosine']:.5f}"), (line, art.fidelity)

@@ -247,6 +247,9 @@ def test_runtimes_ranked_per_target_host_beside_arm() -> None:
     ]  # ncnn-int8 gated out
     (line,) = verdicts([host, pi4])
     assert "onnxruntime (onnx-int8) on pi4-emu: ranked 3 of 3; fastest there: mnn (mnn-fp32)" in line
+    assert line.endswith(
+        "(by guest instruction counts on the emulated core, not latency)"
+    )  # what it is judged on
     table = runtime_table(result)
     assert table is not None and [c.header for c in table.columns][:2] == ["runtime", "host\np50 ms"]
     html = runtime_html(result)
@@ -271,7 +274,7 @@ def test_a_host_only_fastest_runtime_hands_over_to_the_host_s_fastest_board_runt
     )
     (line,) = verdicts([host, pi5])
     assert line.startswith("host's fastest runtime openvino is host only; its fastest board runtime tflite")
-    assert line.endswith("on pi5-emu: ranked 2 of 2; fastest there: ncnn (ncnn-int8)")
+    assert line.endswith("on pi5-emu: ranked 2 of 2; fastest there: ncnn (ncnn-int8) (by board estimates)")
 
 
 def test_formats_for_a_target_says_setup_only_where_setup_can_install() -> None:

@@ -753,3 +753,24 @@ def test_a_real_deploy_round_trips_through_json_import(tmp_path: Path) -> None:
     assert {c.reference for c in back.runs[0].comparisons} == {"onnx"}
     shown = subprocess.run([*edgekit, "runs", "show", "1", "--store", url], capture_output=True, text=True)
     assert shown.returncode == 0 and "ncnn-int8" in shown.stdout and "host" in shown.stdout
+
+
+def test_runs_show_labels_every_emulated_figure(tmp_path: Path) -> None:
+    """`runs show` of an emulated target printed its peak RSS (the qemu process: guest plus translated code, 2-4x
+    the device's) and, with --verbose, p99 and load time as bare figures beside the host's."""
+    url = f"sqlite:///{tmp_path / 'e.sqlite'}"
+    with open_store(url) as store:
+        run_id = store.record(_small(T0, targets=("pi5-emu",)))
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "COLUMNS": "300"}
+    env.pop("EDGEKIT_STORE", None)
+    shown = subprocess.run(
+        [sys.executable, "-m", "edgekit", "runs", "show", str(run_id), "--verbose", "--store", url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert "peak RSS MB (qemu)" in text and "the emulator process" in text, shown.stdout
+    assert "p99 (emulated)" in text and "load ms (emulated)" in text, shown.stdout

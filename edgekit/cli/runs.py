@@ -246,8 +246,14 @@ def _print_target(t: TargetRun, verbose: bool = False) -> None:
         heads.append(f"{board} ESTIMATE ms (80% interval)")
     for col in (
         *heads,
-        *([f"p50 ({unit})", f"p90 ({unit})", "p99", "load ms"] if walls else []),
-        "peak RSS MB",
+        *(
+            [f"p50 ({unit})", f"p90 ({unit})", "p99 (emulated)", "load ms (emulated)"]
+            if walls and t.emulated
+            else ["p50 (ms)", "p90 (ms)", "p99", "load ms"]
+            if walls
+            else []
+        ),
+        "peak RSS MB (qemu)" if t.emulated else "peak RSS MB",
         "instructions / invoke (count)",
         "samples",
         "status",
@@ -266,9 +272,15 @@ def _print_target(t: TargetRun, verbose: bool = False) -> None:
             "ok" if m.status == "ok" else f"[red]{m.status}: {plain(m.error)}[/]",
         )
     console.print(table)
-    if not walls:
+    if t.emulated:
         console.print(
-            "  [dim]emulated wall and load times (not device figures): --verbose or --json[/]",
+            "  [dim]peak RSS (qemu) = the emulator process: the guest and its translated code, not the device's"
+            + (
+                "; emulated wall and load times (not device figures): --verbose or --json"
+                if not walls
+                else ""
+            )
+            + "[/]",
             highlight=False,
         )
 

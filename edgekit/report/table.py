@@ -132,7 +132,7 @@ def bench_table(agent: AgentResult, target: str) -> Table:
             "std",
             "min",
             "samples x number",
-            "peak RSS MB",
+            "peak RSS MB (qemu)" if emulated else "peak RSS MB",
         ]
         + (["guest insn / invoke"] if counted else [])
         + ["status"]

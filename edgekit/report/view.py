@@ -227,8 +227,9 @@ def latest_rows(result: DeployResult, flags: Sequence[Flag] = (), only: str | No
                     p90_ms=m.p90_ms,
                     speedup=speedup,
                     speedup_basis=basis,
-                    cosine=_target_cosine(vs_onnx.get(m.artifact), art),
-                    gates_passed=_gates(vs_onnx.get(m.artifact), art),
+                    # an artifact that did not run here has no fidelity here (not the conversion's in its place)
+                    cosine=_target_cosine(vs_onnx.get(m.artifact), art) if m.status == "ok" else None,
+                    gates_passed=_gates(vs_onnx.get(m.artifact), art) if m.status == "ok" else None,
                     drift_max_abs=drift[m.artifact].max_abs_error if m.artifact in drift else None,
                     drift_cosine=drift[m.artifact].cosine if m.artifact in drift else None,
                     instructions=m.instructions_per_invoke,

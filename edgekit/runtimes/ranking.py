@@ -109,7 +109,13 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
             if rank == 1
             else f"{where}; fastest there: {r.fastest.runtime} ({r.fastest.artifact})"
         )
-        note = " (by uncalibrated estimates: confirm on the board)" if r.uncalibrated else ""
+        note = {
+            Basis.ESTIMATE_MS: " (by uncalibrated estimates: confirm on the board)"
+            if r.uncalibrated
+            else " (by board estimates)",
+            Basis.INSTRUCTIONS: " (by guest instruction counts on the emulated core, not latency)",
+            Basis.P50_MS: "",
+        }[r.basis]
         lines.append(f"{lead} on {r.target}: {same}{note}")
     return lines
 
