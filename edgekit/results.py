@@ -28,6 +28,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+# the error of a measurement a Ctrl-C (or SIGTERM) left unmeasured: not a failure of the artifact (runs lists
+# these apart from failures, by this prefix: the store keeps the error code only in a JSON field)
+NOT_RUN_INTERRUPTED = "not run: interrupted (Ctrl-C or SIGTERM)"
+
+
 def unknown_fields(model: BaseModel, where: str = "") -> list[str]:
     """Dotted paths of every field no model in the tree declares (e.g. `measurements[0].p50ms`)."""
     found = [f"{where}{name}" for name in (model.model_extra or {})]

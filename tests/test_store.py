@@ -774,3 +774,26 @@ def test_runs_show_labels_every_emulated_figure(tmp_path: Path) -> None:
     text = " ".join(shown.stdout.split())
     assert "peak RSS MB (qemu)" in text and "the emulator process" in text, shown.stdout
     assert "p99 (emulated)" in text and "load ms (emulated)" in text, shown.stdout
+
+
+def test_measurements_a_ctrl_c_left_unmeasured_are_not_counted_as_failures(url: str, tmp_path: Path) -> None:
+    """`runs` listed an interrupted deploy as '21 (6 failed)' in red: the 6 were never run (Ctrl-C), recorded as
+    not run. They are counted apart now, on SQLite and PostgreSQL; a real failure still counts as one."""
+    from edgekit.results import NOT_RUN_INTERRUPTED
+
+    result = _small(T0, targets=("pi4", "pi5-emu"))
+    pi4, pi5 = result.runs
+    assert pi4.agent is not None and pi5.agent is not None
+    for m in pi5.agent.measurements:
+        m.status, m.error, m.p50_ms = "failed", NOT_RUN_INTERRUPTED, None
+    pi4.agent.measurements[0].status, pi4.agent.measurements[0].error = "failed", "OSError: disk full"
+    with open_store(url) as store:
+        run_id = store.record(result)
+        (summary,) = [r for r in store.runs() if r.id == run_id]
+    assert (summary.failed, summary.unmeasured) == (1, len(pi5.agent.measurements))
+    if not url.startswith("sqlite"):
+        return
+    listed = _edgekit("runs", "--store", url, home=tmp_path / "home")
+    assert listed.returncode == 0, listed.stderr
+    text = " ".join(listed.stdout.split())
+    assert "(1 failed)" in text and f"({len(pi5.agent.measurements)} not measured: interrupted)" in text, text

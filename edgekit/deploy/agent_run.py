@@ -43,7 +43,14 @@ from edgekit.errors import (
     TransportError,
 )
 from edgekit.progress import Measured
-from edgekit.results import AgentResult, DeviceFacts, Measurement, TargetRun, unknown_fields
+from edgekit.results import (
+    NOT_RUN_INTERRUPTED,
+    AgentResult,
+    DeviceFacts,
+    Measurement,
+    TargetRun,
+    unknown_fields,
+)
 from edgekit.target import Target
 from edgekit.transport import Transport
 
@@ -108,7 +115,7 @@ class AgentRunner:
         except Interrupted:
             self.merge(self.fetch(transport, result, n))  # what the device wrote, when the link still works
             for art in self.incomplete(arts):
-                self.record_failed(art, "not run: interrupted (Ctrl-C or SIGTERM)", ErrorCode.INTERRUPTED)
+                self.record_failed(art, NOT_RUN_INTERRUPTED, ErrorCode.INTERRUPTED)
             raise
         except (DeviceTimeout, ConnectionLost) as exc:
             self.recover(transport, exc, result, n)

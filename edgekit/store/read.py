@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, exists, func, select
 
-from edgekit.results import DeployResult
+from edgekit.results import NOT_RUN_INTERRUPTED, DeployResult
 from edgekit.store import codec
 from edgekit.store.schema import artifacts, comparisons, measurements, runs, samples, target_runs
 
@@ -59,16 +59,21 @@ def _target_rows(conn: Connection, ids: list[int]) -> dict[int, list[TargetRow]]
     return found
 
 
-def _measurement_counts(conn: Connection, ids: list[int]) -> dict[int, tuple[int, int]]:
+def _measurement_counts(conn: Connection, ids: list[int]) -> dict[int, tuple[int, int, int]]:
+    """Per run: (measurements, failed, left unmeasured by a Ctrl-C or SIGTERM: not failures)."""
     if not ids:
         return {}
-    failed = func.sum((measurements.c.status != "ok").cast(measurements.c.threads.type))
+    stopped = measurements.c.error.startswith(NOT_RUN_INTERRUPTED, autoescape=True)
+    failed = func.sum(
+        ((measurements.c.status != "ok") & ~func.coalesce(stopped, False)).cast(measurements.c.threads.type)
+    )
+    unmeasured = func.sum(((measurements.c.status != "ok") & stopped).cast(measurements.c.threads.type))
     query = (
-        select(measurements.c.run_id, func.count(), failed)
+        select(measurements.c.run_id, func.count(), failed, unmeasured)
         .where(measurements.c.run_id.in_(ids))
         .group_by(measurements.c.run_id)
     )
-    return {row[0]: (int(row[1]), int(row[2] or 0)) for row in conn.execute(query)}
+    return {row[0]: (int(row[1]), int(row[2] or 0), int(row[3] or 0)) for row in conn.execute(query)}
 
 
 def _load(conn: Connection, ids: list[int]) -> dict[int, DeployResult]:

@@ -62,6 +62,7 @@ class RunSummary:
     emulated_targets: list[str] = field(default_factory=list)
     measurements: int = 0
     failed: int = 0
+    unmeasured: int = 0  # left unmeasured by a Ctrl-C or SIGTERM (recorded as not run; not failures)
     failed_targets: list[str] = field(default_factory=list)  # targets that failed (at connect, or later)
     interrupted_targets: list[str] = field(default_factory=list)  # stopped by Ctrl-C or SIGTERM
 
@@ -151,8 +152,9 @@ class Store:
                 recorded_by=r.recorded_by,
                 targets=[t.target for t in targets.get(r.id, [])],
                 emulated_targets=[t.target for t in targets.get(r.id, []) if t.emulated],
-                measurements=counts.get(r.id, (0, 0))[0],
-                failed=counts.get(r.id, (0, 0))[1],
+                measurements=counts.get(r.id, (0, 0, 0))[0],
+                failed=counts.get(r.id, (0, 0, 0))[1],
+                unmeasured=counts.get(r.id, (0, 0, 0))[2],
                 failed_targets=[t.target for t in targets.get(r.id, []) if t.failed],
                 interrupted_targets=[t.target for t in targets.get(r.id, []) if t.interrupted],
             )
