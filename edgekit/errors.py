@@ -18,6 +18,7 @@
      |    +-- Interrupted     Ctrl-C: what was measured is kept, marked interrupted (exit 130)
      +-- AgentError           the on-device agent crashed or wrote no result
      +-- EmulatorError        an emulated device cannot be built, started or stopped
+     +-- RuntimeInstallError  `targets setup` could not install a runtime the target lists (which, where, why)
      +-- StoreError           the results store cannot be opened, migrated or written
           +-- StorePathError  the SQLite path named is a folder, another kind of file, or (to read) absent (exit 2)
           +-- UnknownRunError a run id the store does not hold (exit 2)
@@ -152,6 +153,11 @@ class AgentError(EdgekitError):
 
 class EmulatorError(EdgekitError):
     pass
+
+
+class RuntimeInstallError(EdgekitError):
+    """`edgekit targets setup` left runtimes of the target's `runtimes:` missing (a Termux package that does not
+    exist, a runtime the emulated devices cannot have): exit 1, after the device's table, so a script can tell."""
 
 
 class StoreError(EdgekitError):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import paramiko
 import psutil
@@ -222,3 +227,78 @@ def test_a_deploy_or_check_never_downloads_a_device_only_set_up_does(tmp_path) -
     assert not (tmp_path / "emu" / "base" / "apt").exists() and not (tmp_path / "emu" / "wheels").exists()
     assert needs_download("pi4-emu") is False  # the suite's own devices: built by make setup
     assert needs_download("phone-emu") is False  # not built perhaps, but nothing to download for it
+
+
+@pytest.fixture()
+def phone_emu_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """phone-emu running from a private emulator home (EDGEKIT_EMU_HOME): the shared site dirs hard-linked into
+    it (a rebuild replaces the copy's names, never the files pi4-emu and pi5-emu read), the sysroot, wheels and
+    plugin symlinked (read only here), the device's own dir copied. Stopped at the end."""
+    from edgekit.emu.device import ensure_device
+    from edgekit.emu.runner import down
+    from edgekit.target import load_target
+
+    real = layout.shared().root
+    home = tmp_path / "emu"
+    home.mkdir()
+    for read_only in ("base", "wheels", "plugin"):
+        (home / read_only).symlink_to(real / read_only)
+    for sites in ("site", "runtimes"):  # the stamps (NAME.done) copied: a rebuild writes them in place
+        shutil.copytree(real / sites, home / sites, symlinks=True, copy_function=_link_but_stamps)
+    device = real / "devices" / "phone-emu"
+    if (device / "built.done").exists():  # else built in the private home, from the shared assets
+        own = home / "devices" / "phone-emu"
+        skip = shutil.ignore_patterns("state.json", "run", "home")
+        shutil.copytree(device, own, symlinks=True, ignore=skip)
+        (own / "home").mkdir()
+    monkeypatch.setenv("EDGEKIT_EMU_HOME", str(home))
+    target = ensure_device(load_target("phone-emu"))
+    try:
+        yield target
+    finally:
+        down("phone-emu")
+
+
+def _link_but_stamps(src: str, dst: str) -> None:
+    if src.endswith(".done"):
+        shutil.copy2(src, dst)
+    else:
+        os.link(src, dst)
+
+
+def _edgekit(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m edgekit ARGS` in this environment (the private emulator home), wide enough not to wrap."""
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+# Termux's pkg on a phone whose mirror lacks every package asked for
+FAILING_PKG = """#!/bin/sh
+shift 2  # install -y
+echo "E: Unable to locate package $*" >&2
+exit 100
+"""
+
+
+@pytest.mark.integration
+def test_targets_setup_that_could_not_install_exits_1_after_the_table(phone_emu_private, tmp_path) -> None:
+    """A phone whose `pkg` fails: setup printed "could not install: ncnn (...)" and a table with `missing`, then
+    exited 0, so a script or a nightly could not tell. Now the table, then RuntimeInstallError (exit 1): what,
+    where, what was tried, what to try."""
+    prefix = tmp_path / "fakeprefix"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin" / "pkg").write_text(FAILING_PKG)
+    (prefix / "bin" / "pkg").chmod(0o755)
+    # the device's python in Termux's environment, blind to the site dirs (-E: no PYTHONPATH): no ncnn
+    python = f"env TERMUX_VERSION=0.118.0 PREFIX={prefix} {phone_emu_private.python} -E"
+    out = _edgekit("targets", "setup", "phone-emu", "--set", f"python={python}", "--set", "runtimes=[ncnn]")
+    said = " ".join(out.stderr.split())
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert (
+        "error (RuntimeInstallError): phone-emu: could not install ncnn (pkg ncnn: E: Unable to locate"
+        in said
+    )
+    assert "hint: install ncnn on the device by hand" in said and "Traceback" not in out.stderr
+    assert "ncnn" in out.stdout and "missing" in out.stdout  # the device's table first

@@ -87,16 +87,17 @@ def setup_cmd(
     """Install the runtimes the device lacks (numpy and the target's `runtimes:`) from wheels downloaded on
     this machine for the device's python/arch/glibc and pushed over SSH (no internet needed on the device). An
     Android phone in Termux gets Termux's packages (`pkg install`), then pip, and is told what could not be
-    installed.
+    installed. Exits 1 (RuntimeInstallError, after the table) when a runtime is still missing.
 
     Example: edgekit targets setup pi4 --set host=192.168.1.20
     """
-    from edgekit.emu.provision import setup_target
+    from edgekit.emu.provision import require_installed, setup_target
     from edgekit.target import load_target
 
     target = load_target(name, set_ or [])
     info = setup_target(target, lambda m: console.print(f"[dim]{plain(m)}[/]", highlight=False))
     _print_info(target.name, info)
+    require_installed(target, info)  # a script or a nightly must see it: exit 1
 
 
 def _print_info(name: str, info: object) -> None:

@@ -27,7 +27,7 @@ from edgekit.emu.wheels import (
     download_wheels,
     pinned_requirements,
 )
-from edgekit.errors import EmulatorError, TargetError
+from edgekit.errors import EmulatorError, RuntimeInstallError, TargetError
 from edgekit.runtimes import device_packages
 from edgekit.target import Target
 from edgekit.transport import Transport, open_transport
@@ -92,6 +92,8 @@ class DeviceInfo:
 
     raw: dict[str, Any]
     runtimes: dict[str, str | None] = field(default_factory=dict)  # merged over the target's pythons
+    # after `targets setup`: each runtime it could not install -> what was tried and why it failed
+    not_installed: dict[str, str] = field(default_factory=dict)
 
     @property
     def cpu_model(self) -> str:
@@ -173,13 +175,43 @@ def setup_target(target: Target, log: Log = print) -> DeviceInfo:
             )
             return info
         log(f"{target.name}: missing {', '.join(missing)}")
+        tried: dict[str, str] = {}  # runtime -> why it could not be installed, where the path knows
         if is_termux(info.raw):  # an Android phone: Termux's packages, then pip (edgekit/emu/termux.py)
-            setup_termux(transport, target, info.raw, missing, lambda: probe(transport, target).runtimes, log)
+            done = setup_termux(
+                transport, target, info.raw, missing, lambda: probe(transport, target).runtimes, log
+            )
+            tried = done.not_installed
         elif target.emulated:
             _setup_emulated(log)
         else:
             _setup_board(transport, target, info, missing, log)
-        return probe(transport, target)
+        after = probe(transport, target)
+        after.not_installed = {
+            r: tried.get(r) or f"installed, but `{target.python_for(r)}` does not import it"
+            for r in missing
+            if not after.runtimes.get(r)
+        }
+        return after
+
+
+def require_installed(target: Target, info: DeviceInfo) -> None:
+    """Raise RuntimeInstallError when `targets setup` left runtimes missing (`info.not_installed`): which ones,
+    on which device, what was tried, and what to try."""
+    if not info.not_installed:
+        return
+    names = ", ".join(info.not_installed)
+    kept = [r for r in target.runtimes if r not in info.not_installed]
+    leave_out = f"leave {names} out of the target's runtimes:" + (
+        f" (--set 'runtimes=[{', '.join(kept)}]')" if kept else ""
+    )
+    shared_sysroot = target.emulated is not None and not is_termux(info.raw)  # nothing to install by hand
+    raise RuntimeInstallError(
+        "could not install " + "; ".join(f"{m} ({why})" for m, why in info.not_installed.items()),
+        where=target.name,
+        hint=leave_out
+        if shared_sysroot
+        else f"install {names} on the device by hand (then `edgekit targets check {target.name}`), or {leave_out}",
+    )
 
 
 def _setup_emulated(log: Log) -> None:
