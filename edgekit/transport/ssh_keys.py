@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -87,14 +87,48 @@ def _names_match(patterns: tuple[str, ...], name: str) -> bool:
 
 
 class KnownHosts(paramiko.HostKeys):  # type: ignore[misc]  # paramiko: no stubs here
-    """paramiko's HostKeys with OpenSSH's matching of a line's host patterns (wildcards, negation, hashed names)."""
+    """paramiko's HostKeys with OpenSSH's matching of a line's host patterns (wildcards, negation, hashed names),
+    and OpenSSH's acceptance of any of a host's keys of one type (a host key being rotated is listed twice):
+    paramiko compares the server's key with the first of that type only, so the new key read as CHANGED."""
+
+    presented: paramiko.PKey | None = None  # the server's key, set once the key exchange has shown it
 
     def _hostname_matches(self, hostname: str, entry: paramiko.hostkeys.HostKeyEntry) -> bool:
         return _names_match(tuple(entry.hostnames), hostname)
 
+    def lookup(self, hostname: str) -> _KeysOf | None:
+        entries = [e for e in self._entries if e.key is not None and self._hostname_matches(hostname, e)]
+        return _KeysOf(entries, self) if entries else None
+
+
+class _KeysOf(Mapping[str, Any]):
+    """One host's keys by type, as paramiko's lookup returns them; of several keys of a type, the one the server
+    presented, if it is among them (else the first, which paramiko then reports as the changed key)."""
+
+    def __init__(self, entries: list[Any], owner: KnownHosts) -> None:
+        self.entries = entries
+        self.owner = owner
+
+    def keys(self) -> list[str]:  # type: ignore[override]  # paramiko indexes it: keys()[0]
+        return list(dict.fromkeys(e.key.get_name() for e in self.entries))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __getitem__(self, kind: str) -> Any:
+        keys = [e.key for e in self.entries if e.key.get_name() == kind]
+        if not keys:
+            raise KeyError(kind)
+        shown = self.owner.presented
+        return next((k for k in keys if shown is not None and k.asbytes() == shown.asbytes()), keys[0])
+
 
 class _RevocationCheckedTransport(paramiko.Transport):  # type: ignore[misc]  # paramiko: no stubs here
-    """A transport that refuses a revoked host key as soon as the key exchange has shown it."""
+    """A transport that shows its client the server's key as soon as the key exchange has: a revoked key is
+    refused there, before paramiko's own check."""
 
     check_key: Callable[[paramiko.PKey], None] | None = None
 
@@ -117,14 +151,21 @@ class CheckedClient(paramiko.SSHClient):  # type: ignore[misc]  # paramiko: no s
         self.revoked = revoked
 
     def connect(self, hostname: str, port: int = 22, *args: Any, **kwargs: Any) -> None:
-        if self.revoked:
-            kwargs["transport_factory"] = partial(self._transport_for, hostname, port)
+        kwargs["transport_factory"] = partial(self._transport_for, hostname, port)
         super().connect(hostname, port, *args, **kwargs)
 
     def _transport_for(self, hostname: str, port: int, sock: Any, **options: Any) -> paramiko.Transport:
         transport = _RevocationCheckedTransport(sock, **options)
-        transport.check_key = partial(self.refuse_revoked, hostname, port)
+        transport.check_key = partial(self._shown, hostname, port)
         return transport
+
+    def _shown(self, hostname: str, port: int, key: paramiko.PKey) -> None:
+        """The key exchange showed the server's key: a revoked one is refused; any other is what the host-key
+        lookup prefers among a host's keys of its type (checked by paramiko right after)."""
+        self.refuse_revoked(hostname, port, key)
+        known = self.get_host_keys()
+        if isinstance(known, KnownHosts):
+            known.presented = key
 
     def refuse_revoked(self, hostname: str, port: int, key: paramiko.PKey) -> None:
         name = host_key_name(hostname, port)
