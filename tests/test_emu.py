@@ -302,3 +302,56 @@ def test_targets_setup_that_could_not_install_exits_1_after_the_table(phone_emu_
     )
     assert "hint: install ncnn on the device by hand" in said and "Traceback" not in out.stderr
     assert "ncnn" in out.stdout and "missing" in out.stdout  # the device's table first
+
+
+def _sites(home: Path) -> dict[str, tuple[int, str]]:
+    """Each shared site dir of an emulator home -> (its inode: a rebuild renames a new folder in, its stamp)."""
+    return {
+        f"{group}/{stamp.stem}": ((home / group / stamp.stem).stat().st_ino, stamp.read_text())
+        for group in ("site", "runtimes")
+        for stamp in sorted((home / group).glob("*.done"))
+    }
+
+
+@pytest.mark.integration
+def test_targets_setup_on_an_emulated_device_never_rebuilds_a_complete_site(phone_emu_private) -> None:
+    """`runtimes: [ncnn, openvino]` on phone-emu deleted every site/*.done stamp and re-installed the site dirs
+    pi4-emu and pi5-emu read (rmtree, then a rename, maybe under a running device), which can never give
+    OpenVINO anyway, then exited 0 saying only `missing openvino`. Now nothing is rebuilt, and OpenVINO is named
+    as not installable: why, and what to try (exit 1)."""
+    home = Path(os.environ["EDGEKIT_EMU_HOME"])
+    before = _sites(home)
+    assert len(before) == 4, before
+    out = _edgekit("targets", "setup", "phone-emu", "--set", "runtimes=[ncnn, openvino]")
+    said = " ".join(out.stderr.split())
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert (
+        "error (RuntimeInstallError): phone-emu: could not install openvino (openvino is a host-only" in said
+    )
+    assert "the emulated devices have numpy, ai_edge_litert, ncnn" in said
+    assert "hint: leave openvino out of the target's runtimes: (--set 'runtimes=[ncnn]')" in said
+    assert "re-installing" not in out.stdout and "wheels: installing" not in out.stdout, out.stdout
+    assert _sites(home) == before
+
+
+@pytest.mark.integration
+def test_targets_setup_on_an_emulated_device_reinstalls_only_the_site_that_lacks_its_runtime(
+    phone_emu_private,
+) -> None:
+    """A shared site dir that really lacks its runtime is re-installed (from the cached wheels), and it alone."""
+    home = Path(os.environ["EDGEKIT_EMU_HOME"])
+    before = _sites(home)
+    for part in (home / "site" / "litert").glob("ncnn*"):  # the copy's names: the shared files stay
+        shutil.rmtree(part)
+    out = _edgekit("targets", "setup", "phone-emu", "--set", "runtimes=[ncnn]")
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    assert "site/litert lacks ncnn: re-installing it" in " ".join(out.stdout.split())
+    after = _sites(home)
+    assert (
+        after["site/litert"][0] != before["site/litert"][0]
+        and after["site/litert"][1] == before["site/litert"][1]
+    )
+    assert {k: v for k, v in after.items() if k != "site/litert"} == {
+        k: v for k, v in before.items() if k != "site/litert"
+    }
+    assert (home / "site" / "litert" / "ncnn").is_dir()

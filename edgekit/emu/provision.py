@@ -5,15 +5,20 @@ over the transport, downloads the matching wheels (edgekit.emu.wheels, the same 
 devices are built from), pushes them (sha256-checked, skipped when already there) and installs them with the
 device's pip (`--no-index --find-links`), or, where the device has no pip, unpacks them with the device's
 python into <work_dir>/site (the agent puts that dir on sys.path). An emulated device's filesystem is this
-machine's, so its runtimes go into the shared site dirs it already reads.
+machine's, so its runtimes go into the shared site dirs it already reads: only a site dir that lacks its runtime
+is re-installed (every emulated device reads them, maybe while running), and a runtime no site dir holds
+(OpenVINO, a host-only reference) is said, never attempted. What setup could not install is on the DeviceInfo it
+returns; `require_installed` turns it into RuntimeInstallError (exit 1).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgekit.agent.agent import ARM_PARTS
@@ -25,10 +30,13 @@ from edgekit.emu.wheels import (
     TFLITE_RUNTIME_REQS,
     WheelPlatform,
     download_wheels,
+    litert_requirements,
+    mnn_requirements,
+    onnx_opencv_requirements,
     pinned_requirements,
 )
 from edgekit.errors import EmulatorError, RuntimeInstallError, TargetError
-from edgekit.runtimes import device_packages
+from edgekit.runtimes import device_packages, spec_for_module
 from edgekit.target import Target
 from edgekit.transport import Transport, open_transport
 
@@ -182,7 +190,7 @@ def setup_target(target: Target, log: Log = print) -> DeviceInfo:
             )
             tried = done.not_installed
         elif target.emulated:
-            _setup_emulated(log)
+            tried = _setup_emulated(target, missing, log)
         else:
             _setup_board(transport, target, info, missing, log)
         after = probe(transport, target)
@@ -214,15 +222,82 @@ def require_installed(target: Target, info: DeviceInfo) -> None:
     )
 
 
-def _setup_emulated(log: Log) -> None:
+def _emulated_sites(shared: layout.Shared) -> list[tuple[Path, list[str]]]:
+    """The shared site dirs the emulated devices read, each with the requirement set `provision_sites`
+    (edgekit/emu/build.py) installs into it: every runtime an emulated device can have."""
+    return [
+        (shared.site("litert"), litert_requirements()),
+        (shared.site("tflite-runtime"), list(TFLITE_RUNTIME_REQS)),
+        (shared.onnx_opencv_site, onnx_opencv_requirements()),
+        (shared.mnn_site, mnn_requirements()),
+    ]
+
+
+def _emulated_runtimes() -> dict[str, tuple[Path, list[str], str]]:
+    """Each runtime module the emulated devices can have -> the shared site dir that holds it, the dir's
+    requirement set, and the module's distribution (pip name)."""
+    modules = {p.pip: p.module for p in device_packages()}
+    found: dict[str, tuple[Path, list[str], str]] = {}
+    for site, reqs in _emulated_sites(layout.shared()):
+        for req in reqs:
+            pip = re.split(r"[=<>!~;\[ ]", req, maxsplit=1)[0]
+            if pip in modules:  # numpy is in every set: the first one's (first on the device python's path)
+                found.setdefault(modules[pip], (site, reqs, pip))
+    return found
+
+
+def _site_complete(module: str, site: Path, reqs: list[str], pip: str) -> bool:
+    """The site dir is installed from this requirement set (install_wheels_into's stamp) and holds `module` and
+    its distribution's metadata (what the probe reads a version from)."""
+    stamp = site.parent / f"{site.name}.done"
+    return (
+        stamp.is_file()
+        and stamp.read_text() == "\n".join(reqs) + "\n"
+        and ((site / module).is_dir() or (site / f"{module}.py").is_file())
+        and any(site.glob(f"{pip.replace('-', '_')}-*.dist-info"))
+    )
+
+
+def _setup_emulated(target: Target, missing: list[str], log: Log) -> dict[str, str]:
+    """Re-install only the shared site dirs that should hold a missing runtime and do not (removed, half written,
+    from an older requirement set). pi4-emu, pi5-emu and phone-emu read them, maybe while running: a present and
+    complete one is never rebuilt. Returns the runtimes this cannot give (runtime -> why, what to try)."""
     from edgekit.emu.build import provision_sites
     from edgekit.emu.locks import file_lock
 
-    shared = layout.shared()
-    with file_lock(shared.root / "build.lock"):
-        for stamp in shared.root.glob("site/*.done"):
-            stamp.unlink()  # a site dir lacks a runtime: re-install it from the (cached) wheels
-        provision_sites(shared, log)
+    sites = _emulated_runtimes()
+    why: dict[str, str] = {}
+    stale: list[str] = []
+    for module in missing:
+        if module not in sites:
+            why[module] = _not_emulated(module, list(sites))
+        elif _site_complete(module, *sites[module]):  # there, yet not imported: not the device's python
+            why[module] = (
+                f"the emulated devices' {sites[module][0]} has it, but `{target.python_for(module)}` does not "
+                "import it: set the target's python (or runtime_python) to the device's"
+            )
+        else:
+            stale.append(module)
+    if stale:
+        shared = layout.shared()
+        with file_lock(shared.root / "build.lock"):
+            for module in stale:
+                site, reqs, pip = sites[module]
+                if not _site_complete(module, site, reqs, pip):  # another process may have re-installed it
+                    log(f"{target.name}: {site} lacks {module}: re-installing it from the (cached) wheels")
+                    (site.parent / f"{site.name}.done").unlink(missing_ok=True)
+            provision_sites(shared, log)  # installs what has no stamp of its set; the others stay as they are
+    return why
+
+
+def _not_emulated(module: str, emulated: list[str]) -> str:
+    """Why no emulated device can have `module`."""
+    spec = spec_for_module(module)
+    if spec.host_only:
+        reason = f"{spec.runtime.value} is a host-only reference: deploy measures it on the host, never on a device"
+    else:
+        reason = spec.not_installable or "no wheel set of the emulated devices holds it"
+    return f"{reason}; the emulated devices have {', '.join(emulated)}"
 
 
 def _setup_board(
