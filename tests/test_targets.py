@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,8 @@ def test_ssh_config_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
         # an infinite timeout is a hang
         ("name: x\nhost: h\nconnect_timeout: .inf\n", "connect_timeout"),
         ("name: x\nhost: h\nio_timeout: .inf\n", "io_timeout"),
+        # a misspelt runtime was taken, and `targets setup` on a board dropped it silently
+        ("name: x\nhost: h\nruntimes: [ncnn, ncnnn]\n", "runtimes: unknown runtime 'ncnnn'"),
     ],
 )
 def test_bad_target_files_are_named_errors(tmp_path: Path, text: str, match: str) -> None:
@@ -291,3 +294,31 @@ def test_targets_are_listed_base_first_in_name_order(tmp_path: Path) -> None:
         if line.count("│") > 2 and line.split("│")[1].strip() == "pi4"
     )
     assert "my-own-pi4.lan" in pi4_row
+
+
+def test_a_misspelt_runtime_is_refused_naming_the_field_and_the_runtimes_edgekit_knows() -> None:
+    """`targets check phone-emu --set 'runtimes=[ncnnn]'` exited 0, where every other misspelt field is refused:
+    `runtimes:` entries are checked against the runtime registry, with the closest name and the valid ones."""
+    import subprocess
+    import sys
+
+    from edgekit.runtimes import device_packages
+
+    registry = [p.module for p in device_packages()]
+    with pytest.raises(TargetError) as err:
+        load_target("phone-emu", ["runtimes=[ncnnn, mnn, openvino]"])
+    said = str(err.value)
+    assert "runtimes: unknown runtimes 'ncnnn' (did you mean ncnn?), 'mnn' (did you mean MNN?)" in said, said
+    assert "(from --set runtimes=...)" in said and "'openvino'" not in said and err.value.exit_code == 2
+    assert err.value.hint == f"runtimes: lists Python modules: {', '.join(registry)}"
+    for name in registry:  # each module of the registry is a valid entry
+        assert load_target("phone-emu", [f"runtimes=[{name}]"]).runtimes == [name]
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "targets", "check", "phone-emu", "--set", "runtimes=[ncnnn]"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert out.returncode == 2 and "error (TargetError)" in out.stderr and "did you mean ncnn?" in out.stderr
+    assert "hint: runtimes: lists Python modules: numpy, ai_edge_litert" in out.stderr

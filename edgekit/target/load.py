@@ -184,9 +184,9 @@ def _validate(
             + (origin(tuple(e["loc"])) if origin else "")
             for e in exc.errors()
         )
-        raise TargetError(
-            f"invalid target: {problems}", where=where, hint=_fields_hint(exc.errors()[0]["loc"])
-        ) from None
+        first = exc.errors()[0]  # a validator's own hint (the runtimes edgekit knows), else the fields
+        hint = (first.get("ctx") or {}).get("hint") or _fields_hint(first["loc"])
+        raise TargetError(f"invalid target: {problems}", where=where, hint=hint) from None
 
 
 def _fields_hint(loc: tuple[Any, ...]) -> str:

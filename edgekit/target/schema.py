@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic_core import PydanticCustomError
 
 # The `lab:` block (docs/lab.md): what a lab target asks the labgrid coordinator for. Also read from
 # `lab:TAG=VALUE[:TAG=VALUE]`, which takes every other field from the target file named `lab`, if any.
@@ -35,6 +37,30 @@ def coordinator_address(value: str) -> str:
     ):
         raise ValueError(f"{value!r} is not a coordinator address: expected {COORDINATOR_FORM}")
     return f"{m['host']}:{int(port) if port is not None else DEFAULT_COORDINATOR_PORT}"
+
+
+def runtime_modules() -> tuple[str, ...]:
+    """What a target's `runtimes:` may list: the Python module of each device package of the runtime registry
+    (edgekit/runtimes/), numpy included. Read from the agent's copy of the registry (RUNTIME_DISTS, which
+    tests/test_runtimes.py checks against it): target/ is configuration, and the registry's package imports the
+    converters and, through them, the emulator."""
+    from edgekit.agent.agent import RUNTIME_DISTS
+
+    return tuple(RUNTIME_DISTS)
+
+
+def _closest_runtime(name: str) -> str | None:
+    """The module a misspelt entry most likely meant: `ncnnn` ncnn, `mnn` MNN, `opencv-python` cv2."""
+    from edgekit.agent.agent import RUNTIME_DISTS
+
+    spellings = {m.lower(): m for m in RUNTIME_DISTS} | {
+        d.lower().replace("-", "_"): m for m, dists in RUNTIME_DISTS.items() for d in dists
+    }
+    wanted = name.lower().replace("-", "_")
+    if wanted in spellings:
+        return spellings[wanted]
+    close = difflib.get_close_matches(wanted, list(spellings), n=1, cutoff=0.6)
+    return spellings[close[0]] if close else None
 
 
 class LabSpec(BaseModel):
@@ -163,6 +189,28 @@ class Target(BaseModel):
                 "edgekit takes no passwords (use a key, or ssh-agent)"
             )
         return value
+
+    @field_validator("runtimes")
+    @classmethod
+    def _runtimes_known(cls, value: list[str]) -> list[str]:
+        """A misspelt runtime (`ncnnn`) was taken: `targets check` passed, and `targets setup` on a board dropped
+        it silently. Each entry must be a runtime module edgekit knows; the hint lists them."""
+        known = runtime_modules()
+        unknown = [r for r in value if r not in known]
+        if not unknown:
+            return value
+        said = []
+        for name in unknown:
+            closest = _closest_runtime(name)
+            said.append(f"{name!r}" + (f" (did you mean {closest}?)" if closest else ""))
+        raise PydanticCustomError(
+            "unknown_runtime",
+            "{message}",
+            {
+                "message": f"unknown runtime{'s' if len(said) > 1 else ''} {', '.join(said)}",
+                "hint": f"runtimes: lists Python modules: {', '.join(known)}",
+            },
+        )
 
     @field_validator("affinity", mode="before")
     @classmethod
