@@ -35,7 +35,7 @@ from edgekit.emu.wheels import (
     onnx_opencv_requirements,
     pinned_requirements,
 )
-from edgekit.errors import EmulatorError, RuntimeInstallError, TargetError
+from edgekit.errors import RuntimeInstallError, TargetError
 from edgekit.runtimes import device_packages, spec_for_module
 from edgekit.target import Target
 from edgekit.transport import Transport, open_transport
@@ -335,8 +335,11 @@ def _setup_board(
             timeout=3600,
         )
         log(f"{target.name}: no pip on the device; unpacked into {work}/site (the agent adds it to sys.path)")
-    if res.exit_status != 0:
-        raise EmulatorError(
+    if res.exit_status != 0:  # a board's install, not an emulator's: the error a failed setup gives (exit 1)
+        raise RuntimeInstallError(
             f"installing the wheels failed (exit {res.exit_status}): {res.stderr.strip()[-500:]}",
             where=target.name,
+            hint="the wheels are in "
+            f"{work}/{remote_dir} on the device: run pip there by hand to see why (disk space, a Python the "
+            "wheels do not fit), or leave the runtime out: --set 'runtimes=[...]'",
         )
