@@ -758,6 +758,8 @@ def test_a_shape_other_than_the_sidecars_a_batch_or_a_format_of_another_file_is_
     bare = write_chain(tmp_path / "bare", 2)
     batch = _cli("roofline", str(bare), "--board", "pi4", "--input-shape", f"2,{CHANNELS},{SIZE},{SIZE}")
     assert batch.returncode == 2 and "ncnn has no batch axis" in batch.stderr, batch.stderr
+    three = _cli("roofline", str(bare), "--board", "pi4", "--input-shape", f"1,{CHANNELS},{SIZE}")
+    assert three.returncode == 2 and f"takes C,H,W = {CHANNELS},{SIZE},{SIZE}" in three.stderr, three.stderr
     shape = ("--input-shape", ",".join(map(str, stated)))
     wrong = _cli("estimate", str(bare), "--board", "pi4", *shape, "--format", "tflite-int8")
     assert wrong.returncode == 2 and "--format tflite-int8 is a .tflite file" in wrong.stderr, wrong.stderr

@@ -329,6 +329,15 @@ def _ncnn_blob_shapes(
             hint=f"give batch 1: --input-shape {','.join(map(str, [1, *input_shape[1:]]))} (the cost of N inputs "
             "is N inferences)",
         )
+    declared = next((p for kind, _, _, p in layers if kind == "Input"), {})
+    if input_shape and len(input_shape) != 4 and all(k in declared for k in ("0", "1", "2")):
+        chw = ",".join(declared[k] for k in ("2", "1", "0"))  # ncnn's Input: 0=w 1=h 2=c
+        raise InputDataError(  # "1,3,227" read as C=1 said "has 1 channel": the count of numbers was wrong
+            f"input shape {list(input_shape)}: {len(input_shape)} numbers; this model's Input takes C,H,W = {chw}, "
+            "given as N,C,H,W (batch first)",
+            where=str(path),
+            hint=f"--input-shape 1,{chw}",
+        )
     if stated and input_shape and [list(input_shape)] != [list(s) for s in stated[:1]]:
         raise InputDataError(  # the artifact was converted and checked at its sidecar's shape: that is the model
             f"input shape {list(input_shape)} is not the one this artifact states: "
