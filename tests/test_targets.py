@@ -113,6 +113,15 @@ def test_bad_target_files_are_named_errors(tmp_path: Path, text: str, match: str
     assert str(path) in str(info.value) and "hunter2" not in str(info.value)
 
 
+def test_a_folder_given_as_a_target_is_named_as_one(tmp_path: Path) -> None:
+    """`--target targets/` said "target file not found" of a folder that exists."""
+    with pytest.raises(TargetError, match="this is a folder, not a target file") as info:
+        load_target(str(tmp_path) + "/")
+    assert "edgekit targets" in (info.value.hint or "")
+    with pytest.raises(TargetError, match="target file not found"):
+        load_target(str(tmp_path / "nope.yaml"))
+
+
 def test_unknown_target_and_bad_override() -> None:
     with pytest.raises(TargetError, match=r"known targets: .*pi4") as err:
         load_target("pi9")

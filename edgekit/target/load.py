@@ -60,6 +60,12 @@ def target_path(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")) or "/" in text:
         path = Path(text).expanduser()
+        if path.is_dir():
+            raise TargetError(
+                "this is a folder, not a target file",
+                where=str(path),
+                hint="give one target's YAML file, or its name (`edgekit targets` lists them)",
+            )
         if not path.is_file():
             raise TargetError("target file not found", where=str(path))
         return path
