@@ -330,7 +330,7 @@ def _ncnn_blob_shapes(
             "is N inferences)",
         )
     declared: dict[str, str] = next((p for kind, _, _, p in layers if kind == "Input"), {})
-    if input_shape and len(input_shape) != 4 and all(k in declared for k in ("0", "1", "2")):
+    if input_shape and len(input_shape) == 3 and all(k in declared for k in ("0", "1", "2")):
         chw = ",".join(declared[k] for k in ("2", "1", "0"))  # ncnn's Input: 0=w 1=h 2=c
         raise InputDataError(  # "1,3,227" read as C=1 said "has 1 channel": the count of numbers was wrong
             f"input shape {list(input_shape)}: {len(input_shape)} numbers; this model's Input takes C,H,W = {chw}, "
