@@ -68,21 +68,23 @@ def _build_counting_plugin(log: Log) -> None:
         log(f"counting plugin not built (instruction counts unavailable): {exc}")
 
 
+def site_requirements(shared: layout.Shared) -> list[tuple[Path, list[str]]]:
+    """The shared site dirs the emulated devices read, each with the requirement set installed into it: every
+    runtime an emulated device can have (`targets setup` reads it to know which dir holds a runtime)."""
+    return [
+        (shared.site("litert"), litert_requirements()),
+        (shared.site("tflite-runtime"), list(TFLITE_RUNTIME_REQS)),
+        (shared.onnx_opencv_site, onnx_opencv_requirements()),
+        (shared.mnn_site, mnn_requirements()),
+    ]
+
+
 def provision_sites(shared: layout.Shared, log: Log = print) -> None:
     """Download the aarch64 wheels (shared cache) and unpack them into the shared site dirs."""
-    reqs = litert_requirements()
-    wheels = download_wheels(EMU_PLATFORM, reqs, shared.wheels, log)
-    install_wheels_into(shared.site("litert"), wheels, EMU_PLATFORM, reqs, log)
-    tfl = list(TFLITE_RUNTIME_REQS)
-    wheels = download_wheels(EMU_PLATFORM, tfl, shared.wheels, log)
-    install_wheels_into(shared.site("tflite-runtime"), wheels, EMU_PLATFORM, tfl, log)
-    more = onnx_opencv_requirements()
-    wheels = download_wheels(EMU_PLATFORM, more, shared.wheels, log)
-    shared.onnx_opencv_site.parent.mkdir(parents=True, exist_ok=True)
-    install_wheels_into(shared.onnx_opencv_site, wheels, EMU_PLATFORM, more, log)
-    mnn = mnn_requirements()
-    wheels = download_wheels(EMU_PLATFORM, mnn, shared.wheels, log)
-    install_wheels_into(shared.mnn_site, wheels, EMU_PLATFORM, mnn, log)
+    for site, reqs in site_requirements(shared):
+        wheels = download_wheels(EMU_PLATFORM, reqs, shared.wheels, log)
+        site.parent.mkdir(parents=True, exist_ok=True)
+        install_wheels_into(site, wheels, EMU_PLATFORM, reqs, log)
 
 
 def needs_download(name: str) -> bool:

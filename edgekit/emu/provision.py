@@ -30,9 +30,6 @@ from edgekit.emu.wheels import (
     TFLITE_RUNTIME_REQS,
     WheelPlatform,
     download_wheels,
-    litert_requirements,
-    mnn_requirements,
-    onnx_opencv_requirements,
     pinned_requirements,
 )
 from edgekit.errors import RuntimeInstallError, TargetError
@@ -222,23 +219,14 @@ def require_installed(target: Target, info: DeviceInfo) -> None:
     )
 
 
-def _emulated_sites(shared: layout.Shared) -> list[tuple[Path, list[str]]]:
-    """The shared site dirs the emulated devices read, each with the requirement set `provision_sites`
-    (edgekit/emu/build.py) installs into it: every runtime an emulated device can have."""
-    return [
-        (shared.site("litert"), litert_requirements()),
-        (shared.site("tflite-runtime"), list(TFLITE_RUNTIME_REQS)),
-        (shared.onnx_opencv_site, onnx_opencv_requirements()),
-        (shared.mnn_site, mnn_requirements()),
-    ]
-
-
 def _emulated_runtimes() -> dict[str, tuple[Path, list[str], str]]:
     """Each runtime module the emulated devices can have -> the shared site dir that holds it, the dir's
     requirement set, and the module's distribution (pip name)."""
+    from edgekit.emu.build import site_requirements
+
     modules = {p.pip: p.module for p in device_packages()}
     found: dict[str, tuple[Path, list[str], str]] = {}
-    for site, reqs in _emulated_sites(layout.shared()):
+    for site, reqs in site_requirements(layout.shared()):
         for req in reqs:
             pip = re.split(r"[=<>!~;\[ ]", req, maxsplit=1)[0]
             if pip in modules:  # numpy is in every set: the first one's (first on the device python's path)
