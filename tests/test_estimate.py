@@ -718,7 +718,7 @@ def test_a_tflite_without_metadata_is_read_from_its_tensors(tmp_path: Path) -> N
     float peak for a full-integer model. Its precision is read from its tensors now; TFLite is uncalibrated."""
     import os
 
-    from edgekit.estimate.roofline import tflite_format
+    from edgekit.estimate.runs_as import tflite_format
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     subprocess.run(

@@ -117,32 +117,6 @@ def artifact_format(path: Path) -> Format | None:
     return None
 
 
-_WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"}
-
-
-def tflite_format(path: Path) -> Format:
-    """A .tflite's precision read from its tensors, for a file without edgekit's metadata: weighted ops on int8
-    activations are full-integer (tflite-int8), int8 weights under float activations are dynamic-range, fp16
-    constants dequantized at load are tflite-fp16, anything else fp32."""
-    import numpy as np
-
-    from edgekit.runtimes.tflite import load_tflite
-
-    interp = load_tflite(path)
-    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
-    ops = interp._get_ops_details()  # no public API lists ops with their tensors
-    weighted = [op for op in ops if op["op_name"] in _WEIGHTED_OPS and len(op["inputs"]) >= 2]
-    small = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
-    if any(dtypes.get(int(op["inputs"][0])) in small for op in weighted):
-        return Format.TFLITE_INT8
-    if any(dtypes.get(int(op["inputs"][1])) in small for op in weighted):
-        return Format.TFLITE_DYNAMIC
-    dequantized = (
-        dtypes.get(int(i)) for op in ops if op["op_name"] == "DEQUANTIZE" for i in op["inputs"] if i >= 0
-    )
-    return Format.TFLITE_FP16 if np.dtype(np.float16) in dequantized else Format.TFLITE_FP32
-
-
 def compute_precision(fmt: Format | None) -> Precision:
     """The fastest precision the kernels may compute in (the bound's peak): TFLite fp16 weights are dequantized
     and run in fp32 on CPU; every ncnn float model may compute in fp16 where the core has it (ncnn's default

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.convert.ncnn.param import has_int8_layers
-from edgekit.estimate.roofline import compute_precision, tflite_format
+from edgekit.estimate.roofline import compute_precision
 from edgekit.formats import Format, Precision
 
 
@@ -63,3 +63,29 @@ def runs_as(artifact: Path, known: Format | None) -> RunsAs:
             compute_precision(None),
         )
     return RunsAs(known, known.value, int8, compute_precision(known))
+
+
+_WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"}
+
+
+def tflite_format(path: Path) -> Format:
+    """A .tflite's precision read from its tensors, for a file without edgekit's metadata: weighted ops on int8
+    activations are full-integer (tflite-int8), int8 weights under float activations are dynamic-range, fp16
+    constants dequantized at load are tflite-fp16, anything else fp32."""
+    import numpy as np
+
+    from edgekit.runtimes.tflite import load_tflite
+
+    interp = load_tflite(path)
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()  # no public API lists ops with their tensors
+    weighted = [op for op in ops if op["op_name"] in _WEIGHTED_OPS and len(op["inputs"]) >= 2]
+    small = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
+    if any(dtypes.get(int(op["inputs"][0])) in small for op in weighted):
+        return Format.TFLITE_INT8
+    if any(dtypes.get(int(op["inputs"][1])) in small for op in weighted):
+        return Format.TFLITE_DYNAMIC
+    dequantized = (
+        dtypes.get(int(i)) for op in ops if op["op_name"] == "DEQUANTIZE" for i in op["inputs"] if i >= 0
+    )
+    return Format.TFLITE_FP16 if np.dtype(np.float16) in dequantized else Format.TFLITE_FP32
