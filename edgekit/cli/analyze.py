@@ -22,6 +22,7 @@ from edgekit.cli.outputs import check_output_file
 from edgekit.errors import UsageError
 from edgekit.formats import Format
 from edgekit.paths import write_atomic
+from edgekit.report.figures import megabytes
 from edgekit.terminal import Console, plain
 
 console = Console()
@@ -144,15 +145,15 @@ def fix_table(outcome: Any) -> Table:
     for col in ("in float", "size", "host ms", "cosine", "metric", "gate"):
         table.add_column(col, justify="right", no_wrap=True)
     fp32 = outcome.fp32
-    table.add_row("fp32 model", _kb(fp32.size_bytes), f"{fp32.host_ms:.3f}", "-", "-", "-")
+    table.add_row("fp32 model", megabytes(fp32.size_bytes), f"{fp32.host_ms:.3f}", "-", "-", "-")
     for step in outcome.steps:
         label = step.label or (str(len(step.float_layers)) if step.float_layers else "none (plain INT8)")
         if step.error:
-            table.add_row(label, _kb(step.size_bytes), "-", "-", "-", "[red]runtime refused it[/]")
+            table.add_row(label, megabytes(step.size_bytes), "-", "-", "-", "[red]runtime refused it[/]")
             continue
         table.add_row(
             label,
-            _kb(step.size_bytes),
+            megabytes(step.size_bytes),
             f"{step.host_ms:.3f}",
             f"{step.numbers.get('cosine', 0):.6f}",
             _metric(step.numbers),
@@ -187,8 +188,8 @@ def _fix_summary(outcome: Any, max_float: int | None) -> bool:
         highlight=False,
     )
     console.print(
-        f"cost: {size / 1024:+.1f} KB ({size / plain.size_bytes:+.0%} vs plain INT8; fp32 is "
-        f"{_kb(outcome.fp32.size_bytes)}), host latency {plain.host_ms:.3f} -> {chosen.host_ms:.3f} ms "
+        f"cost: {'+' if size >= 0 else '-'}{megabytes(abs(size))} ({size / plain.size_bytes:+.0%} vs plain INT8; fp32 is "
+        f"{megabytes(outcome.fp32.size_bytes)}), host latency {plain.host_ms:.3f} -> {chosen.host_ms:.3f} ms "
         f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {Path(chosen.files[0]).parent}",
         highlight=False,
     )
@@ -201,10 +202,6 @@ def _metric(numbers: dict[str, Any]) -> str:
     if "map50" in numbers:
         return f"mAP@0.5 {numbers['map50']:.3f}"
     return "-"
-
-
-def _kb(n: int) -> str:
-    return f"{n / 2**20:.2f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB"
 
 
 def register(app: typer.Typer) -> None:
