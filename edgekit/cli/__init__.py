@@ -94,6 +94,7 @@ def _register_all() -> None:
     from edgekit.cli import (
         analyze,
         bench,
+        cache,
         convert,
         deploy,
         emu,
@@ -109,6 +110,7 @@ def _register_all() -> None:
 
     for module in (
         convert,
+        cache,
         deploy,
         bench,
         emu,

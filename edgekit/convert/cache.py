@@ -31,6 +31,7 @@ from typing import Any
 
 from edgekit import paths
 from edgekit.convert.base import Artifact, Converter
+from edgekit.convert.housekeeping import touch
 from edgekit.convert.onnx_export import file_sha256
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
@@ -97,6 +98,7 @@ def lookup(key: str) -> Artifact | None:
         _set_aside(key, problem, fmt)
         return None
     files = [folder / name for name in names]
+    touch(folder / META)  # its last use, for `edgekit cache prune`
     return Artifact(
         format=fmt,
         files=files,

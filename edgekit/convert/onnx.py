@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import paths
+from edgekit.convert.housekeeping import touch
 from edgekit.convert.onnx_export import EXPORT_VERSION, file_sha256, simplify, tool_versions
 from edgekit.errors import InputDataError, RecipeError
 from edgekit.recipe import KerasSource, OnnxSource, Recipe, TorchSource
@@ -129,6 +130,7 @@ def _intact(target: Path) -> bool:
         return False
     recorded = _read_meta(target).get("sha256")
     if recorded is None or file_sha256(target) == recorded:
+        touch(target.parent / "meta.json")  # its last use, for `edgekit cache prune`
         return True
     log.warning("cache: the prepared ONNX %s was damaged (its sha256 changed): making it again", target)
     shutil.rmtree(target.parent, ignore_errors=True)

@@ -66,8 +66,9 @@ def write(
     return [written[k] for k in ("html", "md") if k in written]
 
 
-def parse_since(text: str | None, *, now: float | None = None) -> float | None:
-    """`30d`, `12h`, `2w`, `90m` (ago) or an ISO date/time, as epoch seconds; None/'all' for all history."""
+def parse_since(text: str | None, *, now: float | None = None, option: str = "--since") -> float | None:
+    """`30d`, `12h`, `2w`, `90m` (ago) or an ISO date/time, as epoch seconds; None/'all' for all history.
+    `option` names the option in the error (`edgekit cache prune --older-than` reads the same forms)."""
     if text is None or text.strip().lower() in ("", "all"):
         return None
     now = time.time() if now is None else now
@@ -79,7 +80,7 @@ def parse_since(text: str | None, *, now: float | None = None) -> float | None:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(
-            f"--since: cannot read {text!r}",
+            f"{option}: cannot read {text!r}",
             hint="use a duration like 30d, 12h, 2w or a date like 2026-01-31",
         ) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()

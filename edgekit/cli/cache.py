@@ -1,0 +1,113 @@
+"""`edgekit cache [prune]`: what the conversion cache holds, and removing what is no longer used."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import typer
+from rich.table import Table
+
+from edgekit.errors import UsageError
+from edgekit.report.figures import megabytes
+from edgekit.terminal import Console
+
+console = Console()
+cache_app = typer.Typer(
+    help="What the conversion cache holds (artifacts, prepared ONNX models, damaged entries, leftovers of killed "
+    "runs) and `prune` to remove what was not used lately.\n\nExample: edgekit cache prune --older-than 30d",
+    invoke_without_command=True,
+)
+
+
+@cache_app.callback()
+def info_cmd(ctx: typer.Context) -> None:
+    """Where the cache is, and per kind of entry how many and how large, with the oldest last use.
+
+    Example: edgekit cache
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from edgekit import paths
+    from edgekit.convert import housekeeping
+
+    root = paths.cache_dir()
+    entries = housekeeping.scan(root)
+    console.print(f"cache: {root}", highlight=False)
+    if not entries:
+        console.print("empty: `edgekit convert` or `edgekit deploy` fill it", highlight=False)
+        return
+    table = Table("kind", "entries", "size", "oldest use", "newest use")
+    for kind in housekeeping.KINDS:
+        of = [e for e in entries if e.kind == kind]
+        if of:
+            table.add_row(
+                kind,
+                str(len(of)),
+                megabytes(sum(e.size_bytes for e in of)),
+                _when(of[0].last_used),
+                _when(of[-1].last_used),
+            )
+    console.print(table)
+    formats = Counter(e.label for e in entries if e.kind == "artifact")
+    if formats:
+        console.print(
+            "artifacts: " + ", ".join(f"{n} {f}" for f, n in sorted(formats.items())), highlight=False
+        )
+    console.print(
+        f"total {megabytes(sum(e.size_bytes for e in entries))}; `edgekit cache prune --older-than 30d` removes "
+        "what no run used in 30 days (a later run converts it again)",
+        highlight=False,
+    )
+
+
+@cache_app.command("prune")
+def prune_cmd(
+    older_than: str = typer.Option(
+        "30d", "--older-than", help="remove entries not used for this long: 30d, 12h, 2w, or a date"
+    ),
+    everything: bool = typer.Option(False, "--all", help="remove every entry, however recent"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would go; remove nothing"),
+) -> None:
+    """Remove cache entries no run used within --older-than (default 30 days), every damaged entry, and folders
+    that killed runs left behind (older than an hour). A removed artifact is converted again when next needed.
+
+    Example: edgekit cache prune --older-than 2w --dry-run
+    """
+    from edgekit import paths
+    from edgekit.convert import housekeeping
+    from edgekit.report import parse_since
+
+    if everything:
+        cutoff = None
+    else:
+        cutoff = parse_since(older_than, option="--older-than")
+        if cutoff is None:
+            raise UsageError(
+                "--older-than: give a duration or a date", hint="to remove every entry use --all"
+            )
+    root = paths.cache_dir()
+    chosen = housekeeping.to_prune(housekeeping.scan(root), cutoff, now=time.time())
+    freed = 0
+    for e in chosen:
+        if dry_run or housekeeping.remove(e):
+            freed += e.size_bytes
+            console.print(
+                f"{'would remove' if dry_run else 'removed'} {e.kind} {e.label} {e.path.name[:12]} "
+                f"({megabytes(e.size_bytes)}, last used {_when(e.last_used)})",
+                highlight=False,
+            )
+    verb = "would free" if dry_run else "freed"
+    console.print(
+        f"{len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}, {verb} {megabytes(freed)} in {root}",
+        highlight=False,
+    )
+
+
+def _when(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(cache_app, name="cache")

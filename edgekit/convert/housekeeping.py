@@ -1,0 +1,135 @@
+"""What the conversion cache holds, and removing what is no longer used (`edgekit cache`).
+
+The cache (paths.cache_dir()) grows with every recipe, format and setting converted; nothing in it is ever needed
+again once its recipe changed, but nothing else removes it. Its parts:
+- artifact entries `KEY/` (cache.py): the files of one format, artifact.json, cached fidelity numbers;
+- prepared ONNX models `onnx/KEY/` (onnx.py): the exported or simplified model every artifact starts from;
+- damaged entries `KEY.damaged/` (set aside by cache.lookup, kept for a look), and leftovers: `KEY.tmp-*`
+  folders and converter work folders under `work/` that a killed run left behind.
+An entry's last use is the time its artifact.json (or the ONNX's meta.json) was last written or served: a lookup
+that serves an entry touches it (cache.lookup, onnx._intact), so a recipe deployed every night stays.
+`prune` removes what was not used within the window, every damaged entry, and leftovers older than an hour (a
+younger one may be a conversion in progress). Each folder is renamed before it is deleted, so a run looking it up at
+that moment sees a miss and converts again, never half an entry. Anything else under the cache folder (runtime
+homes such as `openvino-home/`) is neither counted nor touched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekit import paths
+
+KEY = re.compile(r"[0-9a-f]{64}")
+LEFTOVER_AGE_S = 3600.0  # a temporary folder younger than this may belong to a conversion still running
+KINDS = ("artifact", "onnx", "damaged", "leftover")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One removable unit of the cache."""
+
+    path: Path
+    kind: str  # one of KINDS
+    label: str  # the artifact's format, "onnx", or what the leftover is
+    size_bytes: int
+    last_used: float  # epoch seconds
+
+
+def scan(root: Path | None = None) -> list[Entry]:
+    """Every entry of the cache, oldest use first."""
+    root = paths.cache_dir() if root is None else root
+    found: list[Entry] = []
+    for path in _dirs(root):
+        name = path.name
+        if KEY.fullmatch(name):
+            found.append(_entry(path, "artifact", _format_of(path), path / "artifact.json"))
+        elif name.endswith(".damaged") and KEY.fullmatch(name.removesuffix(".damaged")):
+            found.append(_entry(path, "damaged", "damaged entry", path))
+        elif ".tmp-" in name and KEY.fullmatch(name.split(".tmp-")[0]):
+            found.append(_entry(path, "leftover", "unfinished entry", path))
+        elif name.startswith(".pruning-"):  # an earlier prune stopped between the rename and the removal
+            found.append(_entry(path, "leftover", "interrupted removal", path))
+    for path in _dirs(root / "onnx"):
+        if KEY.fullmatch(path.name):
+            found.append(_entry(path, "onnx", "onnx", path / "meta.json"))
+    for path in _dirs(root / "work"):
+        found.append(_entry(path, "leftover", "converter work folder", path))
+    return sorted(found, key=lambda e: e.last_used)
+
+
+def to_prune(entries: Iterable[Entry], cutoff: float | None, now: float | None = None) -> list[Entry]:
+    """What `prune` removes: entries last used before `cutoff` (None: every entry), every damaged entry, and
+    leftovers older than LEFTOVER_AGE_S."""
+    now = time.time() if now is None else now
+    out = []
+    for e in entries:
+        if e.kind == "leftover":
+            if e.last_used < now - LEFTOVER_AGE_S:
+                out.append(e)
+        elif e.kind == "damaged" or cutoff is None or e.last_used < cutoff:
+            out.append(e)
+    return out
+
+
+def remove(entry: Entry) -> bool:
+    """Delete one entry: renamed aside first (a concurrent lookup then misses and converts again), then
+    removed. False when it is gone already (another prune, or a run replaced it)."""
+    aside = entry.path.with_name(f".pruning-{uuid.uuid4().hex[:8]}-{entry.path.name}")
+    try:
+        entry.path.rename(aside)
+    except FileNotFoundError:
+        return False
+    shutil.rmtree(aside, ignore_errors=True)
+    return True
+
+
+def touch(path: Path) -> None:
+    """Mark a cache entry as used now (its metadata file's mtime); a read-only cache keeps its old time."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def _dirs(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()]
+    except FileNotFoundError:
+        return []
+
+
+def _entry(path: Path, kind: str, label: str, stamp: Path) -> Entry:
+    try:
+        used = stamp.stat().st_mtime
+    except OSError:  # no metadata file: the folder's own time
+        used = path.stat().st_mtime
+    return Entry(path, kind, label, _size(path), used)
+
+
+def _format_of(folder: Path) -> str:
+    import json
+
+    try:
+        return str(json.loads((folder / "artifact.json").read_text())["format"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unreadable entry"
+
+
+def _size(folder: Path) -> int:
+    """Bytes on disk of the folder's files (hard links to a work file count once per folder)."""
+    total = 0
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total

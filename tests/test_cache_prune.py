@@ -1,0 +1,107 @@
+"""`edgekit cache` and `edgekit cache prune`: real conversions in a fresh data dir, entries aged by their
+last-use time, the real command line."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgekit.convert import housekeeping
+
+ROOT = Path(__file__).resolve().parent.parent
+DAY = 86400.0
+
+
+def edgekit(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def _age(path: Path, days: float) -> None:
+    stamp = time.time() - days * DAY
+    os.utime(path, (stamp, stamp))
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A data dir holding the tiny recipe's tflite-fp32 and ncnn-fp32 artifacts and its prepared ONNX."""
+    tmp = tmp_path_factory.mktemp("cache")
+    raw = yaml.safe_load((ROOT / "recipes" / "tiny.yaml").read_text())
+    raw["formats"] = ["tflite-fp32", "ncnn-fp32"]
+    recipe = tmp / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    home = tmp / "home"
+    done = edgekit(home, "convert", str(recipe))
+    assert done.returncode == 0, done.stderr
+    return home, recipe
+
+
+def test_info_lists_what_the_cache_holds(converted: tuple[Path, Path]) -> None:
+    home, _ = converted
+    out = edgekit(home, "cache")
+    assert out.returncode == 0, out.stderr
+    assert str(home / "cache") in out.stdout
+    assert "1 ncnn-fp32, 1 tflite-fp32" in out.stdout
+    rows = {
+        cells[0]: cells
+        for line in out.stdout.splitlines()
+        if (cells := re.findall(r"[^│┃\s][^│┃]*[^│┃\s]|\w", line))
+    }
+    assert rows["artifact"][1] == "2" and rows["onnx"][1] == "1"
+
+
+def test_prune_removes_the_unused_damaged_and_left_behind_and_keeps_the_rest(
+    converted: tuple[Path, Path],
+) -> None:
+    home, recipe = converted
+    root = home / "cache"
+    entries = housekeeping.scan(root)
+    by_label = {e.label: e for e in entries}
+    old, recent = by_label["tflite-fp32"], by_label["ncnn-fp32"]
+    _age(old.path / "artifact.json", 40)
+    damaged = root / (("d" * 64) + ".damaged")
+    damaged.mkdir()
+    (damaged / "model.bin").write_bytes(b"x" * 1000)
+    stale = root / "work" / "killed-run"
+    stale.mkdir(parents=True)
+    _age(stale, 2)
+    running = root / "work" / "in-progress"  # a conversion that may still be running: younger than an hour
+    running.mkdir()
+
+    dry = edgekit(home, "cache", "prune", "--older-than", "30d", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would remove artifact tflite-fp32" in dry.stdout and "3 entries, would free" in dry.stdout
+    assert old.path.exists() and damaged.exists() and stale.exists()
+
+    done = edgekit(home, "cache", "prune", "--older-than", "30d")
+    assert done.returncode == 0, done.stderr
+    assert "removed artifact tflite-fp32" in done.stdout and "3 entries, freed" in done.stdout
+    assert not old.path.exists() and not damaged.exists() and not stale.exists()
+    assert recent.path.exists() and running.exists() and (root / "onnx").is_dir()
+    assert not [p for p in root.iterdir() if p.name.startswith(".pruning-")]
+
+    # the next run converts what was pruned, takes the rest from the cache, and a hit counts as a use
+    _age(recent.path / "artifact.json", 10)
+    again = edgekit(home, "convert", str(recipe))
+    assert again.returncode == 0, again.stderr
+    assert "ncnn-fp32: cached, no conversion" in again.stdout + again.stderr
+    assert "tflite-fp32: cached, no conversion" not in again.stdout + again.stderr
+    assert time.time() - (recent.path / "artifact.json").stat().st_mtime < DAY
+    assert {e.label for e in housekeeping.scan(root) if e.kind == "artifact"} == {"tflite-fp32", "ncnn-fp32"}
+
+
+def test_prune_refuses_an_unreadable_age(converted: tuple[Path, Path]) -> None:
+    home, _ = converted
+    bad = edgekit(home, "cache", "prune", "--older-than", "soon")
+    assert bad.returncode == 2 and "--older-than: cannot read 'soon'" in bad.stderr
+    every = edgekit(home, "cache", "prune", "--older-than", "all")
+    assert every.returncode == 2 and "--all" in every.stderr
