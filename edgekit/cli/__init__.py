@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from typing import NoReturn
 
 import click
@@ -134,17 +135,35 @@ def _debug() -> bool:
     return "--debug" in sys.argv[1:]
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM (`timeout`, systemd, a cancelled CI job) ends a run as Ctrl-C does: every agent stopped, what was
-    measured kept; a second SIGTERM while that runs ends the process at once."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise KeyboardInterrupt
+REPEAT_GRACE_S = 3.0  # a second Ctrl-C / SIGTERM this soon after the first is the same request
+
+
+class _Stop:
+    """Ctrl-C (SIGINT) and SIGTERM (`timeout`, systemd, a cancelled CI job) end a run the same way: the first
+    raises KeyboardInterrupt, and the run stops its agents and keeps what was measured. The same request often comes
+    twice at once (`timeout` signals the process and then its whole group; people press Ctrl-C twice): a repeat
+    within REPEAT_GRACE_S is ignored, so it cannot cut the stopping short and lose the measurements. A later one
+    raises again: the stopping skips its remaining waits (edgekit.deploy), still keeping what it has."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        now = time.monotonic()
+        if self.first is not None and now - self.first < REPEAT_GRACE_S:
+            return
+        if self.first is not None:
+            err_console.print("stopping now: the agents still running are left to their own time limits")
+        self.first = now
+        raise KeyboardInterrupt
 
 
 def main() -> None:
     logging.getLogger("paramiko").addHandler(logging.StreamHandler() if _debug() else logging.NullHandler())
     if threading.current_thread() is threading.main_thread():  # signals can only be set there (embedded use)
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        stop = _Stop()
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
     try:
         code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of raising it
         # click turns a Ctrl-C into this code, silently: say it

@@ -142,6 +142,7 @@ def deploy(
     try:
         writer.write()
     except OutputFileError as exc:  # --json failed (a full disk): the CLI still records what was measured
+        writer.discard()
         exc.result = result  # type: ignore[attr-defined]
         raise
     return result
@@ -240,12 +241,19 @@ def _run_targets(
         for s in sessions:
             s.interrupt()
         deadline = time.monotonic() + 60
-        for s in (
-            sessions
-        ):  # not Thread.join: after a join interrupted by Ctrl-C, CPython 3.11's join returns at once
-            s.finished.wait(timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            for s in (
+                sessions
+            ):  # not Thread.join: after a join interrupted by Ctrl-C, CPython 3.11's join returns at once
+                s.finished.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except KeyboardInterrupt:  # pressed again, later (edgekit.cli._Stop): stop waiting, keep what is here
+            say("interrupted again: not waiting for the agents any longer; keeping what was measured")
         writer.result.finished_at = now()
-        writer.write()
+        try:
+            writer.write()
+        except OutputFileError as failed:  # a full disk: the CLI still records the measurements in the store
+            writer.discard()
+            say(f"--json not written: {failed}")
         exc = Interrupted(
             "interrupted (Ctrl-C or SIGTERM); what was measured is kept", where="edgekit deploy"
         )
@@ -377,6 +385,13 @@ class _Writer:
             return
         with self._lock:
             write_atomic(self.path, self.result.model_dump_json(indent=1))
+
+    def discard(self) -> None:
+        """The final write failed: remove the last interim copy, which would read as a run whose targets all
+        failed (each starts as failed until measured), never as what was measured."""
+        if self.path is not None:
+            with self._lock, contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)
 
     def update(self) -> None:
         """A write while targets measure: a failure (a full disk) must not stop the measuring; the write after

@@ -204,10 +204,19 @@ def test_ctrl_c_mid_conversion_says_so_and_leaves_no_half_written_folder(tmp_pat
     assert "1 converted, 1 from the cache" in again.stdout, again.stdout  # ncnn-fp32 was done before Ctrl-C
 
 
-def test_sigterm_mid_deploy_stops_the_local_agent_and_frees_the_host(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "sig,times",
+    [(signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGINT, 2)],
+    ids=["term", "term-twice", "int-twice"],
+)
+def test_sigterm_mid_deploy_stops_the_local_agent_and_frees_the_host(
+    tmp_path: Path, sig: int, times: int
+) -> None:
     """SIGTERM (what `timeout`, systemd and a cancelled CI job send) killed edgekit and left the host's agent
     running, holding the host's lock: the next deploy waited for it. Now it ends the run as Ctrl-C does: the
-    agent stopped, exit 130, the interrupted run kept in --json."""
+    agent stopped, exit 130, the interrupted run kept in --json. The same signal twice at once (`timeout` signals
+    the process and then its group; a double Ctrl-C) killed edgekit with exit 143, or cut the stopping short: the
+    run was lost and the agent left running. Now the repeat is the same request."""
     home, out, recipe = tmp_path / "home", tmp_path / "run.json", tmp_path / "tiny.yaml"
     # a 10-minute cool-down between the two thread counts: the agent is busy when the SIGTERM comes
     recipe.write_text(TINY.read_text().replace("cooldown_s: 0}", "cooldown_s: 600}"))
@@ -236,7 +245,7 @@ def test_sigterm_mid_deploy_stops_the_local_agent_and_frees_the_host(tmp_path: P
             time.sleep(0.2)
         return False
 
-    stdout, stderr, seconds = ctrl_c_when(proc, agent_started, settle=2.0, timeout=60, sig=signal.SIGTERM)
+    stdout, stderr, seconds = ctrl_c_when(proc, agent_started, settle=2.0, timeout=60, sig=sig, times=times)
     assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]
     assert seconds < 30 and "SIGTERM" in stdout + stderr and "Traceback" not in stderr, stderr[-2000:]
     time.sleep(1)
@@ -328,3 +337,46 @@ def test_a_cache_entry_that_cannot_be_written_leaves_nothing_behind(
         cache.store("ab" * 32, Format.ONNX_FP32, [big], 1.0, None, {})
     assert info.value.errno == errno.ENOSPC
     assert not list((tmpfs / "cache").iterdir()), list((tmpfs / "cache").iterdir())
+
+
+def test_a_json_file_the_disk_cannot_hold_leaves_no_stale_copy(tmp_path: Path) -> None:
+    """--json on a disk that fills: the interim copy written while measuring (every target still 'failed', no
+    measurements) was left behind and read as a failed run. Now it is removed, the error named (exit 1), and the
+    measurements kept in the data dir for `runs import`."""
+    small = tmp_path / "small"
+    small.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(small)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        home, out = tmp_path / "home", small / "run.json"
+        env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"}
+        run = subprocess.run(
+            [
+                *EDGEKIT,
+                "deploy",
+                str(TINY),
+                "--target",
+                "local",
+                "--repeat",
+                "2",
+                "--no-store",
+                "--json",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+        assert run.returncode == 1 and "OutputFileError" in run.stderr, (
+            run.stdout[-2000:] + run.stderr[-2000:]
+        )
+        assert not out.exists()
+        (kept,) = (home / "unrecorded").glob("*.json")
+        result = DeployResult.model_validate_json(kept.read_text())
+        assert result.finished_at and all(m.status == "ok" for r in result.runs for m in r.agent.measurements)  # type: ignore[union-attr]
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
