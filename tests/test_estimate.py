@@ -234,9 +234,10 @@ def test_stored_procedure_errors_are_what_the_code_computes() -> None:
     fresh = cost_model.procedure_errors("pi5", 1, EVERY)
     assert [(m, c) for m, c, _ in fresh] == [(m, c) for m, c, _ in stored[key]]
     assert [e for _, _, e in fresh] == pytest.approx([e for _, _, e in stored[key]], abs=1e-6)
-    # the widest single-form interval (intervals not validated) is stored too: the same as computed
+    # the widest single-form interval (intervals not validated) is stored too: the same as computed (to the
+    # least-squares solver's tolerance, as the errors above: 1e-9 failed by 5e-9 on a fresh machine)
     assert cost_model.stored_widest_single_form_q() == pytest.approx(
-        cost_model.widest_single_form_q(), abs=1e-9
+        cost_model.widest_single_form_q(), abs=1e-6
     )
 
 
