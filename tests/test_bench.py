@@ -242,6 +242,30 @@ def test_bench_counts_guest_instructions_on_a_counting_target(
     assert "pi4 ESTIMATE" in done.stdout and "not a measurement" in done.stdout
 
 
+@pytest.mark.integration
+def test_a_bare_param_benched_with_a_chw_shape_is_estimated_from_its_graph(
+    pi4_emu: object, model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """`--shape 3,8,8` runs the same model as 1,3,8,8 (ncnn has no batch axis): the estimate reads the graph at
+    that shape too (it was estimated without the graph: no MACs, weights or roofline)."""
+    from edgekit.emu.plugin import build as plugin_build
+
+    if not plugin_build.is_built():
+        pytest.skip("the counting plugin is not built (edgekit emu build pi4-emu builds it)")
+    out = tmp_path / "chw.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "bench", str(model_files["bare"]), "--target", "pi4-emu"]
+        + ["--shape", "3,8,8", "--repeat", "1", "--warmup", "0", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200", "EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING": "true"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (est,) = TargetRun.model_validate_json(out.read_text()).estimates.values()
+    assert est["status"] == "ok" and est["roofline_lower_bound_ms"] > 0
+
+
 @pytest.mark.parametrize("command", ["bench", "profile"])
 def test_an_ncnn_model_ncnn_cannot_load_is_refused_before_any_run(tmp_path: Path, command: str) -> None:
     """A .param whose .bin does not fit is the user's input: exit 2, named, before a device or guest starts."""

@@ -121,7 +121,7 @@ def bench_cmd(
     if run.agent is not None:
         console.print(bench_table(run.agent, run.target))
         if tgt.emulated is not None:
-            _estimates(run, art, tgt.emulated.device, shape)
+            _estimates(run, art, tgt.emulated.device, inputs)
         for line in timing_caveats(run):
             console.print(f"[yellow]![/] {plain(line)}", highlight=False)
     if json_path:
@@ -169,9 +169,10 @@ def run_one(
         return session.execute([art], inputs)
 
 
-def _estimates(run: TargetRun, art: AgentArtifact, device: str, shape: str | None) -> None:
+def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) -> None:
     """On an emulated target, the real board's estimate from the counts (as deploy's table leads with): printed,
-    and kept in the run (--json). Never fatal: the measurements stand without it."""
+    and kept in the run (--json). Never fatal: the measurements stand without it. A bare .param's graph is read at
+    the shape the agent ran (the inputs file's sample: --shape, --input or the sidecar), batch first."""
     from edgekit.estimate.attach import board_for_device, estimates_for_run
     from edgekit.results import ArtifactInfo, interval_not_validated
 
@@ -192,7 +193,7 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, shape: str | Non
     bare = art.files[0].suffix == ".param" and art.io is None
     try:
         run.estimates = estimates_for_run(
-            run, [info], device, input_shape=list(_shape(art, shape)) if bare else None
+            run, [info], device, input_shape=_batch_first(inputs) if bare else None
         )
     except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
         console.print(f"[dim]no estimate: {type(exc).__name__}: {plain(exc)}[/]", highlight=False)
@@ -268,6 +269,13 @@ def _inputs(art: AgentArtifact, given: Path | None, shape: str | None, folder: P
     dims = _shape(art, shape)
     np.save(path, np.random.default_rng(0).uniform(0.0, 1.0, (1, *dims)).astype(np.float32))
     return path
+
+
+def _batch_first(inputs: Path) -> list[int]:
+    """The shape of one sample of the inputs file as N,C,H,W with N = 1: the agent hands a C,H,W sample to ncnn
+    as it hands 1,C,H,W (no batch axis), so both count the same model."""
+    dims = [int(d) for d in np.load(inputs, mmap_mode="r").shape[1:]]
+    return [1, *dims] if len(dims) == 3 else dims
 
 
 def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
