@@ -3,7 +3,8 @@ and the task metric (accuracy against labels) kept apart from agreement with the
 
 Sizes are MB = 10^6 bytes everywhere (convert table, deploy table, sidecars, README). A percentage keeps one
 decimal and is rounded down, so 99.96 % agreement prints as 99.9 %, never as 100 %: only a perfect figure shows
-100 %.
+100 %. A figure judged against a limit (a gate, an old value) gets as many digits as it takes to differ from it:
+a cosine of 0.99999 under a limit of 1 prints as 0.99999, never as 1 (`apart`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,25 @@ def percent(fraction: float) -> str:
     """'99.7 %': one decimal, rounded down (a figure below 100 % never prints as 100 %)."""
     tenths = math.floor(fraction * 1000 + 1e-9)
     return f"{tenths / 10:.1f} %"
+
+
+def apart(value: float, *others: float | None, digits: int = 4) -> str:
+    """`value` with `digits` significant digits, or the fewest more at which it prints differently from every
+    figure in `others` it differs from: '0.99999' against a limit of 1 (at 4 digits both print '1'), '0.9999'
+    against 0.5. Rounding keeps order, so a value below its limit also prints below it."""
+    for precision in range(digits, 18):
+        text = f"{value:.{precision}g}"
+        if all(o is None or o == value or f"{o:.{precision}g}" != text for o in others):
+            return text
+    return repr(value)
+
+
+def gate_check(value: float, limit: float, digits: int = 4) -> str:
+    """'0.99999 vs limit 1': a measured figure and its gate's limit. The limit as the recipe wrote it (exactly,
+    0.99995 stays 0.99995), the value with at least as many digits and more until the two differ: a value that
+    misses its limit never prints equal to it, nor on its other side."""
+    precision = next((p for p in range(digits, 17) if float(f"{limit:.{p}g}") == limit), 17)
+    return f"{apart(value, limit, digits=precision)} vs limit {limit:.{precision}g}"
 
 
 def task_metric(fid: dict[str, Any]) -> str | None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from html import escape
 
 from edgekit.report import plots
-from edgekit.report.regression import Flag, throttle_reason
+from edgekit.report.figures import apart
+from edgekit.report.regression import Flag, FlagKind, throttle_reason
 from edgekit.report.view import RecipeView, Report, Row, when
 from edgekit.results import AgentResult, DeviceFacts, TargetRun, interval_not_validated
 from edgekit.route import why_no_route
@@ -231,7 +232,8 @@ def _flags(flags: list[Flag]) -> str:
         rows.append(
             f'<tr class="{css}"><td class=l>{f.kind.value}</td><td class=l>{escape(f.artifact or "-")}</td>'
             f"<td class=l>{escape(f.target or '-')}{_emu(f.emulated)}</td><td>{f.threads or '-'}</td>"
-            f"<td>{_num(f.old)}</td><td>{_num(f.new)}</td><td>{_pct(f.change)}</td><td>{_p(f.p_value)}</td>"
+            f"<td>{_num(f.old, f.new)}</td><td>{_num(f.new, *_against(f))}</td><td>{_pct(f.change)}</td>"
+            f"<td>{_p(f.p_value)}</td>"
             f"<td class='l wrap'>{escape(f.message)}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
@@ -347,10 +349,18 @@ def _emu(emulated: bool) -> str:
     return '<span class="emu">emulated</span>' if emulated else ""
 
 
-def _num(value: float | None) -> str:
+def _num(value: float | None, *others: float | None) -> str:
+    """4 significant digits (whole numbers from 10,000), more where fewer would print `value` equal to one of
+    `others` it differs from (figures.apart)."""
     if value is None:
         return "-"
-    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+    return f"{value:,.0f}" if abs(value) >= 1e4 else apart(value, *others)
+
+
+def _against(flag: Flag) -> tuple[float | None, ...]:
+    """What a flag's new figure must not print equal to: its old one, and for a fidelity flag (a cosine) 1, so a
+    cosine that missed its gate never reads as a perfect one."""
+    return (flag.old, 1.0) if flag.kind is FlagKind.FIDELITY else (flag.old,)
 
 
 def _pct(value: float | None) -> str:

@@ -7,7 +7,8 @@ count: p50 and speed-up over fp32, emulated targets labelled with their instruct
 from __future__ import annotations
 
 from edgekit.formats import Format
-from edgekit.report.regression import Flag
+from edgekit.report.figures import apart
+from edgekit.report.regression import Flag, FlagKind
 from edgekit.report.table import estimate_text
 from edgekit.report.view import RecipeView, Report, Row, when
 
@@ -82,7 +83,8 @@ def _flag(f: Flag) -> str:
     numbers = ""
     if f.old is not None and f.new is not None:
         unit = {"latency": " ms", "instructions": " instr."}.get(f.kind.value, "")
-        numbers = f": {f.old:.4g} → {f.new:.4g}{unit}"
+        ceiling = (1.0,) if f.kind is FlagKind.FIDELITY else ()  # a cosine below 1 never reads as 1
+        numbers = f": {apart(f.old, f.new)} → {apart(f.new, f.old, *ceiling)}{unit}"
         if f.change is not None:
             numbers += f" ({f.change:+.1%}{f', p={f.p_value:.2g}' if f.p_value is not None else ''})"
     emulated = " (emulated)" if f.emulated else ""

@@ -1,0 +1,84 @@
+"""What a user reads when an artifact misses its fidelity gate: a real deploy of the tiny recipe on the host with a
+gate it cannot meet (int8 min_cosine 1.0), recorded in a real SQLite store, then `runs show` and `report`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgekit.report.figures import apart, gate_check
+
+TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+
+
+def _edgekit(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "300"}  # EDGEKIT_HOME: the session's (conftest)
+    env.pop("EDGEKIT_STORE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def missed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """One deploy to the host whose tflite-int8 (cosine ~0.99999) misses `int8: {min_cosine: 1.0}`, and what
+    `runs show` and `report --html --markdown` make of it."""
+    folder = tmp_path_factory.mktemp("flags")
+    text = TINY.read_text()
+    text = text.replace("int8: {min_cosine: 0.95}", "int8: {min_cosine: 1.0}")
+    text = re.sub(r"^formats: .*$", "formats: [tflite-fp32, tflite-int8]", text, flags=re.M)
+    text = re.sub(
+        r"^benchmark: .*$", "benchmark: {warmup: 1, repeat: 5, threads: [1], cooldown_s: 0}", text, flags=re.M
+    )
+    recipe = folder / "recipes" / "tiny.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text(text)
+    store = f"sqlite:///{folder / 'results.sqlite'}"
+    deploy = _edgekit("deploy", str(recipe), "--target", "local", "--store", store)
+    assert deploy.returncode == 1, deploy.stdout + deploy.stderr  # a gate missed: the deploy failed
+    shown = _edgekit("runs", "show", "1", "--store", store)
+    assert shown.returncode == 0, shown.stderr
+    html, md = folder / "report.html", folder / "summary.md"
+    report = _edgekit(
+        "report", "--since", "all", "--store", store, "--html", str(html), "--markdown", str(md)
+    )
+    assert report.returncode == 0, report.stderr
+    return {
+        "deploy": _one_line(deploy.stdout + deploy.stderr),
+        "show": _one_line(shown.stdout),
+        "html": html.read_text(),
+        "markdown": md.read_text(),
+    }
+
+
+def test_apart_prints_a_figure_below_its_limit_below_it() -> None:
+    assert gate_check(0.999991, 1.0) == "0.99999 vs limit 1"  # .4g printed "1 vs limit 1"
+    assert gate_check(0.0100001, 0.01) == "0.0100001 vs limit 0.01"
+    assert gate_check(0.99996, 0.999961) == "0.99996 vs limit 0.999961"  # never rounded past the limit
+    assert gate_check(0.5, 0.95) == "0.5 vs limit 0.95"  # no more digits than it takes
+    assert apart(1.23456, 1.23461) == "1.23456" and apart(1.23456) == "1.235" and apart(1.0, 1.0) == "1"
+
+
+def test_a_missed_gate_never_prints_its_value_equal_to_its_limit(missed: dict[str, object]) -> None:
+    """`int8: {min_cosine: 1.0}` missed with cosine 0.99999 printed `min_cosine: 1 vs limit 1` in deploy's
+    lines, `runs show`, the route, the Markdown flags and the HTML Flags table."""
+    for where in ("deploy", "show", "markdown", "html"):
+        text = str(missed[where])
+        found = re.findall(r"min_cosine: (\S+) vs limit 1\b", text)
+        assert found, (where, text[-3000:])
+        assert all(float(v) < 1.0 for v in found), (where, found)
+    html = str(missed["html"])
+    flags = html[html.index("<h3>Flags</h3>") : html.index("<h3>Latest results</h3>")]
+    rows = [row for row in flags.split("<tr") if "<td class=l>fidelity</td>" in row]
+    cells = [c for row in rows for c in re.findall(r"<td>([^<]*)</td>", row)[1:3]]  # old, new (after threads)
+    figures = [float(c) for c in cells if c != "-"]
+    assert figures and all(f < 1.0 for f in figures), flags
