@@ -185,6 +185,15 @@ class ArtifactInfo(_Model):
     status: Literal["ok", "failed"] = "ok"
     error: str | None = None
 
+    @property
+    def missed_gate(self) -> bool:
+        """Converted and checked, and it missed the recipe's fidelity gates: its status is `failed` for that alone
+        (the conversion pipeline), unlike a conversion or a host run that failed (no gate verdict in `fidelity`)."""
+        gates = self.fidelity.get("gates")
+        return (isinstance(gates, dict) and gates.get("passed") is False) or (
+            self.status == "ok" and not self.gates_passed
+        )
+
 
 class TargetRun(_Model):
     """Everything measured on one target (a device, an emulated device, or `host`)."""

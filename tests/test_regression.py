@@ -184,6 +184,36 @@ def test_fidelity_below_gate_and_new_failures_are_flagged_but_known_failures_are
     assert failed == {("tflite-fp32", "pi4", 1)}
 
 
+def test_a_gate_missed_at_conversion_is_fidelity_and_a_failed_conversion_is_failed() -> None:
+    """As deploy records them: both artifacts have status `failed`; the gate miss carries the gate verdict in its
+    fidelity (ArtifactInfo.missed_gate). It was flagged `failed` ('conversion failed') and again as `fidelity` for
+    the target whose outputs missed the gate too: two regressions for one."""
+    runs = _history()
+    last = runs[-1].result
+    int8 = next(a for a in last.artifacts if a.id == "tflite-int8")
+    int8.status, int8.gates_passed = "failed", False
+    int8.error = "missed its fidelity gate: min_cosine: 0.99999 vs limit 1 (on 8 inputs)"
+    checks = [{"gate": "min_cosine", "limit": 1.0, "value": 0.999991, "passed": False}]
+    int8.fidelity = {"cosine": 0.999991, "gates": {"passed": False, "checks": checks, "samples": 8}}
+    pi4 = last.runs[0]
+    for c in pi4.comparisons:
+        if c.reference == "onnx" and c.artifact == "tflite-int8":
+            c.gates_passed, c.gate_failures = False, ["min_cosine: 0.99999 vs limit 1 (on 8 inputs)"]
+    ncnn = next(a for a in last.artifacts if a.id == "ncnn-fp32")
+    ncnn.status, ncnn.gates_passed, ncnn.fidelity = "failed", False, {}
+    ncnn.error = "pnnx: exit 1"
+    flags = [f for f in detect(runs) if f.is_regression and f.artifact in ("tflite-int8", "ncnn-fp32")]
+    at_conversion = {(f.kind, f.artifact) for f in flags if f.target is None}
+    assert at_conversion == {(FlagKind.FIDELITY, "tflite-int8"), (FlagKind.FAILED, "ncnn-fp32")}
+    int8_flags = [f for f in flags if f.artifact == "tflite-int8"]
+    assert len(int8_flags) == 1, int8_flags
+    assert "conversion failed" not in int8_flags[0].message
+    assert (
+        "0.99999 vs limit 1" in int8_flags[0].message
+        and f"on {pi4.target}'s own outputs too" in int8_flags[0].message
+    )
+
+
 def test_no_history_means_no_latency_verdict() -> None:
     assert detect(_history(nights=3, slowdown={("tflite-int8", "pi4"): 2.0})) == []
     assert detect([]) == []

@@ -82,3 +82,17 @@ def test_a_missed_gate_never_prints_its_value_equal_to_its_limit(missed: dict[st
     cells = [c for row in rows for c in re.findall(r"<td>([^<]*)</td>", row)[1:3]]  # old, new (after threads)
     figures = [float(c) for c in cells if c != "-"]
     assert figures and all(f < 1.0 for f in figures), flags
+
+
+def test_a_gate_missed_at_conversion_is_one_fidelity_flag_not_a_failed_conversion(
+    missed: dict[str, object],
+) -> None:
+    """The miss was filed as `failed` ('conversion failed: missed its fidelity gate') and again as `fidelity` on
+    the host: '2 regressions' for one artifact that converted and only missed its gate."""
+    md = str(missed["markdown"])
+    assert "conversion failed" not in md and "**failed**" not in md, md
+    flags = [line for line in md.splitlines() if line.startswith("- **fidelity**")]
+    assert len(flags) == 1 and "tflite-int8" in flags[0], md
+    assert "edgekit report: 1 regression" in md, md
+    html = str(missed["html"])
+    assert "conversion failed" not in html and "1 regression<" in html

@@ -29,7 +29,7 @@ from edgekit.convert.base import Artifact
 from edgekit.convert.calibration import Labels
 from edgekit.fidelity import metrics
 from edgekit.recipe import Gates, Recipe, Task, check_class_range
-from edgekit.report.figures import gate_check
+from edgekit.report.figures import gate_failures
 from edgekit.runtimes import Outputs, spec_for
 
 # Part of the cached results' digest: bump when the numbers are computed differently. 5: a classifier's top-1 read
@@ -119,15 +119,8 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
 
 
 def describe_failures(gates: dict[str, Any]) -> str:
-    """'min_cosine: 0.99999 vs limit 1 (on 8 inputs)': each failed check, its value never printed equal to its
-    limit (report.figures.gate_check)."""
-    judged = f" (on {gates['samples']} inputs)" if gates.get("samples") else ""
-    return (
-        "; ".join(
-            f"{c['gate']}: {gate_check(c['value'], c['limit'])}" for c in gates["checks"] if not c["passed"]
-        )
-        + judged
-    )
+    """'min_cosine: 0.99999 vs limit 1 (on 8 inputs)': the checks of `check_gates` that failed (report.figures)."""
+    return gate_failures(gates)
 
 
 def logits_index(ref: Outputs, recipe: Recipe) -> int:

@@ -46,6 +46,14 @@ def gate_check(value: float, limit: float, digits: int = 4) -> str:
     return f"{apart(value, limit, digits=precision)} vs limit {limit:.{precision}g}"
 
 
+def gate_failures(gates: dict[str, Any]) -> str:
+    """'min_cosine: 0.99999 vs limit 1 (on 8 inputs)': each failed check of a gate verdict (fidelity.check
+    .check_gates, kept in an artifact's `fidelity["gates"]`), its value never printed equal to its limit."""
+    judged = f" (on {gates['samples']} inputs)" if gates.get("samples") else ""
+    failed = [c for c in gates.get("checks") or [] if not c["passed"]]
+    return "; ".join(f"{c['gate']}: {gate_check(c['value'], c['limit'])}" for c in failed) + judged
+
+
 def task_metric(fid: dict[str, Any]) -> str | None:
     """The task's own metric where the evaluation data has labels: 'top-1 92.3 % (ONNX 92.5 %)' or
     'mAP50 0.412 (ONNX 0.415)'; None without labels."""

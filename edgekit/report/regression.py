@@ -27,6 +27,7 @@ import numpy as np
 from scipy.special import stdtrit  # scipy.special: a second faster to import than scipy.stats
 
 from edgekit.agent.contract import ErrorCode
+from edgekit.report.figures import gate_failures
 from edgekit.results import DeviceFacts, Measurement, TargetRun
 from edgekit.samples import slower_p_value
 from edgekit.store import StoredRun
@@ -271,11 +272,14 @@ def night_bound(nights: Sequence[Sequence[float]], alpha: float = Settings.night
 
 # --- fidelity -----------------------------------------------------------------------------------------------
 def _fidelity_flags(latest: StoredRun, baseline: list[StoredRun]) -> list[Flag]:
+    """An artifact that missed its gate at conversion: one `fidelity` flag (its status is `failed` for that alone,
+    ArtifactInfo.missed_gate), naming the targets whose own outputs missed it too; a conversion that failed: `failed`
+    where it used to work."""
     flags = []
     for art in latest.result.artifacts:
         past = [a for b in baseline for a in b.result.artifacts if a.id == art.id]
-        if art.status == "failed":
-            if not (past and all(a.status == "failed" for a in past)):
+        if art.status == "failed" and not art.missed_gate:
+            if not (past and all(a.status == "failed" and not a.missed_gate for a in past)):
                 flags.append(
                     Flag(
                         FlagKind.FAILED,
@@ -287,12 +291,15 @@ def _fidelity_flags(latest: StoredRun, baseline: list[StoredRun]) -> list[Flag]:
                     )
                 )
             continue
-        if art.gates_passed:
+        if not art.missed_gate:
             continue
         new = _cosine(art.fidelity)
-        olds = [c for c in (_cosine(a.fidelity) for a in past if a.status == "ok") if c is not None]
+        olds = [c for c in (_cosine(a.fidelity) for a in past if not a.missed_gate) if c is not None]
         old = float(statistics.median(olds)) if olds else None
         change = (new - old) / old if new is not None and old else None
+        gates = art.fidelity.get("gates")
+        why = gate_failures(gates) if isinstance(gates, dict) and gates.get("checks") else None
+        also = [t.target for t in latest.result.runs if _target_missed(t, art.id)]
         flags.append(
             Flag(
                 FlagKind.FIDELITY,
@@ -303,17 +310,27 @@ def _fidelity_flags(latest: StoredRun, baseline: list[StoredRun]) -> list[Flag]:
                 old=old,
                 new=new,
                 change=change,
-                message=f"{art.id}: below its fidelity gate ({_describe(art.fidelity)})",
+                message=f"{art.id}: below its fidelity gate at conversion ({why or _describe(art.fidelity)})"
+                + (f"; on {', '.join(also)}'s own outputs too" if also else ""),
             )
         )
     return flags
 
 
+def _target_missed(target_run: TargetRun, artifact: str) -> bool:
+    return any(
+        c.artifact == artifact and c.reference == "onnx" and getattr(c, "gates_passed", None) is False
+        for c in target_run.comparisons
+    )
+
+
 def _target_fidelity_flags(latest: StoredRun, target_run: TargetRun) -> list[Flag]:
-    """The recipe's gates checked on this target's own outputs (ARM numerics can drift from the host's)."""
+    """The recipe's gates checked on this target's own outputs (ARM numerics can drift from the host's); an
+    artifact that missed them at conversion already has its one flag (_fidelity_flags), naming this target."""
+    missed = {a.id for a in latest.result.artifacts if a.missed_gate}
     flags = []
     for c in target_run.comparisons:
-        if c.reference == "onnx" and getattr(c, "gates_passed", None) is False:
+        if c.reference == "onnx" and getattr(c, "gates_passed", None) is False and c.artifact not in missed:
             failures = "; ".join(getattr(c, "gate_failures", None) or []) or f"cosine {c.cosine:.6f}"
             flags.append(
                 Flag(
