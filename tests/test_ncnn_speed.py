@@ -169,6 +169,21 @@ def test_profile_layers_add_up_to_the_whole_inference(counting_ready: None, tmp_
 
 
 @pytest.mark.integration
+def test_a_detector_that_finds_nothing_is_profiled(counting_ready: None) -> None:
+    """ncnn's mobilenet_ssd with zero weights detects nothing: its DetectionOutput's blob is empty, ncnn ran the
+    layer again on the twin extraction and the profile failed ('ncnn failed to compute blob output'). An empty
+    result is a result: the layer is counted, the layers still add up to the whole."""
+    from edgekit.estimate import calibration
+    from edgekit.profile import profile_ncnn
+
+    param = calibration.zero_weights(calibration.models()["mobilenet_ssd"])
+    prof = profile_ncnn(param, "pi4-emu", input_shape=[1, 3, 96, 96])  # small: the layers, not their size
+    (found,) = [layer for layer in prof.layers if layer.type == "DetectionOutput"]
+    assert found.shape == [] and 0 < found.instructions < prof.total / 100
+    assert abs(prof.coverage - 1.0) < 0.01
+
+
+@pytest.mark.integration
 def test_profile_of_a_bare_param_takes_its_input_shape(counting_ready: None, tmp_path: Path) -> None:
     """A .param without edgekit's sidecar profiles from --input-shape, the way benchncnn runs it (input 0.01);
     without the shape it is a usage error (exit 2) that names the flag."""
