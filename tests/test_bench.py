@@ -338,6 +338,23 @@ def test_profile_on_the_host_times_each_ncnn_layer(model_files: dict[str, Path])
 
 
 @pytest.mark.integration
+def test_profile_on_the_host_times_a_detector_that_finds_nothing() -> None:
+    """ncnn's mobilenet_ssd with zero weights detects nothing: re-extracting its empty DetectionOutput blob made
+    ncnn run the layer again and fail (-100), and the whole per-layer timing failed. Now every layer is timed."""
+    from edgekit.estimate import calibration
+
+    param = calibration.zero_weights(calibration.models()["mobilenet_ssd"])
+    done = edgekit(
+        "profile", str(param), "--target", "host", "--input-shape", "1,3,96,96", "--passes", "1", "--json"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    layers = {layer["name"]: layer for layer in json.loads(done.stdout)["layer_ms"]}
+    assert (
+        layers["detection_out"]["ms"] >= 0 and len(layers) == calibration.models()["mobilenet_ssd"].layers - 1
+    )
+
+
+@pytest.mark.integration
 def test_ctrl_c_during_a_wall_time_profile_exits_130(model_files: dict[str, Path]) -> None:
     """Ctrl-C while the agent times layers on the host: the interrupt is named and exits 130, as bench's does,
     not "per-layer timing failed" (exit 1), and no agent is left running."""

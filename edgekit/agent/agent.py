@@ -689,7 +689,9 @@ class NcnnRunner:
     def layer_times(self, passes: int) -> list[dict[str, Any]]:
         """Each layer's own wall time (ms), the median and minimum over `passes` fresh extractors. In .param order
         (topological), extracting a layer's first output computes that layer alone (its inputs are ready); a
-        second extract of the same blob costs the same call without the layer, and is subtracted."""
+        second extract of the same blob costs the same call without the layer, and is subtracted. A layer whose
+        output is empty (a detector that found nothing) has nothing cached: ncnn would run it again, so it is not
+        extracted twice (the call's own cost, microseconds, stays in its time)."""
         layers = _ncnn_layers(self.param)
         own: list[list[float]] = [[] for _ in layers]
         clock = time.perf_counter
@@ -698,13 +700,16 @@ class NcnnRunner:
             ex.input(self.in_name, self.mat)
             for k, (name, _, top) in enumerate(layers):
                 t0 = clock()
-                ret, _mat = ex.extract(top, 1)  # 1: the blob as stored, no conversion in either window
+                ret, mat = ex.extract(top, 1)  # 1: the blob as stored, no conversion in either window
                 t1 = clock()
-                ret2, _mat = ex.extract(top, 1)
-                t2 = clock()
+                ret2, t2 = 0, t1
+                if not mat.empty():  # an empty output has nothing cached: ncnn would run the layer again
+                    ret2, mat = ex.extract(top, 1)
+                    t2 = clock()
                 if ret != 0 or ret2 != 0:
                     raise RuntimeError("ncnn extract(%r) of layer %s returned %d" % (top, name, ret or ret2))
                 own[k].append(max(0.0, (t1 - t0) - (t2 - t1)) * 1000.0)
+                mat = None
             ex = None
         return [
             {"name": name, "type": kind, "ms": float(np.median(ms)), "min_ms": float(min(ms))}
