@@ -408,3 +408,37 @@ def test_the_markdown_fidelity_column_is_one_figure_and_unrun_rows_have_none(tmp
     for art in result.artifacts:
         line = next(x for x in md.splitlines() if x.startswith(f"| {art.id} |"))
         assert line.rstrip(" |").endswith(f"{art.fidelity['cosine']:.5f}"), (line, art.fidelity)
+
+
+def test_the_trend_legend_names_every_line_the_trend_draws(tmp_path: Path) -> None:
+    """A recipe's formats changed between runs (7, then 2): the trend drew all 7 of the first run, the legend
+    named only the latest run's 2, so five coloured lines had no name. Now the legend names every artifact drawn
+    (in its drawn colour), and no other."""
+    from edgekit.report.html import render as render_html
+    from edgekit.report.plots import colour_hex
+    from edgekit.report.synthetic import BASE_MS
+
+    seven = tuple(BASE_MS)
+    with open_store(f"sqlite:///{tmp_path / 'formats.sqlite'}") as store:
+        store.record(
+            synthetic_result(T0, rng=np.random.default_rng(0), targets=("pi4",), formats=seven, threads=(1,))
+        )
+        store.record(
+            synthetic_result(
+                T0 + timedelta(days=1),
+                rng=np.random.default_rng(1),
+                targets=("pi4",),
+                formats=(Format.TFLITE_FP32, Format.TFLITE_INT8),
+                threads=(1,),
+            )
+        )
+        report = build(store)
+    html = render_html(report)
+    trend = html.split("<h3>Latency trend</h3>")[1].split("<h3>Latency distribution")[0]
+    legend = trend.split('<p class="legend">')[1].split("</p>")[0]
+    named = dict(re.findall(r'<i style="background:(#[0-9a-f]{6})"></i>([\w-]+)</span>', legend))
+    assert sorted(named.values()) == sorted(f.value for f in seven), legend
+    assert all(colour_hex(artifact) == hex_ for hex_, artifact in named.items())
+    axes_and_ring = {"#000000", "#ff0000"}
+    drawn = set(re.findall(r"stroke: ?(#[0-9a-f]{6})", trend.split("</p>", 1)[1])) - axes_and_ring
+    assert drawn and drawn <= set(named), (drawn, named)  # every line's colour is in the legend

@@ -172,12 +172,9 @@ def _target(run: StoredRun, route: dict) -> str:
 def _plots(view: RecipeView) -> list[str]:
     """Per chart kind, a heading, the legend once (HTML, so it never covers a title) and per target a grid
     of panels; the conversion's fidelity is one chart for all targets."""
-    artifacts = sorted(
-        {r.artifact for r in view.rows} | {a.id for a in view.latest.result.artifacts}, key=plots._order
-    )
     parts = []
-    for title, draw, legend in (
-        ("Latency trend", plots.trend, _artifact_legend(artifacts, trend=True)),
+    for title, draw, legend in (  # the trend's legend: every line it draws, of every run shown
+        ("Latency trend", plots.trend, _artifact_legend(plots.trend_artifacts(view), trend=True)),
         ("Latency distribution (newest run of each target)", plots.distribution, ""),
         ("Precisions vs fp32 (newest run of each target)", plots.precisions, _precision_legend()),
     ):

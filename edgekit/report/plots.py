@@ -73,15 +73,7 @@ def colour_hex(artifact: str) -> str:
 def trend(view: RecipeView, target: str) -> list[Panel]:
     """p50 per artifact over time, one panel per thread count, then instruction counts per thread count."""
     emulated = view.emulated(target)
-    series: dict[tuple[str, int], list[tuple[float, float, Measurement]]] = defaultdict(list)
-    times = []
-    for run in view.runs:
-        for t in run.result.runs:
-            if t.target == target and t.agent:
-                times.append(_date(run.started_ts))
-                for m in t.agent.measurements:
-                    if m.status == "ok" and m.p50_ms is not None:
-                        series[(m.artifact, m.threads)].append((_date(run.started_ts), m.p50_ms, m))
+    series, times = _trend_series(view, target)
     if not series:
         return [_no_data(target, "latency over time", emulated, view)]
     flagged = {(f.artifact, f.threads) for f in view.flags if f.target == target and f.is_regression}
@@ -121,6 +113,30 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
             )
         )
     return panels
+
+
+def trend_artifacts(view: RecipeView) -> list[str]:
+    """Every artifact `trend` draws a line for, on any target, in any run it shows (the legend names them all:
+    a recipe's formats may change between runs)."""
+    drawn = {artifact for target in view.targets for artifact, _ in _trend_series(view, target)[0]}
+    return sorted(drawn, key=_order)
+
+
+def _trend_series(
+    view: RecipeView, target: str
+) -> tuple[dict[tuple[str, int], list[tuple[float, float, Measurement]]], list[float]]:
+    """Per (artifact, threads) the (time, p50, measurement) points of every shown run on `target`, and the
+    times of those runs."""
+    series: dict[tuple[str, int], list[tuple[float, float, Measurement]]] = defaultdict(list)
+    times = []
+    for run in view.runs:
+        for t in run.result.runs:
+            if t.target == target and t.agent:
+                times.append(_date(run.started_ts))
+                for m in t.agent.measurements:
+                    if m.status == "ok" and m.p50_ms is not None:
+                        series[(m.artifact, m.threads)].append((_date(run.started_ts), m.p50_ms, m))
+    return series, times
 
 
 def distribution(view: RecipeView, target: str) -> list[Panel]:
