@@ -203,6 +203,42 @@ def test_targets_setup_pushes_wheels_to_a_bare_board(pi4_emu, tmp_path) -> None:
     assert res.exit_status == 2 and "usage: python agent.py" in res.stderr, res.stderr  # past `import numpy`
 
 
+@pytest.mark.integration
+def test_targets_setup_on_a_board_whose_install_fails_exits_1_named(pi4_emu, tmp_path) -> None:
+    """The board's install step failing (here the unpack of the pushed wheels on a board without pip, answered
+    as a full disk answers it, by a wrapper around the device's python): `targets setup` says what failed, where
+    the wheels are, and exits 1, after the real probe, download and push over the real sshd."""
+    import os
+    import subprocess
+    import sys
+
+    sysroot = layout.device_dir("pi4-emu").sysroot
+    wrapper = tmp_path / "python3"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'case "$2" in *zipfile*) echo "OSError: [Errno 28] No space left on device" >&2; exit 1;; esac\n'
+        f'exec qemu-aarch64-static -cpu cortex-a72 -L {sysroot} {sysroot}/usr/bin/python3.11 "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    board = tmp_path / "board.yaml"
+    board.write_text(
+        f"name: board\ntransport: ssh\nruntimes: [numpy]\npython: {wrapper}\nhost: 127.0.0.1\n"
+        f"port: {pi4_emu.port}\nuser: {pi4_emu.user}\nkey: {pi4_emu.key}\nknown_hosts: {pi4_emu.known_hosts}\n"
+        f"work_dir: {tmp_path / 'work'}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "targets", "setup", str(board)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "error (RuntimeInstallError)" in done.stderr and "unpacking the wheels" in done.stderr, done.stderr
+    assert "No space left on device" in done.stderr and f"{tmp_path / 'work'}/wheels" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_deploy_or_check_never_downloads_a_device_only_set_up_does(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`targets check pi4-emu` (or a deploy) with no built device built one, downloading Debian's arm64 packages
     and the aarch64 wheels (817 MB here): downloads belong to the set-up commands. Refused in a second, with the

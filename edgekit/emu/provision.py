@@ -324,10 +324,19 @@ def _setup_board(
         )
         log(f"{target.name}: no pip on the device; unpacked into {work}/site (the agent adds it to sys.path)")
     if res.exit_status != 0:  # a board's install, not an emulator's: the error a failed setup gives (exit 1)
+        how = (
+            "installing the wheels with the device's pip"
+            if info.raw.get("pip")
+            else (f"unpacking the wheels into {work}/site (the device has no pip)")
+        )
         raise RuntimeInstallError(
-            f"installing the wheels failed (exit {res.exit_status}): {res.stderr.strip()[-500:]}",
+            f"{how} failed (exit {res.exit_status}): {res.stderr.strip()[-500:] or res.stdout.strip()[-500:]}",
             where=target.name,
-            hint="the wheels are in "
-            f"{work}/{remote_dir} on the device: run pip there by hand to see why (disk space, a Python the "
-            "wheels do not fit), or leave the runtime out: --set 'runtimes=[...]'",
+            hint=f"the wheels are in {work}/{remote_dir} on the device: "
+            + (
+                "run pip there by hand to see why"
+                if info.raw.get("pip")
+                else "check the space and rights there"
+            )
+            + " (disk space, a Python the wheels do not fit), or leave the runtime out: --set 'runtimes=[...]'",
         )
