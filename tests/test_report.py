@@ -442,3 +442,26 @@ def test_the_trend_legend_names_every_line_the_trend_draws(tmp_path: Path) -> No
     axes_and_ring = {"#000000", "#ff0000"}
     drawn = set(re.findall(r"stroke: ?(#[0-9a-f]{6})", trend.split("</p>", 1)[1])) - axes_and_ring
     assert drawn and drawn <= set(named), (drawn, named)  # every line's colour is in the legend
+
+
+@pytest.mark.parametrize("command", ["report", "nightly"])
+def test_html_and_markdown_to_one_file_is_refused_before_any_work(
+    command: str, store_url: str, tmp_path: Path
+) -> None:
+    """`--html P --markdown P` exited 0, said "wrote P" twice and left only the HTML in P (nightly: after a
+    whole night of deploys). Now a usage error naming both options, and nothing deployed or written."""
+    same = tmp_path / "out" / "both.txt"
+    args = {
+        "report": ["report", "--since", "all", "--store", store_url],
+        "nightly": ["nightly", "--recipes", str(tmp_path / "no-such-folder"), "--targets", "local"],
+    }[command]
+    relative = f"{same.parent}/../out/{same.name}"  # the same file, written another way
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", *args, "--html", str(same), "--markdown", relative],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "UsageError" in out.stderr and "--html and --markdown name the same file" in out.stderr, out.stderr
+    assert "wrote" not in out.stdout and not same.exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgekit.cli.outputs import check_output_file
+from edgekit.cli.outputs import check_distinct, check_output_file
 from edgekit.cli.report import STORE_HELP
 from edgekit.terminal import Console, plain
 
@@ -38,6 +38,7 @@ def nightly_cmd(
 
     Example: edgekit nightly --recipes recipes/ --targets pi4,pi5-emu --html out/nightly.html
     """
+    check_distinct({"--html": html, "--markdown": markdown})  # before the first deploy, not after the night
     from edgekit.nightly import run_nightly
     from edgekit.report import Settings, parse_since
     from edgekit.report import markdown as md

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from edgekit.errors import UsageError
+
 EXAMPLE_NAMES = {"html": "report.html", "markdown": "summary.md"}  # anything else (--json): out.json
 # an existing file is written over only when it is of the kind the option writes: a typo (--json recipe.yaml,
 # --html pyproject.toml) must not destroy a recipe, a model or the results store
@@ -43,6 +45,22 @@ def check_output_file(param: typer.CallbackParam, value: Path | None) -> Path | 
     if not os.access(ancestor, os.W_OK | os.X_OK) or not _can_create_in(ancestor):
         raise typer.BadParameter(f"cannot write in {ancestor}")
     return value
+
+
+def check_distinct(options: dict[str, Path | None]) -> None:
+    """Output options naming one file (`--html out --markdown out`): the second write replaced the first, and
+    both were said written. A UsageError (exit 2) naming both options, before any work starts."""
+    seen: dict[Path, str] = {}
+    for option, path in options.items():
+        if path is None:
+            continue
+        key = path.expanduser().resolve()
+        if key in seen:
+            raise UsageError(
+                f"{seen[key]} and {option} name the same file ({path}): one would replace the other",
+                hint=f"give each its own file, e.g. {seen[key]} report.html {option} summary.md",
+            )
+        seen[key] = option
 
 
 def _can_create_in(folder: Path) -> bool:

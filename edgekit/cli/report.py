@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgekit.cli.outputs import check_output_file
+from edgekit.cli.outputs import check_distinct, check_output_file
 from edgekit.terminal import Console
 
 console = Console()
@@ -35,6 +35,7 @@ def report_cmd(
 
     Example: edgekit report --since 30d --html report.html --markdown summary.md
     """
+    check_distinct({"--html": html, "--markdown": markdown})
     from edgekit.report import Settings, build, parse_since, write
     from edgekit.report import markdown as md
     from edgekit.store import open_store
