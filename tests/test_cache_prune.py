@@ -74,7 +74,7 @@ def test_prune_removes_the_unused_damaged_and_left_behind_and_keeps_the_rest(
     stale = root / "work" / "killed-run"
     stale.mkdir(parents=True)
     _age(stale, 2)
-    running = root / "work" / "in-progress"  # a conversion that may still be running: younger than an hour
+    running = root / "work" / "in-progress"  # a conversion that may still be running, or a log: under a day
     running.mkdir()
 
     dry = edgekit(home, "cache", "prune", "--older-than", "30d", "--dry-run")

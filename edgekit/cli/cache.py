@@ -71,7 +71,7 @@ def prune_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would go; remove nothing"),
 ) -> None:
     """Remove cache entries no run used within --older-than (default 30 days), every damaged entry, and folders
-    that killed runs left behind (older than an hour). A removed artifact is converted again when next needed.
+    that killed runs left behind (older than a day). A removed artifact is converted again when next needed.
 
     Example: edgekit cache prune --older-than 2w --dry-run
     """

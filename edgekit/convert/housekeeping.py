@@ -8,8 +8,8 @@ again once its recipe changed, but nothing else removes it. Its parts:
   folders and converter work folders under `work/` that a killed run left behind.
 An entry's last use is the time its artifact.json (or the ONNX's meta.json) was last written or served: a lookup
 that serves an entry touches it (cache.lookup, onnx._intact), so a recipe deployed every night stays.
-`prune` removes what was not used within the window, every damaged entry, and leftovers older than an hour (a
-younger one may be a conversion in progress). Each folder is renamed before it is deleted, so a run looking it up at
+`prune` removes what was not used within the window, every damaged entry, and leftovers older than a day (a
+younger one may be a conversion in progress, or a failed tool run's log: edgekit keeps those a day anyway). Each folder is renamed before it is deleted, so a run looking it up at
 that moment sees a miss and converts again, never half an entry. Anything else under the cache folder (runtime
 homes such as `openvino-home/`) is neither counted nor touched.
 """
@@ -28,7 +28,9 @@ from pathlib import Path
 from edgekit import paths
 
 KEY = re.compile(r"[0-9a-f]{64}")
-LEFTOVER_AGE_S = 3600.0  # a temporary folder younger than this may belong to a conversion still running
+LEFTOVER_AGE_S = (
+    paths.WORK_KEPT_S
+)  # younger, a folder may be a conversion still running, or a failed one's log
 KINDS = ("artifact", "onnx", "damaged", "leftover")
 
 
@@ -67,7 +69,7 @@ def scan(root: Path | None = None) -> list[Entry]:
 
 def to_prune(entries: Iterable[Entry], cutoff: float | None, now: float | None = None) -> list[Entry]:
     """What `prune` removes: entries last used before `cutoff` (None: every entry), every damaged entry, and
-    leftovers older than LEFTOVER_AGE_S."""
+    leftovers older than LEFTOVER_AGE_S (a day)."""
     now = time.time() if now is None else now
     out = []
     for e in entries:
