@@ -778,7 +778,8 @@ def test_runs_show_labels_every_emulated_figure(tmp_path: Path) -> None:
 
 def test_measurements_a_ctrl_c_left_unmeasured_are_not_counted_as_failures(url: str, tmp_path: Path) -> None:
     """`runs` listed an interrupted deploy as '21 (6 failed)' in red: the 6 were never run (Ctrl-C), recorded as
-    not run. They are counted apart now, on SQLite and PostgreSQL; a real failure still counts as one."""
+    not run. They are counted apart now, on SQLite and PostgreSQL; a real failure still counts as one. The count
+    beside them is of measurements taken: '14 (5 not measured)' had 9 taken; now '9 (+5 not measured)'."""
     from edgekit.results import NOT_RUN_INTERRUPTED
 
     result = _small(T0, targets=("pi4", "pi5-emu"))
@@ -796,4 +797,7 @@ def test_measurements_a_ctrl_c_left_unmeasured_are_not_counted_as_failures(url: 
     listed = _edgekit("runs", "--store", url, home=tmp_path / "home")
     assert listed.returncode == 0, listed.stderr
     text = " ".join(listed.stdout.split())
-    assert "(1 failed)" in text and f"({len(pi5.agent.measurements)} not measured: interrupted)" in text, text
+    # the count is of measurements taken: '14 (5 not measured...)' read as 14 taken with 9 taken
+    taken = len(pi4.agent.measurements)
+    unmeasured = len(pi5.agent.measurements)
+    assert f"{taken} (1 failed) (+{unmeasured} not measured: interrupted)" in text, text

@@ -74,10 +74,10 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
         table.add_column(col, justify="right" if col in ("id", "measurements") else "left")
     for r in found:
         targets = ", ".join(f"{t} (emulated)" if t in r.emulated_targets else t for t in r.targets)
-        counts = (
-            f"{r.measurements}"
+        counts = (  # taken (failures among them), then what a Ctrl-C left untaken: '9 (+5 not measured...)'
+            f"{r.measurements - r.unmeasured}"
             + (f" [red]({r.failed} failed)[/]" if r.failed else "")
-            + (f" [yellow]({r.unmeasured} not measured: interrupted)[/]" if r.unmeasured else "")
+            + (f" [yellow](+{r.unmeasured} not measured: interrupted)[/]" if r.unmeasured else "")
         )
         failed = [t for t in r.failed_targets if t not in r.interrupted_targets]  # those: the ok column
         if failed:  # a target that failed at connect has no measurement to count
