@@ -465,3 +465,26 @@ def test_html_and_markdown_to_one_file_is_refused_before_any_work(
     assert out.returncode == 2, out.stdout + out.stderr
     assert "UsageError" in out.stderr and "--html and --markdown name the same file" in out.stderr, out.stderr
     assert "wrote" not in out.stdout and not same.exists()
+
+
+def test_the_markdown_says_not_run_for_what_a_ctrl_c_left_unmeasured(tmp_path: Path) -> None:
+    """The HTML said 'failed: not run: interrupted (Ctrl-C or SIGTERM)' and the Markdown plain 'failed' for an
+    artifact never run because the deploy was interrupted; a real failure stays 'failed'."""
+    from edgekit.report.markdown import render
+    from edgekit.results import NOT_RUN_INTERRUPTED
+
+    result = synthetic_result(
+        T0, rng=np.random.default_rng(0), targets=("pi4",), formats=FORMATS, threads=(1,)
+    )
+    (pi4,) = result.runs
+    assert pi4.agent is not None
+    crashed, *_, stopped = pi4.agent.measurements
+    crashed.status, crashed.error, crashed.p50_ms = "failed", "Interpreter crashed", None
+    stopped.status, stopped.error, stopped.p50_ms = "failed", NOT_RUN_INTERRUPTED, None
+    pi4.interrupted = True
+    with open_store(f"sqlite:///{tmp_path / 'stopped.sqlite'}") as store:
+        store.record(result)
+        md = render(build(store))
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert "| not run (interrupted) |" in rows[stopped.artifact], md
+    assert "| failed |" in rows[crashed.artifact], md

@@ -11,6 +11,7 @@ from edgekit.report.figures import apart
 from edgekit.report.regression import Flag, FlagKind
 from edgekit.report.table import estimate_text
 from edgekit.report.view import RecipeView, Report, Row, when
+from edgekit.results import NOT_RUN_INTERRUPTED
 
 _ESCAPED = str.maketrans({c: "\\" + c for c in "\\<>&|`[]"})
 
@@ -162,8 +163,8 @@ def _table(view: RecipeView) -> list[str]:
 def _cell(row: Row | None) -> str:
     if row is None:
         return "-"
-    if row.status != "ok":
-        return "failed"
+    if row.status != "ok":  # one never run because of a Ctrl-C or SIGTERM did not fail (as the HTML says)
+        return "not run (interrupted)" if (row.error or "").startswith(NOT_RUN_INTERRUPTED) else "failed"
     if row.emulated:
         return _emulated_cell(row)
     text = f"{row.p50_ms:.4g}" if row.p50_ms is not None else "-"
