@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -332,6 +333,34 @@ def test_a_store_path_that_is_no_store_is_named_before_any_work(tmp_path: Path) 
     assert not (home / "cache").exists()  # deploy refused the store before converting anything
     with open_store(_url(tmp_path)) as store:  # a store to write to is still created where it is named
         assert store.runs() == []
+
+
+def test_a_store_url_that_can_name_no_store_is_bad_input_and_an_unreachable_server_is_not(
+    tmp_path: Path,
+) -> None:
+    """`--store bogus://x` and a port past 65535 were StoreError (exit 1, as for a server that is down); like a
+    port that is not a number they are bad input: StorePathError, exit 2, before anything connects (deploy
+    before converting). A valid URL whose server refuses the connection stays exit 1. No password printed."""
+    home = tmp_path / "home"
+    cases = [
+        ("bogus://x", "no database kind 'bogus'"),
+        ("postgresql+nodriver://u:hunter2@127.0.0.1/db", "no database kind 'postgresql+nodriver'"),
+        ("postgresql://u:hunter2@127.0.0.1:99999/db", "port 99999 is not a TCP port"),
+        ("postgresql://u:hunter2@127.0.0.1:0/db", "port 0 is not a TCP port"),  # libpq read 0 as 5432
+        ("postgresql://u:hunter2@127.0.0.1:notaport/db", "not a store URL"),
+    ]
+    for url, message in cases:
+        for args in (["runs"], ["deploy", "recipes/tiny.yaml", "--target", "local"]):
+            out = _edgekit(*args, "--store", url, home=home)
+            assert out.returncode == 2, (url, args, out.stderr)
+            assert "(StorePathError)" in out.stderr and message in out.stderr, (url, args, out.stderr)
+            assert "hunter2" not in out.stderr + out.stdout
+    assert not (home / "cache").exists()  # refused before converting anything
+    with socket.socket() as sock:  # a port nothing listens on: the server is down, the URL is fine
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    down = _edgekit("runs", "--store", f"postgresql://u:hunter2@127.0.0.1:{port}/db", home=home)
+    assert down.returncode == 1 and "(StoreError)" in down.stderr, down.stderr
 
 
 def test_an_empty_store_file_is_refused_by_reads_and_made_a_store_by_records(tmp_path: Path) -> None:

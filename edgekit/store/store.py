@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from edgekit import paths
 from edgekit.errors import StoreError, StorePathError, UnknownRunError
@@ -229,14 +229,7 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     said, not answered with "no runs" from a new empty store left behind at the typo; and a SQLite store this
     user can read but not write (another user's, a read-only mount) is opened read-only."""
     resolved = resolve_url(url)
-    try:
-        make_url(resolved)
-    except (ArgumentError, ValueError) as exc:  # a port that is not a number, an unclosed [ipv6 ...
-        raise StorePathError(
-            f"not a store URL: {_mask(str(exc))}",
-            where=_shown(resolved),
-            hint="pass --store PATH.sqlite, sqlite:///PATH or postgresql://USER@HOST[:PORT]/DB",
-        ) from None
+    _check_url(resolved)
     named = bool(url or os.environ.get("EDGEKIT_STORE"))
     _check_sqlite_path(resolved, must_exist=not create and named, create=create)
     path = _sqlite_file(resolved)
@@ -271,6 +264,30 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
         store.close()
         raise
     return store
+
+
+def _check_url(url: str) -> None:
+    """A URL that cannot name a store is bad input (StorePathError, exit 2), said before anything connects: one
+    that does not parse (a port that is not a number, an unclosed [ipv6 ...), a database kind SQLAlchemy has no
+    dialect for (`bogus://`, `postgresql+nodriver://`) or a port outside 1-65535 (libpq read port 0 as 5432).
+    A valid URL whose server is unreachable stays a StoreError (exit 1)."""
+    hint = "pass --store PATH.sqlite, sqlite:///PATH or postgresql://USER@HOST[:PORT]/DB"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise StorePathError(f"not a store URL: {_mask(str(exc))}", where=_shown(url), hint=hint) from None
+    try:
+        parsed.get_dialect()  # the dialect's module only: a missing driver (psycopg, a MySQL one) is said later
+    except NoSuchModuleError:
+        raise StorePathError(
+            f"not a store URL: no database kind {parsed.drivername!r} (SQLAlchemy has no dialect or driver by that name)",
+            where=_shown(url),
+            hint=hint,
+        ) from None
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise StorePathError(
+            f"not a store URL: port {parsed.port} is not a TCP port (1-65535)", where=_shown(url), hint=hint
+        )
 
 
 def _open_read_only(url: str, path: Path, blocked: str) -> Store:
