@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -488,3 +489,29 @@ def test_the_markdown_says_not_run_for_what_a_ctrl_c_left_unmeasured(tmp_path: P
     rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines() if line.startswith("| ")}
     assert "| not run (interrupted) |" in rows[stopped.artifact], md
     assert "| failed |" in rows[crashed.artifact], md
+
+
+def test_the_runtimes_heading_names_the_targets_compared_not_arm_when_there_is_none(tmp_path: Path) -> None:
+    """'Runtimes compared (run #N): host vs ARM' was the heading even for a host-only report; it names the
+    targets compared and their machines now."""
+    from edgekit.report.html import render as render_html
+
+    def heading(result: object) -> str:
+        with open_store(f"sqlite:///{tmp_path / f'{uuid.uuid4().hex}.sqlite'}") as store:
+            store.record(result)  # type: ignore[arg-type]
+            html = render_html(build(store))
+        return next(line for line in html.splitlines() if "Runtimes compared" in line)
+
+    host_only = synthetic_result(
+        T0, rng=np.random.default_rng(0), targets=("pi4",), formats=FORMATS, threads=(1,)
+    )
+    (run,) = host_only.runs
+    assert run.agent is not None
+    run.target, run.agent.facts_before.machine = "host", "x86_64"  # as `--target local` records it
+    for r in host_only.routes:
+        r["target"] = "host"
+    alone = heading(host_only)
+    assert "ARM" not in alone and "host (x86_64)" in alone, alone
+    both = synthetic_result(T0, rng=np.random.default_rng(0), targets=("pi4", "pi5-emu"), formats=FORMATS)
+    two = heading(both)
+    assert "pi4 (aarch64) vs pi5-emu (aarch64, emulated)" in two, two

@@ -107,14 +107,38 @@ def _recipe(view: RecipeView) -> str:
         "<h3>Route to ship, per target</h3>",
         _routes(view),
     ]
-    from edgekit.runtimes.ranking import runtime_html  # each runtime's best within the gates, host vs ARM
+    from edgekit.runtimes.ranking import runtime_html  # each runtime's best within the gates, per target
 
     if ranking := runtime_html(latest, view.targets):
         at = parts.index("<h3>Route to ship, per target</h3>")
-        parts[at:at] = [f"<h3>Runtimes compared (run #{view.latest.id}): host vs ARM</h3>", ranking]
+        parts[at:at] = [f"<h3>Runtimes compared (run #{view.latest.id}){_compared(view)}</h3>", ranking]
     parts += _plots(view)
     parts += ["<h3>Device facts</h3>", _facts(view), "</section>"]
     return "\n".join(parts)
+
+
+def _compared(view: RecipeView) -> str:
+    """': host (x86_64) vs pi4-emu (aarch64, emulated)': the targets the runtime table compares and the machines
+    they ran on (it said "host vs ARM" with no ARM target in the report)."""
+    from edgekit.runtimes.ranking import HOST, rank_runtimes
+
+    result = view.latest.result
+    shown = [
+        r.target
+        for r in rank_runtimes(result)
+        if not view.targets or r.target in view.targets or r.target == HOST
+    ]
+    runs = {t.target: t for t in result.runs}
+
+    def named(target: str) -> str:
+        run = runs.get(target)
+        machine = run.agent.facts_before.machine if run is not None and run.agent is not None else ""
+        about = ", ".join(x for x in (machine, "emulated" if run is not None and run.emulated else "") if x)
+        return escape(target) + (f" ({escape(about)})" if about else "")
+
+    if len(shown) == 1:
+        return f" on {named(shown[0])}"
+    return ": " + " vs ".join(named(t) for t in shown) if shown else ""
 
 
 def _routes(view: RecipeView) -> str:
