@@ -4,6 +4,7 @@ unknown format is a named error, and the new runtimes run the tiny model on this
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +312,75 @@ def test_an_output_is_a_copy_never_a_view_of_the_runtimes_buffer() -> None:
         out = output_array(source[0])
         source[0] = 0  # the runtime's next run writes its buffer
         assert out.tolist() == [kind(1)] and not np.shares_memory(out, source), kind
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="needs OpenVINO")
+def test_a_host_only_format_is_benched_on_the_host_and_refused_for_a_board(tmp_path: Path) -> None:
+    """OpenVINO is a host reference deploy sends to no board: `bench model.xml --target pi5-emu` pushed it and
+    failed on the device (exit 1, No module named 'openvino'); it is bad input, refused before anything is sent
+    (exit 2). `local` is this machine: `formats --target local` said host only there, and bench runs it."""
+    import subprocess
+    import sys
+
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml")
+    (art,) = convert_recipe(recipe, [Format.OPENVINO_FP32])
+    xml = str(art.files[0])
+
+    def edgekit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edgekit", *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "COLUMNS": "250"},
+        )
+
+    board = edgekit("bench", xml, "--target", "pi5-emu")
+    assert board.returncode == 2 and "runs on the host only" in board.stderr, board.stdout + board.stderr
+    assert "--target host" in board.stderr and "pushed" not in board.stdout
+    here = edgekit("bench", xml, "--target", "local", "--repeat", "2")
+    assert here.returncode == 0, here.stdout + here.stderr
+    listed = edgekit("formats", "--target", "local")
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line for line in listed.stdout.splitlines() if "openvino-fp32" in line]
+    assert "host only" not in row and "openvino" in row.split("openvino-fp32", 1)[1]
+
+
+def test_a_deploy_where_nothing_can_run_is_refused_before_converting(tmp_path: Path) -> None:
+    """Only host-only formats and --no-host: it converted, said 'no route: its error is above' with no error
+    anywhere and exit 1, and the report showed the run as fine. Bad input now, before any conversion."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml").read_text())
+    raw["formats"] = ["openvino-fp32"]
+    recipe = tmp_path / "ov.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "deploy",
+            str(recipe),
+            "--target",
+            "pi5-emu",
+            "--no-host",
+            "--no-store",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "run on the host only" in done.stderr and "--no-host" in done.stderr
+    assert (
+        "convert" not in done.stdout + done.stderr.split("error (UsageError)")[0]
+    )  # refused before converting

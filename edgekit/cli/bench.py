@@ -107,6 +107,16 @@ def bench_cmd(
         )
     spec.check_file(art.files)  # a model its runtime cannot read: named here, exit 2
     tgt = host_target() if target == "host" else load_target(target, list(set_ or ()))
+    if (
+        spec.host_only and not tgt.is_this_host
+    ):  # as deploy: such a format is a host reference, sent to no board
+        raise UsageError(
+            f"{art.format.value} runs on the host only ({spec.runtime.value} is a reference edgekit sends to no "
+            "board)",
+            where=f"{artifact} --target {target}",
+            hint="bench it with --target host, or bench a format a board runs (`edgekit formats --target "
+            f"{target}`)",
+        )
     settings = Settings(
         warmup=warmup,
         repeat=repeat,

@@ -53,12 +53,14 @@ def formats_cmd(
 
     device: dict[str, str | None] | None = None
     listed: list[str] = []
+    this_host = False
     if target:
         from edgekit.emu.provision import check_target
         from edgekit.target import load_target
 
         tgt = load_target(target, set_ or [])
         device, listed = check_target(tgt).runtimes, tgt.runtimes
+        this_host = tgt.is_this_host  # `local`: host-only formats run there too
     table = Table(title="formats")
     for col in (
         "format",
@@ -84,7 +86,7 @@ def formats_cmd(
             "yes" if spec.converter_available() else "[red]no[/]",
             host_mod or "[red]no[/]",
         ]
-        if device is not None and spec.host_only:
+        if device is not None and spec.host_only and not this_host:
             row.append("host only (a reference, sent to no board)")
         elif device is not None:
             have = [f"{m} {device[m]}" for m in spec.modules() if device.get(m)]

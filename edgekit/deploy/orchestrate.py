@@ -33,7 +33,7 @@ from edgekit.deploy.provenance import git_revision, now, tool_versions
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import HostCpu, TargetSession
 from edgekit.emu.device import check_available
-from edgekit.errors import ConversionError, Interrupted, OutputFileError
+from edgekit.errors import ConversionError, Interrupted, OutputFileError, UsageError
 from edgekit.paths import write_atomic
 from edgekit.recipe import Recipe
 from edgekit.results import ArtifactInfo, DeployResult, TargetRun
@@ -79,6 +79,7 @@ def deploy(
         if opts.host and target.is_this_host:  # measured twice, and its second copy labelled as a board
             del resolved[name]
             say(f"{name}: this machine, measured once as the host column (--no-host measures it as {name})")
+    _check_something_runs(recipe, opts, list(resolved.values()))
     for target in resolved.values():
         check_target_key(target)  # a missing or unusable key file: exit 2 now, not after the conversions
         check_available(target)  # a lab with no place of this kind: exit 2 now too
@@ -146,6 +147,22 @@ def deploy(
         exc.result = result  # type: ignore[attr-defined]
         raise
     return result
+
+
+def _check_something_runs(recipe: Recipe, opts: DeployOptions, targets: list[Target]) -> None:
+    """Every format host-only (OpenVINO: a reference sent to no board) and no host in the deploy (--no-host):
+    nothing would run anywhere. Bad input, said before any conversion (it ended 'no route: its error is above'
+    with no error, exit 1)."""
+    formats = list(opts.formats or recipe.formats)
+    if opts.host or not formats or any(t.is_this_host for t in targets):
+        return
+    if all(host_only_artifact(f.value) for f in formats):
+        raise UsageError(
+            f"{', '.join(f.value for f in formats)} run on the host only, and --no-host leaves the host out: "
+            "nothing would run",
+            where=str(recipe.path),
+            hint="drop --no-host (the host measures them), or add a format a board runs (`edgekit formats`)",
+        )
 
 
 def _convert(recipe: Recipe, opts: DeployOptions, say: Progress) -> list[Artifact]:
