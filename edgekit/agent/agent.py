@@ -366,11 +366,10 @@ def rss_mb() -> Optional[float]:
 
 
 def peak_rss_mb() -> Optional[float]:
+    """This process's own peak (VmHWM: per address space, fresh at exec); None (unknown) where the kernel does not
+    say it. Never getrusage's ru_maxrss: Linux carries the parent's peak across fork and exec into it (an agent
+    started by a large process would report that one's), and macOS counts it in bytes."""
     kb = _status_kb("VmHWM")
-    if kb is None:
-        import resource
-
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024.0 if kb else None
 
 

@@ -113,7 +113,7 @@ class KerasTfliteConverter(Converter):
             np.save(work / "calibration.npy", np.ascontiguousarray(calibration_inputs(recipe), np.float32))
             job["calibration"] = "calibration.npy"
         report = _run_child(job, work, "TFLiteConverter")
-        self.peak_rss_mb = float(report["peak_rss_mb"])
+        self.peak_rss_mb = report["peak_rss_mb"]  # None: unknown (no VmHWM on this system)
         self.tool_cpu_s = float(report["cpu_s"])
         self.findings: dict[Format, list[str]] = {}
         result = {}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.convert.keras import NCHW_ONNX
+from edgekit.convert.tool_process import peak_kb_with_children
 from edgekit.recipe import IOType
 
 VERIFY_INPUTS = 4  # seeded inputs on which the tf2onnx file is checked against the Keras model
@@ -194,11 +195,12 @@ def _child(job_path: Path) -> None:
         print(exc, file=sys.stderr)
         sys.exit(1)
     usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    peak_kb = peak_kb_with_children()  # not ru_maxrss of RUSAGE_SELF: that holds edgekit's own peak
     Path("result.json").write_text(
         json.dumps(
             {
                 **report,
-                "peak_rss_mb": max(u.ru_maxrss for u in usages) / 1024,
+                "peak_rss_mb": peak_kb / 1024 if peak_kb is not None else None,
                 "seconds": time.perf_counter() - start,
                 "cpu_s": sum(u.ru_utime + u.ru_stime for u in usages),
             }

@@ -29,6 +29,7 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter
+from edgekit.convert.tool_process import PEAK_TAG, peak_mb_from_log
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import CalibrationMethod, Granularity, Recipe
@@ -37,17 +38,19 @@ MNN_TIMEOUT_S = 900
 QUANT_SETTINGS_VERSION = 1
 FEATURE_METHOD = {CalibrationMethod.KL: "KL", CalibrationMethod.ABSMAX: "EMA"}
 
-# The child: `python -c CHILD convert|quant ARGS..`; prints its peak RSS (kB) last, after the tool's output.
+# The child: `python -c CHILD convert|quant ARGS..`; prints its own peak RSS (kB) last, after the tool's output
+# (edgekit.convert.tool_process: VmHWM, not ru_maxrss, which holds edgekit's own peak).
 CHILD = r"""
-import resource, sys
+import sys
 import _tools
+from edgekit.convert.tool_process import peak_line
 what, args = sys.argv[1], sys.argv[2:]
 if what == "convert":
     _tools.mnnconvert(["mnnconvert", *args])
 else:
     _tools.mnnquant(["quantized.out", *args])
 sys.stdout.flush()
-print("EDGEKIT_PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+print(peak_line(), flush=True)
 """
 
 
@@ -75,28 +78,29 @@ class MnnConverter(Converter):
         try:
             out = out_dir / "model.mnn"
             float_model = work / "float.mnn" if fmt is Format.MNN_INT8 else out
-            peak = _convert(onnx_path, float_model, fp16=fmt is Format.MNN_FP16, work=work)
+            peaks = [_convert(onnx_path, float_model, fp16=fmt is Format.MNN_FP16, work=work)]
             if fmt is Format.MNN_INT8:
-                peak = max(peak, _quantize(float_model, out, recipe, work))
+                peaks.append(_quantize(float_model, out, recipe, work))
                 if recipe.int8.granularity is Granularity.PER_TENSOR:
                     self.findings.setdefault(fmt, []).append(
                         "mnn-int8: weights quantized per channel (MNN's quantizer has no per-tensor weights)"
                     )
-            self.peak_rss_mb = peak / 1024.0
+            # unknown if either tool's is (the pipeline then samples the process tree)
+            self.peak_rss_mb = None if None in peaks else max(p for p in peaks if p is not None)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return [out]
 
 
-def _convert(onnx_path: Path, out: Path, *, fp16: bool, work: Path) -> float:
+def _convert(onnx_path: Path, out: Path, *, fp16: bool, work: Path) -> float | None:
     args = ["-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(out), "--bizCode", "edgekit"]
     log = _run_child("convert", [*args, *(["--fp16"] if fp16 else [])], work)
     if not out.exists() or "Converted Success" not in log:
         raise ConversionError("MNN's converter wrote no model: " + _tail(log), where=str(onnx_path))
-    return _peak_kb(log)
+    return peak_mb_from_log(log)
 
 
-def _quantize(float_model: Path, out: Path, recipe: Recipe, work: Path) -> float:
+def _quantize(float_model: Path, out: Path, recipe: Recipe, work: Path) -> float | None:
     """mnnquant with the recipe's calibration inputs in MNN's sequence layout."""
     from edgekit.convert.calibration import calibration_inputs
 
@@ -124,7 +128,7 @@ def _quantize(float_model: Path, out: Path, recipe: Recipe, work: Path) -> float
     log = _run_child("quant", [str(float_model), str(out), str(work / "quant.json")], work)
     if not out.exists() or "Quantize model done" not in log:
         raise ConversionError("MNN's quantization tool wrote no model: " + _tail(log), where=str(float_model))
-    return _peak_kb(log)
+    return peak_mb_from_log(log)
 
 
 def _run_child(what: str, args: list[str], work: Path) -> str:
@@ -151,11 +155,6 @@ def _run_child(what: str, args: list[str], work: Path) -> str:
     return log
 
 
-def _peak_kb(log: str) -> float:
-    lines = [ln for ln in log.splitlines() if ln.startswith("EDGEKIT_PEAK_KB")]
-    return float(lines[-1].split()[1]) if lines else 0.0
-
-
 def _tail(log: str, lines: int = 12) -> str:
-    keep = [ln for ln in log.replace("\r", "\n").splitlines() if ln.strip() and "EDGEKIT_PEAK_KB" not in ln]
+    keep = [ln for ln in log.replace("\r", "\n").splitlines() if ln.strip() and PEAK_TAG not in ln]
     return "\n".join(keep[-lines:])

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter, dist_version
+from edgekit.convert.tool_process import PEAK_TAG, peak_mb_from_log
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import Granularity, Recipe
@@ -28,9 +29,11 @@ from edgekit.recipe import Granularity, Recipe
 OV_TIMEOUT_S = 900
 QUANT_SETTINGS_VERSION = 1
 
+# prints its own peak RSS (kB) last (edgekit.convert.tool_process: VmHWM, not ru_maxrss, which holds edgekit's)
 CHILD = r"""
-import json, resource, sys
+import json, sys
 import numpy as np
+from edgekit.convert.tool_process import peak_line
 import openvino as ov
 job = json.loads(sys.argv[1])
 model = ov.convert_model(job["onnx"])
@@ -40,7 +43,7 @@ if job.get("calibration"):
     data = nncf.Dataset([x[None] for x in calib])
     model = nncf.quantize(model, data, subset_size=len(calib))
 ov.save_model(model, job["out"], compress_to_fp16=False)
-print("EDGEKIT_PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+print(peak_line(), flush=True)
 """
 
 
@@ -78,8 +81,7 @@ class OpenVinoConverter(Converter):
                 Path(job["calibration"]).unlink(missing_ok=True)
         if not xml.exists() or not xml.with_suffix(".bin").exists():
             raise ConversionError("OpenVINO wrote no model: " + _tail(log), where=str(onnx_path))
-        peak = [ln for ln in log.splitlines() if ln.startswith("EDGEKIT_PEAK_KB")]
-        self.peak_rss_mb = float(peak[-1].split()[1]) / 1024.0 if peak else None
+        self.peak_rss_mb = peak_mb_from_log(log)
         return [xml, xml.with_suffix(".bin")]
 
 
@@ -123,5 +125,5 @@ def _run_child(job: dict[str, Any], work: Path) -> str:
 
 
 def _tail(log: str, lines: int = 12) -> str:
-    keep = [ln for ln in log.replace("\r", "\n").splitlines() if ln.strip() and "EDGEKIT_PEAK_KB" not in ln]
+    keep = [ln for ln in log.replace("\r", "\n").splitlines() if ln.strip() and PEAK_TAG not in ln]
     return "\n".join(keep[-lines:])

@@ -41,6 +41,7 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter, dist_version
+from edgekit.convert.tool_process import peak_kb_with_children
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import FLEX_PRONE_OPS, Granularity, IOType, Layout, Recipe
@@ -106,7 +107,7 @@ class TfliteConverter(Converter):
         self, onnx_path: Path, recipe: Recipe, formats: Sequence[Format], out_dir: Path
     ) -> dict[Format, list[Path]]:
         result: dict[Format, list[Path]] = {}
-        peaks = []
+        peaks: list[float | None] = []
         self.tool_cpu_s = 0.0
         self.findings: dict[Format, list[str]] = {}
         for run in plan_runs(formats, recipe):
@@ -119,10 +120,13 @@ class TfliteConverter(Converter):
                     shutil.copyfile(files[fmt], dest)
                     result[fmt] = [dest]
             shutil.rmtree(work, ignore_errors=True)  # kept only when the run failed, for its log
-        self.peak_rss_mb = max(peaks) if peaks else None
+        known = [p for p in peaks if p is not None]  # unknown if any run's is
+        self.peak_rss_mb = max(known) if known and len(known) == len(peaks) else None
         return result
 
-    def _run(self, onnx_path: Path, recipe: Recipe, run: Run) -> tuple[Path, dict[Format, Path], float]:
+    def _run(
+        self, onnx_path: Path, recipe: Recipe, run: Run
+    ) -> tuple[Path, dict[Format, Path], float | None]:
         work = paths.work_dir("onnx2tf")
         work.mkdir(parents=True)
         shutil.copyfile(onnx_path, work / "model.onnx")
@@ -185,7 +189,7 @@ class TfliteConverter(Converter):
             )
         self._flex_findings(recipe, files, report.get("flex_ops", {}))
         self.tool_cpu_s = (self.tool_cpu_s or 0.0) + float(report["cpu_s"])
-        return work, files, float(report["peak_rss_mb"])
+        return work, files, report["peak_rss_mb"]  # None: unknown (no VmHWM on this system)
 
     def _flex_findings(self, recipe: Recipe, files: dict[Format, Path], flex: dict[str, list[str]]) -> None:
         """Select TF ops in a written file: a ConversionError naming them, or a finding the recipe accepted."""
@@ -346,10 +350,11 @@ def _child(job_path: Path) -> None:
         **kwargs,
     )
     usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    peak_kb = peak_kb_with_children()  # not ru_maxrss of RUSAGE_SELF: that holds edgekit's own peak
     Path("result.json").write_text(
         json.dumps(
             {
-                "peak_rss_mb": max(u.ru_maxrss for u in usages) / 1024,
+                "peak_rss_mb": peak_kb / 1024 if peak_kb is not None else None,
                 "seconds": time.perf_counter() - start,
                 "cpu_s": sum(
                     u.ru_utime + u.ru_stime for u in usages

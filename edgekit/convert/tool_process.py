@@ -1,0 +1,51 @@
+"""What a converter's child process says about itself: its own peak memory. Stdlib only: the children import it
+before their toolchain.
+
+The peak is VmHWM from /proc/self/status: it belongs to the address space, which exec starts afresh. Not
+getrusage's ru_maxrss: Linux carries the parent's peak across fork and exec into the child's, so a converter
+child of an edgekit that had reached 360 MB reported 360 MB however small it was (MNN's converter, ~47 MB).
+Where there is no VmHWM (not Linux) the peak is unknown (None), never a number that may be the parent's.
+"""
+
+from __future__ import annotations
+
+PEAK_TAG = (
+    "EDGEKIT_PEAK_KB"  # the line a child prints last: `EDGEKIT_PEAK_KB <kB>` or `EDGEKIT_PEAK_KB unknown`
+)
+
+
+def own_peak_kb() -> int | None:
+    """This process's own peak resident set in kB (VmHWM), None where the kernel does not say it."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def peak_kb_with_children() -> int | None:
+    """The larger of this process's own peak and that of the children it waited for (a tool that runs another
+    program). A child's ru_maxrss starts from this process's VmHWM at its fork, never edgekit's, so it is theirs."""
+    own = own_peak_kb()
+    if own is None:
+        return None
+    import resource
+
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+
+
+def peak_line() -> str:
+    """The line a child prints after its tool's output."""
+    kb = own_peak_kb()
+    return f"{PEAK_TAG} {kb if kb is not None else 'unknown'}"
+
+
+def peak_mb_from_log(log: str) -> float | None:
+    """The peak (MB) of a child's last `EDGEKIT_PEAK_KB` line; None if it printed none or an unknown one."""
+    lines = [ln.split() for ln in log.splitlines() if ln.startswith(PEAK_TAG)]
+    if not lines or len(lines[-1]) < 2 or not lines[-1][1].isdigit():
+        return None
+    return int(lines[-1][1]) / 1024.0
