@@ -97,7 +97,7 @@ def test_ncnn_without_shape_or_sidecar_is_a_named_error(tmp_path: Path) -> None:
 
     with pytest.raises(EdgekitError, match="input shape"):
         analyze(write_chain(tmp_path / "chain", 1))
-    with pytest.raises(EdgekitError, match="cannot read"):
+    with pytest.raises(EdgekitError, match="graph is not read here"):
         analyze(tmp_path / "chain.bin")
 
 
@@ -805,3 +805,72 @@ def test_profile_refuses_a_shape_the_model_cannot_take_before_the_guest_runs(tmp
     param.with_suffix(".bin").write_bytes(bytes(size))
     out = _cli("profile", str(param), "--target", "pi4-emu", "--input-shape", "1,3,8,8")
     assert out.returncode == 2 and "the model cannot take that input" in out.stderr, out.stderr
+
+
+def test_the_bound_uses_the_precision_each_runtime_computes_in() -> None:
+    """ncnn may compute a float model in fp16; ONNX Runtime, OpenCV, OpenVINO and ExecuTorch run an fp32 model in
+    fp32 (their bound used the fp16 peak: about half the time it can be); MNN in fp16 only as mnn-fp16."""
+    from edgekit.estimate.roofline import compute_precision
+    from edgekit.formats import Precision
+
+    assert compute_precision(Format.NCNN_FP32) is Precision.FP16
+    assert compute_precision(Format.MNN_FP16) is Precision.FP16 and compute_precision(None) is Precision.FP16
+    for fmt in (
+        Format.ONNX_FP32,
+        Format.OPENCV_FP32,
+        Format.OPENVINO_FP32,
+        Format.EXECUTORCH_FP32,
+        Format.MNN_FP32,
+    ):
+        assert compute_precision(fmt) is Precision.FP32, fmt
+    assert compute_precision(Format.ONNX_INT8) is Precision.INT8
+    assert compute_precision(Format.TFLITE_FP16) is Precision.FP32
+
+
+def test_an_onnx_estimate_says_it_is_mac_based_and_another_runtimes_file_where_to_get_one(
+    tmp_path: Path,
+) -> None:
+    """`estimate model.onnx` said 'runs as opencv-fp32' and then 'ONNX is not run on the device'; a .mnn was
+    'cannot read a .mnn file'. Now the ONNX estimate says it is from MACs and how to count the file, an estimate
+    under the roofline bound says so, and a .mnn names what estimate reads and the command that estimates it."""
+    small = write_onnx(tmp_path / "one.onnx", 1)
+
+    def estimate(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edgekit", "estimate", str(path), "--board", "pi5", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    done = estimate(small)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["runs_as"].endswith("(not run: MAC-based)")
+    notes = " ".join(data["estimate"]["caveats"])
+    assert "from its MACs alone" in notes and "edgekit bench FILE --target pi5-emu" in notes
+    assert data["estimate"]["estimate_ms"] > data["roofline"]["lower_bound_ms"]
+    assert "below the roofline lower bound" not in notes
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    tiny = tmp_path / "tiny.onnx"  # 64 x 1000 MACs: far below every calibration model, extrapolated
+    weights = numpy_helper.from_array(np.ones((64, 1000), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1000])],
+        [weights],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tiny))
+    done = estimate(tiny)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["estimate"]["estimate_ms"] < data["roofline"]["lower_bound_ms"], data
+    assert "below the roofline lower bound" in " ".join(data["estimate"]["caveats"])
+    mnn = tmp_path / "m.mnn"
+    mnn.write_bytes(b"\0" * 64)
+    refused = estimate(mnn)
+    assert refused.returncode == 2 and "a .mnn file's graph is not read here" in refused.stderr
+    assert "edgekit bench FILE --target pi4-emu" in refused.stderr

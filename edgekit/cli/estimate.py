@@ -92,7 +92,7 @@ def estimate_cmd(
         "artifact": str(artifact),
         "board": b.name,
         "threads": threads,
-        "runs_as": runs.how,
+        "runs_as": runs.how if artifact.suffix != ".onnx" else f"{runs.how} (not run: MAC-based)",
         "roofline": bound.to_dict(),
     }
     if artifact.suffix == ".onnx":
@@ -109,13 +109,21 @@ def estimate_cmd(
             b.name,
             feats,
             threads,
-            caveats=["ONNX is not run on the device: MAC-based, blind to runtime and precision"],
+            caveats=[
+                f"an .onnx is not counted on the emulated core: this estimate is from its MACs alone, blind to the "
+                f"runtime ({runs.how}) and its precision; `edgekit bench FILE --target {b.name}-emu` counts it"
+            ],
         )
     else:
         feats, counted = _count(artifact, b, threads, shape, cost, runs.int8)
         out["count"] = counted
         est = cost_model.estimate(b.name, feats, threads, fmt=runs.fmt, layer_types=cost.layer_types)
     out["estimate"] = est.to_dict()
+    if est.estimate_ms < bound.lower_bound_ms:  # a cost model fitted elsewhere (MACs of a far smaller model)
+        out["estimate"]["caveats"].append(
+            f"the estimate is below the roofline lower bound ({bound.lower_bound_ms:.3g} ms): the board cannot be "
+            "that fast; take the bound as the floor"
+        )
     if as_json:
         print(json.dumps(out, indent=1))
         return

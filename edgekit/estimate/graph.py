@@ -58,9 +58,11 @@ def analyze(path: Path, input_shape: list[int] | None = None) -> ModelCost:
     reader = readers.get(path.suffix)
     if reader is None:
         raise InputDataError(
-            f"cannot read a {path.suffix or 'suffix-less'} file",
+            f"a {path.suffix or 'suffix-less'} file's graph is not read here: estimate and roofline read an .onnx, "
+            "a .tflite or an ncnn .param (with its .bin beside it)",
             where=str(path),
-            hint="give an .onnx, a .tflite or an ncnn .param (with its .bin beside it)",
+            hint="another runtime's file (.mnn, .xml, .pte) is estimated from its instruction count: "
+            "`edgekit bench FILE --target pi4-emu` (or pi5-emu) counts it and prints the estimate",
         )
     return reader(path, input_shape)
 

@@ -121,9 +121,15 @@ def compute_precision(fmt: Format | None) -> Precision:
     """The fastest precision the kernels may compute in (the bound's peak): TFLite fp16 weights are dequantized
     and run in fp32 on CPU; every ncnn float model may compute in fp16 where the core has it (ncnn's default
     options; the board's table gives A72's fp16 peak as its fp32 one); an unknown format (an ONNX file, whose
-    runtime is not chosen yet) likewise; int8 and dynamic formats at their int8 peak."""
+    runtime is not chosen yet) likewise; int8 and dynamic formats at their int8 peak. The other runtimes compute
+    in their format's precision: ONNX Runtime's and OpenCV's CPU kernels, OpenVINO and ExecuTorch's XNNPACK run an
+    fp32 model in fp32 (the fp16 peak made their bound about half what it is); MNN in fp16 only for mnn-fp16."""
     if fmt is None:
         return Precision.FP16
     if fmt.runtime is Runtime.TFLITE:
         return Precision.FP32 if fmt.precision is Precision.FP16 else fmt.precision
-    return Precision.INT8 if fmt.precision is Precision.INT8 else Precision.FP16
+    if fmt.precision in (Precision.INT8, Precision.DYNAMIC):
+        return Precision.INT8
+    if fmt.runtime is Runtime.NCNN:
+        return Precision.FP16
+    return fmt.precision
