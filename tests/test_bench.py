@@ -98,6 +98,7 @@ def test_bench_ncnn_needs_a_shape_without_sidecar(model_files: dict[str, Path], 
     assert done.returncode == 0, done.stdout + done.stderr
     bare = json.loads((tmp_path / "bare.json").read_text())["agent"]["measurements"][0]
     assert bare["format"] == "ncnn-fp16"  # no sidecar: ncnn's default options, which edgekit calls ncnn-fp16
+    assert "format ncnn-fp16: the .param default" in done.stdout  # said, not only in the JSON
     sample = tmp_path / "x.npy"
     np.save(sample, np.zeros((2, 3, 32, 32), np.float32))
     done = bench(
@@ -114,6 +115,7 @@ def test_bench_ncnn_needs_a_shape_without_sidecar(model_files: dict[str, Path], 
     assert done.returncode == 0, done.stdout + done.stderr
     run = json.loads((tmp_path / "r.json").read_text())
     assert run["agent"]["measurements"][0]["format"] == "ncnn-fp32"  # from the sidecar
+    assert "format ncnn-fp32: as edgekit made it" in done.stdout
     assert run["agent"]["measurements"][0]["output_shapes"] == [[2, 1, 10]]
 
 

@@ -68,7 +68,8 @@ def bench_cmd(
         None,
         "--format",
         metavar="FORMAT",
-        help="label the artifact's format (e.g. tflite-int8; `edgekit formats` lists them)",
+        help="the file's format where no metadata beside it says (e.g. mnn-fp16: it decides how the runtime runs "
+        "it, not only the label; `edgekit formats` lists them)",
     ),
     timeout: float = typer.Option(1800.0, "--timeout", help="seconds before the agent is stopped"),
     json_path: Path | None = typer.Option(
@@ -94,7 +95,16 @@ def bench_cmd(
         from edgekit.runtimes.ncnn import load_ncnn
 
         load_ncnn(artifact)
-    art = AgentArtifact.from_path(artifact, agreeing_format(fmt, _sidecar_format(artifact)))
+    stated = _sidecar_format(artifact)
+    art = AgentArtifact.from_path(artifact, agreeing_format(fmt, stated))
+    source = (
+        "as edgekit made it (its metadata beside it)"
+        if stated is not None
+        else "--format"
+        if fmt is not None
+        else f"the {artifact.suffix} default; --format sets another (e.g. a reduced-precision build)"
+    )
+    console.print(f"format {art.format.value}: {source}", highlight=False)
     from edgekit.runtimes import spec_for
 
     spec = spec_for(art.format)
