@@ -303,3 +303,15 @@ def test_convert_piped_to_a_log_keeps_every_cell_whole(tmp_path: Path) -> None:
     ]
     assert len(rows) == 3 and "…" not in out.stdout, out.stdout
     assert "openvino-int8" in out.stdout and "accuracy" in out.stdout
+
+
+def test_a_failed_conversion_has_no_size_in_the_artifacts_table() -> None:
+    """A format that failed to convert (no files) showed '0.00' MB, as if converted empty; the convert table says
+    '-' for it, and so does deploy's now."""
+    result = _result()
+    failed = result.artifacts[0].model_copy(update={"size_bytes": 0, "files": []})
+    result.artifacts = [failed, *result.artifacts[1:]]
+    buffer = io.StringIO()
+    Console(file=buffer, width=200, color_system=None).print(deploy_table(result))
+    row = next(line for line in buffer.getvalue().splitlines() if line.startswith(f"│ {failed.id} "))
+    assert [cell.strip() for cell in row.split("│")][2] == "-", row

@@ -53,7 +53,8 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
     conversions.add_column("MB (10^6 B)", justify="right")
     conversions.add_column("fidelity vs ONNX (convert)", justify="right", overflow="fold")
     for art in result.artifacts:
-        conversions.add_row(art.id, f"{art.size_bytes / 1e6:.2f}", _fidelity(art))
+        size = f"{art.size_bytes / 1e6:.2f}" if art.size_bytes else "-"  # a failed conversion has no files
+        conversions.add_row(art.id, size, _fidelity(art))
     parts: list[Table | Text] = [conversions]
     for run in runs:
         table = Table(
