@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,10 @@ from edgekit.recipe import load_recipe
 arts = convert_recipe(load_recipe(sys.argv[1]), [Format(f) for f in sys.argv[3:]], keep_going=True)
 print(json.dumps({a.format.value: [a.status, a.error, a.peak_rss_mb, a.provenance.get("memory")] for a in arts}))
 """
+
+
+def _dist_key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _has(module: str) -> bool:
@@ -75,3 +80,61 @@ def test_the_peak_a_child_prints_is_its_own() -> None:
     peak = peak_mb_from_log(out.stdout)
     assert peak is not None and 0 < peak < 200, out  # a bare python: tens of MB, not 1.5 GB
     assert peak_mb_from_log("EDGEKIT_PEAK_KB unknown") is None  # no VmHWM: unknown, not a number
+
+
+@pytest.mark.integration
+def test_a_deploys_tool_versions_name_every_installed_tool_that_made_an_artifact(tmp_path: Path) -> None:
+    """Deploy `--json` (and so the store and `runs show`) listed python, edgekit, onnx2tf, ncnn, torch..., but
+    neither MNN, openvino, nncf nor opencv-python: its list was a copy the new runtimes never reached."""
+    from importlib import metadata
+
+    from edgekit.convert.base import all_dists
+    from edgekit.formats import Format
+    from edgekit.runtimes import spec_for
+
+    if not all(map(_has, ("MNN", "openvino", "nncf", "cv2", "onnx2tf", "ncnn"))):
+        pytest.skip("needs every runtime's converter")
+    formats = ["mnn-fp32", "openvino-fp32", "opencv-fp32", "ncnn-fp32", "onnx-fp32", "tflite-fp32"]
+    args = [arg for f in formats for arg in ("-f", f)]
+    env = {**os.environ, "COLUMNS": "200"}
+    convert_json, deploy_json = tmp_path / "convert.json", tmp_path / "deploy.json"
+    edgekit = [sys.executable, "-m", "edgekit"]
+    done = subprocess.run(
+        [*edgekit, "convert", str(TINY), *args, "--json", str(convert_json)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run(
+        [*edgekit, "deploy", str(TINY), *args, "--target", "local", "--no-store", "--json", str(deploy_json)]
+        + ["--repeat", "2", "--warmup", "0", "--threads", "1", "--samples", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    recorded = json.loads(deploy_json.read_text())["tool_versions"]
+    converted = json.loads(convert_json.read_text())
+    arts = converted["artifacts"]
+    made_by: dict[str, str] = {}  # each installed distribution of these artifacts' converters and runtimes
+    for art in arts:
+        made_by.update(
+            {
+                name: v
+                for name, v in art["provenance"]["tools"].items()
+                if name in all_dists() and v != "absent"
+            }
+        )
+        for package in spec_for(Format(art["format"])).packages:
+            for dist in package.version_dists:
+                try:
+                    made_by[dist] = metadata.version(dist)
+                except metadata.PackageNotFoundError:
+                    continue
+    assert {"MNN", "openvino", "nncf", "opencv-python", "onnx2tf", "pnnx"} <= set(made_by)
+    recorded = {_dist_key(name): v for name, v in recorded.items()}  # MNN is the pip package mnn
+    missing = {name: v for name, v in made_by.items() if recorded.get(_dist_key(name)) != v}
+    assert not missing, (missing, recorded)

@@ -37,6 +37,9 @@ class Converter(abc.ABC):
     """Turns an ONNX model into one or more formats. Heavy toolchains are imported inside `convert`."""
 
     formats: ClassVar[tuple[Format, ...]] = ()
+    # the installed distributions whose code writes this converter's artifacts: their versions key its cache
+    # entries (`tool_versions`) and are a deploy's provenance (edgekit.deploy.provenance, through `all_dists`)
+    dists: ClassVar[tuple[str, ...]] = ()
     registry: ClassVar[dict[Format, type[Converter]]] = {}
     peak_rss_mb: float | None = (
         None  # set by a convert that measured its tool's peak memory (e.g. a subprocess)
@@ -57,7 +60,12 @@ class Converter(abc.ABC):
     @classmethod
     @abc.abstractmethod
     def tool_versions(cls) -> dict[str, str]:
-        """Versions that go into the cache key."""
+        """Versions that go into the cache key: `dist_versions()` and any version of edgekit's own procedure."""
+
+    @classmethod
+    def dist_versions(cls) -> dict[str, str]:
+        """The version of each of `dists` ("absent" when it is not installed)."""
+        return {d: dist_version(d) for d in cls.dists}
 
     @abc.abstractmethod
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
@@ -80,6 +88,27 @@ class Converter(abc.ABC):
             sub.mkdir(parents=True, exist_ok=True)
             result[fmt] = self.convert(onnx_path, recipe, fmt, sub)
         return result
+
+
+def all_dists() -> tuple[str, ...]:
+    """Every distribution a converter names in `dists`, over every runtime's converter (the runtime registry
+    names them) and the Keras route, in registry order: the one list a deploy's tool versions come from."""
+    import importlib
+
+    from edgekit.runtimes import all_specs
+
+    for module in [*(spec.converter for spec in all_specs()), "edgekit.convert.keras"]:
+        try:
+            importlib.import_module(module)
+        except ImportError:  # a converter whose module cannot load makes no artifact here
+            continue
+    found: list[str] = []
+    todo = list(Converter.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        found.extend(cls.dists)
+        todo.extend(cls.__subclasses__())
+    return tuple(dict.fromkeys(found))
 
 
 def dist_version(dist: str) -> str:

@@ -9,7 +9,6 @@ versions conflict); until it does, converting is a ConversionError naming the co
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,11 @@ NOT_INSTALLABLE = (
 
 class ExecuTorchConverter(Converter):
     formats = (Format.EXECUTORCH_FP32, Format.EXECUTORCH_INT8)
+    dists = ("executorch", "torch", "torchao")  # torchao: the PT2E quantizer of executorch-int8
 
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
-        try:
-            return {"executorch": version("executorch"), "torch": version("torch")}
-        except PackageNotFoundError:
-            return {"executorch": "absent"}
+        return cls.dist_versions()
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         src = recipe.model

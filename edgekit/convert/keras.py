@@ -67,12 +67,12 @@ class KerasTfliteConverter(Converter):
     `formats` is empty on purpose: the registry keeps onnx2tf for tflite-* of ONNX and PyTorch sources; the
     pipeline picks this class for a Keras source (`converter_for`)."""
 
+    dists = ("tensorflow", "keras", "tf-keras")
     tool_cpu_s: float | None = None
 
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
-        names = ("tensorflow", "keras", "tf-keras")
-        return {**{n: dist_version(n) for n in names}, "edgekit-keras-worker": str(WORKER_VERSION)}
+        return {**cls.dist_versions(), "edgekit-keras-worker": str(WORKER_VERSION)}
 
     @classmethod
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
@@ -254,6 +254,9 @@ def _run_child(job: dict[str, Any], work: Path, tool: str) -> dict[str, Any]:
     return dict(json.loads((work / "result.json").read_text()))
 
 
+KERAS_EXPORT_DISTS = ("tf2onnx", "tensorflow", "keras", "onnx", "onnxruntime")  # a Keras source's ONNX export
+
+
 def keras_key(recipe: Recipe, src: KerasSource) -> str:
     """The cache key of a Keras source's ONNX export: the model's bytes, the input and outputs, the tools."""
     spec = {
@@ -262,7 +265,7 @@ def keras_key(recipe: Recipe, src: KerasSource) -> str:
         "outputs": list(recipe.outputs),
         "opset": OPSET,
         "export_version": EXPORT_VERSION,
-        "tools": {n: dist_version(n) for n in ("tf2onnx", "tensorflow", "keras", "onnx", "onnxruntime")},
+        "tools": {n: dist_version(n) for n in KERAS_EXPORT_DISTS},
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 

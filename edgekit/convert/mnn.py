@@ -21,7 +21,6 @@ import os
 import shutil
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +55,11 @@ print(peak_line(), flush=True)
 
 class MnnConverter(Converter):
     formats = (Format.MNN_FP32, Format.MNN_FP16, Format.MNN_INT8)
+    dists = ("MNN",)
 
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
-        try:
-            return {"MNN": version("MNN")}
-        except PackageNotFoundError:
-            return {"MNN": "absent"}
+        return cls.dist_versions()
 
     @classmethod
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:

@@ -13,8 +13,11 @@ OPSET = 17
 EXPORT_VERSION = 1  # bump when the export procedure changes, so old cached ONNX files are not reused
 
 
+EXPORT_DISTS = ("torch", "onnx", "onnxsim", "onnxslim")  # what writes and simplifies the reference ONNX
+
+
 def tool_versions() -> dict[str, str]:
-    return {name: dist_version(name) for name in ("torch", "onnx", "onnxsim", "onnxslim")}
+    return {name: dist_version(name) for name in EXPORT_DISTS}
 
 
 def file_sha256(path: Path) -> str:

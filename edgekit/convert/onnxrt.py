@@ -14,7 +14,6 @@ import io
 import logging
 import shutil
 from collections.abc import Iterator
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,11 @@ QUANTIZER_SETTINGS_VERSION = 1
 
 class OnnxRuntimeConverter(Converter):
     formats = (Format.ONNX_FP32, Format.ONNX_INT8)
+    dists = ("onnxruntime", "onnx")
 
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
-        return {"onnxruntime": version("onnxruntime"), "onnx": version("onnx")}
+        return cls.dist_versions()
 
     @classmethod
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:

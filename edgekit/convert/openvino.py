@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import paths
-from edgekit.convert.base import Converter, dist_version
+from edgekit.convert.base import Converter
 from edgekit.convert.tool_process import PEAK_TAG, peak_mb_from_log
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
@@ -49,10 +49,11 @@ print(peak_line(), flush=True)
 
 class OpenVinoConverter(Converter):
     formats = (Format.OPENVINO_FP32, Format.OPENVINO_INT8)
+    dists = ("openvino", "nncf")
 
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
-        return {d: dist_version(d) for d in ("openvino", "nncf")}
+        return cls.dist_versions()
 
     @classmethod
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:

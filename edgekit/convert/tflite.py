@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import paths
-from edgekit.convert.base import Converter, dist_version
+from edgekit.convert.base import Converter
 from edgekit.convert.tool_process import peak_kb_with_children
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
@@ -84,12 +84,12 @@ class TfliteConverter(Converter):
     """onnx2tf in a child process; one run serves several formats (see `plan_runs`)."""
 
     formats = (Format.TFLITE_FP32, Format.TFLITE_FP16, Format.TFLITE_DYNAMIC, Format.TFLITE_INT8)
+    dists = ("onnx2tf", "tensorflow", "tf-keras", "onnx", "onnxsim", "onnx_graphsurgeon", "sng4onnx")
     tool_cpu_s: float | None = None  # CPU seconds of the onnx2tf children of the last convert
 
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
-        names = ("onnx2tf", "tensorflow", "tf-keras", "onnx", "onnxsim", "onnx_graphsurgeon", "sng4onnx")
-        return {**{n: dist_version(n) for n in names}, "edgekit-tflite-worker": str(WORKER_VERSION)}
+        return {**cls.dist_versions(), "edgekit-tflite-worker": str(WORKER_VERSION)}
 
     @classmethod
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.convert.base import Converter, dist_version
+from edgekit.convert.base import Converter
 from edgekit.convert.ncnn.param import NcnnGraph, read_param
 from edgekit.convert.ncnn.runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
 from edgekit.errors import ConversionError
@@ -46,6 +46,7 @@ class NcnnConverter(Converter):
     """pnnx for fp32/fp16; pnnx fp32 + edgekit's post-training quantizer for int8."""
 
     formats = (Format.NCNN_FP32, Format.NCNN_FP16, Format.NCNN_INT8)
+    dists = ("pnnx", "ncnn")
 
     @classmethod
     def tool_versions(cls) -> dict[str, str]:
@@ -53,8 +54,7 @@ class NcnnConverter(Converter):
         from edgekit.convert.ncnn.int8 import QUANTIZER_VERSION
 
         return {
-            "pnnx": dist_version("pnnx"),
-            "ncnn": dist_version("ncnn"),
+            **cls.dist_versions(),
             "edgekit-ncnn-int8": QUANTIZER_VERSION,
             "edgekit-ncnn-io": str(IO_VERSION),
             # an int8 artifact planned on the emulated cores differs from one that was not
