@@ -283,3 +283,41 @@ def test_a_channels_last_onnx_keeps_its_input_through_onnx2tf(tmp_path: Path) ->
         shape = load_tflite(arts[fmt].main_file).get_input_details()[0]["shape"]
         assert list(shape) == [1, 8, 12, 3], shape
     assert arts[Format.TFLITE_INT8].fidelity["cosine"] > 0.99
+
+
+@pytest.mark.integration
+def test_an_onnx_written_by_the_pinned_onnx_library_converts_and_is_checked(tmp_path: Path) -> None:
+    """onnx 1.19 writes IR 12 (any model built with onnx.helper); onnxruntime 1.23 reads up to IR 11, so the
+    fidelity reference itself could not run: `edgekit convert` ended in an internal error. The IR version (the file
+    format's, not the operators') is written as 11 in the cache, said once; bench refuses such a file (exit 2)
+    with the line that re-writes it."""
+    import os
+    import subprocess
+    import sys
+
+    from edgekit.convert.onnx import ORT_MAX_IR_VERSION, prepare_onnx
+    from edgekit.convert.pipeline import convert_recipe
+
+    model = gelu_classifier(tmp_path / "gelu.onnx")
+    as_written = onnx.load(str(model))
+    as_written.ir_version = onnx.IR_VERSION  # what onnx.helper.make_model writes with this onnx
+    onnx.save(as_written, str(model))
+    if onnx.IR_VERSION <= ORT_MAX_IR_VERSION:
+        pytest.skip(f"this onnx writes IR {onnx.IR_VERSION}, which onnxruntime reads")
+    recipe = load_recipe(onnx_recipe(tmp_path, model, ["onnx-fp32", "ncnn-fp32"]))
+    said: list[str] = []
+    arts = convert_recipe(recipe, progress=said.append)
+    assert all(a.status == "ok" and a.fidelity["gates"]["passed"] for a in arts), [a.error for a in arts]
+    assert any(f"IR version {onnx.IR_VERSION} written as {ORT_MAX_IR_VERSION}" in m for m in said), said
+    prepared = prepare_onnx(recipe)
+    for path in (prepared.path, prepared.reference_path):
+        assert onnx.load(str(path)).ir_version == ORT_MAX_IR_VERSION
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "bench", str(model), "--target", "host"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert done.returncode == 2 and f"its IR version is {onnx.IR_VERSION}" in done.stderr, done.stderr
+    assert f"m.ir_version = {ORT_MAX_IR_VERSION}" in done.stderr

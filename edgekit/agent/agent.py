@@ -737,6 +737,10 @@ class OnnxRuntimeRunner:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        if threads > 1 and os.environ.get("EDGEKIT_INSN_FILE"):
+            # counted: ORT's waiting threads spin, and spinning is instructions (4 threads counted 3x the work of
+            # one, the busiest thread as much as all of it); with spinning off the count is the work and its split
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         self.inp = self.sess.get_inputs()[0]
         self.names = [o.name for o in self.sess.get_outputs()]

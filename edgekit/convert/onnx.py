@@ -58,6 +58,28 @@ class OnnxModel:
         return self.reference or self.path
 
 
+# The highest ONNX IR version the pinned onnxruntime (1.23, edgekit/runtimes/ort.py; the device's the same) reads.
+# onnx 1.19 writes IR 12 (any model built with onnx.helper), which onnxruntime refuses to load whatever its ops: the
+# fidelity reference itself could not run. The IR version is the file format's; the operators are the opset's.
+ORT_MAX_IR_VERSION = 11
+
+
+def fit_ir_version(path: Path) -> int | None:
+    """Lower the model's IR version to ORT_MAX_IR_VERSION in place when it is higher (its external data files
+    untouched); returns the version it had, or None when it already fitted."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    if model.ir_version <= ORT_MAX_IR_VERSION:
+        return None
+    had = int(model.ir_version)
+    model.ir_version = ORT_MAX_IR_VERSION
+    tmp = path.with_name(path.name + ".ir.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+    return had
+
+
 def prepare_onnx(recipe: Recipe) -> OnnxModel:
     """The recipe's model as ONNX in the cache (exported and simplified if needed), checked against input."""
     start = time.perf_counter()
@@ -78,6 +100,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
             recipe.input.name,
             EXPORT_VERSION,
             tool_versions(),
+            f"ir<={ORT_MAX_IR_VERSION}",  # entries made before the IR fit held an IR onnxruntime cannot read
         ] + ([[file_sha256(f) for f in data_files]] if data_files else [])
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
@@ -87,7 +110,16 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
             simplifier = _read_meta(target).get("simplifier")
         else:
             _copy_with_weights(src.path, reference, bool(data_files))
+            had = fit_ir_version(
+                reference
+            )  # both copies: onnxruntime runs the reference and the onnx-* artifacts
             simplifier = _prepare_user_onnx(reference, target, recipe)
+            fit_ir_version(target)
+            if had is not None:
+                note = (
+                    f"its IR version {had} written as {ORT_MAX_IR_VERSION}, the newest onnxruntime "
+                    f"{_ort_version()} reads (the file format's version; the operators are unchanged)"
+                )
     elif isinstance(src, TorchSource):
         from edgekit.convert.torch_export import export_torch, torch_key
 
@@ -322,3 +354,12 @@ def _read_meta(target: Path) -> dict[str, Any]:
         return json.loads((target.parent / "meta.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+def _ort_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onnxruntime")
+    except PackageNotFoundError:
+        return "(not installed)"

@@ -27,11 +27,21 @@ class OnnxRuntime(RuntimeSpec):
 
     @classmethod
     def check_file(cls, files: Sequence[Path]) -> None:
-        from edgekit.convert.onnx import external_data_files, read_onnx
+        from edgekit.convert.onnx import ORT_MAX_IR_VERSION, external_data_files, read_onnx
         from edgekit.errors import InputDataError
 
         path = Path(files[0])
-        data = external_data_files(read_onnx(path, str(path)), path, str(path))
+        model = read_onnx(path, str(path))
+        if model.ir_version > ORT_MAX_IR_VERSION:  # onnxruntime refuses the file whatever its operators
+            raise InputDataError(
+                f"its IR version is {model.ir_version}; onnxruntime {cls.packages[0].pin} reads up to "
+                f"{ORT_MAX_IR_VERSION}",
+                where=str(path),
+                hint=f"write it as IR {ORT_MAX_IR_VERSION} (the operators are the opset's, unchanged): python -c "
+                f"\"import onnx; m = onnx.load('{path}'); m.ir_version = {ORT_MAX_IR_VERSION}; onnx.save(m, 'ir11.onnx')\""
+                ", or give it to a recipe (model: {kind: onnx, path: ...}), which does so",
+            )
+        data = external_data_files(model, path, str(path))
         if data:  # bench sends one file per artifact (a recipe's ONNX is copied into the cache with its data)
             raise InputDataError(
                 f"its weights are in {', '.join(f.name for f in data)}, beside it: bench sends the one model file",
