@@ -118,9 +118,16 @@ def _empty_hint(store: Store, since: float | None, recipes: Sequence[str], targe
     asked = [f"recipe {', '.join(recipes)}"] if recipes else []
     asked += [f"target {', '.join(targets)}"] if targets else []
     window = f" since {when(since)} UTC" if since is not None and not store.recipes(since=since) else ""
+    stored_targets = sorted({t for run in store.runs(limit=None) for t in run.targets}) if targets else []
+    unknown = [t for t in targets if t not in stored_targets]
     return (
-        f"Nothing for {' and '.join(asked) or 'this selection'}{window}; recipes in the store: {', '.join(known)} "
-        f"(`edgekit runs` lists runs and their targets)."
+        f"Nothing for {' and '.join(asked) or 'this selection'}{window}; recipes in the store: {', '.join(known)}"
+        + (
+            f"; no run in the store measured {', '.join(unknown)}: its targets are {', '.join(stored_targets)}"
+            if unknown
+            else ""
+        )
+        + " (`edgekit runs` lists runs and their targets)."
     )
 
 
