@@ -3,8 +3,9 @@
 Prints progress while it works, then one row per artifact: size (MB = 10^6 bytes), conversion time, peak memory,
 cached or not, max abs error, cosine (mean over the inputs and the worst input), the task metric where the
 evaluation data has labels (top-1, mAP) and agreement with the ONNX model (named as such), and whether it passed
-its fidelity gate on how many inputs. Exits non-zero
-when an artifact fails (conversion or gate) unless --keep-going. `make quantize` runs it with --int8-only.
+its fidelity gate on how many inputs. Every format is converted and checked even when another one fails; the
+exit is non-zero when an artifact failed (conversion or gate) unless --keep-going. `make quantize` runs it with
+--int8-only.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ def convert_cmd(
     int8_only: bool = typer.Option(
         False, "--int8-only", help="only the recipe's INT8 formats (make quantize)"
     ),
-    keep_going: bool = typer.Option(False, "--keep-going", help="exit 0 even if an artifact fails"),
+    keep_going: bool = typer.Option(
+        False,
+        "--keep-going",
+        help="exit 0 even if an artifact fails (every format is converted and checked either way)",
+    ),
     json_path: Path | None = typer.Option(
         None, "--json", callback=check_output_file, help="also write the results as JSON here"
     ),
@@ -194,7 +199,7 @@ def _gate(a: Any) -> str:
     on = f" ({gates['samples']})" if gates.get("samples") else ""
     if a.status != "ok":
         return f"[red]FAIL[/]{on}"
-    if not a.fidelity:  # a conversion error stopped the run before the checks (no --keep-going)
+    if not a.fidelity:  # the run stopped before its checks (a full disk, Ctrl-C)
         return "[yellow]not checked[/]"
     return f"[green]pass[/]{on}" if gates.get("checks") else "pass (no gate)"
 

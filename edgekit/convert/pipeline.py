@@ -6,8 +6,10 @@ tool run yields several formats gets them together); check each artifact against
 evaluation inputs (edgekit.fidelity.check, cached too) and apply the recipe's gates.
 
 Failures are data: an artifact that cannot be converted or misses its gate has status "failed" and a message.
-Without `keep_going` a conversion error stops at once (ConversionError) and gate failures raise FidelityError
-after every artifact was checked; either exception carries the artifacts so far in `.artifacts`.
+Every format is converted and every converted one checked, whatever failed before it. Then, without `keep_going`,
+a failure raises: the converter's own error when one conversion failed (its type, hint and exit code), a
+ConversionError naming every failed format when several did, FidelityError when only gates were missed; the
+exception carries every artifact in `.artifacts`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from edgekit.recipe import DataSource, KerasSource, Recipe
 from edgekit.runtimes import spec_for
 
 Progress = Callable[[str], None]
+CONVERSION_FAILED = "conversion failed: "  # how a failed conversion's artifact error begins
 
 
 def convert_recipe(
@@ -66,25 +69,44 @@ def convert_recipe(
         calib = data_digest(calibration_inputs(recipe))
     keys = {f: cache.artifact_key(onnx.sha256, recipe, f, converters[f], calib) for f in fmts}
     done: dict[Format, Artifact] = {}
+    errors: list[EdgekitError] = []  # each failed tool run's error, raised (or summed up) at the end
     for f in fmts:
         hit = cache.lookup(keys[f])
         if hit is not None:
             done[f] = hit
             say(f"{f.value}: cached, no conversion")
     for conv_cls, group in _groups([f for f in fmts if f not in done], converters):
-        done.update(_convert_group(conv_cls, group, onnx, recipe, keys, keep_going, say, done))
+        done.update(_convert_group(conv_cls, group, onnx, recipe, keys, errors, say))
     artifacts = [done[f] for f in fmts]
     _check_fidelity(artifacts, onnx, recipe, say)
     failed = [a for a in artifacts if a.status != "ok"]
     if failed and not keep_going:
-        err = FidelityError(
-            "; ".join(f"{a.format.value}: {a.error}" for a in failed),
-            where=str(recipe.path),
-            hint="relax the gate in the recipe's evaluation.gates, or use --keep-going",
-        )
+        err = _failure(failed, errors, recipe)
         err.artifacts = artifacts  # type: ignore[attr-defined]
         raise err
     return artifacts
+
+
+def _failure(failed: list[Artifact], errors: list[EdgekitError], recipe: Recipe) -> EdgekitError:
+    """The error a run with failed artifacts ends in (see the module docstring)."""
+    summary = "; ".join(f"{a.format.value}: {a.error}" for a in failed)
+    if not errors:
+        return FidelityError(
+            summary,
+            where=str(recipe.path),
+            hint="relax the gate in the recipe's evaluation.gates, or use --keep-going",
+        )
+    own = [e for e in errors if type(e) is not ConversionError]  # bad input (a RecipeError: exit 2) says so
+    if own:
+        return own[0]
+    if len(errors) == 1 and all((a.error or "").startswith(CONVERSION_FAILED) for a in failed):
+        return errors[0]  # one tool run failed and nothing else: its own message and hint
+    return ConversionError(
+        summary,
+        where=str(recipe.path),
+        hint="; ".join(dict.fromkeys(e.hint for e in errors if e.hint))
+        or "use --keep-going to keep the formats that converted",
+    )
 
 
 def _drop_if_empty(folder: Path) -> None:
@@ -141,11 +163,11 @@ def _convert_group(
     onnx: OnnxModel,
     recipe: Recipe,
     keys: dict[Format, str],
-    keep_going: bool,
+    errors: list[EdgekitError],
     say: Progress,
-    done: dict[Format, Artifact],
 ) -> dict[Format, Artifact]:
-    """One tool run for several formats if the converter offers it, else one conversion per format."""
+    """One tool run for several formats if the converter offers it, else one conversion per format. A failed run
+    makes failed artifacts and adds its error to `errors`; the next run goes on."""
     shared = conv_cls.convert_many is not Converter.convert_many  # overridden: one run, several formats
     batches = [group] if shared else [[f] for f in group]
     out: dict[Format, Artifact] = {}
@@ -169,10 +191,10 @@ def _convert_group(
             )
             _drop_if_empty(work)  # kept for its log; an empty one (the tool never started) is clutter
             for f in batch:
-                out[f] = Artifact(f, [], keys[f], 0, status="failed", error=f"conversion failed: {err}")
-            if not keep_going:  # the table shows what was done (not yet checked) and the failed formats
-                err.artifacts = [*done.values(), *out.values()]  # type: ignore[attr-defined]
-                raise err from exc
+                out[f] = Artifact(f, [], keys[f], 0, status="failed", error=f"{CONVERSION_FAILED}{err}")
+            if err is not exc:
+                err.__cause__ = exc
+            errors.append(err)
             say(f"{names}: conversion failed")
             continue
         elapsed = time.perf_counter() - start
