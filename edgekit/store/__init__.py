@@ -6,7 +6,8 @@ with open_store("sqlite:///team.sqlite") as s:  # or a PostgreSQL URL for a team
     s.runs(limit=10); s.load(run_id); s.history(since=...)
 """
 
+from edgekit.store.location import resolve_url
 from edgekit.store.schema import SCHEMA_VERSION
-from edgekit.store.store import RunSummary, Store, StoredRun, open_store, record, resolve_url
+from edgekit.store.store import RunSummary, Store, StoredRun, open_store, record
 
 __all__ = ["SCHEMA_VERSION", "RunSummary", "Store", "StoredRun", "open_store", "record", "resolve_url"]

@@ -6,14 +6,13 @@ SQLite runs in WAL mode with a busy timeout and takes its write lock at BEGIN (`
 runners recording at once queue up instead of failing or corrupting the file. A SQLite store this user can
 read but not write (another user's, a read-only mount) is opened read-only by the commands that only read.
 A run's rows are written by write.py and read back by read.py; the engines and SQLite's connection settings are
-engine.py; this module keeps the Store API, opening, and the errors a user sees.
+engine.py; where the store is and the checks before connecting, location.py; a database error in the user's
+words, failures.py; this module keeps the Store API and opening.
 """
 
 from __future__ import annotations
 
 import os
-import pwd
-import re
 import shlex
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from edgekit import paths
-from edgekit.errors import StoreError, StorePathError, UnknownRunError
+from edgekit.errors import StoreError, UnknownRunError
 from edgekit.results import DeployResult
 from edgekit.store import migrations
 from edgekit.store.engine import make_engine, read_only_engine
+from edgekit.store.failures import _failure, _unwritable, _user
+from edgekit.store.location import _check_sqlite_path, _check_url, _mask, _shown, _sqlite_file, resolve_url
 from edgekit.store.read import (
     _filtered,
     _load,
@@ -37,14 +36,6 @@ from edgekit.store.read import (
 )
 from edgekit.store.schema import runs
 from edgekit.store.write import insert_run
-
-
-def resolve_url(url: str | None = None) -> str:
-    """`url`, else $EDGEKIT_STORE, else the SQLite file in the data dir. A plain path means a SQLite file."""
-    chosen = url or os.environ.get("EDGEKIT_STORE") or str(paths.data_dir() / "results.sqlite")
-    if "://" not in chosen:
-        chosen = f"sqlite:///{Path(chosen).expanduser().resolve()}"
-    return chosen
 
 
 @dataclass(frozen=True)
@@ -266,30 +257,6 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     return store
 
 
-def _check_url(url: str) -> None:
-    """A URL that cannot name a store is bad input (StorePathError, exit 2), said before anything connects: one
-    that does not parse (a port that is not a number, an unclosed [ipv6 ...), a database kind SQLAlchemy has no
-    dialect for (`bogus://`, `postgresql+nodriver://`) or a port outside 1-65535 (libpq read port 0 as 5432).
-    A valid URL whose server is unreachable stays a StoreError (exit 1)."""
-    hint = "pass --store PATH.sqlite, sqlite:///PATH or postgresql://USER@HOST[:PORT]/DB"
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError) as exc:
-        raise StorePathError(f"not a store URL: {_mask(str(exc))}", where=_shown(url), hint=hint) from None
-    try:
-        parsed.get_dialect()  # the dialect's module only: a missing driver (psycopg, a MySQL one) is said later
-    except NoSuchModuleError:
-        raise StorePathError(
-            f"not a store URL: no database kind {parsed.drivername!r} (SQLAlchemy has no dialect or driver by that name)",
-            where=_shown(url),
-            hint=hint,
-        ) from None
-    if parsed.port is not None and not 1 <= parsed.port <= 65535:
-        raise StorePathError(
-            f"not a store URL: port {parsed.port} is not a TCP port (1-65535)", where=_shown(url), hint=hint
-        )
-
-
 def _open_read_only(url: str, path: Path, blocked: str) -> Store:
     """The store at `path`, which this user cannot write (`blocked` says what), for commands that only read:
     opened with SQLite's mode=ro, without the WAL switch, the migration and its write lock, which all write
@@ -318,170 +285,3 @@ def record(result: DeployResult, url: str | None = None) -> int:
     """Record one deploy in the store at `url` (default store when None); return the run id."""
     with open_store(url) as store:
         return store.record(result)
-
-
-# --- engine -------------------------------------------------------------------------------------------------
-_SECRET = re.compile(r"((?:password|passwd|pwd|sslpassword)\s*=\s*)('[^']*'|[^&\s;]+)", re.IGNORECASE)
-
-
-def _mask(text: str) -> str:
-    """`password=...` (a URL's query, a libpq keyword string) as `password=***`."""
-    return _SECRET.sub(r"\1***", text)
-
-
-def _shown(url: str) -> str:
-    """The URL as errors may print it: never its password (in the user part or in the query)."""
-    try:
-        return _mask(make_url(url).render_as_string(hide_password=True))
-    except (ArgumentError, ValueError):
-        return url.split("://", 1)[0] + "://..." if "://" in url else _mask(url)
-
-
-def _reason(exc: SQLAlchemyError) -> str:
-    """The driver's reason on one line ("database disk image is malformed"), without the SQL statement, its
-    parameters (a whole run's INSERT) and the link SQLAlchemy appends."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig) if orig is not None else str(exc).split("\n[SQL:", 1)[0].split("\n(Background", 1)[0]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return _mask("; ".join(lines)[:300]) if lines else type(exc).__name__
-
-
-def _sqlite_says(exc: SQLAlchemyError, codes: tuple[str, ...], phrases: tuple[str, ...]) -> bool:
-    """Whether SQLite's error behind `exc` has one of these error names or says one of these phrases."""
-    orig = getattr(exc, "orig", None)
-    name = str(getattr(orig, "sqlite_errorname", ""))
-    return name.startswith(codes) or any(phrase in str(orig) for phrase in phrases)
-
-
-def _is_damaged(exc: SQLAlchemyError) -> bool:
-    """SQLite says the file is corrupt (SQLITE_CORRUPT) or not a database (SQLITE_NOTADB, a mangled header)."""
-    return _sqlite_says(
-        exc,
-        ("SQLITE_CORRUPT", "SQLITE_NOTADB"),
-        ("database disk image is malformed", "file is not a database"),
-    )
-
-
-def _is_unwritable_error(exc: SQLAlchemyError) -> bool:
-    """SQLite could not write the file or create its side files (SQLITE_READONLY, SQLITE_CANTOPEN)."""
-    return _sqlite_says(
-        exc, ("SQLITE_READONLY", "SQLITE_CANTOPEN"), ("readonly database", "unable to open database file")
-    )
-
-
-def _unwritable(path: Path) -> str | None:
-    """What keeps this user from writing the SQLite store at `path`: 'the folder F', 'the file P' or both;
-    None when nothing does. WAL mode creates the -wal and -shm files beside the store, so the folder counts."""
-    blocked = []
-    if path.exists() and not os.access(path, os.W_OK):
-        blocked.append(f"the file {path}")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        blocked.append(f"the folder {path.parent}")
-    return " or ".join(blocked) or None
-
-
-def _user() -> str:
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:  # no passwd entry in some containers
-        return f"uid {os.geteuid()}"
-
-
-def _failure(
-    exc: SQLAlchemyError,
-    doing: str,
-    url: str,
-    path: Path | None,
-    hint: str = "check the database is reachable (the server up, the file readable)",
-) -> StoreError:
-    """The StoreError for a database error while `doing`: the driver's one-line reason; a damaged SQLite file
-    is named, with how to get its runs back, instead of an internal error."""
-    blocked = _unwritable(path) if path is not None and _is_unwritable_error(exc) else None
-    if blocked:
-        return StoreError(
-            f"{doing}: {_reason(exc)}",
-            where=str(path),
-            hint=f"this user ({_user()}) cannot write {blocked}: SQLite writes its -wal and -shm files beside "
-            "the store, so its folder must be writable as well as the file; make them writable, or pass "
-            "--store a store this user can write",
-        )
-    if path is not None and _is_damaged(exc):
-        return StoreError(
-            f"{doing}: the SQLite file is damaged ({_reason(exc)})", where=str(path), hint=_recover_hint(path)
-        )
-    return StoreError(f"{doing}: {_reason(exc)}", where=url, hint=hint)
-
-
-def _recover_hint(path: Path) -> str:
-    """Restore, or copy the readable rows into a new file. Debian 12's sqlite3 (3.40) fails every `.recover`
-    with 'SQL logic error'; its `.dump` of a damaged file ends in ROLLBACK, which would load nothing."""
-    quoted = shlex.quote(str(path))
-    return (
-        f"restore it from a backup, or copy what is still readable into a new store: `sqlite3 {quoted} .recover "
-        f"| sqlite3 RECOVERED.sqlite` (if .recover fails, as sqlite3 3.40's does: `sqlite3 {quoted} .dump | sed "
-        "'s/^ROLLBACK; -- due to errors$/COMMIT;/' | sqlite3 RECOVERED.sqlite`), then pass --store "
-        "RECOVERED.sqlite"
-    )
-
-
-def _sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite URL; None for another database, an in-memory one or a URL that does not parse."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return None
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    return Path(parsed.database)
-
-
-SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _check_sqlite_path(url: str, *, must_exist: bool, create: bool) -> None:
-    """A SQLite store's file, checked before SQLAlchemy opens it: a folder, another kind of file or (to read)
-    a missing or empty file is a StorePathError (exit 2) naming the path, not a driver message. An empty file
-    is what a truncated store looks like: a command that only reads refuses it (it answered "no runs" and
-    wrote a new schema over it); one that records (`create`: deploy, nightly, runs import) takes it as a new
-    store, as sqlite3 does (a `mktemp` file, a `touch`ed path)."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return  # open_store names a malformed URL
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return
-    path = Path(parsed.database)
-    if _mask(str(path)) != str(path):  # 'host=db password=...' taken as a file name: never printed
-        raise StorePathError(
-            "a libpq keyword string is not a store; give a URL",
-            where=_mask(str(path)),
-            hint="pass --store postgresql://USER@HOST/DB (the password from ~/.pgpass or PGPASSWORD)",
-        )
-    hint = "pass --store PATH.sqlite (a file), or set EDGEKIT_STORE; the default store is " + str(
-        paths.data_dir() / "results.sqlite"
-    )
-    if path.is_dir():
-        raise StorePathError("a folder, not a results store file", where=str(path), hint=hint)
-    if not path.exists():
-        if must_exist:
-            raise StorePathError(
-                "no results store here: nothing has been recorded at this path", where=str(path), hint=hint
-            )
-        return
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(len(SQLITE_MAGIC))
-    except OSError:
-        return  # unreadable: SQLite's own error says so
-    if not head and not create and path.is_file():
-        raise StorePathError(
-            "an empty file (0 bytes), not a results store: nothing was recorded in it, or it was truncated",
-            where=str(path),
-            hint="if it held runs, restore it from a backup; a command that records (`edgekit deploy --store "
-            "FILE`, `edgekit nightly --store FILE`, `edgekit runs import RESULT.json --store FILE`) makes an "
-            "empty file a new store",
-        )
-    if head and head != SQLITE_MAGIC:
-        raise StorePathError(
-            "not a results store: the file is not a SQLite database", where=str(path), hint=hint
-        )

@@ -1,0 +1,126 @@
+"""Where the results store is: a URL or a path resolved, checked before anything connects (a URL that can name no
+store, a SQLite path that is a folder, another kind of file or, to read, missing or empty: StorePathError, exit 2),
+and printed without its password."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from edgekit import paths
+from edgekit.errors import StorePathError
+
+
+def resolve_url(url: str | None = None) -> str:
+    """`url`, else $EDGEKIT_STORE, else the SQLite file in the data dir. A plain path means a SQLite file."""
+    chosen = url or os.environ.get("EDGEKIT_STORE") or str(paths.data_dir() / "results.sqlite")
+    if "://" not in chosen:
+        chosen = f"sqlite:///{Path(chosen).expanduser().resolve()}"
+    return chosen
+
+
+def _check_url(url: str) -> None:
+    """A URL that cannot name a store is bad input (StorePathError, exit 2), said before anything connects: one
+    that does not parse (a port that is not a number, an unclosed [ipv6 ...), a database kind SQLAlchemy has no
+    dialect for (`bogus://`, `postgresql+nodriver://`) or a port outside 1-65535 (libpq read port 0 as 5432).
+    A valid URL whose server is unreachable stays a StoreError (exit 1)."""
+    hint = "pass --store PATH.sqlite, sqlite:///PATH or postgresql://USER@HOST[:PORT]/DB"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise StorePathError(f"not a store URL: {_mask(str(exc))}", where=_shown(url), hint=hint) from None
+    try:
+        parsed.get_dialect()  # the dialect's module only: a missing driver (psycopg, a MySQL one) is said later
+    except NoSuchModuleError:
+        raise StorePathError(
+            f"not a store URL: no database kind {parsed.drivername!r} (SQLAlchemy has no dialect or driver by that name)",
+            where=_shown(url),
+            hint=hint,
+        ) from None
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise StorePathError(
+            f"not a store URL: port {parsed.port} is not a TCP port (1-65535)", where=_shown(url), hint=hint
+        )
+
+
+_SECRET = re.compile(r"((?:password|passwd|pwd|sslpassword)\s*=\s*)('[^']*'|[^&\s;]+)", re.IGNORECASE)
+
+
+def _mask(text: str) -> str:
+    """`password=...` (a URL's query, a libpq keyword string) as `password=***`."""
+    return _SECRET.sub(r"\1***", text)
+
+
+def _shown(url: str) -> str:
+    """The URL as errors may print it: never its password (in the user part or in the query)."""
+    try:
+        return _mask(make_url(url).render_as_string(hide_password=True))
+    except (ArgumentError, ValueError):
+        return url.split("://", 1)[0] + "://..." if "://" in url else _mask(url)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database, an in-memory one or a URL that does not parse."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite_path(url: str, *, must_exist: bool, create: bool) -> None:
+    """A SQLite store's file, checked before SQLAlchemy opens it: a folder, another kind of file or (to read)
+    a missing or empty file is a StorePathError (exit 2) naming the path, not a driver message. An empty file
+    is what a truncated store looks like: a command that only reads refuses it (it answered "no runs" and
+    wrote a new schema over it); one that records (`create`: deploy, nightly, runs import) takes it as a new
+    store, as sqlite3 does (a `mktemp` file, a `touch`ed path)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return  # open_store names a malformed URL
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return
+    path = Path(parsed.database)
+    if _mask(str(path)) != str(path):  # 'host=db password=...' taken as a file name: never printed
+        raise StorePathError(
+            "a libpq keyword string is not a store; give a URL",
+            where=_mask(str(path)),
+            hint="pass --store postgresql://USER@HOST/DB (the password from ~/.pgpass or PGPASSWORD)",
+        )
+    hint = "pass --store PATH.sqlite (a file), or set EDGEKIT_STORE; the default store is " + str(
+        paths.data_dir() / "results.sqlite"
+    )
+    if path.is_dir():
+        raise StorePathError("a folder, not a results store file", where=str(path), hint=hint)
+    if not path.exists():
+        if must_exist:
+            raise StorePathError(
+                "no results store here: nothing has been recorded at this path", where=str(path), hint=hint
+            )
+        return
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(SQLITE_MAGIC))
+    except OSError:
+        return  # unreadable: SQLite's own error says so
+    if not head and not create and path.is_file():
+        raise StorePathError(
+            "an empty file (0 bytes), not a results store: nothing was recorded in it, or it was truncated",
+            where=str(path),
+            hint="if it held runs, restore it from a backup; a command that records (`edgekit deploy --store "
+            "FILE`, `edgekit nightly --store FILE`, `edgekit runs import RESULT.json --store FILE`) makes an "
+            "empty file a new store",
+        )
+    if head and head != SQLITE_MAGIC:
+        raise StorePathError(
+            "not a results store: the file is not a SQLite database", where=str(path), hint=hint
+        )
