@@ -175,3 +175,35 @@ def test_a_failed_format_stops_no_other_format(tmp_path: Path, keep_going: bool)
     assert arts["ncnn-fp32"]["fidelity"]["gates"]["passed"]
     if not keep_going:
         assert "executorch is not installed" in done.stderr  # the converter's own error, once
+
+
+SEGFAULT = "import os, signal; print('working'); os.kill(os.getpid(), signal.SIGSEGV)"
+
+
+def test_a_converter_child_killed_by_a_signal_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MNN's quantization tool crashing read 'failed (exit -11)'. Each converter's child runner (the real
+    subprocess, here a child that dies of SIGSEGV as MNN's tool did) names the signal now."""
+    from edgekit.convert import mnn, openvino
+    from edgekit.convert.ncnn import converter as ncnn
+    from edgekit.convert.tool_process import exit_text
+    from edgekit.errors import ConversionError
+
+    assert exit_text(-11) == "killed by SIGSEGV (signal 11)" and exit_text(3) == "exit 3"
+    monkeypatch.setattr(mnn, "CHILD", SEGFAULT)
+    with pytest.raises(ConversionError, match=r"MNN's quant tool failed \(killed by SIGSEGV \(signal 11\)\)"):
+        mnn._run_child("quant", [], tmp_path)
+    monkeypatch.setattr(openvino, "CHILD", SEGFAULT)
+    with pytest.raises(ConversionError, match=r"OpenVINO failed \(killed by SIGSEGV \(signal 11\)\)"):
+        openvino._run_child({"onnx": "model.onnx"}, tmp_path)
+    pnnx = tmp_path / "pnnx"
+    pnnx.write_text("#!/bin/sh\necho working\nkill -SEGV $$\n")
+    pnnx.chmod(0o755)
+    monkeypatch.setattr(ncnn, "pnnx_executable", lambda: pnnx)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"onnx")
+    with pytest.raises(ConversionError, match=r"pnnx failed \(killed by SIGSEGV \(signal 11\)\)"):
+        ncnn.run_pnnx(
+            model, (1, 3, 8, 8), fp16=False, param=tmp_path / "m.param", bin_path=tmp_path / "m.bin"
+        )

@@ -39,6 +39,7 @@ from edgekit import paths
 from edgekit.convert.base import Converter, dist_version
 from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, tree_sha256
 from edgekit.convert.tflite import TfliteConverter, onnx2tf_cause
+from edgekit.convert.tool_process import exit_text
 from edgekit.errors import ConversionError, InputDataError, RecipeError
 from edgekit.formats import Format
 from edgekit.recipe import Granularity, KerasSource, Layout, Recipe
@@ -236,7 +237,7 @@ def _run_child(job: dict[str, Any], work: Path, tool: str) -> dict[str, Any]:
                 hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model",
             ) from None
     if proc.returncode != 0:
-        cause = onnx2tf_cause(log) or f"failed (exit {proc.returncode})"
+        cause = onnx2tf_cause(log) or f"failed ({exit_text(proc.returncode)})"
         if "deserialization of a `Lambda` layer" in cause:  # Keras's safe mode: the model file holds code
             raise InputDataError(
                 f"{job['source']}: a Lambda layer holds Python code (bytecode in the model file), which Keras "

@@ -28,7 +28,7 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter
-from edgekit.convert.tool_process import PEAK_TAG, peak_mb_from_log
+from edgekit.convert.tool_process import PEAK_TAG, exit_text, peak_mb_from_log
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import CalibrationMethod, Granularity, Recipe
@@ -147,7 +147,7 @@ def _run_child(what: str, args: list[str], work: Path) -> str:
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise ConversionError(
-            f"MNN's {what} tool failed (exit {proc.returncode}): " + _tail(log), where=str(work)
+            f"MNN's {what} tool failed ({exit_text(proc.returncode)}): " + _tail(log), where=str(work)
         )
     return log
 

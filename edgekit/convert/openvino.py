@@ -21,7 +21,7 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter
-from edgekit.convert.tool_process import PEAK_TAG, peak_mb_from_log
+from edgekit.convert.tool_process import PEAK_TAG, exit_text, peak_mb_from_log
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import Granularity, Recipe
@@ -121,7 +121,9 @@ def _run_child(job: dict[str, Any], work: Path) -> str:
         raise ConversionError(f"OpenVINO did not finish in {OV_TIMEOUT_S} s", where=job["onnx"]) from None
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        raise ConversionError(f"OpenVINO failed (exit {proc.returncode}): " + _tail(log), where=job["onnx"])
+        raise ConversionError(
+            f"OpenVINO failed ({exit_text(proc.returncode)}): " + _tail(log), where=job["onnx"]
+        )
     return log
 
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter
-from edgekit.convert.tool_process import peak_kb_with_children
+from edgekit.convert.tool_process import exit_text, peak_kb_with_children
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import FLEX_PRONE_OPS, Granularity, IOType, Layout, Recipe
@@ -165,7 +165,9 @@ class TfliteConverter(Converter):
         if proc.returncode != 0:
             cause = onnx2tf_cause(log)
             detail = (
-                f"onnx2tf: {cause}" if cause else f"onnx2tf failed (exit {proc.returncode}):\n{_tail(log)}"
+                f"onnx2tf: {cause}"
+                if cause
+                else f"onnx2tf failed ({exit_text(proc.returncode)}):\n{_tail(log)}"
             )
             raise ConversionError(
                 detail,

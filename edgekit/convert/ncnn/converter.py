@@ -25,6 +25,7 @@ import numpy as np
 from edgekit.convert.base import Converter
 from edgekit.convert.ncnn.param import NcnnGraph, read_param
 from edgekit.convert.ncnn.runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
+from edgekit.convert.tool_process import exit_text
 from edgekit.errors import ConversionError
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
@@ -251,10 +252,8 @@ def run_pnnx(
         out_param, out_bin = Path(tmp) / "model.ncnn.param", Path(tmp) / "model.ncnn.bin"
         if proc.returncode != 0 or not out_param.is_file() or not out_bin.is_file():
             tail = _tail(proc.stdout + proc.stderr)
-            code = proc.returncode
-            how = f"crashed (signal {-code})" if code < 0 else f"failed (exit code {code})"
             raise ConversionError(
-                f"pnnx {how}:\n{tail}",
+                f"pnnx failed ({exit_text(proc.returncode)}):\n{tail}",
                 where=str(model_path),
                 hint="simplify the model (onnxsim) or export with opset 17 (dynamo=False)",
             )
