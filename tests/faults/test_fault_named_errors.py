@@ -585,7 +585,9 @@ def _conv_onnx(path: Path, dims: list[int | str]) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [weight],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10  # what onnxruntime 1.23 reads (onnx 1.19 writes 12; bench refuses that first)
+    onnx.save(model, str(path))
     return path
 
 
