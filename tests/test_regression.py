@@ -201,13 +201,17 @@ def test_a_gate_missed_at_conversion_is_fidelity_and_a_failed_conversion_is_fail
             c.gates_passed, c.gate_failures = False, ["min_cosine: 0.99999 vs limit 1 (on 8 inputs)"]
     ncnn = next(a for a in last.artifacts if a.id == "ncnn-fp32")
     ncnn.status, ncnn.gates_passed, ncnn.fidelity = "failed", False, {}
-    ncnn.error = "pnnx: exit 1"
+    ncnn.error = "conversion failed: pnnx: exit 1"  # as convert.pipeline words a failed conversion
     flags = [f for f in detect(runs) if f.is_regression and f.artifact in ("tflite-int8", "ncnn-fp32")]
     at_conversion = {(f.kind, f.artifact) for f in flags if f.target is None}
     assert at_conversion == {(FlagKind.FIDELITY, "tflite-int8"), (FlagKind.FAILED, "ncnn-fp32")}
     int8_flags = [f for f in flags if f.artifact == "tflite-int8"]
     assert len(int8_flags) == 1, int8_flags
     assert "conversion failed" not in int8_flags[0].message
+    (failed,) = [f for f in flags if f.artifact == "ncnn-fp32"]
+    assert (
+        failed.message == "ncnn-fp32: conversion failed: pnnx: exit 1"
+    )  # said once ('conversion failed: ' twice)
     assert (
         "0.99999 vs limit 1" in int8_flags[0].message
         and f"on {pi4.target}'s own outputs too" in int8_flags[0].message

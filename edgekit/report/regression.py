@@ -287,7 +287,7 @@ def _fidelity_flags(latest: StoredRun, baseline: list[StoredRun]) -> list[Flag]:
                         latest.id,
                         None,
                         art.id,
-                        message=f"{art.id}: conversion failed: {art.error}",
+                        message=f"{art.id}: {art.error}",  # its error says what failed (conversion failed: ...)
                     )
                 )
             continue
