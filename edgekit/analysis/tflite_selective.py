@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import paths
+from edgekit.convert.tool_process import exit_text
 from edgekit.errors import ConversionError
 from edgekit.recipe import Granularity, Layout, Recipe
 
@@ -67,7 +68,8 @@ def build_selective(
         )
     if proc.returncode != 0:
         raise ConversionError(
-            f"selective TFLite quantization failed (exit {proc.returncode}):\n{_tail(log)}", where=str(log)
+            f"selective TFLite quantization failed ({exit_text(proc.returncode)}):\n{_tail(log)}",
+            where=str(log),
         )
     return [Path(p) for p in outs]
 

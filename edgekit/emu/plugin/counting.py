@@ -10,12 +10,12 @@ runs with a fixed environment, a fixed hash seed and no address randomization (e
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgekit.convert.tool_process import exit_text
 from edgekit.emu import layout
 from edgekit.emu.plugin import build as plugin_build
 from edgekit.emu.specs import device_spec
@@ -232,7 +232,7 @@ def _run_guest(
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise EmulatorError(
-            f"counting run failed ({_exit_text(proc.returncode)}): {proc.stderr.strip()[-1500:]}",
+            f"counting run failed ({exit_text(proc.returncode)}): {proc.stderr.strip()[-1500:]}",
             where=device,
         )
     return json.loads(lines[-1])["results"]
@@ -251,13 +251,3 @@ def _guest_env(plugin: Path, insn_file: Path, threads: int, caches: tuple[str, .
         "EDGEKIT_INSN_FILE": str(insn_file),
         "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu()),
     }
-
-
-def _exit_text(code: int) -> str:
-    """'exit 3', or for a run ended by a signal its name ('killed by SIGTERM')."""
-    if code >= 0:
-        return f"exit {code}"
-    try:
-        return f"killed by {signal.Signals(-code).name}"
-    except ValueError:
-        return f"killed by signal {-code}"
