@@ -175,3 +175,17 @@ class UnknownRunError(StoreError):
 class OutputFileError(EdgekitError):
     """A file edgekit was asked to write (--json, --html, --markdown) could not be written (a full disk, a folder
     that cannot hold files): exit 1, what was measured is already in the store."""
+
+
+def exit_text(code: int) -> str:
+    """How a child process ended, from subprocess's returncode: 'exit 1', or 'killed by SIGSEGV (signal 11)' for
+    a negative code (the signal that ended it: MNN's quantization tool crashing read 'exit -11')."""
+    if code >= 0:
+        return f"exit {code}"
+    import signal
+
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        return f"killed by signal {-code}"
+    return f"killed by {name} (signal {-code})"

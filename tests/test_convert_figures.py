@@ -187,8 +187,7 @@ def test_a_converter_child_killed_by_a_signal_is_named(
     subprocess, here a child that dies of SIGSEGV as MNN's tool did) names the signal now."""
     from edgekit.convert import mnn, openvino
     from edgekit.convert.ncnn import converter as ncnn
-    from edgekit.convert.tool_process import exit_text
-    from edgekit.errors import ConversionError
+    from edgekit.errors import ConversionError, exit_text
 
     assert exit_text(-11) == "killed by SIGSEGV (signal 11)" and exit_text(3) == "exit 3"
     monkeypatch.setattr(mnn, "CHILD", SEGFAULT)

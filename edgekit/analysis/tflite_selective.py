@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import paths
-from edgekit.convert.tool_process import exit_text
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, exit_text
 from edgekit.recipe import Granularity, Layout, Recipe
 
 TIMEOUT_S = 3600

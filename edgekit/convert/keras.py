@@ -39,8 +39,7 @@ from edgekit import paths
 from edgekit.convert.base import Converter, dist_version
 from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, tree_sha256
 from edgekit.convert.tflite import TfliteConverter, onnx2tf_cause
-from edgekit.convert.tool_process import exit_text
-from edgekit.errors import ConversionError, InputDataError, RecipeError
+from edgekit.errors import ConversionError, InputDataError, RecipeError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import Granularity, KerasSource, Layout, Recipe
 

@@ -21,8 +21,8 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter
-from edgekit.convert.tool_process import PEAK_TAG, exit_text, peak_mb_from_log
-from edgekit.errors import ConversionError
+from edgekit.convert.tool_process import PEAK_TAG, peak_mb_from_log
+from edgekit.errors import ConversionError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import Granularity, Recipe
 

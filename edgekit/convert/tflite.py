@@ -41,8 +41,8 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter
-from edgekit.convert.tool_process import exit_text, peak_kb_with_children
-from edgekit.errors import ConversionError
+from edgekit.convert.tool_process import peak_kb_with_children
+from edgekit.errors import ConversionError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import FLEX_PRONE_OPS, Granularity, IOType, Layout, Recipe
 

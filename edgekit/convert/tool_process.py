@@ -1,5 +1,6 @@
-"""What a converter's child process says about itself (its own peak memory) and how it ended (its exit code, or
-the signal that killed it). Stdlib only: the children import it before their toolchain.
+"""What a converter's child process says about itself: its own peak memory (how it ended is worded by
+edgekit.errors.exit_text, for every child process edgekit runs). Stdlib only: the children import it before their
+toolchain.
 
 The peak is VmHWM from /proc/self/status: it belongs to the address space, which exec starts afresh. Not
 getrusage's ru_maxrss: Linux carries the parent's peak across fork and exec into the child's, so a converter
@@ -8,8 +9,6 @@ Where there is no VmHWM (not Linux) the peak is unknown (None), never a number t
 """
 
 from __future__ import annotations
-
-import signal
 
 PEAK_TAG = (
     "EDGEKIT_PEAK_KB"  # the line a child prints last: `EDGEKIT_PEAK_KB <kB>` or `EDGEKIT_PEAK_KB unknown`
@@ -51,15 +50,3 @@ def peak_mb_from_log(log: str) -> float | None:
     if not lines or len(lines[-1]) < 2 or not lines[-1][1].isdigit():
         return None
     return int(lines[-1][1]) / 1024.0
-
-
-def exit_text(code: int) -> str:
-    """How a child process ended, from subprocess's returncode: 'exit 1', or 'killed by SIGSEGV (signal 11)' for
-    a negative code (the signal that ended it: MNN's quantization tool crashing read 'exit -11')."""
-    if code >= 0:
-        return f"exit {code}"
-    try:
-        name = signal.Signals(-code).name
-    except ValueError:
-        return f"killed by signal {-code}"
-    return f"killed by {name} (signal {-code})"

@@ -25,8 +25,7 @@ import numpy as np
 from edgekit.convert.base import Converter
 from edgekit.convert.ncnn.param import NcnnGraph, read_param
 from edgekit.convert.ncnn.runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
-from edgekit.convert.tool_process import exit_text
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, exit_text
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
 

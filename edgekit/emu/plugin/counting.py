@@ -15,11 +15,10 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgekit.convert.tool_process import exit_text
 from edgekit.emu import layout
 from edgekit.emu.plugin import build as plugin_build
 from edgekit.emu.specs import device_spec
-from edgekit.errors import EdgekitError, EmulatorError
+from edgekit.errors import EdgekitError, EmulatorError, exit_text
 from edgekit.runtimes import all_specs, format_for_suffix, spec_for
 
 RUNNER = Path(__file__).with_name("runner.py")
