@@ -161,6 +161,31 @@ def test_a_builder_from_the_standard_library_or_a_downloader_is_refused_unrun(
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("builder", ["torch:os.system", "torch:hub.list", "numpy:random.__globals__"])
+def test_a_builder_that_reaches_a_refused_module_through_attributes_is_refused_unrun(
+    tmp_path: Path, builder: str
+) -> None:
+    """The schema checked only the module before `:`: `torch:os.system` walked torch's own `import os` and ran the
+    command (the prober's file was created), `torch:hub.list` reached torch.hub. Every module on the attribute
+    path, the function's own module, and dunders are checked when the recipe is read, for model and data."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "ran"
+    model = {"kind": "torch", "builder": builder, "args": {"command": f"touch {marker}"}}
+    with pytest.raises(RecipeError, match=r"field `model\.builder`.*(refused|dunder|no attribute)"):
+        load_recipe(write(tmp_path, base(model=model)))
+    data = {"kind": "builder", "builder": builder, "args": {"command": f"touch {marker}"}}
+    path = write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data}))
+    with pytest.raises(RecipeError, match=r"calibration\.data\.builder"):
+        load_recipe(path)
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2 and "RecipeError" in done.stderr, done.stderr
+    assert not marker.exists()
+
+
 def test_a_check_across_fields_names_the_problem_not_the_whole_recipe(tmp_path: Path) -> None:
     """`formats: []` printed "(got {'benchmark': {...}, 'calibration': ...})": the whole recipe as the value."""
     with pytest.raises(RecipeError) as err:

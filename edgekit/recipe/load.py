@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import re
 import reprlib
+import types
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from edgekit.errors import InputDataError, RecipeError
 from edgekit.formats import Format
 from edgekit.recipe.schema import (
+    REFUSED_BUILDER_MODULES,
     BuilderData,
     ImagesData,
     KerasSource,
@@ -355,9 +357,38 @@ def call_builder(dotted: str, section: str, where: str, *args: Any, **kwargs: An
 
 
 def resolve_callable(dotted: str) -> Any:
-    """Import `package.module:function` and return the function."""
+    """Import `package.module:function` and return the function. The attribute path may not lead out of the user's
+    code: `torch:os.system` reaches `os` through torch's own `import os` and `torch:hub.list` reaches torch.hub, so
+    every module passed on the way, and the module the function itself belongs to, is checked against
+    REFUSED_BUILDER_MODULES (the schema checks only the part before `:`), and no dunder attribute is followed
+    (`f.__globals__`). Refused: AttributeError, which the callers name as the recipe's field (exit 2)."""
     module, _, attr = dotted.partition(":")
     obj: Any = importlib.import_module(module)
     for part in attr.split("."):
+        if part.startswith("__"):
+            raise AttributeError(
+                f"{dotted!r}: {part!r} is not a builder (dunder attributes are not followed)"
+            )
         obj = getattr(obj, part)
+        if isinstance(obj, types.ModuleType):
+            _refuse_module(obj.__name__, dotted)
+    if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):  # os.system's is 'posix'
+        _refuse_module(str(getattr(obj, "__module__", "") or ""), dotted)
     return obj
+
+
+def _refuse_module(name: str, dotted: str) -> None:
+    parts = name.split(".")
+    refused = next(
+        (
+            ".".join(parts[:i])
+            for i in range(1, len(parts) + 1)
+            if ".".join(parts[:i]) in REFUSED_BUILDER_MODULES
+        ),
+        None,
+    )
+    if refused:
+        raise AttributeError(
+            f"{dotted!r} leads to {name}, a module of {refused!r} (Python's standard library, or one that installs "
+            "or downloads): refused as a builder; name a function of your own module or package"
+        )
