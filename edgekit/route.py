@@ -96,8 +96,11 @@ class Route:
             parts.append(f"{self.speedup_vs_fp32:.2f}x vs {self.fp32_artifact}")
         if self.speedup_vs_slowest is not None and self.slowest_artifact != self.artifact:
             parts.append(f"{self.speedup_vs_slowest:.2f}x vs slowest {self.slowest_artifact}")
-        if self.cosine is not None:
-            parts.append(f"cosine {self.cosine:.4f}")
+        if self.cosine is not None:  # never '1.0000' for a cosine below 1: as many places as it takes
+            places = next(
+                (d for d in range(4, 12) if self.cosine >= 1 or f"{self.cosine:.{d}f}" != f"{1:.{d}f}"), 12
+            )
+            parts.append(f"cosine {self.cosine:.{places}f}")
         parts += [f"{k} {v:+.3f}" for k, v in sorted(self.metric_drop.items())]
         unit = {
             Basis.P50_MS: "ms p50",

@@ -38,6 +38,16 @@ def test_the_route_line_keeps_three_significant_digits() -> None:
     assert "(0.00484 ms p50" in fast and "(1234 ms p50" in slow
 
 
+def test_the_route_line_never_rounds_a_cosine_below_one_to_one() -> None:
+    """0.99998 printed 'cosine 1.0000' (four places): as many places as it takes to stay below 1."""
+    near = recommend("local", [Candidate("tflite-int8", 1.0, True, cosine=0.99998)], Basis.P50_MS).summary()
+    assert "cosine 0.99998" in near, near
+    usual = recommend("local", [Candidate("tflite-int8", 1.0, True, cosine=0.99602)], Basis.P50_MS).summary()
+    assert "cosine 0.9960" in usual, usual
+    exact = recommend("local", [Candidate("tflite-fp32", 1.0, True, cosine=1.0)], Basis.P50_MS).summary()
+    assert "cosine 1.0000" in exact, exact
+
+
 def test_no_route_when_nothing_passes_or_runs() -> None:
     route = recommend(
         "pi4", [Candidate("ncnn-int8", None, True), Candidate("ncnn-fp32", 5.0, False)], Basis.P50_MS
