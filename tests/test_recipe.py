@@ -702,3 +702,12 @@ def test_a_builder_python_cannot_find_says_how_to_make_it_importable(tmp_path: P
     with pytest.raises(RecipeError, match=r"cannot import 'no_such_pkg_xyz\.net:build'") as err:
         load_recipe(path)
     assert "PYTHONPATH" in (err.value.hint or "") and "no_such_pkg_xyz" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize("dim", [True, 3.0, "3"])
+def test_an_input_dimension_that_is_not_an_integer_is_refused(tmp_path: Path, dim: object) -> None:
+    """`shape: [1, 3, true, 16]` was read as [1, 3, 1, 16] (a YAML true is not a dimension)."""
+    raw = base()
+    raw["input"] = {**raw["input"], "shape": [1, 3, dim, 16]}
+    with pytest.raises(RecipeError, match=r"input\.shape"):
+        load_recipe(write(tmp_path, raw))

@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from edgekit.formats import Format, Precision
 
@@ -142,7 +142,7 @@ class Preprocess(_Strict):
 
 class InputSpec(_Strict):
     name: str = "input"
-    shape: tuple[int, ...]
+    shape: tuple[StrictInt, ...]  # `true` was read as 1, `3.0` as 3
     dtype: Literal["float32"] = "float32"
     layout: Layout = Layout.NCHW
     preprocess: Preprocess = Preprocess()
