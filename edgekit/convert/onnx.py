@@ -49,7 +49,7 @@ class OnnxModel:
     simplifier: str | None = None
     reference: Path | None = None  # the model as the user gave it, when `path` was rewritten (simplified)
     note: str | None = (
-        None  # how a Keras source became this ONNX (exporter, layout, check), for progress lines
+        None  # how a Keras or PyTorch source became this ONNX (exporter, check), for progress lines
     )
 
     @property
@@ -121,6 +121,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
                     f"{_ort_version()} reads (the file format's version; the operators are unchanged)"
                 )
     elif isinstance(src, TorchSource):
+        from edgekit.convert.torch_export import describe as describe_torch
         from edgekit.convert.torch_export import export_torch, torch_key
 
         key = torch_key(recipe, src)
@@ -134,6 +135,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
             finally:
                 if not target.is_file():  # a failed export leaves no half-filled cache folder
                     shutil.rmtree(target.parent, ignore_errors=True)
+        note = describe_torch(_read_meta(target))  # how it matched the module, said on a cache hit too
     elif isinstance(src, KerasSource):
         from edgekit.convert.keras import describe, export_keras, keras_key
 

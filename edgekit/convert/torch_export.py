@@ -13,22 +13,27 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import sys
 import sysconfig
 import types
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any
 
 import edgekit
+from edgekit import paths
 from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, file_sha256, simplify, tool_versions
 from edgekit.errors import ConversionError, RecipeError
 from edgekit.recipe import Recipe, TorchSource, call_builder
 
 # Part of a PyTorch export's cache key: bump when an export made before is no longer right. 2: `outputs:` names
 # counted against the tensors the module returns (an export named by position before is made again, or refused).
-TORCH_EXPORT_VERSION = 2
+# 3: traced on the first evaluation input (was zeros) and checked against the module (meta.json's `check`).
+TORCH_EXPORT_VERSION = 3
 
 
 def torch_key(recipe: Recipe, src: TorchSource) -> str:
@@ -220,7 +225,23 @@ class _ModuleFinder:
         return not real.is_relative_to(edgekit_dir) or real.is_relative_to(zoo)
 
 
+# How the exported ONNX is checked against the PyTorch module (as a Keras source's is, edgekit.convert.keras_child):
+# CHECK_INPUTS batches of the recipe's own kind of input, outputs within CHECK_MAX_ABS of the module's, relative
+# to their magnitude (max(1, max |output|)): float rounding is far below it, a branch traced the other way far above.
+CHECK_INPUTS = 4
+CHECK_MAX_ABS = 1e-3
+FROZEN_FLOW_HINT = (
+    "torch.onnx.export records the operations one input took (the first evaluation input): Python control flow "
+    "on tensor values (`if x.mean() > 0.1:`), .item() and data-dependent shapes are frozen to that input's path; "
+    "use torch.where (both branches computed) or make the branch static, or export the model yourself with "
+    "torch.export (torch.onnx.export(..., dynamo=True)) and give that file (model: {kind: onnx, path: ...})"
+)
+
+
 def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
+    """The builder's module exported to `target` (simplified), traced on the recipe's first evaluation input, then
+    checked against the module on CHECK_INPUTS inputs of the recipe's kind: a mismatch is a ConversionError naming
+    the cause (control flow frozen by tracing). meta.json beside it records the check (see describe)."""
     import torch
 
     where = str(recipe.path)
@@ -230,10 +251,11 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
         model = build_torch_model(recipe, src)
         tmp = target.parent / "export.onnx"
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        dummy = torch.zeros(recipe.input.shape, dtype=torch.float32)
+        batches, kind = check_inputs(recipe)
+        example = torch.from_numpy(batches[0])
         try:  # the recipe's input through the model first: a shape it cannot take is the recipe's error
             with torch.no_grad():
-                returned = model(dummy)
+                returned = model(example)
         except Exception as exc:  # noqa: BLE001 - the user's model raises what it raises
             raise RecipeError(
                 f"field `input.shape`: {src.builder} does not run on an input of shape "
@@ -242,12 +264,98 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
                 hint="input.shape is the tensor the model takes, batch first (NCHW for a PyTorch model)",
             ) from None
         _check_output_names(recipe, src, returned)
+        traced = _export(model, example, tmp, recipe, src)
+    finally:
+        torch.set_num_threads(threads)
+    simplifier = simplify(tmp)
+    check = _check_export(model, tmp, batches, kind, recipe, src, traced)
+    meta = {"simplifier": simplifier, "source": src.builder, "check": check}
+    (target.parent / "meta.json").write_text(json.dumps(meta))
+    tmp.replace(target)
+    return simplifier
+
+
+def describe(meta: dict[str, Any]) -> str | None:
+    """One progress line: how the ONNX of a PyTorch source was made and how it matched the module (None for a
+    cache entry that recorded no check)."""
+    check = meta.get("check")
+    if not check:
+        return None
+    return (
+        f"model: PyTorch source exported to ONNX by torch.onnx.export (opset {OPSET}), traced on the first "
+        f"{check.get('on', 'input')}; matches the model within {check.get('max_abs', float('nan')):.1e} on "
+        f"{check.get('inputs', 0)} inputs"
+    )
+
+
+def check_inputs(recipe: Recipe) -> tuple[Any, str]:
+    """Up to CHECK_INPUTS batches (k, *input.shape) of the recipe's own kind of input, float32, and what they are:
+    its evaluation inputs when cheap to get (random, .npy, a few images of the folder), else seeded inputs in the
+    range its preprocessing gives (raw 0..255 images preprocessed; uniform 0..1 for an input that is no image)."""
+    import numpy as np
+
+    from edgekit.convert import calibration
+    from edgekit.recipe import BuilderData, ImagesData, NpyData
+
+    source = recipe.evaluation.data
+    batch = recipe.input.shape[0]
+    wanted = CHECK_INPUTS * batch
+    field = "evaluation.data"
+    if isinstance(source, BuilderData):  # the user's own code, which may be slow: not run twice
+        rng = np.random.default_rng(0)
         try:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # "legacy TorchScript exporter": wanted
+            h, w, c = calibration._hwc(recipe, field)
+        except RecipeError:
+            inputs = rng.uniform(0, 1, (wanted, *recipe.input.shape[1:])).astype(np.float32)
+        else:
+            raw = rng.integers(0, 256, (wanted, h, w, c), dtype=np.uint8)
+            inputs = calibration._to_inputs(raw, recipe, field)
+        kind = "seeded input in the range of its preprocessing"
+    else:
+        if isinstance(source, ImagesData):  # a few of the folder's images, not every one
+            few = source.model_copy(update={"samples": min(source.samples or wanted, wanted)})
+            try:
+                inputs, _ = calibration.load_data(few, recipe, field)
+            except RecipeError:  # a folder holding fewer: all of them
+                inputs, _ = calibration.load_data(source, recipe, field)
+        elif isinstance(source, NpyData):
+            inputs, _ = calibration.load_data(source, recipe, field)
+        else:  # random: the first samples are the same whatever the count
+            inputs, _ = calibration.load_data(
+                source.model_copy(update={"samples": min(source.samples, wanted)}), recipe, field
+            )
+        kind = "evaluation input"
+    inputs = np.asarray(inputs, dtype=np.float32)[:wanted]
+    count = max(1, len(inputs) // batch)
+    order = np.arange(count * batch) % len(inputs)  # fewer samples than a batch: repeated
+    return np.ascontiguousarray(inputs[order].reshape(count, *recipe.input.shape)), kind
+
+
+def _export(model: Any, example: Any, tmp: Path, recipe: Recipe, src: TorchSource) -> list[str]:
+    """torch.onnx.export traced on `example`; returns the tracer's warnings (where control flow was frozen).
+    PyTorch's fused inference fast path (nn.TransformerEncoderLayer, nn.MultiheadAttention under no_grad:
+    aten::_transformer_encoder_layer_fwd) has no ONNX form: it is switched off while exporting, so the module's
+    plain operations are traced. What torch writes to stderr (the whole TorchScript graph when it fails) goes to
+    a log file; a failure is a ConversionError whose first line is the exporter's cause."""
+    import torch
+
+    log = paths.work_dir("torch-export")
+    log.mkdir(parents=True)
+    log_file = log / "export.log"
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    tracer: list[warnings.WarningMessage] = []
+    failure: Exception | None = None
+    with _stderr_to(log_file):
+        torch.backends.mha.set_fastpath_enabled(False)
+        # the exporter logs (the graph at a failure) whatever its `verbose`, to stdout by default: to stderr here
+        torch._C._jit_set_onnx_log_output_stream("stderr")
+        try:
+            with torch.no_grad(), warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("default")  # once a place; "legacy TorchScript exporter" (wanted) not:
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
                 torch.onnx.export(
                     model,
-                    (dummy,),
+                    (example,),
                     str(tmp),
                     input_names=[recipe.input.name],
                     output_names=list(recipe.outputs) or None,
@@ -255,29 +363,117 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
                     dynamo=False,
                     do_constant_folding=True,
                 )
-        except Exception as exc:  # torch raises many kinds; the user needs the message, not the type
-            raise ConversionError(f"torch.onnx.export of {src.builder} failed: {exc}", where=where) from exc
-    finally:
-        torch.set_num_threads(threads)
-    simplifier = simplify(tmp)
-    (target.parent / "meta.json").write_text(json.dumps({"simplifier": simplifier, "source": src.builder}))
-    tmp.replace(target)
-    return simplifier
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds; the user needs the cause, not the type
+            failure = exc
+            import traceback
+
+            print("".join(traceback.format_exception(exc)), file=sys.stderr)
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
+            torch._C._jit_set_onnx_log_output_stream("stdout")
+        for w in seen:  # shown as before, and the tracer's kept for the check's error
+            shown = warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
+            print(shown, end="", file=sys.stderr)
+            if issubclass(w.category, torch.jit._trace.TracerWarning):
+                tracer.append(w)
+    if failure is not None:
+        cause = next((line for line in str(failure).splitlines() if line.strip()), type(failure).__name__)
+        unsupported = isinstance(failure, torch.onnx.errors.UnsupportedOperatorError)
+        raise ConversionError(
+            f"torch.onnx.export of {src.builder} failed: {cause.strip()[:500]}",
+            where=str(recipe.path),
+            hint=(
+                "an operator the TorchScript exporter cannot write at opset "
+                f"{OPSET}: replace it with standard operations, or "
+                if unsupported
+                else ""
+            )
+            + "export the model yourself (torch.onnx.export(..., dynamo=True)) and give that file (model: "
+            f"{{kind: onnx, path: ...}}); whole log: {log_file}",
+        ) from failure
+    shutil.rmtree(log, ignore_errors=True)
+    tracer.sort(key=lambda w: "site-packages" in w.filename)  # the user's own code first
+    return [f"{w.filename}:{w.lineno}: {str(w.message).split('. ')[0]}" for w in tracer]
+
+
+@contextmanager
+def _stderr_to(log_file: Path) -> Iterator[None]:
+    """File descriptor 2 (C++ and Python alike) into `log_file`; on leaving, what was written goes back to
+    stderr unless it holds a failure (then it stays in the log only)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    failed = True
+    with open(log_file, "w+b") as sink:
+        sys.stderr.flush()
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode(errors="replace")
+    if not failed and text and "Traceback (most recent call last)" not in text:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
+def _check_export(
+    model: Any, onnx_path: Path, batches: Any, kind: str, recipe: Recipe, src: TorchSource, tracer: list[str]
+) -> dict[str, Any]:
+    """The module and onnxruntime on the same inputs: the worst output difference relative to the outputs'
+    magnitude; past CHECK_MAX_ABS a ConversionError (the export does not reproduce the model)."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    worst = 0.0
+    for i, x in enumerate(batches):
+        with torch.no_grad():
+            want = [t.detach().numpy().astype(np.float64) for t in _tensors(model(torch.from_numpy(x)))]
+        got = [np.asarray(g, dtype=np.float64) for g in sess.run(None, {name: x})]
+        for w, g in zip(want, got, strict=False):
+            if w.shape != g.shape:
+                err = float("inf")
+            else:
+                err = float(np.abs(g - w).max(initial=0.0)) / max(1.0, float(np.abs(w).max(initial=0.0)))
+            worst = max(worst, err)
+            if not err <= CHECK_MAX_ABS:
+                told = f"; the tracer warned: {tracer[0]}" if tracer else ""
+                raise ConversionError(
+                    f"the ONNX exported from {src.builder} does not reproduce it: on {kind} {i + 1} of "
+                    f"{len(batches)} its outputs differ from PyTorch's by {err:.3g} (max abs, relative to the "
+                    f"outputs' size; float rounding stays below {CHECK_MAX_ABS:g}){told}",
+                    where=str(recipe.path),
+                    hint=FROZEN_FLOW_HINT,
+                )
+    return {"max_abs": worst, "inputs": len(batches), "on": kind}
+
+
+def _tensors(value: Any) -> list[Any]:
+    """The tensors a module returned, as the exporter flattens them: tuples, lists, dict values."""
+    import torch
+
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return [value] if isinstance(value, torch.Tensor) else []
 
 
 def _check_output_names(recipe: Recipe, src: TorchSource, returned: Any) -> None:
     """torch.onnx.export gives `output_names` to the outputs by position: with fewer names than the tensors the
     module returns, `outputs: [logits]` named the first (an embedding, say) 'logits'. The counts must agree."""
-    import torch
-
-    def leaves(value: Any) -> list[Any]:  # as the exporter flattens them: tuples, lists, dict values
-        if isinstance(value, (tuple, list)):
-            return [t for v in value for t in leaves(v)]
-        if isinstance(value, dict):
-            return [t for v in value.values() for t in leaves(v)]
-        return [value] if isinstance(value, torch.Tensor) else []
-
-    tensors = leaves(returned)
+    tensors = _tensors(returned)
     if not recipe.outputs or len(recipe.outputs) == len(tensors):
         return
     shapes = ", ".join(str(list(t.shape)) for t in tensors)

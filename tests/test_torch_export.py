@@ -1,0 +1,160 @@
+"""The PyTorch route's export (edgekit.convert.torch_export), through the real CLI: the ONNX is traced on the
+recipe's own kind of input and checked against the module (a branch frozen by tracing is a named error, a match
+is said once, on a cache hit too); nn.TransformerEncoderLayer exports (PyTorch's fused fast path is off while
+exporting); a failing export is a short error whose full log is in a file."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+MODELS = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            if x.mean() > 0.1:  # data-dependent: tracing keeps the branch its input took
+                return self.c(x).mean((2, 3)) * 2.0
+            return -self.c(x).mean((2, 3))
+
+
+    def branchy():
+        torch.manual_seed(0)
+        return Branchy()
+
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(8, 16, batch_first=True)
+            self.enc = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, dropout=0.0)
+            self.fc = nn.Linear(16, 3)
+
+        def forward(self, x):
+            y, _ = self.lstm(x)
+            return self.fc(self.enc(y)[:, -1])
+
+
+    def seq():
+        torch.manual_seed(0)
+        return Seq()
+
+
+    class Inverse(nn.Module):
+        def forward(self, x):
+            return torch.linalg.inv(x[0, 0] + 2 * torch.eye(x.shape[-1]))
+
+
+    def inverse():
+        return Inverse()
+    """
+)
+
+
+def _project(tmp_path: Path, name: str, builder: str, shape: list[int], data: str) -> Path:
+    (tmp_path / "tmods").mkdir(exist_ok=True)
+    (tmp_path / "tmods" / "__init__.py").write_text("")
+    (tmp_path / "tmods" / "nets.py").write_text(MODELS)
+    recipe = tmp_path / f"{name}.yaml"
+    recipe.write_text(
+        f"name: {name}\n"
+        f'model: {{kind: torch, builder: "tmods.nets:{builder}"}}\n'
+        f"input: {{name: x, shape: {shape}}}\n"
+        f"evaluation:\n  data: {data}\n"
+        "formats: [onnx-fp32]\n"
+    )
+    return recipe
+
+
+def _convert(recipe: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EDGEKIT_HOME": str(home), "PYTHONPATH": str(recipe.parent)}
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe)],
+        cwd=recipe.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_export_checked_against_module_and_said_on_cache_hit(tmp_path: Path) -> None:
+    """The prober's case: evaluation inputs in 0.5..1 take the first branch; traced on zeros the ONNX took the
+    other, and every artifact passed against that wrong reference. Now traced on the first evaluation input,
+    checked, and the match said on the export and on the cache hit."""
+    recipe = _project(
+        tmp_path, "branchy", "branchy", [1, 3, 16, 16], "{kind: random, samples: 8, low: 0.5, high: 1.0}"
+    )
+    for _run in range(2):  # the export, then a cache hit: said both times
+        proc = _convert(recipe, tmp_path / "home")
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out
+        said = re.findall(
+            r"traced on the first evaluation input; matches the model within (\S+) on 4 inputs", out
+        )
+        assert len(said) == 1, out
+        assert float(said[0]) < 1e-5, out
+
+
+def test_export_that_does_not_reproduce_the_module_is_a_named_error(tmp_path: Path) -> None:
+    """Evaluation inputs on both sides of the branch: the traced ONNX computes the first one's branch for both,
+    so it is not the model; a ConversionError saying so, where the tracer froze the flow, and what to do."""
+    x = np.ones((4, 3, 16, 16), np.float32)
+    x[1] *= -1.0  # mean -1: the other branch
+    np.save(tmp_path / "eval.npy", x)
+    recipe = _project(
+        tmp_path, "split", "branchy", [1, 3, 16, 16], f"{{kind: npy, path: {tmp_path / 'eval.npy'}}}"
+    )
+    proc = _convert(recipe, tmp_path / "home")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "error (ConversionError)" in out, out
+    assert "does not reproduce it: on evaluation input 2 of 4" in out, out
+    assert "nets.py:" in out and "Converting a tensor to a Python boolean" in out, out  # the user's line
+    assert "torch.where" in out, out
+    assert not list((tmp_path / "home").rglob("model.onnx")), "a model that failed its check is not cached"
+
+
+def test_transformer_encoder_layer_exports(tmp_path: Path) -> None:
+    """Under torch.no_grad nn.TransformerEncoderLayer took its fused fast path
+    (aten::_transformer_encoder_layer_fwd), which has no ONNX form: the export failed."""
+    recipe = _project(tmp_path, "seq", "seq", [1, 10, 8], "{kind: random, samples: 4}")
+    proc = _convert(recipe, tmp_path / "home")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "_transformer_encoder_layer_fwd" not in out
+    assert re.search(r"matches the model within \S+ on 4 inputs", out), out
+
+
+def test_failed_export_is_short_with_log(tmp_path: Path) -> None:
+    """An operator the exporter cannot write: the cause first and a hint; the TorchScript graph torch dumps (tens
+    of lines) only in the log file the hint names."""
+    recipe = _project(tmp_path, "inv", "inverse", [1, 1, 4, 4], "{kind: random, samples: 4}")
+    proc = _convert(recipe, tmp_path / "home")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "graph(" not in out and "Torch IR graph" not in out, out
+    assert len(out.splitlines()) < 12, out
+    error = out[out.index("error (ConversionError)") :]
+    assert (
+        "torch.onnx.export of tmods.nets:inverse failed: Exporting the operator 'aten::linalg_inv'" in error
+    )
+    assert "hint:" in error and "dynamo=True" in error
+    log = Path(re.search(r"whole log: (\S+)", error).group(1))  # type: ignore[union-attr]
+    assert "Torch IR graph at exception" in log.read_text()
