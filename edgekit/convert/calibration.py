@@ -17,8 +17,8 @@ Sources (see edgekit.recipe.DataSource):
   any other tuple, or a list that does not stack into one array ([inputs, labels]), is a RecipeError naming it.
 - `random`: seeded uniform inputs; fine for timing, meaningless for accuracy.
 
-`samples` is a count the source must hold: a folder with fewer images, a .npy with fewer rows or a builder returning
-fewer is refused (RecipeError); a builder returning more has its first `samples` used, said once as a warning.
+`samples` is a count the source must hold: a folder with fewer images, a .npy with fewer rows (or none) or a builder
+returning fewer is refused (RecipeError); a builder returning more has its first `samples` used, said once as a warning.
 
 Raw images vs model inputs: an array of dtype uint8 is a batch of raw images (N, H, W, C), RGB, 0..255; the
 recipe's preprocessing (resize, channel order, scale, mean/std, layout) is applied to it. Any float array is
@@ -120,6 +120,12 @@ def _load(source: DataSource, recipe: Recipe, field: str) -> tuple[np.ndarray, L
         return _from_folder(source, recipe, field)
     if isinstance(source, NpyData):  # samples: the first that many, default all (checked at recipe load)
         raw = _npy(source.path, f"{field}.path", recipe)
+        if raw.ndim == 0 or len(raw) == 0:  # as a builder returning no samples: nothing to convert or compare
+            raise RecipeError(
+                f"field `{field}.path`: {source.path} holds 0 samples (shape {list(raw.shape)})",
+                where=str(recipe.path),
+                hint="save the inputs stacked as (N, ...) with N of at least 1",
+            )
         labels = None
         if source.labels is not None:
             labels = class_labels(

@@ -113,6 +113,11 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
             had = fit_ir_version(
                 reference
             )  # both copies: onnxruntime runs the reference and the onnx-* artifacts
+            try:  # before any converter: the reference is what every artifact is judged against
+                check_loads(reference, where, src.path)
+            except InputDataError:
+                shutil.rmtree(target.parent, ignore_errors=True)  # never a cache entry for it
+                raise
             simplifier = _prepare_user_onnx(reference, target, recipe)
             fit_ir_version(target)
             if had is not None:
@@ -154,6 +159,14 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         meta = _read_meta(target)
         (target.parent / "meta.json").write_text(json.dumps({**meta, "sha256": sha}))
     return OnnxModel(target, sha, cached, time.perf_counter() - start, simplifier, reference, note)
+
+
+def check_loads(path: Path, where: str, shown: Path | None = None) -> None:
+    """InputDataError naming the file and onnxruntime's reason when onnxruntime cannot load the model (an op of a
+    custom domain, an opset newer than it knows): the fidelity reference itself could not run."""
+    from edgekit.runtimes.host import onnx_session
+
+    onnx_session(path, where=where, shown=shown)
 
 
 def _intact(target: Path) -> bool:

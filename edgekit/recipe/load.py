@@ -133,19 +133,28 @@ def _brief(value: Any, limit: int = 120) -> str:
 
 
 def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
-    def fix(obj: BaseModel) -> BaseModel:
+    """Relative paths read from BASE (the recipe's folder); a path holding a NUL byte (which no file system
+    allows, and the OS calls refuse) is a RecipeError naming its field."""
+
+    def fix(obj: BaseModel, at: str) -> BaseModel:
         updates: dict[str, Any] = {}
         for name in type(obj).model_fields:
             value = getattr(obj, name)
             if name == "path" and isinstance(obj, Recipe):
                 continue
+            if isinstance(value, Path) and "\0" in str(value):
+                raise RecipeError(
+                    f"field `{at}{name}`: the path holds a NUL byte (\\0): {_brief(str(value))}",
+                    where=str(recipe.path),
+                    hint="no file name can hold one: write the path without it",
+                )
             if isinstance(value, Path) and not value.is_absolute():
                 updates[name] = (base / value).resolve()
             elif isinstance(value, BaseModel):
-                updates[name] = fix(value)
+                updates[name] = fix(value, f"{at}{name}.")
         return obj.model_copy(update=updates) if updates else obj
 
-    return fix(recipe)  # type: ignore[return-value]
+    return fix(recipe, "")  # type: ignore[return-value]
 
 
 def _check_files(recipe: Recipe) -> None:

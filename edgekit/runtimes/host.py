@@ -12,10 +12,13 @@ and may order them differently; ncnn calls them out0..).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from edgekit.errors import InputDataError
 from edgekit.runtimes.base import output_array
 
 Outputs = list[tuple[str, np.ndarray]]
@@ -46,12 +49,7 @@ def run_tflite(path: Path, inputs: np.ndarray, threads: int = 1) -> Outputs:
 
 def run_onnx(path: Path, inputs: np.ndarray, threads: int = 1) -> Outputs:
     """The reference: every sample through onnxruntime (CPU), outputs named as in the ONNX graph."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = onnx_session(path, threads)
     (inp,) = sess.get_inputs()
     names = [o.name for o in sess.get_outputs()]
     results: list[list[np.ndarray]] = [[] for _ in names]
@@ -59,6 +57,42 @@ def run_onnx(path: Path, inputs: np.ndarray, threads: int = 1) -> Outputs:
         for k, y in enumerate(sess.run(names, {inp.name: sample[None].astype(np.float32)})):
             results[k].append(output_array(y))
     return [(name, np.concatenate(r)) for name, r in zip(names, results)]
+
+
+def onnx_session(path: Path, threads: int = 1, where: str | None = None, shown: Path | None = None) -> Any:
+    """An onnxruntime CPU session for PATH; a model it cannot load (an op of a custom domain such as
+    `com.me:MyOp`, an opset newer than onnxruntime knows, a broken graph) is an InputDataError naming the file
+    (SHOWN: the user's own, when PATH is a copy of it) and onnxruntime's reason, not an internal error."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own kinds (Fail, InvalidGraph, ...)
+        raise InputDataError(
+            f"onnxruntime {_ort_version()} cannot load {shown or path}: {ort_reason(exc)}",
+            where=where or str(shown or path),
+            hint="onnxruntime runs the fidelity reference and the onnx-* formats: re-export the model with "
+            "standard ONNX ops (no custom domain) and an opset onnxruntime supports (e.g. opset 17)",
+        ) from None
+
+
+def ort_reason(exc: BaseException) -> str:
+    """onnxruntime's message without its status prefix, the path it loaded and its C++ source location:
+    'Fatal error: com.me:MyOp(-1) is not a registered function/op'."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    text = re.sub(r"^Load model from .*? failed:", "", text)
+    text = re.sub(r"^/\S+:\d+ .*?\) ", "", text)  # /onnxruntime_src/...:46 void f(...) <the reason>
+    return text[:400] or type(exc).__name__
+
+
+def _ort_version() -> str:
+    from importlib.metadata import version
+
+    return version("onnxruntime")
 
 
 def _tflite_output_names(interp: object, outs: list[dict]) -> list[str]:

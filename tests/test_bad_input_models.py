@@ -1,0 +1,130 @@
+"""Bad input a new user gives (an empty .npy, an ONNX onnxruntime cannot load, a NUL byte in a path, a model bench
+cannot feed) ends in a named error and exit 2, through the real `edgekit` command; never "this is a bug"."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+EDGEKIT = str(Path(sys.executable).parent / "edgekit")
+
+
+def run(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`edgekit ARGS` in a child process (EDGEKIT_HOME: the session's temporary home, tests/conftest.py)."""
+    return subprocess.run(
+        [EDGEKIT, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ}
+    )
+
+
+def named(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert out.returncode == code, (out.returncode, out.stdout[-800:], out.stderr[-2000:])
+    assert "this is a bug" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    return out.stderr
+
+
+def small_onnx(
+    path: Path,
+    *,
+    op: tuple[str, str] = ("", "Relu"),
+    opset: int = 17,
+    batch: str | int = "N",
+    inputs: tuple[str, ...] = ("x",),
+) -> Path:
+    """x (batch, 3, 16, 16) -> OP -> GlobalAveragePool -> Flatten: logits (batch, 3); a second input is added in."""
+    domain, name = op
+    nodes = [helper.make_node(name, ["x"], ["a"], domain=domain)]
+    first = "a"
+    for extra in inputs[1:]:
+        nodes.append(helper.make_node("Add", [first, extra], [f"{first}_{extra}"]))
+        first = f"{first}_{extra}"
+    nodes += [
+        helper.make_node("GlobalAveragePool", [first], ["p"]),
+        helper.make_node("Flatten", ["p"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [batch, 3, 16, 16]) for n in inputs],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 3])],
+    )
+    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def recipe(folder: Path, model: str, extra: str = "", formats: str = "[onnx-fp32]") -> Path:
+    path = folder / "r.yaml"
+    path.write_text(
+        f"name: r\nmodel: {{kind: onnx, path: {model}}}\ninput: {{name: x, shape: [1, 3, 16, 16]}}\n"
+        f"formats: {formats}\n{extra}"
+    )
+    return path
+
+
+# --- A: named errors instead of internal ones ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    "section, formats",
+    [("evaluation", "[onnx-fp32]"), ("calibration", "[onnx-fp32, ncnn-int8]")],
+)
+def test_an_empty_npy_is_a_recipe_error_naming_its_field(tmp_path: Path, section: str, formats: str) -> None:
+    small_onnx(tmp_path / "m.onnx")
+    np.save(tmp_path / "zero.npy", np.zeros((0, 3, 16, 16), np.float32))
+    extra = f"{section}: {{data: {{kind: npy, path: zero.npy}}}}\n"
+    if section == "calibration":
+        extra += "evaluation: {data: {kind: random, samples: 2}}\n"
+    recipe(tmp_path, "m.onnx", extra, formats)
+    err = named(run("convert", "r.yaml", cwd=tmp_path))
+    assert "error (RecipeError)" in err and f"field `{section}.data.path`" in err and "holds 0 samples" in err
+
+
+@pytest.mark.parametrize(
+    "op, opset, said",
+    [(("com.me", "MyOp"), 17, "com.me:MyOp"), (("", "Relu"), 30, "Opset 30")],
+)
+def test_an_onnx_onnxruntime_cannot_load_is_refused_before_converting(
+    tmp_path: Path, op: tuple[str, str], opset: int, said: str
+) -> None:
+    small_onnx(tmp_path / "m.onnx", op=op, opset=opset)
+    recipe(tmp_path, "m.onnx", formats="[onnx-fp32, ncnn-fp32]")
+    err = named(run("convert", "r.yaml", cwd=tmp_path))
+    assert "error (InputDataError)" in err and "field `model.path`" in err, err
+    assert said in err and str(tmp_path / "m.onnx") in err and "cannot load" in err and "hint:" in err
+    assert "converting with" not in err  # refused before any converter ran
+    cache = Path(os.environ["EDGEKIT_HOME"]) / "cache" / "onnx"
+    assert not any(cache.glob("*/original.onnx")) or all(
+        "MyOp" not in p.read_bytes().decode("latin-1") for p in cache.glob("*/original.onnx")
+    )
+
+
+def test_run_onnx_names_a_model_it_cannot_load(tmp_path: Path) -> None:
+    from edgekit.errors import InputDataError
+    from edgekit.runtimes import run_onnx
+
+    path = small_onnx(tmp_path / "m.onnx", op=("com.me", "MyOp"))
+    with pytest.raises(InputDataError, match=r"cannot load .*m\.onnx: .*com\.me:MyOp"):
+        run_onnx(path, np.zeros((1, 3, 16, 16), np.float32))
+
+
+@pytest.mark.parametrize(
+    "model, extra, field",
+    [
+        ('"m.onnx\\0.txt"', "", "model.path"),
+        ("m.onnx", 'evaluation: {data: {kind: npy, path: "/tmp/a\\0b.npy"}}\n', "evaluation.data.path"),
+    ],
+)
+def test_a_nul_byte_in_a_path_is_a_recipe_error_naming_the_field(
+    tmp_path: Path, model: str, extra: str, field: str
+) -> None:
+    small_onnx(tmp_path / "m.onnx")
+    recipe(tmp_path, model, extra)
+    err = named(run("convert", "r.yaml", cwd=tmp_path))
+    assert "error (RecipeError)" in err and f"field `{field}`" in err and "NUL byte" in err
