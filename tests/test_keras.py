@@ -210,3 +210,49 @@ def test_an_input_shape_the_keras_model_cannot_take_is_a_recipe_error(tmp_path: 
     )
     assert out.returncode == 2 and "error (RecipeError)" in out.stderr, out.stderr
     assert "field `input.shape`" in out.stderr and "[1, 9, 9, 1]" in out.stderr, out.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "case,code,said",
+    [
+        (
+            "two-inputs",
+            2,
+            "the model takes 2 inputs; edgekit handles single-input models",
+        ),
+        ("not-keras", 2, "Keras cannot load this file"),
+        ("gelu", 1, "tf2onnx: no ONNX for the TensorFlow op(s) Erfc"),
+    ],
+)
+def test_a_keras_model_edgekit_cannot_take_is_named(tmp_path: Path, case: str, code: int, said: str) -> None:
+    """A two-input model, a .keras that is no Keras model: bad input (exit 2), said in a line; they were
+    ConversionErrors (exit 1) quoting tf2onnx's traceback. A model using an op tf2onnx has no ONNX for (the exact
+    GELU's Erfc) named the op instead of 'tf2onnx: failed (exit 1)'."""
+    model = tmp_path / f"{case}.keras"
+    build = {
+        "two-inputs": "a = keras.Input((4,)); b = keras.Input((4,)); "
+        f"keras.Model([a, b], keras.layers.Add()([a, b])).save(r'{model}')",
+        "gelu": "i = keras.Input((4,)); "
+        f"keras.Model(i, keras.layers.Activation('gelu')(keras.layers.Dense(3)(i))).save(r'{model}')",
+        "not-keras": f"import zipfile; zipfile.ZipFile(r'{model}', 'w').writestr('x.txt', 'not a model')",
+    }[case]
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-c", f"import keras; {build}"], check=True, capture_output=True, env=env)
+    recipe = tmp_path / f"{case}.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": case,
+                "task": "generic",
+                "model": {"kind": "keras", "path": model.name},
+                "input": {"name": "x", "shape": [1, 4]},
+                "formats": ["onnx-fp32"],
+            }
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe)], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == code and said in out.stderr, out.stdout[-1500:] + out.stderr[-1500:]
+    assert "Traceback" not in out.stderr

@@ -26,6 +26,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,7 @@ from edgekit.recipe import Granularity, KerasSource, Layout, Recipe
 WORKER_VERSION = 1  # bump when the child's procedure (keras_child.py) changes what it writes
 TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
 NCHW_ONNX = "model-nchw.onnx"  # beside model.onnx in the ONNX cache: what onnx2tf converts for a Keras source
+BAD_INPUT_EXIT = 3  # keras_child: the model file is not one edgekit takes (ModelInputError): exit 2
 
 DIRECT = (Format.TFLITE_FP32, Format.TFLITE_FP16, Format.TFLITE_DYNAMIC, Format.TFLITE_INT8)
 ROUTE = {
@@ -244,6 +246,21 @@ def _run_child(job: dict[str, Any], work: Path, tool: str) -> dict[str, Any]:
                 hint="replace the Lambda with built-in layers (or a registered custom layer class), or export the "
                 "model to ONNX yourself and give that file (model: {kind: onnx, path: ...})",
             )
+        if proc.returncode == BAD_INPUT_EXIT:  # the child named the model file as not one edgekit takes
+            said = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+            raise InputDataError(
+                said[-1] if said else f"{job['source']}: not a model edgekit can take",
+                where=str(job["source"]),
+                hint="give a Keras .keras/.h5 file or a SavedModel folder with one input and a serving signature, "
+                "or export the model to ONNX yourself (model: {kind: onnx, path: ...})",
+            )
+        unsupported = _unsupported_ops(log)
+        if unsupported:
+            raise ConversionError(
+                f"{tool}: no ONNX for the TensorFlow op(s) {unsupported}",
+                hint="replace the layer that uses it (GELU's exact form computes Erfc; its approximate=True form "
+                f"converts), or export the model to ONNX yourself; whole log: {log}",
+            )
         if "is incompatible with the layer" in cause and "shape" in cause:  # Keras's own input check
             raise RecipeError(
                 f"field `input.shape`: the model does not take an input of shape {job.get('shape')} "
@@ -252,6 +269,16 @@ def _run_child(job: dict[str, Any], work: Path, tool: str) -> dict[str, Any]:
             )
         raise ConversionError(f"{tool}: {cause}", hint=f"whole log: {log}")
     return dict(json.loads((work / "result.json").read_text()))
+
+
+def _unsupported_ops(log: Path) -> str | None:
+    """tf2onnx's 'Unsupported ops: Counter({'Erfc': 1})', as 'Erfc' (its failure comes later, as an onnxruntime
+    InvalidGraph on the file it wrote)."""
+    for line in log.read_text(errors="replace").splitlines():
+        m = re.search(r"Unsupported ops: Counter\(\{(.+)\}\)", line)
+        if m:
+            return ", ".join(re.findall(r"'([^']+)'", m.group(1))) or m.group(1)
+    return None
 
 
 KERAS_EXPORT_DISTS = ("tf2onnx", "tensorflow", "keras", "onnx", "onnxruntime")  # a Keras source's ONNX export

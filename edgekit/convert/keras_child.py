@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.convert.keras import NCHW_ONNX
+from edgekit.convert.keras import BAD_INPUT_EXIT, NCHW_ONNX
 from edgekit.convert.tool_process import peak_kb_with_children
 from edgekit.recipe import IOType
 
@@ -29,22 +29,32 @@ class ChildError(Exception):
     """A problem with the user's model found in the child: its message is the first line the user sees."""
 
 
+class ModelInputError(ChildError):
+    """The model file itself is not one edgekit can take (Keras cannot load it, no serving signature, more than
+    one input): the user's input, exit 2, not a conversion failure. The child exits BAD_INPUT_EXIT (keras.py)."""
+
+
 def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
     """(tf.function with the recipe's fixed input, the object holding the variables, output names)."""
     import tensorflow as tf
 
     source = Path(job["source"])
     if source.is_dir():
-        loaded = tf.saved_model.load(str(source))
+        try:
+            loaded = tf.saved_model.load(str(source))
+        except Exception as exc:  # noqa: BLE001 - whatever TensorFlow says of a folder it cannot load
+            raise ModelInputError(
+                f"TensorFlow cannot load this SavedModel: {type(exc).__name__}: {exc}"
+            ) from None
         sig = loaded.signatures.get("serving_default")
         if sig is None:
-            raise ChildError(
+            raise ModelInputError(
                 f"SavedModelError: {source} has no 'serving_default' signature "
                 f"(it has {sorted(loaded.signatures)})"
             )
         keys = list(sig.structured_input_signature[1])
         if len(keys) != 1:
-            raise ChildError(
+            raise ModelInputError(
                 f"SavedModelError: the serving signature takes {len(keys)} inputs {keys}; edgekit "
                 "handles single-input models"
             )
@@ -55,7 +65,19 @@ def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
     else:
         import keras  # type: ignore[import-untyped]
 
-        holder = keras.models.load_model(str(source), compile=False)
+        try:
+            holder = keras.models.load_model(str(source), compile=False)
+        except Exception as exc:
+            if "Lambda" in str(exc):  # Keras's safe mode: the parent names it (the model holds code)
+                raise
+            raise ModelInputError(
+                f"Keras cannot load this file: {type(exc).__name__}: {str(exc)[:300]}"
+            ) from None
+        inputs = getattr(holder, "inputs", None) or []
+        if len(inputs) > 1:
+            raise ModelInputError(
+                f"the model takes {len(inputs)} inputs; edgekit handles single-input models"
+            )
 
         def call(x: Any) -> Any:
             return holder(x, training=False)
@@ -193,7 +215,7 @@ def _child(job_path: Path) -> None:
         report = _child_onnx(job) if job["mode"] == "onnx" else _child_tflite(job)
     except ChildError as exc:
         print(exc, file=sys.stderr)
-        sys.exit(1)
+        sys.exit(BAD_INPUT_EXIT if isinstance(exc, ModelInputError) else 1)
     usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     peak_kb = peak_kb_with_children()  # not ru_maxrss of RUSAGE_SELF: that holds edgekit's own peak
     Path("result.json").write_text(
