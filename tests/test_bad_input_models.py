@@ -128,3 +128,39 @@ def test_a_nul_byte_in_a_path_is_a_recipe_error_naming_the_field(
     recipe(tmp_path, model, extra)
     err = named(run("convert", "r.yaml", cwd=tmp_path))
     assert "error (RecipeError)" in err and f"field `{field}`" in err and "NUL byte" in err
+
+
+# --- B: bench checks a dynamic-batch ONNX before the agent starts ------------------------------------------
+@pytest.mark.parametrize(
+    "shape, takes",
+    [("1,3,17,16", "1,3,16,16"), ("1,4,16,16", "1,3,16,16"), ("1,3,16", "1,3,16,16")],
+)
+def test_bench_refuses_a_shape_a_dynamic_batch_onnx_cannot_take(
+    tmp_path: Path, shape: str, takes: str
+) -> None:
+    small_onnx(
+        tmp_path / "m.onnx", batch="batch"
+    )  # the README's export style: dynamic_axes={"x": {0: "batch"}}
+    err = named(run("bench", "m.onnx", "--target", "host", "--shape", shape, cwd=tmp_path))
+    assert "error (UsageError): --shape:" in err and f"this model takes {takes}" in err, err
+    assert "does not fit" in err
+
+
+def test_bench_runs_a_dynamic_batch_onnx_at_a_shape_that_fits(tmp_path: Path) -> None:
+    small_onnx(tmp_path / "m.onnx", batch="batch")
+    out = run("bench", "m.onnx", "--target", "host", "--repeat", "2", "--shape", "1,3,16,16", cwd=tmp_path)
+    assert out.returncode == 0, (out.stdout[-800:], out.stderr[-1500:])
+
+
+@pytest.mark.parametrize("args", [[], ["--shape", "1,3,16,16"]])
+def test_bench_refuses_an_onnx_of_two_inputs(tmp_path: Path, args: list[str]) -> None:
+    small_onnx(tmp_path / "m.onnx", batch=1, inputs=("x", "y"))
+    err = named(run("bench", "m.onnx", "--target", "host", *args, cwd=tmp_path))
+    assert "error (UsageError)" in err and "2 inputs ('x', 'y')" in err and "bench feeds one input" in err
+
+
+def test_bench_refuses_an_input_file_a_dynamic_batch_onnx_cannot_take(tmp_path: Path) -> None:
+    small_onnx(tmp_path / "m.onnx", batch="batch")
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 3, 17, 16), np.float32))
+    err = named(run("bench", "m.onnx", "--target", "host", "--input", "x.npy", cwd=tmp_path))
+    assert "error (UsageError): --input:" in err and "samples of shape [1, 3, 16, 16]" in err, err

@@ -259,6 +259,10 @@ def _inputs(art: AgentArtifact, given: Path | None, shape: str | None, folder: P
     """The inputs file the agent gets: the user's .npy, or one seeded uniform sample of the model's shape."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "inputs.npy"
+    onnx = art.files[0].suffix == ".onnx"
+    agent_shape = (
+        _onnx_agent_shape(art.files[0])[0] if onnx else None
+    )  # one input, or refused (bench feeds one)
     if given is not None:
         if not given.is_file():
             raise UsageError("input file not found", where=str(given))
@@ -274,7 +278,7 @@ def _inputs(art: AgentArtifact, given: Path | None, shape: str | None, folder: P
                 where=str(given),
                 hint="numbers, first axis = sample, e.g. shape [8, 1, 3, 224, 224] for 8 samples",
             )
-        known = _file_shape(art)
+        known = agent_shape or _file_shape(art)  # an .onnx: its fixed dimensions, a dynamic one run at 1
         if known:  # checked here, not after the agent started on the target (the agent applies the same fit)
             try:
                 fit_shape(data[0], known)
@@ -320,11 +324,14 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
 
 def _check_given_shape(art: AgentArtifact, dims: tuple[int, ...]) -> None:
     """A --shape the model cannot take is bad input, refused here before the agent starts (as --input is): an
-    ncnn model's rank and first layer's channels, a shape a .tflite or fixed-shape .onnx states itself."""
+    ncnn model's rank and first layer's channels, a shape a .tflite states itself, an .onnx's fixed dimensions."""
     if art.files[0].suffix == ".param":
         from edgekit.estimate.ncnn_model import check_input_shape
 
         check_input_shape(art.files[0], list(dims))
+        return
+    if art.files[0].suffix == ".onnx":
+        _check_onnx_shape(art.files[0], dims)
         return
     known = _file_shape(art)
     if known:
@@ -383,17 +390,46 @@ def _openvino_input_shape(path: Path) -> list[int] | None:
 
 
 def _onnx_static_shape(path: Path) -> tuple[int, ...] | None:
-    """The first graph input's shape when every dimension is a number, else None."""
+    """The graph input's shape when every dimension is a number, else None (a free batch too: --shape says it).
+    A model of more than one input is refused (UsageError): bench feeds one."""
+    shape, dynamic = _onnx_agent_shape(path)
+    return shape if shape and not dynamic else None
+
+
+def _onnx_agent_shape(path: Path) -> tuple[tuple[int, ...], list[int]]:
+    """The shape the agent feeds the .onnx's graph input (every dynamic dimension 1: onnxruntime's runner in
+    edgekit.agent does so) and the axes that are dynamic; a model with no input or more than one is a UsageError."""
     from edgekit.convert.onnx import read_onnx
 
     graph = read_onnx(path, str(path)).graph
     weights = {init.name for init in graph.initializer}
     inputs = [i for i in graph.input if i.name not in weights]
-    if not inputs:
-        return None
+    if len(inputs) != 1:
+        names = ", ".join(repr(i.name) for i in inputs)
+        raise UsageError(
+            f"this model has {len(inputs)} inputs{f' ({names})' if names else ''}: bench feeds one input",
+            where=str(path),
+            hint="bench times a model on one input of random data: export one with a single input (the others "
+            "folded in as constants) to bench it",
+        )
     dims = inputs[0].type.tensor_type.shape.dim
-    shape = tuple(d.dim_value for d in dims)
-    return shape if shape and all(d > 0 for d in shape) else None
+    shape = tuple(d.dim_value if d.dim_value > 0 else 1 for d in dims)
+    return shape, [axis for axis, d in enumerate(dims) if d.dim_value <= 0]
+
+
+def _check_onnx_shape(path: Path, dims: tuple[int, ...]) -> None:
+    """--shape against what the agent feeds the .onnx (its fixed dimensions; a dynamic one runs at 1)."""
+    shape, dynamic = _onnx_agent_shape(path)
+    try:
+        fit_shape(np.broadcast_to(np.float32(0), dims), shape)
+    except ValueError as exc:
+        said = ", ".join(map(str, dynamic))
+        runs = f"; its dynamic dimension(s) (axis {said}) run at size 1 in edgekit's agent" if dynamic else ""
+        raise UsageError(
+            str(exc),
+            where="--shape",
+            hint=f"this model takes {','.join(map(str, shape))} (batch first{runs})",
+        ) from None
 
 
 def register(app: typer.Typer) -> None:
