@@ -164,3 +164,57 @@ def test_bench_refuses_an_input_file_a_dynamic_batch_onnx_cannot_take(tmp_path: 
     np.save(tmp_path / "x.npy", np.zeros((2, 1, 3, 17, 16), np.float32))
     err = named(run("bench", "m.onnx", "--target", "host", "--input", "x.npy", cwd=tmp_path))
     assert "error (UsageError): --input:" in err and "samples of shape [1, 3, 16, 16]" in err, err
+
+
+# --- E: a failed run's summary: one line per format, each hint once, at the recipe and format ----------------
+def argmax_onnx(path: Path) -> Path:
+    """x -> GlobalAveragePool -> Flatten: logits, and ArgMax(logits): a layer this ncnn build leaves out."""
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["logits"]),
+        helper.make_node("ArgMax", ["logits"], ["cls"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3]),
+            helper.make_tensor_value_info("cls", TensorProto.INT64, [1]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def final_error(stderr: str) -> str:
+    return stderr[stderr.index("\nerror (") + 1 :]
+
+
+def test_two_failed_formats_are_summed_up_one_line_each_with_their_hint_once(tmp_path: Path) -> None:
+    argmax_onnx(tmp_path / "m.onnx")
+    recipe(tmp_path, "m.onnx", "calibration: {data: {kind: random, samples: 4}}\n", "[ncnn-fp32, ncnn-int8]")
+    out = run("convert", "r.yaml", cwd=tmp_path)
+    assert out.returncode == 1, (out.stdout[-800:], out.stderr[-2000:])
+    error = final_error(out.stderr)
+    assert error.startswith("error (ConversionError): r.yaml: 2 formats failed:\n"), error
+    lines = error.splitlines()
+    said = [line for line in lines if "has no layer for ArgMax" in line]
+    assert [line.split(":")[0].strip() for line in said] == ["ncnn-fp32", "ncnn-int8"], error
+    assert len(lines) == 4 and error.count("hint:") == 1 and lines[-1].startswith("  hint: compute it after")
+    assert "edgekit-int8-" not in out.stderr  # a temporary copy, gone before the error was read
+    assert "/work/" not in error  # no scratch file as the place
+
+
+def test_one_failed_format_is_located_at_the_recipe_and_format(tmp_path: Path) -> None:
+    argmax_onnx(tmp_path / "m.onnx")
+    recipe(tmp_path, "m.onnx", formats="[ncnn-fp32, onnx-fp32]")
+    out = run("convert", "r.yaml", cwd=tmp_path)
+    assert out.returncode == 1, (out.stdout[-800:], out.stderr[-2000:])
+    error = final_error(out.stderr)
+    assert error.startswith(
+        "error (ConversionError): r.yaml: ncnn-fp32: this ncnn build has no layer for ArgMax"
+    )
+    assert error.count("hint:") == 1 and "/work/" not in error, error

@@ -14,6 +14,7 @@ exception carries every artifact in `.artifacts`.
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import importlib
@@ -40,6 +41,8 @@ from edgekit.runtimes import spec_for
 
 Progress = Callable[[str], None]
 CONVERSION_FAILED = "conversion failed: "  # how a failed conversion's artifact error begins
+GATE_MISSED = "missed its fidelity gate: "  # how a missed gate's artifact error begins
+HINT = "\n  hint: "  # how an error's hint follows its message (EdgekitError.__str__)
 
 
 def convert_recipe(
@@ -88,25 +91,48 @@ def convert_recipe(
 
 
 def _failure(failed: list[Artifact], errors: list[EdgekitError], recipe: Recipe) -> EdgekitError:
-    """The error a run with failed artifacts ends in (see the module docstring)."""
-    summary = "; ".join(f"{a.format.value}: {a.error}" for a in failed)
+    """The error a run with failed artifacts ends in (see the module docstring): located at the recipe and the
+    failed format(s), one line per failed format (its message, not its hint), each hint once."""
+    lines = [f"{a.format.value}: {(a.error or 'failed').split(HINT, 1)[0]}" for a in failed]
+    summary = lines[0] if len(lines) == 1 else f"{len(lines)} formats failed:\n  " + "\n  ".join(lines)
+    gate_hint = "relax the gate in the recipe's evaluation.gates, or use --keep-going"
+    missed = any((a.error or "").startswith(GATE_MISSED) for a in failed)
     if not errors:
-        return FidelityError(
-            summary,
-            where=str(recipe.path),
-            hint="relax the gate in the recipe's evaluation.gates, or use --keep-going",
-        )
+        return FidelityError(summary, where=str(recipe.path), hint=gate_hint if missed else None)
     own = [e for e in errors if type(e) is not ConversionError]  # bad input (a RecipeError: exit 2) says so
     if own:
         return own[0]
     if len(errors) == 1 and all((a.error or "").startswith(CONVERSION_FAILED) for a in failed):
-        return errors[0]  # one tool run failed and nothing else: its own message and hint
+        return _located(errors[0], recipe, [a.format for a in failed])  # one tool run: its message and hint
+    hints = [*(e.hint for e in errors if e.hint), *([gate_hint] if missed else [])]
     return ConversionError(
         summary,
         where=str(recipe.path),
-        hint="; ".join(dict.fromkeys(e.hint for e in errors if e.hint))
-        or "use --keep-going to keep the formats that converted",
+        hint="; ".join(dict.fromkeys(hints)) or "use --keep-going to keep the formats that converted",
     )
+
+
+def _located(err: EdgekitError, recipe: Recipe, fmts: list[Format]) -> EdgekitError:
+    """ERR (its type and exit code kept) located at the recipe and the format(s) its tool run made; a place it
+    named that is no scratch file goes into the message."""
+    out = copy.copy(err)
+    out.where = f"{recipe.path}: {', '.join(f.value for f in fmts)}"
+    out.message = f"{err.where}: {err.message}" if err.where and not _scratch(err.where) else err.message
+    out.args = (str(out),)
+    out.__cause__ = err
+    return out
+
+
+def _scratch(where: str | None) -> bool:
+    """Whether an error's place is a converter's scratch file (cache/work/...): no place the user looks."""
+    return bool(where) and Path(str(where)).is_relative_to(paths.cache_dir() / "work")
+
+
+def _told(err: EdgekitError) -> str:
+    """A failed conversion's error for its artifact: the message and hint, without a scratch file's place."""
+    if not _scratch(err.where):
+        return str(err)
+    return err.message + (f"{HINT}{err.hint}" if err.hint else "")
 
 
 def _drop_if_empty(folder: Path) -> None:
@@ -191,7 +217,9 @@ def _convert_group(
             )
             _drop_if_empty(work)  # kept for its log; an empty one (the tool never started) is clutter
             for f in batch:
-                out[f] = Artifact(f, [], keys[f], 0, status="failed", error=f"{CONVERSION_FAILED}{err}")
+                out[f] = Artifact(
+                    f, [], keys[f], 0, status="failed", error=f"{CONVERSION_FAILED}{_told(err)}"
+                )
             if err is not exc:
                 err.__cause__ = exc
             errors.append(err)
@@ -288,7 +316,7 @@ def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, 
         gates = fidelity.check_gates(numbers, recipe.gates_for(art.format))
         art.fidelity = {**numbers, "gates": gates, "cached": cached}
         if not gates["passed"]:
-            art.status, art.error = "failed", f"missed its fidelity gate: {fidelity.describe_failures(gates)}"
+            art.status, art.error = "failed", f"{GATE_MISSED}{fidelity.describe_failures(gates)}"
 
 
 def data_note(source: DataSource, count: int) -> str:

@@ -10,12 +10,13 @@ ncnn2table/ncnn2int8 are in no package we can install.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 from edgekit.convert.base import Converter
 from edgekit.convert.ncnn.param import NcnnGraph, read_param
 from edgekit.convert.ncnn.runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
-from edgekit.errors import ConversionError, exit_text
+from edgekit.errors import ConversionError, EdgekitError, exit_text
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
 
@@ -133,7 +134,7 @@ def _quantize(
     method = recipe.calibration.method.value if recipe and recipe.calibration else "kl"
     granularity = recipe.int8.granularity.value if recipe else "per-channel"
     fp32_io = replace(io, format=Format.NCNN_FP32.value, options=options_for(Format.NCNN_FP32))
-    with tempfile.TemporaryDirectory(prefix="edgekit-int8-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgekit-int8-") as tmp, _named_as_artifact(tmp, param, bin_path):
         src_param, src_bin = Path(tmp) / "model.param", Path(tmp) / "model.bin"
         shutil.copyfile(param, src_param)
         shutil.copyfile(bin_path, src_bin)
@@ -164,6 +165,20 @@ def _quantize(
             shutil.copyfile(src_param, param)
             shutil.copyfile(src_bin, bin_path)
     return _described(io, report, plan, why_none, recipe, float_layers)
+
+
+@contextlib.contextmanager
+def _named_as_artifact(tmp: str, param: Path, bin_path: Path) -> Iterator[None]:
+    """An error naming the fp32 copy in TMP (removed before anyone reads the error) names the artifact's own
+    files instead."""
+    try:
+        yield
+    except EdgekitError as exc:
+        if exc.where and exc.where.startswith(tmp):
+            copies = {str(Path(tmp) / "model.param"): str(param), str(Path(tmp) / "model.bin"): str(bin_path)}
+            exc.where = copies.get(exc.where, exc.where.replace(tmp, str(param.parent)))
+            exc.args = (str(exc),)
+        raise
 
 
 def _described(
