@@ -218,3 +218,15 @@ def test_one_failed_format_is_located_at_the_recipe_and_format(tmp_path: Path) -
         "error (ConversionError): r.yaml: ncnn-fp32: this ncnn build has no layer for ArgMax"
     )
     assert error.count("hint:") == 1 and "/work/" not in error, error
+
+
+# --- C: -f of the Keras-only onnx2tf route is refused as the recipe's own formats are --------------------------
+def test_dash_f_onnx2tf_route_on_an_onnx_recipe_is_a_recipe_error(tmp_path: Path) -> None:
+    small_onnx(tmp_path / "m.onnx")
+    recipe(tmp_path, "m.onnx")
+    err = named(run("convert", "r.yaml", "-f", "tflite-onnx2tf-fp32", cwd=tmp_path))
+    assert (
+        "error (RecipeError): r.yaml: tflite-onnx2tf-fp32: the onnx2tf route" in err
+        and "`kind: keras`" in err
+    )
+    assert "ask for tflite-fp32 instead" in err and "toolchain" not in err

@@ -34,7 +34,7 @@ from edgekit.convert.base import Artifact, Converter
 from edgekit.convert.calibration import calibration_inputs, data_digest, evaluation_inputs
 from edgekit.convert.findings import float_leftovers
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
-from edgekit.errors import ConversionError, EdgekitError, FidelityError
+from edgekit.errors import ConversionError, EdgekitError, FidelityError, RecipeError
 from edgekit.formats import Format, Precision
 from edgekit.recipe import DataSource, KerasSource, Recipe
 from edgekit.runtimes import spec_for
@@ -146,6 +146,14 @@ def _converters(fmts: Sequence[Format], recipe: Recipe) -> dict[Format, type[Con
     """Each format's converter: the registry's, except TFLite of a Keras source (TensorFlow's own converter)."""
     problems: dict[str, str] = {}
     keras_source = isinstance(recipe.model, KerasSource)
+    route = [f.value for f in fmts if f.value.startswith("tflite-onnx2tf-")]
+    if route and not keras_source:  # as the recipe's own `formats` are refused (recipe.schema): -f comes here
+        raise RecipeError(
+            f"{', '.join(route)}: the onnx2tf route beside TensorFlow's converter is for a `kind: keras` model; "
+            f"for a {recipe.model.kind} model tflite-* already go through onnx2tf",
+            where=str(recipe.path),
+            hint=f"ask for {', '.join(r.replace('tflite-onnx2tf-', 'tflite-') for r in route)} instead",
+        )
     if keras_source:
         importlib.import_module("edgekit.convert.keras")  # registers the tflite-onnx2tf-* route
     for module in dict.fromkeys(
