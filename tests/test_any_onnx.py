@@ -322,3 +322,23 @@ def test_an_onnx_written_by_the_pinned_onnx_library_converts_and_is_checked(tmp_
     )
     assert done.returncode == 2 and f"its IR version is {onnx.IR_VERSION}" in done.stderr, done.stderr
     assert f"m.ir_version = {ORT_MAX_IR_VERSION}" in done.stderr
+
+
+def test_a_detect_task_on_a_model_without_boxes_and_scores_is_a_recipe_error(tmp_path: Path) -> None:
+    """`task: detect` on a one-output classifier converted everything, then failed the fidelity check with
+    'cannot run on this host ... relax the gate' (exit 1): a recipe error, said before converting (exit 2)."""
+    import os
+    import subprocess
+    import sys
+
+    model = gelu_classifier(tmp_path / "cls.onnx")
+    recipe = onnx_recipe(tmp_path, model, ["onnx-fp32"], task="detect")
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 2 and "field `task`: detect needs two outputs" in done.stderr, done.stderr
+    assert "converting with" not in done.stdout + done.stderr

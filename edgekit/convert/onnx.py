@@ -33,7 +33,7 @@ from edgekit import paths
 from edgekit.convert.housekeeping import touch
 from edgekit.convert.onnx_export import EXPORT_VERSION, file_sha256, simplify, tool_versions
 from edgekit.errors import InputDataError, RecipeError
-from edgekit.recipe import KerasSource, OnnxSource, Recipe, TorchSource
+from edgekit.recipe import KerasSource, OnnxSource, Recipe, Task, TorchSource
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +354,17 @@ def check_graph(graph: Any, recipe: Recipe) -> None:
     missing = [n for n in recipe.outputs if n not in names]
     if missing:
         raise RecipeError(f"field `outputs`: {missing} not among the model's outputs {names}", where=where)
+    used = list(recipe.outputs) or names
+    if (
+        recipe.task is Task.DETECT and len(used) != 2
+    ):  # said before converting, not as a failed fidelity check
+        raise RecipeError(
+            f"field `task`: detect needs two outputs, `boxes` [1, N, 4] and `scores` [1, N, classes]; the model "
+            f"has {len(used)}: {used}",
+            where=where,
+            hint="set task: classify (one output of class scores) or generic, or export the detector's boxes and "
+            "scores (see edgekit/zoo/yolov5_lite.py)",
+        )
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
