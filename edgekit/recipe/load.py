@@ -22,7 +22,6 @@ from pydantic import BaseModel, ValidationError
 from edgekit.errors import InputDataError, RecipeError
 from edgekit.formats import Format
 from edgekit.recipe.schema import (
-    REFUSED_BUILDER_MODULES,
     BuilderData,
     ImagesData,
     KerasSource,
@@ -31,6 +30,7 @@ from edgekit.recipe.schema import (
     Recipe,
     Task,
     TorchSource,
+    refused_module,
 )
 from edgekit.schema_paths import locate, tagged
 from edgekit.yamlfile import read_yaml
@@ -387,15 +387,7 @@ def resolve_callable(dotted: str) -> Any:
 
 
 def _refuse_module(name: str, dotted: str) -> None:
-    parts = name.split(".")
-    refused = next(
-        (
-            ".".join(parts[:i])
-            for i in range(1, len(parts) + 1)
-            if ".".join(parts[:i]) in REFUSED_BUILDER_MODULES
-        ),
-        None,
-    )
+    refused = refused_module(name)
     if refused:
         raise AttributeError(
             f"{dotted!r} leads to {name}, a module of {refused!r} (Python's standard library, or one that installs "

@@ -47,14 +47,10 @@ REFUSED_BUILDER_MODULES = frozenset(sys.stdlib_module_names) | {
 }
 
 
-def _check_dotted(value: str) -> str:
-    """The shape of a `builder:` (importing it is load.py's check, when the files are checked), and not a module
-    of REFUSED_BUILDER_MODULES."""
-    module, sep, attr = value.partition(":")
-    if not sep or not module or not attr:
-        raise ValueError("expected `package.module:function`")
+def refused_module(module: str) -> str | None:
+    """The entry of REFUSED_BUILDER_MODULES that `module` is or lies in ('os' for os.path), or None."""
     parts = module.split(".")
-    refused = next(
+    return next(
         (
             ".".join(parts[:i])
             for i in range(1, len(parts) + 1)
@@ -62,6 +58,15 @@ def _check_dotted(value: str) -> str:
         ),
         None,
     )
+
+
+def _check_dotted(value: str) -> str:
+    """The shape of a `builder:` (importing it is load.py's check, when the files are checked), and not a module
+    of REFUSED_BUILDER_MODULES."""
+    module, sep, attr = value.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError("expected `package.module:function`")
+    refused = refused_module(module)
     if refused:
         raise ValueError(
             f"{value!r} is not a model or data builder: functions of {refused!r} (Python's standard library, or a "
