@@ -18,11 +18,9 @@ from typing import Any
 import numpy as np
 
 from edgekit.convert.keras import BAD_INPUT_EXIT, NCHW_ONNX
+from edgekit.convert.onnx_export import EXPORT_CHECK_INPUTS, EXPORT_CHECK_MAX_ABS, export_difference
 from edgekit.convert.tool_process import peak_kb_with_children
 from edgekit.recipe import IOType
-
-VERIFY_INPUTS = 4  # seeded inputs on which the tf2onnx file is checked against the Keras model
-VERIFY_MAX_ABS = 1e-3  # relative to the outputs' magnitude (see _child_onnx)
 
 
 class ChildError(Exception):
@@ -127,7 +125,7 @@ def _child_onnx(job: dict[str, Any]) -> dict[str, Any]:
             inputs_as_nchw=[job["input_name"]],
             output_path=f"out/{NCHW_ONNX}",
         )
-    xs = np.random.default_rng(0).uniform(0, 1, (VERIFY_INPUTS, *job["shape"])).astype(np.float32)
+    xs = np.random.default_rng(0).uniform(0, 1, (EXPORT_CHECK_INPUTS, *job["shape"])).astype(np.float32)
     worst = 0.0
     for file, layout in (("model.onnx", None), (NCHW_ONNX, (0, 3, 1, 2))):
         if not Path("out", file).is_file():
@@ -145,15 +143,17 @@ def _child_onnx(job: dict[str, Any]) -> dict[str, Any]:
                 )
             )
             for name in names:
-                scale = max(1.0, float(np.abs(want[name]).max()))
-                err = float(np.abs(got[name] - want[name]).max()) / scale
-                worst = max(worst, err)
-    if worst > VERIFY_MAX_ABS:
+                worst = max(worst, export_difference(want[name], got[name]))
+    if worst > EXPORT_CHECK_MAX_ABS:
         raise ChildError(
             f"ExportError: tf2onnx's ONNX differs from the Keras model by {worst:.3g} (relative max "
-            f"abs) on {VERIFY_INPUTS} inputs"
+            f"abs) on {EXPORT_CHECK_INPUTS} inputs"
         )
-    return {"opset": job["opset"], "outputs": names, "check": {"max_abs": worst, "inputs": VERIFY_INPUTS}}
+    return {
+        "opset": job["opset"],
+        "outputs": names,
+        "check": {"max_abs": worst, "inputs": EXPORT_CHECK_INPUTS},
+    }
 
 
 def _child_tflite(job: dict[str, Any]) -> dict[str, Any]:

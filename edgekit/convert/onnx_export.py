@@ -1,11 +1,13 @@
 """What every route to the reference ONNX shares (a user's file, a PyTorch builder, a Keras model): the opset and
-the export version that enter every cache key, file and folder digests, the tool versions, and the simplifier.
+the export version that enter every cache key, file and folder digests, the tool versions, the simplifier, and how
+an export is checked against the model it came from (a PyTorch module's, a Keras model's).
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from edgekit.convert.base import dist_version
 
@@ -60,3 +62,21 @@ def simplify(path: Path, input_shapes: dict[str, list[int]] | None = None) -> st
         return f"onnxslim {dist_version('onnxslim')}"
     except Exception:  # noqa: BLE001
         return None
+
+
+# An export (torch.onnx.export's, tf2onnx's) is checked against its model on EXPORT_CHECK_INPUTS inputs: outputs
+# within EXPORT_CHECK_MAX_ABS of the model's, relative to their magnitude (max(1, max |output|)): float rounding
+# is far below it, a branch traced the other way far above.
+EXPORT_CHECK_INPUTS = 4
+EXPORT_CHECK_MAX_ABS = 1e-3
+
+
+def export_difference(want: Any, got: Any) -> float:
+    """max |got - want| relative to max(1, max |want|), the figure checked against EXPORT_CHECK_MAX_ABS; inf when
+    the shapes differ."""
+    import numpy as np
+
+    w, g = np.asarray(want, dtype=np.float64), np.asarray(got, dtype=np.float64)
+    if w.shape != g.shape:
+        return float("inf")
+    return float(np.abs(g - w).max(initial=0.0)) / max(1.0, float(np.abs(w).max(initial=0.0)))

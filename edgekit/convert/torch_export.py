@@ -27,6 +27,7 @@ from typing import Any
 import edgekit
 from edgekit import paths
 from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, file_sha256, simplify, tool_versions
+from edgekit.convert.torch_check import check_export, check_inputs, returned_tensors
 from edgekit.errors import ConversionError, RecipeError
 from edgekit.recipe import Recipe, TorchSource, call_builder
 
@@ -225,22 +226,9 @@ class _ModuleFinder:
         return not real.is_relative_to(edgekit_dir) or real.is_relative_to(zoo)
 
 
-# How the exported ONNX is checked against the PyTorch module (as a Keras source's is, edgekit.convert.keras_child):
-# CHECK_INPUTS batches of the recipe's own kind of input, outputs within CHECK_MAX_ABS of the module's, relative
-# to their magnitude (max(1, max |output|)): float rounding is far below it, a branch traced the other way far above.
-CHECK_INPUTS = 4
-CHECK_MAX_ABS = 1e-3
-FROZEN_FLOW_HINT = (
-    "torch.onnx.export records the operations one input took (the first evaluation input): Python control flow "
-    "on tensor values (`if x.mean() > 0.1:`), .item() and data-dependent shapes are frozen to that input's path; "
-    "use torch.where (both branches computed) or make the branch static, or export the model yourself with "
-    "torch.export (torch.onnx.export(..., dynamo=True)) and give that file (model: {kind: onnx, path: ...})"
-)
-
-
 def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
     """The builder's module exported to `target` (simplified), traced on the recipe's first evaluation input, then
-    checked against the module on CHECK_INPUTS inputs of the recipe's kind: a mismatch is a ConversionError naming
+    checked against the module on EXPORT_CHECK_INPUTS inputs of the recipe's kind: a mismatch is a ConversionError naming
     the cause (control flow frozen by tracing). meta.json beside it records the check (see describe)."""
     import torch
 
@@ -268,7 +256,7 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
     finally:
         torch.set_num_threads(threads)
     simplifier = simplify(tmp)
-    check = _check_export(model, tmp, batches, kind, recipe, src, traced)
+    check = check_export(model, tmp, batches, kind, recipe, src, traced)
     meta = {"simplifier": simplifier, "source": src.builder, "check": check}
     (target.parent / "meta.json").write_text(json.dumps(meta))
     tmp.replace(target)
@@ -286,49 +274,6 @@ def describe(meta: dict[str, Any]) -> str | None:
         f"{check.get('on', 'input')}; matches the model within {check.get('max_abs', float('nan')):.1e} on "
         f"{check.get('inputs', 0)} inputs"
     )
-
-
-def check_inputs(recipe: Recipe) -> tuple[Any, str]:
-    """Up to CHECK_INPUTS batches (k, *input.shape) of the recipe's own kind of input, float32, and what they are:
-    its evaluation inputs when cheap to get (random, .npy, a few images of the folder), else seeded inputs in the
-    range its preprocessing gives (raw 0..255 images preprocessed; uniform 0..1 for an input that is no image)."""
-    import numpy as np
-
-    from edgekit.convert import calibration
-    from edgekit.recipe import BuilderData, ImagesData, NpyData
-
-    source = recipe.evaluation.data
-    batch = recipe.input.shape[0]
-    wanted = CHECK_INPUTS * batch
-    field = "evaluation.data"
-    if isinstance(source, BuilderData):  # the user's own code, which may be slow: not run twice
-        rng = np.random.default_rng(0)
-        try:
-            h, w, c = calibration._hwc(recipe, field)
-        except RecipeError:
-            inputs = rng.uniform(0, 1, (wanted, *recipe.input.shape[1:])).astype(np.float32)
-        else:
-            raw = rng.integers(0, 256, (wanted, h, w, c), dtype=np.uint8)
-            inputs = calibration._to_inputs(raw, recipe, field)
-        kind = "seeded input in the range of its preprocessing"
-    else:
-        if isinstance(source, ImagesData):  # a few of the folder's images, not every one
-            few = source.model_copy(update={"samples": min(source.samples or wanted, wanted)})
-            try:
-                inputs, _ = calibration.load_data(few, recipe, field)
-            except RecipeError:  # a folder holding fewer: all of them
-                inputs, _ = calibration.load_data(source, recipe, field)
-        elif isinstance(source, NpyData):
-            inputs, _ = calibration.load_data(source, recipe, field)
-        else:  # random: the first samples are the same whatever the count
-            inputs, _ = calibration.load_data(
-                source.model_copy(update={"samples": min(source.samples, wanted)}), recipe, field
-            )
-        kind = "evaluation input"
-    inputs = np.asarray(inputs, dtype=np.float32)[:wanted]
-    count = max(1, len(inputs) // batch)
-    order = np.arange(count * batch) % len(inputs)  # fewer samples than a batch: repeated
-    return np.ascontiguousarray(inputs[order].reshape(count, *recipe.input.shape)), kind
 
 
 def _export(model: Any, example: Any, tmp: Path, recipe: Recipe, src: TorchSource) -> list[str]:
@@ -423,57 +368,10 @@ def _stderr_to(log_file: Path) -> Iterator[None]:
         sys.stderr.flush()
 
 
-def _check_export(
-    model: Any, onnx_path: Path, batches: Any, kind: str, recipe: Recipe, src: TorchSource, tracer: list[str]
-) -> dict[str, Any]:
-    """The module and onnxruntime on the same inputs: the worst output difference relative to the outputs'
-    magnitude; past CHECK_MAX_ABS a ConversionError (the export does not reproduce the model)."""
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    worst = 0.0
-    for i, x in enumerate(batches):
-        with torch.no_grad():
-            want = [t.detach().numpy().astype(np.float64) for t in _tensors(model(torch.from_numpy(x)))]
-        got = [np.asarray(g, dtype=np.float64) for g in sess.run(None, {name: x})]
-        for w, g in zip(want, got, strict=False):
-            if w.shape != g.shape:
-                err = float("inf")
-            else:
-                err = float(np.abs(g - w).max(initial=0.0)) / max(1.0, float(np.abs(w).max(initial=0.0)))
-            worst = max(worst, err)
-            if not err <= CHECK_MAX_ABS:
-                told = f"; the tracer warned: {tracer[0]}" if tracer else ""
-                raise ConversionError(
-                    f"the ONNX exported from {src.builder} does not reproduce it: on {kind} {i + 1} of "
-                    f"{len(batches)} its outputs differ from PyTorch's by {err:.3g} (max abs, relative to the "
-                    f"outputs' size; float rounding stays below {CHECK_MAX_ABS:g}){told}",
-                    where=str(recipe.path),
-                    hint=FROZEN_FLOW_HINT,
-                )
-    return {"max_abs": worst, "inputs": len(batches), "on": kind}
-
-
-def _tensors(value: Any) -> list[Any]:
-    """The tensors a module returned, as the exporter flattens them: tuples, lists, dict values."""
-    import torch
-
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return [value] if isinstance(value, torch.Tensor) else []
-
-
 def _check_output_names(recipe: Recipe, src: TorchSource, returned: Any) -> None:
     """torch.onnx.export gives `output_names` to the outputs by position: with fewer names than the tensors the
     module returns, `outputs: [logits]` named the first (an embedding, say) 'logits'. The counts must agree."""
-    tensors = _tensors(returned)
+    tensors = returned_tensors(returned)
     if not recipe.outputs or len(recipe.outputs) == len(tensors):
         return
     shapes = ", ".join(str(list(t.shape)) for t in tensors)
