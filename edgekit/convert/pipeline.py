@@ -37,6 +37,7 @@ from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.errors import ConversionError, EdgekitError, FidelityError, RecipeError
 from edgekit.formats import Format, Precision
 from edgekit.recipe import DataSource, KerasSource, Recipe
+from edgekit.recipe.schema import keras_only_route
 from edgekit.runtimes import spec_for
 
 Progress = Callable[[str], None]
@@ -146,11 +147,11 @@ def _converters(fmts: Sequence[Format], recipe: Recipe) -> dict[Format, type[Con
     """Each format's converter: the registry's, except TFLite of a Keras source (TensorFlow's own converter)."""
     problems: dict[str, str] = {}
     keras_source = isinstance(recipe.model, KerasSource)
-    route = [f.value for f in fmts if f.value.startswith("tflite-onnx2tf-")]
-    if route and not keras_source:  # as the recipe's own `formats` are refused (recipe.schema): -f comes here
+    refused = keras_only_route(fmts, recipe.model)  # as the recipe's own `formats` are refused: -f comes here
+    if refused:
+        route = [f.value for f in fmts if f.value.startswith("tflite-onnx2tf-")]
         raise RecipeError(
-            f"{', '.join(route)}: the onnx2tf route beside TensorFlow's converter is for a `kind: keras` model; "
-            f"for a {recipe.model.kind} model tflite-* already go through onnx2tf",
+            refused,
             where=str(recipe.path),
             hint=f"ask for {', '.join(r.replace('tflite-onnx2tf-', 'tflite-') for r in route)} instead",
         )

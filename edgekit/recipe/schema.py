@@ -75,6 +75,18 @@ def _check_dotted(value: str) -> str:
     return value
 
 
+def keras_only_route(formats: Any, model: Any) -> str | None:
+    """Why tflite-onnx2tf-* formats cannot be made of this model (the route beside TensorFlow's converter exists for
+    a Keras source only), or None: the recipe's `formats` and `convert -f` are refused in these words."""
+    route = [f.value for f in formats if f.value.startswith("tflite-onnx2tf-")]
+    if not route or isinstance(model, KerasSource):
+        return None
+    return (
+        f"{', '.join(route)}: the onnx2tf route beside TensorFlow's converter is for a `kind: keras` model; "
+        f"for a {model.kind} model tflite-* already go through onnx2tf"
+    )
+
+
 class Task(str, Enum):
     CLASSIFY = "classify"
     DETECT = "detect"
@@ -389,12 +401,9 @@ class Recipe(_Strict):
             raise ValueError("formats include an INT8 format, so `calibration:` must name calibration data")
         if not self.formats:
             raise ValueError("`formats` must list at least one format")
-        route = [f.value for f in self.formats if f.value.startswith("tflite-onnx2tf-")]
-        if route and not isinstance(self.model, KerasSource):
-            raise ValueError(
-                f"{', '.join(route)}: the onnx2tf route beside TensorFlow's converter is for a "
-                f"`kind: keras` model; for a {self.model.kind} model tflite-* already go through onnx2tf"
-            )
+        refused = keras_only_route(self.formats, self.model)
+        if refused:
+            raise ValueError(refused)
         per_sample = 4 * math.prod(self.input.shape[1:])  # float32, batch of one
         for where, data in (
             ("calibration", self.calibration.data if self.calibration else None),
