@@ -174,21 +174,7 @@ def test_a_lambda_layer_is_refused_as_code_in_the_model_file(tmp_path: Path) -> 
     )
     env = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)
-    recipe = tmp_path / "lam.yaml"
-    recipe.write_text(
-        yaml.safe_dump(
-            {
-                "name": "lam",
-                "task": "generic",
-                "model": {"kind": "keras", "path": model.name},
-                "input": {"name": "x", "shape": [1, 4]},
-                "formats": ["tflite-fp32"],
-            }
-        )
-    )
-    out = subprocess.run(
-        [sys.executable, "-m", "edgekit", "convert", str(recipe)], capture_output=True, text=True, timeout=600
-    )
+    out = _convert_keras_file(model, "tflite-fp32")
     assert out.returncode == 2 and "error (InputDataError)" in out.stderr, out.stderr
     assert "Lambda layer holds Python code" in out.stderr and "kind: onnx" in out.stderr, out.stderr
 
@@ -239,20 +225,25 @@ def test_a_keras_model_edgekit_cannot_take_is_named(tmp_path: Path, case: str, c
     }[case]
     env = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", f"import keras; {build}"], check=True, capture_output=True, env=env)
-    recipe = tmp_path / f"{case}.yaml"
+    out = _convert_keras_file(model, "onnx-fp32")
+    assert out.returncode == code and said in out.stderr, out.stdout[-1500:] + out.stderr[-1500:]
+    assert "Traceback" not in out.stderr
+
+
+def _convert_keras_file(model: Path, fmt: str) -> subprocess.CompletedProcess[str]:
+    """`edgekit convert` of a recipe beside `model` (a Keras file taking [1, 4]) for one format."""
+    recipe = model.with_suffix(".yaml")
     recipe.write_text(
         yaml.safe_dump(
             {
-                "name": case,
+                "name": model.stem,
                 "task": "generic",
                 "model": {"kind": "keras", "path": model.name},
                 "input": {"name": "x", "shape": [1, 4]},
-                "formats": ["onnx-fp32"],
+                "formats": [fmt],
             }
         )
     )
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "edgekit", "convert", str(recipe)], capture_output=True, text=True, timeout=600
     )
-    assert out.returncode == code and said in out.stderr, out.stdout[-1500:] + out.stderr[-1500:]
-    assert "Traceback" not in out.stderr
