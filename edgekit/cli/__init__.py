@@ -160,10 +160,22 @@ class _Stop:
 
 def main() -> None:
     logging.getLogger("paramiko").addHandler(logging.StreamHandler() if _debug() else logging.NullHandler())
+    stop = _Stop()
     if threading.current_thread() is threading.main_thread():  # signals can only be set there (embedded use)
-        stop = _Stop()
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+    try:
+        _main()
+    finally:
+        if stop.first is not None and threading.current_thread() is threading.main_thread():
+            # Stopping, what was measured kept, exiting: Python puts back the default action of these signals while
+            # it shuts down, so the repeat of the request (`timeout` signals the group too) arriving then killed the
+            # process (exit -2 instead of 130). It is the same request: ignored until the process is gone.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _main() -> None:
     try:
         code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of raising it
         # click turns a Ctrl-C into this code, silently: say it

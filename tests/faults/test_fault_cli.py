@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,24 @@ def test_ctrl_c_mid_conversion_says_so_and_leaves_no_half_written_folder(tmp_pat
     assert "1 converted, 1 from the cache" in again.stdout, again.stdout  # ncnn-fp32 was done before Ctrl-C
 
 
+def _host_agents(home: Path) -> list[psutil.Process]:
+    """The agents a deploy with EDGEKIT_HOME=`home` runs on this host."""
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "agent.py" in " ".join(p.info["cmdline"] or []) and str(home) in _cwd(p)
+    ]
+
+
+def _host_agent_started(proc: subprocess.Popen[str], home: Path) -> bool:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _host_agents(home):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 @pytest.mark.parametrize(
     "sig,times",
     [(signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGINT, 2)],
@@ -230,26 +249,59 @@ def test_sigterm_mid_deploy_stops_the_local_agent_and_frees_the_host(
         env=env,
     )
 
-    def agents() -> list[psutil.Process]:
-        return [
-            p
-            for p in psutil.process_iter(["cmdline"])
-            if "agent.py" in " ".join(p.info["cmdline"] or []) and str(home) in _cwd(p)
-        ]
-
-    def agent_started() -> bool:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if agents():
-                return True
-            time.sleep(0.2)
-        return False
-
-    stdout, stderr, seconds = ctrl_c_when(proc, agent_started, settle=2.0, timeout=60, sig=sig, times=times)
+    stdout, stderr, seconds = ctrl_c_when(
+        proc, lambda: _host_agent_started(proc, home), settle=2.0, timeout=60, sig=sig, times=times
+    )
     assert proc.returncode == 130, stdout[-2000:] + stderr[-2000:]
     assert seconds < 30 and "SIGTERM" in stdout + stderr and "Traceback" not in stderr, stderr[-2000:]
     time.sleep(1)
-    assert not agents()  # stopped with edgekit: the host is free for the next run
+    assert not _host_agents(home)  # stopped with edgekit: the host is free for the next run
+    (run,) = DeployResult.model_validate_json(out.read_text()).runs
+    assert run.interrupted
+
+
+def test_the_repeat_of_a_stop_that_comes_while_edgekit_exits_is_the_same_request(tmp_path: Path) -> None:
+    """The second signal of one stop request (`timeout` signals edgekit, then its group) could arrive while
+    edgekit was already exiting, the measurement kept: Python puts the default action of SIGINT / SIGTERM back
+    while it shuts down, and the repeat killed the process (exit -2, seen in CI), so the caller saw a crash
+    instead of 130. Here the repeat comes again and again from the moment edgekit names the stop until it is gone."""
+    home, out, recipe = tmp_path / "home", tmp_path / "run.json", tmp_path / "tiny.yaml"
+    recipe.write_text(TINY.read_text().replace("cooldown_s: 0}", "cooldown_s: 600}"))
+    env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"}
+    args = [
+        *EDGEKIT,
+        "deploy",
+        str(recipe),
+        "-f",
+        "ncnn-fp32",
+        "--repeat",
+        "1",
+        "--no-store",
+        "--json",
+        str(out),
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)
+    reader.start()
+    try:
+        assert _host_agent_started(proc, home)
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        deadline, repeats = time.monotonic() + 60, 0
+        while proc.poll() is None and time.monotonic() < deadline:
+            if any("error (Interrupted)" in line for line in lines):
+                proc.send_signal(signal.SIGTERM)
+                repeats += 1
+            time.sleep(0.002)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        reader.join(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert proc.returncode == 130 and repeats > 0, (proc.returncode, repeats, "".join(lines)[-2000:])
     (run,) = DeployResult.model_validate_json(out.read_text()).runs
     assert run.interrupted
 
