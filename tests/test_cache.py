@@ -272,7 +272,7 @@ def test_weights_that_are_not_a_state_dict_are_named_for_what_they_are(tmp_path:
 def test_builder_code_digest_follows_the_sibling_modules_it_imports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edgekit.convert.torch_export import _builder_code_digest
+    from edgekit.convert.code_digest import builder_code_digest
 
     pkg = tmp_path / "mypkg_digest"
     pkg.mkdir()
@@ -284,13 +284,13 @@ def test_builder_code_digest_follows_the_sibling_modules_it_imports(
     for name in ("layers", "head", "relative", "unrelated"):
         (pkg / f"{name}.py").write_text("block = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    first = _builder_code_digest("mypkg_digest.model:build")
+    first = builder_code_digest("mypkg_digest.model:build")
     (pkg / "unrelated.py").write_text("block = 2\n")
-    assert _builder_code_digest("mypkg_digest.model:build") == first
+    assert builder_code_digest("mypkg_digest.model:build") == first
     seen = {first}
     for name in ("layers", "head"):  # a top-level import and one inside the builder function
         (pkg / f"{name}.py").write_text("block = 3\n")
-        digest = _builder_code_digest("mypkg_digest.model:build")
+        digest = builder_code_digest("mypkg_digest.model:build")
         assert digest not in seen, name
         seen.add(digest)
 
@@ -301,7 +301,7 @@ def test_imports_read_from_bytecode_match_the_syntax_tree(tmp_path: Path) -> Non
     import ast
 
     import edgekit
-    from edgekit.convert.torch_export import _imports
+    from edgekit.convert.code_digest import _imports
 
     sample = tmp_path / "sample.py"
     sample.write_text(

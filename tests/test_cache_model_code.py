@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from edgekit.convert import torch_export
-from edgekit.convert.torch_export import _builder_code_digest
+from edgekit.convert import code_digest
+from edgekit.convert.code_digest import builder_code_digest
 
 NET = """
 import torch
@@ -81,20 +81,20 @@ def test_digest_follows_the_users_modules_transitively(user_code: Path) -> None:
     write(installed / "fakeinstalled" / "core.py", "x = 1\n")
     sys.path.append(str(installed))
     try:
-        first = _builder_code_digest("deepnet.model:build")
+        first = builder_code_digest("deepnet.model:build")
         seen = {first}
         for path in [installed / "fakeinstalled" / "core.py", pkg / "unrelated.py"]:
             path.write_text("x = 2\n")
-            assert _builder_code_digest("deepnet.model:build") == first, path
+            assert builder_code_digest("deepnet.model:build") == first, path
         for name in ("layers/__init__", "layers/conv", "util", "relative", "late", "__init__"):
             path = pkg / f"{name}.py"
             path.write_text(path.read_text() + "\ny = 2\n")
-            digest = _builder_code_digest("deepnet.model:build")
+            digest = builder_code_digest("deepnet.model:build")
             assert digest not in seen, name
             seen.add(digest)
         for path in [user_code / "flatmod.py", user_code / "flatdeep.py"]:  # top-level modules of the user's
             path.write_text(path.read_text() + "\ny = 2\n")
-            digest = _builder_code_digest("deepnet.model:build")
+            digest = builder_code_digest("deepnet.model:build")
             assert digest not in seen, path
             seen.add(digest)
         assert "fakeinstalled" not in sys.modules and "deepnet" not in sys.modules  # nothing was imported
@@ -108,12 +108,12 @@ def test_digest_is_bounded_and_says_so(
     for i in range(5):
         write(user_code / f"chain{i}.py", f"import chain{i + 1}\n")
     write(user_code / "chain5.py", "x = 1\n")
-    monkeypatch.setattr(torch_export, "MAX_CODE_FILES", 3)
-    with caplog.at_level(logging.WARNING, logger=torch_export.__name__):
-        first = _builder_code_digest("chain0:build")
+    monkeypatch.setattr(code_digest, "MAX_CODE_FILES", 3)
+    with caplog.at_level(logging.WARNING, logger=code_digest.__name__):
+        first = builder_code_digest("chain0:build")
     assert "imports more than 3 of your modules" in caplog.text
     write(user_code / "chain1.py", "import chain2\ny = 2\n")
-    assert _builder_code_digest("chain0:build") != first
+    assert builder_code_digest("chain0:build") != first
 
 
 @pytest.mark.integration
