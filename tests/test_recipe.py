@@ -327,6 +327,7 @@ def test_an_images_path_is_walked_within_bounds(tmp_path: Path, monkeypatch: pyt
     from PIL import Image
 
     import edgekit.convert.calibration as calibration
+    import edgekit.convert.image_folder as image_folder
 
     (tmp_path / "imgs").mkdir()
     for k in range(2):
@@ -345,7 +346,7 @@ def test_an_images_path_is_walked_within_bounds(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(RecipeError, match=r"2 images in .* more than edgekit holds in memory") as err:
         evaluation_inputs(load_recipe(path))
     assert "set `evaluation.data.samples`" in (err.value.hint or "")
-    monkeypatch.setattr(calibration, "MAX_FOLDER_ENTRIES", 2)
+    monkeypatch.setattr(image_folder, "MAX_FOLDER_ENTRIES", 2)
     with pytest.raises(RecipeError, match="is this the folder of images you meant"):
         evaluation_inputs(load_recipe(path))
 
