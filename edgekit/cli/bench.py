@@ -3,21 +3,18 @@ agent `deploy` uses, without a recipe (random or given input)."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import typer
 
-from edgekit.agent.agent import fit_shape
+from edgekit.cli.bench_inputs import batch_first, bench_inputs, sidecar_format
 from edgekit.cli.formats import agreeing_format
 from edgekit.cli.inputs import check_model_file
 from edgekit.cli.outputs import check_output_file
-from edgekit.cli.shapes import parse_shape
-from edgekit.errors import InputDataError, Interrupted, UsageError
+from edgekit.errors import Interrupted, UsageError
 from edgekit.formats import Format
 from edgekit.paths import write_atomic
 from edgekit.recipe.schema import MAX_MIN_REPEAT_MS, MAX_NUMBER, MAX_REPEAT, MAX_WARMUP
@@ -95,7 +92,7 @@ def bench_cmd(
         from edgekit.runtimes.ncnn import load_ncnn
 
         load_ncnn(artifact)
-    stated = _sidecar_format(artifact)
+    stated = sidecar_format(artifact)
     art = AgentArtifact.from_path(artifact, agreeing_format(fmt, stated))
     source = (
         "as edgekit made it (its metadata beside it)"
@@ -136,7 +133,7 @@ def bench_cmd(
         timeout_s=timeout,
     )
     folder = run_folder("bench")
-    inputs = _inputs(art, input_path, shape, folder)
+    inputs = bench_inputs(art, input_path, shape, folder)
     run = run_one(art, tgt, settings, folder, inputs, console, f"bench {artifact.name}")
     if run.agent is not None:
         console.print(bench_table(run.agent, run.target))
@@ -213,7 +210,7 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) ->
     bare = art.files[0].suffix == ".param" and art.io is None
     try:
         run.estimates = estimates_for_run(
-            run, [info], device, input_shape=_batch_first(inputs) if bare else None
+            run, [info], device, input_shape=batch_first(inputs) if bare else None
         )
     except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
         console.print(f"[dim]no estimate: {type(exc).__name__}: {plain(exc)}[/]", highlight=False)
@@ -234,202 +231,6 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) ->
         )
         for note in est["caveats"]:
             console.print(f"  [dim]note: {plain(note)}[/]", highlight=False)
-
-
-def _sidecar_format(path: Path) -> Format | None:
-    """The format edgekit made the file as: an ncnn model's model.io.json, or the artifact.json of the cache entry
-    holding it (an mnn-fp16 .mnn runs at MNN's low precision, an opencv-fp32 .onnx in OpenCV: not as the
-    suffix's fp32 default)."""
-    path = Path(path)
-    io = path.with_suffix(".io.json")
-    if path.suffix in (".param", ".bin") and io.is_file():
-        try:
-            return Format(json.loads(io.read_text()).get("format"))
-        except (ValueError, OSError):
-            return None
-    meta = path.parent / "artifact.json"  # edgekit.convert.cache.META
-    try:
-        made = json.loads(meta.read_text()) if meta.is_file() else {}
-        return Format(made["format"]) if path.name in made.get("files", []) else None
-    except (ValueError, OSError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def _inputs(art: AgentArtifact, given: Path | None, shape: str | None, folder: Path) -> Path:
-    """The inputs file the agent gets: the user's .npy, or one seeded uniform sample of the model's shape."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "inputs.npy"
-    onnx = art.files[0].suffix == ".onnx"
-    agent_shape = (
-        _onnx_agent_shape(art.files[0])[0] if onnx else None
-    )  # one input, or refused (bench feeds one)
-    if given is not None:
-        if not given.is_file():
-            raise UsageError("input file not found", where=str(given))
-        try:
-            data = np.load(given)  # no pickles: an object array is refused
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputDataError(
-                f"not a numeric .npy array: {exc}", where=str(given), hint="save one with numpy.save"
-            ) from None
-        if data.ndim < 2 or data.shape[0] == 0 or not np.issubdtype(data.dtype, np.number):
-            raise InputDataError(
-                f"an array of shape {list(data.shape)} and type {data.dtype} holds no input samples",
-                where=str(given),
-                hint="numbers, first axis = sample, e.g. shape [8, 1, 3, 224, 224] for 8 samples",
-            )
-        known = agent_shape or _file_shape(art)  # an .onnx: its fixed dimensions, a dynamic one run at 1
-        if known:  # checked here, not after the agent started on the target (the agent applies the same fit)
-            try:
-                fit_shape(data[0], known)
-            except ValueError as exc:
-                raise UsageError(
-                    f"{exc} (the first axis of the array is the sample)",
-                    where="--input",
-                    hint=f"samples of shape {list(known)} (an NHWC TFLite model also takes NCHW samples)",
-                ) from None
-        np.save(path, data.astype(np.float32))
-        return path
-    dims = _shape(art, shape)
-    np.save(path, np.random.default_rng(0).uniform(0.0, 1.0, (1, *dims)).astype(np.float32))
-    return path
-
-
-def _batch_first(inputs: Path) -> list[int]:
-    """The shape of one sample of the inputs file as N,C,H,W with N = 1: the agent hands a C,H,W sample to ncnn
-    as it hands 1,C,H,W (no batch axis), so both count the same model."""
-    dims = [int(d) for d in np.load(inputs, mmap_mode="r").shape[1:]]
-    return [1, *dims] if len(dims) == 3 else dims
-
-
-def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
-    if text:
-        dims = tuple(parse_shape(text, "--shape") or ())
-        _check_given_shape(art, dims)
-        return dims
-    if art.io is not None:
-        shapes = json.loads(art.io.read_text()).get("input_shapes") or []
-        if shapes:
-            return tuple(shapes[0])
-    known = _file_shape(art)
-    if known:
-        return known
-    raise UsageError(
-        f"the input shape of this {art.files[0].suffix or 'suffix-less'} model is unknown (no model.io.json "
-        "sidecar beside it, and the file does not state a fixed one)",
-        where=str(art.files[0]),
-        hint="pass --shape 1,3,224,224 (batch first, as the original model) or --input x.npy",
-    )
-
-
-def _check_given_shape(art: AgentArtifact, dims: tuple[int, ...]) -> None:
-    """A --shape the model cannot take is bad input, refused here before the agent starts (as --input is): an
-    ncnn model's rank and first layer's channels, a shape a .tflite states itself, an .onnx's fixed dimensions."""
-    if art.files[0].suffix == ".param":
-        from edgekit.estimate.ncnn_model import check_input_shape
-
-        check_input_shape(art.files[0], list(dims))
-        return
-    if art.files[0].suffix == ".onnx":
-        _check_onnx_shape(art.files[0], dims)
-        return
-    known = _file_shape(art)
-    if known:
-        try:
-            fit_shape(np.broadcast_to(np.float32(0), dims), known)
-        except ValueError as exc:
-            raise UsageError(
-                str(exc), where="--shape", hint=f"this model takes {','.join(map(str, known))} (batch first)"
-            ) from None
-
-
-def _file_shape(art: AgentArtifact) -> tuple[int, ...] | None:
-    """The input shape a .tflite, or a fixed-shape .onnx, .mnn or OpenVINO .xml, states itself, else None (also
-    where this host lacks the runtime that reads it)."""
-    path = art.files[0]
-    if path.suffix == ".tflite":
-        from edgekit.runtimes.tflite import load_tflite
-
-        detail = load_tflite(path).get_input_details()[0]
-        return tuple(int(d) for d in detail["shape"])
-    if path.suffix == ".onnx":
-        return _onnx_static_shape(path)
-    if path.suffix == ".mnn":  # MNN ran a shape it cannot take as an empty forward, timed as if it worked
-        return _static(_mnn_input_shape(path))
-    if path.suffix == ".xml":
-        return _static(_openvino_input_shape(path))
-    return None
-
-
-def _static(shape: list[int] | None) -> tuple[int, ...] | None:
-    return tuple(shape) if shape and all(d > 0 for d in shape) else None
-
-
-def _mnn_input_shape(path: Path) -> list[int] | None:
-    try:
-        import MNN
-    except ImportError:
-        return None
-    try:
-        inputs = MNN.nn.load_module_from_file(str(path), [], []).get_info()["inputs"]
-    except Exception:  # noqa: BLE001 - a file MNN cannot read is named when the agent loads it
-        return None
-    return [int(d) for d in inputs[0].shape] if inputs else None
-
-
-def _openvino_input_shape(path: Path) -> list[int] | None:
-    try:
-        import openvino as ov
-    except ImportError:
-        return None
-    try:
-        shape = ov.Core().read_model(str(path)).inputs[0].get_partial_shape()
-    except Exception:  # noqa: BLE001 - as for MNN: the agent names what it cannot load
-        return None
-    return [int(d.get_length()) for d in shape] if shape.is_static else None
-
-
-def _onnx_static_shape(path: Path) -> tuple[int, ...] | None:
-    """The graph input's shape when every dimension is a number, else None (a free batch too: --shape says it).
-    A model of more than one input is refused (UsageError): bench feeds one."""
-    shape, dynamic = _onnx_agent_shape(path)
-    return shape if shape and not dynamic else None
-
-
-def _onnx_agent_shape(path: Path) -> tuple[tuple[int, ...], list[int]]:
-    """The shape the agent feeds the .onnx's graph input (every dynamic dimension 1: onnxruntime's runner in
-    edgekit.agent does so) and the axes that are dynamic; a model with no input or more than one is a UsageError."""
-    from edgekit.convert.onnx import read_onnx
-
-    graph = read_onnx(path, str(path)).graph
-    weights = {init.name for init in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in weights]
-    if len(inputs) != 1:
-        names = ", ".join(repr(i.name) for i in inputs)
-        raise UsageError(
-            f"this model has {len(inputs)} inputs{f' ({names})' if names else ''}: bench feeds one input",
-            where=str(path),
-            hint="bench times a model on one input of random data: export one with a single input (the others "
-            "folded in as constants) to bench it",
-        )
-    dims = inputs[0].type.tensor_type.shape.dim
-    shape = tuple(d.dim_value if d.dim_value > 0 else 1 for d in dims)
-    return shape, [axis for axis, d in enumerate(dims) if d.dim_value <= 0]
-
-
-def _check_onnx_shape(path: Path, dims: tuple[int, ...]) -> None:
-    """--shape against what the agent feeds the .onnx (its fixed dimensions; a dynamic one runs at 1)."""
-    shape, dynamic = _onnx_agent_shape(path)
-    try:
-        fit_shape(np.broadcast_to(np.float32(0), dims), shape)
-    except ValueError as exc:
-        said = ", ".join(map(str, dynamic))
-        runs = f"; its dynamic dimension(s) (axis {said}) run at size 1 in edgekit's agent" if dynamic else ""
-        raise UsageError(
-            str(exc),
-            where="--shape",
-            hint=f"this model takes {','.join(map(str, shape))} (batch first{runs})",
-        ) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -128,7 +128,8 @@ def _wall_profile(
     overrides: list[str],
 ) -> None:
     """Per-layer wall time of an ncnn artifact on a board (SSH) or this host, by the on-device agent."""
-    from edgekit.cli.bench import _inputs, _sidecar_format, run_folder, run_one
+    from edgekit.cli.bench import run_folder, run_one
+    from edgekit.cli.bench_inputs import bench_inputs, sidecar_format
     from edgekit.deploy import AgentArtifact, Settings, host_target
     from edgekit.runtimes.ncnn import load_ncnn
     from edgekit.target import load_target
@@ -141,11 +142,11 @@ def _wall_profile(
             hint="count it op by op on an emulated core: --target pi4-emu (Cortex-A72) or pi5-emu (Cortex-A76)",
         )
     load_ncnn(artifact)  # a file ncnn cannot load is refused here, named (exit 2), before any device run
-    art = AgentArtifact.from_path(artifact, _sidecar_format(artifact))
+    art = AgentArtifact.from_path(artifact, sidecar_format(artifact))
     tgt = host_target() if target == "host" else load_target(target, overrides)
     settings = Settings(warmup=2, repeat=passes, threads=(threads,), layer_times=passes)
     folder = run_folder("profile")
-    inputs = _inputs(art, None, input_shape, folder)
+    inputs = bench_inputs(art, None, input_shape, folder)
     run = run_one(art, tgt, settings, folder, inputs, Console(stderr=True), f"profile {artifact.name}")
     if run.interrupted:  # Ctrl-C: the same exit (130) and message as bench, not "timing failed"
         raise Interrupted("interrupted (Ctrl-C) before the per-layer times came back", where=tgt.name)
