@@ -1,0 +1,68 @@
+"""The HTML report's device facts: per run and target, what the agent found on the device before and after timing
+(CPU, cores, governor, clocks, temperature, throttling, runtimes), the throttled ones marked."""
+
+from __future__ import annotations
+
+from html import escape
+
+from edgekit.report.regression import throttle_reason
+from edgekit.report.view import RecipeView, when
+from edgekit.results import AgentResult, DeviceFacts, TargetRun
+
+EMU_BADGE = '<span class="emu">emulated</span>'
+
+
+def facts_section(view: RecipeView) -> str:
+    head = (
+        "<tr><th class=l>run</th><th class=l>target</th><th class=l>CPU</th><th>cores</th>"
+        "<th class=l>governor</th><th>clock MHz (cur / max)</th><th>temperature °C (before → after)</th>"
+        "<th class=l>throttled (before → after)</th><th class=l>runtimes</th></tr>"
+    )
+    rows = []
+    for run in reversed(view.runs):
+        for t in run.result.runs:
+            if t.agent is None:
+                rows.append(
+                    f"<tr class=bad><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
+                    f"{escape(t.target)}</td><td class=l colspan=7>{escape(t.error or t.status)}</td></tr>"
+                )
+                continue
+            rows.append(_facts_row(run.id, run.started_ts, t, t.agent))
+    summary = f"<summary>{len(rows)} target runs</summary>"
+    return f"<details open>{summary}<table>{head}{''.join(rows)}</table></details>"
+
+
+def _facts_row(run_id: int, started_ts: float, t: TargetRun, agent: AgentResult) -> str:
+    before, after = agent.facts_before, agent.facts_after
+    reason = throttle_reason(t)
+    emulator = f" <span class=muted>{escape(before.emulator)}</span>" if before.emulator else ""
+    throttled = f"{escape(before.throttled or '-')} → {escape((after.throttled if after else None) or '-')}"
+    if reason:
+        throttled += f" <b>{escape(reason)}</b>"
+    runtimes = escape(", ".join(f"{k} {v}" for k, v in before.runtimes.items()))
+    return (
+        f'<tr class="{"warn" if reason else ""}"><td class=l>#{run_id} {when(started_ts)}</td>'
+        f"<td class=l>{escape(t.target)}{EMU_BADGE if t.emulated else ''}</td>"
+        f"<td class=l>{escape(before.cpu_model or before.machine)}{emulator}</td>"
+        f"<td>{before.cores}</td><td class=l>{escape(_governor(before))}</td><td>{_clock(before)}</td>"
+        f"<td>{_temp(before)} → {_temp(after)}</td><td class='l wrap'>{throttled}</td>"
+        f"<td class='l wrap'>{runtimes}</td></tr>"
+    )
+
+
+def _temp(facts: DeviceFacts | None) -> str:
+    return "-" if facts is None or facts.temperature_c is None else f"{facts.temperature_c:.1f}"
+
+
+def _governor(facts: DeviceFacts) -> str:
+    return ", ".join(sorted({f.governor for f in facts.freqs if f.governor})) or "-"
+
+
+def _clock(facts: DeviceFacts) -> str:
+    cur = [f.cur_khz for f in facts.freqs if f.cur_khz]
+    top = [f.max_khz for f in facts.freqs if f.max_khz]
+    if not cur and not top:
+        return "-"
+    return (
+        f"{max(cur) / 1000:.0f} / {max(top) / 1000:.0f}" if cur and top else f"{max(cur or top) / 1000:.0f}"
+    )
