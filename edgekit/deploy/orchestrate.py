@@ -9,7 +9,6 @@ after every stage, so nothing measured is lost if the host process dies.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import importlib.util
 import sys
@@ -20,13 +19,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Artifact
 from edgekit.convert.calibration import Labels
+from edgekit.deploy.answers import attach_estimates, attach_profiles, routes
 from edgekit.deploy.outputs import compare_all, onnx_reference
 from edgekit.deploy.plan import DeployOptions, Progress, TargetPlan, check_target_key, device_inputs, plan_for
 from edgekit.deploy.provenance import git_revision, now, tool_versions
@@ -118,11 +117,11 @@ def deploy(
         say("compare: outputs vs the ONNX model and ARM vs host")
         reference = onnx_reference(recipe, np.load(inputs))
         compare_all(result, recipe, reference, labels, HOST)
-        _estimates(result, {t.name: t for t in resolved.values()}, say)
+        attach_estimates(result, {t.name: t for t in resolved.values()}, say)
         if opts.profile:
-            _profiles(result, {t.name: t for t in resolved.values()}, say)
+            attach_profiles(result, {t.name: t for t in resolved.values()}, say)
             writer.write()
-        result.routes = _routes(result)
+        result.routes = routes(result)
     except Exception as exc:  # even a bug after measuring must not cost the measurements: the CLI keeps them
         result.finished_at = now()
         writer.update()
@@ -305,69 +304,6 @@ def _guarded(session: TargetSession, arts: list[AgentArtifact], inputs: Path) ->
         session.fail(f"{session._stage}: unexpected {type(exc).__name__}: {exc}")
     finally:
         session.finished.set()
-
-
-def _said_for(say: Progress, target: str, message: str) -> None:
-    say(f"{target}: {message}")
-
-
-def _estimates(result: DeployResult, targets: dict[str, Target], say: Progress) -> None:
-    """Labelled real-board estimates from an emulated target's instruction counts (edgekit.estimate)."""
-    for run in result.runs:
-        target = targets.get(run.target)
-        counted = run.agent is not None and any(m.instructions_per_invoke for m in run.agent.measurements)
-        if target is None or target.emulated is None or not counted:
-            continue
-        try:
-            from edgekit.estimate.attach import estimates_for_run
-
-            run.estimates = estimates_for_run(
-                run,
-                result.artifacts,
-                target.emulated.device,
-                list(result.benchmark.get("threads", [1])),
-                say=functools.partial(_said_for, say, run.target),
-            )
-        except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
-            say(f"{run.target}: no estimates ({type(exc).__name__}: {exc})")
-
-
-def _profiles(result: DeployResult, targets: dict[str, Target], say: Progress) -> None:
-    """With --profile, on each emulated target: every ncnn artifact measured there, counted layer by layer on its
-    core at one thread (edgekit.profile; exact). Boards and the host carry their layer wall times in their
-    measurements (`layer_ms`). A failure is said in the result, never costs a measurement."""
-    from edgekit.profile import profile_ncnn
-
-    files = {a.id: a.files for a in result.artifacts}
-    for run in result.runs:
-        target = targets.get(run.target)
-        if target is None or target.emulated is None or run.agent is None:
-            continue
-        measured = sorted({m.artifact for m in run.agent.measurements if m.status == "ok"})
-        for artifact in measured:
-            param = next((Path(f) for f in files.get(artifact, []) if f.endswith(".param")), None)
-            if param is None:
-                run.profiles[artifact] = {
-                    "status": "skipped",
-                    "reason": "per-layer counts in deploy are for ncnn artifacts; `edgekit profile FILE "
-                    f"--target {run.target}` counts a .tflite op by op (one prefix model per op: slow)",
-                }
-                continue
-            say(f"{run.target}: counting {artifact} layer by layer")
-            try:
-                prof = profile_ncnn(param, target.emulated.device, threads=1)
-            except Exception as exc:  # noqa: BLE001 - a profile must never cost the measurements
-                run.profiles[artifact] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
-                say(f"{run.target}: no profile of {artifact} ({exc})")
-                continue
-            run.profiles[artifact] = {"status": "ok", **prof.to_dict()}
-
-
-def _routes(result: DeployResult) -> list[dict[str, Any]]:
-    """Per target, the artifact to ship: the fastest that meets every gate (edgekit.route), at one thread."""
-    from edgekit.route import routes_for_deploy
-
-    return [r.to_dict() for r in routes_for_deploy(result)]
 
 
 def is_ok(result: DeployResult, expected: list[str]) -> bool:

@@ -1,0 +1,77 @@
+"""What deploy answers once the targets have measured, from what they measured: on each emulated target the real
+boards' estimated latency from its instruction counts and, with --profile, the per-layer counts of its ncnn
+artifacts; per target the artifact to ship (edgekit.route). None of them may cost a measurement: a failure is said
+and recorded."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from edgekit.deploy.plan import Progress
+from edgekit.results import DeployResult
+from edgekit.target import Target
+
+
+def _said_for(say: Progress, target: str, message: str) -> None:
+    say(f"{target}: {message}")
+
+
+def attach_estimates(result: DeployResult, targets: dict[str, Target], say: Progress) -> None:
+    """Labelled real-board estimates from an emulated target's instruction counts (edgekit.estimate)."""
+    for run in result.runs:
+        target = targets.get(run.target)
+        counted = run.agent is not None and any(m.instructions_per_invoke for m in run.agent.measurements)
+        if target is None or target.emulated is None or not counted:
+            continue
+        try:
+            from edgekit.estimate.attach import estimates_for_run
+
+            run.estimates = estimates_for_run(
+                run,
+                result.artifacts,
+                target.emulated.device,
+                list(result.benchmark.get("threads", [1])),
+                say=functools.partial(_said_for, say, run.target),
+            )
+        except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
+            say(f"{run.target}: no estimates ({type(exc).__name__}: {exc})")
+
+
+def attach_profiles(result: DeployResult, targets: dict[str, Target], say: Progress) -> None:
+    """With --profile, on each emulated target: every ncnn artifact measured there, counted layer by layer on its
+    core at one thread (edgekit.profile; exact). Boards and the host carry their layer wall times in their
+    measurements (`layer_ms`). A failure is said in the result, never costs a measurement."""
+    from edgekit.profile import profile_ncnn
+
+    files = {a.id: a.files for a in result.artifacts}
+    for run in result.runs:
+        target = targets.get(run.target)
+        if target is None or target.emulated is None or run.agent is None:
+            continue
+        measured = sorted({m.artifact for m in run.agent.measurements if m.status == "ok"})
+        for artifact in measured:
+            param = next((Path(f) for f in files.get(artifact, []) if f.endswith(".param")), None)
+            if param is None:
+                run.profiles[artifact] = {
+                    "status": "skipped",
+                    "reason": "per-layer counts in deploy are for ncnn artifacts; `edgekit profile FILE "
+                    f"--target {run.target}` counts a .tflite op by op (one prefix model per op: slow)",
+                }
+                continue
+            say(f"{run.target}: counting {artifact} layer by layer")
+            try:
+                prof = profile_ncnn(param, target.emulated.device, threads=1)
+            except Exception as exc:  # noqa: BLE001 - a profile must never cost the measurements
+                run.profiles[artifact] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+                say(f"{run.target}: no profile of {artifact} ({exc})")
+                continue
+            run.profiles[artifact] = {"status": "ok", **prof.to_dict()}
+
+
+def routes(result: DeployResult) -> list[dict[str, Any]]:
+    """Per target, the artifact to ship: the fastest that meets every gate (edgekit.route), at one thread."""
+    from edgekit.route import routes_for_deploy
+
+    return [r.to_dict() for r in routes_for_deploy(result)]
