@@ -7,7 +7,8 @@ schema.py holds the pydantic models; load.py reads a YAML file into a checked Re
 is read) and checks labels. Everything after it receives a validated `Recipe`.
 """
 
-from edgekit.recipe.load import call_builder, check_class_range, class_labels, load_recipe, resolve_callable
+from edgekit.recipe.builders import call_builder, resolve_callable
+from edgekit.recipe.load import check_class_range, class_labels, load_recipe
 from edgekit.recipe.schema import (
     FLEX_PRONE_OPS,
     Benchmark,

@@ -8,10 +8,8 @@ data loaders apply them to labels that come from a builder.
 
 from __future__ import annotations
 
-import importlib
 import re
 import reprlib
-import types
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from edgekit.errors import InputDataError, RecipeError
 from edgekit.formats import Format
+from edgekit.recipe.builders import check_importable
 from edgekit.recipe.schema import (
     BuilderData,
     ImagesData,
@@ -30,7 +29,6 @@ from edgekit.recipe.schema import (
     Recipe,
     Task,
     TorchSource,
-    refused_module,
 )
 from edgekit.schema_paths import locate, tagged
 from edgekit.yamlfile import read_yaml
@@ -165,7 +163,7 @@ def _check_files(recipe: Recipe) -> None:
         checks.append(("model.path", model.path))
     elif isinstance(model, TorchSource):
         checks.append(("model.weights", model.weights))
-        _check_importable(model.builder, "model.builder", where)
+        check_importable(model.builder, "model.builder", where)
     for section, data in (
         ("calibration.data", recipe.calibration and recipe.calibration.data),
         ("evaluation.data", recipe.evaluation.data),
@@ -175,7 +173,7 @@ def _check_files(recipe: Recipe) -> None:
         if isinstance(data, NpyData):
             checks.append((f"{section}.labels", data.labels))
         if isinstance(data, BuilderData):
-            _check_importable(data.builder, f"{section}.builder", where)
+            check_importable(data.builder, f"{section}.builder", where)
     for field, p in checks:
         if p is not None and not p.exists():
             raise RecipeError(
@@ -317,79 +315,4 @@ def check_class_range(labels: np.ndarray, classes: int, field: str, where: str) 
             f"(ids 0..{classes - 1})",
             where=where,
             hint="are the labels for this model?",
-        )
-
-
-def _check_importable(dotted: str, field: str, where: str) -> None:
-    try:
-        resolve_callable(dotted)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeError(
-            f"field `{field}`: cannot import {dotted!r}: {exc}", where=where, hint=_import_hint(dotted, exc)
-        ) from None
-
-
-def _import_hint(dotted: str, exc: Exception) -> str | None:
-    """A module of the user's own that Python cannot find: edgekit imports it as Python would (sys.path), not
-    from the recipe's folder."""
-    if isinstance(exc, ModuleNotFoundError):
-        package = dotted.split(":")[0].split(".")[0]
-        return (
-            f"is {package} your own code? put the folder that holds it on PYTHONPATH (e.g. "
-            f"PYTHONPATH=/path/to/project edgekit ...) or pip install it; edgekit does not import from the "
-            "recipe's folder"
-        )
-    return None
-
-
-def call_builder(dotted: str, section: str, where: str, *args: Any, **kwargs: Any) -> Any:
-    """Import and call a recipe's `builder:` (the user's code). What goes wrong there is the recipe's error
-    (exit 2), named under `section` (`model`, `evaluation.data`, ...), never an internal error of edgekit's."""
-    try:
-        fn = resolve_callable(dotted)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeError(
-            f"field `{section}.builder`: cannot import {dotted!r}: {exc}",
-            where=where,
-            hint=_import_hint(dotted, exc),
-        ) from None
-    try:
-        return fn(*args, **kwargs)
-    except TypeError as exc:
-        raise RecipeError(f"field `{section}.args`: {dotted} rejects them: {exc}", where=where) from None
-    except Exception as exc:
-        raise RecipeError(
-            f"field `{section}.builder`: {dotted} raised {type(exc).__name__}: {str(exc)[:300]}",
-            where=where,
-            hint="call the builder yourself in Python to see the traceback (or run edgekit with --debug)",
-        ) from exc
-
-
-def resolve_callable(dotted: str) -> Any:
-    """Import `package.module:function` and return the function. The attribute path may not lead out of the user's
-    code: `torch:os.system` reaches `os` through torch's own `import os` and `torch:hub.list` reaches torch.hub, so
-    every module passed on the way, and the module the function itself belongs to, is checked against
-    REFUSED_BUILDER_MODULES (the schema checks only the part before `:`), and no dunder attribute is followed
-    (`f.__globals__`). Refused: AttributeError, which the callers name as the recipe's field (exit 2)."""
-    module, _, attr = dotted.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
-        if part.startswith("__"):
-            raise AttributeError(
-                f"{dotted!r}: {part!r} is not a builder (dunder attributes are not followed)"
-            )
-        obj = getattr(obj, part)
-        if isinstance(obj, types.ModuleType):
-            _refuse_module(obj.__name__, dotted)
-    if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):  # os.system's is 'posix'
-        _refuse_module(str(getattr(obj, "__module__", "") or ""), dotted)
-    return obj
-
-
-def _refuse_module(name: str, dotted: str) -> None:
-    refused = refused_module(name)
-    if refused:
-        raise AttributeError(
-            f"{dotted!r} leads to {name}, a module of {refused!r} (Python's standard library, or one that installs "
-            "or downloads): refused as a builder; name a function of your own module or package"
         )

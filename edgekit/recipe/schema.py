@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from edgekit.formats import Format, Precision
+from edgekit.recipe.builders import check_dotted
 
 MAX_DATA_BYTES = 4 << 30  # a recipe's calibration or evaluation inputs, held in memory as float32
 MAX_THREADS = 256  # more than any board's cores: --threads 100000 had the runtime start that many and hang
@@ -29,50 +29,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, allow_inf_nan=False
     )  # .inf, .nan: typos, never values
-
-
-# A builder runs as Python code: a recipe from someone else is code to read before running. These are refused
-# outright, as no model or data builder lives there: Python's standard library (`os:system`,
-# `subprocess:run`, `builtins:eval`) and modules that install or download (no downloads outside set-up).
-REFUSED_BUILDER_MODULES = frozenset(sys.stdlib_module_names) | {
-    "builtins",
-    "pip",
-    "setuptools",
-    "pkg_resources",
-    "torch.hub",
-    "torch.utils.model_zoo",
-    "huggingface_hub",
-    "keras.utils",
-    "tensorflow.keras.utils",
-}
-
-
-def refused_module(module: str) -> str | None:
-    """The entry of REFUSED_BUILDER_MODULES that `module` is or lies in ('os' for os.path), or None."""
-    parts = module.split(".")
-    return next(
-        (
-            ".".join(parts[:i])
-            for i in range(1, len(parts) + 1)
-            if ".".join(parts[:i]) in REFUSED_BUILDER_MODULES
-        ),
-        None,
-    )
-
-
-def _check_dotted(value: str) -> str:
-    """The shape of a `builder:` (importing it is load.py's check, when the files are checked), and not a module
-    of REFUSED_BUILDER_MODULES."""
-    module, sep, attr = value.partition(":")
-    if not sep or not module or not attr:
-        raise ValueError("expected `package.module:function`")
-    refused = refused_module(module)
-    if refused:
-        raise ValueError(
-            f"{value!r} is not a model or data builder: functions of {refused!r} (Python's standard library, or a "
-            "module that installs or downloads) are refused; name a function of your own module or package"
-        )
-    return value
 
 
 def keras_only_route(formats: Any, model: Any) -> str | None:
@@ -130,7 +86,7 @@ class TorchSource(_Strict):
     @field_validator("builder")
     @classmethod
     def _dotted(cls, value: str) -> str:
-        return _check_dotted(value)
+        return check_dotted(value)
 
 
 class KerasSource(_Strict):
@@ -236,7 +192,7 @@ class BuilderData(_Strict):
     @field_validator("builder")
     @classmethod
     def _dotted(cls, value: str) -> str:
-        return _check_dotted(value)
+        return check_dotted(value)
 
 
 class RandomData(_Strict):

@@ -1,0 +1,131 @@
+"""A recipe's builders (`builder: package.module:function`, for a model or for data): the user's Python code,
+which edgekit imports and calls. A recipe from someone else is code to read before running, so what a builder may
+be is guarded here: not Python's standard library nor a module that installs or downloads, reached by name or
+through attributes; what goes wrong inside one is the recipe's error (exit 2), never edgekit's."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+from edgekit.errors import RecipeError
+
+# A builder runs as Python code: a recipe from someone else is code to read before running. These are refused
+# outright, as no model or data builder lives there: Python's standard library (`os:system`,
+# `subprocess:run`, `builtins:eval`) and modules that install or download (no downloads outside set-up).
+REFUSED_BUILDER_MODULES = frozenset(sys.stdlib_module_names) | {
+    "builtins",
+    "pip",
+    "setuptools",
+    "pkg_resources",
+    "torch.hub",
+    "torch.utils.model_zoo",
+    "huggingface_hub",
+    "keras.utils",
+    "tensorflow.keras.utils",
+}
+
+
+def refused_module(module: str) -> str | None:
+    """The entry of REFUSED_BUILDER_MODULES that `module` is or lies in ('os' for os.path), or None."""
+    parts = module.split(".")
+    return next(
+        (
+            ".".join(parts[:i])
+            for i in range(1, len(parts) + 1)
+            if ".".join(parts[:i]) in REFUSED_BUILDER_MODULES
+        ),
+        None,
+    )
+
+
+def check_dotted(value: str) -> str:
+    """The shape of a `builder:` (importing it is load.py's check, when the files are checked), and not a module
+    of REFUSED_BUILDER_MODULES."""
+    module, sep, attr = value.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError("expected `package.module:function`")
+    refused = refused_module(module)
+    if refused:
+        raise ValueError(
+            f"{value!r} is not a model or data builder: functions of {refused!r} (Python's standard library, or a "
+            "module that installs or downloads) are refused; name a function of your own module or package"
+        )
+    return value
+
+
+def check_importable(dotted: str, field: str, where: str) -> None:
+    try:
+        resolve_callable(dotted)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(
+            f"field `{field}`: cannot import {dotted!r}: {exc}", where=where, hint=_import_hint(dotted, exc)
+        ) from None
+
+
+def _import_hint(dotted: str, exc: Exception) -> str | None:
+    """A module of the user's own that Python cannot find: edgekit imports it as Python would (sys.path), not
+    from the recipe's folder."""
+    if isinstance(exc, ModuleNotFoundError):
+        package = dotted.split(":")[0].split(".")[0]
+        return (
+            f"is {package} your own code? put the folder that holds it on PYTHONPATH (e.g. "
+            f"PYTHONPATH=/path/to/project edgekit ...) or pip install it; edgekit does not import from the "
+            "recipe's folder"
+        )
+    return None
+
+
+def call_builder(dotted: str, section: str, where: str, *args: Any, **kwargs: Any) -> Any:
+    """Import and call a recipe's `builder:` (the user's code). What goes wrong there is the recipe's error
+    (exit 2), named under `section` (`model`, `evaluation.data`, ...), never an internal error of edgekit's."""
+    try:
+        fn = resolve_callable(dotted)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(
+            f"field `{section}.builder`: cannot import {dotted!r}: {exc}",
+            where=where,
+            hint=_import_hint(dotted, exc),
+        ) from None
+    try:
+        return fn(*args, **kwargs)
+    except TypeError as exc:
+        raise RecipeError(f"field `{section}.args`: {dotted} rejects them: {exc}", where=where) from None
+    except Exception as exc:
+        raise RecipeError(
+            f"field `{section}.builder`: {dotted} raised {type(exc).__name__}: {str(exc)[:300]}",
+            where=where,
+            hint="call the builder yourself in Python to see the traceback (or run edgekit with --debug)",
+        ) from exc
+
+
+def resolve_callable(dotted: str) -> Any:
+    """Import `package.module:function` and return the function. The attribute path may not lead out of the user's
+    code: `torch:os.system` reaches `os` through torch's own `import os` and `torch:hub.list` reaches torch.hub, so
+    every module passed on the way, and the module the function itself belongs to, is checked against
+    REFUSED_BUILDER_MODULES (the schema checks only the part before `:`), and no dunder attribute is followed
+    (`f.__globals__`). Refused: AttributeError, which the callers name as the recipe's field (exit 2)."""
+    module, _, attr = dotted.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        if part.startswith("__"):
+            raise AttributeError(
+                f"{dotted!r}: {part!r} is not a builder (dunder attributes are not followed)"
+            )
+        obj = getattr(obj, part)
+        if isinstance(obj, types.ModuleType):
+            _refuse_module(obj.__name__, dotted)
+    if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):  # os.system's is 'posix'
+        _refuse_module(str(getattr(obj, "__module__", "") or ""), dotted)
+    return obj
+
+
+def _refuse_module(name: str, dotted: str) -> None:
+    refused = refused_module(name)
+    if refused:
+        raise AttributeError(
+            f"{dotted!r} leads to {name}, a module of {refused!r} (Python's standard library, or one that installs "
+            "or downloads): refused as a builder; name a function of your own module or package"
+        )
