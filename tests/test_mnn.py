@@ -235,3 +235,55 @@ def test_bench_of_a_cached_artifact_runs_it_as_the_format_it_was_made(
     assert m["format"] == "mnn-fp16" and m["status"] == "ok"
     wrong = subprocess.run([*bench, "--format", "mnn-fp32"], capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 2 and "says mnn-fp16" in wrong.stderr, wrong.stderr
+
+
+def test_an_input_name_that_is_no_file_name_is_refused_for_mnn_int8(tmp_path: Path) -> None:
+    """mnn-int8's calibration samples are files named after the model's input (MNN's quantization tool reads
+    NAME.txt): an ONNX whose input is named `../../../escaped` had edgekit write its calibration data outside the
+    work folder (found by a review). Refused as the recipe's bad input (exit 2), nothing written outside; the
+    other formats of the same recipe still convert."""
+    import subprocess
+    import sys
+
+    import onnx
+    import yaml
+    from onnx import TensorProto, helper
+
+    name = "../../../../../../../../../../" + str(tmp_path / "escaped").lstrip("/")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", [name], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        tmp_path / "m.onnx",
+    )
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "escape",
+                "task": "generic",
+                "model": {"kind": "onnx", "path": "m.onnx"},
+                "input": {"name": name, "shape": [1, 3, 8, 8]},
+                "outputs": ["y"],
+                "calibration": {"data": {"kind": "random", "samples": 4}},
+                "evaluation": {"data": {"kind": "random", "samples": 4, "seed": 1}},
+                "formats": ["mnn-fp32", "mnn-int8"],
+            }
+        )
+    )
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home")}
+    edgekit = [str(Path(sys.executable).parent / "edgekit")]
+    proc = subprocess.run(
+        [*edgekit, "convert", str(recipe)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "input.name" in proc.stderr and "not a plain file name" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("escaped*")), list(tmp_path.iterdir())
+    assert any(line.split()[:1] == ["mnn-fp32"] and "pass" in line for line in proc.stdout.splitlines()), (
+        proc.stdout
+    )

@@ -29,7 +29,7 @@ import numpy as np
 from edgekit import paths
 from edgekit.convert.base import Converter
 from edgekit.convert.tool_process import PEAK_TAG, peak_mb_from_log
-from edgekit.errors import ConversionError, exit_text
+from edgekit.errors import ConversionError, RecipeError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import CalibrationMethod, Granularity, Recipe
 
@@ -70,6 +70,8 @@ class MnnConverter(Converter):
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         self.findings: dict[Format, list[str]] = getattr(self, "findings", {})
+        if fmt is Format.MNN_INT8:
+            _check_file_name(recipe)
         work = paths.work_dir("mnn")
         work.mkdir(parents=True)
         try:
@@ -95,6 +97,19 @@ def _convert(onnx_path: Path, out: Path, *, fp16: bool, work: Path) -> float | N
     if not out.exists() or "Converted Success" not in log:
         raise ConversionError("MNN's converter wrote no model: " + _tail(log), where=str(onnx_path))
     return peak_mb_from_log(log)
+
+
+def _check_file_name(recipe: Recipe) -> None:
+    """mnnquant reads each calibration sample from a file named after the model's input (`NAME.txt`): a name that
+    is no plain file name (`../../x`, `a/b`) would have it, and edgekit writing for it, leave the work folder."""
+    name = recipe.input.name
+    if name in ("", ".", "..") or any(c in name for c in "/\\\0") or any(ord(c) < 32 for c in name):
+        raise RecipeError(
+            f"field `input.name`: {name!r} is not a plain file name, and mnn-int8's calibration files are named "
+            "after the model's input (MNN's quantization tool reads NAME.txt)",
+            where=str(recipe.path),
+            hint="rename the model's input (no /, \\, control characters; not . or ..) or leave mnn-int8 out",
+        )
 
 
 def _quantize(float_model: Path, out: Path, recipe: Recipe, work: Path) -> float | None:
