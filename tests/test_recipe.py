@@ -436,6 +436,26 @@ def test_random_and_builder_data_are_reproducible(tmp_path: Path) -> None:
     assert np.array_equal(r1, r2) and r1.min() >= 0 and r1.max() <= 1
 
 
+@pytest.mark.parametrize(
+    "data,said",
+    [
+        ({"seed": -5}, "evaluation.data.seed"),
+        ({"low": 5, "high": 1}, "low (5) must be below high (1)"),
+        ({"low": 1, "high": 1}, "must be below high"),
+        (
+            {"low": -1e308, "high": 1e308},
+            "field `evaluation.data.low`: Value error, -1e+308 is beyond +-1e+30",
+        ),
+    ],
+)
+def test_random_data_numpy_cannot_draw_is_the_recipes_error(tmp_path: Path, data: dict, said: str) -> None:
+    """A negative seed, low above high, or a range beyond float (found by review) reached numpy and ended in an
+    internal error (exit 1); they are the recipe's field errors."""
+    path = write(tmp_path, base(evaluation={"data": {"kind": "random", "samples": 2, **data}}))
+    with pytest.raises(RecipeError, match=re.escape(said)):
+        load_recipe(path)
+
+
 def test_image_subset_is_spread_over_every_class_folder(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -21,6 +21,7 @@ from edgekit.recipe.builders import check_dotted
 MAX_DATA_BYTES = 4 << 30  # a recipe's calibration or evaluation inputs, held in memory as float32
 MAX_THREADS = 256  # more than any board's cores: --threads 100000 had the runtime start that many and hang
 MAX_INPUT_ELEMENTS = 1 << 26  # one float32 input of 256 MB; a typo like [1, 3, 64000, 64000] is refused
+MAX_RANDOM_VALUE = 1e30  # random data's bounds: float32 inputs (3.4e38 at most) with a finite range
 MAX_INPUT_DIMS = 6  # batch and up to 5 more (a video model's NCDHW); more is a typo
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a recipe's name becomes a folder name
 
@@ -200,9 +201,22 @@ class RandomData(_Strict):
 
     kind: Literal["random"] = "random"
     samples: int = Field(8, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0)  # numpy's seeds are non-negative
     low: float = 0.0
     high: float = 1.0
+
+    @field_validator("low", "high")
+    @classmethod
+    def _in_float_range(cls, value: float) -> float:
+        if abs(value) > MAX_RANDOM_VALUE:  # float32 inputs, and high - low must stay finite
+            raise ValueError(f"{value:g} is beyond +-{MAX_RANDOM_VALUE:g} (the inputs are float32)")
+        return value
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> RandomData:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        return self
 
 
 DataSource = Annotated[ImagesData | NpyData | BuilderData | RandomData, Field(discriminator="kind")]
