@@ -161,6 +161,45 @@ def test_a_builder_from_the_standard_library_or_a_downloader_is_refused_unrun(
     assert not marker.exists()
 
 
+@pytest.mark.parametrize(
+    "builder,args",
+    [
+        ("yaml:unsafe_load", {"stream": '!!python/object/apply:os.system ["touch {marker}"]'}),
+        (
+            "numpy.testing._private.utils:runstring",
+            {"astr": "import os; os.system('touch {marker}')", "dict": {}},
+        ),
+        ("numpy:load", {"file": "{marker}.npy", "allow_pickle": True}),
+        ("torch.jit:load", {"f": "{marker}.pt"}),
+    ],
+)
+def test_an_installed_packages_evaluator_is_refused_as_a_builder_unrun(
+    tmp_path: Path, builder: str, args: dict
+) -> None:
+    """An installed package's evaluator or deserializer as the builder ran its text as code: `yaml:unsafe_load` and
+    numpy's `runstring` ran os.system (the reviewer's file was created; the guard knew only the standard library's
+    modules). Refused when the recipe is read, never called."""
+    marker = tmp_path / "ran"
+    filled = {k: v.replace("{marker}", str(marker)) if isinstance(v, str) else v for k, v in args.items()}
+    model = {"kind": "torch", "builder": builder, "args": filled}
+    with pytest.raises(RecipeError, match=r"field `model\.builder`.*(refused)"):
+        load_recipe(write(tmp_path, base(model=model)))
+    assert not marker.exists()
+
+
+def test_the_builder_name_rule_spares_the_users_own_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A function of the user's own module may be named anything (`load_model`): the name rule is for installed
+    packages only."""
+    (tmp_path / "mine_builders.py").write_text(
+        "from edgekit.zoo.tiny import build\n\ndef load_model(**kw):\n    return build(**kw)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = {"kind": "torch", "builder": "mine_builders:load_model", "args": {"num_classes": 10, "width": 8}}
+    assert load_recipe(write(tmp_path, base(model=model))).model.builder == "mine_builders:load_model"
+
+
 @pytest.mark.parametrize("builder", ["torch:os.system", "torch:hub.list", "numpy:random.__globals__"])
 def test_a_builder_that_reaches_a_refused_module_through_attributes_is_refused_unrun(
     tmp_path: Path, builder: str

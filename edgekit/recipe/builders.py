@@ -1,20 +1,26 @@
 """A recipe's builders (`builder: package.module:function`, for a model or for data): the user's Python code,
 which edgekit imports and calls. A recipe from someone else is code to read before running, so what a builder may
-be is guarded here: not Python's standard library nor a module that installs or downloads, reached by name or
-through attributes; what goes wrong inside one is the recipe's error (exit 2), never edgekit's."""
+be is guarded here: not Python's standard library, a module that installs or downloads, nor an installed package's
+evaluator or deserializer, reached by name or through attributes; what goes wrong inside one is the recipe's error
+(exit 2), never edgekit's."""
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import sysconfig
 import types
+from pathlib import Path
 from typing import Any
 
 from edgekit.errors import RecipeError
 
 # A builder runs as Python code: a recipe from someone else is code to read before running. These are refused
 # outright, as no model or data builder lives there: Python's standard library (`os:system`,
-# `subprocess:run`, `builtins:eval`) and modules that install or download (no downloads outside set-up).
+# `subprocess:run`, `builtins:eval`), modules that install or download (no downloads outside set-up), and the
+# installed packages' evaluators and deserializers, which run code given as text or a file (`yaml:unsafe_load`,
+# numpy's `testing` helpers, joblib / dill / cloudpickle, torch's serialization and extension builders).
 REFUSED_BUILDER_MODULES = frozenset(sys.stdlib_module_names) | {
     "builtins",
     "pip",
@@ -25,7 +31,43 @@ REFUSED_BUILDER_MODULES = frozenset(sys.stdlib_module_names) | {
     "huggingface_hub",
     "keras.utils",
     "tensorflow.keras.utils",
+    "yaml",
+    "ruamel",
+    "numpy.testing",
+    "numpy.distutils",
+    "numpy.f2py",
+    "joblib",
+    "dill",
+    "cloudpickle",
+    "torch.serialization",
+    "torch.package",
+    "torch.utils.cpp_extension",
+    "IPython",
+    "paramiko",
+    "requests",
+    "urllib3",
+    "httpx",
+    "fsspec",
 }
+OWN = "name a function of your own module or package"
+# No model or data builder of an installed package is named so: a function there whose name starts with one of
+# these loads, evaluates or runs something it is given (numpy's `load` unpickles with allow_pickle, `torch.jit:load`
+# a file). The user's own code is not held to it.
+REFUSED_INSTALLED_NAMES = (
+    "load",
+    "unsafe",
+    "unpickle",
+    "deserial",
+    "eval",
+    "exec",
+    "run",
+    "system",
+    "popen",
+    "spawn",
+    "compile",
+    "import",
+    "call",
+)
 
 
 def refused_module(module: str) -> str | None:
@@ -51,7 +93,7 @@ def check_dotted(value: str) -> str:
     if refused:
         raise ValueError(
             f"{value!r} is not a model or data builder: functions of {refused!r} (Python's standard library, or a "
-            "module that installs or downloads) are refused; name a function of your own module or package"
+            f"module that installs, downloads or runs what it is given) are refused; {OWN}"
         )
     return value
 
@@ -119,13 +161,33 @@ def resolve_callable(dotted: str) -> Any:
             _refuse_module(obj.__name__, dotted)
     if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):  # os.system's is 'posix'
         _refuse_module(str(getattr(obj, "__module__", "") or ""), dotted)
+    name = attr.rpartition(".")[2].lower()
+    if name.startswith(REFUSED_INSTALLED_NAMES) and not _users_code(obj):
+        raise AttributeError(
+            f"{dotted!r} is a function of an installed package that loads, evaluates or runs what it is given, "
+            f"not a model or data builder: refused; {OWN}"
+        )
     return obj
+
+
+def _users_code(obj: Any) -> bool:
+    """Whether `obj` is defined in a .py file outside Python's standard library and the installed packages
+    (site-packages, dist-packages): the user's own code, or edgekit's."""
+    module = sys.modules.get(str(getattr(obj, "__module__", "") or ""))
+    file = getattr(module, "__file__", None)
+    if not file or not file.endswith(".py"):
+        return False  # compiled or built in: an installed package's
+    real = os.path.realpath(file)
+    if {"site-packages", "dist-packages"} & {*Path(file).parts, *Path(real).parts}:
+        return False
+    stdlib = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")}
+    return not any(Path(real).is_relative_to(p) for p in stdlib)
 
 
 def _refuse_module(name: str, dotted: str) -> None:
     refused = refused_module(name)
     if refused:
         raise AttributeError(
-            f"{dotted!r} leads to {name}, a module of {refused!r} (Python's standard library, or one that installs "
-            "or downloads): refused as a builder; name a function of your own module or package"
+            f"{dotted!r} leads to {name}, a module of {refused!r} (Python's standard library, or one that installs, "
+            f"downloads or runs what it is given): refused as a builder; {OWN}"
         )
