@@ -3,6 +3,7 @@ cannot feed) ends in a named error and exit 2, through the real `edgekit` comman
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -230,3 +231,40 @@ def test_dash_f_onnx2tf_route_on_an_onnx_recipe_is_a_recipe_error(tmp_path: Path
         and "`kind: keras`" in err
     )
     assert "ask for tflite-fp32 instead" in err and "toolchain" not in err
+
+
+# --- F: model files that crashed or broke edgekit's own reading of them ---------------------------------------
+TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+MNN_LOAD = "import sys, MNN; MNN.nn.load_module_from_file(sys.argv[1], [], [])"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("MNN") is None, reason="needs the MNN package")
+def test_a_mnn_file_that_crashes_mnn_is_named_not_a_segfault(tmp_path: Path) -> None:
+    """One flipped byte in a .mnn can make MNN's loader crash (SIGSEGV) rather than raise: bench checked the file
+    with MNN inside edgekit's own process, which died with exit 139. The check now loads it in a child process
+    and names the signal (exit 2)."""
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.formats import Format
+    from edgekit.recipe import load_recipe
+
+    (art,) = convert_recipe(load_recipe(TINY), [Format.MNN_FP32])
+    good = art.main_file.read_bytes()
+    bad = tmp_path / "one_byte.mnn"
+    rng = np.random.default_rng(0)
+    for offset in [24064, *rng.integers(len(good) // 2, len(good), 80).tolist()]:  # ~1 flip in 10 crashes MNN
+        data = bytearray(good)
+        data[offset] = 0xBA
+        bad.write_bytes(bytes(data))
+        crashed = subprocess.run([sys.executable, "-c", MNN_LOAD, str(bad)], capture_output=True, timeout=60)
+        if crashed.returncode < 0:
+            break
+    else:
+        pytest.fail(
+            "no one-byte change of tiny's .mnn crashed MNN's loader: the test needs another corruption"
+        )
+    err = named(run("bench", "one_byte.mnn", "--target", "host", cwd=tmp_path, timeout=120))
+    assert "error (InputDataError): one_byte.mnn: not a readable .mnn model (MNN crashed loading it" in err, (
+        err
+    )
+    assert "SIGSEGV" in err or "signal" in err
+    assert "hint:" in err

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import InputDataError
+from edgekit.errors import InputDataError, exit_text
 from edgekit.formats import Format, Precision, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec, output_array
 
@@ -47,17 +48,52 @@ class Mnn(RuntimeSpec):
     def check_file(cls, files: Sequence[Path]) -> None:
         if cls.host_module() is None:
             return
-        with _c_stdout_silenced():
-            import MNN
+        check_mnn_file(Path(files[0]))
 
-            try:  # MNN verifies the file's flatbuffer: a corrupt one raises (SystemError), it does not crash
-                MNN.nn.load_module_from_file(str(files[0]), [], [])
-            except Exception as exc:  # noqa: BLE001 - MNN raises SystemError/RuntimeError for a bad file
-                raise InputDataError(
-                    f"not a readable .mnn model ({type(exc).__name__})",
-                    where=str(files[0]),
-                    hint="give the .mnn MNN's converter wrote (MNNConvert, or edgekit convert)",
-                ) from None
+
+# MNN verifies most of a file's flatbuffer (a corrupt one raises SystemError), but some damaged files crash it
+# (SIGSEGV): the check loads the file in a child process, never in edgekit's own
+CHECK_TIMEOUT_S = 60
+_CHECK_CHILD = (
+    "import sys\n"
+    "import MNN\n"
+    "try:\n"
+    "    MNN.nn.load_module_from_file(sys.argv[1], [], [])\n"
+    "except Exception as exc:\n"
+    "    sys.stderr.write('edgekit-mnn-check: ' + type(exc).__name__ + '\\n')\n"
+    "    sys.exit(3)\n"
+)
+
+
+def check_mnn_file(path: Path) -> None:
+    """InputDataError (which file, why) when MNN cannot load the .mnn at PATH: it raises, it crashes (the signal
+    named), or it does not finish in CHECK_TIMEOUT_S. MNN loads it in a child process (about 0.2 s)."""
+    hint = "give the .mnn MNN's converter wrote (MNNConvert, or edgekit convert)"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-I", "-c", _CHECK_CHILD, str(path)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=CHECK_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise InputDataError(
+            f"not a readable .mnn model (MNN did not finish loading it in {CHECK_TIMEOUT_S} s)",
+            where=str(path),
+            hint=hint,
+        ) from None
+    if proc.returncode == 0:
+        return
+    said = [ln for ln in proc.stderr.splitlines() if ln.startswith("edgekit-mnn-check: ")]
+    if said:  # MNN raised: the file is not a model it reads
+        why = said[-1].split(": ", 1)[1]
+    elif proc.returncode < 0:  # MNN crashed on the file (a corrupt flatbuffer it does not verify)
+        why = f"MNN crashed loading it: {exit_text(proc.returncode)}"
+    else:
+        last = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip()), "")
+        why = f"MNN's check ended with {exit_text(proc.returncode)}" + (f": {last}" if last else "")
+    raise InputDataError(f"not a readable .mnn model ({why})", where=str(path), hint=hint)
 
 
 def run_mnn(path: Path, inputs: np.ndarray, threads: int = 1, precision: str = "high") -> Outputs:
