@@ -268,3 +268,33 @@ def test_a_mnn_file_that_crashes_mnn_is_named_not_a_segfault(tmp_path: Path) -> 
     )
     assert "SIGSEGV" in err or "signal" in err
     assert "hint:" in err
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        (
+            b"7767517\n1 1\nInput in0 x 1 in0\n",
+            "line 3: layer 'in0' (Input): its input and output blob counts",
+        ),
+        (b"7767517\n1 1\nInput in0 0 1 in0 0=\xff\n", "line 3: byte 0xff is not UTF-8 text"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("bench", "a.param", "--target", "host", "--shape", "1,3,32,32"),
+        ("estimate", "a.param", "--board", "pi4", "--input-shape", "1,3,32,32"),
+        ("roofline", "a.param", "--board", "pi4", "--input-shape", "1,3,32,32"),
+    ],
+)
+def test_a_malformed_ncnn_param_is_named_with_its_line(
+    tmp_path: Path, text: bytes, said: str, command: tuple[str, ...]
+) -> None:
+    """A layer line whose blob counts are not numbers, or a byte that is not UTF-8, was "internal error
+    (ValueError / UnicodeDecodeError)" (exit 1) in bench, estimate and roofline: now the file and line, exit 2."""
+    (tmp_path / "a.param").write_bytes(text)
+    (tmp_path / "a.bin").write_bytes(b"")
+    err = named(run(*command, cwd=tmp_path, timeout=120))
+    assert "error (InputDataError): a.param: not a readable ncnn .param file" in err and said in err, err
+    assert "hint:" in err

@@ -40,8 +40,16 @@ class Ncnn(RuntimeSpec):
 
 
 def parse_param(path: Path) -> list[tuple[str, list[str], list[str], dict[str, str]]]:
-    """Layers of an ncnn .param: (type, bottom blobs, top blobs, {param id: value})."""
-    lines = path.read_text().split("\n")
+    """Layers of an ncnn .param: (type, bottom blobs, top blobs, {param id: value}). A file that is no text .param
+    (not UTF-8, a layer line whose blob counts are not numbers) is InputDataError naming the file and line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bad_param(
+            path, data[: exc.start].count(b"\n") + 1, f"byte 0x{data[exc.start]:02x} is not UTF-8 text"
+        ) from None
+    lines = text.split("\n")
     if not lines or lines[0].strip() != "7767517":
         raise InputDataError(
             "not an ncnn .param file (bad magic: its first line is not 7767517)",
@@ -49,15 +57,35 @@ def parse_param(path: Path) -> list[tuple[str, list[str], list[str], dict[str, s
             hint="give the .param ncnn writes (pnnx or onnx2ncnn output), with its .bin beside it",
         )
     layers = []
-    for line in lines[2:]:
+    for number, line in enumerate(lines[2:], start=3):
         parts = line.split()
         if len(parts) < 4:
             continue
-        kind, nb, nt = parts[0], int(parts[2]), int(parts[3])
+        kind = parts[0]
+        try:
+            nb, nt = int(parts[2]), int(parts[3])
+        except ValueError:
+            nb = nt = -1
+        if nb < 0 or nt < 0:
+            raise _bad_param(
+                path,
+                number,
+                f"layer {parts[1]!r} ({parts[0]}): its input and output blob counts "
+                f"({parts[2]!r}, {parts[3]!r}) are not numbers",
+            )
         bottoms, tops = parts[4 : 4 + nb], parts[4 + nb : 4 + nb + nt]
         params = dict(kv.split("=", 1) for kv in parts[4 + nb + nt :] if "=" in kv)
         layers.append((kind, bottoms, tops, params))
     return layers
+
+
+def _bad_param(path: Path, line: int, why: str) -> InputDataError:
+    return InputDataError(
+        f"not a readable ncnn .param file (line {line}: {why})",
+        where=str(path),
+        hint="give the .param ncnn writes (pnnx or onnx2ncnn output: text, a layer a line: type name inputs outputs "
+        "blob names... key=value...), with its .bin beside it",
+    )
 
 
 def load_ncnn(path: Path, options: dict[str, bool] | None = None) -> Any:
