@@ -298,3 +298,26 @@ def test_a_malformed_ncnn_param_is_named_with_its_line(
     err = named(run(*command, cwd=tmp_path, timeout=120))
     assert "error (InputDataError): a.param: not a readable ncnn .param file" in err and said in err, err
     assert "hint:" in err
+
+
+def test_a_state_dict_zip_with_a_corrupt_entry_name_is_a_recipe_error(tmp_path: Path) -> None:
+    """A .pt whose zip central directory holds a name that is not UTF-8 (its UTF-8 flag set, as torch.save
+    writes): the TorchScript sniffing let zipfile's UnicodeDecodeError out as "internal error" (exit 1). Any zip
+    it cannot read is now not TorchScript, and reading the weights names the file (exit 2)."""
+    import torch
+
+    from edgekit.zoo.tiny import build
+
+    torch.save(build(width=4).state_dict(), tmp_path / "w.pt")
+    data = bytearray((tmp_path / "w.pt").read_bytes())
+    entry = data.find(b"PK\x01\x02")  # the central directory's first entry: its name starts 46 bytes in
+    assert entry > 0 and int.from_bytes(data[entry + 8 : entry + 10], "little") & 0x800  # names are UTF-8
+    data[entry + 46 : entry + 48] = b"\xff\xfe"
+    (tmp_path / "bad.pt").write_bytes(bytes(data))
+    (tmp_path / "r.yaml").write_text(
+        'name: r\nmodel: {kind: torch, builder: "edgekit.zoo.tiny:build", args: {width: 4}, weights: bad.pt}\n'
+        "input: {name: x, shape: [1, 3, 32, 32]}\nformats: [onnx-fp32]\n"
+    )
+    err = named(run("convert", "r.yaml", cwd=tmp_path))
+    assert "error (RecipeError): r.yaml: field `model.weights`: cannot read" in err, err
+    assert str(tmp_path / "bad.pt") in err and "hint: save the trained model's weights" in err

@@ -231,8 +231,8 @@ def _is_torchscript(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             return any("/code/" in n or n.endswith("/constants.pkl") for n in z.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
+    except Exception:  # noqa: BLE001 - a damaged zip raises many kinds (UnicodeDecodeError for a name, ValueError,
+        return False  # ...): not TorchScript; torch.load then names the unreadable file
 
 
 def _load_weights(model: Any, weights: Path, where: str) -> None:
