@@ -187,6 +187,42 @@ def test_bench_inputs_that_do_not_fit_are_refused_before_the_agent_runs(
 
 
 @pytest.mark.integration
+def test_bench_refuses_an_input_whose_header_the_file_or_memory_cannot_hold(
+    model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """A 200-byte .npy whose header claims shape (1e11, 3, 32, 32) was "internal error (MemoryError)" (np.load
+    allocated it), an .npz named .npy "internal error (AttributeError)", and --input had no size limit: the
+    header is now read first and the file named (exit 2) before anything is allocated."""
+    from numpy.lib import format as npy
+
+    from edgekit.recipe.schema import MAX_DATA_BYTES
+
+    def header(name: str, descr: str, shape: tuple[int, ...], size: int) -> Path:
+        path = tmp_path / name
+        with path.open("wb") as f:
+            npy.write_array_header_1_0(f, {"descr": descr, "fortran_order": False, "shape": shape})
+            f.truncate(size)  # sparse: nothing written
+        return path
+
+    huge = header("hugehdr.npy", "<f4", (100_000_000_000, 3, 32, 32), 200)
+    over = header("over.npy", "|u1", (MAX_DATA_BYTES // 4 + 1, 1), MAX_DATA_BYTES // 4 + 1 + 128)
+    np.savez(tmp_path / "zipped.npz", x=np.zeros((2, 1, 32, 32, 3), np.float32))
+    zipped = (tmp_path / "zipped.npz").rename(tmp_path / "zipped.npy")
+    for path, said in [
+        (huge, "its header says an array of shape [100000000000, 3, 32, 32]"),
+        (
+            over,
+            f"an array of shape [{MAX_DATA_BYTES // 4 + 1}, 1] is {MAX_DATA_BYTES / (1 << 30):.1f} GiB as float32",
+        ),
+        (zipped, "not a numeric .npy array: the magic string is not correct"),
+    ]:
+        done = bench(str(model_files["tflite"]), "--target", "host", "--input", str(path), timeout=120)
+        text = " ".join(done.stderr.split())
+        assert done.returncode == 2 and f"error (InputDataError): {path}: {said}" in text, done.stderr
+        assert "internal error" not in done.stderr and "hint:" in done.stderr
+
+
+@pytest.mark.integration
 def test_bench_on_pi4_emu_is_labelled_emulated(
     pi4_emu: object, model_files: dict[str, Path], tmp_path: Path
 ) -> None:

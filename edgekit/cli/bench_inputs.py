@@ -6,6 +6,7 @@ model cannot take is refused here, before the agent starts on the target."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,12 +32,7 @@ def bench_inputs(art: AgentArtifact, given: Path | None, shape: str | None, fold
     if given is not None:
         if not given.is_file():
             raise UsageError("input file not found", where=str(given))
-        try:
-            data = np.load(given)  # no pickles: an object array is refused
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputDataError(
-                f"not a numeric .npy array: {exc}", where=str(given), hint="save one with numpy.save"
-            ) from None
+        data = read_npy(given)
         if data.ndim < 2 or data.shape[0] == 0 or not np.issubdtype(data.dtype, np.number):
             raise InputDataError(
                 f"an array of shape {list(data.shape)} and type {data.dtype} holds no input samples",
@@ -58,6 +54,47 @@ def bench_inputs(art: AgentArtifact, given: Path | None, shape: str | None, fold
     dims = _shape(art, shape)
     np.save(path, np.random.default_rng(0).uniform(0.0, 1.0, (1, *dims)).astype(np.float32))
     return path
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """The array of the .npy at PATH, its header read first: a file that is no .npy (an .npz too), a header whose
+    array the file does not hold (truncated, or a corrupt shape), or an array more than MAX_DATA_BYTES as float32
+    is InputDataError naming the file, before anything is allocated. No pickles: an object array is refused."""
+    from numpy.lib import format as npy
+
+    from edgekit.recipe.schema import MAX_DATA_BYTES
+
+    hint = "save one with numpy.save"
+    try:
+        with path.open("rb") as f:
+            version = npy.read_magic(f)  # type: ignore[no-untyped-call]
+            if version not in (
+                (1, 0),
+                (2, 0),
+            ):  # numpy writes 3.0 only for non-Latin-1 field names: no numbers
+                raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _fortran, dtype = read_header(f)  # type: ignore[no-untyped-call]
+            offset = f.tell()
+        count = math.prod(shape)
+        if offset + count * dtype.itemsize > path.stat().st_size and not dtype.hasobject:
+            raise InputDataError(
+                f"its header says an array of shape {list(shape)} and type {dtype} ({count * dtype.itemsize:,} "
+                f"bytes), but the file holds {path.stat().st_size - offset:,} bytes after the header: truncated "
+                "or corrupt",
+                where=str(path),
+                hint=hint,
+            )
+        if count * 4 > MAX_DATA_BYTES:  # held in memory as float32
+            raise InputDataError(
+                f"an array of shape {list(shape)} is {count * 4 / (1 << 30):.1f} GiB as float32, more than edgekit "
+                f"holds in memory ({MAX_DATA_BYTES >> 30} GiB)",
+                where=str(path),
+                hint="bench a few samples: save fewer (e.g. numpy.save(path, x[:8]))",
+            )
+        return np.load(path)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputDataError(f"not a numeric .npy array: {exc}", where=str(path), hint=hint) from None
 
 
 def batch_first(inputs: Path) -> list[int]:
