@@ -457,3 +457,77 @@ def test_an_unknown_key_behind_two_jump_hosts_is_recorded_as_the_hint_says(
     _record_the_key_as_the_hint_says(info.value)
     with open_transport(target) as transport:
         assert transport.run(["true"], timeout=30).ok
+
+
+# -- file names GNU sha256sum escapes, through an OpenSSH server of this test's own (no emulated device) ---------
+@pytest.fixture()
+def local_sshd(tmp_path: Path) -> Iterator[object]:
+    """A `pi4` target reaching an OpenSSH server on 127.0.0.1 started here (its own host and client keys), with
+    this host's shell and coreutils as the device's; the work dir is in tmp_path."""
+    key, host_key = tmp_path / "client_ed25519", tmp_path / "host_ed25519"
+    for k in (key, host_key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k)], check=True)
+    authorized = tmp_path / "authorized_keys"
+    authorized.write_text(key.with_suffix(".pub").read_text())
+    port = _free_port()
+    config = tmp_path / "sshd_config"
+    config.write_text(
+        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {host_key}\nAuthorizedKeysFile {authorized}\n"
+        f"PidFile {tmp_path / 'sshd.pid'}\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\n"
+        "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
+    )
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(tmp_path / "sshd.log")])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    if s.recv(64).startswith(b"SSH-"):
+                        break
+            except OSError:
+                time.sleep(0.05)
+        kind, blob = host_key.with_suffix(".pub").read_text().split()[:2]
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{port} {kind} {blob}\n")
+        user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+        yield load_target(
+            "pi4",
+            {
+                "host": "127.0.0.1",
+                "port": str(port),
+                "user": user,
+                "key": str(key),
+                "known_hosts": str(known),
+                "connect_timeout": "10",
+                "work_dir": str(tmp_path / "work"),
+                "python": sys.executable,
+            },
+            ssh_config=tmp_path / "none",
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("name", ["back\\slash.tflite", "new\nline.tflite", "both \\ and\n.tflite"])
+def test_a_file_name_sha256sum_escapes_is_uploaded_and_verified(
+    local_sshd, tmp_path: Path, name: str
+) -> None:
+    """GNU sha256sum escapes a name holding a backslash or a newline and starts its line with `\\`: the remote
+    sha256 of such a file never matched the local one, so its upload was refused ("does not match")."""
+    local = tmp_path / name
+    local.write_bytes(bytes(range(256)) * 64)
+    with open_transport(local_sshd) as transport:
+        put = transport.put(local, f"models/{name}")
+        assert not put.skipped and transport.sha256(f"models/{name}") == put.sha256
+        assert (Path(put.remote)).read_bytes() == local.read_bytes()  # the device here is this host
+        assert transport.put(local, f"models/{name}").skipped  # the second upload is known unchanged
+        assert transport.bytes_to_send([(local, f"models/{name}")]) == 0
+        for command in (
+            transport._sha_cmd(put.remote),
+            "PATH=/nonexistent; " + transport._sha_cmd(put.remote),
+        ):
+            res = transport.run(["sh", "-c", command], timeout=60)  # sha256sum, and the python fallback
+            assert res.ok and res.stdout.strip() == put.sha256, res.stderr

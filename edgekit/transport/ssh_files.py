@@ -158,14 +158,16 @@ class RemoteFiles:
         return exec_simple(self.link, self.sha_cmd(self._abs(remote))).strip() or None
 
     def sha_cmd(self, path: str) -> str:
-        """sha256 of path on the device (nothing if absent): sha256sum, or the device python without it."""
+        """sha256 of path on the device (nothing if absent): sha256sum, or the device python without it. The file
+        is sha256sum's stdin: given by name, GNU sha256sum escapes a name holding a backslash or a newline and
+        starts its line with `\\`, which is no digest."""
         q = shlex.quote(path)
         py = (
             "import hashlib,sys; h=hashlib.sha256(); f=open(sys.argv[1],'rb'); "
             "[h.update(b) for b in iter(lambda: f.read(1<<20), b'')]; print(h.hexdigest())"
         )
         return (
-            f"if [ -f {q} ]; then if command -v sha256sum >/dev/null 2>&1; then sha256sum -- {q} | "
+            f"if [ -f {q} ]; then if command -v sha256sum >/dev/null 2>&1; then sha256sum < {q} | "
             f"cut -c1-64; else {quoted_command(self.target.python)} -c {shlex.quote(py)} {q}; fi; fi"
         )
 
