@@ -346,10 +346,88 @@ def test_killed_edgekit_leaves_no_place_acquired(rig: lab_rig.Rig, tmp_path: Pat
     target = ensure_device(load_target("lab:board=pi5"), said.append)
     try:
         assert target.name == "pi5-a"
-        assert any("held by a dead edgekit" in s and "released" in s for s in said), said
+        # the holder it released is named (it read `None` after the release had cleared it)
+        assert any("held by a dead edgekit (" in s and ".edgekit-" in s and "released" in s for s in said), (
+            said
+        )
     finally:
         target._lease.close()
     assert holders(rig)["pi5-a"] is None
+
+
+def test_a_place_kicked_from_edgekit_and_taken_by_a_teammate_stays_theirs(rig: lab_rig.Rig) -> None:
+    """A teammate kicks edgekit off a place mid-run and takes it: edgekit's release at the end of its run released
+    the teammate's hold (labgrid's ReleasePlace frees whoever holds the place), and the run said nothing. Now
+    edgekit releases only its own hold, and says the place was taken from it before the run ended."""
+    from edgekit.emu.device import ensure_device
+    from edgekit.target import load_target
+
+    client_env = {
+        **os.environ,
+        "LG_COORDINATOR": rig.coordinator,
+        "LG_USERNAME": "bob",
+        "LG_HOSTNAME": "other",
+    }
+    lgc = str(lab_python().parent / "labgrid-client")
+    said: list[str] = []
+    target = ensure_device(load_target("lab:board=pi5"), said.append)
+    try:
+        assert target.name == "pi5-a"
+        subprocess.run(
+            [lgc, "-p", "pi5-a", "release", "--kick"], env=client_env, check=True, capture_output=True
+        )
+        subprocess.run([lgc, "-p", "pi5-a", "acquire"], env=client_env, check=True, capture_output=True)
+        target._lease.release("pi5-a")  # what closing the run's transport does
+        assert holders(rig)["pi5-a"] == "other/bob"
+        assert any("pi5-a was taken from this run" in s and "other/bob" in s for s in said), said
+    finally:
+        target._lease.close()
+        subprocess.run([lgc, "-p", "pi5-a", "release"], env=client_env, capture_output=True)
+    assert holders(rig)["pi5-a"] is None
+
+
+def test_a_coordinator_gone_while_edgekit_waits_is_said_at_once(rig: lab_rig.Rig, tmp_path: Path) -> None:
+    """The coordinator stopped while edgekit waited for a place: edgekit went on reading labgrid's cached view of
+    the lab (the holder's time still counting) until its wait ran out, 10 minutes later, and then blamed the
+    holder. Now the helper checks the coordinator on every poll: a named LabError within seconds."""
+    import threading
+
+    from edgekit.emu.device import ensure_device
+    from edgekit.lab.errors import LabError
+    from edgekit.target import load_target
+
+    solo = lab_rig.start(tmp_path / "rig", [lab_rig.RigPlace("solo-a", "pi5-emu", {"board": "solo"})])
+    try:
+        client_env = {**os.environ, "LG_COORDINATOR": solo.coordinator, "LG_USERNAME": "bob"}
+        lgc = str(lab_python().parent / "labgrid-client")
+        subprocess.run([lgc, "-p", "solo-a", "acquire"], env=client_env, check=True, capture_output=True)
+        said: list[str] = []
+        failed: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                target = ensure_device(
+                    load_target("lab:board=solo", [f"lab.coordinator={solo.coordinator}", "lab.wait_s=600"]),
+                    said.append,
+                )
+                target._lease.close()
+            except BaseException as exc:  # noqa: BLE001 - the test reads it
+                failed.append(exc)
+
+        waiter = threading.Thread(target=wait, daemon=True)
+        waiter.start()
+        deadline = time.monotonic() + 60
+        while not any("waiting for a free place" in s for s in said) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert any("waiting for a free place" in s for s in said), said
+        lab_rig._stop_group(solo.pids[0])  # the coordinator
+        start = time.monotonic()
+        waiter.join(timeout=90)
+        assert not waiter.is_alive() and time.monotonic() - start < 45
+        assert failed and isinstance(failed[0], LabError), failed
+        assert "coordinator" in str(failed[0]) and "lost while waiting" in str(failed[0]), failed[0]
+    finally:
+        solo.stop()
 
 
 def test_ctrl_c_while_waiting_releases_nothing_it_did_not_take(rig: lab_rig.Rig, tmp_path: Path) -> None:

@@ -288,8 +288,30 @@ class Lease:
                 if event["event"] == "released" and event["place"] in names:
                     names.remove(event["place"])
                     self.release_s[event["place"]] = float(event.get("seconds") or 0.0)
+                    self._said_released(event)
+            for left in names:  # no answer in time: the helper goes on trying when its stdin closes (_end)
+                self.say(
+                    f"lab: warning: {left} may still be held: the coordinator did not confirm its release within "
+                    f"{timeout_s:g} s; if `edgekit lab` shows it held by this edgekit, `edgekit lab release {left}`"
+                )
             if name is None or len(self.release_s) == len(self.places):
                 self._end()
+
+    def _said_released(self, event: dict[str, Any]) -> None:
+        """A release that did not happen, or a place taken from this run before it ended, said as a warning: the
+        figures measured on a board someone else used meanwhile may have shared it."""
+        place = event["place"]
+        if "lost_to" in event:
+            now = f"now held by {event['lost_to']}" if event["lost_to"] else "free now"
+            self.say(
+                f"lab: warning: {place} was taken from this run before it ended (released by someone else; "
+                f"{now}): measurements made after that may have shared the board; not released by edgekit"
+            )
+        elif event.get("error"):
+            self.say(
+                f"lab: warning: {place} was not released: {event['error']}; `edgekit lab` shows who holds it, "
+                f"`edgekit lab release {place}` frees it"
+            )
 
     def close(self) -> None:
         self.release()

@@ -35,6 +35,7 @@ from typing import Any
 EXIT_TIMEOUT = 3
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+CALL_S = 20.0  # one call to the coordinator: a frozen coordinator is an error, never a hang
 HOLDER = re.compile(r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)$")
 
 
@@ -128,11 +129,15 @@ async def acquire(session: Any, name: str) -> str | None:
     from labgrid.remote.generated import labgrid_coordinator_pb2
 
     try:
-        await session.stub.AcquirePlace(labgrid_coordinator_pb2.AcquirePlaceRequest(placename=name))
-        await session.sync_with_coordinator()
+        await asyncio.wait_for(
+            session.stub.AcquirePlace(labgrid_coordinator_pb2.AcquirePlaceRequest(placename=name)), CALL_S
+        )
+        await asyncio.wait_for(session.sync_with_coordinator(), CALL_S)
         return None
     except grpc.aio.AioRpcError as exc:
         return exc.details() or str(exc.code())
+    except TimeoutError:
+        return f"the coordinator did not answer within {CALL_S:g} s"
 
 
 async def release(session: Any, name: str, fromuser: str | None = None) -> str | None:
@@ -143,11 +148,46 @@ async def release(session: Any, name: str, fromuser: str | None = None) -> str |
     if fromuser:
         request.fromuser = fromuser
     try:
-        await session.stub.ReleasePlace(request)
-        await session.sync_with_coordinator()
+        await asyncio.wait_for(session.stub.ReleasePlace(request), CALL_S)
+        await asyncio.wait_for(session.sync_with_coordinator(), CALL_S)
         return None
     except grpc.aio.AioRpcError as exc:
         return exc.details() or str(exc.code())
+    except TimeoutError:
+        return f"the coordinator did not answer within {CALL_S:g} s"
+
+
+async def unreachable(session: Any) -> str | None:
+    """Why the coordinator cannot be reached on this session (its stream ended, or no answer within CALL_S), or
+    None. labgrid's sync returns, without an error, once the stream has ended: the session says so."""
+    try:
+        await asyncio.wait_for(session.sync_with_coordinator(), CALL_S)
+    except TimeoutError:
+        return f"the coordinator did not answer within {CALL_S:g} s"
+    except Exception as exc:  # noqa: BLE001 - grpc's errors: the coordinator is gone
+        return f"{type(exc).__name__}: {exc}"
+    return "the coordinator closed the connection" if session.stopping.is_set() else None
+
+
+def me(session: Any) -> str:
+    """This session's holder name, as the coordinator records it in a place's `acquired`."""
+    return f"{session.gethostname()}/{session.getuser()}"
+
+
+async def release_own(session: Any, name: str) -> dict[str, object]:
+    """Release `name` only while this session still holds it (labgrid's ReleasePlace without `fromuser` releases
+    whoever holds it: a place kicked from edgekit and taken by a teammate was released from under them). The
+    fields of the `released` event: `error` (why the coordinator did not release it) and, for a place that was
+    taken from us meanwhile (`edgekit lab release --kick`, `labgrid-client release -k`), `lost_to` (its holder
+    now, or None when it is free)."""
+    lost = await unreachable(session)
+    if lost:
+        return {"error": lost}
+    place = session.places.get(name)
+    holder = place.acquired if place is not None else None
+    if holder != me(session):
+        return {"error": None, "lost_to": holder}
+    return {"error": await release(session, name, fromuser=holder)}
 
 
 async def do_hold(args: argparse.Namespace) -> int:
@@ -169,6 +209,12 @@ async def do_hold(args: argparse.Namespace) -> int:
     last_said: tuple[Any, ...] | None = None
     said_at = 0.0
     while True:
+        lost = await unreachable(
+            session
+        )  # the places are labgrid's cached view: frozen if the coordinator went
+        if lost:
+            emit("error", kind="coordinator", message=f"lost while waiting for a free place: {lost}")
+            return EXIT_ERROR
         candidates = matching(session, tags, args.place)
         if not candidates:
             emit(
@@ -182,8 +228,9 @@ async def do_hold(args: argparse.Namespace) -> int:
             return EXIT_ERROR
         for place in candidates:
             if place.acquired and stale(place.acquired, hostname):
-                why = await release(session, place.name, fromuser=place.acquired)
-                emit("stale-released", place=place.name, holder=place.acquired, error=why)
+                holder = place.acquired  # the release clears it
+                why = await release(session, place.name, fromuser=holder)
+                emit("stale-released", place=place.name, holder=holder, error=why)
         for place in candidates:
             if args.count and len(held) >= args.count:
                 break
@@ -195,7 +242,7 @@ async def do_hold(args: argparse.Namespace) -> int:
             break
         if interrupted or reader.at_eof() or os.getppid() != parent:  # Ctrl-C, or edgekit gave up or is gone
             for name in held:
-                await release(session, name)
+                await release_own(session, name)
             emit("error", kind="interrupted", message="interrupted (Ctrl-C) while waiting for a free place")
             return EXIT_INTERRUPTED
         now_wall = time.time()
@@ -217,7 +264,7 @@ async def do_hold(args: argparse.Namespace) -> int:
                 tags=tags,
             )
             for name in held:
-                await release(session, name)
+                await release_own(session, name)
             return EXIT_TIMEOUT
         key = tuple((h["place"], h["by"]) for h in holders)
         if key != last_said or time.monotonic() - said_at >= args.say_every:
@@ -231,7 +278,7 @@ async def do_hold(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if interrupted:
         for name in held:
-            await release(session, name)
+            await release_own(session, name)
         emit("error", kind="interrupted", message="interrupted (Ctrl-C) while acquiring")
         return EXIT_INTERRUPTED
     now_wall = time.time()
@@ -259,9 +306,9 @@ async def hold_until_told(session: Any, held: list[str], reader: asyncio.StreamR
         for name in names:
             if name in held:
                 t0 = time.monotonic()
-                why = await release(session, name)
+                outcome = await release_own(session, name)
                 held.remove(name)
-                emit("released", place=name, seconds=round(time.monotonic() - t0, 3), error=why)
+                emit("released", place=name, seconds=round(time.monotonic() - t0, 3), **outcome)
     await session.stop()
     return 0
 
