@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgekit.cli import app
-from edgekit.errors import UsageError
+from edgekit.errors import TargetError, UsageError
 from edgekit.lab import rig as lab_rig
 from edgekit.lab.client import LabClient, Place, holder_text, lab_python
 from edgekit.lab.errors import LabWaitTimeout, NoMatchingPlace
@@ -76,9 +76,30 @@ def test_inline_spec_and_holder_wording() -> None:
         "lab-board-pi4-rack-2",
     )
     assert parse_inline("lab:name=pi4-03")[0] == {"tags": {}, "place": "pi4-03"}
+    for twice in ("lab:board=pi4:board=pi5", "lab:name=pi4-a:name=pi4-b"):  # the last one silently won
+        with pytest.raises(TargetError, match="given twice"):
+            parse_inline(twice)
     place = Place("pi4-a", {}, "ws1/alice.edgekit-4242-99", 130.0, "", None)
     assert holder_text(place) == "ws1/alice (edgekit pid 4242) for 2 min"
     assert place.edgekit_pid == 4242
+
+
+def test_a_lab_targets_runs_are_looked_for_under_its_places(tmp_path: Path) -> None:
+    """Runs of `--target lab:board=pi4` are stored under the place they took (pi4-a): `runs --target
+    lab:board=pi4` said only "no runs" (a new lab user looked there, as docs/lab.md then said)."""
+    from edgekit.target import lab_stored_note
+
+    assert lab_stored_note("lab:board=pi4") is not None and lab_stored_note("pi4") is None
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    from edgekit.store import open_store
+
+    with open_store(store):  # an empty store
+        pass
+    shown = CliRunner().invoke(
+        app, ["runs", "--target", "lab:board=pi4", "--store", store], terminal_width=250
+    )
+    said = " ".join(shown.output.split())
+    assert "no runs on lab:board=pi4" in said and "stored under the place each ran on" in said, said
 
 
 def test_an_unreachable_coordinator_is_a_named_error() -> None:
@@ -134,6 +155,11 @@ def test_places_list_tags_and_network_services(rig: lab_rig.Rig) -> None:
     assert places["pi5-a"].tags == {"board": "pi5", "cpu": "cortex-a76"}
     service = places["pi4-b"].service
     assert service is not None and (service.address, service.port) == ("127.0.0.1", rig.ports["pi4-b"])
+    shown = CliRunner().invoke(app, ["lab", "--target", "lab:board=pi4"], terminal_width=250)
+    assert shown.exit_code == 0 and "pi4-a" in shown.output and "pi5-a" not in shown.output, shown.output
+    # a tag no place carries showed an empty table, exit 0: now what deploy says (exit 2)
+    none = CliRunner().invoke(app, ["lab", "--target", "lab:board=pi9"], terminal_width=250)
+    assert isinstance(none.exception, NoMatchingPlace) and "pi4-a" in (none.exception.hint or ""), none.output
 
 
 def test_deploy_acquires_a_place_measures_and_releases_it(rig: lab_rig.Rig) -> None:

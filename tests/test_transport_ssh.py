@@ -531,3 +531,18 @@ def test_a_file_name_sha256sum_escapes_is_uploaded_and_verified(
         ):
             res = transport.run(["sh", "-c", command], timeout=60)  # sha256sum, and the python fallback
             assert res.ok and res.stdout.strip() == put.sha256, res.stderr
+
+
+def test_no_key_anywhere_is_said_with_where_to_set_one(
+    local_sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target with no `key`, no key in ~/.ssh and no ssh-agent: paramiko's "No authentication methods
+    available" came through bare, with no hint (a new lab user following the README met it)."""
+    from edgekit.errors import ConnectError
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ssh
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    keyless = local_sshd.model_copy(update={"key": None})
+    with pytest.raises(ConnectError, match="no key to log in") as err:
+        open_transport(keyless).connect()
+    assert "set `key:`" in (err.value.hint or "") and "lab.yaml" in (err.value.hint or "")

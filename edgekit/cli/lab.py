@@ -70,7 +70,7 @@ def lab_cmd(
     if ctx.invoked_subcommand is not None:
         return
     from edgekit.lab.boards import last_facts
-    from edgekit.lab.client import LabClient, holder_text
+    from edgekit.lab.client import LabClient, holder_text, matches, no_matching_place
     from edgekit.store import open_store
     from edgekit.target import load_target
 
@@ -78,12 +78,10 @@ def lab_cmd(
     places = LabClient(address).places()
     spec = load_target(target).lab if target else None
     if spec is not None:
-        places = [
-            p
-            for p in places
-            if (not spec.place or p.name == spec.place)
-            and all({**p.tags, "name": p.name}.get(k) == v for k, v in spec.tags.items())
-        ]
+        everyone = places
+        places = [p for p in places if matches(p, spec)]
+        if not places:  # an empty table read as "the lab is empty"; deploy says this, exit 2
+            raise no_matching_place(spec.wanted(), [p.name for p in everyone], address)
     table = Table(title=f"lab at {address}" + (f" ({spec.wanted()})" if spec else ""))
     for column in ("place", "tags", "held by", "ssh", "last run"):
         table.add_column(column)
@@ -96,7 +94,7 @@ def lab_cmd(
                 held += " [red]STALE: that edgekit is gone[/] (edgekit lab release " + p.name + ")"
             table.add_row(
                 p.name,
-                " ".join(f"{k}={v}" for k, v in p.tags.items()),
+                " ".join(f"{k}={v}" for k, v in sorted(p.tags.items())),
                 held,
                 f"{svc.username}@{svc.address}:{svc.port}" if svc else "[red]no NetworkService[/]",
                 facts.summary() if facts else "-",

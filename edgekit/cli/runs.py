@@ -64,7 +64,7 @@ def list_alias(
 
 def _print_runs(limit: int, recipe: str | None, target: str | None, store: str | None) -> None:
     from edgekit.store import open_store
-    from edgekit.target import stored_name
+    from edgekit.target import lab_stored_note, stored_name
 
     with open_store(store, create=False) as db:
         found = db.runs(limit=limit, recipe=recipe, target=stored_name(target) if target else None)
@@ -94,7 +94,13 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
             (r.git_revision or "-")[:10],
             r.recorded_by or "-",
         )
-    console.print(table if found else f"no runs in {url}")
+    if found:
+        console.print(table)
+        return
+    note = lab_stored_note(target) if target else None
+    console.print(
+        plain(f"no runs{f' on {target}' if target else ''} in {url}" + (f"; {note}" if note else ""))
+    )
 
 
 def _ok_text(run: RunSummary) -> str:

@@ -14,6 +14,7 @@ from edgekit.formats import Format
 from edgekit.report.regression import Flag, Settings, detect_latest
 from edgekit.results import ArtifactInfo, Comparison, DeployResult, Measurement, TargetRun
 from edgekit.store import Store, StoredRun
+from edgekit.target import lab_stored_note
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ def _empty_hint(store: Store, since: float | None, recipes: Sequence[str], targe
             if unknown
             else ""
         )
+        + "".join(f"; {note}" for note in map(lab_stored_note, unknown) if note)
         + " (`edgekit runs` lists runs and their targets)."
     )
 

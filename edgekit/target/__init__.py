@@ -16,6 +16,7 @@ overrides win over the device state too); `edgekit.transport.open_transport` con
 from edgekit.target.load import (
     HOST_COLUMN,
     is_inline,
+    lab_stored_note,
     list_target_names,
     load_target,
     parse_inline,
@@ -33,6 +34,7 @@ __all__ = [
     "Target",
     "TransportKind",
     "is_inline",
+    "lab_stored_note",
     "list_target_names",
     "load_target",
     "parse_inline",

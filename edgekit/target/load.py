@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edgekit.errors import TargetError
+from edgekit.errors import EdgekitError, TargetError
 from edgekit.paths import SHIPPED_TARGETS
 from edgekit.schema_paths import locate
 from edgekit.target.overrides import deep_merge, env_name, env_overrides, parse_overrides
@@ -136,6 +136,13 @@ def parse_inline(text: str) -> tuple[dict[str, Any], str]:
                 where="--target",
                 hint="e.g. lab:board=pi4, lab:board=pi5:rack=2, lab:name=pi4-03",
             )
+        if key in tags or (key == "name" and place is not None):
+            raise TargetError(
+                f"{text!r}: {key} given twice; a place carries one value of a tag",
+                where="--target",
+                hint=f"one {key}=VALUE; two kinds of board are two targets: --target lab:board=pi4 --target "
+                "lab:board=pi5",
+            )
         if key == "name":
             place = value
         else:
@@ -217,3 +224,17 @@ def stored_name(name: str) -> str:
         return name
     target = load_target(name)
     return HOST_COLUMN if target.is_this_host else target.name
+
+
+def lab_stored_note(name: str) -> str | None:
+    """For a lab target (`lab:board=pi4`, a file with a `lab:` block), where its runs are: under the place each
+    took, never under the lab target's own name; None for any other name."""
+    try:
+        lab = is_inline(name) or (name in list_target_names() and load_target(name).lab is not None)
+    except EdgekitError:
+        lab = False
+    if not lab:
+        return None
+    return (
+        f"{name} is a lab target: its runs are stored under the place each ran on (`edgekit lab` lists them)"
+    )

@@ -107,6 +107,14 @@ class SshTransport(Transport):
                     where=self.address,
                     hint="is this the device's SSH port? (a Pi: 22, Termux: 8022; `--set port=N`)",
                 ) from None
+            if "No authentication methods available" in str(exc):  # no key given, none in ~/.ssh or an agent
+                raise ConnectError(
+                    f"SSH failed: no key to log in as {t.user or 'the current user'}: the target names no `key` "
+                    "and none was found in ~/.ssh or an ssh-agent",
+                    where=self.address,
+                    hint=f"set `key:` in the target file ({t.source or 'targets/NAME.yaml'}; for a lab target "
+                    "the lab.yaml of the targets folder) or `--set key=PATH`",
+                ) from None
             raise ConnectError(f"SSH failed: {exc}", where=self.address) from None
         except (EOFError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
             # paramiko raises these bare when the server drops the link in the handshake (EOFError also when
