@@ -1,4 +1,5 @@
-"""The SSH transport against the real sshd of pi4-emu: host keys, quoting, env, cwd, errors."""
+"""The SSH transport against real OpenSSH servers (pi4-emu's, and one the test starts on this host): host keys,
+quoting, env, cwd, errors, uploads, keys."""
 
 from __future__ import annotations
 
