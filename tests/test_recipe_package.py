@@ -24,14 +24,25 @@ def test_public_names() -> None:
     assert module.Recipe is schema.Recipe and module.load_recipe is load.load_recipe
 
 
-def test_the_schema_does_not_import_the_loading() -> None:
-    """load.py builds on schema.py, never the other way: the models need no file, YAML or numpy."""
-    tree = ast.parse(Path(schema.__file__).read_text())
-    imported = {
+def _imports(module: types.ModuleType) -> set[str]:
+    tree = ast.parse(Path(str(module.__file__)).read_text())
+    return {
         node.module if isinstance(node, ast.ImportFrom) else alias.name
         for node in ast.walk(tree)
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
+        if not isinstance(node, ast.ImportFrom) or node.module
     }
-    assert not {m for m in imported if m and m.startswith("edgekit.recipe")}, imported
+
+
+def test_the_schema_does_not_import_the_loading() -> None:
+    """load.py builds on schema.py, never the other way: the models need no file, YAML or numpy. The schema checks a
+    `builder:`'s name with builders.py's rules, which need none of them either."""
+    from edgekit.recipe import builders
+
+    imported = _imports(schema)
+    assert {m for m in imported if m.startswith("edgekit.recipe")} <= {"edgekit.recipe.builders"}, imported
     assert not {"numpy", "edgekit.yamlfile", "edgekit.errors"} & imported, imported
+    below = _imports(builders)
+    assert not {m for m in below if m.startswith("edgekit.recipe")}, below
+    assert not {"numpy", "edgekit.yamlfile", "yaml"} & below, below
