@@ -104,6 +104,11 @@ def test_ssh_config_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ("name: x\nhost: h\nio_timeout: .inf\n", "io_timeout"),
         # a misspelt runtime was taken, and `targets setup` on a board dropped it silently
         ("name: x\nhost: h\nruntimes: [ncnn, ncnnn]\n", "runtimes: unknown runtime 'ncnnn'"),
+        # a core the device does not run was listed by `edgekit targets` while the device ran its own
+        (
+            "name: x\nemulated: {device: phone-emu, cpu: cortex-a53}\n",
+            "emulated.cpu.*phone-emu runs cortex-a76",
+        ),
     ],
 )
 def test_bad_target_files_are_named_errors(tmp_path: Path, text: str, match: str) -> None:
