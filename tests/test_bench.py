@@ -187,6 +187,54 @@ def test_bench_inputs_that_do_not_fit_are_refused_before_the_agent_runs(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--timeout", "nan"),
+        ("--timeout", "0"),
+        ("--timeout", "-5"),
+        ("--timeout", "inf"),
+        ("--timeout", "604801"),
+        ("--min-repeat-ms", "nan"),
+    ],
+)
+def test_bench_refuses_a_timeout_or_min_repeat_that_is_no_finite_number_in_range(
+    model_files: dict[str, Path], option: str, value: str
+) -> None:
+    """--timeout took any number: nan failed the run (exit 1) with a DeviceTimeout about a "whole-run deadline
+    (nan s", 0 and -5 with an AgentError after a second, inf ran unbounded; --min-repeat-ms nan passed its
+    range check. Each is now refused before any run (exit 2), naming the option and its range (the recipe's)."""
+    done = bench(str(model_files["tflite"]), "--target", "host", f"{option}={value}", timeout=120)
+    text = " ".join(done.stderr.split())
+    assert done.returncode == 2 and f"Invalid value for '{option}'" in text, done.stdout + done.stderr
+    assert ("604800" if option == "--timeout" else "60000") in text, text
+    assert "agent measuring" not in done.stdout
+
+
+@pytest.mark.integration
+def test_bench_timeout_hint_names_the_timeout_option(model_files: dict[str, Path]) -> None:
+    """An agent that outlived bench's --timeout was told to "raise benchmark.timeout_s", a recipe field bench has
+    no recipe for: the hint now names --timeout (exit 1: a failed run)."""
+    done = bench(
+        str(model_files["tflite"]),
+        "--target",
+        "host",
+        "--timeout",
+        "0.5",
+        "--min-repeat-ms",
+        "3000",
+        "--repeat",
+        "2",
+        timeout=300,
+    )
+    text = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 1 and "did not finish within 1 s" in text, text
+    assert "hint: raise --timeout, or lower repeat/threads" in text and "benchmark.timeout_s" not in text, (
+        text
+    )
+
+
+@pytest.mark.integration
 def test_bench_refuses_an_input_whose_header_the_file_or_memory_cannot_hold(
     model_files: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -3,6 +3,7 @@ agent `deploy` uses, without a recipe (random or given input)."""
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +18,7 @@ from edgekit.cli.outputs import check_output_file
 from edgekit.errors import Interrupted, UsageError
 from edgekit.formats import Format
 from edgekit.paths import write_atomic
-from edgekit.recipe.schema import MAX_MIN_REPEAT_MS, MAX_NUMBER, MAX_REPEAT, MAX_WARMUP
+from edgekit.recipe.schema import MAX_MIN_REPEAT_MS, MAX_NUMBER, MAX_REPEAT, MAX_WARMUP, Benchmark
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
@@ -39,6 +40,25 @@ EPILOG = """Examples:
 
 An ncnn model needs its input shape: from model.io.json beside it (edgekit convert writes one), --input, or
 --shape 1,3,224,224. Random inputs are uniform in [0, 1)."""
+# --timeout's upper bound is the recipe's benchmark.timeout_s one (a week): one limit for both
+MAX_TIMEOUT_S = next(float(c.le) for c in Benchmark.model_fields["timeout_s"].metadata if hasattr(c, "le"))
+
+
+def check_timeout(value: float) -> float:
+    """typer callback for --timeout: a finite number of seconds above 0, at most the recipe's bound (nan, 0 or
+    -5 failed the run after a second with a misleading error; inf ran unbounded)."""
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT_S:
+        raise typer.BadParameter(
+            f"{value:g} is not a number of seconds above 0 and at most {MAX_TIMEOUT_S:g} (a week), e.g. 600"
+        )
+    return value
+
+
+def check_min_repeat_ms(value: float) -> float:
+    """typer callback for --min-repeat-ms: nan passed the range check (every comparison with it is false)."""
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value:g} is not a number of milliseconds from 0 to {MAX_MIN_REPEAT_MS:g}")
+    return value
 
 
 def bench_cmd(
@@ -59,6 +79,7 @@ def bench_cmd(
         "--min-repeat-ms",
         min=0,
         max=MAX_MIN_REPEAT_MS,
+        callback=check_min_repeat_ms,
         help="raise number until a sample lasts at least this long",
     ),
     fmt: Format | None = typer.Option(
@@ -68,7 +89,12 @@ def bench_cmd(
         help="the file's format where no metadata beside it says (e.g. mnn-fp16: it decides how the runtime runs "
         "it, not only the label; `edgekit formats` lists them)",
     ),
-    timeout: float = typer.Option(1800.0, "--timeout", help="seconds before the agent is stopped"),
+    timeout: float = typer.Option(
+        1800.0,
+        "--timeout",
+        callback=check_timeout,
+        help=f"seconds before the agent is stopped (above 0, at most {MAX_TIMEOUT_S:g})",
+    ),
     json_path: Path | None = typer.Option(
         None, "--json", callback=check_output_file, help="write the agent's full result here"
     ),

@@ -128,8 +128,10 @@ class AgentRunner:
             self.merge(self.fetch(transport, result, n))
             for art in self.incomplete(arts):
                 self.record_failed(art, f"timed out after {timeout:g} s", ErrorCode.TIMEOUT)
+            # bench has no recipe: its runs (runs/bench-...) take the timeout from --timeout
+            knob = "--timeout" if Path(self.run_dir).name.startswith("bench-") else "benchmark.timeout_s"
             raise AgentError(
-                str(exc), where=self.target.name, hint="raise benchmark.timeout_s, or lower repeat/threads"
+                str(exc), where=self.target.name, hint=f"raise {knob}, or lower repeat/threads"
             ) from None
         part = self.fetch(transport, result, n)
         self.merge(part)
