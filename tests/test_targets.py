@@ -104,11 +104,6 @@ def test_ssh_config_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ("name: x\nhost: h\nio_timeout: .inf\n", "io_timeout"),
         # a misspelt runtime was taken, and `targets setup` on a board dropped it silently
         ("name: x\nhost: h\nruntimes: [ncnn, ncnnn]\n", "runtimes: unknown runtime 'ncnnn'"),
-        # a core the device does not run was listed by `edgekit targets` while the device ran its own
-        (
-            "name: x\nemulated: {device: phone-emu, cpu: cortex-a53}\n",
-            "emulated.cpu.*phone-emu runs cortex-a76",
-        ),
     ],
 )
 def test_bad_target_files_are_named_errors(tmp_path: Path, text: str, match: str) -> None:
@@ -336,3 +331,29 @@ def test_a_misspelt_runtime_is_refused_naming_the_field_and_the_runtimes_edgekit
     )
     assert out.returncode == 2 and "error (TargetError)" in out.stderr and "did you mean ncnn?" in out.stderr
     assert "hint: runtimes: lists Python modules: numpy, ai_edge_litert" in out.stderr
+
+
+def test_an_emulated_cpu_the_device_does_not_run_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`emulated.cpu` (file, --set or environment) was accepted whatever it said (cortex-a53, bogus) and shown by
+    `edgekit targets` while the device ran its own core: refused by name (exit 2) before the device is used."""
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+    from edgekit.emu.device import ensure_device, running_target
+    from edgekit.errors import TargetError
+
+    for wrong in (
+        load_target("phone-emu", ["emulated.cpu=cortex-a53"]),
+        load_target("pi4-emu", ["emulated.cpu=x"]),
+    ):
+        with pytest.raises(TargetError, match=r"emulated\.cpu: \S+ runs cortex-a7[26]"):
+            running_target(wrong)
+        with pytest.raises(TargetError, match="cannot change it"):
+            ensure_device(wrong)  # before anything is started
+    assert (
+        running_target(load_target("phone-emu")).emulated is not None
+    )  # the shipped files state their cores
+    monkeypatch.setenv("EDGEKIT_TARGET_PHONE_EMU_EMULATED__CPU", "cortex-a53")
+    listing = CliRunner().invoke(app, ["targets"], terminal_width=250)
+    row = next(line for line in listing.output.splitlines() if "phone-emu" in line)
+    assert "invalid" in row and "emulated" not in row, listing.output  # it listed the device as cortex-a53

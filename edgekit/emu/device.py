@@ -15,12 +15,29 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.emu.runner import running_state, up
+from edgekit.emu.specs import DEVICES
+from edgekit.errors import TargetError
 from edgekit.target import Target
+
+
+def check_emulated_cpu(target: Target) -> None:
+    """An emulated target's `emulated.cpu` states the core its device runs (the device's qemu -cpu); it does not
+    choose it. A value that differs was shown by `edgekit targets` while the device ran its own core: TargetError
+    (exit 2) naming the field and the core."""
+    spec = DEVICES.get(target.emulated.device) if target.emulated else None
+    if target.emulated and spec is not None and target.emulated.cpu != spec.cpu:
+        raise TargetError(
+            f"emulated.cpu: {target.emulated.device} runs {spec.cpu} (its qemu -cpu), not {target.emulated.cpu!r}: "
+            "the field states the device's core, it cannot change it",
+            where=target.source or target.name,
+            hint=f"write emulated.cpu: {spec.cpu} (known devices: {', '.join(sorted(DEVICES))})",
+        )
 
 
 def running_target(target: Target) -> Target:
     """`target` with the live connection details of its emulated device when that device runs; otherwise (and
     for any other target) `target` unchanged. Never starts anything."""
+    check_emulated_cpu(target)
     state = running_state(target.emulated.device) if target.emulated else None
     if state is None:
         return target
@@ -61,5 +78,6 @@ def ensure_device(target: Target, log: Callable[[str], None] | None = None) -> T
         return acquire_target(target, log)
     if not target.emulated:
         return target
+    check_emulated_cpu(target)
     up(target.emulated.device, log or (lambda _m: None), provision=False)
     return running_target(target)

@@ -11,7 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from pydantic_core import PydanticCustomError
 
 # The `lab:` block (docs/lab.md): what a lab target asks the labgrid coordinator for. Also read from
@@ -103,7 +103,8 @@ class TransportKind(str, Enum):
 
 
 class Emulated(BaseModel):
-    """An emulated device: which `edgekit emu` device backs it and the qemu CPU model it runs."""
+    """An emulated device: which `edgekit emu` device backs it and the qemu CPU model it runs (stated, not chosen:
+    edgekit.emu.device checks it against the device's, as edgekit.target may not import edgekit.emu)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -113,22 +114,6 @@ class Emulated(BaseModel):
         True  # the plugin-capable qemu: instruction counts, the basis of board estimates (emu/README.md)
     )
     caches: bool = True  # while counting, simulate the board's data caches: miss features, a tighter estimate
-
-    @field_validator("cpu")
-    @classmethod
-    def _cpu_is_the_devices(cls, cpu: str, info: ValidationInfo) -> str:
-        """`cpu` states the core the device runs (its qemu -cpu, edgekit.emu.specs); it does not choose it: a
-        value that differs was shown in `edgekit targets` while the device ran its own core."""
-        from edgekit.emu.specs import DEVICES
-
-        device = info.data.get("device")
-        spec = DEVICES.get(device) if isinstance(device, str) else None
-        if spec is not None and cpu != spec.cpu:
-            raise ValueError(
-                f"{device} runs {spec.cpu} (its qemu -cpu); this field states that core, it cannot change it: "
-                f"write {spec.cpu}"
-            )
-        return cpu
 
 
 class BenchmarkCap(BaseModel):
