@@ -127,12 +127,12 @@ def test_an_emulated_target_without_estimates_is_headed_by_its_counts(tmp_path: 
         )
         md = render(build(store))
     assert "pi4-emu instructions (count)" in md and "ESTIMATE" not in md, md
-    assert "| tflite-fp32 | base, " in md and "no calibrated board has this core" in md, md
+    assert "| tflite-fp32 | base, " in md and "no calibrated board stands for this device" in md, md
     from edgekit.report.html import render as render_html
 
     with open_store(f"sqlite:///{tmp_path / 'counted.sqlite'}") as store:
         html = render_html(build(store))
-    assert "none: no calibrated board has this core" in html
+    assert "none: no calibrated board stands for this device" in html
 
 
 def _screenshot(html: Path, png: Path, tmp: Path, height: int) -> np.ndarray:

@@ -27,7 +27,7 @@ from edgekit.estimate.runs_as import RunsAs, runs_as
 from edgekit.formats import Format, Precision
 from edgekit.results import ArtifactInfo, Measurement, TargetRun
 
-# emulated device -> the real board its core stands for (phone-emu has no calibrated board)
+# emulated device -> the real board it stands for (phone-emu: a phone; no calibrated board stands for it)
 BOARD_OF_DEVICE = {b.emulated_device: b.name for b in BOARDS.values()}
 
 

@@ -14,6 +14,7 @@ from edgekit.report import plots
 from edgekit.report.figures import apart
 from edgekit.report.html_facts import EMU_BADGE, facts_section
 from edgekit.report.regression import Flag, FlagKind
+from edgekit.report.table import NO_BOARD
 from edgekit.report.view import RecipeView, Report, Row, when
 from edgekit.results import interval_not_validated
 from edgekit.route import why_no_route
@@ -320,7 +321,7 @@ def _estimate(est: dict | None, counted: bool = False) -> str:
     """An emulated target's headline: the real board's estimated latency, labelled as an estimate; for a counted
     core no board is calibrated for (phone-emu), why there is none."""
     if not est:
-        return '<span class="muted">none: no calibrated board has this core</span>' if counted else "-"
+        return f'<span class="muted">none: {escape(NO_BOARD)}</span>' if counted else "-"
     why = interval_not_validated(est)
     mark = f" (interval not validated: {why})" if why else ""
     return (

@@ -9,7 +9,7 @@ from __future__ import annotations
 from edgekit.formats import Format
 from edgekit.report.figures import apart
 from edgekit.report.regression import Flag, FlagKind
-from edgekit.report.table import estimate_text
+from edgekit.report.table import NO_BOARD, estimate_text
 from edgekit.report.view import RecipeView, Report, Row, when
 from edgekit.results import NOT_RUN_INTERRUPTED
 
@@ -130,7 +130,7 @@ def _table(view: RecipeView) -> list[str]:
         )
     if set(emulated) - estimated:
         intro.append(
-            f"{', '.join(_text(t) for t in emulated if t not in estimated)}: no calibrated board has this core, so "
+            f"{', '.join(_text(t) for t in emulated if t not in estimated)}: {NO_BOARD}, so "
             f"instruction counts at {threads} thread{'s' if threads > 1 else ''} and their ratio to the same "
             "runtime's fp32 (base), never qemu's wall time"
         )

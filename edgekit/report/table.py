@@ -32,6 +32,10 @@ EMULATED_NOTE = (
     "emulated = wall time under qemu on this machine (~600x slower than the device, ratios "
     "distorted): not device latency"
 )
+# an emulated device whose core no calibrated board stands for (phone-emu: a phone, though the Pi 5 has its core)
+NO_BOARD = (
+    "no calibrated board stands for this device (the estimate is calibrated on Raspberry Pi 4 and 5 figures)"
+)
 ESTIMATE_NOTE = (
     "ESTIMATE = the real board's latency estimated from the exact instruction count on its emulated core "
     "(cost model and 80% interval cross-validated on ncnn's benchmark models; not a measurement); "
@@ -311,10 +315,7 @@ def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
             )
     if any(r.emulated and _counted(r) for r in runs):
         estimated = any(r.emulated and r.estimates for r in runs)  # phone-emu: no board is calibrated for it
-        parts.append(
-            (ESTIMATE_NOTE if estimated else "no board estimate (no calibrated board has this core); ")
-            + COUNT_NOTE
-        )
+        parts.append((ESTIMATE_NOTE if estimated else f"no board estimate ({NO_BOARD}); ") + COUNT_NOTE)
     if any(r.emulated and not _counted(r) for r in runs):
         parts.append(EMULATED_NOTE)
     reasons = sorted(
