@@ -69,6 +69,9 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
     with open_store(store, create=False) as db:
         found = db.runs(limit=limit, recipe=recipe, target=stored_name(target) if target else None)
         url = db.url
+        known = (
+            (db.recipes(), sorted({t for r in db.runs(limit=None) for t in r.targets})) if not found else None
+        )
     table = Table(title=f"runs in {url}")
     for col in ("id", "started (UTC)", "recipe", "targets", "measurements", "ok", "git", "recorded by"):
         table.add_column(col, justify="right" if col in ("id", "measurements") else "left")
@@ -97,10 +100,14 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
     if found:
         console.print(table)
         return
+    asked = [f"of recipe {recipe}"] if recipe else []
+    asked += [f"on {target}"] if target else []
+    said = f"no runs {' '.join(asked)} in {url}" if asked else f"no runs in {url}: the store holds none yet"
+    recipes, targets = known or ([], [])
+    if asked and recipes:  # a typo read as an empty store: say what it holds
+        said += f"; recipes in it: {', '.join(recipes)}; targets: {', '.join(targets) or '-'}"
     note = lab_stored_note(target) if target else None
-    console.print(
-        plain(f"no runs{f' on {target}' if target else ''} in {url}" + (f"; {note}" if note else ""))
-    )
+    console.print(plain(said + (f"; {note}" if note else "")))
 
 
 def _ok_text(run: RunSummary) -> str:
