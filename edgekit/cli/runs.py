@@ -103,9 +103,9 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
     asked = [f"of recipe {recipe}"] if recipe else []
     asked += [f"on {target}"] if target else []
     said = f"no runs {' '.join(asked)} in {url}" if asked else f"no runs in {url}: the store holds none yet"
-    recipes, targets = known or ([], [])
-    if asked and recipes:  # a typo read as an empty store: say what it holds
-        said += f"; recipes in it: {', '.join(recipes)}; targets: {', '.join(targets) or '-'}"
+    stored_recipes, stored_targets = known or ([], [])
+    if asked and stored_recipes:  # a typo read as an empty store: say what it holds
+        said += f"; recipes in it: {', '.join(stored_recipes)}; targets: {', '.join(stored_targets) or '-'}"
     note = lab_stored_note(target) if target else None
     console.print(plain(said + (f"; {note}" if note else "")))
 
