@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -391,3 +392,57 @@ def test_targets_setup_on_an_emulated_device_reinstalls_only_the_site_that_lacks
         k: v for k, v in before.items() if k != "site/litert"
     }
     assert (home / "site" / "litert" / "ncnn").is_dir()
+
+
+@pytest.mark.integration
+def test_a_frozen_device_is_not_running_and_up_starts_a_fresh_one(phone_emu_private) -> None:
+    """An sshd stopped by kill -STOP (T state) counted as running: `emu status` said running, `emu up` exit 0
+    on the frozen port, and a connection waited for a banner and then advised another port ("a Pi: 22, Termux:
+    8022"). Now the frozen device is not running; its hint is the restart; `emu up` kills the stopped sshd (as
+    `emu down` does) and starts a fresh one, saying so."""
+    import signal
+
+    from edgekit.emu.device import running_target
+    from edgekit.emu.runner import running_state
+    from edgekit.errors import ConnectError
+    from edgekit.target import load_target
+    from edgekit.transport import open_transport
+
+    old = running_state("phone-emu")
+    assert old is not None
+    quick = phone_emu_private.model_copy(update={"connect_timeout": 2.0})
+    os.kill(old.sshd_pid, signal.SIGSTOP)
+    try:
+        with (
+            pytest.raises(ConnectError, match="no SSH server answered") as info,
+            open_transport(quick) as link,
+        ):
+            link.connect()
+        hint = info.value.hint or ""
+        assert "`edgekit emu down phone-emu && edgekit emu up phone-emu`" in hint and "Termux" not in hint, (
+            hint
+        )
+        assert running_state("phone-emu") is None
+        status = _edgekit("emu", "status", "phone-emu")
+        row = next(line for line in status.stdout.splitlines() if "phone-emu" in line)
+        assert status.returncode == 0 and row.split("│")[4].strip() == "no", status.stdout
+        start = time.monotonic()
+        up = _edgekit("emu", "up", "phone-emu")
+        said = " ".join(up.stdout.split())
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"phone-emu's sshd (pid {old.sshd_pid}) was stopped and answered no one" in said, said
+        assert "starting a fresh one" in said
+        assert (
+            time.monotonic() - start < 30
+        )  # the stopped sshd is resumed to act on its SIGTERM, not waited out
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(old.sshd_pid, signal.SIGCONT)
+    new = running_state("phone-emu")
+    assert new is not None and new.sshd_pid != old.sshd_pid
+    gone = (
+        not psutil.pid_exists(old.sshd_pid) or psutil.Process(old.sshd_pid).status() == psutil.STATUS_ZOMBIE
+    )
+    assert gone
+    with open_transport(running_target(load_target("phone-emu"))) as link:
+        assert link.run(["true"], timeout=60).ok

@@ -37,6 +37,9 @@ START_TIMEOUT_S = 10.0
 # counting and profiling runs on this host (edgekit/emu/plugin/*runner.py) use a device's interpreter but are not
 # the device's processes: stopping the device must not kill a conversion's speed plan or an `edgekit estimate`
 LOCAL_RUNNERS = str(Path(__file__).with_name("plugin"))
+# an sshd in one of these states answers no one: a stopped one (kill -STOP, a debugger) accepts connections in the
+# kernel's backlog but never sends its banner, so it is not running, and `up` replaces it
+NOT_SERVING = {psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD}
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,13 @@ def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None]) -> Devic
     if state is not None and _sshd_alive(state.sshd_pid, state.sshd_config):
         return state
     if state is not None:
+        stuck = _sshd_status(state.sshd_pid, state.sshd_config)
         _stop(name, state)  # stale record: make sure nothing of it is left before starting again
+        if stuck is not None:  # its sshd is there but answers no one: say why the device restarts
+            log(
+                f"{name}'s sshd (pid {state.sshd_pid}) was {stuck} and answered no one: killed it and its "
+                f"sessions (as `edgekit emu down {name}` does); starting a fresh one"
+            )
     dev = build(name, log)
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
@@ -175,11 +184,21 @@ def _stop(name: str, state: DeviceState) -> None:
 
 
 def _sshd_alive(pid: int, config: str) -> bool:
+    """pid is this device's sshd and it can serve: not stopped (T state, kill -STOP), not a zombie."""
+    status = _sshd_status(pid, config)
+    return status is not None and status not in NOT_SERVING
+
+
+def _sshd_status(pid: int, config: str) -> str | None:
+    """psutil's status of pid when it is this device's sshd (also stopped or a zombie), else None."""
     try:
         proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and config in proc.cmdline()
+        status = proc.status()
+        if status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return str(status)  # a zombie's cmdline is empty: the pid in the state file is enough
+        return str(status) if config in proc.cmdline() else None
     except psutil.Error:
-        return False
+        return None
 
 
 def _free_port() -> int:
@@ -246,6 +265,8 @@ def _kill_tree(pid: int, dev: layout.DeviceDir, config: str | None = None) -> li
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for proc in targets:
             _signal(proc, sig)
+            if sig == signal.SIGTERM:  # a stopped process (kill -STOP) acts on its SIGTERM once resumed
+                _signal(proc, signal.SIGCONT)
         deadline = time.monotonic() + (3.0 if sig == signal.SIGTERM else 5.0)
         while time.monotonic() < deadline:
             _reap(pid)

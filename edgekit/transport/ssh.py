@@ -105,7 +105,10 @@ class SshTransport(Transport):
                     f"no SSH server answered within {t.connect_timeout:g} s (the port accepts connections "
                     "but sent no SSH banner)",
                     where=self.address,
-                    hint="is this the device's SSH port? (a Pi: 22, Termux: 8022; `--set port=N`)",
+                    hint=f"the emulated device's sshd is frozen or stuck: `edgekit emu down {t.emulated.device} && "
+                    f"edgekit emu up {t.emulated.device}`"
+                    if t.emulated is not None  # the port is the device's own: restarting it is the cure
+                    else "is this the device's SSH port? (a Pi: 22, Termux: 8022; `--set port=N`)",
                 ) from None
             if "No authentication methods available" in str(exc):  # no key given, none in ~/.ssh or an agent
                 raise ConnectError(
