@@ -357,3 +357,18 @@ def test_an_emulated_cpu_the_device_does_not_run_is_refused(monkeypatch: pytest.
     listing = CliRunner().invoke(app, ["targets"], terminal_width=250)
     row = next(line for line in listing.output.splitlines() if "phone-emu" in line)
     assert "invalid" in row and "emulated" not in row, listing.output  # it listed the device as cortex-a53
+
+
+def test_set_of_a_block_the_target_does_not_have_names_the_cause() -> None:
+    """`deploy --target phone-emu --target phone --set emulated.counting=false`: --set applies to every target, and
+    phone said "emulated.device: Field required; emulated.cpu: Field required". It says phone is not emulated and
+    how to set the field for one target."""
+    with pytest.raises(
+        TargetError, match=r"--set emulated\.counting: phone is not an emulated target"
+    ) as err:
+        load_target("phone", ["emulated.counting=false"])
+    assert "EDGEKIT_TARGET_" in (err.value.hint or "")
+    with pytest.raises(TargetError, match="pi4 is not a lab target"):
+        load_target("pi4", ["lab.wait_s=5"])
+    assert load_target("phone-emu", ["emulated.counting=false"]).emulated.counting is False  # type: ignore[union-attr]
+    assert load_target("lab:board=pi4", ["lab.wait_s=5"]).lab.wait_s == 5  # type: ignore[union-attr]

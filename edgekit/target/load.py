@@ -44,6 +44,7 @@ def load_target(
     name = str(raw["name"])
     from_env = env_overrides(name, os.environ if env is None else env, list_target_names())
     from_cli = parse_overrides(overrides)
+    _check_block_overrides(from_cli, raw, name, str(path))
     explicit = deep_merge(from_env, from_cli)
     data = deep_merge(raw, explicit)
     if data.get("transport") == TransportKind.LOCAL.value and "python" not in data:
@@ -54,6 +55,23 @@ def load_target(
     target._source = str(path)
     target._overrides = explicit
     return target
+
+
+def _check_block_overrides(from_cli: dict[str, Any], raw: dict[str, Any], name: str, where: str) -> None:
+    """`--set emulated.X=...` (or lab.X) on a target without that block named the fields the block would need
+    ("emulated.device: Field required") instead of the cause: --set applies to every --target of the command,
+    and this one is not emulated (not a lab target)."""
+    for block in ("emulated", "lab"):
+        if isinstance(from_cli.get(block), dict) and block not in raw:
+            fields = ", ".join(f"{block}.{k}" for k in from_cli[block])
+            raise TargetError(
+                f"--set {fields}: {name} is not {'an emulated' if block == 'emulated' else 'a lab'} target (its "
+                f"file has no `{block}:` block), and --set applies to every --target of the command",
+                where=where,
+                hint=f"run the {block} targets in a deploy of their own, or set it for one target only: in its file "
+                f"or as EDGEKIT_TARGET_<NAME>_{block.upper()}__<FIELD> (e.g. "
+                f"EDGEKIT_TARGET_PHONE_EMU_EMULATED__COUNTING=false)",
+            )
 
 
 def target_path(name_or_path: str | Path) -> Path:
