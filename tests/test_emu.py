@@ -446,3 +446,35 @@ def test_a_frozen_device_is_not_running_and_up_starts_a_fresh_one(phone_emu_priv
     assert gone
     with open_transport(running_target(load_target("phone-emu"))) as link:
         assert link.run(["true"], timeout=60).ok
+
+
+@pytest.mark.integration
+def test_deploy_says_it_started_a_stopped_device_and_that_it_keeps_running(phone_emu_private) -> None:
+    """deploy to a stopped emulated device started it with no word but "ensure done in 0.0 s", and left it
+    running unsaid. It now says it started the device (its core and port) and how to stop it."""
+    from edgekit.emu.runner import down, running_state
+
+    assert down("phone-emu") is True
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+    out = _edgekit(
+        "deploy",
+        str(recipe),
+        "--target",
+        "phone-emu",
+        "-f",
+        "tflite-fp32",
+        "--no-store",
+        "--no-host",
+        "--repeat",
+        "1",
+        "--set",
+        "emulated.counting=false",
+    )
+    said = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    state = running_state("phone-emu")
+    assert state is not None  # it keeps running, as said
+    assert (
+        "phone-emu: started the emulated device (qemu -cpu cortex-a76, sshd on "
+        f"127.0.0.1:{state.port}); it keeps running for the next run: `edgekit emu down phone-emu` stops it"
+    ) in said, said[-3000:]

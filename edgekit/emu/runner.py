@@ -108,6 +108,10 @@ def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None]) -> Devic
                 home=str(emu_dir()),
             )
             write_state(state)
+            log(
+                f"started the emulated device (qemu -cpu {spec.cpu}, sshd on 127.0.0.1:{port}); it keeps "
+                f"running for the next run: `edgekit emu down {name}` stops it"
+            )
             return state
         _kill_tree(pid, dev)
     raise EmulatorError(
