@@ -62,7 +62,8 @@ test: setup check
 	  if [ $$rc = 5 ]; then echo "no tests were collected"; exit 0; fi; exit $$rc
 
 # emu-assets: the NCNN INT8 speed plan counts each layer on the emulated Cortex-A72 and A76 (without them,
-# ncnn-int8 is written all-int8, up to 2.5x slower than fp32 there: README, INT8 that is faster)
+# ncnn-int8 is written all-int8: mobilenetv2 0.975x of fp32's instructions on the A72 against 0.955x with the
+# plan, and int8 depthwise layers that lose on a core: README, INT8 that is faster)
 quantize: $(STAMPS)/python emu-assets
 	@for r in $(if $(RECIPE),"$(RECIPE)",recipes/*.yaml); do \
 	  echo "==> $$r"; $(EDGEKIT) convert "$$r" --int8-only || exit $$?; done

@@ -191,6 +191,22 @@ def test_cli_tflite_fix_meets_a_strict_gate(tmp_path: Path) -> None:
     assert steps[-1]["size_bytes"] > steps[0]["size_bytes"]  # float weights cost bytes
     if out.exit_code == 0:
         assert "gate met" in out.output
+    from edgekit import paths
+
+    # a --fix that succeeded left its TensorFlow work folder (4.4 MB for digits) in the cache: removed
+    assert not list(paths.work_dir("selective").parent.glob("selective-*"))
+
+
+def test_fix_of_a_keras_models_tflite_is_refused_before_any_work() -> None:
+    """`analyze --fix` on a Keras recipe's TFLite ran onnx2tf on the model's NHWC export: TensorFlow died of
+    SIGFPE (exit 1, 30 lines of TensorSpec). Not supported (the selective build needs an NCHW graph): exit 2."""
+    from edgekit.analysis.float_fallback import fix
+    from edgekit.errors import UsageError
+
+    recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "digits-keras.yaml")
+    for fmt in (Format.TFLITE_INT8, Format.TFLITE_ONNX2TF_INT8):
+        with pytest.raises(UsageError, match="Keras model is not supported"):
+            fix(recipe, fmt, Analysis(recipe.name, fmt.value, 0, "difference", []))
 
 
 def test_tflite_output_tail_is_what_follows_the_last_weighted_layers(tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ import numpy as np
 from edgekit import paths
 from edgekit.analysis.analyze import Analysis, AnalysisError, Progress, artifacts_for
 from edgekit.convert.base import Artifact
+from edgekit.errors import UsageError
 from edgekit.formats import Format, Runtime
-from edgekit.recipe import Recipe
+from edgekit.recipe import KerasSource, Recipe
 
 
 @dataclass
@@ -86,17 +87,27 @@ def fix(
     from edgekit.runtimes import run_onnx
 
     say = progress or (lambda _m: None)
+    if fmt.runtime is Runtime.TFLITE and isinstance(recipe.model, KerasSource):
+        # the selective build runs onnx2tf on the prepared ONNX, which for a Keras model is its NHWC export: the
+        # layer names do not match the artifact's and TensorFlow died of SIGFPE on the wrong layout
+        raise UsageError(
+            f"--fix for {fmt.value} of a Keras model is not supported: TFLite with layers kept in float is built "
+            "by onnx2tf from a PyTorch or ONNX model's graph",
+            where=str(recipe.path),
+            hint="the analysis itself (without --fix) works: it names the layers that lose accuracy; ncnn-int8's "
+            "--fix works for a Keras model",
+        )
     fp32_art, int8_art = artifacts_for(recipe, fmt, say)
     onnx = prepare_onnx(recipe)
     inputs, labels = evaluation_inputs(recipe)
     ref = run_onnx(onnx.path, inputs)
     out_dir = paths.runs_dir() / "analyze" / f"{recipe.name}-{fmt.value}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out_dir.mkdir(parents=True, exist_ok=True)
     fp32 = _measure(fp32_art, [], recipe, inputs, labels, ref, check=False)
     steps = [_measure(int8_art, [], recipe, inputs, labels, ref)]
     say(f"fix: plain {fmt.value}: gate {'met' if steps[0].passed else 'missed'}")
-    if steps[0].passed:
-        return FixResult(fmt.value, fp32, steps, str(out_dir))
+    if steps[0].passed:  # nothing built: no folder left behind
+        return FixResult(fmt.value, fp32, steps, "")
+    out_dir.mkdir(parents=True, exist_ok=True)
     sets = plan([x.name for x in analysis.worst() if x.own_rel_error > 1e-6], max_float)  # layout ops add 0
     labels_of = {tuple(s): f"{len(s)} worst" for s in sets}
     tail = output_tail(fmt, int8_art)

@@ -13,6 +13,7 @@ one gave a model XNNPACK refuses and whose scores were all zero. Runs in a child
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -65,11 +66,14 @@ def build_selective(
             env=_child_env(),
             timeout=TIMEOUT_S,
         )
-    if proc.returncode != 0:
+    if proc.returncode != 0:  # the work folder is kept for its log
         raise ConversionError(
             f"selective TFLite quantization failed ({exit_text(proc.returncode)}):\n{_tail(log)}",
             where=str(log),
         )
+    shutil.rmtree(
+        work, ignore_errors=True
+    )  # the artifacts are in out_dir (edgekit.paths: a success removes its own)
     return [Path(p) for p in outs]
 
 
