@@ -193,6 +193,49 @@ def test_gates_pass_fail_and_skip() -> None:
     assert bad["skipped"] and "max_top1_drop" in bad["skipped"][0] and "labels" in bad["skipped"][0]
 
 
+def test_a_gate_that_cannot_be_judged_is_said_not_passed(tmp_path: Path) -> None:
+    """A `max_top1_drop` gate on data without labels was skipped in silence: the table said `pass (no gate)` or
+    `pass (8)` and the reason sat only in --json. The gate column marks it, a line under the table names it."""
+    import os
+    import subprocess
+    import sys
+
+    recipe = yaml.safe_load((Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml").read_text())
+    recipe["evaluation"]["gates"] = {
+        "int8": {"max_top1_drop": 0.0},
+        "fp32": {"min_cosine": 0.999, "max_top1_drop": 0.0},
+    }
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "edgekit"),
+            "convert",
+            str(path),
+            "-f",
+            "ncnn-fp32",
+            "-f",
+            "ncnn-int8",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    said = " ".join(out.stdout.split())
+    assert "gate NOT checked: max_top1_drop (no top1_drop: needs labels) for ncnn-fp32, ncnn-int8" in said, (
+        said
+    )
+    rows = {
+        line.split()[0]: line
+        for line in out.stdout.splitlines()
+        if line.split()[:1] in (["ncnn-fp32"], ["ncnn-int8"])
+    }
+    assert "not checked *" in rows["ncnn-int8"] and "pass (8) *" in rows["ncnn-fp32"], rows
+
+
 def test_map50_95_gate_catches_box_precision_that_map50_hides() -> None:
     from edgekit.fidelity.check import check_gates
     from edgekit.recipe import Gates

@@ -178,6 +178,13 @@ def _fix_summary(outcome: Any, max_float: int | None) -> bool:
         )
         return True
     if chosen is plain:
+        skipped = plain.gates.get("skipped") or []
+        if skipped and not plain.gates.get("checks"):  # every gate needs what the data lacks (labels)
+            console.print(
+                f"no gate of the recipe could be judged ({'; '.join(skipped)}): nothing to fix against; give "
+                "evaluation data with labels, or a gate on agreement with the ONNX model (min_cosine)"
+            )
+            return False
         console.print("the plain INT8 artifact already meets the recipe's gate: nothing to keep in float")
         return False
     size = chosen.size_bytes - plain.size_bytes
