@@ -14,7 +14,7 @@ from edgekit.analysis.analyze import Analysis, LayerError, analyze, ncnn_layers,
 from edgekit.analysis.float_fallback import plan
 from edgekit.convert.ncnn.param import read_param
 from edgekit.convert.ncnn.weights import layer_spans
-from edgekit.formats import Format
+from edgekit.formats import Format, Precision
 from edgekit.recipe import load_recipe
 from edgekit.zoo.train import WEIGHTS_DIR
 
@@ -100,6 +100,23 @@ def test_fix_keeps_the_worst_layers_in_float_until_the_gate_is_met(tmp_path: Pat
     assert chosen.numbers["cosine"] > outcome.steps[0].numbers["cosine"]
     assert outcome.steps[0].size_bytes < chosen.size_bytes < outcome.fp32.size_bytes
     assert Path(chosen.files[0]).is_file()
+    # what --fix found, shipped through the recipe (nothing could say it before: convert kept failing the gate)
+    import yaml
+
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.errors import RecipeError
+
+    path = _recipe(tmp_path, cosine=strict.evaluation.gates[Precision.INT8].min_cosine)  # type: ignore[index]
+    data = yaml.safe_load(path.read_text())
+    data["int8"] = {"ncnn_float_layers": list(chosen.float_layers)}
+    path.write_text(yaml.safe_dump(data))
+    (art,) = convert_recipe(load_recipe(path), (Format.NCNN_INT8,))
+    assert art.status == "ok" and art.fidelity["gates"]["passed"], art.fidelity
+    assert abs(art.fidelity["cosine"] - chosen.numbers["cosine"]) < 1e-6
+    data["int8"] = {"ncnn_float_layers": ["no_such_layer"]}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RecipeError, match=r"int8\.ncnn_float_layers.*no_such_layer"):
+        convert_recipe(load_recipe(path), (Format.NCNN_INT8,))
 
 
 def test_cli_lists_the_worst_layers_and_writes_json(ncnn_analysis: tuple, tmp_path: Path) -> None:

@@ -200,6 +200,17 @@ def _fix_summary(outcome: Any, max_float: int | None) -> bool:
         f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {Path(chosen.files[0]).parent}",
         highlight=False,
     )
+    if outcome.format == "ncnn-int8":  # the recipe can say it: convert and deploy then make this artifact
+        names = ", ".join(dict.fromkeys(n.split(";")[0] for n in chosen.float_layers))
+        console.print(
+            f"to ship it, add to the recipe: int8: {{ncnn_float_layers: [{names}]}}", highlight=False
+        )
+    else:
+        console.print(
+            "a recipe cannot keep TFLite layers in float yet: the .tflite above is the artifact (edgekit bench and "
+            "profile take it as a file)",
+            highlight=False,
+        )
     return False
 
 

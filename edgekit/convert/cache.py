@@ -67,8 +67,12 @@ def artifact_key(
         spec["int8"] = {
             "calibration": calibration_digest,
             "method": recipe.calibration.method.value if recipe.calibration else None,
-            **recipe.int8.model_dump(mode="json"),
+            **recipe.int8.model_dump(mode="json", exclude={"ncnn_float_layers"}),
         }
+        if (
+            fmt is Format.NCNN_INT8 and recipe.int8.ncnn_float_layers
+        ):  # absent when unset: keys made before hold
+            spec["int8"]["ncnn_float_layers"] = sorted(set(recipe.int8.ncnn_float_layers))
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 

@@ -273,6 +273,10 @@ class Evaluation(_Strict):
 class Int8Options(_Strict):
     granularity: Granularity = Granularity.PER_CHANNEL
     io: IOType = IOType.FLOAT
+    # ncnn-int8: layers the quantizer leaves in float, by their ncnn names (what `edgekit analyze --fix` prints)
+    ncnn_float_layers: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=10_000
+    )
 
 
 class PseudoOp(str, Enum):

@@ -75,6 +75,7 @@ class NcnnConverter(Converter):
             Path(out_dir),
             calibration=calibration,
             recipe=recipe,
+            float_layers=frozenset(recipe.int8.ncnn_float_layers) if fmt is Format.NCNN_INT8 else frozenset(),
             progress=self.progress,
         )
 

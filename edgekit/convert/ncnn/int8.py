@@ -35,7 +35,7 @@ from edgekit.convert.ncnn import calib as ncnn_calib
 from edgekit.convert.ncnn import weights as ncnn_bin
 from edgekit.convert.ncnn.param import ARRAY_KEY_BASE, NcnnGraph, NcnnLayer, read_param, write_param
 from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, RecipeError
 
 QUANTIZER_VERSION = "7"  # cache key. 7: grouped convolutions stay float (6 was a withdrawn in-context plan);
 # 5: an all-float plan ships the fp32 model; 3: no core slower (strict plan); 2: fusion
@@ -242,10 +242,11 @@ def _check_names(graph: NcnnGraph, float_layers: set[str] | frozenset[str], para
     unknown = sorted(set(float_layers) - names)
     if unknown:
         candidates = [layer.name for layer in graph.layers if layer.type in QUANTIZABLE]
-        raise ConversionError(
-            f"float_layers names layers the model does not have: {unknown}",
+        raise RecipeError(  # the recipe's int8.ncnn_float_layers (analyze --fix names only the model's own)
+            f"field `int8.ncnn_float_layers`: layers the model does not have: {unknown}",
             where=str(param),
-            hint=f"quantizable layers are: {', '.join(candidates)}",
+            hint=f"quantizable layers are: {', '.join(candidates)} (`edgekit analyze RECIPE --format ncnn-int8` "
+            "names them by their damage)",
         )
 
 
