@@ -446,6 +446,17 @@ def test_a_frozen_device_is_not_running_and_up_starts_a_fresh_one(phone_emu_priv
     assert gone
     with open_transport(running_target(load_target("phone-emu"))) as link:
         assert link.run(["true"], timeout=60).ok
+    # `targets check` restarts a frozen device too, and says so (it did in silence)
+    os.kill(new.sshd_pid, signal.SIGSTOP)
+    try:
+        checked = _edgekit("targets", "check", "phone-emu")
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(new.sshd_pid, signal.SIGCONT)
+    said = " ".join(checked.stderr.split())
+    assert checked.returncode == 0 and "was stopped and answered no one" in said, (
+        checked.stdout + checked.stderr
+    )
 
 
 @pytest.mark.integration

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,8 +153,14 @@ def probe(transport: Transport, target: Target) -> DeviceInfo:
     return info
 
 
-def check_target(target: Target) -> DeviceInfo:
-    target = ensure_device(target)
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def check_target(target: Target, log: Log = _to_stderr) -> DeviceInfo:
+    target = ensure_device(
+        target, log
+    )  # an emulated device it starts (or restarts, frozen) is said, on stderr
     with open_transport(target) as transport:
         return probe(transport, target)
 
@@ -169,7 +176,7 @@ def requirements_for(runtimes: list[str]) -> list[str]:
 
 def setup_target(target: Target, log: Log = print) -> DeviceInfo:
     """Install the runtimes the target lacks from wheels downloaded here and pushed over the transport."""
-    target = ensure_device(target)
+    target = ensure_device(target, log)
     with open_transport(target) as transport:
         info = probe(transport, target)
         missing = [r for r in dict.fromkeys(["numpy", *target.runtimes]) if not info.runtimes.get(r)]
