@@ -19,7 +19,7 @@ from edgekit.convert.ncnn.converter import NcnnConverter, convert_model
 from edgekit.convert.ncnn.int8 import float_to_int8, quantize_ncnn, weight_scales
 from edgekit.convert.ncnn.param import NcnnLayer, read_param
 from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel, io_path_for
-from edgekit.errors import ConversionError
+from edgekit.errors import RecipeError
 from edgekit.formats import Format
 from edgekit.recipe import load_recipe
 
@@ -333,7 +333,8 @@ def test_float_layers_stay_fp32(fp32: list[Path], calibration: np.ndarray, tmp_p
     assert "8" not in layer.params
     start, _ = ncnn_bin.layer_spans(files[0], files[1].read_bytes())[1]
     assert np.frombuffer(files[1].read_bytes(), "<u4", 1, start)[0] == ncnn_bin.TAG_FP32
-    with pytest.raises(ConversionError, match="does not have"):
+    # the names come from the recipe's int8.ncnn_float_layers: a wrong one is the recipe's error (exit 2)
+    with pytest.raises(RecipeError, match=r"int8\.ncnn_float_layers.*does not have"):
         quantize(fp32, calibration, tmp_path / "bad", float_layers={"no_such_layer"})
 
 
