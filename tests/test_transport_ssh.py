@@ -3,6 +3,7 @@ quoting, env, cwd, errors, uploads, keys."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import socket
@@ -258,16 +259,24 @@ def jump_host(pi4_emu, tmp_path: Path) -> Iterator[tuple[int, str]]:
     dev = layout.device_dir("pi4-emu")
     key = tmp_path / "jump_host_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    with _sshd(tmp_path, "jump", key, dev.authorized_keys, "AllowTcpForwarding yes\n") as port:
+        kind, blob = key.with_suffix(".pub").read_text().split()[:2]
+        yield port, f"[127.0.0.1]:{port} {kind} {blob}\n"
+
+
+@contextlib.contextmanager
+def _sshd(tmp_path: Path, name: str, host_key: Path, authorized: Path, extra: str = "") -> Iterator[int]:
+    """An OpenSSH server on 127.0.0.1 (keys only, `extra` config lines), running until the block ends: its port."""
     port = _free_port()
-    config = tmp_path / "jump_sshd_config"
+    config = tmp_path / f"{name}_sshd_config"
     config.write_text(
-        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {key}\nAuthorizedKeysFile {dev.authorized_keys}\n"
-        f"PidFile {tmp_path / 'jump.pid'}\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
+        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {host_key}\nAuthorizedKeysFile {authorized}\n"
+        f"PidFile {tmp_path / f'{name}.pid'}\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
-        "StrictModes no\nAllowTcpForwarding yes\nLogLevel ERROR\n"
+        f"StrictModes no\n{extra}LogLevel ERROR\n"
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(tmp_path / "jump.log")])
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(tmp_path / f"{name}.log")])
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -277,8 +286,7 @@ def jump_host(pi4_emu, tmp_path: Path) -> Iterator[tuple[int, str]]:
                         break
             except OSError:
                 time.sleep(0.05)
-        kind, blob = key.with_suffix(".pub").read_text().split()[:2]
-        yield port, f"[127.0.0.1]:{port} {kind} {blob}\n"
+        yield port
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -470,25 +478,7 @@ def local_sshd(tmp_path: Path) -> Iterator[object]:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k)], check=True)
     authorized = tmp_path / "authorized_keys"
     authorized.write_text(key.with_suffix(".pub").read_text())
-    port = _free_port()
-    config = tmp_path / "sshd_config"
-    config.write_text(
-        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {host_key}\nAuthorizedKeysFile {authorized}\n"
-        f"PidFile {tmp_path / 'sshd.pid'}\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\n"
-        "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
-    )
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(tmp_path / "sshd.log")])
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                    if s.recv(64).startswith(b"SSH-"):
-                        break
-            except OSError:
-                time.sleep(0.05)
+    with _sshd(tmp_path, "local", host_key, authorized, "Subsystem sftp internal-sftp\n") as port:
         kind, blob = host_key.with_suffix(".pub").read_text().split()[:2]
         known = tmp_path / "known_hosts"
         known.write_text(f"[127.0.0.1]:{port} {kind} {blob}\n")
@@ -507,9 +497,6 @@ def local_sshd(tmp_path: Path) -> Iterator[object]:
             },
             ssh_config=tmp_path / "none",
         )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize("name", ["back\\slash.tflite", "new\nline.tflite", "both \\ and\n.tflite"])
