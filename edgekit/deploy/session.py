@@ -121,6 +121,12 @@ class TargetSession:
         if self.interrupted:
             raise Interrupted(f"interrupted (Ctrl-C or SIGTERM) before {before}", where=self.target.name)
 
+    def _say_device(self, message: str) -> None:
+        """A line of the device's start (edgekit.emu), under the target's name unless it begins with it already
+        ("phone-emu: phone-emu's sshd ...")."""
+        name = self.target.name
+        self.say(message if message.startswith(name) else f"{name}: {message}")
+
     def _expire(self) -> None:
         """The whole-run deadline passed: cut the link so nothing blocks any longer."""
         transport = self._transport
@@ -137,7 +143,7 @@ class TargetSession:
         watchdog.daemon = True
         try:
             with self.stage("ensure"):
-                self.target = ensure_device(self.target, lambda m: self.say(f"{self.target.name}: {m}"))
+                self.target = ensure_device(self.target, self._say_device)
             self.run.target = self.target.name  # a lab target is recorded under the place it got
             self.runner.target = self.target  # whose agent runs there
             transport = self._transport = self._given or open_transport(self.target)
