@@ -132,8 +132,8 @@ class TargetSession:
         transport = self._transport
         if transport is not None:
             transport.sever(
-                f"the whole-run deadline ({self.settings.timeout_s + RUN_GRACE_S:g} s: benchmark.timeout_s + "
-                f"{RUN_GRACE_S:g}) passed"
+                f"the whole-run deadline ({self.settings.timeout_s + RUN_GRACE_S:g} s: the run's timeout, "
+                f"benchmark.timeout_s or bench's --timeout, + {RUN_GRACE_S:g}) passed"
             )
 
     # -- stages ------------------------------------------------------------------------------------------
