@@ -11,12 +11,12 @@ import importlib.util
 import logging
 import os
 import sys
-import sysconfig
 import types
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 
 import edgekit
+from edgekit.pyfiles import installed
 
 # What the builder's code digest reads at most: reading a module's imports costs ~12 ms a file (compiling it),
 # so a model's own code (tens of modules) adds well under a second and the cap a few seconds to a torch recipe.
@@ -131,9 +131,6 @@ class _ModuleFinder:
 
     def __init__(self) -> None:
         self._specs: dict[str, ModuleSpec | None] = {}
-        self._stdlib = [
-            Path(os.path.realpath(p)) for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
-        ]
         edgekit_dir = Path(os.path.realpath(edgekit.__file__)).parent
         self._edgekit = (edgekit_dir, edgekit_dir / "zoo")
 
@@ -162,7 +159,7 @@ class _ModuleFinder:
     def user_module(self, name: str) -> tuple[str, Path, bool] | None:
         """(name, file, is a package) if `name` is a module of the user's own code, else None."""
         top = self.spec(name.partition(".")[0])
-        if top is None or (top.origin and top.has_location and self._installed(Path(top.origin))):
+        if top is None or (top.origin and top.has_location and installed(Path(top.origin))):
             return None  # torch.nn and the like are never looked for
         spec = self.spec(name)
         if spec is None or not spec.origin or not spec.origin.endswith(".py"):
@@ -176,15 +173,8 @@ class _ModuleFinder:
         found = [self.user_module(".".join(parts[:i])) for i in range(1, len(parts))]
         return [f for f in found if f is not None]
 
-    def _installed(self, path: Path) -> bool:
-        """In the standard library or a site-packages / dist-packages folder."""
-        real = Path(os.path.realpath(path))
-        if {"site-packages", "dist-packages"} & {*path.parts, *real.parts}:
-            return True
-        return any(real.is_relative_to(p) for p in self._stdlib)
-
     def _is_user(self, path: Path) -> bool:
-        if self._installed(path):
+        if installed(path):
             return False
         real = Path(os.path.realpath(path))
         edgekit_dir, zoo = self._edgekit

@@ -7,14 +7,13 @@ evaluator or deserializer, reached by name or through attributes; what goes wron
 from __future__ import annotations
 
 import importlib
-import os
 import sys
-import sysconfig
 import types
 from pathlib import Path
 from typing import Any
 
 from edgekit.errors import RecipeError
+from edgekit.pyfiles import installed
 
 # A builder runs as Python code: a recipe from someone else is code to read before running. These are refused
 # outright, as no model or data builder lives there: Python's standard library (`os:system`,
@@ -177,11 +176,7 @@ def _users_code(obj: Any) -> bool:
     file = getattr(module, "__file__", None)
     if not file or not file.endswith(".py"):
         return False  # compiled or built in: an installed package's
-    real = os.path.realpath(file)
-    if {"site-packages", "dist-packages"} & {*Path(file).parts, *Path(real).parts}:
-        return False
-    stdlib = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")}
-    return not any(Path(real).is_relative_to(p) for p in stdlib)
+    return not installed(Path(file))
 
 
 def _refuse_module(name: str, dotted: str) -> None:
