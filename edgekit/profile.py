@@ -145,7 +145,12 @@ def profile_ncnn(
                 env=_guest_env(plugin, insn_file, threads),
             )
         except subprocess.TimeoutExpired as exc:
-            raise EmulatorError(f"profiling outlived {timeout_s:.0f} s", where=device) from exc
+            raise EmulatorError(
+                f"profiling outlived {timeout_s:g} s",
+                where=device,
+                hint="give it longer with `edgekit profile --timeout SECONDS` (every layer runs twice under the "
+                "counting emulator: big models take minutes)",
+            ) from exc
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise EmulatorError(

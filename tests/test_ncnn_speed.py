@@ -206,6 +206,26 @@ def test_profile_of_a_bare_param_takes_its_input_shape(counting_ready: None, tmp
 
 
 @pytest.mark.integration
+def test_profile_stops_at_its_timeout_with_a_named_error(counting_ready: None, tmp_path: Path) -> None:
+    """--timeout bounds the counting run (profile had no way to bound it but the 1-hour default): past it the
+    run stops, exit 1, and the message says how long it waited and which flag gives it longer; a bad value is
+    refused as bench refuses it (exit 2)."""
+    import subprocess
+    import sys
+    import time
+
+    param = _conv_chain(tmp_path, (3, 1))
+    cli = [sys.executable, "-m", "edgekit", "profile", str(param), "--target", "pi4-emu"]
+    start = time.monotonic()
+    out = subprocess.run([*cli, "--timeout", "0.5"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stderr
+    assert "outlived 0.5 s" in out.stderr and "--timeout" in out.stderr, out.stderr
+    assert time.monotonic() - start < 60
+    bad = subprocess.run([*cli, "--timeout", "nan"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "--timeout" in bad.stderr, bad.stderr
+
+
+@pytest.mark.integration
 def test_plan_profiles_side_by_side_are_the_ones_counted_alone(
     counting_ready: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

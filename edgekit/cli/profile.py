@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from edgekit.cli.bench import MAX_TIMEOUT_S, check_timeout
 from edgekit.cli.inputs import check_model_file
 from edgekit.errors import EdgekitError, InputDataError, Interrupted, UsageError
 
@@ -59,6 +60,12 @@ def profile_cmd(
     set_: list[str] | None = typer.Option(
         None, "--set", help="on a board: override a field of the target, e.g. --set key=PATH (repeatable)"
     ),
+    timeout: float = typer.Option(
+        3600.0,
+        "--timeout",
+        callback=check_timeout,
+        help=f"seconds before the counting run or the agent is stopped (above 0, at most {MAX_TIMEOUT_S:g})",
+    ),
 ) -> None:
     """Guest instructions per layer (ncnn) or per op (TFLite) on an emulated core, top layers first.
 
@@ -93,7 +100,7 @@ def profile_cmd(
         )
     device = _device_for(target, list(set_ or ()))
     if device is None:
-        _wall_profile(artifact, target, threads, passes, input_shape, top, as_json, list(set_ or ()))
+        _wall_profile(artifact, target, threads, passes, input_shape, top, as_json, list(set_ or ()), timeout)
         return
     if artifact.suffix == ".tflite":
         from edgekit.runtimes.tflite import load_tflite
@@ -101,7 +108,7 @@ def profile_cmd(
         load_tflite(
             artifact
         )  # a file TFLite cannot load is refused as estimate refuses it, before any guest run
-        result = profile_tflite(artifact, device, threads=threads)
+        result = profile_tflite(artifact, device, threads=threads, timeout_s=timeout)
     else:
         from edgekit.estimate.graph import analyze
 
@@ -109,7 +116,7 @@ def profile_cmd(
         # one run on this host first: a file ncnn cannot load, a shape it cannot take (its batch, its channels, a
         # layer that fails at that size, or not the sidecar's) is refused here, named (exit 2), not after a guest run
         analyze(artifact, shape)
-        result = profile_ncnn(artifact, device, threads=threads, input_shape=shape)
+        result = profile_ncnn(artifact, device, threads=threads, input_shape=shape, timeout_s=timeout)
     if as_json:
         print(json.dumps(result.to_dict(), indent=1))
         return
@@ -126,6 +133,7 @@ def _wall_profile(
     top: int,
     as_json: bool,
     overrides: list[str],
+    timeout: float,
 ) -> None:
     """Per-layer wall time of an ncnn artifact on a board (SSH) or this host, by the on-device agent."""
     from edgekit.cli.bench import run_folder, run_one
@@ -144,7 +152,7 @@ def _wall_profile(
     load_ncnn(artifact)  # a file ncnn cannot load is refused here, named (exit 2), before any device run
     art = AgentArtifact.from_path(artifact, sidecar_format(artifact))
     tgt = host_target() if target == "host" else load_target(target, overrides)
-    settings = Settings(warmup=2, repeat=passes, threads=(threads,), layer_times=passes)
+    settings = Settings(warmup=2, repeat=passes, threads=(threads,), layer_times=passes, timeout_s=timeout)
     folder = run_folder("profile")
     inputs = bench_inputs(art, None, input_shape, folder)
     run = run_one(art, tgt, settings, folder, inputs, Console(stderr=True), f"profile {artifact.name}")
