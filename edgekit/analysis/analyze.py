@@ -13,7 +13,6 @@ Layers are ranked by their own error: that is where to spend float precision (ed
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.convert.base import Artifact
+from edgekit.convert.tflite_selective import tensor_key
 from edgekit.errors import EdgekitError
 from edgekit.formats import Format, Precision, Runtime
 from edgekit.recipe import Recipe
@@ -287,52 +287,6 @@ def tflite_layers(fp32_file: Path, int8_file: Path, inputs: np.ndarray) -> list[
             )
         )
     return out
-
-
-TFLITE_WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
-
-
-def tflite_output_tail(path: Path) -> list[str]:
-    """The ops after a model's last weighted layers (no CONV / FC reachable from them), by output tensor name, as
-    selective quantization takes them: a detector's box decoding (sigmoid, grid offsets, stride multiply, concat),
-    a classifier's softmax. In int8 such a tensor has 256 levels over its whole range (box coordinates over 320
-    pixels: 1.25 px a step), which costs little cosine but box precision at high IoU (mAP@0.5:0.95)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_path=str(path))
-    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
-    ops = [op for op in interp._get_ops_details() if len(op["outputs"])]
-    consumers: dict[int, list[int]] = {}
-    for i, op in enumerate(ops):
-        for t in op["inputs"]:
-            consumers.setdefault(int(t), []).append(i)
-    feeds_weighted: dict[int, bool] = {}
-    for i in reversed(range(len(ops))):  # the interpreter's order is topological: consumers come later
-        after = [j for t in ops[i]["outputs"] for j in consumers.get(int(t), [])]
-        feeds_weighted[i] = any(
-            ops[j]["op_name"] in TFLITE_WEIGHTED or feeds_weighted.get(j, False) for j in after
-        )
-    # an int8 model's last ops write int8 tensors that a DEQUANTIZE turns into the named float outputs: the float
-    # model (what selective quantization reads) calls those ops by the output's name
-    alias = {
-        names[int(op["inputs"][0])]: names[int(op["outputs"][0])]
-        for op in ops
-        if op["op_name"] == "DEQUANTIZE" and len(op["inputs"])
-    }
-    skip = (*TFLITE_WEIGHTED, "QUANTIZE", "DEQUANTIZE")
-    tail = [
-        names[int(op["outputs"][0])]
-        for i, op in enumerate(ops)
-        if op["op_name"] not in skip and not feeds_weighted[i]
-    ]
-    return [alias.get(name, name) for name in tail]
-
-
-def tensor_key(name: str) -> str:
-    """A TFLite op output's name without what differs between conversions of one SavedModel: fused `Const_N`
-    parts, and the Keras model prefix (`model/`, or `model_1/` when TensorFlow loaded the model again)."""
-    parts = [re.sub(r"^model_\d+/", "model/", p) for p in name.split(";") if not p.startswith("Const")]
-    return ";".join(parts) or name
 
 
 def _tflite_tensors(

@@ -2,7 +2,7 @@
 
 The ranking comes from edgekit.analysis.analyze. Candidates keep the worst 1, 2, 4, 8, ... quantized layers in float
 (NCNN: the quantizer leaves their scales out, `float_layers`; TFLite: TensorFlow's selective quantization,
-`denylisted_nodes`, see edgekit.analysis.tflite_selective). Each candidate is checked exactly as `edgekit convert` checks
+`denylisted_nodes`, see edgekit.convert.tflite_selective). Each candidate is checked exactly as `edgekit convert` checks
 an artifact (edgekit.fidelity.check against the ONNX model, the recipe's gates) and timed on this host, so the
 price of the fix is known: bytes and host milliseconds against the plain INT8 and the fp32 artifacts.
 """
@@ -39,6 +39,10 @@ class Candidate:
     gates: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # the runtime refused the file (e.g. XNNPACK cannot prepare a mixed graph)
     label: str = ""  # what was kept in float, for a table ("output tail (81 ops) + 4 worst")
+    # what a recipe says to build this artifact again: int8.ncnn_float_layers / tflite_float_ops names, and
+    # whether the TFLite output tail is in float too (int8.tflite_float_tail)
+    recipe_names: list[str] = field(default_factory=list)
+    float_tail: bool = False
 
     @property
     def passed(self) -> bool:
@@ -118,35 +122,40 @@ def fix(
         }
         sets = with_tail
     build = _builder(fmt, recipe, onnx.path, out_dir, sets)
+    tail_names: set[str] = set()
     for float_layers in sets:
         say(f"fix: keeping in float: {labels_of[tuple(float_layers)]}")
-        art = build(float_layers)
+        art, names = build(float_layers)
         steps.append(_measure(art, float_layers, recipe, inputs, labels, ref))
         steps[-1].label = labels_of[tuple(float_layers)]
+        if tail and float_layers == tail:
+            tail_names = set(names)  # the first set: the others hold it, and the recipe names it by the flag
+        steps[-1].float_tail = bool(tail)
+        steps[-1].recipe_names = [n for n in names if n not in tail_names] if tail else names
         if steps[-1].passed:
             break
     return FixResult(fmt.value, fp32, steps, str(out_dir))
 
 
 def output_tail(fmt: Format, art: Artifact) -> list[str]:
-    """TFLite: the ops after the last weighted layers (analyze.tflite_output_tail), tried in float first; int8
+    """TFLite: the ops after the last weighted layers (tflite_selective.tflite_output_tail), tried in float first; int8
     there quantizes what the model outputs (box coordinates in pixels). ncnn quantizes weighted layers only."""
     if fmt.runtime is not Runtime.TFLITE:
         return []
-    from edgekit.analysis.analyze import tflite_output_tail
+    from edgekit.convert.tflite_selective import tflite_output_tail
 
     return tflite_output_tail(next(f for f in art.files if f.suffix == ".tflite"))
 
 
 def _builder(fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: list[list[str]]) -> Any:
-    """A function float_layers -> Artifact for this runtime."""
-    from edgekit.convert.calibration import calibration_inputs
-
-    calib = calibration_inputs(recipe)
+    """A function float_layers -> (Artifact, the names a recipe gives to build it) for this runtime."""
     if fmt.runtime is Runtime.NCNN:
+        from edgekit.convert.calibration import calibration_inputs
         from edgekit.convert.ncnn.converter import convert_model
 
-        def ncnn_build(float_layers: list[str]) -> Artifact:
+        calib = calibration_inputs(recipe)
+
+        def ncnn_build(float_layers: list[str]) -> tuple[Artifact, list[str]]:
             folder = out_dir / f"float-{len(float_layers)}"
             files = convert_model(
                 onnx_path,
@@ -157,18 +166,21 @@ def _builder(fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: 
                 recipe=recipe,
                 float_layers=frozenset(float_layers),
             )
-            return _artifact(fmt, files)
+            return _artifact(fmt, files), list(float_layers)
 
         return ncnn_build
     if fmt.runtime is not Runtime.TFLITE:
         raise AnalysisError(
             f"keeping layers in float is not implemented for {fmt.runtime.value} ({fmt.value})"
         )
-    from edgekit.analysis.tflite_selective import build_selective
+    from edgekit.convert.tflite_selective import build_selective
 
-    built = build_selective(onnx_path, recipe, calib, sets, out_dir)  # one TensorFlow run for every set
-    by_set = {tuple(s): path for s, path in zip(sets, built)}
-    return lambda float_layers: _artifact(fmt, [by_set[tuple(float_layers)]])
+    built = build_selective(onnx_path, recipe, sets, out_dir)  # one TensorFlow run for every set
+    by_set = {tuple(s): b for s, b in zip(sets, built)}
+    return lambda float_layers: (
+        _artifact(fmt, [by_set[tuple(float_layers)].path]),
+        by_set[tuple(float_layers)].kept,
+    )
 
 
 def _artifact(fmt: Format, files: list[Path]) -> Artifact:

@@ -200,15 +200,21 @@ def _fix_summary(outcome: Any, max_float: int | None) -> bool:
         f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {Path(chosen.files[0]).parent}",
         highlight=False,
     )
-    if outcome.format == "ncnn-int8":  # the recipe can say it: convert and deploy then make this artifact
-        names = ", ".join(dict.fromkeys(n.split(";")[0] for n in chosen.float_layers))
-        console.print(
-            f"to ship it, add to the recipe: int8: {{ncnn_float_layers: [{names}]}}", highlight=False
-        )
+    if outcome.format in (
+        "ncnn-int8",
+        "tflite-int8",
+    ):  # the recipe can say it: convert and deploy then make it
+        if outcome.format == "ncnn-int8":
+            said = f"ncnn_float_layers: [{', '.join(dict.fromkeys(n.split(';')[0] for n in chosen.recipe_names))}]"
+        else:  # TFLite tensor names can hold ':' or ',': quoted, as YAML reads a JSON string
+            ops = f"tflite_float_ops: [{', '.join(json.dumps(n) for n in chosen.recipe_names)}]"
+            flags = ["tflite_float_tail: true"] if chosen.float_tail else []
+            said = ", ".join([*flags, *([ops] if chosen.recipe_names else [])])
+        console.print(f"to ship it, add to the recipe: int8: {{{said}}}", highlight=False)
     else:
         console.print(
-            "a recipe cannot keep TFLite layers in float yet: the .tflite above is the artifact (edgekit bench and "
-            "profile take it as a file)",
+            f"a recipe cannot keep {outcome.format} layers in float: the file above is the artifact (edgekit bench "
+            "and profile take it as a file)",
             highlight=False,
         )
     return False

@@ -67,12 +67,17 @@ def artifact_key(
         spec["int8"] = {
             "calibration": calibration_digest,
             "method": recipe.calibration.method.value if recipe.calibration else None,
-            **recipe.int8.model_dump(mode="json", exclude={"ncnn_float_layers"}),
+            **recipe.int8.model_dump(
+                mode="json", exclude={"ncnn_float_layers", "tflite_float_ops", "tflite_float_tail"}
+            ),
         }
-        if (
-            fmt is Format.NCNN_INT8 and recipe.int8.ncnn_float_layers
-        ):  # absent when unset: keys made before hold
+        # each format's float list, absent when unset: keys made before hold
+        if fmt is Format.NCNN_INT8 and recipe.int8.ncnn_float_layers:
             spec["int8"]["ncnn_float_layers"] = sorted(set(recipe.int8.ncnn_float_layers))
+        if fmt is Format.TFLITE_INT8 and recipe.int8.tflite_float_ops:
+            spec["int8"]["tflite_float_ops"] = sorted(set(recipe.int8.tflite_float_ops))
+        if fmt is Format.TFLITE_INT8 and recipe.int8.tflite_float_tail:
+            spec["int8"]["tflite_float_tail"] = True
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 

@@ -277,6 +277,12 @@ class Int8Options(_Strict):
     ncnn_float_layers: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=list, max_length=10_000
     )
+    # tflite-int8: ops TensorFlow's quantizer leaves in float, by their output tensor, and/or the output tail
+    # (every op after the last weighted layers, e.g. box decoding): what analyze --fix prints
+    tflite_float_ops: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=list, max_length=10_000
+    )
+    tflite_float_tail: bool = False
 
 
 class PseudoOp(str, Enum):
@@ -390,6 +396,14 @@ class Recipe(_Strict):
                     f"{samples * per_sample / 2**30:,.1f} GiB of float32, more than edgekit holds in memory "
                     f"({MAX_DATA_BYTES >> 30} GiB): give fewer samples (a few hundred calibrate INT8 well)"
                 )
+        if self.int8.tflite_float_ops and (
+            isinstance(self.model, KerasSource) or self.int8.io is IOType.INT8
+        ):
+            raise ValueError(
+                "int8.tflite_float_ops: TFLite ops are kept in float by onnx2tf and TensorFlow's selective "
+                "quantization, with float input/output, from a PyTorch or ONNX model's graph: not for a `kind: "
+                "keras` model nor with int8.io: int8 (ncnn_float_layers works for both)"
+            )
         if self.int8.io is IOType.INT8 and Format.NCNN_INT8 in self.formats:
             raise ValueError(
                 "int8.io: int8 is implemented for tflite-int8 only: an ncnn-int8 model takes and gives "
