@@ -7,7 +7,7 @@ import types
 from pathlib import Path
 
 import edgekit.recipe
-from edgekit.recipe import load, schema
+from edgekit.recipe import load, schema, sources
 
 
 def test_public_names() -> None:
@@ -40,9 +40,14 @@ def test_the_schema_does_not_import_the_loading() -> None:
     `builder:`'s name with builders.py's rules, which need none of them either."""
     from edgekit.recipe import builders
 
-    imported = _imports(schema)
-    assert {m for m in imported if m.startswith("edgekit.recipe")} <= {"edgekit.recipe.builders"}, imported
-    assert not {"numpy", "edgekit.yamlfile", "edgekit.errors"} & imported, imported
+    for module in (schema, sources):  # the models, and those of the model and data sources they build on
+        imported = _imports(module)
+        below = {"edgekit.recipe.builders", "edgekit.recipe.sources"}
+        assert {m for m in imported if m.startswith("edgekit.recipe")} <= below, imported
+        assert not {"numpy", "edgekit.yamlfile", "edgekit.errors"} & imported, imported
+    assert not {m for m in _imports(sources) if m.startswith("edgekit.recipe.s")}, (
+        "sources.py is below schema.py"
+    )
     below = _imports(builders)
     assert not {m for m in below if m.startswith("edgekit.recipe")}, below
     assert not {"numpy", "edgekit.yamlfile", "yaml"} & below, below

@@ -3,7 +3,7 @@
 from edgekit.recipe import load_recipe
 recipe = load_recipe("recipes/tiny.yaml")   # a validated, frozen Recipe; its paths resolved, its files checked
 
-schema.py holds the pydantic models; load.py reads a YAML file into a checked Recipe (the only place recipe YAML
+schema.py holds the pydantic models (sources.py those of the model and data sources); load.py reads a YAML file into a checked Recipe (the only place recipe YAML
 is read) and checks labels. Everything after it receives a validated `Recipe`.
 """
 
@@ -12,21 +12,23 @@ from edgekit.recipe.load import check_class_range, class_labels, load_recipe
 from edgekit.recipe.schema import (
     FLEX_PRONE_OPS,
     Benchmark,
-    BuilderData,
     CalibrationMethod,
-    DataSource,
     Gates,
     Granularity,
-    ImagesData,
     IOType,
-    KerasSource,
     Layout,
-    NpyData,
-    OnnxSource,
-    RandomData,
     Recipe,
     Task,
     TfliteOptions,
+)
+from edgekit.recipe.sources import (
+    BuilderData,
+    DataSource,
+    ImagesData,
+    KerasSource,
+    NpyData,
+    OnnxSource,
+    RandomData,
     TorchSource,
 )
 

@@ -20,16 +20,8 @@ from pydantic import BaseModel, ValidationError
 from edgekit.errors import InputDataError, RecipeError
 from edgekit.formats import Format
 from edgekit.recipe.builders import check_importable
-from edgekit.recipe.schema import (
-    BuilderData,
-    ImagesData,
-    KerasSource,
-    NpyData,
-    OnnxSource,
-    Recipe,
-    Task,
-    TorchSource,
-)
+from edgekit.recipe.schema import Recipe, Task
+from edgekit.recipe.sources import BuilderData, ImagesData, KerasSource, NpyData, OnnxSource, TorchSource
 from edgekit.schema_paths import locate, tagged
 from edgekit.yamlfile import read_yaml
 

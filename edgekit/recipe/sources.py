@@ -1,0 +1,118 @@
+"""Where a recipe's model and data come from: the model sources (an ONNX file, a PyTorch builder, a Keras model)
+and the data sources (a folder of images, a .npy, a builder, seeded random inputs), as pydantic models.
+
+Like schema.py, which builds the rest of the recipe on these, they check only the values themselves; the files
+they name are load.py's to check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edgekit.recipe.builders import check_dotted
+
+MAX_RANDOM_VALUE = 1e30  # random data's bounds: float32 inputs (3.4e38 at most) with a finite range
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False
+    )  # .inf, .nan: typos, never values
+
+
+# --- model source ---------------------------------------------------------------------------------------------
+class OnnxSource(_Strict):
+    kind: Literal["onnx"] = "onnx"
+    path: Path
+
+
+class TorchSource(_Strict):
+    """A PyTorch builder `package.module:function` returning an nn.Module; optional weights (state_dict)."""
+
+    kind: Literal["torch"] = "torch"
+    builder: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    weights: Path | None = None
+
+    @field_validator("builder")
+    @classmethod
+    def _dotted(cls, value: str) -> str:
+        return check_dotted(value)
+
+
+class KerasSource(_Strict):
+    """A Keras .keras/.h5 file or a SavedModel folder (its `serving_default` signature, one input).
+
+    `input.shape` is the model's own input (Keras is channels-last: `layout: NHWC`, [1, H, W, C]). tflite-* are
+    written by TensorFlow's TFLiteConverter, the other formats from tf2onnx's ONNX; tflite-onnx2tf-* are the
+    TFLite formats through ONNX and onnx2tf, to compare the routes (edgekit/convert/keras.py)."""
+
+    kind: Literal["keras"] = "keras"
+    path: Path
+
+
+ModelSource = Annotated[OnnxSource | TorchSource | KerasSource, Field(discriminator="kind")]
+
+
+# --- data -----------------------------------------------------------------------------------------------------
+class ImagesData(_Strict):
+    """A folder of images; `samples` of them evenly spread over the sorted files (default: every image; a folder
+    holding fewer is refused, as a .npy is)."""
+
+    kind: Literal["images"] = "images"
+    path: Path
+    samples: int | None = Field(None, gt=0)
+
+
+class NpyData(_Strict):
+    """A .npy array of model inputs, first axis = sample; `labels` an optional .npy of class ids (N,) or one-hot
+    (N, classes), checked when the recipe is loaded. `samples`: the first that many (default: all of them)."""
+
+    kind: Literal["npy"] = "npy"
+    path: Path
+    labels: Path | None = None
+    samples: int | None = Field(None, gt=0)
+
+
+class BuilderData(_Strict):
+    """`package.module:function(n, seed, **args)` returning inputs, or (inputs, labels)."""
+
+    kind: Literal["builder"] = "builder"
+    builder: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    samples: int = Field(100, gt=0)
+    seed: int = 0
+
+    @field_validator("builder")
+    @classmethod
+    def _dotted(cls, value: str) -> str:
+        return check_dotted(value)
+
+
+class RandomData(_Strict):
+    """Seeded uniform random inputs: fine for timing, meaningless for accuracy."""
+
+    kind: Literal["random"] = "random"
+    samples: int = Field(8, gt=0)
+    seed: int = Field(0, ge=0)  # numpy's seeds are non-negative
+    low: float = 0.0
+    high: float = 1.0
+
+    @field_validator("low", "high")
+    @classmethod
+    def _in_float_range(cls, value: float) -> float:
+        if abs(value) > MAX_RANDOM_VALUE:  # float32 inputs, and high - low must stay finite
+            raise ValueError(f"{value:g} is beyond +-{MAX_RANDOM_VALUE:g} (the inputs are float32)")
+        return value
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> RandomData:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        return self
+
+
+DataSource = Annotated[ImagesData | NpyData | BuilderData | RandomData, Field(discriminator="kind")]
