@@ -117,6 +117,18 @@ def test_fix_keeps_the_worst_layers_in_float_until_the_gate_is_met(tmp_path: Pat
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(RecipeError, match=r"int8\.ncnn_float_layers.*no_such_layer"):
         convert_recipe(load_recipe(path), (Format.NCNN_INT8,))
+    # --fix again on the recipe that ships it (a tighter gate): what the recipe keeps in float stays float in
+    # every candidate, and the line it prints names those layers too (it replaces the recipe's int8 block)
+    data["int8"] = {"ncnn_float_layers": list(chosen.float_layers)}
+    data["evaluation"]["gates"]["int8"]["min_cosine"] = 0.9999999  # out of reach: every candidate is built
+    path.write_text(yaml.safe_dump(data))
+    shipped = load_recipe(path)
+    again = fix(shipped, Format.NCNN_INT8, analyze(shipped, Format.NCNN_INT8, samples=8), max_float=2)
+    assert again.steps[0].label == f"as the recipe keeps it ({len(chosen.float_layers)} float)"
+    assert len(again.steps) == 3, [s.label for s in again.steps]
+    for step in again.steps[1:]:
+        assert set(chosen.float_layers) < set(step.float_layers) and step.label.startswith("the recipe's")
+        assert set(chosen.float_layers) < set(step.recipe_names)
 
 
 def test_cli_lists_the_worst_layers_and_writes_json(ncnn_analysis: tuple, tmp_path: Path) -> None:

@@ -108,6 +108,9 @@ def fix(
     out_dir = paths.runs_dir() / "analyze" / f"{recipe.name}-{fmt.value}-{time.strftime('%Y%m%d-%H%M%S')}"
     fp32 = _measure(fp32_art, [], recipe, inputs, labels, ref, check=False)
     steps = [_measure(int8_art, [], recipe, inputs, labels, ref)]
+    own = _recipe_float(recipe, fmt)
+    if own or (fmt is Format.TFLITE_INT8 and recipe.int8.tflite_float_tail):
+        steps[0].label = "as the recipe keeps it" + (f" ({len(own)} float)" if own else " (output tail float)")
     say(f"fix: plain {fmt.value}: gate {'met' if steps[0].passed else 'missed'}")
     if steps[0].passed:  # nothing built: no folder left behind
         return FixResult(fmt.value, fp32, steps, "")
@@ -121,20 +124,41 @@ def fix(
             tuple(w): f"output tail + {len(s)} worst" for w, s in zip(with_tail[1:], sets)
         }
         sets = with_tail
+    own = _recipe_float(recipe, fmt)
+    if own or (fmt is Format.TFLITE_INT8 and recipe.int8.tflite_float_tail):
+        steps[0].label = "as the recipe keeps it" + (
+            f" ({len(own)} float)" if own else " (output tail float)"
+        )
+    if own:  # what the recipe keeps in float already stays so in every candidate, as in its own artifact
+        labels_of = {
+            tuple(dict.fromkeys(own + s)): f"the recipe's {len(own)} + {labels_of[tuple(s)]}" for s in sets
+        }
+        sets = [list(dict.fromkeys(own + s)) for s in sets]
     build = _builder(fmt, recipe, onnx.path, out_dir, sets)
     tail_names: set[str] = set()
-    for float_layers in sets:
+    for i, float_layers in enumerate(sets):
         say(f"fix: keeping in float: {labels_of[tuple(float_layers)]}")
         art, names = build(float_layers)
         steps.append(_measure(art, float_layers, recipe, inputs, labels, ref))
         steps[-1].label = labels_of[tuple(float_layers)]
-        if tail and float_layers == tail:
-            tail_names = set(names)  # the first set: the others hold it, and the recipe names it by the flag
+        if (
+            tail and i == 0
+        ):  # the tail (with the recipe's own): the others hold it; the recipe names it by the flag
+            tail_names = {n for n in names if n not in own}
         steps[-1].float_tail = bool(tail)
         steps[-1].recipe_names = [n for n in names if n not in tail_names] if tail else names
         if steps[-1].passed:
             break
     return FixResult(fmt.value, fp32, steps, str(out_dir))
+
+
+def _recipe_float(recipe: Recipe, fmt: Format) -> list[str]:
+    """The layers (ncnn) or ops (TFLite) the recipe's `int8:` block already keeps in float for `fmt`."""
+    if fmt is Format.NCNN_INT8:
+        return list(dict.fromkeys(recipe.int8.ncnn_float_layers))
+    if fmt is Format.TFLITE_INT8:
+        return list(dict.fromkeys(recipe.int8.tflite_float_ops))
+    return []
 
 
 def output_tail(fmt: Format, art: Artifact) -> list[str]:
