@@ -110,7 +110,9 @@ def fix(
     steps = [_measure(int8_art, [], recipe, inputs, labels, ref)]
     own = _recipe_float(recipe, fmt)
     if own or (fmt is Format.TFLITE_INT8 and recipe.int8.tflite_float_tail):
-        steps[0].label = "as the recipe keeps it" + (f" ({len(own)} float)" if own else " (output tail float)")
+        steps[0].label = "as the recipe keeps it" + (
+            f" ({len(own)} float)" if own else " (output tail float)"
+        )
     say(f"fix: plain {fmt.value}: gate {'met' if steps[0].passed else 'missed'}")
     if steps[0].passed:  # nothing built: no folder left behind
         return FixResult(fmt.value, fp32, steps, "")
