@@ -220,6 +220,8 @@ class DeployResult(_Model):
     recipe: str  # recipe name
     recipe_path: str
     recipe_sha256: str
+    # the recipe's settings as validated (Recipe.digest's input), so a report names the fields that changed
+    recipe_settings: dict[str, Any] = Field(default_factory=dict)
     git_revision: str | None = None
     task: str = "generic"
     started_at: str

@@ -274,6 +274,33 @@ def test_what_changed_since_the_previous_run_is_listed() -> None:
     assert recipe_view("yolov5-lite", stored[:2]).changes == []
 
 
+def test_the_recipe_fields_that_changed_are_named(tmp_path: Path) -> None:
+    """A regression after a recipe edit: the report said only that two sha256 digests differed. The deploy now
+    stores the recipe's settings and the report names each changed field with its old and new value (through a
+    real SQLite store: the field travels in the run's extra column); runs stored before keep the digest line."""
+    from edgekit.recipe import load_recipe
+    from edgekit.report.view import recipe_view
+
+    recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "yolov5-lite.yaml")
+    old = recipe.model_copy(update={"int8": recipe.int8.model_copy(update={"tflite_float_tail": False})})
+    rng = np.random.default_rng(5)
+    runs = [
+        synthetic_result(T0 + timedelta(days=d), rng=rng, formats=FORMATS, threads=(1,)) for d in range(3)
+    ]
+    for run, r in zip(runs, (old, old, recipe)):
+        run.recipe_settings, run.recipe_sha256 = r.settings(), r.digest()
+    legacy = synthetic_result(T0 + timedelta(days=3), rng=rng, formats=FORMATS, threads=(1,))
+    legacy.recipe_settings = {}  # stored before the field existed
+    with open_store(f"sqlite:///{tmp_path / 'r.sqlite'}") as store:
+        for run in runs:
+            store.record(run)
+        stored = store.history(recipe="yolov5-lite")
+        assert recipe_view("yolov5-lite", stored).changes[0] == "recipe int8.tflite_float_tail: false -> true"
+        store.record(legacy)
+        latest = recipe_view("yolov5-lite", store.history(recipe="yolov5-lite")).changes
+    assert latest[0].startswith("recipe settings changed (sha256 "), latest
+
+
 def test_public_names_and_lazy_imports() -> None:
     import edgekit.report
     import edgekit.store

@@ -97,6 +97,7 @@ def deploy(
         recipe=recipe.name,
         recipe_path=str(recipe.path),
         recipe_sha256=recipe.digest(),
+        recipe_settings=recipe.settings(),
         git_revision=git_revision(recipe.path),
         task=recipe.task.value,
         started_at=now(),

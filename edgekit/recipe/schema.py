@@ -317,6 +317,10 @@ class Recipe(_Strict):
     def gates_for(self, fmt: Format) -> Gates:
         return self.evaluation.gates[fmt.precision]
 
+    def settings(self) -> dict[str, Any]:
+        """The recipe's settings (not its path or description): what `digest` hashes, as JSON values."""
+        return self.model_dump(mode="json", exclude={"path", "description"})
+
     def digest(self) -> str:
         """sha256 of the recipe's settings (not its path), for results and cache keys."""
         text = self.model_dump_json(exclude={"path", "description"})

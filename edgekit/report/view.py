@@ -6,9 +6,11 @@ regression.py), so the HTML and the Markdown summary can never disagree.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from edgekit.formats import Format
 from edgekit.report.regression import Flag, Settings, detect_latest
@@ -172,9 +174,17 @@ def changes(previous: DeployResult, latest: DeployResult) -> list[str]:
     """What differs between two runs of a recipe: the first things to look at when a flag goes up."""
     found = []
     if previous.recipe_sha256 != latest.recipe_sha256:
-        found.append(
-            f"recipe settings changed (sha256 {previous.recipe_sha256[:10]} -> {latest.recipe_sha256[:10]})"
-        )
+        fields = _diff("recipe", _flat(previous.recipe_settings), _flat(latest.recipe_settings))
+        if previous.recipe_settings and latest.recipe_settings and fields:
+            found += fields[:MAX_RECIPE_FIELDS] + (
+                [f"recipe: {len(fields) - MAX_RECIPE_FIELDS} more fields"]
+                if len(fields) > MAX_RECIPE_FIELDS
+                else []
+            )
+        else:  # a run stored before its settings were: only the digest says
+            found.append(
+                f"recipe settings changed (sha256 {previous.recipe_sha256[:10]} -> {latest.recipe_sha256[:10]})"
+            )
     if previous.git_revision != latest.git_revision:
         found.append(
             f"git revision {(previous.git_revision or '-')[:10]} -> {(latest.git_revision or '-')[:10]}"
@@ -195,6 +205,24 @@ def changes(previous: DeployResult, latest: DeployResult) -> list[str]:
                 if getattr(before, name) != getattr(now, name):
                     found.append(f"{t.target} {name}: {getattr(before, name)} -> {getattr(now, name)}")
     return found
+
+
+MAX_RECIPE_FIELDS = 6  # changed recipe fields named one by one; the rest counted
+MAX_VALUE_CHARS = 60
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Dotted field -> its value as short JSON text (`int8.tflite_float_tail` -> `true`); lists are values."""
+    out: dict[str, str] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            text = json.dumps(value, sort_keys=True)
+            out[f"{prefix}{key}"] = (
+                text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+            )
+    return out
 
 
 def _diff(label: str, old: dict[str, str], new: dict[str, str]) -> list[str]:
