@@ -641,6 +641,29 @@ def test_a_model_outside_the_calibration_range_is_said_to_be_extrapolated() -> N
     assert three.to_dict()["interval_not_validated"] == "no calibration figure at 3 threads"
 
 
+def test_two_and_three_threads_are_interpolated_between_the_calibrated_counts() -> None:
+    """No published figure exists at 2 or 3 threads: the estimate was the 1-thread one (a deploy with threads
+    [1, 2] showed the same ms on both rows, as if the second thread did nothing). It is now between the 1- and
+    4-thread estimates, geometric in the thread count, with the widest interval, not validated."""
+    for board in ("pi4", "pi5"):
+        _, feats, _ = cost_model.calibration_data(board, 1)[0]
+        one, four = (cost_model.estimate(board, feats, n, fmt=Format.NCNN_FP32) for n in (1, 4))
+        assert four.estimate_ms < one.estimate_ms
+        for n in (2, 3):
+            est = cost_model.estimate(board, feats, n, fmt=Format.NCNN_FP32)
+            share = math.log(n) / math.log(4)
+            assert est.estimate_ms == pytest.approx(one.estimate_ms ** (1 - share) * four.estimate_ms**share)
+            assert four.estimate_ms < est.estimate_ms < one.estimate_ms
+            assert (
+                not est.calibrated
+                and est.to_dict()["interval_not_validated"] == f"no calibration figure at {n} threads"
+            )
+            assert est.high_ms / est.estimate_ms == pytest.approx(math.exp(cost_model.widest_q()))
+            assert any("interpolated between the 1- and 4-thread estimates" in c for c in est.caveats), (
+                est.caveats
+            )
+
+
 def test_zero_misses_are_a_figure_and_no_simulated_caches_use_the_forms_without_them() -> None:
     """A model that stays in the cache (no last-level miss in its window) still gets the miss forms and their
     stored cross-validation; a count without simulated caches (deploy's) gets the forms without them."""

@@ -173,20 +173,33 @@ def estimate(
         )
     n = min(max(threads, 1), board.cores)
     calibrated_n = n if n in CALIBRATED_THREADS else max(t for t in CALIBRATED_THREADS if t <= n)
+    # between two calibrated thread counts (2 or 3 on a 4-core board): interpolated, not the lower one's figure
+    above = min((t for t in CALIBRATED_THREADS if t > n), default=None) if calibrated_n != n else None
     if calibrated_n != n:
+        how = (
+            f"interpolated between the {calibrated_n}- and {above}-thread estimates (geometric in the "
+            "thread count)"
+            if above is not None
+            else f"estimated with the {calibrated_n}-thread model"
+        )
         notes.append(
-            f"{n} threads: no calibration figure; estimated with the {calibrated_n}-thread model "
-            "(interval widened to the widest of any group, not validated)"
+            f"{n} threads: no calibration figure; {how} (interval widened to the widest of any group, not "
+            "validated)"
         )
     if threads > board.cores:
         notes.append(f"{threads} threads on {board.cores} cores: counted as {board.cores}")
-    available = tuple(k for k in (INS, B, P, M, X, A, L1, LLC) if features.has(k, calibrated_n))
+    available = tuple(k for k in available_keys() if features.has(k, calibrated_n))
     outside = _outside_calibration(board.name, features)
     if outside:
         notes.append(outside)
     model = model_for(board.name, calibrated_n, available)
     method = model.describe()
     est = model.predict_ms(features)
+    if above is not None:
+        upper = model_for(board.name, above, tuple(k for k in available_keys() if features.has(k, above)))
+        est *= (upper.predict_ms(features) / est) ** (
+            math.log(n / calibrated_n) / math.log(above / calibrated_n)
+        )
     cv: dict[str, Any] = {
         "weights": {name: round(w, 4) for name, w in model.weights.items()},
         "board": board.name,
@@ -226,6 +239,11 @@ def estimate(
         notes,
         not_validated=why,
     )
+
+
+def available_keys() -> tuple[str, ...]:
+    """Every feature a cost-model form may need, in the order model_for takes them."""
+    return (INS, B, P, M, X, A, L1, LLC)
 
 
 def _outside_calibration(board: str, features: Features) -> str:
