@@ -287,11 +287,23 @@ def test_tflite_float_ops_are_refused_where_they_cannot_be_built(tmp_path: Path)
     path.write_text(yaml.safe_dump(keras))
     with pytest.raises(RecipeError, match=r"tflite_float_ops.*keras"):
         load_recipe(path)
+    keras["int8"] = {"tflite_float_tail": True}  # the flag alone too (it was converted and silently ignored)
+    path.write_text(yaml.safe_dump(keras))
+    with pytest.raises(RecipeError, match=r"int8\.tflite_float_tail: .*keras"):
+        load_recipe(path)
     torch = yaml.safe_load(_recipe(tmp_path).read_text())
     torch["int8"] = {"tflite_float_ops": ["x"], "io": "int8"}
     torch["formats"] = ["tflite-int8"]
     path.write_text(yaml.safe_dump(torch))
     with pytest.raises(RecipeError, match=r"tflite_float_ops.*int8\.io: int8"):
+        load_recipe(path)
+    torch["int8"] = {"tflite_float_tail": True, "io": "int8"}  # it gave float input/output, silently
+    path.write_text(yaml.safe_dump(torch))
+    with pytest.raises(RecipeError, match=r"int8\.tflite_float_tail: .*int8\.io: int8"):
+        load_recipe(path)
+    torch["int8"] = {"tflite_float_tail": "yes"}  # a string is a typo, not true
+    path.write_text(yaml.safe_dump(torch))
+    with pytest.raises(RecipeError, match=r"tflite_float_tail"):
         load_recipe(path)
 
 

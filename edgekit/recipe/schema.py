@@ -13,7 +13,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictInt, field_validator, model_validator
+from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
 
 from edgekit.formats import Format, Precision
 from edgekit.recipe.sources import DataSource, KerasSource, ModelSource, RandomData, _Strict
@@ -180,7 +180,7 @@ class Int8Options(_Strict):
     tflite_float_ops: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
         default_factory=list, max_length=10_000
     )
-    tflite_float_tail: bool = False
+    tflite_float_tail: StrictBool = False  # `"yes"` is a typo, not true
 
 
 class PseudoOp(str, Enum):
@@ -294,11 +294,12 @@ class Recipe(_Strict):
                     f"{samples * per_sample / 2**30:,.1f} GiB of float32, more than edgekit holds in memory "
                     f"({MAX_DATA_BYTES >> 30} GiB): give fewer samples (a few hundred calibrate INT8 well)"
                 )
-        if self.int8.tflite_float_ops and (
-            isinstance(self.model, KerasSource) or self.int8.io is IOType.INT8
-        ):
+        keep_float = [
+            f"int8.{name}" for name in ("tflite_float_ops", "tflite_float_tail") if getattr(self.int8, name)
+        ]
+        if keep_float and (isinstance(self.model, KerasSource) or self.int8.io is IOType.INT8):
             raise ValueError(
-                "int8.tflite_float_ops: TFLite ops are kept in float by onnx2tf and TensorFlow's selective "
+                f"{' and '.join(keep_float)}: TFLite ops are kept in float by onnx2tf and TensorFlow's selective "
                 "quantization, with float input/output, from a PyTorch or ONNX model's graph: not for a `kind: "
                 "keras` model nor with int8.io: int8 (ncnn_float_layers works for both)"
             )
