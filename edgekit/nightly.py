@@ -7,7 +7,9 @@ regression detection, report, exit status) runs exactly as it does at night.
 Exit status: 0 when nothing regressed (unreliable runs are reported but do not fail the night), 1 when a
 recipe regressed, missed a fidelity gate, failed where it used to work, or could not be deployed at all, and
 every night while a target has never produced a measurement (a board that failed at connect from its first
-night has no history to regress from, so it is flagged by name until it measures something).
+night has no history to regress from, so it is flagged by name until it measures something). The report and
+its verdict cover every target the night's deploys measured: the targets asked for and the host, which each
+deploy measures beside them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class NightlyOutcome:
     lab: Any = None  # edgekit.lab.spread.SpreadOutcome when lab targets were spread over their places
     lab_lines: list[str] = field(default_factory=list)  # per board and board type, slow boards flagged
     interrupted: bool = False  # Ctrl-C or SIGTERM: the night stopped after recording what was measured
+    measured: list[str] = field(
+        default_factory=list
+    )  # every target tonight's recorded deploys ran on (host too)
 
     @property
     def exit_code(self) -> int:
@@ -122,9 +127,10 @@ def run_nightly(
                     log(line)
             for target, why in outcome.never_measured.items():
                 log(f"{target}: has never produced a measurement" + (f" (tonight: {why})" if why else ""))
-            if names:
+            if names:  # every target the night measured: the ones asked for and the host each deploy adds
+                shown = list(dict.fromkeys([*targets, *outcome.measured]))
                 outcome.report = build(
-                    store, since=since, recipes=list(dict.fromkeys(names)), targets=targets, settings=settings
+                    store, since=since, recipes=list(dict.fromkeys(names)), targets=shown, settings=settings
                 )
         except Exception as exc:  # noqa: BLE001 - the store went away after the deploys (or a bug): the
             # summary is still written and says what failed
@@ -199,6 +205,7 @@ def _record(
         log(f"{path.name}: {why}")
         return False
     names.append(result.recipe)
+    outcome.measured += [run.target for run in result.runs if run.target not in outcome.measured]
     return True
 
 

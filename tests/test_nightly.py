@@ -44,7 +44,8 @@ def recipes(tmp_path: Path) -> Path:
 class FakeNights:
     """Plays the part of edgekit.deploy.deploy: one synthetic result per recipe per night."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: bool = False) -> None:
+        self.host = host  # as the real deploy does: the host measured beside the targets asked for
         self.night = 0
         self.rng = np.random.default_rng(11)
         self.tonight: dict[str, dict] = {}
@@ -59,7 +60,7 @@ class FakeNights:
             T0 + timedelta(days=self.night, minutes=len(self.calls)),
             rng=self.rng,
             recipe=recipe.stem,
-            targets=tuple(targets),
+            targets=(*targets, "host") if self.host else tuple(targets),
             formats=FORMATS,
             threads=(1,),
             repeat=30,
@@ -312,3 +313,27 @@ def test_two_recipe_files_with_one_name_are_refused_before_the_night(recipes: Pa
     with pytest.raises(RecipeError, match="2 recipe files are named 'classifier'"):
         run_nightly([recipes], ["pi4"], store_url=f"sqlite:///{tmp_path / 'n.sqlite'}", deploy_fn=fake)
     assert fake.calls == [] and not (tmp_path / "n.sqlite").exists()
+
+
+def test_the_host_every_deploy_measures_is_in_the_nightly_report_and_judged(
+    recipes: Path, tmp_path: Path
+) -> None:
+    """Each deploy measures the host beside the targets asked for, but the nightly's report kept only those
+    targets: the host had no column, trend or route, and a slowdown on it passed the night (exit 0). Now the
+    report shows every target the night measured and its verdict judges them all."""
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights(host=True)
+    for _ in range(6):
+        assert run_nightly([recipes], ["pi5-emu"], store_url=url, deploy_fn=fake).exit_code == 0
+        fake.night += 1
+    fake.tonight = {"detector": {"slowdown": {("tflite-int8", "host"): 1.3}}}
+    md, html = tmp_path / "n.md", tmp_path / "n.html"
+    outcome = run_nightly([recipes], ["pi5-emu"], store_url=url, deploy_fn=fake, markdown=md, html=html)
+    assert outcome.exit_code == 1
+    assert [(f.kind, f.recipe, f.artifact, f.target) for f in outcome.report.regressions] == [  # type: ignore[union-attr]
+        (FlagKind.LATENCY, "detector", "tflite-int8", "host")
+    ]
+    assert all(view.targets == ["pi5-emu", "host"] for view in outcome.report.recipes)  # type: ignore[union-attr]
+    assert "host p50 ms" in md.read_text() and "- **latency** tflite-int8 x1 on host" in md.read_text()
+    routes = html.read_text().split("Route to ship, per target")[1].split("Latency trend")[0]
+    assert routes.count("<td class=l>host</td>") == 7  # the first recipe's host route of each night
+    assert outcome.measured == ["pi5-emu", "host"]

@@ -47,6 +47,11 @@ TARGETS = {  # name -> (emulated, speed factor vs Pi 4, cpu)
     "pi5": (False, 0.4, "Cortex-A76"),
     "pi4-emu": (True, 40.0, "Cortex-A72"),
     "pi5-emu": (True, 40.0, "Cortex-A76"),
+    "host": (
+        False,
+        0.2,
+        "x86_64 host CPU",
+    ),  # the machine edgekit runs on: every deploy measures it by default
 }
 
 
@@ -168,10 +173,11 @@ def _artifact(fmt: Format, drop: float) -> ArtifactInfo:
 
 def _facts(target: str, throttled: str, rng: np.random.Generator) -> DeviceFacts:
     emulated, _, cpu = TARGETS[target]
+    arm = target != "host"
     return DeviceFacts(
-        machine="aarch64",
+        machine="aarch64" if arm else "x86_64",
         cpu_model=cpu,
-        cpu_part="0xd08" if cpu == "Cortex-A72" else "0xd0b",
+        cpu_part=("0xd08" if cpu == "Cortex-A72" else "0xd0b") if arm else None,
         cores=4,
         mem_total_mb=3800.0,
         mem_available_mb=3100.0,
@@ -238,6 +244,7 @@ def _target_run(
             ("onnx", 1.0 - COSINE[f.precision]),
             ("host", 0.038 if f is Format.NCNN_FP16 else 1e-5),
         )
+        if ref != target  # the host is no drift reference for itself
     ]
     return TargetRun(
         target=target,
