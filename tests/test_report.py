@@ -545,3 +545,36 @@ def test_the_runtimes_heading_names_the_targets_compared_not_arm_when_there_is_n
     both = synthetic_result(T0, rng=np.random.default_rng(0), targets=("pi4", "pi5-emu"), formats=FORMATS)
     two = heading(both)
     assert "pi4 (aarch64) vs pi5-emu (aarch64, emulated)" in two, two
+
+
+def test_the_markdown_fidelity_flag_says_its_gate_as_the_html_does(tmp_path: Path) -> None:
+    """With history, the Markdown wrote a missed fidelity gate as `tflite-int8: 1 → 0.99999 (+0.0%)`: no gate,
+    and the old cosine (equal to the new one: the gate changed) printed as 1. It now says the gate in the same
+    words as the HTML's flag (one wording, regression.flag_line) and never prints a cosine below 1 as 1."""
+    from edgekit.report.html import render as render_html
+    from edgekit.report.markdown import render
+
+    rng = np.random.default_rng(3)
+    nights = [
+        synthetic_result(T0 + timedelta(days=d), rng=rng, targets=("pi4",), formats=FORMATS, threads=(1,))
+        for d in range(3)
+    ]
+    for night in nights:
+        int8 = next(a for a in night.artifacts if a.id == "tflite-int8")
+        int8.fidelity["cosine"] = 0.999991
+    int8.gates_passed, int8.status = False, "failed"  # the last night's gate is min_cosine 1.0
+    int8.fidelity["gates"] = {
+        "passed": False,
+        "samples": 8,
+        "checks": [{"gate": "min_cosine", "value": 0.999991, "limit": 1.0, "passed": False}],
+    }
+    with open_store(f"sqlite:///{tmp_path / 'gate.sqlite'}") as store:
+        for night in nights:
+            store.record(night)
+        report = build(store)
+    md, html = render(report), render_html(report)
+    wording = (
+        "tflite-int8: below its fidelity gate at conversion (min_cosine: 0.99999 vs limit 1 (on 8 inputs))"
+    )
+    assert f"- **fidelity** {wording}; cosine 0.99999 → 0.99999" in md, md
+    assert wording in html

@@ -7,8 +7,7 @@ count: p50 and speed-up over fp32, emulated targets labelled with their instruct
 from __future__ import annotations
 
 from edgekit.formats import Format
-from edgekit.report.figures import apart
-from edgekit.report.regression import Flag, FlagKind
+from edgekit.report.regression import Flag, flag_line
 from edgekit.report.table import NO_BOARD, estimate_text
 from edgekit.report.view import RecipeView, Report, Row, when
 from edgekit.results import NOT_RUN_INTERRUPTED
@@ -72,26 +71,8 @@ def _recipe(view: RecipeView) -> list[str]:
 
 
 def _flag(f: Flag) -> str:
-    where = " ".join(
-        x
-        for x in (
-            _text(f.artifact or ""),
-            f"x{f.threads}" if f.threads else "",
-            f"on {_text(f.target)}" if f.target else "",
-        )
-        if x
-    )
-    numbers = ""
-    if f.old is not None and f.new is not None:
-        unit = {"latency": " ms", "instructions": " instr."}.get(f.kind.value, "")
-        ceiling = (1.0,) if f.kind is FlagKind.FIDELITY else ()  # a cosine below 1 never reads as 1
-        numbers = f": {apart(f.old, f.new)} → {apart(f.new, f.old, *ceiling)}{unit}"
-        if f.change is not None:
-            numbers += f" ({f.change:+.1%}{f', p={f.p_value:.2g}' if f.p_value is not None else ''})"
     emulated = " (emulated)" if f.emulated else ""
-    if not numbers:  # the message names the artifact and target itself
-        return f"- **{f.kind.value}**{emulated} {_text(f.message)}"
-    return f"- **{f.kind.value}**{emulated} {where}{numbers}"
+    return f"- **{f.kind.value}**{emulated} {_text(flag_line(f))}"
 
 
 def _table(view: RecipeView) -> list[str]:
