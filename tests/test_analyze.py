@@ -222,16 +222,18 @@ def test_cli_tflite_fix_meets_a_strict_gate(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output  # the digits CNN meets 0.99999 with some ops in float
     assert "gate met" in out.output
     # what --fix found, shipped through the recipe: the line it prints, pasted in, makes convert build that model
-    import re
 
     import yaml
 
     from edgekit.convert.pipeline import convert_recipe
     from edgekit.errors import RecipeError
 
-    (line,) = [ln for ln in out.output.splitlines() if "add to the recipe: int8:" in ln]
+    lines = out.output.splitlines()
+    said = lines.index("to ship it, the recipe's int8 line becomes (it replaces the one there):")
+    line = lines[said + 1]
+    assert line.startswith('int8: {granularity: "per-channel", io: "float", ')  # the recipe's own kept
     data = yaml.safe_load(path.read_text())
-    data["int8"] = yaml.safe_load(re.sub(r"^.*add to the recipe: int8: ", "", line))
+    data["int8"] = yaml.safe_load(line)["int8"]
     kept = data["int8"]["tflite_float_ops"]
     assert kept and len(kept) == len(record["fix"]["steps"][-1]["recipe_names"])
     path.write_text(yaml.safe_dump(data))
@@ -247,6 +249,23 @@ def test_cli_tflite_fix_meets_a_strict_gate(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(RecipeError, match=r"int8\.tflite_float_ops.*no/such_op"):
         convert_recipe(load_recipe(path), (Format.TFLITE_INT8,))
+    # as the command says it: exit 2, the error once (it was printed twice), no claim about labels of data
+    # nothing was compared with, and no half-made artifact left in the cache's work folder
+    import subprocess
+    import sys
+
+    work = paths.cache_dir() / "work"
+    before = set(work.iterdir()) if work.is_dir() else set()
+    cli = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(path), "--format", "tflite-int8"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    said = cli.stdout + cli.stderr
+    assert cli.returncode == 2 and said.count("ops the model does not have") == 1, said
+    assert "has no labels" not in said
+    assert (set(work.iterdir()) if work.is_dir() else set()) == before
 
     # a --fix that succeeded left its TensorFlow work folder (4.4 MB for digits) in the cache: removed
     assert not list(paths.work_dir("selective").parent.glob("selective-*"))

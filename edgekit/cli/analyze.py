@@ -94,7 +94,7 @@ def analyze_cmd(
 
             outcome = run_fix(loaded, fmt, result, max_float=max_float, progress=progress)
             console.print(fix_table(outcome))
-            failed = _fix_summary(outcome, max_float)
+            failed = _fix_summary(outcome, max_float, loaded.int8.model_dump(mode="json"))
             record["fix"] = outcome.to_dict()
     if json_path:
         write_atomic(json_path, json.dumps(record, indent=1, default=str) + "\n")
@@ -165,7 +165,21 @@ def fix_table(outcome: Any) -> Table:
     return table
 
 
-def _fix_summary(outcome: Any, max_float: int | None) -> bool:
+def int8_block(current: dict[str, Any], fmt: str, chosen: Any) -> str:
+    """The recipe's whole `int8:` line with `chosen`'s float layers for `fmt` in it: the recipe's other int8
+    settings kept (granularity, io, the other format's list), so it can replace the line as it is. Values are
+    JSON, which YAML reads (TFLite tensor names can hold ':' or ',')."""
+    block = dict(current)
+    if fmt == "ncnn-int8":
+        block["ncnn_float_layers"] = list(dict.fromkeys(n.split(";")[0] for n in chosen.recipe_names))
+    else:
+        block["tflite_float_tail"] = bool(chosen.float_tail)
+        block["tflite_float_ops"] = list(chosen.recipe_names)
+    kept = {k: v for k, v in block.items() if v not in ([], False) or k in ("granularity", "io")}
+    return "int8: {" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in kept.items()) + "}"
+
+
+def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any]) -> bool:
     """Print the outcome; True when no candidate met the gate."""
     chosen, plain = outcome.chosen, outcome.steps[0]
     if chosen is None:
@@ -204,13 +218,13 @@ def _fix_summary(outcome: Any, max_float: int | None) -> bool:
         "ncnn-int8",
         "tflite-int8",
     ):  # the recipe can say it: convert and deploy then make it
-        if outcome.format == "ncnn-int8":
-            said = f"ncnn_float_layers: [{', '.join(dict.fromkeys(n.split(';')[0] for n in chosen.recipe_names))}]"
-        else:  # TFLite tensor names can hold ':' or ',': quoted, as YAML reads a JSON string
-            ops = f"tflite_float_ops: [{', '.join(json.dumps(n) for n in chosen.recipe_names)}]"
-            flags = ["tflite_float_tail: true"] if chosen.float_tail else []
-            said = ", ".join([*flags, *([ops] if chosen.recipe_names else [])])
-        console.print(f"to ship it, add to the recipe: int8: {{{said}}}", highlight=False)
+        console.print(
+            "to ship it, the recipe's int8 line becomes (it replaces the one there):", highlight=False
+        )
+        # one unwrapped line, to copy: a wrapped one still parsed, but a name cut at the edge reads wrong
+        console.print(
+            int8_block(recipe_int8, outcome.format, chosen), highlight=False, soft_wrap=True, markup=False
+        )
     else:
         console.print(
             f"a recipe cannot keep {outcome.format} layers in float: the file above is the artifact (edgekit bench "

@@ -75,7 +75,7 @@ def convert_cmd(
             artifacts = convert_recipe(loaded, formats, keep_going=keep_going, progress=progress)
     except EdgekitError as exc:
         artifacts = getattr(exc, "artifacts", [])
-        _report(loaded.name, artifacts, time.perf_counter() - start, json_path)
+        _report(loaded.name, artifacts, time.perf_counter() - start, json_path, raised=exc.message)
         raise
     _report(loaded.name, artifacts, time.perf_counter() - start, json_path)
 
@@ -119,11 +119,14 @@ def artifact_table(title: str, artifacts: list[Any]) -> Table:
             _gate(a),
         )
     labelled = any(task_metric(a.fidelity or {}) for a in artifacts)
+    checked = any(a.fidelity for a in artifacts)  # none: nothing was compared, so nothing to say of labels
     table.caption = (
         "MB = 10^6 bytes; accuracy = top-1 / mAP against the labels (ONNX model's in brackets)"
         if labelled
         else "MB = 10^6 bytes; accuracy: the evaluation data has no labels, so only "
         "agreement with the ONNX model is shown"
+        if checked
+        else "MB = 10^6 bytes"
     ) + _skipped_gates(artifacts)
     return table
 
@@ -160,7 +163,11 @@ def artifact_record(a: Any) -> dict[str, Any]:
     }
 
 
-def _report(name: str, artifacts: list[Any], seconds: float, json_path: Path | None) -> None:
+def _report(
+    name: str, artifacts: list[Any], seconds: float, json_path: Path | None, raised: str | None = None
+) -> None:
+    """The table, the totals, each artifact's findings and each failure once; `raised`: the message of the error
+    the command ends with (printed after this, with its hint): not printed here a second time."""
     if not artifacts:
         return
     console.print(artifact_table(f"{name}: {len(artifacts)} artifacts", artifacts))
@@ -182,6 +189,8 @@ def _report(name: str, artifacts: list[Any], seconds: float, json_path: Path | N
     for error, names in failure_groups(
         artifacts
     ).items():  # one converter error, printed once for its formats
+        if raised and raised in error:
+            continue
         console.print(f"[red]{', '.join(names)}[/]: {plain(error)}", highlight=False)
     if json_path:
         write_atomic(

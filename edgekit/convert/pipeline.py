@@ -216,6 +216,11 @@ def _convert_group(
         try:
             with PeakRss() as peak:
                 files = conv.convert_many(onnx.path, recipe, batch, work)
+        except (
+            KeyboardInterrupt
+        ):  # stopped: a half-made artifact is nobody's to keep (the cache never saw it)
+            shutil.rmtree(work, ignore_errors=True)
+            raise
         except Exception as exc:  # a converter crash is a failed artifact / ConversionError
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise  # a full disk is no converter's fault, and the next format would fail too (cli: DiskFull)
@@ -224,6 +229,8 @@ def _convert_group(
                 if isinstance(exc, EdgekitError)
                 else ConversionError(f"{conv_cls.__name__} crashed on {names}: {type(exc).__name__}: {exc}")
             )
+            if isinstance(err, RecipeError):  # the recipe's mistake: no tool log to look into
+                shutil.rmtree(work, ignore_errors=True)
             _drop_if_empty(work)  # kept for its log; an empty one (the tool never started) is clutter
             for f in batch:
                 out[f] = Artifact(

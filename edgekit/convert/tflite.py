@@ -46,6 +46,7 @@ from edgekit.errors import ConversionError, RecipeError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import FLEX_PRONE_OPS, Granularity, IOType, Layout, Recipe
 
+MAX_NAMED = 4  # ops kept in float named in a finding; the rest counted
 WORKER_VERSION = 2  # bump when the child's procedure changes what it writes
 TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
@@ -203,6 +204,16 @@ class TfliteConverter(Converter):
 
         tail = tflite_output_tail(dest) if recipe.int8.tflite_float_tail else []
         asked = list(dict.fromkeys(recipe.int8.tflite_float_ops))
+        if not tail and not asked:  # the flag on a model whose last op is a weighted one: nothing to build
+            self.findings.setdefault(Format.TFLITE_INT8, []).append(
+                "int8.tflite_float_tail: no op follows the last weighted layer, so nothing is kept in float"
+            )
+            return dest
+        if self.progress:
+            self.progress(
+                f"keeping {len(dict.fromkeys(tail + asked))} op(s) in float: TensorFlow's selective quantization "
+                "(a second TensorFlow run)"
+            )
         out = paths.work_dir("keep-float")
         try:
             (built,) = build_selective(onnx_path, recipe, [list(dict.fromkeys(tail + asked))], out)
@@ -220,8 +231,12 @@ class TfliteConverter(Converter):
         why = " and ".join(
             [*(["the output tail"] if tail else []), *(["int8.tflite_float_ops"] if asked else [])]
         )
+        shown = ", ".join(built.kept[:MAX_NAMED]) + (
+            f" and {len(built.kept) - MAX_NAMED} more" if len(built.kept) > MAX_NAMED else ""
+        )
         self.findings.setdefault(Format.TFLITE_INT8, []).append(
             f"{len(built.kept)} op(s) kept in float ({why}), the rest int8"
+            + (f": {shown}" if built.kept else "")
         )
         return dest
 

@@ -205,6 +205,34 @@ def test_ctrl_c_mid_conversion_says_so_and_leaves_no_half_written_folder(tmp_pat
     assert "1 converted, 1 from the cache" in again.stdout, again.stdout  # ncnn-fp32 was done before Ctrl-C
 
 
+def test_ctrl_c_while_keeping_tflite_ops_in_float_leaves_no_folder(tmp_path: Path) -> None:
+    """Ctrl-C during the second TensorFlow run of a tflite-int8 with ops kept in float (int8.tflite_float_ops):
+    the plain artifact copied into the converter's folder stayed in cache/work (a plain tflite-int8 left none)."""
+    import yaml
+
+    home = tmp_path / "home"
+    recipe = yaml.safe_load(TINY.read_text())
+    recipe["int8"] = {"tflite_float_ops": ["any/op"]}  # stopped before the names are looked up
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    env = {**os.environ, "EDGEKIT_HOME": str(home)}
+    args = [sys.executable, "-m", "edgekit", "convert", str(path), "-f", "tflite-int8"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    work = home / "cache" / "work"
+
+    def selective_started() -> bool:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if work.is_dir() and any(work.glob("selective-*")):
+                return True
+            time.sleep(0.1)
+        return False
+
+    stdout, stderr, _ = ctrl_c_when(proc, selective_started, settle=1.0, timeout=60)
+    assert proc.returncode == 130 and "interrupted (Ctrl-C" in stderr, stdout + stderr
+    assert not list(work.glob("*")), list(work.glob("*"))
+
+
 def _host_agents(home: Path) -> list[psutil.Process]:
     """The agents a deploy with EDGEKIT_HOME=`home` runs on this host."""
     return [
