@@ -51,6 +51,45 @@ class NightlyOutcome:
         return 1 if regressed or self.failures or self.never_measured else 0
 
 
+def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
+    """Why the night passed or failed, in one line for the end of a cron log: 'nightly: 1 regression, 2 unreliable:
+    tiny fidelity tflite-int8: below its fidelity gate at conversion (min_cosine: ...)', 'nightly: no
+    regressions, 2 unreliable'. The counts, then the first `most` reasons (each flag in regression.flag_line's
+    words, as the Markdown summary lists it)."""
+    from edgekit.report.regression import flag_line
+
+    deploys = {Path(p).name: why for p, why in outcome.failures.items() if p != "report"}
+    flags = outcome.report.flags if outcome.report is not None else []
+    regressions = [f for f in flags if f.is_regression]
+    counts = ["interrupted (Ctrl-C or SIGTERM)"] if outcome.interrupted else []
+    if deploys:
+        counts.append(f"{len(deploys)} deploy{'s' if len(deploys) != 1 else ''} failed")
+    if "report" in outcome.failures:
+        counts.append("no report")
+    n = len(regressions)
+    counts.append(f"{n} regression{'s' if n != 1 else ''}" if n else "no regressions")
+    if len(flags) > n:
+        counts.append(f"{len(flags) - n} unreliable")
+    if outcome.never_measured:
+        counts.append(
+            f"{len(outcome.never_measured)} target{'s' if len(outcome.never_measured) != 1 else ''} never measured"
+        )
+    reasons = [f"{name}: {_first_line(why)}" for name, why in deploys.items()]
+    reasons += [_first_line(outcome.failures["report"])] if "report" in outcome.failures else []
+    reasons += [f"{f.recipe} {f.kind.value} {_first_line(flag_line(f))}" for f in regressions]
+    reasons += [
+        f"{target} never measured" + (f" (tonight: {why})" if why else "")
+        for target, why in outcome.never_measured.items()
+    ]
+    more = f"; and {len(reasons) - most} more (see the report)" if len(reasons) > most else ""
+    return f"nightly: {', '.join(counts)}" + (f": {'; '.join(reasons[:most])}{more}" if reasons else "")
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = (text.strip().splitlines() or [""])[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def recipe_files(paths: Sequence[Path]) -> list[Path]:
     """Every *.yaml/*.yml in the given folders, plus the given files, sorted and without duplicates."""
     found: list[Path] = []

@@ -224,6 +224,10 @@ def test_cli_fails_the_night_when_a_target_cannot_be_reached(tmp_path: Path) -> 
     assert out.returncode == 1, text
     assert "tiny.yaml on my-board: failed: connect" in text and "connection refused" in text, text
     assert "never measured my-board" in text and f"never measured {board}" not in text
+    last = out.stdout.strip().splitlines()[-1]  # the verdict ends the log: why the night failed
+    assert last.startswith(
+        "nightly: 1 regression, 1 target never measured: tiny failed my-board: connect: "
+    ), last
 
 
 def _nightly(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -291,6 +295,7 @@ def test_cli_nightly_on_this_machine_passes_a_quiet_night(tmp_path: Path) -> Non
     out = _nightly(tmp_path, "--recipes", str(TINY), "--targets", "local", "--markdown", str(md))
     text = " ".join((out.stdout + out.stderr).split())
     assert out.returncode == 0 and "never measured" not in text, text
+    assert out.stdout.strip().splitlines()[-1].startswith("nightly: no regressions"), out.stdout[-500:]
     assert "host" in md.read_text() and "No runs in the store" not in md.read_text()
     store = str(tmp_path / "s.sqlite")  # `runs --target local` finds them too (stored under host)
     listed = subprocess.run(
@@ -337,3 +342,55 @@ def test_the_host_every_deploy_measures_is_in_the_nightly_report_and_judged(
     routes = html.read_text().split("Route to ship, per target")[1].split("Latency trend")[0]
     assert routes.count("<td class=l>host</td>") == 7  # the first recipe's host route of each night
     assert outcome.measured == ["pi5-emu", "host"]
+
+
+def test_the_verdict_line_says_why_the_night_failed(recipes: Path, tmp_path: Path) -> None:
+    """A night that failed printed only 'deploying ...', 'recorded as run N', 'wrote ...' and exited 1: a cron log
+    never said why. The nightly ends with one line: the counts, then each reason in the summary's words."""
+    from edgekit.nightly import verdict
+
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
+    _nights(fake, recipes, url, 6)
+    fake.tonight = {
+        "detector": {"slowdown": {("tflite-int8", "pi4"): 1.3}, "fidelity_drop": {"ncnn-int8": 0.1}}
+    }
+    outcome = run_nightly([recipes], ["pi4", "pi5-emu"], store_url=url, deploy_fn=fake)
+    line = verdict(outcome)
+    assert outcome.exit_code == 1 and "\n" not in line
+    assert line.startswith("nightly: 2 regressions: detector fidelity ncnn-int8: below its fidelity gate"), (
+        line
+    )
+    assert "; detector latency tflite-int8 x1 on pi4: " in line and " ms (+" in line, line
+    fake.night += 1
+    fake.tonight = {"detector": {"throttled": {"pi4": "0x50005"}}}
+    assert verdict(run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)) == (
+        "nightly: no regressions, 1 unreliable"
+    )
+    fake.tonight = {"classifier": {"raise": AgentError("agent wrote no result", where="pi4", hint="look")}}
+    line = verdict(run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake))
+    assert line == "nightly: 1 deploy failed, no regressions: classifier.yaml: pi4: agent wrote no result", (
+        line
+    )
+
+
+def test_the_host_left_out_when_every_device_failed_is_not_a_regression_of_its_own(
+    recipes: Path, tmp_path: Path
+) -> None:
+    """Now that the nightly judges the host: a deploy whose every device failed before measuring leaves the host
+    out on purpose (it is only their reference), and that was a second `failed` regression beside the board's."""
+    fake = FakeNights(host=True)
+
+    def board_down(recipe: Path, targets: Sequence[str]) -> DeployResult:
+        result = fake(recipe, targets)
+        for run in result.runs:
+            run.status, run.agent = "failed", None
+            run.error = (
+                "connect: cannot reach 10.0.0.7:22" if run.target == "pi4" else "not measured: every target"
+            )
+        return result
+
+    outcome = run_nightly(
+        [recipes], ["pi4"], store_url=f"sqlite:///{tmp_path / 'n.sqlite'}", deploy_fn=board_down
+    )
+    assert outcome.exit_code == 1
+    assert {(f.kind, f.target) for f in outcome.report.regressions} == {(FlagKind.FAILED, "pi4")}  # type: ignore[union-attr]

@@ -39,7 +39,7 @@ def nightly_cmd(
     Example: edgekit nightly --recipes recipes/ --targets pi4,pi5-emu --html out/nightly.html
     """
     check_distinct({"--html": html, "--markdown": markdown})  # before the first deploy, not after the night
-    from edgekit.nightly import run_nightly
+    from edgekit.nightly import run_nightly, verdict
     from edgekit.report import Settings, parse_since
     from edgekit.report import markdown as md
 
@@ -75,6 +75,14 @@ def nightly_cmd(
         )
     if outcome.report is not None and not markdown:
         console.print(md.render(outcome.report), highlight=False, markup=False, soft_wrap=True)
+    # last, so a cron log's tail says why the night failed (or that it passed)
+    console.print(
+        verdict(outcome),
+        style="red" if outcome.exit_code else "green",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
     raise typer.Exit(outcome.exit_code)
 
 

@@ -32,6 +32,7 @@ from edgekit.results import DeviceFacts, Measurement, TargetRun
 from edgekit.samples import slower_p_value
 from edgekit.store import StoredRun
 
+HOST = "host"  # the machine edgekit ran on, as results store it
 _THROTTLED_NOW = 0xF  # under-voltage, frequency capped, throttled, soft temperature limit (now)
 _THROTTLED_SINCE_BOOT = 0xF0000  # the same, sticky since boot
 
@@ -179,6 +180,8 @@ def _target_flags(
     if target_run.status == "failed" and target_run.agent is None:
         if base_targets and all(t.status == "failed" for t in base_targets):
             return []
+        if _host_left_out(latest, target_run):
+            return []
         return [flag(FlagKind.FAILED, f"{target}: {target_run.error or 'target failed'}")]
     flags += _target_fidelity_flags(latest, target_run)
     reason = throttle_reason(target_run, settings.max_temperature_c)
@@ -217,6 +220,17 @@ def _target_flags(
         if speed:
             flags.append(speed)
     return flags
+
+
+def _host_left_out(latest: StoredRun, target_run: TargetRun) -> bool:
+    """The host, not measured because every device of the deploy failed before measuring (its figures are only
+    their reference): the devices' failures are the news, flagged each; the host's is no failure of its own."""
+    others = [t for t in latest.result.runs if t.target != target_run.target]
+    return (
+        target_run.target == HOST
+        and bool(others)
+        and all(t.status == "failed" and t.agent is None for t in others)
+    )
 
 
 def _speed_flag(
