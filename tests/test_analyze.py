@@ -131,6 +131,26 @@ def test_fix_keeps_the_worst_layers_in_float_until_the_gate_is_met(tmp_path: Pat
         assert set(chosen.float_layers) < set(step.recipe_names)
 
 
+def test_a_missed_int8_gate_points_at_analyze_fix(tmp_path: Path) -> None:
+    """convert's error for a missed INT8 gate said only "relax the gate"; it names the command that finds the
+    layers to keep in float, and the summary line counts the failed artifact (it said "0 converted, 0 from the
+    cache" after converting one)."""
+    import subprocess
+    import sys
+
+    path = _recipe(tmp_path, cosine=0.9999999)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(path), "--format", "ncnn-int8"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    said = " ".join((out.stdout + out.stderr).split())  # however the terminal width wrapped it
+    assert f"edgekit analyze {path} --format ncnn-int8 --fix" in said, said
+    assert "1 failed (conversion or gate)" in said, said
+
+
 def test_cli_lists_the_worst_layers_and_writes_json(ncnn_analysis: tuple, tmp_path: Path) -> None:
     import json
 

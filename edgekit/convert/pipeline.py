@@ -96,8 +96,17 @@ def _failure(failed: list[Artifact], errors: list[EdgekitError], recipe: Recipe)
     failed format(s), one line per failed format (its message, not its hint), each hint once."""
     lines = [f"{a.format.value}: {(a.error or 'failed').split(HINT, 1)[0]}" for a in failed]
     summary = lines[0] if len(lines) == 1 else f"{len(lines)} formats failed:\n  " + "\n  ".join(lines)
-    gate_hint = "relax the gate in the recipe's evaluation.gates, or use --keep-going"
     missed = any((a.error or "").startswith(GATE_MISSED) for a in failed)
+    int8 = [a.format.value for a in failed if a.format in (Format.NCNN_INT8, Format.TFLITE_INT8)]
+    gate_hint = (
+        (
+            f"`edgekit analyze {recipe.path} --format {int8[0]} --fix` finds the layers to keep in float and prints "
+            "the recipe line that meets the gate; or relax the gate in the recipe's evaluation.gates, or use "
+            "--keep-going"
+        )
+        if int8
+        else "relax the gate in the recipe's evaluation.gates, or use --keep-going"
+    )
     if not errors:
         return FidelityError(summary, where=str(recipe.path), hint=gate_hint if missed else None)
     own = [e for e in errors if type(e) is not ConversionError]  # bad input (a RecipeError: exit 2) says so
