@@ -209,7 +209,7 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
         highlight=False,
     )
     console.print(
-        f"cost: {'+' if size >= 0 else '-'}{megabytes(abs(size))} ({size / plain.size_bytes:+.0%} vs plain INT8; fp32 is "
+        f"cost: {f'{size:+,} bytes' if abs(size) < 10_000 else ('+' if size >= 0 else '-') + megabytes(abs(size))} ({size / plain.size_bytes:+.0%} vs plain INT8; fp32 is "
         f"{megabytes(outcome.fp32.size_bytes)}), host latency {plain.host_ms:.3f} -> {chosen.host_ms:.3f} ms "
         f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {Path(chosen.files[0]).parent}",
         highlight=False,
