@@ -578,3 +578,42 @@ def test_the_markdown_fidelity_flag_says_its_gate_as_the_html_does(tmp_path: Pat
     )
     assert f"- **fidelity** {wording}; cosine 0.99999 → 0.99999" in md, md
     assert wording in html
+
+
+def test_the_route_and_its_caveats_are_in_the_markdown_and_the_html(tmp_path: Path) -> None:
+    """The Markdown had no route at all, and neither page showed a route's caveats (a busy machine's ranking, an
+    uncalibrated estimate); the Markdown also wrote `->` as `-\\>`. Now a route line per target (figure, what
+    kind, speed-ups, caveats) in the Markdown, the caveats in the HTML's route row, and `→` for arrows."""
+    from edgekit.report.html import render as render_html
+    from edgekit.report.markdown import render
+    from edgekit.route import routes_for_deploy
+
+    rng = np.random.default_rng(6)
+    nights = [
+        synthetic_result(T0 + timedelta(days=d), rng=rng, formats=FORMATS, threads=(1,)) for d in range(2)
+    ]
+    last = nights[-1]
+    last.tool_versions["onnx2tf"] = "1.30.0"
+    add_estimates(last, calibrated=lambda m: False)
+    pi4 = next(r for r in last.runs if r.target == "pi4")
+    for m in pi4.agent.measurements if pi4.agent else []:
+        m.others_cpu_share = 0.2
+    last.routes = [r.to_dict() for r in routes_for_deploy(last)]  # as deploy records them
+    with open_store(f"sqlite:///{tmp_path / 'route.sqlite'}") as store:
+        for night in nights:
+            store.record(night)
+        report = build(store)
+    md, html = render(report), render_html(report)
+    busy = (
+        "note: other processes used up to 20% of pi4's CPUs while 4 of these were timed: the ranking may be"
+    )
+    lines = {line.split(":")[0]: line for line in md.splitlines() if line.startswith("- pi")}
+    assert lines["- pi4"].startswith("- pi4: ship ") and " ms p50, threads=1; " in lines["- pi4"], md
+    assert "basis: p50 latency measured on the target" in lines["- pi4"] and busy in lines["- pi4"]
+    assert " ms ESTIMATE, threads=1" in lines["- pi5-emu"] and "x vs " in lines["- pi5-emu"], md
+    assert "is not calibrated" in lines["- pi5-emu"] and "confirm on the board" in lines["- pi5-emu"]
+    assert "tool onnx2tf: 1.29.24 → 1.30.0" in md and "-\\>" not in md, md
+    routes = html.split("Route to ship, per target")[1].split("Latency trend")[0]
+    newest = routes.split("<tr>")[2:4]  # the latest run's two rows
+    assert busy.replace("'", "&#x27;") in "".join(newest), routes
+    assert "confirm on the board" in "".join(newest)

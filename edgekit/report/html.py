@@ -148,7 +148,7 @@ def _routes(view: RecipeView) -> str:
     (measured p50, board estimate or instruction count), so a change of route over time shows."""
     head = (
         "<tr><th class=l>run</th><th class=l>target</th><th class=l>ship</th><th>figure</th>"
-        "<th class=l>speed-up</th><th class=l>basis</th></tr>"
+        "<th class=l>speed-up</th><th class=l>basis, and what the figure cannot tell</th></tr>"
     )
     rows = []
     for run in reversed(view.runs):
@@ -183,7 +183,9 @@ def _routes(view: RecipeView) -> str:
                 f"<tr><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
                 f"{_target(run, r)}</td><td class=l><b>{escape(str(r['artifact']))}</b>{tie}</td>"
                 f"<td>{figure}</td><td class=l>{speed or '-'}</td>"
-                f"<td class='l wrap muted'>{escape(str(r.get('basis_label', '')))}</td></tr>"
+                f"<td class='l wrap'><span class=muted>{escape(str(r.get('basis_label', '')))}</span>"
+                + "".join(f"<br>note: {escape(str(c))}" for c in r.get("caveats") or [])
+                + "</td></tr>"
             )
     if not rows:
         return '<p class="muted">No route recorded yet (runs before routes were recorded).</p>'

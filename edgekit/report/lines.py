@@ -4,7 +4,13 @@ machine, more threads than usable cores), and the route each target should ship.
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any
+
 from edgekit.results import DeployResult, Measurement, TargetRun
+
+if TYPE_CHECKING:
+    from edgekit.route import Route
 
 
 def failures(result: DeployResult) -> list[str]:
@@ -64,14 +70,27 @@ def busy_line(target: str, busy: list[Measurement]) -> str:
 def route_lines(result: DeployResult) -> list[str]:
     """'route pi4-emu: ship ncnn-int8 (12.3 ms ESTIMATE, ...)': the fastest artifact meeting every gate, per
     target, with what its figure is (measured p50, board estimate, or instruction count)."""
-    from edgekit.route import Basis, Route
-
-    lines = []
-    for data in result.routes:
-        fields = {k: v for k, v in data.items() if k != "basis_label"}
-        fields["basis"] = Basis(fields["basis"])
-        route = Route(**fields)
-        lines.append(f"route {route.summary()} [{route.basis.label}]")
+    lines = [f"route {route_line(data)}" for data in result.routes]
     from edgekit.runtimes.ranking import rank_runtimes, verdicts
 
     return lines + [f"runtimes: {v}" for v in verdicts(rank_runtimes(result))]
+
+
+def route_line(data: dict[str, Any]) -> str:
+    """One stored route (DeployResult.routes[i]) in one line, the wording of deploy's lines and the report's
+    summary: 'pi4-emu: ship ncnn-int8 (12.3 ms ESTIMATE, threads=1; 1.45x vs ncnn-fp32; ...); basis: what the
+    figure is; note: each caveat (a busy machine, an uncalibrated estimate, a tie)'. No brackets: the summary
+    escapes none (Markdown would show `\\[`)."""
+    route = stored_route(data)
+    notes = "".join(f"; note: {c}" for c in route.caveats)
+    return f"{replace(route, caveats=[]).summary()}; basis: {route.basis.label}{notes}"
+
+
+def stored_route(data: dict[str, Any]) -> Route:
+    """A stored route back as a Route (keys it does not know, such as `basis_label`, left out)."""
+    from edgekit.route import Basis, Route
+
+    known = {f.name for f in fields(Route)}
+    kept = {k: v for k, v in data.items() if k in known}
+    kept["basis"] = Basis(kept["basis"])
+    return Route(**kept)

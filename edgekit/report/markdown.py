@@ -19,8 +19,8 @@ def _text(value: object) -> str:
     """Text from the store (messages, names from an imported result) as Markdown shows it and nothing more:
     every character Markdown or HTML would act on backslash-escaped (CommonMark: a renderer that passes HTML
     through shows `<script>` as text and runs nothing; the raw file stays readable, with no `&lt;` entities),
-    one line, no table-breaking `|`."""
-    return str(value).translate(_ESCAPED).replace("\r", " ").replace("\n", " ")
+    one line, no table-breaking `|`. An ASCII arrow `->` is written `→` (escaped, it read `-\\>` in a log)."""
+    return str(value).replace("->", "→").translate(_ESCAPED).replace("\r", " ").replace("\n", " ")
 
 
 def render(report: Report) -> str:
@@ -67,6 +67,37 @@ def _recipe(view: RecipeView) -> list[str]:
             + (f"; and {len(view.changes) - 8} more" if len(view.changes) > 8 else ""),
         ]
     lines += ["", *_table(view), ""]
+    routes = _routes(view)
+    if routes:
+        lines += [
+            "Route to ship, per target (the fastest artifact that meets every gate):",
+            "",
+            *routes,
+            "",
+        ]
+    return lines
+
+
+def _routes(view: RecipeView) -> list[str]:
+    """Per target, the route its newest run recorded (the recipe's latest run, or the target's own newest one, named),
+    with its figure, what kind of figure it is, its speed-ups and caveats (report/lines.route_line)."""
+    from edgekit.report.lines import route_line
+
+    lines = []
+    for target in view.targets:
+        found = view.latest_on(target)
+        if found is None:
+            continue
+        run = found[0]
+        older = f" (run #{run.id})" if run.id != view.latest.id else ""
+        for data in run.result.routes:
+            if data.get("target") != target:
+                continue
+            try:
+                line = route_line(data)
+            except (KeyError, TypeError, ValueError):  # a route this edgekit cannot read (a newer one's)
+                continue
+            lines.append(f"- {_text(line)}{older}")
     return lines
 
 
