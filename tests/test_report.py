@@ -617,3 +617,26 @@ def test_the_route_and_its_caveats_are_in_the_markdown_and_the_html(tmp_path: Pa
     newest = routes.split("<tr>")[2:4]  # the latest run's two rows
     assert busy.replace("'", "&#x27;") in "".join(newest), routes
     assert "confirm on the board" in "".join(newest)
+
+
+def test_emulated_wording_says_what_the_page_shows(tmp_path: Path) -> None:
+    """The HTML banner said times on emulated targets are qemu wall times while its tables and routes showed
+    board estimates; the Markdown's '0.78x instr.' (fp32's count / int8's: int8 counted more) read as '0.78 times
+    the instructions', the opposite. The banner says estimates (qemu wall time only in the plots marked
+    EMULATED), and the ratio is deploy's 'x fp32 by insn' (fp32's count / the artifact's), explained once."""
+    from edgekit.report.html import render as render_html
+    from edgekit.report.markdown import render
+
+    result = add_estimates(synthetic_result(T0, rng=np.random.default_rng(0), formats=FORMATS, threads=(1,)))
+    with open_store(f"sqlite:///{tmp_path / 'w.sqlite'}") as store:
+        store.record(result)
+        report = build(store)
+    md, html = render(report), render_html(report)
+    banner = html.split("</header>")[0]
+    assert "are wall times under qemu" not in banner and "estimated from exact instruction counts" in banner
+    assert "drawn only in the plots marked EMULATED" in banner
+    int8 = next(line for line in md.splitlines() if line.startswith("| tflite-int8 |"))
+    assert "x fp32 by insn 1.58x" in int8 and "x instr." not in md, int8  # 150 M fp32 / 95 M int8
+    assert (
+        "x fp32 by insn = the same runtime's fp32 instruction count / this artifact's (above 1: fewer" in md
+    )

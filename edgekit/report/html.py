@@ -20,6 +20,16 @@ from edgekit.results import interval_not_validated
 from edgekit.route import why_no_route
 from edgekit.store import StoredRun
 
+# what the page shows for an emulated target: tables and routes never show qemu's wall time as a figure
+EMULATED_BANNER = (
+    'Targets marked <span class="emu">emulated</span> ran under qemu on this machine: their tables and routes show '
+    "the real board's latency estimated from exact instruction counts (an ESTIMATE, not a measurement), or the "
+    "counts themselves where no board is calibrated for the core. qemu's wall time is no device latency: it is "
+    "drawn only in the plots marked EMULATED (and kept in a table cell's tooltip). Instruction counts are guest "
+    "instructions per invoke, not time; x fp32 by insn = the same runtime's fp32 count / the artifact's (above 1: "
+    "fewer instructions)."
+)
+
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1400px;
  padding:16px 24px;color:#1d232a;background:#fff}
@@ -86,10 +96,7 @@ def _header(report: Report) -> str:
     return (
         f"<header><h1>edgekit report</h1><p>{badges} generated {escape(report.generated_at)}, {window}, "
         f"store <code>{escape(report.store_url)}</code></p><p>{nav}</p>"
-        '<p class="muted">Times on targets marked <span class="emu">emulated</span> are wall times under '
-        "qemu: "
-        "they are not device latencies. Instruction counts, where shown, are guest instruction counts per "
-        "invoke, not time.</p></header>"
+        f'<p class="muted">{EMULATED_BANNER}</p></header>'
     )
 
 

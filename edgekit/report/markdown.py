@@ -1,7 +1,8 @@
 """A short Markdown summary of a report, fit for a pull request comment or a chat message.
 
-Per recipe: the verdict, each flag on one line, and one compact table (artifact x target at the lowest thread
-count: p50 and speed-up over fp32, emulated targets labelled with their instruction counts beside them).
+Per recipe: the verdict, each flag on one line, one compact table (artifact x target at the lowest thread
+count: p50 and speed-up over fp32, emulated targets labelled with their instruction counts beside them), and the
+route to ship per target.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from edgekit.report.table import NO_BOARD, estimate_text
 from edgekit.report.view import RecipeView, Report, Row, when
 from edgekit.results import NOT_RUN_INTERRUPTED
 
+# the ratio as deploy's table heads it: fp32's count over the artifact's, so above 1 is fewer instructions ("0.78x
+# instr." read as 0.78 times the instructions, the opposite)
+BY_INSN = (
+    "x fp32 by insn = the same runtime's fp32 instruction count / this artifact's (above 1: fewer instructions; "
+    "base = that fp32; instructions are not cycles)"
+)
 _ESCAPED = str.maketrans({c: "\\" + c for c in "\\<>&|`[]"})
 
 
@@ -137,15 +144,16 @@ def _table(view: RecipeView) -> list[str]:
     if estimated:
         intro.append(
             "an emulated target shows the real board's estimated latency (from its instruction count, 80 % "
-            "interval; not a measurement; * = interval not validated) and instruction-count ratios, never qemu's "
+            "interval; not a measurement; * = interval not validated) and its instruction count, never qemu's "
             "wall time"
         )
     if set(emulated) - estimated:
         intro.append(
             f"{', '.join(_text(t) for t in emulated if t not in estimated)}: {NO_BOARD}, so "
-            f"instruction counts at {threads} thread{'s' if threads > 1 else ''} and their ratio to the same "
-            "runtime's fp32 (base), never qemu's wall time"
+            f"instruction counts at {threads} thread{'s' if threads > 1 else ''}, never qemu's wall time"
         )
+    if emulated:
+        intro.append(BY_INSN)
     lines = [
         "; ".join(intro) + ":",
         "",
@@ -181,7 +189,8 @@ def _cell(row: Row | None) -> str:
         return _emulated_cell(row)
     text = f"{row.p50_ms:.4g}" if row.p50_ms is not None else "-"
     if row.speedup:
-        text += f" ({row.speedup:.2f}x{' instr.' if row.speedup_basis == 'instruction count' else ''})"
+        by_insn = row.speedup_basis == "instruction count"
+        text += f" (x fp32 by insn {row.speedup:.2f}x)" if by_insn else f" ({row.speedup:.2f}x)"
     if row.instructions:
         text += f", {row.instructions / 1e6:.1f} M instr. (count)"
     if any(f.is_regression for f in row.flags):
@@ -195,7 +204,7 @@ def _emulated_cell(row: Row) -> str:
     text = estimate_text(est)
     parts = [f"{text} {est.get('board', 'board')} est."] if text else []
     if row.speedup and row.speedup_basis == "instruction count":
-        parts.append("base" if _is_fp32_base(row.artifact) else f"{row.speedup:.2f}x instr.")
+        parts.append("base" if _is_fp32_base(row.artifact) else f"x fp32 by insn {row.speedup:.2f}x")
     if row.instructions:
         parts.append(f"{row.instructions / 1e6:.1f} M instr. (count)")
     text = ", ".join(parts) or "no count (emulated wall time only: see the JSON)"
