@@ -207,6 +207,18 @@ def test_cli_refuses_an_unknown_target_before_any_deploy(tmp_path: Path) -> None
     assert "deploying" not in text
 
 
+def test_cli_refuses_host_as_a_target_with_the_nightly_s_own_hint(tmp_path: Path) -> None:
+    """`--targets host,...` was refused with deploy's hint ('--no-host leaves it out'): the nightly has no
+    --no-host. The hint is the nightly's: the host is always measured; `local` names this machine as a target."""
+    out = _nightly(tmp_path, "--recipes", str(TINY), "--targets", "host,pi4-emu")
+    text = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode == 2 and "--targets: unknown target 'host'" in text, text
+    assert (
+        "--no-host" not in text and "drop host from --targets (it is always measured); `local` names" in text
+    )
+    assert "deploying" not in text and not (tmp_path / "s.sqlite").exists()
+
+
 def test_cli_fails_the_night_when_a_target_cannot_be_reached(tmp_path: Path) -> None:
     """The real default deploy to a target file whose port refuses: exit 1, the target's failure printed as the
     night goes, and the never-measured check under the target's name (not the file's path)."""

@@ -8,6 +8,7 @@ import typer
 
 from edgekit.cli.outputs import check_distinct, check_output_file
 from edgekit.cli.report import STORE_HELP
+from edgekit.errors import TargetError
 from edgekit.terminal import Console, plain
 
 console = Console()
@@ -51,6 +52,14 @@ def nightly_cmd(
     from edgekit.target import load_target
 
     recipe_files(recipes)  # the recipes first, as given: a wrong --recipes is said before the targets
+    if "host" in names:  # deploy's own hint names deploy's --no-host, which the nightly does not have
+        raise TargetError(
+            "unknown target 'host': every deploy of the nightly measures the host (its 'host' column in the "
+            "report) beside the targets named",
+            where="--targets",
+            hint="drop host from --targets (it is always measured); `local` names this machine as a target of "
+            "its own (measured once, as the host column)",
+        )
     for name in names:  # a typo or a missing key file: refused at once (exit 2), not once per recipe
         check_target_key(load_target(name))
     outcome = run_nightly(
