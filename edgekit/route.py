@@ -96,11 +96,13 @@ class Route:
             parts.append(f"{self.speedup_vs_fp32:.2f}x vs {self.fp32_artifact}")
         if self.speedup_vs_slowest is not None and self.slowest_artifact != self.artifact:
             parts.append(f"{self.speedup_vs_slowest:.2f}x vs slowest {self.slowest_artifact}")
-        if self.cosine is not None:  # never '1.0000' for a cosine below 1: as many places as it takes
+        if (
+            self.cosine is not None
+        ):  # never '1.0000' for a cosine below 1: as many places as it takes, up to 8
             places = next(
-                (d for d in range(4, 12) if self.cosine >= 1 or f"{self.cosine:.{d}f}" != f"{1:.{d}f}"), 12
-            )
-            parts.append(f"cosine {self.cosine:.{places}f}")
+                (d for d in range(4, 9) if self.cosine >= 1 or f"{self.cosine:.{d}f}" != f"{1:.{d}f}"), None
+            )  # None: 1 - 1e-15 from float rounding printed 'cosine 0.999999999999' (12 places)
+            parts.append(f"cosine {self.cosine:.{places}f}" if places else "cosine > 0.99999999")
         parts += [f"{k} {v:+.3f}" for k, v in sorted(self.metric_drop.items())]
         unit = {
             Basis.P50_MS: "ms p50",

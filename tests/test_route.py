@@ -46,6 +46,10 @@ def test_the_route_line_never_rounds_a_cosine_below_one_to_one() -> None:
     assert "cosine 0.9960" in usual, usual
     exact = recommend("local", [Candidate("tflite-fp32", 1.0, True, cosine=1.0)], Basis.P50_MS).summary()
     assert "cosine 1.0000" in exact, exact
+    rounding = recommend(
+        "local", [Candidate("ncnn-fp32", 1.0, True, cosine=0.9999999999999974)], Basis.P50_MS
+    )
+    assert "cosine > 0.99999999" in rounding.summary(), rounding.summary()  # not twelve places of float noise
 
 
 def test_no_route_when_nothing_passes_or_runs() -> None:
