@@ -25,6 +25,18 @@ T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
 FORMATS = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_FP32, Format.NCNN_INT8)
 
 
+def _stored_and_rendered(path: Path, results: list) -> tuple[str, str]:
+    """(Markdown, HTML) of the report on a real SQLite store at `path` holding `results`."""
+    from edgekit.report.html import render as render_html
+    from edgekit.report.markdown import render
+
+    with open_store(f"sqlite:///{path}") as store:
+        for result in results:
+            store.record(result)
+        report = build(store)
+    return render(report), render_html(report)
+
+
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp_path_factory.mktemp('report') / 'results.sqlite'}"
@@ -551,8 +563,6 @@ def test_the_markdown_fidelity_flag_says_its_gate_as_the_html_does(tmp_path: Pat
     """With history, the Markdown wrote a missed fidelity gate as `tflite-int8: 1 → 0.99999 (+0.0%)`: no gate,
     and the old cosine (equal to the new one: the gate changed) printed as 1. It now says the gate in the same
     words as the HTML's flag (one wording, regression.flag_line) and never prints a cosine below 1 as 1."""
-    from edgekit.report.html import render as render_html
-    from edgekit.report.markdown import render
 
     rng = np.random.default_rng(3)
     nights = [
@@ -568,11 +578,7 @@ def test_the_markdown_fidelity_flag_says_its_gate_as_the_html_does(tmp_path: Pat
         "samples": 8,
         "checks": [{"gate": "min_cosine", "value": 0.999991, "limit": 1.0, "passed": False}],
     }
-    with open_store(f"sqlite:///{tmp_path / 'gate.sqlite'}") as store:
-        for night in nights:
-            store.record(night)
-        report = build(store)
-    md, html = render(report), render_html(report)
+    md, html = _stored_and_rendered(tmp_path / "gate.sqlite", nights)
     wording = (
         "tflite-int8: below its fidelity gate at conversion (min_cosine: 0.99999 vs limit 1 (on 8 inputs))"
     )
@@ -584,8 +590,6 @@ def test_the_route_and_its_caveats_are_in_the_markdown_and_the_html(tmp_path: Pa
     """The Markdown had no route at all, and neither page showed a route's caveats (a busy machine's ranking, an
     uncalibrated estimate); the Markdown also wrote `->` as `-\\>`. Now a route line per target (figure, what
     kind, speed-ups, caveats) in the Markdown, the caveats in the HTML's route row, and `→` for arrows."""
-    from edgekit.report.html import render as render_html
-    from edgekit.report.markdown import render
     from edgekit.route import routes_for_deploy
 
     rng = np.random.default_rng(6)
@@ -599,11 +603,7 @@ def test_the_route_and_its_caveats_are_in_the_markdown_and_the_html(tmp_path: Pa
     for m in pi4.agent.measurements if pi4.agent else []:
         m.others_cpu_share = 0.2
     last.routes = [r.to_dict() for r in routes_for_deploy(last)]  # as deploy records them
-    with open_store(f"sqlite:///{tmp_path / 'route.sqlite'}") as store:
-        for night in nights:
-            store.record(night)
-        report = build(store)
-    md, html = render(report), render_html(report)
+    md, html = _stored_and_rendered(tmp_path / "route.sqlite", nights)
     busy = (
         "note: other processes used up to 20% of pi4's CPUs while 4 of these were timed: the ranking may be"
     )
@@ -624,14 +624,9 @@ def test_emulated_wording_says_what_the_page_shows(tmp_path: Path) -> None:
     board estimates; the Markdown's '0.78x instr.' (fp32's count / int8's: int8 counted more) read as '0.78 times
     the instructions', the opposite. The banner says estimates (qemu wall time only in the plots marked
     EMULATED), and the ratio is deploy's 'x fp32 by insn' (fp32's count / the artifact's), explained once."""
-    from edgekit.report.html import render as render_html
-    from edgekit.report.markdown import render
 
     result = add_estimates(synthetic_result(T0, rng=np.random.default_rng(0), formats=FORMATS, threads=(1,)))
-    with open_store(f"sqlite:///{tmp_path / 'w.sqlite'}") as store:
-        store.record(result)
-        report = build(store)
-    md, html = render(report), render_html(report)
+    md, html = _stored_and_rendered(tmp_path / "w.sqlite", [result])
     banner = html.split("</header>")[0]
     assert "are wall times under qemu" not in banner and "estimated from exact instruction counts" in banner
     assert "drawn only in the plots marked EMULATED" in banner

@@ -179,6 +179,21 @@ def _cwd(proc: psutil.Process) -> str:
         return ""
 
 
+def _appears(proc: subprocess.Popen[str], work: Path, pattern: str, within_s: float) -> Any:
+    """A wait for ctrl_c_when: True once a folder matching `pattern` is in `work` (the tool has started), False
+    when `proc` ended first or `within_s` passed."""
+
+    def started() -> bool:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline and proc.poll() is None:
+            if work.is_dir() and any(work.glob(pattern)):
+                return True
+            time.sleep(0.1)
+        return False
+
+    return started
+
+
 def test_ctrl_c_mid_conversion_says_so_and_leaves_no_half_written_folder(tmp_path: Path) -> None:
     """Ctrl-C while onnx2tf runs: click turned it into a silent exit 130 (nothing printed) and onnx2tf's folder
     stayed in cache/work; the next convert picks up where it stopped."""
@@ -188,15 +203,9 @@ def test_ctrl_c_mid_conversion_says_so_and_leaves_no_half_written_folder(tmp_pat
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     work = home / "cache" / "work"
 
-    def onnx2tf_started() -> bool:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None:
-            if work.is_dir() and any(work.glob("onnx2tf-*")):
-                return True
-            time.sleep(0.1)
-        return False
-
-    stdout, stderr, seconds = ctrl_c_when(proc, onnx2tf_started, settle=1.0, timeout=60)
+    stdout, stderr, seconds = ctrl_c_when(
+        proc, _appears(proc, work, "onnx2tf-*", 180), settle=1.0, timeout=60
+    )
     assert proc.returncode == 130 and "interrupted (Ctrl-C" in stderr, stdout + stderr
     assert seconds < 30  # onnx2tf stopped with edgekit, not left to finish
     assert not list(work.glob("onnx2tf-*")), list(work.glob("*"))
@@ -220,15 +229,7 @@ def test_ctrl_c_while_keeping_tflite_ops_in_float_leaves_no_folder(tmp_path: Pat
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     work = home / "cache" / "work"
 
-    def selective_started() -> bool:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            if work.is_dir() and any(work.glob("selective-*")):
-                return True
-            time.sleep(0.1)
-        return False
-
-    stdout, stderr, _ = ctrl_c_when(proc, selective_started, settle=1.0, timeout=60)
+    stdout, stderr, _ = ctrl_c_when(proc, _appears(proc, work, "selective-*", 300), settle=1.0, timeout=60)
     assert proc.returncode == 130 and "interrupted (Ctrl-C" in stderr, stdout + stderr
     assert not list(work.glob("*")), list(work.glob("*"))
 
