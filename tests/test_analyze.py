@@ -151,6 +151,28 @@ def test_a_missed_int8_gate_points_at_analyze_fix(tmp_path: Path) -> None:
     assert "1 failed (conversion or gate)" in said, said
 
 
+def test_fix_that_keeps_every_layer_float_says_to_ship_fp32(tmp_path: Path) -> None:
+    """A gate only the fp32 model meets: --fix 'met' it with every quantized layer float and offered that as
+    the INT8 artifact to ship; it now says it is the fp32 model in an INT8 file. And the preparation (ONNX,
+    conversions, data) is said once, not again for --fix."""
+    import subprocess
+    import sys
+
+    path = _recipe(tmp_path, cosine=0.99999)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "analyze", str(path), "--format", "ncnn-int8", "--fix"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    said = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode == 0, said
+    assert (
+        "every quantized layer is float in it: that is the fp32 model in an INT8 file; ship ncnn-fp32" in said
+    )
+    assert said.count("model: preparing ONNX") == 1, said
+
+
 def test_cli_lists_the_worst_layers_and_writes_json(ncnn_analysis: tuple, tmp_path: Path) -> None:
     import json
 

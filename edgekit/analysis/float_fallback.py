@@ -101,7 +101,8 @@ def fix(
             hint="the analysis itself (without --fix) works: it names the layers that lose accuracy; ncnn-int8's "
             "--fix works for a Keras model",
         )
-    fp32_art, int8_art = artifacts_for(recipe, fmt, say)
+    # the analysis before it said how these were made (converted, from the cache): the cache answers in silence
+    fp32_art, int8_art = artifacts_for(recipe, fmt, lambda _m: None)
     onnx = prepare_onnx(recipe)
     inputs, labels = evaluation_inputs(recipe)
     ref = run_onnx(onnx.path, inputs)

@@ -94,7 +94,9 @@ def analyze_cmd(
 
             outcome = run_fix(loaded, fmt, result, max_float=max_float, progress=progress)
             console.print(fix_table(outcome))
-            failed = _fix_summary(outcome, max_float, loaded.int8.model_dump(mode="json"))
+            failed = _fix_summary(
+                outcome, max_float, loaded.int8.model_dump(mode="json"), len(result.worst())
+            )
             record["fix"] = outcome.to_dict()
     if json_path:
         write_atomic(json_path, json.dumps(record, indent=1, default=str) + "\n")
@@ -179,8 +181,9 @@ def int8_block(current: dict[str, Any], fmt: str, chosen: Any) -> str:
     return "int8: {" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in kept.items()) + "}"
 
 
-def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any]) -> bool:
-    """Print the outcome; True when no candidate met the gate."""
+def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any], quantized: int) -> bool:
+    """Print the outcome; True when no candidate met the gate. `quantized`: how many layers the analysis found
+    quantized (all of them in float is the fp32 model in an INT8 file)."""
     chosen, plain = outcome.chosen, outcome.steps[0]
     if chosen is None:
         console.print(
@@ -214,6 +217,13 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
         f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {Path(chosen.files[0]).parent}",
         highlight=False,
     )
+    if quantized and len(set(chosen.float_layers)) >= quantized:
+        console.print(
+            "[yellow]every quantized layer is float in it[/]: that is the fp32 model in an INT8 file; ship "
+            f"{outcome.format.replace('-int8', '-fp32')} instead, or give more calibration data (the recipe's "
+            "calibration: data) or a looser gate",
+            highlight=False,
+        )
     if outcome.format in (
         "ncnn-int8",
         "tflite-int8",
