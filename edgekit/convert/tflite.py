@@ -42,11 +42,10 @@ import numpy as np
 from edgekit import paths
 from edgekit.convert.base import Converter
 from edgekit.convert.tool_process import peak_kb_with_children
-from edgekit.errors import ConversionError, RecipeError, exit_text
+from edgekit.errors import ConversionError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import FLEX_PRONE_OPS, Granularity, IOType, Layout, Recipe
 
-MAX_NAMED = 4  # ops kept in float named in a finding; the rest counted
 WORKER_VERSION = 2  # bump when the child's procedure changes what it writes
 TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
@@ -122,7 +121,10 @@ class TfliteConverter(Converter):
                     result[fmt] = [dest]
             shutil.rmtree(work, ignore_errors=True)  # kept only when the run failed, for its log
         if (recipe.int8.tflite_float_ops or recipe.int8.tflite_float_tail) and Format.TFLITE_INT8 in result:
-            result[Format.TFLITE_INT8] = [self._keep_float(onnx_path, recipe, result[Format.TFLITE_INT8][0])]
+            from edgekit.convert.tflite_selective import keep_float
+
+            found = keep_float(onnx_path, recipe, result[Format.TFLITE_INT8][0], self.progress)
+            self.findings.setdefault(Format.TFLITE_INT8, []).append(found)
         known = [p for p in peaks if p is not None]  # unknown if any run's is
         self.peak_rss_mb = max(known) if known and len(known) == len(peaks) else None
         return result
@@ -195,50 +197,6 @@ class TfliteConverter(Converter):
         self._flex_findings(recipe, files, report.get("flex_ops", {}))
         self.tool_cpu_s = (self.tool_cpu_s or 0.0) + float(report["cpu_s"])
         return work, files, report["peak_rss_mb"]  # None: unknown (no VmHWM on this system)
-
-    def _keep_float(self, onnx_path: Path, recipe: Recipe, dest: Path) -> Path:
-        """The tflite-int8 artifact with the recipe's `int8.tflite_float_ops` (and, with `tflite_float_tail`, the
-        plain artifact's output tail) kept in float: TensorFlow's selective quantization
-        (edgekit.convert.tflite_selective), in place of the plain one at `dest`."""
-        from edgekit.convert.tflite_selective import build_selective, tflite_output_tail
-
-        tail = tflite_output_tail(dest) if recipe.int8.tflite_float_tail else []
-        asked = list(dict.fromkeys(recipe.int8.tflite_float_ops))
-        if not tail and not asked:  # the flag on a model whose last op is a weighted one: nothing to build
-            self.findings.setdefault(Format.TFLITE_INT8, []).append(
-                "int8.tflite_float_tail: no op follows the last weighted layer, so nothing is kept in float"
-            )
-            return dest
-        if self.progress:
-            self.progress(
-                f"keeping {len(dict.fromkeys(tail + asked))} op(s) in float: TensorFlow's selective quantization "
-                "(a second TensorFlow run)"
-            )
-        out = paths.work_dir("keep-float")
-        try:
-            (built,) = build_selective(onnx_path, recipe, [list(dict.fromkeys(tail + asked))], out)
-            unknown = [n for n in built.missing if n in asked]  # a tail's layout op may be fused away: no op
-            if unknown:
-                raise RecipeError(
-                    f"field `int8.tflite_float_ops`: ops the model does not have: {unknown}",
-                    where=str(recipe.path),
-                    hint="use the names `edgekit analyze RECIPE --format tflite-int8 --fix` prints (each op's "
-                    "output tensor)",
-                )
-            shutil.copyfile(built.path, dest)
-        finally:
-            shutil.rmtree(out, ignore_errors=True)
-        why = " and ".join(
-            [*(["the output tail"] if tail else []), *(["int8.tflite_float_ops"] if asked else [])]
-        )
-        shown = ", ".join(built.kept[:MAX_NAMED]) + (
-            f" and {len(built.kept) - MAX_NAMED} more" if len(built.kept) > MAX_NAMED else ""
-        )
-        self.findings.setdefault(Format.TFLITE_INT8, []).append(
-            f"{len(built.kept)} op(s) kept in float ({why}), the rest int8"
-            + (f": {shown}" if built.kept else "")
-        )
-        return dest
 
     def _flex_findings(self, recipe: Recipe, files: dict[Format, Path], flex: dict[str, list[str]]) -> None:
         """Select TF ops in a written file: a ConversionError naming them, or a finding the recipe accepted."""

@@ -22,7 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 
 from edgekit import paths
-from edgekit.errors import ConversionError, exit_text
+from edgekit.errors import ConversionError, RecipeError, exit_text
 from edgekit.recipe import Granularity, Recipe
 
 TIMEOUT_S = 3600
+MAX_NAMED = 4  # ops kept in float named in a finding; the rest counted
 
 
 def tensor_key(name: str) -> str:
@@ -143,6 +144,44 @@ def build_selective(
         work, ignore_errors=True
     )  # the artifacts are in out_dir (edgekit.paths: a success removes its own)
     return [Selective(Path(p), r["kept"], r["missing"]) for p, r in zip(outs, found)]
+
+
+def keep_float(onnx_path: Path, recipe: Recipe, dest: Path, progress: Callable[[str], None] | None) -> str:
+    """Replace the plain tflite-int8 artifact at `dest` by one with the recipe's `int8.tflite_float_ops` (and,
+    with `tflite_float_tail`, the plain artifact's output tail) kept in float; returns the artifact's finding
+    (what was kept). A name no op of the model has is the recipe's error."""
+    tail = tflite_output_tail(dest) if recipe.int8.tflite_float_tail else []
+    asked = list(dict.fromkeys(recipe.int8.tflite_float_ops))
+    if not tail and not asked:  # the flag on a model whose last op is a weighted one: nothing to build
+        return "int8.tflite_float_tail: no op follows the last weighted layer, so nothing is kept in float"
+    if progress:
+        progress(
+            f"keeping {len(dict.fromkeys(tail + asked))} op(s) in float: TensorFlow's selective quantization "
+            "(a second TensorFlow run)"
+        )
+    out = paths.work_dir("keep-float")
+    try:
+        (built,) = build_selective(onnx_path, recipe, [list(dict.fromkeys(tail + asked))], out)
+        unknown = [n for n in built.missing if n in asked]  # a tail's layout op may be fused away: no op
+        if unknown:
+            raise RecipeError(
+                f"field `int8.tflite_float_ops`: ops the model does not have: {unknown}",
+                where=str(recipe.path),
+                hint="use the names `edgekit analyze RECIPE --format tflite-int8 --fix` prints (each op's "
+                "output tensor)",
+            )
+        shutil.copyfile(built.path, dest)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    why = " and ".join(
+        [*(["the output tail"] if tail else []), *(["int8.tflite_float_ops"] if asked else [])]
+    )
+    shown = ", ".join(built.kept[:MAX_NAMED]) + (
+        f" and {len(built.kept) - MAX_NAMED} more" if len(built.kept) > MAX_NAMED else ""
+    )
+    return f"{len(built.kept)} op(s) kept in float ({why}), the rest int8" + (
+        f": {shown}" if built.kept else ""
+    )
 
 
 def resolve(asked: Sequence[str], names: Sequence[str]) -> tuple[dict[str, str], list[str]]:
