@@ -56,7 +56,7 @@ def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
     tiny fidelity tflite-int8: below its fidelity gate at conversion (min_cosine: ...)', 'nightly: no
     regressions, 2 unreliable'. The counts, then the first `most` reasons (each flag in regression.flag_line's
     words, as the Markdown summary lists it)."""
-    from edgekit.report.regression import flag_line
+    from edgekit.report.flag_text import flag_line
 
     deploys = {Path(p).name: why for p, why in outcome.failures.items() if p != "report"}
     flags = outcome.report.flags if outcome.report is not None else []

@@ -8,7 +8,8 @@ route to ship per target.
 from __future__ import annotations
 
 from edgekit.formats import Format
-from edgekit.report.regression import Flag, flag_line
+from edgekit.report.flag_text import flag_line
+from edgekit.report.regression import Flag
 from edgekit.report.table import NO_BOARD, estimate_text
 from edgekit.report.view import RecipeView, Report, Row, when
 from edgekit.results import NOT_RUN_INTERRUPTED
