@@ -180,9 +180,9 @@ def _report(
     )
     nothing = " - no conversion work" if cached == len(artifacts) else ""
     failed = sum(1 for a in artifacts if a.status != "ok")
-    failed_text = f", {failed} failed (conversion or gate)" if failed else ""
+    failed_text = f"; {failed} failed (conversion or gate)" if failed else ""
     console.print(
-        f"{converted} converted, {cached} from the cache{failed_text}{nothing}; total {seconds:.1f} s{note}",
+        f"{converted} converted, {cached} from the cache{nothing}{failed_text}; total {seconds:.1f} s{note}",
         highlight=False,
     )
     for a in artifacts:
