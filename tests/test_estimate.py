@@ -637,14 +637,18 @@ def test_a_model_outside_the_calibration_range_is_said_to_be_extrapolated() -> N
     mlo, _ = cost_model.calibration_range("pi5", counted=False)  # an ONNX file: MACs, nothing counted
     tiny = cost_model.estimate("pi5", cost_model.Features(0, macs=mlo // 10), 1)
     assert not tiny.calibrated and any("M MACs: fewer than" in c for c in tiny.caveats)
-    three = cost_model.estimate("pi4", cost_model.Features(lo // 50), 3)  # the first reason is the one named
-    assert three.to_dict()["interval_not_validated"] == "no calibration figure at 3 threads"
+    three = cost_model.estimate("pi4", cost_model.Features(lo // 50), 3)  # every reason named
+    assert three.to_dict()["interval_not_validated"] == (
+        "no calibration figure at 3 threads; outside the calibration models' size range"
+    )
 
 
 def test_two_and_three_threads_are_interpolated_between_the_calibrated_counts() -> None:
     """No published figure exists at 2 or 3 threads: the estimate was the 1-thread one (a deploy with threads
-    [1, 2] showed the same ms on both rows, as if the second thread did nothing). It is now between the 1- and
-    4-thread estimates, geometric in the thread count, with the widest interval, not validated."""
+    [1, 2] showed the same ms on both rows, as if the second thread did nothing). It is between the 1- and
+    4-thread estimates, geometric in the thread count, each end estimated exactly as `--threads 1` / `--threads 4`
+    would (with the 4-thread split where counted), its interval the span of both ends' (not validated), and a
+    format's own reason (no TFLite calibration figure) is kept beside the thread count's."""
     for board in ("pi4", "pi5"):
         _, feats, _ = cost_model.calibration_data(board, 1)[0]
         one, four = (cost_model.estimate(board, feats, n, fmt=Format.NCNN_FP32) for n in (1, 4))
@@ -654,14 +658,21 @@ def test_two_and_three_threads_are_interpolated_between_the_calibrated_counts() 
             share = math.log(n) / math.log(4)
             assert est.estimate_ms == pytest.approx(one.estimate_ms ** (1 - share) * four.estimate_ms**share)
             assert four.estimate_ms < est.estimate_ms < one.estimate_ms
+            assert (est.low_ms, est.high_ms) == (min(one.low_ms, four.low_ms), max(one.high_ms, four.high_ms))
+            d = est.to_dict()
             assert (
-                not est.calibrated
-                and est.to_dict()["interval_not_validated"] == f"no calibration figure at {n} threads"
+                not est.calibrated and d["interval_not_validated"] == f"no calibration figure at {n} threads"
             )
-            assert est.high_ms / est.estimate_ms == pytest.approx(math.exp(cost_model.widest_q()))
+            assert d["cross_validation"]["interpolated_between"] == [1, 4]
             assert any("interpolated between the 1- and 4-thread estimates" in c for c in est.caveats), (
                 est.caveats
             )
+    tflite = cost_model.estimate("pi5", feats, 2, fmt=Format.TFLITE_INT8).to_dict()
+    assert (
+        tflite["interval_not_validated"]
+        == "no calibration figure at 2 threads; no calibration figure for tflite-int8"
+    )
+    assert any("no calibration figure exists for this runtime" in c for c in tflite["caveats"])
 
 
 def test_zero_misses_are_a_figure_and_no_simulated_caches_use_the_forms_without_them() -> None:
@@ -828,6 +839,21 @@ def test_profile_refuses_a_shape_the_model_cannot_take_before_the_guest_runs(tmp
     param.with_suffix(".bin").write_bytes(bytes(size))
     out = _cli("profile", str(param), "--target", "pi4-emu", "--input-shape", "1,3,8,8")
     assert out.returncode == 2 and "the model cannot take that input" in out.stderr, out.stderr
+
+
+def test_a_shape_without_its_batch_gets_a_hint_that_runs(tmp_path: Path) -> None:
+    """`--input-shape 227,227` was read as batch 227 and the hint said `1,227` (another exit 2); `3,227,227`
+    got `1,227,227`, the channels dropped. The hint now puts the batch first and keeps what was given."""
+    from edgekit.errors import InputDataError
+    from edgekit.estimate import calibration
+    from edgekit.estimate.graph import analyze
+
+    param = calibration.zero_weights(calibration.models()["squeezenet"])
+    for given in ([227, 227], [3, 227, 227]):
+        with pytest.raises(InputDataError, match=r"give it batch first as N,C,H,W") as err:
+            analyze(param, given)
+        assert err.value.hint is not None and "--input-shape 1,3,227,227" in err.value.hint
+    assert analyze(param, [1, 3, 227, 227]).macs > 0  # what the hint says runs
 
 
 def test_the_bound_uses_the_precision_each_runtime_computes_in() -> None:

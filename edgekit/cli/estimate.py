@@ -164,6 +164,12 @@ def _count(
     counted: dict[str, Any] = {**first.to_dict(), "window_misses": first.window_misses, "cached": cached}
     busiest: dict[int, int] = {}
     n = min(threads, b.cores)
+    if (
+        n > 1 and n not in cost_model.CALIBRATED_THREADS
+    ):  # 2, 3: interpolated towards the next calibrated count,
+        n = min(
+            (t for t in cost_model.CALIBRATED_THREADS if t > n), default=n
+        )  # which is estimated as itself
     if n > 1 and n in cost_model.CALIBRATED_THREADS:  # the thread split: forms on the busiest thread use it
         split, split_cached = one(n)
         busiest[n] = split.busiest_thread
@@ -207,15 +213,18 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
     validated = "" if est["interval_calibrated"] else " [yellow]not validated (see the notes)[/]"
     console.print(
         f"  [bold]estimate[/]      {_ms(est['estimate_ms'])} ms, {level} % interval {_ms(est['low_ms'])} .. "
-        f"{_ms(est['high_ms'])} ms{validated} [dim]estimate, not a measurement[/]",
+        f"{_ms(est['high_ms'])} ms{validated}; [dim]an estimate, not a measurement[/]",
         highlight=False,
     )
-    console.print(
-        f"  [dim]cost model {est['method']}: leave-one-model-out on {cv['n']} ncnn benchmark models, the "
-        f"weighting included: median |error| {100 * cv['median']:.0f} %, p90 {100 * cv['p90']:.0f} %, "
-        f"interval held {cv['held']} of {cv['n']}[/]",
-        highlight=False,
-    )
+    ends = cv.get("ends")  # an interpolated estimate: each end's own cross-validation
+    for part in ends or [cv]:
+        which = f" at {part['threads']} thread(s)" if ends else f" {est['method']}"
+        console.print(
+            f"  [dim]cost model{which}: leave-one-model-out on {part['n']} ncnn benchmark models, the weighting "
+            f"included: median |error| {100 * part['median']:.0f} %, p90 {100 * part['p90']:.0f} %, interval held "
+            f"{part['held']} of {part['n']}[/]",
+            highlight=False,
+        )
     scaling = cv.get("thread_scaling")
     if scaling:
         console.print(

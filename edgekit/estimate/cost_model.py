@@ -175,16 +175,13 @@ def estimate(
     calibrated_n = n if n in CALIBRATED_THREADS else max(t for t in CALIBRATED_THREADS if t <= n)
     # between two calibrated thread counts (2 or 3 on a 4-core board): interpolated, not the lower one's figure
     above = min((t for t in CALIBRATED_THREADS if t > n), default=None) if calibrated_n != n else None
+    if above is not None:
+        ends = [estimate(board_name, features, t, fmt, caveats, layer_types) for t in (calibrated_n, above)]
+        return _interpolated(board.name, n, ends, threads)
     if calibrated_n != n:
-        how = (
-            f"interpolated between the {calibrated_n}- and {above}-thread estimates (geometric in the "
-            "thread count)"
-            if above is not None
-            else f"estimated with the {calibrated_n}-thread model"
-        )
         notes.append(
-            f"{n} threads: no calibration figure; {how} (interval widened to the widest of any group, not "
-            "validated)"
+            f"{n} threads: no calibration figure; estimated with the {calibrated_n}-thread model (interval "
+            "widened to the widest of any group, not validated)"
         )
     if threads > board.cores:
         notes.append(f"{threads} threads on {board.cores} cores: counted as {board.cores}")
@@ -195,11 +192,6 @@ def estimate(
     model = model_for(board.name, calibrated_n, available)
     method = model.describe()
     est = model.predict_ms(features)
-    if above is not None:
-        upper = model_for(board.name, above, tuple(k for k in available_keys() if features.has(k, above)))
-        est *= (upper.predict_ms(features) / est) ** (
-            math.log(n / calibrated_n) / math.log(above / calibrated_n)
-        )
     cv: dict[str, Any] = {
         "weights": {name: round(w, 4) for name, w in model.weights.items()},
         "board": board.name,
@@ -219,13 +211,15 @@ def estimate(
     why = ""
     if not calibrated:
         q = max(q, widest_q())
-        if calibrated_n != n:
-            why = f"no calibration figure at {n} threads"
-        elif not runtime_ok:
+        if not runtime_ok:
             notes.append(_uncalibrated_note(fmt))
-            why = f"no calibration figure for {fmt.value if fmt else 'this format'}"
-        else:
-            why = "outside the calibration models' size range"
+        why = (
+            f"no calibration figure at {n} threads"
+            if calibrated_n != n
+            else f"no calibration figure for {fmt.value if fmt else 'this format'}"
+            if not runtime_ok
+            else "outside the calibration models' size range"
+        )
     return Estimate(
         board.name,
         n,
@@ -238,6 +232,43 @@ def estimate(
         cv,
         notes,
         not_validated=why,
+    )
+
+
+def _interpolated(board: str, n: int, ends: list[Estimate], asked: int) -> Estimate:
+    """n threads between two calibrated counts: the geometric interpolation of their estimates in the thread
+    count, and as interval the span of both ends' intervals (n threads take between the fewer's and the
+    more's time); not validated: no published figure exists at n threads."""
+    lo, hi = ends
+    share = math.log(n / lo.threads) / math.log(hi.threads / lo.threads)
+    est = lo.estimate_ms ** (1 - share) * hi.estimate_ms**share
+    notes = [
+        f"{n} threads: no calibration figure; interpolated between the {lo.threads}- and {hi.threads}-thread "
+        f"estimates (geometric in the thread count: {lo.estimate_ms:.3g} and {hi.estimate_ms:.3g} ms), the "
+        "interval spanning both of theirs (not validated)"
+    ]
+    notes += list(dict.fromkeys(lo.caveats + hi.caveats))
+    if asked > n:
+        notes.append(f"{asked} threads on {n} cores: counted as {n}")
+    reasons = [f"no calibration figure at {n} threads", lo.not_validated, hi.not_validated]
+    cv = {
+        "board": board,
+        "threads": n,
+        "interpolated_between": [lo.threads, hi.threads],
+        "ends": [lo.cv, hi.cv],
+    }
+    return Estimate(
+        board,
+        n,
+        f"interpolated between the {lo.threads}- and {hi.threads}-thread estimates",
+        lo.features,
+        est,
+        min(lo.low_ms, hi.low_ms),
+        max(lo.high_ms, hi.high_ms),
+        False,
+        cv,
+        notes,
+        not_validated="; ".join(r for r in dict.fromkeys(reasons) if r),
     )
 
 
