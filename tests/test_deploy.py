@@ -1,5 +1,5 @@
 """`edgekit deploy` end to end: recipes/tiny.yaml converted for real, timed by the real agent on the emulated pi4
-(real sshd + qemu) and on the host, outputs pulled back and compared. Small repeat counts: qemu is ~600x slower.
+(real sshd + qemu) and on the host, outputs pulled back and compared. Small repeat counts: qemu is tens of times slower.
 """
 
 from __future__ import annotations

@@ -219,11 +219,15 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) ->
     from edgekit.estimate.attach import board_for_device, estimates_for_run
     from edgekit.results import ArtifactInfo, interval_not_validated
 
-    if (
-        run.agent is None
-        or board_for_device(device) is None
-        or not any(m.instructions_per_invoke for m in run.agent.measurements)
-    ):
+    if run.agent is None or board_for_device(device) is None:
+        return
+    if not any(m.instructions_per_invoke for m in run.agent.measurements):  # said: the estimate's absence too
+        if any(m.status == "ok" for m in run.agent.measurements):
+            console.print(
+                "[yellow]![/] no board estimate: no instruction count came back (emulated.counting=false turns "
+                "counting off); the figures above are emulated wall times only, not device latency",
+                highlight=False,
+            )
         return
     files = [*art.files, *([art.io] if art.io is not None else [])]
     info = ArtifactInfo(

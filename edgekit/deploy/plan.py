@@ -65,7 +65,7 @@ def capped_settings(
     if changes:
         told = ", ".join(f"{k} {list(v) if isinstance(v, tuple) else v}" for k, v in changes.items())
         say(
-            f"benchmark capped for {target.name} only (emulated: ~600x slower than the board): {told}; "
+            f"benchmark capped for {target.name} only (emulated: tens of times slower than the board): {told}; "
             "pass --repeat/--threads/--warmup/--samples to choose"
         )
     return replace(settings, **changes)

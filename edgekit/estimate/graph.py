@@ -323,6 +323,15 @@ def _ncnn_blob_shapes(
 
     inputs = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
     stated = io.get("input_shapes")
+    if input_shape and input_shape[0] != 1 and len(input_shape) < 4:  # 227,227 or 3,227,227: batch left out
+        raise InputDataError(
+            f"input shape {list(input_shape)}: {len(input_shape)} numbers; give it batch first as N,C,H,W",
+            where=str(path),
+            hint=f"e.g. --input-shape {','.join(map(str, [1, *([3] if len(input_shape) == 2 else []), *input_shape]))}"
+            + (
+                " (3 channels assumed here: the model's Input says how many)" if len(input_shape) == 2 else ""
+            ),
+        )
     if input_shape and input_shape[0] != 1:  # the cost of one inference of one input
         raise InputDataError(
             f"input shape {list(input_shape)}: batch {input_shape[0]}; ncnn has no batch axis and runs one input "

@@ -29,8 +29,8 @@ from edgekit.runtimes import host_only_artifact
 
 HOST = "host"
 EMULATED_NOTE = (
-    "emulated = wall time under qemu on this machine (~600x slower than the device, ratios "
-    "distorted): not device latency"
+    "emulated = wall time under qemu on this machine (tens of times slower than the device, not by one "
+    "factor: ratios distorted): not device latency"
 )
 # an emulated device whose core no calibrated board stands for (phone-emu: a phone, though the Pi 5 has its core)
 NO_BOARD = (

@@ -119,7 +119,7 @@ class Emulated(BaseModel):
 class BenchmarkCap(BaseModel):
     """Upper bounds a target puts on a recipe's benchmark settings (command-line flags still win).
 
-    Emulated devices run about 600x slower than the board, and their wall times are not device latency
+    Emulated devices run tens of times slower than the board, and their wall times are not device latency
     anyway: a recipe's full timing plan (say repeat 20 at 1 and 4 threads on 50 images) would take hours.
     """
 
