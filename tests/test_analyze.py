@@ -219,6 +219,23 @@ def test_tflite_names_match_across_conversions() -> None:
     assert tensor_key("model/tf.nn.relu_2/Relu") != tensor_key("model/tf.nn.relu_3/Relu")
 
 
+def test_the_layer_table_has_an_own_cosine_column_only_where_there_is_one() -> None:
+    """TFLite's per-op error is a difference (no op runs alone): its 'own cosine' column was all '-'."""
+    from edgekit.cli.analyze import layer_table
+
+    diff = [
+        LayerError("a", "CONV_2D", "1", True, 0.99, 0.1, 0.05),
+        LayerError("b", "CONV_2D", "2", True, 0.98, 0.2, 0.1),
+    ]
+    alone = [LayerError("c", "Convolution", "3", True, 0.97, 0.3, 0.2, own_cosine=0.998)]
+    columns = {
+        method: [str(c.header) for c in layer_table(Analysis("r", "f", 1, method, rows), 10).columns]
+        for method, rows in (("difference", diff), ("isolated", alone))
+    }
+    assert "own cosine" not in columns["difference"] and "own rel err" in columns["difference"]
+    assert "own cosine" in columns["isolated"]
+
+
 def test_worst_lists_only_quantized_layers() -> None:
     layers = [
         LayerError("a", "Convolution", "1", True, 0.99, 0.1, 0.05),

@@ -123,15 +123,26 @@ def layer_table(result: Any, top: int) -> Table:
         f"quantized layers ({result.samples} inputs; own error = {how})",
         box=box.SIMPLE_HEAD,
     )
-    for col in ("#", "layer", "type", "own rel err", "own cosine", "cosine here", "rel err here"):
+    rows = result.worst(top)
+    isolated = any(x.own_cosine is not None for x in rows)  # a difference (TFLite) has no cosine of its own
+    for col in (
+        "#",
+        "layer",
+        "type",
+        "own rel err",
+        *(["own cosine"] if isolated else []),
+        "cosine here",
+        "rel err here",
+    ):
         table.add_column(col, justify="left" if col in ("layer", "type") else "right", no_wrap=True)
-    for rank, x in enumerate(result.worst(top), 1):
+    for rank, x in enumerate(rows, 1):
+        own_cosine = [f"{x.own_cosine:.6f}" if x.own_cosine is not None else "-"] if isolated else []
         table.add_row(
             str(rank),
             x.short_name[:60],
             x.type,
             f"{x.own_rel_error:.4f}",
-            f"{x.own_cosine:.6f}" if x.own_cosine is not None else "-",
+            *own_cosine,
             f"{x.cosine:.6f}",
             f"{x.rel_error:.4f}",
         )
