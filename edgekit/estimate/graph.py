@@ -22,7 +22,7 @@ import numpy as np
 
 from edgekit.convert.ncnn.runtime import input_mat
 from edgekit.errors import InputDataError
-from edgekit.estimate.ncnn_model import check_input_shape
+from edgekit.estimate.ncnn_model import check_batch_first, check_input_shape
 from edgekit.runtimes.ncnn import load_ncnn, parse_param
 from edgekit.runtimes.tflite import load_tflite
 
@@ -323,32 +323,8 @@ def _ncnn_blob_shapes(
 
     inputs = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
     stated = io.get("input_shapes")
-    if input_shape and input_shape[0] != 1 and len(input_shape) < 4:  # 227,227 or 3,227,227: batch left out
-        raise InputDataError(
-            f"input shape {list(input_shape)}: {len(input_shape)} numbers; give it batch first as N,C,H,W",
-            where=str(path),
-            hint=f"e.g. --input-shape {','.join(map(str, [1, *([3] if len(input_shape) == 2 else []), *input_shape]))}"
-            + (
-                " (3 channels assumed here: the model's Input says how many)" if len(input_shape) == 2 else ""
-            ),
-        )
-    if input_shape and input_shape[0] != 1:  # the cost of one inference of one input
-        raise InputDataError(
-            f"input shape {list(input_shape)}: batch {input_shape[0]}; ncnn has no batch axis and runs one input "
-            "per inference",
-            where=str(path),
-            hint=f"give batch 1: --input-shape {','.join(map(str, [1, *input_shape[1:]]))} (the cost of N inputs "
-            "is N inferences)",
-        )
-    declared: dict[str, str] = next((p for kind, _, _, p in layers if kind == "Input"), {})
-    if input_shape and len(input_shape) == 3 and all(k in declared for k in ("0", "1", "2")):
-        chw = ",".join(declared[k] for k in ("2", "1", "0"))  # ncnn's Input: 0=w 1=h 2=c
-        raise InputDataError(  # "1,3,227" read as C=1 said "has 1 channel": the count of numbers was wrong
-            f"input shape {list(input_shape)}: {len(input_shape)} numbers; this model's Input takes C,H,W = {chw}, "
-            "given as N,C,H,W (batch first)",
-            where=str(path),
-            hint=f"--input-shape 1,{chw}",
-        )
+    if input_shape:
+        check_batch_first(path, input_shape, layers)
     if stated and input_shape and [list(input_shape)] != [list(s) for s in stated[:1]]:
         raise InputDataError(  # the artifact was converted and checked at its sidecar's shape: that is the model
             f"input shape {list(input_shape)} is not the one this artifact states: "

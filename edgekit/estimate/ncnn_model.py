@@ -1,5 +1,6 @@
-"""Whether a given input shape fits an ncnn model's first convolution (the CLI checks a user's shape with it before
-any guest runs). Reading and loading the model on this host are the ncnn runtime's (edgekit/runtimes/ncnn.py)."""
+"""Whether a given input shape fits an ncnn model: its batch first (`check_batch_first`), its channels against the
+first convolution (`check_input_shape`); the CLI checks a user's shape with them before any guest runs. Reading
+and loading the model on this host are the ncnn runtime's (edgekit/runtimes/ncnn.py)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,33 @@ def check_input_shape(path: Path, input_shape: list[int]) -> None:
             )
         if kind in ("Convolution", "ConvolutionDepthWise"):
             return
+
+
+def check_batch_first(path: Path, input_shape: list[int], layers: list) -> None:
+    """A shape given without its batch (227,227 or 3,227,227), with a batch other than 1, or with three numbers
+    where the model's Input takes C,H,W: bad input, with a hint that runs (`layers`: the parsed .param)."""
+    shape = list(input_shape)
+    if shape[0] != 1 and len(shape) < 4:  # 227,227 or 3,227,227: batch left out
+        guessed = len(shape) == 2  # H,W: the channels are a guess
+        raise InputDataError(
+            f"input shape {shape}: {len(shape)} numbers; give it batch first as N,C,H,W",
+            where=str(path),
+            hint=f"e.g. --input-shape {','.join(map(str, [1, *([3] if guessed else []), *shape]))}"
+            + (" (3 channels assumed here: the model's Input says how many)" if guessed else ""),
+        )
+    if shape[0] != 1:  # the cost of one inference of one input
+        raise InputDataError(
+            f"input shape {shape}: batch {shape[0]}; ncnn has no batch axis and runs one input per inference",
+            where=str(path),
+            hint=f"give batch 1: --input-shape {','.join(map(str, [1, *shape[1:]]))} (the cost of N inputs is N "
+            "inferences)",
+        )
+    declared: dict[str, str] = next((p for kind, _, _, p in layers if kind == "Input"), {})
+    if len(shape) == 3 and all(k in declared for k in ("0", "1", "2")):
+        chw = ",".join(declared[k] for k in ("2", "1", "0"))  # ncnn's Input: 0=w 1=h 2=c
+        raise InputDataError(  # "1,3,227" read as C=1 said "has 1 channel": the count of numbers was wrong
+            f"input shape {shape}: {len(shape)} numbers; this model's Input takes C,H,W = {chw}, given as N,C,H,W "
+            "(batch first)",
+            where=str(path),
+            hint=f"--input-shape 1,{chw}",
+        )
