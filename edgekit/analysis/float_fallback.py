@@ -127,11 +127,6 @@ def fix(
             tuple(w): f"output tail + {len(s)} worst" for w, s in zip(with_tail[1:], sets)
         }
         sets = with_tail
-    own = _recipe_float(recipe, fmt)
-    if own or (fmt is Format.TFLITE_INT8 and recipe.int8.tflite_float_tail):
-        steps[0].label = "as the recipe keeps it" + (
-            f" ({len(own)} float)" if own else " (output tail float)"
-        )
     if own:  # what the recipe keeps in float already stays so in every candidate, as in its own artifact
         labels_of = {
             tuple(dict.fromkeys(own + s)): f"the recipe's {len(own)} + {labels_of[tuple(s)]}" for s in sets

@@ -216,6 +216,7 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
         console.print("the plain INT8 artifact already meets the recipe's gate: nothing to keep in float")
         return False
     size = chosen.size_bytes - plain.size_bytes
+    grown = f"{size:+,} bytes" if abs(size) < 10_000 else ("+" if size >= 0 else "-") + megabytes(abs(size))
     console.print(
         f"[green]gate met[/] with {chosen.label or len(chosen.float_layers)} in float "
         f"({len(chosen.float_layers)} layer(s)): "
@@ -223,7 +224,7 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
         highlight=False,
     )
     console.print(
-        f"cost: {f'{size:+,} bytes' if abs(size) < 10_000 else ('+' if size >= 0 else '-') + megabytes(abs(size))} ({size / plain.size_bytes:+.0%} vs plain INT8; fp32 is "
+        f"cost: {grown} ({size / plain.size_bytes:+.0%} vs plain INT8; fp32 is "
         f"{megabytes(outcome.fp32.size_bytes)}), host latency {plain.host_ms:.3f} -> {chosen.host_ms:.3f} ms "
         f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {Path(chosen.files[0]).parent}",
         highlight=False,

@@ -154,14 +154,15 @@ def keep_float(onnx_path: Path, recipe: Recipe, dest: Path, progress: Callable[[
     asked = list(dict.fromkeys(recipe.int8.tflite_float_ops))
     if not tail and not asked:  # the flag on a model whose last op is a weighted one: nothing to build
         return "int8.tflite_float_tail: no op follows the last weighted layer, so nothing is kept in float"
+    kept = list(dict.fromkeys(tail + asked))
     if progress:
         progress(
-            f"keeping {len(dict.fromkeys(tail + asked))} op(s) in float: TensorFlow's selective quantization "
+            f"keeping {len(kept)} op(s) in float: TensorFlow's selective quantization "
             "(a second TensorFlow run)"
         )
     out = paths.work_dir("keep-float")
     try:
-        (built,) = build_selective(onnx_path, recipe, [list(dict.fromkeys(tail + asked))], out)
+        (built,) = build_selective(onnx_path, recipe, [kept], out)
         unknown = [n for n in built.missing if n in asked]  # a tail's layout op may be fused away: no op
         if unknown:
             raise RecipeError(

@@ -185,7 +185,7 @@ def estimate(
         )
     if threads > board.cores:
         notes.append(f"{threads} threads on {board.cores} cores: counted as {board.cores}")
-    available = tuple(k for k in available_keys() if features.has(k, calibrated_n))
+    available = tuple(k for k in (INS, B, P, M, X, A, L1, LLC) if features.has(k, calibrated_n))
     outside = _outside_calibration(board.name, features)
     if outside:
         notes.append(outside)
@@ -270,11 +270,6 @@ def _interpolated(board: str, n: int, ends: list[Estimate], asked: int) -> Estim
         notes,
         not_validated="; ".join(r for r in dict.fromkeys(reasons) if r),
     )
-
-
-def available_keys() -> tuple[str, ...]:
-    """Every feature a cost-model form may need, in the order model_for takes them."""
-    return (INS, B, P, M, X, A, L1, LLC)
 
 
 def _outside_calibration(board: str, features: Features) -> str:
