@@ -164,12 +164,8 @@ def _count(
     counted: dict[str, Any] = {**first.to_dict(), "window_misses": first.window_misses, "cached": cached}
     busiest: dict[int, int] = {}
     n = min(threads, b.cores)
-    if (
-        n > 1 and n not in cost_model.CALIBRATED_THREADS
-    ):  # 2, 3: interpolated towards the next calibrated count,
-        n = min(
-            (t for t in cost_model.CALIBRATED_THREADS if t > n), default=n
-        )  # which is estimated as itself
+    # 2 or 3 threads are interpolated towards 4, which is estimated as `--threads 4` is: with its split
+    n = next((t for t in cost_model.CALIBRATED_THREADS if t >= n), n) if n > 1 else n
     if n > 1 and n in cost_model.CALIBRATED_THREADS:  # the thread split: forms on the busiest thread use it
         split, split_cached = one(n)
         busiest[n] = split.busiest_thread
