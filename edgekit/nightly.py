@@ -154,7 +154,7 @@ def run_nightly(
             log(f"{path.name}: recorded as run {outcome.run_ids[str(path)]}")
             for run in result.runs:  # a target that failed tonight is said now, not only in the report
                 if run.status != "ok" and run.error:
-                    log(f"{path.name} on {run.target}: failed: {run.error.splitlines()[0]}")
+                    log(f"{path.name} on {run.target}: failed: {_first_and_hint(run.error)}")
         targets = _target_names(targets)  # a target given as a file is stored under its name
         try:
             outcome.never_measured = _never_measured(store, targets, list(outcome.run_ids.values()))
@@ -187,6 +187,14 @@ def run_nightly(
         with markdown.open("a") as fh:
             fh.write("\n## Lab: boards and board types\n\n```\n" + "\n".join(outcome.lab_lines) + "\n```\n")
     return outcome
+
+
+def _first_and_hint(error: str) -> str:
+    """An error's first line and its hint (what to try), without the rest: the night's log stays one line per
+    failure, the report has the whole text."""
+    lines = [line.strip() for line in error.splitlines()]
+    hint = next((line for line in lines[1:] if line.startswith("hint:")), "")
+    return lines[0] + (f" ({hint})" if hint else "")
 
 
 def _check_unique_names(files: Sequence[Path]) -> None:

@@ -123,8 +123,9 @@ def why_no_route(rejected: dict[str, str]) -> str:
     whys = list(rejected.values())
     if whys and all(why == UNCOUNTED for why in whys):
         return (
-            "no route: emulated without instruction counts (its wall times are not device latency); count to "
-            "rank: --set emulated.counting=true"
+            "no route: emulated without instruction counts (its wall times are not device latency); to rank it, "
+            "count: --set emulated.counting=true on an edgekit emulated target (a qemu machine reached as a plain "
+            "or lab board cannot count)"
         )
     failed = sum(why.startswith(GATES_FAILED) for why in whys)
     if not failed:

@@ -131,6 +131,32 @@ def test_bench_broken_file_fails_clearly(model_files: dict[str, Path], tmp_path:
 
 
 @pytest.mark.integration
+def test_bench_and_profile_refuse_a_target_deploy_would_refuse_before_any_run(
+    model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """A missing key file and an emulated target stating a core its device does not run were exit 2 in deploy and
+    exit 1 in bench and profile (said when connecting or starting the device): now the same refusal, exit 2."""
+    missing = tmp_path / "no_such_key"
+    cases = [
+        (["--target", "phone", "--set", f"key={missing}"], "key file not found"),
+        (["--target", "phone-emu", "--set", "emulated.cpu=cortex-a72"], "phone-emu runs cortex-a76"),
+    ]
+    for args, said in cases:
+        for command, model in (("bench", model_files["tflite"]), ("profile", model_files["param"])):
+            done = edgekit(command, str(model), *args, timeout=120)
+            text = " ".join(done.stderr.split())
+            assert done.returncode == 2 and said in text, (command, args, done.stdout, done.stderr)
+    done = edgekit(
+        "deploy",
+        str(Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml"),
+        *cases[1][0],
+        "--no-host",
+        timeout=120,
+    )
+    assert done.returncode == 2 and "convert:" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("suffix", "message"),
     [

@@ -125,6 +125,9 @@ def test_unknown_host_key_is_refused_unless_accept_new(pi4_emu, tmp_path) -> Non
     with pytest.raises(HostKeyError, match="unknown host key") as info:
         open_transport(unknown).connect()
     assert "ssh-keyscan" in str(info.value) and "accept_new=true" in str(info.value)
+    # the form for a command without --set (nightly), named for this target, is one load_target reads
+    var = re.search(r"(EDGEKIT_TARGET_\w+_ACCEPT_NEW)=true", str(info.value))
+    assert var and load_target("pi4-emu", env={var.group(1): "true"}).accept_new
     assert not empty.exists()
     accepting = unknown.model_copy(update={"accept_new": True})
     with open_transport(accepting) as transport:

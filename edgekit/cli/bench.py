@@ -110,6 +110,7 @@ def bench_cmd(
     """
     from edgekit.cli.deploy import parse_threads
     from edgekit.deploy import AgentArtifact, Settings, host_target
+    from edgekit.deploy.plan import check_before_work
     from edgekit.report.lines import timing_caveats
     from edgekit.report.table import bench_table
     from edgekit.target import load_target
@@ -140,6 +141,7 @@ def bench_cmd(
         )
     spec.check_file(art.files)  # a model its runtime cannot read: named here, exit 2
     tgt = host_target() if target == "host" else load_target(target, list(set_ or ()))
+    check_before_work(tgt)  # a missing key file, a wrong emulated.cpu: exit 2, as deploy says them
     if (
         spec.host_only and not tgt.is_this_host
     ):  # as deploy: such a format is a host reference, sent to no board

@@ -48,6 +48,7 @@ def nightly_cmd(
     if not names:
         raise typer.BadParameter("name at least one target, e.g. --targets pi4-emu", param_hint="--targets")
     from edgekit.deploy.plan import check_target_key
+    from edgekit.emu.device import check_emulated_cpu
     from edgekit.nightly import recipe_files
     from edgekit.target import load_target
 
@@ -61,7 +62,8 @@ def nightly_cmd(
             "its own (measured once, as the host column)",
         )
     for name in names:  # a typo or a missing key file: refused at once (exit 2), not once per recipe
-        check_target_key(load_target(name))
+        check_target_key(loaded := load_target(name))
+        check_emulated_cpu(loaded)  # a lab's places are looked for by the night itself (one may free up)
     outcome = run_nightly(
         recipes,
         names,

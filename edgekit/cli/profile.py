@@ -29,11 +29,13 @@ if TYPE_CHECKING:
 
 def _device_for(target: str, overrides: list[str]) -> str | None:
     """An emulated target's device (pi4-emu -> pi4-emu); None for a real board or the host (wall time)."""
+    from edgekit.deploy.plan import check_before_work
     from edgekit.target import load_target
 
     if target == "host":
         return None
     loaded = load_target(target, overrides)
+    check_before_work(loaded)  # a missing key file, a wrong emulated.cpu: exit 2, as deploy says them
     return loaded.emulated.device if loaded.emulated is not None else None
 
 
@@ -139,6 +141,7 @@ def _wall_profile(
     from edgekit.cli.bench import run_folder, run_one
     from edgekit.cli.bench_inputs import bench_inputs, sidecar_format
     from edgekit.deploy import AgentArtifact, Settings, host_target
+    from edgekit.deploy.plan import check_before_work
     from edgekit.runtimes.ncnn import load_ncnn
     from edgekit.target import load_target
     from edgekit.terminal import Console
@@ -152,6 +155,7 @@ def _wall_profile(
     load_ncnn(artifact)  # a file ncnn cannot load is refused here, named (exit 2), before any device run
     art = AgentArtifact.from_path(artifact, sidecar_format(artifact))
     tgt = host_target() if target == "host" else load_target(target, overrides)
+    check_before_work(tgt)
     settings = Settings(warmup=2, repeat=passes, threads=(threads,), layer_times=passes, timeout_s=timeout)
     folder = run_folder("profile")
     inputs = bench_inputs(art, None, input_shape, folder)

@@ -27,11 +27,17 @@ from edgekit.convert.base import Artifact
 from edgekit.convert.calibration import Labels
 from edgekit.deploy.answers import attach_estimates, attach_profiles, routes
 from edgekit.deploy.outputs import compare_all, onnx_reference
-from edgekit.deploy.plan import DeployOptions, Progress, TargetPlan, check_target_key, device_inputs, plan_for
+from edgekit.deploy.plan import (
+    DeployOptions,
+    Progress,
+    TargetPlan,
+    check_before_work,
+    device_inputs,
+    plan_for,
+)
 from edgekit.deploy.provenance import git_revision, now, tool_versions
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import HostCpu, TargetSession
-from edgekit.emu.device import check_available
 from edgekit.errors import ConversionError, Interrupted, OutputFileError, UsageError
 from edgekit.paths import write_atomic
 from edgekit.recipe import Recipe
@@ -80,8 +86,9 @@ def deploy(
             say(f"{name}: this machine, measured once as the host column (--no-host measures it as {name})")
     _check_something_runs(recipe, opts, list(resolved.values()))
     for target in resolved.values():
-        check_target_key(target)  # a missing or unusable key file: exit 2 now, not after the conversions
-        check_available(target)  # a lab with no place of this kind: exit 2 now too
+        check_before_work(
+            target
+        )  # a missing key file, a lab with no such place...: exit 2 now, not after the work
     settings = Settings.from_benchmark(
         recipe.benchmark,
         threads=opts.threads,
@@ -288,7 +295,10 @@ def _devices_reached(host: TargetSession, devices: list[TargetSession]) -> str |
                 return None
     failed = [d.target.name for d in devices if d.run.error]
     if devices and len(failed) == len(devices):
-        return f"every target failed before measuring ({', '.join(failed)}): nothing to compare the host with"
+        return (
+            f"every target failed before measuring ({', '.join(failed)}): the host, only their reference, was "
+            "skipped (nothing is wrong with it)"
+        )
     return None
 
 

@@ -84,6 +84,16 @@ class TargetPlan:
     inputs: Path
 
 
+def check_before_work(target: Target) -> None:
+    """What every command that reaches a target can refuse at once (exit 2), before converting, uploading or
+    waiting: a missing or unusable key file, a lab with no place of this kind, an emulated target stating a
+    core its device does not run."""
+    from edgekit.emu.device import check_available
+
+    check_target_key(target)
+    check_available(target)
+
+
 def check_target_key(target: Target) -> None:
     """A board's `key` file and `known_hosts` file read before any work (KeyFileError, TargetError: exit 2).
     Emulated targets make their key when started and lab places have known_hosts of their own: checked when they

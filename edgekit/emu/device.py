@@ -61,7 +61,9 @@ def running_target(target: Target) -> Target:
 
 def check_available(target: Target) -> None:
     """Before any work, what ensure_device can tell at once: a lab target's lab has a place of its kind
-    (NoMatchingPlace, exit 2: not after the conversions). Whether one is free is for ensure_device to wait on."""
+    (NoMatchingPlace, exit 2: not after the conversions), an emulated target's stated core is its device's
+    (exit 2 too). Whether a place is free is for ensure_device to wait on."""
+    check_emulated_cpu(target)
     if target.lab is not None and target._lease is None:
         from edgekit.lab.acquire import check_matchable
 

@@ -27,6 +27,7 @@ import paramiko
 
 from edgekit.errors import HostKeyError, TargetError
 from edgekit.target import Target
+from edgekit.target.overrides import env_name
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +344,12 @@ def device_proxy(target: Target) -> tuple[str, str] | None:
     return None
 
 
+def _accept_new(target: Target) -> str:
+    """The opt-in for one run, both ways: `--set` where the command has it, the environment where it has not
+    (nightly)."""
+    return f"--set accept_new=true, or EDGEKIT_TARGET_{env_name(target.name)}_ACCEPT_NEW=true"
+
+
 def record_key_hint(
     target: Target,
     host: str,
@@ -359,7 +366,7 @@ def record_key_hint(
     if proxy is None:
         return (
             f"check the {what}'s key, then: ssh-keyscan -p {port} {host} >> {known_hosts}"
-            "  (or trust the first key: --set accept_new=true)"
+            f"  (or trust the first key: {_accept_new(target)})"
         )
     how, command = proxy
     record = shlex.join(
@@ -380,7 +387,7 @@ def record_key_hint(
     )
     return (
         f"{host}:{port} is reached through {how}, where ssh-keyscan cannot go; record its key the same way: "
-        f"{record}  (or let edgekit record it, for one run: --set accept_new=true). Either way the key "
+        f"{record}  (or let edgekit record it, for one run: {_accept_new(target)}). Either way the key "
         "recorded is whatever answered at the far end of that way, trusted from then on: compare its "
         f"fingerprint (ssh-keygen -lf {known_hosts}) with the host's own "
         "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on it)"
