@@ -635,3 +635,32 @@ def test_emulated_wording_says_what_the_page_shows(tmp_path: Path) -> None:
     assert (
         "x fp32 by insn = the same runtime's fp32 instruction count / this artifact's (above 1: fewer" in md
     )
+
+
+def test_an_interrupted_run_keeps_the_older_route_and_figures_in_the_report(tmp_path: Path) -> None:
+    """A deploy stopped with Ctrl-C records what it measured and no route: the report's table then showed `not
+    run (interrupted)` for what it had not reached and no route line for the recipe at all. Now those rows are
+    the newest older run's measurements (named by run) and the older route stands, saying why."""
+    from edgekit.results import NOT_RUN_INTERRUPTED, ErrorCode
+    from edgekit.route import routes_for_deploy
+
+    rng = np.random.default_rng(3)
+    nights = [
+        synthetic_result(T0 + timedelta(days=d), rng=rng, formats=FORMATS, threads=(1,)) for d in range(2)
+    ]
+    nights[0].routes = [r.to_dict() for r in routes_for_deploy(nights[0])]
+    stopped = nights[1]
+    pi4 = next(r for r in stopped.runs if r.target == "pi4")
+    pi4.interrupted = True
+    assert pi4.agent is not None
+    kept, *lost = pi4.agent.measurements
+    for m in lost:
+        m.status, m.error, m.error_code, m.p50_ms = "failed", NOT_RUN_INTERRUPTED, ErrorCode.NOT_RUN, None
+    stopped.routes = []  # an interrupted deploy chooses none
+    md, html = _stored_and_rendered(tmp_path / "stopped.sqlite", nights)
+    route = next(line for line in md.splitlines() if line.startswith("- pi4: ship "))
+    assert route.endswith("(run #1; run #2 was interrupted before choosing one)"), md
+    table = md.split("| artifact")[1].split("\n\n")[0]
+    assert "not run (interrupted)" not in table and "run #1" in table, table
+    assert f"| {kept.artifact} |" in table
+    assert "interrupted (Ctrl-C or SIGTERM) before a route was chosen" in html

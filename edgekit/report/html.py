@@ -159,6 +159,14 @@ def _routes(view: RecipeView) -> str:
     )
     rows = []
     for run in reversed(view.runs):
+        routed = {r.get("target") for r in run.result.routes}
+        for t in run.result.runs:  # stopped before routes were chosen: the older route below still stands
+            if t.interrupted and t.target not in routed and (not view.targets or t.target in view.targets):
+                rows.append(
+                    f"<tr class=warn><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
+                    f"{escape(t.target)}</td><td class=l colspan=4>interrupted (Ctrl-C or SIGTERM) before a route "
+                    "was chosen: an older run's route still stands</td></tr>"
+                )
         for r in run.result.routes:
             if view.targets and r.get("target") not in view.targets:
                 continue  # the report's target filter

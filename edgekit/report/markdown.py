@@ -93,19 +93,19 @@ def _routes(view: RecipeView) -> list[str]:
 
     lines = []
     for target in view.targets:
-        found = view.latest_on(target)
+        found = view.route_on(target)
         if found is None:
             continue
-        run = found[0]
+        run, data = found
+        newest = view.latest_on(target)
         older = f" (run #{run.id})" if run.id != view.latest.id else ""
-        for data in run.result.routes:
-            if data.get("target") != target:
-                continue
-            try:
-                line = route_line(data)
-            except (KeyError, TypeError, ValueError):  # a route this edgekit cannot read (a newer one's)
-                continue
-            lines.append(f"- {_text(line)}{older}")
+        if newest is not None and newest[0].id != run.id and newest[1].interrupted:
+            older = f" (run #{run.id}; run #{newest[0].id} was interrupted before choosing one)"
+        try:
+            line = route_line(data)
+        except (KeyError, TypeError, ValueError):  # a route this edgekit cannot read (a newer one's)
+            continue
+        lines.append(f"- {_text(line)}{older}")
     return lines
 
 

@@ -14,7 +14,14 @@ from typing import Any
 
 from edgekit.formats import Format
 from edgekit.report.regression import Flag, Settings, detect_latest
-from edgekit.results import ArtifactInfo, Comparison, DeployResult, Measurement, TargetRun
+from edgekit.results import (
+    NOT_RUN_INTERRUPTED,
+    ArtifactInfo,
+    Comparison,
+    DeployResult,
+    Measurement,
+    TargetRun,
+)
 from edgekit.store import Store, StoredRun
 from edgekit.target import lab_stored_note
 
@@ -60,6 +67,15 @@ class RecipeView:
             for t in run.result.runs:
                 if t.target == target:
                     return run, t
+        return None
+
+    def route_on(self, target: str) -> tuple[StoredRun, dict[str, Any]] | None:
+        """The newest shown run that recorded a route for `target`, and that route: a run interrupted before its
+        routes were chosen records none, and the route before it still stands."""
+        for run in reversed(self.runs):
+            for data in run.result.routes:
+                if data.get("target") == target:
+                    return run, data
         return None
 
     def emulated(self, target: str) -> bool:
@@ -167,7 +183,23 @@ def recipe_view(
         )  # the newest run that measured it (one that failed before measuring has no rows to show)
         if older is not None:
             rows += [replace(row, run_id=older.id) for row in latest_rows(older.result, (), only=target)]
+    rows = [_or_older(row, latest, shown) for row in rows]
     return RecipeView(name, shown, latest, rows, flags, target_names, changed)
+
+
+def _or_older(row: Row, latest: StoredRun, shown: list[StoredRun]) -> Row:
+    """A row the latest run did not measure because it was interrupted (Ctrl-C, SIGTERM): the newest older run's
+    measurement of the same artifact, target and threads where one exists (named by its run), so stopping a run
+    does not blank the table; the interruption stays a flag."""
+    if row.run_id is not None or row.status == "ok" or not (row.error or "").startswith(NOT_RUN_INTERRUPTED):
+        return row
+    for run in reversed(shown):
+        if run.id == latest.id:
+            continue
+        for older in latest_rows(run.result, (), only=row.target):
+            if (older.artifact, older.threads, older.status) == (row.artifact, row.threads, "ok"):
+                return replace(older, run_id=run.id)
+    return row
 
 
 def changes(previous: DeployResult, latest: DeployResult) -> list[str]:
