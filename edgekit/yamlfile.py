@@ -75,9 +75,29 @@ def parse_yaml(
         _check_duplicate_keys(node, where, error)
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise error(f"not valid YAML: {_short(str(exc))}", where=where) from None
+        raise error(f"not valid YAML: {_said(exc)}", where=where) from None
     finally:
         loader.dispose()
+
+
+def _said(exc: yaml.YAMLError) -> str:
+    """PyYAML's error by line and column of the file (`where` names it): its own text says `in "<unicode
+    string>"`, as it parsed a string."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return _short(str(exc))
+
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    text = exc.problem or exc.context or "unreadable"
+    if exc.problem_mark is not None:
+        text += f" at {at(exc.problem_mark)}"
+    if exc.problem and exc.context:
+        same = exc.context_mark is None or (
+            exc.problem_mark is not None and at(exc.context_mark) == at(exc.problem_mark)
+        )
+        text += f" ({exc.context}{'' if same else f' started at {at(exc.context_mark)}'})"
+    return _short(text)
 
 
 def _check_duplicate_keys(root: yaml.Node, where: str, error: type[EdgekitError]) -> None:
@@ -121,7 +141,7 @@ def _check_depth(text: str, where: str, error: type[EdgekitError]) -> None:
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.YAMLError as exc:
-        raise error(f"not valid YAML: {_short(str(exc))}", where=where) from None
+        raise error(f"not valid YAML: {_said(exc)}", where=where) from None
     finally:
         loader.dispose()
 

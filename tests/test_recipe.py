@@ -771,3 +771,122 @@ def test_an_input_dimension_that_is_not_an_integer_is_refused(tmp_path: Path, di
     raw["input"] = {**raw["input"], "shape": [1, 3, dim, 16]}
     with pytest.raises(RecipeError, match=r"input\.shape"):
         load_recipe(write(tmp_path, raw))
+
+
+def test_a_top_level_path_key_is_an_unknown_key_not_a_field(tmp_path: Path) -> None:
+    """`path: /etc/passwd` at the top of a recipe was accepted and ignored (the recipe's own file is an internal
+    field), and the unknown-key error listed `path` among the keys a recipe takes."""
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, base(path="/etc/passwd")))
+    said = str(err.value)
+    assert "field `path`: unknown key" in said and "a recipe takes name, description, task, model" in said
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, base(nmae="x")))
+    assert "field `nmae`: unknown key" in str(err.value)
+    assert "path" not in str(err.value).split("a recipe takes", 1)[1], str(err.value)
+    recipe = load_recipe(write(tmp_path, base()))  # the file itself is still the recipe's path
+    assert recipe.path == tmp_path / "r.yaml"
+
+
+def test_yaml_syntax_errors_give_the_line_in_the_file(tmp_path: Path) -> None:
+    """PyYAML's own text said `in "<unicode string>", line 20` (it parsed a string): the file is named first,
+    then the line and column."""
+    path = tmp_path / "r.yaml"
+    path.write_text("name: t\nformats: [[tflite-fp32, ncnn-fp32]\nint8: {io: float}\n")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    said = str(err.value)
+    assert said.startswith(f"{path}: not valid YAML: ") and "<unicode string>" not in said, said
+    assert "at line 3, column 1 (while parsing a flow sequence started at line 2, column 10)" in said, said
+    path.write_text("name: x\n  bad: indent\n")
+    with pytest.raises(
+        RecipeError, match=r"mapping values are not allowed in this context at line 2, column 6$"
+    ):
+        load_recipe(path)
+
+
+def test_a_missing_recipe_file_hint_points_at_its_own_folder(tmp_path: Path) -> None:
+    """The hint said `pass a YAML file under recipes/`, which misleads for a recipe in the user's own folder."""
+    write(tmp_path, base(), "mine.yaml")
+    with pytest.raises(RecipeError, match="recipe file not found") as err:
+        load_recipe(tmp_path / "mien.yaml")
+    assert err.value.hint == f"check the path; {tmp_path} holds mine.yaml"
+    with pytest.raises(RecipeError) as err:
+        load_recipe(tmp_path / "nowhere" / "r.yaml")
+    assert f"the folder {tmp_path / 'nowhere'} does not exist" in (err.value.hint or "")
+    assert "recipes/" not in (err.value.hint or "")
+
+
+def test_a_channel_count_mismatch_names_the_layout_not_the_whole_section(tmp_path: Path) -> None:
+    """`mean` of 3 values for an NHWC [1, 3, 48, 48] input ended in `(got {'layout': ...`: the section dumped."""
+    inp = {
+        "name": "input",
+        "shape": [1, 3, 48, 48],
+        "layout": "NHWC",
+        "preprocess": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+    }
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, base(input=inp)))
+    said = str(err.value)
+    assert "field `input`: preprocess.mean has 3 values; the input has 48 channels" in said, said
+    assert "say `layout: NCHW`" in said and "(got" not in said and "Value error" not in said, said
+
+
+def test_a_data_builder_is_told_how_it_is_called(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`def calib(size=48, n=32, seed=0)` with `args: {size: 48, n: 32}` said only `calib() got multiple values
+    for argument 'size'`: edgekit calls it as calib(samples, seed, **args), and now says so. A TypeError raised
+    inside the builder stays the builder's own."""
+    (tmp_path / "usercall.py").write_text(
+        "import numpy as np\n"
+        "def calib(size=48, n=32, seed=0):\n    return np.zeros((n, size, size, 3), np.uint8)\n"
+        "def inner(n, seed):\n    raise TypeError('unsupported operand')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = {"kind": "builder", "builder": "usercall:calib", "args": {"size": 48, "n": 32}, "samples": 4}
+    with pytest.raises(RecipeError) as err:
+        evaluation_inputs(load_recipe(write(tmp_path, base(evaluation={"data": data}))))
+    said, hint = str(err.value), err.value.hint or ""
+    assert (
+        "field `evaluation.data.args`: usercall:calib cannot take the call: multiple values for argument"
+        in said
+    )
+    assert "edgekit calls it as calib(samples, seed, **args), here calib(4, 0, n=32, size=48)" in said, said
+    assert "`samples:` and `seed:`, not in `args`" in hint, hint
+    data = {"kind": "builder", "builder": "usercall:inner", "samples": 4}
+    with pytest.raises(RecipeError, match=r"usercall:inner raised TypeError: unsupported operand"):
+        evaluation_inputs(load_recipe(write(tmp_path, base(evaluation={"data": data}))))
+
+
+def test_images_of_another_size_are_resized_and_said_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A [1, 3, 64, 64] recipe given 48x48 images converted with no word of the resize."""
+    import logging
+
+    from PIL import Image
+
+    np.save(tmp_path / "x.npy", np.zeros((3, 48, 48, 3), np.uint8))
+    (tmp_path / "imgs").mkdir()
+    for k, size in enumerate([(64, 64), (40, 30), (40, 30)]):
+        Image.fromarray(np.zeros((size[1], size[0], 3), np.uint8)).save(tmp_path / "imgs" / f"{k}.png")
+    recipe = load_recipe(
+        write(
+            tmp_path,
+            base(
+                input={"name": "input", "shape": [1, 3, 64, 64]},
+                formats=["ncnn-int8"],
+                calibration={"data": {"kind": "npy", "path": "x.npy"}},
+                evaluation={"data": {"kind": "images", "path": "imgs"}},
+            ),
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="edgekit.convert.calibration"):
+        assert calibration_inputs(recipe).shape == (3, 3, 64, 64)
+        assert evaluation_inputs(recipe)[0].shape == (3, 3, 64, 64)
+    notes = [r.getMessage() for r in caplog.records]
+    assert notes == [
+        "calibration.data: images 48x48 resized to 64x64 (bilinear) to fit input.shape; resize them yourself "
+        "to choose how",
+        "evaluation.data: 2 of 3 images 40x30 resized to 64x64 (bilinear) to fit input.shape; resize them "
+        "yourself to choose how",
+    ], notes

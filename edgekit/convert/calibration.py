@@ -13,7 +13,8 @@ Sources (see edgekit.recipe.DataSource):
   the preprocessing; 32-bit float images are refused.
 - `npy`: an array of model inputs (float: used as is) or raw images (uint8 N,H,W,C: preprocessed); the first
   `samples` (default: all); optional labels .npy of class ids or one-hot rows (validated by recipe.class_labels).
-- `builder`: `package.module:function(n, seed, **args)` returning inputs (N, ...), or the tuple (inputs, labels);
+- `builder`: `package.module:function`, called as `function(samples, seed, **args)` (call_data_builder: a function
+  that cannot take that call is told so in these words), returning inputs (N, ...), or the tuple (inputs, labels);
   any other tuple, or a list that does not stack into one array ([inputs, labels]), is a RecipeError naming it.
 - `random`: seeded uniform inputs; fine for timing, meaningless for accuracy.
 
@@ -21,7 +22,8 @@ Sources (see edgekit.recipe.DataSource):
 returning fewer is refused (RecipeError); a builder returning more has its first `samples` used, said once as a warning.
 
 Raw images vs model inputs: an array of dtype uint8 is a batch of raw images (N, H, W, C), RGB, 0..255; the
-recipe's preprocessing (resize, channel order, scale, mean/std, layout) is applied to it. Any float array is
+recipe's preprocessing (resize, channel order, scale, mean/std, layout) is applied to it; images of another size
+than the input's are resized (bilinear), said once as a warning. Any float array is
 taken as model inputs already and must have exactly the model's per-sample shape.
 
 Labels: for a classifier, an int array (N,) of class ids. For a detector, a list of N arrays (k, 5) with rows
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,7 @@ from edgekit.recipe import (
     RandomData,
     Recipe,
     Task,
-    call_builder,
+    call_data_builder,
     class_labels,
 )
 from edgekit.recipe.schema import MAX_DATA_BYTES
@@ -186,6 +189,7 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
             hint=f"set `{field}.samples` (a few hundred calibrate INT8 well; they are spread over the "
             "class folders)",
         )
+    _note_resized(field, [_image_size(f) for f in files], h, w)
     inputs = _preprocess(read_images(files, (h, w, c), field, str(recipe.path)), recipe, field)
     labels = np.array([classes.index(top[f]) for f in files], dtype=np.int64) if classes else None
     return inputs, labels
@@ -193,7 +197,7 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
 
 def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.ndarray, Labels | None]:
     where = str(recipe.path)
-    out: Any = call_builder(source.builder, field, where, source.samples, source.seed, **source.args)
+    out: Any = call_data_builder(source.builder, field, where, source.samples, source.seed, source.args)
     must = "return inputs (N, ...) as a numpy array, or the tuple (inputs, labels)"
     if isinstance(out, tuple) and len(out) != 2:
         raise RecipeError(
@@ -263,6 +267,7 @@ def _to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
                 f"field `{field}`: uint8 data must be raw images (N, H, W, C); got {raw.shape}",
                 where=str(recipe.path),
             )
+        _note_resized(field, [(raw.shape[2], raw.shape[1])] * len(raw), h, w)
         return _preprocess(_resize(raw[..., :3] if raw.shape[-1] == 4 else raw, h, w, c), recipe, field)
     expected = tuple(recipe.input.shape[1:])
     if tuple(raw.shape[1:]) != expected:
@@ -288,6 +293,32 @@ def _hwc(recipe: Recipe, field: str) -> tuple[int, int, int]:
     if recipe.input.layout is Layout.NCHW:
         return shape[2], shape[3], shape[1]
     return shape[1], shape[2], shape[3]
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header (Pillow reads no pixels for it), or None: read_images names it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, ValueError):
+        return None
+
+
+def _note_resized(field: str, sizes: list[tuple[int, int] | None], h: int, w: int) -> None:
+    """Images of another size than the input's are resized (bilinear) before preprocessing: said once, as
+    '... images 48x48 resized to 64x64 (bilinear)', since a wrong input.shape or data set converts without error."""
+    other = Counter(size for size in sizes if size is not None and size != (w, h))
+    if not other:
+        return
+    shown = ", ".join(f"{sw}x{sh}" for sw, sh in sorted(other)[:3]) + (", ..." if len(other) > 3 else "")
+    count = sum(other.values())
+    which = "images" if count == len(sizes) else f"{count} of {len(sizes)} images"
+    _say_once(
+        f"{field}: {which} {shown} resized to {w}x{h} (bilinear) to fit input.shape; "
+        "resize them yourself to choose how"
+    )
 
 
 def _resize(raw: np.ndarray, h: int, w: int, c: int) -> np.ndarray:

@@ -7,7 +7,7 @@ schema.py holds the pydantic models (sources.py those of the model and data sour
 is read) and checks labels. Everything after it receives a validated `Recipe`.
 """
 
-from edgekit.recipe.builders import call_builder, resolve_callable
+from edgekit.recipe.builders import call_builder, call_data_builder, resolve_callable
 from edgekit.recipe.load import check_class_range, class_labels, load_recipe
 from edgekit.recipe.schema import (
     FLEX_PRONE_OPS,
@@ -52,6 +52,7 @@ __all__ = [
     "TfliteOptions",
     "TorchSource",
     "call_builder",
+    "call_data_builder",
     "check_class_range",
     "class_labels",
     "load_recipe",

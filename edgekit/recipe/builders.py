@@ -7,6 +7,8 @@ evaluator or deserializer, reached by name or through attributes; what goes wron
 from __future__ import annotations
 
 import importlib
+import inspect
+import reprlib
 import sys
 import types
 from pathlib import Path
@@ -122,6 +124,28 @@ def _import_hint(dotted: str, exc: Exception) -> str | None:
 def call_builder(dotted: str, section: str, where: str, *args: Any, **kwargs: Any) -> Any:
     """Import and call a recipe's `builder:` (the user's code). What goes wrong there is the recipe's error
     (exit 2), named under `section` (`model`, `evaluation.data`, ...), never an internal error of edgekit's."""
+    return _call(dotted, section, where, args, kwargs, ())
+
+
+DATA_CALL = ("samples", "seed")  # a data builder's positional parameters, in the recipe's words
+
+
+def call_data_builder(
+    dotted: str, section: str, where: str, samples: int, seed: int, args: dict[str, Any]
+) -> Any:
+    """A data `builder:` called as `fn(samples, seed, **args)`: the sample count and the seed by position, the
+    recipe's `args` by name; a function that cannot take that call is told so in these words."""
+    return _call(dotted, section, where, (samples, seed), args, DATA_CALL)
+
+
+def _call(
+    dotted: str,
+    section: str,
+    where: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    positional: tuple[str, ...],
+) -> Any:
     try:
         fn = resolve_callable(dotted)
     except (ImportError, AttributeError) as exc:
@@ -130,16 +154,47 @@ def call_builder(dotted: str, section: str, where: str, *args: Any, **kwargs: An
             where=where,
             hint=_import_hint(dotted, exc),
         ) from None
+    mismatch = _mismatch(fn, args, kwargs)
+    if mismatch is not None:
+        name = dotted.rpartition(":")[2]
+        told = ", ".join([*positional, "**args"]) if positional else "**args"
+        given = ", ".join([*map(_short_repr, args), *(f"{k}={_short_repr(v)}" for k, v in kwargs.items())])
+        raise RecipeError(
+            f"field `{section}.args`: {dotted} cannot take the call: {mismatch} (edgekit calls it as "
+            f"{name}({told}), here {name}({given}))",
+            where=where,
+            hint=(
+                f"its first {len(positional)} parameters take {' and '.join(f'`{p}`' for p in positional)} by "
+                f"position (e.g. def {name}(n, seed, size=48)): set them with the data section's "
+                f"{' and '.join(f'`{p}:`' for p in positional)}, not in `args`; `args` fill the others by name"
+                if positional
+                else f"`args` are passed by name: {name} must take each of them as a parameter"
+            ),
+        )
     try:
         return fn(*args, **kwargs)
-    except TypeError as exc:
-        raise RecipeError(f"field `{section}.args`: {dotted} rejects them: {exc}", where=where) from None
     except Exception as exc:
         raise RecipeError(
             f"field `{section}.builder`: {dotted} raised {type(exc).__name__}: {str(exc)[:300]}",
             where=where,
             hint="call the builder yourself in Python to see the traceback (or run edgekit with --debug)",
         ) from exc
+
+
+def _mismatch(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """Why `fn` cannot be called with these arguments (Python's own words), or None: a TypeError raised inside
+    the builder is the builder's, not a wrong call."""
+    try:
+        inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError as exc:
+        return str(exc)
+    except ValueError:  # no signature to read (some built-ins): the call itself will say
+        return None
+    return None
+
+
+def _short_repr(value: Any) -> str:
+    return reprlib.repr(value)
 
 
 def resolve_callable(dotted: str) -> Any:

@@ -39,16 +39,20 @@ def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
             + ("; `edgekit nightly --recipes FOLDER` takes a folder" if yamls else ""),
         )
     if not path.is_file():
-        raise RecipeError("recipe file not found", where=str(path), hint="pass a YAML file under recipes/")
+        raise RecipeError("recipe file not found", where=str(path), hint=_missing_hint(path))
     raw = read_yaml(path, RecipeError)  # size, encoding, nesting and alias expansion bounded
     if not isinstance(raw, dict):
         raise RecipeError("a recipe must be a YAML mapping (key: value)", where=str(path))
     _refuse_urls(raw, "", str(path))
+    # `path` is the recipe file, set here: a `path:` written at the top of a recipe is an unknown key, refused
+    lines = [_unknown_key(("path",), Recipe)] if "path" in raw else []
     try:
-        recipe = Recipe.model_validate({**raw, "path": path})
+        recipe = Recipe.model_validate({k: v for k, v in raw.items() if k != "path"})
     except ValidationError as exc:
-        raise RecipeError(_describe(exc), where=str(path)) from None
-    recipe = _resolve_paths(recipe, path.parent)
+        lines += _describe(exc)
+    if lines:
+        raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines), where=str(path))
+    recipe = _resolve_paths(recipe.model_copy(update={"path": path}), path.parent)
     if check_files:
         _check_files(recipe)
     return recipe
@@ -82,18 +86,37 @@ def _kinds(loc: tuple[Any, ...]) -> str:
     return ", ".join(tagged(field.annotation)) if field is not None else "see README 'Recipes'"
 
 
-def _describe(exc: ValidationError) -> str:
+def _missing_hint(path: Path) -> str:
+    """What to check for a recipe path that names no file: where a relative path is read from, and the recipes
+    beside it (not the repository's recipes/ folder: a user's recipe lives in their own)."""
+    folder = path.parent if path.parent != Path() else Path.cwd()
+    read_from = (
+        "" if path.is_absolute() else f" (a relative path is read from the current folder, {Path.cwd()})"
+    )
+    if not folder.is_dir():
+        return f"check the path{read_from}: the folder {folder} does not exist"
+    near = sorted(p.name for p in folder.glob("*.y*ml"))[:5]
+    return f"check the path{read_from}" + (f"; {folder} holds {', '.join(near)}" if near else "")
+
+
+def _unknown_key(parts: tuple[str, ...], section: type[BaseModel] | None) -> str:
+    """An unknown key, and the keys its section takes (not the ones edgekit sets itself, such as the recipe's
+    `path`)."""
+    loc = ".".join(parts)
+    if section is None:
+        return f"field `{loc}`: unknown key (check its spelling; see README 'Recipes')"
+    keys = ", ".join(name for name, field in section.model_fields.items() if not field.exclude)
+    holder = f"`{'.'.join(parts[:-1])}`" if len(parts) > 1 else "a recipe"
+    return f"field `{loc}`: unknown key (check its spelling); {holder} takes {keys}"
+
+
+def _describe(exc: ValidationError) -> list[str]:
     lines = []
     for err in exc.errors():
         parts, section = locate(Recipe, tuple(err["loc"]))
         loc = ".".join(parts)
         if err["type"] == "extra_forbidden":
-            if section is not None:
-                keys = ", ".join(section.model_fields)
-                holder = f"`{'.'.join(parts[:-1])}`" if len(parts) > 1 else "a recipe"
-                lines.append(f"field `{loc}`: unknown key (check its spelling); {holder} takes {keys}")
-            else:
-                lines.append(f"field `{loc}`: unknown key (check its spelling; see README 'Recipes')")
+            lines.append(_unknown_key(tuple(parts), section))
         elif err["type"] == "enum" and "formats" in loc:
             allowed = ", ".join(f.value for f in Format)
             lines.append(
@@ -111,9 +134,13 @@ def _describe(exc: ValidationError) -> str:
             lines.append(f"recipe: {err['msg'].removeprefix('Value error, ')}")
         elif err["type"] == "missing":  # its input is the enclosing section, not a value the user wrote here
             lines.append(f"field `{loc}`: required, and missing (see README 'Recipes')")
+        elif err["type"] == "value_error" and isinstance(
+            err.get("input"), dict
+        ):  # a check across a section's
+            lines.append(f"field `{loc}`: {err['msg'].removeprefix('Value error, ')}")  # fields: no dict dump
         else:
             lines.append(f"field `{loc}`: {err['msg']} (got {_brief(err.get('input'))})")
-    return "invalid recipe:\n  " + "\n  ".join(lines)
+    return lines
 
 
 def _brief(value: Any, limit: int = 120) -> str:

@@ -111,9 +111,16 @@ class InputSpec(_Strict):
         for field in ("mean", "std"):
             values = getattr(self.preprocess, field)
             if len(values) not in (1, channels):
+                other, axis = (Layout.NHWC, -1) if self.layout is Layout.NCHW else (Layout.NCHW, 1)
+                swapped = (
+                    f"; if the input is {other.value} (channels at shape[{axis}] = {self.shape[axis]}), say "
+                    f"`layout: {other.value}`"
+                    if self.shape[axis] == len(values)
+                    else ""
+                )
                 raise ValueError(
                     f"preprocess.{field} has {len(values)} values; the input has {channels} channels "
-                    f"({self.layout.value} {list(self.shape)}): give 1 value or {channels}"
+                    f"({self.layout.value} {list(self.shape)}): give 1 value or {channels}{swapped}"
                 )
         if any(v == 0 for v in self.preprocess.std):
             raise ValueError("preprocess.std must not be 0 (the input is divided by it)")
