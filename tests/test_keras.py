@@ -181,7 +181,8 @@ def test_a_lambda_layer_is_refused_as_code_in_the_model_file(tmp_path: Path) -> 
 
 @pytest.mark.integration
 def test_an_input_shape_the_keras_model_cannot_take_is_a_recipe_error(tmp_path: Path) -> None:
-    """Was ConversionError (exit 1, tf2onnx's ValueError); the recipe's input.shape is what is wrong: exit 2."""
+    """Was ConversionError (exit 1, tf2onnx's ValueError); the recipe's input.shape is what is wrong: exit 2, the
+    recipe file named as every other RecipeError names it; the failed export's work folder is gone."""
     raw: dict[str, Any] = yaml.safe_load(RECIPE.read_text())
     raw["input"]["shape"] = [1, 9, 9, 1]
     raw["model"]["path"] = str(ROOT / "edgekit" / "zoo" / "weights" / "digits-keras.keras")
@@ -195,7 +196,16 @@ def test_an_input_shape_the_keras_model_cannot_take_is_a_recipe_error(tmp_path: 
         env={**os.environ, "EDGEKIT_HOME": str(tmp_path / "home")},
     )
     assert out.returncode == 2 and "error (RecipeError)" in out.stderr, out.stderr
-    assert "field `input.shape`" in out.stderr and "[1, 9, 9, 1]" in out.stderr, out.stderr
+    assert f"{recipe}: field `input.shape`" in out.stderr and "[1, 9, 9, 1]" in out.stderr, out.stderr
+    assert _work_folders(tmp_path / "home") == []
+
+
+CUSTOM_LAYER = (
+    "@keras.saving.register_keras_serializable(package='mine')\n"
+    "class Swish2(keras.layers.Layer):\n"
+    "    def call(self, x):\n"
+    "        return x * keras.ops.sigmoid(x)\n"
+)
 
 
 @pytest.mark.integration
@@ -209,12 +219,20 @@ def test_an_input_shape_the_keras_model_cannot_take_is_a_recipe_error(tmp_path: 
         ),
         ("not-keras", 2, "Keras cannot load this file"),
         ("gelu", 1, "tf2onnx: no ONNX for the TensorFlow op(s) Erfc"),
+        (
+            "custom",
+            2,
+            "Keras cannot load this file: the custom class 'Swish2' (registered as 'mine>Swish2') could not be "
+            "deserialized",
+        ),
     ],
 )
 def test_a_keras_model_edgekit_cannot_take_is_named(tmp_path: Path, case: str, code: int, said: str) -> None:
     """A two-input model, a .keras that is no Keras model: bad input (exit 2), said in a line; they were
     ConversionErrors (exit 1) quoting tf2onnx's traceback. A model using an op tf2onnx has no ONNX for (the exact
-    GELU's Erfc) named the op instead of 'tf2onnx: failed (exit 1)'."""
+    GELU's Erfc) named the op instead of 'tf2onnx: failed (exit 1)'. A custom layer whose code is not loaded was
+    `config={'module': 'keras.src.model` (Keras's message cut at 300 characters, its last line kept): the class
+    is named, with what to do. No failure leaves its work folder (child.log, job.json) behind."""
     model = tmp_path / f"{case}.keras"
     build = {
         "two-inputs": "a = keras.Input((4,)); b = keras.Input((4,)); "
@@ -222,15 +240,58 @@ def test_a_keras_model_edgekit_cannot_take_is_named(tmp_path: Path, case: str, c
         "gelu": "i = keras.Input((4,)); "
         f"keras.Model(i, keras.layers.Activation('gelu')(keras.layers.Dense(3)(i))).save(r'{model}')",
         "not-keras": f"import zipfile; zipfile.ZipFile(r'{model}', 'w').writestr('x.txt', 'not a model')",
+        "custom": f"\n{CUSTOM_LAYER}i = keras.Input((4,)); keras.Model(i, Swish2()(i)).save(r'{model}')",
     }[case]
     env = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", f"import keras; {build}"], check=True, capture_output=True, env=env)
-    out = _convert_keras_file(model, "onnx-fp32")
+    home = tmp_path / "home"
+    out = _convert_keras_file(model, "onnx-fp32", home)
     assert out.returncode == code and said in out.stderr, out.stdout[-1500:] + out.stderr[-1500:]
-    assert "Traceback" not in out.stderr
+    assert "Traceback" not in out.stderr and "config=" not in out.stderr and "child.log" not in out.stderr
+    if case == "custom":  # what to do: a SavedModel needs no Python code; no recipe field imports the class
+        assert "model.export(" in out.stderr and "no recipe field naming custom objects" in out.stderr
+    assert _work_folders(home) == []
 
 
-def _convert_keras_file(model: Path, fmt: str) -> subprocess.CompletedProcess[str]:
+@pytest.mark.integration
+def test_ctrl_c_during_a_keras_export_leaves_no_work_folder(tmp_path: Path) -> None:
+    """Ctrl-C while TensorFlow's child exports: exit 130, and the work folder (job.json, child.log) is removed
+    as on every other way out."""
+    import time
+
+    from procs import ctrl_c_when
+
+    raw: dict[str, Any] = yaml.safe_load(RECIPE.read_text())
+    raw["model"]["path"] = str(ROOT / "edgekit" / "zoo" / "weights" / "digits-keras.keras")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    home = tmp_path / "home"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe), "--format", "onnx-fp32"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "EDGEKIT_HOME": str(home)},
+    )
+
+    def child_running() -> bool:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any((w / "child.log").is_file() for w in _work_folders(home)):
+                return True
+            time.sleep(0.1)
+        return False
+
+    stdout, stderr, _ = ctrl_c_when(proc, child_running, settle=1.0, timeout=60)
+    assert proc.returncode == 130, stdout[-800:] + stderr[-1500:]
+    assert _work_folders(home) == []
+
+
+def _work_folders(home: Path) -> list[Path]:
+    return sorted((home / "cache" / "work").glob("keras-*"))
+
+
+def _convert_keras_file(model: Path, fmt: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
     """`edgekit convert` of a recipe beside `model` (a Keras file taking [1, 4]) for one format."""
     recipe = model.with_suffix(".yaml")
     recipe.write_text(
@@ -244,6 +305,11 @@ def _convert_keras_file(model: Path, fmt: str) -> subprocess.CompletedProcess[st
             }
         )
     )
+    env = {**os.environ, **({"EDGEKIT_HOME": str(home)} if home else {})}
     return subprocess.run(
-        [sys.executable, "-m", "edgekit", "convert", str(recipe)], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "edgekit", "convert", str(recipe)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )

@@ -109,27 +109,30 @@ class KerasTfliteConverter(Converter):
             "calibration": None,
         }
         work = _work_dir("keras-tflite")
-        if any(f is Format.TFLITE_INT8 for f in formats):
-            from edgekit.convert.calibration import calibration_inputs
+        try:  # the work folder goes on every path out, Ctrl-C too: an error says what its log held
+            if any(f is Format.TFLITE_INT8 for f in formats):
+                from edgekit.convert.calibration import calibration_inputs
 
-            np.save(work / "calibration.npy", np.ascontiguousarray(calibration_inputs(recipe), np.float32))
-            job["calibration"] = "calibration.npy"
-        report = _run_child(job, work, "TFLiteConverter")
-        self.peak_rss_mb = report["peak_rss_mb"]  # None: unknown (no VmHWM on this system)
-        self.tool_cpu_s = float(report["cpu_s"])
-        self.findings: dict[Format, list[str]] = {}
-        result = {}
-        for fmt in formats:
-            dest = out_dir / fmt.value / "model.tflite"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(work / "out" / f"{fmt.value}.tflite", dest)
-            result[fmt] = [dest]
-            flex = report["flex_ops"].get(fmt.value)
-            if flex:
-                self.findings[fmt] = [
-                    f"needs Select TF ops {', '.join(flex)} (accepted by tflite.allow_select_tf_ops)"
-                ]
-        shutil.rmtree(work, ignore_errors=True)
+                calib = np.ascontiguousarray(calibration_inputs(recipe), np.float32)
+                np.save(work / "calibration.npy", calib)
+                job["calibration"] = "calibration.npy"
+            report = _run_child(job, work, "TFLiteConverter", str(recipe.path))
+            self.peak_rss_mb = report["peak_rss_mb"]  # None: unknown (no VmHWM on this system)
+            self.tool_cpu_s = float(report["cpu_s"])
+            self.findings: dict[Format, list[str]] = {}
+            result = {}
+            for fmt in formats:
+                dest = out_dir / fmt.value / "model.tflite"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(work / "out" / f"{fmt.value}.tflite", dest)
+                result[fmt] = [dest]
+                flex = report["flex_ops"].get(fmt.value)
+                if flex:
+                    self.findings[fmt] = [
+                        f"needs Select TF ops {', '.join(flex)} (accepted by tflite.allow_select_tf_ops)"
+                    ]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         return result
 
 
@@ -167,12 +170,14 @@ def export_onnx(recipe: Recipe, src: KerasSource, target: Path) -> dict[str, Any
     work = _work_dir("keras-onnx")
     nchw = len(recipe.input.shape) == 4 and recipe.input.layout is Layout.NHWC
     job = {"mode": "onnx", **_source_job(recipe, src), "nchw": nchw}
-    report = _run_child(job, work, "tf2onnx")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if nchw:
-        shutil.copyfile(work / "out" / NCHW_ONNX, target.with_name(NCHW_ONNX))
-    (work / "out" / "model.onnx").replace(target)
-    shutil.rmtree(work, ignore_errors=True)
+    try:  # the work folder goes on every path out, Ctrl-C too: an error says what its log held
+        report = _run_child(job, work, "tf2onnx", str(recipe.path))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if nchw:
+            shutil.copyfile(work / "out" / NCHW_ONNX, target.with_name(NCHW_ONNX))
+        (work / "out" / "model.onnx").replace(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return {
         "source": str(src.path),
         "exporter": f"tf2onnx {dist_version('tf2onnx')}",
@@ -215,8 +220,9 @@ def _work_dir(kind: str) -> Path:
     return work
 
 
-def _run_child(job: dict[str, Any], work: Path, tool: str) -> dict[str, Any]:
-    """The child in `work`; its result.json, or a ConversionError whose first line is the tool's own error."""
+def _run_child(job: dict[str, Any], work: Path, tool: str, recipe_file: str) -> dict[str, Any]:
+    """The child in `work`; its result.json, or an error whose message carries what the user needs from the
+    child's log (the caller removes `work`, log and all)."""
     from edgekit.convert.tflite import _child_env
 
     (work / "job.json").write_text(json.dumps(job))
@@ -234,41 +240,63 @@ def _run_child(job: dict[str, Any], work: Path, tool: str) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             raise ConversionError(
                 f"{tool} ran longer than {TIMEOUT_S:.0f} s and was stopped",
-                where=str(log),
                 hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model",
             ) from None
     if proc.returncode != 0:
-        cause = onnx2tf_cause(log) or f"failed ({exit_text(proc.returncode)})"
-        if "deserialization of a `Lambda` layer" in cause:  # Keras's safe mode: the model file holds code
-            raise InputDataError(
-                f"{job['source']}: a Lambda layer holds Python code (bytecode in the model file), which Keras "
-                "refuses to load in its safe mode, as edgekit loads every model",
-                hint="replace the Lambda with built-in layers (or a registered custom layer class), or export the "
-                "model to ONNX yourself and give that file (model: {kind: onnx, path: ...})",
-            )
-        if proc.returncode == BAD_INPUT_EXIT:  # the child named the model file as not one edgekit takes
-            said = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-            raise InputDataError(
-                said[-1] if said else f"{job['source']}: not a model edgekit can take",
-                where=str(job["source"]),
-                hint="give a Keras .keras/.h5 file or a SavedModel folder with one input and a serving signature, "
-                "or export the model to ONNX yourself (model: {kind: onnx, path: ...})",
-            )
-        unsupported = _unsupported_ops(log)
-        if unsupported:
-            raise ConversionError(
-                f"{tool}: no ONNX for the TensorFlow op(s) {unsupported}",
-                hint="replace the layer that uses it (GELU's exact form computes Erfc; its approximate=True form "
-                f"converts), or export the model to ONNX yourself; whole log: {log}",
-            )
-        if "is incompatible with the layer" in cause and "shape" in cause:  # Keras's own input check
-            raise RecipeError(
-                f"field `input.shape`: the model does not take an input of shape {job.get('shape')} "
-                f"({tool}: {cause})",
-                hint="input.shape is the tensor the model takes, batch first (NHWC for a Keras model)",
-            )
-        raise ConversionError(f"{tool}: {cause}", hint=f"whole log: {log}")
+        raise _child_failure(job, work, tool, recipe_file, proc.returncode)
     return dict(json.loads((work / "result.json").read_text()))
+
+
+def _child_failure(job: dict[str, Any], work: Path, tool: str, recipe_file: str, code: int) -> Exception:
+    """The error of a failed child: what it said of the model (error.json), Keras's safe-mode refusal, an op
+    tf2onnx has no ONNX for, an input shape the model does not take, or the tool's own last error."""
+    log = work / "child.log"
+    said = json.loads((work / "error.json").read_text()) if (work / "error.json").is_file() else {}
+    cause = said.get("message") or onnx2tf_cause(log)
+    if (
+        cause and "deserialization of a `Lambda` layer" in cause
+    ):  # Keras's safe mode: the model file holds code
+        return InputDataError(
+            f"{job['source']}: a Lambda layer holds Python code (bytecode in the model file), which Keras "
+            "refuses to load in its safe mode, as edgekit loads every model",
+            hint="replace the Lambda with built-in layers (or a registered custom layer class), or export the "
+            "model to ONNX yourself and give that file (model: {kind: onnx, path: ...})",
+        )
+    if code == BAD_INPUT_EXIT:  # the child named the model file as not one edgekit takes
+        return InputDataError(
+            cause or "not a model edgekit can take",
+            where=str(job["source"]),
+            hint=said.get("hint")
+            or "give a Keras .keras/.h5 file or a SavedModel folder with one input and a serving signature, "
+            "or export the model to ONNX yourself (model: {kind: onnx, path: ...})",
+        )
+    unsupported = _unsupported_ops(log)
+    if unsupported:
+        return ConversionError(
+            f"{tool}: no ONNX for the TensorFlow op(s) {unsupported}",
+            hint="replace the layer that uses it (GELU's exact form computes Erfc; its approximate=True form "
+            "converts), or export the model to ONNX yourself",
+        )
+    if cause and "is incompatible with the layer" in cause and "shape" in cause:  # Keras's own input check
+        return RecipeError(
+            f"field `input.shape`: the model does not take an input of shape {job.get('shape')} "
+            f"({tool}: {cause})",
+            where=recipe_file,
+            hint="input.shape is the tensor the model takes, batch first (NHWC for a Keras model)",
+        )
+    if cause:
+        return ConversionError(f"{tool}: {cause}")
+    return ConversionError(
+        f"{tool}: failed ({exit_text(code)}); the last lines it wrote:\n  " + "\n  ".join(_log_tail(log))
+    )
+
+
+def _log_tail(log: Path, count: int = 8) -> list[str]:
+    """The child's last lines, without TensorFlow's start-up noise (CUDA, absl, XLA registrations)."""
+    noise = re.compile(r"^(?:[WIE]\d{4} |\d{4}-\d\d-\d\d |WARNING:|To enable the following|WARNING: All log)")
+    lines = [ln.rstrip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    kept = [ln[:300] for ln in lines if not noise.match(ln)]
+    return kept[-count:] or ["(nothing)"]
 
 
 def _unsupported_ops(log: Path) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,12 @@ from edgekit.recipe import IOType
 
 
 class ChildError(Exception):
-    """A problem with the user's model found in the child: its message is the first line the user sees."""
+    """A problem with the user's model found in the child: its message is the first line the user sees, and its
+    hint (if any) what to do; both reach the parent in error.json (the log holds TensorFlow's noise too)."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ModelInputError(ChildError):
@@ -68,9 +74,7 @@ def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
         except Exception as exc:
             if "Lambda" in str(exc):  # Keras's safe mode: the parent names it (the model holds code)
                 raise
-            raise ModelInputError(
-                f"Keras cannot load this file: {type(exc).__name__}: {str(exc)[:300]}"
-            ) from None
+            raise ModelInputError(*_keras_load_error(exc)) from None
         inputs = getattr(holder, "inputs", None) or []
         if len(inputs) > 1:
             raise ModelInputError(
@@ -92,6 +96,45 @@ def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
         return dict(zip(names, ys))
 
     return tf.function(named, input_signature=[spec]), holder, names
+
+
+CUSTOM_HINT = (
+    "a custom class's code is not saved in a .keras/.h5 file, and Keras finds it only once the module defining it "
+    "has been imported; edgekit has no recipe field naming custom objects and imports none of your modules before "
+    "loading (PYTHONPATH alone imports nothing). Save the model as a SavedModel where the class is defined "
+    "(model.export('my_model'), then model: {kind: keras, path: my_model}): it holds the traced graph and needs "
+    "no Python code; or export ONNX yourself (model: {kind: onnx, path: ...})"
+)
+
+
+def _keras_load_error(exc: Exception) -> tuple[str, str | None]:
+    """(message, hint) for a .keras/.h5 file Keras cannot load: the custom class it could not find, by name, or
+    Keras's own first words on one line (its message runs over lines and ends in the model's whole config)."""
+    text = str(exc)
+    missing = re.search(r"Could not locate (class|function) '([^']+)'", text)
+    if missing:
+        kind, name = missing.groups()
+        registered = re.search(r"'registered_name': '([^']+)'", text[missing.end() :])
+        also = (
+            f" (registered as '{registered.group(1)}')" if registered and registered.group(1) != name else ""
+        )
+        return (
+            f"Keras cannot load this file: the custom {kind} '{name}'{also} could not be deserialized: its code "
+            "is not in the file and no loaded module defines it",
+            CUSTOM_HINT,
+        )
+    unimportable = re.search(
+        r"Could not deserialize (\w+) '([^']+)' because its parent module (\S+) cannot", text
+    )
+    if unimportable:
+        kind, name, module = unimportable.groups()
+        return (
+            f"Keras cannot load this file: the {kind} '{name}' comes from the module {module}, which cannot be "
+            "imported here",
+            f"install the package that provides {module} (or put it on PYTHONPATH) and convert again",
+        )
+    first = " ".join(text.split("config=", 1)[0].split("Full object config", 1)[0].split())
+    return f"Keras cannot load this file: {type(exc).__name__}: {first[:300]}", None
 
 
 def _output_names(probe: Any, wanted: list[str], model_names: Any) -> list[str]:
@@ -215,6 +258,7 @@ def _child(job_path: Path) -> None:
         report = _child_onnx(job) if job["mode"] == "onnx" else _child_tflite(job)
     except ChildError as exc:
         print(exc, file=sys.stderr)
+        Path("error.json").write_text(json.dumps({"message": str(exc), "hint": exc.hint}))
         sys.exit(BAD_INPUT_EXIT if isinstance(exc, ModelInputError) else 1)
     usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     peak_kb = peak_kb_with_children()  # not ru_maxrss of RUSAGE_SELF: that holds edgekit's own peak
