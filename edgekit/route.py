@@ -157,7 +157,10 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
         return route
     best = eligible[0]
     for c in eligible[1:]:
-        route.rejected[c.artifact] = f"slower ({c.value / best.value:.2f}x {best.artifact})"  # type: ignore[operator]
+        ratio = f"{c.value / best.value:.2f}x {best.artifact}"  # type: ignore[operator]
+        route.rejected[c.artifact] = (
+            f"more instructions ({ratio}'s count)" if basis is Basis.INSTRUCTIONS else f"slower ({ratio})"
+        )
     by_id = {c.artifact: c for c in ran}
     route.artifact, route.value = best.artifact, best.value
     route.cosine, route.metric_drop = best.cosine, dict(best.metric_drop)

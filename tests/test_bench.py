@@ -530,3 +530,18 @@ def _agents(pid: int) -> list:
     except psutil.NoSuchProcess:
         return []
     return [c for c in children if "agent" in " ".join(c.cmdline())]
+
+
+@pytest.mark.integration
+def test_someone_elses_int8_tflite_is_benched_as_int8(tmp_path: Path) -> None:
+    """A full-integer .tflite without edgekit's metadata was benched and recorded as `tflite-fp32` (the suffix's
+    default): its precision is read from its tensors, and the line says so."""
+    from edgekit.convert.pipeline import convert_recipe
+
+    (art,) = convert_recipe(load_recipe(TINY), [Format.TFLITE_INT8])
+    mine = Path(shutil.copy(art.main_file, tmp_path / "theirs.tflite"))
+    done = bench(str(mine), "--target", "host", "--repeat", "3", "--json", str(tmp_path / "b.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "format tflite-int8: read from its tensors" in done.stdout, done.stdout
+    record = json.loads((tmp_path / "b.json").read_text())
+    assert {m["format"] for m in record["agent"]["measurements"]} == {"tflite-int8"}

@@ -120,12 +120,20 @@ def bench_cmd(
 
         load_ncnn(artifact)
     stated = sidecar_format(artifact)
-    art = AgentArtifact.from_path(artifact, agreeing_format(fmt, stated))
+    read = None
+    theirs = stated is None and fmt is None and artifact.suffix == ".tflite" and artifact.is_file()
+    if theirs:  # someone else's .tflite: what its tensors say
+        from edgekit.estimate.runs_as import tflite_format
+
+        read = tflite_format(artifact)
+    art = AgentArtifact.from_path(artifact, agreeing_format(fmt, stated) or read)
     source = (
         "as edgekit made it (its metadata beside it)"
         if stated is not None
         else "--format"
         if fmt is not None
+        else "read from its tensors; --format sets another"
+        if read is not None
         else f"the {artifact.suffix} default; --format sets another (e.g. a reduced-precision build)"
     )
     console.print(f"format {art.format.value}: {source}", highlight=False)

@@ -178,8 +178,9 @@ def deploy_cmd(
         raise store_error
     if run_id is not None:
         console.print(f"recorded as run {run_id} (edgekit runs / edgekit report)", highlight=False)
-    verdict = "[green]ok[/]" if result.ok else "[red]FAILED[/]: see above"
-    console.print(f"{loaded.name}: {verdict} in {time.perf_counter() - start:.0f} s", highlight=False)
+    took = f"{time.perf_counter() - start:.0f} s"
+    verdict = f"[green]ok[/] in {took}" if result.ok else f"[red]FAILED[/] after {took} (what failed: above)"
+    console.print(f"{loaded.name}: {verdict}", highlight=False)
     if not result.ok:
         raise typer.Exit(1)
 

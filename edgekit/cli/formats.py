@@ -66,7 +66,6 @@ def formats_cmd(
         "format",
         "runtime",
         "files",
-        "device packages (pip / Termux)",
         "host: convert",
         "host: run",
         *((f"{target}",) if target else ()),
@@ -74,15 +73,15 @@ def formats_cmd(
         table.add_column(
             col, no_wrap=col == "format", min_width=22 if col == "format" else None, overflow="fold"
         )
+    packages: dict[str, str] = {}  # per runtime, once (its formats share them): below the table
     for fmt in Format:
         spec = spec_for(fmt)
-        packages = ", ".join(f"{p.pip} / {p.termux or 'pip'}" for p in spec.packages)
+        packages[spec.runtime.value] = ", ".join(f"{p.pip} / {p.termux or 'pip'}" for p in spec.packages)
         host_mod = spec.host_module()
         row = [
             fmt.value,
             spec.runtime.value,
             " + ".join(spec.suffixes),
-            packages,
             "yes" if spec.converter_available() else "[red]no[/]",
             host_mod or "[red]no[/]",
         ]
@@ -95,6 +94,9 @@ def formats_cmd(
             row.append((have[0] + note) if have else missing)
         table.add_row(*row)
     console.print(table)
+    console.print("device packages per runtime (pip / Termux's pkg):", highlight=False)
+    for runtime, listed_packages in packages.items():
+        console.print(f"  {runtime}: {listed_packages}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

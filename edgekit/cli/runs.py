@@ -218,7 +218,7 @@ def _print_run(run_id: int, result: DeployResult, verbose: bool = False) -> None
         fidelity = fidelity_line(a.fidelity)  # one line, percentages rounded down (never 100 % for 99.7 %)
         arts.add_row(
             a.id,
-            f"{a.size_bytes / 1e6:.2f}",
+            f"{a.size_bytes / 1e6:.3g}" if a.size_bytes else "-",  # as convert: a 4 kB model is not 0.00
             "yes" if a.cached else "no",
             f"{a.convert_s:.1f}" if a.convert_s is not None else "-",
             fidelity,

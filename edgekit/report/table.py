@@ -34,7 +34,7 @@ EMULATED_NOTE = (
 )
 # an emulated device whose core no calibrated board stands for (phone-emu: a phone, though the Pi 5 has its core)
 NO_BOARD = (
-    "no calibrated board stands for this device (the estimate is calibrated on Raspberry Pi 4 and 5 figures)"
+    "no calibrated board stands for this device: the estimate is calibrated on Raspberry Pi 4 and 5 figures"
 )
 ESTIMATE_NOTE = (
     "ESTIMATE = the real board's latency estimated from the exact instruction count on its emulated core "
@@ -57,7 +57,9 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
     conversions.add_column("MB (10^6 B)", justify="right")
     conversions.add_column("fidelity vs ONNX (convert)", justify="right", overflow="fold")
     for art in result.artifacts:
-        size = f"{art.size_bytes / 1e6:.2f}" if art.size_bytes else "-"  # a failed conversion has no files
+        size = (
+            f"{art.size_bytes / 1e6:.3g}" if art.size_bytes else "-"
+        )  # as convert; a failed one has no files
         conversions.add_row(art.id, size, _fidelity(art))
     parts: list[Table | Text] = [conversions]
     for run in runs:
@@ -188,7 +190,10 @@ def _target_cells(
         if run.estimates:
             est = run.estimates.get(f"{artifact} x{threads}")
             cells.append(_estimate_cell(est) if est else (missing or Text("-", style="dim")))
-        cells.append(_count_ratio(run, artifact, threads, m))
+        # no estimate column (phone-emu): why there is no count is said in the first cell, not left blank
+        cells.append(
+            missing if missing is not None and not run.estimates else _count_ratio(run, artifact, threads, m)
+        )
         count = m.instructions_per_invoke if m is not None else None
         cells.append(f"{count / 1e6:.1f} M" if count else "")
         if verbose:
@@ -315,7 +320,7 @@ def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
             )
     if any(r.emulated and _counted(r) for r in runs):
         estimated = any(r.emulated and r.estimates for r in runs)  # phone-emu: no board is calibrated for it
-        parts.append((ESTIMATE_NOTE if estimated else f"no board estimate ({NO_BOARD}); ") + COUNT_NOTE)
+        parts.append((ESTIMATE_NOTE if estimated else f"no board estimate: {NO_BOARD}; ") + COUNT_NOTE)
     if any(r.emulated and not _counted(r) for r in runs):
         parts.append(EMULATED_NOTE)
     reasons = sorted(

@@ -172,7 +172,7 @@ class FakeTransport(Transport):
     def dead_error(self, what: str) -> TransportError:
         """What a call on a cut link raises: the same classes, chosen the same way, as the SSH transport's."""
         if self._interrupted and self._severed is None:
-            return Interrupted(f"{what} stopped (Ctrl-C)", where=self.name)
+            return Interrupted(f"{what} stopped (Ctrl-C or SIGTERM)", where=self.name)
         reason = self._severed or "the link was cut"
         if reason.startswith("connection lost"):
             return ConnectionLost(f"{what}: {reason}", stage=what, where=self.name)

@@ -139,7 +139,9 @@ class LocalTransport(Transport):
                 raise subprocess.TimeoutExpired(command, 0)
             if self._interrupt.is_set():
                 _kill_group(proc)
-                raise Interrupted(f"`{command}` stopped (Ctrl-C)", where=f"{self.name} (local)") from None
+                raise Interrupted(
+                    f"`{command}` stopped (Ctrl-C or SIGTERM)", where=f"{self.name} (local)"
+                ) from None
 
     def interrupt(self) -> None:
         """Ctrl-C from another thread: the running command's process group is killed."""

@@ -142,7 +142,7 @@ class SshTransport(Transport):
             )
             unknown_name = isinstance(exc, socket.gaierror)
             raise ConnectError(
-                f"cannot reach {self.address}: "
+                "cannot reach the device: "  # `where` is its address
                 + (
                     f"no address for the host name {t.host!r} ({exc.strerror})"
                     if unknown_name

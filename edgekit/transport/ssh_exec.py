@@ -84,7 +84,7 @@ def run(
         close_quietly(chan)
         survivors = kill_group(link, pgid) if pgid else None  # no pid yet: the closed session ends it
         raise Interrupted(
-            f"`{command}` stopped (Ctrl-C)" + (f"; still alive: {survivors}" if survivors else ""),
+            f"`{command}` stopped (Ctrl-C or SIGTERM)" + (f"; still alive: {survivors}" if survivors else ""),
             where=link.address,
         )
     if timed_out:

@@ -87,7 +87,9 @@ class Link:
         operation raises Interrupted; an upload or download still stuck after `io_timeout` is severed."""
         self.interrupted.set()
         if self.client is not None:
-            timer = threading.Timer(self.target.io_timeout, self.sever, args=("interrupted (Ctrl-C)",))
+            timer = threading.Timer(
+                self.target.io_timeout, self.sever, args=("interrupted (Ctrl-C or SIGTERM)",)
+            )
             timer.daemon = True
             timer.start()
 
