@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -576,3 +576,265 @@ def test_a_board_slower_than_its_siblings_is_flagged_with_clocks_and_temperature
 
     per_type = _type_lines(found.medians, ["pi4-a", "pi4-b", "pi4-c"], {("tiny", "tflite-fp32", 1)})
     assert per_type == ["tiny tflite-fp32 x1: 10.40 ms median over 3 boards (10.00-13.00, spread 30 %)"]
+
+
+def test_a_place_whose_exporter_is_gone_is_skipped_not_acquired(rig: lab_rig.Rig) -> None:
+    """pi5-z's exporter went down; pi5-a is held by a teammate. edgekit acquired the free pi5-z and then failed
+    ("pi5-z has no available NetworkService"), exit 1, while pi5-a was about to free up. Now a place without an
+    available NetworkService is no candidate: edgekit waits for pi5-a (saying pi5-z is skipped), and a target
+    whose every place lacks one is a named error naming them, before any work."""
+    from edgekit.emu.device import check_available, ensure_device
+    from edgekit.lab.errors import NoReachablePlace
+    from edgekit.target import load_target
+
+    lgc = str(lab_python().parent / "labgrid-client")
+    env = {**os.environ, "LG_COORDINATOR": rig.coordinator, "LG_USERNAME": "bob"}
+    exporter = lab_rig.add_exporter(rig, "rack2", "pi5-z", rig.ports["pi5-a"], {"board": "pi5"})
+    try:
+        lab_rig._stop_group(exporter)  # the exporter host goes down: its NetworkService with it
+        deadline = time.monotonic() + 20
+        while any(p.service for p in LabClient(rig.coordinator).places() if p.name == "pi5-z"):
+            assert time.monotonic() < deadline, "pi5-z's NetworkService outlived its exporter"
+            time.sleep(0.2)
+        subprocess.run([lgc, "-p", "pi5-a", "acquire"], env=env, check=True, capture_output=True)
+        said: list[str] = []
+        got: list[object] = []
+
+        def acquire() -> None:
+            try:
+                got.append(ensure_device(load_target("lab:board=pi5", ["lab.wait_s=30"]), said.append))
+            except BaseException as exc:  # noqa: BLE001 - the test reads it
+                got.append(exc)
+
+        import threading
+
+        waiter = threading.Thread(target=acquire, daemon=True)
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while not any("skipped" in s for s in said) and waiter.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert any(
+            "waiting for a free place" in s and "/bob" in s and "skipped" in s and "pi5-z" in s for s in said
+        ), (
+            said,
+            got,
+        )
+        assert holders(rig)["pi5-z"] is None  # never acquired
+        subprocess.run([lgc, "-p", "pi5-a", "release"], env=env, check=True, capture_output=True)
+        waiter.join(timeout=30)
+        target = got[0]
+        assert not isinstance(target, BaseException), target
+        assert target.name == "pi5-a"  # type: ignore[attr-defined]
+        target._lease.close()  # type: ignore[attr-defined]
+        for name in ("lab:name=pi5-z", "lab:board=pi5:name=pi5-z"):
+            with pytest.raises(NoReachablePlace, match=r"pi5-z.*no available NetworkService.*exporter"):
+                check_available(load_target(name))  # before any work
+            with pytest.raises(NoReachablePlace, match=r"pi5-z"):
+                ensure_device(load_target(name))
+        assert holders(rig)["pi5-z"] is None
+    finally:
+        subprocess.run([lgc, "-p", "pi5-a", "release"], env=env, capture_output=True)
+        subprocess.run([lgc, "-p", "pi5-z", "delete"], env=env, capture_output=True)
+    assert "pi5-z" not in holders(rig)
+
+
+def test_an_unanswering_or_unknown_coordinator_says_why() -> None:
+    """A socket that accepts and never answers said "cannot reach the coordinator at 127.0.0.1:PORT: " (an empty
+    cause); a host name that does not resolve said labgrid's bare "Could not connect to coordinator"."""
+    import socket
+
+    from edgekit.lab.errors import LabError
+
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        address = f"127.0.0.1:{mute.getsockname()[1]}"
+        shown = CliRunner().invoke(app, ["lab", "-x", address], terminal_width=250)
+    said = " ".join(str(shown.exception).split())
+    assert isinstance(shown.exception, LabError), shown.output
+    assert "no answer within 10 s" in said and "does not answer as a labgrid coordinator" in said, said
+    with pytest.raises(LabError, match=r"host name 'nosuchhost\.invalid' could not be resolved"):
+        LabClient("nosuchhost.invalid:20408").places()
+    with pytest.raises(LabError, match="Connection refused"):
+        LabClient("127.0.0.1:1").places()
+
+
+def test_host_or_port_in_a_lab_target_is_refused(rig: lab_rig.Rig, tmp_path: Path) -> None:
+    """`host:` and `port:` in a lab target were silently replaced by the place's NetworkService."""
+    from edgekit.emu.device import check_available
+    from edgekit.target import load_target
+
+    path = tmp_path / "lab-fixed.yaml"
+    path.write_text(f"lab: {{coordinator: '{rig.coordinator}', tags: {{board: pi4}}}}\nhost: 10.0.0.9\n")
+    with pytest.raises(TargetError, match=r"`host:` in a lab target: .*NetworkService") as refused:
+        check_available(load_target(path))
+    assert refused.value.exit_code == 2 and str(path) in str(refused.value)
+    with pytest.raises(TargetError, match=r"`port:` in a lab target"):
+        check_available(load_target("lab:board=pi4", ["port=2222"]))
+    env = {**os.environ, "EDGEKIT_STORE": str(tmp_path / "s.sqlite")}
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "deploy", str(TINY), "--target", str(path), "--no-host"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "`host:` in a lab target" in " ".join(out.stderr.split()), out.stderr
+    assert "convert:" not in out.stderr + out.stdout
+
+
+def test_two_lab_targets_of_one_run_never_take_the_same_place(rig: lab_rig.Rig) -> None:
+    """`--target lab:board=pi5 --target lab:name=pi5-a` (one pi5 place) ran both on pi5-a, one after the other:
+    the stored run listed `pi5-a, pi5-a, host`. The second is now refused: every place it could take is held by
+    this same edgekit."""
+    from edgekit.emu.device import ensure_device
+    from edgekit.lab.errors import SamePlaceTwice
+    from edgekit.target import load_target
+
+    first = ensure_device(load_target("lab:board=pi5"))
+    try:
+        assert first.name == "pi5-a"
+        start = time.monotonic()
+        with pytest.raises(SamePlaceTwice, match=r"\(pi5-a\) is already held by this edgekit"):
+            ensure_device(load_target("lab:name=pi5-a"))
+        assert time.monotonic() - start < 10.0  # at once, not after lab.wait_s
+    finally:
+        first._lease.close()
+    assert holders(rig)["pi5-a"] is None
+
+
+def _fake_deploy(log: list[tuple[str, str, float, float]], pause_s: float) -> Callable[..., object]:
+    """A stand-in for one recipe's deploy on a board (the boards' measuring is test_nightly_spreads...'s): what ran
+    where and when, as a DeployResult the store takes."""
+    from datetime import UTC, datetime
+
+    from edgekit.results import DeployResult, TargetRun
+
+    def deploy_one(recipe: object, target: object, _arts: object) -> DeployResult:
+        t0 = time.monotonic()
+        time.sleep(pause_s)
+        log.append((target.name, recipe.name, t0, time.monotonic()))  # type: ignore[attr-defined]
+        return DeployResult(
+            recipe=recipe.name,  # type: ignore[attr-defined]
+            recipe_path=f"{recipe.name}.yaml",  # type: ignore[attr-defined]
+            recipe_sha256="0",
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            runs=[TargetRun(target=target.name, kind="ssh", emulated=True, status="ok")],  # type: ignore[attr-defined]
+            ok=True,
+        )
+
+    return deploy_one
+
+
+def _small_recipes(folder: Path, names: Sequence[str]) -> list[Path]:
+    folder.mkdir(exist_ok=True)
+    text = TINY.read_text().replace(
+        "formats: [tflite-fp32, tflite-fp16, tflite-dynamic, tflite-int8, ncnn-fp32, ncnn-fp16, ncnn-int8]",
+        "formats: [ncnn-fp32]",
+    )
+    for name in names:
+        (folder / f"{name}.yaml").write_text(text.replace("name: tiny\n", f"name: {name}\n"))
+    return [folder / f"{name}.yaml" for name in names]
+
+
+def test_a_lab_nightly_converts_first_and_never_holds_a_board_idle_for_another_type(
+    rig: lab_rig.Rig, tmp_path: Path
+) -> None:
+    """The nightly acquired every lab target one after another and converted only once it held them all: with
+    pi5-a held by a teammate, pi4-a and pi4-b sat acquired and idle for up to wait_s, then through the cold
+    conversions. Now the conversions come first, and each lab target's boards work as soon as they are acquired:
+    the pi4 boards finish (and are given back) while pi5-a is still waited for."""
+    import threading
+
+    from edgekit.lab.spread import spread
+
+    recipes = _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b", "tiny-c"))
+    lgc = str(lab_python().parent / "labgrid-client")
+    env = {**os.environ, "LG_COORDINATOR": rig.coordinator, "LG_USERNAME": "bob"}
+    subprocess.run([lgc, "-p", "pi5-a", "acquire"], env=env, check=True, capture_output=True)
+    said: list[tuple[float, str]] = []
+    ran: list[tuple[str, str, float, float]] = []
+
+    def bob_lets_go() -> None:  # once both pi4 boards gave their place back
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if sum("queue empty, released" in m and "pi4-" in m for _, m in said) == 2:
+                break
+            time.sleep(0.2)
+        subprocess.run([lgc, "-p", "pi5-a", "release"], env=env, capture_output=True)
+
+    teammate = threading.Thread(target=bob_lets_go, daemon=True)
+    teammate.start()
+    try:
+        done = spread(
+            recipes,
+            ["lab:board=pi4", "lab:board=pi5"],
+            lambda m: said.append((time.monotonic(), m)),
+            deploy_one=_fake_deploy(ran, 0.3),  # type: ignore[arg-type]
+            night=0,
+        )
+    finally:
+        teammate.join(timeout=130)
+        subprocess.run([lgc, "-p", "pi5-a", "release"], env=env, capture_output=True)
+    assert not done.unavailable, done.unavailable
+    assert set(done.board_type) == {"pi4-a", "pi4-b", "pi5-a"}
+    first_acquiring = min(t for t, m in said if "lab: acquiring" in m)
+    assert all(
+        t < first_acquiring for t, m in said if ": convert: " in m
+    )  # converted before holding any board
+    pi5_acquired = next(t for t, m in said if m.startswith("lab: lab:board=pi5: acquired"))
+    pi4_runs = [r for r in ran if r[0].startswith("pi4-")]
+    assert len(pi4_runs) == 3 and all(end < pi5_acquired for *_, end in pi4_runs), (ran, said)
+    assert sorted(r[1] for r in ran if r[0] == "pi5-a") == ["tiny-a", "tiny-b", "tiny-c"]
+    assert any("waiting for a free place with board=pi5" in m for _, m in said)
+    assert all(
+        isinstance(done.results[p], object) and not isinstance(done.results[p], Exception) for p in recipes
+    )
+    assert all(h is None for h in holders(rig).values())
+
+
+def test_ctrl_c_in_a_lab_nightly_keeps_and_records_what_finished(
+    rig: lab_rig.Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C in a lab nightly said "releasing every place; tonight's runs are not recorded" and then "what
+    was finished is kept (cache, store)": the store gained nothing. Now each recipe that finished is recorded,
+    the one running is said as dropped, and the night ends interrupted (exit 130) with every place released."""
+    import _thread
+    import threading
+
+    from edgekit.lab import spread as spread_module
+    from edgekit.nightly import run_nightly
+    from edgekit.store import open_store
+
+    _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b", "tiny-c"))
+    ran: list[tuple[str, str, float, float]] = []
+    finished = _fake_deploy(ran, 0.2)
+    hang = threading.Event()
+    calls: list[str] = []
+
+    def deploy_one(recipe: object, target: object, arts: object) -> object:
+        calls.append(recipe.name)  # type: ignore[attr-defined]
+        if len(calls) == 2:  # the second recipe: Ctrl-C while it runs on the board
+            _thread.interrupt_main()
+            hang.wait(60)
+        return finished(recipe, target, arts)
+
+    monkeypatch.setattr(spread_module, "_deploy_one", deploy_one)
+    said: list[str] = []
+    store = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+    try:
+        outcome = run_nightly([tmp_path / "recipes"], ["lab:board=pi5"], store_url=store, log=said.append)
+    finally:
+        hang.set()
+    assert outcome.interrupted and outcome.exit_code == 130
+    kept = next(m for m in said if "lab: interrupted" in m)
+    assert (
+        "keeping what finished: 1 recipe(s)" in kept
+        and f"dropped, not finished: {calls[1]}.yaml on pi5-a" in kept
+    )
+    assert "not recorded" not in " ".join(said)
+    with open_store(store) as st:
+        stored = st.load_many(outcome.run_ids.values())
+    assert [r.recipe for r in stored.values()] == [calls[0]], (outcome.run_ids, said)
+    assert [run.target for r in stored.values() for run in r.runs] == ["pi5-a"]
+    assert all(h is None for h in holders(rig).values())

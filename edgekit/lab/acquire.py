@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.lab.client import LabClient, Lease, Place, Say, matches, no_matching_place
+from edgekit.errors import TargetError
+from edgekit.lab.client import LabClient, Lease, Place, Say, matches, no_matching_place, no_reachable_place
 from edgekit.lab.errors import LabError
 from edgekit.paths import data_dir
 
@@ -32,6 +33,7 @@ def acquire_target(template: Target, say: Say | None = None) -> Target:
     """Wait for and acquire one place for `template` (a target with a `lab:` block); the board's Target."""
     if template.lab is None:
         raise LabError("not a lab target", where=template.name)
+    check_no_address(template)
     tell = say or (lambda _m: None)
     client = LabClient(template.lab.address())
     tell(f"lab: acquiring a place with {template.lab.wanted()} from {client.coordinator}")
@@ -50,10 +52,33 @@ def check_matchable(template: Target) -> None:
     two, not after the conversions). Whether it is free is for acquire_target to wait on."""
     if template.lab is None:
         return
+    check_no_address(template)
     client = LabClient(template.lab.address())
     places = client.places()
-    if not any(matches(place, template.lab) for place in places):
+    matching = [place for place in places if matches(place, template.lab)]
+    if not matching:
         raise no_matching_place(template.lab.wanted(), [p.name for p in places], client.coordinator)
+    if all(place.service is None for place in matching):  # every exporter of them is down: no waiting helps
+        raise no_reachable_place(template.lab.wanted(), [p.name for p in matching], client.coordinator)
+
+
+def check_no_address(template: Target) -> None:
+    """A lab target's board is reached at its place's NetworkService (address and port, from the exporter): a
+    `host:` or `port:` of its own (file, lab.yaml defaults, environment or --set) was silently overwritten, so
+    it is refused (TargetError, exit 2) rather than looking used."""
+    given = sorted(
+        field
+        for field in ("host", "port")
+        if field in template.model_fields_set or field in template._overrides
+    )
+    if given:
+        raise TargetError(
+            f"{' and '.join(f'`{f}:`' for f in given)} in a lab target: a lab target's address comes from the "
+            "NetworkService of the place it acquires (the exporter's address and port), never from the target",
+            where=template.source or template.name,
+            hint=f"remove {' and '.join(given)} from the lab target (or from the `lab` defaults file); a board "
+            "at a fixed address is a target without a `lab:` block",
+        )
 
 
 def place_target(template: Target, place: Place, lease: Lease | None) -> Target:

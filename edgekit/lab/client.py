@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import Interrupted
-from edgekit.lab.errors import LabError, LabSetupError, LabWaitTimeout, NoMatchingPlace
+from edgekit.lab.errors import (
+    LabError,
+    LabSetupError,
+    LabWaitTimeout,
+    NoMatchingPlace,
+    NoReachablePlace,
+    SamePlaceTwice,
+)
 from edgekit.paths import data_dir, source_checkout
 from edgekit.target import LabSpec
 
@@ -181,9 +188,17 @@ class LabClient:
             "define", "--places", json.dumps([{"place": p, "matches": m, "tags": t} for p, m, t in places])
         )
 
-    def hold(self, spec: LabSpec, *, count: int = 1, say: Say | None = None) -> Lease:
+    def hold(
+        self,
+        spec: LabSpec,
+        *,
+        count: int = 1,
+        say: Say | None = None,
+        started: Callable[[Lease], None] | None = None,
+    ) -> Lease:
         """Wait (up to spec.wait_s) for free matching places, acquire `count` of them (0: every free one, at
-        least one) and return the Lease that holds them."""
+        least one) and return the Lease that holds them. `started` gets the Lease before the wait (another thread
+        may close it to end the wait)."""
         args = ["hold", "--count", str(count), "--wait", str(spec.wait_s)]
         args += [a for k, v in spec.tags.items() for a in ("--tag", f"{k}={v}")]
         args += ["--place", spec.place] if spec.place else []
@@ -196,14 +211,21 @@ class LabClient:
             text=True,
             env=env,
         )  # leaves our group once it holds
-        return Lease(proc, spec, self.coordinator, say or (lambda _m: None))
+        return Lease(proc, spec, self.coordinator, say or (lambda _m: None), started)
 
 
 class Lease:
     """Places held for this process; `release()` gives them back (also at exit, and by the helper itself when
     this process dies). Construction waits until the places are acquired or raises a named error."""
 
-    def __init__(self, proc: subprocess.Popen[str], spec: LabSpec, coordinator: str, say: Say) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[str],
+        spec: LabSpec,
+        coordinator: str,
+        say: Say,
+        started: Callable[[Lease], None] | None = None,
+    ) -> None:
         self.proc = proc
         self.spec = spec
         self.coordinator = coordinator
@@ -213,9 +235,12 @@ class Lease:
         self.release_s: dict[str, float] = {}
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._lock = threading.Lock()
-        threading.Thread(target=self._read, name="lab-lease", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, name="lab-lease", daemon=True)
+        self._reader.start()
         _LIVE.add(self)
         try:
+            if started is not None:
+                started(self)
             self._await_acquired()
         except BaseException:
             self.close()
@@ -257,7 +282,7 @@ class Lease:
                 holders = "; ".join(f"{h['place']} held by {holder_text(_held(h))}" for h in event["holders"])
                 self.say(
                     f"lab: waiting for a free place with {self.spec.wanted()} ({event['waited_s']:.0f} s of "
-                    f"{self.spec.wait_s:.0f} s): {holders or 'none free'}"
+                    f"{self.spec.wait_s:.0f} s): {holders or 'none free'}{_skipped(event)}"
                 )
             elif kind == "stale-released":
                 self.say(
@@ -327,6 +352,7 @@ class Lease:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+        self._reader.join(timeout=5)  # it reads stdout to its end: closed under it, it would raise
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
@@ -341,6 +367,22 @@ class Lease:
 def _held(h: dict[str, Any]) -> Place:
     return Place(
         name=h["place"], tags={}, holder=h.get("by"), held_s=h.get("held_s"), comment="", reservation=None
+    )
+
+
+def _skipped(event: dict[str, Any]) -> str:
+    """The places left out because no exporter offers their NetworkService, as the waiting line's tail."""
+    names = event.get("skipped") or []
+    return f"; skipped (no available NetworkService: exporter down?): {', '.join(names)}" if names else ""
+
+
+def no_reachable_place(wanted: str, places: list[str], coordinator: str) -> NoReachablePlace:
+    return NoReachablePlace(
+        f"every place matching {wanted} ({', '.join(places)}) has no available NetworkService: the exporter that "
+        "publishes it is down (or the place matches no exporter's resource)",
+        where=coordinator,
+        hint=f"edgekit lab (the ssh column); start the exporter of {', '.join(places)} again "
+        "(labgrid-exporter ... exporter.yaml), or `labgrid-client -p PLACE show` to see what it matches",
     )
 
 
@@ -368,20 +410,34 @@ def _error(event: dict[str, Any], coordinator: str) -> LabError | Interrupted:
         holders = "; ".join(f"{h['place']} held by {holder_text(_held(h))}" for h in event.get("holders", []))
         wanted = " ".join(f"{k}={v}" for k, v in (event.get("tags") or {}).items())
         return LabWaitTimeout(
-            f"no free place with {wanted or 'the name asked for'}: {message}; {holders}",
+            f"no free place with {wanted or 'the name asked for'}: {message}; {holders}{_skipped(event)}",
             where=coordinator,
             hint="edgekit lab (who holds what); wait longer with "
             "lab.wait_s in the target file; a holder that is gone: edgekit lab release PLACE",
         )
+    asked = " ".join(
+        [f"place {n}" for n in event.get("names") or []]
+        + [f"{k}={v}" for k, v in (event.get("tags") or {}).items()]
+    )
+    if kind == "no-service":
+        return no_reachable_place(asked or "any name", list(event.get("places") or []), coordinator)
+    if kind == "same-run":
+        places = ", ".join(event.get("places") or [])
+        return SamePlaceTwice(
+            f"every place matching {asked or 'the name asked for'} ({places}) is already held by this edgekit for "
+            "another target of the same run: a board is measured once per run",
+            where=coordinator,
+            hint="give one lab target per board type (`--target lab:board=pi4` and `--target lab-pi4` are the "
+            "same boards), or add places to the lab",
+        )
     if kind == "no-match":
-        asked = [f"place {n}" for n in event.get("names") or []]
-        asked += [f"{k}={v}" for k, v in (event.get("tags") or {}).items()]
-        return no_matching_place(" ".join(asked) or "any place", list(event.get("known") or []), coordinator)
+        return no_matching_place(asked or "any place", list(event.get("known") or []), coordinator)
     if kind == "interrupted":
         return Interrupted(message, where=coordinator)
     if kind == "coordinator":
+        said = message.removeprefix(f"cannot reach the coordinator at {coordinator}: ")
         return LabError(
-            f"cannot reach the labgrid coordinator ({message})",
+            f"cannot reach the labgrid coordinator: {said}",
             where=coordinator,
             hint="is it running (labgrid-coordinator -l HOST:PORT)? the address comes from the target's "
             "lab.coordinator, else $LG_COORDINATOR, else 127.0.0.1:20408",

@@ -23,3 +23,14 @@ class NoMatchingPlace(LabError):
 
 class LabWaitTimeout(LabError):
     """Every matching place stayed held by someone else for the whole wait."""
+
+
+class NoReachablePlace(LabError):
+    """Every place that matches has no available NetworkService: its exporter is down (or it matches none)."""
+
+
+class SamePlaceTwice(LabError):
+    """Every place a lab target could take is already held by this same edgekit, for another target of its run:
+    a board is measured once per run (two lab targets of one deploy that resolve to the same places)."""
+
+    exit_code = 2

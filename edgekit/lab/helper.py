@@ -7,7 +7,9 @@ own ClientSession, and answers in JSON, one object per line on stdout (edgekit/l
     places                      {"places": [...]} once
     hold --tag K=V --count N    waits for free matching places, acquires them, then holds them until its stdin
                                 says `release [PLACE]` or closes; events: waiting, stale-released, acquired,
-                                released, error
+                                released, error. A place without an available NetworkService (its exporter is
+                                gone) is never acquired: skipped, and said while waiting; a place this same
+                                edgekit holds (for another target of its run) is never taken a second time.
     release-from --place P --holder HOST/USER   releases P only while HOST/USER still holds it
     kick --place P              releases P whoever holds it
     define --places JSON        [{"place", "matches", "tags"}]: each place created (if new), matched, tagged
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -36,6 +39,7 @@ EXIT_TIMEOUT = 3
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 CALL_S = 20.0  # one call to the coordinator: a frozen coordinator is an error, never a hang
+CONNECT_S = 10.0
 HOLDER = re.compile(r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)$")
 
 
@@ -83,6 +87,11 @@ def services(session: Any, place: Any) -> list[dict[str, object]]:
     return found
 
 
+def reachable(session: Any, place: Any) -> bool:
+    """Whether the place has an available NetworkService with an address: the only way edgekit reaches a board."""
+    return any(s["avail"] and s["address"] for s in services(session, place))
+
+
 def describe(session: Any, place: Any, now: float) -> dict[str, object]:
     return {
         "name": place.name,
@@ -107,11 +116,35 @@ def matching(session: Any, tags: dict[str, str], names: list[str]) -> list[Any]:
     return result
 
 
+class LastWords(logging.Handler):
+    """labgrid logs why it cannot reach the coordinator and then raises a bare "Could not connect": the log's
+    words are the reason a user can act on (refused, no route, ...)."""
+
+    said = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            LastWords.said = record.getMessage()
+
+
 async def connect(address: str) -> Any:
     from labgrid.remote.client import ClientSession
 
+    host = address.rpartition(":")[0].strip("[]") or address
+    try:
+        await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError as exc:  # gaierror: a typo'd or unknown name, said as such (gRPC's own words are long)
+        raise ConnectionError(
+            f"the host name {host!r} could not be resolved ({exc.strerror or exc})"
+        ) from None
     session = ClientSession(address, asyncio.get_running_loop())
-    await asyncio.wait_for(session.start(), timeout=10)
+    try:
+        await asyncio.wait_for(session.start(), timeout=CONNECT_S)
+    except TimeoutError:
+        raise TimeoutError(
+            f"no answer within {CONNECT_S:g} s (something accepts connections there but does not answer as a "
+            "labgrid coordinator)"
+        ) from None
     return session
 
 
@@ -169,6 +202,15 @@ async def unreachable(session: Any) -> str | None:
     return "the coordinator closed the connection" if session.stopping.is_set() else None
 
 
+def stopped_by(signals: list[int]) -> str:
+    """`interrupted (Ctrl-C)` or `interrupted (SIGTERM)`: the signal that came, by its name (none: edgekit's pipe
+    closed)."""
+    if not signals:
+        return "stopped (edgekit gave up the wait, or is gone)"
+    named = {int(signal.SIGINT): "Ctrl-C", int(signal.SIGTERM): "SIGTERM"}
+    return f"interrupted ({', '.join(dict.fromkeys(named.get(s, signal.Signals(s).name) for s in signals))})"
+
+
 def me(session: Any) -> str:
     """This session's holder name, as the coordinator records it in a place's `acquired`."""
     return f"{session.gethostname()}/{session.getuser()}"
@@ -191,11 +233,13 @@ async def release_own(session: Any, name: str) -> dict[str, object]:
 
 
 async def do_hold(args: argparse.Namespace) -> int:
-    """While waiting, this process is in edgekit's process group: a Ctrl-C at the terminal reaches it too and
-    ends the wait at once. Once it holds places it leaves the group (setsid) and ignores SIGINT: edgekit handles
-    the Ctrl-C and says when to release, and a kill of edgekit's group still leaves it to release the places."""
+    """While waiting, this process is in edgekit's process group: a Ctrl-C at the terminal (or a SIGTERM to the
+    group) reaches it too and ends the wait at once. Once it holds places it leaves the group (setsid) and ignores
+    SIGINT: edgekit handles the Ctrl-C and says when to release, and a kill of edgekit's group still leaves it to
+    release the places."""
     interrupted: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, _frame: interrupted.append(signum))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda got, _frame: interrupted.append(got))
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()  # edgekit's pipe: closed (at_eof) as soon as edgekit is gone
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -206,6 +250,7 @@ async def do_hold(args: argparse.Namespace) -> int:
     deadline = start + args.wait
     parent = os.getppid()
     held: list[str] = []
+    ours: set[str] = set()  # held by this same edgekit for another target of its run: never taken twice
     last_said: tuple[Any, ...] | None = None
     said_at = 0.0
     while True:
@@ -226,15 +271,39 @@ async def do_hold(args: argparse.Namespace) -> int:
                 known=sorted(session.places),
             )
             return EXIT_ERROR
-        for place in candidates:
+        usable = [p for p in candidates if reachable(session, p)]
+        skipped = [p.name for p in candidates if p not in usable]
+        ours |= {p.name for p in usable if p.acquired == me(session) and p.name not in held}
+        if not held and not usable:
+            emit(
+                "error",
+                kind="no-service",
+                message="no matching place has an available NetworkService",
+                places=skipped,
+                tags=tags,
+                names=args.place,
+            )
+            return EXIT_ERROR
+        if not held and all(p.name in ours for p in usable):
+            emit(
+                "error",
+                kind="same-run",
+                message="every matching place is held by this edgekit already",
+                places=sorted(ours),
+                skipped=skipped,
+                tags=tags,
+                names=args.place,
+            )
+            return EXIT_ERROR
+        for place in usable:
             if place.acquired and stale(place.acquired, hostname):
                 holder = place.acquired  # the release clears it
                 why = await release(session, place.name, fromuser=holder)
                 emit("stale-released", place=place.name, holder=holder, error=why)
-        for place in candidates:
+        for place in usable:
             if args.count and len(held) >= args.count:
                 break
-            if place.acquired or place.reservation or place.name in held:
+            if place.acquired or place.reservation or place.name in held or place.name in ours:
                 continue
             if await acquire(session, place.name) is None:
                 held.append(place.name)
@@ -243,16 +312,22 @@ async def do_hold(args: argparse.Namespace) -> int:
         if interrupted or reader.at_eof() or os.getppid() != parent:  # Ctrl-C, or edgekit gave up or is gone
             for name in held:
                 await release_own(session, name)
-            emit("error", kind="interrupted", message="interrupted (Ctrl-C) while waiting for a free place")
+            emit(
+                "error",
+                kind="interrupted",
+                message=f"{stopped_by(interrupted)} while waiting for a free place",
+            )
             return EXIT_INTERRUPTED
         now_wall = time.time()
         holders = [
             {
                 "place": p.name,
-                "by": p.acquired or f"reservation {p.reservation}",
+                "by": "this edgekit (another target of its run)"
+                if p.name in ours
+                else p.acquired or f"reservation {p.reservation}",
                 "held_s": round(now_wall - p.changed, 1) if p.acquired else None,
             }
-            for p in candidates
+            for p in usable
             if p.name not in held
         ]
         if time.monotonic() >= deadline:
@@ -261,14 +336,21 @@ async def do_hold(args: argparse.Namespace) -> int:
                 kind="timeout",
                 message=f"no free place within {args.wait:g} s",
                 holders=holders,
+                skipped=skipped,
                 tags=tags,
             )
             for name in held:
                 await release_own(session, name)
             return EXIT_TIMEOUT
-        key = tuple((h["place"], h["by"]) for h in holders)
+        key = (tuple((h["place"], h["by"]) for h in holders), tuple(skipped))
         if key != last_said or time.monotonic() - said_at >= args.say_every:
-            emit("waiting", holders=holders, waited_s=round(time.monotonic() - start, 1), wait_s=args.wait)
+            emit(
+                "waiting",
+                holders=holders,
+                skipped=skipped,
+                waited_s=round(time.monotonic() - start, 1),
+                wait_s=args.wait,
+            )
             last_said, said_at = key, time.monotonic()
         await asyncio.sleep(args.poll)
     try:
@@ -279,7 +361,7 @@ async def do_hold(args: argparse.Namespace) -> int:
     if interrupted:
         for name in held:
             await release_own(session, name)
-        emit("error", kind="interrupted", message="interrupted (Ctrl-C) while acquiring")
+        emit("error", kind="interrupted", message=f"{stopped_by(interrupted)} while acquiring")
         return EXIT_INTERRUPTED
     now_wall = time.time()
     acquired = [describe(session, session.places[n], now_wall) for n in held]
@@ -383,15 +465,23 @@ def main(argv: list[str]) -> int:
         "kick": do_kick,
         "define": do_define,
     }[args.command]
+    logging.getLogger().addHandler(LastWords())
     try:
         return asyncio.run(run(args))
     except (TimeoutError, ConnectionError) as exc:
         emit(
             "error",
             kind="coordinator",
-            message=f"cannot reach the coordinator at {args.coordinator}: {exc or type(exc).__name__}",
+            message=f"cannot reach the coordinator at {args.coordinator}: {str(exc) or type(exc).__name__}",
         )
     except Exception as exc:  # noqa: BLE001 - reported to edgekit as data, with labgrid's own words
+        if type(exc).__name__ == "ServerError" and LastWords.said:  # labgrid's bare "Could not connect"
+            emit(
+                "error",
+                kind="coordinator",
+                message=f"cannot reach the coordinator at {args.coordinator}: {LastWords.said}",
+            )
+            return EXIT_ERROR
         emit(
             "error",
             kind="coordinator" if "coordinator" in str(exc).lower() else "labgrid",

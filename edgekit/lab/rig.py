@@ -84,30 +84,7 @@ def start(root: Path, places: list[RigPlace]) -> Rig:
         _wait_port(port, "labgrid-coordinator", root / "coordinator.log")
         for place in places:
             rig.ports[place.name] = _start_sshd(rig, place)
-        exporter = root / "exporter.yaml"
-        exporter.write_text(
-            "".join(
-                f"{p.name}:\n  NetworkService:\n    address: 127.0.0.1\n    username: {getpass.getuser()}\n"
-                f"    port: {rig.ports[p.name]}\n"
-                for p in places
-            )
-        )
-        rig.pids.append(
-            _spawn(
-                [
-                    str(bindir / "labgrid-exporter"),
-                    "-c",
-                    rig.coordinator,
-                    "-n",
-                    "rig",
-                    "--hostname",
-                    "127.0.0.1",
-                    str(exporter),
-                ],
-                root,
-                "exporter",
-            )
-        )
+        rig.pids.append(_start_exporter(rig, "rig", {p.name: rig.ports[p.name] for p in places}))
         client = LabClient(rig.coordinator)
         client.define([(p.name, [f"rig/{p.name}/NetworkService"], p.tags) for p in places])
         _wait_services(client, {p.name for p in places})
@@ -115,6 +92,29 @@ def start(root: Path, places: list[RigPlace]) -> Rig:
         rig.stop()
         raise
     return rig
+
+
+def add_exporter(rig: Rig, exporter: str, place: str, port: int, tags: dict[str, str]) -> int:
+    """A second exporter publishing one more place's NetworkService (127.0.0.1:port), the place defined; its
+    process group, to stop (`_stop_group`) as an exporter host that goes down. Not stopped by `Rig.stop`."""
+    pid = _start_exporter(rig, exporter, {place: port})
+    client = LabClient(rig.coordinator)
+    client.define([(place, [f"{exporter}/{place}/NetworkService"], tags)])
+    _wait_services(client, {place})
+    return pid
+
+
+def _start_exporter(rig: Rig, exporter: str, ports: dict[str, int]) -> int:
+    config = rig.root / f"{exporter}.yaml"
+    config.write_text(
+        "".join(
+            f"{name}:\n  NetworkService:\n    address: 127.0.0.1\n    username: {getpass.getuser()}\n"
+            f"    port: {port}\n"
+            for name, port in ports.items()
+        )
+    )
+    argv = [str(lab_python().parent / "labgrid-exporter"), "-c", rig.coordinator, "-n", exporter]
+    return _spawn([*argv, "--hostname", "127.0.0.1", str(config)], rig.root, exporter)
 
 
 def _start_sshd(rig: Rig, place: RigPlace) -> int:

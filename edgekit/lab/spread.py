@@ -1,11 +1,15 @@
 """A nightly spread over a lab: every free place matching each lab target works through that target's queue of
-recipes in parallel (each board one benchmark at a time), conversions done once per recipe before any board
-starts (the content-addressed cache then hands the same artifacts to every board), one DeployResult per recipe
+recipes in parallel (each board one benchmark at a time), conversions done once per recipe before any place is
+acquired (the content-addressed cache then hands the same artifacts to every board), one DeployResult per recipe
 with every board's run in it.
 
-Who does what: `spread()` acquires the places (at least one per lab target, waiting up to its `wait_s`),
-converts, runs one worker thread per place, releases each place as soon as its queue is empty (and every
-place in `finally`, whatever happened), and reports wall time, board-seconds and the acquire/release times.
+Who does what: `spread()` converts first (no board is held while converting), then acquires each lab target's
+places in a thread of its own (every free place, at least one, waiting up to its `wait_s`): a target's boards
+start working as soon as they are acquired, never held idle while another board type is waited for. One worker
+thread per place; each place is released as soon as its queue is empty, and every place in `finally`, whatever
+happened. A Ctrl-C or SIGTERM keeps what finished: `spread()` returns with each finished recipe's result (it
+raises KeyboardInterrupt only when nothing finished), and the last recipe's result is an Interrupted carrying
+what it got (edgekit.nightly records every result before it and stops there, as for an interrupted deploy).
 The queue's starting recipe turns with the night, so over a few nights every board measures every recipe and
 boards of one type can be compared with each other (edgekit/lab/boards.py).
 """
@@ -22,15 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.convert.base import Artifact
-from edgekit.lab.acquire import place_target
+from edgekit.errors import EdgekitError, Interrupted
+from edgekit.lab.acquire import check_matchable, place_target
 from edgekit.lab.client import LabClient, Lease
-from edgekit.lab.errors import LabError
 from edgekit.recipe import Recipe
 from edgekit.results import DeployResult
 from edgekit.target import Target, is_inline, load_target
 
 Log = Callable[[str], None]
 DeployOne = Callable[[Recipe, Target, list[Artifact]], DeployResult]
+STOPPED = "interrupted (Ctrl-C or SIGTERM)"
 
 
 def is_lab(targets: Sequence[str]) -> bool:
@@ -40,8 +45,6 @@ def is_lab(targets: Sequence[str]) -> bool:
 
 
 def _has_lab_block(name: str) -> bool:
-    from edgekit.errors import EdgekitError
-
     try:
         return load_target(name).lab is not None
     except EdgekitError:
@@ -61,7 +64,8 @@ class SpreadOutcome:
     unavailable: dict[str, str] = field(default_factory=dict)  # lab target -> why it got no place tonight
     convert_s: float = 0.0
     deploy_s: float = 0.0  # wall time from the first board starting to the last one finishing
-    wall_s: float = 0.0  # everything: acquiring, converting, deploying, releasing
+    wall_s: float = 0.0  # everything: converting, acquiring, deploying, releasing
+    interrupted: bool = False  # Ctrl-C or SIGTERM: the results are what finished before it
 
     @property
     def boards(self) -> list[str]:
@@ -79,34 +83,50 @@ def spread(
     """Deploy every recipe to every target; lab targets spread over all their free places."""
     start = time.monotonic()
     outcome = SpreadOutcome()
-    leases: list[Lease] = []
+    templates = _usable_targets(targets, log, outcome)
+    t0 = time.monotonic()
+    loaded, artifacts = _convert_all(recipes, log, outcome)
+    outcome.convert_s = time.monotonic() - t0
+    todo = _tonights_order([p for p in recipes if p in loaded], night)
+    work = _Night(deploy_one or _deploy_one, loaded, artifacts, outcome, log, todo)
     try:
-        queues, boards = _acquire(targets, log, outcome, leases)
-        t0 = time.monotonic()
-        loaded, artifacts = _convert_all(recipes, log, outcome)
-        outcome.convert_s = time.monotonic() - t0
-        todo = _tonights_order([p for p in recipes if p in loaded], night)
-        for kind in queues:
-            for path in todo:
-                queues[kind].put(path)
-        work = _Night(deploy_one or _deploy_one, loaded, artifacts, queues, outcome, log, todo)
-        t0 = time.monotonic()
-        work.run(boards)
-        outcome.deploy_s = time.monotonic() - t0
-        for path, results in work.parts.items():
-            if results:
-                outcome.results[path] = _merge(results)
+        work.run(templates)
+    except KeyboardInterrupt:
+        work.stop()
+        outcome.interrupted = True
     finally:
-        for lease in leases:
-            lease.close()
+        work.release_all()
+        outcome.deploy_s = work.deploy_s()
         outcome.wall_s = time.monotonic() - start
+    work.settle(recipes)
+    if outcome.interrupted and not any(isinstance(r, DeployResult) for r in outcome.results.values()):
+        raise KeyboardInterrupt  # nothing finished: nothing to record (the conversions are in the cache)
     return outcome
+
+
+def _usable_targets(targets: Sequence[str], log: Log, outcome: SpreadOutcome) -> list[tuple[str, Target]]:
+    """Every target, read (a bad one is refused before converting, exit 2); a lab target whose lab has no place
+    of its kind, or none reachable, gets no place tonight and the others go on (said before converting)."""
+    from edgekit.lab.errors import LabError
+
+    usable = []
+    for name in targets:
+        template = load_target(name)
+        if template.lab is not None:
+            try:
+                check_matchable(template)
+            except LabError as exc:
+                outcome.unavailable[name] = str(exc)
+                log(f"lab: {name}: no place tonight: {exc}")
+                continue
+        usable.append((name, template))
+    return usable
 
 
 def _convert_all(
     recipes: Sequence[Path], log: Log, outcome: SpreadOutcome
 ) -> tuple[dict[Path, Recipe], dict[Path, list[Artifact]]]:
-    """Every recipe loaded and converted once, before any board starts; a recipe that fails is its result."""
+    """Every recipe loaded and converted once, before any place is acquired; a recipe that fails is its result."""
     from edgekit.recipe import load_recipe
 
     loaded: dict[Path, Recipe] = {}
@@ -127,54 +147,127 @@ def _tonights_order(todo: list[Path], night: int | None) -> list[Path]:
 
 
 class _Night:
-    """One worker thread per acquired place, each taking recipes from its lab target's queue until it is empty,
-    then giving its place back; what each place ran and for how long goes into the outcome."""
+    """One thread per target (a lab target's acquires its places, then starts their workers), one worker thread
+    per board, each taking recipes from its target's queue until it is empty, then giving its place back; what
+    each place ran and for how long goes into the outcome."""
 
     def __init__(
         self,
         run: DeployOne,
         loaded: dict[Path, Recipe],
         artifacts: dict[Path, list[Artifact]],
-        queues: dict[str, queue.Queue[Path]],
         outcome: SpreadOutcome,
         log: Log,
         todo: list[Path],
     ) -> None:
-        self.deploy, self.loaded, self.artifacts, self.queues = run, loaded, artifacts, queues
-        self.outcome, self.log = outcome, log
+        self.deploy, self.loaded, self.artifacts = run, loaded, artifacts
+        self.outcome, self.log, self.todo = outcome, log, todo
+        self.queues: dict[str, queue.Queue[Path]] = {}
         self.parts: dict[Path, list[DeployResult]] = {p: [] for p in todo}
+        self.pending: dict[Path, int] = {}  # recipe -> targets still to run it
+        self.running: dict[str, Path] = {}  # board -> the recipe it is deploying now
+        self.leases: list[Lease] = []
         self.lock = threading.Lock()
+        self.busy = 0
+        self.idle = threading.Event()  # no thread left
+        self.stopping = threading.Event()
+        self.first_start: float | None = None
+        self.last_end: float | None = None
 
-    def run(self, boards: list[tuple[Target, str, Lease | None]]) -> None:
-        done = threading.Semaphore(0)  # not Thread.join: it misbehaves after a Ctrl-C (CPython 3.11)
+    def run(self, templates: list[tuple[str, Target]]) -> None:
+        self.pending = dict.fromkeys(self.todo, len(templates))
+        self.idle.set()
+        for name, template in templates:
+            self.queues[name] = queue.Queue()
+            for path in self.todo:
+                self.queues[name].put(path)
+            self._start(self._target, name, template, name=f"spread-{name}")
+        while not self.idle.wait(0.2):  # not Thread.join: it misbehaves after a Ctrl-C (CPython 3.11)
+            pass
 
-        def worker(target: Target, kind: str, lease: Lease | None) -> None:
+    def _start(self, fn: Callable[..., None], *args: Any, name: str) -> None:
+        def guarded() -> None:
             try:
-                self.work(target, kind, lease)
+                fn(*args)
             finally:
-                done.release()
+                with self.lock:
+                    self.busy -= 1
+                    if not self.busy:
+                        self.idle.set()
 
-        threads = [
-            threading.Thread(target=worker, args=b, name=f"spread-{b[0].name}", daemon=True) for b in boards
-        ]
-        for t in threads:
-            t.start()
+        with self.lock:
+            self.busy += 1
+            self.idle.clear()
+        threading.Thread(target=guarded, name=name, daemon=True).start()
+
+    def _target(self, name: str, template: Target) -> None:
+        """A lab target's places, acquired (waiting for at least one), each starting its worker at once."""
+        if template.lab is None:
+            self.work(template, name, None)
+            return
+        self.log(
+            f"lab: acquiring every free place with {template.lab.wanted()} (at least one, up to "
+            f"{template.lab.wait_s:.0f} s)"
+        )
         try:
-            for _ in threads:
-                done.acquire()
-        except KeyboardInterrupt:
-            self.log("lab: interrupted (Ctrl-C): releasing every place; tonight's runs are not recorded")
-            raise
+            lease = LabClient(template.lab.address()).hold(
+                template.lab, count=0, say=lambda m: self.log(f"{name}: {m}"), started=self._track
+            )
+        except EdgekitError as exc:  # this board type gets no place tonight; the others go on
+            if not self.stopping.is_set():
+                self.outcome.unavailable[name] = str(exc)
+                self.log(f"lab: {name}: no place tonight: {exc}")
+            self._give_up(name)
+            return
+        if self.stopping.is_set():
+            lease.close()
+            return
+        self.outcome.acquire_s[name] = lease.acquire_s
+        self.log(
+            f"lab: {name}: acquired {', '.join(p.name for p in lease.places)} in {lease.acquire_s:.2f} s"
+        )
+        started = 0
+        for place in lease.places:
+            try:
+                board = place_target(template, place, None).model_copy(update={"lab": None})
+            except EdgekitError as exc:  # its exporter went between the acquiring and now: given back
+                self.log(f"lab: {name}: {place.name} left out: {exc}")
+                lease.release(place.name)
+                continue
+            with self.lock:
+                self.outcome.board_type[place.name] = name
+            self._start(self.work, board, name, lease, name=f"spread-{place.name}")
+            started += 1
+        if not started:
+            self.outcome.unavailable[name] = "no place it acquired could be reached"
+            self._give_up(name)
+
+    def _track(self, lease: Lease) -> None:
+        with self.lock:
+            self.leases.append(lease)
+
+    def _give_up(self, name: str) -> None:
+        """A target that got no place: its recipes wait for it no longer."""
+        while True:
+            try:
+                path = self.queues[name].get_nowait()
+            except queue.Empty:
+                return
+            with self.lock:
+                self.pending[path] -= 1
 
     def work(self, target: Target, kind: str, lease: Lease | None) -> None:
         name, outcome = target.name, self.outcome
-        while True:
+        while not self.stopping.is_set():
             try:
                 path = self.queues[kind].get_nowait()
             except queue.Empty:
                 break
             self.log(f"{name}: {path.name}")
             t = time.monotonic()
+            with self.lock:
+                self.running[name] = path
+                self.first_start = self.first_start or t
             try:
                 result = self.deploy(self.loaded[path], target, self.artifacts[path])
             except Exception as exc:  # noqa: BLE001 - recorded as this recipe's failure on this board
@@ -185,46 +278,66 @@ class _Night:
                 with self.lock:
                     outcome.board_seconds[name] = outcome.board_seconds.get(name, 0.0) + time.monotonic() - t
                     outcome.jobs.setdefault(name, []).append(path.name)
+                    self.running.pop(name, None)
+                    self.last_end = time.monotonic()
+                    if not self.stopping.is_set():
+                        self.pending[path] -= 1
             with self.lock:
-                self.parts[path].append(result)
-        if lease is not None:
+                if not self.stopping.is_set():
+                    self.parts[path].append(result)
+        if lease is not None and not self.stopping.is_set():
             lease.release(name)
             outcome.release_s[name] = lease.release_s.get(name, 0.0)
             self.log(f"{name}: queue empty, released ({outcome.release_s[name]:.3f} s)")
 
+    def stop(self) -> None:
+        """Ctrl-C or SIGTERM: no board takes another recipe; what finished stays, what runs now is dropped."""
+        with self.lock:
+            self.stopping.set()
+            running = dict(self.running)
+        done = [p for p in self.todo if self.parts[p] and not self.pending.get(p)]
+        part = [p for p in self.todo if self.parts[p] and self.pending.get(p)]
+        said = f"lab: {STOPPED}: keeping what finished: {len(done)} recipe(s) on every board type"
+        said += f", {len(part)} on some" if part else ""
+        if running:
+            said += "; dropped, not finished: " + ", ".join(f"{p.name} on {b}" for b, p in running.items())
+        self.log(said + "; releasing every place")
 
-def _acquire(
-    targets: Sequence[str], log: Log, outcome: SpreadOutcome, leases: list[Lease]
-) -> tuple[dict[str, queue.Queue[Path]], list[tuple[Target, str, Lease | None]]]:
-    """One queue per target name; one worker per board: every free place of a lab target, or the target."""
-    queues: dict[str, queue.Queue[Path]] = {}
-    boards: list[tuple[Target, str, Lease | None]] = []
-    for name in targets:
-        template = load_target(name)
-        queues[name] = queue.Queue()
-        if template.lab is None:
-            boards.append((template, name, None))
-            continue
-        client = LabClient(template.lab.address())
-        log(
-            f"lab: acquiring every free place with {template.lab.wanted()} (at least one, up to "
-            f"{template.lab.wait_s:.0f} s)"
-        )
-        try:
-            lease = client.hold(template.lab, count=0, say=log)
-        except LabError as exc:  # this board type gets no place tonight; the others go on
-            outcome.unavailable[name] = str(exc)
-            log(f"lab: {name}: no place tonight: {exc}")
-            del queues[name]
-            continue
-        leases.append(lease)
-        outcome.acquire_s[name] = lease.acquire_s
-        log(f"lab: {name}: acquired {', '.join(p.name for p in lease.places)} in {lease.acquire_s:.2f} s")
-        for place in lease.places:
-            board = place_target(template, place, None).model_copy(update={"lab": None})
-            outcome.board_type[place.name] = name
-            boards.append((board, name, lease))
-    return queues, boards
+    def release_all(self) -> None:
+        with self.lock:
+            leases = list(self.leases)
+        for lease in leases:
+            lease.close()
+
+    def deploy_s(self) -> float:
+        if self.first_start is None:
+            return 0.0
+        return (self.last_end or time.monotonic()) - self.first_start
+
+    def settle(self, recipes: Sequence[Path]) -> None:
+        """Each recipe's result: its boards' runs as one DeployResult. After a Ctrl-C, a recipe not run on every
+        target is said as such, and the last recipe's result is an Interrupted carrying what it got: the
+        caller records the results in order and stops there (edgekit.nightly)."""
+        outcome = self.outcome
+        for path in self.todo:
+            if self.parts[path]:
+                outcome.results[path] = _merge(self.parts[path])
+            if outcome.interrupted and self.pending.get(path):
+                got = outcome.results.get(path)
+                if not isinstance(got, DeployResult):
+                    outcome.results[path] = EdgekitError(
+                        f"not run: the night was {STOPPED} before a board finished it", where=str(path)
+                    )
+        if outcome.interrupted and recipes:
+            last = recipes[-1]
+            got = outcome.results.get(last)
+            stopped = Interrupted(
+                f"{STOPPED}; "
+                + ("what this recipe measured is kept" if isinstance(got, DeployResult) else f"{got}"),
+                where="edgekit nightly (lab)",
+            )
+            stopped.result = got if isinstance(got, DeployResult) else None  # type: ignore[attr-defined]
+            outcome.results[last] = stopped
 
 
 def _convert(recipe: Recipe, log: Log) -> list[Artifact]:
