@@ -287,6 +287,26 @@ def test_ctrl_c_during_a_keras_export_leaves_no_work_folder(tmp_path: Path) -> N
     assert _work_folders(home) == []
 
 
+def test_a_child_killed_without_a_word_is_told_by_its_last_lines(tmp_path: Path) -> None:
+    """The child killed (the OOM killer's SIGKILL) leaves no error of its own: the message carries its last lines,
+    without TensorFlow's start-up noise, since the work folder and its log are removed."""
+    from edgekit.convert.keras import _child_failure
+    from edgekit.errors import ConversionError
+
+    (tmp_path / "child.log").write_text(
+        "W0000 00:00:1796281837.852473   11962 computation_placer.cc:177] computation placer already registered.\n"
+        "2026-12-03 07:10:40.747176: E external/local_xla/xla/stream_executor/cuda/cuda_platform.cc:51] cuInit\n"
+        "converting layer 3 of 9\n"
+    )
+    job = {"source": "/m.keras", "shape": [1, 4]}
+    err = _child_failure(job, tmp_path, "tf2onnx", "/r.yaml", -9)
+    assert isinstance(err, ConversionError)
+    assert (
+        str(err)
+        == "tf2onnx: failed (killed by SIGKILL (signal 9)); the last lines it wrote:\n  converting layer 3 of 9"
+    )
+
+
 def _work_folders(home: Path) -> list[Path]:
     return sorted((home / "cache" / "work").glob("keras-*"))
 
