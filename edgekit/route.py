@@ -42,6 +42,7 @@ class Basis(str, Enum):
 DID_NOT_RUN = "did not run"
 GATES_FAILED = "gates failed"
 UNCOUNTED = "emulated without instruction counts"
+DISAGREEMENT = "top1_disagreement"  # share of inputs whose top-1 class is not the original model's
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,12 @@ class Route:
                 (d for d in range(4, 9) if self.cosine >= 1 or f"{self.cosine:.{d}f}" != f"{1:.{d}f}"), None
             )  # None: 1 - 1e-15 from float rounding printed 'cosine 0.999999999999' (12 places)
             parts.append(f"cosine {self.cosine:.{places}f}" if places else "cosine > 0.99999999")
-        parts += [f"{k} {v:+.3f}" for k, v in sorted(self.metric_drop.items())]
+        parts += [
+            f"top-1 differs from the original's on {v:.0%} of inputs"
+            if k == DISAGREEMENT
+            else f"{k} {v:+.3f}"
+            for k, v in sorted(self.metric_drop.items())
+        ]
         unit = {
             Basis.P50_MS: "ms p50",
             Basis.ESTIMATE_MS: "ms ESTIMATE",
@@ -293,6 +299,9 @@ def _drops(comp: Comparison | None) -> dict[str, float]:
     if comp is None:
         return {}
     drops = {k: float(v) for k, v in comp.metric.items() if k.endswith("_drop")}
+    agreement = comp.metric.get("top1_agreement")
+    if isinstance(agreement, (int, float)) and agreement < 1:  # a cosine can hide it (near-uniform scores)
+        drops[DISAGREEMENT] = 1.0 - float(agreement)
     if "map50_95" in comp.metric and "map50_95_reference" in comp.metric:
         drops["map50_95_drop"] = comp.metric["map50_95_reference"] - comp.metric["map50_95"]
     return drops

@@ -273,3 +273,28 @@ def test_deploy_routes_carry_the_measured_samples() -> None:
     (route,) = routes_for_deploy(result)
     assert route.artifact == "ncnn-int8" and route.tied_with == "ncnn-fp32"
     assert route.to_dict()["tied_with"] == "ncnn-fp32"
+
+
+def test_a_route_says_when_its_top1_class_differs_from_the_originals() -> None:
+    """An untrained softmax classifier's int8 build gave the same near-uniform scores for every input: cosine
+    0.99999, top-1 agreement 0 %, and the route said only the cosine. The route now says how often the shipped
+    artifact's top-1 class differs from the original model's (the comparison stores the agreement)."""
+    from edgekit.fidelity.compare import METRIC_KEYS
+
+    assert "top1_agreement" in METRIC_KEYS  # kept from the on-target comparison
+    emu = _run(
+        "pi5-emu",
+        True,
+        [_measurement("tflite-fp32", 1, 1.0, 100), _measurement("tflite-int8", 1, 1.0, 40)],
+        [
+            _comparison("tflite-int8", "pi5-emu", True, top1_agreement=0.0),
+            _comparison("tflite-fp32", "pi5-emu", True, top1_agreement=1.0),
+        ],
+    )
+    route = routes_for_deploy(_result(("tflite-fp32", "tflite-int8"), [emu]))[0]
+    assert route.artifact == "tflite-int8"
+    assert "top-1 differs from the original's on 100% of inputs" in route.summary(), route.summary()
+    emu.comparisons[0] = _comparison("tflite-int8", "pi5-emu", True, top1_agreement=1.0)
+    assert (
+        "top-1 differs" not in routes_for_deploy(_result(("tflite-fp32", "tflite-int8"), [emu]))[0].summary()
+    )

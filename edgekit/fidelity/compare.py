@@ -23,6 +23,7 @@ from edgekit.runtimes import Outputs
 
 METRIC_KEYS = (
     "top1",
+    "top1_agreement",  # with the original model, labels or not
     "top1_reference",
     "top1_drop",
     "map50",
