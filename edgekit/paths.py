@@ -77,8 +77,9 @@ WORK_KEPT_S = 24 * 3600  # a failed tool run's folder (its log) stays a day; so 
 
 def work_dir(kind: str) -> Path:
     """A fresh scratch folder name under cache/work for one tool run (onnx2tf, MNN, a converter), not yet made.
-    Folders untouched for WORK_KEPT_S are removed first: a run that succeeds removes its own, one that fails
-    keeps it for its log, one that was interrupted or killed leaves it behind."""
+    Folders untouched for WORK_KEPT_S are removed first: a run that succeeds removes its own; a failed onnx2tf run
+    keeps it for the log its error points at (a Keras export removes its own on every way out, its error carries
+    the tool's words); a killed run leaves it behind."""
     root = cache_dir() / "work"
     now = time.time()
     for old in root.glob("*") if root.is_dir() else []:
