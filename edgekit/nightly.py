@@ -132,7 +132,8 @@ def run_nightly(
         if deploy_fn is None and _has_lab(targets):  # every free matching place at once (docs/lab.md)
             deploy, targets = _lab_spread(files, targets, outcome, log)
         for path in files:
-            log(f"deploying {path.name} to {', '.join(targets)}")
+            if outcome.lab is None:  # a lab's recipes ran already, spread over its boards: recorded here
+                log(f"deploying {path.name} to {', '.join(targets)}")
             try:
                 result = deploy(path, targets)
             except (
@@ -144,6 +145,13 @@ def run_nightly(
                 outcome.interrupted = True
                 break
             except Exception as exc:  # noqa: BLE001 - one recipe's failure, even a bug, never stops the night
+                if (
+                    outcome.lab is not None
+                    and outcome.lab.interrupted
+                    and str(exc).startswith(f"{path}: not run: the night was")
+                ):  # no board took it before the Ctrl-C: not run, not a failure
+                    log(f"{path.name}: not run (the night was interrupted)")
+                    continue
                 kind = "" if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: "
                 outcome.failures[str(path)] = f"{kind}{exc}"
                 kept = _record_kept(exc, store, outcome, path, names)
