@@ -105,7 +105,7 @@ class Route:
             )  # None: 1 - 1e-15 from float rounding printed 'cosine 0.999999999999' (12 places)
             parts.append(f"cosine {self.cosine:.{places}f}" if places else "cosine > 0.99999999")
         parts += [
-            f"top-1 differs from the original's on {v:.0%} of inputs"
+            f"top-1 differs from the original's on {_share(v)} of inputs"
             if k == DISAGREEMENT
             else f"{k} {v:+.3f}"
             for k, v in sorted(self.metric_drop.items())
@@ -142,6 +142,11 @@ def why_no_route(rejected: dict[str, str]) -> str:
         + (f", {unrun} did not run" if unrun else "")
         + ")"
     )
+
+
+def _share(value: float) -> str:
+    """A share as a percentage that never rounds a nonzero one to 0 % (1 input in 500: 0.2%)."""
+    return f"{value:.0%}" if value >= 0.01 else f"{value:.1%}" if value >= 0.001 else "under 0.1%"
 
 
 def _figure(value: float) -> str:

@@ -294,6 +294,11 @@ def test_a_route_says_when_its_top1_class_differs_from_the_originals() -> None:
     route = routes_for_deploy(_result(("tflite-fp32", "tflite-int8"), [emu]))[0]
     assert route.artifact == "tflite-int8"
     assert "top-1 differs from the original's on 100% of inputs" in route.summary(), route.summary()
+    emu.comparisons[0] = _comparison("tflite-int8", "pi5-emu", True, top1_agreement=0.998)  # 1 in 500
+    assert (
+        "differs from the original's on 0.2% of inputs"
+        in routes_for_deploy(_result(("tflite-fp32", "tflite-int8"), [emu]))[0].summary()
+    )
     emu.comparisons[0] = _comparison("tflite-int8", "pi5-emu", True, top1_agreement=1.0)
     assert (
         "top-1 differs" not in routes_for_deploy(_result(("tflite-fp32", "tflite-int8"), [emu]))[0].summary()

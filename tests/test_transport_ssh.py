@@ -537,3 +537,16 @@ def test_no_key_anywhere_is_said_with_where_to_set_one(
     with pytest.raises(ConnectError, match="no key to log in") as err:
         open_transport(keyless).connect()
     assert "set `key:`" in (err.value.hint or "") and "lab.yaml" in (err.value.hint or "")
+
+
+def test_a_lab_places_accept_new_hint_names_the_lab_targets_variable() -> None:
+    """A lab board's target is named after its place (pi4-a), so the hint named EDGEKIT_TARGET_PI4_A_ACCEPT_NEW,
+    which nothing reads: the lab target's own name is what its environment override is read under."""
+    from edgekit.transport.ssh_keys import _accept_new
+
+    lab = load_target("lab-pi4")
+    place = lab.model_copy(update={"name": "pi4-a"})  # as lab.acquire.place_target names it
+    hint = _accept_new(place)
+    assert "PI4_A" not in hint and "EDGEKIT_TARGET_<LAB TARGET>_ACCEPT_NEW=true" in hint and "LAB_PI4" in hint
+    assert load_target("lab-pi4", env={"EDGEKIT_TARGET_LAB_PI4_ACCEPT_NEW": "true"}).accept_new
+    assert load_target("lab:board=pi4", env={"EDGEKIT_TARGET_LAB_BOARD_PI4_ACCEPT_NEW": "true"}).accept_new

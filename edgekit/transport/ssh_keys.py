@@ -347,6 +347,11 @@ def device_proxy(target: Target) -> tuple[str, str] | None:
 def _accept_new(target: Target) -> str:
     """The opt-in for one run, both ways: `--set` where the command has it, the environment where it has not
     (nightly)."""
+    if target.lab is not None:  # a lab place: its settings are the lab target's, whose name this is not
+        return (
+            "--set accept_new=true, or EDGEKIT_TARGET_<LAB TARGET>_ACCEPT_NEW=true (the lab target's name: "
+            "LAB_PI4 for lab-pi4, LAB_BOARD_PI4 for lab:board=pi4), or accept_new: true in its file"
+        )
     return f"--set accept_new=true, or EDGEKIT_TARGET_{env_name(target.name)}_ACCEPT_NEW=true"
 
 
