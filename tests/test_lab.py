@@ -253,7 +253,11 @@ def test_a_lab_target_no_place_matches_or_without_its_key_is_bad_input_before_an
     env = {**os.environ, "EDGEKIT_TARGETS_DIR": str(tmp_path), "EDGEKIT_STORE": str(tmp_path / "s.sqlite")}
     (tmp_path / "lab.yaml").write_text(f"lab: {{coordinator: '{rig.coordinator}'}}\nkey: {rig.client_key}\n")
     for target, says in (
-        ("lab:board=pi9", "no place of the lab matches board=pi9"),
+        (
+            "lab:board=pi9",
+            "no place of the lab matches board=pi9: no place has board=pi9 (did you mean board=pi",
+        ),
+        ("lab:bord=pi4", "no place has a tag 'bord' (did you mean board?)"),
         ("lab-nokey", "key file not found"),
     ):
         before = holders(rig)
@@ -840,3 +844,18 @@ def test_ctrl_c_in_a_lab_nightly_keeps_and_records_what_finished(
     assert [r.recipe for r in stored.values()] == [calls[0]], (outcome.run_ids, said)
     assert [run.target for r in stored.values() for run in r.runs] == ["pi5-a"]
     assert all(h is None for h in holders(rig).values())
+
+
+def test_a_misspelt_tag_is_named_with_the_nearest_one_the_lab_has() -> None:
+    """NoMatchingPlace listed the places' names only: a misspelt tag (`bord=pi4`) or value (`board=pi44`) gets
+    the nearest tag the lab has, and the places are listed with their tags."""
+    from edgekit.lab.acquire import _tag_typo
+    from edgekit.lab.client import Place, no_matching_place
+
+    places = [Place(n, {"board": n[:3]}, None, None, "", None) for n in ("pi4-01", "pi5-01")]
+    assert _tag_typo({"bord": "pi4"}, places) == "no place has a tag 'bord' (did you mean board?)"
+    assert _tag_typo({"board": "pi44"}, places) == "no place has board=pi44 (did you mean board=pi4?)"
+    assert _tag_typo({"name": "pi4-01"}, places) == ""  # `name` is the place's name, a tag of every place
+    assert _tag_typo({"board": "pi4", "room": "b"}, places).startswith("no place has a tag 'room'")
+    error = no_matching_place("board=pi44", ["pi4-01 (board=pi4)"], "127.0.0.1:1", "no place has board=pi44")
+    assert "pi4-01 (board=pi4)" in str(error) and str(error).count("no place has board=pi44") == 1

@@ -47,6 +47,23 @@ def acquire_target(template: Target, say: Say | None = None) -> Target:
         raise
 
 
+def _tag_typo(asked: dict[str, str], places: list[Place]) -> str:
+    """A tag name or value no place has, with the nearest one some place has: `bord=pi4` -> board."""
+    import difflib
+
+    have = [{**p.tags, "name": p.name} for p in places]  # `name` matches the place's name (client.matches)
+    names = sorted({k for tags in have for k in tags})
+    for key, value in asked.items():
+        if key not in names:
+            near = difflib.get_close_matches(key, names, n=1)
+            return f"no place has a tag {key!r}" + (f" (did you mean {near[0]}?)" if near else "")
+        values = sorted({tags[key] for tags in have if key in tags})
+        if value not in values:
+            near = difflib.get_close_matches(value, values, n=1)
+            return f"no place has {key}={value}" + (f" (did you mean {key}={near[0]}?)" if near else "")
+    return ""
+
+
 def check_matchable(template: Target) -> None:
     """Before any work: some place of the lab is one the target asks for (NoMatchingPlace, exit 2, in a second or
     two, not after the conversions). Whether it is free is for acquire_target to wait on."""
@@ -57,7 +74,13 @@ def check_matchable(template: Target) -> None:
     places = client.places()
     matching = [place for place in places if matches(place, template.lab)]
     if not matching:
-        raise no_matching_place(template.lab.wanted(), [p.name for p in places], client.coordinator)
+        known = [
+            f"{p.name} ({', '.join(f'{k}={v}' for k, v in sorted(p.tags.items())) or 'no tags'})"
+            for p in places
+        ]
+        raise no_matching_place(
+            template.lab.wanted(), known, client.coordinator, _tag_typo(template.lab.tags, places)
+        )
     if all(place.service is None for place in matching):  # every exporter of them is down: no waiting helps
         raise no_reachable_place(template.lab.wanted(), [p.name for p in matching], client.coordinator)
 

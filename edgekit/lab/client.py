@@ -386,9 +386,9 @@ def no_reachable_place(wanted: str, places: list[str], coordinator: str) -> NoRe
     )
 
 
-def no_matching_place(wanted: str, known: list[str], coordinator: str) -> NoMatchingPlace:
+def no_matching_place(wanted: str, known: list[str], coordinator: str, typo: str = "") -> NoMatchingPlace:
     return NoMatchingPlace(
-        f"no place of the lab matches {wanted}",
+        f"no place of the lab matches {wanted}" + (f": {typo}" if typo else ""),
         where=coordinator,
         hint=f"places: {', '.join(known) or 'none'} (edgekit lab lists them with their tags); "
         "the target's lab.tags or lab.place, or --target lab:TAG=VALUE",
