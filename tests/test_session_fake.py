@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -349,3 +350,54 @@ def test_a_thread_count_a_stopped_run_never_reached_is_recorded_as_not_run(tmp_p
     rows = {(m.artifact, m.threads): (m.status, m.error_code) for m in run.agent.measurements}
     assert rows[("a", 1)] == ("ok", None) and rows[("a", 2)] == ("failed", ErrorCode.NOT_RUN)
     assert len(rows) == 6 and all(rows[(x, t)][0] == "failed" for x in "bc" for t in (1, 2))
+
+
+def test_an_emulated_devices_upload_waits_while_the_host_is_timed(
+    tmp_path, arts, inputs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An emulated device's upload runs qemu on this machine (its sshd, the sha256 checks): it overlapped the
+    host's timing, which then read the machine as busy. The upload now waits for the host's timing stage, as
+    the device's own timing always did; a real board's upload does not wait."""
+    from edgekit.deploy.host_cpu import HostCpu
+    from edgekit.target import load_target
+
+    monkeypatch.setattr(session_module, "ensure_device", lambda target, log=None: target)
+    gate, started = HostCpu(), threading.Event()
+    pushed: dict[str, float] = {}
+    timing_ends = 0.0
+
+    def host_timing() -> None:
+        nonlocal timing_ends
+        with gate.hold(exclusive=True):
+            started.set()
+            time.sleep(0.5)
+            timing_ends = time.monotonic()
+
+    for target in (load_target("pi4-emu"), Target(name="board", host="board.invalid")):
+        session = TargetSession(
+            target,
+            run_id="r1",
+            local_dir=tmp_path / target.name,
+            transport=FakeTransport(tmp_path / f"{target.name}-device", default=agent()),
+            settings=Settings(repeat=2, warmup=0),
+            host_cpu=gate,
+        )  # type: ignore[arg-type]
+        real_push = session.push
+        monkeypatch.setattr(
+            session,
+            "push",
+            lambda *a, name=target.name, push=real_push: (
+                pushed.__setitem__(name, time.monotonic()),
+                push(*a),
+            ),
+        )
+        host = threading.Thread(target=host_timing)
+        host.start()
+        started.wait(5)
+        assert session.execute(arts, inputs).status == "ok"
+        host.join()
+        started.clear()
+        if target.emulated:
+            assert pushed[target.name] >= timing_ends, "the emulated upload overlapped the host's timing"
+        else:
+            assert pushed[target.name] < timing_ends, "a real board's upload waited for the host"

@@ -1,7 +1,7 @@
 """`deploy`: recipe -> artifacts -> every target (and the host CPU) -> outputs compared -> one DeployResult.
 
 Targets run concurrently, one thread each; a device runs one benchmark at a time (the agent's lock), and the
-host's timing stage never overlaps an emulated device's (both use this machine's cores, see HostCpu). A target
+host's timing stage never overlaps an emulated device's upload or timing (qemu uses this machine's cores, see HostCpu). A target
 that fails is recorded with its error; the others go on. With `json_path` the partial DeployResult is written
 after every stage, so nothing measured is lost if the host process dies.
 """

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from edgekit.agent.contract import ErrorCode
@@ -153,7 +153,11 @@ class TargetSession:
                 transport.connect()
             self.reached.set()
             self._stop_if_interrupted("pushing")
-            with self.stage("push"):
+            # an emulated device's upload runs qemu here (its sshd, the sha256 checks): not while the host is timed
+            with (
+                self.host_cpu.hold(exclusive=False) if self.target.emulated else nullcontext(),
+                self.stage("push"),
+            ):
                 self.push(transport, arts, inputs)
             self._stop_if_interrupted("measuring")
             skip = self.before_run()
