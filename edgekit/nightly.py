@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import EdgekitError, Interrupted, RecipeError
+from edgekit.lab.errors import NotRun
 from edgekit.report import Report, Settings, build, write
 from edgekit.results import DeployResult
 from edgekit.store import open_store
@@ -145,11 +146,7 @@ def run_nightly(
                 outcome.interrupted = True
                 break
             except Exception as exc:  # noqa: BLE001 - one recipe's failure, even a bug, never stops the night
-                if (
-                    outcome.lab is not None
-                    and outcome.lab.interrupted
-                    and str(exc).startswith(f"{path}: not run: the night was")
-                ):  # no board took it before the Ctrl-C: not run, not a failure
+                if isinstance(exc, NotRun):  # no board took it before the Ctrl-C: not run, not a failure
                     log(f"{path.name}: not run (the night was interrupted)")
                     continue
                 kind = "" if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: "
@@ -163,6 +160,12 @@ def run_nightly(
             for run in result.runs:  # a target that failed tonight is said now, not only in the report
                 if run.status != "ok" and run.error:
                     log(f"{path.name} on {run.target}: failed: {_first_and_hint(run.error)}")
+            raised = outcome.lab.raised.get(path) if outcome.lab is not None else None
+            if raised:  # the deploy raised on some boards (recorded as their failed runs): a failed deploy
+                outcome.failures[str(path)] = "; ".join(f"on {board}: {why}" for board, why in raised.items())
+        if outcome.lab is not None and outcome.lab.interrupted and not outcome.interrupted:
+            outcome.interrupted = True  # what the boards finished is recorded; the night ends with 130
+            log("lab: the night was interrupted (Ctrl-C or SIGTERM): what the boards finished is recorded")
         targets = _target_names(targets)  # a target given as a file is stored under its name
         try:
             outcome.never_measured = _never_measured(store, targets, list(outcome.run_ids.values()))

@@ -797,12 +797,16 @@ def test_a_lab_nightly_converts_first_and_never_holds_a_board_idle_for_another_t
     assert all(h is None for h in holders(rig).values())
 
 
+@pytest.mark.parametrize("night", [0, 2])
 def test_ctrl_c_in_a_lab_nightly_keeps_and_records_what_finished(
-    rig: lab_rig.Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    night: int, rig: lab_rig.Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A Ctrl-C in a lab nightly said "releasing every place; tonight's runs are not recorded" and then "what
     was finished is kept (cache, store)": the store gained nothing. Now each recipe that finished is recorded,
-    the one running is said as dropped, and the night ends interrupted (exit 130) with every place released."""
+    the one running is said as dropped, and the night ends interrupted (exit 130) with every place released.
+    The night is fixed (the queue's first recipe turns with the date; night 2 starts at tiny-c, the last in
+    sorted order, whose finished result was thrown away). The board still deploying keeps its place while the
+    night waits for it (its agent would run on under a teammate otherwise), then every place is released."""
     import _thread
     import threading
 
@@ -811,15 +815,20 @@ def test_ctrl_c_in_a_lab_nightly_keeps_and_records_what_finished(
     from edgekit.store import open_store
 
     _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b", "tiny-c"))
+    _night_of(monkeypatch, night)
+    monkeypatch.setattr(spread_module, "STOP_WAIT_S", 3.0)
     ran: list[tuple[str, str, float, float]] = []
     finished = _fake_deploy(ran, 0.2)
     hang = threading.Event()
     calls: list[str] = []
+    held_while_deploying: list[str | None] = []
 
     def deploy_one(recipe: object, target: object, arts: object) -> object:
         calls.append(recipe.name)  # type: ignore[attr-defined]
         if len(calls) == 2:  # the second recipe: Ctrl-C while it runs on the board
             _thread.interrupt_main()
+            time.sleep(1.0)  # the night is waiting for this board now
+            held_while_deploying.append(holders(rig)["pi5-a"])
             hang.wait(60)
         return finished(recipe, target, arts)
 
@@ -830,8 +839,11 @@ def test_ctrl_c_in_a_lab_nightly_keeps_and_records_what_finished(
         outcome = run_nightly([tmp_path / "recipes"], ["lab:board=pi5"], store_url=store, log=said.append)
     finally:
         hang.set()
+    assert calls[0] == ["tiny-a", "tiny-b", "tiny-c"][night]
     assert outcome.interrupted and outcome.exit_code == 130
-    kept = next(m for m in said if "lab: interrupted" in m)
+    assert any("waiting up to 3 s for" in m and f"{calls[1]}.yaml on pi5-a" in m for m in said), said
+    assert held_while_deploying and "edgekit" in (held_while_deploying[0] or ""), held_while_deploying
+    kept = next(m for m in said if "keeping what finished" in m)
     assert (
         "keeping what finished: 1 recipe(s)" in kept
         and f"dropped, not finished: {calls[1]}.yaml on pi5-a" in kept
@@ -859,3 +871,327 @@ def test_a_misspelt_tag_is_named_with_the_nearest_one_the_lab_has() -> None:
     assert _tag_typo({"board": "pi4", "room": "b"}, places).startswith("no place has a tag 'room'")
     error = no_matching_place("board=pi44", ["pi4-01 (board=pi4)"], "127.0.0.1:1", "no place has board=pi44")
     assert "pi4-01 (board=pi4)" in str(error) and str(error).count("no place has board=pi44") == 1
+
+
+def _no_conversion(monkeypatch: pytest.MonkeyPatch, fails: Sequence[str] = ()) -> None:
+    """The spread's conversions stood in for (its thread logic is under test, not the converters): a recipe
+    named in `fails` raises."""
+    from edgekit.lab import spread as spread_module
+
+    def convert(recipe: object, _log: object) -> list[object]:
+        if recipe.name in fails:  # type: ignore[attr-defined]
+            raise RuntimeError(f"{recipe.name} does not convert")  # type: ignore[attr-defined]
+        return []
+
+    monkeypatch.setattr(spread_module, "_convert", convert)
+
+
+def _night_of(monkeypatch: pytest.MonkeyPatch, night: int) -> None:
+    """The queue's starting recipe turns with the date: a test fixes the night (run_nightly passes none)."""
+    from edgekit.lab import spread as spread_module
+
+    order = spread_module._tonights_order
+    monkeypatch.setattr(spread_module, "_tonights_order", lambda todo, _night: order(todo, night))
+
+
+def _plain_lab_night(monkeypatch: pytest.MonkeyPatch, deploy_one: Callable[..., object]) -> None:
+    """run_nightly spreading plain boards (pi4-emu, pi5-emu: never started, the deploy is a stand-in) as it
+    spreads a lab's places: the thread and recording logic without labgrid."""
+    from edgekit import nightly as nightly_module
+    from edgekit.lab import spread as spread_module
+
+    monkeypatch.setattr(nightly_module, "_has_lab", lambda _targets: True)
+    monkeypatch.setattr(spread_module, "_deploy_one", deploy_one)
+    monkeypatch.setattr(spread_module, "STOP_WAIT_S", 1.0)
+
+
+@pytest.mark.parametrize("night", [0, 1, 2])
+def test_ctrl_c_keeps_a_finished_recipe_whichever_the_queue_started_with(
+    night: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """settle() turned the last recipe's result into an Interrupted, then spread() counted no finished
+    DeployResult and raised KeyboardInterrupt: when the recipe that finished was the last in sorted order (the
+    queue starts at a recipe that turns with the date: night 2 of 3 recipes starts at tiny-c), nothing was
+    recorded. Every night of the turn now records the one that finished."""
+    import _thread
+    import threading
+
+    from edgekit.nightly import run_nightly
+    from edgekit.store import open_store
+
+    _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b", "tiny-c"))
+    _no_conversion(monkeypatch)
+    _night_of(monkeypatch, night)
+    ran: list[tuple[str, str, float, float]] = []
+    finished, hang, calls = _fake_deploy(ran, 0.0), threading.Event(), []
+
+    def deploy_one(recipe: object, target: object, arts: object) -> object:
+        calls.append(recipe.name)  # type: ignore[attr-defined]
+        if len(calls) == 2:
+            _thread.interrupt_main()
+            hang.wait(30)
+        return finished(recipe, target, arts)
+
+    _plain_lab_night(monkeypatch, deploy_one)
+    said: list[str] = []
+    store = f"sqlite:///{tmp_path / 's.sqlite'}"
+    try:
+        outcome = run_nightly([tmp_path / "recipes"], ["pi4-emu"], store_url=store, log=said.append)
+    finally:
+        hang.set()
+    assert calls[0] == ["tiny-a", "tiny-b", "tiny-c"][night]
+    assert outcome.interrupted and outcome.exit_code == 130 and not outcome.failures, (outcome.failures, said)
+    with open_store(store) as st:
+        assert [r.recipe for r in st.load_many(outcome.run_ids.values()).values()] == [calls[0]], said
+    assert sum("not run (the night was interrupted)" in m for m in said) == 2, said
+
+
+def test_ctrl_c_keeps_the_only_recipe_of_a_night_finished_on_one_board_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-recipe night interrupted after one board type finished it (the other still deploying) recorded
+    nothing: the only recipe is the last one. Its finished board's run is recorded now."""
+    import _thread
+    import threading
+
+    from edgekit.nightly import run_nightly
+    from edgekit.store import open_store
+
+    _small_recipes(tmp_path / "recipes", ("tiny-a",))
+    _no_conversion(monkeypatch)
+    ran: list[tuple[str, str, float, float]] = []
+    finished, pi5_done, hang = _fake_deploy(ran, 0.0), threading.Event(), threading.Event()
+
+    def deploy_one(recipe: object, target: object, arts: object) -> object:
+        if target.name == "pi5-emu":  # type: ignore[attr-defined]
+            try:
+                return finished(recipe, target, arts)
+            finally:
+                pi5_done.set()
+        pi5_done.wait(30)
+        time.sleep(0.2)
+        _thread.interrupt_main()
+        hang.wait(30)
+        return finished(recipe, target, arts)
+
+    _plain_lab_night(monkeypatch, deploy_one)
+    said: list[str] = []
+    store = f"sqlite:///{tmp_path / 's.sqlite'}"
+    try:
+        outcome = run_nightly(
+            [tmp_path / "recipes"], ["pi4-emu", "pi5-emu"], store_url=store, log=said.append
+        )
+    finally:
+        hang.set()
+    assert outcome.interrupted and outcome.exit_code == 130 and not outcome.failures, (outcome.failures, said)
+    with open_store(store) as st:
+        stored = list(st.load_many(outcome.run_ids.values()).values())
+    assert [(r.recipe, [run.target for run in r.runs]) for r in stored] == [("tiny-a", ["pi5-emu"])], said
+    kept = next(m for m in said if "keeping what finished" in m)
+    assert (
+        "0 recipe(s) on every board type, 1 on some" in kept
+        and "dropped, not finished: tiny-a.yaml on pi4-emu" in kept
+    )
+
+
+def test_a_deploy_raising_on_one_board_is_a_failed_run_beside_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deploy that raised on pi4 was kept with setdefault, said nowhere, then overwritten by pi5's result:
+    the failure vanished (and what the deploy had measured, attached to the error, with it). Now it is said at
+    once, the recipe's result carries pi4's failed run (its measurements kept), and the night fails."""
+    from edgekit.errors import AgentError
+    from edgekit.nightly import run_nightly
+    from edgekit.results import TargetRun
+    from edgekit.store import open_store
+
+    _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b", "tiny-c"))
+    _no_conversion(monkeypatch)
+    ran: list[tuple[str, str, float, float]] = []
+    finished = _fake_deploy(ran, 0.0)
+
+    def deploy_one(recipe: object, target: object, arts: object) -> object:
+        name, board = recipe.name, target.name  # type: ignore[attr-defined]
+        if board == "pi4-emu" and name == "tiny-a":
+            raise RuntimeError("boom on pi4")
+        if board == "pi4-emu" and name == "tiny-b":  # raised after measuring: the measurements ride along
+            error = AgentError("compare failed", where="pi4-emu")
+            measured = finished(recipe, target, arts)
+            error.result = measured  # type: ignore[attr-defined]
+            raise error
+        if name == "tiny-c":  # raises on every board: the recipe's result is the error
+            raise AgentError(f"no luck on {board}")
+        return finished(recipe, target, arts)
+
+    _plain_lab_night(monkeypatch, deploy_one)
+    said: list[str] = []
+    store = f"sqlite:///{tmp_path / 's.sqlite'}"
+    outcome = run_nightly([tmp_path / "recipes"], ["pi4-emu", "pi5-emu"], store_url=store, log=said.append)
+    assert "pi4-emu: tiny-a.yaml: deploy failed: RuntimeError: boom on pi4" in said
+    files = {Path(p).name: why for p, why in outcome.failures.items()}
+    assert files["tiny-a.yaml"] == "on pi4-emu: RuntimeError: boom on pi4"
+    assert "on pi4-emu: " in files["tiny-b.yaml"] and "compare failed" in files["tiny-b.yaml"]
+    assert "on pi4-emu: " in files["tiny-c.yaml"] and "on pi5-emu: " in files["tiny-c.yaml"]
+    assert outcome.exit_code == 1 and not outcome.interrupted
+    with open_store(store) as st:
+        stored = {r.recipe: r for r in st.load_many(outcome.run_ids.values()).values()}
+    assert set(stored) == {"tiny-a", "tiny-b"}  # tiny-c: every board raised, nothing measured to record
+
+    def runs(recipe: str) -> dict[str, TargetRun]:
+        return {run.target: run for run in stored[recipe].runs}
+
+    assert runs("tiny-a")["pi5-emu"].status == "ok" and runs("tiny-a")["pi4-emu"].status == "failed"
+    assert "RuntimeError: boom on pi4" in (runs("tiny-a")["pi4-emu"].error or "")
+    assert runs("tiny-b")["pi4-emu"].status == "failed" and "compare failed" in (
+        runs("tiny-b")["pi4-emu"].error or ""
+    )
+    assert not stored["tiny-a"].ok and not stored["tiny-b"].ok
+
+
+def test_after_ctrl_c_an_error_stays_an_error_not_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recipe that raised on pi4 and was still to run on pi5 when Ctrl-C came, and one whose conversion
+    failed, were both rewritten to "not run ... before a board finished it": the real errors were hidden."""
+    import _thread
+    import threading
+
+    from edgekit.lab.errors import NotRun
+    from edgekit.lab.spread import spread
+
+    recipes = _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b", "tiny-c"))
+    _no_conversion(monkeypatch, fails=("tiny-c",))
+    hang, calls = threading.Event(), []
+
+    def deploy_one(recipe: object, target: object, _arts: object) -> object:
+        calls.append((target.name, recipe.name))  # type: ignore[attr-defined]
+        if target.name == "pi4-emu":  # type: ignore[attr-defined]
+            raise RuntimeError(f"boom: {recipe.name}")  # type: ignore[attr-defined]
+        _thread.interrupt_main()  # pi5-emu's first recipe: Ctrl-C while it runs
+        hang.wait(30)
+        raise AssertionError("dropped: never reached the results")
+
+    monkeypatch.setattr("edgekit.lab.spread.STOP_WAIT_S", 1.0)
+    said: list[str] = []
+    try:
+        done = spread(recipes, ["pi4-emu", "pi5-emu"], said.append, deploy_one=deploy_one, night=0)  # type: ignore[arg-type]
+    finally:
+        hang.set()
+    assert done.interrupted
+    assert ("pi4-emu", "tiny-c") not in calls and (
+        "pi5-emu",
+        "tiny-c",
+    ) not in calls  # not converted: no board
+    assert "does not convert" in str(done.results[recipes[2]])  # the conversion's own error, not "not run"
+    raised = [p for p in recipes[:2] if ("pi4-emu", p.stem) in calls]
+    assert raised and all(f"on pi4-emu: RuntimeError: boom: {p.stem}" in str(done.results[p]) for p in raised)
+    assert all(isinstance(done.results[p], NotRun) for p in recipes[:2] if p not in raised)
+    assert "tiny-c.yaml: not converted, sent to no board: RuntimeError: tiny-c does not convert" in said
+
+
+def test_ctrl_c_waits_for_a_board_still_deploying_and_keeps_what_it_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy() runs in a worker thread, where no Ctrl-C arrives: the places were released while benchmarks
+    ran on them. The boards still deploying are now waited for (up to STOP_WAIT_S, said) and what they finish is
+    kept; one that outlasts the wait is dropped and no longer changes the outcome board_lines reads."""
+    import _thread
+    import threading
+
+    from edgekit.lab.spread import spread
+    from edgekit.results import DeployResult
+
+    recipes = _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b"))
+    _no_conversion(monkeypatch)
+    ran: list[tuple[str, str, float, float]] = []
+    finished, late, late_done = _fake_deploy(ran, 0.0), threading.Event(), threading.Event()
+    pi5_started = threading.Event()
+
+    def deploy_one(recipe: object, target: object, arts: object) -> object:
+        if target.name == "pi4-emu":  # type: ignore[attr-defined]
+            pi5_started.wait(30)
+            _thread.interrupt_main()
+            time.sleep(0.5)  # finishes within the wait
+            return finished(recipe, target, arts)
+        pi5_started.set()
+        late.wait(30)  # outlasts the wait
+        try:
+            return finished(recipe, target, arts)
+        finally:
+            late_done.set()
+
+    monkeypatch.setattr("edgekit.lab.spread.STOP_WAIT_S", 2.0)
+    said: list[str] = []
+    start = time.monotonic()
+    try:
+        done = spread(recipes, ["pi4-emu", "pi5-emu"], said.append, deploy_one=deploy_one, night=0)  # type: ignore[arg-type]
+    finally:
+        late.set()
+    assert 1.5 < time.monotonic() - start < 10
+    assert any(
+        "waiting up to 2 s for tiny-a.yaml on pi4-emu, tiny-a.yaml on pi5-emu to finish" in m for m in said
+    ), said
+    kept = next(m for m in said if "keeping what finished" in m)
+    assert "1 on some" in kept and "dropped, not finished: tiny-a.yaml on pi5-emu" in kept, kept
+    got = done.results[recipes[0]]
+    assert isinstance(got, DeployResult) and [r.target for r in got.runs] == ["pi4-emu"]
+    jobs, seconds = {k: list(v) for k, v in done.jobs.items()}, dict(done.board_seconds)
+    assert late_done.wait(10)
+    time.sleep(0.2)
+    assert done.jobs == jobs == {"pi4-emu": ["tiny-a.yaml"]} and done.board_seconds == seconds  # unchanged
+
+
+def test_a_lab_target_whose_acquiring_raises_a_non_lab_error_gets_no_place_and_the_night_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OSError (labgrid's helper not starting) in a lab target's thread killed it silently: no reason in
+    `unavailable`, its queue never given up. It is now why that target got no place tonight, said."""
+    from edgekit.lab import spread as spread_module
+    from edgekit.results import DeployResult
+
+    class NoHelper:
+        def __init__(self, _address: str) -> None:
+            pass
+
+        def hold(self, *_a: object, **_k: object) -> object:
+            raise OSError(8, "Exec format error")
+
+    monkeypatch.setattr(spread_module, "check_matchable", lambda _t: None)
+    monkeypatch.setattr(spread_module, "LabClient", NoHelper)
+    recipes = _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b"))
+    _no_conversion(monkeypatch)
+    ran: list[tuple[str, str, float, float]] = []
+    said: list[str] = []
+    done = spread_module.spread(
+        recipes,
+        ["lab:board=pi4", "pi5-emu"],
+        said.append,
+        deploy_one=_fake_deploy(ran, 0.0),  # type: ignore[arg-type]
+    )
+    assert (
+        "OSError" in done.unavailable["lab:board=pi4"]
+        and "Exec format error" in done.unavailable["lab:board=pi4"]
+    )
+    assert any(m.startswith("lab: lab:board=pi4: no place tonight: OSError") for m in said), said
+    assert all(isinstance(done.results[p], DeployResult) for p in recipes)
+
+
+def test_nothing_converted_acquires_no_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recipe whose conversion raised still went to the boards (a KeyError per board); with nothing
+    converted, the night acquired places to run nothing on them."""
+    from edgekit.lab import spread as spread_module
+
+    asked: list[str] = []
+
+    class Client:
+        def __init__(self, address: str) -> None:
+            asked.append(address)
+
+    monkeypatch.setattr(spread_module, "check_matchable", lambda _t: None)
+    monkeypatch.setattr(spread_module, "LabClient", Client)
+    recipes = _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b"))
+    _no_conversion(monkeypatch, fails=("tiny-a", "tiny-b"))
+    said: list[str] = []
+    done = spread_module.spread(recipes, ["lab:board=pi4"], said.append, deploy_one=_fake_deploy([], 0.0))  # type: ignore[arg-type]
+    assert not asked and "lab: no recipe converted: no place acquired" in said
+    assert all(isinstance(done.results[p], RuntimeError) for p in recipes)

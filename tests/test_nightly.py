@@ -406,3 +406,22 @@ def test_the_host_left_out_when_every_device_failed_is_not_a_regression_of_its_o
     )
     assert outcome.exit_code == 1
     assert {(f.kind, f.target) for f in outcome.report.regressions} == {(FlagKind.FAILED, "pi4")}  # type: ignore[union-attr]
+
+
+def test_a_recipe_not_run_is_told_by_its_class_not_its_words(recipes: Path, tmp_path: Path) -> None:
+    """ "not run" was told apart by prefix-matching the error's text (`PATH: not run: the night was`): any
+    rewording, or a path written otherwise, made it a failed deploy. It is now the NotRun class: skipped and
+    said, whatever its words; an error that only reads like one is a failure."""
+    from edgekit.errors import EdgekitError
+    from edgekit.lab.errors import NotRun
+
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
+    fake.tonight = {"classifier": {"raise": NotRun("no board got to it", where="elsewhere")}}
+    said: list[str] = []
+    outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake, log=said.append)
+    assert not outcome.failures and "classifier.yaml: not run (the night was interrupted)" in said
+    assert list(outcome.run_ids) == [str((recipes / "detector.yaml").resolve())]
+    path = (recipes / "classifier.yaml").resolve()
+    fake.tonight = {"classifier": {"raise": EdgekitError("not run: the night was over", where=str(path))}}
+    outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)
+    assert list(outcome.failures) == [str(path)]

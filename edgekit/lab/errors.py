@@ -34,3 +34,8 @@ class SamePlaceTwice(LabError):
     a board is measured once per run (two lab targets of one deploy that resolve to the same places)."""
 
     exit_code = 2
+
+
+class NotRun(EdgekitError):
+    """A recipe of a lab nightly that no board took before a Ctrl-C or SIGTERM: not run, not a failed deploy
+    (edgekit.nightly says it and goes on; it is no failure of the night)."""

@@ -3,15 +3,21 @@ recipes in parallel (each board one benchmark at a time), conversions done once 
 acquired (the content-addressed cache then hands the same artifacts to every board), one DeployResult per recipe
 with every board's run in it.
 
-Who does what: `spread()` converts first (no board is held while converting), then acquires each lab target's
-places in a thread of its own (every free place, at least one, waiting up to its `wait_s`): a target's boards
-start working as soon as they are acquired, never held idle while another board type is waited for. One worker
-thread per place; each place is released as soon as its queue is empty, and every place in `finally`, whatever
-happened. A Ctrl-C or SIGTERM keeps what finished: `spread()` returns with each finished recipe's result (it
-raises KeyboardInterrupt only when nothing finished), and the last recipe's result is an Interrupted carrying
-what it got (edgekit.nightly records every result before it and stops there, as for an interrupted deploy).
-The queue's starting recipe turns with the night, so over a few nights every board measures every recipe and
-boards of one type can be compared with each other (edgekit/lab/boards.py).
+Who does what: `spread()` converts first (no board is held while converting; a recipe whose conversion failed
+goes to no board, and with nothing converted no place is acquired), then acquires each lab target's places in a
+thread of its own (every free place, at least one, waiting up to its `wait_s`): a target's boards start working
+as soon as they are acquired, never held idle while another board type is waited for. One worker thread per
+place; each place is released as soon as its queue is empty, and every place in `finally`, whatever happened.
+A deploy that raises on a board is said at once and becomes a failed run of that board in the recipe's result
+(what it measured kept); it is listed in `SpreadOutcome.raised`, so the night counts it as a failed deploy.
+
+A Ctrl-C or SIGTERM keeps what finished: no board takes another recipe, the boards still deploying are waited
+for (up to STOP_WAIT_S: a deploy in a worker thread cannot stop its board's agent, so its place is not given
+back under it), then every place is released. `spread()` returns each finished recipe's result, a NotRun for
+each recipe no board took, and `interrupted` set (edgekit.nightly records every result and ends the night with
+130); it raises KeyboardInterrupt only when no board finished anything. The queue's starting recipe turns with
+the night, so over a few nights every board measures every recipe and boards of one type can be compared with
+each other (edgekit/lab/boards.py).
 """
 
 from __future__ import annotations
@@ -26,16 +32,18 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.convert.base import Artifact
-from edgekit.errors import EdgekitError, Interrupted
+from edgekit.errors import EdgekitError
 from edgekit.lab.acquire import check_matchable, place_target
 from edgekit.lab.client import LabClient, Lease
+from edgekit.lab.errors import NotRun
 from edgekit.recipe import Recipe
-from edgekit.results import DeployResult
+from edgekit.results import DeployResult, TargetRun
 from edgekit.target import Target, is_inline, load_target
 
 Log = Callable[[str], None]
 DeployOne = Callable[[Recipe, Target, list[Artifact]], DeployResult]
 STOPPED = "interrupted (Ctrl-C or SIGTERM)"
+STOP_WAIT_S = 30.0  # after a Ctrl-C: how long the boards still deploying are waited for before every release
 
 
 def is_lab(targets: Sequence[str]) -> bool:
@@ -62,6 +70,9 @@ class SpreadOutcome:
         default_factory=dict
     )  # place -> seconds the coordinator took to release
     unavailable: dict[str, str] = field(default_factory=dict)  # lab target -> why it got no place tonight
+    raised: dict[Path, dict[str, str]] = field(
+        default_factory=dict
+    )  # recipe -> board -> why its deploy raised
     convert_s: float = 0.0
     deploy_s: float = 0.0  # wall time from the first board starting to the last one finishing
     wall_s: float = 0.0  # everything: converting, acquiring, deploying, releasing
@@ -87,20 +98,25 @@ def spread(
     t0 = time.monotonic()
     loaded, artifacts = _convert_all(recipes, log, outcome)
     outcome.convert_s = time.monotonic() - t0
-    todo = _tonights_order([p for p in recipes if p in loaded], night)
+    todo = _tonights_order([p for p in recipes if p in artifacts], night)  # a failed conversion: no board
     work = _Night(deploy_one or _deploy_one, loaded, artifacts, outcome, log, todo)
     try:
-        work.run(templates)
+        if todo and templates:
+            work.run(templates)
+        elif not todo:
+            log("lab: no recipe converted: no place acquired")
     except KeyboardInterrupt:
-        work.stop()
         outcome.interrupted = True
+        work.stop()
     finally:
+        work.close()  # from here on no thread changes the outcome (a board still deploying is dropped)
         work.release_all()
         outcome.deploy_s = work.deploy_s()
         outcome.wall_s = time.monotonic() - start
-    work.settle(recipes)
-    if outcome.interrupted and not any(isinstance(r, DeployResult) for r in outcome.results.values()):
-        raise KeyboardInterrupt  # nothing finished: nothing to record (the conversions are in the cache)
+    finished = work.anything_finished()  # before settle, which turns what did not into NotRun
+    work.settle()
+    if outcome.interrupted and not finished:
+        raise KeyboardInterrupt  # no board finished anything: nothing to record (the conversions are in the cache)
     return outcome
 
 
@@ -109,7 +125,7 @@ def _usable_targets(targets: Sequence[str], log: Log, outcome: SpreadOutcome) ->
     of its kind, or none reachable, gets no place tonight and the others go on (said before converting)."""
     from edgekit.lab.errors import LabError
 
-    usable = []
+    usable: list[tuple[str, Target]] = []
     for name in targets:
         template = load_target(name)
         if template.lab is not None:
@@ -126,7 +142,8 @@ def _usable_targets(targets: Sequence[str], log: Log, outcome: SpreadOutcome) ->
 def _convert_all(
     recipes: Sequence[Path], log: Log, outcome: SpreadOutcome
 ) -> tuple[dict[Path, Recipe], dict[Path, list[Artifact]]]:
-    """Every recipe loaded and converted once, before any place is acquired; a recipe that fails is its result."""
+    """Every recipe loaded and converted once, before any place is acquired; a recipe that fails is its result
+    (said now) and goes to no board."""
     from edgekit.recipe import load_recipe
 
     loaded: dict[Path, Recipe] = {}
@@ -137,6 +154,7 @@ def _convert_all(
             artifacts[path] = _convert(loaded[path], log)
         except Exception as exc:  # noqa: BLE001 - one recipe's failure never stops the night
             outcome.results[path] = exc
+            log(f"{path.name}: not converted, sent to no board: {_why(exc).splitlines()[0]}")
     return loaded, artifacts
 
 
@@ -146,10 +164,25 @@ def _tonights_order(todo: list[Path], night: int | None) -> list[Path]:
     return todo[turn:] + todo[:turn]
 
 
+def _why(exc: BaseException) -> str:
+    """An error's text as the night says it: an EdgekitError's own, anything else with its type (a bug)."""
+    return str(exc) if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class _Raised:
+    """A deploy that raised on one board: kept per board (another board's success must not hide it)."""
+
+    board: str
+    target: Target
+    error: Exception
+
+
 class _Night:
     """One thread per target (a lab target's acquires its places, then starts their workers), one worker thread
     per board, each taking recipes from its target's queue until it is empty, then giving its place back; what
-    each place ran and for how long goes into the outcome."""
+    each place ran and for how long goes into the outcome (under the lock, and never once `close()` ran: the
+    caller then reads the outcome while a board it stopped waiting for may still be deploying)."""
 
     def __init__(
         self,
@@ -164,6 +197,7 @@ class _Night:
         self.outcome, self.log, self.todo = outcome, log, todo
         self.queues: dict[str, queue.Queue[Path]] = {}
         self.parts: dict[Path, list[DeployResult]] = {p: [] for p in todo}
+        self.raised: dict[Path, list[_Raised]] = {p: [] for p in todo}
         self.pending: dict[Path, int] = {}  # recipe -> targets still to run it
         self.running: dict[str, Path] = {}  # board -> the recipe it is deploying now
         self.leases: list[Lease] = []
@@ -171,16 +205,19 @@ class _Night:
         self.busy = 0
         self.idle = threading.Event()  # no thread left
         self.stopping = threading.Event()
+        self.closed = False  # set by close(): no thread changes the outcome any longer
+        self.released = False  # release_all() ran: a lease started later is closed at once
         self.first_start: float | None = None
         self.last_end: float | None = None
 
     def run(self, templates: list[tuple[str, Target]]) -> None:
         self.pending = dict.fromkeys(self.todo, len(templates))
         self.idle.set()
-        for name, template in templates:
+        for name, _template in templates:  # every queue full before any board takes from one
             self.queues[name] = queue.Queue()
             for path in self.todo:
                 self.queues[name].put(path)
+        for name, template in templates:
             self._start(self._target, name, template, name=f"spread-{name}")
         while not self.idle.wait(0.2):  # not Thread.join: it misbehaves after a Ctrl-C (CPython 3.11)
             pass
@@ -201,28 +238,42 @@ class _Night:
         threading.Thread(target=guarded, name=name, daemon=True).start()
 
     def _target(self, name: str, template: Target) -> None:
-        """A lab target's places, acquired (waiting for at least one), each starting its worker at once."""
+        """A target's boards at work: a lab target's places acquired (waiting for at least one), each starting
+        its worker at once. Whatever fails before a board starts (a lab error, an OSError starting labgrid's
+        helper, a bug) is why this target got no place tonight: said, and its queue given up."""
         if template.lab is None:
             self.work(template, name, None)
             return
+        try:
+            started = self._acquire(name, template)
+        except Exception as exc:  # noqa: BLE001 - this board type gets no place tonight; the others go on
+            started, why = 0, _why(exc)
+            with self.lock:
+                quiet = self.stopping.is_set()  # the lease closed under it by release_all: no failure
+                if not quiet:
+                    self.outcome.unavailable[name] = why
+            if not quiet:
+                self.log(f"lab: {name}: no place tonight: {why}")
+        if not started:
+            self._give_up(name)
+
+    def _acquire(self, name: str, template: Target) -> int:
+        """Every free place of a lab target, each with its worker started; how many started."""
+        assert template.lab is not None  # _target's caller: lab targets only
         self.log(
             f"lab: acquiring every free place with {template.lab.wanted()} (at least one, up to "
             f"{template.lab.wait_s:.0f} s)"
         )
-        try:
-            lease = LabClient(template.lab.address()).hold(
-                template.lab, count=0, say=lambda m: self.log(f"{name}: {m}"), started=self._track
-            )
-        except EdgekitError as exc:  # this board type gets no place tonight; the others go on
-            if not self.stopping.is_set():
-                self.outcome.unavailable[name] = str(exc)
-                self.log(f"lab: {name}: no place tonight: {exc}")
-            self._give_up(name)
-            return
-        if self.stopping.is_set():
+        lease = LabClient(template.lab.address()).hold(
+            template.lab, count=0, say=lambda m: self.log(f"{name}: {m}"), started=self._track
+        )
+        with self.lock:
+            stopped = self.stopping.is_set() or self.closed
+            if not stopped:
+                self.outcome.acquire_s[name] = lease.acquire_s
+        if stopped:
             lease.close()
-            return
-        self.outcome.acquire_s[name] = lease.acquire_s
+            return 0
         self.log(
             f"lab: {name}: acquired {', '.join(p.name for p in lease.places)} in {lease.acquire_s:.2f} s"
         )
@@ -230,21 +281,29 @@ class _Night:
         for place in lease.places:
             try:
                 board = place_target(template, place, None).model_copy(update={"lab": None})
-            except EdgekitError as exc:  # its exporter went between the acquiring and now: given back
-                self.log(f"lab: {name}: {place.name} left out: {exc}")
-                lease.release(place.name)
+            except Exception as exc:  # noqa: BLE001 - its exporter went between the acquiring and now (or a bug)
+                self.log(f"lab: {name}: {place.name} left out: {_why(exc)}")
+                self._release(lease, place.name)
                 continue
             with self.lock:
+                if self.stopping.is_set() or self.closed:
+                    break
                 self.outcome.board_type[place.name] = name
             self._start(self.work, board, name, lease, name=f"spread-{place.name}")
             started += 1
         if not started:
-            self.outcome.unavailable[name] = "no place it acquired could be reached"
-            self._give_up(name)
+            with self.lock:
+                if not (self.stopping.is_set() or self.closed):
+                    self.outcome.unavailable[name] = "no place it acquired could be reached"
+            lease.close()
+        return started
 
     def _track(self, lease: Lease) -> None:
         with self.lock:
             self.leases.append(lease)
+            late = self.released
+        if late:  # the night ended while this lease was being asked for: it ends its wait now
+            lease.close()
 
     def _give_up(self, name: str) -> None:
         """A target that got no place: its recipes wait for it no longer."""
@@ -268,76 +327,153 @@ class _Night:
             with self.lock:
                 self.running[name] = path
                 self.first_start = self.first_start or t
+            result: DeployResult | None = None
+            error: Exception | None = None
             try:
                 result = self.deploy(self.loaded[path], target, self.artifacts[path])
-            except Exception as exc:  # noqa: BLE001 - recorded as this recipe's failure on this board
-                with self.lock:
-                    outcome.results.setdefault(path, exc)
-                continue
-            finally:
-                with self.lock:
-                    outcome.board_seconds[name] = outcome.board_seconds.get(name, 0.0) + time.monotonic() - t
-                    outcome.jobs.setdefault(name, []).append(path.name)
-                    self.running.pop(name, None)
-                    self.last_end = time.monotonic()
-                    if not self.stopping.is_set():
-                        self.pending[path] -= 1
+            except Exception as exc:  # noqa: BLE001 - this recipe's failure on this board, said now
+                error = exc
+                self.log(f"{name}: {path.name}: deploy failed: {_why(exc).splitlines()[0]}")
             with self.lock:
-                if not self.stopping.is_set():
+                self.running.pop(name, None)
+                if self.closed:  # the night stopped waiting for this board: its result is dropped
+                    return
+                outcome.board_seconds[name] = outcome.board_seconds.get(name, 0.0) + time.monotonic() - t
+                outcome.jobs.setdefault(name, []).append(path.name)
+                self.last_end = time.monotonic()
+                self.pending[path] -= 1
+                if error is not None:
+                    self.raised[path].append(_Raised(name, target, error))
+                elif result is not None:
                     self.parts[path].append(result)
         if lease is not None and not self.stopping.is_set():
-            lease.release(name)
-            outcome.release_s[name] = lease.release_s.get(name, 0.0)
-            self.log(f"{name}: queue empty, released ({outcome.release_s[name]:.3f} s)")
+            seconds = self._release(lease, name)
+            if seconds is not None:
+                self.log(f"{name}: queue empty, released ({seconds:.3f} s)")
+
+    def _release(self, lease: Lease, place: str) -> float | None:
+        """One place given back; how long the coordinator took, or None when the release failed (said: every
+        place is closed again in `finally`)."""
+        try:
+            lease.release(place)
+        except Exception as exc:  # noqa: BLE001 - release_all tries again; the helper releases when it ends
+            self.log(
+                f"lab: warning: {place}: release failed ({_why(exc)}); tried again at the end of the night"
+            )
+            return None
+        with self.lock:
+            seconds = self.outcome.release_s[place] = lease.release_s.get(place, 0.0)
+        return seconds
 
     def stop(self) -> None:
-        """Ctrl-C or SIGTERM: no board takes another recipe; what finished stays, what runs now is dropped."""
+        """Ctrl-C or SIGTERM: no board takes another recipe; the boards still deploying are waited for, up to
+        STOP_WAIT_S (their deploy runs in a worker thread and cannot stop its agent on the board: giving the
+        place back now would leave a teammate sharing the board with it). What finishes meanwhile is kept; what
+        still runs after the wait is dropped. A second Ctrl-C ends the wait."""
         with self.lock:
             self.stopping.set()
             running = dict(self.running)
-        done = [p for p in self.todo if self.parts[p] and not self.pending.get(p)]
-        part = [p for p in self.todo if self.parts[p] and self.pending.get(p)]
+        if running:
+            self.log(
+                f"lab: {STOPPED}: no board takes another recipe; waiting up to {STOP_WAIT_S:.0f} s for "
+                + ", ".join(f"{p.name} on {b}" for b, p in running.items())
+                + " to finish before giving the places back (a board's agent cannot be stopped from here)"
+            )
+            deadline = time.monotonic() + STOP_WAIT_S
+            try:
+                while time.monotonic() < deadline:
+                    with self.lock:
+                        if not self.running:
+                            break
+                    time.sleep(0.1)
+            except KeyboardInterrupt:
+                self.log(f"lab: {STOPPED} again: not waiting for the boards any longer")
+        with self.lock:
+            running = dict(self.running)
+            done = [p for p in self.todo if self.parts[p] and not self.pending.get(p)]
+            part = [p for p in self.todo if self.parts[p] and self.pending.get(p)]
         said = f"lab: {STOPPED}: keeping what finished: {len(done)} recipe(s) on every board type"
         said += f", {len(part)} on some" if part else ""
         if running:
             said += "; dropped, not finished: " + ", ".join(f"{p.name} on {b}" for b, p in running.items())
+            said += " (its agent may still run on the board after the release)"
         self.log(said + "; releasing every place")
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.stopping.set()
 
     def release_all(self) -> None:
         with self.lock:
+            self.released = True
             leases = list(self.leases)
         for lease in leases:
-            lease.close()
+            try:
+                lease.close()
+            except Exception as exc:  # noqa: BLE001 - the others are released all the same
+                self.log(f"lab: warning: a lease could not be closed: {_why(exc)}")
 
     def deploy_s(self) -> float:
         if self.first_start is None:
             return 0.0
         return (self.last_end or time.monotonic()) - self.first_start
 
-    def settle(self, recipes: Sequence[Path]) -> None:
-        """Each recipe's result: its boards' runs as one DeployResult. After a Ctrl-C, a recipe not run on every
-        target is said as such, and the last recipe's result is an Interrupted carrying what it got: the
-        caller records the results in order and stops there (edgekit.nightly)."""
+    def anything_finished(self) -> bool:
+        """Some board finished some recipe (measured it, or failed it): there is something to record."""
+        with self.lock:
+            return any(self.parts[p] or self.raised[p] for p in self.todo)
+
+    def settle(self) -> None:
+        """Each recipe's result: its boards' runs as one DeployResult, a board whose deploy raised as a failed run
+        of it (every board raised: the error, with what was measured on it). After a Ctrl-C, a recipe no board
+        finished is NotRun; an error is never replaced by it."""
         outcome = self.outcome
         for path in self.todo:
-            if self.parts[path]:
-                outcome.results[path] = _merge(self.parts[path])
-            if outcome.interrupted and self.pending.get(path):
-                got = outcome.results.get(path)
-                if not isinstance(got, DeployResult):
-                    outcome.results[path] = EdgekitError(
-                        f"not run: the night was {STOPPED} before a board finished it", where=str(path)
-                    )
-        if outcome.interrupted and recipes:
-            last = recipes[-1]
-            got = outcome.results.get(last)
-            stopped = Interrupted(
-                f"{STOPPED}; "
-                + ("what this recipe measured is kept" if isinstance(got, DeployResult) else f"{got}"),
-                where="edgekit nightly (lab)",
+            parts, raised = self.parts[path], self.raised[path]
+            if raised:
+                outcome.raised[path] = {r.board: _why(r.error) for r in raised}
+            if parts or raised:
+                outcome.results[path] = _settled(path, parts, raised)
+            elif outcome.interrupted:
+                outcome.results[path] = NotRun(
+                    f"not run: the night was {STOPPED} before a board finished it", where=str(path)
+                )
+
+
+def _settled(path: Path, parts: list[DeployResult], raised: list[_Raised]) -> DeployResult | Exception:
+    """One recipe's result from what its boards gave: every board's run, a raising board's as a failed run (its
+    measurements kept when the deploy attached them to the error)."""
+    results = list(parts)
+    failed: list[TargetRun] = []
+    for r in raised:
+        why = f"deploy failed: {_why(r.error)}"
+        kept = getattr(r.error, "result", None)
+        if isinstance(kept, DeployResult) and kept.runs:
+            kept = kept.model_copy(deep=True)
+            for run in kept.runs:
+                run.status, run.error = "failed", run.error or why
+            results.append(kept)
+        else:
+            failed.append(
+                TargetRun(
+                    target=r.board,
+                    kind=r.target.transport.value,
+                    emulated=bool(r.target.emulated),
+                    status="failed",
+                    error=why,
+                )
             )
-            stopped.result = got if isinstance(got, DeployResult) else None  # type: ignore[attr-defined]
-            outcome.results[last] = stopped
+    merged = _merge(results) if results else None
+    if merged is not None:
+        merged.runs += failed
+        merged.ok = merged.ok and not raised
+    if parts:
+        assert merged is not None  # parts are results
+        return merged
+    error = EdgekitError("; ".join(f"on {r.board}: {_why(r.error)}" for r in raised), where=str(path))
+    error.result = merged  # type: ignore[attr-defined]  # what the boards measured, recorded by the nightly
+    return error
 
 
 def _convert(recipe: Recipe, log: Log) -> list[Artifact]:
