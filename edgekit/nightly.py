@@ -127,6 +127,7 @@ def run_nightly(
     deploy = deploy_fn or default_deploy
     outcome = NightlyOutcome()
     names: list[str] = []
+    targets = _once_each(targets, log)
     files = recipe_files(recipes)  # a wrong --recipes is refused before the store is created or opened
     _check_unique_names(files)
     with open_store(store_url) as store:
@@ -265,6 +266,16 @@ def _record(
     names.append(result.recipe)
     outcome.measured += [run.target for run in result.runs if run.target not in outcome.measured]
     return True
+
+
+def _once_each(targets: Sequence[str], log: Log) -> list[str]:
+    """The targets in their order, each once: a lab target named twice would share one queue of recipes (the
+    second, finding its places held by the first, emptied it), a board named twice would run two benchmarks
+    at once."""
+    once = list(dict.fromkeys(targets))
+    for name in dict.fromkeys(t for t in targets if list(targets).count(t) > 1):
+        log(f"{name}: named {list(targets).count(name)} times in the targets: measured once")
+    return once
 
 
 def _has_lab(targets: Sequence[str]) -> bool:

@@ -1141,6 +1141,35 @@ def test_ctrl_c_waits_for_a_board_still_deploying_and_keeps_what_it_finishes(
     assert done.jobs == jobs == {"pi4-emu": ["tiny-a.yaml"]} and done.board_seconds == seconds  # unchanged
 
 
+def test_a_target_named_twice_is_one_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--targets lab-pi4,lab-pi4` shared one queue (the second's SamePlaceTwice emptied it: every recipe
+    ended "no board ran this recipe"); `pi4,pi4` ran two workers on one board at once. Each target is now taken
+    once, in order, and said; a board named by name and by file is one board of the spread."""
+    from edgekit.lab.spread import spread
+    from edgekit.nightly import run_nightly
+
+    _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b"))
+    _no_conversion(monkeypatch)
+    ran: list[tuple[str, str, float, float]] = []
+    _plain_lab_night(monkeypatch, _fake_deploy(ran, 0.05))
+    said: list[str] = []
+    store = f"sqlite:///{tmp_path / 's.sqlite'}"
+    outcome = run_nightly([tmp_path / "recipes"], ["pi4-emu", "pi4-emu"], store_url=store, log=said.append)
+    assert not outcome.failures and len(outcome.run_ids) == 2
+    assert sorted((b, r) for b, r, *_ in ran) == [("pi4-emu", "tiny-a"), ("pi4-emu", "tiny-b")]
+    assert "pi4-emu: named 2 times in the targets: measured once" in said
+    ran.clear()
+    recipes = sorted((tmp_path / "recipes").glob("*.yaml"))
+    done = spread(
+        recipes,
+        ["pi4-emu", str(REPO / "targets" / "pi4-emu.yaml")],
+        said.append,
+        deploy_one=_fake_deploy(ran, 0.05),  # type: ignore[arg-type]
+    )
+    assert len(ran) == 2 and all(isinstance(done.results[p], object) for p in recipes)
+    assert any("the board pi4-emu is named twice: measured once" in m for m in said)
+
+
 def test_a_lab_target_whose_acquiring_raises_a_non_lab_error_gets_no_place_and_the_night_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

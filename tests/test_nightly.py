@@ -425,3 +425,16 @@ def test_a_recipe_not_run_is_told_by_its_class_not_its_words(recipes: Path, tmp_
     fake.tonight = {"classifier": {"raise": EdgekitError("not run: the night was over", where=str(path))}}
     outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)
     assert list(outcome.failures) == [str(path)]
+
+
+def test_a_target_named_twice_is_deployed_to_once(recipes: Path, tmp_path: Path) -> None:
+    """`--targets pi4,pi4`: a target named twice is taken once, in order, and said (over a lab, two queues of
+    one name were one queue, and a board named twice ran two benchmarks at once)."""
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
+    said: list[str] = []
+    run_nightly(
+        [recipes], ["pi5-emu", "pi4", "pi5-emu", "pi4"], store_url=url, deploy_fn=fake, log=said.append
+    )
+    assert {targets for _, targets in fake.calls} == {("pi5-emu", "pi4")}
+    assert "pi5-emu: named 2 times in the targets: measured once" in said
+    assert "pi4: named 2 times in the targets: measured once" in said

@@ -91,10 +91,11 @@ def spread(
     deploy_one: DeployOne | None = None,
     night: int | None = None,
 ) -> SpreadOutcome:
-    """Deploy every recipe to every target; lab targets spread over all their free places."""
+    """Deploy every recipe to every target; lab targets spread over all their free places. A target named twice
+    is one target (two queues of one name would be one, and a board would run two benchmarks at once)."""
     start = time.monotonic()
     outcome = SpreadOutcome()
-    templates = _usable_targets(targets, log, outcome)
+    templates = _usable_targets(list(dict.fromkeys(targets)), log, outcome)
     t0 = time.monotonic()
     loaded, artifacts = _convert_all(recipes, log, outcome)
     outcome.convert_s = time.monotonic() - t0
@@ -122,7 +123,8 @@ def spread(
 
 def _usable_targets(targets: Sequence[str], log: Log, outcome: SpreadOutcome) -> list[tuple[str, Target]]:
     """Every target, read (a bad one is refused before converting, exit 2); a lab target whose lab has no place
-    of its kind, or none reachable, gets no place tonight and the others go on (said before converting)."""
+    of its kind, or none reachable, gets no place tonight and the others go on (said before converting). Two
+    names of one board (`pi4` and its file) are one target: one worker per board."""
     from edgekit.lab.errors import LabError
 
     usable: list[tuple[str, Target]] = []
@@ -135,6 +137,9 @@ def _usable_targets(targets: Sequence[str], log: Log, outcome: SpreadOutcome) ->
                 outcome.unavailable[name] = str(exc)
                 log(f"lab: {name}: no place tonight: {exc}")
                 continue
+        elif any(t.lab is None and t.name == template.name for _, t in usable):
+            log(f"{name}: the board {template.name} is named twice: measured once")
+            continue
         usable.append((name, template))
     return usable
 
