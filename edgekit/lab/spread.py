@@ -366,8 +366,10 @@ class _Night:
                 f"lab: warning: {place}: release failed ({_why(exc)}); tried again at the end of the night"
             )
             return None
+        seconds = lease.release_s.get(place, 0.0)
         with self.lock:
-            seconds = self.outcome.release_s[place] = lease.release_s.get(place, 0.0)
+            if not self.closed:  # the caller may read the outcome already
+                self.outcome.release_s[place] = seconds
         return seconds
 
     def stop(self) -> None:
@@ -394,6 +396,7 @@ class _Night:
             except KeyboardInterrupt:
                 self.log(f"lab: {STOPPED} again: not waiting for the boards any longer")
         with self.lock:
+            self.closed = True  # what is said now is what is kept: a board finishing later is dropped
             running = dict(self.running)
             done = [p for p in self.todo if self.parts[p] and not self.pending.get(p)]
             part = [p for p in self.todo if self.parts[p] and self.pending.get(p)]
