@@ -339,3 +339,46 @@ def test_a_json_write_that_fails_while_targets_measure_does_not_stop_them() -> N
     writer.update()  # said nothing, raised nothing
     with pytest.raises(OutputFileError, match=r"cannot write /proc/edgekit-none/run\.json"):
         writer.write()
+
+
+@pytest.mark.integration
+def test_a_deploy_in_a_worker_thread_stops_when_its_stop_event_is_set(
+    pi4_emu: Target, tiny_artifacts: list[Artifact], tmp_path: Path
+) -> None:
+    """A lab nightly deploys each board in a worker thread, where no Ctrl-C arrives: its Ctrl-C released the
+    places while the agents went on measuring on the boards. DeployOptions.stop, set from another thread, stops
+    the deploy as a Ctrl-C does: the device's agent is stopped and what it measured is kept (Interrupted with
+    the result), in a bounded time."""
+    from edgekit.errors import Interrupted
+
+    stop, said = threading.Event(), []
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = deploy(
+                load_recipe(TINY),
+                [pi4_emu],
+                DeployOptions(repeat=100000, warmup=0, threads=(1,), samples=1, host=False, stop=stop),
+                said.append,
+                [a for a in tiny_artifacts if a.format is Format.TFLITE_FP32],
+            )
+        except Interrupted as exc:
+            outcome["interrupted"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while "pi4-emu: run ..." not in said and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(5)  # measuring: the agent runs its (long) plan on the device
+    t0 = time.monotonic()
+    stop.set()
+    worker.join(90)
+    assert not worker.is_alive() and time.monotonic() - t0 < 90, said
+    exc = outcome.get("interrupted")
+    assert isinstance(exc, Interrupted), (outcome, said)
+    kept = exc.result  # type: ignore[attr-defined]
+    (run_,) = kept.runs
+    assert run_.target == "pi4-emu" and run_.interrupted, run_
+    assert any("stopping the agents" in line for line in said), said

@@ -1129,7 +1129,9 @@ def test_ctrl_c_waits_for_a_board_still_deploying_and_keeps_what_it_finishes(
         late.set()
     assert 1.5 < time.monotonic() - start < 10
     assert any(
-        "waiting up to 2 s for tiny-a.yaml on pi4-emu, tiny-a.yaml on pi5-emu to finish" in m for m in said
+        "waiting up to 2 s for tiny-a.yaml on pi4-emu, tiny-a.yaml on pi5-emu to stop (each board's agent is told to"
+        in m
+        for m in said
     ), said
     kept = next(m for m in said if "keeping what finished" in m)
     assert "1 on some" in kept and "dropped, not finished: tiny-a.yaml on pi5-emu" in kept, kept
@@ -1224,3 +1226,28 @@ def test_nothing_converted_acquires_no_board(tmp_path: Path, monkeypatch: pytest
     done = spread_module.spread(recipes, ["lab:board=pi4"], said.append, deploy_one=_fake_deploy([], 0.0))  # type: ignore[arg-type]
     assert not asked and "lab: no recipe converted: no place acquired" in said
     assert all(isinstance(done.results[p], RuntimeError) for p in recipes)
+
+
+def test_a_boards_deploy_gets_the_nights_stop_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The night's Ctrl-C reaches each board's deploy (DeployOptions.stop, which stops its agent: the deploy's own
+    test), through the worker thread that runs it."""
+    import threading
+
+    from edgekit import deploy as deploy_module
+    from edgekit.lab import spread as spread_module
+
+    got: list[object] = []
+    monkeypatch.setattr(
+        deploy_module, "deploy", lambda recipe, targets, opts, artifacts: got.append(opts.stop)
+    )
+    stopping = threading.Event()
+
+    def worker() -> None:
+        spread_module._NIGHT.stop = stopping  # as _Night.work sets it
+        spread_module._deploy_one(object(), object(), [])  # type: ignore[arg-type]
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    spread_module._deploy_one(object(), object(), [])  # type: ignore[arg-type]  # another thread: no night
+    assert got == [stopping, None]

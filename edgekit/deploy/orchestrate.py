@@ -120,7 +120,7 @@ def deploy(
     local_root = paths.runs_dir() / run_id
     inputs, labels = _inputs(recipe, settings, local_root)
     plans = [plan_for(target, recipe, opts, settings, inputs, say) for target in resolved.values()]
-    result.runs = _run_targets(plans, deployable, run_id, local_root, say, writer)
+    result.runs = _run_targets(plans, deployable, run_id, local_root, say, writer, opts.stop)
     try:
         say("compare: outputs vs the ONNX model and ARM vs host")
         reference = onnx_reference(recipe, np.load(inputs))
@@ -227,6 +227,7 @@ def _run_targets(
     local_root: Path,
     say: Progress,
     writer: _Writer,
+    stop: threading.Event | None = None,
 ) -> list[TargetRun]:
     host_cpu = HostCpu()
     sessions = [
@@ -259,7 +260,10 @@ def _run_targets(
         t.start()
     try:
         for t in threads:
-            t.join()
+            while t.is_alive():
+                t.join(0.2)
+                if stop is not None and stop.is_set():  # asked from another thread: as a Ctrl-C here
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:  # Ctrl-C: stop every device's agent (bounded), keep what was measured
         say("interrupted (Ctrl-C or SIGTERM): stopping the agents, keeping what was measured")
         for s in sessions:

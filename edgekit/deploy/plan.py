@@ -3,8 +3,9 @@ it is sent. A cap belongs to the target that carries it; the host and real board
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ class DeployOptions:
     target_overrides: tuple[str, ...] = ()  # `field=value` for every target given by name (--set)
     profile: bool = False  # per-layer data in the result: counts on emulated cores, wall times elsewhere
     profile_passes: int = 10  # with `profile`, on boards and the host: extractors each layer's median is over
+    # set from another thread (a lab nightly's Ctrl-C): stop as on Ctrl-C (agents stopped, what was measured kept)
+    stop: threading.Event | None = field(default=None, compare=False)
 
 
 def capped_settings(

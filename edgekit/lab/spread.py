@@ -11,9 +11,9 @@ place; each place is released as soon as its queue is empty, and every place in 
 A deploy that raises on a board is said at once and becomes a failed run of that board in the recipe's result
 (what it measured kept); it is listed in `SpreadOutcome.raised`, so the night counts it as a failed deploy.
 
-A Ctrl-C or SIGTERM keeps what finished: no board takes another recipe, the boards still deploying are waited
-for (up to STOP_WAIT_S: a deploy in a worker thread cannot stop its board's agent, so its place is not given
-back under it), then every place is released. `spread()` returns each finished recipe's result, a NotRun for
+A Ctrl-C or SIGTERM keeps what finished: no board takes another recipe, the boards still deploying are told to
+stop (DeployOptions.stop: a worker thread gets no Ctrl-C) and waited for (up to STOP_WAIT_S, so no place is given
+back with our agent on it), then every place is released. `spread()` returns each finished recipe's result, a NotRun for
 each recipe no board took, and `interrupted` set (edgekit.nightly records every result and ends the night with
 130); it raises KeyboardInterrupt only when no board finished anything. The queue's starting recipe turns with
 the night, so over a few nights every board measures every recipe and boards of one type can be compared with
@@ -322,6 +322,7 @@ class _Night:
 
     def work(self, target: Target, kind: str, lease: Lease | None) -> None:
         name, outcome = target.name, self.outcome
+        _NIGHT.stop = self.stopping  # _deploy_one stops this board's deploy when the night stops
         while not self.stopping.is_set():
             try:
                 path = self.queues[kind].get_nowait()
@@ -373,10 +374,10 @@ class _Night:
         return seconds
 
     def stop(self) -> None:
-        """Ctrl-C or SIGTERM: no board takes another recipe; the boards still deploying are waited for, up to
-        STOP_WAIT_S (their deploy runs in a worker thread and cannot stop its agent on the board: giving the
-        place back now would leave a teammate sharing the board with it). What finishes meanwhile is kept; what
-        still runs after the wait is dropped. A second Ctrl-C ends the wait."""
+        """Ctrl-C or SIGTERM: no board takes another recipe; each board still deploying is told to stop (the
+        `stopping` event its deploy watches: its agent is stopped, what it measured kept) and waited for, up to
+        STOP_WAIT_S, before the places are given back (a teammate must not share a board with our agent). What
+        finishes meanwhile is kept; what still runs after the wait is dropped. A second Ctrl-C ends the wait."""
         with self.lock:
             self.stopping.set()
             running = dict(self.running)
@@ -384,7 +385,7 @@ class _Night:
             self.log(
                 f"lab: {STOPPED}: no board takes another recipe; waiting up to {STOP_WAIT_S:.0f} s for "
                 + ", ".join(f"{p.name} on {b}" for b, p in running.items())
-                + " to finish before giving the places back (a board's agent cannot be stopped from here)"
+                + " to stop (each board's agent is told to; what it measured is kept) before giving the places back"
             )
             deadline = time.monotonic() + STOP_WAIT_S
             try:
@@ -493,10 +494,16 @@ def _convert(recipe: Recipe, log: Log) -> list[Artifact]:
     return [a for a in arts if a.files] or arts
 
 
+_NIGHT = threading.local()  # each board's worker thread: `stop`, the night's Ctrl-C event
+
+
 def _deploy_one(recipe: Recipe, target: Target, artifacts: list[Artifact]) -> DeployResult:
+    """One recipe on one board, stopped as on Ctrl-C (its agent stopped, what it measured kept) when the night
+    is stopped: deploy runs in this worker thread, where no Ctrl-C arrives."""
     from edgekit.deploy import DeployOptions, deploy
 
-    return deploy(recipe, [target], DeployOptions(host=False), artifacts=artifacts)
+    stop = getattr(_NIGHT, "stop", None)
+    return deploy(recipe, [target], DeployOptions(host=False, stop=stop), artifacts=artifacts)
 
 
 def _merge(results: list[DeployResult]) -> DeployResult:
