@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -894,6 +895,27 @@ def _night_of(monkeypatch: pytest.MonkeyPatch, night: int) -> None:
     monkeypatch.setattr(spread_module, "_tonights_order", lambda todo, _night: order(todo, night))
 
 
+def _interrupted_night(
+    monkeypatch: pytest.MonkeyPatch,
+    deploy_one: Callable[..., object],
+    tmp_path: Path,
+    targets: list[str],
+    hang: Any,
+) -> tuple[Any, list[str], str]:
+    """run_nightly over plain boards spread as a lab's (_plain_lab_night), `hang` set when it returns (a stand-in
+    deploy waits on it after its Ctrl-C): the outcome, what was said, the store's URL."""
+    from edgekit.nightly import run_nightly
+
+    _plain_lab_night(monkeypatch, deploy_one)
+    said: list[str] = []
+    store = f"sqlite:///{tmp_path / 's.sqlite'}"
+    try:
+        outcome = run_nightly([tmp_path / "recipes"], targets, store_url=store, log=said.append)
+    finally:
+        hang.set()
+    return outcome, said, store
+
+
 def _plain_lab_night(monkeypatch: pytest.MonkeyPatch, deploy_one: Callable[..., object]) -> None:
     """run_nightly spreading plain boards (pi4-emu, pi5-emu: never started, the deploy is a stand-in) as it
     spreads a lab's places: the thread and recording logic without labgrid."""
@@ -916,7 +938,6 @@ def test_ctrl_c_keeps_a_finished_recipe_whichever_the_queue_started_with(
     import _thread
     import threading
 
-    from edgekit.nightly import run_nightly
     from edgekit.store import open_store
 
     _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b", "tiny-c"))
@@ -932,13 +953,7 @@ def test_ctrl_c_keeps_a_finished_recipe_whichever_the_queue_started_with(
             hang.wait(30)
         return finished(recipe, target, arts)
 
-    _plain_lab_night(monkeypatch, deploy_one)
-    said: list[str] = []
-    store = f"sqlite:///{tmp_path / 's.sqlite'}"
-    try:
-        outcome = run_nightly([tmp_path / "recipes"], ["pi4-emu"], store_url=store, log=said.append)
-    finally:
-        hang.set()
+    outcome, said, store = _interrupted_night(monkeypatch, deploy_one, tmp_path, ["pi4-emu"], hang)
     assert calls[0] == ["tiny-a", "tiny-b", "tiny-c"][night]
     assert outcome.interrupted and outcome.exit_code == 130 and not outcome.failures, (outcome.failures, said)
     with open_store(store) as st:
@@ -954,7 +969,6 @@ def test_ctrl_c_keeps_the_only_recipe_of_a_night_finished_on_one_board_type(
     import _thread
     import threading
 
-    from edgekit.nightly import run_nightly
     from edgekit.store import open_store
 
     _small_recipes(tmp_path / "recipes", ("tiny-a",))
@@ -974,15 +988,7 @@ def test_ctrl_c_keeps_the_only_recipe_of_a_night_finished_on_one_board_type(
         hang.wait(30)
         return finished(recipe, target, arts)
 
-    _plain_lab_night(monkeypatch, deploy_one)
-    said: list[str] = []
-    store = f"sqlite:///{tmp_path / 's.sqlite'}"
-    try:
-        outcome = run_nightly(
-            [tmp_path / "recipes"], ["pi4-emu", "pi5-emu"], store_url=store, log=said.append
-        )
-    finally:
-        hang.set()
+    outcome, said, store = _interrupted_night(monkeypatch, deploy_one, tmp_path, ["pi4-emu", "pi5-emu"], hang)
     assert outcome.interrupted and outcome.exit_code == 130 and not outcome.failures, (outcome.failures, said)
     with open_store(store) as st:
         stored = list(st.load_many(outcome.run_ids.values()).values())
