@@ -382,3 +382,30 @@ def test_a_deploy_in_a_worker_thread_stops_when_its_stop_event_is_set(
     (run_,) = kept.runs
     assert run_.target == "pi4-emu" and run_.interrupted, run_
     assert any("stopping the agents" in line for line in said), said
+
+
+def test_a_waiting_host_goes_before_a_devices_next_stage() -> None:
+    """An emulated device's upload then its run each hold the host's cores shared; the host, arriving during
+    the upload, waited for the whole emulated run too (make demo: 4.5 min, the host's reference last). A
+    waiting exclusive hold now goes before any new shared one."""
+    gate, order, lock = HostCpu(), [], threading.Lock()
+    pushing = threading.Event()
+
+    def device() -> None:
+        with gate.hold(exclusive=False):  # the upload
+            pushing.set()
+            time.sleep(0.3)
+        with gate.hold(exclusive=False), lock:  # the run
+            order.append("device run")
+
+    def host() -> None:
+        pushing.wait(5)
+        with gate.hold(exclusive=True), lock:
+            order.append("host run")
+
+    threads = [threading.Thread(target=device), threading.Thread(target=host)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert order == ["host run", "device run"], order
