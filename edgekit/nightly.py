@@ -171,7 +171,7 @@ def run_nightly(
         try:
             outcome.never_measured = _never_measured(store, targets, list(outcome.run_ids.values()))
             if outcome.lab is not None:
-                from edgekit.lab.spread import board_lines
+                from edgekit.lab.boards import board_lines
 
                 outcome.lab_lines = board_lines(store, outcome.lab)
                 for line in outcome.lab_lines:

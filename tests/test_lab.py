@@ -577,7 +577,7 @@ def test_a_board_slower_than_its_siblings_is_flagged_with_clocks_and_temperature
     assert [s.board for s in found.slow] == ["pi4-c"]
     line = found.slow[0].line()
     assert "27 % slower" in line and "ondemand 600-600 MHz (max 1800 MHz)" in line and "81 °C" in line
-    from edgekit.lab.spread import _type_lines
+    from edgekit.lab.boards import _type_lines
 
     per_type = _type_lines(found.medians, ["pi4-a", "pi4-b", "pi4-c"], {("tiny", "tflite-fp32", 1)})
     assert per_type == ["tiny tflite-fp32 x1: 10.40 ms median over 3 boards (10.00-13.00, spread 30 %)"]
@@ -863,7 +863,8 @@ def test_a_misspelt_tag_is_named_with_the_nearest_one_the_lab_has() -> None:
     """NoMatchingPlace listed the places' names only: a misspelt tag (`bord=pi4`) or value (`board=pi44`) gets
     the nearest tag the lab has, and the places are listed with their tags."""
     from edgekit.lab.acquire import _tag_typo
-    from edgekit.lab.client import Place, no_matching_place
+    from edgekit.lab.client import Place
+    from edgekit.lab.errors import no_matching_place
 
     places = [Place(n, {"board": n[:3]}, None, None, "", None) for n in ("pi4-01", "pi5-01")]
     assert _tag_typo({"bord": "pi4"}, places) == "no place has a tag 'bord' (did you mean board?)"

@@ -70,7 +70,8 @@ def lab_cmd(
     if ctx.invoked_subcommand is not None:
         return
     from edgekit.lab.boards import last_facts
-    from edgekit.lab.client import LabClient, holder_text, matches, no_matching_place
+    from edgekit.lab.client import LabClient, holder_text, matches
+    from edgekit.lab.errors import no_matching_place
     from edgekit.store import open_store
     from edgekit.target import load_target
 

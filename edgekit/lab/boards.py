@@ -1,5 +1,6 @@
 """What the results store knows about each board of a lab: its last run's device facts, and how its timings
-compare with its siblings' (boards of the same type measuring the same artifact at the same thread count).
+compare with its siblings' (boards of the same type measuring the same artifact at the same thread count); and
+the night report's lab lines built from them (board_lines).
 
 A board whose median is 20 % (SLOW_RATIO) above the median of its siblings on the same keys is a finding: a
 Pi with a bad power supply, a missing heatsink or a powersave governor measures like a slower board, and a
@@ -13,9 +14,12 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.results import DeployResult, DeviceFacts, TargetRun
+
+if TYPE_CHECKING:
+    from edgekit.lab.spread import SpreadOutcome
 
 SLOW_RATIO = 1.2
 
@@ -137,3 +141,58 @@ def _add(spread: BoardSpread, recipe: str, run: TargetRun) -> None:
             spread.medians.setdefault(run.target, {})[(recipe, m.artifact, m.threads)] = statistics.median(
                 m.samples_ms
             )
+
+
+def board_lines(store: Any, done: SpreadOutcome, history: int = 14) -> list[str]:
+    """The lab part of the night's report: per board, per board type, and boards slower than their siblings
+    (over each board's last `history` runs in the store, tonight's included)."""
+    busy = sum(done.board_seconds.values())
+    unavailable = [
+        f"  {name}: NO PLACE tonight: {why.splitlines()[0]}" for name, why in done.unavailable.items()
+    ]
+    lines = [
+        f"lab: {len(done.boards)} board(s); wall {done.wall_s:.0f} s (conversions {done.convert_s:.0f} s, "
+        f"deploys {done.deploy_s:.0f} s); board-seconds {busy:.0f} s "
+        f"({busy / done.deploy_s if done.deploy_s else 0:.2f} boards busy on average while deploying)",
+        *unavailable,
+    ]
+    for board, kind in done.board_type.items():
+        facts = last_facts(store, board)
+        lines.append(
+            f"  {board} ({kind}): {len(done.jobs.get(board, []))} recipe(s) in "
+            f"{done.board_seconds.get(board, 0.0):.0f} s; last: {facts.summary() if facts else 'no run stored'}"
+        )
+    ids = {r.id for board in done.boards for r in store.runs(target=board, limit=history)}
+    found = board_spread(store.load_many(ids).values(), done.board_type)
+    for kind in dict.fromkeys(done.board_type.values()):
+        boards = [b for b, k in done.board_type.items() if k == kind]
+        keys = {key for b in boards for key in found.medians.get(b, {})}
+        lines.append(f"  {kind}: {len(boards)} board(s), {len(keys)} (recipe, artifact, threads) measured")
+        lines += [f"    {line}" for line in _type_lines(found.medians, boards, keys)]
+    for slow in found.slow:
+        lines.append(f"  SLOW BOARD {slow.line()}")
+    if not found.slow:
+        lines.append(
+            f"  no board is {100 * (SLOW_RATIO - 1):.0f} % slower than its siblings on what both measured"
+        )
+    return lines
+
+
+def _type_lines(
+    medians: dict[str, dict[tuple[str, str, int], float]],
+    boards: list[str],
+    keys: set[tuple[str, str, int]],
+    most: int = 5,
+) -> list[str]:
+    """A board type's figures: per key, the median over its boards and their range; widest spread first."""
+    rows = []
+    for key in keys:
+        values = [medians[b][key] for b in boards if key in medians.get(b, {})]
+        if len(values) >= 2:
+            rows.append((max(values) / min(values) if min(values) > 0 else 1.0, key, values))
+    rows.sort(key=lambda r: -r[0])
+    return [
+        f"{r} {a} x{t}: {statistics.median(v):.2f} ms median over {len(v)} boards ({min(v):.2f}-{max(v):.2f}, "
+        f"spread {100 * (ratio - 1):.0f} %)"
+        for ratio, (r, a, t), v in rows[:most]
+    ]

@@ -28,9 +28,9 @@ from edgekit.lab.errors import (
     LabError,
     LabSetupError,
     LabWaitTimeout,
-    NoMatchingPlace,
-    NoReachablePlace,
     SamePlaceTwice,
+    no_matching_place,
+    no_reachable_place,
 )
 from edgekit.paths import data_dir, source_checkout
 from edgekit.target import LabSpec
@@ -374,25 +374,6 @@ def _skipped(event: dict[str, Any]) -> str:
     """The places left out because no exporter offers their NetworkService, as the waiting line's tail."""
     names = event.get("skipped") or []
     return f"; skipped (no available NetworkService: exporter down?): {', '.join(names)}" if names else ""
-
-
-def no_reachable_place(wanted: str, places: list[str], coordinator: str) -> NoReachablePlace:
-    return NoReachablePlace(
-        f"every place matching {wanted} ({', '.join(places)}) has no available NetworkService: the exporter that "
-        "publishes it is down (or the place matches no exporter's resource)",
-        where=coordinator,
-        hint=f"edgekit lab (the ssh column); start the exporter of {', '.join(places)} again "
-        "(labgrid-exporter ... exporter.yaml), or `labgrid-client -p PLACE show` to see what it matches",
-    )
-
-
-def no_matching_place(wanted: str, known: list[str], coordinator: str, typo: str = "") -> NoMatchingPlace:
-    return NoMatchingPlace(
-        f"no place of the lab matches {wanted}" + (f": {typo}" if typo else ""),
-        where=coordinator,
-        hint=f"places: {', '.join(known) or 'none'} (edgekit lab lists them with their tags); "
-        "the target's lab.tags or lab.place, or --target lab:TAG=VALUE",
-    )
 
 
 def matches(place: Place, spec: LabSpec) -> bool:

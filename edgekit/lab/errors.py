@@ -39,3 +39,22 @@ class SamePlaceTwice(LabError):
 class NotRun(EdgekitError):
     """A recipe of a lab nightly that no board took before a Ctrl-C or SIGTERM: not run, not a failed deploy
     (edgekit.nightly says it and goes on; it is no failure of the night)."""
+
+
+def no_reachable_place(wanted: str, places: list[str], coordinator: str) -> NoReachablePlace:
+    return NoReachablePlace(
+        f"every place matching {wanted} ({', '.join(places)}) has no available NetworkService: the exporter that "
+        "publishes it is down (or the place matches no exporter's resource)",
+        where=coordinator,
+        hint=f"edgekit lab (the ssh column); start the exporter of {', '.join(places)} again "
+        "(labgrid-exporter ... exporter.yaml), or `labgrid-client -p PLACE show` to see what it matches",
+    )
+
+
+def no_matching_place(wanted: str, known: list[str], coordinator: str, typo: str = "") -> NoMatchingPlace:
+    return NoMatchingPlace(
+        f"no place of the lab matches {wanted}" + (f": {typo}" if typo else ""),
+        where=coordinator,
+        hint=f"places: {', '.join(known) or 'none'} (edgekit lab lists them with their tags); "
+        "the target's lab.tags or lab.place, or --target lab:TAG=VALUE",
+    )
