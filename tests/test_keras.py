@@ -248,8 +248,50 @@ def test_a_keras_model_edgekit_cannot_take_is_named(tmp_path: Path, case: str, c
     out = _convert_keras_file(model, "onnx-fp32", home)
     assert out.returncode == code and said in out.stderr, out.stdout[-1500:] + out.stderr[-1500:]
     assert "Traceback" not in out.stderr and "config=" not in out.stderr and "child.log" not in out.stderr
-    if case == "custom":  # what to do: a SavedModel needs no Python code; no recipe field imports the class
-        assert "model.export(" in out.stderr and "no recipe field naming custom objects" in out.stderr
+    if case == "custom":  # what to do: name the class in the recipe, or a SavedModel (no Python code needed)
+        assert "custom_objects: [mypackage.layers:Swish2]" in out.stderr, out.stderr
+        assert "model.export(" in out.stderr
+    assert _work_folders(home) == []
+
+
+@pytest.mark.integration
+def test_a_custom_layer_named_in_the_recipe_is_imported_and_its_code_keys_the_cache(tmp_path: Path) -> None:
+    """`model.custom_objects: [package.module:Name]`: the module (on PYTHONPATH) is imported and the class handed to
+    Keras, so a .keras with a registered custom layer converts through both routes (tf2onnx's ONNX, TensorFlow's
+    TFLite) and matches the model; an edit to the layer's code exports again (the cache is keyed by it); a name
+    the module does not have is the recipe's error (exit 2) before TensorFlow starts."""
+    code = tmp_path / "code"
+    (code / "mylayers").mkdir(parents=True)
+    (code / "mylayers" / "__init__.py").write_text("")
+    layer = code / "mylayers" / "act.py"
+    layer.write_text(f"import keras\n\n\n{CUSTOM_LAYER}")
+    model = tmp_path / "custom.keras"
+    env = {
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(code),
+    }
+    build = f"from mylayers.act import Swish2; i = keras.Input((4,)); keras.Model(i, Swish2()(i)).save(r'{model}')"
+    subprocess.run([sys.executable, "-c", f"import keras; {build}"], check=True, capture_output=True, env=env)
+    home = tmp_path / "home"
+    names = ["mylayers.act:Swish2"]
+    for fmt in ("onnx-fp32", "tflite-fp32"):
+        out = _convert_keras_file(model, fmt, home, custom_objects=names, pythonpath=code)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        assert fmt in out.stdout and "Keras cannot load" not in out.stderr
+    onnx_keys = {p.parent.name for p in (home / "cache").glob("**/meta.json")}
+    layer.write_text(layer.read_text().replace("keras.ops.sigmoid(x)", "keras.ops.sigmoid(2.0 * x)"))
+    out = _convert_keras_file(model, "onnx-fp32", home, custom_objects=names, pythonpath=code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert {p.parent.name for p in (home / "cache").glob("**/meta.json")} - onnx_keys, "the edit was not seen"
+    out = _convert_keras_file(
+        model, "onnx-fp32", home, custom_objects=["mylayers.act:Swish3"], pythonpath=code
+    )
+    assert (
+        out.returncode == 2
+        and "field `model.custom_objects`: cannot import 'mylayers.act:Swish3'" in out.stderr
+    )
     assert _work_folders(home) == []
 
 
@@ -311,21 +353,32 @@ def _work_folders(home: Path) -> list[Path]:
     return sorted((home / "cache" / "work").glob("keras-*"))
 
 
-def _convert_keras_file(model: Path, fmt: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _convert_keras_file(
+    model: Path,
+    fmt: str,
+    home: Path | None = None,
+    custom_objects: list[str] | None = None,
+    pythonpath: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     """`edgekit convert` of a recipe beside `model` (a Keras file taking [1, 4]) for one format."""
     recipe = model.with_suffix(".yaml")
+    source: dict[str, Any] = {"kind": "keras", "path": model.name}
+    if custom_objects:
+        source["custom_objects"] = custom_objects
     recipe.write_text(
         yaml.safe_dump(
             {
                 "name": model.stem,
                 "task": "generic",
-                "model": {"kind": "keras", "path": model.name},
+                "model": source,
                 "input": {"name": "x", "shape": [1, 4]},
                 "formats": [fmt],
             }
         )
     )
     env = {**os.environ, **({"EDGEKIT_HOME": str(home)} if home else {})}
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH", "")]))
     return subprocess.run(
         [sys.executable, "-m", "edgekit", "convert", str(recipe)],
         capture_output=True,

@@ -159,6 +159,12 @@ def test_a_builder_from_the_standard_library_or_a_downloader_is_refused_unrun(
     with pytest.raises(RecipeError, match="is not a model or data builder"):
         load_recipe(write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data})))
     assert not marker.exists()
+    keras_model = tmp_path / "m.keras"
+    keras_model.write_bytes(b"")
+    model = {"kind": "keras", "path": str(keras_model), "custom_objects": [builder]}
+    with pytest.raises(RecipeError, match="is not a custom object") as err:  # imported before Keras loads
+        load_recipe(write(tmp_path, base(model=model)))
+    assert "field `model.custom_objects" in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter, dist_version
+from edgekit.convert.code_digest import builder_code_digest
 from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, tree_sha256
 from edgekit.convert.tflite import TfliteConverter, onnx2tf_cause
 from edgekit.errors import ConversionError, InputDataError, RecipeError, exit_text
@@ -80,12 +81,15 @@ class KerasTfliteConverter(Converter):
     def settings(cls, recipe: Recipe, fmt: Format) -> dict[str, Any]:
         src = recipe.model
         source = tree_sha256(src.path) if isinstance(src, KerasSource) else None
-        return {
+        settings: dict[str, Any] = {
             "route": "tflite-converter",
             "source": source,
             "outputs": list(recipe.outputs),
             "select_tf_ops": recipe.tflite.allow_select_tf_ops,
         }
+        if isinstance(src, KerasSource) and src.custom_objects:  # their code is the model's too (keras_key)
+            settings["custom_objects"] = {d: builder_code_digest(d) for d in src.custom_objects}
+        return settings
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         return self.convert_many(onnx_path, recipe, [fmt], out_dir)[fmt]
@@ -211,6 +215,7 @@ def _source_job(recipe: Recipe, src: KerasSource) -> dict[str, Any]:
         "shape": list(recipe.input.shape),
         "outputs": list(recipe.outputs),
         "opset": OPSET,
+        "custom_objects": list(src.custom_objects),
     }
 
 
@@ -322,6 +327,10 @@ def keras_key(recipe: Recipe, src: KerasSource) -> str:
         "export_version": EXPORT_VERSION,
         "tools": {n: dist_version(n) for n in KERAS_EXPORT_DISTS},
     }
+    if (
+        src.custom_objects
+    ):  # their code (modules and the user's modules they import): an edited layer exports again
+        spec["custom_objects"] = {d: builder_code_digest(d) for d in src.custom_objects}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 

@@ -69,8 +69,9 @@ def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
     else:
         import keras  # type: ignore[import-untyped]
 
+        custom = _custom_objects(job.get("custom_objects") or [])
         try:
-            holder = keras.models.load_model(str(source), compile=False)
+            holder = keras.models.load_model(str(source), compile=False, custom_objects=custom or None)
         except Exception as exc:
             if "Lambda" in str(exc):  # Keras's safe mode: the parent names it (the model holds code)
                 raise
@@ -99,12 +100,31 @@ def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
 
 
 CUSTOM_HINT = (
-    "a custom class's code is not saved in a .keras/.h5 file, and Keras finds it only once the module defining it "
-    "has been imported; edgekit has no recipe field naming custom objects and imports none of your modules before "
-    "loading (PYTHONPATH alone imports nothing). Save the model as a SavedModel where the class is defined "
-    "(model.export('my_model'), then model: {kind: keras, path: my_model}): it holds the traced graph and needs "
-    "no Python code; or export ONNX yourself (model: {kind: onnx, path: ...})"
+    "a custom class's code is not saved in a .keras/.h5 file: name it in the recipe, "
+    "model: {{kind: keras, path: ..., custom_objects: [{example}]}}, with its package on PYTHONPATH "
+    "(PYTHONPATH alone imports nothing); or save the model as a SavedModel where the class is defined "
+    "(model.export('my_model'), then model: {{kind: keras, path: my_model}}): it holds the traced graph and needs "
+    "no Python code"
 )
+
+
+def _custom_objects(dotted: list[str]) -> dict[str, Any]:
+    """The recipe's `model.custom_objects` (`package.module:Name`), imported, by the names Keras looks them up by:
+    the class's own name and the name it was registered under (`package>Name`)."""
+    import keras
+
+    from edgekit.recipe.builders import resolve_callable
+
+    found: dict[str, Any] = {}
+    for name in dotted:
+        try:
+            obj = resolve_callable(name)
+        except (ImportError, AttributeError) as exc:  # load.py checked it; a module that changed since
+            raise ModelInputError(f"model.custom_objects: cannot import {name!r}: {exc}") from None
+        found[getattr(obj, "__name__", name.rpartition(":")[2])] = obj
+        registered = keras.saving.get_registered_name(obj)
+        found.setdefault(registered, obj)
+    return found
 
 
 def _keras_load_error(exc: Exception) -> tuple[str, str | None]:
@@ -120,8 +140,8 @@ def _keras_load_error(exc: Exception) -> tuple[str, str | None]:
         )
         return (
             f"Keras cannot load this file: the custom {kind} '{name}'{also} could not be deserialized: its code "
-            "is not in the file and no loaded module defines it",
-            CUSTOM_HINT,
+            "is not in the file and no module the recipe names defines it",
+            CUSTOM_HINT.format(example=f"mypackage.layers:{name.rpartition('>')[2]}"),
         )
     unimportable = re.search(
         r"Could not deserialize (\w+) '([^']+)' because its parent module (\S+) cannot", text

@@ -84,17 +84,22 @@ def refused_module(module: str) -> str | None:
     )
 
 
-def check_dotted(value: str) -> str:
-    """The shape of a `builder:` (importing it is load.py's check, when the files are checked), and not a module
-    of REFUSED_BUILDER_MODULES."""
+def check_dotted(
+    value: str, what: str = "model or data builder", example: str = "package.module:function"
+) -> str:
+    """The shape of a `builder:` (or of a Keras source's `custom_objects` entry; importing it is load.py's check,
+    when the files are checked), and not a module of REFUSED_BUILDER_MODULES."""
     module, sep, attr = value.partition(":")
     if not sep or not module or not attr:
-        raise ValueError("expected `package.module:function`")
+        raise ValueError(f"expected `{example}`")
     refused = refused_module(module)
     if refused:
+        own = (
+            OWN if example.endswith("function") else "name a class or function of your own module or package"
+        )
         raise ValueError(
-            f"{value!r} is not a model or data builder: functions of {refused!r} (Python's standard library, or a "
-            f"module that installs, downloads or runs what it is given) are refused; {OWN}"
+            f"{value!r} is not a {what}: names of {refused!r} (Python's standard library, or a module that "
+            f"installs, downloads or runs what it is given) are refused; {own}"
         )
     return value
 

@@ -180,6 +180,9 @@ def _check_files(recipe: Recipe) -> None:
     model = recipe.model
     if isinstance(model, (OnnxSource, KerasSource)):
         checks.append(("model.path", model.path))
+    if isinstance(model, KerasSource):
+        for dotted in model.custom_objects:
+            check_importable(dotted, "model.custom_objects", where)
     elif isinstance(model, TorchSource):
         checks.append(("model.weights", model.weights))
         check_importable(model.builder, "model.builder", where)

@@ -52,6 +52,14 @@ class KerasSource(_Strict):
 
     kind: Literal["keras"] = "keras"
     path: Path
+    # `package.module:Name` of each custom layer, loss or function the .keras/.h5 file names (its code is not in
+    # the file): imported before Keras loads it and handed to Keras by name. A SavedModel needs none.
+    custom_objects: list[str] = Field(default_factory=list, max_length=256)
+
+    @field_validator("custom_objects")
+    @classmethod
+    def _dotted(cls, value: list[str]) -> list[str]:
+        return [check_dotted(v, what="custom object", example="package.module:ClassName") for v in value]
 
 
 ModelSource = Annotated[OnnxSource | TorchSource | KerasSource, Field(discriminator="kind")]
