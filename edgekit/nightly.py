@@ -255,11 +255,11 @@ def _record(
     try:
         outcome.run_ids[str(path)] = store.record(result)
     except Exception as exc:  # noqa: BLE001 - whatever the store raised, tonight's measurements are kept
-        from edgekit.store.unrecorded import keep_unrecorded
+        from edgekit.store.unrecorded import import_command, keep_unrecorded
 
         kept = keep_unrecorded(result)
         reason = exc.message if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {str(exc)[:200]}"
-        why = f"not recorded: {reason}; the results are in {kept} (edgekit runs import {kept})"
+        why = f"not recorded: {reason}; the results are in {kept} ({import_command(kept, store.command_url)})"
         outcome.failures[str(path)] = why
         log(f"{path.name}: {why}")
         return False

@@ -288,7 +288,11 @@ def test_a_store_that_fails_mid_night_loses_nothing(recipes: Path, tmp_path: Pat
     assert outcome.exit_code == 1 and len(fake.calls) == 4  # both recipes deployed tonight
     kept = sorted((tmp_path / "home" / "unrecorded").glob("*.json"))
     assert len(kept) == 2 and all(DeployResult.model_validate_json(p.read_text()).runs for p in kept)
-    assert all("edgekit runs import" in why for k, why in outcome.failures.items() if k != "report")
+    # the printed command records into this store: without --store it went to the default SQLite file
+    assert all(
+        f"edgekit runs import {kept[0].parent}" in why for k, why in outcome.failures.items() if k != "report"
+    )
+    assert all(why.endswith(f"--store {url})") for k, why in outcome.failures.items() if k != "report")
     assert md.read_text().startswith("## edgekit report: ") and "not recorded" in md.read_text()
 
 

@@ -242,6 +242,24 @@ def test_store_url_comes_from_argument_then_env_then_data_dir(
     assert (tmp_path / "team.sqlite").is_file() and run_id == 1
 
 
+def test_the_import_command_printed_names_the_store_without_its_password() -> None:
+    """After a store failure the printed `edgekit runs import FILE` had no --store: pasted, it recorded the night
+    into the default SQLite file, not the team's server. It names the store, never its password (libpq reads
+    PGPASSWORD or ~/.pgpass), and quotes what a shell would split."""
+    from edgekit.store.unrecorded import import_command
+
+    kept = Path("/data/un recorded/tiny.json")
+    got = import_command(
+        kept, "postgresql+psycopg://edgekit:s3cret@db:5432/nightly?password=x&sslmode=require"
+    )
+    assert got == (
+        "edgekit runs import '/data/un recorded/tiny.json' --store "
+        "'postgresql+psycopg://edgekit@db:5432/nightly?sslmode=require'"
+    )
+    assert "s3cret" not in got and "password" not in got
+    assert import_command(kept, None) == "edgekit runs import '/data/un recorded/tiny.json'"
+
+
 def test_sqlite_store_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
     with open_store(_url(tmp_path)) as store, store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

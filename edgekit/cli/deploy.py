@@ -224,14 +224,13 @@ def _record_or_keep(result: DeployResult, store: str | None, json_path: Path | N
     try:
         return record(result, store)
     except StoreError as exc:
-        from edgekit.store.unrecorded import keep_unrecorded
+        from edgekit.store.unrecorded import import_command, keep_unrecorded
 
         kept = json_path or keep_unrecorded(result)
         raise StoreError(
             f"{exc.message}; the results are kept in {kept}",
             where=exc.where,
-            hint=f"once the store is back: edgekit runs import {kept}"
-            + (f" --store {store}" if store else ""),
+            hint=f"once the store is back: {import_command(kept, store)}",
         ) from exc
 
 

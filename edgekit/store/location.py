@@ -47,6 +47,7 @@ def _check_url(url: str) -> None:
         )
 
 
+_SECRET_KEYS = ("password", "passwd", "pwd", "sslpassword")
 _SECRET = re.compile(r"((?:password|passwd|pwd|sslpassword)\s*=\s*)('[^']*'|[^&\s;]+)", re.IGNORECASE)
 
 
@@ -61,6 +62,17 @@ def _shown(url: str) -> str:
         return _mask(make_url(url).render_as_string(hide_password=True))
     except (ArgumentError, ValueError):
         return url.split("://", 1)[0] + "://..." if "://" in url else _mask(url)
+
+
+def command_url(url: str) -> str:
+    """The URL as a printed command may carry it, to be pasted: without its password (libpq then reads
+    PGPASSWORD or ~/.pgpass), a password in the query left out too."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return _shown(url)
+    query = {k: v for k, v in parsed.query.items() if k.lower() not in _SECRET_KEYS}
+    return parsed._replace(password=None, query=query).render_as_string(hide_password=False)
 
 
 def _sqlite_file(url: str) -> Path | None:

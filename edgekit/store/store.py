@@ -27,7 +27,15 @@ from edgekit.results import DeployResult
 from edgekit.store import migrations
 from edgekit.store.engine import make_engine, read_only_engine
 from edgekit.store.failures import _failure, _unwritable, _user
-from edgekit.store.location import _check_sqlite_path, _check_url, _mask, _shown, _sqlite_file, resolve_url
+from edgekit.store.location import (
+    _check_sqlite_path,
+    _check_url,
+    _mask,
+    _shown,
+    _sqlite_file,
+    command_url,
+    resolve_url,
+)
 from edgekit.store.read import (
     _filtered,
     _load,
@@ -73,6 +81,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.url = _shown(engine.url.render_as_string(hide_password=False))
+        self.command_url = command_url(engine.url.render_as_string(hide_password=False))  # for `--store URL`
         self.path = _sqlite_file(engine.url.render_as_string(hide_password=False))  # None: not a SQLite file
 
     def __enter__(self) -> Store:

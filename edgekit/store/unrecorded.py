@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -13,6 +14,16 @@ from edgekit.results import DeployResult
 def unrecorded_path(result: DeployResult) -> Path:
     """DATA_DIR/unrecorded/RECIPE-TIME.json."""
     return data_dir() / "unrecorded" / f"{result.recipe}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+
+
+def import_command(kept: Path, store_url: str | None) -> str:
+    """The command that records `kept` in the store it was meant for (`store_url`: a Store's command_url, or a
+    --store as given, or None for the default store): a printed `runs import` without `--store` went to the
+    default SQLite file, not the team's server."""
+    from edgekit.store.location import command_url
+
+    store = f" --store {shlex.quote(command_url(store_url))}" if store_url else ""
+    return f"edgekit runs import {shlex.quote(str(kept))}{store}"
 
 
 def keep_unrecorded(result: DeployResult) -> Path:
