@@ -71,8 +71,9 @@ def command_url(url: str) -> str:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
         return _shown(url)
-    query = {k: v for k, v in parsed.query.items() if k.lower() not in _SECRET_KEYS}
-    return parsed._replace(password=None, query=query).render_as_string(hide_password=False)
+    secrets = [k for k in parsed.query if k.lower() in _SECRET_KEYS]
+    parsed = parsed.difference_update_query(secrets)._replace(password=None)
+    return parsed.render_as_string(hide_password=False)
 
 
 def _sqlite_file(url: str) -> Path | None:
