@@ -260,6 +260,35 @@ def test_the_import_command_printed_names_the_store_without_its_password() -> No
     assert import_command(kept, None) == "edgekit runs import '/data/un recorded/tiny.json'"
 
 
+def test_a_write_lock_held_elsewhere_is_said_while_waiting_and_named_when_it_outlasts_the_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Another process holding the SQLite store's write lock (sqlite3 with a transaction open) made a nightly wait
+    60 s in silence, then fail 'database is locked' with the hint to check the server is up. The wait is said
+    after 2 s; a lock released in time lets the run record; one that outlasts it names the lock and fuser."""
+    import threading
+
+    from edgekit.store import engine
+
+    monkeypatch.setattr(engine, "BUSY_TIMEOUT_S", 4.0)
+    url = _url(tmp_path)
+    record(_small(T0), url)
+    path = Path(url.removeprefix("sqlite:///"))
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(3.0, holder.execute, args=("COMMIT",)).start()  # released within the wait
+    assert record(_small(T0 + timedelta(days=1), seed=1), url) == 2
+    assert "another process holds the results store's write lock; waiting up to 4 s" in capfd.readouterr().err
+    holder.execute("BEGIN IMMEDIATE")  # held past it
+    try:
+        with pytest.raises(StoreError, match="another process held the store's write lock for 4 s") as err:
+            record(_small(T0 + timedelta(days=2), seed=2), url)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "fuser" in str(err.value) and "server" not in str(err.value)
+
+
 def test_sqlite_store_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
     with open_store(_url(tmp_path)) as store, store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

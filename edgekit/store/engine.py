@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,30 @@ def _in_wal_mode(path: Path) -> bool:
     return len(head) == 20 and head[18:20] == b"\x02\x02"
 
 
+QUIET_WAIT_S = 2.0  # a write lock held longer than this is said while waiting for it
+
+
 def _sqlite_begin(conn: Connection) -> None:
     # A deferred BEGIN that later writes can fail at once with "database is locked" instead of waiting;
     # taking the write lock up front makes concurrent writers wait their turn (busy_timeout).
     immediate = conn.get_execution_options().get("edgekit_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if not immediate:
+        conn.exec_driver_sql("BEGIN")
+        return
+    # Another process holding the lock (a nightly recording, sqlite3 with a transaction open) made a run wait up
+    # to BUSY_TIMEOUT_S in silence: a short try first, then the wait is said.
+    conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(QUIET_WAIT_S * 1000)}")
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    except Exception as exc:
+        if "locked" not in str(exc):
+            raise
+        print(
+            f"edgekit: another process holds the results store's write lock; waiting up to {BUSY_TIMEOUT_S:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -83,6 +83,16 @@ def _failure(
             "the store, so its folder must be writable as well as the file; make them writable, or pass "
             "--store a store this user can write",
         )
+    if path is not None and _sqlite_says(exc, ("SQLITE_BUSY",), ("database is locked",)):
+        from edgekit.store.engine import BUSY_TIMEOUT_S
+
+        return StoreError(
+            f"{doing}: another process held the store's write lock for {BUSY_TIMEOUT_S:.0f} s "
+            f"({_reason(exc)})",
+            where=str(path),
+            hint="another edgekit (a nightly, a deploy, `runs import`) or a program with the file open (sqlite3, "
+            f"a backup) holds it: `fuser {shlex.quote(str(path))}` names it; wait for it, then run again",
+        )
     if path is not None and _is_damaged(exc):
         return StoreError(
             f"{doing}: the SQLite file is damaged ({_reason(exc)})", where=str(path), hint=_recover_hint(path)
