@@ -289,6 +289,25 @@ def test_a_write_lock_held_elsewhere_is_said_while_waiting_and_named_when_it_out
     assert "fuser" in str(err.value) and "server" not in str(err.value)
 
 
+def test_another_programs_database_is_refused_and_left_as_it_was(url: str) -> None:
+    """`edgekit runs --store other.sqlite` (a read) and a nightly into a team's application database wrote
+    edgekit's seven tables beside `users`; a database with a `runs` table of its own failed inside the migration.
+    Both are refused as bad input (exit 2), naming the tables found, and nothing is written."""
+    from sqlalchemy import text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)"))
+        conn.execute(text("CREATE TABLE runs (id INTEGER PRIMARY KEY, job TEXT)"))
+    for attempt in (lambda: open_store(url, create=False), lambda: record(_small(T0), url)):
+        with pytest.raises(StorePathError, match=r"another program's tables \(runs, users\)") as err:
+            attempt()
+        assert err.value.exit_code == 2 and "database of its own" in str(err.value)
+    with engine.connect() as conn:
+        assert sorted(inspect(conn).get_table_names()) == ["runs", "users"]
+    engine.dispose()
+
+
 def test_sqlite_store_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
     with open_store(_url(tmp_path)) as store, store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -30,7 +30,7 @@ from sqlalchemy import (
     text,
 )
 
-from edgekit.errors import StoreError
+from edgekit.errors import StoreError, StorePathError
 from edgekit.store import schema
 
 
@@ -228,8 +228,28 @@ def pending(conn: Connection, *, where: str, upto: int = schema.SCHEMA_VERSION) 
     return list(range(have + 1, upto + 1))
 
 
+def refuse_foreign(conn: Connection, *, where: str) -> None:
+    """A database edgekit never wrote (no schema_version) that holds tables other than SQLite's own is another
+    program's, named as the store by mistake: refused, nothing written. `edgekit runs --store other.sqlite`
+    wrote edgekit's seven tables into it (and failed on a database with a `runs` table of its own)."""
+    if current_version(conn) > 0:
+        return
+    others = sorted(t for t in inspect(conn).get_table_names() if not t.startswith("sqlite_"))
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise StorePathError(
+            f"not an edgekit results store: the database holds another program's tables ({shown}) and no "
+            "edgekit schema; nothing was written to it",
+            where=where,
+            hint="give edgekit a database of its own (a new SQLite file, or `createdb edgekit_results` on the "
+            "server), or check --store / EDGEKIT_STORE",
+        )
+
+
 def migrate(conn: Connection, *, where: str, upto: int = schema.SCHEMA_VERSION) -> list[int]:
-    """Apply the missing steps inside the caller's transaction; return the versions applied."""
+    """Apply the missing steps inside the caller's transaction (refuse_foreign first); return the versions
+    applied."""
+    refuse_foreign(conn, where=where)
     applied = []
     for version in pending(conn, where=where, upto=upto):
         STEPS[version](conn)

@@ -273,6 +273,7 @@ def _open_read_only(url: str, path: Path, blocked: str) -> Store:
     store = Store(read_only_engine(url, path))
     try:
         with store._read() as conn:
+            migrations.refuse_foreign(conn, where=store.url)
             missing = migrations.pending(conn, where=store.url)
     except StoreError:
         store.close()
