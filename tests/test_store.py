@@ -657,11 +657,54 @@ def test_runs_import_names_what_is_wrong_with_a_file_and_imports_nothing(tmp_pat
     assert out.returncode == 0 and "recorded as run 1" in out.stdout, out.stderr
 
 
+def test_runs_import_refuses_a_future_or_newer_file_and_says_an_unfinished_deploy_was_interrupted(
+    tmp_path: Path,
+) -> None:
+    """Found by a probe: a run dated next year was imported and, being the latest by time, hid every later night
+    from the report; `"protocol": 99` imported without a word; a deploy killed after writing its --json along the
+    way (no finished_at, a target `failed` with no error) showed as a failure without a reason."""
+    store = tmp_path / "s.sqlite"
+    future = tmp_path / "future.json"
+    future.write_text(_small(datetime.now(UTC) + timedelta(days=180)).model_dump_json())
+    newer = tmp_path / "newer.json"
+    newer.write_text(_small(T0).model_copy(update={"protocol": 99}).model_dump_json())
+    for path, said in (
+        (future, "days in the future"),
+        (newer, "written by a newer edgekit (result protocol 99"),
+    ):
+        out = _edgekit("runs", "import", str(path), "--store", str(store), home=tmp_path)
+        assert out.returncode == 2 and said in out.stderr, out.stderr
+    assert not store.exists()
+    done = _small(T0)
+    failed = done.runs[0].model_copy(update={"status": "failed", "error": None})
+    killed = done.model_copy(update={"finished_at": None, "runs": [failed]})
+    path = tmp_path / "killed.json"
+    path.write_text(killed.model_dump_json())
+    out = _edgekit("runs", "import", str(path), "--store", str(store), home=tmp_path)
+    assert out.returncode == 0 and "this deploy did not finish" in out.stdout, out.stdout + out.stderr
+    with open_store(str(store)) as db:
+        (run,) = db.load(db.runs()[0].id).runs
+    assert run.interrupted and run.error is not None and "did not finish" in run.error
+
+
+def test_runs_says_which_artifacts_made_a_run_not_ok(tmp_path: Path) -> None:
+    """A run that missed a fidelity gate was listed `ok: no` with all its measurements and no reason."""
+    done = _small(T0)
+    missed = done.artifacts[1].model_copy(update={"gates_passed": False})
+    store = str(tmp_path / "s.sqlite")
+    record(done.model_copy(update={"artifacts": [done.artifacts[0], missed], "ok": False}), store)
+    out = _edgekit("runs", "--store", store, home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"no ({missed.id}: gate)" in " ".join(out.stdout.split()), out.stdout
+
+
 def test_a_store_error_never_prints_the_password() -> None:
     for url in ("mysql://bob:s3cret@nowhere/db", "postgresql://bob:s3cret@127.0.0.1:1/db"):
         with pytest.raises(StoreError) as err:
             open_store(url)
         assert "s3cret" not in str(err.value) and "bob:***@" in str(err.value), str(err.value)
+        # no MySQL driver here: the URL is what is wrong (exit 2, as README says), an unreachable server is not
+        assert err.value.exit_code == (2 if url.startswith("mysql") else 1), str(err.value)
     # found by a new-user probe: a password in the query string was printed; a port that is not a number was
     # an internal error; a libpq keyword string was taken as a file name and printed, password and all
     with pytest.raises(StoreError) as err:

@@ -117,7 +117,10 @@ def _ok_text(run: RunSummary) -> str:
     if stopped:
         some = f" ({plain(', '.join(stopped))})" if set(stopped) != set(run.targets) else ""
         return f"[yellow]interrupted[/]{some}"
-    return "[green]yes[/]" if run.ok else "[red]no[/]"
+    if run.ok:
+        return "[green]yes[/]"
+    why = run.artifact_problems[:3] + (["..."] if len(run.artifact_problems) > 3 else [])
+    return "[red]no[/]" + (f" [red]({plain(', '.join(why))})[/]" if why else "")
 
 
 @runs_app.command("show")
@@ -184,7 +187,7 @@ def import_cmd(
                 path.exists() and not path.is_file()
             ):  # a folder, or /dev/zero and FIFOs: read forever or block
                 raise IsADirectoryError(0, "not a regular file")
-            results.append((path, DeployResult.model_validate_json(path.read_bytes())))
+            results.append((path, _importable(path, DeployResult.model_validate_json(path.read_bytes()))))
         except (OSError, ValidationError) as exc:
             raise InputDataError(  # the file given is bad input (exit 2), not a store fault
                 f"not a deploy result: {_why_not_a_result(exc)}"
@@ -194,6 +197,12 @@ def import_cmd(
             ) from exc
     with open_store(store) as db:
         for path, result in results:
+            if result.finished_at is None:
+                console.print(
+                    f"{path}: this deploy did not finish (the file has no finished_at: killed before it ended?); "
+                    "recorded as interrupted, what it measured kept",
+                    highlight=False,
+                )
             same = db.find_same(result)
             if same is not None:
                 console.print(f"{path}: already recorded as run {same}; not imported again", highlight=False)
@@ -202,6 +211,46 @@ def import_cmd(
             console.print(
                 f"{path}: recorded as run {run_id} ({result.recipe}, {result.started_at})", highlight=False
             )
+
+
+FUTURE_SLACK_S = 3600.0  # clocks of two machines may disagree this much
+
+
+def _importable(path: Path, result: DeployResult) -> DeployResult:
+    """A result the store can order and read: not from a newer edgekit (its protocol), not started in the future
+    (the report takes the latest run by its time: a run dated next year hid every later night). A deploy killed
+    before it ended (its --json written along the way, no finished_at) is marked interrupted, each target it did
+    not finish saying so: imported as it was, it showed as a failure without a reason."""
+    from datetime import UTC, datetime
+
+    from edgekit.agent.contract import PROTOCOL_VERSION
+    from edgekit.errors import InputDataError
+
+    if result.protocol > PROTOCOL_VERSION:
+        raise InputDataError(
+            f"written by a newer edgekit (result protocol {result.protocol}; this one reads up to "
+            f"{PROTOCOL_VERSION})",
+            where=str(path),
+            hint="import it with the edgekit that wrote it, or upgrade this one",
+        )
+    started = datetime.fromisoformat(result.started_at)
+    started = started if started.tzinfo else started.replace(tzinfo=UTC)
+    ahead = (started - datetime.now(UTC)).total_seconds()
+    if ahead > FUTURE_SLACK_S:
+        raise InputDataError(
+            f"started_at {result.started_at} is {ahead / 86400:.1f} days in the future: the report takes the "
+            "latest run by its time, so it would hide every run after it",
+            where=str(path),
+            hint="check the clock of the machine that wrote it, and correct started_at in the file",
+        )
+    if result.finished_at is not None:
+        return result
+    said = "did not finish: the deploy ended before writing its result (killed?)"
+    runs = [
+        r if r.status == "ok" or r.error else r.model_copy(update={"error": said, "interrupted": True})
+        for r in result.runs
+    ]
+    return result.model_copy(update={"runs": runs})
 
 
 def _print_run(run_id: int, result: DeployResult, verbose: bool = False) -> None:

@@ -76,6 +76,22 @@ def _measurement_counts(conn: Connection, ids: list[int]) -> dict[int, tuple[int
     return {row[0]: (int(row[1]), int(row[2] or 0), int(row[3] or 0)) for row in conn.execute(query)}
 
 
+def _artifact_problems(conn: Connection, ids: list[int]) -> dict[int, list[str]]:
+    """Per run: the artifacts that failed to convert or missed a fidelity gate, as `runs` says why a run is not ok
+    ('ncnn-int8: gate', 'mnn-fp32: failed')."""
+    if not ids:
+        return {}
+    query = (
+        select(artifacts.c.run_id, artifacts.c.artifact, artifacts.c.status, artifacts.c.gates_passed)
+        .where(artifacts.c.run_id.in_(ids) & ((artifacts.c.status != "ok") | ~artifacts.c.gates_passed))
+        .order_by(artifacts.c.run_id, artifacts.c.position)
+    )
+    found: dict[int, list[str]] = defaultdict(list)
+    for row in conn.execute(query):
+        found[row.run_id].append(f"{row.artifact}: {'failed' if row.status != 'ok' else 'gate'}")
+    return dict(found)
+
+
 def _load(conn: Connection, ids: list[int]) -> dict[int, DeployResult]:
     by_run: dict[str, dict[int, list[Any]]] = {}
     for name, table in (

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from edgekit.errors import StoreError, UnknownRunError
+from edgekit.errors import StoreError, StorePathError, UnknownRunError
 from edgekit.results import DeployResult
 from edgekit.store import migrations
 from edgekit.store.engine import make_engine, read_only_engine
@@ -37,6 +38,7 @@ from edgekit.store.location import (
     resolve_url,
 )
 from edgekit.store.read import (
+    _artifact_problems,
     _filtered,
     _load,
     _measurement_counts,
@@ -64,6 +66,7 @@ class RunSummary:
     unmeasured: int = 0  # left unmeasured by a Ctrl-C or SIGTERM (recorded as not run; not failures)
     failed_targets: list[str] = field(default_factory=list)  # targets that failed (at connect, or later)
     interrupted_targets: list[str] = field(default_factory=list)  # stopped by Ctrl-C or SIGTERM
+    artifact_problems: list[str] = field(default_factory=list)  # 'ncnn-int8: gate', 'mnn-fp32: failed'
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class Store:
             ids = [r.id for r in rows]
             targets = _target_rows(conn, ids)
             counts = _measurement_counts(conn, ids)
+            problems = _artifact_problems(conn, ids)
         return [
             RunSummary(
                 id=r.id,
@@ -157,6 +161,7 @@ class Store:
                 unmeasured=counts.get(r.id, (0, 0, 0))[2],
                 failed_targets=[t.target for t in targets.get(r.id, []) if t.failed],
                 interrupted_targets=[t.target for t in targets.get(r.id, []) if t.interrupted],
+                artifact_problems=problems.get(r.id, []),
             )
             for r in rows
         ]
@@ -239,7 +244,17 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
             return _open_read_only(resolved, path, blocked)
     try:
         engine = make_engine(resolved)
-    except (ArgumentError, SQLAlchemyError, ImportError, OSError) as exc:
+    except (
+        ImportError
+    ) as exc:  # `mysql://`: SQLAlchemy has the dialect, this machine not its driver: the URL's
+        raise StorePathError(
+            f"not a store URL edgekit can open: no driver for {make_url(resolved).drivername} is installed "
+            f"({_mask(str(exc))[:200]})",
+            where=_shown(resolved),
+            hint="edgekit keeps results in SQLite (a file path) or PostgreSQL (postgresql://USER@HOST/DB, "
+            "psycopg 3 installed by make setup)",
+        ) from None
+    except (ArgumentError, SQLAlchemyError, OSError) as exc:
         raise StoreError(
             f"cannot open the results store: {_mask(str(exc))}",
             where=_shown(resolved),
