@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekit.formats import Format
-from edgekit.report.regression import FlagKind, Settings, detect, detect_latest, throttle_reason
+from edgekit.report.regression import FlagKind, Settings, detect, detect_latest, judge, throttle_reason
 from edgekit.report.synthetic import synthetic_history, synthetic_result
 from edgekit.results import DeployResult
 from edgekit.store import StoredRun
@@ -102,11 +102,16 @@ def test_a_measurement_timed_while_the_machine_was_busy_is_unreliable_and_said_e
     (busy,) = [f for f in flags if f.kind is FlagKind.UNRELIABLE]
     assert not busy.is_regression and (busy.artifact, busy.threads) == ("tflite-int8", 1)
     assert "45% of pi4's CPUs" in busy.message
+    assert busy.old is not None and busy.change == pytest.approx(
+        0.3, abs=0.08
+    )  # how far it moved, not judged
+    assert "not judged" in busy.message
     (line,) = busy_lines(latest)
-    assert line.startswith("pi4: other processes used up to 45% of its CPUs") and "tflite-int8 x1 45%" in line
+    assert line.startswith("pi4: other processes used up to 45% of its CPUs")
+    assert "tflite-int8 at 1 thread 45%" in line
     for m in run.agent.measurements if run.agent else []:
         m.others_cpu_share = 0.05 if m.artifact != "tflite-int8" else 0.45  # below BUSY_SHARE: not said
-    assert busy_lines(latest) == [line.replace("x1 45%", "x1 45%, tflite-int8 x4 45%")]
+    assert busy_lines(latest) == [line.replace("1 thread 45%", "1 thread 45%, tflite-int8 at 4 threads 45%")]
     for m in run.agent.measurements if run.agent else []:
         m.others_cpu_share = 0.3 if m.threads == 1 else None
     route = route_for_run(run, {}, threads=1)
@@ -285,3 +290,94 @@ def test_what_an_interrupted_run_did_not_measure_is_not_a_regression() -> None:
         and "3 measurement(s) not taken" in note.message
         and not note.is_regression
     )
+
+
+def _nights(levels: list[float], seed: int = 0, **each: object) -> list[StoredRun]:
+    """One night per level: tflite-fp32 on pi4 (1 thread) that many times its usual latency."""
+    rng = np.random.default_rng(seed)
+    return _stored(
+        [
+            synthetic_result(
+                T0 + timedelta(days=d),
+                rng=rng,
+                formats=(Format.TFLITE_FP32,),
+                targets=("pi4",),
+                threads=(1,),
+                slowdown={("tflite-fp32", "pi4"): level},
+                **each,  # type: ignore[arg-type]
+            )
+            for d, level in enumerate(levels)
+        ]
+    )
+
+
+def _flagged_nights(runs: list[StoredRun], first: int) -> str:
+    """'X' for a night (from `first`) whose judgement flagged a regression, '.' for one that did not."""
+    return "".join(
+        "X" if any(f.is_regression for f in detect_latest(runs[:n])) else "."
+        for n in range(first, len(runs) + 1)
+    )
+
+
+def test_a_level_shift_stays_flagged_every_night_until_it_returns() -> None:
+    """Found by a new-user probe: 14 flat nights then +30 % on every later night was flagged on its first night
+    only; the slow night joined the baseline and widened the night-to-night bound past the step. A flagged night
+    now stays out of the baseline: every slow night is flagged, saying since when, until the level is back."""
+    runs = _nights([1.0] * 14 + [1.3] * 10 + [1.0] * 3)
+    assert _flagged_nights(runs, 15) == "X" * 10 + "..."
+    later = [f for f in detect_latest(runs[:20]) if f.is_regression]
+    assert len(later) == 1 and later[0].since_run == runs[14].id and later[0].since_ts == runs[14].started_ts
+    assert later[0].change == pytest.approx(0.3, abs=0.06) and f"since run #{runs[14].id}" in later[0].message
+    first = detect_latest(runs[:15])
+    assert first[0].since_run is None  # the night it began is no 'still slower'
+    assert set(later[0].baseline_runs) <= {r.id for r in runs[:14]}  # judged against the flat nights only
+
+
+def test_a_creep_is_caught_and_stays_flagged() -> None:
+    """+4 % a night passed from night 22 though 1.8x the first level (each night within the widened bound of
+    the creeping ones before it); +1 % a night was never flagged. The older half of the baseline is a second
+    reference, and flagged nights stay out of the baseline."""
+    fast = _nights([1.0] * 16 + [1.04**k for k in range(1, 15)])
+    assert _flagged_nights(fast, 20) == "X" * 11
+    slow = _nights([1.0] * 21 + [1.01**k for k in range(1, 25)], seed=1)
+    marks = _flagged_nights(slow, 22)
+    assert marks.endswith("X" * 10) and "X" in marks[:14], marks
+
+
+def test_an_explained_change_is_flagged_once_then_judged_on_its_own_history() -> None:
+    """A slowdown that came with a change of configuration (here the recipe's settings) is flagged on its night,
+    with what changed; the new level is then its history, judged once `min_runs` runs of it exist (until then
+    the latency is said not judged, not within the noise)."""
+    runs = _nights([1.0] * 12 + [1.3] * 6)
+    for run in runs[12:]:
+        run.result.recipe_sha256 = "e" * 64  # the recipe was edited on night 13
+    assert _flagged_nights(runs, 13) == "X....."
+    unjudged = judge(runs[:14]).unjudged
+    assert [(u.earlier, u.needed, u.since_change) for u in unjudged] == [(1, 3, runs[12].id)]
+    assert judge(runs).unjudged == [] and judge(runs).flags == []
+
+
+def test_too_little_history_is_said_not_judged() -> None:
+    """With fewer than min_runs earlier runs nothing could be judged, yet the report said all was well."""
+    runs = _history(nights=3, slowdown={("tflite-int8", "pi4"): 2.0})
+    found = judge(runs)
+    assert found.flags == []
+    pi4 = {(u.artifact, u.threads, u.earlier, u.needed) for u in found.unjudged if u.target == "pi4"}
+    assert pi4 == {(f.value, n, 2, 3) for f in FORMATS for n in (1, 4)}
+    assert not any(u.target == "pi5-emu" for u in found.unjudged)  # counts are judged on any history
+
+
+def test_a_broken_format_is_one_flag_naming_its_target_and_threads() -> None:
+    """An import error of ncnn on every thread count was two identical flags ('ncnn-fp32 failed: ImportError')
+    without target or thread count."""
+    runs = _history()
+    pi4 = next(r for r in runs[-1].result.runs if r.target == "pi4")
+    for m in pi4.agent.measurements if pi4.agent else []:
+        if m.artifact == "ncnn-fp32":
+            m.status, m.error = "failed", "ImportError: libncnn.so: undefined symbol"
+    (failed,) = [f for f in detect(runs) if f.kind is FlagKind.FAILED]
+    assert (
+        failed.message
+        == "ncnn-fp32 on pi4 failed at 1 and 4 threads: ImportError: libncnn.so: undefined symbol"
+    )
+    assert failed.target == "pi4" and failed.threads is None

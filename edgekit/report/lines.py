@@ -59,7 +59,10 @@ def timing_caveats(run: TargetRun) -> list[str]:
 
 def busy_line(target: str, busy: list[Measurement]) -> str:
     worst = max(m.others_cpu_share or 0.0 for m in busy)
-    which = ", ".join(f"{m.artifact} x{m.threads} {m.others_cpu_share:.0%}" for m in busy[:6])
+    which = ", ".join(  # '1 thread', not 'x1' (read like a speed-up factor)
+        f"{m.artifact} at {m.threads} thread{'s' if m.threads != 1 else ''} {m.others_cpu_share:.0%}"
+        for m in busy[:6]
+    )
     more = f" and {len(busy) - 6} more" if len(busy) > 6 else ""
     return (
         f"{target}: other processes used up to {worst:.0%} of its CPUs while these were timed ({which}{more}): "

@@ -1,7 +1,7 @@
 """Regression detection: is the newest run of a recipe worse than its recent history, beyond the noise?
 
-For every artifact x target x thread count of the newest run, compared with the same key in the previous
-runs (the baseline):
+For every artifact x target x thread count of the newest run, compared with the same key in earlier runs (the
+baseline):
 - wall time: a one-sided Mann-Whitney U test of the newest samples against the pooled baseline samples AND a
   relative rise of the median of at least max(min_change, the upper prediction bound of one more night given
   the baseline's per-night medians). Samples make the test see the noise inside a run; the prediction bound
@@ -13,14 +13,37 @@ runs (the baseline):
 - failures: an artifact or target that failed where it used to work.
 A target that was throttling or hot during the run is flagged `unreliable`, and its latencies are neither
 judged nor used as baseline for later runs; so is a measurement timed while other processes used a tenth or
-more of the device's CPUs (Measurement.timed_while_busy; emulated targets are judged on counts, not affected). Flags are plain data; the report and `edgekit nightly` read them.
+more of the device's CPUs (Measurement.timed_while_busy; emulated targets are judged on counts, not affected).
+An unreliable measurement still says how far it moved from its baseline, marked as not judged. Flags are plain
+data; the report and `edgekit nightly` read them.
+
+Which runs are the baseline (a regression that persists stays flagged). Judging each night only against the
+runs before it let a regression flag once: the next night's baseline held the slow night, whose odd median
+widened the night-to-night bound (t * s) past the step, and a +30 % step passed from its second night on; a
+creep of +4 % a night did the same. So each key's earlier runs, up to `lookback` runs back, are judged in turn
+as they were on their own night, and a run that was flagged does not join the baseline of the runs after it:
+- a level shift stays flagged ('still slower since run #15, 2026-11-14') until a run is back within the noise
+  of the baseline (it then joins it again) or until the run's configuration differs from the baseline's (the
+  recipe's settings, the converted file, the target's CPU, runtimes, Python or emulator: the change is
+  explained, flagged on the night it happened with what changed, and the baseline starts again from that run,
+  so the new level is judged on its own history once `min_runs` runs of it exist);
+- a shift nobody explains is remembered while a run from before it is in the lookback window (`lookback`, 42
+  runs: six weeks of nights), then its level is the history;
+- a creep moves each night by less than the bound and widens the bound as it goes, so the newest run is also
+  compared, with the same two tests, with the older half of its baseline alone (at least `min_runs` runs):
+  the bound of that half was computed from nights before the creep. Under no change both comparisons are
+  predictions of one more night from independent earlier nights, each at `night_alpha`, so on flat noise the
+  false-alarm rate stays at most twice the single test's (bench/regression_noise.py: 0 in 7560 checks per drift,
+  before and after this change). Throttled and busy runs are neither judged in the walk nor baseline.
+With fewer than `min_runs` baseline runs of a key, its latency is not judged, and the report says so
+(`Judgement.unjudged`) rather than calling it within the noise.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 import numpy as np
@@ -56,6 +79,8 @@ class Settings:
     night_alpha: float = 0.001  # one-sided level of the prediction bound on night-to-night drift
     instruction_change: float = 0.005  # relative rise of instruction counts (emulated targets)
     max_temperature_c: float = 80.0  # a Pi starts soft-throttling here
+    lookback: int = 42  # runs read before the newest: how long an unexplained regression stays remembered
+    creep_runs: int = 7  # the older half of the baseline is a second reference from this many runs (a creep)
 
 
 @dataclass(frozen=True)
@@ -72,11 +97,33 @@ class Flag:
     p_value: float | None = None
     emulated: bool = False
     message: str = ""
+    since_run: int | None = None  # a regression that persists: the run it began with (None: tonight)
+    since_ts: float | None = None
+    baseline_runs: tuple[int, ...] = ()  # the runs (ids) the figure was judged against
 
     @property
     def is_regression(self) -> bool:
         """Unreliable runs are worth a look but are not regressions."""
         return self.kind is not FlagKind.UNRELIABLE
+
+
+@dataclass(frozen=True)
+class Unjudged:
+    """A key whose latency could not be judged: fewer than `needed` baseline runs (`since_change`: the run
+    whose configuration change restarted its baseline)."""
+
+    target: str
+    artifact: str
+    threads: int
+    earlier: int
+    needed: int
+    since_change: int | None = None
+
+
+@dataclass
+class Judgement:
+    flags: list[Flag]
+    unjudged: list[Unjudged]
 
 
 def detect(history: Sequence[StoredRun], settings: Settings = Settings()) -> list[Flag]:
@@ -91,14 +138,22 @@ def detect(history: Sequence[StoredRun], settings: Settings = Settings()) -> lis
 
 
 def detect_latest(runs: Sequence[StoredRun], settings: Settings = Settings()) -> list[Flag]:
-    """Flags for runs[-1] against up to `settings.history` runs before it (all of one recipe)."""
+    """Flags for runs[-1] against the runs before it (all of one recipe; see judge)."""
+    return judge(runs, settings).flags
+
+
+def judge(runs: Sequence[StoredRun], settings: Settings = Settings()) -> Judgement:
+    """Flags for runs[-1] against up to `settings.lookback` runs before it (all of one recipe), and the keys
+    whose latency it could not judge for want of history."""
     if not runs:
-        return []
-    latest, baseline = runs[-1], list(runs[-1 - settings.history : -1])
+        return Judgement([], [])
+    latest, earlier = runs[-1], list(runs[-1 - settings.lookback : -1])
+    baseline = earlier[-settings.history :]
     flags = _fidelity_flags(latest, baseline)
+    unjudged: list[Unjudged] = []
     for target_run in latest.result.runs:
-        flags += _target_flags(latest, target_run, baseline, settings)
-    return flags
+        flags += _target_flags(latest, target_run, earlier, settings, unjudged)
+    return Judgement(flags, unjudged)
 
 
 def throttle_reason(
@@ -124,17 +179,37 @@ def throttle_reason(
     return "; ".join(reasons) or None
 
 
+def threads_text(n: int) -> str:
+    """'1 thread', '4 threads' ('x1' read like a speed-up factor)."""
+    return f"{n} thread{'s' if n != 1 else ''}"
+
+
 # --- per target ---------------------------------------------------------------------------------------------
 def _target_flags(
-    latest: StoredRun, target_run: TargetRun, baseline: list[StoredRun], settings: Settings
+    latest: StoredRun,
+    target_run: TargetRun,
+    earlier: list[StoredRun],
+    settings: Settings,
+    unjudged: list[Unjudged],
 ) -> list[Flag]:
     recipe, target = latest.result.recipe, target_run.target
+    baseline = earlier[-settings.history :]
     base_targets = [t for b in baseline for t in b.result.runs if t.target == target]
+    # a failure or a note is news against the target's last run (a latency flag names the runs it was judged on)
+    base_ids = tuple(b.id for b in baseline if any(t.target == target for t in b.result.runs))[-1:]
 
     def flag(kind: FlagKind, message: str, m: Measurement | None = None) -> Flag:
         artifact, threads = (m.artifact, m.threads) if m is not None else (None, None)
         return Flag(
-            kind, recipe, latest.id, target, artifact, threads, emulated=target_run.emulated, message=message
+            kind,
+            recipe,
+            latest.id,
+            target,
+            artifact,
+            threads,
+            emulated=target_run.emulated,
+            message=message,
+            baseline_runs=base_ids,
         )
 
     flags: list[Flag] = []
@@ -155,37 +230,43 @@ def _target_flags(
     if reason:
         flags.append(flag(FlagKind.UNRELIABLE, f"{target}: timings unreliable: {reason}"))
     trusted = [t for t in base_targets if throttle_reason(t, settings.max_temperature_c) is None]
+    failures: dict[
+        tuple[str, str], list[Measurement]
+    ] = {}  # one flag per distinct failure, not per thread count
     for m in _measurements(target_run):
-        past = [
-            pm
-            for t in trusted
-            for pm in _measurements(t)
-            if (pm.artifact, pm.threads) == (m.artifact, m.threads)
-        ]
         if m.status != "ok":
             if target_run.interrupted and _stopped(m):
                 continue
+            past = [
+                pm
+                for t in trusted
+                for pm in _measurements(t)
+                if (pm.artifact, pm.threads) == (m.artifact, m.threads)
+            ]
             if not (past and all(pm.status != "ok" for pm in past)):  # a known-broken one is not news
-                flags.append(flag(FlagKind.FAILED, f"{m.artifact} failed: {m.error}", m))
+                failures.setdefault((m.artifact, m.error or "failed"), []).append(m)
             continue
         if reason:
             continue
+        series = _series(earlier, target, m, target_run.emulated, settings)
+        walk = _walk(series, target_run.emulated, settings)
         if m.timed_while_busy and not target_run.emulated:  # counts are exact whatever the load; times not
-            flags.append(
-                flag(
-                    FlagKind.UNRELIABLE,
-                    f"{m.artifact} x{m.threads}: timings unreliable: other processes used "
-                    f"{m.others_cpu_share:.0%} of {target}'s CPUs while it was timed",
-                    m,
-                )
-            )
+            flags.append(_busy_flag(recipe, latest.id, target_run, m, walk, settings))
             continue
-        ok_past = [
-            pm for pm in past if pm.status == "ok" and (target_run.emulated or not pm.timed_while_busy)
-        ]
-        speed = _speed_flag(recipe, latest.id, target_run, m, ok_past, settings)
-        if speed:
-            flags.append(speed)
+        verdict = _judge(
+            _Entry(latest, m, _fingerprint(latest, target_run, m)), walk, target_run.emulated, settings
+        )
+        if isinstance(verdict, _Unjudged):
+            unjudged.append(
+                Unjudged(target, m.artifact, m.threads, verdict.earlier, settings.min_runs, walk.restarted)
+            )
+        elif verdict is not None:
+            flags.append(_speed_flag(recipe, latest.id, target_run, m, verdict, walk))
+    for (artifact, error), failed in failures.items():  # 'at 1 and 2 threads': one flag, threads None
+        counts = sorted({fm.threads for fm in failed})
+        at = " and ".join(map(str, counts)) + (" thread" if counts == [1] else " threads")
+        one = flag(FlagKind.FAILED, f"{artifact} on {target} failed at {at}: {error}", failed[0])
+        flags.append(one if len(counts) == 1 else replace(one, threads=None))
     return flags
 
 
@@ -200,60 +281,194 @@ def _host_left_out(latest: StoredRun, target_run: TargetRun) -> bool:
     )
 
 
-def _speed_flag(
-    recipe: str,
-    run_id: int,
-    target_run: TargetRun,
-    m: Measurement,
-    past: list[Measurement],
-    settings: Settings,
-) -> Flag | None:
-    counts = [pm.instructions_per_invoke for pm in past if pm.instructions_per_invoke]
-    if target_run.emulated and m.instructions_per_invoke and counts:
-        old = float(statistics.median(counts))
+# --- one key over time: which earlier runs are its baseline -------------------------------------------------
+@dataclass(frozen=True)
+class _Entry:
+    run: StoredRun
+    m: Measurement
+    fingerprint: tuple
+
+
+@dataclass
+class _Walk:
+    """A key's earlier runs judged in turn: the ones that form the baseline of the next run (`accepted`, oldest
+    first), the first run of a regression still going on (`streak`), the run whose configuration change
+    restarted the baseline (`restarted`)."""
+
+    accepted: list[_Entry]
+    streak: _Entry | None = None
+    restarted: int | None = None
+
+    def baseline(self, settings: Settings) -> list[_Entry]:
+        return self.accepted[-settings.history :]
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    kind: FlagKind
+    old: float
+    new: float
+    change: float
+    p_value: float | None
+    threshold: float
+    against: list[_Entry]
+    creep: bool = False
+
+
+@dataclass(frozen=True)
+class _Unjudged:
+    earlier: int
+
+
+def _series(
+    earlier: list[StoredRun], target: str, m: Measurement, emulated: bool, settings: Settings
+) -> list[_Entry]:
+    """The key's trusted earlier measurements, oldest first: ok, not throttled, not timed while busy (a busy
+    timing is not the model's alone; counts are, so on emulated targets busy runs count)."""
+    found = []
+    for run in earlier:
+        for t in run.result.runs:
+            if t.target != target or t.agent is None or throttle_reason(t, settings.max_temperature_c):
+                continue
+            for pm in t.agent.measurements:
+                if (pm.artifact, pm.threads) != (m.artifact, m.threads) or pm.status != "ok":
+                    continue
+                if pm.timed_while_busy and not emulated:
+                    continue
+                found.append(_Entry(run, pm, _fingerprint(run, t, pm)))
+    return found
+
+
+def _fingerprint(run: StoredRun, t: TargetRun, m: Measurement) -> tuple:
+    """What a run's figure of one key depends on besides the code: the recipe's settings, the converted file, and
+    the target's CPU, runtimes, Python and emulator. Two runs that differ here are an explained change."""
+    art = next((a.sha256 for a in run.result.artifacts if a.id == m.artifact), None)
+    facts = t.agent.facts_before if t.agent else None
+    target = (
+        (facts.cpu_model, facts.python, facts.emulator, tuple(sorted(facts.runtimes.items())))
+        if facts is not None
+        else None
+    )
+    return (run.result.recipe_sha256, art, target)
+
+
+def _walk(series: list[_Entry], emulated: bool, settings: Settings) -> _Walk:
+    """Judge each earlier run of the key against the baseline of its own night, oldest first: a flagged run stays
+    out of the baseline (unless its configuration changed: then the baseline starts again from it)."""
+    walk = _Walk([])
+    for entry in series:
+        verdict = _judge(entry, walk, emulated, settings)
+        if verdict is None or isinstance(verdict, _Unjudged):
+            walk.accepted.append(entry)
+            walk.streak = None
+            continue
+        base = walk.baseline(settings)
+        if base and entry.fingerprint != base[-1].fingerprint:  # explained: flagged that night, then the norm
+            walk.accepted, walk.streak, walk.restarted = [entry], None, entry.run.id
+        elif walk.streak is None:
+            walk.streak = entry
+    return walk
+
+
+def _judge(entry: _Entry, walk: _Walk, emulated: bool, settings: Settings) -> _Verdict | _Unjudged | None:
+    """A regression verdict for `entry` against the walk's baseline, _Unjudged with too little history, or None."""
+    past = walk.baseline(settings)
+    m = entry.m
+    counted = [e for e in past if e.m.instructions_per_invoke]
+    if emulated and m.instructions_per_invoke and counted:
+        old = float(statistics.median(e.m.instructions_per_invoke or 0 for e in counted))
         change = m.instructions_per_invoke / old - 1.0
         if change < settings.instruction_change:
             return None
-        return Flag(
-            FlagKind.INSTRUCTIONS,
-            recipe,
-            run_id,
-            target_run.target,
-            m.artifact,
-            m.threads,
-            old,
-            float(m.instructions_per_invoke),
-            change,
-            emulated=True,
-            message=f"{m.artifact} x{m.threads} on {target_run.target}: guest instructions per invoke "
-            f"+{change:.2%} (instruction count, not time)",
+        return _Verdict(
+            FlagKind.INSTRUCTIONS, old, float(m.instructions_per_invoke), change, None, 0.0, counted
         )
-    past = [pm for pm in past if pm.samples_ms]
-    if len(past) < settings.min_runs or not m.samples_ms:
+    timed = [e for e in past if e.m.samples_ms]
+    if not m.samples_ms:
         return None
-    return _latency_flag(recipe, run_id, target_run, m, past, settings)
+    if len(timed) < settings.min_runs:
+        return _Unjudged(len(timed))
+    verdict = _latency_verdict(m, timed, settings)
+    if verdict is None and len(timed) >= 2 * max(settings.min_runs, settings.creep_runs):  # a creep
+        older = timed[: len(timed) // 2]
+        verdict = _latency_verdict(m, older, settings, creep=True)
+    return verdict
 
 
-def _latency_flag(
-    recipe: str,
-    run_id: int,
-    target_run: TargetRun,
-    m: Measurement,
-    past: list[Measurement],
-    settings: Settings,
-) -> Flag | None:
-    pooled = np.concatenate([pm.samples_ms for pm in past])
+def _latency_verdict(
+    m: Measurement, past: list[_Entry], settings: Settings, *, creep: bool = False
+) -> _Verdict | None:
+    pooled = np.concatenate([e.m.samples_ms for e in past])
     old, new = float(np.median(pooled)), float(np.median(m.samples_ms))
     change = new / old - 1.0
-    threshold = max(settings.min_change, night_bound([pm.samples_ms for pm in past], settings.night_alpha))
+    if change < settings.min_change:
+        return None
+    threshold = max(settings.min_change, night_bound([e.m.samples_ms for e in past], settings.night_alpha))
     if change < threshold:
         return None
     p_value = slower_p_value(m.samples_ms, pooled)
     if p_value >= settings.alpha:
         return None
-    label = "emulated wall time" if target_run.emulated else "latency"
+    return _Verdict(FlagKind.LATENCY, old, new, change, p_value, threshold, past, creep)
+
+
+def _speed_flag(
+    recipe: str, run_id: int, target_run: TargetRun, m: Measurement, v: _Verdict, walk: _Walk
+) -> Flag:
+    where = f"{m.artifact} at {threads_text(m.threads)} on {target_run.target}"
+    ids = tuple(e.run.id for e in v.against)
+    if v.kind is FlagKind.INSTRUCTIONS:
+        message = f"{where}: guest instructions per invoke {v.change:+.2%} (instruction count, not time)"
+    else:
+        label = "emulated wall time" if target_run.emulated else "latency"
+        message = (
+            f"{where}: {label} p50 {v.old:.4g} -> {v.new:.4g} ms ({v.change:+.1%}, p={v.p_value:.2g}, "
+            f"threshold {v.threshold:.1%})"
+        )
+        if v.creep:
+            message += (
+                f"; against the older half of its history (runs #{ids[0]}-#{ids[-1]}): a gradual rise the "
+                "night-to-night bound of the whole history no longer sees"
+            )
+    since = walk.streak
+    if since is not None:
+        message += f"; still slower since run #{since.run.id}"
     return Flag(
-        FlagKind.LATENCY,
+        v.kind,
+        recipe,
+        run_id,
+        target_run.target,
+        m.artifact,
+        m.threads,
+        v.old,
+        v.new,
+        v.change,
+        v.p_value,
+        emulated=target_run.emulated,
+        message=message,
+        since_run=since.run.id if since else None,
+        since_ts=since.run.started_ts if since else None,
+        baseline_runs=ids,
+    )
+
+
+def _busy_flag(
+    recipe: str, run_id: int, target_run: TargetRun, m: Measurement, walk: _Walk, settings: Settings
+) -> Flag:
+    """Timed while other processes used the CPUs: not judged, yet how far it moved from the baseline is said
+    (a 14-fold slowdown read 'unreliable' and nothing more)."""
+    share = f"other processes used {m.others_cpu_share:.0%} of {target_run.target}'s CPUs while it was timed"
+    past = [e for e in walk.baseline(settings) if e.m.samples_ms]
+    old = float(np.median(np.concatenate([e.m.samples_ms for e in past]))) if past else None
+    new = float(np.median(m.samples_ms)) if m.samples_ms else m.p50_ms
+    change = new / old - 1.0 if old and new is not None else None
+    figures = (
+        f": p50 {old:.4g} -> {new:.4g} ms ({change:+.1%} vs its history), not judged"
+        if old and new is not None and change is not None
+        else ", not judged"
+    )
+    return Flag(
+        FlagKind.UNRELIABLE,
         recipe,
         run_id,
         target_run.target,
@@ -262,10 +477,9 @@ def _latency_flag(
         old,
         new,
         change,
-        p_value,
         emulated=target_run.emulated,
-        message=f"{m.artifact} x{m.threads} on {target_run.target}: {label} p50 {old:.3g} -> {new:.3g} ms "
-        f"(+{change:.1%}, p={p_value:.2g}, threshold {threshold:.1%})",
+        message=f"{m.artifact} at {threads_text(m.threads)}: timings unreliable ({share}){figures}",
+        baseline_runs=tuple(e.run.id for e in past),
     )
 
 
