@@ -105,3 +105,61 @@ def test_prune_refuses_an_unreadable_age(converted: tuple[Path, Path]) -> None:
     assert bad.returncode == 2 and "--older-than: cannot read 'soon'" in bad.stderr
     every = edgekit(home, "cache", "prune", "--older-than", "all")
     assert every.returncode == 2 and "--all" in every.stderr
+
+
+def test_prune_refuses_a_future_date_and_both_all_and_older_than_and_says_its_cutoff(
+    converted: tuple[Path, Path],
+) -> None:
+    """A probe's `--older-than 1m` listed entries used 4 minutes ago (m is minutes): the cutoff is printed, as a
+    date and how long ago; a date in the future (every entry would go) and `--all --older-than 1d` were taken
+    without a word."""
+    home, _ = converted
+    future = edgekit(home, "cache", "prune", "--older-than", "2099-01-01")
+    assert future.returncode == 2 and "is in the future" in future.stderr, future.stderr
+    both = edgekit(home, "cache", "prune", "--all", "--older-than", "1d")
+    assert both.returncode == 2 and "give one of them" in both.stderr, both.stderr
+    dry = edgekit(home, "cache", "prune", "--older-than", "90m", "--dry-run")
+    assert dry.returncode == 0 and "entries not used since" in dry.stdout and "1.5 hours ago" in dry.stdout
+
+
+def test_prune_waits_for_no_one_and_removes_nothing_while_another_command_uses_the_cache(
+    converted: tuple[Path, Path],
+) -> None:
+    """`cache prune --all` during a nightly removed the ONNX its host stage was about to load, and the nightly
+    failed blaming the model. A running command holds the cache shared (as every edgekit command does); prune
+    is refused at once (exit 1) naming why, removes nothing, and goes ahead once the command is done."""
+    home, _ = converted
+    root = home / "cache"
+    before = {e.path for e in housekeeping.scan(root)}
+    with housekeeping.in_use(root):  # a deploy, in this process
+        busy = edgekit(home, "cache", "prune", "--all")
+        assert busy.returncode == 1 and "another edgekit command is using the conversion cache" in busy.stderr
+        assert {e.path for e in housekeeping.scan(root)} == before
+        dry = edgekit(home, "cache", "prune", "--all", "--dry-run")  # listing removes nothing: allowed
+        assert dry.returncode == 0 and "would remove" in dry.stdout, dry.stderr
+        info = edgekit(home, "cache")  # another command beside the running one: both hold it shared
+        assert info.returncode == 0, info.stderr
+
+
+def test_every_command_but_prune_holds_the_cache_while_it_runs(
+    converted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's wiring: while a command runs (here `edgekit version`, its body replaced by a prune from another
+    process), prune is refused; `cache prune` itself does not hold it (it would refuse itself)."""
+    import edgekit.cli as cli
+
+    home, _ = converted
+    monkeypatch.setenv("EDGEKIT_HOME", str(home))
+    seen: list[subprocess.CompletedProcess[str]] = []
+
+    def app(**_kw: object) -> int:
+        seen.append(edgekit(home, "cache", "prune", "--all"))
+        return 0
+
+    monkeypatch.setattr(cli, "app", app)
+    monkeypatch.setattr(sys, "argv", ["edgekit", "version"])
+    cli._main()
+    assert seen[0].returncode == 1 and "is using the conversion cache" in seen[0].stderr, seen[0].stderr
+    assert not cli._holds_cache(["--debug", "cache", "prune", "--all"]) and cli._holds_cache(
+        ["deploy", "r.yaml"]
+    )

@@ -7,6 +7,7 @@ with `--debug` (also shows paramiko's log).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import shutil
@@ -175,9 +176,19 @@ def main() -> None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _holds_cache(argv: list[str]) -> bool:
+    """Every command holds the conversion cache shared while it runs, but `cache prune`, which takes it
+    exclusively (edgekit.convert.housekeeping.in_use: prune during a nightly removed files the nightly used)."""
+    words = [a for a in argv if not a.startswith("-")][:2]
+    return words != ["cache", "prune"] and "--help" not in argv
+
+
 def _main() -> None:
+    from edgekit.convert.housekeeping import in_use
+
     try:
-        code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of raising it
+        with in_use() if _holds_cache(sys.argv[1:]) else contextlib.nullcontext():
+            code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of raising it
         # click turns a Ctrl-C into this code, silently: say it
         if code == 130:
             err_console.print(INTERRUPTED)

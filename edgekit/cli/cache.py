@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -64,14 +65,17 @@ def info_cmd(ctx: typer.Context) -> None:
 
 @cache_app.command("prune")
 def prune_cmd(
-    older_than: str = typer.Option(
-        "30d", "--older-than", help="remove entries not used for this long: 30d, 12h, 2w, or a date"
+    older_than: str | None = typer.Option(
+        None,
+        "--older-than",
+        help="remove entries not used for this long: 30d (the default), 12h, 2w, 90m (minutes), or a date",
     ),
     everything: bool = typer.Option(False, "--all", help="remove every entry, however recent"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would go; remove nothing"),
 ) -> None:
     """Remove cache entries no run used within --older-than (default 30 days), every damaged entry, and folders
     that killed runs left behind (older than a day). A removed artifact is converted again when next needed.
+    Refused while another edgekit command uses the cache (a deploy, convert or nightly).
 
     Example: edgekit cache prune --older-than 2w --dry-run
     """
@@ -79,30 +83,48 @@ def prune_cmd(
     from edgekit.convert import housekeeping
     from edgekit.report import parse_since
 
-    if everything:
-        cutoff = None
-    else:
-        cutoff = parse_since(older_than, option="--older-than")
-        if cutoff is None:
-            raise UsageError(
-                "--older-than: give a duration or a date", hint="to remove every entry use --all"
-            )
+    now = time.time()
+    if everything and older_than is not None:
+        raise UsageError(
+            "--all and --older-than: give one of them",
+            hint="--all removes every entry; --older-than 30d what no run used in 30 days",
+        )
+    cutoff = None if everything else parse_since(older_than or "30d", option="--older-than", now=now)
+    if not everything and cutoff is None:
+        raise UsageError("--older-than: give a duration or a date", hint="to remove every entry use --all")
+    if cutoff is not None and cutoff > now:
+        raise UsageError(
+            f"--older-than {older_than}: {_when(cutoff)} is in the future, so every entry would go",
+            hint="give a past date or a duration (30d, 2w); --all removes every entry",
+        )
     root = paths.cache_dir()
-    chosen = housekeeping.to_prune(housekeeping.scan(root), cutoff, now=time.time())
-    freed = 0
-    for e in chosen:
-        if dry_run or housekeeping.remove(e):
-            freed += e.size_bytes
-            console.print(
-                f"{'would remove' if dry_run else 'removed'} {e.kind} {e.label} {e.path.name[:12]} "
-                f"({megabytes(e.size_bytes)}, last used {_when(e.last_used)})",
-                highlight=False,
-            )
+    if cutoff is not None:
+        console.print(f"entries not used since {_when(cutoff)} ({_ago(now - cutoff)})", highlight=False)
+    with contextlib.nullcontext() if dry_run else housekeeping.exclusive(root):
+        chosen = housekeeping.to_prune(housekeeping.scan(root), cutoff, now=now)
+        freed = 0
+        for e in chosen:
+            if dry_run or housekeeping.remove(e):
+                freed += e.size_bytes
+                what = e.label if e.kind in e.label else f"{e.kind} {e.label}"  # not 'onnx onnx'
+                console.print(
+                    f"{'would remove' if dry_run else 'removed'} {what} {e.path.name[:12]} "
+                    f"({megabytes(e.size_bytes)}, last used {_when(e.last_used)})",
+                    highlight=False,
+                )
     verb = "would free" if dry_run else "freed"
     console.print(
         f"{len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}, {verb} {megabytes(freed)} in {root}",
         highlight=False,
     )
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds / size
+            return f"{n:.3g} {unit}{'s' * (round(n, 2) != 1)} ago"
+    return f"{seconds:.0f} s ago"
 
 
 def _when(stamp: float) -> str:

@@ -12,20 +12,28 @@ that serves an entry touches it (cache.lookup, onnx._intact), so a recipe deploy
 younger one may be a conversion in progress, or a failed tool run's log: edgekit keeps those a day anyway). Each folder is renamed before it is deleted, so a run looking it up at
 that moment sees a miss and converts again, never half an entry. Anything else under the cache folder (runtime
 homes such as `openvino-home/`) is neither counted nor touched.
+
+An entry looked up is used for minutes after (a deploy pushes its files, times the host on its ONNX): `prune --all`
+during a nightly removed the ONNX the host was about to load, and the night failed. So every edgekit command but
+prune holds the cache shared while it runs (`in_use`, taken by the CLI), and prune takes it exclusively or says
+which commands hold it (`CacheBusy`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit import paths
+from edgekit.errors import EdgekitError
 
 KEY = re.compile(r"[0-9a-f]{64}")
 LEFTOVER_AGE_S = (
@@ -43,6 +51,50 @@ class Entry:
     label: str  # the artifact's format, "onnx", or what the leftover is
     size_bytes: int
     last_used: float  # epoch seconds
+
+
+LOCK_FILE = ".in-use.lock"  # in the cache folder: shared by running commands, exclusive for prune
+
+
+class CacheBusy(EdgekitError):
+    """prune found the cache in use by another edgekit command: removing what it serves would fail it."""
+
+    exit_code = 1
+
+
+@contextlib.contextmanager
+def in_use(root: Path | None = None) -> Iterator[None]:
+    """Hold the cache shared while a command runs (waits only while a prune removes entries: seconds). A cache
+    folder that cannot be created or written (read-only) is used without the lock."""
+    root = paths.cache_dir() if root is None else root
+    with contextlib.ExitStack() as stack:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            handle = stack.enter_context(open(root / LOCK_FILE, "a"))
+        except OSError:
+            handle = None
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_SH)
+        yield
+
+
+@contextlib.contextmanager
+def exclusive(root: Path | None = None) -> Iterator[None]:
+    """Hold the cache exclusively (prune); CacheBusy at once when another command holds it."""
+    root = paths.cache_dir() if root is None else root
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CacheBusy(
+                "another edgekit command is using the conversion cache (a deploy, convert or nightly): removing "
+                "entries now could remove files it is about to use",
+                where=str(root),
+                hint="prune when it has finished (`pgrep -af edgekit` lists what runs); --dry-run lists what "
+                "would go without removing anything",
+            ) from None
+        yield
 
 
 def scan(root: Path | None = None) -> list[Entry]:
