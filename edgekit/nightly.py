@@ -65,10 +65,11 @@ def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
     counts = ["interrupted (Ctrl-C or SIGTERM)"] if outcome.interrupted else []
     if deploys:
         counts.append(f"{len(deploys)} deploy{'s' if len(deploys) != 1 else ''} failed")
-    if "report" in outcome.failures:
-        counts.append("no report")
     n = len(regressions)
-    counts.append(f"{n} regression{'s' if n != 1 else ''}" if n else "no regressions")
+    if "report" in outcome.failures:  # nothing was judged: not "no regressions"
+        counts.append("no report: regressions not judged")
+    else:
+        counts.append(f"{n} regression{'s' if n != 1 else ''}" if n else "no regressions")
     if len(flags) > n:
         counts.append(f"{len(flags) - n} unreliable")
     if outcome.never_measured:
@@ -86,9 +87,19 @@ def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
     return f"nightly: {', '.join(counts)}" + (f": {'; '.join(reasons[:most])}{more}" if reasons else "")
 
 
-def _first_line(text: str, limit: int = 300) -> str:
-    line = (text.strip().splitlines() or [""])[0]
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def _first_line(text: str, limit: int = 400) -> str:
+    """`text` on one line (an error's reason often starts on its second: 'broken.yaml: invalid recipe:' then
+    the field), without its hint, cut in the middle when too long so that a command at its end (`runs import`)
+    stays."""
+    lines = text.strip().splitlines()
+    said = next(
+        (i for i, ln in enumerate(lines) if ln.strip().startswith("hint:")), len(lines)
+    )  # the report has it
+    line = " ".join(" ".join(lines[:said]).split())
+    if len(line) <= limit:
+        return line
+    tail = min(160, limit // 2)
+    return line[: limit - tail - 3] + " … " + line[-tail:]
 
 
 def recipe_files(paths: Sequence[Path]) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -376,7 +377,7 @@ def test_the_verdict_line_says_why_the_night_failed(recipes: Path, tmp_path: Pat
     assert line.startswith("nightly: 2 regressions: detector fidelity ncnn-int8: below its fidelity gate"), (
         line
     )
-    assert "; detector latency tflite-int8 x1 on pi4: " in line and " ms (+" in line, line
+    assert re.search(r"; detector latency tflite-int8 (x1|at 1 thread) on pi4: ", line) and " ms (+" in line, line
     fake.night += 1
     fake.tonight = {"detector": {"throttled": {"pi4": "0x50005"}}}
     assert verdict(run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)) == (
@@ -387,6 +388,17 @@ def test_the_verdict_line_says_why_the_night_failed(recipes: Path, tmp_path: Pat
     assert line == "nightly: 1 deploy failed, no regressions: classifier.yaml: pi4: agent wrote no result", (
         line
     )
+    # a reason that starts on its second line ('invalid recipe:' then the field) is kept on the one line, and a
+    # long one is cut in its middle, so the command at its end stays
+    from edgekit.nightly import NightlyOutcome
+
+    said = "broken.yaml: invalid recipe:\n  field `formats`: unknown format 'tflit-fp32'"
+    long = "not recorded: " + "x" * 600 + " (edgekit runs import /d/tiny.json --store postgresql://u@db/n)"
+    line = verdict(NightlyOutcome(failures={"a/broken.yaml": said, "a/tiny.yaml": long}))
+    assert "broken.yaml: broken.yaml: invalid recipe: field `formats`: unknown format 'tflit-fp32'" in line, (
+        line
+    )
+    assert line.endswith("(edgekit runs import /d/tiny.json --store postgresql://u@db/n)"), line
 
 
 def test_the_host_left_out_when_every_device_failed_is_not_a_regression_of_its_own(
