@@ -14,6 +14,7 @@ deploy measures beside them.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -161,10 +162,17 @@ def run_nightly(
                 if isinstance(exc, NotRun):  # no board took it before the Ctrl-C: not run, not a failure
                     log(f"{path.name}: not run (the night was interrupted)")
                     continue
-                kind = "" if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: "
-                outcome.failures[str(path)] = f"{kind}{exc}"
+                said = ("" if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: ") + str(exc)
+                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    from edgekit.paths import low_disk_note
+
+                    said = (  # not the raw errno and two temporary paths
+                        f"DiskFull: no space left on the disk ({exc.strerror}); "
+                        + (low_disk_note(1 << 62) or "free some space")
+                    )
+                outcome.failures[str(path)] = said
                 kept = _record_kept(exc, store, outcome, path, names)
-                log(f"{path.name}: deploy failed: {kind}{exc}" + (f" ({kept})" if kept else ""))
+                log(f"{path.name}: deploy failed: {said}" + (f" ({kept})" if kept else ""))
                 continue
             if not _record(store, result, outcome, path, names, log):
                 continue

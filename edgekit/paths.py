@@ -120,3 +120,39 @@ def write_atomic(path: Path, text: str) -> Path:
             hint="give a path in a folder you can write, on a disk with room",
         ) from exc
     return path
+
+
+DISK_FULL_BYTES = (
+    16 << 20
+)  # a tool that failed with less than this free on its disk most likely ran out of it
+
+
+def disk_full(folder: Path, log: Path | None = None) -> bool:
+    """Whether a tool that failed in `folder` ran out of disk: its log says so, or the disk has almost nothing
+    free (a tool's own error for it varies: 'No space left on device', a truncated write, a crash)."""
+    try:
+        if shutil.disk_usage(folder).free < DISK_FULL_BYTES:
+            return True
+    except OSError:
+        return False
+    try:
+        return log is not None and "No space left on device" in log.read_text(errors="replace")[-20000:]
+    except OSError:
+        return False
+
+
+def low_disk_note(threshold: int) -> str | None:
+    """'the disk holding DATA_DIR has N MB free ...' when it has less than `threshold` bytes free, else None."""
+    folder = data_dir()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if free >= max(threshold, 1):
+        return None
+    return (
+        f"the disk holding {data_dir()} (edgekit's cache, runs and store) has {free / 1e6:.1f} MB free: "
+        "free some space, or set EDGEKIT_HOME to a folder on a bigger disk"
+    )

@@ -377,7 +377,9 @@ def test_the_verdict_line_says_why_the_night_failed(recipes: Path, tmp_path: Pat
     assert line.startswith("nightly: 2 regressions: detector fidelity ncnn-int8: below its fidelity gate"), (
         line
     )
-    assert re.search(r"; detector latency tflite-int8 (x1|at 1 thread) on pi4: ", line) and " ms (+" in line, line
+    assert (
+        re.search(r"; detector latency tflite-int8 (x1|at 1 thread) on pi4: ", line) and " ms (+" in line
+    ), line
     fake.night += 1
     fake.tonight = {"detector": {"throttled": {"pi4": "0x50005"}}}
     assert verdict(run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)) == (
@@ -399,6 +401,24 @@ def test_the_verdict_line_says_why_the_night_failed(recipes: Path, tmp_path: Pat
         line
     )
     assert line.endswith("(edgekit runs import /d/tiny.json --store postgresql://u@db/n)"), line
+
+
+def test_a_full_disk_is_named_in_the_night_not_as_a_raw_oserror(recipes: Path, tmp_path: Path) -> None:
+    """A deploy that ran out of disk failed the recipe with `OSError: [Errno 28] No space left on device:
+    '/tmp/edgekit-pnnx-.../model.ncnn.param' -> '...'`: the night names it DiskFull, with what to do."""
+    import errno
+
+    def full(recipe: Path, targets: Sequence[str]) -> DeployResult:
+        raise OSError(errno.ENOSPC, "No space left on device", "/tmp/edgekit-pnnx-x/model.ncnn.param")
+
+    outcome = run_nightly([recipes], ["pi4"], store_url=f"sqlite:///{tmp_path / 's.sqlite'}", deploy_fn=full)
+    said = list(outcome.failures.values())
+    assert (
+        outcome.exit_code == 1
+        and said
+        and all(w.startswith("DiskFull: no space left on the disk") for w in said)
+    )
+    assert not any("Errno" in w or "edgekit-pnnx" in w for w in said), said
 
 
 def test_the_host_left_out_when_every_device_failed_is_not_a_regression_of_its_own(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import shutil
 import signal
 import sys
 import threading
@@ -286,22 +285,9 @@ LOW_DISK_BYTES = 200 << 20
 
 
 def _low_disk_note(threshold: int = LOW_DISK_BYTES) -> str | None:
-    """'the disk holding DATA_DIR has N MB free ...' when it has less than `threshold` bytes free, else None."""
     from edgekit import paths
 
-    folder = paths.data_dir()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return None
-    if free >= max(threshold, 1):
-        return None
-    return (
-        f"the disk holding {paths.data_dir()} (edgekit's cache, runs and store) has {free / 1e6:.1f} MB free: "
-        "free some space, or set EDGEKIT_HOME to a folder on a bigger disk"
-    )
+    return paths.low_disk_note(threshold)
 
 
 def _internal_error(exc: BaseException) -> NoReturn:

@@ -228,8 +228,12 @@ def save_fidelity(key: str, digest: str, numbers: dict[str, Any]) -> None:
     folder = entry_dir(key)
     if folder.is_dir():
         tmp = folder / f".fidelity-{uuid.uuid4().hex[:8]}"
-        tmp.write_text(json.dumps(numbers, indent=1))
-        tmp.replace(folder / f"fidelity-{digest[:32]}.json")
+        try:
+            tmp.write_text(json.dumps(numbers, indent=1))
+            tmp.replace(folder / f"fidelity-{digest[:32]}.json")
+        except BaseException:  # a full disk, Ctrl-C: no half-written temporary left in the entry
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def _size(files: list[Path]) -> int:

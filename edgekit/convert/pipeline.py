@@ -232,6 +232,7 @@ def _convert_group(
             raise
         except Exception as exc:  # a converter crash is a failed artifact / ConversionError
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                shutil.rmtree(work, ignore_errors=True)  # its half-written files kept the disk full
                 raise  # a full disk is no converter's fault, and the next format would fail too (cli: DiskFull)
             err = (
                 exc

@@ -25,6 +25,7 @@ Choices, with the reasons measured in docs/notes/conversion.md:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -167,6 +168,11 @@ class TfliteConverter(Converter):
                     where=str(log),
                     hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model",
                 ) from None
+        if proc.returncode != 0 and paths.disk_full(work, log):  # its log would only keep the disk full
+            shutil.rmtree(work, ignore_errors=True)
+            raise OSError(
+                errno.ENOSPC, "onnx2tf ran out of disk space (its work folder is removed)", str(work.parent)
+            )
         if proc.returncode != 0:
             cause = onnx2tf_cause(log)
             detail = (

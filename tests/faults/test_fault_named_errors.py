@@ -454,6 +454,9 @@ def test_a_full_local_disk_is_named(tmpfs: Path, edgekit_cli) -> None:
         )
         assert out.code == 1 and "internal error" not in out.stderr, (fmt, out.stderr)
         assert f"the disk holding {home}" in out.stderr and "EDGEKIT_HOME" in out.stderr, (fmt, out.stderr)
+        # nothing half-written keeps the disk full: the tools' work folders and temporary files are gone
+        left = [p for p in home.rglob("*") if p.parent.name == "work" or p.name.startswith(".fidelity-")]
+        assert left == [], (fmt, left)
 
 
 def test_an_output_file_on_a_full_disk_is_named_and_leaves_nothing_half_written(
