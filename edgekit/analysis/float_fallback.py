@@ -9,6 +9,7 @@ price of the fix is known: bytes and host milliseconds against the plain INT8 an
 
 from __future__ import annotations
 
+import re
 import shutil
 import statistics
 import time
@@ -77,6 +78,21 @@ def plan(ranked: Sequence[str], max_float: int | None = None) -> list[list[str]]
     return [list(ranked[:k]) for k in counts]
 
 
+def check_fix_supported(recipe: Recipe, fmt: Format) -> None:
+    """--fix for this recipe and format is possible, said before any analysis runs (a Keras recipe's tflite-int8
+    printed 'gate met' after seconds of work, then refused)."""
+    if fmt.runtime is Runtime.TFLITE and isinstance(recipe.model, KerasSource):
+        # the selective build runs onnx2tf on the prepared ONNX, which for a Keras model is its NHWC export: the
+        # layer names do not match the artifact's and TensorFlow died of SIGFPE on the wrong layout
+        raise UsageError(
+            f"--fix for {fmt.value} of a Keras model is not supported: TFLite with layers kept in float is built "
+            "by onnx2tf from a PyTorch or ONNX model's graph",
+            where=str(recipe.path),
+            hint="the analysis itself (without --fix) works: it names the layers that lose accuracy; ncnn-int8's "
+            "--fix works for a Keras model",
+        )
+
+
 def fix(
     recipe: Recipe,
     fmt: Format,
@@ -91,16 +107,7 @@ def fix(
     from edgekit.runtimes import run_onnx
 
     say = progress or (lambda _m: None)
-    if fmt.runtime is Runtime.TFLITE and isinstance(recipe.model, KerasSource):
-        # the selective build runs onnx2tf on the prepared ONNX, which for a Keras model is its NHWC export: the
-        # layer names do not match the artifact's and TensorFlow died of SIGFPE on the wrong layout
-        raise UsageError(
-            f"--fix for {fmt.value} of a Keras model is not supported: TFLite with layers kept in float is built "
-            "by onnx2tf from a PyTorch or ONNX model's graph",
-            where=str(recipe.path),
-            hint="the analysis itself (without --fix) works: it names the layers that lose accuracy; ncnn-int8's "
-            "--fix works for a Keras model",
-        )
+    check_fix_supported(recipe, fmt)
     # the analysis before it said how these were made (converted, from the cache): the cache answers in silence
     fp32_art, int8_art = artifacts_for(recipe, fmt, lambda _m: None)
     onnx = prepare_onnx(recipe)
@@ -132,6 +139,9 @@ def fix(
             tuple(dict.fromkeys(own + s)): f"the recipe's {len(own)} + {labels_of[tuple(s)]}" for s in sets
         }
         sets = [list(dict.fromkeys(own + s)) for s in sets]
+    sets = [
+        list(t) for t in dict.fromkeys(tuple(s) for s in sets)
+    ]  # the tail can swallow a worst layer: once
     build = _builder(fmt, recipe, onnx.path, out_dir, sets)
     tail_names: set[str] = set()
     for i, float_layers in enumerate(sets):
@@ -234,9 +244,21 @@ def _measure(
             [str(f) for f in art.files],
             size,
             float("nan"),
-            error=f"{type(exc).__name__}: {str(exc)[:200]}",
+            error=refusal(exc),
         )
     return Candidate(float_layers, [str(f) for f in art.files], size, latency, numbers, gates)
+
+
+def refusal(exc: Exception) -> str:
+    """Why the host runtime refused a candidate, in a line: TFLite's Select-TF-ops refusal (a long message
+    that ends in the node) names the ops, the rest is cut at 300 characters."""
+    flex = sorted(set(re.findall(r"\(Flex(\w+)\)", str(exc))))
+    if "Select TensorFlow op" in str(exc) and flex:
+        return (
+            f"needs Select TF ops ({', '.join(flex)}): kept in float they are TensorFlow ops the TFLite builtin "
+            "runtime cannot run"
+        )
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
 def host_latency_ms(art: Artifact, x: np.ndarray, warmup: int = 3, repeat: int = 15) -> float:

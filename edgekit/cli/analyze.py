@@ -11,6 +11,7 @@ INT8 and the fp32 artifacts. Host latencies are relative costs on this machine, 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,10 @@ def analyze_cmd(
     loaded = load_recipe(recipe)
     fmt = fmt or _recipe_int8_format(loaded.formats)
     check_format(fmt)
+    if fix:
+        from edgekit.analysis.float_fallback import check_fix_supported
+
+        check_fix_supported(loaded, fmt)
     with console.status(f"{loaded.name}: starting") as status:
 
         def progress(message: str) -> None:
@@ -99,9 +104,21 @@ def analyze_cmd(
             )
             record["fix"] = outcome.to_dict()
     if json_path:
-        write_atomic(json_path, json.dumps(record, indent=1, default=str) + "\n")
+        # NaN (a refused candidate's latency) is no JSON: null
+        write_atomic(json_path, json.dumps(_finite(record), indent=1, default=str, allow_nan=False) + "\n")
     if failed:
         raise typer.Exit(1)
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every float that is not finite (NaN, inf) as None, in dicts and lists at any depth."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _summary(fid: dict[str, Any]) -> str:
@@ -196,6 +213,21 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
     """Print the outcome; True when no candidate met the gate. `quantized`: how many layers the analysis found
     quantized (all of them in float is the fp32 model in an INT8 file)."""
     chosen, plain = outcome.chosen, outcome.steps[0]
+    tried = outcome.steps[1:]
+    if chosen is None and tried and all(s.error for s in tried):  # no candidate ran: calibration is not why
+        reasons = list(dict.fromkeys(s.error for s in tried))
+        console.print(
+            f"[red]no candidate could be judged[/]: the host runtime refused every one of the {len(tried)} "
+            f"built with layers kept in float ({'; '.join(reasons[:2])}). This is not a calibration problem: "
+            + (
+                "the ops kept in float need TensorFlow's Flex delegate; list their ONNX op under "
+                "tflite.replace_ops if onnx2tf can replace it, or try ncnn-int8's --fix"
+                if any("Select TF ops" in r for r in reasons)
+                else "look at the refusal above"
+            ),
+            highlight=False,
+        )
+        return True
     if chosen is None:
         console.print(
             f"[red]no candidate met the gate[/]: even with the most layers in float that were tried "
