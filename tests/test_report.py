@@ -120,10 +120,13 @@ def test_regression_is_flagged_in_html_and_markdown(written: tuple[Path, Path]) 
     html, md = written[0].read_text(), written[1].read_text()
     assert "2 regressions" in html
     assert re.search(
-        r'<tr class="bad"><td class=l>latency</td><td class=l>tflite-int8</td><td class=l>pi4', html
+        r'<tr class="bad"><td class=l data-label=kind>latency</td><td class=l data-label=artifact>tflite-int8</td>'
+        r"<td class=l data-label=target>pi4",
+        html,
     )
     assert md.startswith("## edgekit report: 2 regressions")
-    assert "- **latency** tflite-int8 x1 on pi4" in md and "❌ yolov5-lite" in md
+    assert "- **latency** tflite-int8 at 1 thread on pi4" in md and "❌ yolov5-lite" in md  # not 'x1'
+    assert " x1 " not in md and " x2 " not in md
     assert "pi5-emu board ESTIMATE ms" in md and "M instr. (count)" in md and "emulated wall" not in md
     assert "~12.3 (10.1-15.6) pi5 est." in md
 
@@ -664,3 +667,152 @@ def test_an_interrupted_run_keeps_the_older_route_and_figures_in_the_report(tmp_
     assert "not run (interrupted)" not in table and "run #1" in table, table
     assert f"| {kept.artifact} |" in table
     assert "interrupted (Ctrl-C or SIGTERM) before a route was chosen" in html
+
+
+def _pi4_nights(levels: list[float], seed: int = 7, **each: object) -> list:
+    rng = np.random.default_rng(seed)
+    return [
+        synthetic_result(
+            T0 + timedelta(days=d),
+            rng=rng,
+            targets=("pi4",),
+            formats=(Format.TFLITE_FP32,),
+            threads=(1,),
+            slowdown={("tflite-fp32", "pi4"): level},
+            **each,  # type: ignore[arg-type]
+        )
+        for d, level in enumerate(levels)
+    ]
+
+
+def test_a_regression_that_persists_is_flagged_each_night_with_since_when(tmp_path: Path) -> None:
+    """14 flat nights then +30 % on every later night: the report flagged night 15 and said 'No regressions'
+    on nights 16-25. Through a real SQLite store, the fourth slow night is flagged, since its first."""
+    md, html = _stored_and_rendered(tmp_path / "step.sqlite", _pi4_nights([1.0] * 14 + [1.3] * 4))
+    assert md.startswith("## edgekit report: 1 regression"), md[:300]
+    assert "- **latency** tflite-fp32 at 1 thread on pi4: " in md
+    assert "; still slower since run #15, 2026-06-15" in md and "still slower since run #15" in html
+
+
+def test_too_little_history_is_said_not_judged_not_within_the_noise(tmp_path: Path) -> None:
+    """Two runs: nothing could be judged, yet the report said '✅ No regressions against recent history' and
+    the HTML 'every artifact is within the noise of its recent history'."""
+    md, html = _stored_and_rendered(tmp_path / "two.sqlite", _pi4_nights([1.0, 2.0]))
+    assert "No regressions against recent history" not in md and "within the noise" not in html
+    line = "not enough history to judge latency on pi4 (1 earlier run; 3 needed)"
+    assert f"- **not judged** {line}" in md and line in html
+    assert md.startswith(
+        "## edgekit report: no regressions, latency not judged for 1 recipe (not enough history)"
+    )
+    assert "⚠️ yolov5-lite" in md
+
+
+def test_changes_are_listed_against_the_runs_of_the_flagged_target(tmp_path: Path) -> None:
+    """A host-only run between two pi5-emu runs hid `model.args.width: 40 → 44` from a pi5-emu flag: the changes
+    were taken against the recipe's previous run on any target. Now against the flagged target's baseline."""
+    from edgekit.report.view import recipe_view
+
+    rng = np.random.default_rng(8)
+    runs = []
+    for day, (targets, width) in enumerate(
+        ((("pi5-emu", "pi4"), 40), (("pi4",), 44), (("pi5-emu", "pi4"), 44))
+    ):
+        slow = {(f.value, "pi5-emu"): 1.2 for f in FORMATS} if day == 2 else None
+        run = synthetic_result(
+            T0 + timedelta(days=day), rng=rng, targets=targets, formats=FORMATS, threads=(1,), slowdown=slow
+        )
+        run.recipe_settings = {"model": {"args": {"width": width}}}
+        run.recipe_sha256 = f"{width:064d}"
+        runs.append(run)
+    with open_store(f"sqlite:///{tmp_path / 'c.sqlite'}") as store:
+        for run in runs:
+            store.record(run)
+        stored = store.history(recipe="yolov5-lite")
+    view = recipe_view("yolov5-lite", stored)
+    assert {f.target for f in view.flags if f.is_regression} == {"pi5-emu"}
+    assert view.changes[0] == "recipe model.args.width: 40 -> 44", view.changes
+    assert view.changes_against == "pi5-emu's run #1, the last it was judged against"
+
+
+def test_an_interrupted_run_is_said_in_the_headline(tmp_path: Path) -> None:
+    """A night stopped by Ctrl-C before a recipe was reached headed its report '## edgekit report: no
+    regressions'. The run that was stopped, and recipes the night names as not reached, are said first."""
+    from edgekit.report.html import render as render_html
+    from edgekit.report.markdown import render
+
+    nights = _pi4_nights([1.0] * 4)
+    nights[-1].runs[0].interrupted = True
+    md, html = _stored_and_rendered(tmp_path / "i.sqlite", nights)
+    assert md.startswith("## edgekit report: interrupted, not everything was run, no regressions"), md[:200]
+    assert "interrupted: not everything was run" in html
+    with open_store(f"sqlite:///{tmp_path / 'i.sqlite'}") as store:
+        report = build(store)
+    assert not report.not_reached
+    report.not_reached = ["digits.yaml"]  # set by `edgekit nightly` for recipes it never reached
+    assert "### ⚠️ Not run (the night was interrupted)\n\n- `digits.yaml`" in render(report)
+    assert "<code>digits.yaml</code>" in render_html(report)
+
+
+def test_a_fidelity_flag_compares_with_the_night_before_at_one_precision(tmp_path: Path) -> None:
+    """Two nights at cosine 0.99994 below the gate after nights of an earlier model at 0.999995: the Markdown said
+    `cosine 0.99999 → 0.9999` (the old value a median with the earlier model, printed with other digits) and the
+    HTML `1` for the old value and `-0.0%`."""
+    nights = _pi4_nights([1.0] * 5)
+    for d, night in enumerate(nights):
+        art = next(a for a in night.artifacts if a.id == "tflite-fp32")
+        art.fidelity["cosine"] = 0.999995 if d < 3 else 0.99994
+        if d >= 3:
+            art.status, art.gates_passed = "failed", False
+            checks = [{"gate": "min_cosine", "value": 0.99994, "limit": 0.99995, "passed": False}]
+            art.fidelity["gates"] = {"passed": False, "samples": 8, "checks": checks}
+    md, html = _stored_and_rendered(tmp_path / "f.sqlite", nights)
+    assert "; cosine 0.99994 → 0.99994 (unchanged)" in md, md
+    row = next(r for r in html.split("<tr") if "data-label=kind>fidelity<" in r)
+    assert "<td data-label=old>0.99994</td><td data-label=new>0.99994</td>" in row, row
+    assert "<td data-label=change>0%</td>" in row
+    nights[-1].artifacts[0].fidelity["cosine"] = 0.999949  # a different value prints differently
+    nights[-1].artifacts[0].fidelity["gates"]["checks"][0]["value"] = 0.999949
+    md, html = _stored_and_rendered(tmp_path / "g.sqlite", nights)
+    assert "; cosine 0.999940 → 0.999949" in md, md  # not 0.99995, the gate's limit
+    assert "<td data-label=change>+0.0009%</td>" in html
+
+
+def test_an_unreliable_timing_says_how_far_it_moved_and_is_drawn_hollow(tmp_path: Path) -> None:
+    """Width 8 -> 48 made tflite-fp32 14 times slower on a busy night and the report said only 'unreliable'.
+    The line now gives the change against the baseline, not judged; the trend draws unreliable points hollow and
+    grey, apart from judged ones (and says so in its legend)."""
+    nights = _pi4_nights([1.0] * 5 + [14.0])
+    _, quiet_html = _stored_and_rendered(tmp_path / "q.sqlite", nights[:5])
+    assert "#888888" not in quiet_html
+    for m in nights[-1].runs[0].agent.measurements:  # type: ignore[union-attr]
+        m.others_cpu_share = 0.45
+    md, html = _stored_and_rendered(tmp_path / "b.sqlite", nights)
+    line = next(x for x in md.splitlines() if x.startswith("- **unreliable**"))
+    assert re.search(
+        r"tflite-fp32 at 1 thread on pi4: [\d.]+ → [\d.]+ ms \(\+1[23]\d\d\.\d%\), not judged: ", line
+    ), line
+    assert "other processes used 45% of pi4's CPUs" in line
+    assert "unreliable, not judged (busy or throttled)" in html and "stroke: #888888" in html
+
+
+def test_paths_under_home_are_written_with_a_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTML showed the store's and the recipe's absolute paths under the user's home."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    nights = _pi4_nights([1.0] * 2)
+    for night in nights:
+        night.recipe_path = str(tmp_path / "recipes" / "tiny.yaml")
+    _, html = _stored_and_rendered(tmp_path / "data" / "results.sqlite", nights)
+    assert str(tmp_path) not in html
+    assert (
+        "<code>sqlite:///~/data/results.sqlite</code>" in html and "<code>~/recipes/tiny.yaml</code>" in html
+    )
+
+
+def test_long_history_sections_start_collapsed_newest_first(tmp_path: Path) -> None:
+    """After 60 nights the route and device-facts sections were open with 60 rows each."""
+    _, short = _stored_and_rendered(tmp_path / "s.sqlite", _pi4_nights([1.0] * 3))
+    _, long = _stored_and_rendered(tmp_path / "l.sqlite", _pi4_nights([1.0] * 12))
+    assert short.count("<details open><summary>3 target runs, newest first</summary>") == 2
+    assert long.count("<details><summary>12 target runs, newest first</summary>") == 2
+    facts = long[long.index("<h3>Device facts</h3>") :]
+    assert facts.index("#12 ") < facts.index("#11 ") < facts.index("#1 ")

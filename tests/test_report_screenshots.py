@@ -24,7 +24,7 @@ from PIL import Image
 from edgekit.formats import Format
 from edgekit.report import build, write
 from edgekit.report.plots import colour
-from edgekit.report.synthetic import synthetic_result
+from edgekit.report.synthetic import add_estimates, synthetic_result
 from edgekit.results import TargetRun
 from edgekit.store import open_store
 
@@ -49,8 +49,11 @@ PROBE = """
       markers: svg ? Array.from(svg.querySelectorAll('use')).map(u => box(u)) : [],
     };
   });
+  const tables = Array.from(document.querySelectorAll('table.latest, table.flags')).map(t => ({
+    kind: t.className, section: (t.closest('section') || {}).id, scroll: t.scrollWidth, client: t.clientWidth,
+  }));
   const facts = {width: innerWidth, scrollWidth: document.documentElement.scrollWidth,
-                 height: document.documentElement.scrollHeight, figures: figures};
+                 height: document.documentElement.scrollHeight, figures: figures, tables: tables};
   parent.postMessage(JSON.stringify(facts), '*');
 })();
 """
@@ -118,11 +121,14 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with open_store(url) as store:
         for night in range(10):
             last = night == 9
-            store.record(synthetic_result(
+            result = synthetic_result(
                 T0 + timedelta(days=night), rng=rng, formats=FORMATS, threads=(1, 2), repeat=40,
                 targets=("pi4",) if last else ("pi4", "pi5-emu"),
                 slowdown={("tflite-int8", "pi4"): 1.25} if last else None,
-            ))  # fmt: skip
+            )  # fmt: skip
+            if night == 8:  # pi5-emu's newest run: board estimates, the table's widest cells
+                add_estimates(result)
+            store.record(result)
         for i in range(5):
             result = synthetic_result(
                 T0 + timedelta(minutes=7 * i), rng=rng, recipe="tiny", targets=("pi4-emu",), formats=FORMATS,
@@ -239,3 +245,15 @@ def test_no_data_shared_charts_and_emulated_labels(
     )
     real = [f for f in figures if f["target"] == "pi4"]
     assert real and not any("emulated" in f["caption"].lower() for f in real)
+
+
+def test_the_latest_table_fits_at_1400_and_the_flags_fit_a_phone(
+    shots: dict[int, tuple[dict[str, Any], np.ndarray]],
+) -> None:
+    """The 'Latest results' table scrolled sideways at 1400 px (a board estimate's note on one line), and the
+    Flags table hid its detail off a 390 px screen: the estimate wraps, and on a phone each flag is a card."""
+    for width, kinds in ((1400, ("latest", "flags")), (900, ("flags",)), (390, ("flags",))):
+        tables = [t for t in shots[width][0]["tables"] if t["kind"] in kinds]
+        assert {t["kind"] for t in tables} == set(kinds), (width, shots[width][0]["tables"])
+        for t in tables:
+            assert t["scroll"] <= t["client"] + 1, (width, t)

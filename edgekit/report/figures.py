@@ -10,6 +10,7 @@ a cosine of 0.99999 under a limit of 1 prints as 0.99999, never as 1 (`apart`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 MB = 1_000_000
@@ -36,6 +37,45 @@ def apart(value: float, *others: float | None, digits: int = 4) -> str:
         if all(o is None or o == value or f"{o:.{precision}g}" != text for o in others):
             return text
     return repr(value)
+
+
+def same_precision(
+    values: Sequence[float], limits: Sequence[float] = (), digits: int = 4, *, down: bool = False
+) -> list[str]:
+    """`values` at one precision, the fewest digits from `digits` at which any two of them, or one of them and
+    one of `limits` (a cosine's 1), that differ print differently: 0.99994 twice as '0.99994' twice (not
+    '0.99999 → 0.9999' beside each other), 0.99994 against 1 never as '1'. `down`: rounded down, so a figure
+    never prints above itself (a cosine of 0.999949 under a gate of 0.99995 is not written 0.99995). From 10,000
+    whole numbers with thousands separators (instruction counts)."""
+    if values and all(abs(v) >= 1e4 for v in values):
+        return [f"{v:,.0f}" for v in values]
+    every = [*values, *limits]
+    for precision in range(digits, 18):
+        texts = [_digits(v, precision, down) for v in every]
+        if all(
+            texts[i] != texts[j] or every[i] == every[j]
+            for i in range(len(values))
+            for j in range(i + 1, len(every))
+        ):
+            return texts[: len(values)]
+    return [repr(v) for v in values]
+
+
+def _digits(value: float, precision: int, down: bool) -> str:
+    if not down or value == 0 or not math.isfinite(value):
+        return f"{value:.{precision}g}"
+    decimals = max(0, precision - 1 - math.floor(math.log10(abs(value))))
+    scaled = math.floor(value * 10**decimals + 1e-9)
+    return f"{scaled / 10**decimals:.{decimals}f}"
+
+
+def signed_percent(fraction: float) -> str:
+    """'+30.2%', '-0.005%': one decimal, two significant digits where one decimal would print a change that is
+    not zero as 0.0 % (a fidelity flag's 'change -0.0%'); '0%' for none."""
+    pct = fraction * 100
+    if pct == 0:
+        return "0%"
+    return f"{pct:+.1f}%" if abs(pct) >= 0.05 else f"{pct:+.2g}%"
 
 
 def gate_check(value: float, limit: float, digits: int = 4) -> str:

@@ -3,38 +3,58 @@ line names (the HTML lays the same figures out in its own table)."""
 
 from __future__ import annotations
 
-from edgekit.report.figures import apart
-from edgekit.report.regression import Flag, FlagKind
+import re
+from datetime import UTC, datetime
+
+from edgekit.report.figures import apart, same_precision, signed_percent
+from edgekit.report.regression import Flag, FlagKind, threads_text
 
 
 def flag_line(f: Flag) -> str:
     """A flag in one line of plain text, the one wording the Markdown summary lists and the nightly's verdict
-    names: where and its figures ('tflite-int8 x1 on pi4: 95 → 114 ms (+20.0%, p=1e-05)'). A fidelity flag says
+    names: where and its figures ('tflite-int8 at 1 thread on pi4: 95 → 114 ms (+20.0%, p=1e-05)'; 'x1' read
+    like a speed-up factor); a regression that persists says since when ('still slower since run #15,
+    2026-11-14'); an unreliable timing says how far it moved and that it was not judged. A fidelity flag says
     its gate in the words of its message, which the HTML shows ('tflite-int8: below its fidelity gate at
-    conversion (min_cosine: 0.99999 vs limit 1)'), then the cosine (never printed equal to 1 below 1); a flag
-    without figures is its message."""
+    conversion (min_cosine: 0.99999 vs limit 1)'), then the cosine against the run it was judged against, both
+    at one precision (never printed equal to 1 below 1, equal figures equal); a flag without figures is its
+    message."""
     if f.kind is FlagKind.FIDELITY:
         if f.new is None:
             return f.message
-        cosine = (
-            apart(f.new, f.old, 1.0)
-            if f.old is None
-            else f"{apart(f.old, f.new, 1.0)} → {apart(f.new, f.old, 1.0)}"
-        )
-        return f"{f.message}; cosine {cosine}"
+        if f.old is None:
+            return f"{f.message}; cosine {apart(f.new, 1.0, digits=5)}"
+        old, new = same_precision([f.old, f.new], [1.0], digits=5, down=True)
+        return f"{f.message}; cosine {old} → {new}" + (" (unchanged)" if f.old == f.new else "")
     where = " ".join(
         x
         for x in (
             f.artifact or "",
-            f"x{f.threads}" if f.threads else "",
+            f"at {threads_text(f.threads)}" if f.threads else "",
             f"on {f.target}" if f.target else "",
         )
         if x
     )
     if f.old is None or f.new is None or not where:
         return f.message
-    unit = {FlagKind.LATENCY: " ms", FlagKind.INSTRUCTIONS: " instr."}.get(f.kind, "")
-    text = f"{where}: {apart(f.old, f.new)} → {apart(f.new, f.old)}{unit}"
+    unit = {FlagKind.LATENCY: " ms", FlagKind.INSTRUCTIONS: " instr.", FlagKind.UNRELIABLE: " ms"}.get(
+        f.kind, ""
+    )
+    old, new = same_precision([f.old, f.new])
+    if f.kind is FlagKind.UNRELIABLE:  # timed while busy: how far it moved, and why it was not judged
+        found = re.search(r"timings unreliable \((.*?)\)[:,]", f.message)
+        why = found.group(1) if found else ""
+        change = f" ({signed_percent(f.change)})" if f.change is not None else ""
+        return f"{where}: {old} → {new}{unit}{change}, not judged" + (f": {why}" if why else "")
+    text = f"{where}: {old} → {new}{unit}"
     if f.change is not None:
-        text += f" ({f.change:+.1%}{f', p={f.p_value:.2g}' if f.p_value is not None else ''})"
+        text += f" ({signed_percent(f.change)}{f', p={f.p_value:.2g}' if f.p_value is not None else ''})"
+    if f.since_run is not None:
+        text += f"; still slower since run #{f.since_run}" + (f", {_day(f.since_ts)}" if f.since_ts else "")
+    if "older half of its history" in f.message:
+        text += "; a gradual rise, against the older half of its history"
     return text
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")

@@ -8,11 +8,13 @@ Checked in headless Chromium at 1400, 900 and 390 px by tests/test_report_screen
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from html import escape
 
 from edgekit.report import plots
-from edgekit.report.figures import apart
-from edgekit.report.html_facts import EMU_BADGE, facts_section
+from edgekit.report.figures import apart, same_precision, signed_percent
+from edgekit.report.html_facts import EMU_BADGE, facts_section, history_details
 from edgekit.report.regression import Flag, FlagKind
 from edgekit.report.table import NO_BOARD
 from edgekit.report.view import RecipeView, Report, Row, when
@@ -52,9 +54,17 @@ figcaption{font-size:13px;margin:0 0 2px} figure.nodata{border:1px dashed #d0d7d
 .legend{font-size:12px;margin:2px 0 6px} .key{display:inline-block;margin-right:12px;white-space:nowrap}
 .key i{display:inline-block;width:11px;height:11px;margin-right:4px;vertical-align:-1px;border-radius:2px}
 .key i.ring{border:2px solid red;border-radius:50%;width:8px;height:8px;background:none}
+.key i.hollow{border:2px solid #888;border-radius:50%;width:6px;height:6px;background:#fff}
 td.wrap{min-width:14em}
 details summary{cursor:pointer;color:#0969da}
+td.est{white-space:normal;min-width:11em;max-width:22em} th{white-space:normal}
+table.latest td.wrap{min-width:10em;max-width:28em}
 @media (max-width:600px){body{padding:10px 12px} h2{margin-top:24px} table{font-size:12px}}
+@media (max-width:760px){table.flags,table.flags tbody,table.flags tr,table.flags td{display:block;width:auto}
+ table.flags tr:first-child{display:none} table.flags tr{border:1px solid #d0d7de;margin:0 0 6px}
+ table.flags td{display:inline-block;border:0;text-align:left;white-space:normal;padding:1px 8px}
+ table.flags td.wrap{display:block}
+ table.flags td[data-label]::before{content:attr(data-label) ": ";font-weight:600}}
 """
 
 
@@ -67,6 +77,9 @@ def render(report: Report) -> str:
             for recipe, why in report.failed_deploys.items()
         )
         parts.append(f'<section><h2 class="bad">Deploys that failed</h2><ul>{items}</ul></section>')
+    if report.not_reached:
+        items = "".join(f"<li><code>{escape(recipe)}</code></li>" for recipe in report.not_reached)
+        parts.append(f"<section><h2>Not run (the night was interrupted)</h2><ul>{items}</ul></section>")
     if not report.recipes:
         parts.append("<p>No runs in the store for this selection.</p>")
         if report.empty_hint:
@@ -91,11 +104,15 @@ def _header(report: Report) -> str:
     if report.failed_deploys:
         failed = len(report.failed_deploys)
         badges += f'<span class="badge bad">{failed} deploy{"s" if failed != 1 else ""} failed</span>'
+    if report.interrupted:
+        badges += '<span class="badge warn">interrupted: not everything was run</span>'
+    if report.unjudged:
+        badges += f'<span class="badge warn">latency not judged: {len(report.unjudged)} without enough history</span>'
     window = f"since {when(report.since)} UTC" if report.since else "all history"
     nav = " · ".join(f'<a href="#{_anchor(v.recipe)}">{escape(v.recipe)}</a>' for v in report.recipes)
     return (
         f"<header><h1>edgekit report</h1><p>{badges} generated {escape(report.generated_at)}, {window}, "
-        f"store <code>{escape(report.store_url)}</code></p><p>{nav}</p>"
+        f"store <code>{escape(home(report.store_url))}</code></p><p>{nav}</p>"
         f'<p class="muted">{EMULATED_BANNER}</p></header>'
     )
 
@@ -106,11 +123,11 @@ def _recipe(view: RecipeView) -> str:
         f'<section id="{_anchor(view.recipe)}"><h2>{escape(view.recipe)}</h2>',
         f"<p>latest run <b>#{view.latest.id}</b> at {when(view.latest.started_ts)} UTC, "
         f"{len(view.runs)} run{'s' if len(view.runs) != 1 else ''} shown; recipe "
-        f"<code>{escape(latest.recipe_path)}</code> sha256 <code>{escape(latest.recipe_sha256[:12])}</code>, "
+        f"<code>{escape(home(latest.recipe_path))}</code> sha256 <code>{escape(latest.recipe_sha256[:12])}</code>, "
         f"git <code>{escape((latest.git_revision or '-')[:12])}</code></p>",
         "<h3>Flags</h3>",
-        _flags(view.flags),
-        _changes(view.changes),
+        _flags(view.flags, view.not_judged()),
+        _changes(view.changes, view.changes_against),
         "<h3>Latest results</h3>",
         _table(view.rows),
         "<h3>Route to ship, per target</h3>",
@@ -204,7 +221,7 @@ def _routes(view: RecipeView) -> str:
             )
     if not rows:
         return '<p class="muted">No route recorded yet (runs before routes were recorded).</p>'
-    return f"<details open><summary>{len(rows)} target runs</summary><table>{head}{''.join(rows)}</table></details>"
+    return history_details(rows, head)
 
 
 def _target(run: StoredRun, route: dict) -> str:
@@ -248,6 +265,9 @@ def _artifact_legend(artifacts: list[str], *, trend: bool = False) -> str:
     ]
     if trend:
         items.append('<span class="key"><i class="ring"></i>flagged regression</span>')
+        items.append(
+            '<span class="key"><i class="hollow"></i>unreliable, not judged (busy or throttled)</span>'
+        )
     return f'<p class="legend">{"".join(items)}</p>'
 
 
@@ -259,8 +279,12 @@ def _precision_legend() -> str:
     return f'<p class="legend">precision: {"".join(items)}</p>'
 
 
-def _flags(flags: list[Flag]) -> str:
+def _flags(flags: list[Flag], not_judged: Sequence[str] = ()) -> str:
+    """The flags, then what could not be judged for want of history (never 'within the noise' for those)."""
+    unjudged = "".join(f'<p class="warn">{escape(line)}</p>' for line in not_judged)
     if not flags:
+        if unjudged:
+            return f"{unjudged}<p>No regressions in what could be judged.</p>"
         return '<p class="ok">No regressions: every artifact is within the noise of its recent history.</p>'
     head = (
         "<tr><th class=l>kind</th><th class=l>artifact</th><th class=l>target</th><th>threads</th>"
@@ -269,24 +293,52 @@ def _flags(flags: list[Flag]) -> str:
     rows = []
     for f in flags:
         css = "bad" if f.is_regression else "warn"
+        old, new = _pair(f)
         rows.append(
-            f'<tr class="{css}"><td class=l>{f.kind.value}</td><td class=l>{escape(f.artifact or "-")}</td>'
-            f"<td class=l>{escape(f.target or '-')}{_emu(f.emulated)}</td><td>{f.threads or '-'}</td>"
-            f"<td>{_num(f.old, f.new)}</td><td>{_num(f.new, *_against(f))}</td><td>{_pct(f.change)}</td>"
-            f"<td>{_p(f.p_value)}</td>"
+            f'<tr class="{css}"><td class=l data-label=kind>{f.kind.value}</td>'
+            f"<td class=l data-label=artifact>{escape(f.artifact or '-')}</td>"
+            f"<td class=l data-label=target>{escape(f.target or '-')}{_emu(f.emulated)}</td>"
+            f"<td data-label=threads>{f.threads or '-'}</td>"
+            f"<td data-label=old>{old}</td><td data-label=new>{new}</td>"
+            f"<td data-label=change>{_pct(f.change)}</td><td data-label=p-value>{_p(f.p_value)}</td>"
             f"<td class='l wrap'>{escape(f.message)}</td></tr>"
         )
-    return f"<table>{head}{''.join(rows)}</table>"
+    return f'<table class="flags">{head}{"".join(rows)}</table>{unjudged}'
 
 
-def _changes(changes: list[str]) -> str:
+def _pair(flag: Flag) -> tuple[str, str]:
+    """A flag's old and new figures at one precision, never equal unless they are, and for a fidelity flag (a
+    cosine) never printed as 1 below 1."""
+    if flag.new is None:
+        return _num(flag.old), "-"
+    if flag.old is None:
+        return "-", _num(flag.new, *_against(flag))
+    fidelity = flag.kind is FlagKind.FIDELITY
+    old, new = same_precision(
+        [flag.old, flag.new], [1.0] if fidelity else [], digits=5 if fidelity else 4, down=fidelity
+    )
+    return old, new
+
+
+def _changes(changes: list[str], against: str = "the previous run") -> str:
     if not changes:
         return ""
     items = "".join(f"<li>{escape(c)}</li>" for c in changes)
-    return f"<p>Changed since the previous run:</p><ul>{items}</ul>"
+    return f"<p>Changed since {escape(against)}:</p><ul>{items}</ul>"
+
+
+def home(text: str) -> str:
+    """A path (or a URL holding one) under the user's home directory written with `~`: a shared report need not
+    show the user's name, and the path reads shorter."""
+    root = os.path.expanduser("~").rstrip("/")
+    if not root or root == "~" or root == "":
+        return text
+    return text.replace(root + "/", "~/") if (root + "/") in text else text
 
 
 def _table(rows: list[Row]) -> str:
+    if not rows:  # a run whose targets all failed before measuring: its flags say why
+        return '<p class="muted">No measurements in the latest run (its flags say why).</p>'
     head = (
         "<tr><th class=l>target</th><th class=l>artifact</th><th>threads</th><th>p50 (ms)</th>"
         "<th>p90 (ms)</th><th>board estimate (ms, 80% interval)</th><th>speed-up over fp32</th>"
@@ -304,7 +356,7 @@ def _table(rows: list[Row]) -> str:
         emu = _emu(r.emulated)
         speed = f"{r.speedup:.2f}x" if r.speedup else "-"
         if r.speedup and r.speedup_basis != "latency":
-            speed += f' <span class="muted">({escape(r.speedup_basis)})</span>'
+            speed += f'<br><span class="muted">({escape(r.speedup_basis)})</span>'
         drift = f"{r.drift_max_abs:.3g} / {r.drift_cosine:.6f}" if r.drift_max_abs is not None else "-"
         status = escape(r.status if r.status == "ok" else f"{r.status}: {r.error or ''}")
         status += "".join(f" · {f.kind.value} {_pct(f.change)}" for f in r.flags)
@@ -313,11 +365,11 @@ def _table(rows: list[Row]) -> str:
             f'<tr class="{css}"><td class=l>{escape(r.target)}{emu}{_older(r.run_id)}</td>'
             f"<td class=l>{escape(r.artifact)}</td>"
             f"<td>{r.threads}</td><td>{_wall(r.p50_ms, r.emulated)}{emu}</td><td>{_wall(r.p90_ms, r.emulated)}{emu}</td>"
-            f"<td>{_estimate(r.estimate, counted=r.emulated and bool(r.instructions))}</td><td>{speed}</td>"
+            f"<td class=est>{_estimate(r.estimate, counted=r.emulated and bool(r.instructions))}</td><td>{speed}</td>"
             f"<td>{_cos(r.cosine)}{gate}</td><td>{drift}</td>"
             f"<td>{_count(r.instructions)}</td><td class='l wrap'>{status}</td></tr>"
         )
-    return f"<table>{head}{''.join(body)}</table>"
+    return f'<table class="latest">{head}{"".join(body)}</table>'
 
 
 def _older(run_id: int | None) -> str:
@@ -366,7 +418,7 @@ def _against(flag: Flag) -> tuple[float | None, ...]:
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.1%}"
+    return "-" if value is None else signed_percent(value)
 
 
 def _p(value: float | None) -> str:

@@ -28,8 +28,20 @@ def facts_section(view: RecipeView) -> str:
                 )
                 continue
             rows.append(_facts_row(run.id, run.started_ts, t, t.agent))
-    summary = f"<summary>{len(rows)} target runs</summary>"
-    return f"<details open>{summary}<table>{head}{''.join(rows)}</table></details>"
+    return history_details(rows, head)
+
+
+OPEN_ROWS = 8  # a history section this short is open; a longer one (60 nights: 60 rows) starts collapsed
+
+
+def history_details(rows: list[str], head: str) -> str:
+    """A history table, newest first, in a details element: open when short, collapsed when long (60 nights
+    made two sections of 60 rows each that the reader had to scroll past)."""
+    shown = "open" if len(rows) <= OPEN_ROWS else ""
+    summary = f"<summary>{len(rows)} target runs, newest first</summary>"
+    return f"<details {shown}>{summary}<table>{head}{''.join(rows)}</table></details>".replace(
+        "<details >", "<details>"
+    )
 
 
 def _facts_row(run_id: int, started_ts: float, t: TargetRun, agent: AgentResult) -> str:

@@ -31,21 +31,41 @@ def _text(value: object) -> str:
     return str(value).replace("->", "→").translate(_ESCAPED).replace("\r", " ").replace("\n", " ")
 
 
-def render(report: Report) -> str:
+def verdict(report: Report) -> str:
+    """The headline: deploys that failed first, then whether the run was complete ('interrupted: not everything
+    was run'), the regressions, and the recipes whose latency could not be judged for want of history (never
+    'no regressions' alone while something was not run or not judged)."""
     regressions = len(report.regressions)
-    verdict = (
+    parts = [
         f"{regressions} regression{'s' if regressions != 1 else ''}" if regressions else "no regressions"
-    )
+    ]
+    if report.interrupted:
+        parts.insert(0, "interrupted, not everything was run")
     if report.failed_deploys:  # the night failed even with no regression: the verdict says so first
         failed = len(report.failed_deploys)
-        verdict = f"{failed} deploy{'s' if failed != 1 else ''} failed, {verdict}"
+        parts.insert(0, f"{failed} deploy{'s' if failed != 1 else ''} failed")
+    unjudged = report.unjudged
+    if unjudged:
+        parts.append(
+            f"latency not judged for {len(unjudged)} recipe{'s' if len(unjudged) != 1 else ''} "
+            "(not enough history)"
+        )
+    return ", ".join(parts)
+
+
+def render(report: Report) -> str:
+    lines_verdict = verdict(report)
     lines = [
-        f"## edgekit report: {verdict}",
+        f"## edgekit report: {lines_verdict}",
         "",
         f"_generated {report.generated_at}, "
         f"{'since ' + when(report.since) + ' UTC' if report.since else 'all history'}_",
         "",
     ]
+    if report.not_reached:
+        lines += ["### ⚠️ Not run (the night was interrupted)", ""]
+        lines += [f"- `{_text(recipe)}`" for recipe in report.not_reached]
+        lines.append("")
     if report.failed_deploys:
         lines += ["### ❌ Deploys that failed", ""]
         lines += [f"- `{_text(recipe)}`: {_text(why)}" for recipe, why in report.failed_deploys.items()]
@@ -61,16 +81,22 @@ def render(report: Report) -> str:
 
 def _recipe(view: RecipeView) -> list[str]:
     bad = [f for f in view.flags if f.is_regression]
-    mark = "❌" if bad else ("⚠️" if view.flags else "✅")
+    mark = "❌" if bad else ("⚠️" if view.flags or view.unjudged else "✅")
     lines = [
         f"### {mark} {_text(view.recipe)}: run #{view.latest.id}, {when(view.latest.started_ts)} UTC",
         "",
     ]
-    lines += [_flag(f) for f in view.flags] or ["No regressions against recent history."]
+    lines += [_flag(f) for f in view.flags]
+    not_judged = view.not_judged()
+    lines += [f"- **not judged** {_text(line)}" for line in not_judged]
+    if not view.flags and not not_judged:
+        lines.append("No regressions against recent history.")
+    elif not view.flags:
+        lines.append("No regressions in what could be judged.")
     if view.changes:
         lines += [
             "",
-            "Changed since the previous run: "
+            f"Changed since {_text(view.changes_against)}: "
             + "; ".join(_text(c) for c in view.changes[:8])
             + (f"; and {len(view.changes) - 8} more" if len(view.changes) > 8 else ""),
         ]

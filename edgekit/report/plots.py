@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from edgekit.formats import Format, Precision
+from edgekit.report.regression import throttle_reason
 from edgekit.report.view import RecipeView
 from edgekit.results import Measurement
 
@@ -77,6 +78,7 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
     if not series:
         return [_no_data(target, "latency over time", emulated, view)]
     flagged = {(f.artifact, f.threads) for f in view.flags if f.target == target and f.is_regression}
+    unreliable = _unreliable(view, target)
     ordered = sorted(series.items(), key=lambda kv: _order(kv[0][0]))
     panels = []
     for n in sorted({k[1] for k in series}):
@@ -84,7 +86,13 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
         for (artifact, th), pts in ordered:
             if th == n:
                 xs, p50s = [x for x, _, _ in pts], [p50 for _, p50, _ in pts]
-                ax.plot(xs, p50s, "-o", ms=3, lw=1.4, color=colour(artifact))
+                ax.plot(xs, p50s, "-", lw=1.4, color=colour(artifact))
+                judged = [(x, y) for (x, y, m) in pts if id(m) not in unreliable]
+                if judged:
+                    ax.plot(*zip(*judged), "o", ms=3, color=colour(artifact))
+                odd = [(x, y) for (x, y, m) in pts if id(m) in unreliable]
+                if odd:  # timed while busy or throttled: drawn, but hollow and grey (not judged)
+                    ax.plot(*zip(*odd), "o", ms=5, mfc="white", mec="#888888", mew=1.4)
                 if (artifact, th) in flagged:
                     ax.plot(xs[-1:], p50s[-1:], "o", ms=11, mfc="none", mec="red", mew=2)
         ax.set_ylabel("p50, emulated wall time (ms)" if emulated else "p50 latency (ms)")
@@ -113,6 +121,19 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
             )
         )
     return panels
+
+
+def _unreliable(view: RecipeView, target: str) -> set[int]:
+    """The measurements (ids) of `target` whose timings were not judged: timed while other processes used the
+    CPUs, or on a board that throttled (regression.py); emulated counts are exact whatever the load."""
+    found = set()
+    for run in view.runs:
+        for t in run.result.runs:
+            if t.target != target or t.agent is None or t.emulated:
+                continue
+            hot = throttle_reason(t) is not None
+            found |= {id(m) for m in t.agent.measurements if hot or m.timed_while_busy}
+    return found
 
 
 def trend_artifacts(view: RecipeView) -> list[str]:

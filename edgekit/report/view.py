@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edgekit.formats import Format
-from edgekit.report.regression import Flag, Settings, detect_latest
+from edgekit.report.regression import Flag, Settings, Unjudged, judge, threads_text
 from edgekit.results import (
     NOT_RUN_INTERRUPTED,
     ArtifactInfo,
@@ -58,7 +58,45 @@ class RecipeView:
     rows: list[Row]
     flags: list[Flag]
     targets: list[str] = field(default_factory=list)
-    changes: list[str] = field(default_factory=list)  # what differs from the previous run (for triage)
+    changes: list[str] = field(default_factory=list)  # what differs from the runs it was judged against
+    changes_against: str = "the previous run"  # those runs, in words ('run #12 (pi5-emu's last judged)')
+    unjudged: list[Unjudged] = field(default_factory=list)  # keys with too little history to judge latency
+
+    @property
+    def interrupted(self) -> bool:
+        """The latest run was stopped by Ctrl-C or SIGTERM on some target: not everything was measured."""
+        return any(t.interrupted for t in self.latest.result.runs)
+
+    def not_judged(self) -> list[str]:
+        """Per target, 'not enough history to judge latency on host (2 earlier runs; 3 needed)': what could
+        not be judged is not called within the noise (instruction counts, fidelity and failures still are)."""
+        by_target: dict[str, list[Unjudged]] = {}
+        for u in self.unjudged:
+            by_target.setdefault(u.target, []).append(u)
+        lines = []
+        for target, keys in by_target.items():
+            counts = sorted({u.earlier for u in keys})
+            earlier = " or ".join(map(str, counts))
+            since = next((u.since_change for u in keys if u.since_change is not None), None)
+            after = f" since its configuration changed in run #{since}" if since is not None else ""
+            measured = [
+                m
+                for t in self.latest.result.runs
+                if t.target == target
+                for m in _measurements(t)
+                if m.status == "ok"
+            ]
+            everything = len(keys) >= len(measured)
+            which = (
+                ""
+                if everything
+                else ": " + ", ".join(f"{u.artifact} at {threads_text(u.threads)}" for u in keys)
+            )
+            lines.append(
+                f"not enough history to judge latency on {target} ({earlier} earlier "
+                f"run{'s' if counts != [1] else ''}{after}; {keys[0].needed} needed){which}"
+            )
+        return lines
 
     def latest_on(self, target: str) -> tuple[StoredRun, TargetRun] | None:
         """The newest shown run that includes `target`, and its part for that target: a recipe's latest run
@@ -99,9 +137,22 @@ class Report:
     def flags(self) -> list[Flag]:
         return [f for view in self.recipes for f in view.flags]
 
+    not_reached: list[str] = field(default_factory=list)  # nightly: recipes an interruption left unrun
+
     @property
     def regressions(self) -> list[Flag]:
         return [f for f in self.flags if f.is_regression]
+
+    @property
+    def interrupted(self) -> bool:
+        """Not everything was run: a recipe's latest run was stopped (Ctrl-C, SIGTERM) or the night named
+        recipes it never reached."""
+        return bool(self.not_reached) or any(v.interrupted for v in self.recipes)
+
+    @property
+    def unjudged(self) -> list[str]:
+        """Recipes with a key whose latency could not be judged for want of history."""
+        return [v.recipe for v in self.recipes if v.unjudged]
 
 
 def build(
@@ -122,7 +173,7 @@ def build(
         if not shown:
             continue
         # regression baseline may reach back before `since`
-        recent = store.history(recipe=name, limit=settings.history + 1)
+        recent = store.history(recipe=name, limit=settings.lookback + 1)  # a regression's start, a creep's
         views.append(recipe_view(name, shown, recent, targets=targets, settings=settings))
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     return Report(
@@ -163,11 +214,12 @@ def recipe_view(
     recent = [
         r for r in (_only(r, targets) for r in (recent if recent is not None else shown)) if r.result.runs
     ]
-    flags = detect_latest(recent, settings) if recent and recent[-1].id == shown[-1].id else []
+    judged = recent and recent[-1].id == shown[-1].id
+    judgement = judge(recent, settings) if judged else None
+    flags = judgement.flags if judgement else []
     latest = shown[-1]
     target_names = list(dict.fromkeys(t.target for r in shown for t in r.result.runs))
-    previous = recent[-2].result if len(recent) >= 2 and recent[-1].id == latest.id else None
-    changed = changes(previous, latest.result) if previous else []
+    changed, against = judged_changes(recent, flags, settings) if judged else ([], "")
     rows = latest_rows(latest.result, flags)
     in_latest = {t.target for t in latest.result.runs}
     for target in target_names:  # a target the latest run did not include: its own newest run
@@ -184,7 +236,17 @@ def recipe_view(
         if older is not None:
             rows += [replace(row, run_id=older.id) for row in latest_rows(older.result, (), only=target)]
     rows = [_or_older(row, latest, shown) for row in rows]
-    return RecipeView(name, shown, latest, rows, flags, target_names, changed)
+    return RecipeView(
+        name,
+        shown,
+        latest,
+        rows,
+        flags,
+        target_names,
+        changed,
+        against,
+        judgement.unjudged if judgement else [],
+    )
 
 
 def _or_older(row: Row, latest: StoredRun, shown: list[StoredRun]) -> Row:
@@ -202,7 +264,49 @@ def _or_older(row: Row, latest: StoredRun, shown: list[StoredRun]) -> Row:
     return row
 
 
-def changes(previous: DeployResult, latest: DeployResult) -> list[str]:
+def judged_changes(
+    recent: list[StoredRun], flags: Sequence[Flag], settings: Settings = Settings()
+) -> tuple[list[str], str]:
+    """What differs between the latest run and the runs of the same target it was judged against, and those
+    runs in words. Per flagged target (every target of the latest run when nothing was flagged): the last run
+    of that target in its baseline, then the older ones back to the first it was judged against, each
+    difference listed once, an older one naming its run ('recipe model.args.width: 40 -> 44 (vs run #9)').
+    The recipe's previous run on any target hid a change: a host-only run in between matched it."""
+    latest, earlier = recent[-1], recent[:-1]
+    if not earlier:
+        return [], ""
+    flagged = list(dict.fromkeys(f.target for f in flags if f.is_regression and f.target is not None))
+    targets = flagged or [t.target for t in latest.result.runs]
+    by_id = {r.id: r for r in earlier}
+    found: list[str] = []
+    seen: set[str] = set()
+    lasts = []
+    for target in targets:
+        ids = {i for f in flags if f.target == target and f.is_regression for i in f.baseline_runs}
+        runs = [by_id[i] for i in sorted(ids) if i in by_id] or [
+            r for r in earlier[-settings.history :] if any(t.target == target for t in r.result.runs)
+        ]
+        if not runs:
+            continue
+        lasts.append((target, runs[-1].id))
+        for n, run in enumerate(reversed(runs)):
+            for line in changes(run.result, latest.result, only=target):
+                key = line.split(": ", 1)[0]
+                if key in seen:
+                    continue
+                seen.add(key)
+                found.append(line if n == 0 else f"{line} (vs run #{run.id})")
+    if not lasts:
+        return [], ""
+    if len({i for _, i in lasts}) == 1 and (lasts[0][1] == earlier[-1].id and not flagged):
+        return found, "the previous run"
+    if len(lasts) == 1:
+        return found, f"{lasts[0][0]}'s run #{lasts[0][1]}, the last it was judged against"
+    against = ", ".join(f"{target}'s run #{i}" for target, i in lasts)
+    return found, f"the last runs it was judged against ({against})"
+
+
+def changes(previous: DeployResult, latest: DeployResult, only: str | None = None) -> list[str]:
     """What differs between two runs of a recipe: the first things to look at when a flag goes up."""
     found = []
     if previous.recipe_sha256 != latest.recipe_sha256:
@@ -230,7 +334,7 @@ def changes(previous: DeployResult, latest: DeployResult) -> list[str]:
     ]
     old_targets = {t.target: t.agent.facts_before for t in previous.runs if t.agent}
     for t in latest.runs:
-        if t.agent and t.target in old_targets:
+        if t.agent and t.target in old_targets and (only is None or t.target == only):
             before, now = old_targets[t.target], t.agent.facts_before
             found += _diff(f"{t.target} runtime", before.runtimes, now.runtimes)
             for name in ("python", "cpu_model", "emulator"):
