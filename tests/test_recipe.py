@@ -816,7 +816,19 @@ def test_a_missing_recipe_file_hint_points_at_its_own_folder(tmp_path: Path) -> 
     write(tmp_path, base(), "mine.yaml")
     with pytest.raises(RecipeError, match="recipe file not found") as err:
         load_recipe(tmp_path / "mien.yaml")
-    assert err.value.hint == f"check the path; {tmp_path} holds mine.yaml"
+    assert (
+        err.value.hint
+        == f"check the path; did you mean {tmp_path / 'mine.yaml'}?; {tmp_path} holds mine.yaml"
+    )
+    for i in range(
+        10
+    ):  # a folder of many: the likeliest first, and how many more (a probe saw 5 of 8, no more)
+        write(tmp_path, base(), f"r{i}.yaml")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(tmp_path / "r7.yml")
+    assert f"did you mean {tmp_path / 'r7.yaml'}?" in str(err.value.hint) and "and 3 more" in str(
+        err.value.hint
+    )
     with pytest.raises(RecipeError) as err:
         load_recipe(tmp_path / "nowhere" / "r.yaml")
     assert f"the folder {tmp_path / 'nowhere'} does not exist" in (err.value.hint or "")

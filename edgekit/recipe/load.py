@@ -8,6 +8,7 @@ data loaders apply them to labels that come from a builder.
 
 from __future__ import annotations
 
+import difflib
 import re
 import reprlib
 import zipfile
@@ -95,8 +96,12 @@ def _missing_hint(path: Path) -> str:
     )
     if not folder.is_dir():
         return f"check the path{read_from}: the folder {folder} does not exist"
-    near = sorted(p.name for p in folder.glob("*.y*ml"))[:5]
-    return f"check the path{read_from}" + (f"; {folder} holds {', '.join(near)}" if near else "")
+    found = sorted(p.name for p in folder.glob("*.y*ml"))
+    close = difflib.get_close_matches(path.name, found, n=1, cutoff=0.6)
+    near = list(dict.fromkeys(close + found))[:8]  # the likeliest first, then the rest, with how many more
+    more = f" and {len(found) - len(near)} more" if len(found) > len(near) else ""
+    meant = f"; did you mean {folder / close[0]}?" if close else ""
+    return f"check the path{read_from}{meant}" + (f"; {folder} holds {', '.join(near)}{more}" if near else "")
 
 
 def _unknown_key(parts: tuple[str, ...], section: type[BaseModel] | None) -> str:

@@ -270,7 +270,10 @@ def run_pnnx(
             raise ConversionError(
                 f"pnnx failed ({exit_text(proc.returncode)}):\n{tail}",
                 where=str(model_path),
-                hint="simplify the model (onnxsim) or export with opset 17 (dynamo=False)",
+                # the ONNX it gets is already simplified and exported at opset 17: saying so helped no one
+                hint="pnnx stopped on this graph (its last lines above, where it got to): ncnn may have no layer "
+                "for one of its ops (TopK, CumSum, NonMaxSuppression, ...); leave ncnn-* out of the recipe's "
+                "formats, or change that part of the model",
             )
         shutil.move(str(out_param), param)
         shutil.move(str(out_bin), bin_path)
