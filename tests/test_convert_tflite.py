@@ -146,6 +146,9 @@ def test_cli_table_and_exit_codes(classifier: Any, tmp_path: Path) -> None:
     assert kept.returncode == 0, kept.stderr
     assert "1 from the cache - no conversion work" in kept.stdout
     record = json.loads(out.read_text())["artifacts"][0]
+    # the file itself, for estimate / bench / profile: only --json said where it was
+    assert "files (for edgekit estimate, bench, profile):" in kept.stdout
+    assert record["files"][0] in "".join(kept.stdout.split()), kept.stdout
     assert (
         record["status"] == "failed"
         and record["cached"]

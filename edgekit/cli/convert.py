@@ -185,6 +185,12 @@ def _report(
         f"{converted} converted, {cached} from the cache{nothing}{failed_text}; total {seconds:.1f} s{note}",
         highlight=False,
     )
+    made = [a for a in artifacts if a.files]  # a gate's failure leaves its file, to look into
+    if made:  # what `edgekit estimate / bench / profile FILE` take; --json lists every file
+        console.print("[dim]files (for edgekit estimate, bench, profile):[/]", highlight=False)
+        width = max(len(a.format.value) for a in made)
+        for a in made:
+            console.print(f"[dim]  {a.format.value:<{width}}  {plain(str(a.main_file))}[/]", highlight=False)
     for a in artifacts:
         for finding in a.provenance.get("findings", []):
             console.print(f"[yellow]{a.format.value}[/]: {plain(finding)}", highlight=False)
