@@ -289,7 +289,7 @@ def judged_changes(
         if not runs:
             continue
         lasts.append((target, runs[-1].id))
-        for n, run in enumerate(reversed(runs)):
+        for n, run in enumerate(reversed(runs if flagged else runs[-1:])):  # unflagged: against the last
             for line in changes(run.result, latest.result, only=target):
                 key = line.split(": ", 1)[0]
                 if key in seen:
