@@ -64,6 +64,20 @@ def test_profile_table_names_the_top_layers_with_their_share() -> None:
     assert "big" in lines[2] and "70.0%" in lines[2] and "mid" in lines[3]
     assert not any("small" in line for line in lines[2:4])
     assert prof.coverage == 1.0
+    assert "k insns" in lines[1]  # 100 instructions: not 0.00 M
+
+
+def test_profile_names_cut_to_the_column_stay_distinct() -> None:
+    """Two ops whose names end alike both showed `…at.v1.transpose_3/transpose`: such names keep their start."""
+    from edgekit.profile import short_names
+
+    a, b = (
+        "model/attn_a/tf.compat.v1.transpose_3/transpose",
+        "model/attn_b/tf.compat.v1.transpose_3/transpose",
+    )
+    got = short_names([a, b, "short", "x" * 40], 28)
+    assert len({*got}) == 4 and all(len(n) <= 28 for n in got), got
+    assert got[0] != got[1] and got[2] == "short" and got[3] == "…" + "x" * 27
 
 
 @pytest.fixture(scope="module")
