@@ -190,7 +190,7 @@ def _report(
         console.print("[dim]files (for edgekit estimate, bench, profile):[/]", highlight=False)
         width = max(len(a.format.value) for a in made)
         for a in made:
-            console.print(f"[dim]  {a.format.value:<{width}}  {plain(str(a.main_file))}[/]", highlight=False)
+            console.print(f"[dim]- {a.format.value:<{width}}  {plain(str(a.main_file))}[/]", highlight=False)
     for a in artifacts:
         for finding in a.provenance.get("findings", []):
             console.print(f"[yellow]{a.format.value}[/]: {plain(finding)}", highlight=False)

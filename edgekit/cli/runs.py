@@ -355,7 +355,8 @@ def _estimate(est: object) -> str:
     if not isinstance(est, dict) or est.get("status") != "ok":
         return "-"
     mark = "" if est.get("interval_calibrated", True) else "*"
-    return f"~{_n(est['estimate_ms'])} ({_n(est['low_ms'])}-{_n(est['high_ms'])}){mark} est."
+    e, lo, hi = (f"{est[k]:.3g}" for k in ("estimate_ms", "low_ms", "high_ms"))  # as deploy: 44.4, not 44.42
+    return f"~{e} ({lo}-{hi}){mark} est."
 
 
 def _n(value: float | None) -> str:
