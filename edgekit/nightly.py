@@ -41,6 +41,7 @@ class NightlyOutcome:
     lab: Any = None  # edgekit.lab.spread.SpreadOutcome when lab targets were spread over their places
     lab_lines: list[str] = field(default_factory=list)  # per board and board type, slow boards flagged
     interrupted: bool = False  # Ctrl-C or SIGTERM: the night stopped after recording what was measured
+    not_reached: list[str] = field(default_factory=list)  # recipe files an interruption left unrun
     measured: list[str] = field(
         default_factory=list
     )  # every target tonight's recorded deploys ran on (host too)
@@ -157,10 +158,13 @@ def run_nightly(
                 kept = _record_kept(exc, store, outcome, path, names)
                 log(f"{path.name}: interrupted; the night stops here" + (f" ({kept})" if kept else ""))
                 outcome.interrupted = True
+                after = files[files.index(path) + 1 :]
+                outcome.not_reached += ([] if kept else [path.name]) + [p.name for p in after]
                 break
             except Exception as exc:  # noqa: BLE001 - one recipe's failure, even a bug, never stops the night
                 if isinstance(exc, NotRun):  # no board took it before the Ctrl-C: not run, not a failure
                     log(f"{path.name}: not run (the night was interrupted)")
+                    outcome.not_reached.append(path.name)
                     continue
                 said = ("" if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: ") + str(exc)
                 if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -209,10 +213,18 @@ def run_nightly(
             )
             outcome.failures["report"] = f"the report could not be built from the store: {reason}"
             log(f"report: {outcome.failures['report']}")
-        if outcome.report is None and outcome.failures:  # nothing reported: still said (a CI page links it)
+        if outcome.report is None and (
+            outcome.failures or outcome.interrupted
+        ):  # still said (a CI page links it)
             outcome.report = Report([], datetime.now(UTC).isoformat(timespec="seconds"), since, store.url)
     if outcome.report is not None:
-        outcome.report.failed_deploys = {Path(p).name: why for p, why in outcome.failures.items()}
+        # the report's own failure is no deploy's (the Markdown said '2 deploys failed', one of them `report`)
+        outcome.report.failed_deploys = {
+            Path(p).name: why for p, why in outcome.failures.items() if p != "report"
+        }
+        if "report" in outcome.failures:  # not 'No runs in the store' and 'no regressions'
+            outcome.report.unreadable = outcome.failures["report"]
+        outcome.report.not_reached = list(outcome.not_reached)  # the report lists them: not silently missing
         outcome.written = write(outcome.report, html=html, markdown=markdown)
     if outcome.lab_lines and markdown is not None and markdown.exists():  # per board and board type
         with markdown.open("a") as fh:

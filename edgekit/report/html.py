@@ -80,7 +80,9 @@ def render(report: Report) -> str:
     if report.not_reached:
         items = "".join(f"<li><code>{escape(recipe)}</code></li>" for recipe in report.not_reached)
         parts.append(f"<section><h2>Not run (the night was interrupted)</h2><ul>{items}</ul></section>")
-    if not report.recipes:
+    if report.unreadable:
+        parts.append(f'<p class="bad">{escape(report.unreadable)}</p>')
+    elif not report.recipes:
         parts.append("<p>No runs in the store for this selection.</p>")
         if report.empty_hint:
             parts.append(f"<p>{escape(report.empty_hint)}</p>")

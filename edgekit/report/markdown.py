@@ -37,7 +37,11 @@ def verdict(report: Report) -> str:
     'no regressions' alone while something was not run or not judged)."""
     regressions = len(report.regressions)
     parts = [
-        f"{regressions} regression{'s' if regressions != 1 else ''}" if regressions else "no regressions"
+        "regressions not judged (the store could not be read)"
+        if report.unreadable
+        else f"{regressions} regression{'s' if regressions != 1 else ''}"
+        if regressions
+        else "no regressions"
     ]
     if report.interrupted:
         parts.insert(0, "interrupted, not everything was run")
@@ -70,7 +74,9 @@ def render(report: Report) -> str:
         lines += ["### ❌ Deploys that failed", ""]
         lines += [f"- `{_text(recipe)}`: {_text(why)}" for recipe, why in report.failed_deploys.items()]
         lines.append("")
-    if not report.recipes:
+    if report.unreadable:
+        lines.append(_text(report.unreadable))
+    elif not report.recipes:
         lines.append("No runs in the store for this selection.")
         if report.empty_hint:
             lines += ["", report.empty_hint]

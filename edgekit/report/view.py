@@ -138,6 +138,7 @@ class Report:
         return [f for view in self.recipes for f in view.flags]
 
     not_reached: list[str] = field(default_factory=list)  # nightly: recipes an interruption left unrun
+    unreadable: str = ""  # nightly: why the store could not be read for the report (nothing was judged)
 
     @property
     def regressions(self) -> list[Flag]:
