@@ -51,7 +51,9 @@ def missed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     report = _edgekit(
         "report", "--since", "all", "--store", store, "--html", str(html), "--markdown", str(md)
     )
-    assert report.returncode == 0, report.stderr
+    assert report.returncode == 0, report.stderr  # report lists; only with --fail-on-regression does it fail
+    failing = _edgekit("report", "--since", "all", "--store", store, "--fail-on-regression")
+    assert failing.returncode == 1 and "fidelity" in failing.stdout, failing.stdout + failing.stderr
     return {
         "deploy": _one_line(deploy.stdout + deploy.stderr),
         "show": _one_line(shown.stdout),

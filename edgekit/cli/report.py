@@ -28,6 +28,11 @@ def report_cmd(
     min_change: float = typer.Option(
         0.05, "--min-change", min=0.0, max=10.0, help="smallest relative slowdown flagged (0.05 = 5 %)"
     ),
+    fail_on_regression: bool = typer.Option(
+        False,
+        "--fail-on-regression",
+        help="exit 1 when a regression is listed (default: 0 whatever it lists; `nightly` fails the job)",
+    ),
 ) -> None:
     """Per recipe: the latest table (artifact x target), latency trends, sample distributions, INT8 vs
     fp32, device facts and regression flags, as one HTML file that needs no network to view.
@@ -60,6 +65,8 @@ def report_cmd(
             f"{len(report.flags) - regressions} unreliable",
             highlight=False,
         )
+    if fail_on_regression and report.regressions:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
