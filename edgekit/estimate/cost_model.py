@@ -192,6 +192,8 @@ def estimate(
     model = model_for(board.name, calibrated_n, available)
     method = model.describe()
     est = model.predict_ms(features)
+    if not features.instructions:
+        notes += _below_calibration(board.name, calibrated_n, est)
     cv: dict[str, Any] = {
         "weights": {name: round(w, 4) for name, w in model.weights.items()},
         "board": board.name,
@@ -220,6 +222,7 @@ def estimate(
             if not runtime_ok
             else "outside the calibration models' size range"
         )
+    _state_interval_used(cv, q)
     return Estimate(
         board.name,
         n,
@@ -233,6 +236,20 @@ def estimate(
         notes,
         not_validated=why,
     )
+
+
+def _interval_text(q: float) -> str:
+    return f"-{100 * (1 - math.exp(-q)):.0f}/+{100 * (math.exp(q) - 1):.0f}%" if math.isfinite(q) else "none"
+
+
+def _state_interval_used(cv: dict[str, Any], q: float) -> None:
+    """cv["interval"] is the interval this estimate states (its low/high): where it was widened (int8 kernels,
+    an unseen layer type, an uncalibrated runtime, size or thread count), the procedure's own cross-validated
+    one moves to cv["procedure_interval"]. The JSON said the procedure's -59/+142 % beside a printed -69/+221 %."""
+    if math.isfinite(cv.get("q_log", math.nan)) and q > cv["q_log"]:
+        cv["procedure_interval"] = cv.get("interval")
+        cv["interval"] = _interval_text(q)
+        cv["q_log_used"] = q
 
 
 def _interpolated(board: str, n: int, ends: list[Estimate], asked: int) -> Estimate:
@@ -257,14 +274,16 @@ def _interpolated(board: str, n: int, ends: list[Estimate], asked: int) -> Estim
         "interpolated_between": [lo.threads, hi.threads],
         "ends": [lo.cv, hi.cv],
     }
+    low, high = min(lo.low_ms, hi.low_ms), max(lo.high_ms, hi.high_ms)
+    cv["interval"] = f"-{100 * (1 - low / est):.0f}/+{100 * (high / est - 1):.0f}%"  # the span stated
     return Estimate(
         board,
         n,
         f"interpolated between the {lo.threads}- and {hi.threads}-thread estimates",
         lo.features,
         est,
-        min(lo.low_ms, hi.low_ms),
-        max(lo.high_ms, hi.high_ms),
+        low,
+        high,
         False,
         cv,
         notes,
@@ -287,6 +306,21 @@ def _outside_calibration(board: str, features: Features) -> str:
         "core), so the estimate is extrapolated and its interval is not validated there (the widest of any "
         "group)"
     )
+
+
+def _below_calibration(board: str, threads: int, est: float) -> list[str]:
+    """A MAC-based estimate below every published figure of the calibration set: the MAC forms are sums of
+    MACs and parameters with no constant, so a tiny model (an MLP of 12,544 MACs: 0.004 ms) gets no runtime
+    overhead per invocation at all, which no real inference is without."""
+    fastest = min(ms for _, _, ms in calibration_data(board, threads))
+    if est >= fastest:
+        return []
+    return [
+        f"the MAC-based forms have no per-invocation overhead (no constant term: the runtime's fixed cost of one "
+        f"inference is not in them), and {est:.3g} ms is below the fastest figure of any calibration model "
+        f"({fastest:.3g} ms on this board at {threads} thread(s)): nothing the calibration set covers speaks for "
+        "it; take it as the MACs' share of the time, not the latency of an inference"
+    ]
 
 
 def _millions(n: int) -> str:
