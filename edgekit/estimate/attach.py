@@ -22,7 +22,7 @@ from edgekit.estimate.boards import BOARDS
 from edgekit.estimate.boards import board as get_board
 from edgekit.estimate.forms import misses_of
 from edgekit.estimate.graph import ModelCost, analyze
-from edgekit.estimate.roofline import compute_precision, roofline
+from edgekit.estimate.roofline import compute_precision, roofline, weight_storage_bytes
 from edgekit.estimate.runs_as import RunsAs, runs_as
 from edgekit.formats import Format, Precision
 from edgekit.results import ArtifactInfo, Measurement, TargetRun
@@ -108,6 +108,7 @@ def estimate_for(
                 get_board(board),
                 measurement.threads,
                 runs.precision if runs else compute_precision(fmt),
+                runs.storage_bytes if runs else weight_storage_bytes(fmt),
             ).lower_bound_ms,
             3,
         )

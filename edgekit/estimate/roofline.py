@@ -44,6 +44,9 @@ class Roofline:
     intensity_macs_per_byte: float  # executed MACs / compulsory bytes: above the ridge, the bound is compute
     intensity_no_reuse_macs_per_byte: float  # MACs / no-reuse bytes (not what the bound uses)
     ridge_macs_per_byte: float  # the board's peak MACs / bandwidth
+    weight_storage_bytes: int = (
+        2  # bytes per weight the compulsory traffic counts (as the runtime holds them)
+    )
     label: str = (
         "roofline lower bound (published peak specs, Winograd/fp16/int8 where the runtime may use them; "
         "not a measurement, not an estimate)"
@@ -68,8 +71,14 @@ def executed_macs(cost: ModelCost) -> float:
 
 
 def roofline(
-    cost: ModelCost, board: Board, threads: int = 1, precision: Precision = Precision.FP32
+    cost: ModelCost,
+    board: Board,
+    threads: int = 1,
+    precision: Precision = Precision.FP32,
+    storage_bytes: int | None = None,
 ) -> Roofline:
+    """`storage_bytes`: bytes per weight as the runtime holds them (weight_storage_bytes); None: STORAGE_BYTES
+    of the precision (fp16 storage for floats)."""
     peak = board.peak_macs_per_s(precision, threads)
     bw = board.mem_bw_gbs * 1e9
     shown = precision
@@ -79,9 +88,8 @@ def roofline(
     ):
         shown = Precision.FP32  # no fp16 arithmetic on this core (the A72): its peak is the fp32 one, say so
     compute_ms = executed_macs(cost) / peak * 1e3
-    weights = (
-        min(cost.weight_bytes, cost.params * STORAGE_BYTES[precision]) if cost.params else cost.weight_bytes
-    )
+    per_weight = STORAGE_BYTES[precision] if storage_bytes is None else storage_bytes
+    weights = min(cost.weight_bytes, cost.params * per_weight) if cost.params else cost.weight_bytes
     memory_ms = (weights + cost.io_bytes) / bw * 1e3
     return Roofline(
         board=board.name,
@@ -102,6 +110,7 @@ def roofline(
         intensity_macs_per_byte=executed_macs(cost) / max(1, weights + cost.io_bytes),
         intensity_no_reuse_macs_per_byte=cost.macs / max(1, cost.bytes_moved),
         ridge_macs_per_byte=peak / bw,
+        weight_storage_bytes=per_weight,
     )
 
 
@@ -117,19 +126,53 @@ def artifact_format(path: Path) -> Format | None:
     return None
 
 
-def compute_precision(fmt: Format | None) -> Precision:
+def compute_precision(fmt: Format | None, options: dict[str, bool] | None = None) -> Precision:
     """The fastest precision the kernels may compute in (the bound's peak): TFLite fp16 weights are dequantized
-    and run in fp32 on CPU; every ncnn float model may compute in fp16 where the core has it (ncnn's default
-    options; the board's table gives A72's fp16 peak as its fp32 one); an unknown format (an ONNX file, whose
-    runtime is not chosen yet) likewise; int8 and dynamic formats at their int8 peak. The other runtimes compute
-    in their format's precision: ONNX Runtime's and OpenCV's CPU kernels, OpenVINO and ExecuTorch's XNNPACK run an
-    fp32 model in fp32 (the fp16 peak made their bound about half what it is); MNN in fp16 only for mnn-fp16."""
+    and run in fp32 on CPU; an ncnn float model as its Option flags say (`options`: the artifact's own, from its
+    model.io.json; else the format's, as edgekit writes them): edgekit's ncnn-fp32 switches fp16 arithmetic off
+    (its sidecar says `use_fp16_arithmetic: false`; the bound took the A76's fp16 peak, twice what it runs at),
+    ncnn-fp16 and a bare .param (ncnn's defaults, as benchncnn) compute in fp16 where the core has it (the
+    board's table gives A72's fp16 peak as its fp32 one); an unknown format (an ONNX file, whose runtime is not
+    chosen yet) likewise fp16; int8 and dynamic formats at their int8 peak. The other runtimes compute in their
+    format's precision: ONNX Runtime's and OpenCV's CPU kernels, OpenVINO and ExecuTorch's XNNPACK run an fp32
+    model in fp32 (the fp16 peak made their bound about half what it is); MNN in fp16 only for mnn-fp16."""
     if fmt is None:
-        return Precision.FP16
+        return Precision.FP32 if options and options.get("use_fp16_arithmetic") is False else Precision.FP16
     if fmt.runtime is Runtime.TFLITE:
         return Precision.FP32 if fmt.precision is Precision.FP16 else fmt.precision
     if fmt.precision in (Precision.INT8, Precision.DYNAMIC):
         return Precision.INT8
     if fmt.runtime is Runtime.NCNN:
-        return Precision.FP16
+        flags = ncnn_options(fmt) if options is None else options
+        return Precision.FP32 if flags.get("use_fp16_arithmetic", True) is False else Precision.FP16
     return fmt.precision
+
+
+def weight_storage_bytes(fmt: Format | None, options: dict[str, bool] | None = None) -> int | None:
+    """Bytes per float weight as an ncnn artifact holds them in memory: 4 when its options switch fp16 storage
+    off (edgekit's ncnn-fp32), else None (STORAGE_BYTES: fp16 storage, or int8). Other runtimes: None."""
+    if fmt is not None and fmt.runtime is not Runtime.NCNN:
+        return None
+    if fmt is not None and fmt.precision in (Precision.INT8, Precision.DYNAMIC):
+        return None
+    flags = options if options is not None else (ncnn_options(fmt) if fmt is not None else {})
+    return 4 if flags.get("use_fp16_storage", True) is False else None
+
+
+def ncnn_options(fmt: Format) -> dict[str, bool]:
+    """The Option flags edgekit writes into an ncnn artifact of this format (edgekit.convert.ncnn.runtime)."""
+    from edgekit.convert.ncnn.runtime import options_for
+
+    return options_for(fmt)
+
+
+# The most multiply-accumulates one A64 SIMD/FP data-processing instruction performs: a 128-bit FMLA is 4 fp32
+# or 8 fp16 lanes; SDOT 16 int8 products (SMLAL2 8); neither core has i8mm (SMMLA's 32). A scalar FMADD is 1.
+MACS_PER_SIMD_INSTRUCTION = {Precision.FP32: 4, Precision.FP16: 8, Precision.DYNAMIC: 16, Precision.INT8: 16}
+
+
+def macs_the_count_can_hold(simd_fp_instructions: int, precision: Precision) -> int:
+    """An upper bound on the MACs one inference can have executed, from its counted SIMD/FP data-processing
+    instructions (the plugin's first class, one thread): each does at most MACS_PER_SIMD_INSTRUCTION of the
+    bound's precision. A graph reader's MACs above it cannot have run: its roofline is then no bound."""
+    return simd_fp_instructions * MACS_PER_SIMD_INSTRUCTION[precision]

@@ -1,15 +1,19 @@
 """What runs when an artifact runs, for the estimate and the roofline: its format (from edgekit's metadata or
---format), checked against the file itself. A bare ncnn .param runs with ncnn's default options, int8 where its
-layers say so whatever its label (the speed plan may keep every layer of an ncnn-int8 artifact float); a .tflite
-without metadata is read from its tensors."""
+--format), checked against the file itself. An ncnn artifact runs with its model.io.json's Option flags; a bare
+.param with those of the format it is labelled (--format ncnn-fp32: fp16 off, as edgekit writes ncnn-fp32; the
+label changed the words but not the count, 24.0 M instructions instead of the 45.4 M of the same bytes as
+edgekit's ncnn-fp32 on the A76), else ncnn's defaults; int8 where its layers say so whatever its label (the speed
+plan may keep every layer of an ncnn-int8 artifact float); a .tflite without metadata is read from its
+tensors."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekit.convert.ncnn.param import has_int8_layers
-from edgekit.estimate.roofline import compute_precision
+from edgekit.estimate.roofline import compute_precision, ncnn_options, weight_storage_bytes
 from edgekit.formats import Format, Precision
 
 
@@ -22,12 +26,18 @@ class RunsAs:
     how: str
     int8: bool
     precision: Precision
+    count_options: dict[str, bool] = field(
+        default_factory=dict
+    )  # ncnn flags the count sets (a bare .param's)
+    storage_bytes: int | None = None  # bytes per float weight in memory (roofline.weight_storage_bytes)
 
 
 def runs_as(artifact: Path, known: Format | None) -> RunsAs:
-    """How the runtime runs the artifact, from its metadata (or --format) and from the file itself: a bare ncnn
-    .param runs with ncnn's default options (fp16 storage; fp16 arithmetic where the core has it), int8 where
-    its layers say so, whatever its label; a .tflite without metadata is read from its tensors."""
+    """How the runtime runs the artifact, from its metadata (or --format) and from the file itself: an ncnn
+    artifact with its sidecar's Option flags; a bare .param with its label's (ncnn-fp32: fp16 off; the count
+    sets them, so its cache entry is theirs) or, unlabelled, ncnn's defaults (fp16 storage; fp16 arithmetic
+    where the core has it); int8 where its layers say so, whatever its label; a .tflite without metadata is read
+    from its tensors."""
     if artifact.suffix == ".tflite" and known is None:
         read = tflite_format(artifact)
         return RunsAs(
@@ -41,6 +51,7 @@ def runs_as(artifact: Path, known: Format | None) -> RunsAs:
         int8 = known is not None and known.precision is Precision.INT8
         return RunsAs(known, how, int8, compute_precision(known))
     int8 = has_int8_layers(artifact)
+    sidecar = _sidecar_options(artifact)
     if known is None:
         if int8:
             return RunsAs(
@@ -53,16 +64,49 @@ def runs_as(artifact: Path, known: Format | None) -> RunsAs:
             None,
             "ncnn, default options (fp16 storage; fp16 arithmetic where the core has it), as benchncnn",
             False,
-            compute_precision(None),
+            compute_precision(None, sidecar),
+            storage_bytes=weight_storage_bytes(None, sidecar),
         )
+    bare = sidecar is None
+    # a bare .param labelled ncnn-fp32 runs as edgekit runs ncnn-fp32 (fp16 off); fp16 and int8 labels keep
+    # ncnn's defaults, which is what edgekit writes for them: no flag set, so their counts stay the defaults' ones
+    count_options = ncnn_options(known) if bare and known.precision is Precision.FP32 else {}
+    options = sidecar if sidecar is not None else (count_options or None)
+    suffix = (
+        f" (no model.io.json: run with {known.value}'s options, {_words(count_options)})"
+        if bare and count_options
+        else ""
+    )
     if known.precision is Precision.INT8 and not int8:
         return RunsAs(
             known,
             f"{known.value} with no quantized layer (every layer runs in float)",
             False,
-            compute_precision(None),
+            compute_precision(None, options),
+            count_options,
+            weight_storage_bytes(None, options),
         )
-    return RunsAs(known, known.value, int8, compute_precision(known))
+    return RunsAs(
+        known,
+        known.value + suffix,
+        int8,
+        compute_precision(known, options),
+        count_options,
+        weight_storage_bytes(known, options),
+    )
+
+
+def _sidecar_options(param: Path) -> dict[str, bool] | None:
+    """The Option flags in an ncnn artifact's model.io.json ({} when it sets none); None without a sidecar."""
+    try:
+        return dict(json.loads(param.with_suffix(".io.json").read_text()).get("options") or {})
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _words(options: dict[str, bool]) -> str:
+    off = [name for name in ("storage", "arithmetic") if options.get(f"use_fp16_{name}") is False]
+    return f"fp16 {' and '.join(off)} off" if off else "ncnn's defaults"
 
 
 _WEIGHTED_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"}
