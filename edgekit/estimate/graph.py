@@ -3,7 +3,7 @@
 One reader per artifact kind, all giving the same ModelCost:
 - ONNX: shapes from onnx.shape_inference; Conv / ConvTranspose / Gemm / MatMul MACs.
 - TFLite: tensor shapes from the interpreter (host); CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED /
-  BATCH_MATMUL / TRANSPOSE_CONV MACs; constants are tensors no op produces (or DEQUANTIZE of one).
+  BATCH_MATMUL (its adj_x read from the flatbuffer) / TRANSPOSE_CONV MACs; constants are tensors no op produces (or DEQUANTIZE of one).
 - ncnn: the .param text plus blob shapes from running the net once on this host; Convolution(DepthWise) /
   Deconvolution / InnerProduct MACs from each layer's weight_data_size.
 "Bytes moved" is the no-reuse traffic: every weight read once plus every layer's activation inputs read and
@@ -39,6 +39,7 @@ class ModelCost:
     macs_by_op: dict[str, int] = field(default_factory=dict)
     winograd_macs: int = 0  # MACs of 3x3 stride-1 dense convolutions (ncnn may run them as Winograd F(6,3))
     layer_types: tuple[str, ...] = ()  # ncnn: the graph's layer types (what kernels run), sorted
+    notes: list[str] = field(default_factory=list)  # what the figures leave out or assume (said with them)
 
     @property
     def bytes_moved(self) -> int:
@@ -69,6 +70,11 @@ def analyze(path: Path, input_shape: list[int] | None = None) -> ModelCost:
 
 # --- ONNX ----------------------------------------------------------------------------------------------------------
 def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
+    """An ONNX graph prepared as the converters prepare it (edgekit.convert.onnx): input shape fixed, simplified
+    (onnxsim, onnxslim if it fails; in a child process, at most ONNX_PREPARE_TIMEOUT_S), shapes inferred with
+    data propagation. Read as given, a graph that computes shapes at run time (Shape -> Slice -> Reshape) left
+    its MatMuls without shapes: 0.111 M MACs where the simplified graph has 2.27 M. Weights are the file's own
+    initializers (a QDQ model's int8 ones; folding would turn them into fp32)."""
     import onnx
     from onnx import numpy_helper
     from onnx.external_data_helper import load_external_data_for_model
@@ -78,10 +84,11 @@ def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
     model = read_onnx(path, str(path))  # a bad or empty file: the same named error as convert's
     if external_data_files(model, path, str(path)):  # only inside the model's folder, as convert reads them
         load_external_data_for_model(model, str(path.parent))
+    notes: list[str] = []
     try:
-        if input_shape:
-            _set_onnx_input_shape(model, input_shape, path)
-        model = onnx.shape_inference.infer_shapes(model)
+        stored = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        _fix_onnx_inputs(model, input_shape, path, notes)
+        model = _prepared_onnx(model, notes)
     except InputDataError:
         raise
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and onnx's own: the file is not a model
@@ -95,32 +102,262 @@ def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
     shapes: dict[str, tuple[list[int], int]] = {}
     for vi in [*graph.input, *graph.value_info, *graph.output]:
         tt = vi.type.tensor_type
-        dims = [d.dim_value if d.dim_value > 0 else 1 for d in tt.shape.dim]
+        if not tt.HasField("shape") or any(d.dim_value <= 0 for d in tt.shape.dim):
+            continue  # a shape still unknown: its MACs are said to be missing, not counted at 1 per free axis
         shapes[vi.name] = (
-            dims,
+            [d.dim_value for d in tt.shape.dim],
             onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).itemsize if tt.elem_type else 4,
         )
+    for name, arr in inits.items():
+        shapes.setdefault(name, (list(arr.shape), arr.itemsize))
     macs_by: dict[str, int] = {}
     act = wino = 0
     weights = {**inits, **_dequantized_constants(graph, inits)}  # a QDQ model's weights reach Conv through DQ
+    unshaped: list[str] = []
     for node in graph.node:
+        standard_mac_op = node.op_type in _ONNX_MAC_OPS and node.domain in ("", "ai.onnx")
+        if standard_mac_op and node.output and node.output[0] not in shapes:
+            unshaped.append(node.op_type)
         macs = _onnx_node_macs(node, shapes, weights)
         if macs:
             macs_by[node.op_type] = macs_by.get(node.op_type, 0) + macs
             wino += macs if _onnx_3x3_s1_dense(node, weights) else 0
         act += sum(_nbytes(shapes.get(n)) for n in [*node.input, *node.output] if n and n not in inits)
     io = sum(_nbytes(shapes.get(v.name)) for v in [*graph.input, *graph.output] if v.name not in inits)
+    if unshaped:
+        kinds = ", ".join(f"{k} x{unshaped.count(k)}" for k in sorted(set(unshaped)))
+        notes.append(
+            f"{len(unshaped)} MAC op(s) with shapes unknown even after simplification ({kinds}): their MACs are "
+            "not counted, so the MACs, the bound and the estimate are too low"
+        )
+    left_out = _uncounted_onnx_ops(graph)
+    if left_out:
+        notes.append(
+            f"not in the MAC count (0 MACs each): {', '.join(left_out)}; the count covers Conv, ConvTranspose, "
+            "Gemm and MatMul (elementwise, data movement, pooling and normalization are left out by design); "
+            "these ops' own work is in neither the bound nor the MAC-based estimate"
+        )
     return ModelCost(
         str(path),
         "onnx",
         sum(macs_by.values()),
-        int(sum(a.size for a in inits.values())),
-        int(sum(a.nbytes for a in inits.values())),
+        int(sum(a.size for a in stored.values())),
+        int(sum(a.nbytes for a in stored.values())),
         act,
         io,
         macs_by,
         wino,
+        notes=notes,
     )
+
+
+ONNX_PREPARE_TIMEOUT_S = (
+    120  # onnxsim on a large graph can run for minutes; past this the graph is read as is
+)
+_ONNX_MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "QLinearConv"}
+# Ops whose work the MAC count leaves out by design (as ncnn's benchmark models' MACs do): data movement and
+# shape arithmetic, elementwise arithmetic and the usual activations, pooling, reductions, normalization,
+# softmax, quantize/dequantize. Any other op (Erf, TopK, CumSum, Einsum, LSTM, a custom-domain op) is named.
+_ONNX_BY_DESIGN = {
+    *[
+        "Reshape",
+        "Transpose",
+        "Concat",
+        "Slice",
+        "Split",
+        "Gather",
+        "GatherElements",
+        "Squeeze",
+        "Unsqueeze",
+        "Flatten",
+        "Shape",
+        "Size",
+        "Constant",
+        "ConstantOfShape",
+        "Identity",
+        "Cast",
+        "CastLike",
+        "Pad",
+        "Expand",
+        "Tile",
+        "Resize",
+        "Upsample",
+        "DepthToSpace",
+        "SpaceToDepth",
+        "Range",
+        "Dropout",
+    ],
+    *[
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Neg",
+        "Abs",
+        "Max",
+        "Min",
+        "Sum",
+        "Mean",
+        "Sqrt",
+        "Reciprocal",
+        "Pow",
+        "Exp",
+        "Log",
+        "Floor",
+        "Ceil",
+        "Round",
+        "Sign",
+        "Not",
+        "And",
+        "Or",
+        "Xor",
+        "Equal",
+        "Less",
+        "LessOrEqual",
+        "Greater",
+        "GreaterOrEqual",
+        "Where",
+        "Clip",
+        "Relu",
+        "LeakyRelu",
+        "PRelu",
+        "Sigmoid",
+        "HardSigmoid",
+        "HardSwish",
+        "Tanh",
+        "Softplus",
+        "Elu",
+        "Selu",
+        "Gelu",
+        "Mish",
+    ],
+    *[
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "ReduceMean",
+        "ReduceSum",
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceProd",
+        "ReduceL2",
+        "ArgMax",
+        "ArgMin",
+        "BatchNormalization",
+        "LayerNormalization",
+        "InstanceNormalization",
+        "GroupNormalization",
+        "Softmax",
+        "LogSoftmax",
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+    ],
+}
+
+
+def _uncounted_onnx_ops(graph: Any) -> list[str]:
+    """Op types neither counted as MACs nor left out by design, with their count ("Erf x1", "com.me:Op x2")."""
+    found: dict[str, int] = {}
+    for node in graph.node:
+        standard = node.domain in ("", "ai.onnx")
+        if standard and (node.op_type in _ONNX_MAC_OPS or node.op_type in _ONNX_BY_DESIGN):
+            continue
+        name = node.op_type if standard else f"{node.domain}:{node.op_type}"
+        found[name] = found.get(name, 0) + 1
+    return [f"{name} x{n}" for name, n in sorted(found.items())]
+
+
+def _fix_onnx_inputs(model: Any, input_shape: list[int] | None, path: Path, notes: list[str]) -> None:
+    """Every graph input with fixed dimensions, batch 1: the given shape on the first input; a free batch (the
+    first dimension) taken as 1, and said; any other free dimension is bad input (its MACs would be counted at
+    1 per free axis: "MACs 0.0 M", "estimate 0.002 ms" for a model with free H and W). A batch other than 1 is
+    refused as the recipe refuses it: edgekit converts and times one sample per invocation, and ncnn has no
+    batch axis."""
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in inits]
+    if input_shape and inputs:
+        _set_onnx_input_shape(model, input_shape, path)
+        if input_shape[0] != 1:
+            raise InputDataError(
+                f"input shape {list(input_shape)}: batch {input_shape[0]}; estimates are of one inference of one "
+                "sample (batch 1), as edgekit converts and times models (ncnn has no batch axis)",
+                where=str(path),
+                hint=f"give batch 1: --input-shape {','.join(map(str, [1, *input_shape[1:]]))} (N samples cost N "
+                "inferences)",
+            )
+    for i, vi in enumerate(inputs):
+        dims = vi.type.tensor_type.shape.dim
+        free = [j for j, d in enumerate(dims) if d.dim_value <= 0]
+        if free and free[0] == 0 and len(dims) > 1:
+            label = dims[0].dim_param or "?"
+            dims[0].Clear()
+            dims[0].dim_value = 1
+            notes.append(
+                f"input {vi.name!r}: its free batch dimension ({label!r}) is taken as 1: the figures are for one "
+                "sample, as the converters fix it"
+            )
+            free = free[1:]
+        if free:
+            shown = ",".join(d.dim_param or "?" if d.dim_value <= 0 else str(d.dim_value) for d in dims)
+            raise InputDataError(
+                f"input {vi.name!r} [{shown}] has free dimensions ({', '.join(dims[j].dim_param or '?' for j in free)}) "
+                "that the MACs depend on: they are only known at run time",
+                where=str(path),
+                hint=f"pass --input-shape {shown.replace('?', 'N')}, with each free dimension a number (NCHW)"
+                if i == 0
+                else "only the first input's shape can be given (--input-shape): fix this input's dimensions in "
+                "the model",
+            )
+
+
+def _prepared_onnx(model: Any, notes: list[str]) -> Any:
+    """The model simplified as the converters do (onnx_export.simplify, in a child killed after
+    ONNX_PREPARE_TIMEOUT_S), then shape-inferred with data propagation; as given when that fails, and said."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import onnx
+
+    why = "onnxsim and onnxslim could not simplify this graph"
+    if model.ByteSize() >= 2**31 - 2**20:  # protobuf's limit: a larger model cannot be written whole
+        why = "a graph over 2 GB is not simplified"
+    else:
+        with tempfile.TemporaryDirectory(prefix="edgekit-estimate-") as tmp:
+            src = Path(tmp) / "model.onnx"
+            onnx.save(model, str(src))
+            try:
+                done = subprocess.run(
+                    [sys.executable, "-c", _SIMPLIFY, str(src)],
+                    capture_output=True,
+                    text=True,
+                    timeout=ONNX_PREPARE_TIMEOUT_S,
+                )
+                if done.returncode == 0 and done.stdout.strip().endswith(_SIMPLIFIED):
+                    model, why = onnx.load(str(src)), ""
+            except subprocess.TimeoutExpired:
+                why = f"simplification did not end within {ONNX_PREPARE_TIMEOUT_S} s"
+    if why:
+        notes.append(
+            f"{why}: the graph is read as given (shape inference only); shapes computed at run time may leave "
+            "MACs uncounted"
+        )
+    try:
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 - a custom op may stop data propagation: plain inference then
+        return onnx.shape_inference.infer_shapes(model)
+
+
+_SIMPLIFIED = "EDGEKIT_SIMPLIFIED"
+_SIMPLIFY = f"""
+import sys
+from pathlib import Path
+from edgekit.convert.onnx_export import simplify
+if simplify(Path(sys.argv[1])):
+    print("{_SIMPLIFIED}")
+"""
 
 
 def _onnx_3x3_s1_dense(node: Any, inits: dict) -> bool:
@@ -214,12 +451,15 @@ def _tflite(path: Path, input_shape: list[int] | None) -> ModelCost:
             const.update(int(o) for o in op["outputs"])
     macs_by: dict[str, int] = {}
     act = 0
+    adjoints = _tflite_adjoints(path)
     for op in ops:
         ins = [int(i) for i in op["inputs"] if i >= 0]
         outs = [int(o) for o in op["outputs"]]
         if op["op_name"] == "DEQUANTIZE" and all(i in const for i in ins):
             continue
-        macs = _tflite_op_macs(op["op_name"], ins, outs, tensors)
+        macs = _tflite_op_macs(
+            op["op_name"], ins, outs, tensors, adjoints.get(int(op["index"]), (False, False))
+        )
         if macs:
             macs_by[op["op_name"]] = macs_by.get(op["op_name"], 0) + macs
         act += sum(_nbytes(tensors[i]) for i in ins + outs if i not in const)
@@ -230,7 +470,31 @@ def _tflite(path: Path, input_shape: list[int] | None) -> ModelCost:
     return ModelCost(str(path), "tflite", sum(macs_by.values()), params, weight_bytes, act, io, macs_by)
 
 
-def _tflite_op_macs(name: str, ins: list[int], outs: list[int], tensors: dict) -> int:
+def _tflite_adjoints(path: Path) -> dict[int, tuple[bool, bool]]:
+    """{operator index: (adj_x, adj_y)} of the main subgraph's BATCH_MATMULs, from the flatbuffer (the
+    interpreter's op details leave options out). An adjoint lhs [.., K, M] contracts over its second-last
+    dimension: counting its last (M) made a 256x16x256 attention product 16x its MACs."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    if not model.SubgraphsLength():
+        return {}
+    graph = model.Subgraphs(0)
+    out = {}
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        if op.BuiltinOptionsType() != schema.BuiltinOptions.BatchMatMulOptions:
+            continue
+        table = op.BuiltinOptions()
+        options = schema.BatchMatMulOptions()
+        options.Init(table.Bytes, table.Pos)
+        out[i] = (bool(options.AdjX()), bool(options.AdjY()))
+    return out
+
+
+def _tflite_op_macs(
+    name: str, ins: list[int], outs: list[int], tensors: dict, adjoint: tuple[bool, bool] = (False, False)
+) -> int:
     if not outs or len(ins) < 2:
         return 0
     out_elems = int(np.prod(tensors[outs[0]][0]))
@@ -241,8 +505,9 @@ def _tflite_op_macs(name: str, ins: list[int], outs: list[int], tensors: dict) -
         return out_elems * int(w[1] * w[2])
     if name == "FULLY_CONNECTED":  # weights [O, I]
         return out_elems * int(w[-1])
-    if name == "BATCH_MATMUL":
-        return out_elems * int(tensors[ins[0]][0][-1])
+    if name == "BATCH_MATMUL":  # lhs [.., M, K], or [.., K, M] with adj_x: K is what each output sums over
+        lhs = tensors[ins[0]][0]
+        return out_elems * int(lhs[-2] if adjoint[0] and len(lhs) >= 2 else lhs[-1])
     if name == "TRANSPOSE_CONV" and len(ins) >= 3:  # (output_shape, weights [O, kh, kw, I], input)
         return int(np.prod(tensors[ins[2]][0])) * int(np.prod(w[:3]))
     return 0
