@@ -10,6 +10,8 @@ it is: an instruction count, an emulated time, an estimate, or a bound; none is 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,32 @@ from edgekit.cli.shapes import parse_shape
 from edgekit.errors import InputDataError, UsageError
 from edgekit.terminal import Console, plain
 
-console = Console()
+
+class _Out(Console):
+    """stdout that ends quietly when its reader has gone (`edgekit roofline ... | head -1`): rich's default exits 1
+    on the broken pipe, and a script's `set -o pipefail` then failed on a command that had said all it was asked."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _stdout_to_devnull()
+        raise SystemExit(0)
+
+
+def _stdout_to_devnull() -> None:
+    """Python's own note on SIGPIPE: point stdout at /dev/null, or its flush at exit raises again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    try:
+        print(json.dumps(data, indent=1), flush=True)
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        raise SystemExit(0) from None
+
+
+console = _Out()
 err_console = Console(stderr=True)
 if not console.is_terminal:  # logs and CI: keep each line whole
     console.width = max(console.width, 130)
@@ -87,7 +114,7 @@ def estimate_cmd(
     shape = parse_shape(input_shape, "--input-shape")
     cost = analyze(artifact, shape)
     runs = _runs_as(artifact, fmt)
-    bound = roofline(cost, b, threads, runs.precision)
+    bound = roofline(cost, b, threads, runs.precision, runs.storage_bytes)
     out: dict[str, Any] = {
         "artifact": str(artifact),
         "board": b.name,
@@ -111,30 +138,74 @@ def estimate_cmd(
             threads,
             caveats=[
                 f"an .onnx is not counted on the emulated core: this estimate is from its MACs alone, blind to the "
-                f"runtime ({runs.how}) and its precision; `edgekit bench FILE --target {b.name}-emu` counts it"
+                f"runtime ({runs.how}) and its precision; `edgekit bench FILE --target {b.name}-emu` counts it",
+                *cost.notes,
             ],
         )
     else:
-        feats, counted = _count(artifact, b, threads, shape, cost, runs.int8)
+        feats, counted = _count(artifact, b, threads, shape, cost, runs.int8, runs.count_options)
         out["count"] = counted
-        est = cost_model.estimate(b.name, feats, threads, fmt=runs.fmt, layer_types=cost.layer_types)
-    out["estimate"] = est.to_dict()
-    if est.estimate_ms < bound.lower_bound_ms:  # a cost model fitted elsewhere (MACs of a far smaller model)
-        out["estimate"]["caveats"].append(
-            f"the estimate is below the roofline lower bound ({bound.lower_bound_ms:.3g} ms): the board cannot be "
-            "that fast; take the bound as the floor"
+        est = cost_model.estimate(
+            b.name, feats, threads, fmt=runs.fmt, caveats=list(cost.notes), layer_types=cost.layer_types
         )
+    out["estimate"] = est.to_dict()
+    note = _bound_note(cost, bound, est, runs.precision)
+    if note:
+        out["estimate"]["caveats"].append(note)
     if as_json:
-        print(json.dumps(out, indent=1))
+        _print_json(out)
         return
     _print_estimate(out, b.title)
 
 
+def _bound_note(cost: Any, bound: Any, est: Any, precision: Any) -> str:
+    """What the roofline bound is worth beside the estimate. With a count, the graph's MACs are checked against
+    the SIMD/FP instructions counted (roofline.macs_the_count_can_hold): more MACs than those can execute mean
+    the graph reader miscounted (a BATCH_MATMUL with adj_x counted 16x its MACs and its "bound", 0.938 ms, sat
+    above a 0.531 ms estimate with "the board cannot be that fast"), and the bound is flagged as no bound. Only a
+    bound that passes is called the floor; that claim still rests on the MAC count and the published peaks."""
+    from edgekit.estimate.roofline import executed_macs, macs_the_count_can_hold
+
+    mix = est.features.mix
+    if len(mix) == 5 and est.features.instructions:
+        most = macs_the_count_can_hold(mix[0], precision)
+        if executed_macs(cost) > most:
+            bound.bound = "none"
+            return (
+                f"the roofline figure ({bound.lower_bound_ms:.3g} ms) is no bound here: it is built on "
+                f"{cost.macs / 1e6:.3g} M MACs read from the graph, more than the {mix[0]:,d} SIMD/FP instructions "
+                f"counted can execute (at most {most / 1e6:.3g} M at {precision.value}); the graph's MAC count is "
+                "wrong for this artifact, the estimate stands on the instruction count"
+            )
+        if est.estimate_ms < bound.lower_bound_ms:
+            return (
+                f"the estimate is below the roofline lower bound ({bound.lower_bound_ms:.3g} ms from "
+                f"{cost.macs / 1e6:.3g} M MACs, which the counted SIMD/FP instructions can hold): if every one of "
+                "those MACs runs and the published peaks hold, the board cannot be that fast; take the bound as "
+                "the floor"
+            )
+        return ""
+    if est.estimate_ms < bound.lower_bound_ms:  # MAC-based: the cost model extrapolates below the peak specs
+        return (
+            f"the estimate is below the roofline lower bound ({bound.lower_bound_ms:.3g} ms) from the same "
+            f"{cost.macs / 1e6:.3g} M MACs: if the graph's MAC count is right and the published peaks hold, the "
+            "board cannot be that fast; take the bound as the floor"
+        )
+    return ""
+
+
 def _count(
-    artifact: Path, b: Any, threads: int, shape: list[int] | None, cost: Any, int8: bool
+    artifact: Path,
+    b: Any,
+    threads: int,
+    shape: list[int] | None,
+    cost: Any,
+    int8: bool,
+    options: dict[str, bool] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Features of the artifact on the board's core: the one-thread count, and the N-thread split only when the
-    cost model for N threads uses it. Counts come from the count cache when this artifact was counted before."""
+    cost model for N threads uses it. Counts come from the count cache when this artifact was counted before
+    (`options`, a bare .param's ncnn flags from its --format, are part of the cache key)."""
     from edgekit.emu.plugin.counting import CountJob
     from edgekit.estimate import cost_model
     from edgekit.estimate.calibration import INPUT_FILL
@@ -154,7 +225,15 @@ def _count(
             + (", caches simulated" if caches else "")
         ):
             res, cached = count_cached(
-                CountJob(artifact, threads=n, input_shape=shape, repeat=1, fill=fill, caches=caches),
+                CountJob(
+                    artifact,
+                    threads=n,
+                    input_shape=shape,
+                    repeat=1,
+                    fill=fill,
+                    options=dict(options or {}),
+                    caches=caches,
+                ),
                 b.emulated_device,
                 say,
             )
@@ -229,11 +308,18 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
             f"half the estimate is the 1-thread {_ms(scaling['one_thread_ms'])} ms x that ratio[/]",
             highlight=False,
         )
-    console.print(
-        f"  roofline      {_ms(bound['lower_bound_ms'])} ms ({bound['bound']}-bound, "
-        f"{bound['precision']} peak {bound['peak_gmacs']:.1f} GMAC/s; {bound['label']})",
-        highlight=False,
-    )
+    if bound["bound"] == "none":
+        console.print(
+            f"  roofline      {_ms(bound['lower_bound_ms'])} ms [yellow]not a bound for this artifact (see the "
+            "notes)[/]",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"  roofline      {_ms(bound['lower_bound_ms'])} ms ({bound['bound']}-bound, "
+            f"{bound['precision']} peak {bound['peak_gmacs']:.1f} GMAC/s; {bound['label']})",
+            highlight=False,
+        )
     for note in est["caveats"]:
         console.print(f"  [dim]note: {note}[/]", highlight=False)
 
@@ -262,10 +348,16 @@ def roofline_cmd(
 
     b = get_board(board)
     cost = analyze(artifact, parse_shape(input_shape, "--input-shape"))
-    r = roofline(cost, b, threads, _runs_as(artifact, fmt).precision)
+    runs = _runs_as(artifact, fmt)
+    r = roofline(cost, b, threads, runs.precision, runs.storage_bytes)
     # the MAC-based estimate needs MACs: a graph without convolutions or matrix products has none to scale
     est = (
-        cost_model.estimate(b.name, cost_model.Features(0, cost.params, False, {}, cost.macs), threads)
+        cost_model.estimate(
+            b.name,
+            cost_model.Features(0, cost.params, False, {}, cost.macs),
+            threads,
+            caveats=list(cost.notes),
+        )
         if cost.macs
         else None
     )
@@ -273,16 +365,14 @@ def roofline_cmd(
         "none: the graph has no MACs (no convolution or matrix product) for the MAC-based cost model"
     )
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "roofline": r.to_dict(),
-                    "estimate": est.to_dict() if est else None,
-                    **({} if est else {"no_estimate": no_estimate}),
-                    "macs_by_op": cost.macs_by_op,
-                },
-                indent=1,
-            )
+        _print_json(
+            {
+                "roofline": r.to_dict(),
+                "estimate": est.to_dict() if est else None,
+                **({} if est else {"no_estimate": no_estimate}),
+                "macs_by_op": cost.macs_by_op,
+                "notes": list(cost.notes),
+            }
         )
         return
     mb = 1e6
@@ -297,7 +387,9 @@ def roofline_cmd(
         ("compute time", f"{_ms(r.compute_ms)} ms"),
         (
             "memory time",
-            f"{_ms(r.memory_ms)} ms compulsory (weights + I/O); {_ms(r.traffic_ms)} ms with no reuse",
+            f"{_ms(r.memory_ms)} ms compulsory ({r.compulsory_bytes / mb:,.3f} MB: weights at "
+            f"{r.weight_storage_bytes} bytes each as the runtime holds them + I/O); {_ms(r.traffic_ms)} ms with no "
+            "reuse",
         ),
         (
             "intensity",
@@ -314,14 +406,17 @@ def roofline_cmd(
     )
     if est is None:
         console.print(f"  estimate        {no_estimate}", highlight=False)
+        for note in cost.notes:
+            console.print(f"  [dim]note: {note}[/]", highlight=False)
         return
     console.print(
         f"  estimate        {_ms(est.estimate_ms)} ms, 80 % interval {_ms(est.low_ms)} .. {_ms(est.high_ms)} ms "
         f"(method {est.method}; {_ms(est.estimate_ms / max(r.lower_bound_ms, 1e-9))}x the bound) "
-        "[dim]estimate[/]",
+        "[dim]MAC-based estimate, not a measurement[/]",
         highlight=False,
     )
-    for note in est.caveats:
+    below = _bound_note(cost, r, est, runs.precision)
+    for note in [*est.caveats, *([below] if below else [])]:
         console.print(f"  [dim]note: {note}[/]", highlight=False)
 
 
