@@ -467,3 +467,84 @@ def test_grouped_convolutions_stay_float_because_ncnn_int8_garbles_them(
     assert len(report.quantized) == 5  # the depthwise convolution among them
     want, got = run(fp32, evaluation), run(files, evaluation)
     assert min(cosine(w, g) for w, g in zip(want, got)) >= 0.97
+
+
+# --- the speed plan's decision above its counts (the counts themselves: tests/test_ncnn_speed.py) ------------
+PROBE_TOTALS = {  # a small CNN (cnn.yaml of a user probe), counted on both emulated cores, 1 thread
+    "pi4-emu": {"fp32": 2_287_050, "all_int8": 2_458_964, "planned": 2_286_171},
+    "pi5-emu": {"fp32": 2_287_664, "all_int8": 1_956_658, "planned": 1_866_330},
+}
+
+
+def _plan_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, totals: dict[str, dict[str, int]]
+) -> tuple[Any, list[list[str]]]:
+    """plan_and_build with the counts given (measure and profiles replaced): every layer's int8 kernel loses,
+    so the plan keeps them all float. Returns the plan and the float layers of each build."""
+    from edgekit.convert.ncnn import plan as ncnn_plan
+    from edgekit.convert.ncnn.int8 import Int8Report, LayerResult
+
+    layers = ["conv0", "conv1", "fc"]
+    builds: list[list[str]] = []
+
+    def build(slower: list[str]) -> Int8Report:
+        builds.append(list(slower))
+        return Int8Report(
+            "kl", "per-channel", 1, [LayerResult(n, "Convolution", n not in slower) for n in layers]
+        )
+
+    def measure(*_args: Any) -> Any:
+        plan = ncnn_plan.SpeedPlan(
+            devices=list(totals), weights={d: 1 / t["fp32"] for d, t in totals.items()}
+        )
+        for name in layers:
+            counts = {d: {"int8": 2, "float": 1} for d in totals}
+            plan.layers.append(ncnn_plan.LayerChoice(name, "Convolution", False, counts, "int8/float 2.00x"))
+        plan.totals = {d: {"fp32": t["fp32"], "all_int8": t["all_int8"]} for d, t in totals.items()}
+        plan.digests = {"fp32": "f", "all_int8": "a"}
+        return plan
+
+    class Counted:
+        def __init__(self, total: int) -> None:
+            self.total = total
+
+    monkeypatch.setattr(ncnn_plan, "enabled", lambda: True)
+    monkeypatch.setattr(ncnn_plan, "measure", measure)
+    monkeypatch.setattr(
+        ncnn_plan, "profiles", lambda _p: {d: Counted(t["planned"]) for d, t in totals.items()}
+    )
+    monkeypatch.setattr(ncnn_plan, "digest", lambda _p: "p")
+    plan, report, _ = ncnn_plan.plan_and_build(build, tmp_path / "src.param", tmp_path / "m.param", {})
+    assert not report.quantized or plan.kept == "all-int8"
+    return plan, builds
+
+
+def test_an_all_float_plan_records_the_fp32_model_it_ships(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No layer int8: the converter ships the fp32 model with ncnn-fp32's options (fp16 off). The notes said
+    `pi5-emu: ... planned 0.816` (the all-float graph under the int8 options, fp16 on the A76) of an artifact that
+    counts 1.000 there; the kept figures are now the fp32 model's, and the shipped ratio is said."""
+    from edgekit.convert.ncnn.plan import kept_key, slower_cores
+
+    plan, _ = _plan_run(monkeypatch, tmp_path, PROBE_TOTALS)
+    assert plan.kept == "fp32" and kept_key(plan) == "fp32" and plan.digests["fp32"] == "f"
+    assert not slower_cores(plan) and all(not c.int8 for c in plan.layers)
+    notes = plan.notes()
+    pi5 = next(n for n in notes if n.startswith("pi5-emu"))
+    assert pi5.endswith("shipped (fp32) 1.000"), pi5
+    assert any("not shipped" in n and "fp16 off" in n for n in notes)
+
+
+def test_an_all_float_plan_keeps_all_int8_where_it_beats_the_fp32_model_shipped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """All-float won against float layers in fp16; against the fp32 model actually shipped, an all-int8 artifact
+    that counts fewer instructions on every core is the faster one and is kept."""
+    totals = {
+        "pi4-emu": {"fp32": 2_287_050, "all_int8": 2_100_000, "planned": 2_050_000},
+        "pi5-emu": {"fp32": 2_287_664, "all_int8": 1_956_658, "planned": 1_866_330},
+    }
+    plan, builds = _plan_run(monkeypatch, tmp_path, totals)
+    assert plan.kept == "all-int8" and builds[-1] == []
+    assert next(n for n in plan.notes() if n.startswith("pi4-emu")).endswith("shipped (all_int8) 0.918")

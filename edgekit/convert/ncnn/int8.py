@@ -37,7 +37,8 @@ from edgekit.convert.ncnn.param import ARRAY_KEY_BASE, NcnnGraph, NcnnLayer, rea
 from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel
 from edgekit.errors import ConversionError, RecipeError
 
-QUANTIZER_VERSION = "7"  # cache key. 7: grouped convolutions stay float (6 was a withdrawn in-context plan);
+QUANTIZER_VERSION = "8"  # cache key. 8: an all-float plan records the fp32 model it ships (kept "fp32");
+# 7: grouped convolutions stay float (6 was a withdrawn in-context plan);
 # 5: an all-float plan ships the fp32 model; 3: no core slower (strict plan); 2: fusion
 QUANTIZABLE = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
 METHODS = ("kl", "absmax")

@@ -14,6 +14,14 @@ with every layer's counts on each core, is kept in the artifact's sidecar. Neigh
 makes its producer dequantize and its consumer quantize) are not in the per-layer figures, so the planned
 artifact is counted again and kept only if it beats the all-int8 one on the same weighted measure.
 Instruction counts, not cycles.
+
+A plan with no layer left int8 ships the fp32 model, its files and ncnn-fp32's options (fp16 off; the converter
+copies them), not the float graph under the int8 artifact's options: those compute in fp16 on the A76, which
+would make an artifact with no int8 layer an ncnn-fp16 model under the int8 label, less exact than the fp32
+model on one core only. So its figures are the fp32 model's (kept "fp32"): the all-float graph's count under
+the int8 options (0.816 of fp32 on the A76 for a small CNN) described an artifact nobody got, whose count was
+1.000. And as the all-float choice was weighed against float layers in fp16, the all-int8 artifact is then
+weighed again against the fp32 model actually shipped (_all_float).
 """
 
 from __future__ import annotations
@@ -54,9 +62,10 @@ class SpeedPlan:
         default_factory=dict
     )  # device -> {"fp32", "all_int8", "planned"}
     kept: str = (
-        "planned"  # "planned", "all-int8" (the plan was not faster) or "strict" (int8 only where it wins
+        "planned"  # "planned", "all-int8" (the plan was not faster), "strict" (int8 only where it wins
     )
-    # on every core: used when the weighted plan left some core slower than fp32)
+    # on every core: used when the weighted plan left some core slower than fp32) or "fp32" (no layer int8: the
+    # fp32 model with its own options is shipped, and its totals are the kept figures)
     digests: dict[str, str] = field(
         default_factory=dict
     )  # totals' key -> sha256 of the .param and .bin counted
@@ -77,10 +86,17 @@ class SpeedPlan:
                 f"kernel counts more instructions (kept: {self.kept})"
             )
         ]
+        key = kept_key(self)
         for device, t in self.totals.items():
             ratio = {k: v / max(1, t.get("fp32", 0)) for k, v in t.items() if k != "fp32"}
+            line = f"{device}: ncnn-int8/ncnn-fp32 " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
+            shipped = t.get(key, t.get("all_int8", 0)) / max(1, t.get("fp32", 0))
+            out.append(f"{line}; shipped ({key}) {shipped:.3f}")
+        if self.kept == "fp32":
             out.append(
-                f"{device}: ncnn-int8/ncnn-fp32 " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
+                "no layer is int8: the artifact shipped is the fp32 model with ncnn-fp32's options (fp16 off), so "
+                "it counts as ncnn-fp32 does (shipped 1.000); `planned` is the same graph under the int8 "
+                "artifact's options (fp16 arithmetic where the core has it), counted for the plan, not shipped"
             )
         return out
 
@@ -119,7 +135,7 @@ def choose(
 
 def kept_key(plan: SpeedPlan) -> str:
     """The key of `totals` and `digests` that holds the kept artifact's figures."""
-    return {"planned": "planned", "all-int8": "all_int8", "strict": "strict"}[plan.kept]
+    return {"planned": "planned", "all-int8": "all_int8", "strict": "strict", "fp32": "fp32"}[plan.kept]
 
 
 def slower_cores(plan: SpeedPlan) -> list[str]:
@@ -226,13 +242,36 @@ def plan_and_build(
     if slower_cores(plan):
         say("speed plan: a core counts more than fp32; trying int8 only where it wins on every core")
         report = _no_core_slower(plan, build, param, report)
+    if not report.quantized:
+        report = _all_float(plan, build, report)
     kept = {
         "planned": f"{len(plan.float_layers)} of {len(plan.layers)} layers float",
         "all-int8": "every layer int8 (the plan counted no fewer instructions)",
         "strict": "int8 only where it wins on every core",
+        "fp32": "no layer int8: the fp32 model, its files and options",
     }[plan.kept]
     say(f"speed plan: kept {kept}")
     return plan, report, ""
+
+
+def _all_float(plan: SpeedPlan, build: Callable[[list[str]], Any], report: Any) -> Any:
+    """The kept artifact has no int8 layer, so the converter ships the fp32 model with its own options (module
+    docstring): kept "fp32", its figures the fp32 totals. That choice was weighed against float layers under the
+    int8 options (fp16 on the A76); against the fp32 model, the all-int8 artifact is kept instead where it counts
+    fewer instructions on the weighted measure and more on no core. Returns the report of the artifact that is
+    written last (the all-int8 one, built again; else the all-float `report`, whose files the converter replaces
+    by fp32's)."""
+    all_int8 = {d: t["all_int8"] for d, t in plan.totals.items()}
+    fp32 = {d: t["fp32"] for d, t in plan.totals.items()}
+    if weighted(all_int8, plan.weights) < weighted(fp32, plan.weights) and all(
+        all_int8[d] <= fp32[d] for d in fp32
+    ):
+        plan.kept = "all-int8"
+        return build([])
+    plan.kept = "fp32"
+    for choice in plan.layers:
+        choice.int8 = False
+    return report
 
 
 def _no_core_slower(plan: SpeedPlan, build: Callable[[list[str]], Any], param: Path, report: Any) -> Any:
