@@ -89,7 +89,11 @@ def estimate_cmd(
     ),
     board: str = typer.Option(..., "--board", "-b", help="pi4 or pi5"),
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="threads on the real board"),
-    input_shape: str | None = typer.Option(None, "--input-shape", help="NCHW, for a .param without sidecar"),
+    input_shape: str | None = typer.Option(
+        None,
+        "--input-shape",
+        help="NCHW: for a .param without sidecar, or an .onnx with free dimensions (batch 1)",
+    ),
     fmt: str | None = typer.Option(None, "--format", help="the artifact's format if no metadata says it"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
 ) -> None:
@@ -168,19 +172,20 @@ def _bound_note(cost: Any, bound: Any, est: Any, precision: Any) -> str:
 
     mix = est.features.mix
     if len(mix) == 5 and est.features.instructions:
-        most = macs_the_count_can_hold(mix[0], precision)
+        most = macs_the_count_can_hold(mix, precision)
         if executed_macs(cost) > most:
             bound.bound = "none"
             return (
                 f"the roofline figure ({bound.lower_bound_ms:.3g} ms) is no bound here: it is built on "
-                f"{cost.macs / 1e6:.3g} M MACs read from the graph, more than the {mix[0]:,d} SIMD/FP instructions "
-                f"counted can execute (at most {most / 1e6:.3g} M at {precision.value}); the graph's MAC count is "
-                "wrong for this artifact, the estimate stands on the instruction count"
+                f"{cost.macs / 1e6:.3g} M MACs read from the graph, more than the {mix[0] + mix[4]:,d} SIMD/FP and "
+                f"integer data-processing instructions counted can execute (at most {most / 1e6:.3g} M at "
+                f"{precision.value}); the graph's MAC count is wrong for this artifact, the estimate stands on the "
+                "instruction count"
             )
         if est.estimate_ms < bound.lower_bound_ms:
             return (
                 f"the estimate is below the roofline lower bound ({bound.lower_bound_ms:.3g} ms from "
-                f"{cost.macs / 1e6:.3g} M MACs, which the counted SIMD/FP instructions can hold): if every one of "
+                f"{cost.macs / 1e6:.3g} M MACs, which the counted instructions can hold): if every one of "
                 "those MACs runs and the published peaks hold, the board cannot be that fast; take the bound as "
                 "the floor"
             )
@@ -330,7 +335,11 @@ def roofline_cmd(
     ),
     board: str = typer.Option(..., "--board", "-b", help="pi4 or pi5"),
     threads: int = typer.Option(1, "--threads", "-t", min=1, help="cores used on the real board"),
-    input_shape: str | None = typer.Option(None, "--input-shape", help="NCHW, for a .param without sidecar"),
+    input_shape: str | None = typer.Option(
+        None,
+        "--input-shape",
+        help="NCHW: for a .param without sidecar, or an .onnx with free dimensions (batch 1)",
+    ),
     fmt: str | None = typer.Option(None, "--format", help="the artifact's format if no metadata says it"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
 ) -> None:

@@ -166,13 +166,15 @@ def ncnn_options(fmt: Format) -> dict[str, bool]:
     return options_for(fmt)
 
 
-# The most multiply-accumulates one A64 SIMD/FP data-processing instruction performs: a 128-bit FMLA is 4 fp32
-# or 8 fp16 lanes; SDOT 16 int8 products (SMLAL2 8); neither core has i8mm (SMMLA's 32). A scalar FMADD is 1.
+# The most multiply-accumulates one A64 data-processing instruction performs: a 128-bit FMLA is 4 fp32 or 8 fp16
+# lanes; SDOT 16 int8 products (SMLAL2 8); neither core has i8mm (SMMLA's 32). A scalar FMADD or MADD is 1.
 MACS_PER_SIMD_INSTRUCTION = {Precision.FP32: 4, Precision.FP16: 8, Precision.DYNAMIC: 16, Precision.INT8: 16}
 
 
-def macs_the_count_can_hold(simd_fp_instructions: int, precision: Precision) -> int:
-    """An upper bound on the MACs one inference can have executed, from its counted SIMD/FP data-processing
-    instructions (the plugin's first class, one thread): each does at most MACS_PER_SIMD_INSTRUCTION of the
-    bound's precision. A graph reader's MACs above it cannot have run: its roofline is then no bound."""
-    return simd_fp_instructions * MACS_PER_SIMD_INSTRUCTION[precision]
+def macs_the_count_can_hold(mix: tuple[int, ...] | list[int], precision: Precision) -> int:
+    """An upper bound on the MACs one inference can have executed, from its counted instruction mix (one
+    thread; the plugin's classes simd_fp, simd_ldst, ldst, branch, other): every SIMD/FP data-processing
+    instruction and every other one (integer data processing: a reference kernel's scalar MADD) does at most
+    MACS_PER_SIMD_INSTRUCTION of the bound's precision. A graph reader's MACs above it cannot have run: its
+    roofline is then no bound."""
+    return (mix[0] + mix[4]) * MACS_PER_SIMD_INSTRUCTION[precision]
