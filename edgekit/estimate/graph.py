@@ -463,11 +463,40 @@ def _tflite(path: Path, input_shape: list[int] | None) -> ModelCost:
         if macs:
             macs_by[op["op_name"]] = macs_by.get(op["op_name"], 0) + macs
         act += sum(_nbytes(tensors[i]) for i in ins + outs if i not in const)
+    left_out = _uncounted_tflite_ops(op["op_name"] for op in ops)
+    notes = (
+        [
+            f"not in the MAC count (0 MACs each): {', '.join(left_out)}; the count covers CONV_2D, "
+            "DEPTHWISE_CONV_2D, FULLY_CONNECTED, BATCH_MATMUL and TRANSPOSE_CONV (elementwise, data movement, "
+            "pooling and normalization are left out by design); these ops' own work is not in the bound"
+        ]
+        if left_out
+        else []
+    )
     stored = {i for i in const if i not in produced}  # the bytes in the file (fp16, int8, fp32)
     params = sum(int(np.prod(tensors[i][0])) for i in stored)
     weight_bytes = sum(_nbytes(tensors[i]) for i in stored)
     io = sum(_nbytes(tensors[i]) for i in graph_io)
-    return ModelCost(str(path), "tflite", sum(macs_by.values()), params, weight_bytes, act, io, macs_by)
+    return ModelCost(
+        str(path), "tflite", sum(macs_by.values()), params, weight_bytes, act, io, macs_by, notes=notes
+    )
+
+
+_TFLITE_MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"}
+_TFLITE_BY_DESIGN = {  # as _ONNX_BY_DESIGN: data movement, elementwise, pooling, reductions, normalization
+    *["RESHAPE", "TRANSPOSE", "CONCATENATION", "SLICE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "GATHER", "GATHER_ND", "SQUEEZE", "EXPAND_DIMS", "PACK", "UNPACK", "PAD", "PADV2", "MIRROR_PAD", "TILE", "BROADCAST_TO", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "SHAPE", "CAST", "DEQUANTIZE", "QUANTIZE", "FILL", "ZEROS_LIKE", "ONES_LIKE", "RANGE"],
+    *["ADD", "SUB", "MUL", "DIV", "NEG", "ABS", "MAXIMUM", "MINIMUM", "SQRT", "RSQRT", "POW", "EXP", "LOG", "FLOOR", "CEIL", "ROUND", "SIGN", "SQUARE", "SQUARED_DIFFERENCE", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT", "EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "SELECT", "SELECT_V2", "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LEAKY_RELU", "PRELU", "LOGISTIC", "HARD_SWISH", "TANH", "ELU", "GELU"],
+    *["MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D", "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "ARG_MAX", "ARG_MIN", "L2_NORMALIZATION", "LOCAL_RESPONSE_NORMALIZATION", "SOFTMAX", "LOG_SOFTMAX"],
+}
+
+
+def _uncounted_tflite_ops(names: Any) -> list[str]:
+    """TFLite op names neither counted as MACs nor left out by design, with their count ("CUMSUM x1")."""
+    found: dict[str, int] = {}
+    for name in names:
+        if name not in _TFLITE_MAC_OPS and name not in _TFLITE_BY_DESIGN:
+            found[name] = found.get(name, 0) + 1
+    return [f"{name} x{n}" for name, n in sorted(found.items())]
 
 
 def _tflite_adjoints(path: Path) -> dict[int, tuple[bool, bool]]:
