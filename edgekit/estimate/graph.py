@@ -151,109 +151,34 @@ def _onnx(path: Path, input_shape: list[int] | None) -> ModelCost:
     )
 
 
-ONNX_PREPARE_TIMEOUT_S = (
-    120  # onnxsim on a large graph can run for minutes; past this the graph is read as is
-)
+# onnxsim on a large graph can run for minutes; past this the graph is read as is (and said)
+ONNX_PREPARE_TIMEOUT_S = 120
+
+
+def _names(text: str) -> list[str]:
+    return text.split()
+
+
 _ONNX_MAC_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "QLinearConv"}
 # Ops whose work the MAC count leaves out by design (as ncnn's benchmark models' MACs do): data movement and
 # shape arithmetic, elementwise arithmetic and the usual activations, pooling, reductions, normalization,
 # softmax, quantize/dequantize. Any other op (Erf, TopK, CumSum, Einsum, LSTM, a custom-domain op) is named.
 _ONNX_BY_DESIGN = {
-    *[
-        "Reshape",
-        "Transpose",
-        "Concat",
-        "Slice",
-        "Split",
-        "Gather",
-        "GatherElements",
-        "Squeeze",
-        "Unsqueeze",
-        "Flatten",
-        "Shape",
-        "Size",
-        "Constant",
-        "ConstantOfShape",
-        "Identity",
-        "Cast",
-        "CastLike",
-        "Pad",
-        "Expand",
-        "Tile",
-        "Resize",
-        "Upsample",
-        "DepthToSpace",
-        "SpaceToDepth",
-        "Range",
-        "Dropout",
-    ],
-    *[
-        "Add",
-        "Sub",
-        "Mul",
-        "Div",
-        "Neg",
-        "Abs",
-        "Max",
-        "Min",
-        "Sum",
-        "Mean",
-        "Sqrt",
-        "Reciprocal",
-        "Pow",
-        "Exp",
-        "Log",
-        "Floor",
-        "Ceil",
-        "Round",
-        "Sign",
-        "Not",
-        "And",
-        "Or",
-        "Xor",
-        "Equal",
-        "Less",
-        "LessOrEqual",
-        "Greater",
-        "GreaterOrEqual",
-        "Where",
-        "Clip",
-        "Relu",
-        "LeakyRelu",
-        "PRelu",
-        "Sigmoid",
-        "HardSigmoid",
-        "HardSwish",
-        "Tanh",
-        "Softplus",
-        "Elu",
-        "Selu",
-        "Gelu",
-        "Mish",
-    ],
-    *[
-        "MaxPool",
-        "AveragePool",
-        "GlobalAveragePool",
-        "GlobalMaxPool",
-        "ReduceMean",
-        "ReduceSum",
-        "ReduceMax",
-        "ReduceMin",
-        "ReduceProd",
-        "ReduceL2",
-        "ArgMax",
-        "ArgMin",
-        "BatchNormalization",
-        "LayerNormalization",
-        "InstanceNormalization",
-        "GroupNormalization",
-        "Softmax",
-        "LogSoftmax",
-        "QuantizeLinear",
-        "DequantizeLinear",
-        "DynamicQuantizeLinear",
-    ],
+    *_names(
+        "Reshape Transpose Concat Slice Split Gather GatherElements Squeeze Unsqueeze Flatten Shape Size "
+        "Constant ConstantOfShape Identity Cast CastLike Pad Expand Tile Resize Upsample DepthToSpace "
+        "SpaceToDepth Range Dropout"
+    ),
+    *_names(
+        "Add Sub Mul Div Neg Abs Max Min Sum Mean Sqrt Reciprocal Pow Exp Log Floor Ceil Round Sign Not "
+        "And Or Xor Equal Less LessOrEqual Greater GreaterOrEqual Where Clip Relu LeakyRelu PRelu Sigmoid "
+        "HardSigmoid HardSwish Tanh Softplus Elu Selu Gelu Mish"
+    ),
+    *_names(
+        "MaxPool AveragePool GlobalAveragePool GlobalMaxPool ReduceMean ReduceSum ReduceMax ReduceMin "
+        "ReduceProd ReduceL2 ArgMax ArgMin BatchNormalization LayerNormalization InstanceNormalization "
+        "GroupNormalization Softmax LogSoftmax QuantizeLinear DequantizeLinear DynamicQuantizeLinear"
+    ),
 }
 
 
@@ -484,9 +409,22 @@ def _tflite(path: Path, input_shape: list[int] | None) -> ModelCost:
 
 _TFLITE_MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"}
 _TFLITE_BY_DESIGN = {  # as _ONNX_BY_DESIGN: data movement, elementwise, pooling, reductions, normalization
-    *["RESHAPE", "TRANSPOSE", "CONCATENATION", "SLICE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "GATHER", "GATHER_ND", "SQUEEZE", "EXPAND_DIMS", "PACK", "UNPACK", "PAD", "PADV2", "MIRROR_PAD", "TILE", "BROADCAST_TO", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "SHAPE", "CAST", "DEQUANTIZE", "QUANTIZE", "FILL", "ZEROS_LIKE", "ONES_LIKE", "RANGE"],
-    *["ADD", "SUB", "MUL", "DIV", "NEG", "ABS", "MAXIMUM", "MINIMUM", "SQRT", "RSQRT", "POW", "EXP", "LOG", "FLOOR", "CEIL", "ROUND", "SIGN", "SQUARE", "SQUARED_DIFFERENCE", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT", "EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "SELECT", "SELECT_V2", "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LEAKY_RELU", "PRELU", "LOGISTIC", "HARD_SWISH", "TANH", "ELU", "GELU"],
-    *["MAX_POOL_2D", "AVERAGE_POOL_2D", "L2_POOL_2D", "MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "ARG_MAX", "ARG_MIN", "L2_NORMALIZATION", "LOCAL_RESPONSE_NORMALIZATION", "SOFTMAX", "LOG_SOFTMAX"],
+    *_names(
+        "RESHAPE TRANSPOSE CONCATENATION SLICE STRIDED_SLICE SPLIT SPLIT_V GATHER GATHER_ND SQUEEZE "
+        "EXPAND_DIMS PACK UNPACK PAD PADV2 MIRROR_PAD TILE BROADCAST_TO RESIZE_BILINEAR "
+        "RESIZE_NEAREST_NEIGHBOR DEPTH_TO_SPACE SPACE_TO_DEPTH SHAPE CAST DEQUANTIZE QUANTIZE FILL "
+        "ZEROS_LIKE ONES_LIKE RANGE"
+    ),
+    *_names(
+        "ADD SUB MUL DIV NEG ABS MAXIMUM MINIMUM SQRT RSQRT POW EXP LOG FLOOR CEIL ROUND SIGN SQUARE "
+        "SQUARED_DIFFERENCE LOGICAL_AND LOGICAL_OR LOGICAL_NOT EQUAL NOT_EQUAL LESS LESS_EQUAL GREATER "
+        "GREATER_EQUAL SELECT SELECT_V2 RELU RELU6 RELU_N1_TO_1 RELU_0_TO_1 LEAKY_RELU PRELU LOGISTIC "
+        "HARD_SWISH TANH ELU GELU"
+    ),
+    *_names(
+        "MAX_POOL_2D AVERAGE_POOL_2D L2_POOL_2D MEAN SUM REDUCE_MAX REDUCE_MIN REDUCE_PROD ARG_MAX "
+        "ARG_MIN L2_NORMALIZATION LOCAL_RESPONSE_NORMALIZATION SOFTMAX LOG_SOFTMAX"
+    ),
 }
 
 
