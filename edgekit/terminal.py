@@ -8,6 +8,8 @@ a failed run became an internal error with a traceback. Where edgekit prints suc
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 from rich.console import Console as RichConsole
@@ -16,11 +18,24 @@ from rich.markup import escape
 
 
 class Console(RichConsole):
+    def on_broken_pipe(self) -> None:
+        """The reader has gone (`edgekit formats | head -1`): end quietly, exit 0. rich's default exits 1, and a
+        script's `set -o pipefail` then failed on a command that had said all it was asked."""
+        self.quiet = True
+        stdout_to_devnull()
+        raise SystemExit(0)
+
     def print(self, *objects: Any, **kwargs: Any) -> None:
         try:
             super().print(*objects, **kwargs)
         except MarkupError:
             super().print(*objects, **{**kwargs, "markup": False})
+
+
+def stdout_to_devnull() -> None:
+    """Python's own note on SIGPIPE: point stdout at /dev/null, or its flush at exit raises again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def plain(text: object) -> str:

@@ -131,3 +131,19 @@ def test_only_the_end_of_stdin_is_an_abort(kind: str, code: int, said: str) -> N
     assert out.returncode == code and said in out.stderr, (out.returncode, out.stderr)
     if code != 130:
         assert "aborted" not in out.stderr
+
+
+def test_a_closed_pipe_ends_any_command_quietly() -> None:
+    """`edgekit formats | head -1` exited 1 (rich's broken-pipe exit), failing a `set -o pipefail` script that got
+    all it asked for. The reader here (`true`) is gone before edgekit writes: exit 0, nothing on stderr."""
+    import subprocess
+    import sys
+
+    for args in ("formats", "version"):
+        done = subprocess.run(
+            ["bash", "-c", f"set -o pipefail; {sys.executable} -m edgekit {args} | true; echo rc=$?"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "rc=0" in done.stdout and not done.stderr.strip(), (args, done.stdout, done.stderr)

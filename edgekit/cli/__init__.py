@@ -187,7 +187,16 @@ def _main() -> None:
 
     try:
         with in_use() if _holds_cache(sys.argv[1:]) else contextlib.nullcontext():
-            code = app(standalone_mode=False)  # click returns typer.Exit's code here instead of raising it
+            try:
+                code = app(
+                    standalone_mode=False
+                )  # click returns typer.Exit's code here instead of raising it
+            except SystemExit as exc:  # click's own exit 1 on a closed stdout (it wraps sys.stdout first)
+                from click.utils import PacifyFlushWrapper
+
+                if exc.code == 1 and isinstance(sys.stdout, PacifyFlushWrapper):
+                    raise BrokenPipeError from None
+                raise
         # click turns a Ctrl-C into this code, silently: say it
         if code == 130:
             err_console.print(INTERRUPTED)
@@ -197,6 +206,11 @@ def _main() -> None:
         if _debug():
             raise
         _named_error(exc)
+    except BrokenPipeError:  # stdout's reader has gone (`edgekit version | head -1`): all it asked was said
+        from edgekit.terminal import stdout_to_devnull
+
+        stdout_to_devnull()
+        sys.exit(0)
     except OSError as exc:
         if _debug() or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             _internal_error(exc)

@@ -10,8 +10,6 @@ it is: an instruction count, an emulated time, an estimate, or a bound; none is 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +18,18 @@ import typer
 from edgekit.cli.inputs import check_model_file
 from edgekit.cli.shapes import parse_shape
 from edgekit.errors import InputDataError, UsageError
-from edgekit.terminal import Console, plain
-
-
-class _Out(Console):
-    """stdout that ends quietly when its reader has gone (`edgekit roofline ... | head -1`): rich's default exits 1
-    on the broken pipe, and a script's `set -o pipefail` then failed on a command that had said all it was asked."""
-
-    def on_broken_pipe(self) -> None:
-        self.quiet = True
-        _stdout_to_devnull()
-        raise SystemExit(0)
-
-
-def _stdout_to_devnull() -> None:
-    """Python's own note on SIGPIPE: point stdout at /dev/null, or its flush at exit raises again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+from edgekit.terminal import Console, plain, stdout_to_devnull
 
 
 def _print_json(data: dict[str, Any]) -> None:
     try:
         print(json.dumps(data, indent=1), flush=True)
     except BrokenPipeError:
-        _stdout_to_devnull()
+        stdout_to_devnull()
         raise SystemExit(0) from None
 
 
-console = _Out()
+console = Console()  # a closed pipe ends quietly (edgekit.terminal.Console)
 err_console = Console(stderr=True)
 if not console.is_terminal:  # logs and CI: keep each line whole
     console.width = max(console.width, 130)
