@@ -100,18 +100,19 @@ def prune_cmd(
     root = paths.cache_dir()
     if cutoff is not None:
         console.print(f"entries not used since {_when(cutoff)} ({_ago(now - cutoff)})", highlight=False)
+    done: list[housekeeping.Entry] = []
+    # the lock only while removing: printing (into `less`, a slow terminal) must not hold every command up
     with contextlib.nullcontext() if dry_run else housekeeping.exclusive(root):
         chosen = housekeeping.to_prune(housekeeping.scan(root), cutoff, now=now)
-        freed = 0
-        for e in chosen:
-            if dry_run or housekeeping.remove(e):
-                freed += e.size_bytes
-                what = e.label if e.kind in e.label else f"{e.kind} {e.label}"  # not 'onnx onnx'
-                console.print(
-                    f"{'would remove' if dry_run else 'removed'} {what} {e.path.name[:12]} "
-                    f"({megabytes(e.size_bytes)}, last used {_when(e.last_used)})",
-                    highlight=False,
-                )
+        done = [e for e in chosen if dry_run or housekeeping.remove(e)]
+    freed = sum(e.size_bytes for e in done)
+    for e in done:
+        what = e.label if e.kind in e.label else f"{e.kind} {e.label}"  # not 'onnx onnx'
+        console.print(
+            f"{'would remove' if dry_run else 'removed'} {what} {e.path.name[:12]} "
+            f"({megabytes(e.size_bytes)}, last used {_when(e.last_used)})",
+            highlight=False,
+        )
     verb = "would free" if dry_run else "freed"
     console.print(
         f"{len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}, {verb} {megabytes(freed)} in {root}",

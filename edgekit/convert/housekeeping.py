@@ -26,11 +26,13 @@ import fcntl
 import os
 import re
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgekit import paths
 from edgekit.errors import EdgekitError
@@ -62,28 +64,70 @@ class CacheBusy(EdgekitError):
     exit_code = 1
 
 
+class CacheLockError(EdgekitError):
+    """prune could not take the cache's lock at all (another user's lock file, a file system without locks)."""
+
+    exit_code = 1
+
+
+PRUNE_WAIT_S = 120.0  # a command waits this long for a prune removing entries, then goes on without the lock
+
+
 @contextlib.contextmanager
 def in_use(root: Path | None = None) -> Iterator[None]:
-    """Hold the cache shared while a command runs (waits only while a prune removes entries: seconds). A cache
-    folder that cannot be created or written (read-only) is used without the lock."""
-    root = paths.cache_dir() if root is None else root
+    """Hold the cache shared while a command runs. While a prune removes entries (seconds) the command waits,
+    saying so, at most PRUNE_WAIT_S (a prune stopped with Ctrl-Z must not stop every command, the nightly's
+    too), then goes on without the lock. A cache folder that cannot be created (a read-only data dir) or a file
+    system without locks (NFS without lockd: ENOLCK) is used without it: the lock guards against a prune, and
+    must never stop a command that worked before it."""
     with contextlib.ExitStack() as stack:
         try:
+            root = paths.cache_dir() if root is None else root
             root.mkdir(parents=True, exist_ok=True)
-            handle = stack.enter_context(open(root / LOCK_FILE, "a"))
+            handle = stack.enter_context(open(root / LOCK_FILE, "a+"))  # readable: a shared lock on NFSv4
+            _shared(handle)
         except OSError:
-            handle = None
-        if handle is not None:
-            fcntl.flock(handle, fcntl.LOCK_SH)
+            pass
         yield
+
+
+def _shared(handle: Any) -> None:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        print(
+            f"edgekit: waiting for `edgekit cache prune` to finish removing cache entries (at most "
+            f"{PRUNE_WAIT_S:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+    deadline = time.monotonic() + PRUNE_WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            continue
+    print("edgekit: the prune still holds the cache; going on without waiting", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
 def exclusive(root: Path | None = None) -> Iterator[None]:
-    """Hold the cache exclusively (prune); CacheBusy at once when another command holds it."""
+    """Hold the cache exclusively (prune, while it removes entries); CacheBusy at once when another command
+    holds it, CacheLockError when the lock cannot be taken at all (a lock file of another user's, NFS)."""
     root = paths.cache_dir() if root is None else root
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK_FILE, "a") as handle:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = open(root / LOCK_FILE, "a+")  # noqa: SIM115 - closed by the `with handle` below
+    except OSError as exc:
+        raise CacheLockError(
+            f"cannot open the cache's lock file: {exc.strerror}",
+            where=str(root / LOCK_FILE),
+            hint="prune removes entries only under the lock; run it as the user who owns the cache",
+        ) from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -93,6 +137,13 @@ def exclusive(root: Path | None = None) -> Iterator[None]:
                 where=str(root),
                 hint="prune when it has finished (`pgrep -af edgekit` lists what runs); --dry-run lists what "
                 "would go without removing anything",
+            ) from None
+        except OSError as exc:  # ENOLCK on NFS without lockd
+            raise CacheLockError(
+                f"cannot lock the cache: {exc.strerror}",
+                where=str(root),
+                hint="a file system without locks (NFS without lockd) cannot tell a running command from none: "
+                "stop edgekit's other commands, then remove entries by hand (`edgekit cache` lists them)",
             ) from None
         yield
 
