@@ -7,6 +7,7 @@ evaluator or deserializer, reached by name or through attributes; what goes wron
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import reprlib
 import sys
@@ -111,6 +112,24 @@ def check_importable(dotted: str, field: str, where: str) -> None:
         raise RecipeError(
             f"field `{field}`: cannot import {dotted!r}: {exc}", where=where, hint=_import_hint(dotted, exc)
         ) from None
+
+
+def check_findable(dotted: str, field: str, where: str) -> None:
+    """The module of `package.module:Name` can be found (importlib's find_spec: its parent packages are imported,
+    the module itself is not); whether it has `Name` is the importer's to say (the Keras child: exit 2)."""
+    module = dotted.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:
+        found, why = None, exc
+    else:
+        why = ModuleNotFoundError(f"No module named {module!r}")
+    if found is None:
+        raise RecipeError(
+            f"field `{field}`: cannot import {dotted!r}: {why}",
+            where=where,
+            hint=_import_hint(dotted, why if isinstance(why, ModuleNotFoundError) else ModuleNotFoundError()),
+        )
 
 
 def _import_hint(dotted: str, exc: Exception) -> str | None:

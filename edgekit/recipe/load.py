@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from edgekit.errors import InputDataError, RecipeError
 from edgekit.formats import Format
-from edgekit.recipe.builders import check_importable
+from edgekit.recipe.builders import check_findable, check_importable
 from edgekit.recipe.schema import Recipe, Task
 from edgekit.recipe.sources import BuilderData, ImagesData, KerasSource, NpyData, OnnxSource, TorchSource
 from edgekit.schema_paths import locate, tagged
@@ -186,8 +186,12 @@ def _check_files(recipe: Recipe) -> None:
     if isinstance(model, (OnnxSource, KerasSource)):
         checks.append(("model.path", model.path))
     if isinstance(model, KerasSource):
-        for dotted in model.custom_objects:
-            check_importable(dotted, "model.custom_objects", where)
+        for (
+            dotted
+        ) in model.custom_objects:  # found, not imported: the module imports Keras, TensorFlow with it,
+            check_findable(
+                dotted, "model.custom_objects", where
+            )  # which stays in the converter's child process
     elif isinstance(model, TorchSource):
         checks.append(("model.weights", model.weights))
         check_importable(model.builder, "model.builder", where)
