@@ -259,7 +259,7 @@ def test_a_custom_layer_named_in_the_recipe_is_imported_and_its_code_keys_the_ca
     """`model.custom_objects: [package.module:Name]`: the module (on PYTHONPATH) is imported and the class handed to
     Keras, so a .keras with a registered custom layer converts through both routes (tf2onnx's ONNX, TensorFlow's
     TFLite) and matches the model; an edit to the layer's code exports again (the cache is keyed by it); a name
-    the module does not have is the recipe's error (exit 2) before TensorFlow starts."""
+    the module does not have is bad input (exit 2), a module that cannot be found the recipe's error when read."""
     code = tmp_path / "code"
     (code / "mylayers").mkdir(parents=True)
     (code / "mylayers" / "__init__.py").write_text("")
