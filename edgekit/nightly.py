@@ -168,11 +168,17 @@ def run_nightly(
                     continue
                 said = ("" if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: ") + str(exc)
                 if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    from edgekit.paths import low_disk_note
+                    from edgekit.paths import free_space_note, low_disk_note
 
+                    # the disk the write went to (the last path named: a move's destination), else the data dir's
+                    written = next((Path(str(f)) for f in (exc.filename2, exc.filename) if f), None)
                     said = (  # not the raw errno and two temporary paths
                         f"DiskFull: no space left on the disk ({exc.strerror}); "
-                        + (low_disk_note(1 << 62) or "free some space")
+                        + (
+                            (written and free_space_note(written))
+                            or low_disk_note(1 << 62)
+                            or "free some space"
+                        )
                     )
                 outcome.failures[str(path)] = said
                 kept = _record_kept(exc, store, outcome, path, names)

@@ -156,3 +156,16 @@ def low_disk_note(threshold: int) -> str | None:
         f"the disk holding {data_dir()} (edgekit's cache, runs and store) has {free / 1e6:.1f} MB free: "
         "free some space, or set EDGEKIT_HOME to a folder on a bigger disk"
     )
+
+
+def free_space_note(path: Path) -> str | None:
+    """'the disk holding FOLDER has N MB free' for the disk a failed write went to (not always the data dir's:
+    a tool's temporary folder under /tmp), or None when it cannot be read."""
+    folder = path
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    return f"the disk holding {folder} has {free / 1e6:.1f} MB free: free some space there"

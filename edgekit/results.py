@@ -31,6 +31,7 @@ class _Model(BaseModel):
 # the error of a measurement a Ctrl-C (or SIGTERM) left unmeasured: not a failure of the artifact (runs lists
 # these apart from failures, by this prefix: the store keeps the error code only in a JSON field)
 NOT_RUN_INTERRUPTED = "not run: interrupted (Ctrl-C or SIGTERM)"
+GATE_MISSED = "missed its fidelity gate: "  # how a missed gate's artifact error begins (convert.pipeline)
 
 
 def unknown_fields(model: BaseModel, where: str = "") -> list[str]:

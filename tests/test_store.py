@@ -308,6 +308,21 @@ def test_another_programs_database_is_refused_and_left_as_it_was(url: str) -> No
     engine.dispose()
 
 
+@pytest.mark.integration
+def test_an_extensions_own_table_does_not_make_a_database_foreign(pg_url: str) -> None:
+    """A database with PostGIS holds its `spatial_ref_sys` in public: a new edgekit store there was refused as
+    another program's. Tables an extension owns (pg_depend 'e') are not the database's own; made so here with
+    plpgsql, the extension every database has."""
+    from sqlalchemy import text
+
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE spatial_ref_sys (srid INTEGER PRIMARY KEY)"))
+        conn.execute(text("ALTER EXTENSION plpgsql ADD TABLE spatial_ref_sys"))
+    engine.dispose()
+    assert record(_small(T0), pg_url) == 1
+
+
 def test_sqlite_store_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
     with open_store(_url(tmp_path)) as store, store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -689,13 +704,26 @@ def test_runs_import_refuses_a_future_or_newer_file_and_says_an_unfinished_deplo
 
 def test_runs_says_which_artifacts_made_a_run_not_ok(tmp_path: Path) -> None:
     """A run that missed a fidelity gate was listed `ok: no` with all its measurements and no reason."""
+    from edgekit.results import GATE_MISSED
+
     done = _small(T0)
-    missed = done.artifacts[1].model_copy(update={"gates_passed": False})
+    # as the pipeline records a missed gate: status failed, the error saying why; and a failed conversion
+    missed = done.artifacts[1].model_copy(
+        update={
+            "gates_passed": False,
+            "status": "failed",
+            "error": f"{GATE_MISSED}min_cosine 0.9 vs limit 0.99",
+        }
+    )
+    broken = done.artifacts[0].model_copy(
+        update={"gates_passed": False, "status": "failed", "error": "pnnx died"}
+    )
     store = str(tmp_path / "s.sqlite")
-    record(done.model_copy(update={"artifacts": [done.artifacts[0], missed], "ok": False}), store)
+    record(done.model_copy(update={"artifacts": [broken, missed], "ok": False}), store)
     out = _edgekit("runs", "--store", store, home=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert f"no ({missed.id}: gate)" in " ".join(out.stdout.split()), out.stdout
+    said = "".join(out.stdout.split())
+    assert f"no({broken.id}:failed,{missed.id}:gate)" in said, out.stdout
 
 
 def test_a_store_error_never_prints_the_password() -> None:

@@ -187,11 +187,12 @@ def wall_table(m: Measurement, target: str, name: str, top: int) -> list[str]:
         f"{'layer':<28} {'type':<22} {'median ms':>10} {'min ms':>9} {'share':>7}",
     ]
     from edgekit.profile import short_names
+    from edgekit.report.figures import three_figures
 
     shown = sorted(m.layer_ms, key=lambda layer: -layer.ms)[:top]
     for layer, label in zip(shown, short_names([layer.name for layer in shown], 28)):
         lines.append(  # 3 significant figures: a fast op's 0.0004 ms printed as 0.000
-            f"{label:<28} {layer.type:<22} {layer.ms:>10.3g} {layer.min_ms:>9.3g} {layer.ms / max(total, 1e-12):>6.1%}"
+            f"{label:<28} {layer.type:<22} {three_figures(layer.ms):>10} {three_figures(layer.min_ms):>9} {layer.ms / max(total, 1e-12):>6.1%}"
         )
     lines.append(
         f"{len(m.layer_ms)} layers sum to {total:.3f} ms; the whole inference p50 {m.p50_ms:.3f} ms "

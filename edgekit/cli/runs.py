@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from edgekit.cli.report import STORE_HELP
-from edgekit.report.figures import fidelity_line
+from edgekit.report.figures import fidelity_line, three_figures
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
@@ -355,7 +355,9 @@ def _estimate(est: object) -> str:
     if not isinstance(est, dict) or est.get("status") != "ok":
         return "-"
     mark = "" if est.get("interval_calibrated", True) else "*"
-    e, lo, hi = (f"{est[k]:.3g}" for k in ("estimate_ms", "low_ms", "high_ms"))  # as deploy: 44.4, not 44.42
+    e, lo, hi = (
+        three_figures(est[k]) for k in ("estimate_ms", "low_ms", "high_ms")
+    )  # as deploy: 44.4, not 44.42
     return f"~{e} ({lo}-{hi}){mark} est."
 
 

@@ -38,11 +38,11 @@ from edgekit.errors import ConversionError, EdgekitError, FidelityError, RecipeE
 from edgekit.formats import Format, Precision
 from edgekit.recipe import DataSource, KerasSource, Recipe
 from edgekit.recipe.schema import keras_only_route
+from edgekit.results import GATE_MISSED
 from edgekit.runtimes import spec_for
 
 Progress = Callable[[str], None]
 CONVERSION_FAILED = "conversion failed: "  # how a failed conversion's artifact error begins
-GATE_MISSED = "missed its fidelity gate: "  # how a missed gate's artifact error begins
 HINT = "\n  hint: "  # how an error's hint follows its message (EdgekitError.__str__)
 
 

@@ -144,3 +144,8 @@ def fidelity_line(fid: dict[str, Any]) -> str:
         parts.append(f"max abs {fid['max_abs_error']:.3g}" + (f" on {samples} inputs" if samples else ""))
     parts += [part for part in (task_metric(fid), agreement(fid)) if part]
     return ", ".join(parts) or "-"
+
+
+def three_figures(value: float) -> str:
+    """3 significant figures, never in e-notation (`.3g` wrote 1.23e+03 for 1234 ms)."""
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"

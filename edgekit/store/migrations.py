@@ -235,6 +235,14 @@ def refuse_foreign(conn: Connection, *, where: str) -> None:
     if current_version(conn) > 0:
         return
     others = sorted(t for t in inspect(conn).get_table_names() if not t.startswith("sqlite_"))
+    if others and conn.dialect.name == "postgresql":  # an extension's own tables (PostGIS's spatial_ref_sys)
+        owned = conn.execute(
+            text(
+                "SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid "
+                "WHERE d.deptype = 'e' AND d.classid = 'pg_class'::regclass"
+            )
+        ).scalars()
+        others = sorted(set(others) - set(owned))
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise StorePathError(

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, exists, func, select
 
-from edgekit.results import NOT_RUN_INTERRUPTED, DeployResult
+from edgekit.results import GATE_MISSED, NOT_RUN_INTERRUPTED, DeployResult
 from edgekit.store import codec
 from edgekit.store.schema import artifacts, comparisons, measurements, runs, samples, target_runs
 
@@ -81,14 +81,17 @@ def _artifact_problems(conn: Connection, ids: list[int]) -> dict[int, list[str]]
     ('ncnn-int8: gate', 'mnn-fp32: failed')."""
     if not ids:
         return {}
+    cols = artifacts.c
     query = (
-        select(artifacts.c.run_id, artifacts.c.artifact, artifacts.c.status, artifacts.c.gates_passed)
-        .where(artifacts.c.run_id.in_(ids) & ((artifacts.c.status != "ok") | ~artifacts.c.gates_passed))
-        .order_by(artifacts.c.run_id, artifacts.c.position)
+        select(cols.run_id, cols.artifact, cols.status, cols.gates_passed, cols.error)
+        .where(cols.run_id.in_(ids) & ((cols.status != "ok") | ~cols.gates_passed))
+        .order_by(cols.run_id, cols.position)
     )
     found: dict[int, list[str]] = defaultdict(list)
     for row in conn.execute(query):
-        found[row.run_id].append(f"{row.artifact}: {'failed' if row.status != 'ok' else 'gate'}")
+        # a missed gate is recorded status 'failed' too, its error saying so; a failed conversion has no gate
+        gate = (row.error or "").startswith(GATE_MISSED) or (row.status == "ok" and not row.gates_passed)
+        found[row.run_id].append(f"{row.artifact}: {'gate' if gate else 'failed'}")
     return dict(found)
 
 
