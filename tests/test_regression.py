@@ -381,3 +381,45 @@ def test_a_broken_format_is_one_flag_naming_its_target_and_threads() -> None:
         == "ncnn-fp32 on pi4 failed at 1 and 4 threads: ImportError: libncnn.so: undefined symbol"
     )
     assert failed.target == "pi4" and failed.threads is None
+
+
+def _facts(run: StoredRun, target: str = "pi4"):  # type: ignore[no-untyped-def]
+    t = next(t for t in run.result.runs if t.target == target)
+    assert t.agent is not None and t.agent.facts_before is not None
+    return t.agent
+
+
+def test_a_change_after_a_regression_began_does_not_end_it() -> None:
+    """Review: each flagged night was compared with the last good night, so a runtime upgrade on night 20
+    'explained' a regression that began on night 15 and restarted its baseline; only a change on the
+    regression's first night explains it."""
+    runs = _nights([1.0] * 14 + [1.3] * 10)
+    for run in runs[19:]:  # night 20: LiteRT upgraded, five nights into the regression
+        facts = _facts(run).facts_before
+        facts.runtimes = {**facts.runtimes, "ai_edge_litert": "2.2.0"}  # type: ignore[union-attr]
+    assert _flagged_nights(runs, 15) == "X" * 10
+    (last,) = [f for f in detect_latest(runs) if f.is_regression]
+    assert last.since_run == runs[14].id
+
+
+def test_a_change_on_the_first_slow_night_still_explains_it() -> None:
+    """The same upgrade on the night the slowdown began explains it (flagged that night, then its own level)."""
+    runs = _nights([1.0] * 14 + [1.3] * 6)
+    for run in runs[14:]:
+        facts = _facts(run).facts_before
+        facts.runtimes = {**facts.runtimes, "ai_edge_litert": "2.2.0"}  # type: ignore[union-attr]
+    assert _flagged_nights(runs, 15) == "X....."
+
+
+def test_another_runtimes_upgrade_or_missing_facts_explain_nothing() -> None:
+    """The fingerprint held every entry of facts.runtimes (an ncnn upgrade explained a TFLite slowdown), and a
+    run without facts counted as a change: now only the artifact's own runtime counts, and unknown is no change."""
+    ncnn = _nights([1.0] * 14 + [1.3] * 6)
+    for run in ncnn[14:]:
+        facts = _facts(run).facts_before
+        facts.runtimes = {**facts.runtimes, "ncnn": "1.0.20270101"}  # type: ignore[union-attr]
+    assert _flagged_nights(ncnn, 15) == "X" * 6
+    missing = _nights([1.0] * 14 + [1.3] * 6)
+    for run in missing[14:]:
+        _facts(run).facts_before = None
+    assert _flagged_nights(missing, 15) == "X" * 6

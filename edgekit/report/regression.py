@@ -25,10 +25,13 @@ as they were on their own night, and a run that was flagged does not join the ba
 - a level shift stays flagged ('still slower since run #15, 2026-11-14') until a run is back within the noise
   of the baseline (it then joins it again; "within" is the drift bound at `held_alpha`, 5 %, rather than the
   0.1 % a regression must pass to start: a step near the bound was otherwise flagged on some of its nights only,
-  each night it passed joining the baseline; a false start, rare at 0.1 %, lasts a night more with 5 %) or until the run's configuration differs from the baseline's (the
-  recipe's settings, the converted file, the target's CPU, runtimes, Python or emulator: the change is
-  explained, flagged on the night it happened with what changed, and the baseline starts again from that run,
-  so the new level is judged on its own history once `min_runs` runs of it exist);
+  each night it passed joining the baseline; a false start, rare at 0.1 %, lasts a night more with 5 %);
+- a regression whose first night came with a change of configuration against the last good run (the recipe's
+  settings, the artifact's converted file, the version of the runtime module that ran it, the target's CPU,
+  Python or emulator) is explained: flagged on that night with what changed, then the baseline starts again
+  from that run, so the new level is judged on its own history once `min_runs` runs of it exist. A change on
+  a later night of a regression explains nothing (it began before), another runtime's upgrade is no change of
+  this artifact's, and a run whose device facts were not recorded is unknown, not a change;
 - a shift nobody explains is remembered while a run from before it is in the lookback window (`lookback`, 42
   runs: six weeks of nights), then its level is the history;
 - a creep moves each night by less than the bound and widens the bound as it goes, so the newest run is also
@@ -262,7 +265,10 @@ def _target_flags(
             flags.append(_busy_flag(recipe, latest.id, target_run, m, walk, settings))
             continue
         verdict = _judge(
-            _Entry(latest, m, _fingerprint(latest, target_run, m)), walk, target_run.emulated, settings
+            _Entry(latest, target, m, _fingerprint(latest, target_run, m)),
+            walk,
+            target_run.emulated,
+            settings,
         )
         if isinstance(verdict, _Unjudged):
             unjudged.append(
@@ -293,22 +299,23 @@ def _host_left_out(latest: StoredRun, target_run: TargetRun) -> bool:
 @dataclass(frozen=True)
 class _Entry:
     run: StoredRun
+    target: str
     m: Measurement
     fingerprint: tuple
 
 
 @dataclass
 class _Walk:
-    """A key's earlier runs judged in turn: the ones that form the baseline of the next run (`accepted`, oldest
+    """A key's earlier runs judged in turn: the ones that form the baseline of the next run (`kept`, oldest
     first), the first run of a regression still going on (`streak`), the run whose configuration change
     restarted the baseline (`restarted`)."""
 
-    accepted: list[_Entry]
+    kept: list[_Entry]
     streak: _Entry | None = None
     restarted: int | None = None
 
     def baseline(self, settings: Settings) -> list[_Entry]:
-        return self.accepted[-settings.history :]
+        return self.kept[-settings.history :]
 
 
 @dataclass(frozen=True)
@@ -343,36 +350,50 @@ def _series(
                     continue
                 if pm.timed_while_busy and not emulated:
                     continue
-                found.append(_Entry(run, pm, _fingerprint(run, t, pm)))
+                found.append(_Entry(run, target, pm, _fingerprint(run, t, pm)))
     return found
 
 
 def _fingerprint(run: StoredRun, t: TargetRun, m: Measurement) -> tuple:
-    """What a run's figure of one key depends on besides the code: the recipe's settings, the converted file, and
-    the target's CPU, runtimes, Python and emulator. Two runs that differ here are an explained change."""
+    """What this key's figure depends on besides edgekit's code: the recipe's settings, the artifact's converted
+    file, the version of the runtime module that ran it, and the target's CPU, Python and emulator; None where a
+    run does not say (compared by _differs as unknown, not as a change). Only the artifact's own runtime: every
+    entry of facts.runtimes made an MNN upgrade explain a TFLite regression."""
     art = next((a.sha256 for a in run.result.artifacts if a.id == m.artifact), None)
     facts = t.agent.facts_before if t.agent else None
-    target = (
-        (facts.cpu_model, facts.python, facts.emulator, tuple(sorted(facts.runtimes.items())))
-        if facts is not None
-        else None
+    if facts is None:
+        return (run.result.recipe_sha256, art, None, None, None, None)
+    return (
+        run.result.recipe_sha256,
+        art,
+        facts.runtimes.get(m.runtime) if m.runtime else None,
+        facts.cpu_model,
+        facts.python,
+        facts.emulator,
     )
-    return (run.result.recipe_sha256, art, target)
+
+
+def _differs(a: tuple, b: tuple) -> bool:
+    """Two fingerprints name a change: some part known in both and different (a run whose facts were not
+    recorded is unknown, not a change)."""
+    return any(x is not None and y is not None and x != y for x, y in zip(a, b, strict=True))
 
 
 def _walk(series: list[_Entry], emulated: bool, settings: Settings) -> _Walk:
     """Judge each earlier run of the key against the baseline of its own night, oldest first: a flagged run stays
-    out of the baseline (unless its configuration changed: then the baseline starts again from it)."""
+    out of the baseline, unless its configuration differs from the last good run's and it is the regression's
+    first night (a change on a later night of it explains nothing: the regression began before it): then the
+    baseline starts again from it."""
     walk = _Walk([])
     for entry in series:
         verdict = _judge(entry, walk, emulated, settings)
         if verdict is None or isinstance(verdict, _Unjudged):
-            walk.accepted.append(entry)
+            walk.kept.append(entry)
             walk.streak = None
             continue
         base = walk.baseline(settings)
-        if base and entry.fingerprint != base[-1].fingerprint:  # explained: flagged that night, then the norm
-            walk.accepted, walk.streak, walk.restarted = [entry], None, entry.run.id
+        if walk.streak is None and base and _differs(entry.fingerprint, base[-1].fingerprint):
+            walk.kept, walk.streak, walk.restarted = [entry], None, entry.run.id
         elif walk.streak is None:
             walk.streak = entry
     return walk
