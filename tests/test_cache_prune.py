@@ -122,7 +122,7 @@ def test_prune_refuses_a_future_date_and_both_all_and_older_than_and_says_its_cu
     assert dry.returncode == 0 and "entries not used since" in dry.stdout and "1.5 hours ago" in dry.stdout
 
 
-def test_prune_waits_for_no_one_and_removes_nothing_while_another_command_uses_the_cache(
+def test_prune_removes_nothing_while_another_command_uses_the_cache_or_waits_for_it(
     converted: tuple[Path, Path],
 ) -> None:
     """`cache prune --all` during a nightly removed the ONNX its host stage was about to load, and the nightly
@@ -139,6 +139,16 @@ def test_prune_waits_for_no_one_and_removes_nothing_while_another_command_uses_t
         assert dry.returncode == 0 and "would remove" in dry.stdout, dry.stderr
         info = edgekit(home, "cache")  # another command beside the running one: both hold it shared
         assert info.returncode == 0, info.stderr
+        start = time.monotonic()  # a cron prune beside a nightly: --wait, then refused all the same
+        waited = edgekit(home, "cache", "prune", "--all", "--wait", "2")
+        assert waited.returncode == 1 and time.monotonic() - start >= 2, waited.stderr
+    import threading
+
+    hold = housekeeping.in_use(root)
+    hold.__enter__()
+    threading.Timer(1.5, hold.__exit__, args=(None, None, None)).start()  # the command ends within the wait
+    done = edgekit(home, "cache", "prune", "--older-than", "3650d", "--wait", "30")
+    assert done.returncode == 0 and "entries" in done.stdout, done.stderr
 
 
 def test_every_command_but_prune_holds_the_cache_while_it_runs(

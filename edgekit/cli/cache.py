@@ -72,6 +72,13 @@ def prune_cmd(
     ),
     everything: bool = typer.Option(False, "--all", help="remove every entry, however recent"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would go; remove nothing"),
+    wait: float = typer.Option(
+        0.0,
+        "--wait",
+        min=0.0,
+        max=86400.0,
+        help="seconds to wait for other edgekit commands to finish (a cron prune beside a nightly); 0: refuse at once",
+    ),
 ) -> None:
     """Remove cache entries no run used within --older-than (default 30 days), every damaged entry, and folders
     that killed runs left behind (older than a day). A removed artifact is converted again when next needed.
@@ -102,7 +109,7 @@ def prune_cmd(
         console.print(f"entries not used since {_when(cutoff)} ({_ago(now - cutoff)})", highlight=False)
     done: list[housekeeping.Entry] = []
     # the lock only while removing: printing (into `less`, a slow terminal) must not hold every command up
-    with contextlib.nullcontext() if dry_run else housekeeping.exclusive(root):
+    with contextlib.nullcontext() if dry_run else housekeeping.exclusive(root, wait_s=wait):
         chosen = housekeeping.to_prune(housekeeping.scan(root), cutoff, now=now)
         done = [e for e in chosen if dry_run or housekeeping.remove(e)]
     freed = sum(e.size_bytes for e in done)

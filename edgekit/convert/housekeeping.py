@@ -114,9 +114,10 @@ def _shared(handle: Any) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(root: Path | None = None) -> Iterator[None]:
-    """Hold the cache exclusively (prune, while it removes entries); CacheBusy at once when another command
-    holds it, CacheLockError when the lock cannot be taken at all (a lock file of another user's, NFS)."""
+def exclusive(root: Path | None = None, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold the cache exclusively (prune, while it removes entries); CacheBusy when another command still holds
+    it after `wait_s` (0: at once), CacheLockError when the lock cannot be taken at all (a lock file of another
+    user's, NFS)."""
     root = paths.cache_dir() if root is None else root
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -129,14 +130,14 @@ def exclusive(root: Path | None = None) -> Iterator[None]:
         ) from None
     with handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _exclusive_within(handle, wait_s)
         except BlockingIOError:
             raise CacheBusy(
                 "another edgekit command is using the conversion cache (a deploy, convert or nightly): removing "
                 "entries now could remove files it is about to use",
                 where=str(root),
-                hint="prune when it has finished (`pgrep -af edgekit` lists what runs); --dry-run lists what "
-                "would go without removing anything",
+                hint="prune when it has finished (`pgrep -af edgekit` lists what runs), or give --wait SECONDS "
+                "(a cron prune beside a nightly); --dry-run lists what would go without removing anything",
             ) from None
         except OSError as exc:  # ENOLCK on NFS without lockd
             raise CacheLockError(
@@ -146,6 +147,19 @@ def exclusive(root: Path | None = None) -> Iterator[None]:
                 "stop edgekit's other commands, then remove entries by hand (`edgekit cache` lists them)",
             ) from None
         yield
+
+
+def _exclusive_within(handle: Any, wait_s: float) -> None:
+    """LOCK_EX, retried every second for `wait_s` (a cron prune beside a nightly); BlockingIOError after it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def scan(root: Path | None = None) -> list[Entry]:
