@@ -423,3 +423,28 @@ def test_another_runtimes_upgrade_or_missing_facts_explain_nothing() -> None:
     for run in missing[14:]:
         _facts(run).facts_before = None
     assert _flagged_nights(missing, 15) == "X" * 6
+
+
+def _accept(run: StoredRun, **mark: object) -> None:
+    """What Store.accept leaves in a run (its extra JSON, read back as DeployResult's extra field `accepted`)."""
+    marks = (run.result.model_extra or {}).get("accepted") or []
+    run.result.accepted = [*marks, {"target": None, "artifact": None, **mark}]  # type: ignore[attr-defined]
+
+
+def test_an_accepted_run_ends_a_held_regression_and_starts_the_new_level() -> None:
+    """Review: a held 10 % step stayed flagged for ~5.5 weeks (the lookback) with no way to say it is expected
+    (a kernel update the fingerprint does not see). `edgekit runs accept` on night 20: that night is no longer
+    flagged, the nights after it are judged against the regression's nights 15-20, and a further step is."""
+    runs = _nights([1.0] * 14 + [1.3] * 10 + [1.6] * 2)
+    _accept(runs[19], target="pi4")
+    assert _flagged_nights(runs, 15) == "XXXXX" + "." * 5 + "XX"
+    (later,) = [f for f in detect_latest(runs) if f.is_regression]
+    assert later.since_run == runs[24].id and later.change == pytest.approx(1.6 / 1.3 - 1, abs=0.06)
+    assert set(later.baseline_runs) >= {r.id for r in runs[14:20]}  # the accepted level, no 4-night wait
+
+
+def test_an_acceptance_of_another_target_or_artifact_changes_nothing() -> None:
+    for mark in ({"target": "pi5-emu"}, {"artifact": "ncnn-int8"}):
+        runs = _nights([1.0] * 14 + [1.3] * 6)
+        _accept(runs[16], **mark)
+        assert _flagged_nights(runs, 15) == "X" * 6, mark

@@ -98,3 +98,57 @@ def test_a_gate_missed_at_conversion_is_one_fidelity_flag_not_a_failed_conversio
     assert "edgekit report: 1 regression" in md, md
     html = str(missed["html"])
     assert "conversion failed" not in html and "1 regression<" in html
+
+
+def test_a_latency_regression_says_how_to_accept_it_and_accepting_it_clears_the_report(
+    tmp_path: Path,
+) -> None:
+    """A held regression the fingerprint cannot explain stayed flagged for six weeks and the report never said
+    there was a way out: the Markdown and HTML name `edgekit runs accept RUN --target T` once per target (not
+    for a fidelity or unreliable flag), and once it is run the report lists no regression."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from edgekit.formats import Format
+    from edgekit.report import html, markdown
+    from edgekit.report.flag_text import accept_commands
+    from edgekit.report.regression import Flag, FlagKind
+    from edgekit.report.synthetic import synthetic_result
+    from edgekit.report.view import build
+    from edgekit.store import open_store
+
+    t0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+    url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    with open_store(url) as store:
+        for day in range(17):
+            store.record(
+                synthetic_result(
+                    t0 + timedelta(days=day),
+                    rng=np.random.default_rng(day),
+                    formats=(Format.TFLITE_FP32, Format.TFLITE_INT8),
+                    targets=("pi4",),
+                    threads=(1,),
+                    slowdown={("tflite-fp32", "pi4"): 1.3, ("tflite-int8", "pi4"): 1.3}
+                    if day >= 14
+                    else None,
+                )
+            )
+        report = build(store)
+        assert len(report.regressions) == 2
+        command = "edgekit runs accept 17 --target pi4"
+        assert (
+            f"If this is expected (a kernel or firmware update, a board swapped for the same model): `{command}`"
+            in markdown.render(report)
+        )
+        assert markdown.render(report).count("runs accept") == 1
+        assert f"<code>{command}</code>" in html.render(report)
+        store.accept(17, target="pi4")
+        after = build(store)
+        assert after.regressions == [] and "runs accept" not in markdown.render(after)
+    others = [
+        Flag(FlagKind.FIDELITY, "r", 3, "pi4", "tflite-int8"),
+        Flag(FlagKind.UNRELIABLE, "r", 3, "pi4", "tflite-int8"),
+        Flag(FlagKind.INSTRUCTIONS, "r", 3, "pi5-emu", "ncnn-int8"),
+    ]
+    assert accept_commands(others) == ["edgekit runs accept 3 --target pi5-emu"]

@@ -970,3 +970,45 @@ def test_measurements_a_ctrl_c_left_unmeasured_are_not_counted_as_failures(url: 
     taken = len(pi4.agent.measurements)
     unmeasured = len(pi5.agent.measurements)
     assert f"{taken} (1 failed) (+{unmeasured} not measured: interrupted)" in text, text
+
+
+def test_runs_accept_records_the_new_level_and_the_next_nights_are_judged_against_it(
+    url: str, tmp_path: Path
+) -> None:
+    """A held regression stayed flagged for the 42-run lookback with no way to say it was expected (a kernel
+    update, a board swapped). `edgekit runs accept ID --target T` is kept in the run (both databases), the run is
+    no longer flagged, the next night at the same level passes, and a wrong target or run is refused."""
+    from edgekit.report.regression import FlagKind, detect_latest
+
+    def night(day: int, level: float) -> DeployResult:
+        return synthetic_result(
+            T0 + timedelta(days=day),
+            rng=np.random.default_rng(day),
+            formats=(Format.TFLITE_FP32,),
+            targets=("pi4",),
+            threads=(1,),
+            slowdown={("tflite-fp32", "pi4"): level},
+        )  # type: ignore[arg-type]
+
+    def flagged(store: object) -> list:
+        return [f for f in detect_latest(store.history()) if f.kind is FlagKind.LATENCY]  # type: ignore[attr-defined]
+
+    with open_store(url) as store:
+        ids = [store.record(night(d, 1.0 if d < 14 else 1.3)) for d in range(18)]
+        assert flagged(store) and flagged(store)[0].since_run == ids[14]
+    home = tmp_path / "home"
+    wrong = _edgekit("runs", "accept", str(ids[-1]), "--target", "pi5", "--store", url, home=home)
+    assert wrong.returncode == 2 and "its targets: pi4" in wrong.stderr, wrong.stderr
+    missing = _edgekit("runs", "accept", "999", "--store", url, home=home)
+    assert missing.returncode != 0 and "no run with id 999" in missing.stderr, missing.stderr
+    done = _edgekit("runs", "accept", str(ids[-1]), "--target", "pi4", "--store", url, home=home)
+    assert done.returncode == 0 and f"run {ids[-1]} (yolov5-lite) accepted" in done.stdout, done.stderr
+    with open_store(url) as store:
+        marks = (store.load(ids[-1]).model_extra or {})["accepted"]
+        assert [(m["target"], m["artifact"]) for m in marks] == [("pi4", None)] and marks[0]["at"]
+        assert all("accepted" not in (store.load(i).model_extra or {}) for i in ids[:-1])
+        assert flagged(store) == []  # the accepted run itself
+        store.record(night(18, 1.3))
+        assert flagged(store) == []  # the next night, at the accepted level
+        store.record(night(19, 1.7))
+        assert flagged(store)  # a further step is still a regression

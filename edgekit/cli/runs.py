@@ -1,4 +1,4 @@
-"""`edgekit runs [show ID | import FILE]`: what the results store holds."""
+"""`edgekit runs [show ID | import FILE | accept ID]`: what the results store holds."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 runs_app = typer.Typer(
     help="List recent runs in the results store; `show ID` prints one; `import FILE.json` records a "
-    "`edgekit deploy --json` file.\n\nExample: edgekit runs --limit 10 --recipe yolov5-lite",
+    "`edgekit deploy --json` file; `accept ID` takes a flagged run's level as expected.\n\n"
+    "Example: edgekit runs --limit 10 --recipe yolov5-lite",
     invoke_without_command=True,
 )
 console = Console()
@@ -146,6 +147,56 @@ def show_cmd(
         typer.echo(result.model_dump_json(indent=2))
         return
     _print_run(run_id, result, verbose)
+
+
+@runs_app.command("accept")
+def accept_cmd(
+    run_id: int = typer.Argument(..., help="the run whose level is expected, as the report names it"),
+    target: str | None = typer.Option(None, "--target", help="only on this target (default: every target)"),
+    artifact: str | None = typer.Option(None, "--artifact", help="only this artifact (default: every one)"),
+    store: str | None = STORE,
+) -> None:
+    """Accept a run's latency (or instruction count) as the new level: a regression flagged in it (a kernel or
+    firmware update, a board swapped, anything edgekit's fingerprint does not see) stops being flagged; the runs
+    after it are judged against the regression's runs up to it. Without this a held regression stays flagged
+    while a run from before it is in the 42-run lookback.
+
+    Example: edgekit runs accept 27 --target pi4
+    """
+    from edgekit.errors import UsageError
+    from edgekit.store import open_store
+
+    with open_store(store, create=False) as db:
+        result = db.load(run_id)
+        targets = [t.target for t in result.runs]
+        if target is not None and target not in targets:
+            raise UsageError(
+                f"--target {target}: run {run_id} has no target {target!r}",
+                hint=f"its targets: {', '.join(targets) or 'none'}",
+            )
+        arts = sorted(
+            {
+                m.artifact
+                for t in result.runs
+                if target in (None, t.target)
+                for m in (t.agent.measurements if t.agent else [])
+            }
+        )
+        if artifact is not None and artifact not in arts:
+            raise UsageError(
+                f"--artifact {artifact}: run {run_id} measured no artifact {artifact!r}"
+                + (f" on {target}" if target else ""),
+                hint=f"its artifacts: {', '.join(arts) or 'none'}",
+            )
+        db.accept(run_id, target=target, artifact=artifact)
+    what = " ".join(
+        x for x in (artifact or "every artifact", f"on {target}" if target else "on every target") if x
+    )
+    console.print(
+        f"run {run_id} ({result.recipe}) accepted as the new level of {what}: later runs are judged against it "
+        "(with the slow runs of the regression before it), and it is no longer flagged",
+        highlight=False,
+    )
 
 
 def _why_not_a_result(exc: Exception) -> str:

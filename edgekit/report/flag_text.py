@@ -4,6 +4,7 @@ line names (the HTML lays the same figures out in its own table)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from edgekit.report.figures import apart, same_precision, signed_percent
@@ -58,3 +59,15 @@ def flag_line(f: Flag) -> str:
 
 def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+ACCEPT_WHY = "If this is expected (a kernel or firmware update, a board swapped for the same model)"
+
+
+def accept_commands(flags: Sequence[Flag]) -> list[str]:
+    """Per run and target with a latency or instruction-count regression, the command that accepts its level as
+    the new one ('edgekit runs accept 27 --target pi4'): a regression edgekit's fingerprint cannot explain stays
+    flagged for the six weeks of its lookback otherwise, the night failing each time."""
+    judged = (FlagKind.LATENCY, FlagKind.INSTRUCTIONS)
+    found = dict.fromkeys((f.run_id, f.target) for f in flags if f.kind in judged and f.target)
+    return [f"edgekit runs accept {run} --target {target}" for run, target in found]

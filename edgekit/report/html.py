@@ -14,6 +14,7 @@ from html import escape
 
 from edgekit.report import plots
 from edgekit.report.figures import apart, same_precision, signed_percent
+from edgekit.report.flag_text import ACCEPT_WHY, accept_commands
 from edgekit.report.html_facts import EMU_BADGE, facts_section, history_details
 from edgekit.report.regression import Flag, FlagKind
 from edgekit.report.table import NO_BOARD
@@ -305,7 +306,13 @@ def _flags(flags: list[Flag], not_judged: Sequence[str] = ()) -> str:
             f"<td data-label=change>{_pct(f.change)}</td><td data-label=p-value>{_p(f.p_value)}</td>"
             f"<td class='l wrap'>{escape(f.message)}</td></tr>"
         )
-    return f'<table class="flags">{head}{"".join(rows)}</table>{unjudged}'
+    accept = accept_commands(flags)
+    hint = (
+        f"<p>{escape(ACCEPT_WHY)}: " + "; ".join(f"<code>{escape(c)}</code>" for c in accept) + "</p>"
+        if accept
+        else ""
+    )
+    return f'<table class="flags">{head}{"".join(rows)}</table>{hint}{unjudged}'
 
 
 def _pair(flag: Flag) -> tuple[str, str]:

@@ -8,7 +8,7 @@ route to ship per target.
 from __future__ import annotations
 
 from edgekit.formats import Format
-from edgekit.report.flag_text import flag_line
+from edgekit.report.flag_text import ACCEPT_WHY, accept_commands, flag_line
 from edgekit.report.regression import Flag
 from edgekit.report.table import NO_BOARD, estimate_text
 from edgekit.report.view import RecipeView, Report, Row, when
@@ -93,6 +93,9 @@ def _recipe(view: RecipeView) -> list[str]:
         "",
     ]
     lines += [_flag(f) for f in view.flags]
+    accept = accept_commands(view.flags)
+    if accept:
+        lines.append(f"- {ACCEPT_WHY}: " + "; ".join(f"`{_text(c)}`" for c in accept))
     not_judged = view.not_judged()
     lines += [f"- **not judged** {_text(line)}" for line in not_judged]
     if not view.flags and not not_judged:

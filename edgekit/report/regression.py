@@ -33,7 +33,12 @@ as they were on their own night, and a run that was flagged does not join the ba
   a later night of a regression explains nothing (it began before), another runtime's upgrade is no change of
   this artifact's, and a run whose device facts were not recorded is unknown, not a change;
 - a shift nobody explains is remembered while a run from before it is in the lookback window (`lookback`, 42
-  runs: six weeks of nights), then its level is the history;
+  runs: six weeks of nights), then its level is the history; a held 10 % step at 1 % drift kept every key
+  flagged for 36 nights and failed the nightly to night ~41, so a change the fingerprint cannot see (a kernel,
+  a board swapped for the same model, edgekit's agent) is accepted by hand: `edgekit runs accept RUN
+  [--target T] [--artifact A]` marks the run (Store.accept); a flagged run so marked is not flagged, and the
+  regression's runs up to it (its first slow night to the accepted one) are the baseline of the runs after it,
+  so they are judged on the new level at once and a further step is still caught;
 - a creep moves each night by less than the bound and widens the bound as it goes, so the newest run is also
   compared, with the same two tests, with the older half of its baseline alone (at least `min_runs` runs):
   the bound of that half was computed from nights before the creep. Under no change both comparisons are
@@ -51,7 +56,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -274,7 +279,7 @@ def _target_flags(
             unjudged.append(
                 Unjudged(target, m.artifact, m.threads, verdict.earlier, settings.min_runs, walk.restarted)
             )
-        elif verdict is not None:
+        elif verdict is not None and not _accepted(latest, target, m.artifact):  # accepted: the new level
             flags.append(_speed_flag(recipe, latest.id, target_run, m, verdict, walk))
     for (artifact, error), failed in failures.items():  # 'at 1 and 2 threads': one flag, threads None
         counts = sorted({fm.threads for fm in failed})
@@ -307,11 +312,12 @@ class _Entry:
 @dataclass
 class _Walk:
     """A key's earlier runs judged in turn: the ones that form the baseline of the next run (`kept`, oldest
-    first), the first run of a regression still going on (`streak`), the run whose configuration change
-    restarted the baseline (`restarted`)."""
+    first), the first run of a regression still going on (`streak`) and its flagged runs so far (`held`), the
+    run whose configuration change restarted the baseline (`restarted`)."""
 
     kept: list[_Entry]
     streak: _Entry | None = None
+    held: list[_Entry] = field(default_factory=list)
     restarted: int | None = None
 
     def baseline(self, settings: Settings) -> list[_Entry]:
@@ -379,23 +385,38 @@ def _differs(a: tuple, b: tuple) -> bool:
     return any(x is not None and y is not None and x != y for x, y in zip(a, b, strict=True))
 
 
+def _accepted(run: StoredRun, target: str, artifact: str) -> bool:
+    """`edgekit runs accept` recorded this run as the new level of `artifact` on `target` (the run's `accepted`
+    list, kept in its extra JSON: Store.accept; an entry without target or artifact covers all of them)."""
+    marks = (run.result.model_extra or {}).get("accepted") or []
+    return any(
+        isinstance(a, dict) and a.get("target") in (None, target) and a.get("artifact") in (None, artifact)
+        for a in marks
+    )
+
+
 def _walk(series: list[_Entry], emulated: bool, settings: Settings) -> _Walk:
     """Judge each earlier run of the key against the baseline of its own night, oldest first: a flagged run stays
-    out of the baseline, unless its configuration differs from the last good run's and it is the regression's
-    first night (a change on a later night of it explains nothing: the regression began before it): then the
-    baseline starts again from it."""
+    out of the baseline, unless
+    - its configuration differs from the last good run's and it is the regression's first night (a change on
+      a later night of it explains nothing: the regression began before it): the baseline starts again from it;
+    - it was accepted (`edgekit runs accept`): the new level is the regression's nights up to it, the baseline
+      of the runs after it."""
     walk = _Walk([])
     for entry in series:
         verdict = _judge(entry, walk, emulated, settings)
         if verdict is None or isinstance(verdict, _Unjudged):
             walk.kept.append(entry)
-            walk.streak = None
+            walk.streak, walk.held = None, []
             continue
         base = walk.baseline(settings)
-        if walk.streak is None and base and _differs(entry.fingerprint, base[-1].fingerprint):
-            walk.kept, walk.streak, walk.restarted = [entry], None, entry.run.id
-        elif walk.streak is None:
-            walk.streak = entry
+        if _accepted(entry.run, entry.target, entry.m.artifact):
+            walk.kept, walk.streak, walk.held = [*walk.held, entry], None, []
+        elif walk.streak is None and base and _differs(entry.fingerprint, base[-1].fingerprint):
+            walk.kept, walk.streak, walk.held, walk.restarted = [entry], None, [], entry.run.id
+        else:
+            walk.streak = walk.streak or entry
+            walk.held.append(entry)
     return walk
 
 

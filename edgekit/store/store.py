@@ -18,8 +18,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -124,6 +125,45 @@ class Store:
                 self.path,
                 hint="check the database is reachable and writable",
             ) from exc
+
+    def accept(
+        self, run_id: int, *, target: str | None = None, artifact: str | None = None
+    ) -> dict[str, Any]:
+        """Record run `run_id` as the expected new level of `artifact` on `target` (None: every one), so
+        regression detection takes the regression's runs up to it as the baseline of the runs after it
+        (report/regression._accepted) instead of flagging it for the six weeks of its lookback. A change the
+        fingerprint does not see (a kernel, a board swapped for the same model, edgekit's agent) had no other way
+        out. Kept in the run's `extra` JSON under 'accepted' (read back as DeployResult's extra field): no schema
+        change, so an older edgekit still opens the store; the one write to a run after it was recorded."""
+        from datetime import UTC, datetime
+
+        from edgekit.store.write import _recorder
+
+        mark = {
+            "target": target,
+            "artifact": artifact,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "by": _recorder(),
+        }
+        try:
+            with self._write() as conn:
+                row = conn.execute(select(runs.c.extra).where(runs.c.id == run_id).with_for_update()).first()
+                if row is None:
+                    raise UnknownRunError(
+                        f"no run with id {run_id}", where=self.url, hint="`edgekit runs` lists run ids"
+                    )
+                extra = dict(row.extra or {})
+                extra["accepted"] = [*(extra.get("accepted") or []), mark]
+                conn.execute(update(runs).where(runs.c.id == run_id).values(extra=extra))
+        except SQLAlchemyError as exc:
+            raise _failure(
+                exc,
+                f"could not record run {run_id} as accepted",
+                self.url,
+                self.path,
+                hint="check the database is reachable and writable",
+            ) from exc
+        return mark
 
     # --- reading -------------------------------------------------------------------------------------------
     def runs(
