@@ -448,3 +448,31 @@ def test_an_acceptance_of_another_target_or_artifact_changes_nothing() -> None:
         runs = _nights([1.0] * 14 + [1.3] * 6)
         _accept(runs[16], **mark)
         assert _flagged_nights(runs, 15) == "X" * 6, mark
+
+
+def test_an_accepted_step_stays_accepted_as_the_lookback_window_slides() -> None:
+    """An acceptance applied only where the walk flagged the accepted night: five weeks on, with few runs from
+    before the step left in the 42-run window, a slow night passed against them, joined the baseline, and the
+    mix was flagged again against its older half (2, 1, 1 keys on nights 34-36 after the step). The accepted run
+    now starts the baseline of the keys it accepted whatever its verdict in the sliding window."""
+    from edgekit.report.regression import regressed_keys
+
+    rng = np.random.default_rng(0)
+    slow = {(f.value, "pi4"): 1.10 for f in Format} | {(f.value, "pi5-emu"): 1.10 for f in Format}
+    runs = _stored(
+        [
+            synthetic_result(
+                T0 + timedelta(days=d), rng=rng, night_sd=0.01, slowdown=slow if d >= 15 else None
+            )
+            for d in range(60)
+        ]
+    )
+    keys = [k for k in regressed_keys(runs[:20]) if k[0] == "pi4"]
+    assert len(keys) == 14  # every pi4 key flagged on the step's fifth night
+    _accept(runs[19], target="pi4", keys=[list(k) for k in keys])
+    flagged = [
+        n
+        for n in range(21, 61)
+        if any(f.target == "pi4" and f.is_regression for f in detect_latest(runs[:n]))
+    ]
+    assert flagged == []

@@ -999,13 +999,20 @@ def test_runs_accept_records_the_new_level_and_the_next_nights_are_judged_agains
     home = tmp_path / "home"
     wrong = _edgekit("runs", "accept", str(ids[-1]), "--target", "pi5", "--store", url, home=home)
     assert wrong.returncode == 2 and "its targets: pi4" in wrong.stderr, wrong.stderr
+    calm = _edgekit("runs", "accept", str(ids[5]), "--store", url, home=home)
+    assert calm.returncode == 2 and "has no latency or instruction-count regression" in calm.stderr, (
+        calm.stderr
+    )
     missing = _edgekit("runs", "accept", "999", "--store", url, home=home)
     assert missing.returncode != 0 and "no run with id 999" in missing.stderr, missing.stderr
     done = _edgekit("runs", "accept", str(ids[-1]), "--target", "pi4", "--store", url, home=home)
     assert done.returncode == 0 and f"run {ids[-1]} (yolov5-lite) accepted" in done.stdout, done.stderr
     with open_store(url) as store:
         marks = (store.load(ids[-1]).model_extra or {})["accepted"]
-        assert [(m["target"], m["artifact"]) for m in marks] == [("pi4", None)] and marks[0]["at"]
+        assert [(m["target"], m["artifact"], m["keys"]) for m in marks] == [
+            ("pi4", None, [["pi4", "tflite-fp32", 1]])
+        ]
+        assert marks[0]["at"] and "tflite-fp32 at 1 thread on pi4" in done.stdout
         assert all("accepted" not in (store.load(i).model_extra or {}) for i in ids[:-1])
         assert flagged(store) == []  # the accepted run itself
         store.record(night(18, 1.3))

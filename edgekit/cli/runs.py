@@ -164,6 +164,7 @@ def accept_cmd(
     Example: edgekit runs accept 27 --target pi4
     """
     from edgekit.errors import UsageError
+    from edgekit.report.regression import Settings, regressed_keys, threads_text
     from edgekit.store import open_store
 
     with open_store(store, create=False) as db:
@@ -188,12 +189,24 @@ def accept_cmd(
                 + (f" on {target}" if target else ""),
                 hint=f"its artifacts: {', '.join(arts) or 'none'}",
             )
-        db.accept(run_id, target=target, artifact=artifact)
-    what = " ".join(
-        x for x in (artifact or "every artifact", f"on {target}" if target else "on every target") if x
-    )
+        history = db.history(recipe=result.recipe)  # the run judged as on its own night
+        at = next(i for i, r in enumerate(history) if r.id == run_id)
+        keys = [
+            k
+            for k in regressed_keys(history[max(0, at - Settings.lookback) : at + 1])
+            if target in (None, k[0]) and artifact in (None, k[1])
+        ]
+        if not keys:
+            scope = " ".join(x for x in (artifact or "", f"on {target}" if target else "") if x)
+            raise UsageError(
+                f"run {run_id} has no latency or instruction-count regression{' of ' + scope if scope else ''} "
+                "to accept; nothing recorded",
+                hint="the report names the run and target to accept under its flags",
+            )
+        db.accept(run_id, target=target, artifact=artifact, keys=keys)
+    named = ", ".join(f"{a} at {threads_text(n)} on {t}" for t, a, n in keys)
     console.print(
-        f"run {run_id} ({result.recipe}) accepted as the new level of {what}: later runs are judged against it "
+        f"run {run_id} ({result.recipe}) accepted as the new level of {named}: later runs are judged against it "
         "(with the slow runs of the regression before it), and it is no longer flagged",
         highlight=False,
     )

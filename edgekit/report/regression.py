@@ -36,9 +36,10 @@ as they were on their own night, and a run that was flagged does not join the ba
   runs: six weeks of nights), then its level is the history; a held 10 % step at 1 % drift kept every key
   flagged for 36 nights and failed the nightly to night ~41, so a change the fingerprint cannot see (a kernel,
   a board swapped for the same model, edgekit's agent) is accepted by hand: `edgekit runs accept RUN
-  [--target T] [--artifact A]` marks the run (Store.accept); a flagged run so marked is not flagged, and the
-  regression's runs up to it (its first slow night to the accepted one) are the baseline of the runs after it,
-  so they are judged on the new level at once and a further step is still caught;
+  [--target T] [--artifact A]` marks the run with the keys flagged in it (Store.accept, regressed_keys); a
+  run so marked is not flagged for them, and the regression's runs up to it (its first slow night to the
+  accepted one) are the baseline of the runs after it, so they are judged on the new level at once and a
+  further step is still caught; other keys keep their history;
 - a creep moves each night by less than the bound and widens the bound as it goes, so the newest run is also
   compared, with the same two tests, with the older half of its baseline alone (at least `min_runs` runs):
   the bound of that half was computed from nights before the creep. Under no change both comparisons are
@@ -284,7 +285,7 @@ def _target_flags(
             unjudged.append(
                 Unjudged(target, m.artifact, m.threads, verdict.earlier, settings.min_runs, walk.restarted)
             )
-        elif verdict is not None and not _accepted(latest, target, m.artifact):  # accepted: the new level
+        elif verdict is not None and not _accepted(latest, target, m):  # accepted: the new level
             flags.append(_speed_flag(recipe, latest.id, target_run, m, verdict, walk))
     for (artifact, error), failed in failures.items():  # 'at 1 and 2 threads': one flag, threads None
         counts = sorted({fm.threads for fm in failed})
@@ -390,34 +391,58 @@ def _differs(a: tuple, b: tuple) -> bool:
     return any(x is not None and y is not None and x != y for x, y in zip(a, b, strict=True))
 
 
-def _accepted(run: StoredRun, target: str, artifact: str) -> bool:
-    """`edgekit runs accept` recorded this run as the new level of `artifact` on `target` (the run's `accepted`
-    list, kept in its extra JSON: Store.accept; an entry without target or artifact covers all of them)."""
+def _accepted(run: StoredRun, target: str, m: Measurement) -> bool:
+    """`edgekit runs accept` recorded this run as the new level of this key (the run's `accepted` list, kept in
+    its extra JSON by Store.accept: each mark names the target, artifact and thread counts that were flagged in
+    the run when it was accepted, `keys`; a mark without `keys` covers every key its target and artifact, None
+    for all, match)."""
     marks = (run.result.model_extra or {}).get("accepted") or []
-    return any(
-        isinstance(a, dict) and a.get("target") in (None, target) and a.get("artifact") in (None, artifact)
-        for a in marks
-    )
+    for mark in marks:
+        if not isinstance(mark, dict):
+            continue
+        keys = mark.get("keys")
+        if keys is not None:
+            if [target, m.artifact, m.threads] in [list(k) for k in keys]:
+                return True
+        elif mark.get("target") in (None, target) and mark.get("artifact") in (None, m.artifact):
+            return True
+    return False
+
+
+def regressed_keys(runs: Sequence[StoredRun], settings: Settings = Settings()) -> list[tuple[str, str, int]]:
+    """(target, artifact, threads) of every latency or instruction-count regression flagged in runs[-1] against
+    the runs before it (one recipe): what `edgekit runs accept` records as accepted."""
+    judged = (FlagKind.LATENCY, FlagKind.INSTRUCTIONS)
+    return [
+        (f.target, f.artifact, f.threads)
+        for f in judge(runs, settings).flags
+        if f.kind in judged and f.target and f.artifact and f.threads
+    ]
 
 
 def _walk(series: list[_Entry], emulated: bool, settings: Settings) -> _Walk:
     """Judge each earlier run of the key against the baseline of its own night, oldest first: a flagged run stays
     out of the baseline, unless
-    - its configuration differs from the last good run's and it is the regression's first night (a change on
-      a later night of it explains nothing: the regression began before it): the baseline starts again from it;
     - it was accepted (`edgekit runs accept`): the new level is the regression's nights up to it, the baseline
-      of the runs after it."""
+      of the runs after it. Whatever its verdict in this walk: the walk starts at the lookback window's oldest
+      run, so a night flagged on its own night may pass once fewer runs before the regression are in the window
+      (one slow night joining the baseline, the mix then flagged against its older half: a held step accepted
+      on its fifth night came back for three nights five weeks later);
+    - its configuration differs from the last good run's and it is the regression's first night (a change on
+      a later night of it explains nothing: the regression began before it): the baseline starts again from it.
+    """
     walk = _Walk([])
     for entry in series:
         verdict = _judge(entry, walk, emulated, settings)
+        if _accepted(entry.run, entry.target, entry.m):
+            walk.kept, walk.streak, walk.held = [*walk.held, entry], None, []
+            continue
         if verdict is None or isinstance(verdict, _Unjudged):
             walk.kept.append(entry)
             walk.streak, walk.held = None, []
             continue
         base = walk.baseline(settings)
-        if _accepted(entry.run, entry.target, entry.m.artifact):
-            walk.kept, walk.streak, walk.held = [*walk.held, entry], None, []
-        elif walk.streak is None and base and _differs(entry.fingerprint, base[-1].fingerprint):
+        if walk.streak is None and base and _differs(entry.fingerprint, base[-1].fingerprint):
             walk.kept, walk.streak, walk.held, walk.restarted = [entry], None, [], entry.run.id
         else:
             walk.streak = walk.streak or entry

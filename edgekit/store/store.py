@@ -127,14 +127,21 @@ class Store:
             ) from exc
 
     def accept(
-        self, run_id: int, *, target: str | None = None, artifact: str | None = None
+        self,
+        run_id: int,
+        *,
+        target: str | None = None,
+        artifact: str | None = None,
+        keys: Iterable[tuple[str, str, int]] | None = None,
     ) -> dict[str, Any]:
         """Record run `run_id` as the expected new level of `artifact` on `target` (None: every one), so
         regression detection takes the regression's runs up to it as the baseline of the runs after it
         (report/regression._accepted) instead of flagging it for the six weeks of its lookback. A change the
         fingerprint does not see (a kernel, a board swapped for the same model, edgekit's agent) had no other way
         out. Kept in the run's `extra` JSON under 'accepted' (read back as DeployResult's extra field): no schema
-        change, so an older edgekit still opens the store; the one write to a run after it was recorded."""
+        change, so an older edgekit still opens the store; the one write to a run after it was recorded. `keys`:
+        the (target, artifact, threads) flagged in the run when it was accepted (`edgekit runs accept` records
+        them, regression.regressed_keys), so a key that was not flagged keeps its history."""
         from datetime import UTC, datetime
 
         from edgekit.store.write import _recorder
@@ -142,6 +149,7 @@ class Store:
         mark = {
             "target": target,
             "artifact": artifact,
+            **({"keys": [list(k) for k in keys]} if keys is not None else {}),
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "by": _recorder(),
         }
