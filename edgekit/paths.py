@@ -42,9 +42,14 @@ def constraints_file() -> Path | None:
     return root / "constraints.txt" if root is not None and (root / "constraints.txt").is_file() else None
 
 
-def data_dir() -> Path:
+def data_path() -> Path:
+    """Where the data dir is, without creating it (data_dir() creates it)."""
     root = os.environ.get("EDGEKIT_HOME")
-    path = Path(root) if root else Path(platformdirs.user_data_dir("edgekit"))
+    return Path(root) if root else Path(platformdirs.user_data_dir("edgekit"))
+
+
+def data_dir() -> Path:
+    path = data_path()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

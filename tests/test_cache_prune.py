@@ -197,6 +197,7 @@ def test_the_cache_lock_never_stops_a_command_that_worked_without_it(
     def no_locks(*_a: object) -> None:
         raise OSError(errno.ENOLCK, "No locks available")
 
+    (tmp_path / "nfs-cache").mkdir()
     with monkeypatch.context() as m:
         m.setattr(fcntl, "flock", no_locks)
         with housekeeping.in_use(tmp_path / "nfs-cache"):
@@ -209,6 +210,7 @@ def test_the_cache_lock_never_stops_a_command_that_worked_without_it(
 
     monkeypatch.setattr(housekeeping, "PRUNE_WAIT_S", 1.0)
     root = tmp_path / "cache"
+    root.mkdir()
     with housekeeping.exclusive(root):  # a prune, stopped while removing
         start = time.monotonic()
         with housekeeping.in_use(root):

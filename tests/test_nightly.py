@@ -426,7 +426,9 @@ def test_a_full_disk_is_named_in_the_night_not_as_a_raw_oserror(recipes: Path, t
         and all(w.startswith("DiskFull: no space left on the disk") for w in said)
     )
     assert not any("Errno" in w or "edgekit-pnnx" in w for w in said), said
-    assert all("the disk holding /tmp has" in w for w in said), said  # the disk written to, not the data dir's
+    assert all("the disk holding /tmp has" in w for w in said), (
+        said
+    )  # the disk written to, not the data dir's
 
 
 def test_the_host_left_out_when_every_device_failed_is_not_a_regression_of_its_own(

@@ -82,10 +82,12 @@ def in_use(root: Path | None = None) -> Iterator[None]:
     must never stop a command that worked before it."""
     with contextlib.ExitStack() as stack:
         try:
-            root = paths.cache_dir() if root is None else root
-            root.mkdir(parents=True, exist_ok=True)
-            handle = stack.enter_context(open(root / LOCK_FILE, "a+"))  # readable: a shared lock on NFSv4
-            _shared(handle)
+            root = paths.data_path() / "cache" if root is None else root  # found, never created here
+            if (
+                root.is_dir()
+            ):  # no cache yet: nothing a prune could take; a command that fails leaves no folder
+                handle = stack.enter_context(open(root / LOCK_FILE, "a+"))  # readable: shared locks on NFSv4
+                _shared(handle)
         except OSError:
             pass
         yield
