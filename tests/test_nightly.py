@@ -431,6 +431,24 @@ def test_a_full_disk_is_named_in_the_night_not_as_a_raw_oserror(recipes: Path, t
     )  # the disk written to, not the data dir's
 
 
+def test_a_regressed_night_prints_how_to_accept_its_level(recipes: Path, tmp_path: Path) -> None:
+    """A latency regression nobody's change explains holds for the lookback's six weeks: the nightly's output
+    names the command that accepts it when it is expected, for the store it was judged in."""
+    from edgekit.cli.nightly import accept_lines
+
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
+    _nights(fake, recipes, url, 6)
+    fake.tonight = {"detector": {"slowdown": {("tflite-int8", "pi4"): 1.3}}}
+    outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)
+    run = outcome.run_ids[str((recipes / "detector.yaml").resolve())]
+    assert accept_lines(outcome, url) == [
+        f"if this level is expected: edgekit runs accept {run} --target pi4 --store {url}"
+    ]
+    fake.night += 1
+    fake.tonight = {}
+    assert accept_lines(run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake), url) == []
+
+
 def test_the_host_left_out_when_every_device_failed_is_not_a_regression_of_its_own(
     recipes: Path, tmp_path: Path
 ) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -86,6 +88,8 @@ def nightly_cmd(
         )
     if outcome.report is not None and not markdown:
         console.print(md.render(outcome.report), highlight=False, markup=False, soft_wrap=True)
+    for line in accept_lines(outcome, store):
+        console.print(line, highlight=False, markup=False)
     # last, so a cron log's tail says why the night failed (or that it passed)
     console.print(
         verdict(outcome),
@@ -95,6 +99,18 @@ def nightly_cmd(
         soft_wrap=True,
     )
     raise typer.Exit(outcome.exit_code)
+
+
+def accept_lines(outcome: Any, store: str | None) -> list[str]:
+    """For each run and target that regressed tonight, the command that makes its level the new one when it is
+    expected (a firmware update): without it the flag holds for the six weeks of the lookback."""
+    if outcome.report is None:
+        return []
+    from edgekit.report.flag_text import accept_commands
+    from edgekit.store.location import command_url
+
+    store_arg = f" --store {shlex.quote(command_url(store))}" if store else ""
+    return [f"if this level is expected: {c}{store_arg}" for c in accept_commands(outcome.report.regressions)]
 
 
 def register(app: typer.Typer) -> None:
