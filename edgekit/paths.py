@@ -146,19 +146,24 @@ def disk_full(folder: Path, log: Path | None = None) -> bool:
         return False
 
 
-def low_disk_note(threshold: int) -> str | None:
-    """'the disk holding DATA_DIR has N MB free ...' when it has less than `threshold` bytes free, else None."""
-    folder = data_dir()
+def _free(path: Path) -> tuple[Path, int] | None:
+    """(the nearest existing folder at or above `path`, the free bytes of its disk), or None when unreadable."""
+    folder = path
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     try:
-        free = shutil.disk_usage(folder).free
+        return folder, shutil.disk_usage(folder).free
     except OSError:
         return None
-    if free >= max(threshold, 1):
+
+
+def low_disk_note(threshold: int) -> str | None:
+    """'the disk holding DATA_DIR has N MB free ...' when it has less than `threshold` bytes free, else None."""
+    found = _free(data_path())
+    if found is None or found[1] >= max(threshold, 1):
         return None
     return (
-        f"the disk holding {data_dir()} (edgekit's cache, runs and store) has {free / 1e6:.1f} MB free: "
+        f"the disk holding {data_path()} (edgekit's cache, runs and store) has {found[1] / 1e6:.1f} MB free: "
         "free some space, or set EDGEKIT_HOME to a folder on a bigger disk"
     )
 
@@ -166,11 +171,9 @@ def low_disk_note(threshold: int) -> str | None:
 def free_space_note(path: Path) -> str | None:
     """'the disk holding FOLDER has N MB free' for the disk a failed write went to (not always the data dir's:
     a tool's temporary folder under /tmp), or None when it cannot be read."""
-    folder = path
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return None
-    return f"the disk holding {folder} has {free / 1e6:.1f} MB free: free some space there"
+    found = _free(path)
+    return (
+        None
+        if found is None
+        else f"the disk holding {found[0]} has {found[1] / 1e6:.1f} MB free: free some space there"
+    )
