@@ -1,0 +1,222 @@
+"""One key (artifact x target x thread count) over time: which of its earlier runs are the baseline, and the
+verdict of a run against it (a regression that persists stays flagged).
+
+Judging each night only against the runs before it let a regression flag once: the next night's baseline held
+the slow night, whose odd median widened the night-to-night bound (t * s) past the step, and a +30 % step passed
+from its second night on; a creep of +4 % a night did the same. So each key's earlier runs, up to `lookback`
+runs back, are judged in turn as they were on their own night, and a run that was flagged does not join the
+baseline of the runs after it:
+- a level shift stays flagged ('still slower since run #15, 2026-11-14') until a run is back within the noise
+  of the baseline (it then joins it again; "within" is the drift bound at `held_alpha`, 5 %, rather than the
+  0.1 % a regression must pass to start: a step near the bound was otherwise flagged on some of its nights only,
+  each night it passed joining the baseline; a false start, rare at 0.1 %, lasts a night more with 5 %);
+- a regression whose first night came with a change of configuration against the last good run is explained
+  (fingerprint.py): flagged on that night with what changed, then the baseline starts again from that run;
+- a shift nobody explains is remembered while a run from before it is in the lookback window (`lookback`, 42
+  runs: six weeks of nights), then its level is the history; a held 10 % step at 1 % drift kept every key
+  flagged for 36 nights and failed the nightly to night ~41, so a change the fingerprint cannot see (a kernel,
+  a board swapped for the same model, edgekit's agent) is accepted by hand: `edgekit runs accept RUN
+  [--target T] [--artifact A]` marks the run with the keys flagged in it (Store.accept, regressed_keys); a
+  run so marked is not flagged for them, and the regression's runs up to it (its first slow night to the
+  accepted one) are the baseline of the runs after it, so they are judged on the new level at once and a
+  further step is still caught; other keys keep their history;
+- a creep moves each night by less than the bound and widens the bound as it goes, so the newest run is also
+  compared, with the same two tests, with the older half of its baseline alone (at least `min_runs` runs):
+  the bound of that half was computed from nights before the creep. Under no change both comparisons are
+  predictions of one more night from independent earlier nights, each at `night_alpha`, so on flat noise the
+  false-alarm rate stays at most twice the single test's; the older half must hold `creep_runs` (7) runs, as
+  three close nights made a bound narrow enough for noise to cross. bench/regression_noise.py, 5 seeds x 30
+  nights: 0 false alarms in 7560 checks (135 judged nights) at each drift of 1, 2, 3 %, before the walk and
+  after; 2 seeds x 60 nights: 0, 1, 1 in 6384 checks (one night of 114: seed 1's night 42, +7.0 % against a
+  6.5 % bound at 2 % drift, the same draw +10.0 % against 9.7 % at 3 %; its baseline was the 21 nights before,
+  none left out). That is the design rate, not a fault: the synthetic drift is one factor shared by every key
+  of a night, so the nights are the independent trials, and each is two 0.1 % predictions. A one-night 10 %
+  slowdown caught 100/59/1 % before, 100/60/14 % after; of a held 10 % slowdown's keys flagged on its first
+  night, 100/100/57 % still flagged on each later night. Throttled and busy runs are neither judged in the
+  walk nor baseline.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import stdtrit  # scipy.special: a second faster to import than scipy.stats
+
+from edgekit.report.fingerprint import differs, fingerprint
+from edgekit.report.flags import FlagKind, Settings
+from edgekit.report.unreliable import throttle_reason
+from edgekit.results import Measurement
+from edgekit.samples import slower_p_value
+from edgekit.store import StoredRun
+
+
+@dataclass(frozen=True)
+class Entry:
+    run: StoredRun
+    target: str
+    m: Measurement
+    fingerprint: tuple
+
+
+@dataclass
+class Walk:
+    """A key's earlier runs judged in turn: the ones that form the baseline of the next run (`kept`, oldest
+    first), the first run of a regression still going on (`streak`) and its flagged runs so far (`held`), the
+    run whose configuration change restarted the baseline (`restarted`)."""
+
+    kept: list[Entry]
+    streak: Entry | None = None
+    held: list[Entry] = field(default_factory=list)
+    restarted: int | None = None
+
+    def baseline(self, settings: Settings) -> list[Entry]:
+        return self.kept[-settings.history :]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: FlagKind
+    old: float
+    new: float
+    change: float
+    p_value: float | None
+    threshold: float
+    against: list[Entry]
+    creep: bool = False
+
+
+@dataclass(frozen=True)
+class TooFewRuns:
+    """Not judged: only `earlier` baseline runs (fewer than Settings.min_runs)."""
+
+    earlier: int
+
+
+def key_series(
+    earlier: list[StoredRun], target: str, m: Measurement, emulated: bool, settings: Settings
+) -> list[Entry]:
+    """The key's trusted earlier measurements, oldest first: ok, not throttled, not timed while busy (a busy
+    timing is not the model's alone; counts are, so on emulated targets busy runs count)."""
+    found = []
+    for run in earlier:
+        for t in run.result.runs:
+            if t.target != target or t.agent is None or throttle_reason(t, settings.max_temperature_c):
+                continue
+            for pm in t.agent.measurements:
+                if (pm.artifact, pm.threads) != (m.artifact, m.threads) or pm.status != "ok":
+                    continue
+                if pm.timed_while_busy and not emulated:
+                    continue
+                found.append(Entry(run, target, pm, fingerprint(run, t, pm)))
+    return found
+
+
+def accepted(run: StoredRun, target: str, m: Measurement) -> bool:
+    """`edgekit runs accept` recorded this run as the new level of this key (the run's `accepted` list, kept in
+    its extra JSON by Store.accept: each mark names the target, artifact and thread counts that were flagged in
+    the run when it was accepted, `keys`; a mark without `keys` covers every key its target and artifact, None
+    for all, match)."""
+    marks = (run.result.model_extra or {}).get("accepted") or []
+    for mark in marks:
+        if not isinstance(mark, dict):
+            continue
+        keys = mark.get("keys")
+        if keys is not None:
+            if [target, m.artifact, m.threads] in [list(k) for k in keys]:
+                return True
+        elif mark.get("target") in (None, target) and mark.get("artifact") in (None, m.artifact):
+            return True
+    return False
+
+
+def walk_key(series: list[Entry], emulated: bool, settings: Settings) -> Walk:
+    """Judge each earlier run of the key against the baseline of its own night, oldest first: a flagged run stays
+    out of the baseline, unless
+    - it was accepted (`edgekit runs accept`): the new level is the regression's nights up to it, the baseline
+      of the runs after it. Whatever its verdict in this walk: the walk starts at the lookback window's oldest
+      run, so a night flagged on its own night may pass once fewer runs before the regression are in the window
+      (one slow night joining the baseline, the mix then flagged against its older half: a held step accepted
+      on its fifth night came back for three nights five weeks later);
+    - its configuration differs from the last good run's and it is the regression's first night (a change on
+      a later night of it explains nothing: the regression began before it): the baseline starts again from it.
+    """
+    walk = Walk([])
+    for entry in series:
+        verdict = judge_key(entry, walk, emulated, settings)
+        if accepted(entry.run, entry.target, entry.m):
+            walk.kept, walk.streak, walk.held = [*walk.held, entry], None, []
+            continue
+        if verdict is None or isinstance(verdict, TooFewRuns):
+            walk.kept.append(entry)
+            walk.streak, walk.held = None, []
+            continue
+        base = walk.baseline(settings)
+        if walk.streak is None and base and differs(entry.fingerprint, base[-1].fingerprint):
+            walk.kept, walk.streak, walk.held, walk.restarted = [entry], None, [], entry.run.id
+        else:
+            walk.streak = walk.streak or entry
+            walk.held.append(entry)
+    return walk
+
+
+def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> Verdict | TooFewRuns | None:
+    """A regression verdict for `entry` against the walk's baseline, TooFewRuns with too little history, or None."""
+    past = walk.baseline(settings)
+    m = entry.m
+    counted = [e for e in past if e.m.instructions_per_invoke]
+    if emulated and m.instructions_per_invoke and counted:
+        old = float(statistics.median(e.m.instructions_per_invoke or 0 for e in counted))
+        change = m.instructions_per_invoke / old - 1.0
+        if change < settings.instruction_change:
+            return None
+        return Verdict(
+            FlagKind.INSTRUCTIONS, old, float(m.instructions_per_invoke), change, None, 0.0, counted
+        )
+    timed = [e for e in past if e.m.samples_ms]
+    if not m.samples_ms:
+        return None
+    if len(timed) < settings.min_runs:
+        return TooFewRuns(len(timed))
+    # a regression going on has returned once below the drift bound at held_alpha, not night_alpha: a step near
+    # the bound was otherwise flagged on some of its nights only, and each night it passed joined the baseline
+    alpha = settings.held_alpha if walk.streak is not None else settings.night_alpha
+    verdict = _latency_verdict(m, timed, settings, alpha)
+    if verdict is None and len(timed) >= 2 * max(settings.min_runs, settings.creep_runs):  # a creep
+        older = timed[: len(timed) // 2]
+        verdict = _latency_verdict(m, older, settings, alpha, creep=True)
+    return verdict
+
+
+def _latency_verdict(
+    m: Measurement, past: list[Entry], settings: Settings, night_alpha: float, *, creep: bool = False
+) -> Verdict | None:
+    pooled = np.concatenate([e.m.samples_ms for e in past])
+    old, new = float(np.median(pooled)), float(np.median(m.samples_ms))
+    change = new / old - 1.0
+    if change < settings.min_change:
+        return None
+    threshold = max(settings.min_change, night_bound([e.m.samples_ms for e in past], night_alpha))
+    if change < threshold:
+        return None
+    p_value = slower_p_value(m.samples_ms, pooled)
+    if p_value >= settings.alpha:
+        return None
+    return Verdict(FlagKind.LATENCY, old, new, change, p_value, threshold, past, creep)
+
+
+def night_bound(nights: Sequence[Sequence[float]], alpha: float = Settings.night_alpha) -> float:
+    """Relative rise of one more night's median that drift alone exceeds with probability `alpha`.
+
+    A normal prediction interval on the log of the per-night medians: t(1-alpha, n-1) * s * sqrt(1 + 1/n),
+    with s the larger of the standard deviation and the MAD-based one (robust to one odd night, yet not
+    fooled by a lucky run of similar nights).
+    """
+    logs = np.log([float(np.median(s)) for s in nights])
+    n = len(logs)
+    if n < 2:
+        return float("inf")
+    s = max(float(np.std(logs, ddof=1)), 1.4826 * float(np.median(np.abs(logs - np.median(logs)))))
+    return float(np.expm1(stdtrit(n - 1, 1.0 - alpha) * s * np.sqrt(1.0 + 1.0 / n)))

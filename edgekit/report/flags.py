@@ -1,0 +1,81 @@
+"""Regression flags as plain data: what a judgement says (FlagKind, Flag, Unjudged, Judgement) and the
+thresholds it is judged with (Settings). The report and `edgekit nightly` read them; regression.py makes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class FlagKind(str, Enum):
+    LATENCY = "latency"
+    INSTRUCTIONS = "instructions"
+    FIDELITY = "fidelity"
+    FAILED = "failed"
+    UNRELIABLE = "unreliable"
+
+
+@dataclass(frozen=True)
+class Settings:
+    history: int = (
+        21  # baseline: this many previous runs (three weeks of nights; see bench/regression_noise.py)
+    )
+    min_runs: int = 3  # judge latency only with at least this many baseline runs
+    min_change: float = 0.05  # relative rise of the median that can count as a regression
+    alpha: float = 0.01  # Mann-Whitney U significance (samples of the newest run vs the baseline's)
+    night_alpha: float = 0.001  # one-sided level of the prediction bound on night-to-night drift
+    instruction_change: float = 0.005  # relative rise of instruction counts (emulated targets)
+    max_temperature_c: float = 80.0  # a Pi starts soft-throttling here
+    lookback: int = 42  # runs read before the newest: how long an unexplained regression stays remembered
+    creep_runs: int = 7  # the older half of the baseline is a second reference from this many runs (a creep)
+    held_alpha: float = (
+        0.05  # a flagged regression's later nights: the bound it must fall under to have returned
+    )
+
+
+@dataclass(frozen=True)
+class Flag:
+    kind: FlagKind
+    recipe: str
+    run_id: int
+    target: str | None
+    artifact: str | None = None
+    threads: int | None = None
+    old: float | None = None
+    new: float | None = None
+    change: float | None = None  # relative: 0.2 = 20% worse
+    p_value: float | None = None
+    emulated: bool = False
+    message: str = ""
+    since_run: int | None = None  # a regression that persists: the run it began with (None: tonight)
+    since_ts: float | None = None
+    baseline_runs: tuple[int, ...] = ()  # the runs (ids) the figure was judged against
+
+    @property
+    def is_regression(self) -> bool:
+        """Unreliable runs are worth a look but are not regressions."""
+        return self.kind is not FlagKind.UNRELIABLE
+
+
+@dataclass(frozen=True)
+class Unjudged:
+    """A key whose latency could not be judged: fewer than `needed` baseline runs (`since_change`: the run
+    whose configuration change restarted its baseline)."""
+
+    target: str
+    artifact: str
+    threads: int
+    earlier: int
+    needed: int
+    since_change: int | None = None
+
+
+@dataclass
+class Judgement:
+    flags: list[Flag]
+    unjudged: list[Unjudged]
+
+
+def threads_text(n: int) -> str:
+    """'1 thread', '4 threads' ('x1' read like a speed-up factor)."""
+    return f"{n} thread{'s' if n != 1 else ''}"

@@ -1,0 +1,98 @@
+"""Why a run's timings can't be trusted: throttling or heat, other processes busy on the CPUs, an interrupted run.
+
+A target that was throttling or hot during the run is flagged `unreliable`, and its latencies are neither
+judged nor used as baseline for later runs; so is a measurement timed while other processes used a tenth or
+more of the device's CPUs (Measurement.timed_while_busy; emulated targets are judged on counts, not affected).
+An unreliable measurement still says how far it moved from its baseline, marked as not judged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgekit.agent.contract import ErrorCode
+from edgekit.report.flags import Flag, FlagKind, Settings, threads_text
+from edgekit.results import DeviceFacts, Measurement, TargetRun
+
+if TYPE_CHECKING:
+    from edgekit.report.baseline import Walk
+
+_THROTTLED_NOW = 0xF  # under-voltage, frequency capped, throttled, soft temperature limit (now)
+_THROTTLED_SINCE_BOOT = 0xF0000  # the same, sticky since boot
+
+
+def throttle_reason(
+    target_run: TargetRun, max_temperature_c: float = Settings.max_temperature_c
+) -> str | None:
+    """Why this target's timings can't be trusted (throttling or heat during the run), or None."""
+    agent = target_run.agent
+    if agent is None:
+        return None
+    before, after = agent.facts_before, agent.facts_after
+    reasons = [
+        f"SoC at {f.temperature_c:.0f} °C (limit {max_temperature_c:.0f} °C)"
+        for f in (before, after)
+        if f and f.temperature_c is not None and f.temperature_c >= max_temperature_c
+    ][:1]
+    bits_before, bits_after = _bits(before), _bits(after)
+    if (bits_before | bits_after) & _THROTTLED_NOW:
+        reasons.append(f"throttled={_hex(before)} before, {_hex(after)} after the run")
+    elif (bits_after & ~bits_before) & _THROTTLED_SINCE_BOOT:
+        reasons.append(f"throttling occurred during the run (throttled {_hex(before)} -> {_hex(after)})")
+    elif after is None and bits_before & _THROTTLED_SINCE_BOOT:
+        reasons.append(f"throttled={_hex(before)} and no facts after the run to tell when")
+    return "; ".join(reasons) or None
+
+
+def busy_flag(
+    recipe: str, run_id: int, target_run: TargetRun, m: Measurement, walk: Walk, settings: Settings
+) -> Flag:
+    """Timed while other processes used the CPUs: not judged, yet how far it moved from the baseline is said
+    (a 14-fold slowdown read 'unreliable' and nothing more)."""
+    share = f"other processes used {m.others_cpu_share:.0%} of {target_run.target}'s CPUs while it was timed"
+    past = [e for e in walk.baseline(settings) if e.m.samples_ms]
+    old = float(np.median(np.concatenate([e.m.samples_ms for e in past]))) if past else None
+    new = float(np.median(m.samples_ms)) if m.samples_ms else m.p50_ms
+    change = new / old - 1.0 if old and new is not None else None
+    figures = (
+        f": p50 {old:.4g} -> {new:.4g} ms ({change:+.1%} vs its history), not judged"
+        if old and new is not None and change is not None
+        else ", not judged"
+    )
+    return Flag(
+        FlagKind.UNRELIABLE,
+        recipe,
+        run_id,
+        target_run.target,
+        m.artifact,
+        m.threads,
+        old,
+        new,
+        change,
+        emulated=target_run.emulated,
+        message=f"{m.artifact} at {threads_text(m.threads)}: timings unreliable ({share}){figures}",
+        baseline_runs=tuple(e.run.id for e in past),
+    )
+
+
+def stopped(m: Measurement) -> bool:
+    """Not measured because the run was interrupted (runs recorded before INTERRUPTED was set: NOT_RUN, saying
+    so)."""
+    return m.error_code is ErrorCode.INTERRUPTED or (
+        m.error_code is ErrorCode.NOT_RUN and "interrupted" in (m.error or "")
+    )
+
+
+def _bits(facts: DeviceFacts | None) -> int:
+    if facts is None or not facts.throttled:
+        return 0
+    try:
+        return int(facts.throttled, 0)
+    except ValueError:
+        return 0
+
+
+def _hex(facts: DeviceFacts | None) -> str:
+    return (facts.throttled or "?") if facts else "?"
