@@ -125,7 +125,7 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
 
 def _unreliable(view: RecipeView, target: str) -> set[int]:
     """The measurements (ids) of `target` whose timings were not judged: timed while other processes used the
-    CPUs, or on a board that throttled (regression.py); emulated counts are exact whatever the load."""
+    CPUs, or on a board that throttled (unreliable.py); emulated counts are exact whatever the load."""
     found = set()
     for run in view.runs:
         for t in run.result.runs:

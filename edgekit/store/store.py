@@ -136,7 +136,7 @@ class Store:
     ) -> dict[str, Any]:
         """Record run `run_id` as the expected new level of `artifact` on `target` (None: every one), so
         regression detection takes the regression's runs up to it as the baseline of the runs after it
-        (report/regression._accepted) instead of flagging it for the six weeks of its lookback. A change the
+        (report/baseline.accepted) instead of flagging it for the six weeks of its lookback. A change the
         fingerprint does not see (a kernel, a board swapped for the same model, edgekit's agent) had no other way
         out. Kept in the run's `extra` JSON under 'accepted' (read back as DeployResult's extra field): no schema
         change, so an older edgekit still opens the store; the one write to a run after it was recorded. `keys`:
