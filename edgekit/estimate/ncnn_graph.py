@@ -1,0 +1,140 @@
+"""The cost of one inference read from an ncnn .param (graph.analyze's .param reader).
+
+The .param text plus blob shapes from running the net once on this host; Convolution(DepthWise) / Deconvolution /
+InnerProduct MACs from each layer's weight_data_size.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.convert.ncnn.runtime import input_mat
+from edgekit.errors import InputDataError
+from edgekit.estimate.graph import ModelCost
+from edgekit.estimate.ncnn_model import check_batch_first, check_input_shape
+from edgekit.runtimes.ncnn import load_ncnn, parse_param
+
+_NCNN_CONV = {"Convolution", "ConvolutionDepthWise", "Convolution1D", "ConvolutionDepthWise1D"}
+_NCNN_DECONV = {"Deconvolution", "DeconvolutionDepthWise"}
+
+
+def ncnn_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
+    layers = parse_param(path)
+    io_file = path.with_suffix(".io.json")
+    io = json.loads(io_file.read_text()) if io_file.exists() else {}
+    shapes = _ncnn_blob_shapes(path, layers, io, input_shape)
+    elem = (
+        4  # activations counted at fp32 whatever the runtime stores: one scale for every artifact (the cost
+    )
+    # model's feature is calibrated that way; ncnn's fp16 storage halves the real bytes where the core has it)
+    macs_by: dict[str, int] = {}
+    params = act = wino = 0
+    for kind, bottoms, tops, p in layers:
+        if kind in ("Input", "Split"):
+            continue
+        act += sum(int(np.prod(shapes[b])) * elem for b in [*bottoms, *tops] if b in shapes)
+        if kind not in _NCNN_CONV | _NCNN_DECONV | {"InnerProduct"}:
+            continue  # weightless here; param ids mean other things elsewhere (HardSwish's 0 is a float)
+        wsize = int(p.get("6", p.get("2", 0)))
+        nout = int(p.get("0", 0))
+        bias = (
+            nout
+            if (kind == "InnerProduct" and p.get("1") == "1")
+            or (kind != "InnerProduct" and p.get("5") == "1")
+            else 0
+        )
+        params += wsize + (bias if wsize else 0)
+        macs = 0
+        if kind in _NCNN_CONV and tops[0] in shapes:
+            macs = wsize * int(np.prod(shapes[tops[0]][1:]))  # weight_data_size x output spatial size
+            if kind == "Convolution" and _is_3x3_s1(p):
+                wino += macs
+        elif kind in _NCNN_DECONV and bottoms[0] in shapes:
+            macs = wsize * int(np.prod(shapes[bottoms[0]][1:]))
+        elif kind == "InnerProduct" and bottoms[0] in shapes and nout:
+            macs = wsize * max(1, int(np.prod(shapes[bottoms[0]])) // max(1, wsize // nout))
+        if macs:
+            macs_by[kind] = macs_by.get(kind, 0) + macs
+    outs = io.get("outputs") or [tops[0] for _, _, tops, _ in layers[-1:]]
+    ins = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
+    io_bytes = sum(int(np.prod(shapes[b])) * 4 for b in [*ins, *outs] if b in shapes)
+    weight_bytes = path.with_suffix(".bin").stat().st_size
+    return ModelCost(
+        str(path),
+        "ncnn",
+        sum(macs_by.values()),
+        params,
+        weight_bytes,
+        act,
+        io_bytes,
+        macs_by,
+        wino,
+        tuple(sorted({kind for kind, _, _, _ in layers})),
+    )
+
+
+def _is_3x3_s1(p: dict[str, str]) -> bool:
+    """ncnn Convolution params: 1 kernel_w, 11 kernel_h (default kernel_w), 2/12 dilation, 3/13 stride."""
+    kw = p.get("1", "0")
+    kh = p.get("11", kw)
+    dw, sw = p.get("2", "1"), p.get("3", "1")
+    return (kw, kh, dw, p.get("12", dw), sw, p.get("13", sw)) == ("3", "3", "1", "1", "1", "1")
+
+
+def _ncnn_blob_shapes(
+    path: Path, layers: list, io: dict, input_shape: list[int] | None
+) -> dict[str, list[int]]:
+    """Every blob's (c, h, w) shape, from one run of the net on this host with zero inputs."""
+
+    inputs = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
+    stated = io.get("input_shapes")
+    if input_shape:
+        check_batch_first(path, input_shape, layers)
+    if stated and input_shape and [list(input_shape)] != [list(s) for s in stated[:1]]:
+        raise InputDataError(  # the artifact was converted and checked at its sidecar's shape: that is the model
+            f"input shape {list(input_shape)} is not the one this artifact states: "
+            f"{','.join(map(str, stated[0]))} (in {path.with_suffix('.io.json').name})",
+            where=str(path),
+            hint="leave --input-shape out (it is for a .param without a model.io.json); to cost another input "
+            "size, convert the model at that size (the recipe's input shape)",
+        )
+    shapes = stated or ([input_shape] if input_shape else None)
+    if not shapes:
+        raise InputDataError(
+            "an ncnn model without its model.io.json sidecar needs its input shape",
+            where=str(path),
+            hint="pass --input-shape 1,3,224,224 (NCHW)",
+        )
+    if not io.get("input_shapes") and input_shape:
+        check_input_shape(path, input_shape)
+    net = load_ncnn(path, io.get("options") or {})
+    out: dict[str, list[int]] = {}
+    blobs = [t for _, _, tops, _ in layers for t in tops]
+    ex = net.create_extractor()
+    ex.set_light_mode(False)  # keep intermediate blobs, or each is freed once its consumer ran
+    try:
+        for name, shape in zip(inputs, shapes):
+            ex.input(name, input_mat(np.zeros(shape[1:], dtype=np.float32)))
+        for blob in blobs:
+            ret, mat = ex.extract(blob)
+            if ret != 0:  # a layer failed (out of memory, an input it cannot take): MACs would be missing
+                raise InputDataError(
+                    f"ncnn could not compute blob {blob!r} (error {ret}) with input shape(s) {shapes}: the model "
+                    "cannot take that input (its MACs, sizes and counts would be a model's that does not run)",
+                    where=str(path),
+                    hint="check the input shape against the model (--input-shape, NCHW)",
+                )
+            # extract() unpacks and converts to fp32, so c/d/h/w are the logical shape
+            out[blob] = (
+                [int(mat.c), int(mat.d) * int(mat.h), int(mat.w)]
+                if mat.dims >= 3
+                else [1, int(mat.h), int(mat.w)]
+            )
+    finally:
+        ex.clear()  # the extractor's blobs live in the net's pool allocator: free them first
+        del ex
+        net.clear()
+    return out
