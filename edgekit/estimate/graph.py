@@ -13,6 +13,8 @@ outputs written once. Caches make the real traffic smaller, so roofline.py also 
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +75,11 @@ def nbytes(shape_and_size: tuple[list[int], int] | None) -> int:
         return 0
     dims, itemsize = shape_and_size
     return int(np.prod(dims)) * itemsize if dims else itemsize
+
+
+def tally(names: Iterable[str]) -> list[str]:
+    """Each name with how often it occurs, sorted ("Erf x1", "TOPK_V2 x2"): the readers' ops left out of the MACs."""
+    return [f"{name} x{n}" for name, n in sorted(Counter(names).items())]
 
 
 def op_names(text: str) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputDataError
-from edgekit.estimate.graph import ModelCost, nbytes, op_names
+from edgekit.estimate.graph import ModelCost, nbytes, op_names, tally
 
 
 def onnx_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
@@ -127,14 +127,12 @@ _ONNX_BY_DESIGN = {
 
 def _uncounted_onnx_ops(graph: Any) -> list[str]:
     """Op types neither counted as MACs nor left out by design, with their count ("Erf x1", "com.me:Op x2")."""
-    found: dict[str, int] = {}
+    left = []
     for node in graph.node:
         standard = node.domain in ("", "ai.onnx")
-        if standard and (node.op_type in _ONNX_MAC_OPS or node.op_type in _ONNX_BY_DESIGN):
-            continue
-        name = node.op_type if standard else f"{node.domain}:{node.op_type}"
-        found[name] = found.get(name, 0) + 1
-    return [f"{name} x{n}" for name, n in sorted(found.items())]
+        if not (standard and (node.op_type in _ONNX_MAC_OPS or node.op_type in _ONNX_BY_DESIGN)):
+            left.append(node.op_type if standard else f"{node.domain}:{node.op_type}")
+    return tally(left)
 
 
 def _fix_onnx_inputs(model: Any, input_shape: list[int] | None, path: Path, notes: list[str]) -> None:

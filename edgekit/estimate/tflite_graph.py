@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputDataError
-from edgekit.estimate.graph import ModelCost, nbytes, op_names
+from edgekit.estimate.graph import ModelCost, nbytes, op_names, tally
 from edgekit.runtimes.tflite import load_tflite
 
 
@@ -97,11 +97,7 @@ _TFLITE_BY_DESIGN = {  # as onnx_graph._ONNX_BY_DESIGN: data movement, elementwi
 
 def _uncounted_tflite_ops(names: Any) -> list[str]:
     """TFLite op names neither counted as MACs nor left out by design, with their count ("CUMSUM x1")."""
-    found: dict[str, int] = {}
-    for name in names:
-        if name not in _TFLITE_MAC_OPS and name not in _TFLITE_BY_DESIGN:
-            found[name] = found.get(name, 0) + 1
-    return [f"{name} x{n}" for name, n in sorted(found.items())]
+    return tally(n for n in names if n not in _TFLITE_MAC_OPS and n not in _TFLITE_BY_DESIGN)
 
 
 def _tflite_adjoints(path: Path) -> dict[int, tuple[bool, bool]]:
