@@ -18,6 +18,7 @@ from typing import NoReturn
 
 import click
 import typer
+import typer.rich_utils
 
 from edgekit.errors import EdgekitError
 from edgekit.terminal import Console, plain
@@ -31,6 +32,10 @@ def _error_hint(self: click.Option, ctx: click.Context) -> str:
 
 
 click.Option.get_error_hint = _error_hint  # type: ignore[method-assign]
+
+# typer prints --help through a rich Console of its own, whose broken-pipe exit is 1: `edgekit runs --help | head`
+# failed a `set -o pipefail` script. Its help console is edgekit's (a subclass: only that exit differs).
+typer.rich_utils.Console = Console  # type: ignore[attr-defined]
 
 app = typer.Typer(
     name="edgekit",
