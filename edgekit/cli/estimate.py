@@ -132,7 +132,12 @@ def estimate_cmd(
         feats, counted = _count(artifact, b, threads, shape, cost, runs.int8, runs.count_options)
         out["count"] = counted
         est = cost_model.estimate(
-            b.name, feats, threads, fmt=runs.fmt, caveats=list(cost.notes), layer_types=cost.layer_types
+            b.name,
+            feats,
+            threads,
+            fmt=runs.fmt,
+            caveats=[*cost.notes, *filter(None, [runs.calibration_note()])],
+            layer_types=cost.layer_types,
         )
     out["estimate"] = est.to_dict()
     note = _bound_note(cost, bound, est, runs.precision)

@@ -72,6 +72,8 @@ def estimate_for(
     fmt = _format(measurement.format)
     cost = _cost(artifact_info, input_shape)
     runs = _runs_as(artifact_info, fmt)
+    if runs is not None and runs.calibration_note():
+        caveats.append(runs.calibration_note())
     busiest = (
         {measurement.threads: max(measurement.instructions_per_thread)}
         if measurement.threads > 1 and measurement.instructions_per_thread

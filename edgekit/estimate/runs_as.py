@@ -30,6 +30,21 @@ class RunsAs:
         default_factory=dict
     )  # ncnn flags the count sets (a bare .param's)
     storage_bytes: int | None = None  # bytes per float weight in memory (roofline.weight_storage_bytes)
+    options: dict[str, bool] | None = (
+        None  # the ncnn Option flags it runs with (None: ncnn's defaults / not ncnn)
+    )
+
+    def calibration_note(self) -> str:
+        """A caveat when the artifact runs ncnn with fp16 off (edgekit's ncnn-fp32): the calibration models ran
+        with ncnn's defaults, so their per-instruction costs are carried over to fp32 kernels unvalidated."""
+        off = _words(self.options or {})
+        if self.int8 or off == "ncnn's defaults":
+            return ""
+        return (
+            f"runs with {off}; the calibration models ran with ncnn's defaults (fp16 storage, and fp16 "
+            "arithmetic on the Cortex-A76): the count holds the fp32 kernels' extra instructions, but the "
+            "time per instruction is carried over from fp16 runs, not validated for fp32 ones"
+        )
 
 
 def runs_as(artifact: Path, known: Format | None) -> RunsAs:
@@ -85,6 +100,7 @@ def runs_as(artifact: Path, known: Format | None) -> RunsAs:
             compute_precision(None, options),
             count_options,
             weight_storage_bytes(None, options),
+            options,
         )
     return RunsAs(
         known,
@@ -93,6 +109,7 @@ def runs_as(artifact: Path, known: Format | None) -> RunsAs:
         compute_precision(known, options),
         count_options,
         weight_storage_bytes(known, options),
+        options,
     )
 
 
