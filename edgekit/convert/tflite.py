@@ -47,7 +47,7 @@ from edgekit.errors import ConversionError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import FLEX_PRONE_OPS, Granularity, IOType, Layout, Recipe
 
-WORKER_VERSION = 2  # bump when the child's procedure changes what it writes
+WORKER_VERSION = 3  # bump when the child's procedure changes what it writes
 TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
 _FILES = {
@@ -111,21 +111,32 @@ class TfliteConverter(Converter):
         peaks: list[float | None] = []
         self.tool_cpu_s = 0.0
         self.findings: dict[Format, list[str]] = {}
-        for run in plan_runs(formats, recipe):
-            work, files, peak = self._run(onnx_path, recipe, run)
-            peaks.append(peak)
-            for fmt in run.formats:
-                if fmt in formats:
-                    dest = out_dir / fmt.value / "model.tflite"
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(files[fmt], dest)
-                    result[fmt] = [dest]
-            shutil.rmtree(work, ignore_errors=True)  # kept only when the run failed, for its log
-        if (recipe.int8.tflite_float_ops or recipe.int8.tflite_float_tail) and Format.TFLITE_INT8 in result:
-            from edgekit.convert.tflite_selective import keep_float
+        keeps_float = bool(recipe.int8.tflite_float_ops or recipe.int8.tflite_float_tail)
+        done: list[Path] = []  # work folders of runs that succeeded (a failed run's is kept, for its log)
+        saved: Path | None = None  # the INT8 run's SavedModel: selective quantization starts from it
+        try:
+            for run in plan_runs(formats, recipe):
+                work, files, peak = self._run(onnx_path, recipe, run)
+                done.append(work)
+                peaks.append(peak)
+                if run.int8:
+                    saved = work / "out"
+                for fmt in run.formats:
+                    if fmt in formats:
+                        dest = out_dir / fmt.value / "model.tflite"
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(files[fmt], dest)
+                        result[fmt] = [dest]
+                if not (keeps_float and run.int8):
+                    shutil.rmtree(work, ignore_errors=True)
+            if keeps_float and Format.TFLITE_INT8 in result:
+                from edgekit.convert.tflite_selective import keep_float
 
-            found = keep_float(onnx_path, recipe, result[Format.TFLITE_INT8][0], self.progress)
-            self.findings.setdefault(Format.TFLITE_INT8, []).append(found)
+                found = keep_float(onnx_path, recipe, result[Format.TFLITE_INT8][0], self.progress, saved)
+                self.findings.setdefault(Format.TFLITE_INT8, []).append(found)
+        finally:
+            for work in done:
+                shutil.rmtree(work, ignore_errors=True)
         known = [p for p in peaks if p is not None]  # unknown if any run's is
         self.peak_rss_mb = max(known) if known and len(known) == len(peaks) else None
         return result
@@ -136,19 +147,7 @@ class TfliteConverter(Converter):
         work = paths.work_dir("onnx2tf")
         work.mkdir(parents=True)
         shutil.copyfile(onnx_path, work / "model.onnx")
-        job: dict[str, Any] = {
-            "onnx": "model.onnx",
-            "out": "out",
-            "int8": run.int8,
-            "dynamic": run.dynamic,
-            "quant_type": recipe.int8.granularity.value,
-            "calibration": None,
-            "input_name": recipe.input.name,
-            "replace_ops": replace_ops(onnx_path, recipe),
-            "disable_group_convolution": recipe.tflite.disable_group_convolution,
-            "batchmatmul_unfold": recipe.tflite.batchmatmul_unfold,
-            "keep_nhwc": _nhwc_onnx_input(onnx_path, recipe),
-        }
+        job: dict[str, Any] = {"onnx": "model.onnx", "out": "out", **onnx2tf_job(onnx_path, recipe, run)}
         if run.int8:
             job["calibration"] = _write_calibration(recipe, work / "calibration.npy")
         (work / "job.json").write_text(json.dumps(job))
@@ -221,6 +220,23 @@ class TfliteConverter(Converter):
             self.findings.setdefault(fmt, []).append(
                 f"needs Select TF ops {', '.join(found)} (accepted by tflite.allow_select_tf_ops)"
             )
+
+
+def onnx2tf_job(onnx_path: Path, recipe: Recipe, run: Run) -> dict[str, Any]:
+    """What a child needs to run onnx2tf as the recipe asks (onnx2tf_kwargs turns it into onnx2tf's arguments):
+    the converter's run and the selective quantization's own run (edgekit.convert.tflite_selective) share it,
+    so both quantize the same SavedModel."""
+    return {
+        "int8": run.int8,
+        "dynamic": run.dynamic,
+        "quant_type": recipe.int8.granularity.value,
+        "calibration": None,
+        "input_name": recipe.input.name,
+        "replace_ops": replace_ops(onnx_path, recipe),
+        "disable_group_convolution": recipe.tflite.disable_group_convolution,
+        "batchmatmul_unfold": recipe.tflite.batchmatmul_unfold,
+        "keep_nhwc": _nhwc_onnx_input(onnx_path, recipe),
+    }
 
 
 def replace_ops(onnx_path: Path, recipe: Recipe) -> list[str]:
@@ -336,32 +352,7 @@ def _child(job_path: Path) -> None:
     import onnx2tf
 
     _skip_int16_variants()
-    kwargs: dict[str, Any] = {}
-    if job["calibration"]:
-        calib = np.load(job["calibration"], mmap_mode="r")
-        ident = (1,) * (calib.ndim - 1) + (calib.shape[-1],) if calib.ndim == 4 else (1,)
-        kwargs["custom_input_op_name_np_data_path"] = [
-            [job["input_name"], job["calibration"], np.zeros(ident, np.float32), np.ones(ident, np.float32)]
-        ]
-    # output_signaturedefs: without it a float run fails on op names like "/s5/s5.0/Conv" (an -oiqt run sets it
-    # itself), and the signature keeps the ONNX output names
-    onnx2tf.convert(
-        input_onnx_file_path=job["onnx"],
-        output_folder_path=job["out"],
-        copy_onnx_input_output_names_to_tflite=True,
-        output_signaturedefs=True,
-        output_integer_quantized_tflite=job["int8"],
-        output_dynamic_range_quantized_tflite=job["dynamic"],
-        quant_type=job["quant_type"],
-        input_quant_dtype="int8",
-        output_quant_dtype="int8",
-        replace_to_pseudo_operators=[op.lower() for op in job["replace_ops"]],  # its ops compare lower case
-        disable_group_convolution=job["disable_group_convolution"],
-        enable_batchmatmul_unfold=job["batchmatmul_unfold"],
-        keep_nwc_or_nhwc_or_ndhwc_input_names=[job["input_name"]] if job.get("keep_nhwc") else None,
-        non_verbose=True,
-        **kwargs,
-    )
+    onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path=job["out"], **onnx2tf_kwargs(job))
     usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     peak_kb = peak_kb_with_children()  # not ru_maxrss of RUSAGE_SELF: that holds edgekit's own peak
     Path("result.json").write_text(
@@ -375,6 +366,34 @@ def _child(job_path: Path) -> None:
                 "flex_ops": {p.name: _flex_ops(p) for p in Path(job["out"]).glob("*.tflite")},
             }
         )
+    )
+
+
+def onnx2tf_kwargs(job: dict[str, Any]) -> dict[str, Any]:
+    """onnx2tf.convert's arguments for a job of onnx2tf_job (in the child: the calibration file is in its cwd)."""
+    kwargs: dict[str, Any] = {}
+    if job["calibration"]:
+        calib = np.load(job["calibration"], mmap_mode="r")
+        ident = (1,) * (calib.ndim - 1) + (calib.shape[-1],) if calib.ndim == 4 else (1,)
+        kwargs["custom_input_op_name_np_data_path"] = [
+            [job["input_name"], job["calibration"], np.zeros(ident, np.float32), np.ones(ident, np.float32)]
+        ]
+    # output_signaturedefs: without it a float run fails on op names like "/s5/s5.0/Conv" (an -oiqt run sets it
+    # itself), and the signature keeps the ONNX output names
+    return dict(
+        copy_onnx_input_output_names_to_tflite=True,
+        output_signaturedefs=True,
+        output_integer_quantized_tflite=job["int8"],
+        output_dynamic_range_quantized_tflite=job["dynamic"],
+        quant_type=job["quant_type"],
+        input_quant_dtype="int8",
+        output_quant_dtype="int8",
+        replace_to_pseudo_operators=[op.lower() for op in job["replace_ops"]],  # its ops compare lower case
+        disable_group_convolution=job["disable_group_convolution"],
+        enable_batchmatmul_unfold=job["batchmatmul_unfold"],
+        keep_nwc_or_nhwc_or_ndhwc_input_names=[job["input_name"]] if job.get("keep_nhwc") else None,
+        non_verbose=True,
+        **kwargs,
     )
 
 

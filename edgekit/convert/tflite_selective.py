@@ -98,23 +98,27 @@ def build_selective(
     recipe: Recipe,
     denylists: Sequence[Sequence[str]],
     out_dir: Path,
+    saved_model: Path | None = None,
 ) -> list[Selective]:
-    """One .tflite per denylist (ops kept in float), from one onnx2tf + calibration run on the recipe's
-    calibration data."""
-    from edgekit.convert.tflite import _child_env, _tail, _write_calibration
+    """One .tflite per denylist (ops kept in float), from one calibration run on the recipe's calibration data,
+    of `saved_model` (the converter's INT8 run's onnx2tf output folder) or else of an onnx2tf run of its own with
+    the recipe's options (edgekit.convert.tflite.onnx2tf_job)."""
+    from edgekit.convert.tflite import Run, _child_env, _tail, _write_calibration, onnx2tf_job
 
     work = paths.work_dir("selective")
     work.mkdir(parents=True)
-    (work / "model.onnx").write_bytes(Path(onnx_path).read_bytes())
     outs = [str(Path(out_dir) / f"float-{i}-{len(d)}" / "model.tflite") for i, d in enumerate(denylists)]
     job = {
+        **onnx2tf_job(onnx_path, recipe, Run((), int8=True, dynamic=False)),
         "onnx": "model.onnx",
         "calibration": _write_calibration(recipe, work / "calibration.npy"),
         "denylists": [list(d) for d in denylists],
         "outputs": outs,
         "per_tensor": recipe.int8.granularity is Granularity.PER_TENSOR,
-        "input_name": recipe.input.name,
+        "saved_model": str(Path(saved_model).resolve()) if saved_model is not None else None,
     }
+    if saved_model is None:
+        (work / "model.onnx").write_bytes(Path(onnx_path).read_bytes())
     (work / "job.json").write_text(json.dumps(job))
     log = work / "selective.log"
     with open(log, "w") as out:
@@ -146,10 +150,17 @@ def build_selective(
     return [Selective(Path(p), r["kept"], r["missing"]) for p, r in zip(outs, found)]
 
 
-def keep_float(onnx_path: Path, recipe: Recipe, dest: Path, progress: Callable[[str], None] | None) -> str:
+def keep_float(
+    onnx_path: Path,
+    recipe: Recipe,
+    dest: Path,
+    progress: Callable[[str], None] | None,
+    saved_model: Path | None = None,
+) -> str:
     """Replace the plain tflite-int8 artifact at `dest` by one with the recipe's `int8.tflite_float_ops` (and,
-    with `tflite_float_tail`, the plain artifact's output tail) kept in float; returns the artifact's finding
-    (what was kept). A name no op of the model has is the recipe's error."""
+    with `tflite_float_tail`, the plain artifact's output tail) kept in float, quantizing `saved_model` (the SavedModel
+    `dest` was converted from) where given; returns the artifact's finding (what was kept). A name no op of the
+    model has is the recipe's error."""
     tail = tflite_output_tail(dest) if recipe.int8.tflite_float_tail else []
     asked = list(dict.fromkeys(recipe.int8.tflite_float_ops))
     if not tail and not asked:  # the flag on a model whose last op is a weighted one: nothing to build
@@ -158,11 +169,15 @@ def keep_float(onnx_path: Path, recipe: Recipe, dest: Path, progress: Callable[[
     if progress:
         progress(
             f"keeping {len(kept)} op(s) in float: TensorFlow's selective quantization "
-            "(a second TensorFlow run)"
+            + (
+                "of the INT8 run's SavedModel (a second TensorFlow run; onnx2tf not repeated)"
+                if saved_model is not None
+                else "(a second TensorFlow run, onnx2tf's included)"
+            )
         )
     out = paths.work_dir("keep-float")
     try:
-        (built,) = build_selective(onnx_path, recipe, [kept], out)
+        (built,) = build_selective(onnx_path, recipe, [kept], out, saved_model)
         unknown = [n for n in built.missing if n in asked]  # a tail's layout op may be fused away: no op
         if unknown:
             raise RecipeError(
@@ -210,36 +225,30 @@ def resolve(asked: Sequence[str], names: Sequence[str]) -> tuple[dict[str, str],
 
 
 def _child(job_path: Path) -> None:
-    import onnx2tf
     import tensorflow as tf
     from tensorflow.lite.python import convert
 
-    from edgekit.convert.tflite import SAMPLE_FILE, _skip_int16_variants
-
     job = json.loads(job_path.read_text())
-    np.save(SAMPLE_FILE, np.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype(np.float32))
-    _skip_int16_variants()
-    # The SavedModel of an INT8 (-oiqt) run, as edgekit.convert.tflite makes it: the plain one quantizes into a
-    # model XNNPACK refuses and whose scores come out as zeros (measured; see docs/notes/conversion.md).
     calib = np.load(job["calibration"])
-    ident = (1,) * (calib.ndim - 1) + (calib.shape[-1],) if calib.ndim == 4 else (1,)
-    onnx2tf.convert(
-        input_onnx_file_path=job["onnx"],
-        output_folder_path="saved",
-        non_verbose=True,
-        copy_onnx_input_output_names_to_tflite=True,
-        output_integer_quantized_tflite=True,
-        quant_type="per-tensor" if job["per_tensor"] else "per-channel",
-        custom_input_op_name_np_data_path=[
-            [job["input_name"], job["calibration"], np.zeros(ident, np.float32), np.ones(ident, np.float32)]
-        ],
-    )
+    # The SavedModel of an INT8 (-oiqt) run, as edgekit.convert.tflite makes it: the plain one quantizes into a
+    # model XNNPACK refuses and whose scores come out as zeros (measured; see docs/notes/conversion.md). The
+    # converter's own run's where it was kept (its onnx2tf run is not repeated), else one with its options.
+    saved = job.get("saved_model")
+    if not saved:
+        import onnx2tf
+
+        from edgekit.convert.tflite import SAMPLE_FILE, _skip_int16_variants, onnx2tf_kwargs
+
+        np.save(SAMPLE_FILE, np.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype(np.float32))
+        _skip_int16_variants()
+        onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path="saved", **onnx2tf_kwargs(job))
+        saved = "saved"
 
     def representative() -> Any:
         for k in range(len(calib)):
             yield [tf.convert_to_tensor(calib[k : k + 1], tf.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_saved_model("saved")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.SELECT_TF_OPS]
     converter._experimental_disable_per_channel = bool(job["per_tensor"])
