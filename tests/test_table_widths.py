@@ -106,6 +106,32 @@ def test_the_caption_names_each_uncalibrated_format_once() -> None:
     assert "validated at 1 and 4 threads only" in caption
 
 
+def test_the_caption_says_each_reason_once_when_estimates_join_several() -> None:
+    """An estimate at an uncalibrated thread count joins its reasons ('no calibration figure at 4 threads; no
+    calibration figure for tflite-fp32'): the caption repeated the thread reason once per artifact, ~20 times."""
+    result = _result()
+    emu = next(r for r in result.runs if r.target == "pi5-emu")
+    for key, est in emu.estimates.items():
+        fmt, threads = key.split()[0], int(key.split()[1].lstrip("x"))
+        why = [f"no calibration figure at {threads} threads"] if threads > 1 else []
+        why += (
+            [f"no calibration figure for {fmt}"] if fmt.startswith("tflite") else ["outside the size range"]
+        )
+        est.update(interval_calibrated=False, interval_not_validated="; ".join(why))
+    buffer = io.StringIO()
+    Console(file=buffer, width=1000, color_system=None).print(deploy_table(result))
+    caption = next(line for line in buffer.getvalue().splitlines() if "interval not validated" in line)
+    threads = sorted({int(k.split()[1].lstrip("x")) for k in emu.estimates} - {1})
+    assert threads, emu.estimates.keys()
+    tflite = sorted({k.split()[0] for k in emu.estimates if k.startswith("tflite")})
+    said = f"no calibration figure for {', '.join(tflite)}; none at {' and '.join(map(str, threads))} threads"
+    assert said in caption, caption
+    assert caption.count("calibration figure") == 1 and caption.count("threads") == 2, (
+        caption
+    )  # + 'at 1 and 4'
+    assert caption.count("outside the size range") == 1, caption
+
+
 def _at_80_columns(*args: str) -> str:
     import os
     import subprocess

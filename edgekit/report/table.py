@@ -340,13 +340,25 @@ def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
 
 
 NO_FIGURE = "no calibration figure for "
+NO_THREADS = "no calibration figure at "
 
 
 def _merged(reasons: list[str]) -> list[str]:
-    """ "no calibration figure for a", "... for b" read once: "no calibration figure for a, b"."""
-    formats = [r.removeprefix(NO_FIGURE) for r in reasons if r.startswith(NO_FIGURE)]
-    rest = [r for r in reasons if not r.startswith(NO_FIGURE)]
-    return ([NO_FIGURE + ", ".join(formats)] if formats else []) + rest
+    """Each reason once, grouped: an estimate's reasons come joined ('no calibration figure at 2 threads; no
+    calibration figure for mnn-fp16'), so 11 artifacts at 2 threads repeated the thread reason 11 times. Read once:
+    'no calibration figure for a, b; none at 2 threads', then the other reasons."""
+    parts = list(dict.fromkeys(p.strip() for r in reasons for p in r.split("; ") if p.strip()))
+    formats = sorted(p.removeprefix(NO_FIGURE) for p in parts if p.startswith(NO_FIGURE))
+    counts = sorted(
+        {p.removeprefix(NO_THREADS).removesuffix(" threads") for p in parts if p.startswith(NO_THREADS)},
+        key=lambda n: (len(n), n),
+    )
+    rest = [p for p in parts if not p.startswith((NO_FIGURE, NO_THREADS))]
+    merged = [NO_FIGURE + ", ".join(formats)] if formats else []
+    if counts:
+        at = f"at {' and '.join(counts)} threads"
+        merged.append(f"none {at}" if formats else f"no calibration figure {at}")
+    return merged + rest
 
 
 def _counted(run: TargetRun) -> bool:
