@@ -206,3 +206,38 @@ def test_a_converter_child_killed_by_a_signal_is_named(
         ncnn.run_pnnx(
             model, (1, 3, 8, 8), fp16=False, param=tmp_path / "m.param", bin_path=tmp_path / "m.bin"
         )
+
+
+def test_the_peak_memory_column_says_mib_and_reads_the_same_for_the_same_thing(tmp_path: Path) -> None:
+    """The convert table's `peak mem` was KiB/1024 printed as 'MB' right above 'MB = 10^6 bytes'; and two
+    conversions that are both a file copy inside edgekit's process read '0 MB' (onnx-fp32) and '-' (opencv-fp32),
+    '-' also meaning 'not measured'. Now: a MiB column, '~0' for under 1 MiB beyond edgekit, '-' only when not
+    measured, and the caption says which."""
+    import yaml
+
+    raw = yaml.safe_load(TINY.read_text())
+    raw["formats"] = ["onnx-fp32", "opencv-fp32"]
+    recipe = tmp_path / "copies.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200", "EDGEKIT_HOME": str(tmp_path / "home")},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = done.stdout
+    header = next(ln for ln in text.splitlines() if "peak mem" in ln)
+    column = header.index("peak mem")
+    assert "MiB" in text.splitlines()[text.splitlines().index(header) + 1][column - 2 :], text
+    rows = {
+        ln.split()[0]: ln.split()
+        for ln in text.splitlines()
+        if ln.split()[:1] in (["onnx-fp32"], ["opencv-fp32"])
+    }
+    assert set(rows) == {"onnx-fp32", "opencv-fp32"}, text
+    assert "MB" not in " ".join(" ".join(r) for r in rows.values()), rows  # the unit is the column's
+    assert rows["onnx-fp32"][4] == rows["opencv-fp32"][4] == "~0", rows  # both a copy in edgekit's process
+    said = " ".join(text.split())
+    assert "peak mem = MiB (2^20 bytes)" in said and "~0 = under 1 MiB beyond edgekit's own" in said, text

@@ -1,6 +1,6 @@
 """`edgekit convert RECIPE`: every format of a recipe, converted (or taken from the cache) and checked.
 
-Prints progress while it works, then one row per artifact: size (MB = 10^6 bytes), conversion time, peak memory,
+Prints progress while it works, then one row per artifact: size (MB = 10^6 bytes), conversion time, peak memory (MiB),
 cached or not, max abs error, cosine (mean over the inputs and the worst input), the task metric where the
 evaluation data has labels (top-1, mAP) and agreement with the ONNX model (named as such), and whether it passed
 its fidelity gate on how many inputs. Every format is converted and checked even when another one fails; the
@@ -87,7 +87,7 @@ def artifact_table(title: str, artifacts: list[Any]) -> Table:
         "format",
         "MB",
         "convert",
-        "peak mem",
+        "peak mem\nMiB",
         "cached",
         "max abs err",
         "cosine\nmean / worst",
@@ -110,7 +110,7 @@ def artifact_table(title: str, artifacts: list[Any]) -> Table:
             a.format.value,
             f"{a.size_bytes / MB:.3g}" if a.size_bytes else "-",
             f"{a.convert_s:.1f} s" + (" *" if a.provenance.get("shared_run") else "") if a.convert_s else "-",
-            f"{a.peak_rss_mb:.0f} MB" if a.peak_rss_mb else "-",
+            peak_mem(a),
             "yes" if a.cached else "no",
             _num(fid.get("max_abs_error")),
             cosine,
@@ -121,14 +121,40 @@ def artifact_table(title: str, artifacts: list[Any]) -> Table:
     labelled = any(task_metric(a.fidelity or {}) for a in artifacts)
     checked = any(a.fidelity for a in artifacts)  # none: nothing was compared, so nothing to say of labels
     table.caption = (
-        "MB = 10^6 bytes; accuracy = top-1 / mAP against the labels (ONNX model's in brackets)"
-        if labelled
-        else "MB = 10^6 bytes; accuracy: the evaluation data has no labels, so only "
-        "agreement with the ONNX model is shown"
-        if checked
-        else "MB = 10^6 bytes"
-    ) + _skipped_gates(artifacts)
+        (
+            "MB = 10^6 bytes; accuracy = top-1 / mAP against the labels (ONNX model's in brackets)"
+            if labelled
+            else "MB = 10^6 bytes; accuracy: the evaluation data has no labels, so only "
+            "agreement with the ONNX model is shown"
+            if checked
+            else "MB = 10^6 bytes"
+        )
+        + _peak_mem_note(artifacts)
+        + _skipped_gates(artifacts)
+    )
     return table
+
+
+def peak_mem(a: Any) -> str:
+    """The conversion's peak memory in MiB (2^20 bytes, as VmHWM and psutil count it): '-' when not measured (an
+    artifact from a cache entry that has none), '~0' when the conversion ran in edgekit's own process and grew it
+    by less than 1 MiB (copying an ONNX file: nothing beyond edgekit itself), never '0 MB' beside '-'."""
+    if a.peak_rss_mb is None or (a.status != "ok" and not a.peak_rss_mb):
+        return "-"
+    return "~0" if a.peak_rss_mb < 1 else f"{a.peak_rss_mb:.0f}"
+
+
+def _peak_mem_note(artifacts: list[Any]) -> str:
+    """What `peak mem` is, said under the table where the MB footnote would otherwise be read for it too."""
+    shown = [peak_mem(a) for a in artifacts]
+    if all(p == "-" for p in shown):
+        return ""
+    return (
+        "\npeak mem = MiB (2^20 bytes): the conversion tool's peak resident memory, or for a conversion inside "
+        "edgekit's process its growth plus its child processes' (sampled)"
+        + ("; ~0 = under 1 MiB beyond edgekit's own" if "~0" in shown else "")
+        + ("; - = not measured" if "-" in shown else "")
+    )
 
 
 def _skipped_gates(artifacts: list[Any]) -> str:

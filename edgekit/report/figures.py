@@ -1,7 +1,8 @@
 """How a fidelity figure is written in every table: one size unit, percentages that never round up to 100 %,
 and the task metric (accuracy against labels) kept apart from agreement with the original model.
 
-Sizes are MB = 10^6 bytes everywhere (convert table, deploy table, sidecars, README). A percentage keeps one
+Sizes are MB = 10^6 bytes everywhere (convert table, deploy table, sidecars, README); a conversion's peak memory
+is MiB (2^20 bytes, as VmHWM counts it) and its column says so. A percentage keeps one
 decimal and is rounded down, so 99.96 % agreement prints as 99.9 %, never as 100 %: only a perfect figure shows
 100 %. A figure judged against a limit (a gate, an old value) gets as many digits as it takes to differ from it:
 a cosine of 0.99999 under a limit of 1 prints as 0.99999, never as 1 (`apart`).
