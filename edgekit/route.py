@@ -10,7 +10,7 @@ and is carried as the route's `basis`, so no figure is mistaken for another:
   but not cycles: an int8 or fp16 instruction does more work than an fp32 one), never the emulated wall time.
 
 `recommend` is a pure function of plain candidates (unit-tested without any device); `routes_for_deploy`
-builds the candidates from a DeployResult (one thread: the figure every target has).
+builds the candidates from a DeployResult, at each target's fastest thread count measured (route_for_run).
 """
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ DID_NOT_RUN = "did not run"
 GATES_FAILED = "gates failed"
 UNCOUNTED = "emulated without instruction counts"
 DISAGREEMENT = "top1_disagreement"  # share of inputs whose top-1 class is not the original model's
+METRIC_WORDS = {  # a drop's key (recorded in the JSON) as a terminal line says it
+    "top1_drop": "top-1 accuracy drop",
+    "map50_drop": "mAP@0.5 drop",
+    "map50_95_drop": "mAP@0.5:0.95 drop",
+}
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class Route:
     value: float | None = None
     speedup_vs_fp32: float | None = None  # same runtime's fp32 value / this value (None: fp32 not measured)
     fp32_artifact: str | None = None
-    speedup_vs_slowest: float | None = None  # slowest gated-or-not route that ran / this value
+    speedup_vs_slowest: float | None = None  # slowest route within the gates / this value
     slowest_artifact: str | None = None
     cosine: float | None = None
     metric_drop: dict[str, float] = field(default_factory=dict)
@@ -107,7 +112,7 @@ class Route:
         parts += [
             f"top-1 differs from the original's on {_share(v)} of inputs"
             if k == DISAGREEMENT
-            else f"{k} {v:+.3f}"
+            else f"{METRIC_WORDS.get(k, k)} {v:+.3f}"
             for k, v in sorted(self.metric_drop.items())
         ]
         unit = {
@@ -156,7 +161,8 @@ def _figure(value: float) -> str:
 
 def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: int = 1) -> Route:
     """The fastest candidate that ran and meets every gate; speed-ups against the same runtime's fp32
-    candidate and the slowest candidate that ran (gated or not: the route a user might otherwise take)."""
+    candidate and the slowest candidate within the gates (a route a user might otherwise ship; one that misses
+    a gate is no route: "2.37x vs slowest tflite-int8" named an artifact that had failed its gates)."""
     ran = [c for c in candidates if c.value is not None and c.value > 0]
     rejected = {c.artifact: DID_NOT_RUN for c in candidates if c not in ran}
     for c in ran:
@@ -179,7 +185,7 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     if fp32 in by_id:
         route.fp32_artifact = fp32
         route.speedup_vs_fp32 = by_id[fp32].value / best.value  # type: ignore[operator]
-    slowest = max(ran, key=lambda c: (c.value, c.artifact))
+    slowest = max(eligible, key=lambda c: (c.value, c.artifact))
     route.slowest_artifact = slowest.artifact
     route.speedup_vs_slowest = slowest.value / best.value  # type: ignore[operator]
     if basis is Basis.P50_MS and len(eligible) > 1:
@@ -217,13 +223,50 @@ def _fp32_of(artifact: str) -> str:
 
 
 # --- from a deploy -------------------------------------------------------------------------------------------
-def routes_for_deploy(result: DeployResult, threads: int = 1) -> list[Route]:
-    """One route per target run of a deploy (the host included), at `threads`."""
+def routes_for_deploy(result: DeployResult, threads: int | None = None) -> list[Route]:
+    """One route per target run of a deploy (the host included), at `threads` (None: each run's fastest thread
+    count, route_for_run)."""
     host_gates = {a.id: a.gates_passed and a.status == "ok" for a in result.artifacts}
     return [route_for_run(run, host_gates, threads) for run in result.runs]
 
 
-def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int = 1) -> Route:
+def measured_threads(run: TargetRun) -> list[int]:
+    """The thread counts a target run measured at, fewest first ([1] when it measured nothing)."""
+    return sorted({m.threads for m in (run.agent.measurements if run.agent else [])}) or [1]
+
+
+def table_threads(run: TargetRun) -> int:
+    """The thread count a one-column view of a run shows: 1 where it was measured (every target's common
+    figure), else the fewest it was measured at (`--threads 2`: nothing ran at 1)."""
+    threads = measured_threads(run)
+    return 1 if 1 in threads else threads[0]
+
+
+def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int | None = None) -> Route:
+    """The route at `threads`, or (None) the fastest over the thread counts the run measured: by p50 or by the
+    board estimate (each thread count's own figure); by instruction counts at the fewest threads only (more
+    threads add synchronisation instructions but take less time: counts of different thread counts do not
+    compare). With no route at any count, the fewest threads' reasons."""
+    if threads is not None:
+        return _route_at(run, host_gates, threads)
+    routes = [_route_at(run, host_gates, n) for n in measured_threads(run)]
+    found = [r for r in routes if r.artifact is not None and r.value]
+    if not found:
+        return routes[0]
+    if found[0].basis is Basis.INSTRUCTIONS:
+        return found[0]
+    best = min(found, key=lambda r: (r.value or 0.0, r.threads))
+    others = [r for r in found if r is not best]
+    if others:
+        best.caveats.append(
+            "fastest over the thread counts measured ("
+            + ", ".join(f"{r.artifact} {_figure(r.value or 0.0)} at {r.threads}" for r in others)
+            + ")"
+        )
+    return best
+
+
+def _route_at(run: TargetRun, host_gates: dict[str, bool], threads: int) -> Route:
     """Candidates of one target run: its measurements at `threads`, gated by the conversion's gates
     (`host_gates`, artifact id -> passed) and by this target's own comparison with the original model."""
     basis, counting, candidates = candidates_for_run(run, host_gates, threads)

@@ -303,3 +303,57 @@ def test_a_route_says_when_its_top1_class_differs_from_the_originals() -> None:
     assert (
         "top-1 differs" not in routes_for_deploy(_result(("tflite-fp32", "tflite-int8"), [emu]))[0].summary()
     )
+
+
+def test_a_deploy_at_two_threads_only_has_a_route_and_the_fastest_thread_count_is_chosen() -> None:
+    """`deploy --threads 2` said "no route: nothing ran on this target (its error is above)" of a run where every
+    artifact ran (routes were taken at 1 thread only), and its runtimes table vanished; with 1 and 2 threads a
+    faster 2-thread p50 was ignored. Instruction counts of different thread counts do not compare: 1 thread."""
+    from edgekit.runtimes.ranking import rank_runtimes, runtime_table
+
+    two = _run("local", False, [_measurement("tflite-fp32", 2, 0.09), _measurement("ncnn-fp32", 2, 0.07)], [])
+    result = _result(("tflite-fp32", "ncnn-fp32"), [two])
+    (route,) = routes_for_deploy(result)
+    assert route.artifact == "ncnn-fp32" and route.threads == 2, route.summary()
+    assert "threads=2" in route.summary() and "nothing ran" not in route.summary()
+    assert [r.threads for r in rank_runtimes(result)] == [2] and runtime_table(result) is not None
+    both = _run(
+        "local",
+        False,
+        [
+            _measurement("tflite-int8", 1, 0.0686),
+            _measurement("tflite-int8", 2, 0.0612),
+            _measurement("tflite-fp32", 1, 0.20),
+            _measurement("tflite-fp32", 2, 0.15),
+        ],
+        [],
+    )
+    (route,) = routes_for_deploy(_result(("tflite-int8", "tflite-fp32"), [both]))
+    assert (route.artifact, route.threads, route.value) == ("tflite-int8", 2, 0.0612)
+    assert abs(route.speedup_vs_fp32 - 0.15 / 0.0612) < 1e-9  # against fp32 at the same thread count
+    assert "tflite-int8 0.0686 at 1" in " ".join(route.caveats), route.caveats
+    assert routes_for_deploy(_result(("tflite-int8", "tflite-fp32"), [both]), threads=1)[0].threads == 1
+    counted = _run(
+        "pi4-emu",
+        True,
+        [_measurement("ncnn-int8", 1, 950.0, 80_000_000), _measurement("ncnn-int8", 4, 300.0, 90_000_000)],
+        [],
+    )
+    (route,) = routes_for_deploy(_result(("ncnn-int8",), [counted]))
+    assert route.basis is Basis.INSTRUCTIONS and route.threads == 1
+
+
+def test_the_slowest_route_named_is_one_within_the_gates_and_drops_read_as_words() -> None:
+    """ "2.37x vs slowest tflite-int8" named an artifact that had failed its gates; drops printed as raw keys."""
+    cands = [
+        Candidate(
+            "ncnn-int8", 1.0, True, cosine=0.999, metric_drop={"map50_95_drop": 0.01, "top1_drop": 0.0}
+        ),
+        Candidate("ncnn-fp32", 2.0, True),
+        Candidate("tflite-int8", 3.0, False, failures=("cosine 0.9 < 0.99",)),
+    ]
+    route = recommend("pi4", cands, Basis.P50_MS)
+    assert route.slowest_artifact == "ncnn-fp32" and route.speedup_vs_slowest == 2.0
+    text = route.summary()
+    assert "tflite-int8" not in text and "mAP@0.5:0.95 drop +0.010" in text and "top-1 accuracy drop" in text
+    assert "map50_95_drop" not in text and "top1_drop" not in text

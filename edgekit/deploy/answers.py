@@ -71,7 +71,8 @@ def attach_profiles(result: DeployResult, targets: dict[str, Target], say: Progr
 
 
 def routes(result: DeployResult) -> list[dict[str, Any]]:
-    """Per target, the artifact to ship: the fastest that meets every gate (edgekit.route), at one thread."""
+    """Per target, the artifact to ship: the fastest that meets every gate (edgekit.route), at the fastest thread
+    count the target measured."""
     from edgekit.route import routes_for_deploy
 
     return [r.to_dict() for r in routes_for_deploy(result)]

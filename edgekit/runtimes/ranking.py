@@ -14,7 +14,7 @@ from rich.table import Table
 
 from edgekit.formats import Format
 from edgekit.results import DeployResult
-from edgekit.route import Basis, candidates_for_run, recommend
+from edgekit.route import Basis, candidates_for_run, recommend, table_threads
 
 HOST = "host"
 EMU_HTML = '<span class="emu">emulated</span>'  # the report's own label of an emulated target
@@ -40,6 +40,7 @@ class TargetRanking:
         default_factory=list
     )  # ranked first, then the runtimes without a route
     uncalibrated: list[str] = field(default_factory=list)  # artifacts whose estimate is not calibrated
+    threads: int = 1  # the thread count its figures are at
 
     def rank_of(self, runtime: str) -> int | None:
         return next((e.rank for e in self.entries if e.runtime == runtime), None)
@@ -49,21 +50,23 @@ class TargetRanking:
         return next((e for e in self.entries if e.rank == 1), None)
 
 
-def rank_runtimes(result: DeployResult, threads: int = 1) -> list[TargetRanking]:
-    """One ranking per target run (the host first), at `threads`; emulated runs without counts are left out
-    (their wall times rank nothing)."""
+def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[TargetRanking]:
+    """One ranking per target run (the host first), at `threads` (None: each run's own, route.table_threads: 1
+    where it measured 1 thread, else its fewest); emulated runs without counts are left out (their wall times
+    rank nothing)."""
     host_gates = {a.id: a.gates_passed and a.status == "ok" for a in result.artifacts}
     rankings = []
     for run in sorted(result.runs, key=lambda r: r.target != HOST):
-        basis, counting, candidates = candidates_for_run(run, host_gates, threads)
+        n = threads if threads is not None else table_threads(run)
+        basis, counting, candidates = candidates_for_run(run, host_gates, n)
         if run.emulated and not counting:
             continue
         by_runtime: dict[str, list] = {}
         for c in candidates:
             by_runtime.setdefault(_runtime(c.artifact), []).append(c)
-        ranking = TargetRanking(run.target, basis, run.emulated)
+        ranking = TargetRanking(run.target, basis, run.emulated, threads=n)
         for runtime, cands in by_runtime.items():
-            best = recommend(run.target, cands, basis, threads)
+            best = recommend(run.target, cands, basis, n)
             why = "" if best.artifact else ("gates failed" if any(c.value for c in cands) else "did not run")
             ranking.entries.append(RuntimeEntry(runtime, best.artifact, best.value, why=why))
         ranked = sorted((e for e in ranking.entries if e.artifact), key=lambda e: (e.value, e.runtime))
@@ -75,7 +78,7 @@ def rank_runtimes(result: DeployResult, threads: int = 1) -> list[TargetRanking]
                 e.artifact
                 for e in ranked
                 if e.artifact
-                and (run.estimates.get(f"{e.artifact} x{threads}") or {}).get("interval_calibrated") is False
+                and (run.estimates.get(f"{e.artifact} x{n}") or {}).get("interval_calibrated") is False
             ]
         rankings.append(ranking)
     return rankings
@@ -120,7 +123,7 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
     return lines
 
 
-def runtime_table(result: DeployResult, threads: int = 1) -> Table | None:
+def runtime_table(result: DeployResult, threads: int | None = None) -> Table | None:
     """Rows: runtimes; columns: the host, then each target; a cell: rank, the runtime's fastest format within
     the gates and its figure. None when the deploy has a single runtime (nothing to compare)."""
     rankings = rank_runtimes(result, threads)
@@ -128,19 +131,21 @@ def runtime_table(result: DeployResult, threads: int = 1) -> Table | None:
     if len(runtimes) < 2:
         return None
     table = Table(
-        title=f"{result.recipe}: runtimes, fastest format within the gates (threads={threads})",
+        title=f"{result.recipe}: runtimes, fastest format within the gates ({_threads_said(rankings)})",
         title_justify="left",
         header_style="bold",
     )
     table.add_column("runtime", no_wrap=True)
     for r in rankings:
-        table.add_column(f"{r.target}\n{_unit(r.basis)}", overflow="fold", min_width=9)
+        table.add_column(
+            f"{r.target}\n{_unit(r.basis)}{_threads_of(r, rankings)}", overflow="fold", min_width=9
+        )
     for runtime in runtimes:
         table.add_row(runtime, *(_cell(r, runtime) for r in rankings))
     return table
 
 
-def runtime_html(result: DeployResult, targets: list[str] | None = None, threads: int = 1) -> str:
+def runtime_html(result: DeployResult, targets: list[str] | None = None, threads: int | None = None) -> str:
     """The same comparison as an HTML table with the verdict lines under it ('' with a single runtime)."""
     rankings = [
         r for r in rank_runtimes(result, threads) if not targets or r.target in targets or r.target == HOST
@@ -149,8 +154,8 @@ def runtime_html(result: DeployResult, targets: list[str] | None = None, threads
     if len(runtimes) < 2:
         return ""
     head = "<tr><th class=l>runtime</th>" + "".join(
-        f"<th>{escape(r.target)}{EMU_HTML if r.emulated else ''}<br><span class=muted>{escape(_unit(r.basis))}"
-        "</span></th>"
+        f"<th>{escape(r.target)}{EMU_HTML if r.emulated else ''}<br><span class=muted>"
+        f"{escape(_unit(r.basis) + _threads_of(r, rankings))}</span></th>"
         for r in rankings
     )
     rows = "".join(
@@ -161,6 +166,16 @@ def runtime_html(result: DeployResult, targets: list[str] | None = None, threads
     )
     notes = "".join(f"<li>{escape(line)}</li>" for line in verdicts(rankings))
     return f"<table>{head}</tr>{rows}</table>" + (f"<ul>{notes}</ul>" if notes else "")
+
+
+def _threads_said(rankings: list[TargetRanking]) -> str:
+    counts = {r.threads for r in rankings}
+    return f"threads={counts.pop()}" if len(counts) == 1 else "threads: each column's own"
+
+
+def _threads_of(ranking: TargetRanking, rankings: list[TargetRanking]) -> str:
+    """A column's thread count where the columns differ (`--threads 2` on the host, a capped emulated target)."""
+    return f", {ranking.threads} thr" if len({r.threads for r in rankings}) > 1 else ""
 
 
 def _cell(ranking: TargetRanking, runtime: str) -> str:
