@@ -23,7 +23,8 @@ returning fewer is refused (RecipeError); a builder returning more has its first
 
 Raw images vs model inputs: an array of dtype uint8 is a batch of raw images (N, H, W, C), RGB, 0..255; the
 recipe's preprocessing (resize, channel order, scale, mean/std, layout) is applied to it; images of another size
-than the input's are resized (bilinear), said once as a warning. Any float array is
+than the input's are resized (bilinear), said once as a warning; images fill an input of 1 or 3 channels, any other
+count (input.shape, or its layout read the wrong way) is a RecipeError naming both fields. Any float array is
 taken as model inputs already and must have exactly the model's per-sample shape.
 
 Labels: for a classifier, an int array (N,) of class ids. For a detector, a list of N arrays (k, 5) with rows
@@ -250,16 +251,16 @@ def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.n
         )
         raw = raw[: source.samples]
         labels = labels[: source.samples] if labels is not None else None
+    inputs = _to_inputs(raw, recipe, field)  # first: image data the input cannot take is named there
     if labels is not None and raw.dtype == np.uint8 and not isinstance(labels, np.ndarray):
         labels = _rescale_boxes(list(labels), raw.shape[1:3], _hwc(recipe, field)[:2])
-    return _to_inputs(raw, recipe, field), labels
+    return inputs, labels
 
 
 # --- shaping and preprocessing ------------------------------------------------------------------------------
 def _to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
     """uint8 -> preprocess as raw images; float -> check it already has the model's per-sample shape."""
     if raw.dtype == np.uint8:
-        h, w, c = _hwc(recipe, field)
         if raw.ndim == 3:
             raw = raw[..., None]
         if raw.ndim != 4 or raw.shape[-1] not in (1, 3, 4):
@@ -267,6 +268,7 @@ def _to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
                 f"field `{field}`: uint8 data must be raw images (N, H, W, C); got {raw.shape}",
                 where=str(recipe.path),
             )
+        h, w, c = _hwc(recipe, field, raw.shape)
         _note_resized(field, [(raw.shape[2], raw.shape[1])] * len(raw), h, w)
         return _preprocess(_resize(raw[..., :3] if raw.shape[-1] == 4 else raw, h, w, c), recipe, field)
     expected = tuple(recipe.input.shape[1:])
@@ -282,7 +284,10 @@ def _to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
         return np.ascontiguousarray(raw, dtype=np.float32)
 
 
-def _hwc(recipe: Recipe, field: str) -> tuple[int, int, int]:
+def _hwc(recipe: Recipe, field: str, images: tuple[int, ...] | None = None) -> tuple[int, int, int]:
+    """The input's (height, width, channels) as image data fills it; `images`, the data's (N, H, W, C) when known,
+    is named in the error. Images fill 1 (grey) or 3 (RGB) channels: any other count is a RecipeError naming
+    input.shape and layout (a channel count of 4 made a reshape fail deep in the resize)."""
     shape = recipe.input.shape
     if len(shape) != 4:
         raise RecipeError(
@@ -290,9 +295,42 @@ def _hwc(recipe: Recipe, field: str) -> tuple[int, int, int]:
             where=str(recipe.path),
             hint="use kind: npy or builder with float model inputs",
         )
-    if recipe.input.layout is Layout.NCHW:
-        return shape[2], shape[3], shape[1]
-    return shape[1], shape[2], shape[3]
+    nchw = recipe.input.layout is Layout.NCHW
+    h, w, c = (shape[2], shape[3], shape[1]) if nchw else (shape[1], shape[2], shape[3])
+    if c not in (1, 3):
+        raise RecipeError(
+            _channels_message(recipe, field, images, c),
+            where=str(recipe.path),
+            hint=_channels_hint(recipe, c),
+        )
+    return h, w, c
+
+
+def _channels_message(recipe: Recipe, field: str, images: tuple[int, ...] | None, c: int) -> str:
+    layout = recipe.input.layout.value
+    given = (
+        f"yields {images[-1]}-channel images (N, H, W, C) = {list(images)}"
+        if images is not None
+        else "holds images (grey or RGB)"
+    )
+    return (
+        f"field `{field}`: the data {given}, but input.shape {list(recipe.input.shape)} in layout {layout} "
+        f"(channels at shape[{1 if layout == 'NCHW' else 3}]) takes {c} channels; images fill 1 (grey) or 3 (RGB)"
+    )
+
+
+def _channels_hint(recipe: Recipe, c: int) -> str:
+    shape = list(recipe.input.shape)
+    nchw = recipe.input.layout is Layout.NCHW
+    other = shape[3] if nchw else shape[1]
+    if other in (1, 3):  # the channels sit where the other layout has them
+        swapped = "NHWC" if nchw else "NCHW"
+        return f"input.shape {shape} reads as {swapped}: set input.layout: {swapped}"
+    fixed = [1, 3, shape[2], shape[3]] if nchw else [1, shape[1], shape[2], 3]
+    return (
+        f"set input.shape to {fixed} if the model takes RGB images, or give float model inputs of shape "
+        f"(N, {', '.join(map(str, shape[1:]))}) (kind: npy, or a builder returning float32) for a {c}-channel input"
+    )
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:

@@ -1,0 +1,81 @@
+"""What a new user's probe gave edgekit (a 4-channel input fed RGB images, NHWC said of a PyTorch input, a format
+name in capitals, more samples than the data holds, ...) ends in a named error or one clear line, never
+"internal error"; tiny models, real recipe loading, the real `edgekit` command where the bug was."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edgekit.convert.calibration import calibration_inputs, evaluation_inputs
+from edgekit.errors import RecipeError
+from edgekit.recipe import load_recipe
+
+EDGEKIT = str(Path(sys.executable).parent / "edgekit")
+IMAGES = {"kind": "builder", "builder": "edgekit.zoo.tiny:images", "args": {"size": 8}, "samples": 2}
+
+
+def recipe(tmp_path: Path, **changes: Any) -> Path:
+    """A tiny classifier recipe (edgekit.zoo.tiny, 3x8x8) with CHANGES, written to tmp_path/r.yaml."""
+    body: dict[str, Any] = {
+        "name": "t",
+        "task": "classify",
+        "model": {"kind": "torch", "builder": "edgekit.zoo.tiny:build"},
+        "input": {"name": "input", "shape": [1, 3, 8, 8]},
+        "evaluation": {"data": IMAGES},
+        "formats": ["onnx-fp32"],
+    }
+    body.update(changes)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def run(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`edgekit ARGS` in a child process (EDGEKIT_HOME: the session's temporary home, tests/conftest.py)."""
+    return subprocess.run(
+        [EDGEKIT, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ}
+    )
+
+
+def named(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert out.returncode == code, (out.returncode, out.stdout[-800:], out.stderr[-2000:])
+    assert "this is a bug" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    return out.stderr
+
+
+def test_rgb_images_for_a_four_channel_input_name_the_data_and_the_shape(tmp_path: Path) -> None:
+    """input.shape [1, 4, 64, 64] with a builder of RGB images: `cannot reshape array of size 12288 into shape
+    (64,64,4)`, an internal error from the resize."""
+    path = recipe(
+        tmp_path,
+        input={"name": "input", "shape": [1, 4, 8, 8]},
+        formats=["onnx-int8"],
+        calibration={"data": IMAGES},
+    )
+    with pytest.raises(RecipeError) as err:
+        calibration_inputs(load_recipe(path))
+    said, hint = str(err.value), err.value.hint or ""
+    assert "field `calibration.data`: the data yields 3-channel images" in said, said
+    assert "input.shape [1, 4, 8, 8] in layout NCHW (channels at shape[1]) takes 4 channels" in said, said
+    assert "set input.shape to [1, 3, 8, 8]" in hint and "float model inputs of shape (N, 4, 8, 8)" in hint, (
+        hint
+    )
+
+
+def test_nhwc_said_of_an_nchw_shape_names_the_layout_to_change(tmp_path: Path) -> None:
+    """`input.layout: NHWC` with shape [1, 3, 64, 64] on a PyTorch model: `images 64x64 resized to 64x3`, then an
+    internal error; now a RecipeError naming evaluation.data and saying to set input.layout: NCHW (exit 2)."""
+    path = recipe(tmp_path, input={"name": "input", "shape": [1, 3, 8, 8], "layout": "NHWC"})
+    with pytest.raises(RecipeError) as err:
+        evaluation_inputs(load_recipe(path))
+    assert "field `evaluation.data`: the data yields 3-channel images" in str(err.value), str(err.value)
+    assert "input.shape [1, 3, 8, 8] reads as NCHW: set input.layout: NCHW" in (err.value.hint or "")
+    said = named(run("convert", str(path), cwd=tmp_path))
+    assert "set input.layout: NCHW" in said and "resized to" not in said, said
