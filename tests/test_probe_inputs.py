@@ -79,3 +79,13 @@ def test_nhwc_said_of_an_nchw_shape_names_the_layout_to_change(tmp_path: Path) -
     assert "input.shape [1, 3, 8, 8] reads as NCHW: set input.layout: NCHW" in (err.value.hint or "")
     said = named(run("convert", str(path), cwd=tmp_path))
     assert "set input.layout: NCHW" in said and "resized to" not in said, said
+
+
+def test_a_format_name_is_taken_in_any_case_and_a_wrong_one_names_the_nearest(tmp_path: Path) -> None:
+    """`-f ONNX-FP32` was click's `Invalid value` listing all 21 names."""
+    path = recipe(tmp_path)
+    out = run("convert", str(path), "-f", "ONNX-FP32", cwd=tmp_path)
+    assert out.returncode == 0 and "onnx-fp32" in out.stdout, (out.stdout[-800:], out.stderr[-2000:])
+    said = named(run("convert", str(path), "-f", "onnx-fp33", cwd=tmp_path))
+    assert "'onnx-fp33' is no format; did you mean onnx-fp32" in said, said
+    assert "tflite-onnx2tf-dynamic" not in said and "`edgekit formats` lists all 21" in said, said

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
+import click
 import typer
 from rich.table import Table
 
@@ -26,14 +28,35 @@ def agreeing_format(given: Format | None, stated: Format | None) -> Format | Non
     return given or stated
 
 
+class FormatName(click.Choice):
+    """A format's name in any case (`ONNX-FP32` is onnx-fp32); a name that is no format says the nearest ones
+    ("did you mean onnx-fp32?") instead of listing all 21. Gives the name as written in Format (typer makes it one)."""
+
+    def __init__(self) -> None:
+        super().__init__([f.value for f in Format], case_sensitive=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            near = difflib.get_close_matches(
+                str(value).lower(), [str(c) for c in self.choices], n=3, cutoff=0.6
+            )
+            guess = f"; did you mean {', '.join(near)}?" if near else ""
+            self.fail(
+                f"{value!r} is no format{guess} (`edgekit formats` lists all {len(self.choices)})", param, ctx
+            )
+
+
 # `--format/-f`, repeatable, for commands that take a subset of a recipe's formats (convert, deploy): shown as
-# FORMAT, since the 21 choices wrap mid-word in --help; a wrong one lists them. typer only reads it.
+# FORMAT, since the 21 choices wrap mid-word in --help; any case; a wrong one names the nearest. typer only reads it.
 FORMATS_OPTION: Any = typer.Option(
     None,
     "--format",
     "-f",
     metavar="FORMAT",
-    help="only these formats (repeatable; `edgekit formats` lists them)",
+    click_type=FormatName(),
+    help="only these formats (repeatable, any case; `edgekit formats` lists them)",
 )
 
 
