@@ -258,6 +258,32 @@ def test_only_a_capped_plan_is_called_one() -> None:
     )
 
 
+def test_a_capped_plan_says_its_other_thread_rows_are_estimates_not_runs() -> None:
+    """pi5-emu capped to threads [1] showed 'its own capped plan: threads [1]' above 2-thread ESTIMATE rows (from
+    the 1-thread run's counted thread split): the plan line read as if those rows were made up, or run."""
+    result = _result()
+    emu = next(r for r in result.runs if r.target == "pi5-emu")
+    assert emu.agent is not None
+    emu.agent.measurements = [m for m in emu.agent.measurements if m.threads == 1]
+    emu.benchmark = {**result.benchmark, "threads": [1], "repeat": 3}
+    other = sorted({int(k.rpartition(" x")[2]) for k in emu.estimates} - {1})
+    assert other, emu.estimates.keys()
+    buffer = io.StringIO()
+    Console(file=buffer, width=400, color_system=None).print(deploy_table(result))
+    line = next(ln for ln in buffer.getvalue().splitlines() if "pi5-emu: its own capped plan" in ln)
+    n = " and ".join(map(str, other))
+    assert (
+        f"its {n}-thread rows are ESTIMATES from the 1-thread run's counted thread split, not runs at {n} threads"
+        in line
+    ), line
+    pi5 = next(r for r in result.runs if r.target == "pi5")  # a board that ran every count it shows: nothing
+    pi5.benchmark = {**result.benchmark, "repeat": 3}
+    buffer = io.StringIO()
+    Console(file=buffer, width=400, color_system=None).print(deploy_table(result))
+    line = next(ln for ln in buffer.getvalue().splitlines() if "pi5: its own capped plan" in ln)
+    assert "ESTIMATES" not in line, line
+
+
 def test_runs_show_leads_an_emulated_target_with_its_estimate_not_qemu_wall_time(tmp_path: Path) -> None:
     """Issue 10's headline rule in `runs show`: a counted emulated target shows the board estimate and the count;
     qemu's wall and load times only with --verbose (they are in the JSON either way)."""

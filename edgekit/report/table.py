@@ -316,7 +316,7 @@ def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
         if own and any(own.get(k) != b.get(k) for k in capped):
             parts.append(
                 f"{run.target}: its own capped plan: threads {own.get('threads')}, repeat "
-                f"{own.get('repeat')}, {own.get('samples') or 'all'} evaluation inputs"
+                f"{own.get('repeat')}, {own.get('samples') or 'all'} evaluation inputs" + _estimated_only(run)
             )
     if any(r.emulated and _counted(r) for r in runs):
         estimated = any(r.emulated and r.estimates for r in runs)  # phone-emu: no board is calibrated for it
@@ -337,6 +337,27 @@ def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
             "benchmark models, at 1 and 4 threads"
         )
     return "\n".join(parts)
+
+
+def _estimated_only(run: TargetRun) -> str:
+    """The thread counts a capped emulated target has ESTIMATE rows for but never ran: estimated from the counted
+    thread split of the run it made (each guest thread's instructions), not runs at that many threads (the
+    plan said threads [1] above 2-thread rows)."""
+    ran = sorted({m.threads for m in (run.agent.measurements if run.agent else [])})
+    estimated = {  # keyed 'artifact xN' (deploy), the estimate's own `threads` where it has one
+        int(e.get("threads") or key.rpartition(" x")[2])
+        for key, e in run.estimates.items()
+        if isinstance(e, dict) and e.get("status", "ok") == "ok" and key.rpartition(" x")[2].isdigit()
+    }
+    only = sorted(n for n in estimated if n not in ran)
+    if not only or not ran:
+        return ""
+    counts = " and ".join(map(str, only))
+    runs = " and ".join(map(str, ran))
+    return (
+        f"; its {counts}-thread rows are ESTIMATES from the {runs}-thread run's counted thread split, "
+        f"not runs at {counts} threads"
+    )
 
 
 NO_FIGURE = "no calibration figure for "
