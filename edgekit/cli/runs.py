@@ -9,11 +9,10 @@ import typer
 from rich.table import Table
 
 from edgekit.cli.report import STORE_HELP
-from edgekit.report.figures import fidelity_line, three_figures
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
-    from edgekit.results import DeployResult, TargetRun
+    from edgekit.results import DeployResult
     from edgekit.store.store import RunSummary
 
 runs_app = typer.Typer(
@@ -25,7 +24,6 @@ runs_app = typer.Typer(
 console = Console()
 if not console.is_terminal:  # logs and CI: keep table rows on one line
     console.width = max(console.width, 160)
-EMU = "[black on yellow] emulated [/]"
 # the listing's options, shared by `edgekit runs` and its `list` alias
 LIMIT = typer.Option(20, "--limit", "-n", min=1, help="how many runs, newest first")
 RECIPE = typer.Option(None, "--recipe", help="only runs of this recipe")
@@ -146,7 +144,9 @@ def show_cmd(
     if json_out:
         typer.echo(result.model_dump_json(indent=2))
         return
-    _print_run(run_id, result, verbose)
+    from edgekit.report.run_view import print_run
+
+    print_run(console, run_id, result, verbose)
 
 
 @runs_app.command("accept")
@@ -315,118 +315,6 @@ def _importable(path: Path, result: DeployResult) -> DeployResult:
         for r in result.runs
     ]
     return result.model_copy(update={"runs": runs})
-
-
-def _print_run(run_id: int, result: DeployResult, verbose: bool = False) -> None:
-    console.print(
-        f"[bold]run {run_id}[/]: {result.recipe} ({result.recipe_path}) started {result.started_at}, "
-        f"ok={result.ok}, git {result.git_revision or '-'}, recipe sha256 {result.recipe_sha256[:12]}",
-        highlight=False,
-    )
-    console.print("tools: " + ", ".join(f"{k} {v}" for k, v in result.tool_versions.items()), highlight=False)
-    arts = Table(title="artifacts")
-    for col in ("artifact", "size MB", "cached", "convert s", "fidelity", "gates", "status"):
-        arts.add_column(col)
-    for a in result.artifacts:
-        fidelity = fidelity_line(a.fidelity)  # one line, percentages rounded down (never 100 % for 99.7 %)
-        arts.add_row(
-            a.id,
-            f"{a.size_bytes / 1e6:.3g}" if a.size_bytes else "-",  # as convert: a 4 kB model is not 0.00
-            "yes" if a.cached else "no",
-            f"{a.convert_s:.1f}" if a.convert_s is not None else "-",
-            fidelity,
-            "[green]passed[/]" if a.gates_passed else "[red]failed[/]",
-            a.status if a.status == "ok" else f"[red]{a.status}: {plain(a.error)}[/]",
-        )
-    if result.artifacts:
-        console.print(arts)
-    for t in result.runs:
-        _print_target(t, verbose)
-
-
-def _print_target(t: TargetRun, verbose: bool = False) -> None:
-    label = f"{t.target} {EMU}" if t.emulated else t.target
-    console.print(
-        f"\n[bold]{label}[/] ({t.kind}) status {t.status}"
-        + (" [yellow](interrupted)[/]" if t.interrupted else "")
-        + (f": [red]{plain(t.error)}[/]" if t.error else "")
-    )
-    if t.agent is None:
-        return
-    f = t.agent.facts_before
-    after = t.agent.facts_after
-    console.print(
-        f"  {f.machine} {f.cpu_model or ''} x{f.cores}"
-        + (f" via {f.emulator}" if f.emulator else "")
-        + f", temperature {f.temperature_c if f.temperature_c is not None else '-'} -> "
-        + f"{after.temperature_c if after and after.temperature_c is not None else '-'} C, throttled "
-        + f"{f.throttled or '-'} -> {(after.throttled if after else None) or '-'}, runtimes "
-        + ", ".join(f"{k} {v}" for k, v in f.runtimes.items()),
-        highlight=False,
-    )
-    unit = "ms, emulated wall time" if t.emulated else "ms"
-    # a counted emulated target leads with its estimate and count; qemu's wall time is no device latency
-    walls = verbose or not (t.emulated and any(m.instructions_per_invoke for m in t.agent.measurements))
-    table = Table()
-    board = next(
-        (e.get("board") for e in t.estimates.values() if isinstance(e, dict) and e.get("board")), None
-    )
-    heads = ["artifact", "threads"]
-    if board:  # an emulated target leads with the real board's estimate
-        heads.append(f"{board} ESTIMATE ms (80% interval)")
-    for col in (
-        *heads,
-        *(
-            [f"p50 ({unit})", f"p90 ({unit})", "p99 (emulated)", "load ms (emulated)"]
-            if walls and t.emulated
-            else ["p50 (ms)", "p90 (ms)", "p99", "load ms"]
-            if walls
-            else []
-        ),
-        "peak RSS MB (qemu)" if t.emulated else "peak RSS MB",
-        "instructions / invoke (count)",
-        "samples",
-        "status",
-    ):
-        table.add_column(col, justify="left" if col in ("artifact", "status") else "right")
-    for m in t.agent.measurements:
-        est = [_estimate(t.estimates.get(f"{m.artifact} x{m.threads}"))] if board else []
-        table.add_row(
-            m.artifact,
-            str(m.threads),
-            *est,
-            *([_n(m.p50_ms), _n(m.p90_ms), _n(m.p99_ms), _n(m.load_ms)] if walls else []),
-            _n(m.peak_rss_mb),
-            f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
-            str(len(m.samples_ms)),
-            "ok" if m.status == "ok" else f"[red]{m.status}: {plain(m.error)}[/]",
-        )
-    console.print(table)
-    if t.emulated:
-        console.print(
-            "  [dim]peak RSS (qemu) = the emulator process: the guest and its translated code, not the device's"
-            + (
-                "; emulated wall and load times (not device figures): --verbose or --json"
-                if not walls
-                else ""
-            )
-            + "[/]",
-            highlight=False,
-        )
-
-
-def _estimate(est: object) -> str:
-    if not isinstance(est, dict) or est.get("status") != "ok":
-        return "-"
-    mark = "" if est.get("interval_calibrated", True) else "*"
-    e, lo, hi = (
-        three_figures(est[k]) for k in ("estimate_ms", "low_ms", "high_ms")
-    )  # as deploy: 44.4, not 44.42
-    return f"~{e} ({lo}-{hi}){mark} est."
-
-
-def _n(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
 
 
 def register(app: typer.Typer) -> None:

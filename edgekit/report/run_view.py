@@ -1,0 +1,153 @@
+"""`edgekit runs show ID`: one stored run printed for a decision: its artifacts with fidelity, and per target the
+device facts, every measurement (its status saying a missed gate and a busy machine), and the route to ship, in
+the words deploy printed them (report/lines.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+from edgekit.report.figures import fidelity_line, three_figures
+from edgekit.report.lines import route_line, timing_caveats
+from edgekit.terminal import Console, plain
+
+if TYPE_CHECKING:
+    from edgekit.results import DeployResult, Measurement, TargetRun
+
+EMU = "[black on yellow] emulated [/]"
+
+
+def print_run(console: Console, run_id: int, result: DeployResult, verbose: bool = False) -> None:
+    console.print(
+        f"[bold]run {run_id}[/]: {result.recipe} ({result.recipe_path}) started {result.started_at}, "
+        f"ok={result.ok}, git {result.git_revision or '-'}, recipe sha256 {result.recipe_sha256[:12]}",
+        highlight=False,
+    )
+    console.print("tools: " + ", ".join(f"{k} {v}" for k, v in result.tool_versions.items()), highlight=False)
+    arts = Table(title="artifacts")
+    for col in ("artifact", "size MB", "cached", "convert s", "fidelity", "gates", "status"):
+        arts.add_column(col)
+    for a in result.artifacts:
+        fidelity = fidelity_line(a.fidelity)  # one line, percentages rounded down (never 100 % for 99.7 %)
+        arts.add_row(
+            a.id,
+            f"{a.size_bytes / 1e6:.3g}" if a.size_bytes else "-",  # as convert: a 4 kB model is not 0.00
+            "yes" if a.cached else "no",
+            f"{a.convert_s:.1f}" if a.convert_s is not None else "-",
+            fidelity,
+            "[green]passed[/]" if a.gates_passed else "[red]failed[/]",
+            a.status if a.status == "ok" else f"[red]{a.status}: {plain(a.error)}[/]",
+        )
+    if result.artifacts:
+        console.print(arts)
+    missed = {a.id for a in result.artifacts if a.missed_gate}
+    routes = {str(r.get("target")): r for r in result.routes}
+    for t in result.runs:
+        _print_target(console, t, verbose, missed)
+        if t.target in routes:  # the artifact to ship there, as deploy said it
+            console.print(f"  route {plain(route_line(routes[t.target]))}", highlight=False)
+    for target in sorted(set(routes) - {t.target for t in result.runs}):
+        console.print(f"route {plain(route_line(routes[target]))}", highlight=False)
+
+
+def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str]) -> None:
+    label = f"{t.target} {EMU}" if t.emulated else t.target
+    console.print(
+        f"\n[bold]{label}[/] ({t.kind}) status {t.status}"
+        + (" [yellow](interrupted)[/]" if t.interrupted else "")
+        + (f": [red]{plain(t.error)}[/]" if t.error else "")
+    )
+    if t.agent is None:
+        return
+    f = t.agent.facts_before
+    after = t.agent.facts_after
+    console.print(
+        f"  {f.machine} {f.cpu_model or ''} x{f.cores}"
+        + (f" via {f.emulator}" if f.emulator else "")
+        + f", temperature {f.temperature_c if f.temperature_c is not None else '-'} -> "
+        + f"{after.temperature_c if after and after.temperature_c is not None else '-'} C, throttled "
+        + f"{f.throttled or '-'} -> {(after.throttled if after else None) or '-'}, runtimes "
+        + ", ".join(f"{k} {v}" for k, v in f.runtimes.items()),
+        highlight=False,
+    )
+    unit = "ms, emulated wall time" if t.emulated else "ms"
+    # a counted emulated target leads with its estimate and count; qemu's wall time is no device latency
+    walls = verbose or not (t.emulated and any(m.instructions_per_invoke for m in t.agent.measurements))
+    table = Table()
+    board = next(
+        (e.get("board") for e in t.estimates.values() if isinstance(e, dict) and e.get("board")), None
+    )
+    heads = ["artifact", "threads"]
+    if board:  # an emulated target leads with the real board's estimate
+        heads.append(f"{board} ESTIMATE ms (80% interval)")
+    for col in (
+        *heads,
+        *(
+            [f"p50 ({unit})", f"p90 ({unit})", "p99 (emulated)", "load ms (emulated)"]
+            if walls and t.emulated
+            else ["p50 (ms)", "p90 (ms)", "p99", "load ms"]
+            if walls
+            else []
+        ),
+        "peak RSS MB (qemu)" if t.emulated else "peak RSS MB",
+        "instructions / invoke (count)",
+        "samples",
+        "status",
+    ):
+        table.add_column(col, justify="left" if col in ("artifact", "status") else "right")
+    # the gates judged on this target's outputs (deploy's MISS), else the artifact's at conversion
+    judged = {c.artifact: c.gates_passed for c in t.comparisons if c.reference == "onnx"}
+    for m in t.agent.measurements:
+        est = [_estimate(t.estimates.get(f"{m.artifact} x{m.threads}"))] if board else []
+        verdict = judged.get(m.artifact)
+        gate_missed = verdict is False or (verdict is None and m.artifact in missed)
+        table.add_row(
+            m.artifact,
+            str(m.threads),
+            *est,
+            *([_n(m.p50_ms), _n(m.p90_ms), _n(m.p99_ms), _n(m.load_ms)] if walls else []),
+            _n(m.peak_rss_mb),
+            f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
+            str(len(m.samples_ms)),
+            _status(m, gate_missed, t.emulated),
+        )
+    console.print(table)
+    for line in timing_caveats(t):  # a busy machine, more threads than cores: deploy's lines
+        console.print(f"  [yellow]! {plain(line)}[/]", highlight=False)
+    if t.emulated:
+        console.print(
+            "  [dim]peak RSS (qemu) = the emulator process: the guest and its translated code, not the device's"
+            + (
+                "; emulated wall and load times (not device figures): --verbose or --json"
+                if not walls
+                else ""
+            )
+            + "[/]",
+            highlight=False,
+        )
+
+
+def _status(m: Measurement, gate_missed: bool, emulated: bool) -> str:
+    """'ok', or what makes the row no candidate (a failure, a missed gate: `runs` says 'no (x: gate)') and what
+    makes its time doubtful (other processes busy while it was timed; emulated wall times are not judged)."""
+    if m.status != "ok":
+        return f"[red]{m.status}: {plain(m.error)}[/]"
+    said = "[red]gate missed[/] (timed ok)" if gate_missed else "ok"
+    if m.timed_while_busy and not emulated:
+        said += f"; [yellow]unreliable: other processes used {m.others_cpu_share:.0%} of CPUs while timed[/]"
+    return said
+
+
+def _estimate(est: object) -> str:
+    if not isinstance(est, dict) or est.get("status") != "ok":
+        return "-"
+    mark = "" if est.get("interval_calibrated", True) else "*"
+    e, lo, hi = (
+        three_figures(est[k]) for k in ("estimate_ms", "low_ms", "high_ms")
+    )  # as deploy: 44.4, not 44.42
+    return f"~{e} ({lo}-{hi}){mark} est."
+
+
+def _n(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"

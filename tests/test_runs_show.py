@@ -1,0 +1,57 @@
+"""`edgekit runs show ID` says what a decision needs, as deploy printed it: the route to ship, a measurement timed
+on a busy machine, and a measurement whose artifact missed its gate on that target (not a bare 'ok')."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.report.lines import route_line
+from edgekit.report.synthetic import synthetic_result
+from edgekit.store import open_store
+
+
+def _show(url: str, run_id: int, tmp_path: Path) -> str:
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "COLUMNS": "400"}
+    env.pop("EDGEKIT_STORE", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "runs", "show", str(run_id), "--store", url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_runs_show_says_the_route_a_busy_machine_and_a_missed_gate(tmp_path: Path) -> None:
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4",), threads=(1,)
+    )
+    pi4 = result.runs[0]
+    assert pi4.agent is not None and result.routes
+    missed, busy = pi4.agent.measurements[0], pi4.agent.measurements[1]
+    for c in pi4.comparisons:  # deploy printed 'MISS on 16 inputs' for this artifact on pi4
+        if c.reference == "onnx":
+            c.gates_passed = c.artifact != missed.artifact
+    busy.others_cpu_share = 0.55
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    with open_store(url) as store:
+        run_id = store.record(result)
+    text = _show(url, run_id, tmp_path)
+    rows = {ln.split("│")[1].strip(): ln for ln in text.splitlines() if ln.count("│") > 3}
+    assert "gate missed" in rows[missed.artifact], rows[missed.artifact]
+    assert "unreliable: other processes used 55% of CPUs while timed" in rows[busy.artifact], rows[
+        busy.artifact
+    ]
+    ok = [a for a, row in rows.items() if a not in (missed.artifact, busy.artifact, "artifact")]
+    assert ok and all("gate missed" not in rows[a] and "unreliable" not in rows[a] for a in ok), rows
+    said = " ".join(text.split())
+    assert f"route {route_line(result.routes[0])}" in said, text  # deploy's route line, word for word
+    assert "pi4: other processes used up to 55% of its CPUs while these were timed" in said, text
