@@ -287,3 +287,83 @@ def test_an_input_name_that_is_no_file_name_is_refused_for_mnn_int8(tmp_path: Pa
     assert any(line.split()[:1] == ["mnn-fp32"] and "pass" in line for line in proc.stdout.splitlines()), (
         proc.stdout
     )
+
+
+def _token_mixer_onnx(path: Path) -> Path:
+    """A tiny conv stem, LayerNorm and GELU MLP over its tokens (opset 20): MNN 3.x's quantization tool dies of
+    SIGSEGV calibrating it with KL."""
+    import torch
+    from torch import nn
+
+    class TokenMixer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 4, 4, stride=4)
+            self.ln = nn.LayerNorm(4)
+            self.mlp = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 4))
+            self.head = nn.Conv2d(4, 5, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.stem(x)
+            n, c, h, w = x.shape
+            t = x.flatten(2).transpose(1, 2)
+            t = t + self.mlp(self.ln(t))
+            return self.head(t.transpose(1, 2).reshape(n, c, h, w)).mean(dim=(2, 3))
+
+    torch.manual_seed(0)
+    torch.onnx.export(
+        TokenMixer().eval(),
+        (torch.zeros(1, 3, 16, 16),),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        opset_version=20,
+        dynamo=False,
+    )
+    return path
+
+
+def test_a_crash_of_the_quantization_tool_is_one_line_and_its_log_is_kept(tmp_path: Path) -> None:
+    """MNN's quantization tool killed by SIGSEGV: its 13 lines of progress were the error, repeated in every list of
+    failures. Now one line (how it ended, its last line, no time stamps) and the whole log's path in the hint."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    _token_mixer_onnx(tmp_path / "m.onnx")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "mixer",
+                "task": "generic",
+                "model": {"kind": "onnx", "path": "m.onnx"},
+                "input": {"name": "input", "shape": [1, 3, 16, 16]},
+                "calibration": {"data": {"kind": "random", "samples": 4}},
+                "evaluation": {"data": {"kind": "random", "samples": 2}},
+                "formats": ["mnn-int8"],
+            }
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    if out.returncode == 0:
+        pytest.skip("MNN's quantization tool no longer crashes on this model")
+    said = out.stderr
+    assert out.returncode == 1 and "this is a bug" not in said, said
+    error = [ln for ln in said.splitlines() if ln.startswith("error (ConversionError)")]
+    assert (
+        len(error) == 1
+        and "MNN's quant tool failed (killed by SIGSEGV (signal 11)); its last line: " in error[0]
+    )
+    assert "] @ " not in said + out.stdout and ">>> modelFile" not in said + out.stdout, said
+    hint = next(ln for ln in said.splitlines() if "hint: whole log: " in ln)
+    log = Path(hint.split("whole log: ", 1)[1].split(";", 1)[0])
+    assert log.name == "mnn-quant.log" and ">>> modelFile" in log.read_text(), hint
+    assert "calibration.method: absmax" in hint, hint

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,9 +78,9 @@ class MnnConverter(Converter):
         try:
             out = out_dir / "model.mnn"
             float_model = work / "float.mnn" if fmt is Format.MNN_INT8 else out
-            peaks = [_convert(onnx_path, float_model, fp16=fmt is Format.MNN_FP16, work=work)]
+            peaks = [_convert(onnx_path, float_model, fp16=fmt is Format.MNN_FP16, work=work, logs=out_dir)]
             if fmt is Format.MNN_INT8:
-                peaks.append(_quantize(float_model, out, recipe, work))
+                peaks.append(_quantize(float_model, out, recipe, work, logs=out_dir))
                 if recipe.int8.granularity is Granularity.PER_TENSOR:
                     self.findings.setdefault(fmt, []).append(
                         "mnn-int8: weights quantized per channel (MNN's quantizer has no per-tensor weights)"
@@ -91,11 +92,15 @@ class MnnConverter(Converter):
         return [out]
 
 
-def _convert(onnx_path: Path, out: Path, *, fp16: bool, work: Path) -> float | None:
+def _convert(onnx_path: Path, out: Path, *, fp16: bool, work: Path, logs: Path) -> float | None:
     args = ["-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(out), "--bizCode", "edgekit"]
-    log = _run_child("convert", [*args, *(["--fp16"] if fp16 else [])], work)
+    log = _run_child("convert", [*args, *(["--fp16"] if fp16 else [])], work, logs)
     if not out.exists() or "Converted Success" not in log:
-        raise ConversionError("MNN's converter wrote no model: " + _tail(log), where=str(onnx_path))
+        raise ConversionError(
+            f"MNN's converter wrote no model; {_last_line(log)}",
+            where=str(onnx_path),
+            hint=f"whole log: {_keep_log(log, logs, 'convert')}",
+        )
     return peak_mb_from_log(log)
 
 
@@ -112,8 +117,12 @@ def _check_file_name(recipe: Recipe) -> None:
         )
 
 
-def _quantize(float_model: Path, out: Path, recipe: Recipe, work: Path) -> float | None:
-    """mnnquant with the recipe's calibration inputs in MNN's sequence layout."""
+def _quantize(
+    float_model: Path, out: Path, recipe: Recipe, work: Path, logs: Path | None = None
+) -> float | None:
+    """mnnquant with the recipe's calibration inputs in MNN's sequence layout; a failed run's whole log goes to
+    LOGS (default: beside `out`)."""
+    logs = logs or out.parent
     from edgekit.convert.calibration import calibration_inputs
 
     calib = calibration_inputs(recipe)
@@ -137,13 +146,28 @@ def _quantize(float_model: Path, out: Path, recipe: Recipe, work: Path) -> float
         "weight_quantize_method": "MAX_ABS",
     }
     (work / "quant.json").write_text(json.dumps(config))
-    log = _run_child("quant", [str(float_model), str(out), str(work / "quant.json")], work)
+    hint = (
+        "calibration.method: absmax (MNN's EMA calibration; it sets ncnn-int8's thresholds too) got past a crash "
+        "of MNN's KL calibration on a LayerNorm + GELU model; or leave mnn-int8 out of the recipe's formats"
+        if method is CalibrationMethod.KL
+        else "leave mnn-int8 out of the recipe's formats"
+    )
+    log = _run_child("quant", [str(float_model), str(out), str(work / "quant.json")], work, logs, hint)
     if not out.exists() or "Quantize model done" not in log:
-        raise ConversionError("MNN's quantization tool wrote no model: " + _tail(log), where=str(float_model))
+        raise ConversionError(
+            f"MNN's quantization tool wrote no model; {_last_line(log)}",
+            where=str(float_model),
+            hint=f"whole log: {_keep_log(log, logs, 'quant')}",
+        )
     return peak_mb_from_log(log)
 
 
-def _run_child(what: str, args: list[str], work: Path) -> str:
+def _run_child(
+    what: str, args: list[str], work: Path, logs: Path | None = None, hint: str | None = None
+) -> str:
+    """The tool's output; a failed run is a ConversionError of one line (how it ended, its last line), the whole
+    log kept in LOGS (default: WORK) (13 lines of MNN's progress, repeated in every list of failures, buried the
+    cause)."""
     threads = os.environ.get("EDGEKIT_CONVERT_THREADS", "1")
     env = {**os.environ, "OMP_NUM_THREADS": threads}
     try:
@@ -161,12 +185,27 @@ def _run_child(what: str, args: list[str], work: Path) -> str:
         ) from None
     log = proc.stdout + proc.stderr
     if proc.returncode != 0:
+        kept = _keep_log(log, logs or work, what)
         raise ConversionError(
-            f"MNN's {what} tool failed ({exit_text(proc.returncode)}): " + _tail(log), where=str(work)
+            f"MNN's {what} tool failed ({exit_text(proc.returncode)}); {_last_line(log)}",
+            where=str(kept),
+            hint=f"whole log: {kept}" + (f"; {hint}" if hint else ""),
         )
     return log
 
 
-def _tail(log: str, lines: int = 12) -> str:
-    keep = [ln for ln in log.replace("\r", "\n").splitlines() if ln.strip() and PEAK_TAG not in ln]
-    return "\n".join(keep[-lines:])
+def _keep_log(log: str, logs: Path, what: str) -> Path:
+    """The tool's whole output in LOGS/mnn-WHAT.log (the converter's folder, kept when a conversion fails)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"mnn-{what}.log"
+    path.write_text(log, errors="replace")
+    return path
+
+
+_STAMP = re.compile(r"^\[\d\d:\d\d:\d\d\] @ \d+: ")  # MNN's `[14:35:15] @ 1107: ` before each line
+
+
+def _last_line(log: str) -> str:
+    """The tool's last line (where it got to), without MNN's time stamp, or that it said nothing."""
+    keep = [ln.strip() for ln in log.replace("\r", "\n").splitlines() if ln.strip() and PEAK_TAG not in ln]
+    return f"its last line: {_STAMP.sub('', keep[-1])[:200]}" if keep else "it printed nothing"
