@@ -97,7 +97,12 @@ class Measurement(_Model):
     error_code: ErrorCode | None = (
         None  # why it failed (agent: load/run error; host: crash, timeout, not run)
     )
-    load_ms: float | None = None
+    load_ms: float | None = (
+        None  # opening the model with its runtime already started (comparable across formats)
+    )
+    # additive: the first load of this runtime in the agent process (start-up and this artifact's load together),
+    # done untimed as load_ms before it; set on the first measurement of each runtime, None on the others
+    runtime_init_ms: float | None = None
     samples_ms: list[float] = Field(default_factory=list)
     number: int = 1
     p50_ms: float | None = None

@@ -55,3 +55,19 @@ def test_runs_show_says_the_route_a_busy_machine_and_a_missed_gate(tmp_path: Pat
     said = " ".join(text.split())
     assert f"route {route_line(result.routes[0])}" in said, text  # deploy's route line, word for word
     assert "pi4: other processes used up to 55% of its CPUs while these were timed" in said, text
+
+
+def test_runs_show_says_what_load_ms_is_and_each_runtimes_start_up(tmp_path: Path) -> None:
+    """load ms leaves the runtime's start-up out (the agent's runtime_init_ms): the table says so, and gives it."""
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4",), threads=(1,)
+    )
+    first = result.runs[0].agent.measurements[0]  # type: ignore[union-attr]
+    first.runtime_init_ms = 24.8
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    with open_store(url) as store:
+        run_id = store.record(result)
+        assert store.load(run_id).runs[0].agent.measurements[0].runtime_init_ms == 24.8  # type: ignore[union-attr]
+    said = " ".join(_show(url, run_id, tmp_path).split())
+    assert "load ms = opening the model with its runtime already started" in said, said
+    assert f"runtime_init_ms: {first.runtime} 24.8 ms" in said, said

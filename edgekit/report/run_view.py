@@ -10,6 +10,7 @@ from rich.table import Table
 
 from edgekit.report.figures import fidelity_line, three_figures
 from edgekit.report.lines import route_line, timing_caveats
+from edgekit.report.table import load_note
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
@@ -113,6 +114,9 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             _status(m, gate_missed, t.emulated),
         )
     console.print(table)
+    said = load_note(t.agent.measurements) if walls else None
+    if said:
+        console.print(f"  [dim]{plain(said)}[/]", highlight=False)
     for line in timing_caveats(t):  # a busy machine, more threads than cores: deploy's lines
         console.print(f"  [yellow]! {plain(line)}[/]", highlight=False)
     if t.emulated:

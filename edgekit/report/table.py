@@ -32,6 +32,22 @@ EMULATED_NOTE = (
     "emulated = wall time under qemu on this machine (tens of times slower than the device, not by one "
     "factor: ratios distorted): not device latency"
 )
+LOAD_NOTE = (
+    "load ms = opening the model with its runtime already started (comparable across formats); each runtime's "
+    "start-up, its first load in the agent run, is apart"
+)
+
+
+def load_note(measurements: list[Measurement]) -> str | None:
+    """What load ms is, with each runtime's start-up figure ('ncnn 8.1 ms'): said where a table shows load ms."""
+    started = {
+        m.runtime or m.format: m.runtime_init_ms for m in measurements if m.runtime_init_ms is not None
+    }
+    if not started:
+        return None
+    return LOAD_NOTE + " (runtime_init_ms: " + ", ".join(f"{k} {_ms(v)} ms" for k, v in started.items()) + ")"
+
+
 # an emulated device whose core no calibrated board stands for (phone-emu: a phone, though the Pi 5 has its core)
 NO_BOARD = (
     "no calibrated board stands for this device: the estimate is calibrated on Raspberry Pi 4 and 5 figures"
@@ -118,10 +134,11 @@ def bench_table(agent: AgentResult, target: str) -> Table:
         f"{target}: {facts.machine} {facts.cpu_model or ''}, {facts.cores} cores, python {facts.python}"
         + (f" ({facts.emulator})" if emulated else "")
     )
+    notes = [n for n in (EMULATED_NOTE if emulated else None, load_note(agent.measurements)) if n]
     table = Table(
         title=title,
         title_justify="left",
-        caption=EMULATED_NOTE if emulated else None,
+        caption="\n".join(notes) or None,
         caption_justify="left",
         header_style="bold",
     )
