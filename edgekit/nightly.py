@@ -50,7 +50,7 @@ class NightlyOutcome:
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        regressed = bool(self.report and self.report.regressions)
+        regressed = bool(self.report and (self.report.regressions or self.report.failures))
         return 1 if regressed or self.failures or self.never_measured else 0
 
 
@@ -62,8 +62,11 @@ def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
     from edgekit.report.flag_text import flag_line
 
     deploys = {Path(p).name: why for p, why in outcome.failures.items() if p != "report"}
+    from edgekit.report.flags import failures_text
+
     flags = outcome.report.flags if outcome.report is not None else []
     regressions = [f for f in flags if f.is_regression]
+    failed = [f for f in flags if f.is_failure]
     counts = ["interrupted (Ctrl-C or SIGTERM)"] if outcome.interrupted else []
     if deploys:
         counts.append(f"{len(deploys)} deploy{'s' if len(deploys) != 1 else ''} failed")
@@ -71,16 +74,19 @@ def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
     if "report" in outcome.failures:  # nothing was judged: not "no regressions"
         counts.append("no report: regressions not judged")
     else:
+        if failed:
+            counts.append(failures_text(len(failed)))
         counts.append(f"{n} regression{'s' if n != 1 else ''}" if n else "no regressions")
-    if len(flags) > n:
-        counts.append(f"{len(flags) - n} unreliable")
+    unreliable = sum(1 for f in flags if not f.is_bad)
+    if unreliable:
+        counts.append(f"{unreliable} unreliable")
     if outcome.never_measured:
         counts.append(
             f"{len(outcome.never_measured)} target{'s' if len(outcome.never_measured) != 1 else ''} never measured"
         )
     reasons = [f"{name}: {_first_line(why)}" for name, why in deploys.items()]
     reasons += [_first_line(outcome.failures["report"])] if "report" in outcome.failures else []
-    reasons += [f"{f.recipe} {f.kind.value} {_first_line(flag_line(f))}" for f in regressions]
+    reasons += [f"{f.recipe} {f.kind.value} {_first_line(flag_line(f))}" for f in [*regressions, *failed]]
     reasons += [
         f"{target} never measured" + (f" (tonight: {why})" if why else "")
         for target, why in outcome.never_measured.items()

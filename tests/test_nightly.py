@@ -242,7 +242,8 @@ def test_cli_fails_the_night_when_a_target_cannot_be_reached(tmp_path: Path) -> 
     assert "never measured my-board" in text and f"never measured {board}" not in text
     last = out.stdout.strip().splitlines()[-1]  # the verdict ends the log: why the night failed
     assert last.startswith(
-        "nightly: 1 regression, 1 target never measured: tiny failed my-board: connect: "
+        "nightly: 1 failed (no earlier run), no regressions, 1 target never measured: tiny failed my-board: "
+        "connect: "
     ), last
 
 
@@ -469,7 +470,9 @@ def test_the_host_left_out_when_every_device_failed_is_not_a_regression_of_its_o
         [recipes], ["pi4"], store_url=f"sqlite:///{tmp_path / 'n.sqlite'}", deploy_fn=board_down
     )
     assert outcome.exit_code == 1
-    assert {(f.kind, f.target) for f in outcome.report.regressions} == {(FlagKind.FAILED, "pi4")}  # type: ignore[union-attr]
+    # its first night: a failure, not a regression (nothing earlier to regress from)
+    assert {(f.kind, f.target) for f in outcome.report.failures} == {(FlagKind.FAILED, "pi4")}  # type: ignore[union-attr]
+    assert not outcome.report.regressions  # type: ignore[union-attr]
 
 
 def test_a_recipe_not_run_is_told_by_its_class_not_its_words(recipes: Path, tmp_path: Path) -> None:

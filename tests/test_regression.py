@@ -476,3 +476,37 @@ def test_an_accepted_step_stays_accepted_as_the_lookback_window_slides() -> None
         if any(f.target == "pi4" and f.is_regression for f in detect_latest(runs[:n]))
     ]
     assert flagged == []
+
+
+def test_a_first_nights_failures_are_failures_not_regressions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A recipe's first run with failed conversions and a failed measurement showed a "6 regressions" badge:
+    nothing had regressed. They are counted apart ("N failed (no earlier run)"), still fail the night and a
+    --fail-on-regression report, and the same failures after a night that worked are regressions."""
+    from edgekit.report import build
+    from edgekit.report import markdown as md
+    from edgekit.report.html import render
+
+    def broken(run: StoredRun) -> StoredRun:
+        ncnn = next(a for a in run.result.artifacts if a.id == "ncnn-fp32")
+        ncnn.status, ncnn.gates_passed, ncnn.fidelity = "failed", False, {}
+        ncnn.error = "conversion failed: pnnx: exit 1"
+        m = run.result.runs[0].agent.measurements[0]  # type: ignore[union-attr]
+        m.status, m.error = "failed", "Interpreter crashed"
+        return run
+
+    first = [broken(_history(nights=1)[0])]
+    flags = detect(first)
+    assert flags and all(f.is_failure and not f.is_regression for f in flags if f.is_bad), flags
+    from edgekit.store import open_store
+
+    with open_store(f"sqlite:///{tmp_path / 'r.sqlite'}") as store:
+        store.record(first[0].result)
+        report = build(store)
+    assert report.failures and not report.regressions
+    assert "2 failed (no earlier run)" in md.verdict(report) and "regression" in md.verdict(report)
+    html = render(report)
+    assert "2 failed (no earlier run)" in html and ">0 regressions<" in html
+    later = _history(nights=5)
+    later[-1] = broken(later[-1])
+    flags = [f for f in detect(later) if f.is_bad]
+    assert flags and all(f.is_regression and not f.first_run for f in flags)

@@ -31,7 +31,8 @@ def report_cmd(
     fail_on_regression: bool = typer.Option(
         False,
         "--fail-on-regression",
-        help="exit 1 when a regression is listed (default: 0 whatever it lists; `nightly` fails the job)",
+        help="exit 1 when a regression or a failure is listed (default: 0 whatever it lists; `nightly` fails "
+        "the job)",
     ),
 ) -> None:
     """Per recipe: the latest table (artifact x target), latency trends, sample distributions, INT8 vs
@@ -43,6 +44,7 @@ def report_cmd(
     check_distinct({"--html": html, "--markdown": markdown})
     from edgekit.report import Settings, build, parse_since, write
     from edgekit.report import markdown as md
+    from edgekit.report.flags import failures_text
     from edgekit.store import open_store
     from edgekit.target import stored_name
 
@@ -59,13 +61,13 @@ def report_cmd(
     if not html and not markdown:
         console.print(md.render(report), highlight=False, markup=False, soft_wrap=True)  # tables whole
     else:
-        regressions = len(report.regressions)
+        failed = f", {failures_text(len(report.failures))}" if report.failures else ""
         console.print(
-            f"{len(report.recipes)} recipe(s), {regressions} regression(s), "
-            f"{len(report.flags) - regressions} unreliable",
+            f"{len(report.recipes)} recipe(s), {len(report.regressions)} regression(s){failed}, "
+            f"{len(report.unreliable)} unreliable",
             highlight=False,
         )
-    if fail_on_regression and report.regressions:
+    if fail_on_regression and (report.regressions or report.failures):
         raise typer.Exit(1)
 
 

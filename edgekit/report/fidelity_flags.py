@@ -26,6 +26,7 @@ def fidelity_flags(latest: StoredRun, baseline: list[StoredRun]) -> list[Flag]:
                         None,
                         art.id,
                         message=f"{art.id}: {art.error}",  # its error says what failed (conversion failed: ...)
+                        first_run=not past,
                     )
                 )
             continue
@@ -55,6 +56,7 @@ def fidelity_flags(latest: StoredRun, baseline: list[StoredRun]) -> list[Flag]:
                 )[-1:],
                 message=f"{art.id}: below its fidelity gate at conversion ({why or _describe(art.fidelity)})"
                 + (f"; on {', '.join(also)}'s own outputs too" if also else ""),
+                first_run=not past,
             )
         )
     return flags

@@ -50,11 +50,23 @@ class Flag:
     since_run: int | None = None  # a regression that persists: the run it began with (None: tonight)
     since_ts: float | None = None
     baseline_runs: tuple[int, ...] = ()  # the runs (ids) the figure was judged against
+    first_run: bool = False  # a failure or missed gate of a key no earlier run has: nothing regressed from
+
+    @property
+    def is_bad(self) -> bool:
+        """Worth failing for: a regression or a failure (unreliable runs are worth a look only)."""
+        return self.kind is not FlagKind.UNRELIABLE
 
     @property
     def is_regression(self) -> bool:
-        """Unreliable runs are worth a look but are not regressions."""
-        return self.kind is not FlagKind.UNRELIABLE
+        """Worse than it was: not an unreliable run, nor a failure of something never run before (a recipe's
+        first night that fails was counted as "6 regressions")."""
+        return self.is_bad and not self.first_run
+
+    @property
+    def is_failure(self) -> bool:
+        """A failure or missed gate with no earlier run to have regressed from."""
+        return self.is_bad and self.first_run
 
 
 @dataclass(frozen=True)
@@ -79,3 +91,9 @@ class Judgement:
 def threads_text(n: int) -> str:
     """'1 thread', '4 threads' ('x1' read like a speed-up factor)."""
     return f"{n} thread{'s' if n != 1 else ''}"
+
+
+def failures_text(n: int) -> str:
+    """'2 failed (no earlier run)': failures and missed gates of what no earlier run had (counted apart from
+    regressions: nothing regressed)."""
+    return f"{n} failed (no earlier run)"

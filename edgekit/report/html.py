@@ -15,6 +15,7 @@ from html import escape
 from edgekit.report import plots
 from edgekit.report.figures import apart, same_precision, signed_percent
 from edgekit.report.flag_text import ACCEPT_WHY, accept_commands
+from edgekit.report.flags import failures_text
 from edgekit.report.html_facts import EMU_BADGE, facts_section, history_details
 from edgekit.report.regression import Flag, FlagKind
 from edgekit.report.table import NO_BOARD
@@ -97,11 +98,13 @@ def render(report: Report) -> str:
 
 
 def _header(report: Report) -> str:
-    regressions, unreliable = len(report.regressions), len(report.flags) - len(report.regressions)
+    regressions, unreliable = len(report.regressions), len(report.unreliable)
     badges = (
         f'<span class="badge {"bad" if regressions else "ok"}">{regressions} regression'
         f"{'s' if regressions != 1 else ''}</span>"
     )
+    if report.failures:
+        badges += f'<span class="badge bad">{escape(failures_text(len(report.failures)))}</span>'
     if unreliable:
         badges += f'<span class="badge warn">{unreliable} unreliable</span>'
     if report.failed_deploys:
@@ -295,7 +298,7 @@ def _flags(flags: list[Flag], not_judged: Sequence[str] = ()) -> str:
     )
     rows = []
     for f in flags:
-        css = "bad" if f.is_regression else "warn"
+        css = "bad" if f.is_bad else "warn"
         old, new = _pair(f)
         rows.append(
             f'<tr class="{css}"><td class=l data-label=kind>{f.kind.value}</td>'
@@ -357,11 +360,7 @@ def _table(rows: list[Row]) -> str:
     )
     body = []
     for r in rows:
-        css = (
-            "bad"
-            if any(f.is_regression for f in r.flags) or r.status != "ok" or r.gates_passed is False
-            else ""
-        )
+        css = "bad" if any(f.is_bad for f in r.flags) or r.status != "ok" or r.gates_passed is False else ""
         emu = _emu(r.emulated)
         speed = f"{r.speedup:.2f}x" if r.speedup else "-"
         if r.speedup and r.speedup_basis != "latency":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from edgekit.formats import Format
 from edgekit.report.flag_text import ACCEPT_WHY, accept_commands, flag_line
+from edgekit.report.flags import failures_text
 from edgekit.report.regression import Flag
 from edgekit.report.table import NO_BOARD, estimate_text
 from edgekit.report.view import RecipeView, Report, Row, when
@@ -43,6 +44,8 @@ def verdict(report: Report) -> str:
         if regressions
         else "no regressions"
     ]
+    if report.failures:  # failed where no earlier run had measured it: nothing regressed, something failed
+        parts.insert(0, failures_text(len(report.failures)))
     if report.interrupted:
         parts.insert(0, "interrupted, not everything was run")
     if report.failed_deploys:  # the night failed even with no regression: the verdict says so first
@@ -86,7 +89,7 @@ def render(report: Report) -> str:
 
 
 def _recipe(view: RecipeView) -> list[str]:
-    bad = [f for f in view.flags if f.is_regression]
+    bad = [f for f in view.flags if f.is_bad]
     mark = "❌" if bad else ("⚠️" if view.flags or view.unjudged else "✅")
     lines = [
         f"### {mark} {_text(view.recipe)}: run #{view.latest.id}, {when(view.latest.started_ts)} UTC",
@@ -229,7 +232,7 @@ def _cell(row: Row | None) -> str:
         text += f" (x fp32 by insn {row.speedup:.2f}x)" if by_insn else f" ({row.speedup:.2f}x)"
     if row.instructions:
         text += f", {row.instructions / 1e6:.1f} M instr. (count)"
-    if any(f.is_regression for f in row.flags):
+    if any(f.is_bad for f in row.flags):
         text += " ❌"
     return text
 
@@ -244,7 +247,7 @@ def _emulated_cell(row: Row) -> str:
     if row.instructions:
         parts.append(f"{row.instructions / 1e6:.1f} M instr. (count)")
     text = ", ".join(parts) or "no count (emulated wall time only: see the JSON)"
-    if any(f.is_regression for f in row.flags):
+    if any(f.is_bad for f in row.flags):
         text += " ❌"
     return text
 

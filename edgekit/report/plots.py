@@ -77,7 +77,7 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
     series, times = _trend_series(view, target)
     if not series:
         return [_no_data(target, "latency over time", emulated, view)]
-    flagged = {(f.artifact, f.threads) for f in view.flags if f.target == target and f.is_regression}
+    flagged = {(f.artifact, f.threads) for f in view.flags if f.target == target and f.is_bad}
     unreliable = _unreliable(view, target)
     ordered = sorted(series.items(), key=lambda kv: _order(kv[0][0]))
     panels = []

@@ -124,7 +124,7 @@ def _target_flags(
     # a failure or a note is news against the target's last run (a latency flag names the runs it was judged on)
     base_ids = tuple(b.id for b in baseline if any(t.target == target for t in b.result.runs))[-1:]
 
-    def flag(kind: FlagKind, message: str, m: Measurement | None = None) -> Flag:
+    def flag(kind: FlagKind, message: str, m: Measurement | None = None, first_run: bool = False) -> Flag:
         artifact, threads = (m.artifact, m.threads) if m is not None else (None, None)
         return Flag(
             kind,
@@ -136,6 +136,7 @@ def _target_flags(
             emulated=target_run.emulated,
             message=message,
             baseline_runs=base_ids,
+            first_run=first_run,
         )
 
     flags: list[Flag] = []
@@ -150,7 +151,13 @@ def _target_flags(
             return []
         if _host_left_out(latest, target_run):
             return []
-        return [flag(FlagKind.FAILED, f"{target}: {target_run.error or 'target failed'}")]
+        return [
+            flag(
+                FlagKind.FAILED,
+                f"{target}: {target_run.error or 'target failed'}",
+                first_run=not base_targets,
+            )
+        ]
     flags += target_fidelity_flags(latest, target_run)
     reason = throttle_reason(target_run, settings.max_temperature_c)
     if reason:
@@ -159,6 +166,7 @@ def _target_flags(
     failures: dict[
         tuple[str, str], list[Measurement]
     ] = {}  # one flag per distinct failure, not per thread count
+    unseen: set[tuple[str, int]] = set()  # failed keys no earlier run measured: failures, not regressions
     for m in _measurements(target_run):
         if m.status != "ok":
             if target_run.interrupted and stopped(m):
@@ -171,6 +179,8 @@ def _target_flags(
             ]
             if not (past and all(pm.status != "ok" for pm in past)):  # a known-broken one is not news
                 failures.setdefault((m.artifact, m.error or "failed"), []).append(m)
+                if not past:
+                    unseen.add((m.artifact, m.threads))
             continue
         if reason:
             continue
@@ -194,7 +204,8 @@ def _target_flags(
     for (artifact, error), failed in failures.items():  # 'at 1 and 2 threads': one flag, threads None
         counts = sorted({fm.threads for fm in failed})
         at = " and ".join(map(str, counts)) + (" thread" if counts == [1] else " threads")
-        one = flag(FlagKind.FAILED, f"{artifact} on {target} failed at {at}: {error}", failed[0])
+        first = all((fm.artifact, fm.threads) in unseen for fm in failed)
+        one = flag(FlagKind.FAILED, f"{artifact} on {target} failed at {at}: {error}", failed[0], first)
         flags.append(one if len(counts) == 1 else replace(one, threads=None))
     return flags
 

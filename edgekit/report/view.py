@@ -145,6 +145,15 @@ class Report:
         return [f for f in self.flags if f.is_regression]
 
     @property
+    def failures(self) -> list[Flag]:
+        """Failures and missed gates of what no earlier run had measured (a recipe's first night)."""
+        return [f for f in self.flags if f.is_failure]
+
+    @property
+    def unreliable(self) -> list[Flag]:
+        return [f for f in self.flags if not f.is_bad]
+
+    @property
     def interrupted(self) -> bool:
         """Not everything was run: a recipe's latest run was stopped (Ctrl-C, SIGTERM) or the night named
         recipes it never reached."""
@@ -276,14 +285,14 @@ def judged_changes(
     latest, earlier = recent[-1], recent[:-1]
     if not earlier:
         return [], ""
-    flagged = list(dict.fromkeys(f.target for f in flags if f.is_regression and f.target is not None))
+    flagged = list(dict.fromkeys(f.target for f in flags if f.is_bad and f.target is not None))
     targets = flagged or [t.target for t in latest.result.runs]
     by_id = {r.id: r for r in earlier}
     found: list[str] = []
     seen: set[str] = set()
     lasts = []
     for target in targets:
-        ids = {i for f in flags if f.target == target and f.is_regression for i in f.baseline_runs}
+        ids = {i for f in flags if f.target == target and f.is_bad for i in f.baseline_runs}
         runs = [by_id[i] for i in sorted(ids) if i in by_id] or [
             r for r in earlier[-settings.history :] if any(t.target == target for t in r.result.runs)
         ]
