@@ -296,3 +296,100 @@ def test_a_layer_this_ncnn_build_lacks_is_named(tmp_path: Path) -> None:
     assert "argmax over the scores" in (info.value.hint or "")
     with pytest.raises(InputDataError, match="no layer for ArgMax"):
         load_ncnn(param)
+
+
+def test_pnnx_output_in_an_error_has_no_colour_codes_or_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pnnx passes on onnxruntime's coloured, time-stamped warnings (`ESC[0;93m2026-12-03 14:02:11.933965163
+    [W:onnxruntime...`): the codes showed as `[0;93m` in the error. Here a pnnx that prints such lines and fails."""
+    from edgekit.convert.ncnn import converter as ncnn
+
+    pnnx = tmp_path / "pnnx"
+    pnnx.write_text(
+        "#!/bin/sh\n"
+        "echo 'fp16 = 0'\n"
+        "echo 'inputshape2 = '\n"
+        "echo 'fold_constants ...                    0.01ms'\n"
+        "printf 'shape_inference ...  \\033[0;93m2026-12-03 14:02:11.933965163 [W:onnxruntime:pnnx] vendor\\033[m\\n'\n"
+        "exit 1\n"
+    )
+    pnnx.chmod(0o755)
+    monkeypatch.setattr(ncnn, "pnnx_executable", lambda: pnnx)
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"onnx")
+    with pytest.raises(ConversionError) as err:
+        run_pnnx(model, SHAPE, fp16=False, param=tmp_path / "m.param", bin_path=tmp_path / "m.bin")
+    text = str(err.value)
+    assert "\x1b" not in text and "[0;93m" not in text and "2026-12-03" not in text, text
+    assert "    fold_constants ...\n    shape_inference ...  [W:onnxruntime:pnnx] vendor" in text, text
+    assert "0.01ms" not in text and "inputshape2" not in text and "fp16 = 0" not in text, text
+
+
+def topk_onnx(path: Path) -> Path:
+    """ReLU, TopK (its indices unused), mean: pnnx 1.x dies of SIGSEGV on its own rewrite of the TopK."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Reshape", ["r", "shape"], ["f"]),
+        helper.make_node("TopK", ["f", "k"], ["v", "i"], axis=-1),
+        helper.make_node("ReduceMean", ["v"], ["y"], axes=[2], keepdims=0),
+    ]
+    consts = [
+        numpy_helper.from_array(np.array([4], np.int64), "k"),
+        numpy_helper.from_array(np.array([1, 3, 64], np.int64), "shape"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "topk",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        consts,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    return path
+
+
+def test_a_pnnx_failure_every_ncnn_format_shares_is_said_once(tmp_path: Path) -> None:
+    """ncnn-fp32, -fp16 and -int8 each run pnnx: its failure (25 lines, each pass's time in ms) was printed for
+    each format, and again in the final error: six times. Now once, with its hint once."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    topk_onnx(tmp_path / "m.onnx")
+    (tmp_path / "r.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "topk",
+                "task": "generic",
+                "model": {"kind": "onnx", "path": "m.onnx"},
+                "input": {"name": "x", "shape": [1, 3, 8, 8]},
+                "calibration": {"data": {"kind": "random", "samples": 4}},
+                "evaluation": {"data": {"kind": "random", "samples": 2}},
+                "formats": ["ncnn-fp32", "ncnn-fp16", "ncnn-int8"],
+            }
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", "r.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    said = out.stdout + out.stderr
+    if "pnnx failed" not in said:
+        pytest.skip("pnnx converts this TopK now: no shared failure to test with")
+    assert out.returncode == 1 and "this is a bug" not in said, said
+    assert said.count("pnnx failed") == 1 and said.count("pnnx stopped on this graph") == 1, said
+    assert (
+        "ncnn-fp16: the same failure as ncnn-fp32" in said
+        and "ncnn-int8: the same failure as ncnn-fp32" in said
+    )
+    assert "\x1b" not in out.stderr, out.stderr

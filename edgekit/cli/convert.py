@@ -223,7 +223,9 @@ def _report(
     for error, names in failure_groups(
         artifacts
     ).items():  # one converter error, printed once for its formats
-        if raised and raised in error:
+        if raised and (
+            raised in error or error.split("\n  hint: ", 1)[0] in raised
+        ):  # the error below says it
             continue
         console.print(f"[red]{', '.join(names)}[/]: {plain(error)}", highlight=False)
     if json_path:

@@ -29,7 +29,7 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter
-from edgekit.convert.tool_process import PEAK_TAG, peak_mb_from_log
+from edgekit.convert.tool_process import PEAK_TAG, peak_mb_from_log, plain_output
 from edgekit.errors import ConversionError, RecipeError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import CalibrationMethod, Granularity, Recipe
@@ -207,5 +207,9 @@ _STAMP = re.compile(r"^\[\d\d:\d\d:\d\d\] @ \d+: ")  # MNN's `[14:35:15] @ 1107:
 
 def _last_line(log: str) -> str:
     """The tool's last line (where it got to), without MNN's time stamp, or that it said nothing."""
-    keep = [ln.strip() for ln in log.replace("\r", "\n").splitlines() if ln.strip() and PEAK_TAG not in ln]
+    keep = [
+        ln.strip()
+        for ln in plain_output(log).replace("\r", "\n").splitlines()
+        if ln.strip() and PEAK_TAG not in ln
+    ]
     return f"its last line: {_STAMP.sub('', keep[-1])[:200]}" if keep else "it printed nothing"

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter
-from edgekit.convert.tool_process import PEAK_TAG, peak_mb_from_log
+from edgekit.convert.tool_process import PEAK_TAG, peak_mb_from_log, plain_output
 from edgekit.errors import ConversionError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import Granularity, Recipe
@@ -128,5 +128,7 @@ def _run_child(job: dict[str, Any], work: Path) -> str:
 
 
 def _tail(log: str, lines: int = 12) -> str:
-    keep = [ln for ln in log.replace("\r", "\n").splitlines() if ln.strip() and PEAK_TAG not in ln]
+    keep = [
+        ln for ln in plain_output(log).replace("\r", "\n").splitlines() if ln.strip() and PEAK_TAG not in ln
+    ]
     return "\n".join(keep[-lines:])

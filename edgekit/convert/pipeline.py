@@ -93,8 +93,18 @@ def convert_recipe(
 
 def _failure(failed: list[Artifact], errors: list[EdgekitError], recipe: Recipe) -> EdgekitError:
     """The error a run with failed artifacts ends in (see the module docstring): located at the recipe and the
-    failed format(s), one line per failed format (its message, not its hint), each hint once."""
-    lines = [f"{a.format.value}: {(a.error or 'failed').split(HINT, 1)[0]}" for a in failed]
+    failed format(s), one line per failed format (its message, not its hint; a tool's log of several lines once, the
+    next format with the same one says so), each hint once."""
+    lines: list[str] = []
+    first: dict[str, str] = {}  # a tool's log tail several formats share (pnnx for each ncnn-*): said once
+    for a in failed:
+        text = (a.error or "failed").split(HINT, 1)[0]
+        if text in first:
+            lines.append(f"{a.format.value}: the same failure as {first[text]}")
+            continue
+        if "\n" in text:
+            first[text] = a.format.value
+        lines.append(f"{a.format.value}: {text}")
     summary = lines[0] if len(lines) == 1 else f"{len(lines)} formats failed:\n  " + "\n  ".join(lines)
     missed = any((a.error or "").startswith(GATE_MISSED) for a in failed)
     int8 = [a.format.value for a in failed if a.format in (Format.NCNN_INT8, Format.TFLITE_INT8)]

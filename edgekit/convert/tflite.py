@@ -42,7 +42,7 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter
-from edgekit.convert.tool_process import peak_kb_with_children
+from edgekit.convert.tool_process import peak_kb_with_children, plain_output
 from edgekit.errors import ConversionError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import FLEX_PRONE_OPS, Granularity, IOType, Layout, Recipe
@@ -314,7 +314,7 @@ def _child_env() -> dict[str, str]:
 
 
 def _tail(log: Path, lines: int = 25) -> str:
-    text = log.read_text(errors="replace").splitlines()
+    text = plain_output(log.read_text(errors="replace")).splitlines()
     keep = [ln for ln in text if not ln.startswith(("W0000", "I0000"))]
     return "\n".join(keep[-lines:])
 

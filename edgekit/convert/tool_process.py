@@ -10,6 +10,8 @@ Where there is no VmHWM (not Linux) the peak is unknown (None), never a number t
 
 from __future__ import annotations
 
+import re
+
 PEAK_TAG = (
     "EDGEKIT_PEAK_KB"  # the line a child prints last: `EDGEKIT_PEAK_KB <kB>` or `EDGEKIT_PEAK_KB unknown`
 )
@@ -50,3 +52,14 @@ def peak_mb_from_log(log: str) -> float | None:
     if not lines or len(lines[-1]) < 2 or not lines[-1][1].isdigit():
         return None
     return int(lines[-1][1]) / 1024.0
+
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")  # a terminal's colour and cursor codes (`ESC[0;93m`)
+_STAMP = re.compile(r"\b\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d\.\d+ ")  # onnxruntime's log time, to the ns
+
+
+def plain_output(text: str) -> str:
+    """A tool's output as a message carries it: without terminal colour codes (pnnx passes on onnxruntime's
+    `ESC[0;93m`) and the time stamps of log lines, so one failure reads the same each run (ncnn-fp32, -fp16 and
+    -int8 each run pnnx: three identical failures are said once)."""
+    return _STAMP.sub("", _ANSI.sub("", text))

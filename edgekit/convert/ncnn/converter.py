@@ -26,6 +26,7 @@ import numpy as np
 from edgekit.convert.base import Converter
 from edgekit.convert.ncnn.param import NcnnGraph, read_param
 from edgekit.convert.ncnn.runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
+from edgekit.convert.tool_process import plain_output
 from edgekit.errors import ConversionError, EdgekitError, exit_text
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
@@ -279,9 +280,17 @@ def run_pnnx(
         shutil.move(str(out_bin), bin_path)
 
 
+_PASS_TIME = re.compile(r"(\.\.\.)\s+\d+(\.\d+)?ms\b")  # `fold_constants ...   0.01ms`: differs run to run
+
+
 def _tail(text: str) -> str:
-    """The last lines of pnnx's output, without its echo of every option (`key = value`)."""
-    lines = [ln for ln in text.splitlines() if ln.strip() and not re.fullmatch(r"\w+ = .*", ln.strip())]
+    """The last lines of pnnx's output, without its echo of every option (`key = value`), colour codes and
+    times: ncnn-fp32, -fp16 and -int8 each run pnnx, and one failure of the three then reads the same."""
+    lines = [
+        _PASS_TIME.sub(r"\1", ln)
+        for ln in plain_output(text).splitlines()
+        if ln.strip() and not re.fullmatch(r"\w+ =( .*)?", ln.strip())
+    ]
     return "\n".join("    " + ln for ln in lines[-_TAIL_LINES:])
 
 
