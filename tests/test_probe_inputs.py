@@ -89,3 +89,30 @@ def test_a_format_name_is_taken_in_any_case_and_a_wrong_one_names_the_nearest(tm
     said = named(run("convert", str(path), "-f", "onnx-fp33", cwd=tmp_path))
     assert "'onnx-fp33' is no format; did you mean onnx-fp32" in said, said
     assert "tflite-onnx2tf-dynamic" not in said and "`edgekit formats` lists all 21" in said, said
+
+
+def test_executorch_of_an_onnx_recipe_says_too_that_this_host_cannot_convert_it(tmp_path: Path) -> None:
+    """`-f executorch-fp32` on a `model: {kind: onnx}` recipe said only 'needs a PyTorch model', where ExecuTorch
+    does not install at all (`edgekit formats`: convert no): a torch recipe would have failed too."""
+    import importlib.util
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        tmp_path / "m.onnx",
+    )
+    path = recipe(tmp_path, task="generic", model={"kind": "onnx", "path": "m.onnx"})
+    said = named(run("convert", str(path), "-f", "executorch-fp32", cwd=tmp_path), code=1)
+    assert "ExecuTorch needs a PyTorch model (model.kind: torch), not this recipe's onnx model" in said, said
+    assert f"{path}: executorch-fp32: {path}" not in said, said  # the place once
+    if importlib.util.find_spec("executorch") is None:
+        assert "; and on this host executorch is not installed: no release installs beside" in said, said
+        assert "hint: leave executorch-* out of the formats" in said, said

@@ -9,6 +9,7 @@ versions conflict); until it does, converting is a ConversionError naming the co
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,14 @@ class ExecuTorchConverter(Converter):
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
         src = recipe.model
-        if not isinstance(src, TorchSource):
-            raise ConversionError(
-                f"{fmt.value} needs a PyTorch model (model.kind: torch)", where=str(recipe.path)
+        if not isinstance(src, TorchSource):  # and where executorch is missing, a torch recipe would not help
+            missing = importlib.util.find_spec("executorch") is None
+            raise ConversionError(  # no `where`: the pipeline names the recipe and the format
+                f"ExecuTorch needs a PyTorch model (model.kind: torch), not this recipe's {src.kind} model"
+                + (f"; and on this host {NOT_INSTALLABLE}" if missing else ""),
+                hint="leave executorch-* out of the formats (`edgekit formats`: this host cannot convert them)"
+                if missing
+                else "give the PyTorch module (model: {kind: torch, builder: ...}) or leave executorch-* out",
             )
         try:
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
