@@ -237,10 +237,16 @@ def _child(job_path: Path) -> None:
     if not saved:
         import onnx2tf
 
-        from edgekit.convert.tflite import SAMPLE_FILE, _skip_int16_variants, onnx2tf_kwargs
+        from edgekit.convert.tflite import (
+            SAMPLE_FILE,
+            _skip_int16_variants,
+            _validate_on_one_sample,
+            onnx2tf_kwargs,
+        )
 
         np.save(SAMPLE_FILE, np.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype(np.float32))
         _skip_int16_variants()
+        _validate_on_one_sample(job)
         onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path="saved", **onnx2tf_kwargs(job))
         saved = "saved"
 
