@@ -391,3 +391,24 @@ def test_a_token_model_converts_right_in_the_int8_run_too(tmp_path: Path) -> Non
     fp32, int8 = convert_recipe(load_recipe(recipe), keep_going=True)
     assert fp32.status == "ok" and fp32.fidelity["cosine_worst"] > 0.9999, fp32.fidelity
     assert int8.status == "ok" and int8.fidelity["cosine_worst"] > 0.99, int8.fidelity
+
+
+def test_a_float_artifact_that_misses_its_gate_is_said_to_be_the_conversion_not_quantization() -> None:
+    """tflite-fp32 at cosine 0.797 (a wrong conversion) ended in "analyze --format tflite-int8 --fix ... or relax
+    the gate": no INT8 tuning can mend a float conversion; the hint says so and sends analyze only to the INT8 of a
+    runtime whose float passed."""
+    from edgekit.convert.pipeline import _failure
+    from edgekit.results import GATE_MISSED
+
+    def art(fmt: str) -> SimpleNamespace:
+        return SimpleNamespace(format=Format(fmt), status="failed", error=f"{GATE_MISSED}min_cosine: 0.79")
+
+    recipe = SimpleNamespace(path=Path("r.yaml"))
+    err = _failure([art("tflite-fp32"), art("tflite-int8")], [], recipe)  # type: ignore[arg-type]
+    assert "tflite-fp32 missed the gate in float" in (err.hint or "") and "--format tflite-int8" not in (
+        err.hint or ""
+    )
+    err = _failure([art("tflite-fp32"), art("tflite-int8"), art("ncnn-int8")], [], recipe)  # type: ignore[arg-type]
+    assert "--format ncnn-int8 --fix" in (err.hint or "") and "--format tflite-int8" not in (err.hint or "")
+    err = _failure([art("ncnn-int8")], [], recipe)  # type: ignore[arg-type]
+    assert "--format ncnn-int8 --fix" in (err.hint or "") and "in float" not in (err.hint or "")

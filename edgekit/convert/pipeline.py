@@ -107,7 +107,18 @@ def _failure(failed: list[Artifact], errors: list[EdgekitError], recipe: Recipe)
         lines.append(f"{a.format.value}: {text}")
     summary = lines[0] if len(lines) == 1 else f"{len(lines)} formats failed:\n  " + "\n  ".join(lines)
     missed = any((a.error or "").startswith(GATE_MISSED) for a in failed)
-    int8 = [a.format.value for a in failed if a.format in (Format.NCNN_INT8, Format.TFLITE_INT8)]
+    # a float artifact that misses its gate is a conversion that differs from the model: no quantization to tune
+    float_missed = [
+        a.format
+        for a in failed
+        if (a.error or "").startswith(GATE_MISSED) and a.format.precision is Precision.FP32
+    ]
+    broken = {f.runtime for f in float_missed}
+    int8 = [
+        a.format.value
+        for a in failed
+        if a.format in (Format.NCNN_INT8, Format.TFLITE_INT8) and a.format.runtime not in broken
+    ]
     gate_hint = (
         (
             f"`edgekit analyze {recipe.path} --format {int8[0]} --fix` finds the layers to keep in float and prints "
@@ -117,6 +128,15 @@ def _failure(failed: list[Artifact], errors: list[EdgekitError], recipe: Recipe)
         if int8
         else "relax the gate in the recipe's evaluation.gates, or use --keep-going"
     )
+    if float_missed:
+        names = ", ".join(f.value for f in float_missed)
+        gate_hint = (
+            f"{names} missed the gate in float: that conversion differs from the model itself (no quantization is "
+            "involved, and the same runtime's fp16/int8 artifacts are built from it, so relaxing their gates or "
+            "`analyze --fix` cannot mend it): compare another runtime's fp32, try that converter's options "
+            "(README 'Converter options'), or leave the format out"
+            + (f"; for the others: {gate_hint}" if int8 else "; --keep-going keeps the formats that passed")
+        )
     if not errors:
         return FidelityError(summary, where=str(recipe.path), hint=gate_hint if missed else None)
     own = [e for e in errors if type(e) is not ConversionError]  # bad input (a RecipeError: exit 2) says so
