@@ -411,4 +411,6 @@ def test_a_float_artifact_that_misses_its_gate_is_said_to_be_the_conversion_not_
     err = _failure([art("tflite-fp32"), art("tflite-int8"), art("ncnn-int8")], [], recipe)  # type: ignore[arg-type]
     assert "--format ncnn-int8 --fix" in (err.hint or "") and "--format tflite-int8" not in (err.hint or "")
     err = _failure([art("ncnn-int8")], [], recipe)  # type: ignore[arg-type]
-    assert "--format ncnn-int8 --fix" in (err.hint or "") and "in float" not in (err.hint or "")
+    assert "--format ncnn-int8 --fix" in (err.hint or "") and "missed the gate in float" not in (
+        err.hint or ""
+    )
