@@ -357,3 +357,19 @@ def test_the_slowest_route_named_is_one_within_the_gates_and_drops_read_as_words
     text = route.summary()
     assert "tflite-int8" not in text and "mAP@0.5:0.95 drop +0.010" in text and "top-1 accuracy drop" in text
     assert "map50_95_drop" not in text and "top1_drop" not in text
+
+
+def test_a_runtime_whose_formats_all_failed_to_convert_keeps_its_row() -> None:
+    """All ncnn formats failed pnnx: the runtimes table had no ncnn row at all (a runtime the user asked for
+    vanished); it stays, saying it did not convert."""
+    from edgekit.runtimes.ranking import rank_runtimes, runtime_table
+
+    run = _run("local", False, [_measurement("tflite-fp32", 1, 0.2), _measurement("onnx-fp32", 1, 0.1)], [])
+    result = _result(("tflite-fp32", "onnx-fp32", "ncnn-fp32"), [run])
+    ncnn = next(a for a in result.artifacts if a.id == "ncnn-fp32")
+    ncnn.status, ncnn.error = "failed", "conversion failed: pnnx: exit 1"
+    (ranking,) = rank_runtimes(result)
+    entry = next(e for e in ranking.entries if e.runtime == "ncnn")
+    assert entry.artifact is None and entry.why == "did not convert" and entry.rank is None
+    assert [e.runtime for e in ranking.entries if e.rank] == ["onnxruntime", "tflite"]
+    assert runtime_table(result) is not None

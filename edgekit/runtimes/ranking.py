@@ -13,7 +13,7 @@ from html import escape
 from rich.table import Table
 
 from edgekit.formats import Format
-from edgekit.results import DeployResult
+from edgekit.results import ArtifactInfo, DeployResult
 from edgekit.route import Basis, candidates_for_run, recommend, table_threads
 
 HOST = "host"
@@ -69,6 +69,13 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
             best = recommend(run.target, cands, basis, n)
             why = "" if best.artifact else ("gates failed" if any(c.value for c in cands) else "did not run")
             ranking.entries.append(RuntimeEntry(runtime, best.artifact, best.value, why=why))
+        for runtime, arts in _runtimes_of(
+            result
+        ).items():  # asked for, never measured here: said, not dropped
+            if runtime not in by_runtime and (run.target == HOST or not _host_only(runtime)):
+                failed = any(a.status == "failed" and not a.missed_gate for a in arts)
+                why = "did not convert" if failed else "not measured here"
+                ranking.entries.append(RuntimeEntry(runtime, None, None, why=why))
         ranked = sorted((e for e in ranking.entries if e.artifact), key=lambda e: (e.value, e.runtime))
         for k, e in enumerate(ranked, 1):
             e.rank = k
@@ -201,6 +208,14 @@ def _host_only(runtime: str) -> bool:
     from edgekit.runtimes import all_specs
 
     return any(s.runtime.value == runtime and s.host_only for s in all_specs())
+
+
+def _runtimes_of(result: DeployResult) -> dict[str, list[ArtifactInfo]]:
+    """The deploy's artifacts by runtime (the recipe's formats, converted or not)."""
+    by: dict[str, list[ArtifactInfo]] = {}
+    for art in result.artifacts:
+        by.setdefault(_runtime(art.format), []).append(art)
+    return by
 
 
 def _runtime(artifact: str) -> str:
