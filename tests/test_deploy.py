@@ -409,3 +409,20 @@ def test_a_waiting_host_goes_before_a_devices_next_stage() -> None:
     for t in threads:
         t.join(10)
     assert order == ["host run", "device run"], order
+
+
+def test_more_samples_than_the_data_holds_are_said_not_silently_capped(tmp_path: Path) -> None:
+    """`--samples 100` on data of 16 inputs used 16 and said nothing (analyze's --samples too)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "deploy", str(TINY), "-f", "onnx-fp32", "--target", "local"]
+        + ["--no-store", "--repeat", "1", "--warmup", "0", "--threads", "1", "--samples", "5000"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0, said[-3000:]
+    assert "5000 evaluation inputs asked for" in said and "using all" in said, said[-3000:]

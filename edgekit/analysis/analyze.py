@@ -110,8 +110,10 @@ def analyze(recipe: Recipe, fmt: Format, samples: int = 16, progress: Progress |
     check_format(fmt)
     fp32, int8 = artifacts_for(recipe, fmt, say)
     inputs, _ = evaluation_inputs(recipe)
+    held = len(inputs)
     inputs = inputs[:samples]
-    say(f"analyze: comparing every layer on {len(inputs)} evaluation inputs")
+    said = f" (--samples {samples}: the evaluation data holds {held})" if samples > held else ""
+    say(f"analyze: comparing every layer on {len(inputs)} evaluation inputs{said}")
     if fmt.runtime is Runtime.NCNN:
         layers, method = ncnn_layers(fp32.files, int8.files, inputs), "isolated"
     elif fmt.runtime is Runtime.TFLITE:

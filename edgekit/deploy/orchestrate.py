@@ -118,7 +118,7 @@ def deploy(
     deployable = [AgentArtifact.from_artifact(a) for a in artifacts if a.files]
     run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     local_root = paths.runs_dir() / run_id
-    inputs, labels = _inputs(recipe, settings, local_root)
+    inputs, labels = _inputs(recipe, settings, local_root, say)
     plans = [plan_for(target, recipe, opts, settings, inputs, say) for target in resolved.values()]
     result.runs = _run_targets(plans, deployable, run_id, local_root, say, writer, opts.stop)
     try:
@@ -207,10 +207,15 @@ def artifact_info(art: Artifact) -> ArtifactInfo:
     )
 
 
-def _inputs(recipe: Recipe, settings: Settings, folder: Path) -> tuple[Path, Labels | None]:
+def _inputs(recipe: Recipe, settings: Settings, folder: Path, say: Progress) -> tuple[Path, Labels | None]:
     from edgekit.convert.calibration import evaluation_inputs
 
     inputs, labels = evaluation_inputs(recipe)
+    if settings.samples is not None and settings.samples > len(inputs):
+        say(
+            f"{settings.samples} evaluation inputs asked for (--samples or evaluation.device_inputs); the evaluation "
+            f"data holds {len(inputs)}: using all {len(inputs)}"
+        )
     if settings.samples is not None:
         inputs = inputs[: settings.samples]
         labels = labels[: settings.samples] if labels is not None else None
