@@ -350,37 +350,11 @@ def test_a_token_model_converts_right_in_the_int8_run_too(tmp_path: Path) -> Non
     writes tflite-int8 had cosine 0.797 (and tflite-int8 0.798), the same model from a float-only run 1.000, under
     one cache key. onnx2tf skipped its layout check when given the calibration data (convert.tflite
     _validate_on_one_sample)."""
-    import torch
-    from torch import nn
+    from token_model import token_mixer_onnx
 
     from edgekit.convert.pipeline import convert_recipe
 
-    class Tokens(nn.Module):
-        def __init__(self, dim: int = 16) -> None:
-            super().__init__()
-            self.stem = nn.Conv2d(3, dim, 4, stride=4)
-            self.ln = nn.LayerNorm(dim)
-            self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-            self.head = nn.Conv2d(dim, 5, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.stem(x)
-            n, c, h, w = x.shape
-            t = x.flatten(2).transpose(1, 2)
-            t = t + self.mlp(self.ln(t))
-            return self.head(t.transpose(1, 2).reshape(n, c, h, w)).mean(dim=(2, 3))
-
-    torch.manual_seed(0)
-    path = tmp_path / "tokens.onnx"
-    torch.onnx.export(
-        Tokens().eval(),
-        (torch.randn(1, 3, 64, 64),),
-        str(path),
-        input_names=["input"],
-        output_names=["logits"],
-        opset_version=20,
-        dynamo=False,
-    )
+    path = token_mixer_onnx(tmp_path / "tokens.onnx", dim=16, size=64)
     recipe = onnx_recipe(
         tmp_path,
         path,

@@ -290,37 +290,10 @@ def test_an_input_name_that_is_no_file_name_is_refused_for_mnn_int8(tmp_path: Pa
 
 
 def _token_mixer_onnx(path: Path) -> Path:
-    """A tiny conv stem, LayerNorm and GELU MLP over its tokens (opset 20): MNN 3.x's quantization tool dies of
-    SIGSEGV calibrating it with KL."""
-    import torch
-    from torch import nn
+    """MNN 3.x's quantization tool dies of SIGSEGV calibrating this one with KL."""
+    from token_model import token_mixer_onnx
 
-    class TokenMixer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem = nn.Conv2d(3, 4, 4, stride=4)
-            self.ln = nn.LayerNorm(4)
-            self.mlp = nn.Sequential(nn.Linear(4, 8), nn.GELU(), nn.Linear(8, 4))
-            self.head = nn.Conv2d(4, 5, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.stem(x)
-            n, c, h, w = x.shape
-            t = x.flatten(2).transpose(1, 2)
-            t = t + self.mlp(self.ln(t))
-            return self.head(t.transpose(1, 2).reshape(n, c, h, w)).mean(dim=(2, 3))
-
-    torch.manual_seed(0)
-    torch.onnx.export(
-        TokenMixer().eval(),
-        (torch.zeros(1, 3, 16, 16),),
-        str(path),
-        input_names=["input"],
-        output_names=["logits"],
-        opset_version=20,
-        dynamo=False,
-    )
-    return path
+    return token_mixer_onnx(path, dim=4, size=16)
 
 
 def test_a_crash_of_the_quantization_tool_is_one_line_and_its_log_is_kept(tmp_path: Path) -> None:
