@@ -20,7 +20,7 @@ import numpy as np
 
 from edgekit.convert.keras import BAD_INPUT_EXIT, NCHW_ONNX
 from edgekit.convert.onnx_export import EXPORT_CHECK_INPUTS, EXPORT_CHECK_MAX_ABS, export_difference
-from edgekit.convert.tool_process import peak_kb_with_children
+from edgekit.convert.tool_process import child_figures
 from edgekit.recipe import IOType
 
 
@@ -264,8 +264,6 @@ def _child_tflite(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _child(job_path: Path) -> None:
-    import resource
-
     job = json.loads(job_path.read_text())
     start = time.perf_counter()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -280,18 +278,7 @@ def _child(job_path: Path) -> None:
         print(exc, file=sys.stderr)
         Path("error.json").write_text(json.dumps({"message": str(exc), "hint": exc.hint}))
         sys.exit(BAD_INPUT_EXIT if isinstance(exc, ModelInputError) else 1)
-    usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    peak_kb = peak_kb_with_children()  # not ru_maxrss of RUSAGE_SELF: that holds edgekit's own peak
-    Path("result.json").write_text(
-        json.dumps(
-            {
-                **report,
-                "peak_rss_mb": peak_kb / 1024 if peak_kb is not None else None,
-                "seconds": time.perf_counter() - start,
-                "cpu_s": sum(u.ru_utime + u.ru_stime for u in usages),
-            }
-        )
-    )
+    Path("result.json").write_text(json.dumps({**report, **child_figures(start)}))
 
 
 if __name__ == "__main__":

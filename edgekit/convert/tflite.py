@@ -44,7 +44,7 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter
-from edgekit.convert.tool_process import peak_kb_with_children, plain_output
+from edgekit.convert.tool_process import child_figures, plain_output
 from edgekit.errors import ConversionError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import FLEX_PRONE_OPS, Granularity, IOType, Layout, Recipe
@@ -374,8 +374,6 @@ def _validate_on_one_sample(job: dict[str, Any]) -> None:
 
 
 def _child(job_path: Path) -> None:
-    import resource
-
     job = json.loads(job_path.read_text())
     rng = np.random.default_rng(0)
     np.save(SAMPLE_FILE, rng.uniform(0, 1, (20, 128, 128, 3)).astype(np.float32))  # cwd is the work dir
@@ -385,20 +383,8 @@ def _child(job_path: Path) -> None:
     _skip_int16_variants()
     _validate_on_one_sample(job)
     onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path=job["out"], **onnx2tf_kwargs(job))
-    usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    peak_kb = peak_kb_with_children()  # not ru_maxrss of RUSAGE_SELF: that holds edgekit's own peak
-    Path("result.json").write_text(
-        json.dumps(
-            {
-                "peak_rss_mb": peak_kb / 1024 if peak_kb is not None else None,
-                "seconds": time.perf_counter() - start,
-                "cpu_s": sum(
-                    u.ru_utime + u.ru_stime for u in usages
-                ),  # CPU time: comparable on a busy machine
-                "flex_ops": {p.name: _flex_ops(p) for p in Path(job["out"]).glob("*.tflite")},
-            }
-        )
-    )
+    flex = {p.name: _flex_ops(p) for p in Path(job["out"]).glob("*.tflite")}
+    Path("result.json").write_text(json.dumps({**child_figures(start), "flex_ops": flex}))
 
 
 def onnx2tf_kwargs(job: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,22 @@ def peak_kb_with_children() -> int | None:
     return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 
+def child_figures(start: float) -> dict[str, float | None]:
+    """What a converter child writes into its result.json about itself: its peak (MB, with the tools it ran;
+    None: unknown), wall seconds since `start` (time.perf_counter) and CPU seconds (its own and its children's:
+    comparable on a busy machine, where wall time is not)."""
+    import resource
+    import time
+
+    usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    peak_kb = peak_kb_with_children()  # not ru_maxrss of RUSAGE_SELF: that holds edgekit's own peak
+    return {
+        "peak_rss_mb": peak_kb / 1024 if peak_kb is not None else None,
+        "seconds": time.perf_counter() - start,
+        "cpu_s": sum(u.ru_utime + u.ru_stime for u in usages),
+    }
+
+
 def peak_line() -> str:
     """The line a child prints after its tool's output."""
     kb = own_peak_kb()
