@@ -98,7 +98,7 @@ def test_bench_ncnn_needs_a_shape_without_sidecar(model_files: dict[str, Path], 
     assert done.returncode == 0, done.stdout + done.stderr
     bare = json.loads((tmp_path / "bare.json").read_text())["agent"]["measurements"][0]
     assert bare["format"] == "ncnn-fp16"  # no sidecar: ncnn's default options, which edgekit calls ncnn-fp16
-    assert "format ncnn-fp16: the .param default" in done.stdout  # said, not only in the JSON
+    assert "format ncnn-fp16 (the .param default" in done.stdout  # said, not only in the JSON
     sample = tmp_path / "x.npy"
     np.save(sample, np.zeros((2, 3, 32, 32), np.float32))
     done = bench(
@@ -115,7 +115,7 @@ def test_bench_ncnn_needs_a_shape_without_sidecar(model_files: dict[str, Path], 
     assert done.returncode == 0, done.stdout + done.stderr
     run = json.loads((tmp_path / "r.json").read_text())
     assert run["agent"]["measurements"][0]["format"] == "ncnn-fp32"  # from the sidecar
-    assert "format ncnn-fp32: as edgekit made it" in done.stdout
+    assert "format ncnn-fp32 (as edgekit made it" in done.stdout
     assert run["agent"]["measurements"][0]["output_shapes"] == [[2, 1, 10]]
 
 
@@ -542,6 +542,6 @@ def test_someone_elses_int8_tflite_is_benched_as_int8(tmp_path: Path) -> None:
     mine = Path(shutil.copy(art.main_file, tmp_path / "theirs.tflite"))
     done = bench(str(mine), "--target", "host", "--repeat", "3", "--json", str(tmp_path / "b.json"))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "format tflite-int8: read from its tensors" in done.stdout, done.stdout
+    assert "format tflite-int8 (read from its tensors" in done.stdout, done.stdout
     record = json.loads((tmp_path / "b.json").read_text())
     assert {m["format"] for m in record["agent"]["measurements"]} == {"tflite-int8"}

@@ -128,15 +128,15 @@ def bench_cmd(
         read = tflite_format(artifact)
     art = AgentArtifact.from_path(artifact, agreeing_format(fmt, stated) or read)
     source = (
-        "as edgekit made it (its metadata beside it)"
+        "as edgekit made it: its metadata beside it"
         if stated is not None
-        else "--format"
+        else "from --format"
         if fmt is not None
         else "read from its tensors; --format sets another"
         if read is not None
-        else f"the {artifact.suffix} default; --format sets another (e.g. a reduced-precision build)"
+        else f"the {artifact.suffix} default; --format sets another, e.g. a reduced-precision build"
     )
-    console.print(f"format {art.format.value}: {source}", highlight=False)
+    console.print(f"format {art.format.value} ({source})", highlight=False)
     from edgekit.runtimes import spec_for
 
     spec = spec_for(art.format)
