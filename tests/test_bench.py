@@ -77,7 +77,7 @@ def test_bench_tflite_on_host_with_random_input(model_files: dict[str, Path], tm
     assert run.agent is not None and [m.threads for m in run.agent.measurements] == [1, 2]
     for m in run.agent.measurements:
         assert m.status == "ok" and len(m.samples_ms) == 4 and m.p50_ms <= m.p99_ms  # type: ignore[operator]
-    assert "p50 ms" in done.stdout and "tiny" in done.stdout
+    assert "p50 ms" in done.stdout and "tflite-fp32" in done.stdout
 
 
 @pytest.mark.integration

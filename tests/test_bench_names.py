@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,3 +39,19 @@ def test_the_format_line_says_the_format_came_from_the_option(fixed_onnx: Path) 
     done = bench(str(fixed_onnx), "--target", "host", "--format", "opencv-fp32", "--repeat", "2")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "format opencv-fp32 (from --format)" in done.stdout, done.stdout
+
+
+def test_the_table_names_the_format_and_the_runtime_as_deploy_does(fixed_onnx: Path) -> None:
+    """The table said artifact `mine` (the file's stem) and runtime `cv2` (OpenCV's Python module) where deploy
+    says `opencv-fp32` on `opencv`; the --json result keeps the module that ran it."""
+    out = fixed_onnx.with_suffix(".json")
+    done = bench(
+        str(fixed_onnx), "--target", "host", "--format", "opencv-fp32", "--repeat", "2", "--json", str(out)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = next(line for line in done.stdout.splitlines() if "opencv-fp32" in line and "│" in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[:2] == ["opencv-fp32", "opencv"], row
+    assert "cv2" not in done.stdout and "mine " not in done.stdout, done.stdout
+    (m,) = json.loads(out.read_text())["agent"]["measurements"]
+    assert m["artifact"] == "opencv-fp32" and m["runtime"] == "cv2"

@@ -3,6 +3,7 @@ agent `deploy` uses, without a recipe (random or given input)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import uuid
@@ -23,7 +24,7 @@ from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
     from edgekit.deploy import AgentArtifact, Settings
-    from edgekit.results import TargetRun
+    from edgekit.results import AgentResult, Measurement, TargetRun
     from edgekit.target import Target
 
 console = Console()
@@ -127,6 +128,7 @@ def bench_cmd(
 
         read = tflite_format(artifact)
     art = AgentArtifact.from_path(artifact, agreeing_format(fmt, stated) or read)
+    art = dataclasses.replace(art, id=art.format.value)  # named as deploy names it: tflite-fp32, not its stem
     source = (
         "as edgekit made it: its metadata beside it"
         if stated is not None
@@ -172,7 +174,7 @@ def bench_cmd(
     inputs = bench_inputs(art, input_path, shape, folder)
     run = run_one(art, tgt, settings, folder, inputs, console, f"bench {artifact.name}")
     if run.agent is not None:
-        console.print(bench_table(run.agent, run.target))
+        console.print(bench_table(as_deploy_names(run.agent), run.target))
         if tgt.emulated is not None:
             _estimates(run, art, tgt.emulated.device, inputs)
         for line in timing_caveats(run):
@@ -193,6 +195,22 @@ def bench_cmd(
     )
     if not ok:
         raise typer.Exit(1)
+
+
+def as_deploy_names(agent: AgentResult) -> AgentResult:
+    """The agent's result with each runtime named as deploy and `edgekit formats` name it (`tflite`, `opencv`,
+    `mnn`), not by the Python module that ran it (`ai_edge_litert`, `cv2`, `MNN`): for the table only, the
+    --json result keeps the module."""
+
+    def runtime(m: Measurement) -> str:
+        try:
+            return Format(m.format).runtime.value
+        except ValueError:
+            return m.runtime
+
+    return agent.model_copy(
+        update={"measurements": [m.model_copy(update={"runtime": runtime(m)}) for m in agent.measurements]}
+    )
 
 
 def run_folder(kind: str) -> Path:
