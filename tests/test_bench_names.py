@@ -55,3 +55,25 @@ def test_the_table_names_the_format_and_the_runtime_as_deploy_does(fixed_onnx: P
     assert "cv2" not in done.stdout and "mine " not in done.stdout, done.stdout
     (m,) = json.loads(out.read_text())["agent"]["measurements"]
     assert m["artifact"] == "opencv-fp32" and m["runtime"] == "cv2"
+
+
+@pytest.fixture
+def mnn_files(fixed_onnx: Path, tmp_path: Path) -> dict[str, Path]:
+    """The tiny .onnx through MNN's converter: fp32 and fp16 weights, bare (no edgekit metadata beside them)."""
+    pytest.importorskip("MNN")
+    from edgekit.convert.mnn import _convert
+
+    made = {}
+    for name, fp16 in (("m32", False), ("m16", True)):
+        out = tmp_path / f"{name}.mnn"
+        _convert(fixed_onnx, out, fp16=fp16, work=tmp_path, logs=tmp_path)
+        made[name] = out
+    return made
+
+
+def test_mnn_own_stdout_stays_out_of_bench_output(mnn_files: dict[str, Path]) -> None:
+    """MNN's import prints `The device supports: i8sdot:0, fp16:0, ...` on stdout: it landed in bench's output."""
+    done = bench(str(mnn_files["m32"]), "--target", "host", "--repeat", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "The device supports" not in done.stdout + done.stderr, done.stdout
+    assert "p50 ms" in done.stdout

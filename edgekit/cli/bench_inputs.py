@@ -168,14 +168,17 @@ def _static(shape: list[int] | None) -> tuple[int, ...] | None:
 
 
 def _mnn_input_shape(path: Path) -> list[int] | None:
-    try:
-        import MNN
-    except ImportError:
-        return None
-    try:
-        inputs = MNN.nn.load_module_from_file(str(path), [], []).get_info()["inputs"]
-    except Exception:  # noqa: BLE001 - a file MNN cannot read is named when the agent loads it
-        return None
+    from edgekit.runtimes.mnn import c_stdout_silenced
+
+    with c_stdout_silenced():  # MNN's import prints "The device supports: ..." on fd 1, into bench's output
+        try:
+            import MNN
+        except ImportError:
+            return None
+        try:
+            inputs = MNN.nn.load_module_from_file(str(path), [], []).get_info()["inputs"]
+        except Exception:  # noqa: BLE001 - a file MNN cannot read is named when the agent loads it
+            return None
     return [int(d) for d in inputs[0].shape] if inputs else None
 
 

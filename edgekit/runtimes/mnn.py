@@ -99,7 +99,7 @@ def check_mnn_file(path: Path) -> None:
 def run_mnn(path: Path, inputs: np.ndarray, threads: int = 1, precision: str = "high") -> Outputs:
     """Every sample of `inputs` (N, ...) through a .mnn model, in the ONNX model's layout, outputs named as the
     ONNX graph names them (MNN's converter keeps the names)."""
-    with _c_stdout_silenced():
+    with c_stdout_silenced():
         import MNN
 
         manager = MNN.nn.create_runtime_manager(
@@ -118,7 +118,7 @@ def run_mnn(path: Path, inputs: np.ndarray, threads: int = 1, precision: str = "
 
 
 @contextlib.contextmanager
-def _c_stdout_silenced() -> Iterator[None]:
+def c_stdout_silenced() -> Iterator[None]:
     """MNN prints from C ("The device supports: ...", "MNN use high precision") straight to fd 1, through any
     table edgekit is printing: fd 1 goes to /dev/null while MNN loads."""
     sys.stdout.flush()
