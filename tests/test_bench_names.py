@@ -77,3 +77,18 @@ def test_mnn_own_stdout_stays_out_of_bench_output(mnn_files: dict[str, Path]) ->
     assert done.returncode == 0, done.stdout + done.stderr
     assert "The device supports" not in done.stdout + done.stderr, done.stdout
     assert "p50 ms" in done.stdout
+
+
+def test_a_bare_mnn_is_not_labelled_fp32_when_its_precision_is_not_read(mnn_files: dict[str, Path]) -> None:
+    """A bare .mnn of fp16 weights was labelled `mnn-fp32` (the suffix's default): MNN's Python API does not say
+    a file's weight precision, so bench says it did not read it, and names the row by the file."""
+    done = bench(str(mnn_files["m16"]), "--target", "host", "--repeat", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "format mnn (precision not read from the file)" in done.stdout, done.stdout
+    row = next(line for line in done.stdout.splitlines() if "m16.mnn" in line and "│" in line)
+    assert [c.strip() for c in row.strip("│ ").split("│")][:2] == ["m16.mnn", "mnn"], row
+    assert "mnn-fp32 (" not in done.stdout
+    told = bench(str(mnn_files["m16"]), "--target", "host", "--repeat", "2", "--format", "mnn-fp16")
+    assert told.returncode == 0 and "format mnn-fp16 (from --format)" in told.stdout, (
+        told.stdout + told.stderr
+    )

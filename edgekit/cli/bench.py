@@ -138,7 +138,16 @@ def bench_cmd(
         if read is not None
         else f"the {artifact.suffix} default; --format sets another, e.g. a reduced-precision build"
     )
-    console.print(f"format {art.format.value} ({source})", highlight=False)
+    if stated is None and fmt is None and artifact.suffix == ".mnn":
+        # MNN's Python API does not say a .mnn's weight precision (fp16 weights read as float): not guessed
+        art = dataclasses.replace(art, id=artifact.name)
+        console.print(
+            f"format mnn (precision not read from the file): run as {art.format.value}, MNN's precision high; "
+            "--format mnn-fp16 or mnn-int8 runs it as one",
+            highlight=False,
+        )
+    else:
+        console.print(f"format {art.format.value} ({source})", highlight=False)
     from edgekit.runtimes import spec_for
 
     spec = spec_for(art.format)
