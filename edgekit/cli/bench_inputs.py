@@ -116,6 +116,16 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
     known = _file_shape(art)
     if known:
         return known
+    if art.files[0].suffix == ".onnx":
+        shape, dynamic = _onnx_agent_shape(art.files[0])
+        if dynamic == [0] and len(shape) > 1:  # only the batch is free: the rest is the model's own
+            raise UsageError(
+                "the input shape of this .onnx model is unknown: its batch dimension is free (no model.io.json "
+                "sidecar beside it)",
+                where=str(art.files[0]),
+                hint=f"pass --shape {','.join(map(str, shape))} (batch 1 and the model's own dimensions) or "
+                "--input x.npy",
+            )
     raise UsageError(
         f"the input shape of this {art.files[0].suffix or 'suffix-less'} model is unknown (no model.io.json "
         "sidecar beside it, and the file does not state a fixed one)",
