@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.deploy.plan import Progress
-from edgekit.results import DeployResult
+from edgekit.results import DeployResult, TargetRun
 from edgekit.target import Target
 
 
@@ -48,7 +48,10 @@ def attach_profiles(result: DeployResult, targets: dict[str, Target], say: Progr
     files = {a.id: a.files for a in result.artifacts}
     for run in result.runs:
         target = targets.get(run.target)
-        if target is None or target.emulated is None or run.agent is None:
+        if run.agent is None:
+            continue
+        if target is None or target.emulated is None:  # a board or the host: ncnn's layer times came back
+            _say_not_timed_by_layer(run, files, say)
             continue
         measured = sorted({m.artifact for m in run.agent.measurements if m.status == "ok"})
         for artifact in measured:
@@ -68,6 +71,20 @@ def attach_profiles(result: DeployResult, targets: dict[str, Target], say: Progr
                 say(f"{run.target}: no profile of {artifact} ({exc})")
                 continue
             run.profiles[artifact] = {"status": "ok", **prof.to_dict()}
+
+
+def _say_not_timed_by_layer(run: TargetRun, files: dict[str, list[str]], say: Progress) -> None:
+    """On a board or the host, one line naming the artifacts measured without per-layer times (not ncnn), so
+    their absence from the profile lines is not read as nothing to say."""
+    ncnn = {a for a, fs in files.items() if any(f.endswith(".param") for f in fs)}
+    others = (
+        sorted({m.artifact for m in run.agent.measurements if m.status == "ok"} - ncnn) if run.agent else []
+    )
+    if others:
+        say(
+            f"{run.target}: not profiled: {', '.join(others)} (per-layer times in deploy are for ncnn artifacts; "
+            f"`edgekit profile FILE --target {run.target}` does a .tflite)"
+        )
 
 
 def routes(result: DeployResult) -> list[dict[str, Any]]:

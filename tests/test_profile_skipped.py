@@ -1,0 +1,32 @@
+"""`deploy --profile` on a board or the host: the artifacts it did not time layer by layer are named, with why."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+
+
+@pytest.mark.integration
+def test_deploy_profile_names_the_artifacts_it_did_not_time_layer_by_layer_on_the_host() -> None:
+    """Only ncnn's layers are timed by deploy on the host; a tflite-fp32 measured beside it had no profile line
+    and no word why."""
+    deploy = [sys.executable, "-m", "edgekit", "deploy", str(TINY), "--target", "local"]
+    done = subprocess.run(
+        [*deploy, "-f", "ncnn-fp32", "-f", "tflite-fp32", "--repeat", "2", "--threads", "1"]
+        + ["--profile", "--no-store"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    said = [line for line in done.stdout.splitlines() if "not profiled" in line]
+    assert len(said) == 1 and "host: not profiled: tflite-fp32 (" in said[0], done.stdout
+    assert "for ncnn artifacts" in said[0] and "edgekit profile FILE --target host" in said[0]
+    assert "profile host ncnn-fp32 x1: by wall time (measured)" in done.stdout
