@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+EDGEKIT = str(Path(sys.executable).parent / "edgekit")
+
+
+def run(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`edgekit ARGS` in a child process (EDGEKIT_HOME: the session's temporary home, tests/conftest.py)."""
+    return subprocess.run(
+        [EDGEKIT, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ}
+    )
+
+
+def named(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    """stderr of a run that ended in a named error with exit `code` (no traceback, no 'this is a bug')."""
+    assert out.returncode == code, (out.returncode, out.stdout[-800:], out.stderr[-2000:])
+    assert "this is a bug" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    return out.stderr
 
 
 def ctrl_c_when(

@@ -13,21 +13,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-
-EDGEKIT = str(Path(sys.executable).parent / "edgekit")
-
-
-def run(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`edgekit ARGS` in a child process (EDGEKIT_HOME: the session's temporary home, tests/conftest.py)."""
-    return subprocess.run(
-        [EDGEKIT, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ}
-    )
-
-
-def named(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    assert out.returncode == code, (out.returncode, out.stdout[-800:], out.stderr[-2000:])
-    assert "this is a bug" not in out.stderr and "Traceback" not in out.stderr, out.stderr
-    return out.stderr
+from procs import named, run
 
 
 def small_onnx(

@@ -4,20 +4,17 @@ name in capitals, more samples than the data holds, ...) ends in a named error o
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from procs import named, run
 
 from edgekit.convert.calibration import calibration_inputs, evaluation_inputs
 from edgekit.errors import RecipeError
 from edgekit.recipe import load_recipe
 
-EDGEKIT = str(Path(sys.executable).parent / "edgekit")
 IMAGES = {"kind": "builder", "builder": "edgekit.zoo.tiny:images", "args": {"size": 8}, "samples": 2}
 
 
@@ -35,19 +32,6 @@ def recipe(tmp_path: Path, **changes: Any) -> Path:
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(body))
     return path
-
-
-def run(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`edgekit ARGS` in a child process (EDGEKIT_HOME: the session's temporary home, tests/conftest.py)."""
-    return subprocess.run(
-        [EDGEKIT, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ}
-    )
-
-
-def named(out: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    assert out.returncode == code, (out.returncode, out.stdout[-800:], out.stderr[-2000:])
-    assert "this is a bug" not in out.stderr and "Traceback" not in out.stderr, out.stderr
-    return out.stderr
 
 
 def test_rgb_images_for_a_four_channel_input_name_the_data_and_the_shape(tmp_path: Path) -> None:
