@@ -58,6 +58,31 @@ def test_plan_keeps_int8_only_where_it_counts_fewer_instructions_weighted_per_co
     assert weighted({"a72": 1000, "a76": 500}, weights) == 2.0
 
 
+def test_the_speed_plan_kept_is_a_finding_that_says_a_core_int8_does_not_help(tmp_path: Path) -> None:
+    """The plan's per-core outcome was in model.io.json only: a shipped ncnn-int8 at 1.001x fp32's instructions on
+    the A72 looked like a gain. The finding says each core's ratio, and where int8 is no faster."""
+    from edgekit.convert.findings import speed_plan_finding
+    from edgekit.formats import Format
+
+    plan = {
+        "kept": "planned",
+        "totals": {
+            "pi4-emu": {"fp32": 1000, "all_int8": 1300, "planned": 1001},
+            "pi5-emu": {"fp32": 1000, "all_int8": 600, "planned": 513},
+        },
+        "layers": [{"name": str(i)} for i in range(12)],
+        "float_layers": [str(i) for i in range(9)],
+    }
+    io = tmp_path / "model.io.json"
+    io.write_text(json.dumps({"int8": {"speed_plan": plan}}))
+    text = speed_plan_finding(Format.NCNN_INT8, [tmp_path / "model.param", tmp_path / "model.bin", io])
+    assert text is not None and "pi4-emu 1.001x (no fewer" in text and "pi5-emu 0.513x;" in text, text
+    assert "9 of 12 quantizable layers float" in text
+    assert speed_plan_finding(Format.NCNN_FP32, [io]) is None
+    io.write_text(json.dumps({"int8": {}}))  # no plan (no emulated cores at conversion): nothing to say
+    assert speed_plan_finding(Format.NCNN_INT8, [io]) is None
+
+
 def test_profile_table_names_the_top_layers_with_their_share() -> None:
     prof = _profile("pi4-emu", {"small": 10, "big": 70, "mid": 20})
     lines = format_table(prof, top=2)
@@ -113,6 +138,15 @@ def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(
         m for m in said if m.startswith("ncnn-int8: speed plan:")
     ]  # the long count says what it does
     assert "counting the" in plan_lines[0] and "kept" in plan_lines[-1], said
+    # what the plan kept reaches the user: a finding under convert's table, per core (it was in the sidecar only)
+    said_plan = [f for f in int8.provenance["findings"] if f.startswith("speed plan (guest instructions")]
+    assert said_plan and all(d in said_plan[0] for d in DEVICES), int8.provenance["findings"]
+    floats = len(json.loads(int8.files[2].read_text())["int8"]["speed_plan"]["float_layers"])
+    leftovers = [f for f in int8.provenance["findings"] if f.startswith("float leftovers: ")]
+    if (
+        floats
+    ):  # the layers left float are the plan's: a detector's constant MemoryData blobs are no layers of it
+        assert leftovers and leftovers[0].startswith(f"float leftovers: {floats} layer"), (floats, leftovers)
     report = json.loads(int8.files[2].read_text())["int8"]
     int8_at = report["layer_fields"].index("int8")  # layers are rows of layer_fields
     if not any(row[int8_at] for row in report["layers"]):

@@ -15,6 +15,44 @@ from edgekit.formats import Format, Precision, Runtime
 from edgekit.report.figures import megabytes, percent
 
 MIN_WEIGHT_BYTES = 64  # a float scalar or tiny vector (GELU's sqrt 2) is a constant, not a layer's weights
+NOT_QUANTIZABLE = {"MemoryData"}  # ncnn layers with float data that ncnn's int8 has no kernel for
+
+
+def speed_plan_finding(fmt: Format, files: list[Path]) -> str | None:
+    """What the ncnn-int8 speed plan kept, per core, from the artifact's sidecar: 'speed plan (guest instructions,
+    1 thread, vs ncnn-fp32): pi4-emu 1.001x: no fewer: ncnn-fp32 is as fast there; pi5-emu 0.513x; 9 of 12
+    quantizable layers float (their int8 kernels count more)'. None without a plan (not ncnn-int8, no emulated
+    cores at conversion)."""
+    if fmt is not Format.NCNN_INT8:
+        return None
+    import json
+
+    io = next((f for f in files if f.name.endswith(".io.json")), None)
+    try:
+        plan = json.loads(io.read_text())["int8"]["speed_plan"] if io is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(plan, dict) or not plan.get("totals"):
+        return None
+    key = {"all-int8": "all_int8"}.get(plan.get("kept", ""), plan.get("kept", "planned"))
+    cores = []
+    for device, totals in plan["totals"].items():
+        ratio = totals.get(key, totals.get("all_int8", 0)) / max(1, totals.get("fp32", 0))
+        said = f"{device} {ratio:.3f}x"
+        if ratio >= 1.0:
+            said += " (no fewer: ncnn-fp32 is as fast or faster there)"
+        cores.append(said)
+    layers = plan.get("layers") or []
+    floats = len(plan.get("float_layers") or [])
+    return (
+        "speed plan (guest instructions, 1 thread, vs ncnn-fp32): "
+        + ", ".join(cores)
+        + (
+            f"; {floats} of {len(layers)} quantizable layers float (their int8 kernels count more)"
+            if floats
+            else f"; all {len(layers)} quantizable layers int8"
+        )
+    )
 
 
 def float_leftovers(fmt: Format, files: list[Path]) -> str | None:
@@ -88,6 +126,8 @@ def _ncnn(param: Path, bin_path: Path) -> tuple[Counter[str], int]:
         if end <= start:
             continue
         if int.from_bytes(data[start : start + 4], "little") == ncnn_bin.TAG_INT8:
+            continue
+        if layer.type in NOT_QUANTIZABLE:  # a constant blob (a detector's grid): no int8 form to leave out
             continue
         kinds[layer.type] += 1
         float_bytes += end - start

@@ -32,7 +32,7 @@ from edgekit import paths
 from edgekit.convert import cache
 from edgekit.convert.base import Artifact, Converter
 from edgekit.convert.calibration import calibration_inputs, data_digest, evaluation_inputs
-from edgekit.convert.findings import float_leftovers
+from edgekit.convert.findings import float_leftovers, speed_plan_finding
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.errors import ConversionError, EdgekitError, FidelityError, RecipeError
 from edgekit.formats import Format, Precision
@@ -294,7 +294,10 @@ def _convert_group(
         for (
             f
         ) in batch:  # findings: what the artifact holds that its name does not say (Flex ops, float layers)
-            found = [*getattr(conv, "findings", {}).get(f, []), *filter(None, [float_leftovers(f, files[f])])]
+            found = [
+                *getattr(conv, "findings", {}).get(f, []),
+                *filter(None, [speed_plan_finding(f, files[f]), float_leftovers(f, files[f])]),
+            ]
             out[f] = cache.store(keys[f], f, files[f], elapsed, mem, {**prov, "findings": found})
         shutil.rmtree(work, ignore_errors=True)
         say(f"{names}: converted in {elapsed:.1f} s")
