@@ -373,3 +373,28 @@ def test_a_runtime_whose_formats_all_failed_to_convert_keeps_its_row() -> None:
     assert entry.artifact is None and entry.why == "did not convert" and entry.rank is None
     assert [e.runtime for e in ranking.entries if e.rank] == ["onnxruntime", "tflite"]
     assert runtime_table(result) is not None
+
+
+def test_an_emulated_route_says_when_another_artifact_ranks_first_at_an_estimated_thread_count() -> None:
+    """pi5-emu ran 1 thread (its cap) and estimated 4 from the thread split: the route shipped ncnn-int8 by the
+    1-thread estimate while the 4-thread estimates ranked tflite-int8 first, and said nothing of it."""
+    emu = _run(
+        "pi5-emu",
+        True,
+        [_measurement("ncnn-int8", 1, 900.0, 1_000_000), _measurement("tflite-int8", 1, 950.0, 900_000)],
+        [],
+    )
+    emu.estimates = {
+        "ncnn-int8 x1": {"status": "ok", "estimate_ms": 0.498},
+        "tflite-int8 x1": {"status": "ok", "estimate_ms": 0.542},
+        "ncnn-int8 x4": {"status": "ok", "estimate_ms": 0.329},
+        "tflite-int8 x4": {"status": "ok", "estimate_ms": 0.249},
+    }
+    (route,) = routes_for_deploy(_result(("ncnn-int8", "tflite-int8"), [emu]))
+    assert route.artifact == "ncnn-int8" and route.threads == 1
+    assert any("at 4 threads" in c and "tflite-int8 ~0.249 ms ranks first" in c for c in route.caveats), (
+        route.caveats
+    )
+    emu.estimates["tflite-int8 x4"]["estimate_ms"] = 0.4  # the same winner at 4 threads: nothing to add
+    (route,) = routes_for_deploy(_result(("ncnn-int8", "tflite-int8"), [emu]))
+    assert not any("at 4 threads" in c for c in route.caveats), route.caveats
