@@ -102,6 +102,9 @@ def test_figures() -> None:
         == "top-1 92.3 % (ONNX 92.5 %)"
     )
     assert task_metric({"top1_agreement": 0.99}) is None
+    # a detector's box precision is gated too (max_map50_95_drop): the table showed mAP50 alone
+    detector = {"map50": 0.973, "map50_reference": 0.977, "map50_95": 0.763, "map50_95_reference": 0.785}
+    assert task_metric(detector) == "mAP50 0.973 (ONNX 0.977), mAP50-95 0.763 (ONNX 0.785)"
     assert agreement({"top1_agreement": 0.997}) == "agree 99.7 %"
     assert judged_on(4, 100) == "on 4 of 100 inputs" and judged_on(8, 8) == "on 8 inputs"
     assert megabytes(4_880_000) == "4.88 MB" and megabytes(12_000) == "0.012 MB"
