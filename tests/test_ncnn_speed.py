@@ -138,6 +138,9 @@ def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(
         m for m in said if m.startswith("ncnn-int8: speed plan:")
     ]  # the long count says what it does
     assert "counting the" in plan_lines[0] and "kept" in plan_lines[-1], said
+    assert any("of 6 guest runs counted" in m for m in plan_lines), (
+        said
+    )  # no minute of silence while it counts
     # what the plan kept reaches the user: a finding under convert's table, per core (it was in the sidecar only)
     said_plan = [f for f in int8.provenance["findings"] if f.startswith("speed plan (guest instructions")]
     assert said_plan and all(d in said_plan[0] for d in DEVICES), int8.provenance["findings"]

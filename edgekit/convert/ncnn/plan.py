@@ -175,13 +175,38 @@ def guests_at_once() -> int:
     return max(1, int(wanted) if wanted else min(len(DEVICES), os.cpu_count() or 1))
 
 
-def profiles_of(params: Sequence[Path], devices: tuple[str, ...] = DEVICES) -> list[dict[str, Profile]]:
-    """Per-layer profiles of each artifact on each core (one dict per artifact), several guests at a time."""
+def profiles_of(
+    params: Sequence[Path],
+    devices: tuple[str, ...] = DEVICES,
+    say: Callable[[str], None] | None = None,
+    names: Sequence[str] = (),
+) -> list[dict[str, Profile]]:
+    """Per-layer profiles of each artifact on each core (one dict per artifact), several guests at a time; `say`
+    hears each guest run that ends ('speed plan: 2 of 6 guest runs counted (int8 on pi5-emu, 21 s)'), `names`
+    naming the artifacts."""
+    import threading
+    import time
+
     from edgekit.profile import profile_ncnn
 
-    jobs = [(param, device) for param in params for device in devices]
+    jobs = [(k, param, device) for k, param in enumerate(params) for device in devices]
+    start, lock, finished = time.monotonic(), threading.Lock(), [0]
+
+    def run(job: tuple[int, Path, str]) -> Profile:
+        k, param, device = job
+        prof = profile_ncnn(param, device)
+        if say is not None:
+            with lock:
+                finished[0] += 1
+                what = names[k] if k < len(names) else param.parent.name
+                say(
+                    f"speed plan: {finished[0]} of {len(jobs)} guest runs counted ({what} on {device}, "
+                    f"{time.monotonic() - start:.0f} s)"
+                )
+        return prof
+
     with ThreadPoolExecutor(max_workers=guests_at_once(), thread_name_prefix="edgekit-plan") as pool:
-        done = list(pool.map(lambda job: profile_ncnn(*job), jobs))
+        done = list(pool.map(run, jobs))
     return [dict(zip(devices, done[i : i + len(devices)])) for i in range(0, len(done), len(devices))]
 
 
@@ -190,12 +215,18 @@ def profiles(param: Path, devices: tuple[str, ...] = DEVICES) -> dict[str, Profi
 
 
 def measure(
-    fp32_param: Path, int8_param: Path, quantized: list[str], float_options: dict[str, bool]
+    fp32_param: Path,
+    int8_param: Path,
+    quantized: list[str],
+    float_options: dict[str, bool],
+    say: Callable[[str], None] | None = None,
 ) -> SpeedPlan:
     """Profile the fp32 model (its own options and the int8 artifact's) and the all-int8 artifact per core."""
     with tempfile.TemporaryDirectory(prefix="edgekit-plan-") as tmp:
         as_int8_runs = with_options(fp32_param, float_options, Path(tmp) / "float")
-        floats, fp32_profiles, int8 = profiles_of([as_int8_runs, fp32_param, int8_param])
+        floats, fp32_profiles, int8 = profiles_of(
+            [as_int8_runs, fp32_param, int8_param], say=say, names=("float layers", "fp32", "int8")
+        )
     fp32 = {d: p.total for d, p in fp32_profiles.items()}
     plan = choose(int8, floats, {d: 1.0 / fp32[d] for d in int8}, quantized)
     plan.totals = {d: {"fp32": fp32[d], "all_int8": int8[d].total} for d in int8}
@@ -221,7 +252,7 @@ def plan_and_build(
         f"{' and '.join(DEVICES)} ({3 * len(DEVICES)} guest runs, {guests_at_once()} at a time)"
     )
     try:
-        plan = measure(src_param, param, report.quantized, float_options)
+        plan = measure(src_param, param, report.quantized, float_options, say)
     except EmulatorError as exc:  # a conversion never fails for want of a count
         return None, report, f"counting failed ({exc.message})"
     if plan.float_layers:
