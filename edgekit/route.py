@@ -63,6 +63,7 @@ class Candidate:
     )  # e.g. {"top1_drop": 0.0, "map50_95_drop": 0.01}
     failures: tuple[str, ...] = ()  # why gates failed, for the record
     samples: tuple[float, ...] = ()  # measured basis: the timed samples (ms) the p50 comes from
+    judged_on: int | None = None  # how many of this target's outputs the cosine and drops come from
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Route:
     tied_with: str | None = (
         None  # measured basis: the runner-up these samples do not tell apart from the choice
     )
+    judged_on: int | None = None  # inputs of this target the cosine and accuracy drops were judged on
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -115,6 +117,10 @@ class Route:
             else f"{METRIC_WORDS.get(k, k)} {v:+.3f}"
             for k, v in sorted(self.metric_drop.items())
         ]
+        if self.judged_on and (self.cosine is not None or self.metric_drop):
+            parts.append(
+                f"accuracy judged on {self.judged_on} input{'s' if self.judged_on != 1 else ''} here"
+            )
         unit = {
             Basis.P50_MS: "ms p50",
             Basis.ESTIMATE_MS: "ms ESTIMATE",
@@ -181,6 +187,7 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     by_id = {c.artifact: c for c in ran}
     route.artifact, route.value = best.artifact, best.value
     route.cosine, route.metric_drop = best.cosine, dict(best.metric_drop)
+    route.judged_on = best.judged_on
     fp32 = _fp32_of(best.artifact)
     if fp32 in by_id:
         route.fp32_artifact = fp32
@@ -361,6 +368,7 @@ def candidates_for_run(
                 _drops(comp),
                 failures,
                 tuple(m.samples_ms) if basis is Basis.P50_MS and m.status == "ok" else (),
+                comp.samples if comp else None,
             )
         )
     return basis, counting, candidates

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from edgekit.results import (
     AgentResult,
     ArtifactInfo,
@@ -357,6 +359,9 @@ def test_the_slowest_route_named_is_one_within_the_gates_and_drops_read_as_words
     text = route.summary()
     assert "tflite-int8" not in text and "mAP@0.5:0.95 drop +0.010" in text and "top-1 accuracy drop" in text
     assert "map50_95_drop" not in text and "top1_drop" not in text
+    # how many of the target's outputs the accuracy is judged on (a capped emulated target: 4 of 360)
+    judged = recommend("pi5-emu", [replace(cands[0], judged_on=4)], Basis.P50_MS)
+    assert "accuracy judged on 4 inputs here" in judged.summary(), judged.summary()
 
 
 def test_a_runtime_whose_formats_all_failed_to_convert_keeps_its_row() -> None:
