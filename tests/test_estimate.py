@@ -493,6 +493,9 @@ def test_estimates_for_a_whole_run(tmp_path: Path) -> None:
     assert set(est) == {"ncnn-fp16 x1", "ncnn-fp16 x4"}  # the recipe's 4 threads, from the one-thread count
     assert est["ncnn-fp16 x4"]["instructions_per_invoke"] == 100_000_000
     assert est["ncnn-fp16 x4"]["estimate_ms"] < est["ncnn-fp16 x1"]["estimate_ms"]
+    # no files here, so no split counted: said (deploy's 4-thread .tflite figure differed from `estimate`'s)
+    assert any("no split between 4 threads counted here" in c for c in est["ncnn-fp16 x4"]["caveats"])
+    assert not any("no split" in c for c in est["ncnn-fp16 x1"]["caveats"])
     assert estimates_for_run(run, [], "phone-emu") == {}
 
 

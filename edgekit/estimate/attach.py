@@ -179,6 +179,10 @@ def estimates_for_run(
                     f"the split between {n} threads counted on {device} (one inference under the counting qemu, "
                     "outside the timed run)"
                     if split
+                    else f"no split between {n} threads counted here (deploy counts it for ncnn artifacts only): "
+                    f"estimated without it; `edgekit estimate FILE --board {board} --threads {n}` counts it, so "
+                    "its figure can differ"
+                    if n > 1
                     else ""
                 )
                 out[f"{artifact} x{n}"] = estimate_for(
