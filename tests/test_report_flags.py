@@ -95,9 +95,12 @@ def test_a_gate_missed_at_conversion_is_one_fidelity_flag_not_a_failed_conversio
     assert "conversion failed" not in md and "**failed**" not in md, md
     flags = [line for line in md.splitlines() if line.startswith("- **fidelity**")]
     assert len(flags) == 1 and "tflite-int8" in flags[0], md
-    assert "edgekit report: 1 regression" in md, md
+    # a first run: one failure with nothing earlier to regress from, counted apart from regressions
+    assert "edgekit report: 1 failed (no earlier run), no regressions" in md, md
     html = str(missed["html"])
-    assert "conversion failed" not in html and "1 regression<" in html
+    assert (
+        "conversion failed" not in html and "1 failed (no earlier run)<" in html and ">0 regressions<" in html
+    )
 
 
 def test_a_latency_regression_says_how_to_accept_it_and_accepting_it_clears_the_report(
