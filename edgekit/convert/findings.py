@@ -34,7 +34,9 @@ def speed_plan_finding(fmt: Format, files: list[Path]) -> str | None:
         return None
     if not isinstance(plan, dict) or not plan.get("totals"):
         return None
-    key = {"all-int8": "all_int8"}.get(plan.get("kept", ""), plan.get("kept", "planned"))
+    from edgekit.convert.ncnn.plan import KEPT_KEYS
+
+    key = KEPT_KEYS.get(plan.get("kept", "planned"), "planned")
     cores = []
     for device, totals in plan["totals"].items():
         ratio = totals.get(key, totals.get("all_int8", 0)) / max(1, totals.get("fp32", 0))

@@ -133,9 +133,12 @@ def choose(
     return plan
 
 
+KEPT_KEYS = {"planned": "planned", "all-int8": "all_int8", "strict": "strict", "fp32": "fp32"}
+
+
 def kept_key(plan: SpeedPlan) -> str:
     """The key of `totals` and `digests` that holds the kept artifact's figures."""
-    return {"planned": "planned", "all-int8": "all_int8", "strict": "strict", "fp32": "fp32"}[plan.kept]
+    return KEPT_KEYS[plan.kept]
 
 
 def slower_cores(plan: SpeedPlan) -> list[str]:
