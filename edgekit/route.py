@@ -260,8 +260,6 @@ def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int | No
     found = [r for r in routes if r.artifact is not None and r.value]
     if not found:
         return routes[0]
-    if found[0].basis is Basis.ESTIMATE_MS:
-        _other_winners(run, found[0])
     if found[0].basis is Basis.INSTRUCTIONS:
         return found[0]
     best = min(found, key=lambda r: (r.value or 0.0, r.threads))
@@ -272,6 +270,8 @@ def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int | No
             + ", ".join(f"{r.artifact} {_figure(r.value or 0.0)} at {r.threads}" for r in others)
             + ")"
         )
+    if best.basis is Basis.ESTIMATE_MS:
+        _other_winners(run, best)
     return best
 
 
@@ -284,7 +284,7 @@ def _other_winners(run: TargetRun, route: Route) -> None:
     for key, est in run.estimates.items():
         artifact, _, count = key.rpartition(" x")
         usable = isinstance(est, dict) and est.get("status", "ok") == "ok" and bool(est.get("estimate_ms"))
-        if usable and artifact in within and count.isdigit() and int(count) != route.threads:
+        if usable and artifact in within and count.isdigit() and int(count) not in measured_threads(run):
             by_threads.setdefault(int(count), []).append((float(est["estimate_ms"]), artifact))
     for n, ests in sorted(by_threads.items()):
         best_ms, best = min(ests)
