@@ -98,7 +98,7 @@ def test_accepted_flex_ops_are_a_finding(tmp_path: Path) -> None:
 
 
 def test_replace_ops_default_and_typed(tmp_path: Path) -> None:
-    from edgekit.convert.tflite import replace_ops
+    from edgekit.convert.onnx2tf_run import replace_ops
 
     model = gelu_classifier(tmp_path / "gelu.onnx")
     assert replace_ops(model, load_recipe(onnx_recipe(tmp_path, model, ["tflite-fp32"]))) == ["Erf"]
@@ -111,7 +111,7 @@ def test_replace_ops_default_and_typed(tmp_path: Path) -> None:
 
 
 def test_onnx2tf_cause_is_its_own_error_line(tmp_path: Path) -> None:
-    from edgekit.convert.tflite import onnx2tf_cause
+    from edgekit.convert.onnx2tf_run import onnx2tf_cause
 
     log = tmp_path / "onnx2tf.log"
     log.write_text(
@@ -348,8 +348,8 @@ def test_a_detect_task_on_a_model_without_boxes_and_scores_is_a_recipe_error(tmp
 def test_a_token_model_converts_right_in_the_int8_run_too(tmp_path: Path) -> None:
     """A conv stem, tokens (flatten, transpose), LayerNorm and GELU at opset 20: tflite-fp32 from the run that also
     writes tflite-int8 had cosine 0.797 (and tflite-int8 0.798), the same model from a float-only run 1.000, under
-    one cache key. onnx2tf skipped its layout check when given the calibration data (convert.tflite
-    _validate_on_one_sample)."""
+    one cache key. onnx2tf skipped its layout check when given the calibration data
+    (validate_on_one_sample in edgekit.convert.onnx2tf_run)."""
     from token_model import token_mixer_onnx
 
     from edgekit.convert.pipeline import convert_recipe

@@ -39,8 +39,9 @@ import numpy as np
 from edgekit import paths
 from edgekit.convert.base import Converter, dist_version
 from edgekit.convert.code_digest import builder_code_digest
+from edgekit.convert.onnx2tf_run import onnx2tf_cause
 from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, tree_sha256
-from edgekit.convert.tflite import TfliteConverter, onnx2tf_cause
+from edgekit.convert.tflite import TfliteConverter
 from edgekit.errors import ConversionError, InputDataError, RecipeError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import Granularity, KerasSource, Layout, Recipe
@@ -228,7 +229,7 @@ def _work_dir(kind: str) -> Path:
 def _run_child(job: dict[str, Any], work: Path, tool: str, recipe_file: str) -> dict[str, Any]:
     """The child in `work`; its result.json, or an error whose message carries what the user needs from the
     child's log (the caller removes `work`, log and all)."""
-    from edgekit.convert.tflite import _child_env
+    from edgekit.convert.onnx2tf_run import child_env
 
     (work / "job.json").write_text(json.dumps(job))
     log = work / "child.log"
@@ -239,7 +240,7 @@ def _run_child(job: dict[str, Any], work: Path, tool: str, recipe_file: str) -> 
                 cwd=work,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=_child_env(),
+                env=child_env(),
                 timeout=TIMEOUT_S,
             )
         except subprocess.TimeoutExpired:

@@ -223,7 +223,7 @@ def _child_tflite(job: dict[str, Any]) -> dict[str, Any]:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from edgekit.convert.tflite import _flex_ops
+    from edgekit.convert.onnx2tf_run import flex_ops
 
     serve, _, _ = _serving(job)
     # frozen: a Keras 3 model's variables saved or passed as they are stay READ_VARIABLE ops the calibrator and
@@ -259,7 +259,7 @@ def _child_tflite(job: dict[str, Any]) -> dict[str, Any]:
         conv.target_spec.supported_ops = ops
         path = Path("out", f"{fmt}.tflite")
         path.write_bytes(conv.convert())
-        flex[fmt] = _flex_ops(path)
+        flex[fmt] = flex_ops(path)
     return {"flex_ops": flex}
 
 

@@ -103,15 +103,15 @@ def build_selective(
     """One .tflite per denylist (ops kept in float), from one calibration run on the recipe's calibration data,
     of `saved_model` (the converter's INT8 run's onnx2tf output folder) or else of an onnx2tf run of its own with
     the recipe's options (edgekit.convert.tflite.onnx2tf_job)."""
-    from edgekit.convert.tflite import Run, _child_env, _tail, _write_calibration, onnx2tf_job
+    from edgekit.convert.onnx2tf_run import child_env, log_tail, onnx2tf_job, write_calibration
 
     work = paths.work_dir("selective")
     work.mkdir(parents=True)
     outs = [str(Path(out_dir) / f"float-{i}-{len(d)}" / "model.tflite") for i, d in enumerate(denylists)]
     job = {
-        **onnx2tf_job(onnx_path, recipe, Run((), int8=True, dynamic=False)),
+        **onnx2tf_job(onnx_path, recipe, int8=True, dynamic=False),
         "onnx": "model.onnx",
-        "calibration": _write_calibration(recipe, work / "calibration.npy"),
+        "calibration": write_calibration(recipe, work / "calibration.npy"),
         "denylists": [list(d) for d in denylists],
         "outputs": outs,
         "per_tensor": recipe.int8.granularity is Granularity.PER_TENSOR,
@@ -128,7 +128,7 @@ def build_selective(
                 cwd=work,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=_child_env(),
+                env=child_env(),
                 timeout=TIMEOUT_S,
             )
         except KeyboardInterrupt:  # subprocess.run has killed TensorFlow; its half-written folder goes too
@@ -140,7 +140,7 @@ def build_selective(
             ) from None
     if proc.returncode != 0:  # the work folder is kept for its log
         raise ConversionError(
-            f"selective TFLite quantization failed ({exit_text(proc.returncode)}):\n{_tail(log)}",
+            f"selective TFLite quantization failed ({exit_text(proc.returncode)}):\n{log_tail(log)}",
             where=str(log),
         )
     found = json.loads((work / "result.json").read_text())
@@ -237,16 +237,16 @@ def _child(job_path: Path) -> None:
     if not saved:
         import onnx2tf
 
-        from edgekit.convert.tflite import (
+        from edgekit.convert.onnx2tf_run import (
             SAMPLE_FILE,
-            _skip_int16_variants,
-            _validate_on_one_sample,
             onnx2tf_kwargs,
+            skip_int16_variants,
+            validate_on_one_sample,
         )
 
         np.save(SAMPLE_FILE, np.random.default_rng(0).uniform(0, 1, (20, 128, 128, 3)).astype(np.float32))
-        _skip_int16_variants()
-        _validate_on_one_sample(job)
+        skip_int16_variants()
+        validate_on_one_sample(job)
         onnx2tf.convert(input_onnx_file_path=job["onnx"], output_folder_path="saved", **onnx2tf_kwargs(job))
         saved = "saved"
 

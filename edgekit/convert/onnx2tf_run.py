@@ -1,0 +1,209 @@
+"""One onnx2tf run as a recipe asks: its job and onnx2tf's arguments (made in the parent), the child's
+environment, the patches the child applies to onnx2tf and TensorFlow before converting, and onnx2tf's own error
+line from its log. edgekit.convert.tflite (the converter's runs) and edgekit.convert.tflite_selective (the keep-float
+run) both go through here, so they quantize the same SavedModel with the same options; the reasons for each choice
+are in edgekit.convert.tflite's docstring and docs/notes/conversion.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.convert.tool_process import plain_output
+from edgekit.recipe import FLEX_PRONE_OPS, Layout, Recipe
+
+SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
+
+
+def onnx2tf_job(onnx_path: Path, recipe: Recipe, int8: bool, dynamic: bool) -> dict[str, Any]:
+    """What a child needs to run onnx2tf as the recipe asks (onnx2tf_kwargs turns it into onnx2tf's arguments):
+    the converter's runs (edgekit.convert.tflite) and the selective quantization's own run
+    (edgekit.convert.tflite_selective) share it, so both quantize the same SavedModel."""
+    return {
+        "int8": int8,
+        "dynamic": dynamic,
+        "quant_type": recipe.int8.granularity.value,
+        "calibration": None,
+        "input_name": recipe.input.name,
+        "replace_ops": replace_ops(onnx_path, recipe),
+        "disable_group_convolution": recipe.tflite.disable_group_convolution,
+        "batchmatmul_unfold": recipe.tflite.batchmatmul_unfold,
+        "keep_nhwc": nhwc_onnx_input(onnx_path, recipe),
+    }
+
+
+def replace_ops(onnx_path: Path, recipe: Recipe) -> list[str]:
+    """onnx2tf's `replace_to_pseudo_operators`: the recipe's list, or the Flex-prone ops the graph contains."""
+    if recipe.tflite.replace_ops is not None:
+        return [op.value for op in recipe.tflite.replace_ops]
+    import onnx
+
+    present = {
+        node.op_type.lower() for node in onnx.load(str(onnx_path), load_external_data=False).graph.node
+    }
+    return [op.value for op in FLEX_PRONE_OPS if op.value.lower() in present]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception)): (.+)")
+
+
+def onnx2tf_cause(log: Path) -> str | None:
+    """onnx2tf's own error: the exception it died of (and the ONNX node it was converting), one line."""
+    lines = [_ANSI.sub("", ln).strip() for ln in log.read_text(errors="replace").splitlines()]
+    node = next((ln.split(":", 2)[-1].strip() for ln in reversed(lines) if "onnx_op_name:" in ln), None)
+    for ln in reversed(lines):
+        m = _EXCEPTION.match(ln)
+        if m and "edgekit: int16" not in ln:
+            text = f"{m.group(1).rpartition('.')[2]}: {m.group(3)}"[:300]
+            return text + (f" (at ONNX node {node})" if node else "")
+    return None
+
+
+def nhwc_onnx_input(onnx_path: Path, recipe: Recipe) -> bool:
+    """Whether the ONNX takes the recipe's NHWC image as it is (a user's channels-last ONNX): onnx2tf takes every
+    4-D input for NCHW and moves axis 1 last ([1,24,32,3] became (1,32,3,24): int8 calibrated on data of another
+    shape, a non-square image failed), unless told to keep it. A Keras source's twin for onnx2tf takes NCHW."""
+    if recipe.input.layout is not Layout.NHWC or len(recipe.input.shape) != 4:
+        return False
+    from edgekit.convert.onnx import read_onnx
+
+    graph = read_onnx(onnx_path, str(onnx_path)).graph
+    given = next((i for i in graph.input if i.name == recipe.input.name), None)
+    dims = [d.dim_value for d in given.type.tensor_type.shape.dim] if given is not None else []
+    return dims == list(recipe.input.shape)
+
+
+def write_calibration(recipe: Recipe, path: Path) -> str:
+    """The recipe's calibration inputs in the layout onnx2tf's TensorFlow model takes (channels last)."""
+    from edgekit.convert.calibration import calibration_inputs
+
+    x = calibration_inputs(recipe)
+    if recipe.input.layout is Layout.NCHW and x.ndim == 4:
+        x = x.transpose(0, 2, 3, 1)
+    elif recipe.input.layout is Layout.NCHW and x.ndim == 3:
+        x = x.transpose(0, 2, 1)
+    np.save(path, np.ascontiguousarray(x, dtype=np.float32))
+    return path.name
+
+
+def child_env() -> dict[str, str]:
+    threads = os.environ.get("EDGEKIT_CONVERT_THREADS", "1")
+    dead = "http://127.0.0.1:9"  # nothing listens there: a download attempt fails at once instead of hanging
+    return {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "CUDA_VISIBLE_DEVICES": "",
+        "TF_NUM_INTRAOP_THREADS": threads,
+        "TF_NUM_INTEROP_THREADS": "1",
+        "OMP_NUM_THREADS": threads,
+        "HTTP_PROXY": dead,
+        "HTTPS_PROXY": dead,
+        "http_proxy": dead,
+        "https_proxy": dead,
+        "NO_PROXY": "",
+        "no_proxy": "",
+    }
+
+
+def log_tail(log: Path, lines: int = 25) -> str:
+    text = plain_output(log.read_text(errors="replace")).splitlines()
+    keep = [ln for ln in text if not ln.startswith(("W0000", "I0000"))]
+    return "\n".join(keep[-lines:])
+
+
+# --- in the child process ----------------------------------------------------------------------------------
+def skip_int16_variants() -> None:
+    """Make TFLite conversions that target int16 activations fail fast; onnx2tf logs and moves on."""
+    import tensorflow as tf
+
+    int16 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    original = tf.lite.TFLiteConverter.from_saved_model
+
+    def from_saved_model(*args: Any, **kwargs: Any) -> Any:
+        converter = original(*args, **kwargs)
+        real_convert = converter.convert
+
+        def convert() -> Any:
+            if int16 in converter.target_spec.supported_ops:
+                raise RuntimeError("edgekit: int16-activation variant skipped on purpose")
+            return real_convert()
+
+        converter.convert = convert
+        return converter
+
+    tf.lite.TFLiteConverter.from_saved_model = from_saved_model
+
+
+def validate_on_one_sample(job: dict[str, Any]) -> None:
+    """onnx2tf checks its layout choices by running the ONNX model on the first sample of the -cind data, but it
+    turns that data from NHWC to NCHW only when the whole file has the model's batch: with the recipe's N
+    calibration samples the ONNX run got NHWC data, failed, and the check was skipped, so a model with a Reshape
+    or Transpose after a convolution (tokens, attention) came out wrong from every INT8 run: tflite-fp32 cosine
+    0.797 where a float run (no -cind) gave 1.000, tflite-int8 0.798 (0.99998 with the check). Its ONNX runs get
+    a file of the first sample alone; the calibration still reads every sample."""
+    if not job.get("calibration"):
+        return
+    import importlib
+
+    import onnx2tf.onnx2tf as main
+    import onnx2tf.utils.common_functions as common
+
+    one = "validation_sample.npy"
+    np.save(one, np.load(job["calibration"], mmap_mode="r")[:1])
+    original = common.dummy_onnx_inference
+
+    def one_sample(*args: Any, **kwargs: Any) -> Any:
+        given = kwargs.get("custom_input_op_name_np_data_path")
+        if given:
+            kwargs["custom_input_op_name_np_data_path"] = [[p[0], one, *p[2:]] for p in given]
+        return original(*args, **kwargs)
+
+    for module in (main, importlib.import_module("onnx2tf.ops.ConvTranspose")):  # the callers, by their names
+        if getattr(module, "dummy_onnx_inference", None) is original:
+            setattr(module, "dummy_onnx_inference", one_sample)  # noqa: B010 - a module mypy sees as a union
+
+
+def onnx2tf_kwargs(job: dict[str, Any]) -> dict[str, Any]:
+    """onnx2tf.convert's arguments for a job of onnx2tf_job (in the child: the calibration file is in its cwd)."""
+    kwargs: dict[str, Any] = {}
+    if job["calibration"]:
+        calib = np.load(job["calibration"], mmap_mode="r")
+        ident = (1,) * (calib.ndim - 1) + (calib.shape[-1],) if calib.ndim == 4 else (1,)
+        kwargs["custom_input_op_name_np_data_path"] = [
+            [job["input_name"], job["calibration"], np.zeros(ident, np.float32), np.ones(ident, np.float32)]
+        ]
+    # output_signaturedefs: without it a float run fails on op names like "/s5/s5.0/Conv" (an -oiqt run sets it
+    # itself), and the signature keeps the ONNX output names
+    return dict(
+        copy_onnx_input_output_names_to_tflite=True,
+        output_signaturedefs=True,
+        output_integer_quantized_tflite=job["int8"],
+        output_dynamic_range_quantized_tflite=job["dynamic"],
+        quant_type=job["quant_type"],
+        input_quant_dtype="int8",
+        output_quant_dtype="int8",
+        replace_to_pseudo_operators=[op.lower() for op in job["replace_ops"]],  # its ops compare lower case
+        disable_group_convolution=job["disable_group_convolution"],
+        enable_batchmatmul_unfold=job["batchmatmul_unfold"],
+        keep_nwc_or_nhwc_or_ndhwc_input_names=[job["input_name"]] if job.get("keep_nhwc") else None,
+        non_verbose=True,
+        **kwargs,
+    )
+
+
+def flex_ops(path: Path) -> list[str]:
+    """The Select TF (Flex) operators a .tflite needs: custom operator codes named Flex*."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    codes = [
+        c.customCode.decode() if isinstance(c.customCode, bytes) else c.customCode
+        for c in model.operatorCodes or []
+    ]
+    return sorted({c for c in codes if c and c.startswith("Flex")})
