@@ -970,7 +970,7 @@ def test_a_bound_above_the_count_is_no_bound_and_only_a_consistent_one_is_the_fl
     flagged as none, not told as "the board cannot be that fast". Figures of the probe's attention model on the
     A76 (1,063,390 SIMD/FP and 308,390 other instructions: 5.5 M MACs at most in fp32; 17.8 M MACs read before
     the adj_x fix, 2.27 M after)."""
-    from edgekit.cli.estimate import _bound_note
+    from edgekit.cli.roofline import bound_note
     from edgekit.estimate.graph import ModelCost
     from edgekit.estimate.roofline import macs_the_count_can_hold
 
@@ -981,7 +981,7 @@ def test_a_bound_above_the_count_is_no_bound_and_only_a_consistent_one_is_the_fl
     for macs, consistent in ((17_825_792 + 110_592 + 65_536, False), (2_273_280, True)):
         cost = ModelCost("m.tflite", "tflite", macs, 1_000, 4_000, 1, 1)
         bound = roofline(cost, BOARDS["pi5"], 1, Precision.FP32)
-        note = _bound_note(cost, bound, est, Precision.FP32)
+        note = bound_note(cost, bound, est, Precision.FP32)
         if consistent:
             assert bound.bound == "compute" and "no bound" not in note
             assert bound.lower_bound_ms < est.estimate_ms and note == ""
@@ -992,7 +992,7 @@ def test_a_bound_above_the_count_is_no_bound_and_only_a_consistent_one_is_the_fl
     cost = ModelCost("m.tflite", "tflite", 4_000_000, 1_000, 4_000, 1, 1)
     bound = roofline(cost, BOARDS["pi5"], 1, Precision.FP32)
     slow = dataclasses.replace(est, estimate_ms=bound.lower_bound_ms / 2)
-    assert "take the bound as the floor" in _bound_note(cost, bound, slow, Precision.FP32)
+    assert "take the bound as the floor" in bound_note(cost, bound, slow, Precision.FP32)
 
 
 def _runtime_shape_onnx(path: Path, dims: list) -> Path:

@@ -110,6 +110,7 @@ def _register_all() -> None:
         nightly,
         profile,
         report,
+        roofline,
         runs,
         targets,
     )
@@ -127,6 +128,7 @@ def _register_all() -> None:
         nightly,
         analyze,
         estimate,
+        roofline,
         profile,
         lab,
     ):

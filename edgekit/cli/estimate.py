@@ -1,10 +1,10 @@
-"""`edgekit estimate ARTIFACT --board pi4|pi5` and `edgekit roofline ARTIFACT --board pi4|pi5`.
+"""`edgekit estimate ARTIFACT --board pi4|pi5`: the board's latency estimated from a count.
 
-estimate: counts the guest instructions of one inference on the board's emulated core (locally, under the
-counting qemu; no SSH), then applies the calibrated cost model; an ONNX file (not runnable on the device) is
-estimated from its MACs. roofline: MACs, parameters, bytes moved and the lower bound on latency from the
-board's peak compute and bandwidth, with the MAC-based estimate beside it. Every number is labelled for what
-it is: an instruction count, an emulated time, an estimate, or a bound; none is a measured latency.
+It counts the guest instructions of one inference on the board's emulated core (locally, under the counting
+qemu; no SSH), then applies the calibrated cost model; an ONNX file (not runnable on the device) is estimated
+from its MACs. The roofline bound is printed beside it (edgekit.cli.roofline: `edgekit roofline`). Every number
+is labelled for what it is: an instruction count, an emulated time, an estimate, or a bound; none is a measured
+latency.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from edgekit.errors import InputDataError, UsageError
 from edgekit.terminal import Console, plain, stdout_to_devnull
 
 
-def _print_json(data: dict[str, Any]) -> None:
+def print_json(data: dict[str, Any]) -> None:
     try:
         print(json.dumps(data, indent=1), flush=True)
     except BrokenPipeError:
@@ -59,7 +59,7 @@ def _format_of(artifact: Path, fmt: str | None) -> Any:
     return agreeing_format(given, artifact_format(artifact))
 
 
-def _runs_as(artifact: Path, fmt: str | None) -> Any:
+def artifact_runs_as(artifact: Path, fmt: str | None) -> Any:
     from edgekit.estimate.runs_as import runs_as
 
     return runs_as(artifact, _format_of(artifact, fmt))
@@ -99,7 +99,7 @@ def estimate_cmd(
         )
     shape = parse_shape(input_shape, "--input-shape")
     cost = analyze(artifact, shape)
-    runs = _runs_as(artifact, fmt)
+    runs = artifact_runs_as(artifact, fmt)
     bound = roofline(cost, b, threads, runs.precision, runs.storage_bytes)
     out: dict[str, Any] = {
         "artifact": str(artifact),
@@ -140,50 +140,15 @@ def estimate_cmd(
             layer_types=cost.layer_types,
         )
     out["estimate"] = est.to_dict()
-    note = _bound_note(cost, bound, est, runs.precision)
+    from edgekit.cli.roofline import bound_note
+
+    note = bound_note(cost, bound, est, runs.precision)
     if note:
         out["estimate"]["caveats"].append(note)
     if as_json:
-        _print_json(out)
+        print_json(out)
         return
     _print_estimate(out, b.title)
-
-
-def _bound_note(cost: Any, bound: Any, est: Any, precision: Any) -> str:
-    """What the roofline bound is worth beside the estimate. With a count, the graph's MACs are checked against
-    the SIMD/FP instructions counted (roofline.macs_the_count_can_hold): more MACs than those can execute mean
-    the graph reader miscounted (a BATCH_MATMUL with adj_x counted 16x its MACs and its "bound", 0.938 ms, sat
-    above a 0.531 ms estimate with "the board cannot be that fast"), and the bound is flagged as no bound. Only a
-    bound that passes is called the floor; that claim still rests on the MAC count and the published peaks."""
-    from edgekit.estimate.roofline import executed_macs, macs_the_count_can_hold
-
-    mix = est.features.mix
-    if len(mix) == 5 and est.features.instructions:
-        most = macs_the_count_can_hold(mix, precision)
-        if executed_macs(cost) > most:
-            bound.bound = "none"
-            return (
-                f"the roofline figure ({bound.lower_bound_ms:.3g} ms) is no bound here: it is built on "
-                f"{cost.macs / 1e6:.3g} M MACs read from the graph, more than the {mix[0] + mix[4]:,d} SIMD/FP and "
-                f"integer data-processing instructions counted can execute (at most {most / 1e6:.3g} M at "
-                f"{precision.value}); the graph's MAC count is wrong for this artifact, the estimate stands on the "
-                "instruction count"
-            )
-        if est.estimate_ms < bound.lower_bound_ms:
-            return (
-                f"the estimate is below the roofline lower bound ({bound.lower_bound_ms:.3g} ms from "
-                f"{cost.macs / 1e6:.3g} M MACs, which the counted instructions can hold): if every one of "
-                "those MACs runs and the published peaks hold, the board cannot be that fast; take the bound as "
-                "the floor"
-            )
-        return ""
-    if est.estimate_ms < bound.lower_bound_ms:  # MAC-based: the cost model extrapolates below the peak specs
-        return (
-            f"the estimate is below the roofline lower bound ({bound.lower_bound_ms:.3g} ms) from the same "
-            f"{cost.macs / 1e6:.3g} M MACs: if the graph's MAC count is right and the published peaks hold, the "
-            "board cannot be that fast; take the bound as the floor"
-        )
-    return ""
 
 
 def _count(
@@ -279,8 +244,8 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
     cv = est["cross_validation"]
     validated = "" if est["interval_calibrated"] else " [yellow]not validated (see the notes)[/]"
     console.print(
-        f"  [bold]estimate[/]      {_ms(est['estimate_ms'])} ms, {level} % interval {_ms(est['low_ms'])} .. "
-        f"{_ms(est['high_ms'])} ms{validated}; [dim]an estimate, not a measurement[/]",
+        f"  [bold]estimate[/]      {ms(est['estimate_ms'])} ms, {level} % interval {ms(est['low_ms'])} .. "
+        f"{ms(est['high_ms'])} ms{validated}; [dim]an estimate, not a measurement[/]",
         highlight=False,
     )
     ends = cv.get("ends")  # an interpolated estimate: each end's own cross-validation
@@ -297,18 +262,18 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
         console.print(
             f"  [dim]threads       t({est['threads']})/t(1) {scaling['ratio']:.2f} by {scaling['form']} (the busiest "
             f"thread does {100 * scaling['busiest_share']:.0f} % of the work; misses per instruction do not scale): "
-            f"half the estimate is the 1-thread {_ms(scaling['one_thread_ms'])} ms x that ratio[/]",
+            f"half the estimate is the 1-thread {ms(scaling['one_thread_ms'])} ms x that ratio[/]",
             highlight=False,
         )
     if bound["bound"] == "none":
         console.print(
-            f"  roofline      {_ms(bound['lower_bound_ms'])} ms [yellow]not a bound for this artifact (see the "
+            f"  roofline      {ms(bound['lower_bound_ms'])} ms [yellow]not a bound for this artifact (see the "
             "notes)[/]",
             highlight=False,
         )
     else:
         console.print(
-            f"  roofline      {_ms(bound['lower_bound_ms'])} ms ({bound['bound']}-bound, "
+            f"  roofline      {ms(bound['lower_bound_ms'])} ms ({bound['bound']}-bound, "
             f"{bound['precision']} peak {bound['peak_gmacs']:.1f} GMAC/s; {bound['label']})",
             highlight=False,
         )
@@ -316,111 +281,10 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
         console.print(f"  [dim]note: {note}[/]", highlight=False)
 
 
-def roofline_cmd(
-    artifact: Path = typer.Argument(
-        ..., callback=check_model_file, help="a .tflite, an ncnn .param (its .bin beside it) or an .onnx"
-    ),
-    board: str = typer.Option(..., "--board", "-b", help="pi4 or pi5"),
-    threads: int = typer.Option(1, "--threads", "-t", min=1, help="cores used on the real board"),
-    input_shape: str | None = typer.Option(
-        None,
-        "--input-shape",
-        help="NCHW: for a .param without sidecar, or an .onnx with free dimensions (batch 1)",
-    ),
-    fmt: str | None = typer.Option(None, "--format", help="the artifact's format if no metadata says it"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
-) -> None:
-    """MACs, parameters, bytes moved, and the lower bound on latency from the board's peak specs.
-
-    Beside it, the MAC-based estimate, so you see how far the model is from the hardware's limit (run
-    `edgekit estimate` for the instruction-count estimate, which sees the runtime and the precision).
-
-    Example: edgekit roofline model.onnx --board pi4 --threads 4
-    """
-    from edgekit.estimate import cost_model
-    from edgekit.estimate.boards import board as get_board
-    from edgekit.estimate.graph import analyze
-    from edgekit.estimate.roofline import roofline
-
-    b = get_board(board)
-    cost = analyze(artifact, parse_shape(input_shape, "--input-shape"))
-    runs = _runs_as(artifact, fmt)
-    r = roofline(cost, b, threads, runs.precision, runs.storage_bytes)
-    # the MAC-based estimate needs MACs: a graph without convolutions or matrix products has none to scale
-    est = (
-        cost_model.estimate(
-            b.name,
-            cost_model.Features(0, cost.params, False, {}, cost.macs),
-            threads,
-            caveats=list(cost.notes),
-        )
-        if cost.macs
-        else None
-    )
-    no_estimate = (
-        "none: the graph has no MACs (no convolution or matrix product) for the MAC-based cost model"
-    )
-    if as_json:
-        _print_json(
-            {
-                "roofline": r.to_dict(),
-                "estimate": est.to_dict() if est else None,
-                **({} if est else {"no_estimate": no_estimate}),
-                "macs_by_op": cost.macs_by_op,
-                "notes": list(cost.notes),
-            }
-        )
-        return
-    mb = 1e6
-    console.print(f"[bold]{artifact}[/] ({cost.kind}) on {b.title}, {r.threads} core(s)", highlight=False)
-    rows = [
-        ("MACs", f"{cost.macs / 1e6:,.1f} M"),
-        ("parameters", f"{cost.params / 1e6:,.3f} M"),
-        ("weights", f"{cost.weight_bytes / mb:,.2f} MB"),
-        ("bytes moved", f"{cost.bytes_moved / mb:,.2f} MB (no reuse: weights + every activation in/out)"),
-        ("peak compute", f"{r.peak_gmacs:,.1f} GMAC/s ({r.precision})"),
-        ("peak bandwidth", f"{r.mem_bw_gbs:.1f} GB/s"),
-        ("compute time", f"{_ms(r.compute_ms)} ms"),
-        (
-            "memory time",
-            f"{_ms(r.memory_ms)} ms compulsory ({r.compulsory_bytes / mb:,.3f} MB: weights at "
-            f"{r.weight_storage_bytes} bytes each as the runtime holds them + I/O); {_ms(r.traffic_ms)} ms with no "
-            "reuse",
-        ),
-        (
-            "intensity",
-            f"{r.intensity_macs_per_byte:.1f} MAC/byte of compulsory traffic (ridge {r.ridge_macs_per_byte:.1f}: "
-            f"above it the bound is compute); {r.intensity_no_reuse_macs_per_byte:.1f} with no reuse",
-        ),
-    ]
-    for name, value in rows:
-        console.print(f"  {name:15s} {value}", highlight=False)
-    console.print(
-        f"  [bold]lower bound[/]     {_ms(r.lower_bound_ms)} ms ({r.bound}-bound) "
-        "[dim]roofline bound from published specs, not a measurement[/]",
-        highlight=False,
-    )
-    if est is None:
-        console.print(f"  estimate        {no_estimate}", highlight=False)
-        for note in cost.notes:
-            console.print(f"  [dim]note: {note}[/]", highlight=False)
-        return
-    console.print(
-        f"  estimate        {_ms(est.estimate_ms)} ms, 80 % interval {_ms(est.low_ms)} .. {_ms(est.high_ms)} ms "
-        f"(method {est.method}; {_ms(est.estimate_ms / max(r.lower_bound_ms, 1e-9))}x the bound) "
-        "[dim]MAC-based estimate, not a measurement[/]",
-        highlight=False,
-    )
-    below = _bound_note(cost, r, est, runs.precision)
-    for note in [*est.caveats, *([below] if below else [])]:
-        console.print(f"  [dim]note: {note}[/]", highlight=False)
-
-
-def _ms(value: float) -> str:
+def ms(value: float) -> str:
     """Milliseconds to three significant digits (a tiny model is 0.0123 ms, not 0.0), whole ms from 1000."""
     return f"{value:.0f}" if value >= 1000 else f"{value:.3g}"
 
 
 def register(app: typer.Typer) -> None:
     app.command("estimate")(estimate_cmd)
-    app.command("roofline")(roofline_cmd)
