@@ -34,20 +34,26 @@ Labels: for a classifier, an int array (N,) of class ids. For a detector, a list
 from __future__ import annotations
 
 import hashlib
-import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekit.convert.image_folder import IMAGE_SUFFIXES, class_of, image_files, read_images
+from edgekit.convert.shaping import (
+    hwc,
+    image_size,
+    note_resized,
+    preprocess,
+    rescale_boxes,
+    say_once,
+    to_inputs,
+)
 from edgekit.errors import InputDataError, RecipeError
 from edgekit.recipe import (
     BuilderData,
     DataSource,
     ImagesData,
-    Layout,
     NpyData,
     RandomData,
     Recipe,
@@ -58,7 +64,6 @@ from edgekit.recipe import (
 from edgekit.recipe.schema import MAX_DATA_BYTES
 
 Labels = np.ndarray | list[np.ndarray]
-log = logging.getLogger(__name__)
 
 
 def calibration_inputs(recipe: Recipe) -> np.ndarray:
@@ -134,19 +139,10 @@ def _load(source: DataSource, recipe: Recipe, field: str) -> tuple[np.ndarray, L
             labels = class_labels(
                 _npy(source.labels, f"{field}.labels", recipe), len(raw), f"{field}.labels", str(recipe.path)
             )[: source.samples]
-        return _to_inputs(raw[: source.samples], recipe, field), labels
+        return to_inputs(raw[: source.samples], recipe, field), labels
     if isinstance(source, BuilderData):
         return _from_builder(source, recipe, field)
     raise RecipeError(f"field `{field}`: unknown data source {source!r}", where=str(recipe.path))
-
-
-_SAID: set[str] = set()  # notes already given in this process (the data is loaded more than once a run)
-
-
-def _say_once(note: str) -> None:
-    if note not in _SAID:
-        _SAID.add(note)
-        log.warning("%s", note)
 
 
 # --- sources ------------------------------------------------------------------------------------------------
@@ -180,7 +176,7 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
         )
     if source.samples is not None and len(files) > source.samples:  # evenly spread: every class folder counts
         files = [files[int(i)] for i in np.linspace(0, len(files) - 1, source.samples).round()]
-    h, w, c = _hwc(recipe, field)
+    h, w, c = hwc(recipe, field)
     per_sample = 4 * int(np.prod(recipe.input.shape[1:]))
     if len(files) * per_sample > MAX_DATA_BYTES:  # `samples` unset: every image of a large folder
         raise RecipeError(
@@ -190,8 +186,8 @@ def _from_folder(source: ImagesData, recipe: Recipe, field: str) -> tuple[np.nda
             hint=f"set `{field}.samples` (a few hundred calibrate INT8 well; they are spread over the "
             "class folders)",
         )
-    _note_resized(field, [_image_size(f) for f in files], h, w)
-    inputs = _preprocess(read_images(files, (h, w, c), field, str(recipe.path)), recipe, field)
+    note_resized(field, [image_size(f) for f in files], h, w)
+    inputs = preprocess(read_images(files, (h, w, c), field, str(recipe.path)), recipe, field)
     labels = np.array([classes.index(top[f]) for f in files], dtype=np.int64) if classes else None
     return inputs, labels
 
@@ -245,162 +241,13 @@ def _from_builder(source: BuilderData, recipe: Recipe, field: str) -> tuple[np.n
             where=str(recipe.path),
         )
     if len(raw) > source.samples:  # a builder that ignores n: the first `samples`, as from a .npy
-        _say_once(
+        say_once(
             f"{field}: {source.builder} returned {len(raw)} samples for samples: {source.samples}; "
             f"using the first {source.samples}"
         )
         raw = raw[: source.samples]
         labels = labels[: source.samples] if labels is not None else None
-    inputs = _to_inputs(raw, recipe, field)  # first: image data the input cannot take is named there
+    inputs = to_inputs(raw, recipe, field)  # first: image data the input cannot take is named there
     if labels is not None and raw.dtype == np.uint8 and not isinstance(labels, np.ndarray):
-        labels = _rescale_boxes(list(labels), raw.shape[1:3], _hwc(recipe, field)[:2])
+        labels = rescale_boxes(list(labels), raw.shape[1:3], hwc(recipe, field)[:2])
     return inputs, labels
-
-
-# --- shaping and preprocessing ------------------------------------------------------------------------------
-def _to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
-    """uint8 -> preprocess as raw images; float -> check it already has the model's per-sample shape."""
-    if raw.dtype == np.uint8:
-        if raw.ndim == 3:
-            raw = raw[..., None]
-        if raw.ndim != 4 or raw.shape[-1] not in (1, 3, 4):
-            raise RecipeError(
-                f"field `{field}`: uint8 data must be raw images (N, H, W, C); got {raw.shape}",
-                where=str(recipe.path),
-            )
-        h, w, c = _hwc(recipe, field, raw.shape)
-        _note_resized(field, [(raw.shape[2], raw.shape[1])] * len(raw), h, w)
-        return _preprocess(_resize(raw[..., :3] if raw.shape[-1] == 4 else raw, h, w, c), recipe, field)
-    expected = tuple(recipe.input.shape[1:])
-    if tuple(raw.shape[1:]) != expected:
-        dims = ", ".join(map(str, expected))
-        raise RecipeError(
-            f"field `{field}`: float data must be model inputs of shape (N, {dims}) in "
-            f"{recipe.input.layout.value} layout; got {tuple(raw.shape)}",
-            where=str(recipe.path),
-            hint="give uint8 (N, H, W, C) images to have the recipe's preprocessing applied",
-        )
-    with np.errstate(over="ignore"):  # beyond float32's range: infinite, refused by name in load_data
-        return np.ascontiguousarray(raw, dtype=np.float32)
-
-
-def _hwc(recipe: Recipe, field: str, images: tuple[int, ...] | None = None) -> tuple[int, int, int]:
-    """The input's (height, width, channels) as image data fills it; `images`, the data's (N, H, W, C) when known,
-    is named in the error. Images fill 1 (grey) or 3 (RGB) channels: any other count is a RecipeError naming
-    input.shape and layout (a channel count of 4 made a reshape fail deep in the resize)."""
-    shape = recipe.input.shape
-    if len(shape) != 4:
-        raise RecipeError(
-            f"field `{field}`: image data needs a 4-D image input; input.shape is {list(shape)}",
-            where=str(recipe.path),
-            hint="use kind: npy or builder with float model inputs",
-        )
-    nchw = recipe.input.layout is Layout.NCHW
-    h, w, c = (shape[2], shape[3], shape[1]) if nchw else (shape[1], shape[2], shape[3])
-    if c not in (1, 3):
-        raise RecipeError(
-            _channels_message(recipe, field, images, c),
-            where=str(recipe.path),
-            hint=_channels_hint(recipe, c),
-        )
-    return h, w, c
-
-
-def _channels_message(recipe: Recipe, field: str, images: tuple[int, ...] | None, c: int) -> str:
-    layout = recipe.input.layout.value
-    given = (
-        f"yields {images[-1]}-channel images (N, H, W, C) = {list(images)}"
-        if images is not None
-        else "holds images (grey or RGB)"
-    )
-    return (
-        f"field `{field}`: the data {given}, but input.shape {list(recipe.input.shape)} in layout {layout} "
-        f"(channels at shape[{1 if layout == 'NCHW' else 3}]) takes {c} channels; images fill 1 (grey) or 3 (RGB)"
-    )
-
-
-def _channels_hint(recipe: Recipe, c: int) -> str:
-    shape = list(recipe.input.shape)
-    nchw = recipe.input.layout is Layout.NCHW
-    other = shape[3] if nchw else shape[1]
-    if other in (1, 3):  # the channels sit where the other layout has them
-        swapped = "NHWC" if nchw else "NCHW"
-        return f"input.shape {shape} reads as {swapped}: set input.layout: {swapped}"
-    fixed = [1, 3, shape[2], shape[3]] if nchw else [1, shape[1], shape[2], 3]
-    return (
-        f"set input.shape to {fixed} if the model takes RGB images, or give float model inputs of shape "
-        f"(N, {', '.join(map(str, shape[1:]))}) (kind: npy, or a builder returning float32) for a {c}-channel input"
-    )
-
-
-def _image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file's header (Pillow reads no pixels for it), or None: read_images names it."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, ValueError):
-        return None
-
-
-def _note_resized(field: str, sizes: list[tuple[int, int] | None], h: int, w: int) -> None:
-    """Images of another size than the input's are resized (bilinear) before preprocessing: said once, as
-    '... images 48x48 resized to 64x64 (bilinear)', since a wrong input.shape or data set converts without error."""
-    other = Counter(size for size in sizes if size is not None and size != (w, h))
-    if not other:
-        return
-    shown = ", ".join(f"{sw}x{sh}" for sw, sh in sorted(other)[:3]) + (", ..." if len(other) > 3 else "")
-    count = sum(other.values())
-    which = "images" if count == len(sizes) else f"{count} of {len(sizes)} images"
-    _say_once(
-        f"{field}: {which} {shown} resized to {w}x{h} (bilinear) to fit input.shape; "
-        "resize them yourself to choose how"
-    )
-
-
-def _resize(raw: np.ndarray, h: int, w: int, c: int) -> np.ndarray:
-    from PIL import Image
-
-    if raw.shape[1:3] == (h, w) and raw.shape[3] == c:
-        return raw
-    mode = "L" if c == 1 else "RGB"
-    out = []
-    for img in raw:
-        pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
-        resized = pil.convert(mode).resize((w, h), Image.Resampling.BILINEAR)
-        out.append(np.asarray(resized, dtype=np.uint8).reshape(h, w, c))
-    return np.stack(out)
-
-
-def _preprocess(images: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
-    """(N, H, W, C) uint8 RGB -> channel order, x * scale, (x - mean) / std, model layout, float32."""
-    pre = recipe.input.preprocess
-    x = images.astype(np.float32)
-    if pre.channel_order == "BGR":
-        x = x[..., ::-1]
-    c = x.shape[-1]
-    for name, values in (("mean", pre.mean), ("std", pre.std)):
-        if len(values) not in (1, c):
-            raise RecipeError(
-                f"field `input.preprocess.{name}`: {len(values)} values for {c} channels",
-                where=str(recipe.path),
-                hint=f"give 1 or {c} values",
-            )
-    x = (x * pre.scale - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
-    if recipe.input.layout is Layout.NCHW:
-        x = x.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def _rescale_boxes(
-    labels: list[np.ndarray], src_hw: tuple[int, ...], dst_hw: tuple[int, ...]
-) -> list[np.ndarray]:
-    sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
-    out = []
-    for lab in labels:
-        lab = np.asarray(lab, dtype=np.float32).reshape(-1, 5).copy()
-        lab[:, [1, 3]] *= sx
-        lab[:, [2, 4]] *= sy
-        out.append(lab)
-    return out

@@ -25,7 +25,7 @@ def check_inputs(recipe: Recipe) -> tuple[Any, str]:
     range its preprocessing gives (raw 0..255 images preprocessed; uniform 0..1 for an input that is no image)."""
     import numpy as np
 
-    from edgekit.convert import calibration
+    from edgekit.convert import calibration, shaping
     from edgekit.recipe import BuilderData, ImagesData, NpyData
 
     source = recipe.evaluation.data
@@ -35,12 +35,12 @@ def check_inputs(recipe: Recipe) -> tuple[Any, str]:
     if isinstance(source, BuilderData):  # the user's own code, which may be slow: not run twice
         rng = np.random.default_rng(0)
         try:
-            h, w, c = calibration._hwc(recipe, field)
+            h, w, c = shaping.hwc(recipe, field)
         except RecipeError:
             inputs = rng.uniform(0, 1, (wanted, *recipe.input.shape[1:])).astype(np.float32)
         else:
             raw = rng.integers(0, 256, (wanted, h, w, c), dtype=np.uint8)
-            inputs = calibration._to_inputs(raw, recipe, field)
+            inputs = shaping.to_inputs(raw, recipe, field)
         kind = "seeded input in the range of its preprocessing"
     else:
         if isinstance(source, ImagesData):  # a few of the folder's images, not every one
