@@ -112,8 +112,8 @@ def bench_cmd(
     from edgekit.cli.deploy import parse_threads
     from edgekit.deploy import AgentArtifact, Settings, host_target
     from edgekit.deploy.plan import check_before_work
+    from edgekit.report.bench_table import bench_table
     from edgekit.report.lines import timing_caveats
-    from edgekit.report.table import bench_table
     from edgekit.target import load_target
 
     if artifact.suffix == ".param":  # a broken .param: named as bad input (exit 2) before anything reads it

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
+from edgekit.report.bench_table import load_note
 from edgekit.report.figures import fidelity_line, three_figures
 from edgekit.report.lines import route_line, timing_caveats
-from edgekit.report.table import load_note
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
