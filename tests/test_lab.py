@@ -811,13 +811,13 @@ def test_ctrl_c_in_a_lab_nightly_keeps_and_records_what_finished(
     import _thread
     import threading
 
-    from edgekit.lab import spread as spread_module
+    from edgekit.lab import night as night_module
     from edgekit.nightly import run_nightly
     from edgekit.store import open_store
 
     _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b", "tiny-c"))
     _night_of(monkeypatch, night)
-    monkeypatch.setattr(spread_module, "STOP_WAIT_S", 3.0)
+    monkeypatch.setattr(night_module, "STOP_WAIT_S", 3.0)
     ran: list[tuple[str, str, float, float]] = []
     finished = _fake_deploy(ran, 0.2)
     hang = threading.Event()
@@ -833,7 +833,7 @@ def test_ctrl_c_in_a_lab_nightly_keeps_and_records_what_finished(
             hang.wait(60)
         return finished(recipe, target, arts)
 
-    monkeypatch.setattr(spread_module, "_deploy_one", deploy_one)
+    monkeypatch.setattr(night_module, "_deploy_one", deploy_one)
     said: list[str] = []
     store = f"sqlite:///{tmp_path / 'lab.sqlite'}"
     try:
@@ -921,11 +921,11 @@ def _plain_lab_night(monkeypatch: pytest.MonkeyPatch, deploy_one: Callable[..., 
     """run_nightly spreading plain boards (pi4-emu, pi5-emu: never started, the deploy is a stand-in) as it
     spreads a lab's places: the thread and recording logic without labgrid."""
     from edgekit import nightly as nightly_module
-    from edgekit.lab import spread as spread_module
+    from edgekit.lab import night as night_module
 
     monkeypatch.setattr(nightly_module, "_has_lab", lambda _targets: True)
-    monkeypatch.setattr(spread_module, "_deploy_one", deploy_one)
-    monkeypatch.setattr(spread_module, "STOP_WAIT_S", 1.0)
+    monkeypatch.setattr(night_module, "_deploy_one", deploy_one)
+    monkeypatch.setattr(night_module, "STOP_WAIT_S", 1.0)
 
 
 @pytest.mark.parametrize("night", [0, 1, 2])
@@ -1078,7 +1078,7 @@ def test_after_ctrl_c_an_error_stays_an_error_not_not_run(
         hang.wait(30)
         raise AssertionError("dropped: never reached the results")
 
-    monkeypatch.setattr("edgekit.lab.spread.STOP_WAIT_S", 1.0)
+    monkeypatch.setattr("edgekit.lab.night.STOP_WAIT_S", 1.0)
     said: list[str] = []
     try:
         done = spread(recipes, ["pi4-emu", "pi5-emu"], said.append, deploy_one=deploy_one, night=0)  # type: ignore[arg-type]
@@ -1127,7 +1127,7 @@ def test_ctrl_c_waits_for_a_board_still_deploying_and_keeps_what_it_finishes(
         finally:
             late_done.set()
 
-    monkeypatch.setattr("edgekit.lab.spread.STOP_WAIT_S", 2.0)
+    monkeypatch.setattr("edgekit.lab.night.STOP_WAIT_S", 2.0)
     said: list[str] = []
     start = time.monotonic()
     try:
@@ -1184,6 +1184,7 @@ def test_a_lab_target_whose_acquiring_raises_a_non_lab_error_gets_no_place_and_t
 ) -> None:
     """An OSError (labgrid's helper not starting) in a lab target's thread killed it silently: no reason in
     `unavailable`, its queue never given up. It is now why that target got no place tonight, said."""
+    from edgekit.lab import night as night_module
     from edgekit.lab import spread as spread_module
     from edgekit.results import DeployResult
 
@@ -1195,7 +1196,7 @@ def test_a_lab_target_whose_acquiring_raises_a_non_lab_error_gets_no_place_and_t
             raise OSError(8, "Exec format error")
 
     monkeypatch.setattr(spread_module, "check_matchable", lambda _t: None)
-    monkeypatch.setattr(spread_module, "LabClient", NoHelper)
+    monkeypatch.setattr(night_module, "LabClient", NoHelper)
     recipes = _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b"))
     _no_conversion(monkeypatch)
     ran: list[tuple[str, str, float, float]] = []
@@ -1217,6 +1218,7 @@ def test_a_lab_target_whose_acquiring_raises_a_non_lab_error_gets_no_place_and_t
 def test_nothing_converted_acquires_no_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A recipe whose conversion raised still went to the boards (a KeyError per board); with nothing
     converted, the night acquired places to run nothing on them."""
+    from edgekit.lab import night as night_module
     from edgekit.lab import spread as spread_module
 
     asked: list[str] = []
@@ -1226,7 +1228,7 @@ def test_nothing_converted_acquires_no_board(tmp_path: Path, monkeypatch: pytest
             asked.append(address)
 
     monkeypatch.setattr(spread_module, "check_matchable", lambda _t: None)
-    monkeypatch.setattr(spread_module, "LabClient", Client)
+    monkeypatch.setattr(night_module, "LabClient", Client)
     recipes = _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b"))
     _no_conversion(monkeypatch, fails=("tiny-a", "tiny-b"))
     said: list[str] = []
@@ -1241,7 +1243,7 @@ def test_a_boards_deploy_gets_the_nights_stop_event(monkeypatch: pytest.MonkeyPa
     import threading
 
     from edgekit import deploy as deploy_module
-    from edgekit.lab import spread as spread_module
+    from edgekit.lab import night as night_module
 
     got: list[object] = []
     monkeypatch.setattr(
@@ -1250,11 +1252,11 @@ def test_a_boards_deploy_gets_the_nights_stop_event(monkeypatch: pytest.MonkeyPa
     stopping = threading.Event()
 
     def worker() -> None:
-        spread_module._NIGHT.stop = stopping  # as _Night.work sets it
-        spread_module._deploy_one(object(), object(), [])  # type: ignore[arg-type]
+        night_module._NIGHT.stop = stopping  # as Night.work sets it
+        night_module._deploy_one(object(), object(), [])  # type: ignore[arg-type]
 
     thread = threading.Thread(target=worker)
     thread.start()
     thread.join()
-    spread_module._deploy_one(object(), object(), [])  # type: ignore[arg-type]  # another thread: no night
+    night_module._deploy_one(object(), object(), [])  # type: ignore[arg-type]  # another thread: no night
     assert got == [stopping, None]

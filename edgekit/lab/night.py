@@ -1,0 +1,374 @@
+"""A spread's night at work, once spread.py has read the targets and converted the recipes: one thread per
+target (a lab target's acquires its places), one worker thread per board taking recipes from its target's queue,
+the stop on Ctrl-C or SIGTERM, every place given back, and each recipe's result settled from what its boards gave.
+
+A module of its own because it is the part with threads: what they share sits behind one lock in `Night`, and no
+thread changes the outcome once `Night.close()` ran (the caller reads it from then on).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgekit.convert.base import Artifact
+from edgekit.errors import EdgekitError
+from edgekit.lab.acquire import place_target
+from edgekit.lab.client import LabClient, Lease
+from edgekit.lab.errors import NotRun
+from edgekit.recipe import Recipe
+from edgekit.results import DeployResult, TargetRun
+from edgekit.target import Target
+
+if TYPE_CHECKING:
+    from edgekit.lab.spread import SpreadOutcome
+
+Log = Callable[[str], None]
+DeployOne = Callable[[Recipe, Target, list[Artifact]], DeployResult]
+STOPPED = "interrupted (Ctrl-C or SIGTERM)"
+STOP_WAIT_S = 30.0  # after a Ctrl-C: how long the boards still deploying are waited for before every release
+
+
+def error_text(exc: BaseException) -> str:
+    """An error's text as the night says it: an EdgekitError's own, anything else with its type (a bug)."""
+    return str(exc) if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class _Raised:
+    """A deploy that raised on one board: kept per board (another board's success must not hide it)."""
+
+    board: str
+    target: Target
+    error: Exception
+
+
+class Night:
+    """One thread per target (a lab target's acquires its places, then starts their workers), one worker thread
+    per board, each taking recipes from its target's queue until it is empty, then giving its place back; what
+    each place ran and for how long goes into the outcome (under the lock, and never once `close()` ran: the
+    caller then reads the outcome while a board it stopped waiting for may still be deploying)."""
+
+    def __init__(
+        self,
+        run: DeployOne | None,
+        loaded: dict[Path, Recipe],
+        artifacts: dict[Path, list[Artifact]],
+        outcome: SpreadOutcome,
+        log: Log,
+        todo: list[Path],
+    ) -> None:
+        self.deploy, self.loaded, self.artifacts = run or _deploy_one, loaded, artifacts
+        self.outcome, self.log, self.todo = outcome, log, todo
+        self.queues: dict[str, queue.Queue[Path]] = {}
+        self.parts: dict[Path, list[DeployResult]] = {p: [] for p in todo}
+        self.raised: dict[Path, list[_Raised]] = {p: [] for p in todo}
+        self.pending: dict[Path, int] = {}  # recipe -> targets still to run it
+        self.running: dict[str, Path] = {}  # board -> the recipe it is deploying now
+        self.leases: list[Lease] = []
+        self.lock = threading.Lock()
+        self.busy = 0
+        self.idle = threading.Event()  # no thread left
+        self.stopping = threading.Event()
+        self.closed = False  # set by close(): no thread changes the outcome any longer
+        self.released = False  # release_all() ran: a lease started later is closed at once
+        self.first_start: float | None = None
+        self.last_end: float | None = None
+
+    def run(self, templates: list[tuple[str, Target]]) -> None:
+        self.pending = dict.fromkeys(self.todo, len(templates))
+        self.idle.set()
+        for name, _template in templates:  # every queue full before any board takes from one
+            self.queues[name] = queue.Queue()
+            for path in self.todo:
+                self.queues[name].put(path)
+        for name, template in templates:
+            self._start(self._target, name, template, name=f"spread-{name}")
+        while not self.idle.wait(0.2):  # not Thread.join: it misbehaves after a Ctrl-C (CPython 3.11)
+            pass
+
+    def _start(self, fn: Callable[..., None], *args: Any, name: str) -> None:
+        def guarded() -> None:
+            try:
+                fn(*args)
+            finally:
+                with self.lock:
+                    self.busy -= 1
+                    if not self.busy:
+                        self.idle.set()
+
+        with self.lock:
+            self.busy += 1
+            self.idle.clear()
+        threading.Thread(target=guarded, name=name, daemon=True).start()
+
+    def _target(self, name: str, template: Target) -> None:
+        """A target's boards at work: a lab target's places acquired (waiting for at least one), each starting
+        its worker at once. Whatever fails before a board starts (a lab error, an OSError starting labgrid's
+        helper, a bug) is why this target got no place tonight: said, and its queue given up."""
+        if template.lab is None:
+            self.work(template, name, None)
+            return
+        try:
+            started = self._acquire(name, template)
+        except Exception as exc:  # noqa: BLE001 - this board type gets no place tonight; the others go on
+            started, why = 0, error_text(exc)
+            with self.lock:
+                quiet = self.stopping.is_set()  # the lease closed under it by release_all: no failure
+                if not quiet:
+                    self.outcome.unavailable[name] = why
+            if not quiet:
+                self.log(f"lab: {name}: no place tonight: {why}")
+        if not started:
+            self._give_up(name)
+
+    def _acquire(self, name: str, template: Target) -> int:
+        """Every free place of a lab target, each with its worker started; how many started."""
+        assert template.lab is not None  # _target's caller: lab targets only
+        self.log(
+            f"lab: acquiring every free place with {template.lab.wanted()} (at least one, up to "
+            f"{template.lab.wait_s:.0f} s)"
+        )
+        lease = LabClient(template.lab.address()).hold(
+            template.lab, count=0, say=lambda m: self.log(f"{name}: {m}"), started=self._track
+        )
+        with self.lock:
+            stopped = self.stopping.is_set() or self.closed
+            if not stopped:
+                self.outcome.acquire_s[name] = lease.acquire_s
+        if stopped:
+            lease.close()
+            return 0
+        self.log(
+            f"lab: {name}: acquired {', '.join(p.name for p in lease.places)} in {lease.acquire_s:.2f} s"
+        )
+        started = 0
+        for place in lease.places:
+            try:
+                board = place_target(template, place, None).model_copy(update={"lab": None})
+            except Exception as exc:  # noqa: BLE001 - its exporter went between the acquiring and now (or a bug)
+                self.log(f"lab: {name}: {place.name} left out: {error_text(exc)}")
+                self._release(lease, place.name)
+                continue
+            with self.lock:
+                if self.stopping.is_set() or self.closed:
+                    break
+                self.outcome.board_type[place.name] = name
+            self._start(self.work, board, name, lease, name=f"spread-{place.name}")
+            started += 1
+        if not started:
+            with self.lock:
+                if not (self.stopping.is_set() or self.closed):
+                    self.outcome.unavailable[name] = "no place it acquired could be reached"
+            lease.close()
+        return started
+
+    def _track(self, lease: Lease) -> None:
+        with self.lock:
+            self.leases.append(lease)
+            late = self.released
+        if late:  # the night ended while this lease was being asked for: it ends its wait now
+            lease.close()
+
+    def _give_up(self, name: str) -> None:
+        """A target that got no place: its recipes wait for it no longer."""
+        while True:
+            try:
+                path = self.queues[name].get_nowait()
+            except queue.Empty:
+                return
+            with self.lock:
+                self.pending[path] -= 1
+
+    def work(self, target: Target, kind: str, lease: Lease | None) -> None:
+        name, outcome = target.name, self.outcome
+        _NIGHT.stop = self.stopping  # _deploy_one stops this board's deploy when the night stops
+        while not self.stopping.is_set():
+            try:
+                path = self.queues[kind].get_nowait()
+            except queue.Empty:
+                break
+            self.log(f"{name}: {path.name}")
+            t = time.monotonic()
+            with self.lock:
+                self.running[name] = path
+                self.first_start = self.first_start or t
+            result: DeployResult | None = None
+            error: Exception | None = None
+            try:
+                result = self.deploy(self.loaded[path], target, self.artifacts[path])
+            except Exception as exc:  # noqa: BLE001 - this recipe's failure on this board, said now
+                error = exc
+                self.log(f"{name}: {path.name}: deploy failed: {error_text(exc).splitlines()[0]}")
+            with self.lock:
+                self.running.pop(name, None)
+                if self.closed:  # the night stopped waiting for this board: its result is dropped
+                    return
+                outcome.board_seconds[name] = outcome.board_seconds.get(name, 0.0) + time.monotonic() - t
+                outcome.jobs.setdefault(name, []).append(path.name)
+                self.last_end = time.monotonic()
+                self.pending[path] -= 1
+                if error is not None:
+                    self.raised[path].append(_Raised(name, target, error))
+                elif result is not None:
+                    self.parts[path].append(result)
+        if lease is not None and not self.stopping.is_set():
+            seconds = self._release(lease, name)
+            if seconds is not None:
+                self.log(f"{name}: queue empty, released ({seconds:.3f} s)")
+
+    def _release(self, lease: Lease, place: str) -> float | None:
+        """One place given back; how long the coordinator took, or None when the release failed (said: every
+        place is closed again in `finally`)."""
+        try:
+            lease.release(place)
+        except Exception as exc:  # noqa: BLE001 - release_all tries again; the helper releases when it ends
+            self.log(
+                f"lab: warning: {place}: release failed ({error_text(exc)}); tried again at the end of the night"
+            )
+            return None
+        seconds = lease.release_s.get(place, 0.0)
+        with self.lock:
+            if not self.closed:  # the caller may read the outcome already
+                self.outcome.release_s[place] = seconds
+        return seconds
+
+    def stop(self) -> None:
+        """Ctrl-C or SIGTERM: no board takes another recipe; each board still deploying is told to stop (the
+        `stopping` event its deploy watches: its agent is stopped, what it measured kept) and waited for, up to
+        STOP_WAIT_S, before the places are given back (a teammate must not share a board with our agent). What
+        finishes meanwhile is kept; what still runs after the wait is dropped. A second Ctrl-C ends the wait."""
+        with self.lock:
+            self.stopping.set()
+            running = dict(self.running)
+        if running:
+            self.log(
+                f"lab: {STOPPED}: no board takes another recipe; waiting up to {STOP_WAIT_S:.0f} s for "
+                + ", ".join(f"{p.name} on {b}" for b, p in running.items())
+                + " to stop (each board's agent is told to; what it measured is kept) before giving the places back"
+            )
+            deadline = time.monotonic() + STOP_WAIT_S
+            try:
+                while time.monotonic() < deadline:
+                    with self.lock:
+                        if not self.running:
+                            break
+                    time.sleep(0.1)
+            except KeyboardInterrupt:
+                self.log(f"lab: {STOPPED} again: not waiting for the boards any longer")
+        with self.lock:
+            self.closed = True  # what is said now is what is kept: a board finishing later is dropped
+            running = dict(self.running)
+            done = [p for p in self.todo if self.parts[p] and not self.pending.get(p)]
+            part = [p for p in self.todo if self.parts[p] and self.pending.get(p)]
+        said = f"lab: {STOPPED}: keeping what finished: {len(done)} recipe(s) on every board type"
+        said += f", {len(part)} on some" if part else ""
+        if running:
+            said += "; dropped, not finished: " + ", ".join(f"{p.name} on {b}" for b, p in running.items())
+            said += " (its agent may still run on the board after the release)"
+        self.log(said + "; releasing every place")
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.stopping.set()
+
+    def release_all(self) -> None:
+        with self.lock:
+            self.released = True
+            leases = list(self.leases)
+        for lease in leases:
+            try:
+                lease.close()
+            except Exception as exc:  # noqa: BLE001 - the others are released all the same
+                self.log(f"lab: warning: a lease could not be closed: {error_text(exc)}")
+
+    def deploy_s(self) -> float:
+        if self.first_start is None:
+            return 0.0
+        return (self.last_end or time.monotonic()) - self.first_start
+
+    def anything_finished(self) -> bool:
+        """Some board finished some recipe (measured it, or failed it): there is something to record."""
+        with self.lock:
+            return any(self.parts[p] or self.raised[p] for p in self.todo)
+
+    def settle(self) -> None:
+        """Each recipe's result: its boards' runs as one DeployResult, a board whose deploy raised as a failed run
+        of it (every board raised: the error, with what was measured on it). After a Ctrl-C, a recipe no board
+        finished is NotRun; an error is never replaced by it."""
+        outcome = self.outcome
+        for path in self.todo:
+            parts, raised = self.parts[path], self.raised[path]
+            if raised:
+                outcome.raised[path] = {r.board: error_text(r.error) for r in raised}
+            if parts or raised:
+                outcome.results[path] = _settled(path, parts, raised)
+            elif outcome.interrupted:
+                outcome.results[path] = NotRun(
+                    f"not run: the night was {STOPPED} before a board finished it", where=str(path)
+                )
+
+
+def _settled(path: Path, parts: list[DeployResult], raised: list[_Raised]) -> DeployResult | Exception:
+    """One recipe's result from what its boards gave: every board's run, a raising board's as a failed run (its
+    measurements kept when the deploy attached them to the error)."""
+    results = list(parts)
+    failed: list[TargetRun] = []
+    for r in raised:
+        why = f"deploy failed: {error_text(r.error)}"
+        kept = getattr(r.error, "result", None)
+        if isinstance(kept, DeployResult) and kept.runs:
+            kept = kept.model_copy(deep=True)
+            for run in kept.runs:
+                run.status, run.error = "failed", run.error or why
+            results.append(kept)
+        else:
+            failed.append(
+                TargetRun(
+                    target=r.board,
+                    kind=r.target.transport.value,
+                    emulated=bool(r.target.emulated),
+                    status="failed",
+                    error=why,
+                )
+            )
+    merged = _merge(results) if results else None
+    if merged is not None:
+        merged.runs += failed
+        merged.ok = merged.ok and not raised
+    if parts:
+        assert merged is not None  # parts are results
+        return merged
+    error = EdgekitError("; ".join(f"on {r.board}: {error_text(r.error)}" for r in raised), where=str(path))
+    error.result = merged  # type: ignore[attr-defined]  # what the boards measured, recorded by the nightly
+    return error
+
+
+_NIGHT = threading.local()  # each board's worker thread: `stop`, the night's Ctrl-C event
+
+
+def _deploy_one(recipe: Recipe, target: Target, artifacts: list[Artifact]) -> DeployResult:
+    """One recipe on one board, stopped as on Ctrl-C (its agent stopped, what it measured kept) when the night
+    is stopped: deploy runs in this worker thread, where no Ctrl-C arrives."""
+    from edgekit.deploy import DeployOptions, deploy
+
+    stop = getattr(_NIGHT, "stop", None)
+    return deploy(recipe, [target], DeployOptions(host=False, stop=stop), artifacts=artifacts)
+
+
+def _merge(results: list[DeployResult]) -> DeployResult:
+    """One recipe's runs on many boards as one DeployResult (the same artifacts, every board's TargetRun)."""
+    base = results[0].model_copy(deep=True)
+    for other in results[1:]:
+        base.runs += other.runs
+        base.routes += other.routes
+        base.started_at = min(base.started_at, other.started_at)
+        base.finished_at = max(base.finished_at or "", other.finished_at or "") or None
+        base.ok = base.ok and other.ok
+    return base
