@@ -33,10 +33,10 @@ def _age(path: Path, days: float) -> None:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A data dir holding the tiny recipe's tflite-fp32 and ncnn-fp32 artifacts and its prepared ONNX."""
+    """A data dir holding the tiny recipe's onnx-fp32 and ncnn-fp32 artifacts and its prepared ONNX."""
     tmp = tmp_path_factory.mktemp("cache")
     raw = yaml.safe_load((ROOT / "recipes" / "tiny.yaml").read_text())
-    raw["formats"] = ["tflite-fp32", "ncnn-fp32"]
+    raw["formats"] = ["onnx-fp32", "ncnn-fp32"]  # two quick ones: onnx2tf would take 15-20 s
     recipe = tmp / "tiny.yaml"
     recipe.write_text(yaml.safe_dump(raw))
     home = tmp / "home"
@@ -50,7 +50,7 @@ def test_info_lists_what_the_cache_holds(converted: tuple[Path, Path]) -> None:
     out = edgekit(home, "cache")
     assert out.returncode == 0, out.stderr
     assert str(home / "cache") in out.stdout
-    assert "1 ncnn-fp32, 1 tflite-fp32" in out.stdout
+    assert "1 ncnn-fp32, 1 onnx-fp32" in out.stdout
     rows = {
         cells[0]: cells
         for line in out.stdout.splitlines()
@@ -66,7 +66,7 @@ def test_prune_removes_the_unused_damaged_and_left_behind_and_keeps_the_rest(
     root = home / "cache"
     entries = housekeeping.scan(root)
     by_label = {e.label: e for e in entries}
-    old, recent = by_label["tflite-fp32"], by_label["ncnn-fp32"]
+    old, recent = by_label["ncnn-fp32"], by_label["onnx-fp32"]
     _age(old.path / "artifact.json", 40)
     damaged = root / (("d" * 64) + ".damaged")
     damaged.mkdir()
@@ -79,12 +79,12 @@ def test_prune_removes_the_unused_damaged_and_left_behind_and_keeps_the_rest(
 
     dry = edgekit(home, "cache", "prune", "--older-than", "30d", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "would remove artifact tflite-fp32" in dry.stdout and "3 entries, would free" in dry.stdout
+    assert "would remove artifact ncnn-fp32" in dry.stdout and "3 entries, would free" in dry.stdout
     assert old.path.exists() and damaged.exists() and stale.exists()
 
     done = edgekit(home, "cache", "prune", "--older-than", "30d")
     assert done.returncode == 0, done.stderr
-    assert "removed artifact tflite-fp32" in done.stdout and "3 entries, freed" in done.stdout
+    assert "removed artifact ncnn-fp32" in done.stdout and "3 entries, freed" in done.stdout
     assert not old.path.exists() and not damaged.exists() and not stale.exists()
     assert recent.path.exists() and running.exists() and (root / "onnx").is_dir()
     assert not [p for p in root.iterdir() if p.name.startswith(".pruning-")]
@@ -93,10 +93,10 @@ def test_prune_removes_the_unused_damaged_and_left_behind_and_keeps_the_rest(
     _age(recent.path / "artifact.json", 10)
     again = edgekit(home, "convert", str(recipe))
     assert again.returncode == 0, again.stderr
-    assert "ncnn-fp32: cached, no conversion" in again.stdout + again.stderr
-    assert "tflite-fp32: cached, no conversion" not in again.stdout + again.stderr
+    assert "onnx-fp32: cached, no conversion" in again.stdout + again.stderr
+    assert "ncnn-fp32: cached, no conversion" not in again.stdout + again.stderr
     assert time.time() - (recent.path / "artifact.json").stat().st_mtime < DAY
-    assert {e.label for e in housekeeping.scan(root) if e.kind == "artifact"} == {"tflite-fp32", "ncnn-fp32"}
+    assert {e.label for e in housekeeping.scan(root) if e.kind == "artifact"} == {"onnx-fp32", "ncnn-fp32"}
 
 
 def test_prune_refuses_an_unreadable_age(converted: tuple[Path, Path]) -> None:
