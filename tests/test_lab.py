@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 from edgekit.cli import app
 from edgekit.errors import TargetError, UsageError
 from edgekit.lab import rig as lab_rig
-from edgekit.lab.client import LabClient, Place, holder_text, lab_python
+from edgekit.lab.client import LabClient, lab_python
 from edgekit.lab.errors import LabWaitTimeout, NoMatchingPlace
+from edgekit.lab.place import Place, holder_text
 from edgekit.target import parse_inline
 
 REPO = Path(__file__).resolve().parent.parent
@@ -863,8 +864,8 @@ def test_a_misspelt_tag_is_named_with_the_nearest_one_the_lab_has() -> None:
     """NoMatchingPlace listed the places' names only: a misspelt tag (`bord=pi4`) or value (`board=pi44`) gets
     the nearest tag the lab has, and the places are listed with their tags."""
     from edgekit.lab.acquire import _tag_typo
-    from edgekit.lab.client import Place
     from edgekit.lab.errors import no_matching_place
+    from edgekit.lab.place import Place
 
     places = [Place(n, {"board": n[:3]}, None, None, "", None) for n in ("pi4-01", "pi5-01")]
     assert _tag_typo({"bord": "pi4"}, places) == "no place has a tag 'bord' (did you mean board?)"

@@ -70,8 +70,9 @@ def lab_cmd(
     if ctx.invoked_subcommand is not None:
         return
     from edgekit.lab.boards import last_facts
-    from edgekit.lab.client import LabClient, holder_text, matches
+    from edgekit.lab.client import LabClient
     from edgekit.lab.errors import no_matching_place
+    from edgekit.lab.place import holder_text, matches
     from edgekit.store import open_store
     from edgekit.target import load_target
 
@@ -107,8 +108,8 @@ def _is_stale(place: object) -> bool:
     import os
     import socket
 
-    from edgekit.lab.client import HOLDER
     from edgekit.lab.helper import process_start
+    from edgekit.lab.place import HOLDER
 
     m = HOLDER.match(getattr(place, "holder", None) or "")
     here = os.environ.get("LG_HOSTNAME", socket.gethostname())  # as labgrid names this host
@@ -126,7 +127,8 @@ def release_cmd(
     Example: edgekit lab release pi4-03
     """
     from edgekit.errors import UsageError
-    from edgekit.lab.client import LabClient, holder_text
+    from edgekit.lab.client import LabClient
+    from edgekit.lab.place import holder_text
 
     client = LabClient(_coordinator(coordinator, None))
     found = next((p for p in client.places() if p.name == place), None)

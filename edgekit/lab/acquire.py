@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import TargetError
-from edgekit.lab.client import LabClient, Lease, Place, Say, matches
+from edgekit.lab.client import LabClient, Lease, Say
 from edgekit.lab.errors import LabError, no_matching_place, no_reachable_place
+from edgekit.lab.place import Place, matches
 from edgekit.paths import data_dir
 
 if TYPE_CHECKING:

@@ -14,12 +14,10 @@ import getpass
 import json
 import os
 import queue
-import re
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,57 +30,12 @@ from edgekit.lab.errors import (
     no_matching_place,
     no_reachable_place,
 )
+from edgekit.lab.place import Place, held_place, holder_text, parse_place
 from edgekit.paths import data_dir, source_checkout
 from edgekit.target import LabSpec
 
 HELPER = Path(__file__).with_name("helper.py")
-HOLDER = re.compile(r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)$")
 Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Service:
-    """A place's NetworkService, as its exporter publishes it: how to reach the board over SSH."""
-
-    address: str
-    username: str
-    port: int
-    available: bool
-    path: str  # exporter/group/resource
-
-
-@dataclass(frozen=True)
-class Place:
-    name: str
-    tags: dict[str, str]
-    holder: str | None  # "host/user" as labgrid shows it, None when free
-    held_s: float | None
-    comment: str
-    reservation: str | None
-    services: list[Service] = field(default_factory=list)
-
-    @property
-    def service(self) -> Service | None:
-        """The first available NetworkService (None when the place has none or its exporter is gone)."""
-        return next((s for s in self.services if s.available and s.address), None)
-
-    @property
-    def edgekit_pid(self) -> int | None:
-        m = HOLDER.match(self.holder or "")
-        return int(m["pid"]) if m else None
-
-
-def holder_text(place: Place) -> str:
-    """`vm/alice for 4 m` or `ws1/bob (edgekit pid 4242) for 12 s`."""
-    held = f" for {_duration(place.held_s)}" if place.held_s is not None else ""
-    m = HOLDER.match(place.holder or "")
-    who = f"{m['host']}/{m['user']} (edgekit pid {m['pid']})" if m else (place.holder or "?")
-    return who + held
-
-
-def _duration(seconds: float | None) -> str:
-    s = seconds or 0.0
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
 def lab_python() -> Path:
@@ -106,28 +59,6 @@ def holder_name() -> str:
     with open(f"/proc/{os.getpid()}/stat") as fh:
         start = fh.read().rsplit(")", 1)[1].split()[19]
     return f"{getpass.getuser()}.edgekit-{os.getpid()}-{start}"
-
-
-def _place(data: dict[str, Any]) -> Place:
-    services = [
-        Service(
-            str(s.get("address") or ""),
-            str(s.get("username") or ""),
-            int(s.get("port") or 22),
-            bool(s.get("avail")),
-            str(s.get("path")),
-        )
-        for s in data.get("services", [])
-    ]
-    return Place(
-        name=data["name"],
-        tags=dict(data.get("tags") or {}),
-        holder=data.get("acquired") or None,
-        held_s=data.get("held_s"),
-        comment=data.get("comment") or "",
-        reservation=data.get("reservation"),
-        services=services,
-    )
 
 
 class LabClient:
@@ -166,7 +97,7 @@ class LabClient:
         return last
 
     def places(self) -> list[Place]:
-        return [_place(p) for p in self._run("places")["places"]]
+        return [parse_place(p) for p in self._run("places")["places"]]
 
     def release_from(self, place: str, holder: str) -> None:
         """Release `place` only while `holder` still holds it (a stale hold; never someone's new one)."""
@@ -273,13 +204,15 @@ class Lease:
                 )
             kind = event["event"]
             if kind == "acquired":
-                self.places = [_place(p) for p in event["places"]]
+                self.places = [parse_place(p) for p in event["places"]]
                 self.acquire_s = float(event.get("seconds") or 0.0)
                 return
             if kind == "error":
                 raise _error(event, self.coordinator)
             if kind == "waiting":
-                holders = "; ".join(f"{h['place']} held by {holder_text(_held(h))}" for h in event["holders"])
+                holders = "; ".join(
+                    f"{h['place']} held by {holder_text(held_place(h))}" for h in event["holders"]
+                )
                 self.say(
                     f"lab: waiting for a free place with {self.spec.wanted()} ({event['waited_s']:.0f} s of "
                     f"{self.spec.wait_s:.0f} s): {holders or 'none free'}{_skipped(event)}"
@@ -364,31 +297,18 @@ class Lease:
         self.close()
 
 
-def _held(h: dict[str, Any]) -> Place:
-    return Place(
-        name=h["place"], tags={}, holder=h.get("by"), held_s=h.get("held_s"), comment="", reservation=None
-    )
-
-
 def _skipped(event: dict[str, Any]) -> str:
     """The places left out because no exporter offers their NetworkService, as the waiting line's tail."""
     names = event.get("skipped") or []
     return f"; skipped (no available NetworkService: exporter down?): {', '.join(names)}" if names else ""
 
 
-def matches(place: Place, spec: LabSpec) -> bool:
-    """Whether `place` is one `spec` asks for (its name, every tag; `name` matches the place name), as the
-    helper's own matching does."""
-    have = {**place.tags, "name": place.name}
-    return (spec.place is None or place.name == spec.place) and all(
-        have.get(k) == v for k, v in spec.tags.items()
-    )
-
-
 def _error(event: dict[str, Any], coordinator: str) -> LabError | Interrupted:
     kind, message = event.get("kind"), str(event.get("message"))
     if kind == "timeout":
-        holders = "; ".join(f"{h['place']} held by {holder_text(_held(h))}" for h in event.get("holders", []))
+        holders = "; ".join(
+            f"{h['place']} held by {holder_text(held_place(h))}" for h in event.get("holders", [])
+        )
         wanted = " ".join(f"{k}={v}" for k, v in (event.get("tags") or {}).items())
         return LabWaitTimeout(
             f"no free place with {wanted or 'the name asked for'}: {message}; {holders}{_skipped(event)}",
