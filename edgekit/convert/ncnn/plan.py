@@ -5,9 +5,10 @@ arithmetic) a 1x1 convolution with few input channels over a large image costs m
 (quantize, pack, widen) than in fp32; on the Cortex-A76 the float alternative is fp16 (ncnn's default there),
 and fp16 depthwise convolutions beat int8 ones. So the quantizer first writes every layer it can in int8, then
 `edgekit.profile` counts each layer on each core twice: in that artifact, and in the fp32 model run with the
-same (default) options, i.e. as the layer would run if left float in the int8 artifact. A layer goes back to
-float when, summed over the cores weighted by 1 / the fp32 model's count there (each core's ratio counts the
-same), its int8 window costs more than its float window.
+same (default) options, i.e. as the layer would run if left float in the int8 artifact (on a core without
+fp16 arithmetic, the A72, those run as ncnn-fp32's own options do, so the fp32 model's profile serves). A
+layer goes back to float when, summed over the cores weighted by 1 / the fp32 model's count there (each core's
+ratio counts the same), its int8 window costs more than its float window.
 
 One artifact serves both cores (the recipe does not know its boards, and a format is one artifact); the plan,
 with every layer's counts on each core, is kept in the artifact's sidecar. Neighbour effects (a float layer
@@ -178,21 +179,38 @@ def guests_at_once() -> int:
     return max(1, int(wanted) if wanted else min(len(DEVICES), os.cpu_count() or 1))
 
 
+def float_runs_as_fp32(device: str) -> bool:
+    """Whether the int8 artifact's options run a float layer on this core as ncnn-fp32's own options do: ncnn
+    takes fp16 storage and arithmetic only on cores with fp16 arithmetic (asimdhp), so on the Cortex-A72 the two
+    count the same but for heap noise (yolov5-lite's fp32 model: 139,747,127 and 139,739,726 instructions, every
+    layer within 0.03 %), and the plan's float profile there is the fp32 model's."""
+    from edgekit.emu.specs import DEVICES as SPECS
+
+    spec = SPECS.get(device)
+    return spec is not None and "asimdhp" not in spec.features.split()
+
+
 def profiles_of(
     params: Sequence[Path],
     devices: tuple[str, ...] = DEVICES,
     say: Callable[[str], None] | None = None,
     names: Sequence[str] = (),
+    skip: Sequence[tuple[int, str]] = (),
 ) -> list[dict[str, Profile]]:
     """Per-layer profiles of each artifact on each core (one dict per artifact), several guests at a time; `say`
-    hears each guest run that ends ('speed plan: 2 of 6 guest runs counted (int8 on pi5-emu, 21 s)'), `names`
-    naming the artifacts."""
+    hears each guest run that ends ('speed plan: 2 of 5 guest runs counted (int8 on pi5-emu, 21 s)'), `names`
+    naming the artifacts; (artifact index, device) pairs in `skip` are not run and missing from the result."""
     import threading
     import time
 
     from edgekit.profile import profile_ncnn
 
-    jobs = [(k, param, device) for k, param in enumerate(params) for device in devices]
+    jobs = [
+        (k, param, device)
+        for k, param in enumerate(params)
+        for device in devices
+        if (k, device) not in set(skip)
+    ]
     start, lock, finished = time.monotonic(), threading.Lock(), [0]
 
     def run(job: tuple[int, Path, str]) -> Profile:
@@ -210,7 +228,16 @@ def profiles_of(
 
     with ThreadPoolExecutor(max_workers=guests_at_once(), thread_name_prefix="edgekit-plan") as pool:
         done = list(pool.map(run, jobs))
-    return [dict(zip(devices, done[i : i + len(devices)])) for i in range(0, len(done), len(devices))]
+    out: list[dict[str, Profile]] = [{} for _ in params]
+    for (k, _, device), prof in zip(jobs, done):
+        out[k][device] = prof
+    return out
+
+
+def guest_runs() -> int:
+    """The plan's guest runs: the fp32 model, the all-int8 artifact, and the float graph under the int8 options
+    where it does not run as fp32 (float_runs_as_fp32), on each core."""
+    return sum(2 if float_runs_as_fp32(d) else 3 for d in DEVICES)
 
 
 def profiles(param: Path, devices: tuple[str, ...] = DEVICES) -> dict[str, Profile]:
@@ -224,12 +251,15 @@ def measure(
     float_options: dict[str, bool],
     say: Callable[[str], None] | None = None,
 ) -> SpeedPlan:
-    """Profile the fp32 model (its own options and the int8 artifact's) and the all-int8 artifact per core."""
+    """Profile the fp32 model (its own options and, on cores with fp16 arithmetic, the int8 artifact's) and the
+    all-int8 artifact per core."""
+    same = [(0, d) for d in DEVICES if float_runs_as_fp32(d)]
     with tempfile.TemporaryDirectory(prefix="edgekit-plan-") as tmp:
         as_int8_runs = with_options(fp32_param, float_options, Path(tmp) / "float")
         floats, fp32_profiles, int8 = profiles_of(
-            [as_int8_runs, fp32_param, int8_param], say=say, names=("float layers", "fp32", "int8")
+            [as_int8_runs, fp32_param, int8_param], say=say, names=("float layers", "fp32", "int8"), skip=same
         )
+    floats = {d: floats.get(d) or fp32_profiles[d] for d in DEVICES}
     fp32 = {d: p.total for d, p in fp32_profiles.items()}
     plan = choose(int8, floats, {d: 1.0 / fp32[d] for d in int8}, quantized)
     plan.totals = {d: {"fp32": fp32[d], "all_int8": int8[d].total} for d in int8}
@@ -252,7 +282,7 @@ def plan_and_build(
         return None, report, "the emulated cores are not built (or EDGEKIT_NCNN_SPEED_PLAN=0)"
     say(
         f"speed plan: counting the {len(report.quantized)} quantized layers in int8 and in float on "
-        f"{' and '.join(DEVICES)} ({3 * len(DEVICES)} guest runs, {guests_at_once()} at a time)"
+        f"{' and '.join(DEVICES)} ({guest_runs()} guest runs, {guests_at_once()} at a time)"
     )
     try:
         plan = measure(src_param, param, report.quantized, float_options, say)
