@@ -427,7 +427,7 @@ def test_a_json_file_the_disk_cannot_hold_leaves_no_stale_copy(tmp_path: Path) -
     small = tmp_path / "small"
     small.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(small)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=20k", "tmpfs", str(small)], capture_output=True
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
@@ -441,6 +441,10 @@ def test_a_json_file_the_disk_cannot_hold_leaves_no_stale_copy(tmp_path: Path) -
                 str(TINY),
                 "--target",
                 "local",
+                # one quick conversion in this fresh data dir; the interim copy (13 KB) fits in 20 KiB, the
+                # final one (16 KB) written beside it does not
+                "--format",
+                "ncnn-fp32",
                 "--repeat",
                 "2",
                 "--no-store",
