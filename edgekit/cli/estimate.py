@@ -65,19 +65,28 @@ def artifact_runs_as(artifact: Path, fmt: str | None) -> Any:
     return runs_as(artifact, _format_of(artifact, fmt))
 
 
+# the arguments `estimate` and `roofline` (edgekit.cli.roofline) share
+ARTIFACT = typer.Argument(
+    ..., callback=check_model_file, help="a .tflite, an ncnn .param (its .bin beside it) or an .onnx"
+)
+BOARD = typer.Option(..., "--board", "-b", help="pi4 or pi5")
+THREADS = typer.Option(1, "--threads", "-t", min=1, help="threads on the real board")
+INPUT_SHAPE = typer.Option(
+    None,
+    "--input-shape",
+    help="NCHW: for a .param without sidecar, or an .onnx with free dimensions (batch 1)",
+)
+FORMAT = typer.Option(None, "--format", help="the artifact's format if no metadata says it")
+AS_JSON = typer.Option(False, "--json", help="print JSON instead of text")
+
+
 def estimate_cmd(
-    artifact: Path = typer.Argument(
-        ..., callback=check_model_file, help="a .tflite, an ncnn .param (its .bin beside it) or an .onnx"
-    ),
-    board: str = typer.Option(..., "--board", "-b", help="pi4 or pi5"),
-    threads: int = typer.Option(1, "--threads", "-t", min=1, help="threads on the real board"),
-    input_shape: str | None = typer.Option(
-        None,
-        "--input-shape",
-        help="NCHW: for a .param without sidecar, or an .onnx with free dimensions (batch 1)",
-    ),
-    fmt: str | None = typer.Option(None, "--format", help="the artifact's format if no metadata says it"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
+    artifact: Path = ARTIFACT,
+    board: str = BOARD,
+    threads: int = THREADS,
+    input_shape: str | None = INPUT_SHAPE,
+    fmt: str | None = FORMAT,
+    as_json: bool = AS_JSON,
 ) -> None:
     """Estimate the latency of one inference on a real Pi 4 / Pi 5, with its cross-validated 80 % interval.
 

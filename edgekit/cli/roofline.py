@@ -11,8 +11,18 @@ from typing import Any
 
 import typer
 
-from edgekit.cli.estimate import artifact_runs_as, console, ms, print_json
-from edgekit.cli.inputs import check_model_file
+from edgekit.cli.estimate import (
+    ARTIFACT,
+    AS_JSON,
+    BOARD,
+    FORMAT,
+    INPUT_SHAPE,
+    THREADS,
+    artifact_runs_as,
+    console,
+    ms,
+    print_json,
+)
 from edgekit.cli.shapes import parse_shape
 
 
@@ -54,18 +64,12 @@ def bound_note(cost: Any, bound: Any, est: Any, precision: Any) -> str:
 
 
 def roofline_cmd(
-    artifact: Path = typer.Argument(
-        ..., callback=check_model_file, help="a .tflite, an ncnn .param (its .bin beside it) or an .onnx"
-    ),
-    board: str = typer.Option(..., "--board", "-b", help="pi4 or pi5"),
-    threads: int = typer.Option(1, "--threads", "-t", min=1, help="cores used on the real board"),
-    input_shape: str | None = typer.Option(
-        None,
-        "--input-shape",
-        help="NCHW: for a .param without sidecar, or an .onnx with free dimensions (batch 1)",
-    ),
-    fmt: str | None = typer.Option(None, "--format", help="the artifact's format if no metadata says it"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
+    artifact: Path = ARTIFACT,
+    board: str = BOARD,
+    threads: int = THREADS,
+    input_shape: str | None = INPUT_SHAPE,
+    fmt: str | None = FORMAT,
+    as_json: bool = AS_JSON,
 ) -> None:
     """MACs, parameters, bytes moved, and the lower bound on latency from the board's peak specs.
 
