@@ -71,3 +71,27 @@ def test_runs_show_says_what_load_ms_is_and_each_runtimes_start_up(tmp_path: Pat
     said = " ".join(_show(url, run_id, tmp_path).split())
     assert "load ms = opening the model with its runtime already started" in said, said
     assert f"runtime_init_ms: {first.runtime} 24.8 ms" in said, said
+
+
+def test_runs_show_lists_the_thread_counts_an_emulated_target_was_only_estimated_at(tmp_path: Path) -> None:
+    """A capped emulated target runs 1 thread and deploy estimates its 4-thread rows from the counted thread split;
+    `runs show` printed the 1-thread rows only. The 4-thread estimates are rows too, said to be not run."""
+    from edgekit.report.synthetic import add_estimates
+
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi5-emu",), threads=(1,)
+    )
+    add_estimates(result)
+    emu = result.runs[0]
+    measured = [m.artifact for m in emu.agent.measurements]  # type: ignore[union-attr]
+    emu.estimates[f"{measured[0]} x4"] = {**emu.estimates[f"{measured[0]} x1"], "estimate_ms": 7.5}
+    emu.estimates[f"{measured[1]} x4"] = {"status": "failed", "reason": "no thread split counted"}
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    with open_store(url) as store:
+        run_id = store.record(result)
+    text = _show(url, run_id, tmp_path)
+    rows = [[c.strip() for c in ln.split("│")[1:-1]] for ln in text.splitlines() if ln.count("│") > 3]
+    four = [r for r in rows if r[1] == "4"]
+    assert len(four) == 1 and four[0][0] == measured[0], rows  # the failed estimate is no row
+    assert four[0][2].startswith("~7.5 (") and "not run: estimated from the 1-thread run" in four[0][-1], four
+    assert [r[0] for r in rows if r[1] == "1"] == measured  # the measured rows as before, first

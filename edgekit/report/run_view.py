@@ -113,6 +113,18 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             str(len(m.samples_ms)),
             _status(m, gate_missed, t.emulated),
         )
+    for artifact, threads, figure in estimated_only(t) if board else []:
+        ran = sorted({m.threads for m in t.agent.measurements if m.artifact == artifact})
+        table.add_row(
+            artifact,
+            str(threads),
+            _estimate(figure),
+            *(["-"] * (4 if walls else 0)),
+            "-",
+            "-",
+            "-",
+            f"[dim]not run: estimated from the {', '.join(map(str, ran))}-thread run's counted thread split[/]",
+        )
     console.print(table)
     said = load_note(t.agent.measurements) if walls else None
     if said:
@@ -130,6 +142,21 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             + "[/]",
             highlight=False,
         )
+
+
+def estimated_only(t: TargetRun) -> list[tuple[str, int, dict]]:
+    """(artifact, threads, estimate) for the thread counts a capped emulated target was estimated at but did not
+    run (deploy's 4-thread ESTIMATE rows from a 1-thread run's counted thread split), in the order measured."""
+    ran = {(m.artifact, m.threads) for m in (t.agent.measurements if t.agent else [])}
+    order = list(dict.fromkeys(m.artifact for m in (t.agent.measurements if t.agent else [])))
+    rows = []
+    for key, est in t.estimates.items():
+        artifact, _, n = key.rpartition(" x")
+        if not (isinstance(est, dict) and est.get("status") == "ok" and n.isdigit() and artifact in order):
+            continue
+        if (artifact, int(n)) not in ran:
+            rows.append((artifact, int(n), est))
+    return sorted(rows, key=lambda r: (order.index(r[0]), r[1]))
 
 
 def _status(m: Measurement, gate_missed: bool, emulated: bool) -> str:
