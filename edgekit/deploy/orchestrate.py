@@ -112,6 +112,10 @@ def deploy(
         benchmark=settings.as_dict(),
     )
     writer = _Writer(opts.json_path, result)
+    if artifacts is None:  # a board that is off is said now, not after minutes of conversions
+        from edgekit.deploy.reach import say_unreachable
+
+        say_unreachable(list(resolved.values()), say)
     artifacts = list(artifacts) if artifacts is not None else _convert(recipe, opts, say)
     result.artifacts = [artifact_info(a) for a in artifacts]
     writer.write()

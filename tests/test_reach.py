@@ -1,0 +1,72 @@
+"""A board that does not answer is said before the conversions (edgekit.deploy.reach), not only after them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from edgekit.deploy.reach import probed, unreachable
+from edgekit.target import load_target
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _board(tmp_path: Path, extra: str = "", port: int | None = None) -> Path:
+    key = tmp_path / "key"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    path = tmp_path / "board.yaml"
+    path.write_text(
+        f"name: my-board\ntransport: ssh\nhost: 127.0.0.1\nport: {port or _free_port()}\nuser: pi\nkey: {key}\n"
+        f"connect_timeout: 3\n{extra}"
+    )
+    return path
+
+
+def test_only_boards_reached_directly_are_probed_and_a_listening_port_is_reachable(tmp_path: Path) -> None:
+    board = load_target(str(_board(tmp_path)))
+    assert probed(board) and unreachable(board) == "connection refused"
+    assert not probed(load_target(str(_board(tmp_path, "proxy_jump: bastion.example\n"))))
+    assert not probed(load_target("pi4-emu")) and not probed(load_target("local"))
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        up = load_target(str(_board(tmp_path, port=listening.getsockname()[1])))
+        assert unreachable(up) is None
+
+
+def test_deploy_says_an_unreachable_board_before_it_converts(tmp_path: Path) -> None:
+    """The refused port is said first; the conversion still runs and the board's stage fails with its named
+    error after it (exit 1), as before."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "deploy",
+            str(ROOT / "recipes" / "tiny.yaml"),
+            "--target",
+            str(_board(tmp_path)),
+            "--format",
+            "ncnn-fp32",
+            "--no-store",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    lines = (out.stdout + out.stderr).splitlines()
+    said = next(i for i, ln in enumerate(lines) if "my-board: not reachable now" in ln)
+    converting = next(i for i, ln in enumerate(lines) if "convert:" in ln)
+    assert said < converting and "connection refused" in lines[said], lines
+    assert out.returncode == 1 and any("my-board: FAILED connect" in ln for ln in lines), lines
