@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from edgekit.deploy.reach import probed, unreachable
@@ -47,26 +45,21 @@ def test_only_boards_reached_directly_are_probed_and_a_listening_port_is_reachab
 def test_deploy_says_an_unreachable_board_before_it_converts(tmp_path: Path) -> None:
     """The refused port is said first; the conversion still runs and the board's stage fails with its named
     error after it (exit 1), as before."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgekit",
-            "deploy",
-            str(ROOT / "recipes" / "tiny.yaml"),
-            "--target",
-            str(_board(tmp_path)),
-            "--format",
-            "ncnn-fp32",
-            "--no-store",
-        ],
-        capture_output=True,
-        text=True,
+    from procs import run
+
+    board = str(_board(tmp_path))
+    out = run(
+        "deploy",
+        str(ROOT / "recipes" / "tiny.yaml"),
+        "--target",
+        board,
+        "--format",
+        "ncnn-fp32",
+        "--no-store",
+        cwd=tmp_path,
         timeout=300,
-        env={**os.environ, "COLUMNS": "300"},
     )
-    lines = (out.stdout + out.stderr).splitlines()
-    said = next(i for i, ln in enumerate(lines) if "my-board: not reachable now" in ln)
-    converting = next(i for i, ln in enumerate(lines) if "convert:" in ln)
-    assert said < converting and "connection refused" in lines[said], lines
-    assert out.returncode == 1 and any("my-board: FAILED connect" in ln for ln in lines), lines
+    text = " ".join((out.stdout + out.stderr).split())
+    said = text.index("my-board: not reachable now (127.0.0.1:")
+    assert said < text.index("convert:") and "connection refused); converting first" in text[said:], text
+    assert out.returncode == 1 and "my-board: FAILED connect" in text, text
