@@ -156,3 +156,14 @@ def fidelity_line(fid: dict[str, Any]) -> str:
 def three_figures(value: float) -> str:
     """3 significant figures, never in e-notation (`.3g` wrote 1.23e+03 for 1234 ms)."""
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def estimated_thread_counts(estimates: dict) -> list[tuple[str, int, dict]]:
+    """(artifact, threads, estimate) of each ok estimate a deploy attached to an emulated target, keyed
+    'artifact xN' (the estimate's own `threads` where it has one)."""
+    out = []
+    for key, est in estimates.items():
+        artifact, _, n = key.rpartition(" x")
+        if isinstance(est, dict) and est.get("status", "ok") == "ok" and n.isdigit():
+            out.append((artifact, int(est.get("threads") or n), est))
+    return out

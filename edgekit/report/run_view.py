@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from edgekit.report.bench_table import load_note
-from edgekit.report.figures import fidelity_line, three_figures
+from edgekit.report.figures import estimated_thread_counts, fidelity_line, three_figures
 from edgekit.report.lines import route_line, timing_caveats
 from edgekit.terminal import Console, plain
 
@@ -149,13 +149,7 @@ def estimated_only(t: TargetRun) -> list[tuple[str, int, dict]]:
     run (deploy's 4-thread ESTIMATE rows from a 1-thread run's counted thread split), in the order measured."""
     ran = {(m.artifact, m.threads) for m in (t.agent.measurements if t.agent else [])}
     order = list(dict.fromkeys(m.artifact for m in (t.agent.measurements if t.agent else [])))
-    rows = []
-    for key, est in t.estimates.items():
-        artifact, _, n = key.rpartition(" x")
-        if not (isinstance(est, dict) and est.get("status") == "ok" and n.isdigit() and artifact in order):
-            continue
-        if (artifact, int(n)) not in ran:
-            rows.append((artifact, int(n), est))
+    rows = [r for r in estimated_thread_counts(t.estimates) if r[0] in order and r[:2] not in ran]
     return sorted(rows, key=lambda r: (order.index(r[0]), r[1]))
 
 

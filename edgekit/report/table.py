@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgekit.formats import Format
-from edgekit.report.figures import agreement, judged_on, percent, task_metric
+from edgekit.report.figures import agreement, estimated_thread_counts, judged_on, percent, task_metric
 from edgekit.results import (
     Comparison,
     DeployResult,
@@ -287,11 +287,7 @@ def _estimated_only(run: TargetRun) -> str:
     thread split of the run it made (each guest thread's instructions), not runs at that many threads (the
     plan said threads [1] above 2-thread rows)."""
     ran = sorted({m.threads for m in (run.agent.measurements if run.agent else [])})
-    estimated = {  # keyed 'artifact xN' (deploy), the estimate's own `threads` where it has one
-        int(e.get("threads") or key.rpartition(" x")[2])
-        for key, e in run.estimates.items()
-        if isinstance(e, dict) and e.get("status", "ok") == "ok" and key.rpartition(" x")[2].isdigit()
-    }
+    estimated = {n for _, n, _ in estimated_thread_counts(run.estimates)}
     only = sorted(n for n in estimated if n not in ran)
     if not only or not ran:
         return ""

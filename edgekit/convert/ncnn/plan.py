@@ -205,11 +205,12 @@ def profiles_of(
 
     from edgekit.profile import profile_ncnn
 
+    skipped = set(skip)
     jobs = [
         (k, param, device)
         for k, param in enumerate(params)
         for device in devices
-        if (k, device) not in set(skip)
+        if (k, device) not in skipped
     ]
     start, lock, finished = time.monotonic(), threading.Lock(), [0]
 
