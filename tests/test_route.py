@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from edgekit.results import (
     AgentResult,
     ArtifactInfo,
@@ -403,3 +405,26 @@ def test_an_emulated_route_says_when_another_artifact_ranks_first_at_an_estimate
     emu.estimates["tflite-int8 x4"]["estimate_ms"] = 0.4  # the same winner at 4 threads: nothing to add
     (route,) = routes_for_deploy(_result(("ncnn-int8", "tflite-int8"), [emu]))
     assert not any("at 4 threads" in c for c in route.caveats), route.caveats
+
+
+def test_an_estimate_route_gives_its_speedup_over_fp32_by_the_exact_count_too() -> None:
+    """The estimates' ratio weighs the mix, the misses and the int8 class; the counts' ratio is exact: both are
+    said, so the gap between them is not read as a measured gain."""
+    emu = _run(
+        "pi4-emu",
+        True,
+        [_measurement("ncnn-fp32", 1, 900.0, 140_000_000), _measurement("ncnn-int8", 1, 950.0, 133_000_000)],
+        [],
+    )
+    emu.estimates = {
+        "ncnn-fp32 x1": {"status": "ok", "estimate_ms": 114.0},
+        "ncnn-int8 x1": {"status": "ok", "estimate_ms": 100.0},
+    }
+    (route,) = routes_for_deploy(_result(("ncnn-fp32", "ncnn-int8"), [emu]))
+    assert route.artifact == "ncnn-int8" and route.speedup_vs_fp32 == pytest.approx(1.14)
+    assert route.count_vs_fp32 == pytest.approx(140 / 133)
+    assert "1.14x vs ncnn-fp32 by estimate, 1.05x by instruction count" in route.summary()
+    assert route.to_dict()["count_vs_fp32"] == pytest.approx(140 / 133)
+    emu.agent.measurements[0].instructions_per_invoke = None  # fp32 not counted: no count ratio claimed
+    (route,) = routes_for_deploy(_result(("ncnn-fp32", "ncnn-int8"), [emu]))
+    assert route.count_vs_fp32 is None and "by instruction count" not in route.summary()

@@ -46,6 +46,11 @@ def routes_section(view: RecipeView) -> str:
             )
             speed = " · ".join(
                 f"{r[k]:.2f}x vs {escape(str(r[a]))}"
+                + (
+                    f" (by estimate; {r['count_vs_fp32']:.2f}x by instruction count)"
+                    if k == "speedup_vs_fp32" and r.get("count_vs_fp32")
+                    else ""
+                )
                 for k, a in (("speedup_vs_fp32", "fp32_artifact"), ("speedup_vs_slowest", "slowest_artifact"))
                 if r.get(k) and r.get(a) != r.get("artifact")
             )
