@@ -39,6 +39,9 @@ class LayerProfile:
     instructions: int
     activation: int = 0  # ncnn activation_type fused into the layer (param 9), 0 none, 1 ReLU, 3 clip...
     requantized: bool = False  # int8 output written straight for the next int8 layer (8=10x)
+    # threads > 1: the busiest guest thread's share of the layer's own instructions (1 / threads: split evenly;
+    # 1.0: one thread did it all, the others waited); None at one thread or where the plugin gave no split
+    busiest_share: float | None = None
 
 
 @dataclass
@@ -179,11 +182,34 @@ def _profile_from(data: dict, artifact: str, device: str, cpu: str, threads: int
                 instructions=max(0, row["window"] - row["overhead"]),
                 activation=int(float(params.get("9", 0))),
                 requantized=scale_term > 100,
+                busiest_share=_busiest_share(row.get("split") or [], threads),
             )
         )
     return Profile(
         artifact=artifact, device=device, cpu=cpu, threads=threads, total=int(data["total"]), layers=layers
     )
+
+
+def _busiest_share(split: list[int], threads: int) -> float | None:
+    """The busiest guest thread's share of a layer's own instructions, at more than one thread."""
+    total = sum(split)
+    return max(split) / total if threads > 1 and total > 0 else None
+
+
+def serial_layers(profile: Profile, share: float = 0.02) -> list[LayerProfile]:
+    """At N threads, the layers that hold at least `share` of the work and whose busiest thread did more than
+    twice an even split of it: where more threads gain little (a detection output, a first convolution ncnn
+    splits over too few output channels)."""
+    if profile.threads <= 1:
+        return []
+    even = 1 / profile.threads
+    return [
+        layer
+        for layer in profile.top(len(profile.layers))
+        if layer.busiest_share is not None
+        and layer.busiest_share > 2 * even
+        and profile.share(layer) >= share
+    ]
 
 
 def short_names(names: list[str], width: int) -> list[str]:
@@ -211,17 +237,21 @@ def _common_start(a: str, b: str) -> int:
 def format_table(profile: Profile, top: int = 10) -> list[str]:
     """Plain text lines: the `top` layers by instructions, then the totals."""
     scale, unit = (1e6, "M") if profile.total >= 10e6 else (1e3, "k")  # a small model's ops are 0.00 M
+    split = profile.threads > 1 and any(layer.busiest_share is not None for layer in profile.layers)
     lines = [
         f"{profile.artifact} on {profile.device} ({profile.cpu}), threads={profile.threads}: {profile.label}",
-        f"{'layer':<28} {'type':<22} {'output shape':<16} {'prec':<5} {unit + ' insns':>9} {'share':>7}",
+        f"{'layer':<28} {'type':<22} {'output shape':<16} {'prec':<5} {unit + ' insns':>9} {'share':>7}"
+        + (f" {'busiest thread':>14}" if split else ""),
     ]
     shown = profile.top(top)
     names = short_names([layer.name for layer in shown], 28)
     for layer, name in zip(shown, names):
         shape = "x".join(str(d) for d in layer.shape)
+        busiest = f"{layer.busiest_share:.0%}" if layer.busiest_share is not None else "-"
         lines.append(
             f"{name:<28} {layer.type:<22} {shape:<16} {layer.precision:<5} "
             f"{layer.instructions / scale:>9.2f} {profile.share(layer):>6.1%}"
+            + (f" {busiest:>14}" if split else "")
         )
     fixed = (
         f", of which {profile.fixed / scale:.2f} {unit} the interpreter's own per-invoke work (a graph with no op)"
@@ -234,6 +264,22 @@ def format_table(profile: Profile, top: int = 10) -> list[str]:
         f"sum to {profile.layer_sum / scale:.2f} {unit} ({profile.coverage:.2%}{rest}, the base of the share "
         f"column; {profile.remainder})"
     )
+    if split:
+        lines.append(
+            f"busiest thread: its share of the layer's own instructions ({1 / profile.threads:.0%}: split evenly "
+            f"over {profile.threads} threads; 100%: one thread did it all while the others waited)"
+        )
+        serial = serial_layers(profile)
+        if serial:
+            lines.append(
+                "gain little from more threads (busiest thread over twice an even split): "
+                + ", ".join(
+                    f"{layer.name} ({layer.type}, {profile.share(layer):.0%} of the work, busiest "
+                    f"{layer.busiest_share:.0%})"
+                    for layer in serial[:5]
+                )
+                + (f" and {len(serial) - 5} more" if len(serial) > 5 else "")
+            )
     if not 0.8 <= profile.coverage <= 1.2:
         lines.append(
             f"! the layers sum to {profile.coverage:.0%} of the whole: this model's per-layer figures are not "

@@ -245,6 +245,30 @@ def test_a_detector_that_finds_nothing_is_profiled(counting_ready: None) -> None
 
 
 @pytest.mark.integration
+def test_a_profile_at_four_threads_names_the_layers_one_thread_does_alone(counting_ready: None) -> None:
+    """At N threads each layer's own instructions are split by guest thread: blazeface's first convolution on the
+    A76 (36 % of its work) has its busiest thread do 84 % of it, which no whole-inference figure shows (the whole
+    run's busiest thread: 39 %); its other layers split near evenly. At one thread there is no split."""
+    from edgekit.estimate import calibration
+    from edgekit.profile import format_table, profile_ncnn, serial_layers
+
+    model = calibration.models()["blazeface"]
+    param = calibration.zero_weights(model)
+    prof = profile_ncnn(param, "pi5-emu", threads=4, input_shape=model.input_shape)
+    first = max(prof.layers, key=lambda layer: layer.instructions)
+    assert first.type == "Convolution" and first.busiest_share is not None and first.busiest_share > 0.6
+    big = [layer for layer in prof.layers if prof.share(layer) >= 0.02 and layer is not first]
+    assert big and all(0.25 <= (layer.busiest_share or 0) < 0.5 for layer in big), big
+    assert [layer.name for layer in serial_layers(prof)] == [first.name]
+    text = "\n".join(format_table(prof, 3))
+    assert "busiest thread" in text.splitlines()[1] and f"{first.busiest_share:.0%}" in text.splitlines()[2]
+    assert f"gain little from more threads (busiest thread over twice an even split): {first.name} (" in text
+    one = profile_ncnn(param, "pi5-emu", threads=1, input_shape=model.input_shape)
+    assert all(layer.busiest_share is None for layer in one.layers) and not serial_layers(one)
+    assert "busiest thread" not in "\n".join(format_table(one, 3))
+
+
+@pytest.mark.integration
 def test_profile_of_a_bare_param_takes_its_input_shape(counting_ready: None, tmp_path: Path) -> None:
     """A .param without edgekit's sidecar profiles from --input-shape, the way benchncnn runs it (input 0.01);
     without the shape it is a usage error (exit 2) that names the flag."""

@@ -55,6 +55,15 @@ def read_layers(param: str) -> list[dict]:
     return layers
 
 
+def own_split(window: list, twin: list) -> list:
+    """A layer's own instructions per guest thread: its window's shares less its twin's (thread by thread; the
+    twin's re-extraction runs on the calling thread). [] when the plugin gave no shares."""
+    if not window:
+        return []
+    twin = list(twin) + [0] * (len(window) - len(twin))
+    return [max(0, int(a) - int(b)) for a, b in zip(window, twin)]
+
+
 def unpacked_shape(mat: Any) -> list[int]:
     """(c, h, w) / (h, w) / (w,) with the packed axis (the outermost) multiplied back by elempack."""
     if mat.dims == 0:
@@ -92,11 +101,13 @@ def profile(req: dict) -> dict:
     os.environ["EDGEKIT_INSN_FILE"] = req["insn_file"]
     counter = agent.InsnCounter()
     got: list = []
+    splits: list = []  # each window's per-thread shares: which guest threads did a layer's work
 
     def window(work: Any, *args: Any) -> Any:
         counter.start()
         out = work(*args)
         got.append(counter.stop())
+        splits.append(list(counter.last_split))
         return out
 
     def extractor() -> Any:
@@ -122,6 +133,7 @@ def profile(req: dict) -> dict:
         if mat.dims == 0:  # an empty result (a detector that found nothing): ncnn would run the layer again
             no_twin.add(k)
             got.append(None)
+            splits.append([])
         else:
             ret2, mat = window(ex.extract, blob, 1)
             if ret2 != 0:
@@ -162,6 +174,7 @@ def profile(req: dict) -> dict:
                 "params": layer["params"],
                 "window": got[2 * k],
                 "overhead": got[2 * k + 1],
+                "split": own_split(splits[2 * k], splits[2 * k + 1]),
                 **shapes_out[k],
             }
         )
