@@ -382,21 +382,19 @@ def test_a_runtime_whose_formats_all_failed_to_convert_keeps_its_row() -> None:
     assert runtime_table(result) is not None
 
 
+def _counted_emu(target: str, figures: dict[str, tuple[int, float]]) -> TargetRun:
+    """An emulated target run at 1 thread: artifact -> (instructions counted, board estimate in ms)."""
+    emu = _run(target, True, [_measurement(a, 1, 900.0, insns) for a, (insns, _) in figures.items()], [])
+    emu.estimates = {f"{a} x1": {"status": "ok", "estimate_ms": ms} for a, (_, ms) in figures.items()}
+    return emu
+
+
 def test_an_emulated_route_says_when_another_artifact_ranks_first_at_an_estimated_thread_count() -> None:
     """pi5-emu ran 1 thread (its cap) and estimated 4 from the thread split: the route shipped ncnn-int8 by the
     1-thread estimate while the 4-thread estimates ranked tflite-int8 first, and said nothing of it."""
-    emu = _run(
-        "pi5-emu",
-        True,
-        [_measurement("ncnn-int8", 1, 900.0, 1_000_000), _measurement("tflite-int8", 1, 950.0, 900_000)],
-        [],
-    )
-    emu.estimates = {
-        "ncnn-int8 x1": {"status": "ok", "estimate_ms": 0.498},
-        "tflite-int8 x1": {"status": "ok", "estimate_ms": 0.542},
-        "ncnn-int8 x4": {"status": "ok", "estimate_ms": 0.329},
-        "tflite-int8 x4": {"status": "ok", "estimate_ms": 0.249},
-    }
+    emu = _counted_emu("pi5-emu", {"ncnn-int8": (1_000_000, 0.498), "tflite-int8": (900_000, 0.542)})
+    emu.estimates["ncnn-int8 x4"] = {"status": "ok", "estimate_ms": 0.329}
+    emu.estimates["tflite-int8 x4"] = {"status": "ok", "estimate_ms": 0.249}
     (route,) = routes_for_deploy(_result(("ncnn-int8", "tflite-int8"), [emu]))
     assert route.artifact == "ncnn-int8" and route.threads == 1
     assert any("at 4 threads" in c and "tflite-int8 ~0.249 ms ranks first" in c for c in route.caveats), (
@@ -410,16 +408,7 @@ def test_an_emulated_route_says_when_another_artifact_ranks_first_at_an_estimate
 def test_an_estimate_route_gives_its_speedup_over_fp32_by_the_exact_count_too() -> None:
     """The estimates' ratio weighs the mix, the misses and the int8 class; the counts' ratio is exact: both are
     said, so the gap between them is not read as a measured gain."""
-    emu = _run(
-        "pi4-emu",
-        True,
-        [_measurement("ncnn-fp32", 1, 900.0, 140_000_000), _measurement("ncnn-int8", 1, 950.0, 133_000_000)],
-        [],
-    )
-    emu.estimates = {
-        "ncnn-fp32 x1": {"status": "ok", "estimate_ms": 114.0},
-        "ncnn-int8 x1": {"status": "ok", "estimate_ms": 100.0},
-    }
+    emu = _counted_emu("pi4-emu", {"ncnn-fp32": (140_000_000, 114.0), "ncnn-int8": (133_000_000, 100.0)})
     (route,) = routes_for_deploy(_result(("ncnn-fp32", "ncnn-int8"), [emu]))
     assert route.artifact == "ncnn-int8" and route.speedup_vs_fp32 == pytest.approx(1.14)
     assert route.count_vs_fp32 == pytest.approx(140 / 133)
