@@ -25,6 +25,10 @@ from edgekit.errors import EmulatorError, UsageError
 BARE_FILL = 0.01  # a bare .param's input, as benchncnn fills it (edgekit.estimate.calibration.INPUT_FILL)
 RUNNER = Path(__file__).parent / "emu" / "plugin" / "profile_runner.py"
 LABEL = "guest instructions per layer on the emulated core, 1 inference (exact; not cycles)"
+THREADED_LABEL = (
+    "guest instructions per layer on the emulated core, 1 inference (not cycles; at more than one thread not "
+    "exactly repeatable: which thread takes which chunk varies a little run to run)"
+)
 QUANTIZED_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
 
 
@@ -186,7 +190,13 @@ def _profile_from(data: dict, artifact: str, device: str, cpu: str, threads: int
             )
         )
     return Profile(
-        artifact=artifact, device=device, cpu=cpu, threads=threads, total=int(data["total"]), layers=layers
+        artifact=artifact,
+        device=device,
+        cpu=cpu,
+        threads=threads,
+        total=int(data["total"]),
+        layers=layers,
+        label=LABEL if threads == 1 else THREADED_LABEL,
     )
 
 

@@ -262,6 +262,7 @@ def test_a_profile_at_four_threads_names_the_layers_one_thread_does_alone(counti
     assert [layer.name for layer in serial_layers(prof)] == [first.name]
     text = "\n".join(format_table(prof, 3))
     assert "busiest thread" in text.splitlines()[1] and f"{first.busiest_share:.0%}" in text.splitlines()[2]
+    assert "not exactly repeatable" in text.splitlines()[0]
     assert f"gain little from more threads (busiest thread over twice an even split): {first.name} (" in text
     one = profile_ncnn(param, "pi5-emu", threads=1, input_shape=model.input_shape)
     assert all(layer.busiest_share is None for layer in one.layers) and not serial_layers(one)
