@@ -9,8 +9,8 @@ and is carried as the route's `basis`, so no figure is mistaken for another:
 - an emulated core without a calibrated board (phone-emu): the guest instruction count per inference (exact,
   but not cycles: an int8 or fp16 instruction does more work than an fp32 one), never the emulated wall time.
 
-`recommend` is a pure function of plain candidates (unit-tested without any device); `routes_for_deploy`
-builds the candidates from a DeployResult, at each target's fastest thread count measured (route_for_run).
+`recommend` is a pure function of plain candidates (unit-tested without any device); edgekit/route_deploy.py
+builds the candidates from a DeployResult, at each target's fastest thread count measured.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from enum import Enum
 from typing import Any
 
 from edgekit.formats import Format
-from edgekit.results import Comparison, DeployResult, TargetRun, interval_not_validated
 
 
 class Basis(str, Enum):
@@ -136,7 +135,7 @@ class Route:
         }[self.basis]
         figure = (self.value or 0.0) / 1e6 if self.basis is Basis.INSTRUCTIONS else self.value
         return (
-            f"{self.target}: ship {self.artifact} ({_figure(figure or 0.0)} {unit}, threads={self.threads}"
+            f"{self.target}: ship {self.artifact} ({figure_text(figure or 0.0)} {unit}, threads={self.threads}"
             + "".join(f"; {p}" for p in parts)
             + ")"
             + "".join(f"; note: {c}" for c in self.caveats)
@@ -168,7 +167,7 @@ def _share(value: float) -> str:
     return f"{value:.0%}" if value >= 0.01 else f"{value:.1%}" if value >= 0.001 else "under 0.1%"
 
 
-def _figure(value: float) -> str:
+def figure_text(value: float) -> str:
     """Three significant digits as the tables print them (0.00484 ms is not "0.00 ms"), whole numbers from 100."""
     return f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
@@ -235,178 +234,3 @@ def _fp32_of(artifact: str) -> str:
         return Format(artifact).fp32_reference.value
     except ValueError:
         return artifact.split("-")[0] + "-fp32"
-
-
-# --- from a deploy -------------------------------------------------------------------------------------------
-def routes_for_deploy(result: DeployResult, threads: int | None = None) -> list[Route]:
-    """One route per target run of a deploy (the host included), at `threads` (None: each run's fastest thread
-    count, route_for_run)."""
-    host_gates = {a.id: a.gates_passed and a.status == "ok" for a in result.artifacts}
-    return [route_for_run(run, host_gates, threads) for run in result.runs]
-
-
-def measured_threads(run: TargetRun) -> list[int]:
-    """The thread counts a target run measured at, fewest first ([1] when it measured nothing)."""
-    return sorted({m.threads for m in (run.agent.measurements if run.agent else [])}) or [1]
-
-
-def table_threads(run: TargetRun) -> int:
-    """The thread count a one-column view of a run shows: 1 where it was measured (every target's common
-    figure), else the fewest it was measured at (`--threads 2`: nothing ran at 1)."""
-    threads = measured_threads(run)
-    return 1 if 1 in threads else threads[0]
-
-
-def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int | None = None) -> Route:
-    """The route at `threads`, or (None) the fastest over the thread counts the run measured: by p50 or by the
-    board estimate (each thread count's own figure); by instruction counts at the fewest threads only (more
-    threads add synchronisation instructions but take less time: counts of different thread counts do not
-    compare). With no route at any count, the fewest threads' reasons."""
-    if threads is not None:
-        return _route_at(run, host_gates, threads)
-    routes = [_route_at(run, host_gates, n) for n in measured_threads(run)]
-    found = [r for r in routes if r.artifact is not None and r.value]
-    if not found:
-        return routes[0]
-    if found[0].basis is Basis.INSTRUCTIONS:
-        return found[0]
-    best = min(found, key=lambda r: (r.value or 0.0, r.threads))
-    others = [r for r in found if r is not best]
-    if others:
-        best.caveats.append(
-            "fastest over the thread counts measured ("
-            + ", ".join(f"{r.artifact} {_figure(r.value or 0.0)} at {r.threads}" for r in others)
-            + ")"
-        )
-    if best.basis is Basis.ESTIMATE_MS:
-        _other_winners(run, best)
-    return best
-
-
-def _count_vs_fp32(run: TargetRun, route: Route) -> None:
-    """An estimate-basis route's speed-up over fp32 by the exact counts too: the estimates' ratio (1.14x for
-    yolov5-lite's ncnn-int8 on pi4-emu) is not the counts' (1.05x), since the cost model also weighs the
-    instruction mix, the simulated cache misses and an int8 kernel class; a user reading only the first took
-    the gap for a measured gain."""
-    if route.fp32_artifact is None:
-        return
-    counts = {
-        m.artifact: m.instructions_per_invoke
-        for m in (run.agent.measurements if run.agent else [])
-        if m.threads == route.threads and m.status == "ok" and m.instructions_per_invoke
-    }
-    own, fp32 = counts.get(route.artifact or ""), counts.get(route.fp32_artifact)
-    if own and fp32:
-        route.count_vs_fp32 = fp32 / own
-
-
-def _other_winners(run: TargetRun, route: Route) -> None:
-    """An emulated target estimated at thread counts it did not run (a capped plan: 1 thread run, 4 estimated from
-    its counted thread split): where another artifact within the gates has the lower estimate there, say so (the
-    route at 1 thread shipped ncnn-int8 while the 4-thread estimates ranked tflite-int8 first)."""
-    within = {route.artifact} | {a for a, why in route.rejected.items() if why.startswith("slower")}
-    by_threads: dict[int, list[tuple[float, str]]] = {}
-    for key, est in run.estimates.items():
-        artifact, _, count = key.rpartition(" x")
-        usable = isinstance(est, dict) and est.get("status", "ok") == "ok" and bool(est.get("estimate_ms"))
-        if usable and artifact in within and count.isdigit() and int(count) not in measured_threads(run):
-            by_threads.setdefault(int(count), []).append((float(est["estimate_ms"]), artifact))
-    for n, ests in sorted(by_threads.items()):
-        best_ms, best = min(ests)
-        own = next((ms for ms, a in ests if a == route.artifact), None)
-        if best != route.artifact and own is not None:
-            route.caveats.append(
-                f"at {n} threads (estimated from the counted thread split, not run) {best} ~{_figure(best_ms)} ms "
-                f"ranks first, {route.artifact} ~{_figure(own)} ms"
-            )
-
-
-def _route_at(run: TargetRun, host_gates: dict[str, bool], threads: int) -> Route:
-    """Candidates of one target run: its measurements at `threads`, gated by the conversion's gates
-    (`host_gates`, artifact id -> passed) and by this target's own comparison with the original model."""
-    basis, counting, candidates = candidates_for_run(run, host_gates, threads)
-    if run.emulated and not counting:
-        # emulated wall time is no device latency: name no route rather than a misleading one
-        return Route(
-            target=run.target,
-            basis=Basis.INSTRUCTIONS,  # what an emulated target is ranked by; its wall times never are
-            threads=threads,
-            artifact=None,
-            rejected={c.artifact: UNCOUNTED for c in candidates},
-        )
-    route = recommend(run.target, candidates, basis, threads)
-    if basis is Basis.ESTIMATE_MS and route.artifact is not None:
-        _count_vs_fp32(run, route)
-        est = run.estimates.get(f"{route.artifact} x{threads}") or {}
-        why = interval_not_validated(est)
-        if why:
-            route.caveats.append(
-                f"the estimate of {route.artifact} is not calibrated ({why}; interval "
-                f"{est.get('low_ms', 0):.3g}-{est.get('high_ms', 0):.3g} ms): confirm on the board"
-            )
-    if basis is Basis.P50_MS and route.artifact is not None:
-        busy = [
-            m
-            for m in (run.agent.measurements if run.agent else [])
-            if m.threads == threads and m.timed_while_busy
-        ]
-        if busy:
-            worst = max(m.others_cpu_share or 0.0 for m in busy)
-            route.caveats.append(
-                f"other processes used up to {worst:.0%} of {run.target}'s CPUs while {len(busy)} of these "
-                "were timed: the ranking may be the machine's, not the models'; measure again on a quiet one"
-            )
-    return route
-
-
-def candidates_for_run(
-    run: TargetRun, host_gates: dict[str, bool], threads: int = 1
-) -> tuple[Basis, bool, list[Candidate]]:
-    """The basis of one target run's figures, whether it was counted, and its candidates at `threads`."""
-    measurements = [m for m in (run.agent.measurements if run.agent else []) if m.threads == threads]
-    counting = run.emulated and any(m.instructions_per_invoke for m in measurements)
-    estimates = {
-        m.artifact: e["estimate_ms"]
-        for m in measurements
-        if isinstance(e := run.estimates.get(f"{m.artifact} x{threads}"), dict) and e.get("status") == "ok"
-    }
-    basis = (Basis.ESTIMATE_MS if estimates else Basis.INSTRUCTIONS) if counting else Basis.P50_MS
-    onnx = {c.artifact: c for c in run.comparisons if c.reference == "onnx"}
-    candidates = []
-    for m in measurements:
-        figure = {
-            Basis.P50_MS: m.p50_ms,
-            Basis.ESTIMATE_MS: estimates.get(m.artifact),
-            Basis.INSTRUCTIONS: m.instructions_per_invoke,
-        }[basis]
-        value = figure if m.status == "ok" else None
-        comp = onnx.get(m.artifact)
-        passed = host_gates.get(m.artifact, True) and (comp is None or comp.gates_passed is not False)
-        failures = tuple(comp.gate_failures) if comp is not None else ()
-        if not host_gates.get(m.artifact, True):
-            failures += ("conversion gates failed",)
-        candidates.append(
-            Candidate(
-                m.artifact,
-                float(value) if value else None,
-                passed,
-                comp.cosine if comp else None,
-                _drops(comp),
-                failures,
-                tuple(m.samples_ms) if basis is Basis.P50_MS and m.status == "ok" else (),
-                comp.samples if comp else None,
-            )
-        )
-    return basis, counting, candidates
-
-
-def _drops(comp: Comparison | None) -> dict[str, float]:
-    if comp is None:
-        return {}
-    drops = {k: float(v) for k, v in comp.metric.items() if k.endswith("_drop")}
-    agreement = comp.metric.get("top1_agreement")
-    if isinstance(agreement, (int, float)) and agreement < 1:  # a cosine can hide it (near-uniform scores)
-        drops[DISAGREEMENT] = 1.0 - float(agreement)
-    if "map50_95" in comp.metric and "map50_95_reference" in comp.metric:
-        drops["map50_95_drop"] = comp.metric["map50_95_reference"] - comp.metric["map50_95"]
-    return drops

@@ -89,7 +89,7 @@ def test_a_measurement_timed_while_the_machine_was_busy_is_unreliable_and_said_e
     a slowdown then is the machine's, not the model's. Unreliable, not a regression, kept out of later
     baselines; the deploy table's lines and the route say so too."""
     from edgekit.report.lines import busy_lines
-    from edgekit.route import route_for_run
+    from edgekit.route_deploy import route_for_run
 
     history = _history(slowdown={("tflite-int8", "pi4"): 1.3})
     latest = history[-1].result

@@ -593,7 +593,7 @@ def test_the_route_and_its_caveats_are_in_the_markdown_and_the_html(tmp_path: Pa
     """The Markdown had no route at all, and neither page showed a route's caveats (a busy machine's ranking, an
     uncalibrated estimate); the Markdown also wrote `->` as `-\\>`. Now a route line per target (figure, what
     kind, speed-ups, caveats) in the Markdown, the caveats in the HTML's route row, and `→` for arrows."""
-    from edgekit.route import routes_for_deploy
+    from edgekit.route_deploy import routes_for_deploy
 
     rng = np.random.default_rng(6)
     nights = [
@@ -645,7 +645,7 @@ def test_an_interrupted_run_keeps_the_older_route_and_figures_in_the_report(tmp_
     run (interrupted)` for what it had not reached and no route line for the recipe at all. Now those rows are
     the newest older run's measurements (named by run) and the older route stands, saying why."""
     from edgekit.results import NOT_RUN_INTERRUPTED, ErrorCode
-    from edgekit.route import routes_for_deploy
+    from edgekit.route_deploy import routes_for_deploy
 
     rng = np.random.default_rng(3)
     nights = [

@@ -15,7 +15,8 @@ from edgekit.results import (
     Measurement,
     TargetRun,
 )
-from edgekit.route import Basis, Candidate, recommend, routes_for_deploy
+from edgekit.route import Basis, Candidate, recommend
+from edgekit.route_deploy import routes_for_deploy
 
 
 def test_fastest_gated_candidate_wins_with_speedups() -> None:

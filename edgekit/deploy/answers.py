@@ -90,6 +90,6 @@ def _say_not_timed_by_layer(run: TargetRun, files: dict[str, list[str]], say: Pr
 def routes(result: DeployResult) -> list[dict[str, Any]]:
     """Per target, the artifact to ship: the fastest that meets every gate (edgekit.route), at the fastest thread
     count the target measured."""
-    from edgekit.route import routes_for_deploy
+    from edgekit.route_deploy import routes_for_deploy
 
     return [r.to_dict() for r in routes_for_deploy(result)]

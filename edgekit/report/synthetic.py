@@ -109,7 +109,7 @@ def synthetic_result(
         runs=runs,
         ok=all(a.gates_passed for a in arts),
     )
-    from edgekit.route import routes_for_deploy  # the route deploy would record for these measurements
+    from edgekit.route_deploy import routes_for_deploy  # the route deploy would record for these measurements
 
     result.routes = [r.to_dict() for r in routes_for_deploy(result)]
     return result

@@ -14,7 +14,8 @@ from rich.table import Table
 
 from edgekit.formats import Format
 from edgekit.results import ArtifactInfo, DeployResult
-from edgekit.route import Basis, candidates_for_run, recommend, table_threads
+from edgekit.route import Basis, recommend
+from edgekit.route_deploy import candidates_for_run, table_threads
 
 HOST = "host"
 EMU_HTML = '<span class="emu">emulated</span>'  # the report's own label of an emulated target
