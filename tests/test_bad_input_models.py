@@ -135,7 +135,10 @@ def test_bench_refuses_a_shape_a_dynamic_batch_onnx_cannot_take(
 
 def test_bench_runs_a_dynamic_batch_onnx_at_a_shape_that_fits(tmp_path: Path) -> None:
     small_onnx(tmp_path / "m.onnx", batch="batch")
-    out = run("bench", "m.onnx", "--target", "host", "--repeat", "2", "--shape", "1,3,16,16", cwd=tmp_path)
+    # --input-shape, as estimate and profile spell it, is the same option as --shape
+    out = run(
+        "bench", "m.onnx", "--target", "host", "--repeat", "2", "--input-shape", "1,3,16,16", cwd=tmp_path
+    )
     assert out.returncode == 0, (out.stdout[-800:], out.stderr[-1500:])
 
 

@@ -70,7 +70,9 @@ def bench_cmd(
     ),
     target: str = typer.Option(..., "--target", "-t", help="target name or file; `host` for this machine"),
     input_path: Path | None = typer.Option(None, "--input", help=".npy of inputs, first axis = sample"),
-    shape: str | None = typer.Option(None, "--shape", help="input shape for random input, e.g. 1,3,224,224"),
+    shape: str | None = typer.Option(
+        None, "--shape", "--input-shape", help="input shape for random input, e.g. 1,3,224,224"
+    ),
     threads: str | None = typer.Option(None, "--threads", help="thread counts, e.g. 1,4 (default 1)"),
     repeat: int = typer.Option(10, "--repeat", min=1, max=MAX_REPEAT, help="timed samples per thread count"),
     warmup: int = typer.Option(2, "--warmup", min=0, max=MAX_WARMUP, help="discarded runs before timing"),
