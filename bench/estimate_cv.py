@@ -17,6 +17,13 @@ threads with every count, blended with the 1-thread estimate x a scaling form, c
 held-out model too; the blend table shows each part's errors); those errors
 (edgekit/estimate/data/procedure_cv.json, rewritten with --count or --procedure, ~10 min) are what every stated
 interval comes from.
+
+    .venv/bin/python bench/estimate_cv.py --count --counts /tmp/c.json --ncnn-site pi4=/tmp/ncnn-1.0.20230517
+
+counts with another ncnn release than the emulated device's (a folder holding an unpacked aarch64 cp311 wheel of
+it, put first on the guest's sys.path) into another counts file, and cross-validates on that file, leaving the
+shipped data alone: docs/estimate.md has what that gave with the releases the published figures were measured
+with.
 """
 
 from __future__ import annotations
@@ -35,13 +42,13 @@ from edgekit.estimate import calibration, cost_model
 from edgekit.estimate.boards import BOARDS
 
 
-def count_all(force: bool, only: list[str] | None) -> None:
+def count_all(force: bool, only: list[str] | None, sites: dict[str, str] | None = None) -> None:
     from edgekit.emu.plugin.counting import CountJob, count_artifacts
     from edgekit.estimate.graph import analyze
 
     store = json.loads(calibration.COUNTS_FILE.read_text()) if calibration.COUNTS_FILE.exists() else {}
     store.setdefault("counts", {})
-    store["meta"] = _meta()
+    store["meta"] = _meta(sites or {})
     store.setdefault("graph", {})
     for name, model in calibration.models().items():  # on this host: MACs and weight elements from the graph
         if force or name not in store["graph"]:
@@ -69,6 +76,7 @@ def count_all(force: bool, only: list[str] | None) -> None:
                     repeat=1,
                     number=1,
                     caches=BOARDS[board].caches if threads == 1 else (),  # the miss features are 1-thread
+                    site=(sites or {}).get(board),
                 )
                 (res,) = count_artifacts([job], device)
                 entry = {
@@ -89,7 +97,7 @@ def count_all(force: bool, only: list[str] | None) -> None:
                 )
 
 
-def _meta() -> dict:
+def _meta(sites: dict[str, str]) -> dict:
     from edgekit.emu.plugin import build
 
     qemu = subprocess.run([str(build.counting_qemu()), "--version"], capture_output=True, text=True).stdout
@@ -100,7 +108,28 @@ def _meta() -> dict:
         "qemu": qemu.splitlines()[0] if qemu else "?",
         "host": platform.node(),
         "counted_at": time.strftime("%Y-%m-%d"),
+        "ncnn": {board: _release(sites.get(board)) for board in calibration.DEVICES},
     }
+
+
+def _release(site: str | None) -> str:
+    """The ncnn release a board's models were counted with: the device's own, or the one in --ncnn-site's folder."""
+    if not site:
+        return "the emulated device's"
+    found = sorted(Path(site).glob("ncnn-*.dist-info"))
+    return found[0].name.removesuffix(".dist-info") if found else site
+
+
+def _use_counts(path: Path) -> None:
+    """Read and write the calibration counts and the procedure's errors beside PATH instead of the shipped data."""
+    from edgekit.estimate import crossval
+
+    if not path.exists() and calibration.COUNTS_FILE.exists():  # the graph entries carry over; counts do not
+        shipped = json.loads(calibration.COUNTS_FILE.read_text())
+        path.write_text(json.dumps({**shipped, "counts": {}}, indent=1, sort_keys=True) + "\n")
+    procedure = path.with_name(path.stem + ".procedure.json")
+    calibration.COUNTS_FILE = path
+    crossval.PROCEDURE_FILE = cost_model.PROCEDURE_FILE = procedure  # type: ignore[misc]
 
 
 def print_table(rows: list[dict]) -> None:
@@ -333,9 +362,28 @@ def main() -> None:
         "--procedure", action="store_true", help="recompute the procedure's errors (data/procedure_cv.json)"
     )
     parser.add_argument("--json", type=Path, help="write the table and every held-out prediction here")
+    parser.add_argument(
+        "--counts",
+        type=Path,
+        help="counts file to use instead of the shipped one (its procedure errors beside it)",
+    )
+    parser.add_argument(
+        "--ncnn-site",
+        action="append",
+        default=[],
+        metavar="BOARD=FOLDER",
+        help="with --count: count BOARD's models with the ncnn release unpacked in FOLDER (needs --counts)",
+    )
     args = parser.parse_args()
+    sites = dict(item.split("=", 1) for item in args.ncnn_site)
+    if sites and not args.counts:
+        parser.error("--ncnn-site needs --counts: the shipped counts are the emulated device's ncnn")
+    if unknown := set(sites) - set(calibration.DEVICES):
+        parser.error(f"--ncnn-site: unknown board(s) {sorted(unknown)}: {sorted(calibration.DEVICES)}")
+    if args.counts:
+        _use_counts(args.counts)
     if args.count:
-        count_all(args.force, args.models)
+        count_all(args.force, args.models, sites)
         calibration.counts.cache_clear()
     if args.count or args.procedure or not cost_model.PROCEDURE_FILE.exists():
         write_procedure_errors()

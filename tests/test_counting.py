@@ -195,6 +195,26 @@ def ncnn_counts(plugin: Path, tmp_path_factory: pytest.TempPathFactory) -> list[
 
 
 @pytest.mark.integration
+def test_a_site_folder_comes_first_for_its_jobs_alone(plugin: Path, tmp_path: Path) -> None:
+    """bench/estimate_cv.py --ncnn-site counts with another ncnn release: the site's module is the one imported,
+    in a guest of its own (a job without a site, listed first, still counts with the device's ncnn: had it
+    shared the site's guest, its own import would have failed first)."""
+    from edgekit.emu.plugin.counting import CountJob, count_artifacts
+
+    site = tmp_path / "site"
+    (site / "ncnn").mkdir(parents=True)
+    (site / "ncnn" / "__init__.py").write_text("raise ImportError('the ncnn of the site folder')\n")
+    shape = [1, CHANNELS, SIZE, SIZE]
+    plain, other = write_chain(tmp_path / "plain", 2), write_chain(tmp_path / "other", 3)
+    with pytest.raises(EmulatorError, match="the ncnn of the site folder") as raised:
+        count_artifacts(
+            [CountJob(plain, input_shape=shape), CountJob(other, input_shape=shape, site=str(site))],
+            "pi4-emu",
+        )
+    assert raised.value.where == str(other.resolve())
+
+
+@pytest.mark.integration
 def test_ncnn_counts_are_identical_across_runs(ncnn_counts: list[list[list[int]]]) -> None:
     first, second = ncnn_counts
     assert first == second  # every artifact, every window, exactly

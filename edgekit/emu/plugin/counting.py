@@ -47,6 +47,8 @@ class CountJob:
     fill: float | None = None  # every input element this value (benchncnn fills 0.01); default seeded uniform
     options: dict[str, bool] = field(default_factory=dict)  # ncnn Option flags over the sidecar's
     caches: tuple[str, ...] = ()  # simulated data caches, the plugin's "l1=SIZE:WAYS", "l2=...", ["l3=..."]
+    site: str | None = None  # a folder first on the guest's sys.path: another release of the runtime than the
+    # device's (bench/estimate_cv.py --ncnn-site: the release a published figure was measured with)
 
     def request(self) -> dict:
         try:
@@ -77,6 +79,8 @@ class CountJob:
         }
         if self.caches:  # (only then: count cache keys of runs without caches stay as they were)
             req["caches"] = list(self.caches)
+        if self.site:  # (likewise)
+            req["site"] = str(Path(self.site).resolve())
         if runtime in NEWER_RUNTIMES:  # part of the count cache key (edgekit.estimate.counts)
             req["runtime_wheels"] = sorted(
                 p.name for site in layout.shared().runtime_sites for p in site.glob("*.dist-info")
@@ -157,12 +161,13 @@ def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) 
     plugin = plugin_build.require_plugin()
     results: dict[int, dict] = {}
     for flavour in ("litert", "tflite_runtime"):
-        for caches in dict.fromkeys(tuple(r.get("caches", ())) for r in requests):  # one guest per cache set
+        # one guest per cache set and site (a guest imports a runtime once)
+        for caches, site in dict.fromkeys((tuple(r.get("caches", ())), r.get("site")) for r in requests):
             idx = [
                 i
                 for i, r in enumerate(requests)
                 if (r["runtime"] == "tflite_runtime") == (flavour != "litert")
-                and tuple(r.get("caches", ())) == caches
+                and (tuple(r.get("caches", ())), r.get("site")) == (caches, site)
             ]
             if idx:
                 out = _run_guest(device, flavour, [requests[i] for i in idx], plugin, timeout_s, caches)

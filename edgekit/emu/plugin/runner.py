@@ -7,7 +7,8 @@ REQUEST: {"insn_file": path, "jobs": [JOB, ...]}, each JOB {"artifact": path (.t
 "number": k, "repeat": r,
 "input_shape": [..] (NCHW; only for an ncnn .param without its model.io.json sidecar), "fill": v (optional:
 every input element v, as ncnn's benchncnn fills 0.01; default seeded uniform [0, 1)), "options": {ncnn Option
-flags, over the sidecar's}}.
+flags, over the sidecar's}, "site": folder (optional: put first on sys.path, another release of the runtime than
+the device's; every job of a request has the same)}.
 Loading, inputs and the counting windows are the on-device agent's own (edgekit/agent/agent.py, imported from
 its file beside this package: one implementation of how an artifact runs and how a window is marked). Jobs run
 one after another in this one process (the interpreter and runtimes start once: minutes under qemu). Each of a
@@ -34,6 +35,12 @@ def main(request_path: str) -> None:
     with open(request_path) as handle:
         req = json.load(handle)
     os.environ["EDGEKIT_INSN_FILE"] = req["insn_file"]
+    sites = {job.get("site") for job in req["jobs"]}
+    if len(sites) > 1:
+        raise SystemExit(f"one site per guest: {sorted(map(str, sites))}")
+    site = sites.pop() if sites else None
+    if site:
+        sys.path.insert(0, site)
     counter = agent.InsnCounter()
     print(json.dumps({"results": [run_job(job, counter) for job in req["jobs"]]}))
 
