@@ -155,22 +155,25 @@ def count_artifact(artifact: Path, device: str, **job: object) -> CountResult:
 
 
 def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) -> list[CountResult]:
-    """Count every job on emulated DEVICE; one guest process per python flavour, jobs in the given order."""
+    """Count every job on emulated DEVICE; one guest process per python flavour, cache set and
+    site, jobs in the given order."""
     requests = [job.request() for job in jobs]
     device_spec(device)  # an unknown name fails here with the list of known devices
     plugin = plugin_build.require_plugin()
     results: dict[int, dict] = {}
+
+    def guest(r: dict) -> tuple:  # one guest per cache set and site (a guest imports a runtime once)
+        return tuple(r.get("caches", ())), r.get("site")
+
     for flavour in ("litert", "tflite_runtime"):
-        # one guest per cache set and site (a guest imports a runtime once)
-        for caches, site in dict.fromkeys((tuple(r.get("caches", ())), r.get("site")) for r in requests):
+        for key in dict.fromkeys(map(guest, requests)):
             idx = [
                 i
                 for i, r in enumerate(requests)
-                if (r["runtime"] == "tflite_runtime") == (flavour != "litert")
-                and (tuple(r.get("caches", ())), r.get("site")) == (caches, site)
+                if (r["runtime"] == "tflite_runtime") == (flavour != "litert") and guest(r) == key
             ]
             if idx:
-                out = _run_guest(device, flavour, [requests[i] for i in idx], plugin, timeout_s, caches)
+                out = _run_guest(device, flavour, [requests[i] for i in idx], plugin, timeout_s, key[0])
                 results.update(zip(idx, out))
     counted = []
     for i, req in enumerate(requests):
