@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from test_counting import CHANNELS, SIZE, write_chain
 
-from edgekit.estimate import cost_model
+from edgekit.estimate import calibration, cost_model
 from edgekit.estimate.attach import board_for_device, estimate_for
 from edgekit.estimate.boards import BOARDS
 from edgekit.estimate.graph import analyze
@@ -351,9 +351,50 @@ def test_a_broken_ncnn_model_is_bad_input_named(tmp_path: Path, case: str, messa
         param.write_text(conv)
         if case == "truncated-bin":
             param.with_suffix(".bin").write_bytes(bytes(100))
+        else:  # an edgekit artifact (its sidecar beside it) without its .bin is broken; a bare .param is not
+            param.with_suffix(".io.json").write_text(json.dumps({"inputs": ["data"], "outputs": ["out0"]}))
     out = _cli("estimate", str(param), "--board", "pi4", "--input-shape", "1,3,8,8")
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "InputDataError" in out.stderr and "hint:" in out.stderr
+
+
+def test_zero_weights_are_the_size_ncnn_reads_for_every_calibration_model() -> None:
+    """A bare .param with no .bin gets the zeros benchncnn's empty reader gives: the size ncnn reads is found by
+    loading it on this host, and matches the byte counts stored with the 17 calibration models."""
+    from edgekit.estimate.zero_weights import zero_bin_bytes
+
+    for name, model in calibration.models().items():
+        assert zero_bin_bytes(model.param) == model.zero_bin_bytes, name
+
+
+@pytest.mark.integration
+def test_a_bare_param_alone_is_estimated_with_zero_weights_as_benchncnn(tmp_path: Path) -> None:
+    """ncnn's benchmark folder has .param files only: `estimate` reads the weights as zeros (as benchncnn does),
+    says so, writes nothing beside the user's file, and counts what the calibration counted for that model."""
+    from edgekit.emu.plugin import build as plugin_build
+
+    if not plugin_build.is_built():
+        pytest.fail("the counting plugin is not built: run `edgekit emu build-plugin`")
+    model = calibration.models()["blazeface"]
+    param = tmp_path / "blazeface.param"
+    param.write_bytes(model.param.read_bytes())
+    shape = ",".join(map(str, model.input_shape))
+    out = _cli("estimate", str(param), "--board", "pi5", "--input-shape", shape, "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["artifact"] == str(param) and "read as zeros" in data["weights"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blazeface.param"]
+    stored = calibration.count_of("blazeface", "pi5", 1)
+    assert stored is not None
+    assert data["count"]["instructions"] == pytest.approx(int(stored["instructions"]), rel=0.005)
+    text = _cli("roofline", str(param), "--board", "pi5", "--input-shape", shape)
+    assert text.returncode == 0 and "read as zeros" in text.stdout, text.stderr
+    prof = _cli("profile", str(param), "--target", "pi5-emu", "--input-shape", shape, "--json")
+    assert prof.returncode == 0, prof.stderr
+    layers = json.loads(prof.stdout)
+    assert layers["artifact"] == str(param) and layers["total"] == pytest.approx(
+        data["count"]["instructions"], rel=0.005
+    )
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,9 @@ def artifact_runs_as(artifact: Path, fmt: str | None) -> Any:
 
 # the arguments `estimate` and `roofline` (edgekit.cli.roofline) share
 ARTIFACT = typer.Argument(
-    ..., callback=check_model_file, help="a .tflite, an ncnn .param (its .bin beside it) or an .onnx"
+    ...,
+    callback=check_model_file,
+    help="a .tflite, an ncnn .param (its .bin beside it; a bare .param alone: zero weights, as benchncnn) or an .onnx",
 )
 BOARD = typer.Option(..., "--board", "-b", help="pi4 or pi5")
 THREADS = typer.Option(1, "--threads", "-t", min=1, help="threads on the real board")
@@ -100,6 +102,7 @@ def estimate_cmd(
     from edgekit.estimate.boards import board as get_board
     from edgekit.estimate.graph import analyze
     from edgekit.estimate.roofline import roofline
+    from edgekit.estimate.zero_weights import weights_for
 
     b = get_board(board)
     if not artifact.exists():
@@ -107,16 +110,20 @@ def estimate_cmd(
             "no such model file", where=str(artifact), hint="give an .onnx, .tflite or ncnn .param"
         )
     shape = parse_shape(input_shape, "--input-shape")
+    given = artifact
+    artifact, zero_note = weights_for(artifact)  # a bare .param alone: zero weights, as benchncnn
     cost = analyze(artifact, shape)
     runs = artifact_runs_as(artifact, fmt)
     bound = roofline(cost, b, threads, runs.precision, runs.storage_bytes)
     out: dict[str, Any] = {
-        "artifact": str(artifact),
+        "artifact": str(given),
         "board": b.name,
         "threads": threads,
         "runs_as": runs.how if artifact.suffix != ".onnx" else f"{runs.how} (not run: MAC-based)",
         "roofline": bound.to_dict(),
     }
+    if zero_note:
+        out["weights"] = zero_note
     if artifact.suffix == ".onnx":
         if not cost.macs:
             raise InputDataError(
@@ -233,6 +240,8 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
         f"[bold]{out['artifact']}[/] on {title}, {out['threads']} thread(s); runs as {out['runs_as']}",
         highlight=False,
     )
+    if out.get("weights"):
+        console.print(f"  weights       {out['weights']}", highlight=False)
     count = out.get("count")
     if count:
         cached = " (from the count cache)" if count.get("cached") else ""

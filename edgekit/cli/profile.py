@@ -113,12 +113,18 @@ def profile_cmd(
         result = profile_tflite(artifact, device, threads=threads, timeout_s=timeout)
     else:
         from edgekit.estimate.graph import analyze
+        from edgekit.estimate.zero_weights import weights_for
 
+        given = artifact
+        artifact, zero_note = weights_for(artifact)  # a bare .param alone: zero weights, as benchncnn
+        if zero_note and not as_json:
+            typer.echo(f"note: {zero_note}")
         shape = parse_shape(input_shape, "--input-shape")
         # one run on this host first: a file ncnn cannot load, a shape it cannot take (its batch, its channels, a
         # layer that fails at that size, or not the sidecar's) is refused here, named (exit 2), not after a guest run
         analyze(artifact, shape)
         result = profile_ncnn(artifact, device, threads=threads, input_shape=shape, timeout_s=timeout)
+        result.artifact = str(given)  # the user's file, not its zero-weight copy
     if as_json:
         print(json.dumps(result.to_dict(), indent=1))
         return

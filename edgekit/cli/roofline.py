@@ -82,9 +82,13 @@ def roofline_cmd(
     from edgekit.estimate.boards import board as get_board
     from edgekit.estimate.graph import analyze
     from edgekit.estimate.roofline import roofline
+    from edgekit.estimate.zero_weights import weights_for
 
     b = get_board(board)
+    given = artifact
+    artifact, zero_note = weights_for(artifact)  # a bare .param alone: zero weights, as benchncnn
     cost = analyze(artifact, parse_shape(input_shape, "--input-shape"))
+    notes = [*cost.notes, *filter(None, [zero_note])]
     runs = artifact_runs_as(artifact, fmt)
     r = roofline(cost, b, threads, runs.precision, runs.storage_bytes)
     # the MAC-based estimate needs MACs: a graph without convolutions or matrix products has none to scale
@@ -93,7 +97,7 @@ def roofline_cmd(
             b.name,
             cost_model.Features(0, cost.params, False, {}, cost.macs),
             threads,
-            caveats=list(cost.notes),
+            caveats=list(notes),
         )
         if cost.macs
         else None
@@ -108,12 +112,12 @@ def roofline_cmd(
                 "estimate": est.to_dict() if est else None,
                 **({} if est else {"no_estimate": no_estimate}),
                 "macs_by_op": cost.macs_by_op,
-                "notes": list(cost.notes),
+                "notes": notes,
             }
         )
         return
     mb = 1e6
-    console.print(f"[bold]{artifact}[/] ({cost.kind}) on {b.title}, {r.threads} core(s)", highlight=False)
+    console.print(f"[bold]{given}[/] ({cost.kind}) on {b.title}, {r.threads} core(s)", highlight=False)
     rows = [
         ("MACs", f"{cost.macs / 1e6:,.1f} M"),
         ("parameters", f"{cost.params / 1e6:,.3f} M"),
@@ -143,7 +147,7 @@ def roofline_cmd(
     )
     if est is None:
         console.print(f"  estimate        {no_estimate}", highlight=False)
-        for note in cost.notes:
+        for note in notes:
             console.print(f"  [dim]note: {note}[/]", highlight=False)
         return
     console.print(

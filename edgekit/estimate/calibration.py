@@ -21,6 +21,7 @@ from typing import Any
 
 from edgekit.convert.ncnn.param import has_int8_layers, read_param
 from edgekit.errors import EdgekitError
+from edgekit.estimate.zero_weights import write_zeros
 from edgekit.paths import data_dir
 
 DATA = Path(__file__).with_name("data")
@@ -107,10 +108,7 @@ def zero_weights(model: BenchModel) -> Path:
     param = folder / model.param.name
     if not param.exists() or param.read_bytes() != model.param.read_bytes():
         param.write_bytes(model.param.read_bytes())
-    weights = param.with_suffix(".bin")
-    if not weights.exists() or weights.stat().st_size != model.zero_bin_bytes:
-        with open(weights, "wb") as handle:
-            handle.truncate(model.zero_bin_bytes)
+    write_zeros(param.with_suffix(".bin"), model.zero_bin_bytes)
     return param
 
 
