@@ -666,10 +666,12 @@ def test_int8_estimates_state_the_widened_interval_the_int8_models_need() -> Non
 
 def test_a_model_outside_the_calibration_range_is_said_to_be_extrapolated() -> None:
     """No held-out error speaks for a model far smaller or larger than every calibration model: its estimate says
-    so and takes the widest interval, not validated."""
+    so and takes the widest interval, not validated. Within how far leave-one-out itself extrapolated (the
+    smallest and largest models held out) the cross-validated interval stands, and the caveat says why."""
     lo, hi = cost_model.calibration_range("pi4")
     inside = cost_model.estimate("pi4", cost_model.Features(int((lo * hi) ** 0.5)), 1, fmt=Format.NCNN_FP32)
     assert inside.calibrated and inside.to_dict()["interval_not_validated"] is None
+    inside_q = math.log(inside.high_ms / inside.estimate_ms)
     for work, side in ((lo // 50, "fewer"), (hi * 3, "more")):
         est = cost_model.estimate("pi4", cost_model.Features(work), 1, fmt=Format.NCNN_FP32)
         d = est.to_dict()
@@ -678,6 +680,34 @@ def test_a_model_outside_the_calibration_range_is_said_to_be_extrapolated() -> N
         )
         assert any(f"{side} than any calibration model" in c for c in est.caveats), est.caveats
         assert est.high_ms / est.estimate_ms == pytest.approx(math.exp(cost_model.widest_q()))
+    # just past the largest model (vgg16 fp32 counts 0.1 % above vgg16_int8 on the A72): leave-one-out predicted
+    # vgg16_int8 itself from models 1.7x smaller; there the interval is the largest held-out error, validated
+    reach_lo, reach_hi = cost_model.validated_range("pi4")
+    assert reach_lo < lo / 2 and reach_hi > hi * 1.5
+    wide = cost_model.procedure_cv("pi4", 1, ("instructions",))["q_log_wide"]
+    for work in (int(hi * 1.001), int(reach_hi * 0.99), int(lo * 0.9)):
+        near = cost_model.estimate("pi4", cost_model.Features(work), 1, fmt=Format.NCNN_FP32)
+        assert near.calibrated and near.to_dict()["interval_not_validated"] is None, work
+        assert near.high_ms / near.estimate_ms == pytest.approx(math.exp(max(wide, inside_q)))
+        assert near.high_ms / near.estimate_ms > inside.high_ms / inside.estimate_ms
+        assert any("within how far leave-one-out extrapolated" in c for c in near.caveats), near.caveats
+    # the caveat's figures: the smallest and largest models held out, both boards and thread counts
+    from edgekit.estimate import crossval
+    from edgekit.estimate.groups import extreme_summary
+
+    full = ("activation_bytes", "busiest", "instructions", "l1_misses", "llc_misses", "macs", "mix", "params")
+    rows = [
+        extreme_summary(crossval.stored_procedure_errors()[crossval.procedure_key(b, t, full)], b)["extreme"]
+        for b in ("pi4", "pi5")
+        for t in (1, 4)
+    ]
+    n, plain, wide = (sum(r[k] for r in rows) for k in ("n", "held_plain", "held"))
+    assert f"inside the ordinary interval {plain} of {n} times" in near.caveats[-1]
+    assert f"inside the largest held-out error {wide} of {n}," in near.caveats[-1]
+    far = cost_model.estimate("pi4", cost_model.Features(int(reach_hi * 1.01)), 1, fmt=Format.NCNN_FP32)
+    assert not far.calibrated and any(
+        "further than leave-one-out ever extrapolated" in c for c in far.caveats
+    )
     mlo, _ = cost_model.calibration_range("pi5", counted=False)  # an ONNX file: MACs, nothing counted
     tiny = cost_model.estimate("pi5", cost_model.Features(0, macs=mlo // 10), 1)
     assert not tiny.calibrated and any("M MACs: fewer than" in c for c in tiny.caveats)

@@ -50,3 +50,18 @@ def _split(
             "held_plain": sum(plain[i] for i in at),
         }
     return out
+
+
+def extreme_models(board: str) -> list[str]:
+    """The calibration models with the least and the most work on this board's core (instructions at one
+    thread): held out, leave-one-out predicts them beyond the other models' range, as an estimate of a model
+    outside the calibration range is (cost_model.validated_range)."""
+    from edgekit.estimate.forms import calibration_data
+
+    work = sorted((f.instructions, name) for name, f, _ in calibration_data(board, 1))
+    return [work[0][1], work[-1][1]]
+
+
+def extreme_summary(errors: Sequence[tuple[str, str, float]], board: str) -> dict[str, dict[str, Any]]:
+    """The procedure's held-out errors of the smallest and largest calibration models ("extreme") and the rest."""
+    return _split(errors, set(extreme_models(board)), ("extreme", "rest"))
