@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console as RichConsole
@@ -41,3 +45,24 @@ def stdout_to_devnull() -> None:
 def plain(text: object) -> str:
     """Text from outside, for a line printed with markup: shown as it is, never read as markup."""
     return escape(str(text))
+
+
+@contextmanager
+def ticking_status(console: RichConsole, text: str) -> Iterator[None]:
+    """console.status(text) with the seconds gone by, updated every second: a count under qemu can take minutes
+    on a big model, and a spinner alone does not say whether it is still getting anywhere."""
+    start = time.monotonic()
+    stop = threading.Event()
+    with console.status(text) as status:
+
+        def tick() -> None:
+            while not stop.wait(1.0):
+                status.update(f"{text} ({time.monotonic() - start:.0f} s)")
+
+        ticker = threading.Thread(target=tick, name="edgekit-status", daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            ticker.join()

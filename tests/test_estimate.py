@@ -507,6 +507,9 @@ def test_estimate_command_counts_once_and_reuses_the_count(
     data = json.loads(first.stdout)
     assert data["count"]["cpu"] == "cortex-a72" and data["count"]["instructions"] > 500_000
     assert not data["count"]["cached"] and len(data["count"]["mix"][0]) == 5
+    assert (
+        f"counted {data['count']['instructions']:,} instructions in" in first.stderr
+    )  # progress: how long it took
     accesses, l1, l2 = data["count"]["window_misses"]  # the Pi 4's caches simulated: L1D and L2
     assert accesses > l1 >= l2 > 0
     assert "cache misses" in _cli("estimate", str(param), "--board", "pi4", "--input-shape", shape).stdout

@@ -18,7 +18,7 @@ import typer
 from edgekit.cli.inputs import check_model_file
 from edgekit.cli.shapes import parse_shape
 from edgekit.errors import InputDataError, UsageError
-from edgekit.terminal import Console, plain, stdout_to_devnull
+from edgekit.terminal import Console, plain, stdout_to_devnull, ticking_status
 
 
 def print_json(data: dict[str, Any]) -> None:
@@ -193,9 +193,10 @@ def _count(
 
     def one(n: int) -> Any:
         caches = b.caches if n == 1 else ()  # the miss features are counted at one thread
-        with err_console.status(
+        with ticking_status(
+            err_console,
             f"counting instructions on {b.emulated_device} ({b.core}) under qemu, {n} thread(s)"
-            + (", caches simulated" if caches else "")
+            + (", caches simulated" if caches else ""),
         ):
             res, cached = count_cached(
                 CountJob(

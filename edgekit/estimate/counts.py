@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,12 @@ def count_cached(
             f"counting instructions of {Path(job.artifact).name} on {device} ({device_spec(device).cpu}), "
             f"{job.threads} thread(s), under qemu"
         )
+    start = time.monotonic()
     (result,) = count_artifacts([job], device)
+    if say is not None:
+        say(
+            f"counted {result.instructions:,} instructions in {time.monotonic() - start:.0f} s (kept in the count cache)"
+        )
     tmp = entry.with_suffix(".tmp")
     data = {
         k: v
