@@ -526,6 +526,19 @@ def test_estimate_command_counts_once_and_reuses_the_count(
     assert again["estimate"]["threads"] == 4
 
 
+@pytest.mark.integration
+def test_a_count_that_outlives_the_timeout_is_stopped_and_named(tmp_path: Path) -> None:
+    """`estimate --timeout`: a count under qemu longer than that is stopped, exit 1, saying how to give it longer;
+    nonsense is refused before any run."""
+    param = write_chain(tmp_path / "chain", 2)
+    shape = f"1,{CHANNELS},{SIZE},{SIZE}"
+    out = _cli("estimate", str(param), "--board", "pi4", "--input-shape", shape, "--timeout", "0.5")
+    assert out.returncode == 1, out.stderr
+    assert "EmulatorError" in out.stderr and "outlived 0.5 s" in out.stderr and "--timeout" in out.stderr
+    bad = _cli("estimate", str(param), "--board", "pi4", "--input-shape", shape, "--timeout", "0")
+    assert bad.returncode == 2 and "above 0" in bad.stderr
+
+
 def test_estimates_for_a_whole_run(tmp_path: Path) -> None:
     from edgekit.estimate.attach import estimates_for_run
     from edgekit.results import AgentResult, DeviceFacts, TargetRun

@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 
+from edgekit.cli.bench import check_timeout
 from edgekit.cli.inputs import check_model_file
 from edgekit.cli.shapes import parse_shape
 from edgekit.errors import InputDataError, UsageError
@@ -89,6 +90,12 @@ def estimate_cmd(
     input_shape: str | None = INPUT_SHAPE,
     fmt: str | None = FORMAT,
     as_json: bool = AS_JSON,
+    timeout: float = typer.Option(
+        3600.0,
+        "--timeout",
+        callback=check_timeout,
+        help="seconds each counting run under qemu may take before it is stopped (a big model: minutes)",
+    ),
 ) -> None:
     """Estimate the latency of one inference on a real Pi 4 / Pi 5, with its cross-validated 80 % interval.
 
@@ -145,7 +152,7 @@ def estimate_cmd(
             ],
         )
     else:
-        feats, counted = _count(artifact, b, threads, shape, cost, runs.int8, runs.count_options)
+        feats, counted = _count(artifact, b, threads, shape, cost, runs.int8, runs.count_options, timeout)
         out["count"] = counted
         est = cost_model.estimate(
             b.name,
@@ -175,6 +182,7 @@ def _count(
     cost: Any,
     int8: bool,
     options: dict[str, bool] | None = None,
+    timeout_s: float = 3600.0,
 ) -> tuple[Any, dict[str, Any]]:
     """Features of the artifact on the board's core: the one-thread count, and the N-thread split only when the
     cost model for N threads uses it. Counts come from the count cache when this artifact was counted before
@@ -210,6 +218,7 @@ def _count(
                 ),
                 b.emulated_device,
                 say,
+                timeout_s,
             )
         return res, cached
 

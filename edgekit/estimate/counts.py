@@ -29,9 +29,9 @@ def cache_folder() -> Path:
 
 
 def count_cached(
-    job: CountJob, device: str, say: Callable[[str], None] | None = None
+    job: CountJob, device: str, say: Callable[[str], None] | None = None, timeout_s: float = 3600.0
 ) -> tuple[CountResult, bool]:
-    """(the count, whether it came from the cache)."""
+    """(the count, whether it came from the cache); a counting run longer than `timeout_s` is stopped."""
     key = cache_key(job, device)
     entry = cache_folder() / f"{key}.json"
     if entry.exists():
@@ -45,7 +45,7 @@ def count_cached(
             f"{job.threads} thread(s), under qemu"
         )
     start = time.monotonic()
-    (result,) = count_artifacts([job], device)
+    (result,) = count_artifacts([job], device, timeout_s)
     if say is not None:
         say(
             f"counted {result.instructions:,} instructions in {time.monotonic() - start:.0f} s (kept in the count cache)"

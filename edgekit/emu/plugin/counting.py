@@ -232,9 +232,10 @@ def _run_guest(
             )
         except subprocess.TimeoutExpired as exc:
             raise EmulatorError(
-                f"counting run outlived {timeout_s:.0f} s",
+                f"counting run outlived {timeout_s:g} s",
                 where=device,
-                hint="count a smaller model or fewer windows (--repeat)",
+                hint="a big model takes minutes under qemu: give a longer --timeout, or count a smaller model or "
+                "fewer windows (--repeat)",
             ) from exc
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
