@@ -527,9 +527,13 @@ def test_estimate_command_counts_once_and_reuses_the_count(
 
 
 @pytest.mark.integration
-def test_a_count_that_outlives_the_timeout_is_stopped_and_named(tmp_path: Path) -> None:
+def test_a_count_that_outlives_the_timeout_is_stopped_and_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`estimate --timeout`: a count under qemu longer than that is stopped, exit 1, saying how to give it longer;
     nonsense is refused before any run."""
+    # a home of its own: the same chain counted by an earlier test would be a cache hit, with no run to stop
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
     param = write_chain(tmp_path / "chain", 2)
     shape = f"1,{CHANNELS},{SIZE},{SIZE}"
     out = _cli("estimate", str(param), "--board", "pi4", "--input-shape", shape, "--timeout", "0.5")
