@@ -9,7 +9,8 @@ PIP := $(BIN)/pip install -q -c constraints.txt
 EDGEKIT := $(BIN)/edgekit
 STAMPS := $(VENV)/.stamps
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := qemu-user-static qemu-user openssh-server openssh-client chromium dpkg-dev gcc libglib2.0-dev pkg-config postgresql
+# llvm-19: llvm-mc and llvm-mca time the blocks counted on the Pi 5's core (edgekit/emu/plugin/cycles.py)
+APT_PACKAGES := qemu-user-static qemu-user openssh-server openssh-client chromium dpkg-dev gcc libglib2.0-dev pkg-config postgresql llvm-19
 RECIPE ?=
 TARGET ?= pi4-emu
 # make demo DEMO_RECIPE=recipes/digits-keras.yaml: a Keras model through both TFLite routes
@@ -26,7 +27,7 @@ help:
 
 setup: $(STAMPS)/python $(STAMPS)/system $(STAMPS)/lab emu-assets
 
-$(STAMPS)/system:
+$(STAMPS)/system: Makefile
 	@echo "==> system packages: $(APT_PACKAGES)"
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(APT_PACKAGES); fi

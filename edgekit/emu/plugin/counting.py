@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edgekit.emu import layout
 from edgekit.emu.plugin import build as plugin_build
+from edgekit.emu.plugin import cycles
 from edgekit.emu.specs import device_spec
 from edgekit.errors import EdgekitError, EmulatorError, exit_text
 from edgekit.runtimes import all_specs, format_for_suffix, spec_for
@@ -49,6 +50,10 @@ class CountJob:
     caches: tuple[str, ...] = ()  # simulated data caches, the plugin's "l1=SIZE:WAYS", "l2=...", ["l3=..."]
     site: str | None = None  # a folder first on the guest's sys.path: another release of the runtime than the
     # device's (bench/estimate_cv.py --ncnn-site: the release a published figure was measured with)
+    blocks: bool = (
+        False  # also time the last window's executed blocks by LLVM's model of the core (cycles.py);
+    )
+    # only on a core it models, in a guest of its own
 
     def request(self) -> dict:
         try:
@@ -81,6 +86,8 @@ class CountJob:
             req["caches"] = list(self.caches)
         if self.site:  # (likewise)
             req["site"] = str(Path(self.site).resolve())
+        if self.blocks:  # (likewise)
+            req["blocks"] = True
         if runtime in NEWER_RUNTIMES:  # part of the count cache key (edgekit.estimate.counts)
             req["runtime_wheels"] = sorted(
                 p.name for site in layout.shared().runtime_sites for p in site.glob("*.dist-info")
@@ -106,6 +113,9 @@ class CountResult:
         default_factory=list
     )  # per window with caches: accesses, then each level's
     outputs: list[str] | None = None  # the blobs extracted (ncnn)
+    cycles: float = (
+        -1.0
+    )  # per invocation, the last window's blocks timed by llvm-mca (blocks=True); -1: not timed
 
     @property
     def instructions(self) -> int:
@@ -162,18 +172,23 @@ def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) 
     plugin = plugin_build.require_plugin()
     results: dict[int, dict] = {}
 
-    def guest(r: dict) -> tuple:  # one guest per cache set and site (a guest imports a runtime once)
-        return tuple(r.get("caches", ())), r.get("site")
+    def guest(i: int) -> tuple:  # one guest per cache set and site (a guest imports a runtime once); a job
+        r = requests[
+            i
+        ]  # whose blocks are timed has its own (the plugin's block list is the guest's last window)
+        return tuple(r.get("caches", ())), r.get("site"), i if r.get("blocks") else -1
 
     for flavour in ("litert", "tflite_runtime"):
-        for key in dict.fromkeys(map(guest, requests)):
+        for key in dict.fromkeys(map(guest, range(len(requests)))):
             idx = [
                 i
                 for i, r in enumerate(requests)
-                if (r["runtime"] == "tflite_runtime") == (flavour != "litert") and guest(r) == key
+                if (r["runtime"] == "tflite_runtime") == (flavour != "litert") and guest(i) == key
             ]
             if idx:
-                out = _run_guest(device, flavour, [requests[i] for i in idx], plugin, timeout_s, key[0])
+                out = _run_guest(
+                    device, flavour, [requests[i] for i in idx], plugin, timeout_s, key[0], blocks=key[2] >= 0
+                )
                 results.update(zip(idx, out))
     counted = []
     for i, req in enumerate(requests):
@@ -194,9 +209,15 @@ def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) 
                 mix=[[int(c) for c in w] for w in res.get("mix") or []],
                 misses=[[int(c) for c in w] for w in res.get("misses") or [] if w],
                 outputs=res.get("outputs"),
+                cycles=_cycles(res["blocks"], device, req) if "blocks" in res else -1.0,
             )
         )
     return counted
+
+
+def _cycles(blocks: cycles.Blocks, device: str, req: dict) -> float:
+    """Per invocation: the last window's llvm-mca cycles on the device's core (cycles.py)."""
+    return cycles.window_cycles(blocks, device_spec(device).cpu).cycles / max(1, req["number"])
 
 
 def _run_guest(
@@ -206,6 +227,7 @@ def _run_guest(
     plugin: Path,
     timeout_s: float,
     caches: tuple[str, ...] = (),
+    blocks: bool = False,
 ) -> list[dict]:
     dev = layout.device_dir(device)
     python = dev.python_tflite_runtime if flavour == "tflite_runtime" else dev.python
@@ -221,6 +243,9 @@ def _run_guest(
         insn_file.touch()
         request = Path(tmp) / "request.json"
         request.write_text(json.dumps({"insn_file": str(insn_file), "jobs": requests}))
+        block_file = Path(tmp) / "blocks.txt"
+        if blocks:
+            caches = (*caches, f"blocks={block_file}")
         cmd = ["setarch", "-R", str(python), str(RUNNER), str(request)]
         try:
             proc = subprocess.run(
@@ -237,13 +262,17 @@ def _run_guest(
                 hint="a big model takes minutes under qemu: give a longer --timeout, or count a smaller model or "
                 "fewer windows (--repeat)",
             ) from exc
+        timed = cycles.read_blocks(block_file) if blocks and block_file.exists() else None
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise EmulatorError(
             f"counting run failed ({exit_text(proc.returncode)}): {proc.stderr.strip()[-1500:]}",
             where=device,
         )
-    return json.loads(lines[-1])["results"]
+    results = json.loads(lines[-1])["results"]
+    if timed is not None:
+        results[-1]["blocks"] = timed
+    return results
 
 
 def _guest_env(plugin: Path, insn_file: Path, threads: int, caches: tuple[str, ...] = ()) -> dict[str, str]:

@@ -20,10 +20,16 @@
  * caches: the Cortex-A72 and A76 prefetch streams); without it there is none. Without cache levels no memory
  * callback is registered (counting stays as fast as before).
  *
- * Usage: qemu-aarch64 -plugin insn_count.so,out=/tmp/counts.txt[,l1=32768:2,l2=1048576:16[,pf=1]] \
+ * With blocks=PATH each translated block also counts its own executions, and every end mark rewrites PATH with
+ * the window's executed blocks, one per line: hex address, executions in the window, then the block's instruction
+ * words in hex (edgekit/estimate/cycles.py times them with llvm-mca's model of the core). The file holds the last
+ * window; a block translated twice has two lines.
+ *
+ * Usage: qemu-aarch64 -plugin insn_count.so,out=/tmp/counts.txt[,l1=32768:2,l2=1048576:16[,pf=1]][,blocks=PATH] \
  *            -cpu cortex-a72 ...
  * Built by edgekit/emu/plugin/build.py against qemu-plugin.h from Debian's qemu source package.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,11 +52,25 @@ typedef struct {
     char pad[16];
 } slot_t;
 
+/* blocks=PATH: one translated block's address, instruction words and executions (its own counter, atomic). */
+typedef struct block {
+    uint64_t vaddr;
+    uint64_t n;
+    uint32_t *words;
+    uint64_t execs, start;
+    struct block *next;
+} block_t;
+
 /* What one translation block adds when it executes. */
 typedef struct {
     uint64_t insns;
     uint64_t cls[N_CLASSES];
+    block_t *block; /* blocks=PATH only */
 } tb_counts_t;
+
+static const char *blocks_path;
+static block_t *blocks;
+static pthread_mutex_t blocks_lock = PTHREAD_MUTEX_INITIALIZER;
 
 #define MAX_LEVELS 3
 #define LINE_SHIFT 6
@@ -109,6 +129,9 @@ static void on_tb_exec(unsigned int vcpu, void *udata)
         }
     } else {
         __atomic_fetch_add(&overflow, tb->insns, __ATOMIC_RELAXED);
+    }
+    if (tb->block != NULL) {
+        __atomic_fetch_add(&tb->block->execs, 1, __ATOMIC_RELAXED);
     }
 }
 
@@ -237,6 +260,21 @@ static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         memcpy(&word, qemu_plugin_insn_data(insn), sizeof(word));
         counts->cls[insn_class(word)]++;
     }
+    if (blocks_path != NULL) {
+        block_t *b = calloc(1, sizeof(*b));
+        if (b != NULL && (b->words = calloc(n ? n : 1, sizeof(uint32_t))) != NULL) {
+            b->vaddr = qemu_plugin_tb_vaddr(tb);
+            b->n = n;
+            for (size_t i = 0; i < n; i++) {
+                memcpy(&b->words[i], qemu_plugin_insn_data(qemu_plugin_tb_get_insn(tb, i)), sizeof(uint32_t));
+            }
+            pthread_mutex_lock(&blocks_lock);
+            b->next = blocks;
+            blocks = b;
+            pthread_mutex_unlock(&blocks_lock);
+            counts->block = b;
+        }
+    }
     qemu_plugin_register_vcpu_tb_exec_cb(tb, on_tb_exec, QEMU_PLUGIN_CB_NO_REGS, counts);
     if (n_levels > 0) {
         for (size_t i = 0; i < n; i++) {
@@ -257,6 +295,11 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
             }
         }
         window_start = total_insns();
+        pthread_mutex_lock(&blocks_lock);
+        for (block_t *b = blocks; b != NULL; b = b->next) {
+            b->start = __atomic_load_n(&b->execs, __ATOMIC_RELAXED);
+        }
+        pthread_mutex_unlock(&blocks_lock);
         for (int v = 0; v < CACHE_VCPUS; v++) {
             hier[v].start_accesses = __atomic_load_n(&hier[v].accesses, __ATOMIC_RELAXED);
             for (int i = 0; i < n_levels; i++) {
@@ -300,6 +343,25 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
         }
         fprintf(f, "\n");
         fclose(f); /* closes and flushes: the guest reads the line right after the mark */
+        if (blocks_path != NULL) { /* the window's executed blocks: vaddr, executions, words (the last window kept) */
+            FILE *bf = fopen(blocks_path, "w");
+            if (bf != NULL) {
+                pthread_mutex_lock(&blocks_lock);
+                for (block_t *b = blocks; b != NULL; b = b->next) {
+                    uint64_t runs = __atomic_load_n(&b->execs, __ATOMIC_RELAXED) - b->start;
+                    if (runs == 0) {
+                        continue;
+                    }
+                    fprintf(bf, "%llx %llu", (unsigned long long)b->vaddr, (unsigned long long)runs);
+                    for (uint64_t i = 0; i < b->n; i++) {
+                        fprintf(bf, " %08x", b->words[i]);
+                    }
+                    fprintf(bf, "\n");
+                }
+                pthread_mutex_unlock(&blocks_lock);
+                fclose(bf);
+            }
+        }
     }
 }
 
@@ -309,6 +371,8 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
     for (int i = 0; i < argc; i++) {
         if (strncmp(argv[i], "out=", 4) == 0) {
             out_path = argv[i] + 4;
+        } else if (strncmp(argv[i], "blocks=", 7) == 0) {
+            blocks_path = argv[i] + 7;
         } else if (strcmp(argv[i], "pf=1") == 0) {
             prefetch = 1;
         } else if (argv[i][0] == 'l' && argv[i][1] >= '1' && argv[i][1] <= '3' && argv[i][2] == '=') {
