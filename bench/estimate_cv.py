@@ -9,6 +9,8 @@ their published Pi 4 / Pi 5 figures at 1 and 4 threads).
 --count runs each model the way benchncnn does (zero weights, input 0.01, ncnn's default options) under the
 counting qemu, one guest process per model, at 1 and 4 threads on each emulated core, and writes
 edgekit/estimate/data/calibration_counts.json after every model (an interrupted run resumes; --force recounts).
+On a core LLVM models (the Pi 5's) the one-thread count also lists the window's blocks and stores their llvm-mca
+cycles (edgekit/emu/plugin/cycles.py); a count stored without them is retaken.
 The table prints, per board x threads and for each candidate: median, p90 and max |error| of the held-out-one
 predictions, and how many published figures fell inside the stated interval of their held-out estimate.
 Then the shipped procedure: every form, weighted by 1 / its leave-one-out mean squared log error, with the weights
@@ -38,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgekit.emu.plugin import cycles
 from edgekit.estimate import calibration, cost_model
 from edgekit.estimate.boards import BOARDS
 from edgekit.estimate.groups import extreme_summary
@@ -65,7 +68,9 @@ def count_all(force: bool, only: list[str] | None, sites: dict[str, str] | None 
             for name, model in calibration.models().items():
                 if only and name not in only:
                     continue
-                if not force and str(threads) in store["counts"].get(name, {}).get(board, {}):
+                done = store["counts"].get(name, {}).get(board, {}).get(str(threads))
+                blocks = threads == 1 and timed(board) and not sites  # llvm-mca's cycles: 1 thread, as misses
+                if not force and done is not None and (not blocks or "cycles" in done):
                     continue
                 start = time.monotonic()
                 job = CountJob(
@@ -78,6 +83,7 @@ def count_all(force: bool, only: list[str] | None, sites: dict[str, str] | None 
                     number=1,
                     caches=BOARDS[board].caches if threads == 1 else (),  # the miss features are 1-thread
                     site=(sites or {}).get(board),
+                    blocks=blocks,
                 )
                 (res,) = count_artifacts([job], device)
                 entry = {
@@ -89,6 +95,8 @@ def count_all(force: bool, only: list[str] | None, sites: dict[str, str] | None 
                     "misses": res.window_misses,
                     "emulated_ms": round(res.emulated_ms_per_invoke[0], 1),
                 }
+                if res.cycles > 0:
+                    entry["cycles"] = round(res.cycles)
                 store["counts"].setdefault(name, {}).setdefault(board, {})[str(threads)] = entry
                 calibration.COUNTS_FILE.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
                 print(
@@ -161,6 +169,23 @@ FEATURE_SETS = (
     ("macs", "params"),
     ("macs",),
 )
+CYCLES = "cycles"  # llvm-mca's cycles, on a core LLVM models (the Pi 5's): `edgekit estimate` counts them
+
+
+def timed(board: str) -> bool:
+    """Whether `edgekit estimate` times this board's core with llvm-mca (emu/plugin/cycles.py)."""
+    return cycles.models(BOARDS[board].core)
+
+
+def every(board: str) -> tuple[str, ...]:
+    """What `edgekit estimate` counts on this board: every count, with llvm-mca's cycles where the core has them
+    (deploy's emulated targets count without them: EVERY)."""
+    return (*EVERY, CYCLES) if timed(board) else EVERY
+
+
+def feature_sets(board: str) -> tuple[tuple[str, ...], ...]:
+    extra = ((*EVERY, CYCLES), (*COUNT_ONLY, CYCLES)) if timed(board) else ()
+    return (*FEATURE_SETS, *extra)
 
 
 def write_procedure_errors() -> dict[str, list]:
@@ -169,7 +194,7 @@ def write_procedure_errors() -> dict[str, list]:
     errors = {}
     for board in calibration.DEVICES:
         for threads in calibration.THREADS:
-            for features in FEATURE_SETS:
+            for features in feature_sets(board):
                 start = time.monotonic()
                 key = cost_model.procedure_key(board, threads, features)
                 errors[key] = [list(e) for e in cost_model.procedure_errors(board, threads, features)]
@@ -181,8 +206,8 @@ def write_procedure_errors() -> dict[str, list]:
     )
     widest = cost_model.widest_single_form_q()
     parts = {
-        cost_model.procedure_key(board, threads, EVERY): [
-            list(p) for p in cost_model.blend_parts(board, threads, EVERY)
+        cost_model.procedure_key(board, threads, every(board)): [
+            list(p) for p in cost_model.blend_parts(board, threads, every(board))
         ]
         for board in calibration.DEVICES
         for threads in calibration.THREADS
@@ -208,9 +233,9 @@ def print_shipped(rows: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for board in calibration.DEVICES:
         for threads in calibration.THREADS:
-            weights = cost_model.ensemble(board, threads, EVERY).weights
+            weights = cost_model.ensemble(board, threads, every(board)).weights
             heavy = ", ".join(f"{n} {w:.2f}" for n, w in list(weights.items())[:2])
-            p = cost_model.procedure_cv(board, threads, EVERY)
+            p = cost_model.procedure_cv(board, threads, every(board))
             best = min(weights, key=lambda n: (by[(n, board, threads)]["p90"], n))
             r, b = by[(best, board, threads)], by[("ratio", board, threads)]
             print(
@@ -238,8 +263,8 @@ def print_blend() -> None:
         direct = [(m, "", d) for m, d, _ in rows]
         scaled = [(m, "", s) for m, _, s in rows]
         cells = [_cell(cost_model.procedure_summary(errs)) for errs in (direct, scaled)]
-        cells.append(_cell(cost_model.procedure_cv(board, int(threads), EVERY)))
-        form = cost_model.model_for(board, int(threads), EVERY)
+        cells.append(_cell(cost_model.procedure_cv(board, int(threads), every(board))))
+        form = cost_model.model_for(board, int(threads), every(board))
         name = form.scaling.form.name if isinstance(form, cost_model.Blend) else "-"
         print(f"| {board}, {threads} | {' | '.join(cells)} | {name} |")
 
@@ -254,16 +279,23 @@ def print_other_feature_sets() -> None:
     (`edgekit roofline`)."""
     print("\nother feature sets (procedure: median / p90 / interval / held)")
     print(
-        "| board, threads | count, no caches | count, no caches, no thread split | count, no thread split | "
-        "count without a graph (TFLite), caches | MACs and weights (graph only) |"
+        "| board, threads | every count, no llvm-mca cycles (deploy) | count, no caches | count, no caches, no thread "
+        "split | count, no thread split | count without a graph (TFLite), caches | MACs and weights (graph only) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for board in calibration.DEVICES:
         for threads in calibration.THREADS:
             cells = []
             no_split = tuple(f for f in EVERY if f != "busiest")
             no_caches_no_split = tuple(f for f in WITHOUT_CACHES if f != "busiest")
-            for features in (WITHOUT_CACHES, no_caches_no_split, no_split, COUNT_ONLY, ("macs", "params")):
+            for features in (
+                EVERY,
+                WITHOUT_CACHES,
+                no_caches_no_split,
+                no_split,
+                COUNT_ONLY,
+                ("macs", "params"),
+            ):
                 p = cost_model.procedure_cv(board, threads, features)
                 cells.append(
                     f"{100 * p['median']:.1f} / {100 * p['p90']:.1f} % / {p['interval']} / {p['held']}/{p['n']}"
@@ -301,7 +333,9 @@ def print_groups() -> None:
         print("|---|---|---|")
         for board in calibration.DEVICES:
             for threads in calibration.THREADS:
-                errors = cost_model.stored_procedure_errors()[cost_model.procedure_key(board, threads, EVERY)]
+                errors = cost_model.stored_procedure_errors()[
+                    cost_model.procedure_key(board, threads, every(board))
+                ]
                 s = summary(errors, board) if summary is extreme_summary else summary(errors)
                 g, r = s[a], s[b]
                 print(
@@ -329,7 +363,7 @@ def print_scaling() -> None:
         insn = {m: counts[m][board]["1"]["instructions"] / 1e6 for m in names}
         t4 = {m: calibration.published_ms(m, board, 4) for m in names}
         published = {m: calibration.published_ms(m, board, 1) for m in names}
-        errors = cost_model.stored_procedure_errors()[cost_model.procedure_key(board, 1, EVERY)]
+        errors = cost_model.stored_procedure_errors()[cost_model.procedure_key(board, 1, every(board))]
         estimated = {m: published[m] * math.exp(e) for m, _, e in errors}
         cells = []
         for t1 in (published, estimated):

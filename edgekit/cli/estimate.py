@@ -187,6 +187,7 @@ def _count(
     """Features of the artifact on the board's core: the one-thread count, and the N-thread split only when the
     cost model for N threads uses it. Counts come from the count cache when this artifact was counted before
     (`options`, a bare .param's ncnn flags from its --format, are part of the cache key)."""
+    from edgekit.emu.plugin import cycles
     from edgekit.emu.plugin.counting import CountJob
     from edgekit.estimate import cost_model
     from edgekit.estimate.calibration import INPUT_FILL
@@ -201,10 +202,12 @@ def _count(
 
     def one(n: int) -> Any:
         caches = b.caches if n == 1 else ()  # the miss features are counted at one thread
+        blocks = n == 1 and cycles.models(b.core) and cycles.tools_present()  # so are llvm-mca's cycles
         with ticking_status(
             err_console,
             f"counting instructions on {b.emulated_device} ({b.core}) under qemu, {n} thread(s)"
-            + (", caches simulated" if caches else ""),
+            + (", caches simulated" if caches else "")
+            + (", blocks timed by llvm-mca" if blocks else ""),
         ):
             res, cached = count_cached(
                 CountJob(
@@ -215,6 +218,7 @@ def _count(
                     fill=fill,
                     options=dict(options or {}),
                     caches=caches,
+                    blocks=blocks,
                 ),
                 b.emulated_device,
                 say,
@@ -240,7 +244,16 @@ def _count(
     mix = tuple(first.mix[0]) if first.mix else ()
     l1, llc = misses_of(first.window_misses)
     return cost_model.Features(
-        first.instructions, cost.params, int8, busiest, cost.macs, mix, cost.activation_bytes, l1, llc
+        first.instructions,
+        cost.params,
+        int8,
+        busiest,
+        cost.macs,
+        mix,
+        cost.activation_bytes,
+        l1,
+        llc,
+        max(first.cycles, 0.0),
     ), counted
 
 
@@ -260,6 +273,12 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
             f"emulated {count['cpu']}, 1 thread{cached}; emulated wall time is not latency)",
             highlight=False,
         )
+        if count.get("cycles", -1) > 0:
+            console.print(
+                f"  cycles        {count['cycles']:,.0f} per invoke (the counted blocks timed by llvm-mca's model of "
+                f"the core's pipeline, every load an L1 hit: a cost model's input, not a measurement)",
+                highlight=False,
+            )
         window = count.get("window_misses") or []
         if len(window) >= 3:
             levels = ", ".join(f"L{i} {m:,d}" for i, m in enumerate(window[1:], start=1))

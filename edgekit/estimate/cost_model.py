@@ -45,6 +45,7 @@ from edgekit.estimate.forms import (
     BY_NAME,
     CALIBRATED_THREADS,
     CANDIDATES,
+    CYC,
     INS,
     L1,
     LLC,
@@ -185,7 +186,7 @@ def estimate(
         )
     if threads > board.cores:
         notes.append(f"{threads} threads on {board.cores} cores: counted as {board.cores}")
-    available = tuple(k for k in (INS, B, P, M, X, A, L1, LLC) if features.has(k, calibrated_n))
+    available = tuple(k for k in (INS, B, P, M, X, A, L1, LLC, CYC) if features.has(k, calibrated_n))
     range_note, in_reach = _outside_calibration(board.name, features)
     if range_note:
         notes.append(range_note)
@@ -296,7 +297,7 @@ def _outside_calibration(board: str, features: Features) -> tuple[str, bool]:
     """(a caveat, whether the interval stands) when the model's work (instructions counted on this core, else MACs)
     lies outside the range of the calibration models'. Leave-one-out itself extrapolates: the smallest and the
     largest calibration model, held out, are predicted from models up to lo2/lo larger and hi/hi2 smaller, and
-    their errors are in the cross-validation: the ordinary interval held them 4 of 8 times (Pi 4 / Pi 5, 1 / 4
+    their errors are in the cross-validation: the ordinary interval held them 5 of 8 times (Pi 4 / Pi 5, 1 / 4
     threads), the largest held-out error of the other models 7 of 8 (groups.extreme_summary). Work within that
     reach takes the widened interval, with the caveat; beyond it no held-out error speaks for the estimate: not
     validated, the widest of any group."""
@@ -314,7 +315,7 @@ def _outside_calibration(board: str, features: Features) -> tuple[str, bool]:
             f"{head}, but within how far leave-one-out extrapolated (the {'smallest' if work < lo else 'largest'} "
             f"calibration model held out was predicted from models up to "
             f"{(lo / reach_lo if work < lo else reach_hi / hi):.2g}x {'larger' if work < lo else 'smaller'}); "
-            "held out, the smallest and the largest were inside the ordinary interval 4 of 8 times (2 boards x 2 "
+            "held out, the smallest and the largest were inside the ordinary interval 5 of 8 times (2 boards x 2 "
             "thread counts) and inside the largest held-out error 7 of 8, so the interval is the largest "
             "held-out error instead of the 85th percentile",
             True,

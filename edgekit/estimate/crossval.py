@@ -146,8 +146,8 @@ def cross_validation_table() -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     for board in calibration.DEVICES:
         for threads in CALIBRATED_THREADS:
             for cand in CANDIDATES:
-                if not _applies(cand, threads):
-                    continue  # the same as the one-thread forms
+                if not _applies(cand, threads) or not _rows(cand, board, threads):
+                    continue  # the same as the one-thread forms; or no model has its features on this core
                 rows.append(cv_summary(cand.name, board, threads))
                 preds += [
                     {

@@ -45,6 +45,9 @@ class Features:
     llc_misses: int = (
         -1
     )  # 1 thread: misses of its last level (the Pi 4's L2, the Pi 5's L3); -1: not simulated
+    cycles: float = (
+        0.0  # 1 thread: llvm-mca cycles of its blocks on the core's model (ideal memory); 0: not timed
+    )
 
     def has(self, need: str, threads: int) -> bool:
         if need == "busiest":
@@ -84,6 +87,7 @@ def _int8(value: float, f: Features) -> list[float]:
 
 INS, B, P, M, X, A = "instructions", "busiest", "params", "macs", "mix", "activation_bytes"
 L1, LLC = "l1_misses", "llc_misses"
+CYC = "cycles"
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("ratio", (INS,), lambda f, n: [float(f.instructions)]),
     Candidate("ratio+int8", (INS,), lambda f, n: [float(f.instructions), *_int8(f.instructions, f)]),
@@ -125,6 +129,22 @@ CANDIDATES: tuple[Candidate, ...] = (
         "busiest+l1+llc",
         (INS, B, L1, LLC),
         lambda f, n: [_share(f, n) * f.instructions, _share(f, n) * f.l1_misses, float(f.llc_misses)],
+    ),
+    # llvm-mca's cycles in place of the instructions (the Pi 5's core only: emu/plugin/cycles.py)
+    Candidate("cycles", (INS, CYC), lambda f, n: [f.cycles]),
+    Candidate("cycles+l1", (INS, CYC, L1), lambda f, n: [f.cycles, float(f.l1_misses)]),
+    Candidate(
+        "cycles+l1+llc", (INS, CYC, L1, LLC), lambda f, n: [f.cycles, float(f.l1_misses), float(f.llc_misses)]
+    ),
+    Candidate(
+        "busiest cycles+l1",
+        (INS, B, CYC, L1),
+        lambda f, n: [_share(f, n) * f.cycles, _share(f, n) * f.l1_misses],
+    ),
+    Candidate(
+        "busiest cycles+l1+llc",
+        (INS, B, CYC, L1, LLC),
+        lambda f, n: [_share(f, n) * f.cycles, _share(f, n) * f.l1_misses, float(f.llc_misses)],
     ),
     Candidate("macs", (M,), lambda f, n: [float(f.macs)]),
     Candidate("macs+params", (M, P), lambda f, n: [float(f.macs), float(f.params)]),
@@ -200,6 +220,7 @@ def calibration_data(board: str, threads: int) -> list[tuple[str, Features, floa
             int(extra.get("activation_bytes", 0)),
             l1,
             llc,
+            float(one.get("cycles", 0.0)),
         )
         out.append((name, feats, calibration.published_ms(name, board, threads)))
     return out
