@@ -122,6 +122,9 @@ class Measurement(_Model):
     cache_misses: list[int] = Field(
         default_factory=list
     )  # per invoke, simulated data caches of the board the device stands for: accesses, then each level's misses
+    # set by edgekit on this machine after the run, never by the agent: the counted window's blocks timed by
+    # llvm-mca's model of the core (emulated device on a core LLVM models, one thread; emu/plugin/cycles.py)
+    cycles_per_invoke: float | None = None
     overhead_ms_per_sample: float | None = None  # the agent's own timer/bookkeeping cost
     # additive (deploy issue): memory scope, output layout of outputs_file (keys in npz order)
     peak_rss_scope: Literal["measurement", "process"] | None = None  # VmHWM reset per measurement or not

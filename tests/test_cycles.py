@@ -112,3 +112,42 @@ def test_estimate_on_the_pi5_uses_the_cycles_and_the_pi4_does_not(
     assert any(name.startswith("cycles") for name in pi5["estimate"]["cross_validation"]["weights"])
     assert not any("cycles" in name for name in pi4["estimate"]["cross_validation"]["weights"])
     assert pi5["estimate"]["cross_validation"]["n"] == 17
+
+
+@pytest.mark.integration
+def test_deploy_to_pi5_emu_times_each_counted_window_for_its_estimate(tmp_path: Path, tools: None) -> None:
+    """deploy on pi5-emu with the caches simulated (its default; the suite turns them off) lists each window's
+    blocks, times the one-thread measurements' windows with llvm-mca on this machine, and its estimate weighs
+    the cycle forms, as `edgekit estimate --board pi5` does; the block list does not stay behind."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "EDGEKIT_TARGET_PI5_EMU_EMULATED__CACHES"}
+    env["EDGEKIT_HOME"] = str(tmp_path / "home")
+    out = tmp_path / "run.json"
+    args = [
+        "deploy",
+        "recipes/tiny.yaml",
+        "--target",
+        "pi5-emu",
+        "--no-host",
+        "-f",
+        "ncnn-fp32",
+        "--samples",
+        "4",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgekit", *args, "--no-store", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run,) = json.loads(out.read_text())["runs"]
+    (one,) = [m for m in run["agent"]["measurements"] if m["threads"] == 1]
+    assert one["cache_misses"] and 0.2 * one["instructions_per_invoke"] < one["cycles_per_invoke"]
+    assert one["cycles_per_invoke"] < one["instructions_per_invoke"]
+    weights = run["estimates"]["ncnn-fp32 x1"]["cross_validation"]["weights"]
+    assert any(name.startswith("cycles") for name in weights)
+    assert not list((tmp_path / "home").rglob("blocks.txt"))

@@ -234,13 +234,17 @@ def test_an_emulated_board_counts_with_its_caches_unless_told_not_to(tmp_path: P
     def plugin_args(name: str, *overrides: str) -> list[str]:
         target = load_target(name, list(overrides), env={})  # the defaults (the suite turns caches off)
         runner = SimpleNamespace(target=target, local_dir=tmp_path / name)
+        runner.times_blocks = lambda: AgentRunner.times_blocks(runner)  # type: ignore[arg-type]
         env = AgentRunner.counting_env(runner)  # type: ignore[arg-type]
         assert env is not None
         return env["EDGEKIT_QEMU_PLUGIN"].split(",")[2:]
 
     assert plugin_args("pi4-emu") == ["l1=32768:2", "l2=1048576:16", "pf=1"]
-    assert plugin_args("pi5-emu") == ["l1=65536:4", "l2=524288:8", "l3=2097152:16", "pf=1"]
+    # the Pi 5's core is the one llvm-mca times: each window's blocks are listed too (emu/plugin/cycles.py)
+    blocks = f"blocks={(tmp_path / 'pi5-emu' / 'blocks.txt').resolve()}"
+    assert plugin_args("pi5-emu") == ["l1=65536:4", "l2=524288:8", "l3=2097152:16", "pf=1", blocks]
     assert plugin_args("pi4-emu", "emulated.caches=false") == []
+    assert plugin_args("pi5-emu", "emulated.caches=false") == []
     assert plugin_args("phone-emu") == []
 
 

@@ -91,6 +91,7 @@ def estimate_for(
         cost.activation_bytes if cost else 0,
         l1,
         llc,
+        (source.cycles_per_invoke or 0.0) if source.threads == 1 else 0.0,
     )
     est = cost_model.estimate(
         board,

@@ -51,14 +51,43 @@ def tools_present() -> bool:
     return all((LLVM_BIN / tool).exists() for tool in ("llvm-mc", "llvm-mca"))
 
 
-def read_blocks(path: Path) -> Blocks:
-    """The plugin's block list, a block translated more than once summed into one entry."""
-    out: defaultdict[tuple[str, ...], int] = defaultdict(int)
+def read_windows(path: Path) -> list[Blocks]:
+    """Each window's block list from the plugin's file (section i: the window of the count file's line i), a
+    block translated more than once summed into one entry."""
+    windows: list[defaultdict[tuple[str, ...], int]] = []
     for line in path.read_text().splitlines():
+        if line == "#":
+            windows.append(defaultdict(int))
+            continue
         parts = line.split()
-        if len(parts) >= 3:
-            out[tuple(parts[2:])] += int(parts[1])
-    return dict(out)
+        if windows and len(parts) >= 3:
+            windows[-1][tuple(parts[2:])] += int(parts[1])
+    return [dict(w) for w in windows]
+
+
+def window_totals(count_file: Path) -> list[int]:
+    """Each window's instruction total from the plugin's count file (out=PATH), in order."""
+    totals = []
+    for line in count_file.read_text().splitlines():
+        fields = line.split(";")[0].split()
+        totals.append(int(fields[0]) if fields and fields[0].isdigit() else -1)
+    return totals
+
+
+def matching_window(totals: list[int], per_invoke: int, number: int) -> int | None:
+    """The window whose total is a measurement's count (per invocation x invocations per window), within 0.1 %
+    (the agent reports the median window; a window of another artifact with the same count ran the same code)."""
+    want = per_invoke * max(1, number)
+    best = min(range(len(totals)), key=lambda i: abs(totals[i] - want), default=None)
+    if best is None or abs(totals[best] - want) > 1e-3 * want:
+        return None
+    return best
+
+
+def read_blocks(path: Path) -> Blocks:
+    """The last window's block list."""
+    windows = read_windows(path)
+    return windows[-1] if windows else {}
 
 
 def window_cycles(blocks: Blocks, cpu: str) -> WindowCycles:

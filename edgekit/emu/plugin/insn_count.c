@@ -20,10 +20,11 @@
  * caches: the Cortex-A72 and A76 prefetch streams); without it there is none. Without cache levels no memory
  * callback is registered (counting stays as fast as before).
  *
- * With blocks=PATH each translated block also counts its own executions, and every end mark rewrites PATH with
- * the window's executed blocks, one per line: hex address, executions in the window, then the block's instruction
- * words in hex (edgekit/estimate/cycles.py times them with llvm-mca's model of the core). The file holds the last
- * window; a block translated twice has two lines.
+ * With blocks=PATH each translated block also counts its own executions, and every end mark appends to PATH a
+ * section: a line `#`, then the window's executed blocks, one per line: hex address, executions in the window, then
+ * the block's instruction words in hex (edgekit/emu/plugin/cycles.py times them with llvm-mca's model of the core);
+ * a block translated twice has two lines. Section i is the window of out's line i (both appended at the mark). A
+ * window more than one thread ran in has an empty section (its blocks' executions are the threads' together).
  *
  * Usage: qemu-aarch64 -plugin insn_count.so,out=/tmp/counts.txt[,l1=32768:2,l2=1048576:16[,pf=1]][,blocks=PATH] \
  *            -cpu cortex-a72 ...
@@ -314,10 +315,12 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
             return;
         }
         fprintf(f, "%llu", (unsigned long long)delta);
+        int active = 0; /* vCPUs that ran in the window */
         for (int i = 0; i < MAX_VCPUS; i++) {
             uint64_t share = __atomic_load_n(&slots[i].insns, __ATOMIC_RELAXED) - slot_start[i];
             if (share != 0) {
                 fprintf(f, " %llu", (unsigned long long)share);
+                active++;
             }
         }
         fprintf(f, " ;");
@@ -343,11 +346,12 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
         }
         fprintf(f, "\n");
         fclose(f); /* closes and flushes: the guest reads the line right after the mark */
-        if (blocks_path != NULL) { /* the window's executed blocks: vaddr, executions, words (the last window kept) */
-            FILE *bf = fopen(blocks_path, "w");
+        if (blocks_path != NULL) { /* the window's executed blocks: vaddr, executions, words */
+            FILE *bf = fopen(blocks_path, "a");
             if (bf != NULL) {
+                fprintf(bf, "#\n");
                 pthread_mutex_lock(&blocks_lock);
-                for (block_t *b = blocks; b != NULL; b = b->next) {
+                for (block_t *b = active > 1 ? NULL : blocks; b != NULL; b = b->next) {
                     uint64_t runs = __atomic_load_n(&b->execs, __ATOMIC_RELAXED) - b->start;
                     if (runs == 0) {
                         continue;
