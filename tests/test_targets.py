@@ -234,7 +234,6 @@ def test_an_emulated_board_counts_with_its_caches_unless_told_not_to(tmp_path: P
     def plugin_args(name: str, *overrides: str) -> list[str]:
         target = load_target(name, list(overrides), env={})  # the defaults (the suite turns caches off)
         runner = SimpleNamespace(target=target, local_dir=tmp_path / name)
-        runner.times_blocks = lambda: AgentRunner.times_blocks(runner)  # type: ignore[arg-type]
         env = AgentRunner.counting_env(runner)  # type: ignore[arg-type]
         assert env is not None
         return env["EDGEKIT_QEMU_PLUGIN"].split(",")[2:]

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edgekit.agent.contract import ErrorCode
+from edgekit.deploy import counting
 from edgekit.deploy.request import (
     AGENT_REMOTE,
     AgentArtifact,
@@ -38,7 +39,6 @@ from edgekit.errors import (
     ConnectionLost,
     DeviceDiskFull,
     DeviceTimeout,
-    EdgekitError,
     Interrupted,
     RemoteTimeout,
     TransportError,
@@ -263,83 +263,15 @@ class AgentRunner:
         self.on_update(self.run)
 
     def counting_env(self) -> dict[str, str] | None:
-        """For an emulated target with `counting: true`: the device's python wrapper runs the plugin-capable
-        qemu (edgekit/emu/README.md) and the agent reads the count of each timed window from EDGEKIT_INSN_FILE
-        (a path on this machine: the emulated device shares its filesystem). A device that stands for a board
-        also runs every load and store through that board's simulated data caches: the estimate's miss
-        features (edgekit/estimate/forms.py), which narrow its interval."""
-        if not (self.target.emulated and self.target.emulated.counting):
-            return None
-        from edgekit.emu.plugin import build as plugin_build
-        from edgekit.estimate.boards import caches_for_device
-
-        plugin = plugin_build.require_plugin()  # built by set-up (`edgekit emu build`); never at run time
-        caches = caches_for_device(self.target.emulated.device) if self.target.emulated.caches else ()
-        insn = (self.local_dir / "insns.txt").resolve()
-        insn.parent.mkdir(parents=True, exist_ok=True)
-        insn.touch()
-        if self.times_blocks():  # each window's blocks, for llvm-mca's cycles (time_blocks)
-            caches = (*caches, f"blocks={self.local_dir.resolve() / 'blocks.txt'}")
-        return {
-            "EDGEKIT_QEMU_PLUGIN": ",".join([str(plugin), f"out={insn}", *caches]),
-            "EDGEKIT_INSN_FILE": str(insn),
-            "EDGEKIT_QEMU_DYNAMIC": str(plugin_build.counting_qemu()),
-            "PYTHONHASHSEED": "0",
-        }
-
-    def times_blocks(self) -> bool:
-        """Whether this counting run lists each window's blocks: an emulated device that stands for a board (an
-        estimate to make) on a core LLVM models (the Pi 5's), with the board's simulated caches (the forms on
-        cycles were calibrated with the misses), llvm-mca installed."""
-        from edgekit.emu.plugin import cycles
-        from edgekit.emu.specs import device_spec
-        from edgekit.estimate.boards import caches_for_device
-
-        emulated = self.target.emulated
-        if emulated is None or not (emulated.counting and emulated.caches) or not cycles.tools_present():
-            return False
-        if not caches_for_device(emulated.device):
-            return False
-        try:
-            return cycles.models(device_spec(emulated.device).cpu)
-        except EdgekitError:
-            return False
+        """The counting plugin's environment for an emulated target (deploy/counting.py); None otherwise."""
+        return counting.plugin_env(self.target, self.local_dir)
 
     def time_blocks(self) -> None:
-        """On this machine, after the agent: each one-thread counted measurement's window (found by its count in
-        the plugin's count file) timed by llvm-mca (emu/plugin/cycles.py), into cycles_per_invoke; the block list
-        is removed afterwards (hundreds of KB a window). A failure of llvm-mca is said and leaves the estimates
-        on the forms without cycles."""
-        from edgekit.emu.plugin import cycles
-        from edgekit.emu.specs import device_spec
-
-        listed, counts = self.local_dir / "blocks.txt", self.local_dir / "insns.txt"
-        agent, emulated = self.run.agent, self.target.emulated
-        if agent is None or emulated is None or not listed.exists() or not counts.exists():
-            return
-        try:
-            totals, windows = cycles.window_totals(counts), cycles.read_windows(listed)
-            totals = totals[: len(windows)]
-            cpu = device_spec(emulated.device).cpu
-            timed: dict[int, float] = {}
-            for m in agent.measurements:
-                if m.status != "ok" or m.threads != 1 or not m.instructions_per_invoke:
-                    continue
-                i = cycles.matching_window(totals, m.instructions_per_invoke, m.number)
-                if i is None or not windows[i]:
-                    continue
-                if i not in timed:
-                    timed[i] = cycles.window_cycles(windows[i], cpu).cycles
-                m.cycles_per_invoke = round(timed[i] / max(1, m.number), 1)
-        except (EdgekitError, OSError, ValueError) as exc:
-            self.say(
-                f"{self.target.name}: warning: llvm-mca's cycles not taken ({exc}); estimates without them"
-            )
-        finally:
-            self.drop_blocks()
+        """After the agent: llvm-mca's cycles of the one-thread counted windows (deploy/counting.py)."""
+        counting.time_blocks(self.run, self.target, self.local_dir, self.say)
 
     def drop_blocks(self) -> None:
-        (self.local_dir / "blocks.txt").unlink(missing_ok=True)
+        counting.drop_blocks(self.local_dir)
 
     def unmeasured(self, arts: list[AgentArtifact]) -> list[AgentArtifact]:
         """The artifacts with no measurement at all (what a restarted agent measures)."""

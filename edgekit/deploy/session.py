@@ -275,26 +275,27 @@ class TargetSession:
             python = self.target.python_for(runtime if runtime != "auto" else "ai_edge_litert")
             groups.setdefault((python, runtime), []).append(art)
         try:
-            for (python, runtime), group in groups.items():
-                remaining = list(group)
-                for _attempt in range(MAX_RESTARTS):
-                    if not remaining:
-                        break
-                    remaining = self.runner.invoke(transport, python, runtime, remaining, inputs)
-                for art in remaining:
-                    self.runner.record_failed(
-                        art, "not measured: the agent crashed too often", ErrorCode.CRASH
-                    )
-                for art in self.runner.incomplete(
-                    group
-                ):  # measured at some thread counts: the others said too
-                    self.runner.record_failed(
-                        art, "not measured: the agent ended before this thread count", ErrorCode.NOT_RUN
-                    )
+            self._invoke_groups(transport, groups, inputs)
         except BaseException:
             self.runner.drop_blocks()  # a stopped run is not held up by llvm-mca
             raise
         self.runner.time_blocks()
+
+    def _invoke_groups(
+        self, transport: Transport, groups: dict[tuple[str, str], list[AgentArtifact]], inputs: Path
+    ) -> None:
+        for (python, runtime), group in groups.items():
+            remaining = list(group)
+            for _attempt in range(MAX_RESTARTS):
+                if not remaining:
+                    break
+                remaining = self.runner.invoke(transport, python, runtime, remaining, inputs)
+            for art in remaining:
+                self.runner.record_failed(art, "not measured: the agent crashed too often", ErrorCode.CRASH)
+            for art in self.runner.incomplete(group):  # measured at some thread counts: the others said too
+                self.runner.record_failed(
+                    art, "not measured: the agent ended before this thread count", ErrorCode.NOT_RUN
+                )
 
     def measured_lines(self) -> Callable[[str], None]:
         """The agent's stdout reader that says each streamed measurement (AgentRunner.measured_lines)."""

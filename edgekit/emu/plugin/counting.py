@@ -50,10 +50,9 @@ class CountJob:
     caches: tuple[str, ...] = ()  # simulated data caches, the plugin's "l1=SIZE:WAYS", "l2=...", ["l3=..."]
     site: str | None = None  # a folder first on the guest's sys.path: another release of the runtime than the
     # device's (bench/estimate_cv.py --ncnn-site: the release a published figure was measured with)
-    blocks: bool = (
-        False  # also time the last window's executed blocks by LLVM's model of the core (cycles.py);
-    )
-    # only on a core it models, in a guest of its own
+    # also time the last window's executed blocks by LLVM's model of the core (cycles.py); only on a core it
+    # models; the job runs in a guest of its own
+    blocks: bool = False
 
     def request(self) -> dict:
         try:
@@ -113,9 +112,8 @@ class CountResult:
         default_factory=list
     )  # per window with caches: accesses, then each level's
     outputs: list[str] | None = None  # the blobs extracted (ncnn)
-    cycles: float = (
-        -1.0
-    )  # per invocation, the last window's blocks timed by llvm-mca (blocks=True); -1: not timed
+    # per invocation, the last window's blocks timed by llvm-mca (blocks=True); -1: not timed
+    cycles: float = -1.0
 
     @property
     def instructions(self) -> int:
@@ -172,10 +170,10 @@ def count_artifacts(jobs: list[CountJob], device: str, timeout_s: float = 3600) 
     plugin = plugin_build.require_plugin()
     results: dict[int, dict] = {}
 
-    def guest(i: int) -> tuple:  # one guest per cache set and site (a guest imports a runtime once); a job
-        r = requests[
-            i
-        ]  # whose blocks are timed has its own (the plugin's block list is the guest's last window)
+    def guest(i: int) -> tuple:
+        """One guest per cache set and site (a guest imports a runtime once); a job whose blocks are timed has its
+        own (the plugin's block list read is the guest's last window)."""
+        r = requests[i]
         return tuple(r.get("caches", ())), r.get("site"), i if r.get("blocks") else -1
 
     for flavour in ("litert", "tflite_runtime"):

@@ -84,6 +84,28 @@ def matching_window(totals: list[int], per_invoke: int, number: int) -> int | No
     return best
 
 
+def measured_cycles(
+    count_file: Path, block_file: Path, cpu: str, measured: list[tuple[int, int]]
+) -> list[float | None]:
+    """Per invocation, the llvm-mca cycles of each measurement's window, given as (instructions per invocation,
+    invocations per window): the window is found by its count in the plugin's count file (matching_window) and
+    timed once however many measurements share it; None where no window matches or the window has no blocks (more
+    than one thread ran in it)."""
+    windows = read_windows(block_file)
+    totals = window_totals(count_file)[: len(windows)]
+    timed: dict[int, float] = {}
+    out: list[float | None] = []
+    for per_invoke, number in measured:
+        i = matching_window(totals, per_invoke, number)
+        if i is None or not windows[i]:
+            out.append(None)
+            continue
+        if i not in timed:
+            timed[i] = window_cycles(windows[i], cpu).cycles
+        out.append(timed[i] / max(1, number))
+    return out
+
+
 def read_blocks(path: Path) -> Blocks:
     """The last window's block list."""
     windows = read_windows(path)
