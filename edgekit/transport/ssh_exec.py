@@ -82,6 +82,7 @@ def run(
     pgid, err_text = split_pid(err.decode(errors="replace"))
     if link.interrupted.is_set():
         close_quietly(chan)
+        link.interrupt_answered()  # the command is in hand: the kill and the fetch after it have their own deadlines
         survivors = kill_group(link, pgid) if pgid else None  # no pid yet: the closed session ends it
         raise Interrupted(
             f"`{command}` stopped (Ctrl-C or SIGTERM)" + (f"; still alive: {survivors}" if survivors else ""),

@@ -55,6 +55,7 @@ class Link:
         self.client: paramiko.SSHClient | None = None
         self.severed: str | None = None  # why the link was cut (a watchdog, the run deadline, Ctrl-C)
         self.interrupted = threading.Event()
+        self._interrupt_timer: threading.Timer | None = None
         self._connect = connect
 
     @property
@@ -91,7 +92,18 @@ class Link:
                 self.target.io_timeout, self.sever, args=("interrupted (Ctrl-C or SIGTERM)",)
             )
             timer.daemon = True
+            self._interrupt_timer = timer
             timer.start()
+
+    def interrupt_answered(self) -> None:
+        """The command running at the interrupt has returned (it polls the flag): the timer that severs a link
+        stuck at a Ctrl-C is cancelled, and stopping the command's process group and fetching what the agent wrote
+        (deploy keeps it) run under their own deadlines. Without this, a device slow to stop its agent (an emulated
+        one on a busy machine) had the link cut under that fetch io_timeout after the Ctrl-C, and the
+        measurements it had written were lost."""
+        timer, self._interrupt_timer = self._interrupt_timer, None
+        if timer is not None:
+            timer.cancel()
 
     @contextmanager
     def deadline(self, what: str, seconds: float) -> Iterator[None]:

@@ -91,3 +91,21 @@ def test_interrupt_stops_the_remote_command_and_kills_its_group(quick) -> None:
             transport.run(["sleep", "45"], timeout=60)
         assert time.monotonic() - start < 15
         assert "still alive" not in str(info.value)
+
+
+def test_after_an_interrupted_command_the_link_still_fetches_past_io_timeout(
+    quick, tmp_path: Path, scratch_name
+) -> None:
+    """Ctrl-C stops the agent; deploy then fetches what it wrote. The interrupt's watchdog (it severs a link still
+    stuck io_timeout after the Ctrl-C) used to cut that fetch when stopping took a while (a busy machine): the
+    measurements were lost. Once the command is back, the link is the fetch's, under its own deadline."""
+    with open_transport(quick) as transport:
+        transport.run(
+            ["sh", "-c", f"mkdir -p {scratch_name} && echo kept > {scratch_name}/result.json"], timeout=30
+        )
+        threading.Timer(1.0, transport.interrupt).start()
+        with pytest.raises(Interrupted):
+            transport.run(["sleep", "45"], timeout=60)
+        time.sleep(IO_TIMEOUT + 1.0)  # past the watchdog's moment
+        transport.get(f"{scratch_name}/result.json", tmp_path / "result.json")
+    assert (tmp_path / "result.json").read_text() == "kept\n"
