@@ -54,7 +54,9 @@ def test_bad_arguments_exit_2_with_a_named_error(args: list[str], message: str, 
     assert "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("content", [os.urandom(3000), b"\x08\x07\x12\x04abc\x3a\x80\x80"])
+@pytest.mark.parametrize(
+    "content", [os.urandom(3000), b"\x08\x07\x12\x04abc\x3a\x80\x80"], ids=["random", "truncated"]
+)
 def test_a_random_or_truncated_onnx_is_named_and_never_cached(
     tmp_path: Path, content: bytes, edgekit_cli
 ) -> None:
