@@ -74,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault(f"EDGEKIT_TARGET_{device}_EMULATED__CACHES", "false")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the test ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Each test's pytest-xdist group (see the module's docstring); without xdist the marks do nothing."""
     for item in items:
