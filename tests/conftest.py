@@ -7,8 +7,8 @@
 - pi4-emu and pi5-emu count without simulated caches (`emulated.caches=false` through the environment) except
   where a test turns them on: they make every emulated run 1.2-1.6x longer and only the estimate uses them
   (tests/test_deploy.py deploys with them, tests/test_targets.py checks the plugin gets them by default).
-- `pi4_emu` (session): the running pi4-emu device's Target; started here if it was not running, and
-  stopped at the end only if this session started it.
+- `pi4_emu`: the running pi4-emu device's Target, read for each test; the device is started once for the
+  session if it was not running (`_pi4_emu_session`), and stopped at the end only if this session started it.
 - Two workers, opt-in (`make test PYTEST_ARGS="-n 2 --dist loadgroup"`, pytest-xdist): the files in HOST_ONLY
   touch nothing another test changes (conversions, counting under the counting qemu, the host and `local`
   targets, each worker's own EDGEKIT_HOME) and run on one worker; everything else (the running emulated devices
