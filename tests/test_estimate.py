@@ -76,9 +76,36 @@ def test_onnx_and_ncnn_graphs_count_the_same_macs(tmp_path: Path) -> None:
     assert ncnn_cost.io_bytes == 2 * act
 
 
+def test_a_transformer_converted_to_ncnn_counts_the_macs_its_onnx_counts(tmp_path: Path) -> None:
+    """Gemm, MatMul and MultiHeadAttention do a transformer's arithmetic: the ncnn graph counted only its
+    convolutions (a ViT's MACs were its patch embedding's, its roofline 15x too low). The same model as ONNX and
+    as edgekit's ncnn conversion counts the same MACs, layer for layer of the torch model."""
+    from token_model import attention_onnx
+
+    from edgekit.convert.ncnn.converter import convert_model
+
+    onnx_path = attention_onnx(tmp_path / "attention.onnx")
+    param = convert_model(onnx_path, (1, 3, 32, 32), Format.NCNN_FP32, tmp_path / "ncnn")[0]
+    ncnn_cost, onnx_cost = analyze(param), analyze(onnx_path)
+    assert {"MultiHeadAttention", "MatMul", "Gemm"} <= set(ncnn_cost.macs_by_op)
+    tokens, dim, queries = 64, 32, 5
+    attention = 4 * tokens * dim * dim + 2 * tokens * tokens * dim  # q, k, v, out projections; QK^T and AV
+    want = (
+        3 * 16 * dim * tokens  # the patch embedding
+        + attention  # self-attention
+        + tokens * dim * 2 * dim  # the qk Linear
+        + 2 * tokens * tokens * dim  # the hand-written attention's two MatMuls
+        + (2 * tokens + queries) * dim * dim  # cross-attention: k, v over the tokens, out per query (the
+        # learned queries' projection is a constant the export folds)
+        + 2 * queries * tokens * dim
+    )
+    assert ncnn_cost.macs == onnx_cost.macs == want
+    assert roofline(ncnn_cost, BOARDS["pi4"], 1, Precision.FP32).macs == want  # the bound holds all of them
+
+
 def test_ncnn_layers_whose_params_are_floats_or_mean_other_things_are_read(tmp_path: Path) -> None:
-    """Only convolutions, deconvolutions and InnerProduct carry weights here: HardSwish's param 0 is a float
-    (it stopped `estimate` with an internal error) and Gemm's 8 is constantN; both still count activations."""
+    """Param ids mean different things per layer: HardSwish's param 0 is a float (it stopped `estimate` with
+    an internal error) and Gemm's 8 is constantN, not a weight count; both still count activations."""
     param = tmp_path / "hs.param"
     param.write_text(
         "7767517\n3 3\nInput in0 0 1 in0\n"

@@ -37,3 +37,40 @@ def token_mixer_onnx(path: Path, dim: int = 4, size: int = 16) -> Path:
         dynamo=False,
     )
     return path
+
+
+def attention_onnx(path: Path, dim: int = 32, size: int = 32) -> Path:
+    """A small transformer's arithmetic in every form a converter writes it: self-attention (ncnn's
+    MultiHeadAttention), attention written by hand (MatMuls of two activations, one with B transposed), learned
+    queries attending the tokens (cross-attention: 4-D MatMuls against a constant) and Linear layers (Gemm)."""
+    import torch
+    from torch import nn
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Conv2d(3, dim, 4, stride=4)
+            self.self_attn = nn.MultiheadAttention(dim, 2, batch_first=True)
+            self.cross = nn.MultiheadAttention(dim, 4, batch_first=True)
+            self.query = nn.Parameter(torch.randn(1, 5, dim))
+            self.qk = nn.Linear(dim, 2 * dim)
+            self.ln = nn.LayerNorm(dim)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            t = self.embed(x).flatten(2).transpose(1, 2)
+            t = t + self.self_attn(t, t, t, need_weights=False)[0]
+            q, k = self.qk(self.ln(t)).chunk(2, dim=-1)
+            t = t + torch.softmax(q @ k.transpose(1, 2), -1) @ t
+            return self.cross(self.query, t, t, need_weights=False)[0].mean(1)
+
+    torch.manual_seed(0)
+    torch.onnx.export(
+        Attention().eval(),
+        (torch.zeros(1, 3, size, size),),
+        str(path),
+        input_names=["input"],
+        output_names=["y"],
+        opset_version=17,
+        dynamo=False,
+    )
+    return path

@@ -1,7 +1,8 @@
 """The cost of one inference read from an ncnn .param (graph.analyze's .param reader).
 
 The .param text plus blob shapes from running the net once on this host; Convolution(DepthWise) / Deconvolution /
-InnerProduct MACs from each layer's weight_data_size.
+InnerProduct MACs from each layer's weight_data_size, Gemm / MatMul / MultiHeadAttention / SDPA MACs from their
+operands' shapes (a transformer's arithmetic: without them a ViT's MACs were its patch embedding's alone).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from edgekit.runtimes.ncnn import load_ncnn, parse_param
 
 _NCNN_CONV = {"Convolution", "ConvolutionDepthWise", "Convolution1D", "ConvolutionDepthWise1D"}
 _NCNN_DECONV = {"Deconvolution", "DeconvolutionDepthWise"}
+_NCNN_MATMUL = {"Gemm", "MatMul", "MultiHeadAttention", "SDPA"}
 
 
 def ncnn_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
@@ -36,6 +38,12 @@ def ncnn_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
         if kind in ("Input", "Split"):
             continue
         act += sum(int(np.prod(shapes[b])) * elem for b in [*bottoms, *tops] if b in shapes)
+        if kind in _NCNN_MATMUL:
+            macs, weights = _matmul_macs(kind, bottoms, tops, p, shapes)
+            params += weights
+            if macs:
+                macs_by[kind] = macs_by.get(kind, 0) + macs
+            continue
         if kind not in _NCNN_CONV | _NCNN_DECONV | {"InnerProduct"}:
             continue  # weightless here; param ids mean other things elsewhere (HardSwish's 0 is a float)
         wsize = int(p.get("6", p.get("2", 0)))
@@ -74,6 +82,54 @@ def ncnn_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
         wino,
         tuple(sorted({kind for kind, _, _, _ in layers})),
     )
+
+
+def _int(p: dict[str, str], key: str, default: int = 0) -> int:
+    try:
+        return int(p.get(key, default))
+    except ValueError:
+        return default
+
+
+def _matmul_macs(
+    kind: str, bottoms: list[str], tops: list[str], p: dict[str, str], shapes: dict[str, list[int]]
+) -> tuple[int, int]:
+    """(MACs, weight elements) of a Gemm, MatMul, MultiHeadAttention or SDPA layer from its operands' shapes
+    ([c, h, w]: a 2-D blob is [1, rows, cols]); (0, 0) where a shape is unknown. Param ids are ncnn's own:
+    Gemm 2/3 transA/B, 4/5/6 constant A/B/C, 7/8/9 constant M/N/K, 10 C's broadcast type; MultiHeadAttention
+    0 embed_dim, 2 weight_data_size (embed_dim x qdim), 3 kdim, 4 vdim, 5 attn_mask (a last bottom)."""
+    out = shapes.get(tops[0]) if tops else None
+    if out is None:
+        return 0, 0
+    if kind == "Gemm":
+        const_a, const_b, const_c = _int(p, "4"), _int(p, "5"), _int(p, "6")
+        m, n, k = _int(p, "7"), _int(p, "8"), _int(p, "9")
+        if not k or not (const_a or const_b):  # K from A, the first bottom: M x K, or K x M transposed
+            a = shapes.get(bottoms[0]) if bottoms else None
+            if a is None:
+                return 0, 0
+            k = a[1] if _int(p, "2") else a[2]
+        c_size = {1: m, 2: m, 3: m * n, 4: n}.get(_int(p, "10"), 1) if const_c else 0
+        return int(np.prod(out)) * k, (m * k if const_a else 0) + (k * n if const_b else 0) + c_size
+    if kind == "MatMul":
+        a = shapes.get(bottoms[0]) if bottoms else None
+        return (int(np.prod(out)) * a[2], 0) if a else (0, 0)
+    if (
+        kind == "SDPA"
+    ):  # q [heads, Lq, d], k [heads, Lk, d], v [heads, Lk, dv]: Q K^T, then the weights times V
+        q, key = (shapes.get(b) for b in [*bottoms, "", ""][:2])
+        return (key[1] * (int(np.prod(q)) + int(np.prod(out))), 0) if q and key else (0, 0)
+    # MultiHeadAttention: q [Lq, qdim]; k and v [Lk, kdim / vdim] (self-attention: one bottom for all three)
+    e = _int(p, "0")
+    ins = bottoms[:-1] if _int(p, "5") and len(bottoms) > 1 else bottoms
+    q = shapes.get(ins[0]) if ins else None
+    key = shapes.get(ins[1]) if len(ins) > 1 else q
+    if not e or q is None or key is None:
+        return 0, 0
+    qdim, kdim, vdim = _int(p, "2") // e, _int(p, "3", e), _int(p, "4", e)
+    lq, lk = q[0] * q[1], key[0] * key[1]
+    weights = e * (qdim + kdim + vdim) + qdim * e
+    return lq * qdim * e + lk * (kdim + vdim) * e + 2 * lq * lk * e + lq * e * qdim, weights + 3 * e + qdim
 
 
 def _is_3x3_s1(p: dict[str, str]) -> bool:
