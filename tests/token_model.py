@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 
 def token_mixer_onnx(path: Path, dim: int = 4, size: int = 16) -> Path:
@@ -28,15 +29,27 @@ def token_mixer_onnx(path: Path, dim: int = 4, size: int = 16) -> Path:
             return self.head(t.transpose(1, 2).reshape(n, c, h, w)).mean(dim=(2, 3))
 
     torch.manual_seed(0)
-    torch.onnx.export(
-        TokenMixer().eval(),
-        (torch.zeros(1, 3, size, size),),
-        str(path),
-        input_names=["input"],
-        output_names=["logits"],
-        opset_version=20,
-        dynamo=False,
-    )
+    return _export(TokenMixer(), path, size, "logits", opset=20)
+
+
+def _export(model: Any, path: Path, size: int, output: str, opset: int) -> Path:
+    """The model (eval mode) as ONNX at input [1, 3, size, size], named input / `output`, by torch's TorchScript
+    exporter (the one that honours the opset)."""
+    import torch
+
+    with warnings.catch_warnings():
+        # attention in torch.nn.functional compares traced sizes: TracerWarnings torch itself ignores from its
+        # own modules with a filter it adds when imported, which pytest drops after the test that imported it
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(
+            model.eval(),
+            (torch.zeros(1, 3, size, size),),
+            str(path),
+            input_names=["input"],
+            output_names=[output],
+            opset_version=opset,
+            dynamo=False,
+        )
     return path
 
 
@@ -65,17 +78,4 @@ def attention_onnx(path: Path, dim: int = 32, size: int = 32) -> Path:
             return self.cross(self.query, t, t, need_weights=False)[0].mean(1)
 
     torch.manual_seed(0)
-    with warnings.catch_warnings():
-        # torch.nn.functional's attention compares traced sizes: TracerWarnings torch itself ignores from its
-        # own modules with a filter it adds when imported, which pytest drops after the test that imported it
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(
-            Attention().eval(),
-            (torch.zeros(1, 3, size, size),),
-            str(path),
-            input_names=["input"],
-            output_names=["y"],
-            opset_version=17,
-            dynamo=False,
-        )
-    return path
+    return _export(Attention(), path, size, "y", opset=17)
