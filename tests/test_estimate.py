@@ -103,6 +103,35 @@ def test_a_transformer_converted_to_ncnn_counts_the_macs_its_onnx_counts(tmp_pat
     assert roofline(ncnn_cost, BOARDS["pi4"], 1, Precision.FP32).macs == want  # the bound holds all of them
 
 
+def test_ncnn_attention_and_gemm_layers_count_macs_from_their_operands(tmp_path: Path) -> None:
+    """SDPA (no converter of edgekit's writes it) multiplies q by k's length twice, with k and v from another
+    input of another length; a Gemm (2-D A) with constant B and C counts M x N x K and B and C as weights."""
+    import json
+
+    from edgekit.estimate.zero_weights import write_zeros, zero_bin_bytes
+
+    param = tmp_path / "attn.param"
+    param.write_text(
+        "7767517\n6 8\nInput in0 0 1 in0\nInput in1 0 1 in1\nInput in2 0 1 in2\nSplit sp 1 2 in1 k v\n"
+        "SDPA sdpa 3 1 in0 k v out0\n"
+        "Gemm gemm 1 1 in2 out1 2=0 3=1 4=0 5=1 6=1 7=0 8=12 9=8 10=4\n"
+    )
+    heads, lq, lk, d = 4, 10, 6, 8
+    param.with_suffix(".io.json").write_text(
+        json.dumps(
+            {
+                "inputs": ["in0", "in1", "in2"],
+                "outputs": ["out0", "out1"],
+                "input_shapes": [[1, heads, lq, d], [1, heads, lk, d], [1, 5, d]],
+            }
+        )
+    )
+    write_zeros(param.with_suffix(".bin"), zero_bin_bytes(param))
+    cost = analyze(param)
+    assert cost.macs_by_op == {"SDPA": 2 * heads * lq * lk * d, "Gemm": 5 * 12 * d}  # M x N x K
+    assert cost.params == d * 12 + 12  # B (K x N) and C (N: broadcast type 4)
+
+
 def test_ncnn_layers_whose_params_are_floats_or_mean_other_things_are_read(tmp_path: Path) -> None:
     """Param ids mean different things per layer: HardSwish's param 0 is a float (it stopped `estimate` with
     an internal error) and Gemm's 8 is constantN, not a weight count; both still count activations."""
