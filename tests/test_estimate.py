@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -130,6 +131,23 @@ def test_ncnn_attention_and_gemm_layers_count_macs_from_their_operands(tmp_path:
     cost = analyze(param)
     assert cost.macs_by_op == {"SDPA": 2 * heads * lq * lk * d, "Gemm": 5 * 12 * d}  # M x N x K
     assert cost.params == d * 12 + 12  # B (K x N) and C (N: broadcast type 4)
+
+
+def test_ncnn_3d_convolutions_count_and_layers_left_out_of_the_macs_are_named(tmp_path: Path) -> None:
+    """A Convolution3D counts weight_data_size x its output volume; an LSTM (its MACs not counted) is named in
+    the cost's notes, which `estimate` and `roofline` print, instead of counting as nothing silently."""
+    from edgekit.estimate.zero_weights import write_zeros, zero_bin_bytes
+
+    def cost_of(name: str, layer: str, shape: list[int]) -> Any:
+        param = tmp_path / f"{name}.param"
+        param.write_text(f"7767517\n2 2\nInput in0 0 1 in0\n{layer}\n")
+        write_zeros(param.with_suffix(".bin"), zero_bin_bytes(param))
+        return analyze(param, shape)
+
+    conv = cost_of("conv3d", "Convolution3D c3 1 1 in0 out0 0=4 1=3 4=1 5=0 6=216", [1, 2, 6, 6, 6])
+    assert conv.macs_by_op == {"Convolution3D": 4 * 2 * 27 * 6 * 6 * 6} and not conv.notes
+    lstm = cost_of("lstm", "LSTM lstm 1 1 in0 out0 0=8 1=512 2=0", [1, 5, 16])
+    assert lstm.macs == 0 and any("not in the MAC count" in n and "LSTM" in n for n in lstm.notes)
 
 
 def test_ncnn_layers_whose_params_are_floats_or_mean_other_things_are_read(tmp_path: Path) -> None:

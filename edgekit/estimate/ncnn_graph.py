@@ -18,8 +18,24 @@ from edgekit.estimate.graph import ModelCost
 from edgekit.estimate.ncnn_model import check_batch_first, check_input_shape
 from edgekit.runtimes.ncnn import load_ncnn, parse_param
 
-_NCNN_CONV = {"Convolution", "ConvolutionDepthWise", "Convolution1D", "ConvolutionDepthWise1D"}
-_NCNN_DECONV = {"Deconvolution", "DeconvolutionDepthWise"}
+_NCNN_CONV = {
+    "Convolution",
+    "ConvolutionDepthWise",
+    "Convolution1D",
+    "ConvolutionDepthWise1D",
+    "Convolution3D",
+    "ConvolutionDepthWise3D",
+}
+_NCNN_DECONV = {
+    "Deconvolution",
+    "DeconvolutionDepthWise",
+    "Deconvolution1D",
+    "DeconvolutionDepthWise1D",
+    "Deconvolution3D",
+    "DeconvolutionDepthWise3D",
+}
+# layers that multiply-accumulate but whose MACs this reader does not count: named in the cost's notes
+_NCNN_UNCOUNTED = {"LSTM", "GRU", "RNN", "Einsum", "DeformableConv2D"}
 _NCNN_MATMUL = {"Gemm", "MatMul", "MultiHeadAttention", "SDPA"}
 
 
@@ -70,6 +86,16 @@ def ncnn_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
     ins = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
     io_bytes = sum(int(np.prod(shapes[b])) * 4 for b in [*ins, *outs] if b in shapes)
     weight_bytes = path.with_suffix(".bin").stat().st_size
+    left_out = sorted({kind for kind, _, _, _ in layers} & _NCNN_UNCOUNTED)
+    notes = (
+        [
+            f"not in the MAC count (0 MACs each): {', '.join(left_out)}; the count covers convolutions, "
+            "deconvolutions, InnerProduct, Gemm, MatMul and attention; these layers' own work is in neither the "
+            "bound nor the MAC-based estimate"
+        ]
+        if left_out
+        else []
+    )
     return ModelCost(
         str(path),
         "ncnn",
@@ -81,6 +107,7 @@ def ncnn_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
         macs_by,
         wino,
         tuple(sorted({kind for kind, _, _, _ in layers})),
+        notes,
     )
 
 
