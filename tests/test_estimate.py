@@ -134,7 +134,8 @@ def test_ncnn_attention_and_gemm_layers_count_macs_from_their_operands(tmp_path:
 
 
 def test_ncnn_3d_convolutions_count_and_layers_left_out_of_the_macs_are_named(tmp_path: Path) -> None:
-    """A Convolution3D counts weight_data_size x its output volume; an LSTM (its MACs not counted) is named in
+    """A Convolution3D counts weight_data_size x its output volume, a 1-D one x its length (it counted x the
+    channels too); an LSTM (its MACs not counted) is named in
     the cost's notes, which `estimate` and `roofline` print, instead of counting as nothing silently."""
     from edgekit.estimate.zero_weights import write_zeros, zero_bin_bytes
 
@@ -146,6 +147,10 @@ def test_ncnn_3d_convolutions_count_and_layers_left_out_of_the_macs_are_named(tm
 
     conv = cost_of("conv3d", "Convolution3D c3 1 1 in0 out0 0=4 1=3 4=1 5=0 6=216", [1, 2, 6, 6, 6])
     assert conv.macs_by_op == {"Convolution3D": 4 * 2 * 27 * 6 * 6 * 6} and not conv.notes
+    conv1d = cost_of("conv1d", "Convolution1D c1 1 1 in0 out0 0=4 1=3 4=1 5=0 6=36", [1, 3, 16])
+    assert conv1d.macs == 4 * 3 * 3 * 16  # a 1-D blob is [channels, length]: length positions, not 4 x 16
+    deconv1d = cost_of("deconv1d", "Deconvolution1D d1 1 1 in0 out0 0=4 1=3 5=0 6=36", [1, 3, 16])
+    assert deconv1d.macs == 4 * 3 * 3 * 16  # every input position scatters the whole kernel
     lstm = cost_of("lstm", "LSTM lstm 1 1 in0 out0 0=8 1=512 2=0", [1, 5, 16])
     assert lstm.macs == 0 and any("not in the MAC count" in n and "LSTM" in n for n in lstm.notes)
 

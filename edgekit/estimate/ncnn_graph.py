@@ -73,11 +73,11 @@ def ncnn_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
         params += wsize + (bias if wsize else 0)
         macs = 0
         if kind in _NCNN_CONV and tops[0] in shapes:
-            macs = wsize * int(np.prod(shapes[tops[0]][1:]))  # weight_data_size x output spatial size
+            macs = wsize * _spatial(kind, shapes[tops[0]])  # weight_data_size x output spatial size
             if kind == "Convolution" and _is_3x3_s1(p):
                 wino += macs
         elif kind in _NCNN_DECONV and bottoms[0] in shapes:
-            macs = wsize * int(np.prod(shapes[bottoms[0]][1:]))
+            macs = wsize * _spatial(kind, shapes[bottoms[0]])
         elif kind == "InnerProduct" and bottoms[0] in shapes and nout:
             macs = wsize * max(1, int(np.prod(shapes[bottoms[0]])) // max(1, wsize // nout))
         if macs:
@@ -109,6 +109,11 @@ def ncnn_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
         tuple(sorted({kind for kind, _, _, _ in layers})),
         notes,
     )
+
+
+def _spatial(kind: str, shape: list[int]) -> int:
+    """The positions a (de)convolution's kernel visits: a 1-D one's blob is 2-D, [1, channels, length]."""
+    return shape[2] if kind.endswith("1D") else int(np.prod(shape[1:]))
 
 
 def _int(p: dict[str, str], key: str, default: int = 0) -> int:
