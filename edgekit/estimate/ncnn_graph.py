@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.convert.ncnn.param import NcnnLayer
 from edgekit.convert.ncnn.runtime import input_mat
 from edgekit.errors import InputDataError
 from edgekit.estimate.graph import ModelCost
@@ -55,7 +56,7 @@ def ncnn_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
             continue
         act += sum(int(np.prod(shapes[b])) * elem for b in [*bottoms, *tops] if b in shapes)
         if kind in _NCNN_MATMUL:
-            macs, weights = _matmul_macs(kind, bottoms, tops, p, shapes)
+            macs, weights = _matmul_macs(NcnnLayer(kind, "", bottoms, tops, p), shapes)
             params += weights
             if macs:
                 macs_by[kind] = macs_by.get(kind, 0) + macs
@@ -86,16 +87,14 @@ def ncnn_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
     ins = io.get("inputs") or [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
     io_bytes = sum(int(np.prod(shapes[b])) * 4 for b in [*ins, *outs] if b in shapes)
     weight_bytes = path.with_suffix(".bin").stat().st_size
+    notes = []
     left_out = sorted({kind for kind, _, _, _ in layers} & _NCNN_UNCOUNTED)
-    notes = (
-        [
+    if left_out:
+        notes.append(
             f"not in the MAC count (0 MACs each): {', '.join(left_out)}; the count covers convolutions, "
             "deconvolutions, InnerProduct, Gemm, MatMul and attention; these layers' own work is in neither the "
             "bound nor the MAC-based estimate"
-        ]
-        if left_out
-        else []
-    )
+        )
     return ModelCost(
         str(path),
         "ncnn",
@@ -116,50 +115,39 @@ def _spatial(kind: str, shape: list[int]) -> int:
     return shape[2] if kind.endswith("1D") else int(np.prod(shape[1:]))
 
 
-def _int(p: dict[str, str], key: str, default: int = 0) -> int:
-    try:
-        return int(p.get(key, default))
-    except ValueError:
-        return default
-
-
-def _matmul_macs(
-    kind: str, bottoms: list[str], tops: list[str], p: dict[str, str], shapes: dict[str, list[int]]
-) -> tuple[int, int]:
+def _matmul_macs(layer: NcnnLayer, shapes: dict[str, list[int]]) -> tuple[int, int]:
     """(MACs, weight elements) of a Gemm, MatMul, MultiHeadAttention or SDPA layer from its operands' shapes
     ([c, h, w]: a 2-D blob is [1, rows, cols]); (0, 0) where a shape is unknown. Param ids are ncnn's own:
     Gemm 2/3 transA/B, 4/5/6 constant A/B/C, 7/8/9 constant M/N/K, 10 C's broadcast type; MultiHeadAttention
     0 embed_dim, 2 weight_data_size (embed_dim x qdim), 3 kdim, 4 vdim, 5 attn_mask (a last bottom)."""
-    out = shapes.get(tops[0]) if tops else None
-    if out is None:
+    get = layer.get_int
+    operands = [shapes.get(b) for b in layer.bottoms]
+    out = shapes.get(layer.tops[0]) if layer.tops else None
+    if out is None or not operands or operands[0] is None:
         return 0, 0
-    if kind == "Gemm":
-        const_a, const_b, const_c = _int(p, "4"), _int(p, "5"), _int(p, "6")
-        m, n, k = _int(p, "7"), _int(p, "8"), _int(p, "9")
+    a = operands[0]
+    if layer.type == "Gemm":
+        const_a, const_b, const_c = get(4), get(5), get(6)
+        m, n, k = get(7), get(8), get(9)
         if not k or not (const_a or const_b):  # K from A, the first bottom: M x K, or K x M transposed
-            a = shapes.get(bottoms[0]) if bottoms else None
-            if a is None:
-                return 0, 0
-            k = a[1] if _int(p, "2") else a[2]
-        c_size = {1: m, 2: m, 3: m * n, 4: n}.get(_int(p, "10"), 1) if const_c else 0
+            k = a[1] if get(2) else a[2]
+        c_size = {1: m, 2: m, 3: m * n, 4: n}.get(get(10), 1) if const_c else 0
         return int(np.prod(out)) * k, (m * k if const_a else 0) + (k * n if const_b else 0) + c_size
-    if kind == "MatMul":
-        a = shapes.get(bottoms[0]) if bottoms else None
-        return (int(np.prod(out)) * a[2], 0) if a else (0, 0)
+    if layer.type == "MatMul":
+        return int(np.prod(out)) * a[2], 0
     if (
-        kind == "SDPA"
-    ):  # q [heads, Lq, d], k [heads, Lk, d], v [heads, Lk, dv]: Q K^T, then the weights times V
-        q, key = (shapes.get(b) for b in [*bottoms, "", ""][:2])
-        return (key[1] * (int(np.prod(q)) + int(np.prod(out))), 0) if q and key else (0, 0)
+        layer.type == "SDPA"
+    ):  # q [heads, Lq, d], k [heads, Lk, d], v [heads, Lk, dv]: Q K^T, then that times V
+        key = operands[1] if len(operands) > 1 else None
+        return (key[1] * (int(np.prod(a)) + int(np.prod(out))), 0) if key else (0, 0)
     # MultiHeadAttention: q [Lq, qdim]; k and v [Lk, kdim / vdim] (self-attention: one bottom for all three)
-    e = _int(p, "0")
-    ins = bottoms[:-1] if _int(p, "5") and len(bottoms) > 1 else bottoms
-    q = shapes.get(ins[0]) if ins else None
-    key = shapes.get(ins[1]) if len(ins) > 1 else q
-    if not e or q is None or key is None:
+    e = get(0)
+    ins = operands[:-1] if get(5) and len(operands) > 1 else operands
+    key = ins[1] if len(ins) > 1 else a
+    if not e or key is None:
         return 0, 0
-    qdim, kdim, vdim = _int(p, "2") // e, _int(p, "3", e), _int(p, "4", e)
-    lq, lk = q[0] * q[1], key[0] * key[1]
+    qdim, kdim, vdim = get(2) // e, get(3, e), get(4, e)
+    lq, lk = a[0] * a[1], key[0] * key[1]
     weights = e * (qdim + kdim + vdim) + qdim * e
     return lq * qdim * e + lk * (kdim + vdim) * e + 2 * lq * lk * e + lq * e * qdim, weights + 3 * e + qdim
 
