@@ -21,7 +21,8 @@ from edgekit.estimate import cost_model
 from edgekit.estimate.boards import BOARDS
 from edgekit.estimate.boards import board as get_board
 from edgekit.estimate.forms import misses_of
-from edgekit.estimate.graph import ModelCost, analyze
+from edgekit.estimate.graph import analyze
+from edgekit.estimate.model_cost import ModelCost
 from edgekit.estimate.roofline import compute_precision, roofline, weight_storage_bytes
 from edgekit.estimate.runs_as import RunsAs, runs_as
 from edgekit.formats import Format, Precision

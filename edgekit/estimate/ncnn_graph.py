@@ -15,7 +15,7 @@ import numpy as np
 from edgekit.convert.ncnn.param import NcnnLayer
 from edgekit.convert.ncnn.runtime import input_mat
 from edgekit.errors import InputDataError
-from edgekit.estimate.graph import ModelCost
+from edgekit.estimate.model_cost import ModelCost
 from edgekit.estimate.ncnn_model import check_batch_first, check_input_shape
 from edgekit.runtimes.ncnn import load_ncnn, parse_param
 

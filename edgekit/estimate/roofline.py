@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgekit.estimate.boards import Board
-from edgekit.estimate.graph import ModelCost, analyze
+from edgekit.estimate.graph import analyze
+from edgekit.estimate.model_cost import ModelCost
 from edgekit.formats import Format, Precision, Runtime
 
 __all__ = ["Roofline", "analyze", "artifact_format", "compute_precision", "roofline"]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputDataError
-from edgekit.estimate.graph import ModelCost, nbytes, op_names, tally
+from edgekit.estimate.model_cost import ModelCost, nbytes, op_names, tally
 from edgekit.runtimes.tflite import load_tflite
 
 
