@@ -1175,9 +1175,8 @@ def test_a_bound_above_the_count_is_no_bound_and_only_a_consistent_one_is_the_fl
     flagged as none, not told as "the board cannot be that fast". Figures of the probe's attention model on the
     A76 (1,063,390 SIMD/FP and 308,390 other instructions: 5.5 M MACs at most in fp32; 17.8 M MACs read before
     the adj_x fix, 2.27 M after)."""
-    from edgekit.cli.roofline import bound_note
     from edgekit.estimate.model_cost import ModelCost
-    from edgekit.estimate.roofline import macs_the_count_can_hold
+    from edgekit.estimate.roofline import bound_note, macs_the_count_can_hold
 
     mix = (1_063_390, 372_905, 66_572, 78_706, 308_390)
     assert macs_the_count_can_hold(mix, Precision.FP32) == 4 * (1_063_390 + 308_390)

@@ -163,7 +163,7 @@ def estimate_cmd(
             layer_types=cost.layer_types,
         )
     out["estimate"] = est.to_dict()
-    from edgekit.cli.roofline import bound_note
+    from edgekit.estimate.roofline import bound_note
 
     note = bound_note(cost, bound, est, runs.precision)
     if note:

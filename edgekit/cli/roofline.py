@@ -1,13 +1,12 @@
 """`edgekit roofline ARTIFACT --board pi4|pi5`: MACs, parameters, bytes moved and the lower bound on latency
 from the board's peak compute and bandwidth, with the MAC-based estimate beside it; and what that bound is worth
-beside an instruction-count estimate (`bound_note`, also printed by `edgekit estimate`). A bound from published
-specs and a MAC count, never a measured latency.
+beside an instruction-count estimate (edgekit.estimate.roofline.bound_note, also printed by `edgekit estimate`).
+A bound from published specs and a MAC count, never a measured latency.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -24,43 +23,7 @@ from edgekit.cli.estimate import (
     print_json,
 )
 from edgekit.cli.shapes import parse_shape
-
-
-def bound_note(cost: Any, bound: Any, est: Any, precision: Any) -> str:
-    """What the roofline bound is worth beside the estimate. With a count, the graph's MACs are checked against
-    the SIMD/FP instructions counted (roofline.macs_the_count_can_hold): more MACs than those can execute mean
-    the graph reader miscounted (a BATCH_MATMUL with adj_x counted 16x its MACs and its "bound", 0.938 ms, sat
-    above a 0.531 ms estimate with "the board cannot be that fast"), and the bound is flagged as no bound. Only a
-    bound that passes is called the floor; that claim still rests on the MAC count and the published peaks."""
-    from edgekit.estimate.roofline import executed_macs, macs_the_count_can_hold
-
-    mix = est.features.mix
-    if len(mix) == 5 and est.features.instructions:
-        most = macs_the_count_can_hold(mix, precision)
-        if executed_macs(cost) > most:
-            bound.bound = "none"
-            return (
-                f"the roofline figure ({bound.lower_bound_ms:.3g} ms) is no bound here: it is built on "
-                f"{cost.macs / 1e6:.3g} M MACs read from the graph, more than the {mix[0] + mix[4]:,d} SIMD/FP and "
-                f"integer data-processing instructions counted can execute (at most {most / 1e6:.3g} M at "
-                f"{precision.value}); the graph's MAC count is wrong for this artifact, the estimate stands on the "
-                "instruction count"
-            )
-        if est.estimate_ms < bound.lower_bound_ms:
-            return (
-                f"the estimate is below the roofline lower bound ({bound.lower_bound_ms:.3g} ms from "
-                f"{cost.macs / 1e6:.3g} M MACs, which the counted instructions can hold): if every one of "
-                "those MACs runs and the published peaks hold, the board cannot be that fast; take the bound as "
-                "the floor"
-            )
-        return ""
-    if est.estimate_ms < bound.lower_bound_ms:  # MAC-based: the cost model extrapolates below the peak specs
-        return (
-            f"the estimate is below the roofline lower bound ({bound.lower_bound_ms:.3g} ms) from the same "
-            f"{cost.macs / 1e6:.3g} M MACs: if the graph's MAC count is right and the published peaks hold, the "
-            "board cannot be that fast; take the bound as the floor"
-        )
-    return ""
+from edgekit.estimate.roofline import bound_note
 
 
 def roofline_cmd(

@@ -16,11 +16,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgekit.estimate.boards import Board
 from edgekit.estimate.graph import analyze
 from edgekit.estimate.model_cost import ModelCost
 from edgekit.formats import Format, Precision, Runtime
+
+if TYPE_CHECKING:
+    from edgekit.estimate.cost_model import Estimate
 
 __all__ = ["Roofline", "analyze", "artifact_format", "compute_precision", "roofline"]
 
@@ -179,3 +183,38 @@ def macs_the_count_can_hold(mix: tuple[int, ...] | list[int], precision: Precisi
     MACS_PER_SIMD_INSTRUCTION of the bound's precision. A graph reader's MACs above it cannot have run: its
     roofline is then no bound."""
     return (mix[0] + mix[4]) * MACS_PER_SIMD_INSTRUCTION[precision]
+
+
+def bound_note(cost: ModelCost, bound: Roofline, est: Estimate, precision: Precision) -> str:
+    """What the roofline bound is worth beside the estimate. With a count, the graph's MACs are checked against
+    the SIMD/FP instructions counted (roofline.macs_the_count_can_hold): more MACs than those can execute mean
+    the graph reader miscounted (a BATCH_MATMUL with adj_x counted 16x its MACs and its "bound", 0.938 ms, sat
+    above a 0.531 ms estimate with "the board cannot be that fast"), and the bound is flagged as no bound. Only a
+    bound that passes is called the floor; that claim still rests on the MAC count and the published peaks."""
+    mix = est.features.mix
+    if len(mix) == 5 and est.features.instructions:
+        most = macs_the_count_can_hold(mix, precision)
+        if executed_macs(cost) > most:
+            bound.bound = "none"
+            return (
+                f"the roofline figure ({bound.lower_bound_ms:.3g} ms) is no bound here: it is built on "
+                f"{cost.macs / 1e6:.3g} M MACs read from the graph, more than the {mix[0] + mix[4]:,d} SIMD/FP and "
+                f"integer data-processing instructions counted can execute (at most {most / 1e6:.3g} M at "
+                f"{precision.value}); the graph's MAC count is wrong for this artifact, the estimate stands on the "
+                "instruction count"
+            )
+        if est.estimate_ms < bound.lower_bound_ms:
+            return (
+                f"the estimate is below the roofline lower bound ({bound.lower_bound_ms:.3g} ms from "
+                f"{cost.macs / 1e6:.3g} M MACs, which the counted instructions can hold): if every one of "
+                "those MACs runs and the published peaks hold, the board cannot be that fast; take the bound as "
+                "the floor"
+            )
+        return ""
+    if est.estimate_ms < bound.lower_bound_ms:  # MAC-based: the cost model extrapolates below the peak specs
+        return (
+            f"the estimate is below the roofline lower bound ({bound.lower_bound_ms:.3g} ms) from the same "
+            f"{cost.macs / 1e6:.3g} M MACs: if the graph's MAC count is right and the published peaks hold, the "
+            "board cannot be that fast; take the bound as the floor"
+        )
+    return ""
