@@ -375,3 +375,15 @@ def test_set_of_a_block_the_target_does_not_have_names_the_cause() -> None:
         load_target("pi4", ["lab.wait_s=5"])
     assert load_target("phone-emu", ["emulated.counting=false"]).emulated.counting is False  # type: ignore[union-attr]
     assert load_target("lab:board=pi4", ["lab.wait_s=5"]).lab.wait_s == 5  # type: ignore[union-attr]
+
+
+def test_proxy_jump_hops_parse_as_ssh_j_reads_them() -> None:
+    t = Target(name="b", host="board", proxy_jump=" ops@bastion:2222, gw ,admin@[::1], 10.0.0.1 ")
+    assert t.jump_hops == [
+        ("ops", "bastion", 2222),
+        (None, "gw", 22),
+        ("admin", "[::1]", 22),
+        (None, "10.0.0.1", 22),
+    ]
+    assert Target(name="b", host="board").jump_hops == []
+    assert Target(name="b", host="board", proxy_jump="a@b@c:2200").jump_hops == [("a@b", "c", 2200)]  # last @

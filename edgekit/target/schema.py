@@ -240,6 +240,17 @@ class Target(BaseModel):
         )
 
     @property
+    def jump_hops(self) -> list[tuple[str | None, str, int]]:
+        """(user, host, port) of each ProxyJump hop, in order (`[user@]host[:port]`, port 22 if not given)."""
+        hops = []
+        for hop in (self.proxy_jump or "").split(","):
+            if hop.strip():
+                user, _, rest = hop.strip().rpartition("@")
+                host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
+                hops.append((user or None, host, int(port) if port.isdigit() else 22))
+        return hops
+
+    @property
     def kind(self) -> str:
         if self.lab is not None:
             return "labgrid"

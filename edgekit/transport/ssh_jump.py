@@ -48,7 +48,7 @@ class JumpChain:
                 raise ConnectError(f"ProxyCommand failed to start: {exc}", where=self.address) from None
         if not t.proxy_jump:
             return None
-        hops = [parse_hop(h) for h in t.proxy_jump.split(",") if h.strip()]
+        hops = t.jump_hops
         for index, (user, host, port) in enumerate(hops):
             where = f"jump host {host}:{port}"
             jump = ssh_keys.hop_client(client)
@@ -140,10 +140,3 @@ class JumpChain:
             for stream in (process.stdin, process.stdout, process.stderr):
                 if stream is not None:
                     stream.close()
-
-
-def parse_hop(hop: str) -> tuple[str | None, str, int]:
-    """`[user@]host[:port]` of a ProxyJump hop."""
-    user, _, rest = hop.strip().rpartition("@")
-    host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
-    return user or None, host, int(port) if port.isdigit() else 22

@@ -337,10 +337,7 @@ def device_proxy(target: Target) -> tuple[str, str] | None:
     if target.proxy_command:
         return "its ProxyCommand", target.proxy_command
     if target.proxy_jump:
-        from edgekit.transport.ssh_jump import parse_hop
-
-        hops = [parse_hop(h) for h in target.proxy_jump.split(",") if h.strip()]
-        return f"ProxyJump {target.proxy_jump}", proxy_through(target, hops)
+        return f"ProxyJump {target.proxy_jump}", proxy_through(target, target.jump_hops)
     return None
 
 
