@@ -296,7 +296,8 @@ def test_an_onnx_written_by_the_pinned_onnx_library_converts_and_is_checked(tmp_
     import subprocess
     import sys
 
-    from edgekit.convert.onnx import ORT_MAX_IR_VERSION, prepare_onnx
+    from edgekit.convert.onnx import prepare_onnx
+    from edgekit.convert.onnx_file import ORT_MAX_IR_VERSION
     from edgekit.convert.pipeline import convert_recipe
 
     model = gelu_classifier(tmp_path / "gelu.onnx")

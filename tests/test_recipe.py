@@ -750,7 +750,7 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
 def test_a_folder_given_as_a_recipe_or_an_onnx_model_says_so(tmp_path: Path) -> None:
     """`deploy recipes/` said "recipe file not found" of a folder that exists; an ONNX model path that is a folder
     said "is the file complete? re-export it"."""
-    from edgekit.convert.onnx import read_onnx
+    from edgekit.convert.onnx_file import read_onnx
     from edgekit.errors import InputDataError
 
     write(tmp_path, base(), "one.yaml")

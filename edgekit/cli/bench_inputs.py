@@ -214,7 +214,7 @@ def _onnx_static_shape(path: Path) -> tuple[int, ...] | None:
 def _onnx_agent_shape(path: Path) -> tuple[tuple[int, ...], list[int]]:
     """The shape the agent feeds the .onnx's graph input (every dynamic dimension 1: onnxruntime's runner in
     edgekit.agent does so) and the axes that are dynamic; a model with no input or more than one is a UsageError."""
-    from edgekit.convert.onnx import read_onnx
+    from edgekit.convert.onnx_file import read_onnx
 
     graph = read_onnx(path, str(path)).graph
     weights = {init.name for init in graph.initializer}

@@ -71,7 +71,7 @@ def nhwc_onnx_input(onnx_path: Path, recipe: Recipe) -> bool:
     shape, a non-square image failed), unless told to keep it. A Keras source's twin for onnx2tf takes NCHW."""
     if recipe.input.layout is not Layout.NHWC or len(recipe.input.shape) != 4:
         return False
-    from edgekit.convert.onnx import read_onnx
+    from edgekit.convert.onnx_file import read_onnx
 
     graph = read_onnx(onnx_path, str(onnx_path)).graph
     given = next((i for i in graph.input if i.name == recipe.input.name), None)

@@ -26,7 +26,7 @@ def onnx_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
     from onnx import numpy_helper
     from onnx.external_data_helper import load_external_data_for_model
 
-    from edgekit.convert.onnx import external_data_files, read_onnx
+    from edgekit.convert.onnx_file import external_data_files, read_onnx
 
     model = read_onnx(path, str(path))  # a bad or empty file: the same named error as convert's
     if external_data_files(model, path, str(path)):  # only inside the model's folder, as convert reads them

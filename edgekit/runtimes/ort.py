@@ -27,7 +27,7 @@ class OnnxRuntime(RuntimeSpec):
 
     @classmethod
     def check_file(cls, files: Sequence[Path]) -> None:
-        from edgekit.convert.onnx import ORT_MAX_IR_VERSION, external_data_files, read_onnx
+        from edgekit.convert.onnx_file import ORT_MAX_IR_VERSION, external_data_files, read_onnx
         from edgekit.errors import InputDataError
 
         path = Path(files[0])
