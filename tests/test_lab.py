@@ -536,6 +536,13 @@ def test_nightly_spreads_the_matrix_over_every_free_place(rig: lab_rig.Rig, tmp_
     for place in ("pi4-a", "pi4-b", "pi5-a"):
         assert place in listing.output
     assert "free" in listing.output and "Cortex" in listing.output
+    # at 80 columns, beside the boards' last-run facts, every ssh address is still whole (it was cut to
+    # 'user@127.0.0.1:2…'; the other columns fold instead)
+    narrow = CliRunner().invoke(app, ["lab", "--store", store], terminal_width=80)
+    assert narrow.exit_code == 0, narrow.output
+    for place in LabClient(rig.coordinator).places():
+        assert place.service is not None
+        assert f"{place.service.username}@127.0.0.1:{place.service.port}" in narrow.output, narrow.output
 
 
 def test_a_board_slower_than_its_siblings_is_flagged_with_clocks_and_temperature() -> None:

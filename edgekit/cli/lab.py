@@ -85,11 +85,17 @@ def lab_cmd(
         if not places:  # an empty table read as "the lab is empty"; deploy says this, exit 2
             raise no_matching_place(spec.wanted(), [p.name for p in everyone], address)
     table = Table(title=f"lab at {address}" + (f" ({spec.wanted()})" if spec else ""))
-    for column in ("place", "tags", "held by", "ssh", "last run"):
-        table.add_column(column)
+    ssh = {
+        p.name: f"{p.service.username}@{p.service.address}:{p.service.port}" if p.service else None
+        for p in places
+    }
+    for column in ("place", "tags", "held by"):
+        table.add_column(column, overflow="fold")
+    # the address a user copies into ssh is never cut (at 80 columns it was 'pi@127.0.0.1:2…'): the rest folds
+    table.add_column("ssh", no_wrap=True, min_width=max((len(a) for a in ssh.values() if a), default=3))
+    table.add_column("last run", overflow="fold")
     with open_store(store, create=False) as st:
         for p in places:
-            svc = p.service
             facts = last_facts(st, p.name)
             held = holder_text(p) if p.holder else "[green]free[/]"
             if p.holder and _is_stale(p):
@@ -98,7 +104,7 @@ def lab_cmd(
                 p.name,
                 " ".join(f"{k}={v}" for k, v in sorted(p.tags.items())),
                 held,
-                f"{svc.username}@{svc.address}:{svc.port}" if svc else "[red]no NetworkService[/]",
+                ssh[p.name] or "[red]no NetworkService[/]",
                 facts.summary() if facts else "-",
             )
     console.print(table)
