@@ -152,6 +152,33 @@ def test_a_missed_int8_gate_points_at_analyze_fix(tmp_path: Path) -> None:
     assert "1 failed (conversion or gate)" in said, said
 
 
+def test_a_float_model_that_misses_its_own_gate_is_said_before_the_layers(
+    ncnn_analysis: tuple, tmp_path: Path
+) -> None:
+    """analyze compares every int8 layer with the fp32 artifact; when that fp32 artifact itself misses the recipe's
+    gates against the original model (here: any error at all, `max_abs_error: 0`), the layer table cannot show
+    what the float conversion lost, and analyze says so first (it said nothing). The ordinary recipe's fp32 meets
+    its gates: no warning."""
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    result, *_ = ncnn_analysis
+    assert result.reference == "ncnn-fp32" and result.reference_warning() is None
+    path = _recipe(tmp_path)
+    path.write_text(path.read_text().replace("gates: {int8:", "gates: {fp32: {max_abs_error: 0.0}, int8:"))
+    out = CliRunner().invoke(
+        app, ["analyze", str(path), "--format", "ncnn-int8", "--samples", "4"], terminal_width=400
+    )
+    assert out.exit_code == 0, out.output
+    said = " ".join(out.output.split())
+    assert "ncnn-fp32 itself misses the recipe's gates against the original model (max_abs_error" in said, (
+        said
+    )
+    assert said.index("itself misses") < said.index("own rel"), said  # before the layer table
+    assert f"edgekit convert {path} --format ncnn-fp32" in said, said
+
+
 def test_fix_that_keeps_every_layer_float_says_to_ship_fp32(tmp_path: Path) -> None:
     """A gate only the fp32 model meets: --fix 'met' it with every quantized layer float and offered that as
     the INT8 artifact to ship; it now says it is the fp32 model in an INT8 file. And the preparation (ONNX,

@@ -59,6 +59,24 @@ class Analysis:
     method: str  # "isolated" (ncnn) or "difference" (tflite), how own_rel_error was measured
     layers: list[LayerError]
     fidelity: dict[str, Any] = field(default_factory=dict)  # the artifact's whole-model numbers and gates
+    reference: str = ""  # the fp32 format every layer is compared with
+    reference_fidelity: dict[str, Any] = field(default_factory=dict)  # its own numbers and gates vs ONNX
+
+    def reference_warning(self, recipe_path: str = "RECIPE") -> str | None:
+        """When the fp32 artifact itself misses the recipe's gates against the original model: every layer is
+        compared with that float model, so what the float conversion loses shows in no layer here, and keeping
+        int8 layers in float (--fix) cannot win it back."""
+        gates = self.reference_fidelity.get("gates")
+        if not isinstance(gates, dict) or gates.get("passed") is not False:
+            return None
+        from edgekit.fidelity.check import describe_failures
+
+        return (
+            f"{self.reference} itself misses the recipe's gates against the original model "
+            f"({describe_failures(gates)}): every layer below is compared with that float model, so what the "
+            "float conversion loses shows in no layer, and no int8 layer kept in float wins it back; look at the "
+            f"float conversion first (`edgekit convert {recipe_path} --format {self.reference}` prints its check)"
+        )
 
     def worst(self, n: int | None = None) -> list[LayerError]:
         """Quantized layers, most damaging first."""
@@ -120,7 +138,16 @@ def analyze(recipe: Recipe, fmt: Format, samples: int = 16, progress: Progress |
         layers, method = tflite_layers(fp32.main_file, int8.main_file, inputs), "difference"
     else:  # check_format refused it above
         raise AnalysisError(f"analyze cannot read the layers of {fmt.value}")
-    return Analysis(recipe.name, fmt.value, len(inputs), method, layers, int8.fidelity)
+    return Analysis(
+        recipe.name,
+        fmt.value,
+        len(inputs),
+        method,
+        layers,
+        int8.fidelity,
+        reference=fp32.format.value,
+        reference_fidelity=fp32.fidelity,
+    )
 
 
 # --- accumulating errors --------------------------------------------------------------------------------------

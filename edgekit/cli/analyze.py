@@ -78,6 +78,9 @@ def analyze_cmd(
 
         result = analyze(loaded, fmt, samples=samples, progress=progress)
         console.print(_summary(result.fidelity), highlight=False)
+        warning = result.reference_warning(str(recipe))
+        if warning:
+            console.print(f"[yellow]warning:[/] {plain(warning)}", highlight=False)
         if any(x.quantized for x in result.layers):
             console.print(layer_table(result, top))
         else:  # an empty table would read as "no error anywhere"
