@@ -382,8 +382,13 @@ def test_proxy_jump_hops_parse_as_ssh_j_reads_them() -> None:
     assert t.jump_hops == [
         ("ops", "bastion", 2222),
         (None, "gw", 22),
-        ("admin", "[::1]", 22),
+        ("admin", "::1", 22),
         (None, "10.0.0.1", 22),
     ]
     assert Target(name="b", host="board").jump_hops == []
+    # an IPv6 hop: the address without ssh's brackets (paramiko resolves "::1", not "[::1]"), its port read
+    assert Target(name="b", host="board", proxy_jump="[fe80::1]:2200,::1").jump_hops == [
+        (None, "fe80::1", 2200),
+        (None, "::1", 22),
+    ]
     assert Target(name="b", host="board", proxy_jump="a@b@c:2200").jump_hops == [("a@b", "c", 2200)]  # last @

@@ -241,12 +241,17 @@ class Target(BaseModel):
 
     @property
     def jump_hops(self) -> list[tuple[str | None, str, int]]:
-        """(user, host, port) of each ProxyJump hop, in order (`[user@]host[:port]`, port 22 if not given)."""
+        """(user, host, port) of each ProxyJump hop, in order (`[user@]host[:port]` as `ssh -J` reads it, an IPv6
+        address in brackets, `[::1]:2222`; port 22 if not given)."""
         hops = []
         for hop in (self.proxy_jump or "").split(","):
             if hop.strip():
                 user, _, rest = hop.strip().rpartition("@")
-                host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
+                if rest.startswith("[") and "]" in rest:  # the brackets are ssh's syntax, not the address
+                    host, _, tail = rest[1:].partition("]")
+                    port = tail[1:] if tail.startswith(":") else ""
+                else:
+                    host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
                 hops.append((user or None, host, int(port) if port.isdigit() else 22))
         return hops
 
