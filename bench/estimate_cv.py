@@ -355,6 +355,8 @@ def print_scaling() -> None:
     16 models' estimates were made with the held-out one among their training) the 1-thread error is amplified."""
     import numpy as np
 
+    from edgekit.estimate.scaling import held_out_ratios
+
     print(
         "\n4 threads from the 1-thread time, leave-one-model-out (median / p90 / max |error|): the two-rate law "
         "t4 = t1 (a + b t1 / instructions), and the shipped scaling form t(4)/t(1) from the counts (chosen and "
@@ -374,7 +376,7 @@ def print_scaling() -> None:
         published = {m: calibration.published_ms(m, board, 1) for m in names}
         errors = cost_model.stored_procedure_errors()[cost_model.procedure_key(board, 1, every(board))]
         estimated = {m: published[m] * math.exp(e) for m, _, e in errors}
-        ratio = _counted_ratios(board)
+        ratio = held_out_ratios(board, 4, every(board))
         cells = []
         for held in (
             _scaling_held_out(published, insn, t4),
@@ -386,16 +388,6 @@ def print_scaling() -> None:
                 f"{100 * np.median(held):.1f} / {100 * np.percentile(held, 90):.1f} / {100 * max(held):.1f} %"
             )
         print(f"| {board} | {' | '.join(cells)} |")
-
-
-def _counted_ratios(board: str) -> dict[str, float]:
-    """Each calibration model's t(4)/t(1) by the scaling form chosen and fitted on the other models' counts."""
-    from edgekit.estimate import scaling
-
-    return {
-        name: scaling.scaling(board, 4, every(board), name).ratio(f)
-        for name, f, _ in scaling.scaling_data(board, 4)
-    }
 
 
 def _scaling_held_out(t1: dict[str, float], insn: dict[str, float], t4: dict[str, float]) -> list[float]:

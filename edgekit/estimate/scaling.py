@@ -93,3 +93,11 @@ def scaling(board: str, threads: int, available: tuple[str, ...], without: str |
     forms = [c for c in RATIO_FORMS if set(c.needs) <= set(available)]
     best = min(forms, key=lambda c: _loo_mse(c, board, threads, without))
     return _fitted(best, board, threads, [(f, r) for _, f, r in scaling_data(board, threads, without)])
+
+
+def held_out_ratios(board: str, threads: int, available: tuple[str, ...]) -> dict[str, float]:
+    """Each calibration model's t(threads)/t(1) by the scaling form chosen and fitted without it (its leave-one-out
+    prediction; bench/estimate_cv.py sets it beside the published 1-thread time)."""
+    return {
+        name: scaling(board, threads, available, name).ratio(f) for name, f, _ in scaling_data(board, threads)
+    }
