@@ -153,6 +153,11 @@ def test_edgekit_formats_names_every_format_in_full_at_80_columns() -> None:
     for fmt in Format:
         assert re.search(rf"│ {re.escape(fmt.value)} +│", text), fmt.value
     assert "…" not in text
+    for module in (
+        "ai_edge_litert",
+        "onnxruntime",
+    ):  # the module that runs it on this host: one word, not split
+        assert re.search(rf"│ {module} +│", text), module
 
 
 def test_edgekit_targets_cuts_no_host_name_at_80_columns() -> None:

@@ -85,16 +85,20 @@ def formats_cmd(
         device, listed = check_target(tgt).runtimes, tgt.runtimes
         this_host = tgt.is_this_host  # `local`: host-only formats run there too
     table = Table(title="formats")
+    # A format's name is what the user types next: never cut to "tflite-onnx2tf-…" on a narrow terminal; nor is
+    # the module that runs it here (one word: "ai_edge_li / tert" read as two). The host's headers take two lines
+    # so the table fits 80 columns; the file suffixes fold.
+    whole = {"format", "host\nrun"}
     for col in (
         "format",
         "runtime",
         "files",
-        "host: convert",
-        "host: run",
+        "host\nconvert",
+        "host\nrun",
         *((f"{target}",) if target else ()),
-    ):  # a format's name is what the user types next: never cut to "tflite-onnx2tf-…" on a narrow terminal
+    ):
         table.add_column(
-            col, no_wrap=col == "format", min_width=22 if col == "format" else None, overflow="fold"
+            col, no_wrap=col in whole, min_width=22 if col == "format" else None, overflow="fold"
         )
     packages: dict[str, str] = {}  # per runtime, once (its formats share them): below the table
     for fmt in Format:
