@@ -143,6 +143,8 @@ def _at_80_columns(*args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     assert max(len(line) for line in done.stdout.splitlines()) <= 80
+    table = [line for line in done.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert all(line.rstrip()[-1] in "┓┃┩│┘" for line in table), done.stdout  # the right edge is not cropped
     return done.stdout
 
 
@@ -163,6 +165,7 @@ def test_edgekit_formats_names_every_format_in_full_at_80_columns() -> None:
 def test_edgekit_targets_cuts_no_host_name_at_80_columns() -> None:
     text = _at_80_columns("targets")
     assert "…" not in text and "pi4-emu" in text
+    assert "raspberrypi5.local:22" in text  # the address a user copies: one piece, not folded mid-word
 
 
 def test_an_emulated_only_deploy_shows_every_estimated_thread_count() -> None:

@@ -42,14 +42,12 @@ def _print_targets() -> None:
     from edgekit.errors import EdgekitError
     from edgekit.target import list_target_names, load_target
 
-    table = Table(title="targets")
-    for col in ("name", "kind", "host", "emulated cpu", "expected cpu"):
-        table.add_column(col, overflow="fold")  # a host name is never cut to "raspberrypi.loca…"
+    rows: list[tuple[str, ...]] = []
     for name in list_target_names():
         try:
             t = running_target(load_target(name))
         except EdgekitError as exc:
-            table.add_row(name, "[red]invalid[/]", str(exc).splitlines()[0], "", "")
+            rows.append((name, "[red]invalid[/]", str(exc).splitlines()[0], "", ""))
             continue
         if t.host:
             host = f"{t.host}:{t.port}"
@@ -57,7 +55,18 @@ def _print_targets() -> None:
             host = f"lab {t.lab.wanted()} via {t.lab.address()}"
         else:
             host = "(not running)" if t.emulated else "this machine"
-        table.add_row(t.name, t.kind, host, t.emulated.cpu if t.emulated else "-", t.expected_cpu or "-")
+        rows.append((t.name, t.kind, host, t.emulated.cpu if t.emulated else "-", t.expected_cpu or "-"))
+    # An address is what a user copies into ssh: the CPU columns wrap at their words (two-line headers, the
+    # expected CPU no wider than its longest word) so that the host column keeps "raspberrypi5.local:22" whole
+    # at 80 columns; narrower than that, cells fold, never cut.
+    cpu_word = max((len(w) for r in rows for w in r[4].split()), default=0)
+    table = Table(title="targets")
+    for col in ("name", "kind", "host", "emulated\ncpu", "expected\ncpu"):
+        table.add_column(
+            col, overflow="fold", max_width=max(8, cpu_word) if col.startswith("expected") else None
+        )
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
