@@ -147,7 +147,10 @@ def estimate_cmd(
             threads,
             caveats=[
                 f"an .onnx is not counted on the emulated core: this estimate is from its MACs alone, blind to the "
-                f"runtime ({runs.how}) and its precision; `edgekit bench FILE --target {b.name}-emu` counts it",
+                f"runtime ({runs.how}) and its precision; `edgekit bench FILE --target {b.name}-emu` counts it "
+                "(onnxruntime: no calibration figure); for the calibrated interval convert it to ncnn (a recipe "
+                "with `model: {kind: onnx, path: FILE}`, `formats: [ncnn-fp16]`; `edgekit convert`) and estimate "
+                "the .param",
                 *cost.notes,
             ],
         )
@@ -325,7 +328,9 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
             highlight=False,
         )
     for note in est["caveats"]:
-        console.print(f"  [dim]note: {note}[/]", highlight=False)
+        console.print(
+            f"  [dim]note: {plain(note)}[/]", highlight=False
+        )  # a note may hold [brackets]: shown as is
 
 
 def ms(value: float) -> str:
