@@ -1113,14 +1113,25 @@ def test_an_onnx_estimate_says_it_is_mac_based_and_another_runtimes_file_where_t
     assert "from its MACs alone" in notes and "edgekit bench FILE --target pi5-emu" in notes
     assert data["estimate"]["estimate_ms"] > data["roofline"]["lower_bound_ms"]
     assert "below the roofline lower bound" not in notes
-    text = subprocess.run(  # the text view prints the notes as written: "[ncnn-fp16]" is not read as markup
-        [sys.executable, "-m", "edgekit", "estimate", str(small), "--board", "pi5"],
+    bracketed = tmp_path / "m[red].onnx"  # the text view prints paths and notes as written, not as markup
+    bracketed.write_bytes(small.read_bytes())
+    text = subprocess.run(
+        [sys.executable, "-m", "edgekit", "estimate", str(bracketed), "--board", "pi5"],
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, "COLUMNS": "400"},
     )
     assert text.returncode == 0 and "formats: [ncnn-fp16]" in text.stdout, text.stdout + text.stderr
+    assert str(bracketed) in text.stdout
+    roof = subprocess.run(
+        [sys.executable, "-m", "edgekit", "roofline", str(bracketed), "--board", "pi5"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert roof.returncode == 0 and str(bracketed) in roof.stdout, roof.stdout + roof.stderr
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 

@@ -263,11 +263,11 @@ def _count(
 def _print_estimate(out: dict[str, Any], title: str) -> None:
     est, bound = out["estimate"], out["roofline"]
     console.print(
-        f"[bold]{out['artifact']}[/] on {title}, {out['threads']} thread(s); runs as {out['runs_as']}",
+        f"[bold]{plain(out['artifact'])}[/] on {title}, {out['threads']} thread(s); runs as {plain(out['runs_as'])}",
         highlight=False,
     )
     if out.get("weights"):
-        console.print(f"  weights       {out['weights']}", highlight=False)
+        console.print(f"  weights       {plain(out['weights'])}", highlight=False)
     count = out.get("count")
     if count:
         cached = " (from the count cache)" if count.get("cached") else ""

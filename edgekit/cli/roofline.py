@@ -24,6 +24,7 @@ from edgekit.cli.estimate import (
 )
 from edgekit.cli.shapes import parse_shape
 from edgekit.estimate.roofline import bound_note
+from edgekit.terminal import plain
 
 
 def roofline_cmd(
@@ -80,7 +81,7 @@ def roofline_cmd(
         )
         return
     mb = 1e6
-    console.print(f"[bold]{given}[/] ({cost.kind}) on {b.title}, {r.threads} core(s)", highlight=False)
+    console.print(f"[bold]{plain(given)}[/] ({cost.kind}) on {b.title}, {r.threads} core(s)", highlight=False)
     rows = [
         ("MACs", f"{cost.macs / 1e6:,.1f} M"),
         ("parameters", f"{cost.params / 1e6:,.3f} M"),
@@ -109,9 +110,9 @@ def roofline_cmd(
         highlight=False,
     )
     if est is None:
-        console.print(f"  estimate        {no_estimate}", highlight=False)
+        console.print(f"  estimate        {plain(no_estimate)}", highlight=False)
         for note in notes:
-            console.print(f"  [dim]note: {note}[/]", highlight=False)
+            console.print(f"  [dim]note: {plain(note)}[/]", highlight=False)
         return
     console.print(
         f"  estimate        {ms(est.estimate_ms)} ms, 80 % interval {ms(est.low_ms)} .. {ms(est.high_ms)} ms "
@@ -121,7 +122,7 @@ def roofline_cmd(
     )
     below = bound_note(cost, r, est, runs.precision)
     for note in [*est.caveats, *([below] if below else [])]:
-        console.print(f"  [dim]note: {note}[/]", highlight=False)
+        console.print(f"  [dim]note: {plain(note)}[/]", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
