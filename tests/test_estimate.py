@@ -1097,13 +1097,17 @@ def test_an_onnx_estimate_says_it_is_mac_based_and_another_runtimes_file_where_t
     under the roofline bound says so, and a .mnn names what estimate reads and the command that estimates it."""
     small = write_onnx(tmp_path / "one.onnx", 1)
 
-    def estimate(path: Path) -> subprocess.CompletedProcess[str]:
+    def edgekit(command: str, path: Path, *more: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "edgekit", "estimate", str(path), "--board", "pi5", "--json"],
+            [sys.executable, "-m", "edgekit", command, str(path), "--board", "pi5", *more],
             capture_output=True,
             text=True,
             timeout=300,
+            env={**os.environ, "COLUMNS": "400"},
         )
+
+    def estimate(path: Path) -> subprocess.CompletedProcess[str]:
+        return edgekit("estimate", path, "--json")
 
     done = estimate(small)
     assert done.returncode == 0, done.stderr
@@ -1115,22 +1119,10 @@ def test_an_onnx_estimate_says_it_is_mac_based_and_another_runtimes_file_where_t
     assert "below the roofline lower bound" not in notes
     bracketed = tmp_path / "m[red].onnx"  # the text view prints paths and notes as written, not as markup
     bracketed.write_bytes(small.read_bytes())
-    text = subprocess.run(
-        [sys.executable, "-m", "edgekit", "estimate", str(bracketed), "--board", "pi5"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "400"},
-    )
+    text = edgekit("estimate", bracketed)
     assert text.returncode == 0 and "formats: [ncnn-fp16]" in text.stdout, text.stdout + text.stderr
     assert str(bracketed) in text.stdout
-    roof = subprocess.run(
-        [sys.executable, "-m", "edgekit", "roofline", str(bracketed), "--board", "pi5"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "400"},
-    )
+    roof = edgekit("roofline", bracketed)
     assert roof.returncode == 0 and str(bracketed) in roof.stdout, roof.stdout + roof.stderr
     import onnx
     from onnx import TensorProto, helper, numpy_helper
