@@ -95,3 +95,39 @@ def test_runs_show_lists_the_thread_counts_an_emulated_target_was_only_estimated
     assert len(four) == 1 and four[0][0] == measured[0], rows  # the failed estimate is no row
     assert four[0][2].startswith("~7.5 (") and "not run: estimated from the 1-thread run" in four[0][-1], four
     assert [r[0] for r in rows if r[1] == "1"] == measured  # the measured rows as before, first
+
+
+def test_paths_and_device_words_with_brackets_print_as_written_in_runs_list_show_and_import(
+    tmp_path: Path,
+) -> None:
+    """rich read `[red]` in a path or a device's CPU name as markup: `runs import /tmp/r[x]/run[red].json` said
+    `/tmp/r/run.json: recorded`, `runs` titled the store `/tmp/r/st.db`, `runs show` printed the recipe path
+    and the CPU model without their brackets (and in red). They print as written; edgekit's own styling stays."""
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4",), threads=(1,)
+    )
+    folder = tmp_path / "r[x]"
+    folder.mkdir()
+    result.recipe_path = str(folder / "tiny[red].yaml")
+    result.runs[0].agent.facts_before.cpu_model = "Cortex[bold]-A72"  # type: ignore[union-attr]
+    saved = folder / "run[red].json"
+    saved.write_text(result.model_dump_json())
+    url = f"sqlite:///{folder / 'st[red].sqlite'}"
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "COLUMNS": "400"}
+    env.pop("EDGEKIT_STORE", None)
+
+    def edgekit(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "edgekit", "runs", *args, "--store", url],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    assert f"{saved}: recorded as run 1" in edgekit("import", str(saved))
+    assert url in "".join(edgekit().split())  # the title wraps to the table's width
+    shown = edgekit("show", "1")
+    assert f"({result.recipe_path})" in shown and "Cortex[bold]-A72" in shown, shown

@@ -71,11 +71,11 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
         known = (
             (db.recipes(), sorted({t for r in db.runs(limit=None) for t in r.targets})) if not found else None
         )
-    table = Table(title=f"runs in {url}")
+    table = Table(title=f"runs in {plain(url)}")
     for col in ("id", "started (UTC)", "recipe", "targets", "measurements", "ok", "git", "recorded by"):
         table.add_column(col, justify="right" if col in ("id", "measurements") else "left")
     for r in found:
-        targets = ", ".join(f"{t} (emulated)" if t in r.emulated_targets else t for t in r.targets)
+        targets = plain(", ".join(f"{t} (emulated)" if t in r.emulated_targets else t for t in r.targets))
         counts = (  # taken (failures among them), then what a Ctrl-C left untaken: '9 (+5 not measured...)'
             f"{r.measurements - r.unmeasured}"
             + (f" [red]({r.failed} failed)[/]" if r.failed else "")
@@ -89,12 +89,12 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
         table.add_row(
             str(r.id),
             r.started_at[:16].replace("T", " "),
-            r.recipe,
+            plain(r.recipe),
             targets,
             counts,
             _ok_text(r),
-            (r.git_revision or "-")[:10],
-            r.recorded_by or "-",
+            plain((r.git_revision or "-")[:10]),
+            plain(r.recorded_by or "-"),
         )
     if found:
         console.print(table)
@@ -206,7 +206,7 @@ def accept_cmd(
         db.accept(run_id, target=target, artifact=artifact, keys=keys)
     named = ", ".join(f"{a} at {threads_text(n)} on {t}" for t, a, n in keys)
     console.print(
-        f"run {run_id} ({result.recipe}) accepted as the new level of {named}: later runs are judged against it "
+        f"run {run_id} ({plain(result.recipe)}) accepted as the new level of {plain(named)}: later runs are judged against it "
         "(with the slow runs of the regression before it), and it is no longer flagged",
         highlight=False,
     )
@@ -263,17 +263,20 @@ def import_cmd(
         for path, result in results:
             if result.finished_at is None:
                 console.print(
-                    f"{path}: this deploy did not finish (the file has no finished_at: killed before it ended?); "
+                    f"{plain(path)}: this deploy did not finish (the file has no finished_at: killed before it ended?); "
                     "recorded as interrupted, what it measured kept",
                     highlight=False,
                 )
             same = db.find_same(result)
             if same is not None:
-                console.print(f"{path}: already recorded as run {same}; not imported again", highlight=False)
+                console.print(
+                    f"{plain(path)}: already recorded as run {same}; not imported again", highlight=False
+                )
                 continue
             run_id = db.record(result)
             console.print(
-                f"{path}: recorded as run {run_id} ({result.recipe}, {result.started_at})", highlight=False
+                f"{plain(path)}: recorded as run {run_id} ({plain(result.recipe)}, {plain(result.started_at)})",
+                highlight=False,
             )
 
 

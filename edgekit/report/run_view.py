@@ -21,24 +21,29 @@ EMU = "[black on yellow] emulated [/]"
 
 def print_run(console: Console, run_id: int, result: DeployResult, verbose: bool = False) -> None:
     console.print(
-        f"[bold]run {run_id}[/]: {result.recipe} ({result.recipe_path}) started {result.started_at}, "
-        f"ok={result.ok}, git {result.git_revision or '-'}, recipe sha256 {result.recipe_sha256[:12]}",
+        f"[bold]run {run_id}[/]: "
+        + plain(
+            f"{result.recipe} ({result.recipe_path}) started {result.started_at}, ok={result.ok}, "
+            f"git {result.git_revision or '-'}, recipe sha256 {result.recipe_sha256[:12]}"
+        ),
         highlight=False,
     )
-    console.print("tools: " + ", ".join(f"{k} {v}" for k, v in result.tool_versions.items()), highlight=False)
+    console.print(
+        "tools: " + plain(", ".join(f"{k} {v}" for k, v in result.tool_versions.items())), highlight=False
+    )
     arts = Table(title="artifacts")
     for col in ("artifact", "size MB", "cached", "convert s", "fidelity", "gates", "status"):
         arts.add_column(col)
     for a in result.artifacts:
         fidelity = fidelity_line(a.fidelity)  # one line, percentages rounded down (never 100 % for 99.7 %)
         arts.add_row(
-            a.id,
+            plain(a.id),
             f"{a.size_bytes / 1e6:.3g}" if a.size_bytes else "-",  # as convert: a 4 kB model is not 0.00
             "yes" if a.cached else "no",
             f"{a.convert_s:.1f}" if a.convert_s is not None else "-",
-            fidelity,
+            plain(fidelity),
             "[green]passed[/]" if a.gates_passed else "[red]failed[/]",
-            a.status if a.status == "ok" else f"[red]{a.status}: {plain(a.error)}[/]",
+            a.status if a.status == "ok" else f"[red]{plain(a.status)}: {plain(a.error)}[/]",
         )
     if result.artifacts:
         console.print(arts)
@@ -53,9 +58,9 @@ def print_run(console: Console, run_id: int, result: DeployResult, verbose: bool
 
 
 def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str]) -> None:
-    label = f"{t.target} {EMU}" if t.emulated else t.target
+    label = f"{plain(t.target)} {EMU}" if t.emulated else plain(t.target)
     console.print(
-        f"\n[bold]{label}[/] ({t.kind}) status {t.status}"
+        f"\n[bold]{label}[/] ({plain(t.kind)}) status {plain(t.status)}"
         + (" [yellow](interrupted)[/]" if t.interrupted else "")
         + (f": [red]{plain(t.error)}[/]" if t.error else "")
     )
@@ -63,13 +68,15 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
         return
     f = t.agent.facts_before
     after = t.agent.facts_after
-    console.print(
-        f"  {f.machine} {f.cpu_model or ''} x{f.cores}"
-        + (f" via {f.emulator}" if f.emulator else "")
-        + f", temperature {f.temperature_c if f.temperature_c is not None else '-'} -> "
-        + f"{after.temperature_c if after and after.temperature_c is not None else '-'} C, throttled "
-        + f"{f.throttled or '-'} -> {(after.throttled if after else None) or '-'}, runtimes "
-        + ", ".join(f"{k} {v}" for k, v in f.runtimes.items()),
+    console.print(  # the device's own words (its CPU model, runtime versions): printed as they are
+        plain(
+            f"  {f.machine} {f.cpu_model or ''} x{f.cores}"
+            + (f" via {f.emulator}" if f.emulator else "")
+            + f", temperature {f.temperature_c if f.temperature_c is not None else '-'} -> "
+            + f"{after.temperature_c if after and after.temperature_c is not None else '-'} C, throttled "
+            + f"{f.throttled or '-'} -> {(after.throttled if after else None) or '-'}, runtimes "
+            + ", ".join(f"{k} {v}" for k, v in f.runtimes.items())
+        ),
         highlight=False,
     )
     unit = "ms, emulated wall time" if t.emulated else "ms"
@@ -104,7 +111,7 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
         verdict = judged.get(m.artifact)
         gate_missed = verdict is False or (verdict is None and m.artifact in missed)
         table.add_row(
-            m.artifact,
+            plain(m.artifact),
             str(m.threads),
             *est,
             *([_n(m.p50_ms), _n(m.p90_ms), _n(m.p99_ms), _n(m.load_ms)] if walls else []),
@@ -116,7 +123,7 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
     for artifact, threads, figure in estimated_only(t) if board else []:
         ran = sorted({m.threads for m in t.agent.measurements if m.artifact == artifact})
         table.add_row(
-            artifact,
+            plain(artifact),
             str(threads),
             _estimate(figure),
             *(["-"] * (4 if walls else 0)),
@@ -157,7 +164,7 @@ def _status(m: Measurement, gate_missed: bool, emulated: bool) -> str:
     """'ok', or what makes the row no candidate (a failure, a missed gate: `runs` says 'no (x: gate)') and what
     makes its time doubtful (other processes busy while it was timed; emulated wall times are not judged)."""
     if m.status != "ok":
-        return f"[red]{m.status}: {plain(m.error)}[/]"
+        return f"[red]{plain(m.status)}: {plain(m.error)}[/]"
     said = "[red]gate missed[/] (timed ok)" if gate_missed else "ok"
     if m.timed_while_busy and not emulated:
         said += f"; [yellow]unreliable: other processes used {m.others_cpu_share:.0%} of CPUs while timed[/]"
