@@ -392,3 +392,44 @@ def test_proxy_jump_hops_parse_as_ssh_j_reads_them() -> None:
         (None, "::1", 22),
     ]
     assert Target(name="b", host="board", proxy_jump="a@b@c:2200").jump_hops == [("a@b", "c", 2200)]  # last @
+
+
+def test_a_target_folder_and_fields_with_brackets_are_listed_as_written(tmp_path: Path) -> None:
+    """rich read `[red]` as markup: a broken target file in `/data/t[x]/` was listed as `/data/t/bad.yaml: ...`
+    and an expected CPU `Cortex[red]-A72` as `Cortex-A72` in red. Both print as written; `invalid` stays red."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "t[x]"
+    folder.mkdir()
+    _write(folder, "transport: ssh\nhost: [oops\n", "bad.yaml")
+    _write(folder, "transport: ssh\nhost: my.lan\nexpected_cpu: Cortex[red]-A72\n", "mine.yaml")
+    env = {**os.environ, "EDGEKIT_TARGETS_DIR": str(folder), "COLUMNS": "300"}
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "targets"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    rows = {line.split("│")[1].strip(): line for line in out.stdout.splitlines() if line.count("│") > 2}
+    assert f"{folder / 'bad.yaml'}: not valid YAML" in rows["bad"], out.stdout
+    assert "Cortex[red]-A72" in rows["mine"], out.stdout
+
+
+def test_formats_names_a_target_given_as_a_path_with_brackets_as_written(tmp_path: Path) -> None:
+    """`edgekit formats --target /data/f[x]/loc[red].yaml` headed its column `/data/f/loc.yaml`, in red."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "f[x]"
+    folder.mkdir()
+    given = _write(folder, "name: loc\ntransport: local\nruntimes: [ncnn]\n", "loc[red].yaml")
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "formats", "--target", str(given)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert str(given) in out.stdout, out.stdout

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from edgekit.errors import UsageError
 from edgekit.formats import Format
-from edgekit.terminal import Console
+from edgekit.terminal import Console, plain
 
 console = Console()
 
@@ -95,7 +95,7 @@ def formats_cmd(
         "files",
         "host\nconvert",
         "host\nrun",
-        *((f"{target}",) if target else ()),
+        *((plain(target),) if target else ()),  # as given: a name, or a path
     ):
         table.add_column(
             col, no_wrap=col in whole, min_width=22 if col == "format" else None, overflow="fold"
@@ -118,7 +118,7 @@ def formats_cmd(
             have = [f"{m} {device[m]}" for m in spec.modules() if device.get(m)]
             note = "" if any(m in listed for m in spec.modules()) else " (not in the target's runtimes)"
             missing = f"[red]no[/] ({spec.not_installable or 'edgekit targets setup'})"
-            row.append((have[0] + note) if have else missing)
+            row.append(plain(have[0] + note) if have else missing)  # the device's version, as it said it
         table.add_row(*row)
     console.print(table)
     console.print("device packages per runtime (pip / Termux's pkg):", highlight=False)

@@ -65,8 +65,8 @@ def _print_targets() -> None:
         table.add_column(
             col, overflow="fold", max_width=max(8, cpu_word) if col.startswith("expected") else None
         )
-    for row in rows:
-        table.add_row(*row)
+    for name, kind, *rest in rows:  # the kind is edgekit's (markup); the rest, a file's or an error's words
+        table.add_row(plain(name), kind, *map(plain, rest))
     console.print(table)
 
 
@@ -111,7 +111,7 @@ def setup_cmd(
 
 def _print_info(name: str, info: object) -> None:
     raw = info.raw  # type: ignore[attr-defined]
-    table = Table(title=f"{name}", show_header=False)
+    table = Table(title=plain(name), show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     emulated = info.emulated  # type: ignore[attr-defined]
@@ -128,7 +128,9 @@ def _print_info(name: str, info: object) -> None:
         ("memory", f"{raw['mem_total_mb']} MB total, {raw['mem_available_mb']} MB available"),
         ("python", f"{raw['python']} ({' '.join(raw['libc'])})"),
     ]
-    rows += [(f"  {k}", v or "[yellow]missing[/]") for k, v in info.runtimes.items()]  # type: ignore[attr-defined]
+    # what the device said is printed as it said it; only edgekit's own "missing" is marked up
+    rows = [(key, plain(value)) for key, value in rows]
+    rows += [(f"  {k}", plain(v) if v else "[yellow]missing[/]") for k, v in info.runtimes.items()]  # type: ignore[attr-defined]
     for key, value in rows:
         table.add_row(key, str(value))
     console.print(table)
