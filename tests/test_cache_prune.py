@@ -217,3 +217,15 @@ def test_the_cache_lock_never_stops_a_command_that_worked_without_it(
             waited = time.monotonic() - start
     err = capfd.readouterr().err
     assert 0.9 < waited < 5 and "waiting for `edgekit cache prune`" in err and "going on without" in err, err
+
+
+def test_a_data_dir_with_brackets_is_named_as_written(tmp_path: Path) -> None:
+    """EDGEKIT_HOME=/data/h[x]/home[red]: `edgekit cache` said `cache: /data/h/home/cache`, in red, and prune
+    the same; rich read the brackets as markup."""
+    home = tmp_path / "h[x]" / "home[red]"
+    out = edgekit(home, "cache")
+    assert out.returncode == 0, out.stderr
+    assert f"cache: {home / 'cache'}" in out.stdout, out.stdout
+    pruned = edgekit(home, "cache", "prune", "--all")
+    assert pruned.returncode == 0, pruned.stderr
+    assert str(home / "cache") in "".join(pruned.stdout.split()), pruned.stdout

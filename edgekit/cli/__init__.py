@@ -226,7 +226,7 @@ def _main() -> None:
             f"({exc.strerror})",
             highlight=False,
         )
-        err_console.print(f"  note: {_low_disk_note(1 << 62) or 'free some space'}", highlight=False)
+        err_console.print(f"  note: {plain(_low_disk_note(1 << 62) or 'free some space')}", highlight=False)
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

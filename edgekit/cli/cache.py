@@ -12,7 +12,7 @@ from rich.table import Table
 
 from edgekit.errors import UsageError
 from edgekit.report.figures import megabytes
-from edgekit.terminal import Console
+from edgekit.terminal import Console, plain
 
 console = Console()
 cache_app = typer.Typer(
@@ -35,7 +35,7 @@ def info_cmd(ctx: typer.Context) -> None:
 
     root = paths.cache_dir()
     entries = housekeeping.scan(root)
-    console.print(f"cache: {root}", highlight=False)
+    console.print(f"cache: {plain(root)}", highlight=False)
     if not entries:
         console.print("empty: `edgekit convert` or `edgekit deploy` fill it", highlight=False)
         return
@@ -54,7 +54,7 @@ def info_cmd(ctx: typer.Context) -> None:
     formats = Counter(e.label for e in entries if e.kind == "artifact")
     if formats:
         console.print(
-            "artifacts: " + ", ".join(f"{n} {f}" for f, n in sorted(formats.items())), highlight=False
+            "artifacts: " + plain(", ".join(f"{n} {f}" for f, n in sorted(formats.items()))), highlight=False
         )
     console.print(
         f"total {megabytes(sum(e.size_bytes for e in entries))}; `edgekit cache prune --older-than 30d` removes "
@@ -116,13 +116,13 @@ def prune_cmd(
     for e in done:
         what = e.label if e.kind in e.label else f"{e.kind} {e.label}"  # not 'onnx onnx'
         console.print(
-            f"{'would remove' if dry_run else 'removed'} {what} {e.path.name[:12]} "
+            f"{'would remove' if dry_run else 'removed'} {plain(what)} {e.path.name[:12]} "
             f"({megabytes(e.size_bytes)}, last used {_when(e.last_used)})",
             highlight=False,
         )
     verb = "would free" if dry_run else "freed"
     console.print(
-        f"{len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}, {verb} {megabytes(freed)} in {root}",
+        f"{len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}, {verb} {megabytes(freed)} in {plain(root)}",
         highlight=False,
     )
 

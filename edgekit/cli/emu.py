@@ -33,7 +33,7 @@ def build_cmd(name: str = typer.Argument(..., help="device: pi4-emu, pi5-emu or 
 
     start = time.monotonic()
     dev = build(name, _log)
-    console.print(f"{name}: built in {dev.root} ({time.monotonic() - start:.1f} s)", highlight=False)
+    console.print(f"{name}: built in {plain(dev.root)} ({time.monotonic() - start:.1f} s)", highlight=False)
 
 
 @emu_app.command("build-plugin")
@@ -46,7 +46,7 @@ def build_plugin_cmd(force: bool = typer.Option(False, "--force", help="rebuild 
     from edgekit.emu.plugin.build import build_plugin
 
     path = build_plugin(_log, force=force)
-    console.print(f"counting plugin: {path}", highlight=False)
+    console.print(f"counting plugin: {plain(path)}", highlight=False)
 
 
 @emu_app.command("up")
