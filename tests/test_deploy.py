@@ -426,3 +426,24 @@ def test_more_samples_than_the_data_holds_are_said_not_silently_capped(tmp_path:
     said = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 0, said[-3000:]
     assert "5000 evaluation inputs asked for" in said and "using all" in said, said[-3000:]
+
+
+def test_a_json_path_with_brackets_is_said_as_written(tmp_path: Path) -> None:
+    """`deploy --json /data/d[x]/out[red].json` ended with `results: /data/d/out.json`, in red: rich read the
+    brackets as markup. The path is said as written."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "d[x]"
+    folder.mkdir()
+    written = folder / "out[red].json"
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "deploy", str(TINY), "-f", "onnx-fp32", "--target", "local"]
+        + ["--no-store", "--repeat", "1", "--warmup", "0", "--threads", "1", "--json", str(written)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert f"results: {written}" in done.stdout, done.stdout[-3000:]

@@ -340,3 +340,30 @@ def test_a_crash_of_the_quantization_tool_is_one_line_and_its_log_is_kept(tmp_pa
     log = Path(hint.split("whole log: ", 1)[1].split(";", 1)[0])
     assert log.name == "mnn-quant.log" and ">>> modelFile" in log.read_text(), hint
     assert "calibration.method: absmax" in hint, hint
+
+
+def test_bench_of_a_file_with_brackets_names_it_as_written(
+    mnn_artifacts: list[Artifact], tmp_path: Path
+) -> None:
+    """bench of `/data/b[x]/m[red].mnn` (run under its own name) listed it as `m.mnn`, in red, and said
+    `results: /data/b/o.json`: rich read the brackets as markup. Both print as written."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "b[x]"
+    folder.mkdir()
+    given, written = folder / "m[red].mnn", folder / "o[red].json"
+    fp32 = next(a for a in mnn_artifacts if a.format is Format.MNN_FP32)
+    given.write_bytes(fp32.main_file.read_bytes())
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "bench", str(given), "--target", "host", "--repeat", "2"]
+        + ["--json", str(written)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = [line.split("│")[1].strip() for line in out.stdout.splitlines() if line.count("│") > 2]
+    assert "m[red].mnn" in rows, out.stdout
+    assert f"results: {written}" in out.stdout, out.stdout

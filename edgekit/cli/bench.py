@@ -149,7 +149,7 @@ def bench_cmd(
             highlight=False,
         )
     else:
-        console.print(f"format {art.format.value} ({source})", highlight=False)
+        console.print(f"format {art.format.value} ({plain(source)})", highlight=False)
     from edgekit.runtimes import spec_for
 
     spec = spec_for(art.format)
@@ -192,7 +192,7 @@ def bench_cmd(
             console.print(f"[yellow]![/] {plain(line)}", highlight=False)
     if json_path:
         write_atomic(json_path, run.model_dump_json(indent=1))
-        console.print(f"results: {json_path}", highlight=False)
+        console.print(f"results: {plain(json_path)}", highlight=False)
     if run.error:
         console.print(f"[red]x[/] {run.target}: {plain(run.error)}", highlight=False)
     if run.interrupted:
@@ -287,13 +287,14 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) ->
     for key, est in run.estimates.items():
         if est.get("status") != "ok":
             console.print(
-                f"[dim]{est['board']} ESTIMATE {key}: unavailable ({est.get('reason')})[/]", highlight=False
+                f"[dim]{est['board']} ESTIMATE {plain(key)}: unavailable ({plain(est.get('reason'))})[/]",
+                highlight=False,
             )
             continue
         why = interval_not_validated(est)
         trust = f", interval not validated: {why}" if why else ""
         console.print(
-            f"{est['board']} ESTIMATE {key}: ~{est['estimate_ms']:.3g} ms ({est['low_ms']:.3g}-{est['high_ms']:.3g}, "
+            f"{est['board']} ESTIMATE {plain(key)}: ~{est['estimate_ms']:.3g} ms ({est['low_ms']:.3g}-{est['high_ms']:.3g}, "
             f"{int(100 * est['interval_level'])} % interval{trust}) [dim]estimate from the instruction count, "
             "not a measurement[/]",
             highlight=False,

@@ -168,12 +168,12 @@ def deploy_cmd(
     for line in busy_lines(result):
         console.print(f"[yellow]![/] {plain(line)}", highlight=False)
     for line in route_lines(result):
-        console.print(line, highlight=False)
+        console.print(plain(line), highlight=False)
     if profile:
         for line in profile_lines(result):
-            console.print(line, highlight=False)
+            console.print(plain(line), highlight=False)
     if json_path:
-        console.print(f"results: {json_path}", highlight=False)
+        console.print(f"results: {plain(json_path)}", highlight=False)
     if store_error is not None:
         raise store_error
     if run_id is not None:
@@ -247,7 +247,7 @@ def _keep_interrupted(exc: Interrupted, json_path: Path | None, store: str | Non
         from edgekit.store.store import record
 
         where += f"; recorded as run {record(result, store)} (interrupted)"
-    console.print(f"interrupted: kept {kept} measurements{where}", highlight=False)
+    console.print(f"interrupted: kept {kept} measurements{plain(where)}", highlight=False)
 
 
 def _keep_measured(result: DeployResult, json_path: Path | None, store: str | None, no_store: bool) -> None:
@@ -267,7 +267,9 @@ def _keep_measured(result: DeployResult, json_path: Path | None, store: str | No
         where = f"; results: {kept_at}"
     if json_path:
         where += f"; results: {json_path}"
-    console.print(f"the deploy failed after measuring: kept {kept} measurements{where}", highlight=False)
+    console.print(
+        f"the deploy failed after measuring: kept {kept} measurements{plain(where)}", highlight=False
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from edgekit.report.table import EMULATED_NOTE, _ms
 from edgekit.results import AgentResult, Measurement
+from edgekit.terminal import plain
 
 LOAD_NOTE = (
     "load ms = opening the model with its runtime already started (comparable across formats); each runtime's "
@@ -31,7 +32,7 @@ def bench_table(agent: AgentResult, target: str) -> Table:
     emulated = agent.facts_before.emulated
     unit = "emulated wall ms" if emulated else "ms"
     facts = agent.facts_before
-    title = (
+    title = plain(  # the device's own words (its CPU model): printed as they are
         f"{target}: {facts.machine} {facts.cpu_model or ''}, {facts.cores} cores, python {facts.python}"
         + (f" ({facts.emulator})" if emulated else "")
     )
@@ -68,8 +69,8 @@ def bench_table(agent: AgentResult, target: str) -> Table:
         ok = m.status == "ok"
         insn = [f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-"] if counted else []
         table.add_row(
-            m.artifact,
-            m.runtime,
+            plain(m.artifact),  # a file bench ran under its own name (`m[1].mnn`)
+            plain(m.runtime),
             str(m.threads),
             _ms(m.load_ms),
             _ms(m.p50_ms, emulated),
