@@ -73,7 +73,7 @@ def analyze_cmd(
     with console.status(f"{loaded.name}: starting") as status:
 
         def progress(message: str) -> None:
-            status.update(f"{loaded.name}: {message}")
+            status.update(f"{loaded.name}: {plain(message)}")
             console.print(f"[dim]{plain(message)}[/]", highlight=False)
 
         result = analyze(loaded, fmt, samples=samples, progress=progress)
@@ -159,8 +159,8 @@ def layer_table(result: Any, top: int) -> Table:
         own_cosine = [f"{x.own_cosine:.6f}" if x.own_cosine is not None else "-"] if isolated else []
         table.add_row(
             str(rank),
-            x.short_name[:60],
-            x.type,
+            plain(x.short_name[:60]),  # the model's own layer names: `conv[1]` is no markup
+            plain(x.type),
             f"{x.own_rel_error:.4f}",
             *own_cosine,
             f"{x.cosine:.6f}",
@@ -194,7 +194,7 @@ def fix_table(outcome: Any) -> Table:
         )
     refused = [s for s in outcome.steps if s.error]
     if refused:
-        table.caption = f"refused by the host runtime: {refused[0].error}"
+        table.caption = f"refused by the host runtime: {plain(refused[0].error)}"
     return table
 
 
@@ -215,13 +215,13 @@ def int8_block(current: dict[str, Any], fmt: str, chosen: Any) -> str:
 def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any], quantized: int) -> bool:
     """Print the outcome; True when no candidate met the gate. `quantized`: how many layers the analysis found
     quantized (all of them in float is the fp32 model in an INT8 file)."""
-    chosen, plain = outcome.chosen, outcome.steps[0]
+    chosen, plain_int8 = outcome.chosen, outcome.steps[0]
     tried = outcome.steps[1:]
     if chosen is None and tried and all(s.error for s in tried):  # no candidate ran: calibration is not why
         reasons = list(dict.fromkeys(s.error for s in tried))
         console.print(
             f"[red]no candidate could be judged[/]: the host runtime refused every one of the {len(tried)} "
-            f"built with layers kept in float ({'; '.join(reasons[:2])}). This is not a calibration problem: "
+            f"built with layers kept in float ({plain('; '.join(reasons[:2]))}). This is not a calibration problem: "
             + (
                 "the ops kept in float need TensorFlow's Flex delegate; list their ONNX op under "
                 "tflite.replace_ops if onnx2tf can replace it, or try ncnn-int8's --fix"
@@ -240,9 +240,9 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
             "than the task needs"
         )
         return True
-    if chosen is plain:
-        skipped = plain.gates.get("skipped") or []
-        if skipped and not plain.gates.get("checks"):  # every gate needs what the data lacks (labels)
+    if chosen is plain_int8:
+        skipped = plain_int8.gates.get("skipped") or []
+        if skipped and not plain_int8.gates.get("checks"):  # every gate needs what the data lacks (labels)
             console.print(
                 f"no gate of the recipe could be judged ({'; '.join(skipped)}): nothing to fix against; give "
                 "evaluation data with labels, or a gate on agreement with the ONNX model (min_cosine)"
@@ -250,18 +250,18 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
             return False
         console.print("the plain INT8 artifact already meets the recipe's gate: nothing to keep in float")
         return False
-    size = chosen.size_bytes - plain.size_bytes
+    size = chosen.size_bytes - plain_int8.size_bytes
     grown = f"{size:+,} bytes" if abs(size) < 10_000 else ("+" if size >= 0 else "-") + megabytes(abs(size))
     console.print(
         f"[green]gate met[/] with {chosen.label or len(chosen.float_layers)} in float "
         f"({len(chosen.float_layers)} layer(s)): "
-        f"{', '.join(n.split(';')[0] for n in chosen.float_layers)}",
+        f"{plain(', '.join(n.split(';')[0] for n in chosen.float_layers))}",
         highlight=False,
     )
     console.print(
-        f"cost: {grown} ({size / plain.size_bytes:+.0%} vs plain INT8; fp32 is "
-        f"{megabytes(outcome.fp32.size_bytes)}), host latency {plain.host_ms:.3f} -> {chosen.host_ms:.3f} ms "
-        f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {Path(chosen.files[0]).parent}",
+        f"cost: {grown} ({size / plain_int8.size_bytes:+.0%} vs plain INT8; fp32 is "
+        f"{megabytes(outcome.fp32.size_bytes)}), host latency {plain_int8.host_ms:.3f} -> {chosen.host_ms:.3f} ms "
+        f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {plain(Path(chosen.files[0]).parent)}",
         highlight=False,
     )
     if quantized and len(set(chosen.float_layers)) >= quantized:

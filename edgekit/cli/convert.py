@@ -69,7 +69,7 @@ def convert_cmd(
         with console.status(f"{loaded.name}: starting") as status:
 
             def progress(message: str) -> None:
-                status.update(f"{loaded.name}: {message}")
+                status.update(f"{loaded.name}: {plain(message)}")
                 console.print(f"[dim]{plain(message)}[/]", highlight=False)
 
             artifacts = convert_recipe(loaded, formats, keep_going=keep_going, progress=progress)
