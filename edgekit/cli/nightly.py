@@ -77,13 +77,13 @@ def nightly_cmd(
         log=lambda msg: console.print(f"[dim]{plain(msg)}[/]", highlight=False),
     )
     for path in outcome.written:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {plain(path)}", highlight=False)
     for recipe, error in outcome.failures.items():
-        console.print(f"[red]deploy failed[/] {recipe}: {plain(error)}", highlight=False)
+        console.print(f"[red]deploy failed[/] {plain(recipe)}: {plain(error)}", highlight=False)
     for target, why in outcome.never_measured.items():
         console.print(
-            f"[red]never measured[/] {target}: no measurement in the store yet"
-            + (f"; tonight: {why}" if why else ""),
+            f"[red]never measured[/] {plain(target)}: no measurement in the store yet"
+            + (f"; tonight: {plain(why)}" if why else ""),
             highlight=False,
         )
     if outcome.report is not None and not markdown:

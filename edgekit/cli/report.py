@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from edgekit.cli.outputs import check_distinct, check_output_file
-from edgekit.terminal import Console
+from edgekit.terminal import Console, plain
 
 console = Console()
 
@@ -57,7 +57,7 @@ def report_cmd(
             settings=Settings(min_change=min_change),
         )
     for path in write(report, html=html, markdown=markdown):
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {plain(path)}", highlight=False)
     if not html and not markdown:
         console.print(md.render(report), highlight=False, markup=False, soft_wrap=True)  # tables whole
     else:
