@@ -7,7 +7,7 @@ import typer
 from rich.table import Table
 
 from edgekit.cli.report import STORE_HELP
-from edgekit.terminal import Console
+from edgekit.terminal import Console, plain
 
 lab_app = typer.Typer(
     help="A team's boards shared through a labgrid coordinator: list places, holders and last-run facts.\n\n"
@@ -84,7 +84,7 @@ def lab_cmd(
         places = [p for p in places if matches(p, spec)]
         if not places:  # an empty table read as "the lab is empty"; deploy says this, exit 2
             raise no_matching_place(spec.wanted(), [p.name for p in everyone], address)
-    table = Table(title=f"lab at {address}" + (f" ({spec.wanted()})" if spec else ""))
+    table = Table(title=plain(f"lab at {address}" + (f" ({spec.wanted()})" if spec else "")))
     ssh = {
         p.name: f"{p.service.username}@{p.service.address}:{p.service.port}" if p.service else None
         for p in places
@@ -97,15 +97,17 @@ def lab_cmd(
     with open_store(store, create=False) as st:
         for p in places:
             facts = last_facts(st, p.name)
-            held = holder_text(p) if p.holder else "[green]free[/]"
+            # the coordinator's words (place names, tags, holders) and a device's (its CPU): printed as they are
+            held = plain(holder_text(p)) if p.holder else "[green]free[/]"
             if p.holder and _is_stale(p):
-                held += " [red]STALE: that edgekit is gone[/] (edgekit lab release " + p.name + ")"
+                held += " [red]STALE: that edgekit is gone[/] (edgekit lab release " + plain(p.name) + ")"
+            address_of = ssh[p.name]
             table.add_row(
-                p.name,
-                " ".join(f"{k}={v}" for k, v in sorted(p.tags.items())),
+                plain(p.name),
+                plain(" ".join(f"{k}={v}" for k, v in sorted(p.tags.items()))),
                 held,
-                ssh[p.name] or "[red]no NetworkService[/]",
-                facts.summary() if facts else "-",
+                plain(address_of) if address_of else "[red]no NetworkService[/]",
+                plain(facts.summary()) if facts else "-",
             )
     console.print(table)
 
@@ -141,10 +143,10 @@ def release_cmd(
     if found is None:
         raise UsageError(f"no place {place!r}", where=client.coordinator, hint="edgekit lab lists the places")
     if found.holder is None:
-        console.print(f"{place} is free", highlight=False)
+        console.print(f"{plain(place)} is free", highlight=False)
         return
     if kick:
-        console.print(f"{place}: released (was held by {holder_text(found)})", highlight=False)
+        console.print(f"{plain(place)}: released (was held by {plain(holder_text(found))})", highlight=False)
         client.kick(place)
         return
     if not _is_stale(found):
@@ -154,7 +156,9 @@ def release_cmd(
             hint=f"ask them, or: edgekit lab release {place} --kick",
         )
     client.release_from(place, found.holder)
-    console.print(f"{place}: released (its edgekit, pid {found.edgekit_pid}, is gone)", highlight=False)
+    console.print(
+        f"{plain(place)}: released (its edgekit, pid {found.edgekit_pid}, is gone)", highlight=False
+    )
 
 
 def register(app: typer.Typer) -> None:
