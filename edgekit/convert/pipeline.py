@@ -391,7 +391,7 @@ def _fidelity_digest(inputs: np.ndarray, labels: Any, recipe: Recipe) -> str:
 
     spec = (
         f"{data_digest(inputs, labels)}:{fidelity.FIDELITY_VERSION}:{OUTPUTS_VERSION}:{recipe.task.value}:"
-        f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}"
+        f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}:{fidelity.MATCH_SCORE_MARGIN}"
     )
     return hashlib.sha256(spec.encode()).hexdigest()
 
