@@ -212,7 +212,10 @@ def test_plots_render_in_headless_chromium(written: tuple[Path, Path], tmp_path:
 
 
 def test_cli_report_writes_both_files_and_honours_filters(store_url: str, tmp_path: Path) -> None:
-    html, md = tmp_path / "r.html", tmp_path / "r.md"
+    """... and says where, as written: `--markdown /r[x]/s[red].md` said `wrote /r/s.md`, in red (rich read the
+    brackets as markup)."""
+    html, md = tmp_path / "r.html", tmp_path / "r[x]" / "s[red].md"
+    md.parent.mkdir()
     cmd = [
         sys.executable,
         "-m",
@@ -229,35 +232,15 @@ def test_cli_report_writes_both_files_and_honours_filters(store_url: str, tmp_pa
         "--markdown",
         str(md),
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert "2 recipe(s), 2 regression(s)" in " ".join(out.stdout.split())
-    text = html.read_text()
-    assert "pi5-emu" not in text and 'id="recipe-digits"' in text and 'id="recipe-yolov5-lite"' in text
-    assert "| artifact | pi4 p50 ms | fidelity vs ONNX (cosine, host, at conversion) |" in md.read_text()
-
-
-def test_cli_report_says_a_path_with_brackets_as_written(store_url: str, tmp_path: Path) -> None:
-    """`report --markdown /r[x]/s[red].md` said `wrote /r/s.md`, in red: rich read the brackets as markup."""
-    md = tmp_path / "r[x]" / "s[red].md"
-    md.parent.mkdir()
-    cmd = [
-        sys.executable,
-        "-m",
-        "edgekit",
-        "report",
-        "--since",
-        "all",
-        "--store",
-        store_url,
-        "--markdown",
-        str(md),
-    ]
     out = subprocess.run(
         cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "300"}
     )
     assert out.returncode == 0, out.stderr
-    assert f"wrote {md}" in out.stdout and md.is_file(), out.stdout
+    assert "2 recipe(s), 2 regression(s)" in " ".join(out.stdout.split())
+    assert f"wrote {md}" in out.stdout, out.stdout
+    text = html.read_text()
+    assert "pi5-emu" not in text and 'id="recipe-digits"' in text and 'id="recipe-yolov5-lite"' in text
+    assert "| artifact | pi4 p50 ms | fidelity vs ONNX (cosine, host, at conversion) |" in md.read_text()
 
 
 def test_empty_selection_says_so(store_url: str, tmp_path: Path) -> None:
