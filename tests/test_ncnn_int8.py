@@ -386,60 +386,19 @@ def test_converter_uses_the_recipe_calibration_data(tmp_path: Path) -> None:
         )
 
 
-DEVICE_SCRIPT = """
-import json, sys, numpy as np, ncnn
-out = {}
-for art in sys.argv[2:]:
-    io = json.load(open(art + "/model.io.json"))
-    net = ncnn.Net()
-    for key, value in io["options"].items():
-        setattr(net.opt, key, value)
-    assert net.load_param(art + "/model.param") == 0 and net.load_model(art + "/model.bin") == 0
-    x = np.load(sys.argv[1])
-    ys = []
-    for i in range(len(x)):
-        ex = net.create_extractor()
-        ex.input(io["inputs"][0], ncnn.Mat(np.ascontiguousarray(x[i])))
-        ys.append(np.array(ex.extract(io["outputs"][0])[1]))
-        del ex
-    np.save(art + "/device.npy", np.stack(ys))
-"""
-
-
 @pytest.mark.integration
 def test_artifacts_run_the_same_on_emulated_aarch64(
     fp32: list[Path], calibration: np.ndarray, evaluation: np.ndarray, tmp_path: Path
 ) -> None:
     """On an emulated Cortex-A76 (fp16 arithmetic by default in ncnn) the sidecar's options keep ncnn-fp32 in
     fp32, and the int8 artifact loads and computes what it computes on this host."""
-    import shutil
-    import subprocess
+    from ncnn_on_device import run_on_device
 
-    from edgekit.emu.layout import device_dir
-
-    device = device_dir("pi5-emu")
-    if not device.python.exists():
-        pytest.skip("emulated device pi5-emu is not built (edgekit emu build pi5-emu)")
     int8, _ = quantize(fp32, calibration, tmp_path / "int8")
-    shutil.copytree(fp32[0].parent, tmp_path / "fp32")
-    np.save(tmp_path / "x.npy", evaluation[:2])
-    (tmp_path / "device.py").write_text(DEVICE_SCRIPT)
-    proc = subprocess.run(
-        [
-            str(device.python),
-            str(tmp_path / "device.py"),
-            str(tmp_path / "x.npy"),
-            str(tmp_path / "fp32"),
-            str(tmp_path / "int8"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    host_fp32, host_int8 = run(fp32, evaluation[:2]), run(int8, evaluation[:2])
-    arm_fp32 = np.load(tmp_path / "fp32" / "device.npy").reshape(host_fp32.shape)
-    arm_int8 = np.load(tmp_path / "int8" / "device.npy").reshape(host_int8.shape)
+    x = evaluation[:2]
+    host_fp32, host_int8 = run(fp32, x), run(int8, x)
+    arm_fp32 = run_on_device("pi5-emu", fp32[0], x, tmp_path / "fp32-arm")[0][1].reshape(host_fp32.shape)
+    arm_int8 = run_on_device("pi5-emu", int8[0], x, tmp_path / "int8-arm")[0][1].reshape(host_int8.shape)
     assert np.abs(arm_fp32 - host_fp32).max() < 1e-4
     assert all(cosine(a, h) >= 0.99 for a, h in zip(arm_int8, host_int8))
 
