@@ -220,6 +220,8 @@ class TargetRun(_Model):
     result_dir: str | None = None  # local folder with the pulled result.json and outputs (additive)
     benchmark: dict[str, Any] = Field(default_factory=dict)  # this target's settings (its own cap applied)
     profiles: dict[str, Any] = Field(default_factory=dict)  # deploy --profile, emulated: per-layer counts
+    # a lab place taken from this run before it ended (who holds it now): its figures may have shared the board
+    place_lost: str | None = None
 
 
 class DeployResult(_Model):

@@ -34,6 +34,16 @@ def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int | No
     board estimate (each thread count's own figure); by instruction counts at the fewest threads only (more
     threads add synchronisation instructions but take less time: counts of different thread counts do not
     compare). With no route at any count, the fewest threads' reasons."""
+    route = _fastest_route(run, host_gates, threads)
+    if run.place_lost is not None:
+        route.caveats.append(
+            f"the lab place was taken from this run before it ended ({run.place_lost}): figures may have shared "
+            "the board; measure again before shipping on them"
+        )
+    return route
+
+
+def _fastest_route(run: TargetRun, host_gates: dict[str, bool], threads: int | None) -> Route:
     if threads is not None:
         return _route_at(run, host_gates, threads)
     routes = [_route_at(run, host_gates, n) for n in measured_threads(run)]

@@ -418,6 +418,50 @@ def test_a_place_kicked_from_edgekit_and_taken_by_a_teammate_stays_theirs(rig: l
     assert holders(rig)["pi5-a"] is None
 
 
+def test_a_place_kicked_mid_deploy_fails_the_run_and_keeps_its_measurements(rig: lab_rig.Rig) -> None:
+    """A teammate kicks edgekit off the place while its agent measures and takes the board: the run was stored as
+    ok (only a warning at release), its figures possibly measured beside someone else's work and its route
+    shipped on them. Now the run keeps what it measured, is failed (the deploy exits 1), records who holds the
+    place, and its route says the figures may have shared the board."""
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.deploy import DeployOptions, deploy
+    from edgekit.formats import Format
+    from edgekit.recipe import load_recipe
+    from edgekit.route_deploy import routes_for_deploy
+
+    client_env = {
+        **os.environ,
+        "LG_COORDINATOR": rig.coordinator,
+        "LG_USERNAME": "bob",
+        "LG_HOSTNAME": "other",
+    }
+    lgc = str(lab_python().parent / "labgrid-client")
+    recipe = load_recipe(TINY)
+    arts = convert_recipe(recipe, (Format.NCNN_FP32,), keep_going=True)
+    said: list[str] = []
+
+    def say(line: str) -> None:
+        said.append(line)
+        if line == "pi5-a: run ...":  # the agent is about to measure: the teammate takes the board
+            for verb in (["release", "--kick"], ["acquire"]):
+                subprocess.run([lgc, "-p", "pi5-a", *verb], env=client_env, check=True, capture_output=True)
+
+    options = DeployOptions(host=False, threads=(1,), repeat=2, warmup=0, samples=2)
+    try:
+        result = deploy(recipe, ["lab:board=pi5"], options, say, artifacts=arts)
+        assert holders(rig)["pi5-a"] == "other/bob"  # still the teammate's
+    finally:
+        subprocess.run([lgc, "-p", "pi5-a", "release"], env=client_env, capture_output=True)
+    run = result.runs[0]
+    assert "pi5-a: run ..." in said, said
+    assert run.status == "failed" and not result.ok
+    assert run.place_lost == "now held by other/bob"
+    assert "was taken from this run before it ended" in (run.error or ""), run.error
+    assert [m.artifact for m in run.agent.measurements if m.status == "ok"] == ["ncnn-fp32"]  # kept
+    (route,) = routes_for_deploy(result)
+    assert any("may have shared the board" in c for c in route.caveats), route.caveats
+
+
 def test_a_coordinator_gone_while_edgekit_waits_is_said_at_once(rig: lab_rig.Rig, tmp_path: Path) -> None:
     """The coordinator stopped while edgekit waited for a place: edgekit went on reading labgrid's cached view of
     the lab (the holder's time still counting) until its wait ran out, 10 minutes later, and then blamed the

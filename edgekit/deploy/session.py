@@ -197,7 +197,21 @@ class TargetSession:
             self.fail(f"{self._stage}: {exc}")
         finally:
             transport.close()
+            self._check_held(transport)
             self.on_update(self.run)
+
+    def _check_held(self, transport: Transport) -> None:
+        """A lab place taken from this run before it ended (`edgekit lab release --kick`, labgrid-client release
+        -k): the measurements are kept, but those made after it may have shared the board with someone else's
+        work, so the run is failed (exit 1) and its routes say so."""
+        lost = transport.lost_hold()
+        if lost is None:
+            return
+        self.run.place_lost = lost
+        self.fail(
+            f"lab: {self.target.name} was taken from this run before it ended ({lost}): its measurements are "
+            "kept but may have shared the board with someone else's work; run it again"
+        )
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

@@ -164,6 +164,8 @@ class Lease:
         self.places: list[Place] = []
         self.acquire_s = 0.0
         self.release_s: dict[str, float] = {}
+        # place -> who holds it now ("now held by HOST/USER", "free now"): taken from this run before it ended
+        self.lost: dict[str, str] = {}
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, name="lab-lease", daemon=True)
@@ -261,6 +263,7 @@ class Lease:
         place = event["place"]
         if "lost_to" in event:
             now = f"now held by {event['lost_to']}" if event["lost_to"] else "free now"
+            self.lost[place] = now
             self.say(
                 f"lab: warning: {place} was taken from this run before it ended (released by someone else; "
                 f"{now}): measurements made after that may have shared the board; not released by edgekit"

@@ -104,6 +104,11 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def lost_hold(self) -> str | None:
+        """After close(): why the device may have served someone else's work during the run (a lab place taken
+        from this run before it ended: who holds it now); None for a transport that holds nothing."""
+        return None
+
     def free_bytes(self, remote: str = ".") -> int | None:
         """Bytes free for this user where `remote` would be written; None when the device cannot say."""
         return None

@@ -14,6 +14,9 @@ class Releasable(Protocol):
 
     def release(self, name: str) -> None: ...
 
+    @property
+    def lost(self) -> dict[str, str]: ...
+
 
 class LeasedSshTransport(SshTransport):
     def __init__(self, target: Target, lease: Releasable) -> None:
@@ -25,3 +28,7 @@ class LeasedSshTransport(SshTransport):
             super().close()
         finally:
             self.lease.release(self.target.name)
+
+    def lost_hold(self) -> str | None:
+        """After close(): who holds the place now when it was taken from this run before it ended."""
+        return self.lease.lost.get(self.target.name)
