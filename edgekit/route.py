@@ -88,7 +88,7 @@ class Route:
         default_factory=list
     )  # what the figure cannot tell (e.g. an uncalibrated estimate)
     tied_with: str | None = (
-        None  # measured basis: the runner-up these samples do not tell apart from the choice
+        None  # the runner-up the samples (measured) or the 80% intervals (estimates) do not tell from the choice
     )
     judged_on: int | None = None  # inputs of this target the cosine and accuracy drops were judged on
 

@@ -6,6 +6,8 @@ at each target's fastest thread count measured (route_for_run), with what the fi
 
 from __future__ import annotations
 
+from typing import Any
+
 from edgekit.results import Comparison, DeployResult, TargetRun, interval_not_validated
 from edgekit.route import DISAGREEMENT, UNCOUNTED, Basis, Candidate, Route, figure_text, recommend
 
@@ -103,6 +105,36 @@ def _other_winners(run: TargetRun, route: Route) -> None:
             )
 
 
+def _estimate_tie(run: TargetRun, route: Route, threads: int) -> None:
+    """An estimate-basis choice whose runner-up within the gates lies inside its 80 % interval (or the other way
+    round) is not ranked by the estimates: each interval holds the board's figure at its stated rate, not the order
+    of two figures inside it (yolov5-lite on pi4-emu: ncnn-int8 ~101 ms, 80.1-128, over tflite-int8 ~106 ms). Said,
+    and `tied_with` set, as a measured tie is."""
+    slower = [a for a, why in route.rejected.items() if why.startswith("slower")]
+    ests = {a: run.estimates.get(f"{a} x{threads}") for a in [route.artifact or "", *slower]}
+    usable = {
+        a: e for a, e in ests.items() if isinstance(e, dict) and e.get("estimate_ms") and e.get("high_ms")
+    }
+    best = usable.get(route.artifact or "")
+    others = sorted((float(e["estimate_ms"]), a) for a, e in usable.items() if a != route.artifact)
+    if best is None or not others:
+        return
+    ms, runner = others[0]
+    other = usable[runner]
+    own = float(best["estimate_ms"])
+    if ms <= float(best["high_ms"]) or own >= float(other["low_ms"]):
+        route.tied_with = runner
+        route.caveats.append(
+            f"the estimates do not rank {route.artifact} ~{figure_text(own)} ms ({_span(best)}) and {runner} "
+            f"~{figure_text(ms)} ms ({_span(other)}): one lies inside the other's 80% interval; measure both on "
+            "the board"
+        )
+
+
+def _span(est: dict[str, Any]) -> str:
+    return f"{figure_text(float(est['low_ms']))}-{figure_text(float(est['high_ms']))}"
+
+
 def _route_at(run: TargetRun, host_gates: dict[str, bool], threads: int) -> Route:
     """Candidates of one target run: its measurements at `threads`, gated by the conversion's gates
     (`host_gates`, artifact id -> passed) and by this target's own comparison with the original model."""
@@ -126,6 +158,7 @@ def _route_at(run: TargetRun, host_gates: dict[str, bool], threads: int) -> Rout
                 f"the estimate of {route.artifact} is not calibrated ({why}; interval "
                 f"{est.get('low_ms', 0):.3g}-{est.get('high_ms', 0):.3g} ms): confirm on the board"
             )
+        _estimate_tie(run, route, threads)
     if basis is Basis.P50_MS and route.artifact is not None:
         busy = [
             m

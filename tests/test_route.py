@@ -263,6 +263,42 @@ def test_a_measured_choice_the_samples_cannot_tell_from_the_runner_up_is_called_
     assert est.tied_with is None
 
 
+def test_an_estimated_choice_inside_the_runner_ups_interval_is_called_a_tie() -> None:
+    """yolov5-lite on pi4-emu shipped ncnn-int8 at ~101 ms (80.1-128) over tflite-int8 at ~106 ms, a ranking no
+    estimate supports at its stated rate: such a route now names the runner-up as tied and says why; a runner-up
+    outside the choice's interval (and the choice outside its) is not a tie."""
+
+    def est(ms: float, low: float, high: float) -> dict[str, object]:
+        return {"status": "ok", "estimate_ms": ms, "low_ms": low, "high_ms": high}
+
+    emu = _run(
+        "pi4-emu",
+        True,
+        [
+            _measurement("ncnn-int8", 1, 900.0, 100_000_000),
+            _measurement("ncnn-fp32", 1, 900.0, 105_000_000),
+            _measurement("tflite-int8", 1, 950.0, 60_000_000),
+        ],
+        [],
+    )
+    emu.estimates = {
+        "ncnn-int8 x1": est(101.0, 80.1, 128.0),
+        "ncnn-fp32 x1": est(300.0, 240.0, 380.0),
+        "tflite-int8 x1": est(106.0, 33.1, 342.0) | {"interval_calibrated": False},
+    }
+    result = _result(("ncnn-int8", "ncnn-fp32", "tflite-int8"), [emu])
+    (route,) = routes_for_deploy(result)
+    assert route.artifact == "ncnn-int8" and route.tied_with == "tflite-int8"
+    (tie,) = [c for c in route.caveats if "do not rank" in c]
+    assert "ncnn-int8 ~101 ms (80.1-128) and tflite-int8 ~106 ms (33.1-342)" in tie and "measure both" in tie
+    emu.estimates["tflite-int8 x1"] = est(160.0, 130.0, 200.0)  # runner-up past the choice's high, and back
+    (route,) = routes_for_deploy(result)
+    assert route.tied_with is None and not route.caveats
+    emu.estimates["tflite-int8 x1"] = est(160.0, 95.0, 260.0)  # the choice inside the runner-up's interval
+    (route,) = routes_for_deploy(result)
+    assert route.tied_with == "tflite-int8"
+
+
 def test_deploy_routes_carry_the_measured_samples() -> None:
     same = [20.0, 21.0, 19.5, 20.5, 20.2, 19.8]
     board = _run(

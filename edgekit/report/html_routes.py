@@ -4,6 +4,7 @@ speed-ups, or why no artifact qualified, so a change of route over time shows.""
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 from edgekit.report.html_facts import EMU_BADGE, history_details
 from edgekit.report.view import RecipeView, when
@@ -55,8 +56,7 @@ def routes_section(view: RecipeView) -> str:
                 if r.get(k) and r.get(a) != r.get("artifact")
             )
             tie = (
-                f" <span class=muted title='these samples do not tell the two apart'>&asymp; "
-                f"{escape(str(r['tied_with']))}</span>"
+                f" <span class=muted title='{_tie_title(r)}'>&asymp; {escape(str(r['tied_with']))}</span>"
                 if r.get("tied_with")
                 else ""
             )
@@ -76,3 +76,10 @@ def routes_section(view: RecipeView) -> str:
 def _target(run: StoredRun, route: dict) -> str:
     name = str(route.get("target"))
     return escape(name) + (EMU_BADGE if any(t.emulated for t in run.result.runs if t.target == name) else "")
+
+
+def _tie_title(route: dict[str, Any]) -> str:
+    """Why a route is marked tied: measured samples that overlap, or estimates inside each other's interval."""
+    if route.get("basis") == "estimate-ms":
+        return "one estimate lies inside the other's 80% interval: the estimates do not rank the two"
+    return "these samples do not tell the two apart"
