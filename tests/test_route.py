@@ -271,22 +271,14 @@ def test_an_estimated_choice_inside_the_runner_ups_interval_is_called_a_tie() ->
     def est(ms: float, low: float, high: float) -> dict[str, object]:
         return {"status": "ok", "estimate_ms": ms, "low_ms": low, "high_ms": high}
 
-    emu = _run(
-        "pi4-emu",
-        True,
-        [
-            _measurement("ncnn-int8", 1, 900.0, 100_000_000),
-            _measurement("ncnn-fp32", 1, 900.0, 105_000_000),
-            _measurement("tflite-int8", 1, 950.0, 60_000_000),
-        ],
-        [],
-    )
+    arts = ("ncnn-int8", "ncnn-fp32", "tflite-int8")
+    emu = _run("pi4-emu", True, [_measurement(a, 1, 900.0, 100_000_000) for a in arts], [])
     emu.estimates = {
         "ncnn-int8 x1": est(101.0, 80.1, 128.0),
         "ncnn-fp32 x1": est(300.0, 240.0, 380.0),
         "tflite-int8 x1": est(106.0, 33.1, 342.0) | {"interval_calibrated": False},
     }
-    result = _result(("ncnn-int8", "ncnn-fp32", "tflite-int8"), [emu])
+    result = _result(arts, [emu])
     (route,) = routes_for_deploy(result)
     assert route.artifact == "ncnn-int8" and route.tied_with == "tflite-int8"
     (tie,) = [c for c in route.caveats if "do not rank" in c]
