@@ -122,13 +122,21 @@ def _estimate_tie(run: TargetRun, route: Route, threads: int) -> None:
     ms, runner = others[0]
     other = usable[runner]
     own = float(best["estimate_ms"])
-    if ms <= float(best["high_ms"]) or own >= float(other["low_ms"]):
+    if not ranked_apart(best, other):
         route.tied_with = runner
         route.caveats.append(
             f"the estimates do not rank {route.artifact} ~{figure_text(own)} ms ({_span(best)}) and {runner} "
             f"~{figure_text(ms)} ms ({_span(other)}): one lies inside the other's 80% interval; measure both on "
             "the board"
         )
+
+
+def ranked_apart(faster: dict[str, Any], slower: dict[str, Any]) -> bool:
+    """Two board estimates ({estimate_ms, low_ms, high_ms}) the estimates can order: neither figure lies inside
+    the other's 80 % interval."""
+    return float(slower["estimate_ms"]) > float(faster["high_ms"]) and float(faster["estimate_ms"]) < float(
+        slower["low_ms"]
+    )
 
 
 def _span(est: dict[str, Any]) -> str:

@@ -278,6 +278,37 @@ def test_a_host_only_fastest_runtime_hands_over_to_the_host_s_fastest_board_runt
     assert line.endswith("on pi5-emu: ranked 2 of 2; fastest there: ncnn (ncnn-int8) (by board estimates)")
 
 
+def test_a_runtime_verdict_by_estimates_says_when_they_do_not_rank_the_two() -> None:
+    """yolov5-lite's verdict said tflite 'ranked 2 of 2' on pi4-emu behind ncnn-int8 at ~101 ms (80-127) with
+    tflite-int8 at ~106 ms: inside that interval, so the estimates rank neither; now the line says so."""
+    from edgekit.route import Basis
+    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking, verdicts
+
+    host = TargetRanking("host", Basis.P50_MS, False, [RuntimeEntry("tflite", "tflite-int8", 4.0, 1)])
+    pi5 = TargetRanking(
+        "pi5-emu",
+        Basis.ESTIMATE_MS,
+        True,
+        [RuntimeEntry("ncnn", "ncnn-int8", 10.0, 1), RuntimeEntry("tflite", "tflite-int8", 12.0, 2)],
+    )
+    # tflite-int8's ~12 ms lies inside ncnn-int8's 8-12.5, so the estimates rank neither
+    pi5.estimates = {
+        "ncnn-int8": {"estimate_ms": 10.0, "low_ms": 8.0, "high_ms": 12.5},
+        "tflite-int8": {"estimate_ms": 12.0, "low_ms": 3.7, "high_ms": 39.0},
+    }
+    (line,) = verdicts([host, pi5])
+    assert "ranked 2 of 2; fastest there: ncnn (ncnn-int8), though the estimates do not rank the two" in line
+    # ncnn-int8 at ~13 ms instead: tflite first, it stays fastest, and the line names what it is not ranked from
+    pi5.estimates["ncnn-int8"] = {"estimate_ms": 13.0, "low_ms": 10.4, "high_ms": 16.3}
+    pi5.entries = [RuntimeEntry("tflite", "tflite-int8", 12.0, 1), RuntimeEntry("ncnn", "ncnn-int8", 13.0, 2)]
+    (line,) = verdicts([host, pi5])
+    assert "stays fastest, though the estimates do not rank it apart from ncnn (ncnn-int8)" in line
+    pi5.estimates["ncnn-int8"] = {"estimate_ms": 40.0, "low_ms": 32.0, "high_ms": 50.0}  # well apart now
+    pi5.entries[1].value = 40.0
+    (line,) = verdicts([host, pi5])
+    assert "do not rank" not in line
+
+
 def test_formats_for_a_target_says_setup_only_where_setup_can_install() -> None:
     """`formats --target local` told users to run `edgekit targets setup` for ExecuTorch, which no release of
     installs beside edgekit's pins."""

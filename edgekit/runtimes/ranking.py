@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from html import escape
+from typing import Any
 
 from rich.table import Table
 
 from edgekit.formats import Format
 from edgekit.results import ArtifactInfo, DeployResult
 from edgekit.route import Basis, recommend
-from edgekit.route_deploy import candidates_for_run, table_threads
+from edgekit.route_deploy import candidates_for_run, ranked_apart, table_threads
 
 HOST = "host"
 EMU_HTML = '<span class="emu">emulated</span>'  # the report's own label of an emulated target
@@ -41,6 +42,8 @@ class TargetRanking:
         default_factory=list
     )  # ranked first, then the runtimes without a route
     uncalibrated: list[str] = field(default_factory=list)  # artifacts whose estimate is not calibrated
+    # estimate basis: artifact -> its estimate ({estimate_ms, low_ms, high_ms}), to tell ties from ranks
+    estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: int = 1  # the thread count its figures are at
 
     def rank_of(self, runtime: str) -> int | None:
@@ -49,6 +52,14 @@ class TargetRanking:
     @property
     def fastest(self) -> RuntimeEntry | None:
         return next((e for e in self.entries if e.rank == 1), None)
+
+    def tied(self, a: RuntimeEntry, b: RuntimeEntry) -> bool:
+        """Two ranked entries whose board estimates do not order them (one inside the other's 80 % interval)."""
+        ea, eb = (self.estimates.get(e.artifact or "") for e in (a, b))
+        if ea is None or eb is None:
+            return False
+        faster, slower = sorted((ea, eb), key=lambda e: float(e["estimate_ms"]))
+        return not ranked_apart(faster, slower)
 
 
 def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[TargetRanking]:
@@ -82,6 +93,14 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
             e.rank = k
         ranking.entries = ranked + [e for e in ranking.entries if not e.artifact]
         if basis is Basis.ESTIMATE_MS:
+            ranking.estimates = {
+                e.artifact: est
+                for e in ranked
+                if e.artifact
+                and isinstance(est := run.estimates.get(f"{e.artifact} x{n}"), dict)
+                and est.get("low_ms")
+                and est.get("high_ms")
+            }
             ranking.uncalibrated = [
                 e.artifact
                 for e in ranked
@@ -120,6 +139,11 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
             if rank == 1
             else f"{where}; fastest there: {r.fastest.runtime} ({r.fastest.artifact})"
         )
+        mine = next((e for e in r.entries if e.runtime == board.runtime and e.rank), None)
+        rival = r.fastest if rank != 1 else next((e for e in r.entries if e.rank == 2), None)
+        if mine is not None and rival is not None and r.tied(mine, rival):
+            which = "the two" if rank != 1 else f"it apart from {rival.runtime} ({rival.artifact})"
+            same += f", though the estimates do not rank {which}: one lies inside the other's 80% interval"
         note = {
             Basis.ESTIMATE_MS: " (by uncalibrated estimates: confirm on the board)"
             if r.uncalibrated
