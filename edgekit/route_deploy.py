@@ -99,9 +99,13 @@ def _other_winners(run: TargetRun, route: Route) -> None:
         best_ms, best = min(ests)
         own = next((ms for ms, a in ests if a == route.artifact), None)
         if best != route.artifact and own is not None:
+            faster, slower = (run.estimates.get(f"{a} x{n}") or {} for a in (best, route.artifact))
+            bounded = all(e.get("low_ms") and e.get("high_ms") for e in (faster, slower))
+            tie = bounded and not ranked_apart(faster, slower)
             route.caveats.append(
                 f"at {n} threads (estimated from the counted thread split, not run) {best} ~{figure_text(best_ms)} ms "
                 f"ranks first, {route.artifact} ~{figure_text(own)} ms"
+                + (" (one inside the other's 80% interval: not ranked apart)" if tie else "")
             )
 
 

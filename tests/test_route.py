@@ -429,6 +429,14 @@ def test_an_emulated_route_says_when_another_artifact_ranks_first_at_an_estimate
     assert any("at 4 threads" in c and "tflite-int8 ~0.249 ms ranks first" in c for c in route.caveats), (
         route.caveats
     )
+    assert not any("not ranked apart" in c for c in route.caveats)  # no intervals given: nothing claimed
+    emu.estimates["ncnn-int8 x4"] |= {"low_ms": 0.25, "high_ms": 0.43}  # tflite-int8's 0.249 just outside
+    emu.estimates["tflite-int8 x4"] |= {"low_ms": 0.08, "high_ms": 0.80}  # and ncnn-int8's 0.329 inside this
+    (route,) = routes_for_deploy(_result(("ncnn-int8", "tflite-int8"), [emu]))
+    assert any("ranks first" in c and "not ranked apart" in c for c in route.caveats), route.caveats
+    emu.estimates["tflite-int8 x4"] |= {"low_ms": 0.2, "high_ms": 0.31}
+    (route,) = routes_for_deploy(_result(("ncnn-int8", "tflite-int8"), [emu]))
+    assert any("ranks first" in c and "not ranked apart" not in c for c in route.caveats), route.caveats
     emu.estimates["tflite-int8 x4"]["estimate_ms"] = 0.4  # the same winner at 4 threads: nothing to add
     (route,) = routes_for_deploy(_result(("ncnn-int8", "tflite-int8"), [emu]))
     assert not any("at 4 threads" in c for c in route.caveats), route.caveats
