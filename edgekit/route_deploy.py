@@ -99,9 +99,7 @@ def _other_winners(run: TargetRun, route: Route) -> None:
         best_ms, best = min(ests)
         own = next((ms for ms, a in ests if a == route.artifact), None)
         if best != route.artifact and own is not None:
-            faster, slower = (run.estimates.get(f"{a} x{n}") or {} for a in (best, route.artifact))
-            bounded = all(e.get("low_ms") and e.get("high_ms") for e in (faster, slower))
-            tie = bounded and not ranked_apart(faster, slower)
+            tie = estimates_tied(bounded(run, best, n), bounded(run, route.artifact or "", n))
             route.caveats.append(
                 f"at {n} threads (estimated from the counted thread split, not run) {best} ~{figure_text(best_ms)} ms "
                 f"ranks first, {route.artifact} ~{figure_text(own)} ms"
@@ -114,31 +112,41 @@ def _estimate_tie(run: TargetRun, route: Route, threads: int) -> None:
     round) is not ranked by the estimates: each interval holds the board's figure at its stated rate, not the order
     of two figures inside it (yolov5-lite on pi4-emu: ncnn-int8 ~101 ms, 80.1-128, over tflite-int8 ~106 ms). Said,
     and `tied_with` set, as a measured tie is."""
-    slower = [a for a, why in route.rejected.items() if why.startswith("slower")]
-    ests = {a: run.estimates.get(f"{a} x{threads}") for a in [route.artifact or "", *slower]}
-    usable = {
-        a: e for a, e in ests.items() if isinstance(e, dict) and e.get("estimate_ms") and e.get("high_ms")
+    slower = {
+        a: float(e["estimate_ms"])
+        for a, why in route.rejected.items()
+        if why.startswith("slower") and (e := bounded(run, a, threads, interval=False))
     }
-    best = usable.get(route.artifact or "")
-    others = sorted((float(e["estimate_ms"]), a) for a, e in usable.items() if a != route.artifact)
-    if best is None or not others:
+    if not slower:
         return
-    ms, runner = others[0]
-    other = usable[runner]
-    own = float(best["estimate_ms"])
-    if not ranked_apart(best, other):
+    runner = min(slower, key=lambda a: (slower[a], a))
+    best, other = bounded(run, route.artifact or "", threads), bounded(run, runner, threads)
+    if best is not None and other is not None and estimates_tied(best, other):
         route.tied_with = runner
         route.caveats.append(
-            f"the estimates do not rank {route.artifact} ~{figure_text(own)} ms ({_span(best)}) and {runner} "
-            f"~{figure_text(ms)} ms ({_span(other)}): one lies inside the other's 80% interval; measure both on "
-            "the board"
+            f"the estimates do not rank {route.artifact} ~{figure_text(float(best['estimate_ms']))} ms "
+            f"({_span(best)}) and {runner} ~{figure_text(slower[runner])} ms ({_span(other)}): one lies inside the "
+            "other's 80% interval; measure both on the board"
         )
 
 
-def ranked_apart(faster: dict[str, Any], slower: dict[str, Any]) -> bool:
-    """Two board estimates ({estimate_ms, low_ms, high_ms}) the estimates can order: neither figure lies inside
-    the other's 80 % interval."""
-    return float(slower["estimate_ms"]) > float(faster["high_ms"]) and float(faster["estimate_ms"]) < float(
+def bounded(run: TargetRun, artifact: str, threads: int, interval: bool = True) -> dict[str, Any] | None:
+    """The run's usable board estimate of `artifact` at `threads` (with its 80 % interval unless `interval` is
+    False), or None."""
+    est = run.estimates.get(f"{artifact} x{threads}")
+    keys = ("estimate_ms", "low_ms", "high_ms") if interval else ("estimate_ms",)
+    if isinstance(est, dict) and est.get("status", "ok") == "ok" and all(est.get(k) for k in keys):
+        return est
+    return None
+
+
+def estimates_tied(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Two board estimates ({estimate_ms, low_ms, high_ms}) the estimates cannot order: one figure lies inside the
+    other's 80 % interval. False when either is missing (nothing is claimed either way)."""
+    if a is None or b is None:
+        return False
+    faster, slower = sorted((a, b), key=lambda e: float(e["estimate_ms"]))
+    return float(slower["estimate_ms"]) <= float(faster["high_ms"]) or float(faster["estimate_ms"]) >= float(
         slower["low_ms"]
     )
 

@@ -16,7 +16,7 @@ from rich.table import Table
 from edgekit.formats import Format
 from edgekit.results import ArtifactInfo, DeployResult
 from edgekit.route import Basis, recommend
-from edgekit.route_deploy import candidates_for_run, ranked_apart, table_threads
+from edgekit.route_deploy import bounded, candidates_for_run, estimates_tied, table_threads
 
 HOST = "host"
 EMU_HTML = '<span class="emu">emulated</span>'  # the report's own label of an emulated target
@@ -55,11 +55,7 @@ class TargetRanking:
 
     def tied(self, a: RuntimeEntry, b: RuntimeEntry) -> bool:
         """Two ranked entries whose board estimates do not order them (one inside the other's 80 % interval)."""
-        ea, eb = (self.estimates.get(e.artifact or "") for e in (a, b))
-        if ea is None or eb is None:
-            return False
-        faster, slower = sorted((ea, eb), key=lambda e: float(e["estimate_ms"]))
-        return not ranked_apart(faster, slower)
+        return estimates_tied(*(self.estimates.get(e.artifact or "") for e in (a, b)))
 
 
 def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[TargetRanking]:
@@ -94,12 +90,7 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
         ranking.entries = ranked + [e for e in ranking.entries if not e.artifact]
         if basis is Basis.ESTIMATE_MS:
             ranking.estimates = {
-                e.artifact: est
-                for e in ranked
-                if e.artifact
-                and isinstance(est := run.estimates.get(f"{e.artifact} x{n}"), dict)
-                and est.get("low_ms")
-                and est.get("high_ms")
+                e.artifact: est for e in ranked if e.artifact and (est := bounded(run, e.artifact, n))
             }
             ranking.uncalibrated = [
                 e.artifact
