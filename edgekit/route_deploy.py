@@ -110,7 +110,7 @@ def _other_winners(run: TargetRun, route: Route) -> None:
 def _estimate_tie(run: TargetRun, route: Route, threads: int) -> None:
     """An estimate-basis choice whose runner-up within the gates lies inside its 80 % interval (or the other way
     round) is not ranked by the estimates: each interval holds the board's figure at its stated rate, not the order
-    of two figures inside it (yolov5-lite on pi4-emu: ncnn-int8 ~101 ms, 80.1-128, over tflite-int8 ~106 ms). Said,
+    of two figures inside it (yolov5-lite on pi4-emu: ncnn-int8 ~101 ms, 80-127, over tflite-int8 ~106 ms). Said,
     and `tied_with` set, as a measured tie is."""
     slower = {
         a: float(e["estimate_ms"])
