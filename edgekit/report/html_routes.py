@@ -56,7 +56,7 @@ def routes_section(view: RecipeView) -> str:
                 if r.get(k) and r.get(a) != r.get("artifact")
             )
             tie = (
-                f" <span class=muted title='{_tie_title(r)}'>&asymp; {escape(str(r['tied_with']))}</span>"
+                f' <span class=muted title="{escape(_tie_title(r))}">&asymp; {escape(str(r["tied_with"]))}</span>'
                 if r.get("tied_with")
                 else ""
             )
