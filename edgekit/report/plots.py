@@ -80,8 +80,9 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
     flagged = {(f.artifact, f.threads) for f in view.flags if f.target == target and f.is_bad}
     unreliable = _unreliable(view, target)
     ordered = sorted(series.items(), key=lambda kv: _order(kv[0][0]))
-    panels = []
-    for n in sorted({k[1] for k in series}):
+    estimated = _estimate_series(view, target) if emulated else {}
+    panels = _estimate_trend(estimated, times, target) if estimated else []
+    for n in sorted({k[1] for k in series} if not estimated else ()):
         fig, ax = _panel()
         for (artifact, th), pts in ordered:
             if th == n:
@@ -118,6 +119,67 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
                 f"{target}, {_threads(n)}: guest instruction count over time",
                 emulated,
                 "guest instruction count on the emulated core (not time)",
+            )
+        )
+    return panels
+
+
+def _estimate_series(view: RecipeView, target: str) -> dict[tuple[str, int], list[tuple[float, float, bool]]]:
+    """An emulated target's board estimates per (artifact, threads): (time, estimate ms, interval validated) of
+    every shown run that has them (a counted deploy's; the thread counts estimated but not run included)."""
+    series: dict[tuple[str, int], list[tuple[float, float, bool]]] = defaultdict(list)
+    for run in view.runs:
+        for t in run.result.runs:
+            if t.target != target:
+                continue
+            for key, est in t.estimates.items():
+                artifact, _, count = key.rpartition(" x")
+                if (
+                    isinstance(est, dict)
+                    and est.get("status") == "ok"
+                    and est.get("estimate_ms")
+                    and count.isdigit()
+                ):
+                    point = (
+                        _date(run.started_ts),
+                        float(est["estimate_ms"]),
+                        est.get("interval_calibrated", True),
+                    )
+                    series[(artifact, int(count))].append(point)
+    return series
+
+
+def _estimate_trend(
+    series: dict[tuple[str, int], list[tuple[float, float, bool]]], times: list[float], target: str
+) -> list[Panel]:
+    """On an emulated target that counted: the real board's estimated latency over time, one panel per thread
+    count, in place of qemu's wall time (which is no device latency); dashed where the interval is not
+    validated (a runtime without a calibration figure)."""
+    panels = []
+    ordered = sorted(series.items(), key=lambda kv: _order(kv[0][0]))
+    for n in sorted({k[1] for k in series}):
+        fig, ax = _panel()
+        for (artifact, th), pts in ordered:
+            if th == n:
+                calibrated = all(ok for _, _, ok in pts)
+                ax.plot(
+                    [x for x, _, _ in pts],
+                    [ms for _, ms, _ in pts],
+                    "-o" if calibrated else "--o",
+                    ms=3,
+                    lw=1.4,
+                    color=colour(artifact),
+                )
+        ax.set_ylabel("board ESTIMATE (ms)")
+        _time_axis(ax, times)
+        panels.append(
+            _done(
+                fig,
+                f"{target}, {_threads(n)}: estimated board latency over time",
+                True,
+                "ESTIMATE of the real board from the guest instruction count on the emulated core, not a "
+                "measurement; dashed: "
+                "interval not validated (no calibration figure for that runtime)",
             )
         )
     return panels
