@@ -252,6 +252,11 @@ def test_no_data_shared_charts_and_emulated_labels(
     assert not any("p50 over time" in c for c in trends), trends
     uncounted = [f["caption"] for f in figures if f["section"] == "recipe-tiny" and f["target"] == "pi4-emu"]
     assert any("p50 over time" in c and "EMULATED" in c for c in uncounted), uncounted
+    # and its newest run's estimates with their intervals in place of qemu's sample spread
+    captions = [f["caption"] for f in emulated]
+    assert any("estimated board latency and its 80% interval" in c for c in captions), captions
+    assert not any("latency distribution" in c for c in captions), captions
+    assert any("latency distribution" in c and "EMULATED" in c for c in uncounted), uncounted
 
 
 def test_the_latest_table_fits_at_1400_and_the_flags_fit_a_phone(

@@ -225,6 +225,8 @@ def _trend_series(
 def distribution(view: RecipeView, target: str) -> list[Panel]:
     """Every sample of the target's newest run as horizontal box plots, one panel per thread count."""
     emulated = view.emulated(target)
+    if emulated and (intervals := _estimate_intervals(view, target)):
+        return intervals
     run_id, measured = _latest_ok(view, target)
     found = [m for m in measured if m.samples_ms]
     if not found:
@@ -253,6 +255,48 @@ def distribution(view: RecipeView, target: str) -> list[Panel]:
         note = "; ".join(s for s in (_basis(emulated), beyond) if s)
         panels.append(
             _done(fig, f"{target}, {_threads(n)}: latency distribution, run #{run_id}", emulated, note)
+        )
+    return panels
+
+
+def _estimate_intervals(view: RecipeView, target: str) -> list[Panel]:
+    """An emulated target that counted: its newest run's board estimates with their 80 % intervals, one row per
+    artifact and a panel per thread count (what qemu's sample spread would stand for on a board is the
+    interval): two rows whose intervals hold each other's estimate are not ranked by them. Log scale, as the
+    intervals of runtimes without a calibration figure are several times wider. Empty when it has none."""
+    found = view.latest_on(target)
+    if found is None:
+        return []
+    run, t = found
+    rows: dict[int, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for key, est in t.estimates.items():
+        artifact, _, count = key.rpartition(" x")
+        if isinstance(est, dict) and est.get("status") == "ok" and est.get("low_ms") and count.isdigit():
+            rows[int(count)].append((artifact, est))
+    panels = []
+    for n in sorted(rows):
+        mine = sorted(rows[n], key=lambda r: _order(r[0]), reverse=True)
+        fig, ax = _panel(rows=len(mine), labels=[a for a, _ in mine])
+        for i, (artifact, est) in enumerate(mine, 1):
+            ms, low, high = (float(est[k]) for k in ("estimate_ms", "low_ms", "high_ms"))
+            validated = est.get("interval_calibrated", True)
+            ax.plot([low, high], [i, i], "-" if validated else "--", lw=2, color=colour(artifact))
+            ax.plot([ms], [i], "o", ms=6, color=colour(artifact), mfc=None if validated else "white", mew=1.6)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(_compact))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
+        ax.set_yticks(range(1, len(mine) + 1), [a for a, _ in mine])
+        ax.set_ylim(0.4, len(mine) + 0.6)
+        ax.set_xlabel("board ESTIMATE (ms), 80% interval")
+        panels.append(
+            _done(
+                fig,
+                f"{target}, {_threads(n)}: estimated board latency and its 80% interval, run #{run.id}",
+                True,
+                "ESTIMATE of the real board from the guest instruction count on the emulated core, not a "
+                "measurement; dashed, hollow: interval not validated; rows whose intervals hold each other's "
+                "estimate are not ranked by them",
+            )
         )
     return panels
 
