@@ -30,7 +30,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from edgekit.formats import Format, Precision
 from edgekit.report.regression import throttle_reason
 from edgekit.report.view import RecipeView
-from edgekit.results import Measurement
+from edgekit.results import Measurement, TargetRun
 
 EMULATED_NOTE = "EMULATED: qemu wall time, not device latency"
 # tab10 first, then its lighter partners: 20 colours, a format's colour fixed by its place in Format
@@ -132,21 +132,26 @@ def _estimate_series(view: RecipeView, target: str) -> dict[tuple[str, int], lis
         for t in run.result.runs:
             if t.target != target:
                 continue
-            for key, est in t.estimates.items():
-                artifact, _, count = key.rpartition(" x")
-                if (
-                    isinstance(est, dict)
-                    and est.get("status") == "ok"
-                    and est.get("estimate_ms")
-                    and count.isdigit()
-                ):
-                    point = (
-                        _date(run.started_ts),
-                        float(est["estimate_ms"]),
-                        est.get("interval_calibrated", True),
-                    )
-                    series[(artifact, int(count))].append(point)
+            for artifact, n, est in _estimates(t):
+                point = (
+                    _date(run.started_ts),
+                    float(est["estimate_ms"]),
+                    est.get("interval_calibrated", True),
+                )
+                series[(artifact, n)].append(point)
     return series
+
+
+def _estimates(t: TargetRun) -> list[tuple[str, int, dict[str, Any]]]:
+    """(artifact, threads, estimate) of a target run's board estimates that are figures (status ok, with an
+    interval), thread counts estimated but not run included."""
+    found = []
+    for key, est in t.estimates.items():
+        artifact, _, count = key.rpartition(" x")
+        figures = isinstance(est, dict) and all(est.get(k) for k in ("estimate_ms", "low_ms", "high_ms"))
+        if figures and est.get("status") == "ok" and count.isdigit():
+            found.append((artifact, int(count), est))
+    return found
 
 
 def _estimate_trend(
@@ -178,8 +183,7 @@ def _estimate_trend(
                 f"{target}, {_threads(n)}: estimated board latency over time",
                 True,
                 "ESTIMATE of the real board from the guest instruction count on the emulated core, not a "
-                "measurement; dashed: "
-                "interval not validated (no calibration figure for that runtime)",
+                "measurement; dashed: interval not validated",
             )
         )
     return panels
@@ -269,10 +273,8 @@ def _estimate_intervals(view: RecipeView, target: str) -> list[Panel]:
         return []
     run, t = found
     rows: dict[int, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    for key, est in t.estimates.items():
-        artifact, _, count = key.rpartition(" x")
-        if isinstance(est, dict) and est.get("status") == "ok" and est.get("low_ms") and count.isdigit():
-            rows[int(count)].append((artifact, est))
+    for artifact, n, est in _estimates(t):
+        rows[n].append((artifact, est))
     panels = []
     for n in sorted(rows):
         mine = sorted(rows[n], key=lambda r: _order(r[0]), reverse=True)
