@@ -17,7 +17,7 @@ from PIL import Image
 
 from edgekit.formats import Format
 from edgekit.report import build, parse_since, write
-from edgekit.report.plots import colour
+from edgekit.report.panels import colour
 from edgekit.report.synthetic import add_estimates, synthetic_result
 from edgekit.store import open_store
 
@@ -440,7 +440,7 @@ def test_markdown_printed_to_a_log_keeps_table_rows_whole(store_url: str) -> Non
 def test_axis_labels_read_the_value_they_stand_for() -> None:
     """From 10,000 the tick labels divided by 10,000 and wrote 'k': a count of 140,631 read '14.1k' (the probe's
     instruction-count axis ran 18k-42k for 140k-407k). Each label, read back, is the value to 3 figures."""
-    from edgekit.report.plots import _compact
+    from edgekit.report.panels import compact as _compact
 
     units = {"k": 1e3, "M": 1e6, "G": 1e9}
     for value in (0.25, 9999.0, 10_000.0, 12_500.0, 140_631.0, 406_889.0, 999_999.0, 1.8e8, 2.5e9, -12_500.0):
@@ -483,7 +483,7 @@ def test_the_trend_legend_names_every_line_the_trend_draws(tmp_path: Path) -> No
     named only the latest run's 2, so five coloured lines had no name. Now the legend names every artifact drawn
     (in its drawn colour), and no other."""
     from edgekit.report.html import render as render_html
-    from edgekit.report.plots import colour_hex
+    from edgekit.report.panels import colour_hex
     from edgekit.report.synthetic import BASE_MS
 
     seven = tuple(BASE_MS)

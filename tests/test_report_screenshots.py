@@ -23,7 +23,7 @@ from PIL import Image
 
 from edgekit.formats import Format
 from edgekit.report import build, write
-from edgekit.report.plots import colour
+from edgekit.report.panels import colour
 from edgekit.report.synthetic import add_estimates, synthetic_result
 from edgekit.results import TargetRun
 from edgekit.store import open_store

@@ -18,6 +18,7 @@ from edgekit.report.flag_text import ACCEPT_WHY, accept_commands
 from edgekit.report.flags import failures_text
 from edgekit.report.html_facts import EMU_BADGE, facts_section
 from edgekit.report.html_routes import routes_section
+from edgekit.report.panels import PRECISION_COLOURS, Panel, colour_hex
 from edgekit.report.regression import Flag, FlagKind
 from edgekit.report.table import NO_BOARD
 from edgekit.report.view import RecipeView, Report, Row, when
@@ -193,7 +194,7 @@ def _plots(view: RecipeView) -> list[str]:
     return parts
 
 
-def _figure(panel: plots.Panel, target: str) -> str:
+def _figure(panel: Panel, target: str) -> str:
     caption = escape(panel.caption)
     if panel.note:
         caption += f'<br><span class="muted">{escape(panel.note)}</span>'
@@ -204,8 +205,7 @@ def _figure(panel: plots.Panel, target: str) -> str:
 
 def _artifact_legend(artifacts: list[str], *, trend: bool = False) -> str:
     items = [
-        f'<span class="key"><i style="background:{plots.colour_hex(a)}"></i>{escape(a)}</span>'
-        for a in artifacts
+        f'<span class="key"><i style="background:{colour_hex(a)}"></i>{escape(a)}</span>' for a in artifacts
     ]
     if trend:
         items.append('<span class="key"><i class="ring"></i>flagged regression</span>')
@@ -218,7 +218,7 @@ def _artifact_legend(artifacts: list[str], *, trend: bool = False) -> str:
 def _precision_legend() -> str:
     items = [
         f'<span class="key"><i style="background:{c}"></i>{p.value}</span>'
-        for p, c in plots.PRECISION_COLOURS.items()
+        for p, c in PRECISION_COLOURS.items()
     ]
     return f'<p class="legend">precision: {"".join(items)}</p>'
 

@@ -5,70 +5,36 @@ One small panel per figure, all the same width, so the page can lay them out in 
 inside it: text in a figure of fixed margins is what got clipped or drawn over. A panel of an emulated
 target says so in its caption and axis label (wall time under qemu is not a device latency); guest
 instruction counts get their own panels, labelled as counts. A panel without data is a note, not empty axes.
+The panel primitives are in panels.py; an emulated board's estimate panels, which replace its wall time where it
+counted, in estimate_plots.py.
 """
 
 from __future__ import annotations
 
-import io
-import re
-import zlib
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any, cast
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.dates as mdates
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.colors import to_hex
-from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from edgekit.formats import Format, Precision
+from edgekit.report.estimate_plots import estimate_intervals, estimate_series, estimate_trend
+from edgekit.report.panels import (
+    EMULATED_NOTE,
+    PRECISION_COLOURS,
+    Panel,
+    colour,
+    compact,
+    date_num,
+    finish,
+    new_panel,
+    order,
+    threads_text,
+    time_axis,
+)
 from edgekit.report.regression import throttle_reason
 from edgekit.report.view import RecipeView
-from edgekit.results import Measurement, TargetRun
-
-EMULATED_NOTE = "EMULATED: qemu wall time, not device latency"
-# tab10 first, then its lighter partners: 20 colours, a format's colour fixed by its place in Format
-_TAB20: tuple[tuple[float, float, float], ...] = cast(Any, plt.get_cmap("tab20")).colors  # a ListedColormap
-_PALETTE = _TAB20[::2] + _TAB20[1::2]
-_COLOURS = {f.value: _PALETTE[i % len(_PALETTE)] for i, f in enumerate(Format)}
-PRECISION_COLOURS = dict(zip(Precision, ("#4c72b0", "#55a868", "#c44e52", "#dd8452")))
-WIDTH_IN = 4.4  # every panel: ~420 px at 100 %, three to a row at 1400 px, one (scaled to ~0.85) at 390 px
-HEIGHT_IN = 2.8
-_CHAR_IN = 0.075  # width of one 9 pt character, for margins sized to their labels without measuring text
-plt.rcParams.update(
-    {
-        "svg.fonttype": "none",
-        "svg.hashsalt": "edgekit",
-        "font.size": 9,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-    }
-)
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One figure of the report: its caption (plain text), the SVG, or why there is none."""
-
-    caption: str
-    svg: str | None
-    note: str = ""  # under the caption: a basis ("EMULATED: ...") or, without an SVG, why there is no data
-    emulated: bool = False
-
-
-def colour(artifact: str) -> tuple[float, float, float]:
-    """A format's own colour; any other artifact id (a float-fallback variant, say) a stable pick of all."""
-    return _COLOURS.get(artifact) or _PALETTE[zlib.crc32(artifact.encode()) % len(_PALETTE)]
-
-
-def colour_hex(artifact: str) -> str:
-    return to_hex(colour(artifact))
+from edgekit.results import Measurement
 
 
 def trend(view: RecipeView, target: str) -> list[Panel]:
@@ -79,11 +45,11 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
         return [_no_data(target, "latency over time", emulated, view)]
     flagged = {(f.artifact, f.threads) for f in view.flags if f.target == target and f.is_bad}
     unreliable = _unreliable(view, target)
-    ordered = sorted(series.items(), key=lambda kv: _order(kv[0][0]))
-    estimated = _estimate_series(view, target) if emulated else {}
-    panels = _estimate_trend(estimated, times, target) if estimated else []
+    ordered = sorted(series.items(), key=lambda kv: order(kv[0][0]))
+    estimated = estimate_series(view, target) if emulated else {}
+    panels = estimate_trend(estimated, times, target) if estimated else []
     for n in sorted({k[1] for k in series} if not estimated else ()):
-        fig, ax = _panel()
+        fig, ax = new_panel()
         for (artifact, th), pts in ordered:
             if th == n:
                 xs, p50s = [x for x, _, _ in pts], [p50 for _, p50, _ in pts]
@@ -97,8 +63,8 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
                 if (artifact, th) in flagged:
                     ax.plot(xs[-1:], p50s[-1:], "o", ms=11, mfc="none", mec="red", mew=2)
         ax.set_ylabel("p50, emulated wall time (ms)" if emulated else "p50 latency (ms)")
-        _time_axis(ax, times)
-        panels.append(_done(fig, f"{target}, {_threads(n)}: p50 over time", emulated, _basis(emulated)))
+        time_axis(ax, times)
+        panels.append(finish(fig, f"{target}, {threads_text(n)}: p50 over time", emulated, _basis(emulated)))
     for n in sorted({k[1] for k in series}):
         counts = [
             (a, [(x, m.instructions_per_invoke) for x, _, m in pts if m.instructions_per_invoke])
@@ -107,83 +73,18 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
         ]
         if not any(c for _, c in counts):
             continue
-        fig, ax = _panel()
+        fig, ax = new_panel()
         for artifact, pts_c in counts:
             if pts_c:
                 ax.plot(*zip(*pts_c), "-s", ms=3, lw=1.2, color=colour(artifact))
         ax.set_ylabel("instructions / invoke")
-        _time_axis(ax, times)
+        time_axis(ax, times)
         panels.append(
-            _done(
+            finish(
                 fig,
-                f"{target}, {_threads(n)}: guest instruction count over time",
+                f"{target}, {threads_text(n)}: guest instruction count over time",
                 emulated,
                 "guest instruction count on the emulated core (not time)",
-            )
-        )
-    return panels
-
-
-def _estimate_series(view: RecipeView, target: str) -> dict[tuple[str, int], list[tuple[float, float, bool]]]:
-    """An emulated target's board estimates per (artifact, threads): (time, estimate ms, interval validated) of
-    every shown run that has them (a counted deploy's; the thread counts estimated but not run included)."""
-    series: dict[tuple[str, int], list[tuple[float, float, bool]]] = defaultdict(list)
-    for run in view.runs:
-        for t in run.result.runs:
-            if t.target != target:
-                continue
-            for artifact, n, est in _estimates(t):
-                point = (
-                    _date(run.started_ts),
-                    float(est["estimate_ms"]),
-                    est.get("interval_calibrated", True),
-                )
-                series[(artifact, n)].append(point)
-    return series
-
-
-def _estimates(t: TargetRun) -> list[tuple[str, int, dict[str, Any]]]:
-    """(artifact, threads, estimate) of a target run's board estimates that are figures (status ok, with an
-    interval), thread counts estimated but not run included."""
-    found = []
-    for key, est in t.estimates.items():
-        artifact, _, count = key.rpartition(" x")
-        figures = isinstance(est, dict) and all(est.get(k) for k in ("estimate_ms", "low_ms", "high_ms"))
-        if figures and est.get("status") == "ok" and count.isdigit():
-            found.append((artifact, int(count), est))
-    return found
-
-
-def _estimate_trend(
-    series: dict[tuple[str, int], list[tuple[float, float, bool]]], times: list[float], target: str
-) -> list[Panel]:
-    """On an emulated target that counted: the real board's estimated latency over time, one panel per thread
-    count, in place of qemu's wall time (which is no device latency); dashed where the interval is not
-    validated (a runtime without a calibration figure)."""
-    panels = []
-    ordered = sorted(series.items(), key=lambda kv: _order(kv[0][0]))
-    for n in sorted({k[1] for k in series}):
-        fig, ax = _panel()
-        for (artifact, th), pts in ordered:
-            if th == n:
-                calibrated = all(ok for _, _, ok in pts)
-                ax.plot(
-                    [x for x, _, _ in pts],
-                    [ms for _, ms, _ in pts],
-                    "-o" if calibrated else "--o",
-                    ms=3,
-                    lw=1.4,
-                    color=colour(artifact),
-                )
-        ax.set_ylabel("board ESTIMATE (ms)")
-        _time_axis(ax, times)
-        panels.append(
-            _done(
-                fig,
-                f"{target}, {_threads(n)}: estimated board latency over time",
-                True,
-                "ESTIMATE of the real board from the guest instruction count on the emulated core, not a "
-                "measurement; dashed: interval not validated",
             )
         )
     return panels
@@ -206,7 +107,7 @@ def trend_artifacts(view: RecipeView) -> list[str]:
     """Every artifact `trend` draws a line for, on any target, in any run it shows (the legend names them all:
     a recipe's formats may change between runs)."""
     drawn = {artifact for target in view.targets for artifact, _ in _trend_series(view, target)[0]}
-    return sorted(drawn, key=_order)
+    return sorted(drawn, key=order)
 
 
 def _trend_series(
@@ -219,17 +120,17 @@ def _trend_series(
     for run in view.runs:
         for t in run.result.runs:
             if t.target == target and t.agent:
-                times.append(_date(run.started_ts))
+                times.append(date_num(run.started_ts))
                 for m in t.agent.measurements:
                     if m.status == "ok" and m.p50_ms is not None:
-                        series[(m.artifact, m.threads)].append((_date(run.started_ts), m.p50_ms, m))
+                        series[(m.artifact, m.threads)].append((date_num(run.started_ts), m.p50_ms, m))
     return series, times
 
 
 def distribution(view: RecipeView, target: str) -> list[Panel]:
     """Every sample of the target's newest run as horizontal box plots, one panel per thread count."""
     emulated = view.emulated(target)
-    if emulated and (intervals := _estimate_intervals(view, target)):
+    if emulated and (intervals := estimate_intervals(view, target)):
         return intervals
     run_id, measured = _latest_ok(view, target)
     found = [m for m in measured if m.samples_ms]
@@ -237,8 +138,8 @@ def distribution(view: RecipeView, target: str) -> list[Panel]:
         return [_no_data(target, "latency distribution", emulated, view)]
     panels = []
     for n in sorted({m.threads for m in found}):
-        mine = sorted((m for m in found if m.threads == n), key=lambda m: _order(m.artifact), reverse=True)
-        fig, ax = _panel(rows=len(mine), labels=[m.artifact for m in mine])
+        mine = sorted((m for m in found if m.threads == n), key=lambda m: order(m.artifact), reverse=True)
+        fig, ax = new_panel(rows=len(mine), labels=[m.artifact for m in mine])
         boxes = ax.boxplot(
             [m.samples_ms for m in mine],
             orientation="horizontal",
@@ -252,53 +153,13 @@ def distribution(view: RecipeView, target: str) -> list[Panel]:
             patch.set_alpha(0.75)
         ax.set_yticks(range(1, len(mine) + 1), [m.artifact for m in mine])
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-        ax.xaxis.set_major_formatter(FuncFormatter(_compact))
+        ax.xaxis.set_major_formatter(FuncFormatter(compact))
         above = _clip_outliers(ax, [m.samples_ms for m in mine])
         ax.set_xlabel("emulated wall time per invoke (ms)" if emulated else "latency per invoke (ms)")
         beyond = f"{above} sample{'s' if above > 1 else ''} beyond the axis" if above else ""
         note = "; ".join(s for s in (_basis(emulated), beyond) if s)
         panels.append(
-            _done(fig, f"{target}, {_threads(n)}: latency distribution, run #{run_id}", emulated, note)
-        )
-    return panels
-
-
-def _estimate_intervals(view: RecipeView, target: str) -> list[Panel]:
-    """An emulated target that counted: its newest run's board estimates with their 80 % intervals, one row per
-    artifact and a panel per thread count (what qemu's sample spread would stand for on a board is the
-    interval): two rows whose intervals hold each other's estimate are not ranked by them. Log scale, as the
-    intervals of runtimes without a calibration figure are several times wider. Empty when it has none."""
-    found = view.latest_on(target)
-    if found is None:
-        return []
-    run, t = found
-    rows: dict[int, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    for artifact, n, est in _estimates(t):
-        rows[n].append((artifact, est))
-    panels = []
-    for n in sorted(rows):
-        mine = sorted(rows[n], key=lambda r: _order(r[0]), reverse=True)
-        fig, ax = _panel(rows=len(mine), labels=[a for a, _ in mine])
-        for i, (artifact, est) in enumerate(mine, 1):
-            ms, low, high = (float(est[k]) for k in ("estimate_ms", "low_ms", "high_ms"))
-            validated = est.get("interval_calibrated", True)
-            ax.plot([low, high], [i, i], "-" if validated else "--", lw=2, color=colour(artifact))
-            ax.plot([ms], [i], "o", ms=6, color=colour(artifact), mfc=None if validated else "white", mew=1.6)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(_compact))
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
-        ax.set_yticks(range(1, len(mine) + 1), [a for a, _ in mine])
-        ax.set_ylim(0.4, len(mine) + 0.6)
-        ax.set_xlabel("board ESTIMATE (ms), 80% interval")
-        panels.append(
-            _done(
-                fig,
-                f"{target}, {_threads(n)}: estimated board latency and its 80% interval, run #{run.id}",
-                True,
-                "ESTIMATE of the real board from the guest instruction count on the emulated core, not a "
-                "measurement; dashed, hollow: interval not validated; rows whose intervals hold each other's "
-                "estimate are not ranked by them",
-            )
+            finish(fig, f"{target}, {threads_text(n)}: latency distribution, run #{run_id}", emulated, note)
         )
     return panels
 
@@ -315,7 +176,7 @@ def precisions(view: RecipeView, target: str) -> list[Panel]:
     basis = "guest instruction counts on the emulated core (not time)" if use_counts else _basis(emulated)
     panels = []
     for n in sorted({m.threads for m in found}):
-        fig, ax = _panel()
+        fig, ax = new_panel()
         _precision_bars(ax, [m for m in found if m.threads == n], use_counts)
         ax.set_ylabel(
             "instructions / invoke"
@@ -325,7 +186,7 @@ def precisions(view: RecipeView, target: str) -> list[Panel]:
             else "p50 latency (ms)"
         )
         panels.append(
-            _done(fig, f"{target}, {_threads(n)}: precisions vs fp32, run #{run_id}", emulated, basis)
+            finish(fig, f"{target}, {threads_text(n)}: precisions vs fp32, run #{run_id}", emulated, basis)
         )
     return panels
 
@@ -338,7 +199,7 @@ def fidelity(view: RecipeView) -> Panel:
     if not arts:
         return Panel(caption, None, "no data: the latest run recorded no cosine for any artifact")
     arts = list(reversed(arts))  # first artifact at the top
-    fig, ax = _panel(rows=len(arts), labels=[a.id for a in arts])
+    fig, ax = new_panel(rows=len(arts), labels=[a.id for a in arts])
     nines = [float(-np.log10(max(1.0 - float(a.fidelity["cosine"]), 1e-9))) for a in arts]
     ax.barh(
         range(len(arts)),
@@ -350,7 +211,7 @@ def fidelity(view: RecipeView) -> Panel:
     ax.set_yticks(range(len(arts)), [a.id for a in arts])
     ax.set_xlabel("cosine nines: -log10(1 - cosine)")
     failed = sum(1 for a in arts if not a.gates_passed)
-    return _done(fig, caption, False, f"red outline: below its gate ({failed})" if failed else "")
+    return finish(fig, caption, False, f"red outline: below its gate ({failed})" if failed else "")
 
 
 def _latest_ok(view: RecipeView, target: str) -> tuple[int, list[Measurement]]:
@@ -414,12 +275,7 @@ def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool) -> Non
     ax.set_ylim(0, top * (1.3 if len(runtimes) > 2 else 1.15) or 1.0)  # room for the labels on the bars
     ax.set_xticks(range(len(runtimes)), [r.value for r in runtimes])
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
-    ax.yaxis.set_major_formatter(FuncFormatter(_compact))
-
-
-def _order(artifact: str) -> tuple[int, str]:
-    known = [f.value for f in Format]
-    return (known.index(artifact) if artifact in known else len(known), artifact)
+    ax.yaxis.set_major_formatter(FuncFormatter(compact))
 
 
 def _precision_colour(fmt: str) -> str:
@@ -433,60 +289,5 @@ def _value(m: Measurement | None, use_counts: bool) -> float | None:
     return float(m.instructions_per_invoke) if use_counts and m.instructions_per_invoke else m.p50_ms
 
 
-def _threads(n: int) -> str:
-    return f"{n} thread{'s' if n != 1 else ''}"
-
-
 def _basis(emulated: bool) -> str:
     return EMULATED_NOTE if emulated else ""
-
-
-def _date(ts: float) -> float:
-    return float(mdates.date2num(np.datetime64(int(ts), "s")))
-
-
-def _compact(value: float, _pos: object = None) -> str:
-    """Tick labels of at most 5 characters (180M, 12.5k, 0.25), so the fixed left margin always holds them."""
-    magnitude = abs(value)
-    # (from, unit, suffix): from 10,000 in thousands; a value that rounds to 1000 of a unit takes the next one
-    for start, unit, suffix in ((999.5e6, 1e9, "G"), (999.5e3, 1e6, "M"), (1e4, 1e3, "k")):
-        if magnitude >= start:
-            return f"{value / unit:.3g}{suffix}"
-    return f"{value:.4g}"
-
-
-def _panel(*, rows: int = 0, labels: list[str] | None = None) -> tuple[Figure, Axes]:
-    """One axes in a figure of fixed width. Margins are fixed in inches rather than measured (constrained
-    layout measured every label and made a report several times slower); a panel of horizontal categories
-    (`rows`) grows with them and gets a left margin sized to its longest label."""
-    left = 0.75 if not labels else 0.25 + _CHAR_IN * max(len(s) for s in labels)
-    height = HEIGHT_IN if not rows else max(HEIGHT_IN * 0.75, 0.9 + 0.3 * rows)
-    bottom = 0.55
-    fig = plt.figure(figsize=(WIDTH_IN, height))
-    ax = fig.add_subplot()
-    fig.subplots_adjust(
-        left=left / WIDTH_IN, right=1 - 0.2 / WIDTH_IN, top=1 - 0.15 / height, bottom=bottom / height
-    )
-    if not rows:
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
-        ax.yaxis.set_major_formatter(FuncFormatter(_compact))
-    return fig, ax
-
-
-def _time_axis(ax: Axes, xs: list[float]) -> None:
-    """Dates readable whether runs are minutes or months apart: the span of the runs with a margin (an hour
-    either side of a single run, a minute at least), ticks chosen for that span and labelled concisely."""
-    lo, hi = min(xs), max(xs)
-    pad = 1 / 24 if hi == lo else max((hi - lo) * 0.06, 1 / 1440)
-    ax.set_xlim(lo - pad, hi + pad)
-    locator = mdates.AutoDateLocator(minticks=2, maxticks=4)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-
-
-def _done(fig: Figure, caption: str, emulated: bool, note: str) -> Panel:
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg")
-    plt.close(fig)
-    svg = re.sub(r"^.*?(<svg\b)", r"\1", buffer.getvalue(), count=1, flags=re.S)  # no XML prolog, DOCTYPE
-    return Panel(caption, svg, note, emulated)

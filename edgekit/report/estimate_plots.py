@@ -1,0 +1,128 @@
+"""An emulated board's figures in the report when it counted: the real board's estimated latency over time and
+its newest estimates with their 80 % intervals, in place of qemu's wall time (which is no device latency)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from matplotlib.ticker import FuncFormatter
+
+from edgekit.report.panels import (
+    Panel,
+    colour,
+    compact,
+    date_num,
+    finish,
+    new_panel,
+    order,
+    threads_text,
+    time_axis,
+)
+from edgekit.report.view import RecipeView
+from edgekit.results import TargetRun
+
+
+def estimate_series(view: RecipeView, target: str) -> dict[tuple[str, int], list[tuple[float, float, bool]]]:
+    """An emulated target's board estimates per (artifact, threads): (time, estimate ms, interval validated) of
+    every shown run that has them (a counted deploy's; the thread counts estimated but not run included)."""
+    series: dict[tuple[str, int], list[tuple[float, float, bool]]] = defaultdict(list)
+    for run in view.runs:
+        for t in run.result.runs:
+            if t.target != target:
+                continue
+            for artifact, n, est in _estimates(t):
+                point = (
+                    date_num(run.started_ts),
+                    float(est["estimate_ms"]),
+                    est.get("interval_calibrated", True),
+                )
+                series[(artifact, n)].append(point)
+    return series
+
+
+def _estimates(t: TargetRun) -> list[tuple[str, int, dict[str, Any]]]:
+    """(artifact, threads, estimate) of a target run's board estimates that are figures (status ok, with an
+    interval), thread counts estimated but not run included."""
+    found = []
+    for key, est in t.estimates.items():
+        artifact, _, count = key.rpartition(" x")
+        figures = isinstance(est, dict) and all(est.get(k) for k in ("estimate_ms", "low_ms", "high_ms"))
+        if figures and est.get("status") == "ok" and count.isdigit():
+            found.append((artifact, int(count), est))
+    return found
+
+
+def estimate_trend(
+    series: dict[tuple[str, int], list[tuple[float, float, bool]]], times: list[float], target: str
+) -> list[Panel]:
+    """On an emulated target that counted: the real board's estimated latency over time, one panel per thread
+    count, in place of qemu's wall time (which is no device latency); dashed where the interval is not
+    validated (a runtime without a calibration figure)."""
+    panels = []
+    ordered = sorted(series.items(), key=lambda kv: order(kv[0][0]))
+    for n in sorted({k[1] for k in series}):
+        fig, ax = new_panel()
+        for (artifact, th), pts in ordered:
+            if th == n:
+                calibrated = all(ok for _, _, ok in pts)
+                ax.plot(
+                    [x for x, _, _ in pts],
+                    [ms for _, ms, _ in pts],
+                    "-o" if calibrated else "--o",
+                    ms=3,
+                    lw=1.4,
+                    color=colour(artifact),
+                )
+        ax.set_ylabel("board ESTIMATE (ms)")
+        time_axis(ax, times)
+        panels.append(
+            finish(
+                fig,
+                f"{target}, {threads_text(n)}: estimated board latency over time",
+                True,
+                "ESTIMATE of the real board from the guest instruction count on the emulated core, not a "
+                "measurement; dashed: interval not validated",
+            )
+        )
+    return panels
+
+
+def estimate_intervals(view: RecipeView, target: str) -> list[Panel]:
+    """An emulated target that counted: its newest run's board estimates with their 80 % intervals, one row per
+    artifact and a panel per thread count (what qemu's sample spread would stand for on a board is the
+    interval): two rows whose intervals hold each other's estimate are not ranked by them. Log scale, as the
+    intervals of runtimes without a calibration figure are several times wider. Empty when it has none."""
+    found = view.latest_on(target)
+    if found is None:
+        return []
+    run, t = found
+    rows: dict[int, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for artifact, n, est in _estimates(t):
+        rows[n].append((artifact, est))
+    panels = []
+    for n in sorted(rows):
+        mine = sorted(rows[n], key=lambda r: order(r[0]), reverse=True)
+        fig, ax = new_panel(rows=len(mine), labels=[a for a, _ in mine])
+        for i, (artifact, est) in enumerate(mine, 1):
+            ms, low, high = (float(est[k]) for k in ("estimate_ms", "low_ms", "high_ms"))
+            validated = est.get("interval_calibrated", True)
+            ax.plot([low, high], [i, i], "-" if validated else "--", lw=2, color=colour(artifact))
+            ax.plot([ms], [i], "o", ms=6, color=colour(artifact), mfc=None if validated else "white", mew=1.6)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(compact))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
+        ax.set_yticks(range(1, len(mine) + 1), [a for a, _ in mine])
+        ax.set_ylim(0.4, len(mine) + 0.6)
+        ax.set_xlabel("board ESTIMATE (ms), 80% interval")
+        panels.append(
+            finish(
+                fig,
+                f"{target}, {threads_text(n)}: estimated board latency and its 80% interval, run #{run.id}",
+                True,
+                "ESTIMATE of the real board from the guest instruction count on the emulated core, not a "
+                "measurement; dashed, hollow: interval not validated; rows whose intervals hold each other's "
+                "estimate are not ranked by them",
+            )
+        )
+    return panels
