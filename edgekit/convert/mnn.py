@@ -29,13 +29,14 @@ import numpy as np
 
 from edgekit import paths
 from edgekit.convert.base import Converter
+from edgekit.convert.reductions import split_reductions_file
 from edgekit.convert.tool_process import PEAK_TAG, peak_mb_from_log, plain_output
 from edgekit.errors import ConversionError, RecipeError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import CalibrationMethod, Granularity, Recipe
 
 MNN_TIMEOUT_S = 900
-QUANT_SETTINGS_VERSION = 1
+QUANT_SETTINGS_VERSION = 2  # 2: multi-axis reductions split before calibration (edgekit.convert.reductions)
 FEATURE_METHOD = {CalibrationMethod.KL: "KL", CalibrationMethod.ABSMAX: "EMA"}
 
 # The child: `python -c CHILD convert|quant ARGS..`; prints its own peak RSS (kB) last, after the tool's output
@@ -78,7 +79,10 @@ class MnnConverter(Converter):
         try:
             out = out_dir / "model.mnn"
             float_model = work / "float.mnn" if fmt is Format.MNN_INT8 else out
-            peaks = [_convert(onnx_path, float_model, fp16=fmt is Format.MNN_FP16, work=work, logs=out_dir)]
+            source = onnx_path
+            if fmt is Format.MNN_INT8 and split_reductions_file(onnx_path, work / "split.onnx"):
+                source = work / "split.onnx"  # what MNN's KL calibration crashes on, one axis at a time
+            peaks = [_convert(source, float_model, fp16=fmt is Format.MNN_FP16, work=work, logs=out_dir)]
             if fmt is Format.MNN_INT8:
                 peaks.append(_quantize(float_model, out, recipe, work, logs=out_dir))
                 if recipe.int8.granularity is Granularity.PER_TENSOR:
@@ -147,8 +151,8 @@ def _quantize(
     }
     (work / "quant.json").write_text(json.dumps(config))
     hint = (
-        "calibration.method: absmax (MNN's EMA calibration; it sets ncnn-int8's thresholds too) got past a crash "
-        "of MNN's KL calibration on a LayerNorm + GELU model; or leave mnn-int8 out of the recipe's formats"
+        "calibration.method: absmax (MNN's EMA calibration; it sets ncnn-int8's thresholds too) calibrates graphs "
+        "MNN's KL crashes on; or leave mnn-int8 out of the recipe's formats"
         if method is CalibrationMethod.KL
         else "leave mnn-int8 out of the recipe's formats"
     )
