@@ -1,5 +1,5 @@
 """The 9 x 7 matrix: nine torchvision architectures a user would bring, exported to ONNX as a user would, through
-edgekit's seven TFLite and NCNN formats. Each cell is an artifact that runs on the host (its cosine against the
+edgekit's seven TFLite and NCNN formats (`--runtimes`: ONNX Runtime, OpenCV DNN and MNN's six instead). Each cell is an artifact that runs on the host (its cosine against the
 user's ONNX on the evaluation inputs, size, conversion time, and whether the default gates held) or the named
 finding that says why not, in its first line.
 
@@ -13,6 +13,7 @@ is faithful, not whether a trained model would keep its accuracy).
     .venv/bin/python bench/torchvision_matrix.py                      # all nine (hours on 2 busy cores)
     .venv/bin/python bench/torchvision_matrix.py --arch resnet18 --arch squeezenet1_1 --json out.json
     .venv/bin/python bench/torchvision_matrix.py -f ncnn-fp32 -f ncnn-fp16 -f ncnn-int8 --json m.json  # adds to m.json
+    .venv/bin/python bench/torchvision_matrix.py --runtimes --json m.json      # onnx, opencv and mnn formats
 
 Converted artifacts are cached (EDGEKIT_HOME), so a second run only re-reads them. The NCNN INT8 speed plan
 (qemu profiling) is off here unless EDGEKIT_NCNN_SPEED_PLAN says otherwise.
@@ -40,6 +41,16 @@ FORMATS = (
     "ncnn-fp16",
     "ncnn-int8",
 )
+# the other runtimes a user weighs for CPU inference (README, "Runtimes"): `-f` any of them, or `--runtimes`
+RUNTIME_FORMATS = (
+    "onnx-fp32",
+    "onnx-int8",
+    "opencv-fp32",
+    "mnn-fp32",
+    "mnn-fp16",
+    "mnn-int8",
+)
+EVERY = FORMATS + RUNTIME_FORMATS
 
 
 def export(arch: str, folder: Path) -> tuple[Path, list[str], int]:
@@ -192,7 +203,10 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", action="append", choices=ARCHITECTURES, help="default: all nine")
-    parser.add_argument("-f", "--format", action="append", choices=FORMATS, help="default: all seven")
+    parser.add_argument("-f", "--format", action="append", choices=EVERY, help="default: all seven")
+    parser.add_argument(
+        "--runtimes", action="store_true", help="the other runtimes' formats: " + ", ".join(RUNTIME_FORMATS)
+    )
     parser.add_argument(
         "--json",
         type=Path,
@@ -205,7 +219,7 @@ def main() -> None:
         "--show", action="store_true", help="only print the --json matrix (text and Markdown)"
     )
     args = parser.parse_args()
-    formats = args.format or list(FORMATS)
+    formats = args.format or list(RUNTIME_FORMATS if args.runtimes else FORMATS)
     if args.show:
         matrix = json.loads(args.json.read_text())
         for arch, row in matrix.items():  # matrices from before cells recorded it: from the --work ONNX files
@@ -218,7 +232,8 @@ def main() -> None:
                 scale = reference_scale(onnx, INPUT_SIZE.get(arch, 224))
                 for c in row.values():
                     c.setdefault("reference_max_abs", scale)
-        print(render(matrix, list(FORMATS)) + "\n\n" + markdown(matrix, list(FORMATS)))
+        shown = [f for f in EVERY if any(f in row for row in matrix.values())]
+        print(render(matrix, shown) + "\n\n" + markdown(matrix, shown))
         return
     folder = args.work or Path(tempfile.mkdtemp(prefix="tv-matrix-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -230,7 +245,7 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps(matrix, indent=1, default=str))
         print(render({arch: matrix[arch]}, formats), flush=True)
-    every = [f for f in FORMATS if any(f in row for row in matrix.values())]
+    every = [f for f in EVERY if any(f in row for row in matrix.values())]
     print("\n" + render(matrix, every))
 
 

@@ -24,7 +24,7 @@ from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import CalibrationMethod, Granularity, Recipe
 
-QUANTIZER_SETTINGS_VERSION = 1
+QUANTIZER_SETTINGS_VERSION = 2  # 2: a saturated int32 bias is a finding
 
 
 class OnnxRuntimeConverter(Converter):
@@ -40,11 +40,20 @@ class OnnxRuntimeConverter(Converter):
         return {"quant": QUANTIZER_SETTINGS_VERSION, "format": "QDQ"} if fmt is Format.ONNX_INT8 else {}
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
+        self.findings: dict[Format, list[str]] = getattr(self, "findings", {})
         out = out_dir / "model.onnx"
         if fmt is Format.ONNX_FP32:
             shutil.copyfile(onnx_path, out)
             return [out]
         quantize_qdq(onnx_path, out, recipe)
+        saturated = saturated_biases(out)
+        if saturated:
+            self.findings.setdefault(fmt, []).append(
+                f"onnx-int8: the int32 bias of {_names(saturated)} saturates (its scale, the input's x the weights', "
+                "is too small for the bias: the calibrated input range is tiny), and onnxruntime's fused "
+                "integer kernels can wrap around there: check that the calibration data reaches that layer "
+                "as real inputs would (a random-weight model's activations vanish)"
+            )
         return [out]
 
 
@@ -90,6 +99,29 @@ def quantize_qdq(onnx_path: Path, out: Path, recipe: Recipe) -> None:
         raise ConversionError(
             f"onnxruntime's quantize_static failed: {type(exc).__name__}: {exc}", where=str(onnx_path)
         ) from exc
+
+
+# a bias within 2^20 of int32's ends was clamped there by the quantizer (its float value did not fit)
+_INT32_EDGE = 2**31 - 2**20
+
+
+def saturated_biases(path: Path) -> list[str]:
+    """The int32 initializers of a quantized model (its biases) holding values clamped at int32's limits."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    return [
+        init.name
+        for init in model.graph.initializer
+        if init.data_type == onnx.TensorProto.INT32
+        and np.abs(numpy_helper.to_array(init).astype(np.int64)).max(initial=0) >= _INT32_EDGE
+    ]
+
+
+def _names(names: list[str], most: int = 3) -> str:
+    shown = ", ".join(n.removesuffix("_quantized") for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 @contextlib.contextmanager
