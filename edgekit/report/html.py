@@ -335,8 +335,14 @@ def _wall(ms: float | None, emulated: bool) -> str:
 def _estimate(est: dict | None, counted: bool = False) -> str:
     """An emulated target's headline: the real board's estimated latency, labelled as an estimate; for a counted
     core no board is calibrated for (phone-emu), why there is none."""
-    if not est:
-        return f'<span class="muted">none: {escape(NO_BOARD)}</span>' if counted else "-"
+    if (
+        not est
+    ):  # the reason in the tooltip: in every row of a 9-format table it made each row five lines tall
+        return (
+            f'<span class="muted" title="{escape(NO_BOARD)}">none (no calibrated board)</span>'
+            if counted
+            else "-"
+        )
     why = interval_not_validated(est)
     mark = f" (interval not validated: {why})" if why else ""
     return (
