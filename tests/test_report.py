@@ -840,3 +840,32 @@ def test_long_history_sections_start_collapsed_newest_first(tmp_path: Path) -> N
     assert long.count("<details><summary>12 target runs, newest first</summary>") == 2
     facts = long[long.index("<h3>Device facts</h3>") :]
     assert facts.index("#12 ") < facts.index("#11 ") < facts.index("#1 ")
+
+
+def test_precision_bars_have_a_group_per_route_onnx_runtime_included(tmp_path: Path) -> None:
+    """onnx-fp32 / onnx-int8 belong to the runtime named onnxruntime: the plot grouped by runtime name and looked
+    up `onnxruntime-fp32`, so ONNX Runtime's group had a label and no bars (seen in a nightly with five runtimes);
+    a Keras recipe's tflite-onnx2tf route was looked up as tflite's. A group per route now, each with its bars."""
+    from edgekit.report import plots
+
+    formats = (
+        Format.TFLITE_FP32,
+        Format.TFLITE_INT8,
+        Format.TFLITE_ONNX2TF_FP32,
+        Format.TFLITE_ONNX2TF_INT8,
+        Format.ONNX_FP32,
+        Format.ONNX_INT8,
+    )
+    with open_store(f"sqlite:///{tmp_path / 'routes.sqlite'}") as store:
+        store.record(
+            synthetic_result(
+                T0, rng=np.random.default_rng(0), targets=("pi4",), formats=formats, threads=(1,)
+            )
+        )
+        (view,) = build(store).recipes
+    (panel,) = plots.precisions(view, "pi4")
+    svg = panel.svg or ""
+    ticks = re.findall(r">(onnxruntime|tflite-onnx2tf|tflite)<", svg)
+    assert sorted(ticks) == ["onnxruntime", "tflite", "tflite-onnx2tf"], ticks
+    speedups = re.findall(r">(\d+\.\d\d)x<", svg)  # one per int8 bar, over its own route's fp32
+    assert len(speedups) == 3, speedups

@@ -244,18 +244,27 @@ def _clip_outliers(ax: Axes, samples: list[list[float]]) -> int:
     return above
 
 
+def _route_label(route: str) -> str:
+    """The runtime's name for its main route (onnx -> onnxruntime), the route's own name for another
+    (tflite-onnx2tf)."""
+    runtime = next(f for f in Format if f.value.rsplit("-", 1)[0] == route).runtime.value
+    return route if route.startswith(runtime) else runtime
+
+
 def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool) -> None:
     by_format = {m.format: m for m in found}
-    runtimes = sorted(
-        {Format(f).runtime for f in by_format if f in Format._value2member_map_}, key=lambda r: r.value
+    # one group per route: a format's name without its precision (onnx-int8 -> onnx, whose runtime is named
+    # onnxruntime: grouping by runtime name left ONNX Runtime's bars out; tflite-onnx2tf is a route of its own)
+    routes = sorted(
+        {f.rsplit("-", 1)[0] for f in by_format if f in Format._value2member_map_}, key=_route_label
     )
     width = 0.8 / len(Precision)
     top = 0.0
-    for i, runtime in enumerate(runtimes):
-        fp32 = by_format.get(f"{runtime.value}-fp32")
+    for i, route in enumerate(routes):
+        fp32 = by_format.get(f"{route}-fp32")
         base = _value(fp32, use_counts) if fp32 else None
         for j, precision in enumerate(Precision):
-            m = by_format.get(f"{runtime.value}-{precision.value}")
+            m = by_format.get(f"{route}-{precision.value}")
             value = _value(m, use_counts) if m else None
             if value is None:
                 continue
@@ -270,10 +279,10 @@ def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool) -> Non
                     ha="center",
                     va="bottom",
                     fontsize=7,
-                    rotation=90 if len(runtimes) > 2 else 0,
+                    rotation=90 if len(routes) > 2 else 0,
                 )
-    ax.set_ylim(0, top * (1.3 if len(runtimes) > 2 else 1.15) or 1.0)  # room for the labels on the bars
-    ax.set_xticks(range(len(runtimes)), [r.value for r in runtimes])
+    ax.set_ylim(0, top * (1.3 if len(routes) > 2 else 1.15) or 1.0)  # room for the labels on the bars
+    ax.set_xticks(range(len(routes)), [_route_label(r) for r in routes])
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.yaxis.set_major_formatter(FuncFormatter(compact))
 
