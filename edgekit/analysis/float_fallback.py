@@ -166,6 +166,8 @@ def _recipe_float(recipe: Recipe, fmt: Format) -> list[str]:
         return list(dict.fromkeys(recipe.int8.ncnn_float_layers))
     if fmt is Format.TFLITE_INT8:
         return list(dict.fromkeys(recipe.int8.tflite_float_ops))
+    if fmt is Format.ONNX_INT8:
+        return list(dict.fromkeys(recipe.int8.onnx_float_nodes))
     return []
 
 
@@ -201,6 +203,16 @@ def _builder(fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: 
             return _artifact(fmt, files), list(float_layers)
 
         return ncnn_build
+    if fmt.runtime is Runtime.ONNXRUNTIME:
+        from edgekit.convert.onnxrt import quantize_qdq
+
+        def onnx_build(float_nodes: list[str]) -> tuple[Artifact, list[str]]:
+            folder = out_dir / f"float-{len(float_nodes)}"
+            folder.mkdir(parents=True, exist_ok=True)
+            quantize_qdq(onnx_path, folder / "model.onnx", recipe, float_nodes=float_nodes)
+            return _artifact(fmt, [folder / "model.onnx"]), list(float_nodes)
+
+        return onnx_build
     if fmt.runtime is not Runtime.TFLITE:
         raise AnalysisError(
             f"keeping layers in float is not implemented for {fmt.runtime.value} ({fmt.value})"
@@ -230,7 +242,7 @@ def _measure(
 ) -> Candidate:
     from edgekit.fidelity import check as fidelity
 
-    model_files = [f for f in art.files if f.suffix in (".tflite", ".param", ".bin")]
+    model_files = [f for f in art.files if f.suffix in art.format.files]
     size = sum(f.stat().st_size for f in model_files)
     try:
         numbers, gates = {}, {}
@@ -275,6 +287,16 @@ def host_latency_ms(art: Artifact, x: np.ndarray, warmup: int = 3, repeat: int =
             inp["index"], _quantize(_fit_layout(x.astype(np.float32), tuple(inp["shape"])), inp)
         )
         run = interp.invoke
+    elif art.format.runtime is Runtime.ONNXRUNTIME:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(str(art.main_file), options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: x.astype(np.float32)}
+
+        def run() -> None:
+            session.run(None, feed)
     else:
         from edgekit.convert.ncnn.runtime import NcnnModel
 

@@ -1,4 +1,4 @@
-"""`edgekit analyze RECIPE --format tflite-int8|ncnn-int8 [--fix]`: where INT8 loses accuracy, and what it costs
+"""`edgekit analyze RECIPE --format tflite-int8|ncnn-int8|onnx-int8 [--fix]`: where INT8 loses accuracy, and what it costs
 to keep the worst layers in float.
 
 Prints the artifact's whole-model fidelity, then the quantized layers that lose the most (their own error, and
@@ -38,7 +38,7 @@ def analyze_cmd(
         "--format",
         "-f",
         metavar="FORMAT",
-        help="the INT8 format to analyse: tflite-int8 or ncnn-int8 (default: the recipe's one of them)",
+        help="the INT8 format to analyse: tflite-int8, ncnn-int8 or onnx-int8 (default: the recipe's one of them)",
     ),
     samples: int = typer.Option(16, "--samples", "-n", min=1, help="evaluation inputs to compare layers on"),
     top: int = typer.Option(10, "--top", min=1, help="how many of the worst layers to list"),
@@ -81,6 +81,8 @@ def analyze_cmd(
         warning = result.reference_warning(str(recipe))
         if warning:
             console.print(f"[yellow]warning:[/] {plain(warning)}", highlight=False)
+        for note in result.notes:
+            console.print(f"[yellow]note:[/] {plain(note)}", highlight=False)
         if any(x.quantized for x in result.layers):
             console.print(layer_table(result, top))
         else:  # an empty table would read as "no error anywhere"
@@ -205,6 +207,8 @@ def int8_block(current: dict[str, Any], fmt: str, chosen: Any) -> str:
     block = dict(current)
     if fmt == "ncnn-int8":
         block["ncnn_float_layers"] = list(dict.fromkeys(n.split(";")[0] for n in chosen.recipe_names))
+    elif fmt == "onnx-int8":
+        block["onnx_float_nodes"] = list(dict.fromkeys(chosen.recipe_names))
     else:
         block["tflite_float_tail"] = bool(chosen.float_tail)
         block["tflite_float_ops"] = list(chosen.recipe_names)
@@ -274,6 +278,7 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
     if outcome.format in (
         "ncnn-int8",
         "tflite-int8",
+        "onnx-int8",
     ):  # the recipe can say it: convert and deploy then make it
         console.print(
             "to ship it, the recipe's int8 line becomes (it replaces the one there):", highlight=False
@@ -303,11 +308,14 @@ def register(app: typer.Typer) -> None:
     app.command("analyze")(analyze_cmd)
 
 
+READABLE = (Format.TFLITE_INT8, Format.NCNN_INT8, Format.ONNX_INT8)  # the INT8 formats analyze reads
+
+
 def _recipe_int8_format(formats: tuple[Format, ...] | list[Format]) -> Format:
     """Without --format: the recipe's INT8 format that analyze reads, when it has exactly one."""
     from edgekit.errors import UsageError
 
-    readable = [f for f in formats if f in (Format.TFLITE_INT8, Format.NCNN_INT8)]
+    readable = [f for f in formats if f in READABLE]
     if len(readable) == 1:
         return readable[0]
     raise UsageError(
@@ -315,8 +323,7 @@ def _recipe_int8_format(formats: tuple[Format, ...] | list[Format]) -> Format:
         + (
             " and ".join(f.value for f in readable) + ": choose one"
             if readable
-            else "neither tflite-int8 nor ncnn-int8"
+            else "none of " + ", ".join(f.value for f in READABLE)
         ),
-        hint="--format "
-        + " or --format ".join(f.value for f in readable or [Format.TFLITE_INT8, Format.NCNN_INT8]),
+        hint="--format " + " or --format ".join(f.value for f in readable or READABLE),
     )

@@ -68,7 +68,8 @@ def artifact_key(
             "calibration": calibration_digest,
             "method": recipe.calibration.method.value if recipe.calibration else None,
             **recipe.int8.model_dump(
-                mode="json", exclude={"ncnn_float_layers", "tflite_float_ops", "tflite_float_tail"}
+                mode="json",
+                exclude={"ncnn_float_layers", "tflite_float_ops", "tflite_float_tail", "onnx_float_nodes"},
             ),
         }
         # each format's float list, absent when unset: keys made before hold
@@ -78,6 +79,8 @@ def artifact_key(
             spec["int8"]["tflite_float_ops"] = sorted(set(recipe.int8.tflite_float_ops))
         if fmt is Format.TFLITE_INT8 and recipe.int8.tflite_float_tail:
             spec["int8"]["tflite_float_tail"] = True
+        if fmt is Format.ONNX_INT8 and recipe.int8.onnx_float_nodes:
+            spec["int8"]["onnx_float_nodes"] = sorted(set(recipe.int8.onnx_float_nodes))
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 

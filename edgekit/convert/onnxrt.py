@@ -13,14 +13,14 @@ import contextlib
 import io
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekit.convert.base import Converter
-from edgekit.errors import ConversionError
+from edgekit.errors import ConversionError, RecipeError
 from edgekit.formats import Format
 from edgekit.recipe import CalibrationMethod, Granularity, Recipe
 
@@ -57,8 +57,11 @@ class OnnxRuntimeConverter(Converter):
         return [out]
 
 
-def quantize_qdq(onnx_path: Path, out: Path, recipe: Recipe) -> None:
-    """Static QDQ quantization of `onnx_path` into `out` with the recipe's calibration inputs."""
+def quantize_qdq(
+    onnx_path: Path, out: Path, recipe: Recipe, float_nodes: Sequence[str] | None = None
+) -> None:
+    """Static QDQ quantization of `onnx_path` into `out` with the recipe's calibration inputs; the nodes named in
+    FLOAT_NODES (default: the recipe's int8.onnx_float_nodes) stay float."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -71,6 +74,8 @@ def quantize_qdq(onnx_path: Path, out: Path, recipe: Recipe) -> None:
 
     from edgekit.convert.calibration import calibration_inputs
 
+    keep_float = list(recipe.int8.onnx_float_nodes if float_nodes is None else float_nodes)
+    _check_node_names(onnx_path, keep_float, recipe)
     calib = calibration_inputs(recipe)
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
@@ -94,11 +99,34 @@ def quantize_qdq(onnx_path: Path, out: Path, recipe: Recipe) -> None:
                 weight_type=QuantType.QInt8,
                 per_channel=recipe.int8.granularity is Granularity.PER_CHANNEL,
                 calibrate_method=ort_method,
+                nodes_to_exclude=keep_float,
             )
     except Exception as exc:  # onnxruntime raises plain exceptions: named here with the model
         raise ConversionError(
             f"onnxruntime's quantize_static failed: {type(exc).__name__}: {exc}", where=str(onnx_path)
         ) from exc
+
+
+# the ops onnxruntime's QDQ quantizer can quantize, by their weights or activations: what a float list names
+QUANTIZABLE = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat", "AveragePool", "MaxPool")
+
+
+def _check_node_names(onnx_path: Path, names: Sequence[str], recipe: Recipe) -> None:
+    """A name the graph has no node for would be ignored by onnxruntime (nodes_to_exclude): said instead."""
+    if not names:
+        return
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    unknown = sorted(set(names) - {node.name for node in graph.node})
+    if unknown:
+        candidates = [node.name for node in graph.node if node.op_type in QUANTIZABLE][:40]
+        raise RecipeError(
+            f"field `int8.onnx_float_nodes`: nodes the model does not have: {unknown}",
+            where=str(recipe.path),
+            hint=f"its quantizable nodes include: {', '.join(candidates)} (`edgekit analyze RECIPE --format "
+            "onnx-int8` names them by their damage)",
+        )
 
 
 # a bias within 2^20 of int32's ends was clamped there by the quantizer (its float value did not fit)

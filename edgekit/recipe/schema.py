@@ -188,6 +188,10 @@ class Int8Options(_Strict):
         default_factory=list, max_length=10_000
     )
     tflite_float_tail: StrictBool = False  # `"yes"` is a typo, not true
+    # onnx-int8: ONNX nodes onnxruntime's quantizer leaves in float, by node name (what analyze --fix prints)
+    onnx_float_nodes: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=list, max_length=10_000
+    )
 
 
 class PseudoOp(str, Enum):
