@@ -117,7 +117,8 @@ def _failure(failed: list[Artifact], errors: list[EdgekitError], recipe: Recipe)
     int8 = [
         a.format.value
         for a in failed
-        if a.format in (Format.NCNN_INT8, Format.TFLITE_INT8) and a.format.runtime not in broken
+        if a.format in (Format.NCNN_INT8, Format.TFLITE_INT8, Format.ONNX_INT8)
+        and a.format.runtime not in broken
     ]
     gate_hint = (
         (
