@@ -5,7 +5,8 @@ computes the layer and a twin window that only re-extracts its output; the diffe
 instructions. With one thread the counts are exactly repeatable. The layers' sum is compared with a whole
 inference counted in the same process (`coverage`): the remainder is the extractor's own bookkeeping.
 Instruction counts, not cycles: an int8 or fp16 instruction does more work than an fp32 one.
-TFLite artifacts are profiled op by op with prefix models (profile_tflite.py).
+TFLite artifacts are profiled op by op with prefix models (profile_tflite.py), ONNX Runtime's node by node
+(profile_onnx.py).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Profile:
     total: int  # one whole inference, counted in the same process
     layers: list[LayerProfile] = field(default_factory=list)
     label: str = LABEL
-    fixed: int = 0  # TFLite: the interpreter's own per-invoke work (a graph with no op), in no op's count
+    fixed: int = 0  # TFLite, ONNX: the runtime's own per-invoke work (a graph with no op), in no op's count
 
     @property
     def layer_sum(self) -> int:
@@ -72,12 +73,24 @@ class Profile:
     @property
     def remainder(self) -> str:
         """What the difference between the layers' sum and the whole inference is, for this kind of profile."""
+        if self.artifact.endswith(".onnx"):
+            return (
+                "nodes differenced from prefix models: a cut that changes what onnxruntime fuses or how it lays "
+                "out tensors moves work between nodes, and every prefix returns its live tensors"
+            )
         if self.artifact.endswith(".tflite"):
             return (
                 "ops differenced from prefix models: a cut that changes how XNNPACK delegates or fuses ops moves "
                 "work between them, and on a small model such shifts are large beside the ops themselves"
             )
         return "the difference is the extractor's own work and allocator state"
+
+    @property
+    def fixed_what(self) -> str:
+        """What `fixed` is, for this kind of profile."""
+        if self.artifact.endswith(".onnx"):
+            return "onnxruntime's own per-run work (a graph of one Identity)"
+        return "the interpreter's own per-invoke work (a graph with no op)"
 
     def top(self, n: int = 10) -> list[LayerProfile]:
         return sorted(self.layers, key=lambda layer: -layer.instructions)[:n]
@@ -263,11 +276,7 @@ def format_table(profile: Profile, top: int = 10) -> list[str]:
             f"{layer.instructions / scale:>9.2f} {profile.share(layer):>6.1%}"
             + (f" {busiest:>14}" if split else "")
         )
-    fixed = (
-        f", of which {profile.fixed / scale:.2f} {unit} the interpreter's own per-invoke work (a graph with no op)"
-        if profile.fixed
-        else ""
-    )
+    fixed = f", of which {profile.fixed / scale:.2f} {unit} {profile.fixed_what}" if profile.fixed else ""
     rest = " of the rest" if profile.fixed else " of it"
     lines.append(
         f"whole inference {profile.total / scale:.2f} {unit} instructions{fixed}; {len(profile.layers)} layers "

@@ -1,5 +1,5 @@
-"""`edgekit profile ARTIFACT --target T`: where one artifact's instructions go, layer by layer (ncnn) or op by
-op (TFLite).
+"""`edgekit profile ARTIFACT --target T`: where one artifact's instructions go, layer by layer (ncnn), op by op
+(TFLite) or node by node (ONNX Runtime).
 
 On an emulated target: every layer's guest instructions on the emulated core (locally, under the counting qemu;
 no SSH), exactly and repeatably with one thread, with type, output shape, precision and share of the whole
@@ -7,8 +7,8 @@ inference. Instruction counts, not latency.
 
 On a real board or `host`: each ncnn layer's own wall time, measured by the on-device agent over SSH the way
 the counts are made (extract the layer's output, minus a re-extract of it), median over `--passes` fresh
-extractors, next to the whole inference's p50. A hardware measurement; TFLite's Python API cannot run one op
-at a time, so a .tflite is profiled on an emulated core only.
+extractors, next to the whole inference's p50. A hardware measurement; TFLite's and onnxruntime's Python APIs
+cannot run one op at a time, so a .tflite or .onnx is profiled on an emulated core only.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def profile_cmd(
     artifact: Path = typer.Argument(
         ...,
         callback=check_model_file,
-        help="an ncnn model.param (its .bin and model.io.json beside it) or a .tflite model",
+        help="an ncnn model.param (its .bin and model.io.json beside it), a .tflite or an .onnx model",
     ),
     target: str = typer.Option(
         ..., "--target", "-t", help="pi4-emu / pi5-emu (instruction counts), a board or host (wall time)"
@@ -69,33 +69,38 @@ def profile_cmd(
         help=f"seconds before the counting run or the agent is stopped (above 0, at most {MAX_TIMEOUT_S:g})",
     ),
 ) -> None:
-    """Guest instructions per layer (ncnn) or per op (TFLite) on an emulated core, top layers first.
+    """Guest instructions per layer (ncnn), per op (TFLite) or per node (ONNX Runtime) on an emulated core, top
+    layers first.
 
     ncnn: each layer is counted alone (computed once in a marked window, minus a twin window that only re-reads
-    its output). TFLite: one prefix model per op (the graph cut after it), counted and differenced; slow for big
-    graphs (every prefix runs). The total is one whole inference.
+    its output). TFLite and ONNX: one prefix model per op (the graph cut after it; an onnx-int8 QDQ group is one
+    operator, as onnxruntime fuses it), counted and differenced; slow for big graphs (every prefix runs). The
+    total is one whole inference.
 
     Example: edgekit profile ~/.local/share/edgekit/cache/KEY/model.param --target pi4-emu --top 10
     """
     from edgekit.profile import format_table, profile_ncnn
+    from edgekit.profile_onnx import profile_onnx
     from edgekit.profile_tflite import profile_tflite
 
     if not artifact.is_file():
         raise UsageError(
             "no such model file",
             where=str(artifact),
-            hint="give an ncnn model.param (its .bin beside it) or a .tflite",
+            hint="give an ncnn model.param (its .bin beside it), a .tflite or an .onnx",
         )
     from edgekit.cli.shapes import parse_shape
 
-    if artifact.suffix not in (".tflite", ".param"):
+    if artifact.suffix not in (".tflite", ".param", ".onnx"):
         raise InputDataError(
-            f"`edgekit profile` counts ncnn layers or TFLite ops; a {artifact.suffix or 'suffix-less'} file is "
-            "neither",
+            f"`edgekit profile` counts ncnn layers, TFLite ops or ONNX Runtime nodes; a "
+            f"{artifact.suffix or 'suffix-less'} file is none of them",
             where=str(artifact),
-            hint="give an ncnn model.param or a .tflite; `edgekit bench FILE --target pi4-emu` counts a whole "
-            "inference of the other runtimes",
+            hint="give an ncnn model.param, a .tflite or an .onnx; `edgekit bench FILE --target pi4-emu` counts "
+            "a whole inference of the other runtimes",
         )
+    if artifact.suffix == ".onnx":
+        _refuse_other_onnx_runtime(artifact)
     if set_ and target == "host":
         raise UsageError(
             "--set overrides a target's fields; host has none", where="--set", hint="leave --set out"
@@ -111,6 +116,8 @@ def profile_cmd(
             artifact
         )  # a file TFLite cannot load is refused as estimate refuses it, before any guest run
         result = profile_tflite(artifact, device, threads=threads, timeout_s=timeout)
+    elif artifact.suffix == ".onnx":
+        result = profile_onnx(artifact, device, threads=threads, timeout_s=timeout)
     else:
         from edgekit.estimate.graph import analyze
         from edgekit.estimate.zero_weights import weights_for
@@ -153,8 +160,9 @@ def _wall_profile(
     from edgekit.terminal import Console
 
     if artifact.suffix != ".param":
+        api = "TFLite's" if artifact.suffix == ".tflite" else "onnxruntime's"
         raise UsageError(
-            f"target {target} times layers with ncnn; a .tflite runs as one call in TFLite's Python API",
+            f"target {target} times layers with ncnn; a {artifact.suffix} runs as one call in {api} Python API",
             where="--target",
             hint="count it op by op on an emulated core: --target pi4-emu (Cortex-A72) or pi5-emu (Cortex-A76)",
         )
@@ -177,6 +185,21 @@ def _wall_profile(
         return
     for line in wall_table(m, tgt.name, artifact.name, top):
         typer.echo(line)
+
+
+def _refuse_other_onnx_runtime(artifact: Path) -> None:
+    """An .onnx edgekit made for OpenCV DNN (opencv-fp32) runs in cv2, not onnxruntime: its per-node counts under
+    onnxruntime would describe another runtime's kernels."""
+    from edgekit.cli.bench_inputs import sidecar_format
+
+    fmt = sidecar_format(artifact)
+    if fmt is not None and fmt.runtime != "onnxruntime":
+        raise InputDataError(
+            f"this .onnx is edgekit's {fmt.value} artifact, run by {fmt.runtime}; `edgekit profile` counts .onnx "
+            "files node by node under onnxruntime only",
+            where=str(artifact),
+            hint=f"count its whole inference with `edgekit bench {artifact} --target pi4-emu`",
+        )
 
 
 WALL_LABEL = (

@@ -1,0 +1,212 @@
+"""`edgekit profile FILE.onnx`: onnxruntime's per-node instructions on an emulated core, by prefix models.
+
+Host tests check the cuts and the prefix models with the real onnxruntime (each prefix runs and returns the full
+model's own tensors; a QDQ operator is one group with its Q and DQ nodes); the integration test counts a chain
+of four identical convolutions, float and QDQ int8, on the emulated Cortex-A72 with the device's onnxruntime.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHANNELS, SIZE = 16, 24
+
+
+def _chain(folder: Path, n: int = 4) -> Path:
+    """n identical 3x3 convolutions with ReLU, one input, one output."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    prev = "x"
+    for i in range(n):
+        w = (rng.normal(size=(CHANNELS, CHANNELS, 3, 3)) * 0.1).astype(np.float32)
+        inits += [
+            numpy_helper.from_array(w, f"w{i}"),
+            numpy_helper.from_array(np.zeros(CHANNELS, np.float32), f"b{i}"),
+        ]
+        nodes.append(
+            helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1] * 4)
+        )
+        out = "y" if i == n - 1 else f"r{i}"
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [out], name=f"relu{i}"))
+        prev = out
+    shape = [1, CHANNELS, SIZE, SIZE]
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        initializer=inits,
+    )
+    path = folder / "chain.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+def _qdq(source: Path) -> Path:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            rng = np.random.default_rng(1)
+            self.it = iter([{"x": rng.random((1, CHANNELS, SIZE, SIZE), dtype=np.float32)} for _ in range(4)])
+
+        def get_next(self) -> dict | None:
+            return next(self.it, None)
+
+    out = source.with_name("chain_int8.onnx")
+    quantize_static(
+        str(source),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+    return out
+
+
+def test_a_qdq_operator_is_one_group_and_every_prefix_runs_the_models_own_tensors(tmp_path: Path) -> None:
+    """A cut after a Conv whose output a QuantizeLinear reads would count a float convolution the int8 model never
+    runs: the DequantizeLinear nodes, the Conv (its ReLU folded by the quantizer) and its QuantizeLinear are one
+    group. Each prefix returns the very tensors the whole model computes (names and values), and the last is the
+    whole model; the weights are written once for all prefixes."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgekit.profile_onnx import cuts, group_rows, read_model, write_prefixes
+
+    model = read_model(_qdq(_chain(tmp_path)))
+    rows = group_rows(model)
+    assert [r["type"] for r in rows] == ["QuantizeLinear", *["Conv+QDQ"] * 4, "DequantizeLinear"], rows
+    assert [r["precision"] for r in rows] == ["int8"] * 5 + ["fp32"]
+    assert rows[1]["name"] == "conv0" and rows[1]["shape"] == [1, CHANNELS, SIZE, SIZE]
+    kinds = [n.op_type for n in model.graph.node]
+    assert all(kinds[k] not in ("DequantizeLinear", "Conv") for k in cuts(model)[:-1])
+
+    x = np.random.default_rng(2).random((1, CHANNELS, SIZE, SIZE), dtype=np.float32)
+    whole = onnx.load(str(tmp_path / "chain_int8.onnx"))
+    for (
+        node
+    ) in whole.graph.node:  # every tensor of the whole model as an output, to compare the prefixes with
+        for name in node.output:
+            if name not in {o.name for o in whole.graph.output}:
+                whole.graph.output.append(onnx.ValueInfoProto(name=name))
+    every = tmp_path / "every.onnx"
+    onnx.save(whole, str(every))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )  # the QDQ arithmetic, node by node
+    full = ort.InferenceSession(str(every), opts)
+    values = dict(zip([o.name for o in full.get_outputs()], full.run(None, {"x": x})))
+    folder = tmp_path / "prefixes"
+    folder.mkdir()
+    prefixes, empty = write_prefixes(model, folder)
+    assert len(prefixes) == len(rows)
+    for path in prefixes:
+        sess = ort.InferenceSession(str(path), opts)
+        names = [o.name for o in sess.get_outputs()]
+        for name, got in zip(names, sess.run(None, {"x": x})):
+            assert np.array_equal(got, values[name]), (path.name, name)
+    assert [o.name for o in ort.InferenceSession(str(prefixes[-1])).get_outputs()] == ["y"]
+    assert np.array_equal(ort.InferenceSession(str(empty)).run(None, {"x": x})[0], x)
+    for path in prefixes:  # the weights are in weights.bin once: a prefix points into it
+        inits = onnx.load(str(path), load_external_data=False).graph.initializer
+        weights = [t for t in inits if np.prod(t.dims) >= CHANNELS * CHANNELS * 9]  # scales, biases: inline
+        assert weights and all(t.data_location == onnx.TensorProto.EXTERNAL for t in weights), path.name
+
+
+def test_a_model_profile_cannot_feed_is_refused_by_name(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgekit.errors import InputDataError
+    from edgekit.profile_onnx import read_model
+
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08\x07garbage" * 8)
+    with pytest.raises(InputDataError, match="not a readable ONNX model") as raised:
+        read_model(junk)
+    assert raised.value.exit_code == 2
+    a, b = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in "ab")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["y"])],
+        "two",
+        [a, b],
+        [helper.make_tensor_value_info("y", 1, [1, 4])],
+    )
+    two = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(two))
+    with pytest.raises(InputDataError, match="2 graph inputs"):
+        read_model(two)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("int8", [False, True])
+def test_each_convolution_of_a_chain_counts_a_quarter_on_the_emulated_core(
+    tmp_path: Path, int8: bool
+) -> None:
+    """Four identical convolutions: each one's differenced count is about a quarter of the work, float (Conv and
+    its ReLU apart) and QDQ int8 (each Conv with its Q/DQ as the one QLinearConv onnxruntime runs); the groups sum
+    to the whole inference; the command prints them."""
+    from edgekit.profile import format_table
+    from edgekit.profile_onnx import profile_onnx
+
+    path = _chain(tmp_path)
+    if int8:
+        path = _qdq(path)
+    prof = profile_onnx(path, "pi4-emu")
+    convs = [layer for layer in prof.layers if layer.type.startswith("Conv")]
+    assert [layer.name for layer in convs] == [f"conv{i}" for i in range(4)]
+    assert {layer.precision for layer in convs} == {"int8" if int8 else "fp32"}
+    ops = [layer.instructions for layer in convs]
+    assert max(ops) / min(ops) < 1.25, ops
+    assert all(0.15 < n / (prof.total - prof.fixed) < 0.35 for n in ops), (ops, prof.total, prof.fixed)
+    assert 0.9 < prof.coverage < 1.1, (prof.layer_sum, prof.total, prof.fixed)
+    assert 0 < prof.fixed < min(ops)
+    table = format_table(prof)
+    assert "per node" in table[0] and "onnxruntime's own per-run work" in table[-1]
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "profile", str(path), "--target", "pi4-emu", "--top", "3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = [ln.split() for ln in out.stdout.splitlines()[2:5]]
+    assert all(r[0].startswith("conv") and r[1] == ("Conv+QDQ" if int8 else "Conv") for r in rows), out.stdout
+
+
+def test_an_onnx_on_a_board_or_another_runtimes_onnx_is_refused_before_any_run(tmp_path: Path) -> None:
+    """A board times ncnn layers only (onnxruntime's Python API runs the graph as one call); an .onnx edgekit made
+    for OpenCV DNN would be counted under the wrong runtime: both exit 2 with what to do instead."""
+    import json
+
+    path = _chain(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "profile", str(path), "--target", "host"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "onnxruntime's Python API" in said and "--target pi4-emu" in said, said
+    (tmp_path / "artifact.json").write_text(json.dumps({"format": "opencv-fp32", "files": ["chain.onnx"]}))
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "profile", str(path), "--target", "pi4-emu"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "opencv-fp32" in said and "edgekit bench" in said, said
