@@ -60,7 +60,8 @@ def attach_profiles(result: DeployResult, targets: dict[str, Target], say: Progr
                 run.profiles[artifact] = {
                     "status": "skipped",
                     "reason": "per-layer counts in deploy are for ncnn artifacts; `edgekit profile FILE "
-                    f"--target {run.target}` counts a .tflite op by op (one prefix model per op: slow)",
+                    f"--target {run.target}` counts a .tflite op by op or an .onnx node by node (one prefix model "
+                    "per cut: slow)",
                 }
                 continue
             say(f"{run.target}: counting {artifact} layer by layer")
@@ -83,7 +84,7 @@ def _say_not_timed_by_layer(run: TargetRun, files: dict[str, list[str]], say: Pr
     if others:
         say(
             f"{run.target}: not profiled: {', '.join(others)} (per-layer times in deploy are for ncnn artifacts; "
-            f"`edgekit profile FILE --target {run.target}` does a .tflite)"
+            "`edgekit profile FILE --target pi4-emu` counts a .tflite or an .onnx op by op on an emulated core)"
         )
 
 
