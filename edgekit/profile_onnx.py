@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,8 +211,15 @@ def _dims(t: Any) -> list[int]:
     return [d.dim_value if d.HasField("dim_value") else -1 for d in t.tensor_type.shape.dim]
 
 
-def profile_onnx(artifact: Path, device: str, threads: int = 1, timeout_s: float = 3600) -> Profile:
-    """Per-node-group guest instruction counts of one .onnx artifact under onnxruntime on an emulated DEVICE."""
+def profile_onnx(
+    artifact: Path,
+    device: str,
+    threads: int = 1,
+    timeout_s: float = 3600,
+    say: Callable[[str], None] | None = None,
+) -> Profile:
+    """Per-node-group guest instruction counts of one .onnx artifact under onnxruntime on an emulated DEVICE;
+    SAY (if given) hears how many models are counted before the guest runs."""
     from edgekit.emu.plugin.counting import CountJob, count_artifacts
 
     artifact = Path(artifact)
@@ -220,6 +228,11 @@ def profile_onnx(artifact: Path, device: str, threads: int = 1, timeout_s: float
     rows = group_rows(model)
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-profile-") as tmp:
         prefixes, empty = write_prefixes(model, Path(tmp))
+        if say:
+            say(
+                f"counting {len(prefixes) + 1} models ({len(prefixes)} prefixes of {len(model.graph.node)} nodes and "
+                f"an empty graph) on {device}, one inference each under the counting emulator: minutes for a big graph"
+            )
         jobs = [CountJob(p, threads=threads, repeat=1, warmup=1) for p in [empty, *prefixes[:-1], artifact]]
         counted = count_artifacts(jobs, device, timeout_s=timeout_s)
     fixed = counted[0].instructions  # the session's own per-run work: a graph of one Identity

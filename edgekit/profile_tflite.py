@@ -13,6 +13,7 @@ Instruction counts, not cycles. Control flow (more than one subgraph) is refused
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +149,15 @@ def write_empty(path: Path, folder: Path) -> Path:
     return target
 
 
-def profile_tflite(artifact: Path, device: str, threads: int = 1, timeout_s: float = 3600) -> Profile:
-    """Per-op guest instruction counts of one TFLite artifact on an emulated DEVICE (ai_edge_litert)."""
+def profile_tflite(
+    artifact: Path,
+    device: str,
+    threads: int = 1,
+    timeout_s: float = 3600,
+    say: Callable[[str], None] | None = None,
+) -> Profile:
+    """Per-op guest instruction counts of one TFLite artifact on an emulated DEVICE (ai_edge_litert); SAY (if
+    given) hears how many models are counted before the guest runs."""
     from edgekit.emu.plugin.counting import CountJob, count_artifacts
 
     artifact = Path(artifact)
@@ -157,6 +165,11 @@ def profile_tflite(artifact: Path, device: str, threads: int = 1, timeout_s: flo
     rows = op_rows(read_model(artifact))
     with tempfile.TemporaryDirectory(prefix="edgekit-tflite-profile-") as tmp:
         models = [write_empty(artifact, Path(tmp)), *write_prefixes(artifact, Path(tmp)), artifact]
+        if say:
+            say(
+                f"counting {len(models)} models ({len(rows)} prefixes, an empty graph and the whole) on {device}, "
+                "one inference each under the counting emulator: minutes for a big graph"
+            )
         jobs = [CountJob(p, threads=threads, repeat=1, warmup=1) for p in models]
         counted = count_artifacts(jobs, device, timeout_s=timeout_s)
     fixed = counted[0].instructions  # the first op's prefix includes it: op 0 is the difference too

@@ -115,9 +115,9 @@ def profile_cmd(
         load_tflite(
             artifact
         )  # a file TFLite cannot load is refused as estimate refuses it, before any guest run
-        result = profile_tflite(artifact, device, threads=threads, timeout_s=timeout)
+        result = profile_tflite(artifact, device, threads=threads, timeout_s=timeout, say=_say)
     elif artifact.suffix == ".onnx":
-        result = profile_onnx(artifact, device, threads=threads, timeout_s=timeout)
+        result = profile_onnx(artifact, device, threads=threads, timeout_s=timeout, say=_say)
     else:
         from edgekit.estimate.graph import analyze
         from edgekit.estimate.zero_weights import weights_for
@@ -185,6 +185,11 @@ def _wall_profile(
         return
     for line in wall_table(m, tgt.name, artifact.name, top):
         typer.echo(line)
+
+
+def _say(line: str) -> None:
+    """Progress on stderr: stdout stays the table (or the JSON)."""
+    typer.echo(line, err=True)
 
 
 def _refuse_other_onnx_runtime(artifact: Path) -> None:
