@@ -30,6 +30,9 @@ from edgekit.profile import LayerProfile, Profile
 
 # nodes that are never the end of a group: they belong to the node that reads them
 JOINS_NEXT = frozenset({"DequantizeLinear", "Constant"})
+# activations between a quantized operator and its QuantizeLinear that onnxruntime removes (ReluQuantFusion,
+# ClipQuantFusion): the Q's range does their clamping
+FOLDED = frozenset({"Relu", "Clip"})
 QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
 PRECISION = {
     1: "fp32",
@@ -78,19 +81,36 @@ def _graph_inputs(model: Any) -> list[str]:
 
 def cuts(model: Any) -> list[int]:
     """Indices k (in the graph's node order, which ONNX requires to be topological) after which a prefix ends;
-    the last node's index always (the whole graph)."""
+    the last node's index always (the whole graph). No prefix holds an operator without the QuantizeLinear that
+    reads it (through a Relu or Clip onnxruntime folds into it), wherever that Q sits in the order: the prefix would
+    run the operator in float where the model runs one quantized kernel. No prefix ends at a DequantizeLinear or a
+    Constant (they belong to their readers; a DQ left as a prefix's output costs one elementwise pass)."""
     nodes = model.graph.node
-    readers: dict[str, list[str]] = defaultdict(list)
-    for node in nodes:
+    readers: dict[str, list[int]] = defaultdict(list)  # tensor -> indices of the nodes that read it
+    for k, node in enumerate(nodes):
         for name in node.input:
             if name:
-                readers[name].append(node.op_type)
-    out = [
-        k
-        for k, node in enumerate(nodes)
-        if node.op_type not in JOINS_NEXT
-        and not any("QuantizeLinear" in readers[name] for name in node.output if name)
-    ]
+                readers[name].append(k)
+
+    def q_reached(name: str) -> list[int]:
+        """Indices of the QuantizeLinear nodes that read NAME, and of the folded activations on the way to one."""
+        found = []
+        for r in readers[name]:
+            if nodes[r].op_type == "QuantizeLinear":
+                found.append(r)
+            elif nodes[r].op_type in FOLDED:
+                further = [i for o in nodes[r].output if o for i in q_reached(o)]
+                if further:
+                    found += [r, *further]
+        return found
+
+    out = []
+    joined_until = -1  # the last index some node before the cut must share a prefix with
+    for k, node in enumerate(nodes):
+        quantized = [i for name in node.output if name for i in q_reached(name)]
+        joined_until = max([joined_until, *quantized])
+        if node.op_type not in JOINS_NEXT and not quantized and joined_until <= k:
+            out.append(k)
     if not out or out[-1] != len(nodes) - 1:
         out.append(len(nodes) - 1)
     return out
