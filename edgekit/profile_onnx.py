@@ -228,7 +228,8 @@ def group_rows(model: Any) -> list[dict[str, Any]]:
 def _dims(t: Any) -> list[int]:
     if t is None or not t.tensor_type.HasField("shape"):
         return []
-    return [d.dim_value if d.HasField("dim_value") else -1 for d in t.tensor_type.shape.dim]
+    # a symbolic dimension (a batch "N") runs as 1: the counting runner feeds 1 there
+    return [d.dim_value if d.HasField("dim_value") else 1 for d in t.tensor_type.shape.dim]
 
 
 def profile_onnx(

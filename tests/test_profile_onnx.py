@@ -267,3 +267,16 @@ def test_an_onnx_on_a_board_or_another_runtimes_onnx_is_refused_before_any_run(t
     )
     said = " ".join(out.stderr.split())
     assert out.returncode == 2 and "opencv-fp32" in said and "edgekit bench" in said, said
+
+
+def test_a_symbolic_batch_is_shown_as_the_one_the_count_ran(tmp_path: Path) -> None:
+    """A model exported with a dynamic batch ("N") runs with batch 1 under the counting runner; its rows said -1."""
+    import onnx
+
+    from edgekit.profile_onnx import group_rows
+
+    model = onnx.load(str(_chain(tmp_path)))
+    for value in [*model.graph.input, *model.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_param = "N"
+    rows = group_rows(model)
+    assert rows and all(r["shape"] == [1, CHANNELS, SIZE, SIZE] for r in rows), rows
