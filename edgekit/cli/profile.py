@@ -101,6 +101,15 @@ def profile_cmd(
         )
     if artifact.suffix == ".onnx":
         _refuse_other_onnx_runtime(artifact)
+        if threads > 1:
+            raise UsageError(
+                f"--threads {threads}: onnxruntime's per-node counts are made at one thread only (at 4 threads "
+                "its thread pool's own work changes with every prefix session: a 2-convolution model's nodes "
+                "summed to 118 % of the whole and its classifier's Gemm counted 42 M of 60 M)",
+                where="--threads",
+                hint="profile at --threads 1; `edgekit bench FILE --target pi4-emu --threads 4` counts a whole "
+                "inference",
+            )
     if set_ and target == "host":
         raise UsageError(
             "--set overrides a target's fields; host has none", where="--set", hint="leave --set out"
