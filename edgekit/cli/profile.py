@@ -107,8 +107,8 @@ def profile_cmd(
                 "its thread pool's own work changes with every prefix session: a 2-convolution model's nodes "
                 "summed to 118 % of the whole and its classifier's Gemm counted 42 M of 60 M)",
                 where="--threads",
-                hint="profile at --threads 1; `edgekit bench FILE --target pi4-emu --threads 4` counts a whole "
-                "inference",
+                hint="profile at --threads 1 (where one node's count is its work); `edgekit bench FILE --target "
+                "pi4-emu` counts a whole inference",
             )
     if set_ and target == "host":
         raise UsageError(
