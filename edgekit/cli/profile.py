@@ -103,9 +103,9 @@ def profile_cmd(
         _refuse_other_onnx_runtime(artifact)
         if threads > 1:
             raise UsageError(
-                f"--threads {threads}: onnxruntime's per-node counts are made at one thread only (at 4 threads "
-                "its thread pool's own work changes with every prefix session: a 2-convolution model's nodes "
-                "summed to 118 % of the whole and its classifier's Gemm counted 42 M of 60 M)",
+                f"--threads {threads}: onnxruntime's per-node counts are made at one thread only (at 4 threads one "
+                "inference of a 2-convolution model counted 15 M to 55 M instructions run to run, its thread pool "
+                "waiting, so the difference of two prefixes is not a node's work)",
                 where="--threads",
                 hint="profile at --threads 1 (where one node's count is its work); `edgekit bench FILE --target "
                 "pi4-emu` counts a whole inference",
