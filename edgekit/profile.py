@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,55 @@ class Profile:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "layer_sum": self.layer_sum, "coverage": self.coverage}
+
+
+def count_prefix_models(
+    artifact: Path,
+    empty: Path,
+    prefixes: list[Path],
+    rows: list[dict],
+    device: str,
+    *,
+    label: str,
+    threads: int = 1,
+    timeout_s: float = 3600,
+    say: Callable[[str], None] | None = None,
+) -> Profile:
+    """A profile by prefix models (TFLite ops, ONNX Runtime nodes): EMPTY (a graph with no work), one prefix per
+    row (name, type, shape, precision) and the ARTIFACT itself, one inference each counted in one guest process
+    on emulated DEVICE. A row's instructions are its prefix's count minus the one before (a negative difference,
+    work a cut moved, is 0); the empty graph's count is the runtime's own per-invoke work, in no row."""
+    from edgekit.emu.plugin.counting import CountJob, count_artifacts
+
+    models = [empty, *prefixes, artifact]
+    if say:
+        say(
+            f"counting {len(models)} models ({len(prefixes)} prefixes, an empty graph and the whole) on {device}, "
+            "one inference each under the counting emulator: minutes for a big graph"
+        )
+    jobs = [CountJob(p, threads=threads, repeat=1, warmup=1) for p in models]
+    counted = count_artifacts(jobs, device, timeout_s=timeout_s)
+    cumulative = [c.instructions for c in counted[:-1]]  # [empty, prefix 0, prefix 1, ...]
+    layers = [
+        LayerProfile(
+            name=row["name"],
+            type=row["type"],
+            shape=row["shape"],
+            precision=row["precision"],
+            instructions=max(0, cumulative[k + 1] - cumulative[k]),
+        )
+        for k, row in enumerate(rows)
+    ]
+    return Profile(
+        artifact=str(artifact),
+        device=device,
+        cpu=device_spec(device).cpu,
+        threads=threads,
+        total=counted[-1].instructions,
+        layers=layers,
+        fixed=counted[0].instructions,
+        label=label,
+    )
 
 
 def profile_ncnn(

@@ -26,7 +26,7 @@ from typing import Any
 
 from edgekit.emu.specs import device_spec
 from edgekit.errors import InputDataError
-from edgekit.profile import LayerProfile, Profile
+from edgekit.profile import Profile, count_prefix_models
 
 # nodes that are never the end of a group: they belong to the node that reads them
 JOINS_NEXT = frozenset({"DequantizeLinear", "Constant"})
@@ -241,40 +241,19 @@ def profile_onnx(
 ) -> Profile:
     """Per-node-group guest instruction counts of one .onnx artifact under onnxruntime on an emulated DEVICE;
     SAY (if given) hears how many models are counted before the guest runs."""
-    from edgekit.emu.plugin.counting import CountJob, count_artifacts
-
     artifact = Path(artifact)
-    spec = device_spec(device)
+    device_spec(device)  # an unknown device is named before any model is written
     model = read_model(artifact)
-    rows = group_rows(model)
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-profile-") as tmp:
         prefixes, empty = write_prefixes(model, Path(tmp))
-        if say:
-            say(
-                f"counting {len(prefixes) + 1} models ({len(prefixes)} prefixes of {len(model.graph.node)} nodes and "
-                f"an empty graph) on {device}, one inference each under the counting emulator: minutes for a big graph"
-            )
-        jobs = [CountJob(p, threads=threads, repeat=1, warmup=1) for p in [empty, *prefixes[:-1], artifact]]
-        counted = count_artifacts(jobs, device, timeout_s=timeout_s)
-    fixed = counted[0].instructions  # the session's own per-run work: a graph of one Identity
-    cumulative = [c.instructions for c in counted]  # [empty, prefix 0, ..., prefix n-2, the artifact itself]
-    layers = [
-        LayerProfile(
-            name=row["name"],
-            type=row["type"],
-            shape=row["shape"],
-            precision=row["precision"],
-            instructions=max(0, cumulative[k + 1] - cumulative[k]),
+        return count_prefix_models(
+            artifact,
+            empty,
+            prefixes,
+            group_rows(model),
+            device,
+            label=LABEL,
+            threads=threads,
+            timeout_s=timeout_s,
+            say=say,
         )
-        for k, row in enumerate(rows)
-    ]
-    return Profile(
-        artifact=str(artifact),
-        device=device,
-        cpu=spec.cpu,
-        threads=threads,
-        total=counted[-1].instructions,
-        layers=layers,
-        fixed=fixed,
-        label=LABEL,
-    )

@@ -19,7 +19,7 @@ from typing import Any
 
 from edgekit.emu.specs import device_spec
 from edgekit.errors import InputDataError
-from edgekit.profile import LayerProfile, Profile
+from edgekit.profile import Profile, count_prefix_models
 
 TYPE_NAMES = {
     1: "uint8",
@@ -158,42 +158,22 @@ def profile_tflite(
 ) -> Profile:
     """Per-op guest instruction counts of one TFLite artifact on an emulated DEVICE (ai_edge_litert); SAY (if
     given) hears how many models are counted before the guest runs."""
-    from edgekit.emu.plugin.counting import CountJob, count_artifacts
-
     artifact = Path(artifact)
-    spec = device_spec(device)
-    rows = op_rows(read_model(artifact))
+    device_spec(device)  # an unknown device is named before any model is written
+    rows = [
+        {**row, "precision": PRECISION.get(row["dtype"], row["dtype"])}
+        for row in op_rows(read_model(artifact))
+    ]
     with tempfile.TemporaryDirectory(prefix="edgekit-tflite-profile-") as tmp:
-        models = [write_empty(artifact, Path(tmp)), *write_prefixes(artifact, Path(tmp)), artifact]
-        if say:
-            say(
-                f"counting {len(models)} models ({len(rows)} prefixes, an empty graph and the whole) on {device}, "
-                "one inference each under the counting emulator: minutes for a big graph"
-            )
-        jobs = [CountJob(p, threads=threads, repeat=1, warmup=1) for p in models]
-        counted = count_artifacts(jobs, device, timeout_s=timeout_s)
-    fixed = counted[0].instructions  # the first op's prefix includes it: op 0 is the difference too
-    cumulative = [c.instructions for c in counted[:-1]]  # [empty, prefix 0, prefix 1, ...]
-    layers = []
-    for k, row in enumerate(rows):
-        own = cumulative[k + 1] - cumulative[k]
-        layers.append(
-            LayerProfile(
-                name=row["name"],
-                type=row["type"],
-                shape=row["shape"],
-                precision=PRECISION.get(row["dtype"], row["dtype"]),
-                instructions=max(0, own),
-            )
+        return count_prefix_models(
+            artifact,
+            write_empty(artifact, Path(tmp)),
+            write_prefixes(artifact, Path(tmp)),
+            rows,
+            device,
+            label="guest instructions per op on the emulated core, 1 inference, by prefix models "
+            "(exact counts, differenced; not cycles)",
+            threads=threads,
+            timeout_s=timeout_s,
+            say=say,
         )
-    return Profile(
-        artifact=str(artifact),
-        device=device,
-        cpu=spec.cpu,
-        threads=threads,
-        total=counted[-1].instructions,
-        layers=layers,
-        fixed=fixed,
-        label="guest instructions per op on the emulated core, 1 inference, by prefix models "
-        "(exact counts, differenced; not cycles)",
-    )

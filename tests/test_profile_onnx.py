@@ -238,7 +238,7 @@ def test_each_convolution_of_a_chain_counts_a_quarter_on_the_emulated_core(
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     groups = 6 if int8 else 8  # Q, 4 x Conv+QDQ, DQ; or 4 x (Conv, Relu)
-    assert f"counting {groups + 1} models ({groups} prefixes" in out.stderr, out.stderr
+    assert f"counting {groups + 2} models ({groups} prefixes" in out.stderr, out.stderr
     assert "counting" not in out.stdout  # progress on stderr: stdout is the table or the JSON
     rows = [ln.split() for ln in out.stdout.splitlines()[2:5]]
     assert all(r[0].startswith("conv") and r[1] == ("Conv+QDQ" if int8 else "Conv") for r in rows), out.stdout
