@@ -8,9 +8,11 @@ process; a group's own instructions are its prefix's count minus the previous pr
 
 Cuts follow what onnxruntime fuses. In a QDQ model (onnx-int8) a DequantizeLinear -> Conv -> QuantizeLinear
 chain runs as one QLinearConv; a cut after the Conv would count a float convolution that the whole model never
-runs. So no cut falls after a DequantizeLinear (it belongs to the node that reads it), after a node whose output a
-QuantizeLinear reads (the node and its Q are one group), or after a Constant: a group is then one quantized
-operator as onnxruntime runs it, or one float node. Float fusions (Conv + Relu) stay exact in the other direction:
+runs. So no prefix holds an operator without the QuantizeLinear that reads its output (directly, or through a Relu
+or Clip onnxruntime folds into it; wherever that Q sits in the node order), and no cut falls right after a
+DequantizeLinear or a Constant (they belong to the node that reads them): a group is then one quantized operator
+as onnxruntime runs it, or one float node (cuts(): yolov5-lite's onnx-int8 summed to 131 % of the whole before the
+Q's place in the order and the folded Relu were followed, 100.25 % after). Float fusions (Conv + Relu) stay exact in the other direction:
 a tensor that is a prefix's output is not fused away, so the Relu's group is what fusing it costs or saves.
 Weights are written once, beside the prefixes, as external data every prefix points into.
 Instruction counts, not cycles; control-flow nodes (If, Loop) are counted as one node each.
@@ -34,14 +36,8 @@ JOINS_NEXT = frozenset({"DequantizeLinear", "Constant"})
 # ClipQuantFusion): the Q's range does their clamping
 FOLDED = frozenset({"Relu", "Clip"})
 QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
-PRECISION = {
-    1: "fp32",
-    10: "fp16",
-    3: "int8",
-    2: "int8",
-    5: "int16",
-    11: "fp64",
-}  # onnx.TensorProto elem types
+# onnx.TensorProto element types, as the profile table names a row's precision
+PRECISION = {1: "fp32", 10: "fp16", 3: "int8", 2: "int8", 5: "int16", 11: "fp64"}
 LABEL = (
     "guest instructions per node on the emulated core, 1 inference, by prefix models (exact counts, "
     "differenced; a QDQ group counted as the one operator onnxruntime fuses it into; not cycles)"
