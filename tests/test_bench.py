@@ -442,13 +442,13 @@ def test_bench_onnx_takes_its_fixed_input_shape_and_asks_for_a_free_one(tmp_path
 
 
 def test_profile_refuses_a_file_it_cannot_profile(tmp_path: Path) -> None:
-    """`edgekit profile` counts ncnn layers or TFLite ops: any other file is bad input, named, exit 2, before a
-    guest starts."""
+    """`edgekit profile` counts ncnn layers, TFLite ops or ONNX Runtime nodes: any other file is bad input, named,
+    exit 2, before a guest starts."""
     other = tmp_path / "model.mnn"
     other.write_bytes(b"\x00" * 64)
     done = edgekit("profile", str(other), "--target", "pi4-emu", timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "a .mnn file is neither" in done.stderr and "model.mnn" in done.stderr
+    assert "a .mnn file is none of them" in done.stderr and "model.mnn" in done.stderr
 
 
 @pytest.mark.integration
