@@ -37,6 +37,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator
@@ -732,20 +733,72 @@ class OnnxRuntimeRunner:
     runtime = "onnxruntime"
 
     def __init__(self, path: str, threads: int) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        if threads > 1 and os.environ.get("EDGEKIT_INSN_FILE"):
-            # counted: ORT's waiting threads spin, and spinning is instructions (4 threads counted 3x the work of
-            # one, the busiest thread as much as all of it); with spinning off the count is the work and its split
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        self.path = path
+        self.threads = threads
+        self.sess = self._session()
         self.inp = self.sess.get_inputs()[0]
         self.names = [o.name for o in self.sess.get_outputs()]
         self.feed: dict[str, np.ndarray] = {}
         self._last: list[Any] = []
+
+    def _session(self, profile_prefix: Optional[str] = None) -> Any:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        if self.threads > 1 and os.environ.get("EDGEKIT_INSN_FILE"):
+            # counted: ORT's waiting threads spin, and spinning is instructions (4 threads counted 3x the work of
+            # one, the busiest thread as much as all of it); with spinning off the count is the work and its split
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if profile_prefix is not None:
+            opts.enable_profiling = True
+            opts.profile_file_prefix = profile_prefix
+        return ort.InferenceSession(self.path, opts, providers=["CPUExecutionProvider"])
+
+    def layer_times(self, passes: int) -> list[dict[str, Any]]:
+        """Each node's own wall time (ms) as onnxruntime's profiler records it (the node's kernel, its
+        `<node>_kernel_time` event), the median and minimum over `passes` runs of a second session made with
+        profiling on (its first run, which allocates, is left out). The nodes are those of onnxruntime's optimised
+        graph, in the order they ran: a fused node (Conv + Relu, a QDQ group run as QLinearConv) is one row, named
+        as onnxruntime names it; a node run several times in one inference (inside a Loop) is summed per run."""
+        folder = tempfile.mkdtemp(prefix="edgekit-ort-profile-")
+        try:
+            sess = self._session(os.path.join(folder, "ort"))
+            for _ in range(passes + 1):
+                sess.run(self.names, self.feed)
+            with open(sess.end_profiling()) as fh:
+                events = json.load(fh)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        runs = sorted(
+            (e["ts"], e["ts"] + e["dur"])
+            for e in events
+            if e.get("cat") == "Session" and e.get("name") == "model_run"
+        )[1:]  # the first run allocates: left out like a warm-up
+        if len(runs) != passes:
+            raise RuntimeError(
+                "onnxruntime's profile holds %d timed runs, %d were made" % (len(runs), passes)
+            )
+        own: dict[str, list[float]] = {}  # node -> ms per run, in the order the nodes first ran
+        kinds: dict[str, str] = {}
+        suffix = "_kernel_time"
+        for e in events:
+            name = str(e.get("name", ""))
+            if e.get("cat") != "Node" or not name.endswith(suffix):
+                continue
+            k = next((i for i, (t0, t1) in enumerate(runs) if t0 <= e["ts"] <= t1), None)
+            if k is None:
+                continue  # the first run's
+            node = name[: -len(suffix)]
+            kinds.setdefault(node, str((e.get("args") or {}).get("op_name", "?")))
+            own.setdefault(node, [0.0] * passes)[k] += e["dur"] / 1000.0
+        if not own:
+            raise RuntimeError("onnxruntime's profile has no node events (an empty graph?)")
+        return [
+            {"name": node, "type": kinds[node], "ms": float(np.median(ms)), "min_ms": float(min(ms))}
+            for node, ms in own.items()
+        ]
 
     def input_shape(self) -> tuple[int, ...]:
         return tuple(d if isinstance(d, int) else 1 for d in self.inp.shape)
@@ -1078,10 +1131,10 @@ def measure(
 
 
 def layer_profile(runner: Any, passes: int) -> dict[str, Any]:
-    """Per-layer wall times where the runtime can run one layer at a time (ncnn); a failure here is said in the
-    measurement and costs none of its timings."""
+    """Per-layer wall times where the runtime can time one layer at a time (ncnn's extractor, onnxruntime's
+    profiler); a failure here is said in the measurement and costs none of its timings."""
     if not hasattr(runner, "layer_times"):
-        return {}  # ncnn only: the other runtimes' Python APIs run a graph as one call
+        return {}  # ncnn and onnxruntime only: the other runtimes' Python APIs run a graph as one call
     gc.disable()
     try:
         return {"layer_ms": runner.layer_times(passes), "layer_passes": passes}

@@ -104,7 +104,7 @@ def deploy_cmd(
         False,
         "--profile",
         help="per-layer data in the result (--json): instructions per ncnn layer on emulated targets, wall "
-        "time per ncnn layer on boards and the host (as `edgekit profile`)",
+        "time per ncnn layer and per onnxruntime node on boards and the host (as `edgekit profile`)",
     ),
 ) -> None:
     """Convert a recipe's formats, time them on each target and on the host CPU, compare outputs, print a table.

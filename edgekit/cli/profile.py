@@ -5,10 +5,11 @@ On an emulated target: every layer's guest instructions on the emulated core (lo
 no SSH), exactly and repeatably with one thread, with type, output shape, precision and share of the whole
 inference. Instruction counts, not latency.
 
-On a real board or `host`: each ncnn layer's own wall time, measured by the on-device agent over SSH the way
-the counts are made (extract the layer's output, minus a re-extract of it), median over `--passes` fresh
-extractors, next to the whole inference's p50. A hardware measurement; TFLite's and onnxruntime's Python APIs
-cannot run one op at a time, so a .tflite or .onnx is profiled on an emulated core only.
+On a real board or `host`: each layer's own wall time, measured by the on-device agent over SSH, next to the
+whole inference's p50. A hardware measurement. ncnn: the way the counts are made (extract the layer's output,
+minus a re-extract of it), median over `--passes` fresh extractors. onnxruntime: its own profiler's kernel time of
+each node of its optimised graph, median over `--passes` runs. TFLite's Python API runs a graph as one call and
+has no per-op timer, so a .tflite is profiled on an emulated core only.
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ def profile_cmd(
     target: str = typer.Option(
         ..., "--target", "-t", help="pi4-emu / pi5-emu (instruction counts), a board or host (wall time)"
     ),
-    threads: int = typer.Option(1, "--threads", min=1, help="ncnn threads (1: exact, repeatable counts)"),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        min=1,
+        help="threads (counts: ncnn and TFLite at any number, 1 exact and repeatable; ONNX Runtime at 1)",
+    ),
     top: int = typer.Option(10, "--top", min=1, help="how many layers to print"),
     as_json: bool = typer.Option(False, "--json", help="print every layer as JSON instead of the top table"),
     input_shape: str | None = typer.Option(
@@ -57,7 +63,11 @@ def profile_cmd(
         help="NCHW, for a .param without sidecar (runs as benchncnn: defaults, input 0.01)",
     ),
     passes: int = typer.Option(
-        20, "--passes", min=1, help="on a board or host: fresh extractors each layer's median is over"
+        20,
+        "--passes",
+        min=1,
+        help="on a board or host: runs each layer's median is over (ncnn: fresh extractors; onnxruntime: profiled "
+        "runs)",
     ),
     set_: list[str] | None = typer.Option(
         None, "--set", help="on a board: override a field of the target, e.g. --set key=PATH (repeatable)"
@@ -101,15 +111,6 @@ def profile_cmd(
         )
     if artifact.suffix == ".onnx":
         _refuse_other_onnx_runtime(artifact)
-        if threads > 1:
-            raise UsageError(
-                f"--threads {threads}: onnxruntime's per-node counts are made at one thread only (at 4 threads one "
-                "inference of a 2-convolution model counted 15 M to 55 M instructions run to run, its thread pool "
-                "waiting, so the difference of two prefixes is not a node's work)",
-                where="--threads",
-                hint="profile at --threads 1 (where one node's count is its work); `edgekit bench FILE --target "
-                "pi4-emu` counts a whole inference",
-            )
     if set_ and target == "host":
         raise UsageError(
             "--set overrides a target's fields; host has none", where="--set", hint="leave --set out"
@@ -118,6 +119,16 @@ def profile_cmd(
     if device is None:
         _wall_profile(artifact, target, threads, passes, input_shape, top, as_json, list(set_ or ()), timeout)
         return
+    if artifact.suffix == ".onnx" and threads > 1:
+        raise UsageError(
+            f"--threads {threads}: onnxruntime's per-node counts are made at one thread only (at 4 threads one "
+            "inference of a 2-convolution model counted 15 M to 55 M instructions run to run, its thread pool "
+            "waiting, so the difference of two prefixes is not a node's work)",
+            where="--threads",
+            hint="profile at --threads 1 (where one node's count is its work); `edgekit bench FILE --target "
+            "pi4-emu` counts a whole inference; on a board or host, onnxruntime's profiler times each node at "
+            "any thread count",
+        )
     if artifact.suffix == ".tflite":
         from edgekit.runtimes.tflite import load_tflite
 
@@ -159,24 +170,27 @@ def _wall_profile(
     overrides: list[str],
     timeout: float,
 ) -> None:
-    """Per-layer wall time of an ncnn artifact on a board (SSH) or this host, by the on-device agent."""
+    """Per-layer wall time of an ncnn or onnxruntime artifact on a board (SSH) or this host, by the on-device
+    agent."""
     from edgekit.cli.bench import run_folder, run_one
     from edgekit.cli.bench_inputs import bench_inputs, sidecar_format
     from edgekit.deploy import AgentArtifact, Settings, host_target
     from edgekit.deploy.plan import check_before_work
-    from edgekit.runtimes.ncnn import load_ncnn
+    from edgekit.runtimes import spec_for
     from edgekit.target import load_target
     from edgekit.terminal import Console
 
-    if artifact.suffix != ".param":
-        api = "TFLite's" if artifact.suffix == ".tflite" else "onnxruntime's"
+    if artifact.suffix == ".tflite":
         raise UsageError(
-            f"target {target} times layers with ncnn; a {artifact.suffix} runs as one call in {api} Python API",
+            f"target {target} times layers with ncnn's extractor or onnxruntime's profiler; TFLite's Python API "
+            "runs a .tflite as one call and has no per-op timer",
             where="--target",
             hint="count it op by op on an emulated core: --target pi4-emu (Cortex-A72) or pi5-emu (Cortex-A76)",
         )
-    load_ncnn(artifact)  # a file ncnn cannot load is refused here, named (exit 2), before any device run
     art = AgentArtifact.from_path(artifact, sidecar_format(artifact))
+    spec_for(art.format).check_file(
+        art.files
+    )  # a file its runtime cannot read: named here (exit 2), before any run
     tgt = host_target() if target == "host" else load_target(target, overrides)
     check_before_work(tgt)
     settings = Settings(warmup=2, repeat=passes, threads=(threads,), layer_times=passes, timeout_s=timeout)
@@ -190,7 +204,11 @@ def _wall_profile(
         why = run.error or (m.error or m.layer_error if m else None) or "no measurement came back"
         raise EdgekitError(f"per-layer timing failed: {why}", where=tgt.name)
     if as_json:
-        print(json.dumps({"target": tgt.name, "label": WALL_LABEL, **m.model_dump(mode="json")}, indent=1))
+        print(
+            json.dumps(
+                {"target": tgt.name, "label": wall_label(m.runtime), **m.model_dump(mode="json")}, indent=1
+            )
+        )
         return
     for line in wall_table(m, tgt.name, artifact.name, top):
         typer.echo(line)
@@ -216,18 +234,32 @@ def _refuse_other_onnx_runtime(artifact: Path) -> None:
         )
 
 
-WALL_LABEL = (
-    "wall time per layer on the device (hardware measurement; each layer's extract minus a re-extract of its "
-    "output, median over fresh extractors)"
-)
+WALL_LABELS = {
+    "ncnn": "wall time per layer on the device (hardware measurement; each layer's extract minus a re-extract of "
+    "its output, median over fresh extractors)",
+    "onnxruntime": "wall time per node on the device (hardware measurement; onnxruntime's profiler: each node's "
+    "kernel time in its optimised graph, fused nodes as one, median over profiled runs)",
+}
+# why the layers' sum is not the whole inference's p50
+_SUM_NOTE = {
+    "ncnn": "timed alone, a layer runs without the cache state a whole run leaves it, and the extractor's own work "
+    "is in neither",
+    "onnxruntime": "the nodes ran with the profiler on, which times each, the p50 without it; the session's own "
+    "work per run (feeding the input, fetching the outputs, its executor between kernels) is in no node",
+}
+
+
+def wall_label(runtime: str) -> str:
+    return WALL_LABELS.get(runtime, WALL_LABELS["ncnn"])
 
 
 def wall_table(m: Measurement, target: str, name: str, top: int) -> list[str]:
     """Plain text lines: the `top` layers by median wall time, then the whole inference."""
     total = sum(layer.ms for layer in m.layer_ms)
+    unit = "node" if m.runtime == "onnxruntime" else "layer"
     lines = [
-        f"{name} on {target}, threads={m.threads}, {m.layer_passes} passes: {WALL_LABEL}",
-        f"{'layer':<28} {'type':<22} {'median ms':>10} {'min ms':>9} {'share':>7}",
+        f"{name} on {target}, threads={m.threads}, {m.layer_passes} passes: {wall_label(m.runtime)}",
+        f"{unit:<28} {'type':<22} {'median ms':>10} {'min ms':>9} {'share':>7}",
     ]
     from edgekit.profile import short_names
     from edgekit.report.figures import three_figures
@@ -238,9 +270,8 @@ def wall_table(m: Measurement, target: str, name: str, top: int) -> list[str]:
             f"{label:<28} {layer.type:<22} {three_figures(layer.ms):>10} {three_figures(layer.min_ms):>9} {layer.ms / max(total, 1e-12):>6.1%}"
         )
     lines.append(
-        f"{len(m.layer_ms)} layers sum to {total:.3f} ms; the whole inference p50 {m.p50_ms:.3f} ms "
-        f"({total / max(m.p50_ms or 1e-12, 1e-12):.0%} of it: timed alone, a layer runs without the cache state a "
-        "whole run leaves it, and the extractor's own work is in neither)"
+        f"{len(m.layer_ms)} {unit}s sum to {total:.3f} ms; the whole inference p50 {m.p50_ms:.3f} ms "
+        f"({total / max(m.p50_ms or 1e-12, 1e-12):.0%} of it: {_SUM_NOTE.get(m.runtime, _SUM_NOTE['ncnn'])})"
     )
     return lines
 

@@ -42,7 +42,8 @@ def attach_estimates(result: DeployResult, targets: dict[str, Target], say: Prog
 def attach_profiles(result: DeployResult, targets: dict[str, Target], say: Progress) -> None:
     """With --profile, on each emulated target: every ncnn artifact measured there, counted layer by layer on its
     core at one thread (edgekit.profile; exact). Boards and the host carry their layer wall times in their
-    measurements (`layer_ms`). A failure is said in the result, never costs a measurement."""
+    measurements (`layer_ms`: ncnn's and onnxruntime's). A failure is said in the result, never costs a
+    measurement."""
     from edgekit.profile import profile_ncnn
 
     files = {a.id: a.files for a in result.artifacts}
@@ -51,7 +52,7 @@ def attach_profiles(result: DeployResult, targets: dict[str, Target], say: Progr
         if run.agent is None:
             continue
         if target is None or target.emulated is None:  # a board or the host: ncnn's layer times came back
-            _say_not_timed_by_layer(run, files, say)
+            _say_not_timed_by_layer(run, say)
             continue
         measured = sorted({m.artifact for m in run.agent.measurements if m.status == "ok"})
         for artifact in measured:
@@ -74,18 +75,24 @@ def attach_profiles(result: DeployResult, targets: dict[str, Target], say: Progr
             run.profiles[artifact] = {"status": "ok", **prof.to_dict()}
 
 
-def _say_not_timed_by_layer(run: TargetRun, files: dict[str, list[str]], say: Progress) -> None:
-    """On a board or the host, one line naming the artifacts measured without per-layer times (not ncnn), so
-    their absence from the profile lines is not read as nothing to say."""
-    ncnn = {a for a, fs in files.items() if any(f.endswith(".param") for f in fs)}
+def _say_not_timed_by_layer(run: TargetRun, say: Progress) -> None:
+    """On a board or the host, one line naming the artifacts measured without per-layer times (neither ncnn's nor
+    onnxruntime's), so their absence from the profile lines is not read as nothing to say."""
+    timed = LAYER_TIMED_RUNTIMES
     others = (
-        sorted({m.artifact for m in run.agent.measurements if m.status == "ok"} - ncnn) if run.agent else []
+        sorted({m.artifact for m in run.agent.measurements if m.status == "ok" and m.runtime not in timed})
+        if run.agent
+        else []
     )
     if others:
         say(
-            f"{run.target}: not profiled: {', '.join(others)} (per-layer times in deploy are for ncnn artifacts; "
-            "`edgekit profile FILE --target pi4-emu` counts a .tflite or an .onnx op by op on an emulated core)"
+            f"{run.target}: not profiled: {', '.join(others)} (per-layer times on a board are ncnn's and "
+            "onnxruntime's; `edgekit profile FILE --target pi4-emu` counts a .tflite op by op on an emulated core)"
         )
+
+
+# the runtimes whose agent runner times each layer on a board (ncnn's extractor, onnxruntime's profiler)
+LAYER_TIMED_RUNTIMES = frozenset({"ncnn", "onnxruntime"})
 
 
 def routes(result: DeployResult) -> list[dict[str, Any]]:
