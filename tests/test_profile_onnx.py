@@ -332,3 +332,52 @@ def test_a_symbolic_batch_is_shown_as_the_one_the_count_ran(tmp_path: Path) -> N
         value.type.tensor_type.shape.dim[0].dim_param = "N"
     rows = group_rows(model)
     assert rows and all(r["shape"] == [1, CHANNELS, SIZE, SIZE] for r in rows), rows
+
+
+@pytest.mark.integration
+def test_an_onnx_on_an_arm_board_is_timed_node_by_node_over_ssh(pi4_emu: object, tmp_path: Path) -> None:
+    """The same on an ARM board over SSH: pi4-emu's device reached as a board is (a target without `emulated`,
+    so nothing counts and the agent times), its aarch64 onnxruntime's profiler gives each node of the graph it
+    optimised for that core: there each convolution with its ReLU is one FusedConv, named as the convolution."""
+    import json
+
+    import yaml
+
+    t = pi4_emu
+    board = tmp_path / "a72-board.yaml"
+    board.write_text(
+        yaml.safe_dump(
+            {
+                "name": "a72-board",
+                "transport": "ssh",
+                **{k: str(getattr(t, k)) for k in ("host", "user", "key", "known_hosts", "python")},
+                "port": t.port,  # type: ignore[attr-defined]
+                "work_dir": f"{t.work_dir}/board-profile",  # type: ignore[attr-defined]
+                "runtimes": ["onnxruntime"],
+            }
+        )
+    )
+    path = _chain(tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "profile",
+            str(path),
+            "--target",
+            str(board),
+            "--passes",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    data = json.loads(out.stdout)
+    assert data["target"] == "a72-board" and data["label"].startswith("wall time per node")
+    nodes = [(node["name"], node["type"]) for node in data["layer_ms"]]
+    assert nodes == [(f"conv{i}", "FusedConv") for i in range(4)], nodes
+    assert all(node["ms"] >= node["min_ms"] > 0 for node in data["layer_ms"])
