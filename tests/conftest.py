@@ -54,6 +54,7 @@ HOST_ONLY = frozenset(
         "test_recipe.py",
         "test_recipe_package.py",
         "test_torch_export.py",
+        "test_torch_file.py",
         "test_train.py",
     }
 )

@@ -260,13 +260,15 @@ def test_weights_that_are_not_a_state_dict_are_named_for_what_they_are(tmp_path:
     src = {"kind": "torch", "builder": "edgekit.zoo.tiny:build", "args": {"width": 4}}
     for name, said in [
         ("object.pt", "pickled Python object"),
-        ("scripted.pt", "TorchScript archive"),
+        ("scripted.pt", "is a saved model"),
         ("junk.pt", "not a PyTorch state dict"),
         ("empty.pt", "the file is empty"),
     ]:
         with pytest.raises(RecipeError, match=said) as info:
             onnx_mod.prepare_onnx(tiny_recipe(tmp_path, f"{name}.yaml", model={**src, "weights": name}))
         assert "weights_only" not in str(info.value) and "state_dict()" in (info.value.hint or "")
+        if name == "scripted.pt":  # the file is a model in itself: the hint says how to give it as one
+            assert "model: {kind: torch, path: scripted.pt}" in (info.value.hint or "")
 
 
 def test_builder_code_digest_follows_the_sibling_modules_it_imports(

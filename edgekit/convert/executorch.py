@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.convert.base import Converter
+from edgekit.convert.torch_file import torch_file_kind
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import Recipe, TorchSource
@@ -43,6 +44,12 @@ class ExecuTorchConverter(Converter):
                 if missing
                 else "give the PyTorch module (model: {kind: torch, builder: ...}) or leave executorch-* out",
             )
+        if src.path is not None and torch_file_kind(src.path) == "torchscript":
+            raise ConversionError(  # no `where`: the pipeline names the recipe and the format
+                f"ExecuTorch lowers a torch.export program; {src.path.name} is TorchScript, which torch.export "
+                "cannot take",
+                hint="give the model as a .pt2 (torch.export.save) or as its builder, or leave executorch-* out",
+            )
         try:
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
             from executorch.exir import to_edge_transform_and_lower
@@ -52,9 +59,9 @@ class ExecuTorchConverter(Converter):
 
         from edgekit.convert.torch_export import build_torch_model
 
-        model = build_torch_model(recipe, src)
+        model, program = build_torch_model(recipe, src)
         example = (torch.zeros(recipe.input.shape, dtype=torch.float32),)
-        exported = torch.export.export(model, example)
+        exported = program if program is not None else torch.export.export(model, example)
         if fmt is Format.EXECUTORCH_INT8:
             exported = torch.export.export(_quantize(exported.module(), recipe), example)
         program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()

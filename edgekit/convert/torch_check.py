@@ -14,8 +14,9 @@ from edgekit.recipe import Recipe, TorchSource
 FROZEN_FLOW_HINT = (
     "torch.onnx.export records the operations one input took (the first evaluation input): Python control flow "
     "on tensor values (`if x.mean() > 0.1:`), .item() and data-dependent shapes are frozen to that input's path; "
-    "use torch.where (both branches computed) or make the branch static, or export the model yourself with "
-    "torch.export (torch.onnx.export(..., dynamo=True)) and give that file (model: {kind: onnx, path: ...})"
+    "use torch.where (both branches computed) or make the branch static, or save it with torch.export "
+    "(torch.export.save(torch.export.export(model, (example,)), 'model.pt2')) and give that file (model: {kind: "
+    "torch, path: model.pt2}): nothing is traced then"
 )
 
 
@@ -88,7 +89,7 @@ def check_export(
             if not err <= EXPORT_CHECK_MAX_ABS:
                 told = f"; the tracer warned: {tracer[0]}" if tracer else ""
                 raise ConversionError(
-                    f"the ONNX exported from {src.builder} does not reproduce it: on {kind} {i + 1} of "
+                    f"the ONNX exported from {src.label} does not reproduce it: on {kind} {i + 1} of "
                     f"{len(batches)} its outputs differ from PyTorch's by {err:.3g} (max abs, relative to the "
                     f"outputs' size; float rounding stays below {EXPORT_CHECK_MAX_ABS:g}){told}",
                     where=str(recipe.path),

@@ -1,7 +1,8 @@
-"""A PyTorch builder (+ weights) -> ONNX: built with torch seeded, exported with the TorchScript exporter
-(opset 17) and simplified; and its cache key, which covers the builder's code (its module and every module of
-the user's own code it imports, transitively: see edgekit.convert.code_digest). Called by
-edgekit.convert.onnx.prepare_onnx, which imports this module lazily.
+"""A PyTorch model -> ONNX: a builder (+ weights) built with torch seeded, or a TorchScript archive, exported
+with the TorchScript exporter (opset 17); an ExportedProgram (.pt2) with torch.export's own exporter (dynamo, opset
+18: it writes no lower); then simplified and checked against the module. Its cache key covers the builder's code
+(its module and every module of the user's own code it imports, transitively: see edgekit.convert.code_digest), or
+the file's bytes. Called by edgekit.convert.onnx.prepare_onnx, which imports this module lazily.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from edgekit import paths
 from edgekit.convert.code_digest import builder_code_digest
 from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, file_sha256, simplify, tool_versions
 from edgekit.convert.torch_check import check_export, check_inputs, returned_tensors
+from edgekit.convert.torch_file import load_torch_file, torch_file_kind
 from edgekit.errors import ConversionError, RecipeError
 from edgekit.recipe import Recipe, TorchSource, call_builder
 
@@ -28,6 +30,8 @@ from edgekit.recipe import Recipe, TorchSource, call_builder
 # counted against the tensors the module returns (an export named by position before is made again, or refused).
 # 3: traced on the first evaluation input (was zeros) and checked against the module (meta.json's `check`).
 TORCH_EXPORT_VERSION = 3
+# torch.export's exporter writes opset 18 and up (asked for 17 it fails to convert down, and says so at length)
+EXPORTED_PROGRAM_OPSET = 18
 
 
 def torch_key(recipe: Recipe, src: TorchSource) -> str:
@@ -36,7 +40,8 @@ def torch_key(recipe: Recipe, src: TorchSource) -> str:
         "builder": src.builder,
         "args": src.args,
         "weights": file_sha256(src.weights) if src.weights else None,
-        "code": builder_code_digest(src.builder),
+        "code": builder_code_digest(src.builder) if src.builder else None,
+        "file": file_sha256(src.path) if src.path else None,
         "input": [recipe.input.name, list(recipe.input.shape)],
         "outputs": list(recipe.outputs),
         "opset": OPSET,
@@ -56,7 +61,7 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model = build_torch_model(recipe, src)
+        model, program = build_torch_model(recipe, src)
         tmp = target.parent / "export.onnx"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         batches, kind = check_inputs(recipe)
@@ -66,18 +71,26 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
                 returned = model(example)
         except Exception as exc:  # noqa: BLE001 - the user's model raises what it raises
             raise RecipeError(
-                f"field `input.shape`: {src.builder} does not run on an input of shape "
+                f"field `input.shape`: {src.label} does not run on an input of shape "
                 f"{list(recipe.input.shape)}: {type(exc).__name__}: {str(exc)[:300]}",
                 where=where,
                 hint="input.shape is the tensor the model takes, batch first (NCHW for a PyTorch model)",
             ) from None
         _check_output_names(recipe, src, returned)
-        traced = _export(model, example, tmp, recipe, src)
+        traced = _export(program if program is not None else model, example, tmp, recipe, src)
     finally:
         torch.set_num_threads(threads)
     simplifier = simplify(tmp)
     check = check_export(model, tmp, batches, kind, recipe, src, traced)
-    meta = {"simplifier": simplifier, "source": src.builder, "check": check}
+    exporter = "torch.export's exporter" if program is not None else "torch.onnx.export"
+    opset = EXPORTED_PROGRAM_OPSET if program is not None else OPSET
+    meta = {
+        "simplifier": simplifier,
+        "source": src.label,
+        "check": check,
+        "exporter": exporter,
+        "opset": opset,
+    }
     (target.parent / "meta.json").write_text(json.dumps(meta))
     tmp.replace(target)
     return simplifier
@@ -89,15 +102,17 @@ def describe(meta: dict[str, Any]) -> str | None:
     check = meta.get("check")
     if not check:
         return None
+    exporter = meta.get("exporter", "torch.onnx.export")
+    how = "" if exporter != "torch.onnx.export" else f", traced on the first {check.get('on', 'input')}"
     return (
-        f"model: PyTorch source exported to ONNX by torch.onnx.export (opset {OPSET}), traced on the first "
-        f"{check.get('on', 'input')}; matches the model within {check.get('max_abs', float('nan')):.1e} on "
-        f"{check.get('inputs', 0)} inputs"
+        f"model: PyTorch source exported to ONNX by {exporter} (opset {meta.get('opset', OPSET)}){how}; matches "
+        f"the model within {check.get('max_abs', float('nan')):.1e} on {check.get('inputs', 0)} inputs"
     )
 
 
 def _export(model: Any, example: Any, tmp: Path, recipe: Recipe, src: TorchSource) -> list[str]:
-    """torch.onnx.export traced on `example`; returns the tracer's warnings (where control flow was frozen).
+    """torch.onnx.export traced on `example` (an ExportedProgram: its graph written by torch.export's exporter,
+    nothing traced); returns the tracer's warnings (where control flow was frozen).
     PyTorch's fused inference fast path (nn.TransformerEncoderLayer, nn.MultiheadAttention under no_grad:
     aten::_transformer_encoder_layer_fwd) has no ONNX form: it is switched off while exporting, so the module's
     plain operations are traced. What torch writes to stderr (the whole TorchScript graph when it fails) goes to
@@ -110,6 +125,7 @@ def _export(model: Any, example: Any, tmp: Path, recipe: Recipe, src: TorchSourc
     fastpath = torch.backends.mha.get_fastpath_enabled()
     tracer: list[warnings.WarningMessage] = []
     failure: Exception | None = None
+    program = isinstance(model, torch.export.ExportedProgram)
     with _stderr_to(log_file):
         torch.backends.mha.set_fastpath_enabled(False)
         # the exporter logs (the graph at a failure) whatever its `verbose`, to stdout by default: to stderr here
@@ -118,14 +134,20 @@ def _export(model: Any, example: Any, tmp: Path, recipe: Recipe, src: TorchSourc
             with torch.no_grad(), warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("default")  # once a place; "legacy TorchScript exporter" (wanted) not:
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
+                # a TorchScript module has no Python signature to read the inputs' names from: they are given
+                warnings.filterwarnings("ignore", message="no signature found for <torch.ScriptMethod")
+                # torch.export's exporter trips torch's own deprecations: nothing the user can change
+                if program:
+                    warnings.filterwarnings("ignore", category=FutureWarning)
                 torch.onnx.export(
                     model,
                     (example,),
                     str(tmp),
                     input_names=[recipe.input.name],
                     output_names=list(recipe.outputs) or None,
-                    opset_version=OPSET,
-                    dynamo=False,
+                    opset_version=EXPORTED_PROGRAM_OPSET if program else OPSET,
+                    dynamo=program,
+                    verbose=False if program else None,  # torch.export's exporter prints progress by default
                     do_constant_folding=True,
                 )
         except Exception as exc:  # noqa: BLE001 - torch raises many kinds; the user needs the cause, not the type
@@ -144,17 +166,26 @@ def _export(model: Any, example: Any, tmp: Path, recipe: Recipe, src: TorchSourc
     if failure is not None:
         cause = next((line for line in str(failure).splitlines() if line.strip()), type(failure).__name__)
         unsupported = isinstance(failure, torch.onnx.errors.UnsupportedOperatorError)
+        yourself = (
+            "export the model yourself (torch.onnx.export(..., dynamo=True)) and give that file (model: "
+            "{kind: onnx, path: ...})"
+        )
         raise ConversionError(
-            f"torch.onnx.export of {src.builder} failed: {cause.strip()[:500]}",
+            f"torch.onnx.export of {src.label} failed: {cause.strip()[:500]}",
             where=str(recipe.path),
             hint=(
-                "an operator the TorchScript exporter cannot write at opset "
-                f"{OPSET}: replace it with standard operations, or "
-                if unsupported
-                else ""
+                "torch.export's exporter wrote no ONNX for this program: replace the operator it names with "
+                "standard operations, or give the model as an ONNX file (model: {kind: onnx, path: ...})"
+                if program
+                else (
+                    "an operator the TorchScript exporter cannot write at opset "
+                    f"{OPSET}: replace it with standard operations, or "
+                    if unsupported
+                    else ""
+                )
+                + yourself
             )
-            + "export the model yourself (torch.onnx.export(..., dynamo=True)) and give that file (model: "
-            f"{{kind: onnx, path: ...}}); whole log: {log_file}",
+            + f"; whole log: {log_file}",
         ) from failure
     shutil.rmtree(log, ignore_errors=True)
     tracer.sort(key=lambda w: "site-packages" in w.filename)  # the user's own code first
@@ -196,7 +227,7 @@ def _check_output_names(recipe: Recipe, src: TorchSource, returned: Any) -> None
         return
     shapes = ", ".join(str(list(t.shape)) for t in tensors)
     raise RecipeError(
-        f"field `outputs`: names {len(recipe.outputs)} output(s) {list(recipe.outputs)}, but {src.builder}'s "
+        f"field `outputs`: names {len(recipe.outputs)} output(s) {list(recipe.outputs)}, but {src.label}'s "
         f"module returns {len(tensors)} tensor(s) ({shapes}); the ONNX outputs are named in that order",
         where=str(recipe.path),
         hint=f"give {len(tensors)} names, one per tensor in the order forward() returns them, or leave "
@@ -204,13 +235,17 @@ def _check_output_names(recipe: Recipe, src: TorchSource, returned: Any) -> None
     )
 
 
-def build_torch_model(recipe: Recipe, src: TorchSource) -> Any:
-    """The recipe's PyTorch model: its builder called with model.args (seed 0), its weights loaded, in eval mode.
-    The builder is the user's code: an import failure, rejected args, an exception inside it or something that is
-    not a torch.nn.Module is a RecipeError naming the builder (exit 2), not an internal error."""
+def build_torch_model(recipe: Recipe, src: TorchSource) -> tuple[Any, Any | None]:
+    """The recipe's PyTorch model and, for a .pt2, its ExportedProgram (else None): its builder called with
+    model.args (seed 0), its weights loaded, in eval mode; or the saved file loaded (torch_file). The builder is the
+    user's code: an import failure, rejected args, an exception inside it or something that is not a
+    torch.nn.Module is a RecipeError naming the builder (exit 2), not an internal error."""
     import torch
 
     where = str(recipe.path)
+    if src.path is not None:
+        return load_torch_file(src.path, where)
+    assert src.builder is not None  # the schema asks for one of the two
     torch.manual_seed(0)
     model = call_builder(src.builder, "model", where, **src.args)
     if not isinstance(model, torch.nn.Module):
@@ -221,29 +256,20 @@ def build_torch_model(recipe: Recipe, src: TorchSource) -> Any:
         )
     if src.weights is not None:
         _load_weights(model, src.weights, where)
-    return model.eval()
-
-
-def _is_torchscript(path: Path) -> bool:
-    """A TorchScript archive (torch.jit.save): a zip holding the model's code, not only tensors."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any("/code/" in n or n.endswith("/constants.pkl") for n in z.namelist())
-    except Exception:  # noqa: BLE001 - a damaged zip raises many kinds (UnicodeDecodeError for a name, ValueError,
-        return False  # ...): not TorchScript; torch.load then names the unreadable file
+    return model.eval(), None
 
 
 def _load_weights(model: Any, weights: Path, where: str) -> None:
     import torch
 
     save_state = "save the trained model's weights with torch.save(model.state_dict(), path)"
-    if _is_torchscript(weights):
+    if torch_file_kind(weights) in ("torchscript", "exported-program"):
         raise RecipeError(
-            f"field `model.weights`: {weights} is a TorchScript archive (torch.jit.save), not a state dict",
+            f"field `model.weights`: {weights} is a saved model (torch.jit.save or torch.export.save), not a state "
+            "dict",
             where=where,
-            hint=f"{save_state}, or export the model to ONNX (torch.onnx.export) and use model: {{kind: onnx, path: ...}}",
+            hint=f"give the file as the model itself: model: {{kind: torch, path: {weights.name}}} (no builder); "
+            f"or {save_state}",
         )
     try:
         state = torch.load(str(weights), map_location="cpu", weights_only=True)

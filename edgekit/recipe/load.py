@@ -194,7 +194,9 @@ def _check_files(recipe: Recipe) -> None:
             )  # which stays in the converter's child process
     elif isinstance(model, TorchSource):
         checks.append(("model.weights", model.weights))
-        check_importable(model.builder, "model.builder", where)
+        checks.append(("model.path", model.path))
+        if model.builder is not None:
+            check_importable(model.builder, "model.builder", where)
     for section, data in (
         ("calibration.data", recipe.calibration and recipe.calibration.data),
         ("evaluation.data", recipe.evaluation.data),
@@ -221,6 +223,10 @@ def _check_files(recipe: Recipe) -> None:
             )
     if isinstance(model, KerasSource):
         _check_keras_path(model.path, where)
+    if isinstance(model, TorchSource) and model.path is not None:
+        from edgekit.convert.torch_file import check_torch_file
+
+        check_torch_file(model.path, where)  # what the file is, from its entries: torch is not imported here
     for section, data in (
         ("calibration.data", recipe.calibration and recipe.calibration.data),
         ("evaluation.data", recipe.evaluation.data),

@@ -30,17 +30,40 @@ class OnnxSource(_Strict):
 
 
 class TorchSource(_Strict):
-    """A PyTorch builder `package.module:function` returning an nn.Module; optional weights (state_dict)."""
+    """A PyTorch model: a builder `package.module:function` returning an nn.Module (optional weights: a state
+    dict), or a saved model file, `path`: a TorchScript archive (torch.jit.save) or an ExportedProgram
+    (torch.export.save, .pt2). Either is a program (PyTorch's security policy says so of TorchScript): a recipe
+    from someone else is code to read before running, whichever it names."""
 
     kind: Literal["torch"] = "torch"
-    builder: str
+    builder: str | None = None
+    path: Path | None = None
     args: dict[str, Any] = Field(default_factory=dict)
     weights: Path | None = None
 
     @field_validator("builder")
     @classmethod
-    def _dotted(cls, value: str) -> str:
-        return check_dotted(value)
+    def _dotted(cls, value: str | None) -> str | None:
+        return None if value is None else check_dotted(value)
+
+    @model_validator(mode="after")
+    def _builder_or_file(self) -> TorchSource:
+        if (self.builder is None) == (self.path is None):
+            raise ValueError(
+                "give `builder:` (a function returning the nn.Module, with `weights:` for its state dict) or "
+                "`path:` (a TorchScript archive from torch.jit.save, or a .pt2 from torch.export.save)"
+                + (", not both" if self.builder is not None else "")
+            )
+        if self.path is not None and (self.args or self.weights is not None):
+            raise ValueError(
+                "`args:` and `weights:` go with a `builder:`; a saved model file (`path:`) holds its weights"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        """What the messages call the model: the builder, or the file's name."""
+        return self.builder if self.builder is not None else str(self.path)
 
 
 class KerasSource(_Strict):

@@ -1,0 +1,159 @@
+"""A PyTorch model given as a saved file (`model: {kind: torch, path: ...}`), as users who deploy PyTorch hold one:
+a TorchScript archive (torch.jit.save) and an ExportedProgram (torch.export.save, .pt2) convert through the real
+CLI to ONNX Runtime, ncnn and TFLite and reproduce the builder route's model; a torch.save file, a junk file and a
+recipe that mixes the two routes are refused when the recipe is read (exit 2), saying what the file is."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.errors import RecipeError
+
+pytest.importorskip("torch")
+
+TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+BUILDER = "  kind: torch                      # or: {kind: onnx, path: my_model.onnx}\n  builder: edgekit.zoo.tiny:build\n  args: {num_classes: 10, width: 8}\n"
+
+
+def _recipe(folder: Path, name: str, model: str) -> Path:
+    """recipes/tiny.yaml with its model section replaced (its data come from builders: no paths to move)."""
+    text = TINY.read_text()
+    assert BUILDER in text
+    path = folder / f"{name}.yaml"
+    path.write_text(text.replace(BUILDER, model).replace("name: tiny\n", f"name: {name}\n"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny recipe's own module (the builder's, same seed) saved the three ways torch saves a model."""
+    import torch
+
+    from edgekit.zoo.tiny import build
+
+    folder = tmp_path_factory.mktemp("torch-files")
+    torch.manual_seed(0)  # as the builder route builds it (torch_export.build_torch_model)
+    model = build(num_classes=10, width=8).eval()
+    example = torch.rand(1, 3, 32, 32)
+    torch.jit.save(torch.jit.trace(model, example), str(folder / "tiny.pt"))
+    torch.export.save(torch.export.export(model, (example,)), str(folder / "tiny.pt2"))
+    torch.save(model.state_dict(), folder / "state.pth")
+    (folder / "junk.pt").write_bytes(bytes(range(256)) * 4)
+    return {
+        "torchscript": folder / "tiny.pt",
+        "pt2": folder / "tiny.pt2",
+        "state": folder / "state.pth",
+        "junk": folder / "junk.pt",
+        "folder": folder,
+    }
+
+
+def _convert(recipe: Path, home: Path, *formats: str) -> subprocess.CompletedProcess[str]:
+    args = [a for f in formats for a in ("-f", f)]
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe), *args],
+        env={**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("torchscript", "exported to ONNX by torch.onnx.export (opset 17), traced on the first"),
+        ("pt2", "exported to ONNX by torch.export's exporter (opset 18);"),
+    ],
+)
+def test_a_saved_torch_model_converts_and_matches_its_builder(
+    saved: dict[str, Path], tmp_path: Path, kind: str, said: str
+) -> None:
+    import onnxruntime as ort
+
+    from edgekit.convert.onnx import prepare_onnx
+    from edgekit.recipe import load_recipe
+
+    path = saved[kind]
+    recipe = _recipe(path.parent, f"tiny-{kind}", f"  kind: torch\n  path: {path.name}\n")
+    done = _convert(recipe, tmp_path / "home", "onnx-fp32", "ncnn-fp32", "tflite-fp32")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert said in out and re.search(r"matches the model within \S+ on 4 inputs", out), out[-3000:]
+    rows = {
+        line.split()[0]: line
+        for line in done.stdout.splitlines()
+        if line.strip().startswith(("onnx-", "ncnn-", "tflite-"))
+    }
+    assert all("pass (8)" in rows[f] for f in ("onnx-fp32", "ncnn-fp32", "tflite-fp32")), done.stdout
+    assert "Warning" not in done.stderr, done.stderr  # torch's own deprecations are not the user's to read
+    # the file's ONNX computes what the builder's does (the same module, saved)
+    x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    outs = []
+    for r in (recipe, TINY):
+        onnx = prepare_onnx(load_recipe(r)).path
+        sess = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+        outs.append(sess.run(None, {sess.get_inputs()[0].name: x})[0])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_a_torch_file_that_is_no_saved_model_is_refused_when_the_recipe_is_read(
+    saved: dict[str, Path],
+) -> None:
+    from edgekit.recipe import load_recipe
+
+    folder = saved["folder"]
+    cases = [
+        ("state", "  kind: torch\n  path: state.pth\n", "is a torch.save file"),
+        ("junk", "  kind: torch\n  path: junk.pt\n", "is not a PyTorch model archive"),
+        ("missing", "  kind: torch\n  path: gone.pt\n", "file not found"),
+        ("both", "  kind: torch\n  path: tiny.pt\n  builder: edgekit.zoo.tiny:build\n", "not both"),
+        ("neither", "  kind: torch\n", "give `builder:`"),
+        ("weights", "  kind: torch\n  path: tiny.pt\n  weights: state.pth\n", "go with a `builder:`"),
+    ]
+    for name, model, said in cases:
+        with pytest.raises(RecipeError, match=re.escape(said)) as info:
+            load_recipe(_recipe(folder, f"bad-{name}", model))
+        if name == "state":  # what to do instead: the state dict beside its builder, or save the model whole
+            assert "torch.jit.save" in (info.value.hint or "") and "weights:" in str(info.value)
+    done = _convert(_recipe(folder, "bad-cli", "  kind: torch\n  path: state.pth\n"), folder / "home")
+    assert done.returncode == 2 and "RecipeError" in done.stderr and "state.pth" in done.stderr, done.stderr
+
+
+def test_the_file_is_the_cache_key(saved: dict[str, Path], tmp_path: Path) -> None:
+    """Another file under the same name is another model: its ONNX is not taken from the cache."""
+    import shutil
+
+    from edgekit.convert.torch_export import torch_key
+    from edgekit.recipe import load_recipe
+
+    shutil.copy(saved["torchscript"], tmp_path / "model.pt")
+    recipe = _recipe(tmp_path, "keyed", "  kind: torch\n  path: model.pt\n")
+    key = torch_key(first := load_recipe(recipe), first.model)  # type: ignore[arg-type]
+    again = load_recipe(recipe)
+    assert torch_key(again, again.model) == key  # type: ignore[arg-type]
+    shutil.copy(saved["pt2"], tmp_path / "model.pt")
+    second = load_recipe(recipe)
+    assert torch_key(second, second.model) != key  # type: ignore[arg-type]
+
+
+def test_executorch_says_it_cannot_take_torchscript(saved: dict[str, Path], tmp_path: Path) -> None:
+    """ExecuTorch lowers a torch.export program: a TorchScript file is named as the reason (before executorch's own
+    absence on this host is), with the .pt2 route in the hint."""
+    from edgekit.convert.executorch import ExecuTorchConverter
+    from edgekit.errors import ConversionError
+    from edgekit.formats import Format
+    from edgekit.recipe import load_recipe
+
+    recipe = load_recipe(_recipe(saved["folder"], "et", "  kind: torch\n  path: tiny.pt\n"))
+    with pytest.raises(ConversionError, match="tiny.pt is TorchScript") as info:
+        ExecuTorchConverter().convert(tmp_path / "unused.onnx", recipe, Format.EXECUTORCH_FP32, tmp_path)
+    assert ".pt2" in (info.value.hint or "")
