@@ -154,6 +154,6 @@ def test_executorch_says_it_cannot_take_torchscript(saved: dict[str, Path], tmp_
     from edgekit.recipe import load_recipe
 
     recipe = load_recipe(_recipe(saved["folder"], "et", "  kind: torch\n  path: tiny.pt\n"))
-    with pytest.raises(ConversionError, match="tiny.pt is TorchScript") as info:
+    with pytest.raises(ConversionError, match=r"tiny\.pt is TorchScript") as info:
         ExecuTorchConverter().convert(tmp_path / "unused.onnx", recipe, Format.EXECUTORCH_FP32, tmp_path)
     assert ".pt2" in (info.value.hint or "")
