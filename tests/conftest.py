@@ -50,6 +50,7 @@ HOST_ONLY = frozenset(
         "test_ncnn_int8.py",
         "test_ncnn_speed.py",
         "test_onnx_external_data.py",
+        "test_packaging.py",
         "test_profile_skipped.py",
         "test_recipe.py",
         "test_recipe_package.py",
