@@ -19,6 +19,9 @@ DEMO_RECIPE ?= recipes/yolov5-lite.yaml
 # a 2-core machine; PYTEST_WORKERS= runs it in one process
 PYTEST_WORKERS ?= -n 2 --dist loadgroup
 PYTEST_ARGS ?=
+# where torch comes from: pip's own configuration by default; TORCH_INDEX=https://download.pytorch.org/whl/cpu takes
+# PyTorch's CPU build (PyPI's x86_64 wheel is the CUDA build, several GB)
+TORCH_INDEX ?=
 
 .PHONY: setup demo test quantize check emu-assets clean-venv help
 help:
@@ -37,10 +40,10 @@ $(STAMPS)/system: Makefile
 	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/python: pyproject.toml constraints.txt
-	@echo "==> python environment in $(VENV) (torch CPU build first, then the toolchain)"
+	@echo "==> python environment in $(VENV) (torch first, then the toolchain)"
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	@$(BIN)/pip install -q -U pip setuptools wheel
-	@$(PIP) torch==2.13.0
+	@$(PIP) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
 	@$(PIP) -e '.[convert,dev]'
 	@mkdir -p $(STAMPS) && touch $@
 
