@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.analysis.analyze import Analysis, LayerError, analyze, ncnn_layers, tensor_key
+from edgekit.analysis.analyze import Analysis, LayerError, analyze
 from edgekit.analysis.float_fallback import plan
+from edgekit.analysis.ncnn_layers import ncnn_layers
 from edgekit.convert.ncnn.param import read_param
 from edgekit.convert.ncnn.weights import layer_spans
+from edgekit.convert.tflite_selective import tensor_key
 from edgekit.formats import Format, Precision
 from edgekit.recipe import load_recipe
 from edgekit.zoo.train import WEIGHTS_DIR
@@ -699,7 +701,7 @@ def test_a_loss_in_onnxruntimes_fused_kernels_is_said_above_the_table() -> None:
     """torchvision's random-weight shufflenet_v2: onnx-int8 0.917 as onnxruntime runs it (a saturated int32 bias
     wraps around in the fused QGemm), 0.99999 at the output in the QDQ arithmetic the layer table shows: a table
     of small errors under a missed gate read as a contradiction. The note says where the loss is."""
-    from edgekit.analysis.analyze import _fused_loss
+    from edgekit.analysis.onnx_layers import fused_loss
     from edgekit.convert.base import Artifact
 
     def art(fmt: Format, cosine: float) -> Artifact:
@@ -709,8 +711,8 @@ def test_a_loss_in_onnxruntimes_fused_kernels_is_said_above_the_table() -> None:
         LayerError("/conv", "Conv", "/conv_out", True, 0.9999, 0.01, 0.01),
         LayerError("/fc/Gemm", "Gemm", "logits", True, 0.99999, 0.004, 0.0),
     ]
-    (note,) = _fused_loss(layers, art(Format.ONNX_INT8, 0.917), art(Format.ONNX_FP32, 1.0))
+    (note,) = fused_loss(layers, art(Format.ONNX_INT8, 0.917), art(Format.ONNX_FP32, 1.0))
     assert (
         "cosine 0.917000" in note and "cosine 0.999990 at the output" in note and "onnx_float_nodes" in note
     )
-    assert _fused_loss(layers, art(Format.ONNX_INT8, 0.99998), art(Format.ONNX_FP32, 1.0)) == []
+    assert fused_loss(layers, art(Format.ONNX_INT8, 0.99998), art(Format.ONNX_FP32, 1.0)) == []
