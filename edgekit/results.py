@@ -77,7 +77,8 @@ class DeviceFacts(_Model):
 
 
 class LayerTime(_Model):
-    """One ncnn layer's own wall time on the device (extract of its output minus a cached re-extract)."""
+    """One layer's own wall time on the device: an ncnn layer's (extract of its output minus a cached re-extract)
+    or an onnxruntime node's (its kernel time in onnxruntime's profiler)."""
 
     name: str
     type: str
@@ -134,8 +135,12 @@ class Measurement(_Model):
     output_shapes: list[list[int]] = Field(default_factory=list)  # each (samples, *output shape)
     timed_inputs: int | None = None  # inputs the timed invocations ran (the first one)
     accuracy_inputs: int | None = None  # inputs whose outputs were saved for the accuracy comparison
-    layer_ms: list[LayerTime] = Field(default_factory=list)  # on request (edgekit profile on a board): ncnn
-    layer_passes: int | None = None  # how many fresh extractors each layer_ms median is over
+    layer_ms: list[LayerTime] = Field(
+        default_factory=list
+    )  # on request (profile on a board): ncnn, onnxruntime
+    layer_passes: int | None = (
+        None  # how many passes each layer_ms median is over (extractors; profiled runs)
+    )
     layer_error: str | None = None  # why layer_ms is missing although asked for
     # the fraction of all the device's CPU time other processes used while the samples were timed (/proc/stat
     # minus the agent's own CPU time; None: not Linux, or too short a window to tell)

@@ -74,4 +74,6 @@ class AgentRequest(_Strict):
     outputs_dir: str = "outputs"
     nice: int | None = None
     affinity: str | None = None  # big, little, all or a cpu list (Linux boards and phones)
-    layer_times: int = 0  # ncnn: each layer's own wall time over this many passes (0: not measured)
+    layer_times: int = (
+        0  # ncnn, onnxruntime: each layer's own wall time over this many passes (0: not measured)
+    )

@@ -35,7 +35,7 @@ class DeployOptions:
     json_path: Path | None = None
     target_overrides: tuple[str, ...] = ()  # `field=value` for every target given by name (--set)
     profile: bool = False  # per-layer data in the result: counts on emulated cores, wall times elsewhere
-    profile_passes: int = 10  # with `profile`, on boards and the host: extractors each layer's median is over
+    profile_passes: int = 10  # with `profile`, on boards and the host: passes each layer's median is over
     # set from another thread (a lab nightly's Ctrl-C): stop as on Ctrl-C (agents stopped, what was measured kept)
     stop: threading.Event | None = field(default=None, compare=False)
 

@@ -98,7 +98,7 @@ class Settings:
     lock_timeout_s: float = 600.0
     samples: int | None = None  # evaluation samples sent to devices (None: all)
     nice: int | None = -10  # the agent asks for this priority; applied only where permitted (root), recorded
-    layer_times: int = 0  # ncnn: per-layer wall time over this many passes (edgekit profile on a board)
+    layer_times: int = 0  # ncnn, onnxruntime: per-layer wall time over this many passes (profile on a board)
 
     @classmethod
     def from_benchmark(cls, bench: Benchmark, **overrides: Any) -> Settings:
