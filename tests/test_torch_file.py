@@ -157,3 +157,19 @@ def test_executorch_says_it_cannot_take_torchscript(saved: dict[str, Path], tmp_
     with pytest.raises(ConversionError, match=r"tiny\.pt is TorchScript") as info:
         ExecuTorchConverter().convert(tmp_path / "unused.onnx", recipe, Format.EXECUTORCH_FP32, tmp_path)
     assert ".pt2" in (info.value.hint or "")
+
+
+def test_a_pt2_torch_cannot_read_is_named_with_torchs_own_reason(saved: dict[str, Path]) -> None:
+    """torch.export.load logs the archive's error (a traceback on stderr) and raises "check the warnings above":
+    the user got both. The reason is the error's first line now, and torch's log stays out of the output."""
+    import zipfile
+
+    folder = saved["folder"]
+    with zipfile.ZipFile(folder / "fake.pt2", "w") as z:  # named like a .pt2, holding none
+        z.writestr("m/archive_format", "pt2")
+        z.writestr("m/models/model.json", "{not json")
+    done = _convert(_recipe(folder, "fake", "  kind: torch\n  path: fake.pt2\n"), folder / "home")
+    assert done.returncode == 2, done.stderr
+    said = " ".join(done.stderr.split())
+    assert "torch.export.load could not read fake.pt2: RuntimeError:" in said, said
+    assert "warnings above" not in said and "Traceback" not in said and "torch/export/" not in said, said

@@ -167,8 +167,9 @@ def _export(model: Any, example: Any, tmp: Path, recipe: Recipe, src: TorchSourc
         cause = next((line for line in str(failure).splitlines() if line.strip()), type(failure).__name__)
         unsupported = isinstance(failure, torch.onnx.errors.UnsupportedOperatorError)
         yourself = (
-            "export the model yourself (torch.onnx.export(..., dynamo=True)) and give that file (model: "
-            "{kind: onnx, path: ...})"
+            "give it as a .pt2, which torch.export's exporter writes (torch.export.save(torch.export.export(model, "
+            "(example,)), 'model.pt2'); model: {kind: torch, path: model.pt2}), or export it yourself "
+            "(torch.onnx.export(..., dynamo=True)) and give that file (model: {kind: onnx, path: ...})"
         )
         raise ConversionError(
             f"torch.onnx.export of {src.label} failed: {cause.strip()[:500]}",

@@ -11,8 +11,11 @@ and a pickled module is not read (unpickling it runs code no one named).
 
 from __future__ import annotations
 
+import logging
 import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,6 +68,25 @@ def check_torch_file(path: Path, where: str) -> TorchFileKind:
     return kind
 
 
+@contextmanager
+def _torch_export_log() -> Iterator[list[str]]:
+    """torch.export's log records while loading, kept (each one's exception, or its message) instead of printed."""
+    said: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            exc = record.exc_info[1] if record.exc_info else None
+            said.append(f"{type(exc).__name__}: {exc}" if exc is not None else record.getMessage())
+
+    logger = logging.getLogger("torch.export")  # torch's logging setup gives it a stderr handler of its own
+    handlers, propagate = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [Keep()], False
+    try:
+        yield said
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
+
+
 def load_torch_file(path: Path, where: str) -> tuple[Any, Any | None]:
     """(the module to call, the ExportedProgram or None for TorchScript), loaded on the CPU. A file this torch
     cannot load (a newer torch's, a damaged one) is a RecipeError naming torch's reason."""
@@ -76,14 +98,16 @@ def load_torch_file(path: Path, where: str) -> tuple[Any, Any | None]:
         if kind == "torchscript":
             module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
             return module.eval(), None
-        with (
-            warnings.catch_warnings()
-        ):  # torch's own deprecations inside its loader: nothing the user can change
-            warnings.simplefilter("ignore", FutureWarning)
+        with warnings.catch_warnings(), _torch_export_log() as said:
+            warnings.simplefilter(
+                "ignore", FutureWarning
+            )  # torch's own deprecations: not the user's to change
             program = torch.export.load(str(path))
         return program.module(), program
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds; the user needs its reason, named
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        # torch.export.load logs the archive's own error and raises "check the warnings above": the logged one
+        cause = said[-1] if kind == "exported-program" and said else str(exc)
+        first = next((line for line in cause.splitlines() if line.strip()), type(exc).__name__)
         raise RecipeError(
             f"field `model.path`: {loader} could not read {path.name}: {first.strip()[:400]}",
             where=where,
