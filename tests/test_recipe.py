@@ -63,10 +63,10 @@ def test_unknown_key_names_file_and_field(tmp_path: Path) -> None:
         load_recipe(write(tmp_path, typos))
     said = str(err.value)  # pydantic's location carries the `kind:` tag (model.torch.bilder): not shown
     assert (
-        "field `model.bilder`: unknown key" in said and "`model` takes kind, builder, args, weights" in said
+        "field `model.bilder`: unknown key" in said
+        and "`model` takes kind, builder, path, args, weights" in said
     )
     assert "field `calibration.data.sed`: unknown key" in said and "takes kind, samples, seed" in said
-    assert "field `model.builder`: required, and missing" in said
     misspelt = base()
     misspelt["formts"] = misspelt.pop("formats")  # a required field misspelt: it is missing, said plainly
     with pytest.raises(RecipeError) as err:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.convert.base import Converter
-from edgekit.convert.torch_file import torch_file_kind
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
 from edgekit.recipe import Recipe, TorchSource
+from edgekit.recipe.torch_files import torch_file_kind
 
 NOT_INSTALLABLE = (
     "executorch is not installed: no release installs beside edgekit's pins (0.5.0-1.5.1 need "

@@ -22,9 +22,10 @@ from edgekit import paths
 from edgekit.convert.code_digest import builder_code_digest
 from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, file_sha256, simplify, tool_versions
 from edgekit.convert.torch_check import check_export, check_inputs, returned_tensors
-from edgekit.convert.torch_file import load_torch_file, torch_file_kind
+from edgekit.convert.torch_file import load_torch_file
 from edgekit.errors import ConversionError, RecipeError
 from edgekit.recipe import Recipe, TorchSource, call_builder
+from edgekit.recipe.torch_files import torch_file_kind
 
 # Part of a PyTorch export's cache key: bump when an export made before is no longer right. 2: `outputs:` names
 # counted against the tensors the module returns (an export named by position before is made again, or refused).

@@ -224,7 +224,7 @@ def _check_files(recipe: Recipe) -> None:
     if isinstance(model, KerasSource):
         _check_keras_path(model.path, where)
     if isinstance(model, TorchSource) and model.path is not None:
-        from edgekit.convert.torch_file import check_torch_file
+        from edgekit.recipe.torch_files import check_torch_file
 
         check_torch_file(model.path, where)  # what the file is, from its entries: torch is not imported here
     for section, data in (
