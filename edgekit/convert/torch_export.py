@@ -42,13 +42,15 @@ def torch_key(recipe: Recipe, src: TorchSource) -> str:
         "args": src.args,
         "weights": file_sha256(src.weights) if src.weights else None,
         "code": builder_code_digest(src.builder) if src.builder else None,
-        "file": file_sha256(src.path) if src.path else None,
         "input": [recipe.input.name, list(recipe.input.shape)],
         "outputs": list(recipe.outputs),
         "opset": OPSET,
         "export_version": EXPORT_VERSION,
         "tools": tool_versions(),
     }
+    # a saved file: its bytes (a builder's key stays as it was before files could be given, so its cache serves)
+    if src.path is not None:
+        spec["file"] = file_sha256(src.path)
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
