@@ -70,7 +70,10 @@ def _convert(recipe: Path, home: Path, *formats: str) -> subprocess.CompletedPro
 @pytest.mark.parametrize(
     ("kind", "said"),
     [
-        ("torchscript", "exported to ONNX by torch.onnx.export (opset 17), traced on the first"),
+        (
+            "torchscript",
+            "exported to ONNX by torch.onnx.export (opset 17), from the archive's TorchScript graph;",
+        ),
         ("pt2", "exported to ONNX by torch.export's exporter (opset 18);"),
     ],
 )

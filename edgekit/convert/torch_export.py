@@ -93,6 +93,8 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
         "check": check,
         "exporter": exporter,
         "opset": opset,
+        "traced": src.builder
+        is not None,  # a file's graph is its own: TorchScript's, or the ExportedProgram's
     }
     (target.parent / "meta.json").write_text(json.dumps(meta))
     tmp.replace(target)
@@ -106,7 +108,10 @@ def describe(meta: dict[str, Any]) -> str | None:
     if not check:
         return None
     exporter = meta.get("exporter", "torch.onnx.export")
-    how = "" if exporter != "torch.onnx.export" else f", traced on the first {check.get('on', 'input')}"
+    if meta.get("traced", True):
+        how = f", traced on the first {check.get('on', 'input')}"
+    else:
+        how = "" if exporter != "torch.onnx.export" else ", from the archive's TorchScript graph"
     return (
         f"model: PyTorch source exported to ONNX by {exporter} (opset {meta.get('opset', OPSET)}){how}; matches "
         f"the model within {check.get('max_abs', float('nan')):.1e} on {check.get('inputs', 0)} inputs"
