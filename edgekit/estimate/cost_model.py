@@ -169,7 +169,7 @@ def estimate(
     if features.int8:
         notes.append(
             "int8 kernels: the interval is the largest held-out error instead of the 85th percentile "
-            "(leave-one-out: the int8 calibration models' errors were 1.3-1.7x the float ones' and the "
+            "(leave-one-out: the int8 calibration models' errors were 1.3-2.0x the float ones' and the "
             "ordinary interval held them less often; README, Instruction counts and estimates)"
         )
     n = min(max(threads, 1), board.cores)
