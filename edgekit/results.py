@@ -25,7 +25,9 @@ BUSY_SHARE = 0.10
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # NaN and infinities are written as NaN/Infinity (as Python's json writes them), not null: a NaN cosine (a
+    # zero output) written as null made `runs import` refuse its own unrecorded file and deploy's --json
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
 
 
 # the error of a measurement a Ctrl-C (or SIGTERM) left unmeasured: not a failure of the artifact (runs lists

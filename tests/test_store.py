@@ -170,6 +170,32 @@ def test_nan_and_infinities_round_trip(url: str) -> None:
     )
 
 
+def test_nan_and_infinities_survive_the_json_file_runs_import_reads(tmp_path: Path) -> None:
+    """A NaN cosine (a zero output) was written to deploy's --json and to unrecorded/ as null, and `runs import`
+    refused its own file (a comparison's cosine is a required float): NaN and infinities are written as
+    NaN/Infinity and read back; `runs show --json` writes them the same way."""
+    from edgekit.store.unrecorded import keep_unrecorded
+
+    result = _small(T0)
+    onnx = result.runs[0].comparisons[0]
+    onnx.cosine, onnx.max_abs_error, onnx.metric = math.nan, math.inf, {"map50": math.nan}
+    result.artifacts[0].fidelity["cosine"] = -math.inf
+    kept = keep_unrecorded(result)
+    assert '"cosine": NaN' in kept.read_text()
+    store = str(tmp_path / "s.sqlite")
+    out = _edgekit("runs", "import", str(kept), "--store", store, home=tmp_path / "home")
+    assert out.returncode == 0 and "recorded as run 1" in out.stdout, out.stderr
+    shown = _edgekit("runs", "show", "1", "--json", "--store", store, home=tmp_path / "home")
+    assert shown.returncode == 0, shown.stderr
+    for back in (
+        DeployResult.model_validate_json(kept.read_text()),
+        DeployResult.model_validate_json(shown.stdout),
+    ):
+        comparison = back.runs[0].comparisons[0]
+        assert math.isnan(comparison.cosine) and comparison.max_abs_error == math.inf
+        assert math.isnan(comparison.metric["map50"]) and back.artifacts[0].fidelity["cosine"] == -math.inf
+
+
 def test_a_target_without_agent_result_round_trips(url: str) -> None:
     result = _small(T0)
     dead = result.runs[0].model_copy(update={"status": "failed", "error": "unreachable", "agent": None})
