@@ -155,3 +155,29 @@ def test_a_latency_regression_says_how_to_accept_it_and_accepting_it_clears_the_
         Flag(FlagKind.INSTRUCTIONS, "r", 3, "pi5-emu", "ncnn-int8"),
     ]
     assert accept_commands(others) == ["edgekit runs accept 3 --target pi5-emu"]
+
+
+def test_an_emulated_wall_time_flag_says_so_in_the_line_the_nightly_verdict_prints() -> None:
+    """The nightly's verdict line (cron log) printed an emulated target's wall-time regression as plain
+    'latency ... ms', read as device latency; the Markdown and HTML said 'emulated' beside it, the verdict did
+    not. The line itself says emulated wall time; a board's latency and a count are worded as before."""
+    from edgekit.report.flag_text import flag_line
+    from edgekit.report.regression import Flag, FlagKind
+
+    def line(kind: FlagKind, target: str, emulated: bool, message: str = "") -> str:
+        return flag_line(
+            Flag(kind, "r", 8, target, "tflite-int8", 1, 3793.0, 5403.0, 0.425, 3e-28, emulated, message)
+        )
+
+    assert line(FlagKind.LATENCY, "pi4-emu", True) == (
+        "tflite-int8 at 1 thread on pi4-emu: 3793 → 5403 ms emulated wall time (+42.5%, p=3e-28)"
+    )
+    busy = "timings unreliable (other processes used 60% of the CPUs): "
+    assert line(FlagKind.UNRELIABLE, "pi4-emu", True, busy).startswith(
+        "tflite-int8 at 1 thread on pi4-emu: 3793 → 5403 ms emulated wall time (+42.5%), not judged"
+    )
+    assert (
+        line(FlagKind.LATENCY, "pi4", False)
+        == "tflite-int8 at 1 thread on pi4: 3793 → 5403 ms (+42.5%, p=3e-28)"
+    )
+    assert "instr. (+42.5%" in line(FlagKind.INSTRUCTIONS, "pi4-emu", True)

@@ -14,12 +14,12 @@ from edgekit.report.regression import Flag, FlagKind, threads_text
 def flag_line(f: Flag) -> str:
     """A flag in one line of plain text, the one wording the Markdown summary lists and the nightly's verdict
     names: where and its figures ('tflite-int8 at 1 thread on pi4: 95 → 114 ms (+20.0%, p=1e-05)'; 'x1' read
-    like a speed-up factor); a regression that persists says since when ('still slower since run #15,
-    2026-11-14'); an unreliable timing says how far it moved and that it was not judged. A fidelity flag says
-    its gate in the words of its message, which the HTML shows ('tflite-int8: below its fidelity gate at
-    conversion (min_cosine: 0.99999 vs limit 1)'), then the cosine against the run it was judged against, both
-    at one precision (never printed equal to 1 below 1, equal figures equal); a flag without figures is its
-    message."""
+    like a speed-up factor; an emulated target's wall time says so, '3793 → 5403 ms emulated wall time'); a
+    regression that persists says since when ('still slower since run #15, 2026-11-14'); an unreliable timing
+    says how far it moved and that it was not judged. A fidelity flag says its gate in the words of its message,
+    which the HTML shows ('tflite-int8: below its fidelity gate at conversion (min_cosine: 0.99999 vs limit
+    1)'), then the cosine against the run it was judged against, both at one precision (never printed equal to
+    1 below 1, equal figures equal); a flag without figures is its message."""
     if f.kind is FlagKind.FIDELITY:
         if f.new is None:
             return f.message
@@ -41,6 +41,8 @@ def flag_line(f: Flag) -> str:
     unit = {FlagKind.LATENCY: " ms", FlagKind.INSTRUCTIONS: " instr.", FlagKind.UNRELIABLE: " ms"}.get(
         f.kind, ""
     )
+    if f.emulated and f.kind in (FlagKind.LATENCY, FlagKind.UNRELIABLE):  # the nightly's verdict has no badge
+        unit = " ms emulated wall time"
     old, new = same_precision([f.old, f.new])
     if f.kind is FlagKind.UNRELIABLE:  # timed while busy: how far it moved, and why it was not judged
         found = re.search(r"timings unreliable \((.*?)\)[:,]", f.message)
