@@ -107,11 +107,16 @@ def test_a_latency_regression_says_how_to_accept_it_and_accepting_it_clears_the_
     tmp_path: Path,
 ) -> None:
     """A held regression the fingerprint cannot explain stayed flagged for six weeks and the report never said
-    there was a way out: the Markdown and HTML name `edgekit runs accept RUN --target T` once per target (not
-    for a fidelity or unreliable flag), and once it is run the report lists no regression."""
+    there was a way out: the Markdown and HTML name `edgekit runs accept RUN --target T --store URL` once per
+    target (not for a fidelity or unreliable flag), and once it is run the report lists no regression. The
+    command names the store the report read (without it, pasted from a team store's report, it went to the
+    default SQLite file), never its password."""
+    import shlex
     from datetime import UTC, datetime, timedelta
+    from html import escape
 
     import numpy as np
+    from markdown_it import MarkdownIt
 
     from edgekit.formats import Format
     from edgekit.report import html, markdown
@@ -122,7 +127,8 @@ def test_a_latency_regression_says_how_to_accept_it_and_accepting_it_clears_the_
     from edgekit.store import open_store
 
     t0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
-    url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    (tmp_path / "team&co").mkdir()
+    url = f"sqlite:///{tmp_path / 'team&co' / 'results.sqlite'}"
     with open_store(url) as store:
         for day in range(17):
             store.record(
@@ -139,13 +145,15 @@ def test_a_latency_regression_says_how_to_accept_it_and_accepting_it_clears_the_
             )
         report = build(store)
         assert len(report.regressions) == 2
-        command = "edgekit runs accept 17 --target pi4"
+        command = f"edgekit runs accept 17 --target pi4 --store {shlex.quote(url)}"
         assert (
             f"If this is expected (a kernel or firmware update, a board swapped for the same model): `{command}`"
             in markdown.render(report)
         )
         assert markdown.render(report).count("runs accept") == 1
-        assert f"<code>{command}</code>" in html.render(report)
+        shown = MarkdownIt("commonmark").render(markdown.render(report))  # as pasted from a rendered summary
+        assert f"<code>{escape(command, quote=False)}</code>" in shown, shown
+        assert f"<code>{escape(command)}</code>" in html.render(report)
         store.accept(17, target="pi4")
         after = build(store)
         assert after.regressions == [] and "runs accept" not in markdown.render(after)
@@ -155,6 +163,9 @@ def test_a_latency_regression_says_how_to_accept_it_and_accepting_it_clears_the_
         Flag(FlagKind.INSTRUCTIONS, "r", 3, "pi5-emu", "ncnn-int8"),
     ]
     assert accept_commands(others) == ["edgekit runs accept 3 --target pi5-emu"]
+    assert accept_commands(others, "postgresql://bob:***@db/results?password=***&sslmode=require") == [
+        "edgekit runs accept 3 --target pi5-emu --store 'postgresql://bob@db/results?sslmode=require'"
+    ]
 
 
 def test_an_emulated_wall_time_flag_says_so_in_the_line_the_nightly_verdict_prints() -> None:

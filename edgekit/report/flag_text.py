@@ -4,11 +4,13 @@ line names (the HTML lays the same figures out in its own table)."""
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from edgekit.report.figures import apart, same_precision, signed_percent
 from edgekit.report.regression import Flag, FlagKind, threads_text
+from edgekit.store.location import command_url
 
 
 def flag_line(f: Flag) -> str:
@@ -66,10 +68,13 @@ def _day(ts: float) -> str:
 ACCEPT_WHY = "If this is expected (a kernel or firmware update, a board swapped for the same model)"
 
 
-def accept_commands(flags: Sequence[Flag]) -> list[str]:
+def accept_commands(flags: Sequence[Flag], store_url: str | None = None) -> list[str]:
     """Per run and target with a latency or instruction-count regression, the command that accepts its level as
-    the new one ('edgekit runs accept 27 --target pi4'): a regression edgekit's fingerprint cannot explain stays
-    flagged for the six weeks of its lookback otherwise, the night failing each time."""
+    the new one ('edgekit runs accept 27 --target pi4 --store URL'): a regression edgekit's fingerprint cannot
+    explain stays flagged for the six weeks of its lookback otherwise, the night failing each time. With
+    `store_url` (the store the flags were judged in) the command names it, without its password: without
+    --store, a command pasted from a team store's report accepted nothing (no such run in the default file)."""
     judged = (FlagKind.LATENCY, FlagKind.INSTRUCTIONS)
     found = dict.fromkeys((f.run_id, f.target) for f in flags if f.kind in judged and f.target)
-    return [f"edgekit runs accept {run} --target {target}" for run, target in found]
+    store = f" --store {shlex.quote(command_url(store_url))}" if store_url else ""
+    return [f"edgekit runs accept {run} --target {shlex.quote(target)}{store}" for run, target in found]

@@ -89,7 +89,7 @@ def render(report: Report) -> str:
         parts.append("<p>No runs in the store for this selection.</p>")
         if report.empty_hint:
             parts.append(f"<p>{escape(report.empty_hint)}</p>")
-    parts += [_recipe(view) for view in report.recipes]
+    parts += [_recipe(view, report.store_url) for view in report.recipes]
     body = "\n".join(parts)
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -124,7 +124,7 @@ def _header(report: Report) -> str:
     )
 
 
-def _recipe(view: RecipeView) -> str:
+def _recipe(view: RecipeView, store_url: str) -> str:
     latest = view.latest.result
     parts = [
         f'<section id="{_anchor(view.recipe)}"><h2>{escape(view.recipe)}</h2>',
@@ -133,7 +133,7 @@ def _recipe(view: RecipeView) -> str:
         f"<code>{escape(home(latest.recipe_path))}</code> sha256 <code>{escape(latest.recipe_sha256[:12])}</code>, "
         f"git <code>{escape((latest.git_revision or '-')[:12])}</code></p>",
         "<h3>Flags</h3>",
-        _flags(view.flags, view.not_judged()),
+        _flags(view.flags, view.not_judged(), store_url),
         _changes(view.changes, view.changes_against),
         "<h3>Latest results</h3>",
         _table(view.rows),
@@ -223,7 +223,7 @@ def _precision_legend() -> str:
     return f'<p class="legend">precision: {"".join(items)}</p>'
 
 
-def _flags(flags: list[Flag], not_judged: Sequence[str] = ()) -> str:
+def _flags(flags: list[Flag], not_judged: Sequence[str] = (), store_url: str | None = None) -> str:
     """The flags, then what could not be judged for want of history (never 'within the noise' for those)."""
     unjudged = "".join(f'<p class="warn">{escape(line)}</p>' for line in not_judged)
     if not flags:
@@ -247,7 +247,7 @@ def _flags(flags: list[Flag], not_judged: Sequence[str] = ()) -> str:
             f"<td data-label=change>{_pct(f.change)}</td><td data-label=p-value>{_p(f.p_value)}</td>"
             f"<td class='l wrap'>{escape(f.message)}</td></tr>"
         )
-    accept = accept_commands(flags)
+    accept = accept_commands(flags, store_url)
     hint = (
         f"<p>{escape(ACCEPT_WHY)}: " + "; ".join(f"<code>{escape(c)}</code>" for c in accept) + "</p>"
         if accept

@@ -7,6 +7,8 @@ route to ship per target.
 
 from __future__ import annotations
 
+import re
+
 from edgekit.formats import Format
 from edgekit.report.flag_text import ACCEPT_WHY, accept_commands, flag_line
 from edgekit.report.flags import failures_text
@@ -30,6 +32,16 @@ def _text(value: object) -> str:
     through shows `<script>` as text and runs nothing; the raw file stays readable, with no `&lt;` entities),
     one line, no table-breaking `|`. An ASCII arrow `->` is written `→` (escaped, it read `-\\>` in a log)."""
     return str(value).replace("->", "→").translate(_ESCAPED).replace("\r", " ").replace("\n", " ")
+
+
+def _code(command: str) -> str:
+    """A command as a Markdown code span, shown exactly as it is to be pasted: CommonMark acts on nothing inside
+    one (no HTML, no escapes: `_text`'s backslashes showed, so a store URL's `&` was pasted as `\\&`); fenced
+    with more backticks than any run of them in it."""
+    text = command.replace("\r", " ").replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def verdict(report: Report) -> str:
@@ -84,11 +96,11 @@ def render(report: Report) -> str:
         if report.empty_hint:
             lines += ["", report.empty_hint]
     for view in report.recipes:
-        lines += _recipe(view)
+        lines += _recipe(view, report.store_url)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _recipe(view: RecipeView) -> list[str]:
+def _recipe(view: RecipeView, store_url: str) -> list[str]:
     bad = [f for f in view.flags if f.is_bad]
     mark = "❌" if bad else ("⚠️" if view.flags or view.unjudged else "✅")
     lines = [
@@ -96,9 +108,9 @@ def _recipe(view: RecipeView) -> list[str]:
         "",
     ]
     lines += [_flag(f) for f in view.flags]
-    accept = accept_commands(view.flags)
+    accept = accept_commands(view.flags, store_url)
     if accept:
-        lines.append(f"- {ACCEPT_WHY}: " + "; ".join(f"`{_text(c)}`" for c in accept))
+        lines.append(f"- {ACCEPT_WHY}: " + "; ".join(_code(c) for c in accept))
     not_judged = view.not_judged()
     lines += [f"- **not judged** {_text(line)}" for line in not_judged]
     if not view.flags and not not_judged:
