@@ -192,3 +192,51 @@ def test_an_emulated_wall_time_flag_says_so_in_the_line_the_nightly_verdict_prin
         == "tflite-int8 at 1 thread on pi4: 3793 → 5403 ms (+42.5%, p=3e-28)"
     )
     assert "instr. (+42.5%" in line(FlagKind.INSTRUCTIONS, "pi4-emu", True)
+
+
+def test_a_target_missing_its_gate_on_its_first_deploy_there_is_a_failure_not_a_regression() -> None:
+    """A recipe's first deploy to pi5 whose ncnn-fp16 passes its gate at conversion and misses it on the A76's
+    own outputs (README's own example) was counted as a regression, with nothing to have regressed from; a miss
+    at conversion already said 'failed (no earlier run)'. With the target's earlier runs known, a miss no earlier
+    run of that target compared is a failure (first_run); one an earlier run compared is a regression."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from edgekit.formats import Format
+    from edgekit.report.fidelity_flags import target_fidelity_flags
+    from edgekit.report.synthetic import synthetic_result
+    from edgekit.store import StoredRun
+
+    t0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+
+    def night(day: int, formats: tuple[Format, ...]) -> StoredRun:
+        result = synthetic_result(
+            t0 + timedelta(days=day),
+            rng=np.random.default_rng(day),
+            targets=("pi5", "host"),
+            threads=(1,),
+            formats=formats,
+        )
+        return StoredRun(day + 1, (t0 + timedelta(days=day)).timestamp(), result)
+
+    both = (Format.NCNN_FP32, Format.NCNN_FP16)
+    tonight = night(2, both)
+    pi5 = tonight.result.runs[0]
+    assert pi5.target == "pi5"
+    missed = next(c for c in pi5.comparisons if c.reference == "onnx" and c.artifact == "ncnn-fp16")
+    missed.gates_passed, missed.gate_failures = False, ["min_cosine: 0.990 vs limit 0.999"]
+
+    def flags(earlier: list[StoredRun] | None) -> list[tuple[bool, bool]]:
+        runs = None if earlier is None else [t for r in earlier for t in r.result.runs]
+        found = target_fidelity_flags(tonight, pi5, runs)
+        assert [(f.target, f.artifact) for f in found] == [("pi5", "ncnn-fp16")]
+        return [(f.is_failure, f.is_regression) for f in found]
+
+    assert flags([]) == [(True, False)]  # the first deploy to pi5
+    assert flags([night(0, (Format.NCNN_FP32,))]) == [(True, False)]  # pi5 ran, but never ncnn-fp16
+    assert flags([night(0, both)]) == [(False, True)]  # pi5 compared ncnn-fp16 before and met its gate
+    host_only = night(1, both)
+    host_only.result.runs = [t for t in host_only.result.runs if t.target == "host"]
+    assert flags([host_only]) == [(True, False)]  # another target's comparison is not this target's
+    assert flags(None) == [(False, True)]  # the earlier runs not known: a regression, as before

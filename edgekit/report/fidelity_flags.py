@@ -3,6 +3,8 @@ conversion that failed where it used to work. Judged against the run before, not
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from edgekit.report.figures import gate_failures
 from edgekit.report.flags import Flag, FlagKind
 from edgekit.results import TargetRun
@@ -69,10 +71,22 @@ def _target_missed(target_run: TargetRun, artifact: str) -> bool:
     )
 
 
-def target_fidelity_flags(latest: StoredRun, target_run: TargetRun) -> list[Flag]:
+def target_fidelity_flags(
+    latest: StoredRun, target_run: TargetRun, earlier: Sequence[TargetRun] | None = None
+) -> list[Flag]:
     """The recipe's gates checked on this target's own outputs (ARM numerics can drift from the host's); an
-    artifact that missed them at conversion already has its one flag (fidelity_flags), naming this target."""
+    artifact that missed them at conversion already has its one flag (fidelity_flags), naming this target.
+    `earlier`: this target's runs before (None: not known). A miss no earlier run of this target could have
+    passed (none compared the artifact: a recipe's first deploy there) is a failure with nothing to regress
+    from (first_run), as at conversion, not a regression."""
     missed = {a.id for a in latest.result.artifacts if a.missed_gate}
+    compared = {
+        c.artifact
+        for t in earlier or ()
+        if t.target == target_run.target
+        for c in t.comparisons
+        if c.reference == "onnx"
+    }
     flags = []
     for c in target_run.comparisons:
         if c.reference == "onnx" and getattr(c, "gates_passed", None) is False and c.artifact not in missed:
@@ -87,6 +101,7 @@ def target_fidelity_flags(latest: StoredRun, target_run: TargetRun) -> list[Flag
                     new=c.cosine,
                     emulated=target_run.emulated,
                     message=f"{c.artifact} on {target_run.target}: below its fidelity gate ({failures})",
+                    first_run=earlier is not None and c.artifact not in compared,
                 )
             )
     return flags
