@@ -667,7 +667,9 @@ def test_emulated_wording_says_what_the_page_shows(tmp_path: Path) -> None:
 def test_an_interrupted_run_keeps_the_older_route_and_figures_in_the_report(tmp_path: Path) -> None:
     """A deploy stopped with Ctrl-C records what it measured and no route: the report's table then showed `not
     run (interrupted)` for what it had not reached and no route line for the recipe at all. Now those rows are
-    the newest older run's measurements (named by run) and the older route stands, saying why."""
+    the newest older run's measurements (named by run) and the older route stands, saying why. The Markdown
+    names that run in each such cell, not in the pi4 column's header (which said the whole column was run #1
+    while the measurement the night did take was from run #2)."""
     from edgekit.results import NOT_RUN_INTERRUPTED, ErrorCode
     from edgekit.route_deploy import routes_for_deploy
 
@@ -690,6 +692,11 @@ def test_an_interrupted_run_keeps_the_older_route_and_figures_in_the_report(tmp_
     table = md.split("| artifact")[1].split("\n\n")[0]
     assert "not run (interrupted)" not in table and "run #1" in table, table
     assert f"| {kept.artifact} |" in table
+    assert "| pi4 p50 ms |" in table, table  # the header names no run: the column is not all run #1
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in table.splitlines()[2:]}
+    pi4_cells = {artifact: cells[1] for artifact, cells in rows.items()}
+    assert "run #" not in pi4_cells[kept.artifact], pi4_cells  # measured by run #2 itself
+    assert all(pi4_cells[m.artifact].endswith(" (run #1)") for m in lost), pi4_cells
     assert "interrupted (Ctrl-C or SIGTERM) before a route was chosen" in html
 
 

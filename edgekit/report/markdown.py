@@ -173,9 +173,10 @@ def _table(view: RecipeView) -> list[str]:
     cells = {(r.artifact, r.target): r for r in rows if r.threads == threads}
     artifacts = list(dict.fromkeys(r.artifact for r in rows))
     estimated = {r.target for r in rows if isinstance(r.estimate, dict) and estimate_text(r.estimate)}
-    older = {
-        r.target: r.run_id for r in rows if r.run_id is not None
-    }  # not in the latest run: its own newest
+    # a target the latest run did not include: every row is from its own newest run, said once in its header; a
+    # row of a target it did include comes from an older run only when a Ctrl-C left it unmeasured: said in the cell
+    in_latest = {t.target for t in view.latest.result.runs}
+    older = {r.target: r.run_id for r in rows if r.run_id is not None and r.target not in in_latest}
     head = ["artifact"] + [
         (
             (f"{_text(t)} board ESTIMATE ms" if t in estimated else f"{_text(t)} instructions (count)")
@@ -223,7 +224,7 @@ def _table(view: RecipeView) -> list[str]:
             "| "
             + " | ".join(
                 [_text(artifact)]
-                + [_cell(cells.get((artifact, t))) for t in targets]
+                + [_cell(cells.get((artifact, t)), name_run=t not in older) for t in targets]
                 + [f"{cosine:.5f}" if cosine is not None else "-"]
             )
             + " |"
@@ -231,20 +232,25 @@ def _table(view: RecipeView) -> list[str]:
     return lines
 
 
-def _cell(row: Row | None) -> str:
+def _cell(row: Row | None, *, name_run: bool = True) -> str:
+    """A row's cell; one from an older run than the latest names it (`90.06 (run #3)`) unless its column's
+    header does (`name_run` False)."""
     if row is None:
         return "-"
     if row.status != "ok":  # one never run because of a Ctrl-C or SIGTERM did not fail (as the HTML says)
-        return "not run (interrupted)" if (row.error or "").startswith(NOT_RUN_INTERRUPTED) else "failed"
-    if row.emulated:
-        return _emulated_cell(row)
-    text = f"{row.p50_ms:.4g}" if row.p50_ms is not None else "-"
-    if row.speedup:
-        by_insn = row.speedup_basis == "instruction count"
-        text += f" (x fp32 by insn {row.speedup:.2f}x)" if by_insn else f" ({row.speedup:.2f}x)"
-    if row.instructions:
-        text += f", {row.instructions / 1e6:.1f} M instr. (count)"
-    if any(f.is_bad for f in row.flags):
+        text = "not run (interrupted)" if (row.error or "").startswith(NOT_RUN_INTERRUPTED) else "failed"
+    elif row.emulated:
+        text = _emulated_cell(row)
+    else:
+        text = f"{row.p50_ms:.4g}" if row.p50_ms is not None else "-"
+        if row.speedup:
+            by_insn = row.speedup_basis == "instruction count"
+            text += f" (x fp32 by insn {row.speedup:.2f}x)" if by_insn else f" ({row.speedup:.2f}x)"
+        if row.instructions:
+            text += f", {row.instructions / 1e6:.1f} M instr. (count)"
+    if name_run and row.run_id is not None:
+        text += f" (run #{row.run_id})"
+    if row.status == "ok" and any(f.is_bad for f in row.flags):
         text += " ❌"
     return text
 
@@ -258,10 +264,7 @@ def _emulated_cell(row: Row) -> str:
         parts.append("base" if _is_fp32_base(row.artifact) else f"x fp32 by insn {row.speedup:.2f}x")
     if row.instructions:
         parts.append(f"{row.instructions / 1e6:.1f} M instr. (count)")
-    text = ", ".join(parts) or "no count (emulated wall time only: see the JSON)"
-    if any(f.is_bad for f in row.flags):
-        text += " ❌"
-    return text
+    return ", ".join(parts) or "no count (emulated wall time only: see the JSON)"
 
 
 def _is_fp32_base(artifact: str) -> bool:
