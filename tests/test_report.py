@@ -392,6 +392,32 @@ def test_each_target_shows_its_own_newest_run(tmp_path: Path) -> None:
     assert f"run #{first}</span>" in render_html(report)
 
 
+def test_dollar_signs_in_ids_are_drawn_as_text_not_parsed_as_math(tmp_path: Path) -> None:
+    """An artifact id or target name with `$...$` in it (runs import takes a foreign file's ids as they are) was
+    parsed by matplotlib as mathtext: an unknown macro crashed the whole HTML report (in a nightly, after
+    recording). Every plot, the measured ones and an emulated board's estimates, draws it as the text it is."""
+    odd, target = "int8$\\undefinedmacro$", "pi4$\\alpha$"
+    nights = []
+    for day in range(4):
+        result = synthetic_result(
+            T0 + timedelta(days=day),
+            rng=np.random.default_rng(day),
+            formats=(Format.TFLITE_FP32, Format.TFLITE_INT8),
+            threads=(1,),
+        )
+        for run in result.runs:
+            run.target = target if run.target == "pi4" else run.target
+            for m in run.agent.measurements if run.agent else []:
+                m.artifact = odd if m.artifact == "tflite-int8" else m.artifact
+        nights.append(add_estimates(result))  # pi5-emu's estimates: estimate_plots draws the ids too
+    _md, html = _stored_and_rendered(tmp_path / "math.sqlite", nights)
+    drawn = [svg for svg in re.findall(r"<svg\b.*?</svg>", html, re.S) if f">{odd}</text>" in svg]
+    assert len(drawn) == 2 and "ESTIMATE" in drawn[1], (
+        drawn
+    )  # pi4's latency distribution, pi5-emu's estimates
+    assert f"{target}, 1 thread: latency distribution" in html
+
+
 def test_text_from_the_store_cannot_inject_markup(tmp_path: Path) -> None:
     """An error message (a device's, or in an imported result) with HTML in it is text in both the HTML
     report and the Markdown summary: a renderer that passes HTML through must not run it."""

@@ -39,6 +39,9 @@ plt.rcParams.update(
         "font.size": 9,
         "axes.spines.top": False,
         "axes.spines.right": False,
+        # ids are text: `$...$` in one (runs import takes a foreign file's ids as they are) was parsed as math,
+        # and an unknown macro in it crashed the whole report
+        "text.parse_math": False,
     }
 )
 
