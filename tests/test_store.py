@@ -1045,3 +1045,35 @@ def test_runs_accept_records_the_new_level_and_the_next_nights_are_judged_agains
         assert flagged(store) == []  # the next night, at the accepted level
         store.record(night(19, 1.7))
         assert flagged(store)  # a further step is still a regression
+
+
+def test_runs_accept_finds_local_under_the_host_column_it_is_stored_in(tmp_path: Path) -> None:
+    """`runs accept ID --target local` was refused ("run has no target 'local'"): a deploy to `local` stores it as
+    the `host` column, and `runs` and `report` take `--target local` there; accept now does the same."""
+    from edgekit.report.regression import FlagKind, detect_latest
+
+    url = _url(tmp_path)
+    with open_store(url) as store:
+        ids = [
+            store.record(
+                synthetic_result(
+                    T0 + timedelta(days=day),
+                    rng=np.random.default_rng(day),
+                    formats=(Format.TFLITE_FP32,),
+                    targets=("host",),
+                    threads=(1,),
+                    slowdown={("tflite-fp32", "host"): 1.0 if day < 14 else 1.3},
+                )
+            )
+            for day in range(16)
+        ]
+        assert [f.target for f in detect_latest(store.history()) if f.kind is FlagKind.LATENCY] == ["host"]
+    home = tmp_path / "home"
+    done = _edgekit("runs", "accept", str(ids[-1]), "--target", "local", "--store", url, home=home)
+    assert done.returncode == 0 and "tflite-fp32 at 1 thread on host" in done.stdout, done.stderr
+    with open_store(url) as store:
+        marks = (store.load(ids[-1]).model_extra or {})["accepted"]
+        assert [m["target"] for m in marks] == ["host"]
+        assert [f for f in detect_latest(store.history()) if f.kind is FlagKind.LATENCY] == []
+    wrong = _edgekit("runs", "accept", str(ids[-1]), "--target", "pi4", "--store", url, home=home)
+    assert wrong.returncode == 2 and "--target pi4: run 16 has no target 'pi4'" in wrong.stderr, wrong.stderr

@@ -166,13 +166,17 @@ def accept_cmd(
     from edgekit.errors import UsageError
     from edgekit.report.regression import Settings, regressed_keys, threads_text
     from edgekit.store import open_store
+    from edgekit.target import stored_name
 
+    asked = target
+    if target is not None:
+        target = stored_name(target)  # `local` is stored as `host`: `runs` and `report` find it there too
     with open_store(store, create=False) as db:
         result = db.load(run_id)
         targets = [t.target for t in result.runs]
         if target is not None and target not in targets:
             raise UsageError(
-                f"--target {target}: run {run_id} has no target {target!r}",
+                f"--target {asked}: run {run_id} has no target {target!r}",
                 hint=f"its targets: {', '.join(targets) or 'none'}",
             )
         arts = sorted(
