@@ -61,7 +61,7 @@ def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
     words, as the Markdown summary lists it)."""
     from edgekit.report.flag_text import flag_line
 
-    deploys = {Path(p).name: why for p, why in outcome.failures.items() if p != "report"}
+    deploys = _by_name(outcome.failures)
     from edgekit.report.flags import failures_text
 
     flags = outcome.report.flags if outcome.report is not None else []
@@ -189,8 +189,14 @@ def run_nightly(
                 outcome.failures[str(path)] = said
                 kept = _record_kept(exc, store, outcome, path, names)
                 log(f"{path.name}: deploy failed: {said}" + (f" ({kept})" if kept else ""))
+                if outcome.interrupted:  # stopped while recording what it kept
+                    outcome.not_reached += [p.name for p in files[files.index(path) + 1 :]]
+                    break
                 continue
             if not _record(store, result, outcome, path, names, log):
+                if outcome.interrupted:  # Ctrl-C while recording (a store's lock wait): kept in a file
+                    outcome.not_reached += [p.name for p in files[files.index(path) + 1 :]]
+                    break
                 continue
             log(f"{path.name}: recorded as run {outcome.run_ids[str(path)]}")
             for run in result.runs:  # a target that failed tonight is said now, not only in the report
@@ -215,8 +221,13 @@ def run_nightly(
                 log(f"{target}: has never produced a measurement" + (f" (tonight: {why})" if why else ""))
             if names:  # every target the night measured: the ones asked for and the host each deploy adds
                 shown = list(dict.fromkeys([*targets, *outcome.measured]))
-                outcome.report = build(
-                    store, since=since, recipes=list(dict.fromkeys(names)), targets=shown, settings=settings
+                outcome.report = build(  # tonight's runs judged, not a run someone recorded after them
+                    store,
+                    since=since,
+                    recipes=list(dict.fromkeys(names)),
+                    targets=shown,
+                    settings=settings,
+                    judge_only=list(outcome.run_ids.values()),
                 )
         except Exception as exc:  # noqa: BLE001 - the store went away after the deploys (or a bug): the
             # summary is still written and says what failed
@@ -231,9 +242,7 @@ def run_nightly(
             outcome.report = Report([], datetime.now(UTC).isoformat(timespec="seconds"), since, store.url)
     if outcome.report is not None:
         # the report's own failure is no deploy's (the Markdown said '2 deploys failed', one of them `report`)
-        outcome.report.failed_deploys = {
-            Path(p).name: why for p, why in outcome.failures.items() if p != "report"
-        }
+        outcome.report.failed_deploys = _by_name(outcome.failures)
         if "report" in outcome.failures:  # not 'No runs in the store' and 'no regressions'
             outcome.report.unreadable = outcome.failures["report"]
         outcome.report.not_reached = list(outcome.not_reached)  # the report lists them: not silently missing
@@ -242,6 +251,14 @@ def run_nightly(
         with markdown.open("a") as fh:
             fh.write("\n## Lab: boards and board types\n\n```\n" + "\n".join(outcome.lab_lines) + "\n```\n")
     return outcome
+
+
+def _by_name(failures: dict[str, str]) -> dict[str, str]:
+    """Failed deploys by their recipe file's name, or its path where two files of the night share a name
+    (`--recipes team-a/ team-b/`): one entry each, not one for both."""
+    files = [p for p in failures if p != "report"]
+    names = [Path(p).name for p in files]
+    return {(Path(p).name if names.count(Path(p).name) == 1 else p): failures[p] for p in files}
 
 
 def _first_and_hint(error: str) -> str:
@@ -297,13 +314,22 @@ def _record(
     with the command that imports it later, the recipe counts as failed and the night goes on."""
     try:
         outcome.run_ids[str(path)] = store.record(result)
-    except Exception as exc:  # noqa: BLE001 - whatever the store raised, tonight's measurements are kept
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - whatever the store raised, or a Ctrl-C or
+        # SIGTERM while it waited for its write lock: tonight's measurements are kept in a file
         from edgekit.store.unrecorded import import_command, keep_unrecorded
 
         kept = keep_unrecorded(result)
-        reason = exc.message if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+        stop = isinstance(exc, (KeyboardInterrupt, Interrupted))
+        reason = (
+            "interrupted (Ctrl-C or SIGTERM) while recording"
+            if stop
+            else exc.message
+            if isinstance(exc, EdgekitError)
+            else f"{type(exc).__name__}: {str(exc)[:200]}"
+        )
         why = f"not recorded: {reason}; the results are in {kept} ({import_command(kept, store.command_url)})"
         outcome.failures[str(path)] = why
+        outcome.interrupted = outcome.interrupted or stop
         log(f"{path.name}: {why}")
         return False
     names.append(result.recipe)

@@ -191,7 +191,21 @@ def _route_at(run: TargetRun, host_gates: dict[str, bool], threads: int) -> Rout
                 f"other processes used up to {worst:.0%} of {run.target}'s CPUs while {len(busy)} of these "
                 "were timed: the ranking may be the machine's, not the models'; measure again on a quiet one"
             )
+        usable = _usable_cores(run)
+        if usable is not None and threads > usable:  # lines.timing_caveats says it under the table too
+            route.caveats.append(
+                f"{threads} threads on {usable} usable core{'s' if usable != 1 else ''} of {run.target}: the "
+                "threads take turns on the cores, so this ranking is not what that many cores would give"
+            )
     return route
+
+
+def _usable_cores(run: TargetRun) -> int | None:
+    """The cores the agent could use (its affinity mask, else the device's cores), None without facts."""
+    if run.agent is None:
+        return None
+    facts = run.agent.facts_before
+    return len(facts.cpus_used) if facts.cpus_used else facts.cores
 
 
 def candidates_for_run(

@@ -505,3 +505,81 @@ def test_a_target_named_twice_is_deployed_to_once(recipes: Path, tmp_path: Path)
     assert {targets for _, targets in fake.calls} == {("pi5-emu", "pi4")}
     assert "pi5-emu: named 2 times in the targets: measured once" in said
     assert "pi4: named 2 times in the targets: measured once" in said
+
+
+def test_the_night_judges_its_own_runs_not_one_recorded_after_them(recipes: Path, tmp_path: Path) -> None:
+    """The report judged each recipe's newest run: a colleague's host-only deploy of the same recipe, recorded
+    while the night ran and started after it, was judged instead of the night's, which regressed on pi4; the
+    night passed (exit 0, 'no regressions')."""
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights(host=True)
+    for _ in range(6):
+        assert run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake).exit_code == 0
+        fake.night += 1
+    colleague = synthetic_result(
+        T0 + timedelta(days=fake.night, hours=1),
+        rng=np.random.default_rng(5),
+        recipe="detector",
+        targets=("host",),
+        formats=FORMATS,
+        threads=(1,),
+    )
+
+    def with_a_colleague(recipe: Path, targets: Sequence[str]) -> DeployResult:
+        if recipe.stem == "detector":
+            with open_store(url) as other:
+                other.record(colleague)
+        return fake(recipe, targets)
+
+    fake.tonight = {"detector": {"slowdown": {("ncnn-int8", "pi4"): 1.5}}}
+    outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=with_a_colleague)
+    assert outcome.exit_code == 1
+    assert [(f.recipe, f.artifact, f.target) for f in outcome.report.regressions] == [  # type: ignore[union-attr]
+        ("detector", "ncnn-int8", "pi4")
+    ]
+
+
+def test_ctrl_c_while_a_result_is_recorded_keeps_it_in_a_file(
+    recipes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C or SIGTERM while the store's write lock was waited for (edgekit says it waits up to 60 s) lost
+    the recipe's measurements: not in the store, not in unrecorded/, no report. Now they are kept in a file
+    with the command that imports them, the night stops there (exit 130) and the summary is written."""
+    from edgekit.store.store import Store
+
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
+
+    def interrupted(self: Store, result: DeployResult) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "record", interrupted)
+    md = tmp_path / "night.md"
+    outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake, markdown=md)
+    assert outcome.exit_code == 130 and [c[0] for c in fake.calls] == ["classifier"]
+    assert outcome.not_reached == ["detector.yaml"]
+    (kept,) = (tmp_path / "home" / "unrecorded").glob("*.json")
+    assert DeployResult.model_validate_json(kept.read_text()).recipe == "classifier"
+    (why,) = outcome.failures.values()
+    assert "interrupted (Ctrl-C or SIGTERM) while recording" in why and f"runs import {kept}" in why
+    assert "not recorded" in md.read_text()
+
+
+def test_two_recipe_files_of_one_file_name_fail_as_two(tmp_path: Path) -> None:
+    """Failed deploys were keyed by file name: `--recipes team-a/ team-b/` with a detector.yaml in each, both
+    failing, counted and listed as one."""
+    from edgekit.nightly import verdict
+
+    for team in ("team-a", "team-b"):
+        (tmp_path / team).mkdir()
+        (tmp_path / team / "detector.yaml").write_text(f"name: {team}-detector\n")
+
+    def failing(recipe: Path, targets: Sequence[str]) -> DeployResult:
+        raise AgentError("the agent crashed", where=str(recipe))
+
+    url = f"sqlite:///{tmp_path / 'nightly.sqlite'}"
+    md = tmp_path / "night.md"
+    outcome = run_nightly(
+        [tmp_path / "team-a", tmp_path / "team-b"], ["pi4"], store_url=url, deploy_fn=failing, markdown=md
+    )
+    assert verdict(outcome).startswith("nightly: 2 deploys failed")
+    assert outcome.report is not None and len(outcome.report.failed_deploys) == 2
+    assert str(tmp_path / "team-b" / "detector.yaml") in md.read_text()

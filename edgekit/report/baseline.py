@@ -90,16 +90,18 @@ class Verdict:
 
 @dataclass(frozen=True)
 class TooFewRuns:
-    """Not judged: only `earlier` baseline runs (fewer than Settings.min_runs)."""
+    """Not judged: only `earlier` baseline runs (fewer than Settings.min_runs) of its latency, or of its
+    instruction count at several threads (`what`)."""
 
     earlier: int
+    what: str = "latency"
 
 
 def key_series(
     earlier: list[StoredRun], target: str, m: Measurement, emulated: bool, settings: Settings
 ) -> list[Entry]:
     """The key's trusted earlier measurements, oldest first: ok, not throttled, not timed while busy (a busy
-    timing is not the model's alone; counts are, so on emulated targets busy runs count)."""
+    timing is not the model's alone; counts are, so a busy run's count joins: on_counts)."""
     found = []
     for run in earlier:
         for t in run.result.runs:
@@ -108,10 +110,17 @@ def key_series(
             for pm in t.agent.measurements:
                 if (pm.artifact, pm.threads) != (m.artifact, m.threads) or pm.status != "ok":
                     continue
-                if pm.timed_while_busy and not emulated:
+                if pm.timed_while_busy and not on_counts(pm, emulated):
                     continue
                 found.append(Entry(run, target, pm, fingerprint(run, t, pm)))
     return found
+
+
+def on_counts(m: Measurement, emulated: bool) -> bool:
+    """The key is judged on its guest instruction count (an emulated target that counted), which the machine's
+    load does not move; otherwise on a wall time, which a busy machine does (emulated wall time too: the
+    emulated devices share this machine's cores with each other and everything else)."""
+    return emulated and bool(m.instructions_per_invoke)
 
 
 def accepted(run: StoredRun, target: str, m: Measurement) -> bool:
@@ -167,22 +176,29 @@ def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> V
     past = walk.baseline(settings)
     m = entry.m
     counted = [e for e in past if e.m.instructions_per_invoke]
+    # a regression going on has returned once below the drift bound at held_alpha, not night_alpha: a step near
+    # the bound was otherwise flagged on some of its nights only, and each night it passed joined the baseline
+    alpha = settings.held_alpha if walk.streak is not None else settings.night_alpha
     if emulated and m.instructions_per_invoke and counted:
-        old = float(statistics.median(e.m.instructions_per_invoke or 0 for e in counted))
+        counts = [float(e.m.instructions_per_invoke or 0) for e in counted]
+        old = float(statistics.median(counts))
         change = m.instructions_per_invoke / old - 1.0
-        if change < settings.instruction_change:
+        threshold = settings.instruction_change
+        if m.threads > 1:  # several threads' count holds their waiting, which varies run to run (README):
+            # judged like a night's median, against the drift bound of the earlier counts
+            if len(counted) < settings.min_runs:
+                return TooFewRuns(len(counted), "instructions")
+            threshold = max(threshold, night_bound([[c] for c in counts], alpha))
+        if change < threshold:
             return None
         return Verdict(
-            FlagKind.INSTRUCTIONS, old, float(m.instructions_per_invoke), change, None, 0.0, counted
+            FlagKind.INSTRUCTIONS, old, float(m.instructions_per_invoke), change, None, threshold, counted
         )
     timed = [e for e in past if e.m.samples_ms]
     if not m.samples_ms:
         return None
     if len(timed) < settings.min_runs:
         return TooFewRuns(len(timed))
-    # a regression going on has returned once below the drift bound at held_alpha, not night_alpha: a step near
-    # the bound was otherwise flagged on some of its nights only, and each night it passed joined the baseline
-    alpha = settings.held_alpha if walk.streak is not None else settings.night_alpha
     verdict = _latency_verdict(m, timed, settings, alpha)
     if verdict is None and len(timed) >= 2 * max(settings.min_runs, settings.creep_runs):  # a creep
         older = timed[: len(timed) // 2]

@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from edgekit.report.regression import Flag, Settings
+from edgekit.report.regression import Flag, Settings, same_series, series_key
 from edgekit.results import DeployResult
 from edgekit.store import StoredRun
 
@@ -16,30 +16,41 @@ from edgekit.store import StoredRun
 def judged_changes(
     recent: list[StoredRun], flags: Sequence[Flag], settings: Settings = Settings()
 ) -> tuple[list[str], str]:
-    """What differs between the latest run and the runs of the same target it was judged against, and those
-    runs in words. Per flagged target (every target of the latest run when nothing was flagged): the last run
-    of that target in its baseline, then the older ones back to the first it was judged against, each
-    difference listed once, an older one naming its run ('recipe model.args.width: 40 -> 44 (vs run #9)').
-    The recipe's previous run on any target hid a change: a host-only run in between matched it."""
-    latest, earlier = recent[-1], recent[:-1]
-    if not earlier:
+    """What differs between each target's judged run and the earlier runs of the same target (on the host, the
+    same CPU: regression.series_key) it was judged against, and those runs in words. Per flagged target (every
+    target of the newest run when nothing was flagged): the last run of that target in its baseline, then the
+    older ones back to the first it was judged against, each difference listed once, an older one naming its
+    run ('recipe model.args.width: 40 -> 44 (vs run #9)'). The recipe's previous run on any target hid a
+    change: a host-only run in between matched it."""
+    if len(recent) < 2:
         return [], ""
     flagged = list(dict.fromkeys(f.target for f in flags if f.is_bad and f.target is not None))
-    targets = flagged or [t.target for t in latest.result.runs]
-    by_id = {r.id: r for r in earlier}
+    targets = flagged or [t.target for t in recent[-1].result.runs]
+    index = {r.id: i for i, r in enumerate(recent)}
     found: list[str] = []
     seen: set[str] = set()
     lasts = []
     for target in targets:
-        ids = {i for f in flags if f.target == target and f.is_bad for i in f.baseline_runs}
-        runs = [by_id[i] for i in sorted(ids) if i in by_id] or [
-            r for r in earlier[-settings.history :] if any(t.target == target for t in r.result.runs)
+        judged_id = next((f.run_id for f in flags if f.target == target and f.run_id in index), None)
+        at = (
+            index[judged_id]
+            if judged_id is not None
+            else max(i for i, r in enumerate(recent) if any(t.target == target for t in r.result.runs))
+        )
+        judged = recent[at]
+        mine = next(t for t in judged.result.runs if t.target == target)
+        same = [
+            r
+            for r in recent[:at][-settings.history :]
+            if any(same_series(series_key(t), series_key(mine)) for t in r.result.runs if t.target == target)
         ]
+        ids = {i for f in flags if f.target == target and f.is_bad for i in f.baseline_runs}
+        runs = [recent[index[i]] for i in sorted(ids) if i in index] or same
         if not runs:
             continue
         lasts.append((target, runs[-1].id))
         for n, run in enumerate(reversed(runs if flagged else runs[-1:])):  # unflagged: against the last
-            for line in changes(run.result, latest.result, only=target):
+            for line in changes(run.result, judged.result, only=target):
                 key = line.split(": ", 1)[0]
                 if key in seen:
                     continue
@@ -47,7 +58,7 @@ def judged_changes(
                 found.append(line if n == 0 else f"{line} (vs run #{run.id})")
     if not lasts:
         return [], ""
-    if len({i for _, i in lasts}) == 1 and (lasts[0][1] == earlier[-1].id and not flagged):
+    if len({i for _, i in lasts}) == 1 and (lasts[0][1] == recent[-2].id and not flagged):
         return found, "the previous run"
     if len(lasts) == 1:
         return found, f"{lasts[0][0]}'s run #{lasts[0][1]}, the last it was judged against"

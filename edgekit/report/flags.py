@@ -80,6 +80,9 @@ class Unjudged:
     earlier: int
     needed: int
     since_change: int | None = None
+    what: str = (
+        "latency"  # or "instructions": a count at several threads, judged against its run-to-run spread
+    )
 
 
 @dataclass

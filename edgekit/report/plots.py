@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from edgekit.formats import Format, Precision
+from edgekit.report.baseline import on_counts
 from edgekit.report.estimate_plots import estimate_intervals, estimate_series, estimate_trend
 from edgekit.report.panels import (
     EMULATED_NOTE,
@@ -92,14 +93,19 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
 
 def _unreliable(view: RecipeView, target: str) -> set[int]:
     """The measurements (ids) of `target` whose timings were not judged: timed while other processes used the
-    CPUs, or on a board that throttled (unreliable.py); emulated counts are exact whatever the load."""
+    CPUs, or on a board that throttled (unreliable.py); emulated counts are exact whatever the load, emulated
+    wall times are not (baseline.on_counts)."""
     found = set()
     for run in view.runs:
         for t in run.result.runs:
-            if t.target != target or t.agent is None or t.emulated:
+            if t.target != target or t.agent is None:
                 continue
-            hot = throttle_reason(t) is not None
-            found |= {id(m) for m in t.agent.measurements if hot or m.timed_while_busy}
+            hot = not t.emulated and throttle_reason(t) is not None
+            found |= {
+                id(m)
+                for m in t.agent.measurements
+                if hot or (m.timed_while_busy and not on_counts(m, t.emulated))
+            }
     return found
 
 

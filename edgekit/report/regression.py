@@ -24,7 +24,7 @@ With fewer than `min_runs` baseline runs of a key, its latency is not judged, an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from edgekit.report.baseline import (
@@ -36,6 +36,7 @@ from edgekit.report.baseline import (
     judge_key,
     key_series,
     night_bound,
+    on_counts,
     walk_key,
 )
 from edgekit.report.fidelity_flags import fidelity_flags, target_fidelity_flags
@@ -56,8 +57,11 @@ __all__ = [
     "detect",
     "detect_latest",
     "judge",
+    "judge_current",
     "night_bound",
     "regressed_keys",
+    "same_series",
+    "series_key",
     "slower_p_value",
     "threads_text",
     "throttle_reason",
@@ -68,13 +72,14 @@ _DEFAULT_SETTINGS = Settings()  # frozen: one instance serves every default (Set
 
 
 def detect(history: Sequence[StoredRun], settings: Settings = _DEFAULT_SETTINGS) -> list[Flag]:
-    """Flags for the newest run of every recipe in `history` (oldest first, as Store.history returns)."""
+    """Flags for the newest run of every target of every recipe in `history` (oldest first, as Store.history
+    returns; see judge_current)."""
     by_recipe: dict[str, list[StoredRun]] = {}
     for run in history:
         by_recipe.setdefault(run.result.recipe, []).append(run)
     flags: list[Flag] = []
     for runs in by_recipe.values():
-        flags += detect_latest(runs, settings)
+        flags += judge_current(runs, settings).flags
     return flags
 
 
@@ -83,18 +88,85 @@ def detect_latest(runs: Sequence[StoredRun], settings: Settings = _DEFAULT_SETTI
     return judge(runs, settings).flags
 
 
-def judge(runs: Sequence[StoredRun], settings: Settings = _DEFAULT_SETTINGS) -> Judgement:
-    """Flags for runs[-1] against up to `settings.lookback` runs before it (all of one recipe), and the keys
-    whose latency it could not judge for want of history."""
+def judge(
+    runs: Sequence[StoredRun], settings: Settings = _DEFAULT_SETTINGS, *, run_id: int | None = None
+) -> Judgement:
+    """Flags for one run of a recipe (`run_id`, by default the newest of `runs`: all of one recipe, oldest
+    first), and the keys whose latency it could not judge for want of history. Each of its targets is judged
+    against the runs before it that measured that target (series_key: on the host, the same CPU), up to
+    `settings.lookback` of them: another target's runs in between (a host-only deploy, another board's night)
+    neither push the target's history out of the window nor stand in for it."""
     if not runs:
         return Judgement([], [])
-    latest, earlier = runs[-1], list(runs[-1 - settings.lookback : -1])
-    baseline = earlier[-settings.history :]
-    flags = fidelity_flags(latest, baseline)
+    at = len(runs) - 1 if run_id is None else next(i for i, r in enumerate(runs) if r.id == run_id)
+    latest, before = runs[at], list(runs[:at])
+    flags = fidelity_flags(latest, before[-settings.history :])
     unjudged: list[Unjudged] = []
     for target_run in latest.result.runs:
-        flags += _target_flags(latest, target_run, earlier, settings, unjudged)
+        flags += _judge_target(latest, target_run, before, settings, unjudged)
     return Judgement(flags, unjudged)
+
+
+def judge_current(
+    runs: Sequence[StoredRun], settings: Settings = _DEFAULT_SETTINGS, *, among: Collection[int] | None = None
+) -> Judgement:
+    """Flags for the newest run of each target of a recipe (`runs` oldest first): the state a report shows,
+    judged as `judge` judges a run. A target whose newest run is not in `among` (a report's time window, the
+    night's own runs) is not judged: an old flag is not news, and a run recorded by someone else after the
+    night is not the night's. The recipe's conversion flags are those of the newest run judged."""
+    unjudged: list[Unjudged] = []
+    flags: list[Flag] = []
+    seen: list[tuple] = []
+    newest: int | None = None  # its index in runs
+    for at in range(len(runs) - 1, -1, -1):
+        run = runs[at]
+        for target_run in run.result.runs:
+            key = series_key(target_run)
+            if any(same_series(key, k) for k in seen):
+                continue
+            seen.append(key)
+            if among is not None and run.id not in among:
+                continue
+            newest = at if newest is None else newest
+            flags += _judge_target(run, target_run, list(runs[:at]), settings, unjudged)
+    if newest is not None:
+        flags = fidelity_flags(runs[newest], list(runs[:newest])[-settings.history :]) + flags
+    return Judgement(flags, unjudged)
+
+
+def series_key(target_run: TargetRun) -> tuple[str, str | None, int | None]:
+    """Whose history a target's figures join: the target's; on the host, the target and its CPU (model and
+    cores), as every machine that records into a store (a runner, a colleague's laptop) stores itself as `host`.
+    A run that did not record the CPU (it failed before measuring) is unknown, not another machine."""
+    facts = target_run.agent.facts_before if target_run.agent is not None else None
+    if target_run.target != HOST or facts is None:
+        return (target_run.target, None, None)
+    return (target_run.target, facts.cpu_model, facts.cores)
+
+
+def same_series(a: tuple, b: tuple) -> bool:
+    """Two series keys name one history: the same target, and no part known in both that differs."""
+    return a[0] == b[0] and all(x is None or y is None or x == y for x, y in zip(a[1:], b[1:], strict=True))
+
+
+def _judge_target(
+    latest: StoredRun,
+    target_run: TargetRun,
+    before: list[StoredRun],
+    settings: Settings,
+    unjudged: list[Unjudged],
+) -> list[Flag]:
+    """`target_run` of `latest` against the last `settings.lookback` runs before it of the same series, each
+    reduced to that series' target run."""
+    key = series_key(target_run)
+    earlier: list[StoredRun] = []
+    for run in reversed(before):
+        mine = [t for t in run.result.runs if same_series(series_key(t), key)]
+        if mine:
+            earlier.append(StoredRun(run.id, run.started_ts, run.result.model_copy(update={"runs": mine})))
+            if len(earlier) == settings.lookback:
+                break
+    return _target_flags(latest, target_run, earlier[::-1], settings, unjudged)
 
 
 def regressed_keys(
@@ -158,7 +230,9 @@ def _target_flags(
                 first_run=not base_targets,
             )
         ]
-    flags += target_fidelity_flags(latest, target_run)
+    flags += target_fidelity_flags(
+        latest, target_run, [t for b in earlier for t in b.result.runs if t.target == target]
+    )
     reason = throttle_reason(target_run, settings.max_temperature_c)
     if reason:
         flags.append(flag(FlagKind.UNRELIABLE, f"{target}: timings unreliable: {reason}"))
@@ -186,7 +260,7 @@ def _target_flags(
             continue
         series = key_series(earlier, target, m, target_run.emulated, settings)
         walk = walk_key(series, target_run.emulated, settings)
-        if m.timed_while_busy and not target_run.emulated:  # counts are exact whatever the load; times not
+        if m.timed_while_busy and not on_counts(m, target_run.emulated):  # counts are exact whatever the load
             flags.append(busy_flag(recipe, latest.id, target_run, m, walk, settings))
             continue
         verdict = judge_key(
@@ -197,7 +271,15 @@ def _target_flags(
         )
         if isinstance(verdict, TooFewRuns):
             unjudged.append(
-                Unjudged(target, m.artifact, m.threads, verdict.earlier, settings.min_runs, walk.restarted)
+                Unjudged(
+                    target,
+                    m.artifact,
+                    m.threads,
+                    verdict.earlier,
+                    settings.min_runs,
+                    walk.restarted,
+                    verdict.what,
+                )
             )
         elif verdict is not None and not accepted(latest, target, m):  # accepted: the new level
             flags.append(_speed_flag(recipe, latest.id, target_run, m, verdict, walk))
@@ -228,6 +310,11 @@ def _speed_flag(
     ids = tuple(e.run.id for e in v.against)
     if v.kind is FlagKind.INSTRUCTIONS:
         message = f"{where}: guest instructions per invoke {v.change:+.2%} (instruction count, not time)"
+        if m.threads > 1:
+            message += (
+                f"; threshold {v.threshold:.1%}: the spread of its earlier counts (several threads' counts hold "
+                "their waiting, which varies run to run)"
+            )
     else:
         label = "emulated wall time" if target_run.emulated else "latency"
         message = (

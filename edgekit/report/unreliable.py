@@ -56,8 +56,9 @@ def busy_flag(
     old = float(np.median(np.concatenate([e.m.samples_ms for e in past]))) if past else None
     new = float(np.median(m.samples_ms)) if m.samples_ms else m.p50_ms
     change = new / old - 1.0 if old and new is not None else None
+    label = "emulated wall time p50" if target_run.emulated else "p50"
     figures = (
-        f": p50 {old:.4g} -> {new:.4g} ms ({change:+.1%} vs its history), not judged"
+        f": {label} {old:.4g} -> {new:.4g} ms ({change:+.1%} vs its history), not judged"
         if old and new is not None and change is not None
         else ", not judged"
     )

@@ -6,14 +6,14 @@ regression.py), so the HTML and the Markdown summary can never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from edgekit.formats import Format
 from edgekit.report.changes import judged_changes
-from edgekit.report.regression import Flag, Settings, Unjudged, judge, threads_text
+from edgekit.report.regression import Flag, Settings, Unjudged, judge_current, threads_text
 from edgekit.results import (
     NOT_RUN_INTERRUPTED,
     ArtifactInfo,
@@ -79,21 +79,21 @@ class RecipeView:
             earlier = " or ".join(map(str, counts))
             since = next((u.since_change for u in keys if u.since_change is not None), None)
             after = f" since its configuration changed in run #{since}" if since is not None else ""
-            measured = [
-                m
-                for t in self.latest.result.runs
-                if t.target == target
-                for m in _measurements(t)
-                if m.status == "ok"
-            ]
+            newest = self.latest_on(target)
+            measured = [m for m in _measurements(newest[1]) if m.status == "ok"] if newest else []
             everything = len(keys) >= len(measured)
             which = (
                 ""
                 if everything
                 else ": " + ", ".join(f"{u.artifact} at {threads_text(u.threads)}" for u in keys)
             )
+            what = (
+                "latency"
+                if any(u.what == "latency" for u in keys)
+                else "the instruction count at several threads"
+            )
             lines.append(
-                f"not enough history to judge latency on {target} ({earlier} earlier "
+                f"not enough history to judge {what} on {target} ({earlier} earlier "
                 f"run{'s' if counts != [1] else ''}{after}; {keys[0].needed} needed){which}"
             )
         return lines
@@ -172,8 +172,10 @@ def build(
     recipes: Sequence[str] = (),
     targets: Sequence[str] = (),
     settings: Settings = Settings(),
+    judge_only: Collection[int] | None = None,
 ) -> Report:
-    """Read the store and compute everything a report shows."""
+    """Read the store and compute everything a report shows. Each target's newest run shown is judged
+    (regression.judge_current); with `judge_only` (the nightly: the runs it recorded), only those runs are."""
     names = list(recipes) or store.recipes(since=since)
     views = []
     for name in names:
@@ -182,9 +184,17 @@ def build(
         ]
         if not shown:
             continue
-        # regression baseline may reach back before `since`
-        recent = store.history(recipe=name, limit=settings.lookback + 1)  # a regression's start, a creep's
-        views.append(recipe_view(name, shown, recent, targets=targets, settings=settings))
+        # regression baseline may reach back before `since`: a regression's start, a creep's; read per target,
+        # so that 41 host-only deploys do not push a board's nights out of its window
+        found: dict[int, StoredRun] = {}
+        for target in dict.fromkeys(t.target for r in shown for t in r.result.runs):
+            found.update(
+                (r.id, r) for r in store.history(recipe=name, target=target, limit=settings.lookback + 1)
+            )
+        recent = sorted(found.values(), key=lambda r: (r.started_ts, r.id))
+        views.append(
+            recipe_view(name, shown, recent, targets=targets, settings=settings, judge_only=judge_only)
+        )
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     return Report(
         views, stamp, since, store.url, "" if views else _empty_hint(store, since, recipes, targets)
@@ -219,18 +229,23 @@ def recipe_view(
     *,
     targets: Sequence[str] = (),
     settings: Settings = Settings(),
+    judge_only: Collection[int] | None = None,
 ) -> RecipeView:
     shown = [_only(r, targets) for r in shown]
+    ids = {r.id for r in shown}
     recent = [
-        r for r in (_only(r, targets) for r in (recent if recent is not None else shown)) if r.result.runs
+        r
+        for r in (_only(r, targets) for r in (recent if recent is not None else shown))
+        if r.result.runs  # a run recorded after `shown` was read is not what the report shows
+        and (r.id in ids or (r.started_ts, r.id) < (shown[-1].started_ts, shown[-1].id))
     ]
-    judged = recent and recent[-1].id == shown[-1].id
-    judgement = judge(recent, settings) if judged else None
-    flags = judgement.flags if judgement else []
+    among = ids if judge_only is None else ids & set(judge_only)
+    judgement = judge_current(recent, settings, among=among)
+    flags = judgement.flags
     latest = shown[-1]
     target_names = list(dict.fromkeys(t.target for r in shown for t in r.result.runs))
-    changed, against = judged_changes(recent, flags, settings) if judged else ([], "")
-    rows = latest_rows(latest.result, flags)
+    changed, against = judged_changes(recent, flags, settings) if recent else ([], "")
+    rows = latest_rows(latest.result, [f for f in flags if f.run_id == latest.id])
     in_latest = {t.target for t in latest.result.runs}
     for target in target_names:  # a target the latest run did not include: its own newest run
         if target in in_latest:
@@ -244,7 +259,8 @@ def recipe_view(
             None,
         )  # the newest run that measured it (one that failed before measuring has no rows to show)
         if older is not None:
-            rows += [replace(row, run_id=older.id) for row in latest_rows(older.result, (), only=target)]
+            mine = [f for f in flags if f.run_id == older.id]  # its newest run was judged (judge_current)
+            rows += [replace(row, run_id=older.id) for row in latest_rows(older.result, mine, only=target)]
     rows = [_or_older(row, latest, shown) for row in rows]
     return RecipeView(
         name,
@@ -255,7 +271,7 @@ def recipe_view(
         target_names,
         changed,
         against,
-        judgement.unjudged if judgement else [],
+        judgement.unjudged,
     )
 
 
