@@ -1077,3 +1077,29 @@ def test_runs_accept_finds_local_under_the_host_column_it_is_stored_in(tmp_path:
         assert [f for f in detect_latest(store.history()) if f.kind is FlagKind.LATENCY] == []
     wrong = _edgekit("runs", "accept", str(ids[-1]), "--target", "pi4", "--store", url, home=home)
     assert wrong.returncode == 2 and "--target pi4: run 16 has no target 'pi4'" in wrong.stderr, wrong.stderr
+
+
+def test_runs_accept_judges_the_run_on_its_targets_own_history(tmp_path: Path) -> None:
+    """`runs accept` judged the run against the 42 runs before it of any target: after many host-only deploys
+    between a board's nights, a regression the report flags (judged on the board's own nights) was refused as
+    'no latency or instruction-count regression'."""
+    url = _url(tmp_path)
+
+    def night(day: float, targets: tuple[str, ...], level: float = 1.0) -> DeployResult:
+        return synthetic_result(
+            T0 + timedelta(days=day),
+            rng=np.random.default_rng(int(day * 100)),
+            formats=(Format.TFLITE_FP32,),
+            targets=targets,
+            threads=(1,),
+            slowdown={("tflite-fp32", "pi4"): level},
+        )
+
+    with open_store(url) as store:
+        for day in range(10):
+            store.record(night(day, ("pi4",)))
+            for n in range(20):  # developers' host-only deploys in between
+                store.record(night(day + (n + 1) / 40, ("host",)))
+        slow = store.record(night(10, ("pi4",), 1.4))
+    done = _edgekit("runs", "accept", str(slow), "--target", "pi4", "--store", url, home=tmp_path / "home")
+    assert done.returncode == 0 and "tflite-fp32 at 1 thread on pi4" in done.stdout, done.stderr

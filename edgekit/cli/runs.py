@@ -164,7 +164,7 @@ def accept_cmd(
     Example: edgekit runs accept 27 --target pi4
     """
     from edgekit.errors import UsageError
-    from edgekit.report.regression import Settings, regressed_keys, threads_text
+    from edgekit.report.regression import regressed_keys, threads_text
     from edgekit.store import open_store
     from edgekit.target import stored_name
 
@@ -197,13 +197,15 @@ def accept_cmd(
         at = next(i for i, r in enumerate(history) if r.id == run_id)
         keys = [
             k
-            for k in regressed_keys(history[max(0, at - Settings.lookback) : at + 1])
+            for k in regressed_keys(history[: at + 1])  # each target's window is its own runs (judge)
             if target in (None, k[0]) and artifact in (None, k[1])
         ]
         if not keys:
-            scope = " ".join(x for x in (artifact or "", f"on {target}" if target else "") if x)
+            scope = " ".join(
+                x for x in (f"of {artifact}" if artifact else "", f"on {target}" if target else "") if x
+            )
             raise UsageError(
-                f"run {run_id} has no latency or instruction-count regression{' of ' + scope if scope else ''} "
+                f"run {run_id} has no latency or instruction-count regression{' ' + scope if scope else ''} "
                 "to accept; nothing recorded",
                 hint="the report names the run and target to accept under its flags",
             )
