@@ -34,6 +34,9 @@ class _Model(BaseModel):
 # these apart from failures, by this prefix: the store keeps the error code only in a JSON field)
 NOT_RUN_INTERRUPTED = "not run: interrupted (Ctrl-C or SIGTERM)"
 GATE_MISSED = "missed its fidelity gate: "  # how a missed gate's artifact error begins (convert.pipeline)
+VANISHED = (
+    "vanish in int8 or fp16 arithmetic"  # fidelity.check.vanished_note's words, which convert's hint finds
+)
 
 
 def unknown_fields(model: BaseModel, where: str = "") -> list[str]:

@@ -331,3 +331,38 @@ def test_the_shipped_detectors_ncnn_fp16_meets_its_gates_on_the_cortex_a76(tmp_p
     assert numbers["max_abs_error"] > host_fp16["max_abs_error"]  # the A76 computed in fp16: it drifts more
     checks = check_gates(numbers, shipped.gates_for(Format.NCNN_FP16))
     assert checks["passed"], (checks, numbers)
+
+
+def test_outputs_that_vanished_are_said_with_the_reference_s_size(tmp_path: Path) -> None:
+    """A random-weight efficientnet_b0 (outputs ~1e-13) converted to tflite-int8 and mnn-int8 read back all
+    zeros: the error said 'min_cosine: 0' and sent the user to `analyze --fix`, which cannot mend it. The
+    failure now says the output is 0 everywhere and how small the model's own values are; convert's hint says
+    to convert a trained model."""
+    from edgekit.convert.pipeline import _failure
+    from edgekit.fidelity.check import describe_failures
+    from edgekit.formats import Format
+    from edgekit.results import GATE_MISSED
+
+    r = recipe(tmp_path, "classify")
+    tiny = (rng.normal(size=(6, 10)) * 1e-13).astype(np.float32)
+    numbers = compare([("logits", tiny)], [("logits", np.zeros_like(tiny))], r, None)
+    gates = check_gates(numbers, Gates(min_cosine=0.95))
+    said = describe_failures(gates, numbers)
+    assert said.startswith("min_cosine: 0 vs limit 0.95 (on 6 inputs); output logits is 0 everywhere")
+    assert "at most 3e-13" in said or "at most 2e-13" in said or "at most 4e-13" in said, said
+    assert "vanish in int8 or fp16 arithmetic" in said
+    # a large output read back as zeros is said, without blaming its size; a good one adds nothing
+    big = rng.normal(size=(6, 10)).astype(np.float32)
+    zeros = compare([("logits", big)], [("logits", np.zeros_like(big))], r, None)
+    assert describe_failures(check_gates(zeros, Gates(min_cosine=0.95)), zeros).endswith(
+        "; output logits is 0 on every input"
+    )
+    fine = compare([("logits", big)], [("logits", big * 0.5)], r, None)
+    assert describe_failures(check_gates(fine, Gates(max_abs_error=0.01)), fine).endswith("(on 6 inputs)")
+
+    class Failed:  # what _failure reads of an artifact
+        def __init__(self, fmt: Format, error: str) -> None:
+            self.format, self.error = fmt, error
+
+    err = _failure([Failed(Format.TFLITE_INT8, GATE_MISSED + said)], [], r)  # type: ignore[list-item]
+    assert "convert a trained model" in (err.hint or "") and "analyze" not in (err.hint or "")

@@ -38,7 +38,7 @@ from edgekit.errors import ConversionError, EdgekitError, FidelityError, RecipeE
 from edgekit.formats import Format, Precision
 from edgekit.recipe import DataSource, KerasSource, Recipe
 from edgekit.recipe.schema import keras_only_route
-from edgekit.results import GATE_MISSED
+from edgekit.results import GATE_MISSED, VANISHED
 from edgekit.runtimes import spec_for
 
 Progress = Callable[[str], None]
@@ -129,7 +129,14 @@ def _failure(failed: list[Artifact], errors: list[EdgekitError], recipe: Recipe)
         if int8
         else "relax the gate in the recipe's evaluation.gates, or use --keep-going"
     )
-    if float_missed:
+    vanished = [a.format.value for a in failed if VANISHED in (a.error or "")]
+    if vanished and len(vanished) == sum((a.error or "").startswith(GATE_MISSED) for a in failed):
+        gate_hint = (
+            f"{', '.join(vanished)}: the model's outputs are too small for the arithmetic (see above), so no layer "
+            "choice or gate mends them: convert a trained model (its weights in the recipe's `weights:`, or your "
+            "own trained file); to time an untrained one, --keep-going keeps the formats that passed"
+        )
+    elif float_missed:
         names = ", ".join(f.value for f in float_missed)
         gate_hint = (
             f"{names} missed the gate in float: that conversion differs from the model itself (no quantization is "
@@ -376,7 +383,7 @@ def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, 
         gates = fidelity.check_gates(numbers, recipe.gates_for(art.format))
         art.fidelity = {**numbers, "gates": gates, "cached": cached}
         if not gates["passed"]:
-            art.status, art.error = "failed", f"{GATE_MISSED}{fidelity.describe_failures(gates)}"
+            art.status, art.error = "failed", f"{GATE_MISSED}{fidelity.describe_failures(gates, numbers)}"
 
 
 def data_note(source: DataSource, count: int) -> str:

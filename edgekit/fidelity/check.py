@@ -31,13 +31,19 @@ from edgekit.convert.calibration import Labels
 from edgekit.fidelity import metrics
 from edgekit.recipe import Gates, Recipe, Task, check_class_range
 from edgekit.report.figures import gate_failures
+from edgekit.results import VANISHED
 from edgekit.runtimes import Outputs, spec_for
 
-# Part of the cached results' digest: bump when the numbers are computed differently. 5: a classifier's top-1 read
+# Part of the cached results' digest: bump when the numbers are computed differently. 7: each output's largest
+# reference value and whether the artifact's output is all zeros (vanished_note). 5: a classifier's top-1 read
 # from the output the recipe names; 4: integer outputs compared exactly, TFLite's unquantized integer outputs taken as they are; 3: map50_95_drop.
 FIDELITY_VERSION = (
-    6  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
+    7  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
 )
+# A reference output whose largest value is below this, read back as all zeros, vanished in the arithmetic (int8
+# output scales, fp16's smallest subnormal 6e-8): what a random-weight network's outputs do (torchvision's
+# initialisation gives ~1e-10 to 1e-14; README, "Nine torchvision architectures").
+VANISHING = 1e-4
 DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
 # A reference box scored just above the threshold that the artifact scores just below it is the same detection,
 # not a lost one: the reference's boxes (score >= DETECT_CONF) are looked for among the artifact's boxes down to
@@ -126,9 +132,31 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
     }
 
 
-def describe_failures(gates: dict[str, Any]) -> str:
-    """'min_cosine: 0.99999 vs limit 1 (on 8 inputs)': the checks of `check_gates` that failed (report.figures)."""
-    return gate_failures(gates)
+def describe_failures(gates: dict[str, Any], numbers: dict[str, Any] | None = None) -> str:
+    """'min_cosine: 0.99999 vs limit 1 (on 8 inputs)': the checks of `check_gates` that failed (report.figures),
+    then why, where the numbers show it (vanished_note)."""
+    note = vanished_note(numbers or {})
+    return gate_failures(gates) + (f"; {note}" if note else "")
+
+
+def vanished_note(numbers: dict[str, Any]) -> str:
+    """Outputs the artifact gave as all zeros while the reference's were not: 'output logits is 0 everywhere,
+    where the ONNX model's values are at most 2e-13: ...'. A cosine of 0 alone sent users to `analyze --fix` for
+    a model whose outputs are too small for any int8 or fp16 arithmetic to hold (an untrained network)."""
+    notes = []
+    for name, o in (numbers.get("outputs") or {}).items():
+        if not isinstance(o, dict) or not o.get("all_zero"):
+            continue
+        peak = o.get("ref_max_abs")
+        if isinstance(peak, float) and peak < VANISHING:
+            notes.append(
+                f"output {name} is 0 everywhere, where the ONNX model's values are at most {peak:.1g}: values "
+                f"this small {VANISHED} (an untrained or random-weight network's outputs "
+                "do; a trained one's do not)"
+            )
+        else:
+            notes.append(f"output {name} is 0 on every input")
+    return "; ".join(notes)
 
 
 def logits_index(ref: Outputs, recipe: Recipe) -> int:
@@ -168,6 +196,8 @@ def _errors(r: np.ndarray, g: np.ndarray) -> dict[str, Any]:
         "cosine": float(cos.mean()),
         "cosine_min": float(cos.min()),
         "cosine_p5": float(np.percentile(cos, 5)),
+        "ref_max_abs": float(np.abs(r.astype(np.float64)).max()) if r.size else 0.0,
+        "all_zero": bool(not exact and g.size and not np.any(g) and np.any(r)),
     }
 
 

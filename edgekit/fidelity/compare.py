@@ -76,7 +76,7 @@ def compare(
     if gate:
         checks = fidelity.check_gates(numbers, recipe.gates_for(Format(artifact)))
         comp.gates_passed = bool(checks["passed"])
-        comp.gate_failures = [] if checks["passed"] else [fidelity.describe_failures(checks)]
+        comp.gate_failures = [] if checks["passed"] else [fidelity.describe_failures(checks, numbers)]
     return comp
 
 
