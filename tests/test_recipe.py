@@ -770,6 +770,41 @@ def test_a_builder_python_cannot_find_says_how_to_make_it_importable(tmp_path: P
     assert "PYTHONPATH" in (err.value.hint or "") and "no_such_pkg_xyz" in (err.value.hint or "")
 
 
+@pytest.mark.parametrize("builder", [".mymodels:build", "..pkg.mymodels:build"])
+def test_a_relative_builder_is_refused_with_how_to_import_it(tmp_path: Path, builder: str) -> None:
+    """`builder: .mymodels:build` (model code beside the recipe) was an internal error: importlib's TypeError
+    ('package' argument required); a relative custom object's hint read 'is  your own code?'. Each is the recipe's
+    error, exit 2, saying a builder is an absolute `package.module:function` importable from PYTHONPATH."""
+    import subprocess
+    import sys
+
+    module = builder.split(":")[0].lstrip(".")
+    path = write(tmp_path, base(model={"kind": "torch", "builder": builder}))
+    with pytest.raises(RecipeError, match=r"field `model\.builder`.* is a relative import") as err:
+        load_recipe(path)
+    said = str(err.value)
+    assert "absolute `package.module:function`" in said and "PYTHONPATH" in said, said
+    assert f"write `{module}:build`" in said, said
+    data = {"kind": "builder", "builder": builder}
+    with pytest.raises(RecipeError, match=r"field `calibration\.data\.builder`.* is a relative import"):
+        load_recipe(write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data})))
+    keras_model = tmp_path / "m.keras"
+    keras_model.write_bytes(b"")
+    keras = {"kind": "keras", "path": str(keras_model), "custom_objects": [builder.replace("build", "Swish")]}
+    with pytest.raises(RecipeError, match=r"custom_objects.* is a relative import") as err:
+        load_recipe(write(tmp_path, base(model=keras)))
+    assert "`package.module:ClassName`" in str(err.value) and "is  your" not in str(err.value)
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(path), "-f", "tflite-fp32"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "RecipeError" in done.stderr and "internal" not in done.stderr, (
+        done.stderr
+    )
+
+
 @pytest.mark.parametrize("dim", [True, 3.0, "3"])
 def test_an_input_dimension_that_is_not_an_integer_is_refused(tmp_path: Path, dim: object) -> None:
     """`shape: [1, 3, true, 16]` was read as [1, 3, 1, 16] (a YAML true is not a dimension)."""

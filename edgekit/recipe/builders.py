@@ -93,6 +93,16 @@ def check_dotted(
     module, sep, attr = value.partition(":")
     if not sep or not module or not attr:
         raise ValueError(f"expected `{example}`")
+    if module.startswith(
+        "."
+    ):  # import_module raised TypeError ('package' argument required): an internal error
+        absolute = module.lstrip(".") or "mymodels"
+        raise ValueError(
+            f"{value!r} is a relative import: a {what} is an absolute `{example}` that Python can import "
+            f"from PYTHONPATH (edgekit does not import from the recipe's folder); put the folder that holds "
+            f"{absolute} on PYTHONPATH (e.g. PYTHONPATH=/path/to/project edgekit ...) and write "
+            f"`{absolute}:{attr}`"
+        )
     refused = refused_module(module)
     if refused:
         own = (
