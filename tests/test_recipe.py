@@ -118,6 +118,33 @@ def test_missing_file_names_field(tmp_path: Path) -> None:
     assert f"read from the recipe's own folder ({tmp_path})" in (err.value.hint or "")  # a copied recipe
 
 
+def test_a_path_starting_with_tilde_is_read_from_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`path: ~/data/calib.npy` (a file that exists) was reported missing as <recipe folder>/~/data/calib.npy, while
+    a target file's `key: ~/...` is expanded; the hint named a recipe in the current folder's folder as `(.)`."""
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    np.save(home / "data" / "calib.npy", np.zeros((4, 3, 8, 8), np.float32))
+    monkeypatch.setenv("HOME", str(home))
+    data = {"kind": "npy", "path": "~/data/calib.npy"}
+    recipe = load_recipe(write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data})))
+    assert recipe.calibration is not None and recipe.calibration.data.path == home / "data" / "calib.npy"
+    monkeypatch.chdir(tmp_path)
+    data = {"kind": "npy", "path": "~/data/missing.npy"}
+    write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data}))
+    with pytest.raises(
+        RecipeError, match=r"file not found: " + re.escape(str(home / "data" / "missing.npy"))
+    ) as err:
+        load_recipe("r.yaml")
+    assert f"the recipe's own folder ({tmp_path})" in (err.value.hint or ""), err.value.hint
+    data = {"kind": "npy", "path": "~no_such_user_xyz/calib.npy"}
+    with pytest.raises(
+        RecipeError, match=r"field `calibration\.data\.path`: cannot expand '~no_such_user_xyz"
+    ):
+        load_recipe(write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data})))
+
+
 def test_missing_calibration_folder_names_field(tmp_path: Path) -> None:
     path = write(
         tmp_path, base(formats=["tflite-int8"], calibration={"data": {"kind": "images", "path": "calib"}})

@@ -170,6 +170,8 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
                     where=str(recipe.path),
                     hint="no file name can hold one: write the path without it",
                 )
+            if isinstance(value, Path) and str(value).startswith("~"):  # as a target file's `key: ~/...` is
+                value = updates[name] = _expand_home(value, f"{at}{name}", str(recipe.path))
             if isinstance(value, Path) and not value.is_absolute():
                 updates[name] = (base / value).resolve()
             elif isinstance(value, BaseModel):
@@ -177,6 +179,19 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
         return obj.model_copy(update=updates) if updates else obj
 
     return fix(recipe, "")  # type: ignore[return-value]
+
+
+def _expand_home(value: Path, field: str, where: str) -> Path:
+    """`~/data/calib` or `~user/...` in a recipe path: the home folder, as a shell and a target file read it (it
+    was taken as a folder named '~' beside the recipe)."""
+    try:
+        return value.expanduser()
+    except RuntimeError as exc:  # no such user, or no home folder to read `~` from
+        raise RecipeError(
+            f"field `{field}`: cannot expand {str(value)!r}: {exc}",
+            where=where,
+            hint="give the path without `~` (absolute, or relative to the recipe's folder)",
+        ) from None
 
 
 def _check_files(recipe: Recipe) -> None:
@@ -212,7 +227,7 @@ def _check_files(recipe: Recipe) -> None:
             raise RecipeError(
                 f"field `{field}`: file not found: {p}",
                 where=where,
-                hint=f"a relative path is read from the recipe's own folder ({recipe.path.parent}): a recipe copied "
+                hint=f"a relative path is read from the recipe's own folder ({recipe.path.parent.resolve()}): a recipe copied "
                 "elsewhere needs its paths changed, or absolute ones",
             )
         if p is not None and not (p.is_file() or p.is_dir()):  # /dev/zero, a FIFO: read forever or block
