@@ -145,6 +145,29 @@ def test_a_path_starting_with_tilde_is_read_from_the_home_folder(
         load_recipe(write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data})))
 
 
+def test_weights_naming_a_folder_is_the_recipes_error(tmp_path: Path) -> None:
+    """`weights:` naming a checkpoint folder was an internal IsADirectoryError when the converter hashed it."""
+    import subprocess
+    import sys
+
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "model.pth").write_bytes(b"")
+    model = {"kind": "torch", "builder": "edgekit.zoo.tiny:build", "weights": "ckpt"}
+    path = write(tmp_path, base(model=model))
+    with pytest.raises(
+        RecipeError, match=r"field `model\.weights`: .*ckpt is a folder, not a state dict"
+    ) as err:
+        load_recipe(path)
+    assert "ckpt holds model.pth" in (err.value.hint or ""), err.value.hint
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(path), "-f", "tflite-fp32"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "RecipeError" in done.stderr, done.stderr
+
+
 def test_missing_calibration_folder_names_field(tmp_path: Path) -> None:
     path = write(
         tmp_path, base(formats=["tflite-int8"], calibration={"data": {"kind": "images", "path": "calib"}})

@@ -238,6 +238,8 @@ def _check_files(recipe: Recipe) -> None:
             )
     if isinstance(model, KerasSource):
         _check_keras_path(model.path, where)
+    if isinstance(model, TorchSource) and model.weights is not None and model.weights.is_dir():
+        _refuse_weights_folder(model.weights, where)
     if isinstance(model, TorchSource) and model.path is not None:
         from edgekit.recipe.torch_files import check_torch_file
 
@@ -248,6 +250,23 @@ def _check_files(recipe: Recipe) -> None:
     ):
         if isinstance(data, NpyData):
             _check_npy_data(data, recipe, section)
+
+
+def _refuse_weights_folder(folder: Path, where: str) -> None:
+    """`weights:` naming a checkpoint folder: the state dict is one file in it (reading the folder was an internal
+    IsADirectoryError)."""
+    try:
+        found = sorted(
+            p.name for p in folder.iterdir() if p.suffix.lower() in (".pt", ".pth", ".bin", ".ckpt")
+        )
+    except OSError:  # an unreadable folder: the message stands without the list
+        found = []
+    raise RecipeError(
+        f"field `model.weights`: {folder} is a folder, not a state dict file",
+        where=where,
+        hint="give the file saved with torch.save(model.state_dict(), path)"
+        + (f"; {folder.name} holds {', '.join(found[:5])}" if found else ""),
+    )
 
 
 def _check_keras_path(path: Path, where: str) -> None:
