@@ -275,6 +275,9 @@ def test_a_mnn_file_that_crashes_mnn_is_named_not_a_segfault(tmp_path: Path) -> 
         ("bench", "a.param", "--target", "host", "--shape", "1,3,32,32"),
         ("estimate", "a.param", "--board", "pi4", "--input-shape", "1,3,32,32"),
         ("roofline", "a.param", "--board", "pi4", "--input-shape", "1,3,32,32"),
+        ("profile", "a.param", "--target", "host"),
+        ("profile", "a.param", "--target", "pi4"),  # refused on the host, before any connection
+        ("bench", "a.bin", "--target", "host"),
     ],
 )
 def test_a_malformed_ncnn_param_is_named_with_its_line(
@@ -284,9 +287,41 @@ def test_a_malformed_ncnn_param_is_named_with_its_line(
     (ValueError / UnicodeDecodeError)" (exit 1) in bench, estimate and roofline: now the file and line, exit 2."""
     (tmp_path / "a.param").write_bytes(text)
     (tmp_path / "a.bin").write_bytes(b"")
+    if command[-1] == "pi4":  # a board: its key checked first; port 1 of this host, which nothing reaches
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")], check=True
+        )
+        command += ("--set", f"key={tmp_path / 'key'}", "--set", "host=127.0.0.1", "--set", "port=1")
     err = named(run(*command, cwd=tmp_path, timeout=120))
     assert "error (InputDataError): a.param: not a readable ncnn .param file" in err and said in err, err
     assert "hint:" in err
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        (b"7767517\n", "error (InputDataError): a.param: ncnn cannot load this .param"),
+        (b"hello\n", "error (InputDataError): a.param: not an ncnn .param file (bad magic"),
+    ],
+)
+@pytest.mark.parametrize("command", [("profile", "a.param"), ("bench", "a.bin")])
+def test_an_ncnn_param_edgekits_reader_cannot_parse_is_bad_input_in_profile_and_bench_of_a_bin(
+    tmp_path: Path, text: bytes, said: str, command: tuple[str, ...]
+) -> None:
+    """profile of a .param holding only the magic line, or none, and bench of its .bin, said "error
+    (ConversionError): malformed .param file: list index out of range" with exit 1: a file that cannot be read
+    is bad input, named as `bench a.param` names it (exit 2)."""
+    (tmp_path / "a.param").write_bytes(text)
+    (tmp_path / "a.bin").write_bytes(b"")
+    err = named(run(*command, "--target", "host", cwd=tmp_path, timeout=120))
+    assert said in err and "ConversionError" not in err, err
+
+
+def test_bench_of_an_ncnn_bin_without_its_param_says_both_are_needed(tmp_path: Path) -> None:
+    """`bench b/junk.bin` with no junk.param beside it said only `b/junk.param: file not found`."""
+    (tmp_path / "a.bin").write_bytes(b"")
+    err = named(run("bench", "a.bin", "--target", "host", cwd=tmp_path, timeout=120))
+    assert "a.param: file not found" in err and "ncnn needs .param and .bin beside each other" in err, err
 
 
 def test_a_state_dict_zip_with_a_corrupt_entry_name_is_a_recipe_error(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from edgekit.agent.contract import TIMING_FIELDS, AgentRequest, RequestArtifact
 from edgekit.convert.base import Artifact
-from edgekit.errors import EdgekitError, UsageError
+from edgekit.errors import ConversionError, EdgekitError, InputDataError, UsageError
 from edgekit.formats import Format, Runtime
 from edgekit.recipe import Benchmark
 from edgekit.runtimes import format_for_suffix, spec_for
@@ -72,7 +72,14 @@ class AgentArtifact:
         io = path.with_suffix(".io.json") if path.with_suffix(".io.json").is_file() else None
         for f in files:
             if not f.is_file():
-                raise UsageError("file not found", where=str(f))
+                raise UsageError(
+                    "file not found",
+                    where=str(f),
+                    hint=f"{fmt.runtime.value} needs {' and '.join(fmt.files)} beside each other, with "
+                    "the same name"
+                    if len(fmt.files) > 1
+                    else None,
+                )
         everything = [*files, *([io] if io else [])]
         return cls(path.stem, fmt, files, io, _files_key(everything))
 
@@ -160,10 +167,22 @@ def _bare_ncnn_format(param: Path) -> Format:
     """A .param without edgekit's sidecar runs with ncnn's default options: fp16 storage (and fp16 arithmetic on
     cores that have it), which is edgekit's ncnn-fp16; int8 where its layers carry int8 scales."""
     from edgekit.convert.ncnn.param import has_int8_layers
+    from edgekit.runtimes.ncnn import load_ncnn, parse_param
 
     if not param.is_file():
         return Format.NCNN_FP16
-    return Format.NCNN_INT8 if has_int8_layers(param) else Format.NCNN_FP16
+    parse_param(param)  # not text, no magic line: the InputDataError (exit 2) `bench X.param` gives, named
+    # a user's file edgekit's reader cannot parse was ConversionError, exit 1: bad input, as bench X.param says it
+    try:
+        int8 = has_int8_layers(param)
+    except ConversionError as exc:
+        load_ncnn(param)  # ncnn's own reason, as `bench X.param` says it
+        raise InputDataError(
+            f"not a readable ncnn .param file ({exc.message})",
+            where=str(param),
+            hint="give the .param ncnn writes (pnnx or onnx2ncnn output), with its .bin beside it",
+        ) from None
+    return Format.NCNN_INT8 if int8 else Format.NCNN_FP16
 
 
 def inputs_remote(local: Path) -> str:

@@ -83,7 +83,13 @@ class NcnnGraph:
 
 def read_param(path: Path) -> NcnnGraph:
     """Parse a text .param file; a malformed file raises ConversionError naming the line."""
-    lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()]
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError as exc:  # random bytes, a .bin given for the .param: no internal error
+        raise ConversionError(
+            f"not an ncnn text .param file ({exc.reason} at byte {exc.start})", where=str(path)
+        ) from None
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines or lines[0].strip() != str(MAGIC):
         raise ConversionError(f"not an ncnn text .param file (magic {MAGIC} missing)", where=str(path))
     try:
