@@ -156,6 +156,15 @@ def test_bench_refuses_an_input_file_a_dynamic_batch_onnx_cannot_take(tmp_path: 
     assert "error (UsageError): --input:" in err and "samples of shape [1, 3, 16, 16]" in err, err
 
 
+def test_bench_refuses_an_input_file_of_complex_numbers_by_type(tmp_path: Path) -> None:
+    """`--input c64.npy` printed a raw ComplexWarning and timed the real parts."""
+    small_onnx(tmp_path / "m.onnx", batch=1)
+    np.save(tmp_path / "c.npy", np.ones((2, 1, 3, 16, 16), np.complex64))
+    err = named(run("bench", "m.onnx", "--target", "host", "--input", "c.npy", cwd=tmp_path))
+    assert "error (InputDataError): c.npy: --input: an array of complex64 (complex numbers" in err, err
+    assert "ComplexWarning" not in err
+
+
 # --- E: a failed run's summary: one line per format, each hint once, at the recipe and format ----------------
 def argmax_onnx(path: Path) -> Path:
     """x -> GlobalAveragePool -> Flatten: logits, and ArgMax(logits): a layer this ncnn build leaves out."""

@@ -481,6 +481,43 @@ def test_npy_of_wrong_shape_is_a_clear_error(tmp_path: Path) -> None:
         evaluation_inputs(load_recipe(path))
 
 
+@pytest.mark.parametrize(
+    "array, said",
+    [
+        (np.full((4, 3, 8, 8), "a"), "x.npy: an array of <U1 (text)"),
+        (
+            np.ones((4, 3, 8, 8), np.complex64),
+            "x.npy: an array of complex64 (complex numbers: a cast would drop",
+        ),
+        (np.zeros((4, 3, 8, 8), "datetime64[s]"), "x.npy: an array of datetime64[s] (dates and times)"),
+        (np.zeros((4, 3, 8, 8), [("a", "<f4")]), "x.npy: an array of [('a', '<f4')] (a structured array"),
+    ],
+)
+def test_npy_data_that_is_not_real_numbers_is_refused_by_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, array: np.ndarray, said: str
+) -> None:
+    """A .npy of strings was an internal ValueError ('could not convert string to float'); complex values were cast
+    with a raw ComplexWarning, dates and structured records silently. Each is named by its type, as a .npy's or a
+    builder's data."""
+    from edgekit.errors import InputDataError
+
+    np.save(tmp_path / "x.npy", array)
+    data = {"kind": "npy", "path": "x.npy"}
+    recipe = load_recipe(write(tmp_path, base(formats=["ncnn-int8"], calibration={"data": data})))
+    with pytest.raises(InputDataError, match=r"field `calibration\.data\.path`: ") as err:
+        calibration_inputs(recipe)
+    assert said in str(err.value) and "model inputs are real numbers" in str(err.value), str(err.value)
+    assert err.value.exit_code == 2
+    (tmp_path / "mydata_c64.py").write_text(
+        "import numpy as np\ndef make(n, seed):\n    return np.ones((n, 3, 8, 8), np.complex64)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = {"kind": "builder", "builder": "mydata_c64:make", "samples": 4}
+    recipe = load_recipe(write(tmp_path, base(evaluation={"data": data})))
+    with pytest.raises(InputDataError, match=r"field `evaluation\.data`: an array of complex64"):
+        evaluation_inputs(recipe)
+
+
 def test_builder_with_detector_labels_rescales_boxes(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgekit.agent.agent import fit_shape
 from edgekit.cli.shapes import parse_shape
+from edgekit.convert.shaping import refuse_non_real
 from edgekit.errors import InputDataError, UsageError
 from edgekit.formats import Format
 
@@ -33,6 +34,7 @@ def bench_inputs(art: AgentArtifact, given: Path | None, shape: str | None, fold
         if not given.is_file():
             raise UsageError("input file not found", where=str(given))
         data = read_npy(given)
+        refuse_non_real(data.dtype, "--input", str(given))
         if data.ndim < 2 or data.shape[0] == 0 or not np.issubdtype(data.dtype, np.number):
             raise InputDataError(
                 f"an array of shape {list(data.shape)} and type {data.dtype} holds no input samples",

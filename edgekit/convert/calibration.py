@@ -45,6 +45,7 @@ from edgekit.convert.shaping import (
     image_size,
     note_resized,
     preprocess,
+    refuse_non_real,
     rescale_boxes,
     say_once,
     to_inputs,
@@ -134,6 +135,7 @@ def _load(source: DataSource, recipe: Recipe, field: str) -> tuple[np.ndarray, L
                 where=str(recipe.path),
                 hint="save the inputs stacked as (N, ...) with N of at least 1",
             )
+        refuse_non_real(raw.dtype, f"field `{field}.path`: {source.path}", str(recipe.path))
         labels = None
         if source.labels is not None:
             labels = class_labels(

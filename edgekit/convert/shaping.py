@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import RecipeError
+from edgekit.errors import InputDataError, RecipeError
 from edgekit.recipe import Layout, Recipe
 
 log = logging.getLogger("edgekit.convert.calibration")  # the data's notes keep their logger's name
@@ -28,6 +28,7 @@ def say_once(note: str) -> None:
 
 def to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
     """uint8 -> preprocess as raw images; float -> check it already has the model's per-sample shape."""
+    refuse_non_real(raw.dtype, f"field `{field}`", str(recipe.path))
     if raw.dtype == np.uint8:
         if raw.ndim == 3:
             raw = raw[..., None]
@@ -50,6 +51,31 @@ def to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
         )
     with np.errstate(over="ignore"):  # beyond float32's range: infinite, refused by name in load_data
         return np.ascontiguousarray(raw, dtype=np.float32)
+
+
+REAL_KINDS = "biuf"  # booleans, integers, floats: what float32 model inputs hold exactly or by rounding
+_NOT_REAL = {
+    "c": "complex numbers: a cast would drop the imaginary part",
+    "M": "dates and times",
+    "m": "time spans",
+    "U": "text",
+    "S": "bytes",
+    "O": "Python objects",
+    "V": "a structured array, records of named fields",
+}
+
+
+def refuse_non_real(dtype: np.dtype, what: str, where: str) -> None:
+    """Model inputs are real numbers: an array of text, complex numbers, dates or records is refused by its type
+    (text was an internal ValueError, complex numbers were cast with a raw ComplexWarning, dates and records
+    silently)."""
+    if dtype.kind in REAL_KINDS:
+        return
+    raise InputDataError(
+        f"{what}: an array of {dtype} ({_NOT_REAL.get(dtype.kind, 'not numbers')}); model inputs are real numbers",
+        where=where,
+        hint="save float32 model inputs, or uint8 (N, H, W, C) images, e.g. np.save(path, x.astype('float32'))",
+    )
 
 
 def hwc(recipe: Recipe, field: str, images: tuple[int, ...] | None = None) -> tuple[int, int, int]:
