@@ -446,6 +446,33 @@ def test_an_images_path_is_walked_within_bounds(tmp_path: Path, monkeypatch: pyt
         evaluation_inputs(load_recipe(path))
 
 
+def test_an_image_over_pillows_pixel_limit_is_named(tmp_path: Path) -> None:
+    """A 20000x20000 PNG (48 KB of 1-bit zeros) in an images folder was an internal DecompressionBombError: the
+    size check ran before the reader that names unreadable files."""
+    import struct
+    import zlib
+
+    from edgekit.errors import InputDataError
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    side = 20_000
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "bomb.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))  # 1-bit grey
+        + chunk(b"IDAT", zlib.compress(bytes(side * (1 + side // 8)), 9))
+        + chunk(b"IEND", b"")
+    )
+    path = write(tmp_path, base(evaluation={"data": {"kind": "images", "path": "imgs"}}))
+    with pytest.raises(
+        InputDataError, match=r"field `evaluation\.data\.path`: cannot read image .*bomb\.png"
+    ) as err:
+        evaluation_inputs(load_recipe(path))
+    assert "decompression bomb" in str(err.value) and "resize it" in (err.value.hint or ""), str(err.value)
+
+
 def test_images_are_resized_and_nhwc_layout_kept(tmp_path: Path) -> None:
     from PIL import Image
 

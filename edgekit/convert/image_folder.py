@@ -101,7 +101,9 @@ def read_images(files: list[Path], hwc: tuple[int, int, int], field: str, where:
             raise InputDataError(
                 f"field `{field}.path`: cannot read image {f}: {exc}",
                 where=where,
-                hint="remove or replace the file (a folder holds only images)",
+                hint="resize it below Pillow's limit (the number of pixels above), or remove it"
+                if isinstance(exc, Image.DecompressionBombError)
+                else "remove or replace the file (a folder holds only images)",
             ) from None
         batch.append(arr.reshape(h, w, c))
     return np.stack(batch)

@@ -134,7 +134,11 @@ def image_size(path: Path) -> tuple[int, int] | None:
     try:
         with Image.open(path) as img:
             return img.size
-    except (OSError, ValueError):
+    except (
+        OSError,
+        ValueError,
+        Image.DecompressionBombError,
+    ):  # over Pillow's pixel limit: read_images names it
         return None
 
 
