@@ -326,6 +326,33 @@ def test_an_ncnn_param_edgekits_reader_cannot_parse_is_bad_input_in_profile_and_
     assert said in err and "ConversionError" not in err, err
 
 
+def _relu_param(folder: Path) -> str:
+    """An ncnn model ncnn loads (Input 8x8x3, ReLU), no weights and no sidecar: its shape must be given."""
+    (folder / "m.param").write_text("7767517\n2 2\nInput in0 0 1 in0 0=8 1=8 2=3\nReLU r 1 1 in0 out0\n")
+    (folder / "m.bin").write_bytes(b"")
+    return "m.param"
+
+
+def test_profile_names_its_own_shape_option(tmp_path: Path) -> None:
+    """profile's --input-shape errors said `--shape: bad input shape` (profile has no --shape), and its hints
+    `pass --shape ... or --input x.npy` (profile has no --input either)."""
+    param = _relu_param(tmp_path)
+    err = named(run("profile", param, "--target", "host", "--input-shape", "abc", cwd=tmp_path, timeout=120))
+    assert "error (UsageError): --input-shape: bad input shape 'abc'" in err, err
+    assert "--shape" not in err.replace("--input-shape", ""), err
+    err = named(run("profile", param, "--target", "host", cwd=tmp_path, timeout=120))
+    assert "pass --input-shape 1,3,224,224" in err and "--input x.npy" not in err, err
+
+
+def test_profile_threads_are_capped_as_bench_and_deploy_cap_them(tmp_path: Path) -> None:
+    """`profile --threads 99999` had no bound: the agent started that many threads (a hang, or SIGSEGV and exit 1);
+    256 at most, as the recipe, bench and deploy."""
+    param = _relu_param(tmp_path)
+    args = ("profile", param, "--target", "host", "--input-shape", "1,3,8,8", "--threads", "99999")
+    err = named(run(*args, cwd=tmp_path, timeout=120))
+    assert "--threads" in err and "1<=x<=256" in err, err
+
+
 def test_bench_of_an_ncnn_bin_without_its_param_says_both_are_needed(tmp_path: Path) -> None:
     """`bench b/junk.bin` with no junk.param beside it said only `b/junk.param: file not found`."""
     (tmp_path / "a.bin").write_bytes(b"")

@@ -22,8 +22,11 @@ if TYPE_CHECKING:
     from edgekit.deploy import AgentArtifact
 
 
-def bench_inputs(art: AgentArtifact, given: Path | None, shape: str | None, folder: Path) -> Path:
-    """The inputs file the agent gets: the user's .npy, or one seeded uniform sample of the model's shape."""
+def bench_inputs(
+    art: AgentArtifact, given: Path | None, shape: str | None, folder: Path, option: str = "--shape"
+) -> Path:
+    """The inputs file the agent gets: the user's .npy, or one seeded uniform sample of the model's shape. `option`
+    is the shape's option as the command spells it (bench's --shape, profile's --input-shape)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "inputs.npy"
     onnx = art.files[0].suffix == ".onnx"
@@ -53,7 +56,7 @@ def bench_inputs(art: AgentArtifact, given: Path | None, shape: str | None, fold
                 ) from None
         np.save(path, data.astype(np.float32))
         return path
-    dims = _shape(art, shape)
+    dims = _shape(art, shape, option)
     np.save(path, np.random.default_rng(0).uniform(0.0, 1.0, (1, *dims)).astype(np.float32))
     return path
 
@@ -106,11 +109,12 @@ def batch_first(inputs: Path) -> list[int]:
     return [1, *dims] if len(dims) == 3 else dims
 
 
-def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
+def _shape(art: AgentArtifact, text: str | None, option: str) -> tuple[int, ...]:
     if text:
-        dims = tuple(parse_shape(text, "--shape") or ())
-        _check_given_shape(art, dims)
+        dims = tuple(parse_shape(text, option) or ())
+        _check_given_shape(art, dims, option)
         return dims
+    or_input = " or --input x.npy" if option == "--shape" else ""  # profile has no --input
     if art.io is not None:
         shapes = json.loads(art.io.read_text()).get("input_shapes") or []
         if shapes:
@@ -125,18 +129,18 @@ def _shape(art: AgentArtifact, text: str | None) -> tuple[int, ...]:
                 "the input shape of this .onnx model is unknown: its batch dimension is free (no model.io.json "
                 "sidecar beside it)",
                 where=str(art.files[0]),
-                hint=f"pass --shape {','.join(map(str, shape))} (batch 1 and the model's own dimensions) or "
-                "--input x.npy",
+                hint=f"pass {option} {','.join(map(str, shape))} (batch 1 and the model's own dimensions)"
+                f"{or_input}",
             )
     raise UsageError(
         f"the input shape of this {art.files[0].suffix or 'suffix-less'} model is unknown (no model.io.json "
         "sidecar beside it, and the file does not state a fixed one)",
         where=str(art.files[0]),
-        hint="pass --shape 1,3,224,224 (batch first, as the original model) or --input x.npy",
+        hint=f"pass {option} 1,3,224,224 (batch first, as the original model){or_input}",
     )
 
 
-def _check_given_shape(art: AgentArtifact, dims: tuple[int, ...]) -> None:
+def _check_given_shape(art: AgentArtifact, dims: tuple[int, ...], option: str) -> None:
     """A --shape the model cannot take is bad input, refused here before the agent starts (as --input is): an
     ncnn model's rank and first layer's channels, a shape a .tflite states itself, an .onnx's fixed dimensions."""
     if art.files[0].suffix == ".param":
@@ -145,7 +149,7 @@ def _check_given_shape(art: AgentArtifact, dims: tuple[int, ...]) -> None:
         check_input_shape(art.files[0], list(dims))
         return
     if art.files[0].suffix == ".onnx":
-        _check_onnx_shape(art.files[0], dims)
+        _check_onnx_shape(art.files[0], dims, option)
         return
     known = _file_shape(art)
     if known:
@@ -153,7 +157,7 @@ def _check_given_shape(art: AgentArtifact, dims: tuple[int, ...]) -> None:
             fit_shape(np.broadcast_to(np.float32(0), dims), known)
         except ValueError as exc:
             raise UsageError(
-                str(exc), where="--shape", hint=f"this model takes {','.join(map(str, known))} (batch first)"
+                str(exc), where=option, hint=f"this model takes {','.join(map(str, known))} (batch first)"
             ) from None
 
 
@@ -234,7 +238,7 @@ def _onnx_agent_shape(path: Path) -> tuple[tuple[int, ...], list[int]]:
     return shape, [axis for axis, d in enumerate(dims) if d.dim_value <= 0]
 
 
-def _check_onnx_shape(path: Path, dims: tuple[int, ...]) -> None:
+def _check_onnx_shape(path: Path, dims: tuple[int, ...], option: str) -> None:
     """--shape against what the agent feeds the .onnx (its fixed dimensions; a dynamic one runs at 1)."""
     shape, dynamic = _onnx_agent_shape(path)
     try:
@@ -244,7 +248,7 @@ def _check_onnx_shape(path: Path, dims: tuple[int, ...]) -> None:
         runs = f"; its dynamic dimension(s) (axis {said}) run at size 1 in edgekit's agent" if dynamic else ""
         raise UsageError(
             str(exc),
-            where="--shape",
+            where=option,
             hint=f"this model takes {','.join(map(str, shape))} (batch first{runs})",
         ) from None
 

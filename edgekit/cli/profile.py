@@ -23,6 +23,7 @@ import typer
 from edgekit.cli.bench import MAX_TIMEOUT_S, check_timeout
 from edgekit.cli.inputs import check_model_file
 from edgekit.errors import EdgekitError, InputDataError, Interrupted, UsageError
+from edgekit.recipe.schema import MAX_THREADS
 
 if TYPE_CHECKING:
     from edgekit.results import Measurement
@@ -53,6 +54,7 @@ def profile_cmd(
         1,
         "--threads",
         min=1,
+        max=MAX_THREADS,  # as recipe, bench and deploy: --threads 99999 started that many and hung
         help="threads (counts: ncnn and TFLite at any number, 1 exact and repeatable; ONNX Runtime at 1)",
     ),
     top: int = typer.Option(10, "--top", min=1, help="how many layers to print"),
@@ -195,7 +197,7 @@ def _wall_profile(
     check_before_work(tgt)
     settings = Settings(warmup=2, repeat=passes, threads=(threads,), layer_times=passes, timeout_s=timeout)
     folder = run_folder("profile")
-    inputs = bench_inputs(art, None, input_shape, folder)
+    inputs = bench_inputs(art, None, input_shape, folder, "--input-shape")
     run = run_one(art, tgt, settings, folder, inputs, Console(stderr=True), f"profile {artifact.name}")
     if run.interrupted:  # Ctrl-C: the same exit (130) and message as bench, not "timing failed"
         raise Interrupted("interrupted (Ctrl-C) before the per-layer times came back", where=tgt.name)
