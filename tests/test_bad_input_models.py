@@ -220,6 +220,21 @@ def test_one_failed_format_is_located_at_the_recipe_and_format(tmp_path: Path) -
 
 
 # --- C: -f of the Keras-only onnx2tf route is refused as the recipe's own formats are --------------------------
+def test_int8_only_with_formats_none_of_which_is_int8_says_so(tmp_path: Path) -> None:
+    """`convert tiny.yaml --int8-only -f onnx-fp32` said 'no INT8 format in this recipe, nothing to do' (exit 0) of
+    a recipe listing two: the selection has none, a usage error naming the recipe's INT8 formats."""
+    tiny = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+    err = named(run("convert", str(tiny), "--int8-only", "-f", "onnx-fp32", cwd=tmp_path, timeout=120))
+    assert "--int8-only: none of the formats chosen with --format (onnx-fp32) is INT8" in err, err
+    assert "this recipe's: tflite-int8, ncnn-int8" in err and "in this recipe, nothing to do" not in err, err
+    path = recipe(
+        tmp_path, "m.onnx"
+    )  # no INT8 format: nothing to do, as `make quantize` runs it on every recipe
+    small_onnx(tmp_path / "m.onnx", batch=1)
+    out = run("convert", str(path), "--int8-only", cwd=tmp_path, timeout=120)
+    assert out.returncode == 0 and "r: no INT8 format in this recipe, nothing to do" in out.stdout, out
+
+
 def test_dash_f_onnx2tf_route_on_an_onnx_recipe_is_a_recipe_error(tmp_path: Path) -> None:
     small_onnx(tmp_path / "m.onnx")
     recipe(tmp_path, "m.onnx")

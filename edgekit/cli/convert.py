@@ -21,7 +21,7 @@ from rich.table import Table
 
 from edgekit.cli.formats import FORMATS_OPTION
 from edgekit.cli.outputs import check_output_file
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, UsageError
 from edgekit.formats import Format, Precision
 from edgekit.paths import write_atomic
 from edgekit.report.figures import MB, agreement, task_metric
@@ -59,7 +59,15 @@ def convert_cmd(
     loaded = load_recipe(recipe)
     formats = list(fmt) if fmt else list(loaded.formats)
     if int8_only:
-        formats = [f for f in formats if f.precision is Precision.INT8]
+        chosen, formats = formats, [f for f in formats if f.precision is Precision.INT8]
+        if not formats and fmt:  # it said 'no INT8 format in this recipe' of a recipe holding two
+            theirs = [f.value for f in loaded.formats if f.precision is Precision.INT8]
+            raise UsageError(
+                f"none of the formats chosen with --format ({', '.join(f.value for f in chosen)}) is INT8",
+                where="--int8-only",
+                hint="leave out --int8-only, or choose an INT8 format"
+                + (f" (this recipe's: {', '.join(theirs)})" if theirs else ""),
+            )
         if not formats:
             console.print(f"{loaded.name}: no INT8 format in this recipe, nothing to do")
             return
