@@ -11,6 +11,7 @@
      |    +-- HostKeyError    unknown or changed host key (refused; says how to accept)
      |    +-- ConnectError    the host is unreachable, silent, or refused authentication
      |    |    +-- KeyFileError     the target's key file is missing or unreadable (exit 2)
+     |    |    +-- HostNameError    the host name cannot be looked up as written: an empty or over-long part (exit 2)
      |    +-- RemoteTimeout   a remote command outlived its timeout and was stopped
      |    +-- DeviceTimeout   the device stopped answering: which stage, after how long
      |    +-- ConnectionLost  the connection dropped during a stage
@@ -90,6 +91,13 @@ class ConnectError(TransportError):
 
 
 class KeyFileError(ConnectError):
+    exit_code = 2
+
+
+class HostNameError(ConnectError):
+    """A host name the system cannot look up as written (`192.168.1..23`): the user's typo, not an unreachable device.
+    The target schema refuses one; this is for a name that came another way (a lab place, a device's state)."""
+
     exit_code = 2
 
 

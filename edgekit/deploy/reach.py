@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from edgekit.target import Target, TransportKind
+from edgekit.target.schema import host_name_problem, shown_host
 
 PROBE_S = 5.0  # at most this long per board (or its connect_timeout if shorter): a silent port costs no more
 
@@ -40,6 +41,9 @@ def unreachable(target: Target) -> str | None:
             return None
     except socket.gaierror as exc:
         return f"no address for the host name {target.host!r} ({exc.strerror})"
+    except ValueError as exc:  # UnicodeError: the idna codec refuses an empty or over-long part of the name
+        problem = host_name_problem(str(target.host)) or f"{type(exc).__name__}: {exc}"
+        return f"the host name {shown_host(str(target.host))} cannot be looked up: {problem}"
     except ConnectionRefusedError:
         return "connection refused"
     except TimeoutError:
@@ -54,7 +58,10 @@ def say_unreachable(targets: Sequence[Target], say: Callable[[str], None]) -> li
     found: dict[str, str | None] = {}
 
     def probe(target: Target) -> None:
-        found[target.name] = unreachable(target)
+        try:
+            found[target.name] = unreachable(target)
+        except Exception as exc:  # noqa: BLE001 - a failed check is said as what it is, not as a silent board
+            found[target.name] = f"the check failed: {type(exc).__name__}: {exc}"
 
     # daemon threads, waited for PROBE_S + 1 s at most: a host name's lookup (getaddrinfo, mDNS for a .local
     # name) has no timeout of its own, and must not hold the deploy up

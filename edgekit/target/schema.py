@@ -39,6 +39,36 @@ def coordinator_address(value: str) -> str:
     return f"{m['host']}:{int(port) if port is not None else DEFAULT_COORDINATOR_PORT}"
 
 
+HOST_HINT = (
+    "an IPv4 address is four numbers joined by single dots (192.168.1.23); a name is parts of 1 to 63 letters, "
+    "digits or '-' joined by single dots (raspberrypi.local)"
+)
+
+
+def host_name_problem(host: str) -> str | None:
+    """Why `host` cannot be looked up as written, or None. Python's name lookup encodes a name with the idna codec,
+    which refuses an empty part between dots (`192.168.1..23`, `.local`) and a part over 63 characters with a
+    UnicodeError, not "no such host": a typo was an internal error, or a traceback in deploy's reach check."""
+    if len(host) > 253:
+        return f"it is {len(host)} characters long (a host name has at most 253)"
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        parts = (host[:-1] if host.endswith(".") else host).split(".")  # one trailing dot is the DNS root
+        if any(not part for part in parts):
+            return "it has an empty part between dots"
+        longest = max(parts, key=len)
+        if len(longest) > 63:
+            return f"a part of it between dots is {len(longest)} characters long (at most 63)"
+        return f"it is not a name this machine can look up ({exc.__cause__ or exc})"
+    return None
+
+
+def shown_host(host: str) -> str:
+    """`host` quoted for a message, cut short when long (a 300-character name is not said in full)."""
+    return repr(host) if len(host) <= 80 else repr(host[:60]) + f"... ({len(host)} characters)"
+
+
 def runtime_modules() -> tuple[str, ...]:
     """What a target's `runtimes:` may list: the Python module of each device package of the runtime registry
     (edgekit/runtimes/), numpy included. Read from the agent's copy of the registry (RUNTIME_DISTS, which
@@ -61,6 +91,18 @@ def _closest_runtime(name: str) -> str | None:
         return spellings[wanted]
     close = difflib.get_close_matches(wanted, list(spellings), n=1, cutoff=0.6)
     return spellings[close[0]] if close else None
+
+
+def parse_hop(hop: str) -> tuple[str | None, str, int]:
+    """(user, host, port) of one ProxyJump hop, `[user@]host[:port]` as `ssh -J` reads it (an IPv6 address in
+    brackets, `[::1]:2222`; port 22 if not given)."""
+    user, _, rest = hop.strip().rpartition("@")
+    if rest.startswith("[") and "]" in rest:  # the brackets are ssh's syntax, not the address
+        host, _, tail = rest[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else ""
+    else:
+        host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
+    return user or None, host, int(port) if port.isdigit() else 22
 
 
 class LabSpec(BaseModel):
@@ -191,6 +233,40 @@ class Target(BaseModel):
             )
         return value
 
+    @field_validator("host")
+    @classmethod
+    def _host_looks_up(cls, value: str | None) -> str | None:
+        """A name the system cannot look up as written (an empty or over-long part) is bad input here, exit 2."""
+        problem = None if value is None else host_name_problem(value)
+        if problem is None:
+            return value
+        raise PydanticCustomError(
+            "host_name",
+            "{message}",
+            {
+                "message": f"{shown_host(value or '')} is not a host name or address: {problem}",
+                "hint": HOST_HINT,
+            },
+        )
+
+    @field_validator("proxy_jump")
+    @classmethod
+    def _hops_look_up(cls, value: str | None) -> str | None:
+        """Each jump host is looked up like `host`: the same check, naming the hop."""
+        for hop in (value or "").split(","):
+            host = parse_hop(hop)[1] if hop.strip() else ""
+            problem = host_name_problem(host) if host else None
+            if problem is not None:
+                raise PydanticCustomError(
+                    "host_name",
+                    "{message}",
+                    {
+                        "message": f"jump host {shown_host(host)} is not a host name or address: {problem}",
+                        "hint": HOST_HINT,
+                    },
+                )
+        return value
+
     @field_validator("runtimes")
     @classmethod
     def _runtimes_known(cls, value: list[str]) -> list[str]:
@@ -243,17 +319,7 @@ class Target(BaseModel):
     def jump_hops(self) -> list[tuple[str | None, str, int]]:
         """(user, host, port) of each ProxyJump hop, in order (`[user@]host[:port]` as `ssh -J` reads it, an IPv6
         address in brackets, `[::1]:2222`; port 22 if not given)."""
-        hops = []
-        for hop in (self.proxy_jump or "").split(","):
-            if hop.strip():
-                user, _, rest = hop.strip().rpartition("@")
-                if rest.startswith("[") and "]" in rest:  # the brackets are ssh's syntax, not the address
-                    host, _, tail = rest[1:].partition("]")
-                    port = tail[1:] if tail.startswith(":") else ""
-                else:
-                    host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
-                hops.append((user or None, host, int(port) if port.isdigit() else 22))
-        return hops
+        return [parse_hop(hop) for hop in (self.proxy_jump or "").split(",") if hop.strip()]
 
     @property
     def kind(self) -> str:

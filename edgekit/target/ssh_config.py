@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import TargetError
-from edgekit.target.schema import Target
+from edgekit.target.schema import HOST_HINT, Target, host_name_problem, parse_hop, shown_host
 
 
 def apply_ssh_config(target: Target, explicit: dict[str, Any], path: Path | None, where: str) -> Target:
@@ -43,7 +43,22 @@ def apply_ssh_config(target: Target, explicit: dict[str, Any], path: Path | None
             )
     if not (update.get("user") or target.user):
         update["user"] = getpass.getuser()
+    _check_names(update, target.host, cfg_path)
     return target.model_copy(update=update)
+
+
+def _check_names(update: dict[str, Any], alias: str, cfg_path: Path) -> None:
+    """The HostName and ProxyJump hosts the config gave, checked as the target file's own are (model_copy does not
+    validate): `HostName 192.168.1..23` was a raw traceback in deploy's reach check."""
+    hops = [parse_hop(hop)[1] for hop in str(update.get("proxy_jump") or "").split(",") if hop.strip()]
+    for what, host in [("HostName", str(update.get("host") or "")), *(("ProxyJump host", h) for h in hops)]:
+        problem = host_name_problem(host) if host else None
+        if problem is not None:
+            raise TargetError(
+                f"{what} {shown_host(host)}, given for {alias!r}, is not a host name or address: {problem}",
+                where=str(cfg_path),
+                hint=HOST_HINT,
+            )
 
 
 def _resolve_hop(config: Any, hop: str) -> str:

@@ -26,8 +26,9 @@ from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from edgekit.errors import ConnectError, KeyFileError, TransportError
+from edgekit.errors import ConnectError, HostNameError, KeyFileError, TransportError
 from edgekit.target import Target
+from edgekit.target.schema import HOST_HINT, host_name_problem, shown_host
 from edgekit.transport import ssh_exec, ssh_keys
 from edgekit.transport.base import PutResult, RunResult, Transport
 from edgekit.transport.ssh_files import RemoteFiles
@@ -119,6 +120,20 @@ class SshTransport(Transport):
                     "the lab.yaml of the targets folder) or `--set key=PATH`",
                 ) from None
             raise ConnectError(f"SSH failed: {exc}", where=self.address) from None
+        except ValueError as exc:
+            # UnicodeError: the idna codec refuses an empty or over-long part of the name (one that came past the
+            # target schema: a lab place's, a device state's)
+            self._drop(client)
+            problem = host_name_problem(t.host or "")
+            if problem is None:
+                raise ConnectError(
+                    f"cannot reach the device: {type(exc).__name__}: {exc}", where=self.address
+                ) from None
+            raise HostNameError(
+                f"the host name {shown_host(t.host or '')} cannot be looked up: {problem}",
+                where=f"target {t.name}, field `host`",
+                hint=HOST_HINT,
+            ) from None
         except (EOFError, ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
             # paramiko raises these bare when the server drops the link in the handshake (EOFError also when
             # it could not even send its own greeting)

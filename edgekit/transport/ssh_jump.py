@@ -11,8 +11,9 @@ from contextlib import suppress
 
 import paramiko
 
-from edgekit.errors import ConnectError, HostKeyError
+from edgekit.errors import ConnectError, HostKeyError, HostNameError
 from edgekit.target import Target
+from edgekit.target.schema import HOST_HINT, host_name_problem, shown_host
 from edgekit.transport import ssh_keys
 
 
@@ -76,6 +77,14 @@ class JumpChain:
                     where=self.address,
                     hint=f"if the jump host was really re-installed, remove its line: "
                     f"{ssh_keys.remove_key_command(host, port, known_hosts)}, then add its new key",
+                ) from None
+            except ValueError as exc:  # UnicodeError: the idna codec refuses an empty or over-long part
+                jump.close()
+                raise HostNameError(
+                    f"the jump host name {shown_host(host)} cannot be looked up: "
+                    f"{host_name_problem(host) or f'{type(exc).__name__}: {exc}'}",
+                    where=self.address,
+                    hint=f"check `proxy_jump` (or ProxyJump in ~/.ssh/config); {HOST_HINT}",
                 ) from None
             except (paramiko.SSHException, OSError, EOFError) as exc:  # EOFError: dropped in the handshake
                 jump.close()
