@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from edgekit.deploy.reach import say_unreachable, unreachable
 from edgekit.errors import HostNameError
 from edgekit.target import load_target
 from edgekit.transport import open_transport
+from edgekit.transport.proxy_text import masked_command
+from edgekit.transport.ssh_keys import device_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "S3CRET-TOKEN-4711"
@@ -115,3 +118,135 @@ def test_a_name_that_slipped_past_the_schema_is_said_at_once_not_as_silence(tmp_
     says = re.escape("jump host name 'bastion..lab' cannot be looked up: it has an empty part")
     with pytest.raises(HostNameError, match=says):
         open_transport(hop).connect()
+
+
+# -- a proxy command that fails ----------------------------------------------------------------------------------
+
+
+def _tunnel(tmp_path: Path) -> Path:
+    """A proxy command that repeats its arguments (the token among them) on stderr and stdout, and fails."""
+    script = tmp_path / "tunnel"
+    script.write_text('#!/bin/sh\necho "tunnel: refused $*" >&2\necho "got $*"\nexit 1\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_a_proxy_command_that_fails_is_blamed_and_its_token_never_shown(tmp_path: Path) -> None:
+    """The whole command line, token included, was printed (paramiko's ProxyCommandFailure); a proxy that exited at
+    once was "no SSH server answered ... is this the device's SSH port?" after the connect timeout. Now the proxy is
+    named by its program, what it said is shown with its arguments masked, exit 1, at once."""
+    board = _board(tmp_path)
+    proxy = f"proxy_command={_tunnel(tmp_path)} --service-token-secret {TOKEN} %h"
+    for _ in range(4):  # paramiko writes first (a broken pipe) or reads first (the end of output): both ways
+        start = time.monotonic()
+        err = named(run("targets", "check", str(board), "--set", proxy, cwd=tmp_path, timeout=60), code=1)
+        text = " ".join(err.split())
+        assert TOKEN not in err and "ConnectError" in text, err
+        assert (
+            f"the proxy_command `{tmp_path / 'tunnel'} ...` failed before any SSH greeting (exit 1)" in text
+        ), err
+        assert (
+            "it said: tunnel: refused *** *** 127.0.0.1" in text
+            and "is this the device's SSH port" not in text
+        ), err
+        assert time.monotonic() - start < 3 + 2, err  # well within connect_timeout (3 s) + the start-up
+    for _ in range(4):
+        err = named(
+            run(
+                "targets",
+                "check",
+                str(board),
+                "--set",
+                "proxy_command=false --password=hunter2 %h",
+                cwd=tmp_path,
+            ),
+            code=1,
+        )
+        assert "hunter2" not in err and "the proxy_command `false ...` failed" in err, err
+        assert "no SSH server answered" not in err and "is this the device's SSH port" not in err, err
+
+
+def test_a_proxy_command_that_does_not_split_is_bad_input_and_not_repeated(tmp_path: Path) -> None:
+    """An unclosed quote was an internal error (shlex's ValueError in paramiko) at connect."""
+    out = run(
+        "targets", "check", str(_board(tmp_path)), "--set", f"proxy_command=tunnel '{TOKEN}", cwd=tmp_path
+    )
+    err = named(out)
+    assert "proxy_command: Value error, not a command edgekit can run: No closing quotation" in err, err
+    assert TOKEN not in err
+
+
+def test_a_proxy_command_that_runs_but_never_answers_is_said_as_such(tmp_path: Path) -> None:
+    """A proxy still running at the banner timeout (paramiko then stops it) is not called failed, and the port it
+    blames is the far end's, through the proxy."""
+    board = _board(tmp_path)
+    out = run(
+        "targets",
+        "check",
+        str(board),
+        "--set",
+        "connect_timeout=1",
+        "--set",
+        f"proxy_command=sh -c 'sleep 30' {TOKEN}",
+        cwd=tmp_path,
+        timeout=60,
+    )
+    err = " ".join(named(out, code=1).split())
+    assert "no SSH greeting came through the proxy_command within 1 s" in err and TOKEN not in err, err
+
+
+def test_a_failed_proxy_commands_token_reaches_neither_the_json_nor_the_store(tmp_path: Path) -> None:
+    board = _board(tmp_path)
+    out = run(
+        "deploy",
+        str(ROOT / "recipes" / "tiny.yaml"),
+        "-f",
+        "onnx-fp32",
+        "-t",
+        str(board),
+        "--store",
+        str(tmp_path / "sec.db"),
+        "--json",
+        str(tmp_path / "sec.json"),
+        "--set",
+        f"proxy_command={_tunnel(tmp_path)} --service-token-secret {TOKEN} %h",
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert out.returncode == 1 and "my-board: FAILED connect" in out.stdout + out.stderr, out.stderr[-2000:]
+    assert TOKEN not in out.stdout + out.stderr
+    assert "the proxy_command" in (tmp_path / "sec.json").read_text()
+    assert TOKEN not in (tmp_path / "sec.json").read_text()
+    assert TOKEN.encode() not in (tmp_path / "sec.db").read_bytes()
+    with sqlite3.connect(tmp_path / "sec.db") as db:  # and not in any text the store holds (its WAL included)
+        rows = [
+            str(r)
+            for (table,) in db.execute("select name from sqlite_master where type='table'")
+            for r in db.execute(f'select * from "{table}"')
+        ]
+    assert rows and not any(TOKEN in r for r in rows)
+
+
+def test_a_proxy_command_in_a_hint_has_its_secrets_masked(tmp_path: Path) -> None:
+    """The unknown-key hint prints the proxy command to run by hand (and the store keeps it): a secret's value
+    masked, a command without one as it is (runnable)."""
+    plain = "ssh -W %h:%p bastion.lab"
+    assert masked_command(plain) == plain
+    target = load_target(str(_board(tmp_path)), [f"proxy_command=tunnel --service-token-secret {TOKEN} %h"])
+    how, command = device_proxy(target) or ("", "")
+    assert TOKEN not in command and command == "tunnel --service-token-secret '***' %h", command
+    assert how.startswith("its ProxyCommand (its secrets shown as ***"), how
+    assert device_proxy(load_target(str(_board(tmp_path)), [f"proxy_command={plain}"])) == (
+        "its ProxyCommand",
+        plain,
+    )
+    for command, secret in [
+        (f"cloudflared access ssh --hostname %h --service-token-secret {TOKEN}", TOKEN),
+        ("tunnel --password=hunter2 %h", "hunter2"),
+        ("sshpass -p hunter2 ssh -W %h:%p bastion", "hunter2"),
+        ("sshpass -phunter2 ssh -W %h:%p bastion", "hunter2"),
+        ("API_TOKEN=abc123 nc %h %p", "abc123"),
+        ("corkscrew http://me:hunter2@proxy 8080 %h %p", "hunter2"),
+    ]:
+        shown = masked_command(command)
+        assert secret not in shown and "***" in shown, shown

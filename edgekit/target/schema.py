@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -265,6 +266,23 @@ class Target(BaseModel):
                         "hint": HOST_HINT,
                     },
                 )
+        return value
+
+    @field_validator("proxy_command")
+    @classmethod
+    def _proxy_command_splits(cls, value: str | None) -> str | None:
+        """Run as paramiko runs it (split as a shell would, no shell): an unclosed quote was an internal error at
+        connect. The value is never repeated in the message: a proxy command often holds a token."""
+        if value is None:
+            return None
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"not a command edgekit can run: {exc} (the command is not shown: it may hold a secret)"
+            ) from None
+        if not words:
+            raise ValueError("an empty command: remove `proxy_command` to connect directly")
         return value
 
     @field_validator("runtimes")

@@ -70,19 +70,7 @@ class SshTransport(Transport):
         client = ssh_keys.checked_client(t)
         key = check_key(t)
         try:
-            sock = self._chain.open(client, key)
-            client.connect(
-                t.host or "",
-                port=t.port,
-                username=t.user,
-                key_filename=key,
-                sock=sock,
-                look_for_keys=key is None,
-                allow_agent=key is None,
-                timeout=t.connect_timeout,
-                banner_timeout=t.connect_timeout,
-                auth_timeout=t.connect_timeout,
-            )
+            self._dial(client, key)
         except TransportError:
             self._drop(client)
             raise
@@ -101,6 +89,14 @@ class SshTransport(Transport):
                 ) from None
             if "banner" in str(exc) and closed_by_peer(exc):
                 raise closed_at_once_error(self.address) from None
+            if ("banner" in str(exc) or "No existing session" in str(exc)) and t.proxy_command:
+                raise ConnectError(
+                    f"no SSH greeting came through the proxy_command within {t.connect_timeout:g} s (it runs, "
+                    "but nothing answered as an SSH server at its far end)",
+                    where=self.address,
+                    hint="run the target's proxy_command by hand, %h %p %r filled in: it should print the SSH "
+                    "greeting (SSH-2.0-...); is %p the device's SSH port (a Pi: 22, Termux: 8022)?",
+                ) from None
             if "banner" in str(exc) or "No existing session" in str(exc):
                 raise ConnectError(
                     f"no SSH server answered within {t.connect_timeout:g} s (the port accepts connections "
@@ -118,6 +114,10 @@ class SshTransport(Transport):
                     where=self.address,
                     hint=f"set `key:` in the target file ({t.source or 'targets/NAME.yaml'}; for a lab target "
                     "the lab.yaml of the targets folder) or `--set key=PATH`",
+                ) from None
+            if isinstance(exc, paramiko.ProxyCommandFailure):  # ProxyPipe's: the program named, no arguments
+                raise ConnectError(
+                    f"SSH failed: the proxy_command {exc.command} failed ({exc.error})", where=self.address
                 ) from None
             raise ConnectError(f"SSH failed: {exc}", where=self.address) from None
         except ValueError as exc:
@@ -178,6 +178,38 @@ class SshTransport(Transport):
         ssh_exec.exec_simple(self._link, self._files.prune_script(self.work_dir))
         self._files.partials.clear()
         return self
+
+    def _dial(self, client: paramiko.SSHClient, key: str | None) -> None:
+        """Connect `client` to the device, through its ProxyCommand or jump hosts if any. A proxy command that
+        ended while the connection was being made is blamed for it (ConnectError), not the device's port: paramiko
+        says "Broken pipe" or "no SSH banner" either way."""
+        t = self.target
+        sock = self._chain.open(client, key)
+        try:
+            client.connect(
+                t.host or "",
+                port=t.port,
+                username=t.user,
+                key_filename=key,
+                sock=sock,
+                look_for_keys=key is None,
+                allow_agent=key is None,
+                timeout=t.connect_timeout,
+                banner_timeout=t.connect_timeout,
+                auth_timeout=t.connect_timeout,
+            )
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if self._chain.proxy_command is None or not _link_ended(exc):
+                raise
+            transport = client.get_transport()
+            greeted = transport is not None and bool(transport.remote_version)
+            # a failed write: the command is ending; give it a moment to be seen ended
+            ended = self._chain.proxy_ended(
+                2.0 if isinstance(exc, paramiko.ProxyCommandFailure) else 0.5, greeted=greeted
+            )
+            if ended is not None:
+                raise ended from None
+            raise
 
     def reconnect(self) -> bool:
         """After a lost or severed link: a fresh connection (bounded by connect_timeout); False if the device
@@ -291,6 +323,16 @@ def closed_by_peer(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _link_ended(exc: BaseException) -> bool:
+    """Whether `exc` says the connection itself ended or never spoke (not a refused key or login)."""
+    return (
+        isinstance(exc, (paramiko.ProxyCommandFailure, EOFError, OSError))
+        or closed_by_peer(exc)
+        or "banner" in str(exc)
+        or "No existing session" in str(exc)
+    )
 
 
 def closed_at_once_error(address: str) -> ConnectError:

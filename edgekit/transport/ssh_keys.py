@@ -28,6 +28,7 @@ import paramiko
 from edgekit.errors import HostKeyError, TargetError
 from edgekit.target import Target
 from edgekit.target.overrides import env_name
+from edgekit.transport.proxy_text import masked_command
 
 log = logging.getLogger(__name__)
 
@@ -334,8 +335,14 @@ def proxy_through(target: Target, hops: list[Hop]) -> str:
 
 def device_proxy(target: Target) -> tuple[str, str] | None:
     """(what stands in front of the device, the ssh ProxyCommand that goes through it), or None: reached directly."""
-    if target.proxy_command:
-        return "its ProxyCommand", target.proxy_command
+    if target.proxy_command:  # printed in a hint, which the store and report keep: its secrets masked
+        shown = masked_command(target.proxy_command)
+        masked = (
+            " (its secrets shown as ***: put them back in the command below)"
+            if shown != target.proxy_command
+            else ""
+        )
+        return f"its ProxyCommand{masked}", shown
     if target.proxy_jump:
         return f"ProxyJump {target.proxy_jump}", proxy_through(target, target.jump_hops)
     return None
