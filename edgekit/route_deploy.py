@@ -56,10 +56,11 @@ def _fastest_route(run: TargetRun, host_gates: dict[str, bool], threads: int | N
         return found[0]
     best = min(found, key=lambda r: (r.value or 0.0, r.threads))
     others = [r for r in found if r is not best]
+    unit = "ms" if best.basis is Basis.P50_MS else "ms ESTIMATE"
     if others:
-        best.caveats.append(
-            "fastest over the thread counts measured ("
-            + ", ".join(f"{r.artifact} {figure_text(r.value or 0.0)} at {r.threads}" for r in others)
+        best.caveats.append(  # what the other thread counts' own routes were: slower, and by how much
+            f"{best.threads} thread{'s' if best.threads != 1 else ''} chosen over the other thread counts measured ("
+            + ", ".join(f"at {r.threads}: {r.artifact} {figure_text(r.value or 0.0)} {unit}" for r in others)
             + ")"
         )
     if best.basis is Basis.ESTIMATE_MS:

@@ -618,3 +618,17 @@ def test_counts_at_several_threads_are_judged_against_their_spread() -> None:
     (flag,) = detect_latest(runs)
     assert (flag.kind, flag.artifact, flag.threads) == (FlagKind.INSTRUCTIONS, "ncnn-fp32", 4)
     assert "the spread of its earlier counts" in flag.message
+
+
+def test_a_route_over_several_thread_counts_says_what_the_others_gave() -> None:
+    """'fastest over the thread counts measured (tflite-onnx2tf-int8 0.00977 at 2)' under a 0.00759 ms route at
+    1 thread read as if the 2-thread figure were the fastest; it now names the thread count chosen and each
+    other count's own route with its unit."""
+    from edgekit.route_deploy import route_for_run
+
+    result = synthetic_result(T0, rng=np.random.default_rng(0), formats=FORMATS, targets=("pi4",))
+    route = route_for_run(result.runs[0], {}, threads=None)
+    (said,) = [c for c in route.caveats if "chosen over" in c]
+    other = 1 if route.threads == 4 else 4
+    assert said.startswith(f"{route.threads} thread{'s' if route.threads != 1 else ''} chosen over the other")
+    assert f"(at {other}: " in said and said.endswith(" ms)")

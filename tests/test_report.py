@@ -902,3 +902,12 @@ def test_precision_bars_have_a_group_per_route_onnx_runtime_included(tmp_path: P
     assert sorted(ticks) == ["onnxruntime", "tflite", "tflite-onnx2tf"], ticks
     speedups = re.findall(r">(\d+\.\d\d)x<", svg)  # one per int8 bar, over its own route's fp32
     assert len(speedups) == 3, speedups
+
+
+def test_small_instruction_counts_keep_three_figures() -> None:
+    """A 141,000-instruction model printed as '0.1 M' beside its fp32 twin's '0.3 M' (digits-keras on
+    phone-emu): counts below 10 M keep three significant figures, larger ones one decimal."""
+    from edgekit.report.figures import millions
+
+    assert millions(141_234) == "0.141 M" and millions(2_345_678) == "2.35 M"
+    assert millions(139_812_345) == "139.8 M" and millions(10_000_000) == "10.0 M"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from edgekit.report.figures import millions
 from edgekit.report.html_facts import EMU_BADGE, history_details
 from edgekit.report.view import RecipeView, when
 from edgekit.route import why_no_route
@@ -41,9 +42,7 @@ def routes_section(view: RecipeView) -> str:
                 continue
             value = r.get("value") or 0.0
             figure = (
-                f"{value / 1e6:.1f} M insn"
-                if r.get("basis") == "instructions-emulated"
-                else f"{value:.3g} ms"
+                f"{millions(value)} insn" if r.get("basis") == "instructions-emulated" else f"{value:.3g} ms"
             )
             speed = " · ".join(
                 f"{r[k]:.2f}x vs {escape(str(r[a]))}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from edgekit.formats import Format
+from edgekit.report.figures import millions
 from edgekit.report.flag_text import ACCEPT_WHY, accept_commands, flag_line
 from edgekit.report.flags import failures_text
 from edgekit.report.regression import Flag
@@ -247,7 +248,7 @@ def _cell(row: Row | None, *, name_run: bool = True) -> str:
             by_insn = row.speedup_basis == "instruction count"
             text += f" (x fp32 by insn {row.speedup:.2f}x)" if by_insn else f" ({row.speedup:.2f}x)"
         if row.instructions:
-            text += f", {row.instructions / 1e6:.1f} M instr. (count)"
+            text += f", {millions(row.instructions)} instr. (count)"
     if name_run and row.run_id is not None:
         text += f" (run #{row.run_id})"
     if row.status == "ok" and any(f.is_bad for f in row.flags):
@@ -263,7 +264,7 @@ def _emulated_cell(row: Row) -> str:
     if row.speedup and row.speedup_basis == "instruction count":
         parts.append("base" if _is_fp32_base(row.artifact) else f"x fp32 by insn {row.speedup:.2f}x")
     if row.instructions:
-        parts.append(f"{row.instructions / 1e6:.1f} M instr. (count)")
+        parts.append(f"{millions(row.instructions)} instr. (count)")
     return ", ".join(parts) or "no count (emulated wall time only: see the JSON)"
 
 

@@ -16,7 +16,14 @@ from rich.table import Table
 from rich.text import Text
 
 from edgekit.formats import Format
-from edgekit.report.figures import agreement, estimated_thread_counts, judged_on, percent, task_metric
+from edgekit.report.figures import (
+    agreement,
+    estimated_thread_counts,
+    judged_on,
+    millions,
+    percent,
+    task_metric,
+)
 from edgekit.results import (
     Comparison,
     DeployResult,
@@ -138,7 +145,7 @@ def _target_cells(
             missing if missing is not None and not run.estimates else _count_ratio(run, artifact, threads, m)
         )
         count = m.instructions_per_invoke if m is not None else None
-        cells.append(f"{count / 1e6:.1f} M" if count else "")
+        cells.append(millions(count) if count else "")
         if verbose:
             cells.append(_ms(m.p50_ms) if m is not None and m.status == "ok" else "")
     else:
