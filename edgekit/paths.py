@@ -9,6 +9,7 @@ here assumes a source checkout: the example targets are package data, and what o
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import platformdirs
 
-from edgekit.errors import OutputFileError
+from edgekit.errors import OutputFileError, UsageError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The example targets (pi4, pi5, phone, the emulated ones, local): the repository's top-level targets/, which
@@ -43,15 +44,39 @@ def constraints_file() -> Path | None:
 
 
 def data_path() -> Path:
-    """Where the data dir is, without creating it (data_dir() creates it)."""
+    """Where the data dir is, without creating it (data_dir() creates it). `~` in EDGEKIT_HOME is the home folder
+    (a service's environment file does not expand it: a folder named `~` was made in the current one)."""
     root = os.environ.get("EDGEKIT_HOME")
-    return Path(root) if root else Path(platformdirs.user_data_dir("edgekit"))
+    return Path(root).expanduser() if root else Path(platformdirs.user_data_dir("edgekit"))
 
 
 def data_dir() -> Path:
-    path = data_path()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _make_dir(data_path(), "EDGEKIT_HOME")
+
+
+def _make_dir(path: Path, variable: str) -> Path:
+    """`path` made if missing (its parents too). A path that cannot be a folder (a file, a folder under a file,
+    a read-only place) is the setting's fault: a named error (exit 2) saying the variable and what to do, not an
+    internal error of every command. A full disk stays the disk's error."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            return path
+        reason = "it is not a folder"
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        reason = f"it cannot be made ({exc.strerror or exc})"
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        reason = f"{str(blocker)!r} is a file, not a folder"
+    given = os.environ.get(variable)
+    raise UsageError(
+        f"edgekit cannot keep its files in {str(path)!r}: {reason}",
+        where=f"${variable}" if given else f"{variable} (not set: the default folder)",
+        hint=f"set {variable} to a folder you can write (it is made if missing)"
+        + (", or unset it to use the default" if given else ""),
+    )
 
 
 def cache_dir() -> Path:
@@ -62,9 +87,9 @@ def cache_dir() -> Path:
 def emu_dir() -> Path:
     """Emulated device assets (sysroot, wheels) and running device state."""
     root = os.environ.get("EDGEKIT_EMU_HOME")
-    path = Path(root) if root else data_dir() / "emu"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    if root:
+        return _make_dir(Path(root).expanduser(), "EDGEKIT_EMU_HOME")
+    return _make_dir(data_dir() / "emu", "EDGEKIT_HOME")
 
 
 def models_dir() -> Path:
@@ -97,9 +122,7 @@ def work_dir(kind: str) -> Path:
 
 
 def _sub(name: str) -> Path:
-    path = data_dir() / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _make_dir(data_dir() / name, "EDGEKIT_HOME")
 
 
 def write_atomic(path: Path, text: str) -> Path:

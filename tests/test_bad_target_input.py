@@ -250,3 +250,42 @@ def test_a_proxy_command_in_a_hint_has_its_secrets_masked(tmp_path: Path) -> Non
     ]:
         shown = masked_command(command)
         assert secret not in shown and "***" in shown, shown
+
+
+# -- EDGEKIT_HOME that cannot be a folder ------------------------------------------------------------------------
+
+
+def test_an_edgekit_home_that_cannot_be_a_folder_is_a_named_error(tmp_path: Path) -> None:
+    """EDGEKIT_HOME=/etc/passwd (a file), a path under a file, or one that cannot be made was an internal error
+    (FileExistsError, NotADirectoryError, FileNotFoundError) on nearly every command."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for home, says in [
+        (a_file, f"{str(a_file)!r} is a file, not a folder"),
+        (a_file / "x", f"{str(a_file)!r} is a file, not a folder"),
+        (Path("/proc/edgekit-none"), "it cannot be made"),
+    ]:
+        for args in (["cache"], ["runs"]):
+            out = subprocess.run(
+                [EDGEKIT, *args],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "EDGEKIT_HOME": str(home)},
+            )
+            err = " ".join(named(out).split())
+            assert "UsageError" in err and "$EDGEKIT_HOME" in err and says in err, err
+            assert "hint: set EDGEKIT_HOME to a folder you can write" in err, err
+
+
+def test_a_tilde_in_edgekit_home_is_the_home_folder(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [EDGEKIT, "cache"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "EDGEKIT_HOME": "~/eh", "HOME": str(tmp_path / "home")},
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "home" / "eh" / "cache").is_dir() and not (tmp_path / "~").exists()
