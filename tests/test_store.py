@@ -196,6 +196,54 @@ def test_nan_and_infinities_survive_the_json_file_runs_import_reads(tmp_path: Pa
         assert math.isnan(comparison.metric["map50"]) and back.artifacts[0].fidelity["cosine"] == -math.inf
 
 
+def test_a_run_id_beyond_64_bits_is_no_such_run(tmp_path: Path) -> None:
+    """`runs show 99999999999999999999999` (and `runs accept`) was an internal OverflowError: SQLite's INTEGER
+    holds 64 bits. No run has such an id: exit 2, as for any id the store does not hold."""
+    store = str(tmp_path / "s.sqlite")
+    with open_store(store) as db:
+        db.record(_small(T0))
+    for command in ("show", "accept"):
+        out = _edgekit("runs", command, "9" * 23, "--store", store, home=tmp_path / "home")
+        assert out.returncode == 2 and f"no run with id {'9' * 23}" in out.stderr, out.stderr
+        assert "internal error" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        ({"recipe": "../../etc"}, "field `recipe`: '../../etc' is not a recipe name"),
+        ({"recipe": ""}, "field `recipe`: '' is not a recipe name"),
+        ({"task": "bogus"}, "field `task`: 'bogus' is not a task (classify, detect, generic)"),
+        ({"benchmark": {"threads": "x"}}, "field `benchmark.threads`: 'x' is not a list of thread counts"),
+        ({"benchmark": {"threads": [1], "repeat": -3}}, "field `benchmark.repeat`: -3 is not a count"),
+        ({"artifacts.0.size_bytes": -5}, "field `artifacts.0.size_bytes`: -5 is negative"),
+        ({"artifacts.0.size_bytes": 10**30}, "field `artifacts.0.size_bytes`: 1e+30 is beyond the 64-bit"),
+        ({"runs.0.target": "../x"}, "field `runs.0.target`: '../x' is not a target name"),
+    ],
+)
+def test_runs_import_refuses_what_the_store_or_a_report_cannot_take(
+    tmp_path: Path, change: dict, said: str
+) -> None:
+    """A hand-edited deploy result with a size of 1e30 was an internal OverflowError; an empty or `../../etc`
+    recipe name, a negative size, `threads: "x"` and an unknown task were recorded without a word. Each is refused
+    naming its field (exit 2), and nothing is recorded."""
+    import json
+
+    data = json.loads(_small(T0).model_dump_json())
+    for path, value in change.items():
+        *parents, last = path.split(".")
+        node = data
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        node[int(last) if isinstance(node, list) else last] = value
+    given = tmp_path / "result.json"
+    given.write_text(json.dumps(data))
+    store = str(tmp_path / "s.sqlite")
+    out = _edgekit("runs", "import", str(given), "--store", store, home=tmp_path / "home")
+    assert out.returncode == 2 and "not a deploy result edgekit can record: " + said in out.stderr, out.stderr
+    assert "internal error" not in out.stderr and not Path(store).exists()
+
+
 def test_a_target_without_agent_result_round_trips(url: str) -> None:
     result = _small(T0)
     dead = result.runs[0].model_copy(update={"status": "failed", "error": "unreachable", "agent": None})

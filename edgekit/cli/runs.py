@@ -298,6 +298,7 @@ def _importable(path: Path, result: DeployResult) -> DeployResult:
 
     from edgekit.agent.contract import PROTOCOL_VERSION
     from edgekit.errors import InputDataError
+    from edgekit.store.imported import import_problem
 
     if result.protocol > PROTOCOL_VERSION:
         raise InputDataError(
@@ -315,6 +316,13 @@ def _importable(path: Path, result: DeployResult) -> DeployResult:
             "latest run by its time, so it would hide every run after it",
             where=str(path),
             hint="check the clock of the machine that wrote it, and correct started_at in the file",
+        )
+    problem = import_problem(result)
+    if problem is not None:  # a hand-edited or foreign file: 1e30 reached the database, `../../etc` a report
+        raise InputDataError(
+            f"not a deploy result edgekit can record: {problem}",
+            where=str(path),
+            hint="pass a file written by `edgekit deploy --json PATH`, or correct that field",
         )
     if result.finished_at is not None:
         return result

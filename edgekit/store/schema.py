@@ -30,6 +30,16 @@ from sqlalchemy import (
 )
 
 SCHEMA_VERSION = 3
+INT64_MIN, INT64_MAX = (
+    -(2**63),
+    2**63 - 1,
+)  # what an integer column holds (SQLite's INTEGER, PostgreSQL's BIGINT)
+
+
+def storable_id(run_id: int) -> bool:
+    """Whether a run id fits the id column (a larger one names no run; the database refused it: OverflowError)."""
+    return INT64_MIN <= run_id <= INT64_MAX
+
 
 _NON_FINITE = {"__nan__": math.nan, "__inf__": math.inf, "__-inf__": -math.inf}
 

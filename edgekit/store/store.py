@@ -45,7 +45,7 @@ from edgekit.store.read import (
     _measurement_counts,
     _target_rows,
 )
-from edgekit.store.schema import runs
+from edgekit.store.schema import runs, storable_id
 from edgekit.store.write import insert_run
 
 
@@ -240,8 +240,9 @@ class Store:
         return found[run_id]
 
     def load_many(self, run_ids: Iterable[int]) -> dict[int, DeployResult]:
-        """Whole deploy results by id, read with one query per table (not per run)."""
-        ids = list(run_ids)
+        """Whole deploy results by id, read with one query per table (not per run). An id beyond the id column's
+        64 bits names no run (the database refused it: an internal OverflowError)."""
+        ids = [i for i in run_ids if storable_id(i)]
         if not ids:
             return {}
         with self._read() as conn:

@@ -1,0 +1,85 @@
+"""A deploy result read from a file (`edgekit runs import`): what the store and the reports need of it beyond its
+types. A deploy writes it right; a hand-edited or foreign file is checked here before anything is recorded: every
+integer fits the store's 64-bit columns (a size of 1e30 was an internal OverflowError), the recipe and targets are
+named as a recipe or a target file may name them (`../../etc` and `""` were recorded), the task is one edgekit
+knows, and sizes, timings and thread counts are not negative."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from edgekit.recipe.schema import MAX_THREADS, SAFE_NAME, Task
+from edgekit.results import DeployResult
+from edgekit.store.schema import INT64_MAX, INT64_MIN
+
+TARGET_NAME = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+)  # a target file's `name:` (edgekit/target/schema.py)
+_COUNTS = ("warmup", "repeat", "number", "samples", "layer_times")  # a benchmark's whole numbers, 0 or more
+_SECONDS = ("min_repeat_ms", "cooldown_s", "timeout_s", "lock_timeout_s")
+
+
+def import_problem(result: DeployResult) -> str | None:
+    """The first thing in RESULT the store cannot keep or a report cannot read, naming its field, or None."""
+    return next(_problems(result), None)
+
+
+def _problems(result: DeployResult) -> Iterator[str]:
+    yield from _too_large(result.model_dump(mode="json"), "")
+    if not SAFE_NAME.fullmatch(result.recipe):
+        yield (
+            f"field `recipe`: {result.recipe!r} is not a recipe name (1-64 letters, digits, '.', '_' or '-', as a "
+            "recipe's `name:`)"
+        )
+    tasks = [t.value for t in Task]
+    if result.task not in tasks:
+        yield f"field `task`: {result.task!r} is not a task ({', '.join(tasks)})"
+    for i, art in enumerate(result.artifacts):
+        if art.size_bytes < 0:
+            yield f"field `artifacts.{i}.size_bytes`: {art.size_bytes} is negative"
+        if art.convert_s is not None and not art.convert_s >= 0:
+            yield f"field `artifacts.{i}.convert_s`: {art.convert_s} is not a time in seconds"
+    yield from _benchmark(result.benchmark, "benchmark")
+    for i, run in enumerate(result.runs):
+        if not TARGET_NAME.fullmatch(run.target):
+            yield f"field `runs.{i}.target`: {run.target!r} is not a target name (as a target file's `name:`)"
+        yield from _benchmark(run.benchmark, f"runs.{i}.benchmark")
+
+
+def _too_large(node: Any, at: str) -> Iterator[str]:
+    """Integers beyond 64 bits, anywhere (a column or the JSON beside the columns)."""
+    if isinstance(node, bool):
+        return
+    if isinstance(node, int) and not INT64_MIN <= node <= INT64_MAX:
+        yield f"field `{at}`: {node:.3g} is beyond the 64-bit integers the store holds"
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _too_large(value, f"{at}.{key}" if at else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _too_large(value, f"{at}.{i}")
+
+
+def _benchmark(settings: dict[str, Any], at: str) -> Iterator[str]:
+    """The timing settings a report reads (threads to label columns, counts): of the types a deploy writes."""
+    threads = settings.get("threads")
+    if threads is not None and not (
+        isinstance(threads, list) and threads and all(_whole(t) and 1 <= t <= MAX_THREADS for t in threads)
+    ):
+        yield f"field `{at}.threads`: {threads!r} is not a list of thread counts from 1 to {MAX_THREADS}"
+    for key in _COUNTS:
+        value = settings.get(key)
+        if value is not None and not (_whole(value) and value >= 0):
+            yield f"field `{at}.{key}`: {value!r} is not a count (a whole number, 0 or more)"
+    for key in _SECONDS:
+        value = settings.get(key)
+        if value is not None and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+        ):
+            yield f"field `{at}.{key}`: {value!r} is not a number, 0 or more"
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
