@@ -156,6 +156,35 @@ def test_cli_table_and_exit_codes(classifier: Any, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.integration
+def test_dynamic_range_file_is_per_channel_whatever_int8_granularity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tflite-dynamic's key says per-channel, but a per-tensor recipe's float run wrote per-tensor weights under
+    that key (onnx2tf's dynamic-range converter follows quant_type): whichever recipe converted first filled the
+    cache for both. The float run quantizes per-channel now, as the key says."""
+    from edgekit.convert.pipeline import convert_recipe
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    path = write_recipe(
+        tmp_path, "pt", formats=["tflite-dynamic"], int8={"granularity": "per-tensor", "io": "float"}
+    )
+    from ai_edge_litert import schema_py_generated as schema
+
+    (art,) = convert_recipe(load_recipe(path))
+    assert art.status == "ok" and not art.cached, art.error
+    # the file's own quantization records (the interpreter reports per-channel scales for a per-tensor weight)
+    model = schema.ModelT.InitFromPackedBuf(art.main_file.read_bytes(), 0)
+    scales = [
+        len(t.quantization.scale)
+        for t in model.subgraphs[0].tensors
+        if t.type == schema.TensorType.INT8
+        and t.quantization is not None
+        and t.quantization.scale is not None
+    ]  # the weights it quantized (those of 1024 values or more)
+    assert scales and all(n > 1 for n in scales), scales  # one per output channel; per-tensor has 1
+
+
 # --- a tiny detector: two outputs, per-tensor INT8 with int8 input and output -------------------------------
 @pytest.mark.integration
 def test_detector_int8_io_per_tensor(tmp_path: Path) -> None:

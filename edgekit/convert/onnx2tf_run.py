@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.convert.tool_process import plain_output
-from edgekit.recipe import FLEX_PRONE_OPS, Layout, Recipe
+from edgekit.recipe import FLEX_PRONE_OPS, Granularity, Layout, Recipe
 
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
 
@@ -27,7 +27,9 @@ def onnx2tf_job(onnx_path: Path, recipe: Recipe, int8: bool, dynamic: bool) -> d
     return {
         "int8": int8,
         "dynamic": dynamic,
-        "quant_type": recipe.int8.granularity.value,
+        # a float run quantizes only the dynamic-range file, which is per-channel whatever int8.granularity says
+        # (per-tensor dynamic-range gave NaN; the file's cache key says per-channel): granularity is INT8's
+        "quant_type": recipe.int8.granularity.value if int8 else Granularity.PER_CHANNEL.value,
         "calibration": None,
         "input_name": recipe.input.name,
         "replace_ops": replace_ops(onnx_path, recipe),

@@ -10,7 +10,7 @@ Choices, with the reasons measured in docs/notes/conversion.md:
 - onnx2tf downloads a sample calibration file for any image model; the child writes a local file of that name
   first and points HTTP(S) proxies at a dead local port, so nothing can be downloaded at run time;
 - per-channel is the default (per-tensor dynamic-range gave NaN); per-tensor applies to INT8 only, and
-  then the dynamic-range file comes from a float run;
+  then the dynamic-range file comes from a float run, which quantizes it per-channel (onnx2tf_job);
 - int8 input/output (`io: int8`) picks onnx2tf's `full_integer_quant` file (`-iqd int8 -oqd int8`), float io
   its `integer_quant` file;
 - the int16-activation variants that `-oiqt` also writes are skipped inside the child (they run on reference
@@ -61,6 +61,7 @@ from edgekit.formats import Format
 from edgekit.recipe import Granularity, IOType, Layout, Recipe
 
 WORKER_VERSION = 4  # bump when the child's procedure changes what it writes
+DYNAMIC_VERSION = 2  # tflite-dynamic's own key: bump when only the dynamic-range file changes
 TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
 _FILES = {
     Format.TFLITE_FP32: "model_float32.tflite",
@@ -109,8 +110,14 @@ class TfliteConverter(Converter):
         options = recipe.tflite.model_dump(mode="json")
         # channels-last input: onnx2tf is told to keep it (nhwc_onnx_input); keys of NCHW recipes unchanged
         nhwc = {"input_layout": "NHWC-kept"} if recipe.input.layout is Layout.NHWC else {}
-        if fmt is Format.TFLITE_DYNAMIC:
-            return {"granularity": Granularity.PER_CHANNEL.value, "tflite": options, **nhwc}
+        if fmt is Format.TFLITE_DYNAMIC:  # per-channel, always (onnx2tf_job): it followed int8.granularity
+            # in a float run before DYNAMIC_VERSION 2, so an entry keyed per-channel could hold per-tensor weights
+            return {
+                "granularity": Granularity.PER_CHANNEL.value,
+                "tflite": options,
+                "dynamic_version": DYNAMIC_VERSION,
+                **nhwc,
+            }
         return {"tflite": options, **nhwc}
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
