@@ -4,8 +4,10 @@ quoting, env, cwd, errors, uploads, keys."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -550,3 +552,21 @@ def test_a_lab_places_accept_new_hint_names_the_lab_targets_variable() -> None:
     assert "PI4_A" not in hint and "EDGEKIT_TARGET_<LAB TARGET>_ACCEPT_NEW=true" in hint and "LAB_PI4" in hint
     assert load_target("lab-pi4", env={"EDGEKIT_TARGET_LAB_PI4_ACCEPT_NEW": "true"}).accept_new
     assert load_target("lab:board=pi4", env={"EDGEKIT_TARGET_LAB_BOARD_PI4_ACCEPT_NEW": "true"}).accept_new
+
+
+def test_a_relative_work_dir_is_the_same_folder_after_a_reconnect(local_sshd) -> None:  # type: ignore[no-untyped-def]
+    """A relative work_dir (`--set work_dir=bench`) is the device home's; reconnecting joined it onto the last
+    connection's work dir (/home/pi/edgekit became /home/pi/edgekit/edgekit), so the lost-link recovery looked
+    for the result in the wrong folder."""
+    name = f"edgekit-test-{os.getpid()}"
+    target = local_sshd.model_copy(update={"work_dir": name})
+    home = Path.home()
+    try:
+        with open_transport(target) as transport:
+            transport.connect()
+            first = transport.work_dir
+            transport.close()
+            transport.connect()
+            assert transport.work_dir == first == str(home / name)
+    finally:
+        shutil.rmtree(home / name, ignore_errors=True)

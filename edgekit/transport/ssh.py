@@ -174,6 +174,9 @@ class SshTransport(Transport):
         self._link.client = client
         client.get_transport().set_keepalive(max(1, int(t.io_timeout / 2)))
         self._home = ssh_exec.exec_simple(self._link, 'printf %s "$HOME"').strip() or "/"
+        self.work_dir = (
+            ""  # a relative work_dir is the home's, not the last connection's (reconnect doubled it)
+        )
         self.work_dir = self._abs(t.work_dir)
         ssh_exec.exec_simple(self._link, self._files.prune_script(self.work_dir))
         self._files.partials.clear()

@@ -173,22 +173,35 @@ class RemoteFiles:
 
     def prune_script(self, work_dir: str) -> str:
         """Leftovers of earlier runs: partial uploads older than an hour (never a concurrent run's; this
-        connection's own at once), run folders older than a day, stale artifact folders (age, then size)."""
+        connection's own at once), run folders older than a day, stale artifact folders (age, then size). Only
+        names edgekit makes are touched (RUN_GLOBS, ARTIFACT_GLOB): a work dir set to a folder of the user's
+        (`--set work_dir=PATH` on a larger disk, as the disk-space hint says) may hold runs/ and artifacts/ of
+        their own, which a prune by age alone deleted."""
         w = shlex.quote(work_dir)
         own = " ".join(shlex.quote(p) for p in sorted(self.partials))
         cap_kb = PRUNE_ARTIFACT_MB * 1024
+        runs = " -o ".join(f"-name '{g}'" for g in RUN_GLOBS)
         return (
             f"mkdir -p -- {w} && cd {w} && {{ find . -name '.*.edgekit-*' -mmin +60 -type f -delete; "
             + (f"rm -f -- {own}; " if own else "")
-            + "[ -d runs ] && find runs -mindepth 1 -maxdepth 1 -type d -mmin +1440 -exec rm -rf {} +; "
-            f"[ -d artifacts ] && find artifacts -mindepth 1 -maxdepth 1 -type d -mtime +{PRUNE_ARTIFACT_DAYS} "
+            + f"[ -d runs ] && find runs -mindepth 1 -maxdepth 1 -type d \\( {runs} \\) -mmin +1440 "
             "-exec rm -rf {} +; "
+            f"[ -d artifacts ] && find artifacts -mindepth 1 -maxdepth 1 -type d -name '{ARTIFACT_GLOB}' "
+            f"-mtime +{PRUNE_ARTIFACT_DAYS} -exec rm -rf {{}} +; "
             "[ -d artifacts ] && total=$(du -sk artifacts | cut -f1) && for d in $(ls -1tr artifacts); do "
             f'[ "$total" -le {cap_kb} ] && break; '
+            f'case "$d" in {ARTIFACT_GLOB}) ;; *) continue ;; esac; '
             '[ -n "$(find "artifacts/$d" -maxdepth 0 -mmin +1440)" ] || continue; '
             's=$(du -sk "artifacts/$d" | cut -f1); rm -rf -- "artifacts/$d"; total=$((total - s)); done; '
             "} >/dev/null 2>&1; true"
         )
+
+
+_STAMP = "[0-9]" * 8 + "-" + "[0-9]" * 6 + "-" + "[0-9a-f]" * 6
+# the run folders edgekit makes on a device: deploy's runs/<YYYYmmdd-HHMMSS>-<6 hex>-<target>, bench's and
+# profile's runs/<kind>-<the same>-<target> (deploy.orchestrate, cli.bench.run_folder)
+RUN_GLOBS = (f"{_STAMP}-*", f"bench-{_STAMP}-*", f"profile-{_STAMP}-*")
+ARTIFACT_GLOB = "[0-9a-f]" * 16  # artifacts/<the first 16 hex digits of the conversion key> (deploy.request)
 
 
 def _mb(n: int) -> str:
