@@ -44,6 +44,7 @@ HOST_ONLY = frozenset(
         "test_convert_tflite.py",
         "test_counting.py",
         "test_device_prune.py",
+        "test_device_results.py",
         "test_estimate.py",
         "test_fidelity.py",
         "test_input_layout.py",

@@ -147,3 +147,18 @@ def test_a_real_agent_run_validates_and_names_a_load_failure(tmp_path: Path) -> 
     assert unknown_fields(result) == []  # every field the agent writes is declared in edgekit.results
     (m,) = result.measurements
     assert m.status == "failed" and m.error_code is contract.ErrorCode.LOAD_ERROR and m.error
+
+
+def test_the_agent_names_its_outputs_file_as_the_host_accepts_it() -> None:
+    """The host accepts as a measurement's outputs_file only the name the agent gives (anything else could make
+    the download land anywhere on this machine): the agent's copy of the rule agrees with the contract's."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("edgekit_agent_copy", AGENT_FILE)
+    assert spec is not None and spec.loader is not None
+    agent = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(agent)
+    for art, threads in [("tflite-int8", 1), ("my model/v2 (old)", 4), ("..", 2), ("", 1)]:
+        name = agent.outputs_name(contract.OUTPUTS_DIR, art, threads)
+        assert name == contract.outputs_file_name(contract.OUTPUTS_DIR, art, threads)
+        assert name.count("/") == 1 and name.startswith("outputs/") and name.endswith(f".t{threads}.npz")

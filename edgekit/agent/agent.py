@@ -1162,7 +1162,7 @@ def save_outputs(
             stacks[i].append(y)
     arrays = [np.ascontiguousarray(np.stack(s)) for s in stacks]
     keys = _unique_keys(names)
-    rel = "%s/%s.t%d.npz" % (outdir, re.sub(r"[^A-Za-z0-9_.-]", "_", art_id), threads)
+    rel = outputs_name(outdir, art_id, threads)
     path = _resolve(base, rel)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "wb") as handle:
@@ -1176,6 +1176,12 @@ def save_outputs(
         "output_checksums": checksums,
         "output_shapes": [list(a.shape) for a in arrays],
     }
+
+
+def outputs_name(outdir: str, art_id: str, threads: int) -> str:
+    """Where an artifact's outputs go, relative to the request's folder: the one name the host accepts as a
+    measurement's outputs_file (edgekit/agent/contract.py's outputs_file_name)."""
+    return "%s/%s.t%d.npz" % (outdir, re.sub(r"[^A-Za-z0-9_.-]", "_", art_id), threads)
 
 
 def _unique_keys(names: list[str]) -> list[str]:

@@ -9,6 +9,7 @@ Bump PROTOCOL_VERSION whenever the JSON shape of a request or a result changes i
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +19,16 @@ PROTOCOL_VERSION = 1
 # `warmup` invocations, at each of `threads`, `cooldown_s` between measurements. recipe.Benchmark defines the
 # fields with their bounds and defaults; everything that carries timing settings takes these names from here.
 TIMING_FIELDS = ("warmup", "repeat", "number", "min_repeat_ms", "threads", "cooldown_s")
+OUTPUTS_DIR = "outputs"  # the request's outputs_dir, in the run folder
+
+
+def outputs_file_name(outputs_dir: str, artifact: str, threads: int) -> str:
+    """The name the agent saves an artifact's outputs under, relative to the run folder (agent.py's
+    outputs_name; tests/test_contract.py checks they agree). It is the only `outputs_file` a result may name: the
+    host downloads that file to the same name under its own folder, so anything else (an absolute path, `..`)
+    would let a device write where it likes on this machine."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", artifact)
+    return f"{outputs_dir}/{safe}.t{threads}.npz"
 
 
 class ErrorCode(str, Enum):

@@ -10,6 +10,10 @@ drops (ConnectionLost) or the device stops answering (DeviceTimeout) while it ru
 (bounded by connect_timeout), pulls the result file and stops what is left of the agent; when the device cannot
 be reached, the streamed measurements are kept. An agent stopped by a full disk is a DeviceDiskFull, and every
 artifact a failure left unmeasured is recorded as not run, with the reason.
+
+A result names each artifact's outputs file, which the session downloads to the same name under its own folder:
+any name but the one the agent gives (contract.outputs_file_name: outputs/<artifact>.t<threads>.npz) is
+refused, nothing is downloaded for it, its timings are kept and the target ends in an AgentError naming the field.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edgekit.agent.contract import ErrorCode
+from edgekit.agent.contract import OUTPUTS_DIR, ErrorCode, outputs_file_name
 from edgekit.deploy import counting
 from edgekit.deploy.request import (
     AGENT_REMOTE,
@@ -89,6 +93,8 @@ class AgentRunner:
         self.on_update = on_update
         self.is_interrupted = is_interrupted  # Ctrl-C: no reconnect after a lost link
         self.invocations = 0
+        self.refused: list[str] = []  # outputs_file values a result named that the agent never writes
+        self.refused_said = False  # raised as this target's AgentError
 
     def invoke(
         self, transport: Transport, python: str, runtime: str, arts: list[AgentArtifact], inputs: Path
@@ -136,6 +142,7 @@ class AgentRunner:
             ) from None
         part = self.fetch(transport, result, n)
         self.merge(part)
+        self.raise_refused()
         if done.ok and part is not None and part.finished_at:
             return []
         if "No space left on device" in done.stderr:  # restarting cannot help: name it, record the rest
@@ -316,7 +323,42 @@ class AgentRunner:
                 f"{self.target.name}: warning: the agent wrote fields edgekit does not declare: "
                 f"{', '.join(unknown[:5])}"
             )
+        self.refuse_foreign_outputs(result, local.name)
         return result
+
+    def refuse_foreign_outputs(self, result: AgentResult, name: str) -> None:
+        """Every outputs_file but the agent's own name for that measurement (or one that would still land outside
+        local_dir) is dropped before anything is downloaded, and said (raise_refused); the timings stay."""
+        for i, m in enumerate(result.measurements):
+            if m.outputs_file is None:
+                continue
+            expected = outputs_file_name(OUTPUTS_DIR, m.artifact, m.threads)
+            if m.outputs_file == expected and lies_under(self.local_dir / expected, self.local_dir):
+                continue
+            self.refused.append(
+                f"{name}: measurements[{i}].outputs_file ({m.artifact} at {m.threads} threads) is "
+                f"{m.outputs_file[:200]!r}, not the agent's {expected!r}"
+            )
+            m.outputs_file = None
+
+    def raise_refused(self) -> None:
+        """The refused outputs_file values as this target's AgentError (the measurements are merged already)."""
+        error = self.take_refusal()
+        if error is not None:
+            raise error
+
+    def take_refusal(self) -> AgentError | None:
+        """The AgentError naming every refused outputs_file, once (the session says it when a run ended in
+        another error first: a timeout, a lost link, Ctrl-C)."""
+        if not self.refused or self.refused_said:
+            return None
+        self.refused_said = True
+        return AgentError(
+            f"the device's result names an outputs file edgekit's agent never writes: {'; '.join(self.refused)}; "
+            "nothing was downloaded for it (its timings are kept, its outputs are not compared)",
+            where=self.target.name,
+            hint="the agent's result was altered on the device: check who else can write to its work dir",
+        )
 
     def merge(self, part: AgentResult | None) -> None:
         """Fold one invocation's result into the target's: facts before from the first, after from the last."""
@@ -341,6 +383,11 @@ class AgentRunner:
     def _requests(self) -> list[dict[str, Any]]:
         files = [self.local_dir / f"request-{n}.json" for n in range(self.invocations)]
         return [json.loads(p.read_text()) for p in files if p.is_file()]
+
+
+def lies_under(path: Path, folder: Path) -> bool:
+    """Whether `path`, resolved (symlinks, `..`), is inside `folder`."""
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
 def _describe_status(status: int) -> str:

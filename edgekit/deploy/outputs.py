@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.convert.calibration import Labels
+from edgekit.deploy.agent_run import lies_under
 from edgekit.fidelity.compare import compare, failed_comparison, load_outputs
 from edgekit.recipe import Recipe
 from edgekit.results import Comparison, DeployResult, TargetRun
@@ -52,8 +53,11 @@ def _outputs_of(run: TargetRun) -> dict[str, list[tuple[str, np.ndarray]]]:
     found: dict[str, list[tuple[str, np.ndarray]]] = {}
     if run.agent is None or run.result_dir is None:
         return found
+    folder = Path(run.result_dir)
     for m in run.agent.measurements:
-        path = Path(run.result_dir) / (m.outputs_file or "")
+        path = folder / (m.outputs_file or "")
+        if not lies_under(path, folder):  # a result not from a deploy (runs import): nothing outside is read
+            continue
         if m.status == "ok" and m.outputs_file and path.is_file() and m.artifact not in found:
             found[m.artifact] = load_outputs(path, m)
     return found

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.agent.contract import TIMING_FIELDS, AgentRequest, RequestArtifact
+from edgekit.agent.contract import OUTPUTS_DIR, TIMING_FIELDS, AgentRequest, RequestArtifact
 from edgekit.convert.base import Artifact
 from edgekit.errors import ConversionError, EdgekitError, InputDataError, UsageError
 from edgekit.formats import Format, Runtime
@@ -157,7 +157,7 @@ def build_request(
         tflite_runtime=tflite_runtime,
         lock_file=rel(LOCK_REMOTE),
         lock_timeout_s=settings.lock_timeout_s,
-        outputs_dir="outputs",
+        outputs_dir=OUTPUTS_DIR,
         nice=settings.nice,
         layer_times=settings.layer_times,
     )

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from edgekit.agent.contract import ErrorCode
-from edgekit.deploy.agent_run import EXIT_LOCKED, AgentRunner, Progress
+from edgekit.agent.contract import OUTPUTS_DIR, ErrorCode
+from edgekit.deploy.agent_run import EXIT_LOCKED, AgentRunner, Progress, lies_under
 from edgekit.deploy.host_cpu import HostCpu
 from edgekit.deploy.request import (
     AGENT_FILE,
@@ -186,6 +186,9 @@ class TargetSession:
     def finish(self, transport: Transport) -> None:
         """Pull what was measured (also after a failure), remove the remote run folder, close."""
         usable = transport.usable and not self.interrupted
+        refused = self.runner.take_refusal()  # a run that ended in another error first
+        if refused is not None:
+            self.fail(f"run: AgentError: {refused}")
         try:
             if usable and self.run.agent is not None and self.run.agent.measurements:
                 with self.stage("pull"):
@@ -243,7 +246,7 @@ class TargetSession:
             put = transport.put(local, remote)
             sent += put.bytes_sent
             skipped += put.skipped
-        transport.mkdir(f"{self.run_dir}/outputs")
+        transport.mkdir(f"{self.run_dir}/{OUTPUTS_DIR}")
         self.say(
             f"{self.target.name}: pushed {len(pairs)} files ({sent / 1e6:.2f} MB sent, {skipped} unchanged)"
         )
@@ -268,9 +271,22 @@ class TargetSession:
             )
 
     def pull_outputs(self, transport: Transport) -> None:
+        """Each measured artifact's outputs, to the same name under local_dir; a name that would land outside it
+        is never downloaded (the runner refuses any name but the agent's own already: this is the last guard)."""
+        outside = []
         for m in self.run.agent.measurements if self.run.agent else []:
             if m.status == "ok" and m.outputs_file:
-                transport.get(f"{self.run_dir}/{m.outputs_file}", self.local_dir / m.outputs_file)
+                local = self.local_dir / m.outputs_file
+                if not lies_under(local, self.local_dir):
+                    outside.append(f"{m.artifact} at {m.threads} threads: {m.outputs_file[:200]!r}")
+                    m.outputs_file = None
+                    continue
+                transport.get(f"{self.run_dir}/{m.outputs_file}", local)
+        if outside:
+            raise AgentError(
+                f"outputs_file outside this run's folder {self.local_dir}, not downloaded: {'; '.join(outside)}",
+                where=self.target.name,
+            )
 
     # -- the agent ---------------------------------------------------------------------------------------
     def run_agents(self, transport: Transport, arts: list[AgentArtifact], inputs: Path) -> None:

@@ -1,0 +1,140 @@
+"""What the host does with what a device sends back: the result file, the streamed measurements, the outputs
+files. The real agent runs here, through the local transport (a `local` target with a work dir of its own); a
+device that misbehaves is the real agent behind a small wrapper script given as the target's `python`, which
+alters what the agent wrote, or a local transport whose download fails."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from edgekit.deploy.request import AgentArtifact, Settings
+from edgekit.deploy.session import TargetSession
+from edgekit.results import TargetRun
+from edgekit.target import Target, TransportKind
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[AgentArtifact, Path]:
+    """A one-node ONNX model (Relu) and four evaluation inputs for it."""
+    folder = tmp_path_factory.mktemp("model")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+    )
+    made = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    made.ir_version = 8
+    onnx.save(made, str(folder / "relu.onnx"))
+    inputs = folder / "inputs.npy"
+    np.save(inputs, np.random.default_rng(0).standard_normal((4, 1, 16)).astype(np.float32))
+    return AgentArtifact.from_path(folder / "relu.onnx"), inputs
+
+
+def wrapper(tmp_path: Path, after_agent: str) -> str:
+    """A target `python` that runs the real agent, then `after_agent` (python, with `result` the result file's
+    path and `data` its JSON, written back after it): a device that alters what the agent wrote."""
+    script = tmp_path / "device_python.py"
+    script.write_text(
+        "import json, os, subprocess, sys\n"
+        "agent, request, result = sys.argv[1:4]\n"
+        "done = subprocess.run([sys.executable, agent, request, result])\n"
+        "data = json.load(open(result))\n"
+        f"{after_agent}\n"
+        "json.dump(data, open(result, 'w'))\n"
+        "sys.exit(done.returncode)\n"
+    )
+    return f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+
+
+def run_on_device(
+    tmp_path: Path, model: tuple[AgentArtifact, Path], python: str = "", **settings: object
+) -> tuple[TargetRun, TargetSession, list[str]]:
+    target = Target(
+        name="dev",
+        transport=TransportKind.LOCAL,
+        work_dir=str(tmp_path / "device"),
+        python=python or shlex.quote(sys.executable),
+        runtimes=["onnxruntime"],
+    )
+    said: list[str] = []
+    session = TargetSession(
+        target,
+        run_id="R",
+        local_dir=tmp_path / "host" / "runs" / "R" / "dev",
+        settings=Settings(**{"repeat": 3, "warmup": 0, "threads": (1,), **settings}),  # type: ignore[arg-type]
+        progress=lambda m: said.append(str(m)),
+    )
+    art, inputs = model
+    return session.execute([art], inputs), session, said
+
+
+@pytest.mark.parametrize("where", ["absolute", "dotdot"])
+def test_an_outputs_file_outside_the_run_folder_is_refused_and_nothing_written_there(
+    tmp_path: Path, model: tuple[AgentArtifact, Path], where: str
+) -> None:
+    """The device's result named `outputs_file` (an absolute path, or one climbing out with ..) and served a file
+    of its choosing there: the host downloaded it to local_dir / outputs_file, i.e. anywhere on this machine
+    (~/.ssh/authorized_keys). Only the agent's own name is accepted; the rest is an AgentError naming the field,
+    nothing is downloaded for it, and the timings are kept."""
+    victim = tmp_path / "victim.txt"
+    name = str(victim) if where == "absolute" else "../../../../victim.txt"
+    plant = (
+        "m = data['measurements'][0]\n"
+        f"m['outputs_file'] = {name!r}\n"
+        f"served = os.path.join(os.path.dirname(result), {name.lstrip('/')!r})\n"
+        "os.makedirs(os.path.dirname(served), exist_ok=True)\n"
+        "open(served, 'w').write('chosen by the device')"
+    )
+    run, session, _ = run_on_device(tmp_path, model, wrapper(tmp_path, plant))
+    assert not victim.exists()
+    assert run.status == "failed" and "AgentError" in (run.error or "")
+    assert "measurements[0].outputs_file" in (run.error or "") and "relu.t1.npz" in (run.error or "")
+    assert run.agent is not None
+    (m,) = run.agent.measurements
+    assert m.status == "ok" and m.p50_ms and len(m.samples_ms) == 3 and m.outputs_file is None
+    assert "outputs_file" in json.dumps(run.model_dump()) and session.runner.refused
+
+
+def test_the_agents_own_outputs_file_is_pulled(tmp_path: Path, model: tuple[AgentArtifact, Path]) -> None:
+    run, session, _ = run_on_device(tmp_path, model)
+    assert run.status == "ok", run.error
+    assert run.agent is not None
+    (m,) = run.agent.measurements
+    assert m.outputs_file == "outputs/relu.t1.npz" and (session.local_dir / m.outputs_file).is_file()
+
+
+def test_the_pull_never_writes_outside_the_run_folder(tmp_path: Path) -> None:
+    """The last guard, in the pull itself: a measurement whose outputs_file would land outside local_dir (however
+    it got there) is not downloaded, and the pull says so."""
+    from edgekit.errors import AgentError
+    from edgekit.results import AgentResult, DeviceFacts, Measurement
+    from edgekit.transport.local import LocalTransport
+
+    target = Target(name="dev", transport=TransportKind.LOCAL, work_dir=str(tmp_path / "device"))
+    session = TargetSession(target, run_id="R", local_dir=tmp_path / "host", settings=Settings())
+    victim = tmp_path / "victim.txt"
+    served = tmp_path / "device" / session.run_dir / str(victim).lstrip("/")
+    served.parent.mkdir(parents=True)
+    served.write_text("chosen by the device")
+    bad = Measurement(
+        artifact="a",
+        format="onnx-fp32",
+        runtime="onnxruntime",
+        threads=1,
+        status="ok",
+        outputs_file=str(victim),
+    )
+    facts = DeviceFacts(machine="aarch64", cores=4, python="3.11")
+    session.run.agent = AgentResult(started_at="t", facts_before=facts, measurements=[bad])
+    with pytest.raises(AgentError, match="outside this run's folder"):
+        session.pull_outputs(LocalTransport(target))
+    assert not victim.exists() and bad.outputs_file is None
