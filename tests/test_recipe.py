@@ -13,7 +13,7 @@ import yaml
 
 from edgekit.convert.calibration import calibration_inputs, data_digest, evaluation_inputs
 from edgekit.errors import RecipeError
-from edgekit.formats import Format
+from edgekit.formats import Format, Precision
 from edgekit.recipe import load_recipe
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -845,6 +845,56 @@ def test_infinite_nan_and_out_of_range_values_are_recipe_errors(
     with pytest.raises(RecipeError, match=field) as err:
         load_recipe(write(tmp_path, recipe))
     assert err.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "yaml_text, field",
+    [
+        ("calibration: {data: {kind: random, samples: '16'}}", "calibration.data.samples"),
+        ("calibration: {data: {kind: npy, path: x.npy, samples: true}}", "calibration.data.samples"),
+        ("evaluation: {data: {kind: builder, builder: 'edgekit.zoo.tiny:images', seed: '3'}}", "seed"),
+        ("evaluation: {data: {kind: random, high: '2'}}", "evaluation.data.high"),
+        ("evaluation: {gates: {int8: {min_cosine: '0.9'}}}", "evaluation.gates.int8.min_cosine"),
+        ("evaluation: {device_inputs: '4'}", "evaluation.device_inputs"),
+        ("benchmark: {warmup: true}", "benchmark.warmup"),
+        ("benchmark: {threads: ['4']}", "benchmark.threads.0"),
+        ("benchmark: {repeat: 3.0}", "benchmark.repeat"),
+        ("benchmark: {cooldown_s: '1'}", "benchmark.cooldown_s"),
+        ("input: {shape: [1, 3, 8, 8], preprocess: {mean: ['0.5']}}", "input.preprocess.mean.0"),
+        ("tflite: {allow_select_tf_ops: 'yes'}", "tflite.allow_select_tf_ops"),
+    ],
+)
+def test_numbers_and_switches_given_as_text_or_booleans_are_refused(
+    tmp_path: Path, yaml_text: str, field: str
+) -> None:
+    """Lax types: `samples: '16'`, `warmup: true` (read as 1), `threads: ['4']` and a gate of '0.9' were converted
+    without a word, while input.shape refused them. Each is a RecipeError naming the field and the value."""
+    np.save(tmp_path / "x.npy", np.zeros((16, 3, 8, 8), np.float32))
+    head = "name: t\ntask: classify\nmodel: {kind: torch, builder: 'edgekit.zoo.tiny:build'}\nformats: [ncnn-int8]\n"
+    shape = "" if yaml_text.startswith("input:") else "input: {shape: [1, 3, 8, 8]}\n"
+    calibration = "" if yaml_text.startswith("calibration:") else "calibration: {data: {kind: random}}\n"
+    path = tmp_path / "r.yaml"
+    path.write_text(head + shape + calibration + yaml_text + "\n")
+    with pytest.raises(
+        RecipeError, match=r"field `[^`]*" + re.escape(field) + r"[^`]*`: Input should be a valid"
+    ):
+        load_recipe(path)
+
+
+def test_numbers_as_yaml_writes_them_stay_valid(tmp_path: Path) -> None:
+    """Strict numbers keep what YAML reads as numbers: ints where floats go, and `1e-3`, which PyYAML (YAML 1.1)
+    reads as text."""
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "name: t\nmodel: {kind: torch, builder: 'edgekit.zoo.tiny:build'}\nformats: [tflite-fp32]\n"
+        "input: {shape: [1, 3, 8, 8], preprocess: {scale: 4e-3, mean: [0, 1.0e-1, .5], std: [1, 1, 1]}}\n"
+        "evaluation: {data: {kind: random, low: -1, high: 1e3}, gates: {fp32: {max_abs_error: 1e-3, min_cosine: 1}}}\n"
+        "benchmark: {cooldown_s: 0, min_repeat_ms: 5, threads: [1, 4], warmup: 0}\n"
+    )
+    recipe = load_recipe(path)
+    assert recipe.input.preprocess.scale == 4e-3 and recipe.input.preprocess.mean == (0.0, 0.1, 0.5)
+    assert recipe.evaluation.gates[Precision.FP32].max_abs_error == 1e-3
+    assert recipe.evaluation.data.high == 1000.0 and recipe.benchmark.threads == (1, 4)  # type: ignore[union-attr]
 
 
 def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
 
 from edgekit.formats import Format, Precision
-from edgekit.recipe.sources import DataSource, KerasSource, ModelSource, RandomData, _Strict
+from edgekit.recipe.sources import DataSource, KerasSource, ModelSource, RandomData, Real, _Strict
 
 MAX_DATA_BYTES = 4 << 30  # a recipe's calibration or evaluation inputs, held in memory as float32
 MAX_THREADS = 256  # more than any board's cores: --threads 100000 had the runtime start that many and hang
@@ -67,9 +67,9 @@ class CalibrationMethod(str, Enum):
 class Preprocess(_Strict):
     """Applied to raw images (HWC, 0..255) to make model input: x * scale, then (x - mean) / std."""
 
-    scale: float = 1.0 / 255.0
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
+    scale: Real = 1.0 / 255.0  # strict numbers here and below: '0.5' and `true` were read as numbers
+    mean: tuple[Real, ...] = (0.0,)
+    std: tuple[Real, ...] = (1.0,)
     channel_order: Literal["RGB", "BGR", "GRAY"] = "RGB"
 
 
@@ -132,8 +132,8 @@ class Calibration(_Strict):
     method: CalibrationMethod = CalibrationMethod.KL
 
 
-Cosine = Annotated[float, Field(ge=-1.0, le=1.0)]
-Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Cosine = Annotated[Real, Field(ge=-1.0, le=1.0)]  # a gate of '0.9' (text) was read as 0.9
+Fraction = Annotated[Real, Field(ge=0.0, le=1.0)]
 
 
 class Gates(_Strict):
@@ -143,7 +143,7 @@ class Gates(_Strict):
     min_cosine: Cosine | None = None  # mean over the inputs of each output's per-input cosine (worst output)
     min_cosine_worst: Cosine | None = None  # the single worst input's cosine: one broken input fails the gate
     min_cosine_p5: Cosine | None = None  # the 5th-percentile input's cosine: the worst 5 % may fall below
-    max_abs_error: Annotated[float, Field(ge=0)] | None = None
+    max_abs_error: Annotated[Real, Field(ge=0)] | None = None
     max_top1_drop: Fraction | None = None  # fraction, 0.01 = one point
     min_top1_agreement: Fraction | None = None
     min_box_match: Fraction | None = None  # fraction of reference boxes matched at IoU >= 0.5
@@ -167,7 +167,7 @@ class Evaluation(_Strict):
 
     data: DataSource = RandomData()
     gates: dict[Precision, Gates] = Field(default_factory=_default_gates)
-    device_inputs: Literal["all"] | Annotated[int, Field(gt=0)] | None = None
+    device_inputs: Literal["all"] | Annotated[StrictInt, Field(gt=0)] | None = None
 
     @field_validator("gates")
     @classmethod
@@ -229,9 +229,9 @@ class TfliteOptions(_Strict):
     instead of failing its conversion (the device's TFLite runtime must then link the Flex delegate)."""
 
     replace_ops: tuple[PseudoOp, ...] | None = None
-    disable_group_convolution: bool = False  # grouped Conv as separable convolutions (onnx2tf -dgc)
-    batchmatmul_unfold: bool = False  # BatchMatMul split into per-batch MatMul (onnx2tf -ebu)
-    allow_select_tf_ops: bool = False
+    disable_group_convolution: StrictBool = False  # grouped Conv as separable convolutions (onnx2tf -dgc)
+    batchmatmul_unfold: StrictBool = False  # BatchMatMul split into per-batch MatMul (onnx2tf -ebu)
+    allow_select_tf_ops: StrictBool = False
 
 
 MAX_WARMUP = MAX_REPEAT = 100_000  # the timing options' upper bounds (recipe and command line)
@@ -241,14 +241,15 @@ MAX_NUMBER, MAX_MIN_REPEAT_MS = 1_000_000, 60_000.0
 class Benchmark(_Strict):
     """Timing vocabulary as in TVM: `repeat` samples, each `number` invocations or >= `min_repeat_ms`."""
 
-    # upper bounds: a value past them is a typo that would hang a run (warmup: 10**20) or overflow a timer
-    warmup: int = Field(2, ge=0, le=MAX_WARMUP)
-    repeat: int = Field(10, gt=0, le=MAX_REPEAT)
-    number: int = Field(1, gt=0, le=MAX_NUMBER)
-    min_repeat_ms: float = Field(0.0, ge=0, le=MAX_MIN_REPEAT_MS)
-    threads: tuple[int, ...] = (1,)
-    cooldown_s: float = Field(0.0, ge=0, le=3600)
-    timeout_s: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
+    # upper bounds: a value past them is a typo that would hang a run (warmup: 10**20) or overflow a timer; strict
+    # types: `warmup: true` was read as 1, `threads: ['4']` as [4]
+    warmup: StrictInt = Field(2, ge=0, le=MAX_WARMUP)
+    repeat: StrictInt = Field(10, gt=0, le=MAX_REPEAT)
+    number: StrictInt = Field(1, gt=0, le=MAX_NUMBER)
+    min_repeat_ms: Real = Field(0.0, ge=0, le=MAX_MIN_REPEAT_MS)
+    threads: tuple[StrictInt, ...] = (1,)
+    cooldown_s: Real = Field(0.0, ge=0, le=3600)
+    timeout_s: Real = Field(1800.0, gt=0, le=7 * 24 * 3600)
 
     @field_validator("threads")
     @classmethod

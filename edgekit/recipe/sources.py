@@ -7,14 +7,40 @@ they name are load.py's to check.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from edgekit.recipe.builders import check_dotted
 
 MAX_RANDOM_VALUE = 1e30  # random data's bounds: float32 inputs (3.4e38 at most) with a finite range
+
+
+# PyYAML reads YAML 1.1, where a number with an exponent but no dot and signed exponent (`1e-3`, `1.0e3`) is text:
+# such text is the number it spells. Any other text where a number goes ('0.9' quoted) is refused, not converted.
+_YAML11_EXPONENT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
+def _exponent_number(value: Any) -> Any:
+    if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+Real = Annotated[StrictFloat, BeforeValidator(_exponent_number)]
+"""A recipe's real number: an int or a float as YAML reads them (and `1e-3`), never text or a bool ('0.9' and
+`true` were read as numbers)."""
 
 
 class _Strict(BaseModel):
@@ -95,7 +121,7 @@ class ImagesData(_Strict):
 
     kind: Literal["images"] = "images"
     path: Path
-    samples: int | None = Field(None, gt=0)
+    samples: StrictInt | None = Field(None, gt=0)  # strict: '16' and `true` were read as 16 and 1
 
 
 class NpyData(_Strict):
@@ -105,7 +131,7 @@ class NpyData(_Strict):
     kind: Literal["npy"] = "npy"
     path: Path
     labels: Path | None = None
-    samples: int | None = Field(None, gt=0)
+    samples: StrictInt | None = Field(None, gt=0)
 
 
 class BuilderData(_Strict):
@@ -114,8 +140,8 @@ class BuilderData(_Strict):
     kind: Literal["builder"] = "builder"
     builder: str
     args: dict[str, Any] = Field(default_factory=dict)
-    samples: int = Field(100, gt=0)
-    seed: int = 0
+    samples: StrictInt = Field(100, gt=0)
+    seed: StrictInt = 0
 
     @field_validator("builder")
     @classmethod
@@ -127,10 +153,10 @@ class RandomData(_Strict):
     """Seeded uniform random inputs: fine for timing, meaningless for accuracy."""
 
     kind: Literal["random"] = "random"
-    samples: int = Field(8, gt=0)
-    seed: int = Field(0, ge=0)  # numpy's seeds are non-negative
-    low: float = 0.0
-    high: float = 1.0
+    samples: StrictInt = Field(8, gt=0)
+    seed: StrictInt = Field(0, ge=0)  # numpy's seeds are non-negative
+    low: Real = 0.0
+    high: Real = 1.0
 
     @field_validator("low", "high")
     @classmethod
