@@ -580,6 +580,27 @@ def test_max_float_without_fix_is_refused_not_ignored() -> None:
         timeout=120,
     )
     assert out.returncode == 2 and "without --fix it does nothing" in out.stderr, out.stderr
+    # the hint's command keeps the -f given: tiny.yaml has two INT8 formats, and without it said 'choose one'
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "analyze",
+            "recipes/tiny.yaml",
+            "-f",
+            "ncnn-int8",
+            "--max-float",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "edgekit analyze recipes/tiny.yaml --format ncnn-int8 --fix --max-float 3" in out.stderr, (
+        out.stderr
+    )
 
 
 DETECTOR = """

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,9 @@ def analyze_cmd(
         raise UsageError(
             "--max-float bounds how many layers --fix keeps in float; without --fix it does nothing",
             where="--max-float",
-            hint=f"add --fix: edgekit analyze {recipe} --fix --max-float {max_float}",
+            hint=f"add --fix: edgekit analyze {shlex.quote(str(recipe))}"  # with the -f given: two INT8 formats
+            + (f" --format {fmt.value}" if fmt is not None else "")  # would be 'choose one'
+            + f" --fix --max-float {max_float}",
         )
     loaded = load_recipe(recipe)
     fmt = fmt or _recipe_int8_format(loaded.formats)
