@@ -235,6 +235,18 @@ def test_int8_only_with_formats_none_of_which_is_int8_says_so(tmp_path: Path) ->
     assert out.returncode == 0 and "r: no INT8 format in this recipe, nothing to do" in out.stdout, out
 
 
+@pytest.mark.skipif(importlib.util.find_spec("executorch") is not None, reason="executorch is installed here")
+def test_a_format_whose_converter_is_not_installed_is_named_once(tmp_path: Path) -> None:
+    """`convert tiny.yaml -f executorch-fp32` said `executorch-fp32: executorch-fp32: executorch is not installed`:
+    the converter named the format and the pipeline named it again."""
+    tiny = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+    out = run("convert", str(tiny), "-f", "executorch-fp32", cwd=tmp_path, timeout=300)
+    assert out.returncode == 1 and "tiny.yaml: executorch-fp32: executorch is not installed" in out.stderr, (
+        out
+    )
+    assert "executorch-fp32: executorch-fp32" not in out.stderr + out.stdout, out
+
+
 def test_dash_f_onnx2tf_route_on_an_onnx_recipe_is_a_recipe_error(tmp_path: Path) -> None:
     small_onnx(tmp_path / "m.onnx")
     recipe(tmp_path, "m.onnx")

@@ -54,7 +54,9 @@ class ExecuTorchConverter(Converter):
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
             from executorch.exir import to_edge_transform_and_lower
         except ImportError:
-            raise ConversionError(NOT_INSTALLABLE, where=fmt.value) from None
+            raise ConversionError(
+                NOT_INSTALLABLE
+            ) from None  # no `where`: the pipeline names recipe and format
         import torch
 
         from edgekit.convert.torch_export import build_torch_model
