@@ -17,8 +17,10 @@ from onnx import TensorProto, helper
 
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import TargetSession
-from edgekit.results import TargetRun
+from edgekit.errors import AgentError, ConnectionLost
+from edgekit.results import AgentResult, DeviceFacts, Measurement, TargetRun
 from edgekit.target import Target, TransportKind
+from edgekit.transport.local import LocalTransport
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +117,6 @@ def test_the_agents_own_outputs_file_is_pulled(tmp_path: Path, model: tuple[Agen
 def test_the_pull_never_writes_outside_the_run_folder(tmp_path: Path) -> None:
     """The last guard, in the pull itself: a measurement whose outputs_file would land outside local_dir (however
     it got there) is not downloaded, and the pull says so."""
-    from edgekit.errors import AgentError
-    from edgekit.results import AgentResult, DeviceFacts, Measurement
-    from edgekit.transport.local import LocalTransport
-
     target = Target(name="dev", transport=TransportKind.LOCAL, work_dir=str(tmp_path / "device"))
     session = TargetSession(target, run_id="R", local_dir=tmp_path / "host", settings=Settings())
     victim = tmp_path / "victim.txt"
@@ -138,3 +136,115 @@ def test_the_pull_never_writes_outside_the_run_folder(tmp_path: Path) -> None:
     with pytest.raises(AgentError, match="outside this run's folder"):
         session.pull_outputs(LocalTransport(target))
     assert not victim.exists() and bad.outputs_file is None
+
+
+class DropsAtResult(LocalTransport):
+    """The local device, whose link drops while result-N.json downloads (`drops` times); reconnect works unless
+    `reachable` is False (the link then stays down)."""
+
+    def __init__(self, target: Target, drops: int = 1, reachable: bool = True) -> None:
+        super().__init__(target)
+        self.drops, self.reachable, self.down, self.events = drops, reachable, False, []  # type: ignore[var-annotated]
+
+    def get(self, remote: str, local: Path) -> Path:
+        if self.down:
+            raise ConnectionLost("the link is down", stage="download")
+        if "result-" in remote and self.drops > 0:
+            self.drops -= 1
+            self.down = True
+            raise ConnectionLost(f"the connection dropped during download of {remote}", stage="download")
+        return super().get(remote, local)
+
+    def reconnect(self) -> bool:
+        self.events.append("reconnect")
+        self.down = not self.reachable
+        return self.reachable
+
+    @property
+    def usable(self) -> bool:
+        return not self.down
+
+
+def session_with(tmp_path: Path, reachable: bool = True) -> tuple[TargetSession, list[str]]:
+    """A session on the local device whose link drops once while result-0.json downloads."""
+    target = Target(
+        name="dev",
+        transport=TransportKind.LOCAL,
+        work_dir=str(tmp_path / "device"),
+        python=shlex.quote(sys.executable),
+        runtimes=["onnxruntime"],
+    )
+    said: list[str] = []
+    session = TargetSession(
+        target,
+        run_id="R",
+        local_dir=tmp_path / "host",
+        settings=Settings(repeat=3, warmup=0, threads=(1, 2)),
+        progress=lambda m: said.append(str(m)),
+        transport=DropsAtResult(target, reachable=reachable),
+    )
+    return session, said
+
+
+def test_a_link_dropped_while_the_result_downloads_reconnects_and_pulls_it(
+    tmp_path: Path, model: tuple[AgentArtifact, Path]
+) -> None:
+    """The agent measured and exited 0; the link dropped while result-0.json came down. It was reported as
+    'agent exited with status 0 ... (before measuring anything)' with nothing kept: the drop now goes the lost-link
+    way (reconnect, read the result again)."""
+    session, said = session_with(tmp_path)
+    art, inputs = model
+    run = session.execute([art], inputs)
+    assert run.status == "ok", run.error
+    assert run.agent is not None and [(m.threads, m.status) for m in run.agent.measurements] == [
+        (1, "ok"),
+        (2, "ok"),
+    ]
+    assert any("reconnected after ConnectionLost" in s for s in said), said
+    assert run.agent.measurements[0].outputs_file and not (tmp_path / "device" / session.run_dir).exists()
+
+
+def test_a_link_that_stays_down_after_the_agent_ended_keeps_the_streamed_measurements(
+    tmp_path: Path, model: tuple[AgentArtifact, Path]
+) -> None:
+    session, said = session_with(tmp_path, reachable=False)
+    art, inputs = model
+    run = session.execute([art], inputs)
+    assert (
+        run.status == "failed" and "ConnectionLost" in (run.error or "") and "download" in (run.error or "")
+    )
+    assert "before measuring anything" not in (run.error or "")
+    assert run.agent is not None
+    assert [(m.threads, m.status) for m in run.agent.measurements] == [(1, "ok"), (2, "ok")]
+    assert all(m.p50_ms and m.outputs_file is None for m in run.agent.measurements)  # from the stream
+    assert any("kept 2 streamed measurements" in s for s in said), said
+    assert (tmp_path / "device" / session.run_dir / "result-0.json").is_file()  # never removed unread
+
+
+def test_a_result_file_edgekit_refuses_names_the_field_and_keeps_the_streamed_measurements(
+    tmp_path: Path, model: tuple[AgentArtifact, Path]
+) -> None:
+    """The agent exited 0 and streamed both measurements, but its result file held one value the host refuses
+    (contract drift, a damaged write): 'agent exited with status 0 ... (before measuring anything)', nothing kept,
+    and the run folder removed unread. Now: what failed, with the field, the streamed measurements, the folder
+    left on the device."""
+    drift = "data['measurements'][1]['peak_rss_scope'] = 'thread'"
+    run, session, _ = run_on_device(tmp_path, model, wrapper(tmp_path, drift), threads=(1, 2))
+    error = run.error or ""
+    assert run.status == "failed" and "AgentError" in error and "before measuring anything" not in error
+    assert "result-0.json is not a result edgekit reads" in error and "measurements.1.peak_rss_scope" in error
+    assert "kept the 2 measurements it streamed" in error and "left on the device" in error
+    assert run.agent is not None
+    assert [(m.threads, m.status) for m in run.agent.measurements] == [(1, "ok"), (2, "ok")]
+    assert (tmp_path / "device" / session.run_dir / "result-0.json").is_file()
+
+
+def test_a_crash_whose_result_file_cannot_be_read_says_so_and_keeps_what_was_streamed(
+    tmp_path: Path, model: tuple[AgentArtifact, Path]
+) -> None:
+    garbled = "open(result, 'w').write('{not json'); sys.exit(139)"
+    run, _, _ = run_on_device(tmp_path, model, wrapper(tmp_path, garbled), threads=(1, 2))
+    error = run.error or ""
+    assert run.status == "failed" and "agent exited with status 139" in error, error
+    assert "result-0.json is not a result edgekit reads" in error and "before measuring anything" not in error
+    assert run.agent is not None and len(run.agent.measurements) == 2

@@ -23,7 +23,7 @@ import shlex
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import ValidationError
@@ -95,6 +95,10 @@ class AgentRunner:
         self.invocations = 0
         self.refused: list[str] = []  # outputs_file values a result named that the agent never writes
         self.refused_said = False  # raised as this target's AgentError
+        self.read_failure = ""  # why the last result file could not be read (fetch)
+        # remote result files the agent wrote that were never read (a failed download, a result edgekit refused):
+        # the session leaves their run folder on the device instead of removing it
+        self.unread: dict[str, str] = {}
 
     def invoke(
         self, transport: Transport, python: str, runtime: str, arts: list[AgentArtifact], inputs: Path
@@ -119,20 +123,20 @@ class AgentRunner:
             done = transport.run(
                 argv, timeout=timeout, env=self.counting_env(), on_output=self.measured_lines()
             )
-        except Interrupted:
-            self.merge(self.fetch(transport, result, n))  # what the device wrote, when the link still works
+        except Interrupted as exc:  # what the device wrote, when the link still works
+            self.merge(self.try_fetch(transport, result, n) or self.streamed(_stdout(exc)))
             for art in self.incomplete(arts):
                 self.record_failed(art, NOT_RUN_INTERRUPTED, ErrorCode.INTERRUPTED)
             raise
         except (DeviceTimeout, ConnectionLost) as exc:
-            self.recover(transport, exc, result, n)
+            self.merge(self.recover(transport, exc, result, n) or self.streamed(_stdout(exc)))
             for art in self.incomplete(arts):
                 self.record_failed(
                     art, f"not run: {type(exc).__name__} ({exc.stage or 'run'})", ErrorCode.NOT_RUN
                 )
             raise
         except RemoteTimeout as exc:
-            self.merge(self.fetch(transport, result, n))
+            self.merge(self.try_fetch(transport, result, n) or self.streamed(_stdout(exc)))
             for art in self.incomplete(arts):
                 self.record_failed(art, f"timed out after {timeout:g} s", ErrorCode.TIMEOUT)
             # bench has no recipe: its runs (runs/bench-...) take the timeout from --timeout
@@ -140,8 +144,20 @@ class AgentRunner:
             raise AgentError(
                 str(exc), where=self.target.name, hint=f"raise {knob}, or lower repeat/threads"
             ) from None
-        part = self.fetch(transport, result, n)
-        self.merge(part)
+        try:
+            part = self.fetch(transport, result, n, started=_started(done.stdout))
+        except (DeviceTimeout, ConnectionLost) as exc:  # the link went while the result was downloaded
+            part = self.recover(transport, exc, result, n)
+            if part is None:
+                self.merge(self.streamed(done.stdout))
+                for art in self.incomplete(arts):
+                    self.record_failed(
+                        art, f"not run: {type(exc).__name__} ({exc.stage or 'download'})", ErrorCode.NOT_RUN
+                    )
+                raise
+        # a result file that cannot be read (refused, damaged, a failed download): what the agent streamed
+        kept = self.streamed(done.stdout) if part is None else None
+        self.merge(part if part is not None else kept)
         self.raise_refused()
         if done.ok and part is not None and part.finished_at:
             return []
@@ -154,7 +170,11 @@ class AgentRunner:
                 where=self.target.name,
                 hint="free space on the device, or --set work_dir=PATH",
             )
-        if part is not None and part.error:
+        if part is None:
+            raise self.unreadable(
+                result, done.exit_status, done.stderr, len(kept.measurements) if kept else 0
+            )
+        if part.error:
             raise AgentError(
                 part.error,
                 where=self.target.name,
@@ -163,6 +183,28 @@ class AgentRunner:
                 else None,
             )
         return self.after_crash(arts, part, done.exit_status, done.stderr)
+
+    def unreadable(self, remote: str, status: int, stderr: str, kept: int) -> AgentError:
+        """The agent ended but its result file could not be read: what failed, and what was kept instead (the
+        `kept` measurements it streamed); 'before measuring anything' only when it exited in error having
+        streamed none."""
+        left = f"; {self.run_dir} is left on the device" if remote in self.unread else ""
+        exited = f"agent exited with {_describe_status(status)}"
+        if status != 0 and not kept:
+            return AgentError(
+                f"{exited}: {_tail(stderr)} (before measuring anything; {self.read_failure}){left}",
+                where=self.target.name,
+                hint=f"run `{self.target.python} -c 'import numpy'` on the device to check its python and runtimes",
+            )
+        said = "" if status == 0 else f": {_tail(stderr)}"
+        return AgentError(
+            f"{exited}{said}, but its result file could not be read: {self.read_failure}; kept the {kept} "
+            f"measurements it streamed (their outputs were not pulled){left}",
+            where=self.target.name,
+            hint="edgekit pushes its own agent.py every run: a result it refuses was changed on the device, or "
+            "written by another edgekit version sharing the work dir; a failed download is the link or the "
+            "device's disk",
+        )
 
     def measured_lines(self) -> Callable[[str], None]:
         """Reads the agent's stdout as it arrives and says each measurement it streams (the live progress
@@ -199,13 +241,13 @@ class AgentRunner:
         return feed
 
     def after_crash(
-        self, arts: list[AgentArtifact], part: AgentResult | None, status: int, stderr: str
+        self, arts: list[AgentArtifact], part: AgentResult, status: int, stderr: str
     ) -> list[AgentArtifact]:
         why = f"agent exited with {_describe_status(status)}: {_tail(stderr)}"
-        if part is not None and not part.in_progress and part.measurements:
+        if not part.in_progress and part.measurements:
             self.say(f"{self.target.name}: agent died between measurements ({why}); restarting for the rest")
             return self.unmeasured(arts)
-        if part is None or not part.in_progress:
+        if not part.in_progress:
             raise AgentError(
                 why + " (before measuring anything)",
                 where=self.target.name,
@@ -221,22 +263,24 @@ class AgentRunner:
                 )
         return [a for a in self.unmeasured(arts) if a.id != crashed]
 
-    def recover(self, transport: Transport, exc: TransportError, remote_result: str, n: int) -> None:
-        """After a lost link: reconnect once, pull what the device wrote, stop what is left of the agent; when
-        the device cannot be reached, keep the measurements the agent streamed before the link went."""
-        if not self.is_interrupted() and transport.reconnect():
-            self.say(f"{self.target.name}: reconnected after {type(exc).__name__}; pulling what was measured")
-            pgid = getattr(exc, "pgid", None)
-            if pgid:
-                transport.kill_group(pgid)
-            part = self.fetch(transport, remote_result, n)
-            if part is not None:
-                self.merge(part)
-                return
-        self.merge(self.streamed(getattr(exc, "stdout", "") or ""))
+    def recover(
+        self, transport: Transport, exc: TransportError, remote_result: str, n: int
+    ) -> AgentResult | None:
+        """After a lost link: reconnect once, stop what is left of the agent, read what the device wrote; None
+        when the device cannot be reached or its result read (the caller keeps what the agent streamed)."""
+        if self.is_interrupted() or not transport.reconnect():
+            self.read_failure = f"the device could not be reached again after {type(exc).__name__}"
+            self.unread[remote_result] = self.read_failure
+            return None
+        self.say(f"{self.target.name}: reconnected after {type(exc).__name__}; pulling what was measured")
+        pgid = getattr(exc, "pgid", None)
+        if pgid:
+            transport.kill_group(pgid)
+        return self.try_fetch(transport, remote_result, n)
 
     def streamed(self, stdout: str) -> AgentResult | None:
-        """The measurements the agent printed (one JSON line each) before the link dropped."""
+        """The measurements the agent printed (one JSON line each) before the link dropped, or when its result
+        file could not be read."""
         start: dict[str, Any] | None = None
         measured: list[Measurement] = []
         for line in stdout.splitlines():
@@ -255,7 +299,7 @@ class AgentRunner:
         except ValidationError:
             return None
         kept = [m.model_copy(update={"outputs_file": None}) for m in measured]  # outputs stayed on the device
-        self.say(f"{self.target.name}: the device cannot be reached; kept {len(kept)} streamed measurements")
+        self.say(f"{self.target.name}: {self.read_failure}; kept {len(kept)} streamed measurements")
         return AgentResult(started_at=str(start.get("started_at", "")), facts_before=facts, measurements=kept)
 
     def record_not_run(
@@ -311,19 +355,48 @@ class AgentRunner:
                     )
                 )
 
-    def fetch(self, transport: Transport, remote: str, n: int) -> AgentResult | None:
+    def fetch(self, transport: Transport, remote: str, n: int, *, started: bool = True) -> AgentResult | None:
+        """The invocation's result file, downloaded and read; None when it cannot be, with why in read_failure
+        (and in `unread` when the agent had written it: `started`, it printed its start line). A lost link
+        (ConnectionLost, DeviceTimeout) is raised, for the caller's reconnect."""
         local = self.local_dir / f"result-{n}.json"
+        name = PurePosixPath(remote).name
+        written = started
         try:
             transport.get(remote, local)
-            result = AgentResult.model_validate_json(local.read_text())
-        except (TransportError, ValidationError, OSError):
+            written = True
+            result = AgentResult.model_validate_json(local.read_bytes())
+        except (ConnectionLost, DeviceTimeout) as exc:
+            self.read_failure = f"the download of {name} failed: {type(exc).__name__}: {exc}"
+            if written:
+                self.unread[remote] = self.read_failure
+            raise
+        except ValidationError as exc:
+            self.read_failure = f"{name} is not a result edgekit reads ({_first_error(exc)})"
+        except (TransportError, OSError) as exc:
+            self.read_failure = f"{name} could not be {'read' if written else 'downloaded'} ({exc})"
+        else:
+            self.unread.pop(remote, None)
+            return self.checked(result, name)
+        if written:
+            self.unread[remote] = self.read_failure
+        return None
+
+    def try_fetch(self, transport: Transport, remote: str, n: int) -> AgentResult | None:
+        """fetch, where a lost link is one more reason the result could not be read (after a failure already)."""
+        try:
+            return self.fetch(transport, remote, n)
+        except (ConnectionLost, DeviceTimeout):
             return None
+
+    def checked(self, result: AgentResult, name: str) -> AgentResult:
+        """A result read: undeclared fields said, outputs files other than the agent's own refused."""
         if unknown := unknown_fields(result):  # kept (and stored), but the agent and edgekit are out of step
             self.say(
                 f"{self.target.name}: warning: the agent wrote fields edgekit does not declare: "
                 f"{', '.join(unknown[:5])}"
             )
-        self.refuse_foreign_outputs(result, local.name)
+        self.refuse_foreign_outputs(result, name)
         return result
 
     def refuse_foreign_outputs(self, result: AgentResult, name: str) -> None:
@@ -383,6 +456,25 @@ class AgentRunner:
     def _requests(self) -> list[dict[str, Any]]:
         files = [self.local_dir / f"request-{n}.json" for n in range(self.invocations)]
         return [json.loads(p.read_text()) for p in files if p.is_file()]
+
+
+def _started(stdout: str) -> bool:
+    """Whether the agent printed its start line: it writes its result file first, so the file exists."""
+    return any(line.startswith(f"{_STREAM}START ") for line in stdout.splitlines())
+
+
+def _stdout(exc: BaseException) -> str:
+    """What a stopped command had printed (the transports attach it to their errors)."""
+    return str(getattr(exc, "stdout", "") or "")
+
+
+def _first_error(exc: ValidationError) -> str:
+    """A pydantic error as `field.path: message`, with how many more there are."""
+    errors = exc.errors()
+    first = errors[0]
+    field = ".".join(str(part) for part in first["loc"]) or "the file"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{field}: {first['msg']}{more}"
 
 
 def lies_under(path: Path, folder: Path) -> bool:

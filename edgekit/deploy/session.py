@@ -12,7 +12,9 @@ The run stage starts the agent once per (python, runtime) group and again after 
 yet measured (at most MAX_RESTARTS times); running it and surviving its crashes, lost links and a full disk is
 edgekit/deploy/agent_run.py (AgentRunner), which records into this session's TargetRun. The device's free space
 is checked before the push (DeviceDiskFull: free vs needed bytes). The run folder on the device is removed after
-every run that can still reach it, failed ones included (the rest are pruned at a later connect).
+every run that can still reach it, failed ones included (the rest are pruned at a later connect), unless a result
+file the agent wrote there was never read (a failed download, a result edgekit refused): that folder is left for
+a look, and said.
 """
 
 from __future__ import annotations
@@ -193,7 +195,12 @@ class TargetSession:
             if usable and self.run.agent is not None and self.run.agent.measurements:
                 with self.stage("pull"):
                     self.pull_outputs(transport)
-            if usable and self.runner.invocations:  # failed runs too: what they measured is pulled
+            if usable and self.runner.unread:  # never removed before what the agent wrote there was read
+                self.say(
+                    f"{self.target.name}: {self.run_dir} left on the device (its work dir): "
+                    f"{'; '.join(self.runner.unread.values())}"
+                )
+            elif usable and self.runner.invocations:  # failed runs too: what they measured is pulled
                 with self.stage("cleanup"):
                     transport.run(["rm", "-rf", "--", self.run_dir], timeout=60)
         except EdgekitError as exc:
