@@ -117,6 +117,8 @@ class Measurement(_Model):
     mean_ms: float | None = None
     std_ms: float | None = None
     min_ms: float | None = None
+    # MiB (2^20 bytes): the peak resident set of loading, warm-up and the timed runs, read right after them (the
+    # accuracy pass and the per-layer profile, at the first thread count only, come after and are not in it)
     peak_rss_mb: float | None = None
     outputs_file: str | None = None  # .npz of outputs on the evaluation inputs, relative to the result dir
     output_checksums: dict[str, str] = Field(default_factory=dict)
@@ -134,7 +136,8 @@ class Measurement(_Model):
     overhead_ms_per_sample: float | None = None  # the agent's own timer/bookkeeping cost
     # additive (deploy issue): memory scope, output layout of outputs_file (keys in npz order)
     peak_rss_scope: Literal["measurement", "process"] | None = None  # VmHWM reset per measurement or not
-    rss_delta_mb: float | None = None  # resident-set growth across load + runs of this measurement
+    # MiB: resident-set growth from before loading to the end of the timed runs, read with the model still loaded
+    rss_delta_mb: float | None = None
     output_names: list[str] = Field(default_factory=list)  # runtime's output names, in npz key order
     output_keys: list[str] = Field(default_factory=list)  # the .npz keys (sanitized names)
     output_shapes: list[list[int]] = Field(default_factory=list)  # each (samples, *output shape)

@@ -15,7 +15,10 @@ one extractor run (input + extract of every output) for ncnn.
 
 Peak RSS is process-wide in Linux (VmHWM). The agent resets it before each measurement by writing 5 to
 /proc/self/clear_refs where the kernel allows it (`peak_rss_scope: "measurement"`), otherwise it is the peak so
-far (`"process"`); `rss_delta_mb` is the resident-set growth across loading and running. Under qemu-user these
+far (`"process"`); `rss_delta_mb` is the resident-set growth across loading and running. Both are read right after
+the timed runs, with the model still loaded: the per-layer profile and the accuracy pass (every evaluation input's
+outputs, kept and saved at the first thread count only) come after and are not in them, so every thread count's
+figures compare. Memory figures are MiB (2^20 bytes; `_mb` is kB/1024). Under qemu-user these
 figures describe the emulator process (guest memory plus translated code). The agent never spawns another
 aarch64 program: an emulated device cannot exec one (no binfmt), so one process measures every artifact.
 
@@ -1082,6 +1085,7 @@ def measure(
     gc.collect()
     m["peak_rss_scope"] = "measurement" if reset_peak_rss() else "process"
     rss0 = rss_mb()
+    runner = None
     try:
         if not_started is not None:
             raise not_started
@@ -1103,6 +1107,10 @@ def measure(
         finally:
             gc.enable()
         m.update(number=number, samples_ms=samples, **summarize(samples))
+        # the model's memory: loading, warm-up and the timed runs, read with the model still loaded (not after it
+        # is freed) and before the per-layer profile and the accuracy pass (all evaluation inputs' outputs kept
+        # and stacked), which run at the first thread count only and are not the model's footprint
+        m.update(memory_figures(rss0))
         if counts:
             m["instructions_per_invoke"] = int(np.median(counts))
             m["instructions_per_thread"] = [c // number for c in insn.last_split]
@@ -1123,11 +1131,19 @@ def measure(
         log("%s threads=%d failed: %s" % (art["id"], threads, m["error"]))
         log(traceback.format_exc(limit=3).rstrip())
     finally:
+        if "peak_rss_mb" not in m:  # failed before its timing ended: what the load and runs reached
+            m.update(memory_figures(rss0))
         runner = None
-        rss1 = rss_mb()
-        m["peak_rss_mb"] = peak_rss_mb()
-        m["rss_delta_mb"] = rss1 - rss0 if rss0 is not None and rss1 is not None else None
     return m
+
+
+def memory_figures(rss0: Optional[float]) -> dict[str, Optional[float]]:
+    """Peak RSS since the reset (VmHWM) and the resident-set growth since `rss0`, in MiB, read now."""
+    rss1 = rss_mb()
+    return {
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_delta_mb": rss1 - rss0 if rss0 is not None and rss1 is not None else None,
+    }
 
 
 def layer_profile(runner: Any, passes: int) -> dict[str, Any]:
