@@ -165,6 +165,25 @@ def test_bench_refuses_an_input_file_of_complex_numbers_by_type(tmp_path: Path) 
     assert "ComplexWarning" not in err
 
 
+def test_bench_refuses_shape_beside_input_and_inputs_holding_nan(tmp_path: Path) -> None:
+    """`--input good.npy --shape 1,3,64,64` timed the file and ignored --shape (which did not fit the model);
+    `--input nan.npy` timed all-NaN inputs, which recipe data refuses by name."""
+    small_onnx(tmp_path / "m.onnx", batch=1)
+    good = np.zeros((2, 1, 3, 16, 16), np.float32)
+    np.save(tmp_path / "good.npy", good)
+    err = named(
+        run("bench", "m.onnx", "-t", "host", "--input", "good.npy", "--shape", "1,3,64,64", cwd=tmp_path)
+    )
+    assert "error (UsageError): --shape: --shape sets the shape of random inputs" in err, err
+    good[1, 0, 0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", good)
+    err = named(run("bench", "m.onnx", "-t", "host", "--input", "nan.npy", cwd=tmp_path))
+    assert "error (InputDataError): nan.npy: sample 1 (index from 0; 1 of 2 samples) holds NaN" in err, err
+    np.save(tmp_path / "big.npy", np.full((1, 1, 3, 16, 16), 1e39))  # float64 beyond float32: infinite
+    err = named(run("bench", "m.onnx", "-t", "host", "--input", "big.npy", cwd=tmp_path))
+    assert "big.npy: sample 0" in err and "RuntimeWarning" not in err, err
+
+
 # --- E: a failed run's summary: one line per format, each hint once, at the recipe and format ----------------
 def argmax_onnx(path: Path) -> Path:
     """x -> GlobalAveragePool -> Flatten: logits, and ArgMax(logits): a layer this ncnn build leaves out."""

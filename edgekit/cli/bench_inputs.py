@@ -34,6 +34,12 @@ def bench_inputs(
         _onnx_agent_shape(art.files[0])[0] if onnx else None
     )  # one input, or refused (bench feeds one)
     if given is not None:
+        if shape:  # it was ignored: the file's samples were timed, whatever --shape said
+            raise UsageError(
+                f"{option} sets the shape of random inputs; --input's samples are timed at their own shape",
+                where=option,
+                hint=f"leave out {option} (or --input, to time random inputs of that shape)",
+            )
         if not given.is_file():
             raise UsageError("input file not found", where=str(given))
         data = read_npy(given)
@@ -54,7 +60,18 @@ def bench_inputs(
                     where="--input",
                     hint=f"samples of shape {list(known)} (an NHWC TFLite model also takes NCHW samples)",
                 ) from None
-        np.save(path, data.astype(np.float32))
+        with np.errstate(over="ignore"):  # beyond float32's range: infinite, refused below
+            inputs = data.astype(np.float32)
+        finite = np.isfinite(inputs.reshape(len(inputs), -1)).all(axis=1)
+        if not finite.all():  # as recipe data: timing NaN says nothing of real inputs (some kernels take
+            bad = np.flatnonzero(~finite)  # other paths on them)
+            raise InputDataError(
+                f"sample {int(bad[0])} (index from 0; {len(bad)} of {len(inputs)} samples) holds NaN or infinity "
+                "once float32",
+                where=str(given),
+                hint="fix or drop those samples; float64 values beyond float32's range (3.4e38) become infinite",
+            )
+        np.save(path, inputs)
         return path
     dims = _shape(art, shape, option)
     np.save(path, np.random.default_rng(0).uniform(0.0, 1.0, (1, *dims)).astype(np.float32))
