@@ -184,6 +184,13 @@ def test_bench_refuses_shape_beside_input_and_inputs_holding_nan(tmp_path: Path)
     assert "big.npy: sample 0" in err and "RuntimeWarning" not in err, err
 
 
+def test_bench_on_the_host_refuses_set_as_profile_does(tmp_path: Path) -> None:
+    """`bench X -t host --set key=x` ignored --set without a word (profile refused it)."""
+    small_onnx(tmp_path / "m.onnx", batch=1)
+    err = named(run("bench", "m.onnx", "-t", "host", "--set", "key=x", cwd=tmp_path))
+    assert "error (UsageError): --set: --set overrides a target's fields; host has none" in err, err
+
+
 # --- E: a failed run's summary: one line per format, each hint once, at the recipe and format ----------------
 def argmax_onnx(path: Path) -> Path:
     """x -> GlobalAveragePool -> Flatten: logits, and ArgMax(logits): a layer this ncnn build leaves out."""

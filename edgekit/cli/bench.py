@@ -118,6 +118,10 @@ def bench_cmd(
     from edgekit.report.lines import timing_caveats
     from edgekit.target import load_target
 
+    if set_ and target == "host":  # it was ignored without a word; profile refuses it in these words
+        raise UsageError(
+            "--set overrides a target's fields; host has none", where="--set", hint="leave --set out"
+        )
     if artifact.suffix == ".param":  # a broken .param: named as bad input (exit 2) before anything reads it
         from edgekit.runtimes.ncnn import load_ncnn
 
