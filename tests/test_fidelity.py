@@ -366,3 +366,123 @@ def test_outputs_that_vanished_are_said_with_the_reference_s_size(tmp_path: Path
 
     err = _failure([Failed(Format.TFLITE_INT8, GATE_MISSED + said)], [], r)  # type: ignore[list-item]
     assert "convert a trained model" in (err.hint or "") and "analyze" not in (err.hint or "")
+
+
+# --- cached fidelity: what the numbers depend on --------------------------------------------------------------
+def two_heads(tmp_path: Path, labels: np.ndarray | None = None) -> tuple[Path, np.ndarray]:
+    """An ONNX classifier with two outputs, `a` (10 classes) and `b` (5), its inputs x.npy, and labels y.npy
+    (default: b's argmax); returns the folder and b's argmax."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    gen = np.random.default_rng(3)
+    wa, wb = gen.normal(size=(3, 10)).astype(np.float32), gen.normal(size=(3, 5)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["f"]),
+            helper.make_node("MatMul", ["f", "wa"], ["a"]),
+            helper.make_node("MatMul", ["f", "wb"], ["b"]),
+        ],
+        "two",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 10]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 5]),
+        ],
+        [numpy_helper.from_array(wa, "wa"), numpy_helper.from_array(wb, "wb")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(tmp_path / "two.onnx"))
+    x = gen.normal(size=(40, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    b_top = (x.mean(axis=(2, 3)) @ wb).argmax(1)
+    np.save(tmp_path / "y.npy", b_top if labels is None else labels)
+    return tmp_path, b_top
+
+
+def two_heads_recipe(folder: Path, name: str, outputs: list[str], fmt: str = "onnx-fp32") -> Recipe:
+    raw = {
+        "name": name,
+        "task": "classify",
+        "model": {"kind": "onnx", "path": "two.onnx"},
+        "input": {"name": "input", "shape": [1, 3, 8, 8]},
+        "outputs": outputs,
+        "formats": [fmt],
+        "evaluation": {"data": {"kind": "npy", "path": "x.npy", "labels": "y.npy"}},
+    }
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(raw))
+    return load_recipe(folder / f"{name}.yaml")
+
+
+def test_cached_numbers_follow_the_output_the_recipe_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's ONNX with outputs `a` and `b`: `outputs: [b, a]` after `outputs: [a, b]` got a's cached top-1
+    (the artifact key and the fidelity digest held no `outputs:`), and its labels were never checked against b's
+    5 classes. The digest holds `outputs:`; a cache hit checks the labels against the class count kept."""
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.errors import RecipeError
+    from edgekit.fidelity import check
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    folder, _ = two_heads(tmp_path)
+    (ab,) = convert_recipe(two_heads_recipe(folder, "ab", ["a", "b"]))
+    (ba,) = convert_recipe(two_heads_recipe(folder, "ba", ["b", "a"]))
+    assert ba.cached and ab.key == ba.key  # one artifact: the same ONNX
+    assert ab.fidelity["top1_reference"] < 0.5
+    assert not ba.fidelity["cached"] and ba.fidelity["top1_reference"] == 1.0
+    assert (ab.fidelity["classes"], ba.fidelity["classes"]) == (10, 5)
+    # labels b cannot have (ids up to 9): refused, on a cache hit too (numbers cached without the check)
+    two_heads(tmp_path, labels=np.arange(40) % 10)
+    with pytest.raises(RecipeError, match="class id 9, but the model has 5 classes"):
+        convert_recipe(two_heads_recipe(folder, "ba", ["b", "a"]))
+    monkeypatch.setattr(check, "check_labels", lambda *args: None)
+    convert_recipe(two_heads_recipe(folder, "ba", ["b", "a"]))
+    monkeypatch.undo()
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    with pytest.raises(RecipeError, match="class id 9, but the model has 5 classes"):
+        convert_recipe(two_heads_recipe(folder, "ba", ["b", "a"]))
+
+
+def test_detection_labels_are_hashed_image_by_image() -> None:
+    """A detector's label arrays were hashed end to end: boxes moved from one image to another gave the same
+    digest, and the cached mAP of other labels was served."""
+    from edgekit.convert.calibration import data_digest
+
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    b1, b2 = np.array([[0, 1, 1, 4, 4]], np.float32), np.array([[1, 2, 2, 6, 6]], np.float32)
+    none = np.zeros((0, 5), np.float32)
+    digests = {
+        data_digest(x, [np.concatenate([b1, b2]), none]),
+        data_digest(x, [none, np.concatenate([b1, b2])]),
+        data_digest(x, [b1, b2]),
+        data_digest(x, [b2, b1]),
+        data_digest(x),
+    }
+    assert len(digests) == 5
+    assert data_digest(x, [b1, b2]) == data_digest(x.copy(), [b1.copy(), b2.copy()])
+
+
+def test_cached_numbers_follow_the_host_runtimes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numbers of an opencv-fp32 artifact come from OpenCV and onnxruntime on this host, neither of which is
+    in its key (a copy of the ONNX): after an upgrade of either, the old figures were served as cached."""
+    import importlib.metadata
+
+    from edgekit.convert.pipeline import convert_recipe
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    folder, _ = two_heads(tmp_path)
+    r = two_heads_recipe(folder, "cv", ["b", "a"], fmt="opencv-fp32")
+    (first,) = convert_recipe(r)
+    (again,) = convert_recipe(r)
+    assert again.cached and again.fidelity["cached"]
+    real = importlib.metadata.version
+    for dist in ("opencv-python", "onnxruntime"):
+        monkeypatch.setattr(
+            importlib.metadata, "version", lambda d, dist=dist: "99.0" if d == dist else real(d)
+        )
+        (upgraded,) = convert_recipe(r)
+        assert upgraded.cached and upgraded.key == first.key, dist  # the artifact is as it was
+        assert not upgraded.fidelity["cached"], dist  # its figures are made again
+        monkeypatch.setattr(importlib.metadata, "version", real)

@@ -85,12 +85,18 @@ def evaluation_inputs(recipe: Recipe) -> tuple[np.ndarray, Labels | None]:
 
 
 def data_digest(inputs: np.ndarray, labels: Labels | None = None) -> str:
-    """sha256 of inputs (and labels), so cached fidelity results are tied to the exact data."""
+    """sha256 of inputs (and labels), so cached fidelity results are tied to the exact data. Each label array's
+    shape and type go in before its bytes: a detector's boxes moved from one image to another (`[[b1, b2], []]`,
+    `[[b1], [b2]]`) are other labels, with the same bytes."""
     h = hashlib.sha256(np.ascontiguousarray(inputs).tobytes())
     h.update(str(inputs.shape).encode())
     if labels is not None:
-        for item in labels if isinstance(labels, list) else [labels]:
-            h.update(np.ascontiguousarray(item).tobytes())
+        items = labels if isinstance(labels, list) else [labels]
+        h.update(f"\0{type(labels).__name__}:{len(items)}".encode())
+        for item in items:
+            array = np.ascontiguousarray(item)
+            h.update(f"\0{array.shape}:{array.dtype.str}\0".encode())
+            h.update(array.tobytes())
     return h.hexdigest()
 
 

@@ -18,19 +18,17 @@ import copy
 import errno
 import hashlib
 import importlib
+import json
 import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from edgekit import paths
 from edgekit.convert import cache
-from edgekit.convert.base import Artifact, Converter
+from edgekit.convert.base import Artifact, Converter, dist_version
 from edgekit.convert.calibration import calibration_inputs, data_digest, evaluation_inputs
 from edgekit.convert.findings import float_leftovers, speed_plan_finding
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
@@ -364,12 +362,15 @@ def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, 
         f"fidelity: {data_note(recipe.evaluation.data, len(inputs))}, "
         f"{'with' if labels is not None else 'no'} labels"
     )
-    digest = _fidelity_digest(inputs, labels, recipe)
+    data = data_digest(inputs, labels)
     ref = None
     for art in todo:
+        digest = _fidelity_digest(data, recipe, art.format)
         numbers = cache.load_fidelity(art.key, digest)
         cached = numbers is not None
-        if numbers is None:
+        if numbers is not None:  # the labels against the class count the reference gave, as on a miss
+            fidelity.check_cached_labels(numbers, labels, recipe)
+        else:
             say(f"{art.format.value}: checking fidelity on {len(inputs)} inputs")
             if ref is None:
                 ref = run_onnx(onnx.reference_path, inputs)  # the user's own file when it was simplified
@@ -393,15 +394,32 @@ def data_note(source: DataSource, count: int) -> str:
     return f"{count} evaluation inputs ({source.kind}, samples: {count})"
 
 
-def _fidelity_digest(inputs: np.ndarray, labels: Any, recipe: Recipe) -> str:
+def _fidelity_digest(data: str, recipe: Recipe, fmt: Format) -> str:
+    """What an artifact's cached fidelity numbers depend on beyond the artifact itself (its key): the evaluation
+    data and labels (`data`, data_digest), the procedure, the task, the output a classifier's top-1 is read from
+    (`outputs:`, which a user ONNX's key does not hold) and the host runtimes that made the numbers: onnxruntime
+    for the reference and the artifact's own runtime (neither is in every format's key)."""
     from edgekit.fidelity import check as fidelity
     from edgekit.runtimes.base import OUTPUTS_VERSION
 
     spec = (
-        f"{data_digest(inputs, labels)}:{fidelity.FIDELITY_VERSION}:{OUTPUTS_VERSION}:{recipe.task.value}:"
-        f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}:{fidelity.MATCH_SCORE_MARGIN}"
+        f"{data}:{fidelity.FIDELITY_VERSION}:{OUTPUTS_VERSION}:{recipe.task.value}:"
+        f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}:{fidelity.MATCH_SCORE_MARGIN}:"
+        f"{json.dumps(list(recipe.outputs))}:{json.dumps(host_runtime_versions(fmt), sort_keys=True)}"
     )
     return hashlib.sha256(spec.encode()).hexdigest()
+
+
+def host_runtime_versions(fmt: Format) -> dict[str, str]:
+    """The distributions that compute a format's fidelity numbers on this host: onnxruntime (the reference) and,
+    for each module of the format's runtime, the first of its distributions installed (opencv-python here,
+    where boards get the headless one)."""
+    versions = {"onnxruntime": dist_version("onnxruntime")}
+    for package in spec_for(fmt).packages:
+        found = {d: dist_version(d) for d in package.version_dists}
+        name = next((d for d, v in found.items() if v != "absent"), package.pip)
+        versions[name] = found[name]
+    return versions
 
 
 def _say_for(say: Progress, names: str, message: str) -> None:

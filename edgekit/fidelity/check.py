@@ -34,11 +34,14 @@ from edgekit.report.figures import gate_failures
 from edgekit.results import VANISHED
 from edgekit.runtimes import Outputs, spec_for
 
-# Part of the cached results' digest: bump when the numbers are computed differently. 7: each output's largest
-# reference value and whether the artifact's output is all zeros (vanished_note). 5: a classifier's top-1 read
-# from the output the recipe names; 4: integer outputs compared exactly, TFLite's unquantized integer outputs taken as they are; 3: map50_95_drop.
+# Part of the cached results' digest: bump when the numbers are computed differently. 8: a classifier's class
+# count kept (`classes`: labels are checked against it on a cache hit too), and the digest holds `outputs:`, the
+# host runtimes' versions and each detection image's labels apart (edgekit.convert.pipeline._fidelity_digest).
+# 7: each output's largest reference value and whether the artifact's output is all zeros (vanished_note). 5: a
+# classifier's top-1 read from the output the recipe names; 4: integer outputs compared exactly, TFLite's
+# unquantized integer outputs taken as they are; 3: map50_95_drop.
 FIDELITY_VERSION = (
-    7  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
+    8  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
 )
 # A reference output whose largest value is below this, read back as all zeros, vanished in the arithmetic (int8
 # output scales, fp16's smallest subnormal 6e-8): what a random-weight network's outputs do (torchvision's
@@ -92,6 +95,9 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
     numbers["cosine_p5"] = min(o["cosine_p5"] for o in per)
     if recipe.task is Task.CLASSIFY:
         k = logits_index(ref, recipe)
+        numbers["classes"] = int(
+            np.prod(ref[k][1].shape[1:])
+        )  # what check_cached_labels checks labels against
         numbers.update(_classify(ref[k][1], arrays[k], labels))
     elif recipe.task is Task.DETECT:
         b, s = _detector_outputs(ref)
@@ -173,6 +179,13 @@ def check_labels(ref: Outputs, labels: Labels | None, recipe: Recipe) -> None:
         check_class_range(
             labels, int(np.prod(logits.shape[1:])), "evaluation.data (its labels)", str(recipe.path)
         )
+
+
+def check_cached_labels(numbers: dict[str, Any], labels: Labels | None, recipe: Recipe) -> None:
+    """check_labels for numbers from the cache (no reference run): against the class count compare() kept."""
+    classes = numbers.get("classes")
+    if recipe.task is Task.CLASSIFY and isinstance(labels, np.ndarray) and isinstance(classes, int):
+        check_class_range(labels, classes, "evaluation.data (its labels)", str(recipe.path))
 
 
 # --- numbers ------------------------------------------------------------------------------------------------
