@@ -248,3 +248,71 @@ def test_a_crash_whose_result_file_cannot_be_read_says_so_and_keeps_what_was_str
     assert run.status == "failed" and "agent exited with status 139" in error, error
     assert "result-0.json is not a result edgekit reads" in error and "before measuring anything" not in error
     assert run.agent is not None and len(run.agent.measurements) == 2
+
+
+def test_a_damaged_outputs_file_fails_that_artifacts_comparison_only(tmp_path: Path) -> None:
+    """One target's outputs .npz that is truncated, whose keys are not the result's, or whose arrays are not what
+    the device checksummed: BadZipFile / KeyError escaped the comparison and no target got comparisons, gates or
+    routes (and output_checksums were never checked). Each is now that artifact's failed comparison, naming why."""
+    from edgekit.convert.calibration import evaluation_inputs
+    from edgekit.convert.onnx import prepare_onnx
+    from edgekit.deploy.outputs import compare_all, onnx_reference
+    from edgekit.formats import Format
+    from edgekit.recipe import load_recipe
+    from edgekit.results import DeployResult
+
+    recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml")
+    data, labels = evaluation_inputs(recipe)
+    inputs = tmp_path / "inputs.npy"
+    np.save(inputs, np.ascontiguousarray(data, dtype=np.float32))
+    art = AgentArtifact("onnx-fp32", Format.ONNX_FP32, (prepare_onnx(recipe).reference_path,), key="0" * 64)
+    run, _, _ = run_on_device(tmp_path, (art, inputs))
+    assert run.status == "ok" and run.agent is not None, run.error
+    m = run.agent.measurements[0]
+    assert m.outputs_file and m.output_checksums
+
+    def copy(name: str) -> tuple[TargetRun, Path]:
+        folder = tmp_path / name
+        (folder / "outputs").mkdir(parents=True)
+        npz = folder / m.outputs_file  # type: ignore[operator]
+        npz.write_bytes((Path(run.result_dir or "") / m.outputs_file).read_bytes())  # type: ignore[operator]
+        return run.model_copy(update={"target": name, "result_dir": str(folder)}, deep=True), npz
+
+    host, _ = copy("host")
+    good, _ = copy("good")
+    truncated, npz = copy("truncated")
+    npz.write_bytes(npz.read_bytes()[:100])
+    tampered, npz = copy("tampered")
+    with np.load(npz) as saved:
+        arrays = {k: saved[k] + 1.0 for k in saved.files}
+    np.savez(npz, **arrays)  # a valid file with other numbers: only the checksums tell
+    single, npz = copy("single")
+    with np.load(npz) as saved:
+        first = saved[saved.files[0]]
+    with open(npz, "wb") as handle:
+        np.save(handle, first)  # one array where the .npz should be
+    renamed, _ = copy("renamed")
+    assert renamed.agent is not None
+    renamed.agent.measurements[0].output_keys = ["not_in_the_file"]
+    result = DeployResult(
+        recipe="tiny",
+        recipe_path=str(recipe.path),
+        recipe_sha256="x",
+        started_at="2026-01-01T00:00:00",
+        runs=[host, good, truncated, tampered, single, renamed],
+    )
+    compare_all(result, recipe, onnx_reference(recipe, data), labels, "host")
+    comps = {r.target: r.comparisons for r in result.runs}
+    assert [(c.reference, c.gates_passed) for c in comps["host"]] == [("onnx", True)]
+    assert [(c.reference, c.gates_passed) for c in comps["good"]] == [("onnx", True), ("host", None)]
+    for name, why in [
+        ("truncated", "cannot be read (BadZipFile"),
+        ("tampered", "differ from the result's output_checksums"),
+        ("single", "cannot be read (ValueError: onnx-fp32.t1.npz holds one array"),
+        ("renamed", "cannot be read (KeyError"),
+    ]:
+        (failed,) = comps[name]
+        assert failed.artifact == "onnx-fp32" and failed.gates_passed is False, name
+        assert why in failed.gate_failures[0] and m.outputs_file in failed.gate_failures[0], (
+            failed.gate_failures
+        )

@@ -1,8 +1,12 @@
 """Every target's outputs judged: each artifact's outputs vs the user's ONNX model (gated, as convert's fidelity
-check) and, on an ARM target, vs the host's outputs of the same artifact (output drift)."""
+check) and, on an ARM target, vs the host's outputs of the same artifact (output drift). An outputs file that
+cannot be used (it does not load, its keys are not the result's, an array's sha256 is not the one the device took)
+is that artifact's failed comparison, naming why; every other artifact and target is compared as usual."""
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -13,7 +17,8 @@ from edgekit.convert.calibration import Labels
 from edgekit.deploy.agent_run import lies_under
 from edgekit.fidelity.compare import compare, failed_comparison, load_outputs
 from edgekit.recipe import Recipe
-from edgekit.results import Comparison, DeployResult, TargetRun
+from edgekit.results import Comparison, DeployResult, Measurement, TargetRun
+from edgekit.runtimes import Outputs
 
 
 def onnx_reference(recipe: Recipe, inputs: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -34,10 +39,15 @@ def compare_all(
 ) -> None:
     """Per target: each artifact's outputs vs ONNX (gated), and vs the host's outputs of the same artifact."""
     outputs = {run.target: _outputs_of(run) for run in result.runs}
-    on_host = outputs.get(host, {})
+    on_host = {art: got for art, got in outputs.get(host, {}).items() if not isinstance(got, str)}
     for run in result.runs:
         comps: list[Comparison] = []
         for art, got in outputs[run.target].items():
+            if isinstance(
+                got, str
+            ):  # this artifact's file cannot be used: its comparison fails, the rest go on
+                comps.append(failed_comparison(art, run.target, "onnx", got))
+                continue
             judge = partial(compare, got=got, recipe=recipe, labels=labels, artifact=art, target=run.target)
             comps.append(
                 _safe(partial(judge, reference, reference_name="onnx", gate=True), art, run.target, "onnx")
@@ -49,18 +59,45 @@ def compare_all(
         run.comparisons = comps
 
 
-def _outputs_of(run: TargetRun) -> dict[str, list[tuple[str, np.ndarray]]]:
-    found: dict[str, list[tuple[str, np.ndarray]]] = {}
+def _outputs_of(run: TargetRun) -> dict[str, Outputs | str]:
+    """Each artifact's outputs as the device saved them, or why its file cannot be used (one that does not load,
+    whose keys are not the result's, or whose arrays are not what the device checksummed: a damaged download)."""
+    found: dict[str, Outputs | str] = {}
     if run.agent is None or run.result_dir is None:
         return found
     folder = Path(run.result_dir)
     for m in run.agent.measurements:
-        path = folder / (m.outputs_file or "")
-        if not lies_under(path, folder):  # a result not from a deploy (runs import): nothing outside is read
+        if m.status != "ok" or not m.outputs_file or m.artifact in found:
             continue
-        if m.status == "ok" and m.outputs_file and path.is_file() and m.artifact not in found:
-            found[m.artifact] = load_outputs(path, m)
+        path = folder / m.outputs_file
+        if not lies_under(path, folder):  # a result not from a deploy (runs import): nothing outside is read
+            found[m.artifact] = (
+                f"outputs file {m.outputs_file[:200]!r} lies outside the run's folder: not read"
+            )
+        elif path.is_file():
+            found[m.artifact] = _checked_outputs(path, m)
     return found
+
+
+def _checked_outputs(path: Path, m: Measurement) -> Outputs | str:
+    """The .npz's outputs, checked against the sha256 the agent took of each array before saving it."""
+    try:
+        outputs = load_outputs(path, m)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        return f"outputs file {m.outputs_file} cannot be read ({type(exc).__name__}: {exc})"
+    arrays = dict(outputs)  # by name, the last of a repeated name wins: how the agent keyed its checksums
+    bad = [
+        name
+        for name, digest in m.output_checksums.items()
+        if name not in arrays
+        or hashlib.sha256(np.ascontiguousarray(arrays[name]).tobytes()).hexdigest() != digest
+    ]
+    if bad:
+        return (
+            f"outputs file {m.outputs_file} does not hold what the device computed: {', '.join(bad[:5])} "
+            "differ from the result's output_checksums (damaged in the download or on a disk)"
+        )
+    return outputs
 
 
 def _safe(fn: Callable[[], Comparison], art: str, target: str, ref: str) -> Comparison:

@@ -36,11 +36,16 @@ METRIC_KEYS = (
 
 
 def load_outputs(npz: Path, measurement: Measurement) -> Outputs:
-    """An agent's .npz as (name, array) pairs in the runtime's output order."""
-    with np.load(npz, allow_pickle=False) as data:
-        keys = measurement.output_keys or list(data.files)
-        names = measurement.output_names or keys
-        return [(name, np.asarray(data[key])) for name, key in zip(names, keys)]
+    """An agent's .npz as (name, array) pairs in the runtime's output order. The file is opened here: np.load
+    leaves its own handle open when the file is not a zip archive (a truncated download)."""
+    with open(npz, "rb") as handle:
+        data = np.load(handle, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"{npz.name} holds one array, not an .npz of outputs")
+        with data:
+            keys = measurement.output_keys or list(data.files)
+            names = measurement.output_names or keys
+            return [(name, np.asarray(data[key])) for name, key in zip(names, keys)]
 
 
 def compare(
