@@ -316,3 +316,37 @@ def test_a_damaged_outputs_file_fails_that_artifacts_comparison_only(tmp_path: P
         assert why in failed.gate_failures[0] and m.outputs_file in failed.gate_failures[0], (
             failed.gate_failures
         )
+
+
+def test_the_host_is_measured_when_edgekits_python_path_holds_a_space(
+    tmp_path: Path, model: tuple[AgentArtifact, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A venv under `My Projects/`: the host target's python is sys.executable, which was split as a command line
+    (['/.../My', 'Projects/.../python']): the host run failed with 127 and the host was never measured."""
+    from edgekit.deploy.orchestrate import host_target
+
+    spaced = tmp_path / "My Projects" / "venv" / "python"
+    spaced.parent.mkdir(parents=True)
+    spaced.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    spaced.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(spaced))
+    host = host_target()
+    assert host.python == str(spaced) and host.is_this_host
+    target = host.model_copy(update={"work_dir": str(tmp_path / "device")})
+    session = TargetSession(
+        target, run_id="R", local_dir=tmp_path / "host", settings=Settings(repeat=2, warmup=0)
+    )
+    art, inputs = model
+    run = session.execute([art], inputs)
+    assert run.status == "ok", run.error
+    assert run.agent is not None and [m.status for m in run.agent.measurements] == ["ok"]
+    assert (tmp_path / "device").is_dir()  # its own work dir, not the data dir's local/host
+    session = TargetSession(
+        target.model_copy(update={"work_dir": str(tmp_path / "other")}),
+        run_id="R2",
+        local_dir=tmp_path / "host2",
+        settings=Settings(repeat=2, warmup=0),
+    )
+    spaced.write_text("#!/bin/sh\nexit 1\n")  # a python without numpy, say: the hint is a command to paste
+    failed = session.execute([art], inputs)
+    assert f"run `{shlex.quote(str(spaced))} -c 'import numpy'`" in (failed.error or ""), failed.error

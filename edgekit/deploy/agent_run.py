@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import shlex
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -117,7 +118,7 @@ class AgentRunner:
             f"{self.target.name}: agent measuring {', '.join(a.id for a in arts)} "
             f"(threads {list(self.settings.threads)}, repeat {self.settings.repeat})"
         )
-        argv = [*shlex.split(python), AGENT_REMOTE, request, result]
+        argv = [*python_argv(python), AGENT_REMOTE, request, result]
         timeout = max(1.0, min(self.settings.timeout_s, self.deadline - time.monotonic()))
         try:
             done = transport.run(
@@ -194,7 +195,8 @@ class AgentRunner:
             return AgentError(
                 f"{exited}: {_tail(stderr)} (before measuring anything; {self.read_failure}){left}",
                 where=self.target.name,
-                hint=f"run `{self.target.python} -c 'import numpy'` on the device to check its python and runtimes",
+                hint=f"run `{shlex.join(python_argv(self.target.python))} -c 'import numpy'` on the device to "
+                "check its python and runtimes",
             )
         said = "" if status == 0 else f": {_tail(stderr)}"
         return AgentError(
@@ -251,8 +253,8 @@ class AgentRunner:
             raise AgentError(
                 why + " (before measuring anything)",
                 where=self.target.name,
-                hint=f"run `{self.target.python} -c 'import numpy'` on the device to check its "
-                "python and runtimes",
+                hint=f"run `{shlex.join(python_argv(self.target.python))} -c 'import numpy'` on the device to "
+                "check its python and runtimes",
             )
         crashed = part.in_progress.split(" threads=")[0]
         self.say(f"{self.target.name}: agent crashed in {part.in_progress}; restarting for the rest")
@@ -456,6 +458,13 @@ class AgentRunner:
     def _requests(self) -> list[dict[str, Any]]:
         files = [self.local_dir / f"request-{n}.json" for n in range(self.invocations)]
         return [json.loads(p.read_text()) for p in files if p.is_file()]
+
+
+def python_argv(python: str) -> list[str]:
+    """A target's python as argv: its command line split as a shell would (`taskset -c 4-7 python3`), except
+    edgekit's own interpreter (the host's, a local target's default), which is a path and may hold a space
+    (a venv under `My Projects/`): never split."""
+    return [python] if python == sys.executable else shlex.split(python)
 
 
 def _started(stdout: str) -> bool:
