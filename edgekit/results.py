@@ -133,7 +133,10 @@ class Measurement(_Model):
     # set by edgekit on this machine after the run, never by the agent: the counted window's blocks timed by
     # llvm-mca's model of the core (emulated device on a core LLVM models, one thread; emu/plugin/cycles.py)
     cycles_per_invoke: float | None = None
-    overhead_ms_per_sample: float | None = None  # the agent's own timer/bookkeeping cost
+    # the agent's own timer and loop, timed around a no-op: per timed window of `number` invocations (compare with
+    # p50_ms * number: a sample is that window divided by number), and (additive) per invocation, the samples' unit
+    overhead_ms_per_sample: float | None = None
+    overhead_ms_per_invoke: float | None = None
     # additive (deploy issue): memory scope, output layout of outputs_file (keys in npz order)
     peak_rss_scope: Literal["measurement", "process"] | None = None  # VmHWM reset per measurement or not
     # MiB: resident-set growth from before loading to the end of the timed runs, read with the model still loaded

@@ -1012,7 +1012,8 @@ def sample(
 
 
 def overhead_ms(number: int, repeat: int) -> float:
-    """The harness's own cost per sample: the same window around a no-op, median of max(repeat, 50) windows."""
+    """The harness's own cost per timed window (`number` calls: one sample's window, before the division by
+    `number` that makes a sample ms per invocation): the same window around a no-op, median of max(repeat, 50)."""
     noop = _noop
     windows = sorted(timed_window(noop, number) * 1000.0 for _ in range(max(repeat, 50)))
     return windows[len(windows) // 2]
@@ -1117,7 +1118,9 @@ def measure(
             m["instruction_mix"] = [c // number for c in insn.last_mix]
             if insn.last_misses:
                 m["cache_misses"] = [c // number for c in insn.last_misses]
-        m["overhead_ms_per_sample"] = overhead_ms(number, len(samples))
+        overhead = overhead_ms(number, len(samples))
+        m["overhead_ms_per_sample"] = overhead  # one timed window's: compare with p50_ms * number
+        m["overhead_ms_per_invoke"] = overhead / number  # the samples' unit: compare with p50_ms
         passes = int(req.get("layer_times", 0))
         if passes > 0:
             m.update(layer_profile(runner, passes))
