@@ -131,6 +131,25 @@ def test_export_that_does_not_reproduce_the_module_is_a_named_error(tmp_path: Pa
     assert not list((tmp_path / "home").rglob("model.onnx")), "a model that failed its check is not cached"
 
 
+def test_export_is_keyed_by_the_inputs_it_is_traced_and_checked_on(tmp_path: Path) -> None:
+    """The export's key held neither the evaluation data nor the preprocessing: after a recipe evaluated on one
+    side of the branch, one evaluated on both sides got its ONNX from the cache (traced for the other branch,
+    'matches the model ... on 4 inputs' reprinted for data it never saw) and every artifact passed against it.
+    Now the second recipe exports and checks again, and fails as it does alone."""
+    x = np.ones((4, 3, 16, 16), np.float32)
+    np.save(tmp_path / "same.npy", x)
+    x[1] *= -1.0  # mean -1: the other branch
+    np.save(tmp_path / "split.npy", x)
+    for name, code in (("same", 0), ("split", 1)):
+        recipe = _project(
+            tmp_path, name, "branchy", [1, 3, 16, 16], f"{{kind: npy, path: {tmp_path / f'{name}.npy'}}}"
+        )
+        proc = _convert(recipe, tmp_path / "home")  # one data dir: the first export is in the cache
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == code, out
+    assert "does not reproduce it: on evaluation input 2 of 4" in out, out
+
+
 def test_transformer_encoder_layer_exports(tmp_path: Path) -> None:
     """Under torch.no_grad nn.TransformerEncoderLayer took its fused fast path
     (aten::_transformer_encoder_layer_fwd), which has no ONNX form: the export failed."""

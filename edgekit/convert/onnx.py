@@ -14,8 +14,8 @@
   tf2onnx file is the fidelity reference.
 
 Results live under cache_dir()/onnx/KEY/model.onnx. For a builder the key covers the builder name and args,
-the builder's code, the weights' bytes, the input spec, the output names and the tool versions, so a
-second run neither imports torch nor exports anything.
+the builder's code, the weights' bytes, the input spec, the output names, the inputs it is traced and checked on
+and the tool versions, so a second run neither imports torch nor exports anything.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import paths
+from edgekit.convert.calibration import data_digest
 from edgekit.convert.code_digest import builder_code_digest
 from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, file_sha256, simplify, tool_versions
 from edgekit.convert.torch_check import check_export, check_inputs, returned_tensors
@@ -30,12 +31,18 @@ from edgekit.recipe.torch_files import torch_file_kind
 # Part of a PyTorch export's cache key: bump when an export made before is no longer right. 2: `outputs:` names
 # counted against the tensors the module returns (an export named by position before is made again, or refused).
 # 3: traced on the first evaluation input (was zeros) and checked against the module (meta.json's `check`).
+# (Since, the key holds those inputs themselves: `check_inputs`, no version needed.)
 TORCH_EXPORT_VERSION = 3
 # torch.export's exporter writes opset 18 and up (asked for 17 it fails to convert down, and says so at length)
 EXPORTED_PROGRAM_OPSET = 18
 
 
 def torch_key(recipe: Recipe, src: TorchSource) -> str:
+    """The export's cache key: what the ONNX and its check are made of. That includes the inputs it is traced
+    and checked on (check_inputs: the first evaluation inputs, or seeded ones through input.preprocess), so a
+    model whose code branches on tensor values is exported again for other data instead of served the ONNX
+    traced on the old data, and meta.json's `check` is of the data the recipe names."""
+    batches, kind = check_inputs(recipe)
     spec = {
         "torch_export_version": TORCH_EXPORT_VERSION,
         "builder": src.builder,
@@ -47,6 +54,7 @@ def torch_key(recipe: Recipe, src: TorchSource) -> str:
         "opset": OPSET,
         "export_version": EXPORT_VERSION,
         "tools": tool_versions(),
+        "check_inputs": [kind, data_digest(batches)],
     }
     # a saved file: its bytes (a builder's key stays as it was before files could be given, so its cache serves)
     if src.path is not None:
