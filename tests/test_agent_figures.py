@@ -122,3 +122,20 @@ def test_the_harness_overhead_is_given_in_the_samples_unit(tmp_path: Path) -> No
     assert m.number == 200 and m.overhead_ms_per_sample and m.overhead_ms_per_invoke and m.p50_ms
     assert m.overhead_ms_per_invoke == pytest.approx(m.overhead_ms_per_sample / m.number)
     assert m.overhead_ms_per_invoke < 0.1 * m.p50_ms, (m.overhead_ms_per_invoke, m.p50_ms)
+
+
+def test_the_agent_stops_itself_at_its_deadline_and_frees_the_lock(tmp_path: Path) -> None:
+    """An agent whose host is gone (a link lost without a reset: sshd notices after ~2 h) kept measuring and held
+    the device lock; every later run waited 600 s and failed. The request's deadline_s bounds it."""
+    import fcntl
+    import time
+
+    model = save_model(tmp_path / "relu.onnx", helper.make_node("Relu", ["x"], ["y"]), [1, 16], [1, 16], [])
+    inputs = np.random.default_rng(0).random((1, 1, 16)).astype(np.float32)
+    started = time.monotonic()
+    done, result = run_agent(tmp_path, model, inputs, number=1000, repeat=100000, threads=[1], deadline_s=2)
+    assert time.monotonic() - started < 60
+    assert done.returncode == 4 and "stopped itself after 2 s" in done.stderr, (done.returncode, done.stderr)
+    assert result.in_progress == "m threads=1" and result.finished_at is None
+    with open(tmp_path / "lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: the next benchmark is not kept out

@@ -350,3 +350,37 @@ def test_the_host_is_measured_when_edgekits_python_path_holds_a_space(
     spaced.write_text("#!/bin/sh\nexit 1\n")  # a python without numpy, say: the hint is a command to paste
     failed = session.execute([art], inputs)
     assert f"run `{shlex.quote(str(spaced))} -c 'import numpy'`" in (failed.error or ""), failed.error
+
+
+def test_the_agent_gets_a_deadline_of_its_own_and_its_stop_is_a_timeout(
+    tmp_path: Path, model: tuple[AgentArtifact, Path]
+) -> None:
+    """The request carries the run's time limit plus a grace as deadline_s (the agent stops itself there, for a
+    host that is gone); an agent that did stop itself is a timeout of what it had not measured, not a crash."""
+    from edgekit.agent.contract import ErrorCode
+    from edgekit.deploy.agent_run import AGENT_DEADLINE_GRACE_S
+
+    run, session, _ = run_on_device(tmp_path, model, timeout_s=30.0)
+    assert run.status == "ok", run.error
+    sent = json.loads((session.local_dir / "request-0.json").read_text())
+    assert 30.0 < sent["deadline_s"] <= 30.0 + AGENT_DEADLINE_GRACE_S
+
+    script = tmp_path / "short_deadline.py"  # a device whose agent gets a deadline of 1 s and a long run
+    script.write_text(
+        "import json, os, sys\n"
+        "agent, request, result = sys.argv[1:4]\n"
+        "req = json.load(open(request))\n"
+        "req.update(deadline_s=1, repeat=100000, number=1000)\n"
+        "json.dump(req, open(request, 'w'))\n"
+        "os.execv(sys.executable, [sys.executable, agent, request, result])\n"
+    )
+    python = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+    run, _, _ = run_on_device(tmp_path / "short", model, python, threads=(1, 2))
+    assert run.status == "failed" and "the agent stopped itself at its deadline" in (run.error or ""), (
+        run.error
+    )
+    assert run.agent is not None
+    assert [(m.threads, m.error_code) for m in run.agent.measurements] == [
+        (1, ErrorCode.TIMEOUT),
+        (2, ErrorCode.TIMEOUT),
+    ]

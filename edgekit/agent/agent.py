@@ -59,7 +59,8 @@ import numpy as np  # noqa: E402 - after the site dir is on the path
 PROTOCOL_VERSION = 1  # edgekit/agent/contract.py's, checked by tests/test_contract.py
 # Why a measurement failed: the codes the agent sets (contract.ErrorCode has these and the host's own)
 LOAD_ERROR, RUN_ERROR = "load_error", "run_error"
-EXIT_OK, EXIT_CRASH, EXIT_BAD_REQUEST, EXIT_LOCKED = 0, 1, 2, 3
+EXIT_OK, EXIT_CRASH, EXIT_BAD_REQUEST, EXIT_LOCKED, EXIT_DEADLINE = 0, 1, 2, 3, 4
+DEADLINE_BACKSTOP_S = 30.0  # after the deadline: faulthandler ends a process whose main thread holds the GIL
 ARM_PARTS = {
     "0xd03": "Cortex-A53",
     "0xd04": "Cortex-A35",
@@ -1255,6 +1256,33 @@ def device_lock(path: str, timeout_s: float) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
+def stop_at_deadline(seconds: Optional[float]) -> None:
+    """A time limit the agent keeps on itself (the request's deadline_s): its host stops it long before, unless
+    that host is gone (a link lost without a reset leaves sshd waiting for hours) and the agent, or a hung
+    runtime, would hold the device lock all that time. At the deadline it says so on stderr and exits
+    (EXIT_DEADLINE); the result file keeps what was measured and names the measurement in progress. A runtime
+    stuck in C code that holds the GIL starves that timer: faulthandler's own thread dumps every thread's stack
+    and ends the process DEADLINE_BACKSTOP_S later."""
+    if not seconds or float(seconds) <= 0:
+        return
+    import faulthandler
+    import threading
+
+    limit = float(seconds)
+
+    def stop() -> None:
+        log(
+            "stopped itself after %.0f s, its deadline (the host's time limit for this run and a grace): the host "
+            "is gone or a runtime hung" % limit
+        )
+        os._exit(EXIT_DEADLINE)
+
+    timer = threading.Timer(limit, stop)
+    timer.daemon = True
+    timer.start()
+    faulthandler.dump_traceback_later(limit + DEADLINE_BACKSTOP_S, exit=True)
+
+
 def stream(kind: str, obj: dict[str, Any]) -> None:
     """One line on stdout per event (`EDGEKIT_START {...}`, `EDGEKIT_MEASUREMENT {...}`): the host keeps what
     was measured even when the link drops before it can pull the result file."""
@@ -1275,6 +1303,7 @@ def run(request_path: str, result_path: str) -> int:
     base = os.path.dirname(os.path.abspath(request_path))
     with open(request_path) as handle:
         req = json.load(handle)
+    stop_at_deadline(req.get("deadline_s"))  # from now: the host's time limit counts the lock wait too
     result: dict[str, Any] = {
         "protocol": PROTOCOL_VERSION,
         "started_at": now(),

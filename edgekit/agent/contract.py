@@ -88,3 +88,7 @@ class AgentRequest(_Strict):
     layer_times: int = (
         0  # ncnn, onnxruntime: each layer's own wall time over this many passes (0: not measured)
     )
+    # additive: the agent stops itself (exit 4, its stack on stderr if a runtime hangs) once it has run this long,
+    # so an agent whose host is gone (a link lost without a reset) cannot hold the device lock for hours; the
+    # host sends its own timeout for the run plus a grace, so a host still there always stops it first
+    deadline_s: float | None = None

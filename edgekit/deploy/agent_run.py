@@ -62,6 +62,9 @@ from edgekit.transport import Transport
 
 Progress = Callable[[str], None]
 EXIT_LOCKED = 3
+EXIT_DEADLINE = 4  # the agent stopped itself at the request's deadline_s
+# the agent's own time limit is the host's for the run plus this: a host still there stops it first, always
+AGENT_DEADLINE_GRACE_S = 120.0
 _STREAM = "EDGEKIT_"  # the agent's stdout lines: EDGEKIT_START {...}, EDGEKIT_MEASUREMENT {...}
 
 
@@ -108,8 +111,11 @@ class AgentRunner:
         n = self.invocations
         self.invocations += 1
         request, result = f"{self.run_dir}/request-{n}.json", f"{self.run_dir}/result-{n}.json"
+        timeout = max(1.0, min(self.settings.timeout_s, self.deadline - time.monotonic()))
         body = build_request(arts, self.settings, inputs_remote(inputs), self.run_dir, runtime)
         body.affinity = self.target.affinity  # the agent pins itself (and the runtime's threads) there
+        # a bound of its own, for when this host is gone: it cannot hold the device lock for hours
+        body.deadline_s = round(timeout + AGENT_DEADLINE_GRACE_S, 1)
         local_req = self.local_dir / f"request-{n}.json"
         local_req.parent.mkdir(parents=True, exist_ok=True)
         local_req.write_text(json.dumps(body.model_dump(), indent=1))
@@ -119,7 +125,6 @@ class AgentRunner:
             f"(threads {list(self.settings.threads)}, repeat {self.settings.repeat})"
         )
         argv = [*python_argv(python), AGENT_REMOTE, request, result]
-        timeout = max(1.0, min(self.settings.timeout_s, self.deadline - time.monotonic()))
         try:
             done = transport.run(
                 argv, timeout=timeout, env=self.counting_env(), on_output=self.measured_lines()
@@ -170,6 +175,16 @@ class AgentRunner:
                 free=free,
                 where=self.target.name,
                 hint="free space on the device, or --set work_dir=PATH",
+            )
+        if done.exit_status == EXIT_DEADLINE:  # it outlived this run's time limit: a timeout, not a crash
+            for art in self.incomplete(arts):
+                self.record_failed(
+                    art, f"timed out: the agent stopped itself ({_tail(done.stderr, 1)})", ErrorCode.TIMEOUT
+                )
+            raise AgentError(
+                f"the agent stopped itself at its deadline ({body.deadline_s:g} s): {_tail(done.stderr)}",
+                where=self.target.name,
+                hint="raise the run's timeout (benchmark.timeout_s, bench's --timeout), or lower repeat/threads",
             )
         if part is None:
             raise self.unreadable(
