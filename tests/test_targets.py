@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -433,3 +435,37 @@ def test_formats_names_a_target_given_as_a_path_with_brackets_as_written(tmp_pat
     )
     assert out.returncode == 0, out.stderr
     assert str(given) in out.stdout, out.stdout
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **env},
+        timeout=120,
+    )
+
+
+def test_options_that_would_change_nothing_are_refused_not_dropped(tmp_path: Path) -> None:
+    """Accepted without a word: EDGEKIT_TARGETS_DIR naming a missing folder or a file (searched nowhere),
+    `formats --set` without a target (it overrides a target's fields), `deploy --no-store --store X`."""
+    for bad, said in (
+        (tmp_path / "nowhere", "no such folder"),
+        (Path("/etc/passwd"), "is a file, not a folder"),
+    ):
+        out = _cli("targets", "list", EDGEKIT_TARGETS_DIR=str(bad), EDGEKIT_HOME=str(tmp_path / "home"))
+        assert out.returncode == 2 and f"EDGEKIT_TARGETS_DIR={bad}: {said}" in out.stderr, out.stderr
+    out = _cli("formats", "--set", "port=1", EDGEKIT_HOME=str(tmp_path / "home"))
+    assert out.returncode == 2 and "give the target with --target" in out.stderr, out.stderr
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+    out = _cli(
+        "deploy",
+        str(recipe),
+        "--no-store",
+        "--store",
+        str(tmp_path / "x.db"),
+        EDGEKIT_HOME=str(tmp_path / "home"),
+    )
+    assert out.returncode == 2 and "--no-store and --store" in out.stderr, out.stderr
+    assert not (tmp_path / "x.db").exists()

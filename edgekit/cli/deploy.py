@@ -137,6 +137,11 @@ def deploy_cmd(
         target_overrides=tuple(set_ or ()),
         profile=profile,
     )
+    if no_store and store:  # one says record nowhere, the other where: neither is dropped without a word
+        raise UsageError(
+            f"--no-store and --store {store} contradict each other",
+            hint="leave out --no-store to record the run there, or --store to record it nowhere",
+        )
     if not no_store:  # a bad --store is said now, not after minutes of conversion and measurement
         from edgekit.store.store import open_store
 

@@ -74,6 +74,11 @@ def formats_cmd(
     from edgekit.formats import Format
     from edgekit.runtimes import spec_for
 
+    if set_ and not target:  # it overrides a target's fields: without one it would change nothing
+        raise UsageError(
+            "--set overrides a target's fields: give the target with --target",
+            hint="edgekit formats --target pi4-emu --set port=2222",
+        )
     device: dict[str, str | None] | None = None
     listed: list[str] = []
     this_host = False

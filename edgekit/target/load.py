@@ -108,6 +108,12 @@ def target_path(name_or_path: str | Path) -> Path:
 def target_dirs() -> list[Path]:
     """The repo's targets/ plus EDGEKIT_TARGETS_DIR (a user's own folder of target files), if set."""
     extra = os.environ.get("EDGEKIT_TARGETS_DIR")
+    if extra and not Path(extra).expanduser().is_dir():  # a typo searched nowhere, said nowhere
+        raise TargetError(
+            f"EDGEKIT_TARGETS_DIR={extra}: "
+            + ("is a file, not a folder" if Path(extra).expanduser().exists() else "no such folder"),
+            hint="point it at a folder of your own target files (NAME.yaml), or unset it",
+        )
     return ([Path(extra).expanduser()] if extra else []) + [TARGETS_DIR]
 
 
