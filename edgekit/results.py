@@ -64,7 +64,7 @@ class DeviceFacts(_Model):
     cpu_part: str | None = None  # ARM "CPU part" e.g. 0xd08
     cpu_features: list[str] = Field(default_factory=list)
     cores: int
-    mem_total_mb: float | None = None
+    mem_total_mb: float | None = None  # MiB, as every agent memory figure (kB / 1024)
     mem_available_mb: float | None = None
     freqs: list[CpuFreq] = Field(default_factory=list)
     temperature_c: float | None = None

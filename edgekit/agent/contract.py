@@ -1,10 +1,12 @@
 """The agent contract, host side: the request edgekit sends, the protocol version, the failure codes.
 
 The on-device agent (agent.py) is one standalone file that cannot import edgekit, so it keeps its own copy of
-PROTOCOL_VERSION and ERROR_CODES; tests/test_contract.py checks that the copies agree, that the agent reads
-exactly the request fields typed here, and that results with a field the host does not know are refused
-(edgekit.results: extra="forbid"). The result side lives in edgekit.results (AgentResult, Measurement).
-Bump PROTOCOL_VERSION whenever the JSON shape of a request or a result changes incompatibly.
+PROTOCOL_VERSION, ERROR_CODES and the outputs file's name; tests/test_contract.py checks that the copies agree,
+that the agent reads exactly the request fields typed here, and that a result field the host does not know is
+found (edgekit.results keeps it, `unknown_fields` names it, the session warns). The result side lives in
+edgekit.results (AgentResult, Measurement): its memory figures are MiB, read right after the timed runs with the
+model loaded (not during the accuracy pass). Bump PROTOCOL_VERSION whenever the JSON shape of a request or a result
+changes incompatibly; additive fields (layer_times, deadline_s, overhead_ms_per_invoke) do not.
 """
 
 from __future__ import annotations
