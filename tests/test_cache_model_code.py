@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,9 +64,14 @@ def write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+def dist_metadata(name: str, version: str) -> str:
+    """A distribution's METADATA file, as an installer writes it (what importlib.metadata reads)."""
+    return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+
+
 def test_digest_follows_the_users_modules_transitively(user_code: Path) -> None:
     """Relative and absolute imports, a chain of modules, a cycle and the packages above a module; a module
-    nobody imports and an installed package (in a site-packages folder) do not count."""
+    nobody imports and an installed package (in a site-packages folder, with its version) do not count."""
     pkg = user_code / "deepnet"
     write(pkg / "__init__.py", "")
     write(pkg / "model.py", "from .layers.conv import conv\nfrom . import relative\nimport flatmod\n")
@@ -79,6 +85,7 @@ def test_digest_follows_the_users_modules_transitively(user_code: Path) -> None:
     installed = user_code.parent / "venv" / "lib" / "site-packages"
     write(installed / "fakeinstalled" / "__init__.py", "")
     write(installed / "fakeinstalled" / "core.py", "x = 1\n")
+    write(installed / "fakeinstalled-1.0.dist-info" / "METADATA", dist_metadata("fakeinstalled", "1.0"))
     sys.path.append(str(installed))
     try:
         first = builder_code_digest("deepnet.model:build")
@@ -160,3 +167,94 @@ def test_editing_a_helper_module_of_the_model_exports_it_again(
     cached, after = convert()
     assert not cached, "the edited helper module was not seen"
     np.testing.assert_allclose(after, before * 1000.0, rtol=1e-4, atol=1e-4)
+
+
+def torch_key_of(tmp_path: Path, builder: str) -> str:
+    from edgekit.convert.torch_export import torch_key
+    from edgekit.recipe import TorchSource, load_recipe
+
+    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml").read_text())
+    raw.update(model={"kind": "torch", "builder": builder}, formats=["onnx-fp32"])
+    (tmp_path / "key.yaml").write_text(yaml.safe_dump(raw))
+    recipe = load_recipe(tmp_path / "key.yaml")
+    assert isinstance(recipe.model, TorchSource)
+    importlib.invalidate_caches()  # as a new process would see the files
+    return torch_key(recipe, recipe.model)
+
+
+def test_installed_code_that_no_version_stands_for_is_read(user_code: Path, tmp_path: Path) -> None:
+    """The reviewer's case: the model's package in a folder named site-packages on PYTHONPATH, with no
+    distribution installed for it: its imports were never followed and no version was keyed, so an edited
+    mypkg/blocks.py was served the old export. Code no distribution stands for is read as the user's own."""
+    site = tmp_path / "sp" / "site-packages"
+    write(site / "spnet" / "__init__.py", "")
+    write(site / "spnet" / "model.py", NET.format(imports="from spnet.blocks import head_scale"))
+    write(site / "spnet" / "blocks.py", BLOCKS.format(scale="1.0"))
+    sys.path.insert(0, str(site))
+    try:
+        first = torch_key_of(tmp_path, "spnet.model:build")
+        assert torch_key_of(tmp_path, "spnet.model:build") == first
+        write(site / "spnet" / "blocks.py", BLOCKS.format(scale="2.0"))
+        assert torch_key_of(tmp_path, "spnet.model:build") != first
+    finally:
+        sys.path.remove(str(site))
+
+
+def test_installed_packages_the_model_imports_are_keyed_by_version(user_code: Path, tmp_path: Path) -> None:
+    """A package the builder imports (timm, torchvision), upgraded, gave the old export: no version but torch's
+    was keyed. Its distribution's name and version are in the key now, its code is not read."""
+    site = tmp_path / "venv" / "lib" / "site-packages"
+    write(site / "layerlib" / "__init__.py", "from layerlib.core import head_scale\n")
+    write(site / "layerlib" / "core.py", BLOCKS.format(scale="1.0"))
+    write(site / "layerlib-1.0.dist-info" / "METADATA", dist_metadata("layerlib", "1.0"))
+    write(user_code / "libnet.py", NET.format(imports="from layerlib import head_scale"))
+    sys.path.insert(0, str(site))
+    try:
+        first = torch_key_of(tmp_path, "libnet:build")
+        write(site / "layerlib" / "core.py", BLOCKS.format(scale="2.0"))  # its version stands for its code
+        assert torch_key_of(tmp_path, "libnet:build") == first
+        (site / "layerlib-1.0.dist-info").rename(site / "layerlib-2.0.dist-info")
+        write(site / "layerlib-2.0.dist-info" / "METADATA", dist_metadata("layerlib", "2.0"))
+        assert torch_key_of(tmp_path, "libnet:build") != first
+        assert code_digest.builder_code("libnet:build").packages["layerlib"] == "2.0"
+    finally:
+        sys.path.remove(str(site))
+
+
+@pytest.mark.integration
+def test_a_package_installed_from_a_local_folder_is_read(user_code: Path, tmp_path: Path) -> None:
+    """`pip install .` of the user's model package, edited and installed again under the same version: the
+    export came from the cache. A distribution installed from local files is read as the user's own code."""
+    src = tmp_path / "src"
+    write(
+        src / "pyproject.toml",
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "pipnet"\nversion = "0.1.0"\n[tool.setuptools]\npackages = ["pipnet"]\n',
+    )
+    write(src / "pipnet" / "__init__.py", "")
+    write(src / "pipnet" / "model.py", NET.format(imports="from .blocks import head_scale"))
+    site = tmp_path / "venv" / "lib" / "site-packages"
+
+    def install(scale: str) -> str:
+        write(src / "pipnet" / "blocks.py", BLOCKS.format(scale=scale))
+        pip = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+        ]
+        subprocess.run([*pip, "--upgrade", "--target", str(site), str(src)], check=True, capture_output=True)
+        return torch_key_of(tmp_path, "pipnet.model:build")
+
+    sys.path.insert(0, str(site))
+    try:
+        first = install("1.0")
+        assert (site / "pipnet" / "blocks.py").is_file() and list(site.glob("pipnet-0.1.0.dist-info"))
+        assert install("1.0") == first  # installed again unchanged
+        assert install("2.0") != first
+    finally:
+        sys.path.remove(str(site))

@@ -1,17 +1,21 @@
-"""Which code a PyTorch builder's model is made of, as a digest for the export's cache key: the builder's module
-and every module of the user's own code it imports, transitively (see builder_code_digest), found without
-importing anything."""
+"""Which code a PyTorch builder's model is made of, for the export's cache key: a digest of the builder's module
+and every module of the user's own code it imports, transitively, and the versions of the installed
+distributions that code imports (see builder_code), found without importing anything."""
 
 from __future__ import annotations
 
 import dis
 import hashlib
 import importlib.machinery
+import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
 import sys
 import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 
@@ -25,25 +29,46 @@ MAX_CODE_BYTES = 8 << 20
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class BuilderCode:
+    """What a builder's model is made of: `digest` of the code read, and `packages`, the installed distributions
+    that code imports (name -> version), which stand for their code."""
+
+    digest: str
+    packages: dict[str, str] = field(default_factory=dict)
+
+
 def builder_code_digest(builder: str) -> str:
-    """sha256 of the builder's module and of every module of the user's own code it imports, transitively: an
-    edited model definition is exported again, an edit elsewhere is not.
+    """builder_code's digest of the code read."""
+    return builder_code(builder).digest
+
+
+def builder_code(builder: str) -> BuilderCode:
+    """sha256 of the builder's module and of every module of the user's own code it imports, transitively, and
+    the versions of the installed distributions it imports: an edited model definition or an upgraded package it
+    uses is exported again, an edit elsewhere is not.
 
     Followed: `import a.b`, `from a import b` (a, and a.b if it is a module) and relative imports (`from .blocks
     import f`, `from .. import x`), at module level or inside functions, read from the compiled bytecode; and
     the packages above each module (importing a.b runs a/__init__.py). Each module is read once, so an import
     cycle ends there. Names are located as Python's import would (sys.meta_path, sys.path) without importing.
-    The user's own code: a .py module that is neither in the standard library's folders nor in a site-packages
-    or dist-packages folder (installed packages are what their version says; torch's is in the key), and is
-    not edgekit's own code outside edgekit.zoo (the export is keyed by EXPORT_VERSION). The builder's own
-    module is always read. Not seen: a module imported by a computed name (importlib.import_module(name)) and
-    data files the code reads. Bounded by MAX_CODE_FILES modules and MAX_CODE_BYTES bytes: past either, the
-    modules read so far make the digest and a warning says edits past them are not seen."""
+    Read: a .py module outside the standard library's folders and, in a site-packages or dist-packages folder,
+    one that no version stands for: no distribution installed it (a folder on PYTHONPATH), or one installed from
+    a local folder or file (`pip install .`: its version does not change with an edit; an editable install's
+    files are the user's folder anyway); never edgekit's own code outside edgekit.zoo (the export is keyed by
+    EXPORT_VERSION). Any other installed package is its distribution's name and version in `packages` (and its
+    direct_url.json, which holds a VCS commit), not read: reading torch's or timm's code on every run would cost
+    seconds, and a version changes when they do. The builder's own module is always read. Not seen: a module
+    imported by a computed name (importlib.import_module(name)), data files the code reads, and the
+    dependencies of the installed packages it imports. Bounded by MAX_CODE_FILES modules and MAX_CODE_BYTES
+    bytes: past either, the modules read so far make the digest and a warning says edits past them are not
+    seen."""
     module = builder.partition(":")[0]
     finder = _ModuleFinder()
+    packages = dict(finder.versions(module.partition(".")[0]) or {})
     root = finder.spec(module)
     if root is None or not root.origin or not root.origin.endswith(".py"):
-        return "unknown"
+        return BuilderCode("unknown", packages)
     is_package = root.submodule_search_locations is not None
     todo: list[tuple[str, Path, bool]] = [(module, Path(root.origin), is_package)]
     todo += finder.parents(module)
@@ -66,7 +91,9 @@ def builder_code_digest(builder: str) -> str:
         package = name if is_package else name.rpartition(".")[0]
         for wanted in _imported_names(source, path, package):
             found = finder.user_module(wanted)
-            if found is not None and found[0] not in seen:
+            if found is None:
+                packages.update(finder.versions(wanted.partition(".")[0]) or {})
+            elif found[0] not in seen:
                 todo += [found, *finder.parents(found[0])]
     if capped:
         log.warning(
@@ -81,7 +108,7 @@ def builder_code_digest(builder: str) -> str:
         h.update(f"{name}\0{len(seen[name])}\0".encode() + seen[name])
     if capped:
         h.update(b"\0capped")
-    return h.hexdigest()
+    return BuilderCode(h.hexdigest(), dict(sorted(packages.items())))
 
 
 def _imported_names(source: bytes, path: Path, package: str) -> list[str]:
@@ -131,6 +158,10 @@ class _ModuleFinder:
 
     def __init__(self) -> None:
         self._specs: dict[str, ModuleSpec | None] = {}
+        self._versions: dict[str, dict[str, str] | None] = {}
+        self._by_top: Mapping[str, list[str]] | None = (
+            None  # packages_distributions(), read if a name needs it
+        )
         edgekit_dir = Path(os.path.realpath(edgekit.__file__)).parent
         self._edgekit = (edgekit_dir, edgekit_dir / "zoo")
 
@@ -157,15 +188,67 @@ class _ModuleFinder:
             return None
 
     def user_module(self, name: str) -> tuple[str, Path, bool] | None:
-        """(name, file, is a package) if `name` is a module of the user's own code, else None."""
-        top = self.spec(name.partition(".")[0])
-        if top is None or (top.origin and top.has_location and installed(Path(top.origin))):
+        """(name, file, is a package) if `name` is a module whose code is read (builder_code), else None."""
+        if self.versions(name.partition(".")[0]) is not None:
             return None  # torch.nn and the like are never looked for
         spec = self.spec(name)
         if spec is None or not spec.origin or not spec.origin.endswith(".py"):
             return None
         path = Path(spec.origin)
         return (name, path, spec.submodule_search_locations is not None) if self._is_user(path) else None
+
+    def versions(self, top: str) -> dict[str, str] | None:
+        """What stands for top-level module `top` instead of its code: the installed distributions that hold it
+        (name -> version), {} for the standard library or a name not found, None when its code is read."""
+        if top not in self._versions:
+            self._versions[top] = self._stands_for(top)
+        return self._versions[top]
+
+    def _stands_for(self, top: str) -> dict[str, str] | None:
+        spec = self.spec(top)
+        if spec is None:
+            return {}
+        if spec.origin and spec.has_location:
+            where = Path(spec.origin)  # a package's __init__.py sits in its folder, in the site folder
+            site = where.parent.parent if spec.submodule_search_locations is not None else where.parent
+        elif spec.submodule_search_locations:  # a namespace package: its first folder
+            where = Path(next(iter(spec.submodule_search_locations)))
+            site = where.parent
+        else:
+            return {}  # built in, frozen
+        if not installed(where):
+            return None  # the user's own code
+        if not _in_site_packages(where):
+            return {}  # the standard library: Python's version
+        dists = self._distributions(top, site)
+        if not dists or any(_from_local_files(d) for d in dists):
+            return None  # no version stands for it: read as the user's own
+        return {str(d.metadata["Name"]): _version(d) for d in dists}
+
+    def _distributions(self, top: str, site: Path) -> list[importlib.metadata.Distribution]:
+        """The distributions in folder `site` that installed top-level module `top`: the one named as the module
+        (torch, timm, most), else those whose files hold it (cv2: opencv-python; PIL: pillow)."""
+
+        def here(dist: importlib.metadata.Distribution) -> bool:
+            return os.path.realpath(str(dist.locate_file(""))) == os.path.realpath(site)
+
+        try:
+            named = importlib.metadata.distribution(top)
+            if here(named):
+                return [named]
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            pass
+        if self._by_top is None:
+            self._by_top = importlib.metadata.packages_distributions()
+        found = []
+        for name in dict.fromkeys(self._by_top.get(top) or []):
+            try:
+                dist = importlib.metadata.distribution(name)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+            if here(dist):
+                found.append(dist)
+        return found
 
     def parents(self, name: str) -> list[tuple[str, Path, bool]]:
         """The user's packages above module `name` (importing a.b.c runs a and a.b first)."""
@@ -174,8 +257,34 @@ class _ModuleFinder:
         return [f for f in found if f is not None]
 
     def _is_user(self, path: Path) -> bool:
-        if installed(path):
-            return False
+        if installed(path) and not _in_site_packages(path):
+            return False  # the standard library's (a namespace package's folder there)
         real = Path(os.path.realpath(path))
         edgekit_dir, zoo = self._edgekit
         return not real.is_relative_to(edgekit_dir) or real.is_relative_to(zoo)
+
+
+def _in_site_packages(path: Path) -> bool:
+    """In a site-packages or dist-packages folder (the link or its target): installed, not the standard library."""
+    return bool({"site-packages", "dist-packages"} & {*path.parts, *Path(os.path.realpath(path)).parts})
+
+
+def _direct_url(dist: importlib.metadata.Distribution) -> dict[str, object]:
+    """The distribution's direct_url.json (PEP 610: where pip installed it from, when not from an index)."""
+    try:
+        found = json.loads(dist.read_text("direct_url.json") or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _from_local_files(dist: importlib.metadata.Distribution) -> bool:
+    """Installed from a folder or a file of this machine (`pip install .`, a wheel built here), not a VCS."""
+    url = _direct_url(dist)
+    return str(url.get("url", "")).startswith("file:") and "vcs_info" not in url
+
+
+def _version(dist: importlib.metadata.Distribution) -> str:
+    """Its version, with where it came from when not an index (a VCS commit, an archive's hash)."""
+    url = _direct_url(dist)
+    return f"{dist.version} {json.dumps(url, sort_keys=True)}" if url else str(dist.version)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -20,8 +21,15 @@ from typing import Any
 
 from edgekit import paths
 from edgekit.convert.calibration import data_digest
-from edgekit.convert.code_digest import builder_code_digest
-from edgekit.convert.onnx_export import EXPORT_VERSION, OPSET, file_sha256, simplify, tool_versions
+from edgekit.convert.code_digest import builder_code
+from edgekit.convert.onnx_export import (
+    EXPORT_DISTS,
+    EXPORT_VERSION,
+    OPSET,
+    file_sha256,
+    simplify,
+    tool_versions,
+)
 from edgekit.convert.torch_check import check_export, check_inputs, returned_tensors
 from edgekit.convert.torch_file import load_torch_file
 from edgekit.errors import ConversionError, RecipeError
@@ -43,12 +51,13 @@ def torch_key(recipe: Recipe, src: TorchSource) -> str:
     model whose code branches on tensor values is exported again for other data instead of served the ONNX
     traced on the old data, and meta.json's `check` is of the data the recipe names."""
     batches, kind = check_inputs(recipe)
+    code = builder_code(src.builder) if src.builder else None
     spec = {
         "torch_export_version": TORCH_EXPORT_VERSION,
         "builder": src.builder,
         "args": src.args,
         "weights": file_sha256(src.weights) if src.weights else None,
-        "code": builder_code_digest(src.builder) if src.builder else None,
+        "code": code.digest if code else None,
         "input": [recipe.input.name, list(recipe.input.shape)],
         "outputs": list(recipe.outputs),
         "opset": OPSET,
@@ -56,10 +65,20 @@ def torch_key(recipe: Recipe, src: TorchSource) -> str:
         "tools": tool_versions(),
         "check_inputs": [kind, data_digest(batches)],
     }
+    # the installed distributions the builder's code imports (timm, torchvision, numpy, its own installed package),
+    # but those in `tools` already; absent when none is left (a builder importing torch alone)
+    packages = {n: v for n, v in (code.packages if code else {}).items() if _canonical(n) not in EXPORT_DISTS}
+    if packages:
+        spec["packages"] = packages
     # a saved file: its bytes (a builder's key stays as it was before files could be given, so its cache serves)
     if src.path is not None:
         spec["file"] = file_sha256(src.path)
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _canonical(dist: str) -> str:
+    """A distribution's name as packaging compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", dist).lower()
 
 
 def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
