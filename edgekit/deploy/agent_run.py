@@ -145,10 +145,8 @@ class AgentRunner:
             self.merge(self.try_fetch(transport, result, n) or self.streamed(_stdout(exc)))
             for art in self.incomplete(arts):
                 self.record_failed(art, f"timed out after {timeout:g} s", ErrorCode.TIMEOUT)
-            # bench has no recipe: its runs (runs/bench-...) take the timeout from --timeout
-            knob = "--timeout" if Path(self.run_dir).name.startswith("bench-") else "benchmark.timeout_s"
             raise AgentError(
-                str(exc), where=self.target.name, hint=f"raise {knob}, or lower repeat/threads"
+                str(exc), where=self.target.name, hint=f"raise {self.timeout_knob()}, or lower repeat/threads"
             ) from None
         try:
             part = self.fetch(transport, result, n, started=_started(done.stdout))
@@ -184,7 +182,7 @@ class AgentRunner:
             raise AgentError(
                 f"the agent stopped itself at its deadline ({body.deadline_s:g} s): {_tail(done.stderr)}",
                 where=self.target.name,
-                hint="raise the run's timeout (benchmark.timeout_s, bench's --timeout), or lower repeat/threads",
+                hint=f"raise {self.timeout_knob()}, or lower repeat/threads",
             )
         if part is None:
             raise self.unreadable(
@@ -199,6 +197,10 @@ class AgentRunner:
                 else None,
             )
         return self.after_crash(arts, part, done.exit_status, done.stderr)
+
+    def timeout_knob(self) -> str:
+        """What sets this run's time limit: bench has no recipe, its runs (runs/bench-...) take --timeout."""
+        return "--timeout" if Path(self.run_dir).name.startswith("bench-") else "benchmark.timeout_s"
 
     def unreadable(self, remote: str, status: int, stderr: str, kept: int) -> AgentError:
         """The agent ended but its result file could not be read: what failed, and what was kept instead (the
