@@ -251,7 +251,11 @@ def test_leftovers_of_failed_runs_are_pruned_at_connect(pi4_emu, tmp_path) -> No
     from edgekit.transport import open_transport
 
     work = tmp_path / "device"
-    old_run, new_run = work / "runs" / "old-run", work / "runs" / "new-run"
+    # named as edgekit names them: a folder of the user's under runs/ is never pruned (tests/test_device_prune.py)
+    old_run, new_run = (
+        work / "runs" / "20261101-101010-a1b2c3-pi4-emu",
+        work / "runs" / "20261205-101010-d4e5f6-pi4",
+    )
     old_art, new_art = work / "artifacts" / "0123456789abcdef", work / "artifacts" / "fedcba9876543210"
     old_part, new_part = work / "artifacts" / ".model.tflite.edgekit-0000", work / ".agent.py.edgekit-1111"
     for folder in (old_run, new_run, old_art, new_art):
