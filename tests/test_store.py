@@ -1015,7 +1015,7 @@ def test_runs_show_labels_every_emulated_figure(tmp_path: Path) -> None:
     )
     assert shown.returncode == 0, shown.stderr
     text = " ".join(shown.stdout.split())
-    assert "peak RSS MB (qemu)" in text and "the emulator process" in text, shown.stdout
+    assert "peak RSS MiB (qemu)" in text and "the emulator process" in text, shown.stdout
     assert "p99 (emulated)" in text and "load ms (emulated)" in text, shown.stdout
 
 

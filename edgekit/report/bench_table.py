@@ -58,7 +58,7 @@ def bench_table(agent: AgentResult, target: str) -> Table:
             "std",
             "min",
             "samples x number",
-            "peak RSS MB (qemu)" if emulated else "peak RSS MB",
+            "peak RSS MiB (qemu)" if emulated else "peak RSS MiB",
         ]
         + (["guest insn / invoke"] if counted else [])
         + ["status"]

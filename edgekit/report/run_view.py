@@ -98,7 +98,7 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             if walls
             else []
         ),
-        "peak RSS MB (qemu)" if t.emulated else "peak RSS MB",
+        "peak RSS MiB (qemu)" if t.emulated else "peak RSS MiB",
         "instructions / invoke (count)",
         "samples",
         "status",
