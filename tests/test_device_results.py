@@ -384,3 +384,23 @@ def test_the_agent_gets_a_deadline_of_its_own_and_its_stop_is_a_timeout(
         (1, ErrorCode.TIMEOUT),
         (2, ErrorCode.TIMEOUT),
     ]
+
+
+def test_targets_check_probes_the_host_when_edgekits_python_path_holds_a_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same split in the device probe (`edgekit targets check local`, `targets setup`): the probe ran
+    ['/.../My', 'Projects/.../python'] and said the python did not run."""
+    from edgekit.deploy.orchestrate import host_target
+    from edgekit.emu.provision import probe
+    from edgekit.transport import open_transport
+
+    spaced = tmp_path / "My Projects" / "venv" / "python"
+    spaced.parent.mkdir(parents=True)
+    spaced.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    spaced.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(spaced))
+    target = host_target().model_copy(update={"work_dir": str(tmp_path / "device")})
+    with open_transport(target) as transport:
+        info = probe(transport, target)
+    assert info.raw["machine"]

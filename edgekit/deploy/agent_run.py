@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import shlex
 import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -57,7 +56,7 @@ from edgekit.results import (
     TargetRun,
     unknown_fields,
 )
-from edgekit.target import Target
+from edgekit.target import Target, python_argv
 from edgekit.transport import Transport
 
 Progress = Callable[[str], None]
@@ -475,13 +474,6 @@ class AgentRunner:
     def _requests(self) -> list[dict[str, Any]]:
         files = [self.local_dir / f"request-{n}.json" for n in range(self.invocations)]
         return [json.loads(p.read_text()) for p in files if p.is_file()]
-
-
-def python_argv(python: str) -> list[str]:
-    """A target's python as argv: its command line split as a shell would (`taskset -c 4-7 python3`), except
-    edgekit's own interpreter (the host's, a local target's default), which is a path and may hold a space
-    (a venv under `My Projects/`): never split."""
-    return [python] if python == sys.executable else shlex.split(python)
 
 
 def _started(stdout: str) -> bool:

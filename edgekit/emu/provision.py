@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from edgekit.emu.wheels import (
 )
 from edgekit.errors import RuntimeInstallError, TargetError
 from edgekit.runtimes import device_packages, spec_for_module
-from edgekit.target import Target
+from edgekit.target import Target, python_argv
 from edgekit.transport import Transport, open_transport
 
 Log = Callable[[str], None]
@@ -135,7 +134,7 @@ def probe(transport: Transport, target: Target) -> DeviceInfo:
     info: DeviceInfo | None = None
     site = f"{transport.work_dir or '.'}/site"  # where setup unpacks wheels on a pip-less device
     for python in dict.fromkeys([target.python, *target.runtime_python.values()]):
-        res = transport.run([*shlex.split(python), "-c", PROBE], timeout=120, env={"PYTHONPATH": site})
+        res = transport.run([*python_argv(python), "-c", PROBE], timeout=120, env={"PYTHONPATH": site})
         line = next((ln for ln in res.stdout.splitlines() if ln.startswith("EDGEKIT_PROBE ")), None)
         if line is None:
             raise TargetError(
@@ -307,7 +306,7 @@ def _setup_board(
     for wheel in wheels:
         sent += transport.put(wheel, f"{remote_dir}/{wheel.name}").bytes_sent
     log(f"{target.name}: pushed {len(wheels)} wheels ({sent / 1e6:.1f} MB sent)")
-    python = shlex.split(target.python)
+    python = python_argv(target.python)
     work = transport.work_dir
     if info.raw.get("pip"):
         argv = [

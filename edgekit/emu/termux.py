@@ -13,13 +13,12 @@ A device is Termux when its python sees TERMUX_VERSION or a PREFIX under com.ter
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edgekit.emu.wheels import pinned_requirements
 from edgekit.runtimes import DevicePackage, device_packages
-from edgekit.target import Target
+from edgekit.target import Target, python_argv
 from edgekit.transport.base import Transport
 
 Log = Callable[[str], None]
@@ -66,7 +65,7 @@ def setup_termux(
     have = recheck()
     rest = [p for p in wanted if not have.get(p.module)]
     if rest and raw.get("pip"):
-        python = shlex.split(target.python)
+        python = python_argv(target.python)
         for p in rest:
             req = pinned_requirements([p.pip])[0]
             log(f"{target.name}: Termux: no package installed {p.module}; pip install {req}")

@@ -24,7 +24,7 @@ from edgekit.target.load import (
     target_dirs,
     target_path,
 )
-from edgekit.target.schema import BenchmarkCap, Emulated, LabSpec, Target, TransportKind
+from edgekit.target.schema import BenchmarkCap, Emulated, LabSpec, Target, TransportKind, python_argv
 
 __all__ = [
     "HOST_COLUMN",
@@ -38,6 +38,7 @@ __all__ = [
     "list_target_names",
     "load_target",
     "parse_inline",
+    "python_argv",
     "stored_name",
     "target_dirs",
     "target_path",

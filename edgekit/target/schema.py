@@ -348,3 +348,10 @@ class Target(BaseModel):
     def python_for(self, runtime: str) -> str:
         """The python command that has `runtime` (e.g. tflite_runtime lives in its own site dir)."""
         return self.runtime_python.get(runtime, self.python)
+
+
+def python_argv(python: str) -> list[str]:
+    """A target's `python` as argv: its command line split as a shell would (`taskset -c 4-7 python3`), except
+    edgekit's own interpreter (the host's, a local target's default), which is a path and may hold a space (a
+    venv under `My Projects/`): never split."""
+    return [python] if python == sys.executable else shlex.split(python)
