@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from edgekit.convert import cache
+from edgekit.convert.onnx_export import file_sha256
 from edgekit.convert.tflite import TfliteConverter
 from edgekit.formats import Format
 from edgekit.recipe import Recipe, load_recipe
@@ -343,3 +344,113 @@ def test_a_damaged_prepared_onnx_is_made_again(
     assert not again.cached and onnx.load(str(again.path)).graph.node
     assert any("was damaged" in r.getMessage() for r in caplog.records)
     assert prepare_onnx(recipe).cached
+
+
+BARRIER_BUILDER = '''
+import os
+import time
+from pathlib import Path
+
+from edgekit.zoo.tiny import build as tiny
+
+
+def build(**args):
+    """The tiny model, once every process of the test has got here: their exports start together."""
+    here = Path(os.environ["BARRIER_DIR"])
+    (here / str(os.getpid())).touch()
+    deadline = time.monotonic() + 120
+    while len(list(here.iterdir())) < int(os.environ["BARRIER_COUNT"]) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return tiny(**args)
+'''
+
+
+PREPARE = (
+    "import sys; from edgekit.convert.onnx import prepare_onnx; from edgekit.recipe import load_recipe; "
+    "prepare_onnx(load_recipe(sys.argv[1]))"
+)
+
+
+@pytest.mark.integration
+def test_concurrent_conversions_of_one_pytorch_model_each_export_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two terminals converting one PyTorch model with a fresh data dir: both exported into the same
+    onnx/KEY/export.onnx, so one moved the other's file away (an internal FileNotFoundError) or loaded it half
+    written, and the loser rewrote meta.json without the sha256, which turned the integrity check off for good.
+    Each process now exports in a work folder of its own, renamed into place: three processes whose exports
+    start together (their builder waits for all three) all succeed, and the entry records its hash."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "barrier_net.py").write_text(BARRIER_BUILDER)
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))  # the recipe's builder is checked when it is read
+    r = tiny_recipe(tmp_path, model={"kind": "torch", "builder": "barrier_net:build", "args": {"width": 6}})
+    count = 3
+    for trial in range(2):
+        home, barrier = tmp_path / f"home{trial}", tmp_path / f"barrier{trial}"
+        barrier.mkdir()
+        env = {
+            **os.environ,
+            "EDGEKIT_HOME": str(home),
+            "PYTHONPATH": str(tmp_path / "code"),
+            "BARRIER_DIR": str(barrier),
+            "BARRIER_COUNT": str(count),
+        }
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-c", PREPARE, str(r.path)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(count)
+        ]
+        outs = [p.communicate(timeout=600)[0] for p in runs]
+        assert [p.returncode for p in runs] == [0] * count, outs
+        (entry,) = (home / "cache" / "onnx").iterdir()
+        meta = json.loads((entry / "meta.json").read_text())
+        assert meta["sha256"] == file_sha256(entry / "model.onnx"), meta
+        assert sorted(p.name for p in entry.iterdir()) == ["meta.json", "model.onnx"]
+        assert not list((home / "cache" / "work").glob("onnx-*")), "work folders left behind"
+
+
+def test_a_prepared_onnx_whose_meta_records_no_hash_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A meta.json without sha256 (what a concurrent run left, an older edgekit's, a meta.json cut short by a
+    crash) was taken as it was, unchecked: a corrupted model.onnx there was every artifact's source and fidelity
+    reference. Such an entry cannot be checked, so it is made again (and its meta.json is never written in
+    place)."""
+    import json
+
+    import onnx
+
+    from edgekit.convert.onnx import prepare_onnx
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    recipe = tiny_recipe(
+        tmp_path, model={"kind": "torch", "builder": "edgekit.zoo.tiny:build", "args": {"width": 3}}
+    )
+    first = prepare_onnx(recipe)
+    whole = first.path.read_bytes()
+    meta_file = first.path.with_name("meta.json")
+    meta = json.loads(meta_file.read_text())
+    weights = max((t.raw_data for t in onnx.load(str(first.path)).graph.initializer), key=len)
+    at = whole.index(weights)
+    for damage in ("no sha256", "cut short"):
+        data = bytearray(whole)
+        data[at : at + 64] = bytes(64)  # weights rewritten in place: a model that loads, the size unchanged
+        first.path.write_bytes(bytes(data))
+        if damage == "no sha256":
+            meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "sha256"}))
+        else:
+            meta_file.write_text(json.dumps(meta)[:20])
+        again = prepare_onnx(recipe)
+        assert not again.cached, damage
+        assert again.path.read_bytes() == whole and again.sha256 == first.sha256, damage
+        assert json.loads(meta_file.read_text())["sha256"] == first.sha256
+        assert prepare_onnx(recipe).cached

@@ -20,14 +20,17 @@ and the tool versions, so a second run neither imports torch nor exports anythin
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import shutil
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgekit import paths
 from edgekit.convert.housekeeping import touch
@@ -37,6 +40,8 @@ from edgekit.errors import InputDataError, RecipeError
 from edgekit.recipe import KerasSource, OnnxSource, Recipe, Task, TorchSource
 
 log = logging.getLogger(__name__)
+ORIGINAL = "original.onnx"  # a user's model as given, beside the prepared model.onnx: the fidelity reference
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,42 +88,27 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         ] + ([[file_sha256(f) for f in data_files]] if data_files else [])
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
         target = paths.cache_dir() / "onnx" / key / "model.onnx"
-        reference = target.with_name("original.onnx")
-        cached = _intact(target) and reference.is_file()
-        if cached:
-            simplifier = _read_meta(target).get("simplifier")
-        else:
-            _copy_with_weights(src.path, reference, bool(data_files))
-            had = fit_ir_version(
-                reference
-            )  # both copies: onnxruntime runs the reference and the onnx-* artifacts
-            try:  # before any converter: the reference is what every artifact is judged against
-                check_loads(reference, where, src.path)
-            except InputDataError:
-                shutil.rmtree(target.parent, ignore_errors=True)  # never a cache entry for it
-                raise
-            simplifier = _prepare_user_onnx(reference, target, recipe)
-            fit_ir_version(target)
+        reference = target.with_name(ORIGINAL)
+        cached = _intact(target, ORIGINAL)
+        if not cached:
+            had = _make(
+                target, lambda made: _user_onnx(src.path, bool(data_files), made, recipe, where), ORIGINAL
+            )
             if had is not None:
                 note = (
                     f"its IR version {had} written as {ORT_MAX_IR_VERSION}, the newest onnxruntime "
                     f"{_ort_version()} reads (the file format's version; the operators are unchanged)"
                 )
+        simplifier = _read_meta(target).get("simplifier")
     elif isinstance(src, TorchSource):
         from edgekit.convert.torch_export import describe as describe_torch
         from edgekit.convert.torch_export import export_torch, torch_key
 
-        key = torch_key(recipe, src)
-        target = paths.cache_dir() / "onnx" / key / "model.onnx"
+        target = paths.cache_dir() / "onnx" / torch_key(recipe, src) / "model.onnx"
         cached = _intact(target)
-        if cached:
-            simplifier = _read_meta(target).get("simplifier")
-        else:
-            try:
-                simplifier = export_torch(recipe, src, target)
-            finally:
-                if not target.is_file():  # a failed export leaves no half-filled cache folder
-                    shutil.rmtree(target.parent, ignore_errors=True)
+        if not cached:
+            _make(target, lambda made: export_torch(recipe, src, made))
+        simplifier = _read_meta(target).get("simplifier")
         note = describe_torch(_read_meta(target))  # how it matched the module, said on a cache hit too
     elif isinstance(src, KerasSource):
         from edgekit.convert.keras import describe, export_keras, keras_key
@@ -126,7 +116,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         target = paths.cache_dir() / "onnx" / keras_key(recipe, src) / "model.onnx"
         cached = _intact(target)
         if not cached:
-            export_keras(recipe, src, target)
+            _make(target, lambda made: export_keras(recipe, src, made))
         simplifier = None
 
         note = describe(_read_meta(target), recipe.input.shape)
@@ -134,10 +124,66 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         raise RecipeError(f"unknown model kind {src!r}", where=str(recipe.path))
     check_io(target, recipe)
     sha = file_sha256(target)
-    if not cached:  # what a later run checks the cached file against
-        meta = _read_meta(target)
-        (target.parent / "meta.json").write_text(json.dumps({**meta, "sha256": sha}))
     return OnnxModel(target, sha, cached, time.perf_counter() - start, simplifier, reference, note)
+
+
+def _user_onnx(given: Path, external: bool, target: Path, recipe: Recipe, where: str) -> int | None:
+    """A user's ONNX file into `target`'s folder: copied as ORIGINAL (the fidelity reference), checked to load,
+    and prepared for the converters as `target`; returns the IR version fitted down (None: it was not)."""
+    reference = target.with_name(ORIGINAL)
+    _copy_with_weights(given, reference, external)
+    had = fit_ir_version(reference)  # both copies: onnxruntime runs the reference and the onnx-* artifacts
+    check_loads(reference, where, given)  # before any converter: every artifact is judged against it
+    _prepare_user_onnx(reference, target, recipe)
+    fit_ir_version(target)
+    return had
+
+
+def _make(target: Path, make: Callable[[Path], T], *needs: str) -> T:
+    """make(model.onnx in a fresh work folder of this process); then meta.json there records the model's sha256
+    and the folder is renamed into place as `target`'s. Two runs of one model (two terminals, a deploy beside a
+    convert) each make their own and the first in place is kept: they shared `target`'s folder before, and one
+    moved the other's half-written file away, or left a meta.json without the hash, which turned the integrity
+    check off. A failure or a crash leaves no entry (a killed run's work folder is pruned after a day)."""
+    work = paths.work_dir("onnx-prepare")
+    work.mkdir(parents=True)
+    try:
+        made = make(work / target.name)
+        _write_meta(
+            work / target.name, {**_read_meta(work / target.name), "sha256": file_sha256(work / target.name)}
+        )
+        _put_in_place(work, target, needs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # gone when renamed into place; else what is left of it
+    return made
+
+
+def _put_in_place(work: Path, target: Path, needs: tuple[str, ...]) -> None:
+    """Rename the folder `work` to `target`'s (atomic): where a concurrent run put a whole entry first, that one
+    is kept (the same key: the same model); an entry that is not whole (an older edgekit's) is removed first."""
+    final = target.parent
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):
+        try:
+            work.rename(final)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+        if _intact(target, *needs):
+            return
+        _remove(final)
+    raise OSError(errno.EEXIST, "another run keeps replacing the prepared ONNX", str(final))
+
+
+def _write_meta(target: Path, meta: dict[str, Any]) -> None:
+    """meta.json beside `target`, written whole or not at all (a temporary file renamed over it)."""
+    tmp = target.with_name(f".meta-{uuid.uuid4().hex[:8]}.json")
+    try:
+        tmp.write_text(json.dumps(meta))
+        tmp.replace(target.with_name("meta.json"))
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def check_loads(path: Path, where: str, shown: Path | None = None) -> None:
@@ -148,19 +194,40 @@ def check_loads(path: Path, where: str, shown: Path | None = None) -> None:
     onnx_session(path, where=where, shown=shown)
 
 
-def _intact(target: Path) -> bool:
-    """Whether the cached ONNX is there and whole (the sha256 its meta.json recorded; an entry of an older edgekit
-    has none and is taken as it is). A damaged one is removed, said once, and made again: every artifact's key
-    derives from its hash, so a truncated file would otherwise send every conversion after it astray."""
+def _intact(target: Path, *needs: str) -> bool:
+    """Whether the cached ONNX is there and whole: the sha256 its meta.json records matches, and the files
+    `needs` names are beside it (a user's model: ORIGINAL). An entry without a recorded hash (an older
+    edgekit's, or a meta.json that cannot be read) cannot be checked: it is a miss, made again once. A damaged
+    one is removed, said once, and made again: every artifact's key derives from its hash, so a truncated or
+    rewritten file would otherwise send every conversion after it astray, and be every artifact's fidelity
+    reference."""
     if not target.is_file():
         return False
-    recorded = _read_meta(target).get("sha256")
-    if recorded is None or file_sha256(target) == recorded:
-        touch(target.parent / "meta.json")  # its last use, for `edgekit cache prune`
-        return True
-    log.warning("cache: the prepared ONNX %s was damaged (its sha256 changed): making it again", target)
-    shutil.rmtree(target.parent, ignore_errors=True)
-    return False
+    meta = _read_meta(target)
+    recorded = meta.get("sha256")
+    if not isinstance(recorded, str):
+        log.info("cache: the prepared ONNX %s records no sha256: making it again", target)
+        return False
+    if file_sha256(target) != recorded:
+        log.warning("cache: the prepared ONNX %s was damaged (its sha256 changed): making it again", target)
+        _remove(target.parent)
+        return False
+    if not all(target.with_name(name).is_file() for name in needs):
+        return False
+    touch(target.parent / "meta.json")  # its last use, for `edgekit cache prune`
+    return True
+
+
+def _remove(folder: Path) -> None:
+    """Remove a cache folder, first renamed into the work folder: a run looking it up meanwhile sees nothing,
+    never half of it (and a concurrent run that removed it first is no error)."""
+    aside = paths.work_dir("onnx-removed")
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.rename(aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _prepare_user_onnx(original: Path, target: Path, recipe: Recipe) -> str | None:
@@ -178,7 +245,7 @@ def _prepare_user_onnx(original: Path, target: Path, recipe: Recipe) -> str | No
     except Exception:  # noqa: BLE001 - shape inference is a help for onnx2tf, not a requirement
         pass
     onnx.save(model, str(tmp))
-    (target.parent / "meta.json").write_text(json.dumps({"simplifier": simplifier, "source": str(original)}))
+    _write_meta(target, {"simplifier": simplifier, "source": original.name})
     tmp.replace(target)
     return simplifier
 
