@@ -5,20 +5,27 @@ file imports labgrid and the standard library only (never edgekit), talks to the
 own ClientSession, and answers in JSON, one object per line on stdout (edgekit/lab/client.py reads them).
 
     places                      {"places": [...]} once
-    hold --tag K=V --count N    waits for free matching places, acquires them, then holds them until its stdin
-                                says `release [PLACE]` or closes; events: waiting, stale-released, acquired,
-                                released, error. A place without an available NetworkService (its exporter is
-                                gone) is never acquired: skipped, and said while waiting; a place this same
-                                edgekit holds (for another target of its run) is never taken a second time.
+    hold --tag K=V --count N    waits for free matching places, acquires them, then holds them until edgekit
+                                says so on its stdin (one JSON object a line: {"release": [PLACE...]}, every
+                                place when the list is empty; {"check": [PLACE...]}: still ours?) or its stdin
+                                closes; events: waiting, stale-released, acquired, released, checked, error. A
+                                place without an available NetworkService (its exporter is gone) is never
+                                acquired: skipped, and said while waiting; a place this same edgekit holds (for
+                                another target of its run) is never taken a second time.
     release-from --place P --holder HOST/USER   releases P only while HOST/USER still holds it
     kick --place P              releases P whoever holds it
     define --places JSON        [{"place", "matches", "tags"}]: each place created (if new), matched, tagged
 
 An edgekit holder names itself `USER.edgekit-PID-START` (LG_USERNAME): PID and START (the process's start
 time in clock ticks) of the edgekit process it holds for. The holder keeps the place while that process lives:
-its stdin closes when edgekit exits in any way (even SIGKILL) and the places are released then. If both die
-at once (power loss), a later holder on the same host finds the place held by a dead edgekit and releases it
-with release-from (atomic: nothing is released that someone else took meanwhile).
+its stdin closes when edgekit exits in any way (even SIGKILL) and every place is released then, whether or not
+anyone still reads what it says. If both die at once (power loss), a later holder on the same host finds the
+place held by a dead edgekit and releases it with release-from (atomic: nothing is released that someone else
+took meanwhile).
+
+A place is ours while the coordinator records this holder on it. A teammate's kick, or a coordinator restart
+(labgrid 26 forgets every hold when it starts), ends that: `released` and `checked` then say `lost_to` (its
+holder now, None when free) and never release it; after a restart the session is opened again to find out.
 """
 
 from __future__ import annotations
@@ -43,8 +50,23 @@ CONNECT_S = 10.0
 HOLDER = re.compile(r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)$")
 
 
+_SILENCED: list[bool] = []  # edgekit's end of stdout is closed: nothing more is said
+
+
 def emit(event: str, **fields: object) -> None:
-    print(json.dumps({"event": event, **fields}), flush=True)
+    """One event for edgekit. Never raises: once edgekit is gone (its pipe closed: BrokenPipeError) the helper
+    still has every place to give back, so stdout goes to /dev/null and the work goes on."""
+    if _SILENCED:
+        return
+    try:
+        sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        _SILENCED.append(True)
+        try:  # what is still buffered is flushed at exit: into /dev/null, not into a second BrokenPipeError
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
 
 
 def process_start(pid: int) -> int | None:
@@ -192,7 +214,10 @@ async def release(session: Any, name: str, fromuser: str | None = None) -> str |
 
 async def unreachable(session: Any) -> str | None:
     """Why the coordinator cannot be reached on this session (its stream ended, or no answer within CALL_S), or
-    None. labgrid's sync returns, without an error, once the stream has ended: the session says so."""
+    None. labgrid's sync returns, without an error, once the stream has ended: the session says so (and a sync
+    asked after that would never be answered)."""
+    if session.stopping.is_set():
+        return "the coordinator closed the connection"
     try:
         await asyncio.wait_for(session.sync_with_coordinator(), CALL_S)
     except TimeoutError:
@@ -216,27 +241,70 @@ def me(session: Any) -> str:
     return f"{session.gethostname()}/{session.getuser()}"
 
 
-async def release_own(session: Any, name: str) -> dict[str, object]:
+class Link:
+    """The helper's session to the coordinator while it holds places, opened again when it ended (a coordinator
+    restart, a dropped connection): whether a place is still ours is asked of the coordinator as it is now."""
+
+    def __init__(self, address: str, session: Any) -> None:
+        self.address = address
+        self.session = session
+        self.renewed = False  # the session was opened again since the places were acquired
+
+    async def ready(self) -> str | None:
+        """None when the coordinator answers on this link (on a new session if the old one ended), else why not."""
+        if await unreachable(self.session) is None:
+            return None
+        try:
+            fresh = await connect(self.address)
+        except Exception as exc:  # noqa: BLE001 - labgrid's or grpc's: the coordinator is still gone
+            return f"the coordinator cannot be reached ({str(exc) or type(exc).__name__})"
+        try:
+            await asyncio.wait_for(self.session.stop(), CALL_S)
+        except Exception:  # noqa: BLE001 - the old session is dead already: nothing to close cleanly
+            pass
+        self.session, self.renewed = fresh, True
+        return None
+
+
+RESTARTED = "the coordinator's connection dropped meanwhile (a coordinator restart forgets every hold)"
+
+
+async def still_ours(link: Link, name: str) -> dict[str, object]:
+    """{} while this holder holds `name`; else `lost_to` (its holder now, None when free) and, when the session
+    had to be opened again, `why`; or `error` when the coordinator cannot say."""
+    why = await link.ready()
+    if why:
+        return {"error": why}
+    place = link.session.places.get(name)
+    holder = place.acquired if place is not None else None
+    if holder == me(link.session):
+        return {}
+    return {"lost_to": holder, **({"why": RESTARTED} if link.renewed else {})}
+
+
+async def release_own(link: Link, name: str) -> dict[str, object]:
     """Release `name` only while this session still holds it (labgrid's ReleasePlace without `fromuser` releases
     whoever holds it: a place kicked from edgekit and taken by a teammate was released from under them). The
     fields of the `released` event: `error` (why the coordinator did not release it) and, for a place that was
-    taken from us meanwhile (`edgekit lab release --kick`, `labgrid-client release -k`), `lost_to` (its holder
-    now, or None when it is free)."""
-    lost = await unreachable(session)
-    if lost:
-        return {"error": lost}
-    place = session.places.get(name)
-    holder = place.acquired if place is not None else None
-    if holder != me(session):
-        return {"error": None, "lost_to": holder}
-    return {"error": await release(session, name, fromuser=holder)}
+    taken from us meanwhile (`edgekit lab release --kick`, `labgrid-client release -k`, a coordinator restart),
+    `lost_to` (its holder now, or None when it is free)."""
+    try:
+        found = await still_ours(link, name)
+        if found:
+            return {"error": None, **found} if "lost_to" in found else found
+        return {"error": await release(link.session, name, fromuser=me(link.session))}
+    except Exception as exc:  # noqa: BLE001 - one place's failure never keeps the others from being released
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 async def do_hold(args: argparse.Namespace) -> int:
     """While waiting, this process is in edgekit's process group: a Ctrl-C at the terminal (or a SIGTERM to the
     group) reaches it too and ends the wait at once. Once it holds places it leaves the group (setsid) and ignores
-    SIGINT: edgekit handles the Ctrl-C and says when to release, and a kill of edgekit's group still leaves it to
-    release the places."""
+    SIGINT and SIGTERM: edgekit handles them and says when to release (a nightly first waits up to 30 s for the
+    boards still measuring), and the places go back when edgekit says so or is gone (its pipe closes), never
+    under its feet. systemd's stop (and its start timeout) sends SIGTERM to every process of the unit at once:
+    a helper that released then gave the boards away while edgekit's agents still ran on them. SIGKILL still
+    ends it; edgekit finds out when it gives the places back (edgekit/lab/client.py)."""
     interrupted: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda got, _frame: interrupted.append(got))
@@ -244,6 +312,7 @@ async def do_hold(args: argparse.Namespace) -> int:
     reader = asyncio.StreamReader()  # edgekit's pipe: closed (at_eof) as soon as edgekit is gone
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     session = await connect(args.coordinator)
+    link = Link(args.coordinator, session)
     tags = dict(t.split("=", 1) for t in args.tag)
     hostname = os.environ.get("LG_HOSTNAME", socket.gethostname())
     start = time.monotonic()
@@ -311,7 +380,7 @@ async def do_hold(args: argparse.Namespace) -> int:
             break
         if interrupted or reader.at_eof() or os.getppid() != parent:  # Ctrl-C, or edgekit gave up or is gone
             for name in held:
-                await release_own(session, name)
+                await release_own(link, name)
             emit(
                 "error",
                 kind="interrupted",
@@ -340,7 +409,7 @@ async def do_hold(args: argparse.Namespace) -> int:
                 tags=tags,
             )
             for name in held:
-                await release_own(session, name)
+                await release_own(link, name)
             return EXIT_TIMEOUT
         key = (tuple((h["place"], h["by"]) for h in holders), tuple(skipped))
         if key != last_said or time.monotonic() - said_at >= args.say_every:
@@ -358,40 +427,73 @@ async def do_hold(args: argparse.Namespace) -> int:
     except OSError:
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # see the docstring
     if interrupted:
         for name in held:
-            await release_own(session, name)
+            await release_own(link, name)
         emit("error", kind="interrupted", message=f"{stopped_by(interrupted)} while acquiring")
         return EXIT_INTERRUPTED
     now_wall = time.time()
     acquired = [describe(session, session.places[n], now_wall) for n in held]
     emit("acquired", places=acquired, seconds=round(time.monotonic() - start, 3))
-    return await hold_until_told(session, held, reader)
+    return await hold_until_told(link, held, reader)
 
 
-async def hold_until_told(session: Any, held: list[str], reader: asyncio.StreamReader) -> int:
-    """Keep the places until stdin says `release [PLACE]` or closes (edgekit gone), or SIGTERM."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+async def hold_until_told(link: Link, held: list[str], reader: asyncio.StreamReader) -> int:
+    """Keep the places until edgekit says `release` or its pipe closes (edgekit done, or gone: then every place
+    is released first, each whatever happened to the one before, and said after, to whoever still listens).
+    `check` answers whether a place is still ours; one that is not is never released, and no longer held."""
+    lost: dict[str, object] = {}  # place -> its holder now: taken from us, never to be released by us
     while held:
-        line_task = asyncio.ensure_future(reader.readline())
-        stop_task = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait({line_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        line = line_task.result().decode().strip() if line_task in done else ""
-        for task in (line_task, stop_task):
-            task.cancel()
-        parts = line.split()
-        names = parts[1:] if parts[:1] == ["release"] and len(parts) > 1 else list(held)
-        if parts[:1] != ["release"] and line_task in done and line_task.result():
-            continue  # an unknown line: ignored
-        for name in names:
-            if name in held:
+        line = await reader.readline()
+        if not line:
+            done = {}
+            for name in list(held):
                 t0 = time.monotonic()
-                outcome = await release_own(session, name)
+                done[name] = {**await release_own(link, name), "seconds": round(time.monotonic() - t0, 3)}
+            held.clear()
+            for name, outcome in done.items():
+                emit("released", place=name, **outcome)
+            break
+        try:
+            command = json.loads(line)
+        except ValueError:
+            continue  # not a command: ignored
+        if not isinstance(command, dict):
+            continue
+        verb = "release" if "release" in command else "check" if "check" in command else None
+        names = [str(n) for n in command.get(verb) or []] if verb else []
+        if verb == "release":
+            for name in names or list(held):
+                if name not in held:
+                    said = {"error": None, "lost_to": lost[name]} if name in lost else {"error": "not held"}
+                    emit("released", place=name, seconds=0.0, **said)
+                    continue
+                t0 = time.monotonic()
+                outcome = await release_own(link, name)
                 held.remove(name)
                 emit("released", place=name, seconds=round(time.monotonic() - t0, 3), **outcome)
-    await session.stop()
+        elif verb == "check":
+            for name in names:
+                if name not in held:
+                    emit(
+                        "checked",
+                        place=name,
+                        **({"lost_to": lost[name]} if name in lost else {"error": "not held"}),
+                    )
+                    continue
+                try:
+                    found = await still_ours(link, name)
+                except Exception as exc:  # noqa: BLE001 - said as data; the place stays held
+                    found = {"error": f"{type(exc).__name__}: {exc}"}
+                if "lost_to" in found:
+                    held.remove(name)
+                    lost[name] = found["lost_to"]
+                emit("checked", place=name, **found)
+    try:
+        await asyncio.wait_for(link.session.stop(), CALL_S)
+    except Exception:  # noqa: BLE001 - the places are given back already; a dead session is no error
+        pass
     return 0
 
 

@@ -3,12 +3,16 @@ boards. Each place is an OpenSSH server of its own (own port, host key and home)
 `edgekit emu` device's arm64 python; two places may share one device's assets (pi4-a and pi4-b both run
 pi4-emu's cortex-a72 python) and never share a work dir, so they measure in parallel like two boards.
 
-Used by the tests (tests/test_lab.py) and to try a lab out; nothing here is needed by a real lab.
+`start_bare` stands up the coordinator and an exporter only, whose NetworkServices lead to no board: what happens
+between edgekit and the lab (waiting, holding, losing and giving back places) without deploying anything.
+
+Used by the tests (tests/test_lab*.py) and to try a lab out; nothing here is needed by a real lab.
 """
 
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import signal
 import socket
@@ -92,6 +96,52 @@ def start(root: Path, places: list[RigPlace]) -> Rig:
         rig.stop()
         raise
     return rig
+
+
+def start_bare(root: Path, places: dict[str, dict[str, str]]) -> Rig:
+    """A coordinator and one exporter (`rig`) publishing a NetworkService per place (127.0.0.1, port 22, this
+    user) with no board behind it, the places defined with their tags; stop it with `Rig.stop`."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "places.yaml").unlink(missing_ok=True)
+    port = _free_port()
+    rig = Rig(root, f"127.0.0.1:{port}", root / "no-key", [])
+    try:
+        start_coordinator(rig)
+        rig.pids.append(_start_exporter(rig, "rig", dict.fromkeys(places, 22)))
+        client = LabClient(rig.coordinator)
+        client.define([(name, [f"rig/{name}/NetworkService"], tags) for name, tags in places.items()])
+        _wait_services(client, set(places))
+    except BaseException:
+        rig.stop()
+        raise
+    return rig
+
+
+def start_coordinator(rig: Rig) -> int:
+    """The rig's coordinator on its address (again, after a stop: it reads the places.yaml it saved), working in
+    rig.root; its pid, also the first of rig.pids."""
+    pid = _spawn(
+        [str(lab_python().parent / "labgrid-coordinator"), "-l", rig.coordinator], rig.root, "coordinator"
+    )
+    if rig.pids:
+        rig.pids[0] = pid
+    else:
+        rig.pids.append(pid)
+    _wait_port(int(rig.coordinator.rsplit(":", 1)[1]), "labgrid-coordinator", rig.root / "coordinator.log")
+    return pid
+
+
+def add_service(rig: Rig, exporter: str, place: str, service: dict[str, object], tags: dict[str, str]) -> int:
+    """An exporter of its own publishing `place`'s NetworkService as given (address, username, port: whatever an
+    exporter's YAML may say), the place defined; its process group, to stop with `_stop_group`."""
+    config = rig.root / f"{exporter}.yaml"
+    config.write_text(json.dumps({place: {"NetworkService": service}}))  # JSON is YAML: any value, quoted
+    argv = [str(lab_python().parent / "labgrid-exporter"), "-c", rig.coordinator, "-n", exporter]
+    pid = _spawn([*argv, "--hostname", "127.0.0.1", str(config)], rig.root, exporter)
+    client = LabClient(rig.coordinator)
+    client.define([(place, [f"{exporter}/{place}/NetworkService"], tags)])
+    _wait_services(client, {place})
+    return pid
 
 
 def add_exporter(rig: Rig, exporter: str, place: str, port: int, tags: dict[str, str]) -> int:
