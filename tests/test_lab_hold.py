@@ -186,3 +186,92 @@ def test_a_coordinator_restart_under_a_hold_is_a_lost_place(tmp_path: Path) -> N
             lease.close()
     finally:
         solo.stop()
+
+
+def test_an_endless_or_huge_wait_is_refused_as_bad_input(tmp_path: Path) -> None:
+    """`lab.wait_s: .inf` (or 1e300) was accepted and ended in an internal OverflowError when the wait began
+    ('ensure: unexpected OverflowError'); `edgekit targets` showed the target as fine. It is a TargetError
+    naming the field now (exit 2), from the file and from --set alike."""
+    from edgekit.errors import TargetError
+    from edgekit.target import load_target
+
+    path = tmp_path / "lab-forever.yaml"
+    for value in (".inf", "1e300", ".nan", "86401"):
+        path.write_text(f"lab: {{coordinator: '127.0.0.1:1', tags: {{board: pi4}}, wait_s: {value}}}\n")
+        with pytest.raises(TargetError, match=r"lab\.wait_s") as refused:
+            load_target(path)
+        assert refused.value.exit_code == 2
+    path.write_text("lab: {coordinator: '127.0.0.1:1', tags: {board: pi4}, wait_s: 86400}\n")
+    assert load_target(path).lab.wait_s == 86400  # type: ignore[union-attr]
+    with pytest.raises(TargetError, match=r"lab\.wait_s.*--set"):
+        load_target(path, ["lab.wait_s=inf"])
+
+
+def test_a_place_name_or_service_edgekit_would_refuse_in_a_target_file_is_refused(
+    rig: lab_rig.Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A coordinator takes any place name from anyone who reaches it (labgrid has no authentication), and the
+    board target was built without the Target checks: a place named '../../escaped' became the name of the
+    run's local folder (runs/<stamp>/../../escaped) and of its folder on the board, removed with rm -rf; a
+    NetworkService username '-oProxyCommand=...' went to ssh. Both are refused now, by deploy and by the nightly,
+    and the place is given back."""
+    from edgekit.lab import spread as spread_module
+    from edgekit.lab.acquire import acquire_target
+    from edgekit.lab.errors import LabError
+    from edgekit.lab.spread import spread
+    from edgekit.target import Target
+
+    exporters = [
+        lab_rig.add_service(
+            rig,
+            "evil1",
+            "../../escaped",
+            {"address": "127.0.0.1", "username": "pi", "port": 22},
+            {"board": "evil"},
+        ),
+        lab_rig.add_service(
+            rig,
+            "evil2",
+            "evil-b",
+            {"address": "127.0.0.1", "username": "-oProxyCommand=touch /tmp/owned", "port": 22},
+            {"board": "evil2"},
+        ),
+    ]
+    try:
+        for board, said in (
+            ("evil", r"place '\.\./\.\./escaped' of the lab is refused: its name: "),
+            ("evil2", r"place 'evil-b' of the lab is refused: its NetworkService's username: "),
+        ):
+            template = Target.model_validate(
+                {"name": f"lab-{board}", "lab": {"coordinator": rig.coordinator, "tags": {"board": board}}}
+            )
+            with pytest.raises(LabError, match=said):
+                acquire_target(template)
+            assert holders(rig)["../../escaped"] is None and holders(rig)["evil-b"] is None  # given back
+
+        target = tmp_path / "lab-evil.yaml"
+        target.write_text(f"lab: {{coordinator: '{rig.coordinator}', tags: {{board: evil}}, wait_s: 5}}\n")
+        recipe = tmp_path / "tiny.yaml"
+        recipe.write_text((REPO / "recipes" / "tiny.yaml").read_text())
+        deployed: list[str] = []
+        lines: list[str] = []
+        monkeypatch.setattr(spread_module, "_convert", lambda _recipe, _log: [])
+        done = spread(
+            [recipe], [str(target)], lines.append, deploy_one=lambda _r, t, _a: deployed.append(t.name)
+        )  # type: ignore[arg-type]
+        assert deployed == [] and done.board_type == {}, lines
+        assert any("../../escaped left out: " in m and "is refused: its name" in m for m in lines), lines
+        assert holders(rig)["../../escaped"] is None
+    finally:
+        for pid in exporters:
+            lab_rig._stop_group(pid)
+        client = LabClient(rig.coordinator)
+        free_all(rig)
+        env = {**os.environ, "LG_COORDINATOR": rig.coordinator}
+        for place in ("../../escaped", "evil-b"):
+            subprocess.run(
+                [str(lab_python().parent / "labgrid-client"), "-p", place, "delete"],
+                env=env,
+                capture_output=True,
+            )
+        assert "evil-b" not in {p.name for p in client.places()}

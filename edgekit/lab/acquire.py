@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import TargetError
-from edgekit.lab.client import LabClient, Lease, Say
+from edgekit.lab.client import LabClient, Lease, PlaceHold, Say
 from edgekit.lab.errors import LabError, no_matching_place, no_reachable_place
 from edgekit.lab.place import Place, matches
 from edgekit.paths import data_dir
@@ -105,8 +105,9 @@ def check_no_address(template: Target) -> None:
         )
 
 
-def place_target(template: Target, place: Place, lease: Lease | None) -> Target:
-    """The SSH target for one acquired place (its NetworkService: address, port, user unless the file sets one)."""
+def place_target(template: Target, place: Place, lease: Lease | PlaceHold | None) -> Target:
+    """The SSH target for one acquired place (its NetworkService: address, port, user unless the file sets one),
+    its name, address and user checked as a target file's are (check_place)."""
     service = place.service
     if service is None:
         raise LabError(
@@ -116,20 +117,53 @@ def place_target(template: Target, place: Place, lease: Lease | None) -> Target:
             hint=f"labgrid-client -p {place.name} show; the exporter's YAML needs a NetworkService "
             "with address, username and port",
         )
+    user = template.user or service.username
+    check_place(template, place, service.address, service.port, user)
     update: dict[str, Any] = {
         "name": place.name,
         "host": service.address,
         "port": service.port,
-        "user": template.user or service.username,
+        "user": user,
         "known_hosts": known_hosts_for(place.name),
         "description": f"{place.name} ({' '.join(f'{k}={v}' for k, v in place.tags.items())}) via labgrid "
         f"{template.lab.address() if template.lab else '?'}",
     }
     if template.key is not None:
         update["key"] = Path(str(template.key).replace("{place}", place.name))
-    target = template.model_copy(update=update)
+    target = template.model_copy(update=update)  # fields checked above: model_copy checks nothing
     target._source = template.source
     target._overrides = template._overrides
     target._lease = lease
     target._place = place
     return target
+
+
+def check_place(template: Target, place: Place, address: str, port: int, user: str | None) -> None:
+    """A place's name names folders here (runs/, the store's history) and on the board (its run folder, removed
+    with `rm -rf` at the end), its NetworkService's address and user go to ssh, and a coordinator takes any
+    string from anyone who reaches its port (labgrid has no authentication): they are read as a target file's
+    are, and a place they fail is refused (LabError naming the field), never turned into a path or a command."""
+    from pydantic import ValidationError
+
+    from edgekit.target import Target
+
+    try:
+        Target.model_validate({"name": place.name, "host": address, "port": port, "user": user})
+    except ValidationError as exc:
+        said = {
+            "name": "its name",
+            "host": "its NetworkService's address",
+            "port": "its NetworkService's port",
+        }
+        said["user"] = "the target's user" if template.user else "its NetworkService's username"
+        problems = "; ".join(
+            f"{said.get(str(e['loc'][0]), str(e['loc'][0])) if e['loc'] else 'it'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise LabError(
+            f"place {place.name!r} of the lab is refused: {problems}",
+            where=template.name,
+            hint="a place's name is a board's name (letters, digits, '.', '_', '-'; no '/' or '..'), its "
+            "NetworkService a plain address and user name: the lab's admin renames the place "
+            "(labgrid-client create / delete) or fixes the exporter's YAML",
+        ) from None

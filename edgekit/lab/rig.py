@@ -132,14 +132,15 @@ def start_coordinator(rig: Rig) -> int:
 
 
 def add_service(rig: Rig, exporter: str, place: str, service: dict[str, object], tags: dict[str, str]) -> int:
-    """An exporter of its own publishing `place`'s NetworkService as given (address, username, port: whatever an
-    exporter's YAML may say), the place defined; its process group, to stop with `_stop_group`."""
+    """An exporter of its own publishing one NetworkService as given (address, username, port: whatever an
+    exporter's YAML may say) in its group `board`, and `place` (any name the coordinator takes) matching it; its
+    process group, to stop with `_stop_group`."""
     config = rig.root / f"{exporter}.yaml"
-    config.write_text(json.dumps({place: {"NetworkService": service}}))  # JSON is YAML: any value, quoted
+    config.write_text(json.dumps({"board": {"NetworkService": service}}))  # JSON is YAML: any value, quoted
     argv = [str(lab_python().parent / "labgrid-exporter"), "-c", rig.coordinator, "-n", exporter]
     pid = _spawn([*argv, "--hostname", "127.0.0.1", str(config)], rig.root, exporter)
     client = LabClient(rig.coordinator)
-    client.define([(place, [f"{exporter}/{place}/NetworkService"], tags)])
+    client.define([(place, [f"{exporter}/board/NetworkService"], tags)])
     _wait_services(client, {place})
     return pid
 

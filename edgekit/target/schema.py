@@ -109,12 +109,12 @@ def parse_hop(hop: str) -> tuple[str | None, str, int]:
 class LabSpec(BaseModel):
     """A place to acquire: by name, or any free place carrying every tag."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # an infinite wait is a hang, not a value
 
     coordinator: str | None = None  # HOST[:PORT]; default $LG_COORDINATOR, else 127.0.0.1:20408
     tags: dict[str, str] = Field(default_factory=dict)
     place: str | None = None
-    wait_s: float = Field(600.0, ge=0)  # how long to wait for a free place before LabWaitTimeout
+    wait_s: float = Field(600.0, ge=0, le=86400)  # how long to wait for a free place before LabWaitTimeout
 
     @field_validator("coordinator")
     @classmethod
