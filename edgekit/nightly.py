@@ -7,7 +7,9 @@ regression detection, report, exit status) runs exactly as it does at night.
 Exit status: 0 when nothing regressed (unreliable runs are reported but do not fail the night), 1 when a
 recipe regressed, missed a fidelity gate, failed where it used to work, or could not be deployed at all, and
 every night while a target has never produced a measurement (a board that failed at connect from its first
-night has no history to regress from, so it is flagged by name until it measures something). The report and
+night has no history to regress from, so it is flagged by name until it measures something), and when a lab
+target ran nothing, or not every recipe, tonight (no free place of its kind, the holders named; every board it got
+was taken from the night or failed at connect): it is said as such, not as a target never measured. The report and
 its verdict cover every target the night's deploys measured: the targets asked for and the host, which each
 deploy measures beside them.
 """
@@ -45,13 +47,16 @@ class NightlyOutcome:
     measured: list[str] = field(
         default_factory=list
     )  # every target tonight's recorded deploys ran on (host too)
+    unreached: dict[str, str] = field(
+        default_factory=dict
+    )  # lab target -> why it ran nothing or not all tonight
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
         regressed = bool(self.report and (self.report.regressions or self.report.failures))
-        return 1 if regressed or self.failures or self.never_measured else 0
+        return 1 if regressed or self.failures or self.never_measured or self.unreached else 0
 
 
 def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
@@ -84,6 +89,10 @@ def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
         counts.append(
             f"{len(outcome.never_measured)} target{'s' if len(outcome.never_measured) != 1 else ''} never measured"
         )
+    if outcome.unreached:
+        counts.append(
+            f"{len(outcome.unreached)} lab target{'s' if len(outcome.unreached) != 1 else ''} not reached"
+        )
     reasons = [f"{name}: {_first_line(why)}" for name, why in deploys.items()]
     reasons += [_first_line(outcome.failures["report"])] if "report" in outcome.failures else []
     reasons += [f"{f.recipe} {f.kind.value} {_first_line(flag_line(f))}" for f in [*regressions, *failed]]
@@ -91,6 +100,7 @@ def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
         f"{target} never measured" + (f" (tonight: {why})" if why else "")
         for target, why in outcome.never_measured.items()
     ]
+    reasons += [f"{target} not reached: {_first_line(why)}" for target, why in outcome.unreached.items()]
     more = f"; and {len(reasons) - most} more (see the report)" if len(reasons) > most else ""
     return f"nightly: {', '.join(counts)}" + (f": {'; '.join(reasons[:most])}{more}" if reasons else "")
 
@@ -208,6 +218,8 @@ def run_nightly(
         if outcome.lab is not None and outcome.lab.interrupted and not outcome.interrupted:
             outcome.interrupted = True  # what the boards finished is recorded; the night ends with 130
             log("lab: the night was interrupted (Ctrl-C or SIGTERM): what the boards finished is recorded")
+        if outcome.lab is not None:
+            outcome.unreached = _unreached(outcome.lab)
         targets = _target_names(targets)  # a target given as a file is stored under its name
         try:
             outcome.never_measured = _never_measured(store, targets, list(outcome.run_ids.values()))
@@ -357,8 +369,10 @@ def _lab_spread(
     files: list[Path], targets: Sequence[str], outcome: NightlyOutcome, log: Log
 ) -> tuple[DeployFn, list[str]]:
     """Run the matrix now, spread over the lab's free places; the loop then records what each recipe got.
-    Lab targets are replaced by the places they ran on (the report and the never-measured check are per board)."""
-    from edgekit.lab.spread import spread
+    Lab targets are replaced by the places they ran on (the report and the never-measured check are per board); a
+    lab target that got no place is left out of both (no run is ever stored under its name: it is said as not
+    reached, with why, not as never measured)."""
+    from edgekit.lab.spread import is_lab, spread
 
     done = outcome.lab = spread(files, targets, log)
 
@@ -370,8 +384,27 @@ def _lab_spread(
             raise EdgekitError("no board ran this recipe", where=str(path))
         return found
 
-    boards = [t for name in targets for t in ([b for b, k in done.board_type.items() if k == name] or [name])]
+    boards = [
+        t
+        for name in targets
+        for t in ([b for b, k in done.board_type.items() if k == name] if is_lab([name]) else [name])
+    ]
     return tonight, boards
+
+
+def _unreached(lab: Any) -> dict[str, str]:
+    """Lab targets that ran nothing tonight (no free place: the holders named; exporters down; the lab down), or
+    left recipes unrun (every board they got was taken from the night or failed at connect), with why."""
+    found = {name: f"no place tonight: {why.splitlines()[0]}" for name, why in lab.unavailable.items()}
+    for name, recipes in lab.unrun.items():
+        boards = "; ".join(
+            f"{board}: {why}" for board, why in lab.stopped.items() if lab.board_type.get(board) == name
+        )
+        found[name] = (
+            f"{len(recipes)} recipe(s) ran on no board of it ({', '.join(recipes)}): every board it got stopped "
+            f"taking recipes ({boards})"
+        )
+    return found
 
 
 def _target_names(targets: Sequence[str]) -> list[str]:

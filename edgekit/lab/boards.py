@@ -149,6 +149,9 @@ def board_lines(store: Any, done: SpreadOutcome, history: int = 14) -> list[str]
     busy = sum(done.board_seconds.values())
     unavailable = [
         f"  {name}: NO PLACE tonight: {why.splitlines()[0]}" for name, why in done.unavailable.items()
+    ] + [
+        f"  {name}: NOT RUN on any board of it tonight: {', '.join(left)}"
+        for name, left in done.unrun.items()
     ]
     lines = [
         f"lab: {len(done.boards)} board(s); wall {done.wall_s:.0f} s (conversions {done.convert_s:.0f} s, "
@@ -158,9 +161,11 @@ def board_lines(store: Any, done: SpreadOutcome, history: int = 14) -> list[str]
     ]
     for board, kind in done.board_type.items():
         facts = last_facts(store, board)
+        stopped = f"; STOPPED: {done.stopped[board]}" if board in done.stopped else ""
         lines.append(
             f"  {board} ({kind}): {len(done.jobs.get(board, []))} recipe(s) in "
-            f"{done.board_seconds.get(board, 0.0):.0f} s; last: {facts.summary() if facts else 'no run stored'}"
+            f"{done.board_seconds.get(board, 0.0):.0f} s{stopped}; last: "
+            f"{facts.summary() if facts else 'no run stored'}"
         )
     ids = {r.id for board in done.boards for r in store.runs(target=board, limit=history)}
     found = board_spread(store.load_many(ids).values(), done.board_type)

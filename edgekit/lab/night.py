@@ -2,6 +2,14 @@
 target (a lab target's acquires its places), one worker thread per board taking recipes from its target's queue,
 the stop on Ctrl-C or SIGTERM, every place given back, and each recipe's result settled from what its boards gave.
 
+A lab board stops taking recipes when its place is no longer this night's (a teammate kicked it, a coordinator
+restart dropped the hold: checked after every recipe, and the deploy itself fails that run with place_lost) or
+when its run failed at connect (a re-flashed board's new host key, sshd down behind a live exporter, a wrong key):
+such a board fails in a tenth of a second, so it emptied its type's queue while its healthy siblings spent
+minutes per recipe. Its recipe goes back on the queue for a sibling (its failed run stays in the result), and when
+no board of the type is left, what remains is said as not run on it. So a board whose queue is empty gives its
+place back only once no sibling is still deploying (a recipe of theirs may come back).
+
 A module of its own because it is the part with threads: what they share sits behind one lock in `Night`, and no
 thread changes the outcome once `Night.close()` ran (the caller reads it from then on).
 """
@@ -19,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from edgekit.convert.base import Artifact
 from edgekit.errors import EdgekitError
 from edgekit.lab.acquire import place_target
-from edgekit.lab.client import LabClient, Lease
+from edgekit.lab.client import LabClient, Lease, PlaceHold
 from edgekit.lab.errors import NotRun
 from edgekit.recipe import Recipe
 from edgekit.results import DeployResult, TargetRun
@@ -70,6 +78,8 @@ class Night:
         self.raised: dict[Path, list[_Raised]] = {p: [] for p in todo}
         self.pending: dict[Path, int] = {}  # recipe -> targets still to run it
         self.running: dict[str, Path] = {}  # board -> the recipe it is deploying now
+        self.workers: dict[str, int] = {}  # target -> its boards still taking recipes
+        self.missed: dict[Path, list[str]] = {p: [] for p in todo}  # recipe -> why a target never ran it
         self.leases: list[Lease] = []
         self.lock = threading.Lock()
         self.busy = 0
@@ -112,6 +122,8 @@ class Night:
         its worker at once. Whatever fails before a board starts (a lab error, an OSError starting labgrid's
         helper, a bug) is why this target got no place tonight: said, and its queue given up."""
         if template.lab is None:
+            with self.lock:
+                self.workers[name] = 1
             self.work(template, name, None)
             return
         try:
@@ -125,7 +137,9 @@ class Night:
             if not quiet:
                 self.log(f"lab: {name}: no place tonight: {why}")
         if not started:
-            self._give_up(name)
+            with self.lock:
+                why = self.outcome.unavailable.get(name, "no place tonight")
+            self._give_up(name, f"{name} got no place tonight ({why.splitlines()[0]})")
 
     def _acquire(self, name: str, template: Target) -> int:
         """Every free place of a lab target, each with its worker started; how many started."""
@@ -147,26 +161,34 @@ class Night:
         self.log(
             f"lab: {name}: acquired {', '.join(p.name for p in lease.places)} in {lease.acquire_s:.2f} s"
         )
-        started = 0
+        boards: list[Target] = []
         for place in lease.places:
-            try:
-                board = place_target(template, place, None).model_copy(update={"lab": None})
-            except Exception as exc:  # noqa: BLE001 - its exporter went between the acquiring and now (or a bug)
+            try:  # the board's transport checks after each recipe that the place is still ours (PlaceHold)
+                board = place_target(template, place, PlaceHold(lease)).model_copy(update={"lab": None})
+            except Exception as exc:  # noqa: BLE001 - its exporter went between the acquiring and now, a name or
+                # address edgekit refuses (or a bug): that place is left out, given back
                 self.log(f"lab: {name}: {place.name} left out: {error_text(exc)}")
                 self._release(lease, place.name)
                 continue
-            with self.lock:
-                if self.stopping.is_set() or self.closed:
-                    break
-                self.outcome.board_type[place.name] = name
-            self._start(self.work, board, name, lease, name=f"spread-{place.name}")
-            started += 1
-        if not started:
+            boards.append(board)
+        with self.lock:
+            stopped = self.stopping.is_set() or self.closed
+            if not stopped:
+                self.workers[name] = len(
+                    boards
+                )  # before any starts: one that stops at once sees its siblings
+                for board in boards:
+                    self.outcome.board_type[board.name] = name
+        if stopped:
+            return 0
+        for board in boards:
+            self._start(self.work, board, name, lease, name=f"spread-{board.name}")
+        if not boards:
             with self.lock:
                 if not (self.stopping.is_set() or self.closed):
                     self.outcome.unavailable[name] = "no place it acquired could be reached"
             lease.close()
-        return started
+        return len(boards)
 
     def _track(self, lease: Lease) -> None:
         with self.lock:
@@ -175,24 +197,36 @@ class Night:
         if late:  # the night ended while this lease was being asked for: it ends its wait now
             lease.close()
 
-    def _give_up(self, name: str) -> None:
-        """A target that got no place: its recipes wait for it no longer."""
+    def _give_up(self, name: str, why: str) -> list[Path]:
+        """A target that got no place, or whose every board stopped: its recipes wait for it no longer (each
+        keeps `why`); the ones it gave up."""
+        left: list[Path] = []
         while True:
             try:
                 path = self.queues[name].get_nowait()
             except queue.Empty:
-                return
+                return left
             with self.lock:
                 self.pending[path] -= 1
+                self.missed[path].append(why)
+            left.append(path)
 
     def work(self, target: Target, kind: str, lease: Lease | None) -> None:
         name, outcome = target.name, self.outcome
         _NIGHT.stop = self.stopping  # _deploy_one stops this board's deploy when the night stops
+        stopped: str | None = None  # why this board takes no more recipes
         while not self.stopping.is_set():
-            try:
-                path = self.queues[kind].get_nowait()
-            except queue.Empty:
-                break
+            with self.lock:  # a sibling puts a recipe back under this lock: never between the two looks
+                try:
+                    path: Path | None = self.queues[kind].get_nowait()
+                except queue.Empty:
+                    path = None
+                    busy = any(self.outcome.board_type.get(b) == kind for b in self.running if b != name)
+            if path is None:
+                if not busy:
+                    break
+                time.sleep(0.2)  # a sibling still deploying may put its recipe back (it stopped): wait for it
+                continue
             self.log(f"{name}: {path.name}")
             t = time.monotonic()
             with self.lock:
@@ -205,6 +239,8 @@ class Night:
             except Exception as exc:  # noqa: BLE001 - this recipe's failure on this board, said now
                 error = exc
                 self.log(f"{name}: {path.name}: deploy failed: {error_text(exc).splitlines()[0]}")
+            if lease is not None:
+                stopped = _why_stop(name, lease.check(name), result)
             with self.lock:
                 self.running.pop(name, None)
                 if self.closed:  # the night stopped waiting for this board: its result is dropped
@@ -212,15 +248,57 @@ class Night:
                 outcome.board_seconds[name] = outcome.board_seconds.get(name, 0.0) + time.monotonic() - t
                 outcome.jobs.setdefault(name, []).append(path.name)
                 self.last_end = time.monotonic()
-                self.pending[path] -= 1
+                if stopped is not None and not self.stopping.is_set():
+                    self.queues[kind].put(path)  # a sibling runs it; this board's run stays in the result
+                    outcome.stopped[name] = stopped
+                else:
+                    self.pending[path] -= 1
                 if error is not None:
                     self.raised[path].append(_Raised(name, target, error))
                 elif result is not None:
                     self.parts[path].append(result)
-        if lease is not None and not self.stopping.is_set():
-            seconds = self._release(lease, name)
-            if seconds is not None:
-                self.log(f"{name}: queue empty, released ({seconds:.3f} s)")
+            if stopped is not None:
+                self.log(
+                    f"lab: {name}: {stopped}: it takes no more recipes tonight; {path.name} goes back to the queue"
+                )
+                break
+        self._leave(kind)
+        if lease is None or self.stopping.is_set() or name in lease.lost:  # a place taken is not ours to give
+            return
+        seconds = self._release(lease, name)
+        if seconds is not None:
+            self.log(f"{name}: {'stopped' if stopped else 'queue empty'}, released ({seconds:.3f} s)")
+
+    def _leave(self, kind: str) -> None:
+        """A board of `kind` takes no more recipes. The last one to go leaves nothing in the queue: what a
+        stopped board put back and no sibling took is given up, said with every stopped board's reason."""
+        with self.lock:
+            self.workers[kind] -= 1
+            if self.workers[kind] or self.stopping.is_set() or self.closed:
+                return
+            why = "; ".join(
+                f"{board}: {reason}"
+                for board, reason in self.outcome.stopped.items()
+                if self.outcome.board_type.get(board) == kind
+            )
+        if not why:
+            return
+        given_up = self._give_up(kind, f"every board of {kind} stopped taking recipes ({why})")
+        with self.lock:  # a recipe its stopped board ran (and failed) is in the results: not "not run"
+            boards = {b for b, k in self.outcome.board_type.items() if k == kind}
+            left = [
+                p
+                for p in given_up
+                if not any(r.target in boards for part in self.parts[p] for r in part.runs)
+                and not any(r.board in boards for r in self.raised[p])
+            ]
+        if left:
+            with self.lock:
+                self.outcome.unrun[kind] = [p.name for p in left]
+            self.log(
+                f"lab: {kind}: every board it got stopped taking recipes ({why}): not run on it tonight: "
+                + ", ".join(p.name for p in left)
+            )
 
     def _release(self, lease: Lease, place: str) -> float | None:
         """One place given back; how long the coordinator took, or None when the release failed (said: every
@@ -313,6 +391,10 @@ class Night:
                 outcome.results[path] = NotRun(
                     f"not run: the night was {STOPPED} before a board finished it", where=str(path)
                 )
+            elif self.missed[path]:  # every target gave it up: why, not "no board ran this recipe"
+                outcome.results[path] = EdgekitError(
+                    f"no board ran this recipe: {'; '.join(self.missed[path])}", where=str(path)
+                )
 
 
 def _settled(path: Path, parts: list[DeployResult], raised: list[_Raised]) -> DeployResult | Exception:
@@ -348,6 +430,20 @@ def _settled(path: Path, parts: list[DeployResult], raised: list[_Raised]) -> De
     error = EdgekitError("; ".join(f"on {r.board}: {error_text(r.error)}" for r in raised), where=str(path))
     error.result = merged  # type: ignore[attr-defined]  # what the boards measured, recorded by the nightly
     return error
+
+
+def _why_stop(board: str, lost: str | None, result: DeployResult | None) -> str | None:
+    """Why a lab board takes no more recipes after this one: its place is no longer ours, or its run failed at
+    connect (every recipe would fail there, in a tenth of a second each); None: it goes on."""
+    if lost is not None:
+        return f"taken from this night ({lost})"
+    run = next((r for r in result.runs if r.target == board), None) if result is not None else None
+    if run is None or run.status == "ok" or run.interrupted:
+        return None
+    error = (run.error or "").strip()
+    if error.startswith(("connect:", "ensure:")):
+        return f"failed at {error.splitlines()[0]}"
+    return None
 
 
 _NIGHT = threading.local()  # each board's worker thread: `stop`, the night's Ctrl-C event

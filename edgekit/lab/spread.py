@@ -62,6 +62,12 @@ class SpreadOutcome:
         default_factory=dict
     )  # place -> seconds the coordinator took to release
     unavailable: dict[str, str] = field(default_factory=dict)  # lab target -> why it got no place tonight
+    stopped: dict[str, str] = field(
+        default_factory=dict
+    )  # place -> why it took no more recipes (lost, broken)
+    unrun: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # lab target -> recipes no board of it ran: every board it got stopped
     raised: dict[Path, dict[str, str]] = field(
         default_factory=dict
     )  # recipe -> board -> why its deploy raised
@@ -88,6 +94,15 @@ def spread(
     start = time.monotonic()
     outcome = SpreadOutcome()
     templates = _usable_targets(list(dict.fromkeys(targets)), log, outcome)
+    if not templates:  # every target is a lab's with no place of its kind reachable: nothing to convert for
+        log("lab: no target can be reached tonight: nothing converted, no place acquired")
+        why = "; ".join(
+            f"{name} got no place tonight ({w.splitlines()[0]})" for name, w in outcome.unavailable.items()
+        )
+        for path in recipes:
+            outcome.results[path] = EdgekitError(f"no board ran this recipe: {why}", where=str(path))
+        outcome.wall_s = time.monotonic() - start
+        return outcome
     t0 = time.monotonic()
     loaded, artifacts = _convert_all(recipes, log, outcome)
     outcome.convert_s = time.monotonic() - t0
@@ -114,9 +129,12 @@ def spread(
 
 
 def _usable_targets(targets: Sequence[str], log: Log, outcome: SpreadOutcome) -> list[tuple[str, Target]]:
-    """Every target, read (a bad one is refused before converting, exit 2); a lab target whose lab has no place
-    of its kind, or none reachable, gets no place tonight and the others go on (said before converting). Two
-    names of one board (`pi4` and its file) are one target: one worker per board."""
+    """Every target, read (a bad one is refused before converting, exit 2); so is a lab target no place of its
+    lab matches (a misspelt tag: NoMatchingPlace) or one labgrid's environment is missing for (LabSetupError),
+    as deploy refuses them: bad input, said before any work, not "no place tonight" after converting everything.
+    A lab target whose lab is down, or whose every place is unreachable (exporters down), gets no place tonight
+    and the others go on (said before converting). Two names of one board (`pi4` and its file) are one target:
+    one worker per board."""
     from edgekit.lab.errors import LabError
 
     usable: list[tuple[str, Target]] = []
@@ -126,6 +144,8 @@ def _usable_targets(targets: Sequence[str], log: Log, outcome: SpreadOutcome) ->
             try:
                 check_matchable(template)
             except LabError as exc:
+                if exc.exit_code == 2:  # the input is wrong, not the lab: no night makes it right
+                    raise
                 outcome.unavailable[name] = str(exc)
                 log(f"lab: {name}: no place tonight: {exc}")
                 continue
