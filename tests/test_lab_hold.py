@@ -4,6 +4,7 @@ killed, when it is signalled or killed itself, and when the coordinator restarts
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
 import subprocess
@@ -275,3 +276,70 @@ def test_a_place_name_or_service_edgekit_would_refuse_in_a_target_file_is_refuse
                 capture_output=True,
             )
         assert "evil-b" not in {p.name for p in client.places()}
+
+
+def test_a_live_edgekit_whose_pid_this_host_cannot_see_is_never_released_as_stale(rig: lab_rig.Rig) -> None:
+    """Two edgekits sharing a host name but not a PID namespace (containers with the host's name, two CI jobs on
+    one runner): the second looked up the first's PID in its own /proc, found it gone, and released the first's
+    live hold as 'held by a dead edgekit', then took the board. A holder now names its machine, boot and PID
+    namespace: one whose PID cannot be looked up from here (another namespace, or the older form that does not
+    say) is never judged dead; one of this namespace whose process is gone still is."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+    from edgekit.lab.errors import LabWaitTimeout
+
+    here = os.environ.get("LG_HOSTNAME", socket.gethostname())
+    user = getpass.getuser()
+    start = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]
+    in_a_container = (
+        f"{user}.edgekit-1-{int(start) + 7}"  # the review's repro: pid 1 of another PID namespace
+    )
+
+    def elsewhere() -> str:  # the same in the new form: this machine and boot, another PID namespace
+        from edgekit.lab.helper import identity
+
+        return f"{user}.edgekit-999999-{start}-{identity().rsplit('n', 1)[0]}n12345"
+
+    lgc = str(lab_python().parent / "labgrid-client")
+    env = {**os.environ, "LG_COORDINATOR": rig.coordinator, "LG_HOSTNAME": here}
+    client = LabClient(rig.coordinator)
+    try:
+        for make in (lambda: in_a_container, elsewhere):
+            holder = make()
+            subprocess.run(
+                [lgc, "-p", "pi5-a", "acquire"],
+                env={**env, "LG_USERNAME": holder},
+                check=True,
+                capture_output=True,
+            )
+            said: list[str] = []
+            with pytest.raises(LabWaitTimeout):
+                client.hold(LabSpec(tags={"board": "pi5"}, wait_s=2), say=said.append)
+            assert holders(rig)["pi5-a"] == f"{here}/{holder}", said
+            assert not any("dead edgekit" in s for s in said), said
+            listing = CliRunner().invoke(app, ["lab", "-x", rig.coordinator], terminal_width=250)
+            assert listing.exit_code == 0 and "STALE" not in listing.output, listing.output
+            refused = CliRunner().invoke(app, ["lab", "release", "pi5-a", "-x", rig.coordinator])
+            assert "not a dead edgekit of this host" in str(refused.exception), refused.output
+            client.kick("pi5-a")
+
+        from edgekit.lab.helper import identity
+
+        dead_here = f"{user}.edgekit-999999-{start}-{identity()}"  # this namespace, its process gone
+        subprocess.run(
+            [lgc, "-p", "pi5-a", "acquire"],
+            env={**env, "LG_USERNAME": dead_here},
+            check=True,
+            capture_output=True,
+        )
+        said = []
+        lease = client.hold(LabSpec(tags={"board": "pi5"}, wait_s=10), say=said.append)
+        try:
+            assert any("held by a dead edgekit" in s and dead_here in s for s in said), said
+        finally:
+            lease.close()
+    finally:
+        free_all(rig)

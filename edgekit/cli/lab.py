@@ -113,15 +113,14 @@ def lab_cmd(
 
 
 def _is_stale(place: object) -> bool:
+    """Held by an edgekit of this machine that is gone (edgekit/lab/helper.py's `stale`, as the holder judges)."""
     import os
     import socket
 
-    from edgekit.lab.helper import process_start
-    from edgekit.lab.place import HOLDER
+    from edgekit.lab.helper import stale
 
-    m = HOLDER.match(getattr(place, "holder", None) or "")
     here = os.environ.get("LG_HOSTNAME", socket.gethostname())  # as labgrid names this host
-    return m is not None and m["host"] == here and process_start(int(m["pid"])) != int(m["start"])
+    return stale(getattr(place, "holder", None) or "", here)
 
 
 @lab_app.command("release")

@@ -58,10 +58,12 @@ def lab_python() -> Path:
 
 
 def holder_name() -> str:
-    """The labgrid user this process holds places as: USER.edgekit-PID-START (see helper.py)."""
+    """The labgrid user this process holds places as: USER.edgekit-PID-START-mMACHINEbBOOTnPIDNS (helper.py)."""
+    from edgekit.lab.helper import identity
+
     with open(f"/proc/{os.getpid()}/stat") as fh:
         start = fh.read().rsplit(")", 1)[1].split()[19]
-    return f"{getpass.getuser()}.edgekit-{os.getpid()}-{start}"
+    return f"{getpass.getuser()}.edgekit-{os.getpid()}-{start}-{identity()}"
 
 
 class LabClient:

@@ -16,12 +16,16 @@ own ClientSession, and answers in JSON, one object per line on stdout (edgekit/l
     kick --place P              releases P whoever holds it
     define --places JSON        [{"place", "matches", "tags"}]: each place created (if new), matched, tagged
 
-An edgekit holder names itself `USER.edgekit-PID-START` (LG_USERNAME): PID and START (the process's start
-time in clock ticks) of the edgekit process it holds for. The holder keeps the place while that process lives:
-its stdin closes when edgekit exits in any way (even SIGKILL) and every place is released then, whether or not
-anyone still reads what it says. If both die at once (power loss), a later holder on the same host finds the
-place held by a dead edgekit and releases it with release-from (atomic: nothing is released that someone else
-took meanwhile).
+An edgekit holder names itself `USER.edgekit-PID-START-mMACHINEbBOOTnPIDNS` (LG_USERNAME): PID and START (the
+process's start time in clock ticks since boot) of the edgekit process it holds for, and where that PID means
+something: MACHINE and BOOT (short hashes of /etc/machine-id and the kernel's boot id) and PIDNS (its PID
+namespace). The holder keeps the place while that process lives: its stdin closes when edgekit exits in any way
+(even SIGKILL) and every place is released then, whether or not anyone still reads what it says. If both die at
+once (power loss), a later edgekit on the same host finds the place held by a dead edgekit and releases it with
+release-from (atomic: nothing is released that someone else took meanwhile). Dead means: this machine rebooted
+since (same machine, another boot), or the same boot and PID namespace and the PID gone or reused. A holder in
+another PID namespace (a container sharing the host's name), on another machine of the same name, hidden by
+/proc's hidepid, or named in the older form without MACHINE/BOOT/PIDNS, is never judged dead from here.
 
 A place is ours while the coordinator records this holder on it. A teammate's kick, or a coordinator restart
 (labgrid 26 forgets every hold when it starts), ends that: `released` and `checked` then say `lost_to` (its
@@ -32,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import hashlib
 import json
 import logging
 import os
@@ -47,7 +53,10 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 CALL_S = 20.0  # one call to the coordinator: a frozen coordinator is an error, never a hang
 CONNECT_S = 10.0
-HOLDER = re.compile(r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)$")
+HOLDER = re.compile(
+    r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)"
+    r"(?:-m(?P<machine>[0-9a-f]{8})b(?P<boot>[0-9a-f]{8})n(?P<pidns>\d+))?$"
+)
 
 
 _SILENCED: list[bool] = []  # edgekit's end of stdout is closed: nothing more is said
@@ -79,10 +88,60 @@ def process_start(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def _short(path: str) -> str:
+    """8 hex digits of a file's first line (sha256), 00000000 when it cannot be read."""
+    try:
+        with open(path) as fh:
+            text = fh.readline().strip()
+    except OSError:
+        return "0" * 8
+    return hashlib.sha256(text.encode()).hexdigest()[:8] if text else "0" * 8
+
+
+def identity() -> str:
+    """Where this process's PID means something: `mMACHINEbBOOTnPIDNS` (see the module's docstring)."""
+    machine = _short("/etc/machine-id")
+    if machine == "0" * 8:
+        machine = _short("/var/lib/dbus/machine-id")
+    try:
+        pidns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        pidns = 0
+    return f"m{machine}b{_short('/proc/sys/kernel/random/boot_id')}n{pidns}"
+
+
+def _proc_hides_others() -> bool:
+    """/proc mounted with hidepid (other users' processes invisible: a live edgekit of theirs looks gone)."""
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            mounts = fh.read().splitlines()
+    except OSError:
+        return True
+    for line in mounts:
+        fields = line.split()
+        if len(fields) > 4 and fields[4] == "/proc":
+            options = line.rsplit(" - ", 1)[-1]
+            return re.search(r"hidepid=(?!0\b|off\b)", options) is not None
+    return False
+
+
 def stale(holder: str, hostname: str) -> bool:
-    """True when `holder` is an edgekit on this host whose process no longer runs (pid gone or reused)."""
+    """True when `holder` is an edgekit of this machine that no longer runs: this machine rebooted since it took
+    the place, or its PID (in this same PID namespace) is gone or reused. Whatever cannot be told from here (another
+    machine of this name, another PID namespace, /proc hiding other users, the older holder form) is live."""
     m = HOLDER.match(holder or "")
-    if m is None or m["host"] != hostname:
+    if m is None or m["host"] != hostname or m["machine"] is None:
+        return False
+    mine = re.fullmatch(r"m(?P<machine>[0-9a-f]{8})b(?P<boot>[0-9a-f]{8})n(?P<pidns>\d+)", identity())
+    assert mine is not None  # identity()'s own form
+    unknown = "0" * 8
+    if m["machine"] != mine["machine"] or mine["machine"] == unknown:
+        return False  # another machine that shares this name (or ours is unknown)
+    if m["boot"] != mine["boot"]:
+        return mine["boot"] != unknown  # this machine rebooted since: every process of then is gone
+    if m["pidns"] != mine["pidns"] or mine["pidns"] == "0":
+        return False  # a container on this kernel: its PIDs are not ours to look up
+    if m["user"] != getpass.getuser() and _proc_hides_others():
         return False
     return process_start(int(m["pid"])) != int(m["start"])
 

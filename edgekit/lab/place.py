@@ -13,7 +13,10 @@ from typing import Any
 
 from edgekit.target import LabSpec
 
-HOLDER = re.compile(r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)$")
+HOLDER = re.compile(  # edgekit/lab/helper.py's (that file imports nothing of edgekit's)
+    r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)"
+    r"(?:-m(?P<machine>[0-9a-f]{8})b(?P<boot>[0-9a-f]{8})n(?P<pidns>\d+))?$"
+)
 
 
 @dataclass(frozen=True)
