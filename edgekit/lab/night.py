@@ -216,22 +216,14 @@ class Night:
         _NIGHT.stop = self.stopping  # _deploy_one stops this board's deploy when the night stops
         stopped: str | None = None  # why this board takes no more recipes
         while not self.stopping.is_set():
-            with self.lock:  # a sibling puts a recipe back under this lock: never between the two looks
-                try:
-                    path: Path | None = self.queues[kind].get_nowait()
-                except queue.Empty:
-                    path = None
-                    busy = any(self.outcome.board_type.get(b) == kind for b in self.running if b != name)
+            path, busy = self._next(kind, name)
             if path is None:
                 if not busy:
                     break
                 time.sleep(0.2)  # a sibling still deploying may put its recipe back (it stopped): wait for it
                 continue
-            self.log(f"{name}: {path.name}")
             t = time.monotonic()
-            with self.lock:
-                self.running[name] = path
-                self.first_start = self.first_start or t
+            self.log(f"{name}: {path.name}")
             result: DeployResult | None = None
             error: Exception | None = None
             try:
@@ -268,6 +260,18 @@ class Night:
         seconds = self._release(lease, name)
         if seconds is not None:
             self.log(f"{name}: {'stopped' if stopped else 'queue empty'}, released ({seconds:.3f} s)")
+
+    def _next(self, kind: str, name: str) -> tuple[Path | None, bool]:
+        """The next recipe of `kind`'s queue, marked running on board `name`; else None, and whether a sibling is
+        still deploying. Under the lock a stopping sibling puts its recipe back under: never in between."""
+        with self.lock:
+            try:
+                path = self.queues[kind].get_nowait()
+            except queue.Empty:
+                return None, any(self.outcome.board_type.get(b) == kind for b in self.running if b != name)
+            self.running[name] = path
+            self.first_start = self.first_start or time.monotonic()
+            return path, True
 
     def _leave(self, kind: str) -> None:
         """A board of `kind` takes no more recipes. The last one to go leaves nothing in the queue: what a
