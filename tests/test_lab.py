@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_helpers import holders, serving
 from typer.testing import CliRunner
 
 from edgekit.cli import app
@@ -47,20 +48,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_rig.Rig]:
     (targets / "lab-strict.yaml").write_text(
         f"lab: {{coordinator: '{started.coordinator}', tags: {{board: pi4}}}}\nkey: {started.client_key}\n"
     )
-    old = os.environ.get("EDGEKIT_TARGETS_DIR")
-    os.environ["EDGEKIT_TARGETS_DIR"] = str(targets)
-    try:
-        yield started
-    finally:
-        started.stop()
-        if old is None:
-            os.environ.pop("EDGEKIT_TARGETS_DIR", None)
-        else:
-            os.environ["EDGEKIT_TARGETS_DIR"] = old
-
-
-def holders(rig: lab_rig.Rig) -> dict[str, str | None]:
-    return {p.name: p.holder for p in LabClient(rig.coordinator).places()}
+    with serving(started, targets) as served:
+        yield served
 
 
 def wait_free(rig: lab_rig.Rig, place: str, timeout_s: float = 20.0) -> float:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lab_helpers import holders, teammate
 
 from edgekit.lab import rig as lab_rig
 from edgekit.lab.client import LabClient, lab_python
@@ -34,10 +35,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_rig.Rig]:
         started.stop()
 
 
-def holders(rig: lab_rig.Rig) -> dict[str, str | None]:
-    return {p.name: p.holder for p in LabClient(rig.coordinator).places()}
-
-
 def wait_for(what: str, done: object, timeout_s: float = 10.0) -> float:
     """Seconds until `done()` is true (AssertionError naming `what` after timeout_s)."""
     start = time.monotonic()
@@ -45,18 +42,6 @@ def wait_for(what: str, done: object, timeout_s: float = 10.0) -> float:
         assert time.monotonic() - start < timeout_s, what
         time.sleep(0.1)
     return time.monotonic() - start
-
-
-def teammate(rig: lab_rig.Rig, place: str, *verbs: str) -> None:
-    """bob on host `other`, with labgrid's own client: `release --kick`, `acquire`, `release`."""
-    env = {**os.environ, "LG_COORDINATOR": rig.coordinator, "LG_USERNAME": "bob", "LG_HOSTNAME": "other"}
-    for verb in verbs:
-        subprocess.run(
-            [str(lab_python().parent / "labgrid-client"), "-p", place, *verb.split()],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
 
 
 def free_all(rig: lab_rig.Rig) -> None:

@@ -6,8 +6,6 @@ the night must refuse before any work."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_helpers import holders, serving, teammate
 from typer.testing import CliRunner
 
 from edgekit.lab import rig as lab_rig
@@ -39,32 +38,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_rig.Rig]:
         f"lab: {{coordinator: '{started.coordinator}', tags: {{board: pi5}}, wait_s: 2}}\n"
     )
     (targets / "lab-down.yaml").write_text("lab: {coordinator: '127.0.0.1:1', tags: {board: pi4}}\n")
-    old = os.environ.get("EDGEKIT_TARGETS_DIR")
-    os.environ["EDGEKIT_TARGETS_DIR"] = str(targets)
-    try:
-        yield started
-    finally:
-        started.stop()
-        if old is None:
-            os.environ.pop("EDGEKIT_TARGETS_DIR", None)
-        else:
-            os.environ["EDGEKIT_TARGETS_DIR"] = old
-
-
-def holders(rig: lab_rig.Rig) -> dict[str, str | None]:
-    return {p.name: p.holder for p in LabClient(rig.coordinator).places()}
-
-
-def teammate(rig: lab_rig.Rig, place: str, *verbs: str) -> None:
-    """bob on host `other`, with labgrid's own client: `release --kick`, `acquire`, `release`."""
-    env = {**os.environ, "LG_COORDINATOR": rig.coordinator, "LG_USERNAME": "bob", "LG_HOSTNAME": "other"}
-    for verb in verbs:
-        subprocess.run(
-            [str(lab_python().parent / "labgrid-client"), "-p", place, *verb.split()],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+    with serving(started, targets) as served:
+        yield served
 
 
 @pytest.fixture
