@@ -53,3 +53,17 @@ def ctrl_c_when(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def board_file(tmp_path: Path, extra: str = "", port: int = 1) -> Path:
+    """An SSH target file `my-board` on 127.0.0.1:`port` (port 1: nothing listens there), its own key and
+    known_hosts in tmp_path."""
+    key = tmp_path / "key"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    path = tmp_path / "board.yaml"
+    path.write_text(
+        f"name: my-board\ntransport: ssh\nhost: 127.0.0.1\nport: {port}\nuser: pi\nkey: {key}\n"
+        f"known_hosts: {tmp_path / 'kh'}\nconnect_timeout: 3\n{extra}"
+    )
+    return path

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import EDGEKIT, named, run
+from procs import EDGEKIT, board_file, named, run
 
 from edgekit.deploy.reach import say_unreachable, unreachable
 from edgekit.errors import HostNameError
@@ -23,19 +23,6 @@ from edgekit.transport.ssh_keys import device_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "S3CRET-TOKEN-4711"
-
-
-def _board(tmp_path: Path, extra: str = "") -> Path:
-    """An SSH target file on 127.0.0.1 port 1 (nothing listens there), its own key and known_hosts."""
-    key = tmp_path / "key"
-    if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    path = tmp_path / "board.yaml"
-    path.write_text(
-        f"name: my-board\ntransport: ssh\nhost: 127.0.0.1\nport: 1\nuser: pi\nkey: {key}\n"
-        f"known_hosts: {tmp_path / 'kh'}\nconnect_timeout: 3\n{extra}"
-    )
-    return path
 
 
 # -- a host name with an empty or over-long part -------------------------------------------------------------
@@ -54,7 +41,7 @@ def _board(tmp_path: Path, extra: str = "") -> Path:
 def test_a_host_name_that_cannot_be_looked_up_is_bad_input(tmp_path: Path, host: str, says: str) -> None:
     """`192.168.1..23` was an internal error (UnicodeError from the idna codec) in targets check, bench and profile,
     and a raw traceback in deploy: refused by the target schema now, exit 2, before anything is converted."""
-    board = _board(tmp_path)
+    board = board_file(tmp_path)
     for args in (
         ["targets", "check", str(board), "--set", f"host={host}"],
         [
@@ -77,7 +64,7 @@ def test_a_host_name_that_cannot_be_looked_up_is_bad_input(tmp_path: Path, host:
 
 
 def test_a_jump_host_or_an_ssh_config_hostname_that_cannot_be_looked_up_is_bad_input(tmp_path: Path) -> None:
-    board = _board(tmp_path)
+    board = board_file(tmp_path)
     err = named(run("targets", "check", str(board), "--set", "proxy_jump=me@bastion..lab:22", cwd=tmp_path))
     assert "jump host 'bastion..lab' is not a host name or address" in err, err
     config = tmp_path / "ssh_config"
@@ -100,7 +87,7 @@ def test_a_name_that_slipped_past_the_schema_is_said_at_once_not_as_silence(tmp_
     then said "no answer in 5 s" for a check that had failed at once; connect's was "unexpected UnicodeError". A
     name reaching them another way (model_copy skips validation, as a lab place's or a device's state may) is
     named at once by both."""
-    target = load_target(str(_board(tmp_path))).model_copy(update={"host": "192.168.1..23"})
+    target = load_target(str(board_file(tmp_path))).model_copy(update={"host": "192.168.1..23"})
     start = time.monotonic()
     said: list[str] = []
     assert say_unreachable([target], said.append) == ["my-board"]
@@ -114,7 +101,7 @@ def test_a_name_that_slipped_past_the_schema_is_said_at_once_not_as_silence(tmp_
     with pytest.raises(HostNameError, match="cannot be looked up: it has an empty part between dots") as info:
         open_transport(target).connect()
     assert info.value.exit_code == 2 and "field `host`" in str(info.value)
-    hop = load_target(str(_board(tmp_path))).model_copy(update={"proxy_jump": "me@bastion..lab:22"})
+    hop = load_target(str(board_file(tmp_path))).model_copy(update={"proxy_jump": "me@bastion..lab:22"})
     says = re.escape("jump host name 'bastion..lab' cannot be looked up: it has an empty part")
     with pytest.raises(HostNameError, match=says):
         open_transport(hop).connect()
@@ -135,7 +122,7 @@ def test_a_proxy_command_that_fails_is_blamed_and_its_token_never_shown(tmp_path
     """The whole command line, token included, was printed (paramiko's ProxyCommandFailure); a proxy that exited at
     once was "no SSH server answered ... is this the device's SSH port?" after the connect timeout. Now the proxy is
     named by its program, what it said is shown with its arguments masked, exit 1, at once."""
-    board = _board(tmp_path)
+    board = board_file(tmp_path)
     proxy = f"proxy_command={_tunnel(tmp_path)} --service-token-secret {TOKEN} %h"
     for _ in range(4):  # paramiko writes first (a broken pipe) or reads first (the end of output): both ways
         start = time.monotonic()
@@ -169,7 +156,7 @@ def test_a_proxy_command_that_fails_is_blamed_and_its_token_never_shown(tmp_path
 def test_a_proxy_command_that_does_not_split_is_bad_input_and_not_repeated(tmp_path: Path) -> None:
     """An unclosed quote was an internal error (shlex's ValueError in paramiko) at connect."""
     out = run(
-        "targets", "check", str(_board(tmp_path)), "--set", f"proxy_command=tunnel '{TOKEN}", cwd=tmp_path
+        "targets", "check", str(board_file(tmp_path)), "--set", f"proxy_command=tunnel '{TOKEN}", cwd=tmp_path
     )
     err = named(out)
     assert "proxy_command: Value error, not a command edgekit can run: No closing quotation" in err, err
@@ -179,7 +166,7 @@ def test_a_proxy_command_that_does_not_split_is_bad_input_and_not_repeated(tmp_p
 def test_a_proxy_command_that_runs_but_never_answers_is_said_as_such(tmp_path: Path) -> None:
     """A proxy still running at the banner timeout (paramiko then stops it) is not called failed, and the port it
     blames is the far end's, through the proxy."""
-    board = _board(tmp_path)
+    board = board_file(tmp_path)
     out = run(
         "targets",
         "check",
@@ -196,7 +183,7 @@ def test_a_proxy_command_that_runs_but_never_answers_is_said_as_such(tmp_path: P
 
 
 def test_a_failed_proxy_commands_token_reaches_neither_the_json_nor_the_store(tmp_path: Path) -> None:
-    board = _board(tmp_path)
+    board = board_file(tmp_path)
     out = run(
         "deploy",
         str(ROOT / "recipes" / "tiny.yaml"),
@@ -232,11 +219,13 @@ def test_a_proxy_command_in_a_hint_has_its_secrets_masked(tmp_path: Path) -> Non
     masked, a command without one as it is (runnable)."""
     plain = "ssh -W %h:%p bastion.lab"
     assert masked_command(plain) == plain
-    target = load_target(str(_board(tmp_path)), [f"proxy_command=tunnel --service-token-secret {TOKEN} %h"])
+    target = load_target(
+        str(board_file(tmp_path)), [f"proxy_command=tunnel --service-token-secret {TOKEN} %h"]
+    )
     how, command = device_proxy(target) or ("", "")
     assert TOKEN not in command and command == "tunnel --service-token-secret '***' %h", command
     assert how.startswith("its ProxyCommand (its secrets shown as ***"), how
-    assert device_proxy(load_target(str(_board(tmp_path)), [f"proxy_command={plain}"])) == (
+    assert device_proxy(load_target(str(board_file(tmp_path)), [f"proxy_command={plain}"])) == (
         "its ProxyCommand",
         plain,
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 from pathlib import Path
+
+from procs import board_file
 
 from edgekit.deploy.reach import probed, unreachable
 from edgekit.target import load_target
@@ -19,15 +20,7 @@ def _free_port() -> int:
 
 
 def _board(tmp_path: Path, extra: str = "", port: int | None = None) -> Path:
-    key = tmp_path / "key"
-    if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    path = tmp_path / "board.yaml"
-    path.write_text(
-        f"name: my-board\ntransport: ssh\nhost: 127.0.0.1\nport: {port or _free_port()}\nuser: pi\nkey: {key}\n"
-        f"connect_timeout: 3\n{extra}"
-    )
-    return path
+    return board_file(tmp_path, extra, port or _free_port())
 
 
 def test_only_boards_reached_directly_are_probed_and_a_listening_port_is_reachable(tmp_path: Path) -> None:
