@@ -364,7 +364,7 @@ def test_a_deploy_at_two_threads_only_has_a_route_and_the_fastest_thread_count_i
     (route,) = routes_for_deploy(_result(("tflite-int8", "tflite-fp32"), [both]))
     assert (route.artifact, route.threads, route.value) == ("tflite-int8", 2, 0.0612)
     assert abs(route.speedup_vs_fp32 - 0.15 / 0.0612) < 1e-9  # against fp32 at the same thread count
-    assert "tflite-int8 0.0686 at 1" in " ".join(route.caveats), route.caveats
+    assert "(at 1: tflite-int8 0.0686 ms)" in " ".join(route.caveats), route.caveats
     assert routes_for_deploy(_result(("tflite-int8", "tflite-fp32"), [both]), threads=1)[0].threads == 1
     counted = _run(
         "pi4-emu",

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from edgekit.errors import ConnectError, HostKeyError, TargetError
@@ -354,7 +355,7 @@ def test_proxycommand_is_honoured_and_a_dead_jump_host_is_named(pi4_emu, jump_ho
     assert target.proxy_command and f"-W 127.0.0.1:{pi4_emu.port}" in target.proxy_command
     with open_transport(target) as transport:
         assert transport.run(["echo", "piped"], timeout=30).stdout == "piped\n"
-        assert type(transport._client.get_transport().sock).__name__ == "ProxyCommand"  # type: ignore[attr-defined]
+        assert isinstance(transport._client.get_transport().sock, paramiko.ProxyCommand)  # type: ignore[attr-defined]
     jumped = _through_jump(pi4_emu, tmp_path, line, f"  ProxyJump 127.0.0.1:{port}\n")
     dead = jumped.model_copy(update={"proxy_jump": f"127.0.0.1:{_free_port()}"})  # nothing listens there
     with pytest.raises(ConnectError, match="jump host"):
