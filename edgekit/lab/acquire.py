@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import TargetError
-from edgekit.lab.client import LabClient, Lease, PlaceHold, Say
+from edgekit.lab.client import LabClient, Say
 from edgekit.lab.errors import LabError, no_matching_place, no_reachable_place
+from edgekit.lab.lease import Lease, PlaceHold
 from edgekit.lab.place import Place, matches
 from edgekit.paths import data_dir
 

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 from edgekit.convert.base import Artifact
 from edgekit.errors import EdgekitError
 from edgekit.lab.acquire import place_target
-from edgekit.lab.client import LabClient, Lease, PlaceHold
+from edgekit.lab.client import LabClient
 from edgekit.lab.errors import NotRun
+from edgekit.lab.lease import Lease, PlaceHold
 from edgekit.recipe import Recipe
 from edgekit.results import DeployResult, TargetRun
 from edgekit.target import Target

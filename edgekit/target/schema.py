@@ -213,7 +213,7 @@ class Target(BaseModel):
 
     _source: str | None = PrivateAttr(default=None)
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # environment and --set: they always win
-    _lease: Any = PrivateAttr(default=None)  # edgekit.lab.client.Lease of an acquired lab place
+    _lease: Any = PrivateAttr(default=None)  # edgekit.lab.lease.Lease of an acquired lab place
     _place: Any = PrivateAttr(default=None)  # edgekit.lab.place.Place it acquired
 
     @field_validator("host", "user")

@@ -10,7 +10,7 @@ from edgekit.transport.ssh import SshTransport
 
 
 class Releasable(Protocol):
-    """What the transport needs of a lab lease (edgekit.lab.client.Lease)."""
+    """What the transport needs of a lab lease (edgekit.lab.lease.Lease)."""
 
     def release(self, name: str) -> None: ...
 
