@@ -80,6 +80,10 @@ class DeviceFacts(_Model):
     thermal_zones: dict[str, float] = Field(default_factory=dict)  # every readable zone by type, deg C
     battery: dict[str, Any] | None = None  # capacity_pct, status, charging, where the device lets it be read
 
+    def usable_cores(self) -> int:
+        """The cores the agent could run on: its affinity mask's, else the device's."""
+        return len(self.cpus_used) if self.cpus_used else self.cores
+
 
 class LayerTime(_Model):
     """One layer's own wall time on the device: an ncnn layer's (extract of its output minus a cached re-extract)

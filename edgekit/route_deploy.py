@@ -205,8 +205,7 @@ def _usable_cores(run: TargetRun) -> int | None:
     """The cores the agent could use (its affinity mask, else the device's cores), None without facts."""
     if run.agent is None:
         return None
-    facts = run.agent.facts_before
-    return len(facts.cpus_used) if facts.cpus_used else facts.cores
+    return run.agent.facts_before.usable_cores()
 
 
 def candidates_for_run(

@@ -46,7 +46,7 @@ def timing_caveats(run: TargetRun) -> list[str]:
     if busy:
         lines.append(busy_line(run.target, busy))
     facts = run.agent.facts_before
-    usable = len(facts.cpus_used) if facts.cpus_used else facts.cores
+    usable = facts.usable_cores()
     over = sorted({m.threads for m in run.agent.measurements if m.status == "ok" and m.threads > usable})
     if over:
         lines.append(
