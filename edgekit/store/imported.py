@@ -13,10 +13,9 @@ from typing import Any
 from edgekit.recipe.schema import MAX_THREADS, SAFE_NAME, Task
 from edgekit.results import DeployResult
 from edgekit.store.schema import INT64_MAX, INT64_MIN
+from edgekit.target import schema as target_schema
 
-TARGET_NAME = re.compile(
-    r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-)  # a target file's `name:` (edgekit/target/schema.py)
+TARGET_NAME = re.compile(target_schema.TARGET_NAME)  # a target file's `name:`
 _COUNTS = ("warmup", "repeat", "number", "samples", "layer_times")  # a benchmark's whole numbers, 0 or more
 _SECONDS = ("min_repeat_ms", "cooldown_s", "timeout_s", "lock_timeout_s")
 

@@ -174,14 +174,17 @@ class BenchmarkCap(BaseModel):
     samples: int | None = Field(None, gt=0)
 
 
+TARGET_NAME = (
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # a target's name (store/imported.py checks imports with it)
+)
+
+
 class Target(BaseModel):
     model_config = ConfigDict(
         extra="forbid", allow_inf_nan=False
     )  # an infinite timeout is a hang, not a value
 
-    name: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-    )  # names folders (runs/, locks): no '..', '/'
+    name: str = Field(pattern=f"^{TARGET_NAME}$")  # names folders (runs/, locks): no '..', '/'
     description: str = ""
     transport: TransportKind = TransportKind.SSH
     host: str | None = None
