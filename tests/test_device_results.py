@@ -103,7 +103,7 @@ def test_an_outputs_file_outside_the_run_folder_is_refused_and_nothing_written_t
     assert run.agent is not None
     (m,) = run.agent.measurements
     assert m.status == "ok" and m.p50_ms and len(m.samples_ms) == 3 and m.outputs_file is None
-    assert "outputs_file" in json.dumps(run.model_dump()) and session.runner.refused
+    assert "outputs_file" in json.dumps(run.model_dump()) and session.runner.reader.refused
 
 
 def test_the_agents_own_outputs_file_is_pulled(tmp_path: Path, model: tuple[AgentArtifact, Path]) -> None:

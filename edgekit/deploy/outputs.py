@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.convert.calibration import Labels
-from edgekit.deploy.agent_run import lies_under
+from edgekit.deploy.agent_result import lies_under
 from edgekit.fidelity.compare import compare, failed_comparison, load_outputs
 from edgekit.recipe import Recipe
 from edgekit.results import Comparison, DeployResult, Measurement, TargetRun

@@ -26,7 +26,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from edgekit.agent.contract import OUTPUTS_DIR, ErrorCode
-from edgekit.deploy.agent_run import EXIT_LOCKED, AgentRunner, Progress, lies_under
+from edgekit.deploy.agent_result import Progress, lies_under
+from edgekit.deploy.agent_run import EXIT_LOCKED, AgentRunner
 from edgekit.deploy.host_cpu import HostCpu
 from edgekit.deploy.request import (
     AGENT_FILE,
@@ -188,17 +189,19 @@ class TargetSession:
     def finish(self, transport: Transport) -> None:
         """Pull what was measured (also after a failure), remove the remote run folder, close."""
         usable = transport.usable and not self.interrupted
-        refused = self.runner.take_refusal()  # a run that ended in another error first
+        refused = self.runner.reader.take_refusal()  # a run that ended in another error first
         if refused is not None:
             self.fail(f"run: AgentError: {refused}")
         try:
             if usable and self.run.agent is not None and self.run.agent.measurements:
                 with self.stage("pull"):
                     self.pull_outputs(transport)
-            if usable and self.runner.unread:  # never removed before what the agent wrote there was read
+            if (
+                usable and self.runner.reader.unread
+            ):  # never removed before what the agent wrote there was read
                 self.say(
                     f"{self.target.name}: {self.run_dir} left on the device (its work dir): "
-                    f"{'; '.join(self.runner.unread.values())}"
+                    f"{'; '.join(self.runner.reader.unread.values())}"
                 )
             elif usable and self.runner.invocations:  # failed runs too: what they measured is pulled
                 with self.stage("cleanup"):
