@@ -3,6 +3,7 @@ exact model inputs the recipe describes (preprocessing, layout, labels)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -1107,3 +1108,12 @@ def test_images_of_another_size_are_resized_and_said_so(
         "evaluation.data: 2 of 3 images 40x30 resized to 64x64 (bilinear) to fit input.shape; resize them "
         "yourself to choose how",
     ], notes
+
+
+def test_a_pipe_given_as_a_recipe_is_named_and_never_read(tmp_path: Path) -> None:
+    """A FIFO was "recipe file not found" (it exists), with a hint naming itself as the file meant."""
+    fifo = tmp_path / "r.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(RecipeError, match="not a regular file") as err:
+        load_recipe(fifo)  # returns at once: reading a pipe no one writes would block
+    assert "did you mean" not in (err.value.hint or "")

@@ -39,8 +39,14 @@ def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
             + (str(path / yamls[0]) if yamls else "recipes/tiny.yaml")
             + ("; `edgekit nightly --recipes FOLDER` takes a folder" if yamls else ""),
         )
-    if not path.is_file():
+    if not path.exists():
         raise RecipeError("recipe file not found", where=str(path), hint=_missing_hint(path))
+    if not path.is_file():  # a FIFO, a device, a socket: reading it could block or never end
+        raise RecipeError(
+            "not a regular file (a pipe, a device or a socket): edgekit reads a recipe from a file",
+            where=str(path),
+            hint="write the recipe to a .yaml file and pass its path",
+        )
     raw = read_yaml(path, RecipeError)  # size, encoding, nesting and alias expansion bounded
     if not isinstance(raw, dict):
         raise RecipeError("a recipe must be a YAML mapping (key: value)", where=str(path))
