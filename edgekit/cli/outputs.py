@@ -23,6 +23,11 @@ def check_output_file(param: typer.CallbackParam, value: Path | None) -> Path | 
     """typer callback for an option naming a file to write."""
     if value is None:
         return None
+    if str(value) == "-":  # not stdout: it made a file named '-' in the current folder
+        raise typer.BadParameter(
+            f"'-' is not standard output here: this option names a file to write, e.g. {_example(param)} "
+            "(the terminal output goes to stdout as it is)"
+        )
     if value.is_dir():
         example = value / _example(param)
         raise typer.BadParameter(f"{value} is a folder; give a file name, e.g. {example}")

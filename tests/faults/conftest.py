@@ -31,7 +31,11 @@ class Outcome:
 
 
 def run_edgekit(
-    *args: str, timeout: float = 120, env: dict[str, str] | None = None, memory_mb: int | None = None
+    *args: str,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    memory_mb: int | None = None,
+    cwd: Path | None = None,
 ) -> Outcome:
     """`edgekit ARGS` in a child process; `memory_mb` caps its address space (a bomb fails instead of swapping)."""
 
@@ -48,6 +52,7 @@ def run_edgekit(
         timeout=timeout,
         env={**os.environ, **(env or {})},
         preexec_fn=limit,
+        cwd=cwd,
     )
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -676,3 +676,15 @@ def test_an_empty_onnx_or_tflite_is_named_as_unreadable(tmp_path: Path, edgekit_
         (tmp_path / name).write_bytes(b"")
         out = edgekit_cli("roofline", str(tmp_path / name), "--board", "pi4")
         assert out.code == 2 and "not a readable" in out.stderr and says in out.stderr, out.stderr
+
+
+def test_a_dash_for_an_output_file_is_refused_not_written_as_a_file(tmp_path: Path, edgekit_cli) -> None:
+    """`convert --json -` (stdout, as many tools read it) wrote a file named '-' in the current folder."""
+    env = {"EDGEKIT_HOME": str(tmp_path / "home")}
+    for args in (
+        ("convert", str(RECIPES / "tiny.yaml"), "--json", "-"),
+        ("report", "--html", "-"),
+    ):
+        out = edgekit_cli(*args, env=env, cwd=tmp_path)
+        assert out.code == 2 and "'-' is not standard output here" in out.stderr, (args, out.stderr)
+    assert not (tmp_path / "-").exists()
