@@ -109,6 +109,21 @@ def test_digest_follows_the_users_modules_transitively(user_code: Path) -> None:
         sys.path.remove(str(installed))
 
 
+def test_a_compiled_builder_module_is_keyed_by_its_bytes(user_code: Path) -> None:
+    """A builder module without source (a sourceless .pyc, as a Cython .so) had the one digest 'unknown': an
+    edited and recompiled model was served the old export from the cache."""
+    import py_compile
+
+    digests = set()
+    for scale in (1.0, 2.0):
+        source = user_code / "src" / "compiledmod.py"
+        write(source, BLOCKS.format(scale=scale))
+        py_compile.compile(str(source), cfile=str(user_code / "compiledmod.pyc"), doraise=True)
+        importlib.invalidate_caches()
+        digests.add(builder_code_digest("compiledmod:head_scale"))
+    assert len(digests) == 2 and "unknown" not in digests
+
+
 def test_digest_is_bounded_and_says_so(
     user_code: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

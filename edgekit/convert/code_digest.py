@@ -60,15 +60,22 @@ def builder_code(builder: str) -> BuilderCode:
     direct_url.json, which holds a VCS commit), not read: reading torch's or timm's code on every run would cost
     seconds, and a version changes when they do. The builder's own module is always read. Not seen: a module
     imported by a computed name (importlib.import_module(name)), data files the code reads, and the
-    dependencies of the installed packages it imports. Bounded by MAX_CODE_FILES modules and MAX_CODE_BYTES
+    dependencies of the installed packages it imports, and what a compiled builder module (a .so, a sourceless
+    .pyc: its own bytes are read) imports. Bounded by MAX_CODE_FILES modules and MAX_CODE_BYTES
     bytes: past either, the modules read so far make the digest and a warning says edits past them are not
     seen."""
     module = builder.partition(":")[0]
     finder = _ModuleFinder()
     packages = dict(finder.versions(module.partition(".")[0]) or {})
     root = finder.spec(module)
-    if root is None or not root.origin or not root.origin.endswith(".py"):
+    if root is None or not root.origin:
         return BuilderCode("unknown", packages)
+    if not root.origin.endswith(".py"):  # a compiled module (.so, a sourceless .pyc): its bytes are its code
+        try:
+            compiled = Path(root.origin).read_bytes()
+        except OSError:
+            return BuilderCode("unknown", packages)
+        return BuilderCode(hashlib.sha256(b"compiled\0" + compiled).hexdigest(), packages)
     is_package = root.submodule_search_locations is not None
     todo: list[tuple[str, Path, bool]] = [(module, Path(root.origin), is_package)]
     todo += finder.parents(module)
