@@ -79,6 +79,60 @@ def test_store_lookup_and_incomplete_entries(tmp_path: Path) -> None:
     assert cache.lookup(k) is None
 
 
+def test_a_store_never_removes_an_entry_another_writer_placed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs converting one artifact: the one that looked (no entry yet) before the other placed its entry then
+    removed that entry to put its own, under the other run, which was returning those files."""
+    k = "e" * 64
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "model.tflite", tmp_path / "b" / "model.tflite"
+    first.write_bytes(b"a" * 100)
+    second.write_bytes(b"b" * 100)
+    real_lookup = cache.lookup
+    placed: list[cache.Artifact] = []
+    inode: list[int] = []  # of the file the other run returned, when it returned
+
+    def looked_before_the_other_placed(key: str) -> cache.Artifact | None:
+        seen = real_lookup(key)  # nothing there yet
+        if not placed:
+            monkeypatch.setattr(cache, "lookup", real_lookup)
+            placed.append(cache.store(key, Format.TFLITE_FP32, [first], 1.0, None, {}))  # the other run
+            inode.append(placed[0].main_file.stat().st_ino)
+        return seen
+
+    monkeypatch.setattr(cache, "lookup", looked_before_the_other_placed)
+    ours = cache.store(k, Format.TFLITE_FP32, [second], 2.0, None, {})
+    if not placed:  # the store no longer looks before it places: the other run places its entry right after
+        monkeypatch.setattr(cache, "lookup", real_lookup)
+        placed.append(cache.store(k, Format.TFLITE_FP32, [first], 1.0, None, {}))
+        inode.append(placed[0].main_file.stat().st_ino)
+    (other,) = placed
+    assert other.main_file.stat().st_ino == inode[0]  # the file the other run returned was never removed
+    kept = other.main_file.read_bytes()
+    assert ours.main_file == other.main_file and ours.main_file.read_bytes() == kept  # one entry, both served
+    hit = cache.lookup(k)
+    assert hit is not None and hit.main_file.read_bytes() == kept
+    assert not [p for p in cache.entry_dir(k).parent.iterdir() if ".tmp-" in p.name]
+
+
+def test_an_older_entry_edgekit_cannot_serve_is_replaced(tmp_path: Path) -> None:
+    f = tmp_path / "model.tflite"
+    f.write_bytes(b"x" * 100)
+    k = "d" * 64
+    old = cache.entry_dir(k)
+    old.mkdir(parents=True)
+    (old / "model.tflite").write_bytes(b"old")
+    (old / "artifact.json").write_text('{"format": "tflite-fp32", "files": ["model.tflite"]}')  # no checks
+    assert cache.lookup(k) is None
+    stored = cache.store(k, Format.TFLITE_FP32, [f], 1.0, None, {})
+    assert stored.main_file.read_bytes() == b"x" * 100
+    hit = cache.lookup(k)
+    assert hit is not None and hit.main_file.read_bytes() == b"x" * 100
+    assert not [p for p in old.parent.iterdir() if ".tmp-" in p.name]
+
+
 def test_a_damaged_entry_is_a_miss_set_aside_with_a_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -199,15 +199,7 @@ def store(
     except BaseException:  # a full disk, Ctrl-C: no half-written entry is left to fill the disk further
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if lookup(key) is not None:  # a concurrent writer finished first: its entry is equivalent, keep it
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        if final.exists():  # an incomplete earlier entry
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            tmp.rename(final)
-        except OSError:  # lost a race after all; the winner's entry is equivalent
-            shutil.rmtree(tmp, ignore_errors=True)
+    _place(tmp, final, key)
     out = [final / n for n in names]
     return Artifact(
         format=fmt,
@@ -243,6 +235,32 @@ def save_fidelity(key: str, digest: str, numbers: dict[str, Any]) -> None:
 def _size(files: list[Path]) -> int:
     """Bytes a device must hold: the model files (an ncnn sidecar JSON counts too, it is tiny)."""
     return sum(f.stat().st_size for f in files)
+
+
+def _place(tmp: Path, final: Path, key: str) -> None:
+    """The finished entry `tmp` renamed to `final`, never over an entry another run may be serving: a rename onto
+    a folder that holds files fails (ENOTEMPTY), so the first writer's entry stays and this one is dropped (it is
+    equivalent). Checking first and then removing (as before) removed an entry a concurrent writer had just put
+    there and was returning. Only an entry lookup cannot serve (an older edgekit's, without recorded sizes; a
+    damaged one lookup has not set aside) is replaced, by renaming it away first."""
+    try:
+        tmp.rename(final)
+        return
+    except OSError:
+        pass
+    if lookup(key) is not None:  # a concurrent writer finished first: its entry is equivalent, keep it
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    stale = final.with_name(f"{key}.tmp-{uuid.uuid4().hex[:8]}")  # `edgekit cache` lists it if left behind
+    try:
+        final.rename(stale)
+    except OSError:
+        pass
+    try:
+        tmp.rename(final)
+    except OSError:  # yet another writer placed its entry in between: equivalent
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(stale, ignore_errors=True)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
