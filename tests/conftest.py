@@ -55,6 +55,7 @@ HOST_ONLY = frozenset(
         "test_ncnn_speed.py",
         "test_onnx_external_data.py",
         "test_packaging.py",
+        "test_profile_shapes.py",
         "test_profile_skipped.py",
         "test_recipe.py",
         "test_recipe_package.py",

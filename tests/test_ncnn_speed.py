@@ -305,6 +305,7 @@ def test_profile_stops_at_its_timeout_with_a_named_error(counting_ready: None, t
     out = subprocess.run([*cli, "--timeout", "0.5"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 1, out.stderr
     assert "outlived 0.5 s" in out.stderr and "--timeout" in out.stderr, out.stderr
+    assert "--repeat" not in out.stderr  # an option profile does not have was named
     assert time.monotonic() - start < 60
     bad = subprocess.run([*cli, "--timeout", "nan"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "--timeout" in bad.stderr, bad.stderr

@@ -121,6 +121,15 @@ def profile_cmd(
     if device is None:
         _wall_profile(artifact, target, threads, passes, input_shape, top, as_json, list(set_ or ()), timeout)
         return
+    if input_shape is not None and artifact.suffix in (".tflite", ".onnx"):
+        # it was ignored: the prefix models are cut from the file and counted at the shape it states
+        raise UsageError(
+            f"--input-shape {input_shape}: on {target} a {artifact.suffix} is counted at the input shape the file "
+            "states (every prefix model is cut from it); --input-shape is for an ncnn .param without its "
+            "model.io.json",
+            where="--input-shape",
+            hint="leave --input-shape out; to count another input size, convert the model at that size",
+        )
     if artifact.suffix == ".onnx" and threads > 1:
         raise UsageError(
             f"--threads {threads}: onnxruntime's per-node counts are made at one thread only (at 4 threads one "
@@ -193,11 +202,21 @@ def _wall_profile(
     spec_for(art.format).check_file(
         art.files
     )  # a file its runtime cannot read: named here (exit 2), before any run
+    if artifact.suffix == ".param" and input_shape is not None:
+        from edgekit.cli.shapes import parse_shape
+        from edgekit.estimate.graph import analyze
+
+        # as on an emulated target: a shape the sidecar contradicts, a batch or channels the model cannot take
+        # are refused here (exit 2); it ran at any shape given and the table did not say which
+        analyze(artifact, parse_shape(input_shape, "--input-shape"))
     tgt = host_target() if target == "host" else load_target(target, overrides)
     check_before_work(tgt)
     settings = Settings(warmup=2, repeat=passes, threads=(threads,), layer_times=passes, timeout_s=timeout)
     folder = run_folder("profile")
     inputs = bench_inputs(art, None, input_shape, folder, "--input-shape")
+    import numpy as np
+
+    timed = list(np.load(inputs, mmap_mode="r").shape[1:])  # axis 0 is the sample; a sample is one input
     run = run_one(art, tgt, settings, folder, inputs, Console(stderr=True), f"profile {artifact.name}")
     if run.interrupted:  # Ctrl-C: the same exit (130) and message as bench, not "timing failed"
         raise Interrupted("interrupted (Ctrl-C) before the per-layer times came back", where=tgt.name)
@@ -208,11 +227,17 @@ def _wall_profile(
     if as_json:
         print(
             json.dumps(
-                {"target": tgt.name, "label": wall_label(m.runtime), **m.model_dump(mode="json")}, indent=1
+                {
+                    "target": tgt.name,
+                    "label": wall_label(m.runtime),
+                    "input_shape": timed,
+                    **m.model_dump(mode="json"),
+                },
+                indent=1,
             )
         )
         return
-    for line in wall_table(m, tgt.name, artifact.name, top):
+    for line in wall_table(m, tgt.name, artifact.name, top, timed):
         typer.echo(line)
 
 
@@ -255,12 +280,13 @@ def wall_label(runtime: str) -> str:
     return WALL_LABELS.get(runtime, WALL_LABELS["ncnn"])
 
 
-def wall_table(m: Measurement, target: str, name: str, top: int) -> list[str]:
-    """Plain text lines: the `top` layers by median wall time, then the whole inference."""
+def wall_table(m: Measurement, target: str, name: str, top: int, shape: list[int]) -> list[str]:
+    """Plain text lines: the `top` layers by median wall time (inputs of `shape`), then the whole inference."""
     total = sum(layer.ms for layer in m.layer_ms)
     unit = "node" if m.runtime == "onnxruntime" else "layer"
     lines = [
-        f"{name} on {target}, threads={m.threads}, {m.layer_passes} passes: {wall_label(m.runtime)}",
+        f"{name} on {target}, input {'x'.join(map(str, shape))}, threads={m.threads}, {m.layer_passes} passes: "
+        f"{wall_label(m.runtime)}",
         f"{unit:<28} {'type':<22} {'median ms':>10} {'min ms':>9} {'share':>7}",
     ]
     from edgekit.profile import short_names

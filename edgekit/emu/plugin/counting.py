@@ -257,8 +257,9 @@ def _run_guest(
             raise EmulatorError(
                 f"counting run outlived {timeout_s:g} s",
                 where=device,
-                hint="a big model takes minutes under qemu: give a longer --timeout, or count a smaller model or "
-                "fewer windows (--repeat)",
+                # estimate and profile both take --timeout; neither has a --repeat (it was named here)
+                hint="a big model takes minutes under qemu: give the command a longer --timeout, or count a "
+                "smaller model",
             ) from exc
         timed = cycles.read_blocks(block_file) if blocks and block_file.exists() else None
     lines = proc.stdout.strip().splitlines()

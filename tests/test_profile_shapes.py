@@ -1,0 +1,72 @@
+"""`edgekit profile --input-shape`: one meaning on every target. It is the shape of an ncnn .param without its
+model.io.json; a file that states its shape (a sidecar, a .tflite, an .onnx) is profiled at that shape, and a
+contradicting --input-shape is refused before anything runs, on a board or the host as on an emulated core; the
+wall-time table says the shape it timed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgekit.formats import Format
+from edgekit.recipe import load_recipe
+
+TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny recipe's fp32 .tflite, .onnx and ncnn files copied out of the cache (32x32, 3 channels)."""
+    from edgekit.convert.pipeline import convert_recipe
+
+    folder = tmp_path_factory.mktemp("user-models")
+    formats = [Format.TFLITE_FP32, Format.NCNN_FP32, Format.ONNX_FP32]
+    arts = {a.format: a for a in convert_recipe(load_recipe(TINY), formats)}
+    out = {"tflite": Path(shutil.copy(arts[Format.TFLITE_FP32].main_file, folder / "tiny.tflite"))}
+    out["onnx"] = Path(shutil.copy(arts[Format.ONNX_FP32].main_file, folder / "tiny.onnx"))
+    for f in arts[Format.NCNN_FP32].files:
+        shutil.copy(f, folder / f.name)
+    out["param"] = folder / "model.param"
+    return out
+
+
+def profile(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", "profile", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+@pytest.mark.parametrize("kind", ["tflite", "onnx"])
+def test_an_input_shape_a_tflite_or_onnx_would_ignore_is_refused(files: dict[str, Path], kind: str) -> None:
+    """On an emulated core the prefix models are cut from the file at its own shape: --input-shape 1,3,64,64 was
+    ignored (profiled at 32x32, exit 0), and `--input-shape 7,7` was not even read."""
+    for shape in ("1,3,64,64", "7,7"):
+        done = profile(str(files[kind]), "--target", "pi4-emu", "--input-shape", shape)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "UsageError" in done.stderr and "counted at the input shape the file states" in done.stderr
+
+
+def test_on_the_host_a_shape_the_sidecar_contradicts_is_refused_and_the_table_names_the_shape(
+    files: dict[str, Path],
+) -> None:
+    """The host timed a sidecar's 32x32 model at 64x64 (exit 0, the table silent on the shape), where pi4-emu
+    refused the same command."""
+    param = str(files["param"])
+    done = profile(param, "--target", "host", "--input-shape", "1,3,64,64", "--passes", "1")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is not the one this artifact states" in done.stderr
+    done = profile(param, "--target", "host", "--input-shape", "1,3,32,32", "--passes", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "on host, input 1x3x32x32, threads=1" in done.stdout
+    done = profile(param, "--target", "host", "--passes", "1", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["input_shape"] == [1, 3, 32, 32]
