@@ -268,7 +268,8 @@ def test_only_a_capped_plan_is_called_one() -> None:
 
 def test_a_capped_plan_says_its_other_thread_rows_are_estimates_not_runs() -> None:
     """pi5-emu capped to threads [1] showed 'its own capped plan: threads [1]' above 2-thread ESTIMATE rows (from
-    the 1-thread run's counted thread split): the plan line read as if those rows were made up, or run."""
+    the 1-thread run's counts): the plan line read as if those rows were made up, or run. It said "from the
+    1-thread run's counted thread split", which holds for ncnn at 4 threads only (2 threads are interpolated)."""
     result = _result()
     emu = next(r for r in result.runs if r.target == "pi5-emu")
     assert emu.agent is not None
@@ -281,7 +282,7 @@ def test_a_capped_plan_says_its_other_thread_rows_are_estimates_not_runs() -> No
     line = next(ln for ln in buffer.getvalue().splitlines() if "pi5-emu: its own capped plan" in ln)
     n = " and ".join(map(str, other))
     assert (
-        f"its {n}-thread rows are ESTIMATES from the 1-thread run's counted thread split, not runs at {n} threads"
+        f"its {n}-thread rows are ESTIMATES from the 1-thread run's instruction counts, not runs at {n} threads"
         in line
     ), line
     pi5 = next(r for r in result.runs if r.target == "pi5")  # a board that ran every count it shows: nothing

@@ -290,9 +290,10 @@ def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
 
 
 def _estimated_only(run: TargetRun) -> str:
-    """The thread counts a capped emulated target has ESTIMATE rows for but never ran: estimated from the counted
-    thread split of the run it made (each guest thread's instructions), not runs at that many threads (the
-    plan said threads [1] above 2-thread rows)."""
+    """The thread counts a capped emulated target has ESTIMATE rows for but never ran: estimated from the counts
+    of the run it made, not runs at that many threads (the plan said threads [1] above 2-thread rows). Not "from
+    its counted thread split": a split is counted apart, for ncnn at 4 threads only; 2 or 3 threads and the other
+    runtimes are estimated from the 1-thread count (each estimate's caveats say how)."""
     ran = sorted({m.threads for m in (run.agent.measurements if run.agent else [])})
     estimated = {n for _, n, _ in estimated_thread_counts(run.estimates)}
     only = sorted(n for n in estimated if n not in ran)
@@ -301,7 +302,7 @@ def _estimated_only(run: TargetRun) -> str:
     counts = " and ".join(map(str, only))
     runs = " and ".join(map(str, ran))
     return (
-        f"; its {counts}-thread rows are ESTIMATES from the {runs}-thread run's counted thread split, "
+        f"; its {counts}-thread rows are ESTIMATES from the {runs}-thread run's instruction counts, "
         f"not runs at {counts} threads"
     )
 
