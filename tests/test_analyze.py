@@ -737,3 +737,67 @@ def test_a_loss_in_onnxruntimes_fused_kernels_is_said_above_the_table() -> None:
         "cosine 0.917000" in note and "cosine 0.999990 at the output" in note and "onnx_float_nodes" in note
     )
     assert fused_loss(layers, art(Format.ONNX_INT8, 0.99998), art(Format.ONNX_FP32, 1.0)) == []
+
+
+TAIL_RECIPE = """
+name: tailtest
+task: classify
+model: {kind: onnx, path: tail.onnx}
+input: {name: input, shape: [1, 3, 32, 32], layout: NCHW,
+        preprocess: {scale: 0.00392156862745098, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}}
+outputs: [out]
+calibration: {data: {kind: builder, builder: "edgekit.zoo.tiny:images", args: {size: 32}, samples: 16, seed: 0}}
+evaluation:
+  data: {kind: builder, builder: "edgekit.zoo.tiny:images", args: {size: 32}, samples: 8, seed: 1}
+  gates: {int8: {min_cosine: 0.99999999}}
+formats: [tflite-fp32, tflite-int8]
+"""
+
+
+@pytest.mark.integration
+def test_max_float_bounds_what_fix_keeps_in_float_the_output_tail_included(tmp_path: Path) -> None:
+    """`--fix --max-float 1` tried the TFLite output tail's 3 ops, then the tail + 1 worst (4 in float), and then
+    said to raise --max-float: the tail was added outside the bound."""
+    import subprocess
+    import sys
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    init = [
+        numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "W1"),
+        numpy_helper.from_array(rng.normal(0, 0.3, (8, 8, 3, 3)).astype(np.float32), "W2"),
+        numpy_helper.from_array(np.array(1.5, np.float32), "s"),
+        numpy_helper.from_array(np.array(0.25, np.float32), "b"),
+    ]
+    nodes = [  # two convolutions, then a 3-op tail after the last one
+        helper.make_node("Conv", ["input", "W1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "W2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c2"], ["sg"]),
+        helper.make_node("Mul", ["sg", "s"], ["m"]),
+        helper.make_node("Add", ["m", "b"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tail",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, 32, 32])],
+        init,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "tail.onnx")
+    (tmp_path / "tail.yaml").write_text(TAIL_RECIPE)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "analyze", str(tmp_path / "tail.yaml"), "--format", "tflite-int8"]
+        + ["--fix", "--max-float", "1", "--json", str(tmp_path / "a.json")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode in (0, 1), out.stdout + out.stderr
+    steps = json.loads((tmp_path / "a.json").read_text())["fix"]["steps"]
+    assert len(steps) >= 2 and all(len(s["float_layers"]) <= 1 for s in steps), [
+        s["float_layers"] for s in steps
+    ]
+    assert "output tail" not in out.stdout + out.stderr

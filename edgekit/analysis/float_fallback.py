@@ -130,10 +130,14 @@ def fix(
     tail = output_tail(fmt, int8_art)
     if tail:  # the output tail first, then the tail with the worst layers
         with_tail = [tail] + [list(dict.fromkeys(tail + s)) for s in sets]
-        labels_of = {tuple(tail): f"output tail ({len(tail)} ops)"} | {
-            tuple(w): f"output tail + {len(s)} worst" for w, s in zip(with_tail[1:], sets)
-        }
-        sets = with_tail
+        # --max-float bounds what the fix keeps in float, the tail's ops included: a tail longer than it is not
+        # tried (--max-float 1 tried the tail's 3 ops, then 4, and said to raise --max-float)
+        fits = [w for w in with_tail if max_float is None or len(w) <= max_float]
+        if fits:
+            labels_of = {tuple(tail): f"output tail ({len(tail)} ops)"} | {
+                tuple(w): f"output tail + {len(s)} worst" for w, s in zip(with_tail[1:], sets)
+            }
+            sets = fits
     if own:  # what the recipe keeps in float already stays so in every candidate, as in its own artifact
         labels_of = {
             tuple(dict.fromkeys(own + s)): f"the recipe's {len(own)} + {labels_of[tuple(s)]}" for s in sets

@@ -46,7 +46,13 @@ def analyze_cmd(
     fix: bool = typer.Option(
         False, "--fix", help="keep the worst layers in float until the recipe's gate is met"
     ),
-    max_float: int | None = typer.Option(None, "--max-float", min=1, help="with --fix: at most this many"),
+    max_float: int | None = typer.Option(
+        None,
+        "--max-float",
+        min=1,
+        help="with --fix: at most this many layers (ops) kept in float, a TFLite output tail's included; the "
+        "recipe's own float layers are not counted",
+    ),
     json_path: Path | None = typer.Option(
         None, "--json", callback=check_output_file, help="also write the numbers as JSON here"
     ),
