@@ -87,7 +87,7 @@ def _count_vs_fp32(run: TargetRun, route: Route) -> None:
 
 def _other_winners(run: TargetRun, route: Route) -> None:
     """An emulated target estimated at thread counts it did not run (a capped plan: 1 thread run, 4 estimated from
-    its counted thread split): where another artifact within the gates has the lower estimate there, say so (the
+    its counts): where another artifact within the gates has the lower estimate there, say so (the
     route at 1 thread shipped ncnn-int8 while the 4-thread estimates ranked tflite-int8 first)."""
     within = {route.artifact} | {a for a, why in route.rejected.items() if why.startswith("slower")}
     by_threads: dict[int, list[tuple[float, str]]] = {}
@@ -102,7 +102,7 @@ def _other_winners(run: TargetRun, route: Route) -> None:
         if best != route.artifact and own is not None:
             tie = estimates_tied(bounded(run, best, n), bounded(run, route.artifact or "", n))
             route.caveats.append(
-                f"at {n} threads (estimated from the counted thread split, not run) {best} ~{figure_text(best_ms)} ms "
+                f"at {n} threads (estimated from the counts, not run) {best} ~{figure_text(best_ms)} ms "
                 f"ranks first, {route.artifact} ~{figure_text(own)} ms"
                 + (" (one inside the other's 80% interval: not ranked apart)" if tie else "")
             )

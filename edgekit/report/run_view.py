@@ -130,7 +130,7 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             "-",
             "-",
             "-",
-            f"[dim]not run: estimated from the {', '.join(map(str, ran))}-thread run's counted thread split[/]",
+            f"[dim]not run: estimated from the {', '.join(map(str, ran))}-thread run's instruction counts[/]",
         )
     console.print(table)
     said = load_note(t.agent.measurements) if walls else None
@@ -153,7 +153,7 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
 
 def estimated_only(t: TargetRun) -> list[tuple[str, int, dict]]:
     """(artifact, threads, estimate) for the thread counts a capped emulated target was estimated at but did not
-    run (deploy's 4-thread ESTIMATE rows from a 1-thread run's counted thread split), in the order measured."""
+    run (deploy's 4-thread ESTIMATE rows from a 1-thread run's counts), in the order measured."""
     ran = {(m.artifact, m.threads) for m in (t.agent.measurements if t.agent else [])}
     order = list(dict.fromkeys(m.artifact for m in (t.agent.measurements if t.agent else [])))
     rows = [r for r in estimated_thread_counts(t.estimates) if r[0] in order and r[:2] not in ran]
