@@ -338,7 +338,8 @@ def test_bench_counts_guest_instructions_on_a_counting_target(
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "COLUMNS": "200", "EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING": "true"},
+        # wide enough for each header on one line (every emulated time's says "emulated wall ms")
+        env={**os.environ, "COLUMNS": "400", "EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING": "true"},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     run = TargetRun.model_validate_json(out.read_text())
@@ -545,3 +546,107 @@ def test_someone_elses_int8_tflite_is_benched_as_int8(tmp_path: Path) -> None:
     assert "format tflite-int8 (read from its tensors" in done.stdout, done.stdout
     record = json.loads((tmp_path / "b.json").read_text())
     assert {m["format"] for m in record["agent"]["measurements"]} == {"tflite-int8"}
+
+
+@pytest.mark.integration
+def test_bench_input_samples_an_ncnn_model_cannot_take_are_refused_as_shape_is(
+    model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """`--input` of 5-channel samples, or of H,W samples, for an ncnn model whose first layer takes 3 channels was
+    timed and reported ok (ncnn runs a wrong channel count anyway: a model that does not exist), though the same
+    shape given to --shape is refused: the first sample is now checked as --shape is, exit 2, before any agent.
+    Samples the agent reshapes to the sidecar's shape (as many numbers) still run."""
+    cases = {"c5": ((2, 5, 32, 32), "has 5 channels"), "hw": ((2, 32, 32), "has 1 channel")}
+    for model in ("param", "bare"):
+        for name, (shape, said) in cases.items():
+            np.save(tmp_path / f"{name}.npy", np.zeros(shape, np.float32))
+            done = bench(
+                str(model_files[model]), "--target", "host", "--input", str(tmp_path / f"{name}.npy")
+            )
+            text = " ".join(done.stderr.split())
+            assert done.returncode == 2 and said in text and "takes 3" in text, (model, name, done.stderr)
+            assert "--input" in text and "agent measuring" not in done.stdout, (model, name, done.stdout)
+    np.save(tmp_path / "flat.npy", np.zeros((2, 3 * 32 * 32), np.float32))
+    done = bench(
+        str(model_files["param"]), "--target", "host", "--repeat", "2", "--input", str(tmp_path / "flat.npy")
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "input: 2 samples of shape 3072 from flat.npy, run by ncnn at 1,3,32,32" in done.stdout, (
+        done.stdout
+    )
+
+
+@pytest.fixture(scope="module")
+def emulated_bench_at_64(
+    _pi4_emu_session: None, model_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], TargetRun]:
+    """The tiny ncnn model (its model.io.json states 1,3,32,32) benched on pi4-emu, counted, at --shape 1,3,64,64:
+    one small run for the tests of what bench says of it."""
+    from edgekit.emu.device import ensure_device
+    from edgekit.emu.plugin import build as plugin_build
+    from edgekit.target import load_target
+
+    if not plugin_build.is_built():
+        pytest.skip("the counting plugin is not built (edgekit emu build pi4-emu builds it)")
+    ensure_device(load_target("pi4-emu"))  # a device a fault test left frozen is started afresh
+    out = tmp_path_factory.mktemp("bench64") / "run.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "bench", str(model_files["param"]), "--target", "pi4-emu"]
+        + ["--shape", "1,3,64,64", "--repeat", "2", "--warmup", "0", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "400", "EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING": "true"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done, TargetRun.model_validate_json(out.read_text())
+
+
+@pytest.mark.integration
+def test_an_emulated_bench_estimates_the_graph_at_the_shape_it_timed(
+    emulated_bench_at_64: tuple[subprocess.CompletedProcess[str], TargetRun], model_files: dict[str, Path]
+) -> None:
+    """--shape 1,3,64,64 on a model whose sidecar states 1,3,32,32: the instructions were counted at 64x64 but the
+    estimate's graph features (MACs, bytes, roofline) read at 32x32, and no line said which shape was timed. Now
+    the graph is read at the shape timed, and the output says it."""
+    from edgekit.estimate.boards import board
+    from edgekit.estimate.graph import analyze
+    from edgekit.estimate.roofline import roofline
+    from edgekit.estimate.runs_as import runs_as
+
+    done, run = emulated_bench_at_64
+    runs = runs_as(model_files["param"], Format.NCNN_FP32)
+
+    def roofline_at(side: int) -> float:  # the bare copy (no sidecar) is read at any shape
+        cost = analyze(model_files["bare"], [1, 3, side, side])
+        return round(roofline(cost, board("pi4"), 1, runs.precision, runs.storage_bytes).lower_bound_ms, 3)
+
+    (est,) = run.estimates.values()
+    assert est["status"] == "ok" and roofline_at(64) != roofline_at(32)
+    assert est["roofline_lower_bound_ms"] == roofline_at(64), (est, roofline_at(32))
+    text = " ".join(done.stdout.split())
+    assert "input: 1 random sample (uniform in [0, 1)) of shape 1,3,64,64 from --shape" in text, text
+    sidecar = model_files["param"].with_suffix(".io.json").name  # tiny.io.json
+    assert f"(not the 1,3,32,32 {sidecar} states)" in text, text
+    assert (
+        f"the estimate reads the graph (MACs, bytes, roofline) at the shape timed, 1,3,64,64, not {sidecar}'s"
+        in text
+    )
+
+
+@pytest.mark.integration
+def test_every_emulated_time_in_the_bench_table_says_it_is_emulated_wall_time(
+    emulated_bench_at_64: tuple[subprocess.CompletedProcess[str], TargetRun],
+) -> None:
+    """Only the p50 column said "emulated wall ms": load ms, p90, p99, mean, std, min and the note's
+    runtime_init_ms are qemu's wall times too and read as plain ms. Each now says so."""
+    import re
+
+    done, run = emulated_bench_at_64
+    for name in ("load", "p50", "p90", "p99", "mean", "std", "min"):
+        assert f"{name} emulated wall ms" in done.stdout, (name, done.stdout)
+    assert not re.search(r"\b(load ms|p90|p99|mean|std|min)\s*┃", done.stdout), done.stdout  # no bare header
+    text = " ".join(done.stdout.split())
+    assert "load emulated wall ms = opening the model" in text, text
+    init = run.agent.measurements[0].runtime_init_ms  # type: ignore[union-attr]
+    assert init is not None and re.search(r"runtime_init_ms: ncnn [\d.]+ emulated wall ms\)", text), text

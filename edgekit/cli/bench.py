@@ -10,9 +10,10 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import typer
 
-from edgekit.cli.bench_inputs import batch_first, bench_inputs, sidecar_format
+from edgekit.cli.bench_inputs import bench_inputs, ncnn_shape, sample_shape, sidecar_format, sidecar_shape
 from edgekit.cli.formats import agreeing_format
 from edgekit.cli.inputs import check_model_file
 from edgekit.cli.outputs import check_output_file
@@ -187,6 +188,7 @@ def bench_cmd(
     )
     folder = run_folder("bench")
     inputs = bench_inputs(art, input_path, shape, folder)
+    console.print(_timed_inputs(art, inputs, input_path, shape), highlight=False)
     run = run_one(art, tgt, settings, folder, inputs, console, f"bench {artifact.name}")
     if run.agent is not None:
         console.print(bench_table(as_deploy_names(run.agent), run.target))
@@ -258,7 +260,9 @@ def run_one(
 def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) -> None:
     """On an emulated target, the real board's estimate from the counts (as deploy's table leads with): printed,
     and kept in the run (--json). Never fatal: the measurements stand without it. A bare .param's graph is read at
-    the shape the agent ran (the inputs file's sample: --shape, --input or the sidecar), batch first."""
+    the shape the agent ran (the inputs file's sample: --shape, --input or the sidecar), batch first; so is one
+    whose sidecar states another shape than the one timed (through a copy of the sidecar stating the shape timed:
+    the graph's MACs, bytes and roofline are those of the model counted)."""
     from edgekit.estimate.attach import board_for_device, estimates_for_run
     from edgekit.results import ArtifactInfo, interval_not_validated
 
@@ -280,11 +284,22 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) ->
         sha256=art.key,
         size_bytes=sum(f.stat().st_size for f in files),
     )
-    bare = art.files[0].suffix == ".param" and art.io is None
+    shape = None
+    stated = sidecar_shape(art)
+    if art.files[0].suffix == ".param":  # ncnn's graph is read at the shape timed, not the sidecar's
+        timed = ncnn_shape(sample_shape(inputs), stated)
+        if art.io is None:
+            shape = timed
+        elif stated is not None and timed != stated:
+            graph = _graph_at(art.files, art.io, timed, inputs.parent)
+            info = info.model_copy(update={"files": [str(f) for f in graph]})
+            console.print(
+                f"[dim]the estimate reads the graph (MACs, bytes, roofline) at the shape timed, {_dims(timed)}, "
+                f"not {art.io.name}'s {_dims(stated)}[/]",
+                highlight=False,
+            )
     try:
-        run.estimates = estimates_for_run(
-            run, [info], device, input_shape=batch_first(inputs) if bare else None
-        )
+        run.estimates = estimates_for_run(run, [info], device, input_shape=shape)
     except Exception as exc:  # noqa: BLE001 - an estimate must never cost the measurements
         console.print(f"[dim]no estimate: {type(exc).__name__}: {plain(exc)}[/]", highlight=False)
         return
@@ -305,6 +320,53 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) ->
         )
         for note in est["caveats"]:
             console.print(f"  [dim]note: {plain(note)}[/]", highlight=False)
+
+
+def _timed_inputs(art: AgentArtifact, inputs: Path, given: Path | None, shape: str | None) -> str:
+    """The line saying what is timed: the samples' shape and where it came from (for an ncnn model, the shape it
+    runs at, and the sidecar's when that differs: the estimate reads the graph at the one timed)."""
+    sample = sample_shape(inputs)
+    count = len(np.load(inputs, mmap_mode="r"))
+    said = (
+        f"{count} sample{'s' if count != 1 else ''} of shape {_dims(sample)} from {given.name}"
+        if given is not None
+        else f"1 random sample (uniform in [0, 1)) of shape {_dims(sample)} from "
+        + ("--shape" if shape else art.io.name if art.io is not None else "the model file")
+    )
+    if art.files[0].suffix == ".param" and art.io is not None:
+        stated = sidecar_shape(art)
+        runs = ncnn_shape(sample, stated)
+        if runs not in (sample, [1, *sample]):  # reshaped to the sidecar's shape, or leading 1s dropped
+            said += f", run by ncnn at {_dims(runs)}"
+        if stated is not None and runs != stated:
+            said += f" (not the {_dims(stated)} {art.io.name} states)"
+    return f"input: {said}"
+
+
+def _dims(shape: list[int]) -> str:
+    return ",".join(map(str, shape))
+
+
+def _graph_at(files: tuple[Path, ...], sidecar: Path, shape: list[int], folder: Path) -> list[Path]:
+    """An ncnn artifact's FILES beside a copy of its SIDECAR stating SHAPE (the shape timed), in FOLDER/graph: what
+    the estimate reads the graph from, so its MACs, bytes and roofline are those of the model counted."""
+    import json
+    import shutil
+
+    graph = folder / "graph"
+    graph.mkdir(parents=True, exist_ok=True)
+    links = []
+    for f in files:
+        link = graph / f.name
+        try:
+            link.symlink_to(f.resolve())
+        except OSError:
+            shutil.copyfile(f, link)
+        links.append(link)
+    io = {k: v for k, v in json.loads(sidecar.read_text()).items() if k != "output_shapes"}  # its shape's
+    io["input_shapes"] = [shape]
+    (graph / sidecar.name).write_text(json.dumps(io))
+    return [*links, graph / sidecar.name]
 
 
 def register(app: typer.Typer) -> None:

@@ -60,6 +60,10 @@ def bench_inputs(
                     where="--input",
                     hint=f"samples of shape {list(known)} (an NHWC TFLite model also takes NCHW samples)",
                 ) from None
+        if (
+            art.files[0].suffix == ".param"
+        ):  # ncnn states no shape: its rank and first layer's channels, as --shape
+            _check_ncnn_sample(art, tuple(data.shape[1:]))
         with np.errstate(over="ignore"):  # beyond float32's range: infinite, refused below
             inputs = data.astype(np.float32)
         finite = np.isfinite(inputs.reshape(len(inputs), -1)).all(axis=1)
@@ -119,11 +123,54 @@ def read_npy(path: Path) -> np.ndarray:
         raise InputDataError(f"not a numeric .npy array: {exc}", where=str(path), hint=hint) from None
 
 
-def batch_first(inputs: Path) -> list[int]:
-    """The shape of one sample of the inputs file as N,C,H,W with N = 1: the agent hands a C,H,W sample to ncnn
-    as it hands 1,C,H,W (no batch axis), so both count the same model."""
-    dims = [int(d) for d in np.load(inputs, mmap_mode="r").shape[1:]]
+def sample_shape(inputs: Path) -> list[int]:
+    """The shape of one sample of the inputs file (its first axis is the sample)."""
+    return [int(d) for d in np.load(inputs, mmap_mode="r").shape[1:]]
+
+
+def sidecar_shape(art: AgentArtifact) -> list[int] | None:
+    """The input shape an ncnn model's model.io.json states (the shape it was converted and checked at), else None."""
+    if art.io is None:
+        return None
+    try:
+        shapes = json.loads(art.io.read_text()).get("input_shapes") or []
+        return [int(d) for d in shapes[0]] if shapes else None
+    except (ValueError, OSError, TypeError, AttributeError):
+        return None
+
+
+def ncnn_shape(sample: list[int] | tuple[int, ...], stated: list[int] | None) -> list[int]:
+    """The shape the agent runs an ncnn model at for one sample of shape SAMPLE, batch first as --shape spells it
+    (edgekit.agent's NcnnRunner.set_input): the sidecar's STATED shape when the sample holds as many numbers, else
+    the sample without leading axes of 1 beyond three; a C,H,W sample is 1,C,H,W (ncnn has no batch axis: the
+    same model)."""
+    if stated and math.prod(stated) == math.prod(sample):
+        return list(stated)
+    dims = [int(d) for d in sample]
+    while len(dims) > 3 and dims[0] == 1:
+        dims = dims[1:]
     return [1, *dims] if len(dims) == 3 else dims
+
+
+def _check_ncnn_sample(art: AgentArtifact, sample: tuple[int, ...]) -> None:
+    """An --input sample an ncnn model cannot take (its rank, its first layer's channels) is refused as the same
+    shape given to --shape is: ncnn runs a wrong channel count anyway, and times a model that does not exist."""
+    from edgekit.estimate.ncnn_model import check_input_shape
+
+    stated = sidecar_shape(art)
+    dims = ncnn_shape(sample, stated)
+    try:
+        check_input_shape(art.files[0], [1, *dims] if len(dims) < 3 else dims)  # an H,W sample is 1 channel
+    except InputDataError as exc:
+        example = (
+            ",".join(map(str, stated[1:] if stated and stated[0] == 1 else stated)) if stated else "C,H,W"
+        )
+        raise InputDataError(
+            f"{exc.message} (a sample of the array: its first axis is the sample, each of shape {list(sample)})",
+            where="--input",
+            hint=f"an array of N samples of shape {example} (shape N,{example})"
+            + ("" if stated else ", C the channels the model's first layer takes"),
+        ) from None
 
 
 def _shape(art: AgentArtifact, text: str | None, option: str) -> tuple[int, ...]:
