@@ -303,8 +303,13 @@ def test_runs_show_leads_an_emulated_target_with_its_estimate_not_qemu_wall_time
     from edgekit.store import open_store
 
     url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    result = _result()
+    emulated = next(r for r in result.runs if r.target == "pi5-emu")
+    assert emulated.agent is not None
+    for m in emulated.agent.measurements:
+        m.runtime_init_ms = 812.0
     with open_store(url) as store:
-        run_id = store.record(_result())
+        run_id = store.record(result)
 
     def show(*extra: str) -> str:
         out = subprocess.run(
@@ -324,6 +329,11 @@ def test_runs_show_leads_an_emulated_target_with_its_estimate_not_qemu_wall_time
     assert "p50 (ms)" in text  # a real board keeps its measured times
     verbose = show("--verbose")
     assert "p50 (ms, emulated wall time)" in verbose
+    emu = verbose[verbose.index("pi5-emu") :].split("\npi5 ")[0]
+    note = next(
+        line for line in emu.splitlines() if "runtime_init_ms" in line
+    )  # qemu's start-up, not the board's
+    assert "emulated wall ms" in note and "load emulated wall ms" in note, note
 
 
 def test_a_target_shows_only_the_thread_counts_it_ran_or_estimated() -> None:

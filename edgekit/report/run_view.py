@@ -133,7 +133,7 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             f"[dim]not run: estimated from the {', '.join(map(str, ran))}-thread run's instruction counts[/]",
         )
     console.print(table)
-    said = load_note(t.agent.measurements) if walls else None
+    said = load_note(t.agent.measurements, emulated=t.emulated) if walls else None
     if said:
         console.print(f"  [dim]{plain(said)}[/]", highlight=False)
     for line in timing_caveats(t):  # a busy machine, more threads than cores: deploy's lines
