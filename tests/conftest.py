@@ -53,6 +53,7 @@ HOST_ONLY = frozenset(
         "test_metrics.py",
         "test_ncnn_int8.py",
         "test_ncnn_speed.py",
+        "test_onnx_dynamic_inputs.py",
         "test_onnx_external_data.py",
         "test_packaging.py",
         "test_profile_shapes.py",

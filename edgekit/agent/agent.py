@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Callable, Optional
 
@@ -509,18 +509,22 @@ def _last_line(path: str) -> str:
 
 
 # --- runtimes -------------------------------------------------------------------------------------------------
-def fit_shape(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """One input sample in the model's shape: as is, with a batch axis, or NCHW -> NHWC (onnx2tf models)."""
+def fit_shape(x: np.ndarray, shape: tuple[int, ...], free: Sequence[int] = ()) -> np.ndarray:
+    """One input sample in the model's shape: as is, with a batch axis, or NCHW -> NHWC (onnx2tf models). The
+    axes in `free` (an .onnx's dynamic dimensions) take the sample's size."""
     candidates = [x, x[None]]
     if x.ndim == 4:
         candidates.append(np.transpose(x, (0, 2, 3, 1)))
     if x.ndim == 3:
         candidates.append(np.transpose(x, (1, 2, 0))[None])
     for cand in candidates:
-        if tuple(cand.shape) == tuple(shape):
+        if cand.ndim == len(shape) and all(
+            axis in free or size == want for axis, (size, want) in enumerate(zip(cand.shape, shape))
+        ):
             return np.ascontiguousarray(cand)
     raise ValueError(
-        "input sample of shape %s does not fit the model input %s" % (list(x.shape), list(shape))
+        "input sample of shape %s does not fit the model input %s"
+        % (list(x.shape), "[%s]" % ", ".join("?" if axis in free else str(n) for axis, n in enumerate(shape)))
     )
 
 
@@ -805,10 +809,16 @@ class OnnxRuntimeRunner:
         ]
 
     def input_shape(self) -> tuple[int, ...]:
+        """The graph input's shape, a dynamic dimension 1 (what random inputs are made at)."""
         return tuple(d if isinstance(d, int) else 1 for d in self.inp.shape)
 
+    def dynamic_axes(self) -> tuple[int, ...]:
+        """The dynamic dimensions a sample sets: all but the batch (axis 0: one sample per invocation, batch 1)."""
+        return tuple(axis for axis, d in enumerate(self.inp.shape) if not isinstance(d, int) and axis > 0)
+
     def set_input(self, x: np.ndarray) -> None:
-        self.feed = {self.inp.name: fit_shape(x.astype(np.float32), self.input_shape())}
+        """A dynamic dimension (a free H and W) takes the sample's size: it was fed at 1, the only size accepted."""
+        self.feed = {self.inp.name: fit_shape(x.astype(np.float32), self.input_shape(), self.dynamic_axes())}
 
     def invoke(self) -> None:
         self._last = self.sess.run(self.names, self.feed)

@@ -50,10 +50,12 @@ def bench_inputs(
                 where=str(given),
                 hint="numbers, first axis = sample, e.g. shape [8, 1, 3, 224, 224] for 8 samples",
             )
-        known = agent_shape or _file_shape(art)  # an .onnx: its fixed dimensions, a dynamic one run at 1
+        known = agent_shape or _file_shape(
+            art
+        )  # an .onnx: its fixed dimensions (a dynamic one takes the sample's)
         if known:  # checked here, not after the agent started on the target (the agent applies the same fit)
             try:
-                fit_shape(data[0], known)
+                fit_shape(data[0], known, _free(_onnx_agent_shape(art.files[0])[1]) if onnx else ())
             except ValueError as exc:
                 raise UsageError(
                     f"{exc} (the first axis of the array is the sample)",
@@ -282,8 +284,9 @@ def _onnx_static_shape(path: Path) -> tuple[int, ...] | None:
 
 
 def _onnx_agent_shape(path: Path) -> tuple[tuple[int, ...], list[int]]:
-    """The shape the agent feeds the .onnx's graph input (every dynamic dimension 1: onnxruntime's runner in
-    edgekit.agent does so) and the axes that are dynamic; a model with no input or more than one is a UsageError."""
+    """The .onnx's graph input shape, every dynamic dimension 1 (random inputs are made at that size; a sample
+    given sets it: onnxruntime's runner in edgekit.agent feeds a dynamic dimension the sample's size), and the
+    axes that are dynamic; a model with no input or more than one is a UsageError."""
     from edgekit.convert.onnx_file import read_onnx
 
     graph = read_onnx(path, str(path)).graph
@@ -302,18 +305,25 @@ def _onnx_agent_shape(path: Path) -> tuple[tuple[int, ...], list[int]]:
     return shape, [axis for axis, d in enumerate(dims) if d.dim_value <= 0]
 
 
+def _free(dynamic: list[int]) -> tuple[int, ...]:
+    """The dynamic axes a sample's size sets, as the agent's onnxruntime runner takes them: all but the batch (axis
+    0 stays 1: one sample per invocation)."""
+    return tuple(axis for axis in dynamic if axis > 0)
+
+
 def _check_onnx_shape(path: Path, dims: tuple[int, ...], option: str) -> None:
-    """--shape against what the agent feeds the .onnx (its fixed dimensions; a dynamic one runs at 1)."""
+    """--shape against the .onnx's fixed dimensions (a dynamic one, a free H and W, takes --shape's size)."""
     shape, dynamic = _onnx_agent_shape(path)
+    free = _free(dynamic)
     try:
-        fit_shape(np.broadcast_to(np.float32(0), dims), shape)
+        fit_shape(np.broadcast_to(np.float32(0), dims), shape, free)
     except ValueError as exc:
-        said = ", ".join(map(str, dynamic))
-        runs = f"; its dynamic dimension(s) (axis {said}) run at size 1 in edgekit's agent" if dynamic else ""
+        runs = f"; axis {', '.join(map(str, free))} dynamic: any size" if free else ""
         raise UsageError(
             str(exc),
             where=option,
-            hint=f"this model takes {','.join(map(str, shape))} (batch first{runs})",
+            hint=f"this model takes {','.join('?' if i in free else str(d) for i, d in enumerate(shape))} "
+            f"(batch first{runs})",
         ) from None
 
 
