@@ -578,7 +578,9 @@ def test_an_input_shape_the_first_convolution_cannot_take_is_refused(tmp_path: P
     shape = f"1,3,{SIZE},{SIZE}"
     for args in _shape_commands(param, shape):
         out = _cli(*args)
-        assert out.returncode == 2 and "has 3 channels; the model's first layer" in out.stderr, out.stderr
+        assert out.returncode == 2 and "has 3 channels; the model's first convolution" in out.stderr, (
+            out.stderr
+        )
         assert f"takes {CHANNELS}" in out.stderr
     ok = _cli(
         "roofline", str(param), "--board", "pi4", "--input-shape", f"1,{CHANNELS},{SIZE},{SIZE}", "--json"
@@ -815,12 +817,12 @@ def test_a_model_outside_the_calibration_range_is_said_to_be_extrapolated() -> N
         )
         assert any(f"{side} than any calibration model" in c for c in est.caveats), est.caveats
         assert est.high_ms / est.estimate_ms == pytest.approx(math.exp(cost_model.widest_q()))
-    # just past the largest model (vgg16 fp32 counts 0.1 % above vgg16_int8 on the A72): leave-one-out predicted
+    # past the largest model by more than the 1 % a count within is inside the range: leave-one-out predicted
     # vgg16_int8 itself from models 1.7x smaller; there the interval is the largest held-out error, validated
     reach_lo, reach_hi = cost_model.validated_range("pi4")
     assert reach_lo < lo / 2 and reach_hi > hi * 1.5
     wide = cost_model.procedure_cv("pi4", 1, ("instructions",))["q_log_wide"]
-    for work in (int(hi * 1.001), int(reach_hi * 0.99), int(lo * 0.9)):
+    for work in (int(hi * 1.02), int(reach_hi * 0.99), int(lo * 0.9)):
         near = cost_model.estimate("pi4", cost_model.Features(work), 1, fmt=Format.NCNN_FP32)
         assert near.calibrated and near.to_dict()["interval_not_validated"] is None, work
         assert near.high_ms / near.estimate_ms == pytest.approx(math.exp(max(wide, inside_q)))
@@ -975,6 +977,12 @@ def test_a_tflite_without_metadata_is_read_from_its_tensors(tmp_path: Path) -> N
     )
     for kind in ("fp32", "fp16", "dynamic", "int8"):
         assert tflite_format(tmp_path / f"{kind}.tflite") is Format(f"tflite-{kind}"), kind
+    # a --format the tensors contradict is refused (tflite-fp32 put a dynamic-range model's bound at the fp32
+    # peak); the one they say is taken
+    dynamic = str(tmp_path / "dynamic.tflite")
+    wrong = _cli("roofline", dynamic, "--board", "pi4", "--format", "tflite-fp32")
+    assert wrong.returncode == 2 and "tensors say tflite-dynamic" in wrong.stderr, wrong.stderr
+    assert _cli("roofline", dynamic, "--board", "pi4", "--format", "tflite-dynamic").returncode == 0
     bound = _cli("roofline", str(tmp_path / "int8.tflite"), "--board", "pi4", "--json")
     assert bound.returncode == 0 and json.loads(bound.stdout)["roofline"]["precision"] == "int8", bound.stderr
     out = _cli("estimate", str(tmp_path / "int8.tflite"), "--board", "pi4", "--json")

@@ -109,7 +109,7 @@ def estimate_cmd(
     from edgekit.estimate.boards import board as get_board
     from edgekit.estimate.graph import analyze
     from edgekit.estimate.roofline import roofline
-    from edgekit.estimate.zero_weights import weights_for
+    from edgekit.estimate.zero_weights import named_as_given, weights_for
 
     b = get_board(board)
     if not artifact.exists():
@@ -119,15 +119,16 @@ def estimate_cmd(
     shape = parse_shape(input_shape, "--input-shape")
     given = artifact
     artifact, zero_note = weights_for(artifact)  # a bare .param alone: zero weights, as benchncnn
-    cost = analyze(artifact, shape)
-    runs = artifact_runs_as(artifact, fmt)
+    with named_as_given(given, artifact):  # errors name the user's file, not the zero-weight copy
+        cost = analyze(artifact, shape)
+        runs = artifact_runs_as(artifact, fmt)
     bound = roofline(cost, b, threads, runs.precision, runs.storage_bytes)
     out: dict[str, Any] = {
         "artifact": str(given),
         "board": b.name,
         "threads": threads,
         "runs_as": runs.how if artifact.suffix != ".onnx" else f"{runs.how} (not run: MAC-based)",
-        "roofline": bound.to_dict(),
+        "roofline": None,  # filled once bound_note has judged it: a count may show it is no bound ("none")
     }
     if zero_note:
         out["weights"] = zero_note
@@ -171,6 +172,7 @@ def estimate_cmd(
     note = bound_note(cost, bound, est, runs.precision)
     if note:
         out["estimate"]["caveats"].append(note)
+    out["roofline"] = bound.to_dict()  # after bound_note: "compute-bound" beside "no bound here" before
     if as_json:
         print_json(out)
         return
@@ -301,9 +303,16 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
     ends = cv.get("ends")  # an interpolated estimate: each end's own cross-validation
     for part in ends or [cv]:
         which = f" at {part['threads']} thread(s)" if ends else f" {est['method']}"
+        # `held` counts the procedure's ordinary interval: beside a widened one, say which interval held
+        ordinary = part.get("procedure_interval") or part.get("held_interval") or part.get("interval")
+        held = (
+            f"the ordinary {ordinary} interval held"
+            if ends or part.get("procedure_interval")
+            else "interval held"
+        )
         console.print(
             f"  [dim]cost model{which}: leave-one-model-out on {part['n']} ncnn benchmark models, the weighting "
-            f"included: median |error| {100 * part['median']:.0f} %, p90 {100 * part['p90']:.0f} %, interval held "
+            f"included: median |error| {100 * part['median']:.0f} %, p90 {100 * part['p90']:.0f} %, {held} "
             f"{part['held']} of {part['n']}[/]",
             highlight=False,
         )

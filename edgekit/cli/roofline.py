@@ -23,6 +23,7 @@ from edgekit.cli.estimate import (
     print_json,
 )
 from edgekit.cli.shapes import parse_shape
+from edgekit.errors import UsageError
 from edgekit.estimate.roofline import bound_note
 from edgekit.terminal import plain
 
@@ -46,14 +47,19 @@ def roofline_cmd(
     from edgekit.estimate.boards import board as get_board
     from edgekit.estimate.graph import analyze
     from edgekit.estimate.roofline import roofline
-    from edgekit.estimate.zero_weights import weights_for
+    from edgekit.estimate.zero_weights import named_as_given, weights_for
 
     b = get_board(board)
+    if not artifact.exists():  # it went on to an internal FileNotFoundError
+        raise UsageError(
+            "no such model file", where=str(artifact), hint="give an .onnx, .tflite or ncnn .param"
+        )
     given = artifact
     artifact, zero_note = weights_for(artifact)  # a bare .param alone: zero weights, as benchncnn
-    cost = analyze(artifact, parse_shape(input_shape, "--input-shape"))
+    with named_as_given(given, artifact):  # errors name the user's file, not the zero-weight copy
+        cost = analyze(artifact, parse_shape(input_shape, "--input-shape"))
+        runs = artifact_runs_as(artifact, fmt)
     notes = [*cost.notes, *filter(None, [zero_note])]
-    runs = artifact_runs_as(artifact, fmt)
     r = roofline(cost, b, threads, runs.precision, runs.storage_bytes)
     # the MAC-based estimate needs MACs: a graph without convolutions or matrix products has none to scale
     est = (
@@ -93,7 +99,8 @@ def roofline_cmd(
         (
             "memory time",
             f"{ms(r.memory_ms)} ms compulsory ({r.compulsory_bytes / mb:,.3f} MB: weights at "
-            f"{r.weight_storage_bytes} bytes each as the runtime holds them + I/O); {ms(r.traffic_ms)} ms with no "
+            f"{r.weight_storage_bytes} byte{'s' if r.weight_storage_bytes != 1 else ''} each as the runtime holds them "
+            f"+ I/O); {ms(r.traffic_ms)} ms with no "
             "reuse",
         ),
         (

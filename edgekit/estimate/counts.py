@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,15 +52,28 @@ def count_cached(
         say(
             f"counted {result.instructions:,} instructions in {time.monotonic() - start:.0f} s (kept in the count cache)"
         )
-    tmp = entry.with_suffix(".tmp")
     data = {
         k: v
         for k, v in result.to_dict().items()
         if k not in ("instructions", "busiest_thread", "spread", "label")
     }
-    tmp.write_text(json.dumps(data))
-    tmp.replace(entry)
+    _write_whole(entry, json.dumps(data))
     return result, False
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """`text` into `path`, whole or not at all, however many processes write it at once: each writes its own
+    temporary file beside it and renames it into place (a fixed `digests.tmp` shared by 4 concurrent estimates
+    was renamed away by one under another: FileNotFoundError). A write that fails leaves what was there."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # as a plain write leaves it (mkstemp's file is the owner's alone)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def cache_key(job: CountJob, device: str) -> str:
@@ -97,9 +112,10 @@ def _file_digest(path: Path) -> str:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
         known[tag] = digest.hexdigest()
-        tmp = memo.with_suffix(".tmp")
-        tmp.write_text(json.dumps(known))
-        tmp.replace(memo)
+        try:  # concurrent runs each write the memo whole; one may drop another's new entry: it is hashed again
+            _write_whole(memo, json.dumps(known))
+        except OSError:
+            pass  # only a memo: the digest stands without it
     return str(known[tag])
 
 

@@ -359,6 +359,9 @@ def procedure_summary(errors: Sequence[tuple[str, str, float]]) -> dict[str, Any
     rel = sorted(abs(math.exp(e) - 1) for _, _, e in errors)
     q = conformal_quantile(logs)
     held = sum(held_each(logs))
+    interval = (
+        f"-{100 * (1 - math.exp(-q)):.0f}/+{100 * (math.exp(q) - 1):.0f}%" if math.isfinite(q) else "none"
+    )
     return {
         "q_log_wide": conformal_quantile(logs, WIDE_RANK_LEVEL),
         "n": len(errors),
@@ -366,11 +369,11 @@ def procedure_summary(errors: Sequence[tuple[str, str, float]]) -> dict[str, Any
         "p90": float(np.percentile(rel, 90)) if rel else math.nan,
         "max": rel[-1] if rel else math.nan,
         "q_log": q,
-        "interval": f"-{100 * (1 - math.exp(-q)):.0f}/+{100 * (math.exp(q) - 1):.0f}%"
-        if math.isfinite(q)
-        else "none",
-        "held": held,
-        "heaviest": sorted({c for _, c, _ in errors}),
+        "interval": interval,
+        "held": held,  # of `held_interval`: an estimate whose interval is widened keeps this ordinary one's count
+        "held_interval": interval,
+        # the forms that weighed most in some fold (a model held out), not this estimate's heaviest (its method)
+        "heaviest_in_folds": sorted({c for _, c, _ in errors}),
     }
 
 

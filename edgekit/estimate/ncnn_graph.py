@@ -179,10 +179,14 @@ def _ncnn_blob_shapes(
         )
     shapes = stated or ([input_shape] if input_shape else None)
     if not shapes:
+        declared: dict[str, str] = next((p for kind, _, _, p in layers if kind == "Input"), {})
+        chw = [declared.get(k, "") for k in ("2", "1", "0")]  # ncnn's Input: 0=w 1=h 2=c
         raise InputDataError(
-            "an ncnn model without its model.io.json sidecar needs its input shape",
+            f"an ncnn model without its {path.with_suffix('.io.json').name} sidecar needs its input shape",
             where=str(path),
-            hint="pass --input-shape 1,3,224,224 (NCHW)",
+            hint=f"pass --input-shape 1,{','.join(chw)} (NCHW, as its Input layer declares)"
+            if all(d.isdigit() and int(d) > 0 for d in chw)
+            else "pass --input-shape N,C,H,W, e.g. 1,3,224,224 (its Input layer declares no C,H,W)",
         )
     if not io.get("input_shapes") and input_shape:
         check_input_shape(path, input_shape)

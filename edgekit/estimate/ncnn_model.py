@@ -5,15 +5,87 @@ and loading the model on this host are the ncnn runtime's (edgekit/runtimes/ncnn
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 from edgekit.errors import InputDataError
 from edgekit.runtimes.ncnn import parse_param
 
+# layers whose output has their input's channel count: the input blob is followed through them to the convolutions
+# that take it (blazeface's first layer is a Padding, a model may normalise first). Padding adds its 7= front and
+# 8= behind channels; every other layer here keeps the count.
+_KEEPS_CHANNELS = {
+    "Split",
+    "Padding",
+    "ReLU",
+    "ReLU6",
+    "Clip",
+    "Sigmoid",
+    "TanH",
+    "Swish",
+    "HardSwish",
+    "HardSigmoid",
+    "Mish",
+    "ELU",
+    "SELU",
+    "GELU",
+    "PReLU",
+    "BNLL",
+    "AbsVal",
+    "Power",
+    "Exp",
+    "Log",
+    "Threshold",
+    "UnaryOp",
+    "BatchNorm",
+    "Scale",
+    "Bias",
+    "InstanceNorm",
+    "GroupNorm",
+    "LRN",
+    "MVN",
+    "Normalize",
+    "Dropout",
+    "Noop",
+    "Cast",
+    "Quantize",
+    "Dequantize",
+    "Requantize",
+    "Interp",
+    "Pooling",
+    "Pooling1D",
+    "Pooling3D",
+    "Erf",
+    "Softplus",
+}
+
+
+def _channels_taken(kind: str, p: dict[str, str]) -> int | None:
+    """The input channels a Convolution / ConvolutionDepthWise takes, from its weight_data_size (6=), outputs
+    (0=), kernel (1=, 11=) and groups (7=); None when the params do not say."""
+    nout, kw = int(p.get("0", 0)), int(p.get("1", 0))
+    kh, wsize = int(p.get("11", kw)), int(p.get("6", 0))
+    groups = int(p.get("7", 1)) if kind == "ConvolutionDepthWise" else 1
+    if not (nout and kw and kh and wsize):
+        return int(p.get("7", 0)) or None if kind == "ConvolutionDepthWise" else None
+    return wsize * groups // (nout * kw * kh) or None
+
+
+def _declared_channels(layers: list) -> int | None:
+    """The channel count the Input layer declares (ncnn's Input: 0=w 1=h 2=c), None when it declares none."""
+    declared: dict[str, str] = next((p for kind, _, _, p in layers if kind == "Input"), {})
+    try:
+        return int(declared.get("2", 0)) or None
+    except ValueError:
+        return None
+
 
 def check_input_shape(path: Path, input_shape: list[int]) -> None:
-    """A given input shape ncnn cannot take, or whose channel count the model's first convolution cannot take, is
-    bad input: ncnn holds at most 4 dimensions besides leading 1s (the batch), and a wrong channel count runs
-    anyway (it reads past or short of the weights it expects) and counts a model that does not exist."""
+    """A given input shape ncnn cannot take, or whose channel count the model cannot take, is bad input: ncnn
+    holds at most 4 dimensions besides leading 1s (the batch), and a wrong channel count runs anyway on this host
+    (it reads past or short of the weights it expects) and counts a model that does not exist, or crashes the
+    guest. The channels are those the convolutions fed by the input take, the input followed through the layers
+    that keep its channel count (Split, Padding, activations, BatchNorm...); when no convolution is reached so,
+    the Input layer's declared channels (2=), if it declares them."""
     dims = list(input_shape)
     while len(dims) > 3 and dims[0] == 1:  # how the agent hands the sample to ncnn (no batch axis)
         dims = dims[1:]
@@ -27,35 +99,43 @@ def check_input_shape(path: Path, input_shape: list[int]) -> None:
         return
     given = input_shape[-3]  # NCHW or CHW
     layers = parse_param(path)
-    blobs = {t for kind, _, tops, _ in layers if kind == "Input" for t in tops}
-    if len(blobs) != 1:
+    inputs = [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
+    if len(inputs) != 1:
         return
+    channels = {inputs[0]: given}  # blob -> its channel count, for the blobs that carry the input's channels
+    reached = False
     for kind, bottoms, tops, p in layers:
-        if not blobs & set(bottoms):
+        fed = [channels[b] for b in bottoms if b in channels]
+        if not fed or len(bottoms) != 1:
             continue
-        if kind == "Split":
-            blobs |= set(tops)
-            continue
-        takes = None
         try:
-            if kind == "Convolution":
-                nout, kw = int(p.get("0", 0)), int(p.get("1", 0))
-                kh = int(p.get("11", kw))
-                takes = int(p.get("6", 0)) // (nout * kw * kh) if nout and kw and kh else None
-            elif kind == "ConvolutionDepthWise":
-                takes = int(p.get("7", 0)) or None
-        except ValueError:
+            if kind in ("Convolution", "ConvolutionDepthWise"):
+                reached = True
+                takes = _channels_taken(kind, p)
+                if takes and takes != fed[0]:
+                    _refuse(
+                        path,
+                        input_shape,
+                        given,
+                        f"the model's first convolution ({kind} {tops[0] if tops else ''})",
+                        takes - fed[0] + given,
+                    )
+            elif kind in _KEEPS_CHANNELS:
+                added = int(p.get("7", 0)) + int(p.get("8", 0)) if kind == "Padding" else 0
+                channels.update((t, fed[0] + added) for t in tops)
+        except ValueError:  # a param that is not an integer where these layers keep one: not checked
             return
-        if takes and takes != given:
-            raise InputDataError(
-                f"input shape {input_shape} has {given} channel{'s' if given != 1 else ''}; the model's first "
-                f"layer ({kind} "
-                f"{tops[0] if tops else ''}) takes {takes}",
-                where=str(path),
-                hint=f"pass the model's own shape, e.g. --input-shape 1,{takes},H,W",
-            )
-        if kind in ("Convolution", "ConvolutionDepthWise"):
-            return
+    declared = _declared_channels(layers)
+    if not reached and declared and declared != given:
+        _refuse(path, input_shape, given, f"the model's Input ({inputs[0]}: 2={declared})", declared)
+
+
+def _refuse(path: Path, input_shape: list[int], given: int, layer: str, takes: int) -> NoReturn:
+    raise InputDataError(
+        f"input shape {input_shape} has {given} channel{'s' if given != 1 else ''}; {layer} takes {takes}",
+        where=str(path),
+        hint=f"pass the model's own shape, e.g. --input-shape 1,{takes},{','.join(map(str, input_shape[-2:]))}",
+    )
 
 
 def check_batch_first(path: Path, input_shape: list[int], layers: list) -> None:

@@ -4,7 +4,7 @@
 label changed the words but not the count, 24.0 M instructions instead of the 45.4 M of the same bytes as
 edgekit's ncnn-fp32 on the A76), else ncnn's defaults; int8 where its layers say so whatever its label (the speed
 plan may keep every layer of an ncnn-int8 artifact float); a .tflite without metadata is read from its
-tensors."""
+tensors, and a --format given for it that they contradict is refused."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekit.convert.ncnn.param import has_int8_layers
-from edgekit.estimate.roofline import compute_precision, ncnn_options, weight_storage_bytes
+from edgekit.errors import UsageError
+from edgekit.estimate.roofline import (
+    artifact_format,
+    compute_precision,
+    ncnn_options,
+    weight_storage_bytes,
+)
 from edgekit.formats import Format, Precision
 
 
@@ -53,6 +59,14 @@ def runs_as(artifact: Path, known: Format | None) -> RunsAs:
     sets them, so its cache entry is theirs) or, unlabelled, ncnn's defaults (fp16 storage; fp16 arithmetic
     where the core has it); int8 where its layers say so, whatever its label; a .tflite without metadata is read
     from its tensors."""
+    if artifact.suffix == ".tflite" and known is not None and artifact_format(artifact) is None:
+        read = tflite_format(artifact)  # --format on a file without metadata: checked against its tensors
+        if read is not known:  # tflite-fp32 on a dynamic-range file put the bound at the fp32 peak
+            raise UsageError(
+                f"the file's tensors say {read.value}; --format {known.value} contradicts them",
+                where="--format",
+                hint=f"leave --format out (it is read from the tensors), or give --format {read.value}",
+            )
     if artifact.suffix == ".tflite" and known is None:
         read = tflite_format(artifact)
         return RunsAs(

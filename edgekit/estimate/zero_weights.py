@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from edgekit.errors import InputDataError
+from edgekit.errors import EdgekitError, InputDataError
 from edgekit.paths import data_dir
 
 NOTE = (
@@ -107,3 +109,21 @@ def weights_for(artifact: Path) -> tuple[Path, str]:
     if needs_zero_weights(artifact):
         return with_zero_weights(artifact), NOTE
     return artifact, ""
+
+
+@contextmanager
+def named_as_given(given: Path, loaded: Path) -> Iterator[None]:
+    """An error about `loaded` (weights_for's zero-weight copy under the data dir) names the user's file `given`
+    instead: "/root/.local/share/edgekit/zero-weights/<hash>/m.param: ..." named a file the user never gave."""
+    try:
+        yield
+    except EdgekitError as err:
+        if Path(loaded) == Path(given):
+            raise
+        copy, user = str(loaded), str(given)
+        where = user if err.where == copy else err.where
+        try:
+            renamed = type(err)(err.message.replace(copy, user), where=where, hint=err.hint)
+        except TypeError:  # an error class with its own arguments: as it was
+            raise err from None
+        raise renamed from err

@@ -1,0 +1,194 @@
+"""Checks, labels, rounding and files of `edgekit estimate` / `edgekit roofline` that were wrong: a channel count
+the model cannot take passed when a Padding came first, a tiny estimate was 0 ms, the roofline JSON said
+"compute-bound" beside "no bound here", a calibration model counted again was "smaller than any calibration
+model", errors named edgekit's zero-weight copy, concurrent runs tore the digest memo, a --format a .tflite's
+tensors contradict was taken, and a widened interval sat beside the ordinary one's "held"."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_counting import CHANNELS, SIZE, write_chain
+
+from edgekit.errors import InputDataError
+from edgekit.estimate import calibration, cost_model
+from edgekit.estimate.ncnn_model import check_input_shape
+from edgekit.runtimes.ncnn import parse_param
+
+BENCHMARK = Path(calibration.__file__).parent / "data" / "ncnn-benchmark"
+
+
+def _cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def test_the_channels_are_checked_through_the_layers_that_keep_them() -> None:
+    """blazeface begins with a Padding: 4 channels passed the host check and crashed qemu (SIGSEGV); the input is
+    followed now through the layers that keep its channel count to the convolutions it feeds."""
+    for param in sorted(BENCHMARK.glob("*.param")):
+        declared = next(p for kind, _, _, p in parse_param(param) if kind == "Input")
+        if "2" not in declared:
+            continue
+        c, h, w = (int(declared[k]) for k in ("2", "1", "0"))
+        check_input_shape(param, [1, c, h, w])  # its own shape passes
+        with pytest.raises(InputDataError, match=f"has {c + 1} channels; .* takes {c}\\n"):
+            check_input_shape(param, [1, c + 1, h, w])
+
+
+def test_padding_that_adds_channels_and_the_declared_input_are_taken_into_account(tmp_path: Path) -> None:
+    padded = tmp_path / "padded.param"  # Padding's 7=1 adds a front channel: the convolution takes 3 + 1
+    padded.write_text(
+        "7767517\n4 4\nInput in0 0 1 in0 0=8 1=8 2=3\nPadding pad 1 1 in0 p0 0=1 1=1 2=1 3=1 7=1\n"
+        "ReLU relu 1 1 p0 r0\nConvolution conv 1 1 r0 out0 0=2 1=3 11=3 6=72\n"
+    )
+    check_input_shape(padded, [1, 3, 8, 8])
+    with pytest.raises(
+        InputDataError, match=r"has 4 channels; the model's first convolution \(Convolution out0\) takes 3"
+    ):
+        check_input_shape(padded, [1, 4, 8, 8])
+    reshaped = tmp_path / "reshaped.param"  # no convolution reached: the Input's declared 2= says
+    reshaped.write_text("7767517\n2 2\nInput in0 0 1 in0 0=8 1=8 2=3\nReshape r 1 1 in0 out0 0=-1\n")
+    check_input_shape(reshaped, [1, 3, 8, 8])
+    with pytest.raises(InputDataError, match=r"has 5 channels; the model's Input \(in0: 2=3\) takes 3"):
+        check_input_shape(reshaped, [1, 5, 8, 8])
+
+
+def test_a_bare_params_errors_name_the_users_file_its_sidecar_and_its_declared_shape(tmp_path: Path) -> None:
+    """Errors named /root/.local/share/edgekit/zero-weights/<hash>/blazeface.param, "its model.io.json sidecar"
+    and hinted 1,3,224,224; a wrong channel count exited 0 (roofline) or crashed the guest (estimate)."""
+    shutil.copy(BENCHMARK / "blazeface.param", tmp_path / "bf.param")
+    for command in ("roofline", "estimate"):
+        out = _cli(command, "bf.param", "--board", "pi4", cwd=tmp_path)
+        assert out.returncode == 2, out.stderr
+        assert "error (InputDataError): bf.param: an ncnn model without its bf.io.json sidecar" in out.stderr
+        assert "--input-shape 1,3,128,128" in out.stderr and "zero-weights" not in out.stderr, out.stderr
+        wrong = _cli(command, "bf.param", "--board", "pi4", "--input-shape", "1,4,128,128", cwd=tmp_path)
+        assert wrong.returncode == 2, wrong.stderr
+        assert "bf.param: input shape [1, 4, 128, 128] has 4 channels" in wrong.stderr, wrong.stderr
+        assert "--input-shape 1,3,128,128" in wrong.stderr and "zero-weights" not in wrong.stderr
+    missing = _cli("roofline", "nothere.param", "--board", "pi4", cwd=tmp_path)
+    assert missing.returncode == 2 and "no such model file" in missing.stderr, missing.stderr
+
+
+def test_a_tiny_estimate_keeps_significant_figures() -> None:
+    """A 64x10 MatMul's estimate was stored and printed as 0 ms (3 decimals)."""
+    est = cost_model.estimate("pi5", cost_model.Features(0, 650, False, {}, 640))
+    d = est.to_dict()
+    for key in ("estimate_ms", "low_ms", "high_ms"):
+        assert d[key] > 0 and d[key] == pytest.approx(getattr(est, key), rel=1e-3), (key, d[key])
+    assert cost_model.significant(12345.6789) == 12345.679  # never fewer decimals than before
+    assert cost_model.significant(0.000123456) == 0.0001235
+
+
+def test_a_count_within_a_percent_of_the_calibration_range_is_inside_it() -> None:
+    """blazeface counted again (14,524,113 instructions, 0.016 % under its stored count) was "fewer than any
+    calibration model" and its interval widened from -14/+17 % to -21/+26 %."""
+    lo, hi = cost_model.calibration_range("pi4")
+    at = cost_model.estimate("pi4", cost_model.Features(lo), 1)
+    for work in (int(lo * 0.99984), int(lo * 0.995), int(hi * 1.005)):
+        est = cost_model.estimate("pi4", cost_model.Features(work), 1)
+        assert not any("calibration model" in c and "than any" in c for c in est.caveats), est.caveats
+        assert est.high_ms / est.estimate_ms == pytest.approx(at.high_ms / at.estimate_ms)
+    beyond = cost_model.estimate("pi4", cost_model.Features(int(lo * 0.98)), 1)
+    assert any("fewer than any calibration model" in c for c in beyond.caveats)
+
+
+def test_a_widened_interval_says_which_interval_held(capsys: pytest.CaptureFixture[str]) -> None:
+    """An int8 estimate's interval is widened; "interval held 15 of 17" beside it counted the ordinary one, and
+    cross_validation.heaviest was the forms heaviest in some fold, not this estimate's."""
+    from edgekit.cli import estimate as cli
+
+    lo, hi = cost_model.calibration_range("pi4")
+    est = cost_model.estimate("pi4", cost_model.Features(int((lo * hi) ** 0.5), int8=True), 1)
+    cv = est.to_dict()["cross_validation"]
+    assert cv["interval"] != cv["procedure_interval"] == cv["held_interval"]
+    assert "heaviest" not in cv and cv["heaviest_in_folds"]
+    bound = {"bound": "compute", "lower_bound_ms": 0.1, "precision": "int8", "peak_gmacs": 1.0, "label": "b"}
+    out = {
+        "artifact": "m.param",
+        "threads": 1,
+        "runs_as": "ncnn",
+        "estimate": est.to_dict(),
+        "roofline": bound,
+    }
+    cli._print_estimate(out, "Pi 4")
+    said = re.sub(r"\s+", " ", capsys.readouterr().out)
+    assert f"the ordinary {cv['procedure_interval']} interval held {cv['held']} of {cv['n']}" in said, said
+    plain = cost_model.estimate("pi4", cost_model.Features(int((lo * hi) ** 0.5)), 1)
+    cli._print_estimate({**out, "estimate": plain.to_dict()}, "Pi 4")
+    assert "ordinary" not in capsys.readouterr().out
+
+
+def test_the_roofline_in_the_json_is_the_one_the_note_judged(tmp_path: Path) -> None:
+    """bound_note sets the bound "none" when the count cannot hold the graph's MACs; the JSON's roofline was
+    taken before it, so it said "compute" beside "no bound here"."""
+    param = write_chain(tmp_path / "chain", 2)
+    script = (
+        "import sys; import edgekit.estimate.roofline as r; r.macs_the_count_can_hold = lambda mix, p: 1; "
+        "from edgekit.cli import main; sys.argv = ['edgekit', *sys.argv[1:]]; main()"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "estimate",
+            str(param),
+            "--board",
+            "pi4",
+            "--json",
+            "--input-shape",
+            f"1,{CHANNELS},{SIZE},{SIZE}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert any("is no bound here" in c for c in data["estimate"]["caveats"])
+    assert data["roofline"]["bound"] == "none"
+
+
+DIGESTS = """
+import os, sys
+from pathlib import Path
+from edgekit.estimate.counts import _file_digest
+for i in range(40):
+    p = Path(sys.argv[1]) / f"f_{sys.argv[2]}_{i}.bin"
+    p.write_bytes(os.urandom(64))
+    _file_digest(p)
+"""
+
+
+def test_concurrent_runs_keep_the_digest_memo_whole(tmp_path: Path) -> None:
+    """Every run wrote the memo through one `digests.tmp`: 4 at once renamed it from under each other
+    (FileNotFoundError)."""
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", DIGESTS, str(tmp_path), str(n)], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for n in range(4)
+    ]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    counts = next((tmp_path / "home").rglob("digests.json")).parent
+    assert json.loads((counts / "digests.json").read_text())
+    assert not [p.name for p in counts.iterdir() if p.suffix == ".tmp"]
