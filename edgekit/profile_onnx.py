@@ -70,6 +70,57 @@ def read_model(path: Path) -> Any:
     return model
 
 
+def free_axes(model: Any) -> list[int]:
+    """The axes of the graph input with no fixed size, but the batch (axis 0 runs as 1: one sample)."""
+    (name,) = _graph_inputs(model)
+    inp = next(i for i in model.graph.input if i.name == name)
+    dims = inp.type.tensor_type.shape.dim
+    return [axis for axis, d in enumerate(dims) if axis > 0 and not d.HasField("dim_value")]
+
+
+def fix_input_shape(model: Any, path: Path, shape: list[int] | None) -> Any:
+    """The model with its input's free dimensions set to `shape` (and shapes inferred from it), so that every
+    prefix model and the counting runner run that size; a model with none free is returned as it is (its own
+    shape is checked by the caller). Free dimensions without a shape were counted at size 1, a 1x1 image."""
+    free = free_axes(model)
+    if not free:
+        return model
+    (name,) = _graph_inputs(model)
+    inp = next(i for i in model.graph.input if i.name == name)
+    dims = inp.type.tensor_type.shape.dim
+    stated = ",".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+    if shape is None:
+        raise InputDataError(
+            f"its input {name!r} ({stated}) has free dimensions (axis {', '.join(map(str, free))}): the prefix "
+            "models are counted at one fixed size",
+            where=str(path),
+            hint="give --input-shape, e.g. "
+            + ",".join(
+                "1" if a == 0 else ("224" if a in free else str(d.dim_value)) for a, d in enumerate(dims)
+            ),
+        )
+    fixed_ok = len(shape) == len(dims) and all(
+        (a == 0 and n == 1) or a in free or n == d.dim_value for a, (n, d) in enumerate(zip(shape, dims))
+    )
+    if not fixed_ok:
+        raise InputDataError(
+            f"--input-shape {','.join(map(str, shape))} does not fit its input {name!r} ({stated}): batch 1, the "
+            "fixed dimensions as they are",
+            where=str(path),
+            hint="give a shape of the input's rank, batch 1, with its fixed dimensions",
+        )
+    import onnx
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    inp = next(i for i in fixed.graph.input if i.name == name)
+    for d, n in zip(inp.type.tensor_type.shape.dim, shape):
+        d.Clear()
+        d.dim_value = n
+    del fixed.graph.value_info[:]  # inferred again from the fixed input: no symbolic H left in a prefix
+    return fixed
+
+
 def _graph_inputs(model: Any) -> list[str]:
     initializers = {t.name for t in model.graph.initializer}
     return [i.name for i in model.graph.input if i.name not in initializers]
@@ -234,16 +285,21 @@ def profile_onnx(
     threads: int = 1,
     timeout_s: float = 3600,
     say: Callable[[str], None] | None = None,
+    input_shape: list[int] | None = None,
 ) -> Profile:
     """Per-node-group guest instruction counts of one .onnx artifact under onnxruntime on an emulated DEVICE;
-    SAY (if given) hears how many models are counted before the guest runs."""
+    SAY (if given) hears how many models are counted before the guest runs. A model whose input has free
+    dimensions other than the batch (a free H and W) is counted at `input_shape`, which it then needs."""
     artifact = Path(artifact)
     device_spec(device)  # an unknown device is named before any model is written
-    model = read_model(artifact)
+    given = read_model(artifact)
+    model = fix_input_shape(given, artifact, input_shape)
     with tempfile.TemporaryDirectory(prefix="edgekit-onnx-profile-") as tmp:
         prefixes, empty = write_prefixes(model, Path(tmp))
-        return count_prefix_models(
-            artifact,
+        # the whole inference too at the fixed size: the file itself would run its free dimensions at 1
+        whole = artifact if model is given else Path(tmp) / "full.onnx"
+        result = count_prefix_models(
+            whole,
             empty,
             prefixes,
             group_rows(model),
@@ -253,3 +309,5 @@ def profile_onnx(
             timeout_s=timeout_s,
             say=say,
         )
+        result.artifact = str(artifact)
+        return result

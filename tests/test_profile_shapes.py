@@ -70,3 +70,41 @@ def test_on_the_host_a_shape_the_sidecar_contradicts_is_refused_and_the_table_na
     assert "on host, input 1x3x32x32, threads=1" in done.stdout
     done = profile(param, "--target", "host", "--passes", "1", "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["input_shape"] == [1, 3, 32, 32]
+
+
+def test_an_onnx_with_a_free_height_and_width_is_counted_at_the_input_shape_given(tmp_path: Path) -> None:
+    """Its free H and W were counted at 1 (a 1x1 image) without a word, and --input-shape was refused; now it
+    needs --input-shape, and the prefixes and the whole inference are counted at that size."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).random((4, 3, 3, 3), np.float32), "W")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["y"]),
+        ],
+        "dynhw",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, "H", "W"])],
+        [weight],
+    )
+    model = tmp_path / "dynhw.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), model)
+    done = profile(str(model), "--target", "pi4-emu")
+    assert done.returncode == 2 and "free dimensions (axis 2, 3)" in done.stderr, done.stderr
+    assert "--input-shape, e.g. 1,3,224,224" in done.stderr
+    done = profile(str(model), "--target", "pi4-emu", "--input-shape", "1,4,32,32")  # its channels are fixed
+    assert done.returncode == 2 and "does not fit its input" in done.stderr, done.stderr
+    sizes = {}
+    for side in (16, 32):
+        done = profile(str(model), "--target", "pi4-emu", "--input-shape", f"1,3,{side},{side}", "--json")
+        assert done.returncode == 0, done.stderr
+        data = json.loads(done.stdout)
+        assert [layer["shape"] for layer in data["layers"]] == [[1, 4, side, side]] * 2
+        assert 0.9 < data["coverage"] < 1.1, (
+            data
+        )  # the whole inference counted at the same size as its layers
+        sizes[side] = data["layers"][0]["instructions"]
+    assert sizes[32] > 2 * sizes[16]  # 4x the pixels (and a fixed cost per call)

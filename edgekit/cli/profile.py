@@ -121,12 +121,12 @@ def profile_cmd(
     if device is None:
         _wall_profile(artifact, target, threads, passes, input_shape, top, as_json, list(set_ or ()), timeout)
         return
-    if input_shape is not None and artifact.suffix in (".tflite", ".onnx"):
+    if input_shape is not None and artifact.suffix in (".tflite", ".onnx") and not _free_onnx(artifact):
         # it was ignored: the prefix models are cut from the file and counted at the shape it states
         raise UsageError(
             f"--input-shape {input_shape}: on {target} a {artifact.suffix} is counted at the input shape the file "
             "states (every prefix model is cut from it); --input-shape is for an ncnn .param without its "
-            "model.io.json",
+            "model.io.json, or an .onnx whose input has free dimensions (a free height and width)",
             where="--input-shape",
             hint="leave --input-shape out; to count another input size, convert the model at that size",
         )
@@ -148,7 +148,10 @@ def profile_cmd(
         )  # a file TFLite cannot load is refused as estimate refuses it, before any guest run
         result = profile_tflite(artifact, device, threads=threads, timeout_s=timeout, say=_say)
     elif artifact.suffix == ".onnx":
-        result = profile_onnx(artifact, device, threads=threads, timeout_s=timeout, say=_say)
+        shape = parse_shape(input_shape, "--input-shape") if input_shape is not None else None
+        result = profile_onnx(
+            artifact, device, threads=threads, timeout_s=timeout, say=_say, input_shape=shape
+        )
     else:
         from edgekit.estimate.graph import analyze
         from edgekit.estimate.zero_weights import weights_for
@@ -239,6 +242,15 @@ def _wall_profile(
         return
     for line in wall_table(m, tgt.name, artifact.name, top, timed):
         typer.echo(line)
+
+
+def _free_onnx(artifact: Path) -> bool:
+    """An .onnx whose input has free dimensions other than the batch: --input-shape sets them."""
+    if artifact.suffix != ".onnx":
+        return False
+    from edgekit.profile_onnx import free_axes, read_model
+
+    return bool(free_axes(read_model(artifact)))
 
 
 def _say(line: str) -> None:
