@@ -278,3 +278,100 @@ def test_a_tilde_in_edgekit_home_is_the_home_folder(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "home" / "eh" / "cache").is_dir() and not (tmp_path / "~").exists()
+
+
+# -- a --set value that cannot be a field's, a python that cannot be split, a misspelt emulated device -----------
+
+
+def test_a_field_given_a_value_and_then_fields_of_its_own_is_named(tmp_path: Path) -> None:
+    """`--set port=22 --set port.x=1` was an internal error (TypeError: 'int' object does not support item
+    assignment): port is a value, not a group of fields."""
+    board = board_file(tmp_path)
+    for sets, says in [
+        (["port=22", "port.x=1"], "port.x: `port` is a value (port=22), not a group of fields"),
+        (["emulated.device=x", "emulated.device.y.z=1"], "`emulated.device` is a value"),
+    ]:
+        args = [a for s in sets for a in ("--set", s)]
+        err = " ".join(named(run("targets", "check", str(board), *args, cwd=tmp_path, timeout=60)).split())
+        assert "error (TargetError): --set:" in err and says in err, err
+
+
+def test_a_set_value_nested_too_deeply_to_read_is_named_not_repeated(tmp_path: Path) -> None:
+    """`--set host=[[[[...` (5000 brackets) was an internal error (RecursionError in the YAML parser)."""
+    value = "[" * 5000
+    out = run(
+        "targets", "check", str(board_file(tmp_path)), "--set", f"host={value}", cwd=tmp_path, timeout=60
+    )
+    err = " ".join(named(out).split())
+    assert "error (TargetError): --set: host: the value (5000 characters, not shown) nests" in err, err
+    assert "[" * 100 not in err
+
+
+@pytest.mark.parametrize(
+    "field", ["python=python3 '", 'python=python3 "', 'runtime_python.ncnn=python3 "', "python="]
+)
+def test_a_python_that_does_not_split_into_a_command_is_bad_input(tmp_path: Path, field: str) -> None:
+    """`--set 'python=python3 "'` was an internal error (shlex's ValueError: No closing quotation) once an emulated
+    device had been started and connected (an empty one: "cannot reach" the device on a board at port 1, as this
+    one); refused by the schema now, exit 2, before anything starts or connects."""
+    out = run("targets", "check", str(board_file(tmp_path)), "--set", field, cwd=tmp_path, timeout=60)
+    err = " ".join(named(out).split())
+    name = field.split("=")[0].split(".")[0]
+    says = (
+        "an empty command"
+        if field.endswith("=")
+        else "is not a command edgekit can run: No closing quotation"
+    )
+    assert f"invalid target: {name}: " in err and says in err and f"(from --set {name}=...)" in err, err
+    assert "hint: a python is a command line, split as a shell splits it" in err, err
+
+
+def test_edgekits_own_python_is_never_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local target's python is edgekit's interpreter, a path: a quote in it is no shell quote."""
+    import sys
+
+    from edgekit.target import Target
+
+    monkeypatch.setattr(sys, "executable", "/home/o'brien/My Projects/.venv/bin/python")
+    target = Target.model_validate({"name": "mine", "transport": "local", "python": sys.executable})
+    assert target.python == sys.executable
+
+
+def test_a_misspelt_emulated_device_is_refused_naming_the_file_and_the_field(tmp_path: Path) -> None:
+    """`emulated: {device: phon-emu}` was listed by `edgekit targets` as a valid emulated target "(not running)";
+    `targets check` said "edgekit emu: unknown emulated device" naming neither the file nor the field."""
+    (tmp_path / "myphone.yaml").write_text(
+        "name: myphone\ntransport: ssh\nemulated: {device: phon-emu, cpu: cortex-a76}\n"
+    )
+    env = {**os.environ, "EDGEKIT_TARGETS_DIR": str(tmp_path), "COLUMNS": "400"}
+    out = subprocess.run(
+        [EDGEKIT, "targets", "check", "myphone"], capture_output=True, text=True, timeout=60, env=env
+    )
+    err = " ".join(named(out).split())
+    assert (
+        f"error (TargetError): {tmp_path / 'myphone.yaml'}: emulated.device: unknown emulated device 'phon-emu' "
+        "(did you mean phone-emu?)" in err
+    ), err
+    assert "hint: known devices: phone-emu, pi4-emu, pi5-emu" in err, err
+    listing = subprocess.run([EDGEKIT, "targets"], capture_output=True, text=True, timeout=60, env=env)
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if "myphone" in line)
+    assert "invalid" in row and "emulated.device: unknown emulated device 'phon-emu'" in row, listing.stdout
+    assert "not running" not in row
+
+
+def test_targets_with_an_emu_home_that_cannot_be_a_folder_is_a_usage_error(tmp_path: Path) -> None:
+    """EDGEKIT_EMU_HOME naming a file listed every emulated target "invalid" and exited 0 (`emu status`: exit 2)."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for args in (["targets"], ["targets", "list"]):
+        out = subprocess.run(
+            [EDGEKIT, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "EDGEKIT_EMU_HOME": str(a_file)},
+        )
+        err = " ".join(named(out).split())
+        assert "UsageError" in err and "$EDGEKIT_EMU_HOME" in err and "is a file, not a folder" in err, err
+        assert "invalid" not in out.stdout, out.stdout

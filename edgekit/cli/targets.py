@@ -40,8 +40,12 @@ def list_alias() -> None:
 def _print_targets() -> None:
     from edgekit.emu.device import running_target
     from edgekit.errors import EdgekitError
+    from edgekit.paths import emu_dir
     from edgekit.target import list_target_names, load_target
 
+    # An EDGEKIT_EMU_HOME that cannot be a folder is the command's error (UsageError, exit 2, as `emu status`),
+    # not every emulated target's: they were each listed "invalid" with it, and the list exited 0.
+    emu_dir()
     rows: list[tuple[str, ...]] = []
     for name in list_target_names():
         try:

@@ -10,6 +10,7 @@ targets are returned unchanged.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,22 @@ from edgekit.target import Target
 
 
 def check_emulated_cpu(target: Target) -> None:
-    """An emulated target's `emulated.cpu` states the core its device runs (the device's qemu -cpu); it does not
-    choose it. A value that differs was shown by `edgekit targets` while the device ran its own core: TargetError
-    (exit 2) naming the field and the core."""
+    """An emulated target's `emulated.device` is one `edgekit emu` knows (a misspelt one: TargetError, exit 2,
+    naming the file, the field and the known devices), and its `emulated.cpu` states the core its device runs
+    (the device's qemu -cpu); it does not choose it. A value that differs was shown by `edgekit targets` while
+    the device ran its own core: TargetError (exit 2) naming the field and the core."""
     spec = DEVICES.get(target.emulated.device) if target.emulated else None
+    if target.emulated and spec is None:  # a misspelt device was listed as "(not running)", then an emu error
+        device = target.emulated.device
+        close = difflib.get_close_matches(device, list(DEVICES), n=1)
+        overridden = "device" in (target._overrides.get("emulated") or {})
+        raise TargetError(
+            f"emulated.device: unknown emulated device {device!r}"
+            + (f" (did you mean {close[0]}?)" if close else "")
+            + (" (from --set emulated.device or EDGEKIT_TARGET_..._EMULATED__DEVICE)" if overridden else ""),
+            where=target.source or target.name,
+            hint=f"known devices: {', '.join(sorted(DEVICES))}",
+        )
     if target.emulated and spec is not None and target.emulated.cpu != spec.cpu:
         raise TargetError(
             f"emulated.cpu: {target.emulated.device} runs {spec.cpu} (its qemu -cpu), not {target.emulated.cpu!r}: "

@@ -27,11 +27,15 @@ def env_overrides(name: str, env: Mapping[str, str], known: Iterable[str]) -> di
         for k, v in env.items()
         if k.startswith(prefix) and not any(k.startswith(p) for p in longer)
     ]
-    return parse_overrides(pairs)
+    return parse_overrides(pairs, where=f"EDGEKIT_TARGET_{env_name(name)}_*")
 
 
-def parse_overrides(overrides: Mapping[str, str] | list[str] | None) -> dict[str, Any]:
-    """`field=value` strings (or a mapping) to a nested dict; values parsed as YAML scalars."""
+def parse_overrides(
+    overrides: Mapping[str, str] | list[str] | None, *, where: str = "--set"
+) -> dict[str, Any]:
+    """`field=value` strings (or a mapping) to a nested dict; values parsed as YAML scalars. A field given a value
+    and then fields of its own (`port=22`, `port.x=1`) is a TargetError naming it (`where`: --set or the
+    environment's variables), as is a value too deeply nested to read."""
     if not overrides:
         return {}
     items = overrides.items() if isinstance(overrides, Mapping) else [_split(o) for o in overrides]
@@ -39,9 +43,17 @@ def parse_overrides(overrides: Mapping[str, str] | list[str] | None) -> dict[str
     for key, value in items:
         node = result
         *parents, leaf = key.strip().split(".")
-        for part in parents:
+        for n, part in enumerate(parents):
             node = node.setdefault(part, {})
-        node[leaf] = _scalar(value)
+            if not isinstance(node, dict):
+                field = ".".join(parents[: n + 1])
+                raise TargetError(
+                    f"{key.strip()}: `{field}` is a value ({field}={node!r}), not a group of fields",
+                    where=where,
+                    hint=f"a dotted field is a block's (emulated.counting, lab.place); {field} takes one value: "
+                    f"leave out {key.strip()}=...",
+                )
+        node[leaf] = _scalar(key.strip(), value, where)
     return result
 
 
@@ -56,13 +68,19 @@ def _split(item: str) -> tuple[str, str]:
     return key, value
 
 
-def _scalar(value: Any) -> Any:
+def _scalar(key: str, value: Any, where: str) -> Any:
     if not isinstance(value, str):
         return value
     try:
         return yaml.safe_load(value) if value != "" else ""
     except yaml.YAMLError:
         return value
+    except RecursionError:  # `[[[[...` thousands deep: the YAML parser recurses once per level
+        raise TargetError(
+            f"{key}: the value ({len(value)} characters, not shown) nests brackets too deeply to read",
+            where=where,
+            hint=f"give {key} a plain value, e.g. --set host=192.168.1.20",
+        ) from None
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

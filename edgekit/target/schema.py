@@ -288,6 +288,25 @@ class Target(BaseModel):
             raise ValueError("an empty command: remove `proxy_command` to connect directly")
         return value
 
+    @field_validator("python")
+    @classmethod
+    def _python_splits(cls, value: str) -> str:
+        """Run as python_argv runs it (split as a shell would): an unclosed quote was an internal error after an
+        emulated device had been started and connected."""
+        problem = python_problem(value)
+        if problem:
+            raise _python_error(problem)
+        return value
+
+    @field_validator("runtime_python")
+    @classmethod
+    def _runtime_pythons_split(cls, value: dict[str, str]) -> dict[str, str]:
+        for runtime, python in value.items():
+            problem = python_problem(python)
+            if problem:
+                raise _python_error(f"{runtime}: {problem}")
+        return value
+
     @field_validator("runtimes")
     @classmethod
     def _runtimes_known(cls, value: list[str]) -> list[str]:
@@ -351,6 +370,27 @@ class Target(BaseModel):
     def python_for(self, runtime: str) -> str:
         """The python command that has `runtime` (e.g. tflite_runtime lives in its own site dir)."""
         return self.runtime_python.get(runtime, self.python)
+
+
+def python_problem(python: str) -> str | None:
+    """Why `python` is not a command python_argv can split into one (an unclosed quote, nothing), or None."""
+    try:
+        words = python_argv(python)
+    except ValueError as exc:
+        return f"{python!r} is not a command edgekit can run: {exc}"
+    return None if words else "an empty command: give a python, e.g. python3"
+
+
+def _python_error(message: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        "python_command",
+        "{message}",
+        {
+            "message": message,
+            "hint": "a python is a command line, split as a shell splits it (no shell runs it; every quote "
+            "closed), e.g. python: taskset -c 4-7 python3",
+        },
+    )
 
 
 def python_argv(python: str) -> list[str]:
