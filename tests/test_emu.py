@@ -275,11 +275,25 @@ def phone_emu_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     from edgekit.emu.runner import down
     from edgekit.target import load_target
 
+    monkeypatch.setenv("EDGEKIT_EMU_HOME", str(private_emu_home(tmp_path / "emu")))
+    target = ensure_device(load_target("phone-emu"))
+    try:
+        yield target
+    finally:
+        down("phone-emu")
+
+
+def private_emu_home(home: Path, own_plugin: bool = False) -> Path:
+    """An emulator home at `home` holding phone-emu (not running): the shared site dirs hard-linked into it (a
+    rebuild replaces the copy's names, never the files pi4-emu and pi5-emu read), the sysroot and wheels
+    symlinked (read only here), the plugin symlinked too or, with `own_plugin`, copied (a test may break it), the
+    device's own dir copied (built from the shared assets when the shared one is not built)."""
     real = layout.shared().root
-    home = tmp_path / "emu"
-    home.mkdir()
-    for read_only in ("base", "wheels", "plugin"):
+    home.mkdir(parents=True)
+    for read_only in ("base", "wheels") if own_plugin else ("base", "wheels", "plugin"):
         (home / read_only).symlink_to(real / read_only)
+    if own_plugin:
+        shutil.copytree(real / "plugin", home / "plugin", symlinks=True)
     for sites in ("site", "runtimes"):  # the stamps (NAME.done) copied: a rebuild writes them in place
         shutil.copytree(real / sites, home / sites, symlinks=True, copy_function=_link_but_stamps)
     device = real / "devices" / "phone-emu"
@@ -288,12 +302,7 @@ def phone_emu_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         skip = shutil.ignore_patterns("state.json", "run", "home")
         shutil.copytree(device, own, symlinks=True, ignore=skip)
         (own / "home").mkdir()
-    monkeypatch.setenv("EDGEKIT_EMU_HOME", str(home))
-    target = ensure_device(load_target("phone-emu"))
-    try:
-        yield target
-    finally:
-        down("phone-emu")
+    return home
 
 
 def _link_but_stamps(src: str, dst: str) -> None:

@@ -16,6 +16,7 @@ emu_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _log(message: str) -> None:
@@ -82,9 +83,8 @@ def status_cmd(
     table = Table(title="emulated devices")
     for col in ("name", "cpu", "built", "running", "port", "sshd pid"):
         table.add_column(col)
-    for row in status():
-        if names and row.name not in names:
-            continue
+    rows = [row for row in status() if not names or row.name in names]
+    for row in rows:
         table.add_row(
             row.name,
             row.cpu,
@@ -94,6 +94,9 @@ def status_cmd(
             str(row.sshd_pid or "-"),
         )
     console.print(table)
+    for row in rows:
+        if row.note:
+            console.print(f"note: {plain(row.note)}", highlight=False)
 
 
 @emu_app.command("down")
@@ -102,9 +105,16 @@ def down_cmd(name: str = typer.Argument(..., help="device: pi4-emu, pi5-emu or p
 
     Example: edgekit emu down pi4-emu
     """
-    from edgekit.emu.runner import down
+    from edgekit.emu.runner import stop
 
-    console.print(f"{name}: stopped" if down(name) else f"{name}: was not running", highlight=False)
+    done = stop(name, lambda m: err_console.print(plain(m), highlight=False))
+    said = "stopped" if done.stopped else "" if done.orphans else "was not running"
+    if done.orphans:
+        pids = ", ".join(map(str, done.orphans))
+        said += (", and " if said else "") + f"stopped its sshd that no state file recorded (pid {pids})"
+    if done.stale:
+        said += " (stale state removed)" if not done.orphans else "; stale state removed"
+    console.print(f"{name}: {said}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -34,17 +34,27 @@ QEMU_DYNAMIC = "/usr/bin/qemu-aarch64"  # plugin-capable (Debian qemu-user); see
 Log = Callable[[str], None]
 
 
-def build(name: str, log: Log = print) -> layout.DeviceDir:
-    """Build (once) everything device NAME needs; return its dir. Serialised across processes."""
+def build(name: str, log: Log = print, plugin: bool = True) -> layout.DeviceDir:
+    """Build (once) everything device NAME needs; return its dir. Serialised across processes. `plugin`: also
+    the counting plugin (it downloads Debian's qemu source once): `edgekit emu build` and the other set-up
+    commands; `up` for a deploy or a check leaves it out (a device without it still works).
+
+    A built device (its stamps checked) takes no lock: only its wrappers are rewritten, atomically, when their
+    template changed, so a deploy never waits on another edgekit's long build or set-up."""
     spec = device_spec(name)
-    with file_lock(layout.shared().root / "build.lock"):
-        return _build_locked(spec, log)
+    dev = layout.device_dir(name)
+    if not plugin and is_built(name):
+        _write_wrappers(spec, dev, layout.shared())
+        return dev
+    with file_lock(layout.shared().root / "build.lock", log=log):
+        return _build_locked(spec, log, plugin)
 
 
-def _build_locked(spec: DeviceSpec, log: Log) -> layout.DeviceDir:
+def _build_locked(spec: DeviceSpec, log: Log, plugin: bool) -> layout.DeviceDir:
     name = spec.name
     dev = layout.device_dir(name)
-    _build_counting_plugin(log)
+    if plugin:
+        _build_counting_plugin(log)
     if dev.built_stamp.exists() and _device_complete(dev):
         _write_wrappers(spec, dev, layout.shared())  # cheap; picks up a changed wrapper template
         return dev
@@ -215,9 +225,13 @@ def _write_wrapper(path: Path, spec: DeviceSpec, sysroot: Path, site: Path | str
         static=shutil.which(QEMU_STATIC) or QEMU_STATIC,
         python=PYTHON,
     )
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    path.chmod(0o755)
+    if not path.exists() or path.read_text() != text:  # through a temp file: a running device execs it
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, path)
+    elif path.stat().st_mode & 0o777 != 0o755:
+        path.chmod(0o755)
 
 
 def _keygen(key: Path, comment: str) -> None:

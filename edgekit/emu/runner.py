@@ -6,6 +6,11 @@ started: the sshd master, every process descended from it (each SSH session has 
 their process groups are collected first), and any orphaned process still running this device's
 interpreter (its command line names the device's sysroot), then checks that none is left.
 
+An sshd no state file records (an `up` interrupted between the spawn and the state write, a state file that
+cannot be read) is still this device's when its command line names this device dir's sshd_config, or its pid
+is the one sshd wrote to the device's run/sshd.pid: `down` stops it, and `up` stops it before starting one.
+`up` itself kills the sshd it spawned if anything (a Ctrl-C too) ends it before the state is written.
+
 A state file is trusted only when it is this emu dir's own (`owned`): it names this device dir's sshd_config
 and this emu home. A copied or stale state file of another data dir is ignored (and removed), never acted on:
 `status` does not show its device and `down` does not stop it.
@@ -13,10 +18,14 @@ and this emu home. A copied or stale state file of another data dir is ignored (
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
+import re
+import shlex
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +37,7 @@ from edgekit.emu import layout
 from edgekit.emu.build import build, is_built, needs_download
 from edgekit.emu.locks import file_lock
 from edgekit.emu.specs import DEVICES, DeviceSpec, device_spec
-from edgekit.emu.state import DeviceState, clear_state, read_state, write_state
+from edgekit.emu.state import DeviceState, clear_state, load_state, read_state, stale_message, write_state
 from edgekit.errors import EmulatorError
 from edgekit.paths import emu_dir
 
@@ -40,6 +49,7 @@ LOCAL_RUNNERS = str(Path(__file__).with_name("plugin"))
 # an sshd in one of these states answers no one: a stopped one (kill -STOP, a debugger) accepts connections in the
 # kernel's backlog but never sends its banner, so it is not running, and `up` replaces it
 NOT_SERVING = {psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD}
+NOT_RUNNING = {psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD}
 
 
 @dataclass(frozen=True)
@@ -50,12 +60,27 @@ class DeviceStatus:
     running: bool
     port: int | None
     sshd_pid: int | None
+    note: str | None = None  # why a device is shown as not running although something is recorded
+
+
+@dataclass(frozen=True)
+class DownResult:
+    """What `down` found and did."""
+
+    stopped: bool  # the recorded sshd was running and is stopped
+    stale: bool  # a state file was there whose sshd was gone, or that could not be read: removed
+    orphans: tuple[int, ...] = ()  # sshd pids no state file recorded (an interrupted `up`): stopped
+
+    @property
+    def was_running(self) -> bool:
+        return self.stopped or bool(self.orphans)
 
 
 def up(name: str, log: Callable[[str], None] = print, provision: bool = True) -> DeviceState:
     """Start device NAME (building it first if needed); harmless when it is already running. With `provision`
     False (a deploy, a check: not a provisioning command) a device whose build would download is refused."""
     spec = device_spec(name)
+    _quoted(layout.device_dir(name).root, "dir")  # a path sshd_config cannot hold: refused before any work
     if not provision and needs_download(name):
         raise EmulatorError(
             f"{name} is not built on this machine, and building it downloads Debian's arm64 packages and "
@@ -63,11 +88,19 @@ def up(name: str, log: Callable[[str], None] = print, provision: bool = True) ->
             where=str(layout.device_dir(name).root),
             hint=f"edgekit emu build {name} (or make setup); EDGEKIT_EMU_HOME points at devices built elsewhere",
         )
-    with file_lock(layout.device_dir(name).root.parent / f"{name}.lock"):
-        return _up_locked(name, spec, log)
+    with _device_lock(name, log):
+        return _up_locked(name, spec, log, provision)
 
 
-def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None]) -> DeviceState:
+def _device_lock(name: str, log: Callable[[str], None]) -> contextlib.AbstractContextManager[None]:
+    return file_lock(
+        layout.device_dir(name).root.parent / f"{name}.lock",
+        what=f"another edgekit starting or stopping {name}",
+        log=log,
+    )
+
+
+def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None], provision: bool) -> DeviceState:
     state = _own_state(name, log)
     if state is not None and _sshd_alive(state.sshd_pid, state.sshd_config):
         return state
@@ -79,7 +112,15 @@ def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None]) -> Devic
                 f"{name}'s sshd (pid {state.sshd_pid}) was {stuck} and answered no one: killed it and its "
                 f"sessions (as `edgekit emu down {name}` does); starting a fresh one"
             )
-    dev = build(name, log)
+    orphans = _stop_unrecorded(name)
+    if orphans:
+        log(
+            f"{name}: stopped an sshd no state file recorded (pid {', '.join(map(str, orphans))}: an `emu up` "
+            "interrupted before it wrote the state, or a state file that could not be read); starting a fresh one"
+        )
+    # the counting plugin is built by the set-up commands (`emu build`, `emu build-plugin`, and this `up` of a
+    # device not built yet); a deploy or a check runs without it where counting is not asked for
+    dev = build(name, log, plugin=provision and not is_built(name))
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
     last_error = ""
@@ -87,56 +128,100 @@ def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None]) -> Devic
         port = _free_port()
         _write_sshd_config(dev, port)
         pid = _spawn_sshd(dev)
-        ok, last_error = _wait_ready(pid, port, dev)
-        if ok:
-            host_key = " ".join(dev.host_key.with_suffix(".pub").read_text().split()[:2])
-            dev.known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
-            state = DeviceState(
-                name=name,
-                cpu=spec.cpu,
-                port=port,
-                user=getpass.getuser(),
-                host_key=host_key,
-                known_hosts=str(dev.known_hosts),
-                client_key=str(dev.client_key),
-                python=str(dev.python),
-                python_tflite_runtime=str(dev.python_tflite_runtime),
-                work_dir=str(dev.home / "edgekit"),
-                sshd_pid=pid,
-                sshd_config=str(dev.sshd_config),
-                started_at=time.time(),
-                home=str(emu_dir()),
-            )
-            write_state(state)
-            log(
-                f"started the emulated device (qemu -cpu {spec.cpu}, sshd on 127.0.0.1:{port}); it keeps "
-                f"running for the next run: `edgekit emu down {name}` stops it"
-            )
-            return state
+        try:  # until the state records it, the sshd is this call's: killed if anything (a Ctrl-C too) ends it
+            ok, last_error = _wait_ready(pid, port, dev)
+            if ok:
+                state = _record(name, spec, dev, port, pid)
+                log(
+                    f"started the emulated device (qemu -cpu {spec.cpu}, sshd on 127.0.0.1:{port}); it keeps "
+                    f"running for the next run: `edgekit emu down {name}` stops it"
+                )
+                return state
+        except BaseException:
+            recorded = read_state(name, warn=lambda _m: None)
+            if recorded is None or recorded.sshd_pid != pid:  # recorded already: `down` stops it
+                _kill_spawned(pid, dev)
+            raise
         _kill_tree(pid, dev)
     raise EmulatorError(
         f"sshd did not start: {last_error}", where=str(dev.sshd_config), hint=f"see {dev.log_file}"
     )
 
 
+def _record(name: str, spec: DeviceSpec, dev: layout.DeviceDir, port: int, pid: int) -> DeviceState:
+    host_key = " ".join(dev.host_key.with_suffix(".pub").read_text().split()[:2])
+    dev.known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
+    state = DeviceState(
+        name=name,
+        cpu=spec.cpu,
+        port=port,
+        user=getpass.getuser(),
+        host_key=host_key,
+        known_hosts=str(dev.known_hosts),
+        client_key=str(dev.client_key),
+        # a target's python is a command line (split as a shell would): quoted, as a path with a space needs
+        python=shlex.quote(str(dev.python)),
+        python_tflite_runtime=shlex.quote(str(dev.python_tflite_runtime)),
+        work_dir=str(dev.home / "edgekit"),
+        sshd_pid=pid,
+        sshd_config=str(dev.sshd_config),
+        started_at=time.time(),
+        home=str(emu_dir()),
+    )
+    write_state(state)
+    return state
+
+
 def down(name: str) -> bool:
     """Stop device NAME; return False when it was not running. Raises if a process survives."""
+    return stop(name).was_running
+
+
+def stop(name: str, log: Callable[[str], None] | None = None) -> DownResult:
+    """Stop device NAME: its recorded sshd and sessions, and any sshd of this device no state file records
+    (an interrupted `up`, a state file that cannot be read, which is removed: `log` hears of it, by default
+    stderr). Raises if a process survives."""
     device_spec(name)
-    with file_lock(layout.device_dir(name).root.parent / f"{name}.lock"):
+    say = log or (lambda m: print(f"edgekit: {m}", file=sys.stderr, flush=True))
+    with _device_lock(name, say):
+        stopped = stale = False
+        _, why = load_state(name)
+        if why is not None:  # treated as stale: removed, and its sshd found below by its sshd_config
+            say(f"warning: {stale_message(name, why)}; removed it")
+            clear_state(name)
+            stale = True
         state = _own_state(name, lambda _m: None)
-        if state is None:
-            return False
-        _stop(name, state)
-        return True
+        if state is not None:
+            stopped = _sshd_alive(state.sshd_pid, state.sshd_config)
+            stale = not stopped
+            _stop(name, state)
+        orphans = _stop_unrecorded(name)
+        return DownResult(stopped, stale, tuple(orphans))
 
 
 def status() -> list[DeviceStatus]:
-    """Every known emulated device: built, running, port, sshd pid."""
+    """Every known emulated device: built, running, port, sshd pid; a note when its state file is stale."""
     rows = []
     for name, spec in DEVICES.items():
-        state = read_state(name)
+        state, why = load_state(name)
         state = state if state is not None and owned(name, state) else None
         running = state is not None and _sshd_alive(state.sshd_pid, state.sshd_config)
+        unrecorded = [] if running else [str(p.pid) for p in _unrecorded_sshds(name)]
+        said = []
+        if why is not None:
+            said.append(stale_message(name, why).removeprefix(f"{name}: "))
+        elif state is not None and not running:
+            said.append(f"its state file names sshd pid {state.sshd_pid}, which is not serving")
+        if unrecorded:
+            said.append(f"an sshd of this device runs with no state recorded (pid {', '.join(unrecorded)})")
+        todo = (
+            f"`edgekit emu down {name}` stops it"
+            if unrecorded
+            else f"`edgekit emu down {name}` removes it"
+            if why is not None
+            else f"`edgekit emu up {name}` starts a fresh one"
+        )
+        note = f"{name}: {'; '.join(said)}: {todo}" if said else None
         rows.append(
             DeviceStatus(
                 name,
@@ -145,6 +230,7 @@ def status() -> list[DeviceStatus]:
                 running,
                 state.port if running and state else None,
                 state.sshd_pid if running and state else None,
+                note,
             )
         )
     return rows
@@ -166,7 +252,8 @@ def owned(name: str, state: DeviceState) -> bool:
 
 
 def _own_state(name: str, log: Callable[[str], None]) -> DeviceState | None:
-    """This emu dir's state of NAME; a state file of another data dir is removed, its device left alone."""
+    """This emu dir's state of NAME; a state file of another data dir is removed, its device left alone. One
+    that cannot be read is None (a warning on stderr): its sshd is found by _unrecorded_sshds."""
     state = read_state(name)
     if state is not None and not owned(name, state):
         log(
@@ -200,9 +287,86 @@ def _sshd_status(pid: int, config: str) -> str | None:
         status = proc.status()
         if status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
             return str(status)  # a zombie's cmdline is empty: the pid in the state file is enough
-        return str(status) if config in proc.cmdline() else None
+        return str(status) if _names_config(proc.cmdline(), config) else None
     except psutil.Error:
         return None
+
+
+def _names_config(cmdline: list[str], config: str) -> bool:
+    """Whether a command line is an sshd started with `-f CONFIG`. sshd rewrites its title ("sshd: /usr/sbin/sshd
+    -D -f CONFIG -E LOG [listener] ..."), which psutil splits at spaces: a config path with a space in it is
+    matched in the joined line."""
+    return f" -f {config} " in f" {' '.join(cmdline)} "
+
+
+def _unrecorded_sshds(name: str) -> list[psutil.Process]:
+    """Live sshd masters of device NAME (this emu dir's) that its state file does not record: their command
+    line names the device's sshd_config, or sshd wrote their pid to the device's run/sshd.pid and their
+    `-f` config is this device's (reached through another path: a symlinked home). An sshd of a copied device
+    dir (another emu home's config) is never one."""
+    dev = layout.device_dir(name)
+    state = read_state(name, warn=lambda _m: None)
+    recorded = state.sshd_pid if state is not None and owned(name, state) else None
+    config = str(dev.sshd_config)
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["pid", "ppid", "cmdline", "status"]):
+        try:
+            if proc.pid in (recorded, os.getpid()) or proc.info["status"] in NOT_RUNNING:
+                continue
+            if _names_config(proc.info["cmdline"] or [], config) and not _child_of_master(proc, config):
+                found[proc.pid] = proc
+        except psutil.Error:
+            continue
+    try:
+        pid = int(dev.pid_file.read_text().split()[0])
+        proc = psutil.Process(pid)
+        started_with = re.search(r" -f (.+?) -E ", " ".join(proc.cmdline()))
+        if (
+            pid not in found
+            and pid != recorded
+            and proc.status() not in NOT_RUNNING
+            and started_with is not None
+            and Path(started_with.group(1)).resolve() == dev.sshd_config.resolve()
+        ):
+            found[pid] = proc
+    except (OSError, ValueError, IndexError, psutil.Error):
+        pass
+    return list(found.values())
+
+
+def _child_of_master(proc: psutil.Process, config: str) -> bool:
+    """A per-connection child of an sshd master of this config (it carries the master's command line for a
+    moment): stopped with its master's tree, not a master of its own."""
+    try:
+        return _names_config(psutil.Process(proc.info["ppid"]).cmdline(), config)
+    except psutil.Error:
+        return False
+
+
+def _stop_unrecorded(name: str) -> list[int]:
+    """Stop every sshd of device NAME no state file records (and its sessions); their pids."""
+    dev = layout.device_dir(name)
+    stopped = []
+    for proc in _unrecorded_sshds(name):
+        survivors = _kill_tree(proc.pid, dev)
+        if survivors:
+            raise EmulatorError(f"processes survived SIGKILL: {survivors}", where=f"emu down {name}")
+        stopped.append(proc.pid)
+    if stopped:
+        dev.pid_file.unlink(missing_ok=True)
+    return stopped
+
+
+def _kill_spawned(pid: int, dev: layout.DeviceDir) -> None:
+    """Kill the sshd `up` just spawned (and anything it started) when `up` ends before recording it; a second
+    Ctrl-C or SIGTERM waits until it is done (it takes well under a second)."""
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        _kill_tree(pid, dev)
+        dev.pid_file.unlink(missing_ok=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _free_port() -> int:
@@ -211,16 +375,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class EmuPathError(EmulatorError):
+    """A path of the emulator home that sshd_config cannot hold."""
+
+    exit_code = 2  # EDGEKIT_HOME / EDGEKIT_EMU_HOME: the user's choice
+
+
+def _quoted(path: Path | str, what: str) -> str:
+    """`path` as one sshd_config argument: in double quotes (sshd splits its lines at spaces otherwise), a
+    backslash doubled. A double quote cannot be written inside one: refused by name, as is a newline."""
+    text = str(path)
+    bad = "a double quote" if '"' in text else "a line break" if "\n" in text or "\r" in text else None
+    if bad:
+        raise EmuPathError(
+            f"this emulated device's {what} has {bad} in its path, which sshd_config cannot hold",
+            where=text,
+            hint="point EDGEKIT_EMU_HOME (or EDGEKIT_HOME) at a directory without one",
+        )
+    return '"' + text.replace("\\", "\\\\") + '"'
+
+
 def _write_sshd_config(dev: layout.DeviceDir, port: int) -> None:
     user = getpass.getuser()
+    # AuthorizedKeysFile expands %-tokens (%h, %u): a literal % is written %%
+    keys = _quoted(str(dev.authorized_keys).replace("%", "%%"), "authorized_keys")
     dev.sshd_config.write_text(
         f"# edgekit emulated device {dev.name}: written by `edgekit emu up`\n"
-        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {dev.host_key}\n"
-        f"AuthorizedKeysFile {dev.authorized_keys}\nPidFile {dev.pid_file}\n"
+        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {_quoted(dev.host_key, 'host key')}\n"
+        f"AuthorizedKeysFile {keys}\nPidFile {_quoted(dev.pid_file, 'sshd.pid')}\n"
         "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "UsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\n"
         f"AllowUsers {user}\nSubsystem sftp internal-sftp\nAcceptEnv EDGEKIT_*\n"
-        f"SetEnv EDGEKIT_DEVICE={dev.name} HOME={dev.home}\n"
+        f"SetEnv EDGEKIT_DEVICE={dev.name} {_quoted(f'HOME={dev.home}', 'home')}\n"
         "PrintMotd no\nUseDNS no\nX11Forwarding no\nAllowTcpForwarding no\nLogLevel ERROR\n"
     )
 
@@ -286,7 +472,7 @@ def _device_processes(pid: int, dev: layout.DeviceDir, config: str | None) -> li
     found: dict[int, psutil.Process] = {}
     try:
         master = psutil.Process(pid)
-        if config is None or config in master.cmdline():
+        if config is None or _names_config(master.cmdline(), config):
             found[pid] = master
             for child in master.children(recursive=True):
                 found[child.pid] = child

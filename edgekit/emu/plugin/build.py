@@ -62,8 +62,14 @@ def is_built() -> bool:
 def require_plugin() -> Path:
     """The built plugin, for run time: never downloads or compiles (that is set-up's job)."""
     if not is_built():
+        stale = plugin_path().exists()
         raise EmulatorError(
-            "the instruction-counting plugin is not built",
+            "the instruction-counting plugin is "
+            + (
+                f"out of date ({SOURCE.name} changed since it was built, or its build did not finish)"
+                if stale
+                else "not built"
+            ),
             where=str(plugin_path()),
             hint="run `edgekit emu build-plugin` (or `edgekit emu build pi4-emu`, which does it)",
         )
