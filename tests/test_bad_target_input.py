@@ -375,3 +375,22 @@ def test_targets_with_an_emu_home_that_cannot_be_a_folder_is_a_usage_error(tmp_p
         err = " ".join(named(out).split())
         assert "UsageError" in err and "$EDGEKIT_EMU_HOME" in err and "is a file, not a folder" in err, err
         assert "invalid" not in out.stdout, out.stdout
+
+
+def test_setup_that_could_install_none_of_the_runtimes_says_what_to_set() -> None:
+    """`targets setup --set 'runtimes=[openvino]'` on a board ended with the hint `... out of the target's
+    runtimes:` and nothing after the colon."""
+    from edgekit.emu.provision import DeviceInfo, require_installed
+    from edgekit.errors import RuntimeInstallError
+    from edgekit.target import Target
+
+    board = Target(name="pi4", host="192.168.1.23", user="pi", runtimes=["openvino"])
+    missing = DeviceInfo(raw={}, not_installed={"openvino": "no wheel for aarch64"})
+    with pytest.raises(RuntimeInstallError) as err:
+        require_installed(board, missing)
+    hint = err.value.hint or ""
+    assert "leave openvino out of the target's runtimes (--set 'runtimes=[]': numpy alone)" in hint, hint
+    board = Target(name="pi4", host="192.168.1.23", user="pi", runtimes=["ncnn", "openvino"])
+    with pytest.raises(RuntimeInstallError) as err:
+        require_installed(board, missing)
+    assert "runtimes (--set 'runtimes=[ncnn]')" in (err.value.hint or "")

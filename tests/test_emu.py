@@ -375,7 +375,7 @@ def test_targets_setup_on_an_emulated_device_never_rebuilds_a_complete_site(phon
         "error (RuntimeInstallError): phone-emu: could not install openvino (openvino is a host-only" in said
     )
     assert "the emulated devices have numpy, ai_edge_litert, ncnn" in said
-    assert "hint: leave openvino out of the target's runtimes: (--set 'runtimes=[ncnn]')" in said
+    assert "hint: leave openvino out of the target's runtimes (--set 'runtimes=[ncnn]')" in said
     assert "re-installing" not in out.stdout and "wheels: installing" not in out.stdout, out.stdout
     assert _sites(home) == before
 

@@ -212,8 +212,9 @@ def require_installed(target: Target, info: DeviceInfo) -> None:
         return
     names = ", ".join(info.not_installed)
     kept = [r for r in target.runtimes if r not in info.not_installed]
-    leave_out = f"leave {names} out of the target's runtimes:" + (
-        f" (--set 'runtimes=[{', '.join(kept)}]')" if kept else ""
+    # every runtime left out is numpy alone: said, not a hint ending in a colon
+    leave_out = f"leave {names} out of the target's runtimes" + (
+        f" (--set 'runtimes=[{', '.join(kept)}]')" if kept else " (--set 'runtimes=[]': numpy alone)"
     )
     shared_sysroot = target.emulated is not None and not is_termux(info.raw)  # nothing to install by hand
     raise RuntimeInstallError(
