@@ -36,6 +36,7 @@ from typing import Any
 
 from edgekit import paths
 from edgekit.errors import EdgekitError
+from edgekit.flock import exclusive_within
 
 KEY = re.compile(r"[0-9a-f]{64}")
 LEFTOVER_AGE_S = (
@@ -132,7 +133,7 @@ def exclusive(root: Path | None = None, wait_s: float = 0.0) -> Iterator[None]:
         ) from None
     with handle:
         try:
-            _exclusive_within(handle, wait_s)
+            exclusive_within(handle, wait_s, poll_s=1.0)  # a cron prune beside a nightly
         except BlockingIOError:
             raise CacheBusy(
                 "another edgekit command is using the conversion cache (a deploy, convert or nightly): removing "
@@ -149,19 +150,6 @@ def exclusive(root: Path | None = None, wait_s: float = 0.0) -> Iterator[None]:
                 "stop edgekit's other commands, then remove entries by hand (`edgekit cache` lists them)",
             ) from None
         yield
-
-
-def _exclusive_within(handle: Any, wait_s: float) -> None:
-    """LOCK_EX, retried every second for `wait_s` (a cron prune beside a nightly); BlockingIOError after it."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def scan(root: Path | None = None) -> list[Entry]:

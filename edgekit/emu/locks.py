@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import psutil
 
 from edgekit.errors import EmulatorError
+from edgekit.flock import exclusive_within
 
 # a device build from nothing downloads about 800 MB: a build of another edgekit is waited on this long
 LOCK_WAIT_S = 900.0
@@ -60,24 +60,16 @@ def _acquire(fd: int, path: Path, what: str, log: Callable[[str], None], wait_s:
     except BlockingIOError:
         pass
     log(f"waiting for {what} (lock {path}, held by {holder(path)}); at most {wait_s:.0f} s")
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                who = holder(path)
-                stop = (
-                    f"kill {who.split(':')[0].removeprefix('pid ')}" if who.startswith("pid ") else "kill it"
-                )
-                raise LockTimeout(
-                    f"waited {wait_s:.0f} s for {what}, which still holds its lock (held by {who})",
-                    where=str(path),
-                    hint=f"let it finish and run this again; if it is stuck, stop it ({stop}) first: the lock "
-                    "goes with it",
-                ) from None
-            time.sleep(POLL_S)
+    try:
+        exclusive_within(fd, wait_s, POLL_S)
+    except BlockingIOError:
+        who = holder(path)
+        stop = f"kill {who.split(':')[0].removeprefix('pid ')}" if who.startswith("pid ") else "kill it"
+        raise LockTimeout(
+            f"waited {wait_s:.0f} s for {what}, which still holds its lock (held by {who})",
+            where=str(path),
+            hint=f"let it finish and run this again; if it is stuck, stop it ({stop}) first: the lock goes with it",
+        ) from None
 
 
 def holder(path: Path) -> str:
