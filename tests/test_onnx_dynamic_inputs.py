@@ -10,30 +10,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx_models import dynamic_hw_onnx
 
 from edgekit.agent.agent import fit_shape
 
 
 @pytest.fixture(scope="module")
 def dynamic_hw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
-    weight = numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), "W")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
-            helper.make_node("Relu", ["c"], ["y"]),
-        ],
-        "dynhw",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, "H", "W"])],
-        [weight],
-    )
-    path = tmp_path_factory.mktemp("dyn") / "dynhw.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), path)
-    return path
+    return dynamic_hw_onnx(tmp_path_factory.mktemp("dyn") / "dynhw.onnx")
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:

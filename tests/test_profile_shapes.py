@@ -75,23 +75,9 @@ def test_on_the_host_a_shape_the_sidecar_contradicts_is_refused_and_the_table_na
 def test_an_onnx_with_a_free_height_and_width_is_counted_at_the_input_shape_given(tmp_path: Path) -> None:
     """Its free H and W were counted at 1 (a 1x1 image) without a word, and --input-shape was refused; now it
     needs --input-shape, and the prefixes and the whole inference are counted at that size."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx_models import dynamic_hw_onnx
 
-    weight = numpy_helper.from_array(np.random.default_rng(0).random((4, 3, 3, 3), np.float32), "W")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
-            helper.make_node("Relu", ["c"], ["y"]),
-        ],
-        "dynhw",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, "H", "W"])],
-        [weight],
-    )
-    model = tmp_path / "dynhw.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), model)
+    model = dynamic_hw_onnx(tmp_path / "dynhw.onnx")
     done = profile(str(model), "--target", "pi4-emu")
     assert done.returncode == 2 and "free dimensions (axis 2, 3)" in done.stderr, done.stderr
     assert "--input-shape, e.g. 1,3,224,224" in done.stderr
