@@ -308,3 +308,28 @@ def test_a_check_never_builds_the_counting_plugin_only_set_up_does(tmp_path: Pat
         assert "apt-get" not in again.stdout + again.stderr and time.monotonic() - start < 60
     finally:
         _edgekit(home, "emu", "down", DEVICE, timeout=60)
+
+
+def test_a_quote_in_the_emulator_homes_path_reaches_the_device_python_whole(tmp_path: Path) -> None:
+    """The device's python wrapper wrote its sysroot and site dir in single quotes: a home with a ' in its path
+    (`/home/o'brien/...`) ended the shell's string there. The real sh reads them back whole now."""
+    from edgekit.emu.build import _write_wrapper
+    from edgekit.emu.specs import device_spec
+
+    home = tmp_path / "o'brien's $HOME; echo x"
+    wrapper = home / "python"
+    home.mkdir()
+    _write_wrapper(wrapper, device_spec(DEVICE), home / "sysroot", home / "site")
+    lines = "\n".join(
+        line
+        for line in wrapper.read_text().splitlines()
+        if line.startswith(("SYSROOT=", "export PYTHONPATH="))
+    )
+    done = subprocess.run(
+        ["sh", "-c", lines + '\nprintf "%s\\n%s" "$SYSROOT" "$PYTHONPATH"'],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"]},
+        check=True,
+    )
+    assert done.stdout.splitlines() == [str(home / "sysroot"), str(home / "site")], done

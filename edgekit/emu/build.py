@@ -6,6 +6,7 @@ Every step leaves a stamp, so a second build of a built device only checks files
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -189,9 +190,9 @@ _WRAPPER = """#!/bin/sh
 # with an explicit CPU model (never qemu's default `max`). Site dir: {site}
 # Instruction counting: set EDGEKIT_QEMU_PLUGIN="/path/lib.so,out=FILE" to run the plugin-capable dynamic
 # qemu ($EDGEKIT_QEMU_DYNAMIC, default {dynamic}) with -plugin (see edgekit/emu/README.md).
-SYSROOT='{sysroot}'
+SYSROOT={sysroot}
 CPU='{cpu}'
-export PYTHONPATH='{site}'"${{PYTHONPATH:+:$PYTHONPATH}}"
+export PYTHONPATH={site}"${{PYTHONPATH:+:$PYTHONPATH}}"
 export PYTHONNOUSERSITE=1
 if [ -n "${{EDGEKIT_QEMU_PLUGIN:-}}" ]; then
   QEMU="${{EDGEKIT_QEMU_DYNAMIC:-{dynamic}}}"
@@ -218,8 +219,8 @@ def _write_wrappers(spec: DeviceSpec, dev: layout.DeviceDir, shared: layout.Shar
 def _write_wrapper(path: Path, spec: DeviceSpec, sysroot: Path, site: Path | str) -> None:
     text = _WRAPPER.format(
         name=spec.name,
-        site=site,
-        sysroot=sysroot,
+        site=shlex.quote(str(site)),  # a ' in the emulator home's path ended the shell's string there
+        sysroot=shlex.quote(str(sysroot)),
         cpu=spec.cpu,
         dynamic=QEMU_DYNAMIC,
         static=shutil.which(QEMU_STATIC) or QEMU_STATIC,
