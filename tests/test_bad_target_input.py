@@ -290,6 +290,8 @@ def test_a_field_given_a_value_and_then_fields_of_its_own_is_named(tmp_path: Pat
     for sets, says in [
         (["port=22", "port.x=1"], "port.x: `port` is a value (port=22), not a group of fields"),
         (["emulated.device=x", "emulated.device.y.z=1"], "`emulated.device` is a value"),
+        # the other order: the value silently replaced the fields (EDGEKIT_TARGET_* variables come in any order)
+        (["port.x=1", "port=22"], "port: `port` was given fields of its own (port.x), and now a value"),
     ]:
         args = [a for s in sets for a in ("--set", s)]
         err = " ".join(named(run("targets", "check", str(board), *args, cwd=tmp_path, timeout=60)).split())

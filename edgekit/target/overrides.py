@@ -53,6 +53,17 @@ def parse_overrides(
                     hint=f"a dotted field is a block's (emulated.counting, lab.place); {field} takes one value: "
                     f"leave out {key.strip()}=...",
                 )
+        if isinstance(
+            node.get(leaf), dict
+        ):  # `port.x=1` first, then `port=22`: the same conflict, in either order
+            field = ".".join([*parents, leaf])
+            raise TargetError(
+                f"{key.strip()}: `{field}` was given fields of its own ({', '.join(f'{field}.{k}' for k in node[leaf])}), "
+                "and now a value",
+                where=where,
+                hint=f"a dotted field is a block's (emulated.counting, lab.place); give {field} either a value or "
+                "its fields",
+            )
         node[leaf] = _scalar(key.strip(), value, where)
     return result
 
