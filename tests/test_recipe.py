@@ -1117,3 +1117,25 @@ def test_a_pipe_given_as_a_recipe_is_named_and_never_read(tmp_path: Path) -> Non
     with pytest.raises(RecipeError, match="not a regular file") as err:
         load_recipe(fifo)  # returns at once: reading a pipe no one writes would block
     assert "did you mean" not in (err.value.hint or "")
+
+
+def test_integer_pixels_are_not_taken_as_model_inputs_in_silence(tmp_path: Path) -> None:
+    """Pixels saved as int64 (np.array(image, dtype=int)) were read as model inputs as they are, the recipe's
+    preprocessing skipped: the INT8 formats then failed their gate (cosine 0.94 against 0.997 from the same
+    pixels as uint8) as if quantization were at fault. Integers that could be pixels must say which they are;
+    integers beyond 0..255 are numbers the model takes."""
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3))
+    np.save(tmp_path / "x.npy", pixels.astype(np.int64))
+    path = write(tmp_path, base(evaluation={"data": {"kind": "npy", "path": "x.npy"}}))
+    with pytest.raises(
+        RecipeError, match=r"int64 data with values \d+\.\.\d+: raw images .* or model inputs"
+    ) as err:
+        evaluation_inputs(load_recipe(path))
+    assert "astype('uint8')" in (err.value.hint or "")
+    np.save(tmp_path / "x.npy", pixels.astype(np.uint8))  # the same pixels as images: preprocessed
+    x, _ = evaluation_inputs(load_recipe(path))
+    assert x.shape == (4, 3, 8, 8) and float(x.max()) <= 1.0
+    wide = np.random.default_rng(0).integers(-1000, 1000, (4, 3, 8, 8))
+    np.save(tmp_path / "x.npy", wide)  # not pixels: as they are
+    x, _ = evaluation_inputs(load_recipe(path))
+    assert np.array_equal(x, wide.astype(np.float32))

@@ -29,6 +29,7 @@ def say_once(note: str) -> None:
 def to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
     """uint8 -> preprocess as raw images; float -> check it already has the model's per-sample shape."""
     refuse_non_real(raw.dtype, f"field `{field}`", str(recipe.path))
+    _refuse_ambiguous_integers(raw, recipe, field)
     if raw.dtype == np.uint8:
         if raw.ndim == 3:
             raw = raw[..., None]
@@ -51,6 +52,25 @@ def to_inputs(raw: np.ndarray, recipe: Recipe, field: str) -> np.ndarray:
         )
     with np.errstate(over="ignore"):  # beyond float32's range: infinite, refused by name in load_data
         return np.ascontiguousarray(raw, dtype=np.float32)
+
+
+def _refuse_ambiguous_integers(raw: np.ndarray, recipe: Recipe, field: str) -> None:
+    """Integers other than uint8 whose values all lie in 0..255 (pixels saved as int64, as np.array(image,
+    dtype=int) gives): they were taken as model inputs as they are, the recipe's preprocessing skipped, and the
+    INT8 formats failed their gate as if quantization were at fault. Raw images or model inputs: the user says
+    which by the type."""
+    if raw.dtype == np.uint8 or raw.dtype.kind not in "iu" or raw.size == 0:
+        return
+    low, high = int(raw.min()), int(raw.max())
+    if low < 0 or high > 255:
+        return  # not pixels: numbers the model takes as they are
+    raise RecipeError(
+        f"field `{field}`: {raw.dtype} data with values {low}..{high}: raw images (the recipe's preprocessing "
+        "applied) or model inputs as they are? edgekit reads uint8 as images and float as model inputs",
+        where=str(recipe.path),
+        hint="save images as uint8 (N, H, W, C): x.astype('uint8'); or model inputs as float32: "
+        "x.astype('float32')",
+    )
 
 
 REAL_KINDS = "biuf"  # booleans, integers, floats: what float32 model inputs hold exactly or by rounding
