@@ -389,3 +389,28 @@ def test_a_float_artifact_that_misses_its_gate_is_said_to_be_the_conversion_not_
     assert "--format ncnn-int8 --fix" in (err.hint or "") and "missed the gate in float" not in (
         err.hint or ""
     )
+
+
+def test_evaluation_data_the_model_cannot_take_is_refused_before_any_conversion(tmp_path: Path) -> None:
+    """32x32 data for a recipe at 64x64 was refused only after every format had converted (tens of seconds to
+    minutes of TensorFlow for the TFLite formats), then exit 2: it is bad input, said before any conversion."""
+    import numpy as np
+    from onnx_graphs import dynamic_hw_onnx
+
+    from edgekit.convert.pipeline import convert_recipe
+
+    model = dynamic_hw_onnx(tmp_path / "net.onnx")
+    np.save(tmp_path / "x.npy", np.zeros((4, 3, 32, 32), np.float32))
+    path = onnx_recipe(
+        tmp_path,
+        model,
+        ["onnx-fp32", "tflite-fp32"],
+        input={"name": "x", "shape": [1, 3, 64, 64]},
+        outputs=["y"],
+        task="generic",
+        evaluation={"data": {"kind": "npy", "path": "x.npy"}},
+    )
+    said: list[str] = []
+    with pytest.raises(RecipeError, match=r"evaluation\.data.*\(N, 3, 64, 64\)"):
+        convert_recipe(load_recipe(path), progress=said.append)
+    assert not [m for m in said if "convert" in m and not m.startswith("model")], said

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx_models import dynamic_hw_onnx
+from onnx_graphs import dynamic_hw_onnx
 
 from edgekit.agent.agent import fit_shape
 

@@ -75,7 +75,7 @@ def test_on_the_host_a_shape_the_sidecar_contradicts_is_refused_and_the_table_na
 def test_an_onnx_with_a_free_height_and_width_is_counted_at_the_input_shape_given(tmp_path: Path) -> None:
     """Its free H and W were counted at 1 (a 1x1 image) without a word, and --input-shape was refused; now it
     needs --input-shape, and the prefixes and the whole inference are counted at that size."""
-    from onnx_models import dynamic_hw_onnx
+    from onnx_graphs import dynamic_hw_onnx
 
     model = dynamic_hw_onnx(tmp_path / "dynhw.onnx")
     done = profile(str(model), "--target", "pi4-emu")

@@ -26,10 +26,12 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
 from edgekit import paths
 from edgekit.convert import cache
 from edgekit.convert.base import Artifact, Converter, dist_version
-from edgekit.convert.calibration import calibration_inputs, data_digest, evaluation_inputs
+from edgekit.convert.calibration import Labels, calibration_inputs, data_digest, evaluation_inputs
 from edgekit.convert.findings import float_leftovers, speed_plan_finding
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.errors import ConversionError, EdgekitError, FidelityError, RecipeError
@@ -69,6 +71,10 @@ def convert_recipe(
     if any(f.precision is Precision.INT8 for f in fmts):
         say("calibration: loading data")
         calib = data_digest(calibration_inputs(recipe))
+    # read before any conversion: evaluation data of a shape or type the model cannot take is bad input (exit 2)
+    # said now, not after minutes of TensorFlow converting every format
+    say("fidelity: loading evaluation data")
+    evaluation = evaluation_inputs(recipe)
     keys = {f: cache.artifact_key(onnx.sha256, recipe, f, converters[f], calib) for f in fmts}
     done: dict[Format, Artifact] = {}
     errors: list[EdgekitError] = []  # each failed tool run's error, raised (or summed up) at the end
@@ -80,7 +86,7 @@ def convert_recipe(
     for conv_cls, group in _groups([f for f in fmts if f not in done], converters):
         done.update(_convert_group(conv_cls, group, onnx, recipe, keys, errors, say))
     artifacts = [done[f] for f in fmts]
-    _check_fidelity(artifacts, onnx, recipe, say)
+    _check_fidelity(artifacts, onnx, recipe, evaluation, say)
     failed = [a for a in artifacts if a.status != "ok"]
     if failed and not keep_going:
         err = _failure(failed, errors, recipe)
@@ -349,15 +355,20 @@ class PeakRss:
 
 
 # --- fidelity -----------------------------------------------------------------------------------------------
-def _check_fidelity(artifacts: list[Artifact], onnx: OnnxModel, recipe: Recipe, say: Progress) -> None:
+def _check_fidelity(
+    artifacts: list[Artifact],
+    onnx: OnnxModel,
+    recipe: Recipe,
+    evaluation: tuple[np.ndarray, Labels | None],
+    say: Progress,
+) -> None:
     from edgekit.fidelity import check as fidelity
     from edgekit.runtimes import run_onnx
 
     todo = [a for a in artifacts if a.status == "ok"]
     if not todo:
         return
-    say("fidelity: loading evaluation data")
-    inputs, labels = evaluation_inputs(recipe)
+    inputs, labels = evaluation
     say(
         f"fidelity: {data_note(recipe.evaluation.data, len(inputs))}, "
         f"{'with' if labels is not None else 'no'} labels"
