@@ -83,7 +83,9 @@ def _project(tmp_path: Path, name: str, builder: str, shape: list[int], data: st
 
 
 def _convert(recipe: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EDGEKIT_HOME": str(home), "PYTHONPATH": str(recipe.parent)}
+    # the recipe's folder for its builder, before the caller's path (a checkout's own edgekit, say)
+    path = os.pathsep.join(p for p in (str(recipe.parent), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "EDGEKIT_HOME": str(home), "PYTHONPATH": path}
     return subprocess.run(
         [sys.executable, "-m", "edgekit", "convert", str(recipe)],
         cwd=recipe.parent,
@@ -97,7 +99,8 @@ def _convert(recipe: Path, home: Path) -> subprocess.CompletedProcess[str]:
 def test_export_checked_against_module_and_said_on_cache_hit(tmp_path: Path) -> None:
     """The prober's case: evaluation inputs in 0.5..1 take the first branch; traced on zeros the ONNX took the
     other, and every artifact passed against that wrong reference. Now traced on the first evaluation input,
-    checked, and the match said on the export and on the cache hit."""
+    checked on every one, and the match said on the export and on the cache hit, with a warning where the tracer
+    froze the branch (the raw TracerWarning was printed by the export alone, never on a cache hit)."""
     recipe = _project(
         tmp_path, "branchy", "branchy", [1, 3, 16, 16], "{kind: random, samples: 8, low: 0.5, high: 1.0}"
     )
@@ -106,10 +109,17 @@ def test_export_checked_against_module_and_said_on_cache_hit(tmp_path: Path) -> 
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out
         said = re.findall(
-            r"traced on the first evaluation input; matches the model within (\S+) on 4 inputs", out
+            r"traced on the first evaluation input; matches the model within (\S+) on 8 inputs "
+            r"\(every evaluation input\)",
+            out,
         )
         assert len(said) == 1, out
         assert float(said[0]) < 1e-5, out
+        warned = re.findall(
+            r"model: warning: tracing froze control flow on a tensor's value at (\S+nets\.py:\d+)", out
+        )
+        assert len(warned) == 1, out
+        assert "torch.where" in out[out.index("model: warning:") :], out
 
 
 def test_export_that_does_not_reproduce_the_module_is_a_named_error(tmp_path: Path) -> None:
@@ -129,6 +139,49 @@ def test_export_that_does_not_reproduce_the_module_is_a_named_error(tmp_path: Pa
     assert "nets.py:" in out and "Converting a tensor to a Python boolean" in out, out  # the user's line
     assert "torch.where" in out, out
     assert not list((tmp_path / "home").rglob("model.onnx")), "a model that failed its check is not cached"
+
+
+def test_export_is_checked_on_every_evaluation_input(tmp_path: Path) -> None:
+    """The reviewer's case: 8 evaluation inputs, the first 4 on one side of the branch and the last 4 on the other.
+    The check ran on the first 4 only: "matches the model ... on 4 inputs", every artifact passed, and inputs 5-8
+    were sign-flipped against the module. Every evaluation input is checked now: the fifth fails it."""
+    x = np.ones((8, 3, 16, 16), np.float32)
+    x[4:] *= -1.0  # the other branch, from the fifth on
+    np.save(tmp_path / "eval.npy", x)
+    recipe = _project(
+        tmp_path, "late", "branchy", [1, 3, 16, 16], f"{{kind: npy, path: {tmp_path / 'eval.npy'}}}"
+    )
+    proc = _convert(recipe, tmp_path / "home")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "does not reproduce it: on evaluation input 5 of 8" in out, out
+    assert not list((tmp_path / "home").rglob("model.onnx")), "a model that failed its check is not cached"
+
+
+def test_check_inputs_spread_over_a_large_evaluation_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past EXPORT_CHECK_MAX_INPUTS the check takes that many spread over the whole set (its last input too), and
+    knows how many the set holds (said as "on 64 inputs (spread over the 100 evaluation inputs)")."""
+    from edgekit.convert.torch_check import EXPORT_CHECK_MAX_INPUTS, check_inputs
+    from edgekit.convert.torch_export import describe
+    from edgekit.recipe import load_recipe
+
+    x = np.arange(100, dtype=np.float32)[:, None, None, None] * np.ones((1, 1, 2, 2), np.float32)
+    np.save(tmp_path / "many.npy", x)
+    recipe = _project(
+        tmp_path, "many", "branchy", [1, 1, 2, 2], f"{{kind: npy, path: {tmp_path / 'many.npy'}}}"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))  # the recipe's builder is imported when it is read
+    for name in ("tmods", "tmods.nets"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    batches, kind, total = check_inputs(load_recipe(recipe))
+    assert len(batches) == EXPORT_CHECK_MAX_INPUTS and total == 100 and kind == "evaluation input"
+    seen = batches[:, 0, 0, 0, 0]
+    assert seen[0] == 0 and seen[-1] == 99 and len(set(seen.tolist())) == EXPORT_CHECK_MAX_INPUTS
+    check = {"max_abs": 0.0, "inputs": len(batches), "of": total, "on": kind}
+    line = describe({"check": check, "traced": True}) or ""
+    assert f"on {EXPORT_CHECK_MAX_INPUTS} inputs (spread over the 100 evaluation inputs)" in line, line
 
 
 def test_export_is_keyed_by_the_inputs_it_is_traced_and_checked_on(tmp_path: Path) -> None:

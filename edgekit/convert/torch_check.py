@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgekit.convert.onnx_export import EXPORT_CHECK_INPUTS, EXPORT_CHECK_MAX_ABS, export_difference
+from edgekit.convert.onnx_export import EXPORT_CHECK_MAX_ABS, export_difference
 from edgekit.errors import ConversionError, RecipeError
 from edgekit.recipe import Recipe, TorchSource
 
@@ -20,39 +20,59 @@ FROZEN_FLOW_HINT = (
 )
 
 
-def check_inputs(recipe: Recipe) -> tuple[Any, str]:
-    """Up to EXPORT_CHECK_INPUTS batches (k, *input.shape) of the recipe's own kind of input, float32, and what they are:
-    its evaluation inputs when cheap to get (random, .npy, a few images of the folder), else seeded inputs in the
-    range its preprocessing gives (raw 0..255 images preprocessed; uniform 0..1 for an input that is no image)."""
+# The export is checked on every evaluation input the recipe has, up to this many (evenly spread over them beyond):
+# a model whose code branches on its input is caught on whichever input takes the other path, not only when one of
+# the first few does. Each is a run of the module and one of onnxruntime, as each artifact's evaluation is.
+EXPORT_CHECK_MAX_INPUTS = 64
+# What the tracer says when the module's code turned a tensor into a Python value (bool, number, index): the
+# control flow that value steered is frozen into the ONNX, whatever the inputs it was checked on
+FROZEN_VALUE = "Converting a tensor to a Python"
+
+
+def check_inputs(recipe: Recipe) -> tuple[Any, str, int]:
+    """The batches (k, *input.shape) the export is traced and checked on, float32, what they are and how many
+    batches the recipe's evaluation data holds: every evaluation input (random, .npy, the folder's images), up to
+    EXPORT_CHECK_MAX_INPUTS (evenly spread over them beyond: random ones, the first); for data from a builder, the
+    user's own code which may be slow (not run twice), as many seeded inputs in the range its preprocessing gives
+    (raw 0..255 images preprocessed; uniform 0..1 for an input that is no image)."""
     import numpy as np
 
     from edgekit.convert import calibration, shaping
+    from edgekit.convert.image_folder import image_files
     from edgekit.recipe import BuilderData, ImagesData, NpyData
 
     source = recipe.evaluation.data
     batch = recipe.input.shape[0]
-    wanted = EXPORT_CHECK_INPUTS * batch
+    wanted = EXPORT_CHECK_MAX_INPUTS * batch
     field = "evaluation.data"
-    if isinstance(source, BuilderData):  # the user's own code, which may be slow: not run twice
+    if isinstance(source, BuilderData):
         rng = np.random.default_rng(0)
+        seeded = min(source.samples, wanted)
         try:
             h, w, c = shaping.hwc(recipe, field)
         except RecipeError:
-            inputs = rng.uniform(0, 1, (wanted, *recipe.input.shape[1:])).astype(np.float32)
+            inputs = rng.uniform(0, 1, (seeded, *recipe.input.shape[1:])).astype(np.float32)
         else:
-            raw = rng.integers(0, 256, (wanted, h, w, c), dtype=np.uint8)
+            raw = rng.integers(0, 256, (seeded, h, w, c), dtype=np.uint8)
             inputs = shaping.to_inputs(raw, recipe, field)
-        kind = "seeded input in the range of its preprocessing"
+        kind, total = "seeded input in the range of its preprocessing", source.samples
     else:
-        if isinstance(source, ImagesData):  # a few of the folder's images, not every one
-            few = source.model_copy(update={"samples": min(source.samples or wanted, wanted)})
+        if isinstance(
+            source, ImagesData
+        ):  # the folder's images, spread over it past `wanted` (as samples: is)
+            total = source.samples or len(image_files(source.path, field, str(recipe.path)))
+            spread = source.model_copy(update={"samples": min(total, wanted)})
             try:
-                inputs, _ = calibration.load_data(few, recipe, field)
-            except RecipeError:  # a folder holding fewer: all of them
+                inputs, _ = calibration.load_data(spread, recipe, field)
+            except RecipeError:  # a folder holding fewer (or none): its own error, as the evaluation says it
                 inputs, _ = calibration.load_data(source, recipe, field)
         elif isinstance(source, NpyData):
             inputs, _ = calibration.load_data(source, recipe, field)
+            total = len(inputs)
+            if total > wanted:
+                inputs = inputs[np.linspace(0, total - 1, wanted).round().astype(int)]
         else:  # random: the first samples are the same whatever the count
+            total = source.samples
             inputs, _ = calibration.load_data(
                 source.model_copy(update={"samples": min(source.samples, wanted)}), recipe, field
             )
@@ -60,14 +80,30 @@ def check_inputs(recipe: Recipe) -> tuple[Any, str]:
     inputs = np.asarray(inputs, dtype=np.float32)[:wanted]
     count = max(1, len(inputs) // batch)
     order = np.arange(count * batch) % len(inputs)  # fewer samples than a batch: repeated
-    return np.ascontiguousarray(inputs[order].reshape(count, *recipe.input.shape)), kind
+    batches = np.ascontiguousarray(inputs[order].reshape(count, *recipe.input.shape))
+    return batches, kind, max(count, total // batch)
+
+
+def frozen_flow(tracer: list[str]) -> list[str]:
+    """The tracer's warnings that a tensor became a Python value (`if x.mean() > 0:`, .item(), int(x.shape...)
+    of a traced value): where control flow may be frozen to the path the traced input took."""
+    return [w for w in tracer if FROZEN_VALUE in w]
 
 
 def check_export(
-    model: Any, onnx_path: Path, batches: Any, kind: str, recipe: Recipe, src: TorchSource, tracer: list[str]
+    model: Any,
+    onnx_path: Path,
+    batches: Any,
+    kind: str,
+    recipe: Recipe,
+    src: TorchSource,
+    tracer: list[str],
+    total: int | None = None,
 ) -> dict[str, Any]:
     """The module and onnxruntime on the same inputs: the worst output difference relative to the outputs'
-    magnitude; past EXPORT_CHECK_MAX_ABS a ConversionError (the export does not reproduce the model)."""
+    magnitude; past EXPORT_CHECK_MAX_ABS a ConversionError (the export does not reproduce the model). The record
+    (meta.json's `check`) holds how many inputs it ran on, of how many (`of`), and the tracer's warnings that
+    control flow was frozen (`frozen`: said with every run's match, see torch_export.describe)."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -87,7 +123,8 @@ def check_export(
             err = export_difference(w, g)
             worst = max(worst, err)
             if not err <= EXPORT_CHECK_MAX_ABS:
-                told = f"; the tracer warned: {tracer[0]}" if tracer else ""
+                frozen = frozen_flow(tracer) or tracer
+                told = f"; the tracer warned: {frozen[0]}" if frozen else ""
                 raise ConversionError(
                     f"the ONNX exported from {src.label} does not reproduce it: on {kind} {i + 1} of "
                     f"{len(batches)} its outputs differ from PyTorch's by {err:.3g} (max abs, relative to the "
@@ -95,7 +132,13 @@ def check_export(
                     where=str(recipe.path),
                     hint=FROZEN_FLOW_HINT,
                 )
-    return {"max_abs": worst, "inputs": len(batches), "on": kind}
+    return {
+        "max_abs": worst,
+        "inputs": len(batches),
+        "of": max(total or 0, len(batches)),
+        "on": kind,
+        "frozen": frozen_flow(tracer),
+    }
 
 
 def returned_tensors(value: Any) -> list[Any]:

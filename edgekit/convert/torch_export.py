@@ -39,18 +39,21 @@ from edgekit.recipe.torch_files import torch_file_kind
 # Part of a PyTorch export's cache key: bump when an export made before is no longer right. 2: `outputs:` names
 # counted against the tensors the module returns (an export named by position before is made again, or refused).
 # 3: traced on the first evaluation input (was zeros) and checked against the module (meta.json's `check`).
-# (Since, the key holds those inputs themselves: `check_inputs`, no version needed.)
-TORCH_EXPORT_VERSION = 3
+# (Since, the key holds those inputs themselves: `check_inputs`, no version needed.) 4: checked on every evaluation
+# input (was the first 4: an entry keyed by 4 inputs of 8 said it matched the model on all), the tracer's frozen
+# control flow recorded to be said on every run, and the recipe's input shape pinned in the graph (a .pt2 saved with
+# dynamic dims kept them, and converters fixed them wrong).
+TORCH_EXPORT_VERSION = 4
 # torch.export's exporter writes opset 18 and up (asked for 17 it fails to convert down, and says so at length)
 EXPORTED_PROGRAM_OPSET = 18
 
 
 def torch_key(recipe: Recipe, src: TorchSource) -> str:
     """The export's cache key: what the ONNX and its check are made of. That includes the inputs it is traced
-    and checked on (check_inputs: the first evaluation inputs, or seeded ones through input.preprocess), so a
+    and checked on (check_inputs: the evaluation inputs, or seeded ones through input.preprocess), so a
     model whose code branches on tensor values is exported again for other data instead of served the ONNX
     traced on the old data, and meta.json's `check` is of the data the recipe names."""
-    batches, kind = check_inputs(recipe)
+    batches, kind, total = check_inputs(recipe)
     code = builder_code(src.builder) if src.builder else None
     spec = {
         "torch_export_version": TORCH_EXPORT_VERSION,
@@ -63,7 +66,7 @@ def torch_key(recipe: Recipe, src: TorchSource) -> str:
         "opset": OPSET,
         "export_version": EXPORT_VERSION,
         "tools": tool_versions(),
-        "check_inputs": [kind, data_digest(batches)],
+        "check_inputs": [kind, data_digest(batches), total],
     }
     # the installed distributions the builder's code imports (timm, torchvision, numpy, its own installed package),
     # but those in `tools` already; absent when none is left (a builder importing torch alone)
@@ -82,9 +85,10 @@ def _canonical(dist: str) -> str:
 
 
 def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
-    """The builder's module exported to `target` (simplified), traced on the recipe's first evaluation input, then
-    checked against the module on EXPORT_CHECK_INPUTS inputs of the recipe's kind: a mismatch is a ConversionError naming
-    the cause (control flow frozen by tracing). meta.json beside it records the check (see describe)."""
+    """The builder's module exported to `target` (the recipe's input shape pinned in the graph, simplified with
+    it), traced on the recipe's first evaluation input, then checked against the module on every evaluation input
+    (check_inputs): a mismatch is a ConversionError naming the cause (control flow frozen by tracing). A module
+    taking more than one input is a RecipeError naming them. meta.json beside it records the check (describe)."""
     import torch
 
     where = str(recipe.path)
@@ -92,9 +96,10 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
     torch.set_num_threads(1)
     try:
         model, program = build_torch_model(recipe, src)
+        _check_one_input(model, program, recipe, src)
         tmp = target.parent / "export.onnx"
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        batches, kind = check_inputs(recipe)
+        batches, kind, total = check_inputs(recipe)
         example = torch.from_numpy(batches[0])
         try:  # the recipe's input through the model first: a shape it cannot take is the recipe's error
             with torch.no_grad():
@@ -110,8 +115,9 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
         traced = _export(program if program is not None else model, example, tmp, recipe, src)
     finally:
         torch.set_num_threads(threads)
-    simplifier = simplify(tmp)
-    check = check_export(model, tmp, batches, kind, recipe, src, traced)
+    _pin_input_shape(tmp, recipe)
+    simplifier = simplify(tmp, {recipe.input.name: list(recipe.input.shape)})
+    check = check_export(model, tmp, batches, kind, recipe, src, traced, total)
     exporter = "torch.export's exporter" if program is not None else "torch.onnx.export"
     opset = EXPORTED_PROGRAM_OPSET if program is not None else OPSET
     meta = {
@@ -129,8 +135,9 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
 
 
 def describe(meta: dict[str, Any]) -> str | None:
-    """One progress line: how the ONNX of a PyTorch source was made and how it matched the module (None for a
-    cache entry that recorded no check)."""
+    """One progress line: how the ONNX of a PyTorch source was made and how it matched the module, on how many
+    of the evaluation inputs (None for a cache entry that recorded no check); and a second, a warning, where the
+    tracer froze control flow on a tensor's value (the inputs checked all took the traced path: others may not)."""
     check = meta.get("check")
     if not check:
         return None
@@ -139,10 +146,27 @@ def describe(meta: dict[str, Any]) -> str | None:
         how = f", traced on the first {check.get('on', 'input')}"
     else:
         how = "" if exporter != "torch.onnx.export" else ", from the archive's TorchScript graph"
-    return (
+    inputs, of = check.get("inputs", 0), check.get("of")
+    if check.get("on") != "evaluation input" or not of:
+        which = ""
+    elif of == inputs:
+        which = " (every evaluation input)"
+    else:
+        which = f" (spread over the {of} evaluation inputs)"
+    line = (
         f"model: PyTorch source exported to ONNX by {exporter} (opset {meta.get('opset', OPSET)}){how}; matches "
-        f"the model within {check.get('max_abs', float('nan')):.1e} on {check.get('inputs', 0)} inputs"
+        f"the model within {check.get('max_abs', float('nan')):.1e} on {inputs} inputs{which}"
     )
+    frozen = check.get("frozen") or []
+    if frozen:
+        more = f" (and {len(frozen) - 1} more place(s))" if len(frozen) > 1 else ""
+        line += (
+            f"\nmodel: warning: tracing froze control flow on a tensor's value at {frozen[0]}{more}: the ONNX "
+            "computes the path the first input took, and the inputs checked took it too; an input taking another "
+            "path gets that one's outputs, wrong; use torch.where (both branches computed) or a static branch, "
+            "or give a torch.export program (.pt2)"
+        )
+    return line
 
 
 def _export(model: Any, example: Any, tmp: Path, recipe: Recipe, src: TorchSource) -> list[str]:
@@ -253,6 +277,49 @@ def _stderr_to(log_file: Path) -> Iterator[None]:
     if not failed and text and "Traceback (most recent call last)" not in text:
         sys.stderr.write(text)
         sys.stderr.flush()
+
+
+def _check_one_input(model: Any, program: Any | None, recipe: Recipe, src: TorchSource) -> None:
+    """A module taking more than one tensor is refused by name, as an ONNX file with two inputs is (read from the
+    ExportedProgram's signature, the TorchScript forward's schema, the module's forward() signature): calling it
+    on the recipe's one input failed inside and was blamed on `input.shape`."""
+    import inspect
+
+    import torch
+
+    if program is not None:
+        names = [str(n) for n in program.graph_signature.user_inputs]
+    elif isinstance(model, torch.jit.ScriptModule):
+        arguments = model.forward.schema.arguments[1:]  # type: ignore[attr-defined]  # self first
+        names = [a.name for a in arguments if not a.has_default_value()]
+    else:
+        try:
+            params = inspect.signature(model.forward).parameters.values()
+        except (TypeError, ValueError):  # no signature to read: the run on the input says what is wrong
+            return
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+            return
+        names = [p.name for p in params if p.kind in positional and p.default is inspect.Parameter.empty]
+    if len(names) > 1:
+        raise RecipeError(
+            f"the model has {len(names)} inputs ({', '.join(names)}); edgekit handles single-input models",
+            where=str(recipe.path),
+            hint=f"give a module whose forward takes the one tensor `{recipe.input.name}` (a wrapper filling in "
+            "the others), saved or built as this one is",
+        )
+
+
+def _pin_input_shape(path: Path, recipe: Recipe) -> None:
+    """The recipe's input shape written into the exported graph's input, as a user's ONNX gets it: a .pt2 saved with
+    dynamic dims (torch.export's Dim on batch, H, W) is exported with symbolic ones, which converters fixed wrong."""
+    import onnx
+
+    from edgekit.convert.onnx import _fix_input_shape
+
+    model = onnx.load(str(path))
+    _fix_input_shape(model, recipe)
+    onnx.save(model, str(path))
 
 
 def _check_output_names(recipe: Recipe, src: TorchSource, returned: Any) -> None:
