@@ -104,6 +104,34 @@ def test_quantized_files_are_smaller_and_really_quantized(classifier: Any) -> No
     assert np.int8 in dtypes and np.int16 not in dtypes  # int8 activations, never the int16 variant
 
 
+def test_a_dynamic_range_file_says_which_weights_stayed_float(classifier: Any) -> None:
+    """TFLiteConverter leaves a weight tensor under 1024 elements float: a small model's tflite-dynamic can be the
+    fp32 model's arithmetic byte for byte, and nothing said so. The finding counts the float layers from the file
+    itself; with every weight float it says the artifact computes as tflite-fp32 does."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgekit.convert.findings import dynamic_kept_float
+
+    _, artifacts, _ = classifier
+    dynamic = next(a for a in artifacts if a.format is Format.TFLITE_DYNAMIC)
+    said = [f for f in dynamic.provenance["findings"] if f.startswith("dynamic range kept float: ")]
+    model = schema.ModelT.InitFromPackedBuf(dynamic.main_file.read_bytes(), 0)
+    graph = model.subgraphs[0]
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    convs = [
+        op
+        for op in graph.operators
+        if names.get(model.operatorCodes[op.opcodeIndex].builtinCode)
+        in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+    ]
+    floats = sum(graph.tensors[op.inputs[1]].type == schema.TensorType.FLOAT32 for op in convs)
+    assert 0 < floats < len(convs)  # width 12: some weights over 1024 elements, some under
+    assert said == [dynamic_kept_float(Format.TFLITE_DYNAMIC, dynamic.files)]
+    assert said[0].startswith(f"dynamic range kept float: {floats} of {len(convs)} weighted layers (")
+    assert "computes as tflite-fp32" not in said[0]
+    assert dynamic_kept_float(Format.TFLITE_FP32, dynamic.files) is None
+
+
 @pytest.mark.integration
 def test_second_convert_does_no_work(classifier: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgekit.convert import torch_export

@@ -32,7 +32,7 @@ from edgekit import paths
 from edgekit.convert import cache
 from edgekit.convert.base import Artifact, Converter, dist_version
 from edgekit.convert.calibration import Labels, calibration_inputs, data_digest, evaluation_inputs
-from edgekit.convert.findings import float_leftovers, speed_plan_finding
+from edgekit.convert.findings import dynamic_kept_float, float_leftovers, speed_plan_finding
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.errors import ConversionError, EdgekitError, FidelityError, RecipeError
 from edgekit.formats import Format, Precision
@@ -308,7 +308,14 @@ def _convert_group(
         ) in batch:  # findings: what the artifact holds that its name does not say (Flex ops, float layers)
             found = [
                 *getattr(conv, "findings", {}).get(f, []),
-                *filter(None, [speed_plan_finding(f, files[f]), float_leftovers(f, files[f])]),
+                *filter(
+                    None,
+                    [
+                        speed_plan_finding(f, files[f]),
+                        float_leftovers(f, files[f]),
+                        dynamic_kept_float(f, files[f]),
+                    ],
+                ),
             ]
             out[f] = cache.store(keys[f], f, files[f], elapsed, mem, {**prov, "findings": found})
         shutil.rmtree(work, ignore_errors=True)
