@@ -75,6 +75,7 @@ def test_the_agent_reads_exactly_the_typed_request_fields() -> None:
     assert _keys_read_from(tree, {"req"}) == set(contract.AgentRequest.model_fields)
     assert _keys_read_from(tree, {"art"}) == set(contract.RequestArtifact.model_fields)
     assert _keys_read_from(tree, {"rnd"}) == set(contract.RandomInputs.model_fields)
+    assert _keys_read_from(tree, {"lay"}) == set(contract.TensorLayout.model_fields)  # an artifact's layout
 
 
 def test_timing_settings_take_their_names_from_the_contract() -> None:

@@ -529,7 +529,13 @@ def fit_shape(x: np.ndarray, shape: tuple[int, ...], free: Sequence[int] = ()) -
 
 
 class TfliteRunner:
-    def __init__(self, path: str, threads: int, preference: str) -> None:
+    """`layout`: the artifact's recorded layout (the request's `layout`: the input's axes from the ONNX model's
+    layout, each output's axes back to it); without it the sample is fitted by shape (fit_shape) and the outputs
+    are saved as the model gives them."""
+
+    def __init__(
+        self, path: str, threads: int, preference: str, layout: Optional[dict[str, Any]] = None
+    ) -> None:
         module_name, interpreter_mod = _import_tflite(preference)
         self.runtime = module_name
         with open(path, "rb") as handle:
@@ -542,12 +548,16 @@ class TfliteRunner:
         self.outs = self.interp.get_output_details()
         self.names = _signature_output_names(self.interp, self.outs)
         self.invoke = self.interp.invoke
+        lay = layout or {}
+        self.in_axes = lay.get("input")
+        outs = lay.get("outputs") or []
+        self.out_axes = list(outs) if len(outs) == len(self.outs) else [None] * len(self.outs)
 
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.inp["shape"])
 
     def set_input(self, x: np.ndarray) -> None:
-        x = fit_shape(x, self.input_shape())
+        x = fit_shape(x, self.input_shape()) if self.in_axes is None else self._by_layout(x)
         scale, zero = self.inp.get("quantization", (0.0, 0))
         dtype = self.inp["dtype"]
         if np.issubdtype(dtype, np.integer) and scale:
@@ -557,13 +567,27 @@ class TfliteRunner:
 
     def outputs(self) -> list[tuple[str, np.ndarray]]:
         result = []
-        for name, det in zip(self.names, self.outs):
+        for name, det, axes in zip(self.names, self.outs, self.out_axes):
             y = self.interp.get_tensor(det["index"]).copy()
             scale, zero = det.get("quantization", (0.0, 0))
             if np.issubdtype(y.dtype, np.integer) and scale:
                 y = ((y.astype(np.float32) - zero) * scale).astype(np.float32)  # int8 I/O: dequantized
+            if axes is not None:  # back to the ONNX model's layout, as recorded
+                y = np.ascontiguousarray(np.transpose(y, axes))
             result.append((name, y))
         return result
+
+    def _by_layout(self, x: np.ndarray) -> np.ndarray:
+        """The sample (with or without its batch axis) moved as the artifact's layout says."""
+        axes = list(self.in_axes or ())
+        batched = x if x.ndim == len(axes) else x[None]
+        moved = np.transpose(batched, axes) if batched.ndim == len(axes) else batched
+        if tuple(moved.shape) != self.input_shape():
+            raise ValueError(
+                "input sample of shape %s moved by the recorded layout %s does not fit the model input %s"
+                % (list(x.shape), list(axes), list(self.input_shape()))
+            )
+        return np.ascontiguousarray(moved)
 
 
 def _signature_output_names(interp: Any, outs: list[dict[str, Any]]) -> list[str]:
@@ -972,7 +996,7 @@ def open_runner(art: dict[str, Any], base: str, threads: int, preference: str) -
             % (art["format"], ", ".join(sorted(FORMAT_RUNTIMES)))
         )
     if runtime == "tflite":
-        return TfliteRunner(files[0], threads, preference)
+        return TfliteRunner(files[0], threads, preference, art.get("layout"))
     if runtime == "ncnn":
         param = next((f for f in files if f.endswith(".param")), None)
         model = next((f for f in files if f.endswith(".bin")), None)

@@ -6,7 +6,8 @@ that the agent reads exactly the request fields typed here, and that a result fi
 found (edgekit.results keeps it, `unknown_fields` names it, the session warns). The result side lives in
 edgekit.results (AgentResult, Measurement): its memory figures are MiB, read right after the timed runs with the
 model loaded (not during the accuracy pass). Bump PROTOCOL_VERSION whenever the JSON shape of a request or a result
-changes incompatibly; additive fields (layer_times, deadline_s, overhead_ms_per_invoke) do not.
+changes incompatibly; additive fields (layer_times, deadline_s, overhead_ms_per_invoke, an artifact's layout) do
+not.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PROTOCOL_VERSION = 1
 # The timing vocabulary (TVM's): `repeat` samples of `number` invocations (or >= min_repeat_ms each) after
@@ -49,6 +50,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TensorLayout(_Strict):
+    """A TFLite artifact's recorded layout (edgekit.convert.tflite_layout): `input`, the axes that turn the ONNX
+    model's input (batch included) into the TFLite input; `outputs`, per TFLite output in the interpreter's order,
+    the axes that turn it back into the ONNX model's layout (None: as it is). The agent feeds and saves by it; an
+    artifact without it is fed by the shape rule (as is, or NCHW -> NHWC when that is the model's shape)."""
+
+    input: list[int] | None = None
+    outputs: list[list[int] | None] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _permutations(self) -> TensorLayout:
+        for axes in [self.input, *self.outputs]:
+            if axes is not None and sorted(axes) != list(range(len(axes))):
+                raise ValueError(f"{axes} is not a permutation of the axes 0..{len(axes) - 1}")
+        return self
+
+
 class RequestArtifact(_Strict):
     """One artifact for the agent; paths are relative to the request's folder."""
 
@@ -56,6 +74,7 @@ class RequestArtifact(_Strict):
     format: str
     files: list[str]
     io: str | None = None  # the ncnn model.io.json sidecar
+    layout: TensorLayout | None = None  # additive: a TFLite artifact's recorded layout
 
 
 class RandomInputs(_Strict):

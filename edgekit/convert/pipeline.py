@@ -317,7 +317,9 @@ def _convert_group(
                     ],
                 ),
             ]
-            out[f] = cache.store(keys[f], f, files[f], elapsed, mem, {**prov, "findings": found})
+            layout = getattr(conv, "layouts", {}).get(f)  # a TFLite file's (edgekit.convert.tflite_layout)
+            extra = {"layout": layout} if layout else {}
+            out[f] = cache.store(keys[f], f, files[f], elapsed, mem, {**prov, "findings": found, **extra})
         shutil.rmtree(work, ignore_errors=True)
         say(f"{names}: converted in {elapsed:.1f} s")
     return out

@@ -48,6 +48,7 @@ from edgekit.convert.onnx2tf_run import (
     child_env,
     flex_ops,
     log_tail,
+    nhwc_onnx_input,
     onnx2tf_cause,
     onnx2tf_job,
     onnx2tf_kwargs,
@@ -60,7 +61,9 @@ from edgekit.errors import ConversionError, exit_text
 from edgekit.formats import Format
 from edgekit.recipe import Granularity, IOType, Layout, Recipe
 
-WORKER_VERSION = 4  # bump when the child's procedure changes what it writes
+# bump when the child's procedure changes what it writes, or what is recorded beside it. 5: each file's layout
+# record (edgekit.convert.tflite_layout): an entry without it would keep the shape rule, wrong when C == H == W
+WORKER_VERSION = 5
 DYNAMIC_VERSION = 2  # tflite-dynamic's own key: bump when only the dynamic-range file changes
 TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
 _FILES = {
@@ -130,6 +133,7 @@ class TfliteConverter(Converter):
         peaks: list[float | None] = []
         self.tool_cpu_s = 0.0
         self.findings: dict[Format, list[str]] = {}
+        self.layouts: dict[Format, dict[str, Any]] = {}  # each file's layout record (provenance `layout`)
         keeps_float = bool(recipe.int8.tflite_float_ops or recipe.int8.tflite_float_tail)
         done: list[Path] = []  # work folders of runs that succeeded (a failed run's is kept, for its log)
         saved: Path | None = None  # the INT8 run's SavedModel: selective quantization starts from it
@@ -153,12 +157,24 @@ class TfliteConverter(Converter):
 
                 found = keep_float(onnx_path, recipe, result[Format.TFLITE_INT8][0], self.progress, saved)
                 self.findings.setdefault(Format.TFLITE_INT8, []).append(found)
+            self._record_layouts(onnx_path, recipe, result)
         finally:
             for work in done:
                 shutil.rmtree(work, ignore_errors=True)
         known = [p for p in peaks if p is not None]  # unknown if any run's is
         self.peak_rss_mb = max(known) if known and len(known) == len(peaks) else None
         return result
+
+    def _record_layouts(self, onnx_path: Path, recipe: Recipe, result: dict[Format, list[Path]]) -> None:
+        """How each file's input and outputs relate to the ONNX model's, run once to tell (tflite_layout)."""
+        from edgekit.convert.tflite_layout import layout_record
+
+        kept = nhwc_onnx_input(onnx_path, recipe)
+        for fmt, files in result.items():
+            try:
+                self.layouts[fmt] = layout_record(onnx_path, files[0], tuple(recipe.input.shape), kept)
+            except Exception:  # noqa: BLE001 - a file this host cannot read here: no record, the shape rule
+                continue
 
     def _run(
         self, onnx_path: Path, recipe: Recipe, run: Run

@@ -13,12 +13,19 @@ Device work dir layout (relative paths are the transport's work dir):
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.agent.contract import OUTPUTS_DIR, TIMING_FIELDS, AgentRequest, RequestArtifact
+from edgekit.agent.contract import (
+    OUTPUTS_DIR,
+    TIMING_FIELDS,
+    AgentRequest,
+    RequestArtifact,
+    TensorLayout,
+)
 from edgekit.convert.base import Artifact
 from edgekit.errors import ConversionError, EdgekitError, InputDataError, UsageError
 from edgekit.formats import Format, Runtime
@@ -39,12 +46,15 @@ class AgentArtifact:
     files: tuple[Path, ...]
     io: Path | None = None
     key: str = ""
+    # a TFLite artifact's recorded layout (edgekit.convert.tflite_layout), sent as the request's `layout`
+    layout: dict[str, Any] | None = field(default=None, compare=False)
 
     @classmethod
     def from_artifact(cls, art: Artifact) -> AgentArtifact:
         model = tuple(f for f in art.files if not f.name.endswith(".io.json"))
         io = next((f for f in art.files if f.name.endswith(".io.json")), None)
-        return cls(art.format.value, art.format, model, io, art.key or _files_key(list(art.files)))
+        layout = art.provenance.get("layout") if art.format.runtime is Runtime.TFLITE else None
+        return cls(art.format.value, art.format, model, io, art.key or _files_key(list(art.files)), layout)
 
     @classmethod
     def from_path(cls, path: Path, fmt: Format | None = None) -> AgentArtifact:
@@ -81,7 +91,7 @@ class AgentArtifact:
                     else None,
                 )
         everything = [*files, *([io] if io else [])]
-        return cls(path.stem, fmt, files, io, _files_key(everything))
+        return cls(path.stem, fmt, files, io, _files_key(everything), _cached_layout(path, fmt))
 
     def remote_files(self) -> list[tuple[Path, str]]:
         folder = f"artifacts/{self.key[:16]}"
@@ -147,6 +157,7 @@ def build_request(
                 format=art.format.value,
                 files=[rel(r) for f, r in pairs if f != art.io],
                 io=rel(pairs[-1][1]) if art.io is not None else None,
+                layout=TensorLayout.model_validate(_request_layout(art.layout)) if art.layout else None,
             )
         )
     timing = {k: getattr(settings, k) for k in TIMING_FIELDS}
@@ -161,6 +172,24 @@ def build_request(
         nice=settings.nice,
         layer_times=settings.layer_times,
     )
+
+
+def _request_layout(record: dict[str, Any]) -> dict[str, Any]:
+    """The contract's part of a layout record (its `verified` stays in the artifact's provenance)."""
+    return {k: record[k] for k in TensorLayout.model_fields if k in record}
+
+
+def _cached_layout(path: Path, fmt: Format) -> dict[str, Any] | None:
+    """The layout record of a .tflite named from edgekit's cache (`convert` lists those paths for bench and
+    profile): its entry's artifact.json beside it. Any other file has none, and is fed by the shape rule."""
+    if fmt.runtime is not Runtime.TFLITE:
+        return None
+    try:
+        meta = json.loads((path.parent / "artifact.json").read_text())
+        layout = meta["provenance"]["layout"] if path.name in meta["files"] else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return layout if isinstance(layout, dict) else None
 
 
 def _bare_ncnn_format(param: Path) -> Format:

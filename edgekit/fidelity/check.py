@@ -29,6 +29,7 @@ import numpy as np
 from edgekit.convert.base import Artifact
 from edgekit.convert.calibration import Labels
 from edgekit.fidelity import metrics
+from edgekit.formats import Runtime
 from edgekit.recipe import Gates, Recipe, Task, check_class_range
 from edgekit.report.figures import gate_failures
 from edgekit.results import VANISHED
@@ -56,12 +57,26 @@ MATCH_SCORE_MARGIN = 0.05
 
 
 def run_artifact(artifact: Artifact, inputs: np.ndarray, threads: int = 1) -> Outputs:
-    """The artifact's outputs on `inputs`, named as its runtime names them (its runtime module runs it)."""
+    """The artifact's outputs on `inputs`, named as its runtime names them (its runtime module runs it). A TFLite
+    artifact with a recorded layout (provenance `layout`, edgekit.convert.tflite_layout) is fed and read back by
+    it, so its outputs come in the ONNX model's layout; without one the shape rule of `_fit` applies."""
+    layout = artifact.provenance.get("layout")
+    if layout and artifact.format.runtime is Runtime.TFLITE:
+        from edgekit.runtimes.host import run_tflite
+
+        return run_tflite(artifact.files[0], inputs, threads, layout=layout)
     return spec_for(artifact.format).run_format(artifact.format, artifact.files, inputs, threads)
 
 
 def align_outputs(ref: Outputs, got: Outputs) -> tuple[list[np.ndarray], str]:
     """`got` arrays in the order and shapes of `ref`, and the rule that matched them (module docstring)."""
+    order, rule = output_order(ref, got)
+    return [_fit(got[order[k]][1], ref[k][1]) for k in range(len(ref))], rule
+
+
+def output_order(ref: Outputs, got: Outputs) -> tuple[list[int], str]:
+    """For each output of `ref`, the index of the output of `got` that stands for it, and the rule that matched
+    them (module docstring)."""
     ref_names = [n for n, _ in ref]
     if len(got) != len(ref):
         raise ValueError(f"the artifact has {len(got)} outputs, the reference {len(ref)}")
@@ -73,7 +88,7 @@ def align_outputs(ref: Outputs, got: Outputs) -> tuple[list[np.ndarray], str]:
         order, rule = _by_shape(ref, got), "shape"
     if order is None:
         order, rule = list(range(len(ref))), "position"
-    return [_fit(got[order[k]][1], ref[k][1]) for k in range(len(ref))], rule
+    return order, rule
 
 
 def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -> dict[str, Any]:
@@ -313,6 +328,9 @@ def _by_shape(ref: Outputs, got: Outputs) -> list[int] | None:
 
 
 def _fit(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """`got` in the reference's shape. An output already in the ONNX layout (a TFLite artifact's recorded layout
+    applied, every other runtime) is taken as it is; only an output of another shape is guessed at: a
+    channels-last one transposed back, else reshaped."""
     if got.shape == ref.shape:
         return got
     if got.ndim == 4 and got.transpose(0, 3, 1, 2).shape == ref.shape:  # channels-last output of onnx2tf

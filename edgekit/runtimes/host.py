@@ -24,11 +24,16 @@ from edgekit.runtimes.base import output_array
 Outputs = list[tuple[str, np.ndarray]]
 
 
-def run_tflite(path: Path, inputs: np.ndarray, threads: int = 1) -> Outputs:
+def run_tflite(
+    path: Path, inputs: np.ndarray, threads: int = 1, layout: dict[str, Any] | None = None
+) -> Outputs:
     """Every sample of `inputs` through a .tflite model; int8/uint8 inputs and outputs are (de)quantized here.
 
-    Inputs in NCHW are transposed to NHWC when the model's input has the transposed shape (onnx2tf makes image
-    models channels-last); outputs come back exactly as the model gives them.
+    `layout` is the artifact's recorded layout (edgekit.convert.tflite_layout): `input`, the axes that turn the
+    ONNX model's input into the TFLite input, and `outputs`, per TFLite output (in the interpreter's order) the
+    axes that turn it back into the ONNX model's layout (None: left as it is). Without a record (a user's .tflite,
+    an artifact cached before the record) inputs in NCHW are transposed to NHWC when the model's input has the
+    transposed shape and outputs come back exactly as the model gives them: shapes cannot tell when C == H == W.
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -37,13 +42,16 @@ def run_tflite(path: Path, inputs: np.ndarray, threads: int = 1) -> Outputs:
     (inp,) = interp.get_input_details()
     outs = interp.get_output_details()
     names = _tflite_output_names(interp, outs)
+    in_axes, out_axes = layout_axes(layout, len(outs))
     results: list[list[np.ndarray]] = [[] for _ in outs]
     for sample in inputs:
-        x = _fit_layout(sample[None].astype(np.float32), tuple(inp["shape"]))
+        x = _fit_layout(sample[None].astype(np.float32), tuple(inp["shape"]), in_axes)
         interp.set_tensor(inp["index"], _quantize(x, inp))
         interp.invoke()
         for k, out in enumerate(outs):
-            results[k].append(_dequantize(interp.get_tensor(out["index"]), out))
+            y = _dequantize(interp.get_tensor(out["index"]), out)
+            axes = out_axes[k]
+            results[k].append(np.ascontiguousarray(y.transpose(axes)) if axes is not None else y)
     return [(name, np.concatenate(r)) for name, r in zip(names, results)]
 
 
@@ -107,7 +115,29 @@ def _tflite_output_names(interp: object, outs: list[dict]) -> list[str]:
     return [by_index[o["index"]] for o in outs]
 
 
-def _fit_layout(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def layout_axes(
+    layout: dict[str, Any] | None, outputs: int
+) -> tuple[list[int] | None, list[list[int] | None]]:
+    """A layout record's input axes and one entry per output (None where it says nothing): no record, or one
+    for another number of outputs, leaves every output as the model gives it."""
+    if not layout:
+        return None, [None] * outputs
+    given = layout.get("outputs") or []
+    out_axes = list(given) if len(given) == outputs else [None] * outputs
+    return layout.get("input"), out_axes
+
+
+def _fit_layout(x: np.ndarray, shape: tuple[int, ...], axes: list[int] | None = None) -> np.ndarray:
+    """The batch `x` (ONNX layout) in the TFLite input's layout: by the recorded `axes` when the artifact has
+    them, else by shape (as it is, or channels last when that is the model's shape)."""
+    if axes is not None:
+        moved = x.transpose(axes)
+        if moved.shape != shape:
+            raise ValueError(
+                f"input of shape {x.shape} transposed {list(axes)} as recorded does not fit the model's "
+                f"input {shape}"
+            )
+        return np.ascontiguousarray(moved)
     if x.shape == shape:
         return x
     if x.ndim == 4 and x.transpose(0, 2, 3, 1).shape == shape:
