@@ -60,6 +60,7 @@ HOST_ONLY = frozenset(
         "test_profile_skipped.py",
         "test_recipe.py",
         "test_recipe_package.py",
+        "test_tflite_layout.py",
         "test_torch_export.py",
         "test_torch_file.py",
         "test_train.py",
