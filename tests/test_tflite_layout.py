@@ -205,3 +205,31 @@ def test_a_cached_tflite_named_by_path_brings_its_entrys_layout(tmp_path: Path) 
     assert AgentArtifact.from_path(model).layout == layout
     (tmp_path / "artifact.json").unlink()
     assert AgentArtifact.from_path(model).layout is None
+
+
+@pytest.mark.integration
+def test_analyze_feeds_each_tflite_file_by_its_record(conv1d: Any) -> None:
+    """`analyze`'s per-op comparison and `analyze --fix`'s host latency fed a square input as it is (the shape
+    rule): every op's values were those of a transposed sample. The op that reads the input sees the sample in
+    the file's recorded layout."""
+    from edgekit.analysis.tflite_layers import _tflite_tensors
+
+    _, arts, x, _ = conv1d
+    art = _fp32(arts)
+    ops, values = _tflite_tensors(art.main_file, x[:2], art.provenance["layout"])
+    _, plain = _tflite_tensors(art.main_file, x[:2])  # no record: the shape rule, the old feed
+    differ = [op["out"] for op in ops if not np.allclose(values[op["out"]][0], plain[op["out"]][0])]
+    assert differ, "the record changed nothing: the test's input is not square"
+    got = values[ops[-1]["out"]][0]  # the Relu's output, channels last (N, L, C)
+    ref = np.maximum(0, _conv1d_reference(x[:1]))
+    assert np.abs(got.reshape(-1) - ref.transpose(0, 2, 1).reshape(-1)).max() < 1e-4
+
+
+def _conv1d_reference(x: np.ndarray) -> np.ndarray:
+    """square_conv1d's convolution in numpy (NCL), before its Relu."""
+    w = np.random.default_rng(1).normal(0, 0.3, (16, 16, 3)).astype(np.float32)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1)))
+    out = np.zeros((x.shape[0], 16, x.shape[2]), np.float32)
+    for k in range(3):
+        out += np.einsum("oc,ncl->nol", w[:, :, k], padded[:, :, k : k + x.shape[2]])
+    return out

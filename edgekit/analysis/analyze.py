@@ -121,7 +121,8 @@ def analyze(recipe: Recipe, fmt: Format, samples: int = 16, progress: Progress |
     if fmt.runtime is Runtime.NCNN:
         layers, method = ncnn_layers(fp32.files, int8.files, inputs), "isolated"
     elif fmt.runtime is Runtime.TFLITE:
-        layers, method = tflite_layers(fp32.main_file, int8.main_file, inputs), "difference"
+        layouts = (fp32.provenance.get("layout"), int8.provenance.get("layout"))
+        layers, method = tflite_layers(fp32.main_file, int8.main_file, inputs, layouts), "difference"
     elif fmt.runtime is Runtime.ONNXRUNTIME:
         layers, method = onnx_layers(fp32.main_file, int8.main_file, inputs), "difference"
     else:  # check_format refused it above

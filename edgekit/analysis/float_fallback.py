@@ -283,12 +283,14 @@ def host_latency_ms(art: Artifact, x: np.ndarray, warmup: int = 3, repeat: int =
         from ai_edge_litert.interpreter import Interpreter
 
         from edgekit.runtimes import _fit_layout, _quantize
+        from edgekit.runtimes.host import layout_axes
 
         interp = Interpreter(model_path=str(art.main_file), num_threads=1)
         interp.allocate_tensors()
         (inp,) = interp.get_input_details()
+        axes, _ = layout_axes(art.provenance.get("layout"), 0)  # as recorded at conversion, else by shape
         interp.set_tensor(
-            inp["index"], _quantize(_fit_layout(x.astype(np.float32), tuple(inp["shape"])), inp)
+            inp["index"], _quantize(_fit_layout(x.astype(np.float32), tuple(inp["shape"]), axes), inp)
         )
         run = interp.invoke
     elif art.format.runtime is Runtime.ONNXRUNTIME:

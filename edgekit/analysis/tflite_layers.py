@@ -13,10 +13,17 @@ from edgekit.analysis.tensors import LayerError, RunningError
 from edgekit.convert.tflite_selective import tensor_key
 
 
-def tflite_layers(fp32_file: Path, int8_file: Path, inputs: np.ndarray) -> list[LayerError]:
-    """Propagated errors of every TFLite op output that both models have, and the error each op adds."""
-    f_ops, f_vals = _tflite_tensors(fp32_file, inputs)
-    q_ops, q_vals = _tflite_tensors(int8_file, inputs)
+def tflite_layers(
+    fp32_file: Path,
+    int8_file: Path,
+    inputs: np.ndarray,
+    layouts: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
+) -> list[LayerError]:
+    """Propagated errors of every TFLite op output that both models have, and the error each op adds. `layouts`:
+    each file's recorded layout (edgekit.convert.tflite_layout), by which the samples are fed; without one, the
+    shape rule (a square input whose channels equal its sides was fed as it is)."""
+    f_ops, f_vals = _tflite_tensors(fp32_file, inputs, layouts[0])
+    q_ops, q_vals = _tflite_tensors(int8_file, inputs, layouts[1])
     f_by_key = {tensor_key(op["out"]): op for op in f_ops}
     # an INT8 model's last op writes an int8 tensor that a DEQUANTIZE turns into the named float output
     alias = {op["ins"][0]: op["out"] for op in q_ops if op["op"] == "DEQUANTIZE" and op["ins"]}
@@ -59,7 +66,7 @@ def tflite_layers(fp32_file: Path, int8_file: Path, inputs: np.ndarray) -> list[
 
 
 def _tflite_tensors(
-    path: Path, inputs: np.ndarray
+    path: Path, inputs: np.ndarray, layout: dict[str, Any] | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]]]:
     """Each op (type, input and output tensor names, int8 or not) and every op output, dequantized, per sample."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -90,9 +97,11 @@ def _tflite_tensors(
     (inp,) = interp.get_input_details()
     values: dict[str, list[np.ndarray]] = {op["out"]: [] for op in ops}
     from edgekit.runtimes import _fit_layout, _quantize
+    from edgekit.runtimes.host import layout_axes
 
+    axes, _ = layout_axes(layout, 0)
     for sample in inputs:
-        x = _fit_layout(sample[None].astype(np.float32), tuple(inp["shape"]))
+        x = _fit_layout(sample[None].astype(np.float32), tuple(inp["shape"]), axes)
         interp.set_tensor(inp["index"], _quantize(x, inp))
         interp.invoke()
         for op in ops:
