@@ -105,6 +105,8 @@ def test_prune_refuses_an_unreadable_age(converted: tuple[Path, Path]) -> None:
     assert bad.returncode == 2 and "--older-than: cannot read 'soon'" in bad.stderr
     every = edgekit(home, "cache", "prune", "--older-than", "all")
     assert every.returncode == 2 and "--all" in every.stderr
+    empty = edgekit(home, "cache", "prune", "--older-than", "", "--dry-run")  # a script's empty variable
+    assert empty.returncode == 2 and "give a duration or a date" in empty.stderr, empty.stdout  # was 30 days
 
 
 def test_prune_refuses_a_future_date_and_both_all_and_older_than_and_says_its_cutoff(

@@ -96,7 +96,9 @@ def prune_cmd(
             "--all and --older-than: give one of them",
             hint="--all removes every entry; --older-than 30d what no run used in 30 days",
         )
-    cutoff = None if everything else parse_since(older_than or "30d", option="--older-than", now=now)
+    # "" is no duration: it meant the default 30 days in silence (a script's empty variable)
+    given = "30d" if older_than is None else older_than
+    cutoff = None if everything else parse_since(given, option="--older-than", now=now)
     if not everything and cutoff is None:
         raise UsageError("--older-than: give a duration or a date", hint="to remove every entry use --all")
     if cutoff is not None and cutoff > now:
