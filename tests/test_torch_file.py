@@ -238,3 +238,22 @@ def test_a_saved_model_taking_two_inputs_is_refused_by_name(saved: dict[str, Pat
     said = str(info.value)
     assert "the model has 2 inputs (x, z); edgekit handles single-input models" in said, said
     assert "input.shape" not in said, said
+
+
+def test_a_builders_module_taking_two_inputs_is_refused_by_name(
+    saved: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for a builder's module (its forward() read before anything runs)."""
+    from edgekit.convert.onnx import prepare_onnx
+    from edgekit.recipe import load_recipe
+
+    folder = saved["folder"]
+    (folder / "twoin_builder.py").write_text(
+        "from torch import nn\n\n\nclass TwoIn(nn.Module):\n    def forward(self, x, z):\n        return x + z\n\n\n"
+        "def two():\n    return TwoIn()\n"
+    )
+    monkeypatch.syspath_prepend(str(folder))
+    recipe = load_recipe(_recipe(folder, "twoin-builder", '  kind: torch\n  builder: "twoin_builder:two"\n'))
+    with pytest.raises(RecipeError, match=r"the model has 2 inputs \(x, z\)") as info:
+        prepare_onnx(recipe)
+    assert "input.shape" not in str(info.value)
