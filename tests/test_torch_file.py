@@ -257,3 +257,27 @@ def test_a_builders_module_taking_two_inputs_is_refused_by_name(
     with pytest.raises(RecipeError, match=r"the model has 2 inputs \(x, z\)") as info:
         prepare_onnx(recipe)
     assert "input.shape" not in str(info.value)
+
+
+def test_a_builders_module_with_a_defaulted_argument_exports_with_one_input(
+    saved: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`forward(self, x, scale=1.0)`: the legacy exporter made the default a graph input of its own
+    ('onnx::Cast_1') that nothing fed, an internal error. The ONNX now takes the input alone and matches."""
+    import onnx
+
+    from edgekit.convert.onnx import prepare_onnx
+    from edgekit.recipe import load_recipe
+
+    folder = saved["folder"]
+    (folder / "scaled_builder.py").write_text(
+        "from torch import nn\n\n\nclass Scaled(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = nn.Linear(3 * 32 * 32, 10)\n\n    def forward(self, x, scale=2.0):\n"
+        "        return self.fc(x.flatten(1)) * scale\n\n\ndef build():\n    return Scaled()\n"
+    )
+    monkeypatch.syspath_prepend(str(folder))
+    recipe = load_recipe(_recipe(folder, "scaled", '  kind: torch\n  builder: "scaled_builder:build"\n'))
+    prepared = prepare_onnx(recipe)  # the export check compares it with the module on the evaluation inputs
+    graph = onnx.load(str(prepared.path)).graph
+    weights = {init.name for init in graph.initializer}
+    assert [i.name for i in graph.input if i.name not in weights] == ["input"]

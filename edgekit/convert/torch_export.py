@@ -169,6 +169,36 @@ def describe(meta: dict[str, Any]) -> str | None:
     return line
 
 
+def _one_input(model: Any) -> Any:
+    """The module as the exporter should see it: itself, or, when its forward() takes more arguments with defaults
+    (`forward(self, x, scale=1.0)`), a wrapper that calls it with the input alone. The legacy exporter made each
+    such default a graph input of its own ('onnx::Cast_1'), which nothing feeds: an internal error followed. Only
+    then wrapped: the wrapper prefixes every node's name (/inner/...), which `int8:` float-layer lists name."""
+    import inspect
+
+    import torch
+
+    if isinstance(model, torch.jit.ScriptModule):
+        return model
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return model
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 2 or any(p.default is p.empty for p in positional[1:]):
+        return model
+
+    class _InputAlone(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            return self.inner(x)
+
+    return _InputAlone(model).eval()
+
+
 def _export(model: Any, example: Any, tmp: Path, recipe: Recipe, src: TorchSource) -> list[str]:
     """torch.onnx.export traced on `example` (an ExportedProgram: its graph written by torch.export's exporter,
     nothing traced); returns the tracer's warnings (where control flow was frozen).
@@ -199,7 +229,7 @@ def _export(model: Any, example: Any, tmp: Path, recipe: Recipe, src: TorchSourc
                 if program:
                     warnings.filterwarnings("ignore", category=FutureWarning)
                 torch.onnx.export(
-                    model,
+                    model if program else _one_input(model),
                     (example,),
                     str(tmp),
                     input_names=[recipe.input.name],
