@@ -23,8 +23,6 @@ import getpass
 import os
 import re
 import shlex
-import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -33,23 +31,13 @@ from pathlib import Path
 
 import psutil
 
-from edgekit.emu import layout
+from edgekit.emu import layout, sshd
 from edgekit.emu.build import build, is_built, needs_download
 from edgekit.emu.locks import file_lock
 from edgekit.emu.specs import DEVICES, DeviceSpec, device_spec
 from edgekit.emu.state import DeviceState, clear_state, load_state, read_state, stale_message, write_state
 from edgekit.errors import EmulatorError
 from edgekit.paths import emu_dir
-
-SSHD = "/usr/sbin/sshd"
-START_TIMEOUT_S = 10.0
-# counting and profiling runs on this host (edgekit/emu/plugin/*runner.py) use a device's interpreter but are not
-# the device's processes: stopping the device must not kill a conversion's speed plan or an `edgekit estimate`
-LOCAL_RUNNERS = str(Path(__file__).with_name("plugin"))
-# an sshd in one of these states answers no one: a stopped one (kill -STOP, a debugger) accepts connections in the
-# kernel's backlog but never sends its banner, so it is not running, and `up` replaces it
-NOT_SERVING = {psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD}
-NOT_RUNNING = {psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD}
 
 
 @dataclass(frozen=True)
@@ -80,7 +68,9 @@ def up(name: str, log: Callable[[str], None] = print, provision: bool = True) ->
     """Start device NAME (building it first if needed); harmless when it is already running. With `provision`
     False (a deploy, a check: not a provisioning command) a device whose build would download is refused."""
     spec = device_spec(name)
-    _quoted(layout.device_dir(name).root, "dir")  # a path sshd_config cannot hold: refused before any work
+    sshd.quoted(
+        layout.device_dir(name).root, "dir"
+    )  # a path sshd_config cannot hold: refused before any work
     if not provision and needs_download(name):
         raise EmulatorError(
             f"{name} is not built on this machine, and building it downloads Debian's arm64 packages and "
@@ -102,10 +92,10 @@ def _device_lock(name: str, log: Callable[[str], None]) -> contextlib.AbstractCo
 
 def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None], provision: bool) -> DeviceState:
     state = _own_state(name, log)
-    if state is not None and _sshd_alive(state.sshd_pid, state.sshd_config):
+    if state is not None and sshd.sshd_alive(state.sshd_pid, state.sshd_config):
         return state
     if state is not None:
-        stuck = _sshd_status(state.sshd_pid, state.sshd_config)
+        stuck = sshd.sshd_status(state.sshd_pid, state.sshd_config)
         _stop(name, state)  # stale record: make sure nothing of it is left before starting again
         if stuck is not None:  # its sshd is there but answers no one: say why the device restarts
             log(
@@ -125,11 +115,11 @@ def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None], provisio
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
     last_error = ""
     for _attempt in range(3):
-        port = _free_port()
-        _write_sshd_config(dev, port)
-        pid = _spawn_sshd(dev)
+        port = sshd.free_port()
+        sshd.write_config(dev, port)
+        pid = sshd.spawn(dev)
         try:  # until the state records it, the sshd is this call's: killed if anything (a Ctrl-C too) ends it
-            ok, last_error = _wait_ready(pid, port, dev)
+            ok, last_error = sshd.wait_ready(pid, port, dev)
             if ok:
                 state = _record(name, spec, dev, port, pid)
                 log(
@@ -140,9 +130,9 @@ def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None], provisio
         except BaseException:
             recorded = read_state(name, warn=lambda _m: None)
             if recorded is None or recorded.sshd_pid != pid:  # recorded already: `down` stops it
-                _kill_spawned(pid, dev)
+                sshd.kill_spawned(pid, dev)
             raise
-        _kill_tree(pid, dev)
+        sshd.kill_tree(pid, dev)
     raise EmulatorError(
         f"sshd did not start: {last_error}", where=str(dev.sshd_config), hint=f"see {dev.log_file}"
     )
@@ -192,7 +182,7 @@ def stop(name: str, log: Callable[[str], None] | None = None) -> DownResult:
             stale = True
         state = _own_state(name, lambda _m: None)
         if state is not None:
-            stopped = _sshd_alive(state.sshd_pid, state.sshd_config)
+            stopped = sshd.sshd_alive(state.sshd_pid, state.sshd_config)
             stale = not stopped
             _stop(name, state)
         orphans = _stop_unrecorded(name)
@@ -205,7 +195,7 @@ def status() -> list[DeviceStatus]:
     for name, spec in DEVICES.items():
         state, why = load_state(name)
         state = state if state is not None and owned(name, state) else None
-        running = state is not None and _sshd_alive(state.sshd_pid, state.sshd_config)
+        running = state is not None and sshd.sshd_alive(state.sshd_pid, state.sshd_config)
         unrecorded = [] if running else [str(p.pid) for p in _unrecorded_sshds(name)]
         said = []
         if why is not None:
@@ -239,7 +229,7 @@ def status() -> list[DeviceStatus]:
 def running_state(name: str) -> DeviceState | None:
     """The state of NAME if its sshd is really running (pid alive and is this device's sshd)."""
     state = read_state(name)
-    if state is not None and owned(name, state) and _sshd_alive(state.sshd_pid, state.sshd_config):
+    if state is not None and owned(name, state) and sshd.sshd_alive(state.sshd_pid, state.sshd_config):
         return state
     return None
 
@@ -267,36 +257,11 @@ def _own_state(name: str, log: Callable[[str], None]) -> DeviceState | None:
 
 def _stop(name: str, state: DeviceState) -> None:
     dev = layout.device_dir(name)
-    survivors = _kill_tree(state.sshd_pid, dev, config=state.sshd_config)
+    survivors = sshd.kill_tree(state.sshd_pid, dev, config=state.sshd_config)
     if survivors:
         raise EmulatorError(f"processes survived SIGKILL: {survivors}", where=f"emu down {name}")
     clear_state(name)
     dev.pid_file.unlink(missing_ok=True)
-
-
-def _sshd_alive(pid: int, config: str) -> bool:
-    """pid is this device's sshd and it can serve: not stopped (T state, kill -STOP), not a zombie."""
-    status = _sshd_status(pid, config)
-    return status is not None and status not in NOT_SERVING
-
-
-def _sshd_status(pid: int, config: str) -> str | None:
-    """psutil's status of pid when it is this device's sshd (also stopped or a zombie), else None."""
-    try:
-        proc = psutil.Process(pid)
-        status = proc.status()
-        if status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
-            return str(status)  # a zombie's cmdline is empty: the pid in the state file is enough
-        return str(status) if _names_config(proc.cmdline(), config) else None
-    except psutil.Error:
-        return None
-
-
-def _names_config(cmdline: list[str], config: str) -> bool:
-    """Whether a command line is an sshd started with `-f CONFIG`. sshd rewrites its title ("sshd: /usr/sbin/sshd
-    -D -f CONFIG -E LOG [listener] ..."), which psutil splits at spaces: a config path with a space in it is
-    matched in the joined line."""
-    return f" -f {config} " in f" {' '.join(cmdline)} "
 
 
 def _unrecorded_sshds(name: str) -> list[psutil.Process]:
@@ -311,9 +276,11 @@ def _unrecorded_sshds(name: str) -> list[psutil.Process]:
     found: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter(["pid", "ppid", "cmdline", "status"]):
         try:
-            if proc.pid in (recorded, os.getpid()) or proc.info["status"] in NOT_RUNNING:
+            if proc.pid in (recorded, os.getpid()) or proc.info["status"] in sshd.NOT_RUNNING:
                 continue
-            if _names_config(proc.info["cmdline"] or [], config) and not _child_of_master(proc, config):
+            if sshd.names_config(proc.info["cmdline"] or [], config) and not sshd.child_of_master(
+                proc, config
+            ):
                 found[proc.pid] = proc
         except psutil.Error:
             continue
@@ -324,7 +291,7 @@ def _unrecorded_sshds(name: str) -> list[psutil.Process]:
         if (
             pid not in found
             and pid != recorded
-            and proc.status() not in NOT_RUNNING
+            and proc.status() not in sshd.NOT_RUNNING
             and started_with is not None
             and Path(started_with.group(1)).resolve() == dev.sshd_config.resolve()
         ):
@@ -334,173 +301,15 @@ def _unrecorded_sshds(name: str) -> list[psutil.Process]:
     return list(found.values())
 
 
-def _child_of_master(proc: psutil.Process, config: str) -> bool:
-    """A per-connection child of an sshd master of this config (it carries the master's command line for a
-    moment): stopped with its master's tree, not a master of its own."""
-    try:
-        return _names_config(psutil.Process(proc.info["ppid"]).cmdline(), config)
-    except psutil.Error:
-        return False
-
-
 def _stop_unrecorded(name: str) -> list[int]:
     """Stop every sshd of device NAME no state file records (and its sessions); their pids."""
     dev = layout.device_dir(name)
     stopped = []
     for proc in _unrecorded_sshds(name):
-        survivors = _kill_tree(proc.pid, dev)
+        survivors = sshd.kill_tree(proc.pid, dev)
         if survivors:
             raise EmulatorError(f"processes survived SIGKILL: {survivors}", where=f"emu down {name}")
         stopped.append(proc.pid)
     if stopped:
         dev.pid_file.unlink(missing_ok=True)
     return stopped
-
-
-def _kill_spawned(pid: int, dev: layout.DeviceDir) -> None:
-    """Kill the sshd `up` just spawned (and anything it started) when `up` ends before recording it; a second
-    Ctrl-C or SIGTERM waits until it is done (it takes well under a second)."""
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
-        _kill_tree(pid, dev)
-        dev.pid_file.unlink(missing_ok=True)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class EmuPathError(EmulatorError):
-    """A path of the emulator home that sshd_config cannot hold."""
-
-    exit_code = 2  # EDGEKIT_HOME / EDGEKIT_EMU_HOME: the user's choice
-
-
-def _quoted(path: Path | str, what: str) -> str:
-    """`path` as one sshd_config argument: in double quotes (sshd splits its lines at spaces otherwise), a
-    backslash doubled. A double quote cannot be written inside one: refused by name, as is a newline."""
-    text = str(path)
-    bad = "a double quote" if '"' in text else "a line break" if "\n" in text or "\r" in text else None
-    if bad:
-        raise EmuPathError(
-            f"this emulated device's {what} has {bad} in its path, which sshd_config cannot hold",
-            where=text,
-            hint="point EDGEKIT_EMU_HOME (or EDGEKIT_HOME) at a directory without one",
-        )
-    return '"' + text.replace("\\", "\\\\") + '"'
-
-
-def _write_sshd_config(dev: layout.DeviceDir, port: int) -> None:
-    user = getpass.getuser()
-    # AuthorizedKeysFile expands %-tokens (%h, %u): a literal % is written %%
-    keys = _quoted(str(dev.authorized_keys).replace("%", "%%"), "authorized_keys")
-    dev.sshd_config.write_text(
-        f"# edgekit emulated device {dev.name}: written by `edgekit emu up`\n"
-        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {_quoted(dev.host_key, 'host key')}\n"
-        f"AuthorizedKeysFile {keys}\nPidFile {_quoted(dev.pid_file, 'sshd.pid')}\n"
-        "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "UsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\n"
-        f"AllowUsers {user}\nSubsystem sftp internal-sftp\nAcceptEnv EDGEKIT_*\n"
-        f"SetEnv EDGEKIT_DEVICE={dev.name} {_quoted(f'HOME={dev.home}', 'home')}\n"
-        "PrintMotd no\nUseDNS no\nX11Forwarding no\nAllowTcpForwarding no\nLogLevel ERROR\n"
-    )
-
-
-def _spawn_sshd(dev: layout.DeviceDir) -> int:
-    """posix_spawn with setsid: no Popen object left to warn about, and the pid is the process group."""
-    dev.run.mkdir(parents=True, exist_ok=True)
-    dev.log_file.write_text("")
-    argv = [SSHD, "-D", "-f", str(dev.sshd_config), "-E", str(dev.log_file)]
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(dev.log_file), os.O_WRONLY | os.O_APPEND, 0),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
-    return os.posix_spawn(SSHD, argv, dict(os.environ), file_actions=actions, setsid=True)
-
-
-def _wait_ready(pid: int, port: int, dev: layout.DeviceDir) -> tuple[bool, str]:
-    """Wait for the SSH banner on the port; (False, reason) when sshd exited or the time ran out."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if _reap(pid) or not psutil.pid_exists(pid):
-            return False, dev.log_file.read_text().strip()[-500:] or "sshd exited"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if s.recv(64).startswith(b"SSH-"):
-                    return True, ""
-        except OSError:
-            time.sleep(0.02)
-    return False, f"no SSH banner on 127.0.0.1:{port} after {START_TIMEOUT_S:.0f} s"
-
-
-def _reap(pid: int) -> bool:
-    """Reap pid if it is our exited child; True when it has exited."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == pid
-    except ChildProcessError:
-        return False
-
-
-def _kill_tree(pid: int, dev: layout.DeviceDir, config: str | None = None) -> list[int]:
-    """SIGTERM, then SIGKILL, the sshd master, its descendants and their process groups, and orphans
-    running this device's interpreter (not this host's counting runs: LOCAL_RUNNERS). Return the pids still alive afterwards (should be none)."""
-    targets = _device_processes(pid, dev, config)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for proc in targets:
-            _signal(proc, sig)
-            if sig == signal.SIGTERM:  # a stopped process (kill -STOP) acts on its SIGTERM once resumed
-                _signal(proc, signal.SIGCONT)
-        deadline = time.monotonic() + (3.0 if sig == signal.SIGTERM else 5.0)
-        while time.monotonic() < deadline:
-            _reap(pid)
-            alive = [p for p in targets if _alive(p)]
-            if not alive:
-                return []
-            time.sleep(0.05)
-        targets = alive + _device_processes(pid, dev, config)
-    return sorted({p.pid for p in targets if _alive(p)})
-
-
-def _device_processes(pid: int, dev: layout.DeviceDir, config: str | None) -> list[psutil.Process]:
-    found: dict[int, psutil.Process] = {}
-    try:
-        master = psutil.Process(pid)
-        if config is None or _names_config(master.cmdline(), config):
-            found[pid] = master
-            for child in master.children(recursive=True):
-                found[child.pid] = child
-    except psutil.Error:
-        pass
-    groups = {os.getpgid(p.pid) for p in found.values() if _alive(p)} - {os.getpgid(0)}
-    marker = str(dev.sysroot)
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if proc.pid in found or proc.pid == os.getpid():
-                continue
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if os.getpgid(proc.pid) in groups or (marker in cmd and LOCAL_RUNNERS not in cmd):
-                found[proc.pid] = proc
-        except (psutil.Error, ProcessLookupError):
-            continue
-    return list(found.values())
-
-
-def _signal(proc: psutil.Process, sig: int) -> None:
-    try:
-        proc.send_signal(sig)
-    except psutil.Error:
-        pass
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

@@ -1,0 +1,214 @@
+"""An emulated device's OpenSSH server: its sshd_config (every path quoted; one sshd_config cannot hold
+refused), the sshd spawned in a session of its own, its banner waited for, and its processes found and stopped:
+the sshd master, every process descended from it (each SSH session has a session of its own, so their process
+groups are collected first), and any orphan still running the device's interpreter (its command line names the
+device's sysroot), never this host's counting runs. edgekit/emu/runner.py decides which sshd is whose (state
+files, unrecorded sshds) and when to start or stop one.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import psutil
+
+from edgekit.emu import layout
+from edgekit.errors import EmulatorError
+
+SSHD = "/usr/sbin/sshd"
+START_TIMEOUT_S = 10.0
+# counting and profiling runs on this host (edgekit/emu/plugin/*runner.py) use a device's interpreter but are not
+# the device's processes: stopping the device must not kill a conversion's speed plan or an `edgekit estimate`
+LOCAL_RUNNERS = str(Path(__file__).with_name("plugin"))
+# an sshd in one of these states answers no one: a stopped one (kill -STOP, a debugger) accepts connections in the
+# kernel's backlog but never sends its banner, so it is not running, and `up` replaces it
+NOT_SERVING = {psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD}
+NOT_RUNNING = {psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD}
+
+
+def sshd_alive(pid: int, config: str) -> bool:
+    """pid is this device's sshd and it can serve: not stopped (T state, kill -STOP), not a zombie."""
+    status = sshd_status(pid, config)
+    return status is not None and status not in NOT_SERVING
+
+
+def sshd_status(pid: int, config: str) -> str | None:
+    """psutil's status of pid when it is this device's sshd (also stopped or a zombie), else None."""
+    try:
+        proc = psutil.Process(pid)
+        status = proc.status()
+        if status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return str(status)  # a zombie's cmdline is empty: the pid in the state file is enough
+        return str(status) if names_config(proc.cmdline(), config) else None
+    except psutil.Error:
+        return None
+
+
+def names_config(cmdline: list[str], config: str) -> bool:
+    """Whether a command line is an sshd started with `-f CONFIG`. sshd rewrites its title ("sshd: /usr/sbin/sshd
+    -D -f CONFIG -E LOG [listener] ..."), which psutil splits at spaces: a config path with a space in it is
+    matched in the joined line."""
+    return f" -f {config} " in f" {' '.join(cmdline)} "
+
+
+def child_of_master(proc: psutil.Process, config: str) -> bool:
+    """A per-connection child of an sshd master of this config (it carries the master's command line for a
+    moment): stopped with its master's tree, not a master of its own."""
+    try:
+        return names_config(psutil.Process(proc.info["ppid"]).cmdline(), config)
+    except psutil.Error:
+        return False
+
+
+def kill_spawned(pid: int, dev: layout.DeviceDir) -> None:
+    """Kill the sshd `up` just spawned (and anything it started) when `up` ends before recording it; a second
+    Ctrl-C or SIGTERM waits until it is done (it takes well under a second)."""
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        kill_tree(pid, dev)
+        dev.pid_file.unlink(missing_ok=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmuPathError(EmulatorError):
+    """A path of the emulator home that sshd_config cannot hold."""
+
+    exit_code = 2  # EDGEKIT_HOME / EDGEKIT_EMU_HOME: the user's choice
+
+
+def quoted(path: Path | str, what: str) -> str:
+    """`path` as one sshd_config argument: in double quotes (sshd splits its lines at spaces otherwise), a
+    backslash doubled. A double quote cannot be written inside one: refused by name, as is a newline."""
+    text = str(path)
+    bad = "a double quote" if '"' in text else "a line break" if "\n" in text or "\r" in text else None
+    if bad:
+        raise EmuPathError(
+            f"this emulated device's {what} has {bad} in its path, which sshd_config cannot hold",
+            where=text,
+            hint="point EDGEKIT_EMU_HOME (or EDGEKIT_HOME) at a directory without one",
+        )
+    return '"' + text.replace("\\", "\\\\") + '"'
+
+
+def write_config(dev: layout.DeviceDir, port: int) -> None:
+    user = getpass.getuser()
+    # AuthorizedKeysFile expands %-tokens (%h, %u): a literal % is written %%
+    keys = quoted(str(dev.authorized_keys).replace("%", "%%"), "authorized_keys")
+    dev.sshd_config.write_text(
+        f"# edgekit emulated device {dev.name}: written by `edgekit emu up`\n"
+        f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {quoted(dev.host_key, 'host key')}\n"
+        f"AuthorizedKeysFile {keys}\nPidFile {quoted(dev.pid_file, 'sshd.pid')}\n"
+        "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\n"
+        f"AllowUsers {user}\nSubsystem sftp internal-sftp\nAcceptEnv EDGEKIT_*\n"
+        f"SetEnv EDGEKIT_DEVICE={dev.name} {quoted(f'HOME={dev.home}', 'home')}\n"
+        "PrintMotd no\nUseDNS no\nX11Forwarding no\nAllowTcpForwarding no\nLogLevel ERROR\n"
+    )
+
+
+def spawn(dev: layout.DeviceDir) -> int:
+    """posix_spawn with setsid: no Popen object left to warn about, and the pid is the process group."""
+    dev.run.mkdir(parents=True, exist_ok=True)
+    dev.log_file.write_text("")
+    argv = [SSHD, "-D", "-f", str(dev.sshd_config), "-E", str(dev.log_file)]
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(dev.log_file), os.O_WRONLY | os.O_APPEND, 0),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    return os.posix_spawn(SSHD, argv, dict(os.environ), file_actions=actions, setsid=True)
+
+
+def wait_ready(pid: int, port: int, dev: layout.DeviceDir) -> tuple[bool, str]:
+    """Wait for the SSH banner on the port; (False, reason) when sshd exited or the time ran out."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if reap(pid) or not psutil.pid_exists(pid):
+            return False, dev.log_file.read_text().strip()[-500:] or "sshd exited"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(64).startswith(b"SSH-"):
+                    return True, ""
+        except OSError:
+            time.sleep(0.02)
+    return False, f"no SSH banner on 127.0.0.1:{port} after {START_TIMEOUT_S:.0f} s"
+
+
+def reap(pid: int) -> bool:
+    """Reap pid if it is our exited child; True when it has exited."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == pid
+    except ChildProcessError:
+        return False
+
+
+def kill_tree(pid: int, dev: layout.DeviceDir, config: str | None = None) -> list[int]:
+    """SIGTERM, then SIGKILL, the sshd master, its descendants and their process groups, and orphans
+    running this device's interpreter (not this host's counting runs: LOCAL_RUNNERS). Return the pids still alive afterwards (should be none)."""
+    targets = device_processes(pid, dev, config)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for proc in targets:
+            send(proc, sig)
+            if sig == signal.SIGTERM:  # a stopped process (kill -STOP) acts on its SIGTERM once resumed
+                send(proc, signal.SIGCONT)
+        deadline = time.monotonic() + (3.0 if sig == signal.SIGTERM else 5.0)
+        while time.monotonic() < deadline:
+            reap(pid)
+            alive = [p for p in targets if is_alive(p)]
+            if not alive:
+                return []
+            time.sleep(0.05)
+        targets = alive + device_processes(pid, dev, config)
+    return sorted({p.pid for p in targets if is_alive(p)})
+
+
+def device_processes(pid: int, dev: layout.DeviceDir, config: str | None) -> list[psutil.Process]:
+    found: dict[int, psutil.Process] = {}
+    try:
+        master = psutil.Process(pid)
+        if config is None or names_config(master.cmdline(), config):
+            found[pid] = master
+            for child in master.children(recursive=True):
+                found[child.pid] = child
+    except psutil.Error:
+        pass
+    groups = {os.getpgid(p.pid) for p in found.values() if is_alive(p)} - {os.getpgid(0)}
+    marker = str(dev.sysroot)
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.pid in found or proc.pid == os.getpid():
+                continue
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if os.getpgid(proc.pid) in groups or (marker in cmd and LOCAL_RUNNERS not in cmd):
+                found[proc.pid] = proc
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return list(found.values())
+
+
+def send(proc: psutil.Process, sig: int) -> None:
+    try:
+        proc.send_signal(sig)
+    except psutil.Error:
+        pass
+
+
+def is_alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
