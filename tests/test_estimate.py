@@ -10,6 +10,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -641,6 +642,52 @@ def test_estimate_command_counts_once_and_reuses_the_count(
     )
     assert again["count"]["cached"] and again["count"]["instructions"] == data["count"]["instructions"]
     assert again["estimate"]["threads"] == 4
+
+
+@pytest.mark.integration
+def test_counts_and_zero_weights_are_listed_and_pruned_by_edgekit_cache(tmp_path: Path) -> None:
+    """The count cache and the zero-weight copies grew with every model estimated and nothing listed or removed
+    them: `edgekit cache` lists both, a count served is a use, `prune` removes the unused ones (a pruned count is
+    counted again)."""
+    from edgekit.emu.plugin import build as plugin_build
+
+    if not plugin_build.is_built():
+        pytest.fail("the counting plugin is not built: run `edgekit emu build-plugin`")
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=600, env=env
+        )
+
+    param = write_chain(tmp_path / "chain", 2)
+    param.with_suffix(".bin").unlink()  # a bare .param: counted on zero weights, a copy in the data dir
+    shape = f"1,{CHANNELS},{SIZE},{SIZE}"
+    first = cli("estimate", str(param), "--board", "pi4", "--input-shape", shape, "--json")
+    assert first.returncode == 0, first.stderr
+    listed = cli("cache")
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[1]: line for line in listed.stdout.splitlines() if line.split()[1:2]}
+    assert "count" in rows and "zero-weights" in rows, listed.stdout
+    (entry,) = [p for p in (tmp_path / "home" / "counts").glob("*.json") if p.name != "digests.json"]
+    (zeros,) = (tmp_path / "home" / "zero-weights").iterdir()
+    old = time.time() - 40 * 86400
+    for path in (entry, zeros):
+        os.utime(path, (old, old))
+    served = json.loads(
+        cli("estimate", str(param), "--board", "pi5", "--input-shape", shape, "--json").stdout
+    )
+    assert served["count"]["cached"] is False  # another core: its own count; the pi4 one stays unused
+    dry = cli("cache", "prune", "--older-than", "30d", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would remove count of {param.name} on pi4-emu, 1 thread" in dry.stdout, dry.stdout
+    assert "zero-weights" not in dry.stdout  # the pi5 estimate used the copy: a use
+    done = cli("cache", "prune", "--older-than", "30d")
+    assert done.returncode == 0 and "1 entry, freed" in done.stdout, done.stdout + done.stderr
+    assert not entry.exists() and zeros.is_dir()
+    again = json.loads(cli("estimate", str(param), "--board", "pi4", "--input-shape", shape, "--json").stdout)
+    assert again["count"]["cached"] is False  # pruned: counted again
+    assert again["count"]["instructions"] == json.loads(first.stdout)["count"]["instructions"]
 
 
 @pytest.mark.integration

@@ -16,8 +16,8 @@ from edgekit.terminal import Console, plain
 
 console = Console()
 cache_app = typer.Typer(
-    help="What the conversion cache holds (artifacts, prepared ONNX models, damaged entries, leftovers of killed "
-    "runs) and `prune` to remove what was not used lately.\n\nExample: edgekit cache prune --older-than 30d",
+    help="What the conversion cache holds (artifacts, prepared ONNX models, instruction counts, zero-weight copies, "
+    "damaged entries, leftovers of killed runs) and `prune` to remove what was not used lately.\n\nExample: edgekit cache prune --older-than 30d",
     invoke_without_command=True,
 )
 
@@ -35,7 +35,11 @@ def info_cmd(ctx: typer.Context) -> None:
 
     root = paths.cache_dir()
     entries = housekeeping.scan(root)
-    console.print(f"cache: {plain(root)}", highlight=False)
+    console.print(
+        f"cache: {plain(root)} (instruction counts and zero-weight copies beside it: "
+        f"{plain(root.parent / 'counts')}, {plain(root.parent / 'zero-weights')})",
+        highlight=False,
+    )
     if not entries:
         console.print("empty: `edgekit convert` or `edgekit deploy` fill it", highlight=False)
         return
@@ -58,7 +62,7 @@ def info_cmd(ctx: typer.Context) -> None:
         )
     console.print(
         f"total {megabytes(sum(e.size_bytes for e in entries))}; `edgekit cache prune --older-than 30d` removes "
-        "what no run used in 30 days (a later run converts it again)",
+        "what no run used in 30 days (a later run converts or counts it again)",
         highlight=False,
     )
 
@@ -81,7 +85,8 @@ def prune_cmd(
     ),
 ) -> None:
     """Remove cache entries no run used within --older-than (default 30 days), every damaged entry, and folders
-    that killed runs left behind (older than a day). A removed artifact is converted again when next needed.
+    that killed runs left behind (older than a day). A removed artifact is converted again when next needed, a
+    removed instruction count counted again.
     Refused while another edgekit command uses the cache (a deploy, convert or nightly).
 
     Example: edgekit cache prune --older-than 2w --dry-run
@@ -116,7 +121,7 @@ def prune_cmd(
         done = [e for e in chosen if dry_run or housekeeping.remove(e)]
     freed = sum(e.size_bytes for e in done)
     for e in done:
-        what = e.label if e.kind in e.label else f"{e.kind} {e.label}"  # not 'onnx onnx'
+        what = e.label if e.kind.replace("-", " ") in e.label else f"{e.kind} {e.label}"  # not 'onnx onnx'
         console.print(
             f"{'would remove' if dry_run else 'removed'} {plain(what)} {e.path.name[:12]} "
             f"({megabytes(e.size_bytes)}, last used {_when(e.last_used)})",

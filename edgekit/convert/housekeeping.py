@@ -5,7 +5,10 @@ again once its recipe changed, but nothing else removes it. Its parts:
 - artifact entries `KEY/` (cache.py): the files of one format, artifact.json, cached fidelity numbers;
 - prepared ONNX models `onnx/KEY/` (onnx.py): the exported or simplified model every artifact starts from;
 - damaged entries `KEY.damaged/` (set aside by cache.lookup, kept for a look), and leftovers: `KEY.tmp-*`
-  folders and converter work folders under `work/` that a killed run left behind.
+  folders and converter work folders under `work/` that a killed run left behind;
+- beside the cache folder, in the data dir: instruction counts `counts/KEY.json` (estimate/counts.py: one
+  counting run under qemu each, seconds to minutes to make again) and the zero-weight copies of bare .param files
+  `zero-weights/HASH/` (estimate/zero_weights.py; their .bin is sparse, so their size is what they take on disk).
 An entry's last use is the time its artifact.json (or the ONNX's meta.json) was last written or served: a lookup
 that serves an entry touches it (cache.lookup, onnx._intact), so a recipe deployed every night stays.
 `prune` removes what was not used within the window, every damaged entry, and leftovers older than a day (a
@@ -42,14 +45,16 @@ KEY = re.compile(r"[0-9a-f]{64}")
 LEFTOVER_AGE_S = (
     paths.WORK_KEPT_S
 )  # younger, a folder may be a conversion still running, or a failed one's log
-KINDS = ("artifact", "onnx", "damaged", "leftover")
+KINDS = ("artifact", "onnx", "count", "zero-weights", "damaged", "leftover")
+COUNT_KEY = re.compile(r"[0-9a-f]{32}")
+ZERO_KEY = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
 class Entry:
     """One removable unit of the cache."""
 
-    path: Path
+    path: Path  # a folder; a count is one file
     kind: str  # one of KINDS
     label: str  # the artifact's format, "onnx", or what the leftover is
     size_bytes: int
@@ -171,6 +176,15 @@ def scan(root: Path | None = None) -> list[Entry]:
             found.append(_entry(path, "onnx", "onnx", path / "meta.json"))
     for path in _dirs(root / "work"):
         found.append(_entry(path, "leftover", "converter work folder", path))
+    data = root.parent  # the cache folder is the data dir's `cache`; counts and zero weights sit beside it
+    for path in _files(data / "counts"):
+        if path.suffix == ".json" and COUNT_KEY.fullmatch(path.stem):
+            found.append(_entry(path, "count", _count_label(path), path))
+    for path in _dirs(data / "zero-weights"):
+        if ZERO_KEY.fullmatch(path.name):
+            params = sorted(path.glob("*.param"))
+            label = f"zero weights of {params[0].name}" if params else "zero weights"
+            found.append(_entry(path, "zero-weights", label, path))
     return sorted(found, key=lambda e: e.last_used)
 
 
@@ -196,7 +210,10 @@ def remove(entry: Entry) -> bool:
         entry.path.rename(aside)
     except FileNotFoundError:
         return False
-    shutil.rmtree(aside, ignore_errors=True)
+    if aside.is_dir():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
     return True
 
 
@@ -213,6 +230,25 @@ def _dirs(folder: Path) -> list[Path]:
         return [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()]
     except FileNotFoundError:
         return []
+
+
+def _files(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_file() and not p.is_symlink()]
+    except FileNotFoundError:
+        return []
+
+
+def _count_label(path: Path) -> str:
+    """ "model.param on pi4-emu, 1 thread" from a count entry; a torn one is still listed (and pruned)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+        threads = int(data["threads"])
+        return f"count of {Path(str(data['artifact'])).name} on {data['device']}, {threads} thread{'s' * (threads != 1)}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unreadable count"
 
 
 def _entry(path: Path, kind: str, label: str, stamp: Path) -> Entry:
@@ -233,12 +269,17 @@ def _format_of(folder: Path) -> str:
 
 
 def _size(folder: Path) -> int:
-    """Bytes on disk of the folder's files (hard links to a work file count once per folder)."""
+    """Bytes of the folder's files (hard links to a work file count once per folder); a sparse file (a zero
+    .bin) counts the blocks it takes on disk, not its length."""
+    if not folder.is_dir():
+        folder_files = [str(folder)]
+    else:
+        folder_files = [os.path.join(d, f) for d, _, files in os.walk(folder) for f in files]
     total = 0
-    for dirpath, _, files in os.walk(folder):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
+    for name in folder_files:
+        try:
+            st = os.lstat(name)
+        except OSError:
+            continue
+        total += min(st.st_size, st.st_blocks * 512)
     return total

@@ -38,7 +38,9 @@ def count_cached(
     entry = cache_folder() / f"{key}.json"
     if entry.exists():
         try:
-            return CountResult(**json.loads(entry.read_text())), True
+            found = CountResult(**json.loads(entry.read_text()))
+            _touch(entry)  # a use: `edgekit cache prune` keeps what was used lately
+            return found, True
         except (ValueError, TypeError):
             entry.unlink(missing_ok=True)  # a torn or old entry: count again
     if say is not None:
@@ -59,6 +61,13 @@ def count_cached(
     }
     _write_whole(entry, json.dumps(data))
     return result, False
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:  # a read-only data dir keeps the old time
+        pass
 
 
 def _write_whole(path: Path, text: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,6 +95,10 @@ def with_zero_weights(param: Path) -> Path:
     copy = folder / param.name
     weights = copy.with_suffix(".bin")
     if copy.exists() and copy.read_bytes() == text and weights.exists():
+        try:
+            os.utime(folder)  # a use: `edgekit cache prune` keeps what was used lately
+        except OSError:
+            pass
         return copy
     parse_param(param)  # the user's file is named in any error, as for a .param with its .bin
     size = zero_bin_bytes(param)
