@@ -6,7 +6,7 @@ and the int8 options; whatever the converter adds in `settings()`), and the conv
 Each key is a folder cache_dir()/KEY/ holding the artifact's files and artifact.json (how it was made: time,
 peak memory, tool run). Fidelity results are cached beside it as fidelity-DIGEST.json, DIGEST covering the
 evaluation data and labels, the fidelity procedure, the recipe's `outputs:` and the versions of the host runtimes
-that compute the numbers (pipeline._fidelity_digest), so a second run also skips the host inference.
+that compute the numbers (fidelity_stage.fidelity_digest), so a second run also skips the host inference.
 Folders are written under a temporary name and renamed into place, so a crash never leaves half an entry.
 
 artifact.json records each file's size and sha256, and a lookup checks both before serving the entry: a file

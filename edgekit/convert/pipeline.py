@@ -3,7 +3,7 @@
 Stages, each reported through `progress`: prepare the ONNX model (edgekit.convert.onnx); look every format up
 in the cache (edgekit.convert.cache); convert the misses, one converter at a time (a converter whose one
 tool run yields several formats gets them together); check each artifact against the ONNX model on the
-evaluation inputs (edgekit.fidelity.check, cached too) and apply the recipe's gates.
+evaluation inputs (edgekit.convert.fidelity_stage, cached too) and apply the recipe's gates.
 
 Failures are data: an artifact that cannot be converted or misses its gate has status "failed" and a message.
 Every format is converted and every converted one checked, whatever failed before it. Then, without `keep_going`,
@@ -16,27 +16,24 @@ from __future__ import annotations
 
 import copy
 import errno
-import hashlib
 import importlib
-import json
 import shutil
-import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-
 from edgekit import paths
 from edgekit.convert import cache
-from edgekit.convert.base import Artifact, Converter, dist_version
-from edgekit.convert.calibration import Labels, calibration_inputs, data_digest, evaluation_inputs
+from edgekit.convert.base import Artifact, Converter
+from edgekit.convert.calibration import calibration_inputs, data_digest, evaluation_inputs
+from edgekit.convert.fidelity_stage import check_fidelity
 from edgekit.convert.findings import dynamic_kept_float, float_leftovers, speed_plan_finding
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
+from edgekit.convert.peak_rss import PeakRss
 from edgekit.errors import ConversionError, EdgekitError, FidelityError, RecipeError
 from edgekit.formats import Format, Precision
-from edgekit.recipe import DataSource, KerasSource, Recipe
+from edgekit.recipe import KerasSource, Recipe
 from edgekit.recipe.schema import keras_only_route
 from edgekit.results import GATE_MISSED, VANISHED
 from edgekit.runtimes import spec_for
@@ -86,7 +83,7 @@ def convert_recipe(
     for conv_cls, group in _groups([f for f in fmts if f not in done], converters):
         done.update(_convert_group(conv_cls, group, onnx, recipe, keys, errors, say))
     artifacts = [done[f] for f in fmts]
-    _check_fidelity(artifacts, onnx, recipe, evaluation, say)
+    check_fidelity(artifacts, onnx, recipe, evaluation, say)
     failed = [a for a in artifacts if a.status != "ok"]
     if failed and not keep_going:
         err = _failure(failed, errors, recipe)
@@ -323,123 +320,6 @@ def _convert_group(
         shutil.rmtree(work, ignore_errors=True)
         say(f"{names}: converted in {elapsed:.1f} s")
     return out
-
-
-class PeakRss:
-    """Samples this process's growth plus its children's RSS while a conversion runs (MB)."""
-
-    def __init__(self, interval_s: float = 0.1) -> None:
-        import psutil
-
-        self._proc = psutil.Process()
-        self._base = self._proc.memory_info().rss
-        self._interval = interval_s
-        self._stop = threading.Event()
-        self.peak_mb = 0.0
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._sample()
-
-    def _sample(self) -> None:
-        import psutil
-
-        total = max(0, self._proc.memory_info().rss - self._base)
-        for child in self._proc.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                pass
-        self.peak_mb = max(self.peak_mb, total / 2**20)
-
-
-# --- fidelity -----------------------------------------------------------------------------------------------
-def _check_fidelity(
-    artifacts: list[Artifact],
-    onnx: OnnxModel,
-    recipe: Recipe,
-    evaluation: tuple[np.ndarray, Labels | None],
-    say: Progress,
-) -> None:
-    from edgekit.fidelity import check as fidelity
-    from edgekit.runtimes import run_onnx
-
-    todo = [a for a in artifacts if a.status == "ok"]
-    if not todo:
-        return
-    inputs, labels = evaluation
-    say(
-        f"fidelity: {data_note(recipe.evaluation.data, len(inputs))}, "
-        f"{'with' if labels is not None else 'no'} labels"
-    )
-    data = data_digest(inputs, labels)
-    ref = None
-    for art in todo:
-        digest = _fidelity_digest(data, recipe, art.format)
-        numbers = cache.load_fidelity(art.key, digest)
-        cached = numbers is not None
-        if numbers is not None:  # the labels against the class count the reference gave, as on a miss
-            fidelity.check_cached_labels(numbers, labels, recipe)
-        else:
-            say(f"{art.format.value}: checking fidelity on {len(inputs)} inputs")
-            if ref is None:
-                ref = run_onnx(onnx.reference_path, inputs)  # the user's own file when it was simplified
-                fidelity.check_labels(ref, labels, recipe)
-            try:
-                numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)
-            except Exception as exc:  # noqa: BLE001 - an artifact the host cannot run is a failed artifact
-                art.status, art.error = "failed", f"cannot run on this host: {type(exc).__name__}: {exc}"
-                continue
-            cache.save_fidelity(art.key, digest, numbers)
-        gates = fidelity.check_gates(numbers, recipe.gates_for(art.format))
-        art.fidelity = {**numbers, "gates": gates, "cached": cached}
-        if not gates["passed"]:
-            art.status, art.error = "failed", f"{GATE_MISSED}{fidelity.describe_failures(gates, numbers)}"
-
-
-def data_note(source: DataSource, count: int) -> str:
-    """'100 evaluation inputs (all the .npy holds)': how many and why, since `samples` has a default."""
-    if getattr(source, "samples", None) is None and source.kind in ("npy", "images"):
-        return f"{count} evaluation inputs (all the {'.npy' if source.kind == 'npy' else 'folder'} holds)"
-    return f"{count} evaluation inputs ({source.kind}, samples: {count})"
-
-
-def _fidelity_digest(data: str, recipe: Recipe, fmt: Format) -> str:
-    """What an artifact's cached fidelity numbers depend on beyond the artifact itself (its key): the evaluation
-    data and labels (`data`, data_digest), the procedure, the task, the output a classifier's top-1 is read from
-    (`outputs:`, which a user ONNX's key does not hold) and the host runtimes that made the numbers: onnxruntime
-    for the reference and the artifact's own runtime (neither is in every format's key)."""
-    from edgekit.fidelity import check as fidelity
-    from edgekit.runtimes.base import OUTPUTS_VERSION
-
-    spec = (
-        f"{data}:{fidelity.FIDELITY_VERSION}:{OUTPUTS_VERSION}:{recipe.task.value}:"
-        f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}:{fidelity.MATCH_SCORE_MARGIN}:"
-        f"{json.dumps(list(recipe.outputs))}:{json.dumps(host_runtime_versions(fmt), sort_keys=True)}"
-    )
-    return hashlib.sha256(spec.encode()).hexdigest()
-
-
-def host_runtime_versions(fmt: Format) -> dict[str, str]:
-    """The distributions that compute a format's fidelity numbers on this host: onnxruntime (the reference) and,
-    for each module of the format's runtime, the first of its distributions installed (opencv-python here,
-    where boards get the headless one)."""
-    versions = {"onnxruntime": dist_version("onnxruntime")}
-    for package in spec_for(fmt).packages:
-        found = {d: dist_version(d) for d in package.version_dists}
-        name = next((d for d, v in found.items() if v != "absent"), package.pip)
-        versions[name] = found[name]
-    return versions
 
 
 def _say_for(say: Progress, names: str, message: str) -> None:

@@ -37,7 +37,7 @@ from edgekit.runtimes import Outputs, spec_for
 
 # Part of the cached results' digest: bump when the numbers are computed differently. 8: a classifier's class
 # count kept (`classes`: labels are checked against it on a cache hit too), and the digest holds `outputs:`, the
-# host runtimes' versions and each detection image's labels apart (edgekit.convert.pipeline._fidelity_digest).
+# host runtimes' versions and each detection image's labels apart (edgekit.convert.fidelity_stage.fidelity_digest).
 # 7: each output's largest reference value and whether the artifact's output is all zeros (vanished_note). 5: a
 # classifier's top-1 read from the output the recipe names; 4: integer outputs compared exactly, TFLite's
 # unquantized integer outputs taken as they are; 3: map50_95_drop.

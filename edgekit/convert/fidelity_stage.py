@@ -1,0 +1,101 @@
+"""The conversion's last stage: every converted artifact checked against the ONNX model on the evaluation inputs
+and held to the recipe's gates (edgekit.fidelity computes the numbers); the numbers are cached per artifact,
+keyed by what they depend on beyond the artifact itself (`fidelity_digest`), so a second run skips the host
+inference too."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+
+import numpy as np
+
+from edgekit.convert import cache
+from edgekit.convert.base import Artifact, dist_version
+from edgekit.convert.calibration import Labels, data_digest
+from edgekit.convert.onnx import OnnxModel
+from edgekit.formats import Format
+from edgekit.recipe import DataSource, Recipe
+from edgekit.results import GATE_MISSED
+from edgekit.runtimes import spec_for
+
+Progress = Callable[[str], None]
+
+
+def check_fidelity(
+    artifacts: list[Artifact],
+    onnx: OnnxModel,
+    recipe: Recipe,
+    evaluation: tuple[np.ndarray, Labels | None],
+    say: Progress,
+) -> None:
+    from edgekit.fidelity import check as fidelity
+    from edgekit.runtimes import run_onnx
+
+    todo = [a for a in artifacts if a.status == "ok"]
+    if not todo:
+        return
+    inputs, labels = evaluation
+    say(
+        f"fidelity: {data_note(recipe.evaluation.data, len(inputs))}, "
+        f"{'with' if labels is not None else 'no'} labels"
+    )
+    data = data_digest(inputs, labels)
+    ref = None
+    for art in todo:
+        digest = fidelity_digest(data, recipe, art.format)
+        numbers = cache.load_fidelity(art.key, digest)
+        cached = numbers is not None
+        if numbers is not None:  # the labels against the class count the reference gave, as on a miss
+            fidelity.check_cached_labels(numbers, labels, recipe)
+        else:
+            say(f"{art.format.value}: checking fidelity on {len(inputs)} inputs")
+            if ref is None:
+                ref = run_onnx(onnx.reference_path, inputs)  # the user's own file when it was simplified
+                fidelity.check_labels(ref, labels, recipe)
+            try:
+                numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)
+            except Exception as exc:  # noqa: BLE001 - an artifact the host cannot run is a failed artifact
+                art.status, art.error = "failed", f"cannot run on this host: {type(exc).__name__}: {exc}"
+                continue
+            cache.save_fidelity(art.key, digest, numbers)
+        gates = fidelity.check_gates(numbers, recipe.gates_for(art.format))
+        art.fidelity = {**numbers, "gates": gates, "cached": cached}
+        if not gates["passed"]:
+            art.status, art.error = "failed", f"{GATE_MISSED}{fidelity.describe_failures(gates, numbers)}"
+
+
+def data_note(source: DataSource, count: int) -> str:
+    """'100 evaluation inputs (all the .npy holds)': how many and why, since `samples` has a default."""
+    if getattr(source, "samples", None) is None and source.kind in ("npy", "images"):
+        return f"{count} evaluation inputs (all the {'.npy' if source.kind == 'npy' else 'folder'} holds)"
+    return f"{count} evaluation inputs ({source.kind}, samples: {count})"
+
+
+def fidelity_digest(data: str, recipe: Recipe, fmt: Format) -> str:
+    """What an artifact's cached fidelity numbers depend on beyond the artifact itself (its key): the evaluation
+    data and labels (`data`, data_digest), the procedure, the task, the output a classifier's top-1 is read from
+    (`outputs:`, which a user ONNX's key does not hold) and the host runtimes that made the numbers: onnxruntime
+    for the reference and the artifact's own runtime (neither is in every format's key)."""
+    from edgekit.fidelity import check as fidelity
+    from edgekit.runtimes.base import OUTPUTS_VERSION
+
+    spec = (
+        f"{data}:{fidelity.FIDELITY_VERSION}:{OUTPUTS_VERSION}:{recipe.task.value}:"
+        f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}:{fidelity.MATCH_SCORE_MARGIN}:"
+        f"{json.dumps(list(recipe.outputs))}:{json.dumps(host_runtime_versions(fmt), sort_keys=True)}"
+    )
+    return hashlib.sha256(spec.encode()).hexdigest()
+
+
+def host_runtime_versions(fmt: Format) -> dict[str, str]:
+    """The distributions that compute a format's fidelity numbers on this host: onnxruntime (the reference) and,
+    for each module of the format's runtime, the first of its distributions installed (opencv-python here,
+    where boards get the headless one)."""
+    versions = {"onnxruntime": dist_version("onnxruntime")}
+    for package in spec_for(fmt).packages:
+        found = {d: dist_version(d) for d in package.version_dists}
+        name = next((d for d, v in found.items() if v != "absent"), package.pip)
+        versions[name] = found[name]
+    return versions
