@@ -571,3 +571,55 @@ def test_a_relative_work_dir_is_the_same_folder_after_a_reconnect(local_sshd) ->
             assert transport.work_dir == first == str(home / name)
     finally:
         shutil.rmtree(home / name, ignore_errors=True)
+
+
+def test_a_host_known_only_by_its_rsa_key_is_accepted_directly_and_as_a_jump_host(tmp_path: Path) -> None:
+    """known_hosts holding only the host's ssh-rsa key (`ssh-keyscan -t rsa`): paramiko asked first for the
+    algorithm named as the key (`ssh-rsa`, SHA-1, which current OpenSSH no longer offers), so the server showed its
+    ed25519 key and edgekit refused it as "host key CHANGED", where OpenSSH accepts the same file. The RSA key's
+    algorithms (rsa-sha2-512, rsa-sha2-256) are now asked for first, for the device and for every jump host."""
+    key, ed_key, rsa_key = tmp_path / "client_ed25519", tmp_path / "host_ed25519", tmp_path / "host_rsa"
+    for k, kind in ((key, "ed25519"), (ed_key, "ed25519"), (rsa_key, "rsa")):
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(k)], check=True)
+    authorized = tmp_path / "authorized_keys"
+    authorized.write_text(key.with_suffix(".pub").read_text())
+    extra = f"HostKey {rsa_key}\nAllowTcpForwarding yes\n"  # ed25519 first: what the server prefers
+    with _sshd(tmp_path, "rsa", ed_key, authorized, extra) as port:
+        kind, blob = rsa_key.with_suffix(".pub").read_text().split()[:2]
+        assert kind == "ssh-rsa"
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{port} {kind} {blob}\n")
+        ssh = [
+            "ssh",
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+        ]
+        done = subprocess.run(
+            [*ssh, "-i", str(key), "-p", str(port), "127.0.0.1", "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr  # OpenSSH accepts the file
+        user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+        fields = {
+            "host": "127.0.0.1",
+            "port": str(port),
+            "user": user,
+            "key": str(key),
+            "known_hosts": str(known),
+            "connect_timeout": "10",
+            "work_dir": str(tmp_path / "work"),
+            "python": sys.executable,
+        }
+        for extra_fields in ({}, {"proxy_jump": f"{user}@127.0.0.1:{port}"}):  # directly, then through itself
+            target = load_target("pi4", {**fields, **extra_fields}, ssh_config=tmp_path / "none")
+            with open_transport(target) as transport:
+                assert transport.run(["echo", "rsa"], timeout=30).stdout == "rsa\n"
+                shown = transport._client.get_transport().get_remote_server_key()  # type: ignore[attr-defined]
+                assert shown.get_name() == "ssh-rsa"
+                assert len(transport._jumps) == len(extra_fields)  # type: ignore[attr-defined]

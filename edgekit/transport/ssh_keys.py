@@ -128,13 +128,33 @@ class _KeysOf(Mapping[str, Any]):
         return next((k for k in keys if shown is not None and k.asbytes() == shown.asbytes()), keys[0])
 
 
+# The signature algorithms a known key of a type is checked with, best first: an RSA key is recorded as
+# `ssh-rsa`, which is also the name of its SHA-1 algorithm (no longer offered by current OpenSSH servers).
+_ALGORITHMS_OF = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+
+
+def host_key_algorithms(known_types: tuple[str, ...], offered: list[str] | tuple[str, ...]) -> list[str]:
+    """`offered` (the transport's host-key algorithms) with every algorithm of a known key type first, in the
+    order of the known types: the server then shows a key known_hosts holds (as OpenSSH orders them)."""
+    first = [a for kind in known_types for a in _ALGORITHMS_OF.get(kind, (kind,)) if a in offered]
+    first = list(dict.fromkeys(first))
+    return first + [a for a in offered if a not in first]
+
+
 class _RevocationCheckedTransport(paramiko.Transport):  # type: ignore[misc]  # paramiko: no stubs here
     """A transport that shows its client the server's key as soon as the key exchange has: a revoked key is
-    refused there, before paramiko's own check."""
+    refused there, before paramiko's own check. It asks first for the algorithms of the host's known key types:
+    paramiko moves the first known type's name to the front, and for an RSA key that name is `ssh-rsa`, the SHA-1
+    algorithm current OpenSSH no longer offers, so a host known only by its RSA key showed its ed25519 key and
+    was refused as CHANGED."""
 
     check_key: Callable[[paramiko.PKey], None] | None = None
+    known_types: tuple[str, ...] = ()
 
     def start_client(self, event: Any = None, timeout: float | None = None) -> None:
+        if self.known_types:  # here, after paramiko's own reordering (SSHClient.connect)
+            options = self.get_security_options()
+            options.key_types = host_key_algorithms(self.known_types, list(options.key_types))
         super().start_client(event=event, timeout=timeout)
         if self.check_key is not None and event is None:  # SSHClient.connect: synchronous, negotiated
             try:
@@ -159,6 +179,8 @@ class CheckedClient(paramiko.SSHClient):  # type: ignore[misc]  # paramiko: no s
     def _transport_for(self, hostname: str, port: int, sock: Any, **options: Any) -> paramiko.Transport:
         transport = _RevocationCheckedTransport(sock, **options)
         transport.check_key = partial(self._shown, hostname, port)
+        known = self.get_host_keys().lookup(host_key_name(hostname, port))
+        transport.known_types = tuple(known.keys()) if known is not None else ()
         return transport
 
     def _shown(self, hostname: str, port: int, key: paramiko.PKey) -> None:
