@@ -632,3 +632,33 @@ def test_a_route_over_several_thread_counts_says_what_the_others_gave() -> None:
     other = 1 if route.threads == 4 else 4
     assert said.startswith(f"{route.threads} thread{'s' if route.threads != 1 else ''} chosen over the other")
     assert f"(at {other}: " in said and said.endswith(" ms)")
+
+
+def test_a_host_run_that_recorded_no_cpu_does_not_hide_the_host_s_judgement(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A colleague's host deploy that failed before measuring (no CPU facts) matched every host history as the
+    newest host run: the report said only 'failed host: ...' and the runner's +50 % host regression before it
+    was gone. Both are judged: the failure, and the runner's night on its own history."""
+    from edgekit.report import build
+    from edgekit.store import open_store
+
+    rng = np.random.default_rng(4)
+    nights = [_night(d, rng, targets=("host",)) for d in range(9)]
+    nights.append(_night(9, rng, targets=("host",), slowdown={("ncnn-fp32", "host"): 1.5}))
+    failed = _night(9.2, rng, targets=("host",))
+    failed.runs[0].status, failed.runs[0].agent, failed.runs[0].error = (
+        "failed",
+        None,
+        "AgentError: no runtime",
+    )
+    failed.ok = False
+    runs = _stored([*nights, failed])
+    found = {(f.kind, f.target, f.artifact, f.run_id) for f in detect(runs) if f.is_bad}
+    assert found == {(FlagKind.FAILED, "host", None, 11), (FlagKind.LATENCY, "host", "ncnn-fp32", 10)}
+    with open_store(str(tmp_path / "r.sqlite")) as store:
+        for run in runs:
+            store.record(run.result)
+        report = build(store)
+    assert {(f.kind, f.artifact) for f in report.regressions} == {
+        (FlagKind.FAILED, None),
+        (FlagKind.LATENCY, "ncnn-fp32"),
+    }

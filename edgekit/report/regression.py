@@ -113,20 +113,21 @@ def judge_current(
     """Flags for the newest run of each target of a recipe (`runs` oldest first): the state a report shows,
     judged as `judge` judges a run. A target whose newest run is not in `among` (a report's time window, the
     night's own runs) is not judged: an old flag is not news, and a run recorded by someone else after the
-    night is not the night's. The recipe's conversion flags are those of the newest run judged."""
+    night is not the night's: each series' newest run in `among` is judged, whatever was recorded after it. The
+    recipe's conversion flags are those of the newest run judged."""
     unjudged: list[Unjudged] = []
     flags: list[Flag] = []
     seen: list[tuple] = []
     newest: int | None = None  # its index in runs
     for at in range(len(runs) - 1, -1, -1):
         run = runs[at]
+        if among is not None and run.id not in among:
+            continue  # a colleague's run after the night's is not the night's, nor does it stand in for it
         for target_run in run.result.runs:
             key = series_key(target_run)
-            if any(same_series(key, k) for k in seen):
+            if any(_stands_in(k, key) for k in seen):
                 continue
             seen.append(key)
-            if among is not None and run.id not in among:
-                continue
             newest = at if newest is None else newest
             flags += _judge_target(run, target_run, list(runs[:at]), settings, unjudged)
     if newest is not None:
@@ -147,6 +148,15 @@ def series_key(target_run: TargetRun) -> tuple[str, str | None, int | None]:
 def same_series(a: tuple, b: tuple) -> bool:
     """Two series keys name one history: the same target, and no part known in both that differs."""
     return a[0] == b[0] and all(x is None or y is None or x == y for x, y in zip(a[1:], b[1:], strict=True))
+
+
+def _stands_in(judged: tuple, key: tuple) -> bool:
+    """A series already judged (`judged`, newer) covers `key`: the same series, and nothing of `judged` unknown
+    that `key` knows. A host run that did not record its CPU (a colleague's failed deploy) is judged on its own
+    and does not stand in for every host history (the runner's regression judged before it went unreported)."""
+    return same_series(judged, key) and all(
+        x is not None or y is None for x, y in zip(judged[1:], key[1:], strict=True)
+    )
 
 
 def _judge_target(
