@@ -662,3 +662,36 @@ def test_a_host_run_that_recorded_no_cpu_does_not_hide_the_host_s_judgement(tmp_
         (FlagKind.FAILED, None),
         (FlagKind.LATENCY, "ncnn-fp32"),
     }
+
+
+def test_the_first_counted_run_of_an_emulated_target_is_not_judged_on_its_slower_wall_time() -> None:
+    """An emulated target's first night with instruction counts (counting makes qemu slower) had no counted
+    history, so its qemu wall time was judged against the uncounted nights': '5945 -> 8352 ms emulated wall time
+    (+40.5%)', a regression that failed the night. Counting on starts a new series: not enough history (counts);
+    and a night without counts after counted ones is judged against the uncounted wall times only."""
+    from edgekit.report.view import recipe_view
+
+    rng = np.random.default_rng(6)
+    slow = {(f.value, "pi5-emu"): 1.4 for f in FORMATS}
+    nights = [_night(d, rng, targets=("pi5-emu",)) for d in range(8)]
+    nights.append(_night(8, rng, targets=("pi5-emu",), slowdown=slow))
+    for night in nights[:-1]:
+        for m in night.runs[0].agent.measurements:  # type: ignore[union-attr]
+            m.instructions_per_invoke = None
+    runs = _stored(nights)
+    found = judge(runs)
+    assert [f for f in found.flags if f.is_bad] == []
+    assert {(u.artifact, u.what, u.earlier, u.needed) for u in found.unjudged} == {
+        (f.value, "count", 0, 1) for f in FORMATS
+    }
+    (line,) = recipe_view("tiny", runs).not_judged()
+    assert (
+        line
+        == "not enough history to judge the instruction count on pi5-emu (0 earlier counted runs; 1 needed)"
+    )
+    # counting off again: its wall time is judged against the uncounted nights, not the slower counted one
+    back = _night(9, rng, targets=("pi5-emu",), slowdown={("ncnn-fp32", "pi5-emu"): 1.3})
+    for m in back.runs[0].agent.measurements:  # type: ignore[union-attr]
+        m.instructions_per_invoke = None
+    flags = judge(_stored([*nights, back])).flags
+    assert _keys(flags, FlagKind.LATENCY) == {("ncnn-fp32", "pi5-emu", 1)}

@@ -94,7 +94,8 @@ class TooFewRuns:
     instruction count at several threads (`what`)."""
 
     earlier: int
-    what: str = "latency"
+    what: str = "latency"  # "instructions" (a count at several threads), "count" (no earlier run counted)
+    needed: int | None = None  # None: Settings.min_runs
 
 
 def key_series(
@@ -179,7 +180,11 @@ def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> V
     # a regression going on has returned once below the drift bound at held_alpha, not night_alpha: a step near
     # the bound was otherwise flagged on some of its nights only, and each night it passed joined the baseline
     alpha = settings.held_alpha if walk.streak is not None else settings.night_alpha
-    if emulated and m.instructions_per_invoke and counted:
+    if emulated and m.instructions_per_invoke and not counted:
+        # the first counted run: no count to compare with, and its wall time is not comparable either (counting
+        # makes qemu slower; emulated wall time is not judged where counts are): counting on is a new series
+        return TooFewRuns(0, "count", needed=1)
+    if emulated and m.instructions_per_invoke:
         counts = [float(e.m.instructions_per_invoke or 0) for e in counted]
         old = float(statistics.median(counts))
         change = m.instructions_per_invoke / old - 1.0
@@ -194,7 +199,8 @@ def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> V
         return Verdict(
             FlagKind.INSTRUCTIONS, old, float(m.instructions_per_invoke), change, None, threshold, counted
         )
-    timed = [e for e in past if e.m.samples_ms]
+    # an emulated wall time is compared with wall times taken the same way: without counting (which slows qemu)
+    timed = [e for e in past if e.m.samples_ms and not (emulated and e.m.instructions_per_invoke)]
     if not m.samples_ms:
         return None
     if len(timed) < settings.min_runs:

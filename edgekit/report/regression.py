@@ -286,7 +286,7 @@ def _target_flags(
                     m.artifact,
                     m.threads,
                     verdict.earlier,
-                    settings.min_runs,
+                    verdict.needed or settings.min_runs,
                     walk.restarted,
                     verdict.what,
                 )

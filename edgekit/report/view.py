@@ -87,14 +87,15 @@ class RecipeView:
                 if everything
                 else ": " + ", ".join(f"{u.artifact} at {threads_text(u.threads)}" for u in keys)
             )
-            what = (
-                "latency"
-                if any(u.what == "latency" for u in keys)
-                else "the instruction count at several threads"
-            )
+            if any(u.what == "latency" for u in keys):
+                what, runs = "latency", "run"
+            elif any(u.what == "instructions" for u in keys):
+                what, runs = "the instruction count at several threads", "run"
+            else:  # the first run that counted: its wall time is not comparable with the earlier ones' either
+                what, runs = "the instruction count", "counted run"
             lines.append(
                 f"not enough history to judge {what} on {target} ({earlier} earlier "
-                f"run{'s' if counts != [1] else ''}{after}; {keys[0].needed} needed){which}"
+                f"{runs}{'s' if counts != [1] else ''}{after}; {max(u.needed for u in keys)} needed){which}"
             )
         return lines
 
