@@ -180,6 +180,10 @@ class UnknownRunError(StoreError):
     exit_code = 2
 
 
+class DamagedRunError(StoreError):
+    """A stored run whose rows do not read back (a value changed outside edgekit, a damaged file): exit 1."""
+
+
 class OutputFileError(EdgekitError):
     """A file edgekit was asked to write (--json, --html, --markdown) could not be written (a full disk, a folder
     that cannot hold files): exit 1, what was measured is already in the store."""

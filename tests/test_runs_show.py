@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edgekit.report.lines import route_line
 from edgekit.report.synthetic import synthetic_result
@@ -131,3 +132,83 @@ def test_paths_and_device_words_with_brackets_print_as_written_in_runs_list_show
     assert url in "".join(edgekit().split())  # the title wraps to the table's width
     shown = edgekit("show", "1")
     assert f"({result.recipe_path})" in shown and "Cortex[bold]-A72" in shown, shown
+
+
+def test_a_run_whose_stored_rows_do_not_read_back_is_named_and_the_others_are_read(tmp_path: Path) -> None:
+    """One samples value edited outside edgekit ('[1.0, oops') made `runs show` and the whole report an internal
+    error naming no run; the run is a named error now (exit 1) and a report leaves it out, saying which."""
+    import sqlite3
+
+    path = tmp_path / "runs.sqlite"
+    url = f"sqlite:///{path}"
+    with open_store(url) as store:
+        ids = [
+            store.record(
+                synthetic_result(
+                    datetime(2026, 6, day, tzinfo=UTC),
+                    rng=np.random.default_rng(day),
+                    targets=("pi4",),
+                    threads=(1,),
+                )
+            )
+            for day in (1, 2, 3)
+        ]
+    bad = ids[1]
+    with sqlite3.connect(path) as db:
+        (measurement,) = db.execute(
+            "SELECT min(measurement_id) FROM samples WHERE run_id = ?", (bad,)
+        ).fetchone()
+        db.execute("UPDATE samples SET samples_ms = '[1.0, oops' WHERE measurement_id = ?", (measurement,))
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    env.pop("EDGEKIT_STORE", None)
+
+    def edgekit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "edgekit", *args, "--store", url],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    shown = edgekit("runs", "show", str(bad))
+    assert shown.returncode == 1 and "internal error" not in shown.stderr, shown.stderr
+    assert f"run {bad} cannot be read back: its samples rows cannot be read back" in shown.stderr, (
+        shown.stderr
+    )
+    assert edgekit("runs", "show", str(ids[0])).returncode == 0
+    report = edgekit("report", "--since", "2026-05-01", "--markdown", str(tmp_path / "r.md"))
+    assert report.returncode == 0, report.stderr
+    assert f"run {bad} left out: its samples rows cannot be read back" in report.stderr, report.stderr
+    assert (tmp_path / "r.md").is_file()
+
+
+@pytest.mark.parametrize(
+    ("store", "says"),
+    [
+        ("sqlite://", "an in-memory SQLite database is no store"),
+        ("sqlite:///:memory:", "an in-memory SQLite database is no store"),
+        ("", "--store '': empty"),
+    ],
+)
+def test_a_store_that_keeps_nothing_or_an_empty_store_option_is_refused(
+    tmp_path: Path, store: str, says: str
+) -> None:
+    """`runs import R.json --store sqlite://` said "recorded as run 1" and the run was gone when edgekit exited;
+    `--store ''` (a script's empty variable) recorded into the default store in silence. Both are bad input."""
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4",), threads=(1,)
+    )
+    saved = tmp_path / "run.json"
+    saved.write_text(result.model_dump_json())
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home")}
+    env.pop("EDGEKIT_STORE", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "runs", "import", str(saved), "--store", store],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 2 and says in out.stderr, out.stdout + out.stderr
+    assert not (tmp_path / "home" / "results.sqlite").exists()  # nothing went to the default store

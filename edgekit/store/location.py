@@ -33,6 +33,12 @@ def _check_url(url: str) -> None:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
         raise StorePathError(f"not a store URL: {_mask(str(exc))}", where=_shown(url), hint=hint) from None
+    if parsed.get_backend_name() == "sqlite" and (not parsed.database or parsed.database == ":memory:"):
+        raise StorePathError(
+            "an in-memory SQLite database is no store: what a command records there is gone when it exits",
+            where=_shown(url),
+            hint="give a file: --store PATH.sqlite or sqlite:///PATH",
+        )
     try:
         parsed.get_dialect()  # the dialect's module only: a missing driver (psycopg, a MySQL one) is said later
     except NoSuchModuleError:

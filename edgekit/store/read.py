@@ -95,7 +95,50 @@ def _artifact_problems(conn: Connection, ids: list[int]) -> dict[int, list[str]]
     return dict(found)
 
 
-def _load(conn: Connection, ids: list[int]) -> dict[int, DeployResult]:
+class _Damaged(Exception):
+    """A stored value of one table that does not read back (changed outside edgekit, a damaged file)."""
+
+    def __init__(self, table: str, exc: Exception) -> None:
+        super().__init__(f"its {table} rows cannot be read back: {_why(exc)}")
+
+
+def _why(exc: Exception) -> str:
+    """One line: pydantic's own message spans four with a web link."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        return f"{exc.title} {field}: {first['msg']}" + (
+            f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        )
+    return f"{type(exc).__name__}: {exc}"
+
+
+# what a value edited or damaged outside edgekit raises as it is decoded: bad JSON (ValueError), a row the
+# result models refuse (pydantic's ValidationError is a ValueError), a missing key or a wrong type
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError)
+
+
+def _load(conn: Connection, ids: list[int]) -> tuple[dict[int, DeployResult], dict[int, str]]:
+    """The runs by id, and the runs that could not be read back with why ({id: "its samples rows cannot be read
+    back: JSONDecodeError: ..."}): one damaged row costs its own run, never the others read with it."""
+    try:
+        return _load_all(conn, ids), {}
+    except _Damaged as exc:
+        if len(ids) == 1:
+            return {}, {ids[0]: str(exc)}
+    loaded: dict[int, DeployResult] = {}
+    damaged: dict[int, str] = {}
+    for run_id in ids:  # one at a time, to find which run it was
+        try:
+            loaded.update(_load_all(conn, [run_id]))
+        except _Damaged as exc:
+            damaged[run_id] = str(exc)
+    return loaded, damaged
+
+
+def _load_all(conn: Connection, ids: list[int]) -> dict[int, DeployResult]:
     by_run: dict[str, dict[int, list[Any]]] = {}
     for name, table in (
         ("artifacts", artifacts),
@@ -105,16 +148,29 @@ def _load(conn: Connection, ids: list[int]) -> dict[int, DeployResult]:
     ):
         grouped: dict[int, list[Any]] = defaultdict(list)
         query = select(table).where(table.c.run_id.in_(ids)).order_by(table.c.run_id, table.c.position)
-        for row in conn.execute(query):
-            grouped[row.run_id].append(row)
+        try:
+            for row in conn.execute(query):
+                grouped[row.run_id].append(row)
+        except _UNREADABLE as exc:
+            raise _Damaged(name, exc) from exc
         by_run[name] = grouped
-    sample_rows = conn.execute(
-        select(samples.c.measurement_id, samples.c.samples_ms).where(samples.c.run_id.in_(ids))
-    )
-    samples_of = {row.measurement_id: row.samples_ms for row in sample_rows}
+    try:
+        sample_rows = conn.execute(
+            select(samples.c.measurement_id, samples.c.samples_ms).where(samples.c.run_id.in_(ids))
+        )
+        samples_of = {row.measurement_id: row.samples_ms for row in sample_rows}
+    except _UNREADABLE as exc:
+        raise _Damaged("samples", exc) from exc
     out = {}
-    for row in conn.execute(select(runs).where(runs.c.id.in_(ids))):
-        out[row.id] = _assemble(row, by_run, samples_of)
+    try:
+        run_rows = list(conn.execute(select(runs).where(runs.c.id.in_(ids))))
+    except _UNREADABLE as exc:
+        raise _Damaged("runs", exc) from exc
+    for row in run_rows:
+        try:
+            out[row.id] = _assemble(row, by_run, samples_of)
+        except _UNREADABLE as exc:
+            raise _Damaged("stored", exc) from exc
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from edgekit.errors import StoreError, StorePathError, UnknownRunError
+from edgekit.errors import DamagedRunError, StoreError, StorePathError, UnknownRunError
 from edgekit.results import DeployResult
 from edgekit.store import migrations
 from edgekit.store.engine import make_engine, read_only_engine
@@ -87,6 +88,7 @@ class Store:
         self.url = _shown(engine.url.render_as_string(hide_password=False))
         self.command_url = command_url(engine.url.render_as_string(hide_password=False))  # for `--store URL`
         self.path = _sqlite_file(engine.url.render_as_string(hide_password=False))  # None: not a SQLite file
+        self.skipped: dict[int, str] = {}  # runs left out of what was read: a stored value did not read back
 
     def __enter__(self) -> Store:
         return self
@@ -232,7 +234,18 @@ class Store:
         return next((i for i in ids if [t.target for t in targets.get(i, [])] == wanted), None)
 
     def load(self, run_id: int) -> DeployResult:
-        found = self.load_many([run_id])
+        ids = [run_id] if storable_id(run_id) else []
+        found: dict[int, DeployResult] = {}
+        if ids:
+            with self._read() as conn:
+                found, damaged = _load(conn, ids)
+            if run_id in damaged:
+                raise DamagedRunError(
+                    f"run {run_id} cannot be read back: {damaged[run_id]}",
+                    where=self.url,
+                    hint="a value in the store was changed outside edgekit or the file is damaged; the other runs "
+                    "read as before (`edgekit runs` lists them); restore the store from a backup to get this one back",
+                )
         if run_id not in found:
             raise UnknownRunError(
                 f"no run with id {run_id}", where=self.url, hint="`edgekit runs` lists run ids"
@@ -246,7 +259,9 @@ class Store:
         if not ids:
             return {}
         with self._read() as conn:
-            return _load(conn, ids)
+            found, damaged = _load(conn, ids)
+        self._skipped(damaged)
+        return found
 
     def history(
         self,
@@ -263,8 +278,22 @@ class Store:
             query = query.limit(limit)
         with self._read() as conn:
             rows = conn.execute(query).all()[::-1]
-            loaded = _load(conn, [r.id for r in rows]) if rows else {}
-        return [StoredRun(r.id, r.started_ts, loaded[r.id]) for r in rows]
+            loaded, damaged = _load(conn, [r.id for r in rows]) if rows else ({}, {})
+        self._skipped(damaged)
+        return [StoredRun(r.id, r.started_ts, loaded[r.id]) for r in rows if r.id in loaded]
+
+    def _skipped(self, damaged: dict[int, str]) -> None:
+        """Runs left out of what is read because a stored value does not read back: said on stderr, once each
+        (a report or a nightly goes on with the others rather than failing on one edited row)."""
+        for run_id, why in sorted(damaged.items()):
+            if run_id not in self.skipped:
+                self.skipped[run_id] = why
+                print(
+                    f"edgekit: run {run_id} left out: {why} (in {self.url}; `edgekit runs show {run_id}` says the "
+                    "same; the other runs are read as before)",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def recipes(self, *, since: float | None = None) -> list[str]:
         """Names of the recipes with runs (since `since`), sorted."""
@@ -282,6 +311,15 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     `create=False` (commands that only read) a SQLite file the user named must exist: a typo in `--store` is
     said, not answered with "no runs" from a new empty store left behind at the typo; and a SQLite store this
     user can read but not write (another user's, a read-only mount) is opened read-only."""
+    if (
+        url is not None and not url.strip()
+    ):  # a script's empty variable: it meant the default store in silence
+        raise StorePathError(
+            "empty: give a store file or URL",
+            where="--store ''",
+            hint="pass --store PATH.sqlite or postgresql://USER@HOST/DB; leave --store out for the default store "
+            "(EDGEKIT_STORE, else the data dir's results.sqlite)",
+        )
     resolved = resolve_url(url)
     _check_url(resolved)
     named = bool(url or os.environ.get("EDGEKIT_STORE"))
