@@ -447,3 +447,84 @@ def test_a_json_path_with_brackets_is_said_as_written(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert f"results: {written}" in done.stdout, done.stdout[-3000:]
+
+
+DIE_IN_COOLDOWN_SHIM = """
+import importlib.util, os, signal, sys
+spec = importlib.util.spec_from_file_location("agent", sys.argv[1])
+agent = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(agent)
+real = agent.log
+def dying(message):
+    real(message)
+    marker = os.environ["DIE_MARKER"]
+    if " threads=1 ok " in message and not os.path.exists(marker):  # its result written, before the next one
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGSEGV)
+agent.log = dying
+sys.exit(agent.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.integration
+def test_an_agent_dying_between_thread_counts_is_restarted_for_the_missing_ones(
+    tiny_artifacts: list[Artifact], tmp_path: Path
+) -> None:
+    """The agent died (SIGSEGV) between tflite-fp32's 1-thread and 2-thread measurements, on a board reached by
+    a real OpenSSH server: 'restarting for the rest' restarted nothing for tflite-fp32 (any artifact with one
+    measurement counted as done), so its 2-thread row was 'not measured: the agent ended before this thread
+    count' and the run FAILED. The restarted agent now measures tflite-fp32 at 2 threads only, then ncnn-fp32 runs as planned."""
+    from test_transport_ssh import _sshd
+
+    key, host_key = tmp_path / "client_ed25519", tmp_path / "host_ed25519"
+    for k in (key, host_key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k)], check=True)
+    (tmp_path / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
+    shim = tmp_path / "die_shim.py"
+    shim.write_text(DIE_IN_COOLDOWN_SHIM)
+    marker = tmp_path / "died-once"
+    said: list[str] = []
+    with _sshd(
+        tmp_path,
+        "board",
+        host_key,
+        tmp_path / "authorized_keys",
+        f"Subsystem sftp internal-sftp\nSetEnv DIE_MARKER={marker}\n",
+    ) as port:
+        kind, blob = host_key.with_suffix(".pub").read_text().split()[:2]
+        (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {blob}\n")
+        user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+        board = Target(
+            name="board",
+            transport=TransportKind.SSH,
+            host="127.0.0.1",
+            port=port,
+            user=user,
+            key=str(key),
+            known_hosts=str(tmp_path / "known_hosts"),
+            work_dir=str(tmp_path / "work"),
+            python=f"{sys.executable} {shim}",
+            runtimes=["ai_edge_litert", "ncnn"],
+            connect_timeout=10,
+        )
+        result = deploy(
+            load_recipe(TINY),
+            [board],
+            DeployOptions(repeat=2, warmup=0, threads=(1, 2), host=False),
+            progress=lambda m: said.append(str(m)),
+            artifacts=[a for a in tiny_artifacts if a.format in (Format.TFLITE_FP32, Format.NCNN_FP32)],
+        )
+    assert marker.exists(), said  # the agent did die once
+    (run,) = result.runs
+    got = measurements(run)
+    assert {k: m.status for k, m in got.items()} == {  # type: ignore[attr-defined]
+        ("tflite-fp32", 1): "ok",
+        ("tflite-fp32", 2): "ok",
+        ("ncnn-fp32", 1): "ok",
+        ("ncnn-fp32", 2): "ok",
+    }, [(k, m.error) for k, m in got.items()]  # type: ignore[attr-defined]
+    assert run.status == "ok" and result.ok, run.error
+    _first, restart, ncnn = run.agent.request["requests"]  # type: ignore[union-attr]  one per runtime, a restart
+    assert [(a["id"], a["threads"]) for a in restart["artifacts"]] == [("tflite-fp32", [2])]
+    assert [(a["id"], a["threads"]) for a in ncnn["artifacts"]] == [("ncnn-fp32", None)]
+    assert any("restarting for the rest: tflite-fp32 (threads 2 only)" in s for s in said), said

@@ -1384,6 +1384,8 @@ def run_all(req: dict[str, Any], base: str, result: dict[str, Any], result_path:
     first = True
     for art in req.get("artifacts", []):
         for i, threads in enumerate(req.get("threads") or [1]):
+            if art.get("threads") is not None and threads not in art["threads"]:
+                continue  # measured by an earlier agent of this run (a restart after it died)
             if not first and float(req.get("cooldown_s", 0)) > 0:
                 time.sleep(float(req["cooldown_s"]))
             first = False

@@ -6,7 +6,7 @@ that the agent reads exactly the request fields typed here, and that a result fi
 found (edgekit.results keeps it, `unknown_fields` names it, the session warns). The result side lives in
 edgekit.results (AgentResult, Measurement): its memory figures are MiB, read right after the timed runs with the
 model loaded (not during the accuracy pass). Bump PROTOCOL_VERSION whenever the JSON shape of a request or a result
-changes incompatibly; additive fields (layer_times, deadline_s, overhead_ms_per_invoke, an artifact's layout) do
+changes incompatibly; additive fields (layer_times, deadline_s, overhead_ms_per_invoke, an artifact's layout and threads) do
 not.
 """
 
@@ -75,6 +75,9 @@ class RequestArtifact(_Strict):
     files: list[str]
     io: str | None = None  # the ncnn model.io.json sidecar
     layout: TensorLayout | None = None  # additive: a TFLite artifact's recorded layout
+    # additive: of the request's thread counts, only these for this artifact (None: all of them); a restart
+    # after the agent died between two of its measurements asks for the ones it had not measured yet
+    threads: list[int] | None = None
 
 
 class RandomInputs(_Strict):

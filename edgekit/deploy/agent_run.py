@@ -3,7 +3,8 @@ streamed measurements, its result file folded into the target's, and what a fail
 
 The agent writes its result after every measurement. If it dies (a runtime's SIGSEGV, an OOM kill), the
 result names the measurement in progress: that artifact is recorded as failed with the exit status and the
-agent's last words, and `invoke` returns the artifacts not yet measured, for the session to start it again.
+agent's last words, and `invoke` returns the artifacts not yet measured at every thread count (each asking for
+the ones it misses), for the session to start it again.
 
 Lost links lose nothing the device measured: the agent also streams each measurement on stdout; when the link
 drops (ConnectionLost) or the device stops answering (DeviceTimeout) while it runs, `recover` reconnects once
@@ -22,6 +23,7 @@ import shlex
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +121,7 @@ class AgentRunner:
         local_req.write_text(json.dumps(body.model_dump(), indent=1))
         transport.put(local_req, request)
         self.say(
-            f"{self.target.name}: agent measuring {', '.join(a.id for a in arts)} "
+            f"{self.target.name}: agent measuring {_listed(arts)} "
             f"(threads {list(self.settings.threads)}, repeat {self.settings.repeat})"
         )
         argv = [*python_argv(python), AGENT_REMOTE, request, result]
@@ -232,8 +234,12 @@ class AgentRunner:
     ) -> list[AgentArtifact]:
         why = f"agent exited with {_describe_status(status)}: {_tail(stderr)}"
         if not part.in_progress and part.measurements:
-            self.say(f"{self.target.name}: agent died between measurements ({why}); restarting for the rest")
-            return self.unmeasured(arts)
+            rest = self.still_to_measure(arts)
+            self.say(
+                f"{self.target.name}: agent died between measurements ({why}); "
+                + (f"restarting for the rest: {_listed(rest)}" if rest else "nothing left to measure")
+            )
+            return rest
         if not part.in_progress:
             raise AgentError(
                 why + " (before measuring anything)",
@@ -242,13 +248,21 @@ class AgentRunner:
                 "check its python and runtimes",
             )
         crashed = part.in_progress.split(" threads=")[0]
-        self.say(f"{self.target.name}: agent crashed in {part.in_progress}; restarting for the rest")
         for art in arts:
             if art.id == crashed:
                 self.record_failed(
                     art, f"crashed while measuring ({part.in_progress}): {why}", ErrorCode.CRASH
                 )
-        return [a for a in self.unmeasured(arts) if a.id != crashed]
+        rest = [a for a in self.still_to_measure(arts) if a.id != crashed]
+        self.say(
+            f"{self.target.name}: agent crashed in {part.in_progress}; "
+            + (
+                f"restarting for the rest: {_listed(rest)}"
+                if rest
+                else "not restarting: nothing left to measure"
+            )
+        )
+        return rest
 
     def recover(
         self, transport: Transport, exc: TransportError, remote_result: str, n: int
@@ -287,10 +301,16 @@ class AgentRunner:
     def drop_blocks(self) -> None:
         counting.drop_blocks(self.local_dir)
 
-    def unmeasured(self, arts: list[AgentArtifact]) -> list[AgentArtifact]:
-        """The artifacts with no measurement at all (what a restarted agent measures)."""
-        done = {m.artifact for m in self.run.agent.measurements} if self.run.agent else set()
-        return [a for a in arts if a.id not in done]
+    def still_to_measure(self, arts: list[AgentArtifact]) -> list[AgentArtifact]:
+        """What a restarted agent measures: every artifact missing a thread count, each asking for the thread
+        counts it misses (its `threads`; None when it misses them all). One measured at 1 thread before the
+        agent died in the cooldown is measured at 2 threads, not dropped."""
+        done = {(m.artifact, m.threads) for m in self.run.agent.measurements} if self.run.agent else set()
+        rest = []
+        for art in self.incomplete(arts):
+            missing = tuple(t for t in self.settings.threads if (art.id, t) not in done)
+            rest.append(replace(art, threads=None if missing == tuple(self.settings.threads) else missing))
+        return rest
 
     def incomplete(self, arts: list[AgentArtifact]) -> list[AgentArtifact]:
         """The artifacts missing a measurement at some thread count (what a stopped run records as not run: one
@@ -341,6 +361,13 @@ class AgentRunner:
     def _requests(self) -> list[dict[str, Any]]:
         files = [self.local_dir / f"request-{n}.json" for n in range(self.invocations)]
         return [json.loads(p.read_text()) for p in files if p.is_file()]
+
+
+def _listed(arts: list[AgentArtifact]) -> str:
+    """The artifacts of an agent run, each restricted to some thread counts saying which."""
+    return ", ".join(
+        a.id if a.threads is None else f"{a.id} (threads {', '.join(map(str, a.threads))} only)" for a in arts
+    )
 
 
 def _stdout(exc: BaseException) -> str:

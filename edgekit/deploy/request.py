@@ -48,6 +48,9 @@ class AgentArtifact:
     key: str = ""
     # a TFLite artifact's recorded layout (edgekit.convert.tflite_layout), sent as the request's `layout`
     layout: dict[str, Any] | None = field(default=None, compare=False)
+    # only these of the run's thread counts (None: all), sent as the request's `threads`: a restarted agent
+    # measures what the one that died had not
+    threads: tuple[int, ...] | None = field(default=None, compare=False)
 
     @classmethod
     def from_artifact(cls, art: Artifact) -> AgentArtifact:
@@ -158,6 +161,7 @@ def build_request(
                 files=[rel(r) for f, r in pairs if f != art.io],
                 io=rel(pairs[-1][1]) if art.io is not None else None,
                 layout=TensorLayout.model_validate(_request_layout(art.layout)) if art.layout else None,
+                threads=list(art.threads) if art.threads is not None else None,
             )
         )
     timing = {k: getattr(settings, k) for k in TIMING_FIELDS}
