@@ -240,3 +240,45 @@ def test_a_target_missing_its_gate_on_its_first_deploy_there_is_a_failure_not_a_
     host_only.result.runs = [t for t in host_only.result.runs if t.target == "host"]
     assert flags([host_only]) == [(True, False)]  # another target's comparison is not this target's
     assert flags(None) == [(False, True)]  # the earlier runs not known: a regression, as before
+
+
+def test_the_accept_command_printed_for_a_min_change_regression_accepts_it(tmp_path: Path) -> None:
+    """`report --min-change 0.02` flagged a +3.5 % step and printed `edgekit runs accept 10 --target pi4 ...`,
+    which judged the run again at the default 5 % and refused ('run 10 has no latency or instruction-count
+    regression on pi4 to accept', exit 2): a nightly with --min-change 0.02 failed for six weeks with no way out.
+    The printed command carries --min-change, and runs as printed."""
+    import shlex
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from edgekit.formats import Format
+    from edgekit.report.synthetic import synthetic_result
+    from edgekit.store import open_store
+
+    t0, rng = datetime(2026, 11, 20, 2, 0, tzinfo=UTC), np.random.default_rng(5)
+    url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    with open_store(url) as store:
+        for night in range(10):
+            store.record(
+                synthetic_result(
+                    t0 + timedelta(days=night),
+                    rng=rng,
+                    formats=(Format.TFLITE_FP32, Format.TFLITE_INT8),
+                    threads=(1,),
+                    repeat=60,
+                    night_sd=0.002,
+                    sample_sd=0.02,
+                    slowdown={("tflite-int8", "pi4"): 1.035} if night == 9 else None,
+                    targets=("pi4",),
+                )
+            )
+    shown = _edgekit("report", "--since", "all", "--min-change", "0.02", "--store", url)
+    assert shown.returncode == 0, shown.stderr
+    (command,) = re.findall(r"`(edgekit runs accept [^`]*)`", shown.stdout)
+    assert command == f"edgekit runs accept 10 --target pi4 --min-change 0.02 --store {shlex.quote(url)}"
+    accepted = _edgekit(*shlex.split(command)[1:])
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert "accepted as the new level of tflite-int8 at 1 thread on pi4" in _one_line(accepted.stdout)
+    after = _edgekit("report", "--since", "all", "--min-change", "0.02", "--store", url)
+    assert "runs accept" not in after.stdout and "no regressions" in after.stdout

@@ -154,6 +154,13 @@ def accept_cmd(
     run_id: int = typer.Argument(..., help="the run whose level is expected, as the report names it"),
     target: str | None = typer.Option(None, "--target", help="only on this target (default: every target)"),
     artifact: str | None = typer.Option(None, "--artifact", help="only this artifact (default: every one)"),
+    min_change: float = typer.Option(
+        0.05,
+        "--min-change",
+        min=0.0,
+        max=10.0,
+        help="the --min-change the report or nightly that flagged the run used (its command names it)",
+    ),
     store: str | None = STORE,
 ) -> None:
     """Accept a run's latency (or instruction count) as the new level: a regression flagged in it (a kernel or
@@ -164,7 +171,7 @@ def accept_cmd(
     Example: edgekit runs accept 27 --target pi4
     """
     from edgekit.errors import UsageError
-    from edgekit.report.regression import regressed_keys, threads_text
+    from edgekit.report.regression import Settings, regressed_keys, threads_text
     from edgekit.store import open_store
     from edgekit.target import stored_name
 
@@ -197,7 +204,8 @@ def accept_cmd(
         at = next(i for i, r in enumerate(history) if r.id == run_id)
         keys = [
             k
-            for k in regressed_keys(history[: at + 1])  # each target's window is its own runs (judge)
+            # each target's window is its own runs (judge), judged as the report that flagged it judged
+            for k in regressed_keys(history[: at + 1], Settings(min_change=min_change))
             if target in (None, k[0]) and artifact in (None, k[1])
         ]
         if not keys:
@@ -207,7 +215,8 @@ def accept_cmd(
             raise UsageError(
                 f"run {run_id} has no latency or instruction-count regression{' ' + scope if scope else ''} "
                 "to accept; nothing recorded",
-                hint="the report names the run and target to accept under its flags",
+                hint="the report names the run and target to accept under its flags (with its --min-change, if "
+                "it was given one)",
             )
         db.accept(run_id, target=target, artifact=artifact, keys=keys)
     named = ", ".join(f"{a} at {threads_text(n)} on {t}" for t, a, n in keys)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from edgekit.report.figures import apart, same_precision, signed_percent
-from edgekit.report.regression import Flag, FlagKind, threads_text
+from edgekit.report.regression import Flag, FlagKind, Settings, threads_text
 from edgekit.store.location import command_url
 
 
@@ -73,8 +73,18 @@ def accept_commands(flags: Sequence[Flag], store_url: str | None = None) -> list
     the new one ('edgekit runs accept 27 --target pi4 --store URL'): a regression edgekit's fingerprint cannot
     explain stays flagged for the six weeks of its lookback otherwise, the night failing each time. With
     `store_url` (the store the flags were judged in) the command names it, without its password: without
-    --store, a command pasted from a team store's report accepted nothing (no such run in the default file)."""
+    --store, a command pasted from a team store's report accepted nothing (no such run in the default file).
+    A latency regression judged with another --min-change than the default names it ('--min-change 0.02'):
+    `runs accept` judges the run again to find what to accept, and at 5 % it found nothing flagged at 3 %."""
     judged = (FlagKind.LATENCY, FlagKind.INSTRUCTIONS)
-    found = dict.fromkeys((f.run_id, f.target) for f in flags if f.kind in judged and f.target)
+    found: dict[tuple[int, str], str] = {}
+    for f in flags:
+        if f.kind in judged and f.target:
+            other = f.kind is FlagKind.LATENCY and f.min_change != Settings.min_change
+            given = f" --min-change {f.min_change:g}" if other else ""
+            found[(f.run_id, f.target)] = found.get((f.run_id, f.target)) or given
     store = f" --store {shlex.quote(command_url(store_url))}" if store_url else ""
-    return [f"edgekit runs accept {run} --target {shlex.quote(target)}{store}" for run, target in found]
+    return [
+        f"edgekit runs accept {run} --target {shlex.quote(target)}{given}{store}"
+        for (run, target), given in found.items()
+    ]

@@ -51,6 +51,8 @@ class Flag:
     since_ts: float | None = None
     baseline_runs: tuple[int, ...] = ()  # the runs (ids) the figure was judged against
     first_run: bool = False  # a failure or missed gate of a key no earlier run has: nothing regressed from
+    # the --min-change a latency flag was judged with: `runs accept` re-judges the run with it (flag_text.py)
+    min_change: float = Settings.min_change
 
     @property
     def is_bad(self) -> bool:

@@ -292,7 +292,7 @@ def _target_flags(
                 )
             )
         elif verdict is not None and not accepted(latest, target, m):  # accepted: the new level
-            flags.append(_speed_flag(recipe, latest.id, target_run, m, verdict, walk))
+            flags.append(_speed_flag(recipe, latest.id, target_run, m, verdict, walk, settings.min_change))
     for (artifact, error), failed in failures.items():  # 'at 1 and 2 threads': one flag, threads None
         counts = sorted({fm.threads for fm in failed})
         at = " and ".join(map(str, counts)) + (" thread" if counts == [1] else " threads")
@@ -314,7 +314,13 @@ def _host_left_out(latest: StoredRun, target_run: TargetRun) -> bool:
 
 
 def _speed_flag(
-    recipe: str, run_id: int, target_run: TargetRun, m: Measurement, v: Verdict, walk: Walk
+    recipe: str,
+    run_id: int,
+    target_run: TargetRun,
+    m: Measurement,
+    v: Verdict,
+    walk: Walk,
+    min_change: float,
 ) -> Flag:
     where = f"{m.artifact} at {threads_text(m.threads)} on {target_run.target}"
     ids = tuple(e.run.id for e in v.against)
@@ -355,6 +361,7 @@ def _speed_flag(
         since_run=since.run.id if since else None,
         since_ts=since.run.started_ts if since else None,
         baseline_runs=ids,
+        min_change=min_change,
     )
 
 
