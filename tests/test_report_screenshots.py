@@ -257,6 +257,33 @@ def test_no_data_shared_charts_and_emulated_labels(
     assert any("estimated board latency and its 80% interval" in c for c in captions), captions
     assert not any("latency distribution" in c for c in captions), captions
     assert any("latency distribution" in c and "EMULATED" in c for c in uncounted), uncounted
+    # the intervals' log axis names values: one inside a decade (58-92 ms) fell between the decade ticks, no label
+    intervals = [f for f in emulated if "80% interval" in f["caption"]]
+    for fig in intervals:
+        numbers = [t[0] for t in fig["texts"] if re.fullmatch(r"[0-9.]+[kM]?", t[0].strip())]
+        assert len(set(numbers)) >= 2, (fig["caption"], [t[0] for t in fig["texts"]])
+
+
+@pytest.mark.parametrize(
+    ("low", "high"), [(58.0, 92.0), (60.5, 65.0), (10.0, 10.4), (3.0, 40.0), (0.5, 900.0)]
+)
+def test_a_log_axis_always_labels_at_least_two_values_inside_its_limits(low: float, high: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgekit.report.estimate_plots import log_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([low, high], [1, 1])
+    log_axis(ax, [low, high])
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    assert lo <= low and high <= hi
+    shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text() and lo <= t.get_position()[0] <= hi]
+    assert len(shown) >= 2 and len(shown) <= 12, shown
+    plt.close(fig)
 
 
 def test_the_latest_table_fits_at_1400_and_the_flags_fit_a_phone(

@@ -3,10 +3,11 @@ its newest estimates with their 80 % intervals, in place of qemu's wall time (wh
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from edgekit.report.panels import (
     Panel,
@@ -109,9 +110,7 @@ def estimate_intervals(view: RecipeView, target: str) -> list[Panel]:
             validated = est.get("interval_calibrated", True)
             ax.plot([low, high], [i, i], "-" if validated else "--", lw=2, color=colour(artifact))
             ax.plot([ms], [i], "o", ms=6, color=colour(artifact), mfc=None if validated else "white", mew=1.6)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(compact))
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
+        log_axis(ax, [float(est[k]) for _, est in mine for k in ("low_ms", "high_ms")])
         ax.set_yticks(range(1, len(mine) + 1), [a for a, _ in mine])
         ax.set_ylim(0.4, len(mine) + 0.6)
         ax.set_xlabel("board ESTIMATE (ms), 80% interval")
@@ -126,3 +125,24 @@ def estimate_intervals(view: RecipeView, target: str) -> list[Panel]:
             )
         )
     return panels
+
+
+def log_axis(ax: Any, values: list[float]) -> None:
+    """A log x-axis whose labels always name values: intervals inside one decade (58-92 ms) fell between the
+    decade ticks and the axis had no number at all. Under a decade every 1-9 x 10^k is a labelled tick and the
+    limits are widened to the ticks either side; under two, 1, 2 and 5 x 10^k; wider, the decades."""
+    lo, hi = min(values), max(values)
+    ax.set_xscale("log")
+    decades = math.log10(hi / lo) if lo > 0 and hi > lo else 0.0
+    subs: tuple[float, ...] = (
+        (1.0,) if decades >= 2 else (1.0, 2.0, 5.0) if decades >= 1 else tuple(range(1, 10))
+    )
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(compact))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
+    if (
+        decades < 1 and lo > 0
+    ):  # from the grid point at or below the lowest value to the one at or above the highest
+        below = 10 ** math.floor(math.log10(lo))
+        above = 10 ** math.floor(math.log10(hi))
+        ax.set_xlim(math.floor(lo / below) * below, math.ceil(hi / above) * above)
