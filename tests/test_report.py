@@ -153,6 +153,25 @@ def test_an_emulated_target_without_estimates_is_headed_by_its_counts(tmp_path: 
     assert cell in html and ' figures">none (no calibrated board)</span>' in html, html
 
 
+def test_an_emulated_target_that_did_not_count_says_so_not_that_no_board_stands_for_it(
+    tmp_path: Path,
+) -> None:
+    """pi4-emu run with counting off: the Markdown said "no calibrated board stands for this device" (the Pi 4
+    is calibrated) over a column headed 'instructions (count)' whose every cell read 'no count'."""
+    from edgekit.report.markdown import render
+
+    result = synthetic_result(T0, rng=np.random.default_rng(0), targets=("pi4-emu",), formats=FORMATS)
+    for t in result.runs:
+        for m in t.agent.measurements if t.agent else []:
+            m.instructions_per_invoke = None
+    with open_store(f"sqlite:///{tmp_path / 'uncounted.sqlite'}") as store:
+        store.record(result)
+        md = render(build(store))
+    assert "no calibrated board" not in md and "instructions (count)" not in md, md
+    assert "pi4-emu: not counted (the run had `emulated.counting: false`)" in md, md
+    assert "pi4-emu (not counted)" in md and "x fp32 by insn" not in md, md
+
+
 def _screenshot(html: Path, png: Path, tmp: Path, height: int) -> np.ndarray:
     cmd = [
         CHROMIUM,

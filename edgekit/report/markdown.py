@@ -180,7 +180,13 @@ def _table(view: RecipeView) -> list[str]:
     older = {r.target: r.run_id for r in rows if r.run_id is not None and r.target not in in_latest}
     head = ["artifact"] + [
         (
-            (f"{_text(t)} board ESTIMATE ms" if t in estimated else f"{_text(t)} instructions (count)")
+            (
+                f"{_text(t)} board ESTIMATE ms"
+                if t in estimated
+                else f"{_text(t)} instructions (count)"
+                if any(r.instructions for r in rows if r.target == t)
+                else f"{_text(t)} (not counted)"
+            )
             if view.emulated(t)
             else f"{_text(t)} p50 ms"
         )
@@ -200,12 +206,19 @@ def _table(view: RecipeView) -> list[str]:
             "interval; not a measurement; * = interval not validated) and its instruction count, never qemu's "
             "wall time"
         )
-    if set(emulated) - estimated:
+    counted = {r.target for r in rows if r.instructions}
+    if no_board := [t for t in emulated if t not in estimated and t in counted]:
         intro.append(
-            f"{', '.join(_text(t) for t in emulated if t not in estimated)}: {NO_BOARD}, so "
+            f"{', '.join(_text(t) for t in no_board)}: {NO_BOARD}, so "
             f"instruction counts at {threads} thread{'s' if threads > 1 else ''}, never qemu's wall time"
         )
-    if emulated:
+    if uncounted := [t for t in emulated if t not in estimated and t not in counted]:
+        intro.append(
+            f"{', '.join(_text(t) for t in uncounted)}: not counted (the run had `emulated.counting: false`), so "
+            "neither a board estimate nor an instruction count; qemu's wall time is no device latency and stays "
+            "in the JSON"
+        )
+    if any(t in counted for t in emulated):  # no ratio by instructions where nothing was counted
         intro.append(BY_INSN)
     lines = [
         "; ".join(intro) + ":",
