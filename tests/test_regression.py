@@ -695,3 +695,27 @@ def test_the_first_counted_run_of_an_emulated_target_is_not_judged_on_its_slower
         m.instructions_per_invoke = None
     flags = judge(_stored([*nights, back])).flags
     assert _keys(flags, FlagKind.LATENCY) == {("ncnn-fp32", "pi5-emu", 1)}
+
+
+def test_a_colleague_s_host_runs_do_not_push_the_runner_s_host_nights_out_of_the_report(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The report read each target's newest lookback+1 runs by name, and every machine stores itself as `host`:
+    45 deploys from a colleague's laptop in a day left the runner's +50 % host regression 'not enough history
+    to judge latency on host (0 earlier runs; 3 needed)'. Each host series (CPU) is read to its own window."""
+    from edgekit.report import build
+    from edgekit.store import open_store
+
+    rng = np.random.default_rng(8)
+    nights = [_night(d, rng, targets=("host",)) for d in range(9)]
+    laptop = [_night(8.2 + k / 100, rng, targets=("host",)) for k in range(45)]
+    for run in laptop:
+        facts = run.runs[0].agent.facts_before  # type: ignore[union-attr]
+        facts.cpu_model = "Intel Core i7-1165G7"
+    nights.append(_night(9, rng, targets=("host",), slowdown={("ncnn-fp32", "host"): 1.5}))
+    with open_store(str(tmp_path / "r.sqlite")) as store:
+        for run in [*nights, *laptop]:
+            store.record(run)
+        report = build(store)
+    assert [(f.kind, f.target, f.artifact) for f in report.regressions] == [
+        (FlagKind.LATENCY, "host", "ncnn-fp32")
+    ]
+    assert report.recipes[0].not_judged() == []

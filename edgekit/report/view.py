@@ -13,7 +13,15 @@ from typing import Any
 
 from edgekit.formats import Format
 from edgekit.report.changes import judged_changes
-from edgekit.report.regression import Flag, Settings, Unjudged, judge_current, threads_text
+from edgekit.report.regression import (
+    Flag,
+    Settings,
+    Unjudged,
+    judge_current,
+    same_series,
+    series_key,
+    threads_text,
+)
 from edgekit.results import (
     NOT_RUN_INTERRUPTED,
     ArtifactInfo,
@@ -189,9 +197,7 @@ def build(
         # so that 41 host-only deploys do not push a board's nights out of its window
         found: dict[int, StoredRun] = {}
         for target in dict.fromkeys(t.target for r in shown for t in r.result.runs):
-            found.update(
-                (r.id, r) for r in store.history(recipe=name, target=target, limit=settings.lookback + 1)
-            )
+            found.update((r.id, r) for r in _target_history(store, name, target, shown, settings))
         recent = sorted(found.values(), key=lambda r: (r.started_ts, r.id))
         views.append(
             recipe_view(name, shown, recent, targets=targets, settings=settings, judge_only=judge_only)
@@ -200,6 +206,36 @@ def build(
     return Report(
         views, stamp, since, store.url, "" if views else _empty_hint(store, since, recipes, targets)
     )
+
+
+READ_ROUNDS = 4  # a target's window is read at most lookback+1 runs x 2**(READ_ROUNDS-1) deep (host series)
+
+
+def _target_history(
+    store: Store, recipe: str, target: str, shown: list[StoredRun], settings: Settings
+) -> list[StoredRun]:
+    """The newest runs of `recipe` stored under `target`, enough for the window of each of its series shown (on
+    the host, one per CPU: regression.series_key): every machine stores itself as `host`, so the newest
+    lookback+1 host runs could all be a colleague's laptop's (45 of them left the runner's host 'not enough
+    history'). Read deeper, doubling, until each series shown has lookback+1 runs or the store has no more
+    (bounded: READ_ROUNDS reads)."""
+    wanted = [
+        k
+        for k in dict.fromkeys(series_key(t) for r in shown for t in r.result.runs if t.target == target)
+        if None not in k[1:]  # a run that recorded no CPU belongs to no series of its own
+    ]
+    limit = settings.lookback + 1
+    for _ in range(READ_ROUNDS):
+        runs = store.history(recipe=recipe, target=target, limit=limit)
+        short = [
+            k
+            for k in wanted
+            if sum(any(same_series(series_key(t), k) for t in r.result.runs) for r in runs) < limit
+        ]
+        if len(runs) < limit or not short:
+            break
+        limit *= 2
+    return runs
 
 
 def _empty_hint(store: Store, since: float | None, recipes: Sequence[str], targets: Sequence[str]) -> str:
