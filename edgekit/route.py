@@ -41,6 +41,9 @@ class Basis(str, Enum):
 DID_NOT_RUN = "did not run"
 GATES_FAILED = "gates failed"
 UNCOUNTED = "emulated without instruction counts"
+# the device saved its outputs but they were never compared (not pulled: a frozen device, a lost link): its
+# on-device gates are unknown, so it is no route, whatever its speed
+NOT_JUDGED = "gates not judged on the device: outputs not pulled"
 DISAGREEMENT = "top1_disagreement"  # share of inputs whose top-1 class is not the original model's
 METRIC_WORDS = {  # a drop's key (recorded in the JSON) as a terminal line says it
     "top1_drop": "top-1 accuracy drop",
@@ -63,6 +66,7 @@ class Candidate:
     failures: tuple[str, ...] = ()  # why gates failed, for the record
     samples: tuple[float, ...] = ()  # measured basis: the timed samples (ms) the p50 comes from
     judged_on: int | None = None  # how many of this target's outputs the cosine and drops come from
+    judged: bool = True  # False: its on-device gates were never checked (NOT_JUDGED); it is then not passed
 
 
 @dataclass
@@ -179,9 +183,11 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     ran = [c for c in candidates if c.value is not None and c.value > 0]
     rejected = {c.artifact: DID_NOT_RUN for c in candidates if c not in ran}
     for c in ran:
-        if not c.gates_passed:
+        if not c.judged:
+            rejected[c.artifact] = NOT_JUDGED
+        elif not c.gates_passed:
             rejected[c.artifact] = GATES_FAILED + (f": {'; '.join(c.failures)}" if c.failures else "")
-    eligible = sorted((c for c in ran if c.gates_passed), key=lambda c: (c.value, c.artifact))
+    eligible = sorted((c for c in ran if c.gates_passed and c.judged), key=lambda c: (c.value, c.artifact))
     route = Route(target=target, basis=basis, threads=threads, artifact=None, rejected=rejected)
     if not eligible:
         return route

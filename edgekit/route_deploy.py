@@ -221,6 +221,15 @@ def candidates_for_run(
     }
     basis = (Basis.ESTIMATE_MS if estimates else Basis.INSTRUCTIONS) if counting else Basis.P50_MS
     onnx = {c.artifact: c for c in run.comparisons if c.reference == "onnx"}
+    # outputs the device saved: each is compared (a comparison, failed if its file cannot be used) once pulled;
+    # one without a comparison was never pulled, and its gates were not judged on this target. An artifact
+    # that saved none (a result without outputs) is judged by the conversion's gates alone, as before.
+    # (a streamed measurement kept after a lost link has no outputs_file: its checksums say what was saved)
+    saved = {
+        m.artifact
+        for m in (run.agent.measurements if run.agent else [])
+        if m.outputs_file or m.output_checksums
+    }
     candidates = []
     for m in measurements:
         figure = {
@@ -230,7 +239,10 @@ def candidates_for_run(
         }[basis]
         value = figure if m.status == "ok" else None
         comp = onnx.get(m.artifact)
-        passed = host_gates.get(m.artifact, True) and (comp is None or comp.gates_passed is not False)
+        judged = comp is not None or m.artifact not in saved
+        passed = (
+            judged and host_gates.get(m.artifact, True) and (comp is None or comp.gates_passed is not False)
+        )
         failures = tuple(comp.gate_failures) if comp is not None else ()
         if not host_gates.get(m.artifact, True):
             failures += ("conversion gates failed",)
@@ -244,6 +256,7 @@ def candidates_for_run(
                 failures,
                 tuple(m.samples_ms) if basis is Basis.P50_MS and m.status == "ok" else (),
                 comp.samples if comp else None,
+                judged,
             )
         )
     return basis, counting, candidates

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -528,3 +529,93 @@ def test_an_agent_dying_between_thread_counts_is_restarted_for_the_missing_ones(
     assert [(a["id"], a["threads"]) for a in restart["artifacts"]] == [("tflite-fp32", [2])]
     assert [(a["id"], a["threads"]) for a in ncnn["artifacts"]] == [("ncnn-fp32", None)]
     assert any("restarting for the rest: tflite-fp32 (threads 2 only)" in s for s in said), said
+
+
+HANG_AFTER_FIRST_SHIM = """
+import importlib.util, os, sys, time
+spec = importlib.util.spec_from_file_location("agent", sys.argv[1])
+agent = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(agent)
+real = agent.log
+def hanging(message):
+    real(message)
+    if " threads=1 ok " in message:  # measured, outputs saved on the device: now the device freezes
+        open(os.environ["MEASURED_MARKER"], "w").close()
+        time.sleep(120)
+agent.log = hanging
+sys.exit(agent.main(sys.argv[1:]))
+"""
+
+
+def _freeze_when(marker: Path, pidfile: Path, stopped: list[int], deadline_s: float = 60) -> None:
+    """SIGSTOP an OpenSSH server and every sshd below it once `marker` exists (a frozen device)."""
+    import psutil
+
+    end = time.monotonic() + deadline_s
+    while not marker.exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    master = psutil.Process(int(pidfile.read_text()))
+    for proc in [master, *master.children(recursive=True)]:
+        if proc.name() == "sshd":
+            os.kill(proc.pid, signal.SIGSTOP)
+            stopped.append(proc.pid)
+
+
+@pytest.mark.integration
+def test_a_run_whose_outputs_were_never_pulled_names_no_route(
+    tiny_artifacts: list[Artifact], tmp_path: Path
+) -> None:
+    """A board (a real OpenSSH server) froze after tflite-fp32 was measured and its outputs saved on it
+    (DeviceTimeout): the outputs were never pulled, so no comparison exists, and the route still said 'ship
+    tflite-fp32' with its on-device gates never checked (a missing comparison counted as passed). It is now no
+    route, saying why; the measurement itself is kept."""
+    from test_transport_ssh import _sshd
+
+    key, host_key = tmp_path / "client_ed25519", tmp_path / "host_ed25519"
+    for k in (key, host_key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k)], check=True)
+    (tmp_path / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
+    shim = tmp_path / "hang_shim.py"
+    shim.write_text(HANG_AFTER_FIRST_SHIM)
+    marker = tmp_path / "measured"
+    extra = f"Subsystem sftp internal-sftp\nSetEnv MEASURED_MARKER={marker}\n"
+    stopped: list[int] = []
+    with _sshd(tmp_path, "board", host_key, tmp_path / "authorized_keys", extra) as port:
+        kind, blob = host_key.with_suffix(".pub").read_text().split()[:2]
+        (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {blob}\n")
+        user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+        board = Target(
+            name="board",
+            transport=TransportKind.SSH,
+            host="127.0.0.1",
+            port=port,
+            user=user,
+            key=str(key),
+            known_hosts=str(tmp_path / "known_hosts"),
+            work_dir=str(tmp_path / "work"),
+            python=f"{sys.executable} {shim}",
+            runtimes=["ai_edge_litert"],
+            connect_timeout=3,
+            io_timeout=3,
+        )
+        freezer = threading.Thread(target=_freeze_when, args=(marker, tmp_path / "board.pid", stopped))
+        freezer.start()
+        try:
+            result = deploy(
+                load_recipe(TINY),
+                [board],
+                DeployOptions(repeat=2, warmup=0, threads=(1,), host=False),
+                artifacts=[a for a in tiny_artifacts if a.format is Format.TFLITE_FP32],
+            )
+        finally:
+            freezer.join()
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+    assert stopped, "the board was never frozen"
+    (run,) = result.runs
+    assert run.status == "failed" and "DeviceTimeout" in (run.error or ""), run.error
+    assert measurements(run)["tflite-fp32", 1].status == "ok"  # type: ignore[attr-defined]  kept
+    assert not [c for c in run.comparisons if c.reference == "onnx"]  # never pulled, never compared
+    (route,) = result.routes
+    assert route["artifact"] is None, route
+    assert route["rejected"] == {"tflite-fp32": "gates not judged on the device: outputs not pulled"}, route

@@ -75,7 +75,16 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
         ranking = TargetRanking(run.target, basis, run.emulated, threads=n)
         for runtime, cands in by_runtime.items():
             best = recommend(run.target, cands, basis, n)
-            why = "" if best.artifact else ("gates failed" if any(c.value for c in cands) else "did not run")
+            ran = [c for c in cands if c.value]
+            why = (
+                ""
+                if best.artifact
+                else "did not run"
+                if not ran
+                else "gates not judged on the device"
+                if all(not c.judged for c in ran)
+                else "gates failed"
+            )
             ranking.entries.append(RuntimeEntry(runtime, best.artifact, best.value, why=why))
         for runtime, arts in _runtimes_of(
             result
