@@ -617,3 +617,43 @@ def test_a_run_recorded_on_the_same_target_during_the_night_does_not_hide_the_ni
     assert [(f.recipe, f.artifact, f.target) for f in outcome.report.regressions] == [  # type: ignore[union-attr]
         ("detector", "ncnn-int8", "pi4")
     ]
+
+
+def test_a_report_the_store_could_not_give_is_not_printed_as_a_failed_deploy(
+    recipes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store going away after the night's deploys (PostgreSQL stopped) was printed as 'deploy failed report:
+    the report could not be built from the store: ...', as if a recipe named `report` had failed to deploy."""
+    from typer.testing import CliRunner
+
+    import edgekit.nightly
+    from edgekit.cli import app
+
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("edgekit.nightly.build", unreachable)
+    fake.tonight = {"detector": {"raise": AgentError("connect: timed out")}}
+    real = edgekit.nightly.run_nightly
+    monkeypatch.setattr(  # the CLI's night, deployed by FakeNights
+        "edgekit.nightly.run_nightly",
+        lambda found, names, **kw: real(found, ["pi4"], **kw, deploy_fn=fake),
+    )
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "key")], check=True)
+    board = tmp_path / "pi4.yaml"
+    board.write_text(f"name: pi4\ntransport: ssh\nhost: 127.0.0.1\nuser: pi\nkey: {tmp_path / 'key'}\n")
+    out = CliRunner().invoke(
+        app,
+        ["nightly", "--recipes", str(recipes), "--targets", str(board), "--store", url],
+        terminal_width=400,
+    )
+    said = "".join(out.output.split())  # the console wraps long lines where it likes
+    assert out.exit_code == 1, out.output
+    assert f"deployfailed{recipes / 'detector.yaml'}:connect:timedout" in said, out.output
+    assert "deployfailedreport" not in said, out.output
+    assert (
+        "reportnotbuilt:thereportcouldnotbebuiltfromthestore:ConnectionError:serverclosedtheconnectionunexpectedly"
+        in said
+    ), out.output

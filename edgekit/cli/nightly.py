@@ -78,8 +78,8 @@ def nightly_cmd(
     )
     for path in outcome.written:
         console.print(f"wrote {plain(path)}", highlight=False)
-    for recipe, error in outcome.failures.items():
-        console.print(f"[red]deploy failed[/] {plain(recipe)}: {plain(error)}", highlight=False)
+    for what, why in failure_lines(outcome):
+        console.print(f"[red]{what}[/] {plain(why)}", highlight=False)
     for target, why in outcome.never_measured.items():
         console.print(
             f"[red]never measured[/] {plain(target)}: no measurement in the store yet"
@@ -99,6 +99,20 @@ def nightly_cmd(
         soft_wrap=True,
     )
     raise typer.Exit(outcome.exit_code)
+
+
+def failure_lines(outcome: Any) -> list[tuple[str, str]]:
+    """What failed tonight, each as (what, the recipe and why): a deploy ('deploy failed', 'tiny.yaml: ...'), and
+    the report when the store could not be read for it ('report not built', its reason), which is no deploy (it
+    was printed as 'deploy failed report: ...')."""
+    lines = [
+        ("deploy failed", f"{recipe}: {why}")
+        for recipe, why in outcome.failures.items()
+        if recipe != "report"
+    ]
+    if "report" in outcome.failures:
+        lines.append(("report not built:", outcome.failures["report"]))
+    return lines
 
 
 def accept_lines(outcome: Any, store: str | None) -> list[str]:
