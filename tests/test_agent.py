@@ -454,3 +454,44 @@ def test_ncnn_input_outlives_its_array_and_empty_outputs_are_results(tmp_path: P
     assert np.allclose(runner.outputs()[0][1], 0.75)
     runner._last = [ncnn.Mat(), ncnn.Mat()]  # what extract() gives for an empty detection result
     assert [y.shape for _, y in runner.outputs()] == [(0,), (0,)]
+
+
+def test_a_file_the_agent_cannot_write_is_said_as_such_not_as_a_bad_request(
+    tmp_path: Path, models: dict
+) -> None:
+    """Any OSError was 'bad request': a result or lock the device would not let the agent write (a full disk,
+    EACCES, EIO) read 'edgekit-agent: bad request runs/.../request-0.json: OSError: ...'. It now says 'cannot
+    write PATH: ...' and exits 5 (the host's EXIT_CANNOT_WRITE); an unreadable request is still a bad request."""
+    req = {
+        "protocol": 1,
+        "threads": [1],
+        "warmup": 0,
+        "repeat": 2,
+        "random_inputs": {"shape": [1, 3, 8, 8]},
+        "artifacts": [{"id": "b", "format": "ncnn-fp32", "files": [str(p) for p in models["ncnn"]]}],
+    }
+    (tmp_path / "request.json").write_text(json.dumps(req))
+    (tmp_path / "a-file").write_text("not a folder")  # ENOTDIR below it, whoever runs the test (root too)
+    for result, lock in ((tmp_path / "a-file" / "result.json", None), (tmp_path / "r.json", "a-file/lock")):
+        body = {**req, "lock_file": lock} if lock else req
+        (tmp_path / "request.json").write_text(json.dumps(body))
+        done = subprocess.run(
+            [sys.executable, str(AGENT), str(tmp_path / "request.json"), str(result)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 5, done.stderr
+        assert "bad request" not in done.stderr and "edgekit-agent: cannot write " in done.stderr, done.stderr
+        assert ("a-file/result.json" if lock is None else "a-file/lock") in done.stderr, done.stderr
+    (tmp_path / "request.json").write_text("{not json")
+    done = subprocess.run(
+        [sys.executable, str(AGENT), str(tmp_path / "request.json"), str(tmp_path / "r.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "bad request" in done.stderr, done.stderr
+    from edgekit.deploy.agent_run import EXIT_CANNOT_WRITE
+
+    assert EXIT_CANNOT_WRITE == 5  # the host reads the agent's exit status by this

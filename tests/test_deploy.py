@@ -619,3 +619,59 @@ def test_a_run_whose_outputs_were_never_pulled_names_no_route(
     (route,) = result.routes
     assert route["artifact"] is None, route
     assert route["rejected"] == {"tflite-fp32": "gates not judged on the device: outputs not pulled"}, route
+
+
+RESULT_IS_A_FOLDER_SHIM = """
+import importlib.util, os, sys
+os.makedirs(sys.argv[3])  # the result file's name is taken by a folder: every write of it fails (EISDIR)
+spec = importlib.util.spec_from_file_location("agent", sys.argv[1])
+agent = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(agent)
+sys.exit(agent.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.integration
+def test_an_agent_that_cannot_write_its_result_is_named_not_a_bad_request(
+    tiny_artifacts: list[Artifact], tmp_path: Path
+) -> None:
+    """On a board reached by a real OpenSSH server the agent could not write its result file (here a folder
+    holds its name): the run said 'bad request runs/.../request-0.json: IsADirectoryError', blaming the request
+    edgekit wrote. It now says the agent could not write on the device, naming the file, and not a request."""
+    from test_transport_ssh import _sshd
+
+    key, host_key = tmp_path / "client_ed25519", tmp_path / "host_ed25519"
+    for k in (key, host_key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k)], check=True)
+    (tmp_path / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
+    shim = tmp_path / "folder_shim.py"
+    shim.write_text(RESULT_IS_A_FOLDER_SHIM)
+    extra = "Subsystem sftp internal-sftp\n"
+    with _sshd(tmp_path, "board", host_key, tmp_path / "authorized_keys", extra) as port:
+        kind, blob = host_key.with_suffix(".pub").read_text().split()[:2]
+        (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {blob}\n")
+        user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+        board = Target(
+            name="board",
+            transport=TransportKind.SSH,
+            host="127.0.0.1",
+            port=port,
+            user=user,
+            key=str(key),
+            known_hosts=str(tmp_path / "known_hosts"),
+            work_dir=str(tmp_path / "work"),
+            python=f"{sys.executable} {shim}",
+            runtimes=["ai_edge_litert"],
+            connect_timeout=10,
+        )
+        result = deploy(
+            load_recipe(TINY),
+            [board],
+            DeployOptions(repeat=2, warmup=0, threads=(1,), host=False),
+            artifacts=[a for a in tiny_artifacts if a.format is Format.TFLITE_FP32],
+        )
+    (run,) = result.runs
+    error = run.error or ""
+    assert run.status == "failed" and "bad request" not in error, error
+    assert "the agent could not write on the device: edgekit-agent: cannot write " in error, error
+    assert "result-0.json" in error and "Is a directory" in error, error

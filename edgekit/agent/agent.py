@@ -60,6 +60,9 @@ PROTOCOL_VERSION = 1  # edgekit/agent/contract.py's, checked by tests/test_contr
 # Why a measurement failed: the codes the agent sets (contract.ErrorCode has these and the host's own)
 LOAD_ERROR, RUN_ERROR = "load_error", "run_error"
 EXIT_OK, EXIT_CRASH, EXIT_BAD_REQUEST, EXIT_LOCKED, EXIT_DEADLINE = 0, 1, 2, 3, 4
+EXIT_CANNOT_WRITE = (
+    5  # a file the agent writes (result, lock, outputs) could not be: a full disk, EACCES, EIO
+)
 DEADLINE_BACKSTOP_S = 30.0  # after the deadline: faulthandler ends a process whose main thread holds the GIL
 ARM_PARTS = {
     "0xd03": "Cortex-A53",
@@ -127,6 +130,13 @@ class AgentFailure(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+class CannotWrite(Exception):
+    """A file the agent writes could not be written (not an OSError: main() calls those a bad request)."""
+
+    def __init__(self, path: str, exc: OSError) -> None:
+        super().__init__("cannot write %s: %s" % (path, exc))
 
 
 def now() -> str:
@@ -1218,10 +1228,13 @@ def save_outputs(
     keys = _unique_keys(names)
     rel = outputs_name(outdir, art_id, threads)
     path = _resolve(base, rel)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "wb") as handle:
-        np.savez(handle, **dict(zip(keys, arrays)))
-    os.replace(path + ".tmp", path)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "wb") as handle:
+            np.savez(handle, **dict(zip(keys, arrays)))
+        os.replace(path + ".tmp", path)
+    except OSError as exc:
+        raise CannotWrite(rel, exc) from None
     checksums = {n: hashlib.sha256(a.tobytes()).hexdigest() for n, a in zip(names, arrays)}
     return {
         "outputs_file": rel,
@@ -1268,7 +1281,10 @@ def device_lock(path: str, timeout_s: float) -> Iterator[None]:
     """One benchmark at a time on a device: flock on the work dir's lock file, waiting up to timeout_s."""
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise CannotWrite(path, exc) from None
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -1283,8 +1299,11 @@ def device_lock(path: str, timeout_s: float) -> Iterator[None]:
                         EXIT_LOCKED,
                     ) from None
                 time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, ("pid %d since %s\n" % (os.getpid(), now())).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, ("pid %d since %s\n" % (os.getpid(), now())).encode(), 0)
+        except OSError as exc:
+            raise CannotWrite(path, exc) from None
         yield
     finally:
         os.close(fd)  # closing releases the flock
@@ -1326,11 +1345,14 @@ def stream(kind: str, obj: dict[str, Any]) -> None:
 
 def write_json(path: str, obj: dict[str, Any]) -> None:
     tmp = "%s.tmp.%d" % (path, os.getpid())
-    with open(tmp, "w") as handle:
-        json.dump(obj, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as handle:
+            json.dump(obj, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CannotWrite(path, exc) from None
 
 
 def run(request_path: str, result_path: str) -> int:
@@ -1406,7 +1428,10 @@ def main(argv: list[str]) -> int:
         return EXIT_BAD_REQUEST
     try:
         return run(argv[1], argv[2])
-    except (OSError, ValueError, KeyError) as exc:
+    except CannotWrite as exc:  # the request was fine: the device's disk or permissions are not
+        log(str(exc))
+        return EXIT_CANNOT_WRITE
+    except (OSError, ValueError, KeyError) as exc:  # reading the request, its inputs, its fields
         log("bad request %s: %s: %s" % (argv[1], type(exc).__name__, exc))
         return EXIT_BAD_REQUEST
 

@@ -58,6 +58,7 @@ from edgekit.transport import Transport
 
 EXIT_LOCKED = 3
 EXIT_DEADLINE = 4  # the agent stopped itself at the request's deadline_s
+EXIT_CANNOT_WRITE = 5  # the agent could not write its result, lock or outputs (a full disk is DeviceDiskFull)
 # the agent's own time limit is the host's for the run plus this: a host still there stops it first, always
 AGENT_DEADLINE_GRACE_S = 120.0
 
@@ -173,6 +174,21 @@ class AgentRunner:
                 free=free,
                 where=self.target.name,
                 hint="free space on the device, or --set work_dir=PATH",
+            )
+        if (
+            done.exit_status == EXIT_CANNOT_WRITE
+        ):  # restarting would fail the same way: name it, record the rest
+            for art in self.incomplete(arts):
+                self.record_failed(
+                    art,
+                    f"not run: the agent could not write on the device ({_tail(done.stderr, 1)})",
+                    ErrorCode.NOT_RUN,
+                )
+            raise AgentError(
+                f"the agent could not write on the device: {_tail(done.stderr, 1)}",
+                where=self.target.name,
+                hint="check the work dir's permissions and its disk on the device (dmesg for I/O errors), or "
+                "--set work_dir=PATH",
             )
         if done.exit_status == EXIT_DEADLINE:  # it outlived this run's time limit: a timeout, not a crash
             for art in self.incomplete(arts):
