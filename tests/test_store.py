@@ -1151,3 +1151,26 @@ def test_runs_accept_judges_the_run_on_its_targets_own_history(tmp_path: Path) -
         slow = store.record(night(10, ("pi4",), 1.4))
     done = _edgekit("runs", "accept", str(slow), "--target", "pi4", "--store", url, home=tmp_path / "home")
     assert done.returncode == 0 and "tflite-fp32 at 1 thread on pi4" in done.stdout, done.stderr
+
+
+def test_an_unfinished_deploy_whose_targets_all_finished_is_imported_as_not_ok_and_said_so(
+    tmp_path: Path,
+) -> None:
+    """A --json file without finished_at whose every target had finished (killed while comparing) was imported
+    saying 'recorded as interrupted, what it measured kept', and stored as the file's ok: `runs` listed it `ok
+    yes`. It is recorded as not ok (deploy says ok as it ends), and the line says what was kept."""
+    store = tmp_path / "s.sqlite"
+    unfinished = _small(T0).model_copy(update={"finished_at": None, "ok": True})
+    path = tmp_path / "unfinished.json"
+    path.write_text(unfinished.model_dump_json())
+    out = _edgekit("runs", "import", str(path), "--store", str(store), home=tmp_path)
+    said = " ".join(out.stdout.split())
+    assert out.returncode == 0 and "this deploy did not finish" in said, said + out.stderr
+    assert "recorded as interrupted" not in said
+    assert "every target had finished measuring: recorded with what it measured, as not ok" in said, said
+    with open_store(str(store)) as db:
+        (summary,) = db.runs()
+        assert not summary.ok and summary.interrupted_targets == []
+        assert db.load(summary.id).runs[0].status == "ok"
+    listed = _edgekit("runs", "--store", str(store), home=tmp_path)
+    assert " yes " not in listed.stdout, listed.stdout

@@ -277,9 +277,16 @@ def import_cmd(
     with open_store(store) as db:
         for path, result in results:
             if result.finished_at is None:
+                stopped = [r.target for r in result.runs if r.interrupted]
+                said = (
+                    f"recorded as interrupted on {', '.join(stopped)}, what it measured kept"
+                    if stopped
+                    else "every target had finished measuring: recorded with what it measured, as not ok (what "
+                    "deploy does after measuring, the comparisons and estimates, may be missing)"
+                )
                 console.print(
-                    f"{plain(path)}: this deploy did not finish (the file has no finished_at: killed before it ended?); "
-                    "recorded as interrupted, what it measured kept",
+                    f"{plain(path)}: this deploy did not finish (the file has no finished_at: killed before it "
+                    f"ended?); {plain(said)}",
                     highlight=False,
                 )
             same = db.find_same(result)
@@ -302,7 +309,8 @@ def _importable(path: Path, result: DeployResult) -> DeployResult:
     """A result the store can order and read: not from a newer edgekit (its protocol), not started in the future
     (the report takes the latest run by its time: a run dated next year hid every later night). A deploy killed
     before it ended (its --json written along the way, no finished_at) is marked interrupted, each target it did
-    not finish saying so: imported as it was, it showed as a failure without a reason."""
+    not finish saying so: imported as it was, it showed as a failure without a reason. Such a run is not ok
+    (deploy says ok as it ends): a file that said ok was listed as ok, every target finished or not."""
     from datetime import UTC, datetime
 
     from edgekit.agent.contract import PROTOCOL_VERSION
@@ -340,7 +348,7 @@ def _importable(path: Path, result: DeployResult) -> DeployResult:
         r if r.status == "ok" or r.error else r.model_copy(update={"error": said, "interrupted": True})
         for r in result.runs
     ]
-    return result.model_copy(update={"runs": runs})
+    return result.model_copy(update={"runs": runs, "ok": False})
 
 
 def register(app: typer.Typer) -> None:
