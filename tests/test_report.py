@@ -930,3 +930,41 @@ def test_small_instruction_counts_keep_three_figures() -> None:
 
     assert millions(141_234) == "0.141 M" and millions(2_345_678) == "2.35 M"
     assert millions(139_812_345) == "139.8 M" and millions(10_000_000) == "10.0 M"
+
+
+def test_no_speed_up_is_claimed_from_emulated_wall_time(tmp_path: Path) -> None:
+    """An emulated target that did not count: the HTML's 'speed-up over fp32' said '1.44x (emulated wall time)'
+    and the precision bars carried 1.44x/1.21x, while the route on the same page refused to rank those times
+    (qemu's wall time distorts ratios). Now '-' with a note and bars without ratios; where counts exist the
+    ratios are by count, and one uncounted measurement no longer turns the whole plot into wall time."""
+    from edgekit.report import plots
+    from edgekit.report.html import render as render_html
+
+    formats = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_FP32, Format.NCNN_INT8)
+    result = synthetic_result(
+        T0, rng=np.random.default_rng(0), targets=("pi4-emu",), formats=formats, threads=(1,)
+    )
+    uncounted = result.model_copy(deep=True)
+    for m in uncounted.runs[0].agent.measurements:  # type: ignore[union-attr]
+        m.instructions_per_invoke = None
+    with open_store(f"sqlite:///{tmp_path / 'uncounted.sqlite'}") as store:
+        store.record(uncounted)
+        report = build(store)
+    (view,) = report.recipes
+    assert [(r.speedup, r.speedup_basis) for r in view.rows] == [(None, "emulated wall time")] * 4
+    html = render_html(report)
+    assert 'x<br><span class="muted">(emulated wall time)' not in html
+    assert '-<br><span class="muted">(no count; not from emulated wall time)</span>' in html, html
+    (panel,) = plots.precisions(view, "pi4-emu")
+    assert re.findall(r">(\d+\.\d\d)x<", panel.svg or "") == [] and "no ratios" in panel.note
+    # counted, but one measurement without its count: the others are still drawn by count, with ratios
+    (ncnn_int8,) = [m for m in result.runs[0].agent.measurements if m.artifact == "ncnn-int8"]  # type: ignore[union-attr]
+    ncnn_int8.instructions_per_invoke = None
+    with open_store(f"sqlite:///{tmp_path / 'counted.sqlite'}") as store:
+        store.record(result)
+        (view,) = build(store).recipes
+    (panel,) = plots.precisions(view, "pi4-emu")
+    assert len(re.findall(r">(\d+\.\d\d)x<", panel.svg or "")) == 1  # tflite-int8 over tflite-fp32, by count
+    assert "guest instruction counts" in panel.note and "1 measurement without a count left out" in panel.note
+    row = next(r for r in view.rows if r.artifact == "tflite-int8")
+    assert row.speedup_basis == "instruction count" and row.speedup

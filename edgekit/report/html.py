@@ -303,6 +303,8 @@ def _table(rows: list[Row]) -> str:
         speed = f"{r.speedup:.2f}x" if r.speedup else "-"
         if r.speedup and r.speedup_basis != "latency":
             speed += f'<br><span class="muted">({escape(r.speedup_basis)})</span>'
+        elif r.speedup_basis == "emulated wall time":  # no count: qemu's wall time ratios are distorted
+            speed += '<br><span class="muted">(no count; not from emulated wall time)</span>'
         drift = f"{r.drift_max_abs:.3g} / {r.drift_cosine:.6f}" if r.drift_max_abs is not None else "-"
         status = escape(r.status if r.status == "ok" else f"{r.status}: {r.error or ''}")
         status += "".join(f" · {f.kind.value} {_pct(f.change)}" for f in r.flags)

@@ -172,18 +172,30 @@ def distribution(view: RecipeView, target: str) -> list[Panel]:
 
 def precisions(view: RecipeView, target: str) -> list[Panel]:
     """Per runtime: each precision's p50 (its speed-up over fp32 written on the bar), one panel per thread
-    count; on an emulated target that counts instructions, instruction counts instead of wall time."""
+    count; on an emulated target, the instruction counts of what counted (what did not is left out, said), and
+    with no count at all qemu's wall time without ratios on the bars (they are distorted under emulation: a
+    "1.44x" there read as a win the route on the same page refused to rank)."""
     emulated = view.emulated(target)
     run_id, measured = _latest_ok(view, target)
     found = [m for m in measured if m.p50_ms]
     if not found:
         return [_no_data(target, "precisions vs fp32", emulated, view)]
-    use_counts = emulated and all(m.instructions_per_invoke for m in found)
-    basis = "guest instruction counts on the emulated core (not time)" if use_counts else _basis(emulated)
+    counted = [m for m in found if m.instructions_per_invoke]
+    use_counts = emulated and bool(counted)
+    if use_counts:
+        left = len(found) - len(counted)
+        found = counted
+        basis = "guest instruction counts on the emulated core (not time)" + (
+            f"; {left} measurement{'s' if left != 1 else ''} without a count left out" if left else ""
+        )
+    else:
+        basis = _basis(emulated) + ("; no ratios: emulated wall time distorts them" if emulated else "")
     panels = []
     for n in sorted({m.threads for m in found}):
         fig, ax = new_panel()
-        _precision_bars(ax, [m for m in found if m.threads == n], use_counts)
+        _precision_bars(
+            ax, [m for m in found if m.threads == n], use_counts, ratios=use_counts or not emulated
+        )
         ax.set_ylabel(
             "instructions / invoke"
             if use_counts
@@ -257,7 +269,7 @@ def _route_label(route: str) -> str:
     return route if route.startswith(runtime) else runtime
 
 
-def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool) -> None:
+def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool, ratios: bool = True) -> None:
     by_format = {m.format: m for m in found}
     # one group per route: a format's name without its precision (onnx-int8 -> onnx, whose runtime is named
     # onnxruntime: grouping by runtime name left ONNX Runtime's bars out; tflite-onnx2tf is a route of its own)
@@ -277,7 +289,7 @@ def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool) -> Non
             x = i + (j - (len(Precision) - 1) / 2) * width
             ax.bar(x, value, width * 0.9, color=PRECISION_COLOURS[precision])
             top = max(top, value)
-            if base and precision is not Precision.FP32:
+            if ratios and base and precision is not Precision.FP32:
                 ax.text(
                     x,
                     value,
