@@ -968,3 +968,45 @@ def test_no_speed_up_is_claimed_from_emulated_wall_time(tmp_path: Path) -> None:
     assert "guest instruction counts" in panel.note and "1 measurement without a count left out" in panel.note
     row = next(r for r in view.rows if r.artifact == "tflite-int8")
     assert row.speedup_basis == "instruction count" and row.speedup
+
+
+def test_the_latest_table_names_each_machine_stored_as_host(tmp_path: Path) -> None:
+    """Every machine stores itself as `host`: the latest table showed a colleague's laptop run under `host`, below
+    a flag about the runner's host (18.9 -> 25.0 ms), its rows contradicting the flag. Each machine is a row group
+    of its own, its CPU named, from its own newest run and with its own flags."""
+    from edgekit.report.html import render as render_html
+
+    rng = np.random.default_rng(5)
+    formats = (Format.TFLITE_FP32, Format.TFLITE_INT8)
+    slow = {("tflite-int8", "host"): 1.3}
+    nights = [
+        synthetic_result(
+            T0 + timedelta(days=d),
+            rng=rng,
+            targets=("host",),
+            formats=formats,
+            threads=(1,),
+            repeat=30,
+            slowdown=slow if d == 9 else None,
+        )
+        for d in range(10)
+    ]
+    laptop = synthetic_result(
+        T0 + timedelta(days=9, hours=6), rng=rng, targets=("host",), formats=formats, threads=(1,), repeat=30
+    )
+    laptop.runs[0].agent.facts_before.cpu_model = "Intel laptop"  # type: ignore[union-attr]
+    runner_cpu = nights[0].runs[0].agent.facts_before  # type: ignore[union-attr]
+    with open_store(f"sqlite:///{tmp_path / 'hosts.sqlite'}") as store:
+        for result in [*nights, laptop]:
+            store.record(result)
+        report = build(store)
+    (view,) = report.recipes
+    assert [(f.run_id, f.target, f.artifact) for f in report.regressions] == [(10, "host", "tflite-int8")]
+    runner = f"host ({runner_cpu.cpu_model}, {runner_cpu.cores} cores)"
+    assert {(r.target, r.artifact, r.run_id, bool(r.flags)) for r in view.rows} == {
+        (f"host (Intel laptop, {runner_cpu.cores} cores)", "tflite-fp32", None, False),
+        (f"host (Intel laptop, {runner_cpu.cores} cores)", "tflite-int8", None, False),
+        (runner, "tflite-fp32", 10, False),
+        (runner, "tflite-int8", 10, True),
+    }
+    assert "host (Intel laptop" in render_html(report)

@@ -14,6 +14,7 @@ from typing import Any
 from edgekit.formats import Format
 from edgekit.report.changes import judged_changes
 from edgekit.report.regression import (
+    HOST,
     Flag,
     Settings,
     Unjudged,
@@ -298,7 +299,7 @@ def recipe_view(
         if older is not None:
             mine = [f for f in flags if f.run_id == older.id]  # its newest run was judged (judge_current)
             rows += [replace(row, run_id=older.id) for row in latest_rows(older.result, mine, only=target)]
-    rows = [_or_older(row, latest, shown) for row in rows]
+    rows = _host_series_rows([_or_older(row, latest, shown) for row in rows], shown, flags)
     return RecipeView(
         name,
         shown,
@@ -310,6 +311,31 @@ def recipe_view(
         against,
         judgement.unjudged,
     )
+
+
+def _host_series_rows(rows: list[Row], shown: list[StoredRun], flags: list[Flag]) -> list[Row]:
+    """With runs of more than one machine stored as `host` shown (a colleague's laptop beside the runner; each
+    its own history: regression.series_key), one row group per machine, the CPU named ('host (Cortex-A72, 4
+    cores)'), each from that machine's newest run and with its flags: the table showed the laptop's run under
+    `host` below a flag about the runner's. With one machine the rows stay as they are."""
+    newest: dict[tuple, StoredRun] = {}
+    for run in reversed(shown):
+        for t in run.result.runs:
+            key = series_key(t)
+            if t.target == HOST and None not in key[1:] and _measurements(t):
+                newest.setdefault(key, run)
+    if len(newest) < 2:
+        return rows
+    at = next((i for i, row in enumerate(rows) if row.target == HOST), len(rows))
+    grouped = []
+    for (_, cpu, cores), run in newest.items():
+        mine = [f for f in flags if f.run_id == run.id]
+        grouped += [
+            replace(row, target=f"{HOST} ({cpu}, {cores} cores)", run_id=None if run is shown[-1] else run.id)
+            for row in latest_rows(run.result, mine, only=HOST)
+        ]
+    others = [row for row in rows if row.target != HOST]
+    return others[:at] + grouped + others[at:]
 
 
 def _or_older(row: Row, latest: StoredRun, shown: list[StoredRun]) -> Row:
