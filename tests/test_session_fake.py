@@ -291,7 +291,39 @@ def test_ctrl_c_stops_the_agent_keeps_what_was_measured_and_marks_the_run(tmp_pa
     run = session.execute(arts, inputs)
     assert run.interrupted and run.status == "failed"
     assert statuses(run)["b"] == ("failed", ErrorCode.INTERRUPTED)
-    assert fake.closed and not cleaned(fake)  # an interrupted run leaves the device at once
+    # the link is whole: what was measured is fetched and the run folder removed (it was left in silence)
+    assert fake.closed and "resume" in fake.events and cleaned(fake)
+
+
+def test_after_a_ctrl_c_on_a_cut_link_the_folder_left_on_the_device_is_said(tmp_path, arts, inputs) -> None:
+    fake = FakeTransport(tmp_path / "device")
+    target = Target(name="board", host="board.invalid")
+    said: list[str] = []
+    session = TargetSession(
+        target,
+        run_id="r1",
+        local_dir=tmp_path / "local",
+        transport=fake,
+        settings=Settings(repeat=2, warmup=0, timeout_s=30.0),
+        progress=said.append,
+    )
+
+    def ctrl_c_then_cut(fake: FakeTransport, call: Call) -> RunResult:
+        def both() -> None:
+            session.interrupt()
+            fake.sever("interrupted (Ctrl-C or SIGTERM)")  # the link's timer cut it: the device froze too
+
+        threading.Timer(0.2, both).start()
+        return hangs()(fake, call)
+
+    fake.steps[1] = agent(
+        lambda wanted: wanted[:1], in_progress="b threads=1", finished=False, then=ctrl_c_then_cut
+    )
+    run = session.execute(arts, inputs)
+    assert run.interrupted and not cleaned(fake)
+    assert any("runs/r1-board left on the device (the link was cut at the interrupt)" in s for s in said), (
+        said
+    )
 
 
 def test_a_full_disk_is_named_before_anything_is_sent(tmp_path, arts, inputs) -> None:

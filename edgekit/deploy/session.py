@@ -187,8 +187,25 @@ class TargetSession:
         return self.run
 
     def finish(self, transport: Transport) -> None:
-        """Pull what was measured (also after a failure), remove the remote run folder, close."""
+        """Pull what was measured (also after a failure or a Ctrl-C), remove the remote run folder, close. After a
+        Ctrl-C the pull and the removal still run when the link is whole, each call under its own deadline (the
+        deploy waits for them at most a minute; a second Ctrl-C stops waiting); a folder that cannot be removed
+        is said, not left in silence."""
         usable = transport.usable and not self.interrupted
+        if self.interrupted and self.runner.invocations:
+            usable = transport.resume_after_interrupt()
+            name = self.target.name
+            if usable:
+                self.say(
+                    f"{name}: interrupted: fetching what was measured and removing {self.run_dir} on the device "
+                    "(Ctrl-C again to leave it there)"
+                )
+            else:
+                self.say(
+                    f"{name}: {self.run_dir} left on the device (the link was cut at the interrupt): what the "
+                    "agent saved there was not fetched; edgekit removes run folders older than a day at a later "
+                    "connect"
+                )
         refused = self.runner.reader.take_refusal()  # a run that ended in another error first
         if refused is not None:
             self.fail(f"run: AgentError: {refused}")
@@ -325,6 +342,7 @@ class TargetSession:
         self, transport: Transport, groups: dict[tuple[str, str], list[AgentArtifact]], inputs: Path
     ) -> None:
         for (python, runtime), group in groups.items():
+            self._stop_if_interrupted(f"the {runtime} agent run")  # a Ctrl-C between groups starts no new one
             remaining = list(group)
             for _attempt in range(MAX_RESTARTS):
                 if not remaining:

@@ -75,6 +75,12 @@ class Transport(abc.ABC):
         """Ctrl-C from another thread: stop the running command."""
         return None  # a transport whose commands cannot be stopped from outside: they end by their timeout
 
+    def resume_after_interrupt(self) -> bool:
+        """The command a Ctrl-C stopped has returned: allow the calls that fetch what was measured and remove the
+        run folder (each under its own deadline). False when the link was cut meanwhile: nothing more can be done
+        on it."""
+        return True
+
     @abc.abstractmethod
     def put(self, local: Path, remote: str) -> PutResult:
         """Upload atomically (temp name, sha256 verified on the device, rename); skip if already identical."""

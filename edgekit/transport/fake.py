@@ -161,6 +161,14 @@ class FakeTransport(Transport):
         self._interrupted = True
         self._cut.set()
 
+    def resume_after_interrupt(self) -> bool:
+        self.events.append("resume")
+        if self._severed is not None:
+            return False
+        self._interrupted = False
+        self._cut.clear()
+        return True
+
     def close(self) -> None:
         self.events.append("close")
         self.closed = True

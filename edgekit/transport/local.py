@@ -147,6 +147,10 @@ class LocalTransport(Transport):
         """Ctrl-C from another thread: the running command's process group is killed."""
         self._interrupt.set()
 
+    def resume_after_interrupt(self) -> bool:
+        self._interrupt.clear()
+        return True
+
     def close(self) -> None:
         pass
 

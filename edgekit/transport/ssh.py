@@ -245,6 +245,9 @@ class SshTransport(Transport):
         operation raises Interrupted; an upload or download still stuck after `io_timeout` is severed."""
         self._link.interrupt()
 
+    def resume_after_interrupt(self) -> bool:
+        return self._link.resume_after_interrupt()
+
     def close(self) -> None:
         self._files.close()
         client, self._link.client = self._link.client, None

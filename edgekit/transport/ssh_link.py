@@ -105,6 +105,16 @@ class Link:
         if timer is not None:
             timer.cancel()
 
+    def resume_after_interrupt(self) -> bool:
+        """After the Ctrl-C's command returned (interrupt_answered): new calls run again, each under its own
+        deadline, so what the agent measured can be fetched and its run folder removed. False, and the link left
+        as it is, when it was cut meanwhile (the timer of a command stuck at the Ctrl-C, a dropped link)."""
+        self.interrupt_answered()
+        if self.severed is not None:
+            return False
+        self.interrupted.clear()
+        return True
+
     @contextmanager
     def deadline(self, what: str, seconds: float) -> Iterator[None]:
         """Run the body within `seconds` or sever the link; translate link failures into named errors."""

@@ -134,6 +134,10 @@ def test_ctrl_c_mid_deploy_exits_130_and_keeps_the_measurement(pi4_emu, tmp_path
         got = {m.artifact: m for m in run.agent.measurements}
         assert got["tflite-fp32"].status == "ok"
         assert got["ncnn-fp32"].status == "failed" and "interrupted" in (got["ncnn-fp32"].error or "")
+    # the link was whole: what the agent saved was fetched and its run folder removed (it was left in silence)
+    assert "interrupted: fetching what was measured and removing runs/" in stdout + stderr, stdout[-2000:]
+    runs = work / "runs"
+    assert not runs.is_dir() or not any(runs.iterdir()), list(runs.iterdir())
     time.sleep(1)
     leftover = [
         p
