@@ -650,3 +650,28 @@ def test_every_emulated_time_in_the_bench_table_says_it_is_emulated_wall_time(
     assert "load emulated wall ms = opening the model" in text, text
     init = run.agent.measurements[0].runtime_init_ms  # type: ignore[union-attr]
     assert init is not None and re.search(r"runtime_init_ms: ncnn [\d.]+ emulated wall ms\)", text), text
+
+
+def test_a_tflite_named_from_the_cache_is_benched_in_the_original_models_layout(
+    model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """`convert` lists the cache's paths for bench; bench on that .tflite made its random input in the file's
+    NHWC shape and the agent moved it again by the recorded layout: 'input sample of shape [1, 32, 32, 3] moved by
+    the recorded layout [0, 2, 3, 1] does not fit the model input', exit 1, unless given the NCHW shape. The
+    shape made, checked and said is the original model's now; the file's own NHWC shape is refused by name."""
+    from edgekit.convert.pipeline import convert_recipe
+
+    (art,) = convert_recipe(load_recipe(TINY), [Format.TFLITE_FP32])  # from the cache the fixture filled
+    cached = art.main_file
+    assert (cached.parent / "artifact.json").is_file()
+    plain = bench(str(cached), "--target", "host", "--repeat", "2")
+    assert plain.returncode == 0, plain.stdout[-1500:] + plain.stderr[-1500:]
+    assert "of shape 1,3,32,32" in plain.stdout + plain.stderr, plain.stdout + plain.stderr
+    given = bench(str(cached), "--target", "host", "--repeat", "2", "--shape", "1,3,32,32")
+    assert given.returncode == 0, given.stdout[-1500:] + given.stderr[-1500:]
+    nhwc = bench(str(cached), "--target", "host", "--shape", "1,32,32,3")
+    assert nhwc.returncode == 2 and "pass --shape 1,3,32,32" in nhwc.stderr, nhwc.stdout + nhwc.stderr
+    sample = tmp_path / "nhwc.npy"
+    np.save(sample, np.zeros((2, 1, 32, 32, 3), np.float32))
+    refused = bench(str(cached), "--target", "host", "--input", str(sample))
+    assert refused.returncode == 2 and "samples of shape [1, 3, 32, 32]" in refused.stderr, refused.stderr

@@ -53,6 +53,14 @@ def bench_inputs(
         known = agent_shape or _file_shape(
             art
         )  # an .onnx: its fixed dimensions (a dynamic one takes the sample's)
+        if known and art.layout and tuple(data.shape[1:]) not in (known, known[1:]):
+            raise UsageError(  # the agent moves the sample by the recorded layout: no other shape fits
+                f"samples of shape {list(data.shape[1:])} do not fit this artifact's input {list(known)} (the "
+                "original model's layout, which its recorded layout moves into the .tflite's; the first axis of "
+                "the array is the sample)",
+                where="--input",
+                hint=f"samples of shape {list(known)}, as the recipe's data reaches the original model",
+            )
         if known:  # checked here, not after the agent started on the target (the agent applies the same fit)
             try:
                 fit_shape(data[0], known, _free(_onnx_agent_shape(art.files[0])[1]) if onnx else ())
@@ -218,6 +226,13 @@ def _check_given_shape(art: AgentArtifact, dims: tuple[int, ...], option: str) -
         _check_onnx_shape(art.files[0], dims, option)
         return
     known = _file_shape(art)
+    if known and art.layout and dims not in (known, known[1:]):  # moved by the recorded layout: exactly this
+        raise UsageError(
+            f"shape {','.join(map(str, dims))} does not fit this artifact's input {list(known)} (the original "
+            "model's layout, which its recorded layout moves into the .tflite's)",
+            where=option,
+            hint=f"pass {option} {','.join(map(str, known))} (batch first, as the original model)",
+        )
     if known:
         try:
             fit_shape(np.broadcast_to(np.float32(0), dims), known)
@@ -235,7 +250,16 @@ def _file_shape(art: AgentArtifact) -> tuple[int, ...] | None:
         from edgekit.runtimes.tflite import load_tflite
 
         detail = load_tflite(path).get_input_details()[0]
-        return tuple(int(d) for d in detail["shape"])
+        shape = tuple(int(d) for d in detail["shape"])
+        perm = (art.layout or {}).get("input")
+        if isinstance(perm, list) and sorted(perm) == list(range(len(shape))):
+            # an artifact of edgekit's cache: its recorded layout moves a sample in the ONNX model's layout into
+            # the file's (the agent applies it), so the shape to make and check is the ONNX model's
+            onnx = [0] * len(shape)
+            for axis, size in zip(perm, shape, strict=True):
+                onnx[axis] = size
+            return tuple(onnx)
+        return shape
     if path.suffix == ".onnx":
         return _onnx_static_shape(path)
     if path.suffix == ".mnn":  # MNN ran a shape it cannot take as an empty forward, timed as if it worked
