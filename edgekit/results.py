@@ -145,6 +145,12 @@ class Measurement(_Model):
     peak_rss_scope: Literal["measurement", "process"] | None = None  # VmHWM reset per measurement or not
     # MiB: resident-set growth from before loading to the end of the timed runs, read with the model still loaded
     rss_delta_mb: float | None = None
+    # additive: the resident set (MiB) the growth and the peak start from, read before loading, after the memory
+    # freed by earlier measurements went back to the OS (memory_released: glibc's malloc_trim). memory_released
+    # False: the C library could not (bionic, musl, macOS), so rss_delta_mb may read low and peak_rss_mb high
+    # after another model was measured in the same agent process; None: recorded before either existed
+    rss_baseline_mb: float | None = None
+    memory_released: bool | None = None
     output_names: list[str] = Field(default_factory=list)  # runtime's output names, in npz key order
     output_keys: list[str] = Field(default_factory=list)  # the .npz keys (sanitized names)
     output_shapes: list[list[int]] = Field(default_factory=list)  # each (samples, *output shape)
