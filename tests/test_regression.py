@@ -664,7 +664,7 @@ def test_a_host_run_that_recorded_no_cpu_does_not_hide_the_host_s_judgement(tmp_
     }
 
 
-def test_the_first_counted_run_of_an_emulated_target_is_not_judged_on_its_slower_wall_time() -> None:
+def test_the_first_counted_run_of_an_emulated_target_is_not_judged_on_its_slower_wall_time(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """An emulated target's first night with instruction counts (counting makes qemu slower) had no counted
     history, so its qemu wall time was judged against the uncounted nights': '5945 -> 8352 ms emulated wall time
     (+40.5%)', a regression that failed the night. Counting on starts a new series: not enough history (counts);
@@ -689,6 +689,18 @@ def test_the_first_counted_run_of_an_emulated_target_is_not_judged_on_its_slower
         line
         == "not enough history to judge the instruction count on pi5-emu (0 earlier counted runs; 1 needed)"
     )
+    # and the headline says what was not judged: the instruction count, not the latency
+    from edgekit.report import build
+    from edgekit.report.markdown import render
+    from edgekit.store import open_store
+
+    with open_store(f"sqlite:///{tmp_path / 'counted.sqlite'}") as store:
+        for night in nights:
+            store.record(night)
+        md = render(build(store))
+    assert md.startswith("## edgekit report: no regressions, instruction counts not judged for 1 recipe"), md[
+        :200
+    ]
     # counting off again: its wall time is judged against the uncounted nights, not the slower counted one
     back = _night(9, rng, targets=("pi5-emu",), slowdown={("ncnn-fp32", "pi5-emu"): 1.3})
     for m in back.runs[0].agent.measurements:  # type: ignore[union-attr]

@@ -82,9 +82,7 @@ class Unjudged:
     earlier: int
     needed: int
     since_change: int | None = None
-    what: str = (
-        "latency"  # or "instructions": a count at several threads, judged against its run-to-run spread
-    )
+    what: str = "latency"  # or "instructions": a count at several threads, judged against its run-to-run spread; or  # "count": an emulated target's first counted run, whose earlier runs counted nothing
 
 
 @dataclass

@@ -114,7 +114,10 @@ def _header(report: Report) -> str:
     if report.interrupted:
         badges += '<span class="badge warn">interrupted: not everything was run</span>'
     if report.unjudged:
-        badges += f'<span class="badge warn">latency not judged: {len(report.unjudged)} without enough history</span>'
+        badges += (
+            f'<span class="badge warn">{report.unjudged_what} not judged: {len(report.unjudged)} without enough '
+            "history</span>"
+        )
     window = f"since {when(report.since)} UTC" if report.since else "all history"
     nav = " · ".join(f'<a href="#{_anchor(v.recipe)}">{escape(v.recipe)}</a>' for v in report.recipes)
     return (

@@ -67,7 +67,7 @@ def verdict(report: Report) -> str:
     unjudged = report.unjudged
     if unjudged:
         parts.append(
-            f"latency not judged for {len(unjudged)} recipe{'s' if len(unjudged) != 1 else ''} "
+            f"{report.unjudged_what} not judged for {len(unjudged)} recipe{'s' if len(unjudged) != 1 else ''} "
             "(not enough history)"
         )
     return ", ".join(parts)

@@ -171,8 +171,17 @@ class Report:
 
     @property
     def unjudged(self) -> list[str]:
-        """Recipes with a key whose latency could not be judged for want of history."""
+        """Recipes with a key whose latency or instruction count could not be judged for want of history."""
         return [v.recipe for v in self.recipes if v.unjudged]
+
+    @property
+    def unjudged_what(self) -> str:
+        """What could not be judged, for the headline: 'latency', 'instruction counts' or both."""
+        kinds = {u.what for v in self.recipes for u in v.unjudged}
+        counts = kinds & {"instructions", "count"}
+        if counts and kinds - counts:
+            return "latency or instruction counts"
+        return "instruction counts" if counts else "latency"
 
 
 def build(
