@@ -675,3 +675,40 @@ def test_a_tflite_named_from_the_cache_is_benched_in_the_original_models_layout(
     np.save(sample, np.zeros((2, 1, 32, 32, 3), np.float32))
     refused = bench(str(cached), "--target", "host", "--input", str(sample))
     assert refused.returncode == 2 and "samples of shape [1, 3, 32, 32]" in refused.stderr, refused.stderr
+
+
+def test_percentiles_and_std_are_not_claimed_from_too_few_samples(tmp_path: Path) -> None:
+    """p99 of bench's 10 samples was numpy's interpolation 91 % of the way to the max, printed as p99; one sample
+    gave std 0 and p50 = p90 = p99. The agent records no std of one sample, and the table shows p90 from 10 samples
+    and p99 from 100 ('-' below, said under it with the samples taken)."""
+    import onnx
+    from onnx_graphs import gelu_classifier
+
+    from edgekit.report.bench_table import bench_table
+
+    model = onnx.load(str(gelu_classifier(tmp_path / "free.onnx")))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(model, str(fixed))
+    for repeat in (1, 10):
+        out = tmp_path / f"r{repeat}.json"
+        done = bench(
+            str(fixed), "--target", "host", "--repeat", str(repeat), "--threads", "1", "--json", str(out)
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        run = TargetRun.model_validate_json(out.read_text())
+        assert run.agent is not None
+        (m,) = run.agent.measurements
+        table = bench_table(run.agent, "host")
+        cells = {str(c.header): str(c._cells[0]) for c in table.columns}
+        caption = str(table.caption)
+        assert cells["p99"] == "-", cells
+        assert "too few samples" in caption and "p99 needs 100" in caption, caption
+        if repeat == 1:
+            assert m.std_ms is None and cells["std"] == "-" and cells["p90"] == "-", (m.std_ms, cells)
+            assert "p90 needs 10" in caption and "1 taken" in caption, caption
+        else:
+            assert m.std_ms is not None and cells["std"] != "-" and cells["p90"] != "-", cells
+            assert "p90 needs" not in caption, caption
+    said = " ".join(done.stdout.split())
+    assert "too few samples" in said, said

@@ -212,3 +212,26 @@ def test_a_store_that_keeps_nothing_or_an_empty_store_option_is_refused(
     )
     assert out.returncode == 2 and says in out.stderr, out.stdout + out.stderr
     assert not (tmp_path / "home" / "results.sqlite").exists()  # nothing went to the default store
+
+
+def test_runs_show_claims_no_percentile_its_samples_cannot_tell(tmp_path: Path) -> None:
+    """runs show printed p90 and p99 of 3 samples (numpy's interpolation between the two largest) as if measured.
+    Below 10 samples p90 is '-', below 100 p99, and the line under the table says why."""
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4",), threads=(1,)
+    )
+    few = result.runs[0].agent.measurements[0]  # type: ignore[union-attr]
+    few.samples_ms = few.samples_ms[:3]
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    with open_store(url) as store:
+        run_id = store.record(result)
+    text = _show(url, run_id, tmp_path)
+    lines = text.splitlines()
+    at = next(
+        i for i, ln in enumerate(lines) if "p90 (ms)" in ln
+    )  # the measurements' table, after the artifacts'
+    heads = [h.strip() for h in lines[at].split("┃")]
+    row = next([c.strip() for c in ln.split("│")] for ln in lines[at:] if f"│ {few.artifact} " in ln)
+    assert row[heads.index("p90 (ms)")] == "-" and row[heads.index("p99")] == "-", row
+    said = " ".join(text.split())
+    assert "too few samples to tell it (p90 needs 10, p99 needs 100; 3" in said, said

@@ -1089,10 +1089,10 @@ def _noop() -> None:
     return None
 
 
-def summarize(samples: list[float]) -> dict[str, float]:
+def summarize(samples: list[float]) -> dict[str, Optional[float]]:
     arr = np.asarray(samples, dtype=np.float64)
     p50, p90, p99 = (float(v) for v in np.percentile(arr, [50, 90, 99]))
-    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    std = float(arr.std(ddof=1)) if arr.size > 1 else None  # one sample has no spread (not a spread of 0)
     return {
         "p50_ms": p50,
         "p90_ms": p90,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from edgekit.report.table import EMULATED_NOTE, _ms
+from edgekit.report.table import EMULATED_NOTE, _ms, few_samples_note, percentile
 from edgekit.results import AgentResult, Measurement
 from edgekit.terminal import plain
 
@@ -18,6 +18,9 @@ LOAD_NOTE = (
     "load ms = opening the model with its runtime already started (comparable across formats); each runtime's "
     "start-up, its first load in the agent run, is apart"
 )
+
+
+STD_NOTE = "'-' as std: one sample has no spread"
 
 
 def load_note(measurements: list[Measurement], emulated: bool = False) -> str | None:
@@ -42,7 +45,16 @@ def bench_table(agent: AgentResult, target: str) -> Table:
         f"{target}: {facts.machine} {facts.cpu_model or ''}, {facts.cores} cores, python {facts.python}"
         + (f" ({facts.emulator})" if emulated else "")
     )
-    notes = [n for n in (EMULATED_NOTE if emulated else None, load_note(agent.measurements, emulated)) if n]
+    notes = [
+        n
+        for n in (
+            EMULATED_NOTE if emulated else None,
+            load_note(agent.measurements, emulated),
+            few_samples_note(agent.measurements),
+            STD_NOTE if any(m.status == "ok" and m.std_ms is None for m in agent.measurements) else None,
+        )
+        if n
+    ]
     table = Table(
         title=title,
         title_justify="left",
@@ -77,8 +89,8 @@ def bench_table(agent: AgentResult, target: str) -> Table:
             str(m.threads),
             _ms(m.load_ms),
             _ms(m.p50_ms),
-            _ms(m.p90_ms),
-            _ms(m.p99_ms),
+            _ms(percentile(m, "p90")),
+            _ms(percentile(m, "p99")),
             _ms(m.mean_ms),
             _ms(m.std_ms),
             _ms(m.min_ms),

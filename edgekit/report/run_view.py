@@ -11,6 +11,7 @@ from rich.table import Table
 from edgekit.report.bench_table import load_note
 from edgekit.report.figures import estimated_thread_counts, fidelity_line, three_figures
 from edgekit.report.lines import route_line, timing_caveats
+from edgekit.report.table import few_samples_note, percentile
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
@@ -114,7 +115,11 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             plain(m.artifact),
             str(m.threads),
             *est,
-            *([_n(m.p50_ms), _n(m.p90_ms), _n(m.p99_ms), _n(m.load_ms)] if walls else []),
+            *(
+                [_n(m.p50_ms), _n(percentile(m, "p90")), _n(percentile(m, "p99")), _n(m.load_ms)]
+                if walls
+                else []
+            ),
             _n(m.peak_rss_mb),
             f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
             str(len(m.samples_ms)),
@@ -136,6 +141,9 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
     said = load_note(t.agent.measurements, emulated=t.emulated) if walls else None
     if said:
         console.print(f"  [dim]{plain(said)}[/]", highlight=False)
+    few = few_samples_note(t.agent.measurements) if walls else None
+    if few:
+        console.print(f"  [dim]{plain(few)}[/]", highlight=False)
     for line in timing_caveats(t):  # a busy machine, more threads than cores: deploy's lines
         console.print(f"  [yellow]! {plain(line)}[/]", highlight=False)
     if t.emulated:
