@@ -125,8 +125,10 @@ class Measurement(_Model):
     mean_ms: float | None = None
     std_ms: float | None = None
     min_ms: float | None = None
-    # MiB (2^20 bytes): the peak resident set of loading, warm-up and the timed runs, read right after them (the
-    # accuracy pass and the per-layer profile, at the first thread count only, come after and are not in it)
+    # MiB (2^20 bytes): the agent process's peak resident set (the interpreter, numpy and the runtime as well as the
+    # model: 53 MiB for a 25 KB model) over loading, warm-up and the timed runs, read right after them (the accuracy
+    # pass and the per-layer profile, at the first thread count only, come after and are not in it); the model's
+    # own growth is rss_delta_mb
     peak_rss_mb: float | None = None
     outputs_file: str | None = None  # .npz of outputs on the evaluation inputs, relative to the result dir
     output_checksums: dict[str, str] = Field(default_factory=dict)

@@ -235,3 +235,36 @@ def test_runs_show_claims_no_percentile_its_samples_cannot_tell(tmp_path: Path) 
     assert row[heads.index("p90 (ms)")] == "-" and row[heads.index("p99")] == "-", row
     said = " ".join(text.split())
     assert "too few samples to tell it (p90 needs 10, p99 needs 100; 3" in said, said
+
+
+def test_the_peak_rss_is_labelled_the_processes_and_the_models_growth_is_shown(tmp_path: Path) -> None:
+    """'peak RSS MiB' is the whole agent process's (python, numpy, the runtime: 53 MiB for a 25 KB model) but read
+    as the model's, and rss_delta_mb, the figure nearest the model's own memory, was in no table. runs show and
+    bench now head the peak as the process's and show the model's growth beside it."""
+    from edgekit.report.bench_table import bench_table
+
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4",), threads=(1,)
+    )
+    agent = result.runs[0].agent
+    assert agent is not None
+    for m in agent.measurements:
+        m.peak_rss_mb, m.rss_delta_mb = 52.8, 0.4
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    with open_store(url) as store:
+        run_id = store.record(result)
+    text = _show(url, run_id, tmp_path)
+    lines = text.splitlines()
+    at = next(i for i, ln in enumerate(lines) if "p90 (ms)" in ln)
+    heads = [h.strip() for h in lines[at].split("┃")]
+    assert "peak RSS MiB" not in heads and "process peak RSS MiB" in heads, heads
+    row = next([c.strip() for c in ln.split("│")] for ln in lines[at:] if "│ tflite-fp32 " in ln)
+    assert (
+        row[heads.index("process peak RSS MiB")] == "52.8" and row[heads.index("model RSS + MiB")] == "0.4"
+    ), row
+    said = " ".join(text.split())
+    assert "process peak RSS = the agent process's peak (python, numpy and the runtime" in said, said
+    table = bench_table(agent, "pi4")
+    cells = {str(c.header): str(c._cells[0]) for c in table.columns}
+    assert cells["process peak RSS MiB"] == "52.8" and cells["model RSS + MiB"] == "0.4", cells
+    assert "process peak RSS = the agent process's peak" in str(table.caption)

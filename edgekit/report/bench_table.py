@@ -1,5 +1,5 @@
 """The `edgekit bench` table: every measurement of one agent run on one target with its full timing statistics
-(load ms, p50 to min, samples x number, peak RSS, guest instructions), emulated wall times labelled as such.
+(load ms, p50 to min, samples x number, the process's peak RSS and the model's growth, guest instructions), emulated wall times labelled as such.
 Its load-ms note is also what `edgekit runs show` prints under a stored run's measurements.
 """
 
@@ -20,6 +20,13 @@ LOAD_NOTE = (
 )
 
 
+# peak_rss_mb is the agent process's (the interpreter, numpy and the runtime: 53 MiB for a 25 KB model);
+# rss_delta_mb, the growth from before the load, is the figure nearest the model's own memory
+PROCESS_PEAK, MODEL_GROWTH = "process peak RSS MiB", "model RSS + MiB"
+MEMORY_NOTE = (
+    "process peak RSS = the agent process's peak (python, numpy and the runtime with the model); model RSS + = "
+    "its resident set's growth from before loading the model to the end of the timed runs"
+)
 STD_NOTE = "'-' as std: one sample has no spread"
 
 
@@ -50,6 +57,7 @@ def bench_table(agent: AgentResult, target: str) -> Table:
         for n in (
             EMULATED_NOTE if emulated else None,
             load_note(agent.measurements, emulated),
+            MEMORY_NOTE,
             few_samples_note(agent.measurements),
             STD_NOTE if any(m.status == "ok" and m.std_ms is None for m in agent.measurements) else None,
         )
@@ -73,7 +81,8 @@ def bench_table(agent: AgentResult, target: str) -> Table:
             f"p50 {unit}",
             *((f"{name} {unit}" for name in TIMES) if emulated else TIMES),
             "samples x number",
-            "peak RSS MiB (qemu)" if emulated else "peak RSS MiB",
+            "peak RSS MiB (qemu)" if emulated else PROCESS_PEAK,
+            f"{MODEL_GROWTH} (qemu)" if emulated else MODEL_GROWTH,
         ]
         + (["guest insn / invoke"] if counted else [])
         + ["status"]
@@ -96,6 +105,7 @@ def bench_table(agent: AgentResult, target: str) -> Table:
             _ms(m.min_ms),
             f"{len(m.samples_ms)} x {m.number}",
             _num(m.peak_rss_mb, 1),
+            _num(m.rss_delta_mb, 1),
             *insn,
             Text("ok", style="green") if ok else Text(f"failed: {m.error}", style="red"),
         )

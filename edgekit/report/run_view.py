@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from edgekit.report.bench_table import load_note
+from edgekit.report.bench_table import MEMORY_NOTE, MODEL_GROWTH, PROCESS_PEAK, load_note
 from edgekit.report.figures import estimated_thread_counts, fidelity_line, three_figures
 from edgekit.report.lines import route_line, timing_caveats
 from edgekit.report.table import few_samples_note, percentile
@@ -99,7 +99,8 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             if walls
             else []
         ),
-        "peak RSS MiB (qemu)" if t.emulated else "peak RSS MiB",
+        "peak RSS MiB (qemu)" if t.emulated else PROCESS_PEAK,
+        f"{MODEL_GROWTH} (qemu)" if t.emulated else MODEL_GROWTH,
         "instructions / invoke (count)",
         "samples",
         "status",
@@ -121,6 +122,7 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
                 else []
             ),
             _n(m.peak_rss_mb),
+            _n(m.rss_delta_mb),
             f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
             str(len(m.samples_ms)),
             _status(m, gate_missed, t.emulated),
@@ -135,12 +137,15 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             "-",
             "-",
             "-",
+            "-",
             f"[dim]not run: estimated from the {', '.join(map(str, ran))}-thread run's instruction counts[/]",
         )
     console.print(table)
     said = load_note(t.agent.measurements, emulated=t.emulated) if walls else None
     if said:
         console.print(f"  [dim]{plain(said)}[/]", highlight=False)
+    if not t.emulated:
+        console.print(f"  [dim]{MEMORY_NOTE}[/]", highlight=False)
     few = few_samples_note(t.agent.measurements) if walls else None
     if few:
         console.print(f"  [dim]{plain(few)}[/]", highlight=False)
