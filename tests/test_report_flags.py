@@ -282,3 +282,45 @@ def test_the_accept_command_printed_for_a_min_change_regression_accepts_it(tmp_p
     assert "accepted as the new level of tflite-int8 at 1 thread on pi4" in _one_line(accepted.stdout)
     after = _edgekit("report", "--since", "all", "--min-change", "0.02", "--store", url)
     assert "runs accept" not in after.stdout and "no regressions" in after.stdout
+
+
+def test_a_clock_that_fell_during_the_run_is_said_and_judged_only_under_a_governor_that_holds_it() -> None:
+    """Throttling was told only by the Pi's vcgencmd flags or 80 °C: four cores at 2.4 GHz (55 °C) before the run
+    and 1.0 GHz (79 °C) after, no flags, read 'throttle_reason: None', and the HTML facts showed the clock before
+    the run only. Under the performance governor (which holds the top clock) such a fall is throttling; under
+    schedutil or ondemand (an idle core's clock falls too) it is said as a caution, not judged; the facts show the
+    clock after the run."""
+    from edgekit.report.html_facts import _facts_row
+    from edgekit.report.unreliable import throttle_reason
+    from edgekit.results import AgentResult, CpuFreq, DeviceFacts, TargetRun
+
+    def facts(khz: int, temp: float, governor: str) -> DeviceFacts:
+        freqs = [CpuFreq(cpu=i, governor=governor, cur_khz=khz, max_khz=2_400_000) for i in range(4)]
+        return DeviceFacts(machine="aarch64", cores=4, python="3.11", temperature_c=temp, freqs=freqs)
+
+    def run(governor: str, after_khz: int) -> TargetRun:
+        agent = AgentResult(
+            started_at="2026-12-05T00:00:00+00:00",
+            facts_before=facts(2_400_000, 55.0, governor),
+            facts_after=facts(after_khz, 79.0, governor),
+        )
+        return TargetRun(target="jetson", kind="ssh", emulated=False, status="ok", agent=agent)
+
+    held = run("performance", 1_000_000)
+    reason = throttle_reason(held)
+    assert reason is not None and "clock fell on cpu0-3: 2400 -> 1000 MHz" in reason, reason
+    assert "-58%" in reason and "performance" in reason, reason
+    assert held.agent is not None and "2400 → 1000 / 2400" in _facts_row(1, 0.0, held, held.agent)
+    from edgekit.report.unreliable import clock_caution
+
+    idle = run("schedutil", 1_000_000)
+    assert throttle_reason(idle) is None
+    caution = clock_caution(idle)
+    assert (
+        caution is not None
+        and "clock fell on cpu0-3: 2400 -> 1000 MHz" in caution
+        and "not judged" in caution
+    )
+    assert idle.agent is not None and "not judged" in _facts_row(1, 0.0, idle, idle.agent)
+    steady = run("performance", 2_300_000)  # 4 %: within what the clock reads from moment to moment
+    assert throttle_reason(steady) is None and clock_caution(steady) is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from edgekit.report.regression import throttle_reason
+from edgekit.report.unreliable import clock_caution
 from edgekit.report.view import RecipeView, when
 from edgekit.results import AgentResult, DeviceFacts, TargetRun
 
@@ -15,7 +16,7 @@ EMU_BADGE = '<span class="emu">emulated</span>'
 def facts_section(view: RecipeView) -> str:
     head = (
         "<tr><th class=l>run</th><th class=l>target</th><th class=l>CPU</th><th>cores</th>"
-        "<th class=l>governor</th><th>clock MHz (cur / max)</th><th>temperature °C (before → after)</th>"
+        "<th class=l>governor</th><th>clock MHz (before → after / max)</th><th>temperature °C (before → after)</th>"
         "<th class=l>throttled (before → after)</th><th class=l>runtimes</th></tr>"
     )
     rows = []
@@ -51,12 +52,15 @@ def _facts_row(run_id: int, started_ts: float, t: TargetRun, agent: AgentResult)
     throttled = f"{escape(before.throttled or '-')} → {escape((after.throttled if after else None) or '-')}"
     if reason:
         throttled += f" <b>{escape(reason)}</b>"
+    caution = clock_caution(t)
+    if caution:
+        throttled += f" <i>{escape(caution)}</i>"
     runtimes = escape(", ".join(f"{k} {v}" for k, v in before.runtimes.items()))
     return (
         f'<tr class="{"warn" if reason else ""}"><td class=l>#{run_id} {when(started_ts)}</td>'
         f"<td class=l>{escape(t.target)}{EMU_BADGE if t.emulated else ''}</td>"
         f"<td class=l>{escape(before.cpu_model or before.machine)}{emulator}</td>"
-        f"<td>{before.cores}</td><td class=l>{escape(_governor(before))}</td><td>{_clock(before)}</td>"
+        f"<td>{before.cores}</td><td class=l>{escape(_governor(before))}</td><td>{_clock(before, after)}</td>"
         f"<td>{_temp(before)} → {_temp(after)}</td><td class='l wrap'>{throttled}</td>"
         f"<td class='l wrap'>{runtimes}</td></tr>"
     )
@@ -70,11 +74,21 @@ def _governor(facts: DeviceFacts) -> str:
     return ", ".join(sorted({f.governor for f in facts.freqs if f.governor})) or "-"
 
 
-def _clock(facts: DeviceFacts) -> str:
-    cur = [f.cur_khz for f in facts.freqs if f.cur_khz]
-    top = [f.max_khz for f in facts.freqs if f.max_khz]
-    if not cur and not top:
+def _clock(before: DeviceFacts, after: DeviceFacts | None) -> str:
+    """Every core's clock before and after the run ('2400 → 1000 / 2400'; a range where cores differ, '600-1800'),
+    then the top clock: the highest core's clock before the run alone hid a clock that fell while timing."""
+    top = [f.max_khz for f in before.freqs if f.max_khz]
+    clocks = [c for c in (_clocks(before), _clocks(after)) if c]
+    if not clocks and not top:
         return "-"
-    return (
-        f"{max(cur) / 1000:.0f} / {max(top) / 1000:.0f}" if cur and top else f"{max(cur or top) / 1000:.0f}"
-    )
+    now = " → ".join(clocks) if len(clocks) == 2 else (clocks[0] + " → -" if clocks else "")
+    peak = f"{max(top) / 1000:.0f}" if top else ""
+    return f"{now} / {peak}" if now and peak else now or peak
+
+
+def _clocks(facts: DeviceFacts | None) -> str:
+    cur = [f.cur_khz for f in (facts.freqs if facts else []) if f.cur_khz]
+    if not cur:
+        return ""
+    lo, hi = min(cur) / 1000, max(cur) / 1000
+    return f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}-{hi:.0f}"

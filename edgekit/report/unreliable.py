@@ -3,7 +3,9 @@
 A target that was throttling or hot during the run is flagged `unreliable`, and its latencies are neither
 judged nor used as baseline for later runs; so is a measurement timed while other processes used a tenth or
 more of the device's CPUs (Measurement.timed_while_busy; emulated targets are judged on counts, not affected).
-An unreliable measurement still says how far it moved from its baseline, marked as not judged.
+An unreliable measurement still says how far it moved from its baseline, marked as not judged. A core's clock
+more than CLOCK_DROP lower after the run than before it is throttling under the performance governor, and a caution
+only (clock_caution) under governors that lower an idle core's clock.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from edgekit.results import DeviceFacts, Measurement, TargetRun
 if TYPE_CHECKING:
     from edgekit.report.baseline import Walk
 
+# A core whose clock after the run is this much below its clock before it has slowed down while timed. Only under a
+# governor that holds the top clock (performance) is that a cap (thermal or power): ondemand, schedutil and the like
+# lower an idle core's clock, and the agent reads the clocks after its last run ended, so there it is a caution
+CLOCK_DROP = 0.10
+_HOLDING_GOVERNORS = frozenset({"performance"})
 _THROTTLED_NOW = 0xF  # under-voltage, frequency capped, throttled, soft temperature limit (now)
 _THROTTLED_SINCE_BOOT = 0xF0000  # the same, sticky since boot
 
@@ -43,7 +50,60 @@ def throttle_reason(
         reasons.append(f"throttling occurred during the run (throttled {_hex(before)} -> {_hex(after)})")
     elif after is None and bits_before & _THROTTLED_SINCE_BOOT:
         reasons.append(f"throttled={_hex(before)} and no facts after the run to tell when")
+    held = [d for d in _clock_drops(target_run) if d[3] in _HOLDING_GOVERNORS]
+    if held:
+        reasons.append(
+            _clock_text(held) + " under the performance governor, which holds the top clock: capped"
+        )
     return "; ".join(reasons) or None
+
+
+def clock_caution(target_run: TargetRun) -> str | None:
+    """A clock that fell during the run under a governor that lowers an idle core's clock (ondemand, schedutil):
+    said as a caution, not judged (the agent reads the clock after the run, when the core may be idle)."""
+    loose = [d for d in _clock_drops(target_run) if d[3] not in _HOLDING_GOVERNORS]
+    if not loose:
+        return None
+    governors = ", ".join(sorted({d[3] or "unknown" for d in loose}))
+    return (
+        _clock_text(loose) + f" under the {governors} governor, which lowers an idle core's clock: "
+        "maybe throttled, maybe idle after the run (not judged)"
+    )
+
+
+def _clock_drops(target_run: TargetRun) -> list[tuple[int, int, int, str | None]]:
+    """(cpu, kHz before, kHz after, governor) of each core whose clock after the run is more than CLOCK_DROP below
+    its clock before, under the same governor before and after (a changed governor says nothing of heat)."""
+    agent = target_run.agent
+    if agent is None or agent.facts_after is None or target_run.emulated:
+        return []
+    after = {f.cpu: f for f in agent.facts_after.freqs}
+    drops = []
+    for f in agent.facts_before.freqs:
+        g = after.get(f.cpu)
+        if g is None or not f.cur_khz or not g.cur_khz or f.governor != g.governor:
+            continue
+        if g.cur_khz < f.cur_khz * (1.0 - CLOCK_DROP):
+            drops.append((f.cpu, f.cur_khz, g.cur_khz, f.governor))
+    return drops
+
+
+def _clock_text(drops: list[tuple[int, int, int, str | None]]) -> str:
+    """'clock fell on cpu0-3: 2400 -> 1000 MHz (-58%)', the range of each when cores differ."""
+    cpus = [d[0] for d in drops]
+    named = (
+        f"cpu{cpus[0]}-{cpus[-1]}"
+        if cpus == list(range(cpus[0], cpus[-1] + 1)) and len(cpus) > 1
+        else (",".join(f"cpu{c}" for c in cpus))
+    )
+    before, after = _mhz([d[1] for d in drops]), _mhz([d[2] for d in drops])
+    fall = max(1.0 - d[2] / d[1] for d in drops)
+    return f"clock fell on {named}: {before} -> {after} MHz (up to -{fall:.0%})"
+
+
+def _mhz(khz: list[int]) -> str:
+    lo, hi = min(khz) / 1000, max(khz) / 1000
+    return f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}-{hi:.0f}"
 
 
 def busy_flag(
