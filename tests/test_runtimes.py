@@ -415,3 +415,45 @@ def test_a_deploy_where_nothing_can_run_is_refused_before_converting(tmp_path: P
     assert (
         "convert" not in done.stdout + done.stderr.split("error (UsageError)")[0]
     )  # refused before converting
+
+
+def test_a_runtime_ranking_says_what_one_timed_invocation_covers_in_each_runtime() -> None:
+    """The ranking put runtimes side by side whose timed invocation covers different work (TFLite's
+    Interpreter.invoke() alone; onnxruntime's run with the input fed and the outputs copied out; ncnn's new
+    extractor, input and every output extracted) without saying so. The table and the HTML say each one's scope."""
+    from edgekit.results import AgentResult, ArtifactInfo, DeployResult, DeviceFacts, Measurement, TargetRun
+    from edgekit.runtimes.ranking import runtime_html, runtime_table
+
+    figures = {"tflite-fp32": 2.0, "onnx-fp32": 1.5, "ncnn-fp32": 3.0}
+    ms = [
+        Measurement(artifact=a, format=a, runtime="x", threads=1, status="ok", p50_ms=v)
+        for a, v in figures.items()
+    ]
+    facts = DeviceFacts(machine="x86_64", cores=4, python="3.11")
+    result = DeployResult(
+        recipe="r",
+        recipe_path="r.yaml",
+        recipe_sha256="0",
+        started_at="2026-12-01T00:00:00",
+        artifacts=[
+            ArtifactInfo(id=a, format=a, files=[], size_bytes=1, sha256="0", status="ok", gates_passed=True)
+            for a in figures
+        ],
+        runs=[
+            TargetRun(
+                target="host",
+                kind="local",
+                emulated=False,
+                status="ok",
+                agent=AgentResult(started_at="2026-12-01T00:00:00", facts_before=facts, measurements=ms),
+            )
+        ],
+    )
+    table = runtime_table(result)
+    assert table is not None
+    caption = str(table.caption)
+    assert caption.startswith("one timed invocation: "), caption
+    assert "tflite Interpreter.invoke() (outputs left in the interpreter)" in caption, caption
+    assert "onnxruntime InferenceSession.run (the input fed, the outputs copied out" in caption, caption
+    assert "ncnn a new extractor, its input and every output extracted" in caption, caption
+    assert "one timed invocation: " in runtime_html(result)

@@ -19,6 +19,18 @@ from edgekit.route import Basis, recommend
 from edgekit.route_deploy import bounded, candidates_for_run, estimates_tied, table_threads
 
 HOST = "host"
+# What one timed invocation covers, by runtime (the agent's runners' invoke): not the same scope everywhere, so a
+# ranking says it under the runtimes it compares. The input is set and the outputs converted outside the timing in
+# every runtime; a runtime that hands its outputs back as new arrays pays for them inside it.
+TIMED_SCOPE = {
+    "tflite": "Interpreter.invoke() (outputs left in the interpreter)",
+    "ncnn": "a new extractor, its input and every output extracted",
+    "onnxruntime": "InferenceSession.run (the input fed, the outputs copied out as new arrays)",
+    "opencv": "Net.forward of every output (returned as new arrays)",
+    "mnn": "Module.forward (outputs returned)",
+    "openvino": "InferRequest.infer() (outputs left in the request)",
+    "executorch": "Method.execute (outputs returned)",
+}
 EMU_HTML = '<span class="emu">emulated</span>'  # the report's own label of an emulated target
 
 
@@ -174,7 +186,15 @@ def runtime_table(result: DeployResult, threads: int | None = None) -> Table | N
         )
     for runtime in runtimes:
         table.add_row(runtime, *(_cell(r, runtime) for r in rankings))
+    table.caption = scope_note(runtimes)
+    table.caption_justify = "left"
     return table
+
+
+def scope_note(runtimes: list[str]) -> str | None:
+    """What one timed invocation of each ranked runtime covers, where it is known: the scopes differ."""
+    known = [f"{rt} {TIMED_SCOPE[rt]}" for rt in runtimes if rt in TIMED_SCOPE]
+    return "one timed invocation: " + "; ".join(known) if known else None
 
 
 def runtime_html(result: DeployResult, targets: list[str] | None = None, threads: int | None = None) -> str:
@@ -196,7 +216,9 @@ def runtime_html(result: DeployResult, targets: list[str] | None = None, threads
         + "</tr>"
         for rt in runtimes
     )
-    notes = "".join(f"<li>{escape(line)}</li>" for line in verdicts(rankings))
+    notes = "".join(
+        f"<li>{escape(line)}</li>" for line in [*verdicts(rankings), scope_note(runtimes)] if line
+    )
     return f"<table>{head}</tr>{rows}</table>" + (f"<ul>{notes}</ul>" if notes else "")
 
 
