@@ -75,11 +75,12 @@ def _clock_drops(target_run: TargetRun) -> list[tuple[int, int, int, str | None]
     """(cpu, kHz before, kHz after, governor) of each core whose clock after the run is more than CLOCK_DROP below
     its clock before, under the same governor before and after (a changed governor says nothing of heat)."""
     agent = target_run.agent
-    if agent is None or agent.facts_after is None or target_run.emulated:
+    before = agent.facts_before if agent is not None else None  # None: a stored run without its facts
+    if agent is None or before is None or agent.facts_after is None or target_run.emulated:
         return []
     after = {f.cpu: f for f in agent.facts_after.freqs}
     drops = []
-    for f in agent.facts_before.freqs:
+    for f in before.freqs:
         g = after.get(f.cpu)
         if g is None or not f.cur_khz or not g.cur_khz or f.governor != g.governor:
             continue
