@@ -57,7 +57,7 @@ def bench_table(agent: AgentResult, target: str) -> Table:
         for n in (
             EMULATED_NOTE if emulated else None,
             load_note(agent.measurements, emulated),
-            MEMORY_NOTE,
+            None if emulated else MEMORY_NOTE,
             few_samples_note(agent.measurements),
             STD_NOTE if any(m.status == "ok" and m.std_ms is None for m in agent.measurements) else None,
         )
@@ -81,8 +81,8 @@ def bench_table(agent: AgentResult, target: str) -> Table:
             f"p50 {unit}",
             *((f"{name} {unit}" for name in TIMES) if emulated else TIMES),
             "samples x number",
-            "peak RSS MiB (qemu)" if emulated else PROCESS_PEAK,
-            f"{MODEL_GROWTH} (qemu)" if emulated else MODEL_GROWTH,
+            # emulated: the qemu process's; its growth is the emulator's, no column
+            *(["peak RSS MiB (qemu)"] if emulated else [PROCESS_PEAK, MODEL_GROWTH]),
         ]
         + (["guest insn / invoke"] if counted else [])
         + ["status"]
@@ -105,7 +105,7 @@ def bench_table(agent: AgentResult, target: str) -> Table:
             _ms(m.min_ms),
             f"{len(m.samples_ms)} x {m.number}",
             _num(m.peak_rss_mb, 1),
-            _num(m.rss_delta_mb, 1),
+            *([] if emulated else [_num(m.rss_delta_mb, 1)]),
             *insn,
             Text("ok", style="green") if ok else Text(f"failed: {m.error}", style="red"),
         )

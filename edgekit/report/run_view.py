@@ -99,8 +99,8 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             if walls
             else []
         ),
-        "peak RSS MiB (qemu)" if t.emulated else PROCESS_PEAK,
-        f"{MODEL_GROWTH} (qemu)" if t.emulated else MODEL_GROWTH,
+        # emulated: the qemu process's peak, said below; its growth is the emulator's, no column
+        *(["peak RSS MiB (qemu)"] if t.emulated else [PROCESS_PEAK, MODEL_GROWTH]),
         "instructions / invoke (count)",
         "samples",
         "status",
@@ -122,7 +122,7 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
                 else []
             ),
             _n(m.peak_rss_mb),
-            _n(m.rss_delta_mb),
+            *([] if t.emulated else [_n(m.rss_delta_mb)]),
             f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
             str(len(m.samples_ms)),
             _status(m, gate_missed, t.emulated),
@@ -134,10 +134,7 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             str(threads),
             _estimate(figure),
             *(["-"] * (4 if walls else 0)),
-            "-",
-            "-",
-            "-",
-            "-",
+            *(["-"] * (3 if t.emulated else 4)),
             f"[dim]not run: estimated from the {', '.join(map(str, ran))}-thread run's instruction counts[/]",
         )
     console.print(table)
