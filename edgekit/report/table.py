@@ -122,9 +122,14 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
                     *_target_cells(run, art.id, threads, verbose, art.fidelity.get("samples"), drift),
                 )
         parts.append(table)
-    from edgekit.runtimes.ranking import runtime_table  # the runtimes side by side (a deploy of several)
+    from edgekit.runtimes.ranking import (  # the runtimes side by side (a deploy of several)
+        ranked_scope_note,
+        runtime_table,
+    )
 
-    parts += [t for t in (runtime_table(result),) if t is not None]
+    ranked = runtime_table(result)
+    if ranked is not None:  # with what one timed invocation covers in each: not the same work
+        parts += [ranked, Text(ranked_scope_note(result) or "", style="dim")]
     parts.append(Text(_caption(result, runs), style="dim"))
     return Group(*parts)
 

@@ -186,9 +186,15 @@ def runtime_table(result: DeployResult, threads: int | None = None) -> Table | N
         )
     for runtime in runtimes:
         table.add_row(runtime, *(_cell(r, runtime) for r in rankings))
-    table.caption = scope_note(runtimes)
-    table.caption_justify = "left"
     return table
+
+
+def ranked_scope_note(result: DeployResult, threads: int | None = None) -> str | None:
+    """scope_note of the runtimes runtime_table ranks (None: no table), said under it: a caption would fold to the
+    narrow table's width."""
+    rankings = rank_runtimes(result, threads)
+    runtimes = list(dict.fromkeys(e.runtime for r in rankings for e in r.entries))
+    return scope_note(runtimes) if len(runtimes) >= 2 else None
 
 
 def scope_note(runtimes: list[str]) -> str | None:
