@@ -59,7 +59,7 @@ def few_samples_note(measurements: list[Measurement], shown: tuple[str, ...] = (
     short = [
         w
         for w in shown
-        if any(m.status == "ok" and percentile(m, w) is None and m.p50_ms is not None for m in measurements)
+        if any(m.status == "ok" and 0 < len(m.samples_ms) < PERCENTILE_MIN_SAMPLES[w] for m in measurements)
     ]
     if not short:
         return None
