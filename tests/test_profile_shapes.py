@@ -56,6 +56,16 @@ def test_an_input_shape_a_tflite_or_onnx_would_ignore_is_refused(files: dict[str
         assert "UsageError" in done.stderr and "counted at the input shape the file states" in done.stderr
 
 
+@pytest.mark.parametrize(("kind", "shape"), [("tflite", "1,3,32,32"), ("onnx", "1,3,32,32")])
+def test_the_shape_a_tflite_or_onnx_states_is_taken_when_given(
+    files: dict[str, Path], kind: str, shape: str
+) -> None:
+    """The README says a contradicting --input-shape is refused; the very shape the file states was refused too
+    (exit 2), for a user who passed it to be safe. A .tflite's NHWC input is also taken as the original NCHW."""
+    done = profile(str(files[kind]), "--target", "pi4-emu", "--input-shape", shape, "--json")
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+
+
 def test_on_the_host_a_shape_the_sidecar_contradicts_is_refused_and_the_table_names_the_shape(
     files: dict[str, Path],
 ) -> None:

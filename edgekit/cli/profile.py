@@ -121,7 +121,12 @@ def profile_cmd(
     if device is None:
         _wall_profile(artifact, target, threads, passes, input_shape, top, as_json, list(set_ or ()), timeout)
         return
-    if input_shape is not None and artifact.suffix in (".tflite", ".onnx") and not _free_onnx(artifact):
+    if (
+        input_shape is not None
+        and artifact.suffix in (".tflite", ".onnx")
+        and not _free_onnx(artifact)
+        and not _states_shape(artifact, parse_shape(input_shape, "--input-shape"))
+    ):
         # it was ignored: the prefix models are cut from the file and counted at the shape it states
         raise UsageError(
             f"--input-shape {input_shape}: on {target} a {artifact.suffix} is counted at the input shape the file "
@@ -242,6 +247,26 @@ def _wall_profile(
         return
     for line in wall_table(m, tgt.name, artifact.name, top, timed):
         typer.echo(line)
+
+
+def _states_shape(artifact: Path, dims: list[int] | None) -> bool:
+    """`dims` is the input shape the .tflite or fixed .onnx states (a .tflite's NHWC input also as the original
+    model's NCHW): given "to be safe", it changes nothing and is taken."""
+    if not dims:
+        return False
+    if artifact.suffix == ".tflite":
+        from edgekit.runtimes.tflite import load_tflite
+
+        try:
+            stated = [int(d) for d in load_tflite(artifact).get_input_details()[0]["shape"]]
+        except Exception:  # noqa: BLE001 - a file TFLite cannot load is refused where it is loaded
+            return False
+        nchw = [stated[0], stated[3], stated[1], stated[2]] if len(stated) == 4 else stated
+        return list(dims) in (stated, nchw)
+    from edgekit.cli.bench_inputs import _onnx_static_shape
+
+    stated_onnx = _onnx_static_shape(artifact)
+    return stated_onnx is not None and tuple(dims) == stated_onnx
 
 
 def _free_onnx(artifact: Path) -> bool:
