@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -12,7 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -467,35 +470,30 @@ sys.exit(agent.main(sys.argv[1:]))
 """
 
 
-@pytest.mark.integration
-def test_an_agent_dying_between_thread_counts_is_restarted_for_the_missing_ones(
-    tiny_artifacts: list[Artifact], tmp_path: Path
-) -> None:
-    """The agent died (SIGSEGV) between tflite-fp32's 1-thread and 2-thread measurements, on a board reached by
-    a real OpenSSH server: 'restarting for the rest' restarted nothing for tflite-fp32 (any artifact with one
-    measurement counted as done), so its 2-thread row was 'not measured: the agent ended before this thread
-    count' and the run FAILED. The restarted agent now measures tflite-fp32 at 2 threads only, then ncnn-fp32 runs as planned."""
+@contextlib.contextmanager
+def _shimmed_board(
+    tmp_path: Path,
+    shim: str,
+    sshd_extra: str = "",
+    runtimes: tuple[str, ...] = ("ai_edge_litert",),
+    **fields: Any,
+) -> Iterator[Target]:
+    """A board reached over a real OpenSSH server on 127.0.0.1 (its own host key, pinned), whose python runs
+    the real agent through `shim` (a script that breaks it at a chosen moment)."""
     from test_transport_ssh import _sshd
 
     key, host_key = tmp_path / "client_ed25519", tmp_path / "host_ed25519"
     for k in (key, host_key):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k)], check=True)
     (tmp_path / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
-    shim = tmp_path / "die_shim.py"
-    shim.write_text(DIE_IN_COOLDOWN_SHIM)
-    marker = tmp_path / "died-once"
-    said: list[str] = []
-    with _sshd(
-        tmp_path,
-        "board",
-        host_key,
-        tmp_path / "authorized_keys",
-        f"Subsystem sftp internal-sftp\nSetEnv DIE_MARKER={marker}\n",
-    ) as port:
+    script = tmp_path / "shim.py"
+    script.write_text(shim)
+    extra = "Subsystem sftp internal-sftp\n" + sshd_extra
+    with _sshd(tmp_path, "board", host_key, tmp_path / "authorized_keys", extra) as port:
         kind, blob = host_key.with_suffix(".pub").read_text().split()[:2]
         (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {blob}\n")
         user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
-        board = Target(
+        yield Target(
             name="board",
             transport=TransportKind.SSH,
             host="127.0.0.1",
@@ -504,10 +502,25 @@ def test_an_agent_dying_between_thread_counts_is_restarted_for_the_missing_ones(
             key=str(key),
             known_hosts=str(tmp_path / "known_hosts"),
             work_dir=str(tmp_path / "work"),
-            python=f"{sys.executable} {shim}",
-            runtimes=["ai_edge_litert", "ncnn"],
-            connect_timeout=10,
+            python=f"{sys.executable} {script}",
+            runtimes=list(runtimes),
+            **{"connect_timeout": 10, **fields},
         )
+
+
+@pytest.mark.integration
+def test_an_agent_dying_between_thread_counts_is_restarted_for_the_missing_ones(
+    tiny_artifacts: list[Artifact], tmp_path: Path
+) -> None:
+    """The agent died (SIGSEGV) between tflite-fp32's 1-thread and 2-thread measurements, on a board reached by
+    a real OpenSSH server: 'restarting for the rest' restarted nothing for tflite-fp32 (any artifact with one
+    measurement counted as done), so its 2-thread row was 'not measured: the agent ended before this thread
+    count' and the run FAILED. The restarted agent now measures tflite-fp32 at 2 threads only, then ncnn-fp32 runs as planned."""
+    marker = tmp_path / "died-once"
+    said: list[str] = []
+    with _shimmed_board(
+        tmp_path, DIE_IN_COOLDOWN_SHIM, f"SetEnv DIE_MARKER={marker}\n", runtimes=("ai_edge_litert", "ncnn")
+    ) as board:
         result = deploy(
             load_recipe(TINY),
             [board],
@@ -569,35 +582,11 @@ def test_a_run_whose_outputs_were_never_pulled_names_no_route(
     (DeviceTimeout): the outputs were never pulled, so no comparison exists, and the route still said 'ship
     tflite-fp32' with its on-device gates never checked (a missing comparison counted as passed). It is now no
     route, saying why; the measurement itself is kept."""
-    from test_transport_ssh import _sshd
-
-    key, host_key = tmp_path / "client_ed25519", tmp_path / "host_ed25519"
-    for k in (key, host_key):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k)], check=True)
-    (tmp_path / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
-    shim = tmp_path / "hang_shim.py"
-    shim.write_text(HANG_AFTER_FIRST_SHIM)
     marker = tmp_path / "measured"
-    extra = f"Subsystem sftp internal-sftp\nSetEnv MEASURED_MARKER={marker}\n"
     stopped: list[int] = []
-    with _sshd(tmp_path, "board", host_key, tmp_path / "authorized_keys", extra) as port:
-        kind, blob = host_key.with_suffix(".pub").read_text().split()[:2]
-        (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {blob}\n")
-        user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
-        board = Target(
-            name="board",
-            transport=TransportKind.SSH,
-            host="127.0.0.1",
-            port=port,
-            user=user,
-            key=str(key),
-            known_hosts=str(tmp_path / "known_hosts"),
-            work_dir=str(tmp_path / "work"),
-            python=f"{sys.executable} {shim}",
-            runtimes=["ai_edge_litert"],
-            connect_timeout=3,
-            io_timeout=3,
-        )
+    with _shimmed_board(
+        tmp_path, HANG_AFTER_FIRST_SHIM, f"SetEnv MEASURED_MARKER={marker}\n", connect_timeout=3, io_timeout=3
+    ) as board:
         freezer = threading.Thread(target=_freeze_when, args=(marker, tmp_path / "board.pid", stopped))
         freezer.start()
         try:
@@ -638,32 +627,7 @@ def test_an_agent_that_cannot_write_its_result_is_named_not_a_bad_request(
     """On a board reached by a real OpenSSH server the agent could not write its result file (here a folder
     holds its name): the run said 'bad request runs/.../request-0.json: IsADirectoryError', blaming the request
     edgekit wrote. It now says the agent could not write on the device, naming the file, and not a request."""
-    from test_transport_ssh import _sshd
-
-    key, host_key = tmp_path / "client_ed25519", tmp_path / "host_ed25519"
-    for k in (key, host_key):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k)], check=True)
-    (tmp_path / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
-    shim = tmp_path / "folder_shim.py"
-    shim.write_text(RESULT_IS_A_FOLDER_SHIM)
-    extra = "Subsystem sftp internal-sftp\n"
-    with _sshd(tmp_path, "board", host_key, tmp_path / "authorized_keys", extra) as port:
-        kind, blob = host_key.with_suffix(".pub").read_text().split()[:2]
-        (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {blob}\n")
-        user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
-        board = Target(
-            name="board",
-            transport=TransportKind.SSH,
-            host="127.0.0.1",
-            port=port,
-            user=user,
-            key=str(key),
-            known_hosts=str(tmp_path / "known_hosts"),
-            work_dir=str(tmp_path / "work"),
-            python=f"{sys.executable} {shim}",
-            runtimes=["ai_edge_litert"],
-            connect_timeout=10,
-        )
+    with _shimmed_board(tmp_path, RESULT_IS_A_FOLDER_SHIM) as board:
         result = deploy(
             load_recipe(TINY),
             [board],
