@@ -369,9 +369,11 @@ def _lab_spread(
     files: list[Path], targets: Sequence[str], outcome: NightlyOutcome, log: Log
 ) -> tuple[DeployFn, list[str]]:
     """Run the matrix now, spread over the lab's free places; the loop then records what each recipe got.
-    Lab targets are replaced by the places they ran on (the report and the never-measured check are per board); a
-    lab target that got no place is left out of both (no run is ever stored under its name: it is said as not
-    reached, with why, not as never measured)."""
+    Lab targets are replaced by the places they ran on (the report and the never-measured check are per board): a
+    board that took at least one recipe or stopped taking them; a board acquired but left idle (its siblings
+    emptied the queue first: fewer recipes than boards) ran nothing tonight and is no target of the night (its
+    board line says it was idle). A lab target that got no place is left out of both (no run is ever stored under
+    its name: it is said as not reached, with why, not as never measured)."""
     from edgekit.lab.spread import is_lab, spread
 
     done = outcome.lab = spread(files, targets, log)
@@ -384,11 +386,12 @@ def _lab_spread(
             raise EdgekitError("no board ran this recipe", where=str(path))
         return found
 
-    boards = [
-        t
-        for name in targets
-        for t in ([b for b, k in done.board_type.items() if k == name] if is_lab([name]) else [name])
-    ]
+    def worked(name: str) -> list[str]:  # the boards of lab target `name` that took a recipe or stopped
+        return [
+            b for b, k in done.board_type.items() if k == name and (done.jobs.get(b) or b in done.stopped)
+        ]
+
+    boards = [t for name in targets for t in (worked(name) if is_lab([name]) else [name])]
     return tonight, boards
 
 

@@ -1301,3 +1301,55 @@ def test_a_boards_deploy_gets_the_nights_stop_event(monkeypatch: pytest.MonkeyPa
     thread.join()
     night_module._deploy_one(object(), object(), [])  # type: ignore[arg-type]  # another thread: no night
     assert got == [stopping, None]
+
+
+def _measuring_deploy(log: list[tuple[str, str, float, float]]) -> Callable[..., object]:
+    """_fake_deploy whose run carries one ok measurement: the board counts as measured in the store."""
+    from datetime import UTC, datetime
+
+    from edgekit.results import AgentResult, DeviceFacts, Measurement
+
+    plain = _fake_deploy(log, 0.0)
+
+    def deploy_one(recipe: object, target: object, arts: object) -> object:
+        result = plain(recipe, target, arts)
+        facts = DeviceFacts(machine="aarch64", cores=4, python="3.11", emulated=True)
+        measured = Measurement(
+            artifact="ncnn-fp32", format="ncnn-fp32", runtime="ncnn", threads=1, status="ok", samples_ms=[1.0]
+        )
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        for run in result.runs:  # type: ignore[attr-defined]
+            run.agent = AgentResult(started_at=now, facts_before=facts, measurements=[measured])
+        return result
+
+    return deploy_one
+
+
+def test_a_lab_board_that_got_no_recipe_is_no_target_never_measured(
+    rig: lab_rig.Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One recipe, two free pi4 places: one board ran it, its sibling found the queue empty ("queue empty,
+    released") and on a fresh store was "pi4-b: has never produced a measurement", the night failing (exit 1)
+    although every board was healthy. A board that took no recipe is no target of the night: said idle in its
+    board line, not never measured."""
+    from edgekit.lab import night as night_module
+    from edgekit.nightly import run_nightly
+
+    _small_recipes(tmp_path / "recipes", ("tiny-a",))
+    _no_conversion(monkeypatch)
+    ran: list[tuple[str, str, float, float]] = []
+    monkeypatch.setattr(night_module, "_deploy_one", _measuring_deploy(ran))
+    said: list[str] = []
+    store = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    outcome = run_nightly([tmp_path / "recipes"], ["lab:board=pi4"], store_url=store, log=said.append)
+    done = outcome.lab
+    assert done is not None and set(done.board_type) == {"pi4-a", "pi4-b"}, said
+    assert len(ran) == 1, ran
+    idle = ({"pi4-a", "pi4-b"} - {ran[0][0]}).pop()
+    assert f"{idle}: queue empty, released" in " ".join(said), said
+    assert not outcome.never_measured, (outcome.never_measured, said)
+    assert not any("never produced a measurement" in m for m in said), said
+    assert outcome.exit_code == 0, said
+    line = next(m for m in outcome.lab_lines if m.strip().startswith(f"{idle} (lab:board=pi4)"))
+    assert "0 recipe(s)" in line and "idle" in line, line
+    assert all(h is None for h in holders(rig).values())

@@ -162,6 +162,12 @@ def board_lines(store: Any, done: SpreadOutcome, history: int = 14) -> list[str]
     for board, kind in done.board_type.items():
         facts = last_facts(store, board)
         stopped = f"; STOPPED: {done.stopped[board]}" if board in done.stopped else ""
+        if not done.jobs.get(board) and not stopped:  # no target of the night (edgekit.nightly leaves it out)
+            stopped = (
+                "; no recipe finished on it before the stop"
+                if done.interrupted
+                else "; idle: its siblings took every recipe"
+            )
         lines.append(
             f"  {board} ({kind}): {len(done.jobs.get(board, []))} recipe(s) in "
             f"{done.board_seconds.get(board, 0.0):.0f} s{stopped}; last: "
