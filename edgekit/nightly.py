@@ -210,7 +210,11 @@ def run_nightly(
                 continue
             log(f"{path.name}: recorded as run {outcome.run_ids[str(path)]}")
             for run in result.runs:  # a target that failed tonight is said now, not only in the report
-                if run.status != "ok" and run.error:
+                if run.interrupted:  # a lab board the night's Ctrl-C stopped: not a failure
+                    log(
+                        f"{path.name} on {run.target}: interrupted, not finished (what it measured is recorded)"
+                    )
+                elif run.status != "ok" and run.error:
                     log(f"{path.name} on {run.target}: failed: {_first_and_hint(run.error)}")
             raised = outcome.lab.raised.get(path) if outcome.lab is not None else None
             if raised:  # the deploy raised on some boards (recorded as their failed runs): a failed deploy

@@ -1353,3 +1353,60 @@ def test_a_lab_board_that_got_no_recipe_is_no_target_never_measured(
     line = next(m for m in outcome.lab_lines if m.strip().startswith(f"{idle} (lab:board=pi4)"))
     assert "0 recipe(s)" in line and "idle" in line, line
     assert all(h is None for h in holders(rig).values())
+
+
+def test_a_board_the_ctrl_c_stopped_is_an_interrupted_run_not_a_failed_deploy(
+    rig: lab_rig.Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C in a lab nightly stops the board still deploying (its deploy raises Interrupted, what it measured
+    attached): the night said "pi5-a: tiny-b.yaml: deploy failed: edgekit deploy: interrupted ...", counted it as
+    a failed deploy ("1 deploy failed, interrupted"), and the "keeping what finished" line named it nowhere. It is
+    now recorded as an interrupted run, said as stopped, not finished, and no deploy failed."""
+    import _thread
+
+    from edgekit.errors import Interrupted
+    from edgekit.lab import night as night_module
+    from edgekit.nightly import run_nightly, verdict
+    from edgekit.store import open_store
+
+    _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b"))
+    _no_conversion(monkeypatch)
+    _night_of(monkeypatch, 0)
+    ran: list[tuple[str, str, float, float]] = []
+    measuring = _measuring_deploy(ran)
+
+    def deploy_one(recipe: object, target: object, arts: object) -> object:
+        result = measuring(recipe, target, arts)
+        if recipe.name == "tiny-a":  # type: ignore[attr-defined]
+            return result
+        _thread.interrupt_main()  # Ctrl-C while tiny-b runs on the board
+        assert night_module._NIGHT.stop.wait(
+            20
+        )  # the night tells this board's deploy to stop, as deploy obeys
+        for run in result.runs:  # type: ignore[attr-defined]
+            run.status, run.interrupted, run.error = "failed", True, "run: interrupted (Ctrl-C or SIGTERM)"
+        stop = Interrupted(
+            "interrupted (Ctrl-C or SIGTERM); what was measured is kept", where="edgekit deploy"
+        )
+        stop.result = result  # type: ignore[attr-defined]
+        raise stop
+
+    monkeypatch.setattr(night_module, "_deploy_one", deploy_one)
+    monkeypatch.setattr(night_module, "STOP_WAIT_S", 10.0)
+    said: list[str] = []
+    store = f"sqlite:///{tmp_path / 'cut.sqlite'}"
+    outcome = run_nightly([tmp_path / "recipes"], ["lab:board=pi5"], store_url=store, log=said.append)
+    assert outcome.interrupted and outcome.exit_code == 130, said
+    assert not any("deploy failed" in m for m in said), said
+    assert not outcome.failures, (outcome.failures, said)
+    assert "deploy failed" not in verdict(outcome), verdict(outcome)
+    kept = next(m for m in said if "keeping what finished" in m)
+    assert (
+        "keeping what finished: 1 recipe(s)" in kept and "stopped, not finished: tiny-b.yaml on pi5-a" in kept
+    ), kept
+    with open_store(store) as st:
+        stored = {r.recipe: r for r in st.load_many(outcome.run_ids.values()).values()}
+    assert set(stored) == {"tiny-a", "tiny-b"}, said
+    assert [(r.target, r.interrupted) for r in stored["tiny-b"].runs] == [("pi5-a", True)]
+    assert [(r.target, r.interrupted) for r in stored["tiny-a"].runs] == [("pi5-a", False)]
+    assert all(h is None for h in holders(rig).values())

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.convert.base import Artifact
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, Interrupted
 from edgekit.lab.acquire import place_target
 from edgekit.lab.client import LabClient
 from edgekit.lab.errors import NotRun
@@ -77,6 +77,9 @@ class Night:
         self.queues: dict[str, queue.Queue[Path]] = {}
         self.parts: dict[Path, list[DeployResult]] = {p: [] for p in todo}
         self.raised: dict[Path, list[_Raised]] = {p: [] for p in todo}
+        # recipe -> what boards the night's stop cut short measured (their runs interrupted): kept, not failures
+        self.cut: dict[Path, list[DeployResult]] = {p: [] for p in todo}
+        self.cut_on: dict[str, Path] = {}  # board -> the recipe the stop cut short on it
         self.pending: dict[Path, int] = {}  # recipe -> targets still to run it
         self.running: dict[str, Path] = {}  # board -> the recipe it is deploying now
         self.workers: dict[str, int] = {}  # target -> its boards still taking recipes
@@ -227,8 +230,19 @@ class Night:
             self.log(f"{name}: {path.name}")
             result: DeployResult | None = None
             error: Exception | None = None
+            was_cut, cut = False, None  # the night's stop cut this deploy short; what it had measured
             try:
                 result = self.deploy(self.loaded[path], target, self.artifacts[path])
+            except Interrupted as exc:
+                if not self.stopping.is_set():  # not the night's stop: this recipe's failure on this board
+                    error = exc
+                    self.log(f"{name}: {path.name}: deploy failed: {error_text(exc).splitlines()[0]}")
+                else:  # the night's Ctrl-C or SIGTERM stopped it: an interrupted run, not a failed deploy
+                    was_cut, cut = True, _interrupted_runs(exc)
+                    self.log(
+                        f"{name}: {path.name}: stopped by the interrupt, not finished"
+                        + ("; what it measured is kept as an interrupted run" if cut is not None else "")
+                    )
             except Exception as exc:  # noqa: BLE001 - this recipe's failure on this board, said now
                 error = exc
                 self.log(f"{name}: {path.name}: deploy failed: {error_text(exc).splitlines()[0]}")
@@ -246,7 +260,11 @@ class Night:
                     outcome.stopped[name] = stopped
                 else:
                     self.pending[path] -= 1
-                if error is not None:
+                if was_cut:
+                    self.cut_on[name] = path
+                    if cut is not None:
+                        self.cut[path].append(cut)
+                elif error is not None:
                     self.raised[path].append(_Raised(name, target, error))
                 elif result is not None:
                     self.parts[path].append(result)
@@ -347,10 +365,16 @@ class Night:
         with self.lock:
             self.closed = True  # what is said now is what is kept: a board finishing later is dropped
             running = dict(self.running)
-            done = [p for p in self.todo if self.parts[p] and not self.pending.get(p)]
-            part = [p for p in self.todo if self.parts[p] and self.pending.get(p)]
+            cut_on = dict(self.cut_on)
+            done = [
+                p for p in self.todo if self.parts[p] and not self.pending.get(p) and p not in cut_on.values()
+            ]
+            part = [p for p in self.todo if self.parts[p] and p not in done]
         said = f"lab: {STOPPED}: keeping what finished: {len(done)} recipe(s) on every board type"
         said += f", {len(part)} on some" if part else ""
+        if cut_on:
+            said += "; stopped, not finished: " + ", ".join(f"{p.name} on {b}" for b, p in cut_on.items())
+            said += " (what it measured is recorded as an interrupted run)"
         if running:
             said += "; dropped, not finished: " + ", ".join(f"{p.name} on {b}" for b, p in running.items())
             said += " (its agent may still run on the board after the release)"
@@ -379,7 +403,7 @@ class Night:
     def anything_finished(self) -> bool:
         """Some board finished some recipe (measured it, or failed it): there is something to record."""
         with self.lock:
-            return any(self.parts[p] or self.raised[p] for p in self.todo)
+            return any(self.parts[p] or self.raised[p] or self.cut[p] for p in self.todo)
 
     def settle(self) -> None:
         """Each recipe's result: its boards' runs as one DeployResult, a board whose deploy raised as a failed run
@@ -387,7 +411,7 @@ class Night:
         finished is NotRun; an error is never replaced by it."""
         outcome = self.outcome
         for path in self.todo:
-            parts, raised = self.parts[path], self.raised[path]
+            parts, raised = self.parts[path] + self.cut[path], self.raised[path]
             if raised:
                 outcome.raised[path] = {r.board: error_text(r.error) for r in raised}
             if parts or raised:
@@ -435,6 +459,19 @@ def _settled(path: Path, parts: list[DeployResult], raised: list[_Raised]) -> De
     error = EdgekitError("; ".join(f"on {r.board}: {error_text(r.error)}" for r in raised), where=str(path))
     error.result = merged  # type: ignore[attr-defined]  # what the boards measured, recorded by the nightly
     return error
+
+
+def _interrupted_runs(exc: Interrupted) -> DeployResult | None:
+    """What a deploy the night's stop cut short had measured (deploy attaches it to its Interrupted), each of its
+    runs marked interrupted: recorded as an interrupted run, not a failed deploy; None when it measured nothing."""
+    kept = getattr(exc, "result", None)
+    if not isinstance(kept, DeployResult) or not kept.runs:
+        return None
+    kept = kept.model_copy(deep=True)
+    kept.ok = False
+    for run in kept.runs:
+        run.interrupted = True
+    return kept
 
 
 def _why_stop(board: str, lost: str | None, result: DeployResult | None) -> str | None:
