@@ -1410,3 +1410,50 @@ def test_a_board_the_ctrl_c_stopped_is_an_interrupted_run_not_a_failed_deploy(
     assert [(r.target, r.interrupted) for r in stored["tiny-b"].runs] == [("pi5-a", True)]
     assert [(r.target, r.interrupted) for r in stored["tiny-a"].runs] == [("pi5-a", False)]
     assert all(h is None for h in holders(rig).values())
+
+
+def test_two_lab_targets_with_one_place_between_them_are_refused_before_acquiring(
+    rig: lab_rig.Rig, tmp_path: Path
+) -> None:
+    """`edgekit deploy --target lab:board=pi5 --target lab:name=pi5-a` (one pi5 place): whichever target
+    acquired first ran, the other failed with SamePlaceTwice at its acquiring: a failed target, exit 1, stored
+    as such, which one depending on timing. It is refused before anything is converted or acquired (exit 2,
+    SamePlaceTwice's own) from the places each lab target matches; two targets with two places between them
+    are not."""
+    recipe = _small_recipes(tmp_path / "recipes", ("tiny-a",))[0]
+    start = time.monotonic()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "deploy",
+            str(recipe),
+            "--target",
+            "lab:board=pi5",
+            "--target",
+            "lab:name=pi5-a",
+            "--no-host",
+            "--no-store",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    said = " ".join(out.stderr.split())
+    assert "SamePlaceTwice" in said and "1 place(s) between them (pi5-a)" in said, said
+    assert "lab-board-pi5 (board=pi5)" in said and "lab-name-pi5-a (place pi5-a)" in said, said
+    assert "acquir" not in out.stdout + out.stderr and "convert" not in out.stdout, (out.stdout, out.stderr)
+    assert time.monotonic() - start < 30.0
+    assert holders(rig)["pi5-a"] is None
+    from edgekit.emu.device import check_distinct_places
+    from edgekit.lab.errors import SamePlaceTwice
+    from edgekit.target import load_target
+
+    check_distinct_places(
+        [load_target("lab:board=pi4"), load_target("lab:name=pi4-a")]
+    )  # pi4-b for the first
+    with pytest.raises(SamePlaceTwice, match=r"3 lab targets .* 2 place\(s\) between them \(pi4-a, pi4-b\)"):
+        check_distinct_places([load_target(t) for t in ("lab:board=pi4", "lab:name=pi4-a", "lab:name=pi4-b")])

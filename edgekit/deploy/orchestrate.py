@@ -89,6 +89,10 @@ def deploy(
         check_before_work(
             target
         )  # a missing key file, a lab with no such place...: exit 2 now, not after the work
+    if sum(t.lab is not None for t in resolved.values()) > 1:  # one place between two lab targets: exit 2 now
+        from edgekit.emu.device import check_distinct_places
+
+        check_distinct_places(list(resolved.values()))
     settings = Settings.from_benchmark(
         recipe.benchmark,
         threads=opts.threads,

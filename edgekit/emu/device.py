@@ -83,6 +83,14 @@ def check_available(target: Target) -> None:
         check_matchable(target)
 
 
+def check_distinct_places(targets: list[Target]) -> None:
+    """Before any work: the lab targets of one run have a place each between them (SamePlaceTwice, exit 2, not
+    one of them failing at whichever acquires last)."""
+    from edgekit.lab.acquire import check_distinct_places as check
+
+    check(targets)
+
+
 def ensure_device(target: Target, log: Callable[[str], None] | None = None) -> Target:
     """Start the emulated device behind `target` if it is not running; return the target with its live
     connection details. A lab target acquires a matching place (waiting for one) and returns that board's

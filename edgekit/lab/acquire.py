@@ -11,12 +11,13 @@ changed key is always refused, as for any board.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import TargetError
 from edgekit.lab.client import LabClient, Say
-from edgekit.lab.errors import LabError, no_matching_place, no_reachable_place
+from edgekit.lab.errors import LabError, SamePlaceTwice, no_matching_place, no_reachable_place
 from edgekit.lab.lease import Lease, PlaceHold
 from edgekit.lab.place import Place, matches
 from edgekit.paths import data_dir
@@ -85,6 +86,63 @@ def check_matchable(template: Target) -> None:
         )
     if all(place.service is None for place in matching):  # every exporter of them is down: no waiting helps
         raise no_reachable_place(template.lab.wanted(), [p.name for p in matching], client.coordinator)
+
+
+def check_distinct_places(targets: Sequence[Target]) -> None:
+    """Before acquiring anything: the lab targets of one run each take a place of their own (a board is measured
+    once per run), so lab targets that between them match fewer places than they are (`--target lab:board=pi5
+    --target lab:name=pi5-01` with one pi5) are refused at once (SamePlaceTwice, exit 2), not left to whichever
+    acquires first while the other fails. The places compared are the ones each target's lab lists as matching
+    with a NetworkService (check_matchable's); whether they are free is for the acquiring to wait on."""
+    labs = [t for t in targets if t.lab is not None and t._lease is None]
+    if len(labs) < 2:
+        return
+    listed: dict[str, list[Place]] = {}
+    choices: list[list[tuple[str, str]]] = []  # per lab target: (coordinator, place) it could take
+    for target in labs:
+        assert target.lab is not None  # filtered above
+        address = target.lab.address()
+        if address not in listed:
+            listed[address] = LabClient(address).places()
+        choices.append(
+            [(address, p.name) for p in listed[address] if p.service is not None and matches(p, target.lab)]
+        )
+    short = _without_a_place_each(choices)
+    if short is None:
+        return
+    names, places = [labs[i] for i in short[0]], sorted({p for _, p in short[1]})
+    wanted = ", ".join(f"{t.name} ({t.lab.wanted() if t.lab else '?'})" for t in names)
+    raise SamePlaceTwice(
+        f"{len(names)} lab targets of this run can only take {len(places)} place(s) between them "
+        f"({', '.join(places) or 'none'}): {wanted}; a board is measured once per run",
+        where=", ".join(sorted({a for a, _ in short[1]})) or labs[0].lab.address(),  # type: ignore[union-attr]
+        hint="give one lab target per board type (`--target lab:board=pi4` and `--target lab-pi4` are the "
+        "same boards), or add places to the lab",
+    )
+
+
+def _without_a_place_each(
+    choices: list[list[tuple[str, str]]],
+) -> tuple[list[int], set[tuple[str, str]]] | None:
+    """Whether every target (its index in `choices`) can have a place of its own (a bipartite matching); if not,
+    the targets that cannot and the fewer places they share between them (Hall's condition fails there)."""
+    owner: dict[tuple[str, str], int] = {}
+
+    def place_for(i: int, seen: set[tuple[str, str]]) -> bool:
+        for place in choices[i]:
+            if place in seen:
+                continue
+            seen.add(place)
+            if place not in owner or place_for(owner[place], seen):
+                owner[place] = i
+                return True
+        return False
+
+    for i in range(len(choices)):
+        seen: set[tuple[str, str]] = set()
+        if not place_for(i, seen):  # i and the targets holding the places it reached share only those
+            return sorted({i, *(owner[p] for p in seen)}), seen
+    return None
 
 
 def check_no_address(template: Target) -> None:
