@@ -1457,3 +1457,31 @@ def test_two_lab_targets_with_one_place_between_them_are_refused_before_acquirin
     )  # pi4-b for the first
     with pytest.raises(SamePlaceTwice, match=r"3 lab targets .* 2 place\(s\) between them \(pi4-a, pi4-b\)"):
         check_distinct_places([load_target(t) for t in ("lab:board=pi4", "lab:name=pi4-a", "lab:name=pi4-b")])
+
+
+def test_the_lab_docs_give_a_defaults_file_that_loads_and_the_setup_a_first_deploy_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/lab.md said to keep the lab's defaults in a target file named `lab` and showed none; its setup did
+    not say to record each place's host key (a first deploy with accept_new: false failed with HostKeyError) nor
+    that the exporters exit when the coordinator restarts; `nightly --help`'s example had no lab target. The
+    example defaults file is now in the docs and loads as the defaults of `lab:board=pi4`."""
+    import re
+
+    from edgekit.target import load_target
+
+    text = (REPO / "docs" / "lab.md").read_text()
+    example = re.search(r"```yaml\n(# lab\.yaml: .*?)```", text, re.S)
+    assert example, "no example lab.yaml in docs/lab.md"
+    (tmp_path / "lab.yaml").write_text(example.group(1))
+    monkeypatch.setenv("EDGEKIT_TARGETS_DIR", str(tmp_path))
+    target = load_target("lab:board=pi4")
+    assert target.lab is not None and target.lab.tags == {"board": "pi4"} and target.lab.wait_s == 600
+    assert target.key is not None and not target.accept_new
+    assert not (REPO / "targets" / "lab.yaml").exists()  # a shipped one would be a target of its own
+    flat = " ".join(text.split())
+    assert "ssh-keyscan -p 22 192.168.7.21 >> ~/.local/share/edgekit/lab/known_hosts/pi4-01" in flat
+    assert "RestartSec=5" in text and "exits when its coordinator goes away" in flat
+    assert "`--set lab.wait_s=N`" in flat
+    shown = CliRunner().invoke(app, ["nightly", "--help"], terminal_width=200)
+    assert "--targets lab:board=pi4" in " ".join(shown.output.split()), shown.output

@@ -40,6 +40,9 @@ def nightly_cmd(
     a deploy failed. Throttled runs are reported as unreliable without failing the night.
 
     Example: edgekit nightly --recipes recipes/ --targets pi4,pi5-emu --html out/nightly.html
+
+    A shared lab (docs/lab.md): edgekit nightly --recipes recipes/ --targets lab:board=pi4 --store URL spreads
+    the recipes over every free board tagged board=pi4.
     """
     check_distinct({"--html": html, "--markdown": markdown})  # before the first deploy, not after the night
     from edgekit.nightly import run_nightly, verdict
