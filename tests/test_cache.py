@@ -508,3 +508,25 @@ def test_a_prepared_onnx_whose_meta_records_no_hash_is_made_again(
         assert again.path.read_bytes() == whole and again.sha256 == first.sha256, damage
         assert json.loads(meta_file.read_text())["sha256"] == first.sha256
         assert prepare_onnx(recipe).cached
+
+
+def test_a_savedmodel_whose_variables_folder_is_a_link_is_keyed_by_the_weights_it_links_to(
+    tmp_path: Path,
+) -> None:
+    """A SavedModel's `variables/` as a symlink to other weights was the same key (Path.rglob does not enter a
+    linked folder) and the old export was served; TensorFlow follows the link. A link back up the tree ends."""
+    from edgekit.convert.onnx_export import tree_sha256
+
+    for name, content in (("x", b"weights one"), ("y", b"weights two")):
+        (tmp_path / "vars" / name).mkdir(parents=True)
+        (tmp_path / "vars" / name / "variables.data-00000-of-00001").write_bytes(content)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"graph")
+    (model / "variables").symlink_to(tmp_path / "vars" / "x")
+    first = tree_sha256(model)
+    (model / "variables").unlink()
+    (model / "variables").symlink_to(tmp_path / "vars" / "y")
+    assert tree_sha256(model) != first
+    (model / "loop").symlink_to(model)  # a cycle: hashed once, no endless walk
+    assert tree_sha256(model)

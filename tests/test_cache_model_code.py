@@ -124,6 +124,88 @@ def test_a_compiled_builder_module_is_keyed_by_its_bytes(user_code: Path) -> Non
     assert len(digests) == 2 and "unknown" not in digests
 
 
+def test_imports_past_a_modules_256th_name_and_compiled_or_zipped_modules_are_keyed(
+    user_code: Path, tmp_path: Path
+) -> None:
+    """Three ways an edit of the user's own code was served the old export: an import after a module's 256th
+    name or constant (`from .blocks import SCALE`: an EXTENDED_ARG came between its LOAD_CONSTs and it was read
+    as a top-level `blocks`, never found), a module the builder imports that exists only compiled (a .pyc, a
+    .so), and a module inside a zip on PYTHONPATH (hashed as one placeholder whatever it held)."""
+    import py_compile
+    import zipfile
+
+    many = "".join(f"OPT_{i} = {i}\n" for i in range(300))
+    write(user_code / "bigpkg" / "__init__.py", "")
+    write(user_code / "bigpkg" / "net.py", many + "from .blocks import SCALE\nfrom bigpkg import other\n")
+    for name in ("blocks", "other"):
+        write(user_code / "bigpkg" / f"{name}.py", "SCALE = 1.0\n")
+    first = builder_code_digest("bigpkg.net:build")
+    for name in ("blocks", "other"):
+        (user_code / "bigpkg" / f"{name}.py").write_text(f"SCALE = 2.5  # {name}\n")
+        assert builder_code_digest("bigpkg.net:build") != first, name
+        first = builder_code_digest("bigpkg.net:build")
+
+    write(user_code / "cpkg" / "__init__.py", "")
+    write(user_code / "cpkg" / "net.py", "from cpkg import cblocks\n")
+    digests = set()
+    for scale in (1.0, 2.5):
+        source = tmp_path / "src" / "cblocks.py"
+        write(source, BLOCKS.format(scale=scale))
+        py_compile.compile(str(source), cfile=str(user_code / "cpkg" / "cblocks.pyc"), doraise=True)
+        importlib.invalidate_caches()
+        digests.add(builder_code_digest("cpkg.net:build"))
+    assert len(digests) == 2
+
+    archive = tmp_path / "z.zip"
+    digests = set()
+    for scale in (1.0, 2.5):
+        with zipfile.ZipFile(archive, "w") as z:
+            z.writestr("zpkg/__init__.py", "")
+            z.writestr("zpkg/net.py", "from .blocks import head_scale\n")
+            z.writestr("zpkg/blocks.py", BLOCKS.format(scale=scale))
+        sys.path.insert(0, str(archive))
+        try:
+            importlib.invalidate_caches()
+            sys.path_importer_cache.pop(str(archive), None)
+            digests.add(builder_code_digest("zpkg.net:build"))
+        finally:
+            sys.path.remove(str(archive))
+    assert len(digests) == 2
+
+
+def test_a_stale_pyc_of_the_same_size_and_mtime_is_not_what_a_builder_runs(tmp_path: Path) -> None:
+    """Python trusts a __pycache__ .pyc whose recorded source size and mtime match: an edit of the same size
+    with the mtime kept (cp -p, rsync -a, tar) ran the old code while the export's key read the new source, and
+    the old model was stored under the new key. The user's modules are compiled from their source."""
+    import os
+
+    pkg = tmp_path / "stalepkg"
+    write(pkg / "__init__.py", "")
+    write(pkg / "blocks.py", "SCALE = 3.0\n\n\ndef scale():\n    return SCALE\n")
+    stamp = (pkg / "blocks.py").stat().st_mtime
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    ask = "from edgekit.recipe.builders import resolve_callable; print(resolve_callable('stalepkg.blocks:scale')())"
+    once = subprocess.run([sys.executable, "-c", ask], capture_output=True, text=True, env=env, timeout=120)
+    assert once.stdout.strip() == "3.0", once.stderr
+    subprocess.run(
+        [sys.executable, "-c", "import stalepkg.blocks"], env=env, check=True, timeout=120
+    )  # a .pyc
+    assert list((pkg / "__pycache__").glob("blocks.*.pyc"))
+    write(pkg / "blocks.py", "SCALE = 4.0\n\n\ndef scale():\n    return SCALE\n")  # same size
+    os.utime(pkg / "blocks.py", (stamp, stamp))  # and the mtime kept
+    stale = subprocess.run(
+        [sys.executable, "-c", "import stalepkg.blocks as b; print(b.scale())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert stale.stdout.strip() == "3.0"  # Python's own import runs the stale .pyc: the trap is real
+    again = subprocess.run([sys.executable, "-c", ask], capture_output=True, text=True, env=env, timeout=120)
+    assert again.stdout.strip() == "4.0", again.stdout + again.stderr
+
+
 def test_digest_is_bounded_and_says_so(
     user_code: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

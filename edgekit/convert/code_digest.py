@@ -52,7 +52,8 @@ def builder_code(builder: str) -> BuilderCode:
     import f`, `from .. import x`), at module level or inside functions, read from the compiled bytecode; and
     the packages above each module (importing a.b runs a/__init__.py). Each module is read once, so an import
     cycle ends there. Names are located as Python's import would (sys.meta_path, sys.path) without importing.
-    Read: a .py module outside the standard library's folders and, in a site-packages or dist-packages folder,
+    Read: a module outside the standard library's folders (a .py as its source; a .so or sourceless .pyc of the
+    user's as its bytes; one inside a zip through its loader) and, in a site-packages or dist-packages folder,
     one that no version stands for: no distribution installed it (a folder on PYTHONPATH), or one installed from
     a local folder or file (`pip install .`: its version does not change with an edit; an editable install's
     files are the user's folder anyway); never edgekit's own code outside edgekit.zoo (the export is keyed by
@@ -60,8 +61,8 @@ def builder_code(builder: str) -> BuilderCode:
     direct_url.json, which holds a VCS commit), not read: reading torch's or timm's code on every run would cost
     seconds, and a version changes when they do. The builder's own module is always read. Not seen: a module
     imported by a computed name (importlib.import_module(name)), data files the code reads, and the
-    dependencies of the installed packages it imports, and what a compiled builder module (a .so, a sourceless
-    .pyc: its own bytes are read) imports. Bounded by MAX_CODE_FILES modules and MAX_CODE_BYTES
+    dependencies of the installed packages it imports, and what a compiled module (a .so, a sourceless .pyc: its
+    own bytes are read) imports. Bounded by MAX_CODE_FILES modules and MAX_CODE_BYTES
     bytes: past either, the modules read so far make the digest and a warning says edits past them are not
     seen."""
     module = builder.partition(":")[0]
@@ -89,10 +90,7 @@ def builder_code(builder: str) -> BuilderCode:
         if len(seen) >= MAX_CODE_FILES or total >= MAX_CODE_BYTES:
             capped = True
             break
-        try:
-            source = path.read_bytes()
-        except OSError:
-            source = b"\0unreadable"
+        source = _read_module(finder, name, path)
         seen[name] = source
         total += len(source)
         package = name if is_package else name.rpartition(".")[0]
@@ -116,6 +114,30 @@ def builder_code(builder: str) -> BuilderCode:
     if capped:
         h.update(b"\0capped")
     return BuilderCode(h.hexdigest(), dict(sorted(packages.items())))
+
+
+def _read_module(finder: _ModuleFinder, name: str, path: Path) -> bytes:
+    """A module's code as the digest reads it: its file's bytes, or through its loader (a module inside a zip on
+    PYTHONPATH: its path is no file, and every version of it was hashed as the same placeholder). Code that
+    cannot be read at all makes the digest unique to this run: exported again, never served stale."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        pass
+    spec = finder.spec(name)
+    get_data = getattr(spec.loader, "get_data", None) if spec is not None else None
+    if get_data is not None:
+        try:
+            return bytes(get_data(str(path)))
+        except OSError:
+            pass
+    log.warning(
+        "model code: %s (%s) cannot be read, so the PyTorch export's cache key cannot cover it: exported again "
+        "on every run",
+        name,
+        path,
+    )
+    return b"\0unreadable\0" + os.urandom(16)
 
 
 def _imported_names(source: bytes, path: Path, package: str) -> list[str]:
@@ -155,6 +177,8 @@ def _imports(source: bytes, path: Path) -> list[tuple[int, str, tuple[str, ...]]
                 consts = [i.argval for i in recent if i.opname == "LOAD_CONST"]
                 level, fromlist = consts if len(consts) == 2 else (0, None)
                 found.append((int(level or 0), str(ins.argval), tuple(fromlist or ())))
+            if ins.opname in ("EXTENDED_ARG", "NOP", "CACHE"):
+                continue  # past a module's 256th constant or name, LOAD_CONST comes after an EXTENDED_ARG
             recent = [*recent[-1:], ins]
     return found
 
@@ -199,8 +223,8 @@ class _ModuleFinder:
         if self.versions(name.partition(".")[0]) is not None:
             return None  # torch.nn and the like are never looked for
         spec = self.spec(name)
-        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-            return None
+        if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+            return None  # a compiled module of the user's (a .so, a sourceless .pyc) is read as its bytes
         path = Path(spec.origin)
         return (name, path, spec.submodule_search_locations is not None) if self._is_user(path) else None
 

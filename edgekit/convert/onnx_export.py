@@ -6,6 +6,7 @@ an export is checked against the model it came from (a PyTorch module's, a Keras
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,23 @@ def file_sha256(path: Path) -> str:
 
 
 def tree_sha256(path: Path) -> str:
-    """sha256 of a file, or of a folder's files and their relative paths (a SavedModel)."""
+    """sha256 of a file, or of a folder's files and their relative paths (a SavedModel). Symlinked folders are
+    followed, as TensorFlow follows them: a SavedModel whose `variables/` is a link to other weights is other
+    weights (Path.rglob did not enter it, and the weights were not in the key). A link back up the tree is
+    entered once."""
     if path.is_file():
         return file_sha256(path)
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+    files: list[Path] = []
+    entered: set[str] = set()
+    for folder, dirs, names in os.walk(path, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in entered:  # a cycle of links: its files are hashed once
+            dirs[:] = []
+            continue
+        entered.add(real)
+        files += [Path(folder, n) for n in names if Path(folder, n).is_file()]
+    for f in sorted(files):
         h.update(str(f.relative_to(path)).encode() + file_sha256(f).encode())
     return h.hexdigest()
 
