@@ -48,6 +48,31 @@ def test_user_onnx_is_simplified_and_the_original_kept_as_reference(tmp_path: Pa
     assert prepare_onnx(recipe).cached
 
 
+def test_a_damaged_fidelity_reference_is_made_again_and_keys_the_cached_fidelity(tmp_path: Path) -> None:
+    """The cached original.onnx (every artifact's fidelity reference) was only checked to exist: rewritten with
+    another model's bytes it was served, its wrong fidelity numbers (cosine 0.98, FAIL for an exact copy) were
+    cached and outlived its repair, and a truncated one failed every later run. It is hashed as the model is,
+    made again when it changed, and the cached fidelity numbers are keyed by it."""
+    from edgekit.convert.fidelity_stage import fidelity_digest
+    from edgekit.convert.onnx import prepare_onnx
+
+    given = shuffle_classifier(tmp_path / "shuffle.onnx")
+    recipe = load_recipe(onnx_recipe(tmp_path, given, ["onnx-fp32"]))
+    model = prepare_onnx(recipe)
+    assert model.reference is not None and model.reference_sha256
+    assert prepare_onnx(recipe).cached
+    for damage in (gelu_classifier(tmp_path / "other.onnx").read_bytes(), given.read_bytes()[:200]):
+        model.reference.write_bytes(damage)
+        again = prepare_onnx(recipe)
+        assert not again.cached and again.reference is not None  # noticed and made again
+        assert onnx.load(str(again.reference)).graph == onnx.load(str(given)).graph
+        assert again.reference_sha256 == model.reference_sha256
+    data = "d" * 64
+    assert fidelity_digest(data, recipe, Format.ONNX_FP32, "a") != fidelity_digest(
+        data, recipe, Format.ONNX_FP32, "b"
+    )
+
+
 @pytest.mark.integration
 def test_channel_shuffle_and_gelu_convert(tmp_path: Path) -> None:
     from edgekit.convert.pipeline import convert_recipe

@@ -44,7 +44,7 @@ def check_fidelity(
     data = data_digest(inputs, labels)
     ref = None
     for art in todo:
-        digest = fidelity_digest(data, recipe, art.format)
+        digest = fidelity_digest(data, recipe, art.format, onnx.reference_sha256)
         numbers = cache.load_fidelity(art.key, digest)
         cached = numbers is not None
         if numbers is not None:  # the labels against the class count the reference gave, as on a miss
@@ -73,11 +73,12 @@ def data_note(source: DataSource, count: int) -> str:
     return f"{count} evaluation inputs ({source.kind}, samples: {count})"
 
 
-def fidelity_digest(data: str, recipe: Recipe, fmt: Format) -> str:
+def fidelity_digest(data: str, recipe: Recipe, fmt: Format, reference: str | None = None) -> str:
     """What an artifact's cached fidelity numbers depend on beyond the artifact itself (its key): the evaluation
     data and labels (`data`, data_digest), the procedure, the task, the output a classifier's top-1 is read from
-    (`outputs:`, which a user ONNX's key does not hold) and the host runtimes that made the numbers: onnxruntime
-    for the reference and the artifact's own runtime (neither is in every format's key)."""
+    (`outputs:`, which a user ONNX's key does not hold), the host runtimes that made the numbers (onnxruntime
+    for the reference and the artifact's own runtime: neither is in every format's key) and, for a user's ONNX,
+    the reference's own files (`reference`: numbers made against a damaged original.onnx outlived its repair)."""
     from edgekit.fidelity import check as fidelity
     from edgekit.runtimes.base import OUTPUTS_VERSION
 
@@ -85,6 +86,7 @@ def fidelity_digest(data: str, recipe: Recipe, fmt: Format) -> str:
         f"{data}:{fidelity.FIDELITY_VERSION}:{OUTPUTS_VERSION}:{recipe.task.value}:"
         f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}:{fidelity.MATCH_SCORE_MARGIN}:"
         f"{json.dumps(list(recipe.outputs))}:{json.dumps(host_runtime_versions(fmt), sort_keys=True)}"
+        + (f":reference={reference}" if reference else "")
     )
     return hashlib.sha256(spec.encode()).hexdigest()
 

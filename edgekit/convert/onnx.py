@@ -57,6 +57,7 @@ class OnnxModel:
     note: str | None = (
         None  # how a Keras or PyTorch source became this ONNX (exporter, check), for progress lines
     )
+    reference_sha256: str | None = None  # the reference's files (checked by _intact), when it is not `path`
 
     @property
     def reference_path(self) -> Path:
@@ -100,6 +101,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
                     f"{_ort_version()} reads (the file format's version; the operators are unchanged)"
                 )
         simplifier = _read_meta(target).get("simplifier")
+        reference_sha = _reference_digest(_read_meta(target))
     elif isinstance(src, TorchSource):
         from edgekit.convert.torch_export import describe as describe_torch
         from edgekit.convert.torch_export import export_torch, torch_key
@@ -124,7 +126,16 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         raise RecipeError(f"unknown model kind {src!r}", where=str(recipe.path))
     check_io(target, recipe)
     sha = file_sha256(target)
-    return OnnxModel(target, sha, cached, time.perf_counter() - start, simplifier, reference, note)
+    return OnnxModel(
+        target,
+        sha,
+        cached,
+        time.perf_counter() - start,
+        simplifier,
+        reference,
+        note,
+        reference_sha if reference is not None else None,
+    )
 
 
 def _user_onnx(given: Path, external: bool, target: Path, recipe: Recipe, where: str) -> int | None:
@@ -149,9 +160,14 @@ def _make(target: Path, make: Callable[[Path], T], *needs: str) -> T:
     work.mkdir(parents=True)
     try:
         made = make(work / target.name)
-        _write_meta(
-            work / target.name, {**_read_meta(work / target.name), "sha256": file_sha256(work / target.name)}
-        )
+        meta = {**_read_meta(work / target.name), "sha256": file_sha256(work / target.name)}
+        if needs:  # the reference and its weights file, hashed as the model is: _intact checks them too
+            meta["files"] = {
+                p.name: file_sha256(p)
+                for p in sorted(work.iterdir())
+                if p.is_file() and p.name.startswith(needs) and p.name != target.name
+            }
+        _write_meta(work / target.name, meta)
         _put_in_place(work, target, needs)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # gone when renamed into place; else what is left of it
@@ -214,8 +230,31 @@ def _intact(target: Path, *needs: str) -> bool:
         return False
     if not all(target.with_name(name).is_file() for name in needs):
         return False
+    if needs:  # the user's own model beside it (ORIGINAL, its .data): every artifact's fidelity reference
+        files = meta.get("files")
+        if not isinstance(files, dict) or not files:
+            log.info("cache: the prepared ONNX %s records no hash of its reference: making it again", target)
+            return False
+        for name, digest in files.items():
+            path = target.with_name(str(name))
+            if not path.is_file() or file_sha256(path) != digest:
+                log.warning(
+                    "cache: %s, the fidelity reference beside the prepared ONNX, was damaged (its sha256 "
+                    "changed): making it again",
+                    path,
+                )
+                _remove(target.parent)
+                return False
     touch(target.parent / "meta.json")  # its last use, for `edgekit cache prune`
     return True
+
+
+def _reference_digest(meta: dict[str, Any]) -> str | None:
+    """One digest of the reference's files as meta.json records them (checked by _intact)."""
+    files = meta.get("files")
+    if not isinstance(files, dict) or not files:
+        return None
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
 def _remove(folder: Path) -> None:
