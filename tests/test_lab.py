@@ -1485,3 +1485,33 @@ def test_the_lab_docs_give_a_defaults_file_that_loads_and_the_setup_a_first_depl
     assert "`--set lab.wait_s=N`" in flat
     shown = CliRunner().invoke(app, ["nightly", "--help"], terminal_width=200)
     assert "--targets lab:board=pi4" in " ".join(shown.output.split()), shown.output
+
+
+def test_a_lab_board_that_refuses_the_connection_is_hinted_as_a_lab_place(rig: lab_rig.Rig) -> None:
+    """A lab place whose board refused the connection was hinted "is the device on and sshd running?
+    (`edgekit emu up NAME` for an emulated one)": no word of the place, its exporter or `edgekit lab`."""
+    from edgekit.emu.device import ensure_device
+    from edgekit.errors import ConnectError
+    from edgekit.target import load_target
+    from edgekit.transport import open_transport
+
+    lgc = str(lab_python().parent / "labgrid-client")
+    env = {**os.environ, "LG_COORDINATOR": rig.coordinator}
+    closed = lab_rig._free_port()  # nothing listens there: the board's sshd is down
+    exporter = lab_rig.add_exporter(rig, "rack9", "pi4-off", closed, {"board": "pi4off"})
+    try:
+        target = ensure_device(load_target("lab:name=pi4-off"))
+        transport = open_transport(target)
+        try:
+            with pytest.raises(ConnectError) as raised:
+                transport.connect()
+        finally:
+            transport.close()
+        hint = raised.value.hint or ""
+        assert "emu up" not in hint, hint
+        assert "lab place pi4-off" in hint and f"127.0.0.1:{closed}" in hint, hint
+        assert "exporter rack9" in hint and "edgekit lab" in hint, hint
+    finally:
+        lab_rig._stop_group(exporter)
+        subprocess.run([lgc, "-p", "pi4-off", "delete"], env=env, capture_output=True)
+    assert "pi4-off" not in holders(rig)

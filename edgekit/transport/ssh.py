@@ -168,7 +168,7 @@ class SshTransport(Transport):
                     "check `host` (a .local name needs mDNS, e.g. avahi, on this machine), or give the device's IP "
                     "address: --set host=192.168.1.23"
                     if unknown_name
-                    else "is the device on and sshd running? (`edgekit emu up NAME` for an emulated one)"
+                    else _unreached_hint(t)
                 ),
             ) from None
         self._link.client = client
@@ -392,3 +392,23 @@ def _check_key_file(key: str, target: str) -> None:
             where=where,
             hint="--set key=PATH of the private key (id_ed25519, not id_ed25519.pub)",
         ) from None
+
+
+def _unreached_hint(t: Target) -> str:
+    """What to check when the device did not answer: a lab board's place (the exporter whose NetworkService gave
+    its address, and `edgekit lab`), else the device and its sshd (an emulated one started with `edgekit emu up`)."""
+    place = getattr(t, "_place", None)
+    if place is None:
+        return "is the device on and sshd running? (`edgekit emu up NAME` for an emulated one)"
+    service = place.service
+    via = (
+        f" at {service.address}:{service.port}, the NetworkService {service.path}"
+        + (f" of exporter {service.path.split('/')[0]}" if "/" in service.path else "")
+        if service is not None
+        else ""
+    )
+    return (
+        f"the board of lab place {place.name}{via}: is it on and its sshd running, and is that address still the "
+        f"board's? `edgekit lab` shows the place's ssh address and holder; `labgrid-client -p {place.name} show` "
+        "what it matches (the exporter's YAML sets the address)"
+    )
