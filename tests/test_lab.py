@@ -1515,3 +1515,38 @@ def test_a_lab_board_that_refuses_the_connection_is_hinted_as_a_lab_place(rig: l
         lab_rig._stop_group(exporter)
         subprocess.run([lgc, "-p", "pi4-off", "delete"], env=env, capture_output=True)
     assert "pi4-off" not in holders(rig)
+
+
+def test_a_kick_that_fails_never_says_released(rig: lab_rig.Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`edgekit lab release PLACE --kick` printed "released (was held by ...)" before it kicked: a kick that
+    failed (here the place deleted by the lab's admin between the listing and the kick, with the real
+    coordinator) had already been said as done. It is said once the kick succeeded."""
+    from edgekit.lab.errors import LabError
+
+    lgc = str(lab_python().parent / "labgrid-client")
+    admin = {**os.environ, "LG_COORDINATOR": rig.coordinator}
+    bob = {**admin, "LG_USERNAME": "bob", "LG_HOSTNAME": "other"}
+    subprocess.run([lgc, "-p", "pi4-tmp", "create"], env=admin, check=True, capture_output=True)
+    subprocess.run([lgc, "-p", "pi4-tmp", "acquire"], env=bob, check=True, capture_output=True)
+    listed = LabClient.places
+
+    def then_deleted(self: LabClient) -> list[Place]:
+        places = listed(self)
+        subprocess.run([lgc, "-p", "pi4-tmp", "release"], env=bob, capture_output=True)
+        subprocess.run([lgc, "-p", "pi4-tmp", "delete"], env=admin, check=True, capture_output=True)
+        return places
+
+    monkeypatch.setattr(LabClient, "places", then_deleted)
+    try:
+        out = CliRunner().invoke(
+            app, ["lab", "release", "pi4-tmp", "--kick", "-x", rig.coordinator], terminal_width=200
+        )
+    finally:
+        subprocess.run([lgc, "-p", "pi4-tmp", "delete"], env=admin, capture_output=True)
+    assert isinstance(out.exception, LabError), (out.exception, out.output)
+    assert "released" not in out.output, out.output
+    monkeypatch.setattr(LabClient, "places", listed)
+    subprocess.run([lgc, "-p", "pi4-b", "acquire"], env=bob, check=True, capture_output=True)
+    kicked = CliRunner().invoke(app, ["lab", "release", "pi4-b", "--kick", "-x", rig.coordinator])
+    assert kicked.exit_code == 0 and "pi4-b: released (was held by other/bob" in kicked.output, kicked.output
+    assert holders(rig)["pi4-b"] is None

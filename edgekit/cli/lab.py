@@ -144,9 +144,9 @@ def release_cmd(
     if found.holder is None:
         console.print(f"{plain(place)} is free", highlight=False)
         return
-    if kick:
-        console.print(f"{plain(place)}: released (was held by {plain(holder_text(found))})", highlight=False)
+    if kick:  # said once it is done: a kick that fails (the coordinator gone meanwhile) must not read as done
         client.kick(place)
+        console.print(f"{plain(place)}: released (was held by {plain(holder_text(found))})", highlight=False)
         return
     if not _is_stale(found):
         raise UsageError(
