@@ -53,7 +53,8 @@ def meta(name):
 info = {"machine": platform.machine(), "python": platform.python_version(), "libc": list(platform.libc_ver()),
         "cores": os.cpu_count(), "emulator": os.environ.get("EDGEKIT_EMULATOR"), "hostname": platform.node(),
         "system": platform.system(), "android": "ANDROID_ROOT" in os.environ,
-        "termux_version": os.environ.get("TERMUX_VERSION"), "prefix": os.environ.get("PREFIX")}
+        "termux_version": os.environ.get("TERMUX_VERSION"), "prefix": os.environ.get("PREFIX"),
+        "venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix)}
 cpu = {}
 try:
     for line in open("/proc/cpuinfo"):
@@ -310,19 +311,12 @@ def _setup_board(
     python = python_argv(target.python)
     work = transport.work_dir
     if info.raw.get("pip"):
-        argv = [
-            *python,
-            "-m",
-            "pip",
-            "install",
-            "--no-index",
-            "--find-links",
-            f"{work}/{remote_dir}",
-            "--user",
-            *reqs,
-        ]
-        if int(str(info.raw["pip"]).split(".")[0]) >= 23:
-            argv.insert(argv.index("--user"), "--break-system-packages")
+        argv = [*python, "-m", "pip", "install", "--no-index", "--find-links", f"{work}/{remote_dir}"]
+        if not info.raw.get("venv"):  # a venv refuses --user (and is no externally managed system python)
+            argv.append("--user")
+            if int(str(info.raw["pip"]).split(".")[0]) >= 23:
+                argv.append("--break-system-packages")
+        argv += reqs
         res = transport.run(argv, timeout=1800)
     else:
         res = transport.run(

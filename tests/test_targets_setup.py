@@ -1,0 +1,89 @@
+"""`edgekit targets setup` on a board (not emulated): real pythons and venvs on this machine through `transport:
+local` targets. Nothing is downloaded: the wheel download is replaced by stand-in wheels built here (a module
+that imports, with the distribution's metadata the probe reads a version from)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from edgekit.emu import provision
+from edgekit.target import Target, load_target
+
+
+def _stand_in_wheel(folder: Path, dist: str, version: str) -> Path:
+    """A pure-python wheel named `dist` at `version`: an importable module of that name, and its dist-info."""
+    module = dist.replace("-", "_")
+    info = f"{module}-{version}.dist-info"
+    path = folder / f"{module}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{module}/__init__.py", f"__version__ = {version!r}\n")
+        z.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        z.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        z.writestr(f"{info}/RECORD", "")
+    return path
+
+
+@pytest.fixture
+def stand_in_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """download_wheels makes stand-in wheels of each pinned requirement; returns the requirement sets asked."""
+    asked: list[list[str]] = []
+
+    def download(platform: object, reqs: list[str], cache: Path, log: object) -> Path:
+        asked.append(list(reqs))
+        folder = tmp_path / f"wheels{len(asked)}"
+        folder.mkdir()
+        for req in reqs:
+            m = re.fullmatch(r"([A-Za-z0-9_.-]+)==([^;\s]+)", req)
+            assert m, req
+            _stand_in_wheel(folder, m.group(1), m.group(2))
+        return folder
+
+    monkeypatch.setattr(provision, "download_wheels", download)
+    return asked
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv (with pip: ensurepip is offline) of the python running the tests."""
+    folder = tmp_path_factory.mktemp("venv") / "v"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(folder)], check=True, capture_output=True)
+    return folder
+
+
+def _target(tmp_path: Path, name: str, python: str, runtimes: list[str], extra: str = "") -> Target:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\ntransport: local\npython: {python}\nwork_dir: {tmp_path / ('work-' + name)}\n"
+        f"runtimes: [{', '.join(runtimes)}]\n{extra}"
+    )
+    return load_target(path)
+
+
+def test_setup_installs_into_a_venv_without_user(
+    tmp_path: Path, venv: Path, stand_in_downloads: list[list[str]]
+) -> None:
+    """A board whose python is a venv: pip refused --user there ('User site-packages are not visible in this
+    virtualenv'); setup installs into the venv itself."""
+    python = venv / "bin" / "python"
+    target = _target(tmp_path, "lvenv", str(python), ["ncnn"])
+    lines: list[str] = []
+    info = provision.setup_target(target, lines.append)
+    assert info.raw["venv"] is True
+    assert not info.not_installed, lines
+    assert info.runtimes["ncnn"], info.runtimes
+    site = subprocess.run(
+        [str(python), "-c", "import ncnn, sys; print(ncnn.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert site.stdout.startswith(str(venv)), site.stdout  # in the venv, not the user's site dir
