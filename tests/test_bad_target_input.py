@@ -362,6 +362,29 @@ def test_a_misspelt_emulated_device_is_refused_naming_the_file_and_the_field(tmp
     assert "not running" not in row
 
 
+def test_a_target_file_named_as_another_target_is_refused_and_a_name_of_its_own_is_listed(
+    tmp_path: Path,
+) -> None:
+    """mypi.yaml saying `name: pi4` was listed as a second pi4 (which `--target pi4` never reaches) and its runs
+    were stored under pi4, mixed with the real Pi 4's history; mismatch.yaml saying `name: other` was listed as
+    `other`, which `targets check other` called unknown. The first is refused (exit 2); the second is listed by
+    the file name to use, with the name its results are stored under."""
+    (tmp_path / "mypi.yaml").write_text("name: pi4\ntransport: ssh\nhost: 10.0.0.9\nuser: pi\n")
+    (tmp_path / "mismatch.yaml").write_text("name: other\ntransport: ssh\nhost: 10.0.0.8\nuser: pi\n")
+    env = {**os.environ, "EDGEKIT_TARGETS_DIR": str(tmp_path), "COLUMNS": "400"}
+    out = subprocess.run(
+        [EDGEKIT, "targets", "check", "mypi"], capture_output=True, text=True, timeout=60, env=env
+    )
+    err = " ".join(named(out).split())
+    assert out.returncode == 2 and "`name: pi4` is the name of another target" in err, err
+    listing = subprocess.run([EDGEKIT, "targets"], capture_output=True, text=True, timeout=60, env=env)
+    assert listing.returncode == 0, listing.stderr
+    rows = listing.stdout.splitlines()
+    assert any("mismatch (name: other)" in r for r in rows), listing.stdout
+    assert any("mypi" in r and "invalid" in r for r in rows), listing.stdout
+    assert sum(" pi4 " in r or "│ pi4 " in r for r in rows) == 1, listing.stdout  # the shipped pi4 alone
+
+
 def test_targets_with_an_emu_home_that_cannot_be_a_folder_is_a_usage_error(tmp_path: Path) -> None:
     """EDGEKIT_EMU_HOME naming a file listed every emulated target "invalid" and exited 0 (`emu status`: exit 2)."""
     a_file = tmp_path / "a-file"

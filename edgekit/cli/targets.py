@@ -59,7 +59,9 @@ def _print_targets() -> None:
             host = f"lab {t.lab.wanted()} via {t.lab.address()}"
         else:
             host = "(not running)" if t.emulated else "this machine"
-        rows.append((t.name, t.kind, host, t.emulated.cpu if t.emulated else "-", t.expected_cpu or "-"))
+        # looked up by its file's name; stored under its `name:` when that differs (said, so neither surprises)
+        shown = name if t.name == name else f"{name} (name: {t.name})"
+        rows.append((shown, t.kind, host, t.emulated.cpu if t.emulated else "-", t.expected_cpu or "-"))
     # An address is what a user copies into ssh: the CPU columns wrap at their words (two-line headers, the
     # expected CPU no wider than its longest word) so that the host column keeps "raspberrypi5.local:22" whole
     # at 80 columns; narrower than that, cells fold, never cut.

@@ -42,6 +42,8 @@ def load_target(
         raw = _read_yaml(path)
     raw.setdefault("name", path.stem)
     name = str(raw["name"])
+    if not is_inline(str(name_or_path)):
+        _check_name_is_its_own(name, path)
     from_env = env_overrides(name, os.environ if env is None else env, list_target_names())
     from_cli = parse_overrides(overrides)
     _check_block_overrides(from_cli, raw, name, str(path))
@@ -55,6 +57,24 @@ def load_target(
     target._source = str(path)
     target._overrides = explicit
     return target
+
+
+def _check_name_is_its_own(name: str, path: Path) -> None:
+    """A target file whose `name:` is another target file's name (mypi.yaml saying `name: pi4` beside pi4.yaml):
+    its results were stored under pi4, mixed with the real Pi 4's history, and `edgekit targets` listed two pi4
+    rows, one of which no `--target pi4` reaches. Refused (exit 2). A `name:` of its own that differs from the
+    file name is kept (results are stored under it; `edgekit targets` says the file name to use)."""
+    if name == path.stem or name not in list_target_names():
+        return
+    other = target_path(name)
+    if other.resolve() == path.resolve():
+        return
+    raise TargetError(
+        f"`name: {name}` is the name of another target ({other}): this file's results would be stored under it, "
+        "mixed with that target's history",
+        where=str(path),
+        hint=f"give it a name of its own (e.g. `name: {path.stem}`), or leave `name:` out (the file name is used)",
+    )
 
 
 def _check_block_overrides(from_cli: dict[str, Any], raw: dict[str, Any], name: str, where: str) -> None:
