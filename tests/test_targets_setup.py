@@ -50,13 +50,27 @@ def stand_in_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[
     return asked
 
 
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv (with pip: ensurepip is offline) of the python running the tests."""
-    folder = tmp_path_factory.mktemp("venv") / "v"
-    base = getattr(sys, "_base_executable", sys.executable)
+PY313 = Path("/root/.pyenv/versions/3.13.0/bin/python3.13")
+
+
+def _make_venv(folder: Path, base: str | None = None) -> Path:
+    """A fresh venv (with pip: ensurepip is offline) of `base` (the python running the tests by default)."""
+    base = base or getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", str(folder)], check=True, capture_output=True)
     return folder
+
+
+@pytest.fixture
+def venv(tmp_path: Path) -> Path:
+    return _make_venv(tmp_path / "venv")
+
+
+def _pip_install(python: Path, wheel: Path) -> None:
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-index", "--disable-pip-version-check", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
 
 
 def _target(tmp_path: Path, name: str, python: str, runtimes: list[str], extra: str = "") -> Target:
@@ -87,3 +101,39 @@ def test_setup_installs_into_a_venv_without_user(
         check=True,
     )
     assert site.stdout.startswith(str(venv)), site.stdout  # in the venv, not the user's site dir
+
+
+needs_py313 = pytest.mark.skipif(not PY313.exists(), reason="no CPython 3.13 on this machine")
+
+
+@needs_py313
+def test_setup_leaves_a_devices_own_numpy_as_it_is(
+    tmp_path: Path, stand_in_downloads: list[list[str]]
+) -> None:
+    """A Python 3.13 device that has numpy 2.1: setup asked for numpy==1.26.4 anyway (no cp313 wheel: 'Could not
+    find a version that satisfies the requirement numpy==1.26.4'); now only the runtime is fetched."""
+    venv = _make_venv(tmp_path / "v313", str(PY313))
+    python = venv / "bin" / "python"
+    _pip_install(python, _stand_in_wheel(tmp_path, "numpy", "2.1.0"))
+    target = _target(tmp_path, "py313", str(python), ["ncnn"])
+    info = provision.setup_target(target, lambda _: None)
+    assert [[r.split("==")[0] for r in reqs] for reqs in stand_in_downloads] == [["ncnn"]]
+    assert not info.not_installed and info.runtimes["ncnn"]
+    assert info.runtimes["numpy"] == "2.1.0"  # the device's own, untouched
+
+
+@needs_py313
+def test_setup_says_the_numpy_pin_has_no_wheel_for_the_devices_python(
+    tmp_path: Path, stand_in_downloads: list[list[str]]
+) -> None:
+    from edgekit.emu.wheels import pinned_requirements
+    from edgekit.errors import RuntimeInstallError
+
+    venv = _make_venv(tmp_path / "v313", str(PY313))
+    target = _target(tmp_path, "py313", str(venv / "bin" / "python"), ["ncnn"])
+    with pytest.raises(RuntimeInstallError) as err:
+        provision.setup_target(target, lambda _: None)
+    pin = pinned_requirements(["numpy"])[0]
+    assert "Python 3.13" in str(err.value) and pin in str(err.value), str(err.value)
+    assert "install a numpy on the device" in (err.value.hint or "")
+    assert stand_in_downloads == []  # said before anything is downloaded

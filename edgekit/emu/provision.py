@@ -30,6 +30,7 @@ from edgekit.emu.wheels import (
     TFLITE_RUNTIME_REQS,
     WheelPlatform,
     download_wheels,
+    numpy_has_wheel,
     pinned_requirements,
 )
 from edgekit.errors import RuntimeInstallError, TargetError
@@ -166,8 +167,9 @@ def check_target(target: Target, log: Log = _to_stderr) -> DeviceInfo:
 
 
 def requirements_for(runtimes: list[str]) -> list[str]:
-    """Pinned requirements for the runtimes a target uses (numpy always)."""
-    packages = ["numpy"] + [RUNTIME_PACKAGES[r] for r in runtimes if r in RUNTIME_PACKAGES and r != "numpy"]
+    """Pinned requirements for the runtimes given (numpy only when "numpy" is one of them: a device's own numpy
+    is left as it is, the runtimes' wheels only need one)."""
+    packages = [RUNTIME_PACKAGES[r] for r in dict.fromkeys(runtimes) if r in RUNTIME_PACKAGES]
     reqs = pinned_requirements([p for p in packages if p != "tflite-runtime"])
     if "tflite_runtime" in runtimes:
         reqs.append(TFLITE_RUNTIME_REQS[0])
@@ -300,7 +302,16 @@ def _setup_board(
     transport: Transport, target: Target, info: DeviceInfo, missing: list[str], log: Log
 ) -> None:
     platform = info.wheel_platform(target.name)
-    reqs = requirements_for([r for r in target.runtimes if r in missing or r == "numpy"])
+    reqs = requirements_for(missing)  # numpy among them only when the device has none
+    numpy_pin = next((r.split("==", 1)[1] for r in reqs if r.startswith("numpy==")), None)
+    if numpy_pin and not numpy_has_wheel(numpy_pin, platform.python):
+        raise RuntimeInstallError(
+            f"the device has no numpy, and edgekit's numpy pin (numpy=={numpy_pin}) publishes no wheel for its "
+            f"Python {platform.python}",
+            where=target.name,
+            hint="install a numpy on the device (`python3 -m pip install numpy`, or the system's package): setup "
+            "then leaves it as it is; or pin one for that Python in constraints.txt",
+        )
     wheel_dir = download_wheels(platform, reqs, layout.shared().wheels, log)
     wheels = sorted(wheel_dir.glob("*.whl"))
     remote_dir = "wheels"

@@ -73,6 +73,27 @@ def pinned_requirements(packages: list[str]) -> list[str]:
     return [f"{p}=={pins[p]}" if p in pins else p for p in packages]
 
 
+# The newest CPython each numpy release series publishes wheels for (numpy's release notes); a series not listed
+# is tried (pip then says what it found).
+_NUMPY_NEWEST_PYTHON = {
+    "1.24": (3, 11),
+    "1.25": (3, 11),
+    "1.26": (3, 12),
+    "2.0": (3, 12),
+    "2.1": (3, 13),
+    "2.2": (3, 13),
+}
+
+
+def numpy_has_wheel(version: str, python: str) -> bool:
+    """False when numpy `version` is known to publish no wheel for CPython `python` (major.minor): numpy 1.26.4,
+    edgekit's pin, stops at 3.12."""
+    series = ".".join(version.split(".")[:2])
+    newest = _NUMPY_NEWEST_PYTHON.get(series)
+    major, minor = (int(x) for x in python.split(".")[:2])
+    return newest is None or (major, minor) <= newest
+
+
 def litert_requirements() -> list[str]:
     """numpy, ai-edge-litert and ncnn at the versions the host toolchain uses."""
     return pinned_requirements(["numpy", "ai-edge-litert", "ncnn"])
