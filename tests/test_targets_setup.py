@@ -137,3 +137,22 @@ def test_setup_says_the_numpy_pin_has_no_wheel_for_the_devices_python(
     assert "Python 3.13" in str(err.value) and pin in str(err.value), str(err.value)
     assert "install a numpy on the device" in (err.value.hint or "")
     assert stand_in_downloads == []  # said before anything is downloaded
+
+
+def test_setup_on_a_board_refuses_host_only_and_uninstallable_runtimes_before_downloading(
+    tmp_path: Path, venv: Path, stand_in_downloads: list[list[str]]
+) -> None:
+    """A board's setup downloaded (and pushed) executorch and openvino, which the emulated path refuses: host-only
+    or no release installs beside edgekit's pins. Refused the same way, before any download."""
+    from edgekit.errors import RuntimeInstallError
+
+    target = _target(tmp_path, "board", str(venv / "bin" / "python"), ["ncnn", "executorch", "openvino"])
+    lines: list[str] = []
+    info = provision.setup_target(target, lines.append)
+    asked = {r.split("==")[0] for reqs in stand_in_downloads for r in reqs}
+    assert asked == {"numpy", "ncnn"}, stand_in_downloads
+    assert set(info.not_installed) == {"executorch", "openvino"}
+    assert "host-only" in info.not_installed["openvino"]
+    assert "no executorch release installs" in info.not_installed["executorch"]
+    with pytest.raises(RuntimeInstallError):
+        provision.require_installed(target, info)

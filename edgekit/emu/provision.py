@@ -198,7 +198,7 @@ def setup_target(target: Target, log: Log = print) -> DeviceInfo:
         elif target.emulated:
             tried = _setup_emulated(target, missing, log)
         else:
-            _setup_board(transport, target, info, missing, log)
+            tried = _setup_board(transport, target, info, missing, log)
         after = probe(transport, target)
         after.not_installed = {
             r: tried.get(r) or f"installed, but `{target.python_for(r)}` does not import it"
@@ -288,19 +288,34 @@ def _setup_emulated(target: Target, missing: list[str], log: Log) -> dict[str, s
     return why
 
 
-def _not_emulated(module: str, emulated: list[str]) -> str:
-    """Why no emulated device can have `module`."""
+def _never_installed(module: str) -> str | None:
+    """Why setup installs `module` on no device (a host-only reference, a runtime no release of which installs
+    beside edgekit's pins), or None."""
+    if module == "numpy":
+        return None
     spec = spec_for_module(module)
     if spec.host_only:
-        reason = f"{spec.runtime.value} is a host-only reference: deploy measures it on the host, never on a device"
-    else:
-        reason = spec.not_installable or "no wheel set of the emulated devices holds it"
+        return f"{spec.runtime.value} is a host-only reference: deploy measures it on the host, never on a device"
+    return spec.not_installable
+
+
+def _not_emulated(module: str, emulated: list[str]) -> str:
+    """Why no emulated device can have `module`."""
+    reason = _never_installed(module) or "no wheel set of the emulated devices holds it"
     return f"{reason}; the emulated devices have {', '.join(emulated)}"
 
 
 def _setup_board(
     transport: Transport, target: Target, info: DeviceInfo, missing: list[str], log: Log
-) -> None:
+) -> dict[str, str]:
+    """Download, push and install the wheels of the missing runtimes; returns the runtimes it does not attempt
+    (host-only, uninstallable: runtime -> why), refused before anything is downloaded."""
+    refused = {m: why for m in missing if (why := _never_installed(m))}
+    if refused:
+        log(f"{target.name}: not installing " + "; ".join(f"{m} ({why})" for m, why in refused.items()))
+    missing = [m for m in missing if m not in refused]
+    if not missing:
+        return refused
     platform = info.wheel_platform(target.name)
     reqs = requirements_for(missing)  # numpy among them only when the device has none
     numpy_pin = next((r.split("==", 1)[1] for r in reqs if r.startswith("numpy==")), None)
@@ -352,3 +367,4 @@ def _setup_board(
             )
             + " (disk space, a Python the wheels do not fit), or leave the runtime out: --set 'runtimes=[...]'",
         )
+    return refused
