@@ -156,3 +156,29 @@ def test_setup_on_a_board_refuses_host_only_and_uninstallable_runtimes_before_do
     assert "no executorch release installs" in info.not_installed["executorch"]
     with pytest.raises(RuntimeInstallError):
         provision.require_installed(target, info)
+
+
+def test_check_reads_each_runtime_from_the_python_a_deploy_runs_it_with(tmp_path: Path, venv: Path) -> None:
+    """`python:` has ncnn, `runtime_python: {ncnn: ...}` has not: check (and formats --target) said ncnn was there,
+    merged from every python, though a deploy runs ncnn with its runtime_python; setup then installed nothing."""
+    _pip_install(venv / "bin" / "python", _stand_in_wheel(tmp_path, "ncnn", "1.0.1"))
+    bare = _make_venv(tmp_path / "bare")
+    target = _target(
+        tmp_path,
+        "rtp",
+        str(venv / "bin" / "python"),
+        ["ncnn"],
+        f"runtime_python: {{ncnn: {bare / 'bin' / 'python'}}}\n",
+    )
+    info = provision.check_target(target, lambda _: None)
+    assert info.runtimes["ncnn"] is None, info.runtimes
+    plain = _target(tmp_path, "plain", str(venv / "bin" / "python"), ["ncnn"])
+    assert provision.check_target(plain, lambda _: None).runtimes["ncnn"] == "1.0.1"
+
+
+def test_runtime_python_keys_are_runtimes(tmp_path: Path) -> None:
+    from edgekit.errors import TargetError
+
+    with pytest.raises(TargetError) as err:
+        _target(tmp_path, "typo", "python3", ["ncnn"], "runtime_python: {ncnnn: python3}\n")
+    assert "ncnnn" in str(err.value) and "did you mean ncnn" in str(err.value)

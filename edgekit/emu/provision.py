@@ -98,7 +98,7 @@ class DeviceInfo:
     """What `targets check` prints; raw is the probe's JSON."""
 
     raw: dict[str, Any]
-    runtimes: dict[str, str | None] = field(default_factory=dict)  # merged over the target's pythons
+    runtimes: dict[str, str | None] = field(default_factory=dict)  # each as target.python_for(it) sees it
     # after `targets setup`: each runtime it could not install -> what was tried and why it failed
     not_installed: dict[str, str] = field(default_factory=dict)
 
@@ -132,8 +132,10 @@ class DeviceInfo:
 
 
 def probe(transport: Transport, target: Target) -> DeviceInfo:
-    """Run the probe with the target's python (and each runtime-specific python) on the device."""
+    """Run the probe with the target's python (and each runtime-specific python) on the device. Each runtime's
+    version is the one the python a deploy runs it with (target.python_for) sees, and only that one."""
     info: DeviceInfo | None = None
+    found: dict[str, dict[str, str | None]] = {}  # python -> its probe's runtimes
     site = f"{transport.work_dir or '.'}/site"  # where setup unpacks wheels on a pip-less device
     for python in dict.fromkeys([target.python, *target.runtime_python.values()]):
         res = transport.run([*python_argv(python), "-c", PROBE], timeout=120, env={"PYTHONPATH": site})
@@ -145,12 +147,12 @@ def probe(transport: Transport, target: Target) -> DeviceInfo:
                 hint="set the target's python command: --set python=python3",
             )
         raw = json.loads(line.split(" ", 1)[1])
+        found[python] = raw["runtimes"]
         if info is None:
-            info = DeviceInfo(raw, dict(raw["runtimes"]))
-        else:
-            info.runtimes.update({k: v for k, v in raw["runtimes"].items() if v})
+            info = DeviceInfo(raw)
     if info is None:
         raise TargetError("the target has no python command", where=target.name)
+    info.runtimes = {m: found[target.python_for(m)].get(m) for m in found[target.python]}
     return info
 
 

@@ -301,6 +301,8 @@ class Target(BaseModel):
     @field_validator("runtime_python")
     @classmethod
     def _runtime_pythons_split(cls, value: dict[str, str]) -> dict[str, str]:
+        """Keys are runtimes as `runtimes:` lists them: a misspelt one (`ncnnn`) was taken and never used."""
+        cls._runtimes_known(list(value))
         for runtime, python in value.items():
             problem = python_problem(python)
             if problem:
