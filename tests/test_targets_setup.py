@@ -182,3 +182,27 @@ def test_runtime_python_keys_are_runtimes(tmp_path: Path) -> None:
     with pytest.raises(TargetError) as err:
         _target(tmp_path, "typo", "python3", ["ncnn"], "runtime_python: {ncnnn: python3}\n")
     assert "ncnnn" in str(err.value) and "did you mean ncnn" in str(err.value)
+
+
+def test_setup_offline_says_no_index_was_reachable(
+    tmp_path: Path, venv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline, a board's download failure blamed the package ('the package may publish no wheel for this
+    device's platform/python') and was raised as an emulator error. It says no package index was reachable,
+    as the board's error (RuntimeInstallError, exit 1). The index is a closed port here: nothing is fetched."""
+    from edgekit.errors import RuntimeInstallError
+
+    for key, value in {
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "PIP_EXTRA_INDEX_URL": "",
+        "PIP_FIND_LINKS": "",
+        "PIP_RETRIES": "0",
+        "PIP_CONFIG_FILE": "/dev/null",
+    }.items():
+        monkeypatch.setenv(key, value)
+    target = _target(tmp_path, "offline", str(venv / "bin" / "python"), ["ncnn"])
+    with pytest.raises(RuntimeInstallError) as err:
+        provision.setup_target(target, lambda _: None)
+    assert err.value.exit_code == 1
+    assert "no package index was reachable (http://127.0.0.1:9/simple)" in str(err.value)
+    assert "offline" in (err.value.hint or "")

@@ -329,7 +329,7 @@ def _setup_board(
             hint="install a numpy on the device (`python3 -m pip install numpy`, or the system's package): setup "
             "then leaves it as it is; or pin one for that Python in constraints.txt",
         )
-    wheel_dir = download_wheels(platform, reqs, layout.shared().wheels, log)
+    wheel_dir = download_wheels(platform, reqs, layout.shared().wheels, log, RuntimeInstallError)
     wheels = sorted(wheel_dir.glob("*.whl"))
     remote_dir = "wheels"
     sent = 0

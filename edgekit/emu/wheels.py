@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.errors import EmulatorError
+from edgekit.errors import EdgekitError, EmulatorError
 from edgekit.paths import constraints_file
 from edgekit.runtimes import device_packages
 
@@ -111,7 +111,11 @@ def mnn_requirements() -> list[str]:
 
 
 def download_wheels(
-    platform: WheelPlatform, requirements: list[str], cache: Path, log: Callable[[str], None] = print
+    platform: WheelPlatform,
+    requirements: list[str],
+    cache: Path,
+    log: Callable[[str], None] = print,
+    error: type[EdgekitError] = EmulatorError,
 ) -> Path:
     """Download wheels (with their dependencies) for `platform` into cache/<key>/<hash of the requirement
     set>/; return that dir.
@@ -135,7 +139,8 @@ def download_wheels(
             str(dest),
             *platform.pip_args(),
             *requirements,
-        ]
+        ],
+        error,
     )
     stamp.write_text(wanted)
     return dest
@@ -180,15 +185,26 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _pip(args: list[str]) -> None:
+def _pip(args: list[str], error: type[EdgekitError] = EmulatorError) -> None:
+    """Run this machine's pip; a failure raises `error` (EmulatorError for the emulated devices' wheels,
+    RuntimeInstallError for a board's)."""
     env = {**os.environ, "PIP_NO_INPUT": "1"}
     proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         lines = [
             ln for ln in (proc.stdout + proc.stderr).splitlines() if "is ignored: it is neither" not in ln
         ]
-        raise EmulatorError(
-            f"pip {args[0]} failed (exit {proc.returncode}):\n" + "\n".join(lines[-15:]),
+        said = "\n".join(lines[-15:])
+        if "(from versions: none)" in said and "--no-index" not in args:  # pip saw no version of anything
+            index = os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple"
+            raise error(
+                f"pip {args[0]} found no version at all: no package index was reachable ({index}):\n{said}",
+                where="wheel download",
+                hint="is this machine offline? check PIP_INDEX_URL / pip's config (a mirror) and the proxy, "
+                "then run setup again",
+            )
+        raise error(
+            f"pip {args[0]} failed (exit {proc.returncode}):\n{said}",
             where="wheel download",
             hint="the package may publish no wheel for this device's platform/python",
         )
