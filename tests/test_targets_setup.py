@@ -206,3 +206,35 @@ def test_setup_offline_says_no_index_was_reachable(
     assert err.value.exit_code == 1
     assert "no package index was reachable (http://127.0.0.1:9/simple)" in str(err.value)
     assert "offline" in (err.value.hint or "")
+
+
+FAKE_PKG = """#!/bin/sh
+# stand-in for Termux's pkg: knows no python-tflite-runtime (a batch naming it fails), installs nothing
+echo "$@" >> "$(dirname "$0")/../pkg.log"
+case " $* " in *" python-tflite-runtime "*) echo "E: Unable to locate package python-tflite-runtime" >&2; exit 100;; esac
+exit 0
+"""
+
+
+def test_termux_setup_gives_each_runtime_its_own_error(tmp_path: Path, venv: Path) -> None:
+    """The failed batch `pkg install`'s last line was stored for every package and a one-by-one install that
+    exited 0 never cleared it: onnxruntime was said not installed because 'E: Unable to locate package
+    python-tflite-runtime'. Each package keeps only its own attempt's error."""
+    prefix = tmp_path / "com.termux" / "usr"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin" / "pkg").write_text(FAKE_PKG)
+    (prefix / "bin" / "pkg").chmod(0o755)
+    python = (
+        f"env TERMUX_VERSION=0.118.1 PREFIX={prefix} PIP_INDEX_URL=http://127.0.0.1:9/simple PIP_FIND_LINKS= "
+        f"PIP_RETRIES=0 PIP_CONFIG_FILE=/dev/null {venv / 'bin' / 'python'}"
+    )
+    target = _target(tmp_path, "fakephone", python, ["tflite_runtime", "onnxruntime"])
+    info = provision.setup_target(target, lambda _: None)
+    asked = (prefix / "pkg.log").read_text().splitlines()
+    assert asked[0].startswith("install -y ") and len(asked) > 2  # a batch, then one by one
+    assert (
+        "pkg python-tflite-runtime: E: Unable to locate package python-tflite-runtime"
+        in (info.not_installed["tflite_runtime"])
+    )
+    assert "python-tflite-runtime" not in info.not_installed["onnxruntime"], info.not_installed
+    assert "pkg python-onnxruntime: installed nothing importable" in info.not_installed["onnxruntime"]

@@ -56,8 +56,10 @@ def setup_termux(
     names = [p.termux for p in wanted if p.termux]
     if names:
         log(f"{target.name}: Termux: pkg install -y {' '.join(names)}")
+        # the batch's error is kept only where no one-by-one install follows (a single name)
+        batch_names = names if len(names) == 1 else []
         if (
-            not _run(transport, [pkg, "install", "-y", *names], done.pkg_commands, errors, names)
+            not _run(transport, [pkg, "install", "-y", *names], done.pkg_commands, errors, batch_names)
             and len(names) > 1
         ):
             for name in names:  # one unknown name fails the whole transaction: try them one by one
@@ -91,6 +93,9 @@ def _run(
         last = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or [f"exit {res.exit_status}"]
         for name in names:
             errors[name] = last[0][:200]
+    else:  # an earlier attempt's error is no longer this package's
+        for name in names:
+            errors.pop(name, None)
     return res.exit_status == 0
 
 
