@@ -36,7 +36,7 @@ def stand_in_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[
     """download_wheels makes stand-in wheels of each pinned requirement; returns the requirement sets asked."""
     asked: list[list[str]] = []
 
-    def download(platform: object, reqs: list[str], cache: Path, log: object) -> Path:
+    def download(platform: object, reqs: list[str], cache: Path, log: object, error: object = None) -> Path:
         asked.append(list(reqs))
         folder = tmp_path / f"wheels{len(asked)}"
         folder.mkdir()
