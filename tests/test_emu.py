@@ -342,11 +342,13 @@ def test_targets_setup_that_could_not_install_exits_1_after_the_table(phone_emu_
     out = _edgekit("targets", "setup", "phone-emu", "--set", f"python={python}", "--set", "runtimes=[ncnn]")
     said = " ".join(out.stderr.split())
     assert out.returncode == 1, (out.stdout, out.stderr)
+    # numpy too: the device's python (-E) has none, and the failing pkg installs nothing; each with its own error
     assert (
-        "error (RuntimeInstallError): phone-emu: could not install ncnn (pkg ncnn: E: Unable to locate"
+        "error (RuntimeInstallError): phone-emu: could not install numpy (pkg python-numpy: E: Unable to"
         in said
     )
-    assert "hint: install ncnn on the device by hand" in said and "Traceback" not in out.stderr
+    assert "ncnn (pkg ncnn: E: Unable to locate" in said, said
+    assert "hint: install numpy, ncnn on the device by hand" in said and "Traceback" not in out.stderr, said
     assert "ncnn" in out.stdout and "missing" in out.stdout  # the device's table first
 
 
