@@ -20,8 +20,9 @@ from edgekit.report.html_facts import EMU_BADGE, facts_section
 from edgekit.report.html_routes import routes_section
 from edgekit.report.panels import PRECISION_COLOURS, Panel, colour_hex
 from edgekit.report.regression import Flag, FlagKind
+from edgekit.report.rows import Row
 from edgekit.report.table import NO_BOARD
-from edgekit.report.view import RecipeView, Report, Row, when
+from edgekit.report.view import RecipeView, Report, when
 from edgekit.results import interval_not_validated
 
 # what the page shows for an emulated target: tables and routes never show qemu's wall time as a figure

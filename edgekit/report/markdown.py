@@ -14,8 +14,9 @@ from edgekit.report.figures import millions
 from edgekit.report.flag_text import ACCEPT_WHY, accept_commands, flag_line
 from edgekit.report.flags import failures_text
 from edgekit.report.regression import Flag
+from edgekit.report.rows import Row
 from edgekit.report.table import NO_BOARD, estimate_text
-from edgekit.report.view import RecipeView, Report, Row, when
+from edgekit.report.view import RecipeView, Report, when
 from edgekit.results import NOT_RUN_INTERRUPTED
 
 # the ratio as deploy's table heads it: fp32's count over the artifact's, so above 1 is fewer instructions ("0.78x

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from edgekit.formats import Format
 from edgekit.report.changes import judged_changes
 from edgekit.report.regression import (
     HOST,
@@ -23,40 +22,13 @@ from edgekit.report.regression import (
     series_key,
     threads_text,
 )
+from edgekit.report.rows import Row, latest_rows, measurements
 from edgekit.results import (
     NOT_RUN_INTERRUPTED,
-    ArtifactInfo,
-    Comparison,
-    DeployResult,
-    Measurement,
     TargetRun,
 )
 from edgekit.store import Store, StoredRun
 from edgekit.target import lab_stored_note
-
-
-@dataclass(frozen=True)
-class Row:
-    """One artifact x target x thread count of the latest run."""
-
-    artifact: str
-    target: str
-    threads: int
-    emulated: bool
-    status: str
-    error: str | None
-    p50_ms: float | None
-    p90_ms: float | None
-    speedup: float | None  # over the same runtime's fp32 on the same target and threads
-    speedup_basis: str  # "latency", "emulated wall time" or "instruction count"
-    cosine: float | None  # fidelity against the original model (on this target's outputs where known)
-    gates_passed: bool | None
-    drift_max_abs: float | None  # target's outputs vs the host's (host-vs-ARM drift)
-    drift_cosine: float | None
-    instructions: int | None
-    flags: tuple[Flag, ...] = ()
-    estimate: dict | None = None  # emulated target: the board estimate (estimate_ms, low_ms, high_ms, board)
-    run_id: int | None = None  # set when the row is from an older run than the recipe's latest
 
 
 @dataclass
@@ -89,7 +61,7 @@ class RecipeView:
             since = next((u.since_change for u in keys if u.since_change is not None), None)
             after = f" since its configuration changed in run #{since}" if since is not None else ""
             newest = self.latest_on(target)
-            measured = [m for m in _measurements(newest[1]) if m.status == "ok"] if newest else []
+            measured = [m for m in measurements(newest[1]) if m.status == "ok"] if newest else []
             everything = len(keys) >= len(measured)
             which = (
                 ""
@@ -301,7 +273,7 @@ def recipe_view(
             (
                 r
                 for r in reversed(shown)
-                if any(t.target == target and _measurements(t) for t in r.result.runs)
+                if any(t.target == target and measurements(t) for t in r.result.runs)
             ),
             None,
         )  # the newest run that measured it (one that failed before measuring has no rows to show)
@@ -331,7 +303,7 @@ def _host_series_rows(rows: list[Row], shown: list[StoredRun], flags: list[Flag]
     for run in reversed(shown):
         for t in run.result.runs:
             key = series_key(t)
-            if t.target == HOST and None not in key[1:] and _measurements(t):
+            if t.target == HOST and None not in key[1:] and measurements(t):
                 newest.setdefault(key, run)
     if len(newest) < 2:
         return rows
@@ -362,75 +334,8 @@ def _or_older(row: Row, latest: StoredRun, shown: list[StoredRun]) -> Row:
     return row
 
 
-def latest_rows(result: DeployResult, flags: Sequence[Flag] = (), only: str | None = None) -> list[Row]:
-    """One row per measurement of `result` (of target `only`, if given)."""
-    fidelity = {a.id: a for a in result.artifacts}
-    rows = []
-    for target_run in result.runs:
-        if only is not None and target_run.target != only:
-            continue
-        found = _measurements(target_run)
-        by_key = {(m.format, m.threads): m for m in found}
-        drift = {c.artifact: c for c in target_run.comparisons if c.reference == "host"}
-        vs_onnx = {c.artifact: c for c in target_run.comparisons if c.reference == "onnx"}
-        for m in found:
-            art = fidelity.get(m.artifact)
-            speedup, basis = _speedup(m, by_key, target_run.emulated)
-            mine = tuple(
-                f
-                for f in flags
-                if (f.artifact, f.target, f.threads) == (m.artifact, target_run.target, m.threads)
-            )
-            rows.append(
-                Row(
-                    artifact=m.artifact,
-                    target=target_run.target,
-                    threads=m.threads,
-                    emulated=target_run.emulated,
-                    status=m.status,
-                    error=m.error,
-                    p50_ms=m.p50_ms,
-                    p90_ms=m.p90_ms,
-                    speedup=speedup,
-                    speedup_basis=basis,
-                    # an artifact that did not run here has no fidelity here (not the conversion's in its place)
-                    cosine=_target_cosine(vs_onnx.get(m.artifact), art) if m.status == "ok" else None,
-                    gates_passed=_gates(vs_onnx.get(m.artifact), art) if m.status == "ok" else None,
-                    drift_max_abs=drift[m.artifact].max_abs_error if m.artifact in drift else None,
-                    drift_cosine=drift[m.artifact].cosine if m.artifact in drift else None,
-                    instructions=m.instructions_per_invoke,
-                    flags=mine,
-                    estimate=_estimate(target_run, m),
-                )
-            )
-    return rows
-
-
-def _estimate(run: TargetRun, m: Measurement) -> dict | None:
-    est = run.estimates.get(f"{m.artifact} x{m.threads}") if run.estimates else None
-    return est if isinstance(est, dict) and est.get("status") == "ok" else None
-
-
 def when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def _speedup(
-    m: Measurement, by_key: dict[tuple[str, int], Measurement], emulated: bool
-) -> tuple[float | None, str]:
-    try:
-        reference = by_key.get((Format(m.format).fp32_reference.value, m.threads))
-    except ValueError:  # a format this edgekit does not know
-        reference = None
-    if reference is None or reference.status != "ok" or m.status != "ok":
-        return None, ""
-    if emulated and m.instructions_per_invoke and reference.instructions_per_invoke:
-        return reference.instructions_per_invoke / m.instructions_per_invoke, "instruction count"
-    if emulated:  # qemu's wall time distorts ratios (README): no speed-up from it, said as such
-        return None, "emulated wall time"
-    if reference.p50_ms and m.p50_ms:
-        return reference.p50_ms / m.p50_ms, "latency"
-    return None, ""
 
 
 def _only(run: StoredRun, targets: Sequence[str]) -> StoredRun:
@@ -438,25 +343,3 @@ def _only(run: StoredRun, targets: Sequence[str]) -> StoredRun:
         return run
     kept = [t for t in run.result.runs if t.target in targets]
     return StoredRun(run.id, run.started_ts, run.result.model_copy(update={"runs": kept}))
-
-
-def _measurements(target_run: TargetRun) -> list[Measurement]:
-    return target_run.agent.measurements if target_run.agent else []
-
-
-def _target_cosine(comparison: Comparison | None, art: ArtifactInfo | None) -> float | None:
-    """Fidelity on this target's own outputs where deploy compared them, else the conversion's."""
-    if comparison is not None:
-        return comparison.cosine
-    return _float(art.fidelity.get("cosine")) if art else None
-
-
-def _gates(comparison: Comparison | None, art: ArtifactInfo | None) -> bool | None:
-    on_target = getattr(comparison, "gates_passed", None) if comparison is not None else None
-    if on_target is not None:
-        return bool(on_target)
-    return art.gates_passed if art else None
-
-
-def _float(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) else None
