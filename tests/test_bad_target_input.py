@@ -19,7 +19,7 @@ from edgekit.errors import HostNameError
 from edgekit.target import load_target
 from edgekit.transport import open_transport
 from edgekit.transport.proxy_text import masked_command
-from edgekit.transport.ssh_keys import device_proxy
+from edgekit.transport.ssh_key_hints import device_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "S3CRET-TOKEN-4711"

@@ -545,7 +545,7 @@ def test_no_key_anywhere_is_said_with_where_to_set_one(
 def test_a_lab_places_accept_new_hint_names_the_lab_targets_variable() -> None:
     """A lab board's target is named after its place (pi4-a), so the hint named EDGEKIT_TARGET_PI4_A_ACCEPT_NEW,
     which nothing reads: the lab target's own name is what its environment override is read under."""
-    from edgekit.transport.ssh_keys import _accept_new
+    from edgekit.transport.ssh_key_hints import _accept_new
 
     lab = load_target("lab-pi4")
     place = lab.model_copy(update={"name": "pi4-a"})  # as lab.acquire.place_target names it

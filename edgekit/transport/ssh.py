@@ -4,6 +4,7 @@ It is one connection to a target, made of parts that each hold one concept:
 
 - ssh_keys.py: host keys are checked against the target's own known_hosts file only; an unknown key is refused
   unless the target opts in with `accept_new: true`, and a changed key is always refused.
+- ssh_key_hints.py: what the user is told then: the stale key's removal, how to record a new one.
 - ssh_jump.py: the ProxyCommand or ProxyJump chain in front of the device.
 - ssh_link.py: every remote operation has a deadline, so a frozen device never hangs a night: a severed or silent
   device raises DeviceTimeout, a dropped connection ConnectionLost; `sever()` cuts the link from any thread (the
@@ -29,7 +30,7 @@ import paramiko
 from edgekit.errors import ConnectError, HostNameError, KeyFileError, TransportError
 from edgekit.target import Target
 from edgekit.target.schema import HOST_HINT, host_name_problem, shown_host
-from edgekit.transport import ssh_exec, ssh_keys
+from edgekit.transport import ssh_exec, ssh_key_hints, ssh_keys
 from edgekit.transport.base import PutResult, RunResult, Transport
 from edgekit.transport.ssh_files import RemoteFiles
 from edgekit.transport.ssh_jump import JumpChain
@@ -76,11 +77,11 @@ class SshTransport(Transport):
             raise
         except paramiko.BadHostKeyException as exc:
             self._drop(client)
-            raise ssh_keys.changed_key_error(exc, t, self.address) from None
+            raise ssh_key_hints.changed_key_error(exc, t, self.address) from None
         except paramiko.SSHException as exc:
             self._drop(client)
             if ssh_keys.is_unknown_key(exc):
-                raise ssh_keys.unknown_key_error(t, self.address) from None
+                raise ssh_key_hints.unknown_key_error(t, self.address) from None
             if isinstance(exc, paramiko.AuthenticationException):
                 raise ConnectError(
                     f"authentication refused for user {t.user!r} (key {key or 'agent/default'})",

@@ -21,7 +21,7 @@ import paramiko
 from edgekit.errors import ConnectError, HostKeyError, HostNameError, exit_text
 from edgekit.target import Target
 from edgekit.target.schema import HOST_HINT, host_name_problem, shown_host
-from edgekit.transport import ssh_keys
+from edgekit.transport import ssh_key_hints, ssh_keys
 from edgekit.transport.proxy_text import masked_output, program_of
 
 
@@ -164,7 +164,7 @@ class JumpChain:
                     f"host key CHANGED for {where}; refusing to connect",
                     where=self.address,
                     hint=f"if the jump host was really re-installed, remove its line: "
-                    f"{ssh_keys.remove_key_command(host, port, known_hosts)}, then add its new key",
+                    f"{ssh_key_hints.remove_key_command(host, port, known_hosts)}, then add its new key",
                 ) from None
             except ValueError as exc:  # UnicodeError: the idna codec refuses an empty or over-long part
                 jump.close()
@@ -181,7 +181,7 @@ class JumpChain:
                     raise HostKeyError(
                         f"unknown host key of {where} (not in {ssh_keys.known_hosts_of(t)})",
                         where=self.address,
-                        hint=ssh_keys.record_key_hint(
+                        hint=ssh_key_hints.record_key_hint(
                             t,
                             host,
                             port,
@@ -190,7 +190,7 @@ class JumpChain:
                                 "the jump host"
                                 + ("s " if len(before) > 1 else " ")
                                 + ", ".join(f"{h}:{p}" for _, h, p in before),
-                                ssh_keys.proxy_through(t, before),
+                                ssh_key_hints.proxy_through(t, before),
                             )
                             if before
                             else None,
