@@ -36,8 +36,9 @@ from edgekit import paths
 from edgekit.convert.housekeeping import touch
 from edgekit.convert.onnx_export import EXPORT_VERSION, file_sha256, simplify, tool_versions
 from edgekit.convert.onnx_file import ORT_MAX_IR_VERSION, external_data_files, fit_ir_version, read_onnx
-from edgekit.errors import InputDataError, RecipeError
-from edgekit.recipe import KerasSource, OnnxSource, Recipe, Task, TorchSource
+from edgekit.convert.onnx_io import check_graph, check_io
+from edgekit.errors import RecipeError
+from edgekit.recipe import KerasSource, OnnxSource, Recipe, TorchSource
 
 log = logging.getLogger(__name__)
 ORIGINAL = "original.onnx"  # a user's model as given, beside the prepared model.onnx: the fidelity reference
@@ -315,77 +316,6 @@ def _copy_with_weights(src: Path, target: Path, external: bool) -> None:
     (target.parent / data).unlink(missing_ok=True)  # onnx appends to an existing data file
     onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=data)
     tmp.replace(target)
-
-
-def _dtype_name(elem: int) -> str:
-    """An ONNX element type as numpy names it (int64, uint8, float16, ...)."""
-    import onnx
-
-    try:
-        return str(onnx.helper.tensor_dtype_to_np_dtype(elem).name)
-    except (KeyError, ValueError, TypeError):
-        return f"element type {elem}"
-
-
-def check_io(onnx_path: Path, recipe: Recipe) -> None:
-    """The ONNX model's single input must have the recipe's name and shape; named outputs must exist."""
-    check_graph(read_onnx(onnx_path, str(recipe.path)).graph, recipe)
-
-
-def check_graph(graph: Any, recipe: Recipe) -> None:
-    """check_io on a graph already read."""
-    inits = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in inits]
-    where = str(recipe.path)
-    if len(inputs) != 1:
-        raise RecipeError(
-            f"the model has {len(inputs)} inputs; edgekit handles single-input models", where=where
-        )
-    inp = inputs[0]
-    elem = inp.type.tensor_type.elem_type
-    if elem != 1:  # TensorProto.FLOAT: calibration, evaluation and every runtime here feed float32
-        kind = _dtype_name(elem)
-        raise RecipeError(
-            f"the model's input {inp.name!r} is {kind}; edgekit feeds float32 tensors (images, features)",
-            where=where,
-            hint="export the model with a float32 input (cast inside the model if it needs integers, e.g. ids)",
-        )
-    dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim)
-    if inp.name != recipe.input.name:
-        raise RecipeError(
-            f"field `input.name`: the model's input is called {inp.name!r}, the recipe says "
-            f"{recipe.input.name!r}",
-            where=where,
-            hint=f"set input.name: {inp.name}",
-        )
-    want = recipe.input.shape
-    if len(dims) != len(want) or any(d > 0 and d != r for d, r in zip(dims, want)):
-        raise RecipeError(
-            f"field `input.shape`: the model's input shape is {list(dims)} (-1 = dynamic), the "
-            f"recipe says {list(recipe.input.shape)}",
-            where=where,
-        )
-    if all(n.op_type in ("Identity", "Dropout") for n in graph.node):  # no converter makes a model of this
-        raise InputDataError(
-            "the model computes nothing: its outputs are its input (or constants) through no-op nodes only",
-            where=where,
-            hint="export the trained model itself (its layers), not a pass-through",
-        )
-    names = [o.name for o in graph.output]
-    missing = [n for n in recipe.outputs if n not in names]
-    if missing:
-        raise RecipeError(f"field `outputs`: {missing} not among the model's outputs {names}", where=where)
-    used = list(recipe.outputs) or names
-    if (
-        recipe.task is Task.DETECT and len(used) != 2
-    ):  # said before converting, not as a failed fidelity check
-        raise RecipeError(
-            f"field `task`: detect needs two outputs, `boxes` [1, N, 4] and `scores` [1, N, classes]; the model "
-            f"has {len(used)}: {used}",
-            where=where,
-            hint="set task: classify (one output of class scores) or generic, or export the detector's boxes and "
-            "scores (see edgekit/zoo/yolov5_lite.py)",
-        )
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
