@@ -264,8 +264,12 @@ def _count(
 
 def _print_estimate(out: dict[str, Any], title: str) -> None:
     est, bound = out["estimate"], out["roofline"]
+    asked, used = out["threads"], est.get("threads", out["threads"])
+    threads = (
+        f"{asked} thread(s)" if asked == used else f"{asked} threads, estimated as {used} (the board's cores)"
+    )
     console.print(
-        f"[bold]{plain(out['artifact'])}[/] on {title}, {out['threads']} thread(s); runs as {plain(out['runs_as'])}",
+        f"[bold]{plain(out['artifact'])}[/] on {title}, {threads}; runs as {plain(out['runs_as'])}",
         highlight=False,
     )
     if out.get("weights"):

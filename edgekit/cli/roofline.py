@@ -121,9 +121,10 @@ def roofline_cmd(
         for note in notes:
             console.print(f"  [dim]note: {plain(note)}[/]", highlight=False)
         return
+    validated = "" if est.calibrated else " [yellow]not validated (see the notes)[/]"
     console.print(
-        f"  estimate        {ms(est.estimate_ms)} ms, 80 % interval {ms(est.low_ms)} .. {ms(est.high_ms)} ms "
-        f"(method {est.method}; {ms(est.estimate_ms / max(r.lower_bound_ms, 1e-9))}x the bound) "
+        f"  estimate        {ms(est.estimate_ms)} ms, 80 % interval {ms(est.low_ms)} .. {ms(est.high_ms)} ms"
+        f"{validated} (method {est.method}; {ms(est.estimate_ms / max(r.lower_bound_ms, 1e-9))}x the bound) "
         "[dim]MAC-based estimate, not a measurement[/]",
         highlight=False,
     )

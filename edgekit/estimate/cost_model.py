@@ -192,8 +192,13 @@ def estimate(
             f"{n} threads: no calibration figure; estimated with the {calibrated_n}-thread model (interval "
             "widened to the widest of any group, not validated)"
         )
-    if threads > board.cores:
-        notes.append(f"{threads} threads on {board.cores} cores: counted as {board.cores}")
+    oversubscribed = threads > board.cores
+    if oversubscribed:
+        notes.append(
+            f"{threads} threads on {board.cores} cores: estimated as {board.cores}; more threads than cores share "
+            "them (ncnn's and TFLite's workers then wait on each other), which no calibration figure measured, "
+            "so the interval is not validated"
+        )
     available = tuple(k for k in (INS, B, P, M, X, A, L1, LLC, CYC) if features.has(k, calibrated_n))
     range_note, in_reach = _outside_calibration(board.name, features)
     if range_note:
@@ -201,8 +206,8 @@ def estimate(
     model = model_for(board.name, calibrated_n, available)
     method = model.describe()
     est = model.predict_ms(features)
-    if not features.instructions:
-        notes += _below_calibration(board.name, calibrated_n, est)
+    below = _below_calibration(board.name, calibrated_n, est) if not features.instructions else []
+    notes += below
     cv: dict[str, Any] = {
         "weights": {name: round(w, 4) for name, w in model.weights.items()},
         "board": board.name,
@@ -219,7 +224,7 @@ def estimate(
     widen = unseen or features.int8 or bool(range_note)  # what leave-one-out missed more often
     q = max(cv["q_log"], cv["q_log_wide"]) if widen else cv["q_log"]
     runtime_ok = _format_calibrated(fmt, list(model.weights))
-    calibrated = calibrated_n == n and runtime_ok and in_reach
+    calibrated = calibrated_n == n and runtime_ok and in_reach and not below and not oversubscribed
     why = ""
     if not calibrated:
         q = max(q, widest_q())
@@ -228,9 +233,13 @@ def estimate(
         why = (
             f"no calibration figure at {n} threads"
             if calibrated_n != n
+            else f"{threads} threads on {board.cores} cores: no calibration figure oversubscribes the cores"
+            if oversubscribed
             else f"no calibration figure for {fmt.value if fmt else 'this format'}"
             if not runtime_ok
             else "outside the calibration models' size range"
+            if not in_reach
+            else "below every calibration model's published figure (the MAC forms have no fixed cost)"
         )
     _state_interval_used(cv, q)
     return Estimate(
