@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from edgekit.convert.ncnn.param import NcnnLayer
 from edgekit.convert.ncnn.runtime import input_mat
 from edgekit.errors import InputDataError
 from edgekit.estimate.model_cost import ModelCost
+from edgekit.estimate.ncnn_bounds import HostBudget
 from edgekit.estimate.ncnn_model import check_batch_first, check_input_shape
 from edgekit.runtimes.ncnn import load_ncnn, parse_param
 
@@ -190,31 +192,35 @@ def _ncnn_blob_shapes(
         )
     if not io.get("input_shapes") and input_shape:
         check_input_shape(path, input_shape)
+    budget = HostBudget(path, layers)  # weights over the caps are refused before ncnn loads them
     net = load_ncnn(path, io.get("options") or {})
     out: dict[str, list[int]] = {}
-    blobs = [t for _, _, tops, _ in layers for t in tops]
     ex = net.create_extractor()
     ex.set_light_mode(False)  # keep intermediate blobs, or each is freed once its consumer ran
     try:
         for name, shape in zip(inputs, shapes):
             ex.input(name, input_mat(np.zeros(shape[1:], dtype=np.float32)))
-        for blob in blobs:
-            ret, mat = ex.extract(blob)
-            if ret != 0:  # a layer failed (out of memory, an input it cannot take): MACs would be missing
-                raise InputDataError(
-                    f"ncnn could not compute blob {blob!r} (error {ret}) with input shape(s) {shapes}: the model "
-                    "cannot take that input (its MACs, sizes and counts would be a model's that does not run)",
-                    where=str(path),
-                    hint="check the input shape against the model (--input-shape, NCHW)",
-                )
-            # extract() unpacks and converts to fp32, so c/d/h/w are the logical shape
-            out[blob] = (
-                [int(mat.c), int(mat.d) * int(mat.h), int(mat.w)]
-                if mat.dims >= 3
-                else [1, int(mat.h), int(mat.w)]
-            )
+        for index, layer in enumerate(layers):  # file order: a layer's inputs are computed before it
+            budget.before(index, layer, out)  # its output bounded from theirs, refused before ncnn makes it
+            for blob in layer[2]:
+                out[blob] = _extract(ex, blob, path, shapes)
+                budget.computed(out[blob])
     finally:
         ex.clear()  # the extractor's blobs live in the net's pool allocator: free them first
         del ex
         net.clear()
     return out
+
+
+def _extract(ex: Any, blob: str, path: Path, shapes: list) -> list[int]:
+    """A blob's (c, h, w) from ncnn: computes the layer that makes it, its inputs being computed already."""
+    ret, mat = ex.extract(blob)
+    if ret != 0:  # a layer failed (out of memory, an input it cannot take): MACs would be missing
+        raise InputDataError(
+            f"ncnn could not compute blob {blob!r} (error {ret}) with input shape(s) {shapes}: the model "
+            "cannot take that input (its MACs, sizes and counts would be a model's that does not run)",
+            where=str(path),
+            hint="check the input shape against the model (--input-shape, NCHW)",
+        )
+    # extract() unpacks and converts to fp32, so c/d/h/w are the logical shape
+    return [int(mat.c), int(mat.d) * int(mat.h), int(mat.w)] if mat.dims >= 3 else [1, int(mat.h), int(mat.w)]
