@@ -1,8 +1,9 @@
 """A PyTorch model -> ONNX: a builder (+ weights) built with torch seeded, or a TorchScript archive, exported
 with the TorchScript exporter (opset 17); an ExportedProgram (.pt2) with torch.export's own exporter (dynamo, opset
 18: it writes no lower); then simplified and checked against the module. Its cache key covers the builder's code
-(its module and every module of the user's own code it imports, transitively: see edgekit.convert.code_digest), or
-the file's bytes. Called by edgekit.convert.onnx.prepare_onnx, which imports this module lazily.
+(its module and every module of the user's own code it imports, transitively: see edgekit.convert.code_digest) and
+the files its args name, by content (a checkpoint it loads: edgekit.convert.arg_files), or the file's bytes.
+Called by edgekit.convert.onnx.prepare_onnx, which imports this module lazily.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import paths
+from edgekit.convert.arg_files import arg_file_digests
 from edgekit.convert.calibration import data_digest
 from edgekit.convert.code_digest import builder_code
 from edgekit.convert.onnx_export import (
@@ -76,6 +78,10 @@ def torch_key(recipe: Recipe, src: TorchSource) -> str:
     # a saved file: its bytes (a builder's key stays as it was before files could be given, so its cache serves)
     if src.path is not None:
         spec["file"] = file_sha256(src.path)
+    # the files and folders the builder's args name (its own checkpoint), by content: overwritten, exported again
+    arg_files = arg_file_digests(src.args)
+    if arg_files:
+        spec["arg_files"] = arg_files
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
