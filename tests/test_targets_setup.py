@@ -176,6 +176,28 @@ def test_check_reads_each_runtime_from_the_python_a_deploy_runs_it_with(tmp_path
     assert provision.check_target(plain, lambda _: None).runtimes["ncnn"] == "1.0.1"
 
 
+def test_setup_installs_a_runtime_with_its_own_runtime_python(
+    tmp_path: Path, venv: Path, stand_in_downloads: list[list[str]]
+) -> None:
+    """`runtime_python: {ncnn: OTHER}`: setup installed ncnn with `python:` and then said "installed, but OTHER does
+    not import it" (exit 1); a deploy runs ncnn with OTHER. It is installed there now, numpy with it where OTHER
+    has none, and `python:` is left as it was."""
+    _pip_install(venv / "bin" / "python", _stand_in_wheel(tmp_path, "numpy", "1.26.4"))
+    other = _make_venv(tmp_path / "other") / "bin" / "python"
+    target = _target(
+        tmp_path, "rtp2", str(venv / "bin" / "python"), ["ncnn"], f"runtime_python: {{ncnn: {other}}}\n"
+    )
+    lines: list[str] = []
+    info = provision.setup_target(target, lines.append)
+    assert not info.not_installed, (info.not_installed, lines)
+    assert info.runtimes["ncnn"], info.runtimes
+    assert [sorted(r.split("==")[0] for r in reqs) for reqs in stand_in_downloads] == [["ncnn", "numpy"]]
+    assert any(f"for `{other}` (runtime_python)" in line for line in lines), lines
+    imports = [str(p) for p in (other, venv / "bin" / "python")]
+    ran = [subprocess.run([p, "-c", "import ncnn"], capture_output=True).returncode for p in imports]
+    assert ran == [0, 1]  # in the runtime's own python only
+
+
 def test_runtime_python_keys_are_runtimes(tmp_path: Path) -> None:
     from edgekit.errors import TargetError
 

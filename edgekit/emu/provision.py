@@ -101,6 +101,7 @@ class DeviceInfo:
     runtimes: dict[str, str | None] = field(default_factory=dict)  # each as target.python_for(it) sees it
     # after `targets setup`: each runtime it could not install -> what was tried and why it failed
     not_installed: dict[str, str] = field(default_factory=dict)
+    pythons: dict[str, dict[str, Any]] = field(default_factory=dict)  # each python command -> its own probe
 
     @property
     def cpu_model(self) -> str:
@@ -150,6 +151,7 @@ def probe(transport: Transport, target: Target) -> DeviceInfo:
         found[python] = raw["runtimes"]
         if info is None:
             info = DeviceInfo(raw)
+        info.pythons[python] = raw
     if info is None:
         raise TargetError("the target has no python command", where=target.name)
     info.runtimes = {m: found[target.python_for(m)].get(m) for m in found[target.python]}
@@ -310,21 +312,38 @@ def _not_emulated(module: str, emulated: list[str]) -> str:
 def _setup_board(
     transport: Transport, target: Target, info: DeviceInfo, missing: list[str], log: Log
 ) -> dict[str, str]:
-    """Download, push and install the wheels of the missing runtimes; returns the runtimes it does not attempt
-    (host-only, uninstallable: runtime -> why), refused before anything is downloaded."""
+    """Download, push and install the wheels of the missing runtimes, each with the python a deploy runs it with
+    (a runtime's `runtime_python`, else `python:`; numpy too where that python has none); returns the runtimes
+    it does not attempt (host-only, uninstallable: runtime -> why), refused before anything is downloaded."""
     refused = {m: why for m in missing if (why := _never_installed(m))}
     if refused:
         log(f"{target.name}: not installing " + "; ".join(f"{m} ({why})" for m, why in refused.items()))
-    missing = [m for m in missing if m not in refused]
-    if not missing:
-        return refused
+    by_python: dict[str, list[str]] = {}
+    for module in (m for m in missing if m not in refused):
+        by_python.setdefault(target.python if module == "numpy" else target.python_for(module), []).append(
+            module
+        )
+    for python, modules in by_python.items():
+        raw = info.pythons.get(python, info.raw)
+        if python != target.python and not (raw.get("runtimes") or {}).get("numpy"):
+            modules = ["numpy", *modules]  # this python's runtimes need a numpy of its own
+        _install(transport, target, DeviceInfo(raw), python, modules, log)
+    return refused
+
+
+def _install(
+    transport: Transport, target: Target, info: DeviceInfo, python_cmd: str, missing: list[str], log: Log
+) -> None:
+    """The wheels of `missing` for the python `python_cmd` (its version, machine and glibc: `info`), pushed and
+    installed with it."""
     platform = info.wheel_platform(target.name)
+    which = "" if python_cmd == target.python else f" for `{python_cmd}` (runtime_python)"
     reqs = requirements_for(missing)  # numpy among them only when the device has none
     numpy_pin = next((r.split("==", 1)[1] for r in reqs if r.startswith("numpy==")), None)
     if numpy_pin and not numpy_has_wheel(numpy_pin, platform.python):
         raise RuntimeInstallError(
-            f"the device has no numpy, and edgekit's numpy pin (numpy=={numpy_pin}) publishes no wheel for its "
-            f"Python {platform.python}",
+            f"the device has no numpy{which}, and edgekit's numpy pin (numpy=={numpy_pin}) publishes no wheel for "
+            f"its Python {platform.python}",
             where=target.name,
             hint="install a numpy on the device (`python3 -m pip install numpy`, or the system's package): setup "
             "then leaves it as it is; or pin one for that Python in constraints.txt",
@@ -335,8 +354,8 @@ def _setup_board(
     sent = 0
     for wheel in wheels:
         sent += transport.put(wheel, f"{remote_dir}/{wheel.name}").bytes_sent
-    log(f"{target.name}: pushed {len(wheels)} wheels ({sent / 1e6:.1f} MB sent)")
-    python = python_argv(target.python)
+    log(f"{target.name}: pushed {len(wheels)} wheels{which} ({sent / 1e6:.1f} MB sent)")
+    python = python_argv(python_cmd)
     work = transport.work_dir
     if info.raw.get("pip"):
         argv = [*python, "-m", "pip", "install", "--no-index", "--find-links", f"{work}/{remote_dir}"]
@@ -359,7 +378,7 @@ def _setup_board(
             else (f"unpacking the wheels into {work}/site (the device has no pip)")
         )
         raise RuntimeInstallError(
-            f"{how} failed (exit {res.exit_status}): {res.stderr.strip()[-500:] or res.stdout.strip()[-500:]}",
+            f"{how}{which} failed (exit {res.exit_status}): {res.stderr.strip()[-500:] or res.stdout.strip()[-500:]}",
             where=target.name,
             hint=f"the wheels are in {work}/{remote_dir} on the device: "
             + (
@@ -369,4 +388,3 @@ def _setup_board(
             )
             + " (disk space, a Python the wheels do not fit), or leave the runtime out: --set 'runtimes=[...]'",
         )
-    return refused
