@@ -1,6 +1,7 @@
 """Does the ONNX exported from a PyTorch module reproduce it? The module and onnxruntime run on the same inputs of
 the recipe's own kind (as a Keras source's tf2onnx export is checked in edgekit.convert.keras_child); a mismatch
-past EXPORT_CHECK_MAX_ABS is a ConversionError naming its likely cause, control flow frozen by tracing."""
+past EXPORT_CHECK_MAX_ABS is a ConversionError naming its likely cause, control flow frozen by tracing; a module
+whose own outputs are NaN or infinite is an InputDataError saying so (the model is wrong, not its export)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.convert.onnx_export import EXPORT_CHECK_MAX_ABS, export_difference
-from edgekit.errors import ConversionError, RecipeError
+from edgekit.errors import ConversionError, InputDataError, RecipeError
 from edgekit.recipe import Recipe, TorchSource
 
 FROZEN_FLOW_HINT = (
@@ -101,7 +102,8 @@ def check_export(
     total: int | None = None,
 ) -> dict[str, Any]:
     """The module and onnxruntime on the same inputs: the worst output difference relative to the outputs'
-    magnitude; past EXPORT_CHECK_MAX_ABS a ConversionError (the export does not reproduce the model). The record
+    magnitude; past EXPORT_CHECK_MAX_ABS a ConversionError (the export does not reproduce the model); the module's
+    own outputs not finite, an InputDataError (_check_finite). The record
     (meta.json's `check`) holds how many inputs it ran on, of how many (`of`), and the tracer's warnings that
     control flow was frozen (`frozen`: said with every run's match, see torch_export.describe)."""
     import numpy as np
@@ -118,6 +120,7 @@ def check_export(
             want = [
                 t.detach().numpy().astype(np.float64) for t in returned_tensors(model(torch.from_numpy(x)))
             ]
+        _check_finite(want, i, len(batches), kind, recipe, src)
         got = sess.run(None, {name: x})
         for w, g in zip(want, got, strict=False):
             err = export_difference(w, g)
@@ -139,6 +142,34 @@ def check_export(
         "on": kind,
         "frozen": frozen_flow(tracer),
     }
+
+
+def _check_finite(
+    outputs: list[Any], i: int, count: int, kind: str, recipe: Recipe, src: TorchSource
+) -> None:
+    """PyTorch's own outputs on one input hold no NaN or infinity: a model computing NaN cannot be checked (NaN
+    equals nothing), and its export was blamed for it, with the frozen-flow hint. An InputDataError (exit 2), as
+    for a model that computes nothing: the model is what is wrong, not a converter."""
+    import numpy as np
+
+    for j, out in enumerate(outputs):
+        bad = ~np.isfinite(out)
+        if not bad.any():
+            continue
+        nan = int(np.isnan(out).sum())
+        what = ", ".join(
+            f"{n} {label}" for n, label in ((nan, "NaN"), (int(bad.sum()) - nan, "infinite")) if n
+        )
+        named = f"`{recipe.outputs[j]}`" if j < len(recipe.outputs) else f"{j + 1} of {len(outputs)}"
+        raise InputDataError(
+            f"the model's own outputs are not finite: on {kind} {i + 1} of {count}, {src.label}'s output "
+            f"{named} {list(out.shape)} holds {what} of its {out.size} values (PyTorch's, before any export); "
+            "a model that computes NaN or infinity cannot be checked or converted",
+            where=str(recipe.path),
+            hint="check the weights (trained to NaN, or not loaded) and the builder (a division by zero, log of "
+            "0 or sqrt of a negative, an overflow in float32); run the module on that input in Python to see "
+            "where the values turn",
+        )
 
 
 def returned_tensors(value: Any) -> list[Any]:
