@@ -1,13 +1,14 @@
 """Where a TFLite artifact's instructions go: guest instructions per op on an emulated core, by prefix models.
 
 The TFLite interpreter runs a whole graph per `invoke()` from Python: there is no per-op hook to mark. So the
-host writes one prefix model per op, the graph cut after op k in execution order with that op's outputs as the
-model's outputs (weights of ops past the cut dropped), and counts one invoke of each on the emulated core in one
-guest process. Op k's own instructions are the prefix-k count minus the prefix-(k-1) count; the first op's
-count includes the interpreter's fixed per-invoke work. Each prefix is prepared by the same interpreter (with its
-default XNNPACK delegate), so an op fused or delegated differently at a cut shows as a small negative or positive
-difference: negatives are reported as 0 and the sum of the ops is compared with the whole model (`coverage`).
-Instruction counts, not cycles. Control flow (more than one subgraph) is refused with a named error.
+host writes one prefix model per op, the graph cut after op k in execution order returning every tensor still
+live there (op k's outputs, and those of earlier ops that a later op reads or the model returns; weights of ops
+past the cut dropped), and counts one invoke of each on the emulated core in one guest process. Op k's own
+instructions are the prefix-k count minus the prefix-(k-1) count; the first op's count includes the
+interpreter's fixed per-invoke work. Each prefix is prepared by the same interpreter (with its default XNNPACK
+delegate), so an op fused or delegated differently at a cut shows as a small negative or positive difference:
+negatives are reported as 0 and the sum of the ops is compared with the whole model (`coverage`). Instruction
+counts, not cycles. Control flow (more than one subgraph) is refused with a named error.
 """
 
 from __future__ import annotations
@@ -97,8 +98,20 @@ def op_rows(model: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def live_outputs(graph: Any, k: int) -> list[int]:
+    """The tensors prefix k returns: op k's outputs, and every tensor ops 0..k produced that an op after k reads
+    or the model returns. With op k's outputs alone, XNNPACK dropped the ops whose results no prefix output
+    needed: a convolution on a side branch of a two-output model counted 0 and its main branch's ops moved."""
+    later = {t for op in graph.operators[k + 1 :] for t in op.inputs if t >= 0}
+    later.update(graph.outputs)
+    mine = [t for t in graph.operators[k].outputs if t >= 0]
+    earlier = [t for op in graph.operators[:k] for t in op.outputs if t >= 0 and t in later]
+    return [*mine, *(t for t in dict.fromkeys(earlier) if t not in mine)]
+
+
 def write_prefixes(path: Path, folder: Path) -> list[Path]:
-    """One model per op: the graph up to and including op k, with op k's outputs as the model's outputs."""
+    """One model per op: the graph up to and including op k, returning every tensor still live after op k (so
+    no op in it is dead code to the interpreter's delegate)."""
     import flatbuffers  # type: ignore[import-untyped]
 
     schema = _schema()
@@ -108,8 +121,8 @@ def write_prefixes(path: Path, folder: Path) -> list[Path]:
     for k in range(n_ops):
         model = schema.ModelT.InitFromPackedBuf(source, 0)  # a fresh tree: Pack() shares nothing between cuts
         graph = model.subgraphs[0]
+        graph.outputs = live_outputs(graph, k)
         graph.operators = graph.operators[: k + 1]
-        graph.outputs = [t for t in graph.operators[k].outputs if t >= 0]
         model.signatureDefs = []  # the signature names the full model's outputs
         used = {
             t
