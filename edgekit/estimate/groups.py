@@ -55,7 +55,7 @@ def _split(
 def extreme_models(board: str) -> list[str]:
     """The calibration models with the least and the most work on this board's core (instructions at one
     thread): held out, leave-one-out predicts them beyond the other models' range, as an estimate of a model
-    outside the calibration range is (cost_model.validated_range)."""
+    outside the calibration range is (reach.validated_range)."""
     from edgekit.estimate.forms import calibration_data
 
     work = sorted((f.instructions, name) for name, f, _ in calibration_data(board, 1))
