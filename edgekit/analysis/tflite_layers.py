@@ -21,48 +21,150 @@ def tflite_layers(
 ) -> list[LayerError]:
     """Propagated errors of every TFLite op output that both models have, and the error each op adds. `layouts`:
     each file's recorded layout (edgekit.convert.tflite_layout), by which the samples are fed; without one, the
-    shape rule (a square input whose channels equal its sides was fed as it is)."""
+    shape rule (a square input whose channels equal its sides was fed as it is). A quantized op with no fp32
+    counterpart is listed, not dropped: its type says "not compared" and why, its cosine and error are NaN."""
     f_ops, f_vals = _tflite_tensors(fp32_file, inputs, layouts[0])
     q_ops, q_vals = _tflite_tensors(int8_file, inputs, layouts[1])
-    f_by_key = {tensor_key(op["out"]): op for op in f_ops}
     # an INT8 model's last op writes an int8 tensor that a DEQUANTIZE turns into the named float output
     alias = {op["ins"][0]: op["out"] for op in q_ops if op["op"] == "DEQUANTIZE" and op["ins"]}
+    refs, why = _pair(f_ops, f_vals, q_ops, q_vals, alias)
     prop: dict[str, RunningError] = {}
-    pairs = []
     for op in q_ops:
-        ref = f_by_key.get(tensor_key(alias.get(op["out"], op["out"])))
-        if ref is None:
-            continue
-        acc = RunningError()
-        for r, g in zip(f_vals[ref["out"]], q_vals[op["out"]]):
-            if r.shape != g.shape:
-                break
-            acc.add(r, g)
-        else:
+        ref = refs.get(op["out"])
+        if ref is not None:
+            acc = RunningError()
+            for r, g in zip(f_vals[ref["out"]], q_vals[op["out"]]):
+                acc.add(r, g)
             prop[op["out"]] = acc
-            pairs.append(op)
     out = []
-    for op in pairs:
-        if op["op"] in (
-            "QUANTIZE",
-            "DEQUANTIZE",
-        ):  # requantizations: carried through, not layers of their own
+    for op in q_ops:
+        if op["op"] in TRANSPARENT:  # requantizations: carried through, not layers of their own
             continue
-        acc = prop[op["out"]]
-        ins = [prop[i].rel for i in op["ins"] if i in prop]
         name = alias.get(op["out"], op["out"])  # the float model's name: what selective quantization takes
+        seen = prop.get(op["out"])
+        if seen is None:
+            if op["int8"]:  # own error 0: ranked last, and never a layer --fix keeps in float on no evidence
+                nan = float("nan")
+                out.append(
+                    LayerError(
+                        name, f"{op['op']} (not compared: {why[op['out']]})", op["out"], True, nan, nan, 0.0
+                    )
+                )
+            continue
+        ins = [prop[i].rel for i in op["ins"] if i in prop]
         out.append(
             LayerError(
                 name,
                 op["op"],
                 op["out"],
                 op["int8"],
-                acc.cosine,
-                acc.rel,
-                max(0.0, acc.rel - max(ins, default=0.0)),
+                seen.cosine,
+                seen.rel,
+                max(0.0, seen.rel - max(ins, default=0.0)),
             )
         )
     return out
+
+
+# ops that only change a tensor's encoding (int8 <-> float): the same tensor on either side of them
+TRANSPARENT = ("QUANTIZE", "DEQUANTIZE")
+
+
+def _pair(
+    f_ops: list[dict[str, Any]],
+    f_vals: dict[str, list[np.ndarray]],
+    q_ops: list[dict[str, Any]],
+    q_vals: dict[str, list[np.ndarray]],
+    alias: dict[str, str],
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Each INT8 op's fp32 counterpart, by the graph: the fp32 op of the same type and output shape computing on
+    the counterparts of its inputs (QUANTIZE / DEQUANTIZE seen through, constants and the model's input left out),
+    several such told apart by their outputs on the first sample (the closest). Tensor names do not pair them:
+    onnx2tf's two files number a multi-output model's outputs in different orders (`PartitionedCall:0` is one
+    output in fp32, the other in INT8). Where the graph gives nothing, the name (tensor_key) as before, shapes
+    agreeing. Returns {INT8 output: fp32 op} and, for those left unpaired, {INT8 output: why}."""
+    f_made = {op["out"]: op for op in f_ops}
+    q_made = {op["out"]: op for op in q_ops}
+    f_by_key = {tensor_key(op["out"]): op for op in f_ops if op["op"] not in TRANSPARENT}
+    pair: dict[str, str] = {}  # INT8 tensor (seen through requantizations) -> fp32 tensor
+    taken: set[str] = set()
+    refs: dict[str, dict[str, Any]] = {}
+    why: dict[str, str] = {}
+    for op in q_ops:
+        if op["op"] in TRANSPARENT:
+            continue
+        shape = q_vals[op["out"]][0].shape if q_vals[op["out"]] else None
+        wanted = [pair.get(t, "?") for t in _computed(op["ins"], q_made)]
+        candidates = [
+            f
+            for f in f_ops
+            if f["op"] == op["op"]
+            and f["out"] not in taken
+            and _computed(f["ins"], f_made) == wanted
+            and _same_shapes(f_vals[f["out"]], q_vals[op["out"]])
+        ]
+        ref = _closest(candidates, f_vals, q_vals[op["out"]]) if "?" not in wanted else None
+        if ref is None:  # the graph gives nothing: the name, if the tensor there has this one's shape
+            named = f_by_key.get(tensor_key(alias.get(op["out"], op["out"])))
+            if (
+                named is not None
+                and named["out"] not in taken
+                and _same_shapes(f_vals[named["out"]], q_vals[op["out"]])
+            ):
+                ref = named
+        if ref is None:
+            why[op["out"]] = (
+                "an input of it has no fp32 counterpart"
+                if "?" in wanted
+                else f"no {op['op']} of output shape {list(shape or ())} on the same inputs in the fp32 model"
+            )
+            continue
+        taken.add(ref["out"])
+        pair[op["out"]] = ref["out"]
+        refs[op["out"]] = ref
+    for op in q_ops:  # a requantization's output is its input's tensor: compared with the same fp32 one
+        if op["op"] in TRANSPARENT:
+            source = _seen_through(op["out"], q_made)
+            if source in pair:
+                refs[op["out"]] = f_made[pair[source]]
+    return refs, why
+
+
+def _seen_through(tensor: str, made: dict[str, dict[str, Any]]) -> str:
+    """The tensor a chain of QUANTIZE / DEQUANTIZE ops ending in `tensor` starts from (itself if none)."""
+    seen = {tensor}
+    while tensor in made and made[tensor]["op"] in TRANSPARENT and made[tensor]["ins"]:
+        tensor = made[tensor]["ins"][0]
+        if tensor in seen:
+            break
+        seen.add(tensor)
+    return tensor
+
+
+def _computed(ins: list[str], made: dict[str, dict[str, Any]]) -> list[str]:
+    """An op's inputs that other ops compute (requantizations seen through), in order: not its constants (weights
+    are float in one file and int8 in the other) nor the model's input."""
+    return [t for t in (_seen_through(i, made) for i in ins) if t in made]
+
+
+def _closest(
+    candidates: list[dict[str, Any]], f_vals: dict[str, list[np.ndarray]], got: list[np.ndarray]
+) -> Any:
+    """The candidate whose outputs are closest to `got` (relative error over the samples), or the one there is."""
+    if len(candidates) <= 1 or not got:
+        return candidates[0] if candidates else None
+
+    def error(f: dict[str, Any]) -> float:
+        acc = RunningError()
+        for r, g in zip(f_vals[f["out"]], got):
+            acc.add(r, g)
+        return acc.rel
+
+    return min(candidates, key=error)
+
+
+def _same_shapes(ref: list[np.ndarray], got: list[np.ndarray]) -> bool:
+    return len(ref) == len(got) and all(r.shape == g.shape for r, g in zip(ref, got))
 
 
 def _tflite_tensors(
