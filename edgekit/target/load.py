@@ -9,13 +9,13 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from edgekit.errors import EdgekitError, TargetError
 from edgekit.paths import SHIPPED_TARGETS
-from edgekit.schema_paths import locate
+from edgekit.schema_paths import locate, members
 from edgekit.target.overrides import deep_merge, env_name, env_overrides, parse_overrides
 from edgekit.target.schema import INLINE_PREFIX, TAG_KEY, TAG_VALUE, Target, TransportKind
 from edgekit.target.ssh_config import apply_ssh_config
@@ -48,6 +48,7 @@ def load_target(
     from_cli = parse_overrides(overrides)
     _check_block_overrides(from_cli, raw, name, str(path))
     explicit = deep_merge(from_env, from_cli)
+    _check_file_types(raw, explicit, Target, str(path))  # the file's own values: overrides are text by nature
     data = deep_merge(raw, explicit)
     if data.get("transport") == TransportKind.LOCAL.value and "python" not in data:
         data["python"] = sys.executable  # the host side runs in edgekit's own environment (its runtimes)
@@ -75,6 +76,54 @@ def _check_name_is_its_own(name: str, path: Path) -> None:
         where=str(path),
         hint=f"give it a name of its own (e.g. `name: {path.stem}`), or leave `name:` out (the file name is used)",
     )
+
+
+_SCALARS = {bool: ("a YAML boolean", "true"), int: ("a YAML integer", "22"), float: ("a YAML number", "10")}
+_TEXT = {str: "text (quoted)", bool: "a boolean", int: "an integer", float: "a decimal number"}
+
+
+def _scalar_kind(annotation: Any) -> tuple[type | None, bool]:
+    """(bool, int or float when a field holds one, `int | None` too, else None; whether a list of them)."""
+    for option in (annotation, *get_args(annotation)):
+        if option in _SCALARS:
+            return option, False
+        inner = get_args(option)
+        if get_origin(option) in (tuple, list) and inner and inner[0] in _SCALARS:
+            return inner[0], True
+    return None, False
+
+
+def _check_file_types(raw: Any, explicit: Any, model: type[BaseModel], where: str, prefix: str = "") -> None:
+    """A target FILE's booleans and numbers must be YAML's own: `accept_new: "yes"` (text) read as true switched
+    on trust-on-first-use of host keys, `port: "22"` became 22. `--set` and EDGEKIT_TARGET_* values (`explicit`)
+    are text by nature and still convert; a file value they replace is not checked."""
+    if not isinstance(raw, dict):
+        return
+    for key, value in raw.items():
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        over = explicit.get(key) if isinstance(explicit, dict) else None
+        replaced = isinstance(explicit, dict) and key in explicit and not isinstance(over, dict)
+        if field is None or value is None or replaced:
+            continue  # an unknown field is the schema's error; a value --set replaces is not the file's
+        name = f"{prefix}{key}"
+        if members(field.annotation):
+            _check_file_types(value, over or {}, members(field.annotation)[0], where, f"{name}.")
+            continue
+        kind, listed = _scalar_kind(field.annotation)
+        for item in value if listed and isinstance(value, list) else [] if kind is None else [value]:
+            if kind is not None and (
+                isinstance(item, bool) != (kind is bool)
+                or not isinstance(item, int if kind is int else kind | int)
+            ):
+                what, example = _SCALARS[kind]
+                raise TargetError(
+                    f"{name}: {item!r} in the target file is {_TEXT.get(type(item), type(item).__name__)}; "
+                    f"{name} takes {what}{' list' if listed else ''} (a target file's values are not converted)",
+                    where=where,
+                    hint=f"write it without quotes: `{name}: {'[1, 4]' if listed else example}`"
+                    + (" (or false)" if kind is bool else "")
+                    + "; --set and EDGEKIT_TARGET_* values are text and are still read as YAML",
+                )
 
 
 def _check_block_overrides(from_cli: dict[str, Any], raw: dict[str, Any], name: str, where: str) -> None:
