@@ -35,6 +35,7 @@ HOST_ONLY = frozenset(
         "test_accuracy.py",
         "test_agent_figures.py",
         "test_analyze.py",
+        "test_analyze_two_outputs.py",
         "test_any_onnx.py",
         "test_bad_input_models.py",
         "test_bad_target_input.py",
@@ -47,6 +48,7 @@ HOST_ONLY = frozenset(
         "test_device_prune.py",
         "test_device_results.py",
         "test_estimate.py",
+        "test_estimate_checks.py",
         "test_fidelity.py",
         "test_input_layout.py",
         "test_keras.py",
@@ -61,8 +63,10 @@ HOST_ONLY = frozenset(
         "test_recipe.py",
         "test_recipe_package.py",
         "test_tflite_layout.py",
+        "test_torch_arg_files.py",
         "test_torch_export.py",
         "test_torch_file.py",
+        "test_torch_nan.py",
         "test_train.py",
     }
 )

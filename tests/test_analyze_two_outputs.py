@@ -97,3 +97,16 @@ def test_a_quantized_op_without_an_fp32_counterpart_is_listed_as_not_compared(
         == "FULLY_CONNECTED (not compared: no FULLY_CONNECTED of output shape [1, 2] on the same inputs "
         "in the fp32 model)"
     ), fc
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from edgekit.cli.analyze import layer_table
+
+    shown = SimpleNamespace(
+        recipe="r", format="tflite-int8", layers=layers, samples=1, method="added", worst=lambda top: layers
+    )
+    console = Console(width=400, record=True)
+    console.print(layer_table(shown, 5))
+    row = next(line for line in console.export_text().splitlines() if "not compared" in line)
+    assert "nan" not in row and "0.0000" not in row and row.split()[-3:] == ["-", "-", "-"], row

@@ -168,14 +168,15 @@ def layer_table(result: Any, top: int) -> Table:
         table.add_column(col, justify="left" if col in ("layer", "type") else "right", no_wrap=True)
     for rank, x in enumerate(rows, 1):
         own_cosine = [f"{x.own_cosine:.6f}" if x.own_cosine is not None else "-"] if isolated else []
+        compared = not math.isnan(x.cosine)  # a layer with no fp32 counterpart: listed, its figures "-"
         table.add_row(
             str(rank),
             plain(x.short_name[:60]),  # the model's own layer names: `conv[1]` is no markup
             plain(x.type),
-            f"{x.own_rel_error:.4f}",
+            f"{x.own_rel_error:.4f}" if compared else "-",
             *own_cosine,
-            f"{x.cosine:.6f}",
-            f"{x.rel_error:.4f}",
+            f"{x.cosine:.6f}" if compared else "-",
+            f"{x.rel_error:.4f}" if compared else "-",
         )
     return table
 
