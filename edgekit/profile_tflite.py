@@ -162,26 +162,51 @@ def write_empty(path: Path, folder: Path) -> Path:
     return target
 
 
+def write_resized(path: Path, shapes: dict[int, list[int]], folder: Path) -> Path:
+    """A copy of the model with every tensor's shape as the interpreter resizes it (tflite_graph.resized_shapes):
+    the prefix models cut from it, and the whole inference, run at that size (from the file, its free height and
+    width ran at the converter's 1x1 placeholder)."""
+    import flatbuffers
+
+    model = _schema().ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
+    for index, tensor in enumerate(model.subgraphs[0].tensors):
+        if index in shapes:
+            tensor.shape = list(shapes[index])
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    target = folder / "full.tflite"
+    target.write_bytes(bytes(builder.Output()))
+    return target
+
+
 def profile_tflite(
     artifact: Path,
     device: str,
     threads: int = 1,
     timeout_s: float = 3600,
     say: Callable[[str], None] | None = None,
+    input_shape: list[int] | None = None,
 ) -> Profile:
     """Per-op guest instruction counts of one TFLite artifact on an emulated DEVICE (ai_edge_litert); SAY (if
-    given) hears how many models are counted before the guest runs."""
+    given) hears how many models are counted before the guest runs. A model whose input has free dimensions
+    other than the batch (shape_signature -1) is counted at `input_shape`, which it then needs."""
+    from edgekit.estimate.tflite_graph import resized_shapes, run_shape
+    from edgekit.runtimes.tflite import load_tflite
+
     artifact = Path(artifact)
     device_spec(device)  # an unknown device is named before any model is written
-    rows = [
-        {**row, "precision": PRECISION.get(row["dtype"], row["dtype"])}
-        for row in op_rows(read_model(artifact))
-    ]
+    shape = run_shape(artifact, load_tflite(artifact), input_shape)
+    shapes = resized_shapes(artifact, shape) if shape is not None else None
     with tempfile.TemporaryDirectory(prefix="edgekit-tflite-profile-") as tmp:
-        return count_prefix_models(
-            artifact,
-            write_empty(artifact, Path(tmp)),
-            write_prefixes(artifact, Path(tmp)),
+        whole = artifact if shapes is None else write_resized(artifact, shapes, Path(tmp))
+        rows = [
+            {**row, "precision": PRECISION.get(row["dtype"], row["dtype"])}
+            for row in op_rows(read_model(whole))
+        ]
+        result = count_prefix_models(
+            whole,
+            write_empty(whole, Path(tmp)),
+            write_prefixes(whole, Path(tmp)),
             rows,
             device,
             label="guest instructions per op on the emulated core, 1 inference, by prefix models "
@@ -190,3 +215,5 @@ def profile_tflite(
             timeout_s=timeout_s,
             say=say,
         )
+        result.artifact = str(artifact)
+        return result

@@ -125,13 +125,14 @@ def profile_cmd(
         input_shape is not None
         and artifact.suffix in (".tflite", ".onnx")
         and not _free_onnx(artifact)
+        and not _free_tflite(artifact)
         and not _states_shape(artifact, parse_shape(input_shape, "--input-shape"))
     ):
         # it was ignored: the prefix models are cut from the file and counted at the shape it states
         raise UsageError(
             f"--input-shape {input_shape}: on {target} a {artifact.suffix} is counted at the input shape the file "
             "states (every prefix model is cut from it); --input-shape is for an ncnn .param without its "
-            "model.io.json, or an .onnx whose input has free dimensions (a free height and width)",
+            "model.io.json, or an .onnx or .tflite whose input has free dimensions (a free height and width)",
             where="--input-shape",
             hint="leave --input-shape out; to count another input size, convert the model at that size",
         )
@@ -151,7 +152,10 @@ def profile_cmd(
         load_tflite(
             artifact
         )  # a file TFLite cannot load is refused as estimate refuses it, before any guest run
-        result = profile_tflite(artifact, device, threads=threads, timeout_s=timeout, say=_say)
+        shape = parse_shape(input_shape, "--input-shape") if input_shape is not None else None
+        result = profile_tflite(
+            artifact, device, threads=threads, timeout_s=timeout, say=_say, input_shape=shape
+        )
     elif artifact.suffix == ".onnx":
         shape = parse_shape(input_shape, "--input-shape") if input_shape is not None else None
         result = profile_onnx(
@@ -276,6 +280,20 @@ def _free_onnx(artifact: Path) -> bool:
     from edgekit.profile_onnx import free_axes, read_model
 
     return bool(free_axes(read_model(artifact)))
+
+
+def _free_tflite(artifact: Path) -> bool:
+    """A .tflite whose input has free dimensions other than the batch (shape_signature -1): --input-shape sets
+    them; its stated shape is only the converter's placeholder (1x1)."""
+    if artifact.suffix != ".tflite":
+        return False
+    from edgekit.runtimes.tflite import load_tflite
+
+    try:
+        detail = load_tflite(artifact).get_input_details()[0]
+    except Exception:  # noqa: BLE001 - a file TFLite cannot load is refused where it is loaded
+        return False
+    return any(int(d) < 0 for d in detail.get("shape_signature", detail["shape"])[1:])
 
 
 def _say(line: str) -> None:

@@ -1,8 +1,9 @@
 """The cost of one inference read from a TFLite flatbuffer (graph.analyze's .tflite reader).
 
-Tensor shapes from the interpreter (host); CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / BATCH_MATMUL (its adj_x
-read from the flatbuffer) / TRANSPOSE_CONV MACs; constants are tensors no op produces (or DEQUANTIZE of one). Any
-op neither counted nor left out by design is named in the notes.
+Tensor shapes from the interpreter (host; an input with free dimensions resized to --input-shape, which it then
+needs); CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / BATCH_MATMUL (its adj_x read from the flatbuffer) /
+TRANSPOSE_CONV MACs; constants are tensors no op produces (or DEQUANTIZE of one). Any op neither counted nor left
+out by design is named in the notes.
 """
 
 from __future__ import annotations
@@ -19,21 +20,13 @@ from edgekit.runtimes.tflite import load_tflite
 
 def tflite_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
     interp = load_tflite(path)
-    stated = [int(d) for d in interp.get_input_details()[0]["shape"]]
-    nhwc = (
-        [*input_shape[:1], *input_shape[2:], *input_shape[1:2]]
-        if input_shape and len(input_shape) == 4
-        else None
-    )
-    if input_shape and list(input_shape) != stated and nhwc != stated:  # a TFLite graph's shapes are fixed
-        raise InputDataError(
-            f"input shape {list(input_shape)} does not fit the model's input {stated} (a .tflite states its shape)",
-            where=str(path),
-            hint=f"leave --input-shape out, or give {','.join(map(str, stated))}",
-        )
     tensors = {
         t["index"]: (list(t["shape"]), np.dtype(t["dtype"]).itemsize) for t in interp.get_tensor_details()
     }
+    shape = run_shape(path, interp, input_shape)
+    if shape is not None:  # free height and width: every tensor as the interpreter resizes it
+        resized = resized_shapes(path, shape)
+        tensors = {i: (resized[i], size) for i, (_, size) in tensors.items()}
     ops = interp._get_ops_details()  # no public API lists ops with their tensors
     graph_io = {d["index"] for d in [*interp.get_input_details(), *interp.get_output_details()]}
     produced = {int(o) for op in ops for o in op["outputs"]}
@@ -72,6 +65,85 @@ def tflite_cost(path: Path, input_shape: list[int] | None) -> ModelCost:
     return ModelCost(
         str(path), "tflite", sum(macs_by.values()), params, weight_bytes, act, io, macs_by, notes=notes
     )
+
+
+def run_shape(path: Path, interp: Any, input_shape: list[int] | None) -> list[int] | None:
+    """The input shape a .tflite with free dimensions (shape_signature -1, but the batch, which runs as 1) is
+    measured at: `input_shape`, NHWC as the file or NCHW; None for a file whose shape is fixed (a given shape
+    must be the one it states). Its free dimensions were measured at the converter's placeholder, a 1x1 image."""
+    detail = interp.get_input_details()[0]
+    stated = [int(d) for d in detail["shape"]]
+    signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
+    if len(signature) != len(stated):
+        signature = stated
+    nhwc = (
+        [*input_shape[:1], *input_shape[2:], *input_shape[1:2]]
+        if input_shape and len(input_shape) == 4
+        else None
+    )
+    free = [axis for axis, d in enumerate(signature) if axis > 0 and d < 0]
+    if not free:
+        if (
+            input_shape and list(input_shape) != stated and nhwc != stated
+        ):  # a TFLite graph's shapes are fixed
+            raise InputDataError(
+                f"input shape {list(input_shape)} does not fit the model's input {stated} (a .tflite states its "
+                "shape)",
+                where=str(path),
+                hint=f"leave --input-shape out, or give {','.join(map(str, stated))}",
+            )
+        return None
+    shown = ",".join("?" if d < 0 else str(d) for d in signature)
+    example = ",".join("1" if a == 0 else ("224" if d < 0 else str(d)) for a, d in enumerate(signature))
+    names = {1: "height", 2: "width", 3: "channels"} if len(signature) == 4 else {}
+    which = ", ".join(str(a) for a in free)
+    if any(a in names for a in free):
+        which += ": " + ", ".join(names.get(a, "?") for a in free)
+    if input_shape is None:
+        raise InputDataError(
+            f"input {detail['name']!r} [{shown}] has free dimensions (axis {which}) that the MACs and the count "
+            f"depend on: the file's placeholder {stated} is no size the model is meant to run at",
+            where=str(path),
+            hint=f"pass --input-shape {example}, with each free dimension a number (NHWC as the .tflite; NCHW is "
+            "taken too)",
+        )
+    for shape in (list(input_shape), nhwc):
+        if shape is not None and _fits(shape, signature):
+            return shape
+    raise InputDataError(
+        f"--input-shape {','.join(map(str, input_shape))} does not fit its input {detail['name']!r} [{shown}]: "
+        "batch 1, the fixed dimensions as they are",
+        where=str(path),
+        hint=f"give a shape like {example} (NHWC as the .tflite, or NCHW)",
+    )
+
+
+def _fits(shape: list[int], signature: list[int]) -> bool:
+    """SHAPE sets the free dimensions of SIGNATURE (the batch to 1) and keeps its fixed ones."""
+    if len(shape) != len(signature) or min(shape) < 1:
+        return False
+    return all(n == d or (d < 0 and (a > 0 or n == 1)) for a, (n, d) in enumerate(zip(shape, signature)))
+
+
+def resized_shapes(path: Path, shape: list[int]) -> dict[int, list[int]]:
+    """Every tensor's shape with the input resized to SHAPE (resize_tensor_input + allocate_tensors). Without
+    the default XNNPACK delegate: the tensors inside a delegated partition keep the shapes the file states."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(
+        model_content=Path(path).read_bytes(),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interp.resize_tensor_input(interp.get_input_details()[0]["index"], shape)
+    try:
+        interp.allocate_tensors()
+    except (RuntimeError, ValueError) as exc:
+        raise InputDataError(
+            f"input shape {shape}: the model cannot run at it ({exc})",
+            where=str(path),
+            hint="give another --input-shape (a size its layers take)",
+        ) from None
+    return {t["index"]: [int(d) for d in t["shape"]] for t in interp.get_tensor_details()}
 
 
 _TFLITE_MAC_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"}

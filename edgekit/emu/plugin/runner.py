@@ -4,11 +4,11 @@ Run by an emulated device's python (stdlib + numpy + the runtime only; never imp
     python3 runner.py REQUEST.json
 REQUEST: {"insn_file": path, "jobs": [JOB, ...]}, each JOB {"artifact": path (.tflite, .param, .onnx or .mnn),
 "runtime": "ncnn" | "ai_edge_litert" | "tflite_runtime" | "onnxruntime" | "cv2" | "MNN", "threads": n, "warmup": w,
-"number": k, "repeat": r,
-"input_shape": [..] (NCHW; only for an ncnn .param without its model.io.json sidecar), "fill": v (optional:
-every input element v, as ncnn's benchncnn fills 0.01; default seeded uniform [0, 1)), "options": {ncnn Option
-flags, over the sidecar's}, "site": folder (optional: put first on sys.path, another release of the runtime than
-the device's; every job of a request has the same)}.
+"number": k, "repeat": r, "input_shape": [..] (NCHW, for an ncnn .param without its model.io.json sidecar; a .tflite
+with free dimensions is resized to it, NHWC or NCHW), "fill": v (optional: every input element v, as ncnn's
+benchncnn fills 0.01; default seeded uniform [0, 1)), "options": {ncnn Option flags, over the sidecar's},
+"site": folder (optional: put first on sys.path, another release of the runtime than the device's; every job of
+a request has the same)}.
 Loading, inputs and the counting windows are the on-device agent's own (edgekit/agent/agent.py, imported from
 its file beside this package: one implementation of how an artifact runs and how a window is marked). Jobs run
 one after another in this one process (the interpreter and runtimes start once: minutes under qemu). Each of a
@@ -113,6 +113,8 @@ def load(job: dict) -> Any:
             raise ValueError(f"{param}: no input shape (no model.io.json sidecar and no input_shape)")
     elif job["runtime"] in ("ai_edge_litert", "tflite_runtime"):
         runner = agent.TfliteRunner(job["artifact"], threads, job["runtime"])
+        if job.get("input_shape"):
+            _resize_tflite(runner, list(job["input_shape"]))
         shape = list(runner.input_shape())
     elif job["runtime"] == "onnxruntime":
         runner = agent.OnnxRuntimeRunner(job["artifact"], threads)
@@ -137,6 +139,25 @@ def load(job: dict) -> Any:
         x = np.random.default_rng(0).random(shape, dtype=np.float32)
     runner.set_input(x)
     return runner
+
+
+def _resize_tflite(runner: Any, given: list[int]) -> None:
+    """A .tflite whose input has free dimensions (shape_signature -1, but the batch) runs at the given shape, NHWC
+    as the file or NCHW (resize_tensor_input + allocate_tensors); one whose shape is fixed runs as it states (the
+    host checked a given shape against it). Unresized, free dimensions ran at the converter's 1x1 placeholder."""
+    detail = runner.inp
+    signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
+    if all(d >= 0 for d in signature[1:]):
+        return
+    nhwc = [given[0], *given[2:], given[1]] if len(given) == 4 else given
+    for shape in (given, nhwc):
+        if len(shape) == len(signature) and all(d < 0 or n == d for n, d in zip(shape, signature)):
+            runner.interp.resize_tensor_input(detail["index"], shape)
+            runner.interp.allocate_tensors()
+            runner.inp = runner.interp.get_input_details()[0]
+            runner.outs = runner.interp.get_output_details()
+            return
+    raise ValueError(f"input_shape {given} does not fit the .tflite's input {signature}")
 
 
 if __name__ == "__main__":
