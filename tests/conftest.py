@@ -53,6 +53,7 @@ HOST_ONLY = frozenset(
         "test_input_layout.py",
         "test_keras.py",
         "test_metrics.py",
+        "test_ncnn_graph_bounds.py",
         "test_ncnn_int8.py",
         "test_ncnn_speed.py",
         "test_onnx_dynamic_inputs.py",

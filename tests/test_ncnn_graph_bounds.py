@@ -76,6 +76,32 @@ def test_weights_over_the_cap_are_refused_before_ncnn_loads_them(tmp_path: Path)
         analyze(path, SHAPE)
 
 
+def test_a_bare_params_huge_weights_are_refused_before_its_zero_weights_are_made(tmp_path: Path) -> None:
+    """A .param without a .bin is given zero weights by loading it in ncnn: 2,000,000,000 weight values (8 GB)
+    were allocated there before any bound was checked."""
+    param = tmp_path / "bigweights.param"
+    param.write_text(f"7767517\n2 2\n{INPUT}\nConvolution c 1 1 data out 0=16 1=3 5=1 6=2000000000\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekit",
+            "roofline",
+            str(param),
+            "--input-shape",
+            "1,3,224,224",
+            "--board",
+            "pi4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_memory,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "error (ModelTooLargeError)" in done.stderr and "its weights would hold up to" in done.stderr
+
+
 @pytest.mark.parametrize(
     ("line", "name"),
     [

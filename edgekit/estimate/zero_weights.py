@@ -100,8 +100,10 @@ def with_zero_weights(param: Path) -> Path:
         except OSError:
             pass
         return copy
-    parse_param(param)  # the user's file is named in any error, as for a .param with its .bin
-    size = zero_bin_bytes(param)
+    from edgekit.estimate.ncnn_bounds import HostBudget
+
+    HostBudget(param, parse_param(param))  # the user's file named in any error; weights over the caps refused
+    size = zero_bin_bytes(param)  # before ncnn allocates them here
     folder.mkdir(parents=True, exist_ok=True)
     copy.write_bytes(text)
     write_zeros(weights, size)
