@@ -77,7 +77,7 @@ THREADS = typer.Option(1, "--threads", "-t", min=1, help="threads on the real bo
 INPUT_SHAPE = typer.Option(
     None,
     "--input-shape",
-    help="NCHW: for a .param without sidecar, or an .onnx with free dimensions (batch 1)",
+    help="NCHW: for a .param without sidecar, or an .onnx or .tflite with free dimensions (batch 1)",
 )
 FORMAT = typer.Option(None, "--format", help="the artifact's format if no metadata says it")
 AS_JSON = typer.Option(False, "--json", help="print JSON instead of text")

@@ -62,7 +62,8 @@ def profile_cmd(
     input_shape: str | None = typer.Option(
         None,
         "--input-shape",
-        help="NCHW, for a .param without sidecar (runs as benchncnn: defaults, input 0.01)",
+        help="NCHW, for a .param without sidecar (runs as benchncnn: defaults, input 0.01), or an .onnx or .tflite "
+        "with free dimensions (batch 1)",
     ),
     passes: int = typer.Option(
         20,

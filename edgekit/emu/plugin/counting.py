@@ -41,7 +41,9 @@ class CountJob:
     threads: int = 1
     runtime: str | None = None  # default: the first module of the file's runtime (.param ncnn, .tflite
     # ai_edge_litert, .onnx onnxruntime; cv2 for OpenCV DNN)
-    input_shape: list[int] | None = None  # NCHW, only for an ncnn .param without its sidecar
+    input_shape: list[int] | None = (
+        None  # an ncnn .param without its sidecar (NCHW); a .tflite with free dims
+    )
     number: int = 1
     repeat: int = 2
     warmup: int = 1
