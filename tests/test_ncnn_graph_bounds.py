@@ -32,6 +32,18 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
 
+def _roofline_under_4gb(param: Path) -> subprocess.CompletedProcess[str]:
+    """`edgekit roofline` on a bare .param, its address space capped at 4 GB."""
+    args = ["roofline", str(param), "--input-shape", "1,3,224,224", "--board", "pi4"]
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_memory,
+    )
+
+
 def test_a_convolution_whose_output_takes_gigabytes_is_refused_by_name(tmp_path: Path) -> None:
     """100000 outputs on a 224x224 input: 19 GB of float32, from 2.7 M weights (10 MB) that load fine."""
     path = _param(tmp_path, "Convolution c 1 1 data out 0=100000 1=3 4=1 5=1 6=2700000")
@@ -45,23 +57,7 @@ def test_a_convolution_whose_output_takes_gigabytes_is_refused_by_name(tmp_path:
 def test_the_roofline_command_refuses_it_with_exit_2_and_no_input_blamed(tmp_path: Path) -> None:
     param = tmp_path / "bigconv.param"  # bare: the command reads its weights as zeros
     param.write_text(f"7767517\n2 2\n{INPUT}\nConvolution c 1 1 data out 0=100000 1=3 4=1 5=1 6=2700000\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgekit",
-            "roofline",
-            str(param),
-            "--input-shape",
-            "1,3,224,224",
-            "--board",
-            "pi4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_limit_memory,
-    )
+    done = _roofline_under_4gb(param)
     assert done.returncode == 2, done.stderr
     assert "error (ModelTooLargeError)" in done.stderr and "layer 'c' (Convolution)" in done.stderr
     assert "cannot take that input" not in done.stderr
@@ -81,23 +77,7 @@ def test_a_bare_params_huge_weights_are_refused_before_its_zero_weights_are_made
     were allocated there before any bound was checked."""
     param = tmp_path / "bigweights.param"
     param.write_text(f"7767517\n2 2\n{INPUT}\nConvolution c 1 1 data out 0=16 1=3 5=1 6=2000000000\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edgekit",
-            "roofline",
-            str(param),
-            "--input-shape",
-            "1,3,224,224",
-            "--board",
-            "pi4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_limit_memory,
-    )
+    done = _roofline_under_4gb(param)
     assert done.returncode == 2, done.stderr
     assert "error (ModelTooLargeError)" in done.stderr and "its weights would hold up to" in done.stderr
 
