@@ -39,7 +39,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from edgekit.zoo.tiny import build
 
     folder = tmp_path_factory.mktemp("torch-files")
-    torch.manual_seed(0)  # as the builder route builds it (torch_export.build_torch_model)
+    torch.manual_seed(0)  # as the builder route builds it (torch_model.build_torch_model)
     model = build(num_classes=10, width=8).eval()
     example = torch.rand(1, 3, 32, 32)
     torch.jit.save(torch.jit.trace(model, example), str(folder / "tiny.pt"))

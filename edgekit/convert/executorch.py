@@ -59,7 +59,7 @@ class ExecuTorchConverter(Converter):
             ) from None  # no `where`: the pipeline names recipe and format
         import torch
 
-        from edgekit.convert.torch_export import build_torch_model
+        from edgekit.convert.torch_model import build_torch_model
 
         model, program = build_torch_model(recipe, src)
         example = (torch.zeros(recipe.input.shape, dtype=torch.float32),)
