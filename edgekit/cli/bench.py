@@ -263,6 +263,7 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) ->
     the shape the agent ran (the inputs file's sample: --shape, --input or the sidecar), batch first; so is one
     whose sidecar states another shape than the one timed (through a copy of the sidecar stating the shape timed:
     the graph's MACs, bytes and roofline are those of the model counted)."""
+    from edgekit.convert.base import model_bytes
     from edgekit.estimate.attach import board_for_device, estimates_for_run
     from edgekit.results import ArtifactInfo, interval_not_validated
 
@@ -282,7 +283,7 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) ->
         format=art.format.value,
         files=[str(f) for f in files],
         sha256=art.key,
-        size_bytes=sum(f.stat().st_size for f in files),
+        size_bytes=model_bytes(files),  # the model, not edgekit's sidecar
     )
     shape = None
     stated = sidecar_shape(art)

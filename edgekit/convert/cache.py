@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit import paths
-from edgekit.convert.base import Artifact, Converter
+from edgekit.convert.base import Artifact, Converter, model_bytes
 from edgekit.convert.housekeeping import touch
 from edgekit.convert.onnx_export import file_sha256
 from edgekit.formats import Format, Precision
@@ -116,7 +116,7 @@ def lookup(key: str) -> Artifact | None:
         format=fmt,
         files=files,
         key=key,
-        size_bytes=_size(files),
+        size_bytes=model_bytes(files),
         convert_s=meta.get("convert_s", 0.0),
         peak_rss_mb=meta.get("peak_rss_mb"),
         cached=True,
@@ -205,7 +205,7 @@ def store(
         format=fmt,
         files=out,
         key=key,
-        size_bytes=_size(out),
+        size_bytes=model_bytes(out),
         convert_s=convert_s,
         peak_rss_mb=peak_rss_mb,
         cached=False,
@@ -230,11 +230,6 @@ def save_fidelity(key: str, digest: str, numbers: dict[str, Any]) -> None:
         except BaseException:  # a full disk, Ctrl-C: no half-written temporary left in the entry
             tmp.unlink(missing_ok=True)
             raise
-
-
-def _size(files: list[Path]) -> int:
-    """Bytes a device must hold: the model files (an ncnn sidecar JSON counts too, it is tiny)."""
-    return sum(f.stat().st_size for f in files)
 
 
 def _place(tmp: Path, final: Path, key: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from edgekit.convert.base import model_bytes
 from edgekit.formats import Format, Precision, Runtime
 from edgekit.report.figures import megabytes, percent
 
@@ -71,7 +72,7 @@ def float_leftovers(fmt: Format, files: list[Path]) -> str | None:
         return None
     if not kinds:
         return None
-    total = sum(f.stat().st_size for f in files)
+    total = model_bytes(files)
     share = float_bytes / total if total else 0.0
     layers = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
     count = sum(kinds.values())
