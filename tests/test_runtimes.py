@@ -278,6 +278,31 @@ def test_a_host_only_fastest_runtime_hands_over_to_the_host_s_fastest_board_runt
     assert line.endswith("on pi5-emu: ranked 2 of 2; fastest there: ncnn (ncnn-int8) (by board estimates)")
 
 
+def test_a_runtime_that_did_not_run_on_a_target_is_not_said_to_miss_its_gates() -> None:
+    """tflite, fastest on the host, failed to import on pi4-emu: the verdict said 'not within the gates' (read: its
+    accuracy failed on ARM); and the instruction counts printed one decimal of a million, so 133,224 and 136,444
+    read '0.1M' one above the other."""
+    from edgekit.route import Basis
+    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking, _cell, verdicts
+
+    host = TargetRanking("host", Basis.P50_MS, False, [RuntimeEntry("tflite", "tflite-fp32", 0.1, 1)])
+    emu = TargetRanking(
+        "pi4-emu",
+        Basis.INSTRUCTIONS,
+        True,
+        [
+            RuntimeEntry("mnn", "mnn-fp16", 133_224.0, 1),
+            RuntimeEntry("ncnn", "ncnn-fp32", 136_444.0, 2),
+            RuntimeEntry("tflite", None, None, why="did not run"),
+        ],
+    )
+    (line,) = verdicts([host, emu])
+    assert "on pi4-emu: did not run; fastest there: mnn (mnn-fp16)" in line and "gates" not in line, line
+    emu.entries[2].why = "gates failed"
+    assert "on pi4-emu: not within the gates;" in verdicts([host, emu])[0]
+    assert [_cell(emu, rt) for rt in ("mnn", "ncnn")] == ["1. mnn-fp16 0.133M", "2. ncnn-fp32 0.136M"]
+
+
 def test_a_runtime_verdict_by_estimates_says_when_they_do_not_rank_the_two() -> None:
     """yolov5-lite's verdict said tflite 'ranked 2 of 2' on pi4-emu behind ncnn-int8 at ~101 ms (80-127) with
     tflite-int8 at ~106 ms: inside that interval, so the estimates rank neither; now the line says so."""

@@ -145,7 +145,12 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
             continue
         rank = r.rank_of(board.runtime)
         ranked = sum(1 for e in r.entries if e.rank)
-        where = f"ranked {rank} of {ranked}" if rank else "not within the gates"
+        entry = next((e for e in r.entries if e.runtime == board.runtime), None)
+        # a runtime that did not run, did not convert or was never judged there did not fail its gates
+        where = (
+            f"ranked {rank} of {ranked}" if rank else (entry.why if entry and entry.why else "not measured")
+        )
+        where = "not within the gates" if where == "gates failed" else where
         same = (
             "stays fastest"
             if rank == 1
@@ -244,7 +249,8 @@ def _cell(ranking: TargetRanking, runtime: str) -> str:
         return "host only" if ranking.target != HOST and _host_only(runtime) else "-"
     if entry.artifact is None or entry.value is None:
         return entry.why or "-"
-    figure = f"{entry.value / 1e6:.1f}M" if ranking.basis is Basis.INSTRUCTIONS else f"{entry.value:.3g}"
+    # three significant figures on every basis, as the target tables: 0.133 M and 0.136 M both read "0.1M"
+    figure = f"{entry.value / 1e6:.3g}M" if ranking.basis is Basis.INSTRUCTIONS else f"{entry.value:.3g}"
     mark = "*" if entry.artifact in ranking.uncalibrated else ""
     return f"{entry.rank}. {entry.artifact} {figure}{mark}"
 
