@@ -45,6 +45,7 @@ HOST_ONLY = frozenset(
         "test_convert_ncnn.py",
         "test_convert_tflite.py",
         "test_counting.py",
+        "test_deploy_host_only.py",
         "test_device_prune.py",
         "test_device_results.py",
         "test_estimate.py",

@@ -165,19 +165,26 @@ def deploy(
 
 
 def _check_something_runs(recipe: Recipe, opts: DeployOptions, targets: list[Target]) -> None:
-    """Every format host-only (OpenVINO: a reference sent to no board) and no host in the deploy (--no-host):
-    nothing would run anywhere. Bad input, said before any conversion (it ended 'no route: its error is above'
-    with no error, exit 1)."""
+    """Every format host-only (OpenVINO: a reference sent to no board) and a device among the targets: nothing
+    would run there (with --no-host, nowhere). Bad input, said before any conversion: the device's run ended 'no
+    route: nothing ran on this target (its error is above)' with no error above, FAILED, exit 1."""
     formats = list(opts.formats or recipe.formats)
-    if opts.host or not formats or any(t.is_this_host for t in targets):
+    devices = [t.name for t in targets if not t.is_this_host]
+    if not formats or not devices or not all(host_only_artifact(f.value) for f in formats):
         return
-    if all(host_only_artifact(f.value) for f in formats):
+    names = ", ".join(f.value for f in formats)
+    if opts.host or len(devices) < len(targets):
         raise UsageError(
-            f"{', '.join(f.value for f in formats)} run on the host only, and --no-host leaves the host out: "
-            "nothing would run",
+            f"{names} run on the host only: nothing would run on {', '.join(devices)}",
             where=str(recipe.path),
-            hint="drop --no-host (the host measures them), or add a format a board runs (`edgekit formats`)",
+            hint=f"add a format a board runs (`edgekit formats --target {devices[0]}`), or leave "
+            f"{', '.join(devices)} out (`--target local` measures on the host)",
         )
+    raise UsageError(
+        f"{names} run on the host only, and --no-host leaves the host out: nothing would run",
+        where=str(recipe.path),
+        hint="drop --no-host (the host measures them), or add a format a board runs (`edgekit formats`)",
+    )
 
 
 def _convert(recipe: Recipe, opts: DeployOptions, say: Progress) -> list[Artifact]:
