@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Collection, Sequence
 from typing import Any
 
+from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, LogLocator
 
 from edgekit.report.panels import (
@@ -54,12 +56,24 @@ def _estimates(t: TargetRun) -> list[tuple[str, int, dict[str, Any]]]:
     return found
 
 
+def circle_flagged(ax: Axes, points: Sequence[tuple[float, float]], at: Collection[float]) -> None:
+    """The red circle around each of a line's `points` (time, value) whose time is a flagged run's (`at`):
+    the legend's "○ flagged regression"."""
+    ringed = [(x, y) for x, y in points if x in at]
+    if ringed:
+        ax.plot(*zip(*ringed), "o", ms=11, mfc="none", mec="red", mew=2)
+
+
 def estimate_trend(
-    series: dict[tuple[str, int], list[tuple[float, float, bool]]], times: list[float], target: str
+    series: dict[tuple[str, int], list[tuple[float, float, bool]]],
+    times: list[float],
+    target: str,
+    flagged: dict[tuple[str, int], set[float]] | None = None,
 ) -> list[Panel]:
     """On an emulated target that counted: the real board's estimated latency over time, one panel per thread
     count, in place of qemu's wall time (which is no device latency); dashed where the interval is not
-    validated (a runtime without a calibration figure)."""
+    validated (a runtime without a calibration figure); a flagged run's estimate circled (`flagged`: the times
+    of the flagged runs per (artifact, threads))."""
     panels = []
     ordered = sorted(series.items(), key=lambda kv: order(kv[0][0]))
     for n in sorted({k[1] for k in series}):
@@ -75,6 +89,7 @@ def estimate_trend(
                     lw=1.4,
                     color=colour(artifact),
                 )
+                circle_flagged(ax, [(x, ms) for x, ms, _ in pts], (flagged or {}).get((artifact, th), set()))
         ax.set_ylabel("board ESTIMATE (ms)")
         time_axis(ax, times)
         panels.append(

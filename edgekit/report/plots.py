@@ -19,7 +19,13 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from edgekit.formats import Format, Precision
 from edgekit.report.baseline import on_counts
-from edgekit.report.estimate_plots import estimate_intervals, estimate_series, estimate_trend
+from edgekit.report.estimate_plots import (
+    circle_flagged,
+    estimate_intervals,
+    estimate_series,
+    estimate_trend,
+)
+from edgekit.report.flags import FlagKind
 from edgekit.report.panels import (
     EMULATED_NOTE,
     PRECISION_COLOURS,
@@ -44,11 +50,12 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
     series, times = _trend_series(view, target)
     if not series:
         return [_no_data(target, "latency over time", emulated, view)]
-    flagged = {(f.artifact, f.threads) for f in view.flags if f.target == target and f.is_bad}
+    flagged = _flagged(view, target)
+    counted = _flagged(view, target, FlagKind.INSTRUCTIONS)
     unreliable = _unreliable(view, target)
     ordered = sorted(series.items(), key=lambda kv: order(kv[0][0]))
     estimated = estimate_series(view, target) if emulated else {}
-    panels = estimate_trend(estimated, times, target) if estimated else []
+    panels = estimate_trend(estimated, times, target, flagged) if estimated else []
     for n in sorted({k[1] for k in series} if not estimated else ()):
         fig, ax = new_panel()
         for (artifact, th), pts in ordered:
@@ -61,14 +68,13 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
                 odd = [(x, y) for (x, y, m) in pts if id(m) in unreliable]
                 if odd:  # timed while busy or throttled: drawn, but hollow and grey (not judged)
                     ax.plot(*zip(*odd), "o", ms=5, mfc="white", mec="#888888", mew=1.4)
-                if (artifact, th) in flagged:
-                    ax.plot(xs[-1:], p50s[-1:], "o", ms=11, mfc="none", mec="red", mew=2)
+                circle_flagged(ax, list(zip(xs, p50s)), flagged.get((artifact, th), set()))
         ax.set_ylabel("p50, emulated wall time (ms)" if emulated else "p50 latency (ms)")
         time_axis(ax, times)
         panels.append(finish(fig, f"{target}, {threads_text(n)}: p50 over time", emulated, _basis(emulated)))
     for n in sorted({k[1] for k in series}):
         counts = [
-            (a, [(x, m.instructions_per_invoke) for x, _, m in pts if m.instructions_per_invoke])
+            (a, [(x, float(m.instructions_per_invoke)) for x, _, m in pts if m.instructions_per_invoke])
             for (a, th), pts in ordered
             if th == n
         ]
@@ -78,6 +84,7 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
         for artifact, pts_c in counts:
             if pts_c:
                 ax.plot(*zip(*pts_c), "-s", ms=3, lw=1.2, color=colour(artifact))
+                circle_flagged(ax, pts_c, counted.get((artifact, n), set()))
         ax.set_ylabel("instructions / invoke")
         time_axis(ax, times)
         panels.append(
@@ -89,6 +96,22 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
             )
         )
     return panels
+
+
+def _flagged(
+    view: RecipeView, target: str, kind: FlagKind | None = None
+) -> dict[tuple[str, int], set[float]]:
+    """Per (artifact, threads) of `target`, the times of the runs a bad flag (of `kind`, or any) names: where the
+    trend draws the red circle. Any flag on the wall-time panel or the estimate panel that replaces it (an
+    emulated board's estimate is its count's), a count's flag on the count panel too."""
+    at = {run.id: date_num(run.started_ts) for run in view.runs}
+    found: dict[tuple[str, int], set[float]] = defaultdict(set)
+    for f in view.flags:
+        if f.target != target or not f.is_bad or not f.artifact or not f.threads or f.run_id not in at:
+            continue
+        if kind is None or f.kind is kind:
+            found[(f.artifact, f.threads)].add(at[f.run_id])
+    return found
 
 
 def _unreliable(view: RecipeView, target: str) -> set[int]:

@@ -1,0 +1,50 @@
+"""Review of the report at scale: what the plots mark, the times and texts it prints, how its Markdown parses."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.formats import Format
+from edgekit.report import build
+from edgekit.report.synthetic import add_estimates, synthetic_result
+from edgekit.store import open_store
+
+T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+RING = re.compile(r"<use [^>]*stroke: #ff0000")  # a red circle drawn around a point (mec="red")
+
+
+def test_an_instruction_count_regression_is_circled_on_its_count_and_estimate_panels(tmp_path: Path) -> None:
+    """The Flags table listed `instructions (emulated) ncnn-int8 at 1 thread on pi5-emu: 108,000,000 ->
+    110,160,000 instr. (+2.0%)` and no panel circled it: the circle was drawn only on qemu's wall-time panel,
+    which an emulated board's estimates replace. Now on the count and estimate panels of that thread count."""
+    from edgekit.report import plots
+
+    rng = np.random.default_rng(4)
+    formats = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_INT8)
+    with open_store(f"sqlite:///{tmp_path / 'counts.sqlite'}") as store:
+        for night in range(8):
+            slow = {("ncnn-int8", "pi5-emu"): 1.02} if night == 7 else None
+            result = synthetic_result(
+                T0 + timedelta(days=night),
+                rng=rng,
+                targets=("pi5-emu",),
+                formats=formats,
+                threads=(1, 4),
+                slowdown=slow,
+            )
+            store.record(add_estimates(result))
+        (view,) = build(store).recipes
+    flags = {(f.kind.value, f.artifact, f.threads, f.run_id) for f in view.flags if f.is_bad}
+    assert flags == {("instructions", "ncnn-int8", n, 8) for n in (1, 4)}, flags
+    panels = {p.caption: p.svg or "" for p in plots.trend(view, "pi5-emu")}
+    for n in ("1 thread", "4 threads"):
+        for what in ("estimated board latency over time", "guest instruction count over time"):
+            caption = f"pi5-emu, {n}: {what}"
+            assert len(RING.findall(panels[caption])) == 1, (
+                caption,
+                list(panels),
+            )  # ncnn-int8's newest point
