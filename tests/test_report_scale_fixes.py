@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
-from datetime import UTC, datetime, timedelta
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +51,35 @@ def test_an_instruction_count_regression_is_circled_on_its_count_and_estimate_pa
                 caption,
                 list(panels),
             )  # ncnn-int8's newest point
+
+
+def _edgekit(tmp_path: Path, *args: str) -> str:
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "COLUMNS": "400"}
+    env.pop("EDGEKIT_STORE", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_runs_lists_start_times_in_utc_as_its_heading_says(tmp_path: Path) -> None:
+    """A run written by a runner in Tokyo (08:00+09:00, 23:00 UTC the day before) was listed under
+    'started (UTC)' at 08:00, later than a run written in UTC at 02:30 that the list (rightly) put above it."""
+    rng = np.random.default_rng(1)
+    tokyo = datetime(2026, 12, 5, 8, 0, tzinfo=timezone(timedelta(hours=9)))
+    files = []
+    for name, started in (("a", tokyo), ("b", datetime(2026, 12, 5, 2, 30, tzinfo=UTC))):
+        result = synthetic_result(
+            started, rng=rng, recipe="digits", targets=("pi4",), formats=(Format.TFLITE_FP32,), threads=(1,)
+        )
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(result.model_dump_json())
+    url = f"sqlite:///{tmp_path / 'tz.sqlite'}"
+    _edgekit(tmp_path, "runs", "import", *map(str, files), "--store", url)
+    listed = _edgekit(tmp_path, "runs", "--store", url)
+    rows = [ln for ln in listed.splitlines() if "digits" in ln]
+    assert "2026-12-05 02:30" in rows[0] and "2026-12-04 23:00" in rows[1], listed
+    assert "2026-12-05 08:00" not in listed
+    shown = _edgekit(tmp_path, "runs", "show", "1", "--store", url)
+    assert "started 2026-12-05T08:00:00+09:00" in shown, shown  # the recorded time, its offset with it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -88,7 +89,7 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
             )
         table.add_row(
             str(r.id),
-            r.started_at[:16].replace("T", " "),
+            _utc(r.started_at),
             plain(r.recipe),
             targets,
             counts,
@@ -107,6 +108,14 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
         said += f"; recipes in it: {', '.join(stored_recipes)}; targets: {', '.join(stored_targets) or '-'}"
     note = lab_stored_note(target) if target else None
     console.print(plain(said + (f"; {note}" if note else "")))
+
+
+def _utc(started_at: str) -> str:
+    """'2026-12-04 23:00': a recorded start in UTC, as the report's times are. The text is the writing machine's
+    local clock (08:00+09:00 from a runner in Tokyo), listed under "started (UTC)" as it was."""
+    from edgekit.store.codec import timestamp
+
+    return datetime.fromtimestamp(timestamp(started_at), UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _ok_text(run: RunSummary) -> str:
@@ -311,7 +320,6 @@ def _importable(path: Path, result: DeployResult) -> DeployResult:
     before it ended (its --json written along the way, no finished_at) is marked interrupted, each target it did
     not finish saying so: imported as it was, it showed as a failure without a reason. Such a run is not ok
     (deploy says ok as it ends): a file that said ok was listed as ok, every target finished or not."""
-    from datetime import UTC, datetime
 
     from edgekit.agent.contract import PROTOCOL_VERSION
     from edgekit.errors import InputDataError
