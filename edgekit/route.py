@@ -67,6 +67,9 @@ class Candidate:
     samples: tuple[float, ...] = ()  # measured basis: the timed samples (ms) the p50 comes from
     judged_on: int | None = None  # how many of this target's outputs the cosine and drops come from
     judged: bool = True  # False: its on-device gates were never checked (NOT_JUDGED); it is then not passed
+    # gates the recipe set that could not be checked ('max_top1_drop (no top1_drop: needs labels)'): none was
+    # missed, so it may be routed, but never as having held them (the route names them)
+    unchecked: tuple[str, ...] = ()
 
 
 @dataclass
@@ -95,6 +98,7 @@ class Route:
         None  # the runner-up the samples (measured) or the 80% intervals (estimates) do not tell from the choice
     )
     judged_on: int | None = None  # inputs of this target the cosine and accuracy drops were judged on
+    unchecked_gates: list[str] = field(default_factory=list)  # the choice's gates never checked (Candidate)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -201,6 +205,8 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     route.artifact, route.value = best.artifact, best.value
     route.cosine, route.metric_drop = best.cosine, dict(best.metric_drop)
     route.judged_on = best.judged_on
+    if best.unchecked:
+        _unchecked(route, best)
     fp32 = _fp32_of(best.artifact)
     if fp32 in by_id:
         route.fp32_artifact = fp32
@@ -211,6 +217,17 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     if basis is Basis.P50_MS and len(eligible) > 1:
         _tie(route, best, eligible[1])
     return route
+
+
+def _unchecked(route: Route, best: Candidate) -> None:
+    """A choice with a gate the recipe set that was never checked is routed (none was missed, and the user may
+    have no labels), but said to be unchecked, never a pass: the route line showed it as holding every gate."""
+    route.unchecked_gates = list(best.unchecked)
+    labels = any("labels" in gate for gate in best.unchecked)
+    route.caveats.append(
+        f"gate NOT checked for {best.artifact}: {'; '.join(best.unchecked)}: not passed, only not judged; "
+        + ("give evaluation.data labels to check it" if labels else "whether it holds is unknown")
+    )
 
 
 TIE_P = 0.05  # one-sided Mann-Whitney: the choice's samples must be faster than the runner-up's at this level

@@ -15,8 +15,16 @@ from edgekit.route import DISAGREEMENT, UNCOUNTED, Basis, Candidate, Route, figu
 def routes_for_deploy(result: DeployResult, threads: int | None = None) -> list[Route]:
     """One route per target run of a deploy (the host included), at `threads` (None: each run's fastest thread
     count, route_for_run)."""
+    from edgekit.fidelity.check import unchecked_gates
+
     host_gates = {a.id: a.gates_passed and a.status == "ok" for a in result.artifacts}
-    return [route_for_run(run, host_gates, threads) for run in result.runs]
+    unchecked = {  # artifacts with gates set (checked or not): an artifact with none keeps no record of them
+        a.id: tuple(unchecked_gates(gates))
+        for a in result.artifacts
+        if isinstance(gates := a.fidelity.get("gates"), dict)
+        and (gates.get("checks") or gates.get("skipped"))
+    }
+    return [route_for_run(run, host_gates, threads, unchecked) for run in result.runs]
 
 
 def measured_threads(run: TargetRun) -> list[int]:
@@ -31,12 +39,18 @@ def table_threads(run: TargetRun) -> int:
     return 1 if 1 in threads else threads[0]
 
 
-def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int | None = None) -> Route:
+def route_for_run(
+    run: TargetRun,
+    host_gates: dict[str, bool],
+    threads: int | None = None,
+    unchecked: dict[str, tuple[str, ...]] | None = None,
+) -> Route:
     """The route at `threads`, or (None) the fastest over the thread counts the run measured: by p50 or by the
     board estimate (each thread count's own figure); by instruction counts at the fewest threads only (more
     threads add synchronisation instructions but take less time: counts of different thread counts do not
-    compare). With no route at any count, the fewest threads' reasons."""
-    route = _fastest_route(run, host_gates, threads)
+    compare). With no route at any count, the fewest threads' reasons. `unchecked`: for each artifact the recipe
+    sets gates for, those its conversion could not check (Candidate.unchecked)."""
+    route = _fastest_route(run, host_gates, threads, unchecked or {})
     if run.place_lost is not None:
         route.caveats.append(
             f"the lab place was taken from this run before it ended ({run.place_lost}): figures may have shared "
@@ -45,10 +59,12 @@ def route_for_run(run: TargetRun, host_gates: dict[str, bool], threads: int | No
     return route
 
 
-def _fastest_route(run: TargetRun, host_gates: dict[str, bool], threads: int | None) -> Route:
+def _fastest_route(
+    run: TargetRun, host_gates: dict[str, bool], threads: int | None, unchecked: dict[str, tuple[str, ...]]
+) -> Route:
     if threads is not None:
-        return _route_at(run, host_gates, threads)
-    routes = [_route_at(run, host_gates, n) for n in measured_threads(run)]
+        return _route_at(run, host_gates, threads, unchecked)
+    routes = [_route_at(run, host_gates, n, unchecked) for n in measured_threads(run)]
     found = [r for r in routes if r.artifact is not None and r.value]
     if not found:
         return routes[0]
@@ -156,10 +172,12 @@ def _span(est: dict[str, Any]) -> str:
     return f"{figure_text(float(est['low_ms']))}-{figure_text(float(est['high_ms']))}"
 
 
-def _route_at(run: TargetRun, host_gates: dict[str, bool], threads: int) -> Route:
+def _route_at(
+    run: TargetRun, host_gates: dict[str, bool], threads: int, unchecked: dict[str, tuple[str, ...]]
+) -> Route:
     """Candidates of one target run: its measurements at `threads`, gated by the conversion's gates
     (`host_gates`, artifact id -> passed) and by this target's own comparison with the original model."""
-    basis, counting, candidates = candidates_for_run(run, host_gates, threads)
+    basis, counting, candidates = candidates_for_run(run, host_gates, threads, unchecked)
     if run.emulated and not counting:
         # emulated wall time is no device latency: name no route rather than a misleading one
         return Route(
@@ -209,9 +227,15 @@ def _usable_cores(run: TargetRun) -> int | None:
 
 
 def candidates_for_run(
-    run: TargetRun, host_gates: dict[str, bool], threads: int = 1
+    run: TargetRun,
+    host_gates: dict[str, bool],
+    threads: int = 1,
+    unchecked: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[Basis, bool, list[Candidate]]:
-    """The basis of one target run's figures, whether it was counted, and its candidates at `threads`."""
+    """The basis of one target run's figures, whether it was counted, and its candidates at `threads`. A gate the
+    conversion could not check (`unchecked`: artifact -> those gates, for each artifact with gates set) or, for an
+    artifact with gates set, a target comparison never gated (`gates_passed` None) is carried as unchecked, never
+    taken for a pass."""
     measurements = [m for m in (run.agent.measurements if run.agent else []) if m.threads == threads]
     counting = run.emulated and any(m.instructions_per_invoke for m in measurements)
     estimates = {
@@ -243,6 +267,9 @@ def candidates_for_run(
         passed = (
             judged and host_gates.get(m.artifact, True) and (comp is None or comp.gates_passed is not False)
         )
+        not_checked = tuple((unchecked or {}).get(m.artifact, ()))
+        if comp is not None and comp.gates_passed is None and m.artifact in (unchecked or {}):
+            not_checked += (f"the recipe's gates on {run.target}'s outputs (compared, never gated)",)
         failures = tuple(comp.gate_failures) if comp is not None else ()
         if not host_gates.get(m.artifact, True):
             failures += ("conversion gates failed",)
@@ -257,6 +284,7 @@ def candidates_for_run(
                 tuple(m.samples_ms) if basis is Basis.P50_MS and m.status == "ok" else (),
                 comp.samples if comp else None,
                 judged,
+                not_checked,
             )
         )
     return basis, counting, candidates

@@ -122,7 +122,9 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
 
 def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
     """Each gate the recipe sets, with the measured value and the number of inputs it was judged on; a gate
-    whose number is unavailable is skipped."""
+    whose number is unavailable is skipped. `passed` says no checked gate was missed (what fails a conversion);
+    `verdict` says whether every gate the recipe set held: "not checked" when none was missed but one could not
+    be judged (a drop without labels), which is no pass (`unchecked_gates`)."""
     rules = {
         "min_cosine": ("cosine", ">="),
         "min_cosine_worst": ("cosine_worst", ">="),
@@ -145,12 +147,21 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
             continue
         ok = value >= limit if op == ">=" else value <= limit
         checks.append({"gate": gate, "limit": limit, "value": value, "passed": bool(ok)})
+    passed = all(c["passed"] for c in checks)
     return {
-        "passed": all(c["passed"] for c in checks),
+        "passed": passed,
+        "verdict": "missed" if not passed else "not checked" if skipped else "ok",
         "checks": checks,
         "skipped": skipped,
         "samples": numbers.get("samples"),
     }
+
+
+def unchecked_gates(gates: dict[str, Any] | None) -> list[str]:
+    """The gates the recipe set that a `check_gates` record could not judge ('max_top1_drop (no top1_drop: needs
+    labels)'): never a pass, though none was missed (`passed` is True for them, so a conversion goes on)."""
+    skipped = gates.get("skipped") if isinstance(gates, dict) else None
+    return [str(s) for s in skipped] if isinstance(skipped, list) else []
 
 
 def describe_failures(gates: dict[str, Any], numbers: dict[str, Any] | None = None) -> str:

@@ -119,7 +119,15 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
                 table.add_row(
                     art.id,
                     str(threads),
-                    *_target_cells(run, art.id, threads, verbose, art.fidelity.get("samples"), drift),
+                    *_target_cells(
+                        run,
+                        art.id,
+                        threads,
+                        verbose,
+                        art.fidelity.get("samples"),
+                        drift,
+                        art.fidelity.get("gates"),
+                    ),
                 )
         parts.append(table)
     from edgekit.runtimes.ranking import (  # the runtimes side by side (a deploy of several)
@@ -162,6 +170,7 @@ def _target_cells(
     verbose: bool = False,
     evaluation_inputs: int | None = None,
     drift: bool = True,
+    gates: dict | None = None,
 ) -> list[Text | str]:
     m = _measurement(run, artifact, threads)
     cells: list[Text | str] = []
@@ -195,7 +204,7 @@ def _target_cells(
         cells.append(_speedup(run, artifact, threads, m))
     if drift:
         cells.append(_drift(_comparison(run, artifact, "host")))
-    cells.append(_gate(_comparison(run, artifact, "onnx"), evaluation_inputs))
+    cells.append(_gate(_comparison(run, artifact, "onnx"), evaluation_inputs, gates))
     return cells
 
 
@@ -261,11 +270,28 @@ def _drift(c: Comparison | None) -> Text | str:
     return Text(text, style="yellow" if c.max_abs_error > 1e-3 else "")
 
 
-def _gate(c: Comparison | None, evaluation_inputs: int | None = None) -> Text | str:
-    """'ok on 8 inputs'; 'ok on 4 of 100 inputs' when the target ran fewer inputs (a per-target cap)."""
+def _unchecked_gates(gates: dict | None) -> list[str]:
+    """edgekit.fidelity.check.unchecked_gates, imported when a record has some (that module loads the converters)."""
+    if not (isinstance(gates, dict) and gates.get("skipped")):
+        return []
+    from edgekit.fidelity.check import unchecked_gates as skipped
+
+    return skipped(gates)
+
+
+def _gate(
+    c: Comparison | None, evaluation_inputs: int | None = None, gates: dict | None = None
+) -> Text | str:
+    """'ok on 8 inputs'; 'ok on 4 of 100 inputs' when the target ran fewer inputs (a per-target cap); 'not
+    checked: max_top1_drop (no top1_drop: needs labels)' where a gate the recipe set could not be judged (the
+    conversion's `gates` record): never 'ok', though none was missed."""
     if c is None:
         return ""
     on = judged_on(c.samples, evaluation_inputs)
+    unchecked = _unchecked_gates(gates)
+    if c.gates_passed and unchecked:
+        rest = f"; the rest ok {on}".rstrip() if (gates or {}).get("checks") else ""
+        return Text(f"not checked: {'; '.join(unchecked)}{rest}", style="yellow")
     if c.gates_passed:
         return Text(f"ok {on}".rstrip(), style="green" if not on.count(" of ") else "yellow")
     return Text(f"MISS {on}".rstrip(), style="bold red")
@@ -279,6 +305,8 @@ def _fidelity(art: object) -> Text | str:
     text = f"cos {cos:.5f}" if isinstance(cos, (int, float)) else "-"
     text += "".join(f" {part}" for part in (task_metric(fid), agreement(fid)) if part)
     passed = getattr(art, "gates_passed", False)
+    if passed and _unchecked_gates(fid.get("gates")):  # none missed, one never judged: no pass either
+        return Text(text + " gate not checked", style="yellow")
     return Text(text + ("" if passed else " MISS"), style="" if passed else "red")
 
 
