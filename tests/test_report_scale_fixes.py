@@ -83,3 +83,30 @@ def test_runs_lists_start_times_in_utc_as_its_heading_says(tmp_path: Path) -> No
     assert "2026-12-05 08:00" not in listed
     shown = _edgekit(tmp_path, "runs", "show", "1", "--store", url)
     assert "started 2026-12-05T08:00:00+09:00" in shown, shown  # the recorded time, its offset with it
+
+
+def test_precision_bars_are_centred_on_their_runtime_without_slots_for_missing_precisions() -> None:
+    """tflite-fp32, tflite-int8 and ncnn-int8: ncnn's one bar sat in int8's slot, right of its tick and beside
+    tflite-fp32, and the axis started at the bar, so the 'ncnn' tick label fell on the y-axis corner by its '0'.
+    Now only the bars present, centred on their runtime's tick, and a margin either side of the groups."""
+    import matplotlib.pyplot as plt
+
+    from edgekit.report.panels import new_panel
+    from edgekit.report.plots import _precision_bars
+
+    formats = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_INT8)
+    result = synthetic_result(
+        T0, rng=np.random.default_rng(0), targets=("pi4",), formats=formats, threads=(1,)
+    )
+    assert result.runs[0].agent is not None
+    fig, ax = new_panel()
+    _precision_bars(ax, result.runs[0].agent.measurements, use_counts=False)
+    ticks = {t.get_text(): x for t, x in zip(ax.get_xticklabels(), ax.get_xticks())}
+    centres = sorted(round(p.get_x() + p.get_width() / 2, 6) for p in ax.patches)
+    plt.close(fig)
+    assert set(ticks) == {"ncnn", "tflite"}, ticks
+    ncnn, tflite = ticks["ncnn"], ticks["tflite"]
+    assert len(centres) == 3 and centres[0] == ncnn, (centres, ticks)  # ncnn-int8 alone, on its tick
+    assert centres[1] < tflite < centres[2] and centres[1] + centres[2] == 2 * tflite, (centres, ticks)
+    low, high = ax.get_xlim()
+    assert low <= ncnn - 0.4 and high >= tflite + 0.4, (low, high)

@@ -304,12 +304,15 @@ def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool, ratios
     for i, route in enumerate(routes):
         fp32 = by_format.get(f"{route}-fp32")
         base = _value(fp32, use_counts) if fp32 else None
-        for j, precision in enumerate(Precision):
-            m = by_format.get(f"{route}-{precision.value}")
-            value = _value(m, use_counts) if m else None
-            if value is None:
-                continue
-            x = i + (j - (len(Precision) - 1) / 2) * width
+        # only the precisions the route has, centred on its tick (fixed slots put ncnn's lone int8 bar beside
+        # the next route's fp32, off its own tick)
+        bars = [
+            (p, v)
+            for p in Precision
+            if (v := _value(by_format.get(f"{route}-{p.value}"), use_counts)) is not None
+        ]
+        for j, (precision, value) in enumerate(bars):
+            x = i + (j - (len(bars) - 1) / 2) * width
             ax.bar(x, value, width * 0.9, color=PRECISION_COLOURS[precision])
             top = max(top, value)
             if ratios and base and precision is not Precision.FP32:
@@ -324,6 +327,7 @@ def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool, ratios
                 )
     ax.set_ylim(0, top * (1.3 if len(routes) > 2 else 1.15) or 1.0)  # room for the labels on the bars
     ax.set_xticks(range(len(routes)), [_route_label(r) for r in routes])
+    ax.set_xlim(-0.5, len(routes) - 0.5)  # a group's room either side: not the first bar's edge at the y-axis
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.yaxis.set_major_formatter(FuncFormatter(compact))
 
