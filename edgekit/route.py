@@ -70,6 +70,10 @@ class Candidate:
     # gates the recipe set that could not be checked ('max_top1_drop (no top1_drop: needs labels)'): none was
     # missed, so it may be routed, but never as having held them (the route names them)
     unchecked: tuple[str, ...] = ()
+    # another candidate that is this very model (same model files and options: an ncnn-int8 whose speed plan kept
+    # no layer int8 is ncnn-fp32), and why it is said to be: never ranked against it
+    same_model_as: str | None = None
+    same_model_why: str = ""
 
 
 @dataclass
@@ -99,6 +103,9 @@ class Route:
     )
     judged_on: int | None = None  # inputs of this target the cosine and accuracy drops were judged on
     unchecked_gates: list[str] = field(default_factory=list)  # the choice's gates never checked (Candidate)
+    same_model: dict[str, str] = field(
+        default_factory=dict
+    )  # artifact -> the artifact it is the same model as
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -193,6 +200,7 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
             rejected[c.artifact] = GATES_FAILED + (f": {'; '.join(c.failures)}" if c.failures else "")
     eligible = sorted((c for c in ran if c.gates_passed and c.judged), key=lambda c: (c.value, c.artifact))
     route = Route(target=target, basis=basis, threads=threads, artifact=None, rejected=rejected)
+    eligible = _one_of_each_model(route, eligible)
     if not eligible:
         return route
     best = eligible[0]
@@ -210,13 +218,33 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     fp32 = _fp32_of(best.artifact)
     if fp32 in by_id:
         route.fp32_artifact = fp32
-        route.speedup_vs_fp32 = by_id[fp32].value / best.value  # type: ignore[operator]
+        if best.same_model_as != fp32:  # the same model: a ratio of two timings of one model is noise
+            route.speedup_vs_fp32 = by_id[fp32].value / best.value  # type: ignore[operator]
+    for c in candidates:  # said of the choice only: twins of others are in `rejected`
+        if best.artifact in (c.artifact, c.same_model_as) and c.same_model_as is not None:
+            route.caveats.append(
+                f"{c.artifact} is {c.same_model_as} ({c.same_model_why}): one model, never ranked against itself"
+            )
     slowest = max(eligible, key=lambda c: (c.value, c.artifact))
     route.slowest_artifact = slowest.artifact
     route.speedup_vs_slowest = slowest.value / best.value  # type: ignore[operator]
     if basis is Basis.P50_MS and len(eligible) > 1:
         _tie(route, best, eligible[1])
     return route
+
+
+def _one_of_each_model(route: Route, eligible: list[Candidate]) -> list[Candidate]:
+    """`eligible` with each candidate that is the same model as another eligible one left out (said in
+    `rejected` and `same_model`): 'ship ncnn-int8 (1.52x vs ncnn-fp32)' was host timing noise between two runs of
+    byte-identical files, the int8 speed plan having kept no layer int8."""
+    names = {c.artifact for c in eligible}
+    for c in eligible:
+        if c.same_model_as is not None:
+            route.same_model[c.artifact] = c.same_model_as
+    twins = [c for c in eligible if c.same_model_as in names]
+    for c in twins:
+        route.rejected[c.artifact] = f"the same model as {c.same_model_as} ({c.same_model_why}): not ranked"
+    return [c for c in eligible if c not in twins]
 
 
 def _unchecked(route: Route, best: Candidate) -> None:

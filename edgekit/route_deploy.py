@@ -6,10 +6,16 @@ at each target's fastest thread count measured (route_for_run), with what the fi
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
-from edgekit.results import Comparison, DeployResult, TargetRun, interval_not_validated
+from edgekit.results import ArtifactInfo, Comparison, DeployResult, TargetRun, interval_not_validated
 from edgekit.route import DISAGREEMENT, UNCOUNTED, Basis, Candidate, Route, figure_text, recommend
+
+IO_SUFFIX = ".io.json"  # an ncnn artifact's sidecar (edgekit.convert.ncnn.runtime.IO_SUFFIX; that loads ncnn)
 
 
 def routes_for_deploy(result: DeployResult, threads: int | None = None) -> list[Route]:
@@ -24,7 +30,88 @@ def routes_for_deploy(result: DeployResult, threads: int | None = None) -> list[
         if isinstance(gates := a.fidelity.get("gates"), dict)
         and (gates.get("checks") or gates.get("skipped"))
     }
-    return [route_for_run(run, host_gates, threads, unchecked) for run in result.runs]
+    twins = same_models(result.artifacts)
+    return [route_for_run(run, host_gates, threads, unchecked, twins) for run in result.runs]
+
+
+def same_models(artifacts: list[ArtifactInfo]) -> dict[str, tuple[str, str]]:
+    """Artifact -> (the artifact it is the very same model as, why), for artifacts of one runtime whose model
+    files are byte-identical and whose runtime options agree (an ncnn sidecar's `options`; the rest of a sidecar
+    is notes): an ncnn-int8 whose speed plan kept no layer int8 is ncnn-fp32's .param and .bin. The one kept is
+    the fp32 one (else the first by name). Files no longer on disk claim nothing."""
+    by_size: dict[tuple[str, ...], list[ArtifactInfo]] = {}  # files are read only where the sizes match
+    for art in artifacts:
+        sizes = _sizes(art) if art.status == "ok" and art.files else None
+        if sizes is not None:
+            by_size.setdefault(sizes, []).append(art)
+    keys: dict[tuple[str, ...], list[ArtifactInfo]] = {}
+    for group in (g for g in by_size.values() if len(g) > 1):
+        for art in group:
+            key = _model_key(art)
+            if key is not None:
+                keys.setdefault(key, []).append(art)
+    twins = {}
+    for group in keys.values():
+        if len(group) < 2:
+            continue
+        keep = min(group, key=lambda a: (not a.id.endswith("-fp32"), a.id))
+        for art in group:
+            if art is not keep:
+                why = (
+                    "the speed plan kept no layer int8: the same files and options"
+                    if _kept_fp32(art)
+                    else "byte-identical model files, the same options"
+                )
+                twins[art.id] = (keep.id, why)
+    return twins
+
+
+def _sizes(art: ArtifactInfo) -> tuple[str, ...] | None:
+    """The runtime and the sizes of the model files (not a sidecar), None when a file is gone."""
+    try:
+        sizes = [str(Path(f).stat().st_size) for f in art.files if not f.endswith(IO_SUFFIX)]
+    except OSError:
+        return None
+    return (art.format.split("-")[0], *sizes)
+
+
+def _model_key(art: ArtifactInfo) -> tuple[str, ...] | None:
+    """The runtime and each model file's digest (for a sidecar, its runtime options), None when unreadable."""
+    parts = [art.format.split("-")[0]]
+    for path in map(Path, art.files):
+        try:
+            if path.name.endswith(IO_SUFFIX):
+                options = json.loads(path.read_text()).get("options")
+                parts.append("options " + json.dumps(options, sort_keys=True))
+            else:
+                parts.append(_digest(path))
+        except (OSError, ValueError, AttributeError):
+            return None
+    return tuple(parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _digest(path: Path) -> str:
+    st = path.stat()
+    return _file_digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+def _kept_fp32(art: ArtifactInfo) -> bool:
+    """An ncnn-int8 whose sidecar records that its speed plan kept the fp32 model (int8.speed_plan.kept)."""
+    io = next((Path(f) for f in art.files if f.endswith(IO_SUFFIX)), None)
+    try:
+        plan = json.loads(io.read_text())["int8"]["speed_plan"] if io is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(plan, dict) and plan.get("kept") == "fp32"
 
 
 def measured_threads(run: TargetRun) -> list[int]:
@@ -44,13 +131,14 @@ def route_for_run(
     host_gates: dict[str, bool],
     threads: int | None = None,
     unchecked: dict[str, tuple[str, ...]] | None = None,
+    twins: dict[str, tuple[str, str]] | None = None,
 ) -> Route:
     """The route at `threads`, or (None) the fastest over the thread counts the run measured: by p50 or by the
     board estimate (each thread count's own figure); by instruction counts at the fewest threads only (more
     threads add synchronisation instructions but take less time: counts of different thread counts do not
     compare). With no route at any count, the fewest threads' reasons. `unchecked`: for each artifact the recipe
-    sets gates for, those its conversion could not check (Candidate.unchecked)."""
-    route = _fastest_route(run, host_gates, threads, unchecked or {})
+    sets gates for, those its conversion could not check (Candidate.unchecked); `twins`: same_models."""
+    route = _fastest_route(run, host_gates, threads, unchecked or {}, twins or {})
     if run.place_lost is not None:
         route.caveats.append(
             f"the lab place was taken from this run before it ended ({run.place_lost}): figures may have shared "
@@ -60,11 +148,15 @@ def route_for_run(
 
 
 def _fastest_route(
-    run: TargetRun, host_gates: dict[str, bool], threads: int | None, unchecked: dict[str, tuple[str, ...]]
+    run: TargetRun,
+    host_gates: dict[str, bool],
+    threads: int | None,
+    unchecked: dict[str, tuple[str, ...]],
+    twins: dict[str, tuple[str, str]],
 ) -> Route:
     if threads is not None:
-        return _route_at(run, host_gates, threads, unchecked)
-    routes = [_route_at(run, host_gates, n, unchecked) for n in measured_threads(run)]
+        return _route_at(run, host_gates, threads, unchecked, twins)
+    routes = [_route_at(run, host_gates, n, unchecked, twins) for n in measured_threads(run)]
     found = [r for r in routes if r.artifact is not None and r.value]
     if not found:
         return routes[0]
@@ -173,11 +265,15 @@ def _span(est: dict[str, Any]) -> str:
 
 
 def _route_at(
-    run: TargetRun, host_gates: dict[str, bool], threads: int, unchecked: dict[str, tuple[str, ...]]
+    run: TargetRun,
+    host_gates: dict[str, bool],
+    threads: int,
+    unchecked: dict[str, tuple[str, ...]],
+    twins: dict[str, tuple[str, str]],
 ) -> Route:
     """Candidates of one target run: its measurements at `threads`, gated by the conversion's gates
     (`host_gates`, artifact id -> passed) and by this target's own comparison with the original model."""
-    basis, counting, candidates = candidates_for_run(run, host_gates, threads, unchecked)
+    basis, counting, candidates = candidates_for_run(run, host_gates, threads, unchecked, twins)
     if run.emulated and not counting:
         # emulated wall time is no device latency: name no route rather than a misleading one
         return Route(
@@ -231,11 +327,12 @@ def candidates_for_run(
     host_gates: dict[str, bool],
     threads: int = 1,
     unchecked: dict[str, tuple[str, ...]] | None = None,
+    twins: dict[str, tuple[str, str]] | None = None,
 ) -> tuple[Basis, bool, list[Candidate]]:
     """The basis of one target run's figures, whether it was counted, and its candidates at `threads`. A gate the
     conversion could not check (`unchecked`: artifact -> those gates, for each artifact with gates set) or, for an
     artifact with gates set, a target comparison never gated (`gates_passed` None) is carried as unchecked, never
-    taken for a pass."""
+    taken for a pass. `twins` (same_models) marks each artifact that is another's very model."""
     measurements = [m for m in (run.agent.measurements if run.agent else []) if m.threads == threads]
     counting = run.emulated and any(m.instructions_per_invoke for m in measurements)
     estimates = {
@@ -285,6 +382,7 @@ def candidates_for_run(
                 comp.samples if comp else None,
                 judged,
                 not_checked,
+                *(twins or {}).get(m.artifact, (None, "")),
             )
         )
     return basis, counting, candidates

@@ -182,3 +182,90 @@ def test_a_local_deploy_without_labels_says_its_gate_was_not_checked(tmp_path: P
     assert f"gate NOT checked for onnx-fp32: {NO_LABELS}" in said, said[-3000:]
     (route,) = json.loads(written.read_text())["routes"]
     assert route["artifact"] == "onnx-fp32" and route["unchecked_gates"] == [NO_LABELS]
+
+
+# --- fault 2: two artifacts that are one model ----------------------------------------------------------------
+def _ncnn(folder: Path, fmt: str, options: dict, notes: list[str], plan: dict | None = None) -> ArtifactInfo:
+    """An ncnn artifact on disk: tiny's .param/.bin (the same bytes for every format here) and its sidecar."""
+    folder.mkdir(parents=True)
+    (folder / "model.param").write_text("7767517\n3 3\nInput in0 0 1 in0\n")
+    (folder / "model.bin").write_bytes(bytes(range(256)) * 8)
+    io = {"format": fmt, "options": options, "notes": notes} | (
+        {"int8": {"speed_plan": plan}} if plan else {}
+    )
+    (folder / "model.io.json").write_text(json.dumps(io))
+    files = [str(folder / n) for n in ("model.param", "model.bin", "model.io.json")]
+    checked = {
+        "passed": True,
+        "checks": [{"gate": "min_cosine", "passed": True}],
+        "skipped": [],
+        "samples": 8,
+    }
+    return _artifact(fmt, checked, files)
+
+
+FP32_OPTIONS = {"use_fp16_arithmetic": False, "use_int8_inference": False}
+
+
+def _same_model_result(tmp_path: Path, host_p50: dict[str, float]) -> DeployResult:
+    """tiny_pi5's ncnn-fp32 and an ncnn-int8 whose speed plan kept no layer int8 (byte-identical .param/.bin, the
+    same options, another sidecar), and an ncnn-fp16 on the same .param/.bin with fp16 options (another model)."""
+    arts = [
+        _ncnn(tmp_path / "fp32", "ncnn-fp32", FP32_OPTIONS, []),
+        _ncnn(
+            tmp_path / "int8", "ncnn-int8", FP32_OPTIONS, ["speed plan ... (kept: fp32)"], {"kept": "fp32"}
+        ),
+        _ncnn(tmp_path / "fp16", "ncnn-fp16", FP32_OPTIONS | {"use_fp16_arithmetic": True}, []),
+    ]
+    host = _run(
+        "host",
+        [_measurement(a, ms) for a, ms in host_p50.items()],
+        [_comparison(a, "host") for a in host_p50],
+    )
+    return _result(arts, [host])
+
+
+def test_an_int8_artifact_that_is_the_fp32_model_is_never_ranked_against_it(tmp_path: Path) -> None:
+    """tiny_pi5: the speed plan kept no layer int8, ncnn-int8's files were ncnn-fp32's, and the route said 'ship
+    ncnn-int8 (0.0195 ms p50; 1.52x vs ncnn-fp32)' on host timing noise."""
+    result = _same_model_result(tmp_path, {"ncnn-fp32": 0.0296, "ncnn-int8": 0.0195, "ncnn-fp16": 0.05})
+    (route,) = routes_for_deploy(result)
+    assert route.artifact == "ncnn-fp32" and route.same_model == {"ncnn-int8": "ncnn-fp32"}
+    assert route.rejected["ncnn-int8"].startswith(
+        "the same model as ncnn-fp32 (the speed plan kept no layer int8"
+    )
+    assert route.rejected["ncnn-fp16"].startswith("slower")  # same .param/.bin, fp16 options: another model
+    line = route.summary()
+    assert "1.52x" not in line and "vs ncnn-fp32" not in line, line
+    assert "ncnn-int8 is ncnn-fp32 (the speed plan kept no layer int8" in line, line
+    # ncnn-fp32 missing its (stricter) gate: ncnn-int8 may ship, with no speed-up over the model it is
+    result.runs[0].comparisons[0] = _comparison("ncnn-fp32", "host", passed=False)
+    (route,) = routes_for_deploy(result)
+    assert (
+        route.artifact == "ncnn-int8" and route.speedup_vs_fp32 is None and route.fp32_artifact == "ncnn-fp32"
+    )
+    assert "x vs ncnn-fp32" not in route.summary() and "ncnn-int8 is ncnn-fp32" in route.summary()
+    # the pure ranking: two distinct models are ranked as before
+    plain = recommend(
+        "host", [Candidate("ncnn-fp32", 0.03, True), Candidate("ncnn-int8", 0.02, True)], Basis.P50_MS
+    )
+    assert plain.artifact == "ncnn-int8" and plain.speedup_vs_fp32 == 1.5
+
+
+def test_the_x_fp32_column_says_same_model_for_an_artifact_that_is_its_fp32_model(tmp_path: Path) -> None:
+    """The host table's x fp32 said 1.52x for ncnn-int8 over the byte-identical ncnn-fp32; the report rows too."""
+    from edgekit.report.rows import latest_rows
+
+    result = _same_model_result(tmp_path, {"ncnn-fp32": 0.0296, "ncnn-int8": 0.0195, "ncnn-fp16": 0.05})
+    text = _table_text(result)
+    assert "same model" in text and "1.52x" not in text, text
+    assert "0.59x" in text  # ncnn-fp16 is another model: its ratio stays
+    rows = {r.artifact: r for r in latest_rows(result)}
+    assert rows["ncnn-int8"].speedup is None and rows["ncnn-int8"].speedup_basis == "same model"
+    assert rows["ncnn-fp16"].speedup is not None
+    (tmp_path / "int8" / "model.bin").write_bytes(
+        bytes(range(256)) * 7 + bytes(256)
+    )  # int8 weights: another model
+    assert "1.52x" in _table_text(result)
+    (route,) = routes_for_deploy(result)
+    assert route.artifact == "ncnn-int8" and route.same_model == {}

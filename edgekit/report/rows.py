@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from edgekit.formats import Format
 from edgekit.report.regression import Flag
 from edgekit.results import ArtifactInfo, Comparison, DeployResult, Measurement, TargetRun
+from edgekit.route_deploy import same_models
+
+SAME_MODEL = "same model"  # Row.speedup_basis of an artifact that is its fp32 model: no speed-up
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class Row:
     p50_ms: float | None
     p90_ms: float | None
     speedup: float | None  # over the same runtime's fp32 on the same target and threads
-    speedup_basis: str  # "latency", "emulated wall time" or "instruction count"
+    speedup_basis: str  # "latency", "emulated wall time", "instruction count" or SAME_MODEL (no speed-up)
     cosine: float | None  # fidelity against the original model (on this target's outputs where known)
     gates_passed: bool | None
     drift_max_abs: float | None  # target's outputs vs the host's (host-vs-ARM drift)
@@ -38,6 +41,7 @@ class Row:
 def latest_rows(result: DeployResult, flags: Sequence[Flag] = (), only: str | None = None) -> list[Row]:
     """One row per measurement of `result` (of target `only`, if given)."""
     fidelity = {a.id: a for a in result.artifacts}
+    twins = {a: same for a, (same, _) in same_models(result.artifacts).items()}
     rows = []
     for target_run in result.runs:
         if only is not None and target_run.target != only:
@@ -48,7 +52,7 @@ def latest_rows(result: DeployResult, flags: Sequence[Flag] = (), only: str | No
         vs_onnx = {c.artifact: c for c in target_run.comparisons if c.reference == "onnx"}
         for m in found:
             art = fidelity.get(m.artifact)
-            speedup, basis = _speedup(m, by_key, target_run.emulated)
+            speedup, basis = _speedup(m, by_key, target_run.emulated, twins.get(m.artifact))
             mine = tuple(
                 f
                 for f in flags
@@ -85,14 +89,18 @@ def _estimate(run: TargetRun, m: Measurement) -> dict | None:
 
 
 def _speedup(
-    m: Measurement, by_key: dict[tuple[str, int], Measurement], emulated: bool
+    m: Measurement, by_key: dict[tuple[str, int], Measurement], emulated: bool, twin: str | None = None
 ) -> tuple[float | None, str]:
+    """The same runtime's fp32 figure / this one's, and its basis; none for an artifact that is its fp32 model
+    (`twin`, route_deploy.same_models: a ratio of two timings of one model is noise)."""
     try:
         reference = by_key.get((Format(m.format).fp32_reference.value, m.threads))
     except ValueError:  # a format this edgekit does not know
         reference = None
     if reference is None or reference.status != "ok" or m.status != "ok":
         return None, ""
+    if twin is not None and twin == reference.artifact:
+        return None, SAME_MODEL
     if emulated and m.instructions_per_invoke and reference.instructions_per_invoke:
         return reference.instructions_per_invoke / m.instructions_per_invoke, "instruction count"
     if emulated:  # qemu's wall time distorts ratios (README): no speed-up from it, said as such

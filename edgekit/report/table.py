@@ -31,6 +31,7 @@ from edgekit.results import (
     TargetRun,
     interval_not_validated,
 )
+from edgekit.route_deploy import same_models
 from edgekit.runtimes import host_only_artifact
 
 HOST = "host"
@@ -71,6 +72,10 @@ def few_samples_note(measurements: list[Measurement], shown: tuple[str, ...] = (
     )
 
 
+SAME_MODEL = Text(
+    "same model", style="dim"
+)  # the 'x fp32' of an artifact that is its fp32 model (same_models)
+
 # an emulated device whose core no calibrated board stands for (phone-emu: a phone, though the Pi 5 has its core)
 NO_BOARD = (
     "no calibrated board stands for this device: the estimate is calibrated on Raspberry Pi 4 and 5 figures"
@@ -101,6 +106,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
         )  # as convert; a failed one has no files
         conversions.add_row(art.id, size, _fidelity(art))
     parts: list[Table | Text] = [conversions]
+    twins = {a: same for a, (same, _) in same_models(result.artifacts).items()}  # one model: no speed-up
     for run in runs:
         table = Table(
             title=f"{result.recipe} on {run.target}" + (" (emulated)" if run.emulated else ""),
@@ -127,6 +133,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
                         art.fidelity.get("samples"),
                         drift,
                         art.fidelity.get("gates"),
+                        twins.get(art.id),
                     ),
                 )
         parts.append(table)
@@ -171,8 +178,12 @@ def _target_cells(
     evaluation_inputs: int | None = None,
     drift: bool = True,
     gates: dict | None = None,
+    twin: str | None = None,
 ) -> list[Text | str]:
+    """One row's cells; `twin`: the artifact this one is the very same model as (route_deploy.same_models): its
+    'x fp32' over that one is 'same model', never a ratio of two timings of one model."""
     m = _measurement(run, artifact, threads)
+    same = twin is not None and twin == _fp32_id(artifact) and m is not None and m.status == "ok"
     cells: list[Text | str] = []
     missing: Text | None = None
     if m is None and run.target != HOST and host_only_artifact(artifact):
@@ -187,7 +198,11 @@ def _target_cells(
             cells.append(_estimate_cell(est) if est else (missing or Text("-", style="dim")))
         # no estimate column (phone-emu): why there is no count is said in the first cell, not left blank
         cells.append(
-            missing if missing is not None and not run.estimates else _count_ratio(run, artifact, threads, m)
+            missing
+            if missing is not None and not run.estimates
+            else SAME_MODEL
+            if same
+            else _count_ratio(run, artifact, threads, m)
         )
         count = m.instructions_per_invoke if m is not None else None
         cells.append(millions(count) if count else "")
@@ -201,7 +216,7 @@ def _target_cells(
                 + (" emulated" if run.emulated else "")
             )
         )
-        cells.append(_speedup(run, artifact, threads, m))
+        cells.append(SAME_MODEL if same else _speedup(run, artifact, threads, m))
     if drift:
         cells.append(_drift(_comparison(run, artifact, "host")))
     cells.append(_gate(_comparison(run, artifact, "onnx"), evaluation_inputs, gates))
@@ -244,6 +259,13 @@ def _speedup(run: TargetRun, artifact: str, threads: int, m: Measurement | None)
     if run.emulated:  # emulated wall-time ratios are distorted: shown, never coloured as a win
         return f"{ratio:.2f}x"
     return Text(f"{ratio:.2f}x", style="green" if ratio > 1.05 else ("red" if ratio < 0.95 else ""))
+
+
+def _fp32_id(artifact: str) -> str | None:
+    try:
+        return Format(artifact).fp32_reference.value
+    except ValueError:
+        return None
 
 
 def _fp32_of(run: TargetRun, artifact: str, threads: int) -> Measurement | Text | None:
