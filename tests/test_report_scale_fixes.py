@@ -110,3 +110,42 @@ def test_precision_bars_are_centred_on_their_runtime_without_slots_for_missing_p
     assert centres[1] < tflite < centres[2] and centres[1] + centres[2] == 2 * tflite, (centres, ticks)
     low, high = ax.get_xlim()
     assert low <= ncnn - 0.4 and high >= tflite + 0.4, (low, high)
+
+
+ACCEPTED_MARK = re.compile(r"<use [^>]*stroke: #006d2c")  # the green diamond at an accepted run's point
+
+
+def test_an_accepted_level_is_marked_on_the_trend_and_said_in_the_recipe_section(tmp_path: Path) -> None:
+    """`edgekit runs accept 11 --target pi4` stopped the flags and left no trace in the report: the trend showed a
+    step with nothing on it, the section nothing. The accepted run's point is marked (a diamond, in the legend)
+    and the section says 'level accepted at run #11 on pi4 (date)', in the HTML and the Markdown."""
+    from edgekit.report import plots
+    from edgekit.report.html import render as render_html
+    from edgekit.report.markdown import render
+
+    rng = np.random.default_rng(7)
+    with open_store(f"sqlite:///{tmp_path / 'accepted.sqlite'}") as store:
+        for day in range(14):
+            store.record(
+                synthetic_result(
+                    T0 + timedelta(days=day),
+                    rng=rng,
+                    targets=("pi4",),
+                    formats=(Format.TFLITE_FP32,),
+                    threads=(1,),
+                    slowdown={("tflite-fp32", "pi4"): 1.3} if day >= 10 else None,
+                )
+            )
+        assert len(build(store).regressions) == 1
+        html = render_html(build(store))
+        assert "level accepted" not in html and not ACCEPTED_MARK.search(html)
+        store.accept(11, target="pi4", keys=[("pi4", "tflite-fp32", 1)])
+        report = build(store)
+    (view,) = report.recipes
+    assert report.regressions == []
+    line = "level accepted at run #11 on pi4 (2026-06-11 02:00 UTC): tflite-fp32 at 1 thread"
+    md, html = render(report), render_html(report)
+    assert line in md and line in html, md
+    assert "level accepted (<code>edgekit runs accept</code>)" in html  # the legend's key for the diamond
+    (trend,) = plots.trend(view, "pi4")
+    assert len(ACCEPTED_MARK.findall(trend.svg or "")) == 1

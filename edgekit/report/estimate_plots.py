@@ -64,16 +64,28 @@ def circle_flagged(ax: Axes, points: Sequence[tuple[float, float]], at: Collecti
         ax.plot(*zip(*ringed), "o", ms=11, mfc="none", mec="red", mew=2)
 
 
+ACCEPTED_COLOUR = "#006d2c"  # dark green, in no format's colour (tab20)
+
+
+def mark_accepted(ax: Axes, points: Sequence[tuple[float, float]], at: Collection[float]) -> None:
+    """A green diamond around each of a line's `points` whose time is a run accepted as the new level (`edgekit
+    runs accept`, view.Accepted): the step it ended is not flagged, and would otherwise show nothing."""
+    marked = [(x, y) for x, y in points if x in at]
+    if marked:
+        ax.plot(*zip(*marked), "D", ms=10, mfc="none", mec=ACCEPTED_COLOUR, mew=1.8)
+
+
 def estimate_trend(
     series: dict[tuple[str, int], list[tuple[float, float, bool]]],
     times: list[float],
     target: str,
     flagged: dict[tuple[str, int], set[float]] | None = None,
+    accepted: dict[tuple[str, int], set[float]] | None = None,
 ) -> list[Panel]:
     """On an emulated target that counted: the real board's estimated latency over time, one panel per thread
     count, in place of qemu's wall time (which is no device latency); dashed where the interval is not
     validated (a runtime without a calibration figure); a flagged run's estimate circled (`flagged`: the times
-    of the flagged runs per (artifact, threads))."""
+    of the flagged runs per (artifact, threads)), an accepted run's marked (`accepted`, the same way)."""
     panels = []
     ordered = sorted(series.items(), key=lambda kv: order(kv[0][0]))
     for n in sorted({k[1] for k in series}):
@@ -89,7 +101,9 @@ def estimate_trend(
                     lw=1.4,
                     color=colour(artifact),
                 )
-                circle_flagged(ax, [(x, ms) for x, ms, _ in pts], (flagged or {}).get((artifact, th), set()))
+                points = [(x, ms) for x, ms, _ in pts]
+                circle_flagged(ax, points, (flagged or {}).get((artifact, th), set()))
+                mark_accepted(ax, points, (accepted or {}).get((artifact, th), set()))
         ax.set_ylabel("board ESTIMATE (ms)")
         time_axis(ax, times)
         panels.append(

@@ -59,6 +59,7 @@ figcaption{font-size:13px;margin:0 0 2px} figure.nodata{border:1px dashed #d0d7d
 .key i{display:inline-block;width:11px;height:11px;margin-right:4px;vertical-align:-1px;border-radius:2px}
 .key i.ring{border:2px solid red;border-radius:50%;width:8px;height:8px;background:none}
 .key i.hollow{border:2px solid #888;border-radius:50%;width:6px;height:6px;background:#fff}
+.key i.accepted{border:2px solid #006d2c;border-radius:0;width:6px;height:6px;background:none;transform:rotate(45deg)}
 td.wrap{min-width:14em}
 details summary{cursor:pointer;color:#0969da}
 td.est{white-space:normal;min-width:11em;max-width:22em} th{white-space:normal}
@@ -138,6 +139,7 @@ def _recipe(view: RecipeView, store_url: str) -> str:
         f"git <code>{escape((latest.git_revision or '-')[:12])}</code></p>",
         "<h3>Flags</h3>",
         _flags(view.flags, view.not_judged(), store_url),
+        *(f"<p>{escape(a.line())}</p>" for a in view.accepted()),
         _changes(view.changes, view.changes_against),
         "<h3>Latest results</h3>",
         _table(view.rows),
@@ -183,7 +185,11 @@ def _plots(view: RecipeView) -> list[str]:
     of panels; the conversion's fidelity is one chart for all targets."""
     parts = []
     for title, draw, legend in (  # the trend's legend: every line it draws, of every run shown
-        ("Latency trend", plots.trend, _artifact_legend(plots.trend_artifacts(view), trend=True)),
+        (
+            "Latency trend",
+            plots.trend,
+            _artifact_legend(plots.trend_artifacts(view), trend=True, accepted=bool(view.accepted())),
+        ),
         ("Latency distribution (newest run of each target)", plots.distribution, ""),
         ("Precisions vs fp32 (newest run of each target)", plots.precisions, _precision_legend()),
     ):
@@ -207,7 +213,7 @@ def _figure(panel: Panel, target: str) -> str:
     return f'<figure{css} data-target="{escape(target)}"><figcaption>{caption}</figcaption>{body}</figure>'
 
 
-def _artifact_legend(artifacts: list[str], *, trend: bool = False) -> str:
+def _artifact_legend(artifacts: list[str], *, trend: bool = False, accepted: bool = False) -> str:
     items = [
         f'<span class="key"><i style="background:{colour_hex(a)}"></i>{escape(a)}</span>' for a in artifacts
     ]
@@ -215,6 +221,10 @@ def _artifact_legend(artifacts: list[str], *, trend: bool = False) -> str:
         items.append('<span class="key"><i class="ring"></i>flagged regression</span>')
         items.append(
             '<span class="key"><i class="hollow"></i>unreliable, not judged (busy or throttled)</span>'
+        )
+    if accepted:
+        items.append(
+            '<span class="key"><i class="accepted"></i>level accepted (<code>edgekit runs accept</code>)</span>'
         )
     return f'<p class="legend">{"".join(items)}</p>'
 

@@ -115,6 +115,7 @@ def _recipe(view: RecipeView, store_url: str) -> list[str]:
         lines.append(f"- {ACCEPT_WHY}: " + "; ".join(_code(c) for c in accept))
     not_judged = view.not_judged()
     lines += [f"- **not judged** {_text(line)}" for line in not_judged]
+    lines += [f"- {_text(a.line())}" for a in view.accepted()]  # the flags it ended leave no other trace
     if not view.flags and not not_judged:
         lines.append("No regressions against recent history.")
     elif not view.flags:

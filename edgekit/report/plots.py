@@ -24,6 +24,7 @@ from edgekit.report.estimate_plots import (
     estimate_intervals,
     estimate_series,
     estimate_trend,
+    mark_accepted,
 )
 from edgekit.report.flags import FlagKind
 from edgekit.report.panels import (
@@ -52,10 +53,11 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
         return [_no_data(target, "latency over time", emulated, view)]
     flagged = _flagged(view, target)
     counted = _flagged(view, target, FlagKind.INSTRUCTIONS)
+    accepted = _accepted(view, target)
     unreliable = _unreliable(view, target)
     ordered = sorted(series.items(), key=lambda kv: order(kv[0][0]))
     estimated = estimate_series(view, target) if emulated else {}
-    panels = estimate_trend(estimated, times, target, flagged) if estimated else []
+    panels = estimate_trend(estimated, times, target, flagged, accepted) if estimated else []
     for n in sorted({k[1] for k in series} if not estimated else ()):
         fig, ax = new_panel()
         for (artifact, th), pts in ordered:
@@ -69,6 +71,7 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
                 if odd:  # timed while busy or throttled: drawn, but hollow and grey (not judged)
                     ax.plot(*zip(*odd), "o", ms=5, mfc="white", mec="#888888", mew=1.4)
                 circle_flagged(ax, list(zip(xs, p50s)), flagged.get((artifact, th), set()))
+                mark_accepted(ax, list(zip(xs, p50s)), accepted.get((artifact, th), set()))
         ax.set_ylabel("p50, emulated wall time (ms)" if emulated else "p50 latency (ms)")
         time_axis(ax, times)
         panels.append(finish(fig, f"{target}, {threads_text(n)}: p50 over time", emulated, _basis(emulated)))
@@ -85,6 +88,7 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
             if pts_c:
                 ax.plot(*zip(*pts_c), "-s", ms=3, lw=1.2, color=colour(artifact))
                 circle_flagged(ax, pts_c, counted.get((artifact, n), set()))
+                mark_accepted(ax, pts_c, accepted.get((artifact, n), set()))
         ax.set_ylabel("instructions / invoke")
         time_axis(ax, times)
         panels.append(
@@ -111,6 +115,16 @@ def _flagged(
             continue
         if kind is None or f.kind is kind:
             found[(f.artifact, f.threads)].add(at[f.run_id])
+    return found
+
+
+def _accepted(view: RecipeView, target: str) -> dict[tuple[str, int], set[float]]:
+    """Per (artifact, threads) of `target`, the times of the runs accepted as its new level (`runs accept`)."""
+    found: dict[tuple[str, int], set[float]] = defaultdict(set)
+    for a in view.accepted():
+        if a.target == target:
+            for key in a.keys:
+                found[key].add(date_num(a.started_ts))
     return found
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from edgekit.report.baseline import accepted
 from edgekit.report.changes import judged_changes
 from edgekit.report.regression import (
     HOST,
@@ -29,6 +30,23 @@ from edgekit.results import (
 )
 from edgekit.store import Store, StoredRun
 from edgekit.target import lab_stored_note
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A level `edgekit runs accept` took as expected: the run, the target and the keys (artifact, threads) it
+    covers. The report marks it on the trend and says it in the recipe's section: the flags it stopped leave no
+    other trace."""
+
+    run_id: int
+    started_ts: float
+    target: str
+    keys: tuple[tuple[str, int], ...]
+
+    def line(self) -> str:
+        """'level accepted at run #11 on pi4 (2026-06-11 02:00 UTC): tflite-fp32 at 1 thread'."""
+        which = ", ".join(f"{a} at {threads_text(n)}" for a, n in self.keys)
+        return f"level accepted at run #{self.run_id} on {self.target} ({when(self.started_ts)} UTC): {which}"
 
 
 @dataclass
@@ -79,6 +97,17 @@ class RecipeView:
                 f"{runs}{'s' if counts != [1] else ''}{after}; {max(u.needed for u in keys)} needed){which}"
             )
         return lines
+
+    def accepted(self) -> list[Accepted]:
+        """The levels accepted in the runs shown, oldest first, per target (baseline.accepted decides which
+        measurements a mark covers, as judging does)."""
+        found = []
+        for run in self.runs:
+            for t in run.result.runs:
+                keys = {(m.artifact, m.threads) for m in measurements(t) if accepted(run, t.target, m)}
+                if keys:
+                    found.append(Accepted(run.id, run.started_ts, t.target, tuple(sorted(keys))))
+        return found
 
     def latest_on(self, target: str) -> tuple[StoredRun, TargetRun] | None:
         """The newest shown run that includes `target`, and its part for that target: a recipe's latest run
