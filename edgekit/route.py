@@ -103,9 +103,11 @@ class Route:
     )
     judged_on: int | None = None  # inputs of this target the cosine and accuracy drops were judged on
     unchecked_gates: list[str] = field(default_factory=list)  # the choice's gates never checked (Candidate)
-    same_model: dict[str, str] = field(
-        default_factory=dict
-    )  # artifact -> the artifact it is the same model as
+    # artifact -> the artifact it is the very same model as (route_deploy.same_models)
+    same_model: dict[str, str] = field(default_factory=dict)
+    # estimate basis: the fp32 or slowest artifact whose estimate lies inside the choice's 80% interval (or the
+    # choice's inside its): its speed-up is not stated (None), the estimates do not rank the two apart
+    not_ranked_by_estimate: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -117,6 +119,16 @@ class Route:
         if self.artifact is None:
             return f"{self.target}: {why_no_route(self.rejected)}"
         parts = []
+        unranked = " not ranked apart by the estimate"
+        if self.fp32_artifact in self.not_ranked_by_estimate and self.fp32_artifact != self.artifact:
+            parts.append(
+                f"vs {self.fp32_artifact}:{unranked}"
+                + (
+                    f", {self.count_vs_fp32:.2f}x by instruction count"
+                    if self.count_vs_fp32 is not None
+                    else ""
+                )
+            )
         if self.speedup_vs_fp32 is not None and self.fp32_artifact != self.artifact:
             by_count = (
                 f" by estimate, {self.count_vs_fp32:.2f}x by instruction count"
@@ -126,6 +138,11 @@ class Route:
             parts.append(f"{self.speedup_vs_fp32:.2f}x vs {self.fp32_artifact}{by_count}")
         if self.speedup_vs_slowest is not None and self.slowest_artifact != self.artifact:
             parts.append(f"{self.speedup_vs_slowest:.2f}x vs slowest {self.slowest_artifact}")
+        elif (
+            self.slowest_artifact in self.not_ranked_by_estimate
+            and self.slowest_artifact != self.fp32_artifact
+        ):
+            parts.append(f"vs slowest {self.slowest_artifact}:{unranked}")
         if (
             self.cosine is not None
         ):  # never '1.0000' for a cosine below 1: as many places as it takes, up to 8

@@ -269,3 +269,43 @@ def test_the_x_fp32_column_says_same_model_for_an_artifact_that_is_its_fp32_mode
     assert "1.52x" in _table_text(result)
     (route,) = routes_for_deploy(result)
     assert route.artifact == "ncnn-int8" and route.same_model == {}
+
+
+# --- fault 3: a ratio by estimate the interval does not hold ------------------------------------------------------
+def test_an_estimate_speedup_whose_other_side_lies_inside_the_choices_interval_is_not_stated() -> None:
+    """pi5-emu said 'ship tflite-int8 (0.0311 ms ESTIMATE; 1.92x vs tflite-fp32 by estimate, 1.95x by instruction
+    count; 3.19x vs slowest ncnn-fp32)' while tflite-int8's 80% interval 0.00966-0.0998 holds both ~0.0597 and
+    ~0.0992: by the rule estimates_tied uses, neither is ranked apart; the exact count ratio stays."""
+
+    def est(ms: float, low: float, high: float) -> dict[str, object]:
+        return {"status": "ok", "estimate_ms": ms, "low_ms": low, "high_ms": high}
+
+    figures = {"tflite-int8": 51_000, "tflite-fp32": 99_450, "ncnn-fp32": 179_000}
+    emu = _run("pi5-emu", [_measurement(a, 900.0, n) for a, n in figures.items()], [])
+    emu.estimates = {
+        "tflite-int8 x1": est(0.0311, 0.00966, 0.0998),
+        "tflite-fp32 x1": est(0.0597, 0.0185, 0.192),
+        "ncnn-fp32 x1": est(0.0992, 0.0308, 0.319),
+    }
+    result = _result([_artifact(a) for a in figures], [emu])
+    (route,) = routes_for_deploy(result)
+    line = route.summary()
+    assert (
+        route.artifact == "tflite-int8" and route.speedup_vs_fp32 is None and route.speedup_vs_slowest is None
+    )
+    assert route.not_ranked_by_estimate == ["tflite-fp32", "ncnn-fp32"]
+    assert "vs tflite-fp32: not ranked apart by the estimate, 1.95x by instruction count" in line, line
+    assert "vs slowest ncnn-fp32: not ranked apart by the estimate" in line, line
+    assert "1.92x" not in line and "3.19x" not in line, line
+    # intervals that do rank them: the ratios are stated as before
+    emu.estimates["tflite-int8 x1"] = est(0.0311, 0.025, 0.04)
+    emu.estimates["tflite-fp32 x1"] = est(0.0597, 0.05, 0.07)
+    emu.estimates["ncnn-fp32 x1"] = est(0.0992, 0.08, 0.12)
+    (route,) = routes_for_deploy(result)
+    line = route.summary()
+    assert "1.92x vs tflite-fp32 by estimate, 1.95x by instruction count" in line, line
+    assert "3.19x vs slowest ncnn-fp32" in line and route.not_ranked_by_estimate == [], line
+    # fp32 apart, the slowest not: only the slowest's ratio withheld
+    emu.estimates["ncnn-fp32 x1"] = est(0.0992, 0.03, 0.3)  # the choice inside the slowest's interval
+    (route,) = routes_for_deploy(result)
+    assert route.not_ranked_by_estimate == ["ncnn-fp32"] and "1.92x vs tflite-fp32" in route.summary()
