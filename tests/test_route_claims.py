@@ -309,3 +309,28 @@ def test_an_estimate_speedup_whose_other_side_lies_inside_the_choices_interval_i
     emu.estimates["ncnn-fp32 x1"] = est(0.0992, 0.03, 0.3)  # the choice inside the slowest's interval
     (route,) = routes_for_deploy(result)
     assert route.not_ranked_by_estimate == ["ncnn-fp32"] and "1.92x vs tflite-fp32" in route.summary()
+
+
+def test_the_html_route_history_says_a_ratio_not_ranked_by_the_estimate() -> None:
+    """The HTML route row read only speedup_vs_fp32: a ratio withheld as not ranked apart showed '-', the exact
+    instruction-count ratio lost with it."""
+    from types import SimpleNamespace
+
+    from edgekit.report.html_routes import routes_section
+    from edgekit.store import StoredRun
+
+    def est(ms: float, low: float, high: float) -> dict[str, object]:
+        return {"status": "ok", "estimate_ms": ms, "low_ms": low, "high_ms": high}
+
+    figures = {"tflite-int8": 51_000, "tflite-fp32": 99_450, "ncnn-fp32": 179_000}
+    emu = _run("pi5-emu", [_measurement(a, 900.0, n) for a, n in figures.items()], [])
+    emu.estimates = {
+        "tflite-int8 x1": est(0.0311, 0.00966, 0.0998),
+        "tflite-fp32 x1": est(0.0597, 0.0185, 0.192),
+        "ncnn-fp32 x1": est(0.0992, 0.0308, 0.319),
+    }
+    result = _result([_artifact(a) for a in figures], [emu])
+    result.routes = [r.to_dict() for r in routes_for_deploy(result)]
+    html = routes_section(SimpleNamespace(runs=[StoredRun(1, 0.0, result)], targets=[]))  # type: ignore[arg-type]
+    assert "vs tflite-fp32: not ranked apart by the estimate (1.95x by instruction count)" in html, html
+    assert "vs ncnn-fp32: not ranked apart by the estimate" in html

@@ -54,6 +54,19 @@ def routes_section(view: RecipeView) -> str:
                 for k, a in (("speedup_vs_fp32", "fp32_artifact"), ("speedup_vs_slowest", "slowest_artifact"))
                 if r.get(k) and r.get(a) != r.get("artifact")
             )
+            unranked = [  # a ratio by estimate whose other side lies inside the choice's 80 % interval
+                f"vs {escape(str(r[a]))}: not ranked apart by the estimate"
+                + (
+                    f" ({r['count_vs_fp32']:.2f}x by instruction count)"
+                    if a == "fp32_artifact" and r.get("count_vs_fp32")
+                    else ""
+                )
+                for a in ("fp32_artifact", "slowest_artifact")
+                if r.get(a) in (r.get("not_ranked_by_estimate") or [])
+                and r.get(a) != r.get("artifact")
+                and not (a == "slowest_artifact" and r.get(a) == r.get("fp32_artifact"))
+            ]
+            speed = " · ".join([*([speed] if speed else []), *unranked])
             tie = (
                 f' <span class=muted title="{escape(_tie_title(r))}">&asymp; {escape(str(r["tied_with"]))}</span>'
                 if r.get("tied_with")
