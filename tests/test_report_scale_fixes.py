@@ -149,3 +149,63 @@ def test_an_accepted_level_is_marked_on_the_trend_and_said_in_the_recipe_section
     assert "level accepted (<code>edgekit runs accept</code>)" in html  # the legend's key for the diamond
     (trend,) = plots.trend(view, "pi4")
     assert len(ACCEPTED_MARK.findall(trend.svg or "")) == 1
+
+
+PROXY_ERROR = (
+    "connect: ProxyCommand sshpass -p hunter2secret ssh -W %h:%p jump@bastion.lab exited with status 255 "
+    "(key /home/alice/.ssh/id_lab_ed25519)"
+)
+
+
+def _unreachable(day: int) -> object:
+    """A night whose pi4 failed at connect with the proxy command, password and all, in its error."""
+    result = synthetic_result(
+        T0 + timedelta(days=day),
+        rng=np.random.default_rng(day),
+        targets=("pi4",),
+        formats=(Format.TFLITE_FP32,),
+        threads=(1,),
+    )
+    result.runs[0] = result.runs[0].model_copy(
+        update={"status": "failed", "agent": None, "error": PROXY_ERROR}
+    )
+    return result
+
+
+def test_a_password_in_a_stored_error_is_masked_in_the_report_and_on_import(tmp_path: Path) -> None:
+    """A run imported with `runs import` (or recorded by an older edgekit) held `sshpass -p hunter2secret` in its
+    error, and the HTML's device facts showed it verbatim. The renderers mask stored error text as the
+    transport masks a proxy command, and `runs import` masks it on the way in."""
+    from edgekit.report.html import render as render_html
+    from edgekit.report.markdown import render
+    from edgekit.store.masked import masked_text
+
+    masked = PROXY_ERROR.replace("hunter2secret", "***")
+    assert masked_text(PROXY_ERROR) == masked
+    assert masked_text("proxy `x --service-token-secret abc1 -h y`, TOKEN=zz") == (
+        "proxy `x --service-token-secret *** -h y`, TOKEN=***"
+    )
+    assert masked_text("load failed: no such file (model.param)") == "load failed: no such file (model.param)"
+    nights = [
+        synthetic_result(
+            T0 + timedelta(days=d),
+            rng=np.random.default_rng(d),
+            targets=("pi4",),
+            formats=(Format.TFLITE_FP32,),
+            threads=(1,),
+        )
+        for d in range(3)
+    ]
+    url = f"sqlite:///{tmp_path / 'secret.sqlite'}"
+    with open_store(url) as store:
+        for result in [*nights, _unreachable(3)]:
+            store.record(result)  # as an older edgekit recorded it: verbatim
+        report = build(store)
+    md, html = render(report), render_html(report)
+    assert "hunter2secret" not in html and "hunter2secret" not in md
+    assert masked in html and "sshpass -p ***" in md, md
+    path = tmp_path / "night.json"
+    path.write_text(_unreachable(4).model_dump_json())  # type: ignore[attr-defined]
+    _edgekit(tmp_path, "runs", "import", str(path), "--store", url)
+    with open_store(url) as store:
+        assert store.load(5).runs[0].error == masked

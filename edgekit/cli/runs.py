@@ -267,6 +267,7 @@ def import_cmd(
     from edgekit.errors import InputDataError
     from edgekit.results import DeployResult
     from edgekit.store import open_store
+    from edgekit.store.masked import masked_result
 
     results = []
     for path in files:  # every file is read before the store is touched: a bad one imports nothing
@@ -275,7 +276,8 @@ def import_cmd(
                 path.exists() and not path.is_file()
             ):  # a folder, or /dev/zero and FIFOs: read forever or block
                 raise IsADirectoryError(0, "not a regular file")
-            results.append((path, _importable(path, DeployResult.model_validate_json(path.read_bytes()))))
+            result = _importable(path, DeployResult.model_validate_json(path.read_bytes()))
+            results.append((path, masked_result(result)))  # a proxy command's password in an error: masked
         except (OSError, ValidationError) as exc:
             raise InputDataError(  # the file given is bad input (exit 2), not a store fault
                 f"not a deploy result: {_why_not_a_result(exc)}"

@@ -24,6 +24,7 @@ from edgekit.report.rows import Row
 from edgekit.report.table import NO_BOARD
 from edgekit.report.view import RecipeView, Report, when
 from edgekit.results import interval_not_validated
+from edgekit.store.masked import masked_text
 
 # what the page shows for an emulated target: tables and routes never show qemu's wall time as a figure
 EMULATED_BANNER = (
@@ -78,7 +79,7 @@ def render(report: Report) -> str:
     parts = [_header(report)]
     if report.failed_deploys:  # a recipe that did not deploy has no run to show below: said first
         items = "".join(
-            f"<li><code>{escape(recipe)}</code>: {escape(why)}</li>"
+            f"<li><code>{escape(recipe)}</code>: {escape(masked_text(why))}</li>"
             for recipe, why in report.failed_deploys.items()
         )
         parts.append(f'<section><h2 class="bad">Deploys that failed</h2><ul>{items}</ul></section>')
@@ -207,7 +208,7 @@ def _plots(view: RecipeView) -> list[str]:
 def _figure(panel: Panel, target: str) -> str:
     caption = escape(panel.caption)
     if panel.note:
-        caption += f'<br><span class="muted">{escape(panel.note)}</span>'
+        caption += f'<br><span class="muted">{escape(masked_text(panel.note))}</span>'  # a run's error
     body = panel.svg if panel.svg is not None else ""
     css = "" if panel.svg is not None else ' class="nodata"'
     return f'<figure{css} data-target="{escape(target)}"><figcaption>{caption}</figcaption>{body}</figure>'
@@ -259,7 +260,7 @@ def _flags(flags: list[Flag], not_judged: Sequence[str] = (), store_url: str | N
             f"<td data-label=threads>{f.threads or '-'}</td>"
             f"<td data-label=old>{old}</td><td data-label=new>{new}</td>"
             f"<td data-label=change>{_pct(f.change)}</td><td data-label=p-value>{_p(f.p_value)}</td>"
-            f"<td class='l wrap'>{escape(f.message)}</td></tr>"
+            f"<td class='l wrap'>{escape(masked_text(f.message))}</td></tr>"
         )
     accept = accept_commands(flags, store_url)
     hint = (
@@ -320,7 +321,7 @@ def _table(rows: list[Row]) -> str:
         elif r.speedup_basis == "emulated wall time":  # no count: qemu's wall time ratios are distorted
             speed += '<br><span class="muted">(no count; not from emulated wall time)</span>'
         drift = f"{r.drift_max_abs:.3g} / {r.drift_cosine:.6f}" if r.drift_max_abs is not None else "-"
-        status = escape(r.status if r.status == "ok" else f"{r.status}: {r.error or ''}")
+        status = escape(r.status if r.status == "ok" else f"{r.status}: {masked_text(r.error)}")
         status += "".join(f" · {f.kind.value} {_pct(f.change)}" for f in r.flags)
         gate = "" if r.gates_passed is not False else " (below gate)"
         body.append(

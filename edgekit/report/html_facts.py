@@ -9,6 +9,7 @@ from edgekit.report.regression import throttle_reason
 from edgekit.report.unreliable import clock_caution
 from edgekit.report.view import RecipeView, when
 from edgekit.results import AgentResult, DeviceFacts, TargetRun
+from edgekit.store.masked import masked_text
 
 EMU_BADGE = '<span class="emu">emulated</span>'
 
@@ -25,7 +26,7 @@ def facts_section(view: RecipeView) -> str:
             if t.agent is None:
                 rows.append(
                     f"<tr class=bad><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
-                    f"{escape(t.target)}</td><td class=l colspan=7>{escape(t.error or t.status)}</td></tr>"
+                    f"{escape(t.target)}</td><td class=l colspan=7>{escape(masked_text(t.error) or t.status)}</td></tr>"
                 )
                 continue
             rows.append(_facts_row(run.id, run.started_ts, t, t.agent))

@@ -18,6 +18,7 @@ from edgekit.report.rows import Row
 from edgekit.report.table import NO_BOARD, estimate_text
 from edgekit.report.view import RecipeView, Report, when
 from edgekit.results import NOT_RUN_INTERRUPTED
+from edgekit.store.masked import masked_text
 
 # the ratio as deploy's table heads it: fp32's count over the artifact's, so above 1 is fewer instructions ("0.78x
 # instr." read as 0.78 times the instructions, the opposite)
@@ -89,7 +90,9 @@ def render(report: Report) -> str:
         lines.append("")
     if report.failed_deploys:
         lines += ["### ❌ Deploys that failed", ""]
-        lines += [f"- `{_text(recipe)}`: {_text(why)}" for recipe, why in report.failed_deploys.items()]
+        lines += [
+            f"- `{_text(recipe)}`: {_text(masked_text(why))}" for recipe, why in report.failed_deploys.items()
+        ]
         lines.append("")
     if report.unreadable:
         lines.append(_text(report.unreadable))
@@ -164,7 +167,7 @@ def _routes(view: RecipeView) -> list[str]:
 
 def _flag(f: Flag) -> str:
     emulated = " (emulated)" if f.emulated else ""
-    return f"- **{f.kind.value}**{emulated} {_text(flag_line(f))}"
+    return f"- **{f.kind.value}**{emulated} {_text(masked_text(flag_line(f)))}"  # a failure quotes its error
 
 
 def _table(view: RecipeView) -> list[str]:
