@@ -13,6 +13,7 @@ counts, not cycles. Control flow (more than one subgraph) is refused with a name
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -75,10 +76,13 @@ def read_model(path: Path) -> Any:
 
 
 def op_rows(model: Any) -> list[dict[str, Any]]:
-    """(type, name, shape, dtype) of every op in execution order, named by its first output tensor."""
+    """(type, name, shape, dtype) of every op in execution order, named after the TF op that produced its first
+    output (op_name): the same layer has the same name in an fp32 and an int8 profile; unique within the graph."""
     names = _op_names(_schema())
     graph = model.subgraphs[0]
     rows = []
+    of_kind: dict[str, int] = {}
+    seen: dict[str, int] = {}
     for op in graph.operators:
         code = model.operatorCodes[op.opcodeIndex]
         builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
@@ -86,7 +90,11 @@ def op_rows(model: Any) -> list[dict[str, Any]]:
             names.get(builtin, f"op{builtin}") if builtin != 32 else (code.customCode or b"CUSTOM").decode()
         )
         out = graph.tensors[op.outputs[0]]
-        name = (out.name or b"").decode(errors="replace").split(";")[-1]  # fused ops: the producing op's name
+        of_kind[kind] = of_kind.get(kind, 0) + 1
+        name = op_name((out.name or b"").decode(errors="replace"), kind, of_kind[kind])
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:  # two ops one TF op made (a converter's split): told apart, in execution order
+            name = f"{name}#{seen[name]}"
         rows.append(
             {
                 "type": kind,
@@ -96,6 +104,30 @@ def op_rows(model: Any) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# parts of a tensor name no TF op of the graph gave: a bias constant, a signature output, a converter's own op
+_NOT_AN_OP = re.compile(r"^(Const(_\d+)?|(Stateful)?PartitionedCall(_\d+)?:\d+|tfl\..*)$")
+# the last part of a TF op's name for a TFLite op type whose own name does not start it (CONV_2D: convolution)
+_TF_WORDS = {
+    "FULLY_CONNECTED": ("matmul", "dense", "tensordot", "biasadd"),
+    "BATCH_MATMUL": ("matmul", "einsum"),
+    "TRANSPOSE_CONV": ("conv2d_transpose", "conv_transpose", "conv2dbackpropinput"),
+}
+
+
+def op_name(tensor: str, kind: str, nth: int) -> str:
+    """An op's name from its output tensor's: a fused op's tensor lists every TF op folded into it and, last, the
+    constant its bias came from (`.../Relu;.../convolution;Const_10`: the constant's number differs between the
+    fp32 and int8 models), so the TF op of the op's own type (`.../convolution`), else the first one named. A
+    tensor no TF op names (a signature output `PartitionedCall:0`, which the int8 model gives its DEQUANTIZE and
+    its FULLY_CONNECTED `PartitionedCall:01`; `tfl.quantize`) names the op by its type and ordinal instead."""
+    parts = [p for p in tensor.split(";") if p and not _NOT_AN_OP.match(p.rsplit("/", 1)[-1])]
+    if not parts:
+        return f"{kind}_{nth}"
+    words = _TF_WORDS.get(kind, (re.sub(r"[^a-z]", "", kind.lower())[:4],))
+    own = [p for p in parts if p.rsplit("/", 1)[-1].lower().startswith(words)]
+    return (own or parts)[0]
 
 
 def live_outputs(graph: Any, k: int) -> list[int]:

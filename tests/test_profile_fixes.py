@@ -1,0 +1,89 @@
+"""`edgekit profile` fixes: one layer's name in an fp32 and an int8 TFLite profile, threads it cannot count
+repeatably, ncnn's fixed per-inference cost, models with no layer."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+# the digits model's ops as the converter wrote them (output tensor names), fp32 then int8
+FP32 = [
+    (
+        "CONV_2D",
+        "model_1/tf.nn.relu/Relu;model_1/tf.math.add/Add;model_1/tf.nn.convolution/convolution;Const_121",
+    ),
+    (
+        "CONV_2D",
+        "model_1/tf.nn.relu_1/Relu;model_1/tf.math.add_1/Add;model_1/tf.nn.convolution_1/convolution;Const_10",
+    ),
+    ("PAD", "model_1/tf.compat.v1.pad/Pad"),
+    ("DEPTHWISE_CONV_2D", "model_1/tf.nn.relu_2/Relu;model_1/tf.compat.v1.nn.depthwise_conv2d/depthwise"),
+    (
+        "CONV_2D",
+        "model_1/tf.nn.relu_3/Relu;model_1/tf.math.add_3/Add;model_1/tf.nn.convolution_3/convolution;Const_7",
+    ),
+    ("MEAN", "model_1/tf.math.reduce_mean/Mean"),
+    ("FULLY_CONNECTED", "PartitionedCall:0"),
+]
+INT8 = [
+    ("QUANTIZE", "tfl.quantize"),
+    (
+        "CONV_2D",
+        "model_1/tf.nn.relu/Relu;model_1/tf.math.add/Add;model_1/tf.nn.convolution/convolution;Const_151",
+    ),
+    (
+        "CONV_2D",
+        "model_1/tf.nn.relu_1/Relu;model_1/tf.math.add_1/Add;model_1/tf.nn.convolution_1/convolution;Const_13",
+    ),
+    ("PAD", "model_1/tf.compat.v1.pad/Pad"),
+    ("DEPTHWISE_CONV_2D", "model_1/tf.nn.relu_2/Relu;model_1/tf.compat.v1.nn.depthwise_conv2d/depthwise"),
+    (
+        "CONV_2D",
+        "model_1/tf.nn.relu_3/Relu;model_1/tf.math.add_3/Add;model_1/tf.nn.convolution_3/convolution;Const_10",
+    ),
+    ("MEAN", "model_1/tf.math.reduce_mean/Mean"),
+    ("FULLY_CONNECTED", "PartitionedCall:01"),
+    ("DEQUANTIZE", "PartitionedCall:0"),
+]
+
+
+def _model(ops: list[tuple[str, str]]) -> Any:
+    """A ModelT-shaped tree: what op_rows reads of one (opcodes, operators, output tensors)."""
+    from edgekit.profile_tflite import _op_names, _schema
+
+    codes = {name: code for code, name in _op_names(_schema()).items()}
+    kinds = list(dict.fromkeys(kind for kind, _ in ops))
+    return SimpleNamespace(
+        operatorCodes=[
+            SimpleNamespace(builtinCode=codes[k], deprecatedBuiltinCode=0, customCode=None) for k in kinds
+        ],
+        subgraphs=[
+            SimpleNamespace(
+                operators=[
+                    SimpleNamespace(opcodeIndex=kinds.index(k), outputs=[i]) for i, (k, _) in enumerate(ops)
+                ],
+                tensors=[SimpleNamespace(name=n.encode(), shape=[1, 4], type=0) for _, n in ops],
+            )
+        ],
+    )
+
+
+def test_a_tflite_layer_has_one_name_in_its_fp32_and_int8_profiles() -> None:
+    """Named after the bias constant, `Const_10` was the second convolution in fp32 and the fourth in int8;
+    `PartitionedCall:0` the FULLY_CONNECTED in one and the DEQUANTIZE in the other."""
+    from edgekit.profile_tflite import op_rows
+
+    fp32 = {r["name"]: r["type"] for r in op_rows(_model(FP32))}
+    int8 = {r["name"]: r["type"] for r in op_rows(_model(INT8))}
+    assert len(fp32) == len(FP32) and len(int8) == len(INT8)  # unique within a profile
+    assert all(int8.get(name) == kind for name, kind in fp32.items()), (fp32, int8)  # every fp32 layer, alike
+    assert fp32["model_1/tf.nn.convolution_1/convolution"] == "CONV_2D"
+    assert fp32["model_1/tf.compat.v1.nn.depthwise_conv2d/depthwise"] == "DEPTHWISE_CONV_2D"
+    assert not any(name.startswith(("Const", "PartitionedCall")) for name in [*fp32, *int8])
+
+
+def test_two_tflite_ops_of_one_tf_op_keep_apart() -> None:
+    from edgekit.profile_tflite import op_rows
+
+    names = [r["name"] for r in op_rows(_model([("PAD", "m/pad/Pad"), ("PAD", "m/pad/Pad;Const_3")]))]
+    assert len(set(names)) == 2 and names[0] == "m/pad/Pad"
