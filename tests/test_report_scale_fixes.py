@@ -209,3 +209,27 @@ def test_a_password_in_a_stored_error_is_masked_in_the_report_and_on_import(tmp_
     _edgekit(tmp_path, "runs", "import", str(path), "--store", url)
     with open_store(url) as store:
         assert store.load(5).runs[0].error == masked
+
+
+def test_the_markdown_verdict_after_the_bullets_is_a_paragraph_of_its_own(tmp_path: Path) -> None:
+    """`- **not judged** ... (1 earlier run; 3 needed)` followed directly by `No regressions in what could be
+    judged.` made the sentence part of the list item in CommonMark (a lazy continuation line)."""
+    from markdown_it import MarkdownIt
+
+    from edgekit.report.markdown import render
+
+    rng = np.random.default_rng(3)
+    nights = [
+        synthetic_result(
+            T0 + timedelta(days=d), rng=rng, targets=("pi4",), formats=(Format.TFLITE_FP32,), threads=(1,)
+        )
+        for d in range(2)
+    ]
+    with open_store(f"sqlite:///{tmp_path / 'two.sqlite'}") as store:
+        for night in nights:
+            store.record(night)
+        md = render(build(store))
+    assert "- **not judged** " in md
+    shown = MarkdownIt("commonmark").render(md)
+    assert "<p>No regressions in what could be judged.</p>" in shown, shown
+    assert not re.search(r"<li>[^<]*not enough history[^<]*\n?No regressions", shown), shown

@@ -119,10 +119,13 @@ def _recipe(view: RecipeView, store_url: str) -> list[str]:
     not_judged = view.not_judged()
     lines += [f"- **not judged** {_text(line)}" for line in not_judged]
     lines += [f"- {_text(a.line())}" for a in view.accepted()]  # the flags it ended leave no other trace
-    if not view.flags and not not_judged:
-        lines.append("No regressions against recent history.")
-    elif not view.flags:
-        lines.append("No regressions in what could be judged.")
+    if not view.flags:  # a paragraph of its own: a line right after a bullet continues it (CommonMark)
+        lines += [""] if lines[-1] else []
+        lines.append(
+            "No regressions in what could be judged."
+            if not_judged
+            else "No regressions against recent history."
+        )
     if view.changes:
         lines += [
             "",
