@@ -254,6 +254,8 @@ class TargetRun(_Model):
     profiles: dict[str, Any] = Field(default_factory=dict)  # deploy --profile, emulated: per-layer counts
     # a lab place taken from this run before it ended (who holds it now): its figures may have shared the board
     place_lost: str | None = None
+    # artifact -> the runtime module it ran with that the target's `runtimes:` does not list (the device had it)
+    unlisted_runtimes: dict[str, str] = Field(default_factory=dict)
 
 
 class DeployResult(_Model):
@@ -285,6 +287,14 @@ class DeployResult(_Model):
         if value is not None:
             datetime.fromisoformat(value)  # ValueError: the field named by pydantic, exit 2 at import
         return value
+
+
+def unchecked_gates(gates: dict[str, Any] | None) -> list[str]:
+    """The gates the recipe set that a `check_gates` record could not judge ('max_top1_drop (no top1_drop: needs
+    labels)'): never a pass, though none was missed (`passed` is True for them, so a conversion goes on).
+    Read here, beside the records, by the report and the route (edgekit.fidelity.check writes them)."""
+    skipped = gates.get("skipped") if isinstance(gates, dict) else None
+    return [str(s) for s in skipped] if isinstance(skipped, list) else []
 
 
 def interval_not_validated(estimate: dict[str, Any]) -> str | None:

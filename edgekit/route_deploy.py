@@ -12,7 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgekit.results import ArtifactInfo, Comparison, DeployResult, TargetRun, interval_not_validated
+from edgekit.results import (
+    ArtifactInfo,
+    Comparison,
+    DeployResult,
+    TargetRun,
+    interval_not_validated,
+    unchecked_gates,
+)
 from edgekit.route import DISAGREEMENT, UNCOUNTED, Basis, Candidate, Route, figure_text, recommend
 
 IO_SUFFIX = ".io.json"  # an ncnn artifact's sidecar (edgekit.convert.ncnn.runtime.IO_SUFFIX; that loads ncnn)
@@ -21,8 +28,6 @@ IO_SUFFIX = ".io.json"  # an ncnn artifact's sidecar (edgekit.convert.ncnn.runti
 def routes_for_deploy(result: DeployResult, threads: int | None = None) -> list[Route]:
     """One route per target run of a deploy (the host included), at `threads` (None: each run's fastest thread
     count, route_for_run)."""
-    from edgekit.fidelity.check import unchecked_gates
-
     host_gates = {a.id: a.gates_passed and a.status == "ok" for a in result.artifacts}
     unchecked = {  # artifacts with gates set (checked or not): an artifact with none keeps no record of them
         a.id: tuple(unchecked_gates(gates))
@@ -143,6 +148,12 @@ def route_for_run(
         route.caveats.append(
             f"the lab place was taken from this run before it ended ({run.place_lost}): figures may have shared "
             "the board; measure again before shipping on them"
+        )
+    module = run.unlisted_runtimes.get(route.artifact or "")
+    if module is not None:
+        route.caveats.append(
+            f"{route.artifact} ran with {module}, which {run.target}'s `runtimes:` does not list: measured because "
+            "this device has it; a device set up from the target's file (`edgekit targets setup`) would not"
         )
     return route
 

@@ -65,6 +65,7 @@ HOST_ONLY = frozenset(
         "test_profile_tflite_branches.py",
         "test_recipe.py",
         "test_recipe_package.py",
+        "test_route_claims.py",
         "test_tflite_dynamic_shape.py",
         "test_tflite_layout.py",
         "test_torch_arg_files.py",
@@ -72,6 +73,7 @@ HOST_ONLY = frozenset(
         "test_torch_file.py",
         "test_torch_nan.py",
         "test_train.py",
+        "test_unlisted_runtime.py",
     }
 )
 

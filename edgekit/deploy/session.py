@@ -41,6 +41,7 @@ from edgekit.emu.device import ensure_device
 from edgekit.errors import AgentError, DeviceDiskFull, EdgekitError, Interrupted
 from edgekit.progress import Planned
 from edgekit.results import TargetRun
+from edgekit.runtimes import spec_for
 from edgekit.target import Target, TransportKind
 from edgekit.transport import Transport, open_transport
 
@@ -331,12 +332,30 @@ class TargetSession:
             runtime = runtime_for(art.format, self.target.runtimes)
             python = self.target.python_for(runtime if runtime != "auto" else "ai_edge_litert")
             groups.setdefault((python, runtime), []).append(art)
+        self._say_unlisted(arts)
         try:
             self._invoke_groups(transport, groups, inputs)
         except BaseException:
             self.runner.drop_blocks()  # a stopped run is not held up by llvm-mca
             raise
         self.runner.time_blocks()
+
+    def _say_unlisted(self, arts: list[AgentArtifact]) -> None:
+        """Artifacts whose runtime the target's `runtimes:` does not list (MNN on phone-emu, whose file lists
+        TFLite and ncnn): measured where the device has it, said, and kept on the run for the route's caveat; a
+        device set up from the file would not have it."""
+        if self.target.is_this_host:
+            return
+        for art in arts:
+            modules = spec_for(art.format).modules()
+            if not any(m in self.target.runtimes for m in modules):
+                self.run.unlisted_runtimes[art.id] = modules[0] if len(modules) == 1 else "/".join(modules)
+        if self.run.unlisted_runtimes:
+            listed = ", ".join(f"{a} ({m})" for a, m in self.run.unlisted_runtimes.items())
+            self.say(
+                f"{self.target.name}: {listed}: not in the target's runtimes ({', '.join(self.target.runtimes)}); "
+                "measured where the device has it, but a device set up from the target's file would not"
+            )
 
     def _invoke_groups(
         self, transport: Transport, groups: dict[tuple[str, str], list[AgentArtifact]], inputs: Path

@@ -157,13 +157,6 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
     }
 
 
-def unchecked_gates(gates: dict[str, Any] | None) -> list[str]:
-    """The gates the recipe set that a `check_gates` record could not judge ('max_top1_drop (no top1_drop: needs
-    labels)'): never a pass, though none was missed (`passed` is True for them, so a conversion goes on)."""
-    skipped = gates.get("skipped") if isinstance(gates, dict) else None
-    return [str(s) for s in skipped] if isinstance(skipped, list) else []
-
-
 def describe_failures(gates: dict[str, Any], numbers: dict[str, Any] | None = None) -> str:
     """'min_cosine: 0.99999 vs limit 1 (on 8 inputs)': the checks of `check_gates` that failed (report.figures),
     then why, where the numbers show it (vanished_note)."""

@@ -30,6 +30,7 @@ from edgekit.results import (
     Measurement,
     TargetRun,
     interval_not_validated,
+    unchecked_gates,
 )
 from edgekit.route_deploy import same_models
 from edgekit.runtimes import host_only_artifact
@@ -292,15 +293,6 @@ def _drift(c: Comparison | None) -> Text | str:
     return Text(text, style="yellow" if c.max_abs_error > 1e-3 else "")
 
 
-def _unchecked_gates(gates: dict | None) -> list[str]:
-    """edgekit.fidelity.check.unchecked_gates, imported when a record has some (that module loads the converters)."""
-    if not (isinstance(gates, dict) and gates.get("skipped")):
-        return []
-    from edgekit.fidelity.check import unchecked_gates as skipped
-
-    return skipped(gates)
-
-
 def _gate(
     c: Comparison | None, evaluation_inputs: int | None = None, gates: dict | None = None
 ) -> Text | str:
@@ -310,7 +302,7 @@ def _gate(
     if c is None:
         return ""
     on = judged_on(c.samples, evaluation_inputs)
-    unchecked = _unchecked_gates(gates)
+    unchecked = unchecked_gates(gates)
     if c.gates_passed and unchecked:
         rest = f"; the rest ok {on}".rstrip() if (gates or {}).get("checks") else ""
         return Text(f"not checked: {'; '.join(unchecked)}{rest}", style="yellow")
@@ -327,7 +319,7 @@ def _fidelity(art: object) -> Text | str:
     text = f"cos {cos:.5f}" if isinstance(cos, (int, float)) else "-"
     text += "".join(f" {part}" for part in (task_metric(fid), agreement(fid)) if part)
     passed = getattr(art, "gates_passed", False)
-    if passed and _unchecked_gates(fid.get("gates")):  # none missed, one never judged: no pass either
+    if passed and unchecked_gates(fid.get("gates")):  # none missed, one never judged: no pass either
         return Text(text + " gate not checked", style="yellow")
     return Text(text + ("" if passed else " MISS"), style="" if passed else "red")
 
