@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.emu.specs import device_spec
-from edgekit.errors import InputDataError
+from edgekit.errors import InputDataError, UsageError
 from edgekit.profile import Profile, count_prefix_models
 
 TYPE_NAMES = {
@@ -211,6 +211,22 @@ def write_resized(path: Path, shapes: dict[int, list[int]], folder: Path) -> Pat
     return target
 
 
+def check_threads(threads: int) -> None:
+    """Per-op counts at one thread only: at more, XNNPACK's pool threads wait for work, and how long varies run to
+    run, so the difference of two prefixes is not an op's work (as onnxruntime's, profile_onnx)."""
+    if threads > 1:
+        raise UsageError(
+            f"--threads {threads}: TFLite's per-op counts are made at one thread only (at 4 threads two runs of "
+            "one model counted its DEQUANTIZE 45.66 k then 6.19 k instructions and an op at 255 % of the whole: "
+            "XNNPACK's thread pool waiting, so the difference of two prefixes is not an op's work)",
+            where="--threads",
+            hint="profile at --threads 1 (where one op's count is its work); for how layers split over threads, "
+            "profile the model's ncnn artifact (`edgekit profile model.param --target pi4-emu --threads 4`, "
+            "its busiest-thread column); `edgekit bench FILE --target pi4-emu --threads 4` counts a whole "
+            "inference",
+        )
+
+
 def profile_tflite(
     artifact: Path,
     device: str,
@@ -226,6 +242,7 @@ def profile_tflite(
     from edgekit.runtimes.tflite import load_tflite
 
     artifact = Path(artifact)
+    check_threads(threads)
     device_spec(device)  # an unknown device is named before any model is written
     shape = run_shape(artifact, load_tflite(artifact), input_shape)
     shapes = resized_shapes(artifact, shape) if shape is not None else None
@@ -241,7 +258,7 @@ def profile_tflite(
             write_prefixes(whole, Path(tmp)),
             rows,
             device,
-            label="guest instructions per op on the emulated core, 1 inference, by prefix models "
+            label="guest instructions per op on the emulated core, 1 inference at 1 thread, by prefix models "
             "(exact counts, differenced; not cycles)",
             threads=threads,
             timeout_s=timeout_s,

@@ -55,7 +55,7 @@ def profile_cmd(
         "--threads",
         min=1,
         max=MAX_THREADS,  # as recipe, bench and deploy: --threads 99999 started that many and hung
-        help="threads (counts: ncnn and TFLite at any number, 1 exact and repeatable; ONNX Runtime at 1)",
+        help="threads (counts: ncnn at any number, 1 exact and repeatable; TFLite and ONNX Runtime at 1)",
     ),
     top: int = typer.Option(10, "--top", min=1, help="how many layers to print"),
     as_json: bool = typer.Option(False, "--json", help="print every layer as JSON instead of the top table"),
@@ -122,6 +122,10 @@ def profile_cmd(
     if device is None:
         _wall_profile(artifact, target, threads, passes, input_shape, top, as_json, list(set_ or ()), timeout)
         return
+    if artifact.suffix == ".tflite":
+        from edgekit.profile_tflite import check_threads
+
+        check_threads(threads)  # before any file is read or model written: the count would not be repeatable
     if (
         input_shape is not None
         and artifact.suffix in (".tflite", ".onnx")
