@@ -65,6 +65,7 @@ HOST_ONLY = frozenset(
         "test_profile_tflite_branches.py",
         "test_recipe.py",
         "test_recipe_package.py",
+        "test_report_scale_fixes.py",
         "test_route_claims.py",
         "test_tflite_dynamic_shape.py",
         "test_tflite_layout.py",

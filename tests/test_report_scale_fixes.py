@@ -209,6 +209,9 @@ def test_a_password_in_a_stored_error_is_masked_in_the_report_and_on_import(tmp_
     _edgekit(tmp_path, "runs", "import", str(path), "--store", url)
     with open_store(url) as store:
         assert store.load(5).runs[0].error == masked
+    for show in (("runs", "show", "4"), ("runs", "show", "4", "--json")):  # run 4: recorded verbatim
+        said = _edgekit(tmp_path, *show, "--store", url)
+        assert "hunter2secret" not in said and "sshpass -p ***" in said, said
 
 
 def test_the_markdown_verdict_after_the_bullets_is_a_paragraph_of_its_own(tmp_path: Path) -> None:

@@ -147,9 +147,10 @@ def show_cmd(
     Example: edgekit runs show 42
     """
     from edgekit.store import open_store
+    from edgekit.store.masked import masked_result
 
     with open_store(store, create=False) as db:
-        result = db.load(run_id)
+        result = masked_result(db.load(run_id))  # a secret in a stored error, as the report masks it
     if json_out:
         typer.echo(result.model_dump_json(indent=2))
         return
