@@ -166,3 +166,16 @@ def test_ncnn_profiles_count_the_per_inference_work_apart_from_the_layers(tmp_pa
     assert (
         abs(sum(prof.share(layer) for layer in prof.layers) - prof.coverage) < 1e-9
     )  # shares on the same base
+
+
+@pytest.mark.parametrize(("target", "cores"), [("pi4-emu", 4), ("pi5-emu", 4)])
+def test_more_threads_than_the_emulated_board_has_cores_are_refused(
+    tmp_path: Path, target: str, cores: int
+) -> None:
+    """`--threads 8` on pi4-emu reported an 8-way split of a 4-core A72 and the layers that gain little from
+    more threads judged against it: refused, naming the cores (exit 2)."""
+    param = _small_net(tmp_path / "net")
+    done = _profile(str(param), "--target", target, "--threads", str(cores + 4))
+    assert done.returncode == 2, done.stdout[-1500:] + done.stderr[-1500:]
+    said = " ".join(done.stderr.split())
+    assert "UsageError" in said and f"{cores} cores" in said and f"--threads {cores} or fewer" in said

@@ -122,6 +122,7 @@ def profile_cmd(
     if device is None:
         _wall_profile(artifact, target, threads, passes, input_shape, top, as_json, list(set_ or ()), timeout)
         return
+    _check_cores(threads, target, device)
     if artifact.suffix == ".tflite":
         from edgekit.profile_tflite import check_threads
 
@@ -185,6 +186,22 @@ def profile_cmd(
         return
     for line in format_table(result, top):
         typer.echo(line)
+
+
+def _check_cores(threads: int, target: str, device: str) -> None:
+    """More threads than the emulated board has cores are refused: the per-layer split and the layers that 'gain
+    little from more threads' were judged against 8 threads on a 4-core A72 (estimate counts them as the cores)."""
+    from edgekit.estimate.boards import BOARDS
+
+    board = next((b for b in BOARDS.values() if b.emulated_device == device), None)
+    if board is not None and threads > board.cores:
+        raise UsageError(
+            f"--threads {threads}: {target} stands for a {board.title}, {board.cores} cores; a profile at more "
+            "threads than the board has cores splits layers in a way it cannot run",
+            where="--threads",
+            hint=f"give --threads {board.cores} or fewer (`edgekit estimate` counts more threads as the board's "
+            "cores)",
+        )
 
 
 def _wall_profile(
