@@ -23,7 +23,7 @@ from edgekit.emu import layout
 from edgekit.emu.plugin import build as plugin_build
 from edgekit.emu.plugin.counting import _guest_env
 from edgekit.emu.specs import device_spec
-from edgekit.errors import EmulatorError, UsageError
+from edgekit.errors import EmulatorError, InputDataError, UsageError
 
 BARE_FILL = 0.01  # a bare .param's input, as benchncnn fills it (edgekit.estimate.calibration.INPUT_FILL)
 RUNNER = Path(__file__).parent / "emu" / "plugin" / "profile_runner.py"
@@ -33,6 +33,9 @@ THREADED_LABEL = (
     "exactly repeatable: which thread takes which chunk varies a little run to run)"
 )
 QUANTIZED_TYPES = ("Convolution", "ConvolutionDepthWise", "InnerProduct")
+# how far two counts of the runtime's own work (two processes, two models) were seen apart: 2.5 % (an ONNX
+# Identity graph, 39.18 k and 40.17 k); a whole inference within it of the fixed work has nothing to split
+FIXED_NOISE = 0.03
 
 
 @dataclass
@@ -60,11 +63,18 @@ class Profile:
     total: int  # one whole inference, counted in the same process
     layers: list[LayerProfile] = field(default_factory=list)
     label: str = LABEL
-    fixed: int = 0  # the runtime's own per-inference work (a graph with no op, an ncnn net of its Input), in no op's count
+    # the runtime's own per-inference work (a graph with no op, an ncnn net of its Input alone), in no op's count
+    fixed: int = 0
 
     @property
     def layer_sum(self) -> int:
         return sum(layer.instructions for layer in self.layers)
+
+    @property
+    def nothing_to_split(self) -> bool:
+        """The whole inference is the runtime's own work within the count's noise: an ONNX graph of one Identity
+        counted 39.18 k, its fixed work (another process, another model) 40.17 k, and the table said 0.00 %."""
+        return self.fixed > 0 and self.total - self.fixed <= FIXED_NOISE * self.total
 
     @property
     def coverage(self) -> float:
@@ -108,7 +118,12 @@ class Profile:
         return {layer.name: layer for layer in self.layers}
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "layer_sum": self.layer_sum, "coverage": self.coverage}
+        return {
+            **asdict(self),
+            "layer_sum": self.layer_sum,
+            "coverage": self.coverage,
+            "nothing_to_split": self.nothing_to_split,
+        }
 
 
 def count_prefix_models(
@@ -176,6 +191,16 @@ def profile_ncnn(
             "per-layer ncnn profiles are for .param artifacts",
             where=str(artifact),
             hint="profile a .tflite with edgekit.profile_tflite (`edgekit profile` picks it)",
+        )
+    if not [
+        ln
+        for ln in artifact.read_text(errors="replace").splitlines()[2:]
+        if ln.split()[:1] not in ([], ["Input"])
+    ]:
+        raise InputDataError(  # as profile_onnx refuses a graph with no node: it ran, and the table was empty
+            "the model has no layer to profile: its .param holds Input layers only",
+            where=str(artifact),
+            hint="give the model a layer to profile",
         )
     bare = not artifact.with_suffix(".io.json").exists()
     if bare and not input_shape:
@@ -370,11 +395,19 @@ def format_table(profile: Profile, top: int = 10) -> list[str]:
     for layer, name in zip(shown, names):
         shape = "x".join(str(d) for d in layer.shape)
         busiest = f"{layer.busiest_share:.0%}" if layer.busiest_share is not None else "-"
+        share = "-" if profile.nothing_to_split else f"{profile.share(layer):.1%}"
         lines.append(
             f"{name:<28} {layer.type:<22} {shape:<16} {layer.precision:<5} "
-            f"{layer.instructions / scale:>9.2f} {profile.share(layer):>6.1%}"
-            + (f" {busiest:>14}" if split else "")
+            f"{layer.instructions / scale:>9.2f} {share:>6}" + (f" {busiest:>14}" if split else "")
         )
+    if profile.nothing_to_split:
+        lines.append(
+            f"whole inference {profile.total / scale:.2f} {unit} instructions, {profile.fixed_what} counted apart "
+            f"{profile.fixed / scale:.2f} {unit}: the whole inference is the runtime's own per-run work within the "
+            f"count's noise: nothing to split ({len(profile.layers)} layers sum to {profile.layer_sum / scale:.2f} "
+            f"{unit})"
+        )
+        return lines
     fixed = f", of which {profile.fixed / scale:.2f} {unit} {profile.fixed_what}" if profile.fixed else ""
     rest = " of the rest" if profile.fixed else " of it"
     lines.append(

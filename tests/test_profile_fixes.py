@@ -179,3 +179,31 @@ def test_more_threads_than_the_emulated_board_has_cores_are_refused(
     assert done.returncode == 2, done.stdout[-1500:] + done.stderr[-1500:]
     said = " ".join(done.stderr.split())
     assert "UsageError" in said and f"{cores} cores" in said and f"--threads {cores} or fewer" in said
+
+
+def test_an_ncnn_model_with_no_layer_is_refused(tmp_path: Path) -> None:
+    """An Input-only .param exited 0 with an empty table and the 'not reliable' warning; a node-less ONNX graph
+    is refused (exit 2): so is it."""
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "model.param").write_text("7767517\n1 1\nInput in0 0 1 in0 0=16 1=16 2=1\n")
+    (folder / "model.bin").write_bytes(b"")
+    done = _profile(str(folder / "model.param"), "--target", "pi4-emu", "--input-shape", "1,1,16,16")
+    assert done.returncode == 2, done.stdout[-1500:] + done.stderr[-1500:]
+    assert "the model has no layer to profile" in " ".join(done.stderr.split())
+
+
+def test_a_whole_inference_that_is_the_runtimes_own_work_has_nothing_to_split() -> None:
+    """ONNX with one Identity: 'whole inference 39.18 k instructions, of which 40.17 k onnxruntime's own per-run
+    work', its node at 0.00 % and the 'not reliable' warning."""
+    from edgekit.profile import LayerProfile, Profile, format_table
+
+    node = LayerProfile("y", "Identity", [1, 1, 4, 4], "fp32", 0)
+    prof = Profile("id.onnx", "pi5-emu", "cortex-a76", 1, total=39180, layers=[node], fixed=40170)
+    table = "\n".join(format_table(prof))
+    assert "nothing to split" in table and "within the count's noise" in table, table
+    assert "not reliable" not in table and "%" not in table
+    assert prof.to_dict()["nothing_to_split"] is True
+    prof.total, prof.fixed, node.instructions = 180840, 39110, 141730  # a model with work: split as before
+    table = "\n".join(format_table(prof))
+    assert "nothing to split" not in table and "100.00% of the rest" in table and "not reliable" not in table
