@@ -207,3 +207,21 @@ def test_a_whole_inference_that_is_the_runtimes_own_work_has_nothing_to_split() 
     prof.total, prof.fixed, node.instructions = 180840, 39110, 141730  # a model with work: split as before
     table = "\n".join(format_table(prof))
     assert "nothing to split" not in table and "100.00% of the rest" in table and "not reliable" not in table
+
+
+def test_the_speed_plans_layer_counts_say_they_are_the_all_int8_models() -> None:
+    """A layer's int8 count in int8.speed_plan comes from the all-int8 artifact (16-22 % under a profile of the
+    shipped one beside float neighbours): the recorded plan and its reasons say so."""
+    from edgekit.convert.ncnn.plan import choose
+    from edgekit.profile import LayerProfile, Profile
+
+    def prof(n: int) -> Profile:
+        return Profile(
+            "m.param", "pi4-emu", "cortex-a72", 1, 100, [LayerProfile("conv0", "Convolution", [8], "fp32", n)]
+        )
+
+    plan = choose({"pi4-emu": prof(30)}, {"pi4-emu": prof(20)}, {"pi4-emu": 0.01}, ["conv0"])
+    assert "counted in the all-int8 model" in plan.layers[0].reason
+    assert "counted in the all-int8 model" in plan.to_dict()["layer_counts"]
+    assert "counted in the all-int8 model" in plan.notes()[0]
+    assert not plan.layers[0].int8  # no behaviour change: float where its int8 kernel counts more
