@@ -228,6 +228,9 @@ def test_a_builder_from_the_standard_library_or_a_downloader_is_refused_unrun(
         ),
         ("numpy:load", {"file": "{marker}.npy", "allow_pickle": True}),
         ("torch.jit:load", {"f": "{marker}.pt"}),
+        # no name rule catches it: sympify evaluates its string (sympy comes with torch); only zoos are builders
+        ("sympy:sympify", {"a": "__import__('os').system('touch {marker}')"}),
+        ("sympy.parsing.sympy_parser:parse_expr", {"s": "__import__('os').system('touch {marker}')"}),
     ],
 )
 def test_an_installed_packages_evaluator_is_refused_as_a_builder_unrun(

@@ -20,7 +20,7 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 
 import edgekit
-from edgekit.pyfiles import installed
+from edgekit.pyfiles import direct_url, from_local_files, in_site_packages, installed
 
 # What the builder's code digest reads at most: reading a module's imports costs ~12 ms a file (compiling it),
 # so a model's own code (tens of modules) adds well under a second and the cap a few seconds to a torch recipe.
@@ -249,10 +249,10 @@ class _ModuleFinder:
             return {}  # built in, frozen
         if not installed(where):
             return None  # the user's own code
-        if not _in_site_packages(where):
+        if not in_site_packages(where):
             return {}  # the standard library: Python's version
         dists = self._distributions(top, site)
-        if not dists or any(_from_local_files(d) for d in dists):
+        if not dists or any(from_local_files(d) for d in dists):
             return None  # no version stands for it: read as the user's own
         return {str(d.metadata["Name"]): _version(d) for d in dists}
 
@@ -288,34 +288,14 @@ class _ModuleFinder:
         return [f for f in found if f is not None]
 
     def _is_user(self, path: Path) -> bool:
-        if installed(path) and not _in_site_packages(path):
+        if installed(path) and not in_site_packages(path):
             return False  # the standard library's (a namespace package's folder there)
         real = Path(os.path.realpath(path))
         edgekit_dir, zoo = self._edgekit
         return not real.is_relative_to(edgekit_dir) or real.is_relative_to(zoo)
 
 
-def _in_site_packages(path: Path) -> bool:
-    """In a site-packages or dist-packages folder (the link or its target): installed, not the standard library."""
-    return bool({"site-packages", "dist-packages"} & {*path.parts, *Path(os.path.realpath(path)).parts})
-
-
-def _direct_url(dist: importlib.metadata.Distribution) -> dict[str, object]:
-    """The distribution's direct_url.json (PEP 610: where pip installed it from, when not from an index)."""
-    try:
-        found = json.loads(dist.read_text("direct_url.json") or "{}")
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
-def _from_local_files(dist: importlib.metadata.Distribution) -> bool:
-    """Installed from a folder or a file of this machine (`pip install .`, a wheel built here), not a VCS."""
-    url = _direct_url(dist)
-    return str(url.get("url", "")).startswith("file:") and "vcs_info" not in url
-
-
 def _version(dist: importlib.metadata.Distribution) -> str:
     """Its version, with where it came from when not an index (a VCS commit, an archive's hash)."""
-    url = _direct_url(dist)
+    url = direct_url(dist)
     return f"{dist.version} {json.dumps(url, sort_keys=True)}" if url else str(dist.version)

@@ -118,7 +118,7 @@ def _custom_objects(dotted: list[str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for name in dotted:
         try:
-            obj = resolve_callable(name)
+            obj = resolve_callable(name, any_installed=True)  # a custom layer class, which Keras builds
         except (ImportError, AttributeError) as exc:  # load.py checked it; a module that changed since
             raise ModelInputError(f"model.custom_objects: cannot import {name!r}: {exc}") from None
         found[getattr(obj, "__name__", name.rpartition(":")[2])] = obj

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import RecipeError
-from edgekit.pyfiles import installed
+from edgekit.pyfiles import installed, someone_elses
 
 # A builder runs as Python code: a recipe from someone else is code to read before running. These are refused
 # outright, as no model or data builder lives there: Python's standard library (`os:system`,
@@ -234,7 +234,25 @@ def _short_repr(value: Any) -> str:
     return reprlib.repr(value)
 
 
-def resolve_callable(dotted: str) -> Any:
+# The installed packages a builder may come from: model zoos, whose functions build a model from a few arguments.
+# Any other installed package's function is refused (a denylist of evaluators cannot be complete: `sympy:sympify`
+# evaluates the string it is given, and sympy comes with torch); the user's own code is not held to it.
+MODEL_ZOOS = (
+    "edgekit.zoo",
+    "torchvision.models",
+    "timm",
+    "keras.applications",
+    "keras.src.applications",
+    "tensorflow.keras.applications",
+    "tf_keras.applications",
+)
+
+
+def _in_zoo(module: str) -> bool:
+    return any(module == z or module.startswith(z + ".") for z in MODEL_ZOOS)
+
+
+def resolve_callable(dotted: str, any_installed: bool = False) -> Any:
     """Import `package.module:function` and return the function. The attribute path may not lead out of the user's
     code: `torch:os.system` reaches `os` through torch's own `import os` and `torch:hub.list` reaches torch.hub, so
     every module passed on the way, and the module the function itself belongs to, is checked against
@@ -258,6 +276,13 @@ def resolve_callable(dotted: str) -> Any:
         raise AttributeError(
             f"{dotted!r} is a function of an installed package that loads, evaluates or runs what it is given, "
             f"not a model or data builder: refused; {OWN}"
+        )
+    defined_in = str(getattr(obj, "__module__", "") or "")
+    if not any_installed and _someone_elses(obj) and not (_in_zoo(module) and _in_zoo(defined_in or module)):
+        raise AttributeError(
+            f"{dotted!r} is a function of an installed package ({defined_in or module}), not of a model zoo "
+            "(edgekit.zoo, torchvision.models, timm, keras.applications): refused, unrun; a recipe's builder is "
+            f"your own code or a zoo's (`sympy:sympify` evaluates the string it is given); {OWN}, which may call it"
         )
     return obj
 
@@ -297,6 +322,16 @@ def _from_source() -> Iterator[None]:
         yield
     finally:
         sys.meta_path.remove(_UserSourceFinder)
+
+
+def _someone_elses(obj: Any) -> bool:
+    """Whether `obj` is defined in a package someone else published (pyfiles.someone_elses): compiled or built in,
+    the standard library, or installed from a package index or a VCS; the user's own code and packages are not."""
+    name = str(getattr(obj, "__module__", "") or "")
+    file = getattr(sys.modules.get(name), "__file__", None)
+    if not file or not file.endswith(".py"):
+        return True
+    return someone_elses(name.partition(".")[0], Path(file))
 
 
 def _users_code(obj: Any) -> bool:
