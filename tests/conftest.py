@@ -61,6 +61,7 @@ HOST_ONLY = frozenset(
         "test_onnx_external_data.py",
         "test_packaging.py",
         "test_profile_shapes.py",
+        "test_profile_fixes.py",
         "test_profile_skipped.py",
         "test_profile_tflite_branches.py",
         "test_recipe.py",
