@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.results import DeployResult
-from edgekit.transport.proxy_text import MASK, masked_command
+from edgekit.transport.proxy_text import MASK, masked_headers, masked_word, secret_after
 
 _SEPARATED = re.compile(r"(\s+)")
 _QUOTES = "`'\"()[]{}<>,;"
@@ -21,14 +21,15 @@ _QUOTES = "`'\"()[]{}<>,;"
 
 def masked_text(text: str | None) -> str:
     """`text` with what transport/proxy_text.masked_command masks in a command masked wherever it stands in the
-    sentence: the value after `sshpass -p`, after an option named as a secret (`--token X`), of `NAME=X` named as
-    one, and a URL's password. Spacing and the words around them are kept as they were."""
+    sentence: the value after `sshpass -p`, after an option named as a secret (`--token X`, `--auth X`), after
+    `-p`/`-P` but for a port or a path, of `NAME=X` named as one, a URL's password, and an HTTP credential
+    (`Authorization: Bearer X`). Spacing and the words around them are kept as they were."""
     if not text:
         return text or ""
-    parts = _SEPARATED.split(text)
+    parts = _SEPARATED.split(masked_headers(text))
     words = [i for i, part in enumerate(parts) if part and not part.isspace()]
     secret_next = after_sshpass = False
-    for i in words:
+    for n, i in enumerate(words):
         bare = parts[i].strip(_QUOTES)
         if secret_next:
             parts[i] = parts[i].replace(bare, MASK) if bare else MASK
@@ -41,10 +42,11 @@ def masked_text(text: str | None) -> str:
                 parts[i] = parts[i].replace(bare, f"-p{MASK}")
             continue
         after_sshpass = Path(bare).name == "sshpass" or (after_sshpass and bare.startswith("-"))
-        if bare.startswith("-") and "=" not in bare:  # `--token X`: the next word is the secret
-            secret_next = MASK in masked_command(f"x {bare} value")
+        if bare.startswith("-") and "=" not in bare:  # `--token X`, `-P X`: the next word is the secret
+            following = parts[words[n + 1]].strip(_QUOTES) if n + 1 < len(words) else ""
+            secret_next = secret_after(bare, following)
             continue
-        shown = masked_command(bare).strip("'") if bare else bare  # NAME=secret, a URL's password
+        shown = masked_word(bare)  # NAME=secret, a URL's password
         if shown != bare:
             parts[i] = parts[i].replace(bare, shown)
     return "".join(parts)

@@ -5,7 +5,8 @@ Each hop is reached through the one before by a `direct-tcpip` channel, its host
 the chain is closed (paramiko signals it but never waits for it).
 
 A proxy command often carries a secret (a tunnel's token, `sshpass -p`): errors name its program alone, never its
-arguments or what it printed unmasked, since they go to the console, the results JSON, the store and the report.
+arguments, and show what it printed with its arguments and each secret value in them masked, since they go to
+the console, the results JSON, the store and the report.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class ProxyPipe(paramiko.ProxyCommand):  # type: ignore[misc]  # paramiko: no st
 
     def said(self, seconds: float = 0.5) -> str:
         """The last lines the exited command wrote to stderr (up to `seconds` to read them: a child it left behind
-        may hold the pipe open)."""
+        may hold the pipe open), whole: shortened only once masked, so that no secret is cut in two."""
         stderr = self.process.stderr
         if stderr is None:
             return ""
@@ -96,7 +97,7 @@ class ProxyPipe(paramiko.ProxyCommand):  # type: ignore[misc]  # paramiko: no st
                     break
                 data += chunk
         lines = [line.strip() for line in data.decode(errors="replace").splitlines() if line.strip()]
-        return "; ".join(lines[-3:])[-300:]
+        return "; ".join(lines[-3:])
 
 
 class JumpChain:
@@ -217,7 +218,10 @@ class JumpChain:
         if code is None or not proxy.ended_by_itself():  # still running, or stopped by paramiko giving up
             return None
         t = self.target
-        said = masked_output(proxy.said(), t.proxy_command or "", (t.host or "", str(t.port), t.user or ""))
+        # the command's arguments and each secret value in it (`--password=X`'s X, printed alone) masked, then cut
+        said = masked_output(proxy.said(), t.proxy_command or "", (t.host or "", str(t.port), t.user or ""))[
+            -300:
+        ]
         when = "after the SSH greeting" if greeted else "before any SSH greeting"
         what = (
             f"the connection through the proxy_command {proxy.program} closed {when} (the command ended, exit 0)"
