@@ -4,11 +4,16 @@ edgekit's lines carry text from outside (a device's error, a converter's message
 it as markup, and a stray closing tag (`[/x]` in a path or an error) raised MarkupError, so the error message of
 a failed run became an internal error with a traceback. Where edgekit prints such text it escapes it (`plain`);
 `Console.print` is the net under the rest: on MarkupError it prints the same objects with markup off.
+
+`plain` also shows a control character as its escape (`\\x1b`): text from a device (a streamed artifact name, its
+CPU model, an agent's stderr) carried terminal sequences that cleared the screen, set the window title or wrote
+the clipboard (OSC 52) of the user's terminal, live and when a stored run was shown again.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -42,9 +47,20 @@ def stdout_to_devnull() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+# C0 controls but tab and newline, DEL and the C1 controls (U+0080-U+009F: a terminal may read U+009B as CSI)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control character but tab and newline as its escape (`\\x1b`): what a terminal shows, never
+    a sequence it obeys."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
 def plain(text: object) -> str:
-    """Text from outside, for a line printed with markup: shown as it is, never read as markup."""
-    return escape(str(text))
+    """Text from outside, for a line printed with markup: shown as it is, never read as markup nor obeyed as a
+    terminal sequence."""
+    return escape(printable(str(text)))
 
 
 @contextmanager

@@ -6,22 +6,28 @@ any name but the one the agent gives (contract.outputs_file_name: outputs/<artif
 refused, nothing is downloaded for it, its timings are kept and the target ends in an AgentError naming the field.
 A result file that cannot be read keeps its reason (read_failure) and, when the agent had written it, its remote
 path (unread): the session then leaves the device's run folder in place.
+
+Every string the device wrote (its facts, artifact names, errors; the fields edgekit does not declare too) has its
+control characters shown as escapes (terminal.printable) as it is read: a hostile device's terminal sequences
+never reach the store, a report or the user's terminal.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from edgekit.agent.contract import OUTPUTS_DIR, outputs_file_name
 from edgekit.errors import AgentError, ConnectionLost, DeviceTimeout, TransportError
 from edgekit.progress import Measured
 from edgekit.results import AgentResult, DeviceFacts, Measurement, unknown_fields
 from edgekit.target import Target
+from edgekit.terminal import printable
 from edgekit.transport import Transport
 
 Progress = Callable[[str], None]
@@ -65,7 +71,9 @@ class ResultReader:
             return None
         kept = [m.model_copy(update={"outputs_file": None}) for m in measured]  # outputs stayed on the device
         self.say(f"{self.target.name}: {self.read_failure}; kept {len(kept)} streamed measurements")
-        return AgentResult(started_at=str(start.get("started_at", "")), facts_before=facts, measurements=kept)
+        return printable_strings(
+            AgentResult(started_at=str(start.get("started_at", "")), facts_before=facts, measurements=kept)
+        )
 
     def fetch(self, transport: Transport, remote: str, n: int, *, started: bool = True) -> AgentResult | None:
         """The invocation's result file, downloaded and read; None when it cannot be, with why in read_failure
@@ -102,7 +110,9 @@ class ResultReader:
             return None
 
     def checked(self, result: AgentResult, name: str) -> AgentResult:
-        """A result read: undeclared fields said, outputs files other than the agent's own refused."""
+        """A result read: its strings made printable, undeclared fields said, outputs files other than the agent's
+        own refused."""
+        printable_strings(result)
         if unknown := unknown_fields(result):  # kept (and stored), but the agent and edgekit are out of step
             self.say(
                 f"{self.target.name}: warning: the agent wrote fields edgekit does not declare: "
@@ -159,7 +169,8 @@ def measured_lines(target: Target, say: Progress) -> Callable[[str], None]:
                 continue
             try:
                 m = json.loads(body)
-                artifact, threads, status = str(m["artifact"]), int(m["threads"]), str(m["status"])
+                artifact, threads = printable(str(m["artifact"])), int(m["threads"])
+                status = printable(str(m["status"]))
             except (ValueError, KeyError, TypeError):
                 continue
             p50 = m.get("p50_ms")
@@ -184,6 +195,30 @@ def measured_lines(target: Target, say: Progress) -> Callable[[str], None]:
 def started(stdout: str) -> bool:
     """Whether the agent printed its start line: it writes its result file first, so the file exists."""
     return any(line.startswith(f"{STREAM}START ") for line in stdout.splitlines())
+
+
+def printable_strings(value: Any) -> Any:
+    """`value` (a model read from the device, changed in place; a list, a dict, a string) with every string and
+    dict key made printable (control characters as escapes); enums and numbers as they are."""
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            current = getattr(value, name)
+            if (cleaned := printable_strings(current)) != current:  # a field set stays unset when it is clean
+                setattr(value, name, cleaned)
+        if value.model_extra:  # undeclared fields: their names too (said in a warning, kept in the store)
+            extra = printable_strings(dict(value.model_extra))
+            value.model_extra.clear()
+            value.model_extra.update(extra)
+        return value
+    if isinstance(value, Enum):
+        return value
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, list):
+        return [printable_strings(item) for item in value]
+    if isinstance(value, dict):
+        return {printable_strings(key): printable_strings(item) for key, item in value.items()}
+    return value
 
 
 def _first_error(exc: ValidationError) -> str:
