@@ -1,4 +1,5 @@
-"""A device that sends back what it should not: terminal escape sequences in the text it prints and writes. The
+"""A device that sends back what it should not: terminal escape sequences in the text it prints and writes, more
+output and larger files than this machine should hold. The
 real agent runs here, through the local transport, behind a small wrapper script given as the target's `python`
 (a hostile device); nothing here needs an emulated device."""
 
@@ -8,6 +9,9 @@ import io
 import json
 import shlex
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +19,15 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from edgekit.deploy import agent_result
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import TargetSession
+from edgekit.errors import TransportError
 from edgekit.results import TargetRun
 from edgekit.target import Target, TransportKind
 from edgekit.terminal import Console, plain
+from edgekit.transport import local
+from edgekit.transport.local import LocalTransport
 
 # a screen clear, an OSC 52 clipboard write, a window title, a bell, a carriage return and a C1 CSI (U+009B)
 EVIL = "\x1b[2J\x1b]52;c;cm0gLXJmIH4K\x1b\\\x1b]0;TITLE\x07\r\x9b31m"
@@ -125,3 +133,127 @@ def test_a_devices_escape_sequences_are_neither_said_nor_stored(
     stored = run.model_dump_json()
     assert "\\\\x1b]52;c;" in stored and "\\u001b" not in stored and "\\u009b" not in stored
     assert no_control(json.dumps(run.model_dump(mode="json"), ensure_ascii=False))
+
+
+# -- a device that floods this machine's memory ------------------------------------------------------------
+def local_target(tmp_path: Path) -> Target:
+    return Target(name="dev", transport=TransportKind.LOCAL, work_dir=str(tmp_path / "device"))
+
+
+def test_a_flood_on_stdout_is_kept_to_a_bound_and_every_line_still_passed_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command printing 400 MB was held whole in this machine's memory (communicate()): what is kept is now its
+    head and its latest bytes, while every chunk still reaches on_output as it comes (the agent's lines)."""
+    monkeypatch.setattr(local, "OUTPUT_LIMIT", 256 << 10, raising=False)
+    flood = (
+        "import os, sys\nout = os.fdopen(1, 'wb')\nout.write(b'FIRST\\n')\n"
+        "for _ in range(8 * 1024): out.write(b'x' * 1023 + b'\\n')\n"
+        "out.write(b'LAST\\n'); out.flush(); sys.stderr.write('e' * (4 << 20) + '\\nERRLAST\\n')\n"
+    )
+    seen: list[int] = []
+    done = LocalTransport(local_target(tmp_path)).run(
+        [sys.executable, "-c", flood], timeout=60, on_output=lambda text: seen.append(text.count("\n"))
+    )
+    assert done.exit_status == 0 and sum(seen) == 8 * 1024 + 2
+    assert len(done.stdout) <= (256 << 10) * 2 and done.stdout.startswith("FIRST\n")
+    assert done.stdout.endswith("LAST\n") and "output dropped here" in done.stdout
+    assert len(done.stderr) <= (256 << 10) * 2 and done.stderr.endswith("ERRLAST\n")
+
+
+def test_the_ssh_reader_keeps_a_flood_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ssh_exec.collect grew its stdout and stderr buffers without end; a fake channel sends 8 MB of each."""
+    from edgekit.transport import ssh_exec
+
+    monkeypatch.setattr(local, "OUTPUT_LIMIT", 256 << 10, raising=False)
+
+    class Flooding:
+        """A channel whose command printed `chunks` chunks of 64 KB on stdout and on stderr, then exited."""
+
+        def __init__(self, chunks: int) -> None:
+            self.out, self.err = chunks, chunks
+            self.eof_received, self.closed = True, False
+
+        def recv_ready(self) -> bool:
+            return self.out > 0
+
+        def recv(self, n: int) -> bytes:
+            self.out -= 1
+            return (b"o" * 1023 + b"\n") * 64
+
+        def recv_stderr_ready(self) -> bool:
+            return self.err > 0
+
+        def recv_stderr(self, n: int) -> bytes:
+            self.err -= 1
+            return (b"e" * 1023 + b"\n") * 64
+
+        def exit_status_ready(self) -> bool:
+            return True
+
+        def fileno(self) -> int:
+            return 0
+
+    seen: list[int] = []
+    out, err, timed_out = ssh_exec.collect(
+        Flooding(128),  # type: ignore[arg-type]
+        time.monotonic() + 60,
+        on_out=lambda text: seen.append(len(text)),
+    )
+    assert not timed_out and sum(seen) == 128 * 65536
+    assert len(out) <= (256 << 10) * 2 and len(err) <= (256 << 10) * 2
+
+
+def test_a_device_file_over_the_limit_is_refused_before_its_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pulled file had no size limit: the local transport and SFTP refuse one over it, naming it, its size
+    and the limit, before reading a byte of it."""
+    monkeypatch.setattr(local, "DOWNLOAD_LIMIT", 1 << 20, raising=False)
+    target = local_target(tmp_path)
+    big = tmp_path / "device" / "outputs" / "m.t1.npz"
+    big.parent.mkdir(parents=True)
+    big.write_bytes(b"\0" * (3 << 20))
+    with pytest.raises(TransportError, match=r"m\.t1\.npz on the device is 3\.1 MB, over the 1\.0 MB"):
+        LocalTransport(target).get("outputs/m.t1.npz", tmp_path / "host" / "m.t1.npz")
+    assert not (tmp_path / "host" / "m.t1.npz").exists()
+
+    from edgekit.transport.ssh_files import RemoteFiles
+
+    got: list[str] = []
+
+    class Sftp:
+        def stat(self, path: str) -> object:
+            return type("Attributes", (), {"st_size": 3 << 20})()
+
+        def get(self, path: str, local: str) -> None:
+            got.append(path)
+
+    class Link:
+        target, address = Target(name="dev", host="device"), "me@device"
+
+        @contextmanager
+        def deadline(self, what: str, seconds: float) -> Iterator[None]:
+            yield
+
+    files = RemoteFiles(Link(), lambda remote: f"/work/{remote}")  # type: ignore[arg-type]
+    files._sftp = Sftp()  # type: ignore[assignment]
+    with pytest.raises(TransportError, match=r"/work/outputs/m\.t1\.npz on the device is 3\.1 MB"):
+        files.get("outputs/m.t1.npz", tmp_path / "host" / "m.t1.npz")
+    assert got == []
+
+
+def test_a_padded_result_file_is_refused_and_the_streamed_measurements_kept(
+    tmp_path: Path, model: tuple[AgentArtifact, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The device padded result.json with blanks (still valid JSON): it was copied and parsed whole (314 MB). It is
+    refused over the result limit (the error names it, its size and the limit) and what the agent streamed is
+    kept."""
+    monkeypatch.setattr(agent_result, "RESULT_LIMIT", 2 << 20, raising=False)
+    pad = "open(result, 'ab').write(b' ' * (5 << 20))\nout.write(b'z' * (3 << 20) + b'\\n')"
+    run, _, said = run_on_device(tmp_path, model, device_python(tmp_path, pad))
+    assert any("kept 1 streamed measurements" in message for message in said)
+    assert run.status == "failed" and "AgentError" in (run.error or "")
+    assert "result-0.json" in (run.error or "") and "over the 2.1 MB" in (run.error or "")
+    assert run.agent is not None and [m.status for m in run.agent.measurements] == ["ok"]
+    assert not list((tmp_path / "host").rglob("result-0.json"))

@@ -29,9 +29,14 @@ from edgekit.results import AgentResult, DeviceFacts, Measurement, unknown_field
 from edgekit.target import Target
 from edgekit.terminal import printable
 from edgekit.transport import Transport
+from edgekit.transport.local import DeviceFileTooLarge, download_limit
 
 Progress = Callable[[str], None]
 STREAM = "EDGEKIT_"  # the agent's stdout lines: EDGEKIT_START {...}, EDGEKIT_MEASUREMENT {...}
+# bytes: the largest result file read (refused before its download beyond): 10,000 samples of each of 100
+# measurements, with a layer profile, are under 30 MB
+RESULT_LIMIT = 64 << 20
+LINE_LIMIT = 8 << 20  # characters: the longest streamed line read (one measurement: its samples, its layers)
 
 
 class ResultReader:
@@ -83,8 +88,15 @@ class ResultReader:
         name = PurePosixPath(remote).name
         written = started
         try:
-            transport.get(remote, local)
+            with download_limit(RESULT_LIMIT):  # refused before the download, on the transports that can tell
+                transport.get(remote, local)
             written = True
+            if (size := local.stat().st_size) > RESULT_LIMIT:  # the last guard, before it is read into memory
+                local.unlink()
+                raise DeviceFileTooLarge(
+                    f"{name} is {size / 1e6:.1f} MB, over the {RESULT_LIMIT / 1e6:.1f} MB edgekit reads",
+                    where=self.target.name,
+                )
             result = AgentResult.model_validate_json(local.read_bytes())
         except (ConnectionLost, DeviceTimeout) as exc:
             self.read_failure = f"the download of {name} failed: {type(exc).__name__}: {exc}"
@@ -159,10 +171,24 @@ class ResultReader:
 def measured_lines(target: Target, say: Progress) -> Callable[[str], None]:
     """A reader of the agent's stdout as it arrives: says as it arrives and says each measurement it streams (the live progress
     counts them and estimates the time left from them)."""
-    pending = [""]
+    pending: list[
+        str
+    ] = []  # the line begun and not yet ended, in pieces (a flood without a newline is dropped)
+    size = [0]
 
     def feed(text: str) -> None:
-        *lines, pending[0] = (pending[0] + text).split("\n")
+        first, newline, rest = text.partition("\n")
+        if size[0] + len(first) > LINE_LIMIT:  # no line the agent streams is that long: dropped to its end
+            pending[:], size[0] = [], LINE_LIMIT + 1
+        elif size[0] <= LINE_LIMIT:
+            pending.append(first)
+            size[0] += len(first)
+        if not newline:
+            return
+        *lines, last = rest.split("\n")
+        if size[0] <= LINE_LIMIT:
+            lines.insert(0, "".join(pending))
+        pending[:], size[0] = [last], len(last)
         for line in lines:
             kind, _, body = line.partition(" ")
             if kind != f"{STREAM}MEASUREMENT":  # as agent.stream() writes it

@@ -2,24 +2,81 @@
 a device (same put semantics, same run with timeout and process-group kill).
 
 The work dir is data_dir()/local/<target name> unless the target sets `work_dir`.
+
+What a device sends is held to a bound here, for every transport: of a command's stdout and stderr the first
+OUTPUT_HEAD bytes and the latest ones up to OUTPUT_LIMIT are kept (`keep_bounded`; the lines are still passed to
+`on_output` as they come), and a file over DOWNLOAD_LIMIT (or the limit of `download_limit`) is refused before
+it is downloaded (DeviceFileTooLarge). A device printing 400 MB held 1.7 GB of this machine's memory.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import shlex
 import shutil
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import IO
 
 from edgekit.errors import Interrupted, RemoteTimeout, TransportError
 from edgekit.paths import data_dir
 from edgekit.target import Target
 from edgekit.transport.base import PutResult, RunResult, Transport, copy_file_atomically, sha256_file
+
+OUTPUT_LIMIT = 16 << 20  # bytes of a command's stdout, and of its stderr, kept on this machine
+OUTPUT_HEAD = 1 << 20  # of them, the first: the agent's start line, the ssh wrapper's process-group line
+# the largest file downloaded from a device: an outputs .npz of a detector is tens of MB (yolov5-lite, 50 inputs
+# at 320: 8.8 MB); the result file has a lower limit of its own (agent_result.RESULT_LIMIT)
+DOWNLOAD_LIMIT = 1 << 30
+_download_limit: ContextVar[int | None] = ContextVar("edgekit_download_limit", default=None)
+
+
+class DeviceFileTooLarge(TransportError):
+    """A file on the device is larger than edgekit downloads: refused before any byte of it is read."""
+
+
+@contextmanager
+def download_limit(limit: int) -> Iterator[None]:
+    """The downloads of this thread inside the block refuse a file over `limit` bytes (the result file's)."""
+    token = _download_limit.set(limit)
+    try:
+        yield
+    finally:
+        _download_limit.reset(token)
+
+
+def check_download_size(size: int, path: str, where: str) -> None:
+    """Refuse (DeviceFileTooLarge) a device's file of `size` bytes over the download limit in force."""
+    limit = _download_limit.get() or DOWNLOAD_LIMIT
+    if size > limit:
+        raise DeviceFileTooLarge(
+            f"{path} on the device is {size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB edgekit downloads; "
+            "not downloaded",
+            where=where,
+        )
+
+
+def keep_bounded(buf: bytearray, limit: int | None = None) -> None:
+    """Hold a command's output `buf`, as it grows, to about `limit` bytes (OUTPUT_LIMIT): once it passes it by
+    a quarter, what lies between its first OUTPUT_HEAD bytes and its latest ones is replaced by a line saying so (the
+    agent's streamed lines were passed on as they came; its start line is in the head)."""
+    limit = OUTPUT_LIMIT if limit is None else limit
+    if (
+        len(buf) <= limit + limit // 4
+    ):  # trimmed once in a quarter of the limit: each byte is moved 4 times at most
+        return
+    head = min(OUTPUT_HEAD, limit // 4)
+    marker = f"\n[edgekit: output dropped here: more than {limit} bytes]\n".encode()
+    tail = max(limit - head - len(marker), 0)
+    del buf[head + len(marker) : len(buf) - tail]
+    buf[head : head + len(marker)] = marker
 
 
 class LocalTransport(Transport):
@@ -49,6 +106,7 @@ class LocalTransport(Transport):
         source = self._abs(remote)
         if not source.is_file():
             raise TransportError(f"no such file {source}", where=self.name)
+        check_download_size(source.stat().st_size, str(source), self.name)
         local = Path(local)
         local.parent.mkdir(parents=True, exist_ok=True)
         if source.resolve() != local.resolve():
@@ -102,10 +160,12 @@ class LocalTransport(Transport):
             )
         except OSError as exc:
             return RunResult(command, 127, "", f"{argv[0]}: {exc}", time.monotonic() - start)
+        out, err = bytearray(), bytearray()
+        streams = _Streams(proc, out, err, on_output)
         try:
-            out, err = self._wait(proc, start + timeout, command)
+            self._wait(proc, streams, start + timeout, command)
         except subprocess.TimeoutExpired:
-            out, err = _kill_group(proc)
+            _kill_group(proc, streams)
             stopped = RemoteTimeout(
                 f"`{command}` did not finish within {timeout:g} s and was stopped",
                 where=f"{self.name} (local)",
@@ -116,8 +176,6 @@ class LocalTransport(Transport):
                 proc.pid,
             )
             raise stopped from None
-        if on_output is not None:  # at the end: the host's runs are short
-            on_output(out.decode(errors="replace"))
         return RunResult(
             command,
             proc.returncode,
@@ -126,19 +184,20 @@ class LocalTransport(Transport):
             time.monotonic() - start,
         )
 
-    def _wait(self, proc: subprocess.Popen[bytes], deadline: float, command: str) -> tuple[bytes, bytes]:
-        """communicate() in slices, so Ctrl-C (interrupt(), from the main thread) stops the child's group."""
+    def _wait(self, proc: subprocess.Popen[bytes], streams: _Streams, deadline: float, command: str) -> None:
+        """Read the command's output in slices until it ends, so Ctrl-C (interrupt(), from the main thread) stops
+        the child's group."""
         while True:
             try:
-                return proc.communicate(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+                streams.read(max(0.0, min(0.2, deadline - time.monotonic())))
+                if streams.done() and proc.poll() is not None:
+                    return
             except KeyboardInterrupt:  # Ctrl-C in this thread: the child runs in a session of its own
                 self._interrupt.set()
-            except subprocess.TimeoutExpired:
-                pass
             if not self._interrupt.is_set() and time.monotonic() >= deadline:
                 raise subprocess.TimeoutExpired(command, 0)
             if self._interrupt.is_set():
-                _kill_group(proc)
+                _kill_group(proc, streams)
                 raise Interrupted(
                     f"`{command}` stopped (Ctrl-C or SIGTERM)", where=f"{self.name} (local)"
                 ) from None
@@ -155,20 +214,72 @@ class LocalTransport(Transport):
         pass
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
-    """TERM, then KILL, the command's whole process group (it runs in a session of its own)."""
+class _Streams:
+    """A running command's stdout and stderr, read as they come into bounded buffers (keep_bounded); stdout is
+    also passed to `on_output` chunk by chunk (the agent's measurement lines, said as they arrive)."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        out: bytearray,
+        err: bytearray,
+        on_output: Callable[[str], None] | None,
+    ) -> None:
+        assert proc.stdout is not None and proc.stderr is not None  # Popen(stdout=PIPE, stderr=PIPE)
+        self.on_output = on_output
+        self.open: dict[int, tuple[IO[bytes], bytearray]] = {
+            proc.stdout.fileno(): (proc.stdout, out),
+            proc.stderr.fileno(): (proc.stderr, err),
+        }
+        self.stdout = proc.stdout.fileno()
+
+    def done(self) -> bool:
+        return not self.open
+
+    def read(self, timeout: float) -> None:
+        """What the command wrote within `timeout` seconds (or nothing: sleeps that long)."""
+        if not self.open:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select(list(self.open), [], [], timeout)
+        for fd in ready:
+            pipe, buf = self.open[fd]
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                pipe.close()
+                del self.open[fd]
+                continue
+            buf += chunk
+            keep_bounded(buf)
+            if fd == self.stdout and self.on_output is not None:
+                self.on_output(chunk.decode(errors="replace"))  # the agent's lines are ASCII JSON
+
+    def drain(self, until: float) -> None:
+        """Read on until both streams end or `until` (monotonic) passes; then close what is left open."""
+        while self.open and time.monotonic() < until:
+            self.read(min(0.1, max(0.0, until - time.monotonic())))
+        for pipe, _ in self.open.values():
+            pipe.close()
+        self.open.clear()
+
+
+def _kill_group(proc: subprocess.Popen[bytes], streams: _Streams) -> None:
+    """TERM, then KILL, the command's whole process group (it runs in a session of its own), reading its
+    output meanwhile (a child blocked on a full pipe could not end)."""
     for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             pass
-        try:
-            out, err = proc.communicate(timeout=grace)
-        except subprocess.TimeoutExpired:
+        until = time.monotonic() + grace
+        while proc.poll() is None and time.monotonic() < until:
+            streams.read(0.05)
+        if proc.poll() is None:
             continue
         try:  # the leader is gone; members that ignored TERM go too
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        return out, err
-    return b"", b""
+        streams.drain(time.monotonic() + 1.0)
+        return
+    streams.drain(time.monotonic())

@@ -9,6 +9,9 @@ and its process group (`pgid`), so a fresh connection can pull back what the dev
 A command dies with its session: a watcher in the same process group waits for the end of the command's stdin
 (sshd closes it when the session ends: the link dropped, or sshd was killed) and then kills the group, so a lost
 link never leaves an agent running (and holding the device lock) on the device.
+
+The command's stdout and stderr are held to a bound (local.keep_bounded: their head and their latest bytes); its
+stdout is passed to `on_output` as it comes, whatever is kept.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import paramiko
 
 from edgekit.errors import ConnectionLost, Interrupted, RemoteTimeout, TransportError
 from edgekit.transport.base import RunResult
+from edgekit.transport.local import keep_bounded
 from edgekit.transport.ssh_link import Link, lost_hint
 
 _PID_MARK = "EDGEKIT_PGID "
@@ -169,7 +173,9 @@ def collect(
 ) -> tuple[bytearray, bytearray, bool]:
     """Read stdout/stderr until the command exits and its streams close, or the deadline passes (or `stop()`).
     After `probe_every` seconds without a byte, `probe()` checks the device still answers (raises if not).
-    `out`/`err` collect into the caller's buffers (kept when Ctrl-C interrupts the read)."""
+    `out`/`err` collect into the caller's buffers (kept when Ctrl-C interrupts the read), each held to a bound
+    (keep_bounded: a device printing 400 MB held it all in this machine's memory); every stdout chunk goes to
+    `on_out` as it comes."""
     out = bytearray() if out is None else out
     err = bytearray() if err is None else err
     heard = time.monotonic()
@@ -179,20 +185,27 @@ def collect(
         while chan.recv_ready():
             chunk = chan.recv(65536)
             out += chunk
+            keep_bounded(out)
             if on_out is not None:
                 on_out(chunk.decode(errors="replace"))  # the agent's lines are ASCII JSON
             heard = time.monotonic()
         while chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
+            keep_bounded(err)
             heard = time.monotonic()
         if probe is not None and time.monotonic() - heard > probe_every:
             probe()
             heard = time.monotonic()
         if chan.exit_status_ready() and (chan.eof_received or chan.closed):
             while chan.recv_ready():
-                out += chan.recv(65536)
+                chunk = chan.recv(65536)
+                out += chunk
+                keep_bounded(out)
+                if on_out is not None:
+                    on_out(chunk.decode(errors="replace"))
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
+                keep_bounded(err)
             return out, err, False
         remaining = deadline - time.monotonic()
         if remaining <= 0:

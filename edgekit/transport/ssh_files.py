@@ -5,7 +5,8 @@ The device's disk is checked before an upload (`free_bytes`, `bytes_to_send`); a
 space is a DeviceDiskFull (free vs needed bytes). At connect, leftovers are pruned (`prune_script`): partial
 uploads older than an hour (this connection's own at once), run folders older than a day (a failed run's, never
 pulled), artifact folders unused for PRUNE_ARTIFACT_DAYS days, and the oldest day-old artifact folders while
-`artifacts/` exceeds PRUNE_ARTIFACT_MB. SFTP reads time out after `io_timeout`.
+`artifacts/` exceeds PRUNE_ARTIFACT_MB. SFTP reads time out after `io_timeout`. A download is refused before it
+starts when the device's file is over the download limit (local.check_download_size: DeviceFileTooLarge).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import paramiko
 
 from edgekit.errors import DeviceDiskFull, TransportError
 from edgekit.transport.base import PutResult, sha256_file
+from edgekit.transport.local import check_download_size
 from edgekit.transport.ssh_exec import close_quietly, exec_simple, quoted_command
 from edgekit.transport.ssh_link import Link
 
@@ -115,6 +117,7 @@ class RemoteFiles:
         tmp = local.with_name(f".{local.name}.part")
         try:
             with self.link.deadline(f"download of {PurePosixPath(path).name}", 600 + self.target.io_timeout):
+                check_download_size(self.sftp.stat(path).st_size or 0, path, self.link.address)
                 self.sftp.get(path, str(tmp))
         except TransportError:
             tmp.unlink(missing_ok=True)
