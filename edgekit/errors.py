@@ -16,6 +16,7 @@
      |    +-- DeviceTimeout   the device stopped answering: which stage, after how long
      |    +-- ConnectionLost  the connection dropped during a stage
      |    +-- DeviceDiskFull  the device's work dir has less free space than the run needs (free vs needed)
+     |    +-- DeviceFileTooLarge  a file on the device over what edgekit downloads (refused before reading it)
      |    +-- Interrupted     Ctrl-C: what was measured is kept, marked interrupted (exit 130)
      +-- AgentError           the on-device agent crashed or wrote no result
      +-- EmulatorError        an emulated device cannot be built, started or stopped
@@ -103,6 +104,10 @@ class HostNameError(ConnectError):
 
 class RemoteTimeout(TransportError):
     pass
+
+
+class DeviceFileTooLarge(TransportError):
+    """A file on the device is larger than edgekit downloads: refused before any byte of it is read."""
 
 
 class DeviceTimeout(TransportError):

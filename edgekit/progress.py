@@ -28,7 +28,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from edgekit.terminal import plain
+from edgekit.terminal import plain, printable
 
 
 class Planned(str):
@@ -150,7 +150,7 @@ class Board:
             return [head] + [f"  {t.line(now)}" for t in self.trackers.values()]
 
     def render(self) -> Group:
-        return Group(*(Text(line, no_wrap=True, overflow="ellipsis") for line in self.lines()))
+        return Group(*(Text(printable(line), no_wrap=True, overflow="ellipsis") for line in self.lines()))
 
     def _tracker(self, target: str) -> Tracker:
         return self.trackers.setdefault(target, Tracker(target))

@@ -51,6 +51,7 @@ HOST_ONLY = frozenset(
         "test_estimate.py",
         "test_estimate_checks.py",
         "test_fidelity.py",
+        "test_hostile_device_output.py",
         "test_input_layout.py",
         "test_keras.py",
         "test_metrics.py",

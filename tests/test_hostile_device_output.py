@@ -26,7 +26,7 @@ from edgekit.errors import TransportError
 from edgekit.results import TargetRun
 from edgekit.target import Target, TransportKind
 from edgekit.terminal import Console, plain
-from edgekit.transport import local
+from edgekit.transport import limits
 from edgekit.transport.local import LocalTransport
 
 # a screen clear, an OSC 52 clipboard write, a window title, a bell, a carriage return and a C1 CSI (U+009B)
@@ -145,7 +145,7 @@ def test_a_flood_on_stdout_is_kept_to_a_bound_and_every_line_still_passed_on(
 ) -> None:
     """A command printing 400 MB was held whole in this machine's memory (communicate()): what is kept is now its
     head and its latest bytes, while every chunk still reaches on_output as it comes (the agent's lines)."""
-    monkeypatch.setattr(local, "OUTPUT_LIMIT", 256 << 10, raising=False)
+    monkeypatch.setattr(limits, "OUTPUT_LIMIT", 256 << 10)
     flood = (
         "import os, sys\nout = os.fdopen(1, 'wb')\nout.write(b'FIRST\\n')\n"
         "for _ in range(8 * 1024): out.write(b'x' * 1023 + b'\\n')\n"
@@ -165,7 +165,7 @@ def test_the_ssh_reader_keeps_a_flood_to_a_bound(monkeypatch: pytest.MonkeyPatch
     """ssh_exec.collect grew its stdout and stderr buffers without end; a fake channel sends 8 MB of each."""
     from edgekit.transport import ssh_exec
 
-    monkeypatch.setattr(local, "OUTPUT_LIMIT", 256 << 10, raising=False)
+    monkeypatch.setattr(limits, "OUTPUT_LIMIT", 256 << 10)
 
     class Flooding:
         """A channel whose command printed `chunks` chunks of 64 KB on stdout and on stderr, then exited."""
@@ -209,7 +209,7 @@ def test_a_device_file_over_the_limit_is_refused_before_its_download(
 ) -> None:
     """A pulled file had no size limit: the local transport and SFTP refuse one over it, naming it, its size
     and the limit, before reading a byte of it."""
-    monkeypatch.setattr(local, "DOWNLOAD_LIMIT", 1 << 20, raising=False)
+    monkeypatch.setattr(limits, "DOWNLOAD_LIMIT", 1 << 20)
     target = local_target(tmp_path)
     big = tmp_path / "device" / "outputs" / "m.t1.npz"
     big.parent.mkdir(parents=True)
@@ -249,7 +249,7 @@ def test_a_padded_result_file_is_refused_and_the_streamed_measurements_kept(
     """The device padded result.json with blanks (still valid JSON): it was copied and parsed whole (314 MB). It is
     refused over the result limit (the error names it, its size and the limit) and what the agent streamed is
     kept."""
-    monkeypatch.setattr(agent_result, "RESULT_LIMIT", 2 << 20, raising=False)
+    monkeypatch.setattr(agent_result, "RESULT_LIMIT", 2 << 20)
     pad = "open(result, 'ab').write(b' ' * (5 << 20))\nout.write(b'z' * (3 << 20) + b'\\n')"
     run, _, said = run_on_device(tmp_path, model, device_python(tmp_path, pad))
     assert any("kept 1 streamed measurements" in message for message in said)
@@ -257,3 +257,14 @@ def test_a_padded_result_file_is_refused_and_the_streamed_measurements_kept(
     assert "result-0.json" in (run.error or "") and "over the 2.1 MB" in (run.error or "")
     assert run.agent is not None and [m.status for m in run.agent.measurements] == ["ok"]
     assert not list((tmp_path / "host").rglob("result-0.json"))
+
+
+def test_the_live_board_shows_a_devices_control_characters_as_escapes() -> None:
+    """The live progress board printed its status line through rich Text, not plain(): a device's sequence in a
+    message reached the terminal."""
+    from edgekit.progress import Board
+
+    board = Board("tiny")
+    board.feed("pi4: onnx-fp32\x1b[2J\x1b]0;TITLE\x07 x1 ok")
+    shown = "".join(str(t) for t in board.render().renderables)
+    assert "\x1b" not in shown and "\x07" not in shown and "\\x1b[2J" in shown, shown

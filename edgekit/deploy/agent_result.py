@@ -23,13 +23,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from edgekit.agent.contract import OUTPUTS_DIR, outputs_file_name
-from edgekit.errors import AgentError, ConnectionLost, DeviceTimeout, TransportError
+from edgekit.errors import AgentError, ConnectionLost, DeviceFileTooLarge, DeviceTimeout, TransportError
 from edgekit.progress import Measured
 from edgekit.results import AgentResult, DeviceFacts, Measurement, unknown_fields
 from edgekit.target import Target
 from edgekit.terminal import printable
 from edgekit.transport import Transport
-from edgekit.transport.local import DeviceFileTooLarge, download_limit
+from edgekit.transport.limits import download_limit
 
 Progress = Callable[[str], None]
 STREAM = "EDGEKIT_"  # the agent's stdout lines: EDGEKIT_START {...}, EDGEKIT_MEASUREMENT {...}

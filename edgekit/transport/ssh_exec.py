@@ -10,7 +10,7 @@ A command dies with its session: a watcher in the same process group waits for t
 (sshd closes it when the session ends: the link dropped, or sshd was killed) and then kills the group, so a lost
 link never leaves an agent running (and holding the device lock) on the device.
 
-The command's stdout and stderr are held to a bound (local.keep_bounded: their head and their latest bytes); its
+The command's stdout and stderr are held to a bound (limits.keep_bounded: their head and their latest bytes); its
 stdout is passed to `on_output` as it comes, whatever is kept.
 """
 
@@ -26,7 +26,7 @@ import paramiko
 
 from edgekit.errors import ConnectionLost, Interrupted, RemoteTimeout, TransportError
 from edgekit.transport.base import RunResult
-from edgekit.transport.local import keep_bounded
+from edgekit.transport.limits import keep_bounded
 from edgekit.transport.ssh_link import Link, lost_hint
 
 _PID_MARK = "EDGEKIT_PGID "

@@ -6,7 +6,7 @@ space is a DeviceDiskFull (free vs needed bytes). At connect, leftovers are prun
 uploads older than an hour (this connection's own at once), run folders older than a day (a failed run's, never
 pulled), artifact folders unused for PRUNE_ARTIFACT_DAYS days, and the oldest day-old artifact folders while
 `artifacts/` exceeds PRUNE_ARTIFACT_MB. SFTP reads time out after `io_timeout`. A download is refused before it
-starts when the device's file is over the download limit (local.check_download_size: DeviceFileTooLarge).
+starts when the device's file is over the download limit (limits.check_download_size: DeviceFileTooLarge).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import paramiko
 
 from edgekit.errors import DeviceDiskFull, TransportError
 from edgekit.transport.base import PutResult, sha256_file
-from edgekit.transport.local import check_download_size
+from edgekit.transport.limits import check_download_size
 from edgekit.transport.ssh_exec import close_quietly, exec_simple, quoted_command
 from edgekit.transport.ssh_link import Link
 
