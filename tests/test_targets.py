@@ -130,6 +130,9 @@ def test_unknown_target_and_bad_override() -> None:
     repo_targets = Path(__file__).resolve().parent.parent / "targets"
     assert str(err.value).startswith(f"{repo_targets}: ")  # the folder itself, not edgekit/targets (a link)
     assert load_target("pi4-emu").source == str(repo_targets / "pi4-emu.yaml")
+    with pytest.raises(TargetError) as err:  # `deploy -t 4` as `estimate -t 4` means threads
+        load_target("4")
+    assert "`-t 4` names a target here; for 4 threads give --threads 4" in (err.value.hint or "")
     with pytest.raises(TargetError, match="field=value"):
         load_target("pi4", ["host"])
     # an empty host on an emulated target ran the deploy into "device not running"; '-o...' is no host name

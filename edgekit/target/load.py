@@ -166,11 +166,16 @@ def target_path(name_or_path: str | Path) -> Path:
             "out); as a target of its own, this machine is 'local'",
             hint="deploy: no --target needed for the host; targets check, formats --target: use local",
         )
+    threads = (  # `-t 4`: `-t` is --threads in `estimate`, --target in deploy, bench, profile and formats
+        f"`-t {text}` names a target here; for {text} threads give --threads {text}; "
+        if text.isdigit()
+        else ""
+    )
     raise TargetError(
         f"unknown target {text!r}",
         where=", ".join(str(d.resolve()) for d in target_dirs()),  # the repository's targets/, not the link
-        hint=f"known targets: {', '.join(list_target_names()) or 'none'}; a new board: a {text}.yaml in one of "
-        "these folders (EDGEKIT_TARGETS_DIR names a folder of your own), or a path to a target file",
+        hint=f"{threads}known targets: {', '.join(list_target_names()) or 'none'}; a new board: a {text}.yaml in "
+        "one of these folders (EDGEKIT_TARGETS_DIR names a folder of your own), or a path to a target file",
     )
 
 
