@@ -54,6 +54,7 @@ HOST_ONLY = frozenset(
         "test_hostile_device_output.py",
         "test_input_layout.py",
         "test_keras.py",
+        "test_locks.py",
         "test_metrics.py",
         "test_ncnn_graph_bounds.py",
         "test_ncnn_int8.py",

@@ -9,6 +9,7 @@ waits for, the lock file), and after `wait_s` it ends in LockTimeout naming the 
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import psutil
 
-from edgekit.errors import EmulatorError
+from edgekit.errors import EmulatorError, UsageError
 from edgekit.flock import exclusive_within
 
 # a device build from nothing downloads about 800 MB: a build of another edgekit is waited on this long
+# (EDGEKIT_LOCK_WAIT_S sets another wait: a slow link's first build takes longer, a CI job wants to fail sooner)
 LOCK_WAIT_S = 900.0
 POLL_S = 0.2
 
@@ -46,11 +48,30 @@ def file_lock(
     (LOCK_WAIT_S by default), then raise LockTimeout."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
-        _acquire(fh.fileno(), path, what, log or _to_stderr, LOCK_WAIT_S if wait_s is None else wait_s)
+        _acquire(fh.fileno(), path, what, log or _to_stderr, lock_wait_s() if wait_s is None else wait_s)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def lock_wait_s() -> float:
+    """How long a lock another edgekit holds is waited on: EDGEKIT_LOCK_WAIT_S seconds where set, else
+    LOCK_WAIT_S."""
+    text = os.environ.get("EDGEKIT_LOCK_WAIT_S", "").strip()
+    if not text:
+        return LOCK_WAIT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise UsageError(
+            f"EDGEKIT_LOCK_WAIT_S={text!r} is no number of seconds",
+            where="EDGEKIT_LOCK_WAIT_S",
+            hint=f"give seconds (0 or more), or unset it for the default {LOCK_WAIT_S:.0f} s",
+        )
+    return seconds
 
 
 def _acquire(fd: int, path: Path, what: str, log: Callable[[str], None], wait_s: float) -> None:
