@@ -77,15 +77,17 @@ def test_a_core_llvm_does_not_model_is_not_timed(tools: None) -> None:
 
 @pytest.mark.integration
 def test_a_count_with_blocks_times_them_on_the_pi5s_core(tmp_path: Path, tools: None) -> None:
-    """A real ncnn model counted on pi5-emu with blocks: cycles per invocation, the same on a second run (one
-    thread counts exactly), fewer than its instructions at the A76's width; its instruction count unchanged."""
+    """A real ncnn model counted on pi5-emu with blocks: cycles per invocation, the same on a second run to within
+    the count's own repeatability (one thread repeats to a few tens of instructions: 656,076 and 656,048 in one CI
+    run, 311,663 and 311,697 cycles), fewer than its instructions at the A76's width; its instruction count
+    unchanged."""
     param = write_chain(tmp_path / "chain", 2)
 
     def job(blocks: bool) -> CountJob:
         return CountJob(param, threads=1, input_shape=[1, CHANNELS, SIZE, SIZE], repeat=1, blocks=blocks)
 
     timed, again, plain = count_artifacts([job(True), job(True), job(False)], "pi5-emu")
-    assert timed.cycles > 0 and timed.cycles == again.cycles and plain.cycles == -1
+    assert timed.cycles > 0 and again.cycles == pytest.approx(timed.cycles, rel=1e-3) and plain.cycles == -1
     assert 0.2 * timed.instructions < timed.cycles < timed.instructions
     assert abs(timed.instructions - plain.instructions) < 1e-3 * plain.instructions
 
