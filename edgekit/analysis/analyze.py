@@ -26,6 +26,16 @@ from edgekit.recipe import Recipe
 
 Progress = Callable[[str], None]
 
+# layer types that hold weights, as each runtime names them (ncnn, ONNX, TFLite): what int8 quantizes to compute
+# with, and so what --fix can always keep in float, whatever its own error (by difference it can round to 0)
+WEIGHTED = frozenset(
+    {
+        *("Convolution", "ConvolutionDepthWise", "Deconvolution", "DeconvolutionDepthWise", "InnerProduct"),
+        *("Conv", "ConvTranspose", "Gemm", "MatMul"),
+        *("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL"),
+    }
+)
+
 
 class AnalysisError(EdgekitError):
     """The layer analysis cannot run (wrong format, an artifact failed to convert)."""
@@ -63,6 +73,12 @@ class Analysis:
         """Quantized layers, most damaging first."""
         ranked = sorted((x for x in self.layers if x.quantized), key=lambda x: -x.own_rel_error)
         return ranked if n is None else ranked[:n]
+
+    def weighted(self) -> list[LayerError]:
+        """Quantized layers that hold weights (Conv, Gemm, InnerProduct, ...), most damaging first: every one of
+        them in float is the fp32 model's arithmetic (a TFLite row not compared, 'CONV_2D (not compared: ...)',
+        counts by its op)."""
+        return [x for x in self.worst() if x.type.split(" ")[0] in WEIGHTED]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -247,11 +247,11 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
         return True
     if chosen is None:
         console.print(
-            f"[red]no candidate met the gate[/]: even with the most layers in float that were tried "
-            f"({max(len(s.float_layers) for s in outcome.steps)}); try "
+            f"[red]no candidate met the gate[/]: {plain(_tried(outcome))}; try "
             + ("--max-float higher, " if max_float is not None else "")
             + "more calibration data (the recipe's calibration: data), or a looser gate if the recipe's is tighter "
-            "than the task needs"
+            "than the task needs",
+            highlight=False,
         )
         return True
     if chosen is plain_int8:
@@ -304,6 +304,21 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
             highlight=False,
         )
     return False
+
+
+def _tried(outcome: Any) -> str:
+    """What --fix kept in float, candidate by candidate, and whether the last held every quantized weighted
+    layer: 'kept in float: 1 worst, 2 worst, 4 worst, 7 worst (the last: every quantized weighted layer, 7)'."""
+    tried = [s.label or f"{len(s.float_layers)} layer(s)" for s in outcome.steps[1:]]
+    if not tried:
+        return "no layer to keep in float (the analysis found none quantized)"
+    weighted = set(outcome.weighted)
+    every = bool(weighted) and weighted <= set(outcome.steps[-1].float_layers)
+    return f"kept in float: {', '.join(tried)}" + (
+        f" (the last: every quantized weighted layer, {len(weighted)})"
+        if every
+        else f" (the most: {max(len(s.float_layers) for s in outcome.steps)} layer(s))"
+    )
 
 
 def _metric(numbers: dict[str, Any]) -> str:

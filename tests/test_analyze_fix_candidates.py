@@ -1,0 +1,124 @@
+"""`analyze --fix`: which layers it tries in float, and what it says of the candidates (constructed analyses and
+results: the planning and summary logic), with one real run where only the whole chain shows the fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekit.analysis.analyze import Analysis
+from edgekit.analysis.float_fallback import Candidate, FixResult, candidates, plan
+from edgekit.analysis.tensors import LayerError
+from edgekit.zoo.train import WEIGHTS_DIR
+
+# digits' onnx-int8 layers as analyze measured them (tight3.yaml): /15/Conv's output is nearer fp32 than its
+# input, so its own error by difference is 0, as is every layout op's
+DIGITS_ONNX = [
+    ("/0/Conv", "Conv", 0.0078),
+    ("/12/Conv", "Conv", 0.0048),
+    ("/9/Conv", "Conv", 0.0047),
+    ("/3/Conv", "Conv", 0.0032),
+    ("/6/Conv", "Conv", 0.0029),
+    ("/20/Gemm", "Gemm", 0.0005),
+    ("/15/Conv", "Conv", 0.0),
+    ("/18/GlobalAveragePool", "GlobalAveragePool", 0.0),
+    ("/19/Flatten", "Flatten", 0.0),
+]
+WEIGHTED = [name for name, kind, _ in DIGITS_ONNX if kind in ("Conv", "Gemm")]
+
+
+def _analysis(rows: list[tuple[str, str, float]] = DIGITS_ONNX) -> Analysis:
+    layers = [LayerError(name, kind, name, True, 0.9999, 0.01, own) for name, kind, own in rows]
+    layers.append(
+        LayerError("/x/Relu", "Relu", "/x/Relu", False, 0.9999, 0.01, 0.0)
+    )  # float: never a candidate
+    return Analysis("digits", "onnx-int8", 16, "difference", layers)
+
+
+def test_a_weighted_layer_whose_own_error_is_zero_is_a_candidate_and_the_last_set_holds_every_one() -> None:
+    """--fix kept only layers with an own error above 1e-6: /15/Conv (0 by difference) was never tried, so the
+    gate all seven weighted layers in float meet was called unreachable. Every quantized weighted layer is a
+    candidate, zero last; the layout ops (0, no weights) are not; TFLite's and ncnn's weighted ops count too."""
+    ranked = candidates(_analysis())
+    assert ranked == WEIGHTED
+    assert set(plan(ranked)[-1]) == set(WEIGHTED)
+    tflite = _analysis([("relu", "CONV_2D", 0.0078), ("pad", "PAD", 0.0), ("relu_5", "CONV_2D", 0.0)])
+    assert candidates(tflite) == ["relu", "relu_5"]
+    unseen = _analysis([("fc", "FULLY_CONNECTED (not compared: no float twin)", 0.0), ("m", "MEAN", 0.0)])
+    assert candidates(unseen) == ["fc"]
+    ncnn = _analysis([("conv", "Convolution", 0.01), ("fc", "InnerProduct", 0.0), ("mul", "BinaryOp", 2e-6)])
+    assert candidates(ncnn) == ["conv", "mul", "fc"]
+
+
+def _candidate(float_layers: list[str], cosine: float, passed: bool, label: str = "") -> Candidate:
+    gates = {
+        "passed": passed,
+        "checks": [{"gate": "min_cosine", "limit": 0.999995, "value": cosine, "passed": passed}],
+        "skipped": [],
+        "samples": 360,
+    }
+    return Candidate(
+        float_layers, ["/nowhere/model.onnx"], 50_000, 0.03, {"cosine": cosine}, gates, label=label
+    )
+
+
+def _summary(outcome: FixResult, max_float: int | None = None) -> tuple[bool, str]:
+    from edgekit.cli import analyze as cli
+
+    with cli.console.capture() as captured:
+        failed = cli._fix_summary(outcome, max_float, {"granularity": "per-channel"}, len(outcome.weighted))
+    return failed, " ".join(captured.get().split())
+
+
+def test_a_missed_gate_names_the_candidates_tried_and_whether_every_weighted_layer_was_among_them() -> None:
+    """'no candidate met the gate: even with the most layers in float that were tried (6)' did not say which
+    were tried, nor that the weighted layer left out was the one that would have met the gate."""
+    steps = [_candidate([], 0.999873, False)]
+    steps += [_candidate(WEIGHTED[:k], 0.99999, False, f"{k} worst") for k in (1, 2, 4, 7)]
+    failed, said = _summary(FixResult("onnx-int8", _candidate([], 0.999997, True), steps, "/tmp/x", WEIGHTED))
+    assert failed
+    assert "kept in float: 1 worst, 2 worst, 4 worst, 7 worst" in said, said
+    assert "(the last: every quantized weighted layer, 7)" in said, said
+    capped = FixResult("onnx-int8", _candidate([], 0.999997, True), steps[:3], "/tmp/x", WEIGHTED)
+    failed, said = _summary(capped, max_float=2)
+    assert failed and "kept in float: 1 worst, 2 worst (the most: 2 layer(s))" in said, said
+    assert "--max-float higher" in said, said
+
+
+TIGHT3 = """
+name: digits-tight3
+task: classify
+model: {{kind: torch, builder: "edgekit.zoo.digits:build", args: {{widths: [8, 16, 32]}}, weights: {weights}}}
+input:
+  name: input
+  shape: [1, 1, 16, 16]
+  layout: NCHW
+  preprocess: {{scale: 0.00392156862745098, mean: [0.0], std: [1.0], channel_order: GRAY}}
+outputs: [logits]
+calibration:
+  data: {{kind: builder, builder: "edgekit.zoo.digits:calibration", samples: 200, seed: 0}}
+  method: kl
+evaluation:
+  data: {{kind: builder, builder: "edgekit.zoo.digits:test_split", samples: 360, seed: 0}}
+  gates: {{fp32: {{min_cosine: 0.9999}}, int8: {{min_cosine: 0.999995, max_top1_drop: 0.0}}}}
+formats: [onnx-fp32, onnx-int8]
+int8: {{granularity: per-channel, io: float}}
+"""
+
+
+def test_fix_reaches_a_gate_only_every_weighted_layer_in_float_meets(tmp_path: Path) -> None:
+    """The reviewer's tight3.yaml: digits' onnx-int8 under min_cosine 0.999995. The 6 layers with an own error
+    in float give 0.999993 (missed); all 7 weighted ones, /15/Conv (own error 0) included, 0.999997. --fix said
+    'no candidate met the gate' after 1, 2, 4, 6 layers, exit 1."""
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    path = tmp_path / "tight3.yaml"
+    path.write_text(TIGHT3.format(weights=WEIGHTS_DIR / "digits.pt"))
+    out = CliRunner().invoke(
+        app, ["analyze", str(path), "--format", "onnx-int8", "--fix"], terminal_width=400
+    )
+    said = " ".join(out.output.split())
+    assert out.exit_code == 0, said
+    assert "gate met with 7 worst in float (7 layer(s))" in said, said
+    assert "/15/Conv" in said.split("gate met with")[1], said
