@@ -122,3 +122,63 @@ def test_fix_reaches_a_gate_only_every_weighted_layer_in_float_meets(tmp_path: P
     assert out.exit_code == 0, said
     assert "gate met with 7 worst in float (7 layer(s))" in said, said
     assert "/15/Conv" in said.split("gate met with")[1], said
+
+
+def test_a_gate_the_fp32_model_misses_is_said_to_be_out_of_reach_naming_the_gate() -> None:
+    """impossible.yaml (max_abs_error 1e-06; ncnn-fp32 itself is 1.5e-05 off): --fix said 'try more calibration
+    data'. No float set beats the fp32 model: it says the gate cannot be reached by keeping layers in float, with
+    the gate, its value and its limit. The same when the candidate with every weighted layer in float misses."""
+    fp32 = _candidate([], 0.999999, False)
+    fp32.gates["checks"] = [{"gate": "max_abs_error", "limit": 1e-06, "value": 1.5e-05, "passed": False}]
+    steps = [_candidate([], 0.9988, False)] + [
+        _candidate(WEIGHTED[:k], 0.9999, False, f"{k} worst") for k in (1, 2)
+    ]
+    failed, said = _summary(FixResult("ncnn-int8", fp32, steps, "/tmp/x", WEIGHTED))
+    assert failed
+    assert "the gate cannot be reached by keeping layers in float" in said, said
+    assert (
+        "the ncnn-fp32 model itself misses it (max_abs_error: 1.5e-05 vs limit 1e-06 (on 360 inputs))" in said
+    )
+    assert "try more calibration data" not in said, said
+    steps.append(_candidate(WEIGHTED, 0.999993, False, "7 worst"))
+    failed, said = _summary(FixResult("onnx-int8", _candidate([], 0.999997, True), steps, "/tmp/x", WEIGHTED))
+    assert failed and "the gate cannot be reached by keeping layers in float" in said, said
+    assert (
+        "with every quantized weighted layer in float (7) it still misses (min_cosine: 0.999993 vs limit"
+        in said
+    )
+
+
+IMPOSSIBLE = """
+name: digits-impossible
+task: classify
+model: {{kind: torch, builder: "edgekit.zoo.digits:build", args: {{widths: [8, 16, 32]}}, weights: {weights}}}
+input: {{name: input, shape: [1, 1, 16, 16], layout: NCHW}}
+outputs: [logits]
+calibration: {{data: {{kind: builder, builder: "edgekit.zoo.digits:calibration", samples: 32, seed: 0}}}}
+evaluation:
+  data: {{kind: builder, builder: "edgekit.zoo.digits:test_split", samples: 24, seed: 0}}
+  gates: {{int8: {{min_cosine: 0.98, max_abs_error: 0.000001}}}}
+formats: [ncnn-fp32, ncnn-int8]
+"""
+
+
+def test_fix_judges_the_fp32_model_by_the_int8_gate(tmp_path: Path) -> None:
+    """--fix measured the fp32 artifact unchecked, so nothing could tell a gate out of its reach."""
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    path = tmp_path / "impossible.yaml"
+    path.write_text(IMPOSSIBLE.format(weights=WEIGHTS_DIR / "digits.pt"))
+    out = CliRunner().invoke(
+        app,
+        ["analyze", str(path), "--format", "ncnn-int8", "--fix", "--max-float", "1", "--samples", "4"],
+        terminal_width=400,
+    )
+    said = " ".join(out.output.split())
+    assert out.exit_code == 1, said
+    assert (
+        "cannot be reached by keeping layers in float: the ncnn-fp32 model itself misses it (max_abs_error"
+        in said
+    )

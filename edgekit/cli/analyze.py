@@ -190,7 +190,15 @@ def fix_table(outcome: Any) -> Table:
     for col in ("in float", "size", "host ms", "cosine", "metric", "gate"):
         table.add_column(col, justify="right", no_wrap=True)
     fp32 = outcome.fp32
-    table.add_row("fp32 model", megabytes(fp32.size_bytes), f"{fp32.host_ms:.3f}", "-", "-", "-")
+    judged = bool(fp32.gates.get("checks")) and not fp32.error  # by the INT8 gate
+    table.add_row(
+        "fp32 model",
+        megabytes(fp32.size_bytes),
+        f"{fp32.host_ms:.3f}",
+        f"{fp32.numbers['cosine']:.6f}" if "cosine" in fp32.numbers else "-",
+        _metric(fp32.numbers),
+        ("[green]met[/]" if fp32.passed else "[red]missed[/]") if judged else "-",
+    )
     for step in outcome.steps:
         label = step.label or (str(len(step.float_layers)) if step.float_layers else "none (plain INT8)")
         if step.error:
@@ -242,6 +250,15 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
                 if any("Select TF ops" in r for r in reasons)
                 else "look at the refusal above"
             ),
+            highlight=False,
+        )
+        return True
+    unreachable = _unreachable(outcome)
+    if chosen is None and unreachable:
+        console.print(
+            f"[red]no candidate met the gate[/]: the gate cannot be reached by keeping layers in float: "
+            f"{plain(unreachable)}; {plain(_tried(outcome))}. More calibration data cannot help either: loosen "
+            "that gate to what the fp32 model reaches, or look at the float conversion first",
             highlight=False,
         )
         return True
@@ -304,6 +321,29 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
             highlight=False,
         )
     return False
+
+
+def _unreachable(outcome: Any) -> str | None:
+    """Why no float set can meet the INT8 gate, or None: the fp32 model itself misses it ('the fp32 model
+    itself misses it (max_abs_error: 1.5e-05 vs limit 1e-06 (on 360 inputs))'), or the candidate with every
+    quantized weighted layer in float does."""
+    from edgekit.report.figures import gate_failures
+
+    fp32 = outcome.fp32
+    if fp32.error is None and fp32.gates.get("passed") is False:
+        return f"the {_fp32_name(outcome)} model itself misses it ({gate_failures(fp32.gates)})"
+    weighted = set(outcome.weighted)
+    every = [s for s in outcome.steps[1:] if weighted and weighted <= set(s.float_layers) and not s.error]
+    if every and not every[-1].passed:
+        return (
+            f"with every quantized weighted layer in float ({len(weighted)}) it still misses "
+            f"({gate_failures(every[-1].gates)})"
+        )
+    return None
+
+
+def _fp32_name(outcome: Any) -> str:
+    return str(outcome.format).replace("-int8", "-fp32")
 
 
 def _tried(outcome: Any) -> str:
