@@ -182,3 +182,35 @@ def test_fix_judges_the_fp32_model_by_the_int8_gate(tmp_path: Path) -> None:
         "cannot be reached by keeping layers in float: the ncnn-fp32 model itself misses it (max_abs_error"
         in said
     )
+
+
+def test_a_missed_value_is_never_rounded_up_to_its_limit_and_the_row_names_the_gate() -> None:
+    """'4 worst 0.048 MB 0.016 0.999950 ... missed' for a cosine of 0.9999498953261001 under min_cosine 0.99995:
+    rounded up to the limit it missed, and no word of which gate. And the summary's 'top-1 99.44% (fp32 99.44%)'
+    was accuracy against the labels, its reference the ONNX model: said in convert's words."""
+    from edgekit.cli import analyze as cli
+
+    def step(cosine: float, label: str) -> Candidate:
+        ok = cosine >= 0.99995
+        gates = {
+            "passed": ok,
+            "checks": [{"gate": "min_cosine", "limit": 0.99995, "value": cosine, "passed": ok}],
+        }
+        return Candidate(["a"], [], 48_000, 0.016, {"cosine": cosine, "top1": 0.99444}, gates, label=label)
+
+    outcome = FixResult(
+        "tflite-int8",
+        step(0.99999, "fp32"),
+        [step(0.9999498953261001, "4 worst"), step(0.999988, "6 worst")],
+        "",
+    )
+    with cli.console.capture() as captured:
+        cli.console.print(cli.fix_table(outcome), width=300)
+    row = next(line for line in captured.get().splitlines() if "4 worst" in line)
+    assert "0.999950" not in row and " 0.999949 " in row, row
+    assert "missed min_cosine 0.9999499 vs limit 0.99995 (-1e-07)" in row, row
+    assert "top-1 99.44 %" in row, row
+    fid = {"cosine": 0.998856, "top1": 0.99444, "top1_reference": 0.99444, "top1_agreement": 0.9972}
+    said = cli._summary(fid | {"gates": {"passed": True, "checks": [{"gate": "min_cosine", "limit": 0.98}]}})
+    assert "accuracy (labels): top-1 99.4 % (ONNX 99.4 %)" in said and "fp32" not in said, said
+    assert "agreement with ONNX: agree 99.7 %" in said, said

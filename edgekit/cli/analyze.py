@@ -24,7 +24,7 @@ from edgekit.cli.outputs import check_output_file
 from edgekit.errors import UsageError
 from edgekit.formats import Format
 from edgekit.paths import write_atomic
-from edgekit.report.figures import megabytes
+from edgekit.report.figures import agreement, gate_check, megabytes, same_precision, task_metric
 from edgekit.terminal import Console, plain
 
 console = Console()
@@ -136,12 +136,17 @@ def _finite(value: Any) -> Any:
 
 
 def _summary(fid: dict[str, Any]) -> str:
-    parts = [f"whole model vs ONNX: cosine {fid.get('cosine', float('nan')):.6f}"]
-    if "top1" in fid:
-        parts.append(f"top-1 {fid['top1']:.2%} (fp32 {fid['top1_reference']:.2%})")
-    if "map50" in fid:
-        parts.append(f"mAP@0.5 {fid['map50']:.3f} (fp32 {fid['map50_reference']:.3f})")
+    """The artifact's whole-model check in convert's words: agreement with the ONNX model (cosine, rounded down
+    to differ from its gate), accuracy against the labels (the ONNX model's in brackets; it said 'fp32')."""
     gates = fid.get("gates") or {}
+    cosine = fid.get("cosine", float("nan"))
+    (text,) = same_precision([cosine], _limits(gates, "min_cosine"), digits=6, down=True)
+    parts = [f"whole model vs ONNX: cosine {text}"]
+    metric, agree = task_metric(fid), agreement(fid)
+    if metric:
+        parts.append(f"accuracy (labels): {metric}")
+    if agree:
+        parts.append(f"agreement with ONNX: {agree}")
     if gates.get("checks"):
         parts.append("gate " + ("[green]met[/]" if gates.get("passed") else "[red]missed[/]"))
     return "; ".join(parts)
@@ -187,17 +192,24 @@ def fix_table(outcome: Any) -> Table:
         "(host latency: 1 thread, this machine, not a device)",
         box=box.SIMPLE_HEAD,
     )
-    for col in ("in float", "size", "host ms", "cosine", "metric", "gate"):
+    for col in ("in float", "size", "host ms", "cosine", "accuracy (labels)", "gate"):
         table.add_column(col, justify="right", no_wrap=True)
     fp32 = outcome.fp32
+    rows = [fp32, *outcome.steps]
+    # rounded down and apart from the gate's limit: 0.9999499 under min_cosine 0.99995 printed as 0.999950
+    measured = [r for r in rows if not r.error and "cosine" in r.numbers]
+    limits = [x for r in rows for x in _limits(r.gates, "min_cosine")]
+    cosines = dict(
+        zip(map(id, measured), same_precision([r.numbers["cosine"] for r in measured], limits, 6, down=True))
+    )
     judged = bool(fp32.gates.get("checks")) and not fp32.error  # by the INT8 gate
     table.add_row(
         "fp32 model",
         megabytes(fp32.size_bytes),
         f"{fp32.host_ms:.3f}",
-        f"{fp32.numbers['cosine']:.6f}" if "cosine" in fp32.numbers else "-",
+        cosines.get(id(fp32), "-"),
         _metric(fp32.numbers),
-        ("[green]met[/]" if fp32.passed else "[red]missed[/]") if judged else "-",
+        _verdict(fp32) if judged else "-",
     )
     for step in outcome.steps:
         label = step.label or (str(len(step.float_layers)) if step.float_layers else "none (plain INT8)")
@@ -208,9 +220,9 @@ def fix_table(outcome: Any) -> Table:
             label,
             megabytes(step.size_bytes),
             f"{step.host_ms:.3f}",
-            f"{step.numbers.get('cosine', 0):.6f}",
+            cosines.get(id(step), "-"),
             _metric(step.numbers),
-            "[green]met[/]" if step.passed else "[red]missed[/]",
+            _verdict(step),
         )
     refused = [s for s in outcome.steps if s.error]
     if refused:
@@ -362,11 +374,28 @@ def _tried(outcome: Any) -> str:
 
 
 def _metric(numbers: dict[str, Any]) -> str:
+    """Accuracy against the labels, rounded down (99.44 %, never up to a figure it did not reach)."""
     if "top1" in numbers:
-        return f"top-1 {numbers['top1']:.2%}"
+        return f"top-1 {math.floor(numbers['top1'] * 10_000 + 1e-9) / 100:.2f} %"
     if "map50" in numbers:
-        return f"mAP@0.5 {numbers['map50']:.3f}"
+        return f"mAP50 {math.floor(numbers['map50'] * 1000 + 1e-9) / 1000:.3f}"
     return "-"
+
+
+def _limits(gates: dict[str, Any], gate: str) -> list[float]:
+    """The limit of `gate` among a verdict's checks (none when the recipe sets no such gate)."""
+    return [c["limit"] for c in gates.get("checks") or [] if c["gate"] == gate]
+
+
+def _verdict(step: Any) -> str:
+    """'met', or 'missed min_cosine 0.9999499 vs limit 0.99995 (-5e-08)': which gate, and by how much."""
+    if step.passed:
+        return "[green]met[/]"
+    failed = [c for c in step.gates.get("checks") or [] if not c["passed"]]
+    said = "; ".join(
+        f"{c['gate']} {gate_check(c['value'], c['limit'])} ({c['value'] - c['limit']:+.2g})" for c in failed
+    )
+    return f"[red]missed[/] {plain(said)}" if said else "[red]missed[/]"
 
 
 def register(app: typer.Typer) -> None:
