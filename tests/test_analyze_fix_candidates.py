@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edgekit.analysis.analyze import Analysis
 from edgekit.analysis.float_fallback import Candidate, FixResult, candidates, plan
 from edgekit.analysis.tensors import LayerError
@@ -122,6 +124,8 @@ def test_fix_reaches_a_gate_only_every_weighted_layer_in_float_meets(tmp_path: P
     assert out.exit_code == 0, said
     assert "gate met with 7 worst in float (7 layer(s))" in said, said
     assert "/15/Conv" in said.split("gate met with")[1], said
+    # every weighted layer float: the fp32 model in an INT8 file (the count held GlobalAveragePool and Flatten)
+    assert "every quantized layer is float in it" in said and "ship onnx-fp32 instead" in said, said
 
 
 def test_a_gate_the_fp32_model_misses_is_said_to_be_out_of_reach_naming_the_gate() -> None:
@@ -214,3 +218,18 @@ def test_a_missed_value_is_never_rounded_up_to_its_limit_and_the_row_names_the_g
     said = cli._summary(fid | {"gates": {"passed": True, "checks": [{"gate": "min_cosine", "limit": 0.98}]}})
     assert "accuracy (labels): top-1 99.4 % (ONNX 99.4 %)" in said and "fp32" not in said, said
     assert "agreement with ONNX: agree 99.7 %" in said, said
+
+
+@pytest.mark.parametrize(("weighted", "size"), [(WEIGHTED, 51_000), (WEIGHTED[:6], 80_000)])
+def test_a_candidate_that_is_the_fp32_model_in_an_int8_file_says_to_ship_fp32(
+    weighted: list[str], size: int
+) -> None:
+    """onnx-int8 with all 7 weighted layers in float: no warning, as the count held GlobalAveragePool and Flatten
+    (9 quantized). The warning counts weighted layers, and says so too of a candidate as large as fp32."""
+    steps = [_candidate([], 0.999873, False), _candidate(weighted, 0.999997, True, f"{len(weighted)} worst")]
+    steps[-1].size_bytes = size
+    fp32 = _candidate([], 0.999999, True)
+    fp32.size_bytes = 76_000
+    failed, said = _summary(FixResult("onnx-int8", fp32, steps, "/tmp/x", WEIGHTED))
+    assert not failed
+    assert "ship onnx-fp32 instead" in said, said

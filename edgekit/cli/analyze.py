@@ -114,7 +114,7 @@ def analyze_cmd(
             outcome = run_fix(loaded, fmt, result, max_float=max_float, progress=progress)
             console.print(fix_table(outcome))
             failed = _fix_summary(
-                outcome, max_float, loaded.int8.model_dump(mode="json"), len(result.worst())
+                outcome, max_float, loaded.int8.model_dump(mode="json"), len(result.weighted())
             )
             record["fix"] = outcome.to_dict()
     if json_path:
@@ -247,8 +247,8 @@ def int8_block(current: dict[str, Any], fmt: str, chosen: Any) -> str:
 
 
 def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any], quantized: int) -> bool:
-    """Print the outcome; True when no candidate met the gate. `quantized`: how many layers the analysis found
-    quantized (all of them in float is the fp32 model in an INT8 file)."""
+    """Print the outcome; True when no candidate met the gate. `quantized`: how many quantized weighted layers
+    the analysis found (all of them in float is the fp32 model in an INT8 file)."""
     chosen, plain_int8 = outcome.chosen, outcome.steps[0]
     tried = outcome.steps[1:]
     if chosen is None and tried and all(s.error for s in tried):  # no candidate ran: calibration is not why
@@ -307,11 +307,21 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
         f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {plain(Path(chosen.files[0]).parent)}",
         highlight=False,
     )
-    if quantized and len(set(chosen.float_layers)) >= quantized:
+    weighted = set(outcome.weighted)
+    if (weighted and weighted <= set(chosen.float_layers)) or (
+        quantized and not weighted and len(set(chosen.float_layers)) >= quantized
+    ):  # by name: onnx-int8's GlobalAveragePool and Squeeze are quantized too, but never a candidate
         console.print(
             "[yellow]every quantized layer is float in it[/]: that is the fp32 model in an INT8 file; ship "
-            f"{outcome.format.replace('-int8', '-fp32')} instead, or give more calibration data (the recipe's "
+            f"{_fp32_name(outcome)} instead, or give more calibration data (the recipe's "
             "calibration: data) or a looser gate",
+            highlight=False,
+        )
+    elif chosen.size_bytes >= outcome.fp32.size_bytes:
+        console.print(
+            f"[yellow]it is no smaller than the fp32 model[/] ({megabytes(chosen.size_bytes)} vs "
+            f"{megabytes(outcome.fp32.size_bytes)}): ship {_fp32_name(outcome)} instead, or give more calibration "
+            "data (the recipe's calibration: data) or a looser gate",
             highlight=False,
         )
     if outcome.format in (
