@@ -233,3 +233,29 @@ def test_a_candidate_that_is_the_fp32_model_in_an_int8_file_says_to_ship_fp32(
     failed, said = _summary(FixResult("onnx-int8", fp32, steps, "/tmp/x", WEIGHTED))
     assert not failed
     assert "ship onnx-fp32 instead" in said, said
+
+
+@pytest.mark.parametrize(
+    ("fmt", "line"),
+    [("ncnn-int8", "ncnn_float_layers: [nosuch]"), ("onnx-int8", 'onnx_float_nodes: ["/nosuch"]')],
+)
+def test_a_float_layer_the_model_lacks_is_the_recipes_mistake_exit_2_at_the_recipe(
+    tmp_path: Path, fmt: str, line: str
+) -> None:
+    """badname.yaml / badnode2.yaml: analyze wrapped the RecipeError as an AnalysisError (exit 1), and ncnn's
+    named a converter's scratch file, deleted by then, as where."""
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+
+    path = tmp_path / "badname.yaml"
+    text = IMPOSSIBLE.format(weights=WEIGHTS_DIR / "digits.pt").replace("formats: [ncnn-fp32, ncnn-int8]", "")
+    path.write_text(text + f"formats: [{fmt}]\nint8: {{{line}}}\n")
+    out = CliRunner().invoke(
+        app, ["analyze", str(path), "--format", fmt, "--samples", "4"], terminal_width=400
+    )
+    from edgekit.errors import RecipeError
+
+    assert type(out.exception) is RecipeError and out.exception.exit_code == 2, repr(out.exception)
+    said = str(out.exception)
+    assert said.startswith(f"{path}: ") and "nosuch" in said and "cache/work" not in said, said

@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit import paths
 from edgekit.analysis.tensors import LayerError
 from edgekit.convert.base import Artifact
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, RecipeError
 from edgekit.formats import Format, Precision, Runtime
 from edgekit.recipe import Recipe
 
@@ -111,7 +112,17 @@ def artifacts_for(recipe: Recipe, fmt: Format, progress: Progress) -> tuple[Arti
     from edgekit.convert.pipeline import convert_recipe
 
     ref_fmt = fmt.fp32_reference
-    arts = {a.format: a for a in convert_recipe(recipe, [ref_fmt, fmt], keep_going=True, progress=progress)}
+    try:  # not keep_going: that folds a RecipeError into a failed artifact, said as an AnalysisError (exit 1)
+        made = convert_recipe(recipe, [ref_fmt, fmt], progress=progress)
+    except RecipeError as err:  # the recipe's mistake (a float layer it names the model lacks): exit 2, at it
+        if not err.where or Path(err.where).is_relative_to(paths.cache_dir() / "work"):
+            err.where = str(recipe.path)  # not a converter's scratch file, deleted by now
+        raise
+    except EdgekitError as err:  # a failed conversion or a missed gate: the artifacts, judged below
+        if getattr(err, "artifacts", None) is None:
+            raise
+        made = err.artifacts  # type: ignore[attr-defined]
+    arts = {a.format: a for a in made}
     for f in (ref_fmt, fmt):
         if not arts[f].files:
             raise AnalysisError(f"{f.value} could not be converted: {arts[f].error}", where=str(recipe.path))
