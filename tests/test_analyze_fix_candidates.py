@@ -259,3 +259,12 @@ def test_a_float_layer_the_model_lacks_is_the_recipes_mistake_exit_2_at_the_reci
     assert type(out.exception) is RecipeError and out.exception.exit_code == 2, repr(out.exception)
     said = str(out.exception)
     assert said.startswith(f"{path}: ") and "nosuch" in said and "cache/work" not in said, said
+
+
+def test_the_cost_of_a_recipe_that_keeps_layers_float_is_against_its_current_artifact() -> None:
+    """own.yaml keeps 4 layers float: the cost line compared with that artifact and called it 'plain INT8'."""
+    steps = [_candidate(WEIGHTED[:4], 0.99998, False, "as the recipe keeps it (4 float)")]
+    steps.append(_candidate(WEIGHTED[:5], 0.999997, True, "the recipe's 4 + 1 worst"))
+    failed, said = _summary(FixResult("ncnn-int8", _candidate([], 0.999999, True), steps, "/tmp/x", WEIGHTED))
+    assert not failed
+    assert "vs the recipe's current artifact" in said and "plain INT8" not in said, said

@@ -294,6 +294,10 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
         console.print("the plain INT8 artifact already meets the recipe's gate: nothing to keep in float")
         return False
     size = chosen.size_bytes - plain_int8.size_bytes
+    # steps[0] is the recipe's own artifact: plain INT8 only when the recipe keeps nothing in float
+    baseline = (
+        "the recipe's current artifact" if plain_int8.label.startswith("as the recipe") else "plain INT8"
+    )
     grown = f"{size:+,} bytes" if abs(size) < 10_000 else ("+" if size >= 0 else "-") + megabytes(abs(size))
     console.print(
         f"[green]gate met[/] with {chosen.label or len(chosen.float_layers)} in float "
@@ -302,7 +306,7 @@ def _fix_summary(outcome: Any, max_float: int | None, recipe_int8: dict[str, Any
         highlight=False,
     )
     console.print(
-        f"cost: {grown} ({size / plain_int8.size_bytes:+.0%} vs plain INT8; fp32 is "
+        f"cost: {grown} ({size / plain_int8.size_bytes:+.0%} vs {baseline}; fp32 is "
         f"{megabytes(outcome.fp32.size_bytes)}), host latency {plain_int8.host_ms:.3f} -> {chosen.host_ms:.3f} ms "
         f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {plain(Path(chosen.files[0]).parent)}",
         highlight=False,
