@@ -268,3 +268,20 @@ def test_the_cost_of_a_recipe_that_keeps_layers_float_is_against_its_current_art
     failed, said = _summary(FixResult("ncnn-int8", _candidate([], 0.999999, True), steps, "/tmp/x", WEIGHTED))
     assert not failed
     assert "vs the recipe's current artifact" in said and "plain INT8" not in said, said
+
+
+def test_convert_names_the_recipe_for_an_ncnn_float_layer_the_model_lacks(tmp_path: Path) -> None:
+    """`edgekit convert badname.yaml --format ncnn-int8` named the converter's scratch copy of the model
+    (.../cache/work/NcnnConverter-.../model.param, deleted by then) as where the mistake was."""
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+    from edgekit.errors import RecipeError
+
+    path = tmp_path / "badname.yaml"
+    text = IMPOSSIBLE.format(weights=WEIGHTS_DIR / "digits.pt").replace("formats: [ncnn-fp32, ncnn-int8]", "")
+    path.write_text(text + "formats: [ncnn-int8]\nint8: {ncnn_float_layers: [nosuch]}\n")
+    out = CliRunner().invoke(app, ["convert", str(path), "--format", "ncnn-int8"], terminal_width=400)
+    assert type(out.exception) is RecipeError and out.exception.exit_code == 2, repr(out.exception)
+    said = str(out.exception)
+    assert said.startswith(f"{path}: ") and "nosuch" in said and "cache/work" not in said, said

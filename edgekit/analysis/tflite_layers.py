@@ -43,7 +43,7 @@ def tflite_layers(
         name = alias.get(op["out"], op["out"])  # the float model's name: what selective quantization takes
         seen = prop.get(op["out"])
         if seen is None:
-            if op["int8"]:  # own error 0: ranked last, and never a layer --fix keeps in float on no evidence
+            if op["int8"]:  # own error 0: ranked last (--fix tries it last, when it holds weights)
                 nan = float("nan")
                 out.append(
                     LayerError(

@@ -27,7 +27,7 @@ from edgekit.convert.base import Converter
 from edgekit.convert.ncnn.param import NcnnGraph, read_param
 from edgekit.convert.ncnn.runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
 from edgekit.convert.tool_process import plain_output
-from edgekit.errors import ConversionError, EdgekitError, exit_text
+from edgekit.errors import ConversionError, EdgekitError, RecipeError, exit_text
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
 
@@ -162,7 +162,14 @@ def _quantize(
             return report
 
         float_options = {**INT8_OPTIONS, "use_int8_inference": False}  # a float layer in the int8 artifact
-        plan, report, why_none = ncnn_plan.plan_and_build(build, src_param, param, float_options, progress)
+        try:
+            plan, report, why_none = ncnn_plan.plan_and_build(
+                build, src_param, param, float_options, progress
+            )
+        except RecipeError as exc:  # `ncnn_float_layers: [nosuch]`: the recipe's mistake, said at the recipe
+            if recipe is not None:  # (it named the scratch copy of the model, removed before anyone reads it)
+                exc.where = str(recipe.path)
+            raise
         if plan is not None and not report.quantized:  # int8 lost on every layer: ship the fp32 model as is
             shutil.copyfile(src_param, param)
             shutil.copyfile(src_bin, bin_path)
