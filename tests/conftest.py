@@ -35,6 +35,7 @@ HOST_ONLY = frozenset(
         "test_accuracy.py",
         "test_agent_figures.py",
         "test_analyze.py",
+        "test_analyze_fix_candidates.py",
         "test_analyze_two_outputs.py",
         "test_any_onnx.py",
         "test_bad_input_models.py",
