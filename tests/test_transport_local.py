@@ -71,3 +71,36 @@ def test_timeout_kills_the_whole_process_group(local) -> None:
         if marker in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE
     ]
     assert alive == []
+
+
+def test_a_command_runs_with_more_than_1024_files_open(local, tmp_path: Path) -> None:
+    """The output reader used select(), which refuses a descriptor numbered 1024 or more: with 1,100 files open
+    (a long deploy's threads and connections) run() raised ValueError and left the command running."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [open(tmp_path / "held", "a") for _ in range(1100)]  # noqa: SIM115 - held open on purpose
+    try:
+        res = local.run(["sh", "-c", "echo hi"], timeout=30)
+    finally:
+        for f in held:
+            f.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert res.exit_status == 0 and res.stdout.strip() == "hi"
+
+
+def test_a_failing_output_callback_stops_the_command(local, tmp_path: Path) -> None:
+    """on_output raising (a progress line printed into a closed pipe: `edgekit deploy ... | head`) left the command
+    running in its own session, out of Ctrl-C's reach: its process group is stopped before the error goes on."""
+    marker = tmp_path / "survived"
+
+    def broken(_text: str) -> None:
+        raise BrokenPipeError("stdout closed")
+
+    with pytest.raises(BrokenPipeError):
+        local.run(["sh", "-c", f"echo hi; sleep 3; echo done > {marker}"], timeout=30, on_output=broken)
+    time.sleep(4)
+    assert not marker.exists()

@@ -9,7 +9,7 @@ What a device sends is held to the bounds of edgekit.transport.limits, as on eve
 from __future__ import annotations
 
 import os
-import select
+import selectors
 import shlex
 import shutil
 import signal
@@ -124,6 +124,14 @@ class LocalTransport(Transport):
                 proc.pid,
             )
             raise stopped from None
+        except Interrupted:
+            raise  # _wait stopped the group already
+        except (
+            BaseException
+        ):  # on_output failed (edgekit's stdout piped into `head`), a bug: the child never outlives it
+            streams.on_output = None
+            _kill_group(proc, streams)
+            raise
         return RunResult(
             command,
             proc.returncode,
@@ -180,6 +188,10 @@ class _Streams:
             proc.stderr.fileno(): (proc.stderr, err),
         }
         self.stdout = proc.stdout.fileno()
+        # poll, not select(): select() refuses a descriptor numbered 1024 or more (a long deploy's open files)
+        self.selector = selectors.DefaultSelector()
+        for fd in self.open:
+            self.selector.register(fd, selectors.EVENT_READ)
 
     def done(self) -> bool:
         return not self.open
@@ -189,13 +201,12 @@ class _Streams:
         if not self.open:
             time.sleep(timeout)
             return
-        ready, _, _ = select.select(list(self.open), [], [], timeout)
-        for fd in ready:
-            pipe, buf = self.open[fd]
+        for key, _ in self.selector.select(timeout):
+            fd = int(key.fd)
+            buf = self.open[fd][1]
             chunk = os.read(fd, 1 << 16)
             if not chunk:
-                pipe.close()
-                del self.open[fd]
+                self._close(fd)
                 continue
             buf += chunk
             keep_bounded(buf)
@@ -206,9 +217,14 @@ class _Streams:
         """Read on until both streams end or `until` (monotonic) passes; then close what is left open."""
         while self.open and time.monotonic() < until:
             self.read(min(0.1, max(0.0, until - time.monotonic())))
-        for pipe, _ in self.open.values():
-            pipe.close()
-        self.open.clear()
+        for fd in list(self.open):
+            self._close(fd)
+
+    def _close(self, fd: int) -> None:
+        self.selector.unregister(fd)
+        self.open.pop(fd)[0].close()
+        if not self.open:
+            self.selector.close()
 
 
 def _kill_group(proc: subprocess.Popen[bytes], streams: _Streams) -> None:
