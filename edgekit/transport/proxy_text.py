@@ -11,19 +11,25 @@ from pathlib import Path
 
 MASK = "***"
 # an option or NAME=VALUE whose name says it holds a secret: its value is masked (`--service-token-secret X`,
-# `--password=X`, `TOKEN=X`, `--auth X`, `PROXY_AUTH=X`; not `--author`)
+# `--password=X`, `TOKEN=X`, `--auth X`, `PROXY_AUTH=X`, PuTTY's `-pw X`; not `--author`)
 _SECRET_NAME = re.compile(
-    r"token|secret|passw|passphrase|pwd|api[-_]?key|credential|bearer|(?:^|[-_])auth$", re.I
+    r"token|secret|passw|passphrase|pwd|api[-_]?key|credential|bearer|(?:^|[-_])auth$|^pw$", re.I
 )
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)@")
 # `-p X`, `-P X` give a password to many tools (sshpass, mysql, tunnels), but a port to others: a number or `%p`,
 # an option or a path (`ssh -p 2222`, `mkdir -p /x`) is no secret
 _NO_SECRET_AFTER_P = re.compile(r"\d+$|[%/~.-]|$")
-# what a tool prints of an HTTP credential: `Authorization: Bearer X`, `Authorization: X`, `Bearer X` (but not
+# what a tool prints of an HTTP credential: `Authorization: Bearer X` (or Basic, Token...), `Bearer X` (but not
 # `bearer token`: a lowercase word is no credential)
 _HEADER = re.compile(
-    r"(\bauthorization:\s*(?:(?:bearer|basic|token|digest|negotiate)\s+)?|\bbearer\s+(?!(?-i:[a-z]+)\b))"
+    r"(\bauthorization:\s*(?:bearer|basic|token|digest|negotiate)\s+|\bbearer\s+(?!(?-i:[a-z]+)\b))"
     r"([^\s'\"`,;()\[\]{}<>]+)",
+    re.IGNORECASE,
+)
+# `Authorization: X` without a scheme masks X only when it looks like a token (16 characters and more, not a plain
+# word): `HTTP 401 Authorization: failed for user bob` says no secret
+_HEADER_TOKEN = re.compile(
+    r"(\bauthorization:\s*)(?!(?-i:[a-z]+(?:-[a-z]+)*)(?![\w.~+/=-]))[\w.~+/=-]{16,}(?![\w.~+/=-])",
     re.IGNORECASE,
 )
 _SHORTEST = 3  # a shorter value cannot be told from ordinary text where a proxy's output repeats it
@@ -39,13 +45,21 @@ def _words(command: str) -> list[str]:
 
 
 def secret_after(option: str, value: str) -> bool:
-    """Whether `value`, the word after `option`, is a secret: `option` is named as one (`--token`, `--auth`), or
-    is `-p`/`-P` and `value` no port or path."""
-    if not option.startswith("-") or "=" in option:
-        return False
+    """Whether `value`, the word after `option` in a proxy command, is a secret: `option` is named as one
+    (`--token`, `--auth`), or is `-p`/`-P` and `value` no port or path."""
     if option in ("-p", "-P"):
         return not _NO_SECRET_AFTER_P.match(value)
-    return bool(_SECRET_NAME.search(option.lstrip("-")))
+    return secret_option(option)
+
+
+def secret_option(option: str) -> bool:
+    """Whether `option` is named as one holding a secret, whatever the program (`--token`, `--auth`, `-pw`)."""
+    return option.startswith("-") and "=" not in option and bool(_SECRET_NAME.search(option.lstrip("-")))
+
+
+def secret_name(name: str) -> bool:
+    """Whether `name` of `NAME=X` or `--name=X` says X is a secret (`TOKEN`, `--password`)."""
+    return bool(_SECRET_NAME.search(name.lstrip("-")))
 
 
 def masked_word(word: str) -> str:
@@ -56,7 +70,7 @@ def masked_word(word: str) -> str:
 def _masked_word(word: str) -> tuple[str, list[str]]:
     name, eq, value = word.partition("=")
     secrets = []
-    if eq and _SECRET_NAME.search(name.lstrip("-")):
+    if eq and secret_name(name):
         word, secrets = f"{name}={MASK}", [value]
     secrets += [m.group(2) for m in _URL_PASSWORD.finditer(word)]
     return _URL_PASSWORD.sub(rf"\1{MASK}@", word), secrets
@@ -103,8 +117,9 @@ def secrets_of(command: str) -> list[str]:
 
 
 def masked_headers(text: str) -> str:
-    """`text` with an HTTP credential a tool printed (`Authorization: Bearer X`, `Bearer X`) shown as ***."""
-    return _HEADER.sub(rf"\1{MASK}", text)
+    """`text` with an HTTP credential a tool printed (`Authorization: Bearer X`, `Bearer X`, `Authorization: X`
+    where X looks like a token) shown as ***."""
+    return _HEADER_TOKEN.sub(rf"\1{MASK}", _HEADER.sub(rf"\1{MASK}", text))
 
 
 def program_of(command: str) -> str:
