@@ -61,4 +61,24 @@ def someone_elses(top: str, path: Path) -> bool:
             dists.append(importlib.metadata.distribution(name))
         except (importlib.metadata.PackageNotFoundError, ValueError):
             continue
+    owner = _owner(
+        path, dists
+    )  # in a namespace shared by several distributions, the one that installed the file
+    if owner is not None:
+        return not from_local_files(owner)
     return bool(dists) and not any(from_local_files(d) for d in dists)
+
+
+def _owner(
+    path: Path, dists: list[importlib.metadata.Distribution]
+) -> importlib.metadata.Distribution | None:
+    """The distribution whose record lists `path`, or None: one local distribution of a namespace package (acme)
+    vouched for another's index-installed module (acme.tools)."""
+    if len(dists) < 2:
+        return dists[0] if dists else None
+    real = os.path.realpath(path)
+    for dist in dists:
+        for file in dist.files or []:
+            if file.name == path.name and os.path.realpath(str(dist.locate_file(file))) == real:
+                return dist
+    return None

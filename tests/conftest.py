@@ -40,6 +40,7 @@ HOST_ONLY = frozenset(
         "test_any_onnx.py",
         "test_bad_input_models.py",
         "test_bad_target_input.py",
+        "test_builder_owners.py",
         "test_cache.py",
         "test_cache_model_code.py",
         "test_convert_figures.py",

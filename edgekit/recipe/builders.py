@@ -7,6 +7,7 @@ evaluator or deserializer, reached by name or through attributes; what goes wron
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.machinery
 import importlib.util
@@ -245,6 +246,7 @@ MODEL_ZOOS = (
     "keras.src.applications",
     "tensorflow.keras.applications",
     "tf_keras.applications",
+    "tf_keras.src.applications",
 )
 
 
@@ -326,7 +328,12 @@ def _from_source() -> Iterator[None]:
 
 def _someone_elses(obj: Any) -> bool:
     """Whether `obj` is defined in a package someone else published (pyfiles.someone_elses): compiled or built in,
-    the standard library, or installed from a package index or a VCS; the user's own code and packages are not."""
+    the standard library, or installed from a package index or a VCS; the user's own code and packages are not. A
+    `functools.partial` is judged by the function it wraps, a callable object by its class."""
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    if not isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, type)):
+        obj = type(obj)
     name = str(getattr(obj, "__module__", "") or "")
     file = getattr(sys.modules.get(name), "__file__", None)
     if not file or not file.endswith(".py"):
