@@ -57,6 +57,7 @@ HOST_ONLY = frozenset(
         "test_input_layout.py",
         "test_keras.py",
         "test_locks.py",
+        "test_masking_precision.py",
         "test_metrics.py",
         "test_ncnn_graph_bounds.py",
         "test_ncnn_int8.py",
