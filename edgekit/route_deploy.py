@@ -40,10 +40,28 @@ def routes_for_deploy(result: DeployResult, threads: int | None = None) -> list[
 
 
 def same_models(artifacts: list[ArtifactInfo]) -> dict[str, tuple[str, str]]:
-    """Artifact -> (the artifact it is the very same model as, why), for artifacts of one runtime whose model
-    files are byte-identical and whose runtime options agree (an ncnn sidecar's `options`; the rest of a sidecar
-    is notes): an ncnn-int8 whose speed plan kept no layer int8 is ncnn-fp32's .param and .bin. The one kept is
-    the fp32 one (else the first by name). Files no longer on disk claim nothing."""
+    """Artifact -> (the artifact it is the very same model as, why), as deploy recorded it (record_same_models):
+    a stored run's files may be gone (a pruned cache, `runs import` elsewhere) or rewritten, and read now they
+    made ncnn-int8 1.52x ncnn-fp32 again. Only a result with no record (stored before) is judged by its files,
+    and then only while they are on disk (same_files)."""
+    if any(a.same_model_checked for a in artifacts):
+        return {a.id: (a.same_model_as, a.same_model_why) for a in artifacts if a.same_model_as is not None}
+    return same_files(artifacts)
+
+
+def record_same_models(artifacts: list[ArtifactInfo]) -> None:
+    """Record on each artifact which other it is the very same model as (same_files), while deploy has the files."""
+    twins = same_files(artifacts)
+    for art in artifacts:
+        art.same_model_as, art.same_model_why = twins.get(art.id, (None, ""))
+        art.same_model_checked = True
+
+
+def same_files(artifacts: list[ArtifactInfo]) -> dict[str, tuple[str, str]]:
+    """same_models read from disk: artifacts of one runtime whose model files are byte-identical and whose
+    runtime options agree (an ncnn sidecar's `options`; the rest of a sidecar is notes): an ncnn-int8 whose speed
+    plan kept no layer int8 is ncnn-fp32's .param and .bin. The one kept is the fp32 one (else the first by
+    name). Files no longer on disk claim nothing."""
     by_size: dict[tuple[str, ...], list[ArtifactInfo]] = {}  # files are read only where the sizes match
     for art in artifacts:
         sizes = _sizes(art) if art.status == "ok" and art.files else None

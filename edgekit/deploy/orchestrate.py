@@ -42,6 +42,7 @@ from edgekit.errors import ConversionError, Interrupted, OutputFileError, UsageE
 from edgekit.paths import write_atomic
 from edgekit.recipe import Recipe
 from edgekit.results import ArtifactInfo, DeployResult, TargetRun
+from edgekit.route_deploy import record_same_models
 from edgekit.runtimes import host_only_artifact
 from edgekit.target import HOST_COLUMN, Target, TransportKind, load_target
 
@@ -122,6 +123,7 @@ def deploy(
         say_unreachable(list(resolved.values()), say)
     artifacts = list(artifacts) if artifacts is not None else _convert(recipe, opts, say)
     result.artifacts = [artifact_info(a) for a in artifacts]
+    record_same_models(result.artifacts)  # decided now, while the files exist (a stored run's may be pruned)
     writer.write()
     deployable = [AgentArtifact.from_artifact(a) for a in artifacts if a.files]
     run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
