@@ -73,6 +73,7 @@ HOST_ONLY = frozenset(
         "test_recipe_package.py",
         "test_report_scale_fixes.py",
         "test_route_claims.py",
+        "test_same_model_stored.py",
         "test_secret_echo.py",
         "test_tflite_dynamic_shape.py",
         "test_tflite_layout.py",
