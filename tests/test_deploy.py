@@ -318,9 +318,9 @@ def test_deploy_profile_puts_per_layer_data_in_the_json(pi4_emu: Target, tmp_pat
     prof = runs["pi4-emu"].profiles["ncnn-fp32"]
     assert prof["status"] == "ok" and prof["cpu"] == "cortex-a72" and prof["threads"] == 1
     assert [layer["name"] for layer in prof["layers"]] == names
-    # the layers' own counts make up the whole inference but the extractor's bookkeeping (a large share of a
-    # model this small: 100.02 % coverage for mobilenetv2, README)
-    assert 0.6 < prof["coverage"] <= 1.0 and all(layer["instructions"] > 0 for layer in prof["layers"])
+    # the layers' own counts make up the whole inference but ncnn's own per-inference work, counted apart (a net
+    # of the Input alone): coverage of the rest is near 100 % (100.64 % here, 100.41 % for tiny on pi5-emu)
+    assert 0.9 < prof["coverage"] <= 1.1 and all(layer["instructions"] > 0 for layer in prof["layers"])
     assert runs["pi4-emu"].profiles["tflite-fp32"]["status"] == "skipped"
     host = measurements(runs["host"])
     assert [layer.name for layer in host["ncnn-fp32", 1].layer_ms] == names  # type: ignore[attr-defined]
