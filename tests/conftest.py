@@ -25,6 +25,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,6 +109,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         host = item.path.name in HOST_ONLY and "pi4_emu" not in getattr(item, "fixturenames", ())
         item.add_marker(pytest.mark.xdist_group("host" if host else "devices"))
+
+
+@pytest.fixture(scope="module")
+def relu_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """A one-node ONNX model (Relu) as the agent's artifact, and four evaluation inputs for it (the device-result
+    tests: a real agent behind a wrapper that alters what it wrote or says)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgekit.deploy.request import AgentArtifact
+
+    folder = tmp_path_factory.mktemp("model")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+    )
+    made = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    made.ir_version = 8
+    onnx.save(made, str(folder / "relu.onnx"))
+    inputs = folder / "inputs.npy"
+    np.save(inputs, np.random.default_rng(0).standard_normal((4, 1, 16)).astype(np.float32))
+    return AgentArtifact.from_path(folder / "relu.onnx"), inputs
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

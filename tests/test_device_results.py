@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.session import TargetSession
@@ -21,24 +19,6 @@ from edgekit.errors import AgentError, ConnectionLost
 from edgekit.results import AgentResult, DeviceFacts, Measurement, TargetRun
 from edgekit.target import Target, TransportKind
 from edgekit.transport.local import LocalTransport
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[AgentArtifact, Path]:
-    """A one-node ONNX model (Relu) and four evaluation inputs for it."""
-    folder = tmp_path_factory.mktemp("model")
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
-    )
-    made = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    made.ir_version = 8
-    onnx.save(made, str(folder / "relu.onnx"))
-    inputs = folder / "inputs.npy"
-    np.save(inputs, np.random.default_rng(0).standard_normal((4, 1, 16)).astype(np.float32))
-    return AgentArtifact.from_path(folder / "relu.onnx"), inputs
 
 
 def wrapper(tmp_path: Path, after_agent: str) -> str:
@@ -58,7 +38,7 @@ def wrapper(tmp_path: Path, after_agent: str) -> str:
 
 
 def run_on_device(
-    tmp_path: Path, model: tuple[AgentArtifact, Path], python: str = "", **settings: object
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path], python: str = "", **settings: object
 ) -> tuple[TargetRun, TargetSession, list[str]]:
     target = Target(
         name="dev",
@@ -75,13 +55,13 @@ def run_on_device(
         settings=Settings(**{"repeat": 3, "warmup": 0, "threads": (1,), **settings}),  # type: ignore[arg-type]
         progress=lambda m: said.append(str(m)),
     )
-    art, inputs = model
+    art, inputs = relu_model
     return session.execute([art], inputs), session, said
 
 
 @pytest.mark.parametrize("where", ["absolute", "dotdot"])
 def test_an_outputs_file_outside_the_run_folder_is_refused_and_nothing_written_there(
-    tmp_path: Path, model: tuple[AgentArtifact, Path], where: str
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path], where: str
 ) -> None:
     """The device's result named `outputs_file` (an absolute path, or one climbing out with ..) and served a file
     of its choosing there: the host downloaded it to local_dir / outputs_file, i.e. anywhere on this machine
@@ -96,7 +76,7 @@ def test_an_outputs_file_outside_the_run_folder_is_refused_and_nothing_written_t
         "os.makedirs(os.path.dirname(served), exist_ok=True)\n"
         "open(served, 'w').write('chosen by the device')"
     )
-    run, session, _ = run_on_device(tmp_path, model, wrapper(tmp_path, plant))
+    run, session, _ = run_on_device(tmp_path, relu_model, wrapper(tmp_path, plant))
     assert not victim.exists()
     assert run.status == "failed" and "AgentError" in (run.error or "")
     assert "measurements[0].outputs_file" in (run.error or "") and "relu.t1.npz" in (run.error or "")
@@ -106,8 +86,10 @@ def test_an_outputs_file_outside_the_run_folder_is_refused_and_nothing_written_t
     assert "outputs_file" in json.dumps(run.model_dump()) and session.runner.reader.refused
 
 
-def test_the_agents_own_outputs_file_is_pulled(tmp_path: Path, model: tuple[AgentArtifact, Path]) -> None:
-    run, session, _ = run_on_device(tmp_path, model)
+def test_the_agents_own_outputs_file_is_pulled(
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path]
+) -> None:
+    run, session, _ = run_on_device(tmp_path, relu_model)
     assert run.status == "ok", run.error
     assert run.agent is not None
     (m,) = run.agent.measurements
@@ -187,13 +169,13 @@ def session_with(tmp_path: Path, reachable: bool = True) -> tuple[TargetSession,
 
 
 def test_a_link_dropped_while_the_result_downloads_reconnects_and_pulls_it(
-    tmp_path: Path, model: tuple[AgentArtifact, Path]
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path]
 ) -> None:
     """The agent measured and exited 0; the link dropped while result-0.json came down. It was reported as
     'agent exited with status 0 ... (before measuring anything)' with nothing kept: the drop now goes the lost-link
     way (reconnect, read the result again)."""
     session, said = session_with(tmp_path)
-    art, inputs = model
+    art, inputs = relu_model
     run = session.execute([art], inputs)
     assert run.status == "ok", run.error
     assert run.agent is not None and [(m.threads, m.status) for m in run.agent.measurements] == [
@@ -205,10 +187,10 @@ def test_a_link_dropped_while_the_result_downloads_reconnects_and_pulls_it(
 
 
 def test_a_link_that_stays_down_after_the_agent_ended_keeps_the_streamed_measurements(
-    tmp_path: Path, model: tuple[AgentArtifact, Path]
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path]
 ) -> None:
     session, said = session_with(tmp_path, reachable=False)
-    art, inputs = model
+    art, inputs = relu_model
     run = session.execute([art], inputs)
     assert (
         run.status == "failed" and "ConnectionLost" in (run.error or "") and "download" in (run.error or "")
@@ -222,14 +204,14 @@ def test_a_link_that_stays_down_after_the_agent_ended_keeps_the_streamed_measure
 
 
 def test_a_result_file_edgekit_refuses_names_the_field_and_keeps_the_streamed_measurements(
-    tmp_path: Path, model: tuple[AgentArtifact, Path]
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path]
 ) -> None:
     """The agent exited 0 and streamed both measurements, but its result file held one value the host refuses
     (contract drift, a damaged write): 'agent exited with status 0 ... (before measuring anything)', nothing kept,
     and the run folder removed unread. Now: what failed, with the field, the streamed measurements, the folder
     left on the device."""
     drift = "data['measurements'][1]['peak_rss_scope'] = 'thread'"
-    run, session, _ = run_on_device(tmp_path, model, wrapper(tmp_path, drift), threads=(1, 2))
+    run, session, _ = run_on_device(tmp_path, relu_model, wrapper(tmp_path, drift), threads=(1, 2))
     error = run.error or ""
     assert run.status == "failed" and "AgentError" in error and "before measuring anything" not in error
     assert "result-0.json is not a result edgekit reads" in error and "measurements.1.peak_rss_scope" in error
@@ -240,10 +222,10 @@ def test_a_result_file_edgekit_refuses_names_the_field_and_keeps_the_streamed_me
 
 
 def test_a_crash_whose_result_file_cannot_be_read_says_so_and_keeps_what_was_streamed(
-    tmp_path: Path, model: tuple[AgentArtifact, Path]
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path]
 ) -> None:
     garbled = "open(result, 'w').write('{not json'); sys.exit(139)"
-    run, _, _ = run_on_device(tmp_path, model, wrapper(tmp_path, garbled), threads=(1, 2))
+    run, _, _ = run_on_device(tmp_path, relu_model, wrapper(tmp_path, garbled), threads=(1, 2))
     error = run.error or ""
     assert run.status == "failed" and "agent exited with status 139" in error, error
     assert "result-0.json is not a result edgekit reads" in error and "before measuring anything" not in error
@@ -319,7 +301,7 @@ def test_a_damaged_outputs_file_fails_that_artifacts_comparison_only(tmp_path: P
 
 
 def test_the_host_is_measured_when_edgekits_python_path_holds_a_space(
-    tmp_path: Path, model: tuple[AgentArtifact, Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A venv under `My Projects/`: the host target's python is sys.executable, which was split as a command line
     (['/.../My', 'Projects/.../python']): the host run failed with 127 and the host was never measured."""
@@ -336,7 +318,7 @@ def test_the_host_is_measured_when_edgekits_python_path_holds_a_space(
     session = TargetSession(
         target, run_id="R", local_dir=tmp_path / "host", settings=Settings(repeat=2, warmup=0)
     )
-    art, inputs = model
+    art, inputs = relu_model
     run = session.execute([art], inputs)
     assert run.status == "ok", run.error
     assert run.agent is not None and [m.status for m in run.agent.measurements] == ["ok"]
@@ -353,14 +335,14 @@ def test_the_host_is_measured_when_edgekits_python_path_holds_a_space(
 
 
 def test_the_agent_gets_a_deadline_of_its_own_and_its_stop_is_a_timeout(
-    tmp_path: Path, model: tuple[AgentArtifact, Path]
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path]
 ) -> None:
     """The request carries the run's time limit plus a grace as deadline_s (the agent stops itself there, for a
     host that is gone); an agent that did stop itself is a timeout of what it had not measured, not a crash."""
     from edgekit.agent.contract import ErrorCode
     from edgekit.deploy.agent_run import AGENT_DEADLINE_GRACE_S
 
-    run, session, _ = run_on_device(tmp_path, model, timeout_s=30.0)
+    run, session, _ = run_on_device(tmp_path, relu_model, timeout_s=30.0)
     assert run.status == "ok", run.error
     sent = json.loads((session.local_dir / "request-0.json").read_text())
     assert 30.0 < sent["deadline_s"] <= 30.0 + AGENT_DEADLINE_GRACE_S
@@ -375,7 +357,7 @@ def test_the_agent_gets_a_deadline_of_its_own_and_its_stop_is_a_timeout(
         "os.execv(sys.executable, [sys.executable, agent, request, result])\n"
     )
     python = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
-    run, _, _ = run_on_device(tmp_path / "short", model, python, threads=(1, 2))
+    run, _, _ = run_on_device(tmp_path / "short", relu_model, python, threads=(1, 2))
     assert run.status == "failed" and "the agent stopped itself at its deadline" in (run.error or ""), (
         run.error
     )

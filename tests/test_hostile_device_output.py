@@ -14,10 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from edgekit.deploy import agent_result
 from edgekit.deploy.request import AgentArtifact, Settings
@@ -32,24 +29,6 @@ from edgekit.transport.local import LocalTransport
 # a screen clear, an OSC 52 clipboard write, a window title, a bell, a carriage return and a C1 CSI (U+009B)
 EVIL = "\x1b[2J\x1b]52;c;cm0gLXJmIH4K\x1b\\\x1b]0;TITLE\x07\r\x9b31m"
 CONTROLS = ("\x1b", "\x07", "\r", "\x9b")
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[AgentArtifact, Path]:
-    """A one-node ONNX model (Relu) and four evaluation inputs for it."""
-    folder = tmp_path_factory.mktemp("model")
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
-    )
-    made = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    made.ir_version = 8
-    onnx.save(made, str(folder / "relu.onnx"))
-    inputs = folder / "inputs.npy"
-    np.save(inputs, np.random.default_rng(0).standard_normal((4, 1, 16)).astype(np.float32))
-    return AgentArtifact.from_path(folder / "relu.onnx"), inputs
 
 
 def device_python(tmp_path: Path, after_agent: str) -> str:
@@ -69,7 +48,7 @@ def device_python(tmp_path: Path, after_agent: str) -> str:
 
 
 def run_on_device(
-    tmp_path: Path, model: tuple[AgentArtifact, Path], python: str
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path], python: str
 ) -> tuple[TargetRun, TargetSession, list[str]]:
     target = Target(
         name="dev",
@@ -86,7 +65,7 @@ def run_on_device(
         settings=Settings(repeat=3, warmup=0, threads=(1,)),
         progress=lambda m: said.append(str(m)),
     )
-    art, inputs = model
+    art, inputs = relu_model
     return session.execute([art], inputs), session, said
 
 
@@ -107,7 +86,7 @@ def test_plain_shows_a_devices_control_characters_as_escapes() -> None:
 
 
 def test_a_devices_escape_sequences_are_neither_said_nor_stored(
-    tmp_path: Path, model: tuple[AgentArtifact, Path]
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path]
 ) -> None:
     """The device streamed a measurement line whose artifact name carried escape sequences and wrote them into its
     facts (cpu_model, hostname), a measurement's error and a field edgekit does not declare: the live progress
@@ -124,7 +103,7 @@ def test_a_devices_escape_sequences_are_neither_said_nor_stored(
         "data['note' + evil] = 'extra' + evil\n"
         "json.dump(data, open(result, 'w'))"
     )
-    run, _, said = run_on_device(tmp_path, model, device_python(tmp_path, hostile))
+    run, _, said = run_on_device(tmp_path, relu_model, device_python(tmp_path, hostile))
     assert run.agent is not None
     assert all(no_control(message) for message in said), [m for m in said if not no_control(m)]
     assert any("relu\\x1b[2J" in message for message in said)  # said, as its escape
@@ -244,14 +223,14 @@ def test_a_device_file_over_the_limit_is_refused_before_its_download(
 
 
 def test_a_padded_result_file_is_refused_and_the_streamed_measurements_kept(
-    tmp_path: Path, model: tuple[AgentArtifact, Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The device padded result.json with blanks (still valid JSON): it was copied and parsed whole (314 MB). It is
     refused over the result limit (the error names it, its size and the limit) and what the agent streamed is
     kept."""
     monkeypatch.setattr(agent_result, "RESULT_LIMIT", 2 << 20)
     pad = "open(result, 'ab').write(b' ' * (5 << 20))\nout.write(b'z' * (3 << 20) + b'\\n')"
-    run, _, said = run_on_device(tmp_path, model, device_python(tmp_path, pad))
+    run, _, said = run_on_device(tmp_path, relu_model, device_python(tmp_path, pad))
     assert any("kept 1 streamed measurements" in message for message in said)
     assert run.status == "failed" and "AgentError" in (run.error or "")
     assert "result-0.json" in (run.error or "") and "over the 2.1 MB" in (run.error or "")
