@@ -225,7 +225,7 @@ class ArtifactInfo(_Model):
     gates_passed: bool = True
     status: Literal["ok", "failed"] = "ok"
     error: str | None = None
-    # the artifact this one is the very same model as, and why (route_deploy.same_models), decided by deploy while
+    # the artifact this one is the very same model as, and why (same_model.same_models), decided by deploy while
     # the files exist: a stored run's files may be pruned, or rewritten by a later conversion (additive)
     same_model_as: str | None = None
     same_model_why: str = ""

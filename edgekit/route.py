@@ -103,7 +103,7 @@ class Route:
     )
     judged_on: int | None = None  # inputs of this target the cosine and accuracy drops were judged on
     unchecked_gates: list[str] = field(default_factory=list)  # the choice's gates never checked (Candidate)
-    # artifact -> the artifact it is the very same model as (route_deploy.same_models)
+    # artifact -> the artifact it is the very same model as (same_model.same_models)
     same_model: dict[str, str] = field(default_factory=dict)
     # estimate basis: the fp32 or slowest artifact whose estimate lies inside the choice's 80% interval (or the
     # choice's inside its): its speed-up is not stated (None), the estimates do not rank the two apart

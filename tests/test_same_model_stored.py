@@ -60,7 +60,7 @@ def test_a_recorded_same_model_stays_after_its_files_are_pruned_or_rewritten(tmp
 
 def test_deploy_records_same_model_on_the_artifacts(tmp_path: Path) -> None:
     """record_same_models (deploy, while the files exist) gives each artifact its answer, 'another model' too."""
-    from edgekit.route_deploy import record_same_models
+    from edgekit.same_model import record_same_models
 
     result = _same_model_result(tmp_path, HOST_P50)
     record_same_models(result.artifacts)

@@ -42,8 +42,8 @@ from edgekit.errors import ConversionError, Interrupted, OutputFileError, UsageE
 from edgekit.paths import write_atomic
 from edgekit.recipe import Recipe
 from edgekit.results import ArtifactInfo, DeployResult, TargetRun
-from edgekit.route_deploy import record_same_models
 from edgekit.runtimes import host_only_artifact
+from edgekit.same_model import record_same_models
 from edgekit.target import HOST_COLUMN, Target, TransportKind, load_target
 
 HOST = HOST_COLUMN  # this machine's column (edgekit.target.HOST_COLUMN: what `local` is stored as)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from edgekit.formats import Format
 from edgekit.report.regression import Flag
 from edgekit.results import ArtifactInfo, Comparison, DeployResult, Measurement, TargetRun
-from edgekit.route_deploy import same_models
+from edgekit.same_model import same_models
 
 SAME_MODEL = "same model"  # Row.speedup_basis of an artifact that is its fp32 model: no speed-up
 
@@ -92,7 +92,7 @@ def _speedup(
     m: Measurement, by_key: dict[tuple[str, int], Measurement], emulated: bool, twin: str | None = None
 ) -> tuple[float | None, str]:
     """The same runtime's fp32 figure / this one's, and its basis; none for an artifact that is its fp32 model
-    (`twin`, route_deploy.same_models: a ratio of two timings of one model is noise)."""
+    (`twin`, same_model.same_models: a ratio of two timings of one model is noise)."""
     try:
         reference = by_key.get((Format(m.format).fp32_reference.value, m.threads))
     except ValueError:  # a format this edgekit does not know

@@ -32,8 +32,8 @@ from edgekit.results import (
     interval_not_validated,
     unchecked_gates,
 )
-from edgekit.route_deploy import same_models
 from edgekit.runtimes import host_only_artifact
+from edgekit.same_model import same_models
 
 HOST = "host"
 EMULATED_NOTE = (
@@ -181,7 +181,7 @@ def _target_cells(
     gates: dict | None = None,
     twin: str | None = None,
 ) -> list[Text | str]:
-    """One row's cells; `twin`: the artifact this one is the very same model as (route_deploy.same_models): its
+    """One row's cells; `twin`: the artifact this one is the very same model as (same_model.same_models): its
     'x fp32' over that one is 'same model', never a ratio of two timings of one model."""
     m = _measurement(run, artifact, threads)
     same = twin is not None and twin == _fp32_id(artifact) and m is not None and m.status == "ok"
