@@ -67,7 +67,9 @@ def _summary(outcome: FixResult, max_float: int | None = None) -> tuple[bool, st
     from edgekit.cli import analyze as cli
 
     with cli.console.capture() as captured:
-        failed = cli._fix_summary(outcome, max_float, {"granularity": "per-channel"}, len(outcome.weighted))
+        failed = cli.fix_summary(
+            cli.console, outcome, max_float, {"granularity": "per-channel"}, len(outcome.weighted)
+        )
     return failed, " ".join(captured.get().split())
 
 

@@ -1,0 +1,244 @@
+"""`edgekit analyze --fix`'s answer: the table of candidates (the worst layers kept in float), which one met the
+recipe's INT8 gate and at what cost, or why none could; and the recipe's `int8:` line that ships it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+from edgekit.report.figures import gate_check, megabytes, same_precision
+from edgekit.terminal import Console, plain
+
+
+def fix_table(outcome: Any) -> Table:
+    table = Table(
+        title=f"--fix: {outcome.format} with the worst layers kept in float "
+        "(host latency: 1 thread, this machine, not a device)",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("in float", "size", "host ms", "cosine", "accuracy (labels)", "gate"):
+        table.add_column(col, justify="right", no_wrap=True)
+    fp32 = outcome.fp32
+    rows = [fp32, *outcome.steps]
+    # rounded down and apart from the gate's limit: 0.9999499 under min_cosine 0.99995 printed as 0.999950
+    measured = [r for r in rows if not r.error and "cosine" in r.numbers]
+    limits = [x for r in rows for x in gate_limits(r.gates, "min_cosine")]
+    cosines = dict(
+        zip(map(id, measured), same_precision([r.numbers["cosine"] for r in measured], limits, 6, down=True))
+    )
+    judged = bool(fp32.gates.get("checks")) and not fp32.error  # by the INT8 gate
+    table.add_row(
+        "fp32 model",
+        megabytes(fp32.size_bytes),
+        f"{fp32.host_ms:.3f}",
+        cosines.get(id(fp32), "-"),
+        _metric(fp32.numbers),
+        _verdict(fp32) if judged else "-",
+    )
+    for step in outcome.steps:
+        label = step.label or (str(len(step.float_layers)) if step.float_layers else "none (plain INT8)")
+        if step.error:
+            table.add_row(label, megabytes(step.size_bytes), "-", "-", "-", "[red]runtime refused it[/]")
+            continue
+        table.add_row(
+            label,
+            megabytes(step.size_bytes),
+            f"{step.host_ms:.3f}",
+            cosines.get(id(step), "-"),
+            _metric(step.numbers),
+            _verdict(step),
+        )
+    refused = [s for s in outcome.steps if s.error]
+    if refused:
+        table.caption = f"refused by the host runtime: {plain(refused[0].error)}"
+    return table
+
+
+def int8_block(current: dict[str, Any], fmt: str, chosen: Any) -> str:
+    """The recipe's whole `int8:` line with `chosen`'s float layers for `fmt` in it: the recipe's other int8
+    settings kept (granularity, io, the other format's list), so it can replace the line as it is. Values are
+    JSON, which YAML reads (TFLite tensor names can hold ':' or ',')."""
+    block = dict(current)
+    if fmt == "ncnn-int8":
+        block["ncnn_float_layers"] = list(dict.fromkeys(n.split(";")[0] for n in chosen.recipe_names))
+    elif fmt == "onnx-int8":
+        block["onnx_float_nodes"] = list(dict.fromkeys(chosen.recipe_names))
+    else:
+        block["tflite_float_tail"] = bool(chosen.float_tail)
+        block["tflite_float_ops"] = list(chosen.recipe_names)
+    kept = {k: v for k, v in block.items() if v not in ([], False) or k in ("granularity", "io")}
+    return "int8: {" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in kept.items()) + "}"
+
+
+def fix_summary(
+    console: Console, outcome: Any, max_float: int | None, recipe_int8: dict[str, Any], quantized: int
+) -> bool:
+    """Print the outcome; True when no candidate met the gate. `quantized`: how many quantized weighted layers
+    the analysis found (all of them in float is the fp32 model in an INT8 file)."""
+    chosen, plain_int8 = outcome.chosen, outcome.steps[0]
+    tried = outcome.steps[1:]
+    if chosen is None and tried and all(s.error for s in tried):  # no candidate ran: calibration is not why
+        reasons = list(dict.fromkeys(s.error for s in tried))
+        console.print(
+            f"[red]no candidate could be judged[/]: the host runtime refused every one of the {len(tried)} "
+            f"built with layers kept in float ({plain('; '.join(reasons[:2]))}). This is not a calibration problem: "
+            + (
+                "the ops kept in float need TensorFlow's Flex delegate; list their ONNX op under "
+                "tflite.replace_ops if onnx2tf can replace it, or try ncnn-int8's --fix"
+                if any("Select TF ops" in r for r in reasons)
+                else "look at the refusal above"
+            ),
+            highlight=False,
+        )
+        return True
+    unreachable = _unreachable(outcome)
+    if chosen is None and unreachable:
+        console.print(
+            f"[red]no candidate met the gate[/]: the gate cannot be reached by keeping layers in float: "
+            f"{plain(unreachable)}; {plain(_tried(outcome))}. More calibration data cannot help either: loosen "
+            "that gate to what the fp32 model reaches, or look at the float conversion first",
+            highlight=False,
+        )
+        return True
+    if chosen is None:
+        console.print(
+            f"[red]no candidate met the gate[/]: {plain(_tried(outcome))}; try "
+            + ("--max-float higher, " if max_float is not None else "")
+            + "more calibration data (the recipe's calibration: data), or a looser gate if the recipe's is tighter "
+            "than the task needs",
+            highlight=False,
+        )
+        return True
+    if chosen is plain_int8:
+        skipped = plain_int8.gates.get("skipped") or []
+        if skipped and not plain_int8.gates.get("checks"):  # every gate needs what the data lacks (labels)
+            console.print(
+                f"no gate of the recipe could be judged ({'; '.join(skipped)}): nothing to fix against; give "
+                "evaluation data with labels, or a gate on agreement with the ONNX model (min_cosine)"
+            )
+            return False
+        console.print("the plain INT8 artifact already meets the recipe's gate: nothing to keep in float")
+        return False
+    size = chosen.size_bytes - plain_int8.size_bytes
+    # steps[0] is the recipe's own artifact: plain INT8 only when the recipe keeps nothing in float
+    baseline = (
+        "the recipe's current artifact" if plain_int8.label.startswith("as the recipe") else "plain INT8"
+    )
+    grown = f"{size:+,} bytes" if abs(size) < 10_000 else ("+" if size >= 0 else "-") + megabytes(abs(size))
+    console.print(
+        f"[green]gate met[/] with {chosen.label or len(chosen.float_layers)} in float "
+        f"({len(chosen.float_layers)} layer(s)): "
+        f"{plain(', '.join(n.split(';')[0] for n in chosen.float_layers))}",
+        highlight=False,
+    )
+    console.print(
+        f"cost: {grown} ({size / plain_int8.size_bytes:+.0%} vs {baseline}; fp32 is "
+        f"{megabytes(outcome.fp32.size_bytes)}), host latency {plain_int8.host_ms:.3f} -> {chosen.host_ms:.3f} ms "
+        f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {plain(Path(chosen.files[0]).parent)}",
+        highlight=False,
+    )
+    weighted = set(outcome.weighted)
+    if (weighted and weighted <= set(chosen.float_layers)) or (
+        quantized and not weighted and len(set(chosen.float_layers)) >= quantized
+    ):  # by name: onnx-int8's GlobalAveragePool and Squeeze are quantized too, but never a candidate
+        console.print(
+            "[yellow]every quantized layer is float in it[/]: that is the fp32 model in an INT8 file; ship "
+            f"{_fp32_name(outcome)} instead, or give more calibration data (the recipe's "
+            "calibration: data) or a looser gate",
+            highlight=False,
+        )
+    elif chosen.size_bytes >= outcome.fp32.size_bytes:
+        console.print(
+            f"[yellow]it is no smaller than the fp32 model[/] ({megabytes(chosen.size_bytes)} vs "
+            f"{megabytes(outcome.fp32.size_bytes)}): ship {_fp32_name(outcome)} instead, or give more calibration "
+            "data (the recipe's calibration: data) or a looser gate",
+            highlight=False,
+        )
+    if outcome.format in (
+        "ncnn-int8",
+        "tflite-int8",
+        "onnx-int8",
+    ):  # the recipe can say it: convert and deploy then make it
+        console.print(
+            "to ship it, the recipe's int8 line becomes (it replaces the one there):", highlight=False
+        )
+        # one unwrapped line, to copy: a wrapped one still parsed, but a name cut at the edge reads wrong
+        console.print(
+            int8_block(recipe_int8, outcome.format, chosen), highlight=False, soft_wrap=True, markup=False
+        )
+    else:
+        console.print(
+            f"a recipe cannot keep {outcome.format} layers in float: the file above is the artifact (edgekit bench "
+            "and profile take it as a file)",
+            highlight=False,
+        )
+    return False
+
+
+def _unreachable(outcome: Any) -> str | None:
+    """Why no float set can meet the INT8 gate, or None: the fp32 model itself misses it ('the fp32 model
+    itself misses it (max_abs_error: 1.5e-05 vs limit 1e-06 (on 360 inputs))'), or the candidate with every
+    quantized weighted layer in float does."""
+    from edgekit.report.figures import gate_failures
+
+    fp32 = outcome.fp32
+    if fp32.error is None and fp32.gates.get("passed") is False:
+        return f"the {_fp32_name(outcome)} model itself misses it ({gate_failures(fp32.gates)})"
+    weighted = set(outcome.weighted)
+    every = [s for s in outcome.steps[1:] if weighted and weighted <= set(s.float_layers) and not s.error]
+    if every and not every[-1].passed:
+        return (
+            f"with every quantized weighted layer in float ({len(weighted)}) it still misses "
+            f"({gate_failures(every[-1].gates)})"
+        )
+    return None
+
+
+def _fp32_name(outcome: Any) -> str:
+    return str(outcome.format).replace("-int8", "-fp32")
+
+
+def _tried(outcome: Any) -> str:
+    """What --fix kept in float, candidate by candidate, and whether the last held every quantized weighted
+    layer: 'kept in float: 1 worst, 2 worst, 4 worst, 7 worst (the last: every quantized weighted layer, 7)'."""
+    tried = [s.label or f"{len(s.float_layers)} layer(s)" for s in outcome.steps[1:]]
+    if not tried:
+        return "no layer to keep in float (the analysis found none quantized)"
+    weighted = set(outcome.weighted)
+    every = bool(weighted) and weighted <= set(outcome.steps[-1].float_layers)
+    return f"kept in float: {', '.join(tried)}" + (
+        f" (the last: every quantized weighted layer, {len(weighted)})"
+        if every
+        else f" (the most: {max(len(s.float_layers) for s in outcome.steps)} layer(s))"
+    )
+
+
+def _metric(numbers: dict[str, Any]) -> str:
+    """Accuracy against the labels, rounded down (99.44 %, never up to a figure it did not reach)."""
+    if "top1" in numbers:
+        return f"top-1 {math.floor(numbers['top1'] * 10_000 + 1e-9) / 100:.2f} %"
+    if "map50" in numbers:
+        return f"mAP50 {math.floor(numbers['map50'] * 1000 + 1e-9) / 1000:.3f}"
+    return "-"
+
+
+def gate_limits(gates: dict[str, Any], gate: str) -> list[float]:
+    """The limit of `gate` among a verdict's checks (none when the recipe sets no such gate)."""
+    return [c["limit"] for c in gates.get("checks") or [] if c["gate"] == gate]
+
+
+def _verdict(step: Any) -> str:
+    """'met', or 'missed min_cosine 0.9999499 vs limit 0.99995 (-5e-08)': which gate, and by how much."""
+    if step.passed:
+        return "[green]met[/]"
+    failed = [c for c in step.gates.get("checks") or [] if not c["passed"]]
+    said = "; ".join(
+        f"{c['gate']} {gate_check(c['value'], c['limit'])} ({c['value'] - c['limit']:+.2g})" for c in failed
+    )
+    return f"[red]missed[/] {plain(said)}" if said else "[red]missed[/]"
