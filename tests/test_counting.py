@@ -287,7 +287,7 @@ def test_tflite_counts_repeat_and_scale(plugin: Path, tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_tflite_profile_counts_each_op_of_a_conv_chain(plugin: Path, tmp_path: Path) -> None:
     """Four identical convolutions: each op's differenced count is about a quarter of the whole inference."""
-    from edgekit.profile import format_table
+    from edgekit.profile_table import format_table
     from edgekit.profile_tflite import op_rows, profile_tflite, read_model
 
     _, large = _tflite_chains(tmp_path)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from edgekit.convert.ncnn.plan import choose, weighted
-from edgekit.profile import LayerProfile, Profile, format_table
+from edgekit.profile import LayerProfile, Profile
+from edgekit.profile_table import format_table
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 DEVICES = ("pi4-emu", "pi5-emu")
@@ -105,7 +106,7 @@ def test_profile_table_names_the_top_layers_with_their_share() -> None:
 
 def test_profile_names_cut_to_the_column_stay_distinct() -> None:
     """Two ops whose names end alike both showed `…at.v1.transpose_3/transpose`: such names keep their start."""
-    from edgekit.profile import short_names
+    from edgekit.profile_table import short_names
 
     a, b = (
         "model/attn_a/tf.compat.v1.transpose_3/transpose",
@@ -217,7 +218,8 @@ def _conv_chain(folder: Path, kernels: tuple[int, ...]) -> Path:
 
 @pytest.mark.integration
 def test_profile_layers_add_up_to_the_whole_inference(counting_ready: None, tmp_path: Path) -> None:
-    from edgekit.profile import profile_ncnn, serial_layers
+    from edgekit.profile import profile_ncnn
+    from edgekit.profile_table import serial_layers
 
     param = _conv_chain(tmp_path, (3, 1, 3))  # big enough that layers dominate
     prof = profile_ncnn(param, "pi4-emu")
@@ -252,7 +254,8 @@ def test_a_profile_at_four_threads_names_the_layers_one_thread_does_alone(counti
     A76 (36 % of its work) has its busiest thread do 84 % of it, which no whole-inference figure shows (the whole
     run's busiest thread: 39 %); its other layers split near evenly (at one thread there is no split: the 1-thread profile tests)."""
     from edgekit.estimate import calibration
-    from edgekit.profile import format_table, profile_ncnn, serial_layers
+    from edgekit.profile import profile_ncnn
+    from edgekit.profile_table import format_table, serial_layers
 
     model = calibration.models()["blazeface"]
     param = calibration.zero_weights(model)

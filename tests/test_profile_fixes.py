@@ -153,7 +153,8 @@ def test_ncnn_profiles_count_the_per_inference_work_apart_from_the_layers(tmp_pa
     graphs) and the layers judged against the rest."""
     from edgekit.emu import layout
     from edgekit.emu.plugin import build as plugin_build
-    from edgekit.profile import format_table, profile_ncnn
+    from edgekit.profile import profile_ncnn
+    from edgekit.profile_table import format_table
 
     if not (plugin_build.is_built() and layout.device_dir("pi4-emu").python.exists()):
         pytest.fail("the counting plugin or pi4-emu is not built: make setup builds them")
@@ -196,7 +197,8 @@ def test_an_ncnn_model_with_no_layer_is_refused(tmp_path: Path) -> None:
 def test_a_whole_inference_that_is_the_runtimes_own_work_has_nothing_to_split() -> None:
     """ONNX with one Identity: 'whole inference 39.18 k instructions, of which 40.17 k onnxruntime's own per-run
     work', its node at 0.00 % and the 'not reliable' warning."""
-    from edgekit.profile import LayerProfile, Profile, format_table
+    from edgekit.profile import LayerProfile, Profile
+    from edgekit.profile_table import format_table
 
     node = LayerProfile("y", "Identity", [1, 1, 4, 4], "fp32", 0)
     prof = Profile("id.onnx", "pi5-emu", "cortex-a76", 1, total=39180, layers=[node], fixed=40170)

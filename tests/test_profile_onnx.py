@@ -212,8 +212,8 @@ def test_each_convolution_of_a_chain_counts_a_quarter_on_the_emulated_core(
     """Four identical convolutions: each one's differenced count is about a quarter of the work, float (Conv and
     its ReLU apart) and QDQ int8 (each Conv with its Q/DQ as the one QLinearConv onnxruntime runs); the groups sum
     to the whole inference; the command prints them."""
-    from edgekit.profile import format_table
     from edgekit.profile_onnx import profile_onnx
+    from edgekit.profile_table import format_table
 
     path = _chain(tmp_path)
     if int8:

@@ -92,8 +92,9 @@ def profile_cmd(
 
     Example: edgekit profile ~/.local/share/edgekit/cache/KEY/model.param --target pi4-emu --top 10
     """
-    from edgekit.profile import format_table, profile_ncnn
+    from edgekit.profile import profile_ncnn
     from edgekit.profile_onnx import profile_onnx
+    from edgekit.profile_table import format_table
     from edgekit.profile_tflite import profile_tflite
 
     if not artifact.is_file():
@@ -366,7 +367,7 @@ def wall_table(m: Measurement, target: str, name: str, top: int, shape: list[int
         f"{wall_label(m.runtime)}",
         f"{unit:<28} {'type':<22} {'median ms':>10} {'min ms':>9} {'share':>7}",
     ]
-    from edgekit.profile import short_names
+    from edgekit.profile_table import short_names
     from edgekit.report.figures import three_figures
 
     shown = sorted(m.layer_ms, key=lambda layer: -layer.ms)[:top]
