@@ -117,7 +117,7 @@ class Measurement(_Model):
     number: int = 1
     # the samples' percentiles as numpy interpolates them (linear): of few samples p90 and p99 are the max or next
     # to it (p99 of 10 lies 91 % of the way from the 9th to the 10th; of 2, p50 is their mean), so the tables show
-    # p90 from 10 samples and p99 from 100 (report.table.PERCENTILE_MIN_SAMPLES); std_ms: the sample standard
+    # p90 from 10 samples and p99 from 100 (report.percentiles.PERCENTILE_MIN_SAMPLES); std_ms: the sample standard
     # deviation (ddof 1), None from one sample (recorded as 0.0 before)
     p50_ms: float | None = None
     p90_ms: float | None = None

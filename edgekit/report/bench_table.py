@@ -8,7 +8,9 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from edgekit.report.table import EMULATED_NOTE, _ms, few_samples_note, percentile
+from edgekit.report.percentiles import few_samples_note, percentile
+from edgekit.report.table import _ms
+from edgekit.report.table_caption import EMULATED_NOTE
 from edgekit.results import AgentResult, Measurement
 from edgekit.terminal import plain
 

@@ -21,7 +21,7 @@ from edgekit.report.html_routes import routes_section
 from edgekit.report.panels import PRECISION_COLOURS, Panel, colour_hex
 from edgekit.report.regression import Flag, FlagKind
 from edgekit.report.rows import Row
-from edgekit.report.table import NO_BOARD
+from edgekit.report.table_caption import NO_BOARD
 from edgekit.report.view import RecipeView, Report, when
 from edgekit.results import interval_not_validated
 from edgekit.store.masked import masked_text

@@ -15,7 +15,8 @@ from edgekit.report.flag_text import ACCEPT_WHY, accept_commands, flag_line
 from edgekit.report.flags import failures_text
 from edgekit.report.regression import Flag
 from edgekit.report.rows import Row
-from edgekit.report.table import NO_BOARD, estimate_text
+from edgekit.report.table import estimate_text
+from edgekit.report.table_caption import NO_BOARD
 from edgekit.report.view import RecipeView, Report, when
 from edgekit.results import NOT_RUN_INTERRUPTED
 from edgekit.store.masked import masked_text

@@ -11,7 +11,7 @@ from rich.table import Table
 from edgekit.report.bench_table import MEMORY_NOTE, MODEL_GROWTH, PROCESS_PEAK, load_note
 from edgekit.report.figures import estimated_thread_counts, fidelity_line, three_figures
 from edgekit.report.lines import route_line, timing_caveats
-from edgekit.report.table import few_samples_note, percentile
+from edgekit.report.percentiles import few_samples_note, percentile
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:

@@ -18,77 +18,29 @@ from rich.text import Text
 from edgekit.formats import Format
 from edgekit.report.figures import (
     agreement,
-    estimated_thread_counts,
     judged_on,
     millions,
     percent,
     task_metric,
 )
+from edgekit.report.percentiles import percentile
+from edgekit.report.table_caption import caption, counted
 from edgekit.results import (
     Comparison,
     DeployResult,
     Measurement,
     TargetRun,
-    interval_not_validated,
     unchecked_gates,
 )
 from edgekit.runtimes import host_only_artifact
 from edgekit.same_model import same_models
 
 HOST = "host"
-EMULATED_NOTE = (
-    "emulated = wall time under qemu on this machine (tens of times slower than the device, not by one "
-    "factor: ratios distorted): not device latency"
-)
-
-
-# A percentile of few samples is the max or next to it (numpy interpolates: p99 of 10 samples lies 91 % of the way
-# from the 9th to the 10th, p90 of 2 is next to the larger): tables show p90 from 10 samples and p99 from 100, '-'
-# below (the JSON keeps numpy's figures, results.Measurement)
-PERCENTILE_MIN_SAMPLES = {"p90": 10, "p99": 100}
-
-
-def percentile(m: Measurement, which: str) -> float | None:
-    """m's p90 or p99 where its samples are enough to tell one (PERCENTILE_MIN_SAMPLES), else None ('-'). A
-    measurement without its samples (an old import) is shown as recorded."""
-    value = m.p90_ms if which == "p90" else m.p99_ms
-    n = len(m.samples_ms)
-    return None if n and n < PERCENTILE_MIN_SAMPLES[which] else value
-
-
-def few_samples_note(measurements: list[Measurement], shown: tuple[str, ...] = ("p90", "p99")) -> str | None:
-    """Why a shown percentile is '-': said once under a table, with the sample counts it had."""
-    short = [
-        w
-        for w in shown
-        if any(m.status == "ok" and 0 < len(m.samples_ms) < PERCENTILE_MIN_SAMPLES[w] for m in measurements)
-    ]
-    if not short:
-        return None
-    counts = sorted({len(m.samples_ms) for m in measurements if m.status == "ok" and m.samples_ms})
-    needs = ", ".join(f"{w} needs {PERCENTILE_MIN_SAMPLES[w]}" for w in short)
-    return (
-        f"'-' as {' or '.join(short)}: too few samples to tell it ({needs}; {', '.join(map(str, counts))} taken): "
-        "a percentile of fewer is the max or next to it (--json has numpy's figure)"
-    )
 
 
 SAME_MODEL = Text(
     "same model", style="dim"
 )  # the 'x fp32' of an artifact that is its fp32 model (same_models)
-
-# an emulated device whose core no calibrated board stands for (phone-emu: a phone, though the Pi 5 has its core)
-NO_BOARD = (
-    "no calibrated board stands for this device: the estimate is calibrated on Raspberry Pi 4 and 5 figures"
-)
-ESTIMATE_NOTE = (
-    "ESTIMATE = the real board's latency estimated from the exact instruction count on its emulated core "
-    "(cost model and 80% interval cross-validated on ncnn's benchmark models; not a measurement); "
-)
-COUNT_NOTE = (
-    "x fp32 by insn = instruction-count ratio (instructions are not cycles); emulated wall times: "
-    "--verbose or --json"
-)
 
 
 def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
@@ -146,7 +98,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
     ranked = runtime_table(result)
     if ranked is not None:  # with what one timed invocation covers in each: not the same work
         parts += [ranked, Text(ranked_scope_note(result) or "", style="dim")]
-    parts.append(Text(_caption(result, runs), style="dim"))
+    parts.append(Text(caption(result, runs), style="dim"))
     return Group(*parts)
 
 
@@ -154,7 +106,7 @@ def _target_headers(run: TargetRun, verbose: bool, drift: bool = True) -> list[s
     """Column headers of one target's table (its name is in the title)."""
     if not run.emulated:
         heads = ["p50 / p90\nms", "x fp32"]
-    elif _counted(run):
+    elif counted(run):
         heads = []
         if run.estimates:
             board = next((e.get("board") for e in run.estimates.values() if isinstance(e, dict)), "board")
@@ -193,7 +145,7 @@ def _target_cells(
         missing = Text(run.status if run.status == "failed" else "-", style="red" if run.error else "dim")
     elif m.status != "ok":
         missing = Text("failed", style="red")
-    if run.emulated and _counted(run):
+    if run.emulated and counted(run):
         if run.estimates:
             est = run.estimates.get(f"{artifact} x{threads}")
             cells.append(_estimate_cell(est) if est else (missing or Text("-", style="dim")))
@@ -322,100 +274,6 @@ def _fidelity(art: object) -> Text | str:
     if passed and unchecked_gates(fid.get("gates")):  # none missed, one never judged: no pass either
         return Text(text + " gate not checked", style="yellow")
     return Text(text + ("" if passed else " MISS"), style="" if passed else "red")
-
-
-def _caption(result: DeployResult, runs: list[TargetRun]) -> str:
-    b = result.benchmark
-    timed = any(not (r.emulated and _counted(r)) for r in runs)  # a table of p50s (not only counts)
-    parts = [
-        ("ms per invocation; " if timed else "")
-        + f"threads {b.get('threads')}, warmup {b.get('warmup')}, repeat {b.get('repeat')} x number {b.get('number')}; "
-        + ("x fp32 = p50 of the same runtime's fp32 / p50 (same target and threads); " if timed else "")
-        + "gates = the recipe's fidelity gates on that target's outputs vs ONNX"
-    ]
-    capped = (
-        "threads",
-        "repeat",
-        "warmup",
-        "samples",
-    )  # what a benchmark_cap limits (--profile adds layer_times)
-    for run in runs:
-        own = run.benchmark
-        if own and any(own.get(k) != b.get(k) for k in capped):
-            parts.append(
-                f"{run.target}: its own capped plan: threads {own.get('threads')}, repeat "
-                f"{own.get('repeat')}, {own.get('samples') or 'all'} evaluation inputs" + _estimated_only(run)
-            )
-    if any(r.emulated and _counted(r) for r in runs):
-        estimated = any(r.emulated and r.estimates for r in runs)  # phone-emu: no board is calibrated for it
-        parts.append((ESTIMATE_NOTE if estimated else f"no board estimate: {NO_BOARD}; ") + COUNT_NOTE)
-    if any(r.emulated and not _counted(r) for r in runs):
-        parts.append(EMULATED_NOTE)
-    timed_runs = [
-        m for r in runs if not (r.emulated and _counted(r)) for m in (r.agent.measurements if r.agent else [])
-    ]
-    said = few_samples_note(timed_runs, ("p90",))
-    if said:
-        parts.append(said)
-    reasons = sorted(
-        {
-            why
-            for r in runs
-            for e in r.estimates.values()
-            if isinstance(e, dict) and (why := interval_not_validated(e))
-        }
-    )
-    if reasons:
-        parts.append(
-            f"* interval not validated ({'; '.join(_merged(reasons))}): the cost model is calibrated on ncnn's "
-            "benchmark models, at 1 and 4 threads"
-        )
-    return "\n".join(parts)
-
-
-def _estimated_only(run: TargetRun) -> str:
-    """The thread counts a capped emulated target has ESTIMATE rows for but never ran: estimated from the counts
-    of the run it made, not runs at that many threads (the plan said threads [1] above 2-thread rows). Not "from
-    its counted thread split": a split is counted apart, for ncnn at 4 threads only; 2 or 3 threads and the other
-    runtimes are estimated from the 1-thread count (each estimate's caveats say how)."""
-    ran = sorted({m.threads for m in (run.agent.measurements if run.agent else [])})
-    estimated = {n for _, n, _ in estimated_thread_counts(run.estimates)}
-    only = sorted(n for n in estimated if n not in ran)
-    if not only or not ran:
-        return ""
-    counts = " and ".join(map(str, only))
-    runs = " and ".join(map(str, ran))
-    return (
-        f"; its {counts}-thread rows are ESTIMATES from the {runs}-thread run's instruction counts, "
-        f"not runs at {counts} threads"
-    )
-
-
-NO_FIGURE = "no calibration figure for "
-NO_THREADS = "no calibration figure at "
-
-
-def _merged(reasons: list[str]) -> list[str]:
-    """Each reason once, grouped: an estimate's reasons come joined ('no calibration figure at 2 threads; no
-    calibration figure for mnn-fp16'), so 11 artifacts at 2 threads repeated the thread reason 11 times. Read once:
-    'no calibration figure for a, b; none at 2 threads', then the other reasons."""
-    parts = list(dict.fromkeys(p.strip() for r in reasons for p in r.split("; ") if p.strip()))
-    formats = sorted(p.removeprefix(NO_FIGURE) for p in parts if p.startswith(NO_FIGURE))
-    counts = sorted(
-        {p.removeprefix(NO_THREADS).removesuffix(" threads") for p in parts if p.startswith(NO_THREADS)},
-        key=lambda n: (len(n), n),
-    )
-    rest = [p for p in parts if not p.startswith((NO_FIGURE, NO_THREADS))]
-    merged = [NO_FIGURE + ", ".join(formats)] if formats else []
-    if counts:
-        at = f"at {' and '.join(counts)} threads"
-        merged.append(f"none {at}" if formats else f"no calibration figure {at}")
-    return merged + rest
-
-
-def _counted(run: TargetRun) -> bool:
-    """Instruction counts (a counting emulated target): deterministic, unlike emulated wall times."""
-    return any(m.instructions_per_invoke for m in (run.agent.measurements if run.agent else []))
 
 
 def _measurement(run: TargetRun, artifact: str, threads: int) -> Measurement | None:
