@@ -13,17 +13,15 @@ from collections.abc import Sequence
 from html import escape
 
 from edgekit.report import plots
-from edgekit.report.figures import apart, same_precision, signed_percent
+from edgekit.report.figures import same_precision
 from edgekit.report.flag_text import ACCEPT_WHY, accept_commands
 from edgekit.report.flags import failures_text
-from edgekit.report.html_facts import EMU_BADGE, facts_section
+from edgekit.report.html_facts import facts_section
+from edgekit.report.html_latest import emu_badge, latest_table, number, pct
 from edgekit.report.html_routes import routes_section
 from edgekit.report.panels import PRECISION_COLOURS, Panel, colour_hex
 from edgekit.report.regression import Flag, FlagKind
-from edgekit.report.rows import Row
-from edgekit.report.table_caption import NO_BOARD
 from edgekit.report.view import RecipeView, Report, when
-from edgekit.results import interval_not_validated
 from edgekit.store.masked import masked_text
 
 # what the page shows for an emulated target: tables and routes never show qemu's wall time as a figure
@@ -143,7 +141,7 @@ def _recipe(view: RecipeView, store_url: str) -> str:
         *(f"<p>{escape(a.line())}</p>" for a in view.accepted()),
         _changes(view.changes, view.changes_against),
         "<h3>Latest results</h3>",
-        _table(view.rows),
+        latest_table(view.rows),
         "<h3>Route to ship, per target</h3>",
         routes_section(view),
     ]
@@ -198,7 +196,7 @@ def _plots(view: RecipeView) -> list[str]:
         for target in view.targets:
             panels = "".join(_figure(p, target) for p in draw(view, target))
             parts.append(
-                f'<h4>{escape(target)}{_emu(view.emulated(target))}</h4><div class="plots">{panels}</div>'
+                f'<h4>{escape(target)}{emu_badge(view.emulated(target))}</h4><div class="plots">{panels}</div>'
             )
     parts.append(f"<h3>Fidelity vs the original model (at conversion)</h3>{_precision_legend()}")
     parts.append(f'<div class="plots">{_figure(plots.fidelity(view), "")}</div>')
@@ -256,10 +254,10 @@ def _flags(flags: list[Flag], not_judged: Sequence[str] = (), store_url: str | N
         rows.append(
             f'<tr class="{css}"><td class=l data-label=kind>{f.kind.value}</td>'
             f"<td class=l data-label=artifact>{escape(f.artifact or '-')}</td>"
-            f"<td class=l data-label=target>{escape(f.target or '-')}{_emu(f.emulated)}</td>"
+            f"<td class=l data-label=target>{escape(f.target or '-')}{emu_badge(f.emulated)}</td>"
             f"<td data-label=threads>{f.threads or '-'}</td>"
             f"<td data-label=old>{old}</td><td data-label=new>{new}</td>"
-            f"<td data-label=change>{_pct(f.change)}</td><td data-label=p-value>{_p(f.p_value)}</td>"
+            f"<td data-label=change>{pct(f.change)}</td><td data-label=p-value>{_p(f.p_value)}</td>"
             f"<td class='l wrap'>{escape(masked_text(f.message))}</td></tr>"
         )
     accept = accept_commands(flags, store_url)
@@ -275,9 +273,9 @@ def _pair(flag: Flag) -> tuple[str, str]:
     """A flag's old and new figures at one precision, never equal unless they are, and for a fidelity flag (a
     cosine) never printed as 1 below 1."""
     if flag.new is None:
-        return _num(flag.old), "-"
+        return number(flag.old), "-"
     if flag.old is None:
-        return "-", _num(flag.new, *_against(flag))
+        return "-", number(flag.new, *_against(flag))
     fidelity = flag.kind is FlagKind.FIDELITY
     old, new = same_precision(
         [flag.old, flag.new], [1.0] if fidelity else [], digits=5 if fidelity else 4, down=fidelity
@@ -301,105 +299,14 @@ def home(text: str) -> str:
     return text.replace(root + "/", "~/") if (root + "/") in text else text
 
 
-def _table(rows: list[Row]) -> str:
-    if not rows:  # a run whose targets all failed before measuring: its flags say why
-        return '<p class="muted">No measurements in the latest run (its flags say why).</p>'
-    head = (
-        "<tr><th class=l>target</th><th class=l>artifact</th><th>threads</th><th>p50 (ms)</th>"
-        "<th>p90 (ms)</th><th>board estimate (ms, 80% interval)</th><th>speed-up over fp32</th>"
-        "<th>fidelity (cosine)</th>"
-        "<th>host-vs-ARM drift (max abs / cosine)</th><th>instructions / invoke (count)</th>"
-        "<th class=l>status</th></tr>"
-    )
-    body = []
-    for r in rows:
-        css = "bad" if any(f.is_bad for f in r.flags) or r.status != "ok" or r.gates_passed is False else ""
-        emu = _emu(r.emulated)
-        speed = f"{r.speedup:.2f}x" if r.speedup else "-"
-        if r.speedup and r.speedup_basis != "latency":
-            speed += f'<br><span class="muted">({escape(r.speedup_basis)})</span>'
-        elif r.speedup_basis == "emulated wall time":  # no count: qemu's wall time ratios are distorted
-            speed += '<br><span class="muted">(no count; not from emulated wall time)</span>'
-        drift = f"{r.drift_max_abs:.3g} / {r.drift_cosine:.6f}" if r.drift_max_abs is not None else "-"
-        status = escape(r.status if r.status == "ok" else f"{r.status}: {masked_text(r.error)}")
-        status += "".join(f" · {f.kind.value} {_pct(f.change)}" for f in r.flags)
-        gate = "" if r.gates_passed is not False else " (below gate)"
-        body.append(
-            f'<tr class="{css}"><td class=l>{escape(r.target)}{emu}{_older(r.run_id)}</td>'
-            f"<td class=l>{escape(r.artifact)}</td>"
-            f"<td>{r.threads}</td><td>{_wall(r.p50_ms, r.emulated)}{emu}</td><td>{_wall(r.p90_ms, r.emulated)}{emu}</td>"
-            f"<td class=est>{_estimate(r.estimate, counted=r.emulated and bool(r.instructions))}</td><td>{speed}</td>"
-            f"<td>{_cos(r.cosine)}{gate}</td><td>{drift}</td>"
-            f"<td>{_count(r.instructions)}</td><td class='l wrap'>{status}</td></tr>"
-        )
-    return f'<table class="latest">{head}{"".join(body)}</table>'
-
-
-def _older(run_id: int | None) -> str:
-    """A target the recipe's latest run did not include shows its own newest run, and says which."""
-    return f' <span class="muted">run #{run_id}</span>' if run_id is not None else ""
-
-
-def _wall(ms: float | None, emulated: bool) -> str:
-    """A measured time; on an emulated target qemu's wall time is no device latency: not shown as a figure (the
-    board estimate beside it is the headline), kept in the cell's tooltip and in the run's JSON."""
-    if not emulated or ms is None:
-        return _num(ms)
-    return f'<span class=muted title="qemu wall time {_num(ms)} ms: not a device latency">-</span>'
-
-
-# --- formatting ---------------------------------------------------------------------------------------------
-def _estimate(est: dict | None, counted: bool = False) -> str:
-    """An emulated target's headline: the real board's estimated latency, labelled as an estimate; for a counted
-    core no board is calibrated for (phone-emu), why there is none."""
-    if (
-        not est
-    ):  # the reason in the tooltip: in every row of a 9-format table it made each row five lines tall
-        return (
-            f'<span class="muted" title="{escape(NO_BOARD)}">none (no calibrated board)</span>'
-            if counted
-            else "-"
-        )
-    why = interval_not_validated(est)
-    mark = f" (interval not validated: {why})" if why else ""
-    return (
-        f"<b>~{_num(est['estimate_ms'])}</b> ({_num(est['low_ms'])}–{_num(est['high_ms'])}) "
-        f'<span class="muted">{escape(str(est.get("board", "")))} estimate{mark}</span>'
-    )
-
-
-def _emu(emulated: bool) -> str:
-    return EMU_BADGE if emulated else ""
-
-
-def _num(value: float | None, *others: float | None) -> str:
-    """4 significant digits (whole numbers from 10,000), more where fewer would print `value` equal to one of
-    `others` it differs from (figures.apart)."""
-    if value is None:
-        return "-"
-    return f"{value:,.0f}" if abs(value) >= 1e4 else apart(value, *others)
-
-
 def _against(flag: Flag) -> tuple[float | None, ...]:
     """What a flag's new figure must not print equal to: its old one, and for a fidelity flag (a cosine) 1, so a
     cosine that missed its gate never reads as a perfect one."""
     return (flag.old, 1.0) if flag.kind is FlagKind.FIDELITY else (flag.old,)
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else signed_percent(value)
-
-
 def _p(value: float | None) -> str:
     return "-" if value is None else f"{value:.2g}"
-
-
-def _cos(value: float | None) -> str:
-    return "-" if value is None else f"{value:.5f}"
-
-
-def _count(value: int | None) -> str:
-    return "-" if not value else f"{value:,} instr."
 
 
 def _anchor(name: str) -> str:
