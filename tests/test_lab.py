@@ -1366,7 +1366,8 @@ def test_a_board_the_ctrl_c_stopped_is_an_interrupted_run_not_a_failed_deploy(
 
     from edgekit.errors import Interrupted
     from edgekit.lab import night as night_module
-    from edgekit.nightly import run_nightly, verdict
+    from edgekit.nightly import run_nightly
+    from edgekit.nightly_outcome import verdict
     from edgekit.store import open_store
 
     _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b"))

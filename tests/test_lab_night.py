@@ -214,7 +214,8 @@ def test_a_board_type_with_no_place_tonight_is_not_reached_not_never_measured(
     never produced a measurement' (it looked up the lab target's own name, under which no run is stored) and
     failed for that. It now says the type was not reached and why (who held its place), and fails for that."""
     from edgekit.lab import night as night_module
-    from edgekit.nightly import run_nightly, verdict
+    from edgekit.nightly import run_nightly
+    from edgekit.nightly_outcome import verdict
 
     recipes(tmp_path / "recipes", 1)
     no_conversion(monkeypatch)

@@ -374,7 +374,7 @@ def test_the_host_every_deploy_measures_is_in_the_nightly_report_and_judged(
 def test_the_verdict_line_says_why_the_night_failed(recipes: Path, tmp_path: Path) -> None:
     """A night that failed printed only 'deploying ...', 'recorded as run N', 'wrote ...' and exited 1: a cron log
     never said why. The nightly ends with one line: the counts, then each reason in the summary's words."""
-    from edgekit.nightly import verdict
+    from edgekit.nightly_outcome import verdict
 
     url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
     _nights(fake, recipes, url, 6)
@@ -400,7 +400,7 @@ def test_the_verdict_line_says_why_the_night_failed(recipes: Path, tmp_path: Pat
     )
     # a reason that starts on its second line ('invalid recipe:' then the field) is kept on the one line, and a
     # long one is cut in its middle, so the command at its end stays
-    from edgekit.nightly import NightlyOutcome
+    from edgekit.nightly_outcome import NightlyOutcome
 
     said = "broken.yaml: invalid recipe:\n  field `formats`: unknown format 'tflit-fp32'"
     long = "not recorded: " + "x" * 600 + " (edgekit runs import /d/tiny.json --store postgresql://u@db/n)"
@@ -576,7 +576,7 @@ def test_ctrl_c_while_a_result_is_recorded_keeps_it_in_a_file(
 def test_two_recipe_files_of_one_file_name_fail_as_two(tmp_path: Path) -> None:
     """Failed deploys were keyed by file name: `--recipes team-a/ team-b/` with a detector.yaml in each, both
     failing, counted and listed as one."""
-    from edgekit.nightly import verdict
+    from edgekit.nightly_outcome import verdict
 
     for team in ("team-a", "team-b"):
         (tmp_path / team).mkdir()

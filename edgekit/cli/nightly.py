@@ -45,7 +45,8 @@ def nightly_cmd(
     the recipes over every free board tagged board=pi4.
     """
     check_distinct({"--html": html, "--markdown": markdown})  # before the first deploy, not after the night
-    from edgekit.nightly import run_nightly, verdict
+    from edgekit.nightly import run_nightly
+    from edgekit.nightly_outcome import verdict
     from edgekit.report import Settings, parse_since
     from edgekit.report import markdown as md
 
