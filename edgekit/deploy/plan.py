@@ -102,11 +102,11 @@ def check_target_key(target: Target) -> None:
     Emulated targets make their key when started and lab places have known_hosts of their own: checked when they
     connect; a lab target's key is checked now unless it names one key per place (`{place}`)."""
     if target.lab is not None and target.key is not None and "{place}" not in str(target.key):
-        from edgekit.transport.ssh import check_key
+        from edgekit.transport.ssh_key_file import check_key
 
         check_key(target)
     if target.transport is TransportKind.SSH and target.emulated is None and target.lab is None:
-        from edgekit.transport.ssh import check_key
+        from edgekit.transport.ssh_key_file import check_key
         from edgekit.transport.ssh_keys import checked_client
 
         check_key(target)

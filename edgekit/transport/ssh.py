@@ -4,6 +4,7 @@ It is one connection to a target, made of parts that each hold one concept:
 
 - ssh_keys.py: host keys are checked against the target's own known_hosts file only; an unknown key is refused
   unless the target opts in with `accept_new: true`, and a changed key is always refused.
+- ssh_key_file.py: the target's private key file, read before connecting (a wrong file is bad input).
 - ssh_key_hints.py: what the user is told then: the stale key's removal, how to record a new one.
 - ssh_jump.py: the ProxyCommand or ProxyJump chain in front of the device.
 - ssh_link.py: every remote operation has a deadline, so a frozen device never hangs a night: a severed or silent
@@ -27,13 +28,14 @@ from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from edgekit.errors import ConnectError, HostNameError, KeyFileError, TransportError
+from edgekit.errors import ConnectError, HostNameError, TransportError
 from edgekit.target import Target
 from edgekit.target.schema import HOST_HINT, host_name_problem, shown_host
 from edgekit.transport import ssh_exec, ssh_key_hints, ssh_keys
 from edgekit.transport.base import PutResult, RunResult, Transport
 from edgekit.transport.ssh_files import RemoteFiles
 from edgekit.transport.ssh_jump import JumpChain
+from edgekit.transport.ssh_key_file import check_key
 from edgekit.transport.ssh_link import Link
 
 
@@ -351,48 +353,6 @@ def closed_at_once_error(address: str) -> ConnectError:
         hint="try `ssh -v` to the device; on the device see its sshd log (journalctl -u ssh) and whether this "
         "machine's address is banned (fail2ban-client status sshd) or denied (/etc/hosts.deny)",
     )
-
-
-def check_key(target: Target) -> str | None:
-    """The target's private key file, read (None: ssh-agent's keys). A missing file, a public key, a
-    passphrase-protected key or any other file is bad input (KeyFileError, exit 2): deploy and nightly check it
-    before converting anything, connect before dialling."""
-    if not target.key:
-        return None
-    key = str(Path(target.key).expanduser())
-    if not Path(key).is_file():
-        raise KeyFileError(
-            f"key file not found: {key}" if not Path(key).exists() else f"{key} is not a file (a folder?)",
-            where=f"target {target.name}, field `key`",
-            hint="--set key=PATH (a private key file), or remove `key` to use ssh-agent",
-        )
-    _check_key_file(key, target.name)
-    return key
-
-
-def _check_key_file(key: str, target: str) -> None:
-    """Read the private key before connecting, so a wrong file (a public key, a passphrase-protected key, any other
-    file) is bad input named as such (exit 2), not "SSH failed" after the device answered."""
-    where = f"target {target}, field `key`"
-    try:
-        paramiko.PKey.from_path(key)
-    except (
-        paramiko.PasswordRequiredException,
-        TypeError,
-    ) as exc:  # cryptography: TypeError("...password...")
-        if not isinstance(exc, paramiko.PasswordRequiredException) and "password" not in str(exc).lower():
-            raise KeyFileError(f"{key} is not a private key edgekit can read ({exc})", where=where) from None
-        raise KeyFileError(
-            f"{key} is protected by a passphrase, which edgekit does not ask for",
-            where=where,
-            hint="load it into ssh-agent (ssh-add) and remove `key` from the target, or use a key without one",
-        ) from None
-    except (paramiko.SSHException, ValueError, OSError, UnicodeDecodeError) as exc:
-        raise KeyFileError(
-            f"{key} is not a private key edgekit can read ({str(exc).split('. See ')[0]})",
-            where=where,
-            hint="--set key=PATH of the private key (id_ed25519, not id_ed25519.pub)",
-        ) from None
 
 
 def _unreached_hint(t: Target) -> str:
