@@ -19,7 +19,7 @@ console = Console()
 
 def _coordinator(coordinator: str | None, target: str | None) -> str:
     from edgekit.target import LabSpec, load_target
-    from edgekit.target.schema import coordinator_address
+    from edgekit.target.lab_spec import coordinator_address
 
     if coordinator is not None:
         try:

@@ -13,6 +13,7 @@ device (`edgekit.emu.device.ensure_device` starts it, `running_target` reads it;
 overrides win over the device state too); `edgekit.transport.open_transport` connects to the result.
 """
 
+from edgekit.target.lab_spec import LabSpec
 from edgekit.target.load import (
     HOST_COLUMN,
     is_inline,
@@ -24,7 +25,7 @@ from edgekit.target.load import (
     target_dirs,
     target_path,
 )
-from edgekit.target.schema import BenchmarkCap, Emulated, LabSpec, Target, TransportKind, python_argv
+from edgekit.target.schema import BenchmarkCap, Emulated, Target, TransportKind, python_argv
 
 __all__ = [
     "HOST_COLUMN",

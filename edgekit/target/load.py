@@ -16,8 +16,9 @@ from pydantic import BaseModel, ValidationError
 from edgekit.errors import EdgekitError, TargetError
 from edgekit.paths import SHIPPED_TARGETS
 from edgekit.schema_paths import locate, members
+from edgekit.target.lab_spec import INLINE_PREFIX, TAG_KEY, TAG_VALUE
 from edgekit.target.overrides import deep_merge, env_name, env_overrides, parse_overrides
-from edgekit.target.schema import INLINE_PREFIX, TAG_KEY, TAG_VALUE, Target, TransportKind
+from edgekit.target.schema import Target, TransportKind
 from edgekit.target.ssh_config import apply_ssh_config
 
 TARGETS_DIR = SHIPPED_TARGETS  # package data: also there in a non-editable install
