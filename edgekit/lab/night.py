@@ -10,7 +10,7 @@ minutes per recipe. Its recipe goes back on the queue for a sibling (its failed 
 no board of the type is left, what remains is said as not run on it. So a board whose queue is empty gives its
 place back only once no sibling is still deploying (a recipe of theirs may come back).
 
-A module of its own because it is the part with threads: what they share sits behind one lock in `Night`, and no
+A module of its own because it is the part with threads (the results it settles are night_results.py): what they share sits behind one lock in `Night`, and no
 thread changes the outcome once `Night.close()` ran (the caller reads it from then on).
 """
 
@@ -20,7 +20,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +29,9 @@ from edgekit.lab.acquire import place_target
 from edgekit.lab.client import LabClient
 from edgekit.lab.errors import NotRun
 from edgekit.lab.lease import Lease, PlaceHold
+from edgekit.lab.night_results import Raised, error_text, interrupted_runs, settled, why_stop
 from edgekit.recipe import Recipe
-from edgekit.results import DeployResult, TargetRun
+from edgekit.results import DeployResult
 from edgekit.target import Target
 
 if TYPE_CHECKING:
@@ -41,20 +41,6 @@ Log = Callable[[str], None]
 DeployOne = Callable[[Recipe, Target, list[Artifact]], DeployResult]
 STOPPED = "interrupted (Ctrl-C or SIGTERM)"
 STOP_WAIT_S = 30.0  # after a Ctrl-C: how long the boards still deploying are waited for before every release
-
-
-def error_text(exc: BaseException) -> str:
-    """An error's text as the night says it: an EdgekitError's own, anything else with its type (a bug)."""
-    return str(exc) if isinstance(exc, EdgekitError) else f"{type(exc).__name__}: {exc}"
-
-
-@dataclass
-class _Raised:
-    """A deploy that raised on one board: kept per board (another board's success must not hide it)."""
-
-    board: str
-    target: Target
-    error: Exception
 
 
 class Night:
@@ -76,7 +62,7 @@ class Night:
         self.outcome, self.log, self.todo = outcome, log, todo
         self.queues: dict[str, queue.Queue[Path]] = {}
         self.parts: dict[Path, list[DeployResult]] = {p: [] for p in todo}
-        self.raised: dict[Path, list[_Raised]] = {p: [] for p in todo}
+        self.raised: dict[Path, list[Raised]] = {p: [] for p in todo}
         # recipe -> what boards the night's stop cut short measured (their runs interrupted): kept, not failures
         self.cut: dict[Path, list[DeployResult]] = {p: [] for p in todo}
         self.cut_on: dict[str, Path] = {}  # board -> the recipe the stop cut short on it
@@ -238,7 +224,7 @@ class Night:
                     error = exc
                     self.log(f"{name}: {path.name}: deploy failed: {error_text(exc).splitlines()[0]}")
                 else:  # the night's Ctrl-C or SIGTERM stopped it: an interrupted run, not a failed deploy
-                    was_cut, cut = True, _interrupted_runs(exc)
+                    was_cut, cut = True, interrupted_runs(exc)
                     self.log(
                         f"{name}: {path.name}: stopped by the interrupt, not finished"
                         + ("; what it measured is kept as an interrupted run" if cut is not None else "")
@@ -247,7 +233,7 @@ class Night:
                 error = exc
                 self.log(f"{name}: {path.name}: deploy failed: {error_text(exc).splitlines()[0]}")
             if lease is not None:
-                stopped = _why_stop(name, lease.check(name), result)
+                stopped = why_stop(name, lease.check(name), result)
             with self.lock:
                 self.running.pop(name, None)
                 if self.closed:  # the night stopped waiting for this board: its result is dropped
@@ -265,7 +251,7 @@ class Night:
                     if cut is not None:
                         self.cut[path].append(cut)
                 elif error is not None:
-                    self.raised[path].append(_Raised(name, target, error))
+                    self.raised[path].append(Raised(name, target, error))
                 elif result is not None:
                     self.parts[path].append(result)
             if stopped is not None:
@@ -415,7 +401,7 @@ class Night:
             if raised:
                 outcome.raised[path] = {r.board: error_text(r.error) for r in raised}
             if parts or raised:
-                outcome.results[path] = _settled(path, parts, raised)
+                outcome.results[path] = settled(path, parts, raised)
             elif outcome.interrupted:
                 outcome.results[path] = NotRun(
                     f"not run: the night was {STOPPED} before a board finished it", where=str(path)
@@ -424,68 +410,6 @@ class Night:
                 outcome.results[path] = EdgekitError(
                     f"no board ran this recipe: {'; '.join(self.missed[path])}", where=str(path)
                 )
-
-
-def _settled(path: Path, parts: list[DeployResult], raised: list[_Raised]) -> DeployResult | Exception:
-    """One recipe's result from what its boards gave: every board's run, a raising board's as a failed run (its
-    measurements kept when the deploy attached them to the error)."""
-    results = list(parts)
-    failed: list[TargetRun] = []
-    for r in raised:
-        why = f"deploy failed: {error_text(r.error)}"
-        kept = getattr(r.error, "result", None)
-        if isinstance(kept, DeployResult) and kept.runs:
-            kept = kept.model_copy(deep=True)
-            for run in kept.runs:
-                run.status, run.error = "failed", run.error or why
-            results.append(kept)
-        else:
-            failed.append(
-                TargetRun(
-                    target=r.board,
-                    kind=r.target.transport.value,
-                    emulated=bool(r.target.emulated),
-                    status="failed",
-                    error=why,
-                )
-            )
-    merged = _merge(results) if results else None
-    if merged is not None:
-        merged.runs += failed
-        merged.ok = merged.ok and not raised
-    if parts:
-        assert merged is not None  # parts are results
-        return merged
-    error = EdgekitError("; ".join(f"on {r.board}: {error_text(r.error)}" for r in raised), where=str(path))
-    error.result = merged  # type: ignore[attr-defined]  # what the boards measured, recorded by the nightly
-    return error
-
-
-def _interrupted_runs(exc: Interrupted) -> DeployResult | None:
-    """What a deploy the night's stop cut short had measured (deploy attaches it to its Interrupted), each of its
-    runs marked interrupted: recorded as an interrupted run, not a failed deploy; None when it measured nothing."""
-    kept = getattr(exc, "result", None)
-    if not isinstance(kept, DeployResult) or not kept.runs:
-        return None
-    kept = kept.model_copy(deep=True)
-    kept.ok = False
-    for run in kept.runs:
-        run.interrupted = True
-    return kept
-
-
-def _why_stop(board: str, lost: str | None, result: DeployResult | None) -> str | None:
-    """Why a lab board takes no more recipes after this one: its place is no longer ours, or its run failed at
-    connect (every recipe would fail there, in a tenth of a second each); None: it goes on."""
-    if lost is not None:
-        return f"taken from this night ({lost})"
-    run = next((r for r in result.runs if r.target == board), None) if result is not None else None
-    if run is None or run.status == "ok" or run.interrupted:
-        return None
-    error = (run.error or "").strip()
-    if error.startswith(("connect:", "ensure:")):
-        return f"failed at {error.splitlines()[0]}"
-    return None
 
 
 _NIGHT = threading.local()  # each board's worker thread: `stop`, the night's Ctrl-C event
@@ -498,15 +422,3 @@ def _deploy_one(recipe: Recipe, target: Target, artifacts: list[Artifact]) -> De
 
     stop = getattr(_NIGHT, "stop", None)
     return deploy(recipe, [target], DeployOptions(host=False, stop=stop), artifacts=artifacts)
-
-
-def _merge(results: list[DeployResult]) -> DeployResult:
-    """One recipe's runs on many boards as one DeployResult (the same artifacts, every board's TargetRun)."""
-    base = results[0].model_copy(deep=True)
-    for other in results[1:]:
-        base.runs += other.runs
-        base.routes += other.routes
-        base.started_at = min(base.started_at, other.started_at)
-        base.finished_at = max(base.finished_at or "", other.finished_at or "") or None
-        base.ok = base.ok and other.ok
-    return base

@@ -32,7 +32,8 @@ from pathlib import Path
 from edgekit.convert.base import Artifact
 from edgekit.errors import EdgekitError
 from edgekit.lab.acquire import check_matchable
-from edgekit.lab.night import DeployOne, Log, Night, error_text
+from edgekit.lab.night import DeployOne, Log, Night
+from edgekit.lab.night_results import error_text
 from edgekit.recipe import Recipe
 from edgekit.results import DeployResult
 from edgekit.target import Target, is_inline, load_target
