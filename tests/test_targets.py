@@ -472,3 +472,23 @@ def test_options_that_would_change_nothing_are_refused_not_dropped(tmp_path: Pat
     )
     assert out.returncode == 2 and "--no-store and --store" in out.stderr, out.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_formats_of_a_target_not_at_hand_are_what_its_file_lists_and_say_so(tmp_path: Path) -> None:
+    """`edgekit formats --target phone` (README) needed the phone: a missing key was exit 2, an unreachable host
+    exit 1, and nothing said what the target lists. Now its column is the file's runtimes, marked as not probed."""
+    key = tmp_path / "k"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
+    home = str(tmp_path / "home")
+    for sets, why in (
+        (["--set", "key=/nonexistent/key"], "key file not found"),
+        (["--set", f"key={key}", "--set", "host=127.0.0.1", "--set", "port=1"], "127.0.0.1:1"),
+    ):
+        out = _cli("formats", "--target", "phone", *sets, EDGEKIT_HOME=home)
+        assert out.returncode == 0, out.stderr
+        rows = {line.split("│")[1].strip(): line for line in out.stdout.splitlines() if line.count("│") > 5}
+        assert rows["ncnn-fp32"].rstrip("│ ").endswith("listed"), out.stdout  # phone.yaml lists ncnn
+        assert "not listed" in rows["mnn-fp32"], out.stdout  # and not MNN
+        said = " ".join(out.stdout.split())
+        assert "phone was not probed" in said and why in said, said
+        assert "what the target file lists (tflite_runtime, ncnn, onnxruntime, cv2)" in said, said

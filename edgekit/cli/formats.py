@@ -9,7 +9,7 @@ import click
 import typer
 from rich.table import Table
 
-from edgekit.errors import UsageError
+from edgekit.errors import Interrupted, TransportError, UsageError
 from edgekit.formats import Format
 from edgekit.terminal import Console, plain
 
@@ -60,6 +60,14 @@ FORMATS_OPTION: Any = typer.Option(
 )
 
 
+LISTED = "listed"  # a target not probed: what its file lists (said under the table)
+
+
+def exc_first_line(exc: Exception) -> str:
+    """An error's first line (where: what), without its hint."""
+    return str(exc).splitlines()[0]
+
+
 def formats_cmd(
     target: str | None = typer.Option(
         None, "--target", "-t", help="also probe this target (starts an emulated device)"
@@ -81,14 +89,20 @@ def formats_cmd(
         )
     device: dict[str, str | None] | None = None
     listed: list[str] = []
+    unprobed: TransportError | None = None  # the target could not be reached: its file's runtimes only
     this_host = False
     if target:
         from edgekit.emu.provision import check_target
         from edgekit.target import load_target
 
         tgt = load_target(target, set_ or [])
-        device, listed = check_target(tgt).runtimes, tgt.runtimes
-        this_host = tgt.is_this_host  # `local`: host-only formats run there too
+        listed, this_host = tgt.runtimes, tgt.is_this_host  # `local`: host-only formats run there too
+        try:
+            device = check_target(tgt).runtimes
+        except TransportError as exc:  # a phone not at hand: what its target file lists still answers
+            if isinstance(exc, Interrupted):
+                raise
+            unprobed = exc
     table = Table(title="formats")
     # A format's name is what the user types next: never cut to "tflite-onnx2tf-…" on a narrow terminal; nor is
     # the module that runs it here (one word: "ai_edge_li / tert" read as two). The host's headers take two lines
@@ -117,15 +131,24 @@ def formats_cmd(
             "yes" if spec.converter_available() else "[red]no[/]",
             host_mod or "[red]no[/]",
         ]
-        if device is not None and spec.host_only and not this_host:
+        if target and spec.host_only and not this_host:
             row.append("host only (a reference, sent to no board)")
         elif device is not None:
             have = [f"{m} {device[m]}" for m in spec.modules() if device.get(m)]
             note = "" if any(m in listed for m in spec.modules()) else " (not in the target's runtimes)"
             missing = f"[red]no[/] ({spec.not_installable or 'edgekit targets setup'})"
             row.append(plain(have[0] + note) if have else missing)  # the device's version, as it said it
+        elif unprobed is not None:
+            row.append(LISTED if any(m in listed for m in spec.modules()) else "[dim]not listed[/]")
         table.add_row(*row)
     console.print(table)
+    if unprobed is not None:
+        console.print(
+            f"[yellow]{plain(target or '')} was not probed[/] ({plain(exc_first_line(unprobed))}): its column "
+            f"is what the target file lists ({plain(', '.join(listed))}), not what the device has; `edgekit formats "
+            f"--target {plain(target or '')}` again once it is reachable says which it has",
+            highlight=False,
+        )
     console.print("device packages per runtime (pip / Termux's pkg):", highlight=False)
     for runtime, listed_packages in packages.items():
         console.print(f"  {runtime}: {listed_packages}", highlight=False)
