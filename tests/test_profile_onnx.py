@@ -310,6 +310,7 @@ def test_another_runtimes_onnx_or_a_counted_onnx_at_n_threads_is_refused_before_
     )
     said = " ".join(out.stderr.split())
     assert out.returncode == 2 and "opencv-fp32" in said and "edgekit bench" in said, said
+    assert "run by opencv;" in said and "Runtime." not in said, said  # the runtime's name, not the enum's
     (tmp_path / "artifact.json").unlink()
     out = subprocess.run(
         [sys.executable, "-m", "edgekit", "profile", str(path), "--target", "pi4-emu", "--threads", "4"],

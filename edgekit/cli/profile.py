@@ -332,7 +332,7 @@ def _refuse_other_onnx_runtime(artifact: Path) -> None:
     fmt = sidecar_format(artifact)
     if fmt is not None and fmt.runtime != "onnxruntime":
         raise InputDataError(
-            f"this .onnx is edgekit's {fmt.value} artifact, run by {fmt.runtime}; `edgekit profile` counts .onnx "
+            f"this .onnx is edgekit's {fmt.value} artifact, run by {fmt.runtime.value}; `edgekit profile` counts .onnx "
             "files node by node under onnxruntime only",
             where=str(artifact),
             hint=f"count its whole inference with `edgekit bench {artifact} --target pi4-emu`",
