@@ -434,3 +434,13 @@ def test_a_state_dict_zip_with_a_corrupt_entry_name_is_a_recipe_error(tmp_path: 
     err = named(run("convert", "r.yaml", cwd=tmp_path))
     assert "error (RecipeError): r.yaml: field `model.weights`: cannot read" in err, err
     assert str(tmp_path / "bad.pt") in err and "hint: save the trained model's weights" in err
+
+
+def test_a_recipe_onnx_of_two_inputs_is_refused_naming_them(tmp_path: Path) -> None:
+    """The README says a second input is refused by name: `convert` said only 'the model has 2 inputs'."""
+    small_onnx(tmp_path / "m.onnx", batch=1, inputs=("x", "z"))
+    recipe(tmp_path, "m.onnx")
+    err = named(run("convert", "r.yaml", cwd=tmp_path))
+    said = " ".join(err.split())
+    assert "error (RecipeError)" in said and "the model has 2 inputs ('x', 'z')" in said, said
+    assert "hint: export the model with one input" in said and "`x`" in said, said
