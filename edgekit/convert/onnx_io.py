@@ -33,10 +33,10 @@ def check_graph(graph: Any, recipe: Recipe) -> None:
     inputs = [i for i in graph.input if i.name not in inits]
     where = str(recipe.path)
     if len(inputs) != 1:
-        names = ", ".join(repr(i.name) for i in inputs[:8]) + (", ..." if len(inputs) > 8 else "")
+        listed = ", ".join(repr(i.name) for i in inputs[:8]) + (", ..." if len(inputs) > 8 else "")
         raise RecipeError(
             f"the model has {len(inputs)} inputs"
-            + (f" ({names})" if inputs else "")
+            + (f" ({listed})" if inputs else "")
             + "; edgekit handles single-input models",
             where=where,
             hint="export the model with one input (fold the others in as constants, or a wrapper that fills them "
