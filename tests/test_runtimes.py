@@ -487,3 +487,19 @@ def test_a_runtime_ranking_says_what_one_timed_invocation_covers_in_each_runtime
     assert "onnxruntime InferenceSession.run (the input fed, the outputs copied out" in caption, caption
     assert "ncnn a new extractor, its input and every output extracted" in caption, caption
     assert "one timed invocation: " in runtime_html(result)
+
+
+def test_an_estimate_whose_interval_is_not_validated_is_marked_as_such_not_as_uncalibrated() -> None:
+    """ncnn is the runtime the estimate is calibrated on; a tiny ncnn model outside the calibration range has an
+    interval that is not validated, and the table called it '*uncalibrated' ('by uncalibrated estimates')."""
+    from edgekit.route import Basis
+    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking, _cell, _unit, verdicts
+
+    host = TargetRanking("host", Basis.P50_MS, False, [RuntimeEntry("ncnn", "ncnn-fp32", 0.1, 1)])
+    pi4 = TargetRanking("pi4-emu", Basis.ESTIMATE_MS, True, [RuntimeEntry("ncnn", "ncnn-fp32", 0.163, 1)])
+    pi4.not_validated = ["ncnn-fp32"]
+    assert _cell(pi4, "ncnn") == "1. ncnn-fp32 0.163*"
+    assert _unit(Basis.ESTIMATE_MS) == "ESTIMATE ms (*interval not validated)"
+    (line,) = verdicts([host, pi4])
+    assert line.endswith("(by board estimates, * interval not validated: confirm on the board)"), line
+    assert "uncalibrated" not in line

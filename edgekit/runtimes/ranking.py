@@ -53,7 +53,9 @@ class TargetRanking:
     entries: list[RuntimeEntry] = field(
         default_factory=list
     )  # ranked first, then the runtimes without a route
-    uncalibrated: list[str] = field(default_factory=list)  # artifacts whose estimate is not calibrated
+    # artifacts whose estimate's interval is not validated: an uncalibrated runtime, a thread count without a
+    # figure, a model outside the calibration range (results.interval_not_validated: the deploy caption says which)
+    not_validated: list[str] = field(default_factory=list)
     # estimate basis: artifact -> its estimate ({estimate_ms, low_ms, high_ms}), to tell ties from ranks
     estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: int = 1  # the thread count its figures are at
@@ -113,7 +115,7 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
             ranking.estimates = {
                 e.artifact: est for e in ranked if e.artifact and (est := bounded(run, e.artifact, n))
             }
-            ranking.uncalibrated = [
+            ranking.not_validated = [
                 e.artifact
                 for e in ranked
                 if e.artifact
@@ -162,8 +164,8 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
             which = "the two" if rank != 1 else f"it apart from {rival.runtime} ({rival.artifact})"
             same += f", though the estimates do not rank {which}: one lies inside the other's 80% interval"
         note = {
-            Basis.ESTIMATE_MS: " (by uncalibrated estimates: confirm on the board)"
-            if r.uncalibrated
+            Basis.ESTIMATE_MS: " (by board estimates, * interval not validated: confirm on the board)"
+            if r.not_validated
             else " (by board estimates)",
             Basis.INSTRUCTIONS: " (by guest instruction counts on the emulated core, not latency)",
             Basis.P50_MS: "",
@@ -251,14 +253,14 @@ def _cell(ranking: TargetRanking, runtime: str) -> str:
         return entry.why or "-"
     # three significant figures on every basis, as the target tables: 0.133 M and 0.136 M both read "0.1M"
     figure = f"{entry.value / 1e6:.3g}M" if ranking.basis is Basis.INSTRUCTIONS else f"{entry.value:.3g}"
-    mark = "*" if entry.artifact in ranking.uncalibrated else ""
+    mark = "*" if entry.artifact in ranking.not_validated else ""
     return f"{entry.rank}. {entry.artifact} {figure}{mark}"
 
 
 def _unit(basis: Basis) -> str:
     return {
         Basis.P50_MS: "p50 ms",
-        Basis.ESTIMATE_MS: "ESTIMATE ms (*uncalibrated)",
+        Basis.ESTIMATE_MS: "ESTIMATE ms (*interval not validated)",
         Basis.INSTRUCTIONS: "insn/invoke",
     }[basis]
 
