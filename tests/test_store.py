@@ -800,6 +800,36 @@ def test_runs_says_which_artifacts_made_a_run_not_ok(tmp_path: Path) -> None:
     assert f"no({broken.id}:failed,{missed.id}:gate)" in said, out.stdout
 
 
+def test_runs_does_not_count_the_host_left_out_as_failed_and_says_why_a_run_is_not_ok(tmp_path: Path) -> None:
+    """Every device failed before measuring, so deploy skipped the host ('nothing is wrong with it'): `runs`
+    listed '2 targets failed: pi4, host'. An imported deploy killed before its end was a bare 'no'."""
+    done = _small(T0, targets=("pi4",))
+    down = done.runs[0].model_copy(
+        update={"status": "failed", "error": "connect: ConnectError: refused", "agent": None}
+    )
+    host = down.model_copy(
+        update={
+            "target": "host",
+            "kind": "local",
+            "error": "run: AgentError: not measured: every target failed",
+        }
+    )
+    store = str(tmp_path / "s.sqlite")
+    record(done.model_copy(update={"runs": [down, host], "ok": False}), store)
+    killed = _small(T0 + timedelta(hours=1), recipe="killed", targets=("pi4",))
+    record(killed.model_copy(update={"finished_at": None, "ok": False}), store)
+    with open_store(store) as opened:
+        listed = {r.recipe: r for r in opened.runs()}
+    assert [r.failed_targets for r in listed.values()] == [[], ["pi4"]], listed
+    out = _edgekit("runs", "--store", store, home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    said = " ".join(out.stdout.split())
+    assert "(1 target failed: pi4)" in said and "(host not measured: no device" in said, out.stdout
+    rows = {line.split("│")[3].strip(): line for line in out.stdout.splitlines() if line.count("│") > 5}
+    assert "no (target failed)" in " ".join(rows[done.recipe].split()), out.stdout
+    assert "no (not finished)" in " ".join(rows["killed"].split()), out.stdout
+
+
 def test_a_store_error_never_prints_the_password() -> None:
     for url in ("mysql://bob:s3cret@nowhere/db", "postgresql://bob:s3cret@127.0.0.1:1/db"):
         with pytest.raises(StoreError) as err:

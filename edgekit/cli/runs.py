@@ -87,6 +87,8 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
             counts += (
                 f" [red]({len(failed)} target{'s' * (len(failed) > 1)} failed: {plain(', '.join(failed))})[/]"
             )
+        if r.left_out:  # deploy said "nothing is wrong with it": not a failure
+            counts += f" [dim]({plain(', '.join(r.left_out))} not measured: no device reached)[/]"
         table.add_row(
             str(r.id),
             _utc(r.started_at),
@@ -128,6 +130,11 @@ def _ok_text(run: RunSummary) -> str:
     if run.ok:
         return "[green]yes[/]"
     why = run.artifact_problems[:3] + (["..."] if len(run.artifact_problems) > 3 else [])
+    failed = [t for t in run.failed_targets if t not in run.interrupted_targets]
+    if not why and failed:  # named in the measurements column
+        why = [f"target{'s' * (len(failed) > 1)} failed"]
+    if not why and run.finished_at is None:  # an imported result of a deploy that was killed
+        why = ["not finished"]
     return "[red]no[/]" + (f" [red]({plain(', '.join(why))})[/]" if why else "")
 
 

@@ -34,6 +34,15 @@ class TargetRow:
     failed: bool
     interrupted: bool  # TargetRun.interrupted: kept in the row's `extra` (no column), read in Python: a JSON
     # path reads differently on SQLite and PostgreSQL
+    has_agent: bool = True  # the agent ran (a target that failed before measuring has none)
+
+
+def host_left_out(rows: list[TargetRow], row: TargetRow) -> bool:
+    """The host, not measured because every device of the deploy failed before measuring (its figures are only
+    their reference; deploy said "nothing is wrong with it"): no failure of its own (report.regression says the
+    same of a whole stored run)."""
+    others = [r for r in rows if r is not row]
+    return row.target == "host" and bool(others) and all(r.failed and not r.has_agent for r in others)
 
 
 def _target_rows(conn: Connection, ids: list[int]) -> dict[int, list[TargetRow]]:
@@ -46,6 +55,7 @@ def _target_rows(conn: Connection, ids: list[int]) -> dict[int, list[TargetRow]]
                 target_runs.c.target,
                 target_runs.c.emulated,
                 target_runs.c.status,
+                target_runs.c.has_agent,
                 target_runs.c.extra,
             )
             .where(target_runs.c.run_id.in_(ids))
@@ -54,7 +64,9 @@ def _target_rows(conn: Connection, ids: list[int]) -> dict[int, list[TargetRow]]
         for row in conn.execute(query):
             interrupted = bool(((row.extra or {}).get("target") or {}).get("interrupted"))
             found[row.run_id].append(
-                TargetRow(row.target, bool(row.emulated), row.status == "failed", interrupted)
+                TargetRow(
+                    row.target, bool(row.emulated), row.status == "failed", interrupted, bool(row.has_agent)
+                )
             )
     return found
 

@@ -45,6 +45,7 @@ from edgekit.store.read import (
     _load,
     _measurement_counts,
     _target_rows,
+    host_left_out,
 )
 from edgekit.store.schema import runs, storable_id
 from edgekit.store.write import insert_run
@@ -68,6 +69,9 @@ class RunSummary:
     unmeasured: int = 0  # left unmeasured by a Ctrl-C or SIGTERM (recorded as not run; not failures)
     failed_targets: list[str] = field(default_factory=list)  # targets that failed (at connect, or later)
     interrupted_targets: list[str] = field(default_factory=list)  # stopped by Ctrl-C or SIGTERM
+    left_out: list[str] = field(
+        default_factory=list
+    )  # the host, not measured: every device failed before (no failure)
     artifact_problems: list[str] = field(default_factory=list)  # 'ncnn-int8: gate', 'mnn-fp32: failed'
 
 
@@ -209,7 +213,12 @@ class Store:
                 measurements=counts.get(r.id, (0, 0, 0))[0],
                 failed=counts.get(r.id, (0, 0, 0))[1],
                 unmeasured=counts.get(r.id, (0, 0, 0))[2],
-                failed_targets=[t.target for t in targets.get(r.id, []) if t.failed],
+                failed_targets=[
+                    t.target
+                    for t in targets.get(r.id, [])
+                    if t.failed and not host_left_out(targets.get(r.id, []), t)
+                ],
+                left_out=[t.target for t in targets.get(r.id, []) if host_left_out(targets.get(r.id, []), t)],
                 interrupted_targets=[t.target for t in targets.get(r.id, []) if t.interrupted],
                 artifact_problems=problems.get(r.id, []),
             )
