@@ -67,3 +67,38 @@ def board_file(tmp_path: Path, extra: str = "", port: int = 1) -> Path:
         f"known_hosts: {tmp_path / 'kh'}\nconnect_timeout: 3\n{extra}"
     )
     return path
+
+
+def deploy_through_proxy(
+    tmp_path: Path, proxy_command: str
+) -> tuple[subprocess.CompletedProcess[str], str, list[str]]:
+    """`edgekit deploy recipes/tiny.yaml -f onnx-fp32` to board_file's target through `proxy_command` (which
+    fails): the run, the --json file's text and every row of every table of the --store SQLite file, as text."""
+    import sqlite3
+
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+    store, json_path = tmp_path / "sec.db", tmp_path / "sec.json"
+    out = run(
+        "deploy",
+        str(recipe),
+        "-f",
+        "onnx-fp32",
+        "-t",
+        str(board_file(tmp_path)),
+        "--store",
+        str(store),
+        "--json",
+        str(json_path),
+        "--set",
+        f"proxy_command={proxy_command}",
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert out.returncode == 1 and "my-board: FAILED connect" in out.stdout + out.stderr, out.stderr[-2000:]
+    with sqlite3.connect(store) as db:
+        rows = [
+            str(r)
+            for (table,) in db.execute("select name from sqlite_master where type='table'")
+            for r in db.execute(f'select * from "{table}"')
+        ]
+    return out, json_path.read_text(), rows

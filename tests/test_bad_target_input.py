@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from procs import EDGEKIT, board_file, named, run
+from procs import EDGEKIT, board_file, deploy_through_proxy, named, run
 
 from edgekit.deploy.reach import say_unreachable, unreachable
 from edgekit.errors import HostNameError
@@ -183,34 +182,13 @@ def test_a_proxy_command_that_runs_but_never_answers_is_said_as_such(tmp_path: P
 
 
 def test_a_failed_proxy_commands_token_reaches_neither_the_json_nor_the_store(tmp_path: Path) -> None:
-    board = board_file(tmp_path)
-    out = run(
-        "deploy",
-        str(ROOT / "recipes" / "tiny.yaml"),
-        "-f",
-        "onnx-fp32",
-        "-t",
-        str(board),
-        "--store",
-        str(tmp_path / "sec.db"),
-        "--json",
-        str(tmp_path / "sec.json"),
-        "--set",
-        f"proxy_command={_tunnel(tmp_path)} --service-token-secret {TOKEN} %h",
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert out.returncode == 1 and "my-board: FAILED connect" in out.stdout + out.stderr, out.stderr[-2000:]
+    proxy = f"{_tunnel(tmp_path)} --service-token-secret {TOKEN} %h"
+    out, json_text, rows = deploy_through_proxy(tmp_path, proxy)
     assert TOKEN not in out.stdout + out.stderr
-    assert "the proxy_command" in (tmp_path / "sec.json").read_text()
-    assert TOKEN not in (tmp_path / "sec.json").read_text()
-    assert TOKEN.encode() not in (tmp_path / "sec.db").read_bytes()
-    with sqlite3.connect(tmp_path / "sec.db") as db:  # and not in any text the store holds (its WAL included)
-        rows = [
-            str(r)
-            for (table,) in db.execute("select name from sqlite_master where type='table'")
-            for r in db.execute(f'select * from "{table}"')
-        ]
+    assert "the proxy_command" in json_text and TOKEN not in json_text
+    assert (
+        TOKEN.encode() not in (tmp_path / "sec.db").read_bytes()
+    )  # nor in any text the store holds (its WAL too)
     assert rows and not any(TOKEN in r for r in rows)
 
 

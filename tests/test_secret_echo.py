@@ -4,11 +4,10 @@ in the store and in the reports: errors masked only its whole argument words (`-
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
-from procs import board_file, named, run
+from procs import board_file, deploy_through_proxy, named, run
 
 from edgekit.store.masked import masked_text
 from edgekit.transport.proxy_text import masked_command, masked_output
@@ -39,33 +38,9 @@ def test_a_password_the_proxy_repeats_alone_is_masked_on_the_console(tmp_path: P
 
 
 def test_a_password_the_proxy_repeats_alone_reaches_neither_the_store_nor_the_report(tmp_path: Path) -> None:
-    board = board_file(tmp_path)
-    out = run(
-        "deploy",
-        str(ROOT / "recipes" / "tiny.yaml"),
-        "-f",
-        "onnx-fp32",
-        "-t",
-        str(board),
-        "--store",
-        str(tmp_path / "sec.db"),
-        "--json",
-        str(tmp_path / "sec.json"),
-        "--set",
-        f"proxy_command={_tunnel(tmp_path)} %h --password={SECRET}",
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert out.returncode == 1 and "my-board: FAILED connect" in out.stdout + out.stderr, out.stderr[-2000:]
+    out, json_text, rows = deploy_through_proxy(tmp_path, f"{_tunnel(tmp_path)} %h --password={SECRET}")
     assert SECRET not in out.stdout + out.stderr
-    assert "password '***' rejected" in (tmp_path / "sec.json").read_text()
-    assert SECRET not in (tmp_path / "sec.json").read_text()
-    with sqlite3.connect(tmp_path / "sec.db") as db:
-        rows = [
-            str(r)
-            for (table,) in db.execute("select name from sqlite_master where type='table'")
-            for r in db.execute(f'select * from "{table}"')
-        ]
+    assert "password '***' rejected" in json_text and SECRET not in json_text
     assert rows and not any(SECRET in r for r in rows)
 
 
