@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_analyze import RECIPE
 
 from edgekit.analysis.analyze import Analysis
 from edgekit.analysis.float_fallback import Candidate, FixResult, candidates, plan
@@ -155,18 +156,10 @@ def test_a_gate_the_fp32_model_misses_is_said_to_be_out_of_reach_naming_the_gate
     )
 
 
-IMPOSSIBLE = """
-name: digits-impossible
-task: classify
-model: {{kind: torch, builder: "edgekit.zoo.digits:build", args: {{widths: [8, 16, 32]}}, weights: {weights}}}
-input: {{name: input, shape: [1, 1, 16, 16], layout: NCHW}}
-outputs: [logits]
-calibration: {{data: {{kind: builder, builder: "edgekit.zoo.digits:calibration", samples: 32, seed: 0}}}}
-evaluation:
-  data: {{kind: builder, builder: "edgekit.zoo.digits:test_split", samples: 24, seed: 0}}
-  gates: {{int8: {{min_cosine: 0.98, max_abs_error: 0.000001}}}}
-formats: [ncnn-fp32, ncnn-int8]
-"""
+# test_analyze's digits recipe with a gate no float set can reach (max_abs_error 1e-6: even fp32 misses it)
+IMPOSSIBLE = RECIPE.replace("name: digits-small", "name: digits-impossible").replace(
+    "{{min_cosine: {cosine}}}", "{{min_cosine: 0.98, max_abs_error: 0.000001}}"
+)
 
 
 def test_fix_judges_the_fp32_model_by_the_int8_gate(tmp_path: Path) -> None:
