@@ -102,3 +102,12 @@ def deploy_through_proxy(
             for r in db.execute(f'select * from "{table}"')
         ]
     return out, json_path.read_text(), rows
+
+
+def keras_tflite(script: str, path: Path) -> Path:
+    """Run a Keras `script` (it writes a .tflite to sys.argv[1]) in a child Python, quiet and on the CPU: `path`."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    subprocess.run(
+        [sys.executable, "-c", script, str(path)], check=True, capture_output=True, env=env, timeout=300
+    )
+    return path

@@ -5,12 +5,12 @@ while XNNPACK dropped the main branch's ops, and the ops summed to 86 % of the i
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from procs import keras_tflite
 
 # logits from a conv stack, feat a 1x1 convolution on the input: TFLite runs feat's conv last, on a side branch
 KERAS_SCRIPT = """
@@ -28,12 +28,7 @@ open(sys.argv[1], "wb").write(tf.lite.TFLiteConverter.from_keras_model(model).co
 
 @pytest.fixture(scope="module")
 def two_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("branches") / "two_out.tflite"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    subprocess.run(
-        [sys.executable, "-c", KERAS_SCRIPT, str(path)], check=True, capture_output=True, env=env, timeout=300
-    )
-    return path
+    return keras_tflite(KERAS_SCRIPT, tmp_path_factory.mktemp("branches") / "two_out.tflite")
 
 
 def test_every_prefix_returns_the_tensors_still_live_after_its_cut(two_out: Path) -> None:

@@ -6,12 +6,12 @@ are made at that shape (the interpreter's input resized)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from procs import keras_tflite
 
 from edgekit.errors import InputDataError
 
@@ -27,12 +27,7 @@ CONV_MACS = 8 * 3 * 3 * 3  # per output pixel of the 3x3 convolution, 3 -> 8 cha
 
 @pytest.fixture(scope="module")
 def dyn(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("dynamic") / "dyn.tflite"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    subprocess.run(
-        [sys.executable, "-c", KERAS_SCRIPT, str(path)], check=True, capture_output=True, env=env, timeout=300
-    )
-    return path
+    return keras_tflite(KERAS_SCRIPT, tmp_path_factory.mktemp("dynamic") / "dyn.tflite")
 
 
 def test_free_height_and_width_need_an_input_shape_and_the_macs_follow_it(dyn: Path) -> None:
