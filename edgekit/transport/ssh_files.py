@@ -5,7 +5,8 @@ The device's disk is checked before an upload (`free_bytes`, `bytes_to_send`); a
 space is a DeviceDiskFull (free vs needed bytes). At connect, leftovers are pruned (`prune_script`): partial
 uploads older than an hour (this connection's own at once), run folders older than a day (a failed run's, never
 pulled), artifact folders unused for PRUNE_ARTIFACT_DAYS days, and the oldest day-old artifact folders while
-`artifacts/` exceeds PRUNE_ARTIFACT_MB. SFTP reads time out after `io_timeout`. A download is refused before it
+`artifacts/` exceeds PRUNE_ARTIFACT_MB. SFTP requests time out after `io_timeout`; an upload or a download
+after `io_timeout` of silence (no bytes taken or acknowledged: a slow link goes on). A download is refused before it
 starts when the device's file is over the download limit (limits.check_download_size: DeviceFileTooLarge).
 """
 
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import secrets
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import paramiko
@@ -78,8 +80,8 @@ class RemoteFiles:
         size = local.stat().st_size
         self.partials.add(tmp)
         try:
-            with self.link.deadline(f"upload of {local.name}", size / 100_000 + self.target.io_timeout):
-                self.sftp.put(str(local), tmp, confirm=True)
+            with self._transfer(f"upload of {local.name}", size) as moved:
+                self.sftp.put(str(local), tmp, callback=moved, confirm=True)
         except TransportError:
             raise  # DeviceTimeout, ConnectionLost: the partial file goes at the next connect (see partials)
         except (OSError, paramiko.SSHException) as exc:
@@ -116,9 +118,11 @@ class RemoteFiles:
         path = self._abs(remote)
         tmp = local.with_name(f".{local.name}.part")
         try:
-            with self.link.deadline(f"download of {PurePosixPath(path).name}", 600 + self.target.io_timeout):
-                check_download_size(self.sftp.stat(path).st_size or 0, path, self.link.address)
-                self.sftp.get(path, str(tmp))
+            with self.link.deadline(f"download of {PurePosixPath(path).name}", self.target.io_timeout):
+                size = self.sftp.stat(path).st_size or 0
+            check_download_size(size, path, self.link.address)
+            with self._transfer(f"download of {PurePosixPath(path).name}", size, "received") as moved:
+                self.sftp.get(path, str(tmp), callback=moved)
         except TransportError:
             tmp.unlink(missing_ok=True)
             raise
@@ -127,6 +131,36 @@ class RemoteFiles:
             raise TransportError(f"cannot download {path}: {exc}", where=self.link.address) from None
         tmp.replace(local)
         return local
+
+    @contextmanager
+    def _transfer(self, what: str, size: int, verb: str = "sent") -> Iterator[Callable[[int, int], None]]:
+        """An upload or download under a limit on silence, not on its whole (a slow link is not a frozen device):
+        the link is cut when for io_timeout no bytes move and the device acknowledges nothing (no SFTP answer, no
+        window opened); the whole-run deadline bounds the rest. Yields the callback paramiko reports bytes to.
+        The channel's own timeout is lifted meanwhile: a slow device opens its SSH window about every 100 kB,
+        which took longer than io_timeout below 20 kB/s, and the watchdog has the say."""
+        sftp = self.sftp
+        chan = sftp.get_channel()
+        moved = [0]
+
+        def report(done: int, _total: int) -> None:
+            moved[0] = done
+
+        def progress() -> tuple[object, str]:
+            state = (
+                moved[0],
+                chan.out_window_size,
+                len(chan.in_buffer),
+                len(getattr(sftp, "_expecting", ())),
+            )
+            return state, f"{_kb(moved[0])} of {_kb(size)} {verb}"
+
+        chan.settimeout(None)
+        try:
+            with self.link.deadline(what, self.target.io_timeout, progress=progress):
+                yield report
+        finally:
+            chan.settimeout(self.target.io_timeout)
 
     def mkdir(self, remote: str) -> None:
         exec_simple(self.link, f"mkdir -p -- {shlex.quote(self._abs(remote))}", check=True)
@@ -205,6 +239,10 @@ _STAMP = "[0-9]" * 8 + "-" + "[0-9]" * 6 + "-" + "[0-9a-f]" * 6
 # profile's runs/<kind>-<the same>-<target> (deploy.orchestrate, cli.bench.run_folder)
 RUN_GLOBS = (f"{_STAMP}-*", f"bench-{_STAMP}-*", f"profile-{_STAMP}-*")
 ARTIFACT_GLOB = "[0-9a-f]" * 16  # artifacts/<the first 16 hex digits of the conversion key> (deploy.request)
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1e3:.0f} kB"
 
 
 def _mb(n: int) -> str:

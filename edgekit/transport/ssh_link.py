@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -19,6 +20,11 @@ import paramiko
 
 from edgekit.errors import ConnectError, ConnectionLost, DeviceTimeout, Interrupted, TransportError
 from edgekit.target import Target
+
+
+def shown_seconds(seconds: float) -> str:
+    """Seconds as a message says them: whole ones from 1 s up (a deadline of 5.98432 s is "6 s")."""
+    return f"{round(seconds):d}" if seconds >= 1 else f"{seconds:.1g}"
 
 
 def lost_hint(target: Target) -> str:
@@ -116,20 +122,25 @@ class Link:
         return True
 
     @contextmanager
-    def deadline(self, what: str, seconds: float) -> Iterator[None]:
-        """Run the body within `seconds` or sever the link; translate link failures into named errors."""
+    def deadline(
+        self, what: str, seconds: float, progress: Callable[[], tuple[object, str]] | None = None
+    ) -> Iterator[None]:
+        """Run the body within `seconds` or sever the link; translate link failures into named errors.
+
+        With `progress` (a transfer), `seconds` is a limit on silence, not on the whole: the link is severed only
+        when what `progress` returns (a state that changes whenever the device acknowledges or takes bytes, and
+        what was sent so far, said in the error) stays the same for `seconds`. A slow but live link goes on (the
+        whole-run deadline bounds it); a frozen device is still cut after `seconds`."""
         if self.severed is not None:
             raise self.dead_error(what)
-        timer = threading.Timer(seconds, self.sever, args=(f"no answer within {seconds:g} s to {what}",))
-        timer.daemon = True
-        timer.start()
+        stop = self._watch(what, seconds, progress)
         try:
             yield
         except (EOFError, OSError, paramiko.SSHException) as exc:
             if self.severed is not None:
                 raise self.dead_error(what) from None
             if isinstance(exc, TimeoutError):
-                self.sever(f"no answer within {self.target.io_timeout:g} s to {what}")
+                self.sever(f"no answer within {shown_seconds(self.target.io_timeout)} s to {what}")
                 raise self.dead_error(what) from None
             if isinstance(exc, OSError) and self.alive():
                 raise  # the device answered with an error (an SFTP status: no such file, disk full): not the link
@@ -141,9 +152,42 @@ class Link:
                 hint=lost_hint(self.target),
             ) from None
         finally:
-            timer.cancel()
+            stop()
         if self.severed is not None:
             raise self.dead_error(what)
+
+    def _watch(
+        self, what: str, seconds: float, progress: Callable[[], tuple[object, str]] | None
+    ) -> Callable[[], None]:
+        """Start the watchdog of `deadline`; returns what stops it."""
+        if progress is None:
+            timer = threading.Timer(
+                seconds, self.sever, args=(f"no answer within {shown_seconds(seconds)} s to {what}",)
+            )
+            timer.daemon = True
+            timer.start()
+            return timer.cancel
+        done = threading.Event()
+        step = min(0.25, seconds / 8)
+
+        def watch() -> None:
+            last, since = progress()[0], time.monotonic()
+            while not done.wait(step):
+                state, sent = progress()
+                if state != last:
+                    last, since = state, time.monotonic()
+                elif time.monotonic() - since >= seconds:
+                    self.sever(f"nothing acknowledged for {shown_seconds(seconds)} s during {what}, {sent}")
+                    return
+
+        thread = threading.Thread(target=watch, name=f"edgekit-watch {what}", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            done.set()
+            thread.join(timeout=5)
+
+        return stop
 
     def dead_error(self, what: str) -> TransportError:
         reason = self.severed or "the link was cut"
