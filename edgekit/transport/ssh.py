@@ -36,7 +36,7 @@ from edgekit.transport.base import PutResult, RunResult, Transport
 from edgekit.transport.ssh_files import RemoteFiles
 from edgekit.transport.ssh_jump import JumpChain
 from edgekit.transport.ssh_key_file import check_key
-from edgekit.transport.ssh_link import Link
+from edgekit.transport.ssh_link import Link, stalled_after_greeting
 
 
 class SshTransport(Transport):
@@ -81,7 +81,10 @@ class SshTransport(Transport):
             self._drop(client)
             raise ssh_key_hints.changed_key_error(exc, t, self.address) from None
         except paramiko.SSHException as exc:
+            stalled = stalled_after_greeting(client)
             self._drop(client)
+            if stalled is not None and not isinstance(exc, paramiko.AuthenticationException):
+                raise stalled_error(t, self.address, stalled) from None
             if ssh_keys.is_unknown_key(exc):
                 raise ssh_key_hints.unknown_key_error(t, self.address) from None
             if isinstance(exc, paramiko.AuthenticationException):
@@ -142,7 +145,10 @@ class SshTransport(Transport):
             # it could not even send its own greeting)
             transport = client.get_transport()
             greeted = transport is not None and bool(transport.remote_version)
+            stalled = stalled_after_greeting(client)
             self._drop(client)
+            if stalled is not None:
+                raise stalled_error(t, self.address, stalled) from None
             if greeted:
                 raise ConnectError(
                     "the SSH server closed the connection during the key exchange (after its greeting)",
@@ -203,6 +209,7 @@ class SshTransport(Transport):
                 timeout=t.connect_timeout,
                 banner_timeout=t.connect_timeout,
                 auth_timeout=t.connect_timeout,
+                handshake_timeout=t.connect_timeout,  # paramiko's own: 15 s
             )
         except (paramiko.SSHException, EOFError, OSError) as exc:
             if self._chain.proxy_command is None or not _link_ended(exc):
@@ -341,6 +348,24 @@ def _link_ended(exc: BaseException) -> bool:
         or closed_by_peer(exc)
         or "banner" in str(exc)
         or "No existing session" in str(exc)
+    )
+
+
+def stalled_error(t: Target, address: str, greeting: str) -> ConnectError:
+    """The server greeted, then did not finish the key exchange within connect_timeout: a stalled sshd (or a slow
+    one), not a missing SSH server or one that closed the link."""
+    return ConnectError(
+        f"the SSH server greeted ({greeting}) but did not finish the key exchange within "
+        f"{t.connect_timeout:g} s (connect_timeout)",
+        where=address,
+        hint=(
+            f"the emulated device's sshd is stuck or starved of CPU: `edgekit emu down {t.emulated.device} && "
+            f"edgekit emu up {t.emulated.device}`"
+            if t.emulated is not None
+            else "its sshd accepts connections but stalls after greeting: a device out of memory or CPU, or sshd "
+            "stuck (look at the device's console or its sshd log, journalctl -u ssh; restart sshd or the device)"
+        )
+        + "; if the device is only slow, raise connect_timeout (--set connect_timeout=60)",
     )
 
 

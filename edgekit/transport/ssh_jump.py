@@ -154,6 +154,7 @@ class JumpChain:
                     timeout=t.connect_timeout,
                     banner_timeout=t.connect_timeout,
                     auth_timeout=t.connect_timeout,
+                    handshake_timeout=t.connect_timeout,  # paramiko's own: 15 s
                 )
             except HostKeyError:  # a revoked key (ssh_keys.CheckedClient)
                 jump.close()

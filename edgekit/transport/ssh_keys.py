@@ -169,12 +169,21 @@ class CheckedClient(paramiko.SSHClient):  # type: ignore[misc]  # paramiko: no s
         self.known_hosts = known_hosts
         self.revoked = revoked
 
-    def connect(self, hostname: str, port: int = 22, *args: Any, **kwargs: Any) -> None:
-        kwargs["transport_factory"] = partial(self._transport_for, hostname, port)
+    def connect(
+        self, hostname: str, port: int = 22, *args: Any, handshake_timeout: float | None = None, **kwargs: Any
+    ) -> None:
+        """paramiko's connect; `handshake_timeout` bounds the key exchange after the server's greeting (paramiko's
+        own is 15 s whatever the connect's timeouts: a server that greets and then stalls failed after 15 s, or
+        with a shorter connect_timeout as a port that sent no SSH banner)."""
+        kwargs["transport_factory"] = partial(self._transport_for, hostname, port, handshake_timeout)
         super().connect(hostname, port, *args, **kwargs)
 
-    def _transport_for(self, hostname: str, port: int, sock: Any, **options: Any) -> paramiko.Transport:
+    def _transport_for(
+        self, hostname: str, port: int, handshake_timeout: float | None, sock: Any, **options: Any
+    ) -> paramiko.Transport:
         transport = _RevocationCheckedTransport(sock, **options)
+        if handshake_timeout is not None:
+            transport.handshake_timeout = handshake_timeout
         transport.check_key = partial(self._shown, hostname, port)
         known = self.get_host_keys().lookup(host_key_name(hostname, port))
         transport.known_types = tuple(known.keys()) if known is not None else ()

@@ -27,6 +27,19 @@ def shown_seconds(seconds: float) -> str:
     return f"{round(seconds):d}" if seconds >= 1 else f"{seconds:.1g}"
 
 
+def stalled_after_greeting(client: paramiko.SSHClient) -> str | None:
+    """The server's greeting when it greeted and then never finished the key exchange (a stalled sshd), else
+    None; asked of a client whose connect failed, before it is closed."""
+    transport = client.get_transport()
+    if transport is None or not transport.remote_version:
+        return None
+    # paramiko's handshake timer ran out (EOFError), or its start_client gave up waiting on a live transport
+    # that has no host key yet ("No existing session"); a server that closed the link is neither
+    if transport.packetizer.handshake_timed_out() or (transport.is_active() and transport.host_key is None):
+        return str(transport.remote_version)
+    return None
+
+
 def lost_hint(target: Target) -> str:
     """What to check when the connection dropped: an emulated device (an `emulated:` block) has no power or
     network of its own, its qemu or sshd on this machine stopped."""
