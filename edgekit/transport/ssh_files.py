@@ -20,12 +20,13 @@ from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from edgekit.errors import DeviceDiskFull, TransportError
+from edgekit.errors import DeviceDiskFull, TransportError, WorkDirError
 from edgekit.transport.base import PutResult, sha256_file
 from edgekit.transport.limits import check_download_size
 from edgekit.transport.ssh_exec import close_quietly, exec_simple, quoted_command
 from edgekit.transport.ssh_link import Link
 
+_NO_DIR = "edgekit-no-dir:"  # the first word of what _in_dir prints when the folder cannot be made or written
 PRUNE_ARTIFACT_DAYS = 14
 PRUNE_ARTIFACT_MB = 2048
 _DISK_HINT = (
@@ -71,9 +72,11 @@ class RemoteFiles:
         q = shlex.quote(path)
         have = exec_simple(
             self.link,
-            f"mkdir -p -- {shlex.quote(parent)} && {{ {self.sha_cmd(path)}; }} && "
-            f"touch -c -- {q} {shlex.quote(parent)} 2>/dev/null; true",
+            self._in_dir(
+                parent, f"{{ {self.sha_cmd(path)}; }} && touch -c -- {q} {shlex.quote(parent)} 2>/dev/null"
+            ),
         ).strip()
+        self._check_dir(parent, have)
         if have == digest:
             return PutResult(local, path, digest, 0, True)  # touched: in use, not stale
         tmp = f"{parent}/.{PurePosixPath(path).name}.edgekit-{secrets.token_hex(4)}"
@@ -163,7 +166,42 @@ class RemoteFiles:
             chan.settimeout(self.target.io_timeout)
 
     def mkdir(self, remote: str) -> None:
-        exec_simple(self.link, f"mkdir -p -- {shlex.quote(self._abs(remote))}", check=True)
+        path = self._abs(remote)
+        self._check_dir(path, exec_simple(self.link, self._in_dir(path, "true")).strip())
+
+    @staticmethod
+    def _in_dir(folder: str, then: str) -> str:
+        """A script that makes `folder` and runs `then` when it is a folder this user can write; else prints
+        _NO_DIR and why (mkdir's own message, or that it cannot be written): a failure nothing used to say, the
+        upload after it failing as "No such file"."""
+        f = shlex.quote(folder)
+        return (
+            f"if e=$(mkdir -p -- {f} 2>&1); then if [ -w {f} ]; then {then}; else echo '{_NO_DIR} "
+            f"the folder is not writable by this user'; fi; else printf '{_NO_DIR} %s\\n' \"$e\"; fi; true"
+        )
+
+    def _check_dir(self, folder: str, out: str) -> None:
+        """Raise WorkDirError when `out` of an _in_dir script says `folder` cannot be made or written."""
+        if not out.startswith(_NO_DIR):
+            return
+        why = " ".join(out[len(_NO_DIR) :].split()) or "mkdir failed"
+        t = self.target
+        work_dir = self._abs(".")
+        if PurePosixPath(folder).is_relative_to(work_dir):
+            shown = work_dir if folder == work_dir else f"{work_dir} (for {folder})"
+            raise WorkDirError(
+                f"the work dir {shown} cannot be created or written on the device: {why}",
+                path=folder,
+                where=f"{self.link.address} (target {t.name}, field `work_dir`: {t.work_dir!r})",
+                hint="give a work dir this login can write on the device: --set work_dir=PATH (a folder in its home, "
+                f"e.g. ~/edgekit, or on a larger disk), or `work_dir:` in {t.source or 'the target file'}",
+            )
+        raise WorkDirError(
+            f"the folder {folder} cannot be created or written on the device: {why}",
+            path=folder,
+            where=self.link.address,
+            hint="a path this login can write on the device (a relative one is in the target's work dir)",
+        )
 
     def free_bytes(self, remote: str = ".") -> int | None:
         """Bytes available to this user on the file system holding `remote` (its nearest existing parent);

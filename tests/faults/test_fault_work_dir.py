@@ -1,0 +1,55 @@
+"""A work dir the device cannot make or write is named (which folder, mkdir's own words, the target's `work_dir`
+field, what to try): the `mkdir -p` before an upload was swallowed (`; true`) and the upload then failed as
+"upload of agent.py failed: [Errno 2] No such file", with no hint. Through an OpenSSH server on this host."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_transport_ssh import local_sshd  # noqa: F401  (a fixture)
+
+from edgekit.errors import WorkDirError
+from edgekit.transport import open_transport
+
+
+def _upload_into(target, work_dir: Path, tmp_path: Path) -> WorkDirError:  # type: ignore[no-untyped-def]
+    agent = tmp_path / "agent.py"
+    agent.write_text("print('hi')\n")
+    unwritable = target.model_copy(update={"work_dir": str(work_dir)})
+    with open_transport(unwritable) as transport, pytest.raises(WorkDirError) as info:
+        transport.put(agent, "agent.py")
+    return info.value
+
+
+def test_a_work_dir_under_a_regular_file_is_named(local_sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder\n")
+    err = _upload_into(local_sshd, afile / "w", tmp_path)
+    message = str(err)
+    assert f"the work dir {afile / 'w'} cannot be created or written on the device: mkdir:" in message, (
+        message
+    )
+    assert "Not a directory" in message or "File exists" in message, message
+    assert "field `work_dir`" in (err.where or "") and "target pi4" in (err.where or ""), err.where
+    assert "--set work_dir=PATH" in (err.hint or ""), err.hint
+    assert "No such file" not in message
+
+
+def test_a_work_dir_on_a_read_only_disk_is_named(local_sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        err = _upload_into(local_sshd, ro / "w", tmp_path)
+        assert "Read-only file system" in str(err) and "field `work_dir`" in (err.where or ""), str(err)
+        if os.geteuid() != 0:
+            return
+        existing = _upload_into(local_sshd, ro, tmp_path)  # the folder exists, nothing can be written in it
+        assert "the folder is not writable by this user" in str(existing), str(existing)
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
