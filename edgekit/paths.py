@@ -200,3 +200,25 @@ def free_space_note(path: Path) -> str | None:
         if found is None
         else f"the disk holding {found[0]} has {found[1] / 1e6:.1f} MB free: free some space there"
     )
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether `exc`, or an error it was raised from (write_atomic's OutputFileError), is a full disk or quota."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def disk_full_text(path: Path) -> str:
+    """'DiskFull: no space left on the disk holding FOLDER (N MB free): free some space there', the words of a
+    write to `path` that ran out of disk (as nightly and the CLI's DiskFull say it)."""
+    found = _free(path)
+    if found is None:
+        return f"DiskFull: no space left on the disk holding {path}: free some space there"
+    return (
+        f"DiskFull: no space left on the disk holding {found[0]} ({found[1] / 1e6:.1f} MB free): free some "
+        "space there"
+    )

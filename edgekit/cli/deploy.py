@@ -165,8 +165,8 @@ def deploy_cmd(
     if not no_store:
         try:
             run_id = _record_or_keep(result, store, json_path)
-        except StoreError as exc:  # said after the table (the results are in a file, the error says where)
-            store_error = exc
+        except (StoreError, Interrupted) as exc:  # said after the table: the results are in a file (the error
+            store_error = exc  # says where), or, when no disk could take one, only in the table
     console.print(deploy_table(result, verbose=verbose))
     for line in failures(result):
         console.print(f"[red]x[/] {plain(line)}", highlight=False)
@@ -223,36 +223,89 @@ def profile_lines(result: DeployResult, top: int = 3) -> list[str]:
 
 def _record_or_keep(result: DeployResult, store: str | None, json_path: Path | None) -> int:
     """Record the run; if the store fails now (a server gone, a full disk), the measurements are not lost: the
-    result is in --json or a file in the data dir, and the error says how to import it later."""
+    result is in --json or a file in the data dir (the system's temporary folder when the data dir's disk is full
+    too), and the error says where and how to import it later; when no file could be written either, it says so
+    and why (a full disk: which, its free space). A Ctrl-C while the store waits (its write lock) keeps the file
+    the same way: Interrupted, exit 130."""
     from edgekit.store.store import record
 
     try:
         return record(result, store)
     except StoreError as exc:
-        from edgekit.store.unrecorded import import_command, keep_unrecorded
+        raise _not_recorded(result, store, json_path, exc.message + _store_disk(store), exc) from exc
+    except KeyboardInterrupt:
+        said = "interrupted (Ctrl-C or SIGTERM) while recording the run"
+        raise _not_recorded(result, store, json_path, said, None) from None
 
-        kept = json_path or keep_unrecorded(result)
-        raise StoreError(
-            f"{exc.message}; the results are kept in {kept}",
-            where=exc.where,
-            hint=f"once the store is back: {import_command(kept, store)}",
-        ) from exc
+
+def _store_disk(store: str | None) -> str:
+    """' (DiskFull: no space left on the disk holding ...)' when the store is a SQLite file on a disk that has
+    almost no room (SQLite says 'disk I/O error' for it), else ''."""
+    from edgekit.paths import disk_full
+    from edgekit.store.location import _sqlite_file, resolve_url
+
+    try:
+        path = _sqlite_file(resolve_url(store))
+    except Exception:  # noqa: BLE001 - only a note on an error already being said
+        return ""
+    if path is None or not disk_full(path.parent):
+        return ""
+    from edgekit.paths import disk_full_text
+
+    return f" ({disk_full_text(path.parent)})"
+
+
+def _not_recorded(
+    result: DeployResult, store: str | None, json_path: Path | None, reason: str, exc: StoreError | None
+) -> StoreError | Interrupted:
+    """The error of a run the store did not take (`reason`), once its result is kept in a file: where it is and
+    the command that imports it, or, when no file could be written, why and that the table is all there is."""
+    from edgekit.store.unrecorded import import_command, keep_somewhere, spare_folder
+
+    kept, failed = (json_path, []) if json_path else keep_somewhere(result)
+    where = exc.where if exc is not None else "edgekit deploy"
+    if kept is None:
+        message = f"{reason}; the results could not be kept in a file either: {'; '.join(failed)}"
+        hint = "the measurements are only in what was printed: free some space and run the deploy again"
+    else:
+        message = f"{reason}; the results are kept in {kept}"
+        if failed:
+            message += f" (not in the data dir: {'; '.join(failed)})"
+        hint = f"once the store is back: {import_command(kept, store)}"
+        if kept.parent == spare_folder():
+            hint += " (before a reboot may empty the temporary folder)"
+    if exc is None:
+        return Interrupted(message, where=where, hint=hint)
+    return StoreError(message, where=where, hint=hint)
 
 
 def _keep_interrupted(exc: Interrupted, json_path: Path | None, store: str | None, no_store: bool) -> None:
-    """Write the partial result (--json) and record it (runs marked interrupted); say what was kept."""
+    """Write the partial result (--json) and record it (runs marked interrupted); say what was kept. A store that
+    cannot take it (a full disk, a server gone) keeps it in a file as at a normal end, said with the command that
+    imports it; nothing here raises: the Ctrl-C's own exit (130) follows."""
     result = getattr(exc, "result", None)
     if result is None:
         return
     kept = sum(1 for run in result.runs if run.agent for m in run.agent.measurements if m.status == "ok")
+    where = ""
     if json_path:
-        write_atomic(json_path, result.model_dump_json(indent=1))
-    where = f"; results: {json_path}" if json_path else ""
+        try:
+            write_atomic(json_path, result.model_dump_json(indent=1))
+            where = f"; results: {json_path}"
+        except OutputFileError as failed:  # a full disk: the store (or a file elsewhere) keeps them
+            where = f"; --json not written: {failed.message}"
+            json_path = None
+    problem = None
     if not no_store:
-        from edgekit.store.store import record
-
-        where += f"; recorded as run {record(result, store)} (interrupted)"
+        try:
+            where += f"; recorded as run {_record_or_keep(result, store, json_path)} (interrupted)"
+        except (StoreError, Interrupted) as failed:  # said on the next lines
+            problem = failed
     console.print(f"interrupted: kept {kept} measurements{plain(where)}", highlight=False)
+    if problem is not None:
+        console.print(f"[red]x[/] not recorded: {plain(problem.message)}", highlight=False)
+        if problem.hint:
+            console.print(f"  hint: {plain(problem.hint)}", highlight=False)
 
 
 def _keep_measured(result: DeployResult, json_path: Path | None, store: str | None, no_store: bool) -> None:
@@ -263,13 +316,13 @@ def _keep_measured(result: DeployResult, json_path: Path | None, store: str | No
     if not no_store:
         try:
             where = f"; recorded as run {_record_or_keep(result, store, json_path)}"
-        except StoreError as exc:
-            where = f"; {exc.message}"
+        except (StoreError, Interrupted) as exc:
+            where = f"; {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
     elif json_path is None:
-        from edgekit.store.unrecorded import keep_unrecorded
+        from edgekit.store.unrecorded import keep_somewhere
 
-        kept_at = keep_unrecorded(result)
-        where = f"; results: {kept_at}"
+        kept_at, failed = keep_somewhere(result)
+        where = f"; results: {kept_at}" if kept_at else f"; not kept in a file: {'; '.join(failed)}"
     if json_path:
         where += f"; results: {json_path}"
     console.print(

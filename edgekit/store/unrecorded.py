@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import shlex
+import tempfile
 import time
 from pathlib import Path
 
-from edgekit.paths import data_dir, write_atomic
+from edgekit.errors import EdgekitError
+from edgekit.paths import data_dir, data_path, disk_full_text, out_of_space, write_atomic
 from edgekit.results import DeployResult
 
 
@@ -29,3 +31,28 @@ def import_command(kept: Path, store_url: str | None) -> str:
 def keep_unrecorded(result: DeployResult) -> Path:
     """Write `result` where the import command can find it; the file written."""
     return write_atomic(unrecorded_path(result), result.model_dump_json(indent=1))
+
+
+def spare_folder() -> Path:
+    """Where results go when the data dir's disk cannot take them: the system's temporary folder ($TMPDIR)."""
+    return Path(tempfile.gettempdir()) / "edgekit-unrecorded"
+
+
+def keep_somewhere(result: DeployResult) -> tuple[Path | None, list[str]]:
+    """keep_unrecorded, and when the data dir cannot take the file (its disk full, read-only), the system's
+    temporary folder: (the file written, None when no place could take it; why each place tried failed, a full
+    disk as DiskFull naming the disk and its free space)."""
+    name = f"{result.recipe}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    text = result.model_dump_json(indent=1)
+    failed: list[str] = []
+    for folder in (data_path() / "unrecorded", spare_folder()):
+        path = folder / name
+        try:
+            return write_atomic(path, text), failed
+        except (EdgekitError, OSError) as exc:
+            failed.append(
+                disk_full_text(path.parent)
+                if out_of_space(exc)
+                else (exc.message if isinstance(exc, EdgekitError) else f"cannot write {path}: {exc}")
+            )
+    return None, failed

@@ -1,0 +1,168 @@
+"""A deploy whose results cannot be written where they belong (the store's disk full, the data dir's disk full)
+keeps its measurements somewhere with room and says where, at a normal end and on Ctrl-C: real `edgekit deploy`
+runs on this host (`--target local`), real SQLite files, real full disks (small tmpfs mounts)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgekit.results import DeployResult
+
+EDGEKIT = str(Path(sys.executable).parent / "edgekit")
+TINY = Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture()
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A 40 MB tmpfs (room for the tiny recipe's conversions and a store), unmounted after the test."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _recipe(tmp_path: Path) -> Path:
+    """The tiny recipe, timed long enough (about 2 s an artifact) for a fault to land between two of them."""
+    recipe = yaml.safe_load(TINY.read_text())
+    recipe["formats"] = ["tflite-fp32", "ncnn-fp32"]
+    recipe["benchmark"] = {"warmup": 2, "repeat": 1000, "number": 200, "threads": [1], "cooldown_s": 0}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _fill(folder: Path) -> None:
+    """Write zeros into `folder` until its disk is full."""
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError:
+            pass
+
+
+def _deploy(
+    tmp_path: Path, env: dict[str, str], *args: str, fill: Path, sig: int | None = None
+) -> tuple[int, str]:
+    """`edgekit deploy` of the slow tiny recipe to this host; once the first artifact is measured, `fill`'s disk is
+    filled (and `sig` sent). Its exit code and its output (stdout and stderr together)."""
+    cmd = [EDGEKIT, "deploy", str(_recipe(tmp_path)), "--target", "local", "--no-host", *args]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **env},
+        cwd=tmp_path,
+    )
+    lines = []
+    try:
+        assert proc.stdout is not None
+        fired = False
+        for line in proc.stdout:
+            lines.append(line)
+            if not fired and re.search(r"tflite-fp32 x1 ok", line):
+                fired = True
+                _fill(fill)
+                if sig is not None:
+                    proc.send_signal(sig)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    out = "".join(lines)
+    assert fired, out[-3000:]
+    return code, out
+
+
+def _measured(path: Path) -> list[str]:
+    result = DeployResult.model_validate_json(path.read_text())
+    return [m.artifact for r in result.runs if r.agent for m in r.agent.measurements if m.status == "ok"]
+
+
+def _import(kept: Path, store: Path, home: Path) -> str:
+    done = subprocess.run(
+        [EDGEKIT, "runs", "import", str(kept), "--store", str(store)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EDGEKIT_HOME": str(home)},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_ctrl_c_while_the_store_disk_is_full_keeps_the_measurements_in_a_file(
+    tmp_path: Path, disk: Path
+) -> None:
+    """Ctrl-C with the store on a full disk: the interrupted run's record failed as 'cannot open or migrate the
+    results store' with a server hint, exit 1, and nothing was kept anywhere (the device's folder already
+    removed). Now the result goes to the data dir's unrecorded/ with the import command, and the exit is 130."""
+    home = tmp_path / "home"
+    store = disk / "st" / "s.sqlite"
+    store.parent.mkdir()
+    start = time.monotonic()
+    code, out = _deploy(
+        tmp_path, {"EDGEKIT_HOME": str(home)}, "--store", str(store), fill=disk, sig=signal.SIGINT
+    )
+    assert code == 130, out[-3000:]
+    assert time.monotonic() - start < 120
+    (kept,) = (home / "unrecorded").glob("*.json")
+    assert "tflite-fp32" in _measured(kept)
+    assert f"the results are kept in {kept}" in out, out[-3000:]
+    assert "edgekit runs import" in out and "DiskFull" in out and str(store.parent) in out, out[-3000:]
+    assert "that the server is up" not in out, out[-3000:]
+    assert "recorded as run 1" in _import(kept, tmp_path / "later.sqlite", home)
+
+
+def test_a_full_data_disk_at_the_end_prints_the_table_and_keeps_the_result_in_the_temp_folder(
+    tmp_path: Path, disk: Path
+) -> None:
+    """EDGEKIT_HOME on a disk that fills while measuring: the store could not record the run, the unrecorded file
+    could not be written either, and that OutputFileError ('give a path in a folder you can write': the user gave
+    none) escaped before the table, the store's error unsaid, the measurements gone. Now the table is printed, the
+    error names the store's failure and the full disk, and the result is kept in the system's temporary folder."""
+    home, spare = disk / "home", tmp_path / "tmp"
+    spare.mkdir()
+    code, out = _deploy(tmp_path, {"EDGEKIT_HOME": str(home), "TMPDIR": str(spare)}, fill=disk)
+    assert code == 1, out[-3000:]
+    assert "tiny on local" in out and "p50" in out, out[-3000:]  # the table
+    assert "error (StoreError)" in out and "cannot open or migrate the results store" in out, out[-3000:]
+    assert f"DiskFull: no space left on the disk holding {home}" in out, out[-3000:]
+    assert "give a path in a folder you can write" not in out, out[-3000:]
+    (kept,) = (spare / "edgekit-unrecorded").glob("*.json")
+    assert f"the results are kept in {kept}" in out and "edgekit runs import" in out, out[-3000:]
+    assert "tflite-fp32" in _measured(kept)
+    assert "recorded as run 1" in _import(kept, tmp_path / "later.sqlite", tmp_path / "home2")
+
+
+def test_no_disk_with_room_anywhere_is_said_after_the_table(tmp_path: Path, disk: Path) -> None:
+    """The data dir's and the temporary folder's disks both full: nothing can keep the result, which is said (the
+    full disk named, the measurements only in the table printed above), exit 1; not an OutputFileError before the
+    table."""
+    home, spare = disk / "home", disk / "tmp"
+    spare.mkdir()  # TMPDIR must exist, or Python's temporary folder is /tmp
+    code, out = _deploy(tmp_path, {"EDGEKIT_HOME": str(home), "TMPDIR": str(spare)}, fill=disk)
+    assert code == 1, out[-3000:]
+    assert "tiny on local" in out and "error (StoreError)" in out, out[-3000:]
+    assert "could not be kept in a file either" in out and "DiskFull" in out, out[-3000:]
+    assert "only in what was printed" in out, out[-3000:]
