@@ -229,6 +229,24 @@ class Target(BaseModel):
             raise ValueError("an empty command: remove `proxy_command` to connect directly")
         return value
 
+    @field_validator("work_dir", mode="before")
+    @classmethod
+    def _work_dir_given(cls, value: object) -> object:
+        """An empty `--set work_dir=` was taken: every file went straight into the login's home (the relative
+        paths of a run are the work dir's), and the leftovers pruned there. A blank one (`work_dir:` in a file,
+        `--set 'work_dir=  '`) reads as nothing and is refused the same way."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise PydanticCustomError(
+                "work_dir",
+                "{message}",
+                {
+                    "message": f"an empty folder ({value or ''!r}): give the folder on the device edgekit works in",
+                    "hint": "e.g. work_dir: ~/edgekit (the default; a relative path is in the login's home), or a "
+                    "folder on a larger disk: --set work_dir=/mnt/ssd/edgekit",
+                },
+            )
+        return value
+
     @field_validator("python")
     @classmethod
     def _python_splits(cls, value: str) -> str:
