@@ -166,3 +166,29 @@ def test_no_disk_with_room_anywhere_is_said_after_the_table(tmp_path: Path, disk
     assert "tiny on local" in out and "error (StoreError)" in out, out[-3000:]
     assert "could not be kept in a file either" in out and "DiskFull" in out, out[-3000:]
     assert "only in what was printed" in out, out[-3000:]
+
+
+def test_a_sqlite_store_on_a_full_disk_says_the_disk_not_the_server(disk: Path) -> None:
+    """Opening a SQLite store whose disk is full said 'disk I/O error' with the hint 'check the URL, that the server
+    is up and the file is writable'. Its hint is now the full disk, named, with its free space."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from edgekit.errors import StoreError
+    from edgekit.report.synthetic import synthetic_result
+    from edgekit.store import open_store
+
+    url = str(disk / "s.sqlite")
+    with open_store(url):
+        pass
+    _fill(disk)
+    result = synthetic_result(datetime(2026, 3, 1, tzinfo=UTC), rng=np.random.default_rng(0))
+    with pytest.raises(StoreError) as failed, open_store(url) as store:
+        for _ in range(20):
+            store.record(result)
+    hint = failed.value.hint or ""
+    assert f"DiskFull: no space left on the disk holding {disk}" in hint and "MB free" in hint, str(
+        failed.value
+    )
+    assert "server" not in hint, str(failed.value)

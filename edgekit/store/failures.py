@@ -93,6 +93,17 @@ def _failure(
             hint="another edgekit (a nightly, a deploy, `runs import`) or a program with the file open (sqlite3, "
             f"a backup) holds it: `fuser {shlex.quote(str(path))}` names it; wait for it, then run again",
         )
+    if path is not None and _sqlite_says(
+        exc, ("SQLITE_FULL", "SQLITE_IOERR"), ("disk is full", "disk I/O error")
+    ):
+        from edgekit.paths import disk_full, disk_full_text
+
+        if disk_full(path.parent):  # not the server's reachability: the disk under the file
+            return StoreError(
+                f"{doing}: {_reason(exc)}",
+                where=str(path),
+                hint=disk_full_text(path.parent) + " (the store's file and its -wal grow with every run)",
+            )
     if path is not None and _is_damaged(exc):
         return StoreError(
             f"{doing}: the SQLite file is damaged ({_reason(exc)})", where=str(path), hint=_recover_hint(path)
