@@ -192,3 +192,16 @@ def test_a_sqlite_store_on_a_full_disk_says_the_disk_not_the_server(disk: Path) 
         failed.value
     )
     assert "server" not in hint, str(failed.value)
+
+
+def test_ctrl_c_with_no_store_and_no_json_keeps_the_measurements_in_a_file(
+    tmp_path: Path, disk: Path
+) -> None:
+    """`deploy --no-store` without --json, then Ctrl-C: 'interrupted: kept 1 measurements' while nothing was
+    written anywhere. The result goes to the data dir's unrecorded/, named, as a failed deploy's does."""
+    home = tmp_path / "home"
+    code, out = _deploy(tmp_path, {"EDGEKIT_HOME": str(home)}, "--no-store", fill=disk, sig=signal.SIGINT)
+    assert code == 130, out[-3000:]
+    (kept,) = (home / "unrecorded").glob("*.json")
+    assert "tflite-fp32" in _measured(kept)
+    assert f"results: {kept}" in " ".join(out.split()), out[-3000:]
