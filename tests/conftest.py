@@ -77,6 +77,7 @@ HOST_ONLY = frozenset(
         "test_route_claims.py",
         "test_same_model_stored.py",
         "test_secret_echo.py",
+        "test_target_work_dir.py",
         "test_tflite_dynamic_shape.py",
         "test_tflite_layout.py",
         "test_torch_arg_files.py",
