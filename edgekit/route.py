@@ -184,6 +184,12 @@ def why_no_route(rejected: dict[str, str]) -> str:
             "or lab board cannot count)"
         )
     failed = sum(why.startswith(GATES_FAILED) for why in whys)
+    unjudged = sum(why == NOT_JUDGED for why in whys)
+    if not failed and unjudged:  # measured, but the outputs never came back (a lost link): not "nothing ran"
+        return (
+            f"no route: {unjudged} measured, but their outputs were not pulled, so their gates on this target are "
+            "not judged (its error is above)"
+        )
     if not failed:
         return "no route: nothing ran on this target (its error is above)"
     unrun = sum(why == DID_NOT_RUN for why in whys)

@@ -47,6 +47,9 @@ from edgekit.same_model import record_same_models
 from edgekit.target import HOST_COLUMN, Target, TransportKind, load_target
 
 HOST = HOST_COLUMN  # this machine's column (edgekit.target.HOST_COLUMN: what `local` is stored as)
+# after a Ctrl-C, how long a target still connecting is waited for (an SSH connect cannot be interrupted; its
+# connect_timeout may be minutes, and nothing was sent there yet)
+CONNECTING_GRACE_S = 2.0
 
 
 def host_target() -> Target:
@@ -295,7 +298,13 @@ def _run_targets(
             for s in (
                 sessions
             ):  # not Thread.join: after a join interrupted by Ctrl-C, CPython 3.11's join returns at once
-                s.finished.wait(timeout=max(0.0, deadline - time.monotonic()))
+                wait = max(0.0, deadline - time.monotonic())
+                if (
+                    s.connecting
+                ):  # nothing sent yet, nothing to fetch or remove: not a minute of connect_timeout
+                    wait = min(wait, CONNECTING_GRACE_S)
+                if not s.finished.wait(timeout=wait) and s.connecting:
+                    s.fail("connect: interrupted (Ctrl-C or SIGTERM) while connecting; nothing was sent")
         except KeyboardInterrupt:  # pressed again, later (edgekit.cli._Stop): stop waiting, keep what is here
             say("interrupted again: not waiting for the agents any longer; keeping what was measured")
         writer.result.finished_at = now()

@@ -15,6 +15,11 @@ is checked before the push (DeviceDiskFull: free vs needed bytes). The run folde
 every run that can still reach it, failed ones included (the rest are pruned at a later connect), unless a result
 file the agent wrote there was never read (a failed download, a result edgekit refused): that folder is left for
 a look, and said.
+
+Pulling the outputs and removing the run folder survive a lost link as the run does: a dropped or frozen link
+reconnects (within the target's connect_timeout) and the call is made again. A folder that still cannot be removed
+once everything was fetched is a warning naming it, not a failed run. A Ctrl-C that comes while the outputs are
+pulled or the folder removed lets them finish, each call under its own deadline.
 """
 
 from __future__ import annotations
@@ -38,7 +43,14 @@ from edgekit.deploy.request import (
     runtime_for,
 )
 from edgekit.emu.device import ensure_device
-from edgekit.errors import AgentError, DeviceDiskFull, EdgekitError, Interrupted
+from edgekit.errors import (
+    AgentError,
+    ConnectionLost,
+    DeviceDiskFull,
+    DeviceTimeout,
+    EdgekitError,
+    Interrupted,
+)
 from edgekit.progress import Planned
 from edgekit.results import TargetRun
 from edgekit.runtimes import spec_for
@@ -58,6 +70,8 @@ __all__ = [
 MAX_RESTARTS = 8
 RUN_GRACE_S = 600.0  # connect, push and pull on top of the agent's timeout_s, for the whole-run deadline
 RESULTS_RESERVE = 2 << 20  # free bytes kept for requests, results and outputs beyond what the push sends
+RECONNECT_PAUSE_S = 1.0  # between attempts to reach a device again after a lost link (pull, cleanup)
+PRUNED_LATER = "edgekit removes run folders older than a day at a later connect"
 
 
 class TargetSession:
@@ -100,6 +114,9 @@ class TargetSession:
         self._transport: Transport | None = None
         self._deadline = time.monotonic() + settings.timeout_s + RUN_GRACE_S
         self.interrupted = False
+        self._lock = threading.Lock()  # interrupt() and the start of finish(): one sees the other
+        self._finishing = False  # pulling and cleaning up: a Ctrl-C no longer stops the call on the link
+        self._pulled: set[str] = set()  # outputs already downloaded (a pull made again after a reconnect)
         self.runner = AgentRunner(
             target,
             self.run,
@@ -113,12 +130,27 @@ class TargetSession:
         )
 
     def interrupt(self) -> None:
-        """Ctrl-C (from another thread): stop the agent on the device and end this target, keeping results."""
-        self.interrupted = True
-        self.run.interrupted = True
+        """Ctrl-C (from another thread): stop the agent on the device and end this target, keeping results. Once
+        the outputs are being pulled or the run folder removed, those calls finish, each under its own deadline
+        (deploy waits for them at most a minute; a second Ctrl-C stops waiting)."""
+        with self._lock:
+            self.interrupted = True
+            self.run.interrupted = True
+            finishing = self._finishing
         transport = self._transport
-        if transport is not None:
+        if finishing:
+            if self.runner.invocations:
+                self.say(
+                    f"{self.target.name}: interrupted: finishing the {self._stage} and removing {self.run_dir} "
+                    "on the device (Ctrl-C again to leave it there)"
+                )
+        elif transport is not None:
             transport.interrupt()
+
+    @property
+    def connecting(self) -> bool:
+        """Still connecting (no device reached yet): nothing was sent, so nothing is left to fetch or remove."""
+        return self._stage == "connect" and not self.reached.is_set()
 
     def _stop_if_interrupted(self, before: str) -> None:
         """Ctrl-C or SIGTERM already came: start no new stage (the host began measuring after one)."""
@@ -191,9 +223,12 @@ class TargetSession:
         """Pull what was measured (also after a failure or a Ctrl-C), remove the remote run folder, close. After a
         Ctrl-C the pull and the removal still run when the link is whole, each call under its own deadline (the
         deploy waits for them at most a minute; a second Ctrl-C stops waiting); a folder that cannot be removed
-        is said, not left in silence."""
-        usable = transport.usable and not self.interrupted
-        if self.interrupted and self.runner.invocations:
+        is said, not left in silence. A link lost meanwhile is reconnected once (_reconnect)."""
+        with self._lock:
+            self._finishing = True
+            interrupted = self.interrupted
+        usable = transport.usable and not interrupted
+        if interrupted and self.runner.invocations:
             usable = transport.resume_after_interrupt()
             name = self.target.name
             if usable:
@@ -204,16 +239,14 @@ class TargetSession:
             else:
                 self.say(
                     f"{name}: {self.run_dir} left on the device (the link was cut at the interrupt): what the "
-                    "agent saved there was not fetched; edgekit removes run folders older than a day at a later "
-                    "connect"
+                    f"agent saved there was not fetched; {PRUNED_LATER}"
                 )
         refused = self.runner.reader.take_refusal()  # a run that ended in another error first
         if refused is not None:
             self.fail(f"run: AgentError: {refused}")
         try:
             if usable and self.run.agent is not None and self.run.agent.measurements:
-                with self.stage("pull"):
-                    self.pull_outputs(transport)
+                usable = self._pull(transport)
             if (
                 usable and self.runner.reader.unread
             ):  # never removed before what the agent wrote there was read
@@ -222,14 +255,77 @@ class TargetSession:
                     f"{'; '.join(self.runner.reader.unread.values())}"
                 )
             elif usable and self.runner.invocations:  # failed runs too: what they measured is pulled
-                with self.stage("cleanup"):
-                    transport.run(["rm", "-rf", "--", self.run_dir], timeout=60)
+                self._cleanup(transport)
         except EdgekitError as exc:
-            self.fail(f"{self._stage}: {exc}")
+            self.fail(f"{self._stage}: {type(exc).__name__}: {exc}")
         finally:
             transport.close()
             self._check_held(transport)
             self.on_update(self.run)
+
+    def _pull(self, transport: Transport) -> bool:
+        """The outputs, pulled again after one reconnect when the link drops or freezes under the download;
+        False (the pull failed, and said) when the device could not be reached again."""
+        try:
+            with self.stage("pull"):
+                try:
+                    self.pull_outputs(transport)
+                except (ConnectionLost, DeviceTimeout) as exc:
+                    if not self._reconnect(transport, exc, "pulling the outputs again"):
+                        raise
+                    self.pull_outputs(transport)
+        except (ConnectionLost, DeviceTimeout) as exc:
+            why = (
+                "not reconnected after the Ctrl-C"
+                if self.interrupted
+                else "the device could not be reached again"
+            )
+            self.fail(
+                f"pull: {type(exc).__name__}: {exc}; {why}: the outputs were not fetched (the gates are not judged "
+                f"on the device) and {self.run_dir} is left on it; {PRUNED_LATER}"
+            )
+            return False
+        return True
+
+    def _cleanup(self, transport: Transport) -> None:
+        """Remove the run folder (after one reconnect when the link drops or freezes). Everything was fetched by
+        now: a folder that cannot be removed is a warning naming it, not a failed run."""
+        rm = ["rm", "-rf", "--", self.run_dir]
+        try:
+            with self.stage("cleanup"):
+                try:
+                    done = transport.run(rm, timeout=60)
+                except (ConnectionLost, DeviceTimeout) as exc:
+                    if not self._reconnect(transport, exc, f"removing {self.run_dir}"):
+                        raise
+                    done = transport.run(rm, timeout=60)
+        except EdgekitError as exc:
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        else:
+            if done.ok:
+                return
+            why = f"rm exited with status {done.exit_status}: {done.stderr.strip()[-300:] or 'no output'}"
+        self.say(
+            f"{self.target.name}: warning: cleanup: {self.run_dir} left on the device ({why}); everything measured "
+            f"was fetched; {PRUNED_LATER}, or remove it by hand"
+        )
+
+    def _reconnect(self, transport: Transport, exc: ConnectionLost | DeviceTimeout, then: str) -> bool:
+        """After a dropped or frozen link in the pull or the cleanup: reach the device again, trying until its
+        connect_timeout has passed (a link back a moment later: a Wi-Fi blip), each attempt bounded by it. Not
+        after a Ctrl-C (finishing was asked for, not waiting on a lost link)."""
+        name = self.target.name
+        deadline = time.monotonic() + self.target.connect_timeout
+        while not self.interrupted:
+            if transport.reconnect():
+                self.say(
+                    f"{name}: reconnected after {type(exc).__name__} ({exc.stage or self._stage}); {then}"
+                )
+                return True
+            if time.monotonic() + RECONNECT_PAUSE_S > deadline:
+                break
+            time.sleep(RECONNECT_PAUSE_S)
+        return False
 
     def _check_held(self, transport: Transport) -> None:
         """A lab place taken from this run before it ended (`edgekit lab release --kick`, labgrid-client release
@@ -309,7 +405,10 @@ class TargetSession:
                     outside.append(f"{m.artifact} at {m.threads} threads: {m.outputs_file[:200]!r}")
                     m.outputs_file = None
                     continue
+                if m.outputs_file in self._pulled:  # before a reconnect
+                    continue
                 transport.get(f"{self.run_dir}/{m.outputs_file}", local)
+                self._pulled.add(m.outputs_file)
         if outside:
             raise AgentError(
                 f"outputs_file outside this run's folder {self.local_dir}, not downloaded: {'; '.join(outside)}",
