@@ -150,6 +150,10 @@ def deploy(
         raise
     except KeyboardInterrupt:  # Ctrl-C while comparing or counting a thread split: the measurements are kept
         say("interrupted (Ctrl-C or SIGTERM) after measuring: keeping what was measured")
+        for (
+            run
+        ) in result.runs:  # stored as interrupted (not 'ok: no'): its comparisons or estimates unfinished
+            run.interrupted = True
         result.finished_at = now()
         writer.update()
         stop = Interrupted(

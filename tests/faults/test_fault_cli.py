@@ -174,6 +174,7 @@ def test_ctrl_c_while_counting_a_thread_split_keeps_the_measurement(pi4_emu, tmp
         (run,) = result.runs
         (m,) = run.agent.measurements if run.agent else []
         assert m.artifact == "ncnn-fp32" and m.status == "ok" and m.threads == 1 and m.instructions_per_invoke
+        assert run.interrupted  # `runs` lists it as interrupted, not as a run that failed ('ok: no')
 
 
 def _cwd(proc: psutil.Process) -> str:
