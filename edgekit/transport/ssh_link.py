@@ -159,7 +159,7 @@ class Link:
                 raise  # the device answered with an error (an SFTP status: no such file, disk full): not the link
             self.sever(f"connection lost during {what}")
             raise ConnectionLost(
-                f"the connection dropped during {what}: {exc or type(exc).__name__}",
+                f"the connection dropped during {what}: {str(exc).rstrip(': ') or type(exc).__name__}",
                 stage=what,
                 where=self.address,
                 hint=lost_hint(self.target),
