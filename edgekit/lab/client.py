@@ -66,7 +66,8 @@ class LabClient:
         self.timeout_s = timeout_s
 
     def _argv(self, *args: str) -> list[str]:
-        return [str(lab_python()), str(HELPER), "--coordinator", self.coordinator, *args]
+        # one word: an address starting with '-' is never read as an option of the helper's
+        return [str(lab_python()), str(HELPER), f"--coordinator={self.coordinator}", *args]
 
     def _run(self, *args: str) -> dict[str, Any]:
         try:

@@ -16,8 +16,9 @@ INLINE_PREFIX = "lab:"
 TAG_KEY = re.compile(r"^[a-z][a-z0-9_]+$")  # labgrid's TAG_KEY
 TAG_VALUE = re.compile(r"^[A-Za-z0-9_.-]+$")
 DEFAULT_COORDINATOR_PORT = 20408
-# HOST[:PORT]: a name or IPv4 address, or an IPv6 address in brackets; the port is checked apart (1-65535)
-COORDINATOR = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>.*))?$")
+# HOST[:PORT]: a name or IPv4 address, or an IPv6 address in brackets; the port is checked apart (1-65535). A host
+# never starts with '-' ('-h', '--version' reached labgrid's helper as options: "usage: ...", exit 1)
+COORDINATOR = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.][A-Za-z0-9_.-]*)(?::(?P<port>.*))?$")
 COORDINATOR_FORM = "HOST[:PORT] (say labgrid.lab:20408 or 127.0.0.1; PORT 1-65535, 20408 if left out)"
 
 
