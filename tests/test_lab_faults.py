@@ -8,16 +8,42 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lab_helpers import holders, teammate
 
 from edgekit.errors import TargetError
-from edgekit.lab.client import LabClient
+from edgekit.lab import rig as lab_rig
+from edgekit.lab.client import LabClient, lab_python
 from edgekit.lab.errors import LabError
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "recipes" / "tiny.yaml"
+
+
+PLACES = {"b1": {"board": "rx"}, "b2": {"board": "rx"}, "b3": {"board": "ry"}}
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_rig.Rig]:
+    lab_python()  # no .venv-lab: LabSetupError naming `make setup`
+    started = lab_rig.start_bare(tmp_path_factory.mktemp("lab") / "rig", PLACES)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def free_lab(rig: lab_rig.Rig) -> Iterator[lab_rig.Rig]:
+    """The lab free after the test (a failing test leaves nothing held for the next)."""
+    yield rig
+    client = LabClient(rig.coordinator)
+    for name, holder in holders(rig).items():
+        if holder is not None:
+            client.kick(name)
 
 
 def edgekit(
@@ -51,3 +77,27 @@ def test_a_coordinator_address_starting_with_a_dash_is_bad_input_never_an_option
     with pytest.raises(LabError) as raised:
         LabClient("-h:20408", timeout_s=20).places()
     assert "said nothing" not in str(raised.value) and "usage" not in str(raised.value), raised.value
+
+
+def test_the_lab_command_reads_a_defaults_file_without_a_lab_block(
+    free_lab: lab_rig.Rig, tmp_path: Path
+) -> None:
+    """A `lab` defaults file with no `lab:` block (the coordinator from $LG_COORDINATOR), which deploy reads fine:
+    `edgekit lab` and `edgekit lab release` loaded it as a whole target, "an ssh target needs a host", exit 2."""
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    (targets / "lab.yaml").write_text("# the team's defaults\naccept_new: true\n")
+    env = {**os.environ, "EDGEKIT_TARGETS_DIR": str(targets), "LG_COORDINATOR": free_lab.coordinator}
+    out = edgekit("lab", env=env)
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    assert all(name in out.stdout for name in PLACES), out.stdout
+    teammate(free_lab, "b2", "acquire")
+    out = edgekit("lab", "release", "b1", env=env)
+    assert out.returncode == 0 and "b1 is free" in out.stdout, (out.stdout, out.stderr)
+    out = edgekit("lab", "release", "b2", "--kick", env=env)
+    assert out.returncode == 0 and "b2: released" in out.stdout, (out.stdout, out.stderr)
+    assert holders(free_lab)["b2"] is None
+    # a lab: block's coordinator is still the file's word, checked as before
+    (targets / "lab.yaml").write_text("accept_new: true\nlab: {coordinator: 'h:0'}\n")
+    out = edgekit("lab", env=env)
+    assert out.returncode == 2 and "lab.coordinator" in out.stderr and "lab.yaml" in out.stderr, out.stderr

@@ -3,11 +3,16 @@ stored run; `edgekit lab release PLACE` gives back a place a dead edgekit left a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from edgekit.cli.report import STORE_HELP
 from edgekit.terminal import Console, plain
+
+if TYPE_CHECKING:
+    from edgekit.target import LabSpec
 
 lab_app = typer.Typer(
     help="A team's boards shared through a labgrid coordinator: list places, holders and last-run facts.\n\n"
@@ -38,10 +43,31 @@ def _coordinator(coordinator: str | None, target: str | None) -> str:
     from edgekit.target import list_target_names
 
     if "lab" in list_target_names():
-        lab = load_target("lab").lab
-        if lab is not None:
-            return lab.address()
+        return _defaults_file_spec().address()
     return LabSpec().address()
+
+
+def _defaults_file_spec() -> LabSpec:
+    """The `lab` defaults file's `lab:` block alone (none: $LG_COORDINATOR, else labgrid's default). Loading the
+    file as a whole target refused a defaults file with no `lab:` block ("an ssh target needs a host", exit 2)
+    that deploy reads fine: its other fields are defaults for lab:TAG=VALUE targets, not a target of its own."""
+    from pydantic import ValidationError
+
+    from edgekit.errors import TargetError
+    from edgekit.target import LabSpec, target_path
+    from edgekit.yamlfile import read_yaml
+
+    path = target_path("lab")
+    raw = read_yaml(path, TargetError, max_bytes=64 * 1024)
+    block = raw.get("lab") if isinstance(raw, dict) else None
+    if block is None:
+        return LabSpec()
+    try:
+        return LabSpec.model_validate(block)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(["lab", *(str(p) for p in first["loc"])])
+        raise TargetError(f"{field}: {first['msg']}", where=str(path)) from None
 
 
 @lab_app.callback()
