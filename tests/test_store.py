@@ -818,9 +818,23 @@ def test_runs_does_not_count_the_host_left_out_as_failed_and_says_why_a_run_is_n
     record(done.model_copy(update={"runs": [down, host], "ok": False}), store)
     killed = _small(T0 + timedelta(hours=1), recipe="killed", targets=("pi4",))
     record(killed.model_copy(update={"finished_at": None, "ok": False}), store)
+    # the device failed after the host went ahead (a full disk in push): a measured host, or one that failed on
+    # its own (it has its agent's result), is no host left out
+    measured = host.model_copy(update={"status": "ok", "error": None, "agent": done.runs[0].agent})
+    crashed = measured.model_copy(
+        update={"status": "failed", "error": "run: AgentError: the host agent crashed"}
+    )
+    for name, that in (("hostok", measured), ("hostbad", crashed)):
+        record(done.model_copy(update={"recipe": name, "runs": [down, that], "ok": False}), store)
     with open_store(store) as opened:
         listed = {r.recipe: r for r in opened.runs()}
-    assert [r.failed_targets for r in listed.values()] == [[], ["pi4"]], listed
+    failed = {name: (r.failed_targets, r.left_out) for name, r in listed.items()}
+    assert failed == {
+        done.recipe: (["pi4"], ["host"]),
+        "killed": ([], []),
+        "hostok": (["pi4"], []),
+        "hostbad": (["pi4", "host"], []),
+    }, failed
     out = _edgekit("runs", "--store", store, home=tmp_path)
     assert out.returncode == 0, out.stderr
     said = " ".join(out.stdout.split())

@@ -42,7 +42,8 @@ def host_left_out(rows: list[TargetRow], row: TargetRow) -> bool:
     their reference; deploy said "nothing is wrong with it"): no failure of its own (report.regression says the
     same of a whole stored run)."""
     others = [r for r in rows if r is not row]
-    return row.target == "host" and bool(others) and all(r.failed and not r.has_agent for r in others)
+    skipped = row.target == "host" and row.failed and not row.has_agent  # measured, or failed on its own: no
+    return skipped and bool(others) and all(r.failed and not r.has_agent for r in others)
 
 
 def _target_rows(conn: Connection, ids: list[int]) -> dict[int, list[TargetRow]]:
