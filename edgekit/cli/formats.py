@@ -9,7 +9,7 @@ import click
 import typer
 from rich.table import Table
 
-from edgekit.errors import Interrupted, TransportError, UsageError
+from edgekit.errors import HostKeyError, HostNameError, Interrupted, TransportError, UsageError
 from edgekit.formats import Format
 from edgekit.terminal import Console, plain
 
@@ -100,7 +100,7 @@ def formats_cmd(
         try:
             device = check_target(tgt).runtimes
         except TransportError as exc:  # a phone not at hand: what its target file lists still answers
-            if isinstance(exc, Interrupted):
+            if isinstance(exc, (Interrupted, HostKeyError, HostNameError)):  # a changed key, a bad name: said
                 raise
             unprobed = exc
     table = Table(title="formats")
