@@ -196,6 +196,17 @@ def test_nan_and_infinities_survive_the_json_file_runs_import_reads(tmp_path: Pa
         assert math.isnan(comparison.metric["map50"]) and back.artifacts[0].fidelity["cosine"] == -math.inf
 
 
+def test_two_results_kept_in_one_second_get_a_file_each() -> None:
+    """unrecorded/RECIPE-YYYYmmdd-HHMMSS.json: a second result of the recipe in the same second overwrote the first
+    (a night whose store was down, two deploys at once), in the data dir and in the temporary folder alike."""
+    from edgekit.store.unrecorded import keep_somewhere, keep_unrecorded
+
+    first, second = _small(T0), _small(T0, seed=1)
+    paths = [keep_unrecorded(first), keep_unrecorded(second), keep_somewhere(first)[0]]
+    assert len(set(paths)) == 3 and all(p is not None and p.is_file() for p in paths), paths
+    assert [DeployResult.model_validate_json(p.read_text()) for p in paths[:2] if p] == [first, second]
+
+
 def test_a_run_id_beyond_64_bits_is_no_such_run(tmp_path: Path) -> None:
     """`runs show 99999999999999999999999` (and `runs accept`) was an internal OverflowError: SQLite's INTEGER
     holds 64 bits. No run has such an id: exit 2, as for any id the store does not hold."""

@@ -1,5 +1,6 @@
-"""Results the store could not take (a server gone, a damaged file): kept as deploy JSON in the data dir, for
-`edgekit runs import FILE` once the store is back. deploy and nightly write them the same way."""
+"""Results the store could not take (a server gone, a damaged file, a full disk): kept as deploy JSON in the data
+dir (deploy: else in the system's temporary folder, keep_somewhere), for `edgekit runs import FILE` once the store
+is back. Two results of one recipe in the same second get a file each."""
 
 from __future__ import annotations
 
@@ -14,8 +15,22 @@ from edgekit.results import DeployResult
 
 
 def unrecorded_path(result: DeployResult) -> Path:
-    """DATA_DIR/unrecorded/RECIPE-TIME.json."""
-    return data_dir() / "unrecorded" / f"{result.recipe}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    """DATA_DIR/unrecorded/RECIPE-TIME.json (RECIPE-TIME-2.json... when that is taken)."""
+    return _free_name(data_dir() / "unrecorded", _name(result))
+
+
+def _name(result: DeployResult) -> str:
+    return f"{result.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _free_name(folder: Path, stem: str) -> Path:
+    """folder/STEM.json, or STEM-2.json, STEM-3.json... : a second result in the same second never overwrites the
+    first (a nightly's recipes, two deploys at once)."""
+    path, n = folder / f"{stem}.json", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.json"
+    return path
 
 
 def import_command(kept: Path, store_url: str | None) -> str:
@@ -42,11 +57,11 @@ def keep_somewhere(result: DeployResult) -> tuple[Path | None, list[str]]:
     """keep_unrecorded, and when the data dir cannot take the file (its disk full, read-only), the system's
     temporary folder: (the file written, None when no place could take it; why each place tried failed, a full
     disk as DiskFull naming the disk and its free space)."""
-    name = f"{result.recipe}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    stem = _name(result)
     text = result.model_dump_json(indent=1)
     failed: list[str] = []
     for folder in (data_path() / "unrecorded", spare_folder()):
-        path = folder / name
+        path = _free_name(folder, stem)
         try:
             return write_atomic(path, text), failed
         except (EdgekitError, OSError) as exc:
