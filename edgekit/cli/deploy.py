@@ -304,8 +304,8 @@ def _keep_interrupted(exc: Interrupted, json_path: Path | None, store: str | Non
     elif json_path is None:  # --no-store and no --json: "kept" would be on the screen only
         from edgekit.store.unrecorded import keep_somewhere
 
-        kept_at, failed_at = keep_somewhere(result)
-        where = f"; results: {kept_at}" if kept_at else f"; not kept in a file: {'; '.join(failed_at)}"
+        kept_at, failed_at = keep_somewhere(result)  # after the --json note, if any
+        where += f"; results: {kept_at}" if kept_at else f"; not kept in a file: {'; '.join(failed_at)}"
     console.print(f"interrupted: kept {kept} measurements{plain(where)}", highlight=False)
     if problem is not None:
         console.print(f"[red]x[/] not recorded: {plain(problem.message)}", highlight=False)
