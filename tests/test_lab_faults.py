@@ -6,8 +6,10 @@ target racing for one place, a nightly board kicked mid-run."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,3 +103,71 @@ def test_the_lab_command_reads_a_defaults_file_without_a_lab_block(
     (targets / "lab.yaml").write_text("accept_new: true\nlab: {coordinator: 'h:0'}\n")
     out = edgekit("lab", env=env)
     assert out.returncode == 2 and "lab.coordinator" in out.stderr and "lab.yaml" in out.stderr, out.stderr
+
+
+def _lab_targets(folder: Path, rig: lab_rig.Rig, wait_s: float) -> Path:
+    """A `lab` defaults file for rig (a key file of its own: no board is reached in these tests)."""
+    folder.mkdir(exist_ok=True)
+    key = folder / "key"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (folder / "lab.yaml").write_text(
+        f"lab: {{coordinator: '{rig.coordinator}', wait_s: {wait_s}}}\nkey: {key}\naccept_new: true\n"
+    )
+    return folder
+
+
+def _read_until(proc: subprocess.Popen[str], words: str, timeout_s: float) -> list[str]:
+    """proc's stdout and stderr lines (merged) up to the first holding `words`."""
+    import selectors
+
+    assert proc.stdout is not None
+    lines: list[str] = []
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+            break
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if words in line:
+            return lines
+    raise AssertionError(f"no {words!r} within {timeout_s} s: {''.join(lines)[-3000:]}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_a_deploy_waiting_for_a_place_stops_it_at_once(
+    free_lab: lab_rig.Rig, tmp_path: Path, signum: signal.Signals
+) -> None:
+    """bob holds the only board=ry place; a deploy waits for it (wait_s 40). A SIGTERM or SIGINT sent to the
+    deploy's pid (not its group, where the waiting helper also is) was ignored until wait_s ran out ("FAILED
+    ensure: LabWaitTimeout" after 40 s, then exit 130). Now the deploy closes its waiting lease: exit 130 in
+    seconds, bob's place untouched, nothing left held."""
+    teammate(free_lab, "b3", "acquire")
+    targets = _lab_targets(tmp_path / "targets", free_lab, 40)
+    env = {**os.environ, "EDGEKIT_TARGETS_DIR": str(targets), "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit", "deploy", str(TINY), "-f", "onnx-fp32", "--target", "lab:board=ry"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        _read_until(proc, "waiting for a free place", 60)
+        os.kill(proc.pid, signum)
+        start = time.monotonic()
+        out, _ = proc.communicate(timeout=30)
+        took = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, out[-3000:]
+    assert took < 8.0, (took, out[-3000:])
+    assert "LabWaitTimeout" not in out, out[-3000:]
+    assert holders(free_lab) == {"b1": None, "b2": None, "b3": "other/bob"}

@@ -146,6 +146,23 @@ class TargetSession:
                 )
         elif transport is not None:
             transport.interrupt()
+        elif self.target.lab is not None:  # a lab target still waiting for a place, or just given one
+            threading.Thread(
+                target=self._end_lab_wait, name=f"end-wait-{self.target.name}", daemon=True
+            ).start()
+
+    def _end_lab_wait(self) -> None:
+        """Close the lab lease of a target still in its ensure stage (edgekit/lab/acquire.py puts the waiting lease
+        on the target): its helper sees its stdin close, stops waiting and gives back anything it got. A signal to
+        edgekit's pid alone (not its group) never reached the helper: the deploy waited out lab.wait_s. Polled
+        briefly, as the Ctrl-C may come before the helper is started."""
+        deadline = time.monotonic() + 30.0
+        while self._stage in ("start", "ensure") and self._transport is None and time.monotonic() < deadline:
+            lease = self.target._lease
+            if lease is not None:
+                lease.close()
+                return
+            time.sleep(0.05)
 
     @property
     def connecting(self) -> bool:

@@ -40,7 +40,16 @@ def acquire_target(template: Target, say: Say | None = None) -> Target:
     tell = say or (lambda _m: None)
     client = LabClient(template.lab.address())
     tell(f"lab: acquiring a place with {template.lab.wanted()} from {client.coordinator}")
-    lease = client.hold(template.lab, count=1, say=tell)
+
+    def waiting(pending: Lease) -> None:
+        # while it waits, the lease rides on the template: a deploy's Ctrl-C or SIGTERM (TargetSession.interrupt)
+        # closes it, which ends the wait at once (a signal to edgekit's pid alone never reached the helper)
+        template._lease = pending
+
+    try:
+        lease = client.hold(template.lab, count=1, say=tell, started=waiting)
+    finally:
+        template._lease = None  # the template stays a template: the place's target gets the lease
     place = lease.places[0]
     tell(f"lab: acquired {place.name} in {lease.acquire_s:.2f} s")
     try:
