@@ -171,3 +171,30 @@ def test_a_signal_to_a_deploy_waiting_for_a_place_stops_it_at_once(
     assert took < 8.0, (took, out[-3000:])
     assert "LabWaitTimeout" not in out, out[-3000:]
     assert holders(free_lab) == {"b1": None, "b2": None, "b3": "other/bob"}
+
+
+def test_a_tag_target_never_takes_the_place_another_target_of_the_run_names(
+    free_lab: lab_rig.Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--target lab:board=rx --target lab:name=b1` with b1 and b2 (both board=rx) free: the check before work
+    found the assignment (b2, b1), but the acquiring was greedy: when the tag target acquired first it took b1 and
+    the name target failed with SamePlaceTwice (2 runs in 4). The tag target now leaves b1 to the target naming
+    it, whichever acquires first."""
+    from edgekit.emu.device import check_distinct_places
+    from edgekit.lab.acquire import acquire_target
+    from edgekit.target import load_target
+
+    monkeypatch.setenv("EDGEKIT_TARGETS_DIR", str(_lab_targets(tmp_path / "targets", free_lab, 5)))
+    by_tag, by_name = load_target("lab:board=rx"), load_target("lab:name=b1")
+    check_distinct_places([by_tag, by_name])
+    got_tag = acquire_target(by_tag)  # the tag target first: the order that failed
+    try:
+        got_name = acquire_target(by_name)
+        try:
+            assert (got_tag.name, got_name.name) == ("b2", "b1")
+            assert holders(free_lab)["b1"] == holders(free_lab)["b2"] is not None
+        finally:
+            got_name._lease.close()
+    finally:
+        got_tag._lease.close()
+    assert holders(free_lab) == {"b1": None, "b2": None, "b3": None}

@@ -118,6 +118,7 @@ def check_distinct_places(targets: Sequence[Target]) -> None:
         )
     short = _without_a_place_each(choices)
     if short is None:
+        _keep_named_places(labs)
         return
     names, places = [labs[i] for i in short[0]], sorted({p for _, p in short[1]})
     wanted = ", ".join(f"{t.name} ({t.lab.wanted() if t.lab else '?'})" for t in names)
@@ -128,6 +129,24 @@ def check_distinct_places(targets: Sequence[Target]) -> None:
         hint="give one lab target per board type (`--target lab:board=pi4` and `--target lab-pi4` are the "
         "same boards), or add places to the lab",
     )
+
+
+def _keep_named_places(labs: Sequence[Target]) -> None:
+    """Acquiring follows the assignment found above: a target asking for a place by name can only have that one,
+    so the other lab targets of the run (on the same coordinator) never take it. `--target lab:board=rx --target
+    lab:name=b1` with b1 and b2 free failed at random: the tag target acquired b1 first, the name target then
+    found its only place held by its own run (SamePlaceTwice)."""
+    for target in labs:
+        assert target.lab is not None  # check_distinct_places's lab targets
+        target.lab._avoid = frozenset(
+            other.lab.place
+            for other in labs
+            if other is not target
+            and other.lab is not None
+            and other.lab.place
+            and other.lab.place != target.lab.place
+            and other.lab.address() == target.lab.address()
+        )
 
 
 def _without_a_place_each(

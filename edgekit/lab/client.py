@@ -131,6 +131,7 @@ class LabClient:
         args = ["hold", "--count", str(count), "--wait", str(spec.wait_s)]
         args += [a for k, v in spec.tags.items() for a in ("--tag", f"{k}={v}")]
         args += ["--place", spec.place] if spec.place else []
+        args += [a for name in sorted(spec._avoid) for a in ("--avoid", name)]
         env = {**os.environ, "LG_USERNAME": holder_name()}
         proc = subprocess.Popen(
             self._argv(*args),

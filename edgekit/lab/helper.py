@@ -433,6 +433,8 @@ async def do_hold(args: argparse.Namespace) -> int:
                 break
             if place.acquired or place.reservation or place.name in held or place.name in ours:
                 continue
+            if place.name in args.avoid:  # another target of this run asks for it by name: never ours to take
+                continue
             if await acquire(session, place.name) is None:
                 held.append(place.name)
         if held and (not args.count or len(held) >= args.count or time.monotonic() >= deadline):
@@ -456,7 +458,7 @@ async def do_hold(args: argparse.Namespace) -> int:
                 "held_s": round(now_wall - p.changed, 1) if p.acquired else None,
             }
             for p in usable
-            if p.name not in held
+            if p.name not in held and p.name not in args.avoid  # another target's, by name: not waited for
         ]
         if time.monotonic() >= deadline:
             emit(
@@ -603,6 +605,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     hold = sub.add_parser("hold")
     hold.add_argument("--tag", action="append", default=[])
     hold.add_argument("--place", action="append", default=[])
+    hold.add_argument(
+        "--avoid",
+        action="append",
+        default=[],
+        help="a place another target of this run asks for by name: not taken",
+    )
     hold.add_argument("--count", type=int, default=1, help="places to hold; 0: every free one (at least one)")
     hold.add_argument("--wait", type=float, default=600.0)
     hold.add_argument("--poll", type=float, default=0.5)

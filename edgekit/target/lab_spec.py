@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 # The `lab:` block (docs/lab.md): what a lab target asks the labgrid coordinator for. Also read from
 # `lab:TAG=VALUE[:TAG=VALUE]`, which takes every other field from the target file named `lab`, if any.
@@ -44,6 +44,9 @@ class LabSpec(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     place: str | None = None
     wait_s: float = Field(600.0, ge=0, le=86400)  # how long to wait for a free place before LabWaitTimeout
+    # places another lab target of the same run asks for by name: never taken by this one (set by
+    # edgekit/lab/acquire.py check_distinct_places), so a tag target cannot take a named target's only place
+    _avoid: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     @field_validator("coordinator")
     @classmethod
