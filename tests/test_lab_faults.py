@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lab_helpers import holders, teammate
@@ -20,6 +22,7 @@ from edgekit.errors import TargetError
 from edgekit.lab import rig as lab_rig
 from edgekit.lab.client import LabClient, lab_python
 from edgekit.lab.errors import LabError
+from edgekit.results import AgentResult, DeployResult, TargetRun
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "recipes" / "tiny.yaml"
@@ -198,3 +201,95 @@ def test_a_tag_target_never_takes_the_place_another_target_of_the_run_names(
     finally:
         got_tag._lease.close()
     assert holders(free_lab) == {"b1": None, "b2": None, "b3": None}
+
+
+def _measured(recipe: Any, run: TargetRun) -> DeployResult:
+    """A recipe's run on one board as a deploy returns it, with one ok measurement (what a kicked board's deploy
+    had measured before its place check failed it)."""
+    run.agent = AgentResult.model_validate(
+        {
+            "started_at": "2026-01-01T00:00:00",
+            "facts_before": {"machine": "aarch64", "cores": 4, "python": "3.11"},
+            "measurements": [
+                {
+                    "artifact": "onnx-fp32",
+                    "format": "onnx-fp32",
+                    "runtime": "onnxruntime",
+                    "threads": 1,
+                    "status": "ok",
+                    "samples_ms": [1.0, 1.1, 1.0],
+                }
+            ],
+        }
+    )
+    return DeployResult(
+        recipe=recipe.name,
+        recipe_path=str(recipe.path),
+        recipe_sha256="0",
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        runs=[run],
+        ok=run.status == "ok",
+    )
+
+
+def test_a_nightly_board_kicked_mid_run_fails_the_night_and_is_no_baseline(
+    free_lab: lab_rig.Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bob kicked the night off b1 and took it while its recipe ran: the run was stored failed with place_lost
+    ('1 target failed: b1'), yet the night said "no regressions" and exited 0, and the run's ok figures were judged
+    as any night's and became b1's history. docs/lab.md: the run fails as a deploy's does and a failed run fails
+    the night. Now the night exits 1 naming b1, and the run's figures are flagged unreliable and no baseline.
+    (The places are acquired, checked and kicked for real; each recipe's deploy on a board is a stand-in, as in
+    tests/test_lab_night.py.)"""
+    from edgekit.lab import night as night_module
+    from edgekit.lab import spread as spread_module
+    from edgekit.nightly import run_nightly
+    from edgekit.nightly_outcome import verdict
+    from edgekit.report.baseline import key_series
+    from edgekit.report.flags import FlagKind, Settings
+    from edgekit.store import open_store
+    from edgekit.transport import open_transport
+
+    monkeypatch.setenv("EDGEKIT_TARGETS_DIR", str(_lab_targets(tmp_path / "targets", free_lab, 10)))
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"r{i}.yaml").write_text(TINY.read_text().replace("name: tiny\n", f"name: r{i}\n"))
+    monkeypatch.setattr(spread_module, "_convert", lambda _recipe, _log: [])
+    kicked: list[str] = []
+
+    def deploy_one(recipe: Any, target: Any, _arts: object, *_a: object, **_k: object) -> DeployResult:
+        if target.name == "b1" and not kicked:
+            kicked.append(recipe.name)
+            teammate(free_lab, "b1", "release --kick", "acquire")  # while its recipe runs
+        time.sleep(0.3)
+        transport = open_transport(target)  # what the deploy's session opens and closes on the board
+        transport.close()
+        lost = transport.lost_hold()  # what the session records (edgekit/deploy/session.py _check_held)
+        run = TargetRun(target=target.name, kind="ssh", emulated=False, status="failed" if lost else "ok")
+        run.place_lost = lost
+        if lost:
+            run.error = f"lab: {target.name} was taken from this run before it ended ({lost})"
+        return _measured(recipe, run)
+
+    monkeypatch.setattr(night_module, "_deploy_one", deploy_one)
+    said: list[str] = []
+    store = f"sqlite:///{tmp_path / 's.sqlite'}"
+    outcome = run_nightly([folder], ["lab:board=rx"], store_url=store, log=said.append)
+    assert kicked, said
+    line = verdict(outcome)
+    assert outcome.exit_code == 1, (line, said)
+    assert "b1" in line and "taken from this run" in line, line
+    assert outcome.report is not None
+    on_b1 = [f for f in outcome.report.flags if f.target == "b1"]
+    assert {f.kind for f in on_b1} == {FlagKind.FAILED, FlagKind.UNRELIABLE}, on_b1
+    assert not any(f.kind is FlagKind.LATENCY for f in outcome.report.flags), outcome.report.flags
+    with open_store(store, create=False) as st:
+        history = st.history(target="b1")
+    lost_runs = [r for r in history if any(t.target == "b1" and t.place_lost for t in r.result.runs)]
+    assert lost_runs, [r.result.runs for r in history]
+    b1_run = next(t for t in lost_runs[0].result.runs if t.target == "b1")
+    assert b1_run.agent is not None
+    # the kicked run's ok figures are not b1's history
+    assert key_series(lost_runs, "b1", b1_run.agent.measurements[0], False, Settings()) == []
+    assert holders(free_lab)["b1"] == "other/bob"

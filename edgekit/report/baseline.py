@@ -102,11 +102,14 @@ def key_series(
     earlier: list[StoredRun], target: str, m: Measurement, emulated: bool, settings: Settings
 ) -> list[Entry]:
     """The key's trusted earlier measurements, oldest first: ok, not throttled, not timed while busy (a busy
-    timing is not the model's alone; counts are, so a busy run's count joins: on_counts)."""
+    timing is not the model's alone; counts are, so a busy run's count joins: on_counts), not of a run whose lab
+    place was taken from it before it ended (place_lost: its figures may have shared the board)."""
     found = []
     for run in earlier:
         for t in run.result.runs:
-            if t.target != target or t.agent is None or throttle_reason(t, settings.max_temperature_c):
+            if t.target != target or t.agent is None or t.place_lost is not None:
+                continue
+            if throttle_reason(t, settings.max_temperature_c):
                 continue
             for pm in t.agent.measurements:
                 if (pm.artifact, pm.threads) != (m.artifact, m.threads) or pm.status != "ok":

@@ -24,7 +24,7 @@ With fewer than `min_runs` baseline runs of a key, its latency is not judged, an
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 
 from edgekit.report.baseline import (
@@ -228,6 +228,8 @@ def _target_flags(
         flags.append(flag(FlagKind.UNRELIABLE, f"{target}: run interrupted (Ctrl-C or SIGTERM): {said}"))
         if target_run.agent is None:
             return flags
+    if target_run.place_lost is not None:  # a lab place taken from the run: see _place_lost_flags
+        return flags + _place_lost_flags(target_run, flag, first_run=not base_targets)
     if target_run.status == "failed" and target_run.agent is None:
         if base_targets and all(t.status == "failed" for t in base_targets):
             return []
@@ -246,7 +248,11 @@ def _target_flags(
     reason = throttle_reason(target_run, settings.max_temperature_c)
     if reason:
         flags.append(flag(FlagKind.UNRELIABLE, f"{target}: timings unreliable: {reason}"))
-    trusted = [t for t in base_targets if throttle_reason(t, settings.max_temperature_c) is None]
+    trusted = [
+        t
+        for t in base_targets
+        if throttle_reason(t, settings.max_temperature_c) is None and t.place_lost is None
+    ]
     failures: dict[
         tuple[str, str], list[Measurement]
     ] = {}  # one flag per distinct failure, not per thread count
@@ -300,6 +306,28 @@ def _target_flags(
         one = flag(FlagKind.FAILED, f"{artifact} on {target} failed at {at}: {error}", failed[0], first)
         flags.append(one if len(counts) == 1 else replace(one, threads=None))
     return flags
+
+
+def _place_lost_flags(target_run: TargetRun, flag: Callable[..., Flag], *, first_run: bool) -> list[Flag]:
+    """A lab place taken from the run before it ended (a teammate's kick, a coordinator restart): when is not
+    known, so none of its figures is trusted. The run is a failure naming who holds the place now (it fails the
+    night, as docs/lab.md says), its timings are flagged unreliable and neither judged nor a baseline
+    (baseline.key_series leaves such runs out). Its measurements were stored as `ok` and judged as any run's,
+    and taken into the board's history: the night passed."""
+    target = target_run.target
+    return [
+        flag(
+            FlagKind.FAILED,
+            f"{target}: the lab place was taken from this run before it ended ({target_run.place_lost}); "
+            "measure it again",
+            first_run=first_run,
+        ),
+        flag(
+            FlagKind.UNRELIABLE,
+            f"{target}: timings unreliable: the lab place was taken from the run before it ended (they may have "
+            "shared the board with someone else's work): not judged, not a baseline",
+        ),
+    ]
 
 
 def _host_left_out(latest: StoredRun, target_run: TargetRun) -> bool:
