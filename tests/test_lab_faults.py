@@ -293,3 +293,42 @@ def test_a_nightly_board_kicked_mid_run_fails_the_night_and_is_no_baseline(
     # the kicked run's ok figures are not b1's history
     assert key_series(lost_runs, "b1", b1_run.agent.measurements[0], False, Settings()) == []
     assert holders(free_lab)["b1"] == "other/bob"
+
+
+def test_a_coordinator_gone_mid_night_is_said_once_and_never_as_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The coordinator died during a night: the log said "c1: lab: warning: could not check ..." twice per recipe
+    (the board's transport and its worker both check), then "c1: lab: warning: c1 was not released: ..." followed
+    by "c1: queue empty, released (0.001 s)". Now the check's warning is said once, and a release that failed is
+    never said as released."""
+    from edgekit.lab import night as night_module
+    from edgekit.lab import spread as spread_module
+    from edgekit.lab.spread import spread
+    from edgekit.transport import open_transport
+
+    solo = lab_rig.start_bare(tmp_path / "rig", {"c1": {"board": "rz"}})
+    try:
+        monkeypatch.setenv("EDGEKIT_TARGETS_DIR", str(_lab_targets(tmp_path / "targets", solo, 10)))
+        folder = tmp_path / "recipes"
+        folder.mkdir()
+        (folder / "r0.yaml").write_text(TINY.read_text().replace("name: tiny\n", "name: r0\n"))
+        monkeypatch.setattr(spread_module, "_convert", lambda _recipe, _log: [])
+
+        def deploy_one(recipe: Any, target: Any, _arts: object, *_a: object, **_k: object) -> DeployResult:
+            lab_rig._stop_group(solo.pids[0])  # the coordinator, while the recipe runs
+            transport = open_transport(target)
+            transport.close()
+            run = TargetRun(target=target.name, kind="ssh", emulated=False, status="ok")
+            run.place_lost = transport.lost_hold()
+            return _measured(recipe, run)
+
+        monkeypatch.setattr(night_module, "_deploy_one", deploy_one)
+        said: list[str] = []
+        spread([folder / "r0.yaml"], ["lab:board=rz"], said.append, night=0)
+    finally:
+        solo.stop()
+    checks = [m for m in said if "could not check that c1" in m]
+    assert len(checks) == 1, said
+    assert any("c1 was not released" in m for m in said), said
+    assert not any(m.startswith("c1: ") and "released (" in m for m in said), said

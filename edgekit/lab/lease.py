@@ -56,6 +56,10 @@ class Lease:
         self._lock = threading.Lock()  # one command to the helper at a time
         self._state = threading.Condition()  # what the helper answered: release_s, lost, _checked, _ended
         self._checked: dict[str, int] = {}  # place -> answers to `check` so far
+        # place -> why the coordinator could not be asked: said once until it answers again (a nightly board's
+        # transport and its worker both check after each recipe: the warning came twice)
+        self._check_warned: dict[str, str] = {}
+        self.unreleased: dict[str, str] = {}  # place -> why its release failed (said; not released)
         self._ended = False  # the helper's stdout ended: it has exited (every answer is read)
         self._err: collections.deque[str] = collections.deque(maxlen=40)  # the helper's last words
         self._reader = threading.Thread(target=self._read, name="lab-lease", daemon=True)
@@ -110,9 +114,14 @@ class Lease:
         if not checked:
             self.release_s[place] = float(event.get("seconds") or 0.0)
         if not event.get("error"):
+            self._check_warned.pop(place, None)
             return None
         if checked:  # the coordinator could not say: the place is taken as still held
+            if self._check_warned.get(place) == str(event["error"]):
+                return None
+            self._check_warned[place] = str(event["error"])
             return f"lab: warning: could not check that {place} is still held by this run: {event['error']}"
+        self.unreleased[place] = str(event["error"])
         return (
             f"lab: warning: {place} was not released: {event['error']}; `edgekit lab` shows who holds it, "
             f"`edgekit lab release {place}` frees it"

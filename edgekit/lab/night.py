@@ -319,6 +319,8 @@ class Night:
                 f"lab: warning: {place}: release failed ({error_text(exc)}); tried again at the end of the night"
             )
             return None
+        if place in lease.unreleased:  # said by the lease ("was not released: ..."): not "released"
+            return None
         seconds = lease.release_s.get(place, 0.0)
         with self.lock:
             if not self.closed:  # the caller may read the outcome already
