@@ -433,3 +433,42 @@ def test_an_emulated_devices_upload_waits_while_the_host_is_timed(
             assert pushed[target.name] >= timing_ends, "the emulated upload overlapped the host's timing"
         else:
             assert pushed[target.name] < timing_ends, "a real board's upload waited for the host"
+
+
+def test_a_ctrl_c_after_a_target_finished_interrupts_nothing_of_it(tmp_path, arts, inputs) -> None:
+    """deploy's Ctrl-C handler interrupts every session: one done (measured, pulled, cleaned up) was marked
+    interrupted, and told it was 'finishing the cleanup'."""
+    fake = FakeTransport(tmp_path / "device", default=agent())
+    run, session = run_session(tmp_path, fake, arts, inputs)
+    said: list[object] = []
+    session.say = said.append  # type: ignore[method-assign]
+    session.interrupt()
+    assert run.status == "ok" and not run.interrupted and not session.interrupted and not said, said
+
+
+def test_a_cleanup_that_never_ends_is_bounded_and_said(tmp_path, arts, inputs, monkeypatch) -> None:
+    """The whole-run watchdog ends with the run: a pull or a cleanup that kept going (a trickling download,
+    reconnects after a lost link) had no bound. They end by FINISH_S, and a run folder left is a warning."""
+    monkeypatch.setattr(session_module, "FINISH_S", 0.5)
+    measured = agent()
+
+    def device(fake: FakeTransport, call: Call) -> RunResult:
+        return hangs()(fake, call) if call.argv[:2] == ["rm", "-rf"] else measured(fake, call)
+
+    fake = FakeTransport(tmp_path / "device", default=device)
+    said: list[object] = []
+    target = Target(name="board", host="board.invalid")
+    session = TargetSession(
+        target,
+        run_id="r1",
+        local_dir=tmp_path / "local",
+        transport=fake,
+        settings=Settings(repeat=2, warmup=0),
+        progress=said.append,
+    )
+    start = time.monotonic()
+    run = session.execute(arts, inputs)
+    assert time.monotonic() - start < 30
+    assert run.status == "ok" and statuses(run) == dict.fromkeys("abc", ("ok", None)), run.error
+    warning = next(str(s) for s in said if "warning: cleanup" in str(s))
+    assert "runs/r1-board left on the device" in warning and "deadline (0.5 s)" in warning, warning

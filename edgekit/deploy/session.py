@@ -24,6 +24,7 @@ pulled or the folder removed lets them finish, each call under its own deadline.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,6 +73,7 @@ RUN_GRACE_S = 600.0  # connect, push and pull on top of the agent's timeout_s, f
 RESULTS_RESERVE = 2 << 20  # free bytes kept for requests, results and outputs beyond what the push sends
 RECONNECT_PAUSE_S = 1.0  # between attempts to reach a device again after a lost link (pull, cleanup)
 PRUNED_LATER = "edgekit removes run folders older than a day at a later connect"
+FINISH_S = RUN_GRACE_S  # pulling the outputs and removing the run folder, reconnects included, end by then
 
 
 class TargetSession:
@@ -116,6 +118,8 @@ class TargetSession:
         self.interrupted = False
         self._lock = threading.Lock()  # interrupt() and the start of finish(): one sees the other
         self._finishing = False  # pulling and cleaning up: a Ctrl-C no longer stops the call on the link
+        self._done = False  # finish() has ended: a Ctrl-C after it interrupts nothing of this target
+        self._finish_by = math.inf  # the pull and the cleanup end by then (FINISH_S), reconnects included
         self._pulled: set[str] = set()  # outputs already downloaded (a pull made again after a reconnect)
         self.runner = AgentRunner(
             target,
@@ -133,20 +137,24 @@ class TargetSession:
         """Ctrl-C (from another thread): stop the agent on the device and end this target, keeping results. Once
         the outputs are being pulled or the run folder removed, those calls finish, each under its own deadline
         (deploy waits for them at most a minute; a second Ctrl-C stops waiting)."""
-        with self._lock:
+        with self._lock:  # finish() starting meanwhile sees either the interrupt or none of it
+            if self._done:  # everything was fetched and cleaned up: nothing of this target was interrupted
+                return
             self.interrupted = True
             self.run.interrupted = True
             finishing = self._finishing
-        transport = self._transport
+            transport = self._transport
+            if not finishing and transport is not None:
+                transport.interrupt()
         if finishing:
             if self.runner.invocations:
                 self.say(
                     f"{self.target.name}: interrupted: finishing the {self._stage} and removing {self.run_dir} "
                     "on the device (Ctrl-C again to leave it there)"
                 )
-        elif transport is not None:
-            transport.interrupt()
-        elif self.target.lab is not None:  # a lab target still waiting for a place, or just given one
+        elif (
+            transport is None and self.target.lab is not None
+        ):  # a lab target still waiting for a place, or just given one
             threading.Thread(
                 target=self._end_lab_wait, name=f"end-wait-{self.target.name}", daemon=True
             ).start()
@@ -244,6 +252,22 @@ class TargetSession:
         with self._lock:
             self._finishing = True
             interrupted = self.interrupted
+        # the whole-run watchdog ended with the run: the pull and cleanup get their own bound (a download that
+        # keeps trickling, reconnects after a lost link), so a night never hangs on them
+        self._finish_by = time.monotonic() + FINISH_S
+        bound = threading.Timer(
+            FINISH_S, transport.sever, args=(f"the pull and cleanup's deadline ({FINISH_S:g} s) passed",)
+        )
+        bound.daemon = True
+        bound.start()
+        try:
+            self._finish(transport, interrupted)
+        finally:
+            bound.cancel()
+            with self._lock:
+                self._finishing, self._done = False, True
+
+    def _finish(self, transport: Transport, interrupted: bool) -> None:
         usable = transport.usable and not interrupted
         if interrupted and self.runner.invocations:
             usable = transport.resume_after_interrupt()
@@ -332,8 +356,8 @@ class TargetSession:
         connect_timeout has passed (a link back a moment later: a Wi-Fi blip), each attempt bounded by it. Not
         after a Ctrl-C (finishing was asked for, not waiting on a lost link)."""
         name = self.target.name
-        deadline = time.monotonic() + self.target.connect_timeout
-        while not self.interrupted:
+        deadline = min(time.monotonic() + self.target.connect_timeout, self._finish_by)
+        while not self.interrupted and time.monotonic() < deadline:
             if transport.reconnect():
                 self.say(
                     f"{name}: reconnected after {type(exc).__name__} ({exc.stage or self._stage}); {then}"
