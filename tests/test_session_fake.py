@@ -85,7 +85,12 @@ def agent(
 
 
 def run_session(
-    tmp_path: Path, fake: FakeTransport, arts: list[AgentArtifact], inputs: Path, **settings: object
+    tmp_path: Path,
+    fake: FakeTransport,
+    arts: list[AgentArtifact],
+    inputs: Path,
+    progress: Callable[[object], None] | None = None,
+    **settings: object,
 ) -> tuple[TargetRun, TargetSession]:
     target = Target(name="board", host="board.invalid")
     session = TargetSession(
@@ -93,8 +98,9 @@ def run_session(
         run_id="r1",
         local_dir=tmp_path / "local",
         transport=fake,
-        settings=Settings(repeat=2, warmup=0, **settings),
-    )  # type: ignore[arg-type]
+        settings=Settings(repeat=2, warmup=0, **settings),  # type: ignore[arg-type]
+        progress=progress,
+    )
     return session.execute(arts, inputs), session
 
 
@@ -455,19 +461,11 @@ def test_a_cleanup_that_never_ends_is_bounded_and_said(tmp_path, arts, inputs, m
     def device(fake: FakeTransport, call: Call) -> RunResult:
         return hangs()(fake, call) if call.argv[:2] == ["rm", "-rf"] else measured(fake, call)
 
-    fake = FakeTransport(tmp_path / "device", default=device)
     said: list[object] = []
-    target = Target(name="board", host="board.invalid")
-    session = TargetSession(
-        target,
-        run_id="r1",
-        local_dir=tmp_path / "local",
-        transport=fake,
-        settings=Settings(repeat=2, warmup=0),
-        progress=said.append,
-    )
     start = time.monotonic()
-    run = session.execute(arts, inputs)
+    run, _ = run_session(
+        tmp_path, FakeTransport(tmp_path / "device", default=device), arts, inputs, said.append
+    )
     assert time.monotonic() - start < 30
     assert run.status == "ok" and statuses(run) == dict.fromkeys("abc", ("ok", None)), run.error
     warning = next(str(s) for s in said if "warning: cleanup" in str(s))
