@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 EDGEKIT = str(Path(sys.executable).parent / "edgekit")
@@ -111,3 +112,21 @@ def keras_tflite(script: str, path: Path) -> Path:
         [sys.executable, "-c", script, str(path)], check=True, capture_output=True, env=env, timeout=300
     )
     return path
+
+
+@contextmanager
+def mount_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` ("3m") mounted on `folder` (made here) for the block, unmounted after; the test is
+    skipped where mounting is not allowed (not root, a container without the capability)."""
+    import pytest
+
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from procs import mount_tmpfs
 
 from edgekit.results import DeployResult
 
@@ -25,15 +26,8 @@ TINY = Path(__file__).resolve().parents[1] / "recipes" / "tiny.yaml"
 @pytest.fixture()
 def disk(tmp_path: Path) -> Iterator[Path]:
     """A 40 MB tmpfs (room for the tiny recipe's conversions and a store), unmounted after the test."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mount_tmpfs(tmp_path / "disk", "40m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _recipe(tmp_path: Path) -> Path:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from procs import mount_tmpfs
 
 EDGEKIT = [str(Path(sys.executable).parent / "edgekit")]
 
@@ -67,12 +68,5 @@ def edgekit_cli() -> object:
 @pytest.fixture()
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 3 MB tmpfs: room for the tiny recipe's push, not for much more."""
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mount_tmpfs(tmp_path / "small-disk", "3m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
