@@ -24,6 +24,8 @@ from edgekit.emu.wheels import (
     litert_requirements,
     mnn_requirements,
     onnx_opencv_requirements,
+    site_installed,
+    wheels_cached,
 )
 from edgekit.errors import EmulatorError
 
@@ -91,8 +93,11 @@ def site_requirements(shared: layout.Shared) -> list[tuple[Path, list[str]]]:
 
 
 def provision_sites(shared: layout.Shared, log: Log = print) -> None:
-    """Download the aarch64 wheels (shared cache) and unpack them into the shared site dirs."""
+    """Download the aarch64 wheels (shared cache) and unpack them into the shared site dirs. A site dir installed
+    from its requirement set (its stamp) is left as it is: nothing downloaded for it (needs_download agrees)."""
     for site, reqs in site_requirements(shared):
+        if site_installed(site, reqs):
+            continue
         wheels = download_wheels(EMU_PLATFORM, reqs, shared.wheels, log)
         site.parent.mkdir(parents=True, exist_ok=True)
         install_wheels_into(site, wheels, EMU_PLATFORM, reqs, log)
@@ -101,15 +106,17 @@ def provision_sites(shared: layout.Shared, log: Log = print) -> None:
 def needs_download(name: str) -> bool:
     """Whether building device NAME would download (Debian's arm64 packages, aarch64 wheels): its shared assets
     are not all in place. Only the provisioning commands (`edgekit emu build|up`, make setup) may; a deploy or
-    a check that finds a device unbuilt builds it only when nothing needs downloading."""
+    a check that finds a device unbuilt builds it only when nothing needs downloading. It covers every download
+    provision_sites makes: a site dir not installed from its current requirement set (missing, or its stamp
+    from another constraints.txt) whose wheels are not in the cache."""
     if is_built(name):
         return False
     shared = layout.shared()
-    sites = (shared.site("litert"), shared.site("tflite-runtime"), *shared.runtime_sites)
-    return not (
-        (shared.base / "sysroot.done").exists()
-        and (shared.base / "sysroot" / PYTHON).exists()
-        and all(p.is_dir() for p in sites)
+    if not ((shared.base / "sysroot.done").exists() and (shared.base / "sysroot" / PYTHON).exists()):
+        return True
+    return any(
+        not site_installed(site, reqs) and not wheels_cached(EMU_PLATFORM, reqs, shared.wheels)
+        for site, reqs in site_requirements(shared)
     )
 
 

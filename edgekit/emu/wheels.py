@@ -110,6 +110,30 @@ def mnn_requirements() -> list[str]:
     return pinned_requirements(["numpy", RUNTIME_PACKAGES["MNN"]])
 
 
+def wheel_dir(platform: WheelPlatform, requirements: list[str], cache: Path) -> Path:
+    """cache/<key>/<hash of the requirement set>/: one dir per requirement set (push exactly what pip resolved)."""
+    digest = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:10]
+    return cache / platform.key / digest
+
+
+def wheels_cached(platform: WheelPlatform, requirements: list[str], cache: Path) -> bool:
+    """Whether download_wheels would return at once (its stamp holds this requirement list): no download."""
+    stamp = wheel_dir(platform, requirements, cache) / ".requirements"
+    try:
+        return stamp.read_text() == "\n".join(requirements) + "\n"
+    except OSError:
+        return False
+
+
+def site_installed(site: Path, requirements: list[str]) -> bool:
+    """Whether install_wheels_into would return at once: the site dir is there and its stamp holds this set."""
+    try:
+        stamp = (site.parent / f"{site.name}.done").read_text()
+    except OSError:
+        return False
+    return stamp == "\n".join(requirements) + "\n" and site.is_dir()
+
+
 def download_wheels(
     platform: WheelPlatform,
     requirements: list[str],
@@ -122,11 +146,10 @@ def download_wheels(
 
     Idempotent: a stamp holding the requirement list makes a second call free.
     """
-    digest = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:10]
-    dest = cache / platform.key / digest  # one dir per requirement set: push exactly what pip resolved
+    dest = wheel_dir(platform, requirements, cache)
     stamp = dest / ".requirements"
     wanted = "\n".join(requirements) + "\n"
-    if stamp.exists() and stamp.read_text() == wanted:
+    if wheels_cached(platform, requirements, cache):
         return dest
     dest.mkdir(parents=True, exist_ok=True)
     log(f"wheels: downloading {' '.join(requirements)} for {platform.key}")
@@ -156,7 +179,7 @@ def install_wheels_into(
     """Install downloaded wheels into a site dir on this machine, offline (the emulated devices' case)."""
     stamp = site.parent / f"{site.name}.done"
     wanted = "\n".join(requirements) + "\n"
-    if stamp.exists() and stamp.read_text() == wanted and site.is_dir():
+    if site_installed(site, requirements):
         return site
     log(f"wheels: installing into {site} (offline, from {wheel_dir})")
     tmp = site.parent / f"{site.name}.tmp"
