@@ -265,7 +265,7 @@ def test_a_nightly_board_kicked_mid_run_fails_the_night_and_is_no_baseline(
         time.sleep(0.3)
         transport = open_transport(target)  # what the deploy's session opens and closes on the board
         transport.close()
-        lost = transport.lost_hold()  # what the session records (edgekit/deploy/session.py _check_held)
+        lost = transport.lost_hold()  # what the session records (edgekit/deploy/finish.py _check_held)
         run = TargetRun(target=target.name, kind="ssh", emulated=False, status="failed" if lost else "ok")
         run.place_lost = lost
         if lost:

@@ -132,7 +132,7 @@ def test_a_board_taken_mid_night_stops_taking_recipes_and_its_run_is_lost(
         time.sleep(0.3)
         transport = open_transport(target)  # what the deploy's session opens and closes on the board
         transport.close()
-        lost = transport.lost_hold()  # what the session then records (edgekit/deploy/session.py _check_held)
+        lost = transport.lost_hold()  # what the session then records (edgekit/deploy/finish.py _check_held)
         run = TargetRun(target=target.name, kind="ssh", emulated=True, status="failed" if lost else "ok")
         run.place_lost = lost
         return result(recipe, target.name, run)

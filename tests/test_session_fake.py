@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgekit.agent.contract import ErrorCode
+from edgekit.deploy import finish as finish_module
 from edgekit.deploy import session as session_module
 from edgekit.deploy.request import AGENT_REMOTE, AgentArtifact, Settings
 from edgekit.deploy.session import TargetSession
@@ -455,7 +456,7 @@ def test_a_ctrl_c_after_a_target_finished_interrupts_nothing_of_it(tmp_path, art
 def test_a_cleanup_that_never_ends_is_bounded_and_said(tmp_path, arts, inputs, monkeypatch) -> None:
     """The whole-run watchdog ends with the run: a pull or a cleanup that kept going (a trickling download,
     reconnects after a lost link) had no bound. They end by FINISH_S, and a run folder left is a warning."""
-    monkeypatch.setattr(session_module, "FINISH_S", 0.5)
+    monkeypatch.setattr(finish_module, "FINISH_S", 0.5)
     measured = agent()
 
     def device(fake: FakeTransport, call: Call) -> RunResult:

@@ -16,10 +16,7 @@ every run that can still reach it, failed ones included (the rest are pruned at 
 file the agent wrote there was never read (a failed download, a result edgekit refused): that folder is left for
 a look, and said.
 
-Pulling the outputs and removing the run folder survive a lost link as the run does: a dropped or frozen link
-reconnects (within the target's connect_timeout) and the call is made again. A folder that still cannot be removed
-once everything was fetched is a warning naming it, not a failed run. A Ctrl-C that comes while the outputs are
-pulled or the folder removed lets them finish, each call under its own deadline.
+Pulling the outputs, removing the run folder and closing are edgekit/deploy/finish.py (Finishing).
 """
 
 from __future__ import annotations
@@ -32,8 +29,9 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from edgekit.agent.contract import OUTPUTS_DIR, ErrorCode
-from edgekit.deploy.agent_result import Progress, lies_under
+from edgekit.deploy.agent_result import Progress
 from edgekit.deploy.agent_run import EXIT_LOCKED, AgentRunner
+from edgekit.deploy.finish import RUN_GRACE_S, Finishing
 from edgekit.deploy.host_cpu import HostCpu
 from edgekit.deploy.request import (
     AGENT_FILE,
@@ -46,9 +44,7 @@ from edgekit.deploy.request import (
 from edgekit.emu.device import ensure_device
 from edgekit.errors import (
     AgentError,
-    ConnectionLost,
     DeviceDiskFull,
-    DeviceTimeout,
     EdgekitError,
     Interrupted,
 )
@@ -69,14 +65,10 @@ __all__ = [
 ]
 
 MAX_RESTARTS = 8
-RUN_GRACE_S = 600.0  # connect, push and pull on top of the agent's timeout_s, for the whole-run deadline
 RESULTS_RESERVE = 2 << 20  # free bytes kept for requests, results and outputs beyond what the push sends
-RECONNECT_PAUSE_S = 1.0  # between attempts to reach a device again after a lost link (pull, cleanup)
-PRUNED_LATER = "edgekit removes run folders older than a day at a later connect"
-FINISH_S = RUN_GRACE_S  # pulling the outputs and removing the run folder, reconnects included, end by then
 
 
-class TargetSession:
+class TargetSession(Finishing):
     """Runs the stages for one target; `on_update` is called whenever the TargetRun changed (partial JSON)."""
 
     def __init__(
@@ -244,143 +236,6 @@ class TargetSession:
                 self.finish(transport)
         return self.run
 
-    def finish(self, transport: Transport) -> None:
-        """Pull what was measured (also after a failure or a Ctrl-C), remove the remote run folder, close. After a
-        Ctrl-C the pull and the removal still run when the link is whole, each call under its own deadline (the
-        deploy waits for them at most a minute; a second Ctrl-C stops waiting); a folder that cannot be removed
-        is said, not left in silence. A link lost meanwhile is reconnected once (_reconnect)."""
-        with self._lock:
-            self._finishing = True
-            interrupted = self.interrupted
-        # the whole-run watchdog ended with the run: the pull and cleanup get their own bound (a download that
-        # keeps trickling, reconnects after a lost link), so a night never hangs on them
-        self._finish_by = time.monotonic() + FINISH_S
-        bound = threading.Timer(
-            FINISH_S, transport.sever, args=(f"the pull and cleanup's deadline ({FINISH_S:g} s) passed",)
-        )
-        bound.daemon = True
-        bound.start()
-        try:
-            self._finish(transport, interrupted)
-        finally:
-            bound.cancel()
-            with self._lock:
-                self._finishing, self._done = False, True
-
-    def _finish(self, transport: Transport, interrupted: bool) -> None:
-        usable = transport.usable and not interrupted
-        if interrupted and self.runner.invocations:
-            usable = transport.resume_after_interrupt()
-            name = self.target.name
-            if usable:
-                self.say(
-                    f"{name}: interrupted: fetching what was measured and removing {self.run_dir} on the device "
-                    "(Ctrl-C again to leave it there)"
-                )
-            else:
-                self.say(
-                    f"{name}: {self.run_dir} left on the device (the link was cut at the interrupt): what the "
-                    f"agent saved there was not fetched; {PRUNED_LATER}"
-                )
-        refused = self.runner.reader.take_refusal()  # a run that ended in another error first
-        if refused is not None:
-            self.fail(f"run: AgentError: {refused}")
-        try:
-            if usable and self.run.agent is not None and self.run.agent.measurements:
-                usable = self._pull(transport)
-            if (
-                usable and self.runner.reader.unread
-            ):  # never removed before what the agent wrote there was read
-                self.say(
-                    f"{self.target.name}: {self.run_dir} left on the device (its work dir): "
-                    f"{'; '.join(self.runner.reader.unread.values())}"
-                )
-            elif usable and self.runner.invocations:  # failed runs too: what they measured is pulled
-                self._cleanup(transport)
-        except EdgekitError as exc:
-            self.fail(f"{self._stage}: {type(exc).__name__}: {exc}")
-        finally:
-            transport.close()
-            self._check_held(transport)
-            self.on_update(self.run)
-
-    def _pull(self, transport: Transport) -> bool:
-        """The outputs, pulled again after one reconnect when the link drops or freezes under the download;
-        False (the pull failed, and said) when the device could not be reached again."""
-        try:
-            with self.stage("pull"):
-                try:
-                    self.pull_outputs(transport)
-                except (ConnectionLost, DeviceTimeout) as exc:
-                    if not self._reconnect(transport, exc, "pulling the outputs again"):
-                        raise
-                    self.pull_outputs(transport)
-        except (ConnectionLost, DeviceTimeout) as exc:
-            why = (
-                "not reconnected after the Ctrl-C"
-                if self.interrupted
-                else "the device could not be reached again"
-            )
-            self.fail(
-                f"pull: {type(exc).__name__}: {exc}; {why}: the outputs were not fetched (the gates are not judged "
-                f"on the device) and {self.run_dir} is left on it; {PRUNED_LATER}"
-            )
-            return False
-        return True
-
-    def _cleanup(self, transport: Transport) -> None:
-        """Remove the run folder (after one reconnect when the link drops or freezes). Everything was fetched by
-        now: a folder that cannot be removed is a warning naming it, not a failed run."""
-        rm = ["rm", "-rf", "--", self.run_dir]
-        try:
-            with self.stage("cleanup"):
-                try:
-                    done = transport.run(rm, timeout=60)
-                except (ConnectionLost, DeviceTimeout) as exc:
-                    if not self._reconnect(transport, exc, f"removing {self.run_dir}"):
-                        raise
-                    done = transport.run(rm, timeout=60)
-        except EdgekitError as exc:
-            why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        else:
-            if done.ok:
-                return
-            why = f"rm exited with status {done.exit_status}: {done.stderr.strip()[-300:] or 'no output'}"
-        self.say(
-            f"{self.target.name}: warning: cleanup: {self.run_dir} left on the device ({why}); everything measured "
-            f"was fetched; {PRUNED_LATER}, or remove it by hand"
-        )
-
-    def _reconnect(self, transport: Transport, exc: ConnectionLost | DeviceTimeout, then: str) -> bool:
-        """After a dropped or frozen link in the pull or the cleanup: reach the device again, trying until its
-        connect_timeout has passed (a link back a moment later: a Wi-Fi blip), each attempt bounded by it. Not
-        after a Ctrl-C (finishing was asked for, not waiting on a lost link)."""
-        name = self.target.name
-        deadline = min(time.monotonic() + self.target.connect_timeout, self._finish_by)
-        while not self.interrupted and time.monotonic() < deadline:
-            if transport.reconnect():
-                self.say(
-                    f"{name}: reconnected after {type(exc).__name__} ({exc.stage or self._stage}); {then}"
-                )
-                return True
-            if time.monotonic() + RECONNECT_PAUSE_S > deadline:
-                break
-            time.sleep(RECONNECT_PAUSE_S)
-        return False
-
-    def _check_held(self, transport: Transport) -> None:
-        """A lab place taken from this run before it ended (`edgekit lab release --kick`, labgrid-client release
-        -k): the measurements are kept, but those made after it may have shared the board with someone else's
-        work, so the run is failed (exit 1) and its routes say so."""
-        lost = transport.lost_hold()
-        if lost is None:
-            return
-        self.run.place_lost = lost
-        self.fail(
-            f"lab: {self.target.name} was taken from this run before it ended ({lost}): its measurements are "
-            "kept but may have shared the board with someone else's work; run it again"
-        )
-
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self._stage = name
@@ -433,27 +288,6 @@ class TargetSession:
                 where=self.target.name,
                 hint="free space on the device (its work dir's runs/ and artifacts/ are safe to delete), or "
                 "--set work_dir=PATH on a larger disk",
-            )
-
-    def pull_outputs(self, transport: Transport) -> None:
-        """Each measured artifact's outputs, to the same name under local_dir; a name that would land outside it
-        is never downloaded (the runner refuses any name but the agent's own already: this is the last guard)."""
-        outside = []
-        for m in self.run.agent.measurements if self.run.agent else []:
-            if m.status == "ok" and m.outputs_file:
-                local = self.local_dir / m.outputs_file
-                if not lies_under(local, self.local_dir):
-                    outside.append(f"{m.artifact} at {m.threads} threads: {m.outputs_file[:200]!r}")
-                    m.outputs_file = None
-                    continue
-                if m.outputs_file in self._pulled:  # before a reconnect
-                    continue
-                transport.get(f"{self.run_dir}/{m.outputs_file}", local)
-                self._pulled.add(m.outputs_file)
-        if outside:
-            raise AgentError(
-                f"outputs_file outside this run's folder {self.local_dir}, not downloaded: {'; '.join(outside)}",
-                where=self.target.name,
             )
 
     # -- the agent ---------------------------------------------------------------------------------------

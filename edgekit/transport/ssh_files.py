@@ -139,7 +139,7 @@ class RemoteFiles:
     def _transfer(self, what: str, size: int, verb: str = "sent") -> Iterator[Callable[[int, int], None]]:
         """An upload or download under a limit on silence, not on its whole (a slow link is not a frozen device):
         the link is cut when for io_timeout no bytes move and the device acknowledges nothing (no SFTP answer, no
-        window opened); the whole-run deadline (a push) or the pull's own (deploy.session.FINISH_S) bounds the
+        window opened); the whole-run deadline (a push) or the pull's own (deploy.finish.FINISH_S) bounds the
         rest. Yields the callback paramiko reports bytes to. The channel's own timeout is lifted meanwhile: a slow device opens its SSH window about every 100 kB,
         which took longer than io_timeout below 20 kB/s, and the watchdog has the say."""
         sftp = self.sftp
