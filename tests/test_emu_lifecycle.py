@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from edgekit.emu import layout
@@ -102,3 +103,111 @@ def test_a_check_refuses_when_a_site_would_need_its_wheels_downloaded(emu_home: 
     assert done.returncode == 1 and "pi5-emu is not built on this machine" in said, done.stdout + done.stderr
     assert "only the set-up commands do" in said and "edgekit emu build pi5-emu" in said
     assert "downloading" not in done.stdout + done.stderr and time.monotonic() - start < 30
+
+
+def _up(name: str) -> dict[str, object]:
+    import json
+
+    done = edgekit("emu", "up", name)
+    assert done.returncode == 0, done.stdout + done.stderr
+    state: dict[str, object] = json.loads((layout.device_dir(name).state_file).read_text())
+    return state
+
+
+def _ssh(name: str, port: object, command: str) -> subprocess.Popen[bytes]:
+    dev = layout.device_dir(name)
+    argv = ["ssh", "-n", "-i", str(dev.client_key), "-o", f"UserKnownHostsFile={dev.known_hosts}"]
+    argv += ["-o", "BatchMode=yes", "-p", str(port), f"{os.environ.get('USER', 'root')}@127.0.0.1", command]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _alive(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and marker in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def _wait_for(marker: str, name: str | None = None, timeout: float = 20) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := [p for p in _alive(marker) if name is None or p.name().startswith(name)]:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no process with {marker!r} started")
+
+
+def test_down_stops_the_sessions_a_killed_sshd_master_left(emu_home: Path) -> None:
+    """The sshd master killed (kill -9): `emu down` said "was not running (stale state removed)", exit 0, while
+    the session's `sshd: USER@notty` (re-parented to init), its shell and its commands kept running. Now they
+    are found (the sshd serving the device's port, the processes sshd gave the device's environment) and
+    stopped, and down says so."""
+    import signal
+
+    make_home(emu_home, devices=("pi4-emu",))
+    state = _up("pi4-emu")
+    dev = layout.device_dir("pi4-emu")
+    marker = f"{os.getpid() % 1000}.{time.monotonic_ns() % 10**6}"
+    client = _ssh("pi4-emu", state["port"], f"sleep 611{marker}; {dev.python} -c 'print(1)'")
+    try:
+        session = _wait_for(f"sleep 611{marker}", "sleep")
+        os.kill(int(str(state["sshd_pid"])), signal.SIGKILL)
+        time.sleep(0.3)
+        done = edgekit("emu", "down", "pi4-emu")
+        said = " ".join(done.stdout.split())
+        assert done.returncode == 0 and "its sessions were: stopped them" in said, done.stdout + done.stderr
+        assert str(session[0].pid) in said
+        time.sleep(0.2)
+        assert not [p for p in _alive(f"sleep 611{marker}") if p.name() in ("sleep", "bash")]
+        notty = [p for p in _alive("@notty") if p.ppid() == 1 and _serves(p, int(str(state["port"])))]
+        assert not notty
+    finally:
+        client.kill()
+        client.wait()
+        for proc in _alive(f"sleep 611{marker}"):
+            proc.kill()
+
+
+def _serves(proc: psutil.Process, port: int) -> bool:
+    try:
+        return any(c.laddr and c.laddr.port == port for c in proc.connections(kind="tcp"))
+    except psutil.Error:
+        return False
+
+
+def test_down_leaves_host_processes_that_merely_name_the_device_files(emu_home: Path, tmp_path: Path) -> None:
+    """`emu down` killed any process whose command line held the device's sysroot path as a substring: a
+    `tail -f .../sysroot/proc/cpuinfo` on the host, and qemu of another emulator home whose path contains this
+    one's. Only the device's own processes are stopped: qemu running this device's sysroot still is."""
+    make_home(emu_home, devices=("pi4-emu",))
+    _up("pi4-emu")
+    dev = layout.device_dir("pi4-emu")
+    from edgekit.emu.build import QEMU_STATIC
+    from edgekit.emu.sysroot import PYTHON
+
+    other = Path(str(tmp_path / "other") + str(dev.sysroot))  # its path holds this device's sysroot path
+    other.parent.mkdir(parents=True)
+    other.symlink_to(REAL / "base" / "sysroot")
+    qemu = shutil.which(QEMU_STATIC) or QEMU_STATIC
+    tag = f"{time.monotonic_ns() % 10**9}"
+    procs = [
+        subprocess.Popen(["tail", "-f", str(dev.sysroot / "proc" / "cpuinfo")]),
+        subprocess.Popen(
+            [qemu, "-L", str(other), str(other / PYTHON), "-c", f"import time; time.sleep(600 + {tag})"]
+        ),
+        subprocess.Popen([str(dev.python), "-c", f"import time; time.sleep(601 + {tag})"]),
+    ]
+    try:
+        _wait_for(f"time.sleep(600 + {tag})", "qemu")
+        _wait_for(f"time.sleep(601 + {tag})", "qemu")
+        done = edgekit("emu", "down", "pi4-emu")
+        assert done.returncode == 0, done.stdout + done.stderr
+        time.sleep(0.2)
+        assert procs[0].poll() is None, "the host's tail of the device's cpuinfo was killed"
+        assert procs[1].poll() is None, "another emulator home's qemu was killed"
+        assert procs[2].wait(timeout=10) != 0  # this device's own interpreter, run on the host: stopped
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()

@@ -109,6 +109,9 @@ def down_cmd(name: str = typer.Argument(..., help="device: pi4-emu, pi5-emu or p
 
     done = stop(name, lambda m: err_console.print(plain(m), highlight=False))
     said = "stopped" if done.stopped else "" if done.orphans else "was not running"
+    if done.leftovers:
+        pids = ", ".join(map(str, done.leftovers))
+        said += f", but its sessions were: stopped them (pid {pids})" if said else f"stopped (pid {pids})"
     if done.orphans:
         pids = ", ".join(map(str, done.orphans))
         said += (", and " if said else "") + f"stopped its sshd that no state file recorded (pid {pids})"

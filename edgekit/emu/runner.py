@@ -3,8 +3,9 @@
 `up` starts `/usr/sbin/sshd -D -f CONFIG` directly (never through init scripts) in a session of its own
 (setsid), so the sshd master's pid is also its process group and session id. `down` stops exactly what it
 started: the sshd master, every process descended from it (each SSH session has a session of its own, so
-their process groups are collected first), and any orphaned process still running this device's
-interpreter (its command line names the device's sysroot), then checks that none is left.
+their process groups are collected first), and the device's own processes a gone master left running (its
+sessions' processes, the sshd serving its port, qemu running its sysroot's programs: sshd.device_processes;
+never a host process that merely names its files), then checks that none is left.
 
 An sshd no state file records (an `up` interrupted between the spawn and the state write, a state file that
 cannot be read) is still this device's when its command line names this device dir's sshd_config, or its pid
@@ -58,10 +59,13 @@ class DownResult:
     stopped: bool  # the recorded sshd was running and is stopped
     stale: bool  # a state file was there whose sshd was gone, or that could not be read: removed
     orphans: tuple[int, ...] = ()  # sshd pids no state file recorded (an interrupted `up`): stopped
+    # processes of the device's SSH sessions (and its qemu) left running by an sshd master that was gone (killed):
+    # stopped
+    leftovers: tuple[int, ...] = ()
 
     @property
     def was_running(self) -> bool:
-        return self.stopped or bool(self.orphans)
+        return self.stopped or bool(self.orphans) or bool(self.leftovers)
 
 
 def up(name: str, log: Callable[[str], None] = print, provision: bool = True) -> DeviceState:
@@ -181,12 +185,21 @@ def stop(name: str, log: Callable[[str], None] | None = None) -> DownResult:
             clear_state(name)
             stale = True
         state = _own_state(name, lambda _m: None)
+        dev = layout.device_dir(name)
+        left: list[int] = []
         if state is not None:
             stopped = sshd.sshd_alive(state.sshd_pid, state.sshd_config)
             stale = not stopped
+            if not stopped:  # its master is gone: what it left running is named
+                left = _leftovers(dev, state.sshd_pid, state.sshd_config, state.port)
             _stop(name, state)
         orphans = _stop_unrecorded(name)
-        return DownResult(stopped, stale, tuple(orphans))
+        if state is None and not orphans:  # no sshd at all: its sessions' processes may still run
+            left = _leftovers(dev, None, None, None)
+            survivors = sshd.kill_tree(None, dev)
+            if survivors:
+                raise EmulatorError(f"processes survived SIGKILL: {survivors}", where=f"emu down {name}")
+        return DownResult(stopped, stale, tuple(orphans), tuple(left))
 
 
 def status() -> list[DeviceStatus]:
@@ -255,9 +268,16 @@ def _own_state(name: str, log: Callable[[str], None]) -> DeviceState | None:
     return state
 
 
+def _leftovers(dev: layout.DeviceDir, pid: int | None, config: str | None, port: int | None) -> list[int]:
+    """Pids of the device's processes other than its sshd master `pid` (which is gone)."""
+    return sorted(
+        p.pid for p in sshd.device_processes(pid, dev, config, port) if p.pid != pid and sshd.is_alive(p)
+    )
+
+
 def _stop(name: str, state: DeviceState) -> None:
     dev = layout.device_dir(name)
-    survivors = sshd.kill_tree(state.sshd_pid, dev, config=state.sshd_config)
+    survivors = sshd.kill_tree(state.sshd_pid, dev, config=state.sshd_config, port=state.port)
     if survivors:
         raise EmulatorError(f"processes survived SIGKILL: {survivors}", where=f"emu down {name}")
     clear_state(name)

@@ -1,8 +1,9 @@
 """An emulated device's OpenSSH server: its sshd_config (every path quoted; one sshd_config cannot hold
 refused), the sshd spawned in a session of its own, its banner waited for, and its processes found and stopped:
 the sshd master, every process descended from it (each SSH session has a session of its own, so their process
-groups are collected first), and any orphan still running the device's interpreter (its command line names the
-device's sysroot), never this host's counting runs. edgekit/emu/runner.py decides which sshd is whose (state
+groups are collected first), and the device's own processes its master left (a killed master leaves its sessions
+running): its sessions' processes, the sshd serving its port, qemu running its sysroot's programs (never this
+host's counting runs, nor a host process that merely names the device's files). edgekit/emu/runner.py decides which sshd is whose (state
 files, unrecorded sshds) and when to start or stop one.
 """
 
@@ -156,10 +157,13 @@ def reap(pid: int) -> bool:
         return False
 
 
-def kill_tree(pid: int, dev: layout.DeviceDir, config: str | None = None) -> list[int]:
-    """SIGTERM, then SIGKILL, the sshd master, its descendants and their process groups, and orphans
-    running this device's interpreter (not this host's counting runs: LOCAL_RUNNERS). Return the pids still alive afterwards (should be none)."""
-    targets = device_processes(pid, dev, config)
+def kill_tree(
+    pid: int | None, dev: layout.DeviceDir, config: str | None = None, port: int | None = None
+) -> list[int]:
+    """SIGTERM, then SIGKILL, the sshd master (None: it is gone or unknown), its descendants and their process
+    groups, and the device's own processes left without it (device_processes). Return the pids still alive
+    afterwards (should be none)."""
+    targets = device_processes(pid, dev, config, port)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for proc in targets:
             send(proc, sig)
@@ -167,37 +171,110 @@ def kill_tree(pid: int, dev: layout.DeviceDir, config: str | None = None) -> lis
                 send(proc, signal.SIGCONT)
         deadline = time.monotonic() + (3.0 if sig == signal.SIGTERM else 5.0)
         while time.monotonic() < deadline:
-            reap(pid)
+            if pid is not None:
+                reap(pid)
             alive = [p for p in targets if is_alive(p)]
             if not alive:
                 return []
             time.sleep(0.05)
-        targets = alive + device_processes(pid, dev, config)
+        targets = alive + device_processes(pid, dev, config, port)
     return sorted({p.pid for p in targets if is_alive(p)})
 
 
-def device_processes(pid: int, dev: layout.DeviceDir, config: str | None) -> list[psutil.Process]:
+def device_processes(
+    pid: int | None, dev: layout.DeviceDir, config: str | None, port: int | None = None
+) -> list[psutil.Process]:
+    """The device's processes: the sshd master `pid` (when it is still this config's) with its descendants and
+    their process groups, and, found without it (a master killed leaves its sessions running, re-parented to
+    init), every process that is the device's own, each with its descendants:
+    - a process of one of its SSH sessions: sshd's SetEnv gave it EDGEKIT_DEVICE=<name> and HOME=<its home>;
+    - an sshd serving a connection to the device's port (`port`, else the one its sshd_config names) whose
+      parent is the master or gone (never a connection of another device's live master);
+    - qemu running a program of the device's sysroot (its argv has a path under the sysroot, as a path), not
+      this host's counting runs (LOCAL_RUNNERS).
+    A host process that merely names the device's files (`tail -f .../sysroot/proc/cpuinfo`) is none of them."""
     found: dict[int, psutil.Process] = {}
-    try:
-        master = psutil.Process(pid)
-        if config is None or names_config(master.cmdline(), config):
-            found[pid] = master
-            for child in master.children(recursive=True):
-                found[child.pid] = child
-    except psutil.Error:
-        pass
-    groups = {os.getpgid(p.pid) for p in found.values() if is_alive(p)} - {os.getpgid(0)}
-    marker = str(dev.sysroot)
-    for proc in psutil.process_iter(["pid", "cmdline"]):
+    if pid is not None:
+        try:
+            master = psutil.Process(pid)
+            if config is None or names_config(master.cmdline(), config):
+                found[pid] = master
+                for child in master.children(recursive=True):
+                    found[child.pid] = child
+        except psutil.Error:
+            pass
+    groups = {_pgid(p.pid) for p in found.values() if is_alive(p)} - {os.getpgid(0), None}
+    port = port if port is not None else config_port(dev)
+    own: list[psutil.Process] = []
+    for proc in psutil.process_iter(["pid", "ppid", "name", "cmdline"]):
         try:
             if proc.pid in found or proc.pid == os.getpid():
                 continue
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if os.getpgid(proc.pid) in groups or (marker in cmd and LOCAL_RUNNERS not in cmd):
+            if _pgid(proc.pid) in groups or _is_own(proc, dev, pid, port):
                 found[proc.pid] = proc
-        except (psutil.Error, ProcessLookupError):
+                own.append(proc)
+        except psutil.Error:
             continue
+    for proc in own:
+        try:
+            for child in proc.children(recursive=True):
+                found.setdefault(child.pid, child)
+        except psutil.Error:
+            continue
+    found.pop(os.getpid(), None)
     return list(found.values())
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def config_port(dev: layout.DeviceDir) -> int | None:
+    """The port the device's sshd_config names (written by each `up`), or None."""
+    try:
+        for line in dev.sshd_config.read_text().splitlines():
+            if line.startswith("Port "):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _is_own(proc: psutil.Process, dev: layout.DeviceDir, master: int | None, port: int | None) -> bool:
+    cmdline = proc.info["cmdline"] or []
+    name = proc.info["name"] or ""
+    if name.startswith("qemu-aarch64") or "qemu-aarch64" in os.path.basename(cmdline[0] if cmdline else ""):
+        return LOCAL_RUNNERS not in " ".join(cmdline) and any(_under(arg, dev.sysroot) for arg in cmdline)
+    if name.startswith("sshd") and port is not None:
+        if proc.info["ppid"] not in (master, 1) and _is_sshd(proc.info["ppid"]):
+            return False  # a connection of a live sshd master: that master's, stopped with it if it is ours
+        try:
+            conns = proc.connections(kind="tcp")
+        except psutil.Error:
+            return False
+        return any(c.laddr and c.laddr.port == port and c.raddr for c in conns)
+    try:
+        env = proc.environ()
+    except psutil.Error:
+        return False
+    return env.get("EDGEKIT_DEVICE") == dev.name and env.get("HOME") == str(dev.home)
+
+
+def _under(arg: str, root: Path) -> bool:
+    """`arg` is a path under `root` (compared as paths, not as strings: /x/emu2 is not under /x/emu)."""
+    if not arg.startswith("/"):
+        return False
+    return Path(os.path.normpath(arg)).is_relative_to(os.path.normpath(root))
+
+
+def _is_sshd(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).name().startswith("sshd")
+    except psutil.Error:
+        return False
 
 
 def send(proc: psutil.Process, sig: int) -> None:
