@@ -48,8 +48,11 @@ def artifact_key(
     fmt: Format,
     converter: type[Converter],
     calibration_digest: str | None = None,
+    tools: dict[str, str] | None = None,
 ) -> str:
-    """The cache key of one artifact (see the module docstring for what it covers)."""
+    """The cache key of one artifact (see the module docstring for what it covers). `tools` replaces some of the
+    converter's tool versions: the key of an artifact made otherwise (an ncnn-int8 whose speed plan could not be
+    counted: "failed", never the "counted" key a later run looks up)."""
     spec: dict[str, Any] = {
         "cache": CACHE_VERSION,
         "onnx": onnx_sha256,
@@ -59,7 +62,7 @@ def artifact_key(
             "shape": list(recipe.input.shape),
             "layout": recipe.input.layout.value,
         },
-        "tools": converter.tool_versions(),
+        "tools": {**converter.tool_versions(), **(tools or {})},
         "converter": converter.settings(recipe, fmt),
     }
     if fmt.precision is Precision.INT8:

@@ -80,8 +80,12 @@ def convert_recipe(
         if hit is not None:
             done[f] = hit
             say(f"{f.value}: cached, no conversion")
+
+    def rekey(f: Format, tools: dict[str, str]) -> str:  # an artifact made otherwise than its key says
+        return cache.artifact_key(onnx.sha256, recipe, f, converters[f], calib, tools=tools)
+
     for conv_cls, group in _groups([f for f in fmts if f not in done], converters):
-        done.update(_convert_group(conv_cls, group, onnx, recipe, keys, errors, say))
+        done.update(_convert_group(conv_cls, group, onnx, recipe, keys, errors, say, rekey))
     artifacts = [done[f] for f in fmts]
     check_fidelity(artifacts, onnx, recipe, evaluation, say)
     failed = [a for a in artifacts if a.status != "ok"]
@@ -248,9 +252,13 @@ def _convert_group(
     keys: dict[Format, str],
     errors: list[EdgekitError],
     say: Progress,
+    rekey: Callable[[Format, dict[str, str]], str],
 ) -> dict[Format, Artifact]:
     """One tool run for several formats if the converter offers it, else one conversion per format. A failed run
-    makes failed artifacts and adds its error to `errors`; the next run goes on."""
+    makes failed artifacts and adds its error to `errors`; the next run goes on. A converter that made a format
+    otherwise than its tool versions say (`key_tools`: the ncnn-int8 speed plan could not be counted) gets it
+    stored under the key of what it did (`rekey`), never under the key a later run would look up for the
+    planned artifact."""
     shared = conv_cls.convert_many is not Converter.convert_many  # overridden: one run, several formats
     batches = [group] if shared else [[f] for f in group]
     out: dict[Format, Artifact] = {}
@@ -292,9 +300,10 @@ def _convert_group(
             continue
         elapsed = time.perf_counter() - start
         mem = conv.peak_rss_mb if conv.peak_rss_mb is not None else peak.peak_mb
+        tools = conv_cls.tool_versions()
         prov = {
             "onnx_sha256": onnx.sha256,
-            "tools": conv_cls.tool_versions(),
+            "tools": tools,
             "converter": conv_cls.__name__,
             "shared_run": [f.value for f in batch] if len(batch) > 1 else [],
             "memory": "tool process" if conv.peak_rss_mb is not None else "sampled process tree",
@@ -316,7 +325,11 @@ def _convert_group(
             ]
             layout = getattr(conv, "layouts", {}).get(f)  # a TFLite file's (edgekit.convert.tflite_layout)
             extra = {"layout": layout} if layout else {}
-            out[f] = cache.store(keys[f], f, files[f], elapsed, mem, {**prov, "findings": found, **extra})
+            key, changed = keys[f], getattr(conv, "key_tools", {}).get(f)
+            if changed:
+                key = rekey(f, changed)
+                extra["tools"] = {**tools, **changed}
+            out[f] = cache.store(key, f, files[f], elapsed, mem, {**prov, "findings": found, **extra})
         shutil.rmtree(work, ignore_errors=True)
         say(f"{names}: converted in {elapsed:.1f} s")
     return out

@@ -64,6 +64,21 @@ class NcnnConverter(Converter):
         }
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:
+        self.findings: dict[Format, list[str]] = getattr(self, "findings", {})
+        self.key_tools: dict[Format, dict[str, str]] = getattr(self, "key_tools", {})
+
+        def plan_failed(reason: str) -> None:
+            """The speed plan could not be counted (a qemu guest timed out): the artifact is all-int8, not what
+            the key's "counted" says, so the pipeline keys it as not counted (a later run counts again)."""
+            self.key_tools[fmt] = {"edgekit-ncnn-speed-plan": "failed"}
+            warning = (
+                f"WARNING: the speed plan's {reason}: {fmt.value} is all-int8 this time (no layer kept "
+                "float for speed); it is not cached as counted, so the next convert counts again"
+            )
+            self.findings.setdefault(fmt, []).append(warning)
+            if self.progress is not None:
+                self.progress(warning)
+
         calibration = None
         if fmt.precision is Precision.INT8:
             from edgekit.convert.calibration import calibration_inputs
@@ -78,6 +93,7 @@ class NcnnConverter(Converter):
             recipe=recipe,
             float_layers=frozenset(recipe.int8.ncnn_float_layers) if fmt is Format.NCNN_INT8 else frozenset(),
             progress=self.progress,
+            on_plan_failure=plan_failed,
         )
 
 
@@ -91,10 +107,12 @@ def convert_model(
     recipe: Recipe | None = None,
     float_layers: frozenset[str] | set[str] = frozenset(),
     progress: Callable[[str], None] | None = None,
+    on_plan_failure: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Convert one ONNX/TorchScript file to `fmt` in out_dir: [model.param, model.bin, model.io.json].
 
-    `float_layers` names ncnn layers the int8 quantizer must leave in float (edgekit analyze --fix)."""
+    `float_layers` names ncnn layers the int8 quantizer must leave in float (edgekit analyze --fix);
+    `on_plan_failure` hears why the int8 speed plan could not be counted (the artifact is then all-int8)."""
     if fmt.runtime.value != "ncnn":
         raise ConversionError(f"the ncnn converter cannot produce {fmt.value}")
     if not input_shape or input_shape[0] != 1:
@@ -113,7 +131,7 @@ def convert_model(
     if fmt.precision is Precision.INT8:
         if calibration is None:
             raise ConversionError("ncnn-int8 needs calibration inputs", where=str(model_path))
-        io = _quantize(param, bin_path, io, calibration, recipe, float_layers, progress)
+        io = _quantize(param, bin_path, io, calibration, recipe, float_layers, progress, on_plan_failure)
     io.write(io_path_for(param))
     check_outputs(param, bin_path, io)
     return [param, bin_path, io_path_for(param)]
@@ -127,6 +145,7 @@ def _quantize(
     recipe: Recipe | None,
     float_layers: frozenset[str] | set[str],
     progress: Callable[[str], None] | None = None,
+    on_plan_failure: Callable[[str], None] | None = None,
 ) -> NcnnIO:
     """Quantize every layer ncnn can run in int8, then (where the emulated cores are built) keep in float the
     layers whose int8 kernel counts more instructions (plan.py); the plan goes into the sidecar."""
@@ -173,6 +192,8 @@ def _quantize(
         if plan is not None and not report.quantized:  # int8 lost on every layer: ship the fp32 model as is
             shutil.copyfile(src_param, param)
             shutil.copyfile(src_bin, bin_path)
+    if plan is None and why_none.startswith(ncnn_plan.COUNT_FAILED) and on_plan_failure is not None:
+        on_plan_failure(why_none)
     return _described(io, report, plan, why_none, recipe, float_layers)
 
 

@@ -43,6 +43,7 @@ from edgekit.profile import Profile
 
 DEVICES = ("pi4-emu", "pi5-emu")  # Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5)
 ENV_SWITCH = "EDGEKIT_NCNN_SPEED_PLAN"  # "0": no counting at conversion (every quantizable layer int8)
+COUNT_FAILED = "counting failed"  # how plan_and_build's reason begins when the counting itself failed
 
 
 @dataclass
@@ -303,7 +304,7 @@ def plan_and_build(
     try:
         plan = measure(src_param, param, report.quantized, float_options, say)
     except EmulatorError as exc:  # a conversion never fails for want of a count
-        return None, report, f"counting failed ({exc.message})"
+        return None, report, f"{COUNT_FAILED} ({exc.message})"
     if plan.float_layers:
         say(
             f"speed plan: {len(plan.float_layers)} layers count fewer instructions in float; counting that artifact"
