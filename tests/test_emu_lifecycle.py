@@ -211,3 +211,40 @@ def test_down_leaves_host_processes_that_merely_name_the_device_files(emu_home: 
         for proc in procs:
             proc.kill()
             proc.wait()
+
+
+def test_a_device_whose_client_key_was_removed_while_it_ran_is_restarted(emu_home: Path) -> None:
+    """`rm ssh/client_ed25519*` on a running device: `targets check` failed with KeyFileError ("--set key=PATH
+    ... or remove key to use ssh-agent", exit 2) and `emu up` said "running ... in 0.00 s" while `emu status`
+    showed it not built. Now up (a check's too) rebuilds it and restarts it, saying why."""
+    make_home(emu_home, devices=("pi4-emu",))
+    old = _up("pi4-emu")
+    dev = layout.device_dir("pi4-emu")
+    for key in dev.ssh.glob("client_ed25519*"):
+        key.unlink()
+    checked = edgekit("targets", "check", "pi4-emu")
+    said = " ".join(checked.stderr.split())
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "pi4-emu's files changed while it ran" in said and "restarting it" in said, said
+    new = _up("pi4-emu")
+    assert new["sshd_pid"] != old["sshd_pid"] and dev.client_key.exists()
+    row = next(line for line in edgekit("emu", "status", "pi4-emu").stdout.splitlines() if "pi4-emu" in line)
+    assert [c.strip() for c in row.split("│")[3:5]] == ["yes", "yes"], row
+
+
+def test_emu_build_of_a_running_device_whose_host_key_it_rebuilt_restarts_it(emu_home: Path) -> None:
+    """`rm ssh/host_ed25519*`, then `emu build` on the running device: the check then failed "host key CHANGED
+    ... ssh-keygen -R ... then accept the new key" (impossible: emulated targets never accept a new key) until
+    `emu down && emu up`, and nothing said so. Now the build restarts the device (said), and the check works."""
+    make_home(emu_home, devices=("pi4-emu",))
+    old = _up("pi4-emu")
+    dev = layout.device_dir("pi4-emu")
+    for key in dev.ssh.glob("host_ed25519*"):
+        key.unlink()
+    built = edgekit("emu", "build", "pi4-emu")
+    said = " ".join(built.stdout.split())
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "is not the one pinned when it started" in said and "restarting it" in said, said
+    assert _up("pi4-emu")["sshd_pid"] != old["sshd_pid"]
+    checked = edgekit("targets", "check", "pi4-emu")
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -31,10 +31,12 @@ def build_cmd(name: str = typer.Argument(..., help="device: pi4-emu, pi5-emu or 
     Example: edgekit emu build pi4-emu
     """
     from edgekit.emu.build import build
+    from edgekit.emu.runner import refresh
 
     start = time.monotonic()
     dev = build(name, _log)
     console.print(f"{name}: built in {plain(dev.root)} ({time.monotonic() - start:.1f} s)", highlight=False)
+    refresh(name, _log)  # a running device whose keys this build rewrote is restarted (and said)
 
 
 @emu_app.command("build-plugin")

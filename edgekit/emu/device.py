@@ -10,14 +10,15 @@ targets are returned unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from edgekit.emu.runner import running_state, up
 from edgekit.emu.specs import DEVICES
-from edgekit.errors import TargetError
+from edgekit.errors import EmulatorError, HostKeyError, KeyFileError, TargetError
 from edgekit.target import Target
 
 
@@ -104,3 +105,23 @@ def ensure_device(target: Target, log: Callable[[str], None] | None = None) -> T
     check_emulated_cpu(target)
     up(target.emulated.device, log or (lambda _m: None), provision=False)
     return running_target(target)
+
+
+@contextlib.contextmanager
+def emulated_key_errors(target: Target) -> Iterator[None]:
+    """A KeyFileError or HostKeyError about an emulated device's own key files (its client key, its pinned host
+    key: not ones given with --set) advised `--set key=PATH` or `ssh-keygen -R`, neither of which applies (an
+    emulated target never accepts a new host key): the device's files changed while it ran. EmulatorError (exit
+    1) naming the restart instead."""
+    try:
+        yield
+    except (KeyFileError, HostKeyError) as exc:
+        own = target.emulated is not None and not {"key", "known_hosts"} & set(target._overrides)
+        if not own or target.emulated is None:
+            raise
+        name = target.emulated.device
+        raise EmulatorError(
+            f"{exc.message} (the emulated device's own key files changed while it ran)",
+            where=exc.where,
+            hint=f"edgekit emu down {name} && edgekit emu up {name} (re-creates its keys and pins its host key)",
+        ) from exc

@@ -23,7 +23,7 @@ from typing import Any
 
 from edgekit.agent.agent import ARM_PARTS
 from edgekit.emu import layout
-from edgekit.emu.device import ensure_device
+from edgekit.emu.device import emulated_key_errors, ensure_device
 from edgekit.emu.termux import is_termux, setup_termux
 from edgekit.emu.wheels import (
     RUNTIME_PACKAGES,
@@ -166,7 +166,7 @@ def check_target(target: Target, log: Log = _to_stderr) -> DeviceInfo:
     target = ensure_device(
         target, log
     )  # an emulated device it starts (or restarts, frozen) is said, on stderr
-    with open_transport(target) as transport:
+    with emulated_key_errors(target), open_transport(target) as transport:
         return probe(transport, target)
 
 
@@ -183,7 +183,7 @@ def requirements_for(runtimes: list[str]) -> list[str]:
 def setup_target(target: Target, log: Log = print) -> DeviceInfo:
     """Install the runtimes the target lacks from wheels downloaded here and pushed over the transport."""
     target = ensure_device(target, log)
-    with open_transport(target) as transport:
+    with emulated_key_errors(target), open_transport(target) as transport:
         info = probe(transport, target)
         missing = [r for r in dict.fromkeys(["numpy", *target.runtimes]) if not info.runtimes.get(r)]
         if not missing:

@@ -97,7 +97,17 @@ def _device_lock(name: str, log: Callable[[str], None]) -> contextlib.AbstractCo
 def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None], provision: bool) -> DeviceState:
     state = _own_state(name, log)
     if state is not None and sshd.sshd_alive(state.sshd_pid, state.sshd_config):
-        return state
+        changed = files_changed(name, state)
+        if changed is None:
+            return state
+        # its keys were removed or rebuilt while it ran: its pinned host key, its client key or what its sshd
+        # accepts no longer agree, and every connection would fail (KeyFileError, a "changed" host key)
+        log(
+            f"{name}'s files changed while it ran ({changed}): restarting it (its sessions are stopped, as "
+            f"`edgekit emu down {name} && edgekit emu up {name}` does)"
+        )
+        _stop(name, state)
+        state = None
     if state is not None:
         stuck = sshd.sshd_status(state.sshd_pid, state.sshd_config)
         _stop(name, state)  # stale record: make sure nothing of it is left before starting again
@@ -142,6 +152,31 @@ def _up_locked(name: str, spec: DeviceSpec, log: Callable[[str], None], provisio
     )
 
 
+def files_changed(name: str, state: DeviceState) -> str | None:
+    """Why running device NAME no longer matches its files, or None: it is not built any more (a key, a wrapper
+    or its sysroot removed), or the host key its sshd serves (read from disk for each connection) is not the one
+    `up` pinned in its known_hosts, or the client key is not the one its sshd accepts."""
+    dev = layout.device_dir(name)
+    if not is_built(name):
+        missing = [
+            str(p)
+            for p in (dev.client_key, dev.host_key, dev.python, dev.python_tflite_runtime, dev.built_stamp)
+            if not p.exists()
+        ]
+        return f"not built any more: {', '.join(missing) or 'its sysroot'} missing"
+    try:
+        served = " ".join(dev.host_key.with_suffix(".pub").read_text().split()[:2])
+        client = " ".join(dev.client_key.with_suffix(".pub").read_text().split()[:2])
+        accepted = {" ".join(line.split()[:2]) for line in dev.authorized_keys.read_text().splitlines()}
+    except OSError as exc:
+        return f"{exc.filename} cannot be read"
+    if served != state.host_key:
+        return f"its host key {dev.host_key} is not the one pinned when it started"
+    if client not in accepted:
+        return f"its client key {dev.client_key} is not in {dev.authorized_keys}"
+    return None
+
+
 def _record(name: str, spec: DeviceSpec, dev: layout.DeviceDir, port: int, pid: int) -> DeviceState:
     host_key = " ".join(dev.host_key.with_suffix(".pub").read_text().split()[:2])
     dev.known_hosts.write_text(f"[127.0.0.1]:{port} {host_key}\n")
@@ -164,6 +199,14 @@ def _record(name: str, spec: DeviceSpec, dev: layout.DeviceDir, port: int, pid: 
     )
     write_state(state)
     return state
+
+
+def refresh(name: str, log: Callable[[str], None] = print) -> None:
+    """After `emu build` of device NAME: when it runs and the build changed its files (a key re-generated), restart
+    it so that its sshd, its pinned host key and its client key agree again; otherwise nothing."""
+    state = running_state(name)
+    if state is not None and files_changed(name, state) is not None:
+        up(name, log)
 
 
 def down(name: str) -> bool:
