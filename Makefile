@@ -57,9 +57,12 @@ $(STAMPS)/lab: constraints-lab.txt
 	@$(LAB_VENV)/bin/pip install -q -c constraints-lab.txt labgrid
 	@mkdir -p $(STAMPS) && touch $@
 
+# set-up builds pi4-emu and pi5-emu whatever TARGET is (a real board's name is no emulated device), plus TARGET when
+# it is one of edgekit's emulated devices; only the deploy uses TARGET
+EMU_DEVICES := pi4-emu pi5-emu phone-emu
 emu-assets: $(STAMPS)/python $(STAMPS)/system
-	@$(EDGEKIT) emu build $(TARGET)
-	@$(EDGEKIT) emu build pi5-emu
+	@for d in pi4-emu pi5-emu $(filter-out pi4-emu pi5-emu,$(filter $(TARGET),$(EMU_DEVICES))); do \
+	  $(EDGEKIT) emu build $$d || exit $$?; done
 
 demo: setup
 	$(EDGEKIT) deploy "$(DEMO_RECIPE)" --target "$(TARGET)"

@@ -248,3 +248,26 @@ def test_emu_build_of_a_running_device_whose_host_key_it_rebuilt_restarts_it(emu
     assert _up("pi4-emu")["sshd_pid"] != old["sshd_pid"]
     checked = edgekit("targets", "check", "pi4-emu")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def _emu_builds(*make_args: str) -> list[str]:
+    """The devices `make -n ARGS` would build (`edgekit emu build NAME`), read from its dry run."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        ["make", "-n", "-C", str(root), *make_args], capture_output=True, text=True, timeout=60
+    ).stdout
+    loop = re.search(r"for d in ([^;]*);", out)
+    assert loop is not None and "emu build $d" in out, out
+    return loop.group(1).split()
+
+
+def test_set_up_builds_the_emulated_devices_whatever_the_demo_target() -> None:
+    """`make demo TARGET=pi4` ran `edgekit emu build pi4` (a real board: "unknown emulated device", exit 2, in
+    set-up), and `TARGET=phone-emu` skipped pi4-emu although the README says set-up builds pi4-emu and
+    pi5-emu. Set-up builds both, plus TARGET when it is an emulated device; only the deploy uses TARGET."""
+    assert _emu_builds("demo", "TARGET=pi4") == ["pi4-emu", "pi5-emu"]
+    assert _emu_builds("setup") == ["pi4-emu", "pi5-emu"]
+    assert _emu_builds("demo", "TARGET=phone-emu") == ["pi4-emu", "pi5-emu", "phone-emu"]
+    assert _emu_builds("demo", "TARGET=pi5-emu") == ["pi4-emu", "pi5-emu"]
