@@ -49,3 +49,29 @@ def test_an_int8_artifact_whose_speed_plan_failed_is_not_served_as_counted(
     assert first.provenance["tools"]["edgekit-ncnn-speed-plan"] == "failed"
     again = convert_recipe(load_recipe(TINY), [Format.NCNN_INT8], progress=said.append)[0]
     assert calls == [1, 1] and not again.cached  # counted again, not served from the cache
+
+
+def test_a_convert_that_made_the_cache_folder_holds_it_against_a_prune(home: Path) -> None:
+    """`rm -rf cache; edgekit convert tiny.yaml &` then `edgekit cache prune --all` as soon as the prepared ONNX
+    appeared: prune removed it (exit 0) and the convert failed blaming the model. The command's lock was only taken
+    when the cache folder existed at its start; now it is taken when the command makes the folder."""
+    import os
+    import subprocess
+    import sys
+
+    from edgekit.convert import housekeeping
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.recipe import load_recipe
+
+    assert not (home / "cache").exists()
+    with housekeeping.in_use():  # what the CLI holds around every command but prune
+        art = convert_recipe(load_recipe(TINY), [Format.ONNX_FP32])[0]
+        prune = subprocess.run(
+            [sys.executable, "-m", "edgekit", "cache", "prune", "--all"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "EDGEKIT_HOME": str(home)},
+        )
+        assert prune.returncode == 1 and "is using the conversion cache" in prune.stderr, prune.stderr
+        assert art.main_file.is_file() and list((home / "cache" / "onnx").glob("*/model.onnx"))

@@ -32,7 +32,7 @@ from typing import Any
 
 from edgekit import paths
 from edgekit.convert.base import Artifact, Converter, model_bytes
-from edgekit.convert.housekeeping import touch
+from edgekit.convert.housekeeping import claim, touch
 from edgekit.convert.onnx_export import file_sha256
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
@@ -183,6 +183,7 @@ def store(
     provenance: dict[str, Any],
 ) -> Artifact:
     """Move freshly converted files into the cache under `key`; returns the (not cached) artifact."""
+    claim()  # the running command holds the cache before its first entry is there (a prune leaves it alone)
     final = entry_dir(key)
     tmp = final.with_name(f"{key}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)

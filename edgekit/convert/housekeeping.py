@@ -79,24 +79,52 @@ class CacheLockError(EdgekitError):
 PRUNE_WAIT_S = 120.0  # a command waits this long for a prune removing entries, then goes on without the lock
 
 
+_PENDING: list[tuple[Path, contextlib.ExitStack]] = []  # in_use calls whose cache folder did not exist yet
+
+
 @contextlib.contextmanager
 def in_use(root: Path | None = None) -> Iterator[None]:
     """Hold the cache shared while a command runs. While a prune removes entries (seconds) the command waits,
     saying so, at most PRUNE_WAIT_S (a prune stopped with Ctrl-Z must not stop every command, the nightly's
     too), then goes on without the lock. A cache folder that cannot be created (a read-only data dir) or a file
     system without locks (NFS without lockd: ENOLCK) is used without it: the lock guards against a prune, and
-    must never stop a command that worked before it."""
+    must never stop a command that worked before it. With no cache folder yet (a command that fails leaves none)
+    the lock is taken when the command makes it (`claim`, before its first entry): a convert started before the
+    folder existed held nothing, and `prune --all` removed the ONNX it had just prepared."""
     with contextlib.ExitStack() as stack:
+        root = paths.data_path() / "cache" if root is None else root  # found, never created here
+        pending = (root, stack)
         try:
-            root = paths.data_path() / "cache" if root is None else root  # found, never created here
-            if (
-                root.is_dir()
-            ):  # no cache yet: nothing a prune could take; a command that fails leaves no folder
-                handle = stack.enter_context(open(root / LOCK_FILE, "a+"))  # readable: shared locks on NFSv4
-                _shared(handle)
+            if root.is_dir():
+                _take(root, stack)
+            else:
+                _PENDING.append(pending)
         except OSError:
             pass
-        yield
+        try:
+            yield
+        finally:
+            if pending in _PENDING:
+                _PENDING.remove(pending)
+
+
+def _take(root: Path, stack: contextlib.ExitStack) -> None:
+    try:
+        handle = stack.enter_context(open(root / LOCK_FILE, "a+"))  # noqa: SIM115 - readable: shared locks on NFSv4
+        _shared(handle)
+    except OSError:
+        pass
+
+
+def claim() -> Path:
+    """The cache folder, made if missing, held shared for a running command whose `in_use` found none: called
+    before a command writes its first entry, so a prune never removes what it is making."""
+    root = paths.cache_dir()
+    while _PENDING:
+        wanted, stack = _PENDING.pop()
+        if wanted.is_dir():
+            _take(wanted, stack)
+    return root
 
 
 def _shared(handle: Any) -> None:

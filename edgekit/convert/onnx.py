@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edgekit import paths
-from edgekit.convert.housekeeping import touch
+from edgekit.convert.housekeeping import claim, touch
 from edgekit.convert.onnx_export import EXPORT_VERSION, file_sha256, simplify, tool_versions
 from edgekit.convert.onnx_file import ORT_MAX_IR_VERSION, external_data_files, fit_ir_version, read_onnx
 from edgekit.convert.onnx_io import check_graph, check_io
@@ -89,7 +89,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
             f"ir<={ORT_MAX_IR_VERSION}",  # entries made before the IR fit held an IR onnxruntime cannot read
         ] + ([[file_sha256(f) for f in data_files]] if data_files else [])
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-        target = paths.cache_dir() / "onnx" / key / "model.onnx"
+        target = claim() / "onnx" / key / "model.onnx"
         reference = target.with_name(ORIGINAL)
         cached = _intact(target, ORIGINAL)
         if not cached:
@@ -107,7 +107,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
         from edgekit.convert.torch_export import describe as describe_torch
         from edgekit.convert.torch_export import export_torch, torch_key
 
-        target = paths.cache_dir() / "onnx" / torch_key(recipe, src) / "model.onnx"
+        target = claim() / "onnx" / torch_key(recipe, src) / "model.onnx"
         cached = _intact(target)
         if not cached:
             _make(target, lambda made: export_torch(recipe, src, made))
@@ -116,7 +116,7 @@ def prepare_onnx(recipe: Recipe) -> OnnxModel:
     elif isinstance(src, KerasSource):
         from edgekit.convert.keras import describe, export_keras, keras_key
 
-        target = paths.cache_dir() / "onnx" / keras_key(recipe, src) / "model.onnx"
+        target = claim() / "onnx" / keras_key(recipe, src) / "model.onnx"
         cached = _intact(target)
         if not cached:
             _make(target, lambda made: export_keras(recipe, src, made))
