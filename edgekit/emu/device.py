@@ -92,7 +92,9 @@ def check_distinct_places(targets: list[Target]) -> None:
     check(targets)
 
 
-def ensure_device(target: Target, log: Callable[[str], None] | None = None) -> Target:
+def ensure_device(
+    target: Target, log: Callable[[str], None] | None = None, provision: bool = False
+) -> Target:
     """Start the emulated device behind `target` if it is not running; return the target with its live
     connection details. A lab target acquires a matching place (waiting for one) and returns that board's
     target; closing its transport releases the place. Real boards and local targets are returned unchanged."""
@@ -103,7 +105,9 @@ def ensure_device(target: Target, log: Callable[[str], None] | None = None) -> T
     if not target.emulated:
         return target
     check_emulated_cpu(target)
-    up(target.emulated.device, log or (lambda _m: None), provision=False)
+    # `provision`: a set-up command (`targets setup`) builds the device, downloading what it needs; a deploy or a
+    # check does not
+    up(target.emulated.device, log or (lambda _m: None), provision=provision)
     return running_target(target)
 
 

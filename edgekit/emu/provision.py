@@ -182,7 +182,7 @@ def requirements_for(runtimes: list[str]) -> list[str]:
 
 def setup_target(target: Target, log: Log = print) -> DeviceInfo:
     """Install the runtimes the target lacks from wheels downloaded here and pushed over the transport."""
-    target = ensure_device(target, log)
+    target = ensure_device(target, log, provision=True)  # a provisioning command: it may build the device
     with emulated_key_errors(target), open_transport(target) as transport:
         info = probe(transport, target)
         missing = [r for r in dict.fromkeys(["numpy", *target.runtimes]) if not info.runtimes.get(r)]
