@@ -218,3 +218,10 @@ def exit_text(code: int) -> str:
     except ValueError:
         return f"killed by signal {-code}"
     return f"killed by {name} (signal {-code})"
+
+
+class CacheWriteError(EdgekitError):
+    """edgekit's conversion cache (under EDGEKIT_HOME) cannot be written: a read-only file system, no permission.
+    The setting's fault, as a data dir that cannot be made is (edgekit.paths): exit 2."""
+
+    exit_code = 2

@@ -4,6 +4,9 @@ recipe in a fresh data dir (the emulated cores' counting is simulated: it is the
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,10 +58,6 @@ def test_a_convert_that_made_the_cache_folder_holds_it_against_a_prune(home: Pat
     """`rm -rf cache; edgekit convert tiny.yaml &` then `edgekit cache prune --all` as soon as the prepared ONNX
     appeared: prune removed it (exit 0) and the convert failed blaming the model. The command's lock was only taken
     when the cache folder existed at its start; now it is taken when the command makes the folder."""
-    import os
-    import subprocess
-    import sys
-
     from edgekit.convert import housekeeping
     from edgekit.convert.pipeline import convert_recipe
     from edgekit.recipe import load_recipe
@@ -75,3 +74,32 @@ def test_a_convert_that_made_the_cache_folder_holds_it_against_a_prune(home: Pat
         )
         assert prune.returncode == 1 and "is using the conversion cache" in prune.stderr, prune.stderr
         assert art.main_file.is_file() and list((home / "cache" / "onnx").glob("*/model.onnx"))
+
+
+def edgekit(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"},
+    )
+
+
+def test_a_read_only_cache_is_named_with_what_to_try(tmp_path: Path) -> None:
+    """A data dir on a read-only mount was `ConversionError: OnnxRuntimeConverter crashed on onnx-fp32: OSError:
+    [Errno 30] Read-only file system: '.../cache/work/...'` (exit 1, no hint). Now: the cache cannot be written,
+    where, the OS's words and what to try, exit 2 (as a data dir that cannot be made), with a prepared ONNX in the
+    cache and without one."""
+    from procs import mount_tmpfs
+
+    with mount_tmpfs(tmp_path / "home", "50m") as home:
+        done = edgekit(home, "convert", str(TINY), "-f", "ncnn-fp32")
+        assert done.returncode == 0, done.stderr
+        (home / "empty" / "cache").mkdir(parents=True)  # no prepared ONNX: prepare_onnx is the first to write
+        subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True)
+        for data, fmt in ((home, "onnx-fp32"), (home / "empty", "ncnn-fp16")):
+            out = edgekit(data, "convert", str(TINY), "-f", fmt)
+            err = out.stderr
+            assert out.returncode == 2 and "CacheWriteError" in err and "Read-only file system" in err, err
+            assert "EDGEKIT_HOME" in err and "crashed" not in err and "internal error" not in err, err

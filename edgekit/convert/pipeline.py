@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import errno
 import importlib
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from edgekit.convert.fidelity_stage import check_fidelity
 from edgekit.convert.findings import dynamic_kept_float, float_leftovers, speed_plan_finding
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.convert.peak_rss import PeakRss
-from edgekit.errors import ConversionError, EdgekitError, FidelityError, RecipeError
+from edgekit.errors import CacheWriteError, ConversionError, EdgekitError, FidelityError, RecipeError
 from edgekit.formats import Format, Precision
 from edgekit.recipe import KerasSource, Recipe
 from edgekit.recipe.schema import keras_only_route
@@ -49,7 +50,46 @@ def convert_recipe(
     keep_going: bool = False,
     progress: Progress | None = None,
 ) -> list[Artifact]:
-    """Artifacts for `formats` (default: the recipe's), in that order, each with its fidelity numbers."""
+    """Artifacts for `formats` (default: the recipe's), in that order, each with its fidelity numbers. A cache
+    that cannot be written (a read-only disk, no permission) is CacheWriteError, not any converter's crash."""
+    try:
+        return _convert_recipe(recipe, formats, keep_going, progress)
+    except OSError as exc:
+        unwritable = cache_unwritable(exc)
+        if unwritable is None:
+            raise
+        raise unwritable from exc
+
+
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def cache_unwritable(exc: BaseException) -> CacheWriteError | None:
+    """The named error for an OSError that says edgekit's data dir (its cache) cannot be written, else None."""
+    if not isinstance(exc, OSError) or exc.errno not in UNWRITABLE or exc.filename is None:
+        return None
+    name = Path(os.fsdecode(exc.filename))
+    home = paths.data_path()
+    if not name.absolute().is_relative_to(home.absolute()):
+        return None
+    return CacheWriteError(
+        f"edgekit cannot write its conversion cache: {exc.strerror or exc}: {name}",
+        where=str(home / "cache"),
+        hint="set EDGEKIT_HOME to a folder on a writable disk (the cache is made in it)"
+        + (
+            ", or remount this one read-write"
+            if exc.errno == errno.EROFS
+            else ", or give your user write permission to this folder (or run as the user who owns it)"
+        ),
+    )
+
+
+def _convert_recipe(
+    recipe: Recipe,
+    formats: Sequence[Format] | None,
+    keep_going: bool,
+    progress: Progress | None,
+) -> list[Artifact]:
     say = progress or (lambda message: None)
     fmts = list(dict.fromkeys(formats or recipe.formats))
     converters = _converters(fmts, recipe)
@@ -281,6 +321,9 @@ def _convert_group(
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 shutil.rmtree(work, ignore_errors=True)  # its half-written files kept the disk full
                 raise  # a full disk is no converter's fault, and the next format would fail too (cli: DiskFull)
+            if cache_unwritable(exc) is not None:  # nor is a read-only cache (convert_recipe names it)
+                shutil.rmtree(work, ignore_errors=True)
+                raise
             err = (
                 exc
                 if isinstance(exc, EdgekitError)
