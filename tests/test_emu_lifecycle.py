@@ -304,3 +304,39 @@ def test_targets_setup_builds_an_unbuilt_emulated_device(
         assert done.returncode == 0, done.stdout + done.stderr
     finally:
         edgekit("emu", "down", "pi5-emu", EDGEKIT_EMU_HOME=str(emu_home.with_name("emu2")))
+
+
+def test_a_full_disk_while_building_names_the_emulator_homes_disk_and_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The emulator home on a tiny full disk: `targets check phone-emu` said "DiskFull: a local file: no space
+    left ... note: the disk holding <data dir> has 42456.2 MB free" (a disk with room) and left
+    bin/.python3-tflite-runtime.<pid>.tmp. Now the error names the file and the emulator home's disk with its
+    free space, and no temp file is left."""
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tiny tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr!r}")
+    try:
+        home = small / "emu"
+        home.mkdir()
+        for shared in ("base", "site", "runtimes", "wheels", "plugin"):  # read only here
+            (home / shared).symlink_to(REAL / shared)
+        (home / "devices" / "phone-emu" / "bin").mkdir(parents=True)
+        with contextlib.suppress(OSError), open(small / "fill", "wb") as fill:
+            while True:
+                fill.write(b"x" * 4096)
+                fill.flush()
+        done = edgekit("targets", "check", "phone-emu", EDGEKIT_EMU_HOME=str(home), **UNREACHABLE)
+        said = " ".join(done.stderr.split())
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert f"no space left on the disk holding {home}" in said and "(0.0 MB free)" in said, said
+        assert "edgekit emu build phone-emu" in said
+        assert not list(home.rglob("*.tmp")), list(home.rglob("*.tmp"))
+    finally:
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)

@@ -5,11 +5,12 @@ Every step leaves a stamp, so a second build of a built device only checks files
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from edgekit.emu import layout
@@ -28,6 +29,7 @@ from edgekit.emu.wheels import (
     wheels_cached,
 )
 from edgekit.errors import EmulatorError
+from edgekit.paths import disk_full_text, out_of_space
 
 # The emulated devices all run Debian bookworm's arm64 CPython 3.11 (glibc 2.36).
 EMU_PLATFORM = WheelPlatform(python="3.11", machine="aarch64", glibc=(2, 36))
@@ -46,11 +48,30 @@ def build(name: str, log: Log = print, plugin: bool = True) -> layout.DeviceDir:
     template changed, so a deploy never waits on another edgekit's long build or set-up."""
     spec = device_spec(name)
     dev = layout.device_dir(name)
-    if not plugin and is_built(name):
-        _write_wrappers(spec, dev, layout.shared())
-        return dev
-    with file_lock(layout.shared().root / "build.lock", log=log):
-        return _build_locked(spec, log, plugin)
+    with _disk_full_named(name, dev):
+        if not plugin and is_built(name):
+            _write_wrappers(spec, dev, layout.shared())
+            return dev
+        with file_lock(layout.shared().root / "build.lock", log=log):
+            return _build_locked(spec, log, plugin)
+
+
+@contextlib.contextmanager
+def _disk_full_named(name: str, dev: layout.DeviceDir) -> Iterator[None]:
+    """A full disk while building: EmulatorError naming the file, the disk of the emulator home it went to and
+    that disk's free space (the CLI's generic note named the data dir's disk, which may have room)."""
+    try:
+        yield
+    except OSError as exc:
+        if not out_of_space(exc):
+            raise
+        path = Path(exc.filename) if exc.filename else dev.root
+        raise EmulatorError(
+            f"{disk_full_text(path)} (writing {path})",
+            where=f"building {name} in {dev.root}",
+            hint="free some space on that disk, or point EDGEKIT_EMU_HOME at a folder on a bigger one, then "
+            f"`edgekit emu build {name}`",
+        ) from exc
 
 
 def _build_locked(spec: DeviceSpec, log: Log, plugin: bool) -> layout.DeviceDir:
@@ -235,9 +256,18 @@ def _write_wrapper(path: Path, spec: DeviceSpec, sysroot: Path, site: Path | str
     )
     if not path.exists() or path.read_text() != text:  # through a temp file: a running device execs it
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(text)
+            tmp.chmod(0o755)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)  # a full disk left it behind
+            if exc.filename is None:  # write_text's ENOSPC names no file
+                exc.filename = str(tmp)
+            raise
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     elif path.stat().st_mode & 0o777 != 0o755:
         path.chmod(0o755)
 
