@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,21 @@ def test_a_read_only_cache_is_named_with_what_to_try(tmp_path: Path) -> None:
             err = out.stderr
             assert out.returncode == 2 and "CacheWriteError" in err and "Read-only file system" in err, err
             assert "EDGEKIT_HOME" in err and "crashed" not in err and "internal error" not in err, err
+
+
+def test_a_malformed_convert_timeout_is_a_usage_error_and_a_cached_run_never_reads_it(tmp_path: Path) -> None:
+    """EDGEKIT_CONVERT_TIMEOUT=10m was `internal error (ValueError) ... this is a bug in edgekit` at import, even for
+    a run served whole from the cache. Now it is read when onnx2tf is started: a UsageError naming the variable and
+    the form it takes (seconds), exit 2; a run that starts no onnx2tf never reads it."""
+    home = tmp_path / "home"
+    env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"}
+    run = partial(subprocess.run, capture_output=True, text=True, timeout=300)
+    made = run([sys.executable, "-m", "edgekit", "convert", str(TINY), "-f", "tflite-fp32"], env=env)
+    assert made.returncode == 0, made.stderr
+    env["EDGEKIT_CONVERT_TIMEOUT"] = "10m"
+    cached = run([sys.executable, "-m", "edgekit", "convert", str(TINY), "-f", "tflite-fp32"], env=env)
+    assert cached.returncode == 0 and "cached, no conversion" in cached.stdout, cached.stderr
+    bad = run([sys.executable, "-m", "edgekit", "convert", str(TINY), "-f", "tflite-int8"], env=env)
+    err = bad.stderr
+    assert bad.returncode == 2 and "UsageError" in err and "EDGEKIT_CONVERT_TIMEOUT" in err, err
+    assert "'10m' is not a number of seconds" in err and "internal error" not in err, err

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -47,7 +46,6 @@ from edgekit.formats import Format
 from edgekit.recipe import Granularity, KerasSource, Layout, Recipe
 
 WORKER_VERSION = 1  # bump when the child's procedure (keras_child.py) changes what it writes
-TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
 NCHW_ONNX = "model-nchw.onnx"  # beside model.onnx in the ONNX cache: what onnx2tf converts for a Keras source
 BAD_INPUT_EXIT = 3  # keras_child: the model file is not one edgekit takes (ModelInputError): exit 2
 
@@ -229,8 +227,9 @@ def _work_dir(kind: str) -> Path:
 def _run_child(job: dict[str, Any], work: Path, tool: str, recipe_file: str) -> dict[str, Any]:
     """The child in `work`; its result.json, or an error whose message carries what the user needs from the
     child's log (the caller removes `work`, log and all)."""
-    from edgekit.convert.onnx2tf_run import child_env
+    from edgekit.convert.onnx2tf_run import child_env, convert_timeout
 
+    timeout = convert_timeout()
     (work / "job.json").write_text(json.dumps(job))
     log = work / "child.log"
     with open(log, "w") as out:
@@ -241,11 +240,11 @@ def _run_child(job: dict[str, Any], work: Path, tool: str, recipe_file: str) -> 
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=child_env(),
-                timeout=TIMEOUT_S,
+                timeout=timeout,
             )
         except subprocess.TimeoutExpired:
             raise ConversionError(
-                f"{tool} ran longer than {TIMEOUT_S:.0f} s and was stopped",
+                f"{tool} ran longer than {timeout:.0f} s and was stopped",
                 hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model",
             ) from None
     if proc.returncode != 0:

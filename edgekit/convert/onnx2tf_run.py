@@ -18,6 +18,33 @@ from edgekit.convert.tool_process import plain_output
 from edgekit.recipe import FLEX_PRONE_OPS, Granularity, Layout, Recipe
 
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
+TIMEOUT_ENV = "EDGEKIT_CONVERT_TIMEOUT"  # seconds an onnx2tf / Keras converter child may run
+DEFAULT_TIMEOUT_S = 3600.0
+
+
+def convert_timeout() -> float:
+    """EDGEKIT_CONVERT_TIMEOUT in seconds (default an hour), read when a converter child is started: a value
+    that is no number of seconds (`10m`) is the user's setting, a UsageError naming it (exit 2), never an internal
+    error at import that stopped even runs served whole from the cache."""
+    import math
+
+    from edgekit.errors import UsageError
+
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(
+            f"{TIMEOUT_ENV}={raw!r} is not a number of seconds",
+            where=f"${TIMEOUT_ENV}",
+            hint=f"give seconds, e.g. {TIMEOUT_ENV}=7200 for two hours (no unit: `10m` is not understood); unset "
+            f"it for the default {DEFAULT_TIMEOUT_S:.0f} s",
+        )
+    return value
 
 
 def onnx2tf_job(onnx_path: Path, recipe: Recipe, int8: bool, dynamic: bool) -> dict[str, Any]:

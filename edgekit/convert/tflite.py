@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from edgekit.convert.base import Converter
 from edgekit.convert.onnx2tf_run import (
     SAMPLE_FILE,
     child_env,
+    convert_timeout,
     flex_ops,
     log_tail,
     nhwc_onnx_input,
@@ -65,7 +65,6 @@ from edgekit.recipe import Granularity, IOType, Layout, Recipe
 # record (edgekit.convert.tflite_layout): an entry without it would keep the shape rule, wrong when C == H == W
 WORKER_VERSION = 5
 DYNAMIC_VERSION = 2  # tflite-dynamic's own key: bump when only the dynamic-range file changes
-TIMEOUT_S = float(os.environ.get("EDGEKIT_CONVERT_TIMEOUT", "3600"))
 _FILES = {
     Format.TFLITE_FP32: "model_float32.tflite",
     Format.TFLITE_FP16: "model_float16.tflite",
@@ -179,6 +178,7 @@ class TfliteConverter(Converter):
     def _run(
         self, onnx_path: Path, recipe: Recipe, run: Run
     ) -> tuple[Path, dict[Format, Path], float | None]:
+        timeout = convert_timeout()  # a malformed setting is said before any work (UsageError, exit 2)
         work = paths.work_dir("onnx2tf")
         work.mkdir(parents=True)
         shutil.copyfile(onnx_path, work / "model.onnx")
@@ -195,14 +195,14 @@ class TfliteConverter(Converter):
             try:
                 cmd = [sys.executable, "-m", "edgekit.convert.tflite", str(work / "job.json")]
                 proc = subprocess.run(
-                    cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, env=child_env(), timeout=TIMEOUT_S
+                    cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, env=child_env(), timeout=timeout
                 )
             except KeyboardInterrupt:  # subprocess.run has killed onnx2tf; its half-written folder goes too
                 shutil.rmtree(work, ignore_errors=True)
                 raise
             except subprocess.TimeoutExpired:
                 raise ConversionError(
-                    f"onnx2tf ran longer than {TIMEOUT_S:.0f} s and was stopped",
+                    f"onnx2tf ran longer than {timeout:.0f} s and was stopped",
                     where=str(log),
                     hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model",
                 ) from None
