@@ -4,6 +4,7 @@ recipe in a fresh data dir (the emulated cores' counting is simulated: it is the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -122,3 +123,52 @@ def test_a_malformed_convert_timeout_is_a_usage_error_and_a_cached_run_never_rea
     err = bad.stderr
     assert bad.returncode == 2 and "UsageError" in err and "EDGEKIT_CONVERT_TIMEOUT" in err, err
     assert "'10m' is not a number of seconds" in err and "internal error" not in err, err
+
+
+def test_a_running_onnx2tf_is_said_while_it_runs(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CI log showed nothing for the 50 s onnx2tf took on a small model. Now the run says it is still converting
+    (every 20 s, every minute after two; here every second), through convert's progress."""
+    from edgekit.convert import onnx2tf_run
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.recipe import load_recipe
+
+    monkeypatch.setattr(onnx2tf_run, "PROGRESS_EVERY_S", 1.0, raising=False)
+    said: list[str] = []
+    art = convert_recipe(load_recipe(TINY), [Format.TFLITE_FP32], progress=said.append)[0]
+    assert art.status == "ok", art.error
+    still = [m for m in said if "still converting with onnx2tf" in m]
+    assert still and still[0].startswith("tflite-fp32: still converting with onnx2tf ("), said
+
+
+def test_a_killed_edgekit_takes_its_onnx2tf_child_along(tmp_path: Path) -> None:
+    """`kill -9` of a convert left its onnx2tf child running for ever, an orphan. Now the child dies with it."""
+    import signal
+    import time
+
+    import psutil
+
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "edgekit", "convert", str(TINY), "-f", "tflite-fp32"]
+    parent = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not children and time.monotonic() < deadline and parent.poll() is None:
+            children = [
+                c
+                for c in psutil.Process(parent.pid).children()
+                if "edgekit.convert.tflite" in " ".join(c.cmdline())
+            ]
+            time.sleep(0.05)
+        assert children, "no onnx2tf child seen"
+        time.sleep(0.5)  # the child is past its start (its TensorFlow import takes seconds more)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        _gone, alive = psutil.wait_procs(children, timeout=3)
+        assert not alive, f"the onnx2tf child outlived a kill -9 of edgekit: {alive}"
+    finally:
+        for c in children:
+            with contextlib.suppress(psutil.Error):
+                c.kill()
+        if parent.poll() is None:
+            parent.kill()

@@ -29,7 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ class KerasTfliteConverter(Converter):
                 calib = np.ascontiguousarray(calibration_inputs(recipe), np.float32)
                 np.save(work / "calibration.npy", calib)
                 job["calibration"] = "calibration.npy"
-            report = _run_child(job, work, "TFLiteConverter", str(recipe.path))
+            report = _run_child(job, work, "TFLiteConverter", str(recipe.path), self.progress)
             self.peak_rss_mb = report["peak_rss_mb"]  # None: unknown (no VmHWM on this system)
             self.tool_cpu_s = float(report["cpu_s"])
             self.findings: dict[Format, list[str]] = {}
@@ -224,31 +224,37 @@ def _work_dir(kind: str) -> Path:
     return work
 
 
-def _run_child(job: dict[str, Any], work: Path, tool: str, recipe_file: str) -> dict[str, Any]:
+def _run_child(
+    job: dict[str, Any],
+    work: Path,
+    tool: str,
+    recipe_file: str,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """The child in `work`; its result.json, or an error whose message carries what the user needs from the
     child's log (the caller removes `work`, log and all)."""
-    from edgekit.convert.onnx2tf_run import child_env, convert_timeout
+    from edgekit.convert.onnx2tf_run import convert_timeout, run_child
 
     timeout = convert_timeout()
     (work / "job.json").write_text(json.dumps(job))
     log = work / "child.log"
     with open(log, "w") as out:
         try:
-            proc = subprocess.run(
+            returncode = run_child(
                 [sys.executable, "-m", "edgekit.convert.keras_child", str(work / "job.json")],
-                cwd=work,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=child_env(),
-                timeout=timeout,
+                work,
+                out,
+                timeout,
+                progress,
+                tool,
             )
         except subprocess.TimeoutExpired:
             raise ConversionError(
                 f"{tool} ran longer than {timeout:.0f} s and was stopped",
                 hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model",
             ) from None
-    if proc.returncode != 0:
-        raise _child_failure(job, work, tool, recipe_file, proc.returncode)
+    if returncode != 0:
+        raise _child_failure(job, work, tool, recipe_file, returncode)
     return dict(json.loads((work / "result.json").read_text()))
 
 

@@ -282,4 +282,7 @@ def _child(job_path: Path) -> None:
 
 
 if __name__ == "__main__":
+    from edgekit.convert.tool_process import die_with_parent
+
+    die_with_parent()
     _child(Path(sys.argv[1]))

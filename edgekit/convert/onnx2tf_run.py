@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from edgekit.convert.tool_process import plain_output
+from edgekit.convert.tool_process import PARENT_ENV, plain_output
 from edgekit.recipe import FLEX_PRONE_OPS, Granularity, Layout, Recipe
 
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf would download
+PROGRESS_EVERY_S = 20.0  # a running child is said every this many seconds (every minute after two)
 TIMEOUT_ENV = "EDGEKIT_CONVERT_TIMEOUT"  # seconds an onnx2tf / Keras converter child may run
 DEFAULT_TIMEOUT_S = 3600.0
 
@@ -121,6 +123,43 @@ def write_calibration(recipe: Recipe, path: Path) -> str:
     return path.name
 
 
+def run_child(
+    cmd: Sequence[str],
+    work: Path,
+    out: IO[Any],
+    timeout_s: float,
+    progress: Callable[[str], None] | None,
+    what: str,
+) -> int:
+    """Run a converter child in `work`, its output into `out`; its exit code. Said through `progress` while it
+    runs (a CI log showed nothing for the 50 s onnx2tf took on a small model): every PROGRESS_EVERY_S for two
+    minutes, then every minute. Killed (and subprocess.TimeoutExpired raised) after `timeout_s`; killed too on any
+    way out of here (Ctrl-C). A kill -9 of edgekit takes it along (tool_process.die_with_parent, in the child)."""
+    import subprocess
+    import time
+
+    start = time.monotonic()
+    proc = subprocess.Popen(list(cmd), cwd=work, stdout=out, stderr=subprocess.STDOUT, env=child_env())
+    said = 0.0
+    try:
+        while True:
+            left = timeout_s - (time.monotonic() - start)
+            if left <= 0:
+                raise subprocess.TimeoutExpired(list(cmd), timeout_s)
+            try:
+                return proc.wait(timeout=min(1.0, left))
+            except subprocess.TimeoutExpired:
+                pass
+            elapsed = time.monotonic() - start
+            if progress is not None and elapsed - said >= (PROGRESS_EVERY_S if elapsed < 120 else 60.0):
+                said = elapsed
+                progress(f"still converting with {what} ({elapsed:.0f} s)")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def child_env() -> dict[str, str]:
     threads = os.environ.get("EDGEKIT_CONVERT_THREADS", "1")
     dead = "http://127.0.0.1:9"  # nothing listens there: a download attempt fails at once instead of hanging
@@ -137,6 +176,7 @@ def child_env() -> dict[str, str]:
         "https_proxy": dead,
         "NO_PROXY": "",
         "no_proxy": "",
+        PARENT_ENV: str(os.getpid()),  # the child dies with this process (tool_process.die_with_parent)
     }
 
 

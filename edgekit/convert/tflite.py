@@ -44,7 +44,6 @@ from edgekit import paths
 from edgekit.convert.base import Converter
 from edgekit.convert.onnx2tf_run import (
     SAMPLE_FILE,
-    child_env,
     convert_timeout,
     flex_ops,
     log_tail,
@@ -52,6 +51,7 @@ from edgekit.convert.onnx2tf_run import (
     onnx2tf_cause,
     onnx2tf_job,
     onnx2tf_kwargs,
+    run_child,
     skip_int16_variants,
     validate_on_one_sample,
     write_calibration,
@@ -194,10 +194,8 @@ class TfliteConverter(Converter):
         with open(log, "w") as out:
             try:
                 cmd = [sys.executable, "-m", "edgekit.convert.tflite", str(work / "job.json")]
-                proc = subprocess.run(
-                    cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, env=child_env(), timeout=timeout
-                )
-            except KeyboardInterrupt:  # subprocess.run has killed onnx2tf; its half-written folder goes too
+                returncode = run_child(cmd, work, out, timeout, self.progress, "onnx2tf")
+            except KeyboardInterrupt:  # run_child has killed onnx2tf; its half-written folder goes too
                 shutil.rmtree(work, ignore_errors=True)
                 raise
             except subprocess.TimeoutExpired:
@@ -206,17 +204,17 @@ class TfliteConverter(Converter):
                     where=str(log),
                     hint="raise EDGEKIT_CONVERT_TIMEOUT for a big model",
                 ) from None
-        if proc.returncode != 0 and paths.disk_full(work, log):  # its log would only keep the disk full
+        if returncode != 0 and paths.disk_full(work, log):  # its log would only keep the disk full
             shutil.rmtree(work, ignore_errors=True)
             raise OSError(
                 errno.ENOSPC, "onnx2tf ran out of disk space (its work folder is removed)", str(work.parent)
             )
-        if proc.returncode != 0:
+        if returncode != 0:
             cause = onnx2tf_cause(log)
             detail = (
                 f"onnx2tf: {cause}"
                 if cause
-                else f"onnx2tf failed ({exit_text(proc.returncode)}):\n{log_tail(log)}"
+                else f"onnx2tf failed ({exit_text(returncode)}):\n{log_tail(log)}"
             )
             raise ConversionError(
                 detail,
@@ -276,4 +274,7 @@ def _child(job_path: Path) -> None:
 
 
 if __name__ == "__main__":
+    from edgekit.convert.tool_process import die_with_parent
+
+    die_with_parent()
     _child(Path(sys.argv[1]))

@@ -10,11 +10,36 @@ Where there is no VmHWM (not Linux) the peak is unknown (None), never a number t
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 
+PARENT_ENV = (
+    "EDGEKIT_TOOL_PARENT"  # the pid of the edgekit that started a converter child (onnx2tf_run.child_env)
+)
 PEAK_TAG = (
     "EDGEKIT_PEAK_KB"  # the line a child prints last: `EDGEKIT_PEAK_KB <kB>` or `EDGEKIT_PEAK_KB unknown`
 )
+
+
+def die_with_parent() -> None:
+    """Make this converter child die with the edgekit that started it: a `kill -9` of edgekit left onnx2tf
+    running for ever, an orphan holding a core and gigabytes. Linux's PR_SET_PDEATHSIG (SIGKILL), set first thing
+    in the child; a parent already gone by then (its pid in PARENT_ENV is no longer ours) ends the child at once.
+    Elsewhere (not Linux) nothing is set."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    parent = os.environ.get(PARENT_ENV, "")
+    if parent.isdigit() and os.getppid() != int(parent):
+        os._exit(1)
 
 
 def own_peak_kb() -> int | None:
