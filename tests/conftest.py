@@ -44,6 +44,7 @@ HOST_ONLY = frozenset(
         "test_builder_owners.py",
         "test_cache.py",
         "test_cache_model_code.py",
+        "test_convert_faults.py",
         "test_convert_figures.py",
         "test_convert_ncnn.py",
         "test_convert_tflite.py",
