@@ -17,6 +17,14 @@ def holders(rig: lab_rig.Rig) -> dict[str, str | None]:
     return {p.name: p.holder for p in LabClient(rig.coordinator).places()}
 
 
+def kick_held(rig: lab_rig.Rig) -> None:
+    """Give back every place someone holds (a failing test leaves nothing held for the next)."""
+    client = LabClient(rig.coordinator)
+    for name, holder in holders(rig).items():
+        if holder is not None:
+            client.kick(name)
+
+
 def teammate(rig: lab_rig.Rig, place: str, *verbs: str) -> None:
     """bob on host `other`, with labgrid's own client: `release --kick`, `acquire`, `release`."""
     env = {**os.environ, "LG_COORDINATOR": rig.coordinator, "LG_USERNAME": "bob", "LG_HOSTNAME": "other"}

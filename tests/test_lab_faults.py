@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_helpers import holders, teammate
+from lab_helpers import holders, kick_held, teammate
 
 from edgekit.errors import TargetError
 from edgekit.lab import rig as lab_rig
@@ -45,10 +45,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_rig.Rig]:
 def free_lab(rig: lab_rig.Rig) -> Iterator[lab_rig.Rig]:
     """The lab free after the test (a failing test leaves nothing held for the next)."""
     yield rig
-    client = LabClient(rig.coordinator)
-    for name, holder in holders(rig).items():
-        if holder is not None:
-            client.kick(name)
+    kick_held(rig)
 
 
 def edgekit(

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab_helpers import holders, teammate
+from lab_helpers import holders, kick_held, teammate
 
 from edgekit.lab import rig as lab_rig
 from edgekit.lab.client import LabClient, lab_python
@@ -44,14 +44,6 @@ def wait_for(what: str, done: object, timeout_s: float = 10.0) -> float:
     return time.monotonic() - start
 
 
-def free_all(rig: lab_rig.Rig) -> None:
-    """Whatever a failing test left held, given back (the next test starts from a free lab)."""
-    client = LabClient(rig.coordinator)
-    for name, holder in holders(rig).items():
-        if holder is not None:
-            client.kick(name)
-
-
 def test_a_killed_edgekit_gives_back_every_place_its_helper_held(rig: lab_rig.Rig) -> None:
     """A nightly holds every free place of a type through one helper; edgekit SIGKILLed (the OOM killer): the
     helper released the first place, then died on BrokenPipeError telling the dead edgekit so, and the others
@@ -77,7 +69,7 @@ def test_a_killed_edgekit_gives_back_every_place_its_helper_held(rig: lab_rig.Ri
             lambda: all(holders(rig)[p] is None for p in ("pi4-a", "pi4-b", "pi4-c")),
         )
     finally:
-        free_all(rig)
+        kick_held(rig)
 
 
 def test_a_sigterm_to_the_helper_keeps_the_places_until_edgekit_gives_them_back(rig: lab_rig.Rig) -> None:
@@ -97,7 +89,7 @@ def test_a_sigterm_to_the_helper_keeps_the_places_until_edgekit_gives_them_back(
         assert not any("warning" in s for s in said), said
     finally:
         lease.close()
-        free_all(rig)
+        kick_held(rig)
 
 
 def test_a_helper_killed_outright_is_found_out_when_the_place_is_given_back(rig: lab_rig.Rig) -> None:
@@ -119,7 +111,7 @@ def test_a_helper_killed_outright_is_found_out_when_the_place_is_given_back(rig:
         assert holders(rig)["pi5-a"] == "other/bob"  # still the teammate's
     finally:
         lease.close()
-        free_all(rig)
+        kick_held(rig)
 
     said.clear()
     lease = client.hold(LabSpec(tags={"board": "pi5"}, wait_s=20), say=said.append)
@@ -133,7 +125,7 @@ def test_a_helper_killed_outright_is_found_out_when_the_place_is_given_back(rig:
         assert any("it was still this run's: released" in s for s in said), said
     finally:
         lease.close()
-        free_all(rig)
+        kick_held(rig)
 
 
 def test_a_coordinator_restart_under_a_hold_is_a_lost_place(tmp_path: Path) -> None:
@@ -252,7 +244,7 @@ def test_a_place_name_or_service_edgekit_would_refuse_in_a_target_file_is_refuse
         for pid in exporters:
             lab_rig._stop_group(pid)
         client = LabClient(rig.coordinator)
-        free_all(rig)
+        kick_held(rig)
         env = {**os.environ, "LG_COORDINATOR": rig.coordinator}
         for place in ("../../escaped", "evil-b"):
             subprocess.run(
@@ -327,4 +319,4 @@ def test_a_live_edgekit_whose_pid_this_host_cannot_see_is_never_released_as_stal
         finally:
             lease.close()
     finally:
-        free_all(rig)
+        kick_held(rig)

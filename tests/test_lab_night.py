@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_helpers import holders, serving, teammate
+from lab_helpers import holders, kick_held, serving, teammate
 from typer.testing import CliRunner
 
 from edgekit.lab import rig as lab_rig
-from edgekit.lab.client import LabClient, lab_python
+from edgekit.lab.client import lab_python
 from edgekit.results import AgentResult, DeployResult, TargetRun
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,10 +46,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_rig.Rig]:
 def free_lab(rig: lab_rig.Rig) -> Iterator[lab_rig.Rig]:
     """The lab free before and after the test (a failing test leaves nothing held for the next)."""
     yield rig
-    client = LabClient(rig.coordinator)
-    for name, holder in holders(rig).items():
-        if holder is not None:
-            client.kick(name)
+    kick_held(rig)
 
 
 def recipes(folder: Path, count: int) -> list[Path]:
