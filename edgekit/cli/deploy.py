@@ -143,7 +143,7 @@ def deploy_cmd(
             hint="leave out --no-store to record the run there, or --store to record it nowhere",
         )
     if not no_store:  # a bad --store is said now, not after minutes of conversion and measurement
-        from edgekit.store.store import open_store
+        from edgekit.store.opening import open_store
 
         open_store(store).close()
     from edgekit.progress import live_progress
@@ -227,7 +227,7 @@ def _record_or_keep(result: DeployResult, store: str | None, json_path: Path | N
     too), and the error says where and how to import it later; when no file could be written either, it says so
     and why (a full disk: which, its free space). A Ctrl-C while the store waits (its write lock) keeps the file
     the same way: Interrupted, exit 130."""
-    from edgekit.store.store import record
+    from edgekit.store.opening import record
 
     try:
         return record(result, store)

@@ -7,7 +7,8 @@ with open_store("sqlite:///team.sqlite") as s:  # or a PostgreSQL URL for a team
 """
 
 from edgekit.store.location import resolve_url
+from edgekit.store.opening import open_store, record
 from edgekit.store.schema import SCHEMA_VERSION
-from edgekit.store.store import RunSummary, Store, StoredRun, open_store, record
+from edgekit.store.store import RunSummary, Store, StoredRun
 
 __all__ = ["SCHEMA_VERSION", "RunSummary", "Store", "StoredRun", "open_store", "record", "resolve_url"]

@@ -7,37 +7,28 @@ runners recording at once queue up instead of failing or corrupting the file. A 
 read but not write (another user's, a read-only mount) is opened read-only by the commands that only read.
 A run's rows are written by write.py and read back by read.py; the engines and SQLite's connection settings are
 engine.py; where the store is and the checks before connecting, location.py; a database error in the user's
-words, failures.py; this module keeps the Store API and opening.
+words, failures.py; opening (and migrating) a store from a URL, opening.py; this module keeps the Store API.
 """
 
 from __future__ import annotations
 
-import os
-import shlex
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
-from edgekit.errors import DamagedRunError, StoreError, StorePathError, UnknownRunError
+from edgekit.errors import DamagedRunError, UnknownRunError
 from edgekit.results import DeployResult
 from edgekit.store import migrations
-from edgekit.store.engine import make_engine, read_only_engine
-from edgekit.store.failures import _failure, _unwritable, _user
+from edgekit.store.failures import _failure
 from edgekit.store.location import (
-    _check_sqlite_path,
-    _check_url,
-    _mask,
     _shown,
     _sqlite_file,
     command_url,
-    resolve_url,
 )
 from edgekit.store.read import (
     _artifact_problems,
@@ -313,96 +304,3 @@ class Store:
     def schema_version(self) -> int:
         with self._read() as conn:
             return migrations.current_version(conn)
-
-
-def open_store(url: str | None = None, *, create: bool = True) -> Store:
-    """Open the store at `url` (see resolve_url), creating or migrating it forward to the current schema. With
-    `create=False` (commands that only read) a SQLite file the user named must exist: a typo in `--store` is
-    said, not answered with "no runs" from a new empty store left behind at the typo; and a SQLite store this
-    user can read but not write (another user's, a read-only mount) is opened read-only."""
-    if (
-        url is not None and not url.strip()
-    ):  # a script's empty variable: it meant the default store in silence
-        raise StorePathError(
-            "empty: give a store file or URL",
-            where="--store ''",
-            hint="pass --store PATH.sqlite or postgresql://USER@HOST/DB; leave --store out for the default store "
-            "(EDGEKIT_STORE, else the data dir's results.sqlite)",
-        )
-    resolved = resolve_url(url)
-    _check_url(resolved)
-    named = bool(url or os.environ.get("EDGEKIT_STORE"))
-    _check_sqlite_path(resolved, must_exist=not create and named, create=create)
-    path = _sqlite_file(resolved)
-    if not create and path is not None and path.is_file():
-        blocked = _unwritable(path)
-        if blocked:
-            return _open_read_only(resolved, path, blocked)
-    try:
-        engine = make_engine(resolved)
-    except (
-        ImportError
-    ) as exc:  # `mysql://`: SQLAlchemy has the dialect, this machine not its driver: the URL's
-        raise StorePathError(
-            f"not a store URL edgekit can open: no driver for {make_url(resolved).drivername} is installed "
-            f"({_mask(str(exc))[:200]})",
-            where=_shown(resolved),
-            hint="edgekit keeps results in SQLite (a file path) or PostgreSQL (postgresql://USER@HOST/DB, "
-            "psycopg 3 installed by make setup)",
-        ) from None
-    except (ArgumentError, SQLAlchemyError, OSError) as exc:
-        raise StoreError(
-            f"cannot open the results store: {_mask(str(exc))}",
-            where=_shown(resolved),
-            hint="pass --store sqlite:///PATH or postgresql://USER@HOST/DB (psycopg 3), or set EDGEKIT_STORE",
-        ) from exc
-    store = Store(engine)
-    try:
-        with store._write() as conn:
-            if engine.dialect.name == "postgresql":  # serialise concurrent first opens on a shared server
-                conn.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
-            migrations.migrate(conn, where=store.url)
-    except SQLAlchemyError as exc:
-        store.close()
-        raise _failure(
-            exc,
-            "cannot open or migrate the results store",
-            store.url,
-            store.path,
-            hint="check the URL, that the server is up and the file is writable",
-        ) from exc
-    except StoreError:
-        store.close()
-        raise
-    return store
-
-
-def _open_read_only(url: str, path: Path, blocked: str) -> Store:
-    """The store at `path`, which this user cannot write (`blocked` says what), for commands that only read:
-    opened with SQLite's mode=ro, without the WAL switch, the migration and its write lock, which all write
-    (and need the folder writable for the -wal and -shm files). A store that still needs migrating is named."""
-    store = Store(read_only_engine(url, path))
-    try:
-        with store._read() as conn:
-            migrations.refuse_foreign(conn, where=store.url)
-            missing = migrations.pending(conn, where=store.url)
-    except StoreError:
-        store.close()
-        raise
-    if missing:
-        store.close()
-        raise StoreError(
-            f"the results store is at schema version {missing[0] - 1} and must be migrated to "
-            f"{missing[-1]} before this edgekit can read it, but this user ({_user()}) cannot write {blocked}",
-            where=str(path),
-            hint=f"run `edgekit runs --store {shlex.quote(str(path))}` once as a user who can write it (its "
-            f"owner), or make {blocked} writable by this user: SQLite writes its -wal and -shm files beside "
-            "the store",
-        )
-    return store
-
-
-def record(result: DeployResult, url: str | None = None) -> int:
-    """Record one deploy in the store at `url` (default store when None); return the run id."""
-    with open_store(url) as store:
-        return store.record(result)
