@@ -188,7 +188,7 @@ def test_a_converter_child_killed_by_a_signal_is_named(
     """MNN's quantization tool crashing read 'failed (exit -11)'. Each converter's child runner (the real
     subprocess, here a child that dies of SIGSEGV as MNN's tool did) names the signal now."""
     from edgekit.convert import mnn, openvino
-    from edgekit.convert.ncnn import converter as ncnn
+    from edgekit.convert.ncnn import pnnx as ncnn
     from edgekit.errors import ConversionError, exit_text
 
     assert exit_text(-11) == "killed by SIGSEGV (signal 11)" and exit_text(3) == "exit 3"

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from edgekit.convert.base import Converter
-from edgekit.convert.ncnn.converter import NcnnConverter, convert_model, run_pnnx
+from edgekit.convert.ncnn.converter import NcnnConverter, convert_model
 from edgekit.convert.ncnn.param import read_param
+from edgekit.convert.ncnn.pnnx import run_pnnx
 from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel
 from edgekit.errors import ConversionError
 from edgekit.formats import Format
@@ -303,7 +304,7 @@ def test_pnnx_output_in_an_error_has_no_colour_codes_or_times(
 ) -> None:
     """pnnx passes on onnxruntime's coloured, time-stamped warnings (`ESC[0;93m2026-12-03 14:02:11.933965163
     [W:onnxruntime...`): the codes showed as `[0;93m` in the error. Here a pnnx that prints such lines and fails."""
-    from edgekit.convert.ncnn import converter as ncnn
+    from edgekit.convert.ncnn import pnnx as ncnn
 
     pnnx = tmp_path / "pnnx"
     pnnx.write_text(
