@@ -333,13 +333,13 @@ def test_deploy_profile_puts_per_layer_data_in_the_json(pi4_emu: Target, tmp_pat
 def test_a_json_write_that_fails_while_targets_measure_does_not_stop_them() -> None:
     """The partial --json written after each measurement: a failure there (a full disk) must not stop the
     measuring (update() keeps going); the write after the targets finish names it (OutputFileError)."""
-    from edgekit.deploy.orchestrate import _Writer
+    from edgekit.deploy.result_file import ResultFile
     from edgekit.errors import OutputFileError
 
     result = DeployResult(
         recipe="tiny", recipe_path="r.yaml", recipe_sha256="0" * 64, started_at="2026-12-01"
     )
-    writer = _Writer(Path("/proc/edgekit-none/run.json"), result)  # cannot be made, even by root
+    writer = ResultFile(Path("/proc/edgekit-none/run.json"), result)  # cannot be made, even by root
     writer.update()  # said nothing, raised nothing
     with pytest.raises(OutputFileError, match=r"cannot write /proc/edgekit-none/run\.json"):
         writer.write()

@@ -3,12 +3,11 @@
 Targets run concurrently, one thread each; a device runs one benchmark at a time (the agent's lock), and the
 host's timing stage never overlaps an emulated device's upload or timing (qemu uses this machine's cores, see HostCpu). A target
 that fails is recorded with its error; the others go on. With `json_path` the partial DeployResult is written
-after every stage, so nothing measured is lost if the host process dies.
+after every stage (result_file.py), so nothing measured is lost if the host process dies.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import sys
@@ -37,9 +36,9 @@ from edgekit.deploy.plan import (
 )
 from edgekit.deploy.provenance import git_revision, now, tool_versions
 from edgekit.deploy.request import AgentArtifact, Settings
+from edgekit.deploy.result_file import ResultFile
 from edgekit.deploy.session import HostCpu, TargetSession
 from edgekit.errors import ConversionError, Interrupted, OutputFileError, UsageError
-from edgekit.paths import write_atomic
 from edgekit.recipe import Recipe
 from edgekit.results import ArtifactInfo, DeployResult, TargetRun
 from edgekit.runtimes import host_only_artifact
@@ -119,7 +118,7 @@ def deploy(
         tool_versions=tool_versions(),
         benchmark=settings.as_dict(),
     )
-    writer = _Writer(opts.json_path, result)
+    writer = ResultFile(opts.json_path, result)
     if artifacts is None:  # a board that is off is said now, not after minutes of conversions
         from edgekit.deploy.reach import say_unreachable
 
@@ -255,7 +254,7 @@ def _run_targets(
     run_id: str,
     local_root: Path,
     say: Progress,
-    writer: _Writer,
+    writer: ResultFile,
     stop: threading.Event | None = None,
 ) -> list[TargetRun]:
     host_cpu = HostCpu()
@@ -373,31 +372,3 @@ def is_ok(result: DeployResult, expected: list[str]) -> bool:
         if any(gated.get(a) is not True for a in runs_here):
             return False
     return True
-
-
-class _Writer:
-    """Writes the (partial) DeployResult as JSON, atomically, from any target's thread."""
-
-    def __init__(self, path: Path | None, result: DeployResult) -> None:
-        self.path = Path(path) if path else None
-        self.result = result
-        self._lock = threading.Lock()
-
-    def write(self) -> None:
-        if self.path is None:
-            return
-        with self._lock:
-            write_atomic(self.path, self.result.model_dump_json(indent=1))
-
-    def discard(self) -> None:
-        """The final write failed: remove the last interim copy, which would read as a run whose targets all
-        failed (each starts as failed until measured), never as what was measured."""
-        if self.path is not None:
-            with self._lock, contextlib.suppress(OSError):
-                self.path.unlink(missing_ok=True)
-
-    def update(self) -> None:
-        """A write while targets measure: a failure (a full disk) must not stop the measuring; the write after
-        the targets finish raises it (OutputFileError) once the results are in hand for the store."""
-        with contextlib.suppress(OutputFileError):
-            self.write()
