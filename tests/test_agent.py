@@ -492,6 +492,6 @@ def test_a_file_the_agent_cannot_write_is_said_as_such_not_as_a_bad_request(
         timeout=120,
     )
     assert done.returncode == 2 and "bad request" in done.stderr, done.stderr
-    from edgekit.deploy.agent_run import EXIT_CANNOT_WRITE
+    from edgekit.agent.contract import EXIT_CANNOT_WRITE
 
     assert EXIT_CANNOT_WRITE == 5  # the host reads the agent's exit status by this

@@ -68,6 +68,12 @@ def test_the_agent_speaks_edgekits_protocol_version_and_error_codes() -> None:
     assert _constant(tree, "PROTOCOL_VERSION") == contract.PROTOCOL_VERSION
     agent_codes = {_constant(tree, "LOAD_ERROR"), _constant(tree, "RUN_ERROR")}
     assert agent_codes <= {c.value for c in contract.ErrorCode}
+    for status in (
+        "EXIT_LOCKED",
+        "EXIT_DEADLINE",
+        "EXIT_CANNOT_WRITE",
+    ):  # the host reads the agent's exit by these
+        assert _constant(tree, status) == getattr(contract, status), status
 
 
 def test_the_agent_reads_exactly_the_typed_request_fields() -> None:

@@ -66,6 +66,7 @@ import numpy as np  # noqa: E402 - after the site dir is on the path
 PROTOCOL_VERSION = 1  # edgekit/agent/contract.py's, checked by tests/test_contract.py
 # Why a measurement failed: the codes the agent sets (contract.ErrorCode has these and the host's own)
 LOAD_ERROR, RUN_ERROR = "load_error", "run_error"
+# exit statuses: 3-5 are contract.py's (the host reads them), checked by tests/test_contract.py
 EXIT_OK, EXIT_CRASH, EXIT_BAD_REQUEST, EXIT_LOCKED, EXIT_DEADLINE = 0, 1, 2, 3, 4
 EXIT_CANNOT_WRITE = (
     5  # a file the agent writes (result, lock, outputs) could not be: a full disk, EACCES, EIO

@@ -1,7 +1,7 @@
 """The agent contract, host side: the request edgekit sends, the protocol version, the failure codes.
 
 The on-device agent (agent.py) is one standalone file that cannot import edgekit, so it keeps its own copy of
-PROTOCOL_VERSION, ERROR_CODES and the outputs file's name; tests/test_contract.py checks that the copies agree,
+PROTOCOL_VERSION, ERROR_CODES, the exit statuses and the outputs file's name; tests/test_contract.py checks that the copies agree,
 that the agent reads exactly the request fields typed here, and that a result field the host does not know is
 found (edgekit.results keeps it, `unknown_fields` names it, the session warns). The result side lives in
 edgekit.results (AgentResult, Measurement): its memory figures are MiB, read right after the timed runs with the
@@ -23,6 +23,10 @@ PROTOCOL_VERSION = 1
 # fields with their bounds and defaults; everything that carries timing settings takes these names from here.
 TIMING_FIELDS = ("warmup", "repeat", "number", "min_repeat_ms", "threads", "cooldown_s")
 OUTPUTS_DIR = "outputs"  # the request's outputs_dir, in the run folder
+# The agent's exit statuses the host reads (besides 0 ok, 1 a crash, 2 a bad request):
+EXIT_LOCKED = 3  # another benchmark holds the device's lock
+EXIT_DEADLINE = 4  # the agent stopped itself at the request's deadline_s
+EXIT_CANNOT_WRITE = 5  # the agent could not write its result, lock or outputs (a full disk is DeviceDiskFull)
 
 
 def outputs_file_name(outputs_dir: str, artifact: str, threads: int) -> str:

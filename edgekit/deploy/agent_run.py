@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edgekit.agent.contract import ErrorCode
+from edgekit.agent.contract import EXIT_CANNOT_WRITE, EXIT_DEADLINE, EXIT_LOCKED, ErrorCode
 from edgekit.deploy import counting
 from edgekit.deploy.agent_result import Progress, ResultReader, measured_lines, started
 from edgekit.deploy.request import (
@@ -56,9 +56,6 @@ from edgekit.results import (
 from edgekit.target import Target, python_argv
 from edgekit.transport import Transport
 
-EXIT_LOCKED = 3
-EXIT_DEADLINE = 4  # the agent stopped itself at the request's deadline_s
-EXIT_CANNOT_WRITE = 5  # the agent could not write its result, lock or outputs (a full disk is DeviceDiskFull)
 # the agent's own time limit is the host's for the run plus this: a host still there stops it first, always
 AGENT_DEADLINE_GRACE_S = 120.0
 

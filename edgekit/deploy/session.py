@@ -30,7 +30,7 @@ from pathlib import Path
 
 from edgekit.agent.contract import OUTPUTS_DIR, ErrorCode
 from edgekit.deploy.agent_result import Progress
-from edgekit.deploy.agent_run import EXIT_LOCKED, AgentRunner
+from edgekit.deploy.agent_run import AgentRunner
 from edgekit.deploy.finish import RUN_GRACE_S, Finishing
 from edgekit.deploy.host_cpu import HostCpu
 from edgekit.deploy.request import (
@@ -55,7 +55,6 @@ from edgekit.target import Target, TransportKind
 from edgekit.transport import Transport, open_transport
 
 __all__ = [
-    "EXIT_LOCKED",
     "MAX_RESTARTS",
     "RESULTS_RESERVE",
     "RUN_GRACE_S",
