@@ -172,3 +172,33 @@ def test_a_killed_edgekit_takes_its_onnx2tf_child_along(tmp_path: Path) -> None:
                 c.kill()
         if parent.poll() is None:
             parent.kill()
+
+
+def test_tensorflows_selective_quantization_is_said_while_it_runs(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keeping ops in float (a recipe's `int8.tflite_float_ops`, `analyze --fix`) runs TensorFlow a second time, in
+    a child that said nothing while it ran and outlived a kill -9 of edgekit. Now it runs as onnx2tf's children do
+    (onnx2tf_run.run_child): said through the progress while it runs, and it dies with its parent (the kill -9
+    test above, for onnx2tf's child)."""
+    from edgekit.convert import onnx2tf_run
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.convert.tflite_selective import build_selective
+    from edgekit.recipe import load_recipe
+
+    recipe = load_recipe(TINY)
+    onnx = convert_recipe(recipe, [Format.ONNX_FP32])[0]
+    assert onnx.status == "ok", onnx.error
+    monkeypatch.setattr(onnx2tf_run, "PROGRESS_EVERY_S", 1.0, raising=False)
+    said: list[str] = []
+    (built,) = build_selective(onnx.files[0], recipe, [[]], home / "selective", progress=said.append)
+    assert built.path.is_file() and built.kept == []
+    assert any(m.startswith("still converting with TensorFlow (selective quantization) (") for m in said), (
+        said
+    )
+    main = (
+        (ROOT / "edgekit" / "convert" / "tflite_selective.py")
+        .read_text()
+        .split('if __name__ == "__main__":')[1]
+    )
+    assert "die_with_parent()" in main

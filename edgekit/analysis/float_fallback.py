@@ -158,7 +158,7 @@ def fix(
     sets = [
         list(t) for t in dict.fromkeys(tuple(s) for s in sets)
     ]  # the tail can swallow a worst layer: once
-    build = _builder(fmt, recipe, onnx.path, out_dir, sets)
+    build = _builder(fmt, recipe, onnx.path, out_dir, sets, say)
     tail_names: set[str] = set()
     for i, float_layers in enumerate(sets):
         say(f"fix: keeping in float: {labels_of[tuple(float_layers)]}")
@@ -197,7 +197,9 @@ def output_tail(fmt: Format, art: Artifact) -> list[str]:
     return tflite_output_tail(next(f for f in art.files if f.suffix == ".tflite"))
 
 
-def _builder(fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: list[list[str]]) -> Any:
+def _builder(
+    fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: list[list[str]], say: Progress
+) -> Any:
     """A function float_layers -> (Artifact, the names a recipe gives to build it) for this runtime."""
     if fmt.runtime is Runtime.NCNN:
         from edgekit.convert.calibration import calibration_inputs
@@ -235,7 +237,9 @@ def _builder(fmt: Format, recipe: Recipe, onnx_path: Path, out_dir: Path, sets: 
         )
     from edgekit.convert.tflite_selective import build_selective
 
-    built = build_selective(onnx_path, recipe, sets, out_dir)  # one TensorFlow run for every set
+    built = build_selective(
+        onnx_path, recipe, sets, out_dir, progress=say
+    )  # one TensorFlow run for every set
     by_set = {tuple(s): b for s, b in zip(sets, built)}
     return lambda float_layers: (
         _artifact(fmt, [by_set[tuple(float_layers)].path]),

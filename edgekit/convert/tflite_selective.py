@@ -99,11 +99,13 @@ def build_selective(
     denylists: Sequence[Sequence[str]],
     out_dir: Path,
     saved_model: Path | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[Selective]:
     """One .tflite per denylist (ops kept in float), from one calibration run on the recipe's calibration data,
     of `saved_model` (the converter's INT8 run's onnx2tf output folder) or else of an onnx2tf run of its own with
-    the recipe's options (edgekit.convert.tflite.onnx2tf_job)."""
-    from edgekit.convert.onnx2tf_run import child_env, log_tail, onnx2tf_job, write_calibration
+    the recipe's options (edgekit.convert.tflite.onnx2tf_job). TensorFlow runs in a child (onnx2tf_run.run_child):
+    said through `progress` while it runs, and dying with edgekit."""
+    from edgekit.convert.onnx2tf_run import log_tail, onnx2tf_job, run_child, write_calibration
 
     work = paths.work_dir("selective")
     work.mkdir(parents=True)
@@ -123,24 +125,24 @@ def build_selective(
     log = work / "selective.log"
     with open(log, "w") as out:
         try:
-            proc = subprocess.run(
+            returncode = run_child(
                 [sys.executable, "-m", "edgekit.convert.tflite_selective", "job.json"],
-                cwd=work,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=child_env(),
-                timeout=TIMEOUT_S,
+                work,
+                out,
+                TIMEOUT_S,
+                progress,
+                "TensorFlow (selective quantization)",
             )
-        except KeyboardInterrupt:  # subprocess.run has killed TensorFlow; its half-written folder goes too
+        except KeyboardInterrupt:  # run_child has killed TensorFlow; its half-written folder goes too
             shutil.rmtree(work, ignore_errors=True)
             raise
         except subprocess.TimeoutExpired:
             raise ConversionError(
                 f"selective TFLite quantization ran longer than {TIMEOUT_S} s and was stopped", where=str(log)
             ) from None
-    if proc.returncode != 0:  # the work folder is kept for its log
+    if returncode != 0:  # the work folder is kept for its log
         raise ConversionError(
-            f"selective TFLite quantization failed ({exit_text(proc.returncode)}):\n{log_tail(log)}",
+            f"selective TFLite quantization failed ({exit_text(returncode)}):\n{log_tail(log)}",
             where=str(log),
         )
     found = json.loads((work / "result.json").read_text())
@@ -177,7 +179,7 @@ def keep_float(
         )
     out = paths.work_dir("keep-float")
     try:
-        (built,) = build_selective(onnx_path, recipe, [kept], out, saved_model)
+        (built,) = build_selective(onnx_path, recipe, [kept], out, saved_model, progress)
         unknown = [n for n in built.missing if n in asked]  # a tail's layout op may be fused away: no op
         if unknown:
             raise RecipeError(
@@ -283,4 +285,7 @@ def _child(job_path: Path) -> None:
 
 
 if __name__ == "__main__":
+    from edgekit.convert.tool_process import die_with_parent
+
+    die_with_parent()
     _child(Path(sys.argv[1]))
