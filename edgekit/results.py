@@ -217,7 +217,9 @@ class ArtifactInfo(_Model):
     id: str  # the format name, e.g. "ncnn-int8" (unique within one recipe)
     format: str
     files: list[str]
-    sha256: str
+    sha256: (
+        str  # of every file, a sidecar too (ncnn's model.io.json, whose speed-plan counts vary run to run)
+    )
     size_bytes: int
     cached: bool = False
     convert_s: float | None = None
@@ -230,6 +232,9 @@ class ArtifactInfo(_Model):
     same_model_as: str | None = None
     same_model_why: str = ""
     same_model_checked: bool = False  # deploy compared the files (False: a result from before, no record)
+    # sha256 of the model files alone, the sidecars that describe them left out (additive; None before it): what
+    # "the converted file changed" compares, where both runs have it (converted_changed)
+    model_sha256: str | None = None
 
     @property
     def missed_gate(self) -> bool:
@@ -239,6 +244,14 @@ class ArtifactInfo(_Model):
         return (isinstance(gates, dict) and gates.get("passed") is False) or (
             self.status == "ok" and not self.gates_passed
         )
+
+
+def converted_changed(before: ArtifactInfo, after: ArtifactInfo) -> bool:
+    """The artifact's model files differ between two runs: by their model_sha256 where both runs have it, else by
+    the digest of every file (a run stored before model_sha256)."""
+    if before.model_sha256 is not None and after.model_sha256 is not None:
+        return before.model_sha256 != after.model_sha256
+    return before.sha256 != after.sha256
 
 
 class TargetRun(_Model):

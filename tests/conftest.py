@@ -62,6 +62,7 @@ HOST_ONLY = frozenset(
         "test_locks.py",
         "test_masking_precision.py",
         "test_metrics.py",
+        "test_model_digest.py",
         "test_ncnn_graph_bounds.py",
         "test_ncnn_int8.py",
         "test_ncnn_speed.py",

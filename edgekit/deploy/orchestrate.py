@@ -210,16 +210,25 @@ def _convert(recipe: Recipe, opts: DeployOptions, say: Progress) -> list[Artifac
     return artifacts
 
 
+SIDECAR_SUFFIXES = (
+    ".io.json",
+)  # files that describe a model, not the model (ncnn's, with speed-plan counts)
+
+
 def artifact_info(art: Artifact) -> ArtifactInfo:
-    digest = hashlib.sha256()
+    digest, model = hashlib.sha256(), hashlib.sha256()
     for f in art.files:
-        digest.update(hashlib.sha256(f.read_bytes()).digest())
+        one = hashlib.sha256(f.read_bytes()).digest()
+        digest.update(one)
+        if not f.name.endswith(SIDECAR_SUFFIXES):
+            model.update(one)
     gates = art.fidelity.get("gates", {})
     return ArtifactInfo(
         id=art.format.value,
         format=art.format.value,
         files=[str(f) for f in art.files],
         sha256=digest.hexdigest(),
+        model_sha256=model.hexdigest(),
         size_bytes=art.size_bytes,
         cached=art.cached,
         convert_s=art.convert_s,
