@@ -71,7 +71,7 @@ class FakeNights:
 TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
 
 
-def _nights(fake: FakeNights, recipes: Path, url: str, count: int) -> list[int]:
+def _nights(fake: FakeNights, recipes: Path, url: str | None, count: int) -> list[int]:
     codes = []
     for _ in range(count):
         codes.append(run_nightly([recipes], ["pi4", "pi5-emu"], store_url=url, deploy_fn=fake).exit_code)
@@ -442,12 +442,30 @@ def test_a_regressed_night_prints_how_to_accept_its_level(recipes: Path, tmp_pat
     fake.tonight = {"detector": {"slowdown": {("tflite-int8", "pi4"): 1.3}}}
     outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)
     run = outcome.run_ids[str((recipes / "detector.yaml").resolve())]
-    assert accept_lines(outcome, url) == [
+    assert accept_lines(outcome) == [
         f"if this level is expected: edgekit runs accept {run} --target pi4 --store {url}"
     ]
     fake.night += 1
     fake.tonight = {}
-    assert accept_lines(run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake), url) == []
+    assert accept_lines(run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=fake)) == []
+
+
+def test_the_accept_command_names_a_store_given_by_edgekit_store(
+    recipes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The systemd unit and CI give the store by EDGEKIT_STORE: the command printed then named no --store, while the
+    report's named it, and pasted where EDGEKIT_STORE is not set it accepted run N of the default store."""
+    from edgekit.cli.nightly import accept_lines
+
+    url, fake = f"sqlite:///{tmp_path / 'team.sqlite'}", FakeNights()
+    monkeypatch.setenv("EDGEKIT_STORE", url)
+    _nights(fake, recipes, None, 6)
+    fake.tonight = {"detector": {"slowdown": {("tflite-int8", "pi4"): 1.3}}}
+    outcome = run_nightly([recipes], ["pi4"], store_url=None, deploy_fn=fake)
+    run = outcome.run_ids[str((recipes / "detector.yaml").resolve())]
+    assert accept_lines(outcome) == [
+        f"if this level is expected: edgekit runs accept {run} --target pi4 --store {url}"
+    ]
 
 
 def test_the_host_left_out_when_every_device_failed_is_not_a_regression_of_its_own(

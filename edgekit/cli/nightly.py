@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +91,7 @@ def nightly_cmd(
         )
     if outcome.report is not None and not markdown:
         console.print(md.render(outcome.report), highlight=False, markup=False, soft_wrap=True)
-    for line in accept_lines(outcome, store):
+    for line in accept_lines(outcome):
         console.print(line, highlight=False, markup=False)
     # last, so a cron log's tail says why the night failed (or that it passed)
     console.print(
@@ -119,16 +118,20 @@ def failure_lines(outcome: Any) -> list[tuple[str, str]]:
     return lines
 
 
-def accept_lines(outcome: Any, store: str | None) -> list[str]:
+def accept_lines(outcome: Any) -> list[str]:
     """For each run and target that regressed tonight, the command that makes its level the new one when it is
-    expected (a firmware update): without it the flag holds for the six weeks of the lookback."""
+    expected (a firmware update): without it the flag holds for the six weeks of the lookback. It names the store
+    the night was judged in, as the report does, wherever that came from (--store, EDGEKIT_STORE, the default):
+    with the store from EDGEKIT_STORE (the systemd unit's, CI's) the printed command named none, and pasted in a
+    shell without that variable it accepted a run of the default store."""
     if outcome.report is None:
         return []
     from edgekit.report.flag_text import accept_commands
-    from edgekit.store.location import command_url
 
-    store_arg = f" --store {shlex.quote(command_url(store))}" if store else ""
-    return [f"if this level is expected: {c}{store_arg}" for c in accept_commands(outcome.report.regressions)]
+    return [
+        f"if this level is expected: {c}"
+        for c in accept_commands(outcome.report.regressions, outcome.report.store_url)
+    ]
 
 
 def register(app: typer.Typer) -> None:
