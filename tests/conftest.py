@@ -66,6 +66,7 @@ HOST_ONLY = frozenset(
         "test_ncnn_graph_bounds.py",
         "test_ncnn_int8.py",
         "test_ncnn_speed.py",
+        "test_nightly_cron.py",
         "test_onnx_dynamic_inputs.py",
         "test_onnx_external_data.py",
         "test_packaging.py",

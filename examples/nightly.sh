@@ -1,0 +1,32 @@
+#!/bin/sh
+# edgekit's nightly as cron runs it (examples/nightly.cron). Prints nothing when the night passed, so cron mails
+# nothing; otherwise tonight's summary (a regression, a failed deploy) or, when the night stopped before writing
+# its report (a missing key, a store it cannot open, the previous night still running), tonight's own error: never
+# an older night's summary. The night's output is appended to nightly.log; the exit status is the nightly's.
+#   EDGEKIT_CHECKOUT  the edgekit checkout, after `make setup` (default ~/edgekit)
+#   EDGEKIT_REPORTS   where the reports and the log go (default ~/edgekit-reports)
+#   EDGEKIT_NIGHTLY_TARGETS  the --targets list (default pi4,pi5); EDGEKIT_STORE as for every command
+set -u
+reports=${EDGEKIT_REPORTS:-$HOME/edgekit-reports}
+checkout=${EDGEKIT_CHECKOUT:-$HOME/edgekit}
+targets=${EDGEKIT_NIGHTLY_TARGETS:-pi4,pi5}
+mkdir -p "$reports" || exit 1
+cd "$checkout" || exit 1
+summary=$reports/nightly.md
+tonight=$reports/nightly-tonight.log
+rm -f "$summary"
+# flock: a slow night does not overlap the next one (75: the lock is held, nothing was started)
+flock -n -E 75 "$reports/.nightly.lock" .venv/bin/edgekit nightly --recipes recipes/ --targets "$targets" \
+    --html "$reports/nightly-$(date +%F).html" --markdown "$summary" > "$tonight" 2>&1
+rc=$?
+{ echo "== $(date '+%F %T') edgekit nightly, exit $rc"; cat "$tonight"; } >> "$reports/nightly.log"
+[ "$rc" -eq 0 ] && exit 0
+if [ "$rc" -eq 75 ]; then
+    echo "edgekit nightly: not started: the previous night still holds $reports/.nightly.lock"
+elif [ -s "$summary" ]; then
+    tail -n 40 "$summary"
+else
+    echo "edgekit nightly failed (exit $rc) before writing its report; its last lines ($tonight):"
+    tail -n 20 "$tonight"
+fi
+exit "$rc"
