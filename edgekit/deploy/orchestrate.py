@@ -201,18 +201,30 @@ def _convert(recipe: Recipe, opts: DeployOptions, say: Progress) -> list[Artifac
     artifacts = convert_recipe(recipe, opts.formats, keep_going=True, progress=lambda m: say(f"convert: {m}"))
     broken = [a for a in artifacts if not a.files]
     if broken and not opts.keep_going:
-        err = ConversionError(
-            "; ".join(f"{a.format.value}: {a.error}" for a in broken),
-            where=str(recipe.path),
-            hint="fix the conversion, or pass --keep-going to deploy the formats that converted",
-        )
-        raise err
+        raise _not_converted(recipe, broken, [a for a in artifacts if a.files and a.status != "ok"])
     return artifacts
 
 
-SIDECAR_SUFFIXES = (
-    ".io.json",
-)  # files that describe a model, not the model (ncnn's, with speed-plan counts)
+def _not_converted(recipe: Recipe, broken: list[Artifact], checked: list[Artifact]) -> ConversionError:
+    """Formats that did not convert, one line each (its message; the hints once, after): each format's hint was
+    glued to the next format's error on one line. `checked`: formats that converted but failed their check here
+    (a runtime this host lacks, a missed gate), listed too: --keep-going deploys them."""
+    from edgekit.convert.pipeline import HINT
+
+    lines, hints = [], []
+    for a, note in [(a, "") for a in broken] + [
+        (a, " (converted: --keep-going deploys it)") for a in checked
+    ]:
+        text, _, hint = (a.error or "failed").partition(HINT)
+        lines.append(f"{a.format.value}: {text.strip()}{note}")
+        hints += [hint.strip()] if hint.strip() else []
+    summary = lines[0] if len(lines) == 1 else f"{len(lines)} formats failed:\n  " + "\n  ".join(lines)
+    hints.append("fix the conversion, or pass --keep-going to deploy the formats that converted")
+    return ConversionError(summary, where=str(recipe.path), hint="; ".join(dict.fromkeys(hints)))
+
+
+# files that describe a model, not the model (ncnn's, with speed-plan counts)
+SIDECAR_SUFFIXES = (".io.json",)
 
 
 def artifact_info(art: Artifact) -> ArtifactInfo:
