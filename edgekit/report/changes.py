@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edgekit.report.regression import Flag, Settings, same_series, series_key
-from edgekit.results import DeployResult
+from edgekit.results import DeployResult, converted_changed
 from edgekit.store import StoredRun
 
 
@@ -86,11 +86,11 @@ def changes(previous: DeployResult, latest: DeployResult, only: str | None = Non
             f"git revision {(previous.git_revision or '-')[:10]} -> {(latest.git_revision or '-')[:10]}"
         )
     found += _diff("tool", previous.tool_versions, latest.tool_versions)
-    old_arts = {a.id: a.sha256 for a in previous.artifacts}
-    found += [
+    old_arts = {a.id: a for a in previous.artifacts}
+    found += [  # the model files, not a sidecar (ncnn's model.io.json counts vary run to run)
         f"{a.id}: converted file changed"
         for a in latest.artifacts
-        if old_arts.get(a.id, a.sha256) != a.sha256
+        if a.id in old_arts and converted_changed(old_arts[a.id], a)
     ]
     old_targets = {t.target: t.agent.facts_before for t in previous.runs if t.agent}
     for t in latest.runs:

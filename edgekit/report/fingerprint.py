@@ -11,16 +11,16 @@ restarts the baseline).
 
 from __future__ import annotations
 
-from edgekit.results import Measurement, TargetRun
+from edgekit.results import ArtifactInfo, Measurement, TargetRun, converted_changed
 from edgekit.store import StoredRun
 
 
 def fingerprint(run: StoredRun, t: TargetRun, m: Measurement) -> tuple:
     """What this key's figure depends on besides edgekit's code: the recipe's settings, the artifact's converted
-    file, the version of the runtime module that ran it, and the target's CPU, Python and emulator; None where a
+    file (its ArtifactInfo, compared by differs through its digests), the version of the runtime module that ran it, and the target's CPU, Python and emulator; None where a
     run does not say (compared by differs as unknown, not as a change). Only the artifact's own runtime: every
     entry of facts.runtimes made an MNN upgrade explain a TFLite regression."""
-    art = next((a.sha256 for a in run.result.artifacts if a.id == m.artifact), None)
+    art = next((a for a in run.result.artifacts if a.id == m.artifact), None)
     facts = t.agent.facts_before if t.agent else None
     if facts is None:
         return (run.result.recipe_sha256, art, None, None, None, None)
@@ -36,5 +36,12 @@ def fingerprint(run: StoredRun, t: TargetRun, m: Measurement) -> tuple:
 
 def differs(a: tuple, b: tuple) -> bool:
     """Two fingerprints name a change: some part known in both and different (a run whose facts were not
-    recorded is unknown, not a change)."""
-    return any(x is not None and y is not None and x != y for x, y in zip(a, b, strict=True))
+    recorded is unknown, not a change). The artifacts compare by their model files (results.converted_changed):
+    a sidecar that changed (ncnn's model.io.json, whose speed-plan counts vary run to run) explains nothing."""
+    return any(x is not None and y is not None and _changed(x, y) for x, y in zip(a, b, strict=True))
+
+
+def _changed(x: object, y: object) -> bool:
+    if isinstance(x, ArtifactInfo) and isinstance(y, ArtifactInfo):
+        return converted_changed(x, y)
+    return x != y
