@@ -1174,3 +1174,29 @@ def test_class_folders_named_by_numbers_say_their_ids_follow_text_order(
     with caplog.at_level(logging.WARNING):
         evaluation_inputs(load_recipe(path))
     assert "text order" not in " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_a_model_file_given_as_the_recipe_says_what_it_is_and_what_to_write(tmp_path: Path) -> None:
+    """`edgekit convert my_model.onnx`, a likely first try with one's own model, said 'not UTF-8 text (byte 20)
+    ... save the file as UTF-8'. Now: a model file, not a recipe, with the recipe line that takes it (or `bench`
+    for a converted model), exit 2."""
+    import subprocess
+    import sys
+
+    import onnx
+
+    model = tmp_path / "my_model.onnx"
+    onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), model)
+    with pytest.raises(RecipeError, match=r"a model file \(\.onnx\), not a recipe") as err:
+        load_recipe(model)
+    assert "model: {kind: onnx, path: my_model.onnx}" in str(err.value) and "UTF-8" not in str(err.value)
+    converted = tmp_path / "model.tflite"
+    converted.write_bytes(b"TFL3")
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "analyze", str(converted)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "a model file (.tflite), not a recipe" in done.stderr, done.stderr
+    assert f"edgekit bench {converted} --target NAME" in done.stderr, done.stderr

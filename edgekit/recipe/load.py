@@ -8,7 +8,6 @@ data loaders apply them to labels that come from a builder.
 
 from __future__ import annotations
 
-import difflib
 import re
 import reprlib
 import zipfile
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from edgekit.errors import InputDataError, RecipeError
 from edgekit.formats import Format
 from edgekit.recipe.builders import check_findable, check_importable
+from edgekit.recipe.recipe_file import check_recipe_file
 from edgekit.recipe.schema import Recipe, Task
 from edgekit.recipe.sources import BuilderData, ImagesData, KerasSource, NpyData, OnnxSource, TorchSource
 from edgekit.schema_paths import locate, tagged
@@ -30,23 +30,7 @@ from edgekit.yamlfile import read_yaml
 def load_recipe(path: str | Path, *, check_files: bool = True) -> Recipe:
     """Read and validate a recipe; relative paths in it are resolved against the recipe's folder."""
     path = Path(path)
-    if path.is_dir():
-        yamls = sorted(p.name for p in path.glob("*.y*ml"))[:3]
-        raise RecipeError(
-            "a folder, not a recipe file",
-            where=str(path),
-            hint="pass one recipe, e.g. "
-            + (str(path / yamls[0]) if yamls else "recipes/tiny.yaml")
-            + ("; `edgekit nightly --recipes FOLDER` takes a folder" if yamls else ""),
-        )
-    if not path.exists():
-        raise RecipeError("recipe file not found", where=str(path), hint=_missing_hint(path))
-    if not path.is_file():  # a FIFO, a device, a socket: reading it could block or never end
-        raise RecipeError(
-            "not a regular file (a pipe, a device or a socket): edgekit reads a recipe from a file",
-            where=str(path),
-            hint="write the recipe to a .yaml file and pass its path",
-        )
+    check_recipe_file(path)
     raw = read_yaml(path, RecipeError)  # size, encoding, nesting and alias expansion bounded
     if not isinstance(raw, dict):
         raise RecipeError("a recipe must be a YAML mapping (key: value)", where=str(path))
@@ -91,23 +75,6 @@ def _kinds(loc: tuple[Any, ...]) -> str:
     parts, holder = locate(Recipe, loc)
     field = holder.model_fields.get(parts[-1]) if holder is not None and parts else None
     return ", ".join(tagged(field.annotation)) if field is not None else "see README 'Recipes'"
-
-
-def _missing_hint(path: Path) -> str:
-    """What to check for a recipe path that names no file: where a relative path is read from, and the recipes
-    beside it (not the repository's recipes/ folder: a user's recipe lives in their own)."""
-    folder = path.parent if path.parent != Path() else Path.cwd()
-    read_from = (
-        "" if path.is_absolute() else f" (a relative path is read from the current folder, {Path.cwd()})"
-    )
-    if not folder.is_dir():
-        return f"check the path{read_from}: the folder {folder} does not exist"
-    found = sorted(p.name for p in folder.glob("*.y*ml"))
-    close = difflib.get_close_matches(path.name, found, n=1, cutoff=0.6)
-    near = list(dict.fromkeys(close + found))[:8]  # the likeliest first, then the rest, with how many more
-    more = f" and {len(found) - len(near)} more" if len(found) > len(near) else ""
-    meant = f"; did you mean {folder / close[0]}?" if close else ""
-    return f"check the path{read_from}{meant}" + (f"; {folder} holds {', '.join(near)}{more}" if near else "")
 
 
 def _unknown_key(parts: tuple[str, ...], section: type[BaseModel] | None) -> str:
