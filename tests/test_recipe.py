@@ -1200,3 +1200,16 @@ def test_a_model_file_given_as_the_recipe_says_what_it_is_and_what_to_write(tmp_
     )
     assert done.returncode == 2 and "a model file (.tflite), not a recipe" in done.stderr, done.stderr
     assert f"edgekit bench {converted} --target NAME" in done.stderr, done.stderr
+
+
+def test_int8_formats_without_calibration_say_what_to_add(tmp_path: Path) -> None:
+    """A recipe with INT8 formats and no `calibration:` was refused with no example of what to write."""
+    data = base(formats=["onnx-fp32", "ncnn-int8", "tflite-int8"])
+    data.pop("calibration", None)
+    with pytest.raises(RecipeError) as err:
+        load_recipe(write(tmp_path, data))
+    said = str(err.value)
+    assert "formats include INT8 (ncnn-int8, tflite-int8)" in said, said
+    assert (
+        "`calibration: {data: {kind: images, path: calib/}}`" in said and "leave the INT8 formats out" in said
+    )

@@ -288,7 +288,12 @@ class Recipe(_Strict):
     @model_validator(mode="after")
     def _int8_needs_calibration(self) -> Recipe:
         if self.calibration is None and any(f.precision is Precision.INT8 for f in self.formats):
-            raise ValueError("formats include an INT8 format, so `calibration:` must name calibration data")
+            int8 = ", ".join(f.value for f in self.formats if f.precision is Precision.INT8)
+            raise ValueError(
+                f"formats include INT8 ({int8}), so `calibration:` must name calibration data: e.g. "
+                "`calibration: {data: {kind: images, path: calib/}}` (a folder of typical inputs; kinds: images, "
+                "npy, builder; README 'Recipes'), or leave the INT8 formats out of `formats`"
+            )
         if not self.formats:
             raise ValueError("`formats` must list at least one format")
         refused = keras_only_route(self.formats, self.model)
