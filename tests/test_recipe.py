@@ -419,6 +419,31 @@ def test_images_folder_is_preprocessed_exactly_with_class_labels(tmp_path: Path)
     assert labels is not None and labels.tolist() == [0, 1]
 
 
+def test_a_pipe_in_an_images_folder_is_named_not_read_for_ever(tmp_path: Path) -> None:
+    """A FIFO named like an image (fifo.png) in an images folder hung convert with no message until killed."""
+    import os
+    import time
+
+    from PIL import Image
+
+    from edgekit.errors import InputDataError
+
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.full((8, 8, 3), 10, np.uint8)).save(tmp_path / "imgs" / "a.png")
+    os.mkfifo(tmp_path / "imgs" / "fifo.png")
+    path = write(
+        tmp_path,
+        base(
+            input={"name": "input", "shape": [1, 3, 8, 8]},
+            evaluation={"data": {"kind": "images", "path": "imgs"}},
+        ),
+    )
+    start = time.monotonic()
+    with pytest.raises(InputDataError, match=r"fifo\.png is not a regular file"):
+        evaluation_inputs(load_recipe(path))
+    assert time.monotonic() - start < 30
+
+
 def test_an_images_path_is_walked_within_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`path: /` walked the whole filesystem, and a large folder without `samples` stacked every image in memory
     (100k images at 224x224 are 60 GB of float32). Both are named RecipeErrors; a symlinked folder (a loop back

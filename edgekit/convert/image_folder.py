@@ -30,7 +30,16 @@ def image_files(folder: Path, field: str, where: str) -> list[Path]:
                 where=where,
                 hint="point it at a folder holding only the images (one sub-folder per class for labels)",
             )
-        found += [Path(root) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+        images = [Path(root) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+        odd = next((f for f in images if not f.is_file()), None)  # a FIFO blocked the read for ever
+        if odd is not None:
+            raise InputDataError(
+                f"field `{field}.path`: {odd} is not a regular file (a pipe, a device or a socket, or a link to "
+                "nothing): reading it could block for ever",
+                where=where,
+                hint="remove it from the folder, or point the field at a folder of image files only",
+            )
+        found += images
     return sorted(found)
 
 
