@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -127,8 +128,9 @@ def _sub(name: str) -> Path:
 
 def write_atomic(path: Path, text: str) -> Path:
     """Write `text` to `path` (parents created) through a temporary file beside it, so a reader never sees a
-    half-written file. OutputFileError (named, exit 1) when it cannot; no temporary file is left behind."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    half-written file. OutputFileError (named, exit 1) when it cannot; no temporary file is left behind. The
+    temporary file gets a fresh name, created only if absent (mkstemp): a fixed name in a folder another user can
+    write let them plant a symlink there that this write followed."""
     if (
         path.exists() and not path.is_file()
     ):  # os.replace would put a regular file in place of a device or pipe
@@ -136,18 +138,35 @@ def write_atomic(path: Path, text: str) -> Path:
             f"cannot write {path}: it exists and is not a regular file (a folder, device, pipe or socket)",
             hint="give the path of a file to write",
         )
+    tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(
+                fd, 0o666 & ~_umask()
+            )  # mkstemp's 0600 -> what a plain write gives (0644 under umask 022)
+            out.write(text)
         os.replace(tmp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         raise OutputFileError(
             f"cannot write {path}: {exc.strerror or exc}",
             hint="give a path in a folder you can write, on a disk with room",
         ) from exc
     return path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask sets it, which other threads would see)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
 
 
 DISK_FULL_BYTES = (

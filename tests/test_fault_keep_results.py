@@ -143,7 +143,7 @@ def test_a_full_data_disk_at_the_end_prints_the_table_and_keeps_the_result_in_th
     assert "error (StoreError)" in out and "cannot open or migrate the results store" in out, out[-3000:]
     assert f"DiskFull: no space left on the disk holding {home}" in out, out[-3000:]
     assert "give a path in a folder you can write" not in out, out[-3000:]
-    (kept,) = (spare / "edgekit-unrecorded").glob("*.json")
+    (kept,) = (spare / f"edgekit-unrecorded-{os.getuid()}").glob("*.json")
     assert f"the results are kept in {kept}" in out and "edgekit runs import" in out, out[-3000:]
     assert "tflite-fp32" in _measured(kept)
     assert "recorded as run 1" in _import(kept, tmp_path / "later.sqlite", tmp_path / "home2")

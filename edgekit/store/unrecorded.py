@@ -4,12 +4,14 @@ is back. Two results of one recipe in the same second get a file each."""
 
 from __future__ import annotations
 
+import os
 import shlex
+import stat
 import tempfile
 import time
 from pathlib import Path
 
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, OutputFileError
 from edgekit.paths import data_dir, data_path, disk_full_text, out_of_space, write_atomic
 from edgekit.results import DeployResult
 
@@ -49,8 +51,32 @@ def keep_unrecorded(result: DeployResult) -> Path:
 
 
 def spare_folder() -> Path:
-    """Where results go when the data dir's disk cannot take them: the system's temporary folder ($TMPDIR)."""
-    return Path(tempfile.gettempdir()) / "edgekit-unrecorded"
+    """Where results go when the data dir's disk cannot take them: this user's folder in the system's temporary
+    folder ($TMPDIR/edgekit-unrecorded-UID); one name for every user let another user make it first."""
+    return Path(tempfile.gettempdir()) / f"edgekit-unrecorded-{os.getuid()}"
+
+
+def own_spare_folder() -> Path:
+    """spare_folder, made (0700) when absent; OutputFileError when what is there is not a folder of this user's
+    that only they can write (another user's, a symlink, open to others): what they planted there would take the
+    result, or lead the write elsewhere."""
+    folder = spare_folder()
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = folder.lstat()
+    except OSError as exc:
+        raise OutputFileError(
+            f"cannot write {folder}: {exc.strerror or exc}",
+            hint="set TMPDIR to a folder you can write, on a disk with room",
+        ) from exc
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a folder (a symlink or a file)"
+        raise OutputFileError(
+            f"not keeping results in {folder}: it is {kind} owned by uid {st.st_uid} with mode "
+            f"{stat.S_IMODE(st.st_mode):o}, not a folder of yours (uid {os.getuid()}) only you can write",
+            hint=f"remove {folder} if you made it, or set TMPDIR to a folder of yours",
+        )
+    return folder
 
 
 def keep_somewhere(result: DeployResult) -> tuple[Path | None, list[str]]:
@@ -61,8 +87,11 @@ def keep_somewhere(result: DeployResult) -> tuple[Path | None, list[str]]:
     text = result.model_dump_json(indent=1)
     failed: list[str] = []
     for folder in (data_path() / "unrecorded", spare_folder()):
-        path = _free_name(folder, stem)
+        path = folder / f"{stem}.json"
         try:
+            if folder == spare_folder():
+                own_spare_folder()  # checked before anything in it is looked at
+            path = _free_name(folder, stem)
             return write_atomic(path, text), failed
         except (EdgekitError, OSError) as exc:
             failed.append(
