@@ -501,6 +501,7 @@ def test_the_markdown_fidelity_column_is_one_figure_and_unrun_rows_have_none(tmp
     """The Markdown's one fidelity column took the first target's cosine it found: a target's own comparison over
     a capped few inputs in one run, the host's over every input in another, under one header; and an HTML row of
     an artifact that never ran on a target showed the conversion's cosine as if measured there."""
+    from edgekit.report.figures import cosine_text
     from edgekit.report.markdown import render
 
     result = synthetic_result(T0, rng=np.random.default_rng(0), targets=("pi4", "pi5-emu"), formats=FORMATS)
@@ -522,7 +523,7 @@ def test_the_markdown_fidelity_column_is_one_figure_and_unrun_rows_have_none(tmp
     assert "fidelity vs ONNX (cosine, host, at conversion)" in md
     for art in result.artifacts:
         line = next(x for x in md.splitlines() if x.startswith(f"| {art.id} |"))
-        assert line.rstrip(" |").endswith(f"{art.fidelity['cosine']:.5f}"), (line, art.fidelity)
+        assert line.rstrip(" |").endswith(cosine_text(art.fidelity["cosine"], 5)), (line, art.fidelity)
 
 
 def test_the_trend_legend_names_every_line_the_trend_draws(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from edgekit.cli.outputs import check_output_file
 from edgekit.errors import EdgekitError, UsageError
 from edgekit.formats import Format, Precision
 from edgekit.paths import write_atomic
-from edgekit.report.figures import MB, agreement, task_metric
+from edgekit.report.figures import MB, agreement, cosine_text, task_metric
 from edgekit.terminal import Console, plain
 
 console = Console()
@@ -111,7 +111,7 @@ def artifact_table(title: str, artifacts: list[Any]) -> Table:
         cosine = (
             "-"
             if fid.get("cosine") is None
-            else f"{_num(fid.get('cosine'), 6)} / {_num(fid.get('cosine_worst'), 5)}"
+            else f"{_cosine(fid.get('cosine'), 6)} / {_cosine(fid.get('cosine_worst'), 5)}"
         )
         metric, agree = task_metric(fid), agreement(fid)
         table.add_row(
@@ -256,10 +256,13 @@ def failure_groups(artifacts: list[Any]) -> dict[str, list[str]]:
 
 
 def _num(value: float | None, digits: int = 2) -> str:
-    """Errors in 2 significant digits (3.1e-05, 0.24); cosines as 0.99991 (digits=5 decimals)."""
-    if value is None:
-        return "-"
-    return f"{value:.{digits}f}" if digits >= 5 else f"{value:.{digits}g}"
+    """Errors in 2 significant digits (3.1e-05, 0.24)."""
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _cosine(value: float | None, places: int) -> str:
+    """A cosine with `places` decimals, never printed as 1 below 1 (figures.cosine_text)."""
+    return "-" if value is None else cosine_text(value, places)
 
 
 def _gate(a: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edgekit.report.figures import gate_failures
+from edgekit.report.figures import cosine_text, gate_failures
 from edgekit.report.flags import Flag, FlagKind
 from edgekit.results import TargetRun
 from edgekit.store import StoredRun
@@ -90,7 +90,9 @@ def target_fidelity_flags(
     flags = []
     for c in target_run.comparisons:
         if c.reference == "onnx" and getattr(c, "gates_passed", None) is False and c.artifact not in missed:
-            failures = "; ".join(getattr(c, "gate_failures", None) or []) or f"cosine {c.cosine:.6f}"
+            failures = (
+                "; ".join(getattr(c, "gate_failures", None) or []) or f"cosine {cosine_text(c.cosine, 6)}"
+            )
             flags.append(
                 Flag(
                     FlagKind.FIDELITY,

@@ -47,6 +47,16 @@ def apart(value: float, *others: float | None, digits: int = 4) -> str:
     return repr(value)
 
 
+def cosine_text(cosine: float, places: int = 4) -> str:
+    """A cosine with `places` decimals, or as many more as it takes (up to 8) to never print '1.0000' for a
+    cosine below 1 (an int8 model's 0.99999659 printed as 1.00000); '> 0.99999999' closer to 1 than that (1 - 1e-15
+    from float rounding). The one rule of every table and route line."""
+    if not math.isfinite(cosine) or cosine >= 1:
+        return f"{cosine:.{places}f}"
+    found = next((d for d in range(places, max(places, 8) + 1) if f"{cosine:.{d}f}" != f"{1:.{d}f}"), None)
+    return f"{cosine:.{found}f}" if found is not None else f"> {1 - 10 ** -max(places, 8):.{max(places, 8)}f}"
+
+
 def same_precision(
     values: Sequence[float], limits: Sequence[float] = (), digits: int = 4, *, down: bool = False
 ) -> list[str]:
@@ -151,7 +161,8 @@ def fidelity_line(fid: dict[str, Any]) -> str:
     cos, worst = fid.get("cosine"), fid.get("cosine_worst")
     if isinstance(cos, (int, float)):
         parts.append(
-            f"cos {cos:.5f}" + (f" (worst input {worst:.5f})" if isinstance(worst, (int, float)) else "")
+            f"cos {cosine_text(cos, 5)}"
+            + (f" (worst input {cosine_text(worst, 5)})" if isinstance(worst, (int, float)) else "")
         )
     if isinstance(fid.get("max_abs_error"), (int, float)):
         samples = fid.get("samples")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-from edgekit.report.figures import apart, signed_percent
+from edgekit.report.figures import apart, cosine_text, signed_percent
 from edgekit.report.html_facts import EMU_BADGE
 from edgekit.report.rows import Row
 from edgekit.report.table_caption import NO_BOARD
@@ -33,7 +33,11 @@ def latest_table(rows: list[Row]) -> str:
             speed += f'<br><span class="muted">({escape(r.speedup_basis)})</span>'
         elif r.speedup_basis == "emulated wall time":  # no count: qemu's wall time ratios are distorted
             speed += '<br><span class="muted">(no count; not from emulated wall time)</span>'
-        drift = f"{r.drift_max_abs:.3g} / {r.drift_cosine:.6f}" if r.drift_max_abs is not None else "-"
+        drift = (
+            f"{r.drift_max_abs:.3g} / {cosine_text(r.drift_cosine, 6)}"
+            if r.drift_max_abs is not None and r.drift_cosine is not None
+            else "-"
+        )
         status = escape(r.status if r.status == "ok" else f"{r.status}: {masked_text(r.error)}")
         status += "".join(f" · {f.kind.value} {pct(f.change)}" for f in r.flags)
         gate = "" if r.gates_passed is not False else " (below gate)"
@@ -98,7 +102,7 @@ def pct(value: float | None) -> str:
 
 
 def _cos(value: float | None) -> str:
-    return "-" if value is None else f"{value:.5f}"
+    return "-" if value is None else cosine_text(value, 5)
 
 
 def _count(value: int | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from edgekit.formats import Format
-from edgekit.report.figures import millions
+from edgekit.report.figures import cosine_text, millions
 from edgekit.report.flag_text import ACCEPT_WHY, accept_commands, flag_line
 from edgekit.report.flags import failures_text
 from edgekit.report.regression import Flag
@@ -248,7 +248,7 @@ def _table(view: RecipeView) -> list[str]:
             + " | ".join(
                 [_text(artifact)]
                 + [_cell(cells.get((artifact, t)), name_run=t not in older) for t in targets]
-                + [f"{cosine:.5f}" if cosine is not None else "-"]
+                + [cosine_text(cosine, 5) if cosine is not None else "-"]
             )
             + " |"
         )

@@ -18,6 +18,7 @@ from rich.text import Text
 from edgekit.formats import Format
 from edgekit.report.figures import (
     agreement,
+    cosine_text,
     judged_on,
     millions,
     percent,
@@ -237,7 +238,7 @@ def _drift(c: Comparison | None) -> Text | str:
         return ""
     if math.isnan(c.cosine):
         return Text("n/a", style="red")
-    text = f"{c.max_abs_error:.1e} / {c.cosine:.6f}"
+    text = f"{c.max_abs_error:.1e} / {cosine_text(c.cosine, 6)}"
     if c.top1_agreement is not None and c.top1_agreement < 1.0:
         text += f" agree {percent(c.top1_agreement)}"
     if c.box_match is not None and c.box_match < 1.0:
@@ -268,7 +269,7 @@ def _fidelity(art: object) -> Text | str:
     if getattr(art, "status", "ok") != "ok" and not fid:
         return Text("conversion failed", style="red")
     cos = fid.get("cosine")
-    text = f"cos {cos:.5f}" if isinstance(cos, (int, float)) else "-"
+    text = f"cos {cosine_text(cos, 5)}" if isinstance(cos, (int, float)) else "-"
     text += "".join(f" {part}" for part in (task_metric(fid), agreement(fid)) if part)
     passed = getattr(art, "gates_passed", False)
     if passed and unchecked_gates(fid.get("gates")):  # none missed, one never judged: no pass either
