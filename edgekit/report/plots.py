@@ -43,6 +43,7 @@ from edgekit.report.panels import (
 from edgekit.report.regression import throttle_reason
 from edgekit.report.view import RecipeView
 from edgekit.results import Measurement
+from edgekit.same_model import same_models
 
 
 def trend(view: RecipeView, target: str) -> list[Panel]:
@@ -217,6 +218,8 @@ def precisions(view: RecipeView, target: str) -> list[Panel]:
     found = [m for m in measured if m.p50_ms]
     if not found:
         return [_no_data(target, "precisions vs fp32", emulated, view)]
+    latest = view.latest_on(target)
+    twins = {a: same for a, (same, _) in same_models(latest[0].result.artifacts).items()} if latest else {}
     counted = [m for m in found if m.instructions_per_invoke]
     use_counts = emulated and bool(counted)
     if use_counts:
@@ -231,7 +234,11 @@ def precisions(view: RecipeView, target: str) -> list[Panel]:
     for n in sorted({m.threads for m in found}):
         fig, ax = new_panel()
         _precision_bars(
-            ax, [m for m in found if m.threads == n], use_counts, ratios=use_counts or not emulated
+            ax,
+            [m for m in found if m.threads == n],
+            use_counts,
+            ratios=use_counts or not emulated,
+            twins=twins,
         )
         ax.set_ylabel(
             "instructions / invoke"
@@ -306,7 +313,17 @@ def _route_label(route: str) -> str:
     return route if route.startswith(runtime) else runtime
 
 
-def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool, ratios: bool = True) -> None:
+def _precision_bars(
+    ax: Axes,
+    found: list[Measurement],
+    use_counts: bool,
+    ratios: bool = True,
+    twins: dict[str, str] | None = None,
+) -> None:
+    """Per route a bar per precision, its speed-up over the route's fp32 written on it; 'same model' instead on an
+    artifact that is its fp32 model (`twins`, same_models: an ncnn-int8 whose speed plan kept every layer float
+    read as a 1.11x int8 speed-up the route and the latest table do not rank)."""
+    twins = twins or {}
     by_format = {m.format: m for m in found}
     # one group per route: a format's name without its precision (onnx-int8 -> onnx, whose runtime is named
     # onnxruntime: grouping by runtime name left ONNX Runtime's bars out; tflite-onnx2tf is a route of its own)
@@ -329,11 +346,13 @@ def _precision_bars(ax: Axes, found: list[Measurement], use_counts: bool, ratios
             x = i + (j - (len(bars) - 1) / 2) * width
             ax.bar(x, value, width * 0.9, color=PRECISION_COLOURS[precision])
             top = max(top, value)
+            mine = by_format[f"{route}-{precision.value}"]
+            same = fp32 is not None and twins.get(mine.artifact) == fp32.artifact
             if ratios and base and precision is not Precision.FP32:
                 ax.text(
                     x,
                     value,
-                    f"{base / value:.2f}x",
+                    "same model" if same else f"{base / value:.2f}x",
                     ha="center",
                     va="bottom",
                     fontsize=7,
