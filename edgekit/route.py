@@ -44,6 +44,9 @@ UNCOUNTED = "emulated without instruction counts"
 # the device saved its outputs but they were never compared (not pulled: a frozen device, a lost link): its
 # on-device gates are unknown, so it is no route, whatever its speed
 NOT_JUDGED = "gates not judged on the device: outputs not pulled"
+# outputs that could not be paired with the reference's (edgekit.fidelity.compare.NotComparable: an output whose
+# size depends on the input found another count on one): no gate was judged, so it is no route, but no gate missed
+NOT_COMPARABLE = "outputs not comparable"
 DISAGREEMENT = "top1_disagreement"  # share of inputs whose top-1 class is not the original model's
 METRIC_WORDS = {  # a drop's key (recorded in the JSON) as a terminal line says it
     "top1_drop": "top-1 accuracy drop",
@@ -184,7 +187,13 @@ def why_no_route(rejected: dict[str, str]) -> str:
             "or lab board cannot count)"
         )
     failed = sum(why.startswith(GATES_FAILED) for why in whys)
+    uncompared = sum(why.startswith(NOT_COMPARABLE) for why in whys)
     unjudged = sum(why == NOT_JUDGED for why in whys)
+    if uncompared and not failed:
+        return (
+            f"no route: the outputs of {uncompared} could not be compared with the ONNX model's, so their gates "
+            "were not judged (why is above)"
+        )
     if not failed and unjudged:  # measured, but the outputs never came back (a lost link): not "nothing ran"
         return (
             f"no route: {unjudged} measured, but their outputs were not pulled, so their gates on this target are "
@@ -195,6 +204,7 @@ def why_no_route(rejected: dict[str, str]) -> str:
     unrun = sum(why == DID_NOT_RUN for why in whys)
     return (
         f"no artifact meets every gate ({failed} failed a gate"
+        + (f", {uncompared} not comparable" if uncompared else "")
         + (f", {unrun} did not run" if unrun else "")
         + ")"
     )
@@ -219,6 +229,8 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     for c in ran:
         if not c.judged:
             rejected[c.artifact] = NOT_JUDGED
+        elif not c.gates_passed and c.failures and c.failures[0].startswith(NOT_COMPARABLE):
+            rejected[c.artifact] = "; ".join(c.failures)
         elif not c.gates_passed:
             rejected[c.artifact] = GATES_FAILED + (f": {'; '.join(c.failures)}" if c.failures else "")
     eligible = sorted((c for c in ran if c.gates_passed and c.judged), key=lambda c: (c.value, c.artifact))

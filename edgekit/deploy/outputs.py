@@ -15,25 +15,34 @@ import numpy as np
 
 from edgekit.convert.calibration import Labels
 from edgekit.deploy.agent_result import lies_under
-from edgekit.fidelity.compare import compare, failed_comparison, load_outputs
+from edgekit.fidelity.compare import compare, failed_comparison, load_outputs, per_input
 from edgekit.recipe import Recipe
 from edgekit.results import Comparison, DeployResult, Measurement, TargetRun
+from edgekit.route import NOT_COMPARABLE
 from edgekit.runtimes import Outputs
 
 
-def onnx_reference(recipe: Recipe, inputs: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """The outputs every target is judged against: the user's ONNX as given (not the simplified copy the
-    converters get), as the convert step's fidelity check does."""
+def onnx_reference(recipe: Recipe, inputs: np.ndarray) -> list[Outputs]:
+    """The outputs every target is judged against, input by input (an output whose size depends on the input,
+    NonZero or a detector's built-in NMS, cannot be split back into inputs once joined): the user's ONNX as given
+    (not the simplified copy the converters get), as the convert step's fidelity check does."""
     from edgekit.convert.onnx import prepare_onnx
-    from edgekit.runtimes import run_onnx
+    from edgekit.runtimes.base import output_array
+    from edgekit.runtimes.host import onnx_session
 
-    return run_onnx(prepare_onnx(recipe).reference_path, inputs)
+    session = onnx_session(prepare_onnx(recipe).reference_path)
+    (feed,) = session.get_inputs()
+    names = [o.name for o in session.get_outputs()]
+    return [
+        list(zip(names, map(output_array, session.run(names, {feed.name: x[None].astype(np.float32)}))))
+        for x in inputs
+    ]
 
 
 def compare_all(
     result: DeployResult,
     recipe: Recipe,
-    reference: list[tuple[str, np.ndarray]],
+    reference: list[Outputs],
     labels: Labels | None,
     host: str,
 ) -> None:
@@ -48,13 +57,20 @@ def compare_all(
             ):  # this artifact's file cannot be used: its comparison fails, the rest go on
                 comps.append(failed_comparison(art, run.target, "onnx", got))
                 continue
-            judge = partial(compare, got=got, recipe=recipe, labels=labels, artifact=art, target=run.target)
+            judge = partial(
+                compare, got=per_input(got), recipe=recipe, labels=labels, artifact=art, target=run.target
+            )
             comps.append(
                 _safe(partial(judge, reference, reference_name="onnx", gate=True), art, run.target, "onnx")
             )
             if run.target != host and art in on_host:
                 comps.append(
-                    _safe(partial(judge, on_host[art], reference_name="host"), art, run.target, "host")
+                    _safe(
+                        partial(judge, per_input(on_host[art]), reference_name="host"),
+                        art,
+                        run.target,
+                        "host",
+                    )
                 )
         run.comparisons = comps
 
@@ -104,4 +120,4 @@ def _safe(fn: Callable[[], Comparison], art: str, target: str, ref: str) -> Comp
     try:
         return fn()
     except (ValueError, KeyError, IndexError) as exc:
-        return failed_comparison(art, target, ref, f"outputs cannot be compared: {exc}")
+        return failed_comparison(art, target, ref, f"{NOT_COMPARABLE}: {exc}")

@@ -48,9 +48,15 @@ def load_outputs(npz: Path, measurement: Measurement) -> Outputs:
             return [(name, np.asarray(data[key])) for name, key in zip(names, keys)]
 
 
+def per_input(outputs: Outputs) -> list[Outputs]:
+    """An agent's outputs (each output stacked over the inputs it ran) as one output set per input."""
+    count = len(outputs[0][1]) if outputs else 0
+    return [[(name, arr[j]) for name, arr in outputs] for j in range(count)]
+
+
 def compare(
-    reference: Outputs,
-    got: Outputs,
+    reference: list[Outputs],
+    got: list[Outputs],
     *,
     recipe: Recipe,
     labels: Labels | None,
@@ -59,12 +65,16 @@ def compare(
     reference_name: str,
     gate: bool = False,
 ) -> Comparison:
-    """One Comparison; with `gate`, the recipe's fidelity gates for the artifact's precision are applied."""
-    n = min(len(reference[0][1]), len(got[0][1]))  # a device may have run fewer evaluation samples
-    ref = [(name, arr[:n]) for name, arr in reference]
-    out = [(name, arr[:n]) for name, arr in got]
-    lab = _first(labels, n)
-    numbers = fidelity.compare(ref, out, recipe, lab)
+    """One Comparison of two output sets given input by input (`per_input`); with `gate`, the recipe's fidelity
+    gates for the artifact's precision are applied. Each side's outputs are joined over the inputs as convert's
+    host runners join them and judged by convert's own numbers, so the verdict is convert's; an output whose size
+    depends on the input (NonZero, a detector's built-in NMS) is matched input by input first, and one that
+    differs in size on an input is NotComparable, naming it."""
+    n = min(len(reference), len(got))  # a device may have run fewer evaluation samples
+    ref, out = _joined(reference[:n], "the reference"), _joined(got[:n], artifact)
+    order, _ = fidelity.output_order(ref, out)
+    _check_sizes(reference[:n], got[:n], order, reference_name)
+    numbers = {**fidelity.compare(ref, out, recipe, _first(labels, n)), "samples": n}
     comp = Comparison(
         artifact=artifact,
         target=target,
@@ -85,8 +95,51 @@ def compare(
     return comp
 
 
+class NotComparable(ValueError):
+    """Two output sets whose values cannot be paired (an output of another size on one input): no gate was
+    judged, and none can be."""
+
+
+def _joined(per: list[Outputs], side: str) -> Outputs:
+    """Each output's arrays over the inputs joined on the first axis, as convert's host runners join them."""
+    if not per:
+        raise NotComparable(f"{side} has no outputs for any input")
+    joined = []
+    for k, (name, _) in enumerate(per[0]):
+        arrays = [np.atleast_1d(outputs[k][1]) for outputs in per]
+        try:
+            joined.append((name, np.concatenate(arrays)))
+        except ValueError:
+            shapes = sorted({a.shape for a in arrays})
+            raise NotComparable(
+                f"{side}'s output {name!r} has shapes {', '.join(map(str, shapes[:3]))} on different inputs "
+                "(its shape depends on the input beyond its first axis)"
+            ) from None
+    return joined
+
+
+def _check_sizes(ref: list[Outputs], got: list[Outputs], order: list[int], reference_name: str) -> None:
+    """Every output the same size as the reference's on every input: an output whose size depends on the input
+    (NonZero, NMS built in) found another count on one, and its values cannot be paired with the reference's."""
+    for j, (r, g) in enumerate(zip(ref, got)):
+        for k, (name, a) in enumerate(r):
+            b = g[order[k]][1]
+            if a.size != b.size:
+                raise NotComparable(
+                    f"output {name!r} on input {j + 1} has shape {tuple(b.shape)} here and "
+                    f"{tuple(a.shape)} in {_REFERENCE_WORDS.get(reference_name, reference_name)} (its size "
+                    "depends on the input: the two found a different number of values), so its values cannot "
+                    "be paired and no gate was judged; to have it judged, export the model with that step (NMS, a "
+                    "threshold) left out and run it on the outputs yourself"
+                )
+
+
+_REFERENCE_WORDS = {"onnx": "the ONNX model's", "host": "the host's run of the same artifact"}
+
+
 def failed_comparison(artifact: str, target: str, reference_name: str, error: str) -> Comparison:
-    """Outputs that cannot be compared at all (shape mismatch, missing file) are a failed gate, not a crash."""
+    """Outputs that cannot be compared at all (NotComparable, a missing or damaged file) are no pass and no crash:
+    `error` says why."""
     nan = float("nan")
     return Comparison(
         artifact=artifact,

@@ -1,0 +1,139 @@
+"""A model whose output size depends on its input (an ONNX graph ending in NonZero; detection models with NMS built in
+do this): `edgekit convert` passed it, but deploy judged every target against the outputs of all inputs joined and
+failed every artifact, the untouched onnx-fp32 too: 'outputs cannot be compared: an output of shape (4, 3, 2)
+cannot stand for the reference's (4, 2)', FAILED, and no route. Deploy now pairs the outputs input by input and
+judges them with convert's own numbers (the same verdict); outputs that truly cannot be paired are 'not
+comparable', saying why, not a missed gate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+from edgekit.recipe import load_recipe
+
+CLASSES = 10
+
+
+def nonzero_model(path: Path) -> Path:
+    """The reviewer's weird.onnx rebuilt: features -> (erf of the scores, the indices of the positive scores).
+    The bias keeps the same five scores positive on every input, as the agent stacks an output over its inputs."""
+    rng = np.random.RandomState(0)
+    weight = (rng.randn(3, CLASSES) * 0.01).astype(np.float32)
+    bias = np.array([2.0, -2.0] * (CLASSES // 2), np.float32)
+    nodes = [
+        helper.make_node("ReduceMean", ["input"], ["pooled"], axes=[2, 3], keepdims=0),
+        helper.make_node("MatMul", ["pooled", "weight"], ["mm"]),
+        helper.make_node("Add", ["mm", "bias"], ["scores"]),
+        helper.make_node("Erf", ["scores"], ["out"]),
+        helper.make_node("Greater", ["scores", "zero"], ["positive"]),
+        helper.make_node("NonZero", ["positive"], ["nz"]),
+        helper.make_node("Transpose", ["nz"], ["nzt"], perm=[1, 0]),
+        helper.make_node("Cast", ["nzt"], ["idx"], to=TensorProto.FLOAT),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "nonzero_tail",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [
+            helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, CLASSES]),
+            helper.make_tensor_value_info("idx", TensorProto.FLOAT, ["k", 2]),
+        ],
+        [
+            numpy_helper.from_array(weight, "weight"),
+            numpy_helper.from_array(bias, "bias"),
+            numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def recipe_file(tmp_path: Path, formats: list[str]) -> Path:
+    """The reviewer's weirdemu.yaml, with its model built here."""
+    nonzero_model(tmp_path / "weird.onnx")
+    raw = {
+        "name": "weirdemu",
+        "task": "generic",
+        "model": {"kind": "onnx", "path": "weird.onnx"},
+        "input": {"name": "input", "shape": [1, 3, 32, 32], "layout": "NCHW"},
+        "evaluation": {"data": {"kind": "random", "samples": 4}},
+        "formats": formats,
+    }
+    path = tmp_path / "weirdemu.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_an_output_whose_size_depends_on_the_input_is_judged_on_the_host_as_convert_judges_it(
+    tmp_path: Path,
+) -> None:
+    recipe = recipe_file(tmp_path, ["onnx-fp32"])
+    result = tmp_path / "deploy.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "deploy", str(recipe), "--target", "local", "--no-store"]
+        + ["--json", str(result)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said
+    assert "cannot be compared" not in said and "missed its gate" not in said, said
+    data = json.loads(result.read_text())
+    (art,) = data["artifacts"]
+    (run,) = data["runs"]
+    (comp,) = run["comparisons"]
+    assert comp["reference"] == "onnx" and comp["gates_passed"] is True, comp
+    # the numbers convert gave, on as many inputs
+    assert comp["cosine"] == pytest.approx(art["fidelity"]["cosine"]) and comp["samples"] == 4
+    assert comp["max_abs_error"] == pytest.approx(art["fidelity"]["max_abs_error"])
+    assert data["routes"][0]["artifact"] == "onnx-fp32", data["routes"]
+
+
+def test_outputs_of_another_size_on_one_input_are_not_comparable_and_say_why(tmp_path: Path) -> None:
+    """An int8 artifact that finds one positive score fewer on one input: its values cannot be paired with the
+    reference's, which is said as such (and is no route), not as a gate it missed."""
+    from edgekit.deploy.outputs import onnx_reference
+    from edgekit.fidelity.compare import NotComparable, compare, failed_comparison
+    from edgekit.route import NOT_COMPARABLE, Basis, Candidate, recommend
+
+    recipe = load_recipe(recipe_file(tmp_path, ["onnx-fp32"]))
+    inputs = np.random.RandomState(1).rand(4, 3, 32, 32).astype(np.float32)
+    reference = onnx_reference(recipe, inputs)
+    assert [out[1][1].shape for out in reference] == [(5, 2)] * 4  # the indices, input by input
+    got = [list(out) for out in reference]
+    got[1][1] = ("idx", got[1][1][1][:4])  # one index fewer on the second input
+    judge = partial(
+        compare,
+        recipe=recipe,
+        labels=None,
+        artifact="onnx-int8",
+        target="host",
+        reference_name="onnx",
+        gate=True,
+    )
+    with pytest.raises(NotComparable) as caught:
+        judge(reference, got)
+    why = str(caught.value)
+    assert "output 'idx' on input 2 has shape (4, 2) here and (5, 2) in the ONNX model's" in why, why
+    assert judge(reference, reference).gates_passed is True
+    comp = failed_comparison("onnx-int8", "host", "onnx", f"{NOT_COMPARABLE}: {why}")
+    route = recommend(
+        "host", [Candidate("onnx-int8", 1.0, False, failures=tuple(comp.gate_failures))], Basis.P50_MS
+    )
+    assert route.artifact is None and route.rejected["onnx-int8"].startswith("outputs not comparable: output")
+    assert "could not be compared with the ONNX model's" in route.summary(), route.summary()
+    assert "failed a gate" not in route.summary()
