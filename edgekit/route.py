@@ -104,7 +104,7 @@ class Route:
     tied_with: str | None = (
         None  # the runner-up the samples (measured) or the 80% intervals (estimates) do not tell from the choice
     )
-    judged_on: int | None = None  # inputs of this target the cosine and accuracy drops were judged on
+    judged_on: int | None = None  # inputs of this target the gates (and accuracy drops) were judged on
     unchecked_gates: list[str] = field(default_factory=list)  # the choice's gates never checked (Candidate)
     # artifact -> the artifact it is the very same model as (same_model.same_models)
     same_model: dict[str, str] = field(default_factory=dict)
@@ -161,7 +161,7 @@ class Route:
         ]
         if self.judged_on and (self.cosine is not None or self.metric_drop):
             parts.append(
-                f"accuracy judged on {self.judged_on} input{'s' if self.judged_on != 1 else ''} here"
+                f"{self._judged()} judged on {self.judged_on} input{'s' if self.judged_on != 1 else ''} here"
             )
         unit = {
             Basis.P50_MS: "ms p50",
@@ -175,6 +175,11 @@ class Route:
             + ")"
             + "".join(f"; note: {c}" for c in self.caveats)
         )
+
+    def _judged(self) -> str:
+        """What was judged on this target's inputs: the recipe's gates (the outputs against the original's), and
+        accuracy only where labels gave an accuracy drop; without labels no accuracy was measured."""
+        return "gates and accuracy" if any(k in METRIC_WORDS for k in self.metric_drop) else "gates"
 
 
 def why_no_route(rejected: dict[str, str]) -> str:

@@ -15,7 +15,7 @@ from edgekit.results import (
     Measurement,
     TargetRun,
 )
-from edgekit.route import Basis, Candidate, recommend
+from edgekit.route import DISAGREEMENT, Basis, Candidate, recommend
 from edgekit.route_deploy import routes_for_deploy
 
 
@@ -392,7 +392,18 @@ def test_the_slowest_route_named_is_one_within_the_gates_and_drops_read_as_words
     assert "map50_95_drop" not in text and "top1_drop" not in text
     # how many of the target's outputs the accuracy is judged on (a capped emulated target: 4 of 360)
     judged = recommend("pi5-emu", [replace(cands[0], judged_on=4)], Basis.P50_MS)
-    assert "accuracy judged on 4 inputs here" in judged.summary(), judged.summary()
+    assert "gates and accuracy judged on 4 inputs here" in judged.summary(), judged.summary()
+
+
+def test_a_route_without_labels_says_its_gates_were_judged_not_its_accuracy() -> None:
+    """No labels: only the fidelity gates against the original ran (cosine, top-1 agreement), yet the route said
+    'accuracy judged on 4 inputs here'."""
+    unlabelled = Candidate("onnx-fp32", 1.0, True, cosine=0.9999, judged_on=4)
+    text = recommend("host", [unlabelled], Basis.P50_MS).summary()
+    assert "; gates judged on 4 inputs here" in text and "accuracy" not in text, text
+    disagreeing = replace(unlabelled, metric_drop={DISAGREEMENT: 0.25}, judged_on=1)
+    text = recommend("host", [disagreeing], Basis.P50_MS).summary()
+    assert "; gates judged on 1 input here" in text and "accuracy" not in text, text
 
 
 def test_a_runtime_whose_formats_all_failed_to_convert_keeps_its_row() -> None:
