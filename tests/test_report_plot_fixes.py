@@ -5,7 +5,7 @@ latency trend."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -36,3 +36,27 @@ def test_an_int8_that_is_its_fp32_model_has_no_speed_up_on_its_bar(tmp_path: Pat
     svg = panel.svg or ""
     assert len(re.findall(r">(\d+\.\d\d)x<", svg)) == 1  # tflite-int8 over tflite-fp32 only
     assert ">same model<" in svg
+
+
+def test_one_unreliable_run_does_not_flatten_the_latency_trend(tmp_path: Path) -> None:
+    """A busy-machine run (timed while busy, not judged) at thousands of times the usual p50 set the trend's
+    axis to 0-220 ms around points of a few ms. The axis now spans the judged points and the caption counts the
+    point beyond it."""
+    rng = np.random.default_rng(0)
+    results = [
+        synthetic_result(
+            T0 + timedelta(days=d), rng=rng, targets=("pi4",), formats=(Format.TFLITE_FP32,), threads=(1,)
+        )
+        for d in range(6)
+    ]
+    busy = results[3].runs[0].agent.measurements[0]  # type: ignore[union-attr]
+    usual = busy.p50_ms or 0.0
+    busy.p50_ms, busy.others_cpu_share = usual * 5000, 0.9  # timed while busy
+    with open_store(f"sqlite:///{tmp_path / 'busy.sqlite'}") as store:
+        for result in results:
+            store.record(result)
+        (view,) = build(store).recipes
+    (panel,) = plots.trend(view, "pi4")
+    assert "1 unreliable point beyond the axis" in panel.note, panel.note
+    ticks = [float(t) for t in re.findall(r">(\d+(?:\.\d+)?)</text>", panel.svg or "")]
+    assert ticks and max(ticks) < usual * 3, (ticks, usual)

@@ -73,9 +73,13 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
                     ax.plot(*zip(*odd), "o", ms=5, mfc="white", mec="#888888", mew=1.4)
                 circle_flagged(ax, list(zip(xs, p50s)), flagged.get((artifact, th), set()))
                 mark_accepted(ax, list(zip(xs, p50s)), accepted.get((artifact, th), set()))
+        mine = [(y, id(m) not in unreliable) for (_, th), pts in ordered if th == n for _, y, m in pts]
+        beyond = _clip_unreliable(ax, mine)
         ax.set_ylabel("p50, emulated wall time (ms)" if emulated else "p50 latency (ms)")
         time_axis(ax, times)
-        panels.append(finish(fig, f"{target}, {threads_text(n)}: p50 over time", emulated, _basis(emulated)))
+        said = f"{beyond} unreliable point{'s' if beyond > 1 else ''} beyond the axis" if beyond else ""
+        note = "; ".join(x for x in (_basis(emulated), said) if x)
+        panels.append(finish(fig, f"{target}, {threads_text(n)}: p50 over time", emulated, note))
     for n in sorted({k[1] for k in series}):
         counts = [
             (a, [(x, float(m.instructions_per_invoke)) for x, _, m in pts if m.instructions_per_invoke])
@@ -304,6 +308,23 @@ def _clip_outliers(ax: Axes, samples: list[list[float]]) -> int:
     if above:
         ax.set_xlim(max(0.0, low - 0.1 * (top - low)), top * 1.08)
     return above
+
+
+def _clip_unreliable(ax: Axes, points: list[tuple[float, bool]]) -> int:
+    """Keep an unreliable run (timed while busy, throttled: not judged) from flattening a trend: one busy night
+    at 219 ms among points of 0.01-0.05 ms set the axis to 0-220. The axis spans the judged points and what lies
+    near them; the unreliable points far beyond are counted (said in the caption)."""
+    judged = [y for y, ok in points if ok]
+    if not judged:
+        return 0
+    low, high = min(judged), max(judged)
+    fence = 0.3 * max(high - low, 0.05 * high)
+    kept = [y for y, _ in points if low - fence <= y <= high + fence]
+    beyond = len(points) - len(kept)
+    if beyond:
+        pad = 0.1 * max(max(kept) - min(kept), 0.05 * max(kept))
+        ax.set_ylim(max(0.0, min(kept) - pad), max(kept) + pad)
+    return beyond
 
 
 def _route_label(route: str) -> str:
