@@ -51,6 +51,7 @@ HOST_ONLY = frozenset(
         "test_counting.py",
         "test_deploy_host_only.py",
         "test_deploy_not_converted.py",
+        "test_deploy_outputs_sizes.py",
         "test_device_prune.py",
         "test_device_results.py",
         "test_estimate.py",
