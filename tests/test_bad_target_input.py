@@ -397,3 +397,80 @@ def test_setup_that_could_install_none_of_the_runtimes_says_what_to_set() -> Non
     with pytest.raises(RuntimeInstallError) as err:
         require_installed(board, missing)
     assert "runtimes (--set 'runtimes=[ncnn]')" in (err.value.hint or "")
+
+
+# -- shell characters in a host or user name (a proxy_command's %h, %r) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, says",
+    [
+        (
+            "host",
+            "127.0.0.1;touch${IFS}INJECTED;:",
+            "is not a host name or address: it has '$', ':', ';', '{', '}'",
+        ),
+        ("host", "pi`touch${IFS}INJECTED`", "is not a host name or address: it has '$', '`', '{', '}'"),
+        ("user", "pi;touch${IFS}INJECTED;:", "is not a user name: it has '$', ':', ';', '{', '}'"),
+        ("user", "pi$(touch${IFS}INJECTED)", "is not a user name: it has '$', '(', ')'"),
+    ],
+)
+def test_shell_characters_in_a_host_or_user_are_refused_before_a_proxy_command_runs(
+    tmp_path: Path, field: str, value: str, says: str
+) -> None:
+    """`host: '127.0.0.1;touch${IFS}HOSTINJ;:'` with `proxy_command: sh -c '... %h %p'` ran the `touch` (%h, %r
+    were pasted into the command as they were). Host and user are now names or addresses (ssh 9.6's rule,
+    CVE-2023-51385): TargetError naming the field, exit 2, nothing run."""
+    board = board_file(tmp_path, f"proxy_command: sh -c 'echo %h %r > {tmp_path / 'said'}'\n")
+    board.write_text(board.read_text().replace(f"{field}: ", f"{field}: '{value}'\n#", 1))
+    err = " ".join(named(run("targets", "check", str(board), cwd=tmp_path, timeout=60)).split())
+    assert "TargetError" in err and f"{field}: " in err and says in err, err
+    assert not (tmp_path / "INJECTED").exists() and not (tmp_path / "said").exists()
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]", "my_pi.local", "raspberrypi.local", "10.0.0.9"])
+def test_names_and_addresses_are_still_taken(tmp_path: Path, host: str) -> None:
+    target = load_target(str(board_file(tmp_path)), [f"host={host}", "user=pi.admin_2"])
+    assert target.host == host and target.user == "pi.admin_2"
+
+
+def test_a_proxy_command_gets_the_host_and_user_as_shell_words(tmp_path: Path) -> None:
+    """A host that reached the proxy command unchecked (model_copy validates nothing) was pasted in as it was: in
+    `sh -c "... %h"` its `;` ran a second command. %h and %r are quoted now."""
+    from edgekit.transport.ssh_jump import JumpChain
+
+    said, marker = tmp_path / "said", tmp_path / "INJECTED"
+    target = load_target(
+        str(board_file(tmp_path)), [f'proxy_command=sh -c "echo %h %r %p > {said}; sleep 5"']
+    ).model_copy(update={"host": f"x;touch {marker}", "user": "me;touch$IFS" + str(marker)})
+    chain = JumpChain(target)
+    try:
+        chain.open(None, None)  # type: ignore[arg-type]  # a ProxyCommand: the client is not used
+        deadline = time.monotonic() + 10
+        while not (said.exists() and said.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        chain.close()
+    assert said.read_text() == f"x;touch {marker} me;touch$IFS{marker} 1\n" and not marker.exists()
+
+
+def test_a_lab_place_whose_address_has_shell_characters_is_refused() -> None:
+    """A coordinator's NetworkService address `127.0.0.1;touch${IFS}LABINJ;:` (labgrid has no authentication:
+    anyone who reaches its port publishes one) became the target's host and ran through the proxy command. The
+    place is refused now, naming the field."""
+    from edgekit.lab.acquire import place_target
+    from edgekit.lab.errors import LabError
+    from edgekit.lab.place import Place, Service
+    from edgekit.target import Target
+
+    template = Target(name="lab-board", proxy_command="sh -c 'nc %h %p'")
+    for address, user, field in (
+        ("127.0.0.1;touch${IFS}LABINJ;:", "root", "its NetworkService's address"),
+        ("127.0.0.1", "root;touch${IFS}LABINJ", "its NetworkService's username"),
+    ):
+        service = Service(address=address, username=user, port=22, available=True, path="e/g/NetworkService")
+        place = Place("pi4-03", {"board": "pi4"}, None, None, "", None, [service])
+        with pytest.raises(LabError) as info:
+            place_target(template, place, None)
+        assert f"place 'pi4-03' of the lab is refused: {field}: " in str(info.value), info.value
+        assert "it has '$'" in str(info.value), info.value

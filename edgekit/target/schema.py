@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import re
 import shlex
 import sys
 from enum import Enum
@@ -27,6 +29,11 @@ def host_name_problem(host: str) -> str | None:
     UnicodeError, not "no such host": a typo was an internal error, or a traceback in deploy's reach check."""
     if len(host) > 253:
         return f"it is {len(host)} characters long (a host name has at most 253)"
+    bad = sorted(set(re.sub(r"[A-Za-z0-9._-]", "", host)))
+    if bad and not _ipv6(
+        host
+    ):  # a proxy_command gets the host as %h, which a `sh -c '... %h'` runs (as ssh 9.6)
+        return f"it has {', '.join(map(repr, bad))} (a name or address is letters, digits, '.', '-', '_'; or IPv6)"
     try:
         host.encode("idna")
     except UnicodeError as exc:
@@ -38,6 +45,16 @@ def host_name_problem(host: str) -> str | None:
             return f"a part of it between dots is {len(longest)} characters long (at most 63)"
         return f"it is not a name this machine can look up ({exc.__cause__ or exc})"
     return None
+
+
+def _ipv6(host: str) -> bool:
+    """An IPv6 address, bare or in brackets (no %zone: '%' is proxy_command's own token)."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.IPv6Address(bare)
+    except ValueError:
+        return False
+    return "%" not in bare
 
 
 def shown_host(host: str) -> str:
@@ -175,6 +192,24 @@ class Target(BaseModel):
             raise ValueError(
                 "a host name, address or user name has no '@' or '/': give the user in `user:`, the key in `key:`; "
                 "edgekit takes no passwords (use a key, or ssh-agent)"
+            )
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user_name(cls, value: str | None) -> str | None:
+        """A login name (`-` not first): a proxy_command gets it as %r, which a `sh -c '... %r'` runs."""
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._][A-Za-z0-9._-]*", value):
+            bad = sorted(set(re.sub(r"[A-Za-z0-9._-]", "", value)))
+            raise PydanticCustomError(
+                "user_name",
+                "{message}",
+                {
+                    "message": f"{shown_host(value)} is not a user name: "
+                    + (f"it has {', '.join(map(repr, bad))}" if bad else "it starts with '-'"),
+                    "hint": "a user name is letters, digits, '.', '_' or '-' (not first): the login on the "
+                    "device, e.g. user: pi",
+                },
             )
         return value
 

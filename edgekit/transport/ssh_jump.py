@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import select
+import shlex
 import signal
 import time
 from contextlib import suppress
@@ -120,10 +121,10 @@ class JumpChain:
         last ProxyJump host (each hop reached through the one before, host keys checked like the device's)."""
         t = self.target
         if t.proxy_command:
-            command = (
-                t.proxy_command.replace("%h", t.host or "")
+            command = (  # quoted as words (the target's schema keeps shell characters out of them already)
+                t.proxy_command.replace("%h", shlex.quote(t.host) if t.host else "")
                 .replace("%p", str(t.port))
-                .replace("%r", t.user or "")
+                .replace("%r", shlex.quote(t.user) if t.user else "")
             )
             try:
                 self.proxy_command = ProxyPipe(command)
