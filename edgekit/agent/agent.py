@@ -323,7 +323,10 @@ def apply_affinity(spec: Optional[str]) -> Optional[dict[str, Any]]:
     elif spec == "all":
         cpus = allowed
     else:
-        cpus = sorted({c for part in spec.split(",") for c in _cpu_range(part)})
+        try:
+            cpus = sorted({c for part in spec.split(",") for c in _cpu_range(part)})
+        except ValueError as exc:
+            return {"requested": spec, "cpus": allowed, "note": "not pinned: %s" % exc}
     try:
         os.sched_setaffinity(0, cpus)
     except (OSError, ValueError) as exc:
@@ -338,9 +341,16 @@ def _online_cpus() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+MAX_CPU = 4095  # the highest cpu number an affinity list may name: 4096 cpus, more than any board has
+
+
 def _cpu_range(part: str) -> list[int]:
+    """The cpus of "4" or "4-7"; ValueError past MAX_CPU ("0-999999999999" built the whole list: gigabytes)."""
     low, _, high = part.strip().partition("-")
-    return list(range(int(low), int(high or low) + 1))
+    first, last = int(low), int(high or low)
+    if last > MAX_CPU:
+        raise ValueError("cpu %d is past the highest cpu number, %d" % (last, MAX_CPU))
+    return list(range(first, last + 1))
 
 
 def _nice() -> Optional[int]:

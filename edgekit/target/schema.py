@@ -30,9 +30,8 @@ def host_name_problem(host: str) -> str | None:
     if len(host) > 253:
         return f"it is {len(host)} characters long (a host name has at most 253)"
     bad = sorted(set(re.sub(r"[A-Za-z0-9._-]", "", host)))
-    if bad and not _ipv6(
-        host
-    ):  # a proxy_command gets the host as %h, which a `sh -c '... %h'` runs (as ssh 9.6)
+    # a proxy_command gets the host as %h, which a `sh -c '... %h'` runs: ssh 9.6's rule (CVE-2023-51385)
+    if bad and not _ipv6(host):
         return f"it has {', '.join(map(repr, bad))} (a name or address is letters, digits, '.', '-', '_'; or IPv6)"
     try:
         host.encode("idna")
@@ -330,6 +329,28 @@ class Target(BaseModel):
     def _affinity_as_text(cls, value: object) -> object:
         """`affinity: 0` (one core) reads as a number in YAML and --set: it means the cpu list "0"."""
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("affinity")
+    @classmethod
+    def _affinity_cpus_exist(cls, value: str | None) -> str | None:
+        """A cpu list names cpus below 4096: `0-999999999999` passed, and the agent built the whole list
+        (gigabytes) before pinning. Each range runs upward."""
+        from edgekit.agent.agent import MAX_CPU
+
+        for part in (value or "").split(","):
+            low, _, high = part.partition("-")
+            if not low.isdigit():
+                continue  # big, little, all
+            if int(high or low) > MAX_CPU or int(low) > int(high or low):
+                raise PydanticCustomError(
+                    "affinity",
+                    "{message}",
+                    {
+                        "message": f"{part!r} is not a cpu or a range of cpus, low-high, from 0 to {MAX_CPU}",
+                        "hint": "affinity: big, little, all, or cpu numbers as the board counts them: 4-7 or 0,2",
+                    },
+                )
+        return value
 
     @property
     def source(self) -> str | None:
