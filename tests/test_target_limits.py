@@ -42,3 +42,14 @@ def test_the_agent_does_not_build_a_huge_cpu_list(monkeypatch: pytest.MonkeyPatc
     }
     assert pinned == [] and peak < 1 << 20, peak
     assert agent.apply_affinity("0,4095")["cpus"] == [0, 4095]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("threads", ["[0]", "[-3]", "[100000]", "[]"])
+def test_a_benchmark_caps_thread_counts_are_checked_as_a_recipes(tmp_path: Path, threads: str) -> None:
+    """`benchmark_cap: {threads: [0]}` (or [-3]) failed only after the device run, [100000] started that many
+    threads, [] printed '0 thread counts' and measured anyway. They are checked as a recipe's `benchmark.threads`
+    now: 1 to 256, not empty; TargetError naming the field, exit 2."""
+    board = board_file(tmp_path, f"benchmark_cap: {{threads: {threads}}}\n")
+    err = " ".join(named(run("targets", "check", str(board), cwd=tmp_path, timeout=60)).split())
+    assert "TargetError" in err and "benchmark_cap.threads:" in err, err
+    assert "threads must be a non-empty list of integers from 1 to 256" in err, err

@@ -130,6 +130,24 @@ class BenchmarkCap(BaseModel):
     warmup: int | None = Field(None, ge=0)
     samples: int | None = Field(None, gt=0)
 
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        """As a recipe's `benchmark.threads`: [0] or [-3] failed only after the device run, [100000] started that
+        many threads, [] measured with none said."""
+        return None if value is None else thread_counts(value)
+
+
+MAX_THREADS = 256  # more than any board's cores: --threads 100000 had the runtime start that many and hang
+
+
+def thread_counts(value: tuple[int, ...]) -> tuple[int, ...]:
+    """Thread counts to measure at, each once: a non-empty list from 1 to MAX_THREADS (ValueError, else). Here,
+    not in recipe/, for a benchmark cap's too: target/ is configuration and imports no recipe code."""
+    if not value or any(t <= 0 or t > MAX_THREADS for t in value):
+        raise ValueError(f"threads must be a non-empty list of integers from 1 to {MAX_THREADS}, e.g. [1, 4]")
+    return tuple(dict.fromkeys(value))  # [1, 1, 4] measures 1 thread once
+
 
 TARGET_NAME = (
     r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # a target's name (store/imported.py checks imports with it)
