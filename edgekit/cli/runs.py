@@ -127,14 +127,16 @@ def _ok_text(run: RunSummary) -> str:
     if stopped:
         some = f" ({plain(', '.join(stopped))})" if set(stopped) != set(run.targets) else ""
         return f"[yellow]interrupted[/]{some}"
-    if run.ok:
+    from edgekit.report.run_view import not_ok_why  # the report's recipe heading says the same
+
+    why = not_ok_why(
+        ok=run.ok,
+        finished=run.finished_at is not None,  # not: an imported result of a deploy that was killed
+        artifact_problems=run.artifact_problems,
+        failed_targets=[t for t in run.failed_targets if t not in run.interrupted_targets],
+    )
+    if why is None:
         return "[green]yes[/]"
-    why = run.artifact_problems[:3] + (["..."] if len(run.artifact_problems) > 3 else [])
-    failed = [t for t in run.failed_targets if t not in run.interrupted_targets]
-    if not why and failed:  # named in the measurements column
-        why = [f"target{'s' * (len(failed) > 1)} failed"]
-    if not why and run.finished_at is None:  # an imported result of a deploy that was killed
-        why = ["not finished"]
     return "[red]no[/]" + (f" [red]({plain(', '.join(why))})[/]" if why else "")
 
 

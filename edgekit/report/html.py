@@ -21,7 +21,9 @@ from edgekit.report.html_latest import emu_badge, latest_table, number, pct
 from edgekit.report.html_routes import routes_section
 from edgekit.report.panels import PRECISION_COLOURS, Panel, colour_hex
 from edgekit.report.regression import Flag, FlagKind
+from edgekit.report.run_view import result_not_ok
 from edgekit.report.view import RecipeView, Report, when
+from edgekit.results import DeployResult
 from edgekit.store.masked import masked_text
 
 # what the page shows for an emulated target: tables and routes never show qemu's wall time as a figure
@@ -132,7 +134,7 @@ def _recipe(view: RecipeView, store_url: str) -> str:
     latest = view.latest.result
     parts = [
         f'<section id="{_anchor(view.recipe)}"><h2>{escape(view.recipe)}</h2>',
-        f"<p>latest run <b>#{view.latest.id}</b> at {when(view.latest.started_ts)} UTC, "
+        f"<p>latest run <b>#{view.latest.id}</b> at {when(view.latest.started_ts)} UTC{_state(latest)}, "
         f"{len(view.runs)} run{'s' if len(view.runs) != 1 else ''} shown; recipe "
         f"<code>{escape(home(latest.recipe_path))}</code> sha256 <code>{escape(latest.recipe_sha256[:12])}</code>, "
         f"git <code>{escape((latest.git_revision or '-')[:12])}</code></p>",
@@ -153,6 +155,13 @@ def _recipe(view: RecipeView, store_url: str) -> str:
     parts += _plots(view)
     parts += ["<h3>Device facts</h3>", facts_section(view), "</section>"]
     return "\n".join(parts)
+
+
+def _state(result: DeployResult) -> str:
+    """', <span class=bad>not ok (not finished)</span>' for a latest run that is not ok, as `edgekit runs` says
+    (an imported run of a killed deploy was shown as the latest with no word of it)."""
+    state = result_not_ok(result)
+    return f', <span class="bad">{escape(state)}</span>' if state else ""
 
 
 def _compared(view: RecipeView) -> str:

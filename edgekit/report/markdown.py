@@ -15,6 +15,7 @@ from edgekit.report.flag_text import ACCEPT_WHY, accept_commands, flag_line
 from edgekit.report.flags import failures_text
 from edgekit.report.regression import Flag
 from edgekit.report.rows import Row
+from edgekit.report.run_view import result_not_ok
 from edgekit.report.table import estimate_text
 from edgekit.report.table_caption import NO_BOARD
 from edgekit.report.view import RecipeView, Report, when
@@ -108,9 +109,11 @@ def render(report: Report) -> str:
 
 def _recipe(view: RecipeView, store_url: str) -> list[str]:
     bad = [f for f in view.flags if f.is_bad]
-    mark = "❌" if bad else ("⚠️" if view.flags or view.unjudged else "✅")
+    state = result_not_ok(view.latest.result)  # 'not ok (not finished)': an imported run of a killed deploy
+    mark = "❌" if bad else ("⚠️" if view.flags or view.unjudged or state else "✅")
     lines = [
-        f"### {mark} {_text(view.recipe)}: run #{view.latest.id}, {when(view.latest.started_ts)} UTC",
+        f"### {mark} {_text(view.recipe)}: run #{view.latest.id}, {when(view.latest.started_ts)} UTC"
+        + (f", {_text(state)}" if state else ""),
         "",
     ]
     lines += [_flag(f) for f in view.flags]

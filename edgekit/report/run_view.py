@@ -20,6 +20,56 @@ if TYPE_CHECKING:
 EMU = "[black on yellow] emulated [/]"
 
 
+def not_ok_why(
+    *,
+    ok: bool,
+    finished: bool,
+    artifact_problems: list[str],
+    failed_targets: list[str],
+) -> list[str] | None:
+    """Why a run is not ok, in the words `edgekit runs` says it ('ncnn-int8: gate', 'target failed', 'not
+    finished': an imported result of a deploy that was killed); None for a run that is ok. The report's recipe
+    heading says the same (a run that did not finish was shown as the latest with no word of it)."""
+    if ok:
+        return None
+    why = artifact_problems[:3] + (["..."] if len(artifact_problems) > 3 else [])
+    if not why and failed_targets:  # `edgekit runs` names them in its measurements column
+        why = [f"target{'s' * (len(failed_targets) > 1)} failed"]
+    if not why and not finished:
+        why = ["not finished"]
+    return why
+
+
+def result_not_ok(result: DeployResult) -> str:
+    """'' for an ok run; 'not ok (not finished)', 'not ok (ncnn-int8: gate)', 'interrupted (pi4)' otherwise."""
+    stopped = [t.target for t in result.runs if t.interrupted]
+    if stopped:
+        some = stopped != [t.target for t in result.runs]
+        return "interrupted" + (f" ({', '.join(stopped)})" if some else "")
+    left_out = _host_left_out(result)
+    why = not_ok_why(
+        ok=result.ok,
+        finished=result.finished_at is not None,
+        artifact_problems=[
+            f"{a.id}: {'gate' if a.missed_gate else 'failed'}"
+            for a in result.artifacts
+            if a.status != "ok" or not a.gates_passed
+        ],
+        failed_targets=[t.target for t in result.runs if t.status == "failed" and t.target != left_out],
+    )
+    if why is None:
+        return ""
+    return "not ok" + (f" ({', '.join(why)})" if why else "")
+
+
+def _host_left_out(result: DeployResult) -> str | None:
+    """The host, not measured because every device failed before measuring: no failure of its own."""
+    others = [t for t in result.runs if t.target != "host"]
+    if others and all(t.status == "failed" and t.agent is None for t in others):
+        return "host"
+    return None
+
+
 def print_run(console: Console, run_id: int, result: DeployResult, verbose: bool = False) -> None:
     console.print(
         f"[bold]run {run_id}[/]: "
