@@ -474,3 +474,23 @@ def test_a_lab_place_whose_address_has_shell_characters_is_refused() -> None:
             place_target(template, place, None)
         assert f"place 'pi4-03' of the lab is refused: {field}: " in str(info.value), info.value
         assert "it has '$'" in str(info.value), info.value
+
+
+# -- a private key others can read ----------------------------------------------------------------------------------
+
+
+def test_a_private_key_others_can_read_is_refused_as_ssh_refuses_it(tmp_path: Path) -> None:
+    """A key file of mode 644 was used silently (ssh refuses it: UNPROTECTED PRIVATE KEY FILE). KeyFileError now,
+    exit 2, with the chmod that fixes it; at 600 the key is taken (the connection to port 1 then fails, exit 1)."""
+    board = board_file(tmp_path)
+    key = tmp_path / "key"
+    for mode in (0o644, 0o640, 0o604):
+        key.chmod(mode)
+        err = " ".join(named(run("targets", "check", str(board), cwd=tmp_path, timeout=60)).split())
+        assert "KeyFileError" in err and f"private key {key} is open to other users (mode {mode:o}" in err, (
+            err
+        )
+        assert f"hint: chmod 600 {key}" in err, err
+    key.chmod(0o600)
+    err = named(run("targets", "check", str(board), cwd=tmp_path, timeout=60), code=1)
+    assert "KeyFileError" not in err and "ConnectError" in err, err

@@ -4,6 +4,9 @@ key or any other file is bad input named as such (KeyFileError, exit 2), not "SS
 
 from __future__ import annotations
 
+import os
+import shlex
+import stat
 from pathlib import Path
 
 import paramiko
@@ -26,7 +29,21 @@ def check_key(target: Target) -> str | None:
             hint="--set key=PATH (a private key file), or remove `key` to use ssh-agent",
         )
     _check_key_file(key, target.name)
+    _check_key_mode(key, target.name)
     return key
+
+
+def _check_key_mode(key: str, target: str) -> None:
+    """A private key others can read or write is refused, as ssh refuses it ("UNPROTECTED PRIVATE KEY FILE"): it
+    was used silently, and a key others can read may be theirs already."""
+    mode = stat.S_IMODE(os.stat(key).st_mode)
+    if mode & 0o077:
+        raise KeyFileError(
+            f"private key {key} is open to other users (mode {mode:o}; only its owner may read it): ssh refuses "
+            "such a key (UNPROTECTED PRIVATE KEY FILE), and so does edgekit",
+            where=f"target {target}, field `key`",
+            hint=f"chmod 600 {shlex.quote(key)}",
+        )
 
 
 def _check_key_file(key: str, target: str) -> None:
