@@ -21,7 +21,15 @@ def flag_line(f: Flag) -> str:
     says how far it moved and that it was not judged. A fidelity flag says its gate in the words of its message,
     which the HTML shows ('tflite-int8: below its fidelity gate at conversion (min_cosine: 0.99999 vs limit
     1)'), then the cosine against the run it was judged against, both at one precision (never printed equal to
-    1 below 1, equal figures equal); a flag without figures is its message."""
+    1 below 1, equal figures equal); a flag without figures is its message. A host flag of another machine than
+    the latest run's names it and its run ('host (AMD EPYC, 2 cores) run #12: ...', Flag.host_label)."""
+    text = _line(f)
+    if f.host_label and f.host_label not in text:
+        return f"{f.host_label}: {text}"
+    return text
+
+
+def _line(f: Flag) -> str:
     if f.kind is FlagKind.FIDELITY:
         if f.new is None:
             return f.message
@@ -34,7 +42,7 @@ def flag_line(f: Flag) -> str:
         for x in (
             f.artifact or "",
             f"at {threads_text(f.threads)}" if f.threads else "",
-            f"on {f.target}" if f.target else "",
+            f"on {f.where}" if f.target else "",
         )
         if x
     )

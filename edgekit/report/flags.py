@@ -53,6 +53,14 @@ class Flag:
     first_run: bool = False  # a failure or missed gate of a key no earlier run has: nothing regressed from
     # the --min-change a latency flag was judged with: `runs accept` re-judges the run with it (flag_text.py)
     min_change: float = Settings.min_change
+    # a host flag of another machine than the newest run's host (a store shared by several): which one, as the
+    # latest table names it ('host (AMD EPYC, 2 cores) run #12'); '' otherwise (regression.judge_current)
+    host_label: str = ""
+
+    @property
+    def where(self) -> str:
+        """The flag's target as the report names it: the host's machine and run when it is another's."""
+        return self.host_label or self.target or ""
 
     @property
     def is_bad(self) -> bool:

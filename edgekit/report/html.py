@@ -263,7 +263,7 @@ def _flags(flags: list[Flag], not_judged: Sequence[str] = (), store_url: str | N
         rows.append(
             f'<tr class="{css}"><td class=l data-label=kind>{f.kind.value}</td>'
             f"<td class=l data-label=artifact>{escape(f.artifact or '-')}</td>"
-            f"<td class=l data-label=target>{escape(f.target or '-')}{emu_badge(f.emulated)}</td>"
+            f"<td class=l data-label=target>{escape(masked_text(f.where) or '-')}{emu_badge(f.emulated)}</td>"
             f"<td data-label=threads>{f.threads or '-'}</td>"
             f"<td data-label=old>{old}</td><td data-label=new>{new}</td>"
             f"<td data-label=change>{pct(f.change)}</td><td data-label=p-value>{_p(f.p_value)}</td>"

@@ -132,7 +132,26 @@ def judge_current(
             flags += _judge_target(run, target_run, list(runs[:at]), settings, unjudged)
     if newest is not None:
         flags = fidelity_flags(runs[newest], list(runs[:newest])[-settings.history :]) + flags
+        flags = [_name_other_host(f, runs, runs[newest]) for f in flags]
     return Judgement(flags, unjudged)
+
+
+def _name_other_host(flag: Flag, runs: Sequence[StoredRun], newest: StoredRun) -> Flag:
+    """A host flag of another machine than the newest run's host (a colleague's imported run in a shared store)
+    names the machine and its run ('host (AMD EPYC, 2 cores) run #12'): it read 'host failed' under the latest
+    run, as if the runner's own host had failed."""
+    if flag.target != HOST or flag.run_id == newest.id:
+        return flag
+    run = next((r for r in runs if r.id == flag.run_id), None)
+    mine = next((t for t in run.result.runs if t.target == HOST), None) if run else None
+    if mine is None:
+        return flag
+    key = series_key(mine)
+    theirs = [series_key(t) for t in newest.result.runs if t.target == HOST]
+    if theirs and theirs[0] == key:
+        return flag
+    machine = f"{key[1]}, {key[2]} cores" if key[1] is not None else "CPU not recorded"
+    return replace(flag, host_label=f"{HOST} ({machine}) run #{flag.run_id}")
 
 
 def series_key(target_run: TargetRun) -> tuple[str, str | None, int | None]:
