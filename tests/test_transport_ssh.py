@@ -623,3 +623,21 @@ def test_a_host_known_only_by_its_rsa_key_is_accepted_directly_and_as_a_jump_hos
                 shown = transport._client.get_transport().get_remote_server_key()  # type: ignore[attr-defined]
                 assert shown.get_name() == "ssh-rsa"
                 assert len(transport._jumps) == len(extra_fields)  # type: ignore[attr-defined]
+
+
+def test_a_python_path_holding_an_equals_sign_runs_over_ssh(local_sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`--set python=/opt/py=3/python3` failed over SSH with "env: '-c': No such file": the command ran as
+    `env ASSIGNMENTS COMMAND`, and env took the path for one more assignment. The environment is given as shell
+    assignments now, with or without any."""
+    folder = tmp_path / "py=3"
+    folder.mkdir()
+    python = folder / "python3"
+    python.symlink_to(sys.executable)
+    with open_transport(local_sshd.model_copy(update={"python": str(python)})) as transport:
+        for env in ({"EDGEKIT_X": "v a l;$(id)"}, None):
+            res = transport.run(
+                [str(python), "-c", "import os; print(os.environ.get('EDGEKIT_X'))"], timeout=60, env=env
+            )
+            assert res.ok and res.stdout == f"{(env or {}).get('EDGEKIT_X')}\n", res.stderr
+        res = transport.run(["X=1"], timeout=60)  # a program named like an assignment is still the program
+        assert res.exit_status == 127 and "X=1" in res.stderr, res

@@ -42,6 +42,12 @@ def close_quietly(chan: paramiko.Channel | paramiko.SFTPClient) -> None:
         pass
 
 
+def _command_word(program: str) -> str:
+    """`program` quoted as the command's word: shlex leaves `A=b` bare, which a shell reads as an assignment."""
+    word = shlex.quote(program)
+    return f"'{program}'" if word == program and "=" in program else word
+
+
 def run(
     link: Link,
     argv: list[str],
@@ -52,13 +58,15 @@ def run(
     on_output: Callable[[str], None] | None = None,
 ) -> RunResult:
     """`argv` in the absolute remote folder `cwd`, stopped (its process group killed) after `timeout` seconds."""
-    command = " ".join(shlex.quote(str(a)) for a in argv)
-    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in checked_env(env).items())
+    command = " ".join([_command_word(str(argv[0])), *(shlex.quote(str(a)) for a in argv[1:])])
+    # shell assignments before the command: `env A=b CMD` took a CMD holding '=' (/opt/py=3/python3) for one more
+    # assignment and ran the next word
+    assignments = "".join(f"{k}={shlex.quote(v)} " for k, v in checked_env(env).items())
     where = shlex.quote(cwd)
     # the command runs in the background beside a watcher of the session's stdin: when sshd closes it (the
     # session ended: link dropped, sshd killed) the watcher kills the whole process group
     wrapped = (
-        f"echo {_PID_MARK}$$ >&2; cd {where} && {{ exec 3<&0; env {assignments} {command} 3<&- & c=$!; "
+        f"echo {_PID_MARK}$$ >&2; cd {where} && {{ exec 3<&0; {assignments}{command} 3<&- & c=$!; "
         "{ cat >/dev/null; kill -TERM -$$; } <&3 >/dev/null 2>&1 & w=$!; exec 3<&-; "
         "wait $c; s=$?; kill $w 2>/dev/null; exit $s; }"
     )
