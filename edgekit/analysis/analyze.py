@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit import paths
 from edgekit.analysis.tensors import LayerError
@@ -24,6 +24,9 @@ from edgekit.convert.base import Artifact
 from edgekit.errors import EdgekitError, RecipeError
 from edgekit.formats import Format, Precision, Runtime
 from edgekit.recipe import Recipe
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Progress = Callable[[str], None]
 
@@ -163,5 +166,23 @@ def analyze(recipe: Recipe, fmt: Format, samples: int = 16, progress: Progress |
         int8.fidelity,
         reference=fp32.format.value,
         reference_fidelity=fp32.fidelity,
-        notes=fused_loss(layers, int8, fp32) if fmt.runtime is Runtime.ONNXRUNTIME else [],
+        notes=[
+            *(fused_loss(layers, int8, fp32) if fmt.runtime is Runtime.ONNXRUNTIME else []),
+            *random_calibration_note(recipe, inputs),
+        ],
     )
+
+
+def random_calibration_note(recipe: Recipe, inputs: np.ndarray) -> list[str]:
+    """With `kind: random` calibration data, the loss below is the random data's first: the layers that lose most
+    are those whose real inputs the random ones least resemble, and --fix's "more calibration data" of that kind
+    cannot help."""
+    from edgekit.convert.calibration import random_calibration_warning
+
+    warning = random_calibration_warning(recipe, inputs)
+    if warning is None:
+        return []
+    return [
+        f"{warning}. The loss in the layers below is that data's first: calibrate on real samples before "
+        "keeping layers in float (--fix)"
+    ]

@@ -23,11 +23,18 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from edgekit import paths
 from edgekit.convert import cache
 from edgekit.convert.base import Artifact, Converter
-from edgekit.convert.calibration import calibration_inputs, data_digest, evaluation_inputs
+from edgekit.convert.calibration import (
+    calibration_inputs,
+    calibration_note,
+    calibration_record,
+    evaluation_inputs,
+    random_calibration_warning,
+)
 from edgekit.convert.fidelity_stage import check_fidelity
 from edgekit.convert.findings import dynamic_kept_float, float_leftovers, speed_plan_finding
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
@@ -104,20 +111,31 @@ def _convert_recipe(
             f"{f'simplified ({onnx.simplifier})' if onnx.simplifier else 'not simplified (onnxsim and onnxslim failed)'}"
             " and shape-inferred for the converters; your file as given is the fidelity reference"
         )
-    calib = None
+    calib, calibrated = None, dict[str, Any]()  # the calibration data's digest; its record for provenance
     if any(f.precision is Precision.INT8 for f in fmts):
         say("calibration: loading data")
-        calib = data_digest(calibration_inputs(recipe))
+        inputs = calibration_inputs(recipe)
+        calibrated = calibration_record(recipe, inputs)
+        calib = calibrated["sha256"]
+        if recipe.calibration is not None:
+            say(f"calibration: {calibration_note(recipe.calibration.data, len(inputs))}")
+        del inputs
     # read before any conversion: evaluation data of a shape or type the model cannot take is bad input (exit 2)
     # said now, not after minutes of TensorFlow converting every format
     say("fidelity: loading evaluation data")
     evaluation = evaluation_inputs(recipe)
+    warning = random_calibration_warning(recipe, evaluation[0]) if calib else None
+    if warning:
+        say(f"calibration: warning: {warning}")
+        calibrated["warning"] = warning
     keys = {f: cache.artifact_key(onnx.sha256, recipe, f, converters[f], calib) for f in fmts}
     done: dict[Format, Artifact] = {}
     errors: list[EdgekitError] = []  # each failed tool run's error, raised (or summed up) at the end
     for f in fmts:
         hit = cache.lookup(keys[f])
         if hit is not None:
+            # an entry made before the calibration was recorded gets it too (its key holds that data's digest)
+            hit.provenance = with_calibration(hit.provenance, f, calibrated)
             done[f] = hit
             say(f"{f.value}: cached, no conversion")
 
@@ -125,7 +143,7 @@ def _convert_recipe(
         return cache.artifact_key(onnx.sha256, recipe, f, converters[f], calib, tools=tools)
 
     for conv_cls, group in _groups([f for f in fmts if f not in done], converters):
-        done.update(_convert_group(conv_cls, group, onnx, recipe, keys, errors, say, rekey))
+        done.update(_convert_group(conv_cls, group, onnx, recipe, keys, errors, say, rekey, calibrated))
     artifacts = [done[f] for f in fmts]
     check_fidelity(artifacts, onnx, recipe, evaluation, say)
     failed = [a for a in artifacts if a.status != "ok"]
@@ -293,6 +311,7 @@ def _convert_group(
     errors: list[EdgekitError],
     say: Progress,
     rekey: Callable[[Format, dict[str, str]], str],
+    calibrated: dict[str, Any],
 ) -> dict[Format, Artifact]:
     """One tool run for several formats if the converter offers it, else one conversion per format. A failed run
     makes failed artifacts and adds its error to `errors`; the next run goes on. A converter that made a format
@@ -372,10 +391,29 @@ def _convert_group(
             if changed:
                 key = rekey(f, changed)
                 extra["tools"] = {**tools, **changed}
-            out[f] = cache.store(key, f, files[f], elapsed, mem, {**prov, "findings": found, **extra})
+            made = with_calibration({**prov, "findings": found, **extra}, f, calibrated)
+            out[f] = cache.store(key, f, files[f], elapsed, mem, made)
         shutil.rmtree(work, ignore_errors=True)
         say(f"{names}: converted in {elapsed:.1f} s")
     return out
+
+
+RANDOM_FINDING = (
+    "calibrated on random inputs (calibration.data kind: random), not real ones: its INT8 scales do not match "
+    "real inputs; give real calibration samples (kind: images, npy or builder)"
+)
+
+
+def with_calibration(provenance: dict[str, Any], fmt: Format, calibrated: dict[str, Any]) -> dict[str, Any]:
+    """An INT8 artifact's provenance with what it was calibrated on (kind, source, count, sha256) and, for random
+    data, a finding that says so (shown under the convert table, kept in --json and artifact.json)."""
+    if fmt.precision is not Precision.INT8 or not calibrated:
+        return provenance
+    record = {k: v for k, v in calibrated.items() if k != "warning"}
+    findings = list(provenance.get("findings", []))
+    if calibrated.get("warning") and RANDOM_FINDING not in findings:
+        findings.append(RANDOM_FINDING)
+    return {**provenance, "calibration": record, "findings": findings}
 
 
 def _say_for(say: Progress, names: str, message: str) -> None:

@@ -1,0 +1,107 @@
+"""What INT8 was calibrated on, said and kept: the progress line names the count, the source and why that many; each
+INT8 artifact's provenance (--json, artifact.json) records kind, count and digest; `kind: random` calibration data
+(drawn as is, never through input.preprocess) is a warning, a finding and an analyze note, since its INT8 scales fit
+no real input.
+Real onnxruntime quantizer, real recipe loading, real cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+from edgekit.convert import cache
+from edgekit.convert.calibration import calibration_inputs, data_digest
+from edgekit.convert.pipeline import RANDOM_FINDING, convert_recipe
+from edgekit.formats import Format
+from edgekit.recipe import load_recipe
+
+
+def _recipe(tmp_path: Path, calibration: dict[str, Any], **changes: Any) -> Path:
+    """A Gemm + Relu model whose real inputs span about -2.1..2.6, as ImageNet's mean/std make them."""
+    rng = np.random.default_rng(0)
+    weights = numpy_helper.from_array(rng.normal(size=(8, 16)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.normal(size=8).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["y"])],
+        "fc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        initializer=[weights, bias],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+        tmp_path / "m.onnx",
+    )
+    np.save(tmp_path / "real.npy", rng.uniform(-2.1, 2.6, size=(12, 16)).astype(np.float32))
+    raw: dict[str, Any] = {
+        "name": "fc",
+        "task": "generic",
+        "model": {"kind": "onnx", "path": "m.onnx"},
+        "input": {"name": "x", "shape": [1, 16]},
+        "outputs": ["y"],
+        "calibration": calibration,
+        "evaluation": {"data": {"kind": "npy", "path": "real.npy"}, "gates": {"int8": {"min_cosine": 0.0}}},
+        "formats": ["onnx-int8"],
+        **changes,
+    }
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _convert(path: Path, fmts: tuple[Format, ...] = (Format.ONNX_INT8,)) -> tuple[list[Any], list[str]]:
+    said: list[str] = []
+    arts = convert_recipe(load_recipe(path), fmts, keep_going=True, progress=said.append)
+    return arts, said
+
+
+def test_random_calibration_is_warned_recorded_and_a_finding(tmp_path: Path) -> None:
+    path = _recipe(tmp_path, {"data": {"kind": "random", "samples": 16}})
+    for run in ("converted", "cached"):
+        (art,), said = _convert(path)
+        assert art.files and art.cached is (run == "cached"), art.error
+        assert "calibration: 16 calibration inputs (random, uniform 0..1, seed 0; samples: 16)" in said, said
+        (warning,) = [m for m in said if m.startswith("calibration: warning: ")]
+        assert "calibration.data is random (uniform 0..1, not through input.preprocess" in warning
+        assert "do not match real inputs" in warning and "-2.1" in warning  # the real inputs' span, named
+        assert RANDOM_FINDING in art.provenance["findings"]
+        record = art.provenance["calibration"]
+        assert record["kind"] == "random" and record["count"] == 16
+        assert record["sha256"] == data_digest(calibration_inputs(load_recipe(path)))
+    stored = json.loads((cache.entry_dir(art.key) / cache.META).read_text())["provenance"]
+    assert stored["calibration"]["count"] == 16 and RANDOM_FINDING in stored["findings"]
+
+
+def test_real_calibration_source_count_and_why(tmp_path: Path) -> None:
+    path = _recipe(tmp_path, {"data": {"kind": "npy", "path": "real.npy"}})
+    (art,), said = _convert(path)
+    assert art.files, art.error
+    assert f"calibration: 12 calibration inputs (npy {tmp_path / 'real.npy'}; all the .npy holds)" in said, (
+        said
+    )
+    assert not [m for m in said if "warning" in m]
+    assert RANDOM_FINDING not in art.provenance["findings"]
+    assert art.provenance["calibration"] == {
+        "kind": "npy",
+        "source": f"npy {tmp_path / 'real.npy'}",
+        "count": 12,
+        "why": "all the .npy holds",
+        "sha256": data_digest(calibration_inputs(load_recipe(path))),
+    }
+    (fp32,), _ = _convert(path, (Format.ONNX_FP32,))
+    assert "calibration" not in fp32.provenance  # a float artifact was calibrated on nothing
+
+
+def test_analyze_says_the_calibration_data_is_random(tmp_path: Path) -> None:
+    from edgekit.analysis.analyze import analyze
+
+    path = _recipe(tmp_path, {"data": {"kind": "random", "samples": 16}})
+    result = analyze(load_recipe(path), Format.ONNX_INT8)
+    (note,) = [n for n in result.notes if "calibration.data is random" in n]
+    assert "calibrate on real samples" in note and "more random samples do not help" in note
