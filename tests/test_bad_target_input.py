@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -494,3 +495,26 @@ def test_a_private_key_others_can_read_is_refused_as_ssh_refuses_it(tmp_path: Pa
     key.chmod(0o600)
     err = named(run("targets", "check", str(board), cwd=tmp_path, timeout=60), code=1)
     assert "KeyFileError" not in err and "ConnectError" in err, err
+
+
+def test_the_ssh_keyscan_hint_runs_as_printed_with_a_space_in_the_known_hosts_path(tmp_path: Path) -> None:
+    """The unknown-key hint said `ssh-keyscan -p 22 HOST >> /my keys/kh`: run as printed, it appended to `/my`
+    and ran `keys/kh`. Its host and path are quoted now, as the changed-key hint's are."""
+    from edgekit.transport.ssh_key_hints import record_key_hint
+
+    known = tmp_path / "my keys" / "known hosts"
+    target = load_target(str(board_file(tmp_path)), [f"known_hosts={known}"])
+    hint = record_key_hint(target, "127.0.0.1", 22, "pi", None)
+    command = re.search(r"then: (.*?)  \(or trust", hint)
+    assert command and shlex.split(command.group(1)) == [
+        "ssh-keyscan",
+        "-p",
+        "22",
+        "127.0.0.1",
+        ">>",
+        str(known),
+    ]
+    fingerprint = re.search(
+        r"\(ssh-keygen -lf (.*?)\) with", record_key_hint(target, "h", 22, None, ("x", "y"))
+    )
+    assert fingerprint and shlex.split(fingerprint.group(1)) == [str(known)], fingerprint

@@ -112,7 +112,8 @@ def record_key_hint(
     known_hosts = known_hosts_of(target)
     if proxy is None:
         return (
-            f"check the {what}'s key, then: ssh-keyscan -p {port} {host} >> {known_hosts}"
+            f"check the {what}'s key, then: ssh-keyscan -p {port} {shlex.quote(host)} >> "
+            f"{shlex.quote(str(known_hosts))}"
             f"  (or trust the first key: {_accept_new(target)})"
         )
     how, command = proxy
@@ -136,6 +137,6 @@ def record_key_hint(
         f"{host}:{port} is reached through {how}, where ssh-keyscan cannot go; record its key the same way: "
         f"{record}  (or let edgekit record it, for one run: {_accept_new(target)}). Either way the key "
         "recorded is whatever answered at the far end of that way, trusted from then on: compare its "
-        f"fingerprint (ssh-keygen -lf {known_hosts}) with the host's own "
+        f"fingerprint (ssh-keygen -lf {shlex.quote(str(known_hosts))}) with the host's own "
         "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on it)"
     )
