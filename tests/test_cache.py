@@ -56,6 +56,20 @@ def test_key_follows_what_changes_the_artifact(tmp_path: Path) -> None:
     assert key(other, Format.TFLITE_FP32) == base32 and key(other, Format.TFLITE_INT8) == base8
 
 
+def test_int8_key_holds_only_the_options_its_converter_reads(tmp_path: Path) -> None:
+    """calibration.method re-converted tflite-int8 (TensorFlow does not read it) and int8.io onnx-int8, mnn-int8 and
+    ncnn-int8 (only TFLite has int8 input and output) into files of the same sha256."""
+    r = tiny_recipe(tmp_path)
+    absmax = tiny_recipe(
+        tmp_path, "abs.yaml", calibration={**r.model_dump(mode="json")["calibration"], "method": "absmax"}
+    )
+    io8 = tiny_recipe(tmp_path, "io8.yaml", int8={"io": "int8"}, formats=["tflite-int8"])
+    for fmt in (Format.TFLITE_INT8, Format.TFLITE_ONNX2TF_INT8):
+        assert key(absmax, fmt) == key(r, fmt) and key(io8, fmt) != key(r, fmt), fmt
+    for fmt in (Format.NCNN_INT8, Format.ONNX_INT8, Format.MNN_INT8):
+        assert key(absmax, fmt) != key(r, fmt) and key(io8, fmt) == key(r, fmt), fmt
+
+
 def test_key_follows_tool_versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = tiny_recipe(tmp_path)
     before = key(r, Format.TFLITE_FP32)

@@ -1,7 +1,7 @@
 """What INT8 was calibrated on, said and kept: the progress line names the count, the source and why that many; each
 INT8 artifact's provenance (--json, artifact.json) records kind, count and digest; `kind: random` calibration data
 (drawn as is, never through input.preprocess) is a warning, a finding and an analyze note, since its INT8 scales fit
-no real input.
+no real input. int8.io: int8 with an INT8 format that has no int8 input and output is refused, as with ncnn-int8.
 Real onnxruntime quantizer, real recipe loading, real cache."""
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from typing import Any
 
 import numpy as np
 import onnx
+import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekit.convert import cache
 from edgekit.convert.calibration import calibration_inputs, data_digest
 from edgekit.convert.pipeline import RANDOM_FINDING, convert_recipe
+from edgekit.errors import RecipeError
 from edgekit.formats import Format
 from edgekit.recipe import load_recipe
 
@@ -105,3 +107,14 @@ def test_analyze_says_the_calibration_data_is_random(tmp_path: Path) -> None:
     result = analyze(load_recipe(path), Format.ONNX_INT8)
     (note,) = [n for n in result.notes if "calibration.data is random" in n]
     assert "calibrate on real samples" in note and "more random samples do not help" in note
+
+
+@pytest.mark.parametrize("fmt", [Format.ONNX_INT8, Format.MNN_INT8])
+def test_int8_io_is_refused_for_a_format_without_int8_io(tmp_path: Path, fmt: Format) -> None:
+    """ncnn-int8 with int8.io: int8 is refused; onnx-int8 and mnn-int8 were converted to float input and output
+    without a word."""
+    path = _recipe(
+        tmp_path, {"data": {"kind": "npy", "path": "real.npy"}}, int8={"io": "int8"}, formats=[fmt.value]
+    )
+    with pytest.raises(RecipeError, match=f"int8.io: int8 is implemented for tflite-int8 only: {fmt.value}"):
+        convert_recipe(load_recipe(path), keep_going=True)

@@ -1,8 +1,9 @@
 """Content-addressed artifact cache: converting an unchanged recipe again does no conversion work.
 
 An artifact's key is the sha256 of: the ONNX model's bytes (its sha256), the format, the settings that change
-that format's files (input name/shape/layout; for INT8 the calibration data's digest, the calibration method
-and the int8 options; whatever the converter adds in `settings()`), and the converter's tool versions.
+that format's files (input name/shape/layout; for INT8 the calibration data's digest and the int8 options, the
+calibration method and int8.io only for the formats that read them; whatever the converter adds in `settings()`),
+and the converter's tool versions.
 Each key is a folder cache_dir()/KEY/ holding the artifact's files and artifact.json (how it was made: time,
 peak memory, tool run). Fidelity results are cached beside it as fidelity-DIGEST.json, DIGEST covering the
 evaluation data and labels, the fidelity procedure, the recipe's `outputs:` and the versions of the host runtimes
@@ -39,6 +40,10 @@ from edgekit.recipe import Recipe
 
 CACHE_VERSION = 1
 META = "artifact.json"
+# the INT8 formats whose converter reads calibration.method (ncnn's thresholds, onnxruntime's Entropy or MinMax,
+# MNN's KL or EMA) and int8.io (TensorFlow's int8 input and output tensors): only their keys hold it
+METHOD_FORMATS = frozenset({Format.NCNN_INT8, Format.ONNX_INT8, Format.MNN_INT8})
+IO_FORMATS = frozenset({Format.TFLITE_INT8, Format.TFLITE_ONNX2TF_INT8})
 log = logging.getLogger(__name__)
 
 
@@ -70,12 +75,23 @@ def artifact_key(
             raise ValueError("an INT8 artifact's key needs the calibration data digest")
         spec["int8"] = {
             "calibration": calibration_digest,
-            "method": recipe.calibration.method.value if recipe.calibration else None,
             **recipe.int8.model_dump(
                 mode="json",
-                exclude={"ncnn_float_layers", "tflite_float_ops", "tflite_float_tail", "onnx_float_nodes"},
+                exclude={
+                    "io",
+                    "ncnn_float_layers",
+                    "tflite_float_ops",
+                    "tflite_float_tail",
+                    "onnx_float_nodes",
+                },
             ),
         }
+        # the calibration method and int8.io only where the converter reads them: a change elsewhere
+        # converted again into the same files
+        if fmt in METHOD_FORMATS:
+            spec["int8"]["method"] = recipe.calibration.method.value if recipe.calibration else None
+        if fmt in IO_FORMATS:
+            spec["int8"]["io"] = recipe.int8.io.value
         # each format's float list, absent when unset: keys made before hold
         if fmt is Format.NCNN_INT8 and recipe.int8.ncnn_float_layers:
             spec["int8"]["ncnn_float_layers"] = sorted(set(recipe.int8.ncnn_float_layers))

@@ -41,7 +41,7 @@ from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.convert.peak_rss import PeakRss
 from edgekit.errors import CacheWriteError, ConversionError, EdgekitError, FidelityError, RecipeError
 from edgekit.formats import Format, Precision
-from edgekit.recipe import KerasSource, Recipe
+from edgekit.recipe import IOType, KerasSource, Recipe
 from edgekit.recipe.schema import keras_only_route
 from edgekit.results import GATE_MISSED, VANISHED
 from edgekit.runtimes import spec_for
@@ -99,6 +99,7 @@ def _convert_recipe(
 ) -> list[Artifact]:
     say = progress or (lambda message: None)
     fmts = list(dict.fromkeys(formats or recipe.formats))
+    _refuse_int8_io(fmts, recipe)
     converters = _converters(fmts, recipe)
     say("model: preparing ONNX")
     onnx = prepare_onnx(recipe)
@@ -253,6 +254,22 @@ def _drop_if_empty(folder: Path) -> None:
 
 
 # --- conversion ---------------------------------------------------------------------------------------------
+def _refuse_int8_io(fmts: Sequence[Format], recipe: Recipe) -> None:
+    """int8.io: int8 with an INT8 format whose converter has no int8 input and output (every one but TFLite's):
+    refused as the recipe refuses it with ncnn-int8, never an artifact that takes float32 in silence."""
+    if recipe.int8.io is not IOType.INT8:
+        return
+    floats = [f.value for f in fmts if f.precision is Precision.INT8 and f not in cache.IO_FORMATS]
+    if floats:
+        raise RecipeError(
+            f"int8.io: int8 is implemented for tflite-int8 only: {', '.join(floats)} "
+            f"{'takes and gives' if len(floats) == 1 else 'take and give'} float32 (the quantization is inside "
+            "the model)",
+            where=str(recipe.path),
+            hint=f"set int8.io: float, or convert {', '.join(floats)} from a recipe without it",
+        )
+
+
 def _converters(fmts: Sequence[Format], recipe: Recipe) -> dict[Format, type[Converter]]:
     """Each format's converter: the registry's, except TFLite of a Keras source (TensorFlow's own converter)."""
     problems: dict[str, str] = {}
