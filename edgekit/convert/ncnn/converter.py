@@ -259,7 +259,8 @@ def check_layers(graph: NcnnGraph, model_path: Path) -> None:
         raise ConversionError(
             f"pnnx left operators that ncnn has no layer for: {', '.join(unknown)}",
             where=str(model_path),
-            hint="rewrite those operations in the model (or use a TFLite format)",
+            hint="rewrite those operations in the model with ones ncnn has, or leave the ncnn formats out of the "
+            "recipe's formats (the other formats' conversions say whether their converters take them)",
         )
 
 
