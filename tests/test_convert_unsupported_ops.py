@@ -1,13 +1,15 @@
 """A model holding an operator some converters lack (ONNX DFT): each failed conversion names the operator and
-suggests nothing that failed in the same run. Real pnnx, real TensorFlow; the model is built
+suggests nothing that failed in the same run. Real MNN converter, real pnnx, real TensorFlow; the model is built
 here."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
@@ -54,6 +56,17 @@ def _dft_recipe(tmp_path: Path) -> Path:
         )
     )
     return path
+
+
+@pytest.mark.skipif(importlib.util.find_spec("MNN") is None, reason="needs the MNN package")
+def test_mnn_names_the_operator_it_does_not_support(tmp_path: Path) -> None:
+    """Its error said only its last line, `Converted Failed!`; the cause is a line above it."""
+    (art,) = convert_recipe(load_recipe(_dft_recipe(tmp_path)), (Format.MNN_FP32,), keep_going=True)
+    assert art.status == "failed" and art.error is not None
+    message, hint = art.error.split("\n  hint: ", 1)
+    assert "MNN's converter wrote no model; it says: These Op Not Support: ONNX::DFT" in message, message
+    assert "(its last line: Converted Failed!)" in message
+    assert "rewrite those operations in the model" in hint
 
 
 def test_ncnn_hint_suggests_no_format_that_failed_too(tmp_path: Path) -> None:

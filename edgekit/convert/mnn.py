@@ -103,7 +103,8 @@ def _convert(onnx_path: Path, out: Path, *, fp16: bool, work: Path, logs: Path) 
         raise ConversionError(
             f"MNN's converter wrote no model; {_last_line(log)}",
             where=str(onnx_path),
-            hint=f"whole log: {_keep_log(log, logs, 'convert')}",
+            hint=f"whole log: {_keep_log(log, logs, 'convert')}"
+            + (f"; {UNSUPPORTED_HINT}" if _unsupported(log) else ""),
         )
     return peak_mb_from_log(log)
 
@@ -206,14 +207,34 @@ def _keep_log(log: str, logs: Path, what: str) -> Path:
     return path
 
 
-_STAMP = re.compile(r"^\[\d\d:\d\d:\d\d\] @ \d+: ")  # MNN's `[14:35:15] @ 1107: ` before each line
+# MNN's `[14:35:15] @ 1107: ` or `[14:35:15] :220: ` before each line
+_STAMP = re.compile(r"^\[\d\d:\d\d:\d\d\] (?:@ |:)?\d+: ")
+# how MNN names what it cannot convert: `These Op Not Support: ONNX::DFT`, `Don't support ...`
+_UNSUPPORTED = re.compile(r"not support|unsupported|don't support", re.IGNORECASE)
+UNSUPPORTED_HINT = (
+    "rewrite those operations in the model, or leave the mnn formats out of the recipe's formats"
+)
+
+
+def _lines(log: str) -> list[str]:
+    """The tool's lines without MNN's time stamps and edgekit's peak-memory tag."""
+    text = plain_output(log).replace("\r", "\n")
+    return [_STAMP.sub("", ln.strip()) for ln in text.splitlines() if ln.strip() and PEAK_TAG not in ln]
+
+
+def _unsupported(log: str) -> str | None:
+    """MNN's line naming the operators it has no support for (its last such line), or None."""
+    said = [ln for ln in _lines(log) if _UNSUPPORTED.search(ln)]
+    return said[-1][:200] if said else None
 
 
 def _last_line(log: str) -> str:
-    """The tool's last line (where it got to), without MNN's time stamp, or that it said nothing."""
-    keep = [
-        ln.strip()
-        for ln in plain_output(log).replace("\r", "\n").splitlines()
-        if ln.strip() and PEAK_TAG not in ln
-    ]
-    return f"its last line: {_STAMP.sub('', keep[-1])[:200]}" if keep else "it printed nothing"
+    """Why the tool stopped: its line naming the operators it does not support (buried above its last line,
+    `Converted Failed!`), else its last line (where it got to), or that it said nothing."""
+    keep = _lines(log)
+    if not keep:
+        return "it printed nothing"
+    cause = _unsupported(log)
+    if cause and cause != keep[-1]:
+        return f"it says: {cause} (its last line: {keep[-1][:200]})"
+    return f"its last line: {keep[-1][:200]}"
