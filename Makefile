@@ -74,9 +74,13 @@ test: setup check
 # emu-assets: the NCNN INT8 speed plan counts each layer on the emulated Cortex-A72 and A76 (without them,
 # ncnn-int8 is written all-int8: mobilenetv2 0.975x of fp32's instructions on the A72 against 0.955x with the
 # plan, and int8 depthwise layers that lose on a core: README, INT8 that is faster)
+# Every recipe is converted even when one fails (a Ctrl-C stops them all); the failed ones are named at the end.
 quantize: $(STAMPS)/python emu-assets
-	@for r in $(if $(RECIPE),"$(RECIPE)",recipes/*.yaml); do \
-	  echo "==> $$r"; $(EDGEKIT) convert "$$r" --int8-only || exit $$?; done
+	@failed=""; rc=0; for r in $(if $(RECIPE),"$(RECIPE)",recipes/*.yaml); do \
+	  echo "==> $$r"; $(EDGEKIT) convert "$$r" --int8-only; s=$$?; \
+	  if [ $$s = 130 ]; then exit 130; fi; \
+	  if [ $$s != 0 ]; then failed="$$failed $$r"; [ $$rc = 2 ] || rc=$$s; fi; done; \
+	  if [ -n "$$failed" ]; then echo "quantize: failed:$$failed (their errors above)"; fi; exit $$rc
 
 # Lint and types; fails on any finding. Rules and mypy settings live in pyproject.toml.
 check: $(STAMPS)/python
