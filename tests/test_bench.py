@@ -576,6 +576,25 @@ def test_bench_input_samples_an_ncnn_model_cannot_take_are_refused_as_shape_is(
     )
 
 
+@pytest.mark.integration
+def test_bench_a_1d_or_2d_shape_of_an_ncnn_model_is_refused_before_anything_runs(
+    model_files: dict[str, Path],
+) -> None:
+    """`bench tiny.param --target pi4-emu --shape 1,32` timed the model and printed `pi4 ESTIMATE ... ~0.106 ms`,
+    exit 0 (and `--target local --shape 32` failed in ncnn's extract, exit 1): ncnn reads a 2-D shape as H,W, one
+    channel, which the model's first convolution (3 channels) cannot take. Refused now as --shape 1,5,32,32 is."""
+    for model in ("param", "bare"):
+        for shape in ("1,32", "32"):
+            done = bench(str(model_files[model]), "--target", "host", "--shape", shape)
+            text = " ".join(done.stderr.split())
+            assert done.returncode == 2, (model, shape, done.stdout + done.stderr)
+            assert "has 1 channel" in text and "takes 3" in text, (model, shape, text)
+            assert ("1,3,32,32" if model == "param" else "1,3,H,W (H,W: the model's input size)") in text, (
+                text
+            )
+            assert "agent measuring" not in done.stdout, (model, shape, done.stdout)
+
+
 @pytest.fixture(scope="module")
 def emulated_bench_at_64(
     _pi4_emu_session: None, model_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory

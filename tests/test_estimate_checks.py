@@ -69,6 +69,32 @@ def test_padding_that_adds_channels_and_the_declared_input_are_taken_into_accoun
         check_input_shape(reshaped, [1, 5, 8, 8])
 
 
+def test_a_1d_or_2d_shape_is_one_channel_and_another_rank_than_the_sidecar_states_is_refused(
+    tmp_path: Path,
+) -> None:
+    """`bench --shape 1,32` (or 32) of a 3-channel model ran and printed a board ESTIMATE (pi4-emu, exit 0) or
+    failed in ncnn's extract (local, -100): a 1-D or 2-D shape skipped the check, though ncnn makes a one-channel
+    Mat of it. It is one channel now; and a shape of another rank than model.io.json states is refused where the
+    channels do not tell (a one-channel model), unless it holds as many numbers (the agent reshapes it)."""
+    rgb = tmp_path / "rgb.param"
+    rgb.write_text("7767517\n2 2\nInput in0 0 1 in0\nConvolution conv 1 1 in0 out0 0=2 1=3 11=3 6=54\n")
+    for shape in ([1, 32], [32], [32, 32]):
+        with pytest.raises(
+            InputDataError, match=r"has 1 channel \(ncnn reads a [12]-D input as (W|H,W): 1 channel\)"
+        ):
+            check_input_shape(rgb, shape)
+    check_input_shape(rgb, [1, 3, 32, 32])
+    gray = tmp_path / "gray.param"
+    gray.write_text("7767517\n2 2\nInput in0 0 1 in0\nConvolution conv 1 1 in0 out0 0=2 1=3 11=3 6=18\n")
+    (tmp_path / "gray.io.json").write_text(json.dumps({"input_shapes": [[1, 1, 8, 8]]}))
+    with pytest.raises(
+        InputDataError, match=r"input shape \[16, 16\] is 2-D to ncnn .* states 1,1,8,8 \(3-D\)"
+    ):
+        check_input_shape(gray, [16, 16])
+    for runs in ([64], [1, 1, 16, 16], [1, 16, 16]):  # as many numbers (reshaped), or the stated rank
+        check_input_shape(gray, runs)
+
+
 def test_a_bare_params_errors_name_the_users_file_its_sidecar_and_its_declared_shape(tmp_path: Path) -> None:
     """Errors named /root/.local/share/edgekit/zero-weights/<hash>/blazeface.param, "its model.io.json sidecar"
     and hinted 1,3,224,224; a wrong channel count exited 0 (roofline) or crashed the guest (estimate)."""

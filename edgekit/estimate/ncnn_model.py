@@ -4,6 +4,8 @@ and loading the model on this host are the ncnn runtime's (edgekit/runtimes/ncnn
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import NoReturn
 
@@ -85,7 +87,9 @@ def check_input_shape(path: Path, input_shape: list[int]) -> None:
     (it reads past or short of the weights it expects) and counts a model that does not exist, or crashes the
     guest. The channels are those the convolutions fed by the input take, the input followed through the layers
     that keep its channel count (Split, Padding, activations, BatchNorm...); when no convolution is reached so,
-    the Input layer's declared channels (2=), if it declares them."""
+    the Input layer's declared channels (2=), if it declares them. A 1-D (W) or 2-D (H,W) shape is one channel,
+    as ncnn makes a Mat of it; one of another rank than the model.io.json beside PATH states is refused (the
+    agent reshapes a sample of as many numbers as the stated shape to it: that one runs as stated)."""
     dims = list(input_shape)
     while len(dims) > 3 and dims[0] == 1:  # how the agent hands the sample to ncnn (no batch axis)
         dims = dims[1:]
@@ -95,9 +99,44 @@ def check_input_shape(path: Path, input_shape: list[int]) -> None:
             where=str(path),
             hint="pass the model's own shape, e.g. --input-shape 1,3,224,224",
         )
-    if len(input_shape) not in (3, 4):
-        return
-    given = input_shape[-3]  # NCHW or CHW
+    stated = _stated_shape(path)
+    other_rank = stated is not None and _ncnn_rank(input_shape) != _ncnn_rank(stated)
+    if other_rank and stated is not None and math.prod(stated) == math.prod(input_shape):
+        return  # as many numbers as the stated shape: the agent reshapes the sample to it (3072 runs as 1,3,32,32)
+    # ncnn.Mat of a numpy array: (w,) and (h, w) are one channel, (c, h, w) c; a 4-D shape is N,C,H,W or C,D,H,W
+    given = input_shape[-3] if len(input_shape) >= 3 else 1
+    if len(input_shape) <= 4:
+        _check_channels(path, input_shape, given)
+    if other_rank and stated is not None:
+        shown = ",".join(map(str, stated))
+        raise InputDataError(
+            f"input shape {list(input_shape)} is {_ncnn_rank(input_shape)}-D to ncnn (batch dropped); this model "
+            f"states {shown} ({_ncnn_rank(stated)}-D) in {path.with_suffix('.io.json').name}, the shape it was "
+            "converted and checked at",
+            where=str(path),
+            hint=f"pass --input-shape {shown}, or another size of the same rank",
+        )
+
+
+def _stated_shape(path: Path) -> list[int] | None:
+    """The input shape the model.io.json beside an ncnn .param states (edgekit's conversions write one), else None."""
+    try:
+        shapes = json.loads(path.with_suffix(".io.json").read_text()).get("input_shapes") or []
+        return [int(d) for d in shapes[0]] if shapes else None
+    except (ValueError, OSError, TypeError, AttributeError, IndexError):
+        return None
+
+
+def _ncnn_rank(shape: list[int]) -> int:
+    """The dimensions of the Mat ncnn gets for SHAPE: its leading 1s (the batch) dropped down to 3."""
+    dims = list(shape)
+    while len(dims) > 3 and dims[0] == 1:
+        dims = dims[1:]
+    return len(dims)
+
+
+def _check_channels(path: Path, input_shape: list[int], given: int) -> None:
+    """GIVEN channels against those the convolutions the input reaches take, else the Input's declared 2=."""
     layers = parse_param(path)
     inputs = [t for kind, _, tops, _ in layers if kind == "Input" for t in tops]
     if len(inputs) != 1:
@@ -119,6 +158,7 @@ def check_input_shape(path: Path, input_shape: list[int]) -> None:
                         given,
                         f"the model's first convolution ({kind} {tops[0] if tops else ''})",
                         takes - fed[0] + given,
+                        layers,
                     )
             elif kind in _KEEPS_CHANNELS:
                 added = int(p.get("7", 0)) + int(p.get("8", 0)) if kind == "Padding" else 0
@@ -127,14 +167,32 @@ def check_input_shape(path: Path, input_shape: list[int]) -> None:
             return
     declared = _declared_channels(layers)
     if not reached and declared and declared != given:
-        _refuse(path, input_shape, given, f"the model's Input ({inputs[0]}: 2={declared})", declared)
+        _refuse(path, input_shape, given, f"the model's Input ({inputs[0]}: 2={declared})", declared, layers)
 
 
-def _refuse(path: Path, input_shape: list[int], given: int, layer: str, takes: int) -> NoReturn:
+def _refuse(path: Path, input_shape: list[int], given: int, layer: str, takes: int, layers: list) -> NoReturn:
+    flat = len(input_shape) < 3  # (w,) or (h, w): one channel to ncnn, whatever the user meant
+    if flat:
+        declared: dict[str, str] = next((p for kind, _, _, p in layers if kind == "Input"), {})
+        stated = _stated_shape(path)
+        hw = (
+            [str(d) for d in stated[-2:]]
+            if stated and len(stated) >= 3
+            else [declared[k] for k in ("1", "0")]
+            if all(declared.get(k, "0").isdigit() and int(declared.get(k, "0")) > 0 for k in ("1", "0"))
+            else ["H", "W"]
+        )
+    else:
+        hw = [str(d) for d in input_shape[-2:]]
+    why = (
+        f" (ncnn reads a {len(input_shape)}-D input as {'W' if len(input_shape) == 1 else 'H,W'}: 1 channel)"
+    )
     raise InputDataError(
-        f"input shape {input_shape} has {given} channel{'s' if given != 1 else ''}; {layer} takes {takes}",
+        f"input shape {input_shape} has {given} channel{'s' if given != 1 else ''}{why if flat else ''}; {layer} "
+        f"takes {takes}",
         where=str(path),
-        hint=f"pass the model's own shape, e.g. --input-shape 1,{takes},{','.join(map(str, input_shape[-2:]))}",
+        hint=f"pass the model's own shape, e.g. --input-shape 1,{takes},{','.join(hw)}"
+        + (" (H,W: the model's input size)" if hw == ["H", "W"] else ""),
     )
 
 
