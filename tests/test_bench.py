@@ -477,6 +477,24 @@ def test_profile_on_the_host_times_each_ncnn_layer(model_files: dict[str, Path])
 
 
 @pytest.mark.integration
+def test_profile_wall_times_say_more_threads_than_usable_cores(model_files: dict[str, Path]) -> None:
+    """`profile --target local --threads 8` on a 2-core machine printed its wall times without a word, though
+    bench says "! local: 8 threads on 2 usable cores ..." (and "other processes used up to 68% ...") of the same
+    times: profile prints bench's timing caveats under its table, and --json holds them."""
+    usable = len(os.sched_getaffinity(0))
+    args = (str(model_files["param"]), "--target", "host", "--threads", str(usable + 1), "--passes", "2")
+    done = edgekit("profile", *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = f"! host: {usable + 1} threads on {usable} usable core"
+    assert said in done.stdout and done.stdout.index(said) > done.stdout.index("layers sum to"), done.stdout
+    done = edgekit("profile", *args, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert any(
+        f"{usable + 1} threads on {usable} usable" in c for c in json.loads(done.stdout)["timing_caveats"]
+    )
+
+
+@pytest.mark.integration
 def test_profile_on_the_host_times_a_detector_that_finds_nothing() -> None:
     """ncnn's mobilenet_ssd with zero weights detects nothing: re-extracting its empty DetectionOutput blob made
     ncnn run the layer again and fail (-100), and the whole per-layer timing failed. Now every layer is timed."""

@@ -222,6 +222,7 @@ def _wall_profile(
     from edgekit.cli.bench_inputs import bench_inputs, sidecar_format
     from edgekit.deploy import AgentArtifact, Settings, host_target
     from edgekit.deploy.plan import check_before_work
+    from edgekit.report.lines import timing_caveats
     from edgekit.runtimes import spec_for
     from edgekit.target import load_target
     from edgekit.terminal import Console
@@ -267,6 +268,7 @@ def _wall_profile(
                     "label": wall_label(m.runtime),
                     "input_shape": timed,
                     **m.model_dump(mode="json"),
+                    "timing_caveats": timing_caveats(run),
                 },
                 indent=1,
             )
@@ -274,6 +276,10 @@ def _wall_profile(
         return
     for line in wall_table(m, tgt.name, artifact.name, top, timed):
         typer.echo(line)
+    for line in timing_caveats(
+        run
+    ):  # wall times: a busy machine, more threads than cores (as bench says them)
+        typer.echo(f"! {line}")
 
 
 def _states_shape(artifact: Path, dims: list[int] | None) -> bool:
