@@ -100,6 +100,37 @@ def test_an_unreachable_coordinator_is_a_named_error() -> None:
         LabClient("127.0.0.1:1").places()
 
 
+def test_a_place_name_or_tag_starting_with_a_dash_is_never_an_option_of_the_helper() -> None:
+    """`targets check "lab:name=-h"` reached labgrid's helper as its option -h: its usage text, exit 1. A place's
+    name is checked as a target's name now (TargetError, exit 2), and the helper gets OPTION=VALUE words: a tag
+    value `-h` is the tag's, and the coordinator is asked."""
+    from edgekit.lab.errors import LabError
+    from edgekit.target.lab_spec import LabSpec
+
+    env = {**os.environ, "LG_COORDINATOR": "127.0.0.1:1"}
+    for spec in ("lab:name=-h", "lab:name=--version"):
+        out = subprocess.run(
+            [sys.executable, "-m", "edgekit", "targets", "check", spec],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert out.returncode == 2, (spec, out.stdout, out.stderr)
+        assert (
+            "TargetError" in out.stderr
+            and "lab.place: " in out.stderr
+            and "is not a place name" in out.stderr
+        )
+        assert "usage:" not in out.stderr, out.stderr
+    avoiding = LabSpec(tags={"board": "-h"}, wait_s=0)
+    avoiding._avoid = frozenset({"-h"})  # another target's place
+    unchecked = LabSpec.model_construct(place="-h", tags={}, wait_s=0, coordinator=None)  # past the schema
+    for spec in (avoiding, unchecked):
+        with pytest.raises(LabError, match="cannot reach the labgrid coordinator"):
+            LabClient("127.0.0.1:1").hold(spec).close()
+
+
 def test_a_malformed_coordinator_address_is_bad_input(tmp_path: Path) -> None:
     """`--coordinator 127.0.0.1:notaport` went to labgrid and came back as "cannot reach the coordinator",
     exit 1: a typo read as a lab that is down. The option, $LG_COORDINATOR and a target's lab.coordinator

@@ -99,13 +99,13 @@ class LabClient:
 
     def release_from(self, place: str, holder: str) -> None:
         """Release `place` only while `holder` still holds it (a stale hold; never someone's new one)."""
-        last = self._run("release-from", "--place", place, "--holder", holder)
+        last = self._run("release-from", f"--place={place}", f"--holder={holder}")
         if last.get("error"):
             raise LabError(f"cannot release {place}: {last['error']}", where=self.coordinator)
 
     def kick(self, place: str) -> str | None:
         """Release `place` whoever holds it; returns whom it was taken from."""
-        last = self._run("kick", "--place", place)
+        last = self._run("kick", f"--place={place}")
         if last.get("error"):
             raise LabError(f"cannot release {place}: {last['error']}", where=self.coordinator)
         return last.get("holder")
@@ -114,7 +114,7 @@ class LabClient:
         """Create each (place, matches, tags) if new, add its matches (exporter/group/cls), set its tags: what an
         admin does with labgrid-client create / add-match / set-tags, in one session."""
         self._run(
-            "define", "--places", json.dumps([{"place": p, "matches": m, "tags": t} for p, m, t in places])
+            "define", "--places=" + json.dumps([{"place": p, "matches": m, "tags": t} for p, m, t in places])
         )
 
     def hold(
@@ -128,10 +128,11 @@ class LabClient:
         """Wait (up to spec.wait_s) for free matching places, acquire `count` of them (0: every free one, at
         least one) and return the Lease that holds them. `started` gets the Lease before the wait (another thread
         may close it to end the wait)."""
-        args = ["hold", "--count", str(count), "--wait", str(spec.wait_s)]
-        args += [a for k, v in spec.tags.items() for a in ("--tag", f"{k}={v}")]
-        args += ["--place", spec.place] if spec.place else []
-        args += [a for name in sorted(spec._avoid) for a in ("--avoid", name)]
+        # OPTION=VALUE, one word each: a value starting with '-' (a place `-h`) is never read as an option
+        args = ["hold", f"--count={count}", f"--wait={spec.wait_s}"]
+        args += [f"--tag={k}={v}" for k, v in spec.tags.items()]
+        args += [f"--place={spec.place}"] if spec.place else []
+        args += [f"--avoid={name}" for name in sorted(spec._avoid)]
         env = {**os.environ, "LG_USERNAME": holder_name()}
         proc = subprocess.Popen(
             self._argv(*args),

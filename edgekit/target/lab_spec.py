@@ -8,6 +8,7 @@ import os
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic_core import PydanticCustomError
 
 # The `lab:` block (docs/lab.md): what a lab target asks the labgrid coordinator for. Also read from
 # `lab:TAG=VALUE[:TAG=VALUE]`, which takes every other field from the target file named `lab`, if any.
@@ -52,6 +53,25 @@ class LabSpec(BaseModel):
     @classmethod
     def _coordinator(cls, value: str | None) -> str | None:
         return None if value is None else coordinator_address(value)
+
+    @field_validator("place")
+    @classmethod
+    def _place(cls, value: str | None) -> str | None:
+        """A place's name is a target's name (acquire.py check_place reads the coordinator's with that rule):
+        `lab:name=-h` reached labgrid's helper as an option ("usage: ...", exit 1)."""
+        from edgekit.target.schema import TARGET_NAME
+
+        if value is not None and not re.fullmatch(TARGET_NAME, value):
+            raise PydanticCustomError(
+                "place_name",
+                "{message}",
+                {
+                    "message": f"{value!r} is not a place name: letters, digits, '.', '_', '-' (not first), up "
+                    "to 128 characters",
+                    "hint": "a place's name as `labgrid-client places` lists it, e.g. lab:name=pi4-03",
+                },
+            )
+        return value
 
     def address(self) -> str:
         if self.coordinator:
