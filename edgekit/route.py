@@ -15,6 +15,7 @@ builds the candidates from a DeployResult, at each target's fastest thread count
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -146,13 +147,8 @@ class Route:
             and self.slowest_artifact != self.fp32_artifact
         ):
             parts.append(f"vs slowest {self.slowest_artifact}:{unranked}")
-        if (
-            self.cosine is not None
-        ):  # never '1.0000' for a cosine below 1: as many places as it takes, up to 8
-            places = next(
-                (d for d in range(4, 9) if self.cosine >= 1 or f"{self.cosine:.{d}f}" != f"{1:.{d}f}"), None
-            )  # None: 1 - 1e-15 from float rounding printed 'cosine 0.999999999999' (12 places)
-            parts.append(f"cosine {self.cosine:.{places}f}" if places else "cosine > 0.99999999")
+        if self.cosine is not None:
+            parts.append(f"cosine {cosine_text(self.cosine)}")
         parts += [
             f"top-1 differs from the original's on {_share(v)} of inputs"
             if k == DISAGREEMENT
@@ -213,6 +209,16 @@ def why_no_route(rejected: dict[str, str]) -> str:
         + (f", {unrun} did not run" if unrun else "")
         + ")"
     )
+
+
+def cosine_text(cosine: float, places: int = 4) -> str:
+    """A cosine with `places` decimals, or as many more as it takes (up to 8) to never print '1.0000' for a
+    cosine below 1 (an int8 model's 0.99999659 printed as 1.00000); '> 0.99999999' closer to 1 than that (1 - 1e-15
+    from float rounding). The one rule of every table and route line (edgekit.report imports it from here)."""
+    if not math.isfinite(cosine) or cosine >= 1:
+        return f"{cosine:.{places}f}"
+    found = next((d for d in range(places, max(places, 8) + 1) if f"{cosine:.{d}f}" != f"{1:.{d}f}"), None)
+    return f"{cosine:.{found}f}" if found is not None else f"> {1 - 10 ** -max(places, 8):.{max(places, 8)}f}"
 
 
 def _share(value: float) -> str:

@@ -65,3 +65,19 @@ def test_the_convert_table(tmp_path: Path) -> None:
     )
     text = _text(artifact_table("converted", [art]))
     assert "0.999997 / > 0.99999999" in text and "1.000000" not in text
+
+
+def test_one_rule_for_the_route_line_and_the_tables() -> None:
+    """The rule was written twice (figures.cosine_text and inline in route.py's summary): it lives in route.py
+    now (report imports route, never the reverse), the tables and the route line share it."""
+    from edgekit import route
+    from edgekit.report import figures
+
+    assert figures.cosine_text is route.cosine_text
+    for cosine in (COSINE, 0.999912, 1.0, 1 - 1e-15, 0.5, float("nan")):
+        line = route.Route("host", route.Basis.P50_MS, 1, "ncnn-int8", 1.0, cosine=cosine).summary()
+        assert f"cosine {route.cosine_text(cosine)}" in line, (cosine, line)
+    assert (
+        "cosine 0.999997"
+        in route.Route("host", route.Basis.P50_MS, 1, "ncnn-int8", 1.0, cosine=COSINE).summary()
+    )

@@ -14,6 +14,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+# the one cosine rule lives in route.py (a route line says a cosine too, and route is below report): shown from here
+from edgekit.route import cosine_text as cosine_text
+
 MB = 1_000_000
 
 
@@ -45,16 +48,6 @@ def apart(value: float, *others: float | None, digits: int = 4) -> str:
         if all(o is None or o == value or f"{o:.{precision}g}" != text for o in others):
             return text
     return repr(value)
-
-
-def cosine_text(cosine: float, places: int = 4) -> str:
-    """A cosine with `places` decimals, or as many more as it takes (up to 8) to never print '1.0000' for a
-    cosine below 1 (an int8 model's 0.99999659 printed as 1.00000); '> 0.99999999' closer to 1 than that (1 - 1e-15
-    from float rounding). The one rule of every table and route line."""
-    if not math.isfinite(cosine) or cosine >= 1:
-        return f"{cosine:.{places}f}"
-    found = next((d for d in range(places, max(places, 8) + 1) if f"{cosine:.{d}f}" != f"{1:.{d}f}"), None)
-    return f"{cosine:.{found}f}" if found is not None else f"> {1 - 10 ** -max(places, 8):.{max(places, 8)}f}"
 
 
 def same_precision(
