@@ -280,3 +280,44 @@ def test_convert_names_the_recipe_for_an_ncnn_float_layer_the_model_lacks(tmp_pa
     assert type(out.exception) is RecipeError and out.exception.exit_code == 2, repr(out.exception)
     said = str(out.exception)
     assert said.startswith(f"{path}: ") and "nosuch" in said and "cache/work" not in said, said
+
+
+@pytest.mark.parametrize("width", [80, 100, 130])
+def test_the_fix_table_wraps_the_gate_text_and_never_cuts_a_figure(width: int) -> None:
+    """`analyze --fix` on a non-TTY (130 columns) or narrower console cut every column to fit the gate's long
+    verdict: the size lost its "MB" ('0.…'), the margin its digits ('(-0.0…'). The figures keep their width now and
+    the gate's words (and the label's) wrap beneath."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from edgekit.cli.analyze_fix import fix_table
+
+    def step(cosine: float, label: str) -> Candidate:
+        ok = cosine >= 0.999999
+        gates = {
+            "passed": ok,
+            "checks": [{"gate": "min_cosine", "limit": 0.999999, "value": cosine, "passed": ok}],
+        }
+        return Candidate(["a"], [], 48_000, 0.016, {"cosine": cosine, "top1": 0.99444}, gates, label=label)
+
+    outcome = FixResult(
+        "onnx-int8",
+        step(0.9999999, "fp32"),
+        [step(0.9994, "none (plain INT8)"), step(0.99971, "3 worst")],
+        "",
+    )
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None).print(fix_table(outcome))
+    text = buffer.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= width and "…" not in text, text
+    rows = [line for line in text.splitlines() if "0.048 MB" in line]
+    assert len(rows) == 3 and all(
+        re.search(r"0\.048 MB +0\.016 +0\.999\d+ +top-1 99\.44 %", r) for r in rows
+    ), text
+    lines = text.splitlines()
+    at = next(line for line in lines if line.rstrip().endswith("gate")).rstrip().rindex("gate")
+    words = " ".join(" ".join(line[at:] for line in lines).split())  # the gate column's verdicts, whole
+    assert "missed min_cosine 0.9994 vs limit 0.999999 (-0.0006)" in words, text
+    assert "missed min_cosine 0.99971 vs limit 0.999999 (-0.00029)" in words, text

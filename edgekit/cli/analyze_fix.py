@@ -22,8 +22,12 @@ def fix_table(outcome: Any) -> Table:
         "(host latency: 1 thread, this machine, not a device)",
         box=box.SIMPLE_HEAD,
     )
-    for col in ("in float", "size", "host ms", "cosine", "accuracy (labels)", "gate"):
+    # a narrow or non-TTY console wraps the words (the label, the gate's verdict), never a figure: the size lost
+    # its "MB" and the gate's margin its exponent when every column was cut to fit
+    table.add_column("in float", justify="right", overflow="fold")
+    for col in ("size", "host ms", "cosine", "accuracy (labels)"):
         table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("gate", overflow="fold")
     fp32 = outcome.fp32
     rows = [fp32, *outcome.steps]
     # rounded down and apart from the gate's limit: 0.9999499 under min_cosine 0.99995 printed as 0.999950
