@@ -88,6 +88,8 @@ HOST_ONLY = frozenset(
         "test_route_claims.py",
         "test_same_model_stored.py",
         "test_secret_echo.py",
+        "test_store_unrecorded_folder.py",
+        "test_target_limits.py",
         "test_target_work_dir.py",
         "test_tflite_dynamic_shape.py",
         "test_tflite_layout.py",
