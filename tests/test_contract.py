@@ -169,3 +169,24 @@ def test_the_agent_names_its_outputs_file_as_the_host_accepts_it() -> None:
         name = agent.outputs_name(contract.OUTPUTS_DIR, art, threads)
         assert name == contract.outputs_file_name(contract.OUTPUTS_DIR, art, threads)
         assert name.count("/") == 1 and name.startswith("outputs/") and name.endswith(f".t{threads}.npz")
+
+
+def test_the_agent_saves_an_output_input_by_input_as_the_host_reads_it() -> None:
+    """An output whose shape differs between inputs (NonZero, a built-in NMS) is saved input by input: the agent's
+    copies of the key rule and of the checksum agree with the contract's, which the host reads and checks by."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("edgekit_agent_copy", AGENT_FILE)
+    assert spec is not None and spec.loader is not None
+    agent = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(agent)
+    assert agent.PER_INPUT_MARK == contract.PER_INPUT_MARK
+    for key, j in [("idx", 0), ("boxes_1", 12), ("out", None)]:
+        assert agent.per_input_key(key, j) == contract.per_input_key(key, j)
+    assert contract.per_input_key("idx") == "idx@*" and contract.per_input_key("idx", 3) == "idx@3"
+    arrays = [np.arange(6, dtype=np.float32).reshape(3, 2), np.zeros((0, 2), np.float32), np.ones((5, 2)).T]
+    assert agent.per_input_checksum(arrays) == contract.per_input_checksum(arrays)
+    moved = [arrays[0][:2], np.concatenate([arrays[0][2:], arrays[1]]), arrays[2]]  # same bytes, other inputs
+    assert contract.per_input_checksum(moved) != contract.per_input_checksum(arrays)

@@ -1255,7 +1255,10 @@ def layer_profile(runner: Any, passes: int) -> dict[str, Any]:
 def save_outputs(
     runner: Any, inputs: np.ndarray, outdir: str, art_id: str, threads: int, base: str
 ) -> dict[str, Any]:
-    """Run every evaluation input, stack each output over samples, write one .npz, checksum each output."""
+    """Run every evaluation input, stack each output over samples, write one .npz, checksum each output. An output
+    whose shape differs between inputs (NonZero, a detector's built-in NMS: 3 boxes on one image, 5 on the next)
+    cannot be stacked: it is saved input by input (per_input_key), named so in output_keys, and its checksum
+    covers every input's array and shape (per_input_checksum)."""
     stacks: list[list[np.ndarray]] = []
     names: list[str] = []
     for x in inputs:
@@ -1266,26 +1269,70 @@ def save_outputs(
         for i, (_, y) in enumerate(outs):
             if len(stacks) <= i:
                 stacks.append([])
-            stacks[i].append(y)
-    arrays = [np.ascontiguousarray(np.stack(s)) for s in stacks]
+            stacks[i].append(np.ascontiguousarray(y))
     keys = _unique_keys(names)
+    saved: dict[str, np.ndarray] = {}
+    record_keys: list[str] = []
+    checksums: dict[str, str] = {}
+    shapes: list[list[int]] = []
+    for name, key, arrays in zip(names, keys, stacks):
+        if len({a.shape for a in arrays}) == 1:
+            stacked = np.ascontiguousarray(np.stack(arrays))
+            saved[key] = stacked
+            record_keys.append(key)
+            checksums[name] = hashlib.sha256(stacked.tobytes()).hexdigest()
+            shapes.append(list(stacked.shape))
+            continue
+        for j, a in enumerate(arrays):
+            saved[per_input_key(key, j)] = a
+        record_keys.append(per_input_key(key))
+        checksums[name] = per_input_checksum(arrays)
+        shapes.append(_varying_shape(arrays))
     rel = outputs_name(outdir, art_id, threads)
     path = _resolve(base, rel)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path + ".tmp", "wb") as handle:
-            np.savez(handle, **dict(zip(keys, arrays)))
+            np.savez(handle, **saved)
         os.replace(path + ".tmp", path)
     except OSError as exc:
         raise CannotWrite(rel, exc) from None
-    checksums = {n: hashlib.sha256(a.tobytes()).hexdigest() for n, a in zip(names, arrays)}
     return {
         "outputs_file": rel,
         "output_names": names,
-        "output_keys": keys,
+        "output_keys": record_keys,
         "output_checksums": checksums,
-        "output_shapes": [list(a.shape) for a in arrays],
+        "output_shapes": shapes,
     }
+
+
+PER_INPUT_MARK = "@"  # edgekit/agent/contract.py's: never in a stacked output's key (_unique_keys)
+
+
+def per_input_key(key: str, j: Optional[int] = None) -> str:
+    """An output saved input by input: its .npz key for input `j`, or (no `j`) the name output_keys gives it
+    (edgekit/agent/contract.py's per_input_key; tests/test_contract.py checks they agree)."""
+    return "%s%s%s" % (key, PER_INPUT_MARK, "*" if j is None else j)
+
+
+def per_input_checksum(arrays: list[np.ndarray]) -> str:
+    """One sha256 over every input's array of an output saved input by input, each shape before its bytes
+    (edgekit/agent/contract.py's per_input_checksum)."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(("%s;" % [int(d) for d in a.shape]).encode())
+        digest.update(a.tobytes())  # C order, whatever the array's own
+    return digest.hexdigest()
+
+
+def _varying_shape(arrays: list[np.ndarray]) -> list[int]:
+    """(samples, *output shape) of an output saved input by input: -1 on each axis whose size differs by input
+    (only the samples when even the rank does)."""
+    ranks = {a.ndim for a in arrays}
+    if len(ranks) > 1:
+        return [len(arrays), -1]
+    sizes = zip(*(a.shape for a in arrays))
+    return [len(arrays)] + [int(s[0]) if len(set(s)) == 1 else -1 for s in sizes]
 
 
 def outputs_name(outdir: str, art_id: str, threads: int) -> str:

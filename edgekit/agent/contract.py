@@ -1,9 +1,10 @@
 """The agent contract, host side: the request edgekit sends, the protocol version, the failure codes.
 
 The on-device agent (agent.py) is one standalone file that cannot import edgekit, so it keeps its own copy of
-PROTOCOL_VERSION, ERROR_CODES, the exit statuses and the outputs file's name; tests/test_contract.py checks that the copies agree,
-that the agent reads exactly the request fields typed here, and that a result field the host does not know is
-found (edgekit.results keeps it, `unknown_fields` names it, the session warns). The result side lives in
+PROTOCOL_VERSION, ERROR_CODES, the exit statuses, the outputs file's name and how it saves an output input by
+input (per_input_key); tests/test_contract.py checks that the copies agree, that the agent reads exactly the
+request fields typed here, and that a result field the host does not know is found (edgekit.results keeps it,
+`unknown_fields` names it, the session warns). The result side lives in
 edgekit.results (AgentResult, Measurement): its memory figures are MiB, read right after the timed runs with the
 model loaded (not during the accuracy pass). Bump PROTOCOL_VERSION whenever the JSON shape of a request or a result
 changes incompatibly; additive fields (layer_times, deadline_s, overhead_ms_per_invoke, an artifact's layout and threads) do
@@ -12,10 +13,15 @@ not.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PROTOCOL_VERSION = 1
 # The timing vocabulary (TVM's): `repeat` samples of `number` invocations (or >= min_repeat_ms each) after
@@ -36,6 +42,30 @@ def outputs_file_name(outputs_dir: str, artifact: str, threads: int) -> str:
     would let a device write where it likes on this machine."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", artifact)
     return f"{outputs_dir}/{safe}.t{threads}.npz"
+
+
+# An output whose shape differs between the evaluation inputs (NonZero, a detector's built-in NMS: 3 boxes on one
+# image, 5 on the next) cannot be stacked over them: the agent saves it input by input in the same .npz, under
+# per_input_key(key, j) for input j (0, 1, ...), names it in the measurement's output_keys as per_input_key(key)
+# ("KEY@*"), records -1 in output_shapes on each axis whose size differs, and checksums it as one
+# per_input_checksum. A stacked output's key never holds the mark (keys are [A-Za-z0-9_.-]). The agent keeps copies
+# (agent.py's per_input_key, per_input_checksum); tests/test_contract.py checks they agree.
+PER_INPUT_MARK = "@"
+
+
+def per_input_key(key: str, j: int | None = None) -> str:
+    """An output saved input by input: its .npz key for input `j`, or (no `j`) the name output_keys gives it."""
+    return f"{key}{PER_INPUT_MARK}{'*' if j is None else j}"
+
+
+def per_input_checksum(arrays: list[np.ndarray]) -> str:
+    """One sha256 over every input's array of an output saved input by input, each array's shape before its bytes
+    (so no value can move from one input to another unseen)."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(f"{[int(d) for d in a.shape]};".encode())
+        digest.update(a.tobytes())  # C order, whatever the array's own
+    return digest.hexdigest()
 
 
 class ErrorCode(str, Enum):

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.agent.contract import per_input_checksum
 from edgekit.convert.calibration import Labels
 from edgekit.deploy.agent_result import lies_under
-from edgekit.fidelity.compare import compare, failed_comparison, load_outputs, per_input
+from edgekit.fidelity.compare import Saved, compare, failed_comparison, load_outputs, per_input
 from edgekit.recipe import Recipe
 from edgekit.results import Comparison, DeployResult, Measurement, TargetRun
 from edgekit.route import NOT_COMPARABLE
@@ -75,10 +76,10 @@ def compare_all(
         run.comparisons = comps
 
 
-def _outputs_of(run: TargetRun) -> dict[str, Outputs | str]:
+def _outputs_of(run: TargetRun) -> dict[str, Saved | str]:
     """Each artifact's outputs as the device saved them, or why its file cannot be used (one that does not load,
     whose keys are not the result's, or whose arrays are not what the device checksummed: a damaged download)."""
-    found: dict[str, Outputs | str] = {}
+    found: dict[str, Saved | str] = {}
     if run.agent is None or run.result_dir is None:
         return found
     folder = Path(run.result_dir)
@@ -95,8 +96,9 @@ def _outputs_of(run: TargetRun) -> dict[str, Outputs | str]:
     return found
 
 
-def _checked_outputs(path: Path, m: Measurement) -> Outputs | str:
-    """The .npz's outputs, checked against the sha256 the agent took of each array before saving it."""
+def _checked_outputs(path: Path, m: Measurement) -> Saved | str:
+    """The .npz's outputs, checked against the sha256 the agent took of each output before saving it (one over
+    every input's array for an output saved input by input), each covering the same number of inputs."""
     try:
         outputs = load_outputs(path, m)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
@@ -105,15 +107,30 @@ def _checked_outputs(path: Path, m: Measurement) -> Outputs | str:
     bad = [
         name
         for name, digest in m.output_checksums.items()
-        if name not in arrays
-        or hashlib.sha256(np.ascontiguousarray(arrays[name]).tobytes()).hexdigest() != digest
+        if name not in arrays or _digest(arrays[name]) != digest
     ]
     if bad:
         return (
             f"outputs file {m.outputs_file} does not hold what the device computed: {', '.join(bad[:5])} "
             "differ from the result's output_checksums (damaged in the download or on a disk)"
         )
+    counts = {
+        name: len(out) if isinstance(out, list) else (len(out) if out.ndim else 0) for name, out in outputs
+    }
+    if len(set(counts.values())) > 1 or 0 in counts.values():
+        said = ", ".join(f"{name!r} {n}" for name, n in list(counts.items())[:5])
+        return (
+            f"outputs file {m.outputs_file} does not hold every output for the same inputs (inputs per output: "
+            f"{said})"
+        )
     return outputs
+
+
+def _digest(out: np.ndarray | list[np.ndarray]) -> str:
+    """The agent's checksum of one output: sha256 of the stacked array, or per_input_checksum of its inputs'."""
+    if isinstance(out, list):
+        return per_input_checksum(out)
+    return hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest()
 
 
 def _safe(fn: Callable[[], Comparison], art: str, target: str, ref: str) -> Comparison:

@@ -1,7 +1,8 @@
 """Outputs compared across runtimes and machines: each artifact against the ONNX model, and ARM against host.
 
 The same evaluation inputs go to the host and to every device; the agent returns each artifact's outputs as an
-.npz (keys in output order, names in the Measurement). This module turns two such output sets into a
+.npz (keys in output order, names in the Measurement; an output whose shape differs between inputs saved input by
+input, edgekit.agent.contract.per_input_key). This module turns two such output sets into a
 `Comparison`: max / mean abs error, cosine, and the task's agreement (top-1 for a classifier, boxes matched after
 NMS for a detector) plus the task metric where the evaluation data has labels. The numbers are
 `edgekit.fidelity.check.compare`'s, so a device's fidelity means exactly what the converter's check means.
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekit.agent.contract import per_input_key
 from edgekit.convert.calibration import Labels
 from edgekit.fidelity import check as fidelity
 from edgekit.formats import Format
@@ -35,8 +37,13 @@ METRIC_KEYS = (
 )
 
 
-def load_outputs(npz: Path, measurement: Measurement) -> Outputs:
-    """An agent's .npz as (name, array) pairs in the runtime's output order. The file is opened here: np.load
+# Each output as the agent saved it: stacked over the inputs (one array, first axis = input), or one array per input
+# where its shape differs between them (edgekit.agent.contract.per_input_key: NonZero, a built-in NMS)
+Saved = list[tuple[str, np.ndarray | list[np.ndarray]]]
+
+
+def load_outputs(npz: Path, measurement: Measurement) -> Saved:
+    """An agent's .npz as (name, outputs) pairs in the runtime's output order. The file is opened here: np.load
     leaves its own handle open when the file is not a zip archive (a truncated download)."""
     with open(npz, "rb") as handle:
         data = np.load(handle, allow_pickle=False)
@@ -45,13 +52,30 @@ def load_outputs(npz: Path, measurement: Measurement) -> Outputs:
         with data:
             keys = measurement.output_keys or list(data.files)
             names = measurement.output_names or keys
-            return [(name, np.asarray(data[key])) for name, key in zip(names, keys)]
+            return [(name, _saved(data, key)) for name, key in zip(names, keys)]
 
 
-def per_input(outputs: Outputs) -> list[Outputs]:
-    """An agent's outputs (each output stacked over the inputs it ran) as one output set per input."""
-    count = len(outputs[0][1]) if outputs else 0
-    return [[(name, arr[j]) for name, arr in outputs] for j in range(count)]
+def _saved(data: Any, key: str) -> np.ndarray | list[np.ndarray]:
+    """One output: the array under `key`, or for an output saved input by input ("KEY@*") its arrays
+    KEY@0, KEY@1, ... in input order (as many as the file holds in a row; KeyError when none)."""
+    mark = per_input_key("")  # "@*": what output_keys ends an output saved input by input with
+    if not key.endswith(mark):
+        return np.asarray(data[key])
+    base = key[: -len(mark)]
+    files = set(data.files)
+    arrays: list[np.ndarray] = []
+    while (name := per_input_key(base, len(arrays))) in files:
+        arrays.append(np.asarray(data[name]))
+    if not arrays:
+        raise KeyError(f"{per_input_key(base, 0)} (the first input's {base!r}) is not in the file")
+    return arrays
+
+
+def per_input(outputs: Saved) -> list[Outputs]:
+    """An agent's outputs (each output stacked over the inputs it ran, or saved input by input) as one output set
+    per input, for as many inputs as every output covers."""
+    count = min((len(arr) for _, arr in outputs), default=0)
+    return [[(name, np.asarray(arr[j])) for name, arr in outputs] for j in range(count)]
 
 
 def compare(
