@@ -17,9 +17,10 @@ from pydantic import Field, StrictBool, StrictInt, field_validator, model_valida
 
 from edgekit.formats import Format, Precision
 from edgekit.recipe.sources import DataSource, KerasSource, ModelSource, RandomData, Real, _Strict
+from edgekit.target.schema import MAX_THREADS as MAX_THREADS  # the recipe's bound, where callers import it
+from edgekit.target.schema import thread_counts
 
 MAX_DATA_BYTES = 4 << 30  # a recipe's calibration or evaluation inputs, held in memory as float32
-MAX_THREADS = 256  # more than any board's cores: --threads 100000 had the runtime start that many and hang
 MAX_INPUT_ELEMENTS = 1 << 26  # one float32 input of 256 MB; a typo like [1, 3, 64000, 64000] is refused
 MAX_INPUT_DIMS = 6  # batch and up to 5 more (a video model's NCDHW); more is a typo
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a recipe's name becomes a folder name
@@ -254,11 +255,7 @@ class Benchmark(_Strict):
     @field_validator("threads")
     @classmethod
     def _threads(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or any(t <= 0 or t > MAX_THREADS for t in value):
-            raise ValueError(
-                f"threads must be a non-empty list of integers from 1 to {MAX_THREADS}, e.g. [1, 4]"
-            )
-        return tuple(dict.fromkeys(value))  # [1, 1, 4] measures 1 thread once
+        return thread_counts(value)  # a target's benchmark_cap checks its threads by the same rule
 
 
 class Recipe(_Strict):
