@@ -43,6 +43,18 @@ def test_real_board_and_host_keep_the_recipe_plan() -> None:
     assert own == base and not said
 
 
+def test_a_real_boards_own_cap_is_not_said_to_be_an_emulators() -> None:
+    """A cap in a real board's target file was said as '(emulated: tens of times slower than the board)'."""
+    recipe, base = _base(REPO / "recipes" / "yolov5-lite.yaml")
+    board = load_target(REPO / "targets" / "pi4.yaml", overrides={"benchmark_cap.repeat": "3"})
+    said: list[str] = []
+    own = capped_settings(recipe, DeployOptions(), base, board, said.append)
+    assert own.repeat == 3 and said, said
+    assert (
+        "benchmark capped for pi4 only (its benchmark_cap): repeat 3" in said[0] and "emulated" not in said[0]
+    )
+
+
 @pytest.mark.integration
 def test_mixed_deploy_caps_only_the_emulated_target(pi4_emu: Target, tmp_path: Path) -> None:
     """pi4-emu runs 1 thread, repeat 3, 4 inputs (its cap); the host in the same deploy runs the recipe's

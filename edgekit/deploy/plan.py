@@ -67,8 +67,11 @@ def capped_settings(
         changes["threads"] = tuple(t for t in bench.threads if t in cap.threads) or tuple(cap.threads)
     if changes:
         told = ", ".join(f"{k} {list(v) if isinstance(v, tuple) else v}" for k, v in changes.items())
+        why = (
+            " (emulated: tens of times slower than the board)" if target.emulated else " (its benchmark_cap)"
+        )
         say(
-            f"benchmark capped for {target.name} only (emulated: tens of times slower than the board): {told}; "
+            f"benchmark capped for {target.name} only{why}: {told}; "
             "pass --repeat/--threads/--warmup/--samples to choose"
         )
     return replace(settings, **changes)
