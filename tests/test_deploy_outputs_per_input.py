@@ -193,3 +193,24 @@ def test_an_outputs_file_saved_input_by_input_is_still_checked_against_what_the_
     ]:
         (failed,) = comps[name]
         assert failed.gates_passed is False and why in failed.gate_failures[0], (name, failed.gate_failures)
+
+
+def test_a_raw_nonzero_on_the_host_is_a_named_error_not_a_crash(tmp_path: Path) -> None:
+    """(2, count) indices cannot be joined over the inputs on their first axis: convert's reference run raised
+    numpy's ValueError outside its try and convert ended in an internal error."""
+    from edgekit.errors import InputDataError
+    from edgekit.runtimes import run_onnx
+
+    recipe = recipe_file(tmp_path, transpose=False)
+    x = np.random.default_rng(0).uniform(0, 1, (4, 3, 32, 32)).astype(np.float32)
+    with pytest.raises(InputDataError) as caught:
+        run_onnx(tmp_path / "varying.onnx", x)
+    error = caught.value
+    assert error.where == str(tmp_path / "varying.onnx") and error.hint and "Transpose" in error.hint
+    assert "the model's output 'idx' has shape (2, 5) on input 1 and (2, 4) on input 2" in error.message
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe)], capture_output=True, text=True, timeout=600
+    )
+    said = done.stdout + done.stderr
+    assert done.returncode == 2 and "Traceback" not in said and "internal error" not in said.lower(), said
+    assert "output 'idx' has shape (2, " in said and "on an axis other than the first" in said, said

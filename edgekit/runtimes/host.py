@@ -52,19 +52,42 @@ def run_tflite(
             y = _dequantize(interp.get_tensor(out["index"]), out)
             axes = out_axes[k]
             results[k].append(np.ascontiguousarray(y.transpose(axes)) if axes is not None else y)
-    return [(name, np.concatenate(r)) for name, r in zip(names, results)]
+    return [(name, joined(name, r, path)) for name, r in zip(names, results)]
 
 
-def run_onnx(path: Path, inputs: np.ndarray, threads: int = 1) -> Outputs:
-    """The reference: every sample through onnxruntime (CPU), outputs named as in the ONNX graph."""
-    sess = onnx_session(path, threads)
+def run_onnx(path: Path, inputs: np.ndarray, threads: int = 1, shown: Path | None = None) -> Outputs:
+    """The reference: every sample through onnxruntime (CPU), outputs named as in the ONNX graph. SHOWN: the file
+    an error names, the user's own when PATH is a copy of it."""
+    sess = onnx_session(path, threads, shown=shown)
     (inp,) = sess.get_inputs()
     names = [o.name for o in sess.get_outputs()]
     results: list[list[np.ndarray]] = [[] for _ in names]
     for sample in inputs:
         for k, y in enumerate(sess.run(names, {inp.name: sample[None].astype(np.float32)})):
             results[k].append(output_array(y))
-    return [(name, np.concatenate(r)) for name, r in zip(names, results)]
+    return [(name, joined(name, r, shown or path)) for name, r in zip(names, results)]
+
+
+def joined(name: str, arrays: list[np.ndarray], path: Path) -> np.ndarray:
+    """One output's arrays over the inputs joined on the first axis (as every comparison takes them). An output
+    whose size depends on the input on another axis (an ONNX NonZero's indices are (rank, count)) cannot be: an
+    InputDataError naming it and its shapes, not numpy's concatenate error."""
+    arrays = [np.atleast_1d(a) for a in arrays]  # a scalar output (a count): one value per input
+    try:
+        return np.concatenate(arrays)
+    except ValueError:
+        shapes = [a.shape for a in arrays]
+        first = next((j for j, s in enumerate(shapes) if s[1:] != shapes[0][1:]), 0)
+        raise InputDataError(
+            f"the model's output {name!r} has shape {shapes[0]} on input 1 and {shapes[first]} on input "
+            f"{first + 1}: its size depends on the input on an axis other than the first, so its values on the "
+            f"{len(arrays)} evaluation inputs cannot be joined and compared",
+            where=str(path),
+            hint="edgekit compares an output whose size depends on the input when that axis comes first (a "
+            "NonZero's indices transposed to (count, rank), a detector's boxes as (count, 6)): add that Transpose "
+            "at the end of the model, or export it with that step (NonZero, NMS) left out and run it on the "
+            "outputs yourself",
+        ) from None
 
 
 def onnx_session(path: Path, threads: int = 1, where: str | None = None, shown: Path | None = None) -> Any:
