@@ -53,6 +53,7 @@ HOST_ONLY = frozenset(
         "test_counting.py",
         "test_deploy_host_only.py",
         "test_deploy_not_converted.py",
+        "test_deploy_outputs_per_input.py",
         "test_deploy_outputs_sizes.py",
         "test_device_prune.py",
         "test_device_results.py",
