@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgekit.formats import Format
 from edgekit.report.lines import route_line
 from edgekit.report.synthetic import synthetic_result
 from edgekit.store import open_store
@@ -268,3 +269,38 @@ def test_the_peak_rss_is_labelled_the_processes_and_the_models_growth_is_shown(t
     cells = {str(c.header): str(c._cells[0]) for c in table.columns}
     assert cells["process peak RSS MiB"] == "52.8" and cells["model RSS + MiB"] == "0.4", cells
     assert "process peak RSS = the agent process's peak" in str(table.caption)
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_runs_show_says_what_the_star_of_an_estimate_means(tmp_path: Path, calibrated: bool) -> None:
+    """An emulated target's estimates marked '*' (interval not validated): deploy's caption says what '*' means
+    and why, `runs show` printed the '*' with no word of it. It now says deploy's line under the table; a run whose
+    intervals are all validated has no '*' and no such line."""
+    from edgekit.report.synthetic import add_estimates
+    from edgekit.report.table_caption import caption
+
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC),
+        rng=np.random.default_rng(0),
+        targets=("pi5-emu",),
+        formats=[Format.TFLITE_FP32, Format.NCNN_FP32],
+        threads=(1,),
+    )
+    add_estimates(result, calibrated=lambda m: calibrated or m.format.startswith("ncnn"))
+    for key, est in result.runs[0].estimates.items():
+        if not est["interval_calibrated"]:
+            est["interval_not_validated"] = f"no calibration figure for {key.split(' x')[0]}"
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    with open_store(url) as store:
+        run_id = store.record(result)
+    said = " ".join(_show(url, run_id, tmp_path).split())
+    deploy_line = next((ln for ln in caption(result, result.runs).splitlines() if ln.startswith("* ")), None)
+    if calibrated:
+        assert deploy_line is None and ")* est." not in said and "* interval not validated" not in said, said
+        return
+    assert ")* est." in said  # the tflite row is starred
+    assert deploy_line == (
+        "* interval not validated (no calibration figure for tflite-fp32): the cost model is calibrated on ncnn's "
+        "benchmark models, at 1 and 4 threads"
+    )
+    assert deploy_line in said, said

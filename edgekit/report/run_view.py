@@ -12,6 +12,7 @@ from edgekit.report.bench_table import MEMORY_NOTE, MODEL_GROWTH, PROCESS_PEAK, 
 from edgekit.report.figures import estimated_thread_counts, fidelity_line, three_figures
 from edgekit.report.lines import route_line, timing_caveats
 from edgekit.report.percentiles import few_samples_note, percentile
+from edgekit.report.table_caption import not_validated_note
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
@@ -188,6 +189,12 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             f"[dim]not run: estimated from the {', '.join(map(str, ran))}-thread run's instruction counts[/]",
         )
     console.print(table)
+    shown = (
+        [e for e in t.estimates.values() if isinstance(e, dict) and e.get("status") == "ok"] if board else []
+    )
+    starred = not_validated_note(shown)  # what the '*' of an estimate means, as under deploy's table
+    if starred:
+        console.print(f"  [dim]{plain(starred)}[/]", highlight=False)
     said = load_note(t.agent.measurements, emulated=t.emulated) if walls else None
     if said:
         console.print(f"  [dim]{plain(said)}[/]", highlight=False)

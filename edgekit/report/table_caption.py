@@ -4,6 +4,8 @@ estimate and a count ratio are, why a percentile is '-', and why an interval is 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from edgekit.report.figures import estimated_thread_counts
 from edgekit.report.percentiles import few_samples_note
 from edgekit.results import DeployResult, TargetRun, interval_not_validated
@@ -60,20 +62,23 @@ def caption(result: DeployResult, runs: list[TargetRun]) -> str:
     said = few_samples_note(timed_runs, ("p90",))
     if said:
         parts.append(said)
-    reasons = sorted(
-        {
-            why
-            for r in runs
-            for e in r.estimates.values()
-            if isinstance(e, dict) and (why := interval_not_validated(e))
-        }
-    )
-    if reasons:
-        parts.append(
-            f"* interval not validated ({'; '.join(_merged(reasons))}): the cost model is calibrated on ncnn's "
-            "benchmark models, at 1 and 4 threads"
-        )
+    not_validated = not_validated_note(e for r in runs for e in r.estimates.values())
+    if not_validated:
+        parts.append(not_validated)
     return "\n".join(parts)
+
+
+def not_validated_note(estimates: Iterable[object]) -> str | None:
+    """What the '*' after an estimate's interval means, with each reason once ('* interval not validated (no
+    calibration figure for tflite-fp32; none at 2 threads)...'); None when every interval is validated. Said under
+    deploy's tables and `edgekit runs show`'s."""
+    reasons = sorted({why for e in estimates if isinstance(e, dict) and (why := interval_not_validated(e))})
+    if not reasons:
+        return None
+    return (
+        f"* interval not validated ({'; '.join(_merged(reasons))}): the cost model is calibrated on ncnn's "
+        "benchmark models, at 1 and 4 threads"
+    )
 
 
 def _estimated_only(run: TargetRun) -> str:
