@@ -214,3 +214,6 @@ def test_a_raw_nonzero_on_the_host_is_a_named_error_not_a_crash(tmp_path: Path) 
     said = done.stdout + done.stderr
     assert done.returncode == 2 and "Traceback" not in said and "internal error" not in said.lower(), said
     assert "output 'idx' has shape (2, " in said and "on an axis other than the first" in said, said
+    assert f"{tmp_path / 'varying.onnx'}" in said and "original.onnx" not in said, (
+        said
+    )  # the user's file, not a copy

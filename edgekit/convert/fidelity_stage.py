@@ -16,7 +16,7 @@ from edgekit.convert.base import Artifact, dist_version
 from edgekit.convert.calibration import Labels, data_digest
 from edgekit.convert.onnx import OnnxModel
 from edgekit.formats import Format
-from edgekit.recipe import DataSource, Recipe
+from edgekit.recipe import DataSource, OnnxSource, Recipe
 from edgekit.results import GATE_MISSED
 from edgekit.runtimes import spec_for
 
@@ -52,7 +52,9 @@ def check_fidelity(
         else:
             say(f"{art.format.value}: checking fidelity on {len(inputs)} inputs")
             if ref is None:
-                ref = run_onnx(onnx.reference_path, inputs)  # the user's own file when it was simplified
+                # the user's own file when it was simplified (a copy in the cache: an error names theirs)
+                given = recipe.model.path if isinstance(recipe.model, OnnxSource) else None
+                ref = run_onnx(onnx.reference_path, inputs, shown=given)
                 fidelity.check_labels(ref, labels, recipe)
             try:
                 numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)
