@@ -396,3 +396,48 @@ def test_a_failed_conversion_has_no_size_in_the_artifacts_table() -> None:
     Console(file=buffer, width=200, color_system=None).print(deploy_table(result))
     row = next(line for line in buffer.getvalue().splitlines() if line.startswith(f"│ {failed.id} "))
     assert [cell.strip() for cell in row.split("│")][2] == "-", row
+
+
+def _bench_agent(target: str, count: int | None):  # type: ignore[no-untyped-def]
+    """One target's agent result, as `edgekit bench` prints it; `count`: the guest instructions per invoke of an
+    emulated target (squeezenet's 90.8 M)."""
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC),
+        rng=np.random.default_rng(0),
+        targets=(target,),
+        formats=[Format.NCNN_FP32, Format.NCNN_INT8, Format.TFLITE_INT8],
+        threads=(1,),
+    )
+    agent = result.runs[0].agent
+    assert agent is not None
+    for m in agent.measurements:
+        m.instructions_per_invoke = count
+    return agent
+
+
+@pytest.mark.parametrize("width", [80, 100, 150])
+@pytest.mark.parametrize(("target", "count"), [("pi4-emu", 90_804_123), ("pi4", None)])
+def test_bench_table_never_cuts_the_artifact_or_its_headline_figure(
+    width: int, target: str, count: int | None
+) -> None:
+    """`edgekit bench squeezenet.param --target pi4-emu` at 150 columns cut the instruction count (the headline
+    figure of an emulated target) and the artifact's name: '│ ncnn-fp… │ ... │ 90,804,… │'. Both are whole now
+    (a board's p50 too), at every width; their long headers wrap instead; from 150 columns every figure is whole."""
+    from edgekit.report.bench_table import bench_table
+
+    agent = _bench_agent(target, count)
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None).print(bench_table(agent, target))
+    text = buffer.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= width, text
+    rows = [line for line in text.splitlines() if line.startswith("│") and line.split("│")[1].strip()]
+    assert [row.split("│")[1].strip() for row in rows] == [m.artifact for m in agent.measurements], text
+    for row, m in zip(rows, agent.measurements):
+        figure = "90,804,123" if count else f"{m.p50_ms:.3g}"
+        assert re.search(rf"│ +{re.escape(figure)} │", row), (width, row)
+        if width >= 150:  # every figure whole (a runtime's name may be cut)
+            assert "…" not in "".join(row.split("│")[3:]), (width, row)
+    if count:  # the count's header wraps where room is short, and keeps one line where there is room for it
+        wide = io.StringIO()
+        Console(file=wide, width=400, color_system=None).print(bench_table(agent, target))
+        assert "guest insn / invoke" not in text and "guest insn / invoke" in wide.getvalue()

@@ -5,6 +5,8 @@ Its load-ms note is also what `edgekit runs show` prints under a stored run's me
 
 from __future__ import annotations
 
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement as Measured
 from rich.table import Table
 from rich.text import Text
 
@@ -15,6 +17,9 @@ from edgekit.results import AgentResult, Measurement
 from edgekit.terminal import plain
 
 EMULATED_WALL = "emulated wall"  # what a time under qemu is, in every column and note that shows one
+# the columns whose cells are never wrapped nor cut: the artifact's name and the headline figure (a board's p50,
+# an emulated target's instruction count)
+WHOLE = ("artifact", "p50 ms", "guest insn / invoke")
 TIMES = ("p90", "p99", "mean", "std", "min")  # in ms, as the p50 column says on the host
 LOAD_NOTE = (
     "load ms = opening the model with its runtime already started (comparable across formats); each runtime's "
@@ -89,29 +94,64 @@ def bench_table(agent: AgentResult, target: str) -> Table:
         + (["guest insn / invoke"] if counted else [])
         + ["status"]
     )
-    for name in names:
-        table.add_column(name, justify="left" if name in ("artifact", "runtime", "status") else "right")
-    for m in agent.measurements:
-        ok = m.status == "ok"
-        insn = [f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-"] if counted else []
-        table.add_row(
-            plain(m.artifact),  # a file bench ran under its own name (`m[1].mnn`)
-            plain(m.runtime),
-            str(m.threads),
-            _ms(m.load_ms),
-            _ms(m.p50_ms),
-            _ms(percentile(m, "p90")),
-            _ms(percentile(m, "p99")),
-            _ms(m.mean_ms),
-            _ms(m.std_ms),
-            _ms(m.min_ms),
-            f"{len(m.samples_ms)} x {m.number}",
-            _num(m.peak_rss_mb, 1),
-            *([] if emulated else [_num(m.rss_delta_mb, 1)]),
-            *insn,
-            Text("ok", style="green") if ok else Text(f"failed: {m.error}", style="red"),
+    rows = [_row(m, emulated, counted) for m in agent.measurements]
+    # each column's natural width: its header on one line, its widest cell
+    natural = [
+        max([len(name)] + [Text.from_markup(str(r[k])).cell_len for r in rows])
+        for k, name in enumerate(names)
+    ]
+    # the room a header is measured in when the console holds them all: less the borders and its padding
+    roomy = sum(natural) + 2 * len(names) - 2
+    for k, name in enumerate(
+        names
+    ):  # the headline figures are never cut ('90,804,…'); their headers wrap instead
+        whole = name in WHOLE
+        widest = max([Text(str(r[k])).cell_len for r in rows] + [max(map(len, name.split()))])
+        table.add_column(
+            _Header(name, widest, roomy) if whole else name,
+            justify="left" if name in ("artifact", "runtime", "status") else "right",
+            no_wrap=whole,
         )
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def _row(m: Measurement, emulated: bool, counted: bool) -> list[str | Text]:
+    insn = [f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-"] if counted else []
+    return [
+        plain(m.artifact),  # a file bench ran under its own name (`m[1].mnn`)
+        plain(m.runtime),
+        str(m.threads),
+        _ms(m.load_ms),
+        _ms(m.p50_ms),
+        _ms(percentile(m, "p90")),
+        _ms(percentile(m, "p99")),
+        _ms(m.mean_ms),
+        _ms(m.std_ms),
+        _ms(m.min_ms),
+        f"{len(m.samples_ms)} x {m.number}",
+        _num(m.peak_rss_mb, 1),
+        *([] if emulated else [_num(m.rss_delta_mb, 1)]),
+        *insn,
+        Text("ok", style="green") if m.status == "ok" else Text(f"failed: {m.error}", style="red"),
+    ]
+
+
+class _Header:
+    """The header of a column whose cells never wrap: on one line where the console holds every header so (a
+    header is measured in `roomy` columns then), else as narrow as the column's widest cell ('guest insn /
+    invoke' on two lines), so the column takes no more room than its figures."""
+
+    def __init__(self, text: str, narrow: int, roomy: int) -> None:
+        self.text, self.narrow, self.roomy = text, narrow, roomy
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measured:
+        width = len(self.text) if options.max_width >= self.roomy else min(self.narrow, len(self.text))
+        return Measured(width, width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text(self.text, no_wrap=False)  # wraps at the column's width, though its cells do not
 
 
 def _num(value: float | None, digits: int) -> str:
