@@ -16,6 +16,7 @@ builds the candidates from a DeployResult, at each target's fastest thread count
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
@@ -211,6 +212,12 @@ def why_no_route(rejected: dict[str, str]) -> str:
     )
 
 
+def not_comparable(failures: Sequence[str]) -> bool:
+    """Whether a comparison's failures say its outputs could not be paired with the reference's (NOT_COMPARABLE):
+    no gate was judged, so none was missed; the tables and lines say 'not comparable', never 'MISS'."""
+    return bool(failures) and failures[0].startswith(NOT_COMPARABLE)
+
+
 def cosine_text(cosine: float, places: int = 4) -> str:
     """A cosine with `places` decimals, or as many more as it takes (up to 8) to never print '1.0000' for a
     cosine below 1 (an int8 model's 0.99999659 printed as 1.00000); '> 0.99999999' closer to 1 than that (1 - 1e-15
@@ -240,7 +247,7 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     for c in ran:
         if not c.judged:
             rejected[c.artifact] = NOT_JUDGED
-        elif not c.gates_passed and c.failures and c.failures[0].startswith(NOT_COMPARABLE):
+        elif not c.gates_passed and not_comparable(c.failures):
             rejected[c.artifact] = "; ".join(c.failures)
         elif not c.gates_passed:
             rejected[c.artifact] = GATES_FAILED + (f": {'; '.join(c.failures)}" if c.failures else "")

@@ -137,3 +137,68 @@ def test_outputs_of_another_size_on_one_input_are_not_comparable_and_say_why(tmp
     assert route.artifact is None and route.rejected["onnx-int8"].startswith("outputs not comparable: output")
     assert "could not be compared with the ONNX model's" in route.summary(), route.summary()
     assert "failed a gate" not in route.summary()
+
+
+def _deployed(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The weird model deployed for real to `--target local` (onnx-fp32), then judged against an ONNX reference
+    that found one index fewer on the second input: a real comparison whose outputs cannot be paired."""
+    from edgekit.deploy.outputs import compare_all, onnx_reference
+    from edgekit.results import DeployResult
+
+    recipe_path = recipe_file(tmp_path, ["onnx-fp32"])
+    out = tmp_path / "deploy.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "deploy", str(recipe_path), "--target", "local", "--no-store"]
+        + ["--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = DeployResult.model_validate_json(out.read_text())
+    (run,) = result.runs
+    assert run.result_dir is not None
+    recipe = load_recipe(recipe_path)
+    reference = onnx_reference(recipe, np.load(Path(run.result_dir).parent / "inputs.npy"))
+    reference[1] = [reference[1][0], ("idx", reference[1][1][1][:4])]
+    compare_all(result, recipe, reference, None, "host")
+    return result
+
+
+def test_outputs_not_comparable_are_said_so_in_the_lines_and_the_table_not_as_a_missed_gate(
+    tmp_path: Path,
+) -> None:
+    """Deploy recorded 'outputs not comparable: ...' (no gate judged), but its lines said 'missed its gate on this
+    target: outputs not comparable: ...' and the table's gates column 'MISS'. They say 'outputs not comparable
+    with the ONNX model's: why' and 'not comparable' now, the table fitting from 80 columns up."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from edgekit.report.lines import failures
+    from edgekit.report.table import deploy_table
+    from edgekit.route import NOT_COMPARABLE
+
+    result = _deployed(tmp_path)
+    (comp,) = [c for c in result.runs[0].comparisons if c.reference == "onnx"]
+    assert comp.gates_passed is False and comp.gate_failures[0].startswith(f"{NOT_COMPARABLE}: "), comp
+    (line,) = [ln for ln in failures(result) if "onnx-fp32" in ln]
+    assert line.startswith(
+        "host onnx-fp32: outputs not comparable with the ONNX model's: output 'idx' on input 2 "
+    ), line
+    assert "missed its gate" not in line and "not comparable: outputs not comparable" not in line, line
+    for width in (80, 100, 150):
+        buffer = io.StringIO()
+        Console(file=buffer, width=width, color_system=None).print(deploy_table(result))
+        text = buffer.getvalue()
+        assert max(len(ln) for ln in text.splitlines()) <= width, text
+        (row,) = [ln for ln in text.splitlines() if re.match(r"│ onnx-fp32 +│ +1 │", ln)]
+        assert row.rstrip(" │").endswith("not comparable") and "MISS" not in row, (width, row)
+    from edgekit.report.run_view import print_run  # `edgekit runs show`: not 'gate missed' either
+    from edgekit.terminal import Console as EdgekitConsole
+
+    shown = io.StringIO()
+    print_run(EdgekitConsole(file=shown, width=300, color_system=None), 1, result)
+    (row,) = [ln for ln in shown.getvalue().splitlines() if re.match(r"│ onnx-fp32 +│ +1 │", ln)]
+    assert "outputs not comparable (timed ok)" in row and "gate missed" not in row, row

@@ -8,6 +8,7 @@ from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 from edgekit.results import DeployResult, Measurement, TargetRun
+from edgekit.route import NOT_COMPARABLE, not_comparable
 
 if TYPE_CHECKING:
     from edgekit.route import Route
@@ -23,10 +24,16 @@ def failures(result: DeployResult) -> list[str]:
             if m.status != "ok":
                 lines.append(f"{run.target} {m.artifact} threads={m.threads}: {m.error}")
         for c in run.comparisons:
-            if c.reference == "onnx" and c.gates_passed is False:
+            if c.reference != "onnx" or c.gates_passed is not False:
+                continue
+            said = "; ".join(c.gate_failures)
+            if not_comparable(c.gate_failures):  # no gate judged, so none missed: why they cannot be paired
+                why = said.removeprefix(NOT_COMPARABLE).removeprefix(":").strip()
                 lines.append(
-                    f"{run.target} {c.artifact}: missed its gate on this target: {'; '.join(c.gate_failures)}"
+                    f"{run.target} {c.artifact}: outputs not comparable with the ONNX model's: {why}"
                 )
+            else:
+                lines.append(f"{run.target} {c.artifact}: missed its gate on this target: {said}")
     return lines
 
 

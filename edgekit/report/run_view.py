@@ -13,6 +13,7 @@ from edgekit.report.figures import estimated_thread_counts, fidelity_line, three
 from edgekit.report.lines import route_line, timing_caveats
 from edgekit.report.percentiles import few_samples_note, percentile
 from edgekit.report.table_caption import not_validated_note
+from edgekit.route import not_comparable
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
@@ -159,6 +160,9 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
         table.add_column(col, justify="left" if col in ("artifact", "status") else "right")
     # the gates judged on this target's outputs (deploy's MISS), else the artifact's at conversion
     judged = {c.artifact: c.gates_passed for c in t.comparisons if c.reference == "onnx"}
+    uncompared = {
+        c.artifact for c in t.comparisons if c.reference == "onnx" and not_comparable(c.gate_failures)
+    }
     for m in t.agent.measurements:
         est = [_estimate(t.estimates.get(f"{m.artifact} x{m.threads}"))] if board else []
         verdict = judged.get(m.artifact)
@@ -176,7 +180,7 @@ def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str
             *([] if t.emulated else [_n(m.rss_delta_mb)]),
             f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
             str(len(m.samples_ms)),
-            _status(m, gate_missed, t.emulated),
+            _status(m, gate_missed, t.emulated, m.artifact in uncompared),
         )
     for artifact, threads, figure in estimated_only(t) if board else []:
         ran = sorted({m.threads for m in t.agent.measurements if m.artifact == artifact})
@@ -227,12 +231,19 @@ def estimated_only(t: TargetRun) -> list[tuple[str, int, dict]]:
     return sorted(rows, key=lambda r: (order.index(r[0]), r[1]))
 
 
-def _status(m: Measurement, gate_missed: bool, emulated: bool) -> str:
-    """'ok', or what makes the row no candidate (a failure, a missed gate: `runs` says 'no (x: gate)') and what
-    makes its time doubtful (other processes busy while it was timed; emulated wall times are not judged)."""
+def _status(m: Measurement, gate_missed: bool, emulated: bool, uncompared: bool = False) -> str:
+    """'ok', or what makes the row no candidate (a failure, a missed gate: `runs` says 'no (x: gate)'; outputs not
+    comparable with the ONNX model's, so no gate judged) and what makes its time doubtful (other processes busy
+    while it was timed; emulated wall times are not judged)."""
     if m.status != "ok":
         return f"[red]{plain(m.status)}: {plain(m.error)}[/]"
-    said = "[red]gate missed[/] (timed ok)" if gate_missed else "ok"
+    said = (
+        "[yellow]outputs not comparable[/] (timed ok)"
+        if uncompared
+        else "[red]gate missed[/] (timed ok)"
+        if gate_missed
+        else "ok"
+    )
     if m.timed_while_busy and not emulated:
         said += f"; [yellow]unreliable: other processes used {m.others_cpu_share:.0%} of CPUs while timed[/]"
     return said

@@ -33,6 +33,7 @@ from edgekit.results import (
     TargetRun,
     unchecked_gates,
 )
+from edgekit.route import not_comparable
 from edgekit.runtimes import host_only_artifact
 from edgekit.same_model import same_models
 
@@ -261,6 +262,8 @@ def _gate(
         return Text(f"not checked: {'; '.join(unchecked)}{rest}", style="yellow")
     if c.gates_passed:
         return Text(f"ok {on}".rstrip(), style="green" if not on.count(" of ") else "yellow")
+    if not_comparable(c.gate_failures):  # no gate judged, none missed: why is in the lines under the tables
+        return Text("not comparable", style="yellow")
     return Text(f"MISS {on}".rstrip(), style="bold red")
 
 
