@@ -202,3 +202,16 @@ def test_outputs_not_comparable_are_said_so_in_the_lines_and_the_table_not_as_a_
     print_run(EdgekitConsole(file=shown, width=300, color_system=None), 1, result)
     (row,) = [ln for ln in shown.getvalue().splitlines() if re.match(r"│ onnx-fp32 +│ +1 │", ln)]
     assert "outputs not comparable (timed ok)" in row and "gate missed" not in row, row
+    # the report: its latest table and the target's fidelity flag say the same, not 'below gate'
+    from edgekit.report import build
+    from edgekit.report.html import render as render_html
+    from edgekit.report.markdown import render as render_md
+    from edgekit.store import open_store
+
+    with open_store(f"sqlite:///{tmp_path / 'report.sqlite'}") as store:
+        store.record(result)
+        report = build(store)
+    html, md = render_html(report), render_md(report)
+    assert "(not comparable)" in html and "(below gate)" not in html
+    assert "onnx-fp32 on host: outputs not comparable with the ONNX model's, no gate judged" in md, md
+    assert "below its fidelity gate" not in md, md

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from edgekit.report.figures import cosine_text, gate_failures
 from edgekit.report.flags import Flag, FlagKind
 from edgekit.results import TargetRun
+from edgekit.route import not_comparable
 from edgekit.store import StoredRun
 
 
@@ -102,7 +103,12 @@ def target_fidelity_flags(
                     c.artifact,
                     new=c.cosine,
                     emulated=target_run.emulated,
-                    message=f"{c.artifact} on {target_run.target}: below its fidelity gate ({failures})",
+                    message=f"{c.artifact} on {target_run.target}: "
+                    + (
+                        f"outputs not comparable with the ONNX model's, no gate judged ({failures})"
+                        if not_comparable(getattr(c, "gate_failures", None) or [])
+                        else f"below its fidelity gate ({failures})"
+                    ),
                     first_run=earlier is not None and c.artifact not in compared,
                 )
             )

@@ -40,7 +40,7 @@ def latest_table(rows: list[Row]) -> str:
         )
         status = escape(r.status if r.status == "ok" else f"{r.status}: {masked_text(r.error)}")
         status += "".join(f" · {f.kind.value} {pct(f.change)}" for f in r.flags)
-        gate = "" if r.gates_passed is not False else " (below gate)"
+        gate = "" if r.gates_passed is not False else " (below gate)" if r.comparable else " (not comparable)"
         body.append(
             f'<tr class="{css}"><td class=l>{escape(r.target)}{emu}{_older(r.run_id)}</td>'
             f"<td class=l>{escape(r.artifact)}</td>"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from edgekit.formats import Format
 from edgekit.report.regression import Flag
 from edgekit.results import ArtifactInfo, Comparison, DeployResult, Measurement, TargetRun
+from edgekit.route import not_comparable
 from edgekit.same_model import same_models
 
 SAME_MODEL = "same model"  # Row.speedup_basis of an artifact that is its fp32 model: no speed-up
@@ -36,6 +37,7 @@ class Row:
     flags: tuple[Flag, ...] = ()
     estimate: dict | None = None  # emulated target: the board estimate (estimate_ms, low_ms, high_ms, board)
     run_id: int | None = None  # set when the row is from an older run than the recipe's latest
+    comparable: bool = True  # False: its outputs could not be paired with the ONNX model's (no gate judged)
 
 
 def latest_rows(result: DeployResult, flags: Sequence[Flag] = (), only: str | None = None) -> list[Row]:
@@ -73,6 +75,9 @@ def latest_rows(result: DeployResult, flags: Sequence[Flag] = (), only: str | No
                     # an artifact that did not run here has no fidelity here (not the conversion's in its place)
                     cosine=_target_cosine(vs_onnx.get(m.artifact), art) if m.status == "ok" else None,
                     gates_passed=_gates(vs_onnx.get(m.artifact), art) if m.status == "ok" else None,
+                    comparable=not not_comparable(
+                        getattr(vs_onnx.get(m.artifact), "gate_failures", None) or []
+                    ),
                     drift_max_abs=drift[m.artifact].max_abs_error if m.artifact in drift else None,
                     drift_cosine=drift[m.artifact].cosine if m.artifact in drift else None,
                     instructions=m.instructions_per_invoke,
