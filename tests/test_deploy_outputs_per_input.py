@@ -103,6 +103,7 @@ def test_a_count_that_differs_by_input_is_saved_input_by_input_on_the_device_and
     (comp,) = run["comparisons"]
     assert comp["reference"] == "onnx" and comp["gates_passed"] is True and comp["samples"] == 4, comp
     assert comp["cosine"] == pytest.approx(art["fidelity"]["cosine"])  # convert's own numbers
+    assert comp["max_abs_error"] == pytest.approx(art["fidelity"]["max_abs_error"])
     assert data["routes"][0]["artifact"] == "onnx-fp32", data["routes"]
 
 
