@@ -12,7 +12,6 @@ import contextlib
 import errno
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -129,8 +128,8 @@ def _sub(name: str) -> Path:
 def write_atomic(path: Path, text: str) -> Path:
     """Write `text` to `path` (parents created) through a temporary file beside it, so a reader never sees a
     half-written file. OutputFileError (named, exit 1) when it cannot; no temporary file is left behind. The
-    temporary file gets a fresh name, created only if absent (mkstemp): a fixed name in a folder another user can
-    write let them plant a symlink there that this write followed."""
+    temporary file gets a fresh random name, created only if absent and not through a symlink: a fixed name in a
+    folder another user can write let them plant a symlink there that this write followed."""
     if (
         path.exists() and not path.is_file()
     ):  # os.replace would put a regular file in place of a device or pipe
@@ -141,12 +140,14 @@ def write_atomic(path: Path, text: str) -> Path:
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(name)
+        # a fresh random name, created only if absent and never through a symlink; mode 0666 less the umask, as a
+        # plain write gives (the kernel applies the umask: no guess of it)
+        tmp = path.with_name(f".{path.name[:200]}.{uuid.uuid4().hex[:12]}.tmp")
+        flags = (
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        )
+        fd = os.open(tmp, flags, 0o666)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(
-                fd, 0o666 & ~_umask()
-            )  # mkstemp's 0600 -> what a plain write gives (0644 under umask 022)
             out.write(text)
         os.replace(tmp, path)
     except OSError as exc:
@@ -158,15 +159,6 @@ def write_atomic(path: Path, text: str) -> Path:
             hint="give a path in a folder you can write, on a disk with room",
         ) from exc
     return path
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it (os.umask sets it, which other threads would see)."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
 
 
 DISK_FULL_BYTES = (

@@ -119,3 +119,25 @@ def test_write_atomic_does_not_follow_a_symlink_planted_at_a_temporary_name(tmp_
     assert victim.read_text() == "precious"
     assert out.read_text() == "{}" and stat.S_IMODE(out.stat().st_mode) == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.json.tmp", "out.json", "victim"]
+
+
+def test_write_atomic_keeps_a_strict_umask_where_proc_cannot_say_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary file was made 0600 and then chmod-ed to 0666 less the umask read from /proc/self/status,
+    0022 when that could not be read (macOS): under `umask 077` results were written 0644. The kernel applies
+    the umask now, /proc or not."""
+    real_read = Path.read_text
+
+    def no_proc(self: Path, *args: object, **kwargs: object) -> str:
+        if str(self).startswith("/proc/"):
+            raise FileNotFoundError(self)
+        return real_read(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", no_proc)
+    old = os.umask(0o077)
+    try:
+        write_atomic(tmp_path / "strict.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "strict.json").stat().st_mode) == 0o600
