@@ -749,3 +749,49 @@ def test_percentiles_and_std_are_not_claimed_from_too_few_samples(tmp_path: Path
             assert "p90 needs" not in caption, caption
     said = " ".join(done.stdout.split())
     assert "too few samples" in said, said
+
+
+@pytest.mark.integration
+def test_bench_at_more_threads_than_the_board_has_cores_estimates_as_edgekit_estimate_does(
+    _pi4_emu_session: None, model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """`bench --target pi4-emu --threads 99` took the 99-thread count (641k instructions, 3.4x the one-thread
+    work: mostly the threads' synchronisation) as the work, labelled it "instructions (1 thread)", and estimated
+    ~2x what `edgekit estimate --threads 99` says. It estimates from the one-thread count and the split between
+    the board's 4 threads now, as estimate does: one figure and one interval (the cost model's own)."""
+    from edgekit.emu.device import ensure_device
+    from edgekit.emu.plugin import build as plugin_build
+    from edgekit.target import load_target
+
+    if not plugin_build.is_built():
+        pytest.skip("the counting plugin is not built (edgekit emu build pi4-emu builds it)")
+    ensure_device(load_target("pi4-emu"))
+    env = {**os.environ, "COLUMNS": "400", "EDGEKIT_TARGET_PI4_EMU_EMULATED__COUNTING": "true"}
+    param = str(model_files["param"])
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "bench", param, "--target", "pi4-emu", "--threads", "6"]
+        + ["--repeat", "2", "--warmup", "0", "--json", str(tmp_path / "run.json")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (benched,) = TargetRun.model_validate_json((tmp_path / "run.json").read_text()).estimates.values()
+    said = " ".join(done.stdout.split())
+    assert "is mostly the threads' synchronisation" in said and "estimate --threads 6" in said, said
+    one = benched["instructions_per_invoke"]  # the one-thread count, labelled so where it is out of range
+    assert f"{one / 1e6:.3g} M instructions (1 thread)" in said, said
+    estimated = subprocess.run(
+        [sys.executable, "-m", "edgekit", "estimate", param, "--board", "pi4", "--threads", "6", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert estimated.returncode == 0, estimated.stderr
+    est = json.loads(estimated.stdout)["estimate"]
+    assert [benched[k] for k in ("estimate_ms", "low_ms", "high_ms")] == [
+        est[k] for k in ("estimate_ms", "low_ms", "high_ms")
+    ], (benched, est)
+    assert benched["instructions_per_invoke"] == json.loads(estimated.stdout)["count"]["instructions"]

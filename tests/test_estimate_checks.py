@@ -269,3 +269,13 @@ def test_roofline_says_when_its_interval_is_not_validated(tmp_path: Path) -> Non
     assert "not validated" in line, shown.stdout
     data = json.loads(_cli(*args, "--json", cwd=tmp_path).stdout)
     assert data["estimate"]["interval_calibrated"] is False
+
+
+def test_a_count_beyond_the_calibration_range_says_the_threads_it_was_taken_at() -> None:
+    """A count taken at 99 threads was called "641k instructions (1 thread)" in the out-of-range caveat: the
+    caveat names the threads the count was taken at."""
+    feats = cost_model.Features(641_000, 3_000, False, {}, 100_000)
+    notes = " ".join(cost_model.estimate("pi4", feats, 4, count_threads=99).caveats)
+    assert "0.641 M instructions (99 threads): fewer than any calibration model" in notes, notes
+    notes = " ".join(cost_model.estimate("pi4", feats, 1).caveats)
+    assert "0.641 M instructions (1 thread): fewer" in notes, notes

@@ -30,6 +30,7 @@ from edgekit.results import ArtifactInfo, Measurement, TargetRun
 
 # emulated device -> the real board it stands for (phone-emu: a phone; no calibrated board stands for it)
 BOARD_OF_DEVICE = {b.emulated_device: b.name for b in BOARDS.values()}
+ON_CORES = " (the board's cores)"
 
 
 def board_for_device(device: str) -> str | None:
@@ -75,9 +76,13 @@ def estimate_for(
     runs = _runs_as(artifact_info, fmt)
     if runs is not None and runs.calibration_note():
         caveats.append(runs.calibration_note())
+    # the split the cost model reads is at the thread count it estimates (the board's cores at most): a split
+    # between more threads than that (99 on a 4-core board) is none it was calibrated on
+    cores = get_board(board).cores
+    split = measurement.instructions_per_thread
     busiest = (
-        {measurement.threads: max(measurement.instructions_per_thread)}
-        if measurement.threads > 1 and measurement.instructions_per_thread
+        {min(measurement.threads, cores): max(split)}
+        if measurement.threads > 1 and 0 < len(split) <= cores
         else {}
     )
     # the miss features are one-thread figures (as calibrated): from a one-thread count only
@@ -100,6 +105,7 @@ def estimate_for(
         measurement.threads,
         fmt=fmt,
         caveats=caveats,
+        count_threads=source.threads,
         layer_types=cost.layer_types
         if cost is not None
         else (),  # ncnn graphs only: the calibration is ncnn's
@@ -166,20 +172,24 @@ def estimates_for_run(
         return {}
     infos = {a.id: a for a in artifacts}
     single = {m.artifact: m for m in run.agent.measurements if m.threads == 1 and m.instructions_per_invoke}
+    cores = get_board(board).cores
     out = {
         f"{m.artifact} x{m.threads}": estimate_for(
             m, infos.get(m.artifact), board, single.get(m.artifact), input_shape
         )
+        if m.threads <= cores or not m.instructions_per_invoke or m.status != "ok"
+        else beyond_cores(m, infos.get(m.artifact), board, device, single.get(m.artifact), input_shape, say)
         for m in run.agent.measurements
     }
     for artifact, one in single.items():
         for n in threads or []:
             if f"{artifact} x{n}" not in out:
-                split = thread_split(infos.get(artifact), n, device, input_shape, say) if n > 1 else []
+                k = min(n, cores)  # more threads than cores are estimated as the cores, with their split
+                split = thread_split(infos.get(artifact), k, device, input_shape, say) if k > 1 else []
                 wanted = one.model_copy(update={"threads": n, "instructions_per_thread": split})
                 note = (
-                    f"the split between {n} threads counted on {device} (one inference under the counting qemu, "
-                    "outside the timed run)"
+                    f"the split between {k} threads{ON_CORES if k < n else ''} counted on {device} "
+                    "(one inference under the counting qemu, outside the timed run)"
                     if split
                     else f"no split between {n} threads counted here (deploy counts it for ncnn artifacts only): "
                     f"estimated without it; `edgekit estimate FILE --board {board} --threads {n}` counts it, so "
@@ -227,3 +237,102 @@ def thread_split(
             say(f"the {threads}-thread split of {name} not counted on {device} ({exc})")
         return []
     return res.window_split
+
+
+def beyond_cores(
+    measurement: Measurement,
+    info: ArtifactInfo | None,
+    board: str,
+    device: str,
+    reference: Measurement | None = None,
+    input_shape: list[int] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The estimate of a measurement at more threads than the board has cores (99 on a Pi 4), as `edgekit
+    estimate --threads 99` makes it: from the one-thread count (REFERENCE's, else counted here) and the split
+    between the board's cores threads counted here, the same counting runs as estimate's (the count cache serves
+    both), estimated as the board's cores. The count at 99 threads is mostly the threads' synchronisation (3.4x
+    the one-thread work for tiny): taken as the work, it doubled the estimate. Unavailable, saying why, when those
+    counts cannot be made here."""
+    b = get_board(board)
+    counted = (
+        f"{measurement.threads} threads ({measurement.instructions_per_invoke:,} instructions per invoke)"
+    )
+    try:
+        one, split = _counted_as_estimate(info, board, device, reference, input_shape, say)
+    except Exception as exc:  # noqa: BLE001 (an estimate must never break a deploy)
+        return {
+            "label": cost_model.LABEL,
+            "board": board,
+            "artifact": measurement.artifact,
+            "threads": measurement.threads,
+            "status": "unavailable",
+            "reason": f"the count at {counted} is mostly the threads' synchronisation on {b.cores} cores, and the "
+            f"one-thread count could not be made here ({exc}); `edgekit estimate FILE --board {board} --threads "
+            f"{measurement.threads}` estimates it",
+        }
+    note = (
+        f"the count at {counted} is mostly the threads' synchronisation on more threads than the {board}'s "
+        f"{b.cores} cores: estimated from the one-thread count ({one.instructions_per_invoke:,})"
+        + (f" and the split between {b.cores} threads" if split else "")
+        + f" counted on {device}, as `edgekit estimate --threads {measurement.threads}` does"
+    )
+    wanted = measurement.model_copy(update={"instructions_per_thread": split})
+    return estimate_for(wanted, info, board, one, input_shape, note)
+
+
+def _counted_as_estimate(
+    info: ArtifactInfo | None,
+    board: str,
+    device: str,
+    reference: Measurement | None,
+    input_shape: list[int] | None,
+    say: Callable[[str], None] | None,
+) -> tuple[Measurement, list[int]]:
+    """(a one-thread measurement holding the counts estimate uses, the split between the board's cores threads):
+    the jobs edgekit estimate counts for a file (one thread with the board's simulated caches and llvm-mca's
+    cycles, the split at the cores without), so the two give one figure."""
+    from edgekit.emu.plugin import cycles
+    from edgekit.emu.plugin.counting import CountJob
+    from edgekit.estimate.calibration import INPUT_FILL
+    from edgekit.estimate.counts import count_cached
+
+    b = get_board(board)
+    path = Path(info.files[0]) if info is not None and info.files else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError("the model file is not on this machine")
+    fill = INPUT_FILL if path.suffix == ".param" and not path.with_suffix(".io.json").exists() else None
+
+    def job(n: int) -> CountJob:
+        blocks = n == 1 and bool(cycles.models(b.core)) and cycles.tools_present()
+        return CountJob(
+            path,
+            threads=n,
+            input_shape=input_shape,
+            repeat=1,
+            fill=fill,
+            caches=b.caches if n == 1 else (),
+            blocks=blocks,
+        )
+
+    def counting(_: str) -> None:  # said only when not in the count cache
+        if say is not None:
+            say(f"counting {path.name} as edgekit estimate does on {device} (one inference under qemu)")
+
+    if reference is None or reference.instructions_per_invoke is None:
+        first, _ = count_cached(job(1), device, counting)
+        reference = Measurement(
+            artifact=info.id if info is not None else path.name,
+            format=info.format if info is not None else "",
+            runtime="",
+            threads=1,
+            status="ok",
+            instructions_per_invoke=first.instructions,
+            instruction_mix=list(first.mix[0]) if first.mix else [],
+            cache_misses=first.window_misses,
+            cycles_per_invoke=first.cycles if first.cycles > 0 else None,
+        )
+    split: list[int] = []
+    if b.cores in cost_model.CALIBRATED_THREADS:
+        split = count_cached(job(b.cores), device, counting)[0].window_split
+    return reference, split

@@ -164,9 +164,11 @@ def estimate(
     fmt: Format | None = None,
     caveats: list[str] | None = None,
     layer_types: Sequence[str] = (),
+    count_threads: int = 1,
 ) -> Estimate:
     """Estimated latency of one inference on the real board, with the cross-validated interval. `layer_types`
-    (an ncnn graph's) names the kernels the calibration models never ran: said, not hidden."""
+    (an ncnn graph's) names the kernels the calibration models never ran: said, not hidden. `count_threads`: the
+    threads the instruction count was taken at (1 as calibrated; more where no one-thread count was made)."""
     board = get_board(board_name)
     notes = list(caveats or [])
     unseen = calibration.uncalibrated_layer_types(layer_types)
@@ -188,7 +190,10 @@ def estimate(
     # between two calibrated thread counts (2 or 3 on a 4-core board): interpolated, not the lower one's figure
     above = min((t for t in CALIBRATED_THREADS if t > n), default=None) if calibrated_n != n else None
     if above is not None:
-        ends = [estimate(board_name, features, t, fmt, caveats, layer_types) for t in (calibrated_n, above)]
+        ends = [
+            estimate(board_name, features, t, fmt, caveats, layer_types, count_threads)
+            for t in (calibrated_n, above)
+        ]
         return _interpolated(board.name, n, ends, threads)
     if calibrated_n != n:
         notes.append(
@@ -203,7 +208,7 @@ def estimate(
             "so the interval is not validated"
         )
     available = tuple(k for k in (INS, B, P, M, X, A, L1, LLC, CYC) if features.has(k, calibrated_n))
-    range_note, in_reach = outside_calibration(board.name, features)
+    range_note, in_reach = outside_calibration(board.name, features, count_threads)
     if range_note:
         notes.append(range_note)
     model = model_for(board.name, calibrated_n, available)

@@ -13,14 +13,15 @@ RANGE_TOLERANCE = (
 )
 
 
-def outside_calibration(board: str, features: Features) -> tuple[str, bool]:
+def outside_calibration(board: str, features: Features, count_threads: int = 1) -> tuple[str, bool]:
     """(a caveat, whether the interval stands) when the model's work (instructions counted on this core, else MACs)
     lies outside the range of the calibration models'. Leave-one-out itself extrapolates: the smallest and the
     largest calibration model, held out, are predicted from models up to lo2/lo larger and hi/hi2 smaller, and
     their errors are in the cross-validation: the ordinary interval held them 5 of 8 times (Pi 4 / Pi 5, 1 / 4
     threads), the largest held-out error of the other models 7 of 8 (groups.extreme_summary). Work within that
     reach takes the widened interval, with the caveat; beyond it no held-out error speaks for the estimate: not
-    validated, the widest of any group."""
+    validated, the widest of any group. `count_threads`: the threads the count was taken at, as the caveat says.
+    """
     counted = bool(features.instructions)
     work = features.instructions if counted else features.macs
     lo, hi = calibration_range(board, counted)
@@ -30,7 +31,7 @@ def outside_calibration(board: str, features: Features) -> tuple[str, bool]:
     if not work or lo * (1 - RANGE_TOLERANCE) <= work <= hi * (1 + RANGE_TOLERANCE):
         return "", True
     reach_lo, reach_hi = validated_range(board, counted)
-    what = "instructions (1 thread)" if counted else "MACs"
+    what = f"instructions ({count_threads} thread{'s' if count_threads != 1 else ''})" if counted else "MACs"
     side = "fewer" if work < lo else "more"
     head = f"{_millions(work)} M {what}: {side} than any calibration model ({_millions(lo)}-{_millions(hi)} M on this core)"
     if reach_lo <= work <= reach_hi:
