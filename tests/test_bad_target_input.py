@@ -429,7 +429,9 @@ def test_shell_characters_in_a_host_or_user_are_refused_before_a_proxy_command_r
     assert not (tmp_path / "INJECTED").exists() and not (tmp_path / "said").exists()
 
 
-@pytest.mark.parametrize("host", ["::1", "[::1]", "my_pi.local", "raspberrypi.local", "10.0.0.9"])
+@pytest.mark.parametrize(
+    "host", ["::1", "[::1]", "my_pi.local", "RaspberryPi.LOCAL", "10.0.0.9", "fe80::fc:ff:fe00:1%eth0"]
+)
 def test_names_and_addresses_are_still_taken(tmp_path: Path, host: str) -> None:
     target = load_target(str(board_file(tmp_path)), [f"host={host}", "user=pi.admin_2"])
     assert target.host == host and target.user == "pi.admin_2"
@@ -453,6 +455,28 @@ def test_a_proxy_command_gets_the_host_and_user_as_shell_words(tmp_path: Path) -
     finally:
         chain.close()
     assert said.read_text() == f"x;touch {marker} me;touch$IFS{marker} 1\n" and not marker.exists()
+
+
+def test_a_link_local_zone_reaches_the_proxy_command_as_written(tmp_path: Path) -> None:
+    """A link-local host (fe80::1%eth0, a board on a direct cable) was refused by the new host rule, and %h, %p, %r
+    were replaced one after another: a zone such as `%rack` put there by %h was then read as %r. One pass now,
+    and `%%` is a `%`, as in ssh's ProxyCommand."""
+    from edgekit.transport.ssh_jump import JumpChain
+
+    said = tmp_path / "said"
+    target = load_target(
+        str(board_file(tmp_path)),
+        ["host=fe80::1%rack", "user=pi", f"proxy_command=sh -c 'echo %h %r %p 100%% > {said}; sleep 5'"],
+    )
+    chain = JumpChain(target)
+    try:
+        chain.open(None, None)  # type: ignore[arg-type]  # a ProxyCommand: the client is not used
+        deadline = time.monotonic() + 10
+        while not (said.exists() and said.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        chain.close()
+    assert said.read_text() == f"fe80::1%rack pi {target.port} 100%\n", said.read_text()
 
 
 def test_a_lab_place_whose_address_has_shell_characters_is_refused() -> None:
@@ -495,6 +519,12 @@ def test_a_private_key_others_can_read_is_refused_as_ssh_refuses_it(tmp_path: Pa
     key.chmod(0o600)
     err = named(run("targets", "check", str(board), cwd=tmp_path, timeout=60), code=1)
     assert "KeyFileError" not in err and "ConnectError" in err, err
+    # a key another user owns (a team's lab key, root's, group-readable): ssh takes it, and so does edgekit
+    if os.getuid() == 0:
+        key.chmod(0o640)
+        os.chown(key, 65534, -1)  # nobody
+        err = named(run("targets", "check", str(board), cwd=tmp_path, timeout=60), code=1)
+        assert "KeyFileError" not in err and "ConnectError" in err, err
 
 
 def test_the_ssh_keyscan_hint_runs_as_printed_with_a_space_in_the_known_hosts_path(tmp_path: Path) -> None:

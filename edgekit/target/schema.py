@@ -19,7 +19,7 @@ from edgekit.target.lab_spec import LabSpec
 
 HOST_HINT = (
     "an IPv4 address is four numbers joined by single dots (192.168.1.23); a name is parts of 1 to 63 letters, "
-    "digits or '-' joined by single dots (raspberrypi.local)"
+    "digits, '-' or '_' joined by single dots (raspberrypi.local); an IPv6 address may end in %ZONE (fe80::1%eth0)"
 )
 
 
@@ -47,13 +47,16 @@ def host_name_problem(host: str) -> str | None:
 
 
 def _ipv6(host: str) -> bool:
-    """An IPv6 address, bare or in brackets (no %zone: '%' is proxy_command's own token)."""
+    """An IPv6 address, bare or in brackets, with a zone of letters, digits, '.', '_' or '-' where it has one (a
+    link-local fe80::...%eth0 over a direct cable to a freshly flashed board; a proxy_command's %h substitution
+    reads no token in it, ssh_jump)."""
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    address, _, zone = bare.partition("%")
     try:
-        ipaddress.IPv6Address(bare)
+        ipaddress.IPv6Address(address)
     except ValueError:
         return False
-    return "%" not in bare
+    return "%" not in bare or bool(re.fullmatch(r"[A-Za-z0-9._-]+", zone))
 
 
 def shown_host(host: str) -> str:

@@ -12,6 +12,7 @@ the console, the results JSON, the store and the report.
 from __future__ import annotations
 
 import os
+import re
 import select
 import shlex
 import signal
@@ -121,11 +122,15 @@ class JumpChain:
         last ProxyJump host (each hop reached through the one before, host keys checked like the device's)."""
         t = self.target
         if t.proxy_command:
-            command = (  # quoted as words (the target's schema keeps shell characters out of them already)
-                t.proxy_command.replace("%h", shlex.quote(t.host) if t.host else "")
-                .replace("%p", str(t.port))
-                .replace("%r", shlex.quote(t.user) if t.user else "")
-            )
+            # quoted as words (the target's schema keeps shell characters out of them already), in one pass: an
+            # IPv6 zone's '%' (fe80::1%rack) is never read as a token after %h put it there; '%%' is a '%'
+            words = {
+                "h": shlex.quote(t.host) if t.host else "",
+                "p": str(t.port),
+                "r": shlex.quote(t.user) if t.user else "",
+                "%": "%",
+            }
+            command = re.sub(r"%([hpr%])", lambda m: words[m.group(1)], t.proxy_command)
             try:
                 self.proxy_command = ProxyPipe(command)
                 return self.proxy_command
