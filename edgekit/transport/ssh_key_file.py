@@ -34,10 +34,13 @@ def check_key(target: Target) -> str | None:
 
 
 def _check_key_mode(key: str, target: str) -> None:
-    """A private key others can read or write is refused, as ssh refuses it ("UNPROTECTED PRIVATE KEY FILE"): it
-    was used silently, and a key others can read may be theirs already."""
-    mode = stat.S_IMODE(os.stat(key).st_mode)
-    if mode & 0o077:
+    """A private key of this user's that others can read or write is refused, as ssh refuses it ("UNPROTECTED
+    PRIVATE KEY FILE"): it was used silently, and a key others can read may be theirs already. As ssh, only a key
+    this user owns: a team's lab key owned by root and readable by a group (0640) works with ssh, and its user
+    could not chmod it anyway."""
+    info = os.stat(key)
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077 and info.st_uid == os.getuid():
         raise KeyFileError(
             f"private key {key} is open to other users (mode {mode:o}; only its owner may read it): ssh refuses "
             "such a key (UNPROTECTED PRIVATE KEY FILE), and so does edgekit",
