@@ -14,16 +14,20 @@ mkdir -p "$reports" || exit 1
 cd "$checkout" || exit 1
 summary=$reports/nightly.md
 tonight=$reports/nightly-tonight.log
+# the lock first, for the whole night: a second night started meanwhile must not truncate this one's log or remove
+# its summary (flock on fd 9, held until the script ends; 75: the lock is held, nothing was started)
+exec 9>>"$reports/.nightly.lock" || exit 1
+if ! flock -n 9; then
+    echo "edgekit nightly: not started: the previous night still holds $reports/.nightly.lock"
+    exit 75
+fi
 rm -f "$summary"
-# flock: a slow night does not overlap the next one (75: the lock is held, nothing was started)
-flock -n -E 75 "$reports/.nightly.lock" .venv/bin/edgekit nightly --recipes recipes/ --targets "$targets" \
-    --html "$reports/nightly-$(date +%F).html" --markdown "$summary" > "$tonight" 2>&1
+.venv/bin/edgekit nightly --recipes recipes/ --targets "$targets" \
+    --html "$reports/nightly-$(date +%F).html" --markdown "$summary" > "$tonight" 2>&1 9>&-
 rc=$?
 { echo "== $(date '+%F %T') edgekit nightly, exit $rc"; cat "$tonight"; } >> "$reports/nightly.log"
 [ "$rc" -eq 0 ] && exit 0
-if [ "$rc" -eq 75 ]; then
-    echo "edgekit nightly: not started: the previous night still holds $reports/.nightly.lock"
-elif [ -s "$summary" ]; then
+if [ -s "$summary" ]; then
     tail -n 40 "$summary"
 else
     echo "edgekit nightly failed (exit $rc) before writing its report; its last lines ($tonight):"

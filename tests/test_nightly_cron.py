@@ -50,3 +50,16 @@ def test_a_night_that_finds_the_last_one_running_says_so(tmp_path: Path) -> None
     assert done.returncode == 75, done
     assert "not started: the previous night still holds" in done.stdout, done.stdout
     assert "yesterday" not in done.stdout
+
+
+def test_a_second_night_started_meanwhile_leaves_the_running_ones_log_alone(tmp_path: Path) -> None:
+    """The lock was taken after the log was truncated and the summary removed: a second night started while the
+    first ran wiped the first one's early lines (its error) from the mail and the log. The lock comes first now."""
+    reports = _yesterday(tmp_path)
+    (reports / "nightly-tonight.log").write_text("ERROR early: key missing for pi5\n")  # the running night's
+    with open(reports / ".nightly.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = _cron(tmp_path)
+    assert done.returncode == 75, done
+    assert (reports / "nightly-tonight.log").read_text() == "ERROR early: key missing for pi5\n"
+    assert (reports / "nightly.md").read_text().endswith("(yesterday)\n")  # not the second night's to remove
