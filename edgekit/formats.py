@@ -7,6 +7,7 @@ a format is mapped to a runtime: a format no runtime module claims raises Unknow
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
 
 
@@ -83,3 +84,22 @@ class Format(str, Enum):
         if isinstance(same_route, Format) and spec_for(same_route) is spec_for(self):
             return same_route
         return spec_for(self).fp32_format()
+
+
+# the INT8 formats with int8 input and output tensors (TensorFlow's): the ones `int8.io: int8` applies to
+INT8_IO_FORMATS = frozenset({Format.TFLITE_INT8, Format.TFLITE_ONNX2TF_INT8})
+
+
+def int8_io_refusal(formats: Iterable[Format]) -> str | None:
+    """Why `int8.io: int8` cannot go with these formats (INT8 ones without int8 input and output: their models take
+    and give float32), or None. One rule for a recipe's own `formats` (refused when it is read) and for the formats
+    a command is given (`convert -f`: edgekit.convert.pipeline)."""
+    floats = [f.value for f in formats if f.precision is Precision.INT8 and f not in INT8_IO_FORMATS]
+    if not floats:
+        return None
+    return (
+        f"int8.io: int8 is implemented for {', '.join(sorted(f.value for f in INT8_IO_FORMATS))} only: "
+        f"{', '.join(floats)} {'takes and gives' if len(floats) == 1 else 'take and give'} float32 (the "
+        f"quantization is inside the model); set int8.io: float, or convert {', '.join(floats)} from a recipe "
+        "without it"
+    )

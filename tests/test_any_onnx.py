@@ -186,7 +186,10 @@ def test_float_leftovers_name_layers_and_their_share(tmp_path: Path) -> None:
 
 def test_int8_io_is_refused_for_ncnn(tmp_path: Path) -> None:
     model = shuffle_classifier(tmp_path / "s.onnx")
-    with pytest.raises(RecipeError, match=r"int8\.io: int8 is implemented for tflite-int8 only"):
+    with pytest.raises(
+        RecipeError,
+        match=r"int8\.io: int8 is implemented for tflite-int8, tflite-onnx2tf-int8 only: ncnn-int8",
+    ):
         load_recipe(
             onnx_recipe(
                 tmp_path, model, ["ncnn-int8"], int8={"io": "int8"}, calibration={"data": {"kind": "random"}}

@@ -116,5 +116,8 @@ def test_int8_io_is_refused_for_a_format_without_int8_io(tmp_path: Path, fmt: Fo
     path = _recipe(
         tmp_path, {"data": {"kind": "npy", "path": "real.npy"}}, int8={"io": "int8"}, formats=[fmt.value]
     )
-    with pytest.raises(RecipeError, match=f"int8.io: int8 is implemented for tflite-int8 only: {fmt.value}"):
+    with pytest.raises(
+        RecipeError,
+        match=f"int8.io: int8 is implemented for tflite-int8, tflite-onnx2tf-int8 only: {fmt.value}",
+    ):
         convert_recipe(load_recipe(path), keep_going=True)

@@ -35,7 +35,7 @@ from edgekit import paths
 from edgekit.convert.base import Artifact, Converter, model_bytes
 from edgekit.convert.housekeeping import claim, touch
 from edgekit.convert.onnx_export import file_sha256
-from edgekit.formats import Format, Precision
+from edgekit.formats import INT8_IO_FORMATS, Format, Precision
 from edgekit.recipe import Recipe
 
 CACHE_VERSION = 1
@@ -43,7 +43,7 @@ META = "artifact.json"
 # the INT8 formats whose converter reads calibration.method (ncnn's thresholds, onnxruntime's Entropy or MinMax,
 # MNN's KL or EMA) and int8.io (TensorFlow's int8 input and output tensors): only their keys hold it
 METHOD_FORMATS = frozenset({Format.NCNN_INT8, Format.ONNX_INT8, Format.MNN_INT8})
-IO_FORMATS = frozenset({Format.TFLITE_INT8, Format.TFLITE_ONNX2TF_INT8})
+IO_FORMATS = INT8_IO_FORMATS
 log = logging.getLogger(__name__)
 
 

@@ -40,7 +40,7 @@ from edgekit.convert.findings import dynamic_kept_float, float_leftovers, speed_
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.convert.peak_rss import PeakRss
 from edgekit.errors import CacheWriteError, ConversionError, EdgekitError, FidelityError, RecipeError
-from edgekit.formats import Format, Precision
+from edgekit.formats import Format, Precision, int8_io_refusal
 from edgekit.recipe import IOType, KerasSource, Recipe
 from edgekit.recipe.schema import keras_only_route
 from edgekit.results import GATE_MISSED, VANISHED
@@ -255,19 +255,13 @@ def _drop_if_empty(folder: Path) -> None:
 
 # --- conversion ---------------------------------------------------------------------------------------------
 def _refuse_int8_io(fmts: Sequence[Format], recipe: Recipe) -> None:
-    """int8.io: int8 with an INT8 format whose converter has no int8 input and output (every one but TFLite's):
-    refused as the recipe refuses it with ncnn-int8, never an artifact that takes float32 in silence."""
-    if recipe.int8.io is not IOType.INT8:
-        return
-    floats = [f.value for f in fmts if f.precision is Precision.INT8 and f not in cache.IO_FORMATS]
-    if floats:
-        raise RecipeError(
-            f"int8.io: int8 is implemented for tflite-int8 only: {', '.join(floats)} "
-            f"{'takes and gives' if len(floats) == 1 else 'take and give'} float32 (the quantization is inside "
-            "the model)",
-            where=str(recipe.path),
-            hint=f"set int8.io: float, or convert {', '.join(floats)} from a recipe without it",
-        )
+    """int8.io: int8 with an INT8 format whose converter has no int8 input and output: the formats a command was
+    given (`-f`) refused by the rule the recipe's own formats are (formats.int8_io_refusal), never an artifact
+    that takes float32 in silence."""
+    refused = int8_io_refusal(fmts) if recipe.int8.io is IOType.INT8 else None
+    if refused:
+        message, _, hint = refused.partition("; ")
+        raise RecipeError(message, where=str(recipe.path), hint=hint)
 
 
 def _converters(fmts: Sequence[Format], recipe: Recipe) -> dict[Format, type[Converter]]:

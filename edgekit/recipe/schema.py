@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
 
-from edgekit.formats import Format, Precision
+from edgekit.formats import Format, Precision, int8_io_refusal
 from edgekit.recipe.sources import DataSource, KerasSource, ModelSource, RandomData, Real, _Strict
 from edgekit.target.schema import MAX_THREADS as MAX_THREADS  # the recipe's bound, where callers import it
 from edgekit.target.schema import thread_counts
@@ -317,12 +317,9 @@ class Recipe(_Strict):
                 "quantization, with float input/output, from a PyTorch or ONNX model's graph: not for a `kind: "
                 "keras` model nor with int8.io: int8 (ncnn_float_layers works for both)"
             )
-        if self.int8.io is IOType.INT8 and Format.NCNN_INT8 in self.formats:
-            raise ValueError(
-                "int8.io: int8 is implemented for tflite-int8 only: an ncnn-int8 model takes and gives "
-                "float32 (each int8 layer quantizes its own input); set int8.io: float, or convert "
-                "ncnn-int8 from a recipe without it"
-            )
+        refused = int8_io_refusal(self.formats) if self.int8.io is IOType.INT8 else None
+        if refused:
+            raise ValueError(refused)
         return self
 
     @property
