@@ -64,12 +64,19 @@ def _candidate(float_layers: list[str], cosine: float, passed: bool, label: str 
     )
 
 
-def _summary(outcome: FixResult, max_float: int | None = None) -> tuple[bool, str]:
+def _summary(
+    outcome: FixResult, max_float: int | None = None, random_calibration: bool = False
+) -> tuple[bool, str]:
     from edgekit.cli import analyze as cli
 
     with cli.console.capture() as captured:
         failed = cli.fix_summary(
-            cli.console, outcome, max_float, {"granularity": "per-channel"}, len(outcome.weighted)
+            cli.console,
+            outcome,
+            max_float,
+            {"granularity": "per-channel"},
+            len(outcome.weighted),
+            random_calibration=random_calibration,
         )
     return failed, " ".join(captured.get().split())
 
@@ -321,3 +328,14 @@ def test_the_fix_table_wraps_the_gate_text_and_never_cuts_a_figure(width: int) -
     words = " ".join(" ".join(line[at:] for line in lines).split())  # the gate column's verdicts, whole
     assert "missed min_cosine 0.9994 vs limit 0.999999 (-0.0006)" in words, text
     assert "missed min_cosine 0.99971 vs limit 0.999999 (-0.00029)" in words, text
+
+
+def test_a_missed_gate_on_random_calibration_data_asks_for_real_data_not_more() -> None:
+    """On `kind: random` calibration data --fix advised "more calibration data": more random samples cannot mend
+    INT8 scales fitted to inputs the model never sees."""
+    steps = [_candidate([], 0.999873, False), _candidate(WEIGHTED[:1], 0.99999, False, "1 worst")]
+    outcome = FixResult("onnx-int8", _candidate([], 0.999997, True), steps, "/tmp/x", WEIGHTED)
+    failed, said = _summary(outcome, random_calibration=True)
+    assert failed and "real calibration data in place of the random `calibration.data`" in said, said
+    assert "more calibration data" not in said, said
+    assert "more calibration data" in _summary(outcome)[1]

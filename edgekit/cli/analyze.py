@@ -114,8 +114,15 @@ def analyze_cmd(
 
             outcome = run_fix(loaded, fmt, result, max_float=max_float, progress=progress)
             console.print(fix_table(outcome))
+            from edgekit.convert.calibration import random_calibration_warning
+
             failed = fix_summary(
-                console, outcome, max_float, loaded.int8.model_dump(mode="json"), len(result.weighted())
+                console,
+                outcome,
+                max_float,
+                loaded.int8.model_dump(mode="json"),
+                len(result.weighted()),
+                random_calibration=random_calibration_warning(loaded) is not None,
             )
             record["fix"] = outcome.to_dict()
     if json_path:

@@ -81,10 +81,23 @@ def int8_block(current: dict[str, Any], fmt: str, chosen: Any) -> str:
 
 
 def fix_summary(
-    console: Console, outcome: Any, max_float: int | None, recipe_int8: dict[str, Any], quantized: int
+    console: Console,
+    outcome: Any,
+    max_float: int | None,
+    recipe_int8: dict[str, Any],
+    quantized: int,
+    random_calibration: bool = False,
 ) -> bool:
     """Print the outcome; True when no candidate met the gate. `quantized`: how many quantized weighted layers
-    the analysis found (all of them in float is the fp32 model in an INT8 file)."""
+    the analysis found (all of them in float is the fp32 model in an INT8 file). `random_calibration`: the recipe
+    calibrates on `kind: random` data, so the advice is real data, not more of it (more random samples cannot
+    mend scales fitted to inputs the model never sees)."""
+    more_data = (
+        "real calibration data in place of the random `calibration.data` (its INT8 scales do not match real "
+        "inputs)"
+        if random_calibration
+        else "more calibration data (the recipe's calibration: data)"
+    )
     chosen, plain_int8 = outcome.chosen, outcome.steps[0]
     tried = outcome.steps[1:]
     if chosen is None and tried and all(s.error for s in tried):  # no candidate ran: calibration is not why
@@ -114,8 +127,7 @@ def fix_summary(
         console.print(
             f"[red]no candidate met the gate[/]: {plain(_tried(outcome))}; try "
             + ("--max-float higher, " if max_float is not None else "")
-            + "more calibration data (the recipe's calibration: data), or a looser gate if the recipe's is tighter "
-            "than the task needs",
+            + f"{more_data}, or a looser gate if the recipe's is tighter than the task needs",
             highlight=False,
         )
         return True
@@ -153,15 +165,14 @@ def fix_summary(
     ):  # by name: onnx-int8's GlobalAveragePool and Squeeze are quantized too, but never a candidate
         console.print(
             "[yellow]every quantized layer is float in it[/]: that is the fp32 model in an INT8 file; ship "
-            f"{_fp32_name(outcome)} instead, or give more calibration data (the recipe's "
-            "calibration: data) or a looser gate",
+            f"{_fp32_name(outcome)} instead, or give {more_data} or a looser gate",
             highlight=False,
         )
     elif chosen.size_bytes >= outcome.fp32.size_bytes:
         console.print(
             f"[yellow]it is no smaller than the fp32 model[/] ({megabytes(chosen.size_bytes)} vs "
-            f"{megabytes(outcome.fp32.size_bytes)}): ship {_fp32_name(outcome)} instead, or give more calibration "
-            "data (the recipe's calibration: data) or a looser gate",
+            f"{megabytes(outcome.fp32.size_bytes)}): ship {_fp32_name(outcome)} instead, or give {more_data} or a "
+            "looser gate",
             highlight=False,
         )
     if outcome.format in (
