@@ -16,7 +16,7 @@ from procs import EDGEKIT, board_file, deploy_through_proxy, named, run
 
 from edgekit.deploy.reach import say_unreachable, unreachable
 from edgekit.errors import HostNameError
-from edgekit.target import load_target
+from edgekit.target import Target, load_target
 from edgekit.transport import open_transport
 from edgekit.transport.proxy_text import masked_command
 from edgekit.transport.ssh_key_hints import device_proxy
@@ -437,15 +437,10 @@ def test_names_and_addresses_are_still_taken(tmp_path: Path, host: str) -> None:
     assert target.host == host and target.user == "pi.admin_2"
 
 
-def test_a_proxy_command_gets_the_host_and_user_as_shell_words(tmp_path: Path) -> None:
-    """A host that reached the proxy command unchecked (model_copy validates nothing) was pasted in as it was: in
-    `sh -c "... %h"` its `;` ran a second command. %h and %r are quoted now."""
+def _proxy_once(target: Target, said: Path) -> None:
+    """Start the target's proxy_command as a connect does, and wait (10 s at most) for it to write `said`."""
     from edgekit.transport.ssh_jump import JumpChain
 
-    said, marker = tmp_path / "said", tmp_path / "INJECTED"
-    target = load_target(
-        str(board_file(tmp_path)), [f'proxy_command=sh -c "echo %h %r %p > {said}; sleep 5"']
-    ).model_copy(update={"host": f"x;touch {marker}", "user": "me;touch$IFS" + str(marker)})
     chain = JumpChain(target)
     try:
         chain.open(None, None)  # type: ignore[arg-type]  # a ProxyCommand: the client is not used
@@ -454,6 +449,16 @@ def test_a_proxy_command_gets_the_host_and_user_as_shell_words(tmp_path: Path) -
             time.sleep(0.05)
     finally:
         chain.close()
+
+
+def test_a_proxy_command_gets_the_host_and_user_as_shell_words(tmp_path: Path) -> None:
+    """A host that reached the proxy command unchecked (model_copy validates nothing) was pasted in as it was: in
+    `sh -c "... %h"` its `;` ran a second command. %h and %r are quoted now."""
+    said, marker = tmp_path / "said", tmp_path / "INJECTED"
+    target = load_target(
+        str(board_file(tmp_path)), [f'proxy_command=sh -c "echo %h %r %p > {said}; sleep 5"']
+    ).model_copy(update={"host": f"x;touch {marker}", "user": "me;touch$IFS" + str(marker)})
+    _proxy_once(target, said)
     assert said.read_text() == f"x;touch {marker} me;touch$IFS{marker} 1\n" and not marker.exists()
 
 
@@ -461,21 +466,12 @@ def test_a_link_local_zone_reaches_the_proxy_command_as_written(tmp_path: Path) 
     """A link-local host (fe80::1%eth0, a board on a direct cable) was refused by the new host rule, and %h, %p, %r
     were replaced one after another: a zone such as `%rack` put there by %h was then read as %r. One pass now,
     and `%%` is a `%`, as in ssh's ProxyCommand."""
-    from edgekit.transport.ssh_jump import JumpChain
-
     said = tmp_path / "said"
     target = load_target(
         str(board_file(tmp_path)),
         ["host=fe80::1%rack", "user=pi", f"proxy_command=sh -c 'echo %h %r %p 100%% > {said}; sleep 5'"],
     )
-    chain = JumpChain(target)
-    try:
-        chain.open(None, None)  # type: ignore[arg-type]  # a ProxyCommand: the client is not used
-        deadline = time.monotonic() + 10
-        while not (said.exists() and said.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        chain.close()
+    _proxy_once(target, said)
     assert said.read_text() == f"fe80::1%rack pi {target.port} 100%\n", said.read_text()
 
 
