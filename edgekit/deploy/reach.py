@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from edgekit.target import Target, TransportKind
-from edgekit.target.schema import host_name_problem, shown_host
+from edgekit.target.host_names import host_name_problem, shown_host
 
 PROBE_S = 5.0  # at most this long per board (or its connect_timeout if shorter): a silent port costs no more
 

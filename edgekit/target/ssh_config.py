@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import TargetError
-from edgekit.target.schema import HOST_HINT, Target, host_name_problem, parse_hop, shown_host
+from edgekit.target.host_names import HOST_HINT, host_name_problem, parse_hop, shown_host
+from edgekit.target.schema import Target
 
 
 def apply_ssh_config(target: Target, explicit: dict[str, Any], path: Path | None, where: str) -> Target:

@@ -30,7 +30,7 @@ import paramiko
 
 from edgekit.errors import ConnectError, HostNameError, TransportError
 from edgekit.target import Target
-from edgekit.target.schema import HOST_HINT, host_name_problem, shown_host
+from edgekit.target.host_names import HOST_HINT, host_name_problem, shown_host
 from edgekit.transport import ssh_exec, ssh_key_hints, ssh_keys
 from edgekit.transport.base import PutResult, RunResult, Transport
 from edgekit.transport.ssh_files import RemoteFiles

@@ -23,7 +23,7 @@ import paramiko
 
 from edgekit.errors import ConnectError, HostKeyError, HostNameError, exit_text
 from edgekit.target import Target
-from edgekit.target.schema import HOST_HINT, host_name_problem, shown_host
+from edgekit.target.host_names import HOST_HINT, host_name_problem, shown_host
 from edgekit.transport import ssh_key_hints, ssh_keys
 from edgekit.transport.proxy_text import masked_output, program_of
 
