@@ -412,7 +412,7 @@ def test_a_float_artifact_that_misses_its_gate_is_said_to_be_the_conversion_not_
     """tflite-fp32 at cosine 0.797 (a wrong conversion) ended in "analyze --format tflite-int8 --fix ... or relax
     the gate": no INT8 tuning can mend a float conversion; the hint says so and sends analyze only to the INT8 of a
     runtime whose float passed."""
-    from edgekit.convert.pipeline import _failure
+    from edgekit.convert.failures import run_failure as _failure
     from edgekit.results import GATE_MISSED
 
     def art(fmt: str) -> SimpleNamespace:

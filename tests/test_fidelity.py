@@ -338,7 +338,7 @@ def test_outputs_that_vanished_are_said_with_the_reference_s_size(tmp_path: Path
     zeros: the error said 'min_cosine: 0' and sent the user to `analyze --fix`, which cannot mend it. The
     failure now says the output is 0 everywhere and how small the model's own values are; convert's hint says
     to convert a trained model."""
-    from edgekit.convert.pipeline import _failure
+    from edgekit.convert.failures import run_failure as _failure
     from edgekit.fidelity.check import describe_failures
     from edgekit.formats import Format
     from edgekit.results import GATE_MISSED

@@ -9,12 +9,11 @@ Failures are data: an artifact that cannot be converted or misses its gate has s
 Every format is converted and every converted one checked, whatever failed before it. Then, without `keep_going`,
 a failure raises: the converter's own error when one conversion failed (its type, hint and exit code), a
 ConversionError naming every failed format when several did, FidelityError when only gates were missed; the
-exception carries every artifact in `.artifacts`.
+exception carries every artifact in `.artifacts` (the error's wording: failures.py).
 """
 
 from __future__ import annotations
 
-import copy
 import errno
 import importlib
 import os
@@ -35,20 +34,18 @@ from edgekit.convert.calibration import (
     evaluation_inputs,
     random_calibration_warning,
 )
+from edgekit.convert.failures import CONVERSION_FAILED, run_failure, told
 from edgekit.convert.fidelity_stage import check_fidelity
 from edgekit.convert.findings import dynamic_kept_float, float_leftovers, speed_plan_finding
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.convert.peak_rss import PeakRss
-from edgekit.errors import CacheWriteError, ConversionError, EdgekitError, FidelityError, RecipeError
+from edgekit.errors import CacheWriteError, ConversionError, EdgekitError, RecipeError
 from edgekit.formats import Format, Precision, int8_io_refusal
 from edgekit.recipe import IOType, KerasSource, Recipe
 from edgekit.recipe.schema import keras_only_route
-from edgekit.results import GATE_MISSED, VANISHED
 from edgekit.runtimes import spec_for
 
 Progress = Callable[[str], None]
-CONVERSION_FAILED = "conversion failed: "  # how a failed conversion's artifact error begins
-HINT = "\n  hint: "  # how an error's hint follows its message (EdgekitError.__str__)
 
 
 def convert_recipe(
@@ -149,102 +146,10 @@ def _convert_recipe(
     check_fidelity(artifacts, onnx, recipe, evaluation, say)
     failed = [a for a in artifacts if a.status != "ok"]
     if failed and not keep_going:
-        err = _failure(failed, errors, recipe)
+        err = run_failure(failed, errors, recipe)
         err.artifacts = artifacts  # type: ignore[attr-defined]
         raise err
     return artifacts
-
-
-def _failure(failed: list[Artifact], errors: list[EdgekitError], recipe: Recipe) -> EdgekitError:
-    """The error a run with failed artifacts ends in (see the module docstring): located at the recipe and the
-    failed format(s), one line per failed format (its message, not its hint; a tool's log of several lines once, the
-    next format with the same one says so), each hint once."""
-    lines: list[str] = []
-    first: dict[str, str] = {}  # a tool's log tail several formats share (pnnx for each ncnn-*): said once
-    for a in failed:
-        text = (a.error or "failed").split(HINT, 1)[0]
-        if text in first:
-            lines.append(f"{a.format.value}: the same failure as {first[text]}")
-            continue
-        if "\n" in text:
-            first[text] = a.format.value
-        lines.append(f"{a.format.value}: {text}")
-    summary = lines[0] if len(lines) == 1 else f"{len(lines)} formats failed:\n  " + "\n  ".join(lines)
-    missed = any((a.error or "").startswith(GATE_MISSED) for a in failed)
-    # a float artifact that misses its gate is a conversion that differs from the model: no quantization to tune
-    float_missed = [
-        a.format
-        for a in failed
-        if (a.error or "").startswith(GATE_MISSED) and a.format.precision is Precision.FP32
-    ]
-    broken = {f.runtime for f in float_missed}
-    int8 = [
-        a.format.value
-        for a in failed
-        if a.format in (Format.NCNN_INT8, Format.TFLITE_INT8, Format.ONNX_INT8)
-        and a.format.runtime not in broken
-    ]
-    gate_hint = (
-        (
-            f"`edgekit analyze {recipe.path} --format {int8[0]} --fix` finds the layers to keep in float and prints "
-            "the recipe line that meets the gate; or relax the gate in the recipe's evaluation.gates, or use "
-            "--keep-going"
-        )
-        if int8
-        else "relax the gate in the recipe's evaluation.gates, or use --keep-going"
-    )
-    vanished = [a.format.value for a in failed if VANISHED in (a.error or "")]
-    if vanished and len(vanished) == sum((a.error or "").startswith(GATE_MISSED) for a in failed):
-        gate_hint = (
-            f"{', '.join(vanished)}: the model's outputs are too small for the arithmetic (see above), so no layer "
-            "choice or gate mends them: convert a trained model (its weights in the recipe's `weights:`, or your "
-            "own trained file); to time an untrained one, --keep-going keeps the formats that passed"
-        )
-    elif float_missed:
-        names = ", ".join(f.value for f in float_missed)
-        gate_hint = (
-            f"{names} missed the gate in float: that conversion differs from the model itself (no quantization is "
-            "involved, and the same runtime's fp16/int8 artifacts are built from it, so relaxing their gates or "
-            "`analyze --fix` cannot mend it): compare another runtime's fp32, try that converter's options "
-            "(README 'Converter options'), or leave the format out"
-            + (f"; for the others: {gate_hint}" if int8 else "; --keep-going keeps the formats that passed")
-        )
-    if not errors:
-        return FidelityError(summary, where=str(recipe.path), hint=gate_hint if missed else None)
-    own = [e for e in errors if type(e) is not ConversionError]  # bad input (a RecipeError: exit 2) says so
-    if own:
-        return own[0]
-    if len(errors) == 1 and all((a.error or "").startswith(CONVERSION_FAILED) for a in failed):
-        return _located(errors[0], recipe, [a.format for a in failed])  # one tool run: its message and hint
-    hints = [*(e.hint for e in errors if e.hint), *([gate_hint] if missed else [])]
-    return ConversionError(
-        summary,
-        where=str(recipe.path),
-        hint="; ".join(dict.fromkeys(hints)) or "use --keep-going to keep the formats that converted",
-    )
-
-
-def _located(err: EdgekitError, recipe: Recipe, fmts: list[Format]) -> EdgekitError:
-    """ERR (its type and exit code kept) located at the recipe and the format(s) its tool run made; a place it
-    named that is no scratch file goes into the message."""
-    out = copy.copy(err)
-    out.where = f"{recipe.path}: {', '.join(f.value for f in fmts)}"
-    out.message = f"{err.where}: {err.message}" if err.where and not _scratch(err.where) else err.message
-    out.args = (str(out),)
-    out.__cause__ = err
-    return out
-
-
-def _scratch(where: str | None) -> bool:
-    """Whether an error's place is a converter's scratch file (cache/work/...): no place the user looks."""
-    return bool(where) and Path(str(where)).is_relative_to(paths.cache_dir() / "work")
-
-
-def _told(err: EdgekitError) -> str:
-    """A failed conversion's error for its artifact: the message and hint, without a scratch file's place."""
-    if not _scratch(err.where):
-        return str(err)
-    return err.message + (f"{HINT}{err.hint}" if err.hint else "")
 
 
 def _drop_if_empty(folder: Path) -> None:
@@ -363,9 +268,7 @@ def _convert_group(
                 shutil.rmtree(work, ignore_errors=True)
             _drop_if_empty(work)  # kept for its log; an empty one (the tool never started) is clutter
             for f in batch:
-                out[f] = Artifact(
-                    f, [], keys[f], 0, status="failed", error=f"{CONVERSION_FAILED}{_told(err)}"
-                )
+                out[f] = Artifact(f, [], keys[f], 0, status="failed", error=f"{CONVERSION_FAILED}{told(err)}")
             if err is not exc:
                 err.__cause__ = exc
             errors.append(err)

@@ -209,7 +209,7 @@ def _not_converted(recipe: Recipe, broken: list[Artifact], checked: list[Artifac
     """Formats that did not convert, one line each (its message; the hints once, after): each format's hint was
     glued to the next format's error on one line. `checked`: formats that converted but failed their check here
     (a runtime this host lacks, a missed gate), listed too: --keep-going deploys them."""
-    from edgekit.convert.pipeline import HINT
+    from edgekit.convert.failures import HINT
 
     lines, hints = [], []
     for a, note in [(a, "") for a in broken] + [
