@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.formats import Format
-from edgekit.report import build, plots
+from edgekit.report import build, plots, trend_plots
 from edgekit.report.synthetic import synthetic_result
 from edgekit.store import open_store
 
@@ -56,7 +56,7 @@ def test_one_unreliable_run_does_not_flatten_the_latency_trend(tmp_path: Path) -
         for result in results:
             store.record(result)
         (view,) = build(store).recipes
-    (panel,) = plots.trend(view, "pi4")
+    (panel,) = trend_plots.trend(view, "pi4")
     assert "1 unreliable point beyond the axis" in panel.note, panel.note
     ticks = [float(t) for t in re.findall(r">(\d+(?:\.\d+)?)</text>", panel.svg or "")]
     assert ticks and max(ticks) < usual * 3, (ticks, usual)

@@ -24,7 +24,7 @@ def test_an_instruction_count_regression_is_circled_on_its_count_and_estimate_pa
     """The Flags table listed `instructions (emulated) ncnn-int8 at 1 thread on pi5-emu: 108,000,000 ->
     110,160,000 instr. (+2.0%)` and no panel circled it: the circle was drawn only on qemu's wall-time panel,
     which an emulated board's estimates replace. Now on the count and estimate panels of that thread count."""
-    from edgekit.report import plots
+    from edgekit.report import trend_plots
 
     rng = np.random.default_rng(4)
     formats = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_INT8)
@@ -43,7 +43,7 @@ def test_an_instruction_count_regression_is_circled_on_its_count_and_estimate_pa
         (view,) = build(store).recipes
     flags = {(f.kind.value, f.artifact, f.threads, f.run_id) for f in view.flags if f.is_bad}
     assert flags == {("instructions", "ncnn-int8", n, 8) for n in (1, 4)}, flags
-    panels = {p.caption: p.svg or "" for p in plots.trend(view, "pi5-emu")}
+    panels = {p.caption: p.svg or "" for p in trend_plots.trend(view, "pi5-emu")}
     for n in ("1 thread", "4 threads"):
         for what in ("estimated board latency over time", "guest instruction count over time"):
             caption = f"pi5-emu, {n}: {what}"
@@ -119,7 +119,7 @@ def test_an_accepted_level_is_marked_on_the_trend_and_said_in_the_recipe_section
     """`edgekit runs accept 11 --target pi4` stopped the flags and left no trace in the report: the trend showed a
     step with nothing on it, the section nothing. The accepted run's point is marked (a diamond, in the legend)
     and the section says 'level accepted at run #11 on pi4 (date)', in the HTML and the Markdown."""
-    from edgekit.report import plots
+    from edgekit.report import trend_plots
     from edgekit.report.html import render as render_html
     from edgekit.report.markdown import render
 
@@ -147,7 +147,7 @@ def test_an_accepted_level_is_marked_on_the_trend_and_said_in_the_recipe_section
     md, html = render(report), render_html(report)
     assert line in md and line in html, md
     assert "level accepted (<code>edgekit runs accept</code>)" in html  # the legend's key for the diamond
-    (trend,) = plots.trend(view, "pi4")
+    (trend,) = trend_plots.trend(view, "pi4")
     assert len(ACCEPTED_MARK.findall(trend.svg or "")) == 1
 
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from html import escape
 
-from edgekit.report import plots
+from edgekit.report import plots, trend_plots
 from edgekit.report.figures import same_precision
 from edgekit.report.flag_text import ACCEPT_WHY, accept_commands
 from edgekit.report.flags import failures_text
@@ -195,8 +195,8 @@ def _plots(view: RecipeView) -> list[str]:
     for title, draw, legend in (  # the trend's legend: every line it draws, of every run shown
         (
             "Latency trend",
-            plots.trend,
-            _artifact_legend(plots.trend_artifacts(view), trend=True, accepted=bool(view.accepted())),
+            trend_plots.trend,
+            _artifact_legend(trend_plots.trend_artifacts(view), trend=True, accepted=bool(view.accepted())),
         ),
         ("Latency distribution (newest run of each target)", plots.distribution, ""),
         ("Precisions vs fp32 (newest run of each target)", plots.precisions, _precision_legend()),
