@@ -36,7 +36,11 @@ setup: $(STAMPS)/python $(STAMPS)/system $(STAMPS)/lab emu-assets
 $(STAMPS)/system: Makefile
 	@echo "==> system packages: $(APT_PACKAGES)"
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
-	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(APT_PACKAGES); fi
+	  lists=fetched; $(SUDO) apt-get update -q --error-on=any || lists=failed; \
+	  if ! DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(APT_PACKAGES); then \
+	    echo "make setup: apt-get could not install the system packages ($(APT_PACKAGES))" >&2; \
+	    if [ $$lists = failed ]; then echo "  the likely cause: apt-get update could not fetch the package lists (its errors are above: the mirror or the network is unreachable); check the network, http_proxy and /etc/apt/sources.list, then run make setup again" >&2; fi; \
+	    exit 1; fi; fi
 	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/python: pyproject.toml constraints.txt
