@@ -9,14 +9,18 @@ the host uses the opencv-python 4.11.0.86 that onnx2tf brings (the same cv2).
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from edgekit.errors import InputDataError, exit_text
 from edgekit.formats import Format, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec, output_array
-from edgekit.runtimes.ort import OnnxRuntime
+from edgekit.runtimes.ort import check_onnx_file
 
 
 class OpenCv(RuntimeSpec):
@@ -47,4 +51,71 @@ class OpenCv(RuntimeSpec):
                 results[k].append(output_array(y))
         return [(name, np.concatenate(r)) for name, r in zip(names, results)]
 
-    check_file = OnnxRuntime.check_file  # the same .onnx file ONNX Runtime reads
+    @classmethod
+    def check_file(cls, files: Sequence[Path]) -> None:
+        """The .onnx checks ONNX Runtime's file gets (the same file is sent), then cv2.dnn reads it here: a model
+        OpenCV's DNN cannot create (an op it has no layer for, such as GridSample) is named before anything is
+        sent."""
+        check_onnx_file(files)
+        if cls.host_module() is None:
+            return
+        check_opencv_file(Path(files[0]))
+
+
+# cv2.dnn reads an ONNX with its own protobuf parser and layer factory (a malformed graph could crash it): the
+# check reads the file in a child process, never in edgekit's own (about 0.3 s)
+CHECK_TIMEOUT_S = 60
+_CHECK_CHILD = (
+    "import sys\n"
+    "import cv2\n"
+    "cv2.setLogLevel(0)\n"
+    "try:\n"
+    "    cv2.dnn.readNetFromONNX(sys.argv[1])\n"
+    "except Exception as exc:\n"
+    "    sys.stderr.write('edgekit-opencv-check: ' + ' '.join(str(exc).split()) + '\\n')\n"
+    "    sys.exit(3)\n"
+)
+
+
+def check_opencv_file(path: Path) -> None:
+    """InputDataError (which file, OpenCV's reason) when cv2.dnn cannot read the .onnx at PATH: it raises, it
+    crashes (the signal named), or it does not finish in CHECK_TIMEOUT_S."""
+    import cv2
+
+    hint = (
+        f"OpenCV {cv2.__version__}'s DNN module has no layer for some ONNX ops (GridSample, custom domains): bench "
+        "the file as onnx-fp32 (onnxruntime), or re-export the model without that op"
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-I", "-c", _CHECK_CHILD, str(path)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=CHECK_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise InputDataError(
+            f"OpenCV DNN did not finish reading it in {CHECK_TIMEOUT_S} s", where=str(path), hint=hint
+        ) from None
+    if proc.returncode == 0:
+        return
+    said = [ln for ln in proc.stderr.splitlines() if ln.startswith("edgekit-opencv-check: ")]
+    if said:
+        why = opencv_reason(said[-1].split(": ", 1)[1])
+    elif proc.returncode < 0:
+        why = f"it crashed reading it: {exit_text(proc.returncode)}"
+    else:
+        last = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip()), "")
+        why = f"its check ended with {exit_text(proc.returncode)}" + (f": {last}" if last else "")
+    raise InputDataError(f"OpenCV {cv2.__version__} DNN cannot read it: {why}", where=str(path), hint=hint)
+
+
+def opencv_reason(text: str) -> str:
+    """cv2.error's message without its source locations, error codes and function names: 'Node
+    [GridSample@ai.onnx]:(onnx_node!/GridSample) parse error: Can't create layer "onnx_node!/GridSample" of type
+    "GridSample"'."""
+    text = re.sub(r"OpenCV\([\w.-]+\) \S+:\d+: error: \(-?\d+:[^)]*\) ", "", text)
+    text = re.sub(r"\s?in function '[^']*'", "", text)
+    text = re.sub(r"(\s*>\s*)+", " ", text).strip(" >")
+    return text[:400] or "cv2.error"

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgekit.formats import Format, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
-from edgekit.runtimes.host import run_onnx
+from edgekit.runtimes.host import onnx_session, run_onnx
 
 
 class OnnxRuntime(RuntimeSpec):
@@ -27,25 +27,36 @@ class OnnxRuntime(RuntimeSpec):
 
     @classmethod
     def check_file(cls, files: Sequence[Path]) -> None:
-        from edgekit.convert.onnx_file import ORT_MAX_IR_VERSION, external_data_files, read_onnx
-        from edgekit.errors import InputDataError
+        """The file checks every .onnx runtime shares (`check_onnx_file`), then onnxruntime loads it here: a model
+        it cannot load (an op of a custom domain, an opset it does not know) is named before anything is sent."""
+        check_onnx_file(files)
+        if cls.host_module() is None:
+            return
+        onnx_session(Path(files[0]))  # InputDataError naming the file and onnxruntime's reason
 
-        path = Path(files[0])
-        model = read_onnx(path, str(path))
-        if model.ir_version > ORT_MAX_IR_VERSION:  # onnxruntime refuses the file whatever its operators
-            raise InputDataError(
-                f"its IR version is {model.ir_version}; onnxruntime {cls.packages[0].pin} reads up to "
-                f"{ORT_MAX_IR_VERSION}",
-                where=str(path),
-                hint=f"write it as IR {ORT_MAX_IR_VERSION} (the operators are the opset's, unchanged): python -c "
-                f"\"import onnx; m = onnx.load('{path}'); m.ir_version = {ORT_MAX_IR_VERSION}; onnx.save(m, 'ir11.onnx')\""
-                ", or give it to a recipe (model: {kind: onnx, path: ...}), which does so",
-            )
-        data = external_data_files(model, path, str(path))
-        if data:  # bench sends one file per artifact (a recipe's ONNX is copied into the cache with its data)
-            raise InputDataError(
-                f"its weights are in {', '.join(f.name for f in data)}, beside it: bench sends the one model file",
-                where=str(path),
-                hint=f"save it with the weights inside: python -c \"import onnx; onnx.save(onnx.load('{path}'), "
-                "'whole.onnx')\", or give it to a recipe (model: {kind: onnx, path: ...})",
-            )
+
+def check_onnx_file(files: Sequence[Path]) -> None:
+    """InputDataError when the .onnx is no file bench can send: unreadable, an IR version newer than the boards'
+    onnxruntime reads, or weights in a file beside it."""
+    from edgekit.convert.onnx_file import ORT_MAX_IR_VERSION, external_data_files, read_onnx
+    from edgekit.errors import InputDataError
+
+    path = Path(files[0])
+    model = read_onnx(path, str(path))
+    if model.ir_version > ORT_MAX_IR_VERSION:  # onnxruntime refuses the file whatever its operators
+        raise InputDataError(
+            f"its IR version is {model.ir_version}; onnxruntime {OnnxRuntime.packages[0].pin} reads up to "
+            f"{ORT_MAX_IR_VERSION}",
+            where=str(path),
+            hint=f"write it as IR {ORT_MAX_IR_VERSION} (the operators are the opset's, unchanged): python -c "
+            f"\"import onnx; m = onnx.load('{path}'); m.ir_version = {ORT_MAX_IR_VERSION}; onnx.save(m, 'ir11.onnx')\""
+            ", or give it to a recipe (model: {kind: onnx, path: ...}), which does so",
+        )
+    data = external_data_files(model, path, str(path))
+    if data:  # bench sends one file per artifact (a recipe's ONNX is copied into the cache with its data)
+        raise InputDataError(
+            f"its weights are in {', '.join(f.name for f in data)}, beside it: bench sends the one model file",
+            where=str(path),
+            hint=f"save it with the weights inside: python -c \"import onnx; onnx.save(onnx.load('{path}'), "
+            "'whole.onnx')\", or give it to a recipe (model: {kind: onnx, path: ...})",
+        )
