@@ -95,23 +95,34 @@ class SlowBoard:
 class BoardSpread:
     """Per board and per board type: medians by (recipe, artifact, threads), and the slow boards."""
 
-    medians: dict[str, dict[tuple[str, str, int], float]] = field(default_factory=dict)  # board -> key -> ms
+    # board -> key -> ms: the median over the board's trusted runs (_add) of each run's median
+    medians: dict[str, dict[tuple[str, str, int], float]] = field(default_factory=dict)
     types: dict[str, str] = field(
         default_factory=dict
     )  # board -> its type (the lab spec it was acquired for)
-    facts: dict[str, DeviceFacts | None] = field(default_factory=dict)
+    facts: dict[str, DeviceFacts | None] = field(default_factory=dict)  # of the newest run that joined
     slow: list[SlowBoard] = field(default_factory=list)
 
 
 def board_spread(
     results: Iterable[DeployResult], types: dict[str, str], ratio: float = SLOW_RATIO
 ) -> BoardSpread:
-    """Compare every board with the other boards of its type on the keys both measured."""
+    """Compare every board with the other boards of its type on the keys both measured: per board and key, the
+    median over its runs of each run's median, from ok runs and trusted measurements only (_add)."""
     spread = BoardSpread(types=dict(types))
+    per_run: dict[str, dict[tuple[str, str, int], list[float]]] = {}  # board -> key -> one median per run
+    newest: dict[str, str] = {}  # board -> started_at of the run its facts come from
     for result in results:
         for run in result.runs:
-            if run.target in types:
-                _add(spread, result.recipe, run)
+            if run.target not in types or not _add(per_run, result.recipe, run) or run.agent is None:
+                continue
+            if result.started_at >= newest.get(run.target, ""):
+                newest[run.target] = result.started_at
+                spread.facts[run.target] = run.agent.facts_after or run.agent.facts_before
+    spread.medians = {
+        board: {key: statistics.median(values) for key, values in keys.items()}
+        for board, keys in per_run.items()
+    }
     by_type: dict[str, list[str]] = defaultdict(list)
     for board, kind in types.items():
         by_type[kind].append(board)
@@ -132,15 +143,21 @@ def board_spread(
     return spread
 
 
-def _add(spread: BoardSpread, recipe: str, run: TargetRun) -> None:
-    if run.agent is None:
-        return
-    spread.facts[run.target] = run.agent.facts_after or run.agent.facts_before
+def _add(per_run: dict[str, dict[tuple[str, str, int], list[float]]], recipe: str, run: TargetRun) -> bool:
+    """Add the run's trusted figures to its board's; False if none joined. A failed run, one whose place was taken
+    from it before it ended (place_lost: another's work may have shared the board) and a measurement timed while
+    other processes used the CPUs (Measurement.timed_while_busy, as the report judges it) never join a board's
+    figures: they say what else ran on the board, not how fast it is. A throttled or hot run does join: a board
+    that heats up is what the SLOW BOARD verdict is for."""
+    if run.agent is None or run.status != "ok" or run.place_lost is not None:
+        return False
+    joined = False
     for m in run.agent.measurements:
-        if m.status == "ok" and m.samples_ms:
-            spread.medians.setdefault(run.target, {})[(recipe, m.artifact, m.threads)] = statistics.median(
-                m.samples_ms
-            )
+        if m.status == "ok" and m.samples_ms and not m.timed_while_busy:
+            key = (recipe, m.artifact, m.threads)
+            per_run.setdefault(run.target, {}).setdefault(key, []).append(statistics.median(m.samples_ms))
+            joined = True
+    return joined
 
 
 def board_lines(store: Any, done: SpreadOutcome, history: int = 14) -> list[str]:
