@@ -25,6 +25,7 @@ TORCH_INDEX ?=
 
 .PHONY: setup demo test quantize check emu-assets clean-venv help
 help:
+	@echo "make setup     system packages, .venv, the lab's venv and the emulated ARM devices (every download is here)"
 	@echo "make demo      set everything up, then: edgekit deploy $(DEMO_RECIPE) --target $(TARGET)"
 	@echo "make test      set everything up, run make check (ruff + mypy), then the whole test suite"
 	@echo "make check     ruff and mypy (exits non-zero on any finding)"
