@@ -96,7 +96,7 @@ def lab_cmd(
     if ctx.invoked_subcommand is not None:
         return
     from edgekit.lab.boards import last_facts
-    from edgekit.lab.client import LabClient
+    from edgekit.lab.client import LabClient, lab_command
     from edgekit.lab.errors import no_matching_place
     from edgekit.lab.place import holder_text, matches
     from edgekit.store import open_store
@@ -126,7 +126,9 @@ def lab_cmd(
             # the coordinator's words (place names, tags, holders) and a device's (its CPU): printed as they are
             held = plain(holder_text(p)) if p.holder else "[green]free[/]"
             if p.holder and _is_stale(p):
-                held += " [red]STALE: that edgekit is gone[/] (edgekit lab release " + plain(p.name) + ")"
+                held += (
+                    f" [red]STALE: that edgekit is gone[/] ({plain(lab_command(address, 'release', p.name))})"
+                )
             address_of = ssh[p.name]
             table.add_row(
                 plain(p.name),
@@ -152,21 +154,34 @@ def _is_stale(place: object) -> bool:
 @lab_app.command("release")
 def release_cmd(
     place: str = typer.Argument(..., help="the place to give back"),
-    coordinator: str | None = typer.Option(None, "--coordinator", "-x", help="HOST[:PORT]"),
+    coordinator: str | None = typer.Option(
+        None,
+        "--coordinator",
+        "-x",
+        help="HOST[:PORT] (default: the target's, "
+        "the `lab` target file's, $LG_COORDINATOR, else 127.0.0.1:20408)",
+    ),
+    target: str | None = typer.Option(
+        None, "--target", "-t", help="a lab target (file or lab:TAG=VALUE): its coordinator"
+    ),
     kick: bool = typer.Option(False, "--kick", help="release it whoever holds it (tell them first)"),
 ) -> None:
     """Give back a place held by an edgekit that is gone (this host: checked; another host: pass --kick).
 
-    Example: edgekit lab release pi4-03
+    Example: edgekit lab release pi4-03 --target lab-pi4
     """
     from edgekit.errors import UsageError
-    from edgekit.lab.client import LabClient
+    from edgekit.lab.client import LabClient, lab_command
     from edgekit.lab.place import holder_text
 
-    client = LabClient(_coordinator(coordinator, None))
+    client = LabClient(_coordinator(coordinator, target))
     found = next((p for p in client.places() if p.name == place), None)
     if found is None:
-        raise UsageError(f"no place {place!r}", where=client.coordinator, hint="edgekit lab lists the places")
+        raise UsageError(
+            f"no place {place!r}",
+            where=client.coordinator,
+            hint=f"{lab_command(client.coordinator)} lists the places",
+        )
     if found.holder is None:
         console.print(f"{plain(place)} is free", highlight=False)
         return
@@ -178,7 +193,7 @@ def release_cmd(
         raise UsageError(
             f"{place} is held by {holder_text(found)}, which is not a dead edgekit of this host",
             where=client.coordinator,
-            hint=f"ask them, or: edgekit lab release {place} --kick",
+            hint=f"ask them, or: {lab_command(client.coordinator, 'release', place, '--kick')}",
         )
     client.release_from(place, found.holder)
     console.print(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shlex
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -147,6 +148,12 @@ class LabClient:
         return Lease(proc, spec, self.coordinator, say or (lambda _m: None), started)
 
 
+def lab_command(coordinator: str, *words: str) -> str:
+    """`edgekit lab WORDS -x COORDINATOR`, as a hint names it: the command reaches the coordinator the hint came
+    from (a lab target file's), not the one `edgekit lab` would default to ($LG_COORDINATOR, the `lab` file's)."""
+    return " ".join(["edgekit lab", *(shlex.quote(w) for w in words), "-x", shlex.quote(coordinator)])
+
+
 def skipped_note(event: dict[str, Any]) -> str:
     """The places left out because no exporter offers their NetworkService, as the waiting line's tail."""
     names = event.get("skipped") or []
@@ -163,8 +170,8 @@ def event_error(event: dict[str, Any], coordinator: str) -> LabError | Interrupt
         return LabWaitTimeout(
             f"no free place with {wanted or 'the name asked for'}: {message}; {holders}{skipped_note(event)}",
             where=coordinator,
-            hint="edgekit lab (who holds what); wait longer with "
-            "lab.wait_s in the target file; a holder that is gone: edgekit lab release PLACE",
+            hint=f"{lab_command(coordinator)} (who holds what); wait longer with lab.wait_s in the target file; "
+            f"a holder that is gone: {lab_command(coordinator, 'release', 'PLACE')}",
         )
     asked = " ".join(
         [f"place {n}" for n in event.get("names") or []]

@@ -1,0 +1,103 @@
+"""`edgekit lab` and `edgekit lab release` against a real labgrid coordinator (edgekit/lab/rig.py's bare rig: no
+board behind the places): the commands a hint names reach the coordinator the hint came from."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lab_helpers import holders, kick_held, teammate
+
+from edgekit.lab import rig as lab_rig
+from edgekit.lab.client import lab_python
+from edgekit.lab.errors import LabWaitTimeout
+
+PLACES = {"b1": {"board": "rx"}, "b2": {"board": "rx"}}
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lab_rig.Rig]:
+    lab_python()  # no .venv-lab: LabSetupError naming `make setup`
+    started = lab_rig.start_bare(tmp_path_factory.mktemp("lab") / "rig", PLACES)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def free_lab(rig: lab_rig.Rig) -> Iterator[lab_rig.Rig]:
+    yield rig
+    kick_held(rig)
+
+
+def _env(targets: Path, **more: str) -> dict[str, str]:
+    """No `lab` defaults file, and $LG_COORDINATOR (the default's fallback) pointing at nothing."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LG_COORDINATOR", "COLUMNS")}
+    return {**env, "EDGEKIT_TARGETS_DIR": str(targets), "LG_COORDINATOR": "127.0.0.1:1", **more}
+
+
+def _team_target(folder: Path, rig: lab_rig.Rig) -> Path:
+    """A lab target file (not the `lab` defaults file) that names the coordinator."""
+    folder.mkdir(exist_ok=True)
+    key = folder / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (folder / "teamlab.yaml").write_text(
+        f"lab: {{coordinator: '{rig.coordinator}', tags: {{board: rx}}, wait_s: 1}}\nkey: {key}\n"
+        "accept_new: true\n"
+    )
+    return folder
+
+
+def edgekit(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *argv], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_the_commands_a_wait_timeout_names_reach_the_targets_coordinator(
+    free_lab: lab_rig.Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lab target file names its coordinator (no `lab` file, no $LG_COORDINATOR): LabWaitTimeout's hint said
+    `edgekit lab` and `edgekit lab release PLACE`, which reached the default coordinator ("cannot reach the
+    labgrid coordinator 127.0.0.1:20408"), and `edgekit lab release` had no --target. The hint's commands carry
+    the coordinator now, and `lab release` takes --target as `edgekit lab` does."""
+    from edgekit.emu.device import ensure_device
+    from edgekit.target import load_target
+
+    targets = _team_target(tmp_path / "targets", free_lab)
+    env = _env(targets)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    teammate(free_lab, "b1", "acquire")
+    teammate(free_lab, "b2", "acquire")
+    with pytest.raises(LabWaitTimeout) as timeout:
+        ensure_device(load_target("teamlab"))
+    hint = timeout.value.hint or ""
+    commands = re.findall(r"edgekit lab[^;()]*", hint)
+    assert len(commands) == 2, hint
+    listing, release = (shlex.split(c.strip())[1:] for c in commands)
+    assert "release" not in listing and "release" in release, hint
+    out = edgekit(*listing, env=env)
+    assert out.returncode == 0 and "b1" in out.stdout and "other/bob" in out.stdout, (hint, out.stderr)
+    out = edgekit(*[("b1" if w == "PLACE" else w) for w in release], "--kick", env=env)
+    assert out.returncode == 0 and "b1: released" in out.stdout, (hint, out.stdout, out.stderr)
+    assert holders(free_lab)["b1"] is None
+    # `lab release` takes the target's coordinator, as `edgekit lab` does
+    out = edgekit("lab", "release", "b2", "--kick", "--target", "teamlab", env=env)
+    assert out.returncode == 0 and "b2: released" in out.stdout, (out.stdout, out.stderr)
+    assert holders(free_lab)["b2"] is None
+    # a refused release names the commands for the same coordinator
+    teammate(free_lab, "b2", "acquire")
+    out = edgekit("lab", "release", "b2", "--target", "teamlab", env=env)
+    said = " ".join(out.stderr.split())
+    assert out.returncode != 0 and f"edgekit lab release b2 --kick -x {free_lab.coordinator}" in said, said
+    out = edgekit("lab", "release", "nosuch", "-t", "teamlab", env=env)
+    said = " ".join(out.stderr.split())
+    assert out.returncode == 2 and f"edgekit lab -x {free_lab.coordinator}" in said, said
