@@ -5,6 +5,8 @@ whose address is wrong was found only after them. One that does not answer is sa
 and a night's other targets are measured either way), with its named error then. Emulated devices (started by
 edgekit), lab places (acquired later) and boards behind a jump host or ProxyCommand (no direct route from here)
 are not probed; nothing here is a measurement or an SSH login, only whether the port accepts a connection.
+An emulated device that is not built on this machine, and whose build would download (set-up skipped or half done,
+EDGEKIT_EMU_HOME pointing elsewhere), is refused here (`startable`): it would only fail after the conversions.
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ def probed(target: Target) -> bool:
         and not target.proxy_command
         and bool(target.host)
     )
+
+
+def startable(targets: Sequence[Target]) -> None:
+    """EmulatorError for the first emulated target whose device is not built here and would need a download to
+    build (only the set-up commands download): the deploy refuses before converting, and records nothing."""
+    from edgekit.emu.runner import check_startable
+
+    for target in targets:
+        if target.emulated is not None and target.lab is None:  # a lab's place is the lab's to start
+            check_startable(target.emulated.device)
 
 
 def unreachable(target: Target) -> str | None:

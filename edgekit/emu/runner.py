@@ -75,15 +75,22 @@ def up(name: str, log: Callable[[str], None] = print, provision: bool = True) ->
     sshd.quoted(
         layout.device_dir(name).root, "dir"
     )  # a path sshd_config cannot hold: refused before any work
-    if not provision and needs_download(name):
+    if not provision:
+        check_startable(name)
+    with _device_lock(name, log):
+        return _up_locked(name, spec, log, provision)
+
+
+def check_startable(name: str) -> None:
+    """EmulatorError when device NAME is not built here and building it would download: only the set-up
+    commands do that. A deploy says it before any conversion, not in the device's stage after them."""
+    if needs_download(name):
         raise EmulatorError(
             f"{name} is not built on this machine, and building it downloads Debian's arm64 packages and "
             "aarch64 wheels (about 800 MB), which only the set-up commands do",
             where=str(layout.device_dir(name).root),
             hint=f"edgekit emu build {name} (or make setup); EDGEKIT_EMU_HOME points at devices built elsewhere",
         )
-    with _device_lock(name, log):
-        return _up_locked(name, spec, log, provision)
 
 
 def _device_lock(name: str, log: Callable[[str], None]) -> contextlib.AbstractContextManager[None]:
