@@ -1,8 +1,10 @@
 """`edgekit lab` and `edgekit lab release` against a real labgrid coordinator (edgekit/lab/rig.py's bare rig: no
-board behind the places): the commands a hint names reach the coordinator the hint came from."""
+board behind the places): the commands a hint names reach the coordinator the hint came from, and the listing
+stays readable at 80 columns beside a long NetworkService address."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 import shlex
@@ -19,6 +21,7 @@ from edgekit.lab.client import lab_python
 from edgekit.lab.errors import LabWaitTimeout
 
 PLACES = {"b1": {"board": "rx"}, "b2": {"board": "rx"}}
+LONG_HOST = "a-board-whose-exporter-names-a-very-long-host.rack-7.lab.example.org"
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +104,42 @@ def test_the_commands_a_wait_timeout_names_reach_the_targets_coordinator(
     out = edgekit("lab", "release", "nosuch", "-t", "teamlab", env=env)
     said = " ".join(out.stderr.split())
     assert out.returncode == 2 and f"edgekit lab -x {free_lab.coordinator}" in said, said
+
+
+def test_a_long_service_address_leaves_the_other_columns_readable_at_80_columns(
+    free_lab: lab_rig.Rig, tmp_path: Path
+) -> None:
+    """One place's NetworkService with a long address (an exporter's typo, refused by deploy) made the ssh column
+    as wide as that address at 80 columns and squeezed every other column to 3 characters (place column
+    `bad / -ad / dr`). A long address now folds in a column of at most a third of the width: every place name and
+    the short addresses stay whole, the long one is all there, the table fits."""
+    user = "pi"
+    exporter = lab_rig.add_service(
+        free_lab, "far", "bad-addr", {"address": LONG_HOST, "username": user, "port": 22}, {"board": "ry"}
+    )
+    try:
+        targets = tmp_path / "targets"
+        targets.mkdir()
+        store = f"sqlite:///{tmp_path / 'lab.sqlite'}"
+        from edgekit.store import open_store
+
+        with open_store(store):
+            pass
+        out = edgekit("lab", "-x", free_lab.coordinator, "--store", store, env=_env(targets, COLUMNS="80"))
+    finally:
+        lab_rig._stop_group(exporter)
+        subprocess.run(
+            [str(lab_python().parent / "labgrid-client"), "-p", "bad-addr", "delete"],
+            env={**os.environ, "LG_COORDINATOR": free_lab.coordinator},
+            capture_output=True,
+        )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines and max(len(line) for line in lines) <= 80, out.stdout
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in lines if line.startswith("│")]
+    first = {row[0] for row in cells}
+    assert {"b1", "b2", "bad-addr"} <= first, out.stdout  # each place name whole on its row
+    assert any(row[0] == "bad-addr" and row[1] == "board=ry" for row in cells), out.stdout
+    ssh = [row[3] for row in cells]
+    assert ssh.count(f"{getpass.getuser()}@127.0.0.1:22") == 2, out.stdout  # the rig's addresses, whole
+    assert f"{user}@{LONG_HOST}:22" in "".join(ssh), out.stdout  # the long one folded, nothing cut

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from edgekit.cli.report import STORE_HELP
-from edgekit.terminal import Console, plain
+from edgekit.terminal import Console, plain, printable
 
 if TYPE_CHECKING:
     from edgekit.target import LabSpec
@@ -20,6 +21,7 @@ lab_app = typer.Typer(
     invoke_without_command=True,
 )
 console = Console()
+SSH_MIN_FOLD = 24  # an ssh address up to this long is never folded, however narrow the terminal
 
 
 def _coordinator(coordinator: str | None, target: str | None) -> str:
@@ -117,8 +119,12 @@ def lab_cmd(
     }
     for column in ("place", "tags", "held by"):
         table.add_column(column, overflow="fold")
-    # the address a user copies into ssh is never cut (at 80 columns it was 'pi@127.0.0.1:2…'): the rest folds
-    table.add_column("ssh", no_wrap=True, min_width=max((len(a) for a in ssh.values() if a), default=3))
+    # the address a user copies into ssh is never cut (at 80 columns it was 'pi@127.0.0.1:2…'), and no address
+    # takes more than a third of the width: one long one (an exporter's typo) squeezed every other column to
+    # 3 characters. Longer ones fold onto lines of that width (_folded), whole; the other columns fold as needed
+    fold_at = max(SSH_MIN_FOLD, console.width // 3)
+    widest = max((len(printable(a)) for a in ssh.values() if a), default=3)
+    table.add_column("ssh", no_wrap=True, min_width=min(widest, fold_at))
     table.add_column("last run", overflow="fold")
     with open_store(store, create=False) as st:
         for p in places:
@@ -134,10 +140,16 @@ def lab_cmd(
                 plain(p.name),
                 plain(" ".join(f"{k}={v}" for k, v in sorted(p.tags.items()))),
                 held,
-                plain(address_of) if address_of else "[red]no NetworkService[/]",
+                _folded(address_of, fold_at) if address_of else "[red]no NetworkService[/]",
                 plain(facts.summary()) if facts else "-",
             )
     console.print(table)
+
+
+def _folded(text: str, width: int) -> str:
+    """`text` as it prints (plain), on lines of `width` characters."""
+    shown = printable(text)
+    return "\n".join(escape(shown[i : i + width]) for i in range(0, len(shown), width))
 
 
 def _is_stale(place: object) -> bool:
