@@ -125,6 +125,11 @@ def deploy_cmd(
             where="edgekit deploy",
             hint="name a target with --target NAME (or drop --no-host to measure the host)",
         )
+    if not target:  # the README's `deploy RECIPE --target T`: a table of the host alone is said to be one
+        console.print(
+            "no --target: measuring this machine only (host); add --target pi4-emu (edgekit targets lists them)",
+            highlight=False,
+        )
     options = DeployOptions(
         threads=parse_threads(threads),
         repeat=repeat,
