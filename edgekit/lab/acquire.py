@@ -11,13 +11,20 @@ changed key is always refused, as for any board.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import TargetError
 from edgekit.lab.client import LabClient, Say
-from edgekit.lab.errors import LabError, SamePlaceTwice, no_matching_place, no_reachable_place
+from edgekit.lab.errors import (
+    LabError,
+    NoReachablePlace,
+    SamePlaceTwice,
+    no_matching_place,
+    no_reachable_place,
+)
 from edgekit.lab.lease import Lease, PlaceHold
 from edgekit.lab.place import Place, matches
 from edgekit.paths import data_dir
@@ -33,30 +40,93 @@ def known_hosts_for(place: str) -> Path:
 
 
 def acquire_target(template: Target, say: Say | None = None) -> Target:
-    """Wait for and acquire one place for `template` (a target with a `lab:` block); the board's Target."""
+    """Wait for and acquire one place for `template` (a target with a `lab:` block); the board's Target. A place
+    whose name or NetworkService edgekit refuses (check_place) is never taken: the helper passes it over as it
+    does a place another target of the run asks for by name, and the waiting line says which and why. One that
+    turned bad between the look and the acquiring is given back and the wait goes on for another."""
     if template.lab is None:
         raise LabError("not a lab target", where=template.name)
     check_no_address(template)
     tell = say or (lambda _m: None)
     client = LabClient(template.lab.address())
+    refused = usable_places(template, client.places(), client.coordinator)
     tell(f"lab: acquiring a place with {template.lab.wanted()} from {client.coordinator}")
+    deadline = time.monotonic() + template.lab.wait_s
+    while True:
+        spec = template.lab.model_copy(
+            update={"wait_s": max(1.0, deadline - time.monotonic())} if refused else {}
+        )
+        spec._avoid = frozenset(template.lab._avoid | set(refused))  # never taken, never waited for
 
-    def waiting(pending: Lease) -> None:
-        # while it waits, the lease rides on the template: a deploy's Ctrl-C or SIGTERM (TargetSession.interrupt)
-        # closes it, which ends the wait at once (a signal to edgekit's pid alone never reached the helper)
-        template._lease = pending
+        def waiting(pending: Lease) -> None:
+            # while it waits, the lease rides on the template: a deploy's Ctrl-C or SIGTERM (TargetSession.interrupt)
+            # closes it, which ends the wait at once (a signal to edgekit's pid alone never reached the helper)
+            pending.refused = dict(refused)  # as the helper was told: said while waiting
+            template._lease = pending
 
-    try:
-        lease = client.hold(template.lab, count=1, say=tell, started=waiting)
-    finally:
-        template._lease = None  # the template stays a template: the place's target gets the lease
-    place = lease.places[0]
-    tell(f"lab: acquired {place.name} in {lease.acquire_s:.2f} s")
-    try:
-        return place_target(template, place, lease)
-    except BaseException:
-        lease.close()
-        raise
+        try:
+            lease = client.hold(spec, count=1, say=tell, started=waiting)
+        finally:
+            template._lease = None  # the template stays a template: the place's target gets the lease
+        place = lease.places[0]
+        tell(f"lab: acquired {place.name} in {lease.acquire_s:.2f} s")
+        try:
+            return place_target(template, place, lease)
+        except PlaceRefused as exc:
+            lease.close()  # its exporter's YAML changed since the look: given back, another one waited for
+            refused[place.name] = exc.why
+            tell(f"lab: {place.name} given back: {exc.message}")
+            usable_places(template, client.places(), client.coordinator, refused)
+        except BaseException:
+            lease.close()
+            raise
+
+
+class PlaceRefused(LabError):
+    """A place whose name or NetworkService edgekit refuses (check_place): `why` names the field."""
+
+    def __init__(self, message: str, why: str, *, where: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, where=where, hint=hint)
+        self.why = why
+
+
+def refusals(template: Target, places: Sequence[Place]) -> dict[str, str]:
+    """place -> why edgekit refuses it (its name, or its available NetworkService's address, port or user, read as
+    a target file's are: check_place), for the places given that have an available NetworkService."""
+    refused = {}
+    for place in places:
+        service = place.service
+        if service is not None:
+            why = place_problems(
+                template, place, service.address, service.port, template.user or service.username
+            )
+            if why:
+                refused[place.name] = why
+    return refused
+
+
+def usable_places(
+    template: Target, places: Sequence[Place], coordinator: str, known: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The matching places edgekit refuses (place -> why), with `known` refusals kept; NoReachablePlace (exit 1,
+    as a lab whose exporters are down) when no matching place is left that has an available NetworkService and is
+    not refused: no waiting helps."""
+    assert template.lab is not None  # lab targets only
+    matching = [place for place in places if matches(place, template.lab)]
+    refused = {**(known or {}), **refusals(template, matching)}
+    if any(p.service is not None and p.name not in refused for p in matching) or not matching:
+        return refused
+    wanted = template.lab.wanted()
+    if not refused:  # every exporter of them is down
+        raise no_reachable_place(wanted, [p.name for p in matching], coordinator)
+    down = [p.name for p in matching if p.name not in refused]
+    raise NoReachablePlace(
+        f"every place matching {wanted} is refused by edgekit: "
+        + "; ".join(f"place {name!r} of the lab is refused: {why}" for name, why in refused.items())
+        + (f"; and {', '.join(down)} has no available NetworkService (exporter down?)" if down else ""),
+        where=coordinator,
+        hint=REFUSED_HINT,
+    )
 
 
 def _tag_typo(asked: dict[str, str], places: list[Place]) -> str:
@@ -93,8 +163,7 @@ def check_matchable(template: Target) -> None:
         raise no_matching_place(
             template.lab.wanted(), known, client.coordinator, _tag_typo(template.lab.tags, places)
         )
-    if all(place.service is None for place in matching):  # every exporter of them is down: no waiting helps
-        raise no_reachable_place(template.lab.wanted(), [p.name for p in matching], client.coordinator)
+    usable_places(template, places, client.coordinator)  # none left that edgekit takes: no waiting helps
 
 
 def check_distinct_places(targets: Sequence[Target]) -> None:
@@ -225,11 +294,15 @@ def place_target(template: Target, place: Place, lease: Lease | PlaceHold | None
     return target
 
 
-def check_place(template: Target, place: Place, address: str, port: int, user: str | None) -> None:
-    """A place's name names folders here (runs/, the store's history) and on the board (its run folder, removed
-    with `rm -rf` at the end), its NetworkService's address and user go to ssh, and a coordinator takes any
-    string from anyone who reaches its port (labgrid has no authentication): they are read as a target file's
-    are, and a place they fail is refused (LabError naming the field), never turned into a path or a command."""
+REFUSED_HINT = (
+    "a place's name is a board's name (letters, digits, '.', '_', '-'; no '/' or '..'), its NetworkService a plain "
+    "address, a port 1-65535 and a user name: the lab's admin renames the place (labgrid-client create / delete) "
+    "or fixes the exporter's YAML"
+)
+
+
+def place_problems(template: Target, place: Place, address: str, port: int, user: str | None) -> str | None:
+    """Why a place is refused (check_place), naming each field; None when it is not."""
     from pydantic import ValidationError
 
     from edgekit.target import Target
@@ -243,14 +316,24 @@ def check_place(template: Target, place: Place, address: str, port: int, user: s
             "port": "its NetworkService's port",
         }
         said["user"] = "the target's user" if template.user else "its NetworkService's username"
-        problems = "; ".join(
+        return "; ".join(
             f"{said.get(str(e['loc'][0]), str(e['loc'][0])) if e['loc'] else 'it'}: {e['msg']}"
             for e in exc.errors()
         )
-        raise LabError(
+    return None
+
+
+def check_place(template: Target, place: Place, address: str, port: int, user: str | None) -> None:
+    """A place's name names folders here (runs/, the store's history) and on the board (its run folder, removed
+    with `rm -rf` at the end), its NetworkService's address and user go to ssh, and a coordinator takes any
+    string from anyone who reaches its port (labgrid has no authentication): they are read as a target file's
+    are, and a place they fail is refused (PlaceRefused, a LabError naming the field), never turned into a path
+    or a command."""
+    problems = place_problems(template, place, address, port, user)
+    if problems:
+        raise PlaceRefused(
             f"place {place.name!r} of the lab is refused: {problems}",
+            problems,
             where=template.name,
-            hint="a place's name is a board's name (letters, digits, '.', '_', '-'; no '/' or '..'), its "
-            "NetworkService a plain address and user name: the lab's admin renames the place "
-            "(labgrid-client create / delete) or fixes the exporter's YAML",
-        ) from None
+            hint=REFUSED_HINT,
+        )

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgekit.lab.client import LabClient, Say, event_error, skipped_note
-from edgekit.lab.errors import LabError
+from edgekit.lab.errors import LabError, LabWaitTimeout
 from edgekit.lab.place import Place, held_place, holder_text, parse_place
 from edgekit.target import LabSpec
 
@@ -60,6 +60,8 @@ class Lease:
         # transport and its worker both check after each recipe: the warning came twice)
         self._check_warned: dict[str, str] = {}
         self.unreleased: dict[str, str] = {}  # place -> why its release failed (said; not released)
+        # place -> why edgekit refuses it (acquire.refusals): the helper passes it over; said while waiting
+        self.refused: dict[str, str] = {}
         self._ended = False  # the helper's stdout ended: it has exited (every answer is read)
         self._err: collections.deque[str] = collections.deque(maxlen=40)  # the helper's last words
         self._reader = threading.Thread(target=self._read, name="lab-lease", daemon=True)
@@ -164,20 +166,33 @@ class Lease:
                 self.acquire_s = float(event.get("seconds") or 0.0)
                 return
             if kind == "error":
-                raise event_error(event, self.coordinator)
+                error = event_error(event, self.coordinator)
+                if isinstance(error, LabWaitTimeout) and self.refused:
+                    raise LabWaitTimeout(
+                        error.message + self._refused_note(), where=error.where, hint=error.hint
+                    )
+                raise error
             if kind == "waiting":
                 holders = "; ".join(
                     f"{h['place']} held by {holder_text(held_place(h))}" for h in event["holders"]
                 )
                 self.say(
                     f"lab: waiting for a free place with {self.spec.wanted()} ({event['waited_s']:.0f} s of "
-                    f"{self.spec.wait_s:.0f} s): {holders or 'none free'}{skipped_note(event)}"
+                    f"{self.spec.wait_s:.0f} s): {holders or 'none free'}{skipped_note(event)}{self._refused_note()}"
                 )
             elif kind == "stale-released":
                 self.say(
                     f"lab: {event['place']} was held by a dead edgekit ({event['holder']}): released"
                     + (f" (failed: {event['error']})" if event.get("error") else "")
                 )
+
+    def _refused_note(self) -> str:
+        """The places edgekit refuses (their name or NetworkService), as a waiting or timeout line's tail."""
+        if not self.refused:
+            return ""
+        return "; refused by edgekit (never taken): " + "; ".join(
+            f"{name} ({why})" for name, why in sorted(self.refused.items())
+        )
 
     def _send(self, command: dict[str, list[str]]) -> bool:
         """A command to the helper; False when it is gone (exited, or its stdin closed)."""

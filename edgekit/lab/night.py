@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgekit.convert.base import Artifact
 from edgekit.errors import EdgekitError, Interrupted
-from edgekit.lab.acquire import place_target
+from edgekit.lab.acquire import place_target, usable_places
 from edgekit.lab.client import LabClient
 from edgekit.lab.errors import NotRun
 from edgekit.lab.lease import Lease, PlaceHold
@@ -138,9 +138,19 @@ class Night:
             f"lab: acquiring every free place with {template.lab.wanted()} (at least one, up to "
             f"{template.lab.wait_s:.0f} s)"
         )
-        lease = LabClient(template.lab.address()).hold(
-            template.lab, count=0, say=lambda m: self.log(f"{name}: {m}"), started=self._track
-        )
+        client = LabClient(template.lab.address())
+        # a place edgekit refuses (its name, its NetworkService's address or user) is never taken: acquired, it
+        # was left out after, and the night's only free place of the type ("no place tonight") while a good one
+        # was about to free up
+        refused = usable_places(template, client.places(), client.coordinator)
+        spec = template.lab.model_copy()
+        spec._avoid = frozenset(template.lab._avoid | set(refused))
+
+        def started(lease: Lease) -> None:
+            lease.refused = dict(refused)
+            self._track(lease)
+
+        lease = client.hold(spec, count=0, say=lambda m: self.log(f"{name}: {m}"), started=started)
         with self.lock:
             stopped = self.stopping.is_set() or self.closed
             if not stopped:
