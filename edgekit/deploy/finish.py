@@ -18,6 +18,7 @@ from pathlib import Path
 from edgekit.deploy.agent_result import lies_under
 from edgekit.deploy.agent_run import AgentRunner
 from edgekit.errors import AgentError, ConnectionLost, DeviceTimeout, EdgekitError
+from edgekit.paths import disk_full_text, out_of_space
 from edgekit.results import TargetRun
 from edgekit.target import Target
 from edgekit.transport import Transport
@@ -107,6 +108,13 @@ class Finishing:
                 self._cleanup(transport)
         except EdgekitError as exc:
             self.fail(f"{self._stage}: {type(exc).__name__}: {exc}")
+        except OSError as exc:  # a download found this machine's disk full: the rest stays on the device
+            if not out_of_space(exc):
+                raise
+            self.fail(
+                f"{self._stage}: {disk_full_text(self.local_dir)}; what was not fetched is left on the device in "
+                f"{self.run_dir}; {PRUNED_LATER}"
+            )
         finally:
             transport.close()
             self._check_held(transport)

@@ -48,6 +48,7 @@ from edgekit.errors import (
     EdgekitError,
     Interrupted,
 )
+from edgekit.paths import disk_full_text, out_of_space
 from edgekit.progress import Planned
 from edgekit.results import TargetRun
 from edgekit.runtimes import spec_for
@@ -228,6 +229,12 @@ class TargetSession(Finishing):
             self.runner.record_not_run(
                 arts, f"{type(exc).__name__} in {self._stage}: {str(exc).splitlines()[0]}"
             )
+        except OSError as exc:  # a write of edgekit's own (a request, a result) found this disk full
+            if not out_of_space(exc):
+                raise
+            full = disk_full_text(self.local_dir)  # 'DiskFull: no space left on the disk holding ...'
+            self.fail(f"{self._stage}: {full}")
+            self.runner.record_not_run(arts, full.replace(":", f" in {self._stage}:", 1))
         finally:
             self.reached.set()
             watchdog.cancel()
