@@ -43,6 +43,9 @@ class Basis(str, Enum):
 DID_NOT_RUN = "did not run"
 GATES_FAILED = "gates failed"
 UNCOUNTED = "emulated without instruction counts"
+# counting was asked for but its counts were lost (this machine's disk filled under the counting plugin, a result
+# kept from the agent's stream only): COUNTS_LOST, then ': ' and why. Counting again is no advice: it was on
+COUNTS_LOST = "emulated, its instruction counts lost"
 # the device saved its outputs but they were never compared (not pulled: a frozen device, a lost link): its
 # on-device gates are unknown, so it is no route, whatever its speed
 NOT_JUDGED = "gates not judged on the device: outputs not pulled"
@@ -182,6 +185,12 @@ class Route:
 def why_no_route(rejected: dict[str, str]) -> str:
     """Why a target has no route, from its rejections (artifact -> why): not counted, nothing ran, or gates."""
     whys = list(rejected.values())
+    if whys and all(why.startswith(COUNTS_LOST) for why in whys):
+        lost = whys[0][len(COUNTS_LOST) :].lstrip(": ") or "its error is above"
+        return (
+            f"no route: emulated, and the instruction counts it was counted for were lost ({lost}); its wall times "
+            "are not device latency: run it again once that is mended"
+        )
     if whys and all(why == UNCOUNTED for why in whys):
         return (
             "no route: emulated without instruction counts (its wall times are not device latency); to rank it, "
