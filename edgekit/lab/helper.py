@@ -160,12 +160,26 @@ def services(session: Any, place: Any) -> list[dict[str, object]]:
                         {
                             "address": params.get("address"),
                             "username": params.get("username"),
-                            "port": int(params.get("port") or 22),
+                            "port": port_of(params.get("port")),
                             "avail": bool(entry.avail),
                             "path": f"{exporter}/{group_name}/{resource_name}",
                         }
                     )
     return found
+
+
+def port_of(given: object) -> object:
+    """A NetworkService's port as its exporter gave it: labgrid's (and ssh's) 22 only when it gives none. A 0 or
+    a port out of range stays as given, for edgekit to refuse (`int(port or 22)` turned 0 into 22: a deploy
+    connected to another service than the exporter's)."""
+    if given is None:
+        return 22
+    if isinstance(given, bool):
+        return -1
+    try:
+        return int(given)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return -1  # not a number: out of range, refused
 
 
 def reachable(session: Any, place: Any) -> bool:

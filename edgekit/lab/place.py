@@ -70,7 +70,7 @@ def parse_place(data: dict[str, Any]) -> Place:
         Service(
             str(s.get("address") or ""),
             str(s.get("username") or ""),
-            int(s.get("port") or 22),
+            _port(s.get("port")),
             bool(s.get("avail")),
             str(s.get("path")),
         )
@@ -85,6 +85,17 @@ def parse_place(data: dict[str, Any]) -> Place:
         reservation=data.get("reservation"),
         services=services,
     )
+
+
+def _port(given: Any) -> int:
+    """The port the helper names (22 only when the exporter gives none); a value that is not a number is -1, for
+    the place check to refuse as out of range (0 stays 0, refused as such: never read as 22)."""
+    if given is None:
+        return 22
+    try:
+        return int(given)
+    except (TypeError, ValueError):
+        return -1
 
 
 def held_place(h: dict[str, Any]) -> Place:
