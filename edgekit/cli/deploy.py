@@ -31,11 +31,15 @@ EPILOG = """Examples:
 
   edgekit deploy recipes/tiny.yaml --target pi4 --target pi5 --threads 1,4 --repeat 20 --json run.json
 
-  edgekit deploy recipes/yolov5-lite.yaml --target pi4-emu --threads 1 --repeat 3 --samples 4 --set emulated.counting=true
+  edgekit deploy recipes/yolov5-lite.yaml --target pi4-emu --set emulated.caches=false --verbose
 
-(the last: a quick emulated run, with guest instruction counts and labelled board estimates)
+(the last: counting without the board's simulated data caches, ~1.2-1.6x quicker for a wider estimate interval,
+and qemu's emulated wall times shown too)
 
-Emulated targets (pi4-emu, ...) report emulated wall times, labelled as such: never device latency."""
+Emulated targets (pi4-emu, ...) count guest instructions: their table leads with the real board's ESTIMATE (from
+the counts, with its 80% interval; not a measurement) and ratios by instruction count; qemu's emulated wall times,
+never device latency, only with --verbose or in --json. Their timing plan is their benchmark_cap (pi4-emu: 1
+thread, repeat 3, warmup 1, 4 inputs) unless --threads, --repeat, --warmup or --samples choose."""
 
 
 def parse_threads(text: str | None) -> tuple[int, ...] | None:
@@ -79,7 +83,8 @@ def deploy_cmd(
         None,
         "--samples",
         min=1,
-        help="evaluation inputs sent to targets (default: all the recipe's; fewer keeps emulated runs short)",
+        help="evaluation inputs sent to targets (default: the recipe's evaluation.device_inputs, else all; an "
+        "emulated target's benchmark_cap sends 4 unless the recipe sets device_inputs)",
     ),
     fmt: list[Format] | None = FORMATS_OPTION,
     no_host: bool = typer.Option(
@@ -91,7 +96,7 @@ def deploy_cmd(
     set_: list[str] | None = typer.Option(
         None,
         "--set",
-        help="override a field of every named target, e.g. --set emulated.counting=true (repeatable)",
+        help="override a field of every named target, e.g. --set emulated.caches=false (repeatable)",
     ),
     store: str | None = typer.Option(
         None,
