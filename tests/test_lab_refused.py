@@ -174,3 +174,53 @@ def test_a_network_service_port_0_is_refused_and_only_a_missing_port_is_22(free_
             lab_rig._stop_group(pid)
         kick_held(rig)
         _delete(rig, "p-zero", "p-none")
+
+
+def test_a_place_waited_for_names_its_reservations_owner_or_why_labgrid_would_not_give_it(
+    free_lab: lab_rig.Rig,
+) -> None:
+    """While waiting and at the timeout edgekit printed labgrid's reservation token (`pi5-a held by reservation
+    RPEXP9TUDR`), stored in the run, and `held by reservation None` for a place the coordinator would not give for
+    another reason (its resource held through another place: AcquirePlace said so and the words were dropped). It
+    names the reservation's owner now, and the coordinator's words otherwise."""
+    from edgekit.lab.errors import LabWaitTimeout
+    from edgekit.target import LabSpec
+
+    rig = free_lab
+    env = {**os.environ, "LG_COORDINATOR": rig.coordinator, "LG_USERNAME": "bob", "LG_HOSTNAME": "other"}
+    lgc = str(lab_python().parent / "labgrid-client")
+    # pi5-twin matches pi5-a's NetworkService: while pi5-a is held, the coordinator will not give pi5-twin
+    LabClient(rig.coordinator).define([("pi5-twin", ["rig/pi5-a/NetworkService"], {"board": "twin"})])
+    try:
+        teammate(rig, "pi5-a", "acquire")
+        said: list[str] = []
+        with pytest.raises(LabWaitTimeout) as raised:
+            LabClient(rig.coordinator).hold(
+                LabSpec(tags={"board": "twin"}, wait_s=3), say=said.append
+            ).close()
+        text = str(raised.value)
+        assert "reservation None" not in text and "None" not in " ".join(said), (text, said)
+        assert "pi5-twin" in text and "Failed to acquire resources for place pi5-twin" in text, text
+        teammate(rig, "pi5-a", "release")
+
+        reserve = subprocess.run(
+            [lgc, "reserve", "name=pi5-a"], env=env, capture_output=True, text=True, check=True
+        )
+        token = next(
+            line.split("'")[1] for line in reserve.stdout.splitlines() if line.startswith("Reservation '")
+        )
+        deadline = time.monotonic() + 10
+        while not any(p.reservation for p in LabClient(rig.coordinator).places() if p.name == "pi5-a"):
+            assert time.monotonic() < deadline, "the reservation was never allocated"
+            time.sleep(0.2)
+        said.clear()
+        with pytest.raises(LabWaitTimeout) as raised:
+            LabClient(rig.coordinator).hold(LabSpec(tags={"board": "pi5"}, wait_s=3), say=said.append).close()
+        text = str(raised.value)
+        assert token not in text and token not in " ".join(said), (text, said)
+        assert "pi5-a held by a reservation of other/bob" in text, text
+        assert any("pi5-a held by a reservation of other/bob" in s for s in said), said
+        subprocess.run([lgc, "cancel-reservation", token], env=env, capture_output=True, check=True)
+    finally:
+        kick_held(rig)
+        _delete(rig, "pi5-twin")

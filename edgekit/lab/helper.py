@@ -309,6 +309,33 @@ def stopped_by(signals: list[int]) -> str:
     return f"interrupted ({', '.join(dict.fromkeys(named.get(s, signal.Signals(s).name) for s in signals))})"
 
 
+async def reservation_owners(session: Any) -> dict[str, str]:
+    """token -> owner (HOST/USER) of the coordinator's reservations; {} when it cannot say (the token is said)."""
+    from labgrid.remote.generated import labgrid_coordinator_pb2
+
+    try:
+        answer = await asyncio.wait_for(
+            session.stub.GetReservations(labgrid_coordinator_pb2.GetReservationsRequest()), CALL_S
+        )
+    except Exception:  # noqa: BLE001 - grpc's, or no answer: the waiting line names the token instead
+        return {}
+    return {r.token: r.owner for r in answer.reservations}
+
+
+def held_by(place: Any, owners: dict[str, str], refused: str | None) -> str:
+    """Who keeps a place from this edgekit, for the waiting and timeout lines: its holder, the owner of the
+    reservation it is allocated to (labgrid's token said nothing to a teammate), or why the coordinator would not
+    give it (a place matching the same resource held through another place: AcquirePlace's own words)."""
+    if place.acquired:
+        return str(place.acquired)
+    if place.reservation:
+        owner = owners.get(place.reservation)
+        return f"a reservation of {owner}" if owner else f"a reservation (token {place.reservation})"
+    if refused:
+        return f"nobody, but the coordinator would not give it: {refused}"
+    return "nobody (free now: taken at the next look)"
+
+
 def me(session: Any) -> str:
     """This session's holder name, as the coordinator records it in a place's `acquired`."""
     return f"{session.gethostname()}/{session.getuser()}"
@@ -393,6 +420,7 @@ async def do_hold(args: argparse.Namespace) -> int:
     parent = os.getppid()
     held: list[str] = []
     ours: set[str] = set()  # held by this same edgekit for another target of its run: never taken twice
+    refused: dict[str, str] = {}  # place -> why the coordinator would not give it (AcquirePlace's words)
     last_said: tuple[Any, ...] | None = None
     said_at = 0.0
     while True:
@@ -449,8 +477,12 @@ async def do_hold(args: argparse.Namespace) -> int:
                 continue
             if place.name in args.avoid:  # another target of this run asks for it by name: never ours to take
                 continue
-            if await acquire(session, place.name) is None:
+            why = await acquire(session, place.name)
+            if why is None:
                 held.append(place.name)
+                refused.pop(place.name, None)
+            else:  # taken meanwhile, or its resource held through another place: the coordinator's words
+                refused[place.name] = why
         if held and (not args.count or len(held) >= args.count or time.monotonic() >= deadline):
             break
         if interrupted or reader.at_eof() or os.getppid() != parent:  # Ctrl-C, or edgekit gave up or is gone
@@ -463,16 +495,19 @@ async def do_hold(args: argparse.Namespace) -> int:
             )
             return EXIT_INTERRUPTED
         now_wall = time.time()
+        waited = [
+            p for p in usable if p.name not in held and p.name not in args.avoid
+        ]  # avoided: not waited for
+        owners = await reservation_owners(session) if any(p.reservation for p in waited) else {}
         holders = [
             {
                 "place": p.name,
                 "by": "this edgekit (another target of its run)"
                 if p.name in ours
-                else p.acquired or f"reservation {p.reservation}",
+                else held_by(p, owners, refused.get(p.name)),
                 "held_s": round(now_wall - p.changed, 1) if p.acquired else None,
             }
-            for p in usable
-            if p.name not in held and p.name not in args.avoid  # another target's, by name: not waited for
+            for p in waited
         ]
         if time.monotonic() >= deadline:
             emit(
