@@ -854,6 +854,17 @@ def test_runs_does_not_count_the_host_left_out_as_failed_and_says_why_a_run_is_n
     assert "no (target failed)" in " ".join(rows[done.recipe].split()), out.stdout
     assert "no (not finished)" in " ".join(rows["killed"].split()), out.stdout
 
+    # `runs show` of that run said 'host (local) status failed' where `runs` said 'not measured' (new-user review)
+    def heads(recipe: str) -> dict[str, str]:
+        shown = _edgekit("runs", "show", str(listed[recipe].id), "--store", store, home=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        return {line.split()[0]: line for line in shown.stdout.splitlines() if " status " in line}
+
+    left = heads(done.recipe)
+    assert "status not measured" in left["host"] and "status failed" not in left["host"], left
+    assert "status failed" in left["pi4"], left
+    assert "status failed" in heads("hostbad")["host"]  # a host that failed on its own still reads failed
+
 
 def test_a_store_error_never_prints_the_password() -> None:
     for url in ("mysql://bob:s3cret@nowhere/db", "postgresql://bob:s3cret@127.0.0.1:1/db"):

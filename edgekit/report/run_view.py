@@ -65,9 +65,12 @@ def result_not_ok(result: DeployResult) -> str:
 
 
 def _host_left_out(result: DeployResult) -> str | None:
-    """The host, not measured because every device failed before measuring: no failure of its own."""
+    """The host, not measured because every device failed before measuring: no failure of its own (a host that
+    measured, or failed with its agent's result, is not; the store's rule, store/read.py host_left_out)."""
+    host = next((t for t in result.runs if t.target == "host"), None)
     others = [t for t in result.runs if t.target != "host"]
-    if others and all(t.status == "failed" and t.agent is None for t in others):
+    skipped = host is not None and host.status == "failed" and host.agent is None
+    if skipped and others and all(t.status == "failed" and t.agent is None for t in others):
         return "host"
     return None
 
@@ -102,20 +105,26 @@ def print_run(console: Console, run_id: int, result: DeployResult, verbose: bool
         console.print(arts)
     missed = {a.id for a in result.artifacts if a.missed_gate}
     routes = {str(r.get("target")): r for r in result.routes}
+    left_out = _host_left_out(result)
     for t in result.runs:
-        _print_target(console, t, verbose, missed)
+        _print_target(console, t, verbose, missed, left_out=t.target == left_out)
         if t.target in routes:  # the artifact to ship there, as deploy said it
             console.print(f"  route {plain(route_line(routes[t.target]))}", highlight=False)
     for target in sorted(set(routes) - {t.target for t in result.runs}):
         console.print(f"route {plain(route_line(routes[target]))}", highlight=False)
 
 
-def _print_target(console: Console, t: TargetRun, verbose: bool, missed: set[str]) -> None:
+def _print_target(
+    console: Console, t: TargetRun, verbose: bool, missed: set[str], *, left_out: bool = False
+) -> None:
+    """LEFT_OUT: the host skipped because every device failed before measuring: 'not measured', as `runs` says,
+    not 'failed' (its status field is failed: it has no figures)."""
     label = f"{plain(t.target)} {EMU}" if t.emulated else plain(t.target)
+    status, colour = ("not measured", "yellow") if left_out else (plain(t.status), "red")
     console.print(
-        f"\n[bold]{label}[/] ({plain(t.kind)}) status {plain(t.status)}"
+        f"\n[bold]{label}[/] ({plain(t.kind)}) status {status}"
         + (" [yellow](interrupted)[/]" if t.interrupted else "")
-        + (f": [red]{plain(t.error)}[/]" if t.error else "")
+        + (f": [{colour}]{plain(t.error)}[/]" if t.error else "")
     )
     if t.agent is None:
         return
