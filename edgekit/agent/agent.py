@@ -71,6 +71,8 @@ EXIT_OK, EXIT_CRASH, EXIT_BAD_REQUEST, EXIT_LOCKED, EXIT_DEADLINE = 0, 1, 2, 3, 
 EXIT_CANNOT_WRITE = (
     5  # a file the agent writes (result, lock, outputs) could not be: a full disk, EACCES, EIO
 )
+# another benchmark holds the device: a WAITING line on stdout (contract.py's STREAM_WAITING) at once, then this often
+WAITING_EVERY_S = 30.0
 DEADLINE_BACKSTOP_S = 30.0  # after the deadline: faulthandler ends a process whose main thread holds the GIL
 ARM_PARTS = {
     "0xd03": "Cortex-A53",
@@ -1375,15 +1377,20 @@ def device_lock(path: str, timeout_s: float) -> Iterator[None]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise CannotWrite(path, exc) from None
-    deadline = time.monotonic() + timeout_s
+    start = time.monotonic()
+    deadline, said = start + timeout_s, None
     try:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except OSError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                if said is None or time.monotonic() - said >= WAITING_EVERY_S:  # a wait is no hang: said
+                    said = time.monotonic()
+                    waited = round(said - start, 1)
+                    stream("WAITING", {"holder": holder, "waited_s": waited, "lock_timeout_s": timeout_s})
                 if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
                     raise AgentFailure(
                         "another benchmark holds %s (%s); waited %.0f s" % (path, holder, timeout_s),
                         EXIT_LOCKED,

@@ -33,6 +33,11 @@ OUTPUTS_DIR = "outputs"  # the request's outputs_dir, in the run folder
 EXIT_LOCKED = 3  # another benchmark holds the device's lock
 EXIT_DEADLINE = 4  # the agent stopped itself at the request's deadline_s
 EXIT_CANNOT_WRITE = 5  # the agent could not write its result, lock or outputs (a full disk is DeviceDiskFull)
+# The agent's stdout lines, `EDGEKIT_<KIND> {json}`: START, MEASUREMENT (one each, kept if the link drops) and,
+# additive (no protocol bump: a host that does not know a kind skips its line), WAITING: another benchmark holds
+# the device's lock, {"holder": "pid N since T", "waited_s", "lock_timeout_s"}, at once and every WAITING_EVERY_S
+STREAM_WAITING = "WAITING"
+WAITING_EVERY_S = 30.0
 
 
 def outputs_file_name(outputs_dir: str, artifact: str, threads: int) -> str:

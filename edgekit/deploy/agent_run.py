@@ -30,6 +30,7 @@ from typing import Any
 from edgekit.agent.contract import EXIT_CANNOT_WRITE, EXIT_DEADLINE, EXIT_LOCKED, ErrorCode
 from edgekit.deploy import counting
 from edgekit.deploy.agent_result import Progress, ResultReader, measured_lines, started
+from edgekit.deploy.agent_waiting import waiting_lines
 from edgekit.deploy.request import (
     AGENT_REMOTE,
     AgentArtifact,
@@ -82,9 +83,8 @@ class AgentRunner:
         self.settings = settings
         self.local_dir = local_dir
         self.run_dir = run_dir
-        self.deadline = (
-            deadline  # time.monotonic() of the whole-run deadline: each invocation gets what is left
-        )
+        # time.monotonic() of the whole-run deadline: each invocation gets what is left
+        self.deadline = deadline
         self.say = say
         self.on_update = on_update
         self.is_interrupted = is_interrupted  # Ctrl-C: no reconnect after a lost link
@@ -239,8 +239,8 @@ class AgentRunner:
         )
 
     def measured_lines(self) -> Callable[[str], None]:
-        """The agent's stdout reader that says each measurement it streams (agent_result.measured_lines)."""
-        return measured_lines(self.target, self.say)
+        """The agent's stdout reader that says each measurement it streams and each wait for the device's lock."""
+        return waiting_lines(self.target, self.say, measured_lines(self.target, self.say))
 
     def after_crash(
         self, arts: list[AgentArtifact], part: AgentResult, status: int, stderr: str
