@@ -24,9 +24,18 @@ from typing import Any
 from rich.console import Console as RichConsole
 from rich.errors import MarkupError
 from rich.markup import escape
+from rich.text import Text
 
 
 class Console(RichConsole):
+    """Not writing to a terminal (a log file, CI, a pipe), a line of text is printed whole (soft_wrap) unless the
+    caller chooses: a path or a progress message hard-wrapped at the width was split across lines, no longer
+    greppable. Tables (any renderable but text) still render at the console's width, titles and captions too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lines_whole = "soft_wrap" not in kwargs and not self.is_terminal
+
     def on_broken_pipe(self) -> None:
         """The reader has gone (`edgekit formats | head -1`): end quietly, exit 0. rich's default exits 1, and a
         script's `set -o pipefail` then failed on a command that had said all it was asked."""
@@ -35,6 +44,12 @@ class Console(RichConsole):
         raise SystemExit(0)
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
+        if (
+            self.lines_whole
+            and kwargs.get("soft_wrap") is None
+            and all(isinstance(o, (str, Text)) for o in objects)
+        ):
+            kwargs["soft_wrap"] = True
         try:
             super().print(*objects, **kwargs)
         except MarkupError:
