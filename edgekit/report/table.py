@@ -40,6 +40,10 @@ from edgekit.same_model import same_models
 HOST = "host"
 
 
+DRIFT_NOTE = (  # under the tables when a 'drift vs host' column is shown: 3.5e+00 in pixels is not alarming
+    "drift vs host: largest absolute difference (in the output's own units) / cosine between this target's "
+    "outputs and the host's on the same inputs"
+)
 SAME_MODEL = Text(
     "same model", style="dim"
 )  # the 'x fp32' of an artifact that is its fp32 model (same_models)
@@ -62,6 +66,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
         conversions.add_row(art.id, size, _fidelity(art))
     parts: list[Table | Text] = [conversions]
     twins = {a: same for a, (same, _) in same_models(result.artifacts).items()}  # one model: no speed-up
+    drifts = False
     for run in runs:
         table = Table(
             title=f"{result.recipe} on {run.target}" + (" (emulated)" if run.emulated else ""),
@@ -71,6 +76,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
         table.add_column("artifact", no_wrap=True, min_width=11)
         table.add_column("thr", justify="right", min_width=3)
         drift = run.target != HOST and any(c.reference == HOST for c in run.comparisons)  # --no-host: none
+        drifts = drifts or drift
         for label in _target_headers(run, verbose, drift):
             table.add_column(label, justify="right", overflow="fold", min_width=5)
         estimated = {int(k.rsplit(" x", 1)[1]) for k in run.estimates if k.rsplit(" x", 1)[-1].isdigit()}
@@ -100,7 +106,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
     ranked = runtime_table(result)
     if ranked is not None:  # with what one timed invocation covers in each: not the same work
         parts += [ranked, Text(ranked_scope_note(result) or "", style="dim")]
-    parts.append(Text(caption(result, runs), style="dim"))
+    parts.append(Text(caption(result, runs) + (f"\n{DRIFT_NOTE}" if drifts else ""), style="dim"))
     return Group(*parts)
 
 
