@@ -78,7 +78,9 @@ class Finishing:
 
     def _finish(self, transport: Transport, interrupted: bool) -> None:
         usable = transport.usable and not interrupted
-        if interrupted and self.runner.invocations:
+        # the push made the run folder (runs/.../outputs) before any agent started: removed as the agent's is
+        made = self.runner.invocations > 0 or self._stage not in ("start", "ensure", "connect")
+        if interrupted and made:
             usable = transport.resume_after_interrupt()
             name = self.target.name
             if usable:
@@ -97,6 +99,8 @@ class Finishing:
         try:
             if usable and self.run.agent is not None and self.run.agent.measurements:
                 usable = self._pull(transport)
+            if usable:
+                self._forget_missing(transport)
             if (
                 usable and self.runner.reader.unread
             ):  # never removed before what the agent wrote there was read
@@ -104,7 +108,7 @@ class Finishing:
                     f"{self.target.name}: {self.run_dir} left on the device (its work dir): "
                     f"{'; '.join(self.runner.reader.unread.values())}"
                 )
-            elif usable and self.runner.invocations:  # failed runs too: what they measured is pulled
+            elif usable and made:  # failed runs too: what they measured is pulled
                 self._cleanup(transport)
         except EdgekitError as exc:
             self.fail(f"{self._stage}: {type(exc).__name__}: {exc}")
@@ -119,6 +123,17 @@ class Finishing:
             transport.close()
             self._check_held(transport)
             self.on_update(self.run)
+
+    def _forget_missing(self, transport: Transport) -> None:
+        """A result file that could not be read because the agent never wrote it (stopped first: a Ctrl-C, a
+        timeout, a frozen device) is nothing to read: no reason to leave the run folder on the device."""
+        for remote in list(self.runner.reader.unread):
+            try:
+                done = transport.run(["test", "-e", remote], timeout=30)
+            except EdgekitError:
+                return  # the folder stays, said with why
+            if done.exit_status == 1:
+                self.runner.reader.unread.pop(remote)
 
     def _pull(self, transport: Transport) -> bool:
         """The outputs, pulled again after one reconnect when the link drops or freezes under the download;
