@@ -209,6 +209,36 @@ def _converters(fmts: Sequence[Format], recipe: Recipe) -> dict[Format, type[Con
     return out
 
 
+# the tools each converter runs, as a user knows them (progress lines named the Python class: TfliteConverter)
+TOOLS = {
+    "TfliteConverter": "onnx2tf + TensorFlow",
+    "Onnx2tfRouteConverter": "onnx2tf + TensorFlow",
+    "KerasTfliteConverter": "TensorFlow's TFLiteConverter",
+    "NcnnConverter": "pnnx",
+    "MnnConverter": "MNN's converter",
+    "OnnxRuntimeConverter": "no tool (the ONNX model as prepared)",
+    "OpenCvConverter": "no tool (the ONNX model as prepared)",
+    "OpenVinoConverter": "OpenVINO (convert_model)",
+    "ExecuTorchConverter": "torch.export + ExecuTorch (XNNPACK)",
+}
+INT8_TOOLS = {  # what an INT8 format adds (quantization) to the converter's own tool
+    "NcnnConverter": "pnnx + edgekit's INT8 quantizer",
+    "MnnConverter": "MNN's converter + quantization tool",
+    "OnnxRuntimeConverter": "onnxruntime's quantization tool",
+    "OpenVinoConverter": "OpenVINO + NNCF",
+    "ExecuTorchConverter": "torch.export + ExecuTorch's PT2E quantizer (XNNPACK)",
+}
+
+
+def tool_name(conv_cls: type[Converter], batch: Sequence[Format]) -> str:
+    """What a progress line says converts `batch`: the tool (a class's `tool` attribute, else TOOLS), never the
+    class name unless the converter is unknown here."""
+    name = conv_cls.__name__
+    if any(f.value.endswith("-int8") for f in batch) and name in INT8_TOOLS:
+        return INT8_TOOLS[name]
+    return str(getattr(conv_cls, "tool", None) or TOOLS.get(name, name))
+
+
 def _groups(
     fmts: Sequence[Format], converters: dict[Format, type[Converter]]
 ) -> list[tuple[type[Converter], list[Format]]]:
@@ -239,7 +269,7 @@ def _convert_group(
     out: dict[Format, Artifact] = {}
     for batch in batches:
         names = ", ".join(f.value for f in batch)
-        say(f"{names}: converting with {conv_cls.__name__}")
+        say(f"{names}: converting with {tool_name(conv_cls, batch)}")
         work = paths.work_dir(conv_cls.__name__)
         conv = conv_cls()
         conv.progress = partial(_say_for, say, names)

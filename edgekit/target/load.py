@@ -4,6 +4,7 @@ names the field and where its value came from."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
@@ -172,8 +173,9 @@ def target_path(name_or_path: str | Path) -> Path:
         if text.isdigit()
         else ""
     )
+    close = difflib.get_close_matches(text, list_target_names(), n=1, cutoff=0.6)  # `pi4emu`: pi4-emu
     raise TargetError(
-        f"unknown target {text!r}",
+        f"unknown target {text!r}" + (f"; did you mean {close[0]}?" if close else ""),
         where=", ".join(str(d.resolve()) for d in target_dirs()),  # the repository's targets/, not the link
         hint=f"{threads}known targets: {', '.join(list_target_names()) or 'none'}; a new board: a {text}.yaml in "
         "one of these folders (EDGEKIT_TARGETS_DIR names a folder of your own), or a path to a target file",
