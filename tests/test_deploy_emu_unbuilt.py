@@ -42,3 +42,35 @@ def test_a_deploy_to_an_unbuilt_emulated_device_is_refused_before_converting(tmp
             assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == (0,)
     assert not any((emu / "devices").glob("pi4-emu/built.done"))  # nothing built either
     assert took < 60, took
+
+
+def test_bench_and_profile_on_an_unbuilt_emulated_device_are_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    """bench and profile checked a key file and the stated core before any work, not whether the device was
+    built: they failed later, in the device's start. They share deploy's check now."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = tmp_path / "relu.onnx"
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), model)
+    home, emu = tmp_path / "home", tmp_path / "emu-fresh"
+    emu.mkdir()
+    env = {**os.environ, "EDGEKIT_HOME": str(home), "EDGEKIT_EMU_HOME": str(emu), "COLUMNS": "200"}
+    for command in (
+        ["bench", str(model), "--target", "pi5-emu"],
+        ["profile", str(model), "--target", "pi5-emu"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "edgekit", *command], capture_output=True, text=True, env=env, timeout=300
+        )
+        said = " ".join((done.stdout + done.stderr).split())
+        assert done.returncode == 1, (command, said)
+        assert "EmulatorError" in said and "pi5-emu is not built on this machine" in said, (command, said)
+        assert not any((emu / "devices").glob("pi5-emu/built.done"))

@@ -35,7 +35,6 @@ from edgekit.deploy.plan import (
     plan_for,
 )
 from edgekit.deploy.provenance import git_revision, now, tool_versions
-from edgekit.deploy.reach import startable
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.result_file import ResultFile
 from edgekit.deploy.session import HostCpu, TargetSession
@@ -89,9 +88,8 @@ def deploy(
             del resolved[name]
             say(f"{name}: this machine, measured once as the host column (--no-host measures it as {name})")
     _check_something_runs(recipe, opts, list(resolved.values()))
-    for target in resolved.values():  # a missing key file, a lab with no such place...: exit 2 now, not after
-        check_before_work(target)
-    startable(list(resolved.values()))  # an emulated device not built here (building it downloads): said now
+    for target in resolved.values():  # a missing key file, a lab with no such place, an unbuilt emulated
+        check_before_work(target)  # device...: said now, not after the conversions
     if sum(t.lab is not None for t in resolved.values()) > 1:  # one place between two lab targets: exit 2 now
         from edgekit.emu.device import check_distinct_places
 

@@ -93,11 +93,13 @@ class TargetPlan:
 def check_before_work(target: Target) -> None:
     """What every command that reaches a target can refuse at once (exit 2), before converting, uploading or
     waiting: a missing or unusable key file, a lab with no place of this kind, an emulated target stating a
-    core its device does not run."""
+    core its device does not run, or whose device is not built here (its build would download: exit 1)."""
+    from edgekit.deploy.reach import startable
     from edgekit.emu.device import check_available
 
     check_target_key(target)
     check_available(target)
+    startable([target])
 
 
 def check_target_key(target: Target) -> None:
