@@ -19,7 +19,6 @@ ResultReader's (deploy/agent_result.py).
 from __future__ import annotations
 
 import json
-import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any
 
 from edgekit.agent.contract import EXIT_CANNOT_WRITE, EXIT_DEADLINE, EXIT_LOCKED, ErrorCode
 from edgekit.deploy import counting
+from edgekit.deploy.agent_death import before_measuring
 from edgekit.deploy.agent_result import Progress, ResultReader, measured_lines, started
 from edgekit.deploy.agent_waiting import waiting_lines
 from edgekit.deploy.request import (
@@ -222,12 +222,8 @@ class AgentRunner:
         left = f"; {self.run_dir} is left on the device" if remote in self.reader.unread else ""
         exited = f"agent exited with {_describe_status(status)}"
         if status != 0 and not kept:
-            return AgentError(
-                f"{exited}: {_tail(stderr)} (before measuring anything; {self.reader.read_failure}){left}",
-                where=self.target.name,
-                hint=f"run `{shlex.join(python_argv(self.target.python))} -c 'import numpy'` on the device to "
-                "check its python and runtimes",
-            )
+            said, detail = f"{exited}: {_tail(stderr)}", f"; {self.reader.read_failure}"
+            return before_measuring(self.target, status, stderr, said, detail, left)
         said = "" if status == 0 else f": {_tail(stderr)}"
         return AgentError(
             f"{exited}{said}, but its result file could not be read: {self.reader.read_failure}; kept the {kept} "
@@ -254,12 +250,7 @@ class AgentRunner:
             )
             return rest
         if not part.in_progress:
-            raise AgentError(
-                why + " (before measuring anything)",
-                where=self.target.name,
-                hint=f"run `{shlex.join(python_argv(self.target.python))} -c 'import numpy'` on the device to "
-                "check its python and runtimes",
-            )
+            raise before_measuring(self.target, status, stderr, why)
         crashed = part.in_progress.split(" threads=")[0]
         for art in arts:
             if art.id == crashed:

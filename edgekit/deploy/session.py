@@ -29,6 +29,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from edgekit.agent.contract import OUTPUTS_DIR, ErrorCode
+from edgekit.deploy.agent_death import DiedBeforeMeasuring
 from edgekit.deploy.agent_result import Progress
 from edgekit.deploy.agent_run import AgentRunner
 from edgekit.deploy.finish import RUN_GRACE_S, Finishing
@@ -340,19 +341,35 @@ class TargetSession(Finishing):
     def _invoke_groups(
         self, transport: Transport, groups: dict[tuple[str, str], list[AgentArtifact]], inputs: Path
     ) -> None:
-        for (python, runtime), group in groups.items():
+        died: list[
+            tuple[DiedBeforeMeasuring, list[AgentArtifact]]
+        ] = []  # a group's agent died before measuring
+        for i, ((python, runtime), group) in enumerate(groups.items()):
             self._stop_if_interrupted(f"the {runtime} agent run")  # a Ctrl-C between groups starts no new one
             remaining = list(group)
-            for _attempt in range(MAX_RESTARTS):
-                if not remaining:
-                    break
-                remaining = self.runner.invoke(transport, python, runtime, remaining, inputs)
+            try:
+                for _attempt in range(MAX_RESTARTS):
+                    if not remaining:
+                        break
+                    remaining = self.runner.invoke(transport, python, runtime, remaining, inputs)
+            except (
+                DiedBeforeMeasuring
+            ) as exc:  # that runtime's agent only: the next group's is another process
+                died.append((exc, group))
+                if i + 1 < len(groups):
+                    self.say(f"{self.target.name}: {exc.message}; going on with the other runtimes")
+                continue
             for art in remaining:
                 self.runner.record_failed(art, "not measured: the agent crashed too often", ErrorCode.CRASH)
             for art in self.runner.incomplete(group):  # measured at some thread counts: the others said too
                 self.runner.record_failed(
                     art, "not measured: the agent ended before this thread count", ErrorCode.NOT_RUN
                 )
+        for death, group in died:  # recorded now: a later group's agent may have made the result they go in
+            for art in self.runner.incomplete(group):
+                self.runner.record_failed(art, f"not measured: {death.message}", ErrorCode.CRASH)
+        if died:  # the target failed, with the first death
+            raise AgentError(died[0][0].message, where=self.target.name, hint=died[0][0].hint)
 
     def measured_lines(self) -> Callable[[str], None]:
         """The agent's stdout reader that says each streamed measurement (AgentRunner.measured_lines)."""
