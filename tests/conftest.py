@@ -96,6 +96,7 @@ HOST_ONLY = frozenset(
         "test_report_run_state.py",
         "test_report_scale_fixes.py",
         "test_route_claims.py",
+        "test_route_counts_lost.py",
         "test_same_model_stored.py",
         "test_secret_echo.py",
         "test_store_unrecorded_folder.py",
