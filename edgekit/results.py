@@ -274,6 +274,8 @@ class TargetRun(_Model):
     place_lost: str | None = None
     # artifact -> the runtime module it ran with that the target's `runtimes:` does not list (the device had it)
     unlisted_runtimes: dict[str, str] = Field(default_factory=dict)
+    # an emulated target that was to count (emulated.counting): a run of it without counts lost them (additive)
+    counting: bool = False
 
 
 class DeployResult(_Model):

@@ -15,7 +15,16 @@ from edgekit.results import (
     interval_not_validated,
     unchecked_gates,
 )
-from edgekit.route import DISAGREEMENT, UNCOUNTED, Basis, Candidate, Route, figure_text, recommend
+from edgekit.route import (
+    COUNTS_LOST,
+    DISAGREEMENT,
+    UNCOUNTED,
+    Basis,
+    Candidate,
+    Route,
+    figure_text,
+    recommend,
+)
 from edgekit.same_model import same_models
 
 
@@ -224,13 +233,17 @@ def _route_at(
     (`host_gates`, artifact id -> passed) and by this target's own comparison with the original model."""
     basis, counting, candidates = candidates_for_run(run, host_gates, threads, unchecked, twins)
     if run.emulated and not counting:
-        # emulated wall time is no device latency: name no route rather than a misleading one
+        # emulated wall time is no device latency: name no route rather than a misleading one; a run that was
+        # to count and has none lost its counts (its error says why): no advice to turn counting on
+        lost = (run.error or "its error is above").splitlines()[0]
         return Route(
             target=run.target,
             basis=Basis.INSTRUCTIONS,  # what an emulated target is ranked by; its wall times never are
             threads=threads,
             artifact=None,
-            rejected={c.artifact: UNCOUNTED for c in candidates},
+            rejected={
+                c.artifact: f"{COUNTS_LOST}: {lost}" if run.counting else UNCOUNTED for c in candidates
+            },
         )
     route = recommend(run.target, candidates, basis, threads)
     if basis is Basis.ESTIMATE_MS and route.artifact is not None:

@@ -20,3 +20,39 @@ def test_lost_counts_say_why_and_never_advise_counting() -> None:
 def test_never_counted_still_advises_counting() -> None:
     line = why_no_route({"tflite-fp32": UNCOUNTED})
     assert "--set emulated.counting=true" in line, line
+
+
+def test_a_deploy_run_that_was_to_count_and_has_no_counts_says_they_were_lost() -> None:
+    """The deploy's route read 'to rank it, count: --set emulated.counting=true' for a run that counted and lost
+    its counts to a full disk: the run now records that it was to count."""
+    from edgekit.results import AgentResult, DeviceFacts, Measurement, TargetRun
+    from edgekit.route_deploy import route_for_run
+
+    facts = DeviceFacts(machine="aarch64", cores=4, python="3.11", emulated=True)
+    measured = Measurement(
+        artifact="tflite-fp32", format="tflite-fp32", runtime="tflite", threads=1, status="ok"
+    )
+    agent = AgentResult(
+        started_at="2026-12-01T00:00:00", facts_before=facts, measurements=[measured.model_copy()]
+    )
+    error = "pull: DiskFull: no space left on the disk holding /x/runs (0.0 MB free)\nhint: free some space"
+    for counting, said, advice in (
+        (True, "DiskFull: no space left", False),
+        (False, "emulated.counting", True),
+    ):
+        run = TargetRun(
+            target="pi4-emu",
+            kind="ssh",
+            emulated=True,
+            status="failed",
+            error=error,
+            agent=agent,
+            counting=counting,
+        )
+        line = route_for_run(run, {"tflite-fp32": True}).summary()
+        assert said in line, line
+        assert ("--set emulated.counting=true" in line) is advice, line
+    assert (
+        TargetRun.model_validate({"target": "t", "kind": "ssh", "emulated": True, "status": "ok"}).counting
+        is False
+    )

@@ -104,6 +104,7 @@ class TargetSession(Finishing):
             emulated=bool(target.emulated),
             status="failed",
             result_dir=str(local_dir),
+            counting=bool(target.emulated and target.emulated.counting),
         )
         self._stage = "start"
         self._transport: Transport | None = None
