@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -224,3 +225,38 @@ def test_a_place_waited_for_names_its_reservations_owner_or_why_labgrid_would_no
     finally:
         kick_held(rig)
         _delete(rig, "pi5-twin")
+
+
+def test_a_release_the_frozen_coordinator_never_answered_is_retried_after_edgekit_is_done(
+    free_lab: lab_rig.Rig,
+) -> None:
+    """The coordinator frozen (SIGSTOP) while edgekit gave its place back: `warning: pi5-a was not released: the
+    coordinator cannot be reached ...`, exit 0, and the place stayed held by an edgekit that had exited: a teammate
+    on another host waited for it until it timed out (only this host can tell that edgekit is gone). The helper
+    now keeps trying for a bounded time after edgekit is done (it leaves edgekit's way, in a session of its own),
+    edgekit says so with its pid, what teammates see meanwhile and the command that frees the place; the place is
+    given back once the coordinator answers again."""
+    from edgekit.target import LabSpec
+
+    rig = free_lab
+    said: list[str] = []
+    lease = LabClient(rig.coordinator).hold(LabSpec(tags={"board": "pi5"}, wait_s=10), say=said.append)
+    assert [p.name for p in lease.places] == ["pi5-a"]
+    coordinator = rig.pids[0]  # its process group
+    os.killpg(coordinator, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        lease.close()
+        closed_s = time.monotonic() - t0
+    finally:
+        os.killpg(coordinator, signal.SIGCONT)
+    pending = [s for s in said if "pi5-a" in s and "release pending" in s]
+    assert pending, said
+    assert f"pid {lease.proc.pid}" in pending[0] and "edgekit lab release pi5-a" in pending[0], pending
+    assert "up to 10 min" in pending[0] and "teammates" in pending[0], pending
+    assert closed_s < 60, closed_s  # edgekit does not wait for it
+    deadline = time.monotonic() + 90
+    while holders(rig)["pi5-a"] is not None:
+        assert time.monotonic() < deadline, f"pi5-a still held by {holders(rig)['pi5-a']}: {said}"
+        time.sleep(1)
+    assert lease.proc.wait(timeout=30) == 0  # done once the place is back

@@ -8,7 +8,10 @@ own ClientSession, and answers in JSON, one object per line on stdout (edgekit/l
     hold --tag K=V --count N    waits for free matching places, acquires them, then holds them until edgekit
                                 says so on its stdin (one JSON object a line: {"release": [PLACE...]}, every
                                 place when the list is empty; {"check": [PLACE...]}: still ours?) or its stdin
-                                closes; events: waiting, stale-released, acquired, released, checked, error. A
+                                closes; events: waiting, stale-released, acquired, released, checked,
+                                retrying, error. A release the coordinator does not answer is tried again once
+                                edgekit's pipe closes (`released` says `retry_s` and `pid`; `retrying` once edgekit
+                                is done), for up to RETRY_S, by this helper alone, out of edgekit's way. A
                                 place without an available NetworkService (its exporter is gone) is never
                                 acquired: skipped, and said while waiting; a place this same edgekit holds (for
                                 another target of its run) is never taken a second time.
@@ -235,11 +238,20 @@ async def connect(address: str) -> Any:
     session = ClientSession(address, asyncio.get_running_loop())
     try:
         await asyncio.wait_for(session.start(), timeout=CONNECT_S)
-    except TimeoutError:
-        raise TimeoutError(
-            f"no answer within {CONNECT_S:g} s (something accepts connections there but does not answer as a "
-            "labgrid coordinator)"
-        ) from None
+    except BaseException as exc:
+        # closed, not left half-open: its stream shares the connection with the next session's, and a coordinator
+        # that was only frozen registers it when it thaws, then refuses every later session on that connection
+        for step in (session.stop, session.close):
+            try:
+                await asyncio.wait_for(step(), CALL_S)
+            except Exception:  # noqa: BLE001 - it never started: nothing to close cleanly
+                pass
+        if isinstance(exc, TimeoutError):
+            raise TimeoutError(
+                f"no answer within {CONNECT_S:g} s (something accepts connections there but does not answer as a "
+                "labgrid coordinator)"
+            ) from None
+        raise
     return session
 
 
@@ -349,20 +361,27 @@ class Link:
         self.address = address
         self.session = session
         self.renewed = False  # the session was opened again since the places were acquired
+        self.closed = False  # `session` was closed (it stopped answering) and no new one could be opened yet
 
     async def ready(self) -> str | None:
         """None when the coordinator answers on this link (on a new session if the old one ended), else why not."""
-        if await unreachable(self.session) is None:
+        if not self.closed and await unreachable(self.session) is None:
             return None
+        if not self.closed:
+            # closed before the new one is opened: gRPC shares one connection between channels to one address, and
+            # a coordinator that was only frozen (SIGSTOP, a stalled VM) still has the old stream on it, so it
+            # refused every new session on that connection (AssertionError: the same peer) until the helper ended
+            self.closed = True
+            for step in (self.session.stop, self.session.close):
+                try:
+                    await asyncio.wait_for(step(), CALL_S)
+                except Exception:  # noqa: BLE001 - the old session is dead already: nothing to close cleanly
+                    pass
         try:
             fresh = await connect(self.address)
         except Exception as exc:  # noqa: BLE001 - labgrid's or grpc's: the coordinator is still gone
             return f"the coordinator cannot be reached ({str(exc) or type(exc).__name__})"
-        try:
-            await asyncio.wait_for(self.session.stop(), CALL_S)
-        except Exception:  # noqa: BLE001 - the old session is dead already: nothing to close cleanly
-            pass
-        self.session, self.renewed = fresh, True
+        self.session, self.renewed, self.closed = fresh, True, False
         return None
 
 
@@ -554,7 +573,8 @@ async def hold_until_told(link: Link, held: list[str], reader: asyncio.StreamRea
     is released first, each whatever happened to the one before, and said after, to whoever still listens).
     `check` answers whether a place is still ours; one that is not is never released, and no longer held."""
     lost: dict[str, object] = {}  # place -> its holder now: taken from us, never to be released by us
-    while held:
+    pending: dict[str, str] = {}  # place -> why its release failed: tried again once edgekit is done
+    while held or pending:
         line = await reader.readline()
         if not line:
             done = {}
@@ -563,7 +583,9 @@ async def hold_until_told(link: Link, held: list[str], reader: asyncio.StreamRea
                 done[name] = {**await release_own(link, name), "seconds": round(time.monotonic() - t0, 3)}
             held.clear()
             for name, outcome in done.items():
-                emit("released", place=name, **outcome)
+                emit("released", place=name, **outcome, **retried(pending, name, outcome))
+            if pending:
+                await retry_releases(link, pending)
             break
         try:
             command = json.loads(line)
@@ -582,7 +604,13 @@ async def hold_until_told(link: Link, held: list[str], reader: asyncio.StreamRea
                 t0 = time.monotonic()
                 outcome = await release_own(link, name)
                 held.remove(name)
-                emit("released", place=name, seconds=round(time.monotonic() - t0, 3), **outcome)
+                emit(
+                    "released",
+                    place=name,
+                    seconds=round(time.monotonic() - t0, 3),
+                    **outcome,
+                    **retried(pending, name, outcome),
+                )
         elif verb == "check":
             for name in names:
                 if name not in held:
@@ -605,6 +633,47 @@ async def hold_until_told(link: Link, held: list[str], reader: asyncio.StreamRea
     except Exception:  # noqa: BLE001 - the places are given back already; a dead session is no error
         pass
     return 0
+
+
+RETRY_S = 600.0  # how long a release the coordinator did not answer is tried again once edgekit is done
+
+
+def retried(pending: dict[str, str], name: str, outcome: dict[str, object]) -> dict[str, object]:
+    """A release that failed (not a place taken from us: that one is not ours to give) goes into `pending`, to be
+    tried again once edgekit's pipe closes; the `released` event's fields that say so (edgekit tells the user)."""
+    if not outcome.get("error") or "lost_to" in outcome:
+        return {}
+    pending[name] = str(outcome["error"])
+    return {"retry_s": RETRY_S, "pid": os.getpid()}
+
+
+async def retry_releases(link: Link, pending: dict[str, str]) -> None:
+    """edgekit is done and some places could not be given back (the coordinator frozen, unreachable): they would
+    stay held by an edgekit that no longer runs, and a teammate on another host cannot tell (only this host can
+    judge its edgekit dead). Said once (`retrying`), then this helper leaves edgekit's pipes (edgekit goes on
+    without waiting for it, even exits) and tries each again with a growing pause, for up to RETRY_S; a place
+    taken meanwhile (lost_to) is no longer ours to give. SIGALRM ends it whatever happens."""
+    emit("retrying", places=sorted(pending), pid=os.getpid(), for_s=RETRY_S)
+    _SILENCED.append(True)
+    try:  # edgekit may be gone: its pipes are none of ours any longer (labgrid's logging goes nowhere)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stderr.fileno())
+    except OSError:
+        pass
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(int(RETRY_S + 4 * CALL_S))  # a hard bound: a call that never returns ends here
+    deadline = time.monotonic() + RETRY_S
+    pause = 2.0
+    while pending and time.monotonic() < deadline:
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 60.0)
+        for name in sorted(pending):
+            outcome = await release_own(link, name)
+            if outcome.get("error"):
+                pending[name] = str(outcome["error"])
+            else:  # given back, or no longer ours (taken, or the coordinator restarted and forgot it)
+                del pending[name]
 
 
 async def do_release_from(args: argparse.Namespace) -> int:

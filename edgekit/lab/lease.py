@@ -63,6 +63,12 @@ class Lease:
         # place -> why edgekit refuses it (acquire.refusals): the helper passes it over; said while waiting
         self.refused: dict[str, str] = {}
         self._ended = False  # the helper's stdout ended: it has exited (every answer is read)
+        self._retrying: int | None = (
+            None  # the helper's pid once it said it goes on trying releases on its own
+        )
+        self._retry_s = 600.0  # for how long it goes on trying (its word)
+        self._pending_said: set[str] = set()  # places whose pending release was said
+        self._left = False  # _end went on without the helper (it is still giving places back)
         self._err: collections.deque[str] = collections.deque(maxlen=40)  # the helper's last words
         self._reader = threading.Thread(target=self._read, name="lab-lease", daemon=True)
         self._err_reader = threading.Thread(target=self._read_err, name="lab-lease-err", daemon=True)
@@ -86,27 +92,39 @@ class Lease:
                 event = None
             if not isinstance(event, dict):
                 continue
-            if event.get("event") in ("released", "checked"):
+            if event.get("event") in ("released", "checked", "retrying"):
                 with self._state:
                     said = self._apply(event)
                     self._state.notify_all()
-                if said:
+                    quiet = self._left  # edgekit went on without the helper: said already, in _end
+                if said and not quiet:
                     self.say(said)
             else:
                 self._events.put(event)
         with self._state:
             self._ended = True
             self._state.notify_all()
+            left = self._left
         self._events.put(None)
+        if left:  # _end went on without the helper: this end of its pipe is closed here
+            self.proc.stdout.close()
 
     def _read_err(self) -> None:
         """labgrid's and gRPC's own output, kept short: read all along, so a long hold never fills the pipe."""
         assert self.proc.stderr is not None  # Popen(stderr=PIPE)
         for line in self.proc.stderr:
             self._err.append(line)
+        with self._state:
+            left = self._left
+        if left:
+            self.proc.stderr.close()
 
     def _apply(self, event: dict[str, Any]) -> str | None:
         """A `released` or `checked` answer into the lease's state (under `_state`); what to say, if anything."""
+        if event["event"] == "retrying":  # edgekit is done: the helper goes on trying on its own
+            self._retrying = int(event.get("pid") or self.proc.pid)
+            self._retry_s = float(event.get("for_s") or self._retry_s)
+            return None
         place, checked = str(event.get("place")), event["event"] == "checked"
         if checked:
             self._checked[place] = self._checked.get(place, 0) + 1
@@ -124,9 +142,25 @@ class Lease:
             self._check_warned[place] = str(event["error"])
             return f"lab: warning: could not check that {place} is still held by this run: {event['error']}"
         self.unreleased[place] = str(event["error"])
+        if event.get("retry_s"):
+            self._pending_said.add(place)
+            return f"lab: warning: {place} was not released: {event['error']}; " + self._pending_text(
+                place, float(event["retry_s"]), int(event.get("pid") or self.proc.pid)
+            )
         return (
             f"lab: warning: {place} was not released: {event['error']}; `edgekit lab` shows who holds it, "
             f"`edgekit lab release {place}` frees it"
+        )
+
+    def _pending_text(self, place: str, retry_s: float, pid: int) -> str:
+        """What a place whose release the helper goes on trying means: for how long, what a teammate sees, and
+        the command that frees it at once."""
+        held = next((p for p in self.places if p.name == place), None)
+        who = holder_text(held).split(" for ")[0] if held is not None and held.holder else "this edgekit"
+        return (
+            f"{place}: release pending: the lab helper keeps trying for up to {retry_s / 60:.0f} min, pid {pid}, "
+            f"after this edgekit is done; until then teammates see {place} held by {who} and wait for it "
+            f"(from another host they cannot tell this edgekit is gone); `edgekit lab release {place}` frees it"
         )
 
     def _lose(self, place: str, now: str) -> str | None:
@@ -328,15 +362,34 @@ class Lease:
         self.release()
         self._end()
 
-    def _end(self) -> None:
+    def _end(self, wait_s: float = 15.0) -> None:
+        """Close the helper's stdin (it releases what it still holds and exits) and wait for it, bounded. A helper
+        still giving places back (a release the coordinator did not answer: it goes on trying on its own for a
+        bounded time, in a session of its own) is left to it, and said; one that holds nothing and hangs is
+        killed."""
         _LIVE.discard(self)
         if self.proc.poll() is None:
             try:
                 if self.proc.stdin is not None:
-                    self.proc.stdin.close()  # the helper releases what it still holds and exits
-                self.proc.wait(timeout=15)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
+                    self.proc.stdin.close()
+            except OSError:
+                pass
+            deadline = time.monotonic() + wait_s
+            with self._state:
+                while self.proc.poll() is None and self._retrying is None and time.monotonic() < deadline:
+                    self._state.wait(timeout=0.1)
+            if self.proc.poll() is None:
+                with self._state:
+                    left = [
+                        p.name
+                        for p in self.places
+                        if p.name not in self.lost
+                        and (p.name not in self.release_s or p.name in self.unreleased)
+                    ]
+                if self._retrying is not None or left:
+                    self._leave(left)
+                    return
+                self.proc.kill()  # nothing left to give back: stuck closing its session
                 self.proc.wait()
         self._reader.join(timeout=5)  # it reads stdout to its end: closed under it, it would raise
         self._err_reader.join(timeout=5)
@@ -346,6 +399,22 @@ class Lease:
                     stream.close()
                 except OSError:
                     pass
+
+    def _leave(self, places: list[str]) -> None:
+        """The helper goes on giving `places` back on its own: said for each not said yet; its pipes are left to
+        it (the reader threads end when it closes them; they are daemons)."""
+        pid = self._retrying or self.proc.pid
+        with self._state:
+            self._left = True
+            unsaid = [p for p in places if p not in self._pending_said]
+            self._pending_said.update(unsaid)
+        for place in unsaid:
+            self.say("lab: warning: " + self._pending_text(place, self._retry_s, pid))
+        # reaped when it is done (never a zombie of a long nightly, nor a Popen collected while it runs)
+        threading.Thread(target=self.proc.wait, name="lab-helper-reaper", daemon=True).start()
+        for thread, stream in ((self._reader, self.proc.stdout), (self._err_reader, self.proc.stderr)):
+            if stream is not None and not thread.is_alive():  # else the thread closes it at its end
+                stream.close()
 
     def __enter__(self) -> Lease:
         return self
