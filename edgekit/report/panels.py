@@ -32,6 +32,9 @@ PRECISION_COLOURS = dict(zip(Precision, ("#4c72b0", "#55a868", "#c44e52", "#dd84
 WIDTH_IN = 4.4  # every panel: ~420 px at 100 %, three to a row at 1400 px, one (scaled to ~0.85) at 390 px
 HEIGHT_IN = 2.8
 CHAR_IN = 0.075  # width of one 9 pt character, for margins sized to their labels without measuring text
+MAX_LEFT_IN = (
+    0.45 * WIDTH_IN
+)  # the widest label margin: 23 characters; the plot keeps more than half the width
 plt.rcParams.update(
     {
         "svg.fonttype": "none",
@@ -91,8 +94,10 @@ def compact(value: float, _pos: object = None) -> str:
 def new_panel(*, rows: int = 0, labels: list[str] | None = None) -> tuple[Figure, Axes]:
     """One axes in a figure of fixed width. Margins are fixed in inches rather than measured (constrained
     layout measured every label and made a report several times slower); a panel of horizontal categories
-    (`rows`) grows with them and gets a left margin sized to its longest label."""
-    left = 0.75 if not labels else 0.25 + CHAR_IN * max(len(s) for s in labels)
+    (`rows`) grows with them and gets a left margin sized to its longest label, up to MAX_LEFT_IN: a label of 53
+    characters (an imported artifact id) made the margin wider than the figure, and matplotlib's `left cannot be
+    >= right` crashed the whole report. A longer label is cut at the figure's edge; the bars keep their room."""
+    left = 0.75 if not labels else min(MAX_LEFT_IN, 0.25 + CHAR_IN * max(len(s) for s in labels))
     height = HEIGHT_IN if not rows else max(HEIGHT_IN * 0.75, 0.9 + 0.3 * rows)
     bottom = 0.55
     fig = plt.figure(figsize=(WIDTH_IN, height))

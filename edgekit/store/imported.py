@@ -2,7 +2,9 @@
 types. A deploy writes it right; a hand-edited or foreign file is checked here before anything is recorded: every
 integer fits the store's 64-bit columns (a size of 1e30 was an internal OverflowError), the recipe and targets are
 named as a recipe or a target file may name them (`../../etc` and `""` were recorded), the task is one edgekit
-knows, and sizes, timings and thread counts are not negative."""
+knows, and sizes, timings and thread counts are not negative. Artifacts and formats are format ids and runtimes
+are module names, as a deploy writes them (a 53-character artifact was recorded and broke every report of the
+store)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from edgekit.formats import Format
 from edgekit.recipe.schema import MAX_THREADS, SAFE_NAME, Task
 from edgekit.results import DeployResult
 from edgekit.store.schema import INT64_MAX, INT64_MIN
@@ -18,6 +21,12 @@ from edgekit.target import schema as target_schema
 TARGET_NAME = re.compile(target_schema.TARGET_NAME)  # a target file's `name:`
 _COUNTS = ("warmup", "repeat", "number", "samples", "layer_times")  # a benchmark's whole numbers, 0 or more
 _SECONDS = ("min_repeat_ms", "cooldown_s", "timeout_s", "lock_timeout_s")
+FORMAT_IDS = tuple(
+    f.value for f in Format
+)  # a deploy's artifact ids are format names (results.ArtifactInfo.id)
+RUNTIME_NAME = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_.]*"
+)  # the module an agent's runner ran: ncnn, ai_edge_litert
 
 
 def import_problem(result: DeployResult) -> str | None:
@@ -41,10 +50,31 @@ def _problems(result: DeployResult) -> Iterator[str]:
         if art.convert_s is not None and not art.convert_s >= 0:
             yield f"field `artifacts.{i}.convert_s`: {art.convert_s} is not a time in seconds"
     yield from _benchmark(result.benchmark, "benchmark")
+    for i, art in enumerate(result.artifacts):
+        yield from _format_id(art.id, f"artifacts.{i}.id")
+        yield from _format_id(art.format, f"artifacts.{i}.format")
     for i, run in enumerate(result.runs):
         if not TARGET_NAME.fullmatch(run.target):
             yield f"field `runs.{i}.target`: {run.target!r} is not a target name (as a target file's `name:`)"
         yield from _benchmark(run.benchmark, f"runs.{i}.benchmark")
+        for j, comp in enumerate(run.comparisons):
+            yield from _format_id(comp.artifact, f"runs.{i}.comparisons.{j}.artifact")
+        for j, m in enumerate(run.agent.measurements if run.agent else []):
+            at = f"runs.{i}.agent.measurements.{j}"
+            yield from _format_id(m.artifact, f"{at}.artifact")
+            yield from _format_id(m.format, f"{at}.format")
+            if not RUNTIME_NAME.fullmatch(m.runtime):
+                yield f"field `{at}.runtime`: {_said(m.runtime)} is not a runtime (the module that ran it: ncnn, ai_edge_litert)"
+
+
+def _said(value: str) -> str:
+    """A hostile value as an error may quote it: its first 40 characters."""
+    return repr(value) if len(value) <= 40 else f"{value[:40]!r}... ({len(value)} characters)"
+
+
+def _format_id(value: str, at: str) -> Iterator[str]:
+    if value not in FORMAT_IDS:
+        yield f"field `{at}`: {_said(value)} is not a format id (a deploy writes one of: {', '.join(FORMAT_IDS)})"
 
 
 def _too_large(node: Any, at: str) -> Iterator[str]:

@@ -1,0 +1,83 @@
+"""What `runs import` refuses before recording anything, and what a report and `edgekit runs` show of what is
+recorded (host only: SQLite files, the host target, no device). An imported artifact named with 53 characters
+was recorded, then every report of that store crashed (`left cannot be >= right`); a run dated year 0001 crashed
+the report's time axis; `edgekit runs` on a terminal cut long recipe and target names; a password with an
+unencoded `@` was printed in part; the line after `deploy --store FILE` pointed at the default store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.formats import Format
+from edgekit.report.synthetic import synthetic_result
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+
+
+def _edgekit(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "EDGEKIT_HOME": str(home), **env}
+    environ.pop("EDGEKIT_STORE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=environ, timeout=300
+    )
+
+
+def _file(tmp_path: Path, name: str = "result.json", **kw: object) -> tuple[Path, dict]:
+    result = synthetic_result(
+        T0,
+        rng=np.random.default_rng(0),
+        formats=(Format.TFLITE_FP32, Format.NCNN_FP32),
+        threads=(1,),
+        repeat=12,
+        **kw,  # type: ignore[arg-type]
+    )
+    data = json.loads(result.model_dump_json())
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path, data
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("artifact", "n" * 53),
+        ("format", "f" * 300),
+        ("runtime", "nc nn"),
+    ],
+)
+def test_an_artifact_format_or_runtime_a_deploy_never_writes_is_refused(
+    tmp_path: Path, where: str, value: str
+) -> None:
+    path, data = _file(tmp_path)
+    data["runs"][0]["agent"]["measurements"][0][where] = value
+    path.write_text(json.dumps(data))
+    store = tmp_path / "s.sqlite"
+    out = _edgekit("runs", "import", str(path), "--store", str(store), home=tmp_path / "home")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"field `runs.0.agent.measurements.0.{where}`" in out.stderr, out.stderr
+    assert len(value) < 40 or value not in out.stderr  # a long hostile value is quoted in part
+    assert "internal error" not in out.stderr and not store.exists()
+
+
+def test_a_long_label_never_breaks_a_panel() -> None:
+    """new_panel sized the left margin from the longest label with no cap: past ~55 characters the margin was
+    wider than the figure and matplotlib raised `left cannot be >= right` for the whole report."""
+    from edgekit.report.panels import WIDTH_IN, finish, new_panel
+
+    for label in ("n" * 53, "x" * 400):
+        fig, ax = new_panel(rows=2, labels=[label, "tflite-fp32"])
+        ax.barh([0, 1], [1.0, 2.0])
+        ax.set_yticks([0, 1], [label, "tflite-fp32"])
+        plot_width = fig.subplotpars.right - fig.subplotpars.left
+        assert plot_width * WIDTH_IN >= 1.5  # the bars keep room to be read
+        panel = finish(fig, "caption", False, "")
+        assert panel.svg is not None and "<svg" in panel.svg
