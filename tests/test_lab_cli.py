@@ -143,3 +143,28 @@ def test_a_long_service_address_leaves_the_other_columns_readable_at_80_columns(
     ssh = [row[3] for row in cells]
     assert ssh.count(f"{getpass.getuser()}@127.0.0.1:22") == 2, out.stdout  # the rig's addresses, whole
     assert f"{user}@{LONG_HOST}:22" in "".join(ssh), out.stdout  # the long one folded, nothing cut
+
+
+def test_the_listing_a_no_matching_place_error_names_reaches_the_targets_coordinator(
+    free_lab: lab_rig.Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misspelt tag of a lab target that names its coordinator: NoMatchingPlace's hint said `edgekit lab lists
+    them`, which reached the default coordinator. It names the target's coordinator now, and that command lists
+    the places."""
+    from edgekit.emu.device import ensure_device
+    from edgekit.lab.errors import NoMatchingPlace
+    from edgekit.target import load_target
+
+    targets = _team_target(tmp_path / "targets", free_lab)
+    (targets / "teamlab.yaml").write_text(
+        (targets / "teamlab.yaml").read_text().replace("board: rx", "board: rxx")
+    )
+    env = _env(targets)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(NoMatchingPlace) as missing:
+        ensure_device(load_target("teamlab"))
+    hint = missing.value.hint or ""
+    (command,) = re.findall(r"edgekit lab -x \S+", hint)
+    out = edgekit(*shlex.split(command)[1:], env=env)
+    assert out.returncode == 0 and "b1" in out.stdout and "b2" in out.stdout, (hint, out.stdout, out.stderr)

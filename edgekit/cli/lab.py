@@ -98,8 +98,8 @@ def lab_cmd(
     if ctx.invoked_subcommand is not None:
         return
     from edgekit.lab.boards import last_facts
-    from edgekit.lab.client import LabClient, lab_command
-    from edgekit.lab.errors import no_matching_place
+    from edgekit.lab.client import LabClient
+    from edgekit.lab.errors import lab_command, no_matching_place
     from edgekit.lab.place import holder_text, matches
     from edgekit.store import open_store
     from edgekit.target import load_target
@@ -183,7 +183,8 @@ def release_cmd(
     Example: edgekit lab release pi4-03 --target lab-pi4
     """
     from edgekit.errors import UsageError
-    from edgekit.lab.client import LabClient, lab_command
+    from edgekit.lab.client import LabClient
+    from edgekit.lab.errors import lab_command
     from edgekit.lab.place import holder_text
 
     client = LabClient(_coordinator(coordinator, target))

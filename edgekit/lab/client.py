@@ -8,7 +8,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import shlex
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from edgekit.lab.errors import (
     LabSetupError,
     LabWaitTimeout,
     SamePlaceTwice,
+    lab_command,
     no_matching_place,
     no_reachable_place,
 )
@@ -146,12 +146,6 @@ class LabClient:
         from edgekit.lab.lease import Lease  # the lease asks this client the coordinator's view of its places
 
         return Lease(proc, spec, self.coordinator, say or (lambda _m: None), started)
-
-
-def lab_command(coordinator: str, *words: str) -> str:
-    """`edgekit lab WORDS -x COORDINATOR`, as a hint names it: the command reaches the coordinator the hint came
-    from (a lab target file's), not the one `edgekit lab` would default to ($LG_COORDINATOR, the `lab` file's)."""
-    return " ".join(["edgekit lab", *(shlex.quote(w) for w in words), "-x", shlex.quote(coordinator)])
 
 
 def skipped_note(event: dict[str, Any]) -> str:

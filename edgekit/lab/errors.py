@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from edgekit.errors import EdgekitError
 
 
@@ -46,7 +48,7 @@ def no_reachable_place(wanted: str, places: list[str], coordinator: str) -> NoRe
         f"every place matching {wanted} ({', '.join(places)}) has no available NetworkService: the exporter that "
         "publishes it is down (or the place matches no exporter's resource)",
         where=coordinator,
-        hint=f"edgekit lab (the ssh column); start the exporter of {', '.join(places)} again "
+        hint=f"{lab_command(coordinator)} (the ssh column); start the exporter of {', '.join(places)} again "
         "(labgrid-exporter ... exporter.yaml), or `labgrid-client -p PLACE show` to see what it matches",
     )
 
@@ -55,6 +57,12 @@ def no_matching_place(wanted: str, known: list[str], coordinator: str, typo: str
     return NoMatchingPlace(
         f"no place of the lab matches {wanted}" + (f": {typo}" if typo else ""),
         where=coordinator,
-        hint=f"places: {', '.join(known) or 'none'} (edgekit lab lists them with their tags); "
+        hint=f"places: {', '.join(known) or 'none'} ({lab_command(coordinator)} lists them with their tags); "
         "the target's lab.tags or lab.place, or --target lab:TAG=VALUE",
     )
+
+
+def lab_command(coordinator: str, *words: str) -> str:
+    """`edgekit lab WORDS -x COORDINATOR`, as a hint names it: the command reaches the coordinator the hint came
+    from (a lab target file's), not the one `edgekit lab` would default to ($LG_COORDINATOR, the `lab` file's)."""
+    return " ".join(["edgekit lab", *(shlex.quote(w) for w in words), "-x", shlex.quote(coordinator)])

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgekit.lab.client import LabClient, Say, event_error, skipped_note
-from edgekit.lab.errors import LabError, LabWaitTimeout
+from edgekit.lab.errors import LabError, LabWaitTimeout, lab_command
 from edgekit.lab.place import Place, held_place, holder_text, parse_place
 from edgekit.target import LabSpec
 
@@ -148,8 +148,8 @@ class Lease:
                 place, float(event["retry_s"]), int(event.get("pid") or self.proc.pid)
             )
         return (
-            f"lab: warning: {place} was not released: {event['error']}; `edgekit lab` shows who holds it, "
-            f"`edgekit lab release {place}` frees it"
+            f"lab: warning: {place} was not released: {event['error']}; `{lab_command(self.coordinator)}` shows who holds it, "
+            f"`{lab_command(self.coordinator, 'release', place)}` frees it"
         )
 
     def _pending_text(self, place: str, retry_s: float, pid: int) -> str:
@@ -160,7 +160,7 @@ class Lease:
         return (
             f"{place}: release pending: the lab helper keeps trying for up to {retry_s / 60:.0f} min, pid {pid}, "
             f"after this edgekit is done; until then teammates see {place} held by {who} and wait for it "
-            f"(from another host they cannot tell this edgekit is gone); `edgekit lab release {place}` frees it"
+            f"(from another host they cannot tell this edgekit is gone); `{lab_command(self.coordinator, 'release', place)}` frees it"
         )
 
     def _lose(self, place: str, now: str) -> str | None:
@@ -271,8 +271,8 @@ class Lease:
                     for place in left:
                         self.say(
                             f"lab: warning: {place} may still be held: the coordinator did not confirm its release "
-                            f"within {timeout_s:g} s; if `edgekit lab` shows it held by this edgekit, "
-                            f"`edgekit lab release {place}`"
+                            f"within {timeout_s:g} s; if `{lab_command(self.coordinator)}` shows it held by this edgekit, "
+                            f"`{lab_command(self.coordinator, 'release', place)}`"
                         )
             with self._state:
                 every = all(p.name in self.release_s or p.name in self.lost for p in self.places)
@@ -346,7 +346,7 @@ class Lease:
                     except LabError as exc:
                         said.append(
                             f"lab: warning: {place} was not released: the lab helper holding it {how}, and "
-                            f"{exc.message}; `edgekit lab release {place}` frees it once this edgekit has exited"
+                            f"{exc.message}; `{lab_command(self.coordinator, 'release', place)}` frees it once this edgekit has exited"
                         )
                         continue
                     with self._state:
