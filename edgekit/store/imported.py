@@ -4,7 +4,10 @@ integer fits the store's 64-bit columns (a size of 1e30 was an internal Overflow
 named as a recipe or a target file may name them (`../../etc` and `""` were recorded), the task is one edgekit
 knows, and sizes, timings and thread counts are not negative. Artifacts and formats are format ids and runtimes
 are module names, as a deploy writes them (a 53-character artifact was recorded and broke every report of the
-store)."""
+store), and every text fits its column (read from schema.py's String(n) columns: PostgreSQL refused an over-long
+one after the files before it were recorded, SQLite kept it) without a NUL byte in a name (PostgreSQL's text
+cannot hold one). A NUL in free text (an error, a device's output) is recorded as U+FFFD by the store, as a
+deploy's own record is (Store.record), so a deploy's own --json always imports."""
 
 from __future__ import annotations
 
@@ -12,10 +15,13 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from sqlalchemy import String, Table
+
 from edgekit.formats import Format
 from edgekit.recipe.schema import MAX_THREADS, SAFE_NAME, Task
 from edgekit.results import DeployResult
-from edgekit.store.schema import INT64_MAX, INT64_MIN
+from edgekit.store import codec
+from edgekit.store.schema import INT64_MAX, INT64_MIN, artifacts, comparisons, measurements, runs, target_runs
 from edgekit.target import schema as target_schema
 
 TARGET_NAME = re.compile(target_schema.TARGET_NAME)  # a target file's `name:`
@@ -65,6 +71,7 @@ def _problems(result: DeployResult) -> Iterator[str]:
             yield from _format_id(m.format, f"{at}.format")
             if not RUNTIME_NAME.fullmatch(m.runtime):
                 yield f"field `{at}.runtime`: {_said(m.runtime)} is not a runtime (the module that ran it: ncnn, ai_edge_litert)"
+    yield from _columns(result)
 
 
 def _said(value: str) -> str:
@@ -75,6 +82,45 @@ def _said(value: str) -> str:
 def _format_id(value: str, at: str) -> Iterator[str]:
     if value not in FORMAT_IDS:
         yield f"field `{at}`: {_said(value)} is not a format id (a deploy writes one of: {', '.join(FORMAT_IDS)})"
+
+
+def _columns(result: DeployResult) -> Iterator[str]:
+    """Every text the store keeps in a String(n) column, against that column's length (schema.py's, so a wider
+    column in a later schema is taken as it is), and without a NUL byte (PostgreSQL's text cannot hold one): the
+    rows are the codec's, as the store will write them."""
+    yield from _row(runs, codec.run_row(result, recorded_at="", recorded_by=None), "")
+    for i, art in enumerate(result.artifacts):
+        yield from _row(
+            artifacts, codec.artifact_row(art, run_id=0, position=i), f"artifacts.{i}.", {"artifact": "id"}
+        )
+    for i, run in enumerate(result.runs):
+        yield from _row(
+            target_runs, codec.target_row(run, run_id=0, position=i), f"runs.{i}.", {"agent_": "agent."}
+        )
+        for j, comp in enumerate(run.comparisons):
+            row = codec.comparison_row(comp, run_id=0, target_run_id=0, position=j)
+            yield from _row(comparisons, row, f"runs.{i}.comparisons.{j}.")
+        for j, m in enumerate(run.agent.measurements if run.agent else []):
+            row = codec.measurement_row(m, run_id=0, target_run_id=0, position=j)
+            yield from _row(measurements, row, f"runs.{i}.agent.measurements.{j}.")
+
+
+def _row(table: Table, row: dict[str, Any], at: str, renamed: dict[str, str] | None = None) -> Iterator[str]:
+    """`renamed`: a column name's start as the file names it ({'artifact': 'id'}, {'agent_': 'agent.'})."""
+    for name, value in row.items():
+        column_type = table.c[name].type
+        if not isinstance(value, str) or not isinstance(column_type, String) or column_type.length is None:
+            continue
+        field = next(
+            (new + name[len(old) :] for old, new in (renamed or {}).items() if name.startswith(old)), name
+        )
+        if len(value) > column_type.length:
+            yield (
+                f"field `{at}{field}`: {_said(value)} is longer than the {column_type.length} characters the "
+                "store keeps"
+            )
+        elif "\x00" in value:
+            yield f"field `{at}{field}`: {_said(value)} holds a NUL byte (\\x00), which the store cannot keep"
 
 
 def _too_large(node: Any, at: str) -> Iterator[str]:

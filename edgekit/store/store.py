@@ -41,6 +41,25 @@ from edgekit.store.read import (
 from edgekit.store.schema import runs, storable_id
 from edgekit.store.write import insert_run
 
+NUL_STORED_AS = "\ufffd"  # what a NUL byte in a text is stored as (the replacement character: one character)
+
+
+def without_nul(result: DeployResult) -> DeployResult:
+    """`result` with every NUL byte in its texts replaced by NUL_STORED_AS (itself when it has none)."""
+    if "\\u0000" not in result.model_dump_json():
+        return result
+
+    def clean(node: Any) -> Any:
+        if isinstance(node, str):
+            return node.replace("\x00", NUL_STORED_AS)
+        if isinstance(node, dict):
+            return {clean(k): clean(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [clean(v) for v in node]
+        return node
+
+    return DeployResult.model_validate(clean(result.model_dump()))
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -110,10 +129,12 @@ class Store:
 
     # --- writing -------------------------------------------------------------------------------------------
     def record(self, result: DeployResult) -> int:
-        """Store one deploy (target runs, measurements, samples, comparisons, artifacts); return its id."""
+        """Store one deploy (target runs, measurements, samples, comparisons, artifacts); return its id. A NUL
+        byte in a text (a device's stderr in an error) is stored as U+FFFD: PostgreSQL's text cannot hold one, and
+        the whole run was lost there ("cannot contain NUL (0x00) bytes"); SQLite stores the same."""
         try:
             with self._write() as conn:
-                return insert_run(conn, result)
+                return insert_run(conn, without_nul(result))
         except SQLAlchemyError as exc:
             raise _failure(
                 exc,

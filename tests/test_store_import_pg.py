@@ -1,0 +1,157 @@
+"""`runs import` and the store's write, the same on SQLite and a real PostgreSQL server (started for this module,
+as tests/test_store.py does): a text longer than its column or a NUL in a name is refused before any file is
+recorded, a NUL in a device's error does not cost a deploy its record, a second machine's run with the same
+recipe and times is not taken for the first, and parallel imports of one file record it once."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from edgekit.formats import Format
+from edgekit.report.synthetic import synthetic_result
+from edgekit.results import DeployResult
+from edgekit.store import open_store, schema
+
+T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+
+
+def _pg_tool(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        pytest.fail(f"PostgreSQL's {name} not found: `make setup` installs Debian's postgresql package")
+    return found[-1]
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[Path]:
+    """A throwaway PostgreSQL cluster listening on a Unix socket only; yields the socket folder."""
+    root = Path(tempfile.mkdtemp(prefix="edgekit-pg-"))
+    as_root = os.geteuid() == 0  # initdb refuses root: run the server as the postgres user then
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    if as_root:
+        shutil.chown(root, "postgres")
+    data, sock, log = root / "data", root / "sock", root / "server.log"
+    subprocess.run([*prefix, "mkdir", str(sock)], check=True)
+    initdb = [_pg_tool("initdb"), "-D", str(data), "-A", "trust", "-U", "edgekit", "--no-sync", "-E", "UTF8"]
+    subprocess.run([*prefix, *initdb], check=True, capture_output=True)
+    opts = f"-k {sock} -c listen_addresses='' -c fsync=off -c max_connections=50"
+    start = [_pg_tool("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", opts, "start"]
+    subprocess.run([*prefix, *start], check=True, capture_output=True, timeout=120)
+    try:
+        yield sock
+    finally:
+        stop = [_pg_tool("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+        subprocess.run([*prefix, *stop], capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'results.sqlite'}"
+    import psycopg
+
+    sock = request.getfixturevalue("pg_server")
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(host=str(sock), user="edgekit", dbname="postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"postgresql+psycopg://edgekit@/{name}?host={sock}"
+
+
+def _edgekit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EDGEKIT_HOME": str(home)}
+    env.pop("EDGEKIT_STORE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def _count(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(schema.runs)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _result(seed: int = 0) -> DeployResult:
+    return synthetic_result(
+        T0,
+        rng=np.random.default_rng(seed),
+        formats=(Format.TFLITE_FP32, Format.NCNN_FP32),
+        threads=(1,),
+        repeat=12,
+    )
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("runs.0.agent.measurements.0.runtime", "r" * 41, "longer than the 40 characters"),
+        ("recipe_sha256", "a" * 65, "longer than the 64 characters"),
+        ("git_revision", "b" * 65, "longer than the 64 characters"),
+        ("recipe_sha256", "ab\x00cd", "NUL byte"),
+        ("runs.0.agent.started_at", "2026-03-01T02:00:00\x00", "NUL byte"),
+    ],
+)
+def test_a_text_longer_than_its_column_or_a_nul_in_a_name_is_refused_before_any_file_is_recorded(
+    url: str, tmp_path: Path, field: str, value: str, said: str
+) -> None:
+    """PostgreSQL refused them as a StoreError (exit 1, "check the database is reachable and writable") after
+    the files before were recorded; SQLite kept them. Both now refuse the file, naming it and the field (exit 2),
+    and record nothing."""
+    good = _write(tmp_path / "good.json", json.loads(_result(0).model_dump_json()))
+    data = json.loads(_result(1).model_dump_json())
+    *parents, last = field.split(".")
+    node = data
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[last] = value
+    bad = _write(tmp_path / "bad.json", data)
+    out = _edgekit("runs", "import", str(good), str(bad), "--store", url, home=tmp_path / "home")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"field `{field}`" in out.stderr and said in out.stderr and "bad.json" in out.stderr, out.stderr
+    assert "recorded as run" not in out.stdout
+    with open_store(url):  # the store exists (created by the test's open) and holds nothing
+        pass
+    assert _count(url) == 0
+
+
+def test_a_nul_in_a_devices_error_does_not_cost_the_run_its_record(url: str, tmp_path: Path) -> None:
+    """A device's stderr with a NUL byte in a target's error: PostgreSQL refused the whole run ('text fields
+    cannot contain NUL (0x00) bytes') and the deploy lost its record. It is stored with U+FFFD in its place,
+    on both backends; the same run's JSON file imports the same way."""
+    result = _result(2)
+    failed = result.runs[0].model_copy(
+        update={"status": "failed", "error": "agent said a\x00b", "agent": None}
+    )
+    result = result.model_copy(update={"runs": [failed, *result.runs[1:]], "ok": False})
+    with open_store(url) as store:
+        run_id = store.record(result)
+        back = store.load(run_id)
+    assert back.runs[0].error == "agent said a\ufffdb"
+    assert back.model_copy(update={"runs": [failed, *back.runs[1:]]}) == result  # nothing else changed
+    kept = tmp_path / "kept.json"
+    kept.write_text(result.model_dump_json())
+    out = _edgekit("runs", "import", str(kept), "--store", url, home=tmp_path / "home")
+    assert out.returncode == 0 and "recorded as run" in out.stdout, out.stdout + out.stderr
