@@ -24,8 +24,9 @@ T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 
 
 def _edgekit(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "EDGEKIT_HOME": str(home), **env}
+    environ = {**os.environ, "EDGEKIT_HOME": str(home)}
     environ.pop("EDGEKIT_STORE", None)
+    environ.update(env)
     return subprocess.run(
         [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=environ, timeout=300
     )
@@ -81,3 +82,36 @@ def test_a_long_label_never_breaks_a_panel() -> None:
         assert plot_width * WIDTH_IN >= 1.5  # the bars keep room to be read
         panel = finish(fig, "caption", False, "")
         assert panel.svg is not None and "<svg" in panel.svg
+
+
+def test_a_password_with_an_unencoded_at_is_refused_and_never_printed(tmp_path: Path) -> None:
+    """`postgresql://edgekit:p@ssAT@127.0.0.1:54395/ek1` printed `edgekit:***@ssAT@127.0.0.1` and the driver's
+    `failed to resolve host 'ssAT@127.0.0.1'`: part of the password, twice."""
+    url = "postgresql://edgekit:p@ssAT@127.0.0.1:54395/ek1"
+    for args in (("runs", "--store", url), ("runs", "import", str(_file(tmp_path)[0]), "--store", url)):
+        out = _edgekit(*args, home=tmp_path / "home")
+        said = out.stdout + out.stderr
+        assert out.returncode == 2, said
+        assert "ssAT" not in said and "percent-encode @ in the password as %40" in said, said
+    out = _edgekit("runs", home=tmp_path / "home", EDGEKIT_STORE=url)
+    assert out.returncode == 2 and "ssAT" not in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+def test_the_drivers_message_is_masked_of_every_password_fragment() -> None:
+    """Connecting (bypassing the refusal) to the misread URL: psycopg names the host `ssAT@127.0.0.1`, a part of
+    the password; the StoreError edgekit makes of it shows none of it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from edgekit.store.engine import make_engine
+    from edgekit.store.failures import _failure
+    from edgekit.store.location import _shown, resolve_url
+
+    url = resolve_url("postgresql://edgekit:p@ssAT@127.0.0.1:54395/ek1")
+    assert "ssAT" not in _shown(url)
+    engine = make_engine(url)
+    with pytest.raises(SQLAlchemyError) as caught:
+        engine.connect()
+    engine.dispose()
+    assert "ssAT" in str(caught.value)  # the driver does say it
+    error = _failure(caught.value, "cannot read", _shown(url), None)
+    assert "ssAT" not in f"{error.message} {error.where} {error.hint}", error.message

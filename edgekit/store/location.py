@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -18,6 +19,7 @@ from edgekit.errors import StorePathError
 def resolve_url(url: str | None = None) -> str:
     """`url`, else $EDGEKIT_STORE, else the SQLite file in the data dir. A plain path means a SQLite file."""
     chosen = url or os.environ.get("EDGEKIT_STORE") or str(paths.data_dir() / "results.sqlite")
+    _remember_password(chosen)
     if "://" not in chosen:
         chosen = f"sqlite:///{Path(chosen).expanduser().resolve()}"
     return chosen
@@ -29,6 +31,14 @@ def _check_url(url: str) -> None:
     dialect for (`bogus://`, `postgresql+nodriver://`) or a port outside 1-65535 (libpq read port 0 as 5432).
     A valid URL whose server is unreachable stays a StoreError (exit 1)."""
     hint = "pass --store PATH.sqlite, sqlite:///PATH or postgresql://USER@HOST[:PORT]/DB"
+    _remember_password(url)
+    if _authority(url).count("@") > 1:  # SQLAlchemy ends the password at the first @, the host is the rest
+        raise StorePathError(
+            "not a store URL: its user part has more than one '@' (a password with an '@' in it?)",
+            where=_shown(url),
+            hint="percent-encode @ in the password as %40 (postgresql://USER:p%40ss@HOST/DB), or leave the "
+            "password out of the URL: libpq reads PGPASSWORD or ~/.pgpass",
+        )
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
@@ -57,13 +67,46 @@ _SECRET_KEYS = ("password", "passwd", "pwd", "sslpassword")
 _SECRET = re.compile(r"((?:password|passwd|pwd|sslpassword)\s*=\s*)('[^']*'|[^&\s;]+)", re.IGNORECASE)
 
 
+_PASSWORDS: set[str] = set()  # the passwords (and their pieces) of the store URLs this process was given
+
+
+def _authority(url: str) -> str:
+    """'USER:PASS@HOST:PORT' of 'KIND://USER:PASS@HOST:PORT/DB?...' ('' for a URL without one, as sqlite:///)."""
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    return re.split(r"[/?]", rest, maxsplit=1)[0]
+
+
+def _remember_password(url: str) -> None:
+    """Remember the password of `url` as the user wrote it, and each piece of it between '@'s (a password with an
+    unencoded '@' is read by SQLAlchemy as a short password and a host holding the rest, which the driver's
+    message then names), so _mask hides them in any text: an error names the host it could not resolve."""
+    authority = _authority(url)
+    if "@" not in authority:
+        return
+    user = authority.rsplit("@", 1)[0]
+    if ":" not in user:
+        return
+    password = user.split(":", 1)[1]
+    for piece in {password, unquote(password), *password.split("@"), *unquote(password).split("@")}:
+        if len(piece) >= 3:  # a shorter piece would mask common letters all through a message
+            _PASSWORDS.add(piece)
+
+
 def _mask(text: str) -> str:
-    """`password=...` (a URL's query, a libpq keyword string) as `password=***`."""
+    """`password=...` (a URL's query, a libpq keyword string) as `password=***`, and any password (or piece of
+    one) of a store URL this process was given as ***."""
+    for secret in sorted(_PASSWORDS, key=len, reverse=True):
+        text = text.replace(secret, "***")
     return _SECRET.sub(r"\1***", text)
 
 
 def _shown(url: str) -> str:
-    """The URL as errors may print it: never its password (in the user part or in the query)."""
+    """The URL as errors may print it: never its password (in the user part or in the query), even one with an
+    '@' in it that SQLAlchemy would read as part of the host."""
+    authority = _authority(url)
+    if authority.count("@") > 1:
+        user = authority.split("@", 1)[0].split(":", 1)[0]
+        url = url.replace(authority, f"{user}:***@{authority.rsplit('@', 1)[1]}", 1)
     try:
         return _mask(make_url(url).render_as_string(hide_password=True))
     except (ArgumentError, ValueError):
