@@ -84,6 +84,20 @@ def test_a_long_label_never_breaks_a_panel() -> None:
         assert panel.svg is not None and "<svg" in panel.svg
 
 
+@pytest.mark.parametrize("started", ["0001-01-01T00:00:00+00:00", "1999-12-31T23:59:59+00:00"])
+def test_a_run_dated_before_2000_is_refused(tmp_path: Path, started: str) -> None:
+    """A run dated year 0001 was recorded, then `report --since all` crashed: `Matplotlib dates must be between
+    year 0001 and 9999`."""
+    path, data = _file(tmp_path)
+    data["started_at"] = started
+    path.write_text(json.dumps(data))
+    store = tmp_path / "s.sqlite"
+    out = _edgekit("runs", "import", str(path), "--store", str(store), home=tmp_path / "home")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "started_at" in out.stderr and "before 2000" in out.stderr, out.stderr
+    assert not store.exists()
+
+
 def test_a_password_with_an_unencoded_at_is_refused_and_never_printed(tmp_path: Path) -> None:
     """`postgresql://edgekit:p@ssAT@127.0.0.1:54395/ek1` printed `edgekit:***@ssAT@127.0.0.1` and the driver's
     `failed to resolve host 'ssAT@127.0.0.1'`: part of the password, twice."""

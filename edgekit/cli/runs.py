@@ -324,6 +324,7 @@ def import_cmd(
 
 
 FUTURE_SLACK_S = 3600.0  # clocks of two machines may disagree this much
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # a time before it is a clock unset or a file edited
 
 
 def _importable(path: Path, result: DeployResult) -> DeployResult:
@@ -346,6 +347,14 @@ def _importable(path: Path, result: DeployResult) -> DeployResult:
         )
     started = datetime.fromisoformat(result.started_at)
     started = started if started.tzinfo else started.replace(tzinfo=UTC)
+    for name, text in (("started_at", result.started_at), ("finished_at", result.finished_at)):
+        when = datetime.fromisoformat(text) if text else None
+        if when is not None and when.replace(tzinfo=when.tzinfo or UTC) < EARLIEST:
+            raise InputDataError(  # year 0001 was recorded, then the report's time axis crashed on it
+                f"{name} {text} is before 2000: no edgekit deploy ran then, and the report cannot draw it",
+                where=str(path),
+                hint="check the clock of the machine that wrote it, and correct the time in the file",
+            )
     ahead = (started - datetime.now(UTC)).total_seconds()
     if ahead > FUTURE_SLACK_S:
         raise InputDataError(
