@@ -6,6 +6,7 @@ unencoded `@` was printed in part; the line after `deploy --store FILE` pointed 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -96,6 +97,46 @@ def test_a_run_dated_before_2000_is_refused(tmp_path: Path, started: str) -> Non
     assert out.returncode == 2, out.stdout + out.stderr
     assert "started_at" in out.stderr and "before 2000" in out.stderr, out.stderr
     assert not store.exists()
+
+
+def test_runs_on_a_terminal_cuts_no_recipe_or_target_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two boards `rack2-rpi4-8gb-slot07-a` and `-b` were both listed as `rack2-rpi4-8gb-slot0…` at 100 columns."""
+    from edgekit.cli import runs as runs_cli
+    from edgekit.store import open_store
+    from edgekit.terminal import Console
+
+    recipe = "mobilenet-v3-small-imagenet-int8-calib"
+    boards = ("rack2-rpi4-8gb-slot07-a", "rack2-rpi4-8gb-slot07-b", "rack2-rpi5-8gb-slot01-a")
+    result = synthetic_result(
+        T0,
+        rng=np.random.default_rng(1),
+        formats=(Format.TFLITE_FP32,),
+        threads=(1,),
+        targets=("pi4", "pi5", "pi4"),
+        recipe=recipe,
+    )
+    renamed = [run.model_copy(update={"target": board}) for run, board in zip(result.runs, boards)]
+    result = result.model_copy(update={"runs": renamed})
+    store = tmp_path / "s.sqlite"
+    with open_store(str(store)) as db:
+        db.record(result)
+    for width in (100, 120):
+        buffer = io.StringIO()
+        monkeypatch.setattr(
+            runs_cli, "console", Console(file=buffer, width=width, force_terminal=True, color_system=None)
+        )
+        runs_cli._print_runs(20, None, None, str(store))
+        text = buffer.getvalue()
+        assert "…" not in text, text
+        body = [line.split("│") for line in text.splitlines() if line.startswith("│")]
+        column = {
+            name: "".join(cells[i].strip() for cells in body) for i, name in ((3, "recipe"), (4, "targets"))
+        }
+        assert column["recipe"] == recipe, text  # folded over lines, read back whole
+        assert column["targets"] == ",".join(boards), text
+        assert max(len(line) for line in text.splitlines()) <= width
 
 
 def test_a_password_with_an_unencoded_at_is_refused_and_never_printed(tmp_path: Path) -> None:

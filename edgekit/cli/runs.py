@@ -74,7 +74,12 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
         )
     table = Table(title=f"runs in {plain(url)}")
     for col in ("id", "started (UTC)", "recipe", "targets", "measurements", "ok", "git", "recorded by"):
-        table.add_column(col, justify="right" if col in ("id", "measurements") else "left")
+        # names fold, never cut: two boards 'rack2-rpi4-8gb-slot07-a' and '-b' both read 'rack2-rpi4-8gb-slot0…'
+        table.add_column(
+            col,
+            justify="right" if col in ("id", "measurements") else "left",
+            overflow="fold" if col in ("recipe", "targets") else "ellipsis",
+        )
     for r in found:
         targets = plain(", ".join(f"{t} (emulated)" if t in r.emulated_targets else t for t in r.targets))
         counts = (  # taken (failures among them), then what a Ctrl-C left untaken: '9 (+5 not measured...)'
