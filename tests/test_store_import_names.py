@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -170,3 +171,37 @@ def test_the_drivers_message_is_masked_of_every_password_fragment() -> None:
     assert "ssAT" in str(caught.value)  # the driver does say it
     error = _failure(caught.value, "cannot read", _shown(url), None)
     assert "ssAT" not in f"{error.message} {error.where} {error.hint}", error.message
+
+
+def test_deploy_store_names_the_store_in_its_follow_up_commands(tmp_path: Path) -> None:
+    """`recorded as run 31 (edgekit runs / edgekit report)` after `deploy --store FILE`: pasted, both looked in
+    the default store, which does not have run 31."""
+    store = tmp_path / "team store.sqlite"
+    home = tmp_path / "home"
+    done = _edgekit("deploy", str(RECIPE), "-f", "onnx-fp32", "--store", str(store), home=home, COLUMNS="200")
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("recorded as run"))
+    run_id = re.search(r"run (\d+)", line)
+    assert run_id, line
+    commands = re.findall(r"`([^`]+)`", line)
+    assert len(commands) == 2, line
+    import shlex
+
+    runs_cmd = shlex.split(commands[0])
+    assert runs_cmd[:2] == ["edgekit", "runs"], line
+    listed = _edgekit(*runs_cmd[1:], home=home)  # pasted as printed: the run is there
+    assert listed.returncode == 0 and re.search(rf"│\s*{run_id.group(1)}\s*│", listed.stdout), listed.stdout
+    assert shlex.split(commands[1])[:2] == ["edgekit", "report"] and str(store) in shlex.split(commands[1]), (
+        line
+    )
+
+
+def test_the_follow_ups_of_a_server_store_carry_no_password() -> None:
+    """The URL is named as the report's `runs accept` line names it: without the password (libpq then reads
+    PGPASSWORD or ~/.pgpass), so the line can be pasted and shows no secret."""
+    from edgekit.cli.deploy import follow_ups
+
+    said = follow_ups("postgresql://edgekit:s3cretpw@db.lab:5433/results?password=other1")
+    assert "s3cretpw" not in said and "other1" not in said and "***" not in said, said
+    assert said.count("--store postgresql://edgekit@db.lab:5433/results") == 2, said
+    assert follow_ups(None) == "`edgekit runs` / `edgekit report`"

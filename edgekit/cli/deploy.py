@@ -192,12 +192,25 @@ def deploy_cmd(
     if store_error is not None:
         raise store_error
     if run_id is not None:
-        console.print(f"recorded as run {run_id} (edgekit runs / edgekit report)", highlight=False)
+        console.print(f"recorded as run {run_id} ({plain(follow_ups(store))})", highlight=False)
     took = f"{time.perf_counter() - start:.0f} s"
     verdict = f"[green]ok[/] in {took}" if result.ok else f"[red]FAILED[/] after {took} (what failed: above)"
     console.print(f"{loaded.name}: {verdict}", highlight=False)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def follow_ups(store: str | None) -> str:
+    """'`edgekit runs --store S` / `edgekit report --store S`': the commands that show a recorded run, naming the
+    --store it was recorded in (without it, pasted, they looked in the default store). The store is named as the
+    report's `runs accept` line names it (location.command_url): without its password, which libpq then reads
+    from PGPASSWORD or ~/.pgpass, so what is printed can be pasted and never shows a secret."""
+    import shlex
+
+    from edgekit.store.location import command_url
+
+    given = f" --store {shlex.quote(command_url(store))}" if store else ""
+    return f"`edgekit runs{given}` / `edgekit report{given}`"
 
 
 def profile_lines(result: DeployResult, top: int = 3) -> list[str]:
