@@ -19,7 +19,15 @@ baseline of the runs after it:
   [--target T] [--artifact A]` marks the run with the keys flagged in it (Store.accept, regressed_keys); a
   run so marked is not flagged for them, and the regression's runs up to it (its first slow night to the
   accepted one) are the baseline of the runs after it, so they are judged on the new level at once and a
-  further step is still caught; other keys keep their history;
+  further step is still caught; other keys keep their history. The accepted level is the baseline until the
+  key leaves it: `min_runs` runs in a row below it by the same two tests mirrored (a level of its own, an
+  improvement: the slowdown fixed) are then the baseline in its place, so a return to the accepted level is
+  flagged. Before, the fast runs joined the accepted slow ones, the night-to-night bound of the mix covered
+  both levels, and a return to the slow one passed for the whole lookback; fewer fast runs in a row are left
+  out of the baseline (the accepted level stands: a return to it is what was accepted). An accepted level of
+  fewer than `min_runs` runs (accepted on the step's first night) is left on min_change and the Mann-Whitney
+  test alone. Steps of +8 % and +50 % held for 30 nights after their acceptance (on their first or fifth
+  night), 6 seeds at 1, 2, 3 % drift: 0 flags in 2160 checks;
 - a creep moves each night by less than the bound and widens the bound as it goes, so the newest run is also
   compared, with the same two tests, with the older half of its baseline alone (at least `min_runs` runs):
   the bound of that half was computed from nights before the creep. Under no change both comparisons are
@@ -65,12 +73,15 @@ class Entry:
 class Walk:
     """A key's earlier runs judged in turn: the ones that form the baseline of the next run (`kept`, oldest
     first), the first run of a regression still going on (`streak`) and its flagged runs so far (`held`), the
-    run whose configuration change restarted the baseline (`restarted`)."""
+    run whose configuration change restarted the baseline (`restarted`); whether `kept` is a level accepted by
+    `edgekit runs accept` (`accepted`) and the runs in a row since then that are faster than it (`departed`)."""
 
     kept: list[Entry]
     streak: Entry | None = None
     held: list[Entry] = field(default_factory=list)
     restarted: int | None = None
+    accepted: bool = False
+    departed: list[Entry] = field(default_factory=list)
 
     def baseline(self, settings: Settings) -> list[Entry]:
         return self.kept[-settings.history :]
@@ -155,24 +166,63 @@ def walk_key(series: list[Entry], emulated: bool, settings: Settings) -> Walk:
       on its fifth night came back for three nights five weeks later);
     - its configuration differs from the last good run's and it is the regression's first night (a change on
       a later night of it explains nothing: the regression began before it): the baseline starts again from it.
+    After an accepted run, a run faster than the accepted level (departs) is held aside (`departed`); `min_runs`
+    of them in a row are the new level (the baseline from then on), a run back at the accepted level drops them.
     """
     walk = Walk([])
     for entry in series:
         verdict = judge_key(entry, walk, emulated, settings)
         if accepted(entry.run, entry.target, entry.m):
             walk.kept, walk.streak, walk.held = [*walk.held, entry], None, []
+            walk.accepted, walk.departed = True, []
             continue
         if verdict is None or isinstance(verdict, TooFewRuns):
-            walk.kept.append(entry)
             walk.streak, walk.held = None, []
+            if walk.accepted and departs(entry, walk, emulated, settings):
+                walk.departed.append(entry)
+                if len(walk.departed) >= settings.min_runs:  # a level of its own: the baseline from now on
+                    walk.kept, walk.departed, walk.accepted = walk.departed, [], False
+                continue
+            walk.kept.append(entry)
+            walk.departed = []
             continue
+        walk.departed = []
         base = walk.baseline(settings)
         if walk.streak is None and base and differs(entry.fingerprint, base[-1].fingerprint):
             walk.kept, walk.streak, walk.held, walk.restarted = [entry], None, [], entry.run.id
+            walk.accepted = False
         else:
             walk.streak = walk.streak or entry
             walk.held.append(entry)
     return walk
+
+
+def departs(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> bool:
+    """`entry` is below the walk's baseline by what would flag it above: judge_key's tests mirrored (the
+    baseline's median over the run's at least max(min_change, the night-to-night bound) and the Mann-Whitney
+    test the other way; a count below by `instruction_change`). An accepted level of fewer than `min_runs` runs
+    (a step accepted on its first night, as the nightly invites) has no night-to-night bound: min_change alone,
+    with the Mann-Whitney test; the `min_runs` runs in a row that walk_key asks for stand in for the bound."""
+    past, m = walk.baseline(settings), entry.m
+    counted = [e for e in past if e.m.instructions_per_invoke]
+    if emulated and m.instructions_per_invoke:
+        if not counted:
+            return False
+        counts = [float(e.m.instructions_per_invoke or 0) for e in counted]
+        threshold = settings.instruction_change
+        if m.threads > 1 and len(counted) >= settings.min_runs:
+            threshold = max(threshold, night_bound([[c] for c in counts], settings.night_alpha))
+        return float(statistics.median(counts)) / m.instructions_per_invoke - 1.0 >= threshold
+    timed = [e for e in past if e.m.samples_ms and not (emulated and e.m.instructions_per_invoke)]
+    if not m.samples_ms or not timed:
+        return False
+    pooled = np.concatenate([e.m.samples_ms for e in timed])
+    # the fall, as the rise from the run's median to the baseline's (what judge_key would see the other way)
+    fall = float(np.median(pooled)) / float(np.median(m.samples_ms)) - 1.0
+    threshold = settings.min_change
+    if len(timed) >= settings.min_runs:
+        threshold = max(threshold, night_bound([e.m.samples_ms for e in timed], settings.night_alpha))
+    return fall >= threshold and slower_p_value(pooled, m.samples_ms) < settings.alpha
 
 
 def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> Verdict | TooFewRuns | None:

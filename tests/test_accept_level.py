@@ -1,0 +1,134 @@
+"""After `edgekit runs accept`, the baseline follows the key's newest stable level: a return to the accepted
+(slow) level after the key got fast again is a regression, not noise."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.formats import Format
+from edgekit.report.regression import detect_latest
+from edgekit.report.synthetic import synthetic_result
+from edgekit.results import DeployResult
+from edgekit.store import StoredRun
+
+T0 = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
+
+
+def _night(day: int, level: float, rng: np.random.Generator) -> DeployResult:
+    return synthetic_result(
+        T0 + timedelta(days=day),
+        rng=rng,
+        formats=(Format.TFLITE_FP32,),
+        targets=("pi4",),
+        threads=(1,),
+        slowdown={("tflite-fp32", "pi4"): level},
+    )
+
+
+def _nights(levels: list[float], seed: int = 0) -> list[StoredRun]:
+    rng = np.random.default_rng(seed)
+    return [
+        StoredRun(d + 1, (T0 + timedelta(days=d)).timestamp(), _night(d, level, rng))
+        for d, level in enumerate(levels)
+    ]
+
+
+def _accept(run: StoredRun) -> None:
+    """What Store.accept leaves in a run (its extra JSON, read back as DeployResult's extra field `accepted`)."""
+    run.result.accepted = [{"target": "pi4", "artifact": None, "keys": [["pi4", "tflite-fp32", 1]]}]  # type: ignore[attr-defined]
+
+
+def _flagged_nights(runs: list[StoredRun], first: int) -> str:
+    return "".join(
+        "X" if any(f.is_regression for f in detect_latest(runs[:n])) else "."
+        for n in range(first, len(runs) + 1)
+    )
+
+
+def _edgekit(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "300"}
+    env.pop("EDGEKIT_STORE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def test_a_return_to_the_accepted_level_after_the_key_got_fast_again_is_flagged(tmp_path: Path) -> None:
+    """Review: 20 nights at 1.0, five at 1.5 accepted on the fifth (`runs accept`), six back at 1.0, then 1.5
+    again: the report said 'No regressions'. The accepted slow nights and the fast ones after them were one
+    baseline whose night-to-night spread covered both levels, for the whole 42-run lookback. Built through the
+    real `runs import`, `runs accept` and `report` on a SQLite store."""
+    url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    home = tmp_path / "home"
+    rng = np.random.default_rng(7)
+    levels = [1.0] * 20 + [1.5] * 5 + [1.0] * 6 + [1.5]
+    files = []
+    for day, level in enumerate(levels):
+        path = tmp_path / f"night{day:02d}.json"
+        path.write_text(_night(day, level, rng).model_dump_json())
+        files.append(str(path))
+
+    def report() -> str:
+        shown = _edgekit("report", "--since", "all", "--store", url, home=home)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        return " ".join(shown.stdout.split())
+
+    imported = _edgekit("runs", "import", *files[:25], "--store", url, home=home)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    ids = [int(i) for i in re.findall(r"recorded as run (\d+)", imported.stdout)]
+    assert len(ids) == 25
+    assert "still slower since run" in report()  # the held step, before it is accepted
+    accepted = _edgekit("runs", "accept", str(ids[-1]), "--target", "pi4", "--store", url, home=home)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert "no regressions" in report()
+
+    fast = _edgekit("runs", "import", *files[25:31], "--store", url, home=home)
+    assert fast.returncode == 0, fast.stdout + fast.stderr
+    assert "no regressions" in report()  # faster than the accepted level: no regression either
+
+    again = _edgekit("runs", "import", files[31], "--store", url, home=home)
+    assert again.returncode == 0, again.stdout + again.stderr
+    shown = report()
+    assert "No regressions against recent history" not in shown
+    (line,) = re.findall(r"tflite-fp32 at 1 thread on pi4: ([\d.]+) → ([\d.]+) ms \(\+([\d.]+)%", shown)
+    old, new, change = map(float, line)
+    assert 40 < change < 60 and new / old - 1 > 0.4  # judged against the fast nights, not the accepted level
+
+
+@pytest.mark.parametrize("slow", [5, 1])
+def test_the_fast_nights_after_an_accepted_level_become_the_baseline_once_they_hold(slow: int) -> None:
+    """The accepted level is the baseline until the key departs from it for `min_runs` nights in a row (a level
+    of its own, here an improvement): then those nights are, and a return to the accepted level is flagged on
+    every night it holds, while a further night at the fast level is not. Also when the step was accepted on its
+    first night (as the nightly's 'if this level is expected: edgekit runs accept N' invites): one accepted run,
+    too few for a night-to-night bound, the fast nights joined it and the bound of the mix hid the return."""
+    runs = _nights([1.0] * 20 + [1.5] * slow + [1.0] * 6 + [1.5] * 3 + [1.0] * 2)
+    accepted = 20 + slow - 1
+    _accept(runs[accepted])
+    assert _flagged_nights(runs, 21) == "X" * (slow - 1) + "." + "......" + "XXX" + ".."
+    (flag,) = [f for f in detect_latest(runs[: accepted + 8]) if f.is_regression]
+    assert set(flag.baseline_runs) == {r.id for r in runs[accepted + 1 : accepted + 7]}  # the fast nights
+
+
+def test_a_fast_spell_shorter_than_min_runs_does_not_move_the_accepted_level() -> None:
+    """Two fast nights, then the accepted level again: the level was accepted, and two nights are no level of
+    their own (as a regression needs `min_runs` nights of history to be judged), so nothing is flagged."""
+    runs = _nights([1.0] * 20 + [1.5] * 5 + [1.0] * 2 + [1.5] * 4)
+    _accept(runs[24])
+    assert _flagged_nights(runs, 25) == "." * 7
+
+
+def test_an_accepted_level_that_holds_stays_unflagged_and_a_further_step_is_caught() -> None:
+    """Noise at the accepted level moves nothing (no night of it is a departure), and a step above it is still
+    flagged against the accepted nights."""
+    runs = _nights([1.0] * 20 + [1.5] * 5 + [1.5] * 15 + [1.9] * 2, seed=3)
+    _accept(runs[24])
+    assert _flagged_nights(runs, 25) == "." * 16 + "XX"
