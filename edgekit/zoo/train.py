@@ -1,10 +1,11 @@
 """Train the zoo's demo models here, reproducibly from a seed, once: results are cached by the config's hash.
 
 Why: no weights can be downloaded, and accuracy numbers of converted models mean something only for trained
-models. Each model has a default `TrainConfig`; `train(config)` seeds everything, runs the model's loop with an
-explicit thread count, evaluates it on its held-out test data and saves an fp32 state_dict plus a JSON (config,
-seed, threads, time, metrics) under `edgekit.paths.models_dir()/<model>-<hash>/`. A second call with the same
-config loads that instead of training. The weights shipped in edgekit/zoo/weights/ (written by
+models. Each model has a default `TrainConfig`; `train(config)` seeds everything, runs the model's loop at the
+config's thread count (1 unless asked: the count changes the weights, so it is part of the config and its hash),
+evaluates it on its held-out test data and saves an fp32 state_dict plus a JSON (config, seed, threads, time,
+metrics) under `edgekit.paths.models_dir()/<model>-<hash>/`. A second call with the same config (threads
+included) loads that instead of training; a result trained at another thread count is never returned. The weights shipped in edgekit/zoo/weights/ (written by
 `python -m edgekit.zoo.train MODEL --ship`) let users and CI skip training entirely.
 
 Same config + same seed + same thread count -> bit-identical weights (deterministic algorithms, seeded data).
@@ -47,10 +48,10 @@ class TrainingError(EdgekitError):
 
 # --- threads and determinism ----------------------------------------------------------------------------------
 def free_threads() -> int:
-    """Threads to train with: EDGEKIT_TRAIN_THREADS, else the cores not busy now (1-minute load), at least 1.
-
-    Oversubscribing a busy core makes torch steps ~25x slower (see docs/notes/training.md), so when in doubt, 1.
-    """
+    """The threads free to train with now: EDGEKIT_TRAIN_THREADS, else the cores not busy (1-minute load), at
+    least 1. Never the default thread count (that would let the machine's load decide the weights): `train` says
+    when the config asks for more, since oversubscribing a busy core makes torch steps ~25x slower (see
+    docs/notes/training.md)."""
     env = os.environ.get("EDGEKIT_TRAIN_THREADS")
     if env:
         return max(1, int(env))
@@ -114,14 +115,27 @@ def cache_path(config: TrainConfig) -> Path:
 def train(
     config: TrainConfig, *, threads: int | None = None, cache: bool = True, log: Log = lambda _msg: None
 ) -> Trained:
-    """Train `config` (or load its cached result) and return the model in eval mode with its metadata."""
+    """Train `config` (or load its cached result) and return the model in eval mode with its metadata.
+    `threads` sets the config's thread count (config.threads, 1 by default): it is part of the cache key."""
     import torch
 
+    if threads is not None and threads != config.threads:  # validated: at least 1
+        config = TrainConfig.model_validate({**config.model_dump(), "threads": threads})
+    threads = config.threads
     spec = trainer(config.model)
     folder = cache_path(config)
     if cache and (folder / "weights.pt").is_file() and (folder / "meta.json").is_file():
-        return _load(spec, folder / "weights.pt", cached=True)
-    threads = threads or free_threads()
+        cached = _load(spec, folder / "weights.pt", cached=True)
+        if cached.meta.get("threads") == threads:
+            return cached
+        # written before threads keyed the cache (trained at whatever cores were free): other weights
+        log(
+            f"{folder}: trained at {cached.meta.get('threads')} threads, not the {threads} asked for; "
+            "training again"
+        )
+    free = free_threads()
+    if threads > free:
+        log(f"training at {threads} threads with {free} free: a busy core can make it many times slower")
     with deterministic(config.seed, threads):
         model = spec.build(**config.model_args)
         start, cpu_start = time.perf_counter(), time.process_time()
@@ -212,13 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgekit.zoo.train", description=__doc__.split("\n")[0])
     parser.add_argument("model", help="digits | shapes-yolov5-lite")
     parser.add_argument("--seed", type=int, default=None, help="override the default config's seed")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: free cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default 1); the count changes the weights, so it is part of the cache key",
+    )
     parser.add_argument("--ship", action="store_true", help="copy the result into edgekit/zoo/weights/")
     parser.add_argument("--force", action="store_true", help="retrain even if a cached result exists")
     args = parser.parse_args(argv)
     config = default_config(args.model)
     if args.seed is not None:
         config = config.model_copy(update={"seed": args.seed})
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads: at least 1")
+        config = config.model_copy(update={"threads": args.threads})
     trained = (
         train(config, threads=args.threads, cache=True, log=print)
         if not args.force

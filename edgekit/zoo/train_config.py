@@ -17,7 +17,8 @@ Log = Callable[[str], None]
 
 
 class TrainConfig(BaseModel):
-    """Everything that decides the trained weights (and so the cache key); nothing about the machine."""
+    """Everything that decides the trained weights (and so the cache key), the thread count included; nothing
+    about the machine."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -29,7 +30,17 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(5e-4, ge=0)
     model_args: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)  # trainer-specific data options (subset, canvas, ...)
+    # torch's intra-op threads: another count sums in another order and gives other weights (digits at 2 threads
+    # differs from 1 by up to 0.155), so it is the run's, never the machine load's; 1 is reproducible anywhere
+    threads: int = Field(1, gt=0)
 
     def digest(self) -> str:
-        text = json.dumps({"v": TRAINER_VERSION, **self.model_dump(mode="json")}, sort_keys=True)
+        fields = self.model_dump(mode="json")
+        if (
+            fields["threads"] == 1
+        ):  # the digest of a 1-thread run is the one written before threads was a field
+            del fields[
+                "threads"
+            ]  # (the shipped weights' config_sha256 were trained at 1 thread and stay valid)
+        text = json.dumps({"v": TRAINER_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
