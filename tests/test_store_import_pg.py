@@ -155,3 +155,26 @@ def test_a_nul_in_a_devices_error_does_not_cost_the_run_its_record(url: str, tmp
     kept.write_text(result.model_dump_json())
     out = _edgekit("runs", "import", str(kept), "--store", url, home=tmp_path / "home")
     assert out.returncode == 0 and "recorded as run" in out.stdout, out.stdout + out.stderr
+
+
+def test_another_machines_run_with_the_same_recipe_and_times_is_recorded(url: str, tmp_path: Path) -> None:
+    """Two runners deploying one recipe at the same second on the same target names: the second file was said
+    'already recorded as run 1; not imported again' and its measurements were dropped. Only the same content is
+    the same run."""
+    first = json.loads(_result(3).model_dump_json())
+    other = json.loads(
+        _result(4).model_dump_json()
+    )  # other samples and host facts, same recipe, times, targets
+    for key in ("recipe", "recipe_sha256", "started_at", "finished_at"):
+        assert first[key] == other[key]
+    assert [r["target"] for r in first["runs"]] == [r["target"] for r in other["runs"]]
+    other["runs"][0]["agent"]["facts_before"]["hostname"] = "runner-b"
+    a = _write(tmp_path / "a.json", first)
+    b = _write(tmp_path / "b.json", other)
+    out = _edgekit("runs", "import", str(a), str(b), "--store", url, home=tmp_path / "home")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "b.json: recorded as run 2" in out.stdout, out.stdout
+    again = _edgekit("runs", "import", str(b), str(a), "--store", url, home=tmp_path / "home")
+    assert "b.json: already recorded as run 2" in again.stdout, again.stdout
+    assert "a.json: already recorded as run 1" in again.stdout, again.stdout
+    assert _count(url) == 2

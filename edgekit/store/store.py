@@ -12,6 +12,8 @@ words, failures.py; opening (and migrating) a store from a URL, opening.py; this
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -59,6 +61,37 @@ def without_nul(result: DeployResult) -> DeployResult:
         return node
 
     return DeployResult.model_validate(clean(result.model_dump()))
+
+
+def _same(conn: Connection, result: DeployResult) -> int | None:
+    """The stored run with RESULT's content: the same recipe, start, finish and targets narrow the runs read, then
+    the whole result is compared (a canonical JSON digest; a later `runs accept` mark left out), so another
+    runner's run at the same second with other samples or host facts is another run."""
+    query = select(runs.c.id).where(
+        runs.c.recipe == result.recipe,
+        runs.c.recipe_sha256 == result.recipe_sha256,
+        runs.c.started_at == result.started_at,
+        runs.c.finished_at.is_(None)
+        if result.finished_at is None
+        else runs.c.finished_at == result.finished_at,
+    )
+    ids = [row.id for row in conn.execute(query)]
+    targets = _target_rows(conn, ids)
+    wanted = [t.target for t in result.runs]
+    ids = [i for i in ids if [t.target for t in targets.get(i, [])] == wanted]
+    if not ids:
+        return None
+    found, _damaged = _load(conn, ids)
+    digest = content_digest(result)
+    return next((i for i in ids if i in found and content_digest(found[i]) == digest), None)
+
+
+def content_digest(result: DeployResult) -> str:
+    """sha256 of the result's canonical JSON (sorted keys), without the `accepted` marks `runs accept` adds."""
+    data = result.model_dump(mode="json")
+    data.pop("accepted", None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -238,21 +271,9 @@ class Store:
         ]
 
     def find_same(self, result: DeployResult) -> int | None:
-        """The id of a stored run that is this result (same recipe digest, start and finish time, targets), so
-        importing the same JSON twice records it once."""
-        query = select(runs.c.id).where(
-            runs.c.recipe == result.recipe,
-            runs.c.recipe_sha256 == result.recipe_sha256,
-            runs.c.started_at == result.started_at,
-            runs.c.finished_at.is_(None)
-            if result.finished_at is None
-            else runs.c.finished_at == result.finished_at,
-        )
+        """The id of a stored run with this result's content (the same file imported again), or None."""
         with self._read() as conn:
-            ids = [row.id for row in conn.execute(query)]
-            targets = _target_rows(conn, ids)
-        wanted = [t.target for t in result.runs]
-        return next((i for i in ids if [t.target for t in targets.get(i, [])] == wanted), None)
+            return _same(conn, without_nul(result))
 
     def load(self, run_id: int) -> DeployResult:
         ids = [run_id] if storable_id(run_id) else []
