@@ -178,3 +178,27 @@ def test_another_machines_run_with_the_same_recipe_and_times_is_recorded(url: st
     assert "b.json: already recorded as run 2" in again.stdout, again.stdout
     assert "a.json: already recorded as run 1" in again.stdout, again.stdout
     assert _count(url) == 2
+
+
+def test_parallel_imports_of_one_file_record_it_once(url: str, tmp_path: Path) -> None:
+    """Four `runs import` of one file at once recorded it two to four times: each looked for it in one
+    transaction and recorded it in another."""
+    path = _write(tmp_path / "r.json", json.loads(_result(5).model_dump_json()))
+    with open_store(url):  # made (and migrated) before: the imports race on the run, not on the schema
+        pass
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home")}
+    env.pop("EDGEKIT_STORE", None)
+    for _ in range(2):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "edgekit", "runs", "import", str(path), str(path), "--store", url],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for _ in range(6)
+        ]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert all(p.returncode == 0 for p in procs), outs
+    assert _count(url) == 1, [o for o, _ in outs]

@@ -315,13 +315,12 @@ def import_cmd(
                     f"ended?); {plain(said)}",
                     highlight=False,
                 )
-            same = db.find_same(result)
-            if same is not None:
+            run_id, new = db.record_new(result)  # looked for and recorded in one transaction
+            if not new:
                 console.print(
-                    f"{plain(path)}: already recorded as run {same}; not imported again", highlight=False
+                    f"{plain(path)}: already recorded as run {run_id}; not imported again", highlight=False
                 )
                 continue
-            run_id = db.record(result)
             console.print(
                 f"{plain(path)}: recorded as run {run_id} ({plain(result.recipe)}, {plain(result.started_at)})",
                 highlight=False,

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from edgekit.errors import DamagedRunError, UnknownRunError
@@ -61,6 +61,9 @@ def without_nul(result: DeployResult) -> DeployResult:
         return node
 
     return DeployResult.model_validate(clean(result.model_dump()))
+
+
+IMPORT_LOCK = 4242002  # PostgreSQL's advisory lock of record_new (4242001: opening.py's first open)
 
 
 def _same(conn: Connection, result: DeployResult) -> int | None:
@@ -274,6 +277,29 @@ class Store:
         """The id of a stored run with this result's content (the same file imported again), or None."""
         with self._read() as conn:
             return _same(conn, without_nul(result))
+
+    def record_new(self, result: DeployResult) -> tuple[int, bool]:
+        """(the id of the stored run with this content, False) or (the id it is recorded as, True): looked for and
+        recorded in one write transaction (SQLite's BEGIN IMMEDIATE; on PostgreSQL a transaction lock taken by
+        every record_new), so imports of one file at once record it once (each looked in one transaction and
+        recorded in another: two to four copies)."""
+        result = without_nul(result)
+        try:
+            with self._write() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": IMPORT_LOCK})
+                same = _same(conn, result)
+                if same is not None:
+                    return same, False
+                return insert_run(conn, result), True
+        except SQLAlchemyError as exc:
+            raise _failure(
+                exc,
+                f"could not record the run of {result.recipe!r}",
+                self.url,
+                self.path,
+                hint="check the database is reachable and writable",
+            ) from exc
 
     def load(self, run_id: int) -> DeployResult:
         ids = [run_id] if storable_id(run_id) else []
