@@ -100,6 +100,7 @@ HOST_ONLY = frozenset(
         "test_route_counts_lost.py",
         "test_same_model_stored.py",
         "test_secret_echo.py",
+        "test_store_import_names.py",
         "test_store_unrecorded_folder.py",
         "test_table_drift_footer.py",
         "test_target_limits.py",
