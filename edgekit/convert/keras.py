@@ -45,7 +45,9 @@ from edgekit.errors import ConversionError, InputDataError, RecipeError, exit_te
 from edgekit.formats import Format
 from edgekit.recipe import Granularity, KerasSource, Layout, Recipe
 
-WORKER_VERSION = 1  # bump when the child's procedure (keras_child.py) changes what it writes
+# bump when the child's procedure (keras_child.py) changes what it writes; it keys the ONNX export and TFLite files
+# 2: a Keras model's outputs taken by their own names (1 named them by position, swapping a [aux, logits] model's)
+WORKER_VERSION = 2
 NCHW_ONNX = "model-nchw.onnx"  # beside model.onnx in the ONNX cache: what onnx2tf converts for a Keras source
 BAD_INPUT_EXIT = 3  # keras_child: the model file is not one edgekit takes (ModelInputError): exit 2
 
@@ -324,13 +326,15 @@ KERAS_EXPORT_DISTS = ("tf2onnx", "tensorflow", "keras", "onnx", "onnxruntime")  
 
 
 def keras_key(recipe: Recipe, src: KerasSource) -> str:
-    """The cache key of a Keras source's ONNX export: the model's bytes, the input and outputs, the tools."""
+    """The cache key of a Keras source's ONNX export: the model's bytes, the input and outputs, the tools, and the
+    child's procedure (WORKER_VERSION: an export written by an older child is not reused)."""
     spec = {
         "source": tree_sha256(src.path),
         "input": [recipe.input.name, list(recipe.input.shape), recipe.input.layout.value],
         "outputs": list(recipe.outputs),
         "opset": OPSET,
         "export_version": EXPORT_VERSION,
+        "worker": WORKER_VERSION,
         "tools": {n: dist_version(n) for n in KERAS_EXPORT_DISTS},
     }
     if (

@@ -87,14 +87,15 @@ def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
 
     spec = tf.TensorSpec(job["shape"], tf.float32, name=job["input_name"])
     probe = call(tf.zeros(job["shape"], tf.float32))
-    names = _output_names(probe, job["outputs"], getattr(holder, "output_names", None))
+    picked = _output_names(probe, job["outputs"], getattr(holder, "output_names", None))
+    names = list(picked)
 
     def named(x: Any) -> dict[str, Any]:
         y = call(x)
         if isinstance(y, dict):
             return {name: y[name] for name in names}
         ys = list(y) if isinstance(y, (list, tuple)) else [y]
-        return dict(zip(names, ys))
+        return {name: ys[int(at)] for name, at in picked.items()}
 
     return tf.function(named, input_signature=[spec]), holder, names
 
@@ -157,17 +158,25 @@ def _keras_load_error(exc: Exception) -> tuple[str, str | None]:
     return f"Keras cannot load this file: {type(exc).__name__}: {first[:300]}", None
 
 
-def _output_names(probe: Any, wanted: list[str], model_names: Any) -> list[str]:
+def _output_names(probe: Any, wanted: list[str], model_names: Any) -> dict[str, str | int]:
+    """{name the ONNX/TFLite output gets: the model's output it is (a dict's key, a list's index)}, in the
+    recipe's order. Outputs the model names itself (a dict, a Keras model's `output_names`) are taken BY NAME:
+    the recipe's `outputs` selects and orders them; a name the model lacks leaves the model's own names, which the
+    parent refuses as it refuses any model's (onnx_io.check_io: RecipeError naming the model's outputs). Only a
+    model that names none of its outputs has the recipe's names given by position."""
     if isinstance(probe, dict):
-        return (
-            [n for n in wanted if n in probe] if wanted and all(n in probe for n in wanted) else list(probe)
-        )
+        keys = [str(k) for k in probe]
+        chosen = [n for n in wanted if n in keys] if wanted and all(n in keys for n in wanted) else keys
+        return {n: n for n in chosen}
     count = len(probe) if isinstance(probe, (list, tuple)) else 1
-    if len(wanted) == count:
-        return list(wanted)
     if isinstance(model_names, (list, tuple)) and len(model_names) == count:
-        return [str(n) for n in model_names]
-    return [f"output_{i}" for i in range(count)]
+        own = [str(n) for n in model_names]
+        if wanted and all(n in own for n in wanted):
+            return {n: own.index(n) for n in wanted}
+        return {n: i for i, n in enumerate(own)}
+    if len(wanted) == count:
+        return {n: i for i, n in enumerate(wanted)}
+    return {f"output_{i}": i for i in range(count)}
 
 
 def _child_onnx(job: dict[str, Any]) -> dict[str, Any]:
