@@ -133,12 +133,17 @@ def _keras_load_error(exc: Exception) -> tuple[str, str | None]:
     Keras's own first words on one line (its message runs over lines and ends in the model's whole config)."""
     text = str(exc)
     missing = re.search(r"Could not locate (class|function) '([^']+)'", text)
+    # a legacy .h5's deserializer: "Unknown layer: 'mine>Swish2'" (activation function, initializer, object...)
+    unknown = re.search(r"Unknown ([a-z][a-z ]*): '([^']+)'", text)
     if missing:
         kind, name = missing.groups()
         registered = re.search(r"'registered_name': '([^']+)'", text[missing.end() :])
-        also = (
-            f" (registered as '{registered.group(1)}')" if registered and registered.group(1) != name else ""
-        )
+        full = registered.group(1) if registered else name
+    elif unknown:
+        what, full = unknown.groups()
+        kind, name = "function" if "function" in what else "class", full.rpartition(">")[2]
+    if missing or unknown:
+        also = f" (registered as '{full}')" if full != name else ""
         return (
             f"Keras cannot load this file: the custom {kind} '{name}'{also} could not be deserialized: its code "
             "is not in the file and no module the recipe names defines it",
