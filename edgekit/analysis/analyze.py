@@ -93,6 +93,20 @@ class Analysis:
 
 # runtimes whose intermediate tensors edgekit can read
 LAYER_READERS = (Runtime.NCNN, Runtime.TFLITE, Runtime.ONNXRUNTIME)
+# the formats analyze reads, one rule for --format and for a recipe without it (edgekit.cli.analyze): every INT8
+# format of a runtime whose layers edgekit reads; the onnx2tf route (a Keras source's, beside its tflite-int8) last
+READABLE = tuple(
+    sorted(
+        (f for f in Format if f.precision is Precision.INT8 and f.runtime in LAYER_READERS),
+        key=lambda f: "onnx2tf" in f.value,
+    )
+)
+
+
+def one_of(formats: tuple[Format, ...] | list[Format], last: str = "or") -> str:
+    """'a, b, c or d': the format names as a sentence lists them."""
+    names = [f.value for f in formats]
+    return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else "".join(names)
 
 
 def check_format(fmt: Format) -> None:
@@ -100,13 +114,13 @@ def check_format(fmt: Format) -> None:
         raise AnalysisError(
             f"analyze compares an INT8 artifact with fp32; {fmt.value} is not INT8",
             where="--format",  # the user's argument: exit 2
-            hint="use --format tflite-int8, ncnn-int8 or onnx-int8",
+            hint=f"use --format {one_of(READABLE)}",
         )
-    if fmt.runtime not in LAYER_READERS:
+    if fmt not in READABLE:
         raise AnalysisError(
             f"analyze cannot read the layers of {fmt.runtime.value} artifacts ({fmt.value})",
             where="--format",
-            hint="use --format tflite-int8, ncnn-int8 or onnx-int8",
+            hint=f"use --format {one_of(READABLE)}",
         )
 
 

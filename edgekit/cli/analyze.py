@@ -1,4 +1,4 @@
-"""`edgekit analyze RECIPE --format tflite-int8|ncnn-int8|onnx-int8 [--fix]`: where INT8 loses accuracy, and what it costs
+"""`edgekit analyze RECIPE [--format tflite-int8|ncnn-int8|onnx-int8|tflite-onnx2tf-int8] [--fix]`: where INT8 loses accuracy, and what it costs
 to keep the worst layers in float.
 
 Prints the artifact's whole-model fidelity, then the quantized layers that lose the most (their own error, and
@@ -40,7 +40,8 @@ def analyze_cmd(
         "--format",
         "-f",
         metavar="FORMAT",
-        help="the INT8 format to analyse: tflite-int8, ncnn-int8 or onnx-int8 (default: the recipe's one of them)",
+        help="the INT8 format to analyse: tflite-int8, ncnn-int8, onnx-int8 or tflite-onnx2tf-int8 (a Keras "
+        "source's) (default: the recipe's one of them)",
     ),
     samples: int = typer.Option(16, "--samples", "-n", min=1, help="evaluation inputs to compare layers on"),
     top: int = typer.Option(10, "--top", min=1, help="how many of the worst layers to list"),
@@ -198,11 +199,10 @@ def register(app: typer.Typer) -> None:
     app.command("analyze")(analyze_cmd)
 
 
-READABLE = (Format.TFLITE_INT8, Format.NCNN_INT8, Format.ONNX_INT8)  # the INT8 formats analyze reads
-
-
 def _recipe_int8_format(formats: tuple[Format, ...] | list[Format]) -> Format:
-    """Without --format: the recipe's INT8 format that analyze reads, when it has exactly one."""
+    """Without --format: the recipe's INT8 format that analyze reads (analysis.analyze.READABLE), when it has
+    exactly one."""
+    from edgekit.analysis.analyze import READABLE, one_of
     from edgekit.errors import UsageError
 
     readable = [f for f in formats if f in READABLE]
@@ -211,7 +211,7 @@ def _recipe_int8_format(formats: tuple[Format, ...] | list[Format]) -> Format:
     raise UsageError(
         "--format: the recipe has "
         + (
-            " and ".join(f.value for f in readable) + ": choose one"
+            one_of(readable, "and") + ": choose one"
             if readable
             else "none of " + ", ".join(f.value for f in READABLE)
         ),
