@@ -205,3 +205,25 @@ def test_the_follow_ups_of_a_server_store_carry_no_password() -> None:
     assert "s3cretpw" not in said and "other1" not in said and "***" not in said, said
     assert said.count("--store postgresql://edgekit@db.lab:5433/results") == 2, said
     assert follow_ups(None) == "`edgekit runs` / `edgekit report`"
+
+
+def test_a_user_name_with_an_at_is_a_store_url_and_only_the_password_is_masked(tmp_path: Path) -> None:
+    """The refusal of a password with an '@' refused Azure's `user@server` logins too (exit 2), and masking every
+    piece of a password blanked `postgres:postgres@.../postgres` to `***ql+psycopg://***:***@localhost/***`
+    (review of the day's diff). Both URLs reach the server again (nothing listens: exit 1), printed readably."""
+    for url, shown in (
+        (
+            "postgresql://alice@myserver:s3cret@127.0.0.1:1/edgekit",
+            "alice%40myserver:***@127.0.0.1:1/edgekit",
+        ),
+        (
+            "postgresql://postgres:postgres@127.0.0.1:1/postgres",
+            "postgresql+psycopg://postgres:***@127.0.0.1:1/postgres",
+        ),
+        ("postgresql://edgekit:local@localhost:1/edgekit", "edgekit:***@localhost:1/edgekit"),
+    ):
+        out = _edgekit("runs", "--store", url, home=tmp_path / "home")
+        said = " ".join((out.stdout + out.stderr).split())
+        assert out.returncode == 1, said  # a server that cannot be reached, not a bad URL
+        assert shown in said, said
+        assert "s3cret" not in said and ":postgres@" not in said and ":local@" not in said, said

@@ -32,7 +32,8 @@ def _check_url(url: str) -> None:
     A valid URL whose server is unreachable stays a StoreError (exit 1)."""
     hint = "pass --store PATH.sqlite, sqlite:///PATH or postgresql://USER@HOST[:PORT]/DB"
     _remember_password(url)
-    if _authority(url).count("@") > 1:  # SQLAlchemy ends the password at the first @, the host is the rest
+    if "@" in (_password_of(url) or ""):  # SQLAlchemy ends the password at its
+        # first @ and reads the rest as the host; an @ in the user name (Azure's user@server) it reads right
         raise StorePathError(
             "not a store URL: its user part has more than one '@' (a password with an '@' in it?)",
             where=_shown(url),
@@ -76,17 +77,23 @@ def _authority(url: str) -> str:
     return re.split(r"[/?]", rest, maxsplit=1)[0]
 
 
-def _remember_password(url: str) -> None:
-    """Remember the password of `url` as the user wrote it, and each piece of it between '@'s (a password with an
-    unencoded '@' is read by SQLAlchemy as a short password and a host holding the rest, which the driver's
-    message then names), so _mask hides them in any text: an error names the host it could not resolve."""
+def _password_of(url: str) -> str | None:
+    """The password as written in `url`'s user part (before the last '@', after the first ':'), or None."""
     authority = _authority(url)
     if "@" not in authority:
-        return
+        return None
     user = authority.rsplit("@", 1)[0]
-    if ":" not in user:
+    return user.split(":", 1)[1] if ":" in user else None
+
+
+def _remember_password(url: str) -> None:
+    """A password with an unencoded '@' is read by SQLAlchemy as a short password and a host holding the rest,
+    which the driver's message then names: remember it and each piece of it between '@'s, so _mask hides them in
+    any text. Any other password SQLAlchemy reads whole and hides where it prints the URL: nothing is remembered
+    (masking a password such as `postgres` all through a message blanked the scheme, user and database)."""
+    password = _password_of(url)
+    if password is None or "@" not in password:
         return
-    password = user.split(":", 1)[1]
     for piece in {password, unquote(password), *password.split("@"), *unquote(password).split("@")}:
         if len(piece) >= 3:  # a shorter piece would mask common letters all through a message
             _PASSWORDS.add(piece)
@@ -104,8 +111,9 @@ def _shown(url: str) -> str:
     """The URL as errors may print it: never its password (in the user part or in the query), even one with an
     '@' in it that SQLAlchemy would read as part of the host."""
     authority = _authority(url)
-    if authority.count("@") > 1:
-        user = authority.split("@", 1)[0].split(":", 1)[0]
+    password = _password_of(url)
+    if password is not None and "@" in password:
+        user = authority.rsplit("@", 1)[0].split(":", 1)[0]
         url = url.replace(authority, f"{user}:***@{authority.rsplit('@', 1)[1]}", 1)
     try:
         return _mask(make_url(url).render_as_string(hide_password=True))
