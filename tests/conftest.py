@@ -38,6 +38,7 @@ HOST_ONLY = frozenset(
         "test_agent_figures.py",
         "test_analyze.py",
         "test_analyze_fix_candidates.py",
+        "test_analyze_readable.py",
         "test_analyze_two_outputs.py",
         "test_any_onnx.py",
         "test_bad_input_models.py",
@@ -70,6 +71,8 @@ HOST_ONLY = frozenset(
         "test_hostile_device_output.py",
         "test_input_layout.py",
         "test_keras.py",
+        "test_keras_h5_custom.py",
+        "test_keras_outputs.py",
         "test_lab_boards.py",
         "test_locks.py",
         "test_log_lines_unwrapped.py",
@@ -112,6 +115,7 @@ HOST_ONLY = frozenset(
         "test_torch_file.py",
         "test_torch_nan.py",
         "test_train.py",
+        "test_train_threads.py",
         "test_unlisted_runtime.py",
     }
 )
