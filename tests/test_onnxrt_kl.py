@@ -115,3 +115,30 @@ def test_the_numpy_search_finds_onnxruntimes_own_thresholds() -> None:
         ours = entropy_threshold(histogram, KL_QUANTIZED_BINS)
         assert (float(ours[0]), float(ours[1])) == (float(theirs[0]), float(theirs[1])), (bins, ours, theirs)
         assert float(ours[1]) - float(ours[0]) <= float(values.max() * 1.7 - values.min() * 1.7) + 1e-3
+
+
+def test_a_minmax_calibrator_made_while_a_kl_one_runs_is_onnxruntimes_own(tmp_path: Path) -> None:
+    """While a kl onnx-int8 converts, onnxruntime's create_calibrator is swapped for one with 2048 bins and the
+    numpy search; a MinMax calibrator another thread made meanwhile got it too and failed (a MinMax calibrator
+    has no num_bins). Only an Entropy calibrator is changed."""
+    import importlib
+
+    from onnxruntime.quantization.calibrate import CalibrationMethod, MinMaxCalibrater
+
+    from edgekit.convert.onnxrt import _kl_bins
+
+    _model_and_data(tmp_path)
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")
+    with _kl_bins(True):
+        minmax = ort_quantize.create_calibrator(
+            str(tmp_path / "m.onnx"),
+            augmented_model_path=str(tmp_path / "aug.onnx"),
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        entropy = ort_quantize.create_calibrator(
+            str(tmp_path / "m.onnx"),
+            augmented_model_path=str(tmp_path / "aug2.onnx"),
+            calibrate_method=CalibrationMethod.Entropy,
+        )
+    assert isinstance(minmax, MinMaxCalibrater)
+    assert entropy.num_bins == KL_BINS and entropy.num_quantized_bins == KL_QUANTIZED_BINS

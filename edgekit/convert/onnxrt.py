@@ -143,6 +143,10 @@ def _kl_bins(entropy: bool) -> Iterator[None]:
         original = ort_quantize.create_calibrator
 
         def create(*args: Any, **kwargs: Any) -> Any:
+            # another thread's quantize_static of another method, while this one runs: onnxruntime's own
+            method = kwargs.get("calibrate_method", args[3] if len(args) > 3 else None)
+            if getattr(method, "name", None) != "Entropy":
+                return original(*args, **kwargs)
             kwargs["extra_options"] = {
                 **(kwargs.get("extra_options") or {}),
                 "num_bins": KL_BINS,
