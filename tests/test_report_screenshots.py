@@ -114,8 +114,9 @@ def _failed_target(name: str, error: str) -> TargetRun:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three recipes that once broke the report: nightly runs on two targets whose latest run was on one of
-    them only; runs minutes apart with a target that never answered; runs months apart."""
+    """Four recipes that once broke the report: nightly runs on two targets whose latest run was on one of
+    them only; runs minutes apart with a target that never answered; runs months apart; an emulated target whose
+    newest run regressed by instruction count (flags with nine-digit counts)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('shots') / 'results.sqlite'}"
     rng = np.random.default_rng(5)
     with open_store(url) as store:
@@ -141,6 +142,14 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 T0 + timedelta(days=30 * month), rng=rng, recipe="digits", targets=("pi4",), threads=(1,),
                 formats=(Format.TFLITE_FP32, Format.TFLITE_INT8),
             ))  # fmt: skip
+        for night in range(10):
+            last = night == 9
+            result = synthetic_result(
+                T0 + timedelta(days=night), rng=rng, recipe="counted", formats=FORMATS, threads=(1, 4),
+                targets=("pi4", "pi5-emu"), repeat=30,
+                slowdown={("ncnn-int8", "pi5-emu"): 1.25, ("tflite-int8", "pi4"): 1.25} if last else None,
+            )  # fmt: skip
+            store.record(add_estimates(result))
         built = build(store)
     out = tmp_path_factory.mktemp("html") / "report.html"
     write(built, html=out)
@@ -222,7 +231,12 @@ def test_runs_minutes_or_months_apart_spread_across_the_time_axis(
     shots: dict[int, tuple[dict[str, Any], np.ndarray]],
 ) -> None:
     timed = [f for f in shots[900][0]["figures"] if "over time" in f["caption"] and f["svg"]]
-    assert {f["section"] for f in timed} == {"recipe-tiny", "recipe-digits", "recipe-yolov5-lite"}
+    assert {f["section"] for f in timed} == {
+        "recipe-tiny",
+        "recipe-digits",
+        "recipe-yolov5-lite",
+        "recipe-counted",
+    }
     for fig in timed:
         centres = [(b[0] + b[2]) / 2 for b in fig["markers"]]
         spread = (max(centres) - min(centres)) / (fig["svg"][2] - fig["svg"][0])
@@ -234,7 +248,9 @@ def test_no_data_shared_charts_and_emulated_labels(
 ) -> None:
     figures = shots[1400][0]["figures"]
     fidelity = [f for f in figures if f["caption"].startswith("fidelity vs the original model")]
-    assert sorted(f["section"] for f in fidelity) == ["recipe-digits", "recipe-tiny", "recipe-yolov5-lite"]
+    assert sorted(f["section"] for f in fidelity) == [
+        "recipe-counted", "recipe-digits", "recipe-tiny", "recipe-yolov5-lite"
+    ]  # fmt: skip
     unreachable = [f for f in figures if f["section"] == "recipe-tiny" and f["target"] == "pi4"]
     assert len(unreachable) == 3 and all(f["nodata"] and f["svg"] is None for f in unreachable)
     assert all("no data" in f["caption"] and "timed out" in f["caption"] for f in unreachable)
@@ -290,9 +306,30 @@ def test_the_latest_table_fits_at_1400_and_the_flags_fit_a_phone(
     shots: dict[int, tuple[dict[str, Any], np.ndarray]],
 ) -> None:
     """The 'Latest results' table scrolled sideways at 1400 px (a board estimate's note on one line), and the
-    Flags table hid its detail off a 390 px screen: the estimate wraps, and on a phone each flag is a card."""
+    Flags table hid its detail off a 390 px screen: the estimate wraps, and on a phone each flag is a card.
+    Instruction-count flags (old and new like 107,997,042) beside the emulated badge cut the detail off from 761
+    to ~1000 px: the counted recipe has them, and its flags fit at every width."""
     for width, kinds in ((1400, ("latest", "flags")), (900, ("flags",)), (390, ("flags",))):
         tables = [t for t in shots[width][0]["tables"] if t["kind"] in kinds]
         assert {t["kind"] for t in tables} == set(kinds), (width, shots[width][0]["tables"])
+        assert any(t["section"] == "recipe-counted" and t["kind"] == "flags" for t in tables), tables
         for t in tables:
             assert t["scroll"] <= t["client"] + 1, (width, t)
+
+
+def test_the_counted_recipe_flags_counts_on_its_emulated_target(report: Path) -> None:
+    """The data the widths above are checked with: instruction-count flags with their counts, emulated."""
+    page = report.read_text()
+    section = page.split('id="recipe-counted"')[1].split("<h3>Latest results</h3>")[0]
+    assert re.search(r"<td[^>]*>instructions</td>", section), section[:2000]
+    assert re.search(r"\d{3},\d{3},\d{3}", section) and "emulated" in section
+
+
+@pytest.mark.parametrize("width", [1120, 1024, 800, 761])
+def test_the_flags_fit_between_the_screenshot_widths(report: Path, tmp_path: Path, width: int) -> None:
+    """Between 761 and ~1000 px (neither a card nor room for the detail) the counted recipe's flags cut their
+    detail off: every width the table is laid out at, on either side of where it turns into cards."""
+    tables = [t for t in _layout(report, width, tmp_path)["tables"] if t["kind"] == "flags"]
+    assert any(t["section"] == "recipe-counted" for t in tables), tables
+    for t in tables:
+        assert t["scroll"] <= t["client"] + 1, (width, t)
