@@ -25,7 +25,7 @@ from edgekit.formats import Format
 from edgekit.report import build, write
 from edgekit.report.panels import colour
 from edgekit.report.synthetic import add_estimates, synthetic_result
-from edgekit.results import TargetRun
+from edgekit.results import DeployResult, TargetRun
 from edgekit.store import open_store
 
 pytestmark = pytest.mark.integration
@@ -34,6 +34,8 @@ CHROMIUM = "/usr/bin/chromium"
 WIDTHS = (1400, 900, 390)
 T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
 FORMATS = (Format.TFLITE_FP32, Format.TFLITE_INT8, Format.NCNN_FP32, Format.NCNN_INT8)
+# a lab's board name as long as one gets: its Latest-results cell pushed the status column off a 1400 px screen
+LONG_BOARD = "rack2-rpi4-8gb-slot07-lab-building-b-shelf-3"
 
 # Runs inside the report's iframe: layout facts for the test, posted to the wrapper page that dumps them.
 PROBE = """
@@ -51,6 +53,7 @@ PROBE = """
   });
   const tables = Array.from(document.querySelectorAll('table.latest, table.flags')).map(t => ({
     kind: t.className, section: (t.closest('section') || {}).id, scroll: t.scrollWidth, client: t.clientWidth,
+    first: Math.max(0, ...Array.from(t.querySelectorAll('td:first-child')).map(c => c.getBoundingClientRect().width)),
   }));
   const facts = {width: innerWidth, scrollWidth: document.documentElement.scrollWidth,
                  height: document.documentElement.scrollHeight, figures: figures, tables: tables};
@@ -112,11 +115,23 @@ def _failed_target(name: str, error: str) -> TargetRun:
     return TargetRun(target=name, kind="ssh", emulated=False, status="failed", error=error)
 
 
+def _renamed(result: DeployResult, target: str, name: str) -> DeployResult:
+    """`target`'s runs and comparisons under another name (a lab's board), its routes as deploy records them."""
+    from edgekit.route_deploy import routes_for_deploy
+
+    for run in result.runs:
+        run.target = name if run.target == target else run.target
+        for c in run.comparisons:
+            c.target = name if c.target == target else c.target
+    result.routes = [r.to_dict() for r in routes_for_deploy(result)]
+    return result
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four recipes that once broke the report: nightly runs on two targets whose latest run was on one of
-    them only; runs minutes apart with a target that never answered; runs months apart; an emulated target whose
-    newest run regressed by instruction count (flags with nine-digit counts)."""
+    them only; runs minutes apart with a target that never answered; runs months apart; a board with a long name
+    beside an emulated target whose newest run regressed by instruction count (flags with nine-digit counts)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('shots') / 'results.sqlite'}"
     rng = np.random.default_rng(5)
     with open_store(url) as store:
@@ -149,7 +164,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 targets=("pi4", "pi5-emu"), repeat=30,
                 slowdown={("ncnn-int8", "pi5-emu"): 1.25, ("tflite-int8", "pi4"): 1.25} if last else None,
             )  # fmt: skip
-            store.record(add_estimates(result))
+            store.record(_renamed(add_estimates(result), "pi4", LONG_BOARD))
         built = build(store)
     out = tmp_path_factory.mktemp("html") / "report.html"
     write(built, html=out)
@@ -308,13 +323,17 @@ def test_the_latest_table_fits_at_1400_and_the_flags_fit_a_phone(
     """The 'Latest results' table scrolled sideways at 1400 px (a board estimate's note on one line), and the
     Flags table hid its detail off a 390 px screen: the estimate wraps, and on a phone each flag is a card.
     Instruction-count flags (old and new like 107,997,042) beside the emulated badge cut the detail off from 761
-    to ~1000 px: the counted recipe has them, and its flags fit at every width."""
+    to ~1000 px, a long board name pushed the status column off at 1400 px and, at 390 px, everything but the
+    target and the artifact off the screen: the counted recipe has both, and its tables fit (the latest one
+    scrolls on a phone, its target cell no wider than half the screen)."""
     for width, kinds in ((1400, ("latest", "flags")), (900, ("flags",)), (390, ("flags",))):
         tables = [t for t in shots[width][0]["tables"] if t["kind"] in kinds]
         assert {t["kind"] for t in tables} == set(kinds), (width, shots[width][0]["tables"])
         assert any(t["section"] == "recipe-counted" and t["kind"] == "flags" for t in tables), tables
         for t in tables:
             assert t["scroll"] <= t["client"] + 1, (width, t)
+    phone = [t for t in shots[390][0]["tables"] if t["kind"] == "latest" and t["section"] == "recipe-counted"]
+    assert phone and phone[0]["first"] <= 390 / 2, phone  # the long name wraps: the figures beside it show
 
 
 def test_the_counted_recipe_flags_counts_on_its_emulated_target(report: Path) -> None:
@@ -322,7 +341,7 @@ def test_the_counted_recipe_flags_counts_on_its_emulated_target(report: Path) ->
     page = report.read_text()
     section = page.split('id="recipe-counted"')[1].split("<h3>Latest results</h3>")[0]
     assert re.search(r"<td[^>]*>instructions</td>", section), section[:2000]
-    assert re.search(r"\d{3},\d{3},\d{3}", section) and "emulated" in section
+    assert re.search(r"\d{3},\d{3},\d{3}", section) and "emulated" in section and LONG_BOARD in section
 
 
 @pytest.mark.parametrize("width", [1120, 1024, 800, 761])

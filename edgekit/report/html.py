@@ -65,7 +65,7 @@ td.wrap{min-width:14em}
 details summary{cursor:pointer;color:#0969da}
 td.est{white-space:normal;min-width:11em;max-width:22em} th{white-space:normal}
 table.latest td.wrap{min-width:10em;max-width:28em}
-td.tgt{white-space:normal;overflow-wrap:anywhere;min-width:8em;max-width:12em}
+table.latest td:first-child,td.tgt{white-space:normal;overflow-wrap:anywhere;min-width:8em;max-width:12em}
 @media (max-width:600px){body{padding:10px 12px} h2{margin-top:24px} table{font-size:12px}}
 @media (max-width:1100px){table.flags,table.flags tbody,table.flags tr,table.flags td{display:block;width:auto}
  table.flags tr:first-child{display:none} table.flags tr{border:1px solid #d0d7de;margin:0 0 6px}
