@@ -65,12 +65,12 @@ td.wrap{min-width:14em}
 details summary{cursor:pointer;color:#0969da}
 td.est{white-space:normal;min-width:11em;max-width:22em} th{white-space:normal}
 table.latest td.wrap{min-width:10em;max-width:28em}
-table.latest td:first-child,td.tgt{white-space:normal;overflow-wrap:anywhere;min-width:8em;max-width:12em}
+table.latest td:first-child,table.flags td[data-label=target]{white-space:normal;overflow-wrap:anywhere;min-width:8em;max-width:12em}
 @media (max-width:600px){body{padding:10px 12px} h2{margin-top:24px} table{font-size:12px}}
 @media (max-width:1100px){table.flags,table.flags tbody,table.flags tr,table.flags td{display:block;width:auto}
  table.flags tr:first-child{display:none} table.flags tr{border:1px solid #d0d7de;margin:0 0 6px}
  table.flags td{display:inline-block;border:0;text-align:left;white-space:normal;padding:1px 8px}
- table.flags td.wrap{display:block} table.flags td.tgt{max-width:none}
+ table.flags td.wrap{display:block} table.flags td[data-label=target]{max-width:none}
  table.flags td[data-label]::before{content:attr(data-label) ": ";font-weight:600}}
 """
 
@@ -264,7 +264,7 @@ def _flags(flags: list[Flag], not_judged: Sequence[str] = (), store_url: str | N
         rows.append(
             f'<tr class="{css}"><td class=l data-label=kind>{f.kind.value}</td>'
             f"<td class=l data-label=artifact>{escape(f.artifact or '-')}</td>"
-            f"<td class='l tgt' data-label=target>{escape(masked_text(f.where) or '-')}{emu_badge(f.emulated)}</td>"
+            f"<td class=l data-label=target>{escape(masked_text(f.where) or '-')}{emu_badge(f.emulated)}</td>"
             f"<td data-label=threads>{f.threads or '-'}</td>"
             f"<td data-label=old>{old}</td><td data-label=new>{new}</td>"
             f"<td data-label=change>{pct(f.change)}</td><td data-label=p-value>{_p(f.p_value)}</td>"
