@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from edgekit.formats import Format, Precision
+from edgekit.report.baseline import on_counts
 from edgekit.report.estimate_plots import (
     estimate_intervals,
 )
@@ -30,8 +31,9 @@ from edgekit.report.panels import (
     order,
     threads_text,
 )
+from edgekit.report.unreliable import throttle_reason
 from edgekit.report.view import RecipeView
-from edgekit.results import Measurement
+from edgekit.results import Measurement, TargetRun
 from edgekit.same_model import same_models
 
 
@@ -65,7 +67,7 @@ def distribution(view: RecipeView, target: str) -> list[Panel]:
         above = _clip_outliers(ax, [m.samples_ms for m in mine])
         ax.set_xlabel("emulated wall time per invoke (ms)" if emulated else "latency per invoke (ms)")
         beyond = f"{above} sample{'s' if above > 1 else ''} beyond the axis" if above else ""
-        note = "; ".join(s for s in (_basis(emulated), beyond) if s)
+        note = "; ".join(s for s in (_basis(emulated), unreliable_note(view, target, mine), beyond) if s)
         panels.append(
             finish(fig, f"{target}, {threads_text(n)}: latency distribution, run #{run_id}", emulated, note)
         )
@@ -96,10 +98,11 @@ def precisions(view: RecipeView, target: str) -> list[Panel]:
         basis = _basis(emulated) + ("; no ratios: emulated wall time distorts them" if emulated else "")
     panels = []
     for n in sorted({m.threads for m in found}):
+        mine = [m for m in found if m.threads == n]
         fig, ax = new_panel()
         _precision_bars(
             ax,
-            [m for m in found if m.threads == n],
+            mine,
             use_counts,
             ratios=use_counts or not emulated,
             twins=twins,
@@ -111,8 +114,9 @@ def precisions(view: RecipeView, target: str) -> list[Panel]:
             if emulated
             else "p50 latency (ms)"
         )
+        note = "; ".join(s for s in (basis, unreliable_note(view, target, mine)) if s)
         panels.append(
-            finish(fig, f"{target}, {threads_text(n)}: precisions vs fp32, run #{run_id}", emulated, basis)
+            finish(fig, f"{target}, {threads_text(n)}: precisions vs fp32, run #{run_id}", emulated, note)
         )
     return panels
 
@@ -146,6 +150,31 @@ def _latest_ok(view: RecipeView, target: str) -> tuple[int, list[Measurement]]:
     if found is None or found[1].agent is None:
         return 0, []
     return found[0].id, [m for m in found[1].agent.measurements if m.status == "ok"]
+
+
+def unreliable_note(view: RecipeView, target: str, drawn: list[Measurement]) -> str:
+    """Why the timings a panel of the target's newest run draws are unreliable (the trend draws them hollow,
+    the flags say so, and the panels said nothing): the board throttled, or other processes used the CPUs
+    while they were timed; '' when they are not. Counts are exact whatever the load (baseline.on_counts)."""
+    found = view.latest_on(target)
+    if found is None:
+        return ""
+    run: TargetRun = found[1]
+    timed = [m for m in drawn if not on_counts(m, run.emulated)]
+    if not timed:
+        return ""
+    if not run.emulated and (reason := throttle_reason(run)):
+        return f"timings unreliable, not judged: {reason}"
+    busy = [m for m in timed if m.timed_while_busy]
+    if not busy:
+        return ""
+    shares = sorted({f"{m.others_cpu_share or 0.0:.0%}" for m in busy}, key=lambda s: float(s[:-1]))
+    share = shares[0] if len(shares) == 1 else f"{shares[0]} to {shares[-1]}"
+    which = "" if len(busy) == len(timed) else " of " + ", ".join(dict.fromkeys(m.artifact for m in busy))
+    return (
+        f"timings{which} unreliable, not judged: timed while busy (other processes used {share} of "
+        f"{target}'s CPUs)"
+    )
 
 
 def no_data(target: str, what: str, emulated: bool, view: RecipeView) -> Panel:
