@@ -8,6 +8,7 @@ route to ship per target.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from edgekit.formats import Format
 from edgekit.report.figures import cosine_text, millions
@@ -29,14 +30,56 @@ BY_INSN = (
     "base = that fp32; instructions are not cycles)"
 )
 _ESCAPED = str.maketrans({c: "\\" + c for c in "\\<>&|`[]"})
+# a run of these Markdown may take for emphasis (`*`, `_`) or GFM strikethrough (`~`): `numpy/__init__.py` read
+# `numpy/<strong>init</strong>.py`
+_DELIMITER_RUN = re.compile(r"\*+|_+|~+")
 
 
 def _text(value: object) -> str:
     """Text from the store (messages, names from an imported result) as Markdown shows it and nothing more:
     every character Markdown or HTML would act on backslash-escaped (CommonMark: a renderer that passes HTML
     through shows `<script>` as text and runs nothing; the raw file stays readable, with no `&lt;` entities),
-    one line, no table-breaking `|`. An ASCII arrow `->` is written `→` (escaped, it read `-\\>` in a log)."""
-    return str(value).replace("->", "→").translate(_ESCAPED).replace("\r", " ").replace("\n", " ")
+    one line, no table-breaking `|`. An ASCII arrow `->` is written `→` (escaped, it read `-\\>` in a log).
+    A `*`, `_` or `~` is escaped only where it could open or close emphasis: a masked secret between spaces
+    stays `***` in the raw file, `snake_case` stays as it is."""
+    text = str(value).replace("->", "→").replace("\r", " ").replace("\n", " ")
+    out, at = [], 0
+    for run in _DELIMITER_RUN.finditer(text):
+        out.append(text[at : run.start()].translate(_ESCAPED))
+        before = text[run.start() - 1] if run.start() else ""
+        after = text[run.end()] if run.end() < len(text) else ""
+        acts = _delimiter_acts(run.group()[0], before, after)
+        out.append("".join("\\" + c for c in run.group()) if acts else run.group())
+        at = run.end()
+    out.append(text[at:].translate(_ESCAPED))
+    return "".join(out)
+
+
+def _delimiter_acts(char: str, before: str, after: str) -> bool:
+    """A run of `char` between `before` and `after` ('' at the text's ends, taken as punctuation: the text may
+    sit next to anything) can open or close emphasis (CommonMark's flanking rules), whether the renderer counts
+    Unicode symbols (`→`) as punctuation (CommonMark 0.31) or not (older ones)."""
+    for symbols in (True, False):
+        punct_before, punct_after = _punct(before, symbols), _punct(after, symbols)
+        space_before, space_after = before.isspace(), after.isspace()
+        left = not space_after and (not punct_after or space_before or punct_before)
+        right = not space_before and (not punct_before or space_after or punct_after)
+        if char != "_" and (left or right):
+            return True
+        if char == "_" and ((left and (not right or punct_before)) or (right and (not left or punct_after))):
+            return True
+    return False
+
+
+def _punct(char: str, symbols: bool) -> bool:
+    if not char:
+        return True
+    kind = unicodedata.category(char)
+    return (
+        char in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+        or kind.startswith("P")
+        or (symbols and kind.startswith("S"))
+    )
 
 
 def _code(command: str) -> str:
