@@ -42,7 +42,7 @@ CACHE_VERSION = 1
 META = "artifact.json"
 # the INT8 formats whose converter reads calibration.method (ncnn's thresholds, onnxruntime's Entropy or MinMax,
 # MNN's KL or EMA) and int8.io (TensorFlow's int8 input and output tensors): only their keys hold it
-METHOD_FORMATS = frozenset({Format.NCNN_INT8, Format.ONNX_INT8, Format.MNN_INT8})
+METHOD_FORMATS = frozenset({Format.NCNN_INT8, Format.MNN_INT8})  # onnx-int8 is min/max whatever the method
 IO_FORMATS = INT8_IO_FORMATS
 log = logging.getLogger(__name__)
 
