@@ -227,3 +227,21 @@ def test_a_user_name_with_an_at_is_a_store_url_and_only_the_password_is_masked(t
         assert out.returncode == 1, said  # a server that cannot be reached, not a bad URL
         assert shown in said, said
         assert "s3cret" not in said and ":postgres@" not in said and ":local@" not in said, said
+
+
+def test_a_password_with_an_at_and_a_slash_is_refused_and_never_printed(tmp_path: Path) -> None:
+    """`u:p@ss/word@host`: the '@' check looked at the part before the first '/', saw the password `p` and let the
+    URL through; the driver named host 'ss' and the printed commands carried `ss/word` (security review)."""
+    from edgekit.store.location import _shown, command_url
+
+    url = "postgresql+psycopg://u:p@ss/word@127.0.0.1:1/db"
+    out = _edgekit("runs", "--store", url, home=tmp_path / "home")
+    said = out.stdout + out.stderr
+    assert out.returncode == 2 and "percent-encode @" in said, said
+    assert "ss/word" not in said and "word" not in said.replace("password", ""), said
+    for shown in (_shown(url), command_url(url)):
+        assert "ss/word" not in shown and shown.endswith("@127.0.0.1:1/db"), shown
+    # a password with a '/' and no '@' is SQLAlchemy's to read whole: a store URL, its password hidden
+    out = _edgekit("runs", "--store", "postgresql://u:pa/ss@127.0.0.1:1/db", home=tmp_path / "home")
+    said = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode == 1 and "pa/ss" not in said and "u:***@127.0.0.1:1/db" in said, said

@@ -71,19 +71,19 @@ _SECRET = re.compile(r"((?:password|passwd|pwd|sslpassword)\s*=\s*)('[^']*'|[^&\
 _PASSWORDS: set[str] = set()  # the passwords (and their pieces) of the store URLs this process was given
 
 
-def _authority(url: str) -> str:
-    """'USER:PASS@HOST:PORT' of 'KIND://USER:PASS@HOST:PORT/DB?...' ('' for a URL without one, as sqlite:///)."""
+def _userinfo(url: str) -> str | None:
+    """'USER:PASS' of 'KIND://USER:PASS@HOST:PORT/DB?...' as the user meant it: everything before the last '@'
+    ahead of the query (SQLAlchemy ends a password at its first '@' and may read the rest, '/' and all, as the
+    host and the database). None for a URL without one (sqlite:///PATH)."""
     rest = url.split("://", 1)[1] if "://" in url else ""
-    return re.split(r"[/?]", rest, maxsplit=1)[0]
+    before_query = rest.split("?", 1)[0]
+    return before_query.rsplit("@", 1)[0] if "@" in before_query else None
 
 
 def _password_of(url: str) -> str | None:
-    """The password as written in `url`'s user part (before the last '@', after the first ':'), or None."""
-    authority = _authority(url)
-    if "@" not in authority:
-        return None
-    user = authority.rsplit("@", 1)[0]
-    return user.split(":", 1)[1] if ":" in user else None
+    """The password as written in `url`'s user part (after the user name's ':'), or None."""
+    user = _userinfo(url)
+    return user.split(":", 1)[1] if user is not None and ":" in user else None
 
 
 def _remember_password(url: str) -> None:
@@ -110,11 +110,10 @@ def _mask(text: str) -> str:
 def _shown(url: str) -> str:
     """The URL as errors may print it: never its password (in the user part or in the query), even one with an
     '@' in it that SQLAlchemy would read as part of the host."""
-    authority = _authority(url)
-    password = _password_of(url)
-    if password is not None and "@" in password:
-        user = authority.rsplit("@", 1)[0].split(":", 1)[0]
-        url = url.replace(authority, f"{user}:***@{authority.rsplit('@', 1)[1]}", 1)
+    userinfo, password = _userinfo(url), _password_of(url)
+    if userinfo is not None and password is not None and "@" in password:
+        scheme, rest = url.split("://", 1)
+        url = f"{scheme}://{userinfo.split(':', 1)[0]}:***@{rest[len(userinfo) + 1 :]}"
     try:
         return _mask(make_url(url).render_as_string(hide_password=True))
     except (ArgumentError, ValueError):
@@ -124,6 +123,8 @@ def _shown(url: str) -> str:
 def command_url(url: str) -> str:
     """The URL as a printed command may carry it, to be pasted: without its password (libpq then reads
     PGPASSWORD or ~/.pgpass), a password in the query left out too."""
+    if "@" in (_password_of(url) or ""):  # SQLAlchemy would read part of it as the host: refused anyway
+        return _shown(url)
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
