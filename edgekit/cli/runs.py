@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -291,7 +292,7 @@ def import_cmd(
                 path.exists() and not path.is_file()
             ):  # a folder, or /dev/zero and FIFOs: read forever or block
                 raise IsADirectoryError(0, "not a regular file")
-            result = _importable(path, DeployResult.model_validate_json(path.read_bytes()))
+            result = _importable(path, DeployResult.model_validate_json(_read_capped(path)))
             results.append((path, masked_result(result)))  # a proxy command's password in an error: masked
         except (OSError, ValidationError) as exc:
             raise InputDataError(  # the file given is bad input (exit 2), not a store fault
@@ -325,6 +326,26 @@ def import_cmd(
                 f"{plain(path)}: recorded as run {run_id} ({plain(result.recipe)}, {plain(result.started_at)})",
                 highlight=False,
             )
+
+
+MAX_RESULT_BYTES = 256 * 1024 * 1024  # a deploy's --json is kilobytes to a few MB; a bigger file is not one
+
+
+def _read_capped(path: Path) -> bytes:
+    """The file's bytes, refused beyond MAX_RESULT_BYTES before it is read whole (a file of any size was read
+    into memory, then parsed)."""
+    from edgekit.errors import InputDataError
+
+    with path.open("rb") as f:  # its size first (nothing read), then at most one byte more (a file growing)
+        too_big = os.fstat(f.fileno()).st_size > MAX_RESULT_BYTES
+        data = b"" if too_big else f.read(MAX_RESULT_BYTES + 1)
+    if too_big or len(data) > MAX_RESULT_BYTES:
+        raise InputDataError(
+            f"not a deploy result: larger than {MAX_RESULT_BYTES // (1024 * 1024)} MiB (a deploy's --json is a few MB)",
+            where=str(path),
+            hint="pass a file written by `edgekit deploy --json PATH`",
+        )
+    return data
 
 
 FUTURE_SLACK_S = 3600.0  # clocks of two machines may disagree this much

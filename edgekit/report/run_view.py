@@ -124,7 +124,8 @@ def _print_target(
     console.print(
         f"\n[bold]{label}[/] ({plain(t.kind)}) status {status}"
         + (" [yellow](interrupted)[/]" if t.interrupted else "")
-        + (f": [{colour}]{plain(t.error)}[/]" if t.error else "")
+        + (f": [{colour}]{plain(t.error)}[/]" if t.error else ""),
+        highlight=False,  # rich's repr highlighter is quadratic on a long word: 50,000 characters took 28 s
     )
     if t.agent is None:
         return

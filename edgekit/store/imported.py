@@ -6,7 +6,7 @@ knows, and sizes, timings and thread counts are not negative. Artifacts and form
 are module names, as a deploy writes them (a 53-character artifact was recorded and broke every report of the
 store), and every text fits its column (read from schema.py's String(n) columns: PostgreSQL refused an over-long
 one after the files before it were recorded, SQLite kept it) without a NUL byte in a name (PostgreSQL's text
-cannot hold one). A NUL in free text (an error, a device's output) is recorded as U+FFFD by the store, as a
+cannot hold one). No text is longer than MAX_FREE_TEXT characters (64 KiB: a 300 MB error was recorded). A NUL in free text (an error, a device's output) is recorded as U+FFFD by the store, as a
 deploy's own record is (Store.record), so a deploy's own --json always imports."""
 
 from __future__ import annotations
@@ -40,8 +40,15 @@ def import_problem(result: DeployResult) -> str | None:
     return next(_problems(result), None)
 
 
+MAX_FREE_TEXT = (
+    64 * 1024
+)  # characters of one text (an error, a device's output): a deploy writes tails, not logs
+
+
 def _problems(result: DeployResult) -> Iterator[str]:
-    yield from _too_large(result.model_dump(mode="json"), "")
+    dumped = result.model_dump(mode="json")
+    yield from _too_large(dumped, "")
+    yield from _too_long(dumped, "")
     if not SAFE_NAME.fullmatch(result.recipe):
         yield (
             f"field `recipe`: {result.recipe!r} is not a recipe name (1-64 letters, digits, '.', '_' or '-', as a "
@@ -135,6 +142,20 @@ def _too_large(node: Any, at: str) -> Iterator[str]:
     elif isinstance(node, list):
         for i, value in enumerate(node):
             yield from _too_large(value, f"{at}.{i}")
+
+
+def _too_long(node: Any, at: str) -> Iterator[str]:
+    """Texts beyond MAX_FREE_TEXT characters, anywhere: a 300 MB error was recorded, and every report and `runs
+    show` of the run then printed it."""
+    if isinstance(node, str) and len(node) > MAX_FREE_TEXT:
+        yield f"field `{at}`: {_said(node)} is longer than the {MAX_FREE_TEXT} characters edgekit keeps of a text"
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _too_long(key, f"{at}.{key[:40]}" if at else key[:40])
+            yield from _too_long(value, f"{at}.{key}" if at else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _too_long(value, f"{at}.{i}")
 
 
 def _benchmark(settings: dict[str, Any], at: str) -> Iterator[str]:
