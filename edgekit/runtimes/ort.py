@@ -3,6 +3,8 @@ execution provider on boards and here (the host's onnxruntime is the one onnx2tf
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import numpy as np
 
 from edgekit.formats import Format, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec
-from edgekit.runtimes.host import onnx_session, run_onnx
+from edgekit.runtimes.host import run_onnx
 
 
 class OnnxRuntime(RuntimeSpec):
@@ -32,7 +34,71 @@ class OnnxRuntime(RuntimeSpec):
         check_onnx_file(files)
         if cls.host_module() is None:
             return
-        onnx_session(Path(files[0]))  # InputDataError naming the file and onnxruntime's reason
+        check_ort_file(Path(files[0]))  # InputDataError naming the file and onnxruntime's reason
+
+
+# onnxruntime optimises the graph as it loads it (constant folding): a 195-byte model folding a 20000x20000
+# constant took 34 s and 4.8 GB in edgekit's own process. The check loads it in a child process, its address
+# space limited (2 GiB, or 8 times the file for a model with big weights) and its time too.
+CHECK_TIMEOUT_S = 120
+CHECK_MEMORY_BYTES = 2 * 1024**3
+_CHECK_CHILD = (
+    "import resource, sys\n"
+    "limit = int(sys.argv[2])\n"
+    "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
+    "try:\n"
+    "    import onnxruntime as ort\n"
+    "    opts = ort.SessionOptions()\n"
+    "    opts.intra_op_num_threads = 1\n"
+    "    opts.inter_op_num_threads = 1\n"
+    "    ort.InferenceSession(sys.argv[1], opts, providers=['CPUExecutionProvider'])\n"
+    "except BaseException as exc:\n"
+    "    said = ' '.join(str(exc).split()) or type(exc).__name__\n"
+    "    sys.stderr.write('edgekit-ort-check: ' + said + '\\n')\n"
+    "    sys.exit(3)\n"
+)
+
+
+def check_ort_file(path: Path) -> None:
+    """InputDataError (which file, onnxruntime's reason) when onnxruntime cannot load the .onnx at PATH: it
+    raises, it needs more memory than the check allows, it crashes, or it does not finish in CHECK_TIMEOUT_S."""
+    from importlib.metadata import version
+
+    from edgekit.errors import InputDataError, exit_text
+    from edgekit.runtimes.host import ort_reason
+
+    limit = max(CHECK_MEMORY_BYTES, 8 * path.stat().st_size)
+    hint = (
+        "onnxruntime runs the fidelity reference and the onnx-* formats: re-export the model with standard ONNX "
+        "ops (no custom domain), an opset onnxruntime supports (e.g. opset 17), and no constant it would build "
+        "at load time bigger than the model"
+    )
+    cannot = f"onnxruntime {version('onnxruntime')} cannot load {path}"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-I", "-c", _CHECK_CHILD, str(path), str(limit)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=CHECK_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise InputDataError(
+            f"{cannot}: loading it did not finish in {CHECK_TIMEOUT_S} s", where=str(path), hint=hint
+        ) from None
+    if proc.returncode == 0:
+        return
+    said = [ln for ln in proc.stderr.splitlines() if ln.startswith("edgekit-ort-check: ")]
+    if said:
+        why = ort_reason(RuntimeError(said[-1].split(": ", 1)[1]))
+        if "bad_alloc" in why or "MemoryError" in why:
+            why = f"loading it needs more than {limit / 1024**3:.1f} GiB of memory ({why})"
+    elif proc.returncode < 0:
+        why = f"it crashed loading it: {exit_text(proc.returncode)}"
+    else:
+        last = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip()), "")
+        why = f"its check ended with {exit_text(proc.returncode)}" + (f": {last}" if last else "")
+    raise InputDataError(f"{cannot}: {why}", where=str(path), hint=hint)
 
 
 def check_onnx_file(files: Sequence[Path]) -> None:
