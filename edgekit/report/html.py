@@ -25,6 +25,7 @@ from edgekit.report.run_view import result_not_ok
 from edgekit.report.view import RecipeView, Report, when
 from edgekit.results import DeployResult
 from edgekit.store.masked import masked_text
+from edgekit.terminal import printable
 
 # what the page shows for an emulated target: tables and routes never show qemu's wall time as a figure
 EMULATED_BANNER = (
@@ -94,7 +95,9 @@ def render(report: Report) -> str:
         if report.empty_hint:
             parts.append(f"<p>{escape(report.empty_hint)}</p>")
     parts += [_recipe(view, report.store_url) for view in report.recipes]
-    body = "\n".join(parts)
+    # a control character in stored text (an error, a device's CPU model) as its escape (`\\x1b`), wherever on
+    # the page it is: `cat report.html` set the terminal's title and cleared its screen
+    body = printable("\n".join(parts))
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1"><title>edgekit report</title>'

@@ -22,6 +22,7 @@ from edgekit.report.table_caption import NO_BOARD
 from edgekit.report.view import RecipeView, Report, when
 from edgekit.results import NOT_RUN_INTERRUPTED
 from edgekit.store.masked import masked_text
+from edgekit.terminal import printable
 
 # the ratio as deploy's table heads it: fp32's count over the artifact's, so above 1 is fewer instructions ("0.78x
 # instr." read as 0.78 times the instructions, the opposite)
@@ -41,8 +42,9 @@ def _text(value: object) -> str:
     through shows `<script>` as text and runs nothing; the raw file stays readable, with no `&lt;` entities),
     one line, no table-breaking `|`. An ASCII arrow `->` is written `→` (escaped, it read `-\\>` in a log).
     A `*`, `_` or `~` is escaped only where it could open or close emphasis: a masked secret between spaces
-    stays `***` in the raw file, `snake_case` stays as it is."""
-    text = str(value).replace("->", "→").replace("\r", " ").replace("\n", " ")
+    stays `***` in the raw file, `snake_case` stays as it is. A control character is written as its escape
+    (`\\x1b`): `cat report.md` set the terminal's title from an imported run's error."""
+    text = printable(str(value).replace("->", "→").replace("\r", " ").replace("\n", " ").replace("\t", " "))
     out, at = [], 0
     for run in _DELIMITER_RUN.finditer(text):
         out.append(text[at : run.start()].translate(_ESCAPED))
@@ -147,7 +149,7 @@ def render(report: Report) -> str:
             lines += ["", report.empty_hint]
     for view in report.recipes:
         lines += _recipe(view, report.store_url)
-    return "\n".join(lines).rstrip() + "\n"
+    return printable("\n".join(lines).rstrip() + "\n")  # and any other stored text: no terminal sequence
 
 
 def _recipe(view: RecipeView, store_url: str) -> list[str]:
