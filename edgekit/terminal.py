@@ -72,6 +72,28 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
+# what breaks or reorders a line besides the controls: tab, newline, U+2028/U+2029 (line and paragraph separators)
+# and the bidi controls (U+202E showed `gnp.exe` for `exe.png`)
+_LINE_BREAKING = re.compile(r"[\t\n\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """`printable(text)` kept on one line, as it reads: tab, newline, the Unicode line and paragraph separators and
+    the bidi controls as their escapes too (`\\x0a`, `\\u202e`). For a one-line field (a file name, a lock's
+    holder): a newline in it printed a line of its own, forging one of edgekit's."""
+    return _LINE_BREAKING.sub(
+        lambda found: (
+            f"\\x{ord(found.group()):02x}" if ord(found.group()) < 0x100 else f"\\u{ord(found.group()):04x}"
+        ),
+        printable(text),
+    )
+
+
+def plain_line(text: object) -> str:
+    """`plain` on one line (`one_line`), for a line printed with markup."""
+    return escape(one_line(str(text)))
+
+
 def plain(text: object) -> str:
     """Text from outside, for a line printed with markup: shown as it is, never read as markup nor obeyed as a
     terminal sequence."""

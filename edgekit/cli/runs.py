@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from edgekit.cli.report import STORE_HELP
-from edgekit.terminal import Console, plain
+from edgekit.terminal import Console, plain, plain_line
 
 if TYPE_CHECKING:
     from edgekit.results import DeployResult
@@ -312,18 +312,19 @@ def import_cmd(
                     "deploy does after measuring, the comparisons and estimates, may be missing)"
                 )
                 console.print(
-                    f"{plain(path)}: this deploy did not finish (the file has no finished_at: killed before it "
+                    f"{plain_line(path)}: this deploy did not finish (the file has no finished_at: killed before it "
                     f"ended?); {plain(said)}",
                     highlight=False,
                 )
             run_id, new = db.record_new(result)  # looked for and recorded in one transaction
             if not new:
                 console.print(
-                    f"{plain(path)}: already recorded as run {run_id}; not imported again", highlight=False
+                    f"{plain_line(path)}: already recorded as run {run_id}; not imported again",
+                    highlight=False,
                 )
                 continue
             console.print(
-                f"{plain(path)}: recorded as run {run_id} ({plain(result.recipe)}, {plain(result.started_at)})",
+                f"{plain_line(path)}: recorded as run {run_id} ({plain(result.recipe)}, {plain(result.started_at)})",
                 highlight=False,
             )
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from edgekit.agent.contract import STREAM_WAITING
 from edgekit.target import Target
-from edgekit.terminal import printable
+from edgekit.terminal import one_line
 
 LINE = f"EDGEKIT_{STREAM_WAITING} "
 LIMIT = 4096  # characters: a WAITING line is short; a longer unfinished line is none of them
@@ -39,7 +39,7 @@ def waiting_text(name: str, body: str) -> str | None:
     """'pi4-emu: waiting: another benchmark holds the device (pid N since T); waited 30 s of 600 s'."""
     try:
         event = json.loads(body)
-        holder = printable(str(event.get("holder") or "unknown"))[:200]
+        holder = one_line(str(event.get("holder") or "unknown"))[:200]  # another process's text: one line
         waited, limit = float(event.get("waited_s") or 0), float(event.get("lock_timeout_s") or 0)
     except (ValueError, TypeError, AttributeError):
         return None
