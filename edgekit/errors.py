@@ -50,7 +50,9 @@ class EdgekitError(Exception):
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
-        text = f"{self.where}: {self.message}" if self.where else self.message
+        # where: a place (a file, a target, a URL), one line: a newline in a file's name added a forged line
+        where = self.where.replace("\r", "\\x0d").replace("\n", "\\x0a") if self.where else None
+        text = f"{where}: {self.message}" if where else self.message
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text

@@ -55,3 +55,22 @@ def test_runs_import_names_a_file_with_a_newline_on_one_line(tmp_path: Path) -> 
     assert not any(line.startswith("fake:") for line in lines), out.stdout
     recorded = [line for line in lines if "recorded as run 1 " in line]
     assert len(recorded) == 1 and "nl\\x0afake: recorded as run 99.json" in recorded[0], out.stdout
+
+
+def test_a_refused_file_with_a_newline_in_its_name_is_named_on_one_line(tmp_path: Path) -> None:
+    """The error's `where` (the file) went out as it was: a newline in a file name added a forged line to the
+    error printed for a refused import."""
+    path = tmp_path / "nl\nfake: recorded as run 99.json"
+    path.write_text("{not json")
+    environ = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home")}
+    environ.pop("EDGEKIT_STORE", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "runs", "import", str(path), "--store", str(tmp_path / "s.db")],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert not any(line.startswith("fake:") for line in (out.stdout + out.stderr).splitlines()), out.stderr
+    assert "nl\\x0afake: recorded as run 99.json" in out.stderr, out.stderr
