@@ -22,7 +22,7 @@ from edgekit.store import StoredRun
 T0 = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
 
 
-def _night(day: int, level: float, rng: np.random.Generator) -> DeployResult:
+def _night(day: int, level: float, rng: np.random.Generator, night_sd: float = 0.01) -> DeployResult:
     return synthetic_result(
         T0 + timedelta(days=day),
         rng=rng,
@@ -30,13 +30,14 @@ def _night(day: int, level: float, rng: np.random.Generator) -> DeployResult:
         targets=("pi4",),
         threads=(1,),
         slowdown={("tflite-fp32", "pi4"): level},
+        night_sd=night_sd,
     )
 
 
-def _nights(levels: list[float], seed: int = 0) -> list[StoredRun]:
+def _nights(levels: list[float], seed: int = 0, night_sd: float = 0.01) -> list[StoredRun]:
     rng = np.random.default_rng(seed)
     return [
-        StoredRun(d + 1, (T0 + timedelta(days=d)).timestamp(), _night(d, level, rng))
+        StoredRun(d + 1, (T0 + timedelta(days=d)).timestamp(), _night(d, level, rng, night_sd))
         for d, level in enumerate(levels)
     ]
 
@@ -115,7 +116,10 @@ def test_the_fast_nights_after_an_accepted_level_become_the_baseline_once_they_h
     _accept(runs[accepted])
     assert _flagged_nights(runs, 21) == "X" * (slow - 1) + "." + "......" + "XXX" + ".."
     (flag,) = [f for f in detect_latest(runs[: accepted + 8]) if f.is_regression]
-    assert set(flag.baseline_runs) == {r.id for r in runs[accepted + 1 : accepted + 7]}  # the fast nights
+    fast = {r.id for r in runs[accepted + 1 : accepted + 7]}
+    before = {r.id for r in runs[:20]}  # the fast nights are the level before the regression: one baseline
+    assert fast <= set(flag.baseline_runs) <= fast | before
+    assert not set(flag.baseline_runs) & {r.id for r in runs[20 : accepted + 1]}  # not the accepted level
 
 
 def test_a_fast_spell_shorter_than_min_runs_does_not_move_the_accepted_level() -> None:
@@ -132,3 +136,45 @@ def test_an_accepted_level_that_holds_stays_unflagged_and_a_further_step_is_caug
     runs = _nights([1.0] * 20 + [1.5] * 5 + [1.5] * 15 + [1.9] * 2, seed=3)
     _accept(runs[24])
     assert _flagged_nights(runs, 25) == "." * 16 + "XX"
+
+
+@pytest.mark.parametrize("night_sd", [0.01, 0.02, 0.03])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_return_to_the_accepted_level_soon_after_the_fix_is_flagged(seed: int, night_sd: float) -> None:
+    """Review: 20 nights at 1.0, 20 at 1.25 accepted on the third, three back at 1.0, then 1.25 again: never
+    flagged, that night or later. The three fast nights alone were the baseline, their night-to-night bound (t
+    at 2 degrees of freedom) over 100 % at 2 % drift, so the return passed, joined them and widened the bound for
+    good. The fast nights are the level of the 20 nights before the regression: they are one baseline again."""
+    runs = _nights([1.0] * 20 + [1.25] * 20 + [1.0] * 3 + [1.25] * 5, seed=seed, night_sd=night_sd)
+    _accept(runs[22])
+    assert _flagged_nights(runs, 41) == "..." + "XXXXX"
+    (flag,) = [f for f in detect_latest(runs[:44]) if f.is_regression]
+    assert {r.id for r in runs[40:43]} <= set(flag.baseline_runs)  # the fast nights after the fix
+    assert {r.id for r in runs[5:20]} <= set(flag.baseline_runs)  # and the same level before the regression
+    assert 0.18 < (flag.change or 0) < 0.32
+
+
+@pytest.mark.parametrize("night_sd", [0.01, 0.02, 0.03])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_return_soon_after_a_fix_to_a_new_level_is_flagged(seed: int, night_sd: float) -> None:
+    """The fix made the key faster than it ever was (0.8): no earlier level to join, so the three fast nights
+    alone are the baseline; their drift bound is the one of the key's earlier levels (pooled), not the one three
+    nights give (over 100 % at 2 % drift), so a return to the accepted level is flagged on its first night."""
+    runs = _nights([1.0] * 20 + [1.25] * 20 + [0.8] * 3 + [1.0] * 3, seed=seed, night_sd=night_sd)
+    _accept(runs[22])
+    assert _flagged_nights(runs, 41) == "..." + "XXX"
+    (flag,) = [f for f in detect_latest(runs[:44]) if f.is_regression]
+    assert set(flag.baseline_runs) == {r.id for r in runs[40:43]}  # the fast nights alone: no level like them
+
+
+@pytest.mark.parametrize("night_sd", [0.01, 0.02, 0.03])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5])
+def test_noise_after_an_accepted_level_and_after_a_return_to_the_old_level_is_not_flagged(
+    seed: int, night_sd: float
+) -> None:
+    """False alarms: an accepted level held for 15 nights, then fixed back to the level before it (or to a new
+    one, 0.8) for 15."""
+    for fixed in (1.0, 0.8):
+        runs = _nights([1.0] * 20 + [1.25] * 18 + [fixed] * 15, seed=seed, night_sd=night_sd)
+        _accept(runs[22])
+        assert _flagged_nights(runs, 24) == "." * 30

@@ -26,8 +26,18 @@ baseline of the runs after it:
   both levels, and a return to the slow one passed for the whole lookback; fewer fast runs in a row are left
   out of the baseline (the accepted level stands: a return to it is what was accepted). An accepted level of
   fewer than `min_runs` runs (accepted on the step's first night) is left on min_change and the Mann-Whitney
-  test alone. Steps of +8 % and +50 % held for 30 nights after their acceptance (on their first or fifth
-  night), 6 seeds at 1, 2, 3 % drift: 0 flags in 2160 checks;
+  test alone, with the drift of the key's earlier levels when the window holds any. Steps of +8 % and +50 % held for 30 nights after their acceptance (on their first or fifth
+  night), 6 seeds at 1, 2, 3 % drift: 0 flags in 2160 checks. Departed runs back at a level the key had in the
+  window (the one before the regression) join its runs at it (rejoined): alone, three of them were the
+  baseline, and a return to the accepted level soon after the fix passed their bound and joined them for good
+  (+15 and +25 % returns three nights after the fix, 4 seeds: missed on every one; now flagged at 1 and 2 %
+  drift, and at 3 % the +25 % ones; a -13 % fix at 3 % drift is not clearly faster on three nights in a row);
+- a baseline's night-to-night drift is measured on the key's earlier levels in the window too (pooled_bound:
+  a level shift, explained, accepted or fixed, moves the level, not the drift): three nights after a restart
+  alone gave t(0.999, 2) = 22 spreads, over 100 % at 2 % drift, and a +20-25 % step 3-5 nights after a
+  converted-file change passed in 46 of 144 cases (3 seeds x 1, 2, 3 % drift x 2 steps x 3, 4, 5, 7 nights
+  on, at 1 and 4 threads), then joined the baseline; now 1 of 144 (+20 % at 3 % drift, 7 nights on). The 2160
+  checks above: still 0 flags;
 - a creep moves each night by less than the bound and widens the bound as it goes, so the newest run is also
   compared, with the same two tests, with the older half of its baseline alone (at least `min_runs` runs):
   the bound of that half was computed from nights before the creep. Under no change both comparisons are
@@ -74,7 +84,9 @@ class Walk:
     """A key's earlier runs judged in turn: the ones that form the baseline of the next run (`kept`, oldest
     first), the first run of a regression still going on (`streak`) and its flagged runs so far (`held`), the
     run whose configuration change restarted the baseline (`restarted`); whether `kept` is a level accepted by
-    `edgekit runs accept` (`accepted`) and the runs in a row since then that are faster than it (`departed`)."""
+    `edgekit runs accept` (`accepted`) and the runs in a row since then that are faster than it (`departed`);
+    the key's earlier baselines, replaced by a restart, an accepted level or a departure from it (`levels`):
+    their night-to-night drift is the key's too (`earlier`), and departed runs back at one of them join it."""
 
     kept: list[Entry]
     streak: Entry | None = None
@@ -82,9 +94,21 @@ class Walk:
     restarted: int | None = None
     accepted: bool = False
     departed: list[Entry] = field(default_factory=list)
+    levels: list[list[Entry]] = field(default_factory=list)
 
     def baseline(self, settings: Settings) -> list[Entry]:
         return self.kept[-settings.history :]
+
+    def earlier(self, settings: Settings) -> list[list[Entry]]:
+        """The key's earlier levels, each its last `history` runs (as a baseline is): their night-to-night drift
+        is the key's as much as the baseline's (pooled_bound)."""
+        return [level[-settings.history :] for level in self.levels]
+
+    def replace(self, kept: list[Entry]) -> None:
+        """A new level: the baseline is `kept` from now on, the one it replaces one of the key's earlier levels."""
+        if self.kept:
+            self.levels.append(self.kept)
+        self.kept = kept
 
 
 @dataclass(frozen=True)
@@ -168,12 +192,17 @@ def walk_key(series: list[Entry], emulated: bool, settings: Settings) -> Walk:
       a later night of it explains nothing: the regression began before it): the baseline starts again from it.
     After an accepted run, a run faster than the accepted level (departs) is held aside (`departed`); `min_runs`
     of them in a row are the new level (the baseline from then on), a run back at the accepted level drops them.
+    A new level at one the key had in the window (the level before the regression: the slowdown fixed) is that
+    level again: its runs at it and the departed ones are the baseline (rejoined). Alone, three departed runs
+    were the baseline, whose own night-to-night bound (t at 2 degrees of freedom) passed a return to the accepted
+    level at 2 % drift, and the return joined them for good.
     """
     walk = Walk([])
     for entry in series:
         verdict = judge_key(entry, walk, emulated, settings)
         if accepted(entry.run, entry.target, entry.m):
-            walk.kept, walk.streak, walk.held = [*walk.held, entry], None, []
+            walk.replace([*walk.held, entry])
+            walk.streak, walk.held = None, []
             walk.accepted, walk.departed = True, []
             continue
         if verdict is None or isinstance(verdict, TooFewRuns):
@@ -181,7 +210,8 @@ def walk_key(series: list[Entry], emulated: bool, settings: Settings) -> Walk:
             if walk.accepted and departs(entry, walk, emulated, settings):
                 walk.departed.append(entry)
                 if len(walk.departed) >= settings.min_runs:  # a level of its own: the baseline from now on
-                    walk.kept, walk.departed, walk.accepted = walk.departed, [], False
+                    walk.replace([*rejoined(walk, emulated, settings), *walk.departed])
+                    walk.departed, walk.accepted = [], False
                 continue
             walk.kept.append(entry)
             walk.departed = []
@@ -189,7 +219,8 @@ def walk_key(series: list[Entry], emulated: bool, settings: Settings) -> Walk:
         walk.departed = []
         base = walk.baseline(settings)
         if walk.streak is None and base and differs(entry.fingerprint, base[-1].fingerprint):
-            walk.kept, walk.streak, walk.held, walk.restarted = [entry], None, [], entry.run.id
+            walk.replace([entry])
+            walk.streak, walk.held, walk.restarted = None, [], entry.run.id
             walk.accepted = False
         else:
             walk.streak = walk.streak or entry
@@ -202,8 +233,10 @@ def departs(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> boo
     baseline's median over the run's at least max(min_change, the night-to-night bound) and the Mann-Whitney
     test the other way; a count below by `instruction_change`). An accepted level of fewer than `min_runs` runs
     (a step accepted on its first night, as the nightly invites) has no night-to-night bound: min_change alone,
-    with the Mann-Whitney test; the `min_runs` runs in a row that walk_key asks for stand in for the bound."""
+    with the Mann-Whitney test; the `min_runs` runs in a row that walk_key asks for stand in for the bound. With
+    earlier levels of the key in the window, their drift gives the bound of any accepted level (pooled_bound)."""
     past, m = walk.baseline(settings), entry.m
+    earlier = walk.earlier(settings)
     counted = [e for e in past if e.m.instructions_per_invoke]
     if emulated and m.instructions_per_invoke:
         if not counted:
@@ -211,18 +244,70 @@ def departs(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> boo
         counts = [float(e.m.instructions_per_invoke or 0) for e in counted]
         threshold = settings.instruction_change
         if m.threads > 1 and len(counted) >= settings.min_runs:
-            threshold = max(threshold, night_bound([[c] for c in counts], settings.night_alpha))
+            bound = pooled_bound(_counts(counted), [_counts(lv) for lv in earlier], settings.night_alpha)
+            threshold = max(threshold, bound)
         return float(statistics.median(counts)) / m.instructions_per_invoke - 1.0 >= threshold
-    timed = [e for e in past if e.m.samples_ms and not (emulated and e.m.instructions_per_invoke)]
+    timed = _timed(past, emulated)
     if not m.samples_ms or not timed:
         return False
     pooled = np.concatenate([e.m.samples_ms for e in timed])
     # the fall, as the rise from the run's median to the baseline's (what judge_key would see the other way)
     fall = float(np.median(pooled)) / float(np.median(m.samples_ms)) - 1.0
     threshold = settings.min_change
-    if len(timed) >= settings.min_runs:
-        threshold = max(threshold, night_bound([e.m.samples_ms for e in timed], settings.night_alpha))
+    levels = [_nights(_timed(lv, emulated)) for lv in earlier if len(_timed(lv, emulated)) >= 2]
+    if len(timed) >= settings.min_runs or levels:  # a short accepted level: the drift of the earlier levels
+        threshold = max(threshold, pooled_bound(_nights(timed), levels, settings.night_alpha))
     return fall >= threshold and slower_p_value(pooled, m.samples_ms) < settings.alpha
+
+
+def rejoined(walk: Walk, emulated: bool, settings: Settings) -> list[Entry]:
+    """The runs of the newest earlier level of the key that the departed runs are back at (same_level), taken
+    out of the walk's earlier levels (they are the baseline again); none if they are at no earlier level. The
+    drift is measured on every level of the walk (the accepted one too)."""
+    for i in reversed(range(len(walk.levels))):
+        others = [lv for j, lv in enumerate(walk.levels) if j != i] + [walk.kept]
+        near = same_level(walk.departed, walk.levels[i], others, emulated, settings)
+        if near:
+            del walk.levels[i]
+            return near
+    return []
+
+
+def same_level(
+    new: list[Entry], old: list[Entry], others: list[list[Entry]], emulated: bool, settings: Settings
+) -> list[Entry]:
+    """The runs of `old` at the level of the runs `new`: each within the night-to-night bound of the median of
+    `new`, either way (pooled_bound of `new`, `old` and the key's `others` levels; counts where the key is
+    judged on counts); none unless at least `min_runs` are. Run by run: a lookback window that starts just before
+    a regression leaves its first nights unflagged, in the baseline before the accepted level, and they are not
+    the level the fix went back to."""
+    if emulated and all(e.m.instructions_per_invoke for e in new):
+        olds = [e for e in old if e.m.instructions_per_invoke]
+        theirs, ours, floor = _counts(new), _counts(olds), settings.instruction_change
+        rest = [_counts(lv) for lv in others]
+    else:
+        olds = _timed(old, emulated)
+        theirs, ours, floor = _nights(_timed(new, emulated)), _nights(olds), settings.min_change
+        rest = [_nights(_timed(lv, emulated)) for lv in others]
+    if len(ours) < settings.min_runs or not theirs:
+        return []
+    level = float(np.median([np.median(n) for n in theirs]))
+    bound = np.log1p(max(floor, pooled_bound(theirs, [ours, *rest], settings.night_alpha)))
+    near = [e for e, n in zip(olds, ours, strict=True) if abs(np.log(float(np.median(n)) / level)) <= bound]
+    return near if len(near) >= settings.min_runs else []
+
+
+def _timed(entries: Sequence[Entry], emulated: bool) -> list[Entry]:
+    """The runs judged on wall time: an emulated target's counted runs are judged on their counts."""
+    return [e for e in entries if e.m.samples_ms and not (emulated and e.m.instructions_per_invoke)]
+
+
+def _nights(entries: Sequence[Entry]) -> list[Sequence[float]]:
+    return [e.m.samples_ms for e in entries]
+
+
+def _counts(entries: Sequence[Entry]) -> list[Sequence[float]]:
+    return [[float(e.m.instructions_per_invoke)] for e in entries if e.m.instructions_per_invoke]
 
 
 def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> Verdict | TooFewRuns | None:
@@ -246,19 +331,21 @@ def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> V
             # judged like a night's median, against the drift bound of the earlier counts
             if len(counted) < settings.min_runs:
                 return TooFewRuns(len(counted), "instructions")
-            threshold = max(threshold, night_bound([[c] for c in counts], alpha))
+            earlier = [_counts(lv) for lv in walk.earlier(settings)]
+            threshold = max(threshold, pooled_bound(_counts(counted), earlier, alpha))
         if change < threshold:
             return None
         return Verdict(
             FlagKind.INSTRUCTIONS, old, float(m.instructions_per_invoke), change, None, threshold, counted
         )
     # an emulated wall time is compared with wall times taken the same way: without counting (which slows qemu)
-    timed = [e for e in past if e.m.samples_ms and not (emulated and e.m.instructions_per_invoke)]
+    timed = _timed(past, emulated)
     if not m.samples_ms:
         return None
     if len(timed) < settings.min_runs:
         return TooFewRuns(len(timed))
-    verdict = _latency_verdict(m, timed, settings, alpha)
+    earlier = [_nights(_timed(lv, emulated)) for lv in walk.earlier(settings)]
+    verdict = _latency_verdict(m, timed, settings, alpha, earlier=earlier)
     if verdict is None and len(timed) >= 2 * max(settings.min_runs, settings.creep_runs):  # a creep
         older = timed[: len(timed) // 2]
         verdict = _latency_verdict(m, older, settings, alpha, creep=True)
@@ -266,14 +353,20 @@ def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> V
 
 
 def _latency_verdict(
-    m: Measurement, past: list[Entry], settings: Settings, night_alpha: float, *, creep: bool = False
+    m: Measurement,
+    past: list[Entry],
+    settings: Settings,
+    night_alpha: float,
+    *,
+    creep: bool = False,
+    earlier: Sequence[Sequence[Sequence[float]]] = (),
 ) -> Verdict | None:
     pooled = np.concatenate([e.m.samples_ms for e in past])
     old, new = float(np.median(pooled)), float(np.median(m.samples_ms))
     change = new / old - 1.0
     if change < settings.min_change:
         return None
-    threshold = max(settings.min_change, night_bound([e.m.samples_ms for e in past], night_alpha))
+    threshold = max(settings.min_change, pooled_bound(_nights(past), earlier, night_alpha))
     if change < threshold:
         return None
     p_value = slower_p_value(m.samples_ms, pooled)
@@ -295,3 +388,31 @@ def night_bound(nights: Sequence[Sequence[float]], alpha: float = Settings.night
         return float("inf")
     s = max(float(np.std(logs, ddof=1)), 1.4826 * float(np.median(np.abs(logs - np.median(logs)))))
     return float(np.expm1(stdtrit(n - 1, 1.0 - alpha) * s * np.sqrt(1.0 + 1.0 / n)))
+
+
+def pooled_bound(
+    nights: Sequence[Sequence[float]],
+    earlier: Sequence[Sequence[Sequence[float]]],
+    alpha: float = Settings.night_alpha,
+) -> float:
+    """night_bound of `nights`, with the night-to-night drift measured on them and on the key's `earlier` levels
+    (each a list of nights, about its own level): a level shift moves a key's level, not how much its nights
+    drift, and three nights alone gave a bound of t(0.999, 2) = 22 spreads (126 % at 2 % drift), which a +25 %
+    step passed and then, joining them, widened for good. The spread is pooled over the levels with their degrees
+    of freedom, sum(n_i - 1): `nights` by their standard deviation, the earlier levels by the MAD-based one of
+    their nights about each level's median (robust to the few nights of another level an earlier baseline may
+    hold: a regression's first nights that were not flagged in a lookback window starting just before it), and
+    never below the MAD-based spread of every night. Without earlier nights, night_bound of `nights`."""
+    logs = np.log([float(np.median(s)) for s in nights])
+    older = [np.log([float(np.median(s)) for s in level]) for level in earlier if len(level) >= 2]
+    df_own, df_older = max(len(logs) - 1, 0), sum(len(g) - 1 for g in older)
+    if not older or not len(logs):
+        return night_bound(nights, alpha)
+    spread = np.concatenate([np.abs(g - np.median(g)) for g in older])
+    s_older = 1.4826 * float(np.median(spread))
+    s_own = float(np.std(logs, ddof=1)) if df_own else 0.0
+    s = float(np.sqrt((df_own * s_own**2 + df_older * s_older**2) / (df_own + df_older)))
+    if df_own:
+        s = max(s, 1.4826 * float(np.median(np.concatenate([spread, np.abs(logs - np.median(logs))]))))
+    n = len(logs)
+    return float(np.expm1(stdtrit(df_own + df_older, 1.0 - alpha) * s * np.sqrt(1.0 + 1.0 / n)))
