@@ -109,6 +109,7 @@ HOST_ONLY = frozenset(
         "test_runs_hostile_text.py",
         "test_same_model_stored.py",
         "test_secret_echo.py",
+        "test_short_baseline.py",
         "test_store_import_names.py",
         "test_store_unrecorded_folder.py",
         "test_table_drift_footer.py",
