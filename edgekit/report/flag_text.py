@@ -87,7 +87,7 @@ def accept_commands(flags: Sequence[Flag], store_url: str | None = None) -> list
     judged = (FlagKind.LATENCY, FlagKind.INSTRUCTIONS)
     found: dict[tuple[int, str], str] = {}
     for f in flags:
-        if f.kind in judged and f.target:
+        if f.kind in judged and f.target and not f.explained:  # explained: the baseline restarts on its own
             other = f.kind is FlagKind.LATENCY and f.min_change != Settings.min_change
             given = f" --min-change {f.min_change:g}" if other else ""
             found[(f.run_id, f.target)] = found.get((f.run_id, f.target)) or given

@@ -56,6 +56,9 @@ class Flag:
     # a host flag of another machine than the newest run's host (a store shared by several): which one, as the
     # latest table names it ('host (AMD EPYC, 2 cores) run #12'); '' otherwise (regression.judge_current)
     host_label: str = ""
+    # a regression on the night its configuration changed (the report's "Changed since ..." explains it): the
+    # baseline starts again from it on its own, so no `runs accept` is offered (flag_text.accept_commands)
+    explained: bool = False
 
     @property
     def where(self) -> str:

@@ -40,7 +40,7 @@ from edgekit.report.baseline import (
     walk_key,
 )
 from edgekit.report.fidelity_flags import fidelity_flags, target_fidelity_flags
-from edgekit.report.fingerprint import fingerprint
+from edgekit.report.fingerprint import differs, fingerprint
 from edgekit.report.flags import Flag, FlagKind, Judgement, Settings, Unjudged, threads_text
 from edgekit.report.series import HOST, name_other_host, same_series, series_key, stands_in
 from edgekit.report.unreliable import busy_flag, stopped, throttle_reason
@@ -256,12 +256,8 @@ def _target_flags(
         if m.timed_while_busy and not on_counts(m, target_run.emulated):  # counts are exact whatever the load
             flags.append(busy_flag(recipe, latest.id, target_run, m, walk, settings))
             continue
-        verdict = judge_key(
-            Entry(latest, target, m, fingerprint(latest, target_run, m)),
-            walk,
-            target_run.emulated,
-            settings,
-        )
+        entry = Entry(latest, target, m, fingerprint(latest, target_run, m))
+        verdict = judge_key(entry, walk, target_run.emulated, settings)
         if isinstance(verdict, TooFewRuns):
             unjudged.append(
                 Unjudged(
@@ -275,7 +271,11 @@ def _target_flags(
                 )
             )
         elif verdict is not None and not accepted(latest, target, m):  # accepted: the new level
-            flags.append(_speed_flag(recipe, latest.id, target_run, m, verdict, walk, settings.min_change))
+            made = _speed_flag(recipe, latest.id, target_run, m, verdict, walk, settings.min_change)
+            base = walk.baseline(settings)  # walk_key's own test of a change that restarts the baseline
+            if walk.streak is None and base and differs(entry.fingerprint, base[-1].fingerprint):
+                made = replace(made, explained=True)
+            flags.append(made)
     for (artifact, error), failed in failures.items():  # 'at 1 and 2 threads': one flag, threads None
         counts = sorted({fm.threads for fm in failed})
         at = " and ".join(map(str, counts)) + (" thread" if counts == [1] else " threads")
