@@ -1267,6 +1267,9 @@ def test_a_lab_target_whose_acquiring_raises_a_non_lab_error_gets_no_place_and_t
         def hold(self, *_a: object, **_k: object) -> object:
             raise OSError(8, "Exec format error")
 
+        def places(self, *_a: object, **_k: object) -> object:  # the look before acquiring (refused places)
+            raise OSError(8, "Exec format error")
+
     monkeypatch.setattr(spread_module, "check_matchable", lambda _t: None)
     monkeypatch.setattr(night_module, "LabClient", NoHelper)
     recipes = _small_recipes(tmp_path / "recipes", ("tiny-a", "tiny-b"))
