@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import InputDataError, exit_text
+from edgekit.errors import InputDataError
 from edgekit.formats import Format, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec, output_array
+from edgekit.runtimes.child_check import check_in_child
 from edgekit.runtimes.ort import check_onnx_file
 
 
@@ -87,27 +87,18 @@ def check_opencv_file(path: Path) -> None:
         "the file as onnx-fp32 (onnxruntime), or re-export the model without that op"
     )
     try:
-        proc = subprocess.run(
-            [sys.executable, "-I", "-c", _CHECK_CHILD, str(path)],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=CHECK_TIMEOUT_S,
+        outcome = check_in_child(
+            _CHECK_CHILD, "edgekit-opencv-check", [str(path)], CHECK_TIMEOUT_S, "reading"
         )
     except subprocess.TimeoutExpired:
         raise InputDataError(
             f"OpenCV DNN did not finish reading it in {CHECK_TIMEOUT_S} s", where=str(path), hint=hint
         ) from None
-    if proc.returncode == 0:
+    if outcome is None:
         return
-    said = [ln for ln in proc.stderr.splitlines() if ln.startswith("edgekit-opencv-check: ")]
-    if said:
-        why = opencv_reason(said[-1].split(": ", 1)[1])
-    elif proc.returncode < 0:
-        why = f"it crashed reading it: {exit_text(proc.returncode)}"
-    else:
-        last = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip()), "")
-        why = f"its check ended with {exit_text(proc.returncode)}" + (f": {last}" if last else "")
+    kind, why = outcome
+    if kind == "said":
+        why = opencv_reason(why)
     raise InputDataError(f"OpenCV {cv2.__version__} DNN cannot read it: {why}", where=str(path), hint=hint)
 
 

@@ -4,7 +4,6 @@ execution provider on boards and here (the host's onnxruntime is the one onnx2tf
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,7 +63,8 @@ def check_ort_file(path: Path) -> None:
     raises, it needs more memory than the check allows, it crashes, or it does not finish in CHECK_TIMEOUT_S."""
     from importlib.metadata import version
 
-    from edgekit.errors import InputDataError, exit_text
+    from edgekit.errors import InputDataError
+    from edgekit.runtimes.child_check import check_in_child
     from edgekit.runtimes.host import ort_reason
 
     limit = max(CHECK_MEMORY_BYTES, 8 * path.stat().st_size)
@@ -75,29 +75,20 @@ def check_ort_file(path: Path) -> None:
     )
     cannot = f"onnxruntime {version('onnxruntime')} cannot load {path}"
     try:
-        proc = subprocess.run(
-            [sys.executable, "-I", "-c", _CHECK_CHILD, str(path), str(limit)],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=CHECK_TIMEOUT_S,
+        outcome = check_in_child(
+            _CHECK_CHILD, "edgekit-ort-check", [str(path), str(limit)], CHECK_TIMEOUT_S, "loading"
         )
     except subprocess.TimeoutExpired:
         raise InputDataError(
             f"{cannot}: loading it did not finish in {CHECK_TIMEOUT_S} s", where=str(path), hint=hint
         ) from None
-    if proc.returncode == 0:
+    if outcome is None:
         return
-    said = [ln for ln in proc.stderr.splitlines() if ln.startswith("edgekit-ort-check: ")]
-    if said:
-        why = ort_reason(RuntimeError(said[-1].split(": ", 1)[1]))
+    kind, why = outcome
+    if kind == "said":
+        why = ort_reason(RuntimeError(why))
         if "bad_alloc" in why or "MemoryError" in why:
             why = f"loading it needs more than {limit / 1024**3:.1f} GiB of memory ({why})"
-    elif proc.returncode < 0:
-        why = f"it crashed loading it: {exit_text(proc.returncode)}"
-    else:
-        last = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip()), "")
-        why = f"its check ended with {exit_text(proc.returncode)}" + (f": {last}" if last else "")
     raise InputDataError(f"{cannot}: {why}", where=str(path), hint=hint)
 
 
