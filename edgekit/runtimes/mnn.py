@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import InputDataError, exit_text
+from edgekit.errors import InputDataError
 from edgekit.formats import Format, Precision, Runtime
 from edgekit.runtimes.base import DevicePackage, Outputs, RuntimeSpec, output_array
+from edgekit.runtimes.child_check import check_in_child
 
 # MNN runtime precision per artifact precision (the agent keeps its own copy: MNN_PRECISION)
 PRECISION = {Precision.FP32: "high", Precision.FP16: "low", Precision.INT8: "normal"}
@@ -70,29 +71,18 @@ def check_mnn_file(path: Path) -> None:
     named), or it does not finish in CHECK_TIMEOUT_S. MNN loads it in a child process (about 0.2 s)."""
     hint = "give the .mnn MNN's converter wrote (MNNConvert, or edgekit convert)"
     try:
-        proc = subprocess.run(
-            [sys.executable, "-I", "-c", _CHECK_CHILD, str(path)],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=CHECK_TIMEOUT_S,
-        )
+        outcome = check_in_child(_CHECK_CHILD, "edgekit-mnn-check", [str(path)], CHECK_TIMEOUT_S, "loading")
     except subprocess.TimeoutExpired:
         raise InputDataError(
             f"not a readable .mnn model (MNN did not finish loading it in {CHECK_TIMEOUT_S} s)",
             where=str(path),
             hint=hint,
         ) from None
-    if proc.returncode == 0:
+    if outcome is None:
         return
-    said = [ln for ln in proc.stderr.splitlines() if ln.startswith("edgekit-mnn-check: ")]
-    if said:  # MNN raised: the file is not a model it reads
-        why = said[-1].split(": ", 1)[1]
-    elif proc.returncode < 0:  # MNN crashed on the file (a corrupt flatbuffer it does not verify)
-        why = f"MNN crashed loading it: {exit_text(proc.returncode)}"
-    else:
-        last = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip()), "")
-        why = f"MNN's check ended with {exit_text(proc.returncode)}" + (f": {last}" if last else "")
+    kind, why = outcome  # 'said': MNN raised, the file is not a model it reads; else it crashed or failed
+    if kind == "other":  # 'it crashed loading it: ...' / 'its check ended with ...', said of MNN
+        why = "MNN's " + why[4:] if why.startswith("its ") else "MNN" + why.removeprefix("it")
     raise InputDataError(f"not a readable .mnn model ({why})", where=str(path), hint=hint)
 
 
