@@ -382,6 +382,15 @@ def test_set_of_a_block_the_target_does_not_have_names_the_cause() -> None:
     assert load_target("lab:board=pi4", ["lab.wait_s=5"]).lab.wait_s == 5  # type: ignore[union-attr]
 
 
+def test_a_timeout_under_a_second_is_refused_as_bad_input_not_blamed_on_the_device() -> None:
+    """`--set io_timeout=0.001` was accepted: every keepalive then "did not answer", and the run failed with a
+    frozen device (exit 1). Under a second is refused when the target is loaded, naming the field."""
+    for field in ("io_timeout", "connect_timeout"):
+        with pytest.raises(TargetError, match=rf"{field}: Input should be greater than or equal to 1"):
+            load_target("pi4", [f"{field}=0.001"])
+        assert getattr(load_target("pi4", [f"{field}=1"]), field) == 1.0
+
+
 def test_proxy_jump_hops_parse_as_ssh_j_reads_them() -> None:
     t = Target(name="b", host="board", proxy_jump=" ops@bastion:2222, gw ,admin@[::1], 10.0.0.1 ")
     assert t.jump_hops == [

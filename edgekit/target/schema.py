@@ -118,9 +118,11 @@ class Target(BaseModel):
     )
     proxy_jump: str | None = None  # "[user@]host[:port][,...]" as `ssh -J`: a bastion (or a chain) in front
     proxy_command: str | None = None  # as ssh's ProxyCommand (%h %p %r): its stdin/stdout is the connection
-    connect_timeout: float = Field(10.0, gt=0, le=3600)
+    # under a second is no timeout a link can keep (a keepalive's round trip alone can take longer): refused
+    # as bad input, not found later as a device that "did not answer"
+    connect_timeout: float = Field(10.0, ge=1, le=3600)
     io_timeout: float = Field(
-        20.0, gt=0, le=86400
+        20.0, ge=1, le=86400
     )  # a device silent this long on one operation is frozen (DeviceTimeout)
     work_dir: str = "~/edgekit"
     python: str = "python3"
