@@ -535,6 +535,12 @@ def test_roofline_command(tmp_path: Path) -> None:
     assert set(weights) == {"macs", "macs+params"} and "macs 0." in data["estimate"]["method"]
     text = _cli("roofline", str(onnx_path), "--board", "pi5")
     assert "lower bound" in text.stdout and "not a measurement" in text.stdout
+    # no runtime holds an ONNX file's float weights at 2 bytes as edgekit's ncnn does: it said "as the runtime
+    # holds them"; it says why 2 bytes is still a bound
+    flat = " ".join(text.stdout.split())
+    assert "2 bytes each (fp16 storage, the fewest" in flat and "as the runtime holds" not in flat, (
+        text.stdout
+    )
     bad = _cli("roofline", str(onnx_path), "--board", "pi9")
     assert bad.returncode != 0 and "unknown board" in bad.stderr
 

@@ -25,6 +25,7 @@ from edgekit.cli.estimate import (
 from edgekit.cli.shapes import parse_shape
 from edgekit.errors import UsageError
 from edgekit.estimate.roofline import bound_note
+from edgekit.formats import Precision, Runtime
 from edgekit.terminal import plain
 
 
@@ -87,6 +88,17 @@ def roofline_cmd(
         )
         return
     mb = 1e6
+    # ncnn holds float weights in fp16 (unless its options say not), every runtime int8 ones in a byte; an ONNX
+    # file or a float .tflite names no runtime that does: 2 bytes is then the fewest, so the bound still holds
+    held = (
+        "as the runtime holds them"
+        if runs.int8
+        or runs.precision in (Precision.INT8, Precision.DYNAMIC)
+        or runs.storage_bytes is not None
+        or (runs.fmt.runtime is Runtime.NCNN if runs.fmt else artifact.suffix == ".param")
+        else "(fp16 storage, the fewest a runtime holds a float weight in: onnxruntime and TFLite hold 4, so "
+        "the bound holds for them too)"
+    )
     console.print(f"[bold]{plain(given)}[/] ({cost.kind}) on {b.title}, {r.threads} core(s)", highlight=False)
     rows = [
         ("MACs", f"{cost.macs / 1e6:,.1f} M"),
@@ -99,9 +111,8 @@ def roofline_cmd(
         (
             "memory time",
             f"{ms(r.memory_ms)} ms compulsory ({r.compulsory_bytes / mb:,.3f} MB: weights at "
-            f"{r.weight_storage_bytes} byte{'s' if r.weight_storage_bytes != 1 else ''} each as the runtime holds them "
-            f"+ I/O); {ms(r.traffic_ms)} ms with no "
-            "reuse",
+            f"{r.weight_storage_bytes} byte{'s' if r.weight_storage_bytes != 1 else ''} each {held} + I/O); "
+            f"{ms(r.traffic_ms)} ms with no reuse",
         ),
         (
             "intensity",
