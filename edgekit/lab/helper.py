@@ -8,10 +8,12 @@ own ClientSession, and answers in JSON, one object per line on stdout (edgekit/l
     hold --tag K=V --count N    waits for free matching places, acquires them, then holds them until edgekit
                                 says so on its stdin (one JSON object a line: {"release": [PLACE...]}, every
                                 place when the list is empty; {"check": [PLACE...]}: still ours?) or its stdin
-                                closes; events: waiting, stale-released, acquired, released, checked,
-                                retrying, error. A release the coordinator does not answer is tried again once
-                                edgekit's pipe closes (`released` says `retry_s` and `pid`; `retrying` once edgekit
-                                is done), for up to RETRY_S, by this helper alone, out of edgekit's way. A
+                                closes; {"log": PATH}: where retries write); events: waiting, stale-released,
+                                acquired, released, checked, retrying, retried, abandoned, error. A release the
+                                coordinator does not answer is tried again once edgekit's pipe closes (`released`
+                                says `retry_s` and `pid`; `retrying` once edgekit is done; `retried` when a try
+                                gives it back), for up to RETRY_S, by this helper alone, out of edgekit's way;
+                                SIGTERM ends the retries after one last quick try (`abandoned`: how to free it). A
                                 place without an available NetworkService (its exporter is gone) is never
                                 acquired: skipped, and said while waiting; a place this same edgekit holds (for
                                 another target of its run) is never taken a second time.
@@ -574,6 +576,7 @@ async def hold_until_told(link: Link, held: list[str], reader: asyncio.StreamRea
     `check` answers whether a place is still ours; one that is not is never released, and no longer held."""
     lost: dict[str, object] = {}  # place -> its holder now: taken from us, never to be released by us
     pending: dict[str, str] = {}  # place -> why its release failed: tried again once edgekit is done
+    log: str | None = None  # where the retries write what became of them (edgekit names it: {"log": PATH})
     while held or pending:
         line = await reader.readline()
         if not line:
@@ -585,13 +588,16 @@ async def hold_until_told(link: Link, held: list[str], reader: asyncio.StreamRea
             for name, outcome in done.items():
                 emit("released", place=name, **outcome, **retried(pending, name, outcome))
             if pending:
-                await retry_releases(link, pending)
+                await retry_releases(link, pending, log)
             break
         try:
             command = json.loads(line)
         except ValueError:
             continue  # not a command: ignored
         if not isinstance(command, dict):
+            continue
+        if isinstance(command.get("log"), str):
+            log = command["log"]
             continue
         verb = "release" if "release" in command else "check" if "check" in command else None
         names = [str(n) for n in command.get(verb) or []] if verb else []
@@ -647,33 +653,90 @@ def retried(pending: dict[str, str], name: str, outcome: dict[str, object]) -> d
     return {"retry_s": RETRY_S, "pid": os.getpid()}
 
 
-async def retry_releases(link: Link, pending: dict[str, str]) -> None:
+LAST_TRY_S = 4.0  # the last release attempt a SIGTERM during the retries leaves time for
+
+
+async def retry_releases(link: Link, pending: dict[str, str], log: str | None = None) -> None:
     """edgekit is done and some places could not be given back (the coordinator frozen, unreachable): they would
     stay held by an edgekit that no longer runs, and a teammate on another host cannot tell (only this host can
-    judge its edgekit dead). Said once (`retrying`), then this helper leaves edgekit's pipes (edgekit goes on
-    without waiting for it, even exits) and tries each again with a growing pause, for up to RETRY_S; a place
-    taken meanwhile (lost_to) is no longer ours to give. SIGALRM ends it whatever happens."""
-    emit("retrying", places=sorted(pending), pid=os.getpid(), for_s=RETRY_S)
-    _SILENCED.append(True)
-    try:  # edgekit may be gone: its pipes are none of ours any longer (labgrid's logging goes nowhere)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.dup2(devnull, sys.stderr.fileno())
+    judge its edgekit dead). Said once (`retrying`), then this helper tries each again with a growing pause, for
+    up to RETRY_S, out of edgekit's way (a session of its own); each outcome is said (`released`, `retried`) to
+    edgekit while it still listens (it waits a few seconds for a coordinator that was only slow), and written to
+    `log`. A place taken meanwhile (lost_to) is no longer ours to give. SIGTERM (`kill`, `systemctl stop`) ends
+    it within LAST_TRY_S: one last quick attempt, then the places still held and the command that frees each by
+    hand are written to the log (and said, if edgekit listens). SIGALRM ends it whatever happens."""
+    emit("retrying", places=sorted(pending), pid=os.getpid(), for_s=RETRY_S, log=log)
+    try:  # edgekit may be gone: its stderr is none of ours any longer (labgrid's logging goes to the log)
+        if log:
+            os.makedirs(os.path.dirname(log) or ".", exist_ok=True)
+        target = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600) if log else -1
+    except OSError:
+        target = -1
+    try:
+        os.dup2(target if target >= 0 else os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
     except OSError:
         pass
+    note(f"retrying the release of {', '.join(sorted(pending))} at {link.address} for up to {RETRY_S:g} s")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.alarm(int(RETRY_S + 4 * CALL_S))  # a hard bound: a call that never returns ends here
     deadline = time.monotonic() + RETRY_S
     pause = 2.0
-    while pending and time.monotonic() < deadline:
-        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+    stopped = loop.create_task(stop.wait())
+    while pending and time.monotonic() < deadline and not stop.is_set():
+        await asyncio.wait({stopped}, timeout=min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 2, 60.0)
         for name in sorted(pending):
-            outcome = await release_own(link, name)
-            if outcome.get("error"):
-                pending[name] = str(outcome["error"])
-            else:  # given back, or no longer ours (taken, or the coordinator restarted and forgot it)
-                del pending[name]
+            if stop.is_set():
+                break
+            attempt = loop.create_task(release_own(link, name))
+            await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not attempt.done():  # SIGTERM mid-call: the last attempt below, bounded
+                attempt.cancel()
+                break
+            settle(pending, name, attempt.result())
+    if stop.is_set():
+        for name in sorted(pending):
+            try:
+                outcome = await asyncio.wait_for(release_own(link, name), LAST_TRY_S)
+            except TimeoutError:
+                outcome = {"error": f"the coordinator did not answer within {LAST_TRY_S:g} s"}
+            settle(pending, name, outcome)
+    stopped.cancel()
+    if pending:
+        why = "SIGTERM" if stop.is_set() else f"{RETRY_S:g} s of retries"
+        holder = me(link.session)
+        host, _, user = holder.partition("/")
+        for name, error in sorted(pending.items()):
+            text = (
+                f"{name} may still be held by {holder} after {why} (the coordinator at {link.address} did not "
+                f"release it: {error}); release it by hand: LG_HOSTNAME={host} LG_USERNAME={user} "
+                f"labgrid-client -x {link.address} -p {name} release"
+            )
+            note(text)
+            emit("abandoned", place=name, error=error, why=why, message=text)
+
+
+def settle(pending: dict[str, str], name: str, outcome: dict[str, object]) -> None:
+    """One retried release's outcome: said (edgekit may still listen) and written to the log."""
+    if outcome.get("error"):
+        pending[name] = str(outcome["error"])
+        note(f"{name}: release failed again: {outcome['error']}")
+        return
+    del pending[name]  # given back, or no longer ours (taken, or the coordinator restarted and forgot it)
+    emit("retried", place=name, **outcome)
+    note(f"{name}: {'released' if 'lost_to' not in outcome else 'no longer ours: not released'}")
+
+
+def note(text: str) -> None:
+    """A line of the retries' log (stderr: the log file edgekit named, else nowhere)."""
+    try:
+        sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} edgekit lab helper {os.getpid()}: {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 async def do_release_from(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 from edgekit.lab.client import LabClient, Say, event_error, skipped_note
 from edgekit.lab.errors import LabError, LabWaitTimeout, lab_command
 from edgekit.lab.place import Place, held_place, holder_text, parse_place
+from edgekit.paths import data_path
 from edgekit.target import LabSpec
 
 
@@ -67,6 +68,7 @@ class Lease:
             None  # the helper's pid once it said it goes on trying releases on its own
         )
         self._retry_s = 600.0  # for how long it goes on trying (its word)
+        self._log = data_path() / "lab" / f"helper-{proc.pid}.log"  # what its retries write, if it retries
         self._pending_said: set[str] = set()  # places whose pending release was said
         self._left = False  # _end went on without the helper (it is still giving places back)
         self._err: collections.deque[str] = collections.deque(maxlen=40)  # the helper's last words
@@ -92,11 +94,12 @@ class Lease:
                 event = None
             if not isinstance(event, dict):
                 continue
-            if event.get("event") in ("released", "checked", "retrying"):
+            if event.get("event") in ("released", "checked", "retrying", "abandoned"):
                 with self._state:
                     said = self._apply(event)
                     self._state.notify_all()
-                    quiet = self._left  # edgekit went on without the helper: said already, in _end
+                    # edgekit went on without the helper: said already, in _end (a place it gave up is said)
+                    quiet = self._left and event["event"] != "abandoned"
                 if said and not quiet:
                     self.say(said)
             else:
@@ -125,6 +128,8 @@ class Lease:
             self._retrying = int(event.get("pid") or self.proc.pid)
             self._retry_s = float(event.get("for_s") or self._retry_s)
             return None
+        if event["event"] == "abandoned":  # SIGTERM (or its time was up) while it still retried
+            return f"lab: warning: the lab helper (pid {self._retrying or self.proc.pid}) stopped: {event.get('message')}"
         place, checked = str(event.get("place")), event["event"] == "checked"
         if checked:
             self._checked[place] = self._checked.get(place, 0) + 1
@@ -160,7 +165,8 @@ class Lease:
         return (
             f"{place}: release pending: the lab helper keeps trying for up to {retry_s / 60:.0f} min, pid {pid}, "
             f"after this edgekit is done; until then teammates see {place} held by {who} and wait for it "
-            f"(from another host they cannot tell this edgekit is gone); `{lab_command(self.coordinator, 'release', place)}` frees it"
+            f"(from another host they cannot tell this edgekit is gone); `{lab_command(self.coordinator, 'release', place)}` frees it; "
+            f"`kill {pid}` stops it after one last try; what became of it: {self._log}"
         )
 
     def _lose(self, place: str, now: str) -> str | None:
@@ -228,7 +234,7 @@ class Lease:
             f"{name} ({why})" for name, why in sorted(self.refused.items())
         )
 
-    def _send(self, command: dict[str, list[str]]) -> bool:
+    def _send(self, command: dict[str, list[str]] | dict[str, str]) -> bool:
         """A command to the helper; False when it is gone (exited, or its stdin closed)."""
         if self.proc.poll() is not None or self._ended:
             return False
@@ -369,6 +375,7 @@ class Lease:
         killed."""
         _LIVE.discard(self)
         if self.proc.poll() is None:
+            self._send({"log": str(self._log)})  # where its retries, if any, say what became of the places
             try:
                 if self.proc.stdin is not None:
                     self.proc.stdin.close()
