@@ -1,7 +1,7 @@
 """A release the coordinator did not answer, retried by the lab helper after edgekit is done, against a real labgrid
 coordinator frozen with SIGSTOP (edgekit/lab/rig.py's bare rig: NetworkServices with no board behind them; nothing
-is deployed): a SIGTERM to the helper in its retries ends it at once, leaving the labgrid-client command that
-frees the place by hand in its log."""
+is deployed): a coordinator only paused a moment is no "release pending", and a SIGTERM to the helper in its
+retries ends it at once, leaving the labgrid-client command that frees the place by hand in its log."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,29 @@ def lab(rig: lab_rig.Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     finally:
         os.killpg(rig.pids[0], signal.SIGCONT)
         kick_held(rig)
+
+
+def test_a_coordinator_paused_a_moment_is_no_release_pending(lab: lab_rig.Rig) -> None:
+    """The coordinator paused through the release (SIGSTOP), resumed a moment after the helper's first attempt
+    failed: edgekit said `release pending: the lab helper keeps trying for up to 10 min ... teammates see pi5-a
+    held` though the helper's next try gave it back a few seconds later. edgekit now waits a short bounded time
+    for the retries' answer and says the place was released."""
+    said: list[str] = []
+    coordinator = lab.pids[0]
+
+    def say(line: str) -> None:
+        said.append(line)
+        if "was not released" in line:  # the first attempt failed: the coordinator answers again 2 s later
+            threading.Timer(2.0, os.killpg, (coordinator, signal.SIGCONT)).start()
+
+    lease = LabClient(lab.coordinator).hold(LabSpec(tags={"board": "pi5"}, wait_s=10), say=say)
+    os.killpg(coordinator, signal.SIGSTOP)
+    lease.close()
+    assert any("was not released" in s for s in said), said  # the coordinator did miss the first attempt
+    assert not any("release pending" in s for s in said), said
+    assert any("pi5-a released on a later try" in s for s in said), said
+    assert holders(lab)["pi5-a"] is None
+    assert lease.proc.wait(timeout=30) == 0
 
 
 def test_a_sigterm_to_the_helper_retrying_a_release_ends_it_and_says_how_to_free_the_place(

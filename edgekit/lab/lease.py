@@ -27,6 +27,8 @@ from edgekit.lab.place import Place, held_place, holder_text, parse_place
 from edgekit.paths import data_path
 from edgekit.target import LabSpec
 
+RETRY_GRACE_S = 12.0  # how long edgekit waits for the helper's first retries before saying "release pending"
+
 
 class Lease:
     """Places held for this process; `release()` gives them back (also at exit, and by the helper itself when
@@ -94,7 +96,7 @@ class Lease:
                 event = None
             if not isinstance(event, dict):
                 continue
-            if event.get("event") in ("released", "checked", "retrying", "abandoned"):
+            if event.get("event") in ("released", "checked", "retrying", "retried", "abandoned"):
                 with self._state:
                     said = self._apply(event)
                     self._state.notify_all()
@@ -130,6 +132,13 @@ class Lease:
             return None
         if event["event"] == "abandoned":  # SIGTERM (or its time was up) while it still retried
             return f"lab: warning: the lab helper (pid {self._retrying or self.proc.pid}) stopped: {event.get('message')}"
+        if event["event"] == "retried":  # a later try gave it back (or found it no longer ours)
+            place = str(event.get("place"))
+            self.unreleased.pop(place, None)
+            if "lost_to" in event:
+                now = f"now held by {event['lost_to']}" if event["lost_to"] else "free now"
+                return self._lose(place, now)
+            return f"lab: {place} released on a later try (the coordinator answered again)"
         place, checked = str(event.get("place")), event["event"] == "checked"
         if checked:
             self._checked[place] = self._checked.get(place, 0) + 1
@@ -147,11 +156,10 @@ class Lease:
             self._check_warned[place] = str(event["error"])
             return f"lab: warning: could not check that {place} is still held by this run: {event['error']}"
         self.unreleased[place] = str(event["error"])
+        # "release pending" is said once its retries had a moment to get an answer (_end)
         if event.get("retry_s"):
-            self._pending_said.add(place)
-            return f"lab: warning: {place} was not released: {event['error']}; " + self._pending_text(
-                place, float(event["retry_s"]), int(event.get("pid") or self.proc.pid)
-            )
+            self._retry_s = float(event["retry_s"])
+            return f"lab: warning: {place} was not released: {event['error']}; the lab helper tries again"
         return (
             f"lab: warning: {place} was not released: {event['error']}; `{lab_command(self.coordinator)}` shows who holds it, "
             f"`{lab_command(self.coordinator, 'release', place)}` frees it"
@@ -384,6 +392,15 @@ class Lease:
             deadline = time.monotonic() + wait_s
             with self._state:
                 while self.proc.poll() is None and self._retrying is None and time.monotonic() < deadline:
+                    self._state.wait(timeout=0.1)
+                # a coordinator only slow (paused a moment) answers its first retries: "pending" said only after
+                grace = time.monotonic() + RETRY_GRACE_S
+                while (
+                    self._retrying is not None
+                    and self.proc.poll() is None
+                    and any(p not in self.lost for p in self.unreleased)
+                    and time.monotonic() < grace
+                ):
                     self._state.wait(timeout=0.1)
             if self.proc.poll() is None:
                 with self._state:
