@@ -12,6 +12,7 @@ from edgekit.report.bench_table import MEMORY_NOTE, MODEL_GROWTH, PROCESS_PEAK, 
 from edgekit.report.figures import estimated_thread_counts, fidelity_line, three_figures
 from edgekit.report.lines import route_line, timing_caveats
 from edgekit.report.percentiles import few_samples_note, percentile
+from edgekit.report.table import count_ratio
 from edgekit.report.table_caption import not_validated_note
 from edgekit.route import not_comparable
 from edgekit.terminal import Console, plain
@@ -164,6 +165,7 @@ def _print_target(
         # emulated: the qemu process's peak, said below; its growth is the emulator's, no column
         *(["peak RSS MiB (qemu)"] if t.emulated else [PROCESS_PEAK, MODEL_GROWTH]),
         "instructions / invoke (count)",
+        *(["x fp32 by insn"] if board else []),
         "samples",
         "status",
     ):
@@ -189,6 +191,7 @@ def _print_target(
             _n(m.peak_rss_mb),
             *([] if t.emulated else [_n(m.rss_delta_mb)]),
             f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
+            *([count_ratio(t, m.artifact, m.threads, m) or "-"] if board else []),
             str(len(m.samples_ms)),
             _status(m, gate_missed, t.emulated, m.artifact in uncompared),
         )
@@ -199,7 +202,7 @@ def _print_target(
             str(threads),
             _estimate(figure),
             *(["-"] * (4 if walls else 0)),
-            *(["-"] * (3 if t.emulated else 4)),
+            *(["-"] * (4 if t.emulated else 5)),
             f"[dim]not run: estimated from the {', '.join(map(str, ran))}-thread run's instruction counts[/]",
         )
     console.print(table)

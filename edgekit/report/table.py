@@ -163,7 +163,7 @@ def _target_cells(
             if missing is not None and not run.estimates
             else SAME_MODEL
             if same
-            else _count_ratio(run, artifact, threads, m)
+            else count_ratio(run, artifact, threads, m)
         )
         count = m.instructions_per_invoke if m is not None else None
         cells.append(millions(count) if count else "")
@@ -199,7 +199,7 @@ def _estimate_cell(est: dict) -> Text | str:
     return Text("n/a", style="dim") if text is None else Text(text, style="italic")
 
 
-def _count_ratio(run: TargetRun, artifact: str, threads: int, m: Measurement | None) -> Text | str:
+def count_ratio(run: TargetRun, artifact: str, threads: int, m: Measurement | None) -> Text | str:
     """fp32's instruction count / this artifact's: exact, but instructions are not cycles (an int8 or fp16
     instruction does more work), so never coloured like a measured speed-up."""
     if m is None or m.status != "ok" or not m.instructions_per_invoke:
