@@ -291,6 +291,42 @@ def test_an_estimated_choice_inside_the_runner_ups_interval_is_called_a_tie() ->
     assert route.tied_with == "tflite-int8"
 
 
+def test_the_runtimes_table_marks_estimates_that_do_not_rank_apart() -> None:
+    """The runtimes table printed '1. tflite-int8 14.7*' over '2. ncnn-int8 18.7' on pi5-emu while the route line
+    said the two estimates do not rank (one inside the other's interval): tied cells read '=1.', said under it."""
+    import io
+
+    from rich.console import Console
+
+    from edgekit.report.table import deploy_table
+    from edgekit.runtimes.ranking import rank_runtimes, runtime_table
+
+    def est(ms: float, low: float, high: float) -> dict[str, object]:
+        return {"status": "ok", "estimate_ms": ms, "low_ms": low, "high_ms": high}
+
+    arts = ("ncnn-int8", "tflite-int8")
+    emu = _run("pi5-emu", True, [_measurement(a, 1, 900.0, 100_000_000) for a in arts], [])
+    emu.estimates = {"ncnn-int8 x1": est(18.7, 15.2, 23.0), "tflite-int8 x1": est(14.7, 4.58, 47.2)}
+    result = _result(arts, [emu])
+
+    def printed() -> str:
+        table = runtime_table(result)
+        assert table is not None
+        out = io.StringIO()
+        Console(file=out, width=200, color_system=None).print(table)
+        return out.getvalue()
+
+    text = printed()
+    assert "=1. tflite-int8 14.7" in text and "=1. ncnn-int8 18.7" in text, text
+    assert [e.rank for e in rank_runtimes(result)[0].entries] == [1, 2]  # the order itself is kept
+    full = io.StringIO()
+    Console(file=full, width=200, color_system=None).print(deploy_table(result))
+    assert "=N: the board estimates do not rank these apart" in full.getvalue()
+    emu.estimates["ncnn-int8 x1"] = est(60.0, 50.0, 70.0)  # apart: plain ranks, no note
+    text = printed()
+    assert "1. tflite-int8" in text and "2. ncnn-int8" in text and "=1." not in text, text
+
+
 def test_deploy_routes_carry_the_measured_samples() -> None:
     same = [20.0, 21.0, 19.5, 20.5, 20.2, 19.8]
     board = _run(

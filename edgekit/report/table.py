@@ -101,11 +101,13 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
     from edgekit.runtimes.ranking import (  # the runtimes side by side (a deploy of several)
         ranked_scope_note,
         runtime_table,
+        tie_note,
     )
 
     ranked = runtime_table(result)
     if ranked is not None:  # with what one timed invocation covers in each: not the same work
-        parts += [ranked, Text(ranked_scope_note(result) or "", style="dim")]
+        notes = filter(None, [tie_note(result), ranked_scope_note(result)])
+        parts += [ranked, Text("\n".join(notes), style="dim")]
     parts.append(Text(caption(result, runs) + (f"\n{DRIFT_NOTE}" if drifts else ""), style="dim"))
     return Group(*parts)
 

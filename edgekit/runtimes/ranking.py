@@ -254,7 +254,29 @@ def _cell(ranking: TargetRanking, runtime: str) -> str:
     # three significant figures on every basis, as the target tables: 0.133 M and 0.136 M both read "0.1M"
     figure = f"{entry.value / 1e6:.3g}M" if ranking.basis is Basis.INSTRUCTIONS else f"{entry.value:.3g}"
     mark = "*" if entry.artifact in ranking.not_validated else ""
-    return f"{entry.rank}. {entry.artifact} {figure}{mark}"
+    return f"{_shown_rank(ranking, entry)}. {entry.artifact} {figure}{mark}"
+
+
+def _shown_rank(ranking: TargetRanking, entry: RuntimeEntry) -> str:
+    """'2', or '=1' when the board estimates do not order it apart from the entry above it (one inside the
+    other's 80 % interval), chained up the ranking; the entry above is then '=1' too."""
+    ranked = [e for e in ranking.entries if e.rank]
+    if ranking.basis is not Basis.ESTIMATE_MS or entry not in ranked:
+        return str(entry.rank)
+    k = ranked.index(entry)
+    top = k
+    while top > 0 and ranking.tied(ranked[top - 1], ranked[top]):
+        top -= 1
+    tied_below = k + 1 < len(ranked) and ranking.tied(entry, ranked[k + 1])
+    return f"={ranked[top].rank}" if top < k or tied_below else str(entry.rank)
+
+
+def tie_note(result: DeployResult, threads: int | None = None) -> str | None:
+    """What '=' in the runtimes table means, when a cell has one."""
+    rankings = rank_runtimes(result, threads)
+    if not any(_shown_rank(r, e).startswith("=") for r in rankings for e in r.entries if e.rank):
+        return None
+    return "=N: the board estimates do not rank these apart (one lies inside the other's 80% interval)"
 
 
 def _unit(basis: Basis) -> str:
