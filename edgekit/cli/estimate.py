@@ -141,12 +141,13 @@ def estimate_cmd(
                 hint="convert it (`edgekit convert`) and estimate the .tflite or ncnn .param: those are counted "
                 "on the emulated core",
             )
-        feats = cost_model.Features(0, cost.params, False, {}, cost.macs)
-        est = cost_model.estimate(
+        est = mac_estimate(
             b.name,
-            feats,
+            cost,
+            runs,
+            artifact,
             threads,
-            caveats=[
+            [
                 f"an .onnx is not counted on the emulated core: this estimate is from its MACs alone, blind to the "
                 f"runtime ({runs.how}) and its precision; `edgekit bench FILE --target {b.name}-emu` counts it "
                 "(onnxruntime: no calibration figure); for the calibrated interval convert it to ncnn (a recipe "
@@ -164,7 +165,7 @@ def estimate_cmd(
             threads,
             fmt=runs.fmt,
             caveats=[*cost.notes, *filter(None, [runs.calibration_note()])],
-            layer_types=cost.layer_types,
+            layer_types=cost_model.graph_layer_types(cost),
         )
     out["estimate"] = est.to_dict()
     from edgekit.estimate.roofline import bound_note
@@ -177,6 +178,26 @@ def estimate_cmd(
         print_json(out)
         return
     _print_estimate(out, b.title)
+
+
+def mac_estimate(board: str, cost: Any, runs: Any, artifact: Path, threads: int, caveats: list[str]) -> Any:
+    """The MAC-based estimate (`roofline`, an ONNX file) with what `estimate` checks on a count: the format (an
+    .onnx without one runs on onnxruntime: no calibration figure, as any runtime but ncnn), the int8 kernels,
+    the layer types no calibration model has, so the same widening and "not validated" rules apply."""
+    from edgekit.estimate import cost_model
+    from edgekit.formats import Format, Precision
+
+    fmt = runs.fmt
+    if fmt is None and artifact.suffix == ".onnx":
+        fmt = Format.ONNX_INT8 if runs.precision is Precision.INT8 else Format.ONNX_FP32
+    return cost_model.estimate(
+        board,
+        cost_model.Features(0, cost.params, runs.int8, {}, cost.macs),
+        threads,
+        fmt=fmt,
+        caveats=caveats,
+        layer_types=cost_model.graph_layer_types(cost),
+    )
 
 
 def _count(

@@ -19,6 +19,7 @@ from edgekit.cli.estimate import (
     THREADS,
     artifact_runs_as,
     console,
+    mac_estimate,
     ms,
     print_json,
 )
@@ -44,7 +45,6 @@ def roofline_cmd(
 
     Example: edgekit roofline model.onnx --board pi4 --threads 4
     """
-    from edgekit.estimate import cost_model
     from edgekit.estimate.boards import board as get_board
     from edgekit.estimate.graph import analyze
     from edgekit.estimate.roofline import roofline
@@ -63,16 +63,8 @@ def roofline_cmd(
     notes = [*cost.notes, *filter(None, [zero_note])]
     r = roofline(cost, b, threads, runs.precision, runs.storage_bytes)
     # the MAC-based estimate needs MACs: a graph without convolutions or matrix products has none to scale
-    est = (
-        cost_model.estimate(
-            b.name,
-            cost_model.Features(0, cost.params, False, {}, cost.macs),
-            threads,
-            caveats=list(notes),
-        )
-        if cost.macs
-        else None
-    )
+    # with the file's format, int8 kernels and layer types: `estimate`'s widening and "not validated"
+    est = mac_estimate(b.name, cost, runs, artifact, threads, list(notes)) if cost.macs else None
     no_estimate = (
         "none: the graph has no MACs (no convolution or matrix product) for the MAC-based cost model"
     )

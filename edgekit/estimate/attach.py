@@ -106,9 +106,7 @@ def estimate_for(
         fmt=fmt,
         caveats=caveats,
         count_threads=source.threads,
-        layer_types=cost.layer_types
-        if cost is not None
-        else (),  # ncnn graphs only: the calibration is ncnn's
+        layer_types=cost_model.graph_layer_types(cost) if cost is not None else (),
     )
     out = {**base, **est.to_dict(), "status": "ok", "instructions_per_invoke": source.instructions_per_invoke}
     if cost is not None and fmt is not None:

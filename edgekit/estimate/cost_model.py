@@ -90,6 +90,7 @@ __all__ = [
     "estimate",
     "fit",
     "forms_for",
+    "graph_layer_types",
     "kernel_class_summary",
     "loo",
     "model_for",
@@ -167,8 +168,10 @@ def estimate(
     count_threads: int = 1,
 ) -> Estimate:
     """Estimated latency of one inference on the real board, with the cross-validated interval. `layer_types`
-    (an ncnn graph's) names the kernels the calibration models never ran: said, not hidden. `count_threads`: the
-    threads the instruction count was taken at (1 as calibrated; more where no one-thread count was made)."""
+    (an ncnn graph's layer types; another graph's ops its reader neither counts nor leaves out by design, which
+    no calibration model has either: graph_layer_types) names the kernels the calibration models never ran:
+    said, not hidden. `count_threads`: the threads the instruction count was taken at (1 as calibrated; more
+    where no one-thread count was made)."""
     board = get_board(board_name)
     notes = list(caveats or [])
     unseen = calibration.uncalibrated_layer_types(layer_types)
@@ -231,7 +234,7 @@ def estimate(
         }
     widen = unseen or features.int8 or bool(range_note)  # what leave-one-out missed more often
     q = max(cv["q_log"], cv["q_log_wide"]) if widen else cv["q_log"]
-    runtime_ok = _format_calibrated(fmt, list(model.weights))
+    runtime_ok = _format_calibrated(fmt)
     calibrated = calibrated_n == n and runtime_ok and in_reach and not below and not oversubscribed
     why = ""
     if not calibrated:
@@ -263,6 +266,22 @@ def estimate(
         notes,
         not_validated=why,
     )
+
+
+_LEFT_OUT = "not in the MAC count (0 MACs each): "  # the graph readers' note naming the ops they do not know
+
+
+def graph_layer_types(cost: Any) -> tuple[str, ...]:
+    """What `estimate` checks against the calibration models' layer types: an ncnn graph's layer types; for an
+    ONNX or TFLite graph (another vocabulary), the ops its reader names as neither counted nor left out by design
+    (Erf, TopK, CUMSUM, a custom-domain op), which no calibration model has either."""
+    if cost.layer_types:
+        return tuple(cost.layer_types)
+    for note in cost.notes:
+        if note.startswith(_LEFT_OUT):
+            listed = note[len(_LEFT_OUT) :].split(";", 1)[0]
+            return tuple(sorted({item.rsplit(" x", 1)[0] for item in listed.split(", ")}))
+    return ()
 
 
 def _interval_text(q: float) -> str:
@@ -318,10 +337,10 @@ def _interpolated(board: str, n: int, ends: list[Estimate], asked: int) -> Estim
     )
 
 
-def _format_calibrated(fmt: Format | None, method: Sequence[str]) -> bool:
-    """The calibration set is ncnn models run with ncnn's default options: other runtimes are not covered."""
-    if all(BY_NAME[name].needs[0] == M for name in method):
-        return True  # forms on MACs alone are cross-validated as such (blind to runtime and precision)
+def _format_calibrated(fmt: Format | None) -> bool:
+    """The calibration set is ncnn models run with ncnn's default options: other runtimes are not covered, the
+    forms on MACs alone included (their rates are ncnn's time per MAC: onnxruntime's or TFLite's kernels do
+    other work per MAC, which no calibration figure measured)."""
     return fmt is None or fmt.runtime is Runtime.NCNN
 
 
