@@ -5,7 +5,8 @@ The helper that holds places is a child whose stdin is a pipe from this process:
 even SIGKILL, the pipe closes and the helper releases every place it holds. While it waits it shares edgekit's
 process group (a Ctrl-C at the terminal ends the wait at once); once it holds places it moves to a session of its
 own and ignores SIGINT and SIGTERM (edgekit handles them and tells it to release; killing edgekit's group, or
-systemd's stop signalling every process of the unit, leaves it to release when edgekit says so or is gone).
+systemd's stop signalling every process of the unit, leaves it to release when edgekit says so or is gone). How the helper ends (its pipe closed, a release left to its
+retries, a helper that died holding places) is edgekit/lab/helper_end.py's.
 """
 
 from __future__ import annotations
@@ -14,23 +15,21 @@ import atexit
 import collections
 import json
 import queue
-import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from edgekit.lab.client import LabClient, Say, event_error, skipped_note
+from edgekit.lab.client import Say, event_error, skipped_note
 from edgekit.lab.errors import LabError, LabWaitTimeout, lab_command
+from edgekit.lab.helper_end import HelperEnd
 from edgekit.lab.place import Place, held_place, holder_text, parse_place
 from edgekit.paths import data_path
 from edgekit.target import LabSpec
 
-RETRY_GRACE_S = 12.0  # how long edgekit waits for the helper's first retries before saying "release pending"
 
-
-class Lease:
+class Lease(HelperEnd):
     """Places held for this process; `release()` gives them back (also at exit, and by the helper itself when
     this process dies). Construction waits until the places are acquired or raises a named error.
 
@@ -165,28 +164,6 @@ class Lease:
             f"`{lab_command(self.coordinator, 'release', place)}` frees it"
         )
 
-    def _pending_text(self, place: str, retry_s: float, pid: int) -> str:
-        """What a place whose release the helper goes on trying means: for how long, what a teammate sees, and
-        the command that frees it at once."""
-        held = next((p for p in self.places if p.name == place), None)
-        who = holder_text(held).split(" for ")[0] if held is not None and held.holder else "this edgekit"
-        return (
-            f"{place}: release pending: the lab helper keeps trying for up to {retry_s / 60:.0f} min, pid {pid}, "
-            f"after this edgekit is done; until then teammates see {place} held by {who} and wait for it "
-            f"(from another host they cannot tell this edgekit is gone); `{lab_command(self.coordinator, 'release', place)}` frees it; "
-            f"`kill {pid}` stops it after one last try; what became of it: {self._log}"
-        )
-
-    def _lose(self, place: str, now: str) -> str | None:
-        """`place` was taken from this run (under `_state`): the warning, once."""
-        if place in self.lost:
-            return None
-        self.lost[place] = now
-        return (
-            f"lab: warning: {place} was taken from this run before it ended (released by someone else; "
-            f"{now}): measurements made after that may have shared the board; not released by edgekit"
-        )
-
     def _await_acquired(self) -> None:
         deadline = (
             time.monotonic() + self.spec.wait_s + 60.0
@@ -241,18 +218,6 @@ class Lease:
         return "; refused by edgekit (never taken): " + "; ".join(
             f"{name} ({why})" for name, why in sorted(self.refused.items())
         )
-
-    def _send(self, command: dict[str, list[str]] | dict[str, str]) -> bool:
-        """A command to the helper; False when it is gone (exited, or its stdin closed)."""
-        if self.proc.poll() is not None or self._ended:
-            return False
-        try:
-            assert self.proc.stdin is not None  # Popen(stdin=PIPE)
-            self.proc.stdin.write(json.dumps(command) + "\n")
-            self.proc.stdin.flush()
-        except (OSError, ValueError):
-            return False
-        return True
 
     def _until(self, done: Callable[[], bool], timeout_s: float) -> bool:
         """Wait (bounded) for the helper's answers to make `done` true, or for the helper to end."""
@@ -311,134 +276,13 @@ class Lease:
                 self._helper_gone([name], release=False)
             return self.lost.get(name)
 
-    def _helper_gone(self, names: list[str], *, release: bool) -> None:
-        """The helper ended while it held `names` (SIGKILL, OOM, a crash): what it still held is acquired under
-        this process's holder name until someone kicks it, and whether it stayed ours is for the coordinator to
-        say. Still ours: given back now (`release`) or left held (a check); not ours: lost, said."""
-        try:
-            code = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = None
-        how = (
-            "stopped answering"
-            if code is None
-            else f"was killed ({signal.Signals(-code).name})"
-            if code < 0
-            else f"exited ({code})"
-        )
-        mine = {p.name: p.holder for p in self.places}
-        client = LabClient(self.coordinator)
-        said: list[str | None] = []
-        try:
-            now = {p.name: p.holder for p in client.places()}
-        except LabError as exc:
-            with self._state:
-                for place in names:
-                    said.append(
-                        self._lose(
-                            place,
-                            f"unknown: the lab helper holding it {how}, and the coordinator could not be asked: "
-                            f"{exc.message}",
-                        )
-                    )
-        else:
-            for place in names:
-                holder = now.get(place)
-                if holder is None or holder != mine.get(place):
-                    with self._state:
-                        said.append(
-                            self._lose(
-                                place,
-                                f"{f'now held by {holder}' if holder else 'free now'}; the lab helper holding it "
-                                f"{how}",
-                            )
-                        )
-                elif release:
-                    t0 = time.monotonic()
-                    try:
-                        client.release_from(place, holder)
-                    except LabError as exc:
-                        said.append(
-                            f"lab: warning: {place} was not released: the lab helper holding it {how}, and "
-                            f"{exc.message}; `{lab_command(self.coordinator, 'release', place)}` frees it once this edgekit has exited"
-                        )
-                        continue
-                    with self._state:
-                        self.release_s[place] = round(time.monotonic() - t0, 3)
-                    said.append(
-                        f"lab: the lab helper holding {place} {how}; it was still this run's: released"
-                    )
-        for line in said:
-            if line:
-                self.say(line)
-
     def close(self) -> None:
         self.release()
         self._end()
 
     def _end(self, wait_s: float = 15.0) -> None:
-        """Close the helper's stdin (it releases what it still holds and exits) and wait for it, bounded. A helper
-        still giving places back (a release the coordinator did not answer: it goes on trying on its own for a
-        bounded time, in a session of its own) is left to it, and said; one that holds nothing and hangs is
-        killed."""
         _LIVE.discard(self)
-        if self.proc.poll() is None:
-            self._send({"log": str(self._log)})  # where its retries, if any, say what became of the places
-            try:
-                if self.proc.stdin is not None:
-                    self.proc.stdin.close()
-            except OSError:
-                pass
-            deadline = time.monotonic() + wait_s
-            with self._state:
-                while self.proc.poll() is None and self._retrying is None and time.monotonic() < deadline:
-                    self._state.wait(timeout=0.1)
-                # a coordinator only slow (paused a moment) answers its first retries: "pending" said only after
-                grace = time.monotonic() + RETRY_GRACE_S
-                while (
-                    self._retrying is not None
-                    and self.proc.poll() is None
-                    and any(p not in self.lost for p in self.unreleased)
-                    and time.monotonic() < grace
-                ):
-                    self._state.wait(timeout=0.1)
-            if self.proc.poll() is None:
-                with self._state:
-                    left = [
-                        p.name
-                        for p in self.places
-                        if p.name not in self.lost
-                        and (p.name not in self.release_s or p.name in self.unreleased)
-                    ]
-                if self._retrying is not None or left:
-                    self._leave(left)
-                    return
-                self.proc.kill()  # nothing left to give back: stuck closing its session
-                self.proc.wait()
-        self._reader.join(timeout=5)  # it reads stdout to its end: closed under it, it would raise
-        self._err_reader.join(timeout=5)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-
-    def _leave(self, places: list[str]) -> None:
-        """The helper goes on giving `places` back on its own: said for each not said yet; its pipes are left to
-        it (the reader threads end when it closes them; they are daemons)."""
-        pid = self._retrying or self.proc.pid
-        with self._state:
-            self._left = True
-            unsaid = [p for p in places if p not in self._pending_said]
-            self._pending_said.update(unsaid)
-        for place in unsaid:
-            self.say("lab: warning: " + self._pending_text(place, self._retry_s, pid))
-        # reaped when it is done (never a zombie of a long nightly, nor a Popen collected while it runs)
-        threading.Thread(target=self.proc.wait, name="lab-helper-reaper", daemon=True).start()
-        for thread, stream in ((self._reader, self.proc.stdout), (self._err_reader, self.proc.stderr)):
-            if stream is not None and not thread.is_alive():  # else the thread closes it at its end
-                stream.close()
+        super()._end(wait_s)
 
     def __enter__(self) -> Lease:
         return self
