@@ -67,13 +67,15 @@ def test_a_coordinator_paused_a_moment_is_no_release_pending(lab: lab_rig.Rig) -
     assert lease.proc.wait(timeout=30) == 0
 
 
+@pytest.mark.parametrize("after_s", [0.0, 14.0])
 def test_a_sigterm_to_the_helper_retrying_a_release_ends_it_and_says_how_to_free_the_place(
-    lab: lab_rig.Rig, tmp_path: Path
+    lab: lab_rig.Rig, tmp_path: Path, after_s: float
 ) -> None:
     """`kill PID` or `systemctl stop` of a helper retrying a release the frozen coordinator did not answer: it
     ignored SIGTERM and went on for up to 10 min. It now makes one last quick attempt and exits within a few
     seconds, its log saying the place may still be held and the labgrid-client command that frees it; that
-    command does, once the coordinator answers."""
+    command does, once the coordinator answers. `after_s`: the SIGTERM comes between two tries, or in the middle of
+    one (a new session to the frozen coordinator being opened)."""
     said: list[str] = []
     lease = LabClient(lab.coordinator).hold(LabSpec(tags={"board": "pi5"}, wait_s=10), say=said.append)
     holder = holders(lab)["pi5-a"]
@@ -82,6 +84,7 @@ def test_a_sigterm_to_the_helper_retrying_a_release_ends_it_and_says_how_to_free
     lease.close()
     pending = [s for s in said if "release pending" in s]
     assert pending and lease.proc.poll() is None, said  # retrying on its own
+    time.sleep(after_s)
     t0 = time.monotonic()
     os.kill(lease.proc.pid, signal.SIGTERM)
     try:
