@@ -4,7 +4,8 @@ device so unchanged files are never sent twice.
 Device work dir layout (relative paths are the transport's work dir):
 
     agent.py                          the agent, pushed as is (put skips it when unchanged)
-    .edgekit.lock                     flock'ed by the agent: one benchmark at a time on this device
+    .edgekit.lock                     flock'ed by the agent: one benchmark at a time on this device (on the host,
+                                      a link to the machine's one lock: transport.local.host_lock_path)
     artifacts/<key16>/<file>          one folder per artifact content key (the conversion cache key)
     inputs/<sha16>.npy                the evaluation inputs, by content
     runs/<run id>/request-N.json      one request per agent invocation; result-N.json and outputs/ beside it

@@ -3,6 +3,13 @@ a device (same put semantics, same run with timeout and process-group kill).
 
 The work dir is data_dir()/local/<target name> unless the target sets `work_dir`.
 
+The host CPU is one per machine, whatever the data home: the work dir's `.edgekit.lock` (the file the agent flocks,
+edgekit.deploy.request's layout) is a symlink to the machine's one lock file, host_lock_path(), so two runs with
+different EDGEKIT_HOMEs (two users, two CI jobs) time the host one after the other and the second says `waiting:`.
+That file is made mode 0666, so every user's agent may open it; where it cannot be (another user made it without
+that mode, or fs.protected_regular refuses opening another user's file in a sticky folder) a user gets a lock of
+their own beside it, edgekit-host-<uid>.lock, and only that user's runs wait for each other.
+
 What a device sends is held to the bounds of edgekit.transport.limits, as on every transport.
 """
 
@@ -13,7 +20,9 @@ import selectors
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +48,7 @@ class LocalTransport(Transport):
         else:
             self.work_dir = str(data_dir() / "local" / target.name)
         Path(self.work_dir).mkdir(parents=True, exist_ok=True)
+        _link_host_lock(Path(self.work_dir))
 
     def connect(self) -> LocalTransport:
         return self
@@ -168,6 +178,59 @@ class LocalTransport(Transport):
 
     def close(self) -> None:
         pass
+
+
+HOST_LOCK = "edgekit-host.lock"
+LOCK_LINK = ".edgekit.lock"  # edgekit.deploy.request.LOCK_REMOTE (the transports do not import deploy)
+
+
+def host_lock_path() -> Path:
+    """The machine's one lock file for benchmarks on its CPU: in /run/lock, else /tmp, whichever is a folder every
+    user may write (a property of the machine, so every user and data home picks the same), else the temp dir."""
+    for folder in (Path("/run/lock"), Path("/tmp")):
+        try:
+            if folder.is_dir() and folder.stat().st_mode & stat.S_IWOTH:
+                return folder / HOST_LOCK
+        except OSError:
+            continue
+    return Path(tempfile.gettempdir()) / HOST_LOCK
+
+
+def _openable_lock(path: Path) -> bool:
+    """Make `path` if missing (mode 0666 whatever the umask: other users' agents open it too) and tell whether
+    this user can open it as the agent does (read-write, O_CREAT)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return False
+    try:
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, 0o666)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return True
+
+
+def _link_host_lock(work_dir: Path) -> None:
+    """Point the work dir's lock at the machine's (host_lock_path(), or this user's own beside it when that one
+    cannot be opened). A machine without a usable shared folder keeps the work dir's own lock file."""
+    shared = host_lock_path()
+    if not _openable_lock(shared):
+        shared = shared.with_name(f"edgekit-host-{os.geteuid()}.lock")
+        if not _openable_lock(shared):
+            return
+    link = work_dir / LOCK_LINK
+    try:
+        if link.is_symlink() and os.readlink(link) == str(shared):
+            return
+        tmp = work_dir / f"{LOCK_LINK}.{os.getpid()}.{threading.get_ident()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(shared)
+        tmp.replace(link)
+    except OSError:
+        return  # a work dir that takes no symlink keeps its own lock
 
 
 class _Streams:

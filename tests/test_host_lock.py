@@ -1,0 +1,110 @@
+"""The host CPU is one per machine: two `edgekit bench --target host` with different data homes (two users, two CI
+jobs) time one after the other, the second saying `waiting:` while the first holds the host, as two with the same
+home always did. The agent's lock on the host is one file per machine that every user may open."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edgekit.formats import Format
+from edgekit.recipe import load_recipe
+
+TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def ncnn_param(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny recipe's ncnn-fp32 files copied out of the cache, as a user would have them."""
+    from edgekit.convert.pipeline import convert_recipe
+
+    folder = tmp_path_factory.mktemp("host-lock-model")
+    (art,) = convert_recipe(load_recipe(TINY), [Format.NCNN_FP32])
+    for f in art.files:
+        shutil.copy(f, folder / f.name)
+    return folder / "model.param"
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"}
+
+
+def _held(lock: Path) -> bool:
+    """Whether another process holds the flock on `lock` (tried without waiting, let go at once)."""
+    if not lock.exists():
+        return False
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@pytest.mark.integration
+def test_two_data_homes_time_the_host_one_after_the_other(ncnn_param: Path, tmp_path: Path) -> None:
+    bench = [sys.executable, "-m", "edgekit", "bench", str(ncnn_param), "--target", "host"]
+    first = subprocess.Popen(
+        [*bench, "--repeat", "2000", "--number", "200"],
+        env=_env(tmp_path / "a"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(first.stdout or []), daemon=True)
+    reader.start()
+    try:
+        # the first agent holds its lock (the work dir's .edgekit.lock, request.py's layout) before the second starts
+        lock = tmp_path / "a" / "local" / "host" / ".edgekit.lock"
+        until = time.monotonic() + 120
+        while not _held(lock) and first.poll() is None and time.monotonic() < until:
+            time.sleep(0.05)
+        assert _held(lock), "".join(lines)
+        second = subprocess.run(
+            [*bench, "--repeat", "3"], env=_env(tmp_path / "b"), capture_output=True, text=True, timeout=600
+        )
+        first_ended = first.poll() is not None
+    finally:
+        if first.poll() is None:
+            first.wait(timeout=600)
+        reader.join(timeout=10)
+        if first.stdout is not None:
+            first.stdout.close()
+    said = second.stdout + second.stderr
+    assert second.returncode == 0, said
+    assert "host: waiting: another benchmark holds the device" in said, said
+    assert first_ended, "the second benchmark ended while the first was still timing the host"
+    assert first.returncode == 0, "".join(lines)
+    assert "waiting:" not in "".join(lines)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_another_user_can_take_the_host_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock a root run left behind is opened (as the agent opens it: read-write, created if missing) by an
+    unprivileged user, whose own data home links to the same file."""
+    from edgekit.target import Target, TransportKind
+    from edgekit.transport.local import LocalTransport
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "root-home"))
+    transport = LocalTransport(Target(name="host", transport=TransportKind.LOCAL))
+    shared = os.path.realpath(Path(transport.work_dir) / ".edgekit.lock")
+    assert not shared.startswith(str(tmp_path)), "the lock is in the data home, not one per machine"
+    opener = "import os, sys; os.close(os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644))"
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", opener, shared],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
