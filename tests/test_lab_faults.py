@@ -5,7 +5,9 @@ target racing for one place, a nightly board kicked mid-run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -304,6 +306,7 @@ def test_a_coordinator_gone_mid_night_is_said_once_and_never_as_released(
     from edgekit.lab.spread import spread
     from edgekit.transport import open_transport
 
+    said: list[str] = []
     solo = lab_rig.start_bare(tmp_path / "rig", {"c1": {"board": "rz"}})
     try:
         monkeypatch.setenv("EDGEKIT_TARGETS_DIR", str(_lab_targets(tmp_path / "targets", solo, 10)))
@@ -321,10 +324,13 @@ def test_a_coordinator_gone_mid_night_is_said_once_and_never_as_released(
             return _measured(recipe, run)
 
         monkeypatch.setattr(night_module, "_deploy_one", deploy_one)
-        said: list[str] = []
         spread([folder / "r0.yaml"], ["lab:board=rz"], said.append, night=0)
     finally:
         solo.stop()
+        # the helper goes on retrying the release for 10 minutes after the night: a SIGTERM ends it (one last try)
+        for pid in re.findall(r"release pending[^\n]*?pid (\d+)", "\n".join(said)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
     checks = [m for m in said if "could not check that c1" in m]
     assert len(checks) == 1, said
     assert any("c1 was not released" in m for m in said), said
