@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,6 +127,38 @@ class Profile:
         }
 
 
+class Guests:
+    """The guest processes of profiles run side by side (the ncnn-int8 speed plan: a thread per guest, more runs
+    queued). An interrupt (Ctrl-C, SIGTERM: KeyboardInterrupt in the main thread) reaches none of those threads, so
+    the plan went on until the running guests finished and the queued ones had started too (exit 130 after 21 s on
+    tiny, minutes on a zoo model: `timeout` or a cancelled CI job then SIGKILLed edgekit). `stop` kills the running
+    guests and refuses new ones: their threads end at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[str]] = set()
+        self.stopped = False
+
+    def start(self, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+        with self._lock:
+            if self.stopped:
+                raise EmulatorError("profiling stopped (Ctrl-C or SIGTERM) before this guest run started")
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            self._running.add(proc)
+        return proc
+
+    def ended(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            for proc in self._running:
+                if proc.poll() is None:
+                    proc.kill()
+
+
 def count_prefix_models(
     artifact: Path,
     empty: Path,
@@ -181,10 +214,12 @@ def profile_ncnn(
     threads: int = 1,
     timeout_s: float = 3600,
     input_shape: list[int] | None = None,
+    guests: Guests | None = None,
 ) -> Profile:
     """Per-layer guest instruction counts of one ncnn artifact (.param with its .bin and sidecar) on an
     emulated DEVICE (pi4-emu: Cortex-A72, pi5-emu: Cortex-A76). A bare .param (no sidecar) needs `input_shape`
-    (NCHW) and runs the way benchncnn runs it: ncnn's default options, every input element 0.01."""
+    (NCHW) and runs the way benchncnn runs it: ncnn's default options, every input element 0.01. Its guest
+    processes are started through `guests` (where another thread stops them), else its own."""
     artifact = Path(artifact)
     if artifact.suffix != ".param":
         raise EmulatorError(
@@ -219,9 +254,10 @@ def profile_ncnn(
             hint=f"run `edgekit emu build {device}`",
         )
     plugin = plugin_build.require_plugin()
+    guests = guests or Guests()
     with tempfile.TemporaryDirectory(prefix="edgekit-profile-") as tmp:
         shape = input_shape if bare else None
-        data = _run_guest(artifact, device, python, plugin, Path(tmp), threads, shape, timeout_s)
+        data = _run_guest(artifact, device, python, plugin, Path(tmp), threads, shape, timeout_s, guests)
         bare_net = _run_guest(
             write_input_only(artifact, Path(tmp)),
             device,
@@ -231,6 +267,7 @@ def profile_ncnn(
             threads,
             shape,
             timeout_s,
+            guests,
         )
     return _profile_from(data, str(artifact), device, spec.cpu, threads, fixed=int(bare_net["total"]))
 
@@ -263,6 +300,7 @@ def _run_guest(
     threads: int,
     input_shape: list[int] | None,
     timeout_s: float,
+    guests: Guests,
 ) -> dict:
     """One run of the guest profiler on PARAM: its result JSON (layers' windows and one whole inference)."""
     insn_file = folder / f"{param.stem}.insns.txt"
@@ -280,15 +318,9 @@ def _run_guest(
         )
     )
     cmd = ["setarch", "-R", str(python), str(RUNNER), str(request)]
+    proc = guests.start(cmd, _guest_env(plugin, insn_file, threads))
     try:
-        proc = subprocess.run(
-            cmd,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=_guest_env(plugin, insn_file, threads),
-        )
+        stdout, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
         raise EmulatorError(
             f"profiling outlived {timeout_s:g} s",
@@ -296,10 +328,17 @@ def _run_guest(
             hint="give it longer with `edgekit profile --timeout SECONDS` (every layer runs twice under the "
             "counting emulator: big models take minutes)",
         ) from exc
-    lines = proc.stdout.strip().splitlines()
+    finally:  # any way out (a timeout, Ctrl-C in this thread) ends the guest
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        guests.ended(proc)
+    if guests.stopped:
+        raise EmulatorError("profiling stopped (Ctrl-C or SIGTERM)", where=device)
+    lines = stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise EmulatorError(
-            f"profiling run failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}", where=device
+            f"profiling run failed (exit {proc.returncode}): {stderr.strip()[-1500:]}", where=device
         )
     data = json.loads(lines[-1])
     if "error" in data:

@@ -219,7 +219,7 @@ def profiles_of(
     import threading
     import time
 
-    from edgekit.profile import profile_ncnn
+    from edgekit.profile import Guests, profile_ncnn
 
     skipped = set(skip)
     jobs = [
@@ -232,7 +232,7 @@ def profiles_of(
 
     def run(job: tuple[int, Path, str]) -> Profile:
         k, param, device = job
-        prof = profile_ncnn(param, device)
+        prof = profile_ncnn(param, device, guests=guests)
         if say is not None:
             with lock:
                 finished[0] += 1
@@ -243,8 +243,18 @@ def profiles_of(
                 )
         return prof
 
-    with ThreadPoolExecutor(max_workers=guests_at_once(), thread_name_prefix="edgekit-plan") as pool:
+    guests = Guests()
+    pool = ThreadPoolExecutor(max_workers=guests_at_once(), thread_name_prefix="edgekit-plan")
+    try:
         done = list(pool.map(run, jobs))
+    except (
+        BaseException
+    ):  # Ctrl-C or SIGTERM (here, in the main thread), a guest run that failed: the running
+        # guests are killed and the queued runs dropped, not waited for (exit 130 came after every run had ended)
+        guests.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     out: list[dict[str, Profile]] = [{} for _ in params]
     for (k, _, device), prof in zip(jobs, done):
         out[k][device] = prof
