@@ -248,6 +248,14 @@ def _groups(
     return list(groups.items())
 
 
+def _disk_full_at(work: Path) -> bool:
+    """Whether the disk a converter's work folder is on (or would have been) is full (paths.disk_full)."""
+    folder = work
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return paths.disk_full(folder)
+
+
 def _convert_group(
     conv_cls: type[Converter],
     group: list[Format],
@@ -286,6 +294,12 @@ def _convert_group(
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 shutil.rmtree(work, ignore_errors=True)  # its half-written files kept the disk full
                 raise  # a full disk is no converter's fault, and the next format would fail too (cli: DiskFull)
+            if isinstance(exc, OSError) and exc.errno is None and _disk_full_at(work):
+                # a short write (numpy's 'N requested and M written') has no errno: the disk is full all the same
+                shutil.rmtree(work, ignore_errors=True)
+                raise OSError(
+                    errno.ENOSPC, f"{conv_cls.__name__}: {exc}; its work folder is removed", str(work.parent)
+                ) from exc
             if cache_unwritable(exc) is not None:  # nor is a read-only cache (convert_recipe names it)
                 shutil.rmtree(work, ignore_errors=True)
                 raise

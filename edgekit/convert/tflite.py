@@ -180,16 +180,29 @@ class TfliteConverter(Converter):
     ) -> tuple[Path, dict[Format, Path], float | None]:
         timeout = convert_timeout()  # a malformed setting is said before any work (UsageError, exit 2)
         work = paths.work_dir("onnx2tf")
-        work.mkdir(parents=True)
-        shutil.copyfile(onnx_path, work / "model.onnx")
-        job: dict[str, Any] = {
-            "onnx": "model.onnx",
-            "out": "out",
-            **onnx2tf_job(onnx_path, recipe, run.int8, run.dynamic),
-        }
-        if run.int8:
-            job["calibration"] = write_calibration(recipe, work / "calibration.npy")
-        (work / "job.json").write_text(json.dumps(job))
+        try:
+            work.mkdir(parents=True)
+            shutil.copyfile(onnx_path, work / "model.onnx")
+            job: dict[str, Any] = {
+                "onnx": "model.onnx",
+                "out": "out",
+                **onnx2tf_job(onnx_path, recipe, run.int8, run.dynamic),
+            }
+            if run.int8:
+                job["calibration"] = write_calibration(recipe, work / "calibration.npy")
+            (work / "job.json").write_text(json.dumps(job))
+        except BaseException as exc:  # onnx2tf never ran: no log to keep, and the files may fill the disk
+            shutil.rmtree(work, ignore_errors=True)
+            if isinstance(exc, OSError) and (
+                exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                or (exc.errno is None and paths.disk_full(work.parent))  # numpy's short write has no errno
+            ):
+                raise OSError(
+                    errno.ENOSPC,
+                    f"onnx2tf's input files did not fit: {exc} (its work folder is removed)",
+                    str(work.parent),
+                ) from exc
+            raise
         log = work / "onnx2tf.log"
         with open(log, "w") as out:
             try:
