@@ -12,14 +12,18 @@ TFLite artifacts are profiled op by op with prefix models (profile_tflite.py), O
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import subprocess
-import tempfile
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgekit import paths
 from edgekit.emu import layout
 from edgekit.emu.plugin import build as plugin_build
 from edgekit.emu.plugin.counting import _guest_env
@@ -127,6 +131,44 @@ class Profile:
         }
 
 
+@contextlib.contextmanager
+def scratch(kind: str) -> Iterator[Path]:
+    """A scratch folder for guest runs under the cache's work folder (paths.work_dir), removed on every way out.
+    Not in /tmp: one a kill -9 leaves behind (/tmp/edgekit-plan-*, /tmp/edgekit-profile-*) was found by nothing;
+    there it is a leftover `edgekit cache` lists and `edgekit cache prune` removes after a day."""
+    folder = paths.work_dir(kind)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def die_with_edgekit() -> Callable[[], None] | None:
+    """A subprocess preexec_fn making a guest (setarch and the shell script exec qemu-user: one process) die with
+    this edgekit: a kill -9 of edgekit left the speed plan's qemu guests running, reparented to PID 1. Linux's
+    PR_SET_PDEATHSIG (SIGKILL), as the onnx2tf child sets it (convert.tool_process.die_with_parent), set between
+    fork and exec; a parent already gone by then ends the child at once. None where it cannot be set (not
+    Linux). libc is looked up here, before the fork: the child only calls it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent, kill = os.getpid(), int(signal.SIGKILL)
+
+    def preexec() -> None:
+        prctl(1, kill, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 class Guests:
     """The guest processes of profiles run side by side (the ncnn-int8 speed plan: a thread per guest, more runs
     queued). An interrupt (Ctrl-C, SIGTERM: KeyboardInterrupt in the main thread) reaches none of those threads, so
@@ -143,7 +185,14 @@ class Guests:
         with self._lock:
             if self.stopped:
                 raise EmulatorError("profiling stopped (Ctrl-C or SIGTERM) before this guest run started")
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                preexec_fn=die_with_edgekit(),  # noqa: PLW1509 - set between fork and exec, libc looked up before
+            )
             self._running.add(proc)
         return proc
 
@@ -255,7 +304,7 @@ def profile_ncnn(
         )
     plugin = plugin_build.require_plugin()
     guests = guests or Guests()
-    with tempfile.TemporaryDirectory(prefix="edgekit-profile-") as tmp:
+    with scratch("profile") as tmp:
         shape = input_shape if bare else None
         data = _run_guest(artifact, device, python, plugin, Path(tmp), threads, shape, timeout_s, guests)
         bare_net = _run_guest(

@@ -170,3 +170,27 @@ def test_sigterm_during_the_speed_plan_ends_its_guests_and_starts_no_new_one(
         convert.scratch_in_tmpdir(),
         plan_folders(home),
     )
+
+
+def test_sigkill_during_the_speed_plan_takes_its_guests_along_and_leaves_prunable_folders(
+    convert: Convert, home: Path
+) -> None:
+    from edgekit.convert import housekeeping
+
+    convert.counting()
+    running = convert.alive_guests()
+    assert running
+    convert.proc.send_signal(signal.SIGKILL)
+    convert.proc.wait()
+    _gone, alive = psutil.wait_procs(running, timeout=3)
+    assert not alive, f"qemu guests outlived a kill -9 of edgekit: {alive}"
+    assert not convert.scratch_in_tmpdir(), convert.scratch_in_tmpdir()
+    left = plan_folders(home)
+    assert any(p.name.startswith("plan-") for p in left) and any(
+        p.name.startswith("profile-") for p in left
+    ), left
+    listed = {e.path for e in housekeeping.scan(home / "cache") if e.kind == "leftover"}
+    assert set(left) <= listed, (left, listed)
+    later = time.time() + 2 * 24 * 3600  # a day on, `edgekit cache prune` removes them
+    pruned = {e.path for e in housekeeping.to_prune(housekeeping.scan(home / "cache"), cutoff=0, now=later)}
+    assert set(left) <= pruned

@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import EmulatorError
-from edgekit.profile import Profile
+from edgekit.profile import Profile, scratch
 
 DEVICES = ("pi4-emu", "pi5-emu")  # Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5)
 ENV_SWITCH = "EDGEKIT_NCNN_SPEED_PLAN"  # "0": no counting at conversion (every quantizable layer int8)
@@ -281,7 +280,7 @@ def measure(
     """Profile the fp32 model (its own options and, on cores with fp16 arithmetic, the int8 artifact's) and the
     all-int8 artifact per core."""
     same = [(0, d) for d in DEVICES if float_runs_as_fp32(d)]
-    with tempfile.TemporaryDirectory(prefix="edgekit-plan-") as tmp:
+    with scratch("plan") as tmp:
         as_int8_runs = with_options(fp32_param, float_options, Path(tmp) / "float")
         floats, fp32_profiles, int8 = profiles_of(
             [as_int8_runs, fp32_param, int8_param], say=say, names=("float layers", "fp32", "int8"), skip=same
