@@ -93,6 +93,7 @@ HOST_ONLY = frozenset(
         "test_onnxrt_kl.py",
         "test_ort_check_bounded.py",
         "test_packaging.py",
+        "test_plan_interrupt.py",
         "test_profile_fixes.py",
         "test_profile_shapes.py",
         "test_profile_skipped.py",
