@@ -6,18 +6,28 @@ from __future__ import annotations
 
 import os
 import shlex
+import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
-from sqlalchemy import text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from edgekit.errors import StoreError, StorePathError
 from edgekit.results import DeployResult
 from edgekit.store import migrations
-from edgekit.store.engine import make_engine, read_only_engine
+from edgekit.store.engine import BUSY_TIMEOUT_S, _sqlite_begin, make_engine, read_only_engine
 from edgekit.store.failures import _failure, _unwritable, _user
-from edgekit.store.location import _check_sqlite_path, _check_url, _mask, _shown, _sqlite_file, resolve_url
+from edgekit.store.location import (
+    SQLITE_MAGIC,
+    _check_sqlite_path,
+    _check_url,
+    _mask,
+    _shown,
+    _sqlite_file,
+    resolve_url,
+)
 from edgekit.store.store import Store
 
 
@@ -64,12 +74,19 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
         ) from exc
     store = Store(engine)
     try:
+        if not create and _current(store):  # nothing to migrate: read without the write lock
+            return store
         with store._write() as conn:
             if engine.dialect.name == "postgresql":  # serialise concurrent first opens on a shared server
                 conn.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
             migrations.migrate(conn, where=store.url)
     except SQLAlchemyError as exc:
         store.close()
+        as_is = (
+            _read_as_is(resolved, path) if not create and path is not None and _disk_trouble(exc) else None
+        )
+        if as_is is not None:
+            return as_is
         raise _failure(
             exc,
             "cannot open or migrate the results store",
@@ -81,6 +98,66 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
         store.close()
         raise
     return store
+
+
+def _current(store: Store) -> bool:
+    """Whether the store is at this edgekit's schema, read without the write lock: the commands that only read
+    then take no lock (they waited up to 60 s for another process's, and failed on a full disk). A database
+    another program wrote, or a store newer than this edgekit, is refused as migrate refuses it."""
+    with store.engine.connect() as conn, conn.begin():
+        migrations.refuse_foreign(conn, where=store.url)
+        return not migrations.pending(conn, where=store.url)
+
+
+def _disk_trouble(exc: SQLAlchemyError) -> bool:
+    """SQLite could not write beside the store to read it (a full disk: no room to size the -shm file)."""
+    orig = getattr(exc, "orig", None)
+    name = str(getattr(orig, "sqlite_errorname", ""))
+    return name.startswith(("SQLITE_IOERR", "SQLITE_FULL")) or any(
+        phrase in str(orig) for phrase in ("disk I/O error", "database or disk is full")
+    )
+
+
+def _all_in_file(path: Path) -> bool:
+    """Every committed run is in the store's file: it is a SQLite database and its -wal is absent or empty (the
+    last writer closed it, checkpointed), so the file alone may be read as it is."""
+    wal = Path(f"{path}-wal")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(SQLITE_MAGIC))
+        return head == SQLITE_MAGIC and (not wal.exists() or wal.stat().st_size == 0)
+    except OSError:
+        return False
+
+
+def _immutable_engine(url: str, path: Path) -> Engine:
+    """An engine reading `path` as it is (mode=ro, immutable: no -shm, no lock), for _all_in_file's store."""
+    uri = f"file:{quote(str(path))}?mode=ro&immutable=1"
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
+        return conn
+
+    engine = create_engine(url, creator=connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _read_as_is(url: str, path: Path) -> Store | None:
+    """The store at `path` read as its file is (immutable), for a command that only read on a full disk, where
+    SQLite cannot size the -shm file it reads a WAL store through; None (the disk's error is said) unless
+    every committed run is in the file and the store is current."""
+    if not _all_in_file(path):
+        return None
+    store = Store(_immutable_engine(url, path))
+    try:
+        if _current(store):
+            return store
+    except (SQLAlchemyError, StoreError):
+        pass
+    store.close()
+    return None
 
 
 def _open_read_only(url: str, path: Path, blocked: str) -> Store:
