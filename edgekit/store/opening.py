@@ -4,6 +4,7 @@ form a deploy uses."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import sqlite3
@@ -35,7 +36,8 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     """Open the store at `url` (see resolve_url), creating or migrating it forward to the current schema. With
     `create=False` (commands that only read) a SQLite file the user named must exist: a typo in `--store` is
     said, not answered with "no runs" from a new empty store left behind at the typo; and a SQLite store this
-    user can read but not write (another user's, a read-only mount) is opened read-only."""
+    user can read but not write (another user's, a read-only mount) is opened read-only. A store file this open
+    created and could not initialise (a full disk) is removed again."""
     if (
         url is not None and not url.strip()
     ):  # a script's empty variable: it meant the default store in silence
@@ -50,6 +52,7 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     named = bool(url or os.environ.get("EDGEKIT_STORE"))
     _check_sqlite_path(resolved, must_exist=not create and named, create=create)
     path = _sqlite_file(resolved)
+    made = path is not None and not path.exists()  # a file the open below creates: removed if not initialised
     if not create and path is not None and path.is_file():
         blocked = _unwritable(path)
         if blocked:
@@ -87,17 +90,50 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
         )
         if as_is is not None:
             return as_is
-        raise _failure(
+        failure = _failure(
             exc,
             "cannot open or migrate the results store",
             store.url,
             store.path,
             hint="check the URL, that the server is up and the file is writable",
-        ) from exc
+        )
+        if made and path is not None:
+            _remove_unmade(path)
+        raise failure from exc
     except StoreError:
         store.close()
+        if made and path is not None:
+            _remove_unmade(path)
         raise
     return store
+
+
+def _remove_unmade(path: Path) -> None:
+    """Remove the store file this open created and could not initialise (a full disk): left behind, the empty
+    file was refused by the next command ("an empty file (0 bytes) ... restore it from a backup"). Only while
+    it is still empty, nothing is in its -wal and no other process holds one of SQLite's locks on it (taken
+    here at once, without SQLite, which needs room for a journal to lock: another process creating the same
+    store keeps it)."""
+    wal = Path(f"{path}-wal")
+    try:
+        if path.stat().st_size or (wal.exists() and wal.stat().st_size):
+            return
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, _SQLITE_LOCK_BYTES, _SQLITE_PENDING_BYTE)
+        if os.fstat(fd).st_size == 0:
+            for leftover in (path, wal, Path(f"{path}-shm"), Path(f"{path}-journal")):
+                leftover.unlink(missing_ok=True)
+    except OSError:
+        pass  # another process has it locked: its own
+    finally:
+        os.close(fd)
+
+
+_SQLITE_PENDING_BYTE = 0x40000000  # SQLite's lock bytes: PENDING, RESERVED and the 510 SHARED ones after it
+_SQLITE_LOCK_BYTES = 512
 
 
 def _current(store: Store) -> bool:

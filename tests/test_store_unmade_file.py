@@ -1,0 +1,80 @@
+"""A store file edgekit just created and could not initialise (a full disk) is not left behind as an empty file that
+the next command refuses ("an empty file (0 bytes), not a results store ... restore it from a backup")."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from procs import mount_tmpfs
+from test_store_read_no_lock import _edgekit, _fill, _run_json
+
+
+@pytest.fixture()
+def disk(tmp_path: Path) -> Iterator[Path]:
+    with mount_tmpfs(tmp_path / "disk", "30m") as mnt:
+        yield mnt
+
+
+@pytest.mark.parametrize("command", [["runs", "import", "RUN"], ["runs"]])
+def test_a_store_not_initialised_on_a_full_disk_is_not_left_behind(
+    disk: Path, tmp_path: Path, command: list[str]
+) -> None:
+    home = disk / "home"
+    home.mkdir()
+    run = _run_json(tmp_path)
+    filler = _fill(disk)
+    failed = _edgekit(home, *[str(run) if a == "RUN" else a for a in command])
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "full" in failed.stderr or "disk" in failed.stderr, failed.stderr
+    assert sorted(p.name for p in home.iterdir()) == []  # no empty results.sqlite (nor its -wal, -shm)
+
+    filler.unlink()
+    runs = _edgekit(home, "runs")
+    assert runs.returncode == 0, runs.stdout + runs.stderr
+    assert "holds none yet" in runs.stdout
+    again = _edgekit(home, "runs", "import", str(run))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "tinyread" in _edgekit(home, "runs").stdout
+
+
+def test_a_store_that_existed_empty_is_kept(disk: Path, tmp_path: Path) -> None:
+    """An empty file the user made (a `touch`ed --store) is not edgekit's to remove when it cannot take a run."""
+    store = disk / "mine.sqlite"
+    store.touch()
+    _fill(disk)
+    failed = _edgekit(disk / "home", "runs", "import", str(_run_json(tmp_path)), "--store", str(store))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert store.is_file()
+
+
+def test_an_empty_store_another_process_has_locked_is_kept(tmp_path: Path) -> None:
+    """The removal of an empty store this open made spares one another process is initialising (it holds
+    SQLite's lock on it): that process's store would otherwise be written to a removed file."""
+    from edgekit.store.opening import _remove_unmade
+
+    store = tmp_path / "racing.sqlite"
+    store.touch()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); sys.stdin.read()",
+            str(store),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        _remove_unmade(store)
+        assert store.is_file()
+    finally:
+        holder.communicate("", timeout=30)
+    _remove_unmade(store)  # nobody holds it now: the empty file is removed
+    assert not store.exists()
