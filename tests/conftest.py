@@ -115,6 +115,8 @@ HOST_ONLY = frozenset(
         "test_secret_echo.py",
         "test_short_baseline.py",
         "test_store_import_names.py",
+        "test_store_read_no_lock.py",
+        "test_store_unmade_file.py",
         "test_store_unrecorded_folder.py",
         "test_table_drift_footer.py",
         "test_target_limits.py",
