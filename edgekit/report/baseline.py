@@ -185,6 +185,19 @@ def accepted(run: StoredRun, target: str, m: Measurement) -> bool:
     return False
 
 
+def accepted_level(
+    runs: Sequence[StoredRun], target: str, m: Measurement, emulated: bool, settings: Settings
+) -> int | None:
+    """The run whose accepted level (`edgekit runs accept`) is still the key's baseline after the newest of `runs`
+    (oldest first, its last `lookback` + 1 of `target` walked as judging walks them), None when the key has left
+    it since: a fix back below it, a configuration change, a later accepted level."""
+    mine = [r for r in runs if any(t.target == target for t in r.result.runs)][-(settings.lookback + 1) :]
+    walk = walk_key(key_series(mine, target, m, emulated, settings), emulated, settings)
+    if not walk.accepted:
+        return None
+    return next((e.run.id for e in reversed(walk.kept) if accepted(e.run, e.target, e.m)), None)
+
+
 def walk_key(series: list[Entry], emulated: bool, settings: Settings) -> Walk:
     """Judge each earlier run of the key against the baseline of its own night, oldest first: a flagged run stays
     out of the baseline, unless

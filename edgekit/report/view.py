@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from edgekit.report.baseline import accepted
+from edgekit.report.baseline import accepted, accepted_level
 from edgekit.report.changes import judged_changes
 from edgekit.report.regression import (
     HOST,
@@ -60,6 +60,7 @@ class RecipeView:
     changes: list[str] = field(default_factory=list)  # what differs from the runs it was judged against
     changes_against: str = "the previous run"  # those runs, in words ('run #12 (pi5-emu's last judged)')
     unjudged: list[Unjudged] = field(default_factory=list)  # keys with too little history to judge latency
+    judged_runs: list[StoredRun] = field(default_factory=list)  # the runs judged on (reaching before `runs`)
 
     @property
     def interrupted(self) -> bool:
@@ -100,11 +101,19 @@ class RecipeView:
 
     def accepted(self) -> list[Accepted]:
         """The levels accepted in the runs shown, oldest first, per target (baseline.accepted decides which
-        measurements a mark covers, as judging does)."""
+        measurements a mark covers, as judging does), each key only while its accepted level is still its
+        baseline (baseline.accepted_level): 'level accepted at run #11' stayed after a fix, a configuration
+        change or a later accepted level had moved the key on."""
         found = []
+        history = self.judged_runs or self.runs
         for run in self.runs:
             for t in run.result.runs:
-                keys = {(m.artifact, m.threads) for m in measurements(t) if accepted(run, t.target, m)}
+                keys = {
+                    (m.artifact, m.threads)
+                    for m in measurements(t)
+                    if accepted(run, t.target, m)
+                    and accepted_level(history, t.target, m, t.emulated, Settings()) == run.id
+                }
                 if keys:
                     found.append(Accepted(run.id, run.started_ts, t.target, tuple(sorted(keys))))
         return found
@@ -320,6 +329,7 @@ def recipe_view(
         changed,
         against,
         judgement.unjudged,
+        recent,
     )
 
 

@@ -1,0 +1,69 @@
+"""The report's 'level accepted at run #N' note (and the trend's mark) stands only while that accepted level is
+still the key's baseline: a later change (a fix back below it, a further level accepted) moves the key on
+(host-only: a synthetic SQLite store, no device)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.formats import Format
+from edgekit.report import build
+from edgekit.report.markdown import render
+from edgekit.report.synthetic import synthetic_result
+from edgekit.store import Store, open_store
+
+T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+
+
+def _record(store: Store, levels: list[float], rng: np.random.Generator, start: int) -> None:
+    for day, level in enumerate(levels, start):
+        store.record(
+            synthetic_result(
+                T0 + timedelta(days=day),
+                rng=rng,
+                targets=("pi4",),
+                formats=(Format.TFLITE_FP32,),
+                threads=(1,),
+                slowdown={("tflite-fp32", "pi4"): level},
+            )
+        )
+
+
+def _notes(store: Store) -> list[str]:
+    report = build(store)
+    (view,) = report.recipes
+    md = render(report)
+    lines = [a.line() for a in view.accepted()]
+    assert all(line in md for line in lines), md
+    assert sum("level accepted at run #" in row for row in md.splitlines()) == len(lines), md
+    return [line.split(" on ")[0] for line in lines]
+
+
+def test_the_note_goes_once_the_key_is_back_below_the_accepted_level(tmp_path: Path) -> None:
+    """Review: +30 % accepted at run #11, then four nights back at the earlier level (a fix; the baseline left
+    the accepted level for them): the report still said 'level accepted at run #11'."""
+    rng = np.random.default_rng(7)
+    with open_store(f"sqlite:///{tmp_path / 'fix.sqlite'}") as store:
+        _record(store, [1.0] * 10 + [1.3], rng, 0)
+        store.accept(11, target="pi4", keys=[("pi4", "tflite-fp32", 1)])
+        _record(store, [1.3] * 3, rng, 11)
+        assert _notes(store) == ["level accepted at run #11"]  # still the key's level
+        _record(store, [1.0] * 4, rng, 14)
+        assert build(store).regressions == []
+        assert _notes(store) == []
+
+
+def test_a_later_accepted_level_replaces_the_earlier_note(tmp_path: Path) -> None:
+    """+30 % accepted at run #11, then a further +25 % accepted at run #16: one note, run #16's."""
+    rng = np.random.default_rng(3)
+    with open_store(f"sqlite:///{tmp_path / 'later.sqlite'}") as store:
+        _record(store, [1.0] * 10 + [1.3], rng, 0)
+        store.accept(11, target="pi4", keys=[("pi4", "tflite-fp32", 1)])
+        _record(store, [1.3] * 4 + [1.625], rng, 11)
+        assert build(store).regressions  # the further step is flagged against the accepted level
+        store.accept(16, target="pi4", keys=[("pi4", "tflite-fp32", 1)])
+        _record(store, [1.625] * 2, rng, 16)
+        assert _notes(store) == ["level accepted at run #16"]
