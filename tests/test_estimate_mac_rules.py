@@ -1,6 +1,6 @@
 """The MAC-based estimate (`roofline`, an ONNX file) under the rules `estimate` applies to a count: the format
 (no calibration figure for any runtime but ncnn, MAC forms included), the int8 kernels and unseen layer types
-(the largest held-out error)."""
+(the largest held-out error), and ncnn's fp32 kernels (fp16 off) by the board's core."""
 
 from __future__ import annotations
 
@@ -123,3 +123,61 @@ def test_roofline_widens_an_int8_param_as_estimate_does(tmp_path: Path) -> None:
     assert any("int8 kernels" in c for c in est["caveats"]), est["caveats"]
     published = calibration.published_ms("vgg16_int8", "pi4", 1)
     assert est["low_ms"] <= published <= est["high_ms"], (est["low_ms"], published, est["high_ms"])
+
+
+def test_ncnn_fp32_is_calibrated_on_the_a72_and_not_validated_on_the_a76(tmp_path: Path) -> None:
+    """edgekit's ncnn-fp32 said "not validated for fp32 ones" yet its interval was calibrated on both boards. On
+    the Cortex-A72 (no fp16 arithmetic) the calibration models computed in fp32 too: calibrated, and said so; on
+    the Cortex-A76 fp32 kernels are a kernel class no calibration model ran: not validated, widened."""
+    param = BENCHMARK / "squeezenet.param"  # within the calibration range: its default run is calibrated
+    shape = ("--input-shape", "1,3,227,227")
+    for board in ("pi4", "pi5"):
+        fp32 = _json("roofline", str(param), "--board", board, *shape, "--format", "ncnn-fp32", cwd=tmp_path)
+        default = _json("roofline", str(param), "--board", board, *shape, cwd=tmp_path)
+        e32, e16 = fp32["estimate"], default["estimate"]
+        said32 = " ".join(e32["caveats"])
+        assert "not validated for fp32 ones" not in said32
+        assert "fp16 storage and arithmetic off" not in " ".join(e16["caveats"])
+        if board == "pi4":
+            assert e32["interval_calibrated"] == e16["interval_calibrated"], (e32, e16)
+            assert "has no fp16 arithmetic" in said32 and abs(_q(e32) - _q(e16)) < 1e-6, said32
+        else:
+            assert e32["interval_calibrated"] is False, e32
+            assert "fp32 kernels" in e32["interval_not_validated"], e32
+            assert _q(e32) >= max(e32["cross_validation"].get("q_log_wide", 0), cost_model.widest_q()) - 1e-3
+            assert _q(e32) > _q(e16), (e32, e16)
+            assert "no calibration model ran on the cortex-a76" in said32, said32
+    # the words on an instruction-count estimate follow the core too
+    feats = cost_model.Features(100_000_000, 3_500_000, False, {}, 300_000_000)
+    off = "fp16 storage and arithmetic off"
+    a72 = cost_model.estimate("pi4", feats, 1, fmt=Format.NCNN_FP32, fp16_off=off)
+    a76 = cost_model.estimate("pi5", feats, 1, fmt=Format.NCNN_FP32, fp16_off=off)
+    assert a72.calibrated == cost_model.estimate("pi4", feats, 1).calibrated
+    assert not a76.calibrated and a76.high_ms / a76.estimate_ms >= math.exp(cost_model.widest_q()) * 0.999
+    tflite = cost_model.estimate("pi5", feats, 1, fmt=Format.TFLITE_FP32, fp16_off=off)
+    assert "fp32 kernels" not in tflite.not_validated  # another runtime: its own reason, not ncnn's flags
+
+
+def test_deploys_estimate_of_an_ncnn_fp32_artifact_follows_the_core() -> None:
+    """An emulated target's estimate of an ncnn-fp32 artifact whose files are not here (the format alone says
+    fp16 off) follows the same rule as `estimate`: calibrated on the Pi 4, not validated on the Pi 5."""
+    from edgekit.estimate.attach import estimate_for
+    from edgekit.results import Measurement
+
+    def measured(fmt: str) -> Measurement:
+        return Measurement(
+            artifact=fmt,
+            format=fmt,
+            runtime="ncnn",
+            threads=1,
+            status="ok",
+            instructions_per_invoke=90_000_000,
+        )
+
+    for board, validated in (("pi4", True), ("pi5", False)):
+        fp32 = estimate_for(measured("ncnn-fp32"), None, board)
+        fp16 = estimate_for(measured("ncnn-fp16"), None, board)
+        assert fp16["interval_calibrated"], fp16
+        assert fp32["interval_calibrated"] is validated, (board, fp32)
+        said = " ".join(fp32["caveats"])
+        assert ("has no fp16 arithmetic" in said) is validated and "fp16 storage and arithmetic off" in said

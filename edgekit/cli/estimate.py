@@ -164,8 +164,9 @@ def estimate_cmd(
             feats,
             threads,
             fmt=runs.fmt,
-            caveats=[*cost.notes, *filter(None, [runs.calibration_note()])],
+            caveats=list(cost.notes),
             layer_types=cost_model.graph_layer_types(cost),
+            fp16_off=runs.fp16_off,
         )
     out["estimate"] = est.to_dict()
     from edgekit.estimate.roofline import bound_note
@@ -183,7 +184,8 @@ def estimate_cmd(
 def mac_estimate(board: str, cost: Any, runs: Any, artifact: Path, threads: int, caveats: list[str]) -> Any:
     """The MAC-based estimate (`roofline`, an ONNX file) with what `estimate` checks on a count: the format (an
     .onnx without one runs on onnxruntime: no calibration figure, as any runtime but ncnn), the int8 kernels,
-    the layer types no calibration model has, so the same widening and "not validated" rules apply."""
+    the layer types no calibration model has and ncnn's fp16 flags, so the same widening and "not validated"
+    rules apply."""
     from edgekit.estimate import cost_model
     from edgekit.formats import Format, Precision
 
@@ -197,6 +199,7 @@ def mac_estimate(board: str, cost: Any, runs: Any, artifact: Path, threads: int,
         fmt=fmt,
         caveats=caveats,
         layer_types=cost_model.graph_layer_types(cost),
+        fp16_off=runs.fp16_off,
     )
 
 

@@ -63,7 +63,7 @@ def roofline_cmd(
     notes = [*cost.notes, *filter(None, [zero_note])]
     r = roofline(cost, b, threads, runs.precision, runs.storage_bytes)
     # the MAC-based estimate needs MACs: a graph without convolutions or matrix products has none to scale
-    # with the file's format, int8 kernels and layer types: `estimate`'s widening and "not validated"
+    # with the file's format, int8 kernels, layer types and fp16 flags: `estimate`'s widening and "not validated"
     est = mac_estimate(b.name, cost, runs, artifact, threads, list(notes)) if cost.macs else None
     no_estimate = (
         "none: the graph has no MACs (no convolution or matrix product) for the MAC-based cost model"

@@ -24,7 +24,7 @@ from edgekit.estimate.forms import misses_of
 from edgekit.estimate.graph import analyze
 from edgekit.estimate.model_cost import ModelCost
 from edgekit.estimate.roofline import compute_precision, roofline, weight_storage_bytes
-from edgekit.estimate.runs_as import RunsAs, runs_as
+from edgekit.estimate.runs_as import RunsAs, format_fp16_off, runs_as
 from edgekit.formats import Format, Precision
 from edgekit.results import ArtifactInfo, Measurement, TargetRun
 
@@ -74,8 +74,6 @@ def estimate_for(
     fmt = _format(measurement.format)
     cost = _cost(artifact_info, input_shape)
     runs = _runs_as(artifact_info, fmt)
-    if runs is not None and runs.calibration_note():
-        caveats.append(runs.calibration_note())
     # the split the cost model reads is at the thread count it estimates (the board's cores at most): a split
     # between more threads than that (99 on a 4-core board) is none it was calibrated on
     cores = get_board(board).cores
@@ -107,6 +105,7 @@ def estimate_for(
         caveats=caveats,
         count_threads=source.threads,
         layer_types=cost_model.graph_layer_types(cost) if cost is not None else (),
+        fp16_off=runs.fp16_off if runs is not None else format_fp16_off(fmt),
     )
     out = {**base, **est.to_dict(), "status": "ok", "instructions_per_invoke": source.instructions_per_invoke}
     if cost is not None and fmt is not None:

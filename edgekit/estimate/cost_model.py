@@ -62,7 +62,7 @@ from edgekit.estimate.forms import (
 )
 from edgekit.estimate.groups import kernel_class_summary, novel_layer_models, novel_layer_summary
 from edgekit.estimate.reach import below_calibration, calibration_range, outside_calibration, validated_range
-from edgekit.formats import Format, Runtime
+from edgekit.formats import Format, Precision, Runtime
 
 __all__ = [
     "BY_NAME",
@@ -166,14 +166,19 @@ def estimate(
     caveats: list[str] | None = None,
     layer_types: Sequence[str] = (),
     count_threads: int = 1,
+    fp16_off: str = "",
 ) -> Estimate:
     """Estimated latency of one inference on the real board, with the cross-validated interval. `layer_types`
     (an ncnn graph's layer types; another graph's ops its reader neither counts nor leaves out by design, which
     no calibration model has either: graph_layer_types) names the kernels the calibration models never ran:
     said, not hidden. `count_threads`: the threads the instruction count was taken at (1 as calibrated; more
-    where no one-thread count was made)."""
+    where no one-thread count was made). `fp16_off`: an ncnn model run with fp16 switched off (edgekit's
+    ncnn-fp32), in words ("fp16 storage and arithmetic off"); empty for ncnn's defaults."""
     board = get_board(board_name)
     notes = list(caveats or [])
+    fp32_kernels = _fp32_kernels(board, fp16_off, features.int8, fmt)
+    if fp16_off and not features.int8 and (fmt is None or fmt.runtime is Runtime.NCNN):
+        notes.append(_fp16_off_note(board, fp16_off, fp32_kernels))
     unseen = calibration.uncalibrated_layer_types(layer_types)
     if unseen:
         notes.append(
@@ -194,7 +199,7 @@ def estimate(
     above = min((t for t in CALIBRATED_THREADS if t > n), default=None) if calibrated_n != n else None
     if above is not None:
         ends = [
-            estimate(board_name, features, t, fmt, caveats, layer_types, count_threads)
+            estimate(board_name, features, t, fmt, caveats, layer_types, count_threads, fp16_off)
             for t in (calibrated_n, above)
         ]
         return _interpolated(board.name, n, ends, threads)
@@ -232,10 +237,19 @@ def estimate(
             "busiest_share": round(features.busiest[calibrated_n] / features.instructions, 4),
             "one_thread_ms": significant(model.one.predict_ms(features)),
         }
-    widen = unseen or features.int8 or bool(range_note)  # what leave-one-out missed more often
+    # what leave-one-out missed more often; fp32 kernels where the calibration ran fp16 ones: a kernel class no
+    # calibration model has, as unseen layer types are
+    widen = unseen or features.int8 or bool(range_note) or fp32_kernels
     q = max(cv["q_log"], cv["q_log_wide"]) if widen else cv["q_log"]
     runtime_ok = _format_calibrated(fmt)
-    calibrated = calibrated_n == n and runtime_ok and in_reach and not below and not oversubscribed
+    calibrated = (
+        calibrated_n == n
+        and runtime_ok
+        and in_reach
+        and not below
+        and not oversubscribed
+        and not fp32_kernels
+    )
     why = ""
     if not calibrated:
         q = max(q, widest_q())
@@ -248,6 +262,8 @@ def estimate(
             if oversubscribed
             else f"no calibration figure for {fmt.value if fmt else 'this format'}"
             if not runtime_ok
+            else f"no calibration model ran ncnn's fp32 kernels on the {board.core} ({fp16_off})"
+            if fp32_kernels
             else "outside the calibration models' size range"
             if not in_reach
             else "below every calibration model's published figure (the MAC forms have no fixed cost)"
@@ -342,6 +358,39 @@ def _format_calibrated(fmt: Format | None) -> bool:
     forms on MACs alone included (their rates are ncnn's time per MAC: onnxruntime's or TFLite's kernels do
     other work per MAC, which no calibration figure measured)."""
     return fmt is None or fmt.runtime is Runtime.NCNN
+
+
+def _fp32_kernels(board: Any, fp16_off: str, int8: bool, fmt: Format | None) -> bool:
+    """An ncnn float model with fp16 off runs kernels no calibration model ran on a core with fp16 arithmetic
+    (the Cortex-A76: ncnn's defaults compute in fp16 there, fp16 off in fp32). A core without it (the Cortex-A72)
+    computed the calibration models in fp32 too."""
+    return (
+        bool(fp16_off)
+        and not int8
+        and (fmt is None or fmt.runtime is Runtime.NCNN)
+        and _has_fp16_arithmetic(board)
+    )
+
+
+def _has_fp16_arithmetic(board: Any) -> bool:
+    return bool(board.macs_per_cycle[Precision.FP16] > board.macs_per_cycle[Precision.FP32])
+
+
+def _fp16_off_note(board: Any, fp16_off: str, fp32_kernels: bool) -> str:
+    """What fp16 off (edgekit's ncnn-fp32) means for the estimate on this board's core."""
+    if fp32_kernels:
+        return (
+            f"runs with {fp16_off}: fp32 kernels, which no calibration model ran on the {board.core} (they ran "
+            "ncnn's defaults there: fp16 storage and fp16 arithmetic); the count holds the fp32 kernels' extra "
+            "instructions, but their time per instruction is not calibrated, so the interval is the largest "
+            "held-out error, at least the widest of any calibrated group, and is not validated for them"
+        )
+    return (
+        f"runs with {fp16_off}; the {board.core} has no fp16 arithmetic, so the calibration models (ncnn's "
+        "defaults) computed in fp32 there too: fp16 storage only changes loads and conversions, which the count "
+        "and the simulated misses include (blazeface and squeezenet counted both ways on it: instructions and "
+        "misses within 0.03 %), so the calibration holds for it"
+    )
 
 
 def _uncalibrated_note(fmt: Format | None) -> str:

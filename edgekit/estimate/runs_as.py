@@ -20,7 +20,7 @@ from edgekit.estimate.roofline import (
     ncnn_options,
     weight_storage_bytes,
 )
-from edgekit.formats import Format, Precision
+from edgekit.formats import Format, Precision, Runtime
 
 
 @dataclass(frozen=True)
@@ -40,17 +40,14 @@ class RunsAs:
         None  # the ncnn Option flags it runs with (None: ncnn's defaults / not ncnn)
     )
 
-    def calibration_note(self) -> str:
-        """A caveat when the artifact runs ncnn with fp16 off (edgekit's ncnn-fp32): the calibration models ran
-        with ncnn's defaults, so their per-instruction costs are carried over to fp32 kernels unvalidated."""
+    @property
+    def fp16_off(self) -> str:
+        """The fp16 flags an ncnn float model runs with switched off, in words ("fp16 storage and arithmetic
+        off", edgekit's ncnn-fp32); empty for ncnn's defaults, int8 kernels and other runtimes. The estimate
+        says what that means on the board's core (cost_model.estimate: calibrated on the Cortex-A72, which has
+        no fp16 arithmetic; fp32 kernels no calibration model ran on the Cortex-A76)."""
         off = _words(self.options or {})
-        if self.int8 or off == "ncnn's defaults":
-            return ""
-        return (
-            f"runs with {off}; the calibration models ran with ncnn's defaults (fp16 storage, and fp16 "
-            "arithmetic on the Cortex-A76): the count holds the fp32 kernels' extra instructions, but the "
-            "time per instruction is carried over from fp16 runs, not validated for fp32 ones"
-        )
+        return "" if self.int8 or off == "ncnn's defaults" else off
 
 
 def runs_as(artifact: Path, known: Format | None) -> RunsAs:
@@ -125,6 +122,14 @@ def runs_as(artifact: Path, known: Format | None) -> RunsAs:
         weight_storage_bytes(known, options),
         options,
     )
+
+
+def format_fp16_off(fmt: Format | None) -> str:
+    """The fp16 flags edgekit's artifact of this format runs with off, in words (ncnn-fp32: "fp16 storage and
+    arithmetic off"), for an artifact whose files are not here to read; empty for the others."""
+    if fmt is None or fmt.runtime is not Runtime.NCNN or fmt.precision is not Precision.FP32:
+        return ""
+    return _words(ncnn_options(fmt)).removesuffix("ncnn's defaults")
 
 
 def _sidecar_options(param: Path) -> dict[str, bool] | None:
