@@ -67,6 +67,7 @@ HOST_ONLY = frozenset(
         "test_device_results.py",
         "test_estimate.py",
         "test_estimate_checks.py",
+        "test_estimate_mac_rules.py",
         "test_explained_accept.py",
         "test_fault_keep_results.py",
         "test_fidelity.py",
