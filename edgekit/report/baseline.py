@@ -66,10 +66,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import stdtrit  # scipy.special: a second faster to import than scipy.stats
 
 from edgekit.report.fingerprint import differs, fingerprint
 from edgekit.report.flags import FlagKind, Settings
+from edgekit.report.levels import (
+    _counts,
+    _nights,
+    _timed,
+    departs,
+    pooled_bound,
+    rejoined,
+    returns,
+)
+from edgekit.report.levels import night_bound as night_bound  # regression.py and tests import it from here
 from edgekit.report.unreliable import throttle_reason
 from edgekit.results import Measurement
 from edgekit.samples import slower_p_value
@@ -254,141 +263,6 @@ def walk_key(series: list[Entry], emulated: bool, settings: Settings) -> Walk:
     return walk
 
 
-def departs(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> bool:
-    """`entry` is below the walk's baseline by what would flag it above: judge_key's tests mirrored (the
-    baseline's median over the run's at least max(min_change, the night-to-night bound) and the Mann-Whitney
-    test the other way; a count below by `instruction_change`). An accepted level of fewer than `min_runs` runs
-    (a step accepted on its first night, as the nightly invites) has no night-to-night bound: min_change alone,
-    with the Mann-Whitney test; the `min_runs` runs in a row that walk_key asks for stand in for the bound. With
-    earlier levels of the key in the window, their drift gives the bound of any accepted level (pooled_bound)."""
-    past, m = walk.baseline(settings), entry.m
-    earlier = walk.earlier(settings)
-    counted = [e for e in past if e.m.instructions_per_invoke]
-    if emulated and m.instructions_per_invoke:
-        if not counted:
-            return False
-        counts = [float(e.m.instructions_per_invoke or 0) for e in counted]
-        threshold = settings.instruction_change
-        if m.threads > 1 and len(counted) >= settings.min_runs:
-            bound = pooled_bound(_counts(counted), [_counts(lv) for lv in earlier], settings.night_alpha)
-            threshold = max(threshold, bound)
-        return float(statistics.median(counts)) / m.instructions_per_invoke - 1.0 >= threshold
-    timed = _timed(past, emulated)
-    if not m.samples_ms or not timed:
-        return False
-    pooled = np.concatenate([e.m.samples_ms for e in timed])
-    # the fall, as the rise from the run's median to the baseline's (what judge_key would see the other way)
-    fall = float(np.median(pooled)) / float(np.median(m.samples_ms)) - 1.0
-    threshold = settings.min_change
-    levels = [_nights(_timed(lv, emulated)) for lv in earlier if len(_timed(lv, emulated)) >= 2]
-    if len(timed) >= settings.min_runs or levels:  # a short accepted level: the drift of the earlier levels
-        threshold = max(threshold, pooled_bound(_nights(timed), levels, settings.night_alpha))
-    return fall >= threshold and slower_p_value(pooled, m.samples_ms) < settings.alpha
-
-
-def returns(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> str:
-    """Whether `entry` is back at one of the key's earlier levels (the one before an accepted regression: the
-    slowdown fixed), judged on that level's own nights rather than on the short accepted level alone: "back"
-    when nearer that level than the accepted one (in log), no slower than it by its night-to-night bound at
-    `held_alpha` (the bound a held regression must fall under to have returned) nor faster by the one at
-    `night_alpha`, and below the accepted level by at least min_change (`instruction_change` for counts) with
-    the Mann-Whitney test; "nearer" when only nearer it (at neither level clearly: it joins no baseline); ""
-    otherwise. A fix smaller than the accepted level's bound (-13 % after +15 % at 3 % drift) seldom departed
-    three nights in a row, and a fast night that did not joined the accepted level, whose spread then hid every
-    later one."""
-    past, m = walk.baseline(settings), entry.m
-    on_count = emulated and bool(m.instructions_per_invoke)
-    if on_count:
-        ours, floor = _counts([e for e in past if e.m.instructions_per_invoke]), settings.instruction_change
-        value = float(m.instructions_per_invoke or 0)
-        levels = [_counts(lv) for lv in walk.earlier(settings)]
-    else:
-        timed = _timed(past, emulated)
-        if not m.samples_ms or not timed:
-            return ""
-        ours, floor, value = _nights(timed), settings.min_change, float(np.median(m.samples_ms))
-        levels = [_nights(_timed(lv, emulated)) for lv in walk.earlier(settings)]
-    if not ours:
-        return ""
-    here = float(np.median([np.median(n) for n in ours]))
-    found = ""
-    for i, level in enumerate(levels):
-        if len(level) < settings.min_runs:
-            continue
-        there = float(np.median([np.median(n) for n in level]))
-        off = float(np.log(value / there))
-        if there >= here or abs(off) >= abs(np.log(value / here)):
-            continue
-        others = [lv for j, lv in enumerate(levels) if j != i] + [ours]
-        up = np.log1p(pooled_bound(level, others, settings.held_alpha))
-        down = np.log1p(max(floor, pooled_bound(level, others, settings.night_alpha)))
-        found = "nearer"
-        if np.log(here / there) < down:  # the two levels are not told apart by the drift: no return to judge
-            continue
-        faster = on_count or slower_p_value(np.concatenate(_nights(timed)), m.samples_ms) < settings.alpha
-        if -down <= off <= up and here / value - 1.0 >= floor and faster:
-            return "back"
-    return found
-
-
-def rejoined(walk: Walk, emulated: bool, settings: Settings) -> list[Entry]:
-    """The runs of the newest earlier level of the key that the departed runs are back at (same_level), taken
-    out of the walk's earlier levels (they are the baseline again); none if they are at no earlier level. The
-    drift is measured on every level of the walk (the accepted one too)."""
-    for i in reversed(range(len(walk.levels))):
-        others = [lv for j, lv in enumerate(walk.levels) if j != i] + [walk.kept]
-        near = same_level(walk.departed, walk.levels[i], others, emulated, settings)
-        if near:
-            del walk.levels[i]
-            return near
-    return []
-
-
-def same_level(
-    new: list[Entry], old: list[Entry], others: list[list[Entry]], emulated: bool, settings: Settings
-) -> list[Entry]:
-    """The runs of `old` at the level of the runs `new`: each within the night-to-night bound of the median of
-    `new`, either way (pooled_bound of `new`, `old` and the key's `others` levels; counts where the key is
-    judged on counts); none unless at least `min_runs` are. Run by run: a lookback window that starts just before
-    a regression leaves its first nights unflagged, in the baseline before the accepted level, and they are not
-    the level the fix went back to."""
-    if emulated and all(e.m.instructions_per_invoke for e in new):
-        olds = [e for e in old if e.m.instructions_per_invoke]
-        theirs, ours, floor = _counts(new), _counts(olds), settings.instruction_change
-        rest = [_counts(lv) for lv in others]
-    else:
-        olds = _timed(old, emulated)
-        theirs, ours, floor = _nights(_timed(new, emulated)), _nights(olds), settings.min_change
-        rest = [_nights(_timed(lv, emulated)) for lv in others]
-    if len(ours) < settings.min_runs or not theirs:
-        return []
-    level = float(np.median([np.median(n) for n in theirs]))
-    bound = np.log1p(max(floor, pooled_bound(theirs, [ours, *rest], settings.night_alpha)))
-    # nearer another level of the key (the accepted one) than this one: a regression's first nights that were
-    # not flagged (a +15 % step at 3 % drift) are in the baseline before it, and within a bound that wide
-    elsewhere = [float(np.median([np.median(n) for n in lv])) for lv in rest if lv]
-    near = [
-        e
-        for e, n in zip(olds, ours, strict=True)
-        if (off := abs(np.log(float(np.median(n)) / level))) <= bound
-        and all(off <= abs(np.log(float(np.median(n)) / x)) for x in elsewhere)
-    ]
-    return near if len(near) >= settings.min_runs else []
-
-
-def _timed(entries: Sequence[Entry], emulated: bool) -> list[Entry]:
-    """The runs judged on wall time: an emulated target's counted runs are judged on their counts."""
-    return [e for e in entries if e.m.samples_ms and not (emulated and e.m.instructions_per_invoke)]
-
-
-def _nights(entries: Sequence[Entry]) -> list[Sequence[float]]:
-    return [e.m.samples_ms for e in entries]
-
-
-def _counts(entries: Sequence[Entry]) -> list[Sequence[float]]:
-    return [[float(e.m.instructions_per_invoke)] for e in entries if e.m.instructions_per_invoke]
-
-
 def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> Verdict | TooFewRuns | None:
     """A regression verdict for `entry` against the walk's baseline, TooFewRuns with too little history, or None."""
     past = walk.baseline(settings)
@@ -452,46 +326,3 @@ def _latency_verdict(
     if p_value >= settings.alpha:
         return None
     return Verdict(FlagKind.LATENCY, old, new, change, p_value, threshold, past, creep)
-
-
-def night_bound(nights: Sequence[Sequence[float]], alpha: float = Settings.night_alpha) -> float:
-    """Relative rise of one more night's median that drift alone exceeds with probability `alpha`.
-
-    A normal prediction interval on the log of the per-night medians: t(1-alpha, n-1) * s * sqrt(1 + 1/n),
-    with s the larger of the standard deviation and the MAD-based one (robust to one odd night, yet not
-    fooled by a lucky run of similar nights).
-    """
-    logs = np.log([float(np.median(s)) for s in nights])
-    n = len(logs)
-    if n < 2:
-        return float("inf")
-    s = max(float(np.std(logs, ddof=1)), 1.4826 * float(np.median(np.abs(logs - np.median(logs)))))
-    return float(np.expm1(stdtrit(n - 1, 1.0 - alpha) * s * np.sqrt(1.0 + 1.0 / n)))
-
-
-def pooled_bound(
-    nights: Sequence[Sequence[float]],
-    earlier: Sequence[Sequence[Sequence[float]]],
-    alpha: float = Settings.night_alpha,
-) -> float:
-    """night_bound of `nights`, with the night-to-night drift measured on them and on the key's `earlier` levels
-    (each a list of nights, about its own level): a level shift moves a key's level, not how much its nights
-    drift, and three nights alone gave a bound of t(0.999, 2) = 22 spreads (126 % at 2 % drift), which a +25 %
-    step passed and then, joining them, widened for good. The spread is pooled over the levels with their degrees
-    of freedom, sum(n_i - 1): `nights` by their standard deviation, the earlier levels by the MAD-based one of
-    their nights about each level's median (robust to the few nights of another level an earlier baseline may
-    hold: a regression's first nights that were not flagged in a lookback window starting just before it), and
-    never below the MAD-based spread of every night. Without earlier nights, night_bound of `nights`."""
-    logs = np.log([float(np.median(s)) for s in nights])
-    older = [np.log([float(np.median(s)) for s in level]) for level in earlier if len(level) >= 2]
-    df_own, df_older = max(len(logs) - 1, 0), sum(len(g) - 1 for g in older)
-    if not older or not len(logs):
-        return night_bound(nights, alpha)
-    spread = np.concatenate([np.abs(g - np.median(g)) for g in older])
-    s_older = 1.4826 * float(np.median(spread))
-    s_own = float(np.std(logs, ddof=1)) if df_own else 0.0
-    s = float(np.sqrt((df_own * s_own**2 + df_older * s_older**2) / (df_own + df_older)))
-    if df_own:
-        s = max(s, 1.4826 * float(np.median(np.concatenate([spread, np.abs(logs - np.median(logs))]))))
-    n = len(logs)
-    return float(np.expm1(stdtrit(df_own + df_older, 1.0 - alpha) * s * np.sqrt(1.0 + 1.0 / n)))
