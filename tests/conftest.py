@@ -34,6 +34,8 @@ _SESSION_HOME: tempfile.TemporaryDirectory[str] | None = None
 HOST_ONLY = frozenset(
     {
         "test_accept_level.py",
+        "test_accept_return.py",
+        "test_accepted_note.py",
         "test_accuracy.py",
         "test_agent_figures.py",
         "test_analyze.py",
