@@ -5,6 +5,7 @@ and recorded."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,23 @@ def _said_for(say: Progress, target: str, message: str) -> None:
     say(f"{target}: {message}")
 
 
-def attach_estimates(result: DeployResult, targets: dict[str, Target], say: Progress) -> None:
-    """Labelled real-board estimates from an emulated target's instruction counts (edgekit.estimate)."""
+def attach_estimates(
+    result: DeployResult, targets: dict[str, Target], say: Progress, counting: bool = True
+) -> None:
+    """Labelled real-board estimates from an emulated target's instruction counts (edgekit.estimate). Not
+    COUNTING (a deploy interrupted after measuring): from the counts made and cached only, nothing new counted
+    under qemu (an estimate needing one says it was not made)."""
+    from edgekit.estimate.counts import cached_only
+
+    with (
+        contextlib.nullcontext()
+        if counting
+        else cached_only("the deploy was interrupted: nothing more is counted")
+    ):
+        _attach_estimates(result, targets, say)
+
+
+def _attach_estimates(result: DeployResult, targets: dict[str, Target], say: Progress) -> None:
     for run in result.runs:
         target = targets.get(run.target)
         counted = run.agent is not None and any(m.instructions_per_invoke for m in run.agent.measurements)

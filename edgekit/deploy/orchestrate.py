@@ -329,6 +329,10 @@ def _run_targets(
                     s.fail("connect: interrupted (Ctrl-C or SIGTERM) while connecting; nothing was sent")
         except KeyboardInterrupt:  # pressed again, later (edgekit.cli._Stop): stop waiting, keep what is here
             say("interrupted again: not waiting for the agents any longer; keeping what was measured")
+        try:  # what was counted before the Ctrl-C still gets its board estimate: from the counts made, none new
+            attach_estimates(writer.result, {s.target.name: s.target for s in sessions}, say, counting=False)
+        except KeyboardInterrupt:
+            say("interrupted again: the estimates of what was counted are left out")
         writer.result.finished_at = now()
         try:
             writer.write()

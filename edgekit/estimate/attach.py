@@ -61,10 +61,16 @@ def estimate_for(
     }
     source = reference if reference is not None and reference.instructions_per_invoke else measurement
     if measurement.status != "ok" or not source.instructions_per_invoke:
+        # a measurement that failed or was cut short (a Ctrl-C) has no count whatever the counting setting
+        why = (
+            f"no instruction count: the measurement did not finish ({measurement.error or 'failed'})"
+            if measurement.status != "ok"
+            else "no instruction count (run the emulated target with emulated.counting: true)"
+        )
         return {
             **base,
             "status": "unavailable",
-            "reason": "no instruction count (run the emulated target with emulated.counting: true)",
+            "reason": why,
         }
     caveats = []
     if source.threads > 1:

@@ -9,12 +9,14 @@ the emulated devices and the counting plugin's source. Entries are small JSON fi
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from edgekit.emu import layout
@@ -22,6 +24,24 @@ from edgekit.emu.plugin import build as plugin_build
 from edgekit.emu.plugin.counting import CountJob, CountResult, count_artifacts
 from edgekit.emu.specs import device_spec
 from edgekit.paths import data_dir
+
+
+class NotCounted(LookupError):
+    """A count not in the cache while new counts are not to be made (cached_only)."""
+
+
+_CACHED_ONLY: contextvars.ContextVar[str | None] = contextvars.ContextVar("edgekit_cached_only", default=None)
+
+
+@contextlib.contextmanager
+def cached_only(why: str) -> Iterator[None]:
+    """Within it (this thread), count_cached serves the cache and counts nothing new: NotCounted says WHY (a
+    deploy interrupted after measuring gets its estimates from what is counted, not minutes more under qemu)."""
+    token = _CACHED_ONLY.set(why)
+    try:
+        yield
+    finally:
+        _CACHED_ONLY.reset(token)
 
 
 def cache_folder() -> Path:
@@ -43,6 +63,9 @@ def count_cached(
             return found, True
         except (ValueError, TypeError):
             entry.unlink(missing_ok=True)  # a torn or old entry: count again
+    why = _CACHED_ONLY.get()
+    if why is not None:
+        raise NotCounted(f"not in the count cache, and {why}")
     if say is not None:
         say(
             f"counting instructions of {Path(job.artifact).name} on {device} ({device_spec(device).cpu}), "
