@@ -108,3 +108,49 @@ def test_another_user_can_take_the_host_lock(tmp_path: Path, monkeypatch: pytest
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare")
+def test_a_read_only_run_lock_folder_moves_the_machine_lock_to_tmp(tmp_path: Path) -> None:
+    """/run/lock mounted read-only keeps its 1777 mode: it was chosen, no lock could be made there, and each data
+    home fell back to a lock of its own (two homes timed the host together again). The lock goes to /tmp."""
+    probe = (
+        "import os, sys; from pathlib import Path; from edgekit.transport.local import host_lock_path, "
+        "_link_host_lock; w = Path(sys.argv[1]); w.mkdir(parents=True, exist_ok=True); _link_host_lock(w); "
+        "print(host_lock_path()); print(os.path.realpath(w / '.edgekit.lock'))"
+    )
+    script = (
+        "mount --bind /run/lock /run/lock && mount -o remount,bind,ro /run/lock && "
+        f'{sys.executable} -c "$0" {tmp_path / "a"} && {sys.executable} -c "$0" {tmp_path / "b"}'
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    if done.returncode != 0 and "mount" in done.stderr:
+        pytest.skip(f"no private read-only mount here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    chosen_a, link_a, chosen_b, link_b = done.stdout.split()
+    assert chosen_a == chosen_b == "/tmp/edgekit-host.lock", done.stdout
+    assert link_a == link_b == "/tmp/edgekit-host.lock", done.stdout
+
+
+def test_a_work_dir_keeps_no_link_to_a_lock_it_can_no_longer_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A work dir linked on an earlier run, then no machine lock could be opened (a read-only folder after a
+    reboot): the agent opened the old link and failed on it (read-only file system). The link goes; the work dir
+    has its own lock file again."""
+    from edgekit.transport import local
+
+    work = tmp_path / "work"
+    work.mkdir()
+    local._link_host_lock(work)
+    assert (work / ".edgekit.lock").is_symlink()
+    monkeypatch.setattr(local, "_openable_lock", lambda _path: False)
+    local._link_host_lock(work)
+    assert not (work / ".edgekit.lock").is_symlink()
+    os.close(os.open(work / ".edgekit.lock", os.O_RDWR | os.O_CREAT, 0o644))  # as the agent opens it

@@ -188,8 +188,12 @@ def host_lock_path() -> Path:
     """The machine's one lock file for benchmarks on its CPU: in /run/lock, else /tmp, whichever is a folder every
     user may write (a property of the machine, so every user and data home picks the same), else the temp dir."""
     for folder in (Path("/run/lock"), Path("/tmp")):
-        try:
-            if folder.is_dir() and folder.stat().st_mode & stat.S_IWOTH:
+        try:  # a read-only mount keeps its 1777 mode: it is not writable by anyone
+            if (
+                folder.is_dir()
+                and folder.stat().st_mode & stat.S_IWOTH
+                and not os.statvfs(folder).f_flag & os.ST_RDONLY
+            ):
                 return folder / HOST_LOCK
         except OSError:
             continue
@@ -217,11 +221,15 @@ def _link_host_lock(work_dir: Path) -> None:
     """Point the work dir's lock at the machine's (host_lock_path(), or this user's own beside it when that one
     cannot be opened). A machine without a usable shared folder keeps the work dir's own lock file."""
     shared = host_lock_path()
+    link = work_dir / LOCK_LINK
     if not _openable_lock(shared):
         shared = shared.with_name(f"edgekit-host-{os.geteuid()}.lock")
-        if not _openable_lock(shared):
+        if not _openable_lock(
+            shared
+        ):  # the work dir's own lock, not a link an earlier run left to a lost file
+            if link.is_symlink():
+                link.unlink(missing_ok=True)
             return
-    link = work_dir / LOCK_LINK
     try:
         if link.is_symlink() and os.readlink(link) == str(shared):
             return
