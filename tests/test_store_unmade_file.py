@@ -78,3 +78,48 @@ def test_an_empty_store_another_process_has_locked_is_kept(tmp_path: Path) -> No
         holder.communicate("", timeout=30)
     _remove_unmade(store)  # nobody holds it now: the empty file is removed
     assert not store.exists()
+
+
+def test_an_import_of_several_files_that_fails_names_the_file_and_those_not_tried(
+    disk: Path, tmp_path: Path
+) -> None:
+    """`runs import A B C` on a disk that fills: the error said "could not record the run of 'tinyread'" and not
+    which file failed or that the rest were never tried."""
+    import json
+
+    home = disk / "home"
+    home.mkdir()
+    first = _run_json(tmp_path)
+    assert _edgekit(home, "runs", "import", str(first)).returncode == 0
+    others = []
+    for name in ("b", "c"):
+        data = json.loads(first.read_text())
+        data["recipe"] = f"tiny{name}"
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(data))
+        others.append(path)
+    filler = _fill(disk)
+    failed = _edgekit(home, "runs", "import", *map(str, others))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "nothing was imported" in " ".join(failed.stderr.split()), failed.stderr  # the store did not open
+    filler.unlink()
+
+    # the store opens and the first file's run cannot be recorded (a server gone mid-import): which file failed,
+    # which were not tried (the recording itself is faked: a disk that fills between two runs is not repeatable)
+    from typer.testing import CliRunner
+
+    from edgekit.cli import app
+    from edgekit.errors import StoreError
+    from edgekit.store.store import Store
+
+    def refuse(self: Store, result: object) -> tuple[int, bool]:
+        raise StoreError("could not record the run of 'tinyb'", where="the store")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEKIT_HOME", str(home))
+        mp.delenv("EDGEKIT_STORE", raising=False)
+        mp.setattr(Store, "record_new", refuse)
+        out = CliRunner().invoke(app, ["runs", "import", *map(str, others)], terminal_width=400)
+    assert out.exit_code == 1, out.output
+    flat = " ".join(str(out.exception or out.output).split())
+    assert f"recording {others[0]}; not tried: {others[1]}" in flat + " ".join(out.output.split()), out.output

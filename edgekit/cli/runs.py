@@ -280,7 +280,7 @@ def import_cmd(
     """
     from pydantic import ValidationError
 
-    from edgekit.errors import InputDataError
+    from edgekit.errors import EdgekitError, InputDataError
     from edgekit.results import DeployResult
     from edgekit.store import open_store
     from edgekit.store.masked import masked_result
@@ -301,8 +301,14 @@ def import_cmd(
                 where=str(path),
                 hint="pass a file written by `edgekit deploy --json PATH`",
             ) from exc
-    with open_store(store) as db:
-        for path, result in results:
+    try:
+        opened = open_store(store)
+    except EdgekitError as exc:  # nothing was recorded: said, as a bad file says it
+        if len(results) > 1:
+            exc.message += "; nothing was imported"
+        raise
+    with opened as db:
+        for k, (path, result) in enumerate(results):
             if result.finished_at is None:
                 stopped = [r.target for r in result.runs if r.interrupted]
                 said = (
@@ -316,7 +322,16 @@ def import_cmd(
                     f"ended?); {plain(said)}",
                     highlight=False,
                 )
-            run_id, new = db.record_new(result)  # looked for and recorded in one transaction
+            try:
+                run_id, new = db.record_new(result)  # looked for and recorded in one transaction
+            except (
+                EdgekitError
+            ) as exc:  # a full disk, a server gone: which file failed, and which were not tried
+                left = [plain_line(p) for p, _ in results[k + 1 :]]
+                exc.message += f" (recording {plain_line(path)}" + (
+                    f"; not tried: {', '.join(left)}; import them again once it is fixed)" if left else ")"
+                )
+                raise
             if not new:
                 console.print(
                     f"{plain_line(path)}: already recorded as run {run_id}; not imported again",
