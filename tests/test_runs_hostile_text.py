@@ -71,7 +71,7 @@ def test_runs_import_refuses_an_over_long_free_text_naming_its_field(tmp_path: P
 
 
 def test_runs_import_refuses_a_file_beyond_its_size_cap_without_reading_it(tmp_path: Path) -> None:
-    from edgekit.cli.runs import MAX_RESULT_BYTES
+    from edgekit.cli.runs_import import MAX_RESULT_BYTES
 
     path = tmp_path / "big.json"
     with path.open("wb") as f:
