@@ -697,10 +697,14 @@ async def retry_releases(link: Link, pending: dict[str, str], log: str | None = 
                 attempt.cancel()
                 break
             settle(pending, name, attempt.result())
-    if stop.is_set():
+    if stop.is_set():  # one last try for every place within LAST_TRY_S in all (not LAST_TRY_S each)
+        last = time.monotonic() + LAST_TRY_S
         for name in sorted(pending):
+            left = last - time.monotonic()
             try:
-                outcome = await asyncio.wait_for(release_own(link, name), LAST_TRY_S)
+                if left <= 0:
+                    raise TimeoutError
+                outcome = await asyncio.wait_for(release_own(link, name), left)
             except TimeoutError:
                 outcome = {"error": f"the coordinator did not answer within {LAST_TRY_S:g} s"}
             settle(pending, name, outcome)

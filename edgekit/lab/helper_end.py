@@ -140,7 +140,12 @@ class HelperEnd:
         bounded time, in a session of its own) is left to it, and said; one that holds nothing and hangs is
         killed."""
         if self.proc.poll() is None:
-            self._send({"log": str(self._log)})  # where its retries, if any, say what became of the places
+            if (
+                self.places
+            ):  # where its retries, if any, say what became of the places; a helper still waiting
+                # to acquire reads no command, and a line left in its pipe hides the end of it (it waited to be
+                # killed: a SIGTERM to a waiting deploy took 15 s)
+                self._send({"log": str(self._log)})
             try:
                 if self.proc.stdin is not None:
                     self.proc.stdin.close()
