@@ -145,6 +145,9 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["EDGEKIT_EMU_HOME"] = str(emu_dir())  # resolved against the real data dir, once
     _SESSION_HOME = tempfile.TemporaryDirectory(prefix="edgekit-test-home-")
     os.environ["EDGEKIT_HOME"] = _SESSION_HOME.name
+    # The host's benchmark lock is one per machine: the two workers' host timings would queue behind each other
+    # (nothing here asserts a host time); each worker has its own. tests/test_host_lock.py tests the machine's.
+    os.environ["EDGEKIT_HOST_LOCK"] = os.path.join(_SESSION_HOME.name, "host.lock")
     # The NCNN INT8 speed plan counts every layer under qemu at conversion (minutes per real model): off for the
     # suite, on in tests/test_ncnn_speed.py, which tests it on every shipped recipe.
     os.environ.setdefault("EDGEKIT_NCNN_SPEED_PLAN", "0")

@@ -33,8 +33,26 @@ def ncnn_param(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "model.param"
 
 
+@pytest.fixture(autouse=True)
+def _machine_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite gives each worker a host lock of its own (EDGEKIT_HOST_LOCK, conftest): here, the machine's."""
+    monkeypatch.delenv("EDGEKIT_HOST_LOCK", raising=False)
+
+
 def _env(home: Path) -> dict[str, str]:
     return {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"}
+
+
+def test_edgekit_host_lock_names_the_lock_when_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container with a /run/lock of its own, or the suite's workers: EDGEKIT_HOST_LOCK names the file."""
+    from edgekit.transport import local
+
+    monkeypatch.setenv("EDGEKIT_HOST_LOCK", str(tmp_path / "shared" / "host.lock"))
+    (tmp_path / "shared").mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    local._link_host_lock(work)
+    assert os.path.realpath(work / ".edgekit.lock") == str(tmp_path / "shared" / "host.lock")
 
 
 def _held(lock: Path) -> bool:

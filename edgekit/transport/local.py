@@ -185,8 +185,13 @@ LOCK_LINK = ".edgekit.lock"  # edgekit.deploy.request.LOCK_REMOTE (the transport
 
 
 def host_lock_path() -> Path:
-    """The machine's one lock file for benchmarks on its CPU: in /run/lock, else /tmp, whichever is a folder every
-    user may write (a property of the machine, so every user and data home picks the same), else the temp dir."""
+    """The machine's one lock file for benchmarks on its CPU: EDGEKIT_HOST_LOCK when set (a container whose
+    /run/lock is its own, or processes that share the CPU but not a /run/lock: give each the same path; the test
+    suite's two workers each their own), else in /run/lock, else /tmp, whichever is a folder every user may write (a
+    property of the machine, so every user and data home picks the same), else the temp dir."""
+    given = os.environ.get("EDGEKIT_HOST_LOCK")
+    if given:
+        return Path(given).expanduser()
     for folder in (Path("/run/lock"), Path("/tmp")):
         try:  # a read-only mount keeps its 1777 mode: it is not writable by anyone
             if (
