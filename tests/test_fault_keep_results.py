@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from procs import mount_tmpfs
+from procs import fill_disk, mount_tmpfs
 
 from edgekit.results import DeployResult
 
@@ -40,17 +40,6 @@ def _recipe(tmp_path: Path) -> Path:
     return path
 
 
-def _fill(folder: Path) -> None:
-    """Write zeros into `folder` until its disk is full."""
-    with open(folder / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * (1 << 20))
-                f.flush()
-        except OSError:
-            pass
-
-
 def _deploy(
     tmp_path: Path, env: dict[str, str], *args: str, fill: Path, sig: int | None = None
 ) -> tuple[int, str]:
@@ -73,7 +62,7 @@ def _deploy(
             lines.append(line)
             if not fired and re.search(r"tflite-fp32 x1 ok", line):
                 fired = True
-                _fill(fill)
+                fill_disk(fill)
                 if sig is not None:
                     proc.send_signal(sig)
         code = proc.wait(timeout=120)
@@ -176,7 +165,7 @@ def test_a_sqlite_store_on_a_full_disk_says_the_disk_not_the_server(disk: Path) 
     url = str(disk / "s.sqlite")
     with open_store(url):
         pass
-    _fill(disk)
+    fill_disk(disk)
     result = synthetic_result(datetime(2026, 3, 1, tzinfo=UTC), rng=np.random.default_rng(0))
     with pytest.raises(StoreError) as failed, open_store(url) as store:
         for _ in range(20):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from procs import mount_tmpfs
+from procs import fill_disk, mount_tmpfs
 
 from edgekit.formats import Format
 from edgekit.report.synthetic import synthetic_result
@@ -45,19 +45,6 @@ def _edgekit(home: Path, *args: str, timeout: float = 120) -> subprocess.Complet
     )
 
 
-def _fill(folder: Path) -> Path:
-    """Write zeros into `folder` until its disk is full; the filler file."""
-    filler = folder / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * (1 << 20))
-                f.flush()
-        except OSError:
-            pass
-    return filler
-
-
 @pytest.fixture()
 def disk(tmp_path: Path) -> Iterator[Path]:
     with mount_tmpfs(tmp_path / "disk", "30m") as mnt:
@@ -68,7 +55,7 @@ def test_runs_and_report_read_a_store_on_a_full_disk(disk: Path, tmp_path: Path)
     home = disk / "home"
     done = _edgekit(home, "runs", "import", str(_run_json(tmp_path)))
     assert done.returncode == 0, done.stdout + done.stderr
-    _fill(disk)
+    fill_disk(disk)
     assert os.statvfs(disk).f_bavail == 0
 
     runs = _edgekit(home, "runs")

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from procs import mount_tmpfs
-from test_store_read_no_lock import _edgekit, _fill, _run_json
+from procs import fill_disk, mount_tmpfs
+from test_store_read_no_lock import _edgekit, _run_json
 
 
 @pytest.fixture()
@@ -26,7 +26,7 @@ def test_a_store_not_initialised_on_a_full_disk_is_not_left_behind(
     home = disk / "home"
     home.mkdir()
     run = _run_json(tmp_path)
-    filler = _fill(disk)
+    filler = fill_disk(disk)
     failed = _edgekit(home, *[str(run) if a == "RUN" else a for a in command])
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "full" in failed.stderr or "disk" in failed.stderr, failed.stderr
@@ -45,7 +45,7 @@ def test_a_store_that_existed_empty_is_kept(disk: Path, tmp_path: Path) -> None:
     """An empty file the user made (a `touch`ed --store) is not edgekit's to remove when it cannot take a run."""
     store = disk / "mine.sqlite"
     store.touch()
-    _fill(disk)
+    fill_disk(disk)
     failed = _edgekit(disk / "home", "runs", "import", str(_run_json(tmp_path)), "--store", str(store))
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert store.is_file()
@@ -98,7 +98,7 @@ def test_an_import_of_several_files_that_fails_names_the_file_and_those_not_trie
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(data))
         others.append(path)
-    filler = _fill(disk)
+    filler = fill_disk(disk)
     failed = _edgekit(home, "runs", "import", *map(str, others))
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "nothing was imported" in " ".join(failed.stderr.split()), failed.stderr  # the store did not open
