@@ -37,8 +37,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.emu.guests import scratch
 from edgekit.errors import EmulatorError
-from edgekit.profile import Profile, scratch
+from edgekit.profile import Profile
 
 DEVICES = ("pi4-emu", "pi5-emu")  # Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5)
 ENV_SWITCH = "EDGEKIT_NCNN_SPEED_PLAN"  # "0": no counting at conversion (every quantizable layer int8)
@@ -218,7 +219,8 @@ def profiles_of(
     import threading
     import time
 
-    from edgekit.profile import Guests, profile_ncnn
+    from edgekit.emu.guests import Guests
+    from edgekit.profile import profile_ncnn
 
     skipped = set(skip)
     jobs = [
