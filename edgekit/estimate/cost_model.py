@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from edgekit.estimate import calibration
+from edgekit.estimate import calibration, validity
 from edgekit.estimate.boards import board as get_board
 from edgekit.estimate.crossval import (
     CONFORMAL_RANK_LEVEL,
@@ -62,7 +62,7 @@ from edgekit.estimate.forms import (
 )
 from edgekit.estimate.groups import kernel_class_summary, novel_layer_models, novel_layer_summary
 from edgekit.estimate.reach import below_calibration, calibration_range, outside_calibration, validated_range
-from edgekit.formats import Format, Precision, Runtime
+from edgekit.formats import Format, Runtime
 
 __all__ = [
     "BY_NAME",
@@ -176,9 +176,9 @@ def estimate(
     ncnn-fp32), in words ("fp16 storage and arithmetic off"); empty for ncnn's defaults."""
     board = get_board(board_name)
     notes = list(caveats or [])
-    fp32_kernels = _fp32_kernels(board, fp16_off, features.int8, fmt)
+    fp32_kernels = validity.fp32_kernels(board, fp16_off, features.int8, fmt)
     if fp16_off and not features.int8 and (fmt is None or fmt.runtime is Runtime.NCNN):
-        notes.append(_fp16_off_note(board, fp16_off, fp32_kernels))
+        notes.append(validity.fp16_off_note(board, fp16_off, fp32_kernels))
     unseen = calibration.uncalibrated_layer_types(layer_types)
     if unseen:
         notes.append(
@@ -241,7 +241,7 @@ def estimate(
     # calibration model has, as unseen layer types are
     widen = unseen or features.int8 or bool(range_note) or fp32_kernels
     q = max(cv["q_log"], cv["q_log_wide"]) if widen else cv["q_log"]
-    runtime_ok = _format_calibrated(fmt)
+    runtime_ok = validity.format_calibrated(fmt)
     calibrated = (
         calibrated_n == n
         and runtime_ok
@@ -254,7 +254,7 @@ def estimate(
     if not calibrated:
         q = max(q, widest_q())
         if not runtime_ok:
-            notes.append(_uncalibrated_note(fmt))
+            notes.append(validity.uncalibrated_note(fmt))
         why = (
             f"no calibration figure at {n} threads"
             if calibrated_n != n
@@ -350,55 +350,6 @@ def _interpolated(board: str, n: int, ends: list[Estimate], asked: int) -> Estim
         cv,
         notes,
         not_validated="; ".join(r for r in dict.fromkeys(reasons) if r),
-    )
-
-
-def _format_calibrated(fmt: Format | None) -> bool:
-    """The calibration set is ncnn models run with ncnn's default options: other runtimes are not covered, the
-    forms on MACs alone included (their rates are ncnn's time per MAC: onnxruntime's or TFLite's kernels do
-    other work per MAC, which no calibration figure measured)."""
-    return fmt is None or fmt.runtime is Runtime.NCNN
-
-
-def _fp32_kernels(board: Any, fp16_off: str, int8: bool, fmt: Format | None) -> bool:
-    """An ncnn float model with fp16 off runs kernels no calibration model ran on a core with fp16 arithmetic
-    (the Cortex-A76: ncnn's defaults compute in fp16 there, fp16 off in fp32). A core without it (the Cortex-A72)
-    computed the calibration models in fp32 too."""
-    return (
-        bool(fp16_off)
-        and not int8
-        and (fmt is None or fmt.runtime is Runtime.NCNN)
-        and _has_fp16_arithmetic(board)
-    )
-
-
-def _has_fp16_arithmetic(board: Any) -> bool:
-    return bool(board.macs_per_cycle[Precision.FP16] > board.macs_per_cycle[Precision.FP32])
-
-
-def _fp16_off_note(board: Any, fp16_off: str, fp32_kernels: bool) -> str:
-    """What fp16 off (edgekit's ncnn-fp32) means for the estimate on this board's core."""
-    if fp32_kernels:
-        return (
-            f"runs with {fp16_off}: fp32 kernels, which no calibration model ran on the {board.core} (they ran "
-            "ncnn's defaults there: fp16 storage and fp16 arithmetic); the count holds the fp32 kernels' extra "
-            "instructions, but their time per instruction is not calibrated, so the interval is the largest "
-            "held-out error, at least the widest of any calibrated group, and is not validated for them"
-        )
-    return (
-        f"runs with {fp16_off}; the {board.core} has no fp16 arithmetic, so the calibration models (ncnn's "
-        "defaults) computed in fp32 there too: fp16 storage only changes loads and conversions, which the count "
-        "and the simulated misses include (blazeface and squeezenet counted both ways on it: instructions and "
-        "misses within 0.03 %), so the calibration holds for it"
-    )
-
-
-def _uncalibrated_note(fmt: Format | None) -> str:
-    what = fmt.value if fmt is not None else "this format"
-    return (
-        f"{what}: no calibration figure exists for this runtime (the cost model is fitted on ncnn's benchmark "
-        "models only); its instructions per cycle may differ, so the interval is the widest of any calibrated "
-        "group and is not validated for it"
     )
 
 
