@@ -1,5 +1,6 @@
-"""What the lab tests share: a coordinator's holders, a teammate acting with labgrid's own client, and a folder
-of lab target files put on EDGEKIT_TARGETS_DIR for a rig's lifetime."""
+"""What the lab tests share: a coordinator's holders, a teammate acting with labgrid's own client, a folder of lab
+target files put on EDGEKIT_TARGETS_DIR for a rig's lifetime, and the short bounds of the tests that freeze the
+coordinator."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from edgekit.lab import rig as lab_rig
 from edgekit.lab.client import LabClient, lab_python
@@ -50,3 +53,18 @@ def serving(started: lab_rig.Rig, targets: Path) -> Iterator[lab_rig.Rig]:
             os.environ.pop("EDGEKIT_TARGETS_DIR", None)
         else:
             os.environ["EDGEKIT_TARGETS_DIR"] = old
+
+
+# The lab helper's bounds against a coordinator that does not answer (edgekit/lab/helper.py's CALL_S, CONNECT_S,
+# LAST_TRY_S; helper_end.py's RETRY_GRACE_S): the tests that freeze it sit through them, again and again, and what
+# they prove (an error, never a hang; "release pending" said once nothing answered in the grace; a SIGTERM ends the
+# retries after one last try) does not depend on their length. A coordinator that answers does so in well under a
+# second, even beside the emulated devices' work on the other core.
+FROZEN_BOUNDS = {"EDGEKIT_LAB_CALL_S": "5", "EDGEKIT_LAB_CONNECT_S": "5", "EDGEKIT_LAB_LAST_TRY_S": "1"}
+SHORT_GRACE = {"EDGEKIT_LAB_RETRY_GRACE_S": "2"}  # only where the coordinator stays frozen through the grace
+
+
+def short_bounds(monkeypatch: pytest.MonkeyPatch, grace: bool = False) -> None:
+    """FROZEN_BOUNDS (and SHORT_GRACE) for the helpers this test starts."""
+    for name, value in {**FROZEN_BOUNDS, **(SHORT_GRACE if grace else {})}.items():
+        monkeypatch.setenv(name, value)
