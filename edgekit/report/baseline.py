@@ -74,6 +74,7 @@ from edgekit.report.levels import (
     _nights,
     _timed,
     departs,
+    med,
     pooled_bound,
     rejoined,
     returns,
@@ -315,7 +316,7 @@ def _latency_verdict(
     earlier: Sequence[Sequence[Sequence[float]]] = (),
 ) -> Verdict | None:
     pooled = np.concatenate([e.m.samples_ms for e in past])
-    old, new = float(np.median(pooled)), float(np.median(m.samples_ms))
+    old, new = float(np.median(pooled)), med(m.samples_ms)
     change = new / old - 1.0
     if change < settings.min_change:
         return None
