@@ -269,11 +269,18 @@ def _tflite_chains(folder: Path) -> tuple[Path, Path]:
     return small, large
 
 
+@pytest.fixture(scope="module")
+def tflite_chains(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """TFLITE_SCRIPT's two models, written once for the file's tests (they only read them): TensorFlow's import
+    and conversion is seconds each time."""
+    return _tflite_chains(tmp_path_factory.mktemp("tflite-chains"))
+
+
 @pytest.mark.integration
-def test_tflite_counts_repeat_and_scale(plugin: Path, tmp_path: Path) -> None:
+def test_tflite_counts_repeat_and_scale(plugin: Path, tflite_chains: tuple[Path, Path]) -> None:
     from edgekit.emu.plugin.counting import CountJob, count_artifacts
 
-    small, large = _tflite_chains(tmp_path)
+    small, large = tflite_chains
     a, c = count_artifacts([CountJob(small), CountJob(large)], "pi4-emu")
     b, _ = count_artifacts([CountJob(small), CountJob(large)], "pi4-emu")
     (alone,) = count_artifacts([CountJob(small)], "pi4-emu")
@@ -285,12 +292,14 @@ def test_tflite_counts_repeat_and_scale(plugin: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_tflite_profile_counts_each_op_of_a_conv_chain(plugin: Path, tmp_path: Path) -> None:
+def test_tflite_profile_counts_each_op_of_a_conv_chain(
+    plugin: Path, tflite_chains: tuple[Path, Path]
+) -> None:
     """Four identical convolutions: each op's differenced count is about a quarter of the whole inference."""
     from edgekit.profile_table import format_table
     from edgekit.profile_tflite import op_rows, profile_tflite, read_model
 
-    _, large = _tflite_chains(tmp_path)
+    _, large = tflite_chains
     rows = op_rows(read_model(large))
     assert [r["type"] for r in rows] == ["CONV_2D"] * 4 and rows[-1]["shape"] == [1, 32, 32, 16]
     prof = profile_tflite(large, "pi4-emu")
