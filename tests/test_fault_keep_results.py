@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,23 @@ def disk(tmp_path: Path) -> Iterator[Path]:
         yield mnt
 
 
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The slow tiny recipe's conversion cache, made once: each test copies it into its own data dir (the faults
+    under test come while measuring; converting again in each cost 15 s of onnx2tf)."""
+    folder = tmp_path_factory.mktemp("converted")
+    home = folder / "home"
+    done = subprocess.run(
+        [EDGEKIT, "convert", str(_recipe(folder))],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EDGEKIT_HOME": str(home)},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return home / "cache"
+
+
 def _recipe(tmp_path: Path) -> Path:
     """The tiny recipe, timed long enough (about 2 s an artifact) for a fault to land between two of them."""
     recipe = yaml.safe_load(TINY.read_text())
@@ -41,10 +59,12 @@ def _recipe(tmp_path: Path) -> Path:
 
 
 def _deploy(
-    tmp_path: Path, env: dict[str, str], *args: str, fill: Path, sig: int | None = None
+    tmp_path: Path, env: dict[str, str], *args: str, fill: Path, cache: Path, sig: int | None = None
 ) -> tuple[int, str]:
-    """`edgekit deploy` of the slow tiny recipe to this host; once the first artifact is measured, `fill`'s disk is
-    filled (and `sig` sent). Its exit code and its output (stdout and stderr together)."""
+    """`edgekit deploy` of the slow tiny recipe to this host, its conversions copied from `cache` into the data
+    dir; once the first artifact is measured, `fill`'s disk is filled (and `sig` sent). Its exit code and its
+    output (stdout and stderr together)."""
+    shutil.copytree(cache, Path(env["EDGEKIT_HOME"]) / "cache")
     cmd = [EDGEKIT, "deploy", str(_recipe(tmp_path)), "--target", "local", "--no-host", *args]
     proc = subprocess.Popen(
         cmd,
@@ -95,7 +115,7 @@ def _import(kept: Path, store: Path, home: Path) -> str:
 
 
 def test_ctrl_c_while_the_store_disk_is_full_keeps_the_measurements_in_a_file(
-    tmp_path: Path, disk: Path
+    tmp_path: Path, disk: Path, converted: Path
 ) -> None:
     """Ctrl-C with the store on a full disk: the interrupted run's record failed as 'cannot open or migrate the
     results store' with a server hint, exit 1, and nothing was kept anywhere (the device's folder already
@@ -105,7 +125,13 @@ def test_ctrl_c_while_the_store_disk_is_full_keeps_the_measurements_in_a_file(
     store.parent.mkdir()
     start = time.monotonic()
     code, out = _deploy(
-        tmp_path, {"EDGEKIT_HOME": str(home)}, "--store", str(store), fill=disk, sig=signal.SIGINT
+        tmp_path,
+        {"EDGEKIT_HOME": str(home)},
+        "--store",
+        str(store),
+        fill=disk,
+        cache=converted,
+        sig=signal.SIGINT,
     )
     assert code == 130, out[-3000:]
     assert time.monotonic() - start < 120
@@ -118,7 +144,7 @@ def test_ctrl_c_while_the_store_disk_is_full_keeps_the_measurements_in_a_file(
 
 
 def test_a_full_data_disk_at_the_end_prints_the_table_and_keeps_the_result_in_the_temp_folder(
-    tmp_path: Path, disk: Path
+    tmp_path: Path, disk: Path, converted: Path
 ) -> None:
     """EDGEKIT_HOME on a disk that fills while measuring: the store could not record the run, the unrecorded file
     could not be written either, and that OutputFileError ('give a path in a folder you can write': the user gave
@@ -126,7 +152,9 @@ def test_a_full_data_disk_at_the_end_prints_the_table_and_keeps_the_result_in_th
     error names the store's failure and the full disk, and the result is kept in the system's temporary folder."""
     home, spare = disk / "home", tmp_path / "tmp"
     spare.mkdir()
-    code, out = _deploy(tmp_path, {"EDGEKIT_HOME": str(home), "TMPDIR": str(spare)}, fill=disk)
+    code, out = _deploy(
+        tmp_path, {"EDGEKIT_HOME": str(home), "TMPDIR": str(spare)}, fill=disk, cache=converted
+    )
     assert code == 1, out[-3000:]
     assert "tiny on local" in out and "p50" in out, out[-3000:]  # the table
     assert "error (StoreError)" in out and "cannot open or migrate the results store" in out, out[-3000:]
@@ -138,13 +166,17 @@ def test_a_full_data_disk_at_the_end_prints_the_table_and_keeps_the_result_in_th
     assert "recorded as run 1" in _import(kept, tmp_path / "later.sqlite", tmp_path / "home2")
 
 
-def test_no_disk_with_room_anywhere_is_said_after_the_table(tmp_path: Path, disk: Path) -> None:
+def test_no_disk_with_room_anywhere_is_said_after_the_table(
+    tmp_path: Path, disk: Path, converted: Path
+) -> None:
     """The data dir's and the temporary folder's disks both full: nothing can keep the result, which is said (the
     full disk named, the measurements only in the table printed above), exit 1; not an OutputFileError before the
     table."""
     home, spare = disk / "home", disk / "tmp"
     spare.mkdir()  # TMPDIR must exist, or Python's temporary folder is /tmp
-    code, out = _deploy(tmp_path, {"EDGEKIT_HOME": str(home), "TMPDIR": str(spare)}, fill=disk)
+    code, out = _deploy(
+        tmp_path, {"EDGEKIT_HOME": str(home), "TMPDIR": str(spare)}, fill=disk, cache=converted
+    )
     assert code == 1, out[-3000:]
     assert "tiny on local" in out and "error (StoreError)" in out, out[-3000:]
     assert "could not be kept in a file either" in out and "DiskFull" in out, out[-3000:]
@@ -178,12 +210,14 @@ def test_a_sqlite_store_on_a_full_disk_says_the_disk_not_the_server(disk: Path) 
 
 
 def test_ctrl_c_with_no_store_and_no_json_keeps_the_measurements_in_a_file(
-    tmp_path: Path, disk: Path
+    tmp_path: Path, disk: Path, converted: Path
 ) -> None:
     """`deploy --no-store` without --json, then Ctrl-C: 'interrupted: kept 1 measurements' while nothing was
     written anywhere. The result goes to the data dir's unrecorded/, named, as a failed deploy's does."""
     home = tmp_path / "home"
-    code, out = _deploy(tmp_path, {"EDGEKIT_HOME": str(home)}, "--no-store", fill=disk, sig=signal.SIGINT)
+    code, out = _deploy(
+        tmp_path, {"EDGEKIT_HOME": str(home)}, "--no-store", fill=disk, cache=converted, sig=signal.SIGINT
+    )
     assert code == 130, out[-3000:]
     (kept,) = (home / "unrecorded").glob("*.json")
     assert "tflite-fp32" in _measured(kept)
