@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab_helpers import holders, kick_held, teammate
+from lab_helpers import holders, kick_held, short_bounds, teammate
 
 from edgekit.errors import TargetError
 from edgekit.lab import rig as lab_rig
@@ -306,6 +306,7 @@ def test_a_coordinator_gone_mid_night_is_said_once_and_never_as_released(
     from edgekit.lab.spread import spread
     from edgekit.transport import open_transport
 
+    short_bounds(monkeypatch, grace=True)  # the coordinator is gone: nothing answers in any of them
     said: list[str] = []
     solo = lab_rig.start_bare(tmp_path / "rig", {"c1": {"board": "rz"}})
     try:

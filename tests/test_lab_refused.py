@@ -11,11 +11,11 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from lab_helpers import holders, kick_held, teammate
+from lab_helpers import holders, kick_held, short_bounds, teammate
 
 from edgekit.lab import rig as lab_rig
 from edgekit.lab.client import LabClient, lab_python
@@ -47,14 +47,25 @@ def _delete(rig: lab_rig.Rig, *places: str) -> None:
         )
 
 
-def _release_later(rig: lab_rig.Rig, place: str, after_s: float) -> threading.Thread:
+def _release_once_waiting(
+    rig: lab_rig.Rig, place: str, lines: list[str]
+) -> tuple[Callable[[str], None], threading.Thread]:
+    """A `say` that keeps edgekit's lines in `lines`, and the teammate's release of `place` it starts once edgekit
+    said it is waiting for a free place (it was a fixed 4 s, the most of what the test waited)."""
+    waiting = threading.Event()
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if "waiting for a free place" in line:
+            waiting.set()
+
     def run() -> None:
-        time.sleep(after_s)
+        waiting.wait(timeout=60)  # never said: edgekit's own wait (30 s) fails the test first
         teammate(rig, place, "release")
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    return thread
+    return say, thread
 
 
 def test_a_free_place_edgekit_refuses_is_skipped_for_a_good_one_of_its_tag(
@@ -84,9 +95,9 @@ def test_a_free_place_edgekit_refuses_is_skipped_for_a_good_one_of_its_tag(
         )
         check_matchable(template)  # pi5-a is good: nothing to refuse before the work
         teammate(rig, "pi5-a", "acquire")
-        releaser = _release_later(rig, "pi5-a", 4.0)
         said: list[str] = []
-        board = acquire_target(template, said.append)
+        say, releaser = _release_once_waiting(rig, "pi5-a", said)
+        board = acquire_target(template, say)
         releaser.join()
         try:
             assert board.name == "pi5-a", said
@@ -115,12 +126,10 @@ def test_a_free_place_edgekit_refuses_is_skipped_for_a_good_one_of_its_tag(
         recipe.write_text((REPO / "recipes" / "tiny.yaml").read_text())
         monkeypatch.setattr(spread_module, "_convert", lambda _recipe, _log: [])
         teammate(rig, "pi5-a", "acquire")
-        releaser = _release_later(rig, "pi5-a", 4.0)
         deployed: list[str] = []
         lines: list[str] = []
-        done = spread(
-            [recipe], [str(target)], lines.append, deploy_one=lambda _r, t, _a: deployed.append(t.name)
-        )  # type: ignore[arg-type]
+        say, releaser = _release_once_waiting(rig, "pi5-a", lines)
+        done = spread([recipe], [str(target)], say, deploy_one=lambda _r, t, _a: deployed.append(t.name))  # type: ignore[arg-type]
         releaser.join()
         assert deployed == ["pi5-a"], lines
         assert not done.unavailable, lines
@@ -228,7 +237,7 @@ def test_a_place_waited_for_names_its_reservations_owner_or_why_labgrid_would_no
 
 
 def test_a_release_the_frozen_coordinator_never_answered_is_retried_after_edgekit_is_done(
-    free_lab: lab_rig.Rig,
+    free_lab: lab_rig.Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The coordinator frozen (SIGSTOP) while edgekit gave its place back: `warning: pi5-a was not released: the
     coordinator cannot be reached ...`, exit 0, and the place stayed held by an edgekit that had exited: a teammate
@@ -238,6 +247,7 @@ def test_a_release_the_frozen_coordinator_never_answered_is_retried_after_edgeki
     given back once the coordinator answers again."""
     from edgekit.target import LabSpec
 
+    short_bounds(monkeypatch, grace=True)  # frozen through the first attempt and the grace: nothing answers
     rig = free_lab
     said: list[str] = []
     lease = LabClient(rig.coordinator).hold(LabSpec(tags={"board": "pi5"}, wait_s=10), say=said.append)
