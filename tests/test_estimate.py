@@ -524,8 +524,18 @@ def test_a_corrupt_tflite_or_onnx_is_bad_input_named(tmp_path: Path, suffix: str
         assert out.returncode == 2 and message in out.stderr, (command, out.stderr)
 
 
-def test_roofline_command(tmp_path: Path) -> None:
-    onnx_path = write_onnx(tmp_path / "chain.onnx", 2)
+@pytest.fixture(scope="module")
+def chain_roofline_pi5(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """write_onnx's two-convolution chain and `roofline` of it on the Pi 5 as text, run once for the tests that
+    read that output (each test makes no change to the file)."""
+    onnx_path = write_onnx(tmp_path_factory.mktemp("roofline") / "chain.onnx", 2)
+    text = _cli("roofline", str(onnx_path), "--board", "pi5")
+    assert text.returncode == 0, text.stderr
+    return onnx_path, text.stdout
+
+
+def test_roofline_command(chain_roofline_pi5: tuple[Path, str]) -> None:
+    onnx_path, text_out = chain_roofline_pi5
     out = _cli("roofline", str(onnx_path), "--board", "pi4", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -533,14 +543,11 @@ def test_roofline_command(tmp_path: Path) -> None:
     assert data["estimate"]["label"].startswith("estimate")
     weights = data["estimate"]["cross_validation"]["weights"]  # an ONNX file: the forms on MACs alone
     assert set(weights) == {"macs", "macs+params"} and "macs 0." in data["estimate"]["method"]
-    text = _cli("roofline", str(onnx_path), "--board", "pi5")
-    assert "lower bound" in text.stdout and "not a measurement" in text.stdout
+    assert "lower bound" in text_out and "not a measurement" in text_out
     # no runtime holds an ONNX file's float weights at 2 bytes as edgekit's ncnn does: it said "as the runtime
     # holds them"; it says why 2 bytes is still a bound
-    flat = " ".join(text.stdout.split())
-    assert "2 bytes each (fp16 storage, the fewest" in flat and "as the runtime holds" not in flat, (
-        text.stdout
-    )
+    flat = " ".join(text_out.split())
+    assert "2 bytes each (fp16 storage, the fewest" in flat and "as the runtime holds" not in flat, text_out
     bad = _cli("roofline", str(onnx_path), "--board", "pi9")
     assert bad.returncode != 0 and "unknown board" in bad.stderr
 
@@ -641,6 +648,9 @@ def test_estimate_command_counts_once_and_reuses_the_count(
     assert est["low_ms"] < est["estimate_ms"] < est["high_ms"] and est["interval_level"] == 0.8
     assert est["estimate_ms"] >= data["roofline"]["lower_bound_ms"]
     assert "default options" in data["runs_as"]  # a bare .param runs as benchncnn runs it
+    # LLVM has no model of the Pi 4's A72: no llvm-mca cycles counted, no cycle forms weighed (the Pi 5's: below)
+    assert data["count"]["cycles"] == -1
+    assert not any("cycles" in name for name in est["cross_validation"]["weights"])
     again = json.loads(
         _cli(
             "estimate", str(param), "--board", "pi4", "--threads", "4", "--input-shape", shape, "--json"
@@ -1407,6 +1417,12 @@ def test_a_bare_param_labelled_ncnn_fp32_counts_what_edgekits_ncnn_fp32_counts(
     default = _cli("estimate", str(param), "--board", "pi5", *shaped)
     assert fp32.returncode == 0 and default.returncode == 0, fp32.stderr + default.stderr
     n32, n16 = (json.loads(o.stdout)["count"]["instructions"] for o in (fp32, default))
+    # on the Pi 5's A76 (LLVM models it) the count's blocks are timed by llvm-mca and the estimate weighs the
+    # cycle forms (the Pi 4's A72: none, test_estimate_command_counts_once_and_reuses_the_count)
+    pi5 = json.loads(default.stdout)
+    assert pi5["count"]["cycles"] > 0, "llvm-mca's cycles missing: llvm-mc/llvm-mca installed (`make setup`)?"
+    assert any(name.startswith("cycles") for name in pi5["estimate"]["cross_validation"]["weights"])
+    assert pi5["estimate"]["cross_validation"]["n"] == 17
     assert n32 > 1.3 * n16, (n32, n16)  # fp32 arithmetic on the A76: more instructions than ncnn's fp16
     # the calibration ran ncnn's defaults (fp16 arithmetic on the A76): fp32 kernels there are not validated
     said32, said16 = (json.loads(o.stdout)["estimate"]["caveats"] for o in (fp32, default))
@@ -1435,10 +1451,11 @@ def test_the_json_interval_is_the_one_stated_and_tiny_mac_estimates_say_what_the
     assert not any("no per-invocation overhead" in c for c in big.caveats)
 
 
-def test_roofline_text_ends_on_its_label_and_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+def test_roofline_text_ends_on_its_label_and_a_closed_pipe_ends_quietly(
+    chain_roofline_pi5: tuple[Path, str],
+) -> None:
     """The estimate line ended in a stray "estimate"; `roofline | head -1` exited 1 (rich's broken-pipe exit)."""
-    onnx_path = write_onnx(tmp_path / "chain.onnx", 2)
-    text = _cli("roofline", str(onnx_path), "--board", "pi5").stdout
+    onnx_path, text = chain_roofline_pi5
     line = " ".join(text.split("  estimate ")[1].split("\n  note")[0].split())
     assert line.endswith("the bound) MAC-based estimate, not a measurement"), line
     for extra in ((), ("--json",)):
