@@ -5,6 +5,7 @@ digits model of the zoo (recipes/digits-keras.yaml) through both routes on the h
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,53 @@ def test_keras_digits_converts_by_both_tflite_routes(keras_artifacts: list[Artif
     assert direct.size_bytes < 0.5 * arts[Format.TFLITE_FP32].size_bytes
 
 
+BUILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}
+KERAS_FILE = ROOT / "edgekit" / "zoo" / "weights" / "digits-keras.keras"
+CUSTOM_LAYER = (
+    "@keras.saving.register_keras_serializable(package='mine')\n"
+    "class Swish2(keras.layers.Layer):\n"
+    "    def call(self, x):\n"
+    "        return x * keras.ops.sigmoid(x)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def keras_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small Keras files the tests below convert, and the digits model's SavedModel export, made by ONE child:
+    each child importing Keras took ~5 s, seven of them. Only read by the tests: each copies the file it
+    converts (a recipe is written beside it). `custom-code.keras`'s Swish2 comes from the module mylayers.act,
+    `custom.keras`'s from the script itself, as when each was made by its own `python -c`."""
+    folder = tmp_path_factory.mktemp("keras-files")
+    code = folder / "code"
+    (code / "mylayers").mkdir(parents=True)
+    (code / "mylayers" / "__init__.py").write_text("")
+    (code / "mylayers" / "act.py").write_text(f"import keras\n\n\n{CUSTOM_LAYER}")
+    script = f"""
+import sys, zipfile
+import keras
+sys.path.insert(0, r'{code}')
+from mylayers.act import Swish2
+i = keras.Input((4,)); keras.Model(i, Swish2()(i)).save(r'{folder / "custom-code.keras"}')
+{CUSTOM_LAYER}
+i = keras.Input((4,)); keras.Model(i, Swish2()(i)).save(r'{folder / "custom.keras"}')
+a = keras.Input((4,)); b = keras.Input((4,))
+keras.Model([a, b], keras.layers.Add()([a, b])).save(r'{folder / "two-inputs.keras"}')
+i = keras.Input((4,))
+keras.Model(i, keras.layers.Activation('gelu')(keras.layers.Dense(3)(i))).save(r'{folder / "gelu.keras"}')
+zipfile.ZipFile(r'{folder / "not-keras.keras"}', 'w').writestr('x.txt', 'not a model')
+i = keras.Input((4,)); keras.Model(i, keras.layers.Lambda(lambda x: x * 2)(i)).save(r'{folder / "lam.keras"}')
+keras.models.load_model(r'{KERAS_FILE}').export(r'{folder / "saved"}', verbose=False)
+"""
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, env=BUILD_ENV, timeout=600
+    )
+    return folder
+
+
+def _copy(keras_files: Path, name: str, tmp_path: Path) -> Path:
+    return Path(shutil.copy(keras_files / name, tmp_path / name))
+
+
 @pytest.mark.integration
 def test_int8_io_of_a_keras_source(tmp_path: Path) -> None:
     """int8.io: int8 gives TensorFlow's converter int8 input and output tensors; fidelity still holds."""
@@ -116,19 +164,11 @@ def test_int8_io_of_a_keras_source(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_savedmodel_source(tmp_path: Path) -> None:
+def test_savedmodel_source(tmp_path: Path, keras_files: Path) -> None:
     """A SavedModel folder (Keras's export) converts like the .keras file and gives the same outputs."""
     from edgekit.convert.pipeline import convert_recipe
 
-    saved = tmp_path / "saved"
-    keras_file = ROOT / "edgekit" / "zoo" / "weights" / "digits-keras.keras"
-    code = f"import keras; keras.models.load_model(r'{keras_file}').export(r'{saved}', verbose=False)"
-    subprocess.run(
-        [sys.executable, "-c", code],
-        check=True,
-        capture_output=True,
-        env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"},
-    )
+    saved = Path(shutil.copytree(keras_files / "saved", tmp_path / "saved"))
     raw: dict[str, Any] = yaml.safe_load(RECIPE.read_text())
     raw.update(
         formats=["tflite-fp32", "onnx-fp32"],
@@ -164,16 +204,10 @@ def test_keras_digits_on_pi4_emu_judged_on_every_input(pi4_emu: Any, keras_artif
 
 
 @pytest.mark.integration
-def test_a_lambda_layer_is_refused_as_code_in_the_model_file(tmp_path: Path) -> None:
+def test_a_lambda_layer_is_refused_as_code_in_the_model_file(tmp_path: Path, keras_files: Path) -> None:
     """Keras loads in safe mode (a Lambda's bytecode is not run): the model is bad input (exit 2) and the error
     says what to do instead, not a truncated tool error with a safe_mode flag edgekit does not take."""
-    model = tmp_path / "lam.keras"
-    code = (
-        "import keras; i = keras.Input((4,)); "
-        f"keras.Model(i, keras.layers.Lambda(lambda x: x * 2)(i)).save(r'{model}')"
-    )
-    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)
+    model = _copy(keras_files, "lam.keras", tmp_path)
     out = _convert_keras_file(model, "tflite-fp32")
     assert out.returncode == 2 and "error (InputDataError)" in out.stderr, out.stderr
     assert "Lambda layer holds Python code" in out.stderr and "kind: onnx" in out.stderr, out.stderr
@@ -200,14 +234,6 @@ def test_an_input_shape_the_keras_model_cannot_take_is_a_recipe_error(tmp_path: 
     assert _work_folders(tmp_path / "home") == []
 
 
-CUSTOM_LAYER = (
-    "@keras.saving.register_keras_serializable(package='mine')\n"
-    "class Swish2(keras.layers.Layer):\n"
-    "    def call(self, x):\n"
-    "        return x * keras.ops.sigmoid(x)\n"
-)
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "case,code,said",
@@ -227,23 +253,15 @@ CUSTOM_LAYER = (
         ),
     ],
 )
-def test_a_keras_model_edgekit_cannot_take_is_named(tmp_path: Path, case: str, code: int, said: str) -> None:
+def test_a_keras_model_edgekit_cannot_take_is_named(
+    tmp_path: Path, keras_files: Path, case: str, code: int, said: str
+) -> None:
     """A two-input model, a .keras that is no Keras model: bad input (exit 2), said in a line; they were
     ConversionErrors (exit 1) quoting tf2onnx's traceback. A model using an op tf2onnx has no ONNX for (the exact
     GELU's Erfc) named the op instead of 'tf2onnx: failed (exit 1)'. A custom layer whose code is not loaded was
     `config={'module': 'keras.src.model` (Keras's message cut at 300 characters, its last line kept): the class
     is named, with what to do. No failure leaves its work folder (child.log, job.json) behind."""
-    model = tmp_path / f"{case}.keras"
-    build = {
-        "two-inputs": "a = keras.Input((4,)); b = keras.Input((4,)); "
-        f"keras.Model([a, b], keras.layers.Add()([a, b])).save(r'{model}')",
-        "gelu": "i = keras.Input((4,)); "
-        f"keras.Model(i, keras.layers.Activation('gelu')(keras.layers.Dense(3)(i))).save(r'{model}')",
-        "not-keras": f"import zipfile; zipfile.ZipFile(r'{model}', 'w').writestr('x.txt', 'not a model')",
-        "custom": f"\n{CUSTOM_LAYER}i = keras.Input((4,)); keras.Model(i, Swish2()(i)).save(r'{model}')",
-    }[case]
-    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}
-    subprocess.run([sys.executable, "-c", f"import keras; {build}"], check=True, capture_output=True, env=env)
+    model = _copy(keras_files, f"{case}.keras", tmp_path)  # made by the fixture's one child
     home = tmp_path / "home"
     out = _convert_keras_file(model, "onnx-fp32", home)
     assert out.returncode == code and said in out.stderr, out.stdout[-1500:] + out.stderr[-1500:]
@@ -255,7 +273,9 @@ def test_a_keras_model_edgekit_cannot_take_is_named(tmp_path: Path, case: str, c
 
 
 @pytest.mark.integration
-def test_a_custom_layer_named_in_the_recipe_is_imported_and_its_code_keys_the_cache(tmp_path: Path) -> None:
+def test_a_custom_layer_named_in_the_recipe_is_imported_and_its_code_keys_the_cache(
+    tmp_path: Path, keras_files: Path
+) -> None:
     """`model.custom_objects: [package.module:Name]`: the module (on PYTHONPATH) is imported and the class handed to
     Keras, so a .keras with a registered custom layer converts through both routes (tf2onnx's ONNX, TensorFlow's
     TFLite) and matches the model; an edit to the layer's code exports again (the cache is keyed by it); a name
@@ -264,16 +284,10 @@ def test_a_custom_layer_named_in_the_recipe_is_imported_and_its_code_keys_the_ca
     (code / "mylayers").mkdir(parents=True)
     (code / "mylayers" / "__init__.py").write_text("")
     layer = code / "mylayers" / "act.py"
-    layer.write_text(f"import keras\n\n\n{CUSTOM_LAYER}")
-    model = tmp_path / "custom.keras"
-    env = {
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "CUDA_VISIBLE_DEVICES": "",
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(code),
-    }
-    build = f"from mylayers.act import Swish2; i = keras.Input((4,)); keras.Model(i, Swish2()(i)).save(r'{model}')"
-    subprocess.run([sys.executable, "-c", f"import keras; {build}"], check=True, capture_output=True, env=env)
+    layer.write_text(f"import keras\n\n\n{CUSTOM_LAYER}")  # this test's own copy: it edits it below
+    model = Path(
+        shutil.copy(keras_files / "custom-code.keras", tmp_path / "custom.keras")
+    )  # Swish2 of mylayers.act
     home = tmp_path / "home"
     names = ["mylayers.act:Swish2"]
     for fmt in ("onnx-fp32", "tflite-fp32"):
