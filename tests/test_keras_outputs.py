@@ -5,6 +5,7 @@ SavedModel and ONNX sources refuse it."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,9 +35,24 @@ np.savez(PRED, x=x, aux=a, logits=lo)
 """
 
 
-def _build(code: str, model: Path, pred: Path) -> None:
-    script = f"MODEL = r'{model}'\nPRED = r'{pred}'\n{code}"
+ONE_HEAD = """
+i = keras.Input((4,), name='x')
+m = keras.Model(i, keras.layers.Dense(3, name='logits')(i))
+m.save(ONE)
+"""
+
+
+@pytest.fixture(scope="module")
+def keras_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """two_heads.keras (with Keras's own outputs in pred.npz) and one.keras, made by ONE child (each child
+    importing Keras took ~5 s); the tests only read them, each from its own copy."""
+    folder = tmp_path_factory.mktemp("keras-files")
+    script = (
+        f"MODEL = r'{folder / 'two_heads.keras'}'\nPRED = r'{folder / 'pred.npz'}'\n"
+        f"ONE = r'{folder / 'one.keras'}'\n{TWO_HEADS}{ONE_HEAD}"
+    )
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, env=ENV, timeout=300)
+    return folder
 
 
 def _recipe(path: Path, model: Path, outputs: list[str], formats: list[str]) -> Path:
@@ -53,7 +69,9 @@ def _recipe(path: Path, model: Path, outputs: list[str], formats: list[str]) -> 
 
 
 @pytest.mark.integration
-def test_a_keras_models_outputs_are_taken_by_name_in_the_recipes_order(tmp_path: Path) -> None:
+def test_a_keras_models_outputs_are_taken_by_name_in_the_recipes_order(
+    tmp_path: Path, keras_files: Path
+) -> None:
     """Was: names given by position, so `outputs: [logits, aux]` on a model returning [aux, logits] named the aux
     head 'logits' in the ONNX (accuracy and gates judged on the wrong head). The ONNX's outputs now carry the
     values Keras gives under each name, in the recipe's order; TensorFlow's TFLite matches that ONNX."""
@@ -61,8 +79,8 @@ def test_a_keras_models_outputs_are_taken_by_name_in_the_recipes_order(tmp_path:
 
     from edgekit.convert.pipeline import convert_recipe
 
-    model, pred = tmp_path / "two_heads.keras", tmp_path / "pred.npz"
-    _build(TWO_HEADS, model, pred)
+    model = Path(shutil.copy(keras_files / "two_heads.keras", tmp_path / "two_heads.keras"))
+    pred = keras_files / "pred.npz"
     want = np.load(pred)
     assert np.abs(want["aux"] - want["logits"]).max() > 0.1  # two heads that differ: a swap would show
     recipe = _recipe(tmp_path / "two.yaml", model, ["logits", "aux"], ["onnx-fp32", "tflite-fp32"])
@@ -81,16 +99,13 @@ def test_a_keras_models_outputs_are_taken_by_name_in_the_recipes_order(tmp_path:
 
 
 @pytest.mark.integration
-def test_a_recipe_output_a_keras_model_lacks_is_refused_naming_the_models_outputs(tmp_path: Path) -> None:
+def test_a_recipe_output_a_keras_model_lacks_is_refused_naming_the_models_outputs(
+    tmp_path: Path, keras_files: Path
+) -> None:
     """Was: `outputs: [probs]` on a single-output model whose output is `logits` renamed it silently (by
     position); a SavedModel with the same mistake was refused. Now both: exit 2, RecipeError naming the model's
     outputs."""
-    model, pred = tmp_path / "one.keras", tmp_path / "pred.npz"
-    code = (
-        "import keras, numpy as np\ni = keras.Input((4,), name='x')\n"
-        "m = keras.Model(i, keras.layers.Dense(3, name='logits')(i))\nm.save(MODEL)\n"
-    )
-    _build(code, model, pred)
+    model = Path(shutil.copy(keras_files / "one.keras", tmp_path / "one.keras"))
     for outputs, missing in ((["probs"], "['probs']"), (["logits", "aux"], "['aux']")):
         recipe = _recipe(tmp_path / "wrong.yaml", model, outputs, ["onnx-fp32"])
         out = subprocess.run(
