@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from edgekit.estimate import calibration, cost_model
 from edgekit.formats import Format
 
@@ -73,12 +75,28 @@ def _onnx(path: Path, odd: bool = False) -> Path:
     return path
 
 
-def test_an_onnx_mac_estimate_is_not_validated_in_roofline_and_estimate_alike(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def convs_roofline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """_onnx's plain model and its `roofline --board pi4 --json`, run once for the tests that read them (the
+    file is not changed by any)."""
+    folder = tmp_path_factory.mktemp("convs")
+    onnx_path = _onnx(folder / "convs.onnx")
+    return onnx_path, _json("roofline", str(onnx_path), "--board", "pi4", cwd=folder)
+
+
+def test_an_onnx_mac_estimate_is_not_validated_in_roofline_and_estimate_alike(
+    tmp_path: Path, convs_roofline: tuple[Path, dict]
+) -> None:
     """An .onnx's MAC-based estimate was "calibrated" (-59/+142 %) beside its own note "onnxruntime: no
     calibration figure"; `roofline` printed it with no "not validated"."""
-    onnx_path = _onnx(tmp_path / "convs.onnx")
+    onnx_path, roofline = convs_roofline
     for command in ("roofline", "estimate"):
-        est = _json(command, str(onnx_path), "--board", "pi4", cwd=tmp_path)["estimate"]
+        out = (
+            roofline
+            if command == "roofline"
+            else _json(command, str(onnx_path), "--board", "pi4", cwd=tmp_path)
+        )
+        est = out["estimate"]
         assert est["interval_calibrated"] is False, (command, est)
         assert "no calibration figure for onnx-fp32" in est["interval_not_validated"], (command, est)
         assert _q(est) >= cost_model.widest_q() - 1e-3, (command, est)
@@ -100,10 +118,12 @@ def test_a_mac_estimate_of_another_runtime_is_not_validated() -> None:
         assert other.estimate_ms == ncnn.estimate_ms  # the same forms: only the interval and its word differ
 
 
-def test_onnx_ops_no_calibration_model_has_widen_the_interval(tmp_path: Path) -> None:
+def test_onnx_ops_no_calibration_model_has_widen_the_interval(
+    tmp_path: Path, convs_roofline: tuple[Path, dict]
+) -> None:
     """An ONNX with Erf and TopK named them as left out of the MACs but did not widen the interval as unseen
     layer types do (the largest held-out error)."""
-    plain = _json("roofline", str(_onnx(tmp_path / "plain.onnx")), "--board", "pi4", cwd=tmp_path)
+    _, plain = convs_roofline  # the same convolutions with ReLU: no op outside the calibration models'
     odd = _json("roofline", str(_onnx(tmp_path / "odd.onnx", odd=True)), "--board", "pi4", cwd=tmp_path)
     est = odd["estimate"]
     said = " ".join(est["caveats"])
