@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,15 +109,34 @@ def test_a_read_only_cache_is_named_with_what_to_try(tmp_path: Path) -> None:
             assert "EDGEKIT_HOME" in err and "crashed" not in err and "internal error" not in err, err
 
 
-def test_a_malformed_convert_timeout_is_a_usage_error_and_a_cached_run_never_reads_it(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tiny_tflite(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], Any]:
+    """tiny's tflite-fp32 converted once (onnx2tf, ~10 s) in a fresh data dir, its progress said every second:
+    the running-onnx2tf test reads what it said, the malformed-timeout test its data dir (a copy of its own)."""
+    from edgekit.convert import onnx2tf_run
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.recipe import load_recipe
+
+    home = tmp_path_factory.mktemp("tiny-tflite") / "home"
+    said: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEKIT_HOME", str(home))
+        mp.setattr(onnx2tf_run, "PROGRESS_EVERY_S", 1.0, raising=False)
+        art = convert_recipe(load_recipe(TINY), [Format.TFLITE_FP32], progress=said.append)[0]
+    return home, said, art
+
+
+def test_a_malformed_convert_timeout_is_a_usage_error_and_a_cached_run_never_reads_it(
+    tmp_path: Path, tiny_tflite: tuple[Path, list[str], Any]
+) -> None:
     """EDGEKIT_CONVERT_TIMEOUT=10m was `internal error (ValueError) ... this is a bug in edgekit` at import, even for
     a run served whole from the cache. Now it is read when onnx2tf is started: a UsageError naming the variable and
     the form it takes (seconds), exit 2; a run that starts no onnx2tf never reads it."""
-    home = tmp_path / "home"
+    made_home, _, made = tiny_tflite  # tflite-fp32 made in a data dir of its own, copied here
+    assert made.status == "ok" and not made.cached, made.error
+    home = Path(shutil.copytree(made_home, tmp_path / "home"))
     env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"}
     run = partial(subprocess.run, capture_output=True, text=True, timeout=300)
-    made = run([sys.executable, "-m", "edgekit", "convert", str(TINY), "-f", "tflite-fp32"], env=env)
-    assert made.returncode == 0, made.stderr
     env["EDGEKIT_CONVERT_TIMEOUT"] = "10m"
     cached = run([sys.executable, "-m", "edgekit", "convert", str(TINY), "-f", "tflite-fp32"], env=env)
     assert cached.returncode == 0 and "cached, no conversion" in cached.stdout, cached.stderr
@@ -125,17 +146,11 @@ def test_a_malformed_convert_timeout_is_a_usage_error_and_a_cached_run_never_rea
     assert "'10m' is not a number of seconds" in err and "internal error" not in err, err
 
 
-def test_a_running_onnx2tf_is_said_while_it_runs(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_running_onnx2tf_is_said_while_it_runs(tiny_tflite: tuple[Path, list[str], Any]) -> None:
     """A CI log showed nothing for the 50 s onnx2tf took on a small model. Now the run says it is still converting
     (every 20 s, every minute after two; here every second), through convert's progress."""
-    from edgekit.convert import onnx2tf_run
-    from edgekit.convert.pipeline import convert_recipe
-    from edgekit.recipe import load_recipe
-
-    monkeypatch.setattr(onnx2tf_run, "PROGRESS_EVERY_S", 1.0, raising=False)
-    said: list[str] = []
-    art = convert_recipe(load_recipe(TINY), [Format.TFLITE_FP32], progress=said.append)[0]
-    assert art.status == "ok", art.error
+    _, said, art = tiny_tflite  # a real onnx2tf run in a fresh data dir, progress every second
+    assert art.status == "ok" and not art.cached, art.error
     still = [m for m in said if "still converting with onnx2tf" in m]
     assert still and still[0].startswith("tflite-fp32: still converting with onnx2tf ("), said
 
