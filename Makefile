@@ -15,7 +15,7 @@ RECIPE ?=
 TARGET ?= pi4-emu
 # make demo DEMO_RECIPE=recipes/digits-keras.yaml: a Keras model through both TFLite routes
 DEMO_RECIPE ?= recipes/yolov5-lite.yaml
-# two workers (pytest-xdist, grouped in tests/conftest.py): the suite in about 25 minutes on a 2-core machine
+# two workers (pytest-xdist, grouped in tests/conftest.py): the suite in 25-31 minutes on a 2-core machine
 # (2026-12-06, 1759 tests); PYTEST_WORKERS= runs it in one process
 PYTEST_WORKERS ?= -n 2 --dist loadgroup
 PYTEST_ARGS ?=
