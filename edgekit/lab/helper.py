@@ -58,7 +58,7 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
-def _seconds(variable: str, default: float) -> float:
+def seconds(variable: str, default: float) -> float:
     """A bound of this file's in seconds: $variable when it is a positive number, else `default`."""
     try:
         value = float(os.environ.get(variable) or default)
@@ -69,8 +69,8 @@ def _seconds(variable: str, default: float) -> float:
 
 # one call to the coordinator: a frozen coordinator is an error, never a hang ($EDGEKIT_LAB_CALL_S: the tests that
 # freeze it use a few seconds, as they sit through these bounds many times)
-CALL_S = _seconds("EDGEKIT_LAB_CALL_S", 20.0)
-CONNECT_S = _seconds("EDGEKIT_LAB_CONNECT_S", 10.0)  # opening a session ($EDGEKIT_LAB_CONNECT_S)
+CALL_S = seconds("EDGEKIT_LAB_CALL_S", 20.0)
+CONNECT_S = seconds("EDGEKIT_LAB_CONNECT_S", 10.0)  # opening a session ($EDGEKIT_LAB_CONNECT_S)
 HOLDER = re.compile(
     r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)"
     r"(?:-m(?P<machine>[0-9a-f]{8})b(?P<boot>[0-9a-f]{8})n(?P<pidns>\d+))?$"
@@ -667,7 +667,7 @@ def retried(pending: dict[str, str], name: str, outcome: dict[str, object]) -> d
 
 
 # the last release attempt a SIGTERM during the retries leaves time for ($EDGEKIT_LAB_LAST_TRY_S)
-LAST_TRY_S = _seconds("EDGEKIT_LAB_LAST_TRY_S", 4.0)
+LAST_TRY_S = seconds("EDGEKIT_LAB_LAST_TRY_S", 4.0)
 
 
 async def retry_releases(link: Link, pending: dict[str, str], log: str | None = None) -> None:

@@ -6,7 +6,6 @@ whether each is still this run's), and a place taken from this run (lost)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -22,12 +21,10 @@ RETRY_GRACE_S = 12.0  # how long edgekit waits for the helper's first retries be
 
 def retry_grace_s() -> float:
     """RETRY_GRACE_S, or $EDGEKIT_LAB_RETRY_GRACE_S when it is a positive number (the tests whose coordinator stays
-    frozen through it set a short one: nothing can answer in it)."""
-    try:
-        value = float(os.environ.get("EDGEKIT_LAB_RETRY_GRACE_S") or RETRY_GRACE_S)
-    except ValueError:
-        return RETRY_GRACE_S
-    return value if value > 0 else RETRY_GRACE_S
+    frozen through it set a short one: nothing can answer in it); read as the helper reads its own bounds."""
+    from edgekit.lab.helper import seconds
+
+    return seconds("EDGEKIT_LAB_RETRY_GRACE_S", RETRY_GRACE_S)
 
 
 class HelperEnd:
