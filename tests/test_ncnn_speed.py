@@ -229,13 +229,27 @@ def _conv_chain(folder: Path, kernels: tuple[int, ...]) -> Path:
     return folder / "model.param"
 
 
+@pytest.fixture(scope="module")
+def chain_313(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 3x3, 1x1, 3x3 chain (big enough that layers dominate); tests only read it."""
+    return _conv_chain(tmp_path_factory.mktemp("chain313"), (3, 1, 3))
+
+
+@pytest.fixture(scope="module")
+def chain_313_on_a72(counting_ready: None, chain_313: Path) -> Profile:
+    """chain_313 counted alone on pi4-emu, once for the module: the profile test reads it and counts the chain a
+    second time (the counts are exact), and the side-by-side test compares its pi4-emu profile with it."""
+    from edgekit.profile import profile_ncnn
+
+    return profile_ncnn(chain_313, "pi4-emu")
+
+
 @pytest.mark.integration
-def test_profile_layers_add_up_to_the_whole_inference(counting_ready: None, tmp_path: Path) -> None:
+def test_profile_layers_add_up_to_the_whole_inference(chain_313: Path, chain_313_on_a72: Profile) -> None:
     from edgekit.profile import profile_ncnn
     from edgekit.profile_table import serial_layers
 
-    param = _conv_chain(tmp_path, (3, 1, 3))  # big enough that layers dominate
-    prof = profile_ncnn(param, "pi4-emu")
+    param, prof = chain_313, chain_313_on_a72
     assert [layer.name for layer in prof.layers] == ["conv0", "conv1", "conv2"]
     assert prof.layers[0].shape == [16, 64, 64] and prof.layers[0].precision == "fp32"
     assert prof.layers[0].instructions > 2 * prof.layers[1].instructions  # 3x3 vs 1x1 on the same shape
@@ -329,22 +343,26 @@ def test_profile_stops_at_its_timeout_with_a_named_error(counting_ready: None, t
 
 @pytest.mark.integration
 def test_plan_profiles_side_by_side_are_the_ones_counted_alone(
-    counting_ready: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    chain_313: Path, chain_313_on_a72: Profile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The speed plan runs its guests two at a time: each profile must be its own artifact's, on its own core,
-    and count exactly what it counts alone."""
+    and count exactly what it counts alone (a's count alone on pi4-emu is the module's, counted once)."""
     from edgekit.convert.ncnn.plan import profiles_of
     from edgekit.profile import profile_ncnn
 
-    a, b = _conv_chain(tmp_path / "a", (3, 1, 3)), _conv_chain(tmp_path / "b", (1, 1))
+    a, b = chain_313, _conv_chain(tmp_path / "b", (1, 1))
     monkeypatch.setenv("EDGEKIT_PLAN_GUESTS", "2")
     side_by_side = profiles_of([a, b])
     assert [sorted(p) for p in side_by_side] == [sorted(DEVICES)] * 2
     assert [p.device for p in side_by_side[0].values()] == list(DEVICES)
     assert [len(p.layers) for p in side_by_side[0].values()] == [3, 3]
     assert [len(p.layers) for p in side_by_side[1].values()] == [2, 2]
-    for param, got in ((a, side_by_side[0]["pi5-emu"]), (b, side_by_side[1]["pi4-emu"])):
-        alone = profile_ncnn(param, got.device)
+    # each artifact and each core checked once against a count alone: a on the A72 (the module's count), b on the A76
+    for got, alone in (
+        (side_by_side[0]["pi4-emu"], chain_313_on_a72),
+        (side_by_side[1]["pi5-emu"], profile_ncnn(b, "pi5-emu")),
+    ):
+        assert got.device == alone.device
         assert [la.instructions for la in got.layers] == [la.instructions for la in alone.layers]
         assert got.total == alone.total
     # the cores differ: a profile filed under the wrong core would not match its count alone
