@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-from edgekit.formats import Format
+from edgekit.formats import Format, Precision
 
 
 class Basis(str, Enum):
@@ -116,6 +116,8 @@ class Route:
     # estimate basis: the fp32 or slowest artifact whose estimate lies inside the choice's 80% interval (or the
     # choice's inside its): its speed-up is not stated (None), the estimates do not rank the two apart
     not_ranked_by_estimate: list[str] = field(default_factory=list)
+    # the recipe's path, named in the advice of a target where every artifact missed a gate (None: 'RECIPE')
+    recipe: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -125,7 +127,7 @@ class Route:
     def summary(self) -> str:
         """One line for a terminal: `pi4-emu: ship ncnn-int8 (1.45x vs ncnn-fp32, ...)`."""
         if self.artifact is None:
-            return f"{self.target}: {why_no_route(self.rejected)}"
+            return f"{self.target}: {why_no_route(self.rejected, self.recipe)}"
         parts = []
         unranked = " not ranked apart by the estimate"
         if self.fp32_artifact in self.not_ranked_by_estimate and self.fp32_artifact != self.artifact:
@@ -182,8 +184,10 @@ class Route:
         return "gates and accuracy" if any(k in METRIC_WORDS for k in self.metric_drop) else "gates"
 
 
-def why_no_route(rejected: dict[str, str]) -> str:
-    """Why a target has no route, from its rejections (artifact -> why): not counted, nothing ran, or gates."""
+def why_no_route(rejected: dict[str, str], recipe: str | None = None) -> str:
+    """Why a target has no route, from its rejections (artifact -> why): not counted, nothing ran, or gates; when
+    every artifact missed a gate, what to do as convert says it (`edgekit analyze RECIPE --format F --fix` for the
+    INT8 ones, or relax the gate: convert.failures.gate_advice), at `recipe` (None: the word RECIPE)."""
     whys = list(rejected.values())
     if whys and all(why.startswith(COUNTS_LOST) for why in whys):
         lost = whys[0][len(COUNTS_LOST) :].lstrip(": ") or "its error is above"
@@ -218,7 +222,27 @@ def why_no_route(rejected: dict[str, str]) -> str:
         + (f", {uncompared} not comparable" if uncompared else "")
         + (f", {unrun} did not run" if unrun else "")
         + ")"
+        + (f"; hint: {_gate_advice(rejected, recipe)}" if failed == len(whys) else "")
     )
+
+
+def _gate_advice(rejected: dict[str, str], recipe: str | None) -> str:
+    """convert's advice for missed gates (convert.failures.gate_advice) for the formats `rejected` says missed one,
+    without --keep-going: a target where none met its gates has none to keep."""
+    from edgekit.convert.failures import gate_advice
+
+    missed = []
+    for artifact, why in rejected.items():
+        try:
+            fmt = Format(artifact)
+        except (
+            ValueError
+        ):  # a format this edgekit does not know (a newer one's stored route): no advice of its own
+            continue
+        if why.startswith(GATES_FAILED):
+            missed.append(fmt)
+    float_missed = [f for f in missed if f.precision is Precision.FP32]
+    return gate_advice(recipe or "RECIPE", missed, float_missed, keep_going=False)
 
 
 def not_comparable(failures: Sequence[str]) -> bool:
