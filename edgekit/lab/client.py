@@ -59,10 +59,37 @@ def holder_name() -> str:
     return f"{getpass.getuser()}.edgekit-{os.getpid()}-{start}-{identity()}"
 
 
+BOUNDS = (
+    "EDGEKIT_LAB_CALL_S",
+    "EDGEKIT_LAB_CONNECT_S",
+    "EDGEKIT_LAB_LAST_TRY_S",
+    "EDGEKIT_LAB_RETRY_GRACE_S",
+)
+
+
+def check_bounds() -> None:
+    """The lab helper's bounds as set ($EDGEKIT_LAB_CALL_S, ...): one that is no usable number of seconds (`inf`,
+    `1e10`, `5s`, `0`, `-3`, `nan`) is the user's setting, a UsageError naming it (exit 2) before any helper runs;
+    it was taken (and `inf` crashed the helper's retries) or silently replaced by the default."""
+    from edgekit.errors import UsageError
+    from edgekit.lab.helper import MAX_BOUND_S, usable_seconds
+
+    for variable in BOUNDS:
+        raw = os.environ.get(variable, "").strip()
+        if raw and usable_seconds(raw) is None:
+            raise UsageError(
+                f"{variable}={raw!r} is not a usable number of seconds: give one above 0 and at most "
+                f"{MAX_BOUND_S:.0f}",
+                where=f"${variable}",
+                hint=f"seconds without a unit, e.g. {variable}=60 (`5s` is not understood); unset it for the default",
+            )
+
+
 class LabClient:
     """One coordinator, reached through the helper (short commands run to completion; `hold` stays)."""
 
     def __init__(self, coordinator: str, timeout_s: float = 30.0) -> None:
+        check_bounds()  # every helper is started through a LabClient: a bad bound is said before the first
         self.coordinator = coordinator
         self.timeout_s = timeout_s
 

@@ -58,13 +58,26 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
-def seconds(variable: str, default: float) -> float:
-    """A bound of this file's in seconds: $variable when it is a positive number, else `default`."""
+MAX_BOUND_S = 3600.0  # the longest bound that can be set: an hour
+
+
+def usable_seconds(raw: str) -> float | None:
+    """A bound's setting in seconds: a number above 0 and at most MAX_BOUND_S, else None (`inf`, `1e10`, `nan`,
+    `0`, `-3`, `5s`). edgekit refuses an unusable one before it starts a helper (edgekit/lab/client.py's
+    check_bounds), naming it."""
     try:
-        value = float(os.environ.get(variable) or default)
+        value = float(raw)
     except ValueError:
-        return default
-    return value if value > 0 else default
+        return None
+    return value if 0 < value <= MAX_BOUND_S else None  # nan compares false: refused too
+
+
+def seconds(variable: str, default: float) -> float:
+    """A bound of this file's in seconds: $variable when usable_seconds takes it, else `default` (edgekit refused
+    an unusable one already; a helper started by hand never crashes on one: `inf` overflowed signal.alarm)."""
+    raw = os.environ.get(variable, "").strip()
+    value = usable_seconds(raw) if raw else None
+    return default if value is None else value
 
 
 # one call to the coordinator: a frozen coordinator is an error, never a hang ($EDGEKIT_LAB_CALL_S: the tests that
