@@ -139,15 +139,17 @@ class Route:
                     else ""
                 )
             )
+        # a count basis's ratios are of instruction counts (not cycles, not time): said so, as deploy's 'by insn'
+        counted = " by instruction count" if self.basis is Basis.INSTRUCTIONS else ""
         if self.speedup_vs_fp32 is not None and self.fp32_artifact != self.artifact:
             by_count = (
                 f" by estimate, {self.count_vs_fp32:.2f}x by instruction count"
                 if self.count_vs_fp32 is not None
-                else ""
+                else counted
             )
             parts.append(f"{self.speedup_vs_fp32:.2f}x vs {self.fp32_artifact}{by_count}")
         if self.speedup_vs_slowest is not None and self.slowest_artifact != self.artifact:
-            parts.append(f"{self.speedup_vs_slowest:.2f}x vs slowest {self.slowest_artifact}")
+            parts.append(f"{self.speedup_vs_slowest:.2f}x vs slowest {self.slowest_artifact}{counted}")
         elif (
             self.slowest_artifact in self.not_ranked_by_estimate
             and self.slowest_artifact != self.fp32_artifact

@@ -501,3 +501,23 @@ def test_an_estimate_route_gives_its_speedup_over_fp32_by_the_exact_count_too() 
     emu.agent.measurements[0].instructions_per_invoke = None  # fp32 not counted: no count ratio claimed
     (route,) = routes_for_deploy(_result(("ncnn-fp32", "ncnn-int8"), [emu]))
     assert route.count_vs_fp32 is None and "by instruction count" not in route.summary()
+
+
+def test_a_ratio_of_instruction_counts_is_said_to_be_one() -> None:
+    """phone-emu routes by instruction count (not cycles), yet its line read '2.00x vs ncnn-fp32; 2.00x vs slowest
+    ncnn-fp32' as if a speed-up; deploy's column says 'x fp32 by insn'. Both ratios now say 'by instruction count'
+    there, and on a measured basis neither does."""
+    cands = [Candidate("ncnn-fp32", 200e6, True, 1.0), Candidate("ncnn-int8", 100e6, True, 0.99)]
+    line = recommend("phone-emu", cands, Basis.INSTRUCTIONS, 1).summary()
+    assert (
+        "2.00x vs ncnn-fp32 by instruction count; 2.00x vs slowest ncnn-fp32 by instruction count" in line
+    ), line
+    cands.append(Candidate("tflite-fp32", 300e6, True, 1.0))  # another runtime's fp32: slowest, not fp32
+    line = recommend("phone-emu", cands, Basis.INSTRUCTIONS, 1).summary()
+    assert (
+        "2.00x vs ncnn-fp32 by instruction count; 3.00x vs slowest tflite-fp32 by instruction count" in line
+    )
+    measured = recommend("pi4", cands, Basis.P50_MS, 1).summary()
+    assert (
+        "2.00x vs ncnn-fp32; 3.00x vs slowest tflite-fp32;" in measured and "by instruction" not in measured
+    )
