@@ -113,6 +113,7 @@ HOST_ONLY = frozenset(
         "test_report_scale_fixes.py",
         "test_route_claims.py",
         "test_route_counts_lost.py",
+        "test_route_gate_advice.py",
         "test_runs_hostile_text.py",
         "test_same_model_stored.py",
         "test_secret_echo.py",
