@@ -44,8 +44,8 @@ def test_every_artifact_missing_a_gate_gets_convert_s_advice() -> None:
     assert "edgekit analyze RECIPE --format ncnn-int8 --fix" in route.summary(), (
         route.summary()
     )  # path unknown
-    route.recipe = "recipes/my model.yaml"  # as a shell takes it
-    assert "edgekit analyze 'recipes/my model.yaml' --format ncnn-int8 --fix" in route.summary(), (
+    route.recipe = "my-recipes/detector v2.yaml"  # as a shell takes it
+    assert "edgekit analyze 'my-recipes/detector v2.yaml' --format ncnn-int8 --fix" in route.summary(), (
         route.summary()
     )
 
