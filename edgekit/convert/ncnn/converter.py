@@ -5,7 +5,9 @@ pnnx is run as a subprocess in a temporary folder (pnnx.py; it writes a dozen fi
 of the inputs and outputs in the original model's order, their shapes, and the ncnn options a runner must set
 so that "fp32" really runs in fp32 on ARMv8.2 cores. ncnn-fp16 stores weights in fp16 (pnnx `fp16=1`);
 ncnn-int8 starts from the fp32 export (`fp16=0`) and is quantized here (int8.py), because ncnn's own
-ncnn2table/ncnn2int8 are in no package we can install.
+ncnn2table/ncnn2int8 are in no package we can install. That fp32 export is the ncnn-fp32 artifact's .param/.bin:
+where the conversion cache holds it (converted earlier in the same run, or by an earlier one), ncnn-int8 takes
+its files and pnnx is not run again (_cached_fp32).
 """
 
 from __future__ import annotations
@@ -120,7 +122,14 @@ def convert_model(
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     param, bin_path = out_dir / "model.param", out_dir / "model.bin"
-    run_pnnx(model_path, input_shape, fp16=fmt is Format.NCNN_FP16, param=param, bin_path=bin_path)
+    cached = _cached_fp32(model_path, input_shape, recipe) if fmt is Format.NCNN_INT8 else None
+    if cached is not None:  # the fp32 model pnnx would write: this run's (or an earlier one's) ncnn-fp32
+        shutil.copyfile(cached[0], param)  # copies: the quantizer rewrites these files, never the cache's
+        shutil.copyfile(cached[1], bin_path)
+        if progress is not None:
+            progress(f"fp32 model from the cached ncnn-fp32 artifact {cached[2][:12]} (pnnx not run again)")
+    else:
+        run_pnnx(model_path, input_shape, fp16=fmt is Format.NCNN_FP16, param=param, bin_path=bin_path)
     graph = read_param(param)
     check_layers(graph, model_path)
     io = describe_io(model_path, graph, input_shape, fmt)
@@ -131,6 +140,29 @@ def convert_model(
     io.write(io_path_for(param))
     check_outputs(param, bin_path, io)
     return [param, bin_path, io_path_for(param)]
+
+
+def _cached_fp32(
+    model_path: Path, input_shape: tuple[int, ...], recipe: Recipe | None
+) -> tuple[Path, Path, str] | None:
+    """The .param/.bin (and cache key) of the ncnn-fp32 artifact of this model in the conversion cache, or None:
+    the fp32 model ncnn-int8 starts from is that artifact's files (pnnx `fp16=0`; the sidecar and the output check
+    add nothing to them), so an int8 conversion after ncnn-fp32 (in the same run, or from the cache) does not run
+    pnnx again. The key is ncnn-fp32's own (the model's sha256, the input, pnnx's and ncnn's versions): a change to
+    any of them, or a damaged entry (cache.lookup checks every file's sha256), is a miss and pnnx runs."""
+    if recipe is None or tuple(recipe.input.shape) != tuple(input_shape) or not model_path.is_file():
+        return None
+    from edgekit.convert import cache
+    from edgekit.convert.onnx_export import file_sha256
+
+    key = cache.artifact_key(file_sha256(model_path), recipe, Format.NCNN_FP32, NcnnConverter)
+    hit = cache.lookup(key)
+    if hit is None:
+        return None
+    by_suffix = {f.suffix: f for f in hit.files}
+    if ".param" not in by_suffix or ".bin" not in by_suffix:
+        return None
+    return by_suffix[".param"], by_suffix[".bin"], key
 
 
 def _quantize(

@@ -77,7 +77,8 @@ _PASS_TIME = re.compile(r"(\.\.\.)\s+\d+(\.\d+)?ms\b")  # `fold_constants ...   
 
 def _tail(text: str) -> str:
     """The last lines of pnnx's output, without its echo of every option (`key = value`), colour codes and
-    times: ncnn-fp32, -fp16 and -int8 each run pnnx, and one failure of the three then reads the same."""
+    times: ncnn-fp32, -fp16 and -int8 each run pnnx (-int8 unless the ncnn-fp32 artifact is cached), and one failure
+    of the three then reads the same."""
     lines = [
         _PASS_TIME.sub(r"\1", ln)
         for ln in plain_output(text).splitlines()

@@ -1,0 +1,143 @@
+"""ncnn-int8 starts from the fp32 model pnnx writes, which is the ncnn-fp32 artifact's .param/.bin: where the
+conversion cache holds that artifact (this run's, or an earlier run's), ncnn-int8 takes its files and pnnx runs
+once, not twice; the int8 artifact is byte for byte the one made with pnnx run again; a change to what the fp32
+model depends on (the model, pnnx's version) or a damaged entry runs pnnx again."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edgekit.convert import cache
+from edgekit.convert.base import Artifact
+from edgekit.convert.ncnn import converter as ncnn_converter
+from edgekit.convert.ncnn.converter import NcnnConverter
+from edgekit.convert.pipeline import convert_recipe
+from edgekit.formats import Format
+from edgekit.recipe import Recipe, load_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+FP32, INT8 = Format.NCNN_FP32, Format.NCNN_INT8
+
+
+def tiny_recipe(tmp_path: Path, name: str = "r.yaml", **changes: Any) -> Recipe:
+    raw = yaml.safe_load((REPO / "recipes" / "tiny.yaml").read_text())
+    raw.update(changes, formats=["ncnn-fp32", "ncnn-int8"])
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return load_recipe(path)
+
+
+@pytest.fixture
+def pnnx_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, bool]]:
+    """A fresh EDGEKIT_HOME; each pnnx run the ncnn converter makes, (model, fp16)."""
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    runs: list[tuple[Path, bool]] = []
+    real = ncnn_converter.run_pnnx
+
+    def counted(model_path: Path, *args: Any, fp16: bool, **kwargs: Any) -> None:
+        runs.append((model_path, fp16))
+        real(model_path, *args, fp16=fp16, **kwargs)
+
+    monkeypatch.setattr(ncnn_converter, "run_pnnx", counted)
+    return runs
+
+
+def files_of(art: Artifact) -> dict[str, bytes]:
+    assert art.status == "ok", art.error
+    return {f.name: f.read_bytes() for f in art.files}
+
+
+def drop(*arts: Artifact) -> None:
+    for art in arts:
+        shutil.rmtree(cache.entry_dir(art.key))
+
+
+@pytest.mark.integration
+def test_int8_takes_the_fp32_model_of_the_cached_ncnn_fp32(
+    tmp_path: Path, pnnx_runs: list[tuple[Path, bool]]
+) -> None:
+    recipe = tiny_recipe(tmp_path)
+    said: list[str] = []
+    fp32, int8 = convert_recipe(recipe, [FP32, INT8], progress=said.append)
+    # one pnnx run for both formats (two before: ncnn-int8 ran pnnx again for the same fp32 model)
+    assert [fp16 for _, fp16 in pnnx_runs] == [False]
+    assert not fp32.cached and not int8.cached
+    assert any("ncnn-int8" in line and "from the cached ncnn-fp32" in line for line in said), said
+    reused = files_of(int8)
+
+    # the same conversion with pnnx run for ncnn-int8 (no ncnn-fp32 in the cache): the same files, byte for byte
+    drop(fp32, int8)
+    pnnx_runs.clear()
+    (again,) = convert_recipe(recipe, [INT8])
+    assert [fp16 for _, fp16 in pnnx_runs] == [False]
+    assert again.key == int8.key and files_of(again) == reused
+    assert again.fidelity == int8.fidelity
+
+    # its fp32 model is ncnn-fp32's files: what ncnn-int8 quantized is what ncnn-fp32 ships
+    (fp32_again,) = convert_recipe(recipe, [FP32])
+    assert len(pnnx_runs) == 2 and files_of(fp32_again) == files_of(fp32)
+
+
+@pytest.mark.integration
+def test_int8_runs_pnnx_when_the_fp32_model_would_differ(
+    tmp_path: Path, pnnx_runs: list[tuple[Path, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = tiny_recipe(tmp_path)
+    fp32, int8 = convert_recipe(recipe, [FP32, INT8])
+    assert len(pnnx_runs) == 1
+
+    # int8 options and calibration data change the int8 artifact only: it is converted again from the cached fp32
+    other_calib = tiny_recipe(
+        tmp_path,
+        "calib.yaml",
+        calibration={
+            "data": {
+                "kind": "builder",
+                "builder": "edgekit.zoo.tiny:images",
+                "args": {"size": 32},
+                "samples": 16,
+                "seed": 7,
+            },
+            "method": "kl",
+        },
+    )
+    (recalibrated,) = convert_recipe(other_calib, [INT8])
+    assert recalibrated.key != int8.key and not recalibrated.cached
+    assert len(pnnx_runs) == 1 and files_of(recalibrated) != files_of(int8)
+
+    # another model (its own ONNX sha256): ncnn-fp32 of the first is not its fp32 model
+    wider = tiny_recipe(
+        tmp_path,
+        "wider.yaml",
+        model={"kind": "torch", "builder": "edgekit.zoo.tiny:build", "args": {"num_classes": 10, "width": 4}},
+    )
+    (narrow,) = convert_recipe(wider, [INT8])
+    assert len(pnnx_runs) == 2 and narrow.status == "ok" and pnnx_runs[-1][0] != pnnx_runs[0][0]
+
+    # a damaged ncnn-fp32 entry (a file rewritten since it was stored) is no fp32 model: pnnx runs, and the int8
+    # artifact is the one pnnx's fp32 model makes (the damaged one would quantize other weights)
+    made = files_of(int8)
+    drop(int8)
+    bin_file = next(f for f in fp32.files if f.suffix == ".bin")
+    data = bytearray(bin_file.read_bytes())
+    data[-1] ^= 0xFF
+    bin_file.unlink()  # not written in place: the entry's file may be a hard link
+    bin_file.write_bytes(bytes(data))
+    (after_damage,) = convert_recipe(recipe, [INT8])
+    assert len(pnnx_runs) == 3 and files_of(after_damage) == made
+
+    # another pnnx (its version is in both keys): the cached fp32 model is not taken
+    convert_recipe(recipe, [FP32])  # the cache holds a whole ncnn-fp32 again
+    assert len(pnnx_runs) == 4
+    real = NcnnConverter.dist_versions.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        NcnnConverter, "dist_versions", classmethod(lambda cls: {**real(cls), "pnnx": "0.0.0-other"})
+    )
+    (other_pnnx,) = convert_recipe(recipe, [INT8])
+    assert other_pnnx.key != int8.key and not other_pnnx.cached
+    assert len(pnnx_runs) == 5
