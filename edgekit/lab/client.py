@@ -85,13 +85,26 @@ def check_bounds() -> None:
             )
 
 
+def waited_s(today: float, calls: int = 1) -> float:
+    """One of edgekit's waits for the helper's answer: `today` at the helper's default bounds, longer by as much as
+    $EDGEKIT_LAB_CONNECT_S (one session opened) and $EDGEKIT_LAB_CALL_S (`calls` calls) raise the helper's own
+    bounds, never shorter. Fixed, they gave up on a helper that was still within the bounds set for a slow lab
+    network (`did not confirm its release within 30 s` with CALL_S and CONNECT_S of 60 s)."""
+    from edgekit.lab.helper import CALL_DEFAULT_S, CONNECT_DEFAULT_S, seconds
+
+    call = seconds("EDGEKIT_LAB_CALL_S", CALL_DEFAULT_S)
+    connect = seconds("EDGEKIT_LAB_CONNECT_S", CONNECT_DEFAULT_S)
+    return today + max(0.0, connect - CONNECT_DEFAULT_S) + calls * max(0.0, call - CALL_DEFAULT_S)
+
+
 class LabClient:
     """One coordinator, reached through the helper (short commands run to completion; `hold` stays)."""
 
-    def __init__(self, coordinator: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, coordinator: str, timeout_s: float | None = None) -> None:
         check_bounds()  # every helper is started through a LabClient: a bad bound is said before the first
         self.coordinator = coordinator
-        self.timeout_s = timeout_s
+        # a short command: a session opened, then at most two calls (a release and its sync); 30 s by default
+        self.timeout_s = waited_s(30.0, calls=2) if timeout_s is None else timeout_s
 
     def _argv(self, *args: str) -> list[str]:
         # one word: an address starting with '-' is never read as an option of the helper's

@@ -82,8 +82,11 @@ def seconds(variable: str, default: float) -> float:
 
 # one call to the coordinator: a frozen coordinator is an error, never a hang ($EDGEKIT_LAB_CALL_S: the tests that
 # freeze it use a few seconds, as they sit through these bounds many times)
-CALL_S = seconds("EDGEKIT_LAB_CALL_S", 20.0)
-CONNECT_S = seconds("EDGEKIT_LAB_CONNECT_S", 10.0)  # opening a session ($EDGEKIT_LAB_CONNECT_S)
+CALL_DEFAULT_S, CONNECT_DEFAULT_S = 20.0, 10.0  # edgekit's own waits for the helper grow as these are raised
+CALL_S = seconds("EDGEKIT_LAB_CALL_S", CALL_DEFAULT_S)
+CONNECT_S = seconds("EDGEKIT_LAB_CONNECT_S", CONNECT_DEFAULT_S)  # opening a session ($EDGEKIT_LAB_CONNECT_S)
+# gRPC's own bound on a connection's handshake (its MIN_CONNECT_TIMEOUT): a CONNECT_S above it is given to gRPC too
+GRPC_CONNECT_S = 20.0
 HOLDER = re.compile(
     r"^(?P<host>[^/]+)/(?P<user>.+)\.edgekit-(?P<pid>\d+)-(?P<start>\d+)"
     r"(?:-m(?P<machine>[0-9a-f]{8})b(?P<boot>[0-9a-f]{8})n(?P<pidns>\d+))?$"
@@ -253,9 +256,33 @@ class LastWords(logging.Handler):
             LastWords.said = record.getMessage()
 
 
-async def connect(address: str) -> Any:
+def new_session(address: str, loop: asyncio.AbstractEventLoop) -> Any:
+    """labgrid's ClientSession to `address`, its channel allowed CONNECT_S for a connection's handshake: gRPC gives
+    it GRPC_CONNECT_S (20 s) and then fails the session with its own words (`connection attempt timed out before
+    receiving SETTINGS frame`), so a longer CONNECT_S (a slow lab network) did nothing. labgrid builds the channel
+    with options of its own (keepalive) and has no parameter for more: its call to gRPC gets one more option,
+    grpc.min_reconnect_backoff_ms (gRPC's name for that bound), a second longer than CONNECT_S so that edgekit's
+    own bound, and its words, come first."""
     from labgrid.remote.client import ClientSession
 
+    if CONNECT_S + 1 <= GRPC_CONNECT_S:
+        return ClientSession(address, loop)
+    import grpc
+
+    made = grpc.aio.insecure_channel
+    handshake = ("grpc.min_reconnect_backoff_ms", int((CONNECT_S + 1) * 1000))
+
+    def channel(target: str, options: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return made(target, [*(options or ()), handshake], *args, **kwargs)
+
+    grpc.aio.insecure_channel = channel
+    try:
+        return ClientSession(address, loop)
+    finally:
+        grpc.aio.insecure_channel = made
+
+
+async def connect(address: str) -> Any:
     host = address.rpartition(":")[0].strip("[]") or address
     try:
         await asyncio.get_running_loop().getaddrinfo(host, None)
@@ -263,7 +290,7 @@ async def connect(address: str) -> Any:
         raise ConnectionError(
             f"the host name {host!r} could not be resolved ({exc.strerror or exc})"
         ) from None
-    session = ClientSession(address, asyncio.get_running_loop())
+    session = new_session(address, asyncio.get_running_loop())
     try:
         await asyncio.wait_for(session.start(), timeout=CONNECT_S)
     except BaseException as exc:

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from edgekit.lab.client import LabClient, Say
+from edgekit.lab.client import LabClient, Say, waited_s
 from edgekit.lab.errors import LabError, lab_command
 from edgekit.lab.place import Place, holder_text
 
@@ -142,8 +142,9 @@ class HelperEnd:
             if line:
                 self.say(line)
 
-    def _end(self, wait_s: float = 15.0) -> None:
-        """Close the helper's stdin (it releases what it still holds and exits) and wait for it, bounded. A helper
+    def _end(self, wait_s: float | None = None) -> None:
+        """Close the helper's stdin (it releases what it still holds and exits) and wait for it, bounded (15 s at
+        the helper's default bounds, longer as they are raised: client.waited_s). A helper
         still giving places back (a release the coordinator did not answer: it goes on trying on its own for a
         bounded time, in a session of its own) is left to it, and said; one that holds nothing and hangs is
         killed. Once left to it (`_leave`), a second call (Lease.close's, after its release's) does nothing: it sat
@@ -162,7 +163,7 @@ class HelperEnd:
                     self.proc.stdin.close()
             except OSError:
                 pass
-            deadline = time.monotonic() + wait_s
+            deadline = time.monotonic() + (waited_s(15.0) if wait_s is None else wait_s)
             with self._state:
                 while self.proc.poll() is None and self._retrying is None and time.monotonic() < deadline:
                     self._state.wait(timeout=0.1)

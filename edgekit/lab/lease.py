@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edgekit.lab.client import Say, event_error, skipped_note
+from edgekit.lab.client import Say, event_error, skipped_note, waited_s
 from edgekit.lab.errors import LabError, LabWaitTimeout, lab_command
 from edgekit.lab.helper_end import HelperEnd
 from edgekit.lab.place import Place, held_place, holder_text, parse_place
@@ -227,9 +227,11 @@ class Lease(HelperEnd):
                 self._state.wait(timeout=max(0.05, deadline - time.monotonic()))
             return done()
 
-    def release(self, name: str | None = None, timeout_s: float = 30.0) -> None:
-        """Give back one place (or all); waits for the coordinator's answer, bounded. A place taken from this run
-        is never released by it (it is someone else's now, or free), only said and kept in `lost`."""
+    def release(self, name: str | None = None, timeout_s: float | None = None) -> None:
+        """Give back one place (or all); waits for the coordinator's answer, bounded (30 s at the helper's default
+        bounds, longer as they are raised: client.waited_s). A place taken from this run is never released by it
+        (it is someone else's now, or free), only said and kept in `lost`."""
+        timeout_s = waited_s(30.0) if timeout_s is None else timeout_s
         with self._lock:
             with self._state:
                 names = [
@@ -258,10 +260,11 @@ class Lease(HelperEnd):
             if name is None or every:
                 self._end()
 
-    def check(self, name: str, timeout_s: float = 30.0) -> str | None:
+    def check(self, name: str, timeout_s: float | None = None) -> str | None:
         """Whether `name` is still this run's, asked of the coordinator now: None while it is, else who holds it
-        now (also in `lost`, and said once). A coordinator that cannot say (down, no answer in time) leaves it
-        as held: the run is not failed for that."""
+        now (also in `lost`, and said once). A coordinator that cannot say (down, no answer in time: 30 s at the
+        helper's default bounds, longer as they are raised) leaves it as held: the run is not failed for that."""
+        timeout_s = waited_s(30.0) if timeout_s is None else timeout_s
         with self._lock:
             with self._state:
                 if name in self.lost or name in self.release_s:
@@ -280,7 +283,7 @@ class Lease(HelperEnd):
         self.release()
         self._end()
 
-    def _end(self, wait_s: float = 15.0) -> None:
+    def _end(self, wait_s: float | None = None) -> None:
         _LIVE.discard(self)
         super()._end(wait_s)
 
