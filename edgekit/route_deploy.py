@@ -31,6 +31,17 @@ from edgekit.same_model import same_models
 def routes_for_deploy(result: DeployResult, threads: int | None = None) -> list[Route]:
     """One route per target run of a deploy (the host included), at `threads` (None: each run's fastest thread
     count, route_for_run)."""
+    host_gates, unchecked, twins = route_inputs(result)
+    return [route_for_run(run, host_gates, threads, unchecked, twins) for run in result.runs]
+
+
+def route_inputs(
+    result: DeployResult,
+) -> tuple[dict[str, bool], dict[str, tuple[str, ...]], dict[str, tuple[str, str]]]:
+    """What every view that ranks a deploy's artifacts hands candidates_for_run, so that the routes and the
+    runtimes table rank alike: the conversion's gates (artifact -> passed), the gates it could not check (for
+    each artifact with gates set) and the twins (same_models: an artifact that is another's very model is never
+    ranked against it)."""
     host_gates = {a.id: a.gates_passed and a.status == "ok" for a in result.artifacts}
     unchecked = {  # artifacts with gates set (checked or not): an artifact with none keeps no record of them
         a.id: tuple(unchecked_gates(gates))
@@ -38,8 +49,7 @@ def routes_for_deploy(result: DeployResult, threads: int | None = None) -> list[
         if isinstance(gates := a.fidelity.get("gates"), dict)
         and (gates.get("checks") or gates.get("skipped"))
     }
-    twins = same_models(result.artifacts)
-    return [route_for_run(run, host_gates, threads, unchecked, twins) for run in result.runs]
+    return host_gates, unchecked, same_models(result.artifacts)
 
 
 def measured_threads(run: TargetRun) -> list[int]:

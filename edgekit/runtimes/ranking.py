@@ -16,7 +16,13 @@ from rich.table import Table
 from edgekit.formats import Format
 from edgekit.results import ArtifactInfo, DeployResult
 from edgekit.route import Basis, recommend
-from edgekit.route_deploy import bounded, candidates_for_run, estimates_tied, table_threads
+from edgekit.route_deploy import (
+    bounded,
+    candidates_for_run,
+    estimates_tied,
+    route_inputs,
+    table_threads,
+)
 
 HOST = "host"
 # What one timed invocation covers, by runtime (the agent's runners' invoke): not the same scope everywhere, so a
@@ -75,12 +81,13 @@ class TargetRanking:
 def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[TargetRanking]:
     """One ranking per target run (the host first), at `threads` (None: each run's own, route.table_threads: 1
     where it measured 1 thread, else its fewest); emulated runs without counts are left out (their wall times
-    rank nothing)."""
-    host_gates = {a.id: a.gates_passed and a.status == "ok" for a in result.artifacts}
+    rank nothing). The candidates are the route's (route_inputs): an artifact that is another's very model (an
+    ncnn-int8 whose speed plan kept no layer int8) is never ranked against it, as the route never ranks it."""
+    host_gates, unchecked, twins = route_inputs(result)
     rankings = []
     for run in sorted(result.runs, key=lambda r: r.target != HOST):
         n = threads if threads is not None else table_threads(run)
-        basis, counting, candidates = candidates_for_run(run, host_gates, n)
+        basis, counting, candidates = candidates_for_run(run, host_gates, n, unchecked, twins)
         if run.emulated and not counting:
             continue
         by_runtime: dict[str, list] = {}

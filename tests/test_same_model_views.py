@@ -1,0 +1,124 @@
+"""tiny's ncnn-int8 under the speed plan keeps no layer int8: it is ncnn-fp32's very model. The route never ranked
+the two against each other; the other views that rank or compare artifacts did (the reviewer, today):
+
+1. the runtimes table, the `runtimes:` lines and the report's "Runtimes compared" named the twin as its runtime's
+   fastest ('ncnn │ 2. ncnn-int8 0.0197') when host noise timed it below ncnn-fp32;
+2. `runs show` printed a count ratio ('0.99x') for it where deploy's table says 'same model';
+3. a recipe of int8 formats alone (no ncnn-fp32 to be a twin of): deploy said 'ship ncnn-int8' and nowhere that
+   it holds no int8 layer, a cached conversion printing no speed-plan finding at all.
+
+Real parts: tiny converted with the speed plan on (its counts under the counting qemu), deployed on `local` (the
+host), the CLI's own output, a real store and `edgekit runs show`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from edgekit.results import DeployResult, TargetRun
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def speed_plan() -> Iterator[None]:
+    """The suite turns the plan off (tests/conftest.py): tiny's ncnn-int8 is then a real int8 model."""
+    from edgekit.convert.ncnn import plan as ncnn_plan
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEKIT_NCNN_SPEED_PLAN", "1")
+        if not ncnn_plan.enabled():
+            pytest.fail("the counting plugin or an emulated core is not built: make setup builds them")
+        yield
+
+
+def _deploy(folder: Path, *formats: str) -> tuple[DeployResult, str]:
+    """`edgekit deploy recipes/tiny.yaml --target local` of `formats`, 1 thread: its result and its output."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "deploy.json"
+    args = [sys.executable, "-m", "edgekit", "deploy", str(RECIPE), "--target", "local", "--no-store"]
+    args += [f"--format={f}" for f in formats] + ["--threads", "1", "--repeat", "10", "--json", str(out)]
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "250"}
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return DeployResult.model_validate_json(out.read_text()), " ".join(done.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def twins(speed_plan: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[DeployResult, str]:
+    """tiny's tflite-fp32, ncnn-fp32 and ncnn-int8 deployed on the host, the speed plan on."""
+    result, said = _deploy(tmp_path_factory.mktemp("twins"), "tflite-fp32", "ncnn-fp32", "ncnn-int8")
+    arts = {a.id: a for a in result.artifacts}
+    # what this file is about: deploy found ncnn-int8 to be ncnn-fp32's very model (its files and options)
+    assert arts["ncnn-int8"].same_model_as == "ncnn-fp32", arts["ncnn-int8"]
+    assert arts["ncnn-int8"].same_model_why.startswith("the speed plan kept no layer int8")
+    return result, said
+
+
+def _twin_timed_fastest(result: DeployResult) -> DeployResult:
+    """The deploy with ncnn-int8 timed below every other artifact on the host, as host noise timed it for the
+    reviewer (0.0195 ms against ncnn-fp32's 0.0296): two timings of one model, one of them lower by chance."""
+    result = copy.deepcopy(result)
+    (host,) = result.runs
+    assert host.agent is not None
+    fastest = min(m.p50_ms for m in host.agent.measurements if m.p50_ms)
+    for m in host.agent.measurements:
+        if m.artifact == "ncnn-int8" and m.p50_ms:
+            scale = 0.6 * fastest / m.p50_ms
+            m.p50_ms *= scale
+            m.samples_ms = [s * scale for s in m.samples_ms]
+    return result
+
+
+def _with_board(result: DeployResult) -> DeployResult:
+    """The host run measured once more as a board (`pi4`, not emulated): the `runtimes:` lines compare the host's
+    ranking with each other target's, so they need one besides the host."""
+    result = copy.deepcopy(result)
+    board = TargetRun.model_validate({**result.runs[0].model_dump(), "target": "pi4", "kind": "ssh"})
+    result.runs.append(board)
+    return result
+
+
+def _text(renderable: object) -> str:
+    console = Console(width=250, record=True, color_system=None)
+    console.print(renderable)
+    return " ".join(console.export_text().split())
+
+
+def test_the_runtimes_comparison_never_ranks_a_twin_against_its_fp32_model(
+    twins: tuple[DeployResult, str],
+) -> None:
+    """Defect 1: rank_runtimes called candidates_for_run without the twins: the ncnn row named ncnn-int8 (or
+    ncnn-fp32, by whichever timing of the one model was lower); the `runtimes:` line and the report's section too."""
+    from edgekit.report.lines import route_lines
+    from edgekit.route_deploy import routes_for_deploy
+    from edgekit.runtimes.ranking import rank_runtimes, runtime_html, runtime_table
+
+    result, said = twins
+    assert "ncnn-int8" not in said.split("runtimes, fastest format")[1].split("one timed invocation")[0], said
+    noisy = _with_board(_twin_timed_fastest(result))
+    for ranking in rank_runtimes(noisy):
+        ncnn = next(e for e in ranking.entries if e.runtime == "ncnn")
+        assert ncnn.artifact == "ncnn-fp32", (ranking.target, ranking.entries)
+    table = _text(runtime_table(noisy))
+    assert "ncnn-fp32" in table and "ncnn-int8" not in table, table
+    html = runtime_html(noisy)
+    assert "ncnn-fp32" in html and "ncnn-int8" not in html, html
+    lines = [line for line in route_lines(noisy) if line.startswith("runtimes:")]
+    assert lines and not any("ncnn-int8" in line for line in lines), lines
+    # the table ranks what the route ranks: the route's choice is its runtime's entry, at its figure
+    (route, _) = routes_for_deploy(noisy)
+    host = rank_runtimes(noisy)[0]
+    assert host.fastest is not None and (host.fastest.artifact, host.fastest.value) == (
+        route.artifact,
+        route.value,
+    )
