@@ -18,8 +18,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -122,3 +124,55 @@ def test_the_runtimes_comparison_never_ranks_a_twin_against_its_fp32_model(
         route.artifact,
         route.value,
     )
+
+
+def test_runs_show_says_same_model_where_deploy_does(twins: tuple[DeployResult, str], tmp_path: Path) -> None:
+    """Defect 2: `runs show` of a stored run on a counted emulated target printed 'x fp32 by insn' 0.99x for the
+    twin (run_view called count_ratio without looking at same_model_as); deploy's table says 'same model'. The
+    stored run: a counted pi4-emu run (edgekit.report.synthetic) whose ncnn artifacts are the real deploy's, with
+    the record deploy made of them; its files are then pruned (the record is what counts)."""
+    import shutil
+
+    from edgekit.report.synthetic import add_estimates, synthetic_result
+    from edgekit.store import open_store
+
+    deployed, _ = twins
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4-emu",), threads=(1,)
+    )
+    add_estimates(result, "pi4-emu", "pi4")
+    real = {a.id: a.model_copy(deep=True) for a in deployed.artifacts}
+    for real_art in real.values():  # the stored run outlives its files: the record alone says 'same model'
+        copied = tmp_path / "pruned" / real_art.id
+        copied.mkdir(parents=True)
+        real_art.files = [shutil.copy(f, copied) for f in real_art.files]
+    result.artifacts = [real.get(a.id, a) for a in result.artifacts]
+    shutil.rmtree(tmp_path / "pruned")
+    (emu,) = result.runs
+    assert emu.agent is not None
+    counts = {m.artifact: m.instructions_per_invoke for m in emu.agent.measurements}
+    assert counts["ncnn-int8"] != counts["ncnn-fp32"]  # the counts' ratio would read as a difference
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    with open_store(url) as store:
+        run_id = store.record(result)
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "COLUMNS": "400"}
+    env.pop("EDGEKIT_STORE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "runs", "show", str(run_id), "--store", url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    at = next(
+        i for i, ln in enumerate(lines) if "x fp32 by insn" in ln
+    )  # pi4-emu's table, not the artifacts'
+    col = [c.strip() for c in lines[at].split("┃")[1:-1]].index("x fp32 by insn")
+    rows = [[c.strip() for c in ln.split("│")[1:-1]] for ln in lines[at:] if ln.count("│") > 3]
+    cells = {r[0]: r[col] for r in rows if r[1] == "1"}
+    assert cells["ncnn-int8"] == "same model", cells
+    fp16 = counts["ncnn-fp32"] / counts["ncnn-fp16"]  # another model: its ratio stays
+    assert cells["ncnn-fp16"] == f"{fp16:.2f}x" and cells["ncnn-fp32"] == "base", cells
+    assert cells["tflite-int8"] == f"{counts['tflite-fp32'] / counts['tflite-int8']:.2f}x", cells

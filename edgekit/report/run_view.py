@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.table import Table
+from rich.text import Text
 
 from edgekit.report.bench_table import MEMORY_NOTE, MODEL_GROWTH, PROCESS_PEAK, load_note
 from edgekit.report.figures import estimated_thread_counts, fidelity_line, three_figures
 from edgekit.report.lines import route_line, timing_caveats
 from edgekit.report.percentiles import few_samples_note, percentile
-from edgekit.report.table import count_ratio
+from edgekit.report.table import SAME_MODEL, count_ratio, fp32_id
 from edgekit.report.table_caption import not_validated_note
 from edgekit.route import not_comparable
 from edgekit.terminal import Console, plain
@@ -107,19 +108,36 @@ def print_run(console: Console, run_id: int, result: DeployResult, verbose: bool
     missed = {a.id for a in result.artifacts if a.missed_gate}
     routes = {str(r.get("target")): r for r in result.routes}
     left_out = _host_left_out(result)
+    not_ratios = _not_ratios(result)
     for t in result.runs:
-        _print_target(console, t, verbose, missed, left_out=t.target == left_out)
+        _print_target(console, t, verbose, missed, left_out=t.target == left_out, not_ratios=not_ratios)
         if t.target in routes:  # the artifact to ship there, as deploy said it
             console.print(f"  route {plain(route_line(routes[t.target]))}", highlight=False)
     for target in sorted(set(routes) - {t.target for t in result.runs}):
         console.print(f"route {plain(route_line(routes[target]))}", highlight=False)
 
 
+def _not_ratios(result: DeployResult) -> dict[str, Text]:
+    """Artifact -> what its 'x fp32 by insn' says instead of a ratio, as deploy's table (table._target_cells):
+    'same model' for an artifact that is its fp32 model (same_models: a ratio of two counts of one model is
+    noise)."""
+    from edgekit.same_model import same_models
+
+    twins = {a for a, (same, _) in same_models(result.artifacts).items() if same == fp32_id(a)}
+    return dict.fromkeys(twins, SAME_MODEL)
+
+
 def _print_target(
-    console: Console, t: TargetRun, verbose: bool, missed: set[str], *, left_out: bool = False
+    console: Console,
+    t: TargetRun,
+    verbose: bool,
+    missed: set[str],
+    *,
+    left_out: bool = False,
+    not_ratios: dict[str, Text] | None = None,
 ) -> None:
     """LEFT_OUT: the host skipped because every device failed before measuring: 'not measured', as `runs` says,
-    not 'failed' (its status field is failed: it has no figures)."""
+    not 'failed' (its status field is failed: it has no figures). `not_ratios`: _not_ratios."""
     label = f"{plain(t.target)} {EMU}" if t.emulated else plain(t.target)
     status, colour = ("not measured", "yellow") if left_out else (plain(t.status), "red")
     console.print(
@@ -191,7 +209,7 @@ def _print_target(
             _n(m.peak_rss_mb),
             *([] if t.emulated else [_n(m.rss_delta_mb)]),
             f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-",
-            *([count_ratio(t, m.artifact, m.threads, m) or "-"] if board else []),
+            *([_ratio_cell(t, m, (not_ratios or {}).get(m.artifact))] if board else []),
             str(len(m.samples_ms)),
             _status(m, gate_missed, t.emulated, m.artifact in uncompared),
         )
@@ -233,6 +251,13 @@ def _print_target(
             + "[/]",
             highlight=False,
         )
+
+
+def _ratio_cell(t: TargetRun, m: Measurement, instead: Text | None) -> Text | str:
+    """fp32's count / this one's, or `instead` (_not_ratios) for a measurement that ran."""
+    if instead is not None and m.status == "ok":
+        return instead
+    return count_ratio(t, m.artifact, m.threads, m) or "-"
 
 
 def estimated_only(t: TargetRun) -> list[tuple[str, int, dict]]:

@@ -146,7 +146,7 @@ def _target_cells(
     """One row's cells; `twin`: the artifact this one is the very same model as (same_model.same_models): its
     'x fp32' over that one is 'same model', never a ratio of two timings of one model."""
     m = _measurement(run, artifact, threads)
-    same = twin is not None and twin == _fp32_id(artifact) and m is not None and m.status == "ok"
+    same = twin is not None and twin == fp32_id(artifact) and m is not None and m.status == "ok"
     cells: list[Text | str] = []
     missing: Text | None = None
     if m is None and run.target != HOST and host_only_artifact(artifact):
@@ -224,7 +224,7 @@ def _speedup(run: TargetRun, artifact: str, threads: int, m: Measurement | None)
     return Text(f"{ratio:.2f}x", style="green" if ratio > 1.05 else ("red" if ratio < 0.95 else ""))
 
 
-def _fp32_id(artifact: str) -> str | None:
+def fp32_id(artifact: str) -> str | None:
     try:
         return Format(artifact).fp32_reference.value
     except ValueError:
