@@ -25,14 +25,20 @@ from edgekit.route import (
     figure_text,
     recommend,
 )
-from edgekit.same_model import same_models
+from edgekit.same_model import holds_no_int8, no_int8_note, same_models
 
 
 def routes_for_deploy(result: DeployResult, threads: int | None = None) -> list[Route]:
     """One route per target run of a deploy (the host included), at `threads` (None: each run's fastest thread
-    count, route_for_run)."""
+    count, route_for_run). A choice that holds no int8 layer under an int8 name (the speed plan kept the fp32
+    model, same_model.holds_no_int8) says so, where no twin already said it."""
     host_gates, unchecked, twins = route_inputs(result)
-    return [route_for_run(run, host_gates, threads, unchecked, twins) for run in result.runs]
+    no_int8 = holds_no_int8(result.artifacts)
+    routes = [route_for_run(run, host_gates, threads, unchecked, twins) for run in result.runs]
+    for route in routes:
+        if route.artifact in no_int8 and route.artifact not in route.same_model:
+            route.caveats.append(no_int8_note(route.artifact))
+    return routes
 
 
 def route_inputs(

@@ -10,9 +10,11 @@ import hashlib
 import json
 from pathlib import Path
 
+from edgekit.formats import Format
 from edgekit.results import ArtifactInfo
 
 IO_SUFFIX = ".io.json"  # an ncnn artifact's sidecar (edgekit.convert.ncnn.runtime.IO_SUFFIX; that loads ncnn)
+KEPT_NO_INT8 = "the speed plan kept no layer int8"  # why an ncnn-int8 is the fp32 model (its sidecar's plan)
 
 
 def same_models(artifacts: list[ArtifactInfo]) -> dict[str, tuple[str, str]]:
@@ -57,7 +59,7 @@ def same_files(artifacts: list[ArtifactInfo]) -> dict[str, tuple[str, str]]:
         for art in group:
             if art is not keep:
                 why = (
-                    "the speed plan kept no layer int8: the same files and options"
+                    f"{KEPT_NO_INT8}: the same files and options"
                     if _kept_fp32(art)
                     else "byte-identical model files, the same options"
                 )
@@ -101,6 +103,28 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
 def _digest(path: Path) -> str:
     st = path.stat()
     return _file_digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+def holds_no_int8(artifacts: list[ArtifactInfo]) -> set[str]:
+    """The artifacts whose sidecar records that the speed plan kept the fp32 model (int8.speed_plan.kept) and
+    whose deploy has no fp32 of their runtime: an ncnn-int8 that holds no int8 layer with no ncnn-fp32 to be
+    the same model as (same_models finds twins only among the deploy's artifacts, and where the fp32 is there its
+    files decide). Read from the files, as deploy has them (a cached conversion prints no speed-plan finding);
+    files no longer on disk claim nothing."""
+    ids = {a.id for a in artifacts if a.status == "ok"}
+    return {a.id for a in artifacts if a.id in ids and a.files and _fp32_of(a) not in ids and _kept_fp32(a)}
+
+
+def no_int8_note(artifact: str) -> str:
+    """What the deploy table and the route say of an artifact holds_no_int8 names."""
+    return f"{artifact} holds no int8 layer: the fp32 model ({KEPT_NO_INT8})"
+
+
+def _fp32_of(art: ArtifactInfo) -> str:
+    try:
+        return Format(art.format).fp32_reference.value
+    except ValueError:  # a user's file named as it is
+        return art.format.split("-")[0] + "-fp32"
 
 
 def _kept_fp32(art: ArtifactInfo) -> bool:

@@ -28,6 +28,7 @@ from rich.console import Console
 from edgekit.results import DeployResult, TargetRun
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+NO_INT8 = "ncnn-int8 holds no int8 layer: the fp32 model (the speed plan kept no layer int8)"
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +177,37 @@ def test_runs_show_says_same_model_where_deploy_does(twins: tuple[DeployResult, 
     fp16 = counts["ncnn-fp32"] / counts["ncnn-fp16"]  # another model: its ratio stays
     assert cells["ncnn-fp16"] == f"{fp16:.2f}x" and cells["ncnn-fp32"] == "base", cells
     assert cells["tflite-int8"] == f"{counts['tflite-fp32'] / counts['tflite-int8']:.2f}x", cells
+
+
+def test_an_int8_only_deploy_says_its_ncnn_int8_holds_no_int8_layer(
+    twins: tuple[DeployResult, str], tmp_path: Path
+) -> None:
+    """Defect 3: tiny with int8 formats alone: no ncnn-fp32 to be ncnn-int8's twin, and its conversion cached (the
+    twins deploy converted it), so no speed-plan finding is printed: deploy said 'route host: ship ncnn-int8 (...)'
+    and nowhere that ncnn-int8 is the fp32 model. The table's x fp32 cell and a note under it say so, and so does a
+    route that ships it."""
+    from edgekit.report.table import deploy_table
+    from edgekit.route_deploy import routes_for_deploy
+
+    result, said = _deploy(tmp_path, "tflite-int8", "ncnn-int8", "onnx-int8")
+    arts = {a.id: a for a in result.artifacts}
+    assert arts["ncnn-int8"].cached and arts["ncnn-int8"].same_model_as is None  # no twin: nothing to say it
+    assert NO_INT8 in said, said
+    rows = said.split("tiny on host")[1].split("ncnn-int8 │ 1 │")[1].split("│")
+    assert rows[1].strip() == "no int8 layer", rows
+    (shipped,) = result.routes
+    if shipped["artifact"] == "ncnn-int8":  # host timing decides: when it ships, its line says what it is
+        assert f"note: {NO_INT8}" in said.split("route host:")[1], said
+    # shipped or not, the route that ships it says it: ncnn-int8 timed fastest
+    (route,) = routes_for_deploy(_twin_timed_fastest(result))
+    assert route.artifact == "ncnn-int8" and NO_INT8 in route.caveats, route.caveats
+    assert f"note: {NO_INT8}" in route.summary()
+    # the other int8 artifacts are int8: nothing said of them
+    table = _text(deploy_table(result))
+    assert "tflite-int8 holds" not in table and "onnx-int8 holds" not in table
+    # with its ncnn-fp32 in the deploy, the twin's cell stays 'same model' (that says it), and the route ships
+    # ncnn-fp32 with nothing said
+    both, _ = twins
+    assert "same model" in _text(deploy_table(both)) and "no int8 layer" not in _text(deploy_table(both))
+    (fp32_route,) = routes_for_deploy(_twin_timed_fastest(both))
+    assert not any("holds no int8" in c for c in fp32_route.caveats), fp32_route.caveats

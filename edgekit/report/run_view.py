@@ -13,7 +13,7 @@ from edgekit.report.bench_table import MEMORY_NOTE, MODEL_GROWTH, PROCESS_PEAK, 
 from edgekit.report.figures import estimated_thread_counts, fidelity_line, three_figures
 from edgekit.report.lines import route_line, timing_caveats
 from edgekit.report.percentiles import few_samples_note, percentile
-from edgekit.report.table import SAME_MODEL, count_ratio, fp32_id
+from edgekit.report.table import NO_INT8, SAME_MODEL, count_ratio, fp32_id
 from edgekit.report.table_caption import not_validated_note
 from edgekit.route import not_comparable
 from edgekit.terminal import Console, plain
@@ -120,11 +120,11 @@ def print_run(console: Console, run_id: int, result: DeployResult, verbose: bool
 def _not_ratios(result: DeployResult) -> dict[str, Text]:
     """Artifact -> what its 'x fp32 by insn' says instead of a ratio, as deploy's table (table._target_cells):
     'same model' for an artifact that is its fp32 model (same_models: a ratio of two counts of one model is
-    noise)."""
-    from edgekit.same_model import same_models
+    noise), the no-int8 cell for an int8 artifact the speed plan left the fp32 model (holds_no_int8)."""
+    from edgekit.same_model import holds_no_int8, same_models
 
     twins = {a for a, (same, _) in same_models(result.artifacts).items() if same == fp32_id(a)}
-    return dict.fromkeys(twins, SAME_MODEL)
+    return dict.fromkeys(holds_no_int8(result.artifacts), NO_INT8) | dict.fromkeys(twins, SAME_MODEL)
 
 
 def _print_target(

@@ -35,7 +35,7 @@ from edgekit.results import (
 )
 from edgekit.route import not_comparable
 from edgekit.runtimes import host_only_artifact
-from edgekit.same_model import same_models
+from edgekit.same_model import holds_no_int8, no_int8_note, same_models
 
 HOST = "host"
 
@@ -47,6 +47,9 @@ DRIFT_NOTE = (  # under the tables when a 'drift vs host' column is shown: 3.5e+
 SAME_MODEL = Text(
     "same model", style="dim"
 )  # the 'x fp32' of an artifact that is its fp32 model (same_models)
+# the 'x fp32' of an int8 artifact that holds no int8 layer (same_model.holds_no_int8) and has no twin in the deploy:
+# the recipe had no fp32 format to call it the same model as; the note under the tables says what it is
+NO_INT8 = Text("no int8 layer", style="yellow")
 
 
 def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
@@ -66,6 +69,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
         conversions.add_row(art.id, size, _fidelity(art))
     parts: list[Table | Text] = [conversions]
     twins = {a: same for a, (same, _) in same_models(result.artifacts).items()}  # one model: no speed-up
+    no_int8 = holds_no_int8(result.artifacts)  # an ncnn-int8 the speed plan left the fp32 model: said
     drifts = False
     for run in runs:
         table = Table(
@@ -95,9 +99,14 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
                         drift,
                         art.fidelity.get("gates"),
                         twins.get(art.id),
+                        art.id in no_int8,
                     ),
                 )
         parts.append(table)
+    if no_int8:  # an int8 name on the fp32 model: said in words, a cached conversion printing no finding
+        parts.append(
+            Text("\n".join(no_int8_note(a.id) for a in result.artifacts if a.id in no_int8), style="yellow")
+        )
     from edgekit.runtimes.ranking import (  # the runtimes side by side (a deploy of several)
         ranked_scope_note,
         runtime_table,
@@ -142,11 +151,15 @@ def _target_cells(
     drift: bool = True,
     gates: dict | None = None,
     twin: str | None = None,
+    no_int8: bool = False,
 ) -> list[Text | str]:
     """One row's cells; `twin`: the artifact this one is the very same model as (same_model.same_models): its
-    'x fp32' over that one is 'same model', never a ratio of two timings of one model."""
+    'x fp32' over that one is 'same model', never a ratio of two timings of one model; `no_int8`: an int8
+    artifact that holds no int8 layer (same_model.holds_no_int8), its 'x fp32' NO_INT8 where no twin says it."""
     m = _measurement(run, artifact, threads)
-    same = twin is not None and twin == fp32_id(artifact) and m is not None and m.status == "ok"
+    ran = m is not None and m.status == "ok"
+    same = twin is not None and twin == fp32_id(artifact) and ran
+    said = SAME_MODEL if same else NO_INT8 if no_int8 and ran else None
     cells: list[Text | str] = []
     missing: Text | None = None
     if m is None and run.target != HOST and host_only_artifact(artifact):
@@ -163,9 +176,7 @@ def _target_cells(
         cells.append(
             missing
             if missing is not None and not run.estimates
-            else SAME_MODEL
-            if same
-            else count_ratio(run, artifact, threads, m)
+            else said or count_ratio(run, artifact, threads, m)
         )
         count = m.instructions_per_invoke if m is not None else None
         cells.append(millions(count) if count else "")
@@ -179,7 +190,7 @@ def _target_cells(
                 + (" emulated" if run.emulated else "")
             )
         )
-        cells.append(SAME_MODEL if same else _speedup(run, artifact, threads, m))
+        cells.append(said or _speedup(run, artifact, threads, m))
     if drift:
         cells.append(_drift(_comparison(run, artifact, "host")))
     cells.append(_gate(_comparison(run, artifact, "onnx"), evaluation_inputs, gates))
