@@ -36,6 +36,7 @@ def routes_for_deploy(result: DeployResult, threads: int | None = None) -> list[
     no_int8 = holds_no_int8(result.artifacts)
     routes = [route_for_run(run, host_gates, threads, unchecked, twins) for run in result.runs]
     for route in routes:
+        route.recipe = result.recipe_path or None  # named in the advice when no artifact met the gates
         if route.artifact in no_int8 and route.artifact not in route.same_model:
             route.caveats.append(no_int8_note(route.artifact))
     return routes

@@ -118,6 +118,7 @@ HOST_ONLY = frozenset(
         "test_route_gate_advice.py",
         "test_runs_hostile_text.py",
         "test_same_model_stored.py",
+        "test_same_model_views.py",
         "test_secret_echo.py",
         "test_short_baseline.py",
         "test_store_import_names.py",

@@ -1013,3 +1013,21 @@ def test_the_latest_table_names_each_machine_stored_as_host(tmp_path: Path) -> N
         (runner, "tflite-int8", 10, True),
     }
     assert "host (Intel laptop" in render_html(report)
+
+
+def test_the_reports_route_on_a_counting_phone_says_its_ratios_are_instruction_counts(tmp_path: Path) -> None:
+    """phone-emu routes by instruction count: the HTML's route table printed '2.00x vs ncnn-fp32' bare, as if a
+    speed-up, where deploy's route line says 'by instruction count'."""
+    from edgekit.report.html import render as render_html
+
+    formats = (Format.NCNN_FP32, Format.NCNN_INT8)
+    result = synthetic_result(
+        T0, rng=np.random.default_rng(0), targets=("phone-emu",), formats=formats, threads=(1,)
+    )
+    (route,) = [r for r in result.routes if r["target"] == "phone-emu"]
+    assert route["basis"] == "instructions-emulated" and route.get("speedup_vs_fp32"), route
+    with open_store(f"sqlite:///{tmp_path / 'phone.sqlite'}") as store:
+        store.record(result)
+        html = render_html(build(store))
+    ratio = f"{route['speedup_vs_fp32']:.2f}x vs {route['fp32_artifact']}"
+    assert f"{ratio} by instruction count" in html, re.findall(r"[\d.]+x vs [^<]{0,60}", html)

@@ -94,6 +94,9 @@ def test_a_local_deploy_meeting_no_gate_says_what_to_do(tmp_path: Path) -> None:
     assert "no artifact meets every gate (2 failed a gate)" in line, said[-3000:]
     assert "--format tflite-int8 --fix" in line and "--format onnx-int8" in line, said[-3000:]
     assert "relax the gate" in line, said[-3000:]
+    assert f"edgekit analyze {recipe} --format" in line, said[
+        -3000:
+    ]  # the recipe deployed, not a placeholder
     md, html = tmp_path / "summary.md", tmp_path / "report.html"
     shown = subprocess.run(
         [sys.executable, "-m", "edgekit", "report", "--markdown", str(md), "--html", str(html)],
@@ -107,3 +110,4 @@ def test_a_local_deploy_meeting_no_gate_says_what_to_do(tmp_path: Path) -> None:
     assert "--format tflite-int8 --fix" in summary and "relax the gate" in summary, summary
     page = html.read_text()
     assert "--format tflite-int8 --fix" in page and "relax the gate" in page, page[-5000:]
+    assert f"edgekit analyze {recipe} --format" in summary and f"edgekit analyze {recipe} --format" in page

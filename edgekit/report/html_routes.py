@@ -36,7 +36,7 @@ def routes_section(view: RecipeView) -> str:
             if r.get("artifact") is None:
                 rows.append(
                     f"<tr class=warn><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
-                    f"{_target(run, r)}</td><td class=l colspan=4>{escape(why_no_route(r.get('rejected') or {}))}"
+                    f"{_target(run, r)}</td><td class=l colspan=4>{escape(why_no_route(r.get('rejected') or {}, r.get('recipe')))}"
                     "</td></tr>"
                 )
                 continue
@@ -46,6 +46,7 @@ def routes_section(view: RecipeView) -> str:
             )
             speed = " · ".join(
                 f"{r[k]:.2f}x vs {escape(str(r[a]))}"
+                + (" by instruction count" if r.get("basis") == "instructions-emulated" else "")
                 + (
                     f" (by estimate; {r['count_vs_fp32']:.2f}x by instruction count)"
                     if k == "speedup_vs_fp32" and r.get("count_vs_fp32")

@@ -56,6 +56,7 @@ TARGETS = {  # name -> (emulated, speed factor vs Pi 4, cpu)
     "pi5": (False, 0.4, "Cortex-A76"),
     "pi4-emu": (True, 40.0, "Cortex-A72"),
     "pi5-emu": (True, 40.0, "Cortex-A76"),
+    "phone-emu": (True, 40.0, "Cortex-A76"),  # no board to estimate: routes by instruction count
     "host": (
         False,
         0.2,
