@@ -232,6 +232,9 @@ class ArtifactInfo(_Model):
     same_model_as: str | None = None
     same_model_why: str = ""
     same_model_checked: bool = False  # deploy compared the files (False: a result from before, no record)
+    # an ncnn-int8 whose speed plan kept the fp32 model (its sidecar's int8.speed_plan.kept), as deploy read it while
+    # the files existed: a stored run still says it holds no int8 layer after its cache is pruned (None: no record)
+    kept_fp32: bool | None = None
     # sha256 of the model files alone, the sidecars that describe them left out (additive; None before it): what
     # "the converted file changed" compares, where both runs have it (converted_changed)
     model_sha256: str | None = None

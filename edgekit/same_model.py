@@ -33,6 +33,7 @@ def record_same_models(artifacts: list[ArtifactInfo]) -> None:
     for art in artifacts:
         art.same_model_as, art.same_model_why = twins.get(art.id, (None, ""))
         art.same_model_checked = True
+        art.kept_fp32 = _kept_fp32(art) if art.status == "ok" and art.files else None
 
 
 def same_files(artifacts: list[ArtifactInfo]) -> dict[str, tuple[str, str]]:
@@ -109,10 +110,17 @@ def holds_no_int8(artifacts: list[ArtifactInfo]) -> set[str]:
     """The artifacts whose sidecar records that the speed plan kept the fp32 model (int8.speed_plan.kept) and
     whose deploy has no fp32 of their runtime: an ncnn-int8 that holds no int8 layer with no ncnn-fp32 to be
     the same model as (same_models finds twins only among the deploy's artifacts, and where the fp32 is there its
-    files decide). Read from the files, as deploy has them (a cached conversion prints no speed-plan finding);
-    files no longer on disk claim nothing."""
+    files decide). As deploy recorded it (record_same_models: `kept_fp32`, read while the files existed; a cached
+    conversion prints no speed-plan finding); a result without the record is read from its files, and files no
+    longer on disk claim nothing."""
     ids = {a.id for a in artifacts if a.status == "ok"}
-    return {a.id for a in artifacts if a.id in ids and a.files and _fp32_of(a) not in ids and _kept_fp32(a)}
+    return {
+        a.id
+        for a in artifacts
+        if a.id in ids
+        and _fp32_of(a) not in ids
+        and (a.kept_fp32 if a.kept_fp32 is not None else bool(a.files) and _kept_fp32(a))
+    }
 
 
 def no_int8_note(artifact: str) -> str:

@@ -211,3 +211,10 @@ def test_an_int8_only_deploy_says_its_ncnn_int8_holds_no_int8_layer(
     assert "same model" in _text(deploy_table(both)) and "no int8 layer" not in _text(deploy_table(both))
     (fp32_route,) = routes_for_deploy(_twin_timed_fastest(both))
     assert not any("holds no int8" in c for c in fp32_route.caveats), fp32_route.caveats
+    # recorded with the run (kept_fp32), so a stored run whose cache is pruned still says it: its files gone
+    assert arts["ncnn-int8"].kept_fp32 is True and arts["tflite-int8"].kept_fp32 is False
+    pruned = result.model_copy(deep=True)
+    for art in pruned.artifacts:
+        art.files = [str(tmp_path / "pruned" / Path(f).name) for f in art.files]
+    assert not any(Path(f).exists() for a in pruned.artifacts for f in a.files)
+    assert "no int8 layer" in _text(deploy_table(pruned)), _text(deploy_table(pruned))
