@@ -4,6 +4,8 @@ The cache (paths.cache_dir()) grows with every recipe, format and setting conver
 again once its recipe changed, but nothing else removes it. Its parts:
 - artifact entries `KEY/` (cache.py): the files of one format, artifact.json, cached fidelity numbers;
 - prepared ONNX models `onnx/KEY/` (onnx.py): the exported or simplified model every artifact starts from;
+- onnx2tf's INT8 runs `onnx2tf/KEY/` (tflite_runs.py): the SavedModel and .tflite files one run wrote, which
+  `analyze --fix` and a recipe's `int8.tflite_float_ops` quantize again (and their damaged and unfinished ones);
 - damaged entries `KEY.damaged/` (set aside by cache.lookup, kept for a look), and leftovers: `KEY.tmp-*`
   folders and converter work folders under `work/` that a killed run left behind;
 - beside the cache folder, in the data dir: instruction counts `counts/KEY.json` (estimate/counts.py: one
@@ -45,7 +47,7 @@ KEY = re.compile(r"[0-9a-f]{64}")
 LEFTOVER_AGE_S = (
     paths.WORK_KEPT_S
 )  # younger, a folder may be a conversion still running, or a failed one's log
-KINDS = ("artifact", "onnx", "count", "zero-weights", "damaged", "leftover")
+KINDS = ("artifact", "onnx", "onnx2tf", "count", "zero-weights", "damaged", "leftover")
 COUNT_KEY = re.compile(r"[0-9a-f]{32}")
 ZERO_KEY = re.compile(r"[0-9a-f]{16}")
 
@@ -202,6 +204,16 @@ def scan(root: Path | None = None) -> list[Entry]:
     for path in _dirs(root / "onnx"):
         if KEY.fullmatch(path.name):
             found.append(_entry(path, "onnx", "onnx", path / "meta.json"))
+    for path in _dirs(root / "onnx2tf"):
+        name = path.name
+        if KEY.fullmatch(name):
+            found.append(_entry(path, "onnx2tf", "onnx2tf INT8 run", path / "meta.json"))
+        elif name.endswith(".damaged") and KEY.fullmatch(name.removesuffix(".damaged")):
+            found.append(_entry(path, "damaged", "damaged onnx2tf run", path))
+        elif ".tmp-" in name and KEY.fullmatch(name.split(".tmp-")[0]):
+            found.append(_entry(path, "leftover", "unfinished onnx2tf run", path))
+        elif name.startswith(".pruning-"):
+            found.append(_entry(path, "leftover", "interrupted removal", path))
     for path in _dirs(root / "work"):
         found.append(_entry(path, "leftover", "converter work folder", path))
     data = root.parent  # the cache folder is the data dir's `cache`; counts and zero weights sit beside it

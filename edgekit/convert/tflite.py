@@ -21,6 +21,9 @@ Choices, with the reasons measured in docs/notes/conversion.md:
 - every written .tflite is read back in the child for Select TF (Flex) operators: a conversion error naming them,
   or a finding on the artifact when the recipe sets `tflite.allow_select_tf_ops`;
 - a failed run's first line is onnx2tf's own error (the exception it died of, and the ONNX node), not a log tail;
+- an INT8 run's output folder (SavedModel and files) is kept in the conversion cache (edgekit.convert.tflite_runs,
+  keyed on the ONNX, onnx2tf's arguments, the calibration data and the tool versions): `analyze --fix` and the
+  convert of its `int8.tflite_float_ops` quantize that SavedModel again instead of running onnx2tf each;
 - onnx2tf's layout check runs the ONNX model on one calibration sample (`validate_on_one_sample`): given all of
   them it skipped the check, and a token model came out of INT8 runs wrong (fp32 and int8 alike).
 """
@@ -138,11 +141,11 @@ class TfliteConverter(Converter):
         saved: Path | None = None  # the INT8 run's SavedModel: selective quantization starts from it
         try:
             for run in plan_runs(formats, recipe):
-                work, files, peak = self._run(onnx_path, recipe, run)
+                work, out, files, peak = self._run(onnx_path, recipe, run)
                 done.append(work)
                 peaks.append(peak)
                 if run.int8:
-                    saved = work / "out"
+                    saved = out  # the work folder's, or the cached run's (tflite_runs)
                 for fmt in run.formats:
                     if fmt in formats:
                         dest = out_dir / fmt.value / "model.tflite"
@@ -177,7 +180,11 @@ class TfliteConverter(Converter):
 
     def _run(
         self, onnx_path: Path, recipe: Recipe, run: Run
-    ) -> tuple[Path, dict[Format, Path], float | None]:
+    ) -> tuple[Path, Path, dict[Format, Path], float | None]:
+        """One onnx2tf run (an INT8 one served from the cache when it was made before: tflite_runs): its work
+        folder, the folder its files are in, the files of `run.formats` and the child's peak memory."""
+        from edgekit.convert import tflite_runs
+
         timeout = convert_timeout()  # a malformed setting is said before any work (UsageError, exit 2)
         work = paths.work_dir("onnx2tf")
         try:
@@ -203,6 +210,15 @@ class TfliteConverter(Converter):
                     str(work.parent),
                 ) from exc
             raise
+        key = tflite_runs.run_key(onnx_path, job, work / job["calibration"]) if run.int8 else None
+        cached = tflite_runs.lookup(key) if key is not None else None
+        if cached is not None:
+            if self.progress is not None:
+                self.progress(f"onnx2tf's INT8 run from the cache ({str(key)[:12]}): onnx2tf not run again")
+            report = json.loads((cached / "result.json").read_text())
+            files = self._files(recipe, run, cached / "out", work / "onnx2tf.log")
+            self._flex_findings(recipe, files, report.get("flex_ops", {}))
+            return work, cached / "out", files, None  # no tool ran: its memory is this process's
         log = work / "onnx2tf.log"
         with open(log, "w") as out:
             try:
@@ -235,23 +251,31 @@ class TfliteConverter(Converter):
                 "`tflite:` (README 'Converter options')",
             )
         report = json.loads((work / "result.json").read_text())
+        files = self._files(recipe, run, work / "out", log)
+        self._flex_findings(recipe, files, report.get("flex_ops", {}))
+        self.tool_cpu_s = (self.tool_cpu_s or 0.0) + float(report["cpu_s"])
+        if key is not None:
+            tflite_runs.store(key, work / "out", work / "result.json")
+        return work, work / "out", files, report["peak_rss_mb"]  # None: unknown (no VmHWM on this system)
+
+    @staticmethod
+    def _files(recipe: Recipe, run: Run, out: Path, log: Path) -> dict[Format, Path]:
+        """The file of each of `run.formats` in onnx2tf's output folder; a ConversionError names any missing."""
         int8_name = (
             "model_full_integer_quant.tflite"
             if recipe.int8.io is IOType.INT8
             else "model_integer_quant.tflite"
         )
-        files = {fmt: work / "out" / (_FILES.get(fmt) or int8_name) for fmt in run.formats}
+        files = {fmt: out / (_FILES.get(fmt) or int8_name) for fmt in run.formats}
         missing = [f"{fmt.value} ({p.name})" for fmt, p in files.items() if not p.is_file()]
         if missing:
             cause = (
-                onnx2tf_cause(log) or "no error in its log: TensorFlow's converter gave up on that variant"
-            )
+                onnx2tf_cause(log) if log.is_file() else None
+            ) or "no error in its log: TensorFlow's converter gave up on that variant"
             raise ConversionError(
                 f"onnx2tf wrote no file for {', '.join(missing)} ({cause})", hint=f"whole log: {log}"
             )
-        self._flex_findings(recipe, files, report.get("flex_ops", {}))
-        self.tool_cpu_s = (self.tool_cpu_s or 0.0) + float(report["cpu_s"])
-        return work, files, report["peak_rss_mb"]  # None: unknown (no VmHWM on this system)
+        return files
 
     def _flex_findings(self, recipe: Recipe, files: dict[Format, Path], flex: dict[str, list[str]]) -> None:
         """Select TF ops in a written file: a ConversionError naming them, or a finding the recipe accepted."""

@@ -102,18 +102,29 @@ def build_selective(
     progress: Callable[[str], None] | None = None,
 ) -> list[Selective]:
     """One .tflite per denylist (ops kept in float), from one calibration run on the recipe's calibration data,
-    of `saved_model` (the converter's INT8 run's onnx2tf output folder) or else of an onnx2tf run of its own with
-    the recipe's options (edgekit.convert.tflite.onnx2tf_job). TensorFlow runs in a child (onnx2tf_run.run_child):
-    said through `progress` while it runs, and dying with edgekit."""
+    of `saved_model` (the converter's INT8 run's onnx2tf output folder), else of that run kept in the conversion
+    cache (edgekit.convert.tflite_runs: the same model, data, options and tools), else of an onnx2tf run of its
+    own with the recipe's options (edgekit.convert.tflite.onnx2tf_job). TensorFlow runs in a child
+    (onnx2tf_run.run_child): said through `progress` while it runs, and dying with edgekit."""
+    from edgekit.convert import tflite_runs
     from edgekit.convert.onnx2tf_run import log_tail, onnx2tf_job, run_child, write_calibration
 
     work = paths.work_dir("selective")
     work.mkdir(parents=True)
     outs = [str(Path(out_dir) / f"float-{i}-{len(d)}" / "model.tflite") for i, d in enumerate(denylists)]
+    onnx2tf_args = onnx2tf_job(onnx_path, recipe, int8=True, dynamic=False)
+    calibration = write_calibration(recipe, work / "calibration.npy")
+    # the converter's INT8 run of this model, data and options, where the cache has it
+    if saved_model is None:
+        cached = tflite_runs.lookup(tflite_runs.run_key(onnx_path, onnx2tf_args, work / calibration))
+        if cached is not None:
+            saved_model = cached / "out"
+            if progress is not None:
+                progress("the SavedModel of onnx2tf's INT8 run from the cache: onnx2tf not run again")
     job = {
-        **onnx2tf_job(onnx_path, recipe, int8=True, dynamic=False),
+        **onnx2tf_args,
         "onnx": "model.onnx",
-        "calibration": write_calibration(recipe, work / "calibration.npy"),
+        "calibration": calibration,
         "denylists": [list(d) for d in denylists],
         "outputs": outs,
         "per_tensor": recipe.int8.granularity is Granularity.PER_TENSOR,
