@@ -42,6 +42,8 @@ class Basis(str, Enum):
 
 DID_NOT_RUN = "did not run"
 GATES_FAILED = "gates failed"
+# among a candidate's failures: its conversion already missed the recipe's gates on this machine (not the target alone)
+CONVERSION_MISSED = "conversion gates failed"
 UNCOUNTED = "emulated without instruction counts"
 # counting was asked for but its counts were lost (this machine's disk filled under the counting plugin, a result
 # kept from the agent's stream only): COUNTS_LOST, then ': ' and why. Counting again is no advice: it was on
@@ -229,11 +231,15 @@ def why_no_route(rejected: dict[str, str], recipe: str | None = None) -> str:
 
 
 def _gate_advice(rejected: dict[str, str], recipe: str | None) -> str:
-    """convert's advice for missed gates (convert.failures.gate_advice) for the formats `rejected` says missed one,
-    without --keep-going: a target where none met its gates has none to keep."""
+    """What to do about the formats `rejected` says missed a gate. Those whose conversion missed it on this machine
+    too get convert's advice (convert.failures.gate_advice, without --keep-going: a target where none met its gates
+    has none to keep); those that met the gates when converted and missed them on this target alone are the
+    target's runtime computing differently, which neither a converter option nor `analyze --fix` (judged on this
+    machine) mends: said so (a device-only miss was told to change its converter)."""
     from edgekit.convert.failures import gate_advice
 
-    missed = []
+    converted: list[Format] = []
+    device: list[Format] = []
     for artifact, why in rejected.items():
         try:
             fmt = Format(artifact)
@@ -242,9 +248,19 @@ def _gate_advice(rejected: dict[str, str], recipe: str | None) -> str:
         ):  # a format this edgekit does not know (a newer one's stored route): no advice of its own
             continue
         if why.startswith(GATES_FAILED):
-            missed.append(fmt)
-    float_missed = [f for f in missed if f.precision is Precision.FP32]
-    return gate_advice(recipe or "RECIPE", missed, float_missed, keep_going=False)
+            (converted if CONVERSION_MISSED in why else device).append(fmt)
+    advice = []
+    if converted:
+        float_missed = [f for f in converted if f.precision is Precision.FP32]
+        advice.append(gate_advice(recipe or "RECIPE", converted, float_missed, keep_going=False))
+    if device:
+        advice.append(
+            f"{', '.join(f.value for f in device)} met the recipe's gates when converted but missed them on this "
+            "target: its runtime computes differently there (the table's drift vs host), which no converter "
+            "option or `analyze --fix` (judged on this machine) mends; relax the gate in evaluation.gates if that "
+            "drift is acceptable, or leave the format out for this board"
+        )
+    return "; ".join(advice)
 
 
 def not_comparable(failures: Sequence[str]) -> bool:

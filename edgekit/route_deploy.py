@@ -16,6 +16,7 @@ from edgekit.results import (
     unchecked_gates,
 )
 from edgekit.route import (
+    CONVERSION_MISSED,
     COUNTS_LOST,
     DISAGREEMENT,
     UNCOUNTED,
@@ -349,7 +350,7 @@ def candidates_for_run(
             not_checked += (f"the recipe's gates on {run.target}'s outputs (compared, never gated)",)
         failures = tuple(comp.gate_failures) if comp is not None else ()
         if not host_gates.get(m.artifact, True):
-            failures += ("conversion gates failed",)
+            failures += (CONVERSION_MISSED,)
         candidates.append(
             Candidate(
                 m.artifact,

@@ -13,10 +13,21 @@ from types import SimpleNamespace
 from edgekit.convert.failures import run_failure
 from edgekit.formats import Format
 from edgekit.results import GATE_MISSED
-from edgekit.route import DID_NOT_RUN, GATES_FAILED, Basis, Candidate, Route, recommend, why_no_route
+from edgekit.route import (
+    CONVERSION_MISSED,
+    DID_NOT_RUN,
+    GATES_FAILED,
+    Basis,
+    Candidate,
+    Route,
+    recommend,
+    why_no_route,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-MISSED = f"{GATES_FAILED}: min_cosine: 0.9999921 vs limit 0.9999999 (on 8 inputs)"
+# missed on the target and when converted (on this machine): the conversion is what to mend
+MISSED = f"{GATES_FAILED}: min_cosine: 0.9999921 vs limit 0.9999999 (on 8 inputs); {CONVERSION_MISSED}"
+DEVICE_ONLY = f"{GATES_FAILED}: min_cosine: 0.9971 vs limit 0.999 (on 4 inputs)"  # met when converted
 
 
 def _convert_hint(recipe: str, *fmts: str) -> str:
@@ -39,7 +50,9 @@ def test_every_artifact_missing_a_gate_gets_convert_s_advice() -> None:
     said = _convert_hint("/data/r.yaml", "tflite-int8", "onnx-int8").split("; or relax", 1)[0]
     assert said in line and "--keep-going" not in line, (said, line)
     route = recommend(
-        "pi4", [Candidate("ncnn-int8", 5.0, False, failures=("min_cosine: 0.9",))], Basis.P50_MS
+        "pi4",
+        [Candidate("ncnn-int8", 5.0, False, failures=("min_cosine: 0.9", CONVERSION_MISSED))],
+        Basis.P50_MS,
     )
     assert "edgekit analyze RECIPE --format ncnn-int8 --fix" in route.summary(), (
         route.summary()
@@ -58,6 +71,23 @@ def test_a_float_artifact_missing_its_gate_is_not_sent_to_analyze() -> None:
     assert "--format ncnn-int8" not in line, line
     alone = why_no_route({"onnx-fp32": MISSED}, "r.yaml")
     assert "onnx-fp32 missed the gate in float" in alone and "edgekit analyze" not in alone, alone
+
+
+def test_a_gate_missed_on_the_target_alone_is_not_blamed_on_the_conversion() -> None:
+    """Every artifact met the gates when converted and missed them on the board (ncnn computing in fp16 on the
+    A76): the advice said the float conversion differs from the model and sent the INT8 to `analyze --fix`, which
+    judges on this machine, where the gate held. Now it names the target's runtime; a conversion miss beside it
+    still gets convert's advice."""
+    line = why_no_route({"ncnn-fp32": DEVICE_ONLY, "ncnn-int8": DEVICE_ONLY}, "r.yaml")
+    assert (
+        "ncnn-fp32, ncnn-int8 met the recipe's gates when converted but missed them on this target" in line
+    ), line
+    assert (
+        "drift vs host" in line and "edgekit analyze" not in line and "missed the gate in float" not in line
+    )
+    both = why_no_route({"ncnn-fp16": DEVICE_ONLY, "tflite-int8": MISSED}, "r.yaml")
+    assert "edgekit analyze r.yaml --format tflite-int8 --fix" in both, both
+    assert "ncnn-fp16 met the recipe's gates when converted but missed them on this target" in both, both
 
 
 def test_no_advice_where_not_every_rejection_is_a_missed_gate() -> None:
