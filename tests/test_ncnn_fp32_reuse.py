@@ -82,6 +82,16 @@ def test_int8_takes_the_fp32_model_of_the_cached_ncnn_fp32(
     (fp32_again,) = convert_recipe(recipe, [FP32])
     assert len(pnnx_runs) == 2 and files_of(fp32_again) == files_of(fp32)
 
+    # asked for in the other order, ncnn-fp32 is still converted first and ncnn-int8 takes it (pnnx ran twice: the
+    # fp32 entry did not exist yet); the artifacts come back in the order asked for
+    drop(fp32_again, again)  # the cache now holds neither
+    pnnx_runs.clear()
+    said.clear()
+    int8_first, fp32_second = convert_recipe(recipe, [INT8, FP32], progress=said.append)
+    assert (int8_first.format, fp32_second.format) == (INT8, FP32)
+    assert [fp16 for _, fp16 in pnnx_runs] == [False], said
+    assert files_of(int8_first) == reused
+
 
 @pytest.mark.integration
 def test_int8_runs_pnnx_when_the_fp32_model_would_differ(

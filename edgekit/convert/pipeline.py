@@ -242,10 +242,13 @@ def tool_name(conv_cls: type[Converter], batch: Sequence[Format]) -> str:
 def _groups(
     fmts: Sequence[Format], converters: dict[Format, type[Converter]]
 ) -> list[tuple[type[Converter], list[Format]]]:
+    """The formats by converter, each converter's fp32 formats first: ncnn-int8 starts from the ncnn-fp32 artifact
+    the cache holds (one pnnx run for both), which it found only when ncnn-fp32 was listed before it. The artifacts
+    are still returned in the order asked for."""
     groups: dict[type[Converter], list[Format]] = {}
     for f in fmts:
         groups.setdefault(converters[f], []).append(f)
-    return list(groups.items())
+    return [(conv, sorted(group, key=lambda f: f.fp32_reference is not f)) for conv, group in groups.items()]
 
 
 def _disk_full_at(work: Path) -> bool:
