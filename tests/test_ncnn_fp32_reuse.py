@@ -151,3 +151,25 @@ def test_int8_runs_pnnx_when_the_fp32_model_would_differ(
     (other_pnnx,) = convert_recipe(recipe, [INT8])
     assert other_pnnx.key != int8.key and not other_pnnx.cached
     assert len(pnnx_runs) == 5
+
+
+@pytest.mark.integration
+def test_an_fp32_entry_gone_between_lookup_and_copy_runs_pnnx(
+    tmp_path: Path, pnnx_runs: list[tuple[Path, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`edgekit cache prune --all` beside a conversion can remove the ncnn-fp32 entry after ncnn-int8 found it and
+    before it copied the files: that was a crashed conversion (FileNotFoundError); pnnx runs instead."""
+    recipe = tiny_recipe(tmp_path)
+    (fp32,) = convert_recipe(recipe, [FP32])
+    pnnx_runs.clear()
+    real = shutil.copyfile
+
+    def pruned_meanwhile(src: Any, dst: Any, **kwargs: Any) -> Any:
+        if Path(src).is_relative_to(cache.entry_dir(fp32.key)):
+            shutil.rmtree(cache.entry_dir(fp32.key))  # prune took it between lookup and this copy
+        return real(src, dst, **kwargs)
+
+    monkeypatch.setattr(ncnn_converter.shutil, "copyfile", pruned_meanwhile)
+    (int8,) = convert_recipe(recipe, [INT8])
+    assert int8.status == "ok", int8.error
+    assert [fp16 for _, fp16 in pnnx_runs] == [False]

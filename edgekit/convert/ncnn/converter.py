@@ -124,11 +124,14 @@ def convert_model(
     param, bin_path = out_dir / "model.param", out_dir / "model.bin"
     cached = _cached_fp32(model_path, input_shape, recipe) if fmt is Format.NCNN_INT8 else None
     if cached is not None:  # the fp32 model pnnx would write: this run's (or an earlier one's) ncnn-fp32
-        shutil.copyfile(cached[0], param)  # copies: the quantizer rewrites these files, never the cache's
-        shutil.copyfile(cached[1], bin_path)
-        if progress is not None:
+        try:  # copies: the quantizer rewrites these files, never the cache's
+            shutil.copyfile(cached[0], param)
+            shutil.copyfile(cached[1], bin_path)
+        except OSError:  # the entry went between lookup and copy (`cache prune --all` beside this run): pnnx
+            cached = None
+        if cached is not None and progress is not None:
             progress(f"fp32 model from the cached ncnn-fp32 artifact {cached[2][:12]} (pnnx not run again)")
-    else:
+    if cached is None:
         run_pnnx(model_path, input_shape, fp16=fmt is Format.NCNN_FP16, param=param, bin_path=bin_path)
     graph = read_param(param)
     check_layers(graph, model_path)
