@@ -191,7 +191,7 @@ class Route:
 def why_no_route(rejected: dict[str, str], recipe: str | None = None) -> str:
     """Why a target has no route, from its rejections (artifact -> why): not counted, nothing ran, or gates; when
     every artifact missed a gate, what to do as convert says it (`edgekit analyze RECIPE --format F --fix` for the
-    INT8 ones, or relax the gate: convert.failures.gate_advice), at `recipe` (None: the word RECIPE)."""
+    INT8 ones, or relax the gate: gate_advice.gate_advice), at `recipe` (None: the word RECIPE)."""
     whys = list(rejected.values())
     if whys and all(why.startswith(COUNTS_LOST) for why in whys):
         lost = whys[0][len(COUNTS_LOST) :].lstrip(": ") or "its error is above"
@@ -232,11 +232,11 @@ def why_no_route(rejected: dict[str, str], recipe: str | None = None) -> str:
 
 def _gate_advice(rejected: dict[str, str], recipe: str | None) -> str:
     """What to do about the formats `rejected` says missed a gate. Those whose conversion missed it on this machine
-    too get convert's advice (convert.failures.gate_advice, without --keep-going: a target where none met its gates
+    too get convert's advice (gate_advice.gate_advice, without --keep-going: a target where none met its gates
     has none to keep); those that met the gates when converted and missed them on this target alone are the
     target's runtime computing differently, which neither a converter option nor `analyze --fix` (judged on this
     machine) mends: said so (a device-only miss was told to change its converter)."""
-    from edgekit.convert.failures import gate_advice
+    from edgekit.gate_advice import gate_advice
 
     converted: list[Format] = []
     device: list[Format] = []
