@@ -80,7 +80,6 @@ HOST_ONLY = frozenset(
         "test_keras_h5_custom.py",
         "test_keras_outputs.py",
         "test_lab_boards.py",
-        "test_lab_bounds.py",
         "test_lab_bounds_values.py",
         "test_locks.py",
         "test_log_lines_unwrapped.py",

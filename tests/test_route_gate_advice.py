@@ -1,6 +1,6 @@
 """A target with no route because every artifact missed a gate says what to do, as convert's error does: the route
 line ended in '(2 failed a gate)' and exit 1, with no word of `edgekit analyze RECIPE --format ... --fix` or of
-relaxing the gate (edgekit.convert.failures.gate_hint, the one wording of both)."""
+relaxing the gate (edgekit.gate_advice, the one wording of both)."""
 
 from __future__ import annotations
 
