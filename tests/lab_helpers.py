@@ -1,11 +1,12 @@
 """What the lab tests share: a coordinator's holders, a teammate acting with labgrid's own client, a folder of lab
-target files put on EDGEKIT_TARGETS_DIR for a rig's lifetime, and the short bounds of the tests that freeze the
-coordinator."""
+target files put on EDGEKIT_TARGETS_DIR for a rig's lifetime, a bare one-place rig a test may freeze, and the short
+bounds of the tests that freeze the coordinator."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,24 @@ def serving(started: lab_rig.Rig, targets: Path) -> Iterator[lab_rig.Rig]:
             os.environ.pop("EDGEKIT_TARGETS_DIR", None)
         else:
             os.environ["EDGEKIT_TARGETS_DIR"] = old
+
+
+def frozen_pi5_lab(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[lab_rig.Rig]:
+    """A bare rig with one place (pi5-a), for one test that may freeze its coordinator (a frozen coordinator may
+    drop the exporter's stream): thawed and every place given back after; EDGEKIT_HOME the test's own."""
+    lab_python()  # no .venv-lab: LabSetupError naming `make setup`
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    rig = lab_rig.start_bare(tmp_path_factory.mktemp("lab") / "rig", {"pi5-a": {"board": "pi5"}})
+    try:
+        yield rig
+    finally:
+        os.killpg(rig.pids[0], signal.SIGCONT)
+        try:
+            kick_held(rig)
+        finally:
+            rig.stop()
 
 
 # The lab helper's bounds against a coordinator that does not answer (edgekit/lab/helper.py's CALL_S, CONNECT_S,

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab_helpers import holders, kick_held
+from lab_helpers import frozen_pi5_lab, holders
 
 from edgekit.lab import rig as lab_rig
 from edgekit.lab.client import LabClient, lab_python
@@ -26,18 +26,8 @@ from edgekit.target import LabSpec
 def lab(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[lab_rig.Rig]:
-    """One per test (a frozen coordinator may drop the exporter's stream), thawed and every place given back after."""
-    lab_python()  # no .venv-lab: LabSetupError naming `make setup`
-    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
-    rig = lab_rig.start_bare(tmp_path_factory.mktemp("lab") / "rig", {"pi5-a": {"board": "pi5"}})
-    try:
-        yield rig
-    finally:
-        os.killpg(rig.pids[0], signal.SIGCONT)
-        try:
-            kick_held(rig)
-        finally:
-            rig.stop()
+    """One per test, thawed and every place given back after (lab_helpers.frozen_pi5_lab)."""
+    yield from frozen_pi5_lab(tmp_path_factory, tmp_path, monkeypatch)
 
 
 def test_a_connect_bound_above_grpcs_own_20_s_is_the_one_kept(monkeypatch: pytest.MonkeyPatch) -> None:
