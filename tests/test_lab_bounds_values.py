@@ -32,7 +32,16 @@ def test_an_unusable_lab_bound_is_a_usage_error_naming_it(variable: str, value: 
     and `nan` silently became the default."""
     env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), variable: value}
     # a port nothing listens on: were the value taken, the helper would run and say the coordinator is down
-    proc = subprocess.run(
+    proc = _lab_at_a_closed_port(env)
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert f"{variable}={value!r}" in proc.stderr, proc.stderr
+    assert "3600" in proc.stderr, proc.stderr  # what is accepted
+    assert "Traceback" not in proc.stderr and "coordinator" not in proc.stderr.lower(), proc.stderr
+
+
+def _lab_at_a_closed_port(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`edgekit lab -x 127.0.0.1:1` (a port nothing listens on) with `env`."""
+    return subprocess.run(
         [sys.executable, "-m", "edgekit", "lab", "-x", "127.0.0.1:1"],
         env=env,
         capture_output=True,
@@ -40,10 +49,6 @@ def test_an_unusable_lab_bound_is_a_usage_error_naming_it(variable: str, value: 
         timeout=120,
         check=False,
     )
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert f"{variable}={value!r}" in proc.stderr, proc.stderr
-    assert "3600" in proc.stderr, proc.stderr  # what is accepted
-    assert "Traceback" not in proc.stderr and "coordinator" not in proc.stderr.lower(), proc.stderr
 
 
 def test_a_usable_lab_bound_is_taken(tmp_path: Path) -> None:
@@ -54,14 +59,7 @@ def test_a_usable_lab_bound_is_taken(tmp_path: Path) -> None:
         "EDGEKIT_LAB_CALL_S": "0.5",
         "EDGEKIT_LAB_CONNECT_S": "3600",
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgekit", "lab", "-x", "127.0.0.1:1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = _lab_at_a_closed_port(env)
     assert proc.returncode == 1 and "cannot reach the labgrid coordinator" in proc.stderr, proc.stderr
 
 
