@@ -118,7 +118,7 @@ class Route:
     # estimate basis: the fp32 or slowest artifact whose estimate lies inside the choice's 80% interval (or the
     # choice's inside its): its speed-up is not stated (None), the estimates do not rank the two apart
     not_ranked_by_estimate: list[str] = field(default_factory=list)
-    # the recipe's path, named in the advice of a target where every artifact missed a gate (None: 'RECIPE')
+    # the recipe's path, named in the advice of a target where an artifact missed a gate (None: 'RECIPE')
     recipe: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,7 +191,9 @@ class Route:
 def why_no_route(rejected: dict[str, str], recipe: str | None = None) -> str:
     """Why a target has no route, from its rejections (artifact -> why): not counted, nothing ran, or gates; when
     every artifact missed a gate, what to do as convert says it (`edgekit analyze RECIPE --format F --fix` for the
-    INT8 ones, or relax the gate: gate_advice.gate_advice), at `recipe` (None: the word RECIPE)."""
+    INT8 ones, or relax the gate: gate_advice.gate_advice), at `recipe` (None: the word RECIPE); when some missed a
+    gate and others did not run or could not be compared, the same advice for those that missed (the others' error
+    is above)."""
     whys = list(rejected.values())
     if whys and all(why.startswith(COUNTS_LOST) for why in whys):
         lost = whys[0][len(COUNTS_LOST) :].lstrip(": ") or "its error is above"
@@ -227,6 +229,11 @@ def why_no_route(rejected: dict[str, str], recipe: str | None = None) -> str:
         + (f", {unrun} did not run" if unrun else "")
         + ")"
         + (f"; hint: {_gate_advice(rejected, recipe)}" if failed == len(whys) else "")
+        + (
+            f"; for the {failed} that missed a gate: {_gate_advice(rejected, recipe)}"
+            if 0 < failed < len(whys)
+            else ""
+        )
     )
 
 

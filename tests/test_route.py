@@ -63,7 +63,11 @@ def test_no_route_when_nothing_passes_or_runs() -> None:
     )
     assert route.artifact is None
     assert route.rejected == {"ncnn-int8": "did not run", "ncnn-fp32": "gates failed"}
-    assert route.summary() == "pi4: no artifact meets every gate (1 failed a gate, 1 did not run)"
+    line = route.summary()
+    assert line.startswith(
+        "pi4: no artifact meets every gate (1 failed a gate, 1 did not run); for the 1 that"
+    ), line
+    assert "ncnn-fp32 met the recipe's gates when converted but missed them on this target" in line, line
     nothing = recommend("phone", [Candidate("ncnn-int8", None, True)], Basis.P50_MS)
     assert nothing.summary() == "phone: no route: nothing ran on this target (its error is above)"
     assert recommend("phone", [], Basis.P50_MS).summary() == nothing.summary()  # was "(0 rejected)"

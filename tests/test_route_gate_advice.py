@@ -90,9 +90,23 @@ def test_a_gate_missed_on_the_target_alone_is_not_blamed_on_the_conversion() -> 
     assert "ncnn-fp16 met the recipe's gates when converted but missed them on this target" in both, both
 
 
-def test_no_advice_where_not_every_rejection_is_a_missed_gate() -> None:
-    mixed = Route("pi4", Basis.P50_MS, 1, None, rejected={"tflite-int8": MISSED, "ncnn-int8": DID_NOT_RUN})
-    assert mixed.summary() == "pi4: no artifact meets every gate (1 failed a gate, 1 did not run)"
+def test_a_target_where_some_missed_a_gate_and_others_did_not_run_gets_advice_for_the_missed() -> None:
+    """One INT8 missed its gate, the other did not run (its error is above): the line named the counts and gave no
+    advice for the one that missed; now the missed one gets convert's advice, and the one that did not run none."""
+    mixed = Route(
+        "pi4",
+        Basis.P50_MS,
+        1,
+        None,
+        rejected={"tflite-int8": MISSED, "ncnn-int8": DID_NOT_RUN},
+        recipe="r.yaml",
+    )
+    line = mixed.summary()
+    assert line.startswith(
+        "pi4: no artifact meets every gate (1 failed a gate, 1 did not run); for the 1 that"
+    ), line
+    assert "edgekit analyze r.yaml --format tflite-int8 --fix" in line, line
+    assert "--format ncnn-int8" not in line, line
 
 
 def test_a_local_deploy_meeting_no_gate_says_what_to_do(tmp_path: Path) -> None:
