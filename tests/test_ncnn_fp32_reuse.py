@@ -5,6 +5,7 @@ model depends on (the model, pnnx's version) or a damaged entry runs pnnx again.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,10 @@ def test_int8_takes_the_fp32_model_of_the_cached_ncnn_fp32(
 
 @pytest.mark.integration
 def test_int8_runs_pnnx_when_the_fp32_model_would_differ(
-    tmp_path: Path, pnnx_runs: list[tuple[Path, bool]], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    pnnx_runs: list[tuple[Path, bool]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     recipe = tiny_recipe(tmp_path)
     fp32, int8 = convert_recipe(recipe, [FP32, INT8])
@@ -138,8 +142,13 @@ def test_int8_runs_pnnx_when_the_fp32_model_would_differ(
     data[-1] ^= 0xFF
     bin_file.unlink()  # not written in place: the entry's file may be a hard link
     bin_file.write_bytes(bytes(data))
-    (after_damage,) = convert_recipe(recipe, [INT8])
+    with caplog.at_level(logging.WARNING, logger="edgekit"):
+        (after_damage,) = convert_recipe(recipe, [INT8])
     assert len(pnnx_runs) == 3 and files_of(after_damage) == made
+    # said as what happens: ncnn-int8 runs pnnx; ncnn-fp32 was not asked for, so it is not "converted again" now
+    said = [r.getMessage() for r in caplog.records if "was damaged" in r.getMessage()]
+    assert len(said) == 1 and "ncnn-int8 runs pnnx itself" in said[0], said
+    assert "converting it again" not in said[0], said
 
     # another pnnx (its version is in both keys): the cached fp32 model is not taken
     convert_recipe(recipe, [FP32])  # the cache holds a whole ncnn-fp32 again

@@ -108,9 +108,11 @@ def entry_dir(key: str) -> Path:
     return paths.cache_dir() / key
 
 
-def lookup(key: str) -> Artifact | None:
+def lookup(key: str, then: str = "converting it again") -> Artifact | None:
     """The cached artifact for `key` (marked cached), or None if absent, damaged or not verifiable (an entry
-    from before sizes and hashes were recorded). A damaged entry is moved aside, with a warning."""
+    from before sizes and hashes were recorded). A damaged entry is moved aside, with a warning saying what happens
+    instead (`then`: a caller that only borrows the entry's files, as ncnn-int8 borrows ncnn-fp32's, says what it
+    does without them)."""
     folder = entry_dir(key)
     if not folder.is_dir():
         return None
@@ -120,14 +122,14 @@ def lookup(key: str) -> Artifact | None:
         fmt = Format(meta["format"])
         checks = meta.get("checks")
     except (OSError, ValueError, KeyError, TypeError):
-        _set_aside(key, "its artifact.json is missing or unreadable", None)
+        _set_aside(key, "its artifact.json is missing or unreadable", None, then)
         return None
     if not isinstance(checks, dict):  # written by an older edgekit: nothing to verify the files against
         log.info("cache: %s entry %s has no recorded file sizes; converting again", fmt.value, key[:12])
         return None
     problem = _damage(folder, names, checks)
     if problem:
-        _set_aside(key, problem, fmt)
+        _set_aside(key, problem, fmt, then)
         return None
     files = [folder / name for name in names]
     touch(folder / META)  # its last use, for `edgekit cache prune`
@@ -173,7 +175,7 @@ def _damage(folder: Path, names: list[str], checks: dict[str, Any]) -> str | Non
     return None
 
 
-def _set_aside(key: str, problem: str, fmt: Format | None) -> None:
+def _set_aside(key: str, problem: str, fmt: Format | None, then: str) -> None:
     """Move a damaged entry out of the way (to KEY.damaged, replacing an earlier one) and say so once."""
     folder = entry_dir(key)
     aside = folder.with_name(f"{key}.damaged")
@@ -183,9 +185,10 @@ def _set_aside(key: str, problem: str, fmt: Format | None) -> None:
     except OSError:  # another run moved or replaced it first: that run says so
         return
     log.warning(
-        "cache: the cached %s was damaged (%s): converting it again; the damaged files are in %s",
+        "cache: the cached %s was damaged (%s): %s; the damaged files are in %s",
         f"{fmt.value} artifact" if fmt else "entry",
         problem,
+        then,
         aside,
     )
 

@@ -159,7 +159,9 @@ def _cached_fp32(
     from edgekit.convert.onnx_export import file_sha256
 
     key = cache.artifact_key(file_sha256(model_path), recipe, Format.NCNN_FP32, NcnnConverter)
-    hit = cache.lookup(key)
+    hit = cache.lookup(
+        key, then="ncnn-int8 runs pnnx itself (ncnn-fp32 converts again when it is next asked for)"
+    )
     if hit is None:
         return None
     by_suffix = {f.suffix: f for f in hit.files}
