@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.report import Report
+from edgekit.terminal import one_line
 
 
 @dataclass
@@ -80,7 +81,10 @@ def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
     ]
     reasons += [f"{target} not reached: {_first_line(why)}" for target, why in outcome.unreached.items()]
     more = f"; and {len(reasons) - most} more (see the report)" if len(reasons) > most else ""
-    return f"nightly: {', '.join(counts)}" + (f": {'; '.join(reasons[:most])}{more}" if reasons else "")
+    line = f"nightly: {', '.join(counts)}" + (f": {'; '.join(reasons[:most])}{more}" if reasons else "")
+    return one_line(
+        line
+    )  # a recipe file named with a newline or an escape forged a line of the cron log's tail
 
 
 def _first_line(text: str, limit: int = 400) -> str:

@@ -409,6 +409,15 @@ def test_the_verdict_line_says_why_the_night_failed(recipes: Path, tmp_path: Pat
         line
     )
     assert line.endswith("(edgekit runs import /d/tiny.json --store postgresql://u@db/n)"), line
+    # a recipe file's name with a newline, an escape or a bidi control is one line of printable text: it forged a
+    # line of its own ('nightly: no regressions, all ok') in a cron log's tail, or set the terminal's title
+    forged = {
+        "r/n\nnightly: no regressions, all ok.yaml": "failed",
+        "r/a\x1b]0;PWN\x07b\u202e.yaml": "failed",
+    }
+    line = verdict(NightlyOutcome(failures=forged))
+    assert "\n" not in line and "\x1b" not in line and "\x07" not in line and "\u202e" not in line, repr(line)
+    assert "n\\x0anightly: no regressions, all ok.yaml: failed" in line and "a\\x1b]0;PWN\\x07b" in line, line
 
 
 def test_a_full_disk_is_named_in_the_night_not_as_a_raw_oserror(recipes: Path, tmp_path: Path) -> None:
