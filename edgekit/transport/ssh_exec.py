@@ -44,8 +44,20 @@ def close_quietly(chan: paramiko.Channel | paramiko.SFTPClient) -> None:
 
 def _command_word(program: str) -> str:
     """`program` quoted as the command's word: shlex leaves `A=b` bare, which a shell reads as an assignment."""
-    word = shlex.quote(program)
+    word = quoted_word(program)
     return f"'{program}'" if word == program and "=" in program else word
+
+
+def quoted_word(word: str) -> str:
+    """`word` shell-quoted, but a leading `~/` (or a bare `~`) is the device login's home, as a shell reads it
+    (`python: ~/venv/bin/python3`): `"$HOME"/` and the rest quoted, so no text of the word itself is ever read by
+    the shell. (`~user/` stays literal.)"""
+    if word == "~":
+        return '"$HOME"'
+    if word.startswith("~/"):
+        rest = word[2:]
+        return '"$HOME"/' + (shlex.quote(rest) if rest else "")
+    return shlex.quote(word)
 
 
 def run(
@@ -57,8 +69,9 @@ def run(
     env: dict[str, str] | None = None,
     on_output: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """`argv` in the absolute remote folder `cwd`, stopped (its process group killed) after `timeout` seconds."""
-    command = " ".join([_command_word(str(argv[0])), *(shlex.quote(str(a)) for a in argv[1:])])
+    """`argv` in the absolute remote folder `cwd`, stopped (its process group killed) after `timeout` seconds.
+    A word starting with `~/` is in the device login's home, as the device's shell reads it (quoted_word)."""
+    command = " ".join([_command_word(str(argv[0])), *(quoted_word(str(a)) for a in argv[1:])])
     # shell assignments before the command: `env A=b CMD` took a CMD holding '=' (/opt/py=3/python3) for one more
     # assignment and ran the next word
     assignments = "".join(f"{k}={shlex.quote(v)} " for k, v in checked_env(env).items())
@@ -158,8 +171,9 @@ def kill_group(link: Link, pgid: int) -> str:
 
 
 def quoted_command(command: str) -> str:
-    """A command line from a target field (the device's `python`), each word shell-quoted."""
-    return " ".join(shlex.quote(part) for part in shlex.split(command))
+    """A command line from a target field (the device's `python`), each word shell-quoted (a leading `~/` is the
+    device's home: quoted_word)."""
+    return " ".join(quoted_word(part) for part in shlex.split(command))
 
 
 def checked_env(env: dict[str, str] | None) -> dict[str, str]:

@@ -1,0 +1,109 @@
+"""The SSH transport against OpenSSH servers this test starts on 127.0.0.1 (this host's shell and coreutils as the
+device's), for what a real board may differ in: a python in the login's home (`~/venv/bin/python3`), no SFTP
+subsystem, a first host key recorded with accept_new, a work dir holding deep folders of the user's own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from test_transport_ssh import _sshd
+
+from edgekit.target import Target, load_target
+from edgekit.transport import open_transport
+
+
+def _keys(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The client key, the host key and the authorized_keys file of a device of this test's own."""
+    key, host_key = tmp_path / "client_ed25519", tmp_path / "host_ed25519"
+    for k in (key, host_key):
+        if not k.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k)], check=True)
+    authorized = tmp_path / "authorized_keys"
+    authorized.write_text(key.with_suffix(".pub").read_text())
+    return key, host_key, authorized
+
+
+@contextlib.contextmanager
+def _device(tmp_path: Path, sshd_extra: str, **fields: str) -> Iterator[Target]:
+    """A `pi4` target reaching an OpenSSH server started here with `sshd_extra` config lines; its host key known
+    unless `fields` name another known_hosts file."""
+    key, host_key, authorized = _keys(tmp_path)
+    with _sshd(tmp_path, "quirks", host_key, authorized, sshd_extra) as port:
+        kind, blob = host_key.with_suffix(".pub").read_text().split()[:2]
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{port} {kind} {blob}\n")
+        user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+        given = {
+            "host": "127.0.0.1",
+            "port": str(port),
+            "user": user,
+            "key": str(key),
+            "known_hosts": str(known),
+            "connect_timeout": "10",
+            "work_dir": str(tmp_path / "work"),
+            "python": sys.executable,
+            **fields,
+        }
+        yield load_target("pi4", given, ssh_config=tmp_path / "none")
+
+
+SFTP = "Subsystem sftp internal-sftp\n"
+
+
+# -- a python in the device login's home -------------------------------------------------------------------------
+def test_a_python_in_the_device_home_runs_and_hashes(tmp_path: Path) -> None:
+    """`python: ~/venv/bin/python3` (a venv in the board's home, as the README describes) did not run over SSH:
+    the `~` was single-quoted (`bash: ~/venv/bin/python3: No such file or directory`, exit 127), in the command
+    of `run` and in the sha256 fallback alike. A leading `~/` is the device's $HOME now (the rest still quoted:
+    no text of the target's is ever read by the shell)."""
+    from edgekit.emu.provision import check_target
+    from edgekit.target import python_argv
+
+    venv = Path.home() / f"edgekit-test-quirks-{os.getpid()}"  # the device is this host: its home is ours
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python3").symlink_to(sys.executable)
+    marker = tmp_path / "marker"
+    relative = f"~/{venv.name}/bin/python3"
+    try:
+        with _device(tmp_path, SFTP, python=relative) as target:
+            with open_transport(target) as transport:
+                home = transport.run(["sh", "-c", 'printf %s "$HOME"'], timeout=30).stdout
+                assert home == str(Path.home())
+                for python in (relative, f"taskset -c 0 {relative}"):
+                    res = transport.run(
+                        [*python_argv(python), "-c", "import sys; print(sys.executable)"], timeout=60
+                    )
+                    assert res.ok and res.stdout.strip() == str(venv / "bin" / "python3"), res
+                local = tmp_path / "blob.bin"
+                local.write_bytes(os.urandom(4096))
+                put = transport.put(local, "blob.bin")
+                without = "PATH=/nonexistent; " + transport._sha_cmd(put.remote)  # type: ignore[attr-defined]
+                res = transport.run(["/bin/sh", "-c", without], timeout=60)  # the device python's sha256
+                assert res.ok and res.stdout.strip() == put.sha256, res
+                # the rest of the word is still quoted: neither a `$(...)` nor a `;` of it runs
+                for hostile in (f"~/$(touch {marker})", f"~/x;touch {marker}", f"~/x' ; touch {marker}; '"):
+                    transport.run([hostile, "-V"], timeout=30)
+                    sha = _sha_with(transport, hostile, put.remote)
+                    transport.run(["sh", "-c", f"PATH=/nonexistent; {sha}"], timeout=30)
+                assert not marker.exists()
+            info = check_target(target, log=lambda _m: None)  # what `edgekit targets check` runs
+            assert info.raw["python"] == ".".join(map(str, sys.version_info[:3])), info.raw
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
+
+
+def _sha_with(transport: object, python: str, path: str) -> str:
+    """The device's sha256 command of `path` with `python` as the device's python."""
+    files = transport._files  # type: ignore[attr-defined]
+    saved = files.target
+    files.target = saved.model_copy(update={"python": python})
+    try:
+        return str(files.sha_cmd(path))
+    finally:
+        files.target = saved
