@@ -12,8 +12,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from test_transport_ssh import _sshd
 
+from edgekit.errors import ConnectionLost, TransportError
 from edgekit.target import Target, load_target
 from edgekit.transport import open_transport
 
@@ -107,3 +109,44 @@ def _sha_with(transport: object, python: str, path: str) -> str:
         return str(files.sha_cmd(path))
     finally:
         files.target = saved
+
+
+# -- a device whose SSH server has no SFTP -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "extra",
+    ["", "Subsystem sftp /nonexistent/sftp-server\n"],
+    ids=["no-subsystem", "sftp-server-missing"],
+)
+def test_a_device_without_sftp_is_said_as_such_not_as_a_dropped_link(tmp_path: Path, extra: str) -> None:
+    """sshd without `Subsystem sftp` (or dropbear without sftp-server) refuses the subsystem: the upload failed as
+    "ConnectionLost: the connection dropped during opening SFTP: Channel closed." with the hint to check the
+    device's power, and the link was cut. It is a TransportError naming what to install now (exit 1), and the link
+    is still there."""
+    local = tmp_path / "model.bin"
+    local.write_bytes(b"x" * 1000)
+    with _device(tmp_path, extra) as target, open_transport(target) as transport:
+        for attempt in (
+            lambda: transport.put(local, "model.bin"),
+            lambda: transport.get("x", tmp_path / "x"),
+        ):
+            with pytest.raises(TransportError) as err:
+                attempt()
+            assert not isinstance(err.value, ConnectionLost), err.value
+            assert "offers no SFTP subsystem" in err.value.message, err.value
+            assert "openssh-sftp-server" in str(err.value) and "pkg install openssh" in str(err.value)
+            assert err.value.exit_code == 1
+            assert transport.run(["echo", "still here"], timeout=30).stdout == "still here\n"
+
+
+def test_a_link_dropping_as_sftp_opens_is_still_a_lost_connection(tmp_path: Path) -> None:
+    """The other side of the above: the SSH session killed as its SFTP subsystem starts (the link drops there) is
+    still ConnectionLost, with the hint to check the device."""
+    local = tmp_path / "model.bin"
+    local.write_bytes(b"x" * 1000)
+    killer = tmp_path / "kill_session.sh"
+    killer.write_text("#!/bin/sh\nkill -KILL $PPID\n")  # $PPID: the sshd process of this session
+    killer.chmod(0o755)
+    with _device(tmp_path, f"Subsystem sftp {killer}\n") as target, open_transport(target) as transport:
+        with pytest.raises(ConnectionLost) as err:
+            transport.put(local, "model.bin")
+        assert "SFTP subsystem" not in str(err.value) and "opening SFTP" in str(err.value), err.value

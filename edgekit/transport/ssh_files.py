@@ -7,7 +7,9 @@ uploads older than an hour (this connection's own at once), run folders older th
 pulled), artifact folders unused for PRUNE_ARTIFACT_DAYS days, and the oldest day-old artifact folders while
 `artifacts/` exceeds PRUNE_ARTIFACT_MB. SFTP requests time out after `io_timeout`; an upload or a download
 after `io_timeout` of silence (no bytes taken or acknowledged: a slow link goes on). A download is refused before it
-starts when the device's file is over the download limit (limits.check_download_size: DeviceFileTooLarge).
+starts when the device's file is over the download limit (limits.check_download_size: DeviceFileTooLarge). A device
+whose SSH server offers no SFTP subsystem (refused, or it ends at once) while the connection still answers is a
+TransportError saying so and what to install (exit 1), not a dropped link.
 """
 
 from __future__ import annotations
@@ -35,6 +37,24 @@ _DISK_HINT = (
 )
 
 
+_NO_SFTP_HINT = (
+    "install openssh-sftp-server (Debian/Raspberry Pi OS) or `pkg install openssh` (Termux) on the device; a "
+    "hand-written sshd_config needs `Subsystem sftp internal-sftp` (then reload sshd); dropbear needs an "
+    "sftp-server beside it"
+)
+
+
+def _still_answers(client: paramiko.SSHClient) -> bool:
+    """Whether the SSH connection still answers a request (after a channel of it closed): a keepalive the server
+    must reply to (success or failure), then the transport still up. A device whose sshd refused a subsystem
+    answers; a dropped link does not (the wait ends when the transport dies, or at the caller's deadline)."""
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        return False
+    transport.global_request("keepalive@openssh.com", wait=True)
+    return bool(transport.is_active() and transport.saved_exception is None)
+
+
 class RemoteFiles:
     """One link's SFTP session (opened on first use) and the uploads it has not finished.
 
@@ -52,7 +72,18 @@ class RemoteFiles:
         if self._sftp is None:
             client = self.link.connected()
             with self.link.deadline("opening SFTP", self.target.io_timeout):
-                self._sftp = client.open_sftp()
+                try:
+                    self._sftp = client.open_sftp()
+                except (EOFError, paramiko.SSHException) as exc:
+                    if not _still_answers(client):
+                        raise  # the link itself is gone: the deadline says so (ConnectionLost)
+                    raise TransportError(
+                        "the device's SSH server offers no SFTP subsystem, which edgekit copies files with "
+                        f"(it refused or ended the SFTP session: {str(exc).rstrip(': .') or type(exc).__name__}); "
+                        "commands still run",
+                        where=self.link.address,
+                        hint=_NO_SFTP_HINT,
+                    ) from None
                 self._sftp.get_channel().settimeout(self.target.io_timeout)
         return self._sftp
 
