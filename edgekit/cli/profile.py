@@ -385,7 +385,22 @@ def wall_table(m: Measurement, target: str, name: str, top: int, shape: list[int
         f"{len(m.layer_ms)} {unit}s sum to {total:.3f} ms; the whole inference p50 {m.p50_ms:.3f} ms "
         f"({total / max(m.p50_ms or 1e-12, 1e-12):.0%} of it: {_SUM_NOTE.get(m.runtime, _SUM_NOTE['ncnn'])})"
     )
+    noisy = noisy_layers(m)
+    if noisy:
+        lines.append(
+            f"~ {len(noisy)} {unit}(s) took no longer than their re-extract in over a quarter of the passes, their "
+            f"times within the timer's noise ({', '.join(noisy[:3])}{', ...' if len(noisy) > 3 else ''}; "
+            "`noisy_passes` in --json)"
+        )
     return lines
+
+
+def noisy_layers(m: Measurement) -> list[str]:
+    """The ncnn layers whose extract took no longer than its re-extract in more than a quarter of the passes (the
+    agent's `noisy_passes`; absent from older agents' results and from onnxruntime's nodes)."""
+    passes = m.layer_passes or 0
+    counts = [(layer.name, getattr(layer, "noisy_passes", None)) for layer in m.layer_ms]
+    return [name for name, n in counts if passes and isinstance(n, int) and n * 4 > passes]
 
 
 def register(app: typer.Typer) -> None:
