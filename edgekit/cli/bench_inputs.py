@@ -198,14 +198,11 @@ def _shape(art: AgentArtifact, text: str | None, option: str) -> tuple[int, ...]
         return known
     if art.files[0].suffix == ".onnx":
         shape, dynamic = _onnx_agent_shape(art.files[0])
-        if dynamic == [0] and len(shape) > 1:  # only the batch is free: the rest is the model's own
-            raise UsageError(
-                "the input shape of this .onnx model is unknown: its batch dimension is free (no model.io.json "
-                "sidecar beside it)",
-                where=str(art.files[0]),
-                hint=f"pass {option} {','.join(map(str, shape))} (batch 1 and the model's own dimensions)"
-                f"{or_input}",
-            )
+        if dynamic == [0] and len(shape) > 1:  # only the batch is free: batch 1, the rest the model's own
+            import typer
+
+            typer.echo(f"note: {_onnx_batch_note(art.files[0])}", err=True)  # profile's stdout: the table
+            return shape
     raise UsageError(
         f"the input shape of this {art.files[0].suffix or 'suffix-less'} model is unknown (no model.io.json "
         "sidecar beside it, and the file does not state a fixed one)",
@@ -301,8 +298,8 @@ def _openvino_input_shape(path: Path) -> list[int] | None:
 
 
 def _onnx_static_shape(path: Path) -> tuple[int, ...] | None:
-    """The graph input's shape when every dimension is a number, else None (a free batch too: --shape says it).
-    A model of more than one input is refused (UsageError): bench feeds one."""
+    """The graph input's shape when every dimension is a number, else None (a free batch too: bench and profile
+    take it as 1, and say so). A model of more than one input is refused (UsageError): bench feeds one."""
     shape, dynamic = _onnx_agent_shape(path)
     return shape if shape and not dynamic else None
 
@@ -327,6 +324,18 @@ def _onnx_agent_shape(path: Path) -> tuple[tuple[int, ...], list[int]]:
     dims = inputs[0].type.tensor_type.shape.dim
     shape = tuple(d.dim_value if d.dim_value > 0 else 1 for d in dims)
     return shape, [axis for axis, d in enumerate(dims) if d.dim_value <= 0]
+
+
+def _onnx_batch_note(path: Path) -> str:
+    """What `edgekit estimate` says of a free batch it takes as 1 (edgekit.estimate.onnx_graph), for the .onnx's
+    one graph input."""
+    from edgekit.convert.onnx_file import read_onnx
+
+    graph = read_onnx(path, str(path)).graph
+    weights = {init.name for init in graph.initializer}
+    (vi,) = [i for i in graph.input if i.name not in weights]  # one input: _onnx_agent_shape refused others
+    label = vi.type.tensor_type.shape.dim[0].dim_param or "?"
+    return f"input {vi.name!r}: its free batch dimension ({label!r}) is taken as 1: one sample per run"
 
 
 def _free(dynamic: list[int]) -> tuple[int, ...]:
