@@ -5,6 +5,7 @@ subsystem, a first host key recorded with accept_new, a work dir holding deep fo
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -150,3 +151,47 @@ def test_a_link_dropping_as_sftp_opens_is_still_a_lost_connection(tmp_path: Path
         with pytest.raises(ConnectionLost) as err:
             transport.put(local, "model.bin")
         assert "SFTP subsystem" not in str(err.value) and "opening SFTP" in str(err.value), err.value
+
+
+# -- accept_new says the key it recorded --------------------------------------------------------------------------
+def test_accept_new_says_the_host_key_it_records(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`accept_new: true` recorded a first-seen host key without a word (OpenSSH prints "Permanently added ...").
+    A warning names the host and port, the key type, its SHA256 fingerprint as ssh-keygen prints it, and the
+    file; a key already known is not said again."""
+    known = tmp_path / "kh_new"
+    with _device(tmp_path, SFTP, accept_new="true", known_hosts=str(known)) as target:
+        keygen = subprocess.run(
+            ["ssh-keygen", "-lf", str(tmp_path / "host_ed25519.pub")],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        fingerprint, kind = keygen[1], keygen[-1].strip("()")
+        assert fingerprint.startswith("SHA256:") and kind == "ED25519"
+        name = f"[127.0.0.1]:{target.port}"
+        with caplog.at_level(logging.WARNING, logger="edgekit.transport.ssh_keys"):
+            with open_transport(target) as transport:
+                transport.connect()
+            said = [r.getMessage() for r in caplog.records if r.name == "edgekit.transport.ssh_keys"]
+            assert len(said) == 1, said
+            assert name in said[0] and kind in said[0] and fingerprint in said[0] and str(known) in said[0]
+            assert known.read_text().split()[0] == name
+            caplog.clear()
+            with open_transport(target) as transport:
+                transport.connect()
+            assert not [r for r in caplog.records if r.name == "edgekit.transport.ssh_keys"]
+        known.unlink()
+        board = tmp_path / "board.yaml"  # the same device as a target file of the user's
+        board.write_text(
+            f"host: 127.0.0.1\nport: {target.port}\nuser: {target.user}\nkey: {target.key}\n"
+            f"known_hosts: {known}\naccept_new: true\npython: {sys.executable}\nwork_dir: {tmp_path / 'work'}\n"
+        )
+        cli = subprocess.run(  # the CLI shows it on stderr, as its other warnings
+            [sys.executable, "-m", "edgekit", "targets", "check", str(board)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "EDGEKIT_SSH_CONFIG": str(tmp_path / "none")},
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert fingerprint in cli.stderr and name in cli.stderr and fingerprint not in cli.stdout, cli

@@ -1,6 +1,7 @@
 """Host-key policy of the SSH transport: the target's own known_hosts file is the only trust.
 
-An unknown key is refused unless the target opts in with `accept_new: true` (then it is recorded), and a changed
+An unknown key is refused unless the target opts in with `accept_new: true` (then it is recorded, and a warning
+names the host, the key type, its SHA256 fingerprint and the file, as OpenSSH says "Permanently added"), and a changed
 key is always refused. Emulated devices pin their key (the device's known_hosts file written by `edgekit emu up`).
 Jump hosts share the device's host keys and policy, so every hop's key is checked the same way.
 
@@ -49,6 +50,22 @@ class RecordNewKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]  # para
                 if not ends_a_line:
                     fh.write(b"\n")
             fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n".encode())
+        # OpenSSH says it too ("Permanently added ..."): a first key is trusted on first use, and only the one who
+        # can compare its fingerprint with the device's own knows it was the device's
+        log.warning(
+            "Permanently added the %s host key of %s (%s) to %s (accept_new: true); compare it with the device's "
+            "own: ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub on the device",
+            key_type(key),
+            hostname,
+            key.fingerprint,
+            self.known_hosts,
+            key_type(key).lower(),
+        )
+
+
+def key_type(key: paramiko.PKey) -> str:
+    """A key's type as OpenSSH says it: ED25519, RSA, ECDSA (of ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256)."""
+    return key.get_name().removeprefix("ssh-").split("-")[0].upper()
 
 
 @dataclass(frozen=True)
