@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,3 +196,29 @@ def test_accept_new_says_the_host_key_it_records(tmp_path: Path, caplog: pytest.
         )
         assert cli.returncode == 0, cli.stderr
         assert fingerprint in cli.stderr and name in cli.stderr and fingerprint not in cli.stdout, cli
+
+
+# -- the prune of partial uploads stays where edgekit writes them -------------------------------------------------
+def test_the_partial_upload_prune_walks_only_the_depths_edgekit_writes(tmp_path: Path) -> None:
+    """The prune of partial uploads at connect (`find . -name '.*.edgekit-*'`) had no depth bound: with work_dir
+    `~` it walked the whole home on every connect. edgekit uploads to the work dir itself (agent.py), one folder
+    down (inputs/, wheels/) and two (artifacts/KEY/, runs/RUN/): deeper, nothing is edgekit's to touch."""
+    work = tmp_path / "work"
+    old = time.time() - 3 * 3600
+    places = {
+        ".agent.py.edgekit-0a0a0a0a": True,
+        "inputs/.x.npy.edgekit-0b0b0b0b": True,
+        "artifacts/0123456789abcdef/.m.tflite.edgekit-0c0c0c0c": True,
+        "runs/20261206-101010-abcdef-pi4/.request-0.json.edgekit-0d0d0d0d": True,
+        "datasets/coco/val/.img.jpg.edgekit-0e0e0e0e": False,  # the user's own folder, deeper
+        "datasets/a/b/c/d/.y.edgekit-0f0f0f0f": False,
+    }
+    for rel in places:
+        path = work / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"partial")
+        os.utime(path, (old, old))
+    with _device(tmp_path, SFTP) as target, open_transport(target) as transport:
+        transport.connect()  # the prune runs here
+    left = {rel: (work / rel).exists() for rel in places}
+    assert left == {rel: not pruned for rel, pruned in places.items()}, left

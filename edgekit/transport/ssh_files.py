@@ -279,8 +279,8 @@ class RemoteFiles:
 
     def prune_script(self, work_dir: str) -> str:
         """Leftovers of earlier runs: partial uploads older than an hour (never a concurrent run's; this
-        connection's own at once), run folders older than a day, stale artifact folders (age, then size). Only
-        names edgekit makes are touched (RUN_GLOBS, ARTIFACT_GLOB): a work dir set to a folder of the user's
+        connection's own at once; only as deep as edgekit uploads, PARTIAL_DEPTH), run folders older than a day,
+        stale artifact folders (age, then size). Only names edgekit makes are touched (RUN_GLOBS, ARTIFACT_GLOB): a work dir set to a folder of the user's
         (`--set work_dir=PATH` on a larger disk, as the disk-space hint says) may hold runs/ and artifacts/ of
         their own, which a prune by age alone deleted."""
         w = shlex.quote(work_dir)
@@ -288,7 +288,8 @@ class RemoteFiles:
         cap_kb = PRUNE_ARTIFACT_MB * 1024
         runs = " -o ".join(f"-name '{g}'" for g in RUN_GLOBS)
         return (
-            f"mkdir -p -- {w} && cd {w} && {{ find . -name '.*.edgekit-*' -mmin +60 -type f -delete; "
+            f"mkdir -p -- {w} && cd {w} && {{ find . -maxdepth {PARTIAL_DEPTH} -name '.*.edgekit-*' -mmin +60 "
+            "-type f -delete; "
             + (f"rm -f -- {own}; " if own else "")
             + f"[ -d runs ] && find runs -mindepth 1 -maxdepth 1 -type d \\( {runs} \\) -mmin +1440 "
             "-exec rm -rf {} +; "
@@ -308,6 +309,10 @@ _STAMP = "[0-9]" * 8 + "-" + "[0-9]" * 6 + "-" + "[0-9a-f]" * 6
 # profile's runs/<kind>-<the same>-<target> (deploy.orchestrate, cli.bench.run_folder)
 RUN_GLOBS = (f"{_STAMP}-*", f"bench-{_STAMP}-*", f"profile-{_STAMP}-*")
 ARTIFACT_GLOB = "[0-9a-f]" * 16  # artifacts/<the first 16 hex digits of the conversion key> (deploy.request)
+# how deep under the work dir edgekit uploads (a partial upload is beside its file): agent.py in it, inputs/ and
+# wheels/ one folder down, artifacts/KEY/ and runs/RUN/ two. The prune looks no deeper: a work dir of `~` held the
+# whole home, walked at every connect
+PARTIAL_DEPTH = 3
 
 
 def _kb(n: int) -> str:
