@@ -12,9 +12,11 @@ import importlib
 import importlib.machinery
 import importlib.util
 import inspect
+import re
 import reprlib
 import sys
 import types
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,13 +121,30 @@ def check_dotted(
     return value
 
 
+class BuilderImportError(ImportError):
+    """A builder's module raised while it was imported (not an ImportError of its own): the recipe's error, named
+    with the module and the exception; the callers catch ImportError."""
+
+
+def exception_said(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message` on one line, at most about `limit` characters of the message: of a message over several
+    lines (TorchScript's interpreter puts its serialized traceback first, the cause last), its last non-empty
+    line, which is the reason (`RuntimeError: Given groups=1, ... expected ... 3 channels, but got 4`)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[-1] if lines else ""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    named = len(lines) > 1 and re.match(r"[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning): ", text)
+    return text if named else f"{type(exc).__name__}: {text}"
+
+
 def check_importable(dotted: str, field: str, where: str) -> None:
     try:
         resolve_callable(dotted)
     except (ImportError, AttributeError) as exc:
         raise RecipeError(
             f"field `{field}`: cannot import {dotted!r}: {exc}", where=where, hint=_import_hint(dotted, exc)
-        ) from None
+        ) from (exc if isinstance(exc, BuilderImportError) else None)  # --debug: the module's own traceback
 
 
 def check_findable(dotted: str, field: str, where: str) -> None:
@@ -149,6 +168,12 @@ def check_findable(dotted: str, field: str, where: str) -> None:
 def _import_hint(dotted: str, exc: Exception) -> str | None:
     """A module of the user's own that Python cannot find: edgekit imports it as Python would (sys.path), not
     from the recipe's folder."""
+    if isinstance(exc, BuilderImportError):
+        module = dotted.split(":")[0]
+        return (
+            f"the error is the module's own: import it yourself in Python to see the traceback "
+            f"(python -c 'import {module}'), or run edgekit with --debug"
+        )
     if isinstance(exc, ModuleNotFoundError):
         package = dotted.split(":")[0].split(".")[0]
         return (
@@ -191,7 +216,7 @@ def _call(
             f"field `{section}.builder`: cannot import {dotted!r}: {exc}",
             where=where,
             hint=_import_hint(dotted, exc),
-        ) from None
+        ) from (exc if isinstance(exc, BuilderImportError) else None)
     mismatch = _mismatch(fn, args, kwargs)
     if mismatch is not None:
         name = dotted.rpartition(":")[2]
@@ -210,7 +235,8 @@ def _call(
             ),
         )
     try:
-        return fn(*args, **kwargs)
+        with _torchvision_stubbed():  # a builder that imports torchvision when called
+            return fn(*args, **kwargs)
     except Exception as exc:
         raise RecipeError(
             f"field `{section}.builder`: {dotted} raised {type(exc).__name__}: {str(exc)[:300]}",
@@ -261,8 +287,15 @@ def resolve_callable(dotted: str, any_installed: bool = False) -> Any:
     REFUSED_BUILDER_MODULES (the schema checks only the part before `:`), and no dunder attribute is followed
     (`f.__globals__`). Refused: AttributeError, which the callers name as the recipe's field (exit 2)."""
     module, _, attr = dotted.partition(":")
-    with _from_source():
-        obj: Any = importlib.import_module(module)
+    try:
+        with _from_source(), warnings.catch_warnings():
+            # torchvision without its C++ library (torch's CPU build): said when imported, nothing a builder uses
+            warnings.filterwarnings("ignore", "Failed to load image Python extension", UserWarning)
+            obj: Any = importlib.import_module(module)
+    except ImportError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise BuilderImportError(f"importing {module} raised {exception_said(exc)}") from exc
     for part in attr.split("."):
         if part.startswith("__"):
             raise AttributeError(
@@ -316,12 +349,43 @@ class _UserSourceFinder:
         return spec
 
 
+class _TorchvisionStubs:
+    """Finds nothing; asked for `torchvision` (a zoo's `torchvision.models:...`, or imported by the user's module or
+    by timm), defines the stub ops it needs with torch's CPU build first (edgekit.zoo.torchvision_models): its
+    import raised `operator torchvision::nms does not exist` otherwise, an internal error of edgekit's."""
+
+    _busy = False
+
+    @classmethod
+    def find_spec(cls, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "torchvision" and name not in sys.modules and not cls._busy:
+            cls._busy = True  # torch's own import may look for torchvision
+            try:
+                from edgekit.zoo.torchvision_models import define_stub_ops
+
+                define_stub_ops()
+            finally:
+                cls._busy = False
+        return None
+
+
 @contextlib.contextmanager
-def _from_source() -> Iterator[None]:
-    """While a builder's module is imported, the user's own modules come from their source (_SourceOnlyLoader)."""
-    sys.meta_path.insert(0, _UserSourceFinder)
+def _torchvision_stubbed() -> Iterator[None]:
+    sys.meta_path.insert(0, _TorchvisionStubs)
     try:
         yield
+    finally:
+        sys.meta_path.remove(_TorchvisionStubs)
+
+
+@contextlib.contextmanager
+def _from_source() -> Iterator[None]:
+    """While a builder's module is imported, the user's own modules come from their source (_SourceOnlyLoader),
+    and torchvision, if imported, has the stub ops it needs (_TorchvisionStubs)."""
+    sys.meta_path.insert(0, _UserSourceFinder)
+    try:
+        with _torchvision_stubbed():
+            yield
     finally:
         sys.meta_path.remove(_UserSourceFinder)
 

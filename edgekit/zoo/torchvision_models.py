@@ -28,8 +28,9 @@ INPUT_SIZE = {"ssdlite320": 320}  # the others at 224x224
 _LIBRARY: Any = None  # the torch.library.Library defining the stub schemas (kept alive)
 
 
-def import_torchvision() -> Any:
-    """`torchvision`, importable with torch's CPU build (module docstring)."""
+def define_stub_ops() -> None:
+    """The two schemas torchvision's import registers fake kernels for, defined when no extension defined them
+    (module docstring); before any import of torchvision (recipe/builders.py does it for a builder's module)."""
     global _LIBRARY  # noqa: PLW0603 - the schemas are process-wide, defined once
     import torch
 
@@ -37,6 +38,11 @@ def import_torchvision() -> Any:
         _LIBRARY = torch.library.Library("torchvision", "DEF")  # type: ignore[no-untyped-call]  # schemas only
         _LIBRARY.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         _LIBRARY.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+
+
+def import_torchvision() -> Any:
+    """`torchvision`, importable with torch's CPU build (module docstring)."""
+    define_stub_ops()
     with warnings.catch_warnings():  # "Failed to load image Python extension": the same missing C++ library
         warnings.simplefilter("ignore", UserWarning)
         import torchvision  # type: ignore[import-untyped]

@@ -1,0 +1,112 @@
+"""A builder's module as edgekit imports it (recipe/builders.py resolve_callable), through the real CLI:
+torchvision's own model builders (`torchvision.models:squeezenet1_1`, a zoo the README names) and a user's module
+that imports torchvision convert with torch's CPU build (torchvision's missing C++ ops stubbed first, as
+edgekit.zoo.torchvision_models does); a module that raises at import is the recipe's error (exit 2) naming the
+module and the exception, not an internal error of edgekit's; a TorchScript file that cannot take the recipe's
+input shape says torch's own reason (the last line of its message), not the TorchScript traceback's first lines."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+TINY = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+BUILDER = "  builder: edgekit.zoo.tiny:build\n  args: {num_classes: 10, width: 8}\n"
+
+
+def _recipe(folder: Path, name: str, model: str, size: int = 32) -> Path:
+    """recipes/tiny.yaml with its model's builder and args replaced, its images `size` square, one format."""
+    text = TINY.read_text()
+    assert BUILDER in text and "shape: [1, 3, 32, 32]" in text and "size: 32" in text
+    text = (
+        text.replace(BUILDER, model)
+        .replace("name: tiny\n", f"name: {name}\n")
+        .replace("shape: [1, 3, 32, 32]", f"shape: [1, 3, {size}, {size}]")
+        .replace("size: 32", f"size: {size}")
+    )
+    text = re.sub(r"(?m)^formats: .*$", "formats: [onnx-fp32]", text)
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def _convert(recipe: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    """`edgekit convert` in a fresh process (no stub already defined by another test), the recipe's folder on
+    PYTHONPATH for a user's module."""
+    path = os.pathsep.join(p for p in (str(recipe.parent), os.environ.get("PYTHONPATH", "")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe)],
+        cwd=recipe.parent,
+        env={**os.environ, "EDGEKIT_HOME": str(home), "PYTHONPATH": path, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.mark.parametrize(
+    ("builder", "module"),
+    [
+        ('"torchvision.models:squeezenet1_1"', None),
+        # the user's own module, importing torchvision at its top
+        (
+            '"tvmine:build"',
+            "from torchvision.models import squeezenet1_1\n\n\ndef build(num_classes):\n"
+            "    return squeezenet1_1(weights=None, num_classes=num_classes)\n",
+        ),
+        # ... or when its builder is called
+        (
+            '"tvmine:build"',
+            "def build(num_classes):\n    import torchvision\n\n"
+            "    return torchvision.models.squeezenet1_1(weights=None, num_classes=num_classes)\n",
+        ),
+    ],
+)
+def test_a_torchvision_builder_converts(tmp_path: Path, builder: str, module: str | None) -> None:
+    """`torchvision.models:squeezenet1_1` was `internal error (RuntimeError): operator torchvision::nms does not
+    exist`, rc 1: the stubs torchvision needs with torch's CPU build were set up only by edgekit.zoo's builder."""
+    if importlib.util.find_spec("torchvision") is None:  # not imported here: it needs the stubs too
+        pytest.skip("torchvision is not installed")
+    if module is not None:
+        (tmp_path / "tvmine.py").write_text(module)
+    recipe = _recipe(tmp_path, "tv", f"  builder: {builder}\n  args: {{num_classes: 10}}\n", size=64)
+    done = _convert(recipe, tmp_path / "home")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "internal error" not in out and "torchvision::nms" not in out, out
+    onnx = list((tmp_path / "home").rglob("*.onnx"))
+    assert onnx, out
+    import onnx as onnx_lib
+
+    graph = onnx_lib.load(str(onnx[0])).graph
+    assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == [1, 10], out
+
+
+def test_a_module_that_raises_at_import_is_the_recipes_error(tmp_path: Path) -> None:
+    """A user's module whose top line raises was `internal error (RuntimeError): boom at import`, rc 1."""
+    (tmp_path / "boommod.py").write_text('raise RuntimeError("boom at import")\n\n\ndef build():\n    pass\n')
+    done = _convert(_recipe(tmp_path, "boom", "  builder: boommod:build\n  args: {}\n"), tmp_path / "home")
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "internal error" not in said, said
+    assert "model.builder" in said and "boommod" in said, said
+    assert "RuntimeError: boom at import" in said, said
+
+
+def test_a_module_that_exits_at_import_is_the_recipes_error(tmp_path: Path) -> None:
+    """sys.exit() at a module's top ended edgekit with the module's own exit status and no word of why."""
+    (tmp_path / "exitmod.py").write_text(
+        'import sys\n\nsys.exit("bye from exitmod")\n\n\ndef build():\n    pass\n'
+    )
+    done = _convert(_recipe(tmp_path, "exits", "  builder: exitmod:build\n  args: {}\n"), tmp_path / "home")
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "exitmod" in said and "SystemExit: bye from exitmod" in said, said
