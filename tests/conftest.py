@@ -82,6 +82,7 @@ HOST_ONLY = frozenset(
         "test_keras_outputs.py",
         "test_lab_boards.py",
         "test_lab_bounds_values.py",
+        "test_local_home_python.py",
         "test_locks.py",
         "test_log_lines_unwrapped.py",
         "test_masking_precision.py",

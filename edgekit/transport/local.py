@@ -103,12 +103,14 @@ class LocalTransport(Transport):
         env: dict[str, str] | None = None,
         on_output: Callable[[str], None] | None = None,
     ) -> RunResult:
-        command = " ".join(shlex.quote(str(a)) for a in argv)
+        # a leading ~/ is the home, as an ssh device's shell reads it (ssh_exec.quoted_word): python: ~/venv/bin/python3
+        argv = [os.path.expanduser(a) if str(a) == "~" or str(a).startswith("~/") else str(a) for a in argv]
+        command = " ".join(shlex.quote(a) for a in argv)
         where = self._abs(cwd) if cwd else Path(self.work_dir)
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
-                [str(a) for a in argv],
+                argv,
                 cwd=where,
                 env={**os.environ, **(env or {})},
                 stdin=subprocess.DEVNULL,
