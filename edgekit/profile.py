@@ -21,7 +21,7 @@ from pathlib import Path
 from edgekit.emu import layout
 from edgekit.emu.guests import Guests, scratch
 from edgekit.emu.plugin import build as plugin_build
-from edgekit.emu.plugin.counting import _guest_env
+from edgekit.emu.plugin.counting import _guest_env, wait_saying
 from edgekit.emu.specs import device_spec
 from edgekit.errors import EmulatorError, InputDataError, UsageError
 
@@ -142,7 +142,7 @@ def count_prefix_models(
     row (name, type, shape, precision) and the ARTIFACT itself, one inference each counted in one guest process
     on emulated DEVICE. A row's instructions are its prefix's count minus the one before (a negative difference,
     work a cut moved, is 0); the empty graph's count is the runtime's own per-invoke work, in no row."""
-    from edgekit.emu.plugin.counting import CountJob, count_artifacts
+    from edgekit.emu.plugin.counting import CountJob, count_artifacts, heartbeat
 
     models = [empty, *prefixes, artifact]
     if say:
@@ -151,7 +151,8 @@ def count_prefix_models(
             "one inference each under the counting emulator: minutes for a big graph"
         )
     jobs = [CountJob(p, threads=threads, repeat=1, warmup=1) for p in models]
-    counted = count_artifacts(jobs, device, timeout_s=timeout_s)
+    with heartbeat(say, f"{artifact.name}'s prefix models on {device}"):
+        counted = count_artifacts(jobs, device, timeout_s=timeout_s)
     cumulative = [c.instructions for c in counted[:-1]]  # [empty, prefix 0, prefix 1, ...]
     layers = [
         LayerProfile(
@@ -287,7 +288,7 @@ def _run_guest(
     cmd = ["setarch", "-R", str(python), str(RUNNER), str(request)]
     proc = guests.start(cmd, _guest_env(plugin, insn_file, threads))
     try:
-        stdout, stderr = proc.communicate(timeout=timeout_s)
+        stdout, stderr = wait_saying(proc, timeout_s)  # says it is still going inside counting.heartbeat
     except subprocess.TimeoutExpired as exc:
         raise EmulatorError(
             f"profiling outlived {timeout_s:g} s",

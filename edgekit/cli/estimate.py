@@ -217,7 +217,7 @@ def _count(
     cost model for N threads uses it. Counts come from the count cache when this artifact was counted before
     (`options`, a bare .param's ncnn flags from its --format, are part of the cache key)."""
     from edgekit.emu.plugin import cycles
-    from edgekit.emu.plugin.counting import CountJob
+    from edgekit.emu.plugin.counting import CountJob, heartbeat
     from edgekit.estimate import cost_model
     from edgekit.estimate.calibration import INPUT_FILL
     from edgekit.estimate.counts import count_cached
@@ -232,11 +232,14 @@ def _count(
     def one(n: int) -> Any:
         caches = b.caches if n == 1 else ()  # the miss features are counted at one thread
         blocks = n == 1 and cycles.models(b.core) and cycles.tools_present()  # so are llvm-mca's cycles
-        with ticking_status(
-            err_console,
-            f"counting instructions on {b.emulated_device} ({b.core}) under qemu, {n} thread(s)"
-            + (", caches simulated" if caches else "")
-            + (", blocks timed by llvm-mca" if blocks else ""),
+        with (
+            heartbeat(say, f"{artifact.name} on {b.emulated_device}, {n} thread(s)"),
+            ticking_status(
+                err_console,
+                f"counting instructions on {b.emulated_device} ({b.core}) under qemu, {n} thread(s)"
+                + (", caches simulated" if caches else "")
+                + (", blocks timed by llvm-mca" if blocks else ""),
+            ),
         ):
             res, cached = count_cached(
                 CountJob(

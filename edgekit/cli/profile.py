@@ -180,7 +180,10 @@ def profile_cmd(
         # one run on this host first: a file ncnn cannot load, a shape it cannot take (its batch, its channels, a
         # layer that fails at that size, or not the sidecar's) is refused here, named (exit 2), not after a guest run
         analyze(artifact, shape)
-        result = profile_ncnn(artifact, device, threads=threads, input_shape=shape, timeout_s=timeout)
+        from edgekit.emu.plugin.counting import heartbeat
+
+        with heartbeat(_say, f"{given.name}'s layers on {device}"):  # a minute and more said nothing before
+            result = profile_ncnn(artifact, device, threads=threads, input_shape=shape, timeout_s=timeout)
         result.artifact = str(given)  # the user's file, not its zero-weight copy
     if as_json:
         print(json.dumps(result.to_dict(), indent=1))

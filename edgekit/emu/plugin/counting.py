@@ -10,8 +10,13 @@ runs with a fixed environment, a fixed hash seed and no address randomization (e
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +28,12 @@ from edgekit.errors import EdgekitError, EmulatorError, exit_text
 from edgekit.runtimes import all_specs, format_for_suffix, spec_for
 
 RUNNER = Path(__file__).with_name("runner.py")
+# a count under qemu that lasts says so this often, as convert's children do (onnx2tf_run.PROGRESS_EVERY_S): a
+# profile of 161 prefix models said nothing for minutes; EDGEKIT_HEARTBEAT_S shortens it (tests)
+HEARTBEAT_EVERY_S = 15.0
+_HEARTBEAT: ContextVar[tuple[Callable[[str], None], str] | None] = ContextVar(
+    "edgekit_heartbeat", default=None
+)
 RUNTIMES = tuple(m for spec in all_specs() for m in spec.modules())  # the registry's device modules
 NEWER_RUNTIMES = (
     "onnxruntime",
@@ -247,13 +258,16 @@ def _run_guest(
         if blocks:
             caches = (*caches, f"blocks={block_file}")
         cmd = ["setarch", "-R", str(python), str(RUNNER), str(request)]
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_guest_env(plugin, insn_file, threads, caches),
+        )
         try:
-            proc = subprocess.run(
-                cmd,
-                capture_output=True,
-                text=True,
-                env=_guest_env(plugin, insn_file, threads, caches),
-                timeout=timeout_s,
+            stdout, stderr = wait_saying(
+                proc, timeout_s, lambda: _model_at(insn_file, [int(r.get("repeat", 1)) for r in requests])
             )
         except subprocess.TimeoutExpired as exc:
             raise EmulatorError(
@@ -263,17 +277,87 @@ def _run_guest(
                 hint="a big model takes minutes under qemu: give the command a longer --timeout, or count a "
                 "smaller model",
             ) from exc
+        finally:  # any way out (a timeout, Ctrl-C) ends the guest
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
         timed = cycles.read_blocks(block_file) if blocks and block_file.exists() else None
-    lines = proc.stdout.strip().splitlines()
+    lines = stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise EmulatorError(
-            f"counting run failed ({exit_text(proc.returncode)}): {proc.stderr.strip()[-1500:]}",
+            f"counting run failed ({exit_text(proc.returncode)}): {stderr.strip()[-1500:]}",
             where=device,
         )
     results = json.loads(lines[-1])["results"]
     if timed is not None:
         results[-1]["blocks"] = timed
     return results
+
+
+@contextmanager
+def heartbeat(say: Callable[[str], None] | None, what: str) -> Iterator[None]:
+    """While inside, every guest run under qemu that this thread waits on (count_artifacts, profile's guests)
+    says `still counting WHAT (N s, model i of n)` through `say` every HEARTBEAT_EVERY_S; `say` None: silent."""
+    token = _HEARTBEAT.set(None if say is None else (say, what))
+    try:
+        yield
+    finally:
+        _HEARTBEAT.reset(token)
+
+
+def heartbeat_every_s() -> float:
+    try:
+        every = float(os.environ.get("EDGEKIT_HEARTBEAT_S") or HEARTBEAT_EVERY_S)
+    except ValueError:
+        return HEARTBEAT_EVERY_S
+    return every if every > 0 else HEARTBEAT_EVERY_S
+
+
+def wait_saying(
+    proc: subprocess.Popen, timeout_s: float, where: Callable[[], str] | None = None
+) -> tuple[str, str]:
+    """proc.communicate(timeout=timeout_s) (subprocess.TimeoutExpired after it), saying the elapsed time (and
+    `where()`, e.g. 'model 3 of 161') every heartbeat_every_s() while inside `heartbeat`."""
+    beat = _HEARTBEAT.get()
+    if beat is None:
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+        return stdout, stderr
+    say, what = beat
+    every = heartbeat_every_s()
+    start = time.monotonic()
+    said = 0.0
+    while True:
+        left = timeout_s - (time.monotonic() - start)
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        try:
+            stdout, stderr = proc.communicate(timeout=min(1.0, every, left))
+            return stdout, stderr
+        except subprocess.TimeoutExpired:
+            pass
+        elapsed = time.monotonic() - start
+        if elapsed - said >= every:
+            said = elapsed
+            at = where() if where is not None else ""
+            say(f"still counting {what} ({elapsed:.0f} s{', ' + at if at else ''})")
+
+
+def _model_at(insn_file: Path, windows: Sequence[int]) -> str:
+    """'model i of n' of a guest counting n jobs of windows[k] windows each: the plugin writes one line per
+    window to insn_file, so the lines written say how many jobs are done; '' for a single job."""
+    if len(windows) < 2:
+        return ""
+    try:
+        done_windows = insn_file.read_bytes().count(b"\n")
+    except OSError:
+        return ""
+    done = 0
+    for n in windows:
+        if done_windows < n:
+            break
+        done_windows -= n
+        done += 1
+    return f"model {min(done + 1, len(windows))} of {len(windows)}"
 
 
 def _guest_env(plugin: Path, insn_file: Path, threads: int, caches: tuple[str, ...] = ()) -> dict[str, str]:
