@@ -36,6 +36,7 @@ from edgekit.convert.torch_check import check_export, check_inputs
 from edgekit.convert.torch_model import build_torch_model, check_one_input, check_output_names, one_input
 from edgekit.errors import ConversionError, RecipeError
 from edgekit.recipe import Recipe, TorchSource
+from edgekit.recipe.builders import exception_said
 
 # Part of a PyTorch export's cache key: bump when an export made before is no longer right. 2: `outputs:` names
 # counted against the tensors the module returns (an export named by position before is made again, or refused).
@@ -112,7 +113,7 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
         except Exception as exc:  # noqa: BLE001 - the user's model raises what it raises
             raise RecipeError(
                 f"field `input.shape`: {src.label} does not run on an input of shape "
-                f"{list(recipe.input.shape)}: {type(exc).__name__}: {str(exc)[:300]}",
+                f"{list(recipe.input.shape)}: {exception_said(exc)}",  # TorchScript's reason: its last line
                 where=where,
                 hint="input.shape is the tensor the model takes, batch first (NCHW for a PyTorch model)",
             ) from None

@@ -1,0 +1,47 @@
+"""A TorchScript file that cannot take the recipe's input shape (convert/torch_export.py), through the real CLI:
+the error says torch's own reason (the last line of its message), not the TorchScript traceback's first lines."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+
+def _convert(recipe: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe)],
+        cwd=recipe.parent,
+        env={**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_a_torchscript_file_that_cannot_take_the_shape_says_torchs_reason(tmp_path: Path) -> None:
+    """tiny.pt (3 channels) on [1, 4, 64, 64]: the message was cut at 300 characters inside the TorchScript
+    traceback; torch's reason (its last line: expected 3 channels, got 4) is kept now, the message bounded."""
+    import torch
+
+    from edgekit.zoo.tiny import build
+
+    model = build(num_classes=10, width=8).eval()
+    torch.jit.save(torch.jit.trace(model, torch.rand(1, 3, 32, 32)), str(tmp_path / "tiny.pt"))
+    recipe = tmp_path / "pt4.yaml"
+    recipe.write_text(
+        "name: pt4\nmodel: {kind: torch, path: tiny.pt}\ninput: {name: input, shape: [1, 4, 64, 64]}\n"
+        "evaluation:\n  data: {kind: random, samples: 4}\nformats: [onnx-fp32]\n"
+    )
+    done = _convert(recipe, tmp_path / "home")
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "does not run on an input of shape [1, 4, 64, 64]" in said, said
+    assert re.search(r"expected input\[1, 4, 64, 64\] to have 3 channels, but got 4", said), said
+    assert len(done.stderr) < 1500, done.stderr
