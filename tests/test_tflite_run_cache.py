@@ -38,12 +38,9 @@ def tiny_recipe(tmp_path: Path, name: str = "r.yaml", **changes: Any) -> Recipe:
     return load_recipe(path)
 
 
-@pytest.fixture
-def onnx2tf_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """A fresh EDGEKIT_HOME; each child that runs onnx2tf: "convert" (the converter's) or "selective" (the
-    selective quantization's own run, when it was given no SavedModel)."""
-    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
-    runs: list[str] = []
+def _count_onnx2tf_runs(mp: pytest.MonkeyPatch, runs: list[str]) -> None:
+    """Append to RUNS each child that runs onnx2tf: "convert" (the converter's) or "selective" (the selective
+    quantization's own run, when it was given no SavedModel)."""
     real = onnx2tf_run.run_child
 
     def counted(cmd: list[str], work: Path, *args: Any, **kwargs: Any) -> int:
@@ -56,9 +53,43 @@ def onnx2tf_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
             runs.append("selective")
         return real(cmd, work, *args, **kwargs)
 
-    monkeypatch.setattr(onnx2tf_run, "run_child", counted)  # build_selective's (imported when it runs)
-    monkeypatch.setattr(tflite, "run_child", counted)  # the converter's
+    mp.setattr(onnx2tf_run, "run_child", counted)  # build_selective's (imported when it runs)
+    mp.setattr(tflite, "run_child", counted)  # the converter's
+
+
+@pytest.fixture(scope="module")
+def plain_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], bytes]:
+    """tiny's plain tflite-int8 converted once for the module in a fresh EDGEKIT_HOME: (that home, the onnx2tf
+    runs it took, the artifact's bytes). Tests only copy the home (they remove and damage what is in theirs)."""
+    folder = tmp_path_factory.mktemp("plain")
+    runs: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEKIT_HOME", str(folder / "home"))
+        _count_onnx2tf_runs(mp, runs)
+        plain = only(convert_recipe(tiny_recipe(folder), [INT8]))
+        made = plain.files[0].read_bytes()
+    return folder / "home", runs, made
+
+
+@pytest.fixture
+def onnx2tf_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plain_home: tuple[Path, list[str], bytes]
+) -> list[str]:
+    """A fresh EDGEKIT_HOME holding a copy of plain_home's (the plain tflite-int8 and its onnx2tf run, in the
+    cache); each child that runs onnx2tf, after the runs that converted the plain one (_count_onnx2tf_runs)."""
+    home, plain_runs, _ = plain_home
+    shutil.copytree(home, tmp_path / "home")
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    runs = list(plain_runs)
+    _count_onnx2tf_runs(monkeypatch, runs)
     return runs
+
+
+def plain_from_the_copy(recipe: Recipe, plain_home: tuple[Path, list[str], bytes]) -> Artifact:
+    """The plain tflite-int8 of RECIPE, taken from the copied cache: the one onnx2tf run converted it."""
+    plain = only(convert_recipe(recipe, [INT8]))
+    assert plain.cached and plain.files[0].read_bytes() == plain_home[2]
+    return plain
 
 
 def conv_op(model: Path) -> str:
@@ -79,10 +110,10 @@ def only(arts: list[Artifact]) -> Artifact:
 
 @pytest.mark.integration
 def test_fix_and_its_float_ops_convert_start_from_the_cached_int8_run(
-    tmp_path: Path, onnx2tf_runs: list[str]
+    tmp_path: Path, onnx2tf_runs: list[str], plain_home: tuple[Path, list[str], bytes]
 ) -> None:
     recipe = tiny_recipe(tmp_path)
-    plain = only(convert_recipe(recipe, [INT8]))
+    plain = plain_from_the_copy(recipe, plain_home)
     assert onnx2tf_runs == ["convert"]
     onnx_path = next((tmp_path / "home" / "cache" / "onnx").glob("*/model.onnx"))
     op = conv_op(plain.files[0])
@@ -117,10 +148,14 @@ def test_fix_and_its_float_ops_convert_start_from_the_cached_int8_run(
 
 @pytest.mark.integration
 def test_the_run_key_follows_what_the_savedmodel_depends_on(
-    tmp_path: Path, onnx2tf_runs: list[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    onnx2tf_runs: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    plain_home: tuple[Path, list[str], bytes],
 ) -> None:
     recipe = tiny_recipe(tmp_path)
-    plain = only(convert_recipe(recipe, [INT8]))
+    plain = plain_from_the_copy(recipe, plain_home)
+    assert onnx2tf_runs == ["convert"]
     (key,) = [p.name for p in tflite_runs.runs_dir().iterdir()]
     onnx_path = next((tmp_path / "home" / "cache" / "onnx").glob("*/model.onnx"))
     job = onnx2tf_run.onnx2tf_job(onnx_path, recipe, int8=True, dynamic=False)
@@ -171,7 +206,7 @@ def test_the_run_key_follows_what_the_savedmodel_depends_on(
     again = only(convert_recipe(recipe, [INT8]))
     assert onnx2tf_runs == ["convert", "convert", "convert"]
     assert (tflite_runs.runs_dir() / f"{key}.damaged").is_dir() and (tflite_runs.runs_dir() / key).is_dir()
-    assert again.files[0].read_bytes() == plain.files[0].read_bytes()
+    assert again.files[0].read_bytes() == plain_home[2]  # as made before the entry was removed
 
     # `edgekit cache prune` sees the runs: the damaged one always, a used one only once out of its window
     entries = housekeeping.scan()
