@@ -115,11 +115,48 @@ def cache_key(job: CountJob, device: str) -> str:
         digest.update(path.name.encode())
         digest.update(_file_digest(path).encode())
     spec = {k: v for k, v in req.items() if k != "artifact"}
+    spec["input_shape"] = _run_shape(req)
     digest.update(json.dumps(spec, sort_keys=True).encode())
     digest.update(device_spec(device).cpu.encode())
     digest.update(_runtime_versions().encode())
     digest.update(plugin_build.SOURCE.read_bytes())
     return digest.hexdigest()[:32]
+
+
+def _run_shape(req: dict) -> list[int] | None:
+    """The request's input shape as the counting runner (edgekit.emu.plugin.runner) runs it, so one run is one key
+    however the shape was written: None where it runs what the file states (a .tflite of fixed input, which it does
+    not resize; an ncnn shape equal to its model.io.json's); a .tflite with free dimensions at the shape it is
+    resized to (NHWC, the given shape or its NCHW read as NHWC, as _resize_tflite picks). Other shapes as given."""
+    given = req.get("input_shape")
+    if not given:
+        return None
+    artifact = Path(req["artifact"])
+    if req["runtime"] == "ncnn":
+        try:
+            stated = json.loads(artifact.with_suffix(".io.json").read_text()).get("input_shapes") or [None]
+        except (OSError, ValueError, AttributeError):
+            return list(given)
+        return None if stated[0] == list(given) else list(given)
+    if req["runtime"] not in ("ai_edge_litert", "tflite_runtime"):
+        return list(given)
+    from edgekit.errors import EdgekitError
+    from edgekit.runtimes.tflite import load_tflite
+
+    try:
+        detail = load_tflite(artifact).get_input_details()[0]
+    except (EdgekitError, ImportError, IndexError):  # the runner names what it cannot load
+        return list(given)
+    signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
+    if all(d >= 0 for d in signature[1:]):
+        return None
+    nhwc = [given[0], *given[2:], given[1]] if len(given) == 4 else list(given)
+    for shape in (list(given), nhwc):
+        if len(shape) == len(signature) and all(
+            d < 0 or n == d for n, d in zip(shape, signature, strict=True)
+        ):
+            return shape
+    return list(given)
 
 
 def _files_of(artifact: Path) -> list[Path]:
