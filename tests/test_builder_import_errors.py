@@ -52,33 +52,13 @@ def _convert(recipe: Path, home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize(
-    ("builder", "module"),
-    [
-        ('"torchvision.models:squeezenet1_1"', None),
-        # the user's own module, importing torchvision at its top
-        (
-            '"tvmine:build"',
-            "from torchvision.models import squeezenet1_1\n\n\ndef build(num_classes):\n"
-            "    return squeezenet1_1(weights=None, num_classes=num_classes)\n",
-        ),
-        # ... or when its builder is called
-        (
-            '"tvmine:build"',
-            "def build(num_classes):\n    import torchvision\n\n"
-            "    return torchvision.models.squeezenet1_1(weights=None, num_classes=num_classes)\n",
-        ),
-    ],
-)
-def test_a_torchvision_builder_converts(tmp_path: Path, builder: str, module: str | None) -> None:
+def test_a_torchvision_builder_converts(tmp_path: Path) -> None:
     """`torchvision.models:squeezenet1_1` was `internal error (RuntimeError): operator torchvision::nms does not
     exist`, rc 1: the stubs torchvision needs with torch's CPU build were set up only by edgekit.zoo's builder."""
     if importlib.util.find_spec("torchvision") is None:  # not imported here: it needs the stubs too
         pytest.skip("torchvision is not installed")
-    if module is not None:
-        (tmp_path / "tvmine.py").write_text(module)
-    recipe = _recipe(tmp_path, "tv", f"  builder: {builder}\n  args: {{num_classes: 10}}\n", size=64)
-    done = _convert(recipe, tmp_path / "home")
+    builder = '  builder: "torchvision.models:squeezenet1_1"\n  args: {num_classes: 10}\n'
+    done = _convert(_recipe(tmp_path, "tv", builder, size=64), tmp_path / "home")
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     assert "internal error" not in out and "torchvision::nms" not in out, out
@@ -88,6 +68,41 @@ def test_a_torchvision_builder_converts(tmp_path: Path, builder: str, module: st
 
     graph = onnx_lib.load(str(onnx[0])).graph
     assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim] == [1, 10], out
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        # the user's own module, importing torchvision at its top
+        "from torchvision.models import squeezenet1_1\n\n\ndef build(num_classes):\n"
+        "    return squeezenet1_1(weights=None, num_classes=num_classes)\n",
+        # ... or when its builder is called
+        "def build(num_classes):\n    import torchvision\n\n"
+        "    return torchvision.models.squeezenet1_1(weights=None, num_classes=num_classes)\n",
+    ],
+    ids=["imports-at-top", "imports-when-called"],
+)
+def test_a_users_module_importing_torchvision_builds(tmp_path: Path, module: str) -> None:
+    """The same through a user's module, as convert calls it (builders.call_builder, in a fresh process: no stub
+    defined by another test); the conversion after the call is the one the test above runs."""
+    if importlib.util.find_spec("torchvision") is None:
+        pytest.skip("torchvision is not installed")
+    (tmp_path / "tvmine.py").write_text(module)
+    code = (
+        "import torch\nfrom edgekit.recipe.builders import call_builder\n"
+        "net = call_builder('tvmine:build', 'model', 'tv.yaml', num_classes=10).eval()\n"
+        "print(tuple(net(torch.zeros(1, 3, 64, 64)).shape))\n"
+    )
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path, "EDGEKIT_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "(1, 10)", done.stdout + done.stderr
 
 
 def test_a_module_that_raises_at_import_is_the_recipes_error(tmp_path: Path) -> None:
