@@ -5,6 +5,7 @@ folders and write atomically (edgekit.paths.write_atomic)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -27,6 +28,11 @@ def check_output_file(param: typer.CallbackParam, value: Path | None) -> Path | 
         raise typer.BadParameter(
             f"'-' is not standard output here: this option names a file to write, e.g. {_example(param)} "
             "(the terminal output goes to stdout as it is)"
+        )
+    if _symlink_loop(value):  # Path.exists() said False: the writer failed with ELOOP after the work
+        raise typer.BadParameter(
+            f"symlink loop at {value}: a symbolic link on this path leads back to itself; give another file "
+            f"name, e.g. {Path.cwd() / _example(param)}"
         )
     if value.is_dir():
         example = value / _example(param)
@@ -59,13 +65,28 @@ def check_distinct(options: dict[str, Path | None]) -> None:
     for option, path in options.items():
         if path is None:
             continue
-        key = path.expanduser().resolve()
+        try:
+            key = path.expanduser().resolve()
+        except (RuntimeError, OSError):  # ELOOP: Python 3.11 says RuntimeError('Symlink loop from ...')
+            raise UsageError(
+                f"{option}: symlink loop at {path}",
+                hint="a symbolic link on this path leads back to itself: give another file name",
+            ) from None
         if key in seen:
             raise UsageError(
                 f"{seen[key]} and {option} name the same file ({path}): one would replace the other",
                 hint=f"give each its own file, e.g. {seen[key]} report.html {option} summary.md",
             )
         seen[key] = option
+
+
+def _symlink_loop(path: Path) -> bool:
+    """The path, or a folder on the way to it, is a symbolic link leading back to itself (stat fails with ELOOP)."""
+    try:
+        path.stat()
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _can_create_in(folder: Path) -> bool:

@@ -71,9 +71,21 @@ def external_data_files(model: Any, path: Path, where: str) -> list[Path]:
         if not uses_external_data(tensor):
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        data = (folder / location).resolve()
         given = Path(location)
-        if not location or given.is_absolute() or ".." in given.parts or not data.is_relative_to(folder):
+        try:
+            data = (
+                None
+                if not location or given.is_absolute() or ".." in given.parts
+                else (folder / location).resolve()
+            )
+        except (RuntimeError, OSError):  # ELOOP: Python 3.11 says RuntimeError('Symlink loop from ...')
+            raise InputDataError(
+                f"tensor {tensor.name!r} keeps its data in {location!r}: symlink loop at {folder / location}",
+                where=where,
+                hint="a symbolic link on this path leads back to itself (`ls -l` shows where each link points): "
+                "copy the model's external data file(s) beside it",
+            ) from None
+        if data is None or not data.is_relative_to(folder):
             raise InputDataError(
                 f"tensor {tensor.name!r} keeps its data at {location!r}, outside the model's folder {folder}; "
                 "refused",

@@ -8,6 +8,7 @@ data loaders apply them to labels that come from a builder.
 
 from __future__ import annotations
 
+import errno
 import re
 import reprlib
 import zipfile
@@ -146,12 +147,37 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
             if isinstance(value, Path) and str(value).startswith("~"):  # as a target file's `key: ~/...` is
                 value = updates[name] = _expand_home(value, f"{at}{name}", str(recipe.path))
             if isinstance(value, Path) and not value.is_absolute():
-                updates[name] = (base / value).resolve()
+                try:
+                    updates[name] = (base / value).resolve()
+                except (
+                    RuntimeError,
+                    OSError,
+                ):  # ELOOP: Python 3.11 says RuntimeError('Symlink loop from ...')
+                    raise _loop_error(f"{at}{name}", base / value, str(recipe.path)) from None
             elif isinstance(value, BaseModel):
                 updates[name] = fix(value, f"{at}{name}.")
         return obj.model_copy(update=updates) if updates else obj
 
     return fix(recipe, "")  # type: ignore[return-value]
+
+
+def symlink_loop(path: Path) -> bool:
+    """The path, or a folder on the way to it, is a symbolic link leading back to itself (stat fails with ELOOP;
+    Path.exists() says False, as for a missing file)."""
+    try:
+        path.stat()
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
+def _loop_error(field: str, path: Path, where: str) -> RecipeError:
+    return RecipeError(
+        f"field `{field}`: symlink loop at {path}",
+        where=where,
+        hint="a symbolic link on this path leads back to itself (`ls -l` shows where each link points): point it "
+        "at the file",
+    )
 
 
 def _expand_home(value: Path, field: str, where: str) -> Path:
@@ -196,6 +222,8 @@ def _check_files(recipe: Recipe) -> None:
         if isinstance(data, BuilderData):
             check_importable(data.builder, f"{section}.builder", where)
     for field, p in checks:
+        if p is not None and symlink_loop(p):  # an absolute path (a relative one was resolved above)
+            raise _loop_error(field, p, where)
         if p is not None and not p.exists():
             raise RecipeError(
                 f"field `{field}`: file not found: {p}",

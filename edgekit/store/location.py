@@ -4,6 +4,7 @@ and printed without its password."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -21,8 +22,32 @@ def resolve_url(url: str | None = None) -> str:
     chosen = url or os.environ.get("EDGEKIT_STORE") or str(paths.data_dir() / "results.sqlite")
     _remember_password(chosen)
     if "://" not in chosen:
-        chosen = f"sqlite:///{Path(chosen).expanduser().resolve()}"
+        try:
+            path = Path(chosen).expanduser()
+        except RuntimeError as exc:  # `~nobody/...`, or no home folder to read `~` from
+            raise StorePathError(f"cannot expand the path: {exc}", where=chosen) from None
+        try:
+            chosen = f"sqlite:///{path.resolve()}"
+        except (RuntimeError, OSError):  # ELOOP: Python 3.11 says RuntimeError('Symlink loop from ...')
+            raise StorePathError(
+                f"symlink loop at {path.absolute()}", where=chosen, hint=_LOOP_HINT
+            ) from None
     return chosen
+
+
+_LOOP_HINT = (
+    "a symbolic link on this path leads back to itself (`ls -l` shows where each link points): point it at the "
+    "store file, or pass --store PATH.sqlite"
+)
+
+
+def _symlink_loop(path: Path) -> bool:
+    """The path, or a folder on the way to it, is a symbolic link leading back to itself (stat fails with ELOOP)."""
+    try:
+        path.stat()
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _check_url(url: str) -> None:
@@ -170,6 +195,8 @@ def _check_sqlite_path(url: str, *, must_exist: bool, create: bool) -> None:
     hint = "pass --store PATH.sqlite (a file), or set EDGEKIT_STORE; the default store is " + str(
         paths.data_dir() / "results.sqlite"
     )
+    if _symlink_loop(path):  # sqlite:///LOOP is not resolved: exists() said False, read as a missing store
+        raise StorePathError(f"symlink loop at {path}", where=str(path), hint=_LOOP_HINT)
     if path.is_dir():
         raise StorePathError("a folder, not a results store file", where=str(path), hint=hint)
     if not path.exists():
