@@ -46,8 +46,8 @@ def write_convs(folder: Path, name: str = "convs") -> Path:
     return param
 
 
-def cli(home: Path, *args: str, every: str = "1") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EDGEKIT_HOME": str(home), "EDGEKIT_HEARTBEAT_S": every}
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EDGEKIT_HOME": str(home), "EDGEKIT_HEARTBEAT_S": "1"}
     return subprocess.run(
         [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, timeout=600, env=env
     )
@@ -81,9 +81,6 @@ def test_ncnn_profile_on_an_emulated_core_says_it_is_still_counting(tmp_path: Pa
     assert [layer["name"] for layer in json.loads(out.stdout)["layers"]] == ["conv0", "conv1", "conv2"]
     said = beats(out.stderr)
     assert said and all(f"{param.name}'s layers on pi4-emu" == m.group(1) for m in said), out.stderr
-    # the product's interval (15 s) says nothing in a count this short
-    quiet = cli(tmp_path / "home2", "profile", str(param), "--target", "pi4-emu", "--json", every="")
-    assert quiet.returncode == 0 and not beats(quiet.stderr), quiet.stderr
 
 
 def test_a_guest_counting_several_models_says_which_one_it_is_at(
