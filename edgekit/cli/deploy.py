@@ -239,8 +239,13 @@ def profile_lines(result: DeployResult, top: int = 3) -> list[str]:
                 )
             elif m.layer_error:
                 lines.append(f"profile {run.target} {m.artifact} x{m.threads}: {m.layer_error}")
-    if lines:
-        lines.append("per-layer data: runs[].profiles (emulated) and measurements[].layer_ms in --json")
+    where = []  # the --json paths of what this run has (DeployResult: TargetRun.profiles, Measurement.layer_ms)
+    if any(prof.get("status") == "ok" for run in result.runs for prof in run.profiles.values()):
+        where.append("runs[].profiles.<artifact>.layers (emulated: instructions counted)")
+    if any(m.layer_ms for run in result.runs for m in (run.agent.measurements if run.agent else [])):
+        where.append("runs[].agent.measurements[].layer_ms (wall time measured)")
+    if where:
+        lines.append(f"per-layer data in --json: {' and '.join(where)}")
     return lines
 
 
