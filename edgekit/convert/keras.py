@@ -47,7 +47,8 @@ from edgekit.recipe import Granularity, KerasSource, Layout, Recipe
 
 # bump when the child's procedure (keras_child.py) changes what it writes; it keys the ONNX export and TFLite files
 # 2: a Keras model's outputs taken by their own names (1 named them by position, swapping a [aux, logits] model's)
-WORKER_VERSION = 2
+# 3: a SavedModel holding ops that touch files, processes or Python is refused before loading (savedmodel_ops)
+WORKER_VERSION = 3
 NCHW_ONNX = "model-nchw.onnx"  # beside model.onnx in the ONNX cache: what onnx2tf converts for a Keras source
 BAD_INPUT_EXIT = 3  # keras_child: the model file is not one edgekit takes (ModelInputError): exit 2
 

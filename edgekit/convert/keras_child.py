@@ -44,6 +44,7 @@ def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
 
     source = Path(job["source"])
     if source.is_dir():
+        _refuse_outside_ops(source)
         try:
             loaded = tf.saved_model.load(str(source))
         except Exception as exc:  # noqa: BLE001 - whatever TensorFlow says of a folder it cannot load
@@ -98,6 +99,21 @@ def _serving(job: dict[str, Any]) -> tuple[Any, Any, list[str]]:
         return {name: ys[int(at)] for name, at in picked.items()}
 
     return tf.function(named, input_signature=[spec]), holder, names
+
+
+def _refuse_outside_ops(source: Path) -> None:
+    """ModelInputError when the SavedModel holds an op that touches files, processes or Python (savedmodel_ops):
+    read from saved_model.pb before TensorFlow loads the model or calls any of its functions."""
+    from edgekit.convert.savedmodel_ops import refusal_text, refusals
+
+    try:
+        found = refusals(source)
+    except Exception as exc:  # noqa: BLE001 - a saved_model.pb TensorFlow cannot parse: it would not load either
+        raise ModelInputError(
+            f"TensorFlow cannot load this SavedModel: {type(exc).__name__}: {exc}"
+        ) from None
+    if found:
+        raise ModelInputError(*refusal_text(found))
 
 
 CUSTOM_HINT = (
