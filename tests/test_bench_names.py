@@ -92,14 +92,3 @@ def test_a_bare_mnn_is_not_labelled_fp32_when_its_precision_is_not_read(mnn_file
     assert told.returncode == 0 and "format mnn-fp16 (from --format)" in told.stdout, (
         told.stdout + told.stderr
     )
-
-
-def test_an_onnx_whose_batch_alone_is_free_is_hinted_with_its_own_shape(tmp_path: Path) -> None:
-    """An .onnx of input (N,3,16,16) was hinted `--shape 1,3,224,224`, a shape it then refused: the hint says the
-    model's own dimensions at batch 1, and that shape runs."""
-    free = gelu_classifier(tmp_path / "free.onnx")
-    done = bench(str(free), "--target", "host")
-    assert done.returncode == 2 and "batch dimension is free" in done.stderr, done.stderr
-    assert "--shape 1,3,16,16" in done.stderr and "224" not in done.stderr, done.stderr
-    ran = bench(str(free), "--target", "host", "--shape", "1,3,16,16", "--repeat", "2")
-    assert ran.returncode == 0, ran.stdout + ran.stderr
