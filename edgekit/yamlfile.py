@@ -65,12 +65,18 @@ def parse_yaml(
         node = loader.get_single_node()
         if node is None:
             return None
-        expanded = _expanded_size(node, max_nodes)
-        if expanded > max_nodes:
+        expanded, shared = _expanded_size(node, max_nodes)
+        if expanded > max_nodes and shared:
             raise error(
                 f"aliases expand to more than {max_nodes} YAML nodes; refused (an alias bomb?)",
                 where=where,
                 hint="write the values out instead of nesting *aliases",
+            )
+        if expanded > max_nodes:  # no alias: the file itself is that large (a data dump, not settings)
+            raise error(
+                f"more than {max_nodes} YAML nodes (keys, values and list items); refused",
+                where=where,
+                hint="recipes and targets are small settings files; is this the right file?",
             )
         _check_duplicate_keys(node, where, error)
         return loader.construct_document(node)
@@ -146,16 +152,20 @@ def _check_depth(text: str, where: str, error: type[EdgekitError]) -> None:
         loader.dispose()
 
 
-def _expanded_size(root: yaml.Node, limit: int) -> int:
-    """Nodes in the document with every alias expanded, counted once per distinct node (memoised).
+def _expanded_size(root: yaml.Node, limit: int) -> tuple[int, bool]:
+    """Nodes in the document with every alias expanded, counted once per distinct node (memoised), and whether
+    any node was reached twice (an alias: the composer shares the anchored node).
 
     Stops early once past `limit`; a node reached again while it is being counted is a recursive alias."""
     sizes: dict[int, int] = {}
     active: set[int] = set()
+    shared = False
 
     def size(node: yaml.Node) -> int:
+        nonlocal shared
         key = id(node)
         if key in sizes:
+            shared = True
             return sizes[key]
         if key in active:
             raise yaml.YAMLError("a recursive alias (an anchor used inside itself)")
@@ -175,7 +185,7 @@ def _expanded_size(root: yaml.Node, limit: int) -> int:
         sizes[key] = total
         return total
 
-    return size(root)
+    return size(root), shared
 
 
 def _short(text: str, limit: int = 400) -> str:

@@ -5,6 +5,7 @@ model cannot take is refused here, before the agent starts on the target."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 from pathlib import Path
@@ -41,7 +42,9 @@ def bench_inputs(
                 hint=f"leave out {option} (or --input, to time random inputs of that shape)",
             )
         if not given.is_file():
-            raise UsageError("input file not found", where=str(given))
+            raise UsageError(
+                _not_a_file(given), where=str(given), hint="give a .npy file saved with numpy.save"
+            )
         data = read_npy(given)
         refuse_non_real(data.dtype, "--input", str(given))
         if data.ndim < 2 or data.shape[0] == 0 or not np.issubdtype(data.dtype, np.number):
@@ -377,3 +380,17 @@ def sidecar_format(path: Path) -> Format | None:
         return Format(made["format"]) if path.name in made.get("files", []) else None
     except (ValueError, OSError, KeyError, TypeError, AttributeError):
         return None
+
+
+def _not_a_file(path: Path) -> str:
+    """What --input is when it is no regular file: missing, a symlink loop, a folder, or a device, pipe or socket
+    (each was said "not found", though it is there)."""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "input is a symlink loop (a symbolic link leading back to itself), not a file"
+        return "input file not found"
+    if path.is_dir():
+        return "input is a folder, not a .npy file"
+    return "input is not a regular file (a device, a pipe or a socket): edgekit reads --input as a .npy file"

@@ -95,7 +95,14 @@ def external_data_files(model: Any, path: Path, where: str) -> list[Path]:
             )
         if not data.is_file():
             raise InputDataError(
-                f"tensor {tensor.name!r} keeps its data in {data}, which is missing",
+                f"tensor {tensor.name!r} keeps its data in {data}, which "
+                + (
+                    "is missing"
+                    if not data.exists()
+                    else "is a folder, not a file"
+                    if data.is_dir()
+                    else "is not a regular file (a device, a pipe or a socket)"
+                ),
                 where=where,
                 hint="copy the model's external data file(s) beside it",
             )

@@ -8,7 +8,6 @@ data loaders apply them to labels that come from a builder.
 
 from __future__ import annotations
 
-import errno
 import re
 import reprlib
 import zipfile
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from edgekit.errors import InputDataError, RecipeError
 from edgekit.formats import Format
 from edgekit.recipe.builders import check_findable, check_importable
-from edgekit.recipe.recipe_file import check_recipe_file
+from edgekit.recipe.recipe_file import check_recipe_file, symlink_loop
 from edgekit.recipe.schema import Recipe, Task
 from edgekit.recipe.sources import BuilderData, ImagesData, KerasSource, NpyData, OnnxSource, TorchSource
 from edgekit.schema_paths import locate, tagged
@@ -159,16 +158,6 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
         return obj.model_copy(update=updates) if updates else obj
 
     return fix(recipe, "")  # type: ignore[return-value]
-
-
-def symlink_loop(path: Path) -> bool:
-    """The path, or a folder on the way to it, is a symbolic link leading back to itself (stat fails with ELOOP;
-    Path.exists() says False, as for a missing file)."""
-    try:
-        path.stat()
-    except OSError as exc:
-        return exc.errno == errno.ELOOP
-    return False
 
 
 def _loop_error(field: str, path: Path, where: str) -> RecipeError:

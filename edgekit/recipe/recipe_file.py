@@ -5,6 +5,7 @@ RecipeError saying what to pass instead, before anything is read."""
 from __future__ import annotations
 
 import difflib
+import errno
 from pathlib import Path
 
 from edgekit.errors import RecipeError
@@ -12,6 +13,12 @@ from edgekit.errors import RecipeError
 
 def check_recipe_file(path: Path) -> None:
     """Refuse a path that is no recipe file, saying what it is and what to pass."""
+    if symlink_loop(path):  # exists() said False: it was "recipe file not found" though the link is there
+        raise RecipeError(
+            "a symlink loop (a symbolic link leading back to itself), not a recipe file",
+            where=str(path),
+            hint="`ls -l` shows where each link points: point it at the recipe, or pass the recipe's own path",
+        )
     if path.is_dir():
         yamls = sorted(p.name for p in path.glob("*.y*ml"))[:3]
         raise RecipeError(
@@ -30,6 +37,16 @@ def check_recipe_file(path: Path) -> None:
             hint="write the recipe to a .yaml file and pass its path",
         )
     _refuse_model_file(path)
+
+
+def symlink_loop(path: Path) -> bool:
+    """The path, or a folder on the way to it, is a symbolic link leading back to itself (stat fails with ELOOP;
+    Path.exists() says False, as for a missing file)."""
+    try:
+        path.stat()
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 # a model where a recipe is expected (a likely first try with one's own model): its kind in a recipe, if it has one

@@ -5,6 +5,7 @@ names the field and where its value came from."""
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import sys
@@ -156,7 +157,7 @@ def target_path(name_or_path: str | Path) -> Path:
                 hint="give one target's YAML file, or its name (`edgekit targets` lists them)",
             )
         if not path.is_file():
-            raise TargetError("target file not found", where=str(path))
+            raise TargetError(_not_a_file(path), where=str(path))
         return path
     for folder in target_dirs():
         candidate = folder / f"{text}.yaml"
@@ -180,6 +181,18 @@ def target_path(name_or_path: str | Path) -> Path:
         hint=f"{threads}known targets: {', '.join(list_target_names()) or 'none'}; a new board: a {text}.yaml in "
         "one of these folders (EDGEKIT_TARGETS_DIR names a folder of your own), or a path to a target file",
     )
+
+
+def _not_a_file(path: Path) -> str:
+    """What a target path that is no regular file (nor a folder) is: missing, a symlink loop, or a device, pipe or
+    socket (each was said "not found", though it is there)."""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink loop (a symbolic link leading back to itself), not a target file"
+        return "target file not found"
+    return "not a regular file (a device, a pipe or a socket): a target is a YAML file"
 
 
 def target_dirs() -> list[Path]:
