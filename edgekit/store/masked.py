@@ -8,16 +8,19 @@ way in (`masked_result`); the renderers pass every stored error through `masked_
 
 from __future__ import annotations
 
+import io
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 from edgekit.results import DeployResult
 from edgekit.transport.proxy_text import (
     MASK,
+    CommandReader,
+    masked_command,
     masked_headers,
     masked_word,
-    secret_after,
     secret_name,
     secret_option,
 )
@@ -26,6 +29,7 @@ _WORD = re.compile(r"\S+")
 _QUOTES = "`'\"()[]{}<>,;"
 # where a proxy command starts in prose: `ProxyCommand X`, paramiko's `ProxyCommand('X ...')`, `proxy_command=X`
 _PROXY = re.compile(r"[`'\"(]*proxy_?command[(=:'\"`]*", re.IGNORECASE)
+_PROXY_NAME = re.compile(r"proxy_?command", re.IGNORECASE)
 # the option by which a program takes a password, where a sentence may quote it: `sshpass -p X` (its -P is the
 # prompt), `mysql -pX` (its -P is a port), `redis-cli -a X`. Another program's `-p` is a port (`ssh -p 2222`), a
 # lab place (`labgrid-client -p pi4-a`), a flag (`mkdir -p x`): it is masked only in a proxy command, as there
@@ -41,10 +45,13 @@ _COMMAND_END = ("`", ";", ",", ")", ":", "|", "&&")
 
 
 def masked_text(text: str | None) -> str:
-    """`text` with what transport/proxy_text.masked_command masks in a command masked wherever it stands in the
-    sentence: the value after an option named as a secret (`--token X`, `--auth X`, `-pw X`), after the password
-    option of `sshpass -p`, `mysql -p`, `redis-cli -a`, after `-p`/`-P` of a proxy command (`ProxyCommand
-    mytunnel -p X`) but for a port or a path, of `NAME=X` named as one, a URL's password, and an HTTP credential
+    """`text` with the secrets a command in it may carry masked wherever it stands in the sentence. A proxy command
+    it quotes (`ProxyCommand X`, `ProxyCommand('X')`, `proxy_command=X`, `` proxy_command `X` ``, a hint's `ssh -o
+    'ProxyCommand=X'`) is masked as transport/proxy_text shows one, by its reader: only the program, %h %p %r %%,
+    numbers, option names, paths that exist and ssh's own words are kept; a bare word is masked too where the
+    command is quoted whole (unquoted, it cannot be told from the sentence that goes on after it). Elsewhere: the
+    value after an option named as a secret (`--token X`, `--auth X`, `-pw X`), after the password option of
+    `sshpass -p`, `mysql -p`, `redis-cli -a`, of `NAME=X` named as one, a URL's password, and an HTTP credential
     (`Authorization: Bearer X`). A quoted value is masked whole (`-p 'correct horse'`). Spacing and the words
     around them are kept as they were."""
     if not text:
@@ -52,42 +59,64 @@ def masked_text(text: str | None) -> str:
     text = masked_headers(text)
     shown: list[str] = []
     pos = 0
-    program, proxy, proxy_next, after_option, secret_next = "", False, False, False, False
+    program, after_option, secret_next = "", False, False
+    reader: CommandReader | None = (
+        None  # the proxy command being read, its closing quote (none: it runs to a ; , : )
+    )
+    proxy_next, closing = False, ""
     while match := _WORD.search(text, pos):
         start, end = match.span()
         shown.append(text[pos:start])
+        if "\n" in text[pos:start]:  # a command ends with its line
+            reader, proxy_next = None, False
         word = match.group()
         bare = word.strip(_QUOTES)
-        if secret_next:
+        marker = None if secret_next else _PROXY.match(word)
+        if marker:
+            program, after_option, reader = "", False, None
+            lead = marker.group()
+            name = _PROXY_NAME.search(lead)
+            assert name is not None
+            before, after = lead[: name.start()], lead[name.end() :]
+            quoted = _shell_quoted(text, start) if before in ("'", '"') and after == "=" else None
+            if quoted:  # `'ProxyCommand=X'`, one word as a shell quotes it (a hint's ssh -o)
+                shown.append(quoted[0])
+                end = quoted[1]
+            else:
+                shown.append(word[: marker.end()])
+                closing = after[-1] if after[-1:] in ("'", '"', "`") and after[-1] not in before else ""
+                proxy_next = marker.end() == len(word)
+                if not proxy_next:
+                    reader = CommandReader(bare_kept=not closing)
+                    masked, end = _proxy_word(text, start + marker.end(), end, reader)
+                    shown.append(masked)
+        elif proxy_next or reader is not None:
+            if proxy_next:
+                opened = word.lstrip("([{<")[:1]
+                closing = closing or (opened if opened in ("'", '"', "`") else "")
+                reader, proxy_next = CommandReader(bare_kept=not closing), False
+            assert reader is not None
+            masked, end = _proxy_word(text, start, end, reader)
+            shown.append(masked)
+        elif secret_next:
             value, end = _masked_value(text, start, end)
             shown.append(value)
             secret_next = after_option = False
-        elif marker := _PROXY.match(word):  # the proxy command's program is this word's rest or the next word
-            shown.append(word)
-            rest = word[marker.end() :].strip(_QUOTES)
-            program, proxy, proxy_next = Path(rest).name, bool(rest), not rest
-        elif proxy_next:
-            shown.append(word)
-            program, proxy, proxy_next = Path(bare).name, True, False
         elif (
             bare.startswith("-") and "=" not in bare
         ):  # `--token X`, `sshpass -p X`, `-pX`: the value is secret
             password = _PASSWORD_OPTION.get(program)
-            following = _WORD.search(text, end)
-            value = following.group().strip(_QUOTES) if following else ""
             if password == "-p" and bare.startswith("-p") and len(bare) > 2:
                 at = start + word.index("-p") + 2
                 masked, end = _masked_value(text, at, end)
                 shown.append(text[start:at] + masked)
             else:
                 shown.append(word)
-                secret_next = bare == password or (
-                    secret_after(bare, value) if proxy else secret_option(bare)
-                )
+                secret_next = bare == password or secret_option(bare)
             after_option = True
         else:
-            name, eq, value = bare.partition("=")
-            if eq and value[:1] in "'\"" and secret_name(name):  # `--password='correct horse'`
+            name_, eq, value = bare.partition("=")
+            if eq and value[:1] in "'\"" and secret_name(name_):  # `--password='correct horse'`
                 at = start + word.index("=") + 1
                 masked, end = _masked_value(text, at, end)
                 shown.append(text[start:at] + masked)
@@ -95,14 +124,73 @@ def masked_text(text: str | None) -> str:
                 shown.append(
                     word.replace(bare, masked_word(bare)) if bare else word
                 )  # NAME=X, a URL's password
-            if not proxy and not (program and after_option):  # an option's value leaves its program in charge
+            if not (program and after_option):  # an option's value leaves its program in charge
                 program = Path(bare).name if Path(bare).name in _PASSWORD_OPTION else ""
             after_option = False
-        if text[start:end].endswith(_COMMAND_END) or word in ("|", "&&"):
-            program, proxy, after_option = "", False, False
+        said = text[start:end]
+        if reader is not None and (
+            said.rstrip(")]},;.").endswith(closing)
+            if closing
+            else said.endswith(_COMMAND_END) or word in ("|", "&&")
+        ):
+            reader = None
+        elif reader is None and (said.endswith(_COMMAND_END) or word in ("|", "&&")):
+            program, after_option = "", False
         pos = end
     shown.append(text[pos:])
     return "".join(shown)
+
+
+def _proxy_word(text: str, start: int, end: int, reader: CommandReader) -> tuple[str, int]:
+    """The word of a proxy command at text[start:end] as `reader` shows it, and where it ends: a quoted value
+    (`-p 'correct horse'`, `--password="a b"`) runs to its closing quote and is masked whole."""
+    word = text[start:end]
+    opened = word.lstrip("`([{<")[:1]
+    if reader.expects_value() and opened in ("'", '"'):
+        masked, value_end = _masked_value(text, start, end)
+        said = text[start:value_end]
+        value = said.strip(_QUOTES)
+        if MASK in value:  # masked already
+            reader.show(MASK)
+            return said, value_end
+        return (said if reader.show(value) == value else masked), value_end
+    bare = word.strip(_QUOTES)
+    if not bare:
+        return word, end
+    if MASK in bare:  # masked already
+        reader.show(bare)
+        return word, end
+    shown = reader.show(bare)
+    if shown == bare:
+        return word, end
+    at = word.index(bare)
+    prefix = shown[: shown.index(MASK)] if MASK in shown else ""
+    if prefix and bare.startswith(prefix) and bare[len(prefix) : len(prefix) + 1] in ("'", '"'):
+        masked, end = _masked_value(text, start + at + len(prefix), end)  # `--password="correct horse"`
+        return text[start : start + at + len(prefix)] + masked, end
+    return word[:at] + shown + word[at + len(bare) :], end
+
+
+def _shell_quoted(text: str, start: int) -> tuple[str, int] | None:
+    """The word at `start` of `text` as a shell reads it (`'ProxyCommand=X'`, quotes and escapes and all) with the
+    command after its `=` masked as proxy_text.masked_command shows it, and where it ends; None when it does not
+    parse (a quote not closed on its line)."""
+    line_end = text.find("\n", start)
+    segment = text[start : len(text) if line_end < 0 else line_end]
+    stream = io.StringIO(segment)
+    lexer = shlex.shlex(stream, posix=True)
+    lexer.whitespace_split, lexer.commenters = True, ""
+    try:
+        token = lexer.get_token()
+    except ValueError:
+        return None
+    stop = stream.tell()  # it read one character past the word (a space), or to the end
+    while stop > 0 and segment[stop - 1].isspace():
+        stop -= 1
+    name, _, command = (token or "").partition("=")
+    masked = masked_command(command)
+    said = segment[:stop]
+    return (said if masked == command else shlex.quote(f"{name}={masked}")), start + stop
 
 
 def _masked_value(text: str, start: int, end: int) -> tuple[str, int]:

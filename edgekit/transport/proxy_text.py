@@ -1,7 +1,9 @@
-"""A proxy command as errors and hints may show it. It often carries a secret (a tunnel's token, `sshpass -p`), and
-what edgekit says of a failed connection goes to the console, the results JSON, the store and the report: errors
-name its program alone, hints mask the values of options named as secrets, and what it printed is shown with its
-arguments and each of its secret values masked (a tool that fails often repeats its password alone)."""
+"""A proxy command as errors and hints may show it. It often carries a secret (a tunnel's token, `sshpass -p`, an
+`--access-key X`, a bare key), and what edgekit says of a failed connection goes to the console, the results JSON,
+the store and the report: errors name its program alone, hints show what an allow-list keeps (the program, %h %p
+%r %%, numbers, option names, paths that exist, ssh's own words) and *** for every other argument, and what it
+printed is shown with its arguments and each masked value masked (a tool that fails often repeats its password
+alone). Stored text (store/masked.py) masks a proxy command it quotes by the same reader."""
 
 from __future__ import annotations
 
@@ -10,15 +12,16 @@ import shlex
 from pathlib import Path
 
 MASK = "***"
-# an option or NAME=VALUE whose name says it holds a secret: its value is masked (`--service-token-secret X`,
-# `--password=X`, `TOKEN=X`, `--auth X`, `PROXY_AUTH=X`, PuTTY's `-pw X`; not `--author`)
+# an option or NAME=VALUE whose name says it holds a secret, in text that is no proxy command (a proxy command's
+# arguments are masked by CommandReader's allow-list, whatever their names): its value is masked
+# (`--service-token-secret X`, `--password=X`, `TOKEN=X`, `--auth X`, `PROXY_AUTH=X`, PuTTY's `-pw X`, `--access-key X`, `--authkey X`, `--pat X`; not
+# `--author`, `--key PATH`)
 _SECRET_NAME = re.compile(
-    r"token|secret|passw|passphrase|pwd|api[-_]?key|credential|bearer|(?:^|[-_])auth$|^pw$", re.I
+    r"token|secret|passw|passphrase|pwd|(?:api|access|auth|session|private)[-_]?key|credential|bearer|(?:^|[-_])auth$"
+    r"|^pw$|^pat$",
+    re.I,
 )
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)@")
-# `-p X`, `-P X` give a password to many tools (sshpass, mysql, tunnels), but a port to others: a number or `%p`,
-# an option or a path (`ssh -p 2222`, `mkdir -p /x`) is no secret
-_NO_SECRET_AFTER_P = re.compile(r"\d+$|[%/~.-]|$")
 # what a tool prints of an HTTP credential: `Authorization: Bearer X` (or Basic, Token...), `Bearer X` (but not
 # `bearer token`: a lowercase word is no credential)
 _HEADER = re.compile(
@@ -42,14 +45,6 @@ def _words(command: str) -> list[str]:
         return shlex.split(command)
     except ValueError:
         return command.split()
-
-
-def secret_after(option: str, value: str) -> bool:
-    """Whether `value`, the word after `option` in a proxy command, is a secret: `option` is named as one
-    (`--token`, `--auth`), or is `-p`/`-P` and `value` no port or path."""
-    if option in ("-p", "-P"):
-        return not _NO_SECRET_AFTER_P.match(value)
-    return secret_option(option)
 
 
 def secret_option(option: str) -> bool:
@@ -76,36 +71,220 @@ def _masked_word(word: str) -> tuple[str, list[str]]:
     return _URL_PASSWORD.sub(rf"\1{MASK}@", word), secrets
 
 
-def _shown(words: list[str]) -> tuple[list[str], list[str]]:
-    """The words with their secrets shown as ***, and the secret values they held."""
-    shown: list[str] = []
-    secrets: list[str] = []
-    sshpass = bool(words) and Path(words[0]).name == "sshpass"  # its options, up to the command it runs
-    secret_next = False
-    for index, word in enumerate(words):
-        following = words[index + 1] if index + 1 < len(words) else ""
-        if secret_next:
-            secrets.append(word)
-            word, secret_next = MASK, False
-        elif index and sshpass and word.startswith("-p"):
+# what a proxy command's argument may show (an allow-list: anything else is ***): %h %p %r %% and numbers
+# (`%h:%p`, `%r@%h`, `2222`, `10.0.0.5`, `[%h]:%p`), edgekit's `...`
+_PLAIN = re.compile(r"(?:%+[hpr]|%%|[\d:.@,\[\]])+$")  # `%%h`: a nested ProxyCommand's %h
+_LONG_NAME = re.compile(r"--[A-Za-z0-9][\w.-]*$")
+# a short option's name: `-k`, `-4`, or a word of a few lowercase letters (PuTTY's `-pw`, `-batch`); `-kX...` is
+# `-k` and a value
+_SHORT_NAME = re.compile(r"-(?:[A-Za-z0-9]|[a-z]{2,5})$")
+_ASSIGNED = re.compile(r"([A-Za-z_]\w*)=([^=].*)$", re.DOTALL)
+# words a program names what it does by, right after it (`cloudflared access ssh --hostname %h`)
+_SUBCOMMANDS = {
+    "cloudflared": ("access", "ssh", "tcp"),
+    "tailscale": ("nc",),
+    "gcloud": ("compute", "ssh", "start-iap-tunnel"),
+    "aws": ("ssm", "start-session"),
+}
+# ssh's options that take a value (its values are no secrets: ports, hosts, paths, forwardings), `-o`'s aside
+_SSH_VALUE = set("BbcDEeFIiJLlmOoPpQRSWw")
+# PuTTY plink's: `-pw`'s value is a password, `-proxycmd`'s a command
+_PLINK_VALUE = {
+    "-P",
+    "-l",
+    "-i",
+    "-L",
+    "-R",
+    "-D",
+    "-m",
+    "-nc",
+    "-load",
+    "-hostkey",
+    "-sercfg",
+    "-pwfile",
+    "-J",
+}
+
+
+def _existing_path(word: str) -> bool:
+    if "/" not in word and not word.startswith("~"):
+        return False  # a bare word that names a file of the current folder may still be a secret
+    try:
+        return Path(word).expanduser().exists()
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
+class CommandReader:
+    """Reads a proxy command's words in turn and says how each is shown: the program, %h %p %r %%, numbers,
+    option names and paths that exist are kept, every other argument (an option's value, `--opt=X`'s X, a bare
+    word) is ***. The words of programs whose arguments are known to hold no secret are kept as well: ssh's
+    options' values and destination (`ssh -W %h:%p jump`), the command `sshpass` runs. `bare_kept`: a bare word
+    is kept (a sentence quoting a command: its words cannot be told from the sentence's)."""
+
+    def __init__(self, *, bare_kept: bool = False) -> None:
+        self.bare_kept = bare_kept
+        self.secrets: list[str] = []
+        self._start("")
+
+    def _start(self, program: str) -> None:
+        self.program = Path(program).name
+        self.pending = ""  # what the next word is: "secret", "value", "keep", "ssh-o", "command"
+        self.options_done = False
+        self.subcommand = True  # no bare word but a subcommand yet
+
+    def expects_value(self) -> bool:
+        """Whether the next word is an option's value that may be masked."""
+        return self.pending in ("secret", "value", "command")
+
+    def show(self, word: str) -> str:
+        """How `word`, the next word of the command, is shown."""
+        if not self.program:  # the program's place; `NAME=X` before it is a shell's form (a secret, often)
+            assigned = _ASSIGNED.match(word)
+            if assigned:
+                return f"{assigned.group(1)}={self._allowed(assigned.group(2))}"
+            self._start(word)
+            return word
+        pending, self.pending = self.pending, ""
+        if pending == "secret":
+            return self._mask(word)
+        if pending == "keep":
+            return word
+        if pending == "ssh-o":
+            return self._ssh_option(word)
+        if pending == "command":
+            return self._command(word)
+        if pending == "value" and not (word.startswith("-") and len(word) > 1):
+            return self._allowed(word)
+        if self.program == "sshpass":
+            return self._sshpass(word)
+        if self.program == "ssh":
+            return self._ssh(word)
+        if self.program in ("plink", "plink.exe"):
+            return self._plink(word)
+        return self._generic(word)
+
+    def _mask(self, word: str) -> str:
+        if word and word != MASK:
+            self.secrets += [word, *(m.group(2) for m in _URL_PASSWORD.finditer(word))]
+        return MASK
+
+    def _allowed(self, word: str) -> str:
+        return word if _PLAIN.match(word) or _existing_path(word) else self._mask(word)
+
+    def _command(self, command: str) -> str:
+        reader = CommandReader()
+        words = _words(command)
+        shown = [reader.show(w) for w in words]
+        self.secrets += reader.secrets
+        return command if shown == words else shlex.join(shown)
+
+    def _option(self, word: str) -> str | None:
+        """`word` as shown when it is an option (`--name`, `--name=X`, `-k`, `-kX`), else None."""
+        if self.options_done or not word.startswith("-") or len(word) < 2:
+            return None
+        if word == "--":
+            self.options_done = True
+            return word
+        name, eq, value = word.partition("=")
+        if word.startswith("--"):
+            if not _LONG_NAME.match(name):
+                return self._mask(word)
+            if eq:
+                return f"{name}={self._allowed(value)}"
+            self.pending = "value"
+            return word
+        if _SHORT_NAME.match(word):
+            self.pending = "value"
+            return word
+        return word[:2] + self._allowed(word[2:]) if word[1].isalnum() else self._mask(word)
+
+    def _generic(self, word: str) -> str:
+        option = self._option(word)
+        if option is not None:
+            return option
+        if self.subcommand and word in _SUBCOMMANDS.get(self.program, ()):
+            return word
+        self.subcommand = False
+        if self.bare_kept:
+            return _masked_word(word)[0]
+        assigned = _ASSIGNED.match(word)
+        if assigned:
+            return f"{assigned.group(1)}={self._allowed(assigned.group(2))}"
+        return self._allowed(word)
+
+    def _sshpass(self, word: str) -> str:
+        """sshpass's options (`-p X`: a password; `-f FILE`, `-d N`, `-P PROMPT`), then the command it runs."""
+        if word.startswith("-") and len(word) > 1:
             if word == "-p":
-                secret_next = True
-            else:
-                secrets.append(word[2:])
-                word = f"-p{MASK}"
-        else:
-            sshpass = sshpass and (index == 0 or word.startswith("-"))
-            secret_next = secret_after(word, following)
-            word, found = _masked_word(word)
-            secrets += found
-        shown.append(word)
-    return shown, secrets
+                self.pending = "secret"
+            elif word.startswith("-p"):
+                return "-p" + self._mask(word[2:])
+            elif word in ("-f", "-d", "-P"):
+                self.pending = "value"
+            elif word[:2] in ("-f", "-d", "-P"):
+                return word[:2] + self._allowed(word[2:])
+            return word
+        self._start(word)
+        return word
+
+    def _ssh(self, word: str) -> str:
+        """ssh's options and their values, its destination, then the command it runs there (its own words)."""
+        if not self.options_done and word.startswith("-") and len(word) > 1:
+            if word == "--":
+                self.options_done = True
+                return word
+            for at, letter in enumerate(word[1:], start=2):
+                if letter in _SSH_VALUE:
+                    rest = word[at:]
+                    if not rest:
+                        self.pending = "ssh-o" if letter == "o" else "keep"
+                        return word
+                    return word[:at] + (self._ssh_option(rest) if letter == "o" else rest)
+            return word
+        self._start("")  # the destination; the next word is the program it runs there
+        return word
+
+    def _ssh_option(self, option: str) -> str:
+        """`-o Name=value`: the value of a command (ProxyCommand=...) masked as a command, of SetEnv masked."""
+        parts = re.match(r"(\w+)(\s*=\s*|\s+)(.*)$", option, re.DOTALL)
+        if not parts:
+            return option
+        name, sep, value = parts.groups()
+        if name.lower().endswith("command"):
+            return f"{name}{sep}{self._command(value)}"
+        if name.lower() == "setenv":
+            return f"{name}{sep}{self._mask(value)}"
+        return option
+
+    def _plink(self, word: str) -> str:
+        """PuTTY plink's options (`-pw X`: a password), its destination, then the command it runs there."""
+        if word.startswith("-") and len(word) > 1:
+            self.pending = (
+                "secret"
+                if word == "-pw"
+                else "command"
+                if word == "-proxycmd"
+                else "keep"
+                if word in _PLINK_VALUE
+                else ""
+            )
+            return word
+        self._start("")  # the destination; the next word is the program it runs there
+        return word
+
+
+def _shown(words: list[str]) -> tuple[list[str], list[str]]:
+    """The words with what is not known to be no secret shown as ***, and the values masked."""
+    reader = CommandReader()
+    return [reader.show(word) for word in words], reader.secrets
 
 
 def masked_command(command: str) -> str:
-    """`command` with the values of options named as secrets (`--token X`, `--password=X`, `TOKEN=X`, `sshpass
-    -p X`, `--auth X`, `-P X`) and a URL's password shown as ***; the command itself when it has none (still
-    runnable as printed)."""
+    """`command` as a hint, an error or a report shows it: the program, %h %p %r %%, numbers, option names and
+    paths that exist kept (and ssh's own words: `ssh -W %h:%p jump`), every other argument shown as *** (`--key
+    X`, `--key=X`, `-kX`, `TOKEN=X`, a bare word); the command itself when nothing is masked (still runnable as
+    printed)."""
     words = _words(command)
     shown = _shown(words)[0]
     return command if shown == words else shlex.join(shown)
@@ -113,7 +292,7 @@ def masked_command(command: str) -> str:
 
 def secrets_of(command: str) -> list[str]:
     """The secret values `masked_command` masks in `command` (longest first), each as the command gives it."""
-    return sorted({s for s in _shown(_words(command))[1] if s}, key=len, reverse=True)
+    return sorted({s for s in _shown(_words(command))[1] if s and s != MASK}, key=len, reverse=True)
 
 
 def masked_headers(text: str) -> str:
