@@ -1,7 +1,7 @@
 """A builder's module as edgekit imports it (recipe/builders.py resolve_callable), through the real CLI:
 torchvision's own model builders (`torchvision.models:squeezenet1_1`, a zoo the README names) and a user's module
 that imports torchvision convert with torch's CPU build (torchvision's missing C++ ops stubbed first, as
-edgekit.zoo.torchvision_models does); a module that raises at import is the recipe's error (exit 2) naming the
+edgekit.torchvision_ops); a module that raises at import is the recipe's error (exit 2) naming the
 module and the exception, not an internal error of edgekit's; a TorchScript file that cannot take the recipe's
 input shape says torch's own reason (the last line of its message), not the TorchScript traceback's first lines."""
 

@@ -5,7 +5,6 @@ model cannot take is refused here, before the agent starts on the target."""
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 from pathlib import Path
@@ -18,6 +17,7 @@ from edgekit.cli.shapes import parse_shape
 from edgekit.convert.shaping import refuse_non_real
 from edgekit.errors import InputDataError, UsageError
 from edgekit.formats import Format
+from edgekit.path_kind import PathKind, path_kind
 
 if TYPE_CHECKING:
     from edgekit.deploy import AgentArtifact
@@ -385,12 +385,11 @@ def sidecar_format(path: Path) -> Format | None:
 def _not_a_file(path: Path) -> str:
     """What --input is when it is no regular file: missing, a symlink loop, a folder, or a device, pipe or socket
     (each was said "not found", though it is there)."""
-    try:
-        path.stat()
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "input is a symlink loop (a symbolic link leading back to itself), not a file"
+    kind = path_kind(path)
+    if kind is PathKind.MISSING:
         return "input file not found"
-    if path.is_dir():
+    if kind is PathKind.FOLDER:
         return "input is a folder, not a .npy file"
-    return "input is not a regular file (a device, a pipe or a socket): edgekit reads --input as a .npy file"
+    if kind is PathKind.LOOP:
+        return f"input is {kind.value}, not a file"
+    return f"input is {kind.value}: edgekit reads --input as a .npy file"

@@ -5,7 +5,6 @@ folders and write atomically (edgekit.paths.write_atomic)."""
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import typer
 
 from edgekit.errors import UsageError
+from edgekit.path_kind import symlink_loop
 
 EXAMPLE_NAMES = {"html": "report.html", "markdown": "summary.md"}  # anything else (--json): out.json
 # an existing file is written over only when it is of the kind the option writes: a typo (--json recipe.yaml,
@@ -29,7 +29,7 @@ def check_output_file(param: typer.CallbackParam, value: Path | None) -> Path | 
             f"'-' is not standard output here: this option names a file to write, e.g. {_example(param)} "
             "(the terminal output goes to stdout as it is)"
         )
-    if _symlink_loop(value):  # Path.exists() said False: the writer failed with ELOOP after the work
+    if symlink_loop(value):  # Path.exists() said False: the writer failed with ELOOP after the work
         raise typer.BadParameter(
             f"symlink loop at {value}: a symbolic link on this path leads back to itself; give another file "
             f"name, e.g. {Path.cwd() / _example(param)}"
@@ -78,15 +78,6 @@ def check_distinct(options: dict[str, Path | None]) -> None:
                 hint=f"give each its own file, e.g. {seen[key]} report.html {option} summary.md",
             )
         seen[key] = option
-
-
-def _symlink_loop(path: Path) -> bool:
-    """The path, or a folder on the way to it, is a symbolic link leading back to itself (stat fails with ELOOP)."""
-    try:
-        path.stat()
-    except OSError as exc:
-        return exc.errno == errno.ELOOP
-    return False
 
 
 def _can_create_in(folder: Path) -> bool:

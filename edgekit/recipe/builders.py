@@ -351,7 +351,7 @@ class _UserSourceFinder:
 
 class _TorchvisionStubs:
     """Finds nothing; asked for `torchvision` (a zoo's `torchvision.models:...`, or imported by the user's module or
-    by timm), defines the stub ops it needs with torch's CPU build first (edgekit.zoo.torchvision_models): its
+    by timm), defines the stub ops it needs with torch's CPU build first (edgekit.torchvision_ops): its
     import raised `operator torchvision::nms does not exist` otherwise, an internal error of edgekit's."""
 
     _busy = False
@@ -361,7 +361,7 @@ class _TorchvisionStubs:
         if name == "torchvision" and name not in sys.modules and not cls._busy:
             cls._busy = True  # torch's own import may look for torchvision
             try:
-                from edgekit.zoo.torchvision_models import define_stub_ops
+                from edgekit.torchvision_ops import define_stub_ops
 
                 define_stub_ops()
             finally:

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ValidationError
 
 from edgekit.errors import InputDataError, RecipeError
 from edgekit.formats import Format
+from edgekit.path_kind import symlink_loop
 from edgekit.recipe.builders import check_findable, check_importable
-from edgekit.recipe.recipe_file import check_recipe_file, symlink_loop
+from edgekit.recipe.recipe_file import check_recipe_file
 from edgekit.recipe.schema import Recipe, Task
 from edgekit.recipe.sources import BuilderData, ImagesData, KerasSource, NpyData, OnnxSource, TorchSource
 from edgekit.schema_paths import locate, tagged

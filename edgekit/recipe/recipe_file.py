@@ -5,10 +5,10 @@ RecipeError saying what to pass instead, before anything is read."""
 from __future__ import annotations
 
 import difflib
-import errno
 from pathlib import Path
 
 from edgekit.errors import RecipeError
+from edgekit.path_kind import symlink_loop
 
 
 def check_recipe_file(path: Path) -> None:
@@ -37,16 +37,6 @@ def check_recipe_file(path: Path) -> None:
             hint="write the recipe to a .yaml file and pass its path",
         )
     _refuse_model_file(path)
-
-
-def symlink_loop(path: Path) -> bool:
-    """The path, or a folder on the way to it, is a symbolic link leading back to itself (stat fails with ELOOP;
-    Path.exists() says False, as for a missing file)."""
-    try:
-        path.stat()
-    except OSError as exc:
-        return exc.errno == errno.ELOOP
-    return False
 
 
 # a model where a recipe is expected (a likely first try with one's own model): its kind in a recipe, if it has one

@@ -4,7 +4,6 @@ and printed without its password."""
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 from pathlib import Path
@@ -15,6 +14,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from edgekit import paths
 from edgekit.errors import StorePathError
+from edgekit.path_kind import symlink_loop
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -39,15 +39,6 @@ _LOOP_HINT = (
     "a symbolic link on this path leads back to itself (`ls -l` shows where each link points): point it at the "
     "store file, or pass --store PATH.sqlite"
 )
-
-
-def _symlink_loop(path: Path) -> bool:
-    """The path, or a folder on the way to it, is a symbolic link leading back to itself (stat fails with ELOOP)."""
-    try:
-        path.stat()
-    except OSError as exc:
-        return exc.errno == errno.ELOOP
-    return False
 
 
 def _check_url(url: str) -> None:
@@ -195,7 +186,7 @@ def _check_sqlite_path(url: str, *, must_exist: bool, create: bool) -> None:
     hint = "pass --store PATH.sqlite (a file), or set EDGEKIT_STORE; the default store is " + str(
         paths.data_dir() / "results.sqlite"
     )
-    if _symlink_loop(path):  # sqlite:///LOOP is not resolved: exists() said False, read as a missing store
+    if symlink_loop(path):  # sqlite:///LOOP is not resolved: exists() said False, read as a missing store
         raise StorePathError(f"symlink loop at {path}", where=str(path), hint=_LOOP_HINT)
     if path.is_dir():
         raise StorePathError("a folder, not a results store file", where=str(path), hint=hint)

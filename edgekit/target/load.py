@@ -5,7 +5,6 @@ names the field and where its value came from."""
 from __future__ import annotations
 
 import difflib
-import errno
 import os
 import re
 import sys
@@ -16,6 +15,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from edgekit.errors import EdgekitError, TargetError
+from edgekit.path_kind import PathKind, path_kind
 from edgekit.paths import SHIPPED_TARGETS
 from edgekit.schema_paths import locate, members
 from edgekit.target.lab_spec import INLINE_PREFIX, TAG_KEY, TAG_VALUE
@@ -186,13 +186,14 @@ def target_path(name_or_path: str | Path) -> Path:
 def _not_a_file(path: Path) -> str:
     """What a target path that is no regular file (nor a folder) is: missing, a symlink loop, or a device, pipe or
     socket (each was said "not found", though it is there)."""
-    try:
-        path.stat()
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "a symlink loop (a symbolic link leading back to itself), not a target file"
+    kind = path_kind(path)
+    if kind is PathKind.MISSING:
         return "target file not found"
-    return "not a regular file (a device, a pipe or a socket): a target is a YAML file"
+    return (
+        f"{kind.value}, not a target file"
+        if kind is PathKind.LOOP
+        else f"{kind.value}: a target is a YAML file"
+    )
 
 
 def target_dirs() -> list[Path]:
