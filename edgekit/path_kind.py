@@ -35,3 +35,12 @@ def symlink_loop(path: Path) -> bool:
     """The path, or a folder on the way to it, is a symbolic link leading back to itself (stat fails with ELOOP;
     Path.exists() says False, as for a missing file)."""
     return path_kind(path) is PathKind.LOOP
+
+
+def not_a_file(path: Path, noun: str) -> str | None:
+    """Why `path` is no `noun` edgekit can read ('no such model file', 'a folder, not a model file', 'a symlink
+    loop (...), not a model file'), or None when it is a regular file."""
+    kind = path_kind(path)
+    if kind is PathKind.FILE:
+        return None
+    return f"no such {noun}" if kind is PathKind.MISSING else f"{kind.value}, not a {noun}"

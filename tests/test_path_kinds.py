@@ -115,3 +115,16 @@ def test_many_plain_yaml_nodes_are_refused_without_calling_them_an_alias_bomb(tm
     path.write_text(text)
     err = named(run("convert", str(path), cwd=tmp_path, timeout=120))
     assert f"more than {MAX_EXPANDED_NODES} YAML nodes" in err and "alias" not in err, err
+
+
+@pytest.mark.parametrize("command", ["estimate", "roofline", "profile"])
+def test_a_model_path_that_is_a_folder_or_a_loop_says_so(tmp_path: Path, command: str) -> None:
+    """`estimate`, `roofline` and `profile` said "no such model file" of a symlink loop; each now says what the path
+    is (a folder was already said to be one), exit 2, before any count."""
+    extra = ["--target", "pi4-emu"] if command == "profile" else ["--board", "pi4"]
+    for make, said in ((looped, "a symlink loop"), (folder, "folder")):
+        path = make(tmp_path / f"model-{make.__name__}.param")
+        err = named(run(command, str(path), *extra, cwd=tmp_path, timeout=120))
+        assert said in err and "no such model file" not in err, err
+    err = named(run(command, str(tmp_path / "absent.param"), *extra, cwd=tmp_path, timeout=120))
+    assert "no such model file" in err, err

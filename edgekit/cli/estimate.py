@@ -112,10 +112,11 @@ def estimate_cmd(
     from edgekit.estimate.zero_weights import named_as_given, weights_for
 
     b = get_board(board)
-    if not artifact.exists():
-        raise UsageError(
-            "no such model file", where=str(artifact), hint="give an .onnx, .tflite or ncnn .param"
-        )
+    from edgekit.path_kind import not_a_file
+
+    why = not_a_file(artifact, "model file")
+    if why:
+        raise UsageError(why, where=str(artifact), hint="give an .onnx, .tflite or ncnn .param")
     shape = parse_shape(input_shape, "--input-shape")
     given = artifact
     artifact, zero_note = weights_for(artifact)  # a bare .param alone: zero weights, as benchncnn

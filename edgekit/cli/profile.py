@@ -92,14 +92,16 @@ def profile_cmd(
 
     Example: edgekit profile ~/.local/share/edgekit/cache/KEY/model.param --target pi4-emu --top 10
     """
+    from edgekit.path_kind import not_a_file
     from edgekit.profile import profile_ncnn
     from edgekit.profile_onnx import profile_onnx
     from edgekit.profile_table import format_table
     from edgekit.profile_tflite import profile_tflite
 
-    if not artifact.is_file():
+    why = not_a_file(artifact, "model file")
+    if why:
         raise UsageError(
-            "no such model file",
+            why,
             where=str(artifact),
             hint="give an ncnn model.param (its .bin beside it), a .tflite or an .onnx",
         )

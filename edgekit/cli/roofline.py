@@ -51,10 +51,11 @@ def roofline_cmd(
     from edgekit.estimate.zero_weights import named_as_given, weights_for
 
     b = get_board(board)
-    if not artifact.exists():  # it went on to an internal FileNotFoundError
-        raise UsageError(
-            "no such model file", where=str(artifact), hint="give an .onnx, .tflite or ncnn .param"
-        )
+    from edgekit.path_kind import not_a_file
+
+    why = not_a_file(artifact, "model file")  # a missing one went on to an internal FileNotFoundError
+    if why:
+        raise UsageError(why, where=str(artifact), hint="give an .onnx, .tflite or ncnn .param")
     given = artifact
     artifact, zero_note = weights_for(artifact)  # a bare .param alone: zero weights, as benchncnn
     with named_as_given(given, artifact):  # errors name the user's file, not the zero-weight copy

@@ -18,13 +18,15 @@ from edgekit.estimate.model_cost import ModelCost
 from edgekit.estimate.ncnn_graph import ncnn_cost
 from edgekit.estimate.onnx_graph import onnx_cost
 from edgekit.estimate.tflite_graph import tflite_cost
+from edgekit.path_kind import not_a_file
 
 
 def analyze(path: Path, input_shape: list[int] | None = None) -> ModelCost:
     """The cost of one inference of the model at PATH (.onnx, .tflite or ncnn .param)."""
     path = Path(path)
-    if not path.exists():
-        raise InputDataError("no such model file", where=str(path))
+    why = not_a_file(path, "model file")
+    if why:
+        raise InputDataError(why, where=str(path))
     readers = {".onnx": onnx_cost, ".tflite": tflite_cost, ".param": ncnn_cost}
     reader = readers.get(path.suffix)
     if reader is None:
