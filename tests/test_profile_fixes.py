@@ -169,6 +169,39 @@ def test_ncnn_profiles_count_the_per_inference_work_apart_from_the_layers(tmp_pa
     )  # shares on the same base
 
 
+@pytest.mark.integration
+def test_the_input_only_net_is_counted_once_for_artifacts_that_share_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ncnn profile ran a second guest for its Input-only net (4.5 s on pi4-emu), the same net for each
+    artifact of one model and options: a speed plan's five profiles ran it five times. Now once a process per net
+    (its .param and sidecar, core, threads, shape); another model's sidecar is another net, counted again."""
+    from edgekit import profile
+
+    runs: list[str] = []
+    real = profile._run_guest
+
+    def counted(param: Path, *args: object, **kwargs: object) -> dict[str, object]:
+        runs.append(param.name)
+        return real(param, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(profile, "_run_guest", counted)
+    monkeypatch.setattr(profile, "_INPUT_ONLY", {})
+    first = profile.profile_ncnn(_small_net(tmp_path / "a"), "pi4-emu")
+    again = profile.profile_ncnn(
+        _small_net(tmp_path / "b"), "pi4-emu"
+    )  # another artifact, same net and options
+    assert runs == ["model.param", "input_only.param", "model.param"], runs
+    assert again.fixed == first.fixed and again.total > again.fixed
+    other = _small_net(tmp_path / "c")
+    other.with_suffix(".io.json").write_text(
+        '{"inputs": ["in0"], "outputs": ["out0"], "input_shapes": [[1, 8, 16, 16]], "options": {"use_fp16_storage": '
+        "false}}"
+    )
+    profile.profile_ncnn(other, "pi4-emu")
+    assert runs[3:] == ["model.param", "input_only.param"], runs
+
+
 @pytest.mark.parametrize(("target", "cores"), [("pi4-emu", 4), ("pi5-emu", 4)])
 def test_more_threads_than_the_emulated_board_has_cores_are_refused(
     tmp_path: Path, target: str, cores: int
