@@ -215,3 +215,40 @@ def test_stored_text_masks_a_proxy_commands_arguments_by_the_same_allow_list(tex
 )
 def test_edgekits_own_sentences_about_the_proxy_command_are_kept(text: str) -> None:
     assert masked_text(text) == text
+
+
+# a value that is only digits passes the allow-list's "numbers" (a port, an address), but an option or NAME named
+# as a secret holds a secret whatever it looks like: a PIN, a numeric token, a date as a password
+@pytest.mark.parametrize(
+    "command, secret",
+    [
+        ("mytun --token 123456789012 %h", "123456789012"),
+        ("mytun --password=20240517 %h", "20240517"),
+        ("TOKEN=987654321 mytun %h", "987654321"),
+        ("mytun %h API_KEY=55512345", "55512345"),
+        ("plink -pw 31415926 -nc %h:%p jump", "31415926"),
+        (
+            "cloudflared access ssh --hostname %h --service-token-id 1234 --service-token-secret 99887766554433",
+            "99887766554433",
+        ),
+    ],
+)
+def test_a_secret_named_options_value_is_masked_even_when_it_is_a_number(command: str, secret: str) -> None:
+    shown = masked_command(command)
+    assert secret not in shown and "***" in shown, shown
+    assert secret in secrets_of(command)
+    for text in (f"connect: ProxyCommand {command}", f"connect: ProxyCommand('{command}') failed"):
+        stored = masked_text(text)
+        assert secret not in stored and "***" in stored, stored
+    said = masked_output(f"tunnel: refused credential {secret}", command, ("10.0.0.9", "22", "pi"))
+    assert secret not in said, said
+
+
+def test_the_host_key_hint_masks_a_numeric_token() -> None:
+    from edgekit.target.schema import Target
+    from edgekit.transport.ssh_key_hints import unknown_key_error
+
+    target = Target(name="dev", host="10.0.0.9", user="pi", proxy_command="mytun --token 123456789012 %h %p")
+    hint = unknown_key_error(target, "connect").hint or ""
+    assert "123456789012" not in hint and "--token" in hint and "its secrets shown as ***" in hint, hint
+    assert "123456789012" not in masked_text(hint)

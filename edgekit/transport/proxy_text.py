@@ -12,8 +12,8 @@ import shlex
 from pathlib import Path
 
 MASK = "***"
-# an option or NAME=VALUE whose name says it holds a secret, in text that is no proxy command (a proxy command's
-# arguments are masked by CommandReader's allow-list, whatever their names): its value is masked
+# an option or NAME=VALUE whose name says it holds a secret: its value is masked, in a proxy command before any
+# rule of CommandReader's allow-list (`--token 123456789012`: a secret may be all digits), in other text alike
 # (`--service-token-secret X`, `--password=X`, `TOKEN=X`, `--auth X`, `PROXY_AUTH=X`, PuTTY's `-pw X`, `--access-key X`, `--authkey X`, `--pat X`; not
 # `--author`, `--key PATH`)
 _SECRET_NAME = re.compile(
@@ -142,7 +142,7 @@ class CommandReader:
         if not self.program:  # the program's place; `NAME=X` before it is a shell's form (a secret, often)
             assigned = _ASSIGNED.match(word)
             if assigned:
-                return f"{assigned.group(1)}={self._allowed(assigned.group(2))}"
+                return self._assigned(assigned)
             self._start(word)
             return word
         pending, self.pending = self.pending, ""
@@ -172,6 +172,11 @@ class CommandReader:
     def _allowed(self, word: str) -> str:
         return word if _PLAIN.match(word) or _existing_path(word) else self._mask(word)
 
+    def _assigned(self, assigned: re.Match[str]) -> str:
+        """`NAME=X`: X masked whatever it looks like when NAME is named as a secret (`TOKEN=987654321`)."""
+        name, value = assigned.groups()
+        return f"{name}={self._mask(value) if secret_name(name) else self._allowed(value)}"
+
     def _command(self, command: str) -> str:
         reader = CommandReader()
         words = _words(command)
@@ -190,12 +195,12 @@ class CommandReader:
         if word.startswith("--"):
             if not _LONG_NAME.match(name):
                 return self._mask(word)
-            if eq:
-                return f"{name}={self._allowed(value)}"
-            self.pending = "value"
+            if eq:  # `--password=20240517`: a secret's value is masked, numbers and all
+                return f"{name}={self._mask(value) if secret_name(name) else self._allowed(value)}"
+            self.pending = "secret" if secret_option(word) else "value"
             return word
         if _SHORT_NAME.match(word):
-            self.pending = "value"
+            self.pending = "secret" if secret_option(word) else "value"
             return word
         return word[:2] + self._allowed(word[2:]) if word[1].isalnum() else self._mask(word)
 
@@ -210,7 +215,7 @@ class CommandReader:
             return _masked_word(word)[0]
         assigned = _ASSIGNED.match(word)
         if assigned:
-            return f"{assigned.group(1)}={self._allowed(assigned.group(2))}"
+            return self._assigned(assigned)
         return self._allowed(word)
 
     def _sshpass(self, word: str) -> str:
