@@ -7,6 +7,12 @@ the operators were never defined. `define_stub_ops` defines those two schemas fi
 raises), which is all model code needs: no classification architecture runs an op of the extension in its
 forward pass (SSDlite's NMS is post-processing, outside the exported backbone + head).
 
+A torchvision whose extension does load (torch and torchvision builds that match) defines the same schemas in C++
+when it loads `_C`: a schema defined before then aborts the process inside dlopen (c10::Error thrown from a
+static initializer: uncatchable, rc 134). So `define_stub_ops` first loads torchvision's own `_C` as
+torchvision/extension.py would (found without importing torchvision), and defines the stubs only when there is
+none or it does not load; torchvision's own load of it later is then the same library, already loaded.
+
 Its own module, below every package: recipe/builders.py defines the stubs before a builder's module imports
 torchvision, and edgekit.zoo's builders do it too; the zoo package imports fidelity and convert, which import the
 recipe, so the recipe cannot import the zoo.
@@ -15,6 +21,7 @@ recipe, so the recipe cannot import the zoo.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 _LIBRARY: Any = None  # the torch.library.Library defining the stub schemas (kept alive)
@@ -26,10 +33,36 @@ def define_stub_ops() -> None:
     global _LIBRARY  # noqa: PLW0603 - the schemas are process-wide, defined once
     import torch
 
-    if _LIBRARY is None and not hasattr(torch.ops.torchvision, "nms"):
+    if _LIBRARY is None and not hasattr(torch.ops.torchvision, "nms") and not _load_extension():
         _LIBRARY = torch.library.Library("torchvision", "DEF")  # type: ignore[no-untyped-call]  # schemas only
         _LIBRARY.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         _LIBRARY.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+
+
+def _load_extension() -> bool:
+    """Whether torchvision's own C++ extension (`_C` beside its `__init__.py`, with any of Python's extension
+    suffixes, as torchvision/extension.py looks for it) is installed and loads: torchvision's spec is found without
+    importing it. A `_C` that does not load (torch's CPU build: CUDA libraries it links are missing) is False, as
+    it is for torchvision, which imports without its ops then."""
+    import importlib.machinery
+    import importlib.util
+
+    import torch
+
+    try:
+        spec = importlib.util.find_spec("torchvision")
+    except (ImportError, ValueError):
+        return False
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            library = Path(folder) / f"_C{suffix}"
+            if library.is_file():
+                try:
+                    torch.ops.load_library(str(library))  # type: ignore[no-untyped-call]
+                except (OSError, RuntimeError):
+                    return False
+                return hasattr(torch.ops.torchvision, "nms")
+    return False
 
 
 def import_torchvision() -> Any:
