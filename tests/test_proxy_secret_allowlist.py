@@ -252,3 +252,35 @@ def test_the_host_key_hint_masks_a_numeric_token() -> None:
     hint = unknown_key_error(target, "connect").hint or ""
     assert "123456789012" not in hint and "--token" in hint and "its secrets shown as ***" in hint, hint
     assert "123456789012" not in masked_text(hint)
+
+
+# a quoted proxy command ends at its closing quote, whatever follows it (`:`, `?`, `!`, `...`): the prose after it
+# is the sentence's, not the command's
+@pytest.mark.parametrize(
+    "text, kept",
+    [
+        ("the proxy_command `mytun %h`: exit 1 (the tunnel refused bob)", None),
+        ('ProxyCommand "ssh -W %h:%p jump": connection refused by jumphost', None),
+        ("ProxyCommand 'nc %h %p'? is the relay up", None),
+        ("the proxy_command `mytun %h`... nothing answered", None),
+        (
+            "connect failed: ProxyCommand('mytun --pat PAT8SECRET %h'): exit 1; is the device still powered?",
+            "connect failed: ProxyCommand('mytun --pat *** %h'): exit 1; is the device still powered?",
+        ),
+        (
+            'ProxyCommand("mytun TOK11SECRET %h") returned nonzero exit status: refused by the relay host',
+            'ProxyCommand("mytun *** %h") returned nonzero exit status: refused by the relay host',
+        ),
+        (  # paramiko's message quotes the command as it is, a nested ProxyCommand's quotes and all
+            'ProxyCommand("ssh -o "ProxyCommand=sshpass -p hunter22 ssh -W %%h:%%p j2" -W %h:%p jump") returned'
+            " nonzero exit status: 255; is bob's jump host up?",
+            'ProxyCommand("ssh -o "ProxyCommand=sshpass -p *** ssh -W %%h:%%p j2" -W %h:%p jump") returned'
+            " nonzero exit status: 255; is bob's jump host up?",
+        ),
+    ],
+)
+def test_the_prose_after_a_quoted_proxy_command_is_kept(text: str, kept: str | None) -> None:
+    shown = masked_text(text)
+    assert shown == (kept or text), shown
+    _clean(shown, "masked_text")
+    assert masked_text(shown) == shown

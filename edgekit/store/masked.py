@@ -88,16 +88,31 @@ def masked_text(text: str | None) -> str:
                 proxy_next = marker.end() == len(word)
                 if not proxy_next:
                     reader = CommandReader(bare_kept=not closing)
-                    masked, end = _proxy_word(text, start + marker.end(), end, reader)
+                    inside = start + marker.end()
+                    quoted = _quoted_command(text, inside, closing, "(" in lead, reader)
+                    if quoted:  # `ProxyCommand('X'): exit 1`: the command is what the quotes hold
+                        (masked, end), reader = quoted, None
+                    else:
+                        masked, end = _proxy_word(text, inside, end, reader)
                     shown.append(masked)
         elif proxy_next or reader is not None:
+            quoted = None
             if proxy_next:
-                opened = word.lstrip("([{<")[:1]
-                closing = closing or (opened if opened in ("'", '"', "`") else "")
+                lead_len = len(word) - len(word.lstrip("([{<"))
+                opened = word[lead_len : lead_len + 1]
+                inside = start  # the quote opened in the marker's word (`ProxyCommand(' X')`)
+                if not closing and opened in ("'", '"', "`"):
+                    closing, inside = opened, start + lead_len + 1
                 reader, proxy_next = CommandReader(bare_kept=not closing), False
-            assert reader is not None
-            masked, end = _proxy_word(text, start, end, reader)
-            shown.append(masked)
+                quoted = _quoted_command(text, inside, closing, "(" in word[:lead_len], reader)
+            if quoted:  # `` proxy_command `X`: exit 1 ``: the command is what the quotes hold
+                inner, end = quoted
+                shown.append(text[start:inside] + inner)
+                reader = None
+            else:
+                assert reader is not None
+                masked, end = _proxy_word(text, start, end, reader)
+                shown.append(masked)
         elif secret_next:
             value, end = _masked_value(text, start, end)
             shown.append(value)
@@ -141,19 +156,55 @@ def masked_text(text: str | None) -> str:
     return "".join(shown)
 
 
+def _quoted_command(
+    text: str, start: int, closing: str, paren: bool, reader: CommandReader
+) -> tuple[str, int] | None:
+    """The proxy command quoted from text[start:] up to its closing quote (`closing`, on that line: `')` first
+    where it opened with `('`; else the first `closing` no word goes on from) with its words as `reader` shows
+    them, and where the closing quote stands: the sentence goes on after it (`: exit 1`, `? is it up`, `...`).
+    None when no closing quote is there (unclosed, the rest of the line is read as the command)."""
+    if not closing:
+        return None
+    line_end = text.find("\n", start)
+    line_end = len(text) if line_end < 0 else line_end
+    close = text.find(closing + ")", start, line_end) if paren else -1
+    if close < 0:
+        found = re.compile(rf"{re.escape(closing)}(?![\w%])").search(text, start, line_end)
+        if not found:
+            return None
+        close = found.start()
+    inside = text[:close]  # a quoted value in it (`-p 'a b'`) ends within it too
+    shown, pos = [], start
+    while match := _WORD.search(inside, pos):
+        shown.append(inside[pos : match.start()])
+        masked, pos = _proxy_word(inside, match.start(), match.end(), reader)
+        shown.append(masked)
+    shown.append(inside[pos:])
+    return "".join(shown), close
+
+
 def _proxy_word(text: str, start: int, end: int, reader: CommandReader) -> tuple[str, int]:
     """The word of a proxy command at text[start:end] as `reader` shows it, and where it ends: a quoted value
     (`-p 'correct horse'`, `--password="a b"`) runs to its closing quote and is masked whole."""
     word = text[start:end]
     opened = word.lstrip("`([{<")[:1]
-    if reader.expects_value() and opened in ("'", '"'):
+    nested = reader.pending == "ssh-o"  # `-o "ProxyCommand=X"`: X is read as a command, in its quotes
+    if (reader.expects_value() or nested) and opened in ("'", '"'):
         masked, value_end = _masked_value(text, start, end)
         said = text[start:value_end]
         value = said.strip(_QUOTES)
-        if MASK in value:  # masked already
+        if MASK in value and not nested:  # masked already
             reader.show(MASK)
             return said, value_end
-        return (said if reader.show(value) == value else masked), value_end
+        known = len(reader.secrets)
+        if reader.show(value) == value:
+            return said, value_end
+        if nested:  # each of its secrets masked where it stands, its quotes as they were
+            for secret in sorted(reader.secrets[known:], key=len, reverse=True):
+                said = re.sub(rf"(?<![^\s'\"=]){re.escape(secret)}(?![^\s'\"])", MASK, said)
+            if not any(secret in said for secret in reader.secrets[known:]):
+                return said, value_end
+        return masked, value_end
     bare = word.strip(_QUOTES)
     if not bare:
         return word, end
