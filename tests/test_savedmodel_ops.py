@@ -21,7 +21,7 @@ ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bi
 # Each hostile model marks a file of its own under MARKS when its serving function runs; the script below builds
 # them (one child: importing TensorFlow takes seconds) and, without loading any, lists what the check refuses.
 BUILD = r"""
-import json, sys
+import json, shutil, sys
 from pathlib import Path
 import tensorflow as tf, keras
 from tensorflow.core.protobuf import saved_model_pb2
@@ -77,6 +77,32 @@ def dataset(m, x):
     n = tf.data.TextLineDataset([mark("lines")]).reduce(0.0, lambda a, _: a + 1.0)
     return tf.matmul(x, m.v) + 0 * n
 module(dataset, "dataset")
+
+# an op that reads the file an attribute names (its kernel opens vocab_file when the function is first called)
+VOCAB = D / "vocab.txt"
+VOCAB.write_text("".join(f"w{i},{i + 1}\n" for i in range(10)))
+def sampler(m, x):
+    ids, _, _ = tf.raw_ops.FixedUnigramCandidateSampler(
+        true_classes=tf.constant([[1]], tf.int64), num_true=1, num_sampled=2, unique=True, range_max=10,
+        vocab_file=str(VOCAB))
+    return tf.matmul(x, m.v) + 0 * tf.cast(tf.reduce_sum(ids), tf.float32)
+module(sampler, "sampler")
+# ... the same op given an empty vocab_file (its unigrams attribute instead): no file, not refused
+def sampler_unigrams(m, x):
+    ids, _, _ = tf.raw_ops.FixedUnigramCandidateSampler(
+        true_classes=tf.constant([[1]], tf.int64), num_true=1, num_sampled=2, unique=True, range_max=10,
+        unigrams=[1.0] * 10)
+    return tf.matmul(x, m.v) + 0 * tf.cast(tf.reduce_sum(ids), tf.float32)
+module(sampler_unigrams, "ok_sampler_unigrams")
+# ... and its vocab_file a placeholder of its function, the path given by the caller's attribute
+sm = saved_model_pb2.SavedModel.FromString((D / "sampler" / "saved_model.pb").read_bytes())
+for f in sm.meta_graphs[0].graph_def.library.function:
+    for n in f.node_def:
+        if n.op == "FixedUnigramCandidateSampler":
+            n.attr["vocab_file"].placeholder = "vf"
+            f.signature.attr.add(name="vf", type="string")
+shutil.copytree(D / "sampler", D / "sampler_placeholder")
+(D / "sampler_placeholder" / "saved_model.pb").write_bytes(sm.SerializeToString())
 
 # the serving function calls the model's own checkpoint-save function (allowed only where the saver calls it)
 pb = D / "ok_module" / "saved_model.pb"
@@ -178,7 +204,14 @@ def test_real_savedmodels_pass_the_check(models: tuple[Path, Path, dict[str, Any
     __inference__traced_restore), a tf.Module, a TF1 simple_save (saver nodes in the top-level graph) and tf.print
     to stderr: nothing refused."""
     _, _, found = models
-    for name in ("ok_module", "ok_keras_export", "ok_keras_tfsave", "ok_tf1", "print_stderr"):
+    for name in (
+        "ok_module",
+        "ok_keras_export",
+        "ok_keras_tfsave",
+        "ok_tf1",
+        "print_stderr",
+        "ok_sampler_unigrams",
+    ):
         assert found[name] == [], (name, found[name])
 
 
@@ -206,6 +239,18 @@ def test_file_process_and_python_ops_are_refused_by_name_and_function(
     assert [o for o, _ in found["restore_writes"]] == ["SaveV2"], found["restore_writes"]
     assert "_traced_restore" in found["restore_writes"][0][1], found["restore_writes"]
     assert found["tf1_sig_saver"] and all(fn is None for _, fn in found["tf1_sig_saver"]), found
+
+
+def test_an_op_reading_the_file_an_attribute_names_is_refused(
+    models: tuple[Path, Path, dict[str, Any]],
+) -> None:
+    """Was: FixedUnigramCandidateSampler(vocab_file=...) in a serving function passed the check (the deny-list
+    named ops only), and calling the function read that file. Now: any node with a non-empty string attribute
+    named like a file, path or folder is refused, its value given in place or by the caller (a placeholder)."""
+    _, _, found = models
+    for name in ("sampler", "sampler_placeholder"):
+        assert [o for o, _ in found[name]] == ["FixedUnigramCandidateSampler"], (name, found[name])
+        assert found[name][0][1].startswith("__inference_serve_"), (name, found[name])
 
 
 @pytest.mark.integration
@@ -281,3 +326,72 @@ def test_every_file_looking_op_of_this_tensorflow_is_sorted() -> None:
     assert got["unsorted"] == [] and got["unknown"] == [], got
     for op in ("WriteFile", "ReadFile", "PyFunc", "EagerPyFunc", "TFRecordDataset", "DebugIdentityV2"):
         assert op in got["denied"], op
+
+
+# string attributes whose names look like a file, a folder, a URL or an output: each is refused by the check or
+# reviewed here as harmless (attribute -> the ops that have it, a regex)
+SUSPECT_ATTR = r"file|path|dir|folder|url|uri|prefix|stream|source|location|region|disk|dump"
+REVIEWED_ATTRS = {
+    "direction": r"CudnnRNN.*|RiscSort",  # unidirectional/bidirectional, ascending/descending
+    "source": r"TensorArrayGrad.*",  # names a gradient accumulator
+    "output_stream": r"PrintV2",  # refused unless stderr, stdout or the log (_print_to_file)
+    "step_marker_location": r"_?TPUReplicate.*",  # where a TPU loop's step marker goes
+}
+
+ALL_ATTRS = r"""
+import json, re, sys
+import tensorflow as tf, keras
+from tensorflow.core.framework import op_def_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.client import pywrap_tf_session
+from edgekit.convert.savedmodel_ops import DENIED, saved_model_refusals
+ops = op_def_pb2.OpList.FromString(pywrap_tf_session.TF_GetBuffer(pywrap_tf_session.TF_GetAllOpList())).op
+reviewed = json.loads(sys.argv[2])
+got = {"unsorted": [], "refused": [], "harmless_refused": [], "checked": 0}
+for op in ops:
+    if op.name in DENIED:
+        continue
+    for attr in op.attr:
+        if attr.type not in ("string", "list(string)") or not re.search(sys.argv[1], attr.name, re.I):
+            continue
+        got["checked"] += 1
+        sm = saved_model_pb2.SavedModel()
+        fn = sm.meta_graphs.add().graph_def.library.function.add()
+        fn.signature.name = "__inference_serve_1"
+        node = fn.node_def.add(name="n", op=op.name)
+        if attr.type == "string":
+            node.attr[attr.name].s = b"/tmp/somewhere"
+        else:
+            node.attr[attr.name].list.s.append(b"/tmp/somewhere")
+        refused = [r.op for r in saved_model_refusals(sm)] == [op.name]
+        harmless = re.fullmatch(reviewed.get(attr.name, "(?!)"), op.name) is not None
+        if refused and not harmless:
+            got["refused"].append([op.name, attr.name])
+        elif harmless and refused and op.name != "PrintV2":
+            got["harmless_refused"].append([op.name, attr.name])
+        elif not refused and not harmless:
+            got["unsorted"].append([op.name, attr.name])
+print("RESULT " + json.dumps(got))
+"""
+
+
+def test_every_op_with_a_path_like_string_attribute_is_refused_or_reviewed() -> None:
+    """Was: the check and its completeness test looked at op names only, so FixedUnigramCandidateSampler's
+    vocab_file (and DumpTensor's log_dir_path, Skipgram's filename...) read a file unseen. Now every op TensorFlow
+    registers (tf.raw_ops and the ops outside it) with a string attribute named like a file, folder or URL, given
+    a path there, is refused by saved_model_refusals or reviewed as harmless above."""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", ALL_ATTRS, SUSPECT_ATTR, json.dumps(REVIEWED_ATTRS)],
+        capture_output=True,
+        text=True,
+        env={**ENV, "PYTHONPATH": str(root)},
+        timeout=600,
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-3000:]
+    got = json.loads(lines[0][len("RESULT ") :])
+    assert got["unsorted"] == [] and got["harmless_refused"] == [], got
+    refused = {tuple(r) for r in got["refused"]}
+    for pair in (("FixedUnigramCandidateSampler", "vocab_file"), ("DumpTensor", "log_dir_path")):
+        assert pair in refused, (pair, got)

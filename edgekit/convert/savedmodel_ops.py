@@ -5,13 +5,15 @@ the loader's restore and init functions, and every function they call can hold o
 (WriteFile writes any path, gs:// too), run Python (PyFunc), send tensors to debug URLs, or read data sets from
 files. Keras's safe mode covers .keras/.h5 files only; `tf.saved_model.load` has no such mode. So the child reads
 saved_model.pb as the loader does (`loader_impl.parse_saved_model`: .pb or .pbtxt) and refuses a model holding any
-op of DENIED, in the top-level graph or in any function of its library (reachable or not: the loader registers
-them all, and one function calls another through attributes).
+op of DENIED, or any node with a string attribute named like a file, folder or URL (PATH_ATTR: an op's kernel opens
+FixedUnigramCandidateSampler's vocab_file), in the top-level graph or in any function of its library (reachable or
+not: the loader registers them all, and one function calls another through attributes).
 
 A deny-list, not an allow-list: Keras exports use hundreds of compute ops (and TensorFlow adds some with each
 release, as DisableCopyOnRead), while the ops that touch files, processes or Python are a few named families;
 `tf.raw_ops` is checked against them by tests/test_savedmodel_ops.py, so a new file op of a newer TensorFlow fails
-that test until it is sorted into DENIED or LOOKALIKES.
+that test until it is sorted into DENIED or LOOKALIKES (and a new path-like attribute until it is refused or
+reviewed).
 
 Checkpoint ops (SaveV2, RestoreV2, MergeV2Checkpoints...) are how the saver stores variables, so they are allowed
 where the saver (the meta graph's `saver_def`) has them: in the functions its top-level nodes call (TensorFlow 2:
@@ -23,6 +25,7 @@ else they write or read a checkpoint at a path the model chooses.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +203,15 @@ LOOKALIKES = frozenset(
 
 STREAMS = frozenset({"stderr", "stdout", "log(info)", "log(warning)", "log(error)"})
 
+# A node whose string attribute is named like a file, folder or URL reads or writes where that names
+# (FixedUnigramCandidateSampler's vocab_file, DumpTensor's log_dir_path, Skipgram's filename...), whatever its op:
+# refused when the attribute holds a string or is a placeholder the calling node fills. None of the saver's ops
+# has one (MergeV2Checkpoints' delete_old_dirs and allow_missing_files are booleans).
+PATH_ATTR = re.compile(r"file|path|dir|folder|url|uri", re.IGNORECASE)
+# attributes that pattern matches which name no file: CudnnRNN's and RiscSort's direction
+# (unidirectional/bidirectional, ascending/descending)
+HARMLESS_PATH_ATTRS = frozenset({"direction"})
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -269,6 +281,8 @@ def _node_refusals(
 ) -> Iterator[Refusal]:
     if node.op in DENIED and node.op not in allowed:
         yield Refusal(node.op, node.name, function, DENIED[node.op])
+    elif attr := _path_attr(node):
+        yield Refusal(node.op, node.name, function, f"reads or writes the file its attribute {attr} names")
     if node.op == "PrintV2" and _print_to_file(node):
         yield Refusal(node.op, node.name, function, "prints to a file")
     for called in _called(node):
@@ -355,6 +369,18 @@ def _attr_functions(value: Any) -> Iterator[str]:
             yield func.name
             for inner in func.attr.values():
                 yield from _attr_functions(inner)
+
+
+def _path_attr(node: Any) -> str | None:
+    """The first attribute of `node` named like a file, folder or URL that holds a path (a non-empty string, in a
+    list too) or a placeholder (the path comes from the caller), or None."""
+    for name in sorted(node.attr):
+        if not PATH_ATTR.search(name) or name in HARMLESS_PATH_ATTRS:
+            continue
+        value = node.attr[name]
+        if value.placeholder or value.s or any(value.list.s):
+            return str(name)
+    return None
 
 
 def _print_to_file(node: Any) -> bool:
