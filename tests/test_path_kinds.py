@@ -128,3 +128,13 @@ def test_a_model_path_that_is_a_folder_or_a_loop_says_so(tmp_path: Path, command
         assert said in err and "no such model file" not in err, err
     err = named(run(command, str(tmp_path / "absent.param"), *extra, cwd=tmp_path, timeout=120))
     assert "no such model file" in err, err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_store_that_is_no_regular_file_is_said_so_not_waited_on(tmp_path: Path, kind: str) -> None:
+    """`--store s.sqlite` at a FIFO blocked for ever (the store check read its first bytes); /dev/null was SQLite's
+    'disk I/O error', exit 1. Both are a named error now, exit 2, at once."""
+    store = fifo(tmp_path / "s.sqlite") if kind == "fifo" else Path("/dev/null")
+    for args in (["runs", "--store", str(store)], ["report", "--store", str(store), "--html", "r.html"]):
+        err = named(run(*args, cwd=tmp_path, timeout=60))
+        assert "error (StorePathError):" in err and "not a regular file" in err, err

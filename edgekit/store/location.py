@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from edgekit import paths
 from edgekit.errors import StorePathError
-from edgekit.path_kind import symlink_loop
+from edgekit.path_kind import PathKind, path_kind
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -186,11 +186,16 @@ def _check_sqlite_path(url: str, *, must_exist: bool, create: bool) -> None:
     hint = "pass --store PATH.sqlite (a file), or set EDGEKIT_STORE; the default store is " + str(
         paths.data_dir() / "results.sqlite"
     )
-    if symlink_loop(path):  # sqlite:///LOOP is not resolved: exists() said False, read as a missing store
+    kind = path_kind(path)
+    if kind is PathKind.LOOP:  # sqlite:///LOOP is not resolved: exists() said False, read as a missing store
         raise StorePathError(f"symlink loop at {path}", where=str(path), hint=_LOOP_HINT)
-    if path.is_dir():
+    if kind is PathKind.FOLDER:
         raise StorePathError("a folder, not a results store file", where=str(path), hint=hint)
-    if not path.exists():
+    if (
+        kind is PathKind.SPECIAL
+    ):  # a FIFO blocked the read below for ever; /dev/null was SQLite's 'disk I/O error'
+        raise StorePathError(f"{kind.value}, not a results store file", where=str(path), hint=hint)
+    if kind is PathKind.MISSING:
         if must_exist:
             raise StorePathError(
                 "no results store here: nothing has been recorded at this path", where=str(path), hint=hint
