@@ -154,7 +154,7 @@ def test_no_secret_of_the_proxy_command_reaches_the_json_the_store_runs_show_or_
         ("ssh -W %h:%p jump", "ssh -W %h:%p jump"),
         ("ssh -o StrictHostKeyChecking=no -W %h:%p -p 2222 pi@bastion", None),
         ("nc %h %p", "nc %h %p"),
-        ("nc -X connect -x proxy.corp:3128 %h %p", "nc -X '***' -x '***' %h %p"),
+        ("nc -X connect -x proxy.corp:3128 %h %p", "nc -X connect -x proxy.corp:3128 %h %p"),
         ("cloudflared access ssh --hostname %h", "cloudflared access ssh --hostname %h"),
         ("mytunnel SECRETWORD %h %p", "mytunnel '***' %h %p"),
         ("mytunnel --key=SECRETWORD --port=%p %h", "mytunnel '--key=***' --port=%p %h"),
@@ -284,3 +284,49 @@ def test_the_prose_after_a_quoted_proxy_command_is_kept(text: str, kept: str | N
     assert shown == (kept or text), shown
     _clean(shown, "masked_text")
     assert masked_text(shown) == shown
+
+
+# what a relay program's arguments name is where to connect (a proxy's host and port, nc's proxy protocol): no
+# secret, kept, so the most common ProxyCommand is shown runnable and without "its secrets shown as ***"
+@pytest.mark.parametrize(
+    "command",
+    [
+        "nc -X connect -x proxy:8080 %h %p",
+        "nc -X 5 -x 10.0.0.1:1080 %h %p",
+        "ncat --proxy proxy.corp.example:3128 --proxy-type http %h %p",
+        "corkscrew proxy.example.com 8080 %h %p",
+        "connect-proxy -H proxy.corp:3128 %h %p",
+        "socat - PROXY:proxy.corp:%h:%p,proxyport=3128",
+        "cloudflared access ssh --hostname ssh.example.com",
+    ],
+)
+def test_a_relays_host_and_port_are_kept(command: str) -> None:
+    assert masked_command(command) == command
+    assert secrets_of(command) == []
+    from edgekit.target.schema import Target
+    from edgekit.transport.ssh_key_hints import unknown_key_error
+
+    hint = unknown_key_error(
+        Target(name="d", host="10.0.0.9", user="pi", proxy_command=command), "connect"
+    ).hint
+    assert hint and f"ProxyCommand={command}" in hint and "its secrets shown as ***" not in hint, hint
+
+
+@pytest.mark.parametrize(
+    "command, secret",
+    [
+        ("ncat --proxy proxy.corp:3128 --proxy-auth bob:hunter22 %h %p", "bob:hunter22"),
+        ("socat - PROXY:proxy.corp:%h:%p,proxyport=3128,proxyauth=bob:hunter22", "bob:hunter22"),
+        ("corkscrew proxy.example.com 8080 %h %p AUTHFILE_SECRET", "AUTHFILE_SECRET"),
+        (
+            "mytun --relay relay.example.com --key eyJhbGciOi.eyJzdWIi.SflKxwRJSM %h",
+            "eyJhbGciOi.eyJzdWIi.SflKxwRJSM",
+        ),
+        ("mytun --token proxy.example.com %h", "proxy.example.com"),
+        ("mytun secretword %h", "secretword"),
+    ],
+)
+def test_a_secret_beside_a_relays_host_is_still_masked(command: str, secret: str) -> None:
+    shown = masked_command(command)
+    assert secret not in shown, shown
+    assert any(secret in s for s in secrets_of(command))

@@ -1,9 +1,10 @@
 """A proxy command as errors and hints may show it. It often carries a secret (a tunnel's token, `sshpass -p`, an
 `--access-key X`, a bare key), and what edgekit says of a failed connection goes to the console, the results JSON,
 the store and the report: errors name its program alone, hints show what an allow-list keeps (the program, %h %p
-%r %%, numbers, option names, paths that exist, ssh's own words) and *** for every other argument, and what it
-printed is shown with its arguments and each masked value masked (a tool that fails often repeats its password
-alone). Stored text (store/masked.py) masks a proxy command it quotes by the same reader."""
+%r %%, numbers, host names and addresses, option names, paths that exist, ssh's own words, where a relay such as
+nc or corkscrew is told to connect) and *** for every other argument, and for every value of an option named as a
+secret; what it printed is shown with its arguments and each masked value masked (a tool that fails often
+repeats its password alone). Stored text (store/masked.py) masks a proxy command it quotes by the same reader."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ MASK = "***"
 # `--author`, `--key PATH`)
 _SECRET_NAME = re.compile(
     r"token|secret|passw|passphrase|pwd|(?:api|access|auth|session|private)[-_]?key|credential|bearer|(?:^|[-_])auth$"
-    r"|^pw$|^pat$",
+    r"|^pw$|^pat$|proxyauth",
     re.I,
 )
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)@")
@@ -74,6 +75,27 @@ def _masked_word(word: str) -> tuple[str, list[str]]:
 # what a proxy command's argument may show (an allow-list: anything else is ***): %h %p %r %% and numbers
 # (`%h:%p`, `%r@%h`, `2222`, `10.0.0.5`, `[%h]:%p`), edgekit's `...`
 _PLAIN = re.compile(r"(?:%+[hpr]|%%|[\d:.@,\[\]])+$")  # `%%h`: a nested ProxyCommand's %h
+# a host name with a port after it or without (`ssh.example.com`, `proxy.corp:3128`): a lowercase DNS name of two
+# labels and more, the last one letters only (a token with dots, `eyJhbGci.eyJzdWIi.Sfl`, is none)
+_DNS_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"(?:{_DNS_LABEL}\.)+[a-z]{{2,24}}\.?(?::(?:\d+|%p))?$")
+# programs that relay the connection, whose arguments say where to (a proxy's host and port, its protocol): no
+# secret but in an option named as one (`ncat --proxy-auth X`, socat's `proxyauth=X`)
+_RELAYS = {
+    "nc",
+    "ncat",
+    "netcat",
+    "nc.openbsd",
+    "nc.traditional",
+    "corkscrew",
+    "connect-proxy",
+    "connect",
+    "socat",
+    "proxytunnel",
+}
+# a piece of a relay's address between its `:` and `,` (`proxy`, `PROXY`, `3128`, `%h`)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_RELAY_PIECE = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|%+[hpr]|%%|\d+)?$")
 _LONG_NAME = re.compile(r"--[A-Za-z0-9][\w.-]*$")
 # a short option's name: `-k`, `-4`, or a word of a few lowercase letters (PuTTY's `-pw`, `-batch`); `-kX...` is
 # `-k` and a value
@@ -117,7 +139,8 @@ def _existing_path(word: str) -> bool:
 
 class CommandReader:
     """Reads a proxy command's words in turn and says how each is shown: the program, %h %p %r %%, numbers,
-    option names and paths that exist are kept, every other argument (an option's value, `--opt=X`'s X, a bare
+    host names (`proxy.example.com:3128`), option names and paths that exist are kept, the value of an option or
+    NAME named as a secret never (`--token 123456789012`), every other argument (an option's value, `--opt=X`'s X, a bare
     word) is ***. The words of programs whose arguments are known to hold no secret are kept as well: ssh's
     options' values and destination (`ssh -W %h:%p jump`), the command `sshpass` runs. `bare_kept`: a bare word
     is kept (a sentence quoting a command: its words cannot be told from the sentence's)."""
@@ -170,7 +193,30 @@ class CommandReader:
         return MASK
 
     def _allowed(self, word: str) -> str:
-        return word if _PLAIN.match(word) or _existing_path(word) else self._mask(word)
+        if _PLAIN.match(word) or _HOST_NAME.match(word) or _existing_path(word):
+            return word
+        relayed = self._relay(word) if self.program in _RELAYS else None
+        return self._mask(word) if relayed is None else relayed
+
+    def _relay(self, word: str) -> str | None:
+        """A relay's argument as shown when it says where to connect (`proxy:8080`, `connect`, socat's `-` and
+        `PROXY:proxy:%h:%p,proxyport=3128`, its options named as secrets masked: `proxyauth=X`), else None."""
+        if word == "-":
+            return word
+        shown = []
+        for at, part in enumerate(word.split(",")):
+            name, eq, value = part.partition("=")
+            if at and eq and secret_name(name):
+                shown.append(f"{name}={MASK}")
+            elif all(_RELAY_PIECE.match(piece) for piece in (value if at and eq else part).split(":")):
+                shown.append(part)
+            else:
+                return None
+        for at, part in enumerate(word.split(",")):
+            name, eq, value = part.partition("=")
+            if at and eq and secret_name(name):
+                self._mask(value)
+        return ",".join(shown)
 
     def _assigned(self, assigned: re.Match[str]) -> str:
         """`NAME=X`: X masked whatever it looks like when NAME is named as a secret (`TOKEN=987654321`)."""
@@ -286,8 +332,8 @@ def _shown(words: list[str]) -> tuple[list[str], list[str]]:
 
 
 def masked_command(command: str) -> str:
-    """`command` as a hint, an error or a report shows it: the program, %h %p %r %%, numbers, option names and
-    paths that exist kept (and ssh's own words: `ssh -W %h:%p jump`), every other argument shown as *** (`--key
+    """`command` as a hint, an error or a report shows it: the program, %h %p %r %%, numbers, host names, option
+    names and paths that exist kept (where a relay connects: `nc -X connect -x proxy:8080 %h %p`) (and ssh's own words: `ssh -W %h:%p jump`), every other argument shown as *** (`--key
     X`, `--key=X`, `-kX`, `TOKEN=X`, a bare word); the command itself when nothing is masked (still runnable as
     printed)."""
     words = _words(command)
