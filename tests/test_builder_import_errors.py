@@ -125,3 +125,57 @@ def test_a_module_that_exits_at_import_is_the_recipes_error(tmp_path: Path) -> N
     said = " ".join(done.stderr.split())
     assert done.returncode == 2, done.stdout + done.stderr
     assert "exitmod" in said and "SystemExit: bye from exitmod" in said, said
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        # a message over several lines: its first line was lost (`ValueError: line two`)
+        (
+            'raise ValueError("the first reason\\nthe second reason")\n',
+            ["ValueError: the first reason", "the second reason"],
+        ),
+        # pydantic's: which field and why sit between its first and last lines (`ValidationError: For further
+        # information visit https://errors.pydantic.dev/...`)
+        (
+            "from pydantic import BaseModel\n\n\nclass Cfg(BaseModel):\n    width: int\n\n\nCFG = Cfg()\n",
+            ["ValidationError: 1 validation error for Cfg", "width", "Field required"],
+        ),
+        # yaml's ends on a caret line (`ParserError: ^`)
+        (
+            'import yaml\n\nyaml.safe_load("a: [1, 2\\nb: 3\\n")\n',
+            ["ParserError: while parsing a flow sequence", "expected ',' or ']', but got ':'"],
+        ),
+        # TorchScript's interpreter: its serialized traceback first, torch's reason as its last line, kept alone
+        (
+            "import torch\n\nconv = torch.jit.script(torch.nn.Conv2d(3, 4, 3))\nconv(torch.zeros(1, 4, 8, 8))\n",
+            ["RuntimeError: Given groups=1", "to have 3 channels, but got 4 channels instead"],
+        ),
+    ],
+    ids=["multi-line", "pydantic", "yaml", "torchscript"],
+)
+def test_a_module_raising_a_message_over_several_lines_says_its_reason(
+    tmp_path: Path, module: str, expected: list[str]
+) -> None:
+    """exception_said kept only the last line of a message over several lines, which is the reason only for
+    TorchScript's; the others' reason is in their first lines or between."""
+    (tmp_path / "multimod.py").write_text(module + "\n\ndef build():\n    pass\n")
+    done = _convert(_recipe(tmp_path, "multi", "  builder: multimod:build\n  args: {}\n"), tmp_path / "home")
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "internal error" not in said and "importing multimod raised" in said, said
+    for words in expected:
+        assert words in said, said
+    assert "Traceback of TorchScript" not in said and "HERE" not in said, said
+
+
+def test_a_long_message_keeps_its_first_and_last_lines_bounded() -> None:
+    """A message of many lines, well over the bound: its start and its end are said, the middle cut."""
+    from edgekit.recipe.builders import exception_said
+
+    lines = ["the first reason"] + [f"filler line {i} " + "x" * 40 for i in range(60)] + ["the last reason"]
+    said = exception_said(ValueError("\n".join(lines)), limit=300)
+    assert said.startswith("ValueError: the first reason"), said
+    assert said.endswith("the last reason"), said
+    assert "\n" not in said and len(said) < 400, said
+    assert exception_said(KeyError("k")) == "KeyError: 'k'"

@@ -127,15 +127,25 @@ class BuilderImportError(ImportError):
 
 
 def exception_said(exc: BaseException, limit: int = 300) -> str:
-    """`Type: message` on one line, at most about `limit` characters of the message: of a message over several
-    lines (TorchScript's interpreter puts its serialized traceback first, the cause last), its last non-empty
-    line, which is the reason (`RuntimeError: Given groups=1, ... expected ... 3 channels, but got 4`)."""
+    """`Type: message` on one line, the message at most about `limit` characters (cut in the middle: its start and
+    its end are kept). A message over several lines is said with its lines joined by ` | ` (pydantic's names the
+    field between its first and last lines, yaml's ends on a `^` line), except TorchScript's interpreter's, which
+    puts its serialized traceback first and torch's reason as its last line (`RuntimeError: Given groups=1, ...
+    expected ... 3 channels, but got 4`): that line alone."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[-1] if lines else ""
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    named = len(lines) > 1 and re.match(r"[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning): ", text)
-    return text if named else f"{type(exc).__name__}: {text}"
+    named = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning): ")
+    if len(lines) > 1 and "Traceback of TorchScript" in str(exc) and named.match(lines[-1]):
+        return _bounded(lines[-1], limit)
+    text = _bounded(" | ".join(lines), limit)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _bounded(text: str, limit: int) -> str:
+    """`text`, or its first and last `limit // 2` characters around ` ... ` when it is longer than `limit`."""
+    if len(text) <= limit:
+        return text
+    half = max(limit // 2, 1)
+    return f"{text[:half].rstrip()} ... {text[-half:].lstrip()}"
 
 
 def check_importable(dotted: str, field: str, where: str) -> None:
