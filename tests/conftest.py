@@ -17,7 +17,8 @@
   other, in file order, as a single-process run does. A HOST_ONLY test that takes the `pi4_emu` fixture goes with
   the rest. The host worker is the longer of the two (last profiled: 1867 s of tests against 1742 s), so some
   files that would be host-only run on the devices worker to even them out (test_builder_import_errors,
-  test_count_heartbeat, test_count_cache_shape, test_savedmodel_ops, test_proxy_secret_allowlist: about 140 s). Measured on the 2-core machine (2026-12-06, a clean clone's .ci/run): 1793 tests in 27 min 53 s
+  test_count_heartbeat, test_count_cache_shape, test_savedmodel_ops, test_proxy_secret_allowlist,
+  test_torchvision_extension: about 160 s). Measured on the 2-core machine (2026-12-06, a clean clone's .ci/run): 1793 tests in 27 min 53 s
   (earlier that day, 1759 tests: 24 min 40 s, the host worker's tests 1404 s and the devices worker's 1467 s,
   and 31 min 23 s).
 """
