@@ -316,6 +316,7 @@ def test_a_data_builder_that_fails_is_the_recipes_error(
     """The user's data builder raising, or returning no array, was an internal error ("this is a bug in edgekit")."""
     (tmp_path / "userdata.py").write_text(
         "def boom(n, seed):\n    raise RuntimeError('disk not mounted')\n"
+        "def lines(n, seed):\n    raise ValueError('reading calib/\\nfolder calib/ is empty')\n"
         "def text(n, seed):\n    return 'hello'\n"
         "import numpy as np\n"
         "def three(n, seed):\n    return np.zeros((n, 3, 8, 8), np.float32), np.zeros(n, np.int64), None\n"
@@ -325,6 +326,8 @@ def test_a_data_builder_that_fails_is_the_recipes_error(
     monkeypatch.syspath_prepend(str(tmp_path))
     cases = {  # a 3-tuple, or [inputs, labels] (np.asarray: ValueError, inhomogeneous shape) were internal errors
         "userdata:boom": "userdata:boom raised RuntimeError: disk not mounted",
+        # a message over several lines, on one line (the reason was cut at 300 characters, its breaks kept)
+        "userdata:lines": r"userdata:lines raised ValueError: reading calib/ \| folder calib/ is empty",
         "userdata:text": "userdata:text returned str",
         "userdata:three": r"userdata:three returned a tuple of 3 items",
         "userdata:pair_list": r"userdata:pair_list returned a list of 2 items of different shapes",
@@ -336,7 +339,7 @@ def test_a_data_builder_that_fails_is_the_recipes_error(
         with pytest.raises(RecipeError, match=message) as err:
             evaluation_inputs(recipe)
         assert err.value.exit_code == 2 and "evaluation.data.builder" in str(err.value)
-        assert builder.endswith(("boom", "text")) or "(inputs, labels)" in (err.value.hint or "")
+        assert builder.endswith(("boom", "lines", "text")) or "(inputs, labels)" in (err.value.hint or "")
 
 
 def test_output_names_must_match_the_tensors_a_torch_module_returns(

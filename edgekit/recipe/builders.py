@@ -249,7 +249,7 @@ def _call(
             return fn(*args, **kwargs)
     except Exception as exc:
         raise RecipeError(
-            f"field `{section}.builder`: {dotted} raised {type(exc).__name__}: {str(exc)[:300]}",
+            f"field `{section}.builder`: {dotted} raised {exception_said(exc)}",
             where=where,
             hint="call the builder yourself in Python to see the traceback (or run edgekit with --debug)",
         ) from exc
