@@ -11,9 +11,9 @@ not: the loader registers them all, and one function calls another through attri
 
 A deny-list, not an allow-list: Keras exports use hundreds of compute ops (and TensorFlow adds some with each
 release, as DisableCopyOnRead), while the ops that touch files, processes or Python are a few named families;
-`tf.raw_ops` is checked against them by tests/test_savedmodel_ops.py, so a new file op of a newer TensorFlow fails
-that test until it is sorted into DENIED or LOOKALIKES (and a new path-like attribute until it is refused or
-reviewed).
+every op TensorFlow registers (tf.raw_ops and the ops outside it) is checked against them by
+tests/test_savedmodel_ops.py, so a new file op of a newer TensorFlow fails that test until it is sorted into DENIED
+or LOOKALIKES (and a new path-like attribute until it is refused or reviewed).
 
 Checkpoint ops (SaveV2, RestoreV2, MergeV2Checkpoints...) are how the saver stores variables, so they are allowed
 where the saver (the meta graph's `saver_def`) has them: in the functions its top-level nodes call (TensorFlow 2:
@@ -36,6 +36,7 @@ _PYTHON = "runs Python code"
 _DEBUG = "sends tensors to a debug URL (file:// or grpc://)"
 _DATA = "reads or writes files (a tf.data source or sink)"
 _NET = "talks to a tf.data service over the network"
+_RPC = "serves or calls functions over the network (gRPC)"
 _SUMMARY = "writes summary files"
 _HIDDEN = "builds a graph from a string, out of sight of this check"
 
@@ -68,6 +69,10 @@ DENIED: dict[str, str] = {
             "WholeFileReader",
             "WholeFileReaderV2",
             "LMDBReader",
+            # registered by TensorFlow's libraries, not in tf.raw_ops
+            "DumpTensor",  # writes log_dir_path/file_name
+            "CalibrationStatisticsSaver",  # writes output_file_path
+            "DTensorRestoreV2",  # reads a checkpoint at its prefix
         ),
         _FILES,
     ),
@@ -129,6 +134,19 @@ DENIED: dict[str, str] = {
         ),
         _NET,
     ),
+    **dict.fromkeys(
+        (  # tf.distribute.experimental.rpc (not in tf.raw_ops): a gRPC server or client
+            "RpcServer",
+            "RpcServerRegister",
+            "RpcServerStart",
+            "RpcClient",
+            "RpcCall",
+            "RpcCheckStatus",
+            "RpcGetValue",
+            "DeleteRpcFutureResource",
+        ),
+        _RPC,
+    ),
     **dict.fromkeys(("DatasetFromGraph",), _HIDDEN),
     **dict.fromkeys(
         (
@@ -150,7 +168,7 @@ DENIED: dict[str, str] = {
     ),
 }
 
-# ops whose names look like file ops but touch no file (tests/test_savedmodel_ops.py: every op of tf.raw_ops the
+# ops whose names look like file ops but touch no file (tests/test_savedmodel_ops.py: every registered op the
 # pattern there matches is in DENIED or here)
 LOOKALIKES = frozenset(
     {
@@ -171,6 +189,11 @@ LOOKALIKES = frozenset(
         "DebugGradientRefIdentity",
         "BoostedTreesExampleDebugOutputs",
         "BoostedTreesMakeStatsSummary",
+        "CopyOp",  # a copy of a tensor (a test op of TensorFlow's)
+        "CopyToMesh",  # DTensor: a tensor onto a device mesh
+        "CopyToMeshGrad",
+        "LoadAllTPUEmbeddingParameters",  # TPU embedding tables from its input tensors
+        "TpuHandleToProtoKey",
         # summaries as serialized protos (strings): only the Write*/writer ops in DENIED put them in a file
         "AudioSummary",
         "AudioSummaryV2",
