@@ -180,23 +180,29 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return folder, marks
 
 
+def _child_result(code: str, *args: str) -> Any:
+    """The JSON a child python running `code` printed after 'RESULT ' (the checks import TensorFlow's protos: a
+    child of their own)."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**ENV, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        timeout=600,
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-3000:]
+    return json.loads(lines[0][len("RESULT ") :])
+
+
 @pytest.fixture(scope="module")
 def models(built: tuple[Path, Path]) -> tuple[Path, Path, dict[str, Any]]:
     """(folder of SavedModels, folder of marks, {model: [[op, function], ...] the check refuses}), the check run
     in a child of its own (it imports TensorFlow's protos)."""
     folder, marks = built
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(
-        [sys.executable, "-c", CHECK, str(folder)],
-        capture_output=True,
-        text=True,
-        env={**ENV, "PYTHONPATH": str(root)},
-        timeout=600,
-    )
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-3000:]
+    refused = _child_result(CHECK, str(folder))
     assert not any(marks.iterdir()), "building or checking a model ran its serving function"
-    return folder, marks, json.loads(lines[0][len("RESULT ") :])
+    return folder, marks, refused
 
 
 def test_real_savedmodels_pass_the_check(models: tuple[Path, Path, dict[str, Any]]) -> None:
@@ -319,17 +325,7 @@ def test_every_file_looking_op_of_this_tensorflow_is_sorted() -> None:
     outside it: was tf.raw_ops only, which missed RpcClient, RpcServer, DTensorRestoreV2...) whose name looks like
     files, Python, debug URLs, the network or data on disk is either refused (DENIED) or reviewed as harmless
     (LOOKALIKES); both name only ops this TensorFlow has (a typo refuses nothing)."""
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(
-        [sys.executable, "-c", ALL_OPS, SUSPECT],
-        capture_output=True,
-        text=True,
-        env={**ENV, "PYTHONPATH": str(root)},
-        timeout=600,
-    )
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-3000:]
-    got = json.loads(lines[0][len("RESULT ") :])
+    got = _child_result(ALL_OPS, SUSPECT)
     assert got["unsorted"] == [] and got["unknown"] == [], got
     for op in (
         "WriteFile",
@@ -395,17 +391,7 @@ def test_every_op_with_a_path_like_string_attribute_is_refused_or_reviewed() -> 
     vocab_file (and DumpTensor's log_dir_path, Skipgram's filename...) read a file unseen. Now every op TensorFlow
     registers (tf.raw_ops and the ops outside it) with a string attribute named like a file, folder or URL, given
     a path there, is refused by saved_model_refusals or reviewed as harmless above."""
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(
-        [sys.executable, "-c", ALL_ATTRS, SUSPECT_ATTR, json.dumps(REVIEWED_ATTRS)],
-        capture_output=True,
-        text=True,
-        env={**ENV, "PYTHONPATH": str(root)},
-        timeout=600,
-    )
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-3000:]
-    got = json.loads(lines[0][len("RESULT ") :])
+    got = _child_result(ALL_ATTRS, SUSPECT_ATTR, json.dumps(REVIEWED_ATTRS))
     assert got["unsorted"] == [] and got["harmless_refused"] == [], got
     refused = {tuple(r) for r in got["refused"]}
     for pair in (("FixedUnigramCandidateSampler", "vocab_file"), ("Skipgram", "filename")):
