@@ -261,6 +261,10 @@ def _count(
 
     first, cached = one(1)
     counted: dict[str, Any] = {**first.to_dict(), "window_misses": first.window_misses, "cached": cached}
+    if (
+        counted.get("cycles", -1) < 0
+    ):  # the count's 'not timed' (-1.0: no llvm-mca model of this core) is null
+        counted["cycles"] = None
     busiest: dict[int, int] = {}
     n = min(threads, b.cores)
     # 2 or 3 threads are interpolated towards 4, which is estimated as `--threads 4` is: with its split
@@ -310,7 +314,7 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
             f"emulated {count['cpu']}, 1 thread{cached}; emulated wall time is not latency)",
             highlight=False,
         )
-        if count.get("cycles", -1) > 0:
+        if (count.get("cycles") or 0) > 0:
             console.print(
                 f"  cycles        {count['cycles']:,.0f} per invoke (the counted blocks timed by llvm-mca's model of "
                 f"the core's pipeline, every load an L1 hit: a cost model's input, not a measurement)",
