@@ -916,6 +916,12 @@ def test_a_model_outside_the_calibration_range_is_said_to_be_extrapolated() -> N
     assert three.to_dict()["interval_not_validated"] == (
         "no calibration figure at 3 threads; outside the calibration models' size range"
     )
+    # at a calibrated thread count too: a format with no calibration figure AND a size outside the range (the
+    # format's reason alone was given, hiding the extrapolation)
+    both = cost_model.estimate("pi4", cost_model.Features(lo // 50), 1, fmt=Format.TFLITE_FP32)
+    assert both.to_dict()["interval_not_validated"] == (
+        "no calibration figure for tflite-fp32; outside the calibration models' size range"
+    )
 
 
 def test_two_and_three_threads_are_interpolated_between_the_calibrated_counts() -> None:

@@ -255,19 +255,21 @@ def estimate(
         q = max(q, widest_q())
         if not runtime_ok:
             notes.append(validity.uncalibrated_note(fmt))
-        why = (
-            f"no calibration figure at {n} threads"
-            if calibrated_n != n
-            else f"{threads} threads on {board.cores} cores: no calibration figure oversubscribes the cores"
-            if oversubscribed
-            else f"no calibration figure for {fmt.value if fmt else 'this format'}"
-            if not runtime_ok
-            else f"no calibration model ran ncnn's fp32 kernels on the {board.core} ({fp16_off})"
-            if fp32_kernels
-            else "outside the calibration models' size range"
-            if not in_reach
-            else "below every calibration model's published figure (the MAC forms have no fixed cost)"
-        )
+        reasons = [  # every one that applies (the first alone hid an extrapolation behind a format's)
+            (calibrated_n != n, f"no calibration figure at {n} threads"),
+            (
+                oversubscribed,
+                f"{threads} threads on {board.cores} cores: no calibration figure oversubscribes the cores",
+            ),
+            (not runtime_ok, f"no calibration figure for {fmt.value if fmt else 'this format'}"),
+            (fp32_kernels, f"no calibration model ran ncnn's fp32 kernels on the {board.core} ({fp16_off})"),
+            (not in_reach, "outside the calibration models' size range"),
+            (
+                bool(below),
+                "below every calibration model's published figure (the MAC forms have no fixed cost)",
+            ),
+        ]
+        why = "; ".join(text for applies, text in reasons if applies)
     _state_interval_used(cv, q)
     return Estimate(
         board.name,
