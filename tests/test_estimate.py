@@ -539,6 +539,8 @@ def test_roofline_command(chain_roofline_pi5: tuple[Path, str]) -> None:
     out = _cli("roofline", str(onnx_path), "--board", "pi4", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
+    # what was bounded, named as `estimate --json` names it (the JSON had no file, board or thread count)
+    assert (data["artifact"], data["board"], data["threads"]) == (str(onnx_path), "pi4", 1)
     assert data["roofline"]["macs"] == 2 * CONV_MACS + CHANNELS * 10
     assert data["estimate"]["label"].startswith("estimate")
     weights = data["estimate"]["cross_validation"]["weights"]  # an ONNX file: the forms on MACs alone

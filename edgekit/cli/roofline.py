@@ -72,6 +72,11 @@ def roofline_cmd(
     if as_json:
         print_json(
             {
+                "artifact": str(
+                    given
+                ),  # the user's file (not a zero-weight copy), as `estimate --json` names it
+                "board": b.name,
+                "threads": threads,
                 "roofline": r.to_dict(),
                 "estimate": est.to_dict() if est else None,
                 **({} if est else {"no_estimate": no_estimate}),
