@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgekit.emu import layout
+from edgekit.emu.guests import die_with_edgekit, scratch
 from edgekit.emu.plugin import build as plugin_build
 from edgekit.emu.plugin import cycles
 from edgekit.emu.specs import device_spec
@@ -249,7 +249,9 @@ def _run_guest(
             hint=f"run `edgekit emu build {device}`",
         )
     threads = max(r["threads"] for r in requests)
-    with tempfile.TemporaryDirectory(prefix="edgekit-count-") as tmp:
+    with scratch(
+        "count"
+    ) as tmp:  # not /tmp: a kill -9 there left a folder nothing finds (emu.guests.scratch)
         insn_file = Path(tmp) / "insns.txt"
         insn_file.touch()
         request = Path(tmp) / "request.json"
@@ -264,6 +266,8 @@ def _run_guest(
             stderr=subprocess.PIPE,
             text=True,
             env=_guest_env(plugin, insn_file, threads, caches),
+            # a kill -9 of edgekit left this qemu at 100 % CPU, reparented to PID 1 (set between fork and exec)
+            preexec_fn=die_with_edgekit(),  # noqa: PLW1509 - libc looked up before the fork
         )
         try:
             stdout, stderr = wait_saying(
