@@ -70,3 +70,41 @@ def test_a_kill_9_of_estimate_takes_its_counting_qemu_along(tmp_path: Path) -> N
     assert not list(tmpdir.iterdir()), list(tmpdir.iterdir())  # nothing left where nothing finds it
     left = [e for e in housekeeping.scan(home / "cache") if e.kind == "leftover"]
     assert any("count-" in e.path.name for e in left), left  # listed: `edgekit cache prune` removes it later
+
+
+def test_a_kill_9_of_edgekit_takes_the_host_agent_along(tmp_path: Path) -> None:
+    """The agent on `--target local` runs in a session of its own (so a timeout can kill its group): a kill -9 of
+    edgekit left it running to its own time limit. It now dies with edgekit."""
+    from onnx_graphs import gelu_classifier
+
+    model = gelu_classifier(tmp_path / "m.onnx", size=64)
+    env = {**os.environ, "EDGEKIT_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekit", "bench", str(model), "--target", "local", "--shape", "1,3,64,64"]
+        + ["--repeat", "100000", "--number", "50"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    agents: list[psutil.Process] = []
+    deadline = time.monotonic() + 120
+    try:
+        while not agents and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            try:
+                below = psutil.Process(proc.pid).children(recursive=True)
+            except psutil.Error:
+                break
+            agents = [p for p in below if any(a.endswith("agent.py") for a in p.cmdline())]
+        assert agents, "no agent seen below edgekit bench"
+        time.sleep(1.0)  # measuring
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        _gone, alive = psutil.wait_procs(agents, timeout=5)
+        assert not alive, f"the host agent outlived a kill -9 of edgekit: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for agent in agents:
+            if agent.is_running():
+                agent.kill()

@@ -5,15 +5,14 @@ their scratch folder under the cache's work folder, their death with edgekit, an
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
-import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgekit import paths
+from edgekit.child_death import die_with_edgekit
 from edgekit.errors import EmulatorError
 
 
@@ -28,31 +27,6 @@ def scratch(kind: str) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def die_with_edgekit() -> Callable[[], None] | None:
-    """A subprocess preexec_fn making a guest (setarch and the shell script exec qemu-user: one process) die with
-    this edgekit: a kill -9 of edgekit left the speed plan's qemu guests running, reparented to PID 1. Linux's
-    PR_SET_PDEATHSIG (SIGKILL), as the onnx2tf child sets it (convert.tool_process.die_with_parent), set between
-    fork and exec; a parent already gone by then ends the child at once. None where it cannot be set (not
-    Linux). libc is looked up here, before the fork: the child only calls it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    import signal
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent, kill = os.getpid(), int(signal.SIGKILL)
-
-    def preexec() -> None:
-        prctl(1, kill, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
 
 
 class Guests:

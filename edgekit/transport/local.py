@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from edgekit.child_death import die_with_edgekit
 from edgekit.errors import Interrupted, RemoteTimeout, TransportError
 from edgekit.paths import data_dir
 from edgekit.target import Target
@@ -117,6 +118,8 @@ class LocalTransport(Transport):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                # the host agent dies with edgekit (a kill -9 left it running until its own time limit)
+                preexec_fn=die_with_edgekit(),  # noqa: PLW1509 - libc looked up before the fork
             )
         except OSError as exc:
             return RunResult(command, 127, "", f"{argv[0]}: {exc}", time.monotonic() - start)

@@ -19,8 +19,9 @@ from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgekit.child_death import die_with_edgekit
 from edgekit.emu import layout
-from edgekit.emu.guests import die_with_edgekit, scratch
+from edgekit.emu.guests import scratch
 from edgekit.emu.plugin import build as plugin_build
 from edgekit.emu.plugin import cycles
 from edgekit.emu.specs import device_spec
