@@ -3,8 +3,9 @@
 Each command runs as `exec` of the login shell sshd started for it; sshd makes that shell a session leader,
 so its pid (printed first, on stderr) is the process group of everything the command starts. On timeout
 that group is killed from a second channel and RemoteTimeout raised; on Ctrl-C (`Link.interrupt()`) it is
-killed (bounded) and Interrupted raised. A link error carries what the command had printed so far (`stdout`)
-and its process group (`pgid`), so a fresh connection can pull back what the device wrote and stop what is left.
+killed (bounded) and Interrupted raised, also when the kill cannot reach the device (frozen, link lost). A link
+error and Interrupted carry what the command had printed so far (`stdout`) and its process group (`pgid`), so a
+fresh connection can pull back what the device wrote and stop what is left.
 
 A command dies with its session: a watcher in the same process group waits for the end of the command's stdin
 (sshd closes it when the session ends: the link dropped, or sshd was killed) and then kills the group, so a lost
@@ -108,11 +109,22 @@ def run(
     if link.interrupted.is_set():
         close_quietly(chan)
         link.interrupt_answered()  # the command is in hand: the kill and the fetch after it have their own deadlines
-        survivors = kill_group(link, pgid) if pgid else None  # no pid yet: the closed session ends it
-        raise Interrupted(
+        try:
+            survivors = kill_group(link, pgid) if pgid else None  # no pid yet: the closed session ends it
+        except (
+            TransportError
+        ) as failed:  # a frozen or lost link: the Ctrl-C still ends the run, with what was printed
+            survivors = (
+                f"not known: the kill did not reach the device ({type(failed).__name__}); the session's watcher "
+                "stops them when sshd ends the session"
+            )
+        stopped = Interrupted(
             f"`{command}` stopped (Ctrl-C or SIGTERM)" + (f"; still alive: {survivors}" if survivors else ""),
             where=link.address,
         )
+        # what the command had printed (deploy keeps the measurements the agent streamed), and its process group
+        stopped.stdout, stopped.stderr, stopped.pgid = out.decode(errors="replace"), err_text, pgid  # type: ignore[attr-defined]
+        raise stopped
     if timed_out:
         close_quietly(chan)
         survivors = kill_group(link, pgid) if pgid else None  # no pid yet: the closed session ends it
