@@ -318,7 +318,9 @@ def recipe_view(
         if older is not None:
             mine = [f for f in flags if f.run_id == older.id]  # its newest run was judged (judge_current)
             rows += [replace(row, run_id=older.id) for row in latest_rows(older.result, mine, only=target)]
-    rows = _host_series_rows([_or_older(row, latest, shown) for row in rows], shown, flags)
+    rows = _host_series_rows(
+        _unmeasured_from_older([_or_older(row, latest, shown) for row in rows], latest, shown), shown, flags
+    )
     return RecipeView(
         name,
         shown,
@@ -371,6 +373,29 @@ def _or_older(row: Row, latest: StoredRun, shown: list[StoredRun]) -> Row:
             if (older.artifact, older.threads, older.status) == (row.artifact, row.threads, "ok"):
                 return replace(older, run_id=run.id)
     return row
+
+
+def _unmeasured_from_older(rows: list[Row], latest: StoredRun, shown: list[StoredRun]) -> list[Row]:
+    """An artifact an interrupted target of the latest run has no row for at all (the Ctrl-C came before its
+    agent started, or before it printed anything: nothing was recorded as not run): the newest older run's
+    measurements of it on that target (named by their run), as _or_older does for a row recorded as not run. The
+    table said `_no measurements_` though an older complete run existed."""
+    asked = [a.id for a in latest.result.artifacts]
+    for t in latest.result.runs:
+        if not t.interrupted:
+            continue
+        have = {row.artifact for row in rows if row.target == t.target}
+        for run in reversed(shown):
+            if run.id == latest.id:
+                continue
+            older = [
+                row
+                for row in latest_rows(run.result, (), only=t.target)
+                if row.status == "ok" and row.artifact not in have and (not asked or row.artifact in asked)
+            ]
+            rows += [replace(row, run_id=run.id) for row in older]
+            have |= {row.artifact for row in older}
+    return rows
 
 
 def when(ts: float) -> str:
