@@ -117,6 +117,7 @@ HOST_ONLY = frozenset(
         "test_recipe_package.py",
         "test_report_control_chars.py",
         "test_report_cosine_places.py",
+        "test_report_interrupted_empty.py",
         "test_report_markdown_text.py",
         "test_report_model_digest.py",
         "test_report_panel_notes.py",
