@@ -63,17 +63,23 @@ def test_a_held_up_re_extract_does_not_make_a_convolution_free(tmp_path: Path, c
     param, model = write_convs(tmp_path)
     runner = agent.NcnnRunner(param, model, 1, None)
     runner.set_input(np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32))
-    passes = 300
-    layers = runner.layer_times(passes)
-    assert [layer["name"] for layer in layers] == ["conv0", "conv1", "conv2"]
-    for layer in layers:
-        # every convolution computes 8x32x32 outputs of 27-72 products: never 0 ms, its minimum no more than its median
-        assert 0 < layer["min_ms"] <= layer["ms"], layer
-        # the re-extract's cost that was subtracted, and the passes whose extract took no longer than it
-        assert layer["reextract_ms"] > 0, layer
-        assert 0 <= layer["noisy_passes"] <= passes, layer
-    # the contention did hold some windows up: the noise this test is about happened
-    assert sum(layer["noisy_passes"] for layer in layers) > 0, layers
+    passes, noisy = 300, 0
+    for _ in range(8):  # until the contention held a re-extract up at least once (a quiet run proves nothing)
+        layers = runner.layer_times(passes)
+        assert [layer["name"] for layer in layers] == ["conv0", "conv1", "conv2"]
+        for layer in layers:
+            # every convolution computes 8x32x32 outputs of 27-72 products: never 0 ms, its minimum no more than
+            # its median
+            assert 0 < layer["min_ms"] <= layer["ms"], layer
+            # the re-extract's cost that was subtracted, and the passes whose extract took no longer than it
+            assert layer["reextract_ms"] > 0, layer
+            assert 0 <= layer["noisy_passes"] <= passes, layer
+        noisy += sum(layer["noisy_passes"] for layer in layers)
+        if noisy:
+            break
+    # the contention did hold some windows up: the noise this test is about happened (one run of 300 passes in a
+    # clean CI run had none; up to 8 runs)
+    assert noisy > 0, layers
 
 
 def test_quiet_times_keep_the_old_keys_and_order(tmp_path: Path) -> None:
