@@ -15,9 +15,9 @@ RECIPE ?=
 TARGET ?= pi4-emu
 # make demo DEMO_RECIPE=recipes/digits-keras.yaml: a Keras model through both TFLite routes
 DEMO_RECIPE ?= recipes/yolov5-lite.yaml
-# two workers (pytest-xdist, grouped in tests/conftest.py): the suite in 25-31 minutes on a 2-core machine
-# (2026-12-06: 1759 tests; 1793 tests in 27 min 53 s); PYTEST_WORKERS= runs it in one process
-PYTEST_WORKERS ?= -n 2 --dist loadgroup
+# three workers (pytest-xdist, grouped in tests/conftest.py: host-only, bare-rig lab and balance, devices); with two
+# the 1923 tests took 33 min 15 s on a 2-core machine (2026-12-06); PYTEST_WORKERS= runs it in one process
+PYTEST_WORKERS ?= -n 3 --dist loadgroup
 PYTEST_ARGS ?=
 # where torch comes from: pip's own configuration by default; TORCH_INDEX=https://download.pytorch.org/whl/cpu takes
 # PyTorch's CPU build (PyPI's x86_64 wheel is the CUDA build, several GB)

@@ -9,18 +9,17 @@
   (tests/test_deploy.py deploys with them, tests/test_targets.py checks the plugin gets them by default).
 - `pi4_emu`: the running pi4-emu device's Target, read for each test; the device is started once for the
   session if it was not running (`_pi4_emu_session`), and stopped at the end only if this session started it.
-- Two workers (`make test`'s default, pytest-xdist `-n 2 --dist loadgroup`; `make test PYTEST_WORKERS=` for
-  one process): the files in HOST_ONLY
-  touch nothing another test changes (conversions, counting under the counting qemu, the host and `local`
-  targets, each worker's own EDGEKIT_HOME) and run on one worker; everything else (the running emulated devices
-  and their sshd, which fault tests freeze and stop; the lab coordinator, PostgreSQL, Chromium) runs on the
-  other, in file order, as a single-process run does. A HOST_ONLY test that takes the `pi4_emu` fixture goes with
-  the rest. The host worker is the longer of the two (last profiled: 1867 s of tests against 1742 s), so some
-  files that would be host-only run on the devices worker to even them out (test_builder_import_errors,
-  test_count_heartbeat, test_count_cache_shape, test_savedmodel_ops, test_proxy_secret_allowlist,
-  test_torchvision_extension: about 160 s). Measured on the 2-core machine (2026-12-06, a clean clone's .ci/run): 1793 tests in 27 min 53 s
-  (earlier that day, 1759 tests: 24 min 40 s, the host worker's tests 1404 s and the devices worker's 1467 s,
-  and 31 min 23 s).
+- Three workers (`make test`'s default, pytest-xdist `-n 3 --dist loadgroup`; `make test PYTEST_WORKERS=` for
+  one process): the files in HOST_ONLY touch nothing another test changes (conversions, counting under the
+  counting qemu, the host and `local` targets, each worker's own EDGEKIT_HOME) and run on one worker; the files in
+  LAB_AND_BALANCE (the bare-rig lab tests, each with a coordinator of its own and no board: mostly waiting on
+  gRPC's and edgekit's bounds, and a few files that need no device) on a second; everything else (the running
+  emulated devices and their sshd, which fault tests freeze and stop; the lab tests that deploy to them,
+  PostgreSQL, Chromium) on the third, in file order, as a single-process run does. A test that takes the `pi4_emu`
+  fixture goes with the devices. Why three on a 2-core machine: with two, a clean clone's .ci/run of 1923 tests took
+  33 min 15 s (2026-12-06: the host worker's tests 1907 s, the devices worker's 1977 s, of which the bare-rig lab
+  files were about 380 s of waiting); the third worker's tests wait while the other two compute. test_analyze
+  and test_any_onnx (host-only) run with the devices to even the first and the third.
 """
 
 from __future__ import annotations
@@ -43,11 +42,9 @@ HOST_ONLY = frozenset(
         "test_accuracy.py",
         "test_agent_figures.py",
         "test_agent_layer_noise.py",
-        "test_analyze.py",
         "test_analyze_fix_candidates.py",
         "test_analyze_readable.py",
         "test_analyze_two_outputs.py",
-        "test_any_onnx.py",
         "test_bad_input_models.py",
         "test_bad_target_input.py",
         "test_bench_unreadable_onnx.py",
@@ -142,7 +139,6 @@ HOST_ONLY = frozenset(
         "test_target_work_dir.py",
         "test_tflite_dynamic_shape.py",
         "test_tflite_layout.py",
-        "test_tflite_run_cache.py",
         "test_torch_arg_files.py",
         "test_torch_export.py",
         "test_torch_file.py",
@@ -173,12 +169,41 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault(f"EDGEKIT_TARGET_{device}_EMULATED__CACHES", "false")
 
 
+# the third worker's files: the bare-rig lab tests (their own coordinator and exporter, no board behind them:
+# mostly waiting on gRPC's and edgekit's bounds) and files that need no device, balancing the other two workers
+LAB_AND_BALANCE = frozenset(
+    {
+        "test_lab_bounds.py",
+        "test_lab_cli.py",
+        "test_lab_close_grace.py",
+        "test_lab_faults.py",
+        "test_lab_hold.py",
+        "test_lab_night.py",
+        "test_lab_refused.py",
+        "test_lab_release_retry.py",
+        "test_builder_import_errors.py",
+        "test_count_cache_shape.py",
+        "test_count_heartbeat.py",
+        "test_proxy_secret_allowlist.py",
+        "test_savedmodel_ops.py",
+        "test_tflite_run_cache.py",
+        "test_torchvision_extension.py",
+    }
+)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the test ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Each test's pytest-xdist group (see the module's docstring); without xdist the marks do nothing."""
     for item in items:
-        host = item.path.name in HOST_ONLY and "pi4_emu" not in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group("host" if host else "devices"))
+        name, fixtures = item.path.name, getattr(item, "fixturenames", ())
+        if name in LAB_AND_BALANCE and "pi4_emu" not in fixtures:
+            group = "lab"
+        elif name in HOST_ONLY and "pi4_emu" not in fixtures:
+            group = "host"
+        else:
+            group = "devices"
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="module")
