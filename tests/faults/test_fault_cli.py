@@ -91,9 +91,12 @@ def stored(store: Path, said: str = "") -> DeployResult:
         return db.load(runs[0].id)
 
 
-def test_deploy_to_a_device_frozen_mid_run_exits_1_in_bounded_time_and_keeps_the_measurement(
-    pi4_emu, tmp_path
-) -> None:
+def deploy_frozen_after_a_measurement(
+    tmp_path: Path, ctrl_c: bool = False
+) -> tuple[subprocess.Popen[str], str, str, float, Path, Path]:
+    """A deploy to pi4-emu whose sshd (and its children) is SIGSTOPped once the agent streamed a measurement, then,
+    with `ctrl_c`, SIGINT a second later: (process, stdout, stderr, seconds from the freeze or the Ctrl-C to the
+    end, --json file, store). The sshd is resumed on every way out."""
     proc, work, out, store = start_deploy(tmp_path)
     stopped: list[int] = []
     try:
@@ -101,15 +104,25 @@ def test_deploy_to_a_device_frozen_mid_run_exits_1_in_bounded_time_and_keeps_the
         for pid in sshd_tree():
             os.kill(pid, signal.SIGSTOP)
             stopped.append(pid)
-        frozen_at = time.monotonic()
+        if ctrl_c:
+            time.sleep(1)
+            proc.send_signal(signal.SIGINT)
+        since = time.monotonic()
         stdout, stderr = proc.communicate(timeout=180)
-        seconds = time.monotonic() - frozen_at
+        seconds = time.monotonic() - since
     finally:
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+    return proc, stdout, stderr, seconds, out, store
+
+
+def test_deploy_to_a_device_frozen_mid_run_exits_1_in_bounded_time_and_keeps_the_measurement(
+    pi4_emu, tmp_path
+) -> None:
+    proc, stdout, stderr, seconds, out, store = deploy_frozen_after_a_measurement(tmp_path)
     assert proc.returncode == 1, stdout[-2000:] + stderr[-2000:]
     assert seconds < 60, seconds  # probe (io_timeout/2 + io_timeout), one reconnect (connect_timeout), report
     assert "DeviceTimeout" in stdout + stderr and "Traceback" not in stderr

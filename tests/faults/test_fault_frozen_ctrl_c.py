@@ -4,12 +4,8 @@ artifact it did not measure as not run (interrupted), in --json and in the store
 
 from __future__ import annotations
 
-import os
-import signal
-import time
-
 import pytest
-from test_fault_cli import sshd_tree, start_deploy, stored, wait_measured
+from test_fault_cli import deploy_frozen_after_a_measurement, stored
 
 from edgekit.results import NOT_RUN_INTERRUPTED, DeployResult
 
@@ -19,24 +15,7 @@ pytestmark = pytest.mark.integration
 def test_ctrl_c_with_the_device_frozen_keeps_the_streamed_measurement_and_records_the_rest(
     pi4_emu, tmp_path
 ) -> None:
-    proc, work, out, store = start_deploy(tmp_path)
-    stopped: list[int] = []
-    try:
-        assert wait_measured(work, proc), proc.communicate(timeout=60)
-        for pid in sshd_tree():
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
-        time.sleep(1)
-        proc.send_signal(signal.SIGINT)
-        pressed = time.monotonic()
-        stdout, stderr = proc.communicate(timeout=180)
-        seconds = time.monotonic() - pressed
-    finally:
-        for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    proc, stdout, stderr, seconds, out, store = deploy_frozen_after_a_measurement(tmp_path, ctrl_c=True)
     said = stdout[-3000:] + stderr[-3000:]
     assert proc.returncode == 130, said
     assert seconds < 60, seconds  # the kill of the agent's group waits io_timeout (3 s), the pull is skipped
