@@ -14,13 +14,16 @@ torchvision/extension.py would (found without importing torchvision), and define
 none or it does not load; torchvision's own load of it later is then the same library, already loaded.
 
 Its own module, below every package: recipe/builders.py defines the stubs before a builder's module imports
-torchvision, and edgekit.zoo's builders do it too; the zoo package imports fidelity and convert, which import the
+torchvision (torchvision_stubbed, an import hook), and edgekit.zoo's builders do it too; the zoo package imports fidelity and convert, which import the
 recipe, so the recipe cannot import the zoo.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +76,32 @@ def import_torchvision() -> Any:
         import torchvision  # type: ignore[import-untyped]
 
     return torchvision
+
+
+class _TorchvisionStubs:
+    """Finds nothing; asked for `torchvision` (a zoo's `torchvision.models:...`, or imported by the user's module or
+    by timm), defines the stub ops it needs with torch's CPU build first (define_stub_ops): its import raised
+    `operator torchvision::nms does not exist` otherwise, an internal error of edgekit's."""
+
+    _busy = False
+
+    @classmethod
+    def find_spec(cls, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "torchvision" and name not in sys.modules and not cls._busy:
+            cls._busy = True  # torch's own import may look for torchvision
+            try:
+                define_stub_ops()
+            finally:
+                cls._busy = False
+        return None
+
+
+@contextlib.contextmanager
+def torchvision_stubbed() -> Iterator[None]:
+    """While inside, an import of torchvision (by a recipe's builder module, or when a builder is called) defines
+    the stub ops first (recipe/builders.py)."""
+    sys.meta_path.insert(0, _TorchvisionStubs)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(_TorchvisionStubs)

@@ -23,6 +23,7 @@ from typing import Any
 
 from edgekit.errors import RecipeError
 from edgekit.pyfiles import installed, someone_elses
+from edgekit.torchvision_ops import torchvision_stubbed
 
 # A builder runs as Python code: a recipe from someone else is code to read before running. These are refused
 # outright, as no model or data builder lives there: Python's standard library (`os:system`,
@@ -245,7 +246,7 @@ def _call(
             ),
         )
     try:
-        with _torchvision_stubbed():  # a builder that imports torchvision when called
+        with torchvision_stubbed():  # a builder that imports torchvision when called
             return fn(*args, **kwargs)
     except Exception as exc:
         raise RecipeError(
@@ -359,42 +360,13 @@ class _UserSourceFinder:
         return spec
 
 
-class _TorchvisionStubs:
-    """Finds nothing; asked for `torchvision` (a zoo's `torchvision.models:...`, or imported by the user's module or
-    by timm), defines the stub ops it needs with torch's CPU build first (edgekit.torchvision_ops): its
-    import raised `operator torchvision::nms does not exist` otherwise, an internal error of edgekit's."""
-
-    _busy = False
-
-    @classmethod
-    def find_spec(cls, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "torchvision" and name not in sys.modules and not cls._busy:
-            cls._busy = True  # torch's own import may look for torchvision
-            try:
-                from edgekit.torchvision_ops import define_stub_ops
-
-                define_stub_ops()
-            finally:
-                cls._busy = False
-        return None
-
-
-@contextlib.contextmanager
-def _torchvision_stubbed() -> Iterator[None]:
-    sys.meta_path.insert(0, _TorchvisionStubs)
-    try:
-        yield
-    finally:
-        sys.meta_path.remove(_TorchvisionStubs)
-
-
 @contextlib.contextmanager
 def _from_source() -> Iterator[None]:
     """While a builder's module is imported, the user's own modules come from their source (_SourceOnlyLoader),
-    and torchvision, if imported, has the stub ops it needs (_TorchvisionStubs)."""
+    and torchvision, if imported, has the stub ops it needs (edgekit.torchvision_ops.torchvision_stubbed)."""
     sys.meta_path.insert(0, _UserSourceFinder)
     try:
-        with _torchvision_stubbed():
+        with torchvision_stubbed():
             yield
     finally:
         sys.meta_path.remove(_UserSourceFinder)
