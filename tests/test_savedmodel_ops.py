@@ -308,7 +308,7 @@ import json, re, sys
 import tensorflow as tf, keras
 from tensorflow.core.framework import op_def_pb2
 from tensorflow.python.client import pywrap_tf_session
-from edgekit.convert.savedmodel_ops import DENIED, LOOKALIKES
+from edgekit.convert.savedmodel_denied import DENIED, LOOKALIKES
 ops = op_def_pb2.OpList.FromString(pywrap_tf_session.TF_GetBuffer(pywrap_tf_session.TF_GetAllOpList())).op
 names = {op.name for op in ops}
 assert names > {n for n in dir(tf.raw_ops) if not n.startswith("_")}
@@ -355,7 +355,8 @@ import tensorflow as tf, keras
 from tensorflow.core.framework import op_def_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.client import pywrap_tf_session
-from edgekit.convert.savedmodel_ops import DENIED, saved_model_refusals
+from edgekit.convert.savedmodel_denied import DENIED
+from edgekit.convert.savedmodel_ops import saved_model_refusals
 ops = op_def_pb2.OpList.FromString(pywrap_tf_session.TF_GetBuffer(pywrap_tf_session.TF_GetAllOpList())).op
 reviewed = json.loads(sys.argv[2])
 got = {"unsorted": [], "refused": [], "harmless_refused": [], "checked": 0}
