@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,6 +161,32 @@ def test_a_coordinator_restart_under_a_hold_is_a_lost_place(tmp_path: Path) -> N
             assert lease.lost == {"solo-a": lost} and "solo-a" not in lease.release_s
             assert any("solo-a was taken from this run before it ended" in s for s in said), said
             assert not any("may still be held" in s or "did not answer" in s for s in said), said
+        finally:
+            lease.close()
+    finally:
+        solo.stop()
+
+
+def test_a_coordinator_back_within_the_connect_bound_is_asked_again(tmp_path: Path) -> None:
+    """The coordinator down when a run gave its place back and up again 3 s later, within the helper's connect
+    bound (10 s): the helper's one new session failed at once (`the coordinator cannot be reached`), and edgekit
+    said `not released` of a place the coordinator would have answered for. It now tries again within the bound
+    and finds what the restart did (the hold gone: the place lost, the restart named)."""
+    solo = lab_rig.start_bare(tmp_path / "rig", {"solo-a": {"board": "solo"}})
+    said: list[str] = []
+    try:
+        lease = LabClient(solo.coordinator).hold(LabSpec(tags={"board": "solo"}, wait_s=20), say=said.append)
+        try:
+            lab_rig._stop_group(solo.pids[0])
+            back = threading.Timer(3.0, lab_rig.start_coordinator, (solo,))
+            back.start()
+            try:
+                lease.release("solo-a")  # the end of the run
+            finally:
+                back.join()
+            assert not any("was not released:" in s or "cannot be reached" in s for s in said), said
+            lost = lease.lost.get("solo-a")
+            assert lost is not None and "the coordinator's connection dropped" in lost, (lost, said)
         finally:
             lease.close()
     finally:

@@ -282,7 +282,8 @@ def new_session(address: str, loop: asyncio.AbstractEventLoop) -> Any:
         grpc.aio.insecure_channel = made
 
 
-async def connect(address: str) -> Any:
+async def connect(address: str, within: float = CONNECT_S) -> Any:
+    """A started session to the coordinator at `address`, its handshake and first sync allowed `within` seconds."""
     host = address.rpartition(":")[0].strip("[]") or address
     try:
         await asyncio.get_running_loop().getaddrinfo(host, None)
@@ -292,7 +293,7 @@ async def connect(address: str) -> Any:
         ) from None
     session = new_session(address, asyncio.get_running_loop())
     try:
-        await asyncio.wait_for(session.start(), timeout=CONNECT_S)
+        await asyncio.wait_for(session.start(), timeout=within)
     except BaseException as exc:
         # closed, not left half-open: its stream shares the connection with the next session's, and a coordinator
         # that was only frozen registers it when it thaws, then refuses every later session on that connection
@@ -303,7 +304,7 @@ async def connect(address: str) -> Any:
                 pass
         if isinstance(exc, TimeoutError):
             raise TimeoutError(
-                f"no answer within {CONNECT_S:g} s (something accepts connections there but does not answer as a "
+                f"no answer within {within:g} s (something accepts connections there but does not answer as a "
                 "labgrid coordinator)"
             ) from None
         raise
@@ -432,10 +433,20 @@ class Link:
                     await asyncio.wait_for(step(), CALL_S)
                 except Exception:  # noqa: BLE001 - the old session is dead already: nothing to close cleanly
                     pass
-        try:
-            fresh = await connect(self.address)
-        except Exception as exc:  # noqa: BLE001 - labgrid's or grpc's: the coordinator is still gone
-            return f"the coordinator cannot be reached ({str(exc) or type(exc).__name__})"
+        # tried again until CONNECT_S is spent: a session to a coordinator that is only slow (frozen, then thawed
+        # within the bound set) can still fail at once (in one CI run: `Could not connect to coordinator` 5 s after
+        # the old stream ended, with CONNECT_S 45 s), which said `not released` of a place the coordinator would give
+        deadline = time.monotonic() + CONNECT_S
+        while True:
+            try:
+                fresh = await connect(self.address, within=max(1.0, deadline - time.monotonic()))
+                break
+            except Exception as exc:  # noqa: BLE001 - labgrid's or grpc's: the coordinator is still gone
+                if (
+                    isinstance(exc, ConnectionError) or deadline - time.monotonic() < 2
+                ):  # ConnectionError: no such host
+                    return f"the coordinator cannot be reached ({str(exc) or type(exc).__name__})"
+                await asyncio.sleep(1)
         self.session, self.renewed, self.closed = fresh, True, False
         return None
 
