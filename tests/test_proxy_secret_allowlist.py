@@ -227,6 +227,9 @@ def test_edgekits_own_sentences_about_the_proxy_command_are_kept(text: str) -> N
         ("TOKEN=987654321 mytun %h", "987654321"),
         ("mytun %h API_KEY=55512345", "55512345"),
         ("plink -pw 31415926 -nc %h:%p jump", "31415926"),
+        ("mytun --pin 4821 %h", "4821"),
+        ("mytun --sim-pin=4821 %h", "4821"),
+        ("mytun %h TOTP=135790", "135790"),
         (
             "cloudflared access ssh --hostname %h --service-token-id 1234 --service-token-secret 99887766554433",
             "99887766554433",

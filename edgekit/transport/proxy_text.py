@@ -15,11 +15,11 @@ from pathlib import Path
 MASK = "***"
 # an option or NAME=VALUE whose name says it holds a secret: its value is masked, in a proxy command before any
 # rule of CommandReader's allow-list (`--token 123456789012`: a secret may be all digits), in other text alike
-# (`--service-token-secret X`, `--password=X`, `TOKEN=X`, `--auth X`, `PROXY_AUTH=X`, PuTTY's `-pw X`, `--access-key X`, `--authkey X`, `--pat X`; not
-# `--author`, `--key PATH`)
+# (`--service-token-secret X`, `--password=X`, `TOKEN=X`, `--auth X`, `PROXY_AUTH=X`, PuTTY's `-pw X`,
+# `--access-key X`, `--authkey X`, `--pat X`, `--pin 4821`, `--otp X`; not `--author`, `--key PATH`)
 _SECRET_NAME = re.compile(
     r"token|secret|passw|passphrase|pwd|(?:api|access|auth|session|private)[-_]?key|credential|bearer|(?:^|[-_])auth$"
-    r"|^pw$|^pat$|proxyauth",
+    r"|^pw$|^pat$|proxyauth|(?:^|[-_])(?:pin|otp|totp|passcode)$",
     re.I,
 )
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)@")
