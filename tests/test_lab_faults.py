@@ -170,7 +170,7 @@ def test_a_signal_to_a_deploy_waiting_for_a_place_stops_it_at_once(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 130, out[-3000:]
-    assert took < 8.0, (took, out[-3000:])
+    assert took < 15.0, (took, out[-3000:])  # the bug: until wait_s (40 s) ran out
     assert "LabWaitTimeout" not in out, out[-3000:]
     assert holders(free_lab) == {"b1": None, "b2": None, "b3": "other/bob"}
 
