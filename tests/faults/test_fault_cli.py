@@ -4,6 +4,7 @@ says what happened, and keeps what the device measured in --json and in the stor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -79,7 +80,12 @@ def sshd_tree() -> list[int]:
     state = running_state("pi4-emu")
     assert state is not None
     master = psutil.Process(state.sshd_pid)
-    return [p.pid for p in [master, *master.children(recursive=True)] if p.name() == "sshd"]
+    pids = []
+    for p in [master, *master.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):  # a session that ended meanwhile
+            if p.name() == "sshd":
+                pids.append(p.pid)
+    return pids
 
 
 def stored(store: Path, said: str = "") -> DeployResult:
@@ -102,8 +108,9 @@ def deploy_frozen_after_a_measurement(
     try:
         assert wait_measured(work, proc), proc.communicate(timeout=60)
         for pid in sshd_tree():
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
+            with contextlib.suppress(ProcessLookupError):  # a session that ended meanwhile
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
         if ctrl_c:
             time.sleep(1)
             proc.send_signal(signal.SIGINT)
@@ -112,7 +119,8 @@ def deploy_frozen_after_a_measurement(
         seconds = time.monotonic() - since
     finally:
         for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
