@@ -242,7 +242,9 @@ def test_overhead_is_small_and_min_repeat_ms_raises_number(tmp_path: Path, model
     assert code == 0
     for m in res.measurements:
         assert m.number > 1, "a ~10 us model needs many invocations per 20 ms window"
-        assert np.median(m.samples_ms) * m.number >= 10  # windows near min_repeat_ms, not single calls
+        # windows near min_repeat_ms (20), not single calls (~0.01 ms): a preempted calibration window may stop
+        # it at a few ms
+        assert np.median(m.samples_ms) * m.number >= 5
         assert m.overhead_ms_per_sample is not None and m.overhead_ms_per_sample > 0
         assert m.overhead_ms_per_sample < 0.05 * m.p50_ms * m.number  # type: ignore[operator]
 

@@ -176,7 +176,14 @@ def test_a_killed_edgekit_takes_its_onnx2tf_child_along(tmp_path: Path) -> None:
             ]
             time.sleep(0.05)
         assert children, "no onnx2tf child seen"
-        time.sleep(0.5)  # the child is past its start (its TensorFlow import takes seconds more)
+        # the child is past die_with_parent() once it wrote its calibration sample (in its work dir: job.json's)
+        from edgekit.convert.onnx2tf_run import SAMPLE_FILE
+
+        sample = Path(children[0].cmdline()[-1]).parent / SAMPLE_FILE
+        deadline = time.monotonic() + 60
+        while not sample.exists() and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.05)
+        assert sample.exists(), f"the onnx2tf child wrote no {SAMPLE_FILE} within 60 s"
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         _gone, alive = psutil.wait_procs(children, timeout=3)

@@ -108,7 +108,8 @@ def test_up_twice_is_harmless_and_down_leaves_nothing() -> None:
     first = up(name, lambda _m: None)
     start = time.monotonic()
     second = up(name, lambda _m: None)
-    assert time.monotonic() - start < 1 and second.sshd_pid == first.sshd_pid
+    # lock, hashes and stats on a loaded machine; a restart of the device takes minutes
+    assert time.monotonic() - start < 5 and second.sshd_pid == first.sshd_pid
     dev = layout.device_dir(name)
     client = paramiko.SSHClient()
     client.load_host_keys(first.known_hosts)
@@ -159,7 +160,7 @@ def test_build_is_idempotent_and_fast() -> None:
 
     start = time.monotonic()
     build("pi4-emu", lambda m: pytest.fail(f"a built device rebuilt something: {m}"))
-    assert time.monotonic() - start < 0.5
+    assert time.monotonic() - start < 5  # lock, hashes and stats on a loaded machine; a rebuild takes minutes
 
 
 @pytest.mark.integration

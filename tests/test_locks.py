@@ -17,10 +17,12 @@ def test_the_lock_wait_is_set_by_the_environment(tmp_path: Path, monkeypatch: py
     lock = tmp_path / "build.lock"
     lock.touch()
     monkeypatch.setenv("EDGEKIT_LOCK_WAIT_S", "0.5")
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "30"])
+    holder = subprocess.Popen(
+        ["flock", str(lock), "-c", "echo held; exec sleep 30"], stdout=subprocess.PIPE, text=True
+    )
     said: list[str] = []
     try:
-        time.sleep(0.3)
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"  # the lock is flock's
         start = time.monotonic()
         with pytest.raises(locks.LockTimeout, match="waited 0 s"), locks.file_lock(lock, log=said.append):
             pass
@@ -28,6 +30,8 @@ def test_the_lock_wait_is_set_by_the_environment(tmp_path: Path, monkeypatch: py
     finally:
         holder.kill()
         holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
     assert any("at most 0 s" in m for m in said), said
 
 

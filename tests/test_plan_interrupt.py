@@ -162,7 +162,8 @@ def test_sigterm_during_the_speed_plan_ends_its_guests_and_starts_no_new_one(
     late = [
         pid for pid, (_p, started) in convert.guests.items() if pid not in before and started > sent + 0.5
     ]
-    assert code == 130 and took < 5, (code, f"{took:.1f} s", out)
+    # killing and reaping the guests and the interpreter's exit on a loaded machine; the old bug took 21-30 s
+    assert code == 130 and took < 12, (code, f"{took:.1f} s", out)
     assert not late, f"{len(late)} qemu guests started after the SIGTERM: {out}"
     _gone, alive = psutil.wait_procs(convert.alive_guests(), timeout=2)
     assert not alive, f"qemu guests outlived the interrupted edgekit: {alive}"
