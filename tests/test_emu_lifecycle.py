@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -179,7 +180,10 @@ def _serves(proc: psutil.Process, port: int) -> bool:
 def test_down_leaves_host_processes_that_merely_name_the_device_files(emu_home: Path, tmp_path: Path) -> None:
     """`emu down` killed any process whose command line held the device's sysroot path as a substring: a
     `tail -f .../sysroot/proc/cpuinfo` on the host, and qemu of another emulator home whose path contains this
-    one's. Only the device's own processes are stopped: qemu running this device's sysroot still is."""
+    one's. Only the device's own processes are stopped, its sessions': the device's interpreter run on the host
+    outside them (a test's or a user's script) was killed too, and `up` replacing a stale record did the same
+    (a CI run: a test's ncnn run on pi5-emu ended with SIGTERM, nothing said, when another worker's deploy
+    started the device). Now it is left running, by `down` and by such an `up` alike."""
     make_home(emu_home, devices=("pi4-emu",))
     _up("pi4-emu")
     dev = layout.device_dir("pi4-emu")
@@ -206,7 +210,18 @@ def test_down_leaves_host_processes_that_merely_name_the_device_files(emu_home: 
         time.sleep(0.2)
         assert procs[0].poll() is None, "the host's tail of the device's cpuinfo was killed"
         assert procs[1].poll() is None, "another emulator home's qemu was killed"
-        assert procs[2].wait(timeout=10) != 0  # this device's own interpreter, run on the host: stopped
+        assert procs[2].poll() is None, (
+            "the device's interpreter run on the host, outside its sessions, was killed"
+        )
+        # a stale record (its sshd gone): `up` stops what is left of the device before starting it again
+        stale = _up("pi4-emu")
+        os.kill(int(str(stale["sshd_pid"])), signal.SIGKILL)
+        again = edgekit("emu", "up", "pi4-emu")
+        assert again.returncode == 0, again.stdout + again.stderr
+        time.sleep(0.2)
+        assert procs[2].poll() is None, (
+            "`up` replacing a stale record killed the host's run of the interpreter"
+        )
     finally:
         for proc in procs:
             proc.kill()

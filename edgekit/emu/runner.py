@@ -4,8 +4,9 @@
 (setsid), so the sshd master's pid is also its process group and session id. `down` stops exactly what it
 started: the sshd master, every process descended from it (each SSH session has a session of its own, so
 their process groups are collected first), and the device's own processes a gone master left running (its
-sessions' processes, the sshd serving its port, qemu running its sysroot's programs: sshd.device_processes;
-never a host process that merely names its files), then checks that none is left.
+sessions' processes, by the environment sshd gave them, and the sshd serving its port: sshd.device_processes;
+never a host process that runs its interpreter outside a session or merely names its files), then checks that
+none is left.
 
 An sshd no state file records (an `up` interrupted between the spawn and the state write, a state file that
 cannot be read) is still this device's when its command line names this device dir's sshd_config, or its pid

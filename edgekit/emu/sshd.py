@@ -23,9 +23,6 @@ from edgekit.errors import EmulatorError
 
 SSHD = "/usr/sbin/sshd"
 START_TIMEOUT_S = 10.0
-# counting and profiling runs on this host (edgekit/emu/plugin/*runner.py) use a device's interpreter but are not
-# the device's processes: stopping the device must not kill a conversion's speed plan or an `edgekit estimate`
-LOCAL_RUNNERS = str(Path(__file__).with_name("plugin"))
 # an sshd in one of these states answers no one: a stopped one (kill -STOP, a debugger) accepts connections in the
 # kernel's backlog but never sends its banner, so it is not running, and `up` replaces it
 NOT_SERVING = {psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD}
@@ -189,10 +186,12 @@ def device_processes(
     init), every process that is the device's own, each with its descendants:
     - a process of one of its SSH sessions: sshd's SetEnv gave it EDGEKIT_DEVICE=<name> and HOME=<its home>;
     - an sshd serving a connection to the device's port (`port`, else the one its sshd_config names) whose
-      parent is the master or gone (never a connection of another device's live master);
-    - qemu running a program of the device's sysroot (its argv has a path under the sysroot, as a path), not
-      this host's counting runs (LOCAL_RUNNERS).
-    A host process that merely names the device's files (`tail -f .../sysroot/proc/cpuinfo`) is none of them."""
+      parent is the master or gone (never a connection of another device's live master).
+    A session's qemu is found by its environment like any of its processes. A host process that runs the device's
+    interpreter outside its sessions (a counting run, a test's or a user's script: `devices/pi5-emu/bin/python3
+    x.py`) is not the device's: `up` replacing a stale record SIGTERMed every such qemu (in a CI run: a test's ncnn
+    run on the A76, exit -15 with nothing said). Nor is a host process that merely names the device's files
+    (`tail -f .../sysroot/proc/cpuinfo`)."""
     found: dict[int, psutil.Process] = {}
     if pid is not None:
         try:
@@ -244,10 +243,7 @@ def config_port(dev: layout.DeviceDir) -> int | None:
 
 
 def _is_own(proc: psutil.Process, dev: layout.DeviceDir, master: int | None, port: int | None) -> bool:
-    cmdline = proc.info["cmdline"] or []
     name = proc.info["name"] or ""
-    if name.startswith("qemu-aarch64") or "qemu-aarch64" in os.path.basename(cmdline[0] if cmdline else ""):
-        return LOCAL_RUNNERS not in " ".join(cmdline) and any(_under(arg, dev.sysroot) for arg in cmdline)
     if name.startswith("sshd") and port is not None:
         if proc.info["ppid"] not in (master, 1) and _is_sshd(proc.info["ppid"]):
             return False  # a connection of a live sshd master: that master's, stopped with it if it is ours
@@ -261,13 +257,6 @@ def _is_own(proc: psutil.Process, dev: layout.DeviceDir, master: int | None, por
     except psutil.Error:
         return False
     return env.get("EDGEKIT_DEVICE") == dev.name and env.get("HOME") == str(dev.home)
-
-
-def _under(arg: str, root: Path) -> bool:
-    """`arg` is a path under `root` (compared as paths, not as strings: /x/emu2 is not under /x/emu)."""
-    if not arg.startswith("/"):
-        return False
-    return Path(os.path.normpath(arg)).is_relative_to(os.path.normpath(root))
 
 
 def _is_sshd(pid: int) -> bool:
