@@ -387,3 +387,77 @@ def test_bench_of_a_file_with_brackets_names_it_as_written(
     rows = [line.split("│")[1].strip() for line in out.stdout.splitlines() if line.count("│") > 2]
     assert "m[red].mnn" in rows, out.stdout
     assert f"results: {written}" in out.stdout, out.stdout
+
+
+# Runs the real agent (agent.run) in a fresh process and counts that process's OS threads (/proc/self/task) right
+# after each timed MNN invocation, per thread count asked.
+_THREAD_COUNT_CHILD = r"""
+import json, os, sys
+from edgekit.agent import agent
+
+seen = {}
+opened, invoked = agent.MnnRunner.__init__, agent.MnnRunner.invoke
+
+def init(self, path, threads, precision="high"):
+    opened(self, path, threads, precision)
+    self.asked = threads
+
+def invoke(self):
+    invoked(self)
+    seen[self.asked] = max(seen.get(self.asked, 0), len(os.listdir("/proc/self/task")))
+
+agent.MnnRunner.__init__, agent.MnnRunner.invoke = init, invoke
+code = agent.run(sys.argv[1], sys.argv[2])
+result = json.load(open(sys.argv[2]))
+print(json.dumps({"code": code, "seen": seen, "status": [m["status"] for m in result["measurements"]]}))
+"""
+
+
+@pytest.mark.integration
+def test_every_thread_count_of_one_agent_run_gets_its_own_pool_size(
+    mnn_artifacts: list[Artifact], tmp_path: Path
+) -> None:
+    """MNN builds its worker pool the first time more than one thread is asked and never enlarges it: an agent
+    run of --threads 2,4 timed its '4 threads' row on the 2-thread pool (5 OS threads in a bench where asking 4
+    alone had 7). The 4-thread row of a 2,4 run must run in a process with as many threads as a 4-only run's."""
+    import json
+    import subprocess
+    import sys
+
+    fp32 = next(a for a in mnn_artifacts if a.format is Format.MNN_FP32)
+
+    def threads_seen(order: list[int]) -> dict[int, int]:
+        folder = tmp_path / "t".join(map(str, order))
+        folder.mkdir()
+        request = {
+            "protocol": 1,
+            "artifacts": [{"id": "m", "format": "mnn-fp32", "files": [str(fp32.main_file)]}],
+            "threads": order,
+            "random_inputs": {"shape": [3, 32, 32], "samples": 1},
+            "warmup": 1,
+            "repeat": 3,
+            "number": 2,
+        }
+        (folder / "request.json").write_text(json.dumps(request))
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _THREAD_COUNT_CHILD,
+                str(folder / "request.json"),
+                str(folder / "result.json"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert got["code"] == 0 and got["status"] == ["ok"] * len(order), got
+        return {int(k): v for k, v in got["seen"].items()}
+
+    alone_4, alone_2 = threads_seen([4])[4], threads_seen([2])[2]
+    assert alone_4 > alone_2  # MNN's pool for 4 threads has more workers than the one for 2
+    both = threads_seen([2, 4])
+    assert both[4] == alone_4, (both, alone_4)
+    assert threads_seen([1, 4])[4] == alone_4

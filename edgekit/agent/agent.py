@@ -1153,7 +1153,9 @@ def start_runtime(art: dict[str, Any], base: str, threads: int, preference: str)
     """Start the artifact's runtime, once per agent process: open this artifact once and drop it, untimed as a
     load. The first model a runtime loads pays its start-up (import, ORT's environment, thread pools, kernel
     tables): onnx-fp32 loaded in 24.8 ms and onnx-int8 after it in 4.0. Returns that first load's milliseconds
-    (`runtime_init_ms`: start-up and this one load together), None when the runtime had started already."""
+    (`runtime_init_ms`: start-up and this one load together), None when the runtime had started already.
+    `threads` is the most this agent will ask (start_threads): MNN builds one worker pool, the first time more
+    than one thread is asked, and never enlarges it (a 2-thread pool first ran the 4-thread row on 2 threads)."""
     runtime = FORMAT_RUNTIMES.get(art["format"])
     if runtime is None or runtime in _STARTED_RUNTIMES:
         return None
@@ -1163,6 +1165,12 @@ def start_runtime(art: dict[str, Any], base: str, threads: int, preference: str)
     del runner  # dropped before the timed load, and before this measurement's memory is counted
     _STARTED_RUNTIMES.add(runtime)
     return elapsed_ms
+
+
+def start_threads(req: dict[str, Any], threads: int) -> int:
+    """The thread count a runtime starts with: the largest this request asks, so that a pool sized once (MNN's)
+    holds every count measured after it (a smaller count runs on part of it)."""
+    return max([int(t) for t in req.get("threads") or [1]] + [int(threads)])
 
 
 def measure(
@@ -1185,7 +1193,7 @@ def measure(
     preference = req.get("tflite_runtime", "auto")
     not_started: Optional[Exception] = None
     try:  # before the memory baseline: the runtime's start-up is not this model's memory either
-        init_ms = start_runtime(art, base, threads, preference)
+        init_ms = start_runtime(art, base, start_threads(req, threads), preference)
         if init_ms is not None:
             m["runtime_init_ms"] = init_ms
     except Exception as exc:  # noqa: BLE001 - raised again below as this artifact's load error
