@@ -576,6 +576,86 @@ def fit_shape(x: np.ndarray, shape: tuple[int, ...], free: Sequence[int] = ()) -
     )
 
 
+def with_batch_axis(x: np.ndarray, rank: Optional[int]) -> np.ndarray:
+    """One sample as a model of input rank `rank` takes it: a batch axis added unless it has the model's rank
+    already. deploy's samples carry no batch axis, bench's do ((1, 16, 20) for a [1, 16, 20] Conv1d input): a rule
+    of "4-D or add one" fed bench's as [1, 1, 16, 20]. A rank the model does not state: that rule (NCHW images)."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.ascontiguousarray(x if x.ndim == (rank or 4) else x[None])
+
+
+def _pb_varint(handle: Any) -> int:
+    value = shift = 0
+    while True:
+        byte = handle.read(1)
+        if not byte:
+            raise ValueError("truncated protobuf")
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+
+
+def _pb_fields(handle: Any, end: int) -> Iterator[tuple[int, int, int]]:
+    """(field number, value offset, value length) of each length-delimited field of the message that ends at `end`,
+    read at the file's position; other fields are skipped, as is each value the caller did not read."""
+    while handle.tell() < end:
+        key = _pb_varint(handle)
+        wire = key & 7
+        if wire == 0:
+            _pb_varint(handle)
+        elif wire in (1, 5):
+            handle.seek(8 if wire == 1 else 4, 1)
+        elif wire == 2:
+            length = _pb_varint(handle)
+            start = handle.tell()
+            yield key >> 3, start, length
+            handle.seek(start + length)
+        else:
+            raise ValueError("protobuf wire type %d" % wire)
+
+
+def onnx_input_rank(path: str) -> Optional[int]:
+    """The rank of an .onnx model's first input (the graph's inputs that are no initializer, as OpenCV reads
+    them), from the file's protobuf (ModelProto.graph, GraphProto.input, its tensor type's shape dims) without
+    the onnx package; the weights are skipped, not read. None when the file states no shape or cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            for field, start, length in _pb_fields(handle, os.fstat(handle.fileno()).st_size):
+                if field != 7:  # ModelProto.graph
+                    continue
+                initializers, inputs = set(), []  # names; (name, rank) of each input
+                for gfield, gstart, glength in _pb_fields(handle, start + length):
+                    if gfield == 5:  # GraphProto.initializer: TensorProto, its name field 8
+                        for tfield, _, tlength in _pb_fields(handle, gstart + glength):
+                            if tfield == 8:
+                                initializers.add(handle.read(tlength))
+                                break
+                    elif gfield == 11:  # GraphProto.input: ValueInfoProto (name 1, type 2)
+                        inputs.append(_value_info_rank(handle, gstart + glength))
+                return next((rank for name, rank in inputs if name not in initializers), None)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _value_info_rank(handle: Any, end: int) -> tuple[bytes, Optional[int]]:
+    name, rank = b"", None
+    for field, start, length in _pb_fields(handle, end):
+        if field == 1:
+            name = handle.read(length)
+        elif (
+            field == 2
+        ):  # TypeProto.tensor_type (1) -> TypeProto.Tensor.shape (2) -> TensorShapeProto.dim (1)
+            for tfield, tstart, tlength in _pb_fields(handle, start + length):
+                if tfield != 1:
+                    continue
+                for sfield, sstart, slength in _pb_fields(handle, tstart + tlength):
+                    if sfield == 2:
+                        rank = sum(1 for dim in _pb_fields(handle, sstart + slength) if dim[0] == 1)
+    return name, rank
+
+
 class TfliteRunner:
     """`layout`: the artifact's recorded layout (the request's `layout`: the input's axes from the ONNX model's
     layout, each output's axes back to it); without it the sample is fitted by shape (fit_shape) and the outputs
@@ -936,12 +1016,12 @@ class OpenCvRunner:
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
         self.net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
         self.names = list(self.net.getUnconnectedOutLayersNames())
+        self.rank = onnx_input_rank(path)  # cv2.dnn's Net does not say its input's shape
         self._last: list[Any] = []
 
     def set_input(self, x: np.ndarray) -> None:
         """cv2.dnn takes the sample in the ONNX model's layout with its batch axis."""
-        x = np.asarray(x, dtype=np.float32)
-        self.net.setInput(np.ascontiguousarray(x if x.ndim == 4 else x[None]))
+        self.net.setInput(with_batch_axis(x, self.rank))
 
     def invoke(self) -> None:
         self._last = list(self.net.forward(self.names))
@@ -963,14 +1043,16 @@ class MnnRunner:
         config = {"backend": "CPU", "numThread": threads, "precision": precision}
         manager = MNN.nn.create_runtime_manager((config,))
         self.module = MNN.nn.load_module_from_file(path, [], [], runtime_manager=manager)
-        self.names = list(self.module.get_info()["outputNames"])
+        info = self.module.get_info()
+        self.names = list(info["outputNames"])
+        shape = list(info["inputs"][0].shape) if len(info.get("inputs") or []) else []
+        self.rank = len(shape) or None  # the input's shape as the .mnn states it
         self.feed: list[Any] = []
         self._last: list[Any] = []
 
     def set_input(self, x: np.ndarray) -> None:
         """MNN takes the sample in the ONNX model's layout (NCHW) with its batch axis."""
-        x = np.asarray(x, dtype=np.float32)
-        x = np.ascontiguousarray(x if x.ndim == 4 else x[None])
+        x = with_batch_axis(x, self.rank)
         self.feed = [self.mnn.expr.const(x, list(x.shape), self.mnn.expr.NCHW)]
 
     def invoke(self) -> None:
