@@ -230,6 +230,42 @@ def test_a_run_id_beyond_64_bits_is_no_such_run(tmp_path: Path) -> None:
         ({"artifacts.0.size_bytes": -5}, "field `artifacts.0.size_bytes`: -5 is negative"),
         ({"artifacts.0.size_bytes": 10**30}, "field `artifacts.0.size_bytes`: 1e+30 is beyond the 64-bit"),
         ({"runs.0.target": "../x"}, "field `runs.0.target`: '../x' is not a target name"),
+        # a NaN p50 was recorded, then the report raised `0.0335 -> nan ms (+nan%)` as a regression; a negative
+        # one showed as the fastest; 1e308s were recorded (their sum is infinite); `-4 cores` was shown
+        (
+            {"runs.0.agent.measurements.0.p50_ms": math.nan},
+            "field `runs.0.agent.measurements.0.p50_ms` (target pi4, tflite-fp32 at 1 thread): nan is not",
+        ),
+        (
+            {"runs.0.agent.measurements.1.samples_ms": [-5.0] * 20},
+            "field `runs.0.agent.measurements.1.samples_ms.0` (target pi4, ncnn-int8 at 1 thread): -5 is not",
+        ),
+        (
+            {"runs.1.agent.measurements.0.samples_ms": [1e308] * 20},
+            "field `runs.1.agent.measurements.0.samples_ms.0` (target pi5-emu, tflite-fp32 at 1 thread): 1e+308 "
+            "is not",
+        ),
+        (
+            {"runs.0.agent.measurements.0.load_ms": math.inf},
+            "field `runs.0.agent.measurements.0.load_ms` (target pi4, tflite-fp32 at 1 thread): inf is not",
+        ),
+        (
+            {"runs.1.agent.measurements.1.peak_rss_mb": -1.5},
+            "field `runs.1.agent.measurements.1.peak_rss_mb` (target pi5-emu, ncnn-int8 at 1 thread): -1.5 is not",
+        ),
+        (
+            {"runs.0.agent.facts_before.cores": -4},
+            "field `runs.0.agent.facts_before.cores` (target pi4): -4 is not a core count (1 or more)",
+        ),
+        (
+            {"runs.1.agent.facts_after.mem_available_mb": math.nan},
+            "field `runs.1.agent.facts_after.mem_available_mb` (target pi5-emu): nan is not",
+        ),
+        ({"runs.0.stage_seconds.run": -530.0}, "field `runs.0.stage_seconds.run` (target pi4): -530 is not"),
+        (
+            {"artifacts.1.convert_s": math.inf},
+            "field `artifacts.1.convert_s` (artifact ncnn-int8): inf is not",
+        ),
     ],
 )
 def test_runs_import_refuses_what_the_store_or_a_report_cannot_take(
@@ -1028,6 +1064,29 @@ def test_a_writer_killed_mid_transaction_loses_nothing_recorded_before(url: str)
 
 # --- a real deploy ----------------------------------------------------------------------------------------
 @pytest.mark.integration
+def test_runs_import_takes_the_figures_a_deploy_writes(tmp_path: Path) -> None:
+    """The refusal of NaN, negative and absurd figures leaves what deploys write alone: a failed measurement's
+    null figures, a resident set that shrank (a negative rss_delta_mb), a 0 ms sample (a coarse clock), a
+    device's emulated wall times, and NaN and infinite fidelity (a zero output's cosine)."""
+    result = _small(T0)
+    failed = result.runs[0].agent.measurements[0]  # type: ignore[union-attr]
+    failed.status, failed.error, failed.samples_ms = "failed", "load error", []
+    for name in ("load_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "peak_rss_mb"):
+        setattr(failed, name, None)
+    shrank = result.runs[0].agent.measurements[1]  # type: ignore[union-attr]
+    shrank.rss_delta_mb, shrank.samples_ms[0], shrank.others_cpu_share = -3.25, 0.0, 1.0
+    result.runs[0].comparisons[0].cosine = math.nan
+    assert result.runs[1].emulated and max(result.runs[1].agent.measurements[0].samples_ms) > 1000  # type: ignore[union-attr]
+    given = tmp_path / "result.json"
+    given.write_text(result.model_dump_json())
+    store = str(tmp_path / "s.sqlite")
+    out = _edgekit("runs", "import", str(given), "--store", store, home=tmp_path / "home")
+    assert out.returncode == 0 and "recorded as run 1" in out.stdout, out.stderr
+    with open_store(store) as db:
+        back = db.load(1)
+    assert back.runs[0].agent.measurements[1].rss_delta_mb == -3.25  # type: ignore[union-attr]
+
+
 def test_a_real_deploy_round_trips_through_json_import(tmp_path: Path) -> None:
     """recipes/tiny.yaml deployed for real to the `local` target, stored, read back whole. `local` is this
     machine: measured once, as the host column (it was measured twice and its copy labelled as a board)."""

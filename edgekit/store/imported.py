@@ -2,7 +2,10 @@
 types. A deploy writes it right; a hand-edited or foreign file is checked here before anything is recorded: every
 integer fits the store's 64-bit columns (a size of 1e30 was an internal OverflowError), the recipe and targets are
 named as a recipe or a target file may name them (`../../etc` and `""` were recorded), the task is one edgekit
-knows, and sizes, timings and thread counts are not negative. Artifacts and formats are format ids and runtimes
+knows, and sizes, timings and thread counts are not negative. Every measured figure (a latency, a sample, a
+stage's seconds, a memory size) is finite, not negative and at most MAX_FIGURE, and a device has a core or more
+(a NaN p50 was recorded, then the report raised `0.0335 -> nan ms (+nan%)` as a regression; `-4 cores` was
+shown). Artifacts and formats are format ids and runtimes
 are module names, as a deploy writes them (a 53-character artifact was recorded and broke every report of the
 store), and every text fits its column (read from schema.py's String(n) columns: PostgreSQL refused an over-long
 one after the files before it were recorded, SQLite kept it) without a NUL byte in a name (PostgreSQL's text
@@ -11,6 +14,7 @@ deploy's own record is (Store.record), so a deploy's own --json always imports."
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +23,7 @@ from sqlalchemy import String, Table
 
 from edgekit.formats import Format
 from edgekit.recipe.schema import MAX_THREADS, SAFE_NAME, Task
-from edgekit.results import DeployResult
+from edgekit.results import DeployResult, Measurement, TargetRun
 from edgekit.store import codec
 from edgekit.store.schema import INT64_MAX, INT64_MIN, artifacts, comparisons, measurements, runs, target_runs
 from edgekit.target import schema as target_schema
@@ -60,8 +64,7 @@ def _problems(result: DeployResult) -> Iterator[str]:
     for i, art in enumerate(result.artifacts):
         if art.size_bytes < 0:
             yield f"field `artifacts.{i}.size_bytes`: {art.size_bytes} is negative"
-        if art.convert_s is not None and not art.convert_s >= 0:
-            yield f"field `artifacts.{i}.convert_s`: {art.convert_s} is not a time in seconds"
+        yield from _figure(art.convert_s, f"artifacts.{i}.convert_s", f"artifact {_short(art.id)}", "s")
     yield from _benchmark(result.benchmark, "benchmark")
     for i, art in enumerate(result.artifacts):
         yield from _format_id(art.id, f"artifacts.{i}.id")
@@ -70,6 +73,7 @@ def _problems(result: DeployResult) -> Iterator[str]:
         if not TARGET_NAME.fullmatch(run.target):
             yield f"field `runs.{i}.target`: {run.target!r} is not a target name (as a target file's `name:`)"
         yield from _benchmark(run.benchmark, f"runs.{i}.benchmark")
+        yield from _target_figures(run, f"runs.{i}")
         for j, comp in enumerate(run.comparisons):
             yield from _format_id(comp.artifact, f"runs.{i}.comparisons.{j}.artifact")
         for j, m in enumerate(run.agent.measurements if run.agent else []):
@@ -78,7 +82,82 @@ def _problems(result: DeployResult) -> Iterator[str]:
             yield from _format_id(m.format, f"{at}.format")
             if not RUNTIME_NAME.fullmatch(m.runtime):
                 yield f"field `{at}.runtime`: {_said(m.runtime)} is not a runtime (the module that ran it: ncnn, ai_edge_litert)"
+            plural = "s" if m.threads != 1 else ""
+            yield from _measured(
+                m, at, f"target {_short(run.target)}, {_short(m.artifact)} at {m.threads} thread{plural}"
+            )
     yield from _columns(result)
+
+
+# a figure beyond this is no measurement (of milliseconds 11 days an invocation, of seconds 31 years, of MiB a
+# pebibyte): 1e308 ms samples were recorded, and their sum in a report is infinite
+MAX_FIGURE = 1e9
+_UNITS = {"ms": "a time in milliseconds", "s": "a time in seconds", "MiB": "a memory size in MiB"}
+# a measurement's figures that are 0 or more (rss_delta_mb, a growth, may be negative: memory freed)
+_MEASURED = {
+    "load_ms": "ms",
+    "runtime_init_ms": "ms",
+    "p50_ms": "ms",
+    "p90_ms": "ms",
+    "p99_ms": "ms",
+    "mean_ms": "ms",
+    "std_ms": "ms",
+    "min_ms": "ms",
+    "cycles_per_invoke": "cycles",
+    "overhead_ms_per_sample": "ms",
+    "overhead_ms_per_invoke": "ms",
+    "peak_rss_mb": "MiB",
+    "rss_baseline_mb": "MiB",
+}
+
+
+def _short(name: str) -> str:
+    """A name as an error places it beside a field: its first 40 characters."""
+    return name if len(name) <= 40 else f"{name[:40]}..."
+
+
+def _figure(value: float | None, at: str, where: str, unit: str, least: float | None = 0.0) -> Iterator[str]:
+    """A measured figure (None: not measured, as a failed or not-run measurement writes it) that is finite, from
+    LEAST (None: any sign) to MAX_FIGURE: a NaN p50 made the report raise a regression (`nan ms (+nan%)`), a
+    negative one was shown as the fastest."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return  # the types are pydantic's to check
+    if not (math.isfinite(value) and (least is None or value >= least) and abs(value) <= MAX_FIGURE):
+        bounds = f"from {least:g} to {MAX_FIGURE:g}" if least is not None else f"of at most {MAX_FIGURE:g}"
+        yield (
+            f"field `{at}` ({where}): {value:g} is not {_UNITS.get(unit, 'a count of ' + unit)} a deploy measures "
+            f"(a finite number {bounds})"
+        )
+
+
+def _measured(m: Measurement, at: str, where: str) -> Iterator[str]:
+    for name, unit in _MEASURED.items():
+        yield from _figure(getattr(m, name), f"{at}.{name}", where, unit)
+    for k, sample in enumerate(m.samples_ms):
+        yield from _figure(sample, f"{at}.samples_ms.{k}", where, "ms")
+    yield from _figure(m.rss_delta_mb, f"{at}.rss_delta_mb", where, "MiB", least=None)
+    for k, layer in enumerate(m.layer_ms):
+        yield from _figure(layer.ms, f"{at}.layer_ms.{k}.ms", where, "ms")
+        yield from _figure(layer.min_ms, f"{at}.layer_ms.{k}.min_ms", where, "ms")
+    share = m.others_cpu_share
+    if share is not None and not 0 <= share <= 1:  # NaN too
+        yield f"field `{at}.others_cpu_share` ({where}): {share:g} is not a share of the CPUs (from 0 to 1)"
+
+
+def _target_figures(run: TargetRun, at: str) -> Iterator[str]:
+    """A target's stage times and its device facts: a core count of -4 was shown as `-4 cores`."""
+    where = f"target {_short(run.target)}"
+    for stage, seconds in run.stage_seconds.items():
+        yield from _figure(seconds, f"{at}.stage_seconds.{_short(stage)}", where, "s")
+    if run.agent is None:
+        return
+    for name, facts in (("facts_before", run.agent.facts_before), ("facts_after", run.agent.facts_after)):
+        if facts is None:
+            continue
+        if facts.cores < 1:
+            yield f"field `{at}.agent.{name}.cores` ({where}): {facts.cores} is not a core count (1 or more)"
+        for key in ("mem_total_mb", "mem_available_mb"):
+            yield from _figure(getattr(facts, key), f"{at}.agent.{name}.{key}", where, "MiB")
 
 
 def _said(value: str) -> str:
