@@ -23,6 +23,10 @@ from edgekit.runtimes.child_check import check_in_child
 from edgekit.runtimes.ort import check_onnx_file
 
 
+class OpenCvError(RuntimeError):
+    """cv2.dnn failed reading or running a model; the message is OpenCV's reason in one line."""
+
+
 class OpenCv(RuntimeSpec):
     runtime = Runtime.OPENCV
     formats = (Format.OPENCV_FP32,)
@@ -37,18 +41,26 @@ class OpenCv(RuntimeSpec):
 
     @classmethod
     def run(cls, files: Sequence[Path], inputs: np.ndarray, threads: int = 1) -> Outputs:
+        """A cv2.error is raised again as OpenCvError, its message one line (opencv_reason); cv2's own log (an
+        `[ERROR:0@0.021] global onnx_importer.cpp ...` line on stderr, through convert's output) is silenced."""
         import cv2
 
         cv2.setNumThreads(threads)
-        net = cv2.dnn.readNetFromONNX(str(files[0]))
-        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        names = list(net.getUnconnectedOutLayersNames())
-        results: list[list[np.ndarray]] = [[] for _ in names]
-        for sample in inputs:
-            net.setInput(np.ascontiguousarray(sample[None], dtype=np.float32))
-            for k, y in enumerate(net.forward(names)):
-                results[k].append(output_array(y))
+        level = cv2.setLogLevel(0)  # LOG_LEVEL_SILENT; returns the level it replaces
+        try:
+            net = cv2.dnn.readNetFromONNX(str(files[0]))
+            net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+            net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+            names = list(net.getUnconnectedOutLayersNames())
+            results: list[list[np.ndarray]] = [[] for _ in names]
+            for sample in inputs:
+                net.setInput(np.ascontiguousarray(sample[None], dtype=np.float32))
+                for k, y in enumerate(net.forward(names)):
+                    results[k].append(output_array(y))
+        except cv2.error as exc:
+            raise OpenCvError(f"OpenCV {cv2.__version__} DNN: {opencv_reason(str(exc))}") from None
+        finally:
+            cv2.setLogLevel(level)
         return [(name, np.concatenate(r)) for name, r in zip(names, results)]
 
     @classmethod
