@@ -1121,6 +1121,18 @@ def test_a_real_deploy_round_trips_through_json_import(tmp_path: Path) -> None:
     assert {c.reference for c in back.runs[0].comparisons} == {"onnx"}
     shown = subprocess.run([*edgekit, "runs", "show", "1", "--store", url], capture_output=True, text=True)
     assert shown.returncode == 0 and "ncnn-int8" in shown.stdout and "host" in shown.stdout
+    # the same file saved by Windows PowerShell 5 (`Out-File -Encoding utf8` writes a byte-order mark): it was
+    # refused as `Invalid JSON: expected value at line 1 column 1`
+    bommed = tmp_path / "deploy-bom.json"
+    bommed.write_text(result.model_dump_json(), encoding="utf-8-sig")
+    assert bommed.read_bytes().startswith(b"\xef\xbb\xbf")
+    other = f"sqlite:///{tmp_path / 'bom.sqlite'}"
+    out = subprocess.run(
+        [*edgekit, "runs", "import", str(bommed), "--store", other], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "recorded as run 1" in out.stdout, out.stderr
+    with open_store(other) as store:
+        assert store.load(1).model_dump() == result.model_dump()
 
 
 def test_runs_show_labels_every_emulated_figure(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ store failed) read whole, checked, and recorded; a file that is not one is refus
 
 from __future__ import annotations
 
+import codecs
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,8 +118,8 @@ MAX_RESULT_BYTES = 256 * 1024 * 1024  # a deploy's --json is kilobytes to a few 
 
 
 def _read_capped(path: Path) -> bytes:
-    """The file's bytes, refused beyond MAX_RESULT_BYTES before it is read whole (a file of any size was read
-    into memory, then parsed)."""
+    """The file's bytes without a leading UTF-8 byte-order mark, refused beyond MAX_RESULT_BYTES before it is read
+    whole (a file of any size was read into memory, then parsed)."""
     from edgekit.errors import InputDataError
 
     with path.open("rb") as f:  # its size first (nothing read), then at most one byte more (a file growing)
@@ -130,7 +131,9 @@ def _read_capped(path: Path) -> bytes:
             where=str(path),
             hint="pass a file written by `edgekit deploy --json PATH`",
         )
-    return data
+    # a UTF-8 byte-order mark (Windows PowerShell 5's `Out-File -Encoding utf8` writes one) is no JSON: it was
+    # refused as `Invalid JSON: expected value at line 1 column 1`
+    return data.removeprefix(codecs.BOM_UTF8)
 
 
 FUTURE_SLACK_S = 3600.0  # clocks of two machines may disagree this much
