@@ -55,8 +55,12 @@ PROBE = """
     kind: t.className, section: (t.closest('section') || {}).id, scroll: t.scrollWidth, client: t.clientWidth,
     first: Math.max(0, ...Array.from(t.querySelectorAll('td:first-child')).map(c => c.getBoundingClientRect().width)),
   }));
+  const boxes = Array.from(document.querySelectorAll('p.warn, p.bad, table.flags td')).map(e => ({
+    kind: e.tagName.toLowerCase() + '.' + e.className, label: e.dataset.label || '',
+    text: e.textContent.slice(0, 60), box: box(e), scroll: e.scrollWidth, client: e.clientWidth,
+  }));
   const facts = {width: innerWidth, scrollWidth: document.documentElement.scrollWidth,
-                 height: document.documentElement.scrollHeight, figures: figures, tables: tables};
+                 height: document.documentElement.scrollHeight, figures: figures, tables: tables, boxes: boxes};
   parent.postMessage(JSON.stringify(facts), '*');
 })();
 """
@@ -352,3 +356,37 @@ def test_the_flags_fit_between_the_screenshot_widths(report: Path, tmp_path: Pat
     assert any(t["section"] == "recipe-counted" for t in tables), tables
     for t in tables:
         assert t["scroll"] <= t["client"] + 1, (width, t)
+
+
+def test_a_long_target_name_wraps_inside_its_flag_card_and_its_not_judged_box(tmp_path: Path) -> None:
+    """A target named with 128 characters (as long as `runs import` takes) ran past the right edge of a 390 px
+    phone in the red flag card's detail and in the yellow 'not enough history to judge' box: both break it
+    anywhere (overflow-wrap), so every flag cell and box keeps its text inside it; so do the headings, captions and
+    route lines that name it ('Runtimes compared', the plots' target headings), and the page stays on the screen."""
+    name = "rack2-rpi4-8gb-slot07-" + "x" * 106
+    assert len(name) == 128
+    result = synthetic_result(
+        T0, rng=np.random.default_rng(3), recipe="hostile", targets=("pi4",), threads=(1,), repeat=20,
+        formats=(Format.TFLITE_FP32, Format.NCNN_FP32),
+    )  # fmt: skip
+    failed = result.runs[0].agent.measurements[0]  # type: ignore[union-attr]
+    failed.status, failed.error, failed.samples_ms = "failed", "load error", []
+    for figure in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms"):
+        setattr(failed, figure, None)
+    with open_store(f"sqlite:///{tmp_path / 'results.sqlite'}") as store:
+        store.record(
+            _renamed(result, "pi4", name)
+        )  # one run: a failure flag, and too little history to judge
+        built = build(store)
+    out = tmp_path / "report.html"
+    write(built, html=out)
+    page = out.read_text()
+    assert '<p class="warn">not enough history to judge' in page and '<table class="flags">' in page
+    facts = _layout(out, 390, tmp_path)
+    boxes = facts["boxes"]
+    shown = {b["kind"] for b in boxes}
+    assert {"p.warn", "td.l wrap"} <= shown, shown
+    assert any(name[:20] in b["text"] for b in boxes if b["kind"] == "p.warn"), boxes
+    for b in boxes:
+        assert b["box"][2] <= 390 + 0.5 and b["scroll"] <= b["client"] + 1, b
+    assert facts["scrollWidth"] <= 390, facts["scrollWidth"]

@@ -67,6 +67,8 @@ details summary{cursor:pointer;color:#0969da}
 td.est{white-space:normal;min-width:11em;max-width:22em} th{white-space:normal}
 table.latest td.wrap{min-width:10em;max-width:28em}
 table.latest td:first-child,table.flags td[data-label=target]{white-space:normal;overflow-wrap:anywhere;min-width:8em;max-width:12em}
+/* a 128-character target name ran past a phone's screen: flag detail, not-judged box, headings, routes */
+table.flags td.wrap,h2,h3,h4,p,li,figcaption{overflow-wrap:anywhere}
 @media (max-width:600px){body{padding:10px 12px} h2{margin-top:24px} table{font-size:12px}}
 @media (max-width:1100px){table.flags,table.flags tbody,table.flags tr,table.flags td{display:block;width:auto}
  table.flags tr:first-child{display:none} table.flags tr{border:1px solid #d0d7de;margin:0 0 6px}
