@@ -144,6 +144,12 @@ def test_a_malformed_convert_timeout_is_a_usage_error_and_a_cached_run_never_rea
     err = bad.stderr
     assert bad.returncode == 2 and "UsageError" in err and "EDGEKIT_CONVERT_TIMEOUT" in err, err
     assert "'10m' is not a number of seconds" in err and "internal error" not in err, err
+    # converted for real: TF Lite's own "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." (its C++ log on
+    # the process's stderr, from the fidelity check) was printed among convert's lines; deploy kept it out
+    del env["EDGEKIT_CONVERT_TIMEOUT"]
+    good = run([sys.executable, "-m", "edgekit", "convert", str(TINY), "-f", "tflite-int8"], env=env)
+    assert good.returncode == 0 and "converted in" in good.stdout, good.stdout + good.stderr
+    assert "INFO: Created TensorFlow Lite" not in good.stdout + good.stderr, good.stdout + good.stderr
 
 
 def test_a_running_onnx2tf_is_said_while_it_runs(tiny_tflite: tuple[Path, list[str], Any]) -> None:

@@ -24,6 +24,7 @@ from edgekit.cli.outputs import check_output_file
 from edgekit.errors import EdgekitError, UsageError
 from edgekit.formats import Format, Precision
 from edgekit.paths import write_atomic
+from edgekit.progress import quiet_runtime_logs
 from edgekit.report.figures import MB, agreement, cosine_text, task_metric
 from edgekit.terminal import Console, plain
 
@@ -74,7 +75,8 @@ def convert_cmd(
     start = time.perf_counter()
     artifacts: list[Any] = []
     try:
-        with console.status(f"{loaded.name}: starting") as status:
+        # runtime INFO lines (TF Lite's "INFO: Created TensorFlow Lite XNNPACK delegate") kept out, as in deploy
+        with quiet_runtime_logs(), console.status(f"{loaded.name}: starting") as status:
 
             def progress(message: str) -> None:
                 status.update(f"{loaded.name}: {plain(message)}")

@@ -83,7 +83,7 @@ def profile_cmd(
     ),
 ) -> None:
     """Guest instructions per layer (ncnn), per op (TFLite) or per node (ONNX Runtime) on an emulated core, top
-    layers first.
+    layers first; on a board or the host, wall time per ncnn layer or onnxruntime node.
 
     ncnn: each layer is counted alone (computed once in a marked window, minus a twin window that only re-reads
     its output). TFLite and ONNX: one prefix model per op (the graph cut after it; an onnx-int8 QDQ group is one
