@@ -57,6 +57,18 @@ def test_info_lists_what_the_cache_holds(converted: tuple[Path, Path]) -> None:
         if (cells := re.findall(r"[^│┃\s][^│┃]*[^│┃\s]|\w", line))
     }
     assert rows["artifact"][1] == "2" and rows["onnx"][1] == "1"
+    # a work folder of a conversion running now was listed as a "leftover" of a killed run, and nothing more: it
+    # is said to be possibly in use (prune leaves it for a day); an old one is not
+    work = home / "cache" / "work" / "convert-running"
+    work.mkdir(parents=True)
+    try:
+        said = " ".join(edgekit(home, "cache").stdout.split())
+        assert "leftover: 1 used in the last day, possibly by a command still running" in said, said
+        _age(work, 2)
+        said = " ".join(edgekit(home, "cache").stdout.split())
+        assert "leftover" in said and "possibly by a command still running" not in said, said
+    finally:
+        work.rmdir()
 
 
 def test_prune_removes_the_unused_damaged_and_left_behind_and_keeps_the_rest(

@@ -55,6 +55,17 @@ def info_cmd(ctx: typer.Context) -> None:
                 _when(of[-1].last_used),
             )
     console.print(table)
+    recent = [
+        e
+        for e in entries
+        if e.kind == "leftover" and e.last_used >= time.time() - housekeeping.LEFTOVER_AGE_S
+    ]
+    if recent:  # a running convert's work folder is one: not a killed run's until it is a day old
+        console.print(
+            f"leftover: {len(recent)} used in the last day, possibly by a command still running (a conversion's "
+            "work folder); `cache prune` removes leftovers only once they are a day old",
+            highlight=False,
+        )
     formats = Counter(e.label for e in entries if e.kind == "artifact")
     if formats:
         console.print(
