@@ -19,9 +19,8 @@
   fixture goes with the devices. Why three on a 2-core machine: with two, a clean clone's .ci/run of 1923 tests took
   33 min 15 s (2026-12-06: the host worker's tests 1907 s, the devices worker's 1977 s, of which the bare-rig lab
   files were about 380 s of waiting); the third worker's tests wait while the other two compute: with three, 25 min
-  58 s (the same 1923 tests, a clean clone's .ci/run). test_analyze (host-only) runs with the devices, and
-  test_any_onnx, test_keras, test_bad_target_input and test_accept_level (host-only) with the lab's, to even the
-  three (a run of 1945 tests on a slower day: host 1818 s, devices 1848 s, lab 677 s of tests).
+  58 s (the same 1923 tests, a clean clone's .ci/run). test_analyze
+  and test_any_onnx (host-only) run with the devices to even the first and the third.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ _SESSION_HOME: tempfile.TemporaryDirectory[str] | None = None
 
 HOST_ONLY = frozenset(
     {
+        "test_accept_level.py",
         "test_accept_return.py",
         "test_accepted_note.py",
         "test_accuracy.py",
@@ -47,6 +47,7 @@ HOST_ONLY = frozenset(
         "test_analyze_readable.py",
         "test_analyze_two_outputs.py",
         "test_bad_input_models.py",
+        "test_bad_target_input.py",
         "test_bench_unreadable_onnx.py",
         "test_builder_owners.py",
         "test_cache.py",
@@ -81,6 +82,7 @@ HOST_ONLY = frozenset(
         "test_host_lock.py",
         "test_hostile_device_output.py",
         "test_input_layout.py",
+        "test_keras.py",
         "test_keras_h5_custom.py",
         "test_keras_outputs.py",
         "test_lab_boards.py",
@@ -182,11 +184,7 @@ LAB_AND_BALANCE = frozenset(
         "test_lab_night.py",
         "test_lab_refused.py",
         "test_lab_release_retry.py",
-        "test_accept_level.py",
-        "test_any_onnx.py",
-        "test_bad_target_input.py",
         "test_builder_import_errors.py",
-        "test_keras.py",
         "test_count_cache_shape.py",
         "test_count_heartbeat.py",
         "test_proxy_secret_allowlist.py",
