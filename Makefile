@@ -16,8 +16,8 @@ TARGET ?= pi4-emu
 # make demo DEMO_RECIPE=recipes/digits-keras.yaml: a Keras model through both TFLite routes
 DEMO_RECIPE ?= recipes/yolov5-lite.yaml
 # three workers (pytest-xdist, grouped in tests/conftest.py: host-only, bare-rig lab and balance, devices); with two
-# the 1923 tests took 33 min 15 s on a 2-core machine, with three 25 min 58 s (2026-12-06); PYTEST_WORKERS= runs
-# it in one process
+# the 1923 tests took 33 min 15 s on a 2-core machine, with three 25 min 58 s (2026-12-06; 2026-12-07: 1924 tests 25 min 41 s,
+# 1945 tests 31 min 15 s on a slower hour); PYTEST_WORKERS= runs it in one process
 PYTEST_WORKERS ?= -n 3 --dist loadgroup
 PYTEST_ARGS ?=
 # where torch comes from: pip's own configuration by default; TORCH_INDEX=https://download.pytorch.org/whl/cpu takes

@@ -19,8 +19,9 @@
   fixture goes with the devices. Why three on a 2-core machine: with two, a clean clone's .ci/run of 1923 tests took
   33 min 15 s (2026-12-06: the host worker's tests 1907 s, the devices worker's 1977 s, of which the bare-rig lab
   files were about 380 s of waiting); the third worker's tests wait while the other two compute: with three, 25 min
-  58 s (the same 1923 tests, a clean clone's .ci/run). test_analyze
-  and test_any_onnx (host-only) run with the devices to even the first and the third.
+  58 s (the same 1923 tests, a clean clone's .ci/run; 2026-12-07: 25 min 41 s for 1924 tests, 31 min 15 s for 1945 an
+  hour later, the machine's speed varies by that much). test_analyze and test_any_onnx (host-only) run with the devices to even the
+  first and the third; moving four CPU-bound files to the lab's worker made all three slower (36 min 19 s).
 """
 
 from __future__ import annotations
