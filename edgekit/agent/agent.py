@@ -1088,9 +1088,7 @@ class OpenVinoRunner:
         self.rank = len(self.compiled.inputs[0].partial_shape)
 
     def set_input(self, x: np.ndarray) -> None:
-        x = np.asarray(x, dtype=np.float32)
-        x = np.ascontiguousarray(x if x.ndim == self.rank else x[None])
-        self.request.set_input_tensor(self.ov.Tensor(x))
+        self.request.set_input_tensor(self.ov.Tensor(with_batch_axis(x, self.rank)))
 
     def invoke(self) -> None:
         self.request.infer()
