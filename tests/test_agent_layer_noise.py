@@ -98,7 +98,7 @@ def test_quiet_times_keep_the_old_keys_and_order(tmp_path: Path) -> None:
 def test_profile_table_names_the_layers_whose_times_are_noise(tmp_path: Path, contended: None) -> None:
     """The agent's rows as deploy and profile read them (results.Measurement): the table's footnote names exactly
     the layers whose extract took no longer than the re-extract in over a quarter of the passes."""
-    from edgekit.cli.profile import noisy_layers, wall_table
+    from edgekit.cli.profile_wall import noisy_layers, wall_table
     from edgekit.results import Measurement
 
     param, model = write_convs(tmp_path)
