@@ -1,6 +1,7 @@
 #!/bin/sh
 # edgekit's nightly as cron runs it (examples/nightly.cron). Prints nothing when the night passed, so cron mails
-# nothing; otherwise tonight's summary (a regression, a failed deploy) or, when the night stopped before writing
+# nothing; otherwise the night's verdict line and the top of tonight's summary (its first 40 lines: the verdict and
+# the flags, a regression, a failed deploy, then the tables) or, when the night stopped before writing
 # its report (a missing key, a store it cannot open, the previous night still running), tonight's own error: never
 # an older night's summary. The night's output is appended to nightly.log; the exit status is the nightly's.
 #   EDGEKIT_CHECKOUT  the edgekit checkout, after `make setup` (default ~/edgekit)
@@ -28,7 +29,11 @@ rc=$?
 { echo "== $(date '+%F %T') edgekit nightly, exit $rc"; cat "$tonight"; } >> "$reports/nightly.log"
 [ "$rc" -eq 0 ] && exit 0
 if [ -s "$summary" ]; then
-    tail -n 40 "$summary"
+    # the verdict, then the summary's top: its flags come first, its tables after them (its tail had no flag)
+    grep '^nightly: ' "$tonight" | tail -n 1
+    head -n 40 "$summary"
+    lines=$(wc -l < "$summary")
+    [ "$lines" -gt 40 ] && echo "… and $((lines - 40)) more lines in $summary"
 else
     echo "edgekit nightly failed (exit $rc) before writing its report; its last lines ($tonight):"
     tail -n 20 "$tonight"
