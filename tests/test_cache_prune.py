@@ -243,3 +243,33 @@ def test_a_data_dir_with_brackets_is_named_as_written(tmp_path: Path) -> None:
     pruned = edgekit(home, "cache", "prune", "--all")
     assert pruned.returncode == 0, pruned.stderr
     assert str(home / "cache") in "".join(pruned.stdout.split()), pruned.stdout
+
+
+def test_benching_estimating_or_profiling_a_cached_file_by_path_is_a_use(
+    converted: tuple[Path, Path],
+) -> None:
+    """convert prints the cache's paths "for edgekit estimate, bench, profile"; a file benched there every night
+    was still pruned as unused after 30 days (only a lookup touched its entry). Each of the three now marks the
+    entry it was given a file of as used; a prune keeps it."""
+    home, _ = converted
+    root = home / "cache"
+    entries = {e.label: e for e in housekeeping.scan(root) if e.kind in ("artifact", "onnx")}
+    ncnn, onnx, prepared = entries["ncnn-fp32"], entries["onnx-fp32"], entries["onnx"]
+    for entry in (ncnn, onnx, prepared):
+        _age(entry.path / ("meta.json" if entry.kind == "onnx" else "artifact.json"), 40)
+    listed = edgekit(home, "cache", "prune", "--dry-run").stdout
+    assert listed.count("would remove") == 3, listed
+
+    commands = [
+        ("bench", str(ncnn.path / "model.param"), "--target", "host", "--repeat", "2"),
+        ("estimate", str(onnx.path / "model.onnx"), "--board", "pi4"),
+        ("profile", str(prepared.path / "model.onnx"), "--target", "host", "--passes", "2"),
+    ]
+    for args in commands:
+        done = edgekit(home, *args)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    listed = edgekit(home, "cache", "prune", "--dry-run").stdout
+    assert "would remove" not in listed, listed
+    for entry in (ncnn, onnx, prepared):
+        stamp = entry.path / ("meta.json" if entry.kind == "onnx" else "artifact.json")
+        assert time.time() - stamp.stat().st_mtime < DAY, entry

@@ -123,6 +123,9 @@ def bench_cmd(
         raise UsageError(
             "--set overrides a target's fields; host has none", where="--set", hint="leave --set out"
         )
+    from edgekit.convert.cache import mark_used
+
+    mark_used(artifact)  # a cache entry benched by path is in use: `cache prune` keeps it
     if artifact.suffix == ".param":  # a broken .param: named as bad input (exit 2) before anything reads it
         from edgekit.runtimes.ncnn import load_ncnn
 

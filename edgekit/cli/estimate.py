@@ -117,6 +117,9 @@ def estimate_cmd(
     why = not_a_file(artifact, "model file")
     if why:
         raise UsageError(why, where=str(artifact), hint="give an .onnx, .tflite or ncnn .param")
+    from edgekit.convert.cache import mark_used
+
+    mark_used(artifact)  # a cache entry estimated by path is in use: `cache prune` keeps it
     shape = parse_shape(input_shape, "--input-shape")
     given = artifact
     artifact, zero_note = weights_for(artifact)  # a bare .param alone: zero weights, as benchncnn

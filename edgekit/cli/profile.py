@@ -106,6 +106,9 @@ def profile_cmd(
             hint="give an ncnn model.param (its .bin beside it), a .tflite or an .onnx",
         )
     from edgekit.cli.shapes import parse_shape
+    from edgekit.convert.cache import mark_used
+
+    mark_used(artifact)  # a cache entry profiled by path is in use: `cache prune` keeps it
 
     if artifact.suffix not in (".tflite", ".param", ".onnx"):
         raise InputDataError(

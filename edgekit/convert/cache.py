@@ -145,6 +145,23 @@ def lookup(key: str, then: str = "converting it again") -> Artifact | None:
     )
 
 
+def mark_used(path: Path) -> None:
+    """A model file given by path (bench, estimate, profile: convert prints the cache paths for them) that lies in a
+    cache entry (an artifact, a prepared ONNX, an onnx2tf run) marks that entry used now, as a lookup does: a file
+    benched every night was pruned as unused after 30 days. A file elsewhere is left alone."""
+    from edgekit.convert.housekeeping import KEY
+
+    try:
+        root = Path(os.path.realpath(paths.data_path() / "cache"))
+        parts = Path(os.path.realpath(path)).relative_to(root).parts
+    except (OSError, ValueError):  # outside the cache
+        return
+    if len(parts) >= 2 and KEY.fullmatch(parts[0]):
+        touch(root / parts[0] / META)
+    elif len(parts) >= 3 and parts[0] in ("onnx", "onnx2tf") and KEY.fullmatch(parts[1]):
+        touch(root / parts[0] / parts[1] / "meta.json")
+
+
 def _checks(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
     """What artifact.json records of each file, for lookup to verify."""
     return {n: {"size": (folder / n).stat().st_size, "sha256": file_sha256(folder / n)} for n in names}
