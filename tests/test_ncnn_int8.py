@@ -507,3 +507,35 @@ def test_an_all_float_plan_keeps_all_int8_where_it_beats_the_fp32_model_shipped(
     plan, builds = _plan_run(monkeypatch, tmp_path, totals)
     assert plan.kept == "all-int8" and builds[-1] == []
     assert next(n for n in plan.notes() if n.startswith("pi4-emu")).endswith("shipped (all_int8) 0.918")
+
+
+@pytest.mark.parametrize(
+    "totals",
+    [
+        {  # the planned artifact (every layer float) counts more than the all-int8 one: all-int8 kept
+            "pi4-emu": {"fp32": 1000, "all_int8": 900, "planned": 950},
+            "pi5-emu": {"fp32": 1000, "all_int8": 600, "planned": 650},
+        },
+        {  # all-int8 kept, slower than fp32 on the A72; the strict plan is no better there: back to all-int8
+            "pi4-emu": {"fp32": 1000, "all_int8": 1100, "planned": 1200},
+            "pi5-emu": {"fp32": 1000, "all_int8": 600, "planned": 700},
+        },
+    ],
+    ids=["planned-not-fewer", "strict-not-better"],
+)
+def test_an_all_int8_artifact_kept_says_every_layer_int8(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, totals: dict[str, dict[str, int]]
+) -> None:
+    """The plan wanted every layer float and was not kept: the all-int8 artifact shipped, yet its choices still
+    said float, so the sidecar's float_layers listed them and convert printed `3 of 3 quantizable layers float
+    ... (kept: all-int8)` of an artifact with no float layer."""
+    from edgekit.convert.findings import speed_plan_finding
+
+    plan, builds = _plan_run(monkeypatch, tmp_path, totals)
+    assert plan.kept == "all-int8" and builds[-1] == []
+    assert plan.float_layers == [] and all(c.int8 for c in plan.layers)
+    assert "3 of 3 quantizable layers int8, 0 float" in plan.notes()[0], plan.notes()[0]
+    io = tmp_path / "model.io.json"
+    io.write_text(json.dumps({"int8": {"speed_plan": plan.to_dict()}}))
+    text = speed_plan_finding(Format.NCNN_INT8, [io])
+    assert text is not None and "all 3 quantizable layers int8" in text and "float" not in text, text

@@ -46,7 +46,8 @@ def speed_plan_finding(fmt: Format, files: list[Path]) -> str | None:
             said += " (no fewer: ncnn-fp32 is as fast or faster there)"
         cores.append(said)
     layers = plan.get("layers") or []
-    floats = len(plan.get("float_layers") or [])
+    # an all-int8 artifact has no float layer whatever a sidecar of before 2026-12-07 listed (the plan's wish)
+    floats = 0 if plan.get("kept") == "all-int8" else len(plan.get("float_layers") or [])
     return (
         "speed plan (guest instructions, 1 thread, vs ncnn-fp32): "
         + ", ".join(cores)

@@ -254,7 +254,7 @@ def _described(
 ) -> NcnnIO:
     """The sidecar of the kept artifact: its layers (each float layer with its reason), the plan, the options
     it runs with and the notes a user reads."""
-    reasons = {c.name: c.reason for c in (plan.layers if plan and plan.kept != "all-int8" else [])}
+    reasons = {c.name: c.reason for c in (plan.layers if plan else []) if not c.int8}
     for row in report.layers:
         if row.name in reasons and not row.int8 and row.name not in float_layers:
             row.reason = f"int8 kernel slower ({reasons[row.name]})"

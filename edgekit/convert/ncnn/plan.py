@@ -329,7 +329,7 @@ def plan_and_build(
         if weighted({d: p.total for d, p in planned.items()}, plan.weights) >= weighted(
             all_int8, plan.weights
         ):
-            plan.kept = "all-int8"
+            _keep_all_int8(plan)
             report = build([])
     if slower_cores(plan):
         say("speed plan: a core counts more than fp32; trying int8 only where it wins on every core")
@@ -346,6 +346,14 @@ def plan_and_build(
     return plan, report, ""
 
 
+def _keep_all_int8(plan: SpeedPlan) -> None:
+    """Keep the all-int8 artifact: every choice says int8, as that artifact runs every layer (the sidecar's
+    float_layers, the notes and convert's finding read them; they listed the layers the plan had wanted float)."""
+    plan.kept = "all-int8"
+    for choice in plan.layers:
+        choice.int8 = True
+
+
 def _all_float(plan: SpeedPlan, build: Callable[[list[str]], Any], report: Any) -> Any:
     """The kept artifact has no int8 layer, so the converter ships the fp32 model with its own options (module
     docstring): kept "fp32", its figures the fp32 totals. That choice was weighed against float layers under the
@@ -358,7 +366,7 @@ def _all_float(plan: SpeedPlan, build: Callable[[list[str]], Any], report: Any) 
     if weighted(all_int8, plan.weights) < weighted(fp32, plan.weights) and all(
         all_int8[d] <= fp32[d] for d in fp32
     ):
-        plan.kept = "all-int8"
+        _keep_all_int8(plan)
         return build([])
     plan.kept = "fp32"
     for choice in plan.layers:
@@ -370,7 +378,6 @@ def _no_core_slower(plan: SpeedPlan, build: Callable[[list[str]], Any], param: P
     """The kept artifact counts more than fp32 on some core (a weighted plan can trade one core for the other):
     try the strict plan, float wherever int8 loses on any core, and keep it if no core is then slower than fp32
     (else go back to what was kept). Returns the report of the artifact written last."""
-    kept = plan.kept
     strict = [c.name for c in plan.layers if any(v["int8"] > v["float"] for v in c.counts.values())]
     candidate = build(strict)
     totals = {d: prof.total for d, prof in profiles(param).items()}
@@ -382,4 +389,4 @@ def _no_core_slower(plan: SpeedPlan, build: Callable[[list[str]], Any], param: P
         for choice in plan.layers:
             choice.int8 = choice.name not in strict
         return candidate
-    return build([] if kept == "all-int8" else plan.float_layers)
+    return build(plan.float_layers)  # what was kept: its choices say which layers are float ([] for all-int8)
