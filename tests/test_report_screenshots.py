@@ -51,9 +51,11 @@ PROBE = """
       markers: svg ? Array.from(svg.querySelectorAll('use')).map(u => box(u)) : [],
     };
   });
-  const tables = Array.from(document.querySelectorAll('table.latest, table.flags')).map(t => ({
+  const tables = Array.from(document.querySelectorAll('table')).map(t => ({
     kind: t.className, section: (t.closest('section') || {}).id, scroll: t.scrollWidth, client: t.clientWidth,
     first: Math.max(0, ...Array.from(t.querySelectorAll('td:first-child')).map(c => c.getBoundingClientRect().width)),
+    head: (t.querySelector('tr') || {}).textContent || '',
+    tallest: Math.max(0, ...Array.from(t.querySelectorAll('tr')).map(r => r.getBoundingClientRect().height)),
   }));
   const boxes = Array.from(document.querySelectorAll('p.warn, p.bad, table.flags td')).map(e => ({
     kind: e.tagName.toLowerCase() + '.' + e.className, label: e.dataset.label || '',
@@ -390,3 +392,49 @@ def test_a_long_target_name_wraps_inside_its_flag_card_and_its_not_judged_box(tm
     for b in boxes:
         assert b["box"][2] <= 390 + 0.5 and b["scroll"] <= b["client"] + 1, b
     assert facts["scrollWidth"] <= 390, facts["scrollWidth"]
+
+
+def test_every_table_fits_a_laptop_screen(tmp_path: Path) -> None:
+    """At 1280 px the route table was 1594 px wide in a 1217 px box: its speed-up cell ("vs tflite-fp32: not
+    ranked apart by the estimate (1.00x by instruction count) · vs ncnn-fp16: ...") did not wrap, so the column
+    saying what the figure cannot tell ("not calibrated: confirm on the board") was off the screen and each row
+    ~250 px tall; the latest and device-facts tables scrolled too. A host and an emulated, counted target whose
+    board estimates are uncalibrated and tie: every table of the report fits its box. (The host's route said
+    '2.34x vs tflite-fp32 · 2.34x vs tflite-fp32' where fp32 was also the slowest: said once.)"""
+    from edgekit.route_deploy import routes_for_deploy
+
+    rng = np.random.default_rng(11)
+    with open_store(f"sqlite:///{tmp_path / 'results.sqlite'}") as store:
+        for night in range(6):
+            result = synthetic_result(
+                T0 + timedelta(days=night), rng=rng, recipe="laptop", targets=("host", "pi4-emu"),
+                formats=(Format.TFLITE_FP32, Format.TFLITE_FP16, Format.TFLITE_INT8, Format.NCNN_FP16),
+                threads=(1,), repeat=20, slowdown={("tflite-fp32", "host"): 1.5} if night == 5 else None,
+            )  # fmt: skip
+            add_estimates(
+                result, target="pi4-emu", board="pi4", ms=(0.107, 0.0332, 0.343), calibrated=lambda _m: False
+            )
+            ms = {
+                "tflite-fp32": 0.11,
+                "tflite-int8": 0.09,
+                "ncnn-fp16": 0.2,
+            }  # int8 fastest, inside the others'
+            for key, est in result.runs[1].estimates.items():  # intervals: not ranked apart from them
+                est["estimate_ms"] = ms.get(key.split()[0], 0.107)
+            result.routes = [r.to_dict() for r in routes_for_deploy(result)]
+            store.record(result)
+        built = build(store)
+    out = tmp_path / "report.html"
+    write(built, html=out)
+    page = out.read_text()
+    assert "not ranked apart by the estimate" in page and "confirm on the board" in page
+    assert not re.search(r"(vs tflite-fp32) · [0-9.]+x \1<", page)  # fp32 the slowest too: said once
+    tables = _layout(out, 1280, tmp_path)["tables"]
+    heads = [t["head"] for t in tables]
+    assert any("what the figure cannot tell" in h for h in heads), heads  # the route table is there
+    assert any(t["kind"] == "latest" for t in tables) and any(t["kind"] == "flags" for t in tables), heads
+    assert any("governor" in h for h in heads), heads  # and the device facts
+    wide = [(t["head"][:50], t["scroll"], t["client"]) for t in tables if t["scroll"] > t["client"] + 1]
+    assert not wide, wide
+    routes = next(t for t in tables if "what the figure cannot tell" in t["head"])
+    assert routes["tallest"] <= 200, routes["tallest"]  # rows read across, not down (327 px before)

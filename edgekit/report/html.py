@@ -46,6 +46,8 @@ h3{margin:22px 0 8px;color:#3b4550}
 table{border-collapse:collapse;margin:6px 0 12px;font-size:13px;display:block;overflow-x:auto;max-width:100%}
 th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:right;vertical-align:top}
 th{background:#f3f5f7} td.l,th.l{text-align:left} td{white-space:nowrap} td.wrap{white-space:normal}
+/* may break lines, with no minimum width: only where the table would not fit its box (a 1280 px laptop) */
+td.brk{white-space:normal}
 .emu{display:inline-block;background:#fff3cd;color:#7a5a00;border:1px solid #e5c76b;border-radius:3px;
  font-size:11px;padding:0 4px;margin-left:4px}
 .bad{background:#ffe3e3} .warn{background:#fff6d6} .ok{color:#1a7f37} .muted{color:#6b7785}

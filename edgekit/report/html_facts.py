@@ -60,7 +60,7 @@ def _facts_row(run_id: int, started_ts: float, t: TargetRun, agent: AgentResult)
     return (
         f'<tr class="{"warn" if reason else ""}"><td class=l>#{run_id} {when(started_ts)}</td>'
         f"<td class=l>{escape(t.target)}{EMU_BADGE if t.emulated else ''}</td>"
-        f"<td class=l>{escape(before.cpu_model or before.machine)}{emulator}</td>"
+        f"<td class='l brk'>{escape(before.cpu_model or before.machine)}{emulator}</td>"
         f"<td>{before.cores}</td><td class=l>{escape(_governor(before))}</td><td>{_clock(before, after)}</td>"
         f"<td>{_temp(before)} → {_temp(after)}</td><td class='l wrap'>{throttled}</td>"
         f"<td class='l wrap'>{runtimes}</td></tr>"

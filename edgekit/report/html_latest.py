@@ -34,7 +34,7 @@ def latest_table(rows: list[Row]) -> str:
         elif r.speedup_basis == "emulated wall time":  # no count: qemu's wall time ratios are distorted
             speed += '<br><span class="muted">(no count; not from emulated wall time)</span>'
         drift = (
-            f"{r.drift_max_abs:.3g} / {cosine_text(r.drift_cosine, 6)}"
+            f"{r.drift_max_abs:.3g} / {cosine_text(r.drift_cosine, 6).replace(' ', '&nbsp;')}"
             if r.drift_max_abs is not None and r.drift_cosine is not None
             else "-"
         )
@@ -45,8 +45,8 @@ def latest_table(rows: list[Row]) -> str:
             f'<tr class="{css}"><td class=l>{escape(r.target)}{emu}{_older(r.run_id)}</td>'
             f"<td class=l>{escape(r.artifact)}</td>"
             f"<td>{r.threads}</td><td>{_wall(r.p50_ms, r.emulated)}{emu}</td><td>{_wall(r.p90_ms, r.emulated)}{emu}</td>"
-            f"<td class=est>{_estimate(r.estimate, counted=r.emulated and bool(r.instructions))}</td><td>{speed}</td>"
-            f"<td>{_cos(r.cosine)}{gate}</td><td>{drift}</td>"
+            f"<td class=est>{_estimate(r.estimate, counted=r.emulated and bool(r.instructions))}</td>"
+            f"<td class=brk>{speed}</td><td>{_cos(r.cosine)}{gate}</td><td class=brk>{drift}</td>"
             f"<td>{_count(r.instructions)}</td><td class='l wrap'>{status}</td></tr>"
         )
     return f'<table class="latest">{head}{"".join(body)}</table>'

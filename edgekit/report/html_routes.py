@@ -53,8 +53,14 @@ def routes_section(view: RecipeView) -> str:
                     else ""
                 )
                 for k, a in (("speedup_vs_fp32", "fp32_artifact"), ("speedup_vs_slowest", "slowest_artifact"))
-                if r.get(k) and r.get(a) != r.get("artifact")
-            )
+                if r.get(k)
+                and r.get(a) != r.get("artifact")
+                and not (
+                    a == "slowest_artifact"
+                    and r.get(a) == r.get("fp32_artifact")
+                    and r.get("speedup_vs_fp32")
+                )
+            )  # the slowest being fp32 printed '2.34x vs tflite-fp32 · 2.34x vs tflite-fp32'
             unranked = [  # a ratio by estimate whose other side lies inside the choice's 80 % interval
                 f"vs {escape(str(r[a]))}: not ranked apart by the estimate"
                 + (
@@ -76,7 +82,7 @@ def routes_section(view: RecipeView) -> str:
             rows.append(
                 f"<tr><td class=l>#{run.id} {when(run.started_ts)}</td><td class=l>"
                 f"{_target(run, r)}</td><td class=l><b>{escape(str(r['artifact']))}</b>{tie}</td>"
-                f"<td>{figure}</td><td class=l>{speed or '-'}</td>"
+                f"<td>{figure}</td><td class='l wrap'>{speed or '-'}</td>"
                 f"<td class='l wrap'><span class=muted>{escape(str(r.get('basis_label', '')))}</span>"
                 + "".join(f"<br>note: {escape(str(c))}" for c in r.get("caveats") or [])
                 + "</td></tr>"
