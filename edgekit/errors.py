@@ -17,7 +17,7 @@
      |    +-- ConnectionLost  the connection dropped during a stage
      |    +-- DeviceDiskFull  the device's work dir has less free space than the run needs (free vs needed)
      |    +-- DeviceFileTooLarge  a file on the device over what edgekit downloads (refused before reading it)
-     |    +-- WorkDirError    the target's work dir (or a folder in it) cannot be created or written on the device
+     |    +-- WorkDirError    the target's work dir (or a folder in it) cannot be created or written on the device (exit 2)
      |    +-- Interrupted     Ctrl-C: what was measured is kept, marked interrupted (exit 130)
      +-- AgentError           the on-device agent crashed or wrote no result
      +-- EmulatorError        an emulated device cannot be built, started or stopped
@@ -159,7 +159,10 @@ class DeviceDiskFull(TransportError):
 
 class WorkDirError(TransportError):
     """A folder edgekit writes on the device cannot be made or written there (a read-only disk, a path under a
-    file, no permission): `path` is the folder, the message carries mkdir's own words."""
+    file, no permission): `path` is the folder, the message carries mkdir's own words. Bad input (exit 2): the
+    target's `work_dir` is the user's to change."""
+
+    exit_code = 2
 
     def __init__(
         self, message: str, *, path: str = "", where: str | None = None, hint: str | None = None

@@ -92,12 +92,17 @@ class TargetPlan:
 
 def check_before_work(target: Target) -> None:
     """What every command that reaches a target can refuse at once (exit 2), before converting, uploading or
-    waiting: a missing or unusable key file, a lab with no place of this kind, an emulated target stating a
-    core its device does not run, or whose device is not built here (its build would download: exit 1)."""
+    waiting: a missing or unusable key file, a local target's work dir that cannot be made (WorkDirError), a lab
+    with no place of this kind, an emulated target stating a core its device does not run, or whose device is not
+    built here (its build would download: exit 1)."""
     from edgekit.deploy.reach import startable
     from edgekit.emu.device import check_available
 
     check_target_key(target)
+    if target.transport is TransportKind.LOCAL:
+        from edgekit.transport.local import make_work_dir
+
+        make_work_dir(target)
     check_available(target)
     startable([target])
 

@@ -201,10 +201,10 @@ class TargetSession(Finishing):
                 self.target = ensure_device(self.target, self._say_device)
             self.run.target = self.target.name  # a lab target is recorded under the place it got
             self.runner.target = self.target  # whose agent runs there
-            transport = self._transport = self._given or open_transport(self.target)
             watchdog.start()
             self._stop_if_interrupted("connecting")
-            with self.stage("connect"):
+            with self.stage("connect"):  # a local target makes its work dir here (WorkDirError)
+                transport = self._transport = self._given or open_transport(self.target)
                 transport.connect()
             self.reached.set()
             self._stop_if_interrupted("pushing")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from edgekit.child_death import die_with_edgekit
-from edgekit.errors import Interrupted, RemoteTimeout, TransportError
+from edgekit.errors import Interrupted, RemoteTimeout, TransportError, WorkDirError
 from edgekit.paths import data_dir
 from edgekit.target import Target
 from edgekit.transport.base import PutResult, RunResult, Transport, copy_file_atomically, sha256_file
@@ -44,11 +44,7 @@ class LocalTransport(Transport):
         self.target = target
         self.name = target.name
         self._interrupt = threading.Event()
-        if "work_dir" in target.model_fields_set:
-            self.work_dir = str(Path(target.work_dir).expanduser())
-        else:
-            self.work_dir = str(data_dir() / "local" / target.name)
-        Path(self.work_dir).mkdir(parents=True, exist_ok=True)
+        self.work_dir = str(make_work_dir(target))
         _link_host_lock(Path(self.work_dir))
 
     def connect(self) -> LocalTransport:
@@ -93,7 +89,18 @@ class LocalTransport(Transport):
         )
 
     def mkdir(self, remote: str) -> None:
-        self._abs(remote).mkdir(parents=True, exist_ok=True)
+        path = self._abs(remote)
+        problem = _unmade(path)
+        if problem is None:
+            return
+        if path == Path(self.work_dir):
+            raise work_dir_error(self.target, path, problem)
+        raise WorkDirError(
+            f"the folder {path} cannot be created or written on this machine: {problem}",
+            path=str(path),
+            where=f"{self.name} (local)",
+            hint="a path this user can write (a relative one is in the target's work dir)",
+        )
 
     def run(
         self,
@@ -183,6 +190,44 @@ class LocalTransport(Transport):
 
     def close(self) -> None:
         pass
+
+
+def make_work_dir(target: Target) -> Path:
+    """The local target's work dir, made: its `work_dir` (a leading `~/` is the home), else
+    data_dir()/local/<name>. One that cannot be made or written (under a file, in /proc, read-only) is a
+    WorkDirError naming the field and the target file (NotADirectoryError was an internal error)."""
+    given = "work_dir" in target.model_fields_set
+    path = Path(target.work_dir).expanduser() if given else data_dir() / "local" / target.name
+    problem = _unmade(path)
+    if problem is not None:
+        raise work_dir_error(target, path, problem)
+    return path
+
+
+def work_dir_error(target: Target, path: Path, problem: str) -> WorkDirError:
+    """As an SSH device's (transport/ssh_files.py): which folder, why, the field, what to try."""
+    given = "work_dir" in target.model_fields_set
+    shown = str(path) if given else f"{path} (the default: EDGEKIT_HOME's local/{target.name})"
+    return WorkDirError(
+        f"the work dir {shown} cannot be created or written on this machine: {problem}",
+        path=str(path),
+        where=f"this machine (target {target.name}"
+        + (f", field `work_dir`: {target.work_dir!r})" if given else ")"),
+        hint="give a work dir this user can write: --set work_dir=PATH (e.g. ~/edgekit-work), or `work_dir:` in "
+        f"{target.source or 'the target file'}"
+        + ("" if given else "; or EDGEKIT_HOME=PATH, a data folder this user can write"),
+    )
+
+
+def _unmade(path: Path) -> str | None:
+    """Make the folder `path` (parents too); why it cannot be made or written by this user, or None."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"mkdir: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+    if not os.access(path, os.W_OK | os.X_OK):
+        return "the folder is not writable by this user"
+    return None
 
 
 HOST_LOCK = "edgekit-host.lock"

@@ -53,3 +53,40 @@ def test_a_work_dir_on_a_read_only_disk_is_named(local_sshd, tmp_path: Path) -> 
         assert "the folder is not writable by this user" in str(existing), str(existing)
     finally:
         subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+def _local_target(tmp_path: Path, work_dir: Path) -> Path:
+    target = tmp_path / "mylocal.yaml"
+    target.write_text(f"name: mylocal\ntransport: local\nwork_dir: {work_dir}\nruntimes: [onnxruntime]\n")
+    return target
+
+
+def test_a_local_work_dir_under_a_regular_file_is_named_as_bad_input(edgekit_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A `transport: local` target whose work_dir cannot be made (under a file; /proc) was an internal error
+    (NotADirectoryError, exit 1) in `targets check`, `bench --target` and `deploy`: now the WorkDirError an SSH
+    device's gives, naming the field and the target file (exit 2), before anything is converted or run."""
+    from onnx_graphs import gelu_classifier
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder\n")
+    target = _local_target(tmp_path, afile / "edgekit")
+    model = gelu_classifier(tmp_path / "m.onnx")
+    env = {"EDGEKIT_HOME": str(tmp_path / "home")}
+    for args in (("targets", "check", str(target)), ("bench", str(model), "--target", str(target))):
+        out = edgekit_cli(*args, env=env, timeout=300)
+        said = " ".join(out.stderr.split())
+        assert out.code == 2 and "internal error" not in said, (args, out.code, said)
+        assert "error (WorkDirError): this machine (target mylocal, field `work_dir`:" in said, said
+        assert f"the work dir {afile / 'edgekit'} cannot be created or written on this machine" in said, said
+        assert "Not a directory" in said and f"`work_dir:` in {target}" in said, said
+
+
+def test_a_local_work_dir_in_proc_is_named(tmp_path: Path) -> None:
+    from edgekit.target import load_target
+    from edgekit.transport.local import LocalTransport
+
+    target = load_target(_local_target(tmp_path, Path("/proc/edgekit")))
+    with pytest.raises(WorkDirError) as info:
+        LocalTransport(target)
+    assert info.value.exit_code == 2 and info.value.path == "/proc/edgekit", str(info.value)
+    assert "field `work_dir`: '/proc/edgekit'" in (info.value.where or ""), info.value.where
