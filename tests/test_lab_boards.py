@@ -53,10 +53,10 @@ def _board(
     )
 
 
-def _night(day: int, *runs: TargetRun) -> DeployResult:
+def _night(day: int, *runs: TargetRun, recipe: str = KEY[0]) -> DeployResult:
     return DeployResult(
-        recipe=KEY[0],
-        recipe_path="tinya.yaml",
+        recipe=recipe,
+        recipe_path=f"{recipe}.yaml",
         recipe_sha256="0",
         started_at=f"2026-12-{day:02d}T01:00:00",
         runs=list(runs),
@@ -121,3 +121,56 @@ def test_a_board_with_no_trusted_run_is_not_compared() -> None:
         types,
     )
     assert "pi4-b" not in found.medians and not found.slow
+
+
+def _lines(tmp_path: Path, *nights: DeployResult) -> list[str]:
+    types = dict.fromkeys(("pi4-a", "pi4-b"), KIND)
+    with open_store(f"sqlite:///{tmp_path / 'night.sqlite'}") as store:
+        for night in nights:
+            store.record(night)
+        return board_lines(
+            store, SpreadOutcome(board_type=types, jobs={b: ["x.yaml"] for b in types}, deploy_s=1.0)
+        )
+
+
+def test_the_lab_lines_say_what_was_left_out_and_give_no_all_clear_when_nothing_was_compared(
+    tmp_path: Path,
+) -> None:
+    """After lab nights on a busy machine the night said `lab:board=pi4: 2 board(s), 0 (recipe, artifact,
+    threads) measured` and `no board is 20 % slower than its siblings on what both measured`, while each board's
+    measurements had been left out as timed while busy and the two boards had run different recipes: nothing was
+    compared. Now the type's line says what was counted and what was left out, and the verdict says no
+    comparison was possible."""
+    busy = _lines(
+        tmp_path,
+        _night(1, _board("pi4-a", 10.0, 50, busy=0.8), recipe="tinya"),
+        _night(1, _board("pi4-b", 10.0, 50, busy=0.7), recipe="tinyb"),
+    )
+    assert (
+        f"  {KIND}: 2 board(s), 0 (recipe, artifact, threads) counted (2 timed while busy left out)" in busy
+    ), busy
+    assert (
+        "  no comparison possible: no (recipe, artifact, threads) counted on two boards of one type" in busy
+    )
+    assert not any("no board is" in line for line in busy), busy
+
+
+def test_different_recipes_on_each_board_are_no_comparison_and_shared_ones_are(tmp_path: Path) -> None:
+    """Counted figures, but each board ran another recipe: still no comparison; the same recipe on both: the
+    all-clear stands on it."""
+    apart = _lines(
+        tmp_path / "apart",
+        _night(1, _board("pi4-a", 10.0, 50), recipe="tinya"),
+        _night(1, _board("pi4-b", 10.0, 50), recipe="tinyb"),
+    )
+    assert f"  {KIND}: 2 board(s), 2 (recipe, artifact, threads) counted" in apart, apart
+    assert any(line.startswith("  no comparison possible") for line in apart), apart
+    shared = _lines(
+        tmp_path / "shared",
+        _night(1, _board("pi4-a", 10.0, 50), _board("pi4-b", 10.3, 50, busy=0.9)),
+        _night(2, _board("pi4-a", 10.1, 50), _board("pi4-b", 10.2, 50)),
+    )
+    assert f"  {KIND}: 2 board(s), 1 (recipe, artifact, threads) counted" in shared, (
+        shared
+    )  # busy run: counted too
+    assert "  no board is 20 % slower than its siblings on what both measured" in shared, shared

@@ -102,6 +102,8 @@ class BoardSpread:
     )  # board -> its type (the lab spec it was acquired for)
     facts: dict[str, DeviceFacts | None] = field(default_factory=dict)  # of the newest run that joined
     slow: list[SlowBoard] = field(default_factory=list)
+    # board -> keys it measured in an ok run but timed while other processes used the CPUs (left out)
+    busy: dict[str, set[tuple[str, str, int]]] = field(default_factory=dict)
 
 
 def board_spread(
@@ -114,7 +116,11 @@ def board_spread(
     newest: dict[str, str] = {}  # board -> started_at of the run its facts come from
     for result in results:
         for run in result.runs:
-            if run.target not in types or not _add(per_run, result.recipe, run) or run.agent is None:
+            if (
+                run.target not in types
+                or not _add(per_run, result.recipe, run, spread.busy)
+                or run.agent is None
+            ):
                 continue
             if result.started_at >= newest.get(run.target, ""):
                 newest[run.target] = result.started_at
@@ -143,18 +149,26 @@ def board_spread(
     return spread
 
 
-def _add(per_run: dict[str, dict[tuple[str, str, int], list[float]]], recipe: str, run: TargetRun) -> bool:
+def _add(
+    per_run: dict[str, dict[tuple[str, str, int], list[float]]],
+    recipe: str,
+    run: TargetRun,
+    busy: dict[str, set[tuple[str, str, int]]],
+) -> bool:
     """Add the run's trusted figures to its board's; False if none joined. A failed run, one whose place was taken
     from it before it ended (place_lost: another's work may have shared the board) and a measurement timed while
     other processes used the CPUs (Measurement.timed_while_busy, as the report judges it) never join a board's
     figures: they say what else ran on the board, not how fast it is. A throttled or hot run does join: a board
-    that heats up is what the SLOW BOARD verdict is for."""
+    that heats up is what the SLOW BOARD verdict is for. The keys timed while busy go to `busy`, so the night's
+    lines say what was left out rather than '0 measured'."""
     if run.agent is None or run.status != "ok" or run.place_lost is not None:
         return False
     joined = False
     for m in run.agent.measurements:
-        if m.status == "ok" and m.samples_ms and not m.timed_while_busy:
-            key = (recipe, m.artifact, m.threads)
+        key = (recipe, m.artifact, m.threads)
+        if m.status == "ok" and m.samples_ms and m.timed_while_busy:
+            busy.setdefault(run.target, set()).add(key)
+        elif m.status == "ok" and m.samples_ms:
             per_run.setdefault(run.target, {}).setdefault(key, []).append(statistics.median(m.samples_ms))
             joined = True
     return joined
@@ -192,18 +206,32 @@ def board_lines(store: Any, done: SpreadOutcome, history: int = 14) -> list[str]
         )
     ids = {r.id for board in done.boards for r in store.runs(target=board, limit=history)}
     found = board_spread(store.load_many(ids).values(), done.board_type)
+    compared = False  # some key was counted on two boards of one type: a slow board could have shown
     for kind in dict.fromkeys(done.board_type.values()):
         boards = [b for b, k in done.board_type.items() if k == kind]
+        lines.append(f"  {kind}: {_type_count(found, boards)}")
         keys = {key for b in boards for key in found.medians.get(b, {})}
-        lines.append(f"  {kind}: {len(boards)} board(s), {len(keys)} (recipe, artifact, threads) measured")
+        shared = [k for k in keys if sum(k in found.medians.get(b, {}) for b in boards) >= 2]
+        compared = compared or bool(shared)
         lines += [f"    {line}" for line in _type_lines(found.medians, boards, keys)]
     for slow in found.slow:
         lines.append(f"  SLOW BOARD {slow.line()}")
     if not found.slow:
-        lines.append(
+        lines.append(  # not an all-clear when nothing was compared (each board ran other recipes, or busy)
             f"  no board is {100 * (SLOW_RATIO - 1):.0f} % slower than its siblings on what both measured"
+            if compared
+            else "  no comparison possible: no (recipe, artifact, threads) counted on two boards of one type"
         )
     return lines
+
+
+def _type_count(found: BoardSpread, boards: list[str]) -> str:
+    """'2 board(s), 0 (recipe, artifact, threads) counted (14 timed while busy left out)': what the comparison
+    stands on, and what it left out (after lab nights on a busy machine it read '0 measured')."""
+    keys = {key for b in boards for key in found.medians.get(b, {})}
+    busy = {key for b in boards for key in found.busy.get(b, set())} - keys
+    left = f" ({len(busy)} timed while busy left out)" if busy else ""
+    return f"{len(boards)} board(s), {len(keys)} (recipe, artifact, threads) counted{left}"
 
 
 def _type_lines(
