@@ -168,3 +168,28 @@ def test_the_listing_a_no_matching_place_error_names_reaches_the_targets_coordin
     (command,) = re.findall(r"edgekit lab -x \S+", hint)
     out = edgekit(*shlex.split(command)[1:], env=env)
     assert out.returncode == 0 and "b1" in out.stdout and "b2" in out.stdout, (hint, out.stdout, out.stderr)
+
+
+def test_a_new_teams_first_listing_has_no_store_yet(free_lab: lab_rig.Rig, tmp_path: Path) -> None:
+    """EDGEKIT_STORE named the team's store before anything was recorded: `edgekit lab -x HOST:PORT` failed
+    `StorePathError ... nothing has been recorded at this path`, exit 2, only to fill the last-run column. The
+    places are listed now, each last run `-`, with one line saying no run is recorded yet (and no store file is
+    made by listing); a store path that is a folder is still refused."""
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    store = tmp_path / "team" / "results.sqlite"
+    store.parent.mkdir()
+    out = edgekit(
+        "lab", "-x", free_lab.coordinator, env=_env(targets, EDGEKIT_STORE=str(store), COLUMNS="200")
+    )
+    assert out.returncode == 0, out.stderr
+    cells = [
+        [c.strip() for c in line.split("│")[1:-1]] for line in out.stdout.splitlines() if line.startswith("│")
+    ]
+    rows = {row[0]: row for row in cells if row and row[0] in PLACES}
+    assert set(rows) == set(PLACES) and all(row[-1] == "-" for row in rows.values()), out.stdout
+    said = " ".join(out.stdout.split())
+    assert f"no run is recorded yet: no results store at {store}" in said, out.stdout
+    assert not store.exists()
+    folder = edgekit("lab", "-x", free_lab.coordinator, env=_env(targets, EDGEKIT_STORE=str(store.parent)))
+    assert folder.returncode == 2 and "a folder, not a results store file" in folder.stderr, folder.stderr

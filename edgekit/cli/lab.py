@@ -3,6 +3,8 @@ stored run; `edgekit lab release PLACE` gives back a place a dead edgekit left a
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -126,9 +128,10 @@ def lab_cmd(
     widest = max((len(printable(a)) for a in ssh.values() if a), default=3)
     table.add_column("ssh", no_wrap=True, min_width=min(widest, fold_at))
     table.add_column("last run", overflow="fold")
-    with open_store(store, create=False) as st:
+    unrecorded = _no_store_yet(store)
+    with open_store(store, create=False) if unrecorded is None else nullcontext(None) as st:
         for p in places:
-            facts = last_facts(st, p.name)
+            facts = last_facts(st, p.name) if st is not None else None
             # the coordinator's words (place names, tags, holders) and a device's (its CPU): printed as they are
             held = plain(holder_text(p)) if p.holder else "[green]free[/]"
             if p.holder and _is_stale(p):
@@ -144,6 +147,25 @@ def lab_cmd(
                 plain(facts.summary()) if facts else "-",
             )
     console.print(table)
+    if unrecorded is not None:
+        console.print(
+            f"no run is recorded yet: no results store at {plain(str(unrecorded))} (the first deploy or nightly "
+            "on these boards makes it and fills the last-run column)",
+            highlight=False,
+        )
+
+
+def _no_store_yet(store: str | None) -> Path | None:
+    """The SQLite file the results store will be, when nothing has been recorded there yet: a new team's first
+    `edgekit lab` with EDGEKIT_STORE set failed 'no results store here', exit 2, for a column that is only
+    facts. Any other trouble with the store (a folder, an empty --store, a bad URL) is still said by open_store."""
+    from edgekit.path_kind import PathKind, path_kind
+    from edgekit.store.location import _sqlite_file, resolve_url
+
+    if store is not None and not store.strip():
+        return None
+    path = _sqlite_file(resolve_url(store))
+    return path if path is not None and path_kind(path) is PathKind.MISSING else None
 
 
 def _folded(text: str, width: int) -> str:
