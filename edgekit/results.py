@@ -279,6 +279,9 @@ class TargetRun(_Model):
     unlisted_runtimes: dict[str, str] = Field(default_factory=dict)
     # an emulated target that was to count (emulated.counting): a run of it without counts lost them (additive)
     counting: bool = False
+    # what a reader of this run's figures must know that no figure says: why an emulated run has no board estimate,
+    # a device whose CPU is not the target's expected_cpu (additive)
+    caveats: list[str] = Field(default_factory=list)
 
 
 class DeployResult(_Model):

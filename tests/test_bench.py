@@ -767,3 +767,40 @@ def test_bench_at_more_threads_than_the_board_has_cores_estimates_as_edgekit_est
         est[k] for k in ("estimate_ms", "low_ms", "high_ms")
     ], (benched, est)
     assert benched["instructions_per_invoke"] == json.loads(estimated.stdout)["count"]["instructions"]
+
+
+@pytest.mark.integration
+def test_a_bench_on_an_emulated_device_no_board_stands_for_says_why_it_has_no_estimate(
+    model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """`bench model.param --target phone-emu` printed no board estimate and no word why (`estimates: {}` in its
+    --json), where deploy says "no board estimate: no calibrated board stands for this device". Bench says it in
+    the same words, and its --json keeps the reason among the run's caveats."""
+    from edgekit.emu.device import ensure_device
+    from edgekit.emu.runner import down, running_state
+    from edgekit.report.table_caption import NO_BOARD
+    from edgekit.target import load_target
+
+    started = running_state("phone-emu") is None
+    ensure_device(load_target("phone-emu"))
+    try:
+        out = tmp_path / "phone.json"
+        done = bench(
+            str(model_files["param"]),
+            "--target",
+            "phone-emu",
+            "--repeat",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+            str(out),
+        )
+    finally:
+        if started:
+            down("phone-emu")
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = " ".join(done.stdout.split())
+    assert f"no board estimate: {NO_BOARD}" in said, said
+    run = TargetRun.model_validate_json(out.read_text())
+    assert run.estimates == {} and run.caveats == [f"no board estimate: {NO_BOARD}"], run.caveats

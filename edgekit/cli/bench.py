@@ -268,9 +268,14 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) ->
     the graph's MACs, bytes and roofline are those of the model counted)."""
     from edgekit.convert.base import model_bytes
     from edgekit.estimate.attach import board_for_device, estimates_for_run
+    from edgekit.report.table_caption import NO_BOARD
     from edgekit.results import ArtifactInfo, interval_not_validated
 
-    if run.agent is None or board_for_device(device) is None:
+    if run.agent is None:
+        return
+    if board_for_device(device) is None:  # phone-emu: said, as deploy's caption says it, and kept in --json
+        run.caveats.append(f"no board estimate: {NO_BOARD}")
+        console.print(f"[yellow]![/] {plain(run.caveats[-1])}", highlight=False)
         return
     if not any(m.instructions_per_invoke for m in run.agent.measurements):  # said: the estimate's absence too
         if any(m.status == "ok" for m in run.agent.measurements):
