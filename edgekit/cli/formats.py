@@ -9,7 +9,7 @@ import click
 import typer
 from rich.table import Table
 
-from edgekit.errors import HostKeyError, HostNameError, Interrupted, TransportError, UsageError
+from edgekit.errors import HostKeyError, HostNameError, Interrupted, TransportError, UsageError, WorkDirError
 from edgekit.formats import Format
 from edgekit.terminal import Console, plain
 
@@ -100,7 +100,8 @@ def formats_cmd(
         try:
             device = check_target(tgt).runtimes
         except TransportError as exc:  # a phone not at hand: what its target file lists still answers
-            if isinstance(exc, (Interrupted, HostKeyError, HostNameError)):  # a changed key, a bad name: said
+            # a changed key, a bad name, a work dir it cannot make: said, never "not probed" (unreachable)
+            if isinstance(exc, (Interrupted, HostKeyError, HostNameError, WorkDirError)):
                 raise
             unprobed = exc
     table = Table(title="formats")

@@ -134,7 +134,10 @@ class DeviceInfo:
 
 def probe(transport: Transport, target: Target) -> DeviceInfo:
     """Run the probe with the target's python (and each runtime-specific python) on the device. Each runtime's
-    version is the one the python a deploy runs it with (target.python_for) sees, and only that one."""
+    version is the one the python a deploy runs it with (target.python_for) sees, and only that one. It runs in
+    the work dir, made first: one the device cannot make is a WorkDirError naming the field (the probe's `cd`
+    failing was blamed on the python)."""
+    transport.mkdir(".")
     info: DeviceInfo | None = None
     found: dict[str, dict[str, str | None]] = {}  # python -> its probe's runtimes
     site = f"{transport.work_dir or '.'}/site"  # where setup unpacks wheels on a pip-less device

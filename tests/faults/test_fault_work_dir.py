@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,37 @@ def test_a_local_work_dir_in_proc_is_named(tmp_path: Path) -> None:
         LocalTransport(target)
     assert info.value.exit_code == 2 and info.value.path == "/proc/edgekit", str(info.value)
     assert "field `work_dir`: '/proc/edgekit'" in (info.value.where or ""), info.value.where
+
+
+def test_targets_check_names_an_unusable_work_dir_not_the_python(local_sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """`targets check` (and `formats --target`) ran the probe inside a work dir it never made: a work_dir under a
+    file was said as "`python3` did not run on the device ... cd: ...: Not a directory; hint: set python"."""
+    from edgekit.emu.provision import check_target
+
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder\n")
+    target = local_sshd.model_copy(update={"work_dir": str(afile / "edgekit")})
+    with pytest.raises(WorkDirError) as info:
+        check_target(target)
+    err = info.value
+    assert f"the work dir {afile / 'edgekit'} cannot be created or written on the device" in str(err), str(
+        err
+    )
+    assert "field `work_dir`" in (err.where or "") and err.exit_code == 2, err.where
+    assert "python" not in str(err), str(err)
+    assert check_target(local_sshd).raw["python"]  # a work dir it can make: probed as before
+    t = local_sshd
+    board = tmp_path / "board.yaml"
+    board.write_text(
+        f"name: board\nhost: 127.0.0.1\nport: {t.port}\nuser: {t.user}\nkey: {t.key}\nknown_hosts: {t.known_hosts}\n"
+        f"python: {t.python}\nwork_dir: {afile / 'edgekit'}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "edgekit", "formats", "--target", str(board)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)},  # no ~/.ssh/config
+        timeout=120,
+    )
+    said = " ".join(out.stderr.split())
+    assert out.returncode == 2 and "error (WorkDirError)" in said and "not probed" not in out.stdout, said
