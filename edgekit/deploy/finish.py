@@ -46,6 +46,7 @@ class Finishing:
     _done: bool
     _finish_by: float
     _pulled: set[str]
+    _work_dir_made: bool
 
     def stage(self, name: str) -> AbstractContextManager[None]:
         raise NotImplementedError
@@ -78,8 +79,11 @@ class Finishing:
 
     def _finish(self, transport: Transport, interrupted: bool) -> None:
         usable = transport.usable and not interrupted
-        # the push made the run folder (runs/.../outputs) before any agent started: removed as the agent's is
-        made = self.runner.invocations > 0 or self._stage not in ("start", "ensure", "connect")
+        # the push made the run folder (runs/.../outputs) before any agent started: removed as the agent's is; a
+        # push that could not make the work dir made nothing (its `rm` was said as a folder left on the device)
+        made = self.runner.invocations > 0 or (
+            self._work_dir_made and self._stage not in ("start", "ensure", "connect")
+        )
         if interrupted and made:
             usable = transport.resume_after_interrupt()
             name = self.target.name

@@ -115,6 +115,7 @@ class TargetSession(Finishing):
         self._done = False  # finish() has ended: a Ctrl-C after it interrupts nothing of this target
         self._finish_by = math.inf  # the pull and the cleanup end by then (FINISH_S), reconnects included
         self._pulled: set[str] = set()  # outputs already downloaded (a pull made again after a reconnect)
+        self._work_dir_made = False  # the push made the work dir: a run folder may be in it
         self.runner = AgentRunner(
             target,
             self.run,
@@ -280,7 +281,11 @@ class TargetSession(Finishing):
         )
 
     def check_space(self, transport: Transport, pairs: list[tuple[Path, str]]) -> None:
-        """DeviceDiskFull before anything is sent when the work dir cannot hold the upload and the results."""
+        """DeviceDiskFull before anything is sent when the work dir cannot hold the upload and the results. The work
+        dir is made first (WorkDirError when it cannot be): the free space of a folder not yet there was its
+        nearest parent's (/proc's 0 bytes for a work_dir of /proc/edgekit: "disk full, 0.00 MB free")."""
+        transport.mkdir(".")
+        self._work_dir_made = True
         free = transport.free_bytes(".")
         if free is None:
             return

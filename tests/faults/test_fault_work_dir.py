@@ -110,18 +110,49 @@ def test_targets_check_names_an_unusable_work_dir_not_the_python(local_sshd, tmp
     assert "field `work_dir`" in (err.where or "") and err.exit_code == 2, err.where
     assert "python" not in str(err), str(err)
     assert check_target(local_sshd).raw["python"]  # a work dir it can make: probed as before
-    t = local_sshd
-    board = tmp_path / "board.yaml"
-    board.write_text(
-        f"name: board\nhost: 127.0.0.1\nport: {t.port}\nuser: {t.user}\nkey: {t.key}\nknown_hosts: {t.known_hosts}\n"
-        f"python: {t.python}\nwork_dir: {afile / 'edgekit'}\n"
-    )
+    board = _board_file(local_sshd, tmp_path, afile / "edgekit")
     out = subprocess.run(
         [sys.executable, "-m", "edgekit", "formats", "--target", str(board)],
         capture_output=True,
         text=True,
-        env={**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)},  # no ~/.ssh/config
+        env={**os.environ, **_home(tmp_path)},
         timeout=120,
     )
     said = " ".join(out.stderr.split())
     assert out.returncode == 2 and "error (WorkDirError)" in said and "not probed" not in out.stdout, said
+
+
+def _board_file(target, tmp_path: Path, work_dir: Path) -> Path:  # type: ignore[no-untyped-def]
+    """A target file reaching local_sshd's server, with `work_dir`."""
+    t = target
+    board = tmp_path / "board.yaml"
+    board.write_text(
+        f"name: board\nhost: 127.0.0.1\nport: {t.port}\nuser: {t.user}\nkey: {t.key}\n"
+        f"known_hosts: {t.known_hosts}\npython: {t.python}\nwork_dir: {work_dir}\nruntimes: [onnxruntime]\n"
+    )
+    return board
+
+
+def _home(tmp_path: Path) -> dict[str, str]:
+    return {"EDGEKIT_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)}  # HOME: no ~/.ssh/config
+
+
+def test_bench_says_a_work_dir_it_cannot_make_not_a_full_disk(  # type: ignore[no-untyped-def]
+    local_sshd,  # noqa: F811
+    edgekit_cli,
+    tmp_path: Path,
+) -> None:
+    """A work_dir of /proc/edgekit: bench's space check ran df on the nearest existing parent (/proc, 0 bytes)
+    before the work dir existed, and said "DeviceDiskFull: the device's disk is full: 0.00 MB free"; then the
+    cleanup warned of a run folder "left on the device" that was never made. Now the push makes the work dir
+    first: WorkDirError naming the field, and no cleanup warning."""
+    from onnx_graphs import gelu_classifier
+
+    board = _board_file(local_sshd, tmp_path, Path("/proc/edgekit"))
+    model = gelu_classifier(tmp_path / "m.onnx")
+    out = edgekit_cli("bench", str(model), "--target", str(board), env=_home(tmp_path), timeout=300)
+    said = " ".join((out.stdout + out.stderr).split())
+    assert out.code == 1 and "FAILED push: WorkDirError" in said, (out.code, said)
+    assert "the work dir /proc/edgekit cannot be created or written on the device" in said, said
+    assert "field `work_dir`: '/proc/edgekit'" in said, said
+    assert "DeviceDiskFull" not in said and "left on the device" not in said, said
