@@ -70,9 +70,20 @@ def test_the_float_graph_is_counted_apart_only_on_cores_with_fp16_arithmetic() -
     assert guest_runs() == 5
 
 
+def _finding(tmp_path: Path, plan: dict) -> str:
+    from edgekit.convert.findings import speed_plan_finding
+    from edgekit.formats import Format
+
+    io = tmp_path / "model.io.json"
+    io.write_text(json.dumps({"int8": {"speed_plan": plan}}))
+    text = speed_plan_finding(Format.NCNN_INT8, [tmp_path / "model.param", tmp_path / "model.bin", io])
+    assert text is not None
+    return text
+
+
 def test_the_speed_plan_kept_is_a_finding_that_says_a_core_int8_does_not_help(tmp_path: Path) -> None:
     """The plan's per-core outcome was in model.io.json only: a shipped ncnn-int8 at 1.001x fp32's instructions on
-    the A72 looked like a gain. The finding says each core's ratio, and where int8 is no faster."""
+    the A72 looked like a gain. The finding says each core's ratio, and where int8 counts no fewer."""
     from edgekit.convert.findings import speed_plan_finding
     from edgekit.formats import Format
 
@@ -85,14 +96,46 @@ def test_the_speed_plan_kept_is_a_finding_that_says_a_core_int8_does_not_help(tm
         "layers": [{"name": str(i)} for i in range(12)],
         "float_layers": [str(i) for i in range(9)],
     }
-    io = tmp_path / "model.io.json"
-    io.write_text(json.dumps({"int8": {"speed_plan": plan}}))
-    text = speed_plan_finding(Format.NCNN_INT8, [tmp_path / "model.param", tmp_path / "model.bin", io])
-    assert text is not None and "pi4-emu 1.001x (no fewer" in text and "pi5-emu 0.513x;" in text, text
+    text = _finding(tmp_path, plan)
+    assert (
+        "pi4-emu 1.00x (no fewer instructions than ncnn-fp32 there)" in text and "pi5-emu 1.95x;" in text
+    ), text
     assert "9 of 12 quantizable layers float" in text
+    io = tmp_path / "model.io.json"
     assert speed_plan_finding(Format.NCNN_FP32, [io]) is None
     io.write_text(json.dumps({"int8": {}}))  # no plan (no emulated cores at conversion): nothing to say
     assert speed_plan_finding(Format.NCNN_INT8, [io]) is None
+
+
+def test_the_speed_plan_finding_reads_as_deploys_x_fp32_by_insn(tmp_path: Path) -> None:
+    """convert said `pi4-emu 0.959x, pi5-emu 0.421x` (int8/fp32: lower is fewer) of the mobilenetv2 artifact whose
+    `x fp32 by insn` deploy shows as 1.04x and 2.37x (fp32/int8: higher is fewer, the README's rule); and of a plan
+    that kept the fp32 model, `1.000x (no fewer: ncnn-fp32 is as fast or faster there)`, a count said as speed.
+    Now the same ratio as deploy's, said as instructions, never as speed."""
+    mobilenetv2 = {  # the reviewer's conversion, counted on both emulated cores
+        "kept": "planned",
+        "totals": {
+            "pi4-emu": {"fp32": 101218201, "all_int8": 98747871, "planned": 97038691},
+            "pi5-emu": {"fp32": 101215820, "all_int8": 50325072, "planned": 42654197},
+        },
+        "layers": [{"name": str(i)} for i in range(53)],
+        "float_layers": [str(i) for i in range(26)],
+    }
+    text = _finding(tmp_path, mobilenetv2)
+    assert text.startswith("speed plan, x fp32 by insn (ncnn-fp32's guest instructions / this artifact's"), (
+        text
+    )
+    assert "above 1: fewer): pi4-emu 1.04x, pi5-emu 2.37x; 26 of 53 quantizable layers float" in text, text
+    fp32_kept = {  # tiny: the plan kept no layer int8, the fp32 model ships
+        "kept": "fp32",
+        "totals": {d: {"fp32": 2287050, "all_int8": 2458964, "planned": 2286171} for d in DEVICES},
+        "layers": [{"name": str(i)} for i in range(5)],
+        "float_layers": [str(i) for i in range(5)],
+    }
+    text = _finding(tmp_path, fp32_kept)
+    assert "pi4-emu 1.00x, pi5-emu 1.00x; no layer of 5 int8 (the plan kept none)" in text, text
+    for said in (_finding(tmp_path, mobilenetv2), text):
+        assert not any(word in said for word in ("fast", "slow")), said
 
 
 def test_profile_table_names_the_top_layers_with_their_share() -> None:
@@ -166,7 +209,7 @@ def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(
     # no minute of silence while it counts: 5 guest runs, as the A72 runs the float graph as fp32 does
     assert any("of 5 guest runs counted" in m for m in plan_lines), said
     # what the plan kept reaches the user: a finding under convert's table, per core (it was in the sidecar only)
-    said_plan = [f for f in int8.provenance["findings"] if f.startswith("speed plan (guest instructions")]
+    said_plan = [f for f in int8.provenance["findings"] if f.startswith("speed plan, x fp32 by insn")]
     assert said_plan and all(d in said_plan[0] for d in DEVICES), int8.provenance["findings"]
     floats = len(json.loads(int8.files[2].read_text())["int8"]["speed_plan"]["float_layers"])
     leftovers = [f for f in int8.provenance["findings"] if f.startswith("float leftovers: ")]

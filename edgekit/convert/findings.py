@@ -20,10 +20,10 @@ NOT_QUANTIZABLE = {"MemoryData"}  # ncnn layers with float data that ncnn's int8
 
 
 def speed_plan_finding(fmt: Format, files: list[Path]) -> str | None:
-    """What the ncnn-int8 speed plan kept, per core, from the artifact's sidecar: 'speed plan (guest instructions,
-    1 thread, vs ncnn-fp32): pi4-emu 1.001x: no fewer: ncnn-fp32 is as fast there; pi5-emu 0.513x; 9 of 12
-    quantizable layers float (their int8 kernels count more)'. None without a plan (not ncnn-int8, no emulated
-    cores at conversion)."""
+    """What the ncnn-int8 speed plan kept, per core, from the artifact's sidecar, as deploy's 'x fp32 by insn'
+    (fp32's count over the artifact's): 'speed plan, x fp32 by insn (...; above 1: fewer): pi4-emu 1.00x (no
+    fewer instructions than ncnn-fp32 there), pi5-emu 1.95x; 9 of 12 quantizable layers float (their int8
+    kernels count more)'. None without a plan (not ncnn-int8, no emulated cores at conversion)."""
     if fmt is not Format.NCNN_INT8:
         return None
     import json
@@ -35,28 +35,27 @@ def speed_plan_finding(fmt: Format, files: list[Path]) -> str | None:
         return None
     if not isinstance(plan, dict) or not plan.get("totals"):
         return None
-    from edgekit.convert.ncnn.plan import KEPT_KEYS
+    from edgekit.convert.ncnn.plan import BY_INSN, KEPT_KEYS, by_insn
 
-    key = KEPT_KEYS.get(plan.get("kept", "planned"), "planned")
+    kept = plan.get("kept", "planned")
+    key = KEPT_KEYS.get(kept, "planned")
     cores = []
     for device, totals in plan["totals"].items():
-        ratio = totals.get(key, totals.get("all_int8", 0)) / max(1, totals.get("fp32", 0))
-        said = f"{device} {ratio:.3f}x"
-        if ratio >= 1.0:
-            said += " (no fewer: ncnn-fp32 is as fast or faster there)"
+        fp32, count = totals.get("fp32", 0), totals.get(key, totals.get("all_int8", 0))
+        said = f"{device} {by_insn(fp32, count):.2f}x"
+        if count >= fp32 and kept != "fp32":  # a count, not a time: fewer or not, never faster
+            said += " (no fewer instructions than ncnn-fp32 there)"
         cores.append(said)
     layers = plan.get("layers") or []
     # an all-int8 artifact has no float layer whatever a sidecar of before 2026-12-07 listed (the plan's wish)
-    floats = 0 if plan.get("kept") == "all-int8" else len(plan.get("float_layers") or [])
-    return (
-        "speed plan (guest instructions, 1 thread, vs ncnn-fp32): "
-        + ", ".join(cores)
-        + (
-            f"; {floats} of {len(layers)} quantizable layers float (their int8 kernels count more)"
-            if floats
-            else f"; all {len(layers)} quantizable layers int8"
-        )
-    )
+    floats = 0 if kept == "all-int8" else len(plan.get("float_layers") or [])
+    if kept == "fp32":
+        tail = f"no layer of {len(layers)} int8 (the plan kept none): the artifact is the ncnn-fp32 model"
+    elif floats:
+        tail = f"{floats} of {len(layers)} quantizable layers float (their int8 kernels count more)"
+    else:
+        tail = f"all {len(layers)} quantizable layers int8"
+    return f"speed plan, {BY_INSN}: " + ", ".join(cores) + f"; {tail}"
 
 
 def float_leftovers(fmt: Format, files: list[Path]) -> str | None:

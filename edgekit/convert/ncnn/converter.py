@@ -257,7 +257,7 @@ def _described(
     reasons = {c.name: c.reason for c in (plan.layers if plan else []) if not c.int8}
     for row in report.layers:
         if row.name in reasons and not row.int8 and row.name not in float_layers:
-            row.reason = f"int8 kernel slower ({reasons[row.name]})"
+            row.reason = f"int8 kernel counts more instructions ({reasons[row.name]})"
     io.int8 = report.to_dict()
     io.notes.extend(report.notes())
     if plan is not None:
@@ -275,8 +275,8 @@ def _described(
     io.options = dict(INT8_OPTIONS)
     io.notes.append(
         "ncnn's default options (fp16 storage and arithmetic for the float layers where the core has "
-        "them, as on the Cortex-A76; fp32 elsewhere): turning them off made int8 artifacts 1.1x to "
-        "2.2x slower on the A76 (counted)"
+        "them, as on the Cortex-A76; fp32 elsewhere): turning them off made int8 artifacts count 1.1x "
+        "to 2.2x more instructions on the A76"
     )
     if recipe is not None and recipe.int8.io.value == "int8":
         io.notes.append(

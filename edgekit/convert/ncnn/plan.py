@@ -97,17 +97,27 @@ class SpeedPlan:
         ]
         key = kept_key(self)
         for device, t in self.totals.items():
-            ratio = {k: v / max(1, t.get("fp32", 0)) for k, v in t.items() if k != "fp32"}
-            line = f"{device}: ncnn-int8/ncnn-fp32 " + ", ".join(f"{k} {v:.3f}" for k, v in ratio.items())
-            shipped = t.get(key, t.get("all_int8", 0)) / max(1, t.get("fp32", 0))
-            out.append(f"{line}; shipped ({key}) {shipped:.3f}")
+            ratio = {k: by_insn(t.get("fp32", 0), v) for k, v in t.items() if k != "fp32"}
+            line = f"{device}: {BY_INSN} " + ", ".join(f"{k} {v:.3f}x" for k, v in ratio.items())
+            shipped = by_insn(t.get("fp32", 0), t.get(key, t.get("all_int8", 0)))
+            out.append(f"{line}; shipped ({key}) {shipped:.3f}x")
         if self.kept == "fp32":
             out.append(
                 "no layer is int8: the artifact shipped is the fp32 model with ncnn-fp32's options (fp16 off), so "
-                "it counts as ncnn-fp32 does (shipped 1.000); `planned` is the same graph under the int8 "
+                "it counts as ncnn-fp32 does (shipped 1.000x); `planned` is the same graph under the int8 "
                 "artifact's options (fp16 arithmetic where the core has it), counted for the plan, not shipped"
             )
         return out
+
+
+# deploy's ratio and the README's: fp32's count over the artifact's, so above 1 is fewer instructions (an
+# int8/fp32 ratio read the other way: mobilenetv2's 0.421x on the A76 was deploy's 2.37x)
+BY_INSN = "x fp32 by insn (ncnn-fp32's guest instructions / this artifact's, 1 thread; above 1: fewer)"
+
+
+def by_insn(fp32: int, count: int) -> float:
+    """The 'x fp32 by insn' ratio of an artifact counting `count` instructions where ncnn-fp32 counts `fp32`."""
+    return fp32 / max(1, count)
 
 
 def enabled() -> bool:
