@@ -41,7 +41,7 @@ class NightlyOutcome:
 def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
     """Why the night passed or failed, in one line for the end of a cron log: 'nightly: 1 regression, 2 unreliable:
     tiny fidelity tflite-int8: below its fidelity gate at conversion (min_cosine: ...)', 'nightly: no
-    regressions, 2 unreliable'. The counts, then the first `most` reasons (each flag in regression.flag_line's
+    regressions, 2 unreliable', 'nightly: nothing judged: 28 of 28 timings unreliable' (none judged). The counts, then the first `most` reasons (each flag in regression.flag_line's
     words, as the Markdown summary lists it)."""
     from edgekit.report.flag_text import flag_line
 
@@ -60,9 +60,18 @@ def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
     else:
         if failed:
             counts.append(failures_text(len(failed)))
-        counts.append(f"{n} regression{'s' if n != 1 else ''}" if n else "no regressions")
+        timings = outcome.report.timings_not_judged if outcome.report is not None else ""
+        counts.append(
+            f"{n} regression{'s' if n != 1 else ''}"
+            if n
+            else f"nothing judged: {timings}"  # every timing unreliable: not "no regressions, 28 unreliable"
+            if timings
+            else "no regressions"
+        )
+        if n and timings:
+            counts.append(f"no timing judged ({timings})")
     unreliable = sum(1 for f in flags if not f.is_bad)
-    if unreliable:
+    if unreliable and not (outcome.report is not None and outcome.report.timings_not_judged):
         counts.append(f"{unreliable} unreliable")
     if outcome.never_measured:
         counts.append(

@@ -100,6 +100,8 @@ class Unjudged:
 class Judgement:
     flags: list[Flag]
     unjudged: list[Unjudged]
+    judged: int = 0  # timings (latency or instruction-count keys) judged against their history
+    unreliable: int = 0  # timings not judged as unreliable: timed while busy, on a throttled or taken board
 
 
 def threads_text(n: int) -> str:

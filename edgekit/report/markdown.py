@@ -96,16 +96,22 @@ def _code(command: str) -> str:
 
 def verdict(report: Report) -> str:
     """The headline: deploys that failed first, then whether the run was complete ('interrupted: not everything
-    was run'), the regressions, and the recipes whose latency could not be judged for want of history (never
-    'no regressions' alone while something was not run or not judged)."""
+    was run'), the regressions ('nothing judged: 28 of 28 timings unreliable' when every timing was unreliable),
+    and the recipes whose latency could not be judged for want of history (never 'no regressions' alone while
+    something was not run or not judged)."""
     regressions = len(report.regressions)
+    unreliable = report.timings_not_judged  # every timing unreliable: nothing was judged, no "no regressions"
     parts = [
         "regressions not judged (the store could not be read)"
         if report.unreadable
         else f"{regressions} regression{'s' if regressions != 1 else ''}"
         if regressions
+        else f"nothing judged: {unreliable}"
+        if unreliable
         else "no regressions"
     ]
+    if regressions and unreliable:  # a fidelity or failure flag: the timings were still not judged
+        parts.append(f"no timing judged ({unreliable})")
     if report.failures:  # failed where no earlier run had measured it: nothing regressed, something failed
         parts.insert(0, failures_text(len(report.failures)))
     if report.interrupted:

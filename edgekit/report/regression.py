@@ -100,11 +100,10 @@ def judge(
         return Judgement([], [])
     at = len(runs) - 1 if run_id is None else next(i for i, r in enumerate(runs) if r.id == run_id)
     latest, before = runs[at], list(runs[:at])
-    flags = fidelity_flags(latest, before[-settings.history :])
-    unjudged: list[Unjudged] = []
+    tally = Judgement(fidelity_flags(latest, before[-settings.history :]), [])
     for target_run in latest.result.runs:
-        flags += _judge_target(latest, target_run, before, settings, unjudged)
-    return Judgement(flags, unjudged)
+        tally.flags += _judge_target(latest, target_run, before, settings, tally)
+    return tally
 
 
 def judge_current(
@@ -115,7 +114,7 @@ def judge_current(
     night's own runs) is not judged: an old flag is not news, and a run recorded by someone else after the
     night is not the night's: each series' newest run in `among` is judged, whatever was recorded after it. The
     recipe's conversion flags are those of the newest run judged."""
-    unjudged: list[Unjudged] = []
+    tally = Judgement([], [])
     flags: list[Flag] = []
     seen: list[tuple] = []
     newest: int | None = None  # its index in runs
@@ -129,11 +128,12 @@ def judge_current(
                 continue
             seen.append(key)
             newest = at if newest is None else newest
-            flags += _judge_target(run, target_run, list(runs[:at]), settings, unjudged)
+            flags += _judge_target(run, target_run, list(runs[:at]), settings, tally)
     if newest is not None:
         flags = fidelity_flags(runs[newest], list(runs[:newest])[-settings.history :]) + flags
         flags = [name_other_host(f, runs, runs[newest]) for f in flags]
-    return Judgement(flags, unjudged)
+    tally.flags = flags
+    return tally
 
 
 def _judge_target(
@@ -141,10 +141,10 @@ def _judge_target(
     target_run: TargetRun,
     before: list[StoredRun],
     settings: Settings,
-    unjudged: list[Unjudged],
+    tally: Judgement,
 ) -> list[Flag]:
     """`target_run` of `latest` against the last `settings.lookback` runs before it of the same series, each
-    reduced to that series' target run."""
+    reduced to that series' target run (`tally`: the keys it judged, could not judge, found unreliable)."""
     key = series_key(target_run)
     earlier: list[StoredRun] = []
     for run in reversed(before):
@@ -153,7 +153,7 @@ def _judge_target(
             earlier.append(StoredRun(run.id, run.started_ts, run.result.model_copy(update={"runs": mine})))
             if len(earlier) == settings.lookback:
                 break
-    return _target_flags(latest, target_run, earlier[::-1], settings, unjudged)
+    return _target_flags(latest, target_run, earlier[::-1], settings, tally)
 
 
 def regressed_keys(
@@ -175,7 +175,7 @@ def _target_flags(
     target_run: TargetRun,
     earlier: list[StoredRun],
     settings: Settings,
-    unjudged: list[Unjudged],
+    tally: Judgement,
 ) -> list[Flag]:
     recipe, target = latest.result.recipe, target_run.target
     baseline = earlier[-settings.history :]
@@ -206,6 +206,7 @@ def _target_flags(
         if target_run.agent is None:
             return flags
     if target_run.place_lost is not None:  # a lab place taken from the run: see _place_lost_flags
+        tally.unreliable += sum(m.status == "ok" for m in _measurements(target_run))
         return flags + _place_lost_flags(target_run, flag, first_run=not base_targets)
     if target_run.status == "failed" and target_run.agent is None:
         if base_targets and all(t.status == "failed" for t in base_targets):
@@ -250,16 +251,19 @@ def _target_flags(
                     unseen.add((m.artifact, m.threads))
             continue
         if reason:
+            tally.unreliable += 1
             continue
         series = key_series(earlier, target, m, target_run.emulated, settings)
         walk = walk_key(series, target_run.emulated, settings)
         if m.timed_while_busy and not on_counts(m, target_run.emulated):  # counts are exact whatever the load
             flags.append(busy_flag(recipe, latest.id, target_run, m, walk, settings))
+            tally.unreliable += 1
             continue
         entry = Entry(latest, target, m, fingerprint(latest, target_run, m))
         verdict = judge_key(entry, walk, target_run.emulated, settings)
+        tally.judged += not isinstance(verdict, TooFewRuns)
         if isinstance(verdict, TooFewRuns):
-            unjudged.append(
+            tally.unjudged.append(
                 Unjudged(
                     target,
                     m.artifact,

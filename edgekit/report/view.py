@@ -60,6 +60,8 @@ class RecipeView:
     changes_against: str = "the previous run"  # those runs, in words ('run #12 (pi5-emu's last judged)')
     unjudged: list[Unjudged] = field(default_factory=list)  # keys with too little history to judge latency
     judged_runs: list[StoredRun] = field(default_factory=list)  # the runs judged on (reaching before `runs`)
+    judged: int = 0  # timings (latency or instruction-count keys) of the newest runs judged against history
+    unreliable_timings: int = 0  # timings not judged: timed while busy, on a throttled or taken board
 
     @property
     def interrupted(self) -> bool:
@@ -182,6 +184,18 @@ class Report:
     def unjudged(self) -> list[str]:
         """Recipes with a key whose latency or instruction count could not be judged for want of history."""
         return [v.recipe for v in self.recipes if v.unjudged]
+
+    @property
+    def timings_not_judged(self) -> str:
+        """'28 of 28 timings unreliable' when no timing (latency or instruction-count key) was judged because
+        those measured were unreliable (timed while busy, on a throttled board): a lab night timed beside other
+        work said 'no regressions' while it had judged nothing. '' when one was judged, or none was unreliable
+        (a key without enough history is said apart: `unjudged`)."""
+        unreliable = sum(v.unreliable_timings for v in self.recipes)
+        if not unreliable or any(v.judged for v in self.recipes):
+            return ""
+        total = unreliable + sum(len(v.unjudged) for v in self.recipes)
+        return f"{unreliable} of {total} timing{'s' if total != 1 else ''} unreliable"
 
     @property
     def unjudged_what(self) -> str:
@@ -331,6 +345,8 @@ def recipe_view(
         against,
         judgement.unjudged,
         recent,
+        judgement.judged,
+        judgement.unreliable,
     )
 
 
