@@ -22,6 +22,15 @@ KL_EPS = 1e-4
 ExtractFn = Callable[[np.ndarray, Sequence[str]], list[np.ndarray]]
 
 
+class NonFiniteActivation(ValueError):
+    """A blob held NaN or infinity on a calibration input: no threshold can be taken from it (max() skips a NaN,
+    so that input's values were dropped; a blob NaN on every input read as "always zero")."""
+
+    def __init__(self, blob: str, index: int, nan: int, inf: int) -> None:
+        self.blob, self.index, self.nan, self.inf = blob, index, nan, inf
+        super().__init__(f"blob {blob!r}: {nan} NaN and {inf} infinite values on calibration input {index}")
+
+
 @dataclass
 class BlobStats:
     """What calibration saw of one blob: its absolute maximum and, for KL, the histogram of |x|."""
@@ -30,6 +39,7 @@ class BlobStats:
     histogram: np.ndarray = field(default_factory=lambda: np.zeros(NUM_BINS, np.int64))
 
     def add_absmax(self, x: np.ndarray) -> None:
+        """Take x's absolute maximum in; x must be finite (collect checks it: a NaN would be skipped here)."""
         if x.size:
             self.absmax = max(self.absmax, float(x.max()), -float(x.min()))
 
@@ -109,10 +119,14 @@ def _integral(p: np.ndarray, cum: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def collect(run: ExtractFn, inputs: np.ndarray, blobs: Sequence[str], method: str) -> dict[str, BlobStats]:
-    """Statistics of `blobs` over every calibration input: absmax (pass 1), for KL histograms (pass 2)."""
+    """Statistics of `blobs` over every calibration input: absmax (pass 1), for KL histograms (pass 2).
+    A blob holding NaN or infinity raises NonFiniteActivation (the first such blob and input)."""
     stats = {b: BlobStats() for b in blobs}
     for i in range(len(inputs)):
         for blob, x in zip(blobs, run(inputs[i : i + 1], blobs)):
+            if not np.isfinite(x).all():
+                nan = int(np.isnan(x).sum())
+                raise NonFiniteActivation(blob, i, nan, int(x.size - np.isfinite(x).sum()) - nan)
             stats[blob].add_absmax(x)
     if method == "kl":
         for i in range(len(inputs)):

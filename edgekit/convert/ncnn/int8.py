@@ -35,7 +35,7 @@ from edgekit.convert.ncnn import calib as ncnn_calib
 from edgekit.convert.ncnn import weights as ncnn_bin
 from edgekit.convert.ncnn.param import ARRAY_KEY_BASE, NcnnGraph, NcnnLayer, read_param, write_param
 from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel
-from edgekit.errors import ConversionError, RecipeError
+from edgekit.errors import ConversionError, InputDataError, RecipeError
 
 # cache key. 9: the A72's float profile is the fp32 model's (plan.float_runs_as_fp32);
 # 8: an all-float plan records the fp32 model it ships (kept "fp32");
@@ -164,7 +164,11 @@ def quantize_ncnn(
     blobs = sorted({source(p.layer.bottoms[0]) for p in plans})
     stats = {} if stats_cache is None else stats_cache
     if missing := [b for b in blobs if b not in stats]:
-        stats.update(_calibrate(param, bin_path, io, inputs, missing, method))
+        try:
+            stats.update(_calibrate(param, bin_path, io, inputs, missing, method))
+        except ncnn_calib.NonFiniteActivation as exc:
+            layers = [p.layer for p in plans if source(p.layer.bottoms[0]) == exc.blob]
+            raise _non_finite(exc, layers, len(inputs), param) from None
     segments = [data[start:end] for start, end in spans]
     for plan in plans:
         segment = _quantize_layer(plan, stats[source(plan.layer.bottoms[0])], method, granularity, report)
@@ -323,6 +327,23 @@ def _split_sources(graph: NcnnGraph) -> Callable[[str], str]:
         return blob
 
     return source
+
+
+def _non_finite(
+    exc: ncnn_calib.NonFiniteActivation, layers: list[NcnnLayer], inputs: int, param: Path
+) -> InputDataError:
+    """The calibration data or the model makes non-finite values where a layer takes its int8 scale from."""
+    named = ", ".join(f"{layer.name} ({layer.type})" for layer in layers) or exc.blob
+    values = " and ".join(f"{n} {what}" for n, what in ((exc.nan, "NaN"), (exc.inf, "infinite")) if n)
+    return InputDataError(
+        f"the input of layer{'s' if len(layers) > 1 else ''} {named} holds {values} values on calibration input {exc.index} of {inputs} "
+        f"(blob {exc.blob!r}, run in fp32): the calibration data or the model produces non-finite values, "
+        "so no int8 scale can be taken there",
+        where=str(param),
+        hint="check that the calibration data is what the model takes (its range and preprocessing), and the "
+        "model's operations that can make NaN or infinity (log or sqrt of values <= 0, a division by 0, exp "
+        "overflow) before that layer",
+    )
 
 
 def _calibrate(
