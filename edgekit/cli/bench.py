@@ -114,6 +114,7 @@ def bench_cmd(
     """
     from edgekit.cli.deploy import parse_threads
     from edgekit.deploy import AgentArtifact, Settings, host_target
+    from edgekit.deploy.expected_cpu import check_run
     from edgekit.deploy.plan import check_before_work
     from edgekit.report.bench_table import bench_table
     from edgekit.report.lines import timing_caveats
@@ -195,6 +196,9 @@ def bench_cmd(
     run = run_one(art, tgt, settings, folder, inputs, console, f"bench {artifact.name}")
     if run.agent is not None:
         console.print(bench_table(as_deploy_names(run.agent), run.target))
+        wrong_cpu = check_run(run, tgt)  # a wrong host reached another board: said, kept in --json
+        if wrong_cpu is not None:
+            console.print(f"[yellow]![/] {plain(run.target)}: {plain(wrong_cpu)}", highlight=False)
         if tgt.emulated is not None:
             _estimates(run, art, tgt.emulated.device, inputs)
         for line in timing_caveats(run):

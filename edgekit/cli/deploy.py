@@ -182,6 +182,9 @@ def deploy_cmd(
         console.print(f"[red]x[/] {plain(line)}", highlight=False)
     for line in busy_lines(result):
         console.print(f"[yellow]![/] {plain(line)}", highlight=False)
+    for run in result.runs:  # a device that is not the expected_cpu (a wrong host reached another board)
+        for caveat in run.caveats:
+            console.print(f"[yellow]![/] {plain(run.target)}: {plain(caveat)}", highlight=False)
     for line in route_lines(result):
         console.print(plain(line), highlight=False)
     if profile:

@@ -131,6 +131,7 @@ def deploy(
     inputs, labels = _inputs(recipe, settings, local_root, say)
     plans = [plan_for(target, recipe, opts, settings, inputs, say) for target in resolved.values()]
     result.runs = _run_targets(plans, deployable, run_id, local_root, say, writer, opts.stop)
+    _check_cpus(result, resolved)
     try:
         say("compare: outputs vs the ONNX model and ARM vs host")
         reference = onnx_reference(recipe, np.load(inputs))
@@ -168,6 +169,16 @@ def deploy(
         exc.result = result  # type: ignore[attr-defined]
         raise
     return result
+
+
+def _check_cpus(result: DeployResult, targets: dict[str, Target]) -> None:
+    """A device whose CPU is not its target's expected_cpu (a wrong host reached another board): kept among its
+    run's caveats, which the CLI prints under the table."""
+    from edgekit.deploy.expected_cpu import check_run
+
+    for run in result.runs:
+        if run.target in targets:
+            check_run(run, targets[run.target])
 
 
 def _check_something_runs(recipe: Recipe, opts: DeployOptions, targets: list[Target]) -> None:
