@@ -78,6 +78,7 @@ HOST_ONLY = frozenset(
         "test_estimate_mac_rules.py",
         "test_explained_accept.py",
         "test_fault_keep_results.py",
+        "test_fault_target_python.py",
         "test_fidelity.py",
         "test_free_batch_onnx.py",
         "test_host_lock.py",

@@ -232,7 +232,8 @@ def test_failed_targets_are_recorded_and_the_others_kept(
         "no-python": "failed",
         "host": "ok",
     }
-    assert "before measuring anything" in (runs["no-python"].error or "")
+    assert "PythonNotFound" in (runs["no-python"].error or "")  # the target's `python`, named as such
+    assert "did not start on the device (exit 127" in (runs["no-python"].error or "")
     assert "missing-python3" in (runs["no-python"].error or "")
 
 

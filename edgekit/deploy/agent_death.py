@@ -22,6 +22,38 @@ class DiedBeforeMeasuring(AgentError):
     """The agent of one runtime group died before measuring anything: the other groups still run."""
 
 
+class PythonNotFound(DiedBeforeMeasuring):
+    """The group's python command did not start on the device (the shell's 127, command not found or no such
+    file; 126, not executable): the target's `python` (or `runtime_python`) field is wrong, bad input as
+    `targets check` says it (exit 2)."""
+
+    exit_code = 2
+
+
+NOT_STARTED = (126, 127)  # the shell's statuses for a command it could not find or execute (local: 127)
+
+
+def python_not_found(
+    target: Target, python: str, status: int, stdout: str, stderr: str
+) -> PythonNotFound | None:
+    """The error of a python command that never started (it printed nothing and exited 126 or 127), naming the
+    target's field that holds it; None for any other exit. Was 'AgentError: agent exited with status 127: ...
+    command not found (before measuring anything; result-0.json could not be downloaded ...)', exit 1."""
+    if status not in NOT_STARTED or stdout.strip():
+        return None
+    keys = [runtime for runtime, own in target.runtime_python.items() if own == python]
+    field = "python" if python == target.python or not keys else f"runtime_python.{keys[0]}"
+    said = [line for line in stderr.strip().splitlines() if line.strip()][-1:]
+    return PythonNotFound(
+        f"the python command `{python}` did not start on the device (exit {status}"
+        + (f": {said[0].strip()}" if said else "")
+        + "): nothing was measured",
+        where=f"target {target.name}, field `{field}`",
+        hint=f"give the target a python the device has: --set {field}=python3, or `{field}:` in "
+        f"{target.source or 'the target file'} (`targets check` runs it)",
+    )
+
+
 def killed_by(status: int) -> str | None:
     """'killed by SIGKILL (out of memory? see dmesg on the device)' for an exit by a signal (a negative status, or
     the shell's 128 + the signal), None for an exit of the agent's own."""

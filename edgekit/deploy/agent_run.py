@@ -28,7 +28,7 @@ from typing import Any
 
 from edgekit.agent.contract import EXIT_CANNOT_WRITE, EXIT_DEADLINE, EXIT_LOCKED, ErrorCode
 from edgekit.deploy import counting
-from edgekit.deploy.agent_death import before_measuring
+from edgekit.deploy.agent_death import before_measuring, python_not_found
 from edgekit.deploy.agent_result import Progress, ResultReader, measured_lines, started
 from edgekit.deploy.agent_waiting import waiting_lines
 from edgekit.deploy.request import (
@@ -146,6 +146,9 @@ class AgentRunner:
             raise AgentError(
                 str(exc), where=self.target.name, hint=f"raise {self.timeout_knob()}, or lower repeat/threads"
             ) from None
+        not_found = python_not_found(self.target, python, done.exit_status, done.stdout, done.stderr)
+        if not_found is not None:  # no agent ran: no result file to download
+            raise not_found
         try:
             part = self.reader.fetch(transport, result, n, started=started(done.stdout))
         except (DeviceTimeout, ConnectionLost) as exc:  # the link went while the result was downloaded

@@ -29,7 +29,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from edgekit.agent.contract import OUTPUTS_DIR, ErrorCode
-from edgekit.deploy.agent_death import DiedBeforeMeasuring
+from edgekit.deploy.agent_death import DiedBeforeMeasuring, PythonNotFound
 from edgekit.deploy.agent_result import Progress
 from edgekit.deploy.agent_run import AgentRunner
 from edgekit.deploy.finish import RUN_GRACE_S, Finishing
@@ -375,7 +375,10 @@ class TargetSession(Finishing):
             for art in self.runner.incomplete(group):
                 self.runner.record_failed(art, f"not measured: {death.message}", ErrorCode.CRASH)
         if died:  # the target failed, with the first death
-            raise AgentError(died[0][0].message, where=self.target.name, hint=died[0][0].hint)
+            first = died[0][0]
+            if isinstance(first, PythonNotFound):  # the target's field, named as such
+                raise first
+            raise AgentError(first.message, where=self.target.name, hint=first.hint)
 
     def measured_lines(self) -> Callable[[str], None]:
         """The agent's stdout reader that says each streamed measurement (AgentRunner.measured_lines)."""
