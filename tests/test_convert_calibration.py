@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgekit.convert import cache
 from edgekit.convert.calibration import calibration_inputs, data_digest
-from edgekit.convert.pipeline import RANDOM_FINDING, convert_recipe
+from edgekit.convert.pipeline import CONSTANT_FINDING, RANDOM_FINDING, convert_recipe
 from edgekit.errors import RecipeError
 from edgekit.formats import Format
 from edgekit.recipe import load_recipe
@@ -98,6 +98,38 @@ def test_real_calibration_source_count_and_why(tmp_path: Path) -> None:
     }
     (fp32,), _ = _convert(path, (Format.ONNX_FP32,))
     assert "calibration" not in fp32.provenance  # a float artifact was calibrated on nothing
+
+
+@pytest.mark.parametrize(
+    "data,said",
+    [
+        (np.zeros((12, 16), np.float32), "every value of every input is 0"),
+        (
+            np.repeat(np.arange(12, dtype=np.float32)[:, None], 16, axis=1),
+            "each input is one value throughout",
+        ),
+        (np.tile(np.linspace(-2, 2, 16, dtype=np.float32), (12, 1)), "all 12 inputs are the same input"),
+    ],
+    ids=["all-zero", "flat-inputs", "one-input-repeated"],
+)
+def test_calibration_data_without_variation_is_warned_and_a_finding(
+    tmp_path: Path, data: np.ndarray, said: str
+) -> None:
+    """An all-zero calibration .npy converted INT8 with no word (ncnn-int8 of tiny passed its gate), where random
+    data is warned about: its scales fit no real input either."""
+    path = _recipe(tmp_path, {"data": {"kind": "npy", "path": "flat.npy"}})
+    np.save(tmp_path / "flat.npy", data)
+    for run in ("converted", "cached"):
+        (art,), lines = _convert(path)
+        assert art.files and art.cached is (run == "cached"), art.error
+        (warning,) = [m for m in lines if m.startswith("calibration: warning: ")]
+        assert f"calibration.data (npy {tmp_path / 'flat.npy'}) has no variation: {said}" in warning, warning
+        assert "fit no real input" in warning and "give real samples" in warning
+        assert (
+            CONSTANT_FINDING in art.provenance["findings"]
+            and RANDOM_FINDING not in art.provenance["findings"]
+        )
+        assert "finding" not in art.provenance["calibration"]
 
 
 def test_analyze_says_the_calibration_data_is_random(tmp_path: Path) -> None:

@@ -127,6 +127,35 @@ def random_calibration_warning(recipe: Recipe, evaluation: np.ndarray | None = N
     )
 
 
+def constant_calibration_warning(recipe: Recipe, inputs: np.ndarray) -> str | None:
+    """What INT8 calibrated on data without variation means (all zeros, each input one flat value, or the same
+    input repeated), None otherwise. Such data passed without a word, where random data is warned about: an
+    all-zero .npy gave ncnn-int8 layers whose input was 'always zero' (left float) and scales from a single value
+    elsewhere, fitting no real input, and the gate judged on other data passed."""
+    source = recipe.calibration.data if recipe.calibration else None
+    if source is None or not inputs.size:
+        return None
+    flat = inputs.reshape(len(inputs), -1)
+    low, high = flat.min(axis=1), flat.max(axis=1)
+    if (low == high).all():
+        values = np.unique(low)
+        what = (
+            f"every value of every input is {float(values[0]):g}"
+            if len(values) == 1
+            else f"each input is one value throughout ({len(values)} values, {float(low.min()):g}..{float(high.max()):g})"
+        )
+    elif len(flat) > 1 and (flat == flat[0]).all():
+        what = f"all {len(flat)} inputs are the same input"
+    else:
+        return None
+    return (
+        f"calibration.data ({source_text(source)}) has no variation: {what}, as the model takes them (after any "
+        "preprocessing): INT8 scales calibrated on it fit no real input (a layer fed only zeros stays float, "
+        "the others get the range of that one value), so int8 accuracy on real inputs is worse than real "
+        "calibration data gives; give real samples (calibration.data kind: images, npy or builder)"
+    )
+
+
 def calibration_record(recipe: Recipe, inputs: np.ndarray) -> dict[str, Any]:
     """What an INT8 artifact was calibrated on, for its provenance: kind, source, count and the inputs' sha256."""
     source = recipe.calibration.data if recipe.calibration else None

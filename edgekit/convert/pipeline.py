@@ -31,6 +31,7 @@ from edgekit.convert.calibration import (
     calibration_inputs,
     calibration_note,
     calibration_record,
+    constant_calibration_warning,
     evaluation_inputs,
     random_calibration_warning,
 )
@@ -110,6 +111,7 @@ def _convert_recipe(
             " and shape-inferred for the converters; your file as given is the fidelity reference"
         )
     calib, calibrated = None, dict[str, Any]()  # the calibration data's digest; its record for provenance
+    flat = None  # what calibration data without variation means, said as random data is
     if any(f.precision is Precision.INT8 for f in fmts):
         say("calibration: loading data")
         inputs = calibration_inputs(recipe)
@@ -117,15 +119,17 @@ def _convert_recipe(
         calib = calibrated["sha256"]
         if recipe.calibration is not None:
             say(f"calibration: {calibration_note(recipe.calibration.data, len(inputs))}")
+        flat = constant_calibration_warning(recipe, inputs)
         del inputs
     # read before any conversion: evaluation data of a shape or type the model cannot take is bad input (exit 2)
     # said now, not after minutes of TensorFlow converting every format
     say("fidelity: loading evaluation data")
     evaluation = evaluation_inputs(recipe)
     warning = random_calibration_warning(recipe, evaluation[0]) if calib else None
-    if warning:
-        say(f"calibration: warning: {warning}")
-        calibrated["warning"] = warning
+    if warning or flat:
+        say(f"calibration: warning: {warning or flat}")
+        calibrated["warning"] = warning or flat
+        calibrated["finding"] = RANDOM_FINDING if warning else CONSTANT_FINDING
     keys = {f: cache.artifact_key(onnx.sha256, recipe, f, converters[f], calib) for f in fmts}
     done: dict[Format, Artifact] = {}
     errors: list[EdgekitError] = []  # each failed tool run's error, raised (or summed up) at the end
@@ -363,17 +367,22 @@ RANDOM_FINDING = (
     "calibrated on random inputs (calibration.data kind: random), not real ones: its INT8 scales do not match "
     "real inputs; give real calibration samples (kind: images, npy or builder)"
 )
+CONSTANT_FINDING = (
+    "calibrated on data without variation (all zeros, flat inputs or one input repeated), not real inputs: its "
+    "INT8 scales do not match real inputs; give real calibration samples (kind: images, npy or builder)"
+)
 
 
 def with_calibration(provenance: dict[str, Any], fmt: Format, calibrated: dict[str, Any]) -> dict[str, Any]:
     """An INT8 artifact's provenance with what it was calibrated on (kind, source, count, sha256) and, for random
-    data, a finding that says so (shown under the convert table, kept in --json and artifact.json)."""
+    data or data without variation, a finding that says so (shown under the convert table, kept in --json and
+    artifact.json)."""
     if fmt.precision is not Precision.INT8 or not calibrated:
         return provenance
-    record = {k: v for k, v in calibrated.items() if k != "warning"}
+    record = {k: v for k, v in calibrated.items() if k not in ("warning", "finding")}
     findings = list(provenance.get("findings", []))
-    if calibrated.get("warning") and RANDOM_FINDING not in findings:
-        findings.append(RANDOM_FINDING)
+    if calibrated.get("finding") and calibrated["finding"] not in findings:
+        findings.append(calibrated["finding"])
     return {**provenance, "calibration": record, "findings": findings}
 
 
