@@ -33,17 +33,18 @@ def record_same_models(artifacts: list[ArtifactInfo]) -> None:
     for art in artifacts:
         art.same_model_as, art.same_model_why = twins.get(art.id, (None, ""))
         art.same_model_checked = True
-        art.kept_fp32 = _kept_fp32(art) if art.status == "ok" and art.files else None
+        art.kept_fp32 = _kept_fp32(art) if art.files else None
 
 
 def same_files(artifacts: list[ArtifactInfo]) -> dict[str, tuple[str, str]]:
     """same_models read from disk: artifacts of one runtime whose model files are byte-identical and whose
     runtime options agree (an ncnn sidecar's `options`; the rest of a sidecar is notes): an ncnn-int8 whose speed
     plan kept no layer int8 is ncnn-fp32's .param and .bin. The one kept is the fp32 one (else the first by
-    name). Files no longer on disk claim nothing."""
+    name). Files no longer on disk claim nothing. Whatever an artifact's status: one that missed a gate (status
+    `failed`) was still timed, and its byte-identical ncnn-int8 showed '1.08x' over it in the x fp32 column."""
     by_size: dict[tuple[str, ...], list[ArtifactInfo]] = {}  # files are read only where the sizes match
     for art in artifacts:
-        sizes = _sizes(art) if art.status == "ok" and art.files else None
+        sizes = _sizes(art) if art.files else None
         if sizes is not None:
             by_size.setdefault(sizes, []).append(art)
     keys: dict[tuple[str, ...], list[ArtifactInfo]] = {}
@@ -112,8 +113,9 @@ def holds_no_int8(artifacts: list[ArtifactInfo]) -> set[str]:
     the same model as (same_models finds twins only among the deploy's artifacts, and where the fp32 is there its
     files decide). As deploy recorded it (record_same_models: `kept_fp32`, read while the files existed; a cached
     conversion prints no speed-plan finding); a result without the record is read from its files, and files no
-    longer on disk claim nothing."""
-    ids = {a.id for a in artifacts if a.status == "ok"}
+    longer on disk claim nothing. An artifact that missed a gate (status `failed`, its files there) counts as one
+    of the deploy's, as same_files compares it."""
+    ids = {a.id for a in artifacts if a.status == "ok" or a.files}
     return {
         a.id
         for a in artifacts

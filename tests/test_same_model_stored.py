@@ -103,3 +103,19 @@ def test_a_result_stored_before_the_record_with_its_files_gone_claims_nothing(tm
     assert "same model" not in _table_text(result)
     (route,) = routes_for_deploy(result)
     assert route.artifact == "ncnn-int8" and route.same_model == {}
+
+
+def test_artifacts_that_missed_a_gate_are_compared_too(tmp_path: Path) -> None:
+    """A gate both ncnn artifacts miss (status `failed`, still timed): same_files compared only status 'ok', and
+    the byte-identical ncnn-int8 read 1.52x over ncnn-fp32 in the x fp32 column, its record None."""
+    from edgekit.same_model import record_same_models
+
+    result = _same_model_result(tmp_path, HOST_P50)
+    for art in result.artifacts:
+        if art.id in ("ncnn-fp32", "ncnn-int8"):
+            art.status, art.gates_passed = "failed", False
+    record_same_models(result.artifacts)
+    int8 = next(a for a in result.artifacts if a.id == "ncnn-int8")
+    assert (int8.same_model_as, int8.same_model_why, int8.kept_fp32) == ("ncnn-fp32", KEPT_FP32, True)
+    text = _table_text(result)
+    assert "same model" in text and "1.52x" not in text, text

@@ -218,3 +218,33 @@ def test_an_int8_only_deploy_says_its_ncnn_int8_holds_no_int8_layer(
         art.files = [str(tmp_path / "pruned" / Path(f).name) for f in art.files]
     assert not any(Path(f).exists() for a in pruned.artifacts for f in a.files)
     assert "no int8 layer" in _text(deploy_table(pruned)), _text(deploy_table(pruned))
+
+
+def test_an_artifact_that_missed_a_gate_is_still_the_same_model_as_its_fp32(
+    twins: tuple[DeployResult, str], tmp_path: Path
+) -> None:
+    """The reviewer's tiny with every gate `max_abs_error: 1.0e-12`: both ncnn artifacts miss it (status
+    `failed`), and the x fp32 column said 'ncnn-int8 1 0.0197 / 0.0239 1.08x MISS' of the byte-identical model,
+    its JSON `same_model_as` and `kept_fp32` None: same_files compared only artifacts whose status was ok."""
+    recipe = tmp_path / "tiny_strict.yaml"
+    text = RECIPE.read_text()
+    gates = ("fp32: {min_cosine: 0.9999}", "fp16: {min_cosine: 0.999}", "dynamic: {min_cosine: 0.98}")
+    gates += ("int8: {min_cosine: 0.95}",)
+    for gate in gates:
+        assert gate in text, gate
+        text = text.replace(gate, gate.split(":")[0] + ": {max_abs_error: 1.0e-12}")
+    recipe.write_text(text)
+    out = tmp_path / "deploy.json"
+    args = [sys.executable, "-m", "edgekit", "deploy", str(recipe), "--target", "local", "--no-store"]
+    args += ["-f", "ncnn-fp32", "-f", "ncnn-int8", "--threads", "1", "--repeat", "10", "--json", str(out)]
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "250"}
+    )
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 1 and "no artifact meets every gate" in said, said[-3000:]  # every gate missed
+    result = DeployResult.model_validate_json(out.read_text())
+    arts = {a.id: a for a in result.artifacts}
+    assert arts["ncnn-int8"].cached and arts["ncnn-int8"].missed_gate and arts["ncnn-fp32"].missed_gate
+    assert (arts["ncnn-int8"].same_model_as, arts["ncnn-int8"].kept_fp32) == ("ncnn-fp32", True), arts
+    row = said.split("tiny on host")[1].split("ncnn-int8 │ 1 │")[1].split("│")
+    assert row[1].strip() == "same model" and "MISS" in row[2], row
