@@ -54,6 +54,13 @@ NOT_JUDGED = "gates not judged on the device: outputs not pulled"
 # outputs that could not be paired with the reference's (edgekit.fidelity.compare.NotComparable: an output whose
 # size depends on the input found another count on one): no gate was judged, so it is no route, but no gate missed
 NOT_COMPARABLE = "outputs not comparable"
+# a runner-up within the gates, as `rejected` says it: ranked below the choice, or not ranked apart from it (a
+# measured tie, an estimate inside the other's 80 % interval: "slower (1.00x ...)" said of a tie contradicted it)
+SLOWER = "slower"
+SLOWER_BY_ESTIMATE = "slower by estimate"
+MORE_INSTRUCTIONS = "more instructions"
+NOT_RANKED_APART = "not ranked apart"
+NOT_TOLD_APART = "not told apart by these samples"
 DISAGREEMENT = "top1_disagreement"  # share of inputs whose top-1 class is not the original model's
 METRIC_WORDS = {  # a drop's key (recorded in the JSON) as a terminal line says it
     "top1_drop": "top-1 accuracy drop",
@@ -317,9 +324,11 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     best = eligible[0]
     for c in eligible[1:]:
         ratio = f"{c.value / best.value:.2f}x {best.artifact}"  # type: ignore[operator]
-        route.rejected[c.artifact] = (
-            f"more instructions ({ratio}'s count)" if basis is Basis.INSTRUCTIONS else f"slower ({ratio})"
-        )
+        route.rejected[c.artifact] = {
+            Basis.INSTRUCTIONS: f"{MORE_INSTRUCTIONS} ({ratio}'s count)",
+            Basis.ESTIMATE_MS: f"{SLOWER_BY_ESTIMATE} ({ratio})",  # route_deploy says which are not ranked apart
+            Basis.P50_MS: f"{SLOWER} ({ratio})",
+        }[basis]
     by_id = {c.artifact: c for c in ran}
     route.artifact, route.value = best.artifact, best.value
     route.cosine, route.metric_drop = best.cosine, dict(best.metric_drop)
@@ -385,10 +394,21 @@ def _tie(route: Route, best: Candidate, runner_up: Candidate) -> None:
         return
     route.tied_with = runner_up.artifact
     route.caveats.append(
-        f"{best.artifact} and {runner_up.artifact} are not told apart by these samples (p50 {best.value:.3g} vs "
+        f"{best.artifact} and {runner_up.artifact} are {NOT_TOLD_APART} (p50 {best.value:.3g} vs "
         f"{runner_up.value:.3g} ms, Mann-Whitney p={p:.2f} over {len(best.samples)} and {len(runner_up.samples)} "
         "samples): either will do; to choose, measure again with more --repeat on a quiet machine"
     )
+    # its rejection says the same, never "slower": the samples do not rank it below the choice
+    route.rejected[runner_up.artifact] = (
+        f"{NOT_TOLD_APART} from {best.artifact} ({runner_up.value:.3g} vs {best.value:.3g} ms p50, "
+        f"Mann-Whitney p={p:.2f}): a tie"
+    )
+
+
+def ranked_below(why: str) -> bool:
+    """Whether a rejection (Route.rejected) is of a runner-up within the gates: ranked below the choice (slower,
+    more instructions) or not ranked apart from it; not a gate, a twin or a run that gave no figure."""
+    return why.startswith((SLOWER, MORE_INSTRUCTIONS, NOT_RANKED_APART, NOT_TOLD_APART))
 
 
 def _fp32_of(artifact: str) -> str:

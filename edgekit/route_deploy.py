@@ -19,11 +19,13 @@ from edgekit.route import (
     CONVERSION_MISSED,
     COUNTS_LOST,
     DISAGREEMENT,
+    NOT_RANKED_APART,
     UNCOUNTED,
     Basis,
     Candidate,
     Route,
     figure_text,
+    ranked_below,
     recommend,
 )
 from edgekit.same_model import holds_no_int8, no_int8_note, same_models
@@ -149,7 +151,7 @@ def _other_winners(run: TargetRun, route: Route) -> None:
     """An emulated target estimated at thread counts it did not run (a capped plan: 1 thread run, 4 estimated from
     its counts): where another artifact within the gates has the lower estimate there, say so (the
     route at 1 thread shipped ncnn-int8 while the 4-thread estimates ranked tflite-int8 first)."""
-    within = {route.artifact} | {a for a, why in route.rejected.items() if why.startswith("slower")}
+    within = {route.artifact} | {a for a, why in route.rejected.items() if ranked_below(why)}
     by_threads: dict[int, list[tuple[float, str]]] = {}
     for key, est in run.estimates.items():
         artifact, _, count = key.rpartition(" x")
@@ -176,7 +178,7 @@ def _estimate_tie(run: TargetRun, route: Route, threads: int) -> None:
     slower = {
         a: float(e["estimate_ms"])
         for a, why in route.rejected.items()
-        if why.startswith("slower") and (e := bounded(run, a, threads, interval=False))
+        if ranked_below(why) and (e := bounded(run, a, threads, interval=False))
     }
     if not slower:
         return
@@ -205,14 +207,39 @@ def _unranked_ratios(run: TargetRun, route: Route, threads: int) -> None:
     ):
         if other is None or other == route.artifact or getattr(route, attr) is None:
             continue
-        full, est = bounded(run, other, threads), bounded(run, other, threads, interval=False)
-        inside = (
-            estimates_tied(best, full) if full else est is not None and est["estimate_ms"] <= best["high_ms"]
-        )
-        if inside:
+        if _not_ranked_apart(run, best, other, threads):
             setattr(route, attr, None)
             if other not in route.not_ranked_by_estimate:
                 route.not_ranked_by_estimate.append(other)
+
+
+def _not_ranked_apart(run: TargetRun, best: dict[str, Any], other: str, threads: int) -> bool:
+    """Whether `other`'s estimate is not ranked apart from the choice's (`best`, with its interval): one inside
+    the other's 80 % interval (estimates_tied), or, with no interval of its own, inside the choice's."""
+    full, est = bounded(run, other, threads), bounded(run, other, threads, interval=False)
+    if full is not None:
+        return estimates_tied(best, full)
+    return est is not None and float(est["estimate_ms"]) <= float(best["high_ms"])
+
+
+def _estimate_reasons(run: TargetRun, route: Route, threads: int) -> None:
+    """Each runner-up's rejection said on the estimate basis as the route says it: one the estimates do not rank
+    apart from the choice (the tie, and each `not_ranked_by_estimate`, by one rule: _not_ranked_apart) is 'not
+    ranked apart', never 'slower': the JSON said 'slower (1.00x ncnn-int8)' of the very tflite-int8 the route
+    called a tie, and 'slower (2.31x ...)' of an ncnn-fp32 whose ratio it withheld."""
+    best = bounded(run, route.artifact or "", threads)
+    if best is None:
+        return
+    for other, why in list(route.rejected.items()):
+        own = bounded(run, other, threads, interval=False)
+        if own is None or not ranked_below(why):
+            continue
+        if other == route.tied_with or _not_ranked_apart(run, best, other, threads):
+            route.rejected[other] = (
+                f"{NOT_RANKED_APART} (~{figure_text(float(own['estimate_ms']))} vs "
+                f"~{figure_text(float(best['estimate_ms']))} ms ESTIMATE of {route.artifact}: one lies inside the "
+                "other's 80% interval)"
+            )
 
 
 def bounded(run: TargetRun, artifact: str, threads: int, interval: bool = True) -> dict[str, Any] | None:
@@ -275,6 +302,7 @@ def _route_at(
             )
         _estimate_tie(run, route, threads)
         _unranked_ratios(run, route, threads)
+        _estimate_reasons(run, route, threads)
     if basis is Basis.P50_MS and route.artifact is not None:
         busy = [
             m

@@ -129,6 +129,7 @@ HOST_ONLY = frozenset(
         "test_route_claims.py",
         "test_route_counts_lost.py",
         "test_route_gate_advice.py",
+        "test_route_words.py",
         "test_runs_hostile_text.py",
         "test_same_model_stored.py",
         "test_same_model_views.py",

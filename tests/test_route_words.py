@@ -1,0 +1,134 @@
+"""What a route's words say of each artifact agrees with what its figures hold (the reviewer, 2026-12-07):
+
+1. `rejected` said 'slower (1.00x ncnn-int8)' of the very tflite-int8 the route called a tie (`tied_with`), and
+   'slower (2.31x ncnn-int8)' of an ncnn-fp32 whose ratio it withheld (`not_ranked_by_estimate`).
+
+Constructed results (the route's logic above the devices); tests/test_route_words_emu.py deploys tiny for real.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgekit.results import (
+    AgentResult,
+    ArtifactInfo,
+    Comparison,
+    DeployResult,
+    DeviceFacts,
+    Measurement,
+    TargetRun,
+)
+from edgekit.route import Basis, Candidate, recommend
+from edgekit.route_deploy import routes_for_deploy
+
+NOT_RANKED_APART = "not ranked apart"  # edgekit.route's words, spelt out: what a reader of the JSON matches
+NOT_TOLD_APART = "not told apart by these samples"
+
+# the reviewer's mobilenetv2 on pi5-emu, 1 thread: (estimate, 80 % interval) and instructions per inference
+PI5 = {
+    "tflite-fp32": (27.957, 8.701, 89.831, 120_464_971),
+    "tflite-fp16": (27.955, 8.7, 89.826, 120_463_507),
+    "tflite-dynamic": (26.506, 8.249, 85.168, 121_663_989),
+    "tflite-int8": (11.115, 3.459, 35.716, 49_364_580),
+    "ncnn-fp32": (25.536, 7.947, 82.052, 101_224_771),
+    "ncnn-fp16": (13.327, 11.014, 16.126, 54_053_893),
+    "ncnn-int8": (11.063, 9.003, 13.594, 42_648_232),
+}
+
+
+def _pi5(figures: dict[str, tuple[float, float, float, int]]) -> DeployResult:
+    """A deploy of `figures`' artifacts with one pi5-emu run: counted, estimated; ncnn-fp16 missed its gate there."""
+    measurements = [
+        Measurement(
+            artifact=a,
+            format=a,
+            runtime=a.split("-")[0],
+            threads=1,
+            status="ok",
+            p50_ms=900.0,
+            instructions_per_invoke=n,
+        )
+        for a, (_, _, _, n) in figures.items()
+    ]
+    comparisons = [
+        Comparison(
+            artifact=a,
+            target="pi5-emu",
+            reference="onnx",
+            max_abs_error=0.01,
+            mean_abs_error=0.001,
+            cosine=0.98 if a == "ncnn-fp16" else 0.99,
+            gates_passed=a != "ncnn-fp16",
+            gate_failures=["min_cosine: 0.98 vs limit 0.999 (on 4 inputs)"] if a == "ncnn-fp16" else [],
+        )
+        for a in figures
+    ]
+    facts = DeviceFacts(machine="aarch64", cores=4, python="3.11", emulated=True)
+    run = TargetRun(
+        target="pi5-emu",
+        kind="ssh",
+        emulated=True,
+        status="ok",
+        agent=AgentResult(started_at="2026-12-07T00:00:00", facts_before=facts, measurements=measurements),
+        comparisons=comparisons,
+    )
+    run.estimates = {
+        f"{a} x1": {"status": "ok", "estimate_ms": ms, "low_ms": low, "high_ms": high}
+        for a, (ms, low, high, _) in figures.items()
+    }
+    return DeployResult(
+        recipe="mobilenetv2",
+        recipe_path="mobilenetv2.yaml",
+        recipe_sha256="x",
+        started_at="2026-12-07T00:00:00",
+        artifacts=[ArtifactInfo(id=a, format=a, files=[], sha256="", size_bytes=1) for a in figures],
+        runs=[run],
+    )
+
+
+def test_on_the_estimate_basis_a_runner_up_not_ranked_apart_is_never_said_slower() -> None:
+    """pi5-emu: ncnn-int8 ~11.1 ms (9-13.6) shipped; tflite-int8 ~11.1 ms is its tie, and every other estimate's
+    interval holds ncnn-int8's figure: the JSON said 'slower (1.00x ncnn-int8)', 'slower (2.31x ncnn-int8)'."""
+    (route,) = routes_for_deploy(_pi5(PI5))
+    assert route.artifact == "ncnn-int8" and route.tied_with == "tflite-int8"
+    assert route.not_ranked_by_estimate == ["ncnn-fp32", "tflite-fp32"]
+    assert route.rejected["tflite-int8"] == (
+        "not ranked apart (~11.1 vs ~11.1 ms ESTIMATE of ncnn-int8: one lies inside the other's 80% interval)"
+    )
+    assert route.rejected["ncnn-fp32"].startswith("not ranked apart (~25.5 vs ~11.1 ms ESTIMATE"), (
+        route.rejected
+    )
+    assert route.rejected["ncnn-fp16"].startswith("gates failed")  # a gate is said as before
+    # the rule: the tie and each withheld ratio are 'not ranked apart', and nothing is 'slower' by one of them
+    for other in [route.tied_with, *route.not_ranked_by_estimate]:
+        assert route.rejected[other].startswith(NOT_RANKED_APART), (other, route.rejected)
+    assert not any(why.startswith("slower") for why in route.rejected.values()), route.rejected
+    # intervals that rank them: 'slower by estimate', with the ratio of the estimates
+    narrow = {a: (ms, ms * 0.9, ms * 1.1, n) for a, (ms, _, _, n) in PI5.items()} | {
+        "tflite-int8": (11.115, 10.0, 12.3, 49_364_580)
+    }
+    (route,) = routes_for_deploy(_pi5(narrow))
+    assert route.tied_with == "tflite-int8" and route.rejected["tflite-int8"].startswith(NOT_RANKED_APART)
+    assert route.not_ranked_by_estimate == []
+    assert route.rejected["ncnn-fp32"] == "slower by estimate (2.31x ncnn-int8)", route.rejected
+
+
+def test_a_measured_tie_is_said_as_the_tie_test_says_it() -> None:
+    """On the p50 basis the runner-up the rank test cannot tell from the choice is its tie, never 'slower'; a
+    runner-up the samples do rank stays 'slower (...)'."""
+    rng = np.random.default_rng(0)
+    a = tuple(float(v) for v in 20 + rng.normal(0, 3, 20))
+    b = tuple(float(v) for v in 20.5 + rng.normal(0, 3, 20))
+    far = tuple(v + 30 for v in b)
+    cands = [
+        Candidate("tflite-fp16", float(np.median(a)), True, samples=a),
+        Candidate("tflite-fp32", float(np.median(b)), True, samples=b),
+        Candidate("ncnn-fp32", float(np.median(far)), True, samples=far),
+    ]
+    first, second = sorted(cands[:2], key=lambda c: c.value or 0.0)
+    route = recommend("host", cands, Basis.P50_MS)
+    assert route.artifact == first.artifact and route.tied_with == second.artifact
+    why = route.rejected[second.artifact]
+    assert why.startswith(f"{NOT_TOLD_APART} from {first.artifact} (") and "Mann-Whitney p=" in why, why
+    assert route.rejected["ncnn-fp32"].startswith("slower (")
