@@ -1,7 +1,9 @@
 """What a route's words say of each artifact agrees with what its figures hold (the reviewer, 2026-12-07):
 
 1. `rejected` said 'slower (1.00x ncnn-int8)' of the very tflite-int8 the route called a tie (`tied_with`), and
-   'slower (2.31x ncnn-int8)' of an ncnn-fp32 whose ratio it withheld (`not_ranked_by_estimate`).
+   'slower (2.31x ncnn-int8)' of an ncnn-fp32 whose ratio it withheld (`not_ranked_by_estimate`);
+2. the `runtimes:` line said the host's fastest format (tflite-int8) 'stays fastest' on pi4-emu, where tflite's
+   fastest within the gates was tflite-fp16.
 
 Constructed results (the route's logic above the devices); tests/test_route_words_emu.py deploys tiny for real.
 """
@@ -132,3 +134,38 @@ def test_a_measured_tie_is_said_as_the_tie_test_says_it() -> None:
     why = route.rejected[second.artifact]
     assert why.startswith(f"{NOT_TOLD_APART} from {first.artifact} (") and "Mann-Whitney p=" in why, why
     assert route.rejected["ncnn-fp32"].startswith("slower (")
+
+
+def test_the_runtimes_line_names_the_targets_own_fastest_format_of_the_hosts_runtime() -> None:
+    """tiny on pi4-emu: 'host's fastest runtime tflite (tflite-int8) on pi4-emu: stays fastest', where tflite's
+    fastest within the gates was tflite-fp16 (tflite-int8 0.78x fp32 by count there)."""
+    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking, verdicts
+
+    host = TargetRanking(
+        "host",
+        Basis.P50_MS,
+        False,
+        [RuntimeEntry("tflite", "tflite-int8", 0.0146, 1), RuntimeEntry("ncnn", "ncnn-fp32", 0.048, 2)],
+    )
+    pi4 = TargetRanking(
+        "pi4-emu",
+        Basis.ESTIMATE_MS,
+        True,
+        [RuntimeEntry("tflite", "tflite-fp16", 0.107, 1), RuntimeEntry("ncnn", "ncnn-fp32", 0.164, 2)],
+    )
+    (line,) = verdicts([host, pi4])
+    assert "tflite (tflite-int8) on pi4-emu: stays fastest (tflite-fp16 there)" in line, line
+    pi4.entries = [
+        RuntimeEntry("ncnn", "ncnn-fp32", 0.09, 1),
+        RuntimeEntry("tflite", "tflite-fp16", 0.107, 2),
+    ]
+    (line,) = verdicts([host, pi4])
+    assert "ranked 2 of 2 (tflite-fp16 there); fastest there: ncnn (ncnn-fp32)" in line, line
+    pi4.entries = [
+        RuntimeEntry("tflite", "tflite-int8", 0.09, 1),
+        RuntimeEntry("ncnn", "ncnn-fp32", 0.164, 2),
+    ]
+    (line,) = verdicts([host, pi4])
+    assert line.endswith("on pi4-emu: stays fastest (by board estimates)"), (
+        line
+    )  # the host's own: not repeated

@@ -1,5 +1,6 @@
 """The reviewer's tiny on pi4-emu, deployed for real (the unit tests are tests/test_route_words.py): the JSON route
-said 'slower (1.00x tflite-fp16)' of the tflite-fp32 it called a tie.
+said 'slower (1.00x tflite-fp16)' of the tflite-fp32 it called a tie, and the `runtimes:` line said the host's
+tflite-int8 'stays fastest' on pi4-emu, where tflite's fastest within the gates was tflite-fp16.
 
 Real parts: `edgekit deploy recipes/tiny.yaml --target pi4-emu` (the running emulated device, counted, with its
 simulated caches as the target file has them, so that it is estimated), the host measured beside it.
@@ -55,3 +56,18 @@ def test_a_rejection_says_what_the_route_says_of_that_artifact(deployed: tuple[d
         expected = "not told apart by these samples" if artifact == host["tied_with"] else "slower ("
         assert why.startswith(expected), (artifact, why, host["tied_with"])
     assert f"route pi4-emu: ship {emu['artifact']}" in said
+
+
+def test_the_runtimes_line_names_tflites_own_fastest_format_on_pi4_emu(deployed: tuple[dict, str]) -> None:
+    data, said = deployed
+    routes = {r["target"]: r for r in data["routes"]}
+    emu, host = routes["pi4-emu"]["artifact"], routes["host"]["artifact"]
+    assert emu.startswith("tflite-") and host.startswith("tflite-"), routes  # tflite ships on both
+    line = said.split("runtimes: ")[1]
+    assert line.startswith(f"host's fastest runtime tflite ({host}) on pi4-emu: stays fastest"), line
+    if host != emu:  # the host's format (tflite-int8) is not pi4-emu's tflite choice: named, never implied
+        assert line.startswith(
+            f"host's fastest runtime tflite ({host}) on pi4-emu: stays fastest ({emu} there)"
+        )
+    else:
+        assert " there)" not in line, line

@@ -134,7 +134,8 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
 
 def verdicts(rankings: list[TargetRanking]) -> list[str]:
     """'host's fastest runtime onnxruntime (onnx-int8) on pi4-emu: ranked 3 of 5; fastest there: ncnn', per ARM
-    target; a host-only reference (OpenVINO) fastest on the host hands over to the host's fastest board runtime."""
+    target, naming the runtime's own fastest format there where it is not the host's ('stays fastest (tflite-fp16
+    there)'); a host-only reference (OpenVINO) fastest on the host hands over to the host's fastest board runtime."""
     host = next((r for r in rankings if r.target == HOST), None)
     if host is None or host.fastest is None:
         return []
@@ -160,10 +161,13 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
             f"ranked {rank} of {ranked}" if rank else (entry.why if entry and entry.why else "not measured")
         )
         where = "not within the gates" if where == "gates failed" else where
+        # its own fastest format there, where it is not the host's: 'stays fastest' named tflite-int8 on pi4-emu,
+        # where tflite's fastest within the gates was tflite-fp16 (tflite-int8 0.78x fp32 by count there)
+        own = f" ({entry.artifact} there)" if rank and entry and entry.artifact != board.artifact else ""
         same = (
-            "stays fastest"
+            f"stays fastest{own}"
             if rank == 1
-            else f"{where}; fastest there: {r.fastest.runtime} ({r.fastest.artifact})"
+            else f"{where}{own}; fastest there: {r.fastest.runtime} ({r.fastest.artifact})"
         )
         mine = next((e for e in r.entries if e.runtime == board.runtime and e.rank), None)
         rival = r.fastest if rank != 1 else next((e for e in r.entries if e.rank == 2), None)
