@@ -41,6 +41,9 @@ class Basis(str, Enum):
 
 
 DID_NOT_RUN = "did not run"
+# it ran, but its figure cannot rank it: not a number (a NaN p50), infinite, or not above 0 (a hand-edited or
+# imported record); FIGURE_UNUSABLE, then ': ' and what the figure is. Never 'did not run': it did
+FIGURE_UNUSABLE = "ran, but its figure is unusable"
 GATES_FAILED = "gates failed"
 # among a candidate's failures: its conversion already missed the recipe's gates on this machine (not the target alone)
 CONVERSION_MISSED = "conversion gates failed"
@@ -227,12 +230,24 @@ def why_no_route(rejected: dict[str, str], recipe: str | None = None) -> str:
             f"no route: {unjudged} measured, but their outputs were not pulled, so their gates on this target are "
             "not judged (its error is above)"
         )
+    unusable = {
+        a: why[len(FIGURE_UNUSABLE) :].lstrip(": ")
+        for a, why in rejected.items()
+        if why.startswith(FIGURE_UNUSABLE)
+    }
+    if not failed and unusable:  # they ran: not "nothing ran"
+        return (
+            f"no route: {len(unusable)} ran, but no figure ranks them ("
+            + ", ".join(f"{a}: {what}" for a, what in unusable.items())
+            + "); measure again"
+        )
     if not failed:
         return "no route: nothing ran on this target (its error is above)"
     unrun = sum(why == DID_NOT_RUN for why in whys)
     return (
         f"no artifact meets every gate ({failed} failed a gate"
         + (f", {uncompared} not comparable" if uncompared else "")
+        + (f", {len(unusable)} with an unusable figure" if unusable else "")
         + (f", {unrun} did not run" if unrun else "")
         + ")"
         + (f"; hint: {_gate_advice(rejected, recipe)}" if failed == len(whys) else "")
@@ -307,8 +322,10 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     """The fastest candidate that ran and meets every gate; speed-ups against the same runtime's fp32
     candidate and the slowest candidate within the gates (a route a user might otherwise ship; one that misses
     a gate is no route: "2.37x vs slowest tflite-int8" named an artifact that had failed its gates)."""
-    ran = [c for c in candidates if c.value is not None and c.value > 0]
-    rejected = {c.artifact: DID_NOT_RUN for c in candidates if c not in ran}
+    ran = [c for c in candidates if c.value is not None and math.isfinite(c.value) and c.value > 0]
+    rejected = {
+        c.artifact: DID_NOT_RUN if c.value is None else _unusable(c.value) for c in candidates if c not in ran
+    }
     for c in ran:
         if not c.judged:
             rejected[c.artifact] = NOT_JUDGED
@@ -353,18 +370,45 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
     return route
 
 
+def _unusable(value: float) -> str:
+    """Why a candidate that ran has a figure nothing can rank by (FIGURE_UNUSABLE): a NaN p50 was said 'did not
+    run', an infinite one made 'infx vs slowest'."""
+    what = (
+        "not a number"
+        if math.isnan(value)
+        else "infinite"
+        if math.isinf(value)
+        else f"{value:g}, not above 0"
+    )
+    return f"{FIGURE_UNUSABLE}: {what}"
+
+
 def _one_of_each_model(route: Route, eligible: list[Candidate]) -> list[Candidate]:
     """`eligible` with each candidate that is the same model as another eligible one left out (said in
     `rejected` and `same_model`): 'ship ncnn-int8 (1.52x vs ncnn-fp32)' was host timing noise between two runs of
-    byte-identical files, the int8 speed plan having kept no layer int8."""
-    names = {c.artifact for c in eligible}
+    byte-identical files, the int8 speed plan having kept no layer int8. One of each model is kept, even where
+    the records name each other (a hand-edited or imported record: both were left out, 'nothing ran')."""
+    by_name = {c.artifact: c for c in eligible}
     for c in eligible:
         if c.same_model_as is not None:
             route.same_model[c.artifact] = c.same_model_as
-    twins = [c for c in eligible if c.same_model_as in names]
+    twins = [c for c in eligible if _kept_of(c, by_name) != c.artifact]
     for c in twins:
         route.rejected[c.artifact] = f"the same model as {c.same_model_as} ({c.same_model_why}): not ranked"
     return [c for c in eligible if c not in twins]
+
+
+def _kept_of(c: Candidate, by_name: dict[str, Candidate]) -> str:
+    """The candidate kept of `c`'s model: followed along same_model_as among `by_name` to one that names none
+    of them; in a ring of records naming each other, the fp32 one, else the first by name (as same_files keeps)."""
+    seen: list[str] = []
+    while c.artifact not in seen and c.same_model_as in by_name:
+        seen.append(c.artifact)
+        c = by_name[c.same_model_as]
+    if c.artifact not in seen:
+        return c.artifact
+    ring = seen[seen.index(c.artifact) :]
+    return min(ring, key=lambda a: (not a.endswith("-fp32"), a))
 
 
 def _unchecked(route: Route, best: Candidate) -> None:

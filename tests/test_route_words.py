@@ -3,12 +3,17 @@
 1. `rejected` said 'slower (1.00x ncnn-int8)' of the very tflite-int8 the route called a tie (`tied_with`), and
    'slower (2.31x ncnn-int8)' of an ncnn-fp32 whose ratio it withheld (`not_ranked_by_estimate`);
 2. the `runtimes:` line said the host's fastest format (tflite-int8) 'stays fastest' on pi4-emu, where tflite's
-   fastest within the gates was tflite-fp16.
+   fastest within the gates was tflite-fp16;
+3. a NaN figure was 'did not run', two records naming each other the same model were both left out ('no route:
+   nothing ran'), an infinite figure gave 'infx vs slowest' (and the runtimes table said 'gates failed' of NaNs).
 
 Constructed results (the route's logic above the devices); tests/test_route_words_emu.py deploys tiny for real.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -21,7 +26,7 @@ from edgekit.results import (
     Measurement,
     TargetRun,
 )
-from edgekit.route import Basis, Candidate, recommend
+from edgekit.route import Basis, Candidate, recommend, why_no_route
 from edgekit.route_deploy import routes_for_deploy
 
 NOT_RANKED_APART = "not ranked apart"  # edgekit.route's words, spelt out: what a reader of the JSON matches
@@ -169,3 +174,69 @@ def test_the_runtimes_line_names_the_targets_own_fastest_format_of_the_hosts_run
     assert line.endswith("on pi4-emu: stays fastest (by board estimates)"), (
         line
     )  # the host's own: not repeated
+
+
+def test_a_figure_that_is_not_a_number_is_no_route_and_not_did_not_run() -> None:
+    """A NaN p50 (a hand-edited or imported record) was 'did not run' although it ran; an infinite one made
+    'infx vs slowest'; a figure of 0 divided by zero."""
+    nan = recommend("host", [Candidate("tflite-fp32", math.nan, True)], Basis.P50_MS)
+    assert (
+        nan.artifact is None
+        and nan.rejected["tflite-fp32"] == "ran, but its figure is unusable: not a number"
+    )
+    said = why_no_route(nan.rejected)
+    assert "nothing ran" not in said and "tflite-fp32: not a number" in said, said
+    cands = [
+        Candidate("tflite-fp32", math.inf, True),
+        Candidate("tflite-int8", 2.0, True),
+        Candidate("ncnn-fp32", 0.0, True),
+        Candidate("ncnn-int8", -1.0, True),
+    ]
+    route = recommend("host", cands, Basis.P50_MS)
+    assert route.artifact == "tflite-int8" and route.speedup_vs_slowest == 1.0
+    assert route.rejected == {
+        "tflite-fp32": "ran, but its figure is unusable: infinite",
+        "ncnn-fp32": "ran, but its figure is unusable: 0, not above 0",
+        "ncnn-int8": "ran, but its figure is unusable: -1, not above 0",
+    }
+    assert "inf" not in route.summary() and "nan" not in route.summary(), route.summary()
+    assert recommend("host", [Candidate("ncnn-fp32", None, False)], Basis.P50_MS).rejected == {
+        "ncnn-fp32": "did not run"
+    }
+    gated = {"tflite-fp32": "ran, but its figure is unusable: not a number", "ncnn-fp32": "gates failed: x"}
+    assert "1 failed a gate, 1 with an unusable figure" in why_no_route(gated)
+    # the runtimes table: a runtime whose figures are all NaN ran, and missed no gate
+    from edgekit.runtimes.ranking import rank_runtimes
+
+    figures = {
+        a: (math.nan if a.startswith("tflite") else ms, low, high, n) for a, (ms, low, high, n) in PI5.items()
+    }
+    (pi5,) = rank_runtimes(_pi5(figures))
+    tflite = next(e for e in pi5.entries if e.runtime == "tflite")
+    assert (tflite.artifact, tflite.why) == (None, "figure unusable"), pi5.entries
+
+
+def test_two_records_naming_each_other_the_same_model_keep_one() -> None:
+    """ncnn-int8 and ncnn-fp32 each the other's same model (a hand-edited record): both were left out and the
+    route said 'no route: nothing ran'; the fp32 one is kept, as deploy's own record keeps it."""
+    why = "byte-identical model files, the same options"
+    cands = [
+        Candidate("ncnn-int8", 10.0, True, same_model_as="ncnn-fp32", same_model_why=why),
+        Candidate("ncnn-fp32", 12.0, True, same_model_as="ncnn-int8", same_model_why=why),
+    ]
+    route = recommend("host", cands, Basis.P50_MS)
+    assert route.artifact == "ncnn-fp32", route.rejected
+    assert route.rejected == {"ncnn-int8": f"the same model as ncnn-fp32 ({why}): not ranked"}
+    # a chain (int8 -> fp16 -> fp32) keeps its end; a ring of three keeps its fp32 one
+    chain = [
+        Candidate("ncnn-int8", 10.0, True, same_model_as="ncnn-fp16"),
+        Candidate("ncnn-fp16", 11.0, True, same_model_as="ncnn-fp32"),
+        Candidate("ncnn-fp32", 12.0, True),
+    ]
+    assert recommend("host", chain, Basis.P50_MS).artifact == "ncnn-fp32"
+    ring = [
+        replace(c, same_model_as=twin)
+        for c, twin in zip(chain, ("ncnn-fp16", "ncnn-fp32", "ncnn-int8"), strict=True)
+    ]
+    route = recommend("host", ring, Basis.P50_MS)
+    assert route.artifact == "ncnn-fp32" and set(route.rejected) == {"ncnn-int8", "ncnn-fp16"}

@@ -7,6 +7,7 @@ count on phone-emu; never an emulated wall time.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -96,14 +97,17 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
         ranking = TargetRanking(run.target, basis, run.emulated, threads=n)
         for runtime, cands in by_runtime.items():
             best = recommend(run.target, cands, basis, n)
-            ran = [c for c in cands if c.value]
+            ran = [c for c in cands if c.value is not None]
+            usable = [c for c in ran if math.isfinite(c.value or 0.0) and (c.value or 0.0) > 0]
             why = (
                 ""
                 if best.artifact
                 else "did not run"
                 if not ran
+                else "figure unusable"  # a NaN figure ran: never 'gates failed' (route.FIGURE_UNUSABLE)
+                if not usable
                 else "gates not judged on the device"
-                if all(not c.judged for c in ran)
+                if all(not c.judged for c in usable)
                 else "gates failed"
             )
             ranking.entries.append(RuntimeEntry(runtime, best.artifact, best.value, why=why))
