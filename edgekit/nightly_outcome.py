@@ -66,6 +66,8 @@ def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
             if n
             else f"nothing judged: {timings}"  # every timing unreliable: not "no regressions, 28 unreliable"
             if timings
+            else "no runs to judge"  # the report's window (--since) held none of the night's runs
+            if outcome.report is not None and not outcome.report.recipes
             else "no regressions"
         )
         if n and timings:

@@ -126,6 +126,7 @@ HOST_ONLY = frozenset(
         "test_report_plot_fixes.py",
         "test_report_run_state.py",
         "test_report_scale_fixes.py",
+        "test_report_selection.py",
         "test_route_claims.py",
         "test_route_counts_lost.py",
         "test_route_gate_advice.py",

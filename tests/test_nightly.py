@@ -199,6 +199,18 @@ def test_a_night_timed_entirely_while_busy_says_nothing_was_judged(recipes: Path
     assert md.render(outcome.report).startswith("## edgekit report: no regressions\n")  # type: ignore[arg-type]
 
 
+def test_a_night_whose_report_shows_no_run_does_not_say_no_regressions(recipes: Path, tmp_path: Path) -> None:
+    """Runs dated before the report's window (a clock set wrong, `--since` too short) left the report empty, and
+    the night said 'nightly: no regressions' over it; it says it had no runs to judge."""
+    from edgekit.nightly_outcome import verdict
+
+    outcome = run_nightly(
+        [recipes], ["pi4"], store_url=f"sqlite:///{tmp_path / 'n.sqlite'}", deploy_fn=FakeNights(), since=4e9
+    )
+    assert outcome.report is not None and not outcome.report.recipes
+    assert verdict(outcome) == "nightly: no runs to judge", verdict(outcome)
+
+
 def test_recipe_files_from_folders_and_files(recipes: Path, tmp_path: Path) -> None:
     files = recipe_files([recipes, recipes / "detector.yaml"])
     assert [p.name for p in files] == ["classifier.yaml", "detector.yaml"]

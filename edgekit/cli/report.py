@@ -42,18 +42,24 @@ def report_cmd(
     Example: edgekit report --since 30d --html report.html --markdown summary.md
     """
     check_distinct({"--html": html, "--markdown": markdown})
+    from edgekit.errors import UsageError
     from edgekit.report import Settings, build, parse_since, write
     from edgekit.report import markdown as md
     from edgekit.report.flags import failures_text
+    from edgekit.report.selection import unmatched
     from edgekit.store import open_store
     from edgekit.target import stored_name
 
+    targets = [stored_name(t) for t in target or ()]  # `local` is stored as `host`
     with open_store(store, create=False) as db:
+        typo = unmatched(db, recipe or (), targets)  # a CI gate's typo is bad input, not an empty pass
+        if typo is not None:
+            raise UsageError(typo[0], hint=typo[1])
         report = build(
             db,
             since=parse_since(since),
             recipes=recipe or (),
-            targets=[stored_name(t) for t in target or ()],  # `local` is stored as `host`
+            targets=targets,
             settings=Settings(min_change=min_change),
         )
     for path in write(report, html=html, markdown=markdown):

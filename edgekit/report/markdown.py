@@ -109,6 +109,8 @@ def verdict(report: Report) -> str:
         else f"nothing judged: {unreliable}"
         if unreliable
         else "no regressions"
+        if report.recipes
+        else "no runs to judge"  # an empty selection judged nothing: it has no regression to speak of
     ]
     if regressions and unreliable:  # a fidelity or failure flag: the timings were still not judged
         parts.append(f"no timing judged ({unreliable})")

@@ -24,11 +24,12 @@ from edgekit.report.regression import (
     threads_text,
 )
 from edgekit.report.rows import Row, latest_rows, measurements
+from edgekit.report.selection import empty_hint
+from edgekit.report.selection import when as when  # where the reports import it from
 from edgekit.results import (
     TargetRun,
 )
 from edgekit.store import Store, StoredRun
-from edgekit.target import lab_stored_note
 
 
 @dataclass(frozen=True)
@@ -236,9 +237,7 @@ def build(
             recipe_view(name, shown, recent, targets=targets, settings=settings, judge_only=judge_only)
         )
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    return Report(
-        views, stamp, since, store.url, "" if views else _empty_hint(store, since, recipes, targets)
-    )
+    return Report(views, stamp, since, store.url, "" if views else empty_hint(store, since, recipes, targets))
 
 
 READ_ROUNDS = 4  # a target's window is read at most lookback+1 runs x 2**(READ_ROUNDS-1) deep (host series)
@@ -269,27 +268,6 @@ def _target_history(
             break
         limit *= 2
     return runs
-
-
-def _empty_hint(store: Store, since: float | None, recipes: Sequence[str], targets: Sequence[str]) -> str:
-    known = store.recipes()
-    if not known:
-        return "The store holds no runs yet: `edgekit deploy` records each run."
-    asked = [f"recipe {', '.join(recipes)}"] if recipes else []
-    asked += [f"target {', '.join(targets)}"] if targets else []
-    window = f" since {when(since)} UTC" if since is not None and not store.recipes(since=since) else ""
-    stored_targets = sorted({t for run in store.runs(limit=None) for t in run.targets}) if targets else []
-    unknown = [t for t in targets if t not in stored_targets]
-    return (
-        f"Nothing for {' and '.join(asked) or 'this selection'}{window}; recipes in the store: {', '.join(known)}"
-        + (
-            f"; no run in the store measured {', '.join(unknown)}: its targets are {', '.join(stored_targets)}"
-            if unknown
-            else ""
-        )
-        + "".join(f"; {note}" for note in map(lab_stored_note, unknown) if note)
-        + " (`edgekit runs` lists runs and their targets)."
-    )
 
 
 def recipe_view(
@@ -348,10 +326,6 @@ def recipe_view(
         judgement.judged,
         judgement.unreliable,
     )
-
-
-def when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _only(run: StoredRun, targets: Sequence[str]) -> StoredRun:

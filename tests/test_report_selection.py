@@ -1,0 +1,78 @@
+"""`edgekit report`'s selection (`--recipe`, `--target`, `--since`) against what the store holds: a CI gate's
+`report --fail-on-regression --target nosuch` exited 0 under '## edgekit report: no regressions'."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.formats import Format
+from edgekit.report.synthetic import synthetic_result
+from edgekit.store import open_store
+
+
+def _edgekit(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "300"}
+    env.pop("EDGEKIT_STORE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def test_a_fail_on_regression_gate_with_a_selection_that_matches_nothing_is_bad_input(tmp_path: Path) -> None:
+    """`report --fail-on-regression --target nosuch` (a CI gate's typo) exited 0 under '## edgekit report: no
+    regressions'. A named recipe or target the store never ran, or the two never together, is refused (exit 2,
+    what the store holds as the hint); a window without runs is no typo, but its headline judges nothing."""
+    url, rng = f"sqlite:///{tmp_path / 'results.sqlite'}", np.random.default_rng(3)
+    with open_store(url) as store:
+        for night, (recipe, target) in enumerate(
+            [("yolov5-lite", "pi4"), ("yolov5-lite", "pi5-emu"), ("digits", "pi4")]
+        ):
+            store.record(
+                synthetic_result(
+                    datetime(2026, 11, 20, 2, 0, tzinfo=UTC) + timedelta(days=night),
+                    rng=rng,
+                    recipe=recipe,
+                    targets=(target,),
+                    formats=(Format.TFLITE_FP32,),
+                    threads=(1,),
+                )
+            )
+
+    def report(*args: str) -> subprocess.CompletedProcess:
+        return _edgekit("report", "--store", url, "--fail-on-regression", *args)
+
+    for args, said, hint in [
+        (
+            ("--target", "nosuch"),
+            "--target nosuch: no run in the store measured nosuch",
+            "its targets: pi4, pi5-emu",
+        ),
+        (
+            ("--recipe", "digits", "--recipe", "nosuch"),
+            "--recipe nosuch: no run of nosuch in the store",
+            "recipes in the store: digits, yolov5-lite",
+        ),
+        (
+            ("--recipe", "digits", "--target", "pi5-emu"),
+            "--recipe digits --target pi5-emu: no run in the store of digits measured pi5-emu",
+            "digits measured pi4",
+        ),
+    ]:
+        out = report("--since", "all", *args)
+        text = " ".join(out.stderr.split())
+        assert out.returncode == 2 and said in text and f"hint: {hint}" in text, (args, out.stdout, text)
+        assert "no regressions" not in out.stdout, out.stdout
+    assert (
+        report("--since", "all", "--recipe", "digits", "--target", "pi4").returncode == 0
+    )  # they ran together
+    md = tmp_path / "w.md"
+    out = report("--since", "2099-01-01", "--recipe", "digits", "--markdown", str(md))
+    assert out.returncode == 0, out.stderr
+    assert md.read_text().startswith("## edgekit report: no runs to judge\n"), md.read_text()
+    assert "Nothing for recipe digits since 2099-01-01 00:00 UTC" in md.read_text()
