@@ -9,7 +9,15 @@ import click
 import typer
 from rich.table import Table
 
-from edgekit.errors import HostKeyError, HostNameError, Interrupted, TransportError, UsageError, WorkDirError
+from edgekit.errors import (
+    HostKeyError,
+    HostNameError,
+    Interrupted,
+    RemoteTimeout,
+    TransportError,
+    UsageError,
+    WorkDirError,
+)
 from edgekit.formats import Format
 from edgekit.terminal import Console, plain
 
@@ -100,8 +108,9 @@ def formats_cmd(
         try:
             device = check_target(tgt).runtimes
         except TransportError as exc:  # a phone not at hand: what its target file lists still answers
-            # a changed key, a bad name, a work dir it cannot make: said, never "not probed" (unreachable)
-            if isinstance(exc, (Interrupted, HostKeyError, HostNameError, WorkDirError)):
+            # a changed key, a bad name, a work dir it cannot make, a python that hangs: said, never "not
+            # probed" as if unreachable (the device answered)
+            if isinstance(exc, (Interrupted, HostKeyError, HostNameError, WorkDirError, RemoteTimeout)):
                 raise
             unprobed = exc
     table = Table(title="formats")

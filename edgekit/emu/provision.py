@@ -33,7 +33,7 @@ from edgekit.emu.wheels import (
     numpy_has_wheel,
     pinned_requirements,
 )
-from edgekit.errors import RuntimeInstallError, TargetError
+from edgekit.errors import RemoteTimeout, RuntimeInstallError, TargetError
 from edgekit.runtimes import device_packages, spec_for_module
 from edgekit.target import Target, python_argv
 from edgekit.transport import Transport, open_transport
@@ -83,6 +83,8 @@ print("EDGEKIT_PROBE " + json.dumps(info))
 
 # module -> the distributions that may provide it, from the runtime registry
 PROBE = PROBE.replace("__DISTS__", json.dumps({p.module: list(p.version_dists) for p in device_packages()}))
+
+PROBE_S = 120.0  # the probe imports every runtime: seconds under qemu, on a busy machine more
 
 UNPACK = r"""
 import sys, zipfile, pathlib
@@ -142,7 +144,12 @@ def probe(transport: Transport, target: Target) -> DeviceInfo:
     found: dict[str, dict[str, str | None]] = {}  # python -> its probe's runtimes
     site = f"{transport.work_dir or '.'}/site"  # where setup unpacks wheels on a pip-less device
     for python in dict.fromkeys([target.python, *target.runtime_python.values()]):
-        res = transport.run([*python_argv(python), "-c", PROBE], timeout=120, env={"PYTHONPATH": site})
+        try:
+            res = transport.run(
+                [*python_argv(python), "-c", PROBE], timeout=PROBE_S, env={"PYTHONPATH": site}
+            )
+        except RemoteTimeout as exc:  # a wrapper that waits for input, a python that hangs at start-up
+            raise _python_hangs(target, python, exc) from None
         line = next((ln for ln in res.stdout.splitlines() if ln.startswith("EDGEKIT_PROBE ")), None)
         if line is None:
             raise TargetError(
@@ -159,6 +166,20 @@ def probe(transport: Transport, target: Target) -> DeviceInfo:
         raise TargetError("the target has no python command", where=target.name)
     info.runtimes = {m: found[target.python_for(m)].get(m) for m in found[target.python]}
     return info
+
+
+def _python_hangs(target: Target, python: str, exc: RemoteTimeout) -> RemoteTimeout:
+    """The probe's timeout said as the target's python's: which field, what to set (it quoted the whole probe
+    script, with no hint)."""
+    keys = [runtime for runtime, own in target.runtime_python.items() if own == python]
+    field = "python" if python == target.python or not keys else f"runtime_python.{keys[0]}"
+    return RemoteTimeout(
+        f"`{python}` did not answer edgekit's probe (a few lines of Python printing the device's facts) within "
+        f"{PROBE_S:g} s and was stopped",
+        where=f"{exc.where} (target {target.name}, field `{field}`)" if exc.where else target.name,
+        hint=f"is `{field}:` a python? it must run `python -c SCRIPT` and end; run `{python} -c 'print(1)'` on the "
+        f"device to see, then set it: --set {field}=python3, or `{field}:` in {target.source or 'the target file'}",
+    )
 
 
 def _to_stderr(message: str) -> None:

@@ -38,6 +38,15 @@ class RunResult:
         return self.exit_status == 0
 
 
+def shown_command(command: str, limit: int = 100) -> str:
+    """A command for a message: its first line, at most `limit` characters (a `python -c SCRIPT` quoted the whole
+    1.8 KB probe script into a timeout's message)."""
+    first = command.split("\n", 1)[0]
+    if first == command and len(command) <= limit:
+        return command
+    return f"{first[:limit].rstrip()}... ({len(command)} characters)"
+
+
 class Transport(abc.ABC):
     """One device connection. Remote paths are POSIX strings; every path and argument is shell-quoted."""
 

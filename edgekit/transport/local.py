@@ -33,7 +33,14 @@ from edgekit.child_death import die_with_edgekit
 from edgekit.errors import Interrupted, RemoteTimeout, TransportError, WorkDirError
 from edgekit.paths import data_dir
 from edgekit.target import Target
-from edgekit.transport.base import PutResult, RunResult, Transport, copy_file_atomically, sha256_file
+from edgekit.transport.base import (
+    PutResult,
+    RunResult,
+    Transport,
+    copy_file_atomically,
+    sha256_file,
+    shown_command,
+)
 from edgekit.transport.limits import check_download_size, keep_bounded
 
 
@@ -137,7 +144,7 @@ class LocalTransport(Transport):
         except subprocess.TimeoutExpired:
             _kill_group(proc, streams)
             stopped = RemoteTimeout(
-                f"`{command}` did not finish within {timeout:g} s and was stopped",
+                f"`{shown_command(command)}` did not finish within {timeout:g} s and was stopped",
                 where=f"{self.name} (local)",
             )
             stopped.stdout, stopped.stderr, stopped.pgid = (  # type: ignore[attr-defined]
@@ -177,7 +184,7 @@ class LocalTransport(Transport):
             if self._interrupt.is_set():
                 _kill_group(proc, streams)
                 raise Interrupted(
-                    f"`{command}` stopped (Ctrl-C or SIGTERM)", where=f"{self.name} (local)"
+                    f"`{shown_command(command)}` stopped (Ctrl-C or SIGTERM)", where=f"{self.name} (local)"
                 ) from None
 
     def interrupt(self) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 import paramiko
 
 from edgekit.errors import ConnectionLost, Interrupted, RemoteTimeout, TransportError
-from edgekit.transport.base import RunResult
+from edgekit.transport.base import RunResult, shown_command
 from edgekit.transport.limits import keep_bounded
 from edgekit.transport.ssh_link import Link, lost_hint
 
@@ -119,7 +119,8 @@ def run(
                 "stops them when sshd ends the session"
             )
         stopped = Interrupted(
-            f"`{command}` stopped (Ctrl-C or SIGTERM)" + (f"; still alive: {survivors}" if survivors else ""),
+            f"`{shown_command(command)}` stopped (Ctrl-C or SIGTERM)"
+            + (f"; still alive: {survivors}" if survivors else ""),
             where=link.address,
         )
         # what the command had printed (deploy keeps the measurements the agent streamed), and its process group
@@ -129,7 +130,7 @@ def run(
         close_quietly(chan)
         survivors = kill_group(link, pgid) if pgid else None  # no pid yet: the closed session ends it
         exc = RemoteTimeout(
-            f"`{command}` did not finish within {timeout:g} s and was stopped"
+            f"`{shown_command(command)}` did not finish within {timeout:g} s and was stopped"
             + (f" (still alive: {survivors})" if survivors else ""),
             where=link.address,
         )
@@ -162,7 +163,8 @@ def exec_simple(link: Link, command: str, *, check: bool = False, timeout: float
         chan.close()
     if check and status != 0:
         raise TransportError(
-            f"`{command}` failed ({status}): {err.decode(errors='replace').strip()}", where=link.address
+            f"`{shown_command(command)}` failed ({status}): {err.decode(errors='replace').strip()}",
+            where=link.address,
         )
     return out.decode(errors="replace")
 

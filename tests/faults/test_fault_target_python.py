@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from onnx_graphs import gelu_classifier
 from test_transport_ssh import local_sshd  # noqa: F401  (a fixture)
 
@@ -54,3 +55,44 @@ def test_bench_names_a_runtime_python_that_is_not_there(edgekit_cli, tmp_path: P
     assert "PythonNotFound: target mine, field `runtime_python.onnxruntime`:" in said, (out.code, said)
     assert f"the python command `{tmp_path / 'no' / 'python3'}` did not start" in said, said
     assert "could not be downloaded" not in said, said
+
+
+def test_a_python_that_hangs_is_named_briefly_with_its_field(local_sshd, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """`python:` a script that never ends: `targets check` printed RemoteTimeout followed by the whole 1.8 KB
+    probe script, no hint; `formats --target` called the device "not probed (... unreachable ...)", exit 0. Now
+    a short message naming the field and what to set; formats says the same error."""
+    from edgekit.cli.formats import formats_cmd
+    from edgekit.emu import provision
+    from edgekit.emu.provision import check_target
+    from edgekit.errors import RemoteTimeout
+
+    hang = tmp_path / "hang.sh"
+    hang.write_text("#!/bin/sh\nsleep 600\n")
+    hang.chmod(0o755)
+    monkeypatch.setattr(provision, "PROBE_S", 3.0)  # 120 s on a device
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/config
+    with pytest.raises(RemoteTimeout) as info:
+        check_target(local_sshd.model_copy(update={"python": str(hang)}))
+    said = str(info.value)
+    assert "import json" not in said and len(said) < 600, said
+    assert f"`{hang}` did not answer edgekit's probe" in said and "within 3 s and was stopped" in said, said
+    assert "field `python`" in (info.value.where or ""), info.value.where
+    assert "--set python=python3" in (info.value.hint or ""), info.value.hint
+    board = _board(local_sshd, tmp_path, str(hang))
+    with pytest.raises(RemoteTimeout) as info:
+        formats_cmd(target=str(board), set_=None)
+    assert f"`{hang}` did not answer edgekit's probe" in str(info.value), str(info.value)
+
+
+def test_a_timeout_quotes_a_long_command_by_its_first_line(tmp_path: Path) -> None:
+    """Any command's timeout (here the local transport's) quotes its first line, at most 100 characters."""
+    from edgekit.errors import RemoteTimeout
+    from edgekit.target import Target, TransportKind
+    from edgekit.transport.local import LocalTransport
+
+    transport = LocalTransport(Target(name="t", transport=TransportKind.LOCAL, work_dir=str(tmp_path / "w")))
+    script = "sleep 30\n" + "# a long script\n" * 100
+    with pytest.raises(RemoteTimeout) as info:
+        transport.run(["sh", "-c", script], timeout=1)
+    said = str(info.value)
+    assert "`sh -c 'sleep 30... (" in said and "a long script" not in said and len(said) < 200, said
