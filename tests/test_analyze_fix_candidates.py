@@ -339,3 +339,75 @@ def test_a_missed_gate_on_random_calibration_data_asks_for_real_data_not_more() 
     assert failed and "real calibration data in place of the random `calibration.data`" in said, said
     assert "more calibration data" not in said, said
     assert "more calibration data" in _summary(outcome)[1]
+
+
+def _timed(float_layers: list[str], cosine: float, passed: bool, ms: float, spread: list[float]) -> Candidate:
+    candidate = _candidate(float_layers, cosine, passed, f"{len(float_layers)} worst" if float_layers else "")
+    candidate.host_ms, candidate.host_spread = ms, spread
+    return candidate
+
+
+def test_the_cost_line_compares_host_latencies_only_beyond_their_spread_and_never_on_a_busy_host() -> None:
+    """The reviewer's mobilenetv2 --fix: 'host latency 8.427 -> 5.349 ms (fp32 12.257 ms)', the fp32 model and the
+    same arithmetic in an INT8 file 2.3x apart, each timed alone while the machine was busy. A busy host's
+    latencies are now not judged, and a difference inside the p10-p90 spread is said as none."""
+    fp32 = _timed([], 0.999999, True, 12.257, [11.0, 13.5])
+    steps = [_timed([], 0.98, False, 8.427, [8.1, 8.9]), _timed(WEIGHTED, 0.999999, True, 5.349, [5.2, 5.6])]
+    busy = FixResult("ncnn-int8", fp32, steps, "/tmp/x", WEIGHTED, host_busy=0.45, host_rounds=21)
+    _, said = _summary(busy)
+    assert (
+        "host latency not judged: other processes used 45% of this machine's CPUs while the models were timed"
+        in said
+    ), said
+    assert "8.427 ->" not in said and "5.349" not in said, said
+    quiet = FixResult("ncnn-int8", fp32, steps, "/tmp/x", WEIGHTED, host_busy=0.02, host_rounds=21)
+    _, said = _summary(quiet)
+    assert "host latency 8.427 -> 5.349 ms (p10-p90 8.100-8.900 and 5.200-5.600 ms; fp32 12.257 ms)" in said
+    steps[1].host_ms, steps[1].host_spread = 8.2, [7.9, 8.6]  # inside the plain INT8's spread
+    _, said = _summary(quiet)
+    assert "host latency no different beyond the timing spread: 8.427 and 8.200 ms" in said, said
+    assert "->" not in said.split("cost:")[1], said
+
+
+def test_fix_times_its_candidates_interleaved_and_says_when_the_host_was_busy(tmp_path: Path) -> None:
+    """Real ncnn candidates timed while one spinning process per core keeps the machine busy: --fix measured
+    each candidate alone, 15 times, and compared them with no word of the load. Every model is now timed in the
+    same rounds, with its p10-p90, and the table says the latencies are unreliable, in deploy's words."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from edgekit.analysis.analyze import analyze
+    from edgekit.analysis.float_fallback import HOST_ROUNDS, fix
+    from edgekit.cli import analyze as cli
+    from edgekit.cli.analyze_fix import fix_table
+    from edgekit.formats import Format
+    from edgekit.recipe import load_recipe
+
+    path = tmp_path / "impossible.yaml"
+    path.write_text(IMPOSSIBLE.format(weights=WEIGHTS_DIR / "digits.pt"))
+    recipe = load_recipe(path)
+    result = analyze(recipe, Format.NCNN_INT8, samples=4)
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        time.sleep(0.5)
+        outcome = fix(recipe, Format.NCNN_INT8, result, max_float=1)
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    rows = [outcome.fp32, *outcome.steps]
+    assert len(rows) == 3 and all(not r.error for r in rows), [r.error for r in rows]
+    assert outcome.host_rounds == HOST_ROUNDS
+    for row in rows:
+        low, high = row.host_spread
+        assert 0 < low <= row.host_ms <= high, (row.host_ms, row.host_spread)
+    assert outcome.host_busy is not None and outcome.host_busy >= 0.4, outcome.host_busy
+    assert outcome.host_unreliable
+    with cli.console.capture() as captured:
+        cli.console.print(fix_table(outcome), width=300)
+    said = " ".join(captured.get().split())
+    assert "host ms unreliable: other processes used" in said and "of this machine's CPUs" in said, said

@@ -4,16 +4,21 @@ The ranking comes from edgekit.analysis.analyze. Candidates keep the worst 1, 2,
 (NCNN: the quantizer leaves their scales out, `float_layers`; TFLite: TensorFlow's selective quantization,
 `denylisted_nodes`, see edgekit.convert.tflite_selective). Each candidate is checked exactly as `edgekit convert` checks
 an artifact (edgekit.fidelity.check against the ONNX model, the recipe's gates) and timed on this host, so the
-price of the fix is known: bytes and host milliseconds against the plain INT8 and the fp32 artifacts.
+price of the fix is known: bytes and host milliseconds against the plain INT8 and the fp32 artifacts. The host
+timings are taken together at the end, in interleaved rounds (each candidate once per round), so a load that comes
+and goes falls on each alike; other processes' share of the CPUs over them is measured as the deploy agent does
+(each candidate timed alone, one after the other, measured 12.3 ms for the fp32 model and 5.3 ms for the same
+arithmetic in an INT8 file while the machine was busy).
 """
 
 from __future__ import annotations
 
+import gc
 import re
 import shutil
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +40,7 @@ class Candidate:
     float_layers: list[str]
     files: list[str]
     size_bytes: int
-    host_ms: float  # median latency on this host, 1 thread (not a device figure)
+    host_ms: float  # median latency on this host, 1 thread, over the interleaved rounds (not a device figure)
     numbers: dict[str, Any] = field(default_factory=dict)  # fidelity numbers (edgekit.fidelity.check)
     gates: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # the runtime refused the file (e.g. XNNPACK cannot prepare a mixed graph)
@@ -44,10 +49,19 @@ class Candidate:
     # whether the TFLite output tail is in float too (int8.tflite_float_tail)
     recipe_names: list[str] = field(default_factory=list)
     float_tail: bool = False
+    host_spread: list[float] = field(default_factory=list)  # [p10, p90] of its host latencies (ms)
 
     @property
     def passed(self) -> bool:
         return self.error is None and bool(self.gates.get("passed"))
+
+
+def host_differs(a: Candidate, b: Candidate) -> bool:
+    """Whether two candidates' host latencies differ beyond the timing spread: their p10-p90 ranges, timed in the
+    same rounds, do not overlap (False without spreads: nothing to tell a difference from noise with)."""
+    if len(a.host_spread) != 2 or len(b.host_spread) != 2:
+        return False
+    return a.host_spread[1] < b.host_spread[0] or b.host_spread[1] < a.host_spread[0]
 
 
 @dataclass
@@ -57,6 +71,17 @@ class FixResult:
     steps: list[Candidate]  # steps[0] is the plain INT8 artifact (nothing kept in float)
     out_dir: str
     weighted: list[str] = field(default_factory=list)  # the quantized weighted layers: all of them is fp32
+    # other processes' share of this machine's CPUs while the candidates were timed (None: not known)
+    host_busy: float | None = None
+    host_rounds: int = 0  # the interleaved rounds each candidate was timed in
+
+    @property
+    def host_unreliable(self) -> bool:
+        """Other processes used BUSY_SHARE or more of the CPUs while the candidates were timed (as deploy
+        judges a measurement): their host latencies are not compared."""
+        from edgekit.results import BUSY_SHARE
+
+        return self.host_busy is not None and self.host_busy >= BUSY_SHARE
 
     @property
     def chosen(self) -> Candidate | None:
@@ -125,9 +150,10 @@ def fix(
     ref = run_onnx(onnx.path, inputs)
     out_dir = paths.runs_dir() / "analyze" / f"{recipe.name}-{fmt.value}-{time.strftime('%Y%m%d-%H%M%S')}"
     # judged by the INT8 gate: what no float set can beat (a gate the fp32 model misses is out of --fix's reach)
-    fp32 = _measure(fp32_art, [], recipe, inputs, labels, ref, gates_of=fmt)
+    runs: list[Callable[[], None] | None] = []  # each candidate's host run, timed together at the end
+    fp32 = _measure(fp32_art, [], recipe, inputs, labels, ref, gates_of=fmt, runs=runs)
     weighted = [x.name for x in analysis.weighted()]
-    steps = [_measure(int8_art, [], recipe, inputs, labels, ref)]
+    steps = [_measure(int8_art, [], recipe, inputs, labels, ref, runs=runs)]
     own = _recipe_float(recipe, fmt)
     if own or (fmt is Format.TFLITE_INT8 and recipe.int8.tflite_float_tail):
         steps[0].label = "as the recipe keeps it" + (
@@ -135,7 +161,7 @@ def fix(
         )
     say(f"fix: plain {fmt.value}: gate {'met' if steps[0].passed else 'missed'}")
     if steps[0].passed:  # nothing built: no folder left behind
-        return FixResult(fmt.value, fp32, steps, "", weighted)
+        return _timed(FixResult(fmt.value, fp32, steps, "", weighted), runs, say)
     out_dir.mkdir(parents=True, exist_ok=True)
     sets = plan(candidates(analysis), max_float)  # the last holds every candidate (unless capped)
     labels_of = {tuple(s): f"{len(s)} worst" for s in sets}
@@ -163,7 +189,7 @@ def fix(
     for i, float_layers in enumerate(sets):
         say(f"fix: keeping in float: {labels_of[tuple(float_layers)]}")
         art, names = build(float_layers)
-        steps.append(_measure(art, float_layers, recipe, inputs, labels, ref))
+        steps.append(_measure(art, float_layers, recipe, inputs, labels, ref, runs=runs))
         steps[-1].label = labels_of[tuple(float_layers)]
         if (
             tail and i == 0
@@ -173,7 +199,21 @@ def fix(
         steps[-1].recipe_names = [n for n in names if n not in tail_names] if tail else names
         if steps[-1].passed:
             break
-    return FixResult(fmt.value, fp32, steps, str(out_dir), weighted)
+    return _timed(FixResult(fmt.value, fp32, steps, str(out_dir), weighted), runs, say)
+
+
+def _timed(result: FixResult, runs: Sequence[Callable[[], None] | None], say: Progress) -> FixResult:
+    """The result with each candidate's host latency (median, p10-p90) from interleaved rounds, and other
+    processes' share of the CPUs while they ran. `runs` is in the order fp32, then steps."""
+    rows = [result.fp32, *result.steps]
+    timed = [(row, run) for row, run in zip(rows, runs) if run is not None]
+    say(f"fix: timing {len(timed)} models on this host, {HOST_ROUNDS} interleaved rounds")
+    times, result.host_busy = time_interleaved([run for _, run in timed])
+    result.host_rounds = HOST_ROUNDS
+    for (row, _), ms in zip(timed, times):
+        row.host_ms = statistics.median(ms)
+        row.host_spread = [float(v) for v in np.percentile(ms, [10, 90])]
+    return result
 
 
 def _recipe_float(recipe: Recipe, fmt: Format) -> list[str]:
@@ -260,8 +300,11 @@ def _measure(
     ref: Any,
     check: bool = True,
     gates_of: Format | None = None,
+    runs: list[Callable[[], None] | None] | None = None,
 ) -> Candidate:
-    """`art` checked against the ONNX model by the recipe's gates for `gates_of` (default: its own format's)."""
+    """`art` checked against the ONNX model by the recipe's gates for `gates_of` (default: its own format's), and
+    loaded for its host timing: its run is appended to `runs` (None for a candidate the runtime refused), to be
+    timed with the others (time_interleaved); its host_ms is NaN until then."""
     from edgekit.fidelity import check as fidelity
 
     model_files = [f for f in art.files if f.suffix in art.format.files]
@@ -271,8 +314,11 @@ def _measure(
         if check:
             numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)
             gates = fidelity.check_gates(numbers, recipe.gates_for(gates_of or art.format))
-        latency = host_latency_ms(art, inputs[:1])
+        run = host_run(art, inputs[:1])
+        run()  # it runs: a refusal here is the candidate's, said in its row
     except Exception as exc:  # noqa: BLE001 - a candidate the runtime refuses is a failed candidate, not a crash
+        if runs is not None:
+            runs.append(None)
         return Candidate(
             float_layers,
             [str(f) for f in art.files],
@@ -280,7 +326,9 @@ def _measure(
             float("nan"),
             error=refusal(exc),
         )
-    return Candidate(float_layers, [str(f) for f in art.files], size, latency, numbers, gates)
+    if runs is not None:
+        runs.append(run)
+    return Candidate(float_layers, [str(f) for f in art.files], size, float("nan"), numbers, gates)
 
 
 def refusal(exc: Exception) -> str:
@@ -295,8 +343,12 @@ def refusal(exc: Exception) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
-def host_latency_ms(art: Artifact, x: np.ndarray, warmup: int = 3, repeat: int = 15) -> float:
-    """Median single-thread latency of one inference on this host (a relative cost, never a device figure)."""
+HOST_ROUNDS = 21  # each candidate timed once per round: p10 and p90 are the 3rd fastest and slowest
+
+
+def host_run(art: Artifact, x: np.ndarray) -> Callable[[], None]:
+    """One single-thread inference of `art` on `x` on this host, loaded once (a relative cost, never a device
+    figure)."""
     if art.format.runtime is Runtime.TFLITE:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -310,7 +362,7 @@ def host_latency_ms(art: Artifact, x: np.ndarray, warmup: int = 3, repeat: int =
         interp.set_tensor(
             inp["index"], _quantize(_fit_layout(x.astype(np.float32), tuple(inp["shape"]), axes), inp)
         )
-        run = interp.invoke
+        run: Callable[[], Any] = interp.invoke
     elif art.format.runtime is Runtime.ONNXRUNTIME:
         import onnxruntime as ort
 
@@ -330,14 +382,36 @@ def host_latency_ms(art: Artifact, x: np.ndarray, warmup: int = 3, repeat: int =
         def run() -> None:
             model.run_one(x)
 
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return run
+
+
+def time_interleaved(
+    runs: Sequence[Callable[[], Any]], rounds: int = HOST_ROUNDS, warmup: int = 3
+) -> tuple[list[list[float]], float | None]:
+    """Each run's latencies (ms) over `rounds` rounds, every run timed once per round in a rotating order, and
+    other processes' share of this machine's CPUs over the rounds (the deploy agent's measure: None where
+    /proc/stat cannot be read). Timed one after the other, 15 times each, a load that came and went fell on
+    some candidates only."""
+    from edgekit.agent.agent import cpu_snapshot, extend_busy_window, others_cpu_share
+
+    for run in runs:
+        for _ in range(warmup):
+            run()
+    times: list[list[float]] = [[] for _ in runs]
+    gc.disable()
+    try:
+        before = cpu_snapshot()
+        for r in range(rounds if runs else 0):
+            for k in [(r + i) % len(runs) for i in range(len(runs))]:
+                start = time.perf_counter()
+                runs[k]()
+                times[k].append((time.perf_counter() - start) * 1000)
+        if runs:
+            extend_busy_window(runs[0], before)  # a window under 0.1 s cannot be told busy or not
+        busy = others_cpu_share(before, cpu_snapshot())
+    finally:
+        gc.enable()
+    return times, busy
 
 
 def keep(result: FixResult, dest: Path) -> Path:

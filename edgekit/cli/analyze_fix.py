@@ -17,15 +17,18 @@ from edgekit.terminal import Console, plain
 
 
 def fix_table(outcome: Any) -> Table:
+    rounds = getattr(outcome, "host_rounds", 0)
     table = Table(
         title=f"--fix: {outcome.format} with the worst layers kept in float "
-        "(host latency: 1 thread, this machine, not a device)",
+        "(host latency: 1 thread, this machine, not a device"
+        + (f"; median and p10-p90 of {rounds} rounds, the models timed in turn" if rounds else "")
+        + ")",
         box=box.SIMPLE_HEAD,
     )
     # a narrow or non-TTY console wraps the words (the label, the gate's verdict), never a figure: the size lost
     # its "MB" and the gate's margin its exponent when every column was cut to fit
     table.add_column("in float", justify="right", overflow="fold")
-    for col in ("size", "host ms", "cosine", "accuracy (labels)"):
+    for col in ("size", "host ms (p10-p90)" if rounds else "host ms", "cosine", "accuracy (labels)"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("gate", overflow="fold")
     fp32 = outcome.fp32
@@ -40,7 +43,7 @@ def fix_table(outcome: Any) -> Table:
     table.add_row(
         "fp32 model",
         megabytes(fp32.size_bytes),
-        f"{fp32.host_ms:.3f}",
+        _host_ms(fp32),
         cosines.get(id(fp32), "-"),
         _metric(fp32.numbers),
         _verdict(fp32) if judged else "-",
@@ -53,15 +56,54 @@ def fix_table(outcome: Any) -> Table:
         table.add_row(
             label,
             megabytes(step.size_bytes),
-            f"{step.host_ms:.3f}",
+            _host_ms(step),
             cosines.get(id(step), "-"),
             _metric(step.numbers),
             _verdict(step),
         )
     refused = [s for s in outcome.steps if s.error]
-    if refused:
-        table.caption = f"refused by the host runtime: {plain(refused[0].error)}"
+    captions = [f"refused by the host runtime: {plain(refused[0].error)}"] if refused else []
+    if getattr(outcome, "host_unreliable", False):
+        captions.append(f"[yellow]host ms unreliable[/]: {busy_said(outcome)}")
+    table.caption = "\n".join(captions) or None
     return table
+
+
+def _host_ms(row: Any) -> str:
+    """'8.427 (7.912-9.105)': the median and its p10-p90 over the interleaved rounds."""
+    if math.isnan(row.host_ms):
+        return "-"
+    spread = getattr(row, "host_spread", [])
+    return f"{row.host_ms:.3f}" + (f" ({spread[0]:.3f}-{spread[1]:.3f})" if len(spread) == 2 else "")
+
+
+def busy_said(outcome: Any) -> str:
+    """Why the host latencies are not compared, in deploy's words."""
+    return (
+        f"other processes used {outcome.host_busy:.0%} of this machine's CPUs while the models were timed, so "
+        "their latencies are not compared; run again on an idle machine"
+    )
+
+
+def latency_cost(outcome: Any, before: Any, after: Any) -> str:
+    """The host-latency part of the cost line: a change only where it is beyond the timing spread, nothing
+    compared on a busy machine (the fp32 model at 12.3 ms against the same arithmetic in an INT8 file at 5.3 ms
+    was printed as a cost of 8.4 -> 5.3 ms)."""
+    from edgekit.analysis.float_fallback import host_differs
+
+    if getattr(outcome, "host_unreliable", False):
+        return f"host latency not judged: {busy_said(outcome)}"
+    fp32 = f"fp32 {outcome.fp32.host_ms:.3f} ms"
+    if len(getattr(before, "host_spread", [])) != 2 or len(getattr(after, "host_spread", [])) != 2:
+        return f"host latency {before.host_ms:.3f} -> {after.host_ms:.3f} ms ({fp32})"
+    (b0, b1), (a0, a1) = before.host_spread, after.host_spread
+    spreads = f"p10-p90 {b0:.3f}-{b1:.3f} and {a0:.3f}-{a1:.3f} ms"
+    if not host_differs(before, after):
+        return (
+            f"host latency no different beyond the timing spread: {before.host_ms:.3f} and "
+            f"{after.host_ms:.3f} ms ({spreads}; {fp32})"
+        )
+    return f"host latency {before.host_ms:.3f} -> {after.host_ms:.3f} ms ({spreads}; {fp32})"
 
 
 def int8_block(current: dict[str, Any], fmt: str, chosen: Any) -> str:
@@ -155,8 +197,8 @@ def fix_summary(
     )
     console.print(
         f"cost: {grown} ({size / plain_int8.size_bytes:+.0%} vs {baseline}; fp32 is "
-        f"{megabytes(outcome.fp32.size_bytes)}), host latency {plain_int8.host_ms:.3f} -> {chosen.host_ms:.3f} ms "
-        f"(fp32 {outcome.fp32.host_ms:.3f} ms); files: {plain(Path(chosen.files[0]).parent)}",
+        f"{megabytes(outcome.fp32.size_bytes)}), {latency_cost(outcome, plain_int8, chosen)}; files: "
+        f"{plain(Path(chosen.files[0]).parent)}",
         highlight=False,
     )
     weighted = set(outcome.weighted)
