@@ -731,3 +731,56 @@ def test_a_colleague_s_host_runs_do_not_push_the_runner_s_host_nights_out_of_the
         (FlagKind.LATENCY, "host", "ncnn-fp32")
     ]
     assert report.recipes[0].not_judged() == []
+
+
+def test_a_flag_says_what_it_compares_with_and_the_html_labels_its_units(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`latency tflite-fp32 at 1 thread on host: latency p50 0.00645 -> 0.009489 ms (+47.1%, ...)` never said that
+    0.00645 is the pooled median of runs #1-#5 (the flag knew: baseline_runs), and the HTML Flags table put
+    instruction counts and milliseconds in the same unlabelled old and new columns. Every judged flag now ends
+    its figures with the runs it was judged against and what the old figure is of them, in the Markdown line, the
+    nightly's verdict (flag_line) and the HTML detail; the HTML figures carry their unit."""
+    import re
+
+    from edgekit.report import build, write
+    from edgekit.report.flag_text import flag_line
+    from edgekit.store import open_store
+
+    rng = np.random.default_rng(4)
+    with open_store(f"sqlite:///{tmp_path / 'results.sqlite'}") as store:
+        for night in range(6):
+            slow = {("tflite-int8", "pi4"): 1.3, ("ncnn-fp32", "pi5-emu"): 1.1} if night == 5 else None
+            store.record(
+                synthetic_result(
+                    T0 + timedelta(days=night), rng=rng, formats=FORMATS, threads=(1,), slowdown=slow
+                )
+            )
+        built = build(store)
+    flags = {f.kind: f for f in built.regressions}
+    latency, counted = flags[FlagKind.LATENCY], flags[FlagKind.INSTRUCTIONS]
+    assert latency.baseline_runs == counted.baseline_runs == (1, 2, 3, 4, 5)
+    assert flag_line(latency).endswith(") vs runs #1-#5 (pooled median)"), flag_line(latency)
+    assert flag_line(counted).endswith(" instr. (+10.0%) vs runs #1-#5 (median count)"), flag_line(counted)
+    assert re.search(r"threshold [0-9.]+%\) vs runs #1-#5 \(pooled median\)$", latency.message), (
+        latency.message
+    )
+    assert "(instruction count, not time) vs runs #1-#5 (median count)" in counted.message, counted.message
+    write(built, html=tmp_path / "r.html", markdown=tmp_path / "r.md")
+    md, html = (tmp_path / "r.md").read_text(), (tmp_path / "r.html").read_text()
+    assert md.count("vs runs #1-#5 (pooled median)") == 1 and "vs runs #1-#5 (median count)" in md, md
+    rows = {k: r for r in html.split("<tr") for k in ("latency", "instructions") if f"kind>{k}<" in r}
+    assert re.search(
+        r"<td data-label=old title='vs runs #1-#5 \(pooled median\)'>[0-9.]+ <span class=muted>ms<",
+        rows["latency"],
+    )
+    assert re.search(r"<td data-label=new>[0-9.]+ <span class=muted>ms<", rows["latency"]), rows["latency"]
+    assert re.search(r"<td data-label=new>[0-9,]+ <span class=muted>instr\.<", rows["instructions"])
+
+
+def test_the_runs_a_flag_names_read_short_whatever_their_ids() -> None:
+    """A store several recipes record into numbers one recipe's runs apart: never a list of 21 ids."""
+    from edgekit.report.flags import runs_text
+
+    assert runs_text([7]) == "run #7"
+    assert runs_text([3, 4, 5, 6]) == "runs #3-#6"
+    assert runs_text([2, 5, 9]) == "runs #2, #5, #9"
+    assert runs_text(list(range(3, 45, 2))) == "21 runs, #3 to #43"

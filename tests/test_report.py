@@ -847,7 +847,8 @@ def test_a_fidelity_flag_compares_with_the_night_before_at_one_precision(tmp_pat
     md, html = _stored_and_rendered(tmp_path / "f.sqlite", nights)
     assert "; cosine 0.99994 → 0.99994 (unchanged)" in md, md
     row = next(r for r in html.split("<tr") if "data-label=kind>fidelity<" in r)
-    assert "<td data-label=old>0.99994</td><td data-label=new>0.99994</td>" in row, row
+    cosine = "<span class=muted>cosine</span>"  # the unit each figure of the Flags table carries
+    assert f"<td data-label=old>0.99994 {cosine}</td><td data-label=new>0.99994 {cosine}</td>" in row, row
     assert "<td data-label=change>0%</td>" in row
     nights[-1].artifacts[0].fidelity["cosine"] = 0.999949  # a different value prints differently
     nights[-1].artifacts[0].fidelity["gates"]["checks"][0]["value"] = 0.999949

@@ -15,9 +15,9 @@ from edgekit.store.location import command_url
 
 def flag_line(f: Flag) -> str:
     """A flag in one line of plain text, the one wording the Markdown summary lists and the nightly's verdict
-    names: where and its figures ('tflite-int8 at 1 thread on pi4: 95 → 114 ms (+20.0%, p=1e-05)'; 'x1' read
-    like a speed-up factor; an emulated target's wall time says so, '3793 → 5403 ms emulated wall time'); a
-    regression that persists says since when ('still slower since run #15, 2026-11-14'); an unreliable timing
+    names: where and its figures and what the old one is ('tflite-int8 at 1 thread on pi4: 95 → 114 ms (+20.0%,
+    p=1e-05) vs runs #3-#9 (pooled median)'; 'x1' read like a speed-up factor; an emulated target's wall time
+    says so, '3793 → 5403 ms emulated wall time'); a regression that persists says since when ('still slower since run #15, 2026-11-14'); an unreliable timing
     says how far it moved and that it was not judged. A fidelity flag says its gate in the words of its message,
     which the HTML shows ('tflite-int8: below its fidelity gate at conversion (min_cosine: 0.99999 vs limit
     1)'), then the cosine against the run it was judged against, both at one precision (never printed equal to
@@ -62,6 +62,8 @@ def _line(f: Flag) -> str:
     text = f"{where}: {old} → {new}{unit}"
     if f.change is not None:
         text += f" ({signed_percent(f.change)}{f', p={f.p_value:.2g}' if f.p_value is not None else ''})"
+    if f.against:  # what the old figure is: 'vs runs #1-#5 (pooled median)'
+        text += f" {f.against}"
     if f.since_run is not None:
         text += f"; still slower since run #{f.since_run}" + (f", {_day(f.since_ts)}" if f.since_ts else "")
     if "older half of its history" in f.message:

@@ -3,6 +3,7 @@ thresholds it is judged with (Settings). The report and `edgekit nightly` read t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -66,6 +67,11 @@ class Flag:
         return self.host_label or self.target or ""
 
     @property
+    def against(self) -> str:
+        """What a judged figure's old value is: 'vs runs #1-#5 (pooled median)' (baseline_words)."""
+        return baseline_words(self.kind, self.baseline_runs)
+
+    @property
     def is_bad(self) -> bool:
         """Worth failing for: a regression or a failure (unreliable runs are worth a look only)."""
         return self.kind is not FlagKind.UNRELIABLE
@@ -107,6 +113,29 @@ class Judgement:
 def threads_text(n: int) -> str:
     """'1 thread', '4 threads' ('x1' read like a speed-up factor)."""
     return f"{n} thread{'s' if n != 1 else ''}"
+
+
+def baseline_words(kind: FlagKind, ids: Sequence[int]) -> str:
+    """'vs runs #1-#5 (pooled median)': the runs a latency or instruction-count verdict compared with and what
+    its old figure is of them (a latency's: the median of their samples pooled; a count's: the median of their
+    counts). A flag said '0.00645 -> 0.009489 ms' and never what 0.00645 was. '' for other kinds."""
+    if not ids or kind not in (FlagKind.LATENCY, FlagKind.INSTRUCTIONS):
+        return ""
+    how = "pooled median" if kind is FlagKind.LATENCY else "median count"
+    return f"vs {runs_text(ids)} ({how})"
+
+
+def runs_text(ids: Sequence[int]) -> str:
+    """'run #4', 'runs #1-#5' (consecutive), 'runs #2, #5, #9', or '12 runs, #3 to #40' (a store several recipes
+    record into numbers one recipe's runs apart)."""
+    ids = list(dict.fromkeys(ids))
+    if len(ids) == 1:
+        return f"run #{ids[0]}"
+    if ids == list(range(ids[0], ids[0] + len(ids))):
+        return f"runs #{ids[0]}-#{ids[-1]}"
+    if len(ids) <= 4:
+        return "runs " + ", ".join(f"#{i}" for i in ids)
+    return f"{len(ids)} runs, #{ids[0]} to #{ids[-1]}"
 
 
 def failures_text(n: int) -> str:

@@ -267,13 +267,13 @@ def _flags(flags: list[Flag], not_judged: Sequence[str] = (), store_url: str | N
     rows = []
     for f in flags:
         css = "bad" if f.is_bad else "warn"
-        old, new = _pair(f)
+        old, new = (_with_unit(x, f.kind) for x in _pair(f))
         rows.append(
             f'<tr class="{css}"><td class=l data-label=kind>{f.kind.value}</td>'
             f"<td class=l data-label=artifact>{escape(f.artifact or '-')}</td>"
             f"<td class=l data-label=target>{escape(masked_text(f.where) or '-')}{emu_badge(f.emulated)}</td>"
             f"<td data-label=threads>{f.threads or '-'}</td>"
-            f"<td data-label=old>{old}</td><td data-label=new>{new}</td>"
+            f"<td data-label=old{_title(f.against)}>{old}</td><td data-label=new>{new}</td>"
             f"<td data-label=change>{pct(f.change)}</td><td data-label=p-value>{_p(f.p_value)}</td>"
             f"<td class='l wrap'>{escape(masked_text(f.message))}</td></tr>"
         )
@@ -284,6 +284,24 @@ def _flags(flags: list[Flag], not_judged: Sequence[str] = (), store_url: str | N
         else ""
     )
     return f'<table class="flags">{head}{"".join(rows)}</table>{hint}{unjudged}'
+
+
+# a flag's old and new figures with their unit: one table held instruction counts and milliseconds unlabelled
+FLAG_UNITS = {
+    FlagKind.LATENCY: "ms",
+    FlagKind.UNRELIABLE: "ms",
+    FlagKind.INSTRUCTIONS: "instr.",
+    FlagKind.FIDELITY: "cosine",
+}
+
+
+def _with_unit(figure: str, kind: FlagKind) -> str:
+    unit = FLAG_UNITS.get(kind)
+    return f"{figure} <span class=muted>{unit}</span>" if unit and figure != "-" else figure
+
+
+def _title(text: str) -> str:
+    return f" title='{escape(text)}'" if text else ""
 
 
 def _pair(flag: Flag) -> tuple[str, str]:

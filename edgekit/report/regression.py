@@ -41,7 +41,7 @@ from edgekit.report.baseline import (
 )
 from edgekit.report.fidelity_flags import fidelity_flags, target_fidelity_flags
 from edgekit.report.fingerprint import differs, fingerprint
-from edgekit.report.flags import Flag, FlagKind, Judgement, Settings, Unjudged, threads_text
+from edgekit.report.flags import Flag, FlagKind, Judgement, Settings, Unjudged, baseline_words, threads_text
 from edgekit.report.series import HOST, name_other_host, same_series, series_key, stands_in
 from edgekit.report.unreliable import busy_flag, stopped, throttle_reason
 from edgekit.results import Measurement, TargetRun
@@ -333,8 +333,11 @@ def _speed_flag(
 ) -> Flag:
     where = f"{m.artifact} at {threads_text(m.threads)} on {target_run.target}"
     ids = tuple(e.run.id for e in v.against)
+    against = baseline_words(v.kind, ids)
     if v.kind is FlagKind.INSTRUCTIONS:
-        message = f"{where}: guest instructions per invoke {v.change:+.2%} (instruction count, not time)"
+        message = (
+            f"{where}: guest instructions per invoke {v.change:+.2%} (instruction count, not time) {against}"
+        )
         if m.threads > 1:
             message += (
                 f"; threshold {v.threshold:.1%}: the spread of its earlier counts (several threads' counts hold "
@@ -344,12 +347,12 @@ def _speed_flag(
         label = "emulated wall time" if target_run.emulated else "latency"
         message = (
             f"{where}: {label} p50 {v.old:.4g} -> {v.new:.4g} ms ({v.change:+.1%}, p={v.p_value:.2g}, "
-            f"threshold {v.threshold:.1%})"
+            f"threshold {v.threshold:.1%}) {against}"
         )
         if v.creep:
             message += (
-                f"; against the older half of its history (runs #{ids[0]}-#{ids[-1]}): a gradual rise the "
-                "night-to-night bound of the whole history no longer sees"
+                "; against the older half of its history: a gradual rise the night-to-night bound of the whole "
+                "history no longer sees"
             )
     since = walk.streak
     if since is not None:
