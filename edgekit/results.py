@@ -279,6 +279,10 @@ class TargetRun(_Model):
     unlisted_runtimes: dict[str, str] = Field(default_factory=dict)
     # an emulated target that was to count (emulated.counting): a run of it without counts lost them (additive)
     counting: bool = False
+    # how an emulated run is emulated (additive; None: not emulated, or recorded before this field): "target", an
+    # edgekit emulated target (its `emulated:` block, whose `counting` decides whether it counts); "board", a qemu
+    # machine reached as a plain or lab board, which the device's own facts said is emulated (it cannot count)
+    emulated_as: Literal["target", "board"] | None = None
     # what a reader of this run's figures must know that no figure says: why an emulated run has no board estimate,
     # a device whose CPU is not the target's expected_cpu (additive)
     caveats: list[str] = Field(default_factory=list)

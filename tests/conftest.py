@@ -121,6 +121,7 @@ HOST_ONLY = frozenset(
         "test_report_cosine_places.py",
         "test_report_interrupted_empty.py",
         "test_report_markdown_text.py",
+        "test_report_not_counted.py",
         "test_report_model_digest.py",
         "test_report_panel_notes.py",
         "test_report_plot_fixes.py",

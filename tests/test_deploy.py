@@ -97,6 +97,7 @@ def test_deploy_tiny_to_pi4_emu_and_host(
     assert facts.machine == "aarch64" and facts.emulated and facts.cpu_part == "0xd08"
     assert host.agent.facts_before.machine == os.uname().machine  # type: ignore[union-attr]
     assert not host.agent.facts_before.emulated and pi4.emulated and not host.emulated  # type: ignore[union-attr]
+    assert pi4.emulated_as == "target" and host.emulated_as is None  # its `emulated:` block says if it counts
     for run in (pi4, host):
         got = measurements(run)
         assert set(got) == {(f.value, 1) for f in FORMATS}

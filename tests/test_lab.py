@@ -186,7 +186,7 @@ def test_places_list_tags_and_network_services(rig: lab_rig.Rig) -> None:
     assert isinstance(none.exception, NoMatchingPlace) and "pi4-a" in (none.exception.hint or ""), none.output
 
 
-def test_deploy_acquires_a_place_measures_and_releases_it(rig: lab_rig.Rig) -> None:
+def test_deploy_acquires_a_place_measures_and_releases_it(rig: lab_rig.Rig, tmp_path: Path) -> None:
     from edgekit.convert.pipeline import convert_recipe
     from edgekit.deploy import DeployOptions, deploy
     from edgekit.formats import Format
@@ -204,6 +204,20 @@ def test_deploy_acquires_a_place_measures_and_releases_it(rig: lab_rig.Rig) -> N
     assert {m.artifact for m in run.agent.measurements if m.status == "ok"} == {"ncnn-fp32"}
     assert run.agent.facts_before.emulated and "cortex-a76" in (run.agent.facts_before.emulator or "")
     assert run.emulated  # labelled by what the device is, not by the lab target's file: not board latency
+    assert (
+        run.emulated_as == "board" and not run.counting
+    )  # a qemu machine reached as a lab board cannot count
+    from edgekit.report import build
+    from edgekit.report.markdown import render
+    from edgekit.store import open_store
+
+    with open_store(
+        f"sqlite:///{tmp_path / 'lab.sqlite'}"
+    ) as store:  # the summary says why, not counting: false
+        store.record(result)
+        md = render(build(store))
+    assert "pi5-a: not counted (a qemu machine reached as a plain or lab board, which cannot count)" in md, md
+    assert "emulated.counting: false" not in md, md
     assert any("lab: acquired pi5-a" in s for s in said)
     assert holders(rig)["pi5-a"] is None  # released when the transport closed
     assert rig.host_key("pi5-a") in known_hosts_for("pi5-a").read_text()  # pinned on first use (opted in)

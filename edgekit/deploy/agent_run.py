@@ -353,6 +353,7 @@ class AgentRunner:
         if part.facts_before is not None and part.facts_before.emulated:
             # the device says it is emulated (a lab place or a board file pointing at one): not board times
             self.run.emulated = True
+            self.run.emulated_as = self.run.emulated_as or "board"  # no `emulated:` block: it cannot count
         if agent is None:
             self.run.agent = part.model_copy(deep=True)
             self.run.agent.request = {"requests": self._requests()}

@@ -105,6 +105,7 @@ class TargetSession(Finishing):
             status="failed",
             result_dir=str(local_dir),
             counting=bool(target.emulated and target.emulated.counting),
+            emulated_as="target" if target.emulated else None,
         )
         self._stage = "start"
         self._transport: Transport | None = None

@@ -277,11 +277,14 @@ def _table(view: RecipeView) -> list[str]:
             f"{', '.join(_text(t) for t in no_board)}: {NO_BOARD}, so "
             f"instruction counts at {threads} thread{'s' if threads > 1 else ''}, never qemu's wall time"
         )
-    if uncounted := [t for t in emulated if t not in estimated and t not in counted]:
+    uncounted: dict[str, list[str]] = {}  # why -> the targets: each run's own reason, grouped
+    for t in emulated:
+        if t not in estimated and t not in counted:
+            uncounted.setdefault(_not_counted_why(view, t), []).append(t)
+    for why, named in uncounted.items():
         intro.append(
-            f"{', '.join(_text(t) for t in uncounted)}: not counted (the run had `emulated.counting: false`), so "
-            "neither a board estimate nor an instruction count; qemu's wall time is no device latency and stays "
-            "in the JSON"
+            f"{', '.join(_text(t) for t in named)}: not counted ({why}), so neither a board estimate nor an "
+            "instruction count; qemu's wall time is no device latency and stays in the JSON"
         )
     if any(t in counted for t in emulated):  # no ratio by instructions where nothing was counted
         intro.append(BY_INSN)
@@ -309,6 +312,21 @@ def _table(view: RecipeView) -> list[str]:
             + " |"
         )
     return lines
+
+
+def _not_counted_why(view: RecipeView, target: str) -> str:
+    """Why an emulated target's newest run has no instruction count, from the run: its target turned counting
+    off, it is a qemu machine reached as a plain or lab board (which cannot count), or it was to count and lost
+    them (its error says why); a run recorded before edgekit kept how it was emulated names both first two."""
+    found = view.latest_on(target)
+    run = found[1] if found is not None else None
+    if run is not None and run.counting:
+        return "it was to count, and its counts were lost: see its error"
+    if run is not None and run.emulated_as == "board":
+        return "a qemu machine reached as a plain or lab board, which cannot count"
+    if run is not None and run.emulated_as == "target":
+        return "the run had `emulated.counting: false`"
+    return "no count came back: `emulated.counting: false`, or a qemu machine reached as a plain or lab board"
 
 
 def _cell(row: Row | None, *, name_run: bool = True) -> str:

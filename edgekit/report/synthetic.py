@@ -260,6 +260,7 @@ def _target_run(
         target=target,
         kind="ssh",
         emulated=emulated,
+        emulated_as="target" if emulated else None,  # an edgekit emulated target, as `pi4-emu` is
         status="ok",
         agent=agent,
         comparisons=comps,
