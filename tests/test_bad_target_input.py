@@ -15,7 +15,7 @@ import pytest
 from procs import EDGEKIT, board_file, deploy_through_proxy, named, run
 
 from edgekit.deploy.reach import say_unreachable, unreachable
-from edgekit.errors import HostNameError
+from edgekit.errors import HostNameError, TargetError
 from edgekit.target import Target, load_target
 from edgekit.transport import open_transport
 from edgekit.transport.proxy_text import masked_command
@@ -544,3 +544,25 @@ def test_the_ssh_keyscan_hint_runs_as_printed_with_a_space_in_the_known_hosts_pa
         r"\(ssh-keygen -lf (.*?)\) with", record_key_hint(target, "h", 22, None, ("x", "y"))
     )
     assert fingerprint and shlex.split(fingerprint.group(1)) == [str(known)], fingerprint
+
+
+def test_ssh_fields_on_a_local_target_are_refused_naming_them(tmp_path: Path) -> None:
+    """`transport: local` with `host: 1.2.3.4` and `port: 2222` measured this machine under that target's name, the
+    SSH fields ignored without a word (exit 0). Refused now: each field named, exit 2; a local target without them
+    (targets/local.yaml) still loads."""
+    given = tmp_path / "mylocal.yaml"
+    given.write_text("transport: local\nhost: 1.2.3.4\nport: 2222\n")
+    err = " ".join(named(run("targets", "check", str(given), cwd=tmp_path, timeout=60)).split())
+    assert "invalid target: host: SSH only: a local target (transport: local) is this machine" in err, err
+    assert "; port: SSH only" in err and "hint: a local target takes none of host, port, user, key" in err, (
+        err
+    )
+    err = " ".join(
+        named(run("targets", "check", "local", "--set", "user=pi", cwd=tmp_path, timeout=60)).split()
+    )
+    assert "user: SSH only" in err and "(from --set user=...)" in err, err
+    for field, value in (("key", "~/.ssh/id"), ("proxy_jump", "bastion"), ("connect_timeout", "5")):
+        with pytest.raises(TargetError, match=f"{field}: SSH only"):
+            load_target("local", {field: value})
+    local = load_target("local")
+    assert local.host is None and local.is_this_host

@@ -12,7 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from edgekit.target.host_names import HOST_HINT, host_name_problem, parse_hop, shown_host
@@ -95,6 +95,20 @@ def thread_counts(value: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(value))  # [1, 1, 4] measures 1 thread once
 
 
+# the fields only an SSH link reads: refused on a local target, which would ignore them
+SSH_ONLY = (
+    "host",
+    "port",
+    "user",
+    "key",
+    "known_hosts",
+    "accept_new",
+    "proxy_jump",
+    "proxy_command",
+    "connect_timeout",
+    "io_timeout",
+)
+
 TARGET_NAME = (
     r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # a target's name (store/imported.py checks imports with it)
 )
@@ -141,6 +155,24 @@ class Target(BaseModel):
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # environment and --set: they always win
     _lease: Any = PrivateAttr(default=None)  # edgekit.lab.lease.Lease of an acquired lab place
     _place: Any = PrivateAttr(default=None)  # edgekit.lab.place.Place it acquired
+
+    @field_validator(*SSH_ONLY)
+    @classmethod
+    def _ssh_only(cls, value: object, info: ValidationInfo) -> object:
+        """A `transport: local` target with `host: 1.2.3.4` measured this machine under that target's name: the
+        SSH fields were ignored without a word. Refused, each named (the fields before them are validated first:
+        `transport` is one)."""
+        if info.data.get("transport") is TransportKind.LOCAL and value is not None:
+            raise PydanticCustomError(
+                "ssh_only",
+                "{message}",
+                {
+                    "message": "SSH only: a local target (transport: local) is this machine, never connected to",
+                    "hint": f"a local target takes none of {', '.join(SSH_ONLY)}: remove them, or make it "
+                    "`transport: ssh` to reach a device (a --set applies to every --target of a command)",
+                },
+            )
+        return value
 
     @field_validator("host", "user")
     @classmethod
