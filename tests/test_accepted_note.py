@@ -67,3 +67,44 @@ def test_a_later_accepted_level_replaces_the_earlier_note(tmp_path: Path) -> Non
         store.accept(16, target="pi4", keys=[("pi4", "tflite-fp32", 1)])
         _record(store, [1.625] * 2, rng, 16)
         assert _notes(store) == ["level accepted at run #16"]
+
+
+def test_accepting_a_run_again_says_it_is_already_accepted_and_when(tmp_path: Path) -> None:
+    """A second `runs accept 11 --target pi4` said 'run 11 has no latency or instruction-count regression on pi4
+    to accept', exit 2, as of a run that never regressed: a script accepting twice failed, and nobody was told
+    the level was accepted already. It says so, with when and by whom, records nothing and exits 0; an artifact
+    the run never measured is still refused."""
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'twice.sqlite'}"
+    with open_store(url) as store:
+        _record(store, [1.0] * 10 + [1.3], np.random.default_rng(7), 0)
+
+    def accept(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "edgekit", "runs", "accept", "11", "--store", url, *args]
+        env = {**os.environ, "COLUMNS": "300"}
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+    first = accept("--target", "pi4")
+    assert (
+        first.returncode == 0
+        and "accepted as the new level of tflite-fp32 at 1 thread on pi4" in first.stdout
+    )
+    with open_store(url) as store:
+        (mark,) = (store.load(11).model_extra or {})["accepted"]
+    again = accept("--target", "pi4")
+    said = " ".join(again.stdout.split())
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert said == (
+        f"run 11 (yolov5-lite): its level on pi4 is already accepted (on {mark['at']} by {mark['by']}: "
+        "tflite-fp32 at 1 thread on pi4); nothing recorded"
+    ), said
+    assert (
+        accept().returncode == 0 and "is already accepted" in accept().stdout
+    )  # every target: the same mark
+    with open_store(url) as store:
+        assert len((store.load(11).model_extra or {})["accepted"]) == 1  # nothing recorded again
+    other = accept("--target", "pi4", "--artifact", "nosuch")
+    assert other.returncode == 2 and "measured no artifact 'nosuch'" in " ".join(other.stderr.split())

@@ -13,6 +13,7 @@ from edgekit.cli.runs_import import import_cmd
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
+    from edgekit.results import DeployResult
     from edgekit.store.store import RunSummary
 
 runs_app = typer.Typer(
@@ -235,6 +236,14 @@ def accept_cmd(
             scope = " ".join(
                 x for x in (f"of {artifact}" if artifact else "", f"on {target}" if target else "") if x
             )
+            done = _already_accepted(result, target, artifact)
+            if done:  # a second accept of the same run: what was asked holds already, nothing to record
+                console.print(
+                    f"run {run_id} ({plain(result.recipe)}): its level{' ' + scope if scope else ''} is already "
+                    f"accepted ({plain(done)}); nothing recorded",
+                    highlight=False,
+                )
+                return
             raise UsageError(
                 f"run {run_id} has no latency or instruction-count regression{' ' + scope if scope else ''} "
                 "to accept; nothing recorded",
@@ -248,6 +257,37 @@ def accept_cmd(
         "(with the slow runs of the regression before it), and it is no longer flagged",
         highlight=False,
     )
+
+
+def _already_accepted(result: DeployResult, target: str | None, artifact: str | None) -> str:
+    """What `runs accept` recorded of this run within the asked target and artifact, and when ('on
+    2026-12-07T02:00:00+00:00 by ana@lab: tflite-fp32 at 1 thread on host'); '' when it recorded nothing there.
+    A second accept found no regression left to accept and said so, exit 2, as of a run that never had one."""
+    from edgekit.report.regression import threads_text
+
+    said = []
+    for mark in (result.model_extra or {}).get("accepted") or []:
+        if not isinstance(mark, dict):
+            continue
+        keys = mark.get("keys")
+        if keys is None:  # a mark of every key its target and artifact (None: all) cover
+            if mark.get("target") not in (None, target) or mark.get("artifact") not in (None, artifact):
+                continue
+            which = " ".join(
+                x
+                for x in (
+                    mark.get("artifact") or "every artifact",
+                    f"on {mark.get('target') or 'every target'}",
+                )
+            )
+        else:
+            mine = [k for k in keys if len(k) == 3 and target in (None, k[0]) and artifact in (None, k[1])]
+            if not mine:
+                continue
+            which = ", ".join(f"{a} at {threads_text(int(n))} on {t}" for t, a, n in mine)
+        by = f" by {mark['by']}" if mark.get("by") else ""
+        said.append(f"on {mark.get('at') or 'an unknown date'}{by}: {which}")
+    return "; ".join(said)
 
 
 runs_app.command("import")(import_cmd)
