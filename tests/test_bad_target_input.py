@@ -566,3 +566,39 @@ def test_ssh_fields_on_a_local_target_are_refused_naming_them(tmp_path: Path) ->
             load_target("local", {field: value})
     local = load_target("local")
     assert local.host is None and local.is_this_host
+
+
+@pytest.mark.parametrize(
+    "setting, says",
+    [
+        (
+            "user=pi:hunter2SECRET",
+            "user: a value with ':' (not shown: a password?) is not a user name: it has ':'",
+        ),
+        (
+            "user=pi:hunter2 SECRET",
+            "user: Value error, a value with ':' (not shown: a password?) is not a host",
+        ),
+        (
+            "host=pi:hunter2SECRET",
+            "host: a value with ':' (not shown: a password?) is not a host name or address",
+        ),
+        (
+            "proxy_jump=pi:hunter2SECRET@127.0.0.1:2222",
+            "proxy_jump: a jump host's user: a value with ':' (not shown: a password?) is not a user name",
+        ),
+        (
+            "proxy_jump=pi@hunter2SECRET@127.0.0.1",
+            "a jump host's user: a value with '@' (not shown: a password?)",
+        ),
+    ],
+)
+def test_a_password_typed_with_a_user_or_host_is_refused_and_never_repeated(
+    tmp_path: Path, setting: str, says: str
+) -> None:
+    """`--set user=pi:hunter2SECRET` was refused as "'pi:hunter2SECRET' is not a user name" (the password on the
+    console, in CI logs); `--set proxy_jump=pi:hunter2SECRET@bastion` was taken, and the password sent to the jump
+    host as the user name. Each hop's user is now a user name as `user` is, and no value with ':' is repeated."""
+    out = run("targets", "check", str(board_file(tmp_path)), "--set", setting, cwd=tmp_path, timeout=60)
+    err = " ".join(named(out).split())
+    assert "SECRET" not in out.stdout + out.stderr and "TargetError" in err and says in err, err

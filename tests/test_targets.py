@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from edgekit.errors import TargetError
 from edgekit.target import Target, TransportKind, list_target_names, load_target
+from edgekit.target.host_names import parse_hop
 from edgekit.transport import open_transport
 
 SSH_CONFIG = """
@@ -405,7 +407,9 @@ def test_proxy_jump_hops_parse_as_ssh_j_reads_them() -> None:
         (None, "fe80::1", 2200),
         (None, "::1", 22),
     ]
-    assert Target(name="b", host="board", proxy_jump="a@b@c:2200").jump_hops == [("a@b", "c", 2200)]  # last @
+    assert parse_hop("a@b@c:2200") == ("a@b", "c", 2200)  # the last @, as ssh -J reads it
+    with pytest.raises(ValidationError, match="a jump host's user"):  # a hop's user is a user name, as `user`
+        Target(name="b", host="board", proxy_jump="a@b@c:2200")
 
 
 def test_a_target_folder_and_fields_with_brackets_are_listed_as_written(tmp_path: Path) -> None:

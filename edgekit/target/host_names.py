@@ -49,8 +49,31 @@ def _ipv6(host: str) -> bool:
 
 
 def shown_host(host: str) -> str:
-    """`host` quoted for a message, cut short when long (a 300-character name is not said in full)."""
+    """`host` quoted for a message, cut short when long (a 300-character name is not said in full). A value with
+    ':' that is no IPv6 address is not shown at all: `pi:hunter2` typed for a host or a user name is a password."""
+    if ":" in host and not _ipv6(host):
+        return "a value with ':' (not shown: a password?)"
     return repr(host) if len(host) <= 80 else repr(host[:60]) + f"... ({len(host)} characters)"
+
+
+USER_HINT = (
+    "a user name is letters, digits, '.', '_' or '-' (not first): the login on the device, e.g. user: pi; edgekit "
+    "takes no passwords (use a key, or ssh-agent)"
+)
+
+
+def user_name_problem(user: str) -> str | None:
+    """Why `user` is not a login name, or None. A proxy_command gets it as %r, which a `sh -c '... %r'` runs; a
+    value with ':' or '@' (`pi:hunter2`, a password) is never repeated."""
+    if re.fullmatch(r"[A-Za-z0-9._][A-Za-z0-9._-]*", user):
+        return None
+    # `pi:hunter2`, or the `pi@hunter2` of a hop `pi@hunter2@bastion`: not repeated
+    mark = next((m for m in ":@" if m in user), None)
+    shown = shown_host(user) if mark is None else f"a value with {mark!r} (not shown: a password?)"
+    bad = sorted(set(re.sub(r"[A-Za-z0-9._-]", "", user)))
+    return f"{shown} is not a user name: " + (
+        f"it has {', '.join(map(repr, bad))}" if bad else "it starts with '-'"
+    )
 
 
 def parse_hop(hop: str) -> tuple[str | None, str, int]:
