@@ -273,3 +273,110 @@ def test_benching_estimating_or_profiling_a_cached_file_by_path_is_a_use(
     for entry in (ncnn, onnx, prepared):
         stamp = entry.path / ("meta.json" if entry.kind == "onnx" else "artifact.json")
         assert time.time() - stamp.stat().st_mtime < DAY, entry
+
+
+@pytest.fixture(scope="module")
+def user_model(converted: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny onnx-fp32 artifact copied out of the cache, as a user's own model file."""
+    home, _ = converted
+    (entry,) = [e for e in housekeeping.scan(home / "cache") if e.label == "onnx-fp32"]
+    copy = tmp_path_factory.mktemp("user") / "tiny.onnx"
+    copy.write_bytes((entry.path / "model.onnx").read_bytes())
+    return copy
+
+
+def _rows(out: str) -> dict[str, list[str]]:
+    return {
+        cells[0]: cells
+        for line in out.splitlines()
+        if (cells := re.findall(r"[^│┃\s][^│┃]*[^│┃\s]|\w", line))
+    }
+
+
+def test_the_runs_folders_and_host_copies_are_listed_and_pruned_with_the_cache(
+    converted: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Every deploy kept its runs/<id>/inputs.npy and outputs, and every host measurement a full copy of each
+    artifact under local/<target>/artifacts/, and nothing removed them: `cache prune --all` left them while
+    `edgekit cache` said empty. `cache` lists them (run, host copy, with sizes) and prune removes them, never the
+    results store."""
+    _, recipe = converted
+    home = tmp_path / "home"
+    done = edgekit(
+        home, "deploy", str(recipe), "--target", "local", "--format", "onnx-fp32", "--samples", "2"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = [p for p in (home / "runs").iterdir() if p.is_dir()]
+    assert (run / "inputs.npy").is_file()
+    (copy,) = list((home / "local" / "host" / "artifacts").iterdir())
+    store = sorted(p.name for p in home.iterdir() if p.is_file())
+    assert store, "the deploy recorded nothing"
+
+    out = edgekit(home, "cache")
+    rows = _rows(out.stdout)
+    assert rows["run"][1] == "1" and rows["host copy"][1] == "2", out.stdout  # the artifact and the inputs
+    assert str(home / "runs") in " ".join(out.stdout.split()), out.stdout
+    dry = edgekit(home, "cache", "prune", "--all", "--dry-run")
+    assert f"would remove deploy run {run.name}" in dry.stdout, dry.stdout
+    assert "would remove host copy of an artifact (host)" in dry.stdout and run.exists() and copy.exists()
+    pruned = edgekit(home, "cache", "prune", "--all")
+    assert pruned.returncode == 0 and "freed" in pruned.stdout, pruned.stderr
+    assert not run.exists() and not copy.exists()
+    assert not list((home / "local" / "host" / "inputs").iterdir())
+    assert sorted(p.name for p in home.iterdir() if p.is_file()) == store  # the results store stays
+    assert "empty" in edgekit(home, "cache").stdout
+
+
+def test_runs_folders_and_host_copies_are_bounded_as_a_devices_and_a_running_ones_kept(
+    user_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The device rule (14 days unused, then the oldest day-old ones beyond 2 GB; a failed run's folder after a day)
+    on this machine: a bench prunes runs/ and the host's work dir as it starts; a copy an upload finds unchanged
+    is touched (a use); a folder a running command holds is never removed, by that rule or by `cache prune`."""
+    from edgekit import run_files
+    from edgekit.transport import work_prune
+
+    home = tmp_path / "home"
+    bench = ("bench", str(user_model), "--target", "host", "--repeat", "1", "--warmup", "0")
+    assert edgekit(home, *bench).returncode == 0
+    (first,) = list((home / "runs").iterdir())
+    (copy,) = list((home / "local" / "host" / "artifacts").iterdir())
+    _age(copy, 2)  # used 2 days ago: the next bench's upload finds it unchanged, and uses it
+    assert edgekit(home, *bench).returncode == 0
+    assert time.time() - copy.stat().st_mtime < DAY, "an unchanged copy was not touched by its use"
+
+    held = home / "runs" / "bench-20200101-000000-aaaaaa"
+    monkeypatch.setenv("EDGEKIT_HOME", str(home))
+    with run_files.run_folder(held.name):  # a command running for 15 days (a long lab night's folder)
+        for folder in (first, held):
+            _age(folder, 15)
+        agent_left = home / "local" / "host" / "runs" / "20200101-000000-bbbbbb-host"
+        agent_left.mkdir(parents=True)
+        _age(agent_left, 2)
+        _age(copy, 15)
+        assert edgekit(home, *bench).returncode == 0
+        assert not first.exists() and held.exists() and not agent_left.exists()
+        assert time.time() - copy.stat().st_mtime < DAY  # removed, then copied afresh for this bench
+        pruned = edgekit(home, "cache", "prune", "--all")
+        assert held.exists() and "kept 1 run folder of a command still running" in pruned.stdout, (
+            pruned.stdout
+        )
+
+    # the size cap: the oldest day-old ones go first, a run of today stays
+    for folder in (home / "runs").iterdir():
+        (folder / "ballast").write_bytes(b"x" * 4096)
+    old, new = home / "runs" / "bench-20200102-000000-cccccc", home / "runs" / "bench-20200103-000000-dddddd"
+    for folder, days in ((old, 3), (new, 0)):
+        folder.mkdir()
+        (folder / "ballast").write_bytes(b"x" * 4096)
+        _age(folder, days)
+    monkeypatch.setattr(work_prune, "PRUNE_ARTIFACT_MB", 0)
+    run_files.prune_runs()
+    assert not old.exists() and new.exists()
+    local = home / "local" / "host"
+    day_old, today = local / "artifacts" / ("a" * 16), local / "inputs" / ("b" * 16 + ".npy")
+    day_old.mkdir(parents=True)
+    (day_old / "model.onnx").write_bytes(b"x" * 4096)
+    today.write_bytes(b"x" * 4096)
+    _age(day_old, 2)
+    assert [f.path for f in work_prune.prune(local)] == [day_old] and today.exists()

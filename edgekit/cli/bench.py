@@ -3,10 +3,12 @@ agent `deploy` uses, without a recipe (random or given input)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -190,19 +192,19 @@ def bench_cmd(
         threads=parse_threads(threads) or (1,),
         timeout_s=timeout,
     )
-    folder = run_folder("bench")
-    inputs = bench_inputs(art, input_path, shape, folder)
-    console.print(_timed_inputs(art, inputs, input_path, shape), highlight=False)
-    run = run_one(art, tgt, settings, folder, inputs, console, f"bench {artifact.name}")
-    if run.agent is not None:
-        console.print(bench_table(as_deploy_names(run.agent), run.target))
-        wrong_cpu = check_run(run, tgt)  # a wrong host reached another board: said, kept in --json
-        if wrong_cpu is not None:
-            console.print(f"[yellow]![/] {plain(run.target)}: {plain(wrong_cpu)}", highlight=False)
-        if tgt.emulated is not None:
-            _estimates(run, art, tgt.emulated.device, inputs)
-        for line in timing_caveats(run):
-            console.print(f"[yellow]![/] {plain(line)}", highlight=False)
+    with run_folder("bench") as folder:  # held until the estimate has read its inputs
+        inputs = bench_inputs(art, input_path, shape, folder)
+        console.print(_timed_inputs(art, inputs, input_path, shape), highlight=False)
+        run = run_one(art, tgt, settings, folder, inputs, console, f"bench {artifact.name}")
+        if run.agent is not None:
+            console.print(bench_table(as_deploy_names(run.agent), run.target))
+            wrong_cpu = check_run(run, tgt)  # a wrong host reached another board: said, kept in --json
+            if wrong_cpu is not None:
+                console.print(f"[yellow]![/] {plain(run.target)}: {plain(wrong_cpu)}", highlight=False)
+            if tgt.emulated is not None:
+                _estimates(run, art, tgt.emulated.device, inputs)
+            for line in timing_caveats(run):
+                console.print(f"[yellow]![/] {plain(line)}", highlight=False)
     if json_path:
         write_atomic(json_path, run.model_dump_json(indent=1))
         console.print(f"results: {plain(json_path)}", highlight=False)
@@ -237,11 +239,14 @@ def as_deploy_names(agent: AgentResult) -> AgentResult:
     )
 
 
-def run_folder(kind: str) -> Path:
-    """A fresh local folder for one command's run (bench-..., profile-...) under edgekit's runs dir."""
-    from edgekit.paths import runs_dir
+@contextlib.contextmanager
+def run_folder(kind: str) -> Iterator[Path]:
+    """A fresh local folder for one command's run (bench-..., profile-...) under edgekit's runs dir, held while the
+    command uses it (edgekit.run_files: no prune removes it; earlier runs' folders are pruned by the rule)."""
+    from edgekit import run_files
 
-    return runs_dir() / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    with run_files.run_folder(f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}") as folder:
+        yield folder
 
 
 def run_one(

@@ -17,34 +17,38 @@ from edgekit.terminal import Console, plain
 console = Console()
 cache_app = typer.Typer(
     help="What the conversion cache holds (artifacts, prepared ONNX models, instruction counts, zero-weight copies, "
-    "damaged entries, leftovers of killed runs) and `prune` to remove what was not used lately.\n\nExample: edgekit cache prune --older-than 30d",
+    "damaged entries, leftovers of killed runs), and beside it the runs' folders and the host's copies of "
+    "artifacts, and `prune` to remove what was not used lately.\n\nExample: edgekit cache prune --older-than 30d",
     invoke_without_command=True,
 )
 
 
 @cache_app.callback()
 def info_cmd(ctx: typer.Context) -> None:
-    """Where the cache is, and per kind of entry how many and how large, with the oldest last use.
+    """Where the cache is, and per kind of entry how many and how large, with the oldest last use; the runs'
+    folders (runs/) and the host's copies of artifacts and inputs (local/) beside it too.
 
     Example: edgekit cache
     """
     if ctx.invoked_subcommand is not None:
         return
-    from edgekit import paths
+    from edgekit import paths, run_files
     from edgekit.convert import housekeeping
+    from edgekit.transport import work_prune
 
     root = paths.cache_dir()
-    entries = housekeeping.scan(root)
+    entries = housekeeping.scan(root) + run_files.scan(root.parent)
     console.print(
         f"cache: {plain(root)} (instruction counts and zero-weight copies beside it: "
-        f"{plain(root.parent / 'counts')}, {plain(root.parent / 'zero-weights')})",
+        f"{plain(root.parent / 'counts')}, {plain(root.parent / 'zero-weights')}; runs' folders: "
+        f"{plain(root.parent / 'runs')}, the host's copies: {plain(root.parent / 'local')})",
         highlight=False,
     )
     if not entries:
         console.print("empty: `edgekit convert` or `edgekit deploy` fill it", highlight=False)
         return
     table = Table("kind", "entries", "size", "oldest use", "newest use")
-    for kind in housekeeping.KINDS:
+    for kind in housekeeping.KINDS + run_files.KINDS:
         of = [e for e in entries if e.kind == kind]
         if of:
             table.add_row(
@@ -64,6 +68,13 @@ def info_cmd(ctx: typer.Context) -> None:
         console.print(
             f"leftover: {len(recent)} used in the last day, possibly by a command still running (a conversion's "
             "work folder); `cache prune` removes leftovers only once they are a day old",
+            highlight=False,
+        )
+    if any(e.kind in run_files.KINDS for e in entries):
+        console.print(
+            f"run, host copy: removed on their own when a run starts (not used for "
+            f"{work_prune.PRUNE_ARTIFACT_DAYS} days, or the oldest beyond {work_prune.PRUNE_ARTIFACT_MB / 1024:g} "
+            "GB; a failed run's agent folder after a day), as on a device; never a run still going",
             highlight=False,
         )
     formats = Counter(e.label for e in entries if e.kind == "artifact")
@@ -96,13 +107,14 @@ def prune_cmd(
     ),
 ) -> None:
     """Remove cache entries no run used within --older-than (default 30 days), every damaged entry, and folders
-    that killed runs left behind (older than a day). A removed artifact is converted again when next needed, a
-    removed instruction count counted again.
+    that killed runs left behind (older than a day); the runs' folders and the host's copies of artifacts by the
+    same --older-than (never a run still going). A removed artifact is converted again when next needed, a
+    removed instruction count counted again, a removed host copy copied again.
     Refused while another edgekit command uses the cache (a deploy, convert or nightly).
 
     Example: edgekit cache prune --older-than 2w --dry-run
     """
-    from edgekit import paths
+    from edgekit import paths, run_files
     from edgekit.convert import housekeeping
     from edgekit.report import parse_since
 
@@ -128,21 +140,32 @@ def prune_cmd(
     done: list[housekeeping.Entry] = []
     # the lock only while removing: printing (into `less`, a slow terminal) must not hold every command up
     with contextlib.nullcontext() if dry_run else housekeeping.exclusive(root, wait_s=wait):
-        chosen = housekeeping.to_prune(housekeeping.scan(root), cutoff, now=now)
+        found = housekeeping.scan(root) + run_files.scan(root.parent)
+        chosen = housekeeping.to_prune(found, cutoff, now=now)
         done = [e for e in chosen if dry_run or housekeeping.remove(e)]
     freed = sum(e.size_bytes for e in done)
     for e in done:
         what = e.label if e.kind.replace("-", " ") in e.label else f"{e.kind} {e.label}"  # not 'onnx onnx'
         console.print(
-            f"{'would remove' if dry_run else 'removed'} {plain(what)} {e.path.name[:12]} "
+            f"{'would remove' if dry_run else 'removed'} {plain(what)} "
+            f"{plain(e.path.name if e.kind in run_files.KINDS else e.path.name[:12])} "
             f"({megabytes(e.size_bytes)}, last used {_when(e.last_used)})",
             highlight=False,
         )
     verb = "would free" if dry_run else "freed"
+    beside = (
+        " and its runs' folders and host copies" if any(e.kind in run_files.KINDS for e in chosen) else ""
+    )
     console.print(
-        f"{len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}, {verb} {megabytes(freed)} in {plain(root)}",
+        f"{len(chosen)} entr{'y' if len(chosen) == 1 else 'ies'}, {verb} {megabytes(freed)} in {plain(root)}{beside}",
         highlight=False,
     )
+    running = [e for e in found if e.busy]
+    if running:
+        console.print(
+            f"kept {len(running)} run folder{'s' * (len(running) != 1)} of a command still running",
+            highlight=False,
+        )
 
 
 def _ago(seconds: float) -> str:

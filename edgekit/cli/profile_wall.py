@@ -63,12 +63,12 @@ def wall_profile(
     tgt = host_target() if target == "host" else load_target(target, overrides)
     check_before_work(tgt)
     settings = Settings(warmup=2, repeat=passes, threads=(threads,), layer_times=passes, timeout_s=timeout)
-    folder = run_folder("profile")
-    inputs = bench_inputs(art, None, input_shape, folder, "--input-shape")
     import numpy as np
 
-    timed = list(np.load(inputs, mmap_mode="r").shape[1:])  # axis 0 is the sample; a sample is one input
-    run = run_one(art, tgt, settings, folder, inputs, Console(stderr=True), f"profile {artifact.name}")
+    with run_folder("profile") as folder:  # held while the run uses it: no prune removes it
+        inputs = bench_inputs(art, None, input_shape, folder, "--input-shape")
+        timed = list(np.load(inputs, mmap_mode="r").shape[1:])  # axis 0 is the sample; a sample is one input
+        run = run_one(art, tgt, settings, folder, inputs, Console(stderr=True), f"profile {artifact.name}")
     if run.interrupted:  # Ctrl-C: the same exit (130) and message as bench, not "timing failed"
         raise Interrupted("interrupted (Ctrl-C) before the per-layer times came back", where=tgt.name)
     m = run.agent.measurements[0] if run.agent and run.agent.measurements else None

@@ -61,6 +61,7 @@ class Entry:
     label: str  # the artifact's format, "onnx", or what the leftover is
     size_bytes: int
     last_used: float  # epoch seconds
+    busy: bool = False  # a running command's (a run folder it holds): never removed
 
 
 LOCK_FILE = ".in-use.lock"  # in the cache folder: shared by running commands, exclusive for prune
@@ -234,6 +235,8 @@ def to_prune(entries: Iterable[Entry], cutoff: float | None, now: float | None =
     now = time.time() if now is None else now
     out = []
     for e in entries:
+        if e.busy:
+            continue
         if e.kind == "leftover":
             if e.last_used < now - LEFTOVER_AGE_S:
                 out.append(e)

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import paths
 from edgekit.convert.base import Artifact
 from edgekit.convert.calibration import Labels
 from edgekit.deploy.answers import attach_estimates, attach_profiles, routes
@@ -41,6 +40,7 @@ from edgekit.deploy.session import HostCpu, TargetSession
 from edgekit.errors import ConversionError, Interrupted, OutputFileError, UsageError
 from edgekit.recipe import Recipe
 from edgekit.results import ArtifactInfo, DeployResult, TargetRun
+from edgekit.run_files import run_folder
 from edgekit.runtimes import host_only_artifact
 from edgekit.same_model import record_same_models
 from edgekit.target import HOST_COLUMN, Target, TransportKind, load_target
@@ -127,39 +127,40 @@ def deploy(
     writer.write()
     deployable = [AgentArtifact.from_artifact(a) for a in artifacts if a.files]
     run_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    local_root = paths.runs_dir() / run_id
-    inputs, labels = _inputs(recipe, settings, local_root, say)
-    plans = [plan_for(target, recipe, opts, settings, inputs, say) for target in resolved.values()]
-    result.runs = _run_targets(plans, deployable, run_id, local_root, say, writer, opts.stop)
-    _check_cpus(result, resolved)
-    try:
-        say("compare: outputs vs the ONNX model and ARM vs host")
-        reference = onnx_reference(recipe, np.load(inputs))
-        compare_all(result, recipe, reference, labels, HOST)
-        attach_estimates(result, {t.name: t for t in resolved.values()}, say)
-        if opts.profile:
-            attach_profiles(result, {t.name: t for t in resolved.values()}, say)
-            writer.write()
-        result.routes = routes(result)
-    except Exception as exc:  # even a bug after measuring must not cost the measurements: the CLI keeps them
-        result.finished_at = now()
-        writer.update()
-        exc.result = result  # type: ignore[attr-defined]
-        raise
-    except KeyboardInterrupt:  # Ctrl-C while comparing or counting a thread split: the measurements are kept
-        say("interrupted (Ctrl-C or SIGTERM) after measuring: keeping what was measured")
-        for (
-            run
-        ) in result.runs:  # stored as interrupted (not 'ok: no'): its comparisons or estimates unfinished
-            run.interrupted = True
-        result.finished_at = now()
-        writer.update()
-        stop = Interrupted(
-            "interrupted (Ctrl-C or SIGTERM) after measuring; what was measured is kept",
-            where="edgekit deploy",
-        )
-        stop.result = result  # type: ignore[attr-defined]
-        raise stop from None
+    # held while the run writes and reads it (no prune removes it); earlier runs' folders pruned by the rule
+    with run_folder(run_id) as local_root:
+        inputs, labels = _inputs(recipe, settings, local_root, say)
+        plans = [plan_for(target, recipe, opts, settings, inputs, say) for target in resolved.values()]
+        result.runs = _run_targets(plans, deployable, run_id, local_root, say, writer, opts.stop)
+        _check_cpus(result, resolved)
+        try:
+            say("compare: outputs vs the ONNX model and ARM vs host")
+            reference = onnx_reference(recipe, np.load(inputs))
+            compare_all(result, recipe, reference, labels, HOST)
+            attach_estimates(result, {t.name: t for t in resolved.values()}, say)
+            if opts.profile:
+                attach_profiles(result, {t.name: t for t in resolved.values()}, say)
+                writer.write()
+            result.routes = routes(result)
+        except Exception as exc:  # a bug after measuring must not cost the measurements: the CLI keeps them
+            result.finished_at = now()
+            writer.update()
+            exc.result = result  # type: ignore[attr-defined]
+            raise
+        except KeyboardInterrupt:  # Ctrl-C while comparing or counting a thread split: measurements kept
+            say("interrupted (Ctrl-C or SIGTERM) after measuring: keeping what was measured")
+            for (
+                run
+            ) in result.runs:  # stored as interrupted (not 'ok: no'): its comparisons or estimates unfinished
+                run.interrupted = True
+            result.finished_at = now()
+            writer.update()
+            stop = Interrupted(
+                "interrupted (Ctrl-C or SIGTERM) after measuring; what was measured is kept",
+                where="edgekit deploy",
+            )
+            stop.result = result  # type: ignore[attr-defined]
+            raise stop from None
     result.finished_at = now()
     result.ok = is_ok(result, [a.id for a in deployable])
     try:

@@ -143,8 +143,9 @@ def sha256_file(path: Path) -> str:
 
 
 def copy_file_atomically(local: Path, dest: Path, where: str) -> PutResult:
-    """`put` on a filesystem this process can reach: skip an identical file, else copy to a temporary name beside
-    `dest`, check its sha256 and rename (the local transport and the fake one)."""
+    """`put` on a filesystem this process can reach: skip an identical file (touched with its folder, a use: as on a
+    device, the work dir's prune keeps what was used lately), else copy to a temporary name beside `dest`, check its
+    sha256 and rename (the local transport and the fake one)."""
     from edgekit.errors import TransportError
 
     local = Path(local)
@@ -153,6 +154,11 @@ def copy_file_atomically(local: Path, dest: Path, where: str) -> PutResult:
     digest = sha256_file(local)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_file() and sha256_file(dest) == digest:
+        for used in (dest, dest.parent):
+            try:
+                os.utime(used)
+            except OSError:  # a work dir of someone else's files: its prune goes by their own times
+                pass
         return PutResult(local, str(dest), digest, 0, True)
     tmp = dest.with_name(f".{dest.name}.edgekit-{secrets.token_hex(4)}")
     shutil.copyfile(local, tmp)

@@ -27,10 +27,15 @@ from edgekit.transport.base import PutResult, sha256_file
 from edgekit.transport.limits import check_download_size
 from edgekit.transport.ssh_exec import close_quietly, exec_simple, quoted_command
 from edgekit.transport.ssh_link import Link
+from edgekit.transport.work_prune import (  # the rule, one for every work dir (a local one: work_prune.prune)
+    ARTIFACT_GLOB,
+    PARTIAL_DEPTH,
+    PRUNE_ARTIFACT_DAYS,
+    PRUNE_ARTIFACT_MB,
+    RUN_GLOBS,
+)
 
 _NO_DIR = "edgekit-no-dir:"  # the first word of what _in_dir prints when the folder cannot be made or written
-PRUNE_ARTIFACT_DAYS = 14
-PRUNE_ARTIFACT_MB = 2048
 _DISK_HINT = (
     "free space on the device (old runs under the work dir's runs/ and artifacts/ are safe to delete), "
     "or --set work_dir=PATH on a larger disk"
@@ -302,17 +307,6 @@ class RemoteFiles:
             's=$(du -sk "artifacts/$d" | cut -f1); rm -rf -- "artifacts/$d"; total=$((total - s)); done; '
             "} >/dev/null 2>&1; true"
         )
-
-
-_STAMP = "[0-9]" * 8 + "-" + "[0-9]" * 6 + "-" + "[0-9a-f]" * 6
-# the run folders edgekit makes on a device: deploy's runs/<YYYYmmdd-HHMMSS>-<6 hex>-<target>, bench's and
-# profile's runs/<kind>-<the same>-<target> (deploy.orchestrate, cli.bench.run_folder)
-RUN_GLOBS = (f"{_STAMP}-*", f"bench-{_STAMP}-*", f"profile-{_STAMP}-*")
-ARTIFACT_GLOB = "[0-9a-f]" * 16  # artifacts/<the first 16 hex digits of the conversion key> (deploy.request)
-# how deep under the work dir edgekit uploads (a partial upload is beside its file): agent.py in it, inputs/ and
-# wheels/ one folder down, artifacts/KEY/ and runs/RUN/ two. The prune looks no deeper: a work dir of `~` held the
-# whole home, walked at every connect
-PARTIAL_DEPTH = 3
 
 
 def _kb(n: int) -> str:

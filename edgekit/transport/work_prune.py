@@ -1,0 +1,147 @@
+"""The leftovers of earlier runs in a work dir, and the rule that bounds them: on a device at every connect
+(ssh_files.prune_script, in shell), and in a work dir on this machine (the local transport's: `host` and `local`
+targets) every time a run opens it (open_transport).
+
+The rule: partial uploads older than an hour; run folders older than a day (a failed run's: a run that ends
+removes its own); artifact copies (artifacts/KEY16/) and, here, input copies (inputs/SHA16.npy) unused for
+PRUNE_ARTIFACT_DAYS days, then the oldest day-old ones while they hold more than PRUNE_ARTIFACT_MB. An upload of a file
+the work dir holds already touches it (a use). Only names edgekit makes are touched: a work dir set to a folder of
+the user's may hold runs/ and artifacts/ of their own.
+
+Every deploy and every bench on the host copied each artifact into the local work dir in full, and nothing removed
+them: a nightly's copies grew without bound. A hard link to the cache's file instead was considered and left out:
+the agent runs as the same user, so a runtime writing to its model file would change the cache's entry.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PRUNE_ARTIFACT_DAYS = 14
+PRUNE_ARTIFACT_MB = 2048
+RUN_KEPT_S = 24 * 3600  # a failed run's folder (its request, its log) stays a day
+PARTIAL_KEPT_S = 3600  # an upload still going (another run's) is younger
+
+_STAMP = "[0-9]" * 8 + "-" + "[0-9]" * 6 + "-" + "[0-9a-f]" * 6
+# the run folders edgekit makes on a device: deploy's runs/<YYYYmmdd-HHMMSS>-<6 hex>-<target>, bench's and
+# profile's runs/<kind>-<the same>-<target> (deploy.orchestrate, cli.bench.run_folder)
+RUN_GLOBS = (f"{_STAMP}-*", f"bench-{_STAMP}-*", f"profile-{_STAMP}-*")
+ARTIFACT_GLOB = "[0-9a-f]" * 16  # artifacts/<the first 16 hex digits of the conversion key> (deploy.request)
+INPUTS_GLOB = (
+    "[0-9a-f]" * 16 + ".npy"
+)  # inputs/<the first 16 hex digits of their sha256>.npy (deploy.request)
+PARTIAL_GLOB = ".*.edgekit-*"  # an upload's temporary name, beside its file (transport.base, ssh_files)
+# how deep under the work dir edgekit uploads (a partial upload is beside its file): agent.py in it, inputs/ and
+# wheels/ one folder down, artifacts/KEY/ and runs/RUN/ two. The prune looks no deeper: a work dir of `~` held the
+# whole home, walked at every connect
+PARTIAL_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """One removable thing in a work dir."""
+
+    path: Path
+    kind: str  # "run" (a run folder), "artifact" or "inputs" (a copy), "partial" (an unfinished upload)
+    size_bytes: int
+    last_used: float  # epoch seconds: its mtime (an upload that finds it unchanged touches it)
+
+
+def scan(work_dir: Path) -> list[Leftover]:
+    """What edgekit made in `work_dir` that a prune may remove, oldest use first."""
+    found = [_leftover(p, "run") for p in _named(work_dir / "runs", RUN_GLOBS, folders=True)]
+    found += [
+        _leftover(p, "artifact") for p in _named(work_dir / "artifacts", (ARTIFACT_GLOB,), folders=True)
+    ]
+    found += [_leftover(p, "inputs") for p in _named(work_dir / "inputs", (INPUTS_GLOB,), folders=False)]
+    found += [_leftover(p, "partial") for p in _partials(work_dir)]
+    return sorted((f for f in found if f.last_used > 0), key=lambda f: f.last_used)
+
+
+def stale(found: list[Leftover], now: float | None = None) -> list[Leftover]:
+    """What the rule removes of `found` (scan's)."""
+    now = time.time() if now is None else now
+    out = [f for f in found if f.kind == "partial" and f.last_used < now - PARTIAL_KEPT_S]
+    out += [f for f in found if f.kind == "run" and f.last_used < now - RUN_KEPT_S]
+    copies = [f for f in found if f.kind in ("artifact", "inputs")]  # oldest first
+    old = [f for f in copies if f.last_used < now - PRUNE_ARTIFACT_DAYS * 86400]
+    kept = [f for f in copies if f not in old]
+    total = sum(f.size_bytes for f in kept)
+    for f in kept:
+        if total <= PRUNE_ARTIFACT_MB << 20:
+            break
+        if f.last_used < now - RUN_KEPT_S:  # a copy used today may be a running run's
+            old.append(f)
+            total -= f.size_bytes
+    return out + old
+
+
+def prune(work_dir: Path, now: float | None = None) -> list[Leftover]:
+    """Remove what the rule says from a work dir on this machine; never fails (another run may remove the same)."""
+    gone = stale(scan(work_dir), now)
+    for f in gone:
+        remove(f.path)
+    return gone
+
+
+def remove(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def size_bytes(path: Path) -> int:
+    """Bytes a file or folder takes on disk (a sparse file its blocks, not its length; links not followed)."""
+    names = (
+        [str(path)] if not path.is_dir() else [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
+    )
+    total = 0
+    for name in names:
+        try:
+            st = os.lstat(name)
+        except OSError:
+            continue
+        total += min(st.st_size, st.st_blocks * 512)
+    return total
+
+
+def _named(folder: Path, globs: tuple[str, ...], folders: bool) -> list[Path]:
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    return [
+        p
+        for p in entries
+        if any(fnmatch.fnmatchcase(p.name, g) for g in globs)
+        and not p.is_symlink()
+        and (p.is_dir() if folders else p.is_file())
+    ]
+
+
+def _partials(work_dir: Path) -> list[Path]:
+    found = []
+    for root, dirs, files in os.walk(work_dir):
+        depth = len(Path(root).relative_to(work_dir).parts)
+        if depth + 1 >= PARTIAL_DEPTH:
+            dirs[:] = []
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+        found += [Path(root) / f for f in files if fnmatch.fnmatchcase(f, PARTIAL_GLOB)]
+    return found
+
+
+def _leftover(path: Path, kind: str) -> Leftover:
+    try:
+        used = path.lstat().st_mtime
+    except OSError:  # gone meanwhile: dropped by scan
+        used = 0.0
+    return Leftover(path, kind, size_bytes(path), used)
