@@ -430,3 +430,30 @@ def test_analyze_of_an_int8_artifact_the_plan_kept_all_float_says_so(
     layers = json.loads((tmp_path / "a.json").read_text())["analysis"]["layers"]
     assert layers and not any(layer["quantized"] for layer in layers)
     assert "no layer of this artifact is quantized" in out.output and "worst of" not in out.output
+
+
+def test_a_cached_artifacts_speed_plan_finding_is_said_again_from_its_sidecar(tmp_path: Path) -> None:
+    """The reviewer's cached mobilenetv2 ncnn-int8 went on printing the finding stored when it was converted
+    ('pi4-emu 0.959x, pi5-emu 0.421x', int8/fp32) after the words changed: a cache hit says it again from the
+    sidecar, the other findings kept as they are."""
+    from edgekit.convert.pipeline import with_plan_finding
+    from edgekit.formats import Format
+
+    plan = {
+        "kept": "all-int8",
+        "totals": {"pi4-emu": {"fp32": 1000, "all_int8": 980}, "pi5-emu": {"fp32": 1000, "all_int8": 500}},
+        "layers": [{"name": "a"}, {"name": "b"}],
+        "float_layers": ["a"],  # an all-int8 sidecar written before every choice said int8
+    }
+    current = _finding(tmp_path, plan)
+    old = (
+        "speed plan (guest instructions, 1 thread, vs ncnn-fp32): pi4-emu 0.980x, pi5-emu 0.500x; 1 of 2 "
+        "quantizable layers float (their int8 kernels count more)"
+    )
+    leftovers = "float leftovers: 1 layer (1 Convolution) hold 0.001 MB of 0.002 MB (50.0 %)"
+    files = [tmp_path / "model.param", tmp_path / "model.bin", tmp_path / "model.io.json"]
+    again = with_plan_finding({"findings": [old, leftovers], "tools": {}}, Format.NCNN_INT8, files)
+    assert again["findings"] == [current, leftovers] and again["tools"] == {}, again
+    assert "pi4-emu 1.02x, pi5-emu 2.00x; all 2 quantizable layers int8" in current, current
+    untouched = {"findings": [leftovers]}
+    assert with_plan_finding(untouched, Format.NCNN_INT8, files) == untouched  # no plan said: none added

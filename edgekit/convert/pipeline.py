@@ -137,7 +137,7 @@ def _convert_recipe(
         hit = cache.lookup(keys[f])
         if hit is not None:
             # an entry made before the calibration was recorded gets it too (its key holds that data's digest)
-            hit.provenance = with_calibration(hit.provenance, f, calibrated)
+            hit.provenance = with_calibration(with_plan_finding(hit.provenance, f, hit.files), f, calibrated)
             done[f] = hit
             say(f"{f.value}: cached, no conversion")
 
@@ -371,6 +371,19 @@ CONSTANT_FINDING = (
     "calibrated on data without variation (all zeros, flat inputs or one input repeated), not real inputs: its "
     "INT8 scales do not match real inputs; give real calibration samples (kind: images, npy or builder)"
 )
+
+
+def with_plan_finding(provenance: dict[str, Any], fmt: Format, files: list[Path]) -> dict[str, Any]:
+    """A cached ncnn-int8's speed-plan finding said again from its sidecar in today's words: the one stored at
+    conversion said int8/fp32 ('pi5-emu 0.421x', deploy's 2.37x) and, for an all-int8 artifact, the layers the
+    plan had wanted float."""
+    findings = list(provenance.get("findings", []))
+    said = [i for i, text in enumerate(findings) if text.startswith("speed plan")]
+    now = speed_plan_finding(fmt, files) if said else None
+    if now is None:
+        return provenance
+    findings[said[0]] = now
+    return {**provenance, "findings": [t for i, t in enumerate(findings) if i not in said[1:]]}
 
 
 def with_calibration(provenance: dict[str, Any], fmt: Format, calibrated: dict[str, Any]) -> dict[str, Any]:
