@@ -193,10 +193,15 @@ def test_a_night_timed_entirely_while_busy_says_nothing_was_judged(recipes: Path
     assert verdict(outcome) == "nightly: nothing judged: 6 of 6 timings unreliable", verdict(outcome)
     headline = md.render(outcome.report).splitlines()[0]  # type: ignore[arg-type]
     assert headline == "## edgekit report: nothing judged: 6 of 6 timings unreliable", headline
+    from edgekit.report.html import render as render_html
+
+    page = render_html(outcome.report)  # type: ignore[arg-type]
+    assert ">nothing judged: 6 of 6 timings unreliable</span>" in page and ">0 regressions<" not in page
     fake.night += 1  # the emulated target's counts are exact whatever the load: judged, so 'no regressions'
     outcome = run_nightly([recipes], ["pi4", "pi5-emu"], store_url=url, deploy_fn=busy)
     assert verdict(outcome) == "nightly: no regressions, 6 unreliable", verdict(outcome)
     assert md.render(outcome.report).startswith("## edgekit report: no regressions\n")  # type: ignore[arg-type]
+    assert ">0 regressions<" in render_html(outcome.report)  # type: ignore[arg-type]
 
 
 def test_a_night_whose_report_shows_no_run_does_not_say_no_regressions(recipes: Path, tmp_path: Path) -> None:

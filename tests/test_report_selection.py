@@ -72,7 +72,11 @@ def test_a_fail_on_regression_gate_with_a_selection_that_matches_nothing_is_bad_
         report("--since", "all", "--recipe", "digits", "--target", "pi4").returncode == 0
     )  # they ran together
     md = tmp_path / "w.md"
-    out = report("--since", "2099-01-01", "--recipe", "digits", "--markdown", str(md))
+    html = tmp_path / "w.html"
+    out = report("--since", "2099-01-01", "--recipe", "digits", "--markdown", str(md), "--html", str(html))
     assert out.returncode == 0, out.stderr
+    assert (
+        '<span class="badge warn">no runs to judge</span>' in html.read_text()
+    )  # not a green '0 regressions'
     assert md.read_text().startswith("## edgekit report: no runs to judge\n"), md.read_text()
     assert "Nothing for recipe digits since 2099-01-01 00:00 UTC" in md.read_text()

@@ -111,8 +111,22 @@ def render(report: Report) -> str:
 
 def _header(report: Report) -> str:
     regressions, unreliable = len(report.regressions), len(report.unreliable)
+    # a green '0 regressions' where nothing was judged (the Markdown headline's words: markdown.verdict)
+    unjudged = (
+        ""
+        if regressions
+        else "regressions not judged (the store could not be read)"
+        if report.unreadable
+        else f"nothing judged: {report.timings_not_judged}"
+        if report.timings_not_judged
+        else ""
+        if report.recipes
+        else "no runs to judge"
+    )
     badges = (
-        f'<span class="badge {"bad" if regressions else "ok"}">{regressions} regression'
+        f'<span class="badge warn">{escape(unjudged)}</span>'
+        if unjudged
+        else f'<span class="badge {"bad" if regressions else "ok"}">{regressions} regression'
         f"{'s' if regressions != 1 else ''}</span>"
     )
     if report.failures:
