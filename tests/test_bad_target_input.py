@@ -602,3 +602,29 @@ def test_a_password_typed_with_a_user_or_host_is_refused_and_never_repeated(
     out = run("targets", "check", str(board_file(tmp_path)), "--set", setting, cwd=tmp_path, timeout=60)
     err = " ".join(named(out).split())
     assert "SECRET" not in out.stdout + out.stderr and "TargetError" in err and says in err, err
+
+
+def test_relative_key_and_known_hosts_are_the_target_files_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`key: ../keys/k` was read from the current folder: `targets check t/board.yaml` from the file's parent worked,
+    the same file checked from / said "KeyFileError: key file not found: ../keys/k". A target file's relative paths
+    are now its folder's (as a recipe's are), a --set one the current folder's; a message names the absolute path."""
+    keys, folder, elsewhere = tmp_path / "keys", tmp_path / "t", tmp_path / "elsewhere"
+    for made in (keys, folder, elsewhere):
+        made.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "k")], check=True)
+    (keys / "kh").write_text("")
+    board = folder / "board.yaml"
+    board.write_text(
+        "name: board\nhost: 127.0.0.1\nport: 1\nuser: pi\nkey: ../keys/k\nknown_hosts: ../keys/kh\nconnect_timeout: 3\n"
+    )
+    monkeypatch.chdir(elsewhere)
+    target = load_target(str(board))
+    assert (target.key, target.known_hosts) == (keys / "k", keys / "kh"), (target.key, target.known_hosts)
+    assert load_target(str(board), {"key": "mine"}).key == elsewhere / "mine"  # typed here: this folder's
+    out = run("targets", "check", str(board), cwd=Path("/"), timeout=60)
+    said = " ".join((out.stdout + out.stderr).split())
+    assert "KeyFileError" not in said and "ConnectError" in said, said  # the key was found: port 1 refused
+    err = " ".join(named(run("targets", "check", str(board), "--set", "key=nokey", cwd=elsewhere)).split())
+    assert f"key file not found: {elsewhere / 'nokey'}" in err, err

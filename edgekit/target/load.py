@@ -52,7 +52,7 @@ def load_target(
     _check_block_overrides(from_cli, raw, name, str(path))
     explicit = deep_merge(from_env, from_cli)
     _check_file_types(raw, explicit, Target, str(path))  # the file's own values: overrides are text by nature
-    data = deep_merge(raw, explicit)
+    data = _file_paths_absolute(deep_merge(raw, explicit), explicit, path)
     if data.get("transport") == TransportKind.LOCAL.value and "python" not in data:
         data["python"] = sys.executable  # the host side runs in edgekit's own environment (its runtimes)
     target = _validate(data, str(path), lambda loc: _origin(loc, name, from_env, from_cli))
@@ -61,6 +61,30 @@ def load_target(
     target._source = str(path)
     target._overrides = explicit
     return target
+
+
+FILE_PATHS = ("key", "known_hosts")  # a target's fields that name files on this machine
+
+
+def _file_paths_absolute(data: dict[str, Any], explicit: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A target file's relative `key:` and `known_hosts:` are the file's folder's, as a recipe's paths are the
+    recipe's: they were the current folder's, so `targets check t/board.yaml` found the key and the same command
+    from another folder did not. One given by --set or the environment is the current folder's. Either is made
+    absolute, so a message names the file tried; `~/...` stays the home's."""
+    for field in FILE_PATHS:
+        value = data.get(field)
+        if not isinstance(value, str) or not value or value.startswith("~") or Path(value).is_absolute():
+            continue
+        given = (Path.cwd() if field in explicit else path.absolute().parent) / value
+        try:
+            data[field] = str(given.resolve())
+        except (
+            OSError,
+            RuntimeError,
+            ValueError,
+        ):  # a loop (3.11: RuntimeError), a NUL: said where it is read
+            data[field] = str(given)
+    return data
 
 
 def _check_name_is_its_own(name: str, path: Path) -> None:

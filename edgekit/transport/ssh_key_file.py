@@ -26,7 +26,8 @@ def check_key(target: Target) -> str | None:
         raise KeyFileError(
             f"key file not found: {key}" if not Path(key).exists() else f"{key} is not a file (a folder?)",
             where=f"target {target.name}, field `key`",
-            hint="--set key=PATH (a private key file), or remove `key` to use ssh-agent",
+            hint="--set key=PATH (a private key file; a relative `key:` in a target file is the file's folder's), "
+            "or remove `key` to use ssh-agent",
         )
     _check_key_file(key, target.name)
     _check_key_mode(key, target.name)
