@@ -628,3 +628,22 @@ def test_relative_key_and_known_hosts_are_the_target_files_folders(
     assert "KeyFileError" not in said and "ConnectError" in said, said  # the key was found: port 1 refused
     err = " ".join(named(run("targets", "check", str(board), "--set", "key=nokey", cwd=elsewhere)).split())
     assert f"key file not found: {elsewhere / 'nokey'}" in err, err
+
+
+def test_setups_hint_names_a_target_given_as_a_path_by_its_path(tmp_path: Path) -> None:
+    """A target file given as a path (`targets setup /data/my boards/good.yaml`, `name: mypi` inside) was told to
+    run `edgekit targets check mypi`, which no lookup finds ("unknown target"). The hint repeats what was given."""
+    from edgekit.emu.provision import DeviceInfo, require_installed
+    from edgekit.errors import RuntimeInstallError
+
+    folder = tmp_path / "my boards"
+    folder.mkdir()
+    given = folder / "good.yaml"
+    given.write_text("name: mypi\nhost: 192.168.1.23\nuser: pi\nruntimes: [ncnn]\n")
+    missing = DeviceInfo(raw={}, not_installed={"ncnn": "no wheel for aarch64"})
+    for target, says in ((load_target(str(given)), shlex.quote(str(given))), (load_target("pi4"), "pi4")):
+        with pytest.raises(RuntimeInstallError) as err:
+            require_installed(target, missing)
+        hint = err.value.hint or ""
+        assert f"(then `edgekit targets check {says}`)" in hint, hint
+        assert load_target(shlex.split(says)[0]).source == target.source  # the command finds the same file

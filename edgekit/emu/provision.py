@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -253,7 +254,8 @@ def require_installed(target: Target, info: DeviceInfo) -> None:
         where=target.name,
         hint=leave_out
         if shared_sysroot
-        else f"install {names} on the device by hand (then `edgekit targets check {target.name}`), or {leave_out}",
+        else f"install {names} on the device by hand (then `edgekit targets check {shlex.quote(target.given_as)}`), "
+        f"or {leave_out}",
     )
 
 

@@ -59,6 +59,7 @@ def load_target(
     if target.transport is TransportKind.SSH and not target.emulated and not target.lab:
         target = apply_ssh_config(target, explicit, ssh_config, str(path))
     target._source = str(path)
+    target._given = str(name_or_path)
     target._overrides = explicit
     return target
 

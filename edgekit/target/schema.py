@@ -158,6 +158,9 @@ class Target(BaseModel):
     lab: LabSpec | None = None  # a place of a labgrid lab, acquired for the run (edgekit/lab, docs/lab.md)
 
     _source: str | None = PrivateAttr(default=None)
+    _given: str | None = PrivateAttr(
+        default=None
+    )  # as the command line named it: a name, a path, lab:TAG=VALUE
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # environment and --set: they always win
     _lease: Any = PrivateAttr(default=None)  # edgekit.lab.lease.Lease of an acquired lab place
     _place: Any = PrivateAttr(default=None)  # edgekit.lab.place.Place it acquired
@@ -362,6 +365,13 @@ class Target(BaseModel):
     def source(self) -> str | None:
         """The file this target was loaded from."""
         return self._source
+
+    @property
+    def given_as(self) -> str:
+        """This target as a command to paste names it: as it was given (a name, a file's path, `lab:TAG=VALUE`),
+        else its name. A target given as a path has a name no lookup finds (`targets check mypi` of t/good.yaml
+        said "unknown target")."""
+        return self._given or self.name
 
     @property
     def is_this_host(self) -> bool:
