@@ -52,6 +52,39 @@ def test_the_shipped_spellings_match_what_their_devices_report_and_another_core_
     assert not mismatch(None, a72) and not mismatch("", a72) and not mismatch("Cortex-A72", None)
 
 
+@pytest.mark.parametrize(
+    "expected, model, differs",
+    [
+        # review of 2be9f1f: a word-by-word rule warned on every run of these (the first four)
+        ("Intel Core i7 8th gen", "Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz", False),
+        ("AMD EPYC 7xx3", "AMD EPYC 7763 64-Core Processor", False),
+        ("Ryzen 9 5950X", "AMD Ryzen 9 5950X 16-Core Processor", False),
+        ("Xeon E5-2686", "Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz", False),
+        ("Core i7-12700H", "12th Gen Intel(R) Core(TM) i7-12700H", False),
+        ("Ryzen 7 7840U", "AMD Ryzen 7 PRO 7840U w/ Radeon 780M Graphics", False),
+        ("Intel N100", "Intel(R) N100", False),
+        ("x86-64 server", "Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz", False),  # x86 is no Cortex-X core
+        ("Intel Core i7", "QEMU Virtual CPU version 2.5+", False),  # names no maker nor model: not judged
+        # a model number both name, or the maker, contradicts
+        ("Intel Core i7-8700", "Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz", True),
+        ("Ryzen 9 5950X", "AMD Ryzen 9 7950X3D 16-Core Processor", True),
+        ("EPYC 9654", "AMD EPYC 9754 128-Core Processor", True),
+        ("Xeon E5-2686 v4", "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz", True),
+        ("AMD EPYC 7xx3", "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", True),
+        ("Apple M1", "Intel(R) Core(TM) i7-8650U CPU @ 1.90GHz", True),
+    ],
+)
+def test_an_x86_expected_cpu_is_judged_by_maker_and_model_number_only(
+    expected: str, model: str, differs: bool
+) -> None:
+    assert mismatch(expected, facts(model, machine="x86_64")) is differs
+
+
+def test_an_x86_expected_cpu_on_an_arm_device_and_apple_on_arm() -> None:
+    assert mismatch("Intel Core i7", facts("ARMv8 Processor rev 3 (v8l)", machine="armv7l"))
+    assert not mismatch("Apple M1", facts("Cortex-A72", "0xd08"))  # ARM both: no model number to compare
+
+
 def edgekit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edgekit", *args],

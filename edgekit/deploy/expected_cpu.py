@@ -7,7 +7,10 @@ agent reports its /proc/cpuinfo's "CPU part" through ARM's part numbers (0xd08: 
 ("ARMv8 Processor rev 3 (v8l)", "AMD EPYC 7B13"). Cores are compared by name (a76, a55, x1, n1) whatever the case or
 prefix (a part number, 0xd08, as the core it is); a big.LITTLE device reports one of its cores (cpu0's, often the little one), which matches when the target
 names it. A model name that names no core (a 32-bit kernel's "ARMv8 Processor") cannot be told apart: no warning.
-An expected_cpu naming no ARM core ("AMD EPYC") is compared word by word, either side's words within the other's.
+An expected_cpu naming no ARM core ("Intel Core i7 8th gen", "AMD EPYC 7xx3", "Apple M1") is judged only where it
+names something distinctive: its vendor (Intel, AMD, ARM or Apple) against the model name's, and a model number both
+name (i7-8650U, 5950X, 7B13: a word with three digits or more) against the other's. Anything else is not judged: a
+word-by-word rule warned of "Intel Core i7 8th gen" on an "Intel(R) Core(TM) i7-8650U" on every run.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from edgekit.results import DeviceFacts, TargetRun
 from edgekit.target import Target
 
 _CORE = re.compile(
-    r"(?<![a-z0-9])(?:cortex[-_ ]?)?([ax]\d{1,3}[a-z]?|neoverse[-_ ]?[a-z]\d{1,3})(?![a-z0-9])"
+    # Cortex-X1..X4 and X925: x86 (`expected_cpu: x86-64 server`) is no core
+    r"(?<![a-z0-9])(?:cortex[-_ ]?)?(a\d{1,3}[a-z]?|x(?:\d|9\d\d)[a-z]?|neoverse[-_ ]?[a-z]\d{1,3})(?![a-z0-9])"
 )
 _X86 = frozenset({"x86_64", "amd64", "i386", "i686"})
 
@@ -31,8 +35,47 @@ def _cores(text: str) -> set[str]:
     return {re.sub(r"neoverse[-_ ]?", "neoverse-", m) for m in _CORE.findall(" ".join([text, *named]))}
 
 
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
+_VENDORS = {  # words naming a CPU's maker; Apple's and the ARM licensees' cores are one family: ARM
+    "intel": ("intel", "xeon", "celeron", "pentium"),
+    "amd": ("amd", "ryzen", "epyc", "threadripper", "athlon", "opteron", "phenom"),
+    "arm": (
+        "arm",
+        "armv7",
+        "armv8",
+        "armv9",
+        "aarch64",
+        "apple",
+        "qualcomm",
+        "snapdragon",
+        "ampere",
+        "graviton",
+    ),
+}
+# not a model: a clock (@ 2.90GHz), a core count (64-Core, 16 cores), a generation (12th Gen)
+_NOT_MODEL = re.compile(r"\d+(?:\.\d+)?\s*[gm]hz|\d+[- ]?cores?\b|\d+(?:st|nd|rd|th)\b")
+
+
+def _vendor(text: str) -> str | None:
+    """intel, amd or arm as `text` names its maker (or an ARM core, or Intel's i3/i5/i7/i9), else None."""
+    words = set(re.findall(r"[a-z0-9]+", text.lower()))
+    found = {v for v, names in _VENDORS.items() if words & set(names)}
+    if _cores(text):
+        found.add("arm")
+    if re.search(r"(?<![a-z0-9])i[3579]-\d{3,}", text.lower()):
+        found.add("intel")
+    return found.pop() if len(found) == 1 else None
+
+
+def _models(text: str) -> set[str]:
+    """The model numbers in `text` ('8650u' of i7-8650U, '5950x', '7b13', 'n100'): words with 3 digits or more."""
+    words = re.findall(r"[a-z0-9]+", _NOT_MODEL.sub(" ", text.lower()))
+    return {w for w in words if sum(c.isdigit() for c in w) >= 3}
+
+
+def _same_model(want: set[str], have: set[str]) -> bool:
+    """Whether a model number of each side is the same one, a suffix letter aside (8650 and 8650u, 7950x and
+    7950x3d)."""
+    return any(a.startswith(b) or b.startswith(a) for a in want for b in have)
 
 
 def reported_cpu(facts: DeviceFacts) -> str:
@@ -52,10 +95,18 @@ def mismatch(expected: str | None, facts: DeviceFacts | None) -> bool:
         if have:
             return not want & have
         return facts.machine.lower() in _X86  # an x86 machine is no ARM core; an unnamed ARM one may be
-    if not model.strip():
-        return False
-    expected_words, model_words = _words(expected), _words(model)
-    return not (expected_words <= model_words or model_words <= expected_words)
+    vendor = _vendor(expected)
+    machine = facts.machine.lower()
+    arm_machine = machine.startswith(("aarch64", "arm")) or bool(
+        _cores(ARM_PARTS.get(facts.cpu_part or "", ""))
+    )
+    have_vendor = _vendor(model) or ("arm" if arm_machine else None)
+    if vendor and have_vendor and vendor != have_vendor:
+        return True
+    if (vendor == "arm" and machine in _X86) or (vendor in ("intel", "amd") and arm_machine):
+        return True  # the model name aside, an x86 machine is no ARM CPU (nor an ARM one an x86)
+    want, have = _models(expected), _models(model)
+    return bool(want and have) and not _same_model(want, have)
 
 
 def warning(target: Target, facts: DeviceFacts | None) -> str | None:
