@@ -108,3 +108,33 @@ def test_accepting_a_run_again_says_it_is_already_accepted_and_when(tmp_path: Pa
         assert len((store.load(11).model_extra or {})["accepted"]) == 1  # nothing recorded again
     other = accept("--target", "pi4", "--artifact", "nosuch")
     assert other.returncode == 2 and "measured no artifact 'nosuch'" in " ".join(other.stderr.split())
+
+
+def test_a_plain_accept_after_an_older_whole_target_mark_says_already_accepted(tmp_path: Path) -> None:
+    """Review of c19b37b: a mark without keys (an older edgekit's `runs accept 11 --target pi4`, or one of an
+    artifact) was skipped when `runs accept 11` asked of every target: 'no regression to accept', exit 2, though
+    the run's one flagged key was accepted. Marks of any target (artifact) within the asked scope now count."""
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'older.sqlite'}"
+    with open_store(url) as store:
+        _record(store, [1.0] * 10 + [1.3], np.random.default_rng(7), 0)
+        store.accept(11, target="pi4")  # no keys: every key of pi4
+
+    def accept(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "edgekit", "runs", "accept", "11", "--store", url, *args]
+        env = {**os.environ, "COLUMNS": "300"}
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+    for args in ((), ("--artifact", "tflite-fp32"), ("--target", "pi4")):
+        again = accept(*args)
+        said = " ".join(again.stdout.split())
+        assert again.returncode == 0 and "is already accepted" in said, (args, said, again.stderr)
+        assert "every artifact on pi4); nothing recorded" in said, said
+    with open_store(url) as store:
+        assert len((store.load(11).model_extra or {})["accepted"]) == 1  # nothing recorded again
+        store.accept(11, artifact="tflite-fp32")  # an artifact's mark, every target
+    said = " ".join(accept("--target", "pi4", "--artifact", "tflite-fp32").stdout.split())
+    assert "tflite-fp32 on every target" in said, said

@@ -271,7 +271,11 @@ def _already_accepted(result: DeployResult, target: str | None, artifact: str | 
             continue
         keys = mark.get("keys")
         if keys is None:  # a mark of every key its target and artifact (None: all) cover
-            if mark.get("target") not in (None, target) or mark.get("artifact") not in (None, artifact):
+            # asked of every target (artifact): a mark of one counts. No flagged key is left, so the marks
+            # within the asked scope cover every key that was (a plain `runs accept 6` after `--target host`)
+            if (target is not None and mark.get("target") not in (None, target)) or (
+                artifact is not None and mark.get("artifact") not in (None, artifact)
+            ):
                 continue
             which = " ".join(
                 x
