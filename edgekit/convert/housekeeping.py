@@ -312,17 +312,5 @@ def _format_of(folder: Path) -> str:
 
 
 def _size(folder: Path) -> int:
-    """Bytes of the folder's files (hard links to a work file count once per folder); a sparse file (a zero
-    .bin) counts the blocks it takes on disk, not its length."""
-    if not folder.is_dir():
-        folder_files = [str(folder)]
-    else:
-        folder_files = [os.path.join(d, f) for d, _, files in os.walk(folder) for f in files]
-    total = 0
-    for name in folder_files:
-        try:
-            st = os.lstat(name)
-        except OSError:
-            continue
-        total += min(st.st_size, st.st_blocks * 512)
-    return total
+    """Bytes of the folder's files on disk (paths.disk_bytes: a sparse zero .bin its blocks, not its length)."""
+    return paths.disk_bytes(folder)

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgekit import paths
+
 PRUNE_ARTIFACT_DAYS = 14
 PRUNE_ARTIFACT_MB = 2048
 RUN_KEPT_S = 24 * 3600  # a failed run's folder (its request, its log) stays a day
@@ -100,18 +102,8 @@ def remove(path: Path) -> None:
 
 
 def size_bytes(path: Path) -> int:
-    """Bytes a file or folder takes on disk (a sparse file its blocks, not its length; links not followed)."""
-    names = (
-        [str(path)] if not path.is_dir() else [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
-    )
-    total = 0
-    for name in names:
-        try:
-            st = os.lstat(name)
-        except OSError:
-            continue
-        total += min(st.st_size, st.st_blocks * 512)
-    return total
+    """Bytes a file or folder takes on disk (paths.disk_bytes)."""
+    return paths.disk_bytes(path)
 
 
 def _named(folder: Path, globs: tuple[str, ...], folders: bool) -> list[Path]:
