@@ -13,7 +13,7 @@ static initializer: uncatchable, rc 134). So `define_stub_ops` first loads torch
 torchvision/extension.py would (found without importing torchvision), and defines the stubs only when there is
 none or it does not load; torchvision's own load of it later is then the same library, already loaded.
 
-Its own module, below every package: recipe/user_source.py defines the stubs before a builder's module imports
+Its own module, below every package: user_source.py defines the stubs before a builder's module imports
 torchvision (torchvision_stubbed, an import hook), and edgekit.zoo's builders do it too; the zoo package imports fidelity and convert, which import the
 recipe, so the recipe cannot import the zoo.
 """
@@ -99,7 +99,7 @@ class _TorchvisionStubs:
 @contextlib.contextmanager
 def torchvision_stubbed() -> Iterator[None]:
     """While inside, an import of torchvision (by a recipe's builder module, or when a builder is called) defines
-    the stub ops first (recipe/user_source.py, recipe/builders.py)."""
+    the stub ops first (user_source.py, recipe/builders.py)."""
     sys.meta_path.insert(0, _TorchvisionStubs)
     try:
         yield

@@ -21,8 +21,8 @@ from typing import Any
 
 from edgekit.errors import RecipeError
 from edgekit.pyfiles import installed, someone_elses
-from edgekit.recipe.user_source import from_source
 from edgekit.torchvision_ops import torchvision_stubbed
+from edgekit.user_source import from_source
 
 # A builder runs as Python code: a recipe from someone else is code to read before running. These are refused
 # outright, as no model or data builder lives there: Python's standard library (`os:system`,
