@@ -17,7 +17,8 @@
      |    +-- ConnectionLost  the connection dropped during a stage
      |    +-- DeviceDiskFull  the device's work dir has less free space than the run needs (free vs needed)
      |    +-- DeviceFileTooLarge  a file on the device over what edgekit downloads (refused before reading it)
-     |    +-- WorkDirError    the target's work dir (or a folder in it) cannot be created or written on the device (exit 2)
+     |    +-- WorkDirError    the target's work dir (or a folder in it) cannot be created or written on the device
+     |                        (exit 2; 1 when the device's disk is at fault: read-only, full, an I/O error)
      |    +-- Interrupted     Ctrl-C: what was measured is kept, marked interrupted (exit 130)
      +-- AgentError           the on-device agent crashed or wrote no result
      +-- EmulatorError        an emulated device cannot be built, started or stopped
@@ -158,17 +159,60 @@ class DeviceDiskFull(TransportError):
 
 
 class WorkDirError(TransportError):
-    """A folder edgekit writes on the device cannot be made or written there (a read-only disk, a path under a
-    file, no permission): `path` is the folder, the message carries mkdir's own words. Bad input (exit 2): the
-    target's `work_dir` is the user's to change."""
+    """A folder edgekit writes on the device cannot be made or written there: `path` is the folder, `why` mkdir's
+    own words (the message carries them). The path itself (under a file, no permission, in /proc) is bad input,
+    exit 2: the target's `work_dir` is the user's to change. A device fault (a disk remounted read-only, full, an
+    I/O error, or words not known to be the path's) is a failed run, exit 1, as any device that fails mid-run."""
 
     exit_code = 2
 
     def __init__(
-        self, message: str, *, path: str = "", where: str | None = None, hint: str | None = None
+        self,
+        message: str,
+        *,
+        path: str = "",
+        why: str = "",
+        where: str | None = None,
+        hint: str | None = None,
     ) -> None:
         self.path = path
         super().__init__(message, where=where, hint=hint)
+        if self.device_fault(path, why):
+            self.exit_code = 1
+
+    @staticmethod
+    def device_fault(path: str, why: str) -> bool:
+        """Whether mkdir's (or the write test's) words `why` for `path` tell a fault of the device's disk rather
+        than a path the user gave wrong. Remote mkdir gives its message, not errno: the C library's strerror
+        words, the same on every Linux; EROFS, ENOSPC, EIO are faults even when the message also says the folder
+        is not writable, and unknown words are too (a path is bad input only when it certainly is)."""
+        words = why.lower()
+        if any(w in words for w in _FAULT_WORDS):
+            return True
+        if path == "/proc" or path.startswith(("/proc/", "/sys/")) or path == "/sys":
+            return False
+        return not any(w in words for w in _PATH_WORDS)
+
+
+_FAULT_WORDS = (  # strerror(EROFS, ENOSPC, EIO, EDQUOT, EUCLEAN, ESTALE, ENOTCONN)
+    "read-only file system",
+    "no space left on device",
+    "input/output error",
+    "disk quota exceeded",
+    "structure needs cleaning",
+    "stale file handle",
+    "transport endpoint is not connected",
+)
+_PATH_WORDS = (  # strerror(ENOTDIR, EACCES, EPERM, EEXIST, ENOENT, ENAMETOOLONG, ELOOP) and the write test's
+    "not a directory",
+    "permission denied",
+    "operation not permitted",
+    "file exists",
+    "no such file or directory",
+    "file name too long",
+    "too many levels of symbolic links",
+    "not writable by this user",
+)
 
 
 class Interrupted(TransportError):

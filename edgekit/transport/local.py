@@ -105,6 +105,7 @@ class LocalTransport(Transport):
         raise WorkDirError(
             f"the folder {path} cannot be created or written on this machine: {problem}",
             path=str(path),
+            why=problem,
             where=f"{self.name} (local)",
             hint="a path this user can write (a relative one is in the target's work dir)",
         )
@@ -218,6 +219,7 @@ def work_dir_error(target: Target, path: Path, problem: str) -> WorkDirError:
     return WorkDirError(
         f"the work dir {shown} cannot be created or written on this machine: {problem}",
         path=str(path),
+        why=problem,
         where=f"this machine (target {target.name}"
         + (f", field `work_dir`: {target.work_dir!r})" if given else ")"),
         hint="give a work dir this user can write: --set work_dir=PATH (e.g. ~/edgekit-work), or `work_dir:` in "
@@ -233,7 +235,11 @@ def _unmade(path: Path) -> str | None:
     except OSError as exc:
         return f"mkdir: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
     if not os.access(path, os.W_OK | os.X_OK):
-        return "the folder is not writable by this user"
+        try:  # a disk remounted read-only fails access() too: a device fault (exit 1), not the path (exit 2)
+            read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        return "the folder is not writable by this user" + (" (Read-only file system)" if read_only else "")
     return None
 
 

@@ -35,6 +35,10 @@ from edgekit.transport.work_prune import (  # the rule, one for every work dir (
     RUN_GLOBS,
 )
 
+_FAULT_HINT = (  # WorkDirError.device_fault: the disk, not the path (exit 1)
+    "not a path given wrong: check the device's disk (`dmesg | tail`, `df -h`, `mount`; an SD card remounted "
+    "read-only after errors needs fsck or replacing), or give a work dir on another disk: --set work_dir=PATH"
+)
 _NO_DIR = "edgekit-no-dir:"  # the first word of what _in_dir prints when the folder cannot be made or written
 _DISK_HINT = (
     "free space on the device (old runs under the work dir's runs/ and artifacts/ are safe to delete), "
@@ -211,9 +215,11 @@ class RemoteFiles:
         _NO_DIR and why (mkdir's own message, or that it cannot be written): a failure nothing used to say, the
         upload after it failing as "No such file"."""
         f = shlex.quote(folder)
+        probe = shlex.quote(f"{folder}/.edgekit-write-test")  # its error tells a read-only disk from a mode
         return (
-            f"if e=$(mkdir -p -- {f} 2>&1); then if [ -w {f} ]; then {then}; else echo '{_NO_DIR} "
-            f"the folder is not writable by this user'; fi; else printf '{_NO_DIR} %s\\n' \"$e\"; fi; true"
+            f"if e=$(mkdir -p -- {f} 2>&1); then if [ -w {f} ]; then {then}; else w=$(touch -- {probe} 2>&1; "
+            f"rm -f -- {probe}); printf '{_NO_DIR} the folder is not writable by this user%s\\n' \"${{w:+ ($w)}}\"; "
+            f"fi; else printf '{_NO_DIR} %s\\n' \"$e\"; fi; true"
         )
 
     def _check_dir(self, folder: str, out: str) -> None:
@@ -223,20 +229,25 @@ class RemoteFiles:
         why = " ".join(out[len(_NO_DIR) :].split()) or "mkdir failed"
         t = self.target
         work_dir = self._abs(".")
+        fault = _FAULT_HINT if WorkDirError.device_fault(folder, why) else None
         if PurePosixPath(folder).is_relative_to(work_dir):
             shown = work_dir if folder == work_dir else f"{work_dir} (for {folder})"
             raise WorkDirError(
                 f"the work dir {shown} cannot be created or written on the device: {why}",
                 path=folder,
+                why=why,
                 where=f"{self.link.address} (target {t.name}, field `work_dir`: {t.work_dir!r})",
-                hint="give a work dir this login can write on the device: --set work_dir=PATH (a folder in its home, "
+                hint=fault
+                or "give a work dir this login can write on the device: --set work_dir=PATH (a folder in its home, "
                 f"e.g. ~/edgekit, or on a larger disk), or `work_dir:` in {t.source or 'the target file'}",
             )
         raise WorkDirError(
             f"the folder {folder} cannot be created or written on the device: {why}",
             path=folder,
+            why=why,
             where=self.link.address,
-            hint="a path this login can write on the device (a relative one is in the target's work dir)",
+            hint=fault
+            or "a path this login can write on the device (a relative one is in the target's work dir)",
         )
 
     def free_bytes(self, remote: str = ".") -> int | None:

@@ -14,6 +14,7 @@ from test_transport_ssh import local_sshd  # noqa: F401  (a fixture)
 
 from edgekit.errors import WorkDirError
 from edgekit.transport import open_transport
+from edgekit.transport.local import LocalTransport
 
 
 def _upload_into(target, work_dir: Path, tmp_path: Path) -> WorkDirError:  # type: ignore[no-untyped-def]
@@ -48,12 +49,58 @@ def test_a_work_dir_on_a_read_only_disk_is_named(local_sshd, tmp_path: Path) -> 
     try:
         err = _upload_into(local_sshd, ro / "w", tmp_path)
         assert "Read-only file system" in str(err) and "field `work_dir`" in (err.where or ""), str(err)
+        assert err.exit_code == 1 and "check the device's disk" in (err.hint or ""), (
+            err.exit_code,
+            err.hint,
+        )  # the disk's
         if os.geteuid() != 0:
             return
         existing = _upload_into(local_sshd, ro, tmp_path)  # the folder exists, nothing can be written in it
-        assert "the folder is not writable by this user" in str(existing), str(existing)
+        said = str(existing)
+        assert "the folder is not writable by this user (touch: cannot touch" in said, said
+        assert "Read-only file system)" in said and existing.exit_code == 1, (existing.exit_code, said)
+        with pytest.raises(WorkDirError) as local:  # this machine's own disk, read-only: the same
+            LocalTransport(_local_one(tmp_path, ro))
+        assert local.value.exit_code == 1 and "(Read-only file system)" in str(local.value), str(local.value)
     finally:
         subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+def test_a_device_fault_exits_1_and_a_path_given_wrong_2() -> None:
+    """Review of 6ac0100: every WorkDirError was exit 2 (bad input), a read-only remounted SD card, a full disk or
+    an I/O error too: a failed run is 1. The remote mkdir gives its message, not errno: classified by its words."""
+    fault = WorkDirError.device_fault
+    for why in (
+        "mkdir: cannot create directory '/home/pi/edgekit': Read-only file system",
+        "mkdir: cannot create directory \u2018/home/pi/edgekit\u2019: No space left on device",
+        "mkdir: cannot create directory '/mnt/sd/e': Input/output error",
+        "the folder is not writable by this user (touch: cannot touch '/home/pi/edgekit/.edgekit-write-test': "
+        "Read-only file system)",
+        "mkdir: Read-only file system (/srv/e)",  # this machine's (transport/local.py)
+        "mkdir failed",  # words of no known path problem: not the user's input for certain
+    ):
+        assert fault("/home/pi/edgekit", why), why
+    for path, why in (
+        ("/etc/passwd/edgekit", "mkdir: cannot create directory \u2018/etc/passwd\u2019: Not a directory"),
+        ("/root/edgekit", "mkdir: cannot create directory '/root/edgekit': Permission denied"),
+        ("/x/edgekit", "mkdir: cannot create directory '/x': Operation not permitted"),
+        ("/tmp/afile/w", "mkdir: cannot create directory '/tmp/afile': File exists"),
+        ("/proc/edgekit", "mkdir: cannot create directory '/proc/edgekit': No such file or directory"),
+        ("/sys/edgekit", "mkdir failed"),
+        (
+            "/srv/e",
+            "the folder is not writable by this user (touch: cannot touch '/srv/e/x': Permission denied)",
+        ),
+    ):
+        assert not fault(path, why), (path, why)
+    assert WorkDirError("m", path="/srv/e", why="No space left on device").exit_code == 1
+    assert WorkDirError("m", path="/srv/e", why="Permission denied").exit_code == 2
+
+
+def _local_one(tmp_path: Path, work_dir: Path):  # type: ignore[no-untyped-def]
+    from edgekit.target import load_target
+
+    return load_target(_local_target(tmp_path, work_dir))
 
 
 def _local_target(tmp_path: Path, work_dir: Path) -> Path:
