@@ -4,6 +4,7 @@ and no sshd (the SSH targets point at 127.0.0.1 port 1, or at a proxy command th
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -647,3 +648,53 @@ def test_setups_hint_names_a_target_given_as_a_path_by_its_path(tmp_path: Path) 
         hint = err.value.hint or ""
         assert f"(then `edgekit targets check {says}`)" in hint, hint
         assert load_target(shlex.split(says)[0]).source == target.source  # the command finds the same file
+
+
+def test_a_set_shared_with_ssh_targets_skips_a_local_targets_ssh_fields(tmp_path: Path) -> None:
+    """Review of 4bcdd9f: --set applies to every --target of a deploy, so `--target my-board --target local --set
+    user=pi --set io_timeout=600` (which worked before) was refused, exit 2, for local. The board gets them; local
+    leaves them out with a one-line note, and is measured. Given to local targets only they are refused still, as
+    are ones in a local target's file or its EDGEKIT_TARGET_<NAME>_* variables."""
+    from edgekit.deploy.orchestrate import _load_targets
+
+    out = run(
+        "deploy",
+        str(ROOT / "recipes" / "tiny.yaml"),
+        "-f",
+        "onnx-fp32",
+        "-t",
+        str(board_file(tmp_path)),
+        "-t",
+        "local",
+        "--no-host",
+        "--no-store",
+        "--samples",
+        "1",
+        "--set",
+        "user=pi",
+        "--set",
+        "io_timeout=600",
+        "--json",
+        str(tmp_path / "run.json"),
+        cwd=tmp_path,
+        timeout=600,
+    )
+    said = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode == 1 and "my-board: FAILED connect" in said, (out.returncode, said[-2000:])
+    assert "local: --set user, --set io_timeout not applied here (a local target is this machine" in said, (
+        said
+    )
+    runs = {r["target"]: r for r in json.loads((tmp_path / "run.json").read_text())["runs"]}
+    assert runs["local"]["agent"]["measurements"], runs["local"]  # measured
+    notes: list[str] = []
+    loaded = _load_targets([str(board_file(tmp_path)), "local"], ["user=ana"], notes.append)
+    assert loaded["my-board"].user == "ana" and loaded["local"].user is None and len(notes) == 1
+    mine = tmp_path / "mylocal.yaml"
+    mine.write_text("transport: local\n")
+    with pytest.raises(TargetError, match="user: SSH only"):  # local targets only: nothing for the SSH fields
+        _load_targets(["local", str(mine)], ["user=pi"], notes.append)
+    with pytest.raises(TargetError, match="user: SSH only"):  # its own variables are its own: refused
+        load_target("local", ["user=pi"], env={"EDGEKIT_TARGET_LOCAL_USER": "pi"}, shared=True)
+    mine.write_text("transport: local\nport: 2222\n")
+    with pytest.raises(TargetError, match="port: SSH only"):  # its file's too
+        load_target(mine, ["port=22"], shared=True, note=notes.append)

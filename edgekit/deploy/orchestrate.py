@@ -69,6 +69,30 @@ def host_runtimes() -> list[str]:
     return [m for spec in all_specs() for m in spec.modules() if importlib.util.find_spec(m) is not None]
 
 
+def _load_targets(targets: Sequence[Target | str], overrides: list[str], say: Progress) -> dict[str, Target]:
+    """Each target by name (one named twice is measured once), the same --set for all: a local one among SSH
+    targets leaves out its SSH fields (`--target mypi --target local --set user=pi` was refused, exit 2, for
+    local), said once; when no SSH target shares them they are refused, as for a local target alone."""
+    resolved: dict[str, Target] = {}
+    skipped: list[tuple[str, list[str]]] = []
+    for t in targets:
+        said: list[str] = []
+        target = (
+            t
+            if isinstance(t, Target)
+            else load_target(t, overrides, shared=len(targets) > 1, note=said.append)
+        )
+        resolved.setdefault(target.name, target)
+        if said:
+            skipped.append((str(t), said))
+    if skipped and all(t.transport is TransportKind.LOCAL for t in resolved.values()):
+        load_target(skipped[0][0], overrides)  # for no SSH target: refused (TargetError naming the field)
+    for _, said in skipped:
+        for line in said:
+            say(line)
+    return resolved
+
+
 def deploy(
     recipe: Recipe,
     targets: Sequence[Target | str],
@@ -79,10 +103,7 @@ def deploy(
     """Everything `edgekit deploy` does; `artifacts` skips conversion (already converted, e.g. by `convert`)."""
     opts = options or DeployOptions()
     say = progress or (lambda _m: None)
-    resolved: dict[str, Target] = {}  # a target named twice is measured once
-    for t in targets:
-        target = t if isinstance(t, Target) else load_target(t, list(opts.target_overrides))
-        resolved.setdefault(target.name, target)
+    resolved = _load_targets(targets, list(opts.target_overrides), say)
     for name, target in list(resolved.items()):
         if opts.host and target.is_this_host:  # measured twice, and its second copy labelled as a board
             del resolved[name]

@@ -20,7 +20,7 @@ from edgekit.paths import SHIPPED_TARGETS
 from edgekit.schema_paths import locate, members
 from edgekit.target.lab_spec import INLINE_PREFIX, TAG_KEY, TAG_VALUE
 from edgekit.target.overrides import deep_merge, env_name, env_overrides, parse_overrides
-from edgekit.target.schema import Target, TransportKind
+from edgekit.target.schema import SSH_ONLY, Target, TransportKind
 from edgekit.target.ssh_config import apply_ssh_config
 
 TARGETS_DIR = SHIPPED_TARGETS  # package data: also there in a non-editable install
@@ -32,9 +32,13 @@ def load_target(
     *,
     env: Mapping[str, str] | None = None,
     ssh_config: Path | None = None,
+    shared: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> Target:
     """Read a target by name (targets/NAME.yaml) or path, apply ssh config, environment and overrides.
-    `lab:TAG=VALUE` is a lab target with the defaults of the target file named `lab`, if any."""
+    `lab:TAG=VALUE` is a lab target with the defaults of the target file named `lab`, if any. `shared`: the
+    overrides are given to several targets (deploy's --target list), so a local target leaves out the SSH-only
+    ones (`--set user=pi` is for the boards), telling `note` (else stderr) which."""
     if is_inline(str(name_or_path)):
         lab, inline_name = parse_inline(str(name_or_path))
         path = target_path("lab") if "lab" in list_target_names() else Path(str(name_or_path))
@@ -50,6 +54,8 @@ def load_target(
     from_env = env_overrides(name, os.environ if env is None else env, list_target_names())
     from_cli = parse_overrides(overrides)
     _check_block_overrides(from_cli, raw, name, str(path))
+    if shared:
+        from_cli = _without_ssh_fields(from_cli, deep_merge(raw, from_env), name, note)
     explicit = deep_merge(from_env, from_cli)
     _check_file_types(raw, explicit, Target, str(path))  # the file's own values: overrides are text by nature
     data = _file_paths_absolute(deep_merge(raw, explicit), explicit, path)
@@ -62,6 +68,24 @@ def load_target(
     target._given = str(name_or_path)
     target._overrides = explicit
     return target
+
+
+def _without_ssh_fields(
+    from_cli: dict[str, Any], data: dict[str, Any], name: str, note: Callable[[str], None] | None
+) -> dict[str, Any]:
+    """--set applies to every --target of a deploy: `--target mypi --target local --set user=pi` was refused
+    (exit 2) for local, which takes no SSH field. A shared --set's SSH fields are left out of a local target,
+    said in one line; its file's and EDGEKIT_TARGET_<NAME>_* ones are still refused (the schema's)."""
+    if deep_merge(data, from_cli).get("transport") != TransportKind.LOCAL.value:
+        return from_cli
+    skipped = [field for field in SSH_ONLY if field in from_cli]
+    if not skipped:
+        return from_cli
+    said = ", ".join(f"--set {field}" for field in skipped)
+    (note or (lambda m: print(m, file=sys.stderr)))(
+        f"{name}: {said} not applied here (a local target is this machine, no SSH link): for the SSH targets"
+    )
+    return {k: v for k, v in from_cli.items() if k not in skipped}
 
 
 FILE_PATHS = ("key", "known_hosts")  # a target's fields that name files on this machine
