@@ -27,9 +27,11 @@ from pathlib import Path
 
 from edgekit import paths
 from edgekit.convert.housekeeping import Entry, claim
+from edgekit.flock import shared_within
 from edgekit.transport import work_prune
 
 IN_USE = ".in-use.lock"  # in a run folder: held shared by the command writing it
+IN_USE_WAIT_S = 5.0  # for its lock, a run waits out the probes of other commands' prunes (each microseconds)
 KINDS = ("run", "host copy")  # the kinds of housekeeping.Entry this module lists, after the cache's
 _STAMP = "[0-9]" * 8 + "-" + "[0-9]" * 6 + "-" + "[0-9a-f]" * 6
 RUN_NAMES = {  # the folders edgekit makes under runs/ (deploy.orchestrate, cli.bench.run_folder), and what they are
@@ -57,7 +59,9 @@ def run_folder(name: str) -> Iterator[Path]:
     handle = None
     with contextlib.suppress(OSError):  # no lock (a file system without): the age rule still keeps it a day
         handle = open(folder / IN_USE, "a+")  # noqa: SIM115 - closed when the run ends
-        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        # waited for: another command's prune probes every folder's lock exclusively for a moment (busy), and a
+        # LOCK_NB that met the probe failed, leaving this folder looking idle for the whole run
+        shared_within(handle, IN_USE_WAIT_S, poll_s=0.01)
     try:
         prune_runs()
         yield folder
@@ -114,20 +118,32 @@ def _interrupted(folder: Path, kind: str) -> list[Entry]:
 
 
 def busy(folder: Path) -> bool:
-    """Whether a running command holds `folder` (its IN_USE lock); a lock that cannot be tested counts as held."""
+    """Whether a running command holds `folder` (its IN_USE lock); a lock that cannot be tested counts as held.
+    A run removes its lock file as it ends: a probe that opened it before and then took its lock finds the path
+    gone (the run ended: not busy), and one that finds another file there now (a command that took the folder
+    since) counts it as held."""
+    lock = folder / IN_USE
     try:
-        fd = os.open(folder / IN_USE, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(lock, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         return False
     except OSError:
         return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
     except BlockingIOError:
         return True
     except OSError:  # ENOLCK: no locks here; the folder's age decides
         return False
+    else:
+        try:
+            now = os.lstat(lock)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        held = os.fstat(fd)
+        return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
     finally:
         os.close(fd)
 

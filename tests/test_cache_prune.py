@@ -380,3 +380,49 @@ def test_runs_folders_and_host_copies_are_bounded_as_a_devices_and_a_running_one
     today.write_bytes(b"x" * 4096)
     _age(day_old, 2)
     assert [f.path for f in work_prune.prune(local)] == [day_old] and today.exists()
+
+
+def test_a_run_folders_lock_is_held_though_another_commands_prune_probed_it_as_the_run_began(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run took its folder's lock with LOCK_SH|LOCK_NB: when another command's prune was probing that lock at
+    the moment (busy(): LOCK_EX for microseconds), it failed with EAGAIN, in silence, and the folder looked idle
+    for the whole run. The run now waits the probe out. And a probe that locks a lock file the run has replaced
+    since it opened it (a file at the path now is another command's) counts the folder as held."""
+    import fcntl
+    import io
+    import threading
+
+    from edgekit import run_files
+
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "home" / "runs" / "bench-20200101-000000-eeeeee"
+    folder.mkdir(parents=True)
+    probe = open(folder / run_files.IN_USE, "a+")  # noqa: SIM115 - closed by the timer
+    fcntl.flock(probe, fcntl.LOCK_EX)  # another command's prune, probing this folder as the run begins
+    threading.Timer(0.2, probe.close).start()
+    with run_files.run_folder(folder.name):
+        time.sleep(0.3)  # the probe is over
+        assert run_files.busy(folder), "the running command's folder looked idle"
+
+    # between a probe's open and its lock, the run that held the folder ended and another took it
+    real_flock = fcntl.flock
+    taken: list[io.TextIOWrapper] = []
+
+    def replaced_meanwhile(fd: object, operation: int) -> None:
+        if isinstance(fd, int) and not taken:  # busy()'s probe of the file it opened
+            (folder / run_files.IN_USE).unlink()
+            taken.append(open(folder / run_files.IN_USE, "a+"))  # noqa: SIM115 - closed below
+            real_flock(taken[0], fcntl.LOCK_SH)
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", replaced_meanwhile)
+    (folder / run_files.IN_USE).touch()
+    try:
+        assert run_files.busy(folder), "a folder another command took was called idle"
+    finally:
+        for handle in taken:
+            handle.close()
+    monkeypatch.undo()
+    (folder / run_files.IN_USE).unlink()
+    assert not run_files.busy(folder)
