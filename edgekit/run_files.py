@@ -86,7 +86,7 @@ def prune_runs(now: float | None = None) -> list[Entry]:
             total -= e.size_bytes
     for e in old:
         if not busy(e.path):
-            work_prune.remove(e.path)
+            work_prune.remove(e.path, e.last_used)  # one a command used since the scan stays
     return old
 
 

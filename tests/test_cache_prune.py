@@ -426,3 +426,58 @@ def test_a_run_folders_lock_is_held_though_another_commands_prune_probed_it_as_t
     monkeypatch.undo()
     (folder / run_files.IN_USE).unlink()
     assert not run_files.busy(folder)
+
+
+def test_a_host_copy_a_run_uses_while_another_run_prunes_the_work_dir_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nightly and a manual `bench --target host` share local/host: B's prune scanned and chose artifacts/KEY
+    (unused for 15 days), A's upload found the copy unchanged and touched it, then B removed it, and A's agent
+    failed with a missing model. A prune now moves a copy aside and puts it back when it was used since its scan;
+    an upload whose touch came after the copy was moved aside copies it again."""
+    from edgekit.transport import base, work_prune
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"onnx" * 1000)
+    work = tmp_path / "local" / "host"
+    key = work / "artifacts" / ("c" * 16)
+    key.mkdir(parents=True)
+    (key / "model.onnx").write_bytes(model.read_bytes())
+
+    def aged() -> None:
+        for path in (key / "model.onnx", key):
+            _age(path, 15)
+
+    aged()
+    real_stale = work_prune.stale
+    uploads: list[base.PutResult] = []
+
+    def then_a_run_uploads(
+        found: list[work_prune.Leftover], now: float | None = None
+    ) -> list[work_prune.Leftover]:
+        chosen = real_stale(found, now)  # B has chosen its copy
+        uploads.append(base.copy_file_atomically(model, key / "model.onnx", "host"))  # A's upload: a use
+        return chosen
+
+    with monkeypatch.context() as m:
+        m.setattr(work_prune, "stale", then_a_run_uploads)
+        assert work_prune.prune(work) == []
+    assert uploads[0].skipped and (key / "model.onnx").read_bytes() == model.read_bytes()
+    assert not [p for p in key.parent.iterdir() if p.name.startswith(".pruning-")]
+
+    # B moves the copy aside between A's check of it and A's touch: A copies it again
+    aged()
+    real_sha = base.sha256_file
+    pruned: list[list[work_prune.Leftover]] = []
+
+    def then_a_prune(path: Path) -> str:
+        digest = real_sha(path)
+        if path == key / "model.onnx" and not pruned:
+            pruned.append(work_prune.prune(work))
+        return digest
+
+    with monkeypatch.context() as m:
+        m.setattr(base, "sha256_file", then_a_prune)
+        put = base.copy_file_atomically(model, key / "model.onnx", "host")
+    assert [f.path for f in pruned[0]] == [key], "the prune did not take the copy"
+    assert not put.skipped and (key / "model.onnx").read_bytes() == model.read_bytes()

@@ -152,14 +152,17 @@ def copy_file_atomically(local: Path, dest: Path, where: str) -> PutResult:
     if not local.is_file():
         raise TransportError(f"no such local file {local}", where=where)
     digest = sha256_file(local)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_file() and sha256_file(dest) == digest:
         for used in (dest, dest.parent):
             try:
                 os.utime(used)
             except OSError:  # a work dir of someone else's files: its prune goes by their own times
                 pass
-        return PutResult(local, str(dest), digest, 0, True)
+        # another run's prune of the work dir may have taken it meanwhile: one that moved it aside before this
+        # touch removes it (work_prune.remove puts back only what was touched after), so it is copied again
+        if dest.is_file():
+            return PutResult(local, str(dest), digest, 0, True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.edgekit-{secrets.token_hex(4)}")
     shutil.copyfile(local, tmp)
     if sha256_file(tmp) != digest:

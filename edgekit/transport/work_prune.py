@@ -15,10 +15,12 @@ the agent runs as the same user, so a runtime writing to its model file would ch
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,21 +86,54 @@ def stale(found: list[Leftover], now: float | None = None) -> list[Leftover]:
 
 
 def prune(work_dir: Path, now: float | None = None) -> list[Leftover]:
-    """Remove what the rule says from a work dir on this machine; never fails (another run may remove the same)."""
-    gone = stale(scan(work_dir), now)
-    for f in gone:
-        remove(f.path)
-    return gone
+    """Remove what the rule says from a work dir on this machine; never fails (another run may remove the same).
+    What another run used since the scan stays (remove)."""
+    return [f for f in stale(scan(work_dir), now) if remove(f.path, f.last_used)]
 
 
-def remove(path: Path) -> None:
+def remove(path: Path, last_used: float | None = None) -> bool:
+    """Remove a file or folder: renamed aside first (`.pruning-<hex>-NAME`, beside it: run_files lists what a
+    stop left), then deleted; False when it stays or was gone already. With `last_used` (its mtime when the prune
+    chose it) one used since is put back: a run sharing the work dir (a nightly and a manual bench on the host)
+    may have found the copy unchanged and touched it (transport.base.copy_file_atomically) between this prune's
+    scan and now, and its agent is about to load it; one touched after the rename is copied again by that run."""
+    aside = path.with_name(f".pruning-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
+        os.rename(path, aside)
+    except OSError:  # gone already (another prune), or not ours to move
+        return False
+    folder = aside.is_dir() and not aside.is_symlink()
+    try:
+        used_since = last_used is not None and aside.lstat().st_mtime != last_used
+    except OSError:
+        used_since = False
+    if used_since and _put_back(aside, path, folder):
+        return False
+    try:
+        if folder:
+            shutil.rmtree(aside, ignore_errors=True)
         else:
-            path.unlink(missing_ok=True)
+            aside.unlink(missing_ok=True)
     except OSError:
         pass
+    return True
+
+
+def _put_back(aside: Path, path: Path, folder: bool) -> bool:
+    """`aside` back at `path`; a folder the run that used it made again meanwhile (it found it gone) gets the
+    files it lacks, the rest removed. False when nothing could go back."""
+    try:
+        os.rename(aside, path)  # a file the run copied again is replaced by the same bytes
+        return True
+    except OSError:
+        if not folder or not path.is_dir():
+            return False
+    with contextlib.suppress(OSError):
+        for part in aside.iterdir():
+            if not (path / part.name).exists():
+                os.rename(part, path / part.name)
+    shutil.rmtree(aside, ignore_errors=True)
+    return True
 
 
 def size_bytes(path: Path) -> int:
