@@ -202,17 +202,27 @@ def fix(
     return _timed(FixResult(fmt.value, fp32, steps, str(out_dir), weighted), runs, say)
 
 
-def _timed(result: FixResult, runs: Sequence[Callable[[], None] | None], say: Progress) -> FixResult:
+def _timed(result: FixResult, runs: list[Callable[[], None] | None], say: Progress) -> FixResult:
     """The result with each candidate's host latency (median, p10-p90) from interleaved rounds, and other
-    processes' share of the CPUs while they ran. `runs` is in the order fp32, then steps."""
+    processes' share of the CPUs while they ran. `runs` is in the order fp32, then steps; emptied once timed (each
+    holds its model loaded). A run that fails while timed makes its candidate refused, as a first run's failure
+    does (_measure): it was an internal error of the whole `analyze --fix`."""
     rows = [result.fp32, *result.steps]
     timed = [(row, run) for row, run in zip(rows, runs) if run is not None]
+    runs.clear()
     say(f"fix: timing {len(timed)} models on this host, {HOST_ROUNDS} interleaved rounds")
-    times, result.host_busy = time_interleaved([run for _, run in timed])
+    times, result.host_busy, failed = time_interleaved([run for _, run in timed])
     result.host_rounds = HOST_ROUNDS
-    for (row, _), ms in zip(timed, times):
-        row.host_ms = statistics.median(ms)
-        row.host_spread = [float(v) for v in np.percentile(ms, [10, 90])]
+    for k, ((row, _), ms) in enumerate(zip(timed, times)):
+        if k in failed:
+            row.error = f"{refusal(failed[k])} (while timed on this host)"
+            what = row.label or ("the fp32 model" if row is result.fp32 else f"plain {result.format}")
+            say(f"fix: {what} failed while timed: {row.error}")
+        else:
+            row.host_ms = statistics.median(ms)
+            row.host_spread = [float(v) for v in np.percentile(ms, [10, 90])]
+    timed.clear()  # the models are released here, not when the command ends
+    gc.collect()
     return result
 
 
@@ -387,31 +397,53 @@ def host_run(art: Artifact, x: np.ndarray) -> Callable[[], None]:
 
 def time_interleaved(
     runs: Sequence[Callable[[], Any]], rounds: int = HOST_ROUNDS, warmup: int = 3
-) -> tuple[list[list[float]], float | None]:
+) -> tuple[list[list[float]], float | None, dict[int, Exception]]:
     """Each run's latencies (ms) over `rounds` rounds, every run timed once per round in a rotating order, and
     other processes' share of this machine's CPUs over the rounds (the deploy agent's measure: None where
     /proc/stat cannot be read). Timed one after the other, 15 times each, a load that came and went fell on
-    some candidates only."""
+    some candidates only. A run that raises (in its warmup or a round) is timed no more: what it raised, by its
+    index, is the third part."""
     from edgekit.agent.agent import cpu_snapshot, extend_busy_window, others_cpu_share
 
-    for run in runs:
+    failed: dict[int, Exception] = {}
+
+    def ran(k: int) -> bool:
+        try:
+            runs[k]()
+            return True
+        except Exception as exc:  # noqa: BLE001 - a runtime failing on a later call fails its candidate only
+            failed[k] = exc
+            return False
+
+    for k in range(len(runs)):
         for _ in range(warmup):
-            run()
+            if not ran(k):
+                break
     times: list[list[float]] = [[] for _ in runs]
+
+    def any_live() -> None:  # the busy window's extension: untimed calls of a model that still runs
+        live = [k for k in range(len(runs)) if k not in failed]
+        if live:
+            ran(live[0])
+        else:
+            time.sleep(0.01)
+
     gc.disable()
     try:
         before = cpu_snapshot()
         for r in range(rounds if runs else 0):
             for k in [(r + i) % len(runs) for i in range(len(runs))]:
+                if k in failed:
+                    continue
                 start = time.perf_counter()
-                runs[k]()
-                times[k].append((time.perf_counter() - start) * 1000)
+                if ran(k):
+                    times[k].append((time.perf_counter() - start) * 1000)
         if runs:
-            extend_busy_window(runs[0], before)  # a window under 0.1 s cannot be told busy or not
+            extend_busy_window(any_live, before)  # a window under 0.1 s cannot be told busy or not
         busy = others_cpu_share(before, cpu_snapshot())
     finally:
         gc.enable()
-    return times, busy
+    return times, busy, failed
 
 
 def keep(result: FixResult, dest: Path) -> Path:
