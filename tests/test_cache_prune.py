@@ -315,6 +315,8 @@ def test_the_runs_folders_and_host_copies_are_listed_and_pruned_with_the_cache(
     out = edgekit(home, "cache")
     rows = _rows(out.stdout)
     assert rows["run"][1] == "1" and rows["host copy"][1] == "2", out.stdout  # the artifact and the inputs
+    # the rule in the rule's words: only day-old ones go for the size cap (it said "or the oldest beyond 2 GB")
+    assert "not used for 14 days, or the oldest day-old ones beyond 2 GB" in " ".join(out.stdout.split())
     assert str(home / "runs") in " ".join(out.stdout.split()), out.stdout
     dry = edgekit(home, "cache", "prune", "--all", "--dry-run")
     assert f"would remove deploy run {run.name}" in dry.stdout, dry.stdout

@@ -73,8 +73,9 @@ def info_cmd(ctx: typer.Context) -> None:
     if any(e.kind in run_files.KINDS for e in entries):
         console.print(
             f"run, host copy: removed on their own when a run starts (not used for "
-            f"{work_prune.PRUNE_ARTIFACT_DAYS} days, or the oldest beyond {work_prune.PRUNE_ARTIFACT_MB / 1024:g} "
-            "GB; a failed run's agent folder after a day), as on a device; never a run still going",
+            f"{work_prune.PRUNE_ARTIFACT_DAYS} days, or the oldest day-old ones beyond "
+            f"{work_prune.PRUNE_ARTIFACT_MB / 1024:g} GB; a failed run's agent folder after a day), as on a device; "
+            "never a run still going",
             highlight=False,
         )
     formats = Counter(e.label for e in entries if e.kind == "artifact")
