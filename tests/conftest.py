@@ -53,6 +53,7 @@ HOST_ONLY = frozenset(
         "test_builder_owners.py",
         "test_cache.py",
         "test_cache_model_code.py",
+        "test_cache_prune.py",
         "test_convert_calibration.py",
         "test_convert_disk_full.py",
         "test_convert_faults.py",
