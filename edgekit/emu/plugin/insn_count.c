@@ -106,18 +106,9 @@ static uint64_t unsimulated; /* accesses of vCPUs beyond CACHE_VCPUS */
 static slot_t slots[MAX_VCPUS];
 static slot_t slot_start_cls[MAX_VCPUS];
 static uint64_t overflow; /* vCPUs beyond MAX_VCPUS: atomic, slower, still exact */
-static uint64_t window_start;
+static uint64_t overflow_start;
 static uint64_t slot_start[MAX_VCPUS];
 static const char *out_path;
-
-static uint64_t total_insns(void)
-{
-    uint64_t sum = __atomic_load_n(&overflow, __ATOMIC_RELAXED);
-    for (int i = 0; i < MAX_VCPUS; i++) {
-        sum += __atomic_load_n(&slots[i].insns, __ATOMIC_RELAXED);
-    }
-    return sum;
-}
 
 static void on_tb_exec(unsigned int vcpu, void *udata)
 {
@@ -295,7 +286,7 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
                 slot_start_cls[i].cls[c] = __atomic_load_n(&slots[i].cls[c], __ATOMIC_RELAXED);
             }
         }
-        window_start = total_insns();
+        overflow_start = __atomic_load_n(&overflow, __ATOMIC_RELAXED);
         pthread_mutex_lock(&blocks_lock);
         for (block_t *b = blocks; b != NULL; b = b->next) {
             b->start = __atomic_load_n(&b->execs, __ATOMIC_RELAXED);
@@ -308,7 +299,14 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
             }
         }
     } else if (num == MARK_END) {
-        uint64_t delta = total_insns() - window_start;
+        /* Other threads (a pool's spinning workers) still run while this one writes the line: each share is
+         * read once and the total is their sum, so the line always adds up. */
+        uint64_t shares[MAX_VCPUS];
+        uint64_t delta = __atomic_load_n(&overflow, __ATOMIC_RELAXED) - overflow_start;
+        for (int i = 0; i < MAX_VCPUS; i++) {
+            shares[i] = __atomic_load_n(&slots[i].insns, __ATOMIC_RELAXED) - slot_start[i];
+            delta += shares[i];
+        }
         FILE *f = fopen(out_path, "a");
         if (f == NULL) {
             fprintf(stderr, "insn_count: cannot open %s\n", out_path);
@@ -317,9 +315,8 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
         fprintf(f, "%llu", (unsigned long long)delta);
         int active = 0; /* vCPUs that ran in the window */
         for (int i = 0; i < MAX_VCPUS; i++) {
-            uint64_t share = __atomic_load_n(&slots[i].insns, __ATOMIC_RELAXED) - slot_start[i];
-            if (share != 0) {
-                fprintf(f, " %llu", (unsigned long long)share);
+            if (shares[i] != 0) {
+                fprintf(f, " %llu", (unsigned long long)shares[i]);
                 active++;
             }
         }
