@@ -27,7 +27,8 @@ def _edgekit(*args: str) -> subprocess.CompletedProcess:
 def test_a_fail_on_regression_gate_with_a_selection_that_matches_nothing_is_bad_input(tmp_path: Path) -> None:
     """`report --fail-on-regression --target nosuch` (a CI gate's typo) exited 0 under '## edgekit report: no
     regressions'. A named recipe or target the store never ran, or the two never together, is refused (exit 2,
-    what the store holds as the hint); a window without runs is no typo, but its headline judges nothing."""
+    what the store holds as the hint); a window without runs is no typo, but it judged nothing: the report says so
+    and the gate fails (exit 1), as a stalled nightly must not stay green."""
     url, rng = f"sqlite:///{tmp_path / 'results.sqlite'}", np.random.default_rng(3)
     with open_store(url) as store:
         for night, (recipe, target) in enumerate(
@@ -74,7 +75,10 @@ def test_a_fail_on_regression_gate_with_a_selection_that_matches_nothing_is_bad_
     md = tmp_path / "w.md"
     html = tmp_path / "w.html"
     out = report("--since", "2099-01-01", "--recipe", "digits", "--markdown", str(md), "--html", str(html))
-    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stderr.split())
+    assert out.returncode == 1, out.stderr  # a gate that judged nothing fails: a stalled nightly is no pass
+    assert "--fail-on-regression judged nothing: no run in the window" in text, text
+    assert "Nothing for recipe digits since 2099-01-01 00:00 UTC" in text and "widen --since" in text, text
     assert (
         '<span class="badge warn">no runs to judge</span>' in html.read_text()
     )  # not a green '0 regressions'

@@ -31,8 +31,7 @@ def report_cmd(
     fail_on_regression: bool = typer.Option(
         False,
         "--fail-on-regression",
-        help="exit 1 when a regression or a failure is listed (default: 0 whatever it lists; `nightly` fails "
-        "the job)",
+        help="exit 1 when a regression or a failure is listed, or the window holds no run to judge; default: 0 whatever it lists (`nightly` fails the job)",
     ),
 ) -> None:
     """Per recipe: the latest table (artifact x target), latency trends, sample distributions, INT8 vs
@@ -73,7 +72,19 @@ def report_cmd(
             f"{len(report.unreliable)} unreliable",
             highlight=False,
         )
-    if fail_on_regression and (report.regressions or report.failures):
+    if not fail_on_regression:
+        return
+    if report.regressions or report.failures:
+        raise typer.Exit(1)
+    if (
+        not report.recipes
+    ):  # a gate that judged nothing is no pass: a stalled nightly would stay green for ever
+        Console(stderr=True, soft_wrap=True).print(
+            f"report: --fail-on-regression judged nothing: no run in the window. {plain(report.empty_hint)}\n"
+            "hint: widen --since, or check the job that records runs is still running",
+            highlight=False,
+            markup=False,
+        )
         raise typer.Exit(1)
 
 
