@@ -266,6 +266,9 @@ class TargetRun(_Model):
     status: Literal["ok", "failed"]
     error: str | None = None  # a target-level failure (unreachable, agent crash); measurements kept
     interrupted: bool = False  # stopped by Ctrl-C: what was measured is kept (additive)
+    # its error is bad input (the target's `python` field names no python the device has: exit 2), not a failed
+    # run (additive: False for records before it)
+    bad_input: bool = False
     agent: AgentResult | None = None
     comparisons: list[Comparison] = Field(default_factory=list)  # vs onnx and vs host
     estimates: dict[str, Any] = Field(default_factory=dict)  # labelled estimates for emulated targets

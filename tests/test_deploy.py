@@ -236,6 +236,9 @@ def test_failed_targets_are_recorded_and_the_others_kept(
     assert "PythonNotFound" in (runs["no-python"].error or "")  # the target's `python`, named as such
     assert "did not start on the device (exit 127" in (runs["no-python"].error or "")
     assert "missing-python3" in (runs["no-python"].error or "")
+    assert (
+        runs["no-python"].bad_input and not runs["nowhere"].bad_input
+    )  # exit 2 is the input's, 1 the link's
 
 
 def test_host_cpu_gate_keeps_the_host_benchmark_alone() -> None:

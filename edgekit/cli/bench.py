@@ -220,7 +220,7 @@ def bench_cmd(
         run.status == "ok" and run.agent is not None and all(m.status == "ok" for m in run.agent.measurements)
     )
     if not ok:
-        raise typer.Exit(1)
+        raise typer.Exit(2 if run.bad_input else 1)
 
 
 def as_deploy_names(agent: AgentResult) -> AgentResult:

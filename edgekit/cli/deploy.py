@@ -200,7 +200,8 @@ def deploy_cmd(
     verdict = f"[green]ok[/] in {took}" if result.ok else f"[red]FAILED[/] after {took} (what failed: above)"
     console.print(f"{loaded.name}: {verdict}", highlight=False)
     if not result.ok:
-        raise typer.Exit(1)
+        failed = [run for run in result.runs if run.status == "failed"]
+        raise typer.Exit(2 if failed and all(run.bad_input for run in failed) else 1)  # 2: fix the input
 
 
 def follow_ups(store: str | None) -> str:

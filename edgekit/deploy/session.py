@@ -230,6 +230,7 @@ class TargetSession(Finishing):
             self.runner.record_not_run(arts, "interrupted (Ctrl-C or SIGTERM)", ErrorCode.INTERRUPTED)
         except EdgekitError as exc:
             self.fail(f"{self._stage}: {type(exc).__name__}: {exc}")
+            self.run.bad_input = exc.exit_code == 2  # bench and deploy exit 2 for it, as `targets check` does
             self.runner.record_not_run(
                 arts, f"{type(exc).__name__} in {self._stage}: {str(exc).splitlines()[0]}"
             )

@@ -34,7 +34,10 @@ def test_bench_names_a_python_the_device_does_not_have(local_sshd, edgekit_cli, 
     board = _board(local_sshd, tmp_path, "python3.99")
     out = edgekit_cli("bench", str(model), "--target", str(board), env=_home(tmp_path), timeout=300)
     said = " ".join((out.stdout + out.stderr).split())
-    assert out.code != 0 and "PythonNotFound: target board, field `python`:" in said, (out.code, said)
+    assert out.code == 2 and "PythonNotFound: target board, field `python`:" in said, (
+        out.code,
+        said,
+    )  # input
     assert "the python command `python3.99` did not start on the device (exit 127:" in said, said
     assert (
         "command not found" in said and "--set python=python3" in said and f"`python:` in {board}" in said
@@ -52,7 +55,10 @@ def test_bench_names_a_runtime_python_that_is_not_there(edgekit_cli, tmp_path: P
     )
     out = edgekit_cli("bench", str(model), "--target", str(target), env=_home(tmp_path), timeout=300)
     said = " ".join((out.stdout + out.stderr).split())
-    assert "PythonNotFound: target mine, field `runtime_python.onnxruntime`:" in said, (out.code, said)
+    assert out.code == 2 and "PythonNotFound: target mine, field `runtime_python.onnxruntime`:" in said, (
+        out.code,
+        said,
+    )
     assert f"the python command `{tmp_path / 'no' / 'python3'}` did not start" in said, said
     assert "could not be downloaded" not in said, said
 
