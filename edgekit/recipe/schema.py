@@ -17,8 +17,8 @@ from pydantic import Field, StrictBool, StrictInt, field_validator, model_valida
 
 from edgekit.formats import Format, Precision, int8_io_refusal
 from edgekit.recipe.sources import DataSource, KerasSource, ModelSource, RandomData, Real, _Strict
-from edgekit.target.schema import MAX_THREADS as MAX_THREADS  # the recipe's bound, where callers import it
-from edgekit.target.schema import thread_counts
+from edgekit.target.benchmark_cap import MAX_THREADS as MAX_THREADS  # the recipe's bound: imported from here
+from edgekit.target.benchmark_cap import thread_counts
 
 MAX_DATA_BYTES = 4 << 30  # a recipe's calibration or evaluation inputs, held in memory as float32
 MAX_INPUT_ELEMENTS = 1 << 26  # one float32 input of 256 MB; a typo like [1, 3, 64000, 64000] is refused

@@ -13,6 +13,7 @@ device (`edgekit.emu.device.ensure_device` starts it, `running_target` reads it;
 overrides win over the device state too); `edgekit.transport.open_transport` connects to the result.
 """
 
+from edgekit.target.benchmark_cap import BenchmarkCap
 from edgekit.target.lab_spec import LabSpec
 from edgekit.target.load import (
     HOST_COLUMN,
@@ -25,7 +26,8 @@ from edgekit.target.load import (
     target_dirs,
     target_path,
 )
-from edgekit.target.schema import BenchmarkCap, Emulated, Target, TransportKind, python_argv
+from edgekit.target.python_command import python_argv
+from edgekit.target.schema import Emulated, Target, TransportKind
 
 __all__ = [
     "HOST_COLUMN",

@@ -1,10 +1,10 @@
-"""A target's fields (pydantic): how to reach a device, what it is, and the `emulated:` and `benchmark_cap:` blocks
-(the `lab:` block is lab_spec.py; how a host name or address is written, host_names.py). Validation only: reading
+"""A target's fields (pydantic): how to reach a device, what it is, and the `emulated:` block (the `benchmark_cap:`
+block is benchmark_cap.py, the `lab:` block lab_spec.py; how a host name or address is written, host_names.py; a
+python command line, python_command.py; the runtimes a target may name, runtime_names.py). Validation only: reading
 files and applying overrides is load.py."""
 
 from __future__ import annotations
 
-import difflib
 import shlex
 import sys
 from enum import Enum
@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from edgekit.target.benchmark_cap import BenchmarkCap
 from edgekit.target.host_names import (
     HOST_HINT,
     USER_HINT,
@@ -23,30 +24,8 @@ from edgekit.target.host_names import (
     user_name_problem,
 )
 from edgekit.target.lab_spec import LabSpec
-
-
-def runtime_modules() -> tuple[str, ...]:
-    """What a target's `runtimes:` may list: the Python module of each device package of the runtime registry
-    (edgekit/runtimes/), numpy included. Read from the agent's copy of the registry (RUNTIME_DISTS, which
-    tests/test_runtimes.py checks against it): target/ is configuration, and the registry's package imports the
-    converters and, through them, the emulator."""
-    from edgekit.agent.agent import RUNTIME_DISTS
-
-    return tuple(RUNTIME_DISTS)
-
-
-def _closest_runtime(name: str) -> str | None:
-    """The module a misspelt entry most likely meant: `ncnnn` ncnn, `mnn` MNN, `opencv-python` cv2."""
-    from edgekit.agent.agent import RUNTIME_DISTS
-
-    spellings = {m.lower(): m for m in RUNTIME_DISTS} | {
-        d.lower().replace("-", "_"): m for m, dists in RUNTIME_DISTS.items() for d in dists
-    }
-    wanted = name.lower().replace("-", "_")
-    if wanted in spellings:
-        return spellings[wanted]
-    close = difflib.get_close_matches(wanted, list(spellings), n=1, cutoff=0.6)
-    return spellings[close[0]] if close else None
+from edgekit.target.python_command import python_error, python_problem
+from edgekit.target.runtime_names import closest_runtime, runtime_modules
 
 
 class TransportKind(str, Enum):
@@ -66,39 +45,6 @@ class Emulated(BaseModel):
         True  # the plugin-capable qemu: instruction counts, the basis of board estimates (emu/README.md)
     )
     caches: bool = True  # while counting, simulate the board's data caches: miss features, a tighter estimate
-
-
-class BenchmarkCap(BaseModel):
-    """Upper bounds a target puts on a recipe's benchmark settings (command-line flags still win).
-
-    Emulated devices run tens of times slower than the board, and their wall times are not device latency
-    anyway: a recipe's full timing plan (say repeat 20 at 1 and 4 threads on 50 images) would take hours.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    threads: tuple[int, ...] | None = None
-    repeat: int | None = Field(None, gt=0)
-    warmup: int | None = Field(None, ge=0)
-    samples: int | None = Field(None, gt=0)
-
-    @field_validator("threads")
-    @classmethod
-    def _threads(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        """As a recipe's `benchmark.threads`: [0] or [-3] failed only after the device run, [100000] started that
-        many threads, [] measured with none said."""
-        return None if value is None else thread_counts(value)
-
-
-MAX_THREADS = 256  # more than any board's cores: --threads 100000 had the runtime start that many and hang
-
-
-def thread_counts(value: tuple[int, ...]) -> tuple[int, ...]:
-    """Thread counts to measure at, each once: a non-empty list from 1 to MAX_THREADS (ValueError, else). Here,
-    not in recipe/, for a benchmark cap's too: target/ is configuration and imports no recipe code."""
-    if not value or any(t <= 0 or t > MAX_THREADS for t in value):
-        raise ValueError(f"threads must be a non-empty list of integers from 1 to {MAX_THREADS}, e.g. [1, 4]")
-    return tuple(dict.fromkeys(value))  # [1, 1, 4] measures 1 thread once
 
 
 # the fields only an SSH link reads: refused on a local target, which would ignore them
@@ -297,7 +243,7 @@ class Target(BaseModel):
         emulated device had been started and connected."""
         problem = python_problem(value)
         if problem:
-            raise _python_error(problem)
+            raise python_error(problem)
         return value
 
     @field_validator("runtime_python")
@@ -308,7 +254,7 @@ class Target(BaseModel):
         for runtime, python in value.items():
             problem = python_problem(python)
             if problem:
-                raise _python_error(f"{runtime}: {problem}")
+                raise python_error(f"{runtime}: {problem}")
         return value
 
     @field_validator("runtimes")
@@ -322,7 +268,7 @@ class Target(BaseModel):
             return value
         said = []
         for name in unknown:
-            closest = _closest_runtime(name)
+            closest = closest_runtime(name)
             said.append(f"{name!r}" + (f" (did you mean {closest}?)" if closest else ""))
         raise PydanticCustomError(
             "unknown_runtime",
@@ -403,31 +349,3 @@ class Target(BaseModel):
     def python_for(self, runtime: str) -> str:
         """The python command that has `runtime` (e.g. tflite_runtime lives in its own site dir)."""
         return self.runtime_python.get(runtime, self.python)
-
-
-def python_problem(python: str) -> str | None:
-    """Why `python` is not a command python_argv can split into one (an unclosed quote, nothing), or None."""
-    try:
-        words = python_argv(python)
-    except ValueError as exc:
-        return f"{python!r} is not a command edgekit can run: {exc}"
-    return None if words else "an empty command: give a python, e.g. python3"
-
-
-def _python_error(message: str) -> PydanticCustomError:
-    return PydanticCustomError(
-        "python_command",
-        "{message}",
-        {
-            "message": message,
-            "hint": "a python is a command line, split as a shell splits it (no shell runs it; every quote "
-            "closed), e.g. python: taskset -c 4-7 python3",
-        },
-    )
-
-
-def python_argv(python: str) -> list[str]:
-    """A target's `python` as argv: its command line split as a shell would (`taskset -c 4-7 python3`), except
-    edgekit's own interpreter (the host's, a local target's default), which is a path and may hold a space (a
-    venv under `My Projects/`): never split."""
-    return [python] if python == sys.executable else shlex.split(python)
