@@ -1,7 +1,8 @@
 """What to do about missed fidelity gates, in one wording for `edgekit convert`'s error (convert.failures) and for a
-deploy's target where no artifact met its gates (route.why_no_route): `edgekit analyze RECIPE --format F --fix` for
-the INT8 formats, or relax the gate; a float artifact that missed is its conversion differing from the model. Its
-own module: the route (a layer above the converters) and convert both say it, and neither imports the other."""
+deploy's target where no artifact met its gates (route_rejections.why_no_route): `edgekit analyze RECIPE --format F
+--fix` for the INT8 formats, or relax the gate; a float artifact that missed is its conversion differing from the
+model. Its own module: the route (a layer above the converters) and convert both say it, and neither imports the
+other."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ def gate_advice(
     recipe_path: str, failed: Sequence[Format], float_missed: Sequence[Format], keep_going: bool = True
 ) -> str:
     """What to do about missed gates, the one wording of convert's error and of a deploy's target with no route
-    (edgekit.route.why_no_route): `edgekit analyze RECIPE --format F --fix` for each INT8 format among `failed`
-    (named once each) whose runtime's float artifact did not itself miss its gate, or relax the gate; the float
-    artifacts in `float_missed` are said to differ from the model in float, which no layer choice or gate of
+    (edgekit.route_rejections.why_no_route): `edgekit analyze RECIPE --format F --fix` for each INT8 format among
+    `failed` (named once each) whose runtime's float artifact did not itself miss its gate, or relax the gate; the
+    float artifacts in `float_missed` are said to differ from the model in float, which no layer choice or gate of
     their runtime's fp16/int8 mends. `keep_going`: add convert's --keep-going (it keeps the formats that passed;
     a deploy with none that met its gates has none to keep)."""
     broken = {f.runtime for f in float_missed}

@@ -15,19 +15,8 @@ from edgekit.results import (
     interval_not_validated,
     unchecked_gates,
 )
-from edgekit.route import (
-    CONVERSION_MISSED,
-    COUNTS_LOST,
-    DISAGREEMENT,
-    NOT_RANKED_APART,
-    UNCOUNTED,
-    Basis,
-    Candidate,
-    Route,
-    figure_text,
-    ranked_below,
-    recommend,
-)
+from edgekit.route import DISAGREEMENT, Basis, Candidate, Route, figure_text, recommend
+from edgekit.route_rejections import CONVERSION_MISSED, COUNTS_LOST, NOT_RANKED_APART, UNCOUNTED, ranked_below
 from edgekit.same_model import holds_no_int8, no_int8_note, same_models
 
 

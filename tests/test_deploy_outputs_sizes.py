@@ -82,7 +82,8 @@ def test_outputs_of_another_size_on_one_input_are_not_comparable_and_say_why(tmp
     reference's, which is said as such (and is no route), not as a gate it missed."""
     from edgekit.deploy.outputs import onnx_reference
     from edgekit.fidelity.compare import NotComparable, compare, failed_comparison
-    from edgekit.route import NOT_COMPARABLE, Basis, Candidate, recommend
+    from edgekit.route import Basis, Candidate, recommend
+    from edgekit.route_rejections import NOT_COMPARABLE
 
     recipe = load_recipe(recipe_file(tmp_path, ["onnx-fp32"]))
     inputs = np.random.RandomState(1).rand(4, 3, 32, 32).astype(np.float32)
@@ -152,7 +153,7 @@ def test_outputs_not_comparable_are_said_so_in_the_lines_and_the_table_not_as_a_
 
     from edgekit.report.lines import failures
     from edgekit.report.table import deploy_table
-    from edgekit.route import NOT_COMPARABLE
+    from edgekit.route_rejections import NOT_COMPARABLE
 
     result = _deployed(tmp_path)
     (comp,) = [c for c in result.runs[0].comparisons if c.reference == "onnx"]

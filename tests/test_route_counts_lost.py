@@ -3,7 +3,8 @@ counting plugin) does not advise turning counting on: it was on. It says the cou
 
 from __future__ import annotations
 
-from edgekit.route import COUNTS_LOST, UNCOUNTED, Basis, Route, why_no_route
+from edgekit.route import Basis, Route
+from edgekit.route_rejections import COUNTS_LOST, UNCOUNTED, why_no_route
 
 
 def test_lost_counts_say_why_and_never_advise_counting() -> None:

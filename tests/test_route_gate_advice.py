@@ -13,16 +13,8 @@ from types import SimpleNamespace
 from edgekit.convert.failures import run_failure
 from edgekit.formats import Format
 from edgekit.results import GATE_MISSED
-from edgekit.route import (
-    CONVERSION_MISSED,
-    DID_NOT_RUN,
-    GATES_FAILED,
-    Basis,
-    Candidate,
-    Route,
-    recommend,
-    why_no_route,
-)
+from edgekit.route import Basis, Candidate, Route, recommend
+from edgekit.route_rejections import CONVERSION_MISSED, DID_NOT_RUN, GATES_FAILED, why_no_route
 
 REPO = Path(__file__).resolve().parents[1]
 # missed on the target and when converted (on this machine): the conversion is what to mend

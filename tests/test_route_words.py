@@ -26,10 +26,13 @@ from edgekit.results import (
     Measurement,
     TargetRun,
 )
-from edgekit.route import Basis, Candidate, recommend, why_no_route
+from edgekit.route import Basis, Candidate, recommend
 from edgekit.route_deploy import routes_for_deploy
+from edgekit.route_rejections import why_no_route
 
-NOT_RANKED_APART = "not ranked apart"  # edgekit.route's words, spelt out: what a reader of the JSON matches
+NOT_RANKED_APART = (
+    "not ranked apart"  # edgekit.route_rejections' words, spelt out: what a reader of the JSON matches
+)
 NOT_TOLD_APART = "not told apart by these samples"
 
 # the reviewer's mobilenetv2 on pi5-emu, 1 thread: (estimate, 80 % interval) and instructions per inference

@@ -19,7 +19,7 @@ from edgekit.deploy.agent_result import lies_under
 from edgekit.fidelity.compare import Saved, compare, failed_comparison, load_outputs, per_input
 from edgekit.recipe import Recipe
 from edgekit.results import Comparison, DeployResult, Measurement, TargetRun
-from edgekit.route import NOT_COMPARABLE
+from edgekit.route_rejections import NOT_COMPARABLE
 from edgekit.runtimes import Outputs
 
 

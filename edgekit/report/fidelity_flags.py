@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from edgekit.report.figures import cosine_text, gate_failures
 from edgekit.report.flags import Flag, FlagKind
 from edgekit.results import TargetRun
-from edgekit.route import not_comparable
+from edgekit.route_rejections import not_comparable
 from edgekit.store import StoredRun
 
 

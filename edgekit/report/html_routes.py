@@ -9,7 +9,7 @@ from typing import Any
 from edgekit.report.figures import millions
 from edgekit.report.html_facts import EMU_BADGE, history_details
 from edgekit.report.view import RecipeView, when
-from edgekit.route import why_no_route
+from edgekit.route_rejections import why_no_route
 from edgekit.store import StoredRun
 
 

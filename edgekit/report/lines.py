@@ -8,7 +8,7 @@ from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 from edgekit.results import DeployResult, Measurement, TargetRun
-from edgekit.route import NOT_COMPARABLE, not_comparable
+from edgekit.route_rejections import NOT_COMPARABLE, not_comparable
 
 if TYPE_CHECKING:
     from edgekit.route import Route

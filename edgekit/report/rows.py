@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from edgekit.formats import Format
 from edgekit.report.regression import Flag
 from edgekit.results import ArtifactInfo, Comparison, DeployResult, Measurement, TargetRun
-from edgekit.route import not_comparable
+from edgekit.route_rejections import not_comparable
 from edgekit.same_model import same_models
 
 SAME_MODEL = "same model"  # Row.speedup_basis of an artifact that is its fp32 model: no speed-up

@@ -15,7 +15,7 @@ from edgekit.report.lines import route_line, timing_caveats
 from edgekit.report.percentiles import few_samples_note, percentile
 from edgekit.report.table import NO_INT8, SAME_MODEL, count_ratio, fp32_id
 from edgekit.report.table_caption import not_validated_note
-from edgekit.route import not_comparable
+from edgekit.route_rejections import not_comparable
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ from edgekit.results import (
     TargetRun,
     unchecked_gates,
 )
-from edgekit.route import not_comparable
+from edgekit.route_rejections import not_comparable
 from edgekit.runtimes import host_only_artifact
 from edgekit.same_model import holds_no_int8, no_int8_note, same_models
 

@@ -104,7 +104,7 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
                 if best.artifact
                 else "did not run"
                 if not ran
-                else "figure unusable"  # a NaN figure ran: never 'gates failed' (route.FIGURE_UNUSABLE)
+                else "figure unusable"  # a NaN figure ran: never 'gates failed' (route_rejections.FIGURE_UNUSABLE)
                 if not usable
                 else "gates not judged on the device"
                 if all(not c.judged for c in usable)
