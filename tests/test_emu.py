@@ -97,6 +97,12 @@ def test_targets_check_shows_the_emulated_pi4(pi4_emu) -> None:
     assert result.exit_code == 0, result.output
     for text in ("aarch64", "Cortex-A72", "cortex-a72", "1.26.4", "2.14.0", "emulated"):
         assert text in result.output
+    assert "expected_cpu" not in result.output  # the device is the Cortex-A72 the target expects
+    # a target that expects another core: the check printed the CPU and exited 0; it now compares, as deploy does
+    wrong = CliRunner().invoke(app, ["targets", "check", "pi4-emu", "--set", "expected_cpu=Cortex-A76"])
+    said = " ".join(wrong.output.split())
+    assert wrong.exit_code == 1, wrong.output
+    assert "not the target's expected_cpu Cortex-A76" in said and "Cortex-A72 (CPU part 0xd08)" in said, said
 
 
 @pytest.mark.integration

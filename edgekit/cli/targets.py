@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.table import Table
 
 from edgekit.terminal import Console, plain
+
+if TYPE_CHECKING:
+    from edgekit.emu.provision import DeviceInfo
+    from edgekit.target import Target
 
 targets_app = typer.Typer(
     help="List targets (targets/*.yaml); `check NAME` connects and shows what the device is; `setup NAME` "
@@ -92,6 +98,35 @@ def check_cmd(
     target = load_target(name, set_ or [])
     info = check_target(target)
     _print_info(target.name, info)
+    wrong = _expected_cpu(target, info)
+    if (
+        wrong is not None
+    ):  # the check's finding: a script that gates on it must see it, as deploy's warning is
+        console.print(f"[yellow]![/] {plain(target.name)}: {plain(wrong)}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _expected_cpu(target: Target, info: DeviceInfo) -> str | None:
+    """The warning deploy and bench give (deploy.expected_cpu) for a device that is not the target's
+    `expected_cpu`, from the probe's facts, or None: `targets check` printed the CPU and never compared it."""
+    from edgekit.agent.agent import ARM_PARTS
+    from edgekit.deploy.expected_cpu import warning
+    from edgekit.results import DeviceFacts
+
+    raw = info.raw
+    cpu = raw.get("cpu") or {}
+    facts = DeviceFacts(
+        machine=str(raw.get("machine") or ""),
+        # as the agent's facts name it: the part's core, else the model name
+        cpu_model=ARM_PARTS.get(cpu.get("CPU part") or "")
+        or cpu.get("model name")
+        or cpu.get("Processor")
+        or None,
+        cpu_part=cpu.get("CPU part") or None,
+        cores=int(raw.get("cores") or 0),
+        python=str(raw.get("python") or ""),
+    )
+    return warning(target, facts)
 
 
 @targets_app.command("setup")
