@@ -41,3 +41,24 @@ def test_only_a_leading_tilde_slash_is_the_home(tmp_path: Path) -> None:
     home = os.path.expanduser("~")
     assert done.exit_status == 0, done.stderr
     assert done.stdout.strip() == str([f"{home}/x", "a~/b", "~nobody/y", home]), done.stdout
+
+
+def test_a_local_targets_relative_work_dir_is_the_homes(tmp_path: Path) -> None:
+    """`work_dir: edgekit-work` is the device home's on an ssh device (README); the local transport made it in
+    whatever folder edgekit was run from."""
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    target = tmp_path / "lt.yaml"
+    target.write_text("name: lt\ntransport: local\nwork_dir: edgekit-work\nruntimes: [numpy]\n")
+    env = {**os.environ, "HOME": str(home), "EDGEKIT_HOME": str(tmp_path / "eh"), "COLUMNS": "200"}
+    done = subprocess.run(
+        [str(EDGEKIT), "targets", "check", str(target)],
+        env=env,
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (home / "edgekit-work").is_dir() and not (elsewhere / "edgekit-work").exists()

@@ -201,11 +201,15 @@ class LocalTransport(Transport):
 
 
 def make_work_dir(target: Target) -> Path:
-    """The local target's work dir, made: its `work_dir` (a leading `~/` is the home), else
+    """The local target's work dir, made: its `work_dir` (a leading `~/` or a relative path is the home's), else
     data_dir()/local/<name>. One that cannot be made or written (under a file, in /proc, read-only) is a
     WorkDirError naming the field and the target file (NotADirectoryError was an internal error)."""
     given = "work_dir" in target.model_fields_set
     path = Path(target.work_dir).expanduser() if given else data_dir() / "local" / target.name
+    if (
+        not path.is_absolute()
+    ):  # the home's, as an ssh device's sftp reads it (it was the cwd's, wherever run)
+        path = Path.home() / path
     problem = _unmade(path)
     if problem is not None:
         raise work_dir_error(target, path, problem)
