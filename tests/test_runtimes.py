@@ -98,7 +98,8 @@ def test_onnxruntime_and_opencv_run_the_tiny_model_here_and_in_the_agent(tmp_pat
 
 
 def test_host_only_runtimes_are_sent_to_the_host_alone(tmp_path: Path) -> None:
-    from edgekit.deploy.orchestrate import HOST, sent_to
+    from edgekit.deploy.orchestrate import HOST
+    from edgekit.deploy.run_targets import sent_to
 
     files = {}
     for name in ("model.xml", "model.bin", "model.onnx"):

@@ -1,9 +1,9 @@
 """`deploy`: recipe -> artifacts -> every target (and the host CPU) -> outputs compared -> one DeployResult.
 
-Targets run concurrently, one thread each; a device runs one benchmark at a time (the agent's lock), and the
-host's timing stage never overlaps an emulated device's upload or timing (qemu uses this machine's cores, see HostCpu). A target
-that fails is recorded with its error; the others go on. With `json_path` the partial DeployResult is written
-after every stage (result_file.py), so nothing measured is lost if the host process dies.
+Targets run concurrently, one thread each (run_targets.py); a device runs one benchmark at a time (the agent's
+lock), and the host's timing stage never overlaps an emulated device's upload or timing (qemu uses this machine's
+cores, see HostCpu). A target that fails is recorded with its error; the others go on. With `json_path` the partial
+DeployResult is written after every stage (result_file.py), so nothing measured is lost if the host process dies.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +25,6 @@ from edgekit.deploy.outputs import compare_all, onnx_reference
 from edgekit.deploy.plan import (
     DeployOptions,
     Progress,
-    TargetPlan,
     check_before_work,
     device_inputs,
     plan_for,
@@ -36,19 +32,16 @@ from edgekit.deploy.plan import (
 from edgekit.deploy.provenance import git_revision, now, tool_versions
 from edgekit.deploy.request import AgentArtifact, Settings
 from edgekit.deploy.result_file import ResultFile
-from edgekit.deploy.session import HostCpu, TargetSession
+from edgekit.deploy.run_targets import run_targets
 from edgekit.errors import ConversionError, Interrupted, OutputFileError, UsageError
 from edgekit.recipe import Recipe
-from edgekit.results import ArtifactInfo, DeployResult, TargetRun
+from edgekit.results import ArtifactInfo, DeployResult
 from edgekit.run_files import run_folder
 from edgekit.runtimes import host_only_artifact
 from edgekit.same_model import record_same_models
 from edgekit.target import HOST_COLUMN, Target, TransportKind, load_target
 
 HOST = HOST_COLUMN  # this machine's column (edgekit.target.HOST_COLUMN: what `local` is stored as)
-# after a Ctrl-C, how long a target still connecting is waited for (an SSH connect cannot be interrupted; its
-# connect_timeout may be minutes, and nothing was sent there yet)
-CONNECTING_GRACE_S = 2.0
 
 
 def host_target() -> Target:
@@ -152,7 +145,7 @@ def deploy(
     with run_folder(run_id) as local_root:
         inputs, labels = _inputs(recipe, settings, local_root, say)
         plans = [plan_for(target, recipe, opts, settings, inputs, say) for target in resolved.values()]
-        result.runs = _run_targets(plans, deployable, run_id, local_root, say, writer, opts.stop)
+        result.runs = run_targets(plans, deployable, run_id, local_root, say, writer, opts.stop)
         _check_cpus(result, resolved)
         try:
             say("compare: outputs vs the ONNX model and ARM vs host")
@@ -298,117 +291,6 @@ def _inputs(recipe: Recipe, settings: Settings, folder: Path, say: Progress) -> 
     path = folder / "inputs.npy"
     np.save(path, np.ascontiguousarray(inputs, dtype=np.float32))
     return path, labels
-
-
-def _run_targets(
-    plans: list[TargetPlan],
-    arts: list[AgentArtifact],
-    run_id: str,
-    local_root: Path,
-    say: Progress,
-    writer: ResultFile,
-    stop: threading.Event | None = None,
-) -> list[TargetRun]:
-    host_cpu = HostCpu()
-    sessions = [
-        TargetSession(
-            p.target,
-            run_id=run_id,
-            local_dir=local_root / p.target.name,
-            settings=p.settings,
-            progress=say,
-            host_cpu=host_cpu,
-            on_update=lambda _r: writer.update(),
-        )
-        for p in plans
-    ]
-    for session, plan in zip(sessions, plans):
-        session.run.benchmark = plan.settings.as_dict()
-        if session.target.name == HOST:
-            session.before_run = partial(_devices_reached, session, [s for s in sessions if s is not session])
-    writer.result.runs = [s.run for s in sessions]
-    threads = [
-        threading.Thread(
-            target=_guarded,
-            args=(s, sent_to(arts, s.target.name), p.inputs),
-            name=f"deploy-{s.target.name}",
-            daemon=True,
-        )
-        for s, p in zip(sessions, plans)
-    ]  # daemon: Ctrl-C ends at once
-    for t in threads:
-        t.start()
-    try:
-        for t in threads:
-            while t.is_alive():
-                t.join(0.2)
-                if stop is not None and stop.is_set():  # asked from another thread: as a Ctrl-C here
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:  # Ctrl-C: stop every device's agent (bounded), keep what was measured
-        say("interrupted (Ctrl-C or SIGTERM): stopping the agents, keeping what was measured")
-        for s in sessions:
-            s.interrupt()
-        deadline = time.monotonic() + 60
-        try:
-            for s in (
-                sessions
-            ):  # not Thread.join: after a join interrupted by Ctrl-C, CPython 3.11's join returns at once
-                wait = max(0.0, deadline - time.monotonic())
-                if (
-                    s.connecting
-                ):  # nothing sent yet, nothing to fetch or remove: not a minute of connect_timeout
-                    wait = min(wait, CONNECTING_GRACE_S)
-                if not s.finished.wait(timeout=wait) and s.connecting:
-                    s.fail("connect: interrupted (Ctrl-C or SIGTERM) while connecting; nothing was sent")
-        except KeyboardInterrupt:  # pressed again, later (edgekit.cli._Stop): stop waiting, keep what is here
-            say("interrupted again: not waiting for the agents any longer; keeping what was measured")
-        try:  # what was counted before the Ctrl-C still gets its board estimate: from the counts made, none new
-            attach_estimates(writer.result, {s.target.name: s.target for s in sessions}, say, counting=False)
-        except KeyboardInterrupt:
-            say("interrupted again: the estimates of what was counted are left out")
-        writer.result.finished_at = now()
-        try:
-            writer.write()
-        except OutputFileError as failed:  # a full disk: the CLI still records the measurements in the store
-            writer.discard()
-            say(f"--json not written: {failed}")
-        exc = Interrupted(
-            "interrupted (Ctrl-C or SIGTERM); what was measured is kept", where="edgekit deploy"
-        )
-        exc.result = writer.result  # type: ignore[attr-defined]
-        raise exc from None
-    return [s.run for s in sessions]
-
-
-def _devices_reached(host: TargetSession, devices: list[TargetSession]) -> str | None:
-    """Fail fast: the host waits until every device is connected (or failed); when every device failed before
-    measuring, the host is not measured (its figures are only the reference for the devices')."""
-    for device in devices:
-        while not device.reached.wait(0.5):
-            if host.interrupted:
-                return None
-    failed = [d.target.name for d in devices if d.run.error]
-    if devices and len(failed) == len(devices):
-        return (
-            f"every target failed before measuring ({', '.join(failed)}): the host, only their reference, was "
-            "skipped (nothing is wrong with it)"
-        )
-    return None
-
-
-def sent_to(arts: list[AgentArtifact], target: str) -> list[AgentArtifact]:
-    """The artifacts a target measures: a host-only runtime's (OpenVINO) on the host alone."""
-    return [a for a in arts if target == HOST or not host_only_artifact(a.format.value)]
-
-
-def _guarded(session: TargetSession, arts: list[AgentArtifact], inputs: Path) -> None:
-    """A bug in one target's thread must not take the others down: it becomes that target's error."""
-    try:
-        session.execute(arts, inputs)
-    except Exception as exc:  # noqa: BLE001 - recorded as data
-        session.fail(f"{session._stage}: unexpected {type(exc).__name__}: {exc}")
-    finally:
-        session.finished.set()
 
 
 def is_ok(result: DeployResult, expected: list[str]) -> bool:
