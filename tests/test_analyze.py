@@ -524,7 +524,7 @@ def test_a_candidate_the_runtime_refuses_for_select_tf_ops_names_them_and_no_nan
 
     import tensorflow as tf
 
-    from edgekit.analysis.float_fallback import refusal
+    from edgekit.analysis.host_timing import refusal
     from edgekit.cli.analyze import _finite
 
     @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])

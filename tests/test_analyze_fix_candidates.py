@@ -386,7 +386,8 @@ def test_fix_times_its_candidates_interleaved_and_says_when_the_host_was_busy(
 
     from edgekit.analysis import float_fallback
     from edgekit.analysis.analyze import analyze
-    from edgekit.analysis.float_fallback import HOST_ROUNDS, fix
+    from edgekit.analysis.float_fallback import fix
+    from edgekit.analysis.host_timing import HOST_ROUNDS, time_interleaved
     from edgekit.cli import analyze as cli
     from edgekit.cli.analyze_fix import fix_table
     from edgekit.formats import Format
@@ -396,7 +397,7 @@ def test_fix_times_its_candidates_interleaved_and_says_when_the_host_was_busy(
     path.write_text(IMPOSSIBLE.format(weights=WEIGHTS_DIR / "digits.pt"))
     recipe = load_recipe(path)
     result = analyze(recipe, Format.NCNN_INT8, samples=4)
-    real = float_fallback.time_interleaved
+    real = time_interleaved
     spun: list[float] = []
 
     def under_load(runs: Sequence[Callable[[], Any]]) -> Any:
