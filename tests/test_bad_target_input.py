@@ -385,7 +385,8 @@ def test_targets_with_an_emu_home_that_cannot_be_a_folder_is_a_usage_error(tmp_p
 def test_setup_that_could_install_none_of_the_runtimes_says_what_to_set() -> None:
     """`targets setup --set 'runtimes=[openvino]'` on a board ended with the hint `... out of the target's
     runtimes:` and nothing after the colon."""
-    from edgekit.emu.provision import DeviceInfo, require_installed
+    from edgekit.emu.device_info import DeviceInfo
+    from edgekit.emu.provision import require_installed
     from edgekit.errors import RuntimeInstallError
     from edgekit.target import Target
 
@@ -634,7 +635,8 @@ def test_relative_key_and_known_hosts_are_the_target_files_folders(
 def test_setups_hint_names_a_target_given_as_a_path_by_its_path(tmp_path: Path) -> None:
     """A target file given as a path (`targets setup /data/my boards/good.yaml`, `name: mypi` inside) was told to
     run `edgekit targets check mypi`, which no lookup finds ("unknown target"). The hint repeats what was given."""
-    from edgekit.emu.provision import DeviceInfo, require_installed
+    from edgekit.emu.device_info import DeviceInfo
+    from edgekit.emu.provision import require_installed
     from edgekit.errors import RuntimeInstallError
 
     folder = tmp_path / "my boards"

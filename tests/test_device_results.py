@@ -374,7 +374,7 @@ def test_targets_check_probes_the_host_when_edgekits_python_path_holds_a_space(
     """The same split in the device probe (`edgekit targets check local`, `targets setup`): the probe ran
     ['/.../My', 'Projects/.../python'] and said the python did not run."""
     from edgekit.deploy.orchestrate import host_target
-    from edgekit.emu.provision import probe
+    from edgekit.emu.device_info import probe
     from edgekit.transport import open_transport
 
     spaced = tmp_path / "My Projects" / "venv" / "python"

@@ -66,7 +66,7 @@ def test_a_python_in_the_device_home_runs_and_hashes(tmp_path: Path) -> None:
     the `~` was single-quoted (`bash: ~/venv/bin/python3: No such file or directory`, exit 127), in the command
     of `run` and in the sha256 fallback alike. A leading `~/` is the device's $HOME now (the rest still quoted:
     no text of the target's is ever read by the shell)."""
-    from edgekit.emu.provision import check_target
+    from edgekit.emu.device_info import check_target
     from edgekit.target import python_argv
 
     venv = Path.home() / f"edgekit-test-quirks-{os.getpid()}"  # the device is this host: its home is ours

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit.emu import provision
+from edgekit.emu import device_info, provision
 from edgekit.target import Target, load_target
 
 
@@ -170,10 +170,10 @@ def test_check_reads_each_runtime_from_the_python_a_deploy_runs_it_with(tmp_path
         ["ncnn"],
         f"runtime_python: {{ncnn: {bare / 'bin' / 'python'}}}\n",
     )
-    info = provision.check_target(target, lambda _: None)
+    info = device_info.check_target(target, lambda _: None)
     assert info.runtimes["ncnn"] is None, info.runtimes
     plain = _target(tmp_path, "plain", str(venv / "bin" / "python"), ["ncnn"])
-    assert provision.check_target(plain, lambda _: None).runtimes["ncnn"] == "1.0.1"
+    assert device_info.check_target(plain, lambda _: None).runtimes["ncnn"] == "1.0.1"
 
 
 def test_setup_installs_a_runtime_with_its_own_runtime_python(

@@ -100,7 +100,7 @@ def formats_cmd(
     unprobed: TransportError | None = None  # the target could not be reached: its file's runtimes only
     this_host = False
     if target:
-        from edgekit.emu.provision import check_target
+        from edgekit.emu.device_info import check_target
         from edgekit.target import load_target
 
         tgt = load_target(target, set_ or [])

@@ -10,7 +10,7 @@ from rich.table import Table
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
-    from edgekit.emu.provision import DeviceInfo
+    from edgekit.emu.device_info import DeviceInfo
     from edgekit.target import Target
 
 targets_app = typer.Typer(
@@ -92,7 +92,7 @@ def check_cmd(
 
     Example: edgekit targets check pi4-emu
     """
-    from edgekit.emu.provision import check_target
+    from edgekit.emu.device_info import check_target
     from edgekit.target import load_target
 
     target = load_target(name, set_ or [])

@@ -1,4 +1,5 @@
-"""What a device is (`edgekit targets check`) and how its runtimes get there (`edgekit targets setup`).
+"""How a device's runtimes get there (`edgekit targets setup`). What the device is (`targets check`, the probe
+setup starts from) is device_info.py's.
 
 Setup never needs internet on the device: the host detects the device's python version, machine and glibc
 over the transport, downloads the matching wheels (edgekit.emu.wheels, the same code and cache the emulated
@@ -13,79 +14,28 @@ returns; `require_installed` turns it into RuntimeInstallError (exit 1).
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from edgekit.agent.agent import ARM_PARTS
 from edgekit.emu import layout
 from edgekit.emu.device import emulated_key_errors, ensure_device
+from edgekit.emu.device_info import DeviceInfo, probe
 from edgekit.emu.termux import is_termux, setup_termux
 from edgekit.emu.wheels import (
     RUNTIME_PACKAGES,
     TFLITE_RUNTIME_REQS,
-    WheelPlatform,
     download_wheels,
     numpy_has_wheel,
     pinned_requirements,
 )
-from edgekit.errors import RemoteTimeout, RuntimeInstallError, TargetError
+from edgekit.errors import RuntimeInstallError
 from edgekit.runtimes import device_packages, spec_for_module
 from edgekit.target import Target, python_argv
 from edgekit.transport import Transport, open_transport
 
 Log = Callable[[str], None]
-
-CPU_PARTS = ARM_PARTS  # the agent's table (ARM's MIDR part numbers): one copy
-
-# Runs on the device with the device's python (stdlib only, nothing imported that is slow under qemu).
-PROBE = r"""
-import json, os, platform, sys
-def meta(name):
-    try:
-        from importlib import metadata
-        return metadata.version(name)
-    except Exception:
-        return None
-info = {"machine": platform.machine(), "python": platform.python_version(), "libc": list(platform.libc_ver()),
-        "cores": os.cpu_count(), "emulator": os.environ.get("EDGEKIT_EMULATOR"), "hostname": platform.node(),
-        "system": platform.system(), "android": "ANDROID_ROOT" in os.environ,
-        "termux_version": os.environ.get("TERMUX_VERSION"), "prefix": os.environ.get("PREFIX"),
-        "venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix)}
-cpu = {}
-try:
-    for line in open("/proc/cpuinfo"):
-        k, _, v = line.partition(":")
-        k, v = k.strip(), v.strip()
-        if k and v and k not in cpu:
-            cpu[k] = v
-except OSError:
-    pass
-info["cpu"] = {k: cpu.get(k) for k in ("model name", "CPU part", "Features", "flags", "Model", "Hardware")}
-mem = {}
-try:
-    for line in open("/proc/meminfo"):
-        k, _, v = line.partition(":")
-        mem[k] = int(v.split()[0])
-except (OSError, ValueError, IndexError):
-    pass
-info["mem_total_mb"] = round(mem.get("MemTotal", 0) / 1024, 1) or None
-info["mem_available_mb"] = round(mem.get("MemAvailable", 0) / 1024, 1) or None
-DISTS = __DISTS__
-info["runtimes"] = {m: next((v for v in map(meta, ds) if v), None) for m, ds in DISTS.items()}
-info["pip"] = meta("pip")
-print("EDGEKIT_PROBE " + json.dumps(info))
-"""
-
-# module -> the distributions that may provide it, from the runtime registry
-PROBE = PROBE.replace("__DISTS__", json.dumps({p.module: list(p.version_dists) for p in device_packages()}))
-
-PROBE_S = 120.0  # the probe imports every runtime: seconds under qemu, on a busy machine more
 
 UNPACK = r"""
 import sys, zipfile, pathlib
@@ -94,105 +44,6 @@ for wheel in sys.argv[2:]:
     zipfile.ZipFile(wheel).extractall(site)
 print("unpacked", len(sys.argv) - 2)
 """
-
-
-@dataclass
-class DeviceInfo:
-    """What `targets check` prints; raw is the probe's JSON."""
-
-    raw: dict[str, Any]
-    runtimes: dict[str, str | None] = field(default_factory=dict)  # each as target.python_for(it) sees it
-    # after `targets setup`: each runtime it could not install -> what was tried and why it failed
-    not_installed: dict[str, str] = field(default_factory=dict)
-    pythons: dict[str, dict[str, Any]] = field(default_factory=dict)  # each python command -> its own probe
-
-    @property
-    def cpu_model(self) -> str:
-        cpu = self.raw.get("cpu", {})
-        part = (cpu.get("CPU part") or "").lower()
-        return CPU_PARTS.get(part, cpu.get("model name") or (f"ARM part {part}" if part else "unknown"))
-
-    @property
-    def features(self) -> str:
-        cpu = self.raw.get("cpu", {})
-        return cpu.get("Features") or cpu.get("flags") or ""
-
-    @property
-    def emulated(self) -> bool:
-        return bool(self.raw.get("emulator"))
-
-    def wheel_platform(self, where: str) -> WheelPlatform:
-        libc, version = (self.raw.get("libc") or ["", ""])[:2]
-        if self.raw.get("android") or libc != "glibc" or not version:
-            raise TargetError(
-                "no manylinux wheels fit this device (not a glibc Linux: Android/Termux?)",
-                where=where,
-                hint="on Termux: pkg install python-numpy; pip install ncnn "
-                "(tflite-runtime / ai-edge-litert publish no Android wheels)",
-            )
-        major, minor = (int(x) for x in version.split(".")[:2])
-        py = ".".join(self.raw["python"].split(".")[:2])
-        return WheelPlatform(python=py, machine=self.raw["machine"], glibc=(major, minor))
-
-
-def probe(transport: Transport, target: Target) -> DeviceInfo:
-    """Run the probe with the target's python (and each runtime-specific python) on the device. Each runtime's
-    version is the one the python a deploy runs it with (target.python_for) sees, and only that one. It runs in
-    the work dir, made first: one the device cannot make is a WorkDirError naming the field (the probe's `cd`
-    failing was blamed on the python)."""
-    transport.mkdir(".")
-    info: DeviceInfo | None = None
-    found: dict[str, dict[str, str | None]] = {}  # python -> its probe's runtimes
-    site = f"{transport.work_dir or '.'}/site"  # where setup unpacks wheels on a pip-less device
-    for python in dict.fromkeys([target.python, *target.runtime_python.values()]):
-        try:
-            res = transport.run(
-                [*python_argv(python), "-c", PROBE], timeout=PROBE_S, env={"PYTHONPATH": site}
-            )
-        except RemoteTimeout as exc:  # a wrapper that waits for input, a python that hangs at start-up
-            raise _python_hangs(target, python, exc) from None
-        line = next((ln for ln in res.stdout.splitlines() if ln.startswith("EDGEKIT_PROBE ")), None)
-        if line is None:
-            raise TargetError(
-                f"`{python}` did not run on the device (exit {res.exit_status}): {res.stderr.strip()[-300:]}",
-                where=target.name,
-                hint="set the target's python command: --set python=python3",
-            )
-        raw = json.loads(line.split(" ", 1)[1])
-        found[python] = raw["runtimes"]
-        if info is None:
-            info = DeviceInfo(raw)
-        info.pythons[python] = raw
-    if info is None:
-        raise TargetError("the target has no python command", where=target.name)
-    info.runtimes = {m: found[target.python_for(m)].get(m) for m in found[target.python]}
-    return info
-
-
-def _python_hangs(target: Target, python: str, exc: RemoteTimeout) -> RemoteTimeout:
-    """The probe's timeout said as the target's python's: which field, what to set (it quoted the whole probe
-    script, with no hint)."""
-    keys = [runtime for runtime, own in target.runtime_python.items() if own == python]
-    field = "python" if python == target.python or not keys else f"runtime_python.{keys[0]}"
-    return RemoteTimeout(
-        f"`{python}` did not answer edgekit's probe (a few lines of Python printing the device's facts) within "
-        f"{PROBE_S:g} s and was stopped",
-        where=f"{exc.where} (target {target.name}, field `{field}`)" if exc.where else target.name,
-        hint=f"is `{field}:` a python? it must run `python -c SCRIPT` and end; run `{python} -c 'print(1)'` on the "
-        f"device to see, then set it: --set {field}=python3, or `{field}:` in {target.source or 'the target file'}",
-    )
-
-
-def _to_stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def check_target(target: Target, log: Log = _to_stderr) -> DeviceInfo:
-    target = ensure_device(
-        target, log
-    )  # an emulated device it starts (or restarts, frozen) is said, on stderr
-    with emulated_key_errors(target), open_transport(target) as transport:
-        return probe(transport, target)
 
 
 def requirements_for(runtimes: list[str]) -> list[str]:

@@ -68,14 +68,14 @@ def test_a_python_that_hangs_is_named_briefly_with_its_field(local_sshd, tmp_pat
     probe script, no hint; `formats --target` called the device "not probed (... unreachable ...)", exit 0. Now
     a short message naming the field and what to set; formats says the same error."""
     from edgekit.cli.formats import formats_cmd
-    from edgekit.emu import provision
-    from edgekit.emu.provision import check_target
+    from edgekit.emu import device_info
+    from edgekit.emu.device_info import check_target
     from edgekit.errors import RemoteTimeout
 
     hang = tmp_path / "hang.sh"
     hang.write_text("#!/bin/sh\nsleep 600\n")
     hang.chmod(0o755)
-    monkeypatch.setattr(provision, "PROBE_S", 3.0)  # 120 s on a device
+    monkeypatch.setattr(device_info, "PROBE_S", 3.0)  # 120 s on a device
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/config
     with pytest.raises(RemoteTimeout) as info:
         check_target(local_sshd.model_copy(update={"python": str(hang)}))

@@ -143,7 +143,7 @@ def test_a_local_work_dir_in_proc_is_named(tmp_path: Path) -> None:
 def test_targets_check_names_an_unusable_work_dir_not_the_python(local_sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """`targets check` (and `formats --target`) ran the probe inside a work dir it never made: a work_dir under a
     file was said as "`python3` did not run on the device ... cd: ...: Not a directory; hint: set python"."""
-    from edgekit.emu.provision import check_target
+    from edgekit.emu.device_info import check_target
 
     afile = tmp_path / "afile"
     afile.write_text("not a folder\n")
