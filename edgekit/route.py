@@ -231,7 +231,7 @@ def recommend(target: str, candidates: list[Candidate], basis: Basis, threads: i
         ratio = f"{c.value / best.value:.2f}x {best.artifact}"  # type: ignore[operator]
         route.rejected[c.artifact] = {
             Basis.INSTRUCTIONS: f"{MORE_INSTRUCTIONS} ({ratio}'s count)",
-            Basis.ESTIMATE_MS: f"{SLOWER_BY_ESTIMATE} ({ratio})",  # route_deploy says which are not ranked apart
+            Basis.ESTIMATE_MS: f"{SLOWER_BY_ESTIMATE} ({ratio})",  # route_estimates says which are not ranked apart
             Basis.P50_MS: f"{SLOWER} ({ratio})",
         }[basis]
     by_id = {c.artifact: c for c in ran}

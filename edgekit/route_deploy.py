@@ -1,12 +1,11 @@
 """The routes of a deploy: each target run's candidates (its measurements at a thread count, gated by the
 conversion's gates and the target's own comparison with the original model) handed to edgekit.route.recommend,
 at each target's fastest thread count measured (route_for_run), with what the figures alone do not say
-(an estimate's count ratio, an uncalibrated estimate, a busy machine, another winner at an estimated thread count).
+(an estimate's count ratio and 80 % intervals, from edgekit.route_estimates; an uncalibrated estimate, a busy
+machine, another winner at an estimated thread count).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from edgekit.results import (
     Comparison,
@@ -16,7 +15,15 @@ from edgekit.results import (
     unchecked_gates,
 )
 from edgekit.route import DISAGREEMENT, Basis, Candidate, Route, figure_text, recommend
-from edgekit.route_rejections import CONVERSION_MISSED, COUNTS_LOST, NOT_RANKED_APART, UNCOUNTED, ranked_below
+from edgekit.route_estimates import (
+    bounded,
+    count_vs_fp32,
+    estimate_reasons,
+    estimate_tie,
+    estimates_tied,
+    unranked_ratios,
+)
+from edgekit.route_rejections import CONVERSION_MISSED, COUNTS_LOST, UNCOUNTED, ranked_below
 from edgekit.same_model import holds_no_int8, no_int8_note, same_models
 
 
@@ -119,23 +126,6 @@ def _fastest_route(
     return best
 
 
-def _count_vs_fp32(run: TargetRun, route: Route) -> None:
-    """An estimate-basis route's speed-up over fp32 by the exact counts too: the estimates' ratio (1.14x for
-    yolov5-lite's ncnn-int8 on pi4-emu) is not the counts' (1.05x), since the cost model also weighs the
-    instruction mix, the simulated cache misses and an int8 kernel class; a user reading only the first took
-    the gap for a measured gain."""
-    if route.fp32_artifact is None:
-        return
-    counts = {
-        m.artifact: m.instructions_per_invoke
-        for m in (run.agent.measurements if run.agent else [])
-        if m.threads == route.threads and m.status == "ok" and m.instructions_per_invoke
-    }
-    own, fp32 = counts.get(route.artifact or ""), counts.get(route.fp32_artifact)
-    if own and fp32:
-        route.count_vs_fp32 = fp32 / own
-
-
 def _other_winners(run: TargetRun, route: Route) -> None:
     """An emulated target estimated at thread counts it did not run (a capped plan: 1 thread run, 4 estimated from
     its counts): where another artifact within the gates has the lower estimate there, say so (the
@@ -157,103 +147,6 @@ def _other_winners(run: TargetRun, route: Route) -> None:
                 f"ranks first, {route.artifact} ~{figure_text(own)} ms"
                 + (" (one inside the other's 80% interval: not ranked apart)" if tie else "")
             )
-
-
-def _estimate_tie(run: TargetRun, route: Route, threads: int) -> None:
-    """An estimate-basis choice whose runner-up within the gates lies inside its 80 % interval (or the other way
-    round) is not ranked by the estimates: each interval holds the board's figure at its stated rate, not the order
-    of two figures inside it (yolov5-lite on pi4-emu: ncnn-int8 ~101 ms, 80-127, over tflite-int8 ~106 ms). Said,
-    and `tied_with` set, as a measured tie is."""
-    slower = {
-        a: float(e["estimate_ms"])
-        for a, why in route.rejected.items()
-        if ranked_below(why) and (e := bounded(run, a, threads, interval=False))
-    }
-    if not slower:
-        return
-    runner = min(slower, key=lambda a: (slower[a], a))
-    best, other = bounded(run, route.artifact or "", threads), bounded(run, runner, threads)
-    if best is not None and other is not None and estimates_tied(best, other):
-        route.tied_with = runner
-        route.caveats.append(
-            f"the estimates do not rank {route.artifact} ~{figure_text(float(best['estimate_ms']))} ms "
-            f"({_span(best)}) and {runner} ~{figure_text(slower[runner])} ms ({_span(other)}): one lies inside the "
-            "other's 80% interval; measure both on the board"
-        )
-
-
-def _unranked_ratios(run: TargetRun, route: Route, threads: int) -> None:
-    """The estimate's speed-ups over fp32 and over the slowest route, withheld where the other side lies inside
-    the choice's 80 % interval or the choice inside its (estimates_tied): '1.92x vs tflite-fp32 by estimate;
-    3.19x vs slowest ncnn-fp32' was said of tflite-int8 ~0.0311 ms (0.00966-0.0998), which holds both
-    ~0.0597 and ~0.0992. The count ratio, exact, stays."""
-    best = bounded(run, route.artifact or "", threads)
-    if best is None:
-        return
-    for other, attr in (
-        (route.fp32_artifact, "speedup_vs_fp32"),
-        (route.slowest_artifact, "speedup_vs_slowest"),
-    ):
-        if other is None or other == route.artifact or getattr(route, attr) is None:
-            continue
-        if _not_ranked_apart(run, best, other, threads):
-            setattr(route, attr, None)
-            if other not in route.not_ranked_by_estimate:
-                route.not_ranked_by_estimate.append(other)
-
-
-def _not_ranked_apart(run: TargetRun, best: dict[str, Any], other: str, threads: int) -> bool:
-    """Whether `other`'s estimate is not ranked apart from the choice's (`best`, with its interval): one inside
-    the other's 80 % interval (estimates_tied), or, with no interval of its own, inside the choice's."""
-    full, est = bounded(run, other, threads), bounded(run, other, threads, interval=False)
-    if full is not None:
-        return estimates_tied(best, full)
-    return est is not None and float(est["estimate_ms"]) <= float(best["high_ms"])
-
-
-def _estimate_reasons(run: TargetRun, route: Route, threads: int) -> None:
-    """Each runner-up's rejection said on the estimate basis as the route says it: one the estimates do not rank
-    apart from the choice (the tie, and each `not_ranked_by_estimate`, by one rule: _not_ranked_apart) is 'not
-    ranked apart', never 'slower': the JSON said 'slower (1.00x ncnn-int8)' of the very tflite-int8 the route
-    called a tie, and 'slower (2.31x ...)' of an ncnn-fp32 whose ratio it withheld."""
-    best = bounded(run, route.artifact or "", threads)
-    if best is None:
-        return
-    for other, why in list(route.rejected.items()):
-        own = bounded(run, other, threads, interval=False)
-        if own is None or not ranked_below(why):
-            continue
-        if other == route.tied_with or _not_ranked_apart(run, best, other, threads):
-            route.rejected[other] = (
-                f"{NOT_RANKED_APART} (~{figure_text(float(own['estimate_ms']))} vs "
-                f"~{figure_text(float(best['estimate_ms']))} ms ESTIMATE of {route.artifact}: one lies inside the "
-                "other's 80% interval)"
-            )
-
-
-def bounded(run: TargetRun, artifact: str, threads: int, interval: bool = True) -> dict[str, Any] | None:
-    """The run's usable board estimate of `artifact` at `threads` (with its 80 % interval unless `interval` is
-    False), or None."""
-    est = run.estimates.get(f"{artifact} x{threads}")
-    keys = ("estimate_ms", "low_ms", "high_ms") if interval else ("estimate_ms",)
-    if isinstance(est, dict) and est.get("status", "ok") == "ok" and all(est.get(k) for k in keys):
-        return est
-    return None
-
-
-def estimates_tied(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
-    """Two board estimates ({estimate_ms, low_ms, high_ms}) the estimates cannot order: one figure lies inside the
-    other's 80 % interval. False when either is missing (nothing is claimed either way)."""
-    if a is None or b is None:
-        return False
-    faster, slower = sorted((a, b), key=lambda e: float(e["estimate_ms"]))
-    return float(slower["estimate_ms"]) <= float(faster["high_ms"]) or float(faster["estimate_ms"]) >= float(
-        slower["low_ms"]
-    )
-
-
-def _span(est: dict[str, Any]) -> str:
-    return f"{figure_text(float(est['low_ms']))}-{figure_text(float(est['high_ms']))}"
 
 
 def _route_at(
@@ -281,7 +174,7 @@ def _route_at(
         )
     route = recommend(run.target, candidates, basis, threads)
     if basis is Basis.ESTIMATE_MS and route.artifact is not None:
-        _count_vs_fp32(run, route)
+        count_vs_fp32(run, route)
         est = run.estimates.get(f"{route.artifact} x{threads}") or {}
         why = interval_not_validated(est)
         if why:
@@ -289,9 +182,9 @@ def _route_at(
                 f"the estimate of {route.artifact} is not calibrated ({why}; interval "
                 f"{est.get('low_ms', 0):.3g}-{est.get('high_ms', 0):.3g} ms): confirm on the board"
             )
-        _estimate_tie(run, route, threads)
-        _unranked_ratios(run, route, threads)
-        _estimate_reasons(run, route, threads)
+        estimate_tie(run, route, threads)
+        unranked_ratios(run, route, threads)
+        estimate_reasons(run, route, threads)
     if basis is Basis.P50_MS and route.artifact is not None:
         busy = [
             m

@@ -684,7 +684,7 @@ def test_the_route_and_its_caveats_are_in_the_markdown_and_the_html(tmp_path: Pa
     assert lines["- pi4"].startswith("- pi4: ship ") and " ms p50, threads=1; " in lines["- pi4"], md
     assert "basis: p50 latency measured on the target" in lines["- pi4"] and busy in lines["- pi4"]
     assert " ms ESTIMATE, threads=1" in lines["- pi5-emu"], md
-    # a ratio by estimate is stated, or said as not ranked apart by the 80 % interval (route_deploy)
+    # a ratio by estimate is stated, or said as not ranked apart by the 80 % interval (route_estimates)
     assert "x vs " in lines["- pi5-emu"] or "not ranked apart by the estimate" in lines["- pi5-emu"], md
     assert "is not calibrated" in lines["- pi5-emu"] and "confirm on the board" in lines["- pi5-emu"]
     assert "tool onnx2tf: 1.29.24 → 1.30.0" in md and "-\\>" not in md, md

@@ -17,13 +17,8 @@ from rich.table import Table
 from edgekit.formats import Format
 from edgekit.results import ArtifactInfo, DeployResult
 from edgekit.route import Basis, recommend
-from edgekit.route_deploy import (
-    bounded,
-    candidates_for_run,
-    estimates_tied,
-    route_inputs,
-    table_threads,
-)
+from edgekit.route_deploy import candidates_for_run, route_inputs, table_threads
+from edgekit.route_estimates import bounded, estimates_tied
 
 HOST = "host"
 # What one timed invocation covers, by runtime (the agent's runners' invoke): not the same scope everywhere, so a
