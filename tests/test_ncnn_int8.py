@@ -115,8 +115,8 @@ def _layer(kind: str, name: str, bottoms: list[str], tops: list[str], **params: 
 def test_requantize_fusion_follows_ncnn2int8() -> None:
     """conv -> conv fuses; conv -> Split -> (conv, dw) fuses; conv -> Split -> (conv, BinaryOp) does not;
     a float consumer, an FC consumer or a graph output never do."""
-    from edgekit.convert.ncnn.int8 import requantize_fusions
     from edgekit.convert.ncnn.param import NcnnGraph
+    from edgekit.convert.ncnn.requantize import requantize_fusions
 
     layers = [
         _layer("Input", "in", [], ["x"]),
@@ -142,18 +142,18 @@ def test_requantize_fusion_follows_ncnn2int8() -> None:
 
 
 def test_relu6_becomes_relu_only_where_requantization_makes_it_exact() -> None:
-    from edgekit.convert.ncnn.int8 import _relu_where_exact
+    from edgekit.convert.ncnn.requantize import relu_where_exact
 
     def clip(hi: str) -> NcnnLayer:
         return _layer("ConvolutionDepthWise", "dw", ["a"], ["b"], p9="3", m23310=f"2,0.0,{hi}")
 
     layer = clip("6.0")
-    assert "relu" in _relu_where_exact(layer, threshold=5.2)
+    assert "relu" in relu_where_exact(layer, threshold=5.2)
     assert layer.get_int(9) == 1 and layer.get_array(10) is None
     layer = clip("6.0")
-    assert _relu_where_exact(layer, threshold=7.0) == "" and layer.get_int(9) == 3  # clip would bite: kept
+    assert relu_where_exact(layer, threshold=7.0) == "" and layer.get_int(9) == 3  # clip would bite: kept
     relu = _layer("Convolution", "c", ["a"], ["b"], p9="1")
-    assert _relu_where_exact(relu, threshold=1.0) == "" and relu.get_int(9) == 1
+    assert relu_where_exact(relu, threshold=1.0) == "" and relu.get_int(9) == 1
 
 
 # --- a small, well-conditioned network (BN statistics taken from realistic images) --------------------------

@@ -12,9 +12,9 @@ does their work on a pnnx fp32 export:
    scales (num_output floats; group floats or 1 for depthwise) and the input scale (1 float).
 Every other layer is copied byte for byte; layers named in `float_layers`, or whose input was always zero,
 stay float, as do weight-carrying layers of other types (ncnn has no int8 kernel for them either).
-5. requantize fusion, as ncnn2int8's fuse_requantize: an int8 Convolution/ConvolutionDepthWise whose output
-   goes only into int8 Convolution/ConvolutionDepthWise layers (directly, or through a Split all of whose
-   outputs do) writes int8 itself: `8=` + 100 in the .param and, after the input scale in the .bin, one more
+5. requantize fusion (requantize.py), as ncnn2int8's fuse_requantize: an int8 Convolution/ConvolutionDepthWise
+   whose output goes only into int8 Convolution/ConvolutionDepthWise layers (directly, or through a Split all of
+   whose outputs do) writes int8 itself: `8=` + 100 in the .param and, after the input scale in the .bin, one more
    float, the top scale (the consumer's input scale). Without it every int8 layer dequantizes to float and
    the next one quantizes again.
 6. activations as ncnn's fast kernels want them: a fused clip(0, hi) (ReLU6) on a requantized layer whose
@@ -33,7 +33,8 @@ import numpy as np
 
 from edgekit.convert.ncnn import calib as ncnn_calib
 from edgekit.convert.ncnn import weights as ncnn_bin
-from edgekit.convert.ncnn.param import ARRAY_KEY_BASE, NcnnGraph, NcnnLayer, read_param, write_param
+from edgekit.convert.ncnn.param import NcnnGraph, NcnnLayer, read_param, write_param
+from edgekit.convert.ncnn.requantize import relu_where_exact, requantize_fusions
 from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel
 from edgekit.errors import ConversionError, InputDataError, RecipeError
 
@@ -183,54 +184,10 @@ def quantize_ncnn(
             layer.set_param(8, layer.get_int(8) + 100)
             segments[index] += ncnn_bin.floats(np.array([top_scale], np.float32))
             results[layer.name].top_scale = top_scale
-            results[layer.name].activation = _relu_where_exact(layer, 127.0 / top_scale)
+            results[layer.name].activation = relu_where_exact(layer, 127.0 / top_scale)
     Path(out_bin).write_bytes(b"".join(segments))
     write_param(graph, out_param)
     return report
-
-
-def requantize_fusions(graph: NcnnGraph, int8_inputs: dict[str, float]) -> dict[int, float]:
-    """{layer index: top scale} for every int8 Convolution/ConvolutionDepthWise whose output feeds only int8
-    Convolution/ConvolutionDepthWise layers, directly or through one Split (ncnn2int8's fuse_requantize).
-    `int8_inputs` maps each int8 layer's name to its input scale."""
-    convs = ("Convolution", "ConvolutionDepthWise")
-    consumer = {b: layer for layer in graph.layers for b in layer.bottoms}  # ncnn: one consumer per blob
-
-    def int8_conv(layer: NcnnLayer | None) -> bool:
-        return (
-            layer is not None
-            and layer.type in convs
-            and len(layer.bottoms) == 1
-            and layer.name in int8_inputs
-        )
-
-    fusions = {}
-    for index, layer in enumerate(graph.layers):
-        if layer.type not in convs or layer.name not in int8_inputs or len(layer.tops) != 1:
-            continue
-        nxt = consumer.get(layer.tops[0])
-        if nxt is not None and nxt.type == "Split":
-            users = [consumer.get(t) for t in nxt.tops]
-            if users and all(int8_conv(u) for u in users):
-                fusions[index] = int8_inputs[users[0].name]  # type: ignore[union-attr]
-        elif int8_conv(nxt):
-            fusions[index] = int8_inputs[nxt.name]  # type: ignore[union-attr]
-    return fusions
-
-
-def _relu_where_exact(layer: NcnnLayer, threshold: float) -> str:
-    """clip(0, hi) -> ReLU on a requantized layer whose output threshold is <= hi (see step 6)."""
-    if layer.get_int(9) != 3:
-        return ""
-    bounds = layer.get_array(10)
-    if not bounds or len(bounds) != 2:
-        return ""
-    lo, hi = (float(v) for v in bounds)
-    if lo != 0.0 or threshold > hi * (1 + 1e-6):
-        return ""
-    layer.set_param(9, 1)
-    del layer.params[str(ARRAY_KEY_BASE - 10)]
-    return f"clip(0,{hi:g}) -> relu (exact: output threshold {threshold:.4g} <= {hi:g})"
 
 
 def _check_options(method: str, granularity: str, inputs: np.ndarray) -> None:
