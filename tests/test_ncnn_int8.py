@@ -16,7 +16,8 @@ import pytest
 from edgekit.convert.ncnn import weights as ncnn_bin
 from edgekit.convert.ncnn.calib import BlobStats, kl_best_bin, kl_divergences, threshold
 from edgekit.convert.ncnn.converter import NcnnConverter, convert_model
-from edgekit.convert.ncnn.int8 import float_to_int8, quantize_ncnn, weight_scales
+from edgekit.convert.ncnn.int8 import quantize_ncnn
+from edgekit.convert.ncnn.int8_weights import float_to_int8, weight_scales
 from edgekit.convert.ncnn.param import NcnnLayer, read_param
 from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel, io_path_for
 from edgekit.errors import RecipeError

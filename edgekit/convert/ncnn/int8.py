@@ -5,8 +5,9 @@ does their work on a pnnx fp32 export:
 1. find the Convolution / ConvolutionDepthWise / InnerProduct layers (the layer types ncnn runs in int8);
 2. run the fp32 model on the calibration inputs and take each such layer's input blob statistics
    (calib.py: KL as ncnn2table does, or absmax) -> one activation scale 127 / threshold per layer;
-3. quantize the weights per output channel (per group for depthwise; or per tensor), scale 127 / absmax, or
-   31 / absmax for 3x3 stride-1 convolutions (ncnn's int8 Winograd F(4,3) needs 6-bit weights, as ncnn2table);
+3. quantize the weights (int8_weights.py) per output channel (per group for depthwise; or per tensor), scale
+   127 / absmax, or 31 / absmax for 3x3 stride-1 convolutions (ncnn's int8 Winograd F(4,3) needs 6-bit weights, as
+   ncnn2table);
 4. write each quantized layer in ncnn's layout (src/layer/convolution.cpp etc., load_model): `8=2` in the
    .param (`8=1` for per-group depthwise), and in the .bin the int8-tagged weights, the fp32 bias, the weight
    scales (num_output floats; group floats or 1 for depthwise) and the input scale (1 float).
@@ -33,6 +34,7 @@ import numpy as np
 
 from edgekit.convert.ncnn import calib as ncnn_calib
 from edgekit.convert.ncnn import weights as ncnn_bin
+from edgekit.convert.ncnn.int8_weights import expand_scales, float_to_int8, weight_scales
 from edgekit.convert.ncnn.param import NcnnGraph, NcnnLayer, read_param, write_param
 from edgekit.convert.ncnn.requantize import relu_where_exact, requantize_fusions
 from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel
@@ -322,45 +324,10 @@ def _quantize_layer(
         return None
     result.input_scale = 127.0 / thr
     rows, scales, scale_term = weight_scales(layer, plan.weights, granularity)
-    quantized = float_to_int8(plan.weights.reshape(rows, -1) * _expand(scales, rows)[:, None])
+    quantized = float_to_int8(plan.weights.reshape(rows, -1) * expand_scales(scales, rows)[:, None])
     layer.set_param(8, scale_term)
     parts = [ncnn_bin.int8_weights(quantized.ravel())]
     if plan.bias is not None:
         parts.append(ncnn_bin.floats(plan.bias))
     parts += [ncnn_bin.floats(scales), ncnn_bin.floats(np.array([result.input_scale], np.float32))]
     return b"".join(parts)
-
-
-def weight_scales(layer: NcnnLayer, weights: np.ndarray, granularity: str) -> tuple[int, np.ndarray, int]:
-    """(rows the weights are split into, the scales to store, int8_scale_term) for one layer.
-
-    Convolution/InnerProduct store num_output scales (equal ones when per-tensor) with 8=2; depthwise stores
-    one scale per group with 8=1, or a single one with 8=2."""
-    depthwise = layer.type == "ConvolutionDepthWise"
-    rows = layer.get_int(7, 1) if depthwise else layer.get_int(0)
-    levels = 31.0 if _needs_6bit(layer) else 127.0
-    w = np.abs(weights.reshape(rows, -1))
-    absmax = w.max(axis=1) if granularity == "per-channel" else np.full(rows, w.max())
-    scales = np.where(absmax > 0, levels / np.where(absmax > 0, absmax, 1.0), 1.0).astype(np.float32)
-    if depthwise:
-        return (rows, scales, 1) if granularity == "per-channel" else (rows, scales[:1], 2)
-    return rows, scales, 2
-
-
-def _needs_6bit(layer: NcnnLayer) -> bool:
-    """ncnn2table's rule: a 3x3 stride-1 dilation-1 Convolution may run int8 Winograd F(4,3): 6-bit weights"""
-    if layer.type != "Convolution":
-        return False
-    kw, dw, sw = layer.get_int(1), layer.get_int(2, 1), layer.get_int(3, 1)
-    kh, dh, sh = layer.get_int(11, kw), layer.get_int(12, dw), layer.get_int(13, sw)
-    return (kw, kh, dw, dh, sw, sh) == (3, 3, 1, 1, 1, 1)
-
-
-def _expand(scales: np.ndarray, rows: int) -> np.ndarray:
-    return np.broadcast_to(scales, (rows,)) if scales.size == 1 else scales
-
-
-def float_to_int8(x: np.ndarray) -> np.ndarray:
-    """ncnn's float2int8: round half away from zero, clamp to [-127, 127]."""
-    rounded = np.sign(x) * np.floor(np.abs(x) + 0.5)
-    return np.clip(rounded, -127, 127).astype(np.int8)
