@@ -14,7 +14,7 @@ import pytest
 from edgekit.errors import TargetError
 from edgekit.formats import Format
 from edgekit.target import load_target
-from edgekit.target.load import list_target_names
+from edgekit.target.files import list_target_names
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
 

@@ -66,7 +66,7 @@ def test_a_target_file_that_is_no_regular_file_says_what_it_is(
     path = make(tmp_path / "board.yaml") if kind != "device" else Path("/dev/zero")
     err = named(run("targets", "check", str(path), cwd=tmp_path, timeout=120))
     assert "error (TargetError):" in err and said in err and "not found" not in err, err
-    from edgekit.target.load import target_path
+    from edgekit.target.files import target_path
 
     with pytest.raises(TargetError, match=said):
         target_path(path)

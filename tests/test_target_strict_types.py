@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from edgekit.errors import TargetError
-from edgekit.target.load import list_target_names, load_target
+from edgekit.target.files import list_target_names
+from edgekit.target.load import load_target
 
 BASE = "transport: ssh\nhost: raspberrypi.local\nuser: pi\n"
 

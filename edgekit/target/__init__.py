@@ -14,17 +14,15 @@ overrides win over the device state too); `edgekit.transport.open_transport` con
 """
 
 from edgekit.target.benchmark_cap import BenchmarkCap
+from edgekit.target.files import list_target_names, target_dirs, target_path
 from edgekit.target.lab_spec import LabSpec
 from edgekit.target.load import (
     HOST_COLUMN,
     is_inline,
     lab_stored_note,
-    list_target_names,
     load_target,
     parse_inline,
     stored_name,
-    target_dirs,
-    target_path,
 )
 from edgekit.target.python_command import python_argv
 from edgekit.target.schema import Emulated, Target, TransportKind
