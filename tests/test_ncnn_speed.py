@@ -63,7 +63,7 @@ def test_the_float_graph_is_counted_apart_only_on_cores_with_fp16_arithmetic() -
     """ncnn runs the float graph in fp16 only where the core has fp16 arithmetic (asimdhp): there the plan counts
     it under the int8 artifact's options; on the A72 the fp32 model's own profile serves (the two counted
     139,747,127 and 139,739,726 instructions on yolov5-lite), one guest run fewer."""
-    from edgekit.convert.ncnn.plan import float_runs_as_fp32, guest_runs
+    from edgekit.convert.ncnn.plan_counts import float_runs_as_fp32, guest_runs
 
     assert float_runs_as_fp32("pi4-emu") and not float_runs_as_fp32("pi5-emu")
     assert not float_runs_as_fp32("a-board-edgekit-does-not-know")  # unknown: counted, not assumed
@@ -226,7 +226,8 @@ def test_shipped_ncnn_int8_never_counts_more_instructions_than_fp32(
         return
     # the plan counted these very files on each core (profiles sum to the count of a plain run:
     # test_plan_profiles_side_by_side_are_the_ones_counted_alone); the digests tie its totals to the files shipped
-    from edgekit.convert.ncnn.plan import SpeedPlan, digest, kept_key
+    from edgekit.convert.ncnn.plan import SpeedPlan, kept_key
+    from edgekit.convert.ncnn.plan_counts import digest
 
     plan = report["speed_plan"]
     key = kept_key(SpeedPlan(devices=plan["devices"], weights=plan["weights"], kept=plan["kept"]))
@@ -390,7 +391,7 @@ def test_plan_profiles_side_by_side_are_the_ones_counted_alone(
 ) -> None:
     """The speed plan runs its guests two at a time: each profile must be its own artifact's, on its own core,
     and count exactly what it counts alone (a's count alone on pi4-emu is the module's, counted once)."""
-    from edgekit.convert.ncnn.plan import profiles_of
+    from edgekit.convert.ncnn.plan_counts import profiles_of
     from edgekit.profile import profile_ncnn
 
     a, b = chain_313, _conv_chain(tmp_path / "b", (1, 1))

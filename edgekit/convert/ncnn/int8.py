@@ -40,7 +40,7 @@ from edgekit.convert.ncnn.requantize import relu_where_exact, requantize_fusions
 from edgekit.convert.ncnn.runtime import NcnnIO, NcnnModel
 from edgekit.errors import ConversionError, InputDataError, RecipeError
 
-# cache key. 9: the A72's float profile is the fp32 model's (plan.float_runs_as_fp32);
+# cache key. 9: the A72's float profile is the fp32 model's (plan_counts.float_runs_as_fp32);
 # 8: an all-float plan records the fp32 model it ships (kept "fp32");
 # 7: grouped convolutions stay float (6 was a withdrawn in-context plan);
 # 5: an all-float plan ships the fp32 model; 3: no core slower (strict plan); 2: fusion
