@@ -13,7 +13,8 @@ be reached, the streamed measurements are kept. An agent stopped by a full disk 
 artifact a failure left unmeasured is recorded as not run, with the reason.
 
 Reading the result files and the stream (and refusing an outputs file the agent never writes) is the
-ResultReader's (deploy/agent_result.py).
+ResultReader's (deploy/agent_result.py); folding each result into the target's and recording what is left
+unmeasured is RunRecorder's (deploy/run_recorder.py), which AgentRunner extends.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ import json
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from edgekit.agent.contract import EXIT_CANNOT_WRITE, EXIT_DEADLINE, EXIT_LOCKED, ErrorCode
 from edgekit.deploy import counting
@@ -37,8 +36,8 @@ from edgekit.deploy.request import (
     Settings,
     build_request,
     inputs_remote,
-    runtime_for,
 )
+from edgekit.deploy.run_recorder import RunRecorder
 from edgekit.errors import (
     AgentError,
     ConnectionLost,
@@ -51,7 +50,6 @@ from edgekit.errors import (
 from edgekit.results import (
     NOT_RUN_INTERRUPTED,
     AgentResult,
-    Measurement,
     TargetRun,
 )
 from edgekit.target import Target, python_argv
@@ -61,7 +59,7 @@ from edgekit.transport import Transport
 AGENT_DEADLINE_GRACE_S = 120.0
 
 
-class AgentRunner:
+class AgentRunner(RunRecorder):
     """The agent's invocations for one target, recorded into `run` (the session's TargetRun): request-<n>.json
     and result-<n>.json per invocation, in `local_dir` and the device's `run_dir`."""
 
@@ -286,17 +284,6 @@ class AgentRunner:
             transport.kill_group(pgid)
         return self.reader.try_fetch(transport, remote_result, n)
 
-    def record_not_run(
-        self, arts: list[AgentArtifact], why: str, code: ErrorCode = ErrorCode.NOT_RUN
-    ) -> None:
-        """Every artifact a failure left unmeasured, recorded as not run with the reason (when the agent ran;
-        before it, the target's error says why nothing ran)."""
-        if self.run.agent is None:
-            self.run.error = f"{self.run.error}; not run: {', '.join(a.id for a in arts)}"
-        for art in self.incomplete(arts):
-            self.record_failed(art, f"not run: {why}", code)
-        self.on_update(self.run)
-
     def counting_env(self) -> dict[str, str] | None:
         """The counting plugin's environment for an emulated target (deploy/counting.py); None otherwise."""
         return counting.plugin_env(self.target, self.local_dir)
@@ -307,68 +294,6 @@ class AgentRunner:
 
     def drop_blocks(self) -> None:
         counting.drop_blocks(self.local_dir)
-
-    def still_to_measure(self, arts: list[AgentArtifact]) -> list[AgentArtifact]:
-        """What a restarted agent measures: every artifact missing a thread count, each asking for the thread
-        counts it misses (its `threads`; None when it misses them all). One measured at 1 thread before the
-        agent died in the cooldown is measured at 2 threads, not dropped."""
-        done = {(m.artifact, m.threads) for m in self.run.agent.measurements} if self.run.agent else set()
-        rest = []
-        for art in self.incomplete(arts):
-            missing = tuple(t for t in self.settings.threads if (art.id, t) not in done)
-            rest.append(replace(art, threads=None if missing == tuple(self.settings.threads) else missing))
-        return rest
-
-    def incomplete(self, arts: list[AgentArtifact]) -> list[AgentArtifact]:
-        """The artifacts missing a measurement at some thread count (what a stopped run records as not run: one
-        measured at 1 thread but stopped before 2 lost its 2-thread row)."""
-        done = {(m.artifact, m.threads) for m in self.run.agent.measurements} if self.run.agent else set()
-        return [a for a in arts if any((a.id, t) not in done for t in self.settings.threads)]
-
-    def record_failed(self, art: AgentArtifact, error: str, code: ErrorCode) -> None:
-        """A failed Measurement for every thread count of `art` not measured yet, with why (`code`)."""
-        if self.run.agent is None:
-            return
-        have = {(m.artifact, m.threads) for m in self.run.agent.measurements}
-        runtime = runtime_for(art.format, self.target.runtimes)
-        for threads in self.settings.threads:
-            if (art.id, threads) not in have:
-                self.run.agent.measurements.append(
-                    Measurement(
-                        artifact=art.id,
-                        format=art.format.value,
-                        runtime=runtime,
-                        threads=threads,
-                        status="failed",
-                        error=error,
-                        error_code=code,
-                    )
-                )
-
-    def merge(self, part: AgentResult | None) -> None:
-        """Fold one invocation's result into the target's: facts before from the first, after from the last."""
-        if part is None:
-            return
-        agent = self.run.agent
-        if part.facts_before is not None and part.facts_before.emulated:
-            # the device says it is emulated (a lab place or a board file pointing at one): not board times
-            self.run.emulated = True
-            self.run.emulated_as = self.run.emulated_as or "board"  # no `emulated:` block: it cannot count
-        if agent is None:
-            self.run.agent = part.model_copy(deep=True)
-            self.run.agent.request = {"requests": self._requests()}
-        else:
-            agent.measurements.extend(part.measurements)
-            agent.facts_after = part.facts_after or agent.facts_after
-            agent.finished_at = part.finished_at
-            agent.in_progress = part.in_progress
-            agent.request = {"requests": self._requests()}
-        (self.local_dir / "result.json").write_text(self.run.agent.model_dump_json(indent=1))  # type: ignore[union-attr]
-        self.on_update(self.run)
-
-    def _requests(self) -> list[dict[str, Any]]:
-        files = [self.local_dir / f"request-{n}.json" for n in range(self.invocations)]
-        return [json.loads(p.read_text()) for p in files if p.is_file()]
 
 
 def _listed(arts: list[AgentArtifact]) -> str:
