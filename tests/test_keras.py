@@ -53,10 +53,10 @@ def test_route_formats_are_tflite_with_their_own_fp32_base() -> None:
 
 
 def test_keras_source_picks_tensorflows_converter_for_tflite() -> None:
+    from edgekit.convert.converter_choice import converters_for
     from edgekit.convert.keras import KerasTfliteConverter, Onnx2tfRouteConverter
-    from edgekit.convert.pipeline import _converters
 
-    got = _converters(list(HOST_FORMATS), load_recipe(RECIPE))
+    got = converters_for(list(HOST_FORMATS), load_recipe(RECIPE))
     assert got[Format.TFLITE_FP32] is KerasTfliteConverter and got[Format.TFLITE_INT8] is KerasTfliteConverter
     assert got[Format.TFLITE_ONNX2TF_INT8] is Onnx2tfRouteConverter
     assert got[Format.NCNN_FP32].__name__ == "NcnnConverter"

@@ -1,9 +1,10 @@
 """recipe -> ONNX -> every requested format -> fidelity checked: the one function `convert` and `deploy` call.
 
 Stages, each reported through `progress`: prepare the ONNX model (edgekit.convert.onnx); look every format up
-in the cache (edgekit.convert.cache); convert the misses, one converter at a time (a converter whose one
-tool run yields several formats gets them together); check each artifact against the ONNX model on the
-evaluation inputs (edgekit.convert.fidelity_stage, cached too) and apply the recipe's gates.
+in the cache (edgekit.convert.cache); convert the misses, one converter at a time (each format's converter:
+edgekit.convert.converter_choice; a converter whose one tool run yields several formats gets them together);
+check each artifact against the ONNX model on the evaluation inputs (edgekit.convert.fidelity_stage, cached too)
+and apply the recipe's gates.
 
 Failures are data: an artifact that cannot be converted or misses its gate has status "failed" and a message.
 Every format is converted and every converted one checked, whatever failed before it. Then, without `keep_going`,
@@ -15,7 +16,6 @@ exception carries every artifact in `.artifacts` (the error's wording: failures.
 from __future__ import annotations
 
 import errno
-import importlib
 import os
 import shutil
 import time
@@ -35,16 +35,15 @@ from edgekit.convert.calibration import (
     evaluation_inputs,
     random_calibration_warning,
 )
+from edgekit.convert.converter_choice import by_converter, converters_for, refuse_int8_io, tool_name
 from edgekit.convert.failures import CONVERSION_FAILED, run_failure, told
 from edgekit.convert.fidelity_stage import check_fidelity
 from edgekit.convert.findings import dynamic_kept_float, float_leftovers, speed_plan_finding
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.convert.peak_rss import PeakRss
 from edgekit.errors import CacheWriteError, ConversionError, EdgekitError, RecipeError
-from edgekit.formats import Format, Precision, int8_io_refusal
-from edgekit.recipe import IOType, KerasSource, Recipe
-from edgekit.recipe.schema import keras_only_route
-from edgekit.runtimes import spec_for
+from edgekit.formats import Format, Precision
+from edgekit.recipe import Recipe
 
 Progress = Callable[[str], None]
 
@@ -97,8 +96,8 @@ def _convert_recipe(
 ) -> list[Artifact]:
     say = progress or (lambda message: None)
     fmts = list(dict.fromkeys(formats or recipe.formats))
-    _refuse_int8_io(fmts, recipe)
-    converters = _converters(fmts, recipe)
+    refuse_int8_io(fmts, recipe)
+    converters = converters_for(fmts, recipe)
     say("model: preparing ONNX")
     onnx = prepare_onnx(recipe)
     say(f"model: ONNX {'from cache' if onnx.cached else f'ready in {onnx.seconds:.1f} s'} ({onnx.path.name})")
@@ -144,7 +143,7 @@ def _convert_recipe(
     def rekey(f: Format, tools: dict[str, str]) -> str:  # an artifact made otherwise than its key says
         return cache.artifact_key(onnx.sha256, recipe, f, converters[f], calib, tools=tools)
 
-    for conv_cls, group in _groups([f for f in fmts if f not in done], converters):
+    for conv_cls, group in by_converter([f for f in fmts if f not in done], converters):
         done.update(_convert_group(conv_cls, group, onnx, recipe, keys, errors, say, rekey, calibrated))
     artifacts = [done[f] for f in fmts]
     check_fidelity(artifacts, onnx, recipe, evaluation, say)
@@ -163,98 +162,6 @@ def _drop_if_empty(folder: Path) -> None:
 
 
 # --- conversion ---------------------------------------------------------------------------------------------
-def _refuse_int8_io(fmts: Sequence[Format], recipe: Recipe) -> None:
-    """int8.io: int8 with an INT8 format whose converter has no int8 input and output: the formats a command was
-    given (`-f`) refused by the rule the recipe's own formats are (formats.int8_io_refusal), never an artifact
-    that takes float32 in silence."""
-    refused = int8_io_refusal(fmts) if recipe.int8.io is IOType.INT8 else None
-    if refused:
-        message, _, hint = refused.partition("; ")
-        raise RecipeError(message, where=str(recipe.path), hint=hint)
-
-
-def _converters(fmts: Sequence[Format], recipe: Recipe) -> dict[Format, type[Converter]]:
-    """Each format's converter: the registry's, except TFLite of a Keras source (TensorFlow's own converter)."""
-    problems: dict[str, str] = {}
-    keras_source = isinstance(recipe.model, KerasSource)
-    refused = keras_only_route(fmts, recipe.model)  # as the recipe's own `formats` are refused: -f comes here
-    if refused:
-        route = [f.value for f in fmts if f.value.startswith("tflite-onnx2tf-")]
-        raise RecipeError(
-            refused,
-            where=str(recipe.path),
-            hint=f"ask for {', '.join(r.replace('tflite-onnx2tf-', 'tflite-') for r in route)} instead",
-        )
-    if keras_source:
-        importlib.import_module("edgekit.convert.keras")  # registers the tflite-onnx2tf-* route
-    for module in dict.fromkeys(
-        spec_for(f).converter for f in fmts
-    ):  # each runtime module names its converter
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            problems[module] = str(exc)
-    out = {}
-    for f in fmts:
-        if keras_source:
-            from edgekit.convert.keras import converter_for
-
-            special = converter_for(f)
-            if special is not None:
-                out[f] = special
-                continue
-        try:
-            out[f] = Converter.for_format(f)
-        except KeyError:
-            raise ConversionError(
-                f"no converter for {f.value} is available ({'; '.join(problems.values())})",
-                hint="check that the conversion toolchain is installed (make setup)",
-            ) from None
-    return out
-
-
-# the tools each converter runs, as a user knows them (progress lines named the Python class: TfliteConverter)
-TOOLS = {
-    "TfliteConverter": "onnx2tf + TensorFlow",
-    "Onnx2tfRouteConverter": "onnx2tf + TensorFlow",
-    "KerasTfliteConverter": "TensorFlow's TFLiteConverter",
-    "NcnnConverter": "pnnx",
-    "MnnConverter": "MNN's converter",
-    "OnnxRuntimeConverter": "no tool (the ONNX model as prepared)",
-    "OpenCvConverter": "no tool (the ONNX model as prepared)",
-    "OpenVinoConverter": "OpenVINO (convert_model)",
-    "ExecuTorchConverter": "torch.export + ExecuTorch (XNNPACK)",
-}
-INT8_TOOLS = {  # what an INT8 format adds (quantization) to the converter's own tool
-    "NcnnConverter": "pnnx + edgekit's INT8 quantizer",
-    "MnnConverter": "MNN's converter + quantization tool",
-    "OnnxRuntimeConverter": "onnxruntime's quantization tool",
-    "OpenVinoConverter": "OpenVINO + NNCF",
-    "ExecuTorchConverter": "torch.export + ExecuTorch's PT2E quantizer (XNNPACK)",
-}
-
-
-def tool_name(conv_cls: type[Converter], batch: Sequence[Format]) -> str:
-    """What a progress line says converts `batch`: the tool (a class's `tool` attribute, else TOOLS), never the
-    class name unless the converter is unknown here."""
-    name = conv_cls.__name__
-    if any(f.value.endswith("-int8") for f in batch) and name in INT8_TOOLS:
-        return INT8_TOOLS[name]
-    return str(getattr(conv_cls, "tool", None) or TOOLS.get(name, name))
-
-
-def _groups(
-    fmts: Sequence[Format], converters: dict[Format, type[Converter]]
-) -> list[tuple[type[Converter], list[Format]]]:
-    """The formats by converter, each converter's fp32 formats first: ncnn-int8 starts from the ncnn-fp32 artifact
-    the cache holds (one pnnx run for both), which it found only when ncnn-fp32 was listed before it. The artifacts
-    are still returned in the order asked for."""
-    groups: dict[type[Converter], list[Format]] = {}
-    for f in fmts:
-        groups.setdefault(converters[f], []).append(f)
-    return [(conv, sorted(group, key=lambda f: f.fp32_reference is not f)) for conv, group in groups.items()]
-
-
 def _disk_full_at(work: Path) -> bool:
     """Whether the disk a converter's work folder is on (or would have been) is full (paths.disk_full)."""
     folder = work
