@@ -199,7 +199,7 @@ def test_bench_says_a_work_dir_it_cannot_make_not_a_full_disk(  # type: ignore[n
     model = gelu_classifier(tmp_path / "m.onnx")
     out = edgekit_cli("bench", str(model), "--target", str(board), env=_home(tmp_path), timeout=300)
     said = " ".join((out.stdout + out.stderr).split())
-    assert out.code == 1 and "FAILED push: WorkDirError" in said, (out.code, said)
+    assert out.code == 2 and "FAILED push: WorkDirError" in said, (out.code, said)  # the field's path: input
     assert "the work dir /proc/edgekit cannot be created or written on the device" in said, said
     assert "field `work_dir`: '/proc/edgekit'" in said, said
     assert "DeviceDiskFull" not in said and "left on the device" not in said, said
