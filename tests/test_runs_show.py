@@ -304,3 +304,28 @@ def test_runs_show_says_what_the_star_of_an_estimate_means(tmp_path: Path, calib
         "benchmark models, at 1 and 4 threads"
     )
     assert deploy_line in said, said
+
+
+def test_a_runs_caveats_are_in_runs_show_and_the_html_report(tmp_path: Path) -> None:
+    """deploy prints a run's caveats under its table (a device that is not the target's expected_cpu) and keeps
+    them in the store; `runs show` and the HTML report's device facts left them out."""
+    from html import escape
+
+    from edgekit.report import build, parse_since, write
+
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4",), threads=(1,)
+    )
+    said = (
+        "the device reports its CPU as Cortex-A76 (CPU part 0xd0b), not the target's expected_cpu Cortex-A72"
+    )
+    result.runs[0].caveats.append(said)
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    with open_store(url) as store:
+        run_id = store.record(result)
+        report = build(store, since=parse_since("all"))
+    assert said in " ".join(_show(url, run_id, tmp_path).split())
+    html = tmp_path / "r.html"
+    write(report, html=html)
+    page = html.read_text()
+    assert escape(said) in page and "1 target runs, newest first" in page

@@ -1,5 +1,6 @@
 """The HTML report's device facts: per run and target, what the agent found on the device before and after timing
-(CPU, cores, governor, clocks, temperature, throttling, runtimes), the throttled ones marked."""
+(CPU, cores, governor, clocks, temperature, throttling, runtimes), the throttled ones marked, and under each the
+run's caveats (a device that is not the target's expected_cpu)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,11 @@ def facts_section(view: RecipeView) -> str:
                     f"{escape(t.target)}</td><td class=l colspan=7>{escape(masked_text(t.error) or t.status)}</td></tr>"
                 )
                 continue
-            rows.append(_facts_row(run.id, run.started_ts, t, t.agent))
+            caveats = "".join(  # the run's own (a device that is not the expected_cpu): deploy printed them
+                f"<tr class=warn><td></td><td class='l wrap' colspan=8>! {escape(masked_text(c))}</td></tr>"
+                for c in t.caveats
+            )
+            rows.append(_facts_row(run.id, run.started_ts, t, t.agent) + caveats)  # one target run, one entry
     return history_details(rows, head)
 
 

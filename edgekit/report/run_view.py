@@ -240,6 +240,8 @@ def _print_target(
         console.print(f"  [dim]{plain(few)}[/]", highlight=False)
     for line in timing_caveats(t):  # a busy machine, more threads than cores: deploy's lines
         console.print(f"  [yellow]! {plain(line)}[/]", highlight=False)
+    for caveat in t.caveats:  # the run's own (a device that is not the expected_cpu): deploy printed them
+        console.print(f"  [yellow]! {plain(caveat)}[/]", highlight=False)
     if t.emulated:
         console.print(
             "  [dim]peak RSS (qemu) = the emulator process: the guest and its translated code, not the device's"
