@@ -93,6 +93,10 @@ class LayerTime(_Model):
     type: str
     ms: float  # median over the passes
     min_ms: float
+    # ncnn's (the agent's layer_times): the median re-extract subtracted from the extract, and the passes whose
+    # extract took no longer than its re-extract (profile_wall.noisy_layers); None from onnxruntime and older agents
+    reextract_ms: float | None = None
+    noisy_passes: int | None = None
 
 
 class Measurement(_Model):

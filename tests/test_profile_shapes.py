@@ -104,3 +104,13 @@ def test_an_onnx_with_a_free_height_and_width_is_counted_at_the_input_shape_give
         )  # the whole inference counted at the same size as its layers
         sizes[side] = data["layers"][0]["instructions"]
     assert sizes[32] > 2 * sizes[16]  # 4x the pixels (and a fixed cost per call)
+
+
+def test_an_ncnn_wall_profile_reads_every_field_the_agent_writes(files: dict[str, Path]) -> None:
+    """Every ncnn wall-time profile (and deploy --profile) warned 'the agent wrote fields edgekit does not declare:
+    ...reextract_ms, ...noisy_passes': the rows the noisy-layer note is made from. They are declared now."""
+    done = profile(str(files["param"]), "--target", "host", "--passes", "4", "--json")
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+    assert "does not declare" not in done.stderr, done.stderr
+    layers = json.loads(done.stdout)["layer_ms"]
+    assert layers and all(layer["reextract_ms"] >= 0 and 0 <= layer["noisy_passes"] <= 4 for layer in layers)

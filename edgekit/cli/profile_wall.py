@@ -151,5 +151,8 @@ def noisy_layers(m: Measurement) -> list[str]:
     """The ncnn layers whose extract took no longer than its re-extract in more than a quarter of the passes (the
     agent's `noisy_passes`; absent from older agents' results and from onnxruntime's nodes)."""
     passes = m.layer_passes or 0
-    counts = [(layer.name, getattr(layer, "noisy_passes", None)) for layer in m.layer_ms]
-    return [name for name, n in counts if passes and isinstance(n, int) and n * 4 > passes]
+    return [
+        layer.name
+        for layer in m.layer_ms
+        if passes and layer.noisy_passes is not None and layer.noisy_passes * 4 > passes
+    ]
