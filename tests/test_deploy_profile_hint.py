@@ -100,3 +100,31 @@ def test_the_printed_path_reaches_the_counted_layers_of_an_emulated_core(deploye
         assert rows and all(row["name"] for row in rows), (path, rows)
     (counted,) = _follow(data, layered[0])
     assert all(row["instructions"] > 0 for row in counted), counted
+
+
+@pytest.mark.integration
+def test_the_profile_lines_give_the_shares_edgekit_profile_gives(deployed: tuple[str, Path]) -> None:
+    """deploy --profile divided a layer's count by the whole inference (tiny's convrelu_1: 24 %) where `edgekit
+    profile` divides the same count by the inference less ncnn's own per-inference work (30.9 %), and printed it
+    beside wall-time shares of the layers' sum, neither saying its base. The shares are profile's, bases said."""
+    from edgekit.cli.deploy import profile_lines
+    from edgekit.profile import profile_ncnn
+
+    _, out = deployed
+    result = DeployResult.model_validate_json(out.read_text())
+    param = next(
+        Path(f) for a in result.artifacts if a.id == "ncnn-fp32" for f in a.files if f.endswith(".param")
+    )
+    prof = profile_ncnn(param, "pi4-emu", threads=1)
+    assert prof.fixed > 0.1 * prof.total  # ncnn's own work is a fifth of tiny's inference: the bases differ
+    result.runs[0].profiles["ncnn-fp32"] = {"status": "ok", **prof.to_dict()}
+    lines = profile_lines(result)
+    (counted,) = [line for line in lines if "by instructions" in line]
+    assert "shares of the inference less ncnn's own per-inference work" in counted, counted
+    said = counted.split(": ", 1)[1].split(": ", 1)[1]
+    assert said == ", ".join(f"{x.name} ({x.type}) {prof.share(x):.0%}" for x in prof.top(3)), counted
+    (timed,) = [line for line in lines if "by wall time" in line]
+    layers = next(m for r in result.runs for m in (r.agent.measurements if r.agent else []) if m.layer_ms)
+    heaviest = max(layers.layer_ms, key=lambda x: x.ms)
+    share = heaviest.ms / sum(x.ms for x in layers.layer_ms)
+    assert f"shares of the layers' sum: {heaviest.name} ({heaviest.type}) {share:.0%}" in timed, timed
