@@ -61,6 +61,14 @@ def square_conv1d(path: Path) -> Path:
     return _save(path, nodes, [numpy_helper.from_array(w, "w")], [1, 16, 16], "out", [1, 16, 16])
 
 
+def einsum_last_axis(path: Path) -> Path:
+    """[1, 3, 16, 16] -> Einsum bchw,wk->bchk -> [1, 3, 16, 4]: onnx2tf gives it back [1, 16, 3, 4], which neither
+    its channels-last rule ([0, 3, 1, 2]) nor the identity turns back; [0, 2, 1, 3] does."""
+    w = np.random.default_rng(3).normal(0, 0.5, (16, 4)).astype(np.float32)
+    node = helper.make_node("Einsum", ["input", "w"], ["y"], equation="bchw,wk->bchk")
+    return _save(path, [node], [numpy_helper.from_array(w, "w")], [1, 3, 16, 16], "y", [1, 3, 16, 4])
+
+
 def _convert(folder: Path, onnx_path: Path, shape: list[int]) -> tuple[Any, list[Artifact], np.ndarray]:
     from edgekit.convert.pipeline import convert_recipe
 
@@ -91,6 +99,13 @@ def conv1d(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, list[Artifact
     folder = tmp_path_factory.mktemp("c1d")
     onnx_path = square_conv1d(folder / "c1d.onnx")
     return (*_convert(folder, onnx_path, [1, 16, 16]), onnx_path)
+
+
+@pytest.fixture(scope="module")
+def einsum(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, list[Artifact], np.ndarray, Path]:
+    folder = tmp_path_factory.mktemp("ein")
+    onnx_path = einsum_last_axis(folder / "ein.onnx")
+    return (*_convert(folder, onnx_path, [1, 3, 16, 16]), onnx_path)
 
 
 def _fp32(arts: list[Artifact]) -> Artifact:
@@ -130,6 +145,35 @@ def test_the_host_runtime_applies_the_record_and_without_it_keeps_the_shape_rule
     assert np.abs(run_artifact(old, x)[0][1] - ref).max() > 1e-2
 
 
+@pytest.mark.integration
+def test_an_output_onnx2tf_lays_out_its_own_way_is_found_among_its_permutations(einsum: Any) -> None:
+    """Only the channels-last rule and the identity were tried: the Einsum's output was reshaped, cosine 0.70, a
+    false FAIL telling the user to leave tflite-fp32 out though the file computes what the ONNX does."""
+    _, arts, _, _ = einsum
+    art = _fp32(arts)
+    assert art.provenance["layout"] == {"input": [0, 2, 3, 1], "outputs": [[0, 2, 1, 3]], "verified": True}
+    assert art.status == "ok", art.error
+    assert art.fidelity["cosine"] > 0.9999 and art.fidelity["max_abs_error"] < 1e-4
+
+
+@pytest.mark.integration
+def test_an_output_left_to_reshaping_is_recorded_unverified(einsum: Any, tmp_path: Path) -> None:
+    """The run cannot check an output no permutation gives the ONNX shape of (here the same Einsum, its ONNX output
+    flattened): it is reshaped, and the record said verified: True all the same."""
+    from edgekit.convert.tflite_layout import layout_record
+
+    _, arts, _, _ = einsum
+    w = np.random.default_rng(3).normal(0, 0.5, (16, 4)).astype(np.float32)
+    nodes = [
+        helper.make_node("Einsum", ["input", "w"], ["e"], equation="bchw,wk->bchk"),
+        helper.make_node("Reshape", ["e", "flat"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([1, -1], np.int64), "flat")]
+    flat = _save(tmp_path / "flat.onnx", nodes, inits, [1, 3, 16, 16], "y", [1, 192])
+    record = layout_record(flat, _fp32(arts).main_file, (1, 3, 16, 16), kept=False)
+    assert record == {"input": [0, 2, 3, 1], "outputs": [None], "verified": False}
+
+
 def _agent_outputs(tmp_path: Path, art: Artifact, x: np.ndarray) -> np.ndarray:
     from edgekit.deploy.request import AgentArtifact, Settings, build_request
 
@@ -154,7 +198,7 @@ def _agent_outputs(tmp_path: Path, art: Artifact, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("model", ["square", "conv1d"])
+@pytest.mark.parametrize("model", ["square", "conv1d", "einsum"])
 def test_the_agent_feeds_and_saves_by_the_requests_layout(
     model: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -65,8 +65,9 @@ from edgekit.formats import Format
 from edgekit.recipe import Granularity, IOType, Layout, Recipe
 
 # bump when the child's procedure changes what it writes, or what is recorded beside it. 5: each file's layout
-# record (edgekit.convert.tflite_layout): an entry without it would keep the shape rule, wrong when C == H == W
-WORKER_VERSION = 5
+# record (edgekit.convert.tflite_layout): an entry without it would keep the shape rule, wrong when C == H == W.
+# 6: the record tries every permutation of an output (an Einsum's [0, 2, 1, 3] was left to reshaping)
+WORKER_VERSION = 6
 DYNAMIC_VERSION = 2  # tflite-dynamic's own key: bump when only the dynamic-range file changes
 _FILES = {
     Format.TFLITE_FP32: "model_float32.tflite",

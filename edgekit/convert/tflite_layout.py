@@ -12,9 +12,14 @@ recorded (in the artifact's provenance, `layout`):
   channels-last, [0, 1, 2, 3] when kept;
 - `outputs`: per TFLite output, in the interpreter's order, the axes that turn it back into the ONNX model's
   layout ([0, 3, 1, 2] from channels-last), None for an output no transpose gives the ONNX shape of (it is
-  reshaped, as before);
+  reshaped, as before). onnx2tf's own rule (back from channels-last, or as it is) is tried first; an op it lays
+  out its own way (an Einsum bchw,wk->bchk came back [0, 2, 1, 3], a Hardmax too) is found by trying every other
+  permutation that gives the ONNX shape, in a fixed order (at most 5! = 120, for rank 5; a higher rank keeps the
+  rule). Another permutation is taken over the rule only when it agrees clearly better (_clearly_better), so an
+  output that reads the same under several permutations keeps onnx2tf's;
 - `verified`: True when the runs chose it; False when only onnx2tf's rule did (an input that is not float, a run
-  that failed), where ties also go to the rule: channels-last unless the input was kept.
+  that failed), where ties also go to the rule: channels-last unless the input was kept, and False when an output
+  is left to reshaping (no permutation of it gives the ONNX shape, so the run could not check it).
 
 Everything that feeds or compares the artifact applies it: fidelity and the host runtime
 (edgekit.runtimes.host.run_tflite), and the agent on a device through the request's `layout`
@@ -24,6 +29,7 @@ shape rule.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,11 @@ import numpy as np
 # NC... -> N...C (the input onnx2tf makes), N...C -> NC... (back from such an output)
 _LAST = {3: [0, 2, 1], 4: [0, 2, 3, 1], 5: [0, 2, 3, 4, 1]}
 _FIRST = {3: [0, 2, 1], 4: [0, 3, 1, 2], 5: [0, 4, 1, 2, 3]}
+_SEARCH_MAX_RANK = 5  # every permutation of an output is tried up to this rank: 5! = 120 transposes at most
+# another permutation than onnx2tf's rule is taken only when it leaves at most this share of the rule's
+# disagreement (1 - cosine), and by more than float noise
+_BETTER_SHARE = 0.5
+_NOISE = 1e-6
 
 
 def _identity(rank: int) -> list[int]:
@@ -53,15 +64,24 @@ def input_candidates(
     return found
 
 
-def output_candidates(tflite_shape: tuple[int, ...], onnx_shape: tuple[int, ...]) -> list[list[int]]:
-    """The axes that turn a TFLite output back into the ONNX output's shape, channels-last first (onnx2tf's)."""
+def output_candidates(
+    tflite_shape: tuple[int, ...], onnx_shape: tuple[int, ...]
+) -> tuple[list[list[int]], list[list[int]]]:
+    """The axes that turn a TFLite output back into the ONNX output's shape: onnx2tf's rule (channels-last first,
+    then as it is), and every other permutation that does, in itertools' order (none above rank 5)."""
     rank = len(tflite_shape)
-    order = ([_FIRST[rank]] if rank in _FIRST else []) + [_identity(rank)]
-    found: list[list[int]] = []
-    for axes in order:
-        if tuple(tflite_shape[a] for a in axes) == tuple(onnx_shape) and axes not in found:
-            found.append(axes)
-    return found
+
+    def fits(axes: list[int]) -> bool:
+        return tuple(tflite_shape[a] for a in axes) == tuple(onnx_shape)
+
+    rule: list[list[int]] = []
+    for axes in ([_FIRST[rank]] if rank in _FIRST else []) + [_identity(rank)]:
+        if fits(axes) and axes not in rule:
+            rule.append(axes)
+    if rank > _SEARCH_MAX_RANK or len(onnx_shape) != rank:
+        return rule, []
+    others = [list(p) for p in itertools.permutations(range(rank))]
+    return rule, [a for a in others if fits(a) and a not in rule]
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -109,17 +129,49 @@ def layout_record(
         for k, (_, r) in enumerate(ref):
             j = order[k]
             g = got[j][1]
-            cands = output_candidates(g.shape, r.shape)
-            scored = [(_cosine(np.ascontiguousarray(g.transpose(a)), r), a) for a in cands]
-            if scored:
-                top = max(s for s, _ in scored)
-                axes_of[j] = next(a for s, a in scored if s == top)  # a tie: the first, onnx2tf's rule
+            chosen = _output_axes(g, r)
+            if chosen is not None:
+                axes_of[j], top = chosen
                 score += top
         if best is None or score > best[0]:
-            best = (score, {"input": in_axes, "outputs": axes_of, "verified": True})
+            verified = all(a is not None for a in axes_of)  # a reshaped output was not checked by the run
+            best = (score, {"input": in_axes, "outputs": axes_of, "verified": verified})
     if best is None:
         return _by_rule(rule, outs)
     return best[1]
+
+
+def _output_axes(got: np.ndarray, ref: np.ndarray) -> tuple[list[int], float] | None:
+    """The axes that turn one TFLite output back into the ONNX one and their cosine: the best of onnx2tf's rule
+    (a tie: its first), unless another permutation agrees clearly better (the best of those, a tie: the first).
+    None when no permutation gives the ONNX shape."""
+    rule, others = output_candidates(got.shape, ref.shape)
+
+    def top_of(cands: list[list[int]]) -> tuple[list[int], float] | None:
+        top: tuple[list[int], float] | None = None
+        for axes in cands:
+            c = _cosine(np.ascontiguousarray(got.transpose(axes)), ref)
+            c = c if np.isfinite(c) else -1.0  # a NaN output agrees with nothing
+            if top is None or c > top[1]:
+                top = (axes, c)
+        return top
+
+    base, other = top_of(rule), top_of(others)
+    if other is None:
+        return base
+    floor = base[1] if base is not None else _reshaped_cosine(got, ref)
+    return other if _clearly_better(other[1], floor) else base
+
+
+def _reshaped_cosine(got: np.ndarray, ref: np.ndarray) -> float:
+    """How well an output left to reshaping (the shape rule) agrees: what another permutation must beat."""
+    c = _cosine(got.reshape(ref.shape), ref) if got.size == ref.size else -1.0
+    return c if np.isfinite(c) else -1.0
+
+
+def _clearly_better(c: float, base: float) -> bool:
+    """Cosine C leaves at most _BETTER_SHARE of BASE's disagreement, and improves on it by more than noise."""
+    return (1.0 - c) <= _BETTER_SHARE * (1.0 - base) and c - base > _NOISE
 
 
 def _by_rule(rule: dict[str, Any], outs: list[dict[str, Any]]) -> dict[str, Any]:
