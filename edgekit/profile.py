@@ -53,6 +53,10 @@ class LayerProfile:
     # threads > 1: the busiest guest thread's share of the layer's own instructions (1 / threads: split evenly;
     # 1.0: one thread did it all, the others waited); None at one thread or where the plugin gave no split
     busiest_share: float | None = None
+    # the negative difference a row was counted as, its `instructions` then 0: a prefix model that counted fewer
+    # instructions than the one before (a cut that moved work, such as XNNPACK fusing tiny's first PAD into the
+    # convolution after it: that convolution -36 k, the PAD +107 k), so the row's own work is unknown
+    clamped_from: int | None = None
 
 
 @dataclass
@@ -70,6 +74,11 @@ class Profile:
     @property
     def layer_sum(self) -> int:
         return sum(layer.instructions for layer in self.layers)
+
+    @property
+    def clamped(self) -> list[LayerProfile]:
+        """The rows counted below 0 and shown as 0 (LayerProfile.clamped_from), in the order they ran."""
+        return [layer for layer in self.layers if layer.clamped_from is not None]
 
     @property
     def nothing_to_split(self) -> bool:
@@ -142,7 +151,8 @@ def count_prefix_models(
     """A profile by prefix models (TFLite ops, ONNX Runtime nodes): EMPTY (a graph with no work), one prefix per
     row (name, type, shape, precision) and the ARTIFACT itself, one inference each counted in one guest process
     on emulated DEVICE. A row's instructions are its prefix's count minus the one before (a negative difference,
-    work a cut moved, is 0); the empty graph's count is the runtime's own per-invoke work, in no row."""
+    work a cut moved, is 0, kept in `clamped_from`); the empty graph's count is the runtime's own per-invoke work, in
+    no row."""
     from edgekit.emu.plugin.counting import CountJob, count_artifacts, heartbeat
 
     models = [empty, *prefixes, artifact]
@@ -155,16 +165,19 @@ def count_prefix_models(
     with heartbeat(say, f"{artifact.name}'s prefix models on {device}"):
         counted = count_artifacts(jobs, device, timeout_s=timeout_s)
     cumulative = [c.instructions for c in counted[:-1]]  # [empty, prefix 0, prefix 1, ...]
-    layers = [
-        LayerProfile(
-            name=row["name"],
-            type=row["type"],
-            shape=row["shape"],
-            precision=row["precision"],
-            instructions=max(0, cumulative[k + 1] - cumulative[k]),
+    layers = []
+    for k, row in enumerate(rows):
+        own = cumulative[k + 1] - cumulative[k]
+        layers.append(
+            LayerProfile(
+                name=row["name"],
+                type=row["type"],
+                shape=row["shape"],
+                precision=row["precision"],
+                instructions=max(0, own),
+                clamped_from=own if own < 0 else None,
+            )
         )
-        for k, row in enumerate(rows)
-    ]
     return Profile(
         artifact=str(artifact),
         device=device,
@@ -337,16 +350,18 @@ def _profile_from(data: dict, artifact: str, device: str, cpu: str, threads: int
         params = row.get("params", {})
         scale_term = int(float(params.get("8", 0))) if row["type"] in QUANTIZED_TYPES else 0
         precision = "int8" if scale_term else {8: "int8", 16: "fp16"}.get(row["elembits"], "fp32")
+        own = row["window"] - row["overhead"]
         layers.append(
             LayerProfile(
                 name=row["name"],
                 type=row["type"],
                 shape=row["shape"],
                 precision=precision,
-                instructions=max(0, row["window"] - row["overhead"]),
+                instructions=max(0, own),
                 activation=int(float(params.get("9", 0))),
                 requantized=scale_term > 100,
                 busiest_share=_busiest_share(row.get("split") or [], threads),
+                clamped_from=own if own < 0 else None,
             )
         )
     return Profile(

@@ -54,15 +54,19 @@ def format_table(profile: Profile, top: int = 10) -> list[str]:
         f"{'layer':<28} {'type':<22} {'output shape':<16} {'prec':<5} {unit + ' insns':>9} {'share':>7}"
         + (f" {'busiest thread':>14}" if split else ""),
     ]
-    shown = profile.top(top)
+    top_rows = profile.top(top)
+    # a row counted below 0 is shown whatever its rank (sorted last as 0, --top hid it), with its difference
+    shown = top_rows + [layer for layer in profile.clamped if layer not in top_rows]
     names = short_names([layer.name for layer in shown], 28)
     for layer, name in zip(shown, names):
         shape = "x".join(str(d) for d in layer.shape)
         busiest = f"{layer.busiest_share:.0%}" if layer.busiest_share is not None else "-"
         share = "-" if profile.nothing_to_split else f"{profile.share(layer):.1%}"
+        count = layer.instructions if layer.clamped_from is None else layer.clamped_from
         lines.append(
             f"{name:<28} {layer.type:<22} {shape:<16} {layer.precision:<5} "
-            f"{layer.instructions / scale:>9.2f} {share:>6}" + (f" {busiest:>14}" if split else "")
+            f"{count / scale:>9.2f} {'!' if layer.clamped_from is not None else share:>6}"
+            + (f" {busiest:>14}" if split else "")
         )
     if profile.nothing_to_split:
         lines.append(
@@ -79,6 +83,8 @@ def format_table(profile: Profile, top: int = 10) -> list[str]:
         f"sum to {profile.layer_sum / scale:.2f} {unit} ({profile.coverage:.2%}{rest}, the base of the share "
         f"column; {profile.remainder})"
     )
+    if profile.clamped:
+        lines.append(_clamped_note(profile, scale, unit))
     if split:
         lines.append(
             f"busiest thread: its share of the layer's own instructions ({1 / profile.threads:.0%}: split evenly "
@@ -102,3 +108,17 @@ def format_table(profile: Profile, top: int = 10) -> list[str]:
             "their whole count"
         )
     return lines
+
+
+def _clamped_note(profile: Profile, scale: float, unit: str) -> str:
+    """What a row marked '!' is: counted below 0, so its own work is unknown and it holds 0 in the sum."""
+    rows = profile.clamped
+    named = ", ".join(f"{layer.name} {(layer.clamped_from or 0) / scale:.2f} {unit}" for layer in rows[:3])
+    one = len(rows) == 1
+    return (
+        f"! {'the row' if one else f'{len(rows)} rows'} marked '!' counted below 0 ({named}"
+        f"{', ...' if len(rows) > 3 else ''}): {'its' if one else 'each'} prefix model counted fewer instructions "
+        "than the one before (a cut that changed what the runtime fuses or delegates moved work between rows), so "
+        f"{'its' if one else 'their'} own work is unknown and the rows before hold too much; 0 in the layers' sum "
+        "and in --json `instructions` (`clamped_from`: the difference)"
+    )

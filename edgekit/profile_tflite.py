@@ -4,11 +4,12 @@ The TFLite interpreter runs a whole graph per `invoke()` from Python: there is n
 host writes one prefix model per op, the graph cut after op k in execution order returning every tensor still
 live there (op k's outputs, and those of earlier ops that a later op reads or the model returns; weights of ops
 past the cut dropped), and counts one invoke of each on the emulated core in one guest process. Op k's own
-instructions are the prefix-k count minus the prefix-(k-1) count; the first op's count includes the
-interpreter's fixed per-invoke work. Each prefix is prepared by the same interpreter (with its default XNNPACK
-delegate), so an op fused or delegated differently at a cut shows as a small negative or positive difference:
-negatives are reported as 0 and the sum of the ops is compared with the whole model (`coverage`). Instruction
-counts, not cycles. Control flow (more than one subgraph) is refused with a named error.
+instructions are the prefix-k count minus the prefix-(k-1) count; the interpreter's fixed per-invoke work is
+counted apart (a graph with no op). Each prefix is prepared by the same interpreter (with its default XNNPACK
+delegate), so an op fused or delegated differently at a cut shows as a negative or positive difference, not
+always small (tiny's int8 convolution after a PAD: -36 k, the PAD +107 k): a negative is reported as 0 with its
+difference kept (`clamped_from`, a row the table marks), and the sum of the ops is compared with the whole model
+(`coverage`). Instruction counts, not cycles. Control flow (more than one subgraph) is refused with a named error.
 """
 
 from __future__ import annotations

@@ -114,3 +114,24 @@ def test_an_ncnn_wall_profile_reads_every_field_the_agent_writes(files: dict[str
     assert "does not declare" not in done.stderr, done.stderr
     layers = json.loads(done.stdout)["layer_ms"]
     assert layers and all(layer["reextract_ms"] >= 0 and 0 <= layer["noisy_passes"] <= 4 for layer in layers)
+
+
+def test_a_tflite_op_counted_below_zero_is_kept_and_marked(files: dict[str, Path]) -> None:
+    """tiny's first convolution, its prefix counting fewer instructions than the PAD's before it (XNNPACK fuses
+    the PAD into it), was reported as 0 instructions in --json, left out of the table's top rows, and nothing said
+    the PAD's share held its work. The signed difference is kept (`clamped_from`), the row shown and marked '!'."""
+    done = profile(str(files["tflite"]), "--target", "pi4-emu", "--json")
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+    data = json.loads(done.stdout)
+    clamped = [layer for layer in data["layers"] if layer["clamped_from"] is not None]
+    assert clamped and all(x["clamped_from"] < 0 and x["instructions"] == 0 for x in clamped), data["layers"]
+    signed = sum(
+        x["instructions"] if x["clamped_from"] is None else x["clamped_from"] for x in data["layers"]
+    )
+    assert signed == data["total"] - data["fixed"]  # the prefixes' differences add up to the whole again
+    done = profile(str(files["tflite"]), "--target", "pi4-emu", "--top", "1")
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+    rows = [line.split() for line in done.stdout.splitlines()[2:] if len(line.split()) == 6]
+    assert [row[-1] for row in rows[1:]] == ["!"] * len(clamped), done.stdout  # shown past --top, marked
+    assert [float(row[-2]) for row in rows[1:]] == [round(x["clamped_from"] / 1e3, 2) for x in clamped]
+    assert f"marked '!' counted below 0 ({clamped[0]['name']} " in done.stdout, done.stdout
