@@ -68,6 +68,8 @@ def format_table(profile: Profile, top: int = 10) -> list[str]:
             f"{count / scale:>9.2f} {'!' if layer.clamped_from is not None else share:>6}"
             + (f" {busiest:>14}" if split else "")
         )
+    if profile.clamped:  # under the rows it marks
+        lines.append(_clamped_note(profile, scale, unit))
     if profile.nothing_to_split:
         lines.append(
             f"whole inference {profile.total / scale:.2f} {unit} instructions, {profile.fixed_what} counted apart "
@@ -83,8 +85,6 @@ def format_table(profile: Profile, top: int = 10) -> list[str]:
         f"sum to {profile.layer_sum / scale:.2f} {unit} ({profile.coverage:.2%}{rest}, the base of the share "
         f"column; {profile.remainder})"
     )
-    if profile.clamped:
-        lines.append(_clamped_note(profile, scale, unit))
     if split:
         lines.append(
             f"busiest thread: its share of the layer's own instructions ({1 / profile.threads:.0%}: split evenly "
