@@ -96,6 +96,7 @@ HOST_ONLY = frozenset(
         "test_masking_precision.py",
         "test_metrics.py",
         "test_model_digest.py",
+        "test_model_not_finite.py",
         "test_names_for_users.py",
         "test_ncnn_fp32_reuse.py",
         "test_ncnn_graph_bounds.py",

@@ -15,10 +15,11 @@ from edgekit.convert import cache
 from edgekit.convert.base import Artifact, dist_version
 from edgekit.convert.calibration import Labels, data_digest
 from edgekit.convert.onnx import OnnxModel
+from edgekit.errors import InputDataError
 from edgekit.formats import Format
-from edgekit.recipe import DataSource, OnnxSource, Recipe
+from edgekit.recipe import DataSource, OnnxSource, Recipe, TorchSource
 from edgekit.results import GATE_MISSED
-from edgekit.runtimes import spec_for
+from edgekit.runtimes import Outputs, spec_for
 
 Progress = Callable[[str], None]
 
@@ -55,6 +56,7 @@ def check_fidelity(
                 # the user's own file when it was simplified (a copy in the cache: an error names theirs)
                 given = recipe.model.path if isinstance(recipe.model, OnnxSource) else None
                 ref = run_onnx(onnx.reference_path, inputs, shown=given)
+                check_finite(ref, recipe)
                 fidelity.check_labels(ref, labels, recipe)
             try:
                 numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)
@@ -66,6 +68,33 @@ def check_fidelity(
         art.fidelity = {**numbers, "gates": gates, "cached": cached}
         if not gates["passed"]:
             art.status, art.error = "failed", f"{GATE_MISSED}{fidelity.describe_failures(gates, numbers)}"
+
+
+def check_finite(ref: Outputs, recipe: Recipe) -> None:
+    """The reference's outputs hold no NaN or infinity on any evaluation input, else an InputDataError (exit 2)
+    naming the first such input, the output and how many values, before any artifact is judged: every artifact
+    "missed" its gate with cosine nan, each converter blamed ("that conversion differs from the model itself"),
+    onnx-fp32 (the user's own file) too. A PyTorch or Keras source's own outputs were checked when exported, on
+    the export check's inputs; here an exported reference is judged on the evaluation inputs."""
+    from edgekit.fidelity.finite import NOT_FINITE_HINT, not_finite, not_finite_message
+
+    src = recipe.model
+    if isinstance(src, OnnxSource):
+        model, by = src.path.name, "onnxruntime's, before any conversion"
+    else:
+        label = src.label if isinstance(src, TorchSource) else str(src.path)
+        model = f"the ONNX exported from {label}"
+        by = "onnxruntime's; the export matched the model on the inputs it was checked on"
+    for name, values in ref:
+        bad = [k for k in range(len(values)) if not_finite(values[k])]
+        if not bad:
+            continue
+        first = bad[0]
+        on = f"evaluation input {first + 1} of {len(values)}" + (
+            f" (the first of {len(bad)} such inputs)" if len(bad) > 1 else ""
+        )
+        said = not_finite_message(on, model, f"`{name}`", values[first : first + 1], by)
+        raise InputDataError(said or name, where=str(recipe.path), hint=NOT_FINITE_HINT)
 
 
 def data_note(source: DataSource, count: int) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 from edgekit.convert.keras import BAD_INPUT_EXIT, NCHW_ONNX
 from edgekit.convert.onnx_export import EXPORT_CHECK_INPUTS, EXPORT_CHECK_MAX_ABS, export_difference
 from edgekit.convert.tool_process import child_figures
+from edgekit.fidelity.finite import NOT_FINITE_HINT, not_finite, not_finite_message
 from edgekit.recipe import IOType
 
 
@@ -219,6 +220,8 @@ def _child_onnx(job: dict[str, Any]) -> dict[str, Any]:
             output_path=f"out/{NCHW_ONNX}",
         )
     xs = np.random.default_rng(0).uniform(0, 1, (EXPORT_CHECK_INPUTS, *job["shape"])).astype(np.float32)
+    wants = [{k: v.numpy() for k, v in serve(x).items()} for x in xs]
+    _check_finite(wants, names, job["source"])
     worst = 0.0
     for file, layout in (("model.onnx", None), (NCHW_ONNX, (0, 3, 1, 2))):
         if not Path("out", file).is_file():
@@ -227,26 +230,59 @@ def _child_onnx(job: dict[str, Any]) -> dict[str, Any]:
         onnx_names = [o.name for o in sess.get_outputs()]
         if sorted(onnx_names) != sorted(names):
             raise ChildError(f"ExportError: tf2onnx named the outputs {onnx_names}, the model {names}")
-        for x in xs:
-            want = {k: v.numpy() for k, v in serve(x).items()}
+        for i, (x, want) in enumerate(zip(xs, wants)):
             got = dict(
                 zip(
                     onnx_names,
                     sess.run(onnx_names, {sess.get_inputs()[0].name: x.transpose(layout) if layout else x}),
                 )
             )
-            for name in names:
-                worst = max(worst, export_difference(want[name], got[name]))
-    if worst > EXPORT_CHECK_MAX_ABS:
-        raise ChildError(
-            f"ExportError: tf2onnx's ONNX differs from the Keras model by {worst:.3g} (relative max "
-            f"abs) on {EXPORT_CHECK_INPUTS} inputs"
-        )
+            worst = max(worst, _export_difference(want, got, names, i))
     return {
         "opset": job["opset"],
         "outputs": names,
         "check": {"max_abs": worst, "inputs": EXPORT_CHECK_INPUTS},
     }
+
+
+def _export_difference(want: dict[str, Any], got: dict[str, Any], names: list[str], i: int) -> float:
+    """The worst export_difference of the ONNX's outputs (`got`) from the Keras model's (`want`) on the export
+    check's input i; a ChildError past EXPORT_CHECK_MAX_ABS, and for NaN too: `max(worst, nan)` kept 0.0, so an
+    ONNX giving NaN where Keras is finite passed ("matches the model within 0.0e+00")."""
+    worst = 0.0
+    for name in names:
+        err = export_difference(want[name], got[name])
+        if not err <= EXPORT_CHECK_MAX_ABS:
+            bad = not_finite(got[name])
+            raise ChildError(
+                f"ExportError: tf2onnx's ONNX differs from the Keras model on input {i + 1} of "
+                f"{EXPORT_CHECK_INPUTS} (uniform 0..1), output `{name}`: "
+                + (
+                    f"it holds {bad} of its {np.asarray(got[name]).size} values where the Keras model's are "
+                    "finite"
+                    if bad
+                    else f"by {err:.3g} (relative max abs; float rounding stays below {EXPORT_CHECK_MAX_ABS:g})"
+                )
+            )
+        worst = max(worst, err)
+    return worst
+
+
+def _check_finite(wants: list[dict[str, Any]], names: list[str], source: str) -> None:
+    """The Keras model's own outputs on the export check's inputs hold no NaN or infinity, else a ModelInputError
+    (exit 2) naming the input, the output and how many values: NaN equals nothing, and the export check
+    passed such a model ("matches the model within 0.0e+00"), every artifact then missing its gate."""
+    for i, want in enumerate(wants):
+        for name in names:
+            said = not_finite_message(
+                f"the export check's input {i + 1} of {len(wants)} (uniform 0..1)",
+                Path(source).name,
+                f"`{name}`",
+                want[name],
+                "Keras's, before any export",
+            )
+            if said:
+                raise ModelInputError(said, NOT_FINITE_HINT)
 
 
 def _child_tflite(job: dict[str, Any]) -> dict[str, Any]:

@@ -150,26 +150,15 @@ def _check_finite(
     """PyTorch's own outputs on one input hold no NaN or infinity: a model computing NaN cannot be checked (NaN
     equals nothing), and its export was blamed for it, with the frozen-flow hint. An InputDataError (exit 2), as
     for a model that computes nothing: the model is what is wrong, not a converter."""
-    import numpy as np
+    from edgekit.fidelity.finite import NOT_FINITE_HINT, not_finite_message
 
     for j, out in enumerate(outputs):
-        bad = ~np.isfinite(out)
-        if not bad.any():
-            continue
-        nan = int(np.isnan(out).sum())
-        what = ", ".join(
-            f"{n} {label}" for n, label in ((nan, "NaN"), (int(bad.sum()) - nan, "infinite")) if n
-        )
         named = f"`{recipe.outputs[j]}`" if j < len(recipe.outputs) else f"{j + 1} of {len(outputs)}"
-        raise InputDataError(
-            f"the model's own outputs are not finite: on {kind} {i + 1} of {count}, {src.label}'s output "
-            f"{named} {list(out.shape)} holds {what} of its {out.size} values (PyTorch's, before any export); "
-            "a model that computes NaN or infinity cannot be checked or converted",
-            where=str(recipe.path),
-            hint="check the weights (trained to NaN, or not loaded) and the builder (a division by zero, log of "
-            "0 or sqrt of a negative, an overflow in float32); run the module on that input in Python to see "
-            "where the values turn",
+        said = not_finite_message(
+            f"{kind} {i + 1} of {count}", src.label, named, out, "PyTorch's, before any export"
         )
+        if said:
+            raise InputDataError(said, where=str(recipe.path), hint=NOT_FINITE_HINT)
 
 
 def returned_tensors(value: Any) -> list[Any]:
