@@ -23,7 +23,13 @@ from edgekit.route_estimates import (
     estimates_tied,
     unranked_ratios,
 )
-from edgekit.route_rejections import CONVERSION_MISSED, COUNTS_LOST, UNCOUNTED, ranked_below
+from edgekit.route_rejections import (
+    CONVERSION_MISSED,
+    COUNTS_LOST,
+    DID_NOT_RUN,
+    UNCOUNTED,
+    ranked_below,
+)
 from edgekit.same_model import holds_no_int8, no_int8_note, same_models
 
 
@@ -161,15 +167,25 @@ def _route_at(
     basis, counting, candidates = candidates_for_run(run, host_gates, threads, unchecked, twins)
     if run.emulated and not counting:
         # emulated wall time is no device latency: name no route rather than a misleading one; a run that was
-        # to count and has none lost its counts (its error says why): no advice to turn counting on
+        # to count and has none lost its counts (its error says why): no advice to turn counting on. Only a
+        # measurement that was taken lacks counts: one that failed (an agent killed, a link lost, a full disk)
+        # did not run, and says so, as the same fault before the device's facts were known does
         lost = (run.error or "its error is above").splitlines()[0]
+        measured = {
+            m.artifact
+            for m in (run.agent.measurements if run.agent else [])
+            if m.threads == threads and m.status == "ok"
+        }
         return Route(
             target=run.target,
             basis=Basis.INSTRUCTIONS,  # what an emulated target is ranked by; its wall times never are
             threads=threads,
             artifact=None,
             rejected={
-                c.artifact: f"{COUNTS_LOST}: {lost}" if run.counting else UNCOUNTED for c in candidates
+                c.artifact: (f"{COUNTS_LOST}: {lost}" if run.counting else UNCOUNTED)
+                if c.artifact in measured
+                else DID_NOT_RUN
+                for c in candidates
             },
         )
     route = recommend(run.target, candidates, basis, threads)

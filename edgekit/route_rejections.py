@@ -42,17 +42,22 @@ def why_no_route(rejected: dict[str, str], recipe: str | None = None) -> str:
     gate and others did not run or could not be compared, the same advice for those that missed (the others' error
     is above)."""
     whys = list(rejected.values())
-    if whys and all(why.startswith(COUNTS_LOST) for why in whys):
-        lost = whys[0][len(COUNTS_LOST) :].lstrip(": ") or "its error is above"
+    unrun = sum(why == DID_NOT_RUN for why in whys)
+    # the rest did not run (an agent killed, a link lost): their error is above, not a lack of counts
+    also_unrun = f"; {unrun} did not run (its error is above)" if unrun else ""
+    lost = [why for why in whys if why.startswith(COUNTS_LOST)]
+    if lost and len(lost) + unrun == len(whys):
+        said = lost[0][len(COUNTS_LOST) :].lstrip(": ") or "its error is above"
         return (
-            f"no route: emulated, and the instruction counts it was counted for were lost ({lost}); its wall times "
-            "are not device latency: run it again once that is mended"
+            f"no route: emulated, and the instruction counts it was counted for were lost ({said}); its wall times "
+            f"are not device latency: run it again once that is mended{also_unrun}"
         )
-    if whys and all(why == UNCOUNTED for why in whys):
+    uncounted = sum(why == UNCOUNTED for why in whys)
+    if uncounted and uncounted + unrun == len(whys):
         return (
             "no route: emulated without instruction counts (its wall times are not device latency); to rank it, "
             "count: --set emulated.counting=true on an edgekit emulated target (a qemu machine reached as a plain "
-            "or lab board cannot count)"
+            f"or lab board cannot count){also_unrun}"
         )
     failed = sum(why.startswith(GATES_FAILED) for why in whys)
     uncompared = sum(why.startswith(NOT_COMPARABLE) for why in whys)
@@ -80,7 +85,6 @@ def why_no_route(rejected: dict[str, str], recipe: str | None = None) -> str:
         )
     if not failed:
         return "no route: nothing ran on this target (its error is above)"
-    unrun = sum(why == DID_NOT_RUN for why in whys)
     return (
         f"no artifact meets every gate ({failed} failed a gate"
         + (f", {uncompared} not comparable" if uncompared else "")

@@ -57,3 +57,55 @@ def test_a_deploy_run_that_was_to_count_and_has_no_counts_says_they_were_lost() 
         TargetRun.model_validate({"target": "t", "kind": "ssh", "emulated": True, "status": "ok"}).counting
         is False
     )
+
+
+def test_a_failed_measurement_on_an_emulated_target_did_not_run_whatever_the_counting() -> None:
+    """An agent killed (a link dropped, a disk filled) mid-run on an emulated target: its failed measurements were
+    said to have lost their counts (counting on) or to want counting turned on (a qemu machine reached over plain
+    SSH), though nothing ran. They did not run, as the same fault before the device's facts were known says; one
+    that was measured keeps its own reason, and the line counts the rest."""
+    from edgekit.results import AgentResult, DeviceFacts, Measurement, TargetRun
+    from edgekit.route_deploy import route_for_run
+
+    facts = DeviceFacts(machine="aarch64", cores=4, python="3.11", emulated=True)
+    crashed = Measurement(
+        artifact="onnx-fp32",
+        format="onnx-fp32",
+        runtime="onnxruntime",
+        threads=1,
+        status="failed",
+        error="the agent was killed by SIGKILL",
+        error_code="crash",
+    )
+    measured = Measurement(
+        artifact="tflite-fp32", format="tflite-fp32", runtime="tflite", threads=1, status="ok", p50_ms=3.0
+    )
+    error = "agent: the agent was killed by SIGKILL (out of memory? see dmesg on the device)"
+    for counting in (True, False):
+        for kept, said in (
+            ([], "no route: nothing ran on this target (its error is above)"),
+            (
+                [measured],
+                "were lost (agent: the agent was killed" if counting else "--set emulated.counting=true",
+            ),
+        ):
+            agent = AgentResult(
+                started_at="2026-12-01T00:00:00", facts_before=facts, measurements=[crashed, *kept]
+            )
+            run = TargetRun(
+                target="pi4-emu",
+                kind="ssh",
+                emulated=True,
+                status="failed",
+                error=error,
+                agent=agent,
+                counting=counting,
+            )
+            route = route_for_run(run, {"onnx-fp32": True, "tflite-fp32": True})
+            line = route.summary()
+            assert route.rejected["onnx-fp32"] == "did not run", route.rejected
+            assert said in line, line
+            if kept:
+                assert line.endswith("; 1 did not run (its error is above)"), line
+            else:
+                assert "emulated.counting" not in line and "were lost" not in line, line
