@@ -135,3 +135,21 @@ def test_a_tflite_op_counted_below_zero_is_kept_and_marked(files: dict[str, Path
     assert [row[-1] for row in rows[1:]] == ["!"] * len(clamped), done.stdout  # shown past --top, marked
     assert [float(row[-2]) for row in rows[1:]] == [round(x["clamped_from"] / 1e3, 2) for x in clamped]
     assert f"marked '!' counted below 0 ({clamped[0]['name']} " in done.stdout, done.stdout
+
+
+def test_an_onnx_wall_profile_says_its_profilers_microseconds(files: dict[str, Path]) -> None:
+    """onnxruntime's profiler times nodes in whole microseconds: every node of tiny took 0.001-0.003 ms on the host,
+    and the share column was made of those rounded figures with no word of it. The table says so, --json gives the
+    tick; ncnn's layer times (perf_counter) carry no such note."""
+    done = profile(str(files["onnx"]), "--target", "host", "--passes", "3")
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+    rows = [line for line in done.stdout.splitlines()[2:] if len(line.split()) == 5]
+    coarse = [row for row in rows if float(row.split()[2]) < 0.01]
+    assert coarse, done.stdout  # tiny's nodes are a few microseconds each
+    assert "onnxruntime's profiler times a node in whole microseconds (0.001 ms)" in done.stdout, done.stdout
+    done = profile(str(files["onnx"]), "--target", "host", "--passes", "3", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["timer_resolution_ms"] == 0.001, done.stdout[
+        -800:
+    ]
+    done = profile(str(files["param"]), "--target", "host", "--passes", "3")
+    assert done.returncode == 0 and "whole microseconds" not in done.stdout, done.stdout

@@ -82,6 +82,7 @@ def wall_profile(
                     "target": tgt.name,
                     "label": wall_label(m.runtime),
                     "input_shape": timed,
+                    **({"timer_resolution_ms": ORT_TICK_MS} if m.runtime == "onnxruntime" else {}),
                     **m.model_dump(mode="json"),
                     "timing_caveats": timing_caveats(run),
                 },
@@ -112,6 +113,12 @@ _SUM_NOTE = {
 }
 
 
+# onnxruntime's profiler records each node's duration in whole microseconds
+ORT_TICK_MS = 0.001
+# below this a node's time is within ten ticks: one tick of rounding is 10 % of it or more
+ORT_COARSE_MS = 10 * ORT_TICK_MS
+
+
 def wall_label(runtime: str) -> str:
     return WALL_LABELS.get(runtime, WALL_LABELS["ncnn"])
 
@@ -137,6 +144,13 @@ def wall_table(m: Measurement, target: str, name: str, top: int, shape: list[int
         f"{len(m.layer_ms)} {unit}s sum to {total:.3f} ms; the whole inference p50 {m.p50_ms:.3f} ms "
         f"({total / max(m.p50_ms or 1e-12, 1e-12):.0%} of it: {_SUM_NOTE.get(m.runtime, _SUM_NOTE['ncnn'])})"
     )
+    coarse = [layer for layer in m.layer_ms if layer.ms < ORT_COARSE_MS] if m.runtime == "onnxruntime" else []
+    if coarse:
+        lines.append(
+            f"~ {len(coarse)} of {len(m.layer_ms)} nodes took under {three_figures(ORT_COARSE_MS)} ms: onnxruntime's "
+            f"profiler times a node in whole microseconds ({three_figures(ORT_TICK_MS)} ms), so each of their times, and "
+            "the shares made of them, is off by up to a microsecond: 10 % of such a node or more"
+        )
     noisy = noisy_layers(m)
     if noisy:
         lines.append(
