@@ -230,3 +230,45 @@ def test_tensorflows_selective_quantization_is_said_while_it_runs(
         .split('if __name__ == "__main__":')[1]
     )
     assert "die_with_parent()" in main
+
+
+def test_a_failed_conversions_work_folder_is_kept_only_when_its_error_names_it(home: Path) -> None:
+    """A Hardmax: pnnx leaves an operator ncnn has no layer for, and MNN's converter refuses it. ncnn's work
+    folder (model.bin, model.param) was kept "for its log", though ncnn writes none and its error names no file:
+    `edgekit cache` listed it as a run's leftover for a day. It goes now; MNN's, whose log the error names, stays."""
+    import onnx
+    import yaml
+    from onnx import TensorProto, helper
+
+    from edgekit import paths
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.errors import ConversionError
+    from edgekit.recipe import load_recipe
+
+    folder = home.parent
+    graph = helper.make_graph(
+        [helper.make_node("Hardmax", ["x"], ["y"], axis=-1)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / "hardmax.onnx"))
+    raw = {
+        "name": "hardmax",
+        "task": "generic",
+        "model": {"kind": "onnx", "path": "hardmax.onnx"},
+        "input": {"name": "x", "shape": [1, 3, 8, 8], "layout": "NCHW"},
+        "evaluation": {"data": {"kind": "random", "samples": 2}},
+        "formats": ["ncnn-fp32", "mnn-fp32"],
+    }
+    (folder / "r.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConversionError) as info:
+        convert_recipe(load_recipe(folder / "r.yaml"))
+    said = str(info.value)
+    assert "no layer for: Hardmax" in said and "whole log: " in said, said
+    left = sorted(p.name.split("-")[0] for p in (paths.cache_dir() / "work").iterdir())
+    assert left == ["MnnConverter"], left
+    (mnn,) = (paths.cache_dir() / "work").iterdir()
+    assert str(mnn) in said, said

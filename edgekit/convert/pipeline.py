@@ -41,7 +41,7 @@ from edgekit.convert.fidelity_stage import check_fidelity
 from edgekit.convert.findings import dynamic_kept_float, float_leftovers, speed_plan_finding
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.convert.peak_rss import PeakRss
-from edgekit.errors import CacheWriteError, ConversionError, EdgekitError, RecipeError
+from edgekit.errors import CacheWriteError, ConversionError, EdgekitError
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
 
@@ -155,9 +155,11 @@ def _convert_recipe(
     return artifacts
 
 
-def _drop_if_empty(folder: Path) -> None:
-    """Remove a scratch folder that holds no file (only empty folders): nothing in it to read."""
-    if folder.is_dir() and not any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+def _keep_if_named(folder: Path, err: EdgekitError) -> None:
+    """A failed conversion's scratch folder is kept for the log its error names (MNN's 'whole log: ...'); one the
+    error does not name (ncnn's model.bin/.param when pnnx left operators ncnn lacks) is nobody's to read: it was
+    left for a day, listed by `edgekit cache` as a run's leftover, so it is removed."""
+    if str(folder) not in str(err):
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -222,9 +224,7 @@ def _convert_group(
                 if isinstance(exc, EdgekitError)
                 else ConversionError(f"{conv_cls.__name__} crashed on {names}: {type(exc).__name__}: {exc}")
             )
-            if isinstance(err, RecipeError):  # the recipe's mistake: no tool log to look into
-                shutil.rmtree(work, ignore_errors=True)
-            _drop_if_empty(work)  # kept for its log; an empty one (the tool never started) is clutter
+            _keep_if_named(work, err)  # a recipe's mistake names no tool log: removed too
             for f in batch:
                 out[f] = Artifact(f, [], keys[f], 0, status="failed", error=f"{CONVERSION_FAILED}{told(err)}")
             if err is not exc:
