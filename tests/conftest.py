@@ -157,6 +157,7 @@ HOST_ONLY = frozenset(
         "test_train.py",
         "test_train_threads.py",
         "test_unlisted_runtime.py",
+        "test_zero_reference.py",
     }
 )
 

@@ -5,6 +5,10 @@ recipe's evaluation inputs. Numbers (JSON-ready, stored in Artifact.fidelity and
 - per output: max abs error, mean abs error, cosine similarity (per sample, flattened; mean, min, 5th
   percentile); overall `max_abs_error` (worst output), `cosine` (worst output's mean), `cosine_worst` (the worst
   single input) and `cosine_p5` (the 5th-percentile input): a mean can hide one input the artifact ruins;
+- a float output the ONNX model gives as 0 on every evaluation input (a dead layer, weights not loaded, data the
+  model does not respond to) is not judged (`not_judged`): it has no direction to compare and no size to be
+  near (its cosine was 1 and every gate passed); the overall figures are the other outputs', absent when there
+  are none, and `check_gates` names it for every gate, which is then no pass;
 - classifier (`task: classify`; the logits are the first output the recipe's `outputs:` names, else the model's
   first output): top-1 agreement with the reference; with labels also top-1 accuracy of both and the drop;
 - detector (`task: detect`, outputs `boxes` [1,N,4] xyxy and `scores` [1,N,C], see zoo/yolov5_lite.py): boxes
@@ -35,20 +39,23 @@ from edgekit.report.figures import gate_failures
 from edgekit.results import VANISHED
 from edgekit.runtimes import Outputs, spec_for
 
-# Part of the cached results' digest: bump when the numbers are computed differently. 8: a classifier's class
+# Part of the cached results' digest: bump when the numbers are computed differently. 9: a float output the ONNX
+# model gives as 0 on every input is not judged (`not_judged`; cosine 1 and a pass before). 8: a classifier's class
 # count kept (`classes`: labels are checked against it on a cache hit too), and the digest holds `outputs:`, the
 # host runtimes' versions and each detection image's labels apart (edgekit.convert.fidelity_stage.fidelity_digest).
 # 7: each output's largest reference value and whether the artifact's output is all zeros (vanished_note). 5: a
 # classifier's top-1 read from the output the recipe names; 4: integer outputs compared exactly, TFLite's
 # unquantized integer outputs taken as they are; 3: map50_95_drop.
 FIDELITY_VERSION = (
-    8  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
+    9  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
 )
 # A reference output whose largest value is below this, read back as all zeros, vanished in the arithmetic (int8
 # output scales, fp16's smallest subnormal 6e-8): what a random-weight network's outputs do (torchvision's
 # initialisation gives ~1e-10 to 1e-14; README, "Nine torchvision architectures").
 VANISHING = 1e-4
 DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
+# The overall figures taken from every output's own (compare): an output not judged is left out of them
+PER_OUTPUT = ("max_abs_error", "mean_abs_error", "cosine", "cosine_worst", "cosine_p5")
 # A reference box scored just above the threshold that the artifact scores just below it is the same detection,
 # not a lost one: the reference's boxes (score >= DETECT_CONF) are looked for among the artifact's boxes down to
 # DETECT_CONF - MATCH_SCORE_MARGIN. Without it ncnn-fp16 on the Cortex-A76 (fp16 arithmetic: boxes within a pixel,
@@ -102,18 +109,23 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
     }
     for (name, r), g in zip(ref, arrays):
         numbers["outputs"][name] = _errors(r, g)
-    per = numbers["outputs"].values()
-    numbers["max_abs_error"] = max(o["max_abs"] for o in per)
-    numbers["mean_abs_error"] = max(o["mean_abs"] for o in per)
-    numbers["cosine"] = min(o["cosine"] for o in per)
-    numbers["cosine_worst"] = min(o["cosine_min"] for o in per)
-    numbers["cosine_p5"] = min(o["cosine_p5"] for o in per)
+    zero = [name for name, o in numbers["outputs"].items() if o.get("ref_zero")]
+    if zero:
+        numbers["not_judged"] = zero
+    per = [o for o in numbers["outputs"].values() if not o.get("ref_zero")]
+    if per:  # else no overall figure: not 0 and 1, which read as a pass
+        numbers["max_abs_error"] = max(o["max_abs"] for o in per)
+        numbers["mean_abs_error"] = max(o["mean_abs"] for o in per)
+        numbers["cosine"] = min(o["cosine"] for o in per)
+        numbers["cosine_worst"] = min(o["cosine_min"] for o in per)
+        numbers["cosine_p5"] = min(o["cosine_p5"] for o in per)
     if recipe.task is Task.CLASSIFY:
         k = logits_index(ref, recipe)
         numbers["classes"] = int(
             np.prod(ref[k][1].shape[1:])
         )  # what check_cached_labels checks labels against
-        numbers.update(_classify(ref[k][1], arrays[k], labels))
+        if ref[k][0] not in zero:  # all-zero logits: every top-1 is class 0, in the artifact too
+            numbers.update(_classify(ref[k][1], arrays[k], labels))
     elif recipe.task is Task.DETECT:
         b, s = _detector_outputs(ref)
         numbers.update(_detect(ref[b][1], ref[s][1], arrays[b], arrays[s], labels))
@@ -124,7 +136,9 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
     """Each gate the recipe sets, with the measured value and the number of inputs it was judged on; a gate
     whose number is unavailable is skipped. `passed` says no checked gate was missed (what fails a conversion);
     `verdict` says whether every gate the recipe set held: "not checked" when none was missed but one could not
-    be judged (a drop without labels), which is no pass (`unchecked_gates`)."""
+    be judged (a drop without labels; an output the model gives as 0 on every input, for every gate: judged on
+    the other outputs where there are any, and said not checked on that one), which is no pass
+    (`unchecked_gates`)."""
     rules = {
         "min_cosine": ("cosine", ">="),
         "min_cosine_worst": ("cosine_worst", ">="),
@@ -136,6 +150,9 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
         "max_map_drop": ("map50_drop", "<="),
         "max_map50_95_drop": ("map50_95_drop", "<="),
     }
+    zero = list(numbers.get("not_judged") or [])
+    named = f"output{'s' if len(zero) > 1 else ''} {', '.join(zero)}"
+    why_zero = "0 on every evaluation input in the ONNX model itself: not judged"
     checks, skipped = [], []
     for gate, limit in gates.model_dump().items():
         if limit is None:
@@ -143,10 +160,16 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
         key, op = rules[gate]
         value = numbers.get(key)
         if value is None:
-            skipped.append(f"{gate} (no {key}: {'needs labels' if 'drop' in gate else 'not measurable'})")
+            said = f"{named} {'are' if len(zero) > 1 else 'is'} {why_zero}" if zero else ""
+            why = f"no {key}: {'needs labels' if 'drop' in gate else 'not measurable'}"
+            skipped.append(
+                f"{gate} ({(said or why) if key in PER_OUTPUT else '; '.join(filter(None, (why, said)))})"
+            )
             continue
         ok = value >= limit if op == ">=" else value <= limit
         checks.append({"gate": gate, "limit": limit, "value": value, "passed": bool(ok)})
+        if zero and key in PER_OUTPUT:  # judged on the other outputs, not on these
+            skipped.append(f"{gate} on {named} ({why_zero})")
     passed = all(c["passed"] for c in checks)
     return {
         "passed": passed,
@@ -217,6 +240,17 @@ def _errors(r: np.ndarray, g: np.ndarray) -> dict[str, Any]:
     exact = np.issubdtype(r.dtype, np.integer) or r.dtype == np.bool_
     if exact:  # class indices, counts: a direction means nothing ([2] and [1] have cosine 1); equal or not
         cos = np.all(rf == gf, axis=1).astype(np.float64)
+    if not exact and r.size and not np.any(r):  # 0 on every input (module docstring): an integer 0 is a value
+        return {
+            "ref_zero": True,
+            "max_abs": float(diff.max()),
+            "mean_abs": float(diff.mean()),
+            "cosine": None,
+            "cosine_min": None,
+            "cosine_p5": None,
+            "ref_max_abs": 0.0,
+            "all_zero": False,
+        }
     return {
         **(
             {"compared": "exact (integer output): cosine figures are the share of inputs it equals"}

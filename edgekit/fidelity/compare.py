@@ -103,9 +103,10 @@ def compare(
         artifact=artifact,
         target=target,
         reference=reference_name,
-        max_abs_error=float(numbers["max_abs_error"]),
-        mean_abs_error=float(numbers["mean_abs_error"]),
-        cosine=float(numbers["cosine"]),
+        # absent when no output is judged (0 on every input in the reference, check.compare): not a number
+        max_abs_error=float(numbers.get("max_abs_error", float("nan"))),
+        mean_abs_error=float(numbers.get("mean_abs_error", float("nan"))),
+        cosine=float(numbers.get("cosine", float("nan"))),
         top1_agreement=numbers.get("top1_agreement"),
         box_match=numbers.get("box_match"),
         metric={k: float(numbers[k]) for k in METRIC_KEYS if numbers.get(k) is not None},

@@ -1,0 +1,136 @@
+"""An output the ONNX model gives as 0 on every evaluation input (Relu(-x) on positive data; a dead layer, weights
+not loaded, wrong preprocessing) is not judged: every artifact had cosine 1.000000, `pass (4)` and exit 0 with no
+word. It is named under convert's table as a gate NOT checked (a `*` in its gate column), as a gate the data cannot
+judge (a top-1 drop without labels) is, and never taken as met; the other outputs are still judged."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from edgekit.fidelity.check import check_gates, compare
+from edgekit.fidelity.compare import compare as compare_sides
+from edgekit.recipe import Gates, Recipe, load_recipe
+
+NOT_JUDGED = "0 on every evaluation input in the ONNX model itself: not judged"
+
+
+def _recipe(tmp_path: Path, task: str = "generic") -> Recipe:
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "z",
+                "task": task,
+                "formats": ["onnx-fp32"],
+                "model": {"kind": "torch", "builder": "edgekit.zoo.tiny:build"},
+                "input": {"shape": [1, 3, 8, 8]},
+            }
+        )
+    )
+    return load_recipe(path)
+
+
+def test_an_output_zero_on_every_input_passes_no_gate(tmp_path: Path) -> None:
+    zero = np.zeros((4, 8), np.float32)
+    numbers = compare([("y", zero)], [("y", zero.copy())], _recipe(tmp_path), None)
+    assert numbers["not_judged"] == ["y"] and numbers["outputs"]["y"]["cosine"] is None, numbers
+    assert "cosine" not in numbers and "max_abs_error" not in numbers, numbers
+    gates = check_gates(numbers, Gates(min_cosine=0.9999, max_abs_error=0.1))
+    assert gates["verdict"] == "not checked" and not gates["checks"], gates
+    assert gates["skipped"] == [
+        f"min_cosine (output y is {NOT_JUDGED})",
+        f"max_abs_error (output y is {NOT_JUDGED})",
+    ]
+
+
+def test_the_other_outputs_are_still_judged(tmp_path: Path) -> None:
+    live = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
+    zero = np.zeros((4, 8), np.float32)
+    ref = [("a", live), ("y", zero)]
+    good = compare(ref, [("a", live), ("y", zero)], _recipe(tmp_path), None)
+    assert good["cosine"] == 1.0 and good["not_judged"] == ["y"], good
+    gates = check_gates(good, Gates(min_cosine=0.9999))
+    assert gates["passed"] and gates["verdict"] == "not checked", gates
+    assert gates["skipped"] == [f"min_cosine on output y ({NOT_JUDGED})"], gates
+    bad = compare(ref, [("a", -live), ("y", zero)], _recipe(tmp_path), None)
+    assert check_gates(bad, Gates(min_cosine=0.9999))["verdict"] == "missed"
+    # an integer output of zeros (class 0 every time) is a value, compared exactly as before
+    ints = np.zeros((4, 1), np.int64)
+    exact = compare([("k", ints)], [("k", ints)], _recipe(tmp_path), None)
+    assert "not_judged" not in exact and exact["cosine"] == 1.0
+
+
+def test_a_classifier_whose_logits_are_zero_has_no_top1_figure(tmp_path: Path) -> None:
+    zero = np.zeros((4, 10), np.float32)
+    numbers = compare([("logits", zero)], [("logits", zero)], _recipe(tmp_path, "classify"), None)
+    assert "top1_agreement" not in numbers and numbers["classes"] == 10, numbers
+    gates = check_gates(numbers, Gates(min_top1_agreement=0.99))
+    assert gates["skipped"] == [
+        f"min_top1_agreement (no top1_agreement: not measurable; output logits is {NOT_JUDGED})"
+    ]
+
+
+def test_a_device_comparison_of_an_unjudged_output_is_not_a_number(tmp_path: Path) -> None:
+    """deploy's comparison of a target's outputs takes check's numbers: none to give, so NaN (its table: n/a)."""
+    zero = [[("y", np.zeros((1, 8), np.float32))] for _ in range(3)]
+    comp = compare_sides(
+        zero,
+        zero,
+        recipe=_recipe(tmp_path),
+        labels=None,
+        artifact="onnx-fp32",
+        target="t",
+        reference_name="onnx",
+        gate=True,
+    )
+    assert np.isnan(comp.cosine) and np.isnan(comp.max_abs_error) and comp.gates_passed is True, comp
+
+
+def test_convert_says_the_gate_was_not_checked(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Neg", ["x"], ["n"]),
+            helper.make_node("Relu", ["n"], ["r"]),
+            helper.make_node("Conv", ["r", "w"], ["y"], pads=[1, 1, 1, 1]),
+        ],
+        "zero",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, tmp_path / "zero.onnx")
+    recipe = tmp_path / "zero.yaml"
+    recipe.write_text(
+        "name: zero\nmodel: {kind: onnx, path: zero.onnx}\ninput: {name: x, shape: [1, 3, 8, 8]}\n"
+        "evaluation: {data: {kind: random, samples: 4}}\nformats: [onnx-fp32, ncnn-fp32]\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe), "--json", str(tmp_path / "out.json")],
+        cwd=tmp_path,
+        env={**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "COLUMNS": "220"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    # as a gate the data cannot judge: named under the table, never taken as met, no failure of the converters
+    assert proc.returncode == 0, out
+    said = " ".join(out.split())
+    assert f"gate NOT checked: min_cosine (output y is {NOT_JUDGED}) for ncnn-fp32, onnx-fp32" in said, said
+    rows = [line for line in out.splitlines() if line.split()[:1] in (["onnx-fp32"], ["ncnn-fp32"])]
+    assert len(rows) == 2 and all("not checked *" in row and "1.000000" not in row for row in rows), rows
+    record = json.loads((tmp_path / "out.json").read_text())
+    verdicts = {a["format"]: a["fidelity"]["gates"]["verdict"] for a in record["artifacts"]}
+    assert verdicts == {"onnx-fp32": "not checked", "ncnn-fp32": "not checked"}, verdicts
