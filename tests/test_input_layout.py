@@ -75,9 +75,11 @@ def test_a_format_name_is_taken_in_any_case_and_a_wrong_one_names_the_nearest(tm
     assert "tflite-onnx2tf-dynamic" not in said and "`edgekit formats` lists all 21" in said, said
 
 
-def test_executorch_of_an_onnx_recipe_says_too_that_this_host_cannot_convert_it(tmp_path: Path) -> None:
+def test_executorch_of_an_onnx_recipe_is_refused_before_any_work(tmp_path: Path) -> None:
     """`-f executorch-fp32` on a `model: {kind: onnx}` recipe said only 'needs a PyTorch model', where ExecuTorch
-    does not install at all (`edgekit formats`: convert no): a torch recipe would have failed too."""
+    does not install at all (`edgekit formats`: convert no): a torch recipe would have failed too. And it said it
+    after converting every other format (exit 1), though the recipe says it when read: refused then, exit 2, for
+    `-f` and for the recipe's own `formats` alike."""
     import importlib.util
 
     import onnx
@@ -94,9 +96,28 @@ def test_executorch_of_an_onnx_recipe_says_too_that_this_host_cannot_convert_it(
         tmp_path / "m.onnx",
     )
     path = recipe(tmp_path, task="generic", model={"kind": "onnx", "path": "m.onnx"})
-    said = named(run("convert", str(path), "-f", "executorch-fp32", cwd=tmp_path), code=1)
-    assert "ExecuTorch needs a PyTorch model (model.kind: torch), not this recipe's onnx model" in said, said
-    assert f"{path}: executorch-fp32: {path}" not in said, said  # the place once
-    if importlib.util.find_spec("executorch") is None:
-        assert "; and on this host executorch is not installed: no release installs beside" in said, said
+    out = run("convert", str(path), "-f", "onnx-fp32", "-f", "executorch-fp32", cwd=tmp_path)
+    said = named(out)
+    assert "RecipeError" in said and "preparing ONNX" not in out.stdout + said, (out.stdout, said)
+    assert (
+        "executorch-fp32: ExecuTorch needs a PyTorch model (model.kind: torch), not this recipe's onnx model"
+        in said
+    ), said
+    assert said.count(str(path)) == 1, said  # the place once
+    missing = importlib.util.find_spec("executorch") is None
+    if missing:
+        assert "; and on this host executorch is not installed" in said, said
         assert "hint: leave executorch-* out of the formats" in said, said
+    listed = recipe(
+        tmp_path,
+        task="generic",
+        model={"kind": "onnx", "path": "m.onnx"},
+        formats=["onnx-fp32", "executorch-fp32", "executorch-int8"],
+        calibration={"data": {"kind": "random", "samples": 2}},
+    )
+    with pytest.raises(
+        RecipeError, match="executorch-fp32, executorch-int8: ExecuTorch needs a PyTorch model"
+    ):
+        load_recipe(listed)
+    said = named(run("convert", str(listed), cwd=tmp_path))
+    assert "ExecuTorch needs a PyTorch model" in said and "leave executorch-* out" in said, said

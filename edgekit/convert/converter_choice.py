@@ -1,6 +1,7 @@
 """Which converter makes each format of a convert run: the registry's (TensorFlow's own for TFLite of a Keras
 source), the formats refused before any work is done (int8 input and output a converter cannot make, a Keras-only
-route), the formats grouped per converter, and the tool a progress line names for a converter.
+route, ExecuTorch of a model that is not PyTorch), the formats grouped per converter, and the tool a progress line
+names for a converter.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from edgekit.convert.base import Converter
 from edgekit.errors import ConversionError, RecipeError
 from edgekit.formats import Format, int8_io_refusal
 from edgekit.recipe import IOType, KerasSource, Recipe
-from edgekit.recipe.schema import keras_only_route
+from edgekit.recipe.schema import keras_only_route, torch_only_route
 from edgekit.runtimes import spec_for
 
 
@@ -38,6 +39,9 @@ def converters_for(fmts: Sequence[Format], recipe: Recipe) -> dict[Format, type[
             where=str(recipe.path),
             hint=f"ask for {', '.join(r.replace('tflite-onnx2tf-', 'tflite-') for r in route)} instead",
         )
+    torch_only = torch_only_route(fmts, recipe.model)  # likewise, before any format is converted
+    if torch_only:
+        raise RecipeError(torch_only[0], where=str(recipe.path), hint=torch_only[1])
     if keras_source:
         importlib.import_module("edgekit.convert.keras")  # registers the tflite-onnx2tf-* route
     for module in dict.fromkeys(

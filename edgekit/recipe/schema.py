@@ -7,6 +7,7 @@ but the values themselves. Reading a file, resolving its paths and checking the 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
 import re
 from enum import Enum
@@ -15,8 +16,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
 
-from edgekit.formats import Format, Precision, int8_io_refusal
-from edgekit.recipe.sources import DataSource, KerasSource, ModelSource, RandomData, Real, _Strict
+from edgekit.formats import Format, Precision, Runtime, int8_io_refusal
+from edgekit.recipe.sources import (
+    DataSource,
+    KerasSource,
+    ModelSource,
+    RandomData,
+    Real,
+    TorchSource,
+    _Strict,
+)
 from edgekit.target.benchmark_cap import MAX_THREADS as MAX_THREADS  # the recipe's bound: imported from here
 from edgekit.target.benchmark_cap import thread_counts
 
@@ -35,6 +44,29 @@ def keras_only_route(formats: Any, model: Any) -> str | None:
     return (
         f"{', '.join(route)}: the onnx2tf route beside TensorFlow's converter is for a `kind: keras` model; "
         f"for a {model.kind} model tflite-* already go through onnx2tf"
+    )
+
+
+def torch_only_route(formats: Any, model: Any) -> tuple[str, str] | None:
+    """Why executorch-* cannot be made of this model (ExecuTorch lowers the PyTorch module itself, never an ONNX
+    or Keras model) and what to do, or None: the recipe's `formats` and `convert -f` are refused in these words
+    when the recipe is read (the ONNX route converted every other format first, then failed, exit 1)."""
+    asked = [f.value for f in formats if f.runtime is Runtime.EXECUTORCH]
+    if not asked or isinstance(model, TorchSource):
+        return None
+    said = (
+        f"{', '.join(asked)}: ExecuTorch needs a PyTorch model (model.kind: torch), not this recipe's {model.kind} "
+        "model"
+    )
+    if importlib.util.find_spec("executorch") is None:  # a torch recipe would not help here either
+        return (
+            f"{said}; and on this host executorch is not installed (`edgekit formats`: no release installs beside "
+            "edgekit's pins)",
+            "leave executorch-* out of the formats",
+        )
+    return (
+        said,
+        "give the PyTorch module (model: {kind: torch, builder: ...}) or its .pt2, or leave executorch-* out",
     )
 
 
@@ -296,6 +328,9 @@ class Recipe(_Strict):
         refused = keras_only_route(self.formats, self.model)
         if refused:
             raise ValueError(refused)
+        torch_only = torch_only_route(self.formats, self.model)
+        if torch_only:
+            raise ValueError(f"{torch_only[0]}; {torch_only[1]}")
         per_sample = 4 * math.prod(self.input.shape[1:])  # float32, batch of one
         for where, data in (
             ("calibration", self.calibration.data if self.calibration else None),
