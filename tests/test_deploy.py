@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ from rich.console import Console
 
 from edgekit.convert.base import Artifact
 from edgekit.deploy import DeployOptions, HostCpu, deploy, host_target, is_ok
+from edgekit.deploy.answers import attach_estimates
 from edgekit.formats import Format
 from edgekit.recipe import load_recipe
 from edgekit.report.lines import failures
@@ -281,6 +283,18 @@ def _render(result: DeployResult, verbose: bool = False) -> str:
     return buffer.getvalue()
 
 
+def _estimate_json(param: Path, threads: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "estimate", str(param), "--board", "pi4", "--threads", str(threads)]
+        + ["--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return dict(json.loads(done.stdout))
+
+
 def _closed_port() -> int:
     import socket
 
@@ -448,6 +462,64 @@ def test_what_was_counted_before_a_ctrl_c_keeps_its_board_estimate_and_nothing_n
     assert not any("counting how" in line or "counting instructions" in line for line in said), said
     four = run_.estimates["ncnn-fp32 x4"]  # from the one-thread count, without the split (not counted now)
     assert four["status"] == "ok" and any("interrupted" in line and "split" in line for line in said), said
+
+
+@pytest.mark.integration
+def test_deploys_two_thread_estimate_is_estimates_for_the_same_counts(
+    pi4_emu: Target, tiny_artifacts: list[Artifact], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recipe's threads [1, 2] on pi4-emu (its cap times 1): 2 threads are interpolated towards a 4-thread
+    estimate, which deploy made without the 4-thread split `edgekit estimate --threads 2` counts (tiny ncnn-fp32:
+    ~0.145 ms beside 0.166 at 1 thread, where estimate said 0.185, slower), saying 'no split between 2 threads
+    counted (deploy counts it for ncnn artifacts only)' of an ncnn artifact, in --json only. Now the 4-thread
+    split is counted: given estimate's counts deploy gives its figure and interval; a TFLite artifact's caveat says
+    that split was not counted, and the table shows it."""
+    # a count cache of its own: the split is counted here (the Ctrl-C test wants tiny's uncounted)
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
+    said: list[str] = []
+    wanted = (Format.NCNN_FP32, Format.TFLITE_FP32)
+    arts = [a for a in tiny_artifacts if a.format in wanted]
+    opts = DeployOptions(repeat=1, warmup=0, samples=1, host=False)
+    result = deploy(load_recipe(TINY), [pi4_emu], opts, said.append, arts)
+    (run,) = result.runs
+    assert {(m.artifact, m.threads) for m in run.agent.measurements} == {  # type: ignore[union-attr]
+        ("ncnn-fp32", 1),
+        ("tflite-fp32", 1),
+    }
+    one, two = run.estimates["ncnn-fp32 x1"], run.estimates["ncnn-fp32 x2"]
+    param = next(a.main_file for a in arts if a.format is Format.NCNN_FP32)
+    estimated = _estimate_json(param, 2)
+    # with each one's own counts, the same direction: 2 threads slower than 1 for tiny on the Pi 4
+    est_one = _estimate_json(param, 1)["estimate"]["estimate_ms"]
+    est_two = estimated["estimate"]["estimate_ms"]
+    assert est_two > est_one and two["estimate_ms"] > one["estimate_ms"], (
+        (one["estimate_ms"], two["estimate_ms"]),
+        (est_one, est_two),
+    )
+    # the same counts (estimate's one-thread count, misses and mix in deploy's measurement): the same figure
+    count = estimated["count"]
+    measured = measurements(run)["ncnn-fp32", 1]
+    measured.instructions_per_invoke = count["instructions"]  # type: ignore[attr-defined]
+    measured.instruction_mix = list(count["mix"][0])  # type: ignore[attr-defined]
+    measured.cache_misses = list(count["window_misses"])  # type: ignore[attr-defined]
+    measured.cycles_per_invoke = count["cycles"]  # type: ignore[attr-defined]
+    attach_estimates(result, {"pi4-emu": pi4_emu}, said.append)
+    again, theirs = run.estimates["ncnn-fp32 x2"], estimated["estimate"]
+    assert (again["estimate_ms"], again["low_ms"], again["high_ms"]) == (
+        theirs["estimate_ms"],
+        theirs["low_ms"],
+        theirs["high_ms"],
+    )
+    assert estimated["count"]["threads_split"]["cached"]  # the very split deploy counted
+    counted = "split between 4 threads (the 4-thread end of the 2-thread interpolation) counted on pi4-emu"
+    assert any(counted in c for c in again["caveats"]), again["caveats"]
+    assert not any("no split" in c for c in again["caveats"]) and "split_not_counted" not in again
+    # a TFLite artifact: its 4-thread split is not counted, said truly in --json and under the table
+    tfl = run.estimates["tflite-fp32 x2"]
+    missing = tfl["split_not_counted"]
+    assert missing.startswith("no split between 4 threads (the 4-thread end of the 2-thread interpolation)")
+    assert "only an ncnn artifact's is counted" in missing and missing in tfl["caveats"]
+    assert f"pi4-emu tflite-fp32 x2: {missing}" in " ".join(_render(result).split())
 
 
 def test_a_waiting_host_goes_before_a_devices_next_stage() -> None:

@@ -742,6 +742,43 @@ def test_estimates_for_a_whole_run(tmp_path: Path) -> None:
     assert estimates_for_run(run, [], "phone-emu") == {}
 
 
+def test_a_two_thread_estimate_names_the_four_thread_split_its_interpolation_reads(tmp_path: Path) -> None:
+    """2 threads are interpolated towards the 4-thread estimate, whose forms read the 4-thread split: deploy said
+    'no split between 2 threads counted (deploy counts it for ncnn artifacts only)' of an ncnn artifact, and a
+    timed 2-thread split (which no form reads) was all it had. Where the 4-thread split is not counted the caveat
+    names that split and the true reason, and `split_not_counted` carries it for deploy's table."""
+    from edgekit.estimate.attach import estimates_for_run
+    from edgekit.report.table_caption import split_not_counted_notes
+    from edgekit.results import AgentResult, DeviceFacts, TargetRun
+
+    facts = DeviceFacts(machine="aarch64", cores=2, python="3.11", emulated=True)
+    timed_two = _measurement(2, 101_000_000).model_copy(
+        update={"instructions_per_thread": [60_000_000, 41_000_000]}
+    )
+    measured = [_measurement(1, 100_000_000), timed_two]
+    agent = AgentResult(started_at="now", facts_before=facts, measurements=measured)
+    run = TargetRun(target="pi4-emu", kind="ssh", emulated=True, status="ok", agent=agent)
+    est = estimates_for_run(run, [], "pi4-emu", threads=[1, 2, 3])
+    assert set(est) == {"ncnn-fp16 x1", "ncnn-fp16 x2", "ncnn-fp16 x3"}
+    for n in (2, 3):
+        note = est[f"ncnn-fp16 x{n}"]["split_not_counted"]
+        assert note.startswith(
+            f"no split between 4 threads (the 4-thread end of the {n}-thread interpolation) counted here: the "
+            "artifact's files are not known here;"
+        ), note
+        assert note in est[f"ncnn-fp16 x{n}"]["caveats"] and f"--threads {n}`" in note
+        assert "ncnn artifacts only" not in note
+    assert "split_not_counted" not in est["ncnn-fp16 x1"]
+    lines = split_not_counted_notes([run.model_copy(update={"estimates": est})])  # under deploy's table
+    assert lines == [f"pi4-emu ncnn-fp16 x{n}: {est[f'ncnn-fp16 x{n}']['split_not_counted']}" for n in (2, 3)]
+    # a TFLite artifact: its split is not counted here, whatever its files
+    tfl = ArtifactInfo(
+        id="ncnn-fp16", format="ncnn-fp16", files=[str(tmp_path / "m.tflite")], sha256="0", size_bytes=1
+    )
+    other = estimates_for_run(run, [tfl], "pi4-emu", threads=[1, 2])["ncnn-fp16 x2"]
+    assert "counted here: only an ncnn artifact's is counted;" in other["split_not_counted"]
+
+
 @pytest.mark.integration
 def test_a_capped_run_counts_the_thread_split_its_four_thread_estimate_needs(tmp_path: Path) -> None:
     """A capped emulated run times one thread; for the recipe's 4 threads the split between threads is counted

@@ -269,10 +269,9 @@ def _count(
     ):  # the count's 'not timed' (-1.0: no llvm-mca model of this core) is null
         counted["cycles"] = None
     busiest: dict[int, int] = {}
-    n = min(threads, b.cores)
     # 2 or 3 threads are interpolated towards 4, which is estimated as `--threads 4` is: with its split
-    n = next((t for t in cost_model.CALIBRATED_THREADS if t >= n), n) if n > 1 else n
-    if n > 1 and n in cost_model.CALIBRATED_THREADS:  # the thread split: forms on the busiest thread use it
+    n = cost_model.split_threads(threads, b.cores)
+    if n is not None:  # the thread split: forms on the busiest thread use it
         split, split_cached = one(n)
         busiest[n] = split.busiest_thread
         counted["threads_split"] = {

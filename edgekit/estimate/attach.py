@@ -9,6 +9,9 @@ splits between threads (the busiest thread bounds the time). For an ncnn artifac
 this machine, with one inference under the counting qemu of the same core (`counts.count_cached`: kept, so a
 second deploy of the same artifact does not count again): with it and the simulated misses the N-thread
 estimate is the cross-validated blend of `edgekit estimate --threads N` instead of the forms without the split.
+At 2 or 3 threads, which the cost model interpolates between its 1- and 4-thread estimates, that is the 4-thread
+split (`cost_model.split_threads`), as `estimate` counts it: a 2- or 3-thread split feeds no form. An estimate
+whose split was not counted says so in its caveats and in `split_not_counted` (deploy's table shows it).
 """
 
 from __future__ import annotations
@@ -45,13 +48,16 @@ def estimate_for(
     reference: Measurement | None = None,
     input_shape: list[int] | None = None,
     split_counted: str = "",
+    split_at: int | None = None,
 ) -> dict[str, Any]:
     """A labelled estimate of `measurement`'s artifact on the real `board` at its thread count.
 
     The cost model wants the one-thread count (counts at more threads include the split between threads, used
     when the measurement has it); pass the same artifact's one-thread measurement as `reference` when
     `measurement` ran with more threads. Returns {"status": "unavailable", "reason": ...} (still labelled) when
-    no count exists. `split_counted` says where a split that was not timed came from (a note of the estimate).
+    no count exists. `split_counted` says where a split that was not timed came from (a note of the estimate);
+    `split_at` is the thread count that split was counted at (default: the measurement's, at most the board's
+    cores; 4 for a 2- or 3-thread estimate, whose interpolation reads the 4-thread split).
     """
     base = {
         "label": cost_model.LABEL,
@@ -84,11 +90,8 @@ def estimate_for(
     # between more threads than that (99 on a 4-core board) is none it was calibrated on
     cores = get_board(board).cores
     split = measurement.instructions_per_thread
-    busiest = (
-        {min(measurement.threads, cores): max(split)}
-        if measurement.threads > 1 and 0 < len(split) <= cores
-        else {}
-    )
+    at = split_at if split_at is not None else min(measurement.threads, cores)
+    busiest = {at: max(split)} if measurement.threads > 1 and 0 < len(split) <= cores else {}
     # the miss features are one-thread figures (as calibrated): from a one-thread count only
     l1, llc = misses_of(source.cache_misses) if source.threads == 1 else (-1, -1)
     feats = cost_model.Features(
@@ -168,41 +171,73 @@ def estimates_for_run(
     """TargetRun.estimates for an emulated target in one call: {"artifact xN": estimate dict} for every thread
     count measured and every one in `threads` (the recipe's plan: a capped emulated run measures 1 thread, the
     board question is often 4), each from the same artifact's one-thread count; for an ncnn artifact with the
-    split between N threads counted on DEVICE's core (`thread_split`). {} when no board stands for DEVICE
-    (phone-emu) or the run has no agent result."""
+    split the N-thread estimate reads (`cost_model.split_threads`: at 2 or 3 threads the 4-thread one) counted on
+    DEVICE's core (`thread_split`), so the figure is `edgekit estimate --threads N`'s for the same counts. {} when
+    no board stands for DEVICE (phone-emu) or the run has no agent result."""
     board = board_for_device(device)
     if board is None or run.agent is None:
         return {}
     infos = {a.id: a for a in artifacts}
     single = {m.artifact: m for m in run.agent.measurements if m.threads == 1 and m.instructions_per_invoke}
     cores = get_board(board).cores
-    out = {
-        f"{m.artifact} x{m.threads}": estimate_for(
-            m, infos.get(m.artifact), board, single.get(m.artifact), input_shape
-        )
-        if m.threads <= cores or not m.instructions_per_invoke or m.status != "ok"
-        else beyond_cores(m, infos.get(m.artifact), board, device, single.get(m.artifact), input_shape, say)
-        for m in run.agent.measurements
-    }
+    out: dict[str, Any] = {}
+    for m in run.agent.measurements:
+        info, one = infos.get(m.artifact), single.get(m.artifact)
+        counted = m.status == "ok" and bool(m.instructions_per_invoke)
+        if counted and m.threads > cores:
+            out[f"{m.artifact} x{m.threads}"] = beyond_cores(m, info, board, device, one, input_shape, say)
+        elif counted and m.threads > 1 and cost_model.split_threads(m.threads, cores) != m.threads:
+            # 2 or 3 threads timed: their own split feeds no form; the interpolation's 4-thread end wants its own
+            out[f"{m.artifact} x{m.threads}"] = with_split(m, info, board, device, one, input_shape, say)
+        else:
+            out[f"{m.artifact} x{m.threads}"] = estimate_for(m, info, board, one, input_shape)
     for artifact, one in single.items():
         for n in threads or []:
             if f"{artifact} x{n}" not in out:
-                k = min(n, cores)  # more threads than cores are estimated as the cores, with their split
-                split = thread_split(infos.get(artifact), k, device, input_shape, say) if k > 1 else []
-                wanted = one.model_copy(update={"threads": n, "instructions_per_thread": split})
-                note = (
-                    f"the split between {k} threads{ON_CORES if k < n else ''} counted on {device} "
-                    "(one inference under the counting qemu, outside the timed run)"
-                    if split
-                    else f"no split between {n} threads counted here (deploy counts it for ncnn artifacts only): "
-                    f"estimated without it; `edgekit estimate FILE --board {board} --threads {n}` counts it, so "
-                    "its figure can differ"
-                    if n > 1
-                    else ""
+                wanted = one.model_copy(update={"threads": n})
+                out[f"{artifact} x{n}"] = with_split(
+                    wanted, infos.get(artifact), board, device, one, input_shape, say
                 )
-                out[f"{artifact} x{n}"] = estimate_for(
-                    wanted, infos.get(artifact), board, one, input_shape, note
-                )
+    return out
+
+
+def with_split(
+    wanted: Measurement,
+    info: ArtifactInfo | None,
+    board: str,
+    device: str,
+    one: Measurement | None,
+    input_shape: list[int] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The estimate at `wanted.threads` (not timed at that count, or timed at 2 or 3 threads) from the one-thread
+    count ONE, with the split between threads that estimate reads counted here (`cost_model.split_threads`: at
+    2 or 3 threads the 4-thread split the interpolation's 4-thread end reads, above the board's cores the cores'
+    split), as `edgekit estimate --threads N` counts it. Where it is not counted (not an ncnn artifact, or the
+    count failed) the caveat says why and `split_not_counted` holds it (deploy's table prints it)."""
+    n = wanted.threads
+    k = cost_model.split_threads(n, get_board(board).cores)
+    if k is None:  # one thread: no split
+        return estimate_for(
+            wanted.model_copy(update={"instructions_per_thread": []}), info, board, one, input_shape
+        )
+    split, why = thread_split(info, k, device, input_shape, say)
+    which = (
+        f"{k} threads (the {k}-thread end of the {n}-thread interpolation)"
+        if k > n
+        else f"{k} threads{ON_CORES if k < n else ''}"
+    )
+    note = (
+        f"the split between {which} counted on {device} (one inference under the counting qemu, outside the timed "
+        f"run), as `edgekit estimate --threads {n}` counts it"
+        if split
+        else f"no split between {which} counted here: {why}; estimated without it; `edgekit estimate FILE "
+        f"--board {board} --threads {n}` counts it, so its figure can differ"
+    )
+    wanted = wanted.model_copy(update={"instructions_per_thread": split})
+    out = estimate_for(wanted, info, board, one, input_shape, note, split_at=k)
+    if not split and out.get("status") == "ok":
+        out["split_not_counted"] = note
     return out
 
 
@@ -212,21 +247,31 @@ def thread_split(
     device: str,
     input_shape: list[int] | None = None,
     say: Callable[[str], None] | None = None,
-) -> list[int]:
-    """Each guest thread's instructions in one inference of an ncnn artifact at `threads` threads on DEVICE's
-    core, counted on this machine (and kept in the count cache); [] for other runtimes (no calibration figure
-    to gain from it), a thread count no cost model is calibrated for, or when it cannot be counted here (said,
-    never fatal: the estimate falls back to the forms without the split)."""
-    param = next((Path(f) for f in (info.files if info else []) if f.endswith(".param")), None)
-    if param is None or not param.exists() or threads not in cost_model.CALIBRATED_THREADS:
-        return []
+) -> tuple[list[int], str]:
+    """(each guest thread's instructions in one inference of an ncnn artifact at `threads` threads on DEVICE's
+    core, counted on this machine and kept in the count cache; why not, when that is []). [] for other runtimes
+    (no calibration figure to gain from it), a thread count no cost model is calibrated for, or when it cannot be
+    counted here (said, never fatal: the estimate falls back to the forms without the split)."""
+    if info is None or not info.files:
+        return [], "the artifact's files are not known here"
+    param = next((Path(f) for f in info.files if f.endswith(".param")), None)
+    if param is None:
+        return [], "only an ncnn artifact's is counted"
+    if not param.exists():
+        return [], f"{param.name} is not on this machine"
+    if threads not in cost_model.CALIBRATED_THREADS:
+        return [], f"no cost model reads a {threads}-thread split"
     from edgekit.emu.plugin.counting import CountJob
     from edgekit.estimate.counts import count_cached
 
-    name = info.id if info is not None else param.parent.name
+    name = info.id
 
-    def counting(_: str) -> None:  # said only when not in the count cache
-        if say is not None:
+    def counting(message: str) -> None:  # said only when not in the count cache
+        if say is None:
+            return
+        if message.startswith("counted "):  # its end (said as a second "counting how" before)
+            say(f"{name}'s {threads}-thread split: {message}")
+        else:
             say(
                 f"counting how {name} splits between {threads} threads on {device} (one inference under qemu)"
             )
@@ -238,8 +283,8 @@ def thread_split(
     except Exception as exc:  # noqa: BLE001 (an estimate must never break a deploy)
         if say is not None:
             say(f"the {threads}-thread split of {name} not counted on {device} ({exc})")
-        return []
-    return res.window_split
+        return [], str(exc) or type(exc).__name__
+    return res.window_split, "" if res.window_split else "the count gave no split between threads"
 
 
 def beyond_cores(

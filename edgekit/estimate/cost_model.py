@@ -101,6 +101,7 @@ __all__ = [
     "procedure_errors",
     "procedure_key",
     "procedure_summary",
+    "split_threads",
     "stored_procedure_errors",
     "validated_range",
     "widest_q",
@@ -284,6 +285,17 @@ def estimate(
         notes,
         not_validated=why,
     )
+
+
+def split_threads(threads: int, cores: int) -> int | None:
+    """The thread count whose split between threads (Features.busiest) the estimate at THREADS reads: a calibrated
+    count's own; 2 or 3 threads interpolate towards 4 (`estimate`), whose forms read the 4-thread split; more
+    threads than the board's CORES are estimated as the cores. None at one thread, or where no calibrated count at
+    or above it fits in the cores. `edgekit estimate` and deploy both count the split this names."""
+    n = min(max(threads, 1), cores)
+    if n == 1:
+        return None
+    return next((t for t in CALIBRATED_THREADS if n <= t <= cores), None)
 
 
 _LEFT_OUT = "not in the MAC count (0 MACs each): "  # the graph readers' note naming the ops they do not know

@@ -65,7 +65,21 @@ def caption(result: DeployResult, runs: list[TargetRun]) -> str:
     not_validated = not_validated_note(e for r in runs for e in r.estimates.values())
     if not_validated:
         parts.append(not_validated)
+    parts += split_not_counted_notes(runs)
     return "\n".join(parts)
+
+
+def split_not_counted_notes(runs: list[TargetRun]) -> list[str]:
+    """The caveat of each estimate made without the split between threads its thread count reads (the JSON's
+    `split_not_counted`: a TFLite artifact's, a split whose count failed), once per target and caveat with the
+    rows it holds for: such a figure can differ from `edgekit estimate --threads N`'s, which only --json said."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for run in runs:
+        for key, est in run.estimates.items():
+            note = est.get("split_not_counted") if isinstance(est, dict) else None
+            if note:
+                rows.setdefault((run.target, str(note)), []).append(key)
+    return [f"{target} {', '.join(keys)}: {note}" for (target, note), keys in rows.items()]
 
 
 def not_validated_note(estimates: Iterable[object]) -> str | None:
@@ -84,8 +98,8 @@ def not_validated_note(estimates: Iterable[object]) -> str | None:
 def _estimated_only(run: TargetRun) -> str:
     """The thread counts a capped emulated target has ESTIMATE rows for but never ran: estimated from the counts
     of the run it made, not runs at that many threads (the plan said threads [1] above 2-thread rows). Not "from
-    its counted thread split": a split is counted apart, for ncnn at 4 threads only; 2 or 3 threads and the other
-    runtimes are estimated from the 1-thread count (each estimate's caveats say how)."""
+    its counted thread split": a split is counted apart, for ncnn artifacts only (at 4 threads, which 2 or 3
+    threads interpolate towards); each estimate's caveats say how, and split_not_counted_notes where it was not."""
     ran = sorted({m.threads for m in (run.agent.measurements if run.agent else [])})
     estimated = {n for _, n, _ in estimated_thread_counts(run.estimates)}
     only = sorted(n for n in estimated if n not in ran)
