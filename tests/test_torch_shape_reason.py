@@ -45,3 +45,23 @@ def test_a_torchscript_file_that_cannot_take_the_shape_says_torchs_reason(tmp_pa
     assert "does not run on an input of shape [1, 4, 64, 64]" in said, said
     assert re.search(r"expected input\[1, 4, 64, 64\] to have 3 channels, but got 4", said), said
     assert len(done.stderr) < 1500, done.stderr
+
+
+def test_a_builder_raising_in_libtorch_is_said_without_its_cpp_backtrace(tmp_path: Path) -> None:
+    """tiny's builder with width 1e20: torch's message holds libtorch's C++ backtrace ('Exception raised from
+    THPUtils_unpackLong ...', 'frame #4: <unknown function> + 0x595108 (0x7f5e... in libtorch_python.so)'), which
+    the RecipeError printed; torch's reason is said without it."""
+    recipe = tmp_path / "big.yaml"
+    recipe.write_text(
+        "name: big\nmodel: {kind: torch, builder: edgekit.zoo.tiny:build, args: {num_classes: 10, width: "
+        "100000000000000000000}}\ninput: {name: input, shape: [1, 3, 32, 32]}\n"
+        "evaluation:\n  data: {kind: random, samples: 2}\nformats: [onnx-fp32]\n"
+    )
+    done = _convert(recipe, tmp_path / "home")
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (
+        "edgekit.zoo.tiny:build raised TypeError: empty(): argument 'size' failed to unpack the object at pos 1 "
+        'with error "Overflow when unpacking long long"'
+    ) in said, said
+    assert "frame #" not in said and "0x" not in said and "omitting python frames" not in said, said

@@ -136,8 +136,33 @@ def exception_said(exc: BaseException, limit: int = 300) -> str:
     named = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning): ")
     if len(lines) > 1 and "Traceback of TorchScript" in str(exc) and named.match(lines[-1]):
         return _bounded(lines[-1], limit)
-    text = _bounded(" | ".join(lines), limit)
+    text = _bounded(" | ".join(_without_cpp_frames(lines)), limit)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# libtorch's C++ backtrace inside a message (c10::Error's: "Exception raised from THPUtils_unpackLong at
+# ...python_numbers.h:79 (most recent call first):", "frame #4: <unknown function> + 0x595108 (0x7f5e... in
+# libtorch_python.so)", "<omitting python frames>"): addresses, not a reason a user can act on
+CPP_FRAME = re.compile(
+    r"^(Exception raised from .* \(most recent call first\):|frame #\d+: .*|<omitting python frames>)$"
+)
+
+
+def _without_cpp_frames(lines: list[str]) -> list[str]:
+    """A message's lines without libtorch's C++ backtrace; a line after it that only closes the message (a quote, a
+    bracket) goes back onto the line before it: `...with error "Overflow when unpacking long long"`."""
+    kept: list[str] = []
+    dropped = False
+    for line in lines:
+        if CPP_FRAME.match(line):
+            dropped = True
+            continue
+        if dropped and kept and not any(c.isalnum() for c in line):
+            kept[-1] += line
+        else:
+            kept.append(line)
+        dropped = False
+    return kept
 
 
 def _bounded(text: str, limit: int) -> str:
