@@ -47,6 +47,53 @@ def test_a_torchscript_file_that_cannot_take_the_shape_says_torchs_reason(tmp_pa
     assert len(done.stderr) < 1500, done.stderr
 
 
+TOKENS = """
+import torch
+
+
+class Tok(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.e, self.f = torch.nn.Embedding(100, 8), torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.f(self.e(x).mean(1))
+
+
+def tok():
+    torch.manual_seed(0)
+    return Tok().eval()
+"""
+
+
+def test_a_builder_taking_token_ids_is_told_its_input_is_integer_not_its_shape(tmp_path: Path) -> None:
+    """An Embedding fed float32 raised 'got torch.FloatTensor', said as `field input.shape: ... does not run on an
+    input of shape [1, 12]` with a hint about shapes; the cause is the dtype, as the ONNX route says it."""
+    (tmp_path / "tokmods.py").write_text(TOKENS)
+    recipe = tmp_path / "tok.yaml"
+    recipe.write_text(
+        'name: tok\nmodel: {kind: torch, builder: "tokmods:tok"}\ninput: {name: x, shape: [1, 12]}\n'
+        "evaluation:\n  data: {kind: random, samples: 2}\nformats: [onnx-fp32]\n"
+    )
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekit", "convert", str(recipe)],
+        cwd=tmp_path,
+        env={**os.environ, "EDGEKIT_HOME": str(tmp_path / "home"), "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (
+        "the model's input 'x' is an integer tensor (it runs on int64 of shape [1, 12], not on float32"
+        in said
+    )
+    assert "edgekit feeds float32 tensors" in said and "got torch.FloatTensor" in said, said
+    assert "field `input.shape`" not in said and "batch first" not in said, said
+
+
 def test_a_builder_raising_in_libtorch_is_said_without_its_cpp_backtrace(tmp_path: Path) -> None:
     """tiny's builder with width 1e20: torch's message holds libtorch's C++ backtrace ('Exception raised from
     THPUtils_unpackLong ...', 'frame #4: <unknown function> + 0x595108 (0x7f5e... in libtorch_python.so)'), which

@@ -97,7 +97,6 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
     taking more than one input is a RecipeError naming them. meta.json beside it records the check (describe)."""
     import torch
 
-    where = str(recipe.path)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -111,12 +110,7 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
             with torch.no_grad():
                 returned = model(example)
         except Exception as exc:  # noqa: BLE001 - the user's model raises what it raises
-            raise RecipeError(
-                f"field `input.shape`: {src.label} does not run on an input of shape "
-                f"{list(recipe.input.shape)}: {exception_said(exc)}",  # TorchScript's reason: its last line
-                where=where,
-                hint="input.shape is the tensor the model takes, batch first (NCHW for a PyTorch model)",
-            ) from None
+            raise _input_error(model, exc, recipe, src) from None
         check_output_names(recipe, src, returned)
         traced = _export(program if program is not None else model, example, tmp, recipe, src)
     finally:
@@ -138,6 +132,32 @@ def export_torch(recipe: Recipe, src: TorchSource, target: Path) -> str | None:
     (target.parent / "meta.json").write_text(json.dumps(meta))
     tmp.replace(target)
     return simplifier
+
+
+def _input_error(model: Any, exc: Exception, recipe: Recipe, src: TorchSource) -> RecipeError:
+    """Why the module does not run on the recipe's float32 input: its dtype when it runs on integers of that shape
+    (token ids into an Embedding: "got torch.FloatTensor" was said as a shape the model does not take, with a hint
+    about shapes), else the shape. The ONNX route says the same of an integer input (onnx_io.check_io)."""
+    import torch
+
+    shape = list(recipe.input.shape)
+    try:
+        with torch.no_grad():
+            model(torch.zeros(shape, dtype=torch.int64))
+    except Exception:  # noqa: BLE001 - not integers either: the shape, as before
+        return RecipeError(
+            f"field `input.shape`: {src.label} does not run on an input of shape {shape}: "
+            f"{exception_said(exc)}",  # TorchScript's reason: its last line
+            where=str(recipe.path),
+            hint="input.shape is the tensor the model takes, batch first (NCHW for a PyTorch model)",
+        )
+    return RecipeError(
+        f"the model's input {recipe.input.name!r} is an integer tensor (it runs on int64 of shape {shape}, not on "
+        f"float32: {exception_said(exc)}); edgekit feeds float32 tensors (images, features)",
+        where=str(recipe.path),
+        hint="give a builder whose module takes float32 and casts inside (x.long() before an Embedding: token ids "
+        "are exact in float32 up to 2^24), as every runtime here is fed float32",
+    )
 
 
 def describe(meta: dict[str, Any]) -> str | None:
