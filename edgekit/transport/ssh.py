@@ -187,8 +187,7 @@ class SshTransport(Transport):
             ""  # a relative work_dir is the home's, not the last connection's (reconnect doubled it)
         )
         self.work_dir = self._abs(t.work_dir)
-        ssh_exec.exec_simple(self._link, self._files.prune_script(self.work_dir))
-        self._files.partials.clear()
+        self._files.prune(self.work_dir)  # leftovers of earlier runs, and the partial uploads of killed ones
         return self
 
     def _dial(self, client: paramiko.SSHClient, key: str | None) -> None:

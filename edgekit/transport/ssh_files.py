@@ -2,10 +2,11 @@
 the device's free space, and the leftovers of earlier runs.
 
 The device's disk is checked before an upload (`free_bytes`, `bytes_to_send`); an upload that fails for lack of
-space is a DeviceDiskFull (free vs needed bytes). At connect, leftovers are pruned (`prune_script`): partial
-uploads older than an hour (this connection's own at once), run folders older than a day (a failed run's, never
-pulled), artifact folders unused for PRUNE_ARTIFACT_DAYS days, and the oldest day-old artifact folders while
-`artifacts/` exceeds PRUNE_ARTIFACT_MB. SFTP requests time out after `io_timeout`; an upload or a download
+space is a DeviceDiskFull (free vs needed bytes). At connect, leftovers are pruned (`prune`): partial uploads
+older than an hour, and at once this connection's own and those of an edgekit on this machine that is gone (killed
+mid-upload: the upload's name says whose it is, work_prune.partial_name), run folders older than a day (a failed
+run's, never pulled), artifact folders unused for PRUNE_ARTIFACT_DAYS days, and the oldest day-old artifact folders
+while `artifacts/` exceeds PRUNE_ARTIFACT_MB. SFTP requests time out after `io_timeout`; an upload or a download
 after `io_timeout` of silence (no bytes taken or acknowledged: a slow link goes on). A download is refused before it
 starts when the device's file is over the download limit (limits.check_download_size: DeviceFileTooLarge). A device
 whose SSH server offers no SFTP subsystem (refused, or it ends at once) while the connection still answers is a
@@ -14,7 +15,6 @@ TransportError saying so and what to install (exit 1), not a dropped link.
 
 from __future__ import annotations
 
-import secrets
 import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +33,9 @@ from edgekit.transport.work_prune import (  # the rule, one for every work dir (
     PRUNE_ARTIFACT_DAYS,
     PRUNE_ARTIFACT_MB,
     RUN_GLOBS,
+    machine_tag,
+    owner_gone,
+    partial_name,
 )
 
 _FAULT_HINT = (  # WorkDirError.device_fault: the disk, not the path (exit 1)
@@ -72,7 +75,9 @@ class RemoteFiles:
     def __init__(self, link: Link, abs_path: Callable[[str], str]) -> None:
         self.link = link
         self.target = link.target
-        self.partials: set[str] = set()  # this connection's unfinished uploads: removed at the next connect
+        # this connection's unfinished uploads, removed at its next connect; a killed edgekit's are told by their
+        # names (prune)
+        self.partials: set[str] = set()
         self._abs = abs_path
         self._sftp: paramiko.SFTPClient | None = None
 
@@ -119,7 +124,7 @@ class RemoteFiles:
         self._check_dir(parent, have)
         if have == digest:
             return PutResult(local, path, digest, 0, True)  # touched: in use, not stale
-        tmp = f"{parent}/.{PurePosixPath(path).name}.edgekit-{secrets.token_hex(4)}"
+        tmp = f"{parent}/{partial_name(PurePosixPath(path).name)}"
         size = local.stat().st_size
         self.partials.add(tmp)
         try:
@@ -293,18 +298,38 @@ class RemoteFiles:
             f"cut -c1-64; else {quoted_command(self.target.python)} -c {shlex.quote(py)} {q}; fi; fi"
         )
 
+    def prune(self, work_dir: str) -> None:
+        """The work dir's leftovers at connect (prune_script), then the partial uploads of this machine's edgekit
+        processes that are gone (work_prune.owner_gone: one killed mid-upload, whose in-memory `partials` died with
+        it; the files on the device are the record). A running one's stay, and another machine's go by age."""
+        listed = exec_simple(self.link, self.prune_script(work_dir)).splitlines()
+        self.partials.clear()
+        gone = [
+            p for p in listed if p.startswith("./") and ".." not in PurePosixPath(p).parts and owner_gone(p)
+        ]
+        if gone:
+            names = " ".join(shlex.quote(p) for p in gone)
+            exec_simple(self.link, f"cd {shlex.quote(work_dir)} && rm -f -- {names}; true")
+
     def prune_script(self, work_dir: str) -> str:
         """Leftovers of earlier runs: partial uploads older than an hour (never a concurrent run's; this
         connection's own at once; only as deep as edgekit uploads, PARTIAL_DEPTH), run folders older than a day,
-        stale artifact folders (age, then size). Only names edgekit makes are touched (RUN_GLOBS, ARTIFACT_GLOB): a work dir set to a folder of the user's
-        (`--set work_dir=PATH` on a larger disk, as the disk-space hint says) may hold runs/ and artifacts/ of
-        their own, which a prune by age alone deleted."""
+        stale artifact folders (age, then size). Only names edgekit makes are touched (RUN_GLOBS, ARTIFACT_GLOB): a
+        work dir set to a folder of the user's (`--set work_dir=PATH` on a larger disk, as the disk-space hint says)
+        may hold runs/ and artifacts/ of their own, which a prune by age alone deleted. Prints the younger partial
+        uploads this machine's edgekit wrote (work_prune.partial_name), for `prune` to judge."""
         w = shlex.quote(work_dir)
         own = " ".join(shlex.quote(p) for p in sorted(self.partials))
         cap_kb = PRUNE_ARTIFACT_MB * 1024
         runs = " -o ".join(f"-name '{g}'" for g in RUN_GLOBS)
+        machine = machine_tag()
+        listed = (
+            f"find . -maxdepth {PARTIAL_DEPTH} -name '.*.edgekit-{machine}p*' -type f -print 2>/dev/null; "
+            if machine
+            else ""
+        )
         return (
-            f"mkdir -p -- {w} && cd {w} && {{ find . -maxdepth {PARTIAL_DEPTH} -name '.*.edgekit-*' -mmin +60 "
+            f"mkdir -p -- {w} && cd {w} && {{ {{ find . -maxdepth {PARTIAL_DEPTH} -name '.*.edgekit-*' -mmin +60 "
             "-type f -delete; "
             + (f"rm -f -- {own}; " if own else "")
             + f"[ -d runs ] && find runs -mindepth 1 -maxdepth 1 -type d \\( {runs} \\) -mmin +1440 "
@@ -316,7 +341,7 @@ class RemoteFiles:
             f'case "$d" in {ARTIFACT_GLOB}) ;; *) continue ;; esac; '
             '[ -n "$(find "artifacts/$d" -maxdepth 0 -mmin +1440)" ] || continue; '
             's=$(du -sk "artifacts/$d" | cut -f1); rm -rf -- "artifacts/$d"; total=$((total - s)); done; '
-            "} >/dev/null 2>&1; true"
+            f"}} >/dev/null 2>&1; {listed}}}; true"
         )
 
 

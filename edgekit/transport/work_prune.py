@@ -2,7 +2,8 @@
 (ssh_files.prune_script, in shell), and in a work dir on this machine (the local transport's: `host` and `local`
 targets) every time a run opens it (open_transport).
 
-The rule: partial uploads older than an hour; run folders older than a day (a failed run's: a run that ends
+The rule: partial uploads older than an hour (at once, a device's whose uploader was an edgekit process of this
+machine that is gone: partial_name, owner_gone); run folders older than a day (a failed run's: a run that ends
 removes its own); artifact copies (artifacts/KEY16/) and, here, input copies (inputs/SHA16.npy) unused for
 PRUNE_ARTIFACT_DAYS days, then the oldest day-old ones while they hold more than PRUNE_ARTIFACT_MB. An upload of a file
 the work dir holds already touches it (a use). Only names edgekit makes are touched: a work dir set to a folder of
@@ -17,8 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
+import hashlib
 import os
+import re
+import secrets
 import shutil
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -44,6 +50,54 @@ PARTIAL_GLOB = ".*.edgekit-*"  # an upload's temporary name, beside its file (tr
 # wheels/ one folder down, artifacts/KEY/ and runs/RUN/ two. The prune looks no deeper: a work dir of `~` held the
 # whole home, walked at every connect
 PARTIAL_DEPTH = 3
+
+
+# an upload's temporary name says who writes it: this machine (machine_tag, 8 hex) and this process (its pid and
+# its start in clock ticks since boot, so a pid used again is not taken for it), then 8 random hex digits
+_OWNED = re.compile(r"\.edgekit-(?P<machine>[0-9a-f]{8})p(?P<pid>[0-9]+)t(?P<start>[0-9]+)-[0-9a-f]{8}$")
+
+
+@functools.cache
+def machine_tag() -> str | None:
+    """This machine as the partial uploads it writes name it: its host name, this boot (a pid means nothing after a
+    reboot) and the pid namespace (a container's pids are not the host's), or None where /proc cannot say (not
+    Linux): its uploads then name no owner and go by age alone. Times are avoided: the wall clock moves."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return hashlib.sha256(f"{socket.gethostname()}|{boot}|{pidns}".encode()).hexdigest()[:8]
+
+
+def _started(pid: int) -> str | None:
+    """When process PID started (clock ticks since boot, /proc/PID/stat's 22nd field), None when there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # after the name, which may hold spaces: field 3 on
+    return fields[19] if len(fields) > 19 and fields[19].isdigit() else None
+
+
+def partial_name(name: str) -> str:
+    """The temporary name an upload of NAME is written under beside it (PARTIAL_GLOB): `.NAME.edgekit-OWNER-XXXXXXXX`,
+    OWNER this machine and process, so that a later connect can tell an upload whose edgekit was killed (owner_gone)
+    from one still going; `.NAME.edgekit-XXXXXXXX` where this machine cannot say who it is."""
+    machine, pid = machine_tag(), os.getpid()
+    started = _started(pid)
+    owner = f"{machine}p{pid}t{started}-" if machine and started else ""
+    return f".{name}.edgekit-{owner}{secrets.token_hex(4)}"
+
+
+def owner_gone(path: str) -> bool:
+    """Whether the upload a partial file (by its name) belongs to can never finish: written by an edgekit process of
+    this machine that is no longer running (killed mid-upload). False for another machine's, an older edgekit's
+    (no owner in its name) and a running process's: those go by age (PARTIAL_KEPT_S)."""
+    owned = _OWNED.search(path)
+    if owned is None or owned["machine"] != machine_tag():
+        return False
+    return _started(int(owned["pid"])) != owned["start"]
 
 
 @dataclass(frozen=True)

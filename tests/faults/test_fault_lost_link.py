@@ -244,6 +244,51 @@ def test_a_partial_upload_is_removed_at_the_next_connect(pi4_emu, tmp_path) -> N
     assert not (tmp_path / "device" / "big.bin").exists()
 
 
+_UPLOADER = """
+import sys
+from pathlib import Path
+from edgekit.emu.device import running_target
+from edgekit.target import load_target
+from edgekit.transport import open_transport
+with open_transport(running_target(load_target("pi4-emu", [f"work_dir={sys.argv[1]}"]))) as transport:
+    transport.put(Path(sys.argv[2]), "big.bin")
+"""
+
+
+def test_a_killed_edgekits_partial_upload_is_removed_at_the_next_connect(pi4_emu, tmp_path) -> None:
+    """An edgekit killed (kill -9) mid-upload left `.big.bin.edgekit-XXXX` on the device: only the process that
+    wrote it knew it for its own, and it was gone, so later connects kept it for an hour. The name now says which
+    process of which machine writes it: the next connect removes it at once, while a running edgekit's upload,
+    another machine's and an older edgekit's (no owner in the name) stay until their hour is up."""
+    import subprocess
+    import sys
+
+    from edgekit.emu.device import running_target
+    from edgekit.transport import open_transport
+    from edgekit.transport.work_prune import partial_name
+
+    device = tmp_path / "device"
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(64 << 20))
+    child = subprocess.Popen([sys.executable, "-c", _UPLOADER, str(device), str(big)])
+    try:
+        assert when(lambda: list(device.glob(".big.bin.edgekit-*")) or child.poll() is not None, 120)
+    finally:
+        child.kill()
+        child.wait()
+    (left,) = device.glob(".big.bin.edgekit-*")  # killed mid-upload
+    assert not (device / "big.bin").exists()
+    running = device / partial_name("agent.py")  # this test's process: a concurrent upload
+    others = [device / ".agent.py.edgekit-00000000p1t1-0123abcd", device / ".agent.py.edgekit-4567cdef"]
+    for path in (running, *others):
+        path.write_text("partial")
+    target = running_target(load_target("pi4-emu", [f"work_dir={device}"]))
+    with open_transport(target) as transport:
+        transport.connect()
+    assert not left.exists()
+    assert running.is_file() and all(p.is_file() for p in others)
+
+
 def test_leftovers_of_failed_runs_are_pruned_at_connect(pi4_emu, tmp_path) -> None:
     """Run folders older than a day and artifact folders unused for 14 days go; fresh ones and partial uploads of
     the last hour (a concurrent run's) stay."""
