@@ -174,6 +174,23 @@ def test_an_output_left_to_reshaping_is_recorded_unverified(einsum: Any, tmp_pat
     assert record == {"input": [0, 2, 3, 1], "outputs": [None], "verified": False}
 
 
+def test_the_output_search_keeps_the_rule_on_a_tie_and_checks_a_move_of_size_one_axes() -> None:
+    """Which permutation of one output is recorded, on arrays: the one that gives it back; onnx2tf's rule where
+    another reads the same (a symmetric output); and, where no rule fits, a permutation that moves only axes of
+    size 1 (it reads as reshaping does) rather than an unchecked reshape (verified: False)."""
+    from edgekit.convert.tflite_layout import _output_axes
+
+    ref = np.random.default_rng(4).normal(size=(1, 3, 5, 4))
+    assert _output_axes(ref.transpose(0, 2, 1, 3), ref) == ([0, 2, 1, 3], pytest.approx(1.0))
+    sym = np.random.default_rng(5).normal(size=(1, 6, 6, 6))
+    sym = sym + sym.transpose(0, 1, 3, 2)  # the same read with H and W swapped
+    axes, _ = _output_axes(sym.transpose(0, 2, 3, 1), sym)  # channels-last, as onnx2tf gives it
+    assert axes == [0, 3, 1, 2]
+    one = np.random.default_rng(6).normal(size=(1, 3, 1, 4))
+    assert _output_axes(one.transpose(0, 2, 1, 3), one) == ([0, 2, 1, 3], pytest.approx(1.0))
+    assert _output_axes(np.ones((1, 12)), np.ones((1, 3, 4))) is None  # no permutation: reshaped
+
+
 def _agent_outputs(tmp_path: Path, art: Artifact, x: np.ndarray) -> np.ndarray:
     from edgekit.deploy.request import AgentArtifact, Settings, build_request
 

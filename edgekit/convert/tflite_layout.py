@@ -144,7 +144,8 @@ def layout_record(
 def _output_axes(got: np.ndarray, ref: np.ndarray) -> tuple[list[int], float] | None:
     """The axes that turn one TFLite output back into the ONNX one and their cosine: the best of onnx2tf's rule
     (a tie: its first), unless another permutation agrees clearly better (the best of those, a tie: the first).
-    None when no permutation gives the ONNX shape."""
+    None when no permutation gives the ONNX shape, or when none of onnx2tf's does and the others agree no better
+    than reshaping."""
     rule, others = output_candidates(got.shape, ref.shape)
 
     def top_of(cands: list[list[int]]) -> tuple[list[int], float] | None:
@@ -159,8 +160,12 @@ def _output_axes(got: np.ndarray, ref: np.ndarray) -> tuple[list[int], float] | 
     base, other = top_of(rule), top_of(others)
     if other is None:
         return base
-    floor = base[1] if base is not None else _reshaped_cosine(got, ref)
-    return other if _clearly_better(other[1], floor) else base
+    if base is not None:
+        return other if _clearly_better(other[1], base[1]) else base
+    # no rule fits: the permutation against reshaping, which the run cannot check; one that reads the same (it
+    # moves only axes of size 1) is recorded, checked
+    reshaped = _reshaped_cosine(got, ref)
+    return other if _clearly_better(other[1], reshaped) or abs(other[1] - reshaped) <= _NOISE else None
 
 
 def _reshaped_cosine(got: np.ndarray, ref: np.ndarray) -> float:
