@@ -647,7 +647,9 @@ def test_estimate_command_counts_once_and_reuses_the_count(
     assert accesses > l1 >= l2 > 0
     assert "cache misses" in _cli("estimate", str(param), "--board", "pi4", "--input-shape", shape).stdout
     est = data["estimate"]
-    assert est["low_ms"] < est["estimate_ms"] < est["high_ms"] and est["interval_level"] == 0.8
+    assert est["low_ms"] < est["estimate_ms"] < est["high_ms"]
+    # a chain of 0.6 M instructions is below the calibration models' reach: not validated, so no level stated
+    assert not est["interval_calibrated"] and est["interval_level"] is None
     assert est["estimate_ms"] >= data["roofline"]["lower_bound_ms"]
     assert "default options" in data["runs_as"]  # a bare .param runs as benchncnn runs it
     # LLVM has no model of the Pi 4's A72: no llvm-mca cycles counted, no cycle forms weighed (the Pi 5's: below)

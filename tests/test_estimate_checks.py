@@ -20,6 +20,7 @@ from test_counting import CHANNELS, SIZE, write_chain
 from edgekit.errors import InputDataError
 from edgekit.estimate import calibration, cost_model
 from edgekit.estimate.ncnn_model import check_input_shape
+from edgekit.formats import Format
 from edgekit.runtimes.ncnn import parse_param
 
 BENCHMARK = Path(calibration.__file__).parent / "data" / "ncnn-benchmark"
@@ -246,6 +247,34 @@ def test_more_threads_than_the_boards_cores_are_not_a_validated_interval(
     assert "8 threads, estimated as 4" in said and "not validated" in said, said
 
 
+def test_a_not_validated_interval_states_no_level(capsys: pytest.CaptureFixture[str]) -> None:
+    """`estimate --json` kept "interval_level": 0.8 beside "interval_calibrated": false and the widest interval of
+    any group (-69/+221 %), a level no cross-validation backs; the text said "80 % interval" before "not
+    validated". A not validated interval now states no level (null), and the text says "interval"."""
+    from edgekit.cli import estimate as cli
+
+    lo, hi = cost_model.calibration_range("pi4")
+    features = cost_model.Features(int((lo * hi) ** 0.5))
+    validated = cost_model.estimate("pi4", features, 1).to_dict()
+    assert validated["interval_calibrated"] and validated["interval_level"] == 0.8
+    tflite = cost_model.estimate("pi4", features, 1, fmt=Format.TFLITE_FP32).to_dict()
+    two = cost_model.estimate("pi4", features, 2).to_dict()  # interpolated: no calibration figure at 2
+    for shown in (tflite, two):
+        assert shown["interval_calibrated"] is False and shown["interval_level"] is None, shown
+    bound = {"bound": "compute", "lower_bound_ms": 0.1, "precision": "fp32", "peak_gmacs": 1.0, "label": "b"}
+    for est, level in ((validated, "80 % interval"), (tflite, "interval"), (two, "interval")):
+        out = {
+            "artifact": "m.param",
+            "threads": est["threads"],
+            "runs_as": "ncnn",
+            "estimate": est,
+            "roofline": bound,
+        }
+        cli._print_estimate(out, "Pi 4")
+        line = next(x for x in capsys.readouterr().out.splitlines() if "estimate " in x)
+        assert f" ms, {level} " in line and ("80 %" in line) == (level != "interval"), line
+
+
 def test_a_mac_estimate_below_every_published_figure_is_not_validated() -> None:
     """blazeface's MACs gave 5.58 ms "80 % interval 2.3 .. 13.5 ms" as validated, beside a note that the figure is
     below every calibration model's (12.7 ms) and nothing the calibration set covers speaks for it."""
@@ -265,8 +294,8 @@ def test_roofline_says_when_its_interval_is_not_validated(tmp_path: Path) -> Non
     args = ("roofline", str(param), "--input-shape", "1,3,128,128", "--board", "pi4")
     shown = _cli(*args, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
-    line = next(x for x in shown.stdout.splitlines() if "80 % interval" in x)
-    assert "not validated" in line, shown.stdout
+    line = next(x for x in shown.stdout.splitlines() if " interval " in x)
+    assert "not validated" in line and "80 %" not in line, shown.stdout
     data = json.loads(_cli(*args, "--json", cwd=tmp_path).stdout)
     assert data["estimate"]["interval_calibrated"] is False
 

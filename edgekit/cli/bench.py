@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
@@ -332,12 +332,18 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) ->
         trust = f", interval not validated: {why}" if why else ""
         console.print(
             f"{est['board']} ESTIMATE {plain(key)}: ~{est['estimate_ms']:.3g} ms ({est['low_ms']:.3g}-{est['high_ms']:.3g}, "
-            f"{int(100 * est['interval_level'])} % interval{trust}) [dim]estimate from the instruction count, "
+            f"{_level(est)}{trust}) [dim]estimate from the instruction count, "
             "not a measurement[/]",
             highlight=False,
         )
         for note in est["caveats"]:
             console.print(f"  [dim]note: {plain(note)}[/]", highlight=False)
+
+
+def _level(est: dict[str, Any]) -> str:
+    """'80 % interval', or 'interval' where it is not validated (no level backs it)."""
+    level = est.get("interval_level")
+    return f"{int(100 * level)} % interval" if level else "interval"
 
 
 def _timed_inputs(art: AgentArtifact, inputs: Path, given: Path | None, shape: str | None) -> str:

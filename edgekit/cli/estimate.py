@@ -330,11 +330,11 @@ def _print_estimate(out: dict[str, Any], title: str) -> None:
                 "LRU, a simple stream prefetcher: not the board's counters)",
                 highlight=False,
             )
-    level = int(100 * est["interval_level"])
+    level = f"{int(100 * est['interval_level'])} % interval" if est.get("interval_level") else "interval"
     cv = est["cross_validation"]
     validated = "" if est["interval_calibrated"] else " [yellow]not validated (see the notes)[/]"
     console.print(
-        f"  [bold]estimate[/]      {ms(est['estimate_ms'])} ms, {level} % interval {ms(est['low_ms'])} .. "
+        f"  [bold]estimate[/]      {ms(est['estimate_ms'])} ms, {level} {ms(est['low_ms'])} .. "
         f"{ms(est['high_ms'])} ms{validated}; [dim]an estimate, not a measurement[/]",
         highlight=False,
     )

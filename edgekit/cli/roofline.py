@@ -132,7 +132,8 @@ def roofline_cmd(
         return
     validated = "" if est.calibrated else " [yellow]not validated (see the notes)[/]"
     console.print(
-        f"  estimate        {ms(est.estimate_ms)} ms, 80 % interval {ms(est.low_ms)} .. {ms(est.high_ms)} ms"
+        f"  estimate        {ms(est.estimate_ms)} ms, {'80 % ' if est.calibrated else ''}interval {ms(est.low_ms)} .. "
+        f"{ms(est.high_ms)} ms"
         f"{validated} (method {est.method}; {ms(est.estimate_ms / max(r.lower_bound_ms, 1e-9))}x the bound) "
         "[dim]MAC-based estimate, not a measurement[/]",
         highlight=False,

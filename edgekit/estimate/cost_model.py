@@ -150,7 +150,8 @@ class Estimate:
             "estimate_ms": significant(self.estimate_ms),
             "low_ms": significant(self.low_ms),
             "high_ms": significant(self.high_ms),
-            "interval_level": INTERVAL_LEVEL,
+            # a not validated interval (widest of any group, interpolated, extrapolated) backs no level
+            "interval_level": INTERVAL_LEVEL if self.calibrated else None,
             "interval_calibrated": self.calibrated,
             "interval_not_validated": self.not_validated or None,
             "cross_validation": cv,
