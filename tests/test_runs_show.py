@@ -3,6 +3,7 @@ on a busy machine, and a measurement whose artifact missed its gate on that targ
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -15,7 +16,37 @@ import pytest
 from edgekit.formats import Format
 from edgekit.report.lines import route_line
 from edgekit.report.synthetic import synthetic_result
+from edgekit.results import DeployResult
 from edgekit.store import open_store
+
+
+def _tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Every table in `runs show`'s text: its headers and its rows' cells without their spaces (compare them with a
+    text without its spaces), a header or cell wrapped or folded onto more lines joined back."""
+    tables: list[tuple[list[str], list[list[str]]]] = []
+    heads: list[str] | None = None
+    rows: list[list[str]] = []
+    for line in text.splitlines():
+        if line.startswith("┏"):
+            heads, rows = [], []
+        elif line.startswith("┃") and heads is not None:
+            cells = [c.replace(" ", "") for c in line.split("┃")[1:-1]]
+            heads = [a + b for a, b in zip(heads, cells)] if heads else cells
+        elif line.startswith("│") and heads is not None:
+            cells = [c.replace(" ", "") for c in line.split("│")[1:-1]]
+            if cells[0] or not rows:  # a row begins with its artifact; its next lines leave it empty
+                rows.append(cells)
+            else:
+                rows[-1] = [a + b for a, b in zip(rows[-1], cells)]
+        elif line.startswith("└") and heads is not None:
+            tables.append((heads, rows))
+            heads = None
+    return tables
+
+
+def _table(text: str, header: str) -> tuple[list[str], list[list[str]]]:
+    """The first table with a column HEADER (spaces left out)."""
+    return next(t for t in _tables(text) if header.replace(" ", "") in t[0])
 
 
 def _show(url: str, run_id: int, tmp_path: Path) -> str:
@@ -47,12 +78,11 @@ def test_runs_show_says_the_route_a_busy_machine_and_a_missed_gate(tmp_path: Pat
     with open_store(url) as store:
         run_id = store.record(result)
     text = _show(url, run_id, tmp_path)
-    rows = {ln.split("│")[1].strip(): ln for ln in text.splitlines() if ln.count("│") > 3}
-    assert "gate missed" in rows[missed.artifact], rows[missed.artifact]
-    assert "unreliable: other processes used 55% of CPUs while timed" in rows[busy.artifact], rows[
-        busy.artifact
-    ]
-    ok = [a for a, row in rows.items() if a not in (missed.artifact, busy.artifact, "artifact")]
+    heads, table = _table(text, "thr")  # the target's figures; its load and memory are stacked under it
+    rows = {row[0]: row[heads.index("status")] for row in table}
+    assert "gatemissed" in rows[missed.artifact], rows[missed.artifact]
+    assert "unreliable:otherprocessesused55%ofCPUs" in rows[busy.artifact], rows[busy.artifact]
+    ok = [a for a in rows if a not in (missed.artifact, busy.artifact)]
     assert ok and all("gate missed" not in rows[a] and "unreliable" not in rows[a] for a in ok), rows
     said = " ".join(text.split())
     assert f"route {route_line(result.routes[0])}" in said, text  # deploy's route line, word for word
@@ -218,8 +248,12 @@ def test_a_store_that_keeps_nothing_or_an_empty_store_option_is_refused(
 def test_runs_show_claims_no_percentile_its_samples_cannot_tell(tmp_path: Path) -> None:
     """runs show printed p90 and p99 of 3 samples (numpy's interpolation between the two largest) as if measured.
     Below 10 samples p90 is '-', below 100 p99, and the line under the table says why."""
-    result = synthetic_result(
-        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4",), threads=(1,)
+    result = synthetic_result(  # 120 samples: p99 told but where 3 were taken
+        datetime(2026, 6, 1, tzinfo=UTC),
+        rng=np.random.default_rng(0),
+        targets=("pi4",),
+        threads=(1,),
+        repeat=120,
     )
     few = result.runs[0].agent.measurements[0]  # type: ignore[union-attr]
     few.samples_ms = few.samples_ms[:3]
@@ -227,13 +261,9 @@ def test_runs_show_claims_no_percentile_its_samples_cannot_tell(tmp_path: Path) 
     with open_store(url) as store:
         run_id = store.record(result)
     text = _show(url, run_id, tmp_path)
-    lines = text.splitlines()
-    at = next(
-        i for i, ln in enumerate(lines) if "p90 (ms)" in ln
-    )  # the measurements' table, after the artifacts'
-    heads = [h.strip() for h in lines[at].split("┃")]
-    row = next([c.strip() for c in ln.split("│")] for ln in lines[at:] if f"│ {few.artifact} " in ln)
-    assert row[heads.index("p90 (ms)")] == "-" and row[heads.index("p99")] == "-", row
+    heads, rows = _table(text, "p90 (ms)")
+    row = next(r for r in rows if r[0] == few.artifact)
+    assert row[heads.index("p90(ms)")] == "-" and row[heads.index("p99")] == "-", row
     said = " ".join(text.split())
     assert "too few samples to tell it (p90 needs 10, p99 needs 100; 3" in said, said
 
@@ -255,14 +285,10 @@ def test_the_peak_rss_is_labelled_the_processes_and_the_models_growth_is_shown(t
     with open_store(url) as store:
         run_id = store.record(result)
     text = _show(url, run_id, tmp_path)
-    lines = text.splitlines()
-    at = next(i for i, ln in enumerate(lines) if "p90 (ms)" in ln)
-    heads = [h.strip() for h in lines[at].split("┃")]
-    assert "peak RSS MiB" not in heads and "process peak RSS MiB" in heads, heads
-    row = next([c.strip() for c in ln.split("│")] for ln in lines[at:] if "│ tflite-fp32 " in ln)
-    assert (
-        row[heads.index("process peak RSS MiB")] == "52.8" and row[heads.index("model RSS + MiB")] == "0.4"
-    ), row
+    heads, rows = _table(text, "process peak RSS MiB")  # stacked under the figures: load and memory
+    assert "peakRSSMiB" not in heads and "processpeakRSSMiB" in heads, heads
+    row = next(r for r in rows if r[0] == "tflite-fp32")
+    assert row[heads.index("processpeakRSSMiB")] == "52.8" and row[heads.index("modelRSS+MiB")] == "0.4", row
     said = " ".join(text.split())
     assert "process peak RSS = the agent process's peak (python, numpy and the runtime" in said, said
     table = bench_table(agent, "pi4")
@@ -296,9 +322,9 @@ def test_runs_show_says_what_the_star_of_an_estimate_means(tmp_path: Path, calib
     said = " ".join(_show(url, run_id, tmp_path).split())
     deploy_line = next((ln for ln in caption(result, result.runs).splitlines() if ln.startswith("* ")), None)
     if calibrated:
-        assert deploy_line is None and ")* est." not in said and "* interval not validated" not in said, said
+        assert deploy_line is None and ")*" not in said and "* interval not validated" not in said, said
         return
-    assert ")* est." in said  # the tflite row is starred
+    assert ")* │" in said  # the tflite row's estimate is starred, as deploy's table stars it
     assert deploy_line == (
         "* interval not validated (no calibration figure for tflite-fp32): the cost model is calibrated on ncnn's "
         "benchmark models, at 1 and 4 threads"
@@ -329,3 +355,76 @@ def test_a_runs_caveats_are_in_runs_show_and_the_html_report(tmp_path: Path) -> 
     write(report, html=html)
     page = html.read_text()
     assert escape(said) in page and "1 target runs, newest first" in page
+
+
+def _stored(tmp_path: Path, result: DeployResult) -> DeployResult:
+    """RESULT recorded in a real store and read back, as `runs show` reads it."""
+    with open_store(f"sqlite:///{tmp_path / 'runs.sqlite'}") as store:
+        return store.load(store.record(result))
+
+
+def _three_targets() -> DeployResult:
+    """A board, a counted emulated target with its board's estimates (TFLite's starred) and the host, every format
+    with figures and the longest name of them (tflite-onnx2tf-fp32), at 1 and 4 threads; one board row timed busy."""
+    from edgekit.report.synthetic import BASE_MS, add_estimates
+
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC),
+        rng=np.random.default_rng(0),
+        targets=("pi4", "pi5-emu", "host"),
+        formats=[*BASE_MS, Format.TFLITE_ONNX2TF_FP32],
+        threads=(1, 4),
+    )
+    add_estimates(result, calibrated=lambda m: m.format.startswith("ncnn"))
+    result.runs[0].agent.measurements[0].others_cpu_share = 0.55  # type: ignore[union-attr]
+    return result
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+@pytest.mark.parametrize("width", [80, 120])
+def test_runs_show_reads_from_80_columns_up(tmp_path: Path, width: int, verbose: bool) -> None:
+    """In an 80-column terminal `runs show` cut the pi4-emu rows to `tflite... │ 1 │ ~0.106 (0.033...` and the host's
+    to `tfl... │ 0.0...`; at 120 tflite-fp32 and tflite-fp16 both read `tflite-f...`; with --verbose the interval's
+    upper bound went. Every table now fits the terminal, every name and figure whole (folded, never elided), in
+    deploy's layout; a column that is '-' all down (the host's instruction count, p99 of 50 samples) is left out."""
+    from edgekit.report.run_view import print_run
+    from edgekit.report.table import estimate_text
+    from edgekit.terminal import Console
+
+    result = _stored(tmp_path, _three_targets())
+    shown = io.StringIO()
+    terminal = Console(file=shown, width=width, force_terminal=True, color_system=None)
+    print_run(terminal, 1, result, verbose)
+    text = shown.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= width, text
+    assert "…" not in text, text
+    tables = [t for t in _tables(text) if "thr" in t[0]]  # the targets' (the artifacts' has no thread count)
+    for heads, rows in tables:
+        assert all(any(c != "-" for c in col) for col in list(zip(*rows))[2:]), (
+            heads,
+            rows,
+        )  # no empty column
+    # each target's figures (with a status), its load and memory stacked under them
+    figures = dict(zip([run.target for run in result.runs], [t for t in tables if "status" in t[0]]))
+    for run in result.runs:
+        heads, rows = figures[run.target]
+        ms = run.agent.measurements  # type: ignore[union-attr]
+        assert [(r[0], r[1]) for r in rows] == [(m.artifact, str(m.threads)) for m in ms], rows
+        if run.emulated:
+            col = next(k for k, h in enumerate(heads) if "ESTIMATE" in h)
+            said = [estimate_text(run.estimates[f"{m.artifact} x{m.threads}"]) or "" for m in ms]
+            assert [r[col] for r in rows] == [e.replace(" ", "") for e in said], rows
+            col = heads.index("insn/invoke(count)")
+            assert [r[col] for r in rows] == [f"{m.instructions_per_invoke:,}" for m in ms], rows
+            continue
+        assert not any("insn" in h or "instructions" in h for h in heads), heads
+        assert "p99" not in heads and "p90(ms)" in heads, heads  # 50 samples: no p99 to tell
+        assert [r[heads.index("p50(ms)")] for r in rows] == [f"{m.p50_ms:.4g}" for m in ms], rows
+    assert "unreliable:otherprocessesused55%ofCPUs" in figures["pi4"][1][0][-1], figures["pi4"]
+    said = " ".join(text.split())
+    assert "no p99 column: too few samples to tell it (p99 needs 100; 50 taken" in said, said
+    if verbose:  # the emulated wall times, stacked under the estimates
+        heads, rows = next(t for t in tables if any("emulatedwalltime" in h for h in t[0]))
+        emu = next(r for r in result.runs if r.emulated).agent.measurements  # type: ignore[union-attr]
+        col = heads.index("p50(ms,emulatedwalltime)")
+        assert [r[col] for r in rows] == [f"{m.p50_ms:.4g}" for m in emu], rows

@@ -328,7 +328,7 @@ def test_runs_show_leads_an_emulated_target_with_its_estimate_not_qemu_wall_time
 
     text = show()
     emu = text[text.index("pi5-emu") :].split("\npi5 ")[0]
-    assert "ESTIMATE" in emu and "instructions / invoke" in emu and "emulated wall time" not in emu, emu
+    assert "ESTIMATE" in emu and "insn / invoke (count)" in emu and "emulated wall time" not in emu, emu
     assert "--verbose or --json" in emu
     # the count-based ratio deploy's table and the report show (it was missing here)
     assert "x fp32 by insn" in emu and re.search(r"│\s*\d+\.\d\dx\s*│", emu), emu

@@ -10,6 +10,7 @@ never shown as device latency nor coloured as a win: qemu runs about 600 times s
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterable
 
 from rich.console import Group
 from rich.table import Table
@@ -59,7 +60,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
     count; its emulated wall time only with `verbose` (not device latency; the JSON always has it)."""
     runs = sorted(result.runs, key=lambda r: r.target == HOST)  # devices first, the host last
     conversions = Table(title=f"{result.recipe}: artifacts", title_justify="left", header_style="bold")
-    conversions.add_column("artifact", no_wrap=True, min_width=11)
+    conversions.add_column("artifact", no_wrap=True, min_width=name_width(a.id for a in result.artifacts))
     conversions.add_column("MB (10^6 B)", justify="right")
     conversions.add_column("fidelity vs ONNX (convert)", justify="right", overflow="fold")
     for art in result.artifacts:
@@ -72,17 +73,13 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
     no_int8 = holds_no_int8(result.artifacts)  # an ncnn-int8 the speed plan left the fp32 model: said
     drifts = False
     for run in runs:
-        table = Table(
-            title=f"{result.recipe} on {run.target}" + (" (emulated)" if run.emulated else ""),
-            title_justify="left",
-            header_style="bold",
-        )
-        table.add_column("artifact", no_wrap=True, min_width=11)
-        table.add_column("thr", justify="right", min_width=3)
-        drift = run.target != HOST and any(c.reference == HOST for c in run.comparisons)  # --no-host: none
+        drift = compared_with_host(run)
         drifts = drifts or drift
-        for label in _target_headers(run, verbose, drift):
-            table.add_column(label, justify="right", overflow="fold", min_width=5)
+        table = target_table(
+            f"{result.recipe} on {run.target}" + (" (emulated)" if run.emulated else ""),
+            [a.id for a in result.artifacts],
+            _target_headers(run, verbose, drift),
+        )
         estimated = {int(k.rsplit(" x", 1)[1]) for k in run.estimates if k.rsplit(" x", 1)[-1].isdigit()}
         ran = set((run.benchmark or result.benchmark).get("threads") or [1])  # its own plan (a cap applied)
         for art in result.artifacts:  # an emulated run's plan is capped (1 thread); its estimates are not
@@ -119,6 +116,33 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
         parts += [ranked, Text("\n".join(notes), style="dim")]
     parts.append(Text(caption(result, runs) + (f"\n{DRIFT_NOTE}" if drifts else ""), style="dim"))
     return Group(*parts)
+
+
+def target_table(
+    title: str | None, artifacts: Iterable[str], headers: Iterable[str], left: Collection[str] = ()
+) -> Table:
+    """One target's table in deploy's layout, which reads from 80 columns up: the artifact's name whole (its column
+    as wide as the longest name: never 'tflite-dyna…'), the thread count, then one column per header, each at least
+    5 wide and folding a long cell onto more lines rather than cutting it; right-aligned figures, `left` words
+    (a status). `edgekit runs show` prints a stored run's targets in it too."""
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("artifact", no_wrap=True, min_width=name_width(artifacts))
+    table.add_column("thr", justify="right", min_width=3)
+    for header in headers:
+        table.add_column(header, justify="left" if header in left else "right", overflow="fold", min_width=5)
+    return table
+
+
+def name_width(artifacts: Iterable[str]) -> int:
+    """The artifact column's width: its longest name (rich cut a name the table had no room for), 11 at least and
+    24 at most (every format's id fits; a stored name of any length from a file must not widen every table)."""
+    return min(24, max([11, *(len(a) for a in artifacts)]))
+
+
+def compared_with_host(run: TargetRun) -> bool:
+    """A target whose outputs were compared with the host's: its table has a 'drift vs host' column (--no-host
+    and the host itself: none)."""
+    return run.target != HOST and any(c.reference == HOST for c in run.comparisons)
 
 
 def _target_headers(run: TargetRun, verbose: bool, drift: bool = True) -> list[str]:
@@ -171,7 +195,7 @@ def _target_cells(
     if run.emulated and counted(run):
         if run.estimates:
             est = run.estimates.get(f"{artifact} x{threads}")
-            cells.append(_estimate_cell(est) if est else (missing or Text("-", style="dim")))
+            cells.append(estimate_cell(est) if est else (missing or Text("-", style="dim")))
         # no estimate column (phone-emu): why there is no count is said in the first cell, not left blank
         cells.append(
             missing
@@ -190,10 +214,10 @@ def _target_cells(
                 + (" emulated" if run.emulated else "")
             )
         )
-        cells.append(said or _speedup(run, artifact, threads, m))
+        cells.append(said or speedup(run, artifact, threads, m))
     if drift:
-        cells.append(_drift(_comparison(run, artifact, "host")))
-    cells.append(_gate(_comparison(run, artifact, "onnx"), evaluation_inputs, gates))
+        cells.append(drift_cell(comparison(run, artifact, "host")))
+    cells.append(_gate(comparison(run, artifact, "onnx"), evaluation_inputs, gates))
     return cells
 
 
@@ -206,7 +230,7 @@ def estimate_text(est: dict) -> str | None:
     return f"~{_ms(est['estimate_ms'])} ({_ms(est['low_ms'])}-{_ms(est['high_ms'])}){mark}"
 
 
-def _estimate_cell(est: dict) -> Text | str:
+def estimate_cell(est: dict) -> Text | str:
     """An estimate, never styled like a measurement."""
     text = estimate_text(est)
     return Text("n/a", style="dim") if text is None else Text(text, style="italic")
@@ -223,7 +247,8 @@ def count_ratio(run: TargetRun, artifact: str, threads: int, m: Measurement | No
     return f"{base.instructions_per_invoke / m.instructions_per_invoke:.2f}x"
 
 
-def _speedup(run: TargetRun, artifact: str, threads: int, m: Measurement | None) -> Text | str:
+def speedup(run: TargetRun, artifact: str, threads: int, m: Measurement | None) -> Text | str:
+    """The same runtime's fp32 p50 / this one's ('x fp32'): coloured as a win or a loss on a real target only."""
     if m is None or m.status != "ok" or not m.p50_ms:
         return ""
     base = _fp32_of(run, artifact, threads)
@@ -253,7 +278,7 @@ def _fp32_of(run: TargetRun, artifact: str, threads: int) -> Measurement | Text 
     return _measurement(run, base_id, threads)
 
 
-def _drift(c: Comparison | None) -> Text | str:
+def drift_cell(c: Comparison | None) -> Text | str:
     if c is None:
         return ""
     if math.isnan(c.cosine):
@@ -306,7 +331,7 @@ def _measurement(run: TargetRun, artifact: str, threads: int) -> Measurement | N
     return None
 
 
-def _comparison(run: TargetRun, artifact: str, reference: str) -> Comparison | None:
+def comparison(run: TargetRun, artifact: str, reference: str) -> Comparison | None:
     return next((c for c in run.comparisons if c.artifact == artifact and c.reference == reference), None)
 
 
