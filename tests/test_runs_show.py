@@ -428,3 +428,44 @@ def test_runs_show_reads_from_80_columns_up(tmp_path: Path, width: int, verbose:
         emu = next(r for r in result.runs if r.emulated).agent.measurements  # type: ignore[union-attr]
         col = heads.index("p50(ms,emulatedwalltime)")
         assert [r[col] for r in rows] == [f"{m.p50_ms:.4g}" for m in emu], rows
+
+
+def test_runs_show_says_the_speedup_over_fp32_and_the_drift_from_the_host_as_deploy(tmp_path: Path) -> None:
+    """deploy prints 'x fp32' on the host and boards and 'drift vs host max|d| / cos' for each target compared with
+    the host; `runs show` had neither (the ratio only on a counted emulated target), though the store keeps both.
+    Its cells now read as deploy's table's, with deploy's line saying what the drift is."""
+    import re
+
+    from rich.console import Console as RichConsole
+
+    from edgekit.report.table import DRIFT_NOTE, deploy_table
+
+    result = _stored(tmp_path, _three_targets())
+    deployed = io.StringIO()
+    RichConsole(file=deployed, width=400, color_system=None).print(deploy_table(result))
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    text = _show(url, 1, tmp_path)
+    deploy_tables = [t for t in _tables(deployed.getvalue()) if "thr" in t[0]]
+    show_tables = [t for t in _tables(text) if "thr" in t[0] and "status" in t[0]]
+    order = sorted(result.runs, key=lambda r: r.target == "host")  # deploy prints the host last
+    for run in result.runs:
+        d_heads, d_rows = deploy_tables[order.index(run)]
+        heads, rows = show_tables[result.runs.index(run)]
+        cells = {(r[0], r[1]): r for r in rows}
+        ratio = "xfp32byinsn" if run.emulated else "xfp32"
+        for d_row in d_rows:
+            row = cells[(d_row[0], d_row[1])]
+            assert row[heads.index(ratio)] == d_row[d_heads.index(ratio)], (run.target, row, d_row)
+            if run.target == "host":
+                assert not any(h.startswith("drift") for h in heads), heads
+                continue
+            drift = "driftvshostmax|d|/cos"
+            assert row[heads.index(drift)] == d_row[d_heads.index(drift)], (run.target, row, d_row)
+    host = show_tables[result.runs.index(result.runs[2])][1]
+    assert {r[0]: r for r in host}["tflite-fp32"][4] == "base"
+    assert all(re.fullmatch(r"\d+\.\d\dx|base", r[4]) for r in host), host  # every host row has its speed-up
+    said = " ".join(text.split())
+    assert (
+        DRIFT_NOTE in said
+        and "x fp32 = p50 of the same runtime's fp32 / p50 (same target and threads)" in said
+    )

@@ -1,6 +1,7 @@
 """One target of a stored run as `edgekit runs show` prints it: the device's facts; its figures in deploy's layout
-(report/table.py target_table: it reads from 80 columns up, a name never cut, a figure folded, never elided);
-stacked under them its load and memory; then the lines deploy printed under its table. A column that no row has a figure for is left out (the host's instruction count, a p99 of 10 samples).
+(report/table.py target_table: it reads from 80 columns up, a name never cut, a figure folded, never elided) with
+deploy's 'x fp32' and 'drift vs host'; stacked under them its load and memory; then the lines deploy printed under
+its table. A column that no row has a figure for is left out (the host's instruction count, a p99 of 10 samples).
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ from edgekit.report.figures import estimated_thread_counts
 from edgekit.report.lines import timing_caveats
 from edgekit.report.percentiles import PERCENTILE_MIN_SAMPLES, few_samples_note, percentile
 from edgekit.report.table import (
+    DRIFT_NOTE,
+    compared_with_host,
+    comparison,
     count_ratio,
+    drift_cell,
     estimate_cell,
+    speedup,
     target_table,
 )
 from edgekit.report.table_caption import not_validated_note
@@ -28,7 +34,8 @@ if TYPE_CHECKING:
 EMU = "[black on yellow] emulated [/]"
 Cell = Text | str
 Columns = dict[str, list[Cell]]  # header -> one cell per row, in the rows' order
-# what the ratio column is, in deploy's words (table_caption.COUNT_NOTE)
+# what the ratio columns are, in deploy's words (table_caption.caption, COUNT_NOTE)
+SPEEDUP_NOTE = "x fp32 = p50 of the same runtime's fp32 / p50 (same target and threads)"
 COUNT_RATIO_NOTE = "x fp32 by insn = instruction-count ratio (instructions are not cycles)"
 STATUS = "status"
 
@@ -116,12 +123,14 @@ def _figures(
         cols[f"{board} ESTIMATE ms (80% interval)"] = [_estimate(t, m) for m in ms]
     if not counted:  # qemu's wall time is no device latency: a counted target's is with --verbose, below
         cols |= _percentiles(ms, t.emulated)
-    if board:
-        cols["x fp32 by insn"] = [_ratio(t, m, counted, not_ratios.get(m.artifact)) for m in ms]
+    ratio = "x fp32 by insn" if counted else "x fp32 emulated" if t.emulated else "x fp32"
+    cols[ratio] = [_ratio(t, m, counted, not_ratios.get(m.artifact)) for m in ms]
     if counted:
         cols["insn / invoke (count)"] = [
             f"{m.instructions_per_invoke:,}" if m.instructions_per_invoke else "-" for m in ms
         ]
+    if compared_with_host(t):
+        cols["drift vs host max|d| / cos"] = [drift_cell(comparison(t, m.artifact, "host")) for m in ms]
     # the gates judged on this target's outputs (deploy's MISS), else the artifact's at conversion
     judged = {c.artifact: c.gates_passed for c in t.comparisons if c.reference == "onnx"}
     uncompared = {
@@ -192,6 +201,10 @@ def _print_notes(console: Console, t: TargetRun, shown: list[str], board: str | 
     said = [
         starred,  # what the '*' of an estimate means, as under deploy's table
         COUNT_RATIO_NOTE if "x fp32 by insn" in shown else None,
+        SPEEDUP_NOTE + ("; under qemu, ratios distorted" if t.emulated else "")
+        if {"x fp32", "x fp32 emulated"} & set(shown)
+        else None,
+        DRIFT_NOTE if any(h.startswith("drift vs host") for h in shown) else None,
         load_note(ms, emulated=t.emulated) if any(h.startswith("load ms") for h in shown) else None,
         None if t.emulated else MEMORY_NOTE,
         _percentile_note(ms, shown),
@@ -238,11 +251,13 @@ def _percentile_note(ms: list[Measurement], shown: list[str]) -> str | None:
 
 
 def _ratio(t: TargetRun, m: Measurement, counted: bool, instead: Text | None) -> Cell:
-    """fp32's count / this one's, as deploy's table; or `instead` ('same model', 'no int8 layer') for a
-    measurement that ran."""
+    """fp32's count / this one's (counted), else fp32's p50 / this one's, as deploy's table; or `instead`
+    ('same model', 'no int8 layer') for a measurement that ran."""
     if instead is not None and m.status == "ok":
         return instead
-    return count_ratio(t, m.artifact, m.threads, m) or "-"
+    if counted:
+        return count_ratio(t, m.artifact, m.threads, m) or "-"
+    return speedup(t, m.artifact, m.threads, m) or "-"
 
 
 def estimated_only(t: TargetRun) -> list[tuple[str, int, dict]]:
