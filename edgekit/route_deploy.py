@@ -7,6 +7,8 @@ machine, another winner at an estimated thread count).
 
 from __future__ import annotations
 
+import math
+
 from edgekit.results import (
     Comparison,
     DeployResult,
@@ -282,7 +284,10 @@ def candidates_for_run(
                 m.artifact,
                 float(value) if value else None,
                 passed,
-                comp.cosine if comp else None,
+                # NaN: no output of it was judged (all 0 in the model itself): no cosine to speak of
+                comp.cosine
+                if comp is not None and comp.cosine is not None and math.isfinite(comp.cosine)
+                else None,
                 _drops(comp),
                 failures,
                 tuple(m.samples_ms) if basis is Basis.P50_MS and m.status == "ok" else (),

@@ -134,3 +134,25 @@ def test_convert_says_the_gate_was_not_checked(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "out.json").read_text())
     verdicts = {a["format"]: a["fidelity"]["gates"]["verdict"] for a in record["artifacts"]}
     assert verdicts == {"onnx-fp32": "not checked", "ncnn-fp32": "not checked"}, verdicts
+
+
+def test_a_route_whose_outputs_were_not_judged_states_no_cosine() -> None:
+    """A device comparison with no judged output has a NaN cosine; the route line said 'cosine nan; gates judged
+    on 4 inputs here' before its 'gate NOT checked' note. It states no cosine."""
+    from datetime import UTC, datetime
+
+    from edgekit.report.synthetic import synthetic_result
+    from edgekit.route_deploy import candidates_for_run, route_for_run
+
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4",), threads=(1,)
+    )
+    run = result.runs[0]
+    for comp in run.comparisons:
+        if comp.reference == "onnx":
+            comp.cosine = float("nan")
+    _, _, candidates = candidates_for_run(run, {}, threads=1)
+    assert candidates and all(c.cosine is None for c in candidates), [c.cosine for c in candidates]
+    route = route_for_run(run, {}, threads=None)
+    said = " ".join([route.summary(), *route.caveats])
+    assert route.artifact and "cosine" not in said and "nan" not in said, said
