@@ -27,7 +27,7 @@ from pathlib import Path
 
 from edgekit.agent.contract import EXIT_CANNOT_WRITE, EXIT_DEADLINE, EXIT_LOCKED, ErrorCode
 from edgekit.deploy import counting
-from edgekit.deploy.agent_death import before_measuring, python_not_found
+from edgekit.deploy.agent_death import before_measuring, python_not_found, without_shell_echo
 from edgekit.deploy.agent_result import Progress, ResultReader, measured_lines, started
 from edgekit.deploy.agent_waiting import waiting_lines
 from edgekit.deploy.request import (
@@ -325,5 +325,7 @@ def _describe_status(status: int) -> str:
 
 
 def _tail(text: str, lines: int = 3) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
+    """The last `lines` of the agent's stderr, without the shell's echo of a killed command ('bash: line 1: 1269
+    Killed   EDGEKIT_QEMU_PLUGIN=... python3 agent.py ...': the whole command line, said for a kill mid-run)."""
+    kept = [line for line in without_shell_echo(text).strip().splitlines() if line.strip()][-lines:]
     return " | ".join(kept) or "no output"

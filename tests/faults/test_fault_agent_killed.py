@@ -116,5 +116,8 @@ def test_a_route_where_the_only_agent_was_killed_says_nothing_ran(pi4_emu, tmp_p
     assert "crashed while measuring (tflite-fp32 threads=1)" in out, out[-4000:]
     assert "pi4-emu: no route: nothing ran on this target (its error is above)" in out, out[-4000:]
     assert "were lost" not in out and "emulated.counting" not in out, out[-4000:]
+    assert "bash: line" not in out and "EDGEKIT_QEMU_PLUGIN" not in out, out[
+        -4000:
+    ]  # no shell echo of the command
     (run,) = json.loads(out_json.read_text())["runs"]
     assert run["agent"]["facts_before"]["emulated"], run["agent"]  # the facts were known: the case that erred
