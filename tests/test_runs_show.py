@@ -469,3 +469,22 @@ def test_runs_show_says_the_speedup_over_fp32_and_the_drift_from_the_host_as_dep
         DRIFT_NOTE in said
         and "x fp32 = p50 of the same runtime's fp32 / p50 (same target and threads)" in said
     )
+
+
+def test_runs_show_says_which_estimates_were_made_without_their_thread_split(tmp_path: Path) -> None:
+    """deploy's table says under it which estimates were made without the split between threads their thread
+    count reads (the JSON's `split_not_counted`); `runs show` of the same run did not."""
+    from edgekit.estimate.attach import estimates_for_run
+
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4-emu",), threads=(1, 2)
+    )
+    run = result.runs[0]
+    run.estimates = estimates_for_run(run, [], "pi4-emu", threads=[1, 2])
+    note = run.estimates["ncnn-fp32 x2"]["split_not_counted"]
+    assert note and "split_not_counted" not in run.estimates["ncnn-fp32 x1"]
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    with open_store(url) as store:
+        run_id = store.record(result)
+    said = " ".join(_show(url, run_id, tmp_path).split())
+    assert "ncnn-fp32 x2" in said and " ".join(note.split()) in said, said

@@ -24,7 +24,7 @@ from edgekit.report.table import (
     speedup,
     target_table,
 )
-from edgekit.report.table_caption import not_validated_note
+from edgekit.report.table_caption import not_validated_note, split_not_counted_notes
 from edgekit.route_rejections import not_comparable
 from edgekit.terminal import Console, plain
 
@@ -208,6 +208,8 @@ def _print_notes(console: Console, t: TargetRun, shown: list[str], board: str | 
         load_note(ms, emulated=t.emulated) if any(h.startswith("load ms") for h in shown) else None,
         None if t.emulated else MEMORY_NOTE,
         _percentile_note(ms, shown),
+        # an estimate made without its thread split, as deploy says it
+        *(split_not_counted_notes([t]) if board else []),
     ]
     for line in filter(None, said):
         console.print(f"  [dim]{plain(line)}[/]", highlight=False)
