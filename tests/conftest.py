@@ -63,6 +63,7 @@ HOST_ONLY = frozenset(
         "test_convert_tflite.py",
         "test_convert_unsupported_ops.py",
         "test_count_kill.py",
+        "test_count_noise.py",
         "test_counting.py",
         "test_deploy_emu_unbuilt.py",
         "test_deploy_help.py",

@@ -85,6 +85,19 @@ from edgekit.results import Measurement
 from edgekit.samples import slower_p_value
 from edgekit.store import StoredRun
 
+# Instructions per invoke a count may rise by on identical code. A count is exact for one process history, not
+# across histories: ncnn mallocs about 24 times per layer and inference, and glibc's work for them depends on the
+# heap the agent's process left (the runtime's start at the deploy's largest thread count, the artifacts before
+# it, the frees of an earlier multi-thread run's pool threads, in no fixed order). Counted at 1 thread on pi4-emu
+# in fresh guests after 7 histories (nothing; itself at 2, 3, 4, or 2 then 4 threads; another model at 1 or 4),
+# the largest shift: tiny's ncnn-fp32 3,157 and ncnn-int8 4,456 (1.8 %), chains of 8-64 small convolutions
+# 3,691-41,841 (0.6-2.7 %), ncnn's benchmark models 20,161 (blazeface, 0.14 %) to 50,895 (FastestDet, 0.10 %),
+# regnety_400m 709,367 (0.51 %; 0.10 % between its deploys at threads [1], [1, 2] and [1, 4]); TFLite's tiny int8
+# 538, onnxruntime's tiny 572. Only the inference thread ran in each window (one share in the count line). Above
+# every shift but regnety's, and over twice the largest of the models it decides for (below 20 M instructions per
+# invoke it is larger than 0.5 %: 41,841); judge_key adds the spread of the key's earlier counts.
+COUNT_NOISE = 100_000
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -280,11 +293,14 @@ def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> V
         counts = [float(e.m.instructions_per_invoke or 0) for e in counted]
         old = float(statistics.median(counts))
         change = m.instructions_per_invoke / old - 1.0
-        threshold = settings.instruction_change
-        if m.threads > 1:  # several threads' count holds their waiting, which varies run to run (README):
-            # judged like a night's median, against the drift bound of the earlier counts
-            if len(counted) < settings.min_runs:
-                return TooFewRuns(len(counted), "instructions")
+        threshold = max(settings.instruction_change, COUNT_NOISE / old)
+        # several threads' count holds their waiting, which varies run to run (README): not judged before
+        # `min_runs` earlier counts. At any thread count a count is judged like a night's median against the
+        # drift bound of the earlier counts once there are that many (one thread's moves with the process's
+        # history: COUNT_NOISE)
+        if m.threads > 1 and len(counted) < settings.min_runs:
+            return TooFewRuns(len(counted), "instructions")
+        if len(counted) >= settings.min_runs:
             earlier = [_counts(lv) for lv in walk.earlier(settings)]
             threshold = max(threshold, pooled_bound(_counts(counted), earlier, alpha))
         if change < threshold:
