@@ -409,7 +409,7 @@ def test_a_deploy_in_a_worker_thread_stops_when_its_stop_event_is_set(
 
 @pytest.mark.integration
 def test_what_was_counted_before_a_ctrl_c_keeps_its_board_estimate_and_nothing_new_is_counted(
-    pi4_emu: Target, tiny_artifacts: list[Artifact], tmp_path: Path
+    pi4_emu: Target, tiny_artifacts: list[Artifact], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An emulated target's headline is the board estimate from its counts; a deploy stopped after one artifact
     was counted kept that count but no estimate (runs show: no board figure at all). The estimates of what was
@@ -417,6 +417,9 @@ def test_what_was_counted_before_a_ctrl_c_keeps_its_board_estimate_and_nothing_n
     split is said as not counted)."""
     from edgekit.errors import Interrupted
 
+    # a count cache of its own: every deploy of tiny before it (threads [1, 2]) counts its 4-thread split into the
+    # session's, and this test needs that split uncounted (a clean clone's run found it cached)
+    monkeypatch.setenv("EDGEKIT_HOME", str(tmp_path / "home"))
     stop, said = threading.Event(), []
     outcome: dict[str, object] = {}
     wanted = (Format.NCNN_FP32, Format.NCNN_INT8)  # ncnn: its 4-thread estimate wants a split counted
