@@ -24,15 +24,34 @@ from edgekit.runtimes import Outputs, spec_for
 Progress = Callable[[str], None]
 
 
+def reference_outputs(
+    onnx: OnnxModel, recipe: Recipe, evaluation: tuple[np.ndarray, Labels | None]
+) -> Outputs:
+    """The reference ONNX's outputs on the evaluation inputs, checked: finite (check_finite) and, with labels, of
+    the class count the labels need. Bad input either way (InputDataError, exit 2)."""
+    from edgekit.fidelity import check as fidelity
+    from edgekit.runtimes import run_onnx
+
+    inputs, labels = evaluation
+    # the user's own file when it was simplified (a copy in the cache: an error names theirs)
+    given = recipe.model.path if isinstance(recipe.model, OnnxSource) else None
+    ref = run_onnx(onnx.reference_path, inputs, shown=given)
+    check_finite(ref, recipe)
+    fidelity.check_labels(ref, labels, recipe)
+    return ref
+
+
 def check_fidelity(
     artifacts: list[Artifact],
     onnx: OnnxModel,
     recipe: Recipe,
     evaluation: tuple[np.ndarray, Labels | None],
     say: Progress,
+    ref: Outputs | None = None,
 ) -> None:
+    """Each artifact against the reference on the evaluation inputs (cached by artifact and data); `ref`: the
+    reference's outputs when the pipeline judged them before converting (reference_outputs)."""
     from edgekit.fidelity import check as fidelity
-    from edgekit.runtimes import run_onnx
 
     todo = [a for a in artifacts if a.status == "ok"]
     if not todo:
@@ -43,7 +62,6 @@ def check_fidelity(
         f"{'with' if labels is not None else 'no'} labels"
     )
     data = data_digest(inputs, labels)
-    ref = None
     for art in todo:
         digest = fidelity_digest(data, recipe, art.format, onnx.reference_sha256)
         numbers = cache.load_fidelity(art.key, digest)
@@ -53,11 +71,7 @@ def check_fidelity(
         else:
             say(f"{art.format.value}: checking fidelity on {len(inputs)} inputs")
             if ref is None:
-                # the user's own file when it was simplified (a copy in the cache: an error names theirs)
-                given = recipe.model.path if isinstance(recipe.model, OnnxSource) else None
-                ref = run_onnx(onnx.reference_path, inputs, shown=given)
-                check_finite(ref, recipe)
-                fidelity.check_labels(ref, labels, recipe)
+                ref = reference_outputs(onnx, recipe, evaluation)
             try:
                 numbers = fidelity.compare(ref, fidelity.run_artifact(art, inputs), recipe, labels)
             except Exception as exc:  # noqa: BLE001 - an artifact the host cannot run is a failed artifact

@@ -37,7 +37,7 @@ from edgekit.convert.calibration import (
 )
 from edgekit.convert.converter_choice import by_converter, converters_for, refuse_int8_io, tool_name
 from edgekit.convert.failures import CONVERSION_FAILED, run_failure, told
-from edgekit.convert.fidelity_stage import check_fidelity
+from edgekit.convert.fidelity_stage import check_fidelity, reference_outputs
 from edgekit.convert.findings import dynamic_kept_float, float_leftovers, speed_plan_finding
 from edgekit.convert.onnx import OnnxModel, prepare_onnx
 from edgekit.convert.peak_rss import PeakRss
@@ -143,10 +143,13 @@ def _convert_recipe(
     def rekey(f: Format, tools: dict[str, str]) -> str:  # an artifact made otherwise than its key says
         return cache.artifact_key(onnx.sha256, recipe, f, converters[f], calib, tools=tools)
 
+    ref = None
+    if any(f not in done for f in fmts):  # a model whose own outputs are not finite: said before converting
+        ref = reference_outputs(onnx, recipe, evaluation)  # (ONNX log(x - 0.5): after every format converted)
     for conv_cls, group in by_converter([f for f in fmts if f not in done], converters):
         done.update(_convert_group(conv_cls, group, onnx, recipe, keys, errors, say, rekey, calibrated))
     artifacts = [done[f] for f in fmts]
-    check_fidelity(artifacts, onnx, recipe, evaluation, say)
+    check_fidelity(artifacts, onnx, recipe, evaluation, say, ref)
     failed = [a for a in artifacts if a.status != "ok"]
     if failed and not keep_going:
         err = run_failure(failed, errors, recipe)
