@@ -62,3 +62,24 @@ def test_a_local_targets_relative_work_dir_is_the_homes(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (home / "edgekit-work").is_dir() and not (elsewhere / "edgekit-work").exists()
+
+
+def test_a_local_targets_default_work_dir_follows_a_relative_data_dir(tmp_path: Path) -> None:
+    """The default work dir is the data dir's `local/NAME`: a relative EDGEKIT_HOME keeps it beside the data dir
+    (the cwd's), not under the home as a relative `work_dir` is (2d59381 moved it there too)."""
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    target = tmp_path / "lt.yaml"
+    target.write_text("name: lt\ntransport: local\nruntimes: [numpy]\n")
+    env = {**os.environ, "HOME": str(home), "EDGEKIT_HOME": "data", "COLUMNS": "200"}
+    done = subprocess.run(
+        [str(EDGEKIT), "targets", "check", str(target)],
+        env=env,
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (elsewhere / "data" / "local" / "lt").is_dir() and not (home / "data").exists()

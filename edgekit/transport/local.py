@@ -206,10 +206,8 @@ def make_work_dir(target: Target) -> Path:
     WorkDirError naming the field and the target file (NotADirectoryError was an internal error)."""
     given = "work_dir" in target.model_fields_set
     path = Path(target.work_dir).expanduser() if given else data_dir() / "local" / target.name
-    if (
-        not path.is_absolute()
-    ):  # the home's, as an ssh device's sftp reads it (it was the cwd's, wherever run)
-        path = Path.home() / path
+    if given and not path.is_absolute():  # the home's, as an ssh device's sftp reads it (it was the cwd's)
+        path = Path.home() / path  # (the default follows the data dir, relative or not)
     problem = _unmade(path)
     if problem is not None:
         raise work_dir_error(target, path, problem)
