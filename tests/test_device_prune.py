@@ -65,3 +65,31 @@ def test_the_size_cap_removes_only_edgekit_s_own_artifacts(
     theirs = _folder(w / "artifacts" / "checkpoints", 2)
     subprocess.run(["sh", "-c", _script(w)], check=True, timeout=60)
     assert not mine.exists() and fresh.exists() and theirs.exists()
+
+
+def test_a_partial_whose_process_proc_hides_is_not_taken_for_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """owner_gone read 'cannot read /proc/PID/stat' as 'gone': under /proc's hidepid (or ProtectProc=invisible)
+    another user's processes are invisible, so a colleague's connect to the same device account removed a live
+    upload. A hidden pid now counts as gone only when no process holds it."""
+    from edgekit.transport import work_prune
+    from edgekit.transport.work_prune import owner_gone, partial_name
+
+    live = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    try:
+        mine = partial_name("model.onnx")
+        assert not owner_gone(mine)  # this process: readable, running
+        tag = mine.split(".edgekit-", 1)[1].split("p", 1)[0]
+        start = work_prune._started(live.pid)
+        live_name = f".model.onnx.edgekit-{tag}p{live.pid}t{start}-0011aabb"
+        dead_name = f".model.onnx.edgekit-{tag}p{dead.pid}t{start}-0011aabb"
+        assert not owner_gone(live_name) and owner_gone(dead_name)
+        monkeypatch.setattr(work_prune, "_started", lambda pid: None)  # /proc hides every process (hidepid)
+        assert not owner_gone(live_name), "a live process hidden from /proc was taken for gone"
+        assert owner_gone(dead_name)  # no process holds that pid
+    finally:
+        live.kill()
+        live.wait()

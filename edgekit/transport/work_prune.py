@@ -97,7 +97,24 @@ def owner_gone(path: str) -> bool:
     owned = _OWNED.search(path)
     if owned is None or owned["machine"] != machine_tag():
         return False
-    return _started(int(owned["pid"])) != owned["start"]
+    return not _alive(int(owned["pid"]), owned["start"])
+
+
+def _alive(pid: int, start: str) -> bool:
+    """Whether the process that started at `start` (clock ticks since boot) as PID may still run. Where /proc shows
+    PID, by its start (a reused pid is another process); where it does not (another user's process under /proc's
+    hidepid or systemd's ProtectProc=invisible: a colleague's upload to the same device account), by the kernel:
+    only a pid no process holds is gone. An unreadable /proc read as gone removed their upload mid-write."""
+    started = _started(pid)
+    if started is not None:
+        return started == start
+    try:
+        os.kill(pid, 0)  # signal 0: delivers nothing, says whether the pid is held
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: held by another user's process
+        return True
+    return True
 
 
 @dataclass(frozen=True)
