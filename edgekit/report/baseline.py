@@ -69,34 +69,28 @@ import numpy as np
 
 from edgekit.report.fingerprint import differs, fingerprint
 from edgekit.report.flags import FlagKind, Settings
+
+# what a count may move by on identical code, ncnn's and every other runtime's, measured (levels.py); regression.py
+# and tests import these from here
+from edgekit.report.levels import COUNT_NOISE as COUNT_NOISE
+from edgekit.report.levels import COUNT_NOISE_OTHERS as COUNT_NOISE_OTHERS
 from edgekit.report.levels import (
     _counts,
     _nights,
     _timed,
+    count_change,
+    count_floor,
     departs,
     med,
     pooled_bound,
     rejoined,
     returns,
 )
-from edgekit.report.levels import night_bound as night_bound  # regression.py and tests import it from here
+from edgekit.report.levels import night_bound as night_bound
 from edgekit.report.unreliable import throttle_reason
 from edgekit.results import Measurement
 from edgekit.samples import slower_p_value
 from edgekit.store import StoredRun
-
-# Instructions per invoke a count may rise by on identical code. A count is exact for one process history, not
-# across histories: ncnn mallocs about 24 times per layer and inference, and glibc's work for them depends on the
-# heap the agent's process left (the runtime's start at the deploy's largest thread count, the artifacts before
-# it, the frees of an earlier multi-thread run's pool threads, in no fixed order). Counted at 1 thread on pi4-emu
-# in fresh guests after 7 histories (nothing; itself at 2, 3, 4, or 2 then 4 threads; another model at 1 or 4),
-# the largest shift: tiny's ncnn-fp32 3,157 and ncnn-int8 4,456 (1.8 %), chains of 8-64 small convolutions
-# 3,691-41,841 (0.6-2.7 %), ncnn's benchmark models 20,161 (blazeface, 0.14 %) to 50,895 (FastestDet, 0.10 %),
-# regnety_400m 709,367 (0.51 %; 0.10 % between its deploys at threads [1], [1, 2] and [1, 4]); TFLite's tiny int8
-# 538, onnxruntime's tiny 572. Only the inference thread ran in each window (one share in the count line). Above
-# every shift but regnety's, and over twice the largest of the models it decides for (below 20 M instructions per
-# invoke it is larger than 0.5 %: 41,841); judge_key adds the spread of the key's earlier counts.
-COUNT_NOISE = 100_000
 
 
 @dataclass(frozen=True)
@@ -149,6 +143,7 @@ class Verdict:
     threshold: float
     against: list[Entry]
     creep: bool = False
+    basis: str = ""  # a count's: what set `threshold`, in the words of its flag
 
 
 @dataclass(frozen=True)
@@ -293,20 +288,33 @@ def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> V
         counts = [float(e.m.instructions_per_invoke or 0) for e in counted]
         old = float(statistics.median(counts))
         change = m.instructions_per_invoke / old - 1.0
-        threshold = max(settings.instruction_change, COUNT_NOISE / old)
+        threshold, basis = settings.instruction_change, "the least rise a count is judged on"
+        if (
+            count_change(m, old, settings) > threshold
+        ):  # the runtime's floor: its count moves with the process
+            floor, why = count_floor(m)
+            threshold, basis = floor / old, f"at least {floor:,} instructions ({why})"
         # several threads' count holds their waiting, which varies run to run (README): not judged before
         # `min_runs` earlier counts. At any thread count a count is judged like a night's median against the
-        # drift bound of the earlier counts once there are that many (one thread's moves with the process's
-        # history: COUNT_NOISE)
+        # drift bound of the earlier counts once there are that many
         if m.threads > 1 and len(counted) < settings.min_runs:
             return TooFewRuns(len(counted), "instructions")
         if len(counted) >= settings.min_runs:
             earlier = [_counts(lv) for lv in walk.earlier(settings)]
-            threshold = max(threshold, pooled_bound(_counts(counted), earlier, alpha))
+            bound = pooled_bound(_counts(counted), earlier, alpha)
+            if bound > threshold:
+                threshold, basis = bound, _spread_words(m, counted, earlier)
         if change < threshold:
             return None
         return Verdict(
-            FlagKind.INSTRUCTIONS, old, float(m.instructions_per_invoke), change, None, threshold, counted
+            FlagKind.INSTRUCTIONS,
+            old,
+            float(m.instructions_per_invoke),
+            change,
+            None,
+            threshold,
+            counted,
+            basis=basis,
         )
     # an emulated wall time is compared with wall times taken the same way: without counting (which slows qemu)
     timed = _timed(past, emulated)
@@ -320,6 +328,15 @@ def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> V
         older = timed[: len(timed) // 2]
         verdict = _latency_verdict(m, older, settings, alpha, creep=True)
     return verdict
+
+
+def _spread_words(m: Measurement, counted: list[Entry], earlier: list[list[Sequence[float]]]) -> str:
+    """What a count's threshold is when the drift bound of its earlier counts set it, in a flag's words."""
+    levels = sum(len(lv) >= 2 for lv in earlier)
+    runs = f"{len(counted)} runs" + (f", and the key's {levels} earlier levels" if levels > 1 else "")
+    runs += ", and the key's earlier level" if levels == 1 else ""
+    why = "; several threads' counts hold their waiting, which varies run to run" if m.threads > 1 else ""
+    return f"past the spread of its earlier counts ({runs}{why})"
 
 
 def _latency_verdict(

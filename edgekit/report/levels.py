@@ -1,7 +1,8 @@
 """A key's levels after `edgekit runs accept` (split out of baseline.py, whose docstring tells the why): a run
 departing from the accepted level or back at an earlier one (departs, returns), the earlier level the departed
-runs are back at (rejoined, same_level), and the night-to-night drift bound of a baseline, measured on the
-key's earlier levels too (night_bound, pooled_bound)."""
+runs are back at (rejoined, same_level), the night-to-night drift bound of a baseline, measured on the
+key's earlier levels too (night_bound, pooled_bound), and the least change of an instruction count that judging
+and these rules see (count_change: the same floor for both)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,53 @@ import numpy as np
 from scipy.special import stdtrit  # scipy.special: a second faster to import than scipy.stats
 
 from edgekit.report.flags import Settings
+from edgekit.results import Measurement
 from edgekit.samples import slower_p_value
 
 if TYPE_CHECKING:
     from edgekit.report.baseline import Entry, Walk
+
+
+# Instructions per invoke a count may move by on identical code. A count is exact for one process history, not
+# across histories, by as much as the runtime's own memory management does in the counted window. ncnn mallocs
+# about 24 times per layer and inference, and glibc's work for them depends on the heap the agent's process left
+# (the runtime's start at the deploy's largest thread count, the artifacts before it, the frees of an earlier
+# multi-thread run's pool threads, in no fixed order). Counted at 1 thread on pi4-emu in fresh guests after 7
+# histories (nothing; itself at 2, 3, 4, or 2 then 4 threads; another model at 1 or 4), the largest shift: tiny's
+# ncnn-fp32 3,157 and ncnn-int8 4,456 (1.8 %), chains of 8-64 small convolutions 3,691-41,841 (0.6-2.7 %), ncnn's
+# benchmark models 20,161 (blazeface, 0.14 %) to 50,895 (FastestDet, 0.10 %), regnety_400m 709,367 (0.51 %; 0.10 %
+# between its deploys at threads [1], [1, 2] and [1, 4]). Only the inference thread ran in each window (one share
+# in the count line). COUNT_NOISE, ncnn's: above every shift but regnety's, and over twice the largest of the
+# models it decides for (below 20 M instructions per invoke it is larger than 0.5 %: 41,841).
+COUNT_NOISE = 100_000
+# Every other runtime's. Measured the same way, TFLite (planned arena: tiny's tflite-fp32 135,609 in every deploy,
+# its tflite-int8 538 at most) and onnxruntime (tiny: 572 at most) barely move; ten times the larger. ncnn's floor
+# on them let tiny's tflite-fp32 rise by 70 % unflagged (135,609 -> 230,000). OpenCV, MNN, OpenVINO and ExecuTorch
+# were not measured: they take this floor until a measurement says otherwise (a flag on identical code is one).
+COUNT_NOISE_OTHERS = 5_000
+
+
+def count_floor(m: Measurement) -> tuple[int, str]:
+    """The instructions per invoke `m`'s count may move by on identical code (by its runtime: the measurement's,
+    or its artifact's format), and why, in the words of a flag."""
+    if m.runtime == "ncnn" or m.format.startswith("ncnn-"):
+        return COUNT_NOISE, (
+            "ncnn's count moves with what ran before it in the agent's process, its allocator work: "
+            "up to 41,841 instructions on small models"
+        )
+    measured = m.runtime in ("ai_edge_litert", "tflite_runtime", "onnxruntime") or m.format.startswith(
+        ("tflite-", "onnx-")
+    )
+    why = "ten times the most TFLite's and onnxruntime's counts moved by on identical code: 538 and 572"
+    return COUNT_NOISE_OTHERS, why if measured else f"{why}; not measured for {m.runtime or m.format}"
+
+
+def count_change(m: Measurement, level: float, settings: Settings) -> float:
+    """The least relative change of `m`'s count from `level` (instructions per invoke) that is judged a change:
+    `instruction_change`, and the runtime's count_floor. judge_key flags a rise past it; departs, returns and
+    same_level take the same floor, so a run is not back at a level, or away from one, by less than what a
+    regression must show."""
+    return max(settings.instruction_change, count_floor(m)[0] / level)
 
 
 def med(values: Sequence[float]) -> float:
@@ -29,7 +73,7 @@ def med(values: Sequence[float]) -> float:
 def departs(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> bool:
     """`entry` is below the walk's baseline by what would flag it above: judge_key's tests mirrored (the
     baseline's median over the run's at least max(min_change, the night-to-night bound) and the Mann-Whitney
-    test the other way; a count below by `instruction_change`). An accepted level of fewer than `min_runs` runs
+    test the other way; a count below by count_change, judge_key's floor). An accepted level of fewer than `min_runs` runs
     (a step accepted on its first night, as the nightly invites) has no night-to-night bound: min_change alone,
     with the Mann-Whitney test; the `min_runs` runs in a row that walk_key asks for stand in for the bound. With
     earlier levels of the key in the window, their drift gives the bound of any accepted level (pooled_bound)."""
@@ -40,7 +84,7 @@ def departs(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> boo
         if not counted:
             return False
         counts = [float(e.m.instructions_per_invoke or 0) for e in counted]
-        threshold = settings.instruction_change
+        threshold = count_change(m, m.instructions_per_invoke, settings)  # the rise from the run to the level
         if m.threads > 1 and len(counted) >= settings.min_runs:
             bound = pooled_bound(_counts(counted), [_counts(lv) for lv in earlier], settings.night_alpha)
             threshold = max(threshold, bound)
@@ -63,7 +107,7 @@ def returns(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> str
     slowdown fixed), judged on that level's own nights rather than on the short accepted level alone: "back"
     when nearer that level than the accepted one (in log), no slower than it by its night-to-night bound at
     `held_alpha` (the bound a held regression must fall under to have returned) nor faster by the one at
-    `night_alpha`, and below the accepted level by at least min_change (`instruction_change` for counts) with
+    `night_alpha`, and below the accepted level by at least min_change (count_change for counts, judge_key's) with
     the Mann-Whitney test; "nearer" when only nearer it (at neither level clearly: it joins no baseline); ""
     otherwise. A fix smaller than the accepted level's bound (-13 % after +15 % at 3 % drift) seldom departed
     three nights in a row, and a fast night that did not joined the accepted level, whose spread then hid every
@@ -71,8 +115,11 @@ def returns(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> str
     past, m = walk.baseline(settings), entry.m
     on_count = emulated and bool(m.instructions_per_invoke)
     if on_count:
-        ours, floor = _counts([e for e in past if e.m.instructions_per_invoke]), settings.instruction_change
         value = float(m.instructions_per_invoke or 0)
+        ours, floor = (
+            _counts([e for e in past if e.m.instructions_per_invoke]),
+            count_change(m, value, settings),
+        )
         levels = [_counts(lv) for lv in walk.earlier(settings)]
     else:
         timed = _timed(past, emulated)
@@ -126,7 +173,8 @@ def same_level(
     the level the fix went back to."""
     if emulated and all(e.m.instructions_per_invoke for e in new):
         olds = [e for e in old if e.m.instructions_per_invoke]
-        theirs, ours, floor = _counts(new), _counts(olds), settings.instruction_change
+        theirs, ours = _counts(new), _counts(olds)
+        floor = count_change(new[0].m, med([med(n) for n in theirs]), settings) if theirs else 0.0
         rest = [_counts(lv) for lv in others]
     else:
         olds = _timed(old, emulated)

@@ -7,10 +7,11 @@ baseline):
   the baseline's per-night medians). Samples make the test see the noise inside a run; the prediction bound
   (Student t, so three nights of history ask for far more than fourteen) keeps nights that merely drift
   (clocks, room temperature) from being called regressions.
-- emulated targets with guest instruction counts: a rise of `instruction_change` (0.5%) and of baseline.COUNT_NOISE
-  instructions (a count is exact for one process history only: ncnn's allocator work moves with what ran before
-  it in the agent's process), past the drift bound of the earlier counts once `min_runs` exist (at several threads
-  only from then on); emulated wall time is not judged there.
+- emulated targets with guest instruction counts: a rise of `instruction_change` (0.5%) and of the runtime's
+  floor, baseline.COUNT_NOISE instructions for ncnn (a count is exact for one process history only: ncnn's
+  allocator work moves with what ran before it in the agent's process), COUNT_NOISE_OTHERS for the others, past
+  the drift bound of the earlier counts once `min_runs` exist (at several threads only from then on); the flag
+  says which set the threshold. Emulated wall time is not judged there.
 - fidelity: an artifact that missed its recipe's gate.
 - failures: an artifact or target that failed where it used to work.
 A target that was throttling or hot during the run, or a measurement timed while other processes used the
@@ -30,7 +31,6 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 
 from edgekit.report.baseline import (
-    COUNT_NOISE,
     Entry,
     TooFewRuns,
     Verdict,
@@ -286,7 +286,6 @@ def _target_flags(
                 verdict,
                 walk,
                 settings.min_change,
-                settings.instruction_change,
             )
             base = walk.baseline(settings)  # walk_key's own test of a change that restarts the baseline
             if walk.streak is None and base and differs(entry.fingerprint, base[-1].fingerprint):
@@ -342,7 +341,6 @@ def _speed_flag(
     v: Verdict,
     walk: Walk,
     min_change: float,
-    instruction_change: float = Settings.instruction_change,
 ) -> Flag:
     where = f"{m.artifact} at {threads_text(m.threads)} on {target_run.target}"
     ids = tuple(e.run.id for e in v.against)
@@ -350,17 +348,8 @@ def _speed_flag(
     if v.kind is FlagKind.INSTRUCTIONS:
         message = (
             f"{where}: guest instructions per invoke {v.change:+.2%} (instruction count, not time) {against}"
+            f"; threshold {v.threshold:.1%}: {v.basis}"
         )
-        if m.threads > 1 or v.threshold > instruction_change:
-            why = (
-                "several threads' counts hold their waiting, which varies run to run"
-                if m.threads > 1
-                else "a count moves with what ran before it in the agent's process: the runtime's allocator work"
-            )
-            message += (
-                f"; threshold {v.threshold:.1%}: at least {COUNT_NOISE:,} instructions, and past the spread of its "
-                f"earlier counts ({why})"
-            )
     else:
         label = "emulated wall time" if target_run.emulated else "latency"
         message = (
