@@ -273,6 +273,9 @@ class TargetRun(_Model):
     # its error is bad input (the target's `python` field names no python the device has: exit 2), not a failed
     # run (additive: False for records before it)
     bad_input: bool = False
+    # not measured because every device failed before measuring (deploy's fail-fast skips the host, only their
+    # reference): no failure of its own (additive)
+    skipped: bool = False
     agent: AgentResult | None = None
     comparisons: list[Comparison] = Field(default_factory=list)  # vs onnx and vs host
     estimates: dict[str, Any] = Field(default_factory=dict)  # labelled estimates for emulated targets
@@ -313,6 +316,8 @@ class DeployResult(_Model):
     artifacts: list[ArtifactInfo] = Field(default_factory=list)
     runs: list[TargetRun] = Field(default_factory=list)
     ok: bool = False
+    # not ok only for bad input: every target that failed failed on its input (bad_input), the rest was ok (exit 2)
+    bad_input: bool = False
     routes: list[dict[str, Any]] = Field(
         default_factory=list
     )  # per target: the artifact to ship (edgekit.route)

@@ -200,8 +200,7 @@ def deploy_cmd(
     verdict = f"[green]ok[/] in {took}" if result.ok else f"[red]FAILED[/] after {took} (what failed: above)"
     console.print(f"{loaded.name}: {verdict}", highlight=False)
     if not result.ok:
-        failed = [run for run in result.runs if run.status == "failed"]
-        raise typer.Exit(2 if failed and all(run.bad_input for run in failed) else 1)  # 2: fix the input
+        raise typer.Exit(2 if result.bad_input else 1)  # 2: bad input alone failed (fix it); 1: a failed run
 
 
 def follow_ups(store: str | None) -> str:

@@ -177,6 +177,7 @@ def deploy(
             raise stop from None
     result.finished_at = now()
     result.ok = is_ok(result, [a.id for a in deployable])
+    result.bad_input = only_bad_input(result, [a.id for a in deployable])
     try:
         writer.write()
     except OutputFileError as exc:  # --json failed (a full disk): the CLI still records what was measured
@@ -291,6 +292,16 @@ def _inputs(recipe: Recipe, settings: Settings, folder: Path, say: Progress) -> 
     path = folder / "inputs.npy"
     np.save(path, np.ascontiguousarray(inputs, dtype=np.float32))
     return path, labels
+
+
+def only_bad_input(result: DeployResult, expected: list[str]) -> bool:
+    """Whether the deploy failed for bad input alone: some target failed on its input (a `python` the device does
+    not have, a work_dir that is no path: the run's bad_input) and the rest is ok, leaving out the runs skipped
+    because of them. A missed gate or a failed measurement elsewhere is a failed run (exit 1) whatever else."""
+    if result.ok or not any(r.bad_input for r in result.runs):
+        return False
+    rest = [r for r in result.runs if not (r.bad_input or r.skipped)]
+    return is_ok(result.model_copy(update={"runs": rest}), expected)
 
 
 def is_ok(result: DeployResult, expected: list[str]) -> bool:

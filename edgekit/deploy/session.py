@@ -220,6 +220,7 @@ class TargetSession(Finishing):
             skip = self.before_run()
             if skip:
                 self._stage = "run"
+                self.run.skipped = True
                 raise AgentError(f"not measured: {skip}", where=self.target.name)
             with self.host_cpu.hold(exclusive=self.is_host), self.stage("run"):
                 self.run_agents(transport, arts, inputs)

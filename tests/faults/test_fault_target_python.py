@@ -102,3 +102,39 @@ def test_a_timeout_quotes_a_long_command_by_its_first_line(tmp_path: Path) -> No
         transport.run(["sh", "-c", script], timeout=1)
     said = str(info.value)
     assert "`sh -c 'sleep 30... (" in said and "a long script" not in said and len(said) < 200, said
+
+
+def test_deploy_exits_2_only_when_bad_input_is_all_that_failed(edgekit_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """deploy exits 2 when a target failed on its input (PythonNotFound) and nothing else failed, whether the host
+    was measured or skipped (a python that fails at once made the host's skip an AgentError: exit 1, a slower one
+    exit 2: a race); a missed gate elsewhere in the same deploy is a failed run, exit 1 (it was 2)."""
+    recipes = Path(__file__).resolve().parents[2] / "recipes"
+    tiny = (recipes / "tiny.yaml").read_text()
+    base = tmp_path / "tiny.yaml"
+    formats = next(line for line in tiny.splitlines() if line.startswith("formats:"))
+    base.write_text(tiny.replace(formats, "formats: [ncnn-fp32]"))
+    strict = tmp_path / "strict.yaml"  # ncnn-int8 cannot meet a cosine of 1 - 1e-8: its gate is missed
+    strict.write_text(tiny.replace("int8: {min_cosine: 0.95}", "int8: {min_cosine: 0.99999999}"))
+    slow = tmp_path / "slowpy"
+    slow.write_text("#!/bin/sh\nsleep 4\necho 'slowpy: no such python' >&2\nexit 127\n")
+    slow.chmod(0o755)
+    mine = tmp_path / "mine.yaml"
+    env = _home(tmp_path)
+
+    def deploy(recipe: Path, python: Path, *formats: str) -> tuple[int, str]:
+        mine.write_text(f"name: mine\ntransport: local\nwork_dir: {tmp_path / 'work'}\npython: {python}\n")
+        args = ["deploy", str(recipe), "--target", str(mine), "--no-store"]
+        for fmt in formats:
+            args += ["-f", fmt]
+        out = edgekit_cli(*args, env=env, timeout=600)
+        return out.code, " ".join((out.stdout + out.stderr).split())
+
+    for python in (tmp_path / "no" / "python3", slow):  # fails at once; fails after the host has measured
+        code, said = deploy(base, python)
+        assert code == 2 and "PythonNotFound: target mine, field `python`" in said, (
+            python,
+            code,
+            said[-3000:],
+        )
+    code, said = deploy(strict, slow, "ncnn-fp32", "ncnn-int8")
+    assert code == 1 and "PythonNotFound" in said and "missed" in said, (code, said[-3000:])
