@@ -781,6 +781,50 @@ def test_a_two_thread_estimate_names_the_four_thread_split_its_interpolation_rea
     assert "counted here: only an ncnn artifact's is counted;" in other["split_not_counted"]
 
 
+def test_a_two_thread_estimate_reads_the_timed_four_thread_runs_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that timed 1, 2 and 4 threads (deploy --threads 1,2,4 under a cap that lets them run): the x4 row
+    estimates from the timed 4-thread run's split, but the 2-thread estimate's 4-thread end was made from a
+    second split counted under qemu, so x2 interpolated towards a 4-thread figure that could differ from the x4
+    row's. Now that end reads the timed run's split: nothing counted, and the same 4-thread figure."""
+    from edgekit.estimate.attach import estimates_for_run
+    from edgekit.results import AgentResult, DeviceFacts, TargetRun
+
+    asked: list[int] = []
+
+    def count_cached(job: Any, device: str, say: Any = None, **kw: Any) -> Any:  # the counting qemu's door
+        asked.append(job.threads)
+        raise RuntimeError("no count in this test")
+
+    monkeypatch.setattr("edgekit.estimate.counts.count_cached", count_cached)
+    info = _chain_artifact(tmp_path)  # its .param is here: a split could be counted
+    facts = DeviceFacts(machine="aarch64", cores=4, python="3.11", emulated=True)
+    split_two, split_four = [60_000_000, 41_000_000], [40_000_000, 22_000_000, 21_000_000, 21_000_000]
+    measured = [
+        _measurement(1, 100_000_000),
+        _measurement(2, 101_000_000).model_copy(update={"instructions_per_thread": split_two}),
+        _measurement(4, 104_000_000).model_copy(update={"instructions_per_thread": split_four}),
+    ]
+    agent = AgentResult(started_at="now", facts_before=facts, measurements=measured)
+    run = TargetRun(target="pi4-emu", kind="ssh", emulated=True, status="ok", agent=agent)
+    est = estimates_for_run(run, [info], "pi4-emu", threads=[1, 2, 4])
+    assert asked == []  # no split counted: the 4-thread one was timed
+    one, two, four = (est[f"ncnn-fp16 x{n}"] for n in (1, 2, 4))
+    assert "busiest" in four["cross_validation"]["weights"]  # the x4 row read its split
+    # the interpolation's ends, as its caveat states them: the x1 and x4 rows' figures
+    ends = f"geometric in the thread count: {one['estimate_ms']:.3g} and {four['estimate_ms']:.3g} ms"
+    assert any(ends in c for c in two["caveats"]), (two["caveats"], four["estimate_ms"])
+    assert two["estimate_ms"] == pytest.approx(math.sqrt(one["estimate_ms"] * four["estimate_ms"]), rel=1e-3)
+    assert two["low_ms"] == min(one["low_ms"], four["low_ms"])
+    assert any("measured in the timed 4-thread run" in c for c in two["caveats"])
+    assert "split_not_counted" not in two
+    # a recipe's 2 threads not timed, 4 timed: the same end
+    untimed = agent.model_copy(update={"measurements": [measured[0], measured[2]]})
+    alone = estimates_for_run(run.model_copy(update={"agent": untimed}), [info], "pi4-emu", threads=[1, 2, 4])
+    assert asked == [] and alone["ncnn-fp16 x2"]["estimate_ms"] == two["estimate_ms"]
+
+
 @pytest.mark.integration
 def test_a_capped_run_counts_the_thread_split_its_four_thread_estimate_needs(tmp_path: Path) -> None:
     """A capped emulated run times one thread; for the recipe's 4 threads the split between threads is counted

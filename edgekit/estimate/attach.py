@@ -10,8 +10,10 @@ this machine, with one inference under the counting qemu of the same core (`coun
 second deploy of the same artifact does not count again): with it and the simulated misses the N-thread
 estimate is the cross-validated blend of `edgekit estimate --threads N` instead of the forms without the split.
 At 2 or 3 threads, which the cost model interpolates between its 1- and 4-thread estimates, that is the 4-thread
-split (`cost_model.split_threads`), as `estimate` counts it: a 2- or 3-thread split feeds no form. An estimate
-whose split was not counted says so in its caveats and in `split_not_counted` (deploy's table shows it).
+split (`cost_model.split_threads`), as `estimate` counts it: a 2- or 3-thread split feeds no form. Where the
+run timed 4 threads too, that end reads the timed 4-thread run's own split (nothing counted), so it is the x4
+row's figure. An estimate whose split was not counted says so in its caveats and in `split_not_counted`
+(deploy's table shows it).
 """
 
 from __future__ import annotations
@@ -180,6 +182,12 @@ def estimates_for_run(
     infos = {a.id: a for a in artifacts}
     single = {m.artifact: m for m in run.agent.measurements if m.threads == 1 and m.instructions_per_invoke}
     cores = get_board(board).cores
+    # the splits the timed runs measured, {artifact: {threads: split}}: the x4 row estimates from its own, so
+    # the 4-thread end of a 2- or 3-thread interpolation reads that one too (not a second one counted here)
+    timed: dict[str, dict[int, list[int]]] = {}
+    for m in run.agent.measurements:
+        if m.status == "ok" and 1 < m.threads <= cores and m.instructions_per_thread:
+            timed.setdefault(m.artifact, {})[m.threads] = list(m.instructions_per_thread)
     out: dict[str, Any] = {}
     for m in run.agent.measurements:
         info, one = infos.get(m.artifact), single.get(m.artifact)
@@ -188,7 +196,9 @@ def estimates_for_run(
             out[f"{m.artifact} x{m.threads}"] = beyond_cores(m, info, board, device, one, input_shape, say)
         elif counted and m.threads > 1 and cost_model.split_threads(m.threads, cores) != m.threads:
             # 2 or 3 threads timed: their own split feeds no form; the interpolation's 4-thread end wants its own
-            out[f"{m.artifact} x{m.threads}"] = with_split(m, info, board, device, one, input_shape, say)
+            out[f"{m.artifact} x{m.threads}"] = with_split(
+                m, info, board, device, one, input_shape, say, timed.get(m.artifact)
+            )
         else:
             out[f"{m.artifact} x{m.threads}"] = estimate_for(m, info, board, one, input_shape)
     for artifact, one in single.items():
@@ -196,7 +206,7 @@ def estimates_for_run(
             if f"{artifact} x{n}" not in out:
                 wanted = one.model_copy(update={"threads": n})
                 out[f"{artifact} x{n}"] = with_split(
-                    wanted, infos.get(artifact), board, device, one, input_shape, say
+                    wanted, infos.get(artifact), board, device, one, input_shape, say, timed.get(artifact)
                 )
     return out
 
@@ -209,31 +219,40 @@ def with_split(
     one: Measurement | None,
     input_shape: list[int] | None = None,
     say: Callable[[str], None] | None = None,
+    timed: dict[int, list[int]] | None = None,
 ) -> dict[str, Any]:
     """The estimate at `wanted.threads` (not timed at that count, or timed at 2 or 3 threads) from the one-thread
-    count ONE, with the split between threads that estimate reads counted here (`cost_model.split_threads`: at
-    2 or 3 threads the 4-thread split the interpolation's 4-thread end reads, above the board's cores the cores'
-    split), as `edgekit estimate --threads N` counts it. Where it is not counted (not an ncnn artifact, or the
-    count failed) the caveat says why and `split_not_counted` holds it (deploy's table prints it)."""
+    count ONE, with the split between threads that estimate reads (`cost_model.split_threads`: at 2 or 3 threads
+    the 4-thread split the interpolation's 4-thread end reads, above the board's cores the cores' split): the
+    timed run's own at that thread count when TIMED ({threads: split} of the same artifact's timed runs) has it,
+    as that row's estimate reads it, so both give the same 4-thread figure; else counted here, as `edgekit
+    estimate --threads N` counts it. Where it is not counted (not an ncnn artifact, or the count failed) the
+    caveat says why and `split_not_counted` holds it (deploy's table prints it)."""
     n = wanted.threads
     k = cost_model.split_threads(n, get_board(board).cores)
     if k is None:  # one thread: no split
         return estimate_for(
             wanted.model_copy(update={"instructions_per_thread": []}), info, board, one, input_shape
         )
-    split, why = thread_split(info, k, device, input_shape, say)
     which = (
         f"{k} threads (the {k}-thread end of the {n}-thread interpolation)"
         if k > n
         else f"{k} threads{ON_CORES if k < n else ''}"
     )
-    note = (
-        f"the split between {which} counted on {device} (one inference under the counting qemu, outside the timed "
-        f"run), as `edgekit estimate --threads {n}` counts it"
-        if split
-        else f"no split between {which} counted here: {why}; estimated without it; `edgekit estimate FILE "
-        f"--board {board} --threads {n}` counts it, so its figure can differ"
-    )
+    split = list((timed or {}).get(k, []))
+    if split:
+        note = (
+            f"the split between {which} measured in the timed {k}-thread run, as its x{k} estimate reads it"
+        )
+    else:
+        split, why = thread_split(info, k, device, input_shape, say)
+        note = (
+            f"the split between {which} counted on {device} (one inference under the counting qemu, outside the "
+            f"timed run), as `edgekit estimate --threads {n}` counts it"
+            if split
+            else f"no split between {which} counted here: {why}; estimated without it; `edgekit estimate FILE "
+            f"--board {board} --threads {n}` counts it, so its figure can differ"
+        )
     wanted = wanted.model_copy(update={"instructions_per_thread": split})
     out = estimate_for(wanted, info, board, one, input_shape, note, split_at=k)
     if not split and out.get("status") == "ok":
