@@ -1,7 +1,9 @@
 """An output the ONNX model gives as 0 on every evaluation input (Relu(-x) on positive data; a dead layer, weights
-not loaded, wrong preprocessing) is not judged: every artifact had cosine 1.000000, `pass (4)` and exit 0 with no
-word. It is named under convert's table as a gate NOT checked (a `*` in its gate column), as a gate the data cannot
-judge (a top-1 drop without labels) is, and never taken as met; the other outputs are still judged."""
+not loaded, wrong preprocessing) that the artifact gives as ~0 too has no direction for a cosine: every artifact had
+cosine 1.000000, `pass (4)` and exit 0 with no word. Its cosine gates are named under convert's table as NOT checked
+(a `*` in its gate column), as a gate the data cannot judge (a top-1 drop without labels) is, and never taken as met;
+the other outputs are still judged, its distance from 0 (max_abs_error) is judged, and an artifact giving values
+where the model gives 0 is judged as ever (cosine 0: a miss)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from edgekit.fidelity.check import check_gates, compare
+from edgekit.fidelity.check import NOT_JUDGED, check_gates, compare
 from edgekit.fidelity.compare import compare as compare_sides
 from edgekit.recipe import Gates, Recipe, load_recipe
-
-NOT_JUDGED = "0 on every evaluation input in the ONNX model itself: not judged"
 
 
 def _recipe(tmp_path: Path, task: str = "generic") -> Recipe:
@@ -37,17 +37,41 @@ def _recipe(tmp_path: Path, task: str = "generic") -> Recipe:
     return load_recipe(path)
 
 
-def test_an_output_zero_on_every_input_passes_no_gate(tmp_path: Path) -> None:
+def test_an_output_zero_on_every_input_passes_no_cosine_gate(tmp_path: Path) -> None:
     zero = np.zeros((4, 8), np.float32)
-    numbers = compare([("y", zero)], [("y", zero.copy())], _recipe(tmp_path), None)
-    assert numbers["not_judged"] == ["y"] and numbers["outputs"]["y"]["cosine"] is None, numbers
-    assert "cosine" not in numbers and "max_abs_error" not in numbers, numbers
-    gates = check_gates(numbers, Gates(min_cosine=0.9999, max_abs_error=0.1))
-    assert gates["verdict"] == "not checked" and not gates["checks"], gates
-    assert gates["skipped"] == [
-        f"min_cosine (output y is {NOT_JUDGED})",
-        f"max_abs_error (output y is {NOT_JUDGED})",
-    ]
+    near = zero.copy()
+    near[1, 2] = 3e-7  # the arithmetic's rounding: ~0 too
+    for got in (zero.copy(), near):
+        numbers = compare([("y", zero)], [("y", got)], _recipe(tmp_path), None)
+        assert numbers["not_judged"] == ["y"] and numbers["outputs"]["y"]["cosine"] is None, numbers
+        assert "cosine" not in numbers and numbers["max_abs_error"] == float(got.max()), numbers
+        gates = check_gates(numbers, Gates(min_cosine=0.9999, max_abs_error=0.1))
+        assert gates["verdict"] == "not checked" and gates["passed"], gates
+        # the distance from 0 is judged; the direction is not
+        assert [c["gate"] for c in gates["checks"]] == ["max_abs_error"], gates
+        assert gates["skipped"] == [f"min_cosine (output y is {NOT_JUDGED})"], gates
+
+
+def test_an_artifact_giving_values_where_the_model_gives_0_misses(tmp_path: Path) -> None:
+    """r7: the artifact outputs 50 where the model outputs 0; 0a93f37 said 'not checked', passed: True (convert and
+    deploy exit 0), max_abs_error 50 skipped. Distance from 0 is defined, and a cosine of 0 is a miss as before."""
+    zero = np.zeros((4, 8), np.float32)
+    numbers = compare([("y", zero)], [("y", np.full((4, 8), 50.0, np.float32))], _recipe(tmp_path), None)
+    assert "not_judged" not in numbers and numbers["cosine"] == 0.0 and numbers["max_abs_error"] == 50.0, (
+        numbers
+    )
+    gates = check_gates(numbers, Gates(min_cosine=0.99, max_abs_error=0.1))
+    assert not gates["passed"] and gates["verdict"] == "missed" and not gates["skipped"], gates
+    assert {c["gate"]: (c["value"], c["passed"]) for c in gates["checks"]} == {
+        "min_cosine": (0.0, False),
+        "max_abs_error": (50.0, False),
+    }, gates
+    # values on one input of four: that input misses, the others agree
+    one = zero.copy()
+    one[2, 3] = 3.0
+    partial = compare([("y", zero)], [("y", one)], _recipe(tmp_path), None)
+    assert (partial["cosine"], partial["cosine_worst"], partial["max_abs_error"]) == (0.75, 0.0, 3.0), partial
+    assert check_gates(partial, Gates(min_cosine_worst=0.5))["verdict"] == "missed"
 
 
 def test_the_other_outputs_are_still_judged(tmp_path: Path) -> None:
@@ -78,7 +102,8 @@ def test_a_classifier_whose_logits_are_zero_has_no_top1_figure(tmp_path: Path) -
 
 
 def test_a_device_comparison_of_an_unjudged_output_is_not_a_number(tmp_path: Path) -> None:
-    """deploy's comparison of a target's outputs takes check's numbers: none to give, so NaN (its table: n/a)."""
+    """deploy's comparison of a target's outputs takes check's numbers: no cosine to give, so NaN (its table: n/a);
+    the distance from 0 is a number."""
     zero = [[("y", np.zeros((1, 8), np.float32))] for _ in range(3)]
     comp = compare_sides(
         zero,
@@ -90,7 +115,7 @@ def test_a_device_comparison_of_an_unjudged_output_is_not_a_number(tmp_path: Pat
         reference_name="onnx",
         gate=True,
     )
-    assert np.isnan(comp.cosine) and np.isnan(comp.max_abs_error) and comp.gates_passed is True, comp
+    assert np.isnan(comp.cosine) and comp.max_abs_error == 0.0 and comp.gates_passed is True, comp
 
 
 def test_convert_says_the_gate_was_not_checked(tmp_path: Path) -> None:

@@ -6,9 +6,11 @@ recipe's evaluation inputs. Numbers (JSON-ready, stored in Artifact.fidelity and
   percentile); overall `max_abs_error` (worst output), `cosine` (worst output's mean), `cosine_worst` (the worst
   single input) and `cosine_p5` (the 5th-percentile input): a mean can hide one input the artifact ruins;
 - a float output the ONNX model gives as 0 on every evaluation input (a dead layer, weights not loaded, data the
-  model does not respond to) is not judged (`not_judged`): it has no direction to compare and no size to be
-  near (its cosine was 1 and every gate passed); the overall figures are the other outputs', absent when there
-  are none, and `check_gates` names it for every gate, which is then no pass;
+  model does not respond to) that the artifact gives as ~0 too (|value| <= ZERO_OUTPUT) has no direction to
+  compare: its cosine figures are not judged (`not_judged`; its cosine was 1 and every gate passed). The overall
+  cosine figures are the other outputs', absent when there are none, and `check_gates` names it for each cosine
+  gate, which is then no pass. Its distance from 0 is judged as any output's (`max_abs_error`), and where the
+  artifact gives values there its cosine is judged as ever: 0 on each such input, a miss;
 - classifier (`task: classify`; the logits are the first output the recipe's `outputs:` names, else the model's
   first output): top-1 agreement with the reference; with labels also top-1 accuracy of both and the drop;
 - detector (`task: detect`, outputs `boxes` [1,N,4] xyxy and `scores` [1,N,C], see zoo/yolov5_lite.py): boxes
@@ -39,7 +41,9 @@ from edgekit.report.figures import gate_failures
 from edgekit.results import VANISHED
 from edgekit.runtimes import Outputs, spec_for
 
-# Part of the cached results' digest: bump when the numbers are computed differently. 9: a float output the ONNX
+# Part of the cached results' digest: bump when the numbers are computed differently. 10: an output 0 in the model
+# is judged where the artifact gives values there (cosine 0), and its abs errors are always in the overall figures
+# (9 passed an artifact giving 50 where the model gives 0). 9: a float output the ONNX
 # model gives as 0 on every input is not judged (`not_judged`; cosine 1 and a pass before). 8: a classifier's class
 # count kept (`classes`: labels are checked against it on a cache hit too), and the digest holds `outputs:`, the
 # host runtimes' versions and each detection image's labels apart (edgekit.convert.fidelity_stage.fidelity_digest).
@@ -47,15 +51,23 @@ from edgekit.runtimes import Outputs, spec_for
 # classifier's top-1 read from the output the recipe names; 4: integer outputs compared exactly, TFLite's
 # unquantized integer outputs taken as they are; 3: map50_95_drop.
 FIDELITY_VERSION = (
-    9  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
+    10  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
 )
 # A reference output whose largest value is below this, read back as all zeros, vanished in the arithmetic (int8
 # output scales, fp16's smallest subnormal 6e-8): what a random-weight network's outputs do (torchvision's
 # initialisation gives ~1e-10 to 1e-14; README, "Nine torchvision architectures").
 VANISHING = 1e-4
+# An artifact's output at most this large where the ONNX model's is 0 on every input is ~0 too: values this small
+# are the arithmetic's rounding (VANISHING), not an answer; its cosine figures are not judged (module docstring)
+ZERO_OUTPUT = VANISHING
 DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
-# The overall figures taken from every output's own (compare): an output not judged is left out of them
-PER_OUTPUT = ("max_abs_error", "mean_abs_error", "cosine", "cosine_worst", "cosine_p5")
+# Why an output's cosine gates are not checked (check_gates), after "output y is"
+NOT_JUDGED = (
+    f"0 on every evaluation input in the ONNX model itself and at most {ZERO_OUTPUT:g} in the artifact: no "
+    "direction to compare, its cosine not judged"
+)
+# The overall cosine figures, taken from every output's own (compare): an output not judged is left out of them
+COSINES = ("cosine", "cosine_worst", "cosine_p5")
 # A reference box scored just above the threshold that the artifact scores just below it is the same detection,
 # not a lost one: the reference's boxes (score >= DETECT_CONF) are looked for among the artifact's boxes down to
 # DETECT_CONF - MATCH_SCORE_MARGIN. Without it ncnn-fp16 on the Cortex-A76 (fp16 arithmetic: boxes within a pixel,
@@ -109,13 +121,15 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
     }
     for (name, r), g in zip(ref, arrays):
         numbers["outputs"][name] = _errors(r, g)
-    zero = [name for name, o in numbers["outputs"].items() if o.get("ref_zero")]
+    outputs = list(numbers["outputs"].values())
+    zero = [name for name, o in numbers["outputs"].items() if o["cosine"] is None]
     if zero:
         numbers["not_judged"] = zero
-    per = [o for o in numbers["outputs"].values() if not o.get("ref_zero")]
-    if per:  # else no overall figure: not 0 and 1, which read as a pass
-        numbers["max_abs_error"] = max(o["max_abs"] for o in per)
-        numbers["mean_abs_error"] = max(o["mean_abs"] for o in per)
+    if outputs:  # distance from 0 is defined: every output's counts
+        numbers["max_abs_error"] = max(o["max_abs"] for o in outputs)
+        numbers["mean_abs_error"] = max(o["mean_abs"] for o in outputs)
+    per = [o for o in outputs if o["cosine"] is not None]
+    if per:  # else no overall cosine: not 1, which reads as a pass
         numbers["cosine"] = min(o["cosine"] for o in per)
         numbers["cosine_worst"] = min(o["cosine_min"] for o in per)
         numbers["cosine_p5"] = min(o["cosine_p5"] for o in per)
@@ -124,7 +138,7 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
         numbers["classes"] = int(
             np.prod(ref[k][1].shape[1:])
         )  # what check_cached_labels checks labels against
-        if ref[k][0] not in zero:  # all-zero logits: every top-1 is class 0, in the artifact too
+        if ref[k][0] not in zero:  # ~0 logits on both sides: every top-1 is class 0, in the artifact too
             numbers.update(_classify(ref[k][1], arrays[k], labels))
     elif recipe.task is Task.DETECT:
         b, s = _detector_outputs(ref)
@@ -136,8 +150,8 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
     """Each gate the recipe sets, with the measured value and the number of inputs it was judged on; a gate
     whose number is unavailable is skipped. `passed` says no checked gate was missed (what fails a conversion);
     `verdict` says whether every gate the recipe set held: "not checked" when none was missed but one could not
-    be judged (a drop without labels; an output the model gives as 0 on every input, for every gate: judged on
-    the other outputs where there are any, and said not checked on that one), which is no pass
+    be judged (a drop without labels; an output 0 in the model and ~0 in the artifact, for every cosine gate: judged
+    on the other outputs where there are any, and said not checked on that one), which is no pass
     (`unchecked_gates`)."""
     rules = {
         "min_cosine": ("cosine", ">="),
@@ -152,7 +166,7 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
     }
     zero = list(numbers.get("not_judged") or [])
     named = f"output{'s' if len(zero) > 1 else ''} {', '.join(zero)}"
-    why_zero = "0 on every evaluation input in the ONNX model itself: not judged"
+    why_zero = NOT_JUDGED
     checks, skipped = [], []
     for gate, limit in gates.model_dump().items():
         if limit is None:
@@ -163,12 +177,12 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
             said = f"{named} {'are' if len(zero) > 1 else 'is'} {why_zero}" if zero else ""
             why = f"no {key}: {'needs labels' if 'drop' in gate else 'not measurable'}"
             skipped.append(
-                f"{gate} ({(said or why) if key in PER_OUTPUT else '; '.join(filter(None, (why, said)))})"
+                f"{gate} ({(said or why) if key in COSINES else '; '.join(filter(None, (why, said)))})"
             )
             continue
         ok = value >= limit if op == ">=" else value <= limit
         checks.append({"gate": gate, "limit": limit, "value": value, "passed": bool(ok)})
-        if zero and key in PER_OUTPUT:  # judged on the other outputs, not on these
+        if zero and key in COSINES:  # judged on the other outputs, not on these
             skipped.append(f"{gate} on {named} ({why_zero})")
     passed = all(c["passed"] for c in checks)
     return {
@@ -240,7 +254,10 @@ def _errors(r: np.ndarray, g: np.ndarray) -> dict[str, Any]:
     exact = np.issubdtype(r.dtype, np.integer) or r.dtype == np.bool_
     if exact:  # class indices, counts: a direction means nothing ([2] and [1] have cosine 1); equal or not
         cos = np.all(rf == gf, axis=1).astype(np.float64)
-    if not exact and r.size and not np.any(r):  # 0 on every input (module docstring): an integer 0 is a value
+    ref_zero = bool(not exact and r.size and not np.any(r))  # module docstring: an integer 0 is a value
+    if ref_zero:  # an input where the artifact gives ~0 too agrees (1), one where it gives values misses (0)
+        cos = (np.abs(gf).max(axis=1, initial=0.0) <= ZERO_OUTPUT).astype(np.float64)
+    if ref_zero and cos.all():  # ~0 on both sides: no direction to compare
         return {
             "ref_zero": True,
             "max_abs": float(diff.max()),
@@ -252,6 +269,7 @@ def _errors(r: np.ndarray, g: np.ndarray) -> dict[str, Any]:
             "all_zero": False,
         }
     return {
+        **({"ref_zero": True} if ref_zero else {}),
         **(
             {"compared": "exact (integer output): cosine figures are the share of inputs it equals"}
             if exact

@@ -103,7 +103,7 @@ def compare(
         artifact=artifact,
         target=target,
         reference=reference_name,
-        # absent when no output is judged (0 on every input in the reference, check.compare): not a number
+        # a cosine is absent when no output's is judged (0 in the reference, ~0 here: check.compare): NaN
         max_abs_error=float(numbers.get("max_abs_error", float("nan"))),
         mean_abs_error=float(numbers.get("mean_abs_error", float("nan"))),
         cosine=float(numbers.get("cosine", float("nan"))),
