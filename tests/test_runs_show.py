@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from edgekit.formats import Format
+from edgekit.report.html_latest import latest_table
 from edgekit.report.lines import route_line
+from edgekit.report.rows import latest_rows
 from edgekit.report.synthetic import synthetic_result
 from edgekit.results import DeployResult
 from edgekit.store import open_store
@@ -319,17 +321,50 @@ def test_runs_show_says_what_the_star_of_an_estimate_means(tmp_path: Path, calib
     url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
     with open_store(url) as store:
         run_id = store.record(result)
-    said = " ".join(_show(url, run_id, tmp_path).split())
+    text = _show(url, run_id, tmp_path)
+    said = " ".join(text.split())
     deploy_line = next((ln for ln in caption(result, result.runs).splitlines() if ln.startswith("* ")), None)
+    # r7: the headers said '80% interval' over intervals not validated; estimate and bench say 'interval' then
+    words = "80% interval" if calibrated else "interval"
+    assert _headers(text) == [f"pi5 ESTIMATE ms ({words})"], _headers(text)
+    assert _headers(_deploy_text(result))[0] == f"pi5 ESTIMATE ms ({words})", _deploy_text(result)
+    html = latest_table(latest_rows(result))
+    assert f"<th>board estimate (ms, {words})</th>" in html, html
     if calibrated:
         assert deploy_line is None and ")*" not in said and "* interval not validated" not in said, said
         return
     assert ")* │" in said  # the tflite row's estimate is starred, as deploy's table stars it
+    assert "80% interval" not in said, said
     assert deploy_line == (
         "* interval not validated (no calibration figure for tflite-fp32): the cost model is calibrated on ncnn's "
         "benchmark models, at 1 and 4 threads"
     )
     assert deploy_line in said, said
+
+
+def _headers(text: str) -> list[str]:
+    """The estimate columns' headers of every table in TEXT, each as one line."""
+    found: list[str] = []
+    heads: dict[int, str] = {}
+    for line in text.splitlines():
+        if line.startswith("┏"):
+            heads = {}
+        elif line.startswith("┃"):
+            for k, cell in enumerate(line.split("┃")[1:-1]):
+                heads[k] = f"{heads.get(k, '')} {cell.strip()}".strip()
+        elif line.startswith("┡"):
+            found += [h for h in heads.values() if "ESTIMATE" in h]
+    return found
+
+
+def _deploy_text(result: DeployResult) -> str:
+    from rich.console import Console as RichConsole
+
+    from edgekit.report.table import deploy_table
+
+    out = io.StringIO()
+    RichConsole(file=out, width=400, color_system=None).print(deploy_table(result))
+    return out.getvalue()
 
 
 def test_a_runs_caveats_are_in_runs_show_and_the_html_report(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from html import escape
 from edgekit.report.figures import apart, cosine_text, signed_percent
 from edgekit.report.html_facts import EMU_BADGE
 from edgekit.report.rows import Row
+from edgekit.report.table import interval_words
 from edgekit.report.table_caption import NO_BOARD
 from edgekit.results import interval_not_validated
 from edgekit.store.masked import masked_text
@@ -19,7 +20,8 @@ def latest_table(rows: list[Row]) -> str:
         return '<p class="muted">No measurements in the latest run (its flags say why).</p>'
     head = (
         "<tr><th class=l>target</th><th class=l>artifact</th><th>threads</th><th>p50 (ms)</th>"
-        "<th>p90 (ms)</th><th>board estimate (ms, 80% interval)</th><th>speed-up over fp32</th>"
+        f"<th>p90 (ms)</th><th>board estimate (ms, {interval_words(r.estimate for r in rows)})</th>"
+        "<th>speed-up over fp32</th>"
         "<th>fidelity (cosine)</th>"
         "<th>host-vs-ARM drift (max abs / cosine)</th><th>instructions / invoke (count)</th>"
         "<th class=l>status</th></tr>"

@@ -21,6 +21,7 @@ from edgekit.report.table import (
     count_ratio,
     drift_cell,
     estimate_cell,
+    interval_words,
     speedup,
     target_table,
 )
@@ -120,7 +121,7 @@ def _figures(
     ms = t.agent.measurements if t.agent else []
     cols: Columns = {}
     if board:  # an emulated target leads with the real board's estimate
-        cols[f"{board} ESTIMATE ms (80% interval)"] = [_estimate(t, m) for m in ms]
+        cols[f"{board} ESTIMATE ms ({interval_words(t.estimates.values())})"] = [_estimate(t, m) for m in ms]
     if not counted:  # qemu's wall time is no device latency: a counted target's is with --verbose, below
         cols |= _percentiles(ms, t.emulated)
     ratio = "x fp32 by insn" if counted else "x fp32 emulated" if t.emulated else "x fp32"
