@@ -181,3 +181,24 @@ def test_a_route_whose_outputs_were_not_judged_states_no_cosine() -> None:
     route = route_for_run(run, {}, threads=None)
     said = " ".join([route.summary(), *route.caveats])
     assert route.artifact and "cosine" not in said and "nan" not in said, said
+
+
+def test_the_html_table_says_n_a_for_a_comparison_with_no_judged_output() -> None:
+    """r7: a device comparison with no judged output has a NaN cosine; the HTML report's fidelity and drift cells
+    printed 'nan' where deploy's table prints n/a."""
+    import re
+    from datetime import UTC, datetime
+
+    from edgekit.report.html_latest import latest_table
+    from edgekit.report.rows import latest_rows
+    from edgekit.report.synthetic import synthetic_result
+
+    result = synthetic_result(
+        datetime(2026, 6, 1, tzinfo=UTC), rng=np.random.default_rng(0), targets=("pi4",), threads=(1,)
+    )
+    for comp in result.runs[0].comparisons:
+        comp.cosine = float("nan")
+    html = latest_table(latest_rows(result))
+    assert not re.search(r"\bnan\b", html, re.IGNORECASE), html
+    rows = html.split("<tr")[2:]
+    assert rows and all(row.count(">n/a</span>") == 2 for row in rows), rows

@@ -4,6 +4,7 @@ target's headline is the board estimate (qemu's wall time only in a tooltip), it
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 from edgekit.report.figures import apart, cosine_text, signed_percent
@@ -13,6 +14,8 @@ from edgekit.report.table import interval_words
 from edgekit.report.table_caption import NO_BOARD
 from edgekit.results import interval_not_validated
 from edgekit.store.masked import masked_text
+
+NO_COSINE = '<span class="bad">n/a</span>'  # deploy's table prints n/a in red
 
 
 def latest_table(rows: list[Row]) -> str:
@@ -36,9 +39,11 @@ def latest_table(rows: list[Row]) -> str:
         elif r.speedup_basis == "emulated wall time":  # no count: qemu's wall time ratios are distorted
             speed += '<br><span class="muted">(no count; not from emulated wall time)</span>'
         drift = (
-            f"{r.drift_max_abs:.3g} / {cosine_text(r.drift_cosine, 6).replace(' ', '&nbsp;')}"
-            if r.drift_max_abs is not None and r.drift_cosine is not None
-            else "-"
+            "-"
+            if r.drift_max_abs is None or r.drift_cosine is None
+            else NO_COSINE  # no output judged (0 in the model itself): as the terminal's drift cell
+            if math.isnan(r.drift_cosine)
+            else f"{r.drift_max_abs:.3g} / {cosine_text(r.drift_cosine, 6).replace(' ', '&nbsp;')}"
         )
         status = escape(r.status if r.status == "ok" else f"{r.status}: {masked_text(r.error)}")
         status += "".join(f" · {f.kind.value} {pct(f.change)}" for f in r.flags)
@@ -104,7 +109,8 @@ def pct(value: float | None) -> str:
 
 
 def _cos(value: float | None) -> str:
-    return "-" if value is None else cosine_text(value, 5)
+    """A cosine; NaN (a comparison with no output judged: 0 in the model itself) is n/a, as in deploy's table."""
+    return "-" if value is None else NO_COSINE if math.isnan(value) else cosine_text(value, 5)
 
 
 def _count(value: int | None) -> str:
