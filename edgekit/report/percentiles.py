@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from edgekit.results import Measurement
 
 # A percentile of few samples is the max or next to it (numpy interpolates: p99 of 10 samples lies 91 % of the way
@@ -18,18 +20,28 @@ def percentile(m: Measurement, which: str) -> float | None:
     return None if n and n < PERCENTILE_MIN_SAMPLES[which] else value
 
 
-def few_samples_note(measurements: list[Measurement], shown: tuple[str, ...] = ("p90", "p99")) -> str | None:
-    """Why a shown percentile is '-': said once under a table, with the sample counts it had."""
+def too_few(measurements: list[Measurement], which: Sequence[str]) -> tuple[list[str], str] | None:
+    """Those of the percentiles `which` that some measurement has too few samples to tell, and '(p90 needs 10; 4
+    taken' (the sentence's start, for the caller to close); None when every one can be told."""
     short = [
         w
-        for w in shown
+        for w in which
         if any(m.status == "ok" and 0 < len(m.samples_ms) < PERCENTILE_MIN_SAMPLES[w] for m in measurements)
     ]
     if not short:
         return None
     counts = sorted({len(m.samples_ms) for m in measurements if m.status == "ok" and m.samples_ms})
     needs = ", ".join(f"{w} needs {PERCENTILE_MIN_SAMPLES[w]}" for w in short)
+    return short, f"({needs}; {', '.join(map(str, counts))} taken"
+
+
+def few_samples_note(measurements: list[Measurement], shown: tuple[str, ...] = ("p90", "p99")) -> str | None:
+    """Why a shown percentile is '-': said once under a table, with the sample counts it had."""
+    found = too_few(measurements, shown)
+    if found is None:
+        return None
+    short, why = found
     return (
-        f"'-' as {' or '.join(short)}: too few samples to tell it ({needs}; {', '.join(map(str, counts))} taken): "
+        f"'-' as {' or '.join(short)}: too few samples to tell it {why}): "
         "a percentile of fewer is the max or next to it (--json has numpy's figure)"
     )

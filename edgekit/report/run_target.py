@@ -13,7 +13,7 @@ from rich.text import Text
 from edgekit.report.bench_table import MEMORY_NOTE, MODEL_GROWTH, PROCESS_PEAK, load_note
 from edgekit.report.figures import estimated_thread_counts
 from edgekit.report.lines import timing_caveats
-from edgekit.report.percentiles import PERCENTILE_MIN_SAMPLES, few_samples_note, percentile
+from edgekit.report.percentiles import few_samples_note, percentile, too_few
 from edgekit.report.table import (
     DRIFT_NOTE,
     compared_with_host,
@@ -237,18 +237,12 @@ def _percentile_note(ms: list[Measurement], shown: list[str]) -> str | None:
     kept = tuple(p for p in ("p90", "p99") if any(h.startswith(p) for h in shown))
     gone = [p for p in ("p90", "p99") if timed and p not in kept]
     note = few_samples_note(ms, kept) if kept else None
-    short = [
-        p
-        for p in gone
-        if any(m.status == "ok" and 0 < len(m.samples_ms) < PERCENTILE_MIN_SAMPLES[p] for m in ms)
-    ]
-    if not short:
+    found = too_few(ms, gone)
+    if found is None:
         return note
-    counts = sorted({len(m.samples_ms) for m in ms if m.status == "ok" and m.samples_ms})
-    needs = ", ".join(f"{p} needs {PERCENTILE_MIN_SAMPLES[p]}" for p in short)
+    short, why = found
     gone_note = (
-        f"no {' or '.join(short)} column: too few samples to tell it ({needs}; "
-        f"{', '.join(map(str, counts))} taken; --json has numpy's figure)"
+        f"no {' or '.join(short)} column: too few samples to tell it {why}; --json has numpy's figure)"
     )
     return f"{note}; {gone_note}" if note else gone_note
 
