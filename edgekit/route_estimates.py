@@ -48,7 +48,7 @@ def estimate_tie(run: TargetRun, route: Route, threads: int) -> None:
         route.caveats.append(
             f"the estimates do not rank {route.artifact} ~{figure_text(float(best['estimate_ms']))} ms "
             f"({_span(best)}) and {runner} ~{figure_text(slower[runner])} ms ({_span(other)}): one lies inside the "
-            "other's 80% interval; measure both on the board"
+            "other's interval; measure both on the board"
         )
 
 
@@ -97,7 +97,7 @@ def estimate_reasons(run: TargetRun, route: Route, threads: int) -> None:
             route.rejected[other] = (
                 f"{NOT_RANKED_APART} (~{figure_text(float(own['estimate_ms']))} vs "
                 f"~{figure_text(float(best['estimate_ms']))} ms ESTIMATE of {route.artifact}: one lies inside the "
-                "other's 80% interval)"
+                "other's interval)"
             )
 
 

@@ -1,5 +1,5 @@
 """An emulated board's figures in the report when it counted: the real board's estimated latency over time and
-its newest estimates with their 80 % intervals, in place of qemu's wall time (which is no device latency)."""
+its newest estimates with their intervals, in place of qemu's wall time (which is no device latency)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from edgekit.report.panels import (
     threads_text,
     time_axis,
 )
+from edgekit.report.table import interval_words
 from edgekit.report.view import RecipeView
 from edgekit.results import TargetRun
 
@@ -119,7 +120,7 @@ def estimate_trend(
 
 
 def estimate_intervals(view: RecipeView, target: str) -> list[Panel]:
-    """An emulated target that counted: its newest run's board estimates with their 80 % intervals, one row per
+    """An emulated target that counted: its newest run's board estimates with their intervals, one row per
     artifact and a panel per thread count (what qemu's sample spread would stand for on a board is the
     interval): two rows whose intervals hold each other's estimate are not ranked by them. Log scale, as the
     intervals of runtimes without a calibration figure are several times wider. Empty when it has none."""
@@ -142,11 +143,12 @@ def estimate_intervals(view: RecipeView, target: str) -> list[Panel]:
         log_axis(ax, [float(est[k]) for _, est in mine for k in ("low_ms", "high_ms")])
         ax.set_yticks(range(1, len(mine) + 1), [a for a, _ in mine])
         ax.set_ylim(0.4, len(mine) + 0.6)
-        ax.set_xlabel("board ESTIMATE (ms), 80% interval")
+        words = interval_words(est for _, est in mine)  # '80% interval' only where every row's is validated
+        ax.set_xlabel(f"board ESTIMATE (ms), {words}")
         panels.append(
             finish(
                 fig,
-                f"{target}, {threads_text(n)}: estimated board latency and its 80% interval, run #{run.id}",
+                f"{target}, {threads_text(n)}: estimated board latency and its {words}, run #{run.id}",
                 True,
                 "ESTIMATE of the real board from the guest instruction count on the emulated core, not a "
                 "measurement; dashed, hollow: interval not validated; rows whose intervals hold each other's "

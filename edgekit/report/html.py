@@ -32,7 +32,7 @@ EMULATED_BANNER = (
     'Targets marked <span class="emu">emulated</span> ran under qemu on this machine: their tables and routes show '
     "the real board's latency estimated from exact instruction counts (an ESTIMATE, not a measurement), or the "
     "counts themselves where no board is calibrated for the core; so do their plots where the estimates exist "
-    "(over time, and with their 80% intervals). qemu's wall time is no device latency: it is drawn only in the plots marked EMULATED (and kept in a "
+    "(over time, and with their intervals). qemu's wall time is no device latency: it is drawn only in the plots marked EMULATED (and kept in a "
     "table cell's tooltip). Instruction counts are guest "
     "instructions per invoke, not time; x fp32 by insn = the same runtime's fp32 count / the artifact's (above 1: "
     "fewer instructions)."

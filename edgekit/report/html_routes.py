@@ -100,5 +100,5 @@ def _target(run: StoredRun, route: dict) -> str:
 def _tie_title(route: dict[str, Any]) -> str:
     """Why a route is marked tied: measured samples that overlap, or estimates inside each other's interval."""
     if route.get("basis") == "estimate-ms":
-        return "one estimate lies inside the other's 80% interval: the estimates do not rank the two"
+        return "one estimate lies inside the other's interval: the estimates do not rank the two"
     return "these samples do not tell the two apart"

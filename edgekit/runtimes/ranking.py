@@ -172,7 +172,7 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
         rival = r.fastest if rank != 1 else next((e for e in r.entries if e.rank == 2), None)
         if mine is not None and rival is not None and r.tied(mine, rival):
             which = "the two" if rank != 1 else f"it apart from {rival.runtime} ({rival.artifact})"
-            same += f", though the estimates do not rank {which}: one lies inside the other's 80% interval"
+            same += f", though the estimates do not rank {which}: one lies inside the other's interval"
         note = {
             Basis.ESTIMATE_MS: " (by board estimates, * interval not validated: confirm on the board)"
             if r.not_validated
@@ -286,7 +286,7 @@ def tie_note(result: DeployResult, threads: int | None = None) -> str | None:
     rankings = rank_runtimes(result, threads)
     if not any(_shown_rank(r, e).startswith("=") for r in rankings for e in r.entries if e.rank):
         return None
-    return "=N: the board estimates do not rank these apart (one lies inside the other's 80% interval)"
+    return "=N: the board estimates do not rank these apart (one lies inside the other's interval)"
 
 
 def _unit(basis: Basis) -> str:
