@@ -19,9 +19,9 @@ import pytest
 from test_counting import CHANNELS, SIZE, write_chain
 
 from edgekit.estimate import calibration, cost_model
-from edgekit.estimate.attach import board_for_device, estimate_for
 from edgekit.estimate.boards import BOARDS
 from edgekit.estimate.graph import analyze
+from edgekit.estimate.of_measurement import board_for_device, estimate_for
 from edgekit.estimate.roofline import roofline
 from edgekit.formats import Format, Precision
 from edgekit.results import ArtifactInfo, Measurement

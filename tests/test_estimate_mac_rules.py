@@ -181,7 +181,7 @@ def test_ncnn_fp32_is_calibrated_on_the_a72_and_not_validated_on_the_a76(tmp_pat
 def test_deploys_estimate_of_an_ncnn_fp32_artifact_follows_the_core() -> None:
     """An emulated target's estimate of an ncnn-fp32 artifact whose files are not here (the format alone says
     fp16 off) follows the same rule as `estimate`: calibrated on the Pi 4, not validated on the Pi 5."""
-    from edgekit.estimate.attach import estimate_for
+    from edgekit.estimate.of_measurement import estimate_for
     from edgekit.results import Measurement
 
     def measured(fmt: str) -> Measurement:

@@ -276,7 +276,8 @@ def _estimates(run: TargetRun, art: AgentArtifact, device: str, inputs: Path) ->
     whose sidecar states another shape than the one timed (through a copy of the sidecar stating the shape timed:
     the graph's MACs, bytes and roofline are those of the model counted)."""
     from edgekit.convert.base import model_bytes
-    from edgekit.estimate.attach import board_for_device, estimates_for_run
+    from edgekit.estimate.attach import estimates_for_run
+    from edgekit.estimate.of_measurement import board_for_device
     from edgekit.report.table_caption import NO_BOARD
     from edgekit.results import ArtifactInfo, interval_not_validated
 
