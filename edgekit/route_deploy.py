@@ -153,7 +153,7 @@ def _other_winners(run: TargetRun, route: Route) -> None:
             route.caveats.append(
                 f"at {n} threads (estimated from the counts, not run) {best} ~{figure_text(best_ms)} ms "
                 f"ranks first, {route.artifact} ~{figure_text(own)} ms"
-                + (" (one inside the other's 80% interval: not ranked apart)" if tie else "")
+                + (" (one inside the other's interval: not ranked apart)" if tie else "")
             )
 
 

@@ -330,6 +330,12 @@ def test_runs_show_says_what_the_star_of_an_estimate_means(tmp_path: Path, calib
     assert _headers(_deploy_text(result))[0] == f"pi5 ESTIMATE ms ({words})", _deploy_text(result)
     html = latest_table(latest_rows(result))
     assert f"<th>board estimate (ms, {words})</th>" in html, html
+    # r8: deploy's caption and the Markdown report's intro said '80% interval' whatever the table held
+    deployed = " ".join(_deploy_text(result).split())
+    assert ("80% interval" in deployed) is calibrated, deployed
+    assert f"with its {words}; not a measurement" in deployed, deployed
+    markdown, _ = _report(url)
+    assert f"from its instruction count, {words}; not a measurement" in " ".join(markdown.split()), markdown
     if calibrated:
         assert deploy_line is None and ")*" not in said and "* interval not validated" not in said, said
         return
@@ -523,3 +529,14 @@ def test_runs_show_says_which_estimates_were_made_without_their_thread_split(tmp
         run_id = store.record(result)
     said = " ".join(_show(url, run_id, tmp_path).split())
     assert "ncnn-fp32 x2" in said and " ".join(note.split()) in said, said
+
+
+def _report(url: str) -> tuple[str, str]:
+    """(Markdown, HTML) of the report on the store at `url`."""
+    from edgekit.report import build
+    from edgekit.report.html import render as render_html
+    from edgekit.report.markdown import render
+
+    with open_store(url) as store:
+        report = build(store)
+    return render(report), render_html(report)

@@ -22,7 +22,7 @@ from edgekit.report.panels import (
     threads_text,
     time_axis,
 )
-from edgekit.report.table import interval_words
+from edgekit.report.table_caption import interval_words
 from edgekit.report.view import RecipeView
 from edgekit.results import TargetRun
 

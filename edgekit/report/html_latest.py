@@ -10,8 +10,7 @@ from html import escape
 from edgekit.report.figures import apart, cosine_text, signed_percent
 from edgekit.report.html_facts import EMU_BADGE
 from edgekit.report.rows import Row
-from edgekit.report.table import interval_words
-from edgekit.report.table_caption import NO_BOARD
+from edgekit.report.table_caption import NO_BOARD, interval_words
 from edgekit.results import interval_not_validated
 from edgekit.store.masked import masked_text
 

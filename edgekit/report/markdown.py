@@ -18,7 +18,7 @@ from edgekit.report.regression import Flag
 from edgekit.report.rows import Row
 from edgekit.report.run_view import result_not_ok
 from edgekit.report.table import estimate_text
-from edgekit.report.table_caption import NO_BOARD
+from edgekit.report.table_caption import NO_BOARD, interval_words
 from edgekit.report.view import RecipeView, Report, when
 from edgekit.results import NOT_RUN_INTERRUPTED
 from edgekit.store.masked import masked_text
@@ -267,9 +267,9 @@ def _table(view: RecipeView) -> list[str]:
     )
     if estimated:
         intro.append(
-            "an emulated target shows the real board's estimated latency (from its instruction count, 80 % "
-            "interval; not a measurement; * = interval not validated) and its instruction count, never qemu's "
-            "wall time"
+            "an emulated target shows the real board's estimated latency (from its instruction count, "
+            f"{interval_words(r.estimate for r in rows)}; not a measurement; * = interval not validated) and its "
+            "instruction count, never qemu's wall time"
         )
     counted = {r.target for r in rows if r.instructions}
     if no_board := [t for t in emulated if t not in estimated and t in counted]:

@@ -21,11 +21,10 @@ from edgekit.report.table import (
     count_ratio,
     drift_cell,
     estimate_cell,
-    interval_words,
     speedup,
     target_table,
 )
-from edgekit.report.table_caption import not_validated_note, split_not_counted_notes
+from edgekit.report.table_caption import interval_words, not_validated_note, split_not_counted_notes
 from edgekit.route_rejections import not_comparable
 from edgekit.terminal import Console, plain
 

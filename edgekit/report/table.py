@@ -26,13 +26,12 @@ from edgekit.report.figures import (
     task_metric,
 )
 from edgekit.report.percentiles import percentile
-from edgekit.report.table_caption import caption, counted
+from edgekit.report.table_caption import caption, counted, interval_words
 from edgekit.results import (
     Comparison,
     DeployResult,
     Measurement,
     TargetRun,
-    interval_not_validated,
     unchecked_gates,
 )
 from edgekit.route_rejections import not_comparable
@@ -229,17 +228,6 @@ def estimate_text(est: dict) -> str | None:
         return None
     mark = "" if est.get("interval_calibrated", True) else "*"
     return f"~{_ms(est['estimate_ms'])} ({_ms(est['low_ms'])}-{_ms(est['high_ms'])}){mark}"
-
-
-def interval_words(estimates: Iterable[object]) -> str:
-    """What a column of estimates' intervals is called: '80% interval' only when every interval in it is
-    validated at that level, else 'interval' (as estimate and bench word one not validated; the '*' note under
-    the table says which and why). A header said '80% interval' over intervals no cross-validation backs."""
-    shown = [e for e in estimates if isinstance(e, dict) and estimate_text(e) is not None]
-    levels = {e.get("interval_level") or 0.8 for e in shown}  # stored before interval_level: 0.8
-    if not shown or len(levels) != 1 or any(interval_not_validated(e) for e in shown):
-        return "interval"
-    return f"{round(100 * float(levels.pop()))}% interval"
 
 
 def estimate_cell(est: dict) -> Text | str:
