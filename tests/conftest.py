@@ -43,6 +43,7 @@ HOST_ONLY = frozenset(
         "test_accepted_note.py",
         "test_accuracy.py",
         "test_agent_figures.py",
+        "test_agent_integer_outputs.py",
         "test_agent_layer_noise.py",
         "test_analyze_fix_candidates.py",
         "test_analyze_readable.py",

@@ -584,6 +584,16 @@ def with_batch_axis(x: np.ndarray, rank: Optional[int]) -> np.ndarray:
     return np.ascontiguousarray(x if x.ndim == (rank or 4) else x[None])
 
 
+def output_array(y: Any) -> np.ndarray:
+    """One runtime output as saved: float32, except integer and boolean outputs (class indices from an ArgMax,
+    token ids, counts), which keep their type so the host compares them exactly (edgekit.runtimes.base's
+    output_array, which the host runners use: a cast made an id above 2**24 another number, and an ArgMax that
+    flipped from 2 to 1 a cosine of 1). Always a copy: MNN's `read()` and OpenVINO's `data` are views of a buffer
+    the next run reuses."""
+    a = np.array(y)
+    return a if np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_ else a.astype(np.float32)
+
+
 def _pb_varint(handle: Any) -> int:
     value = shift = 0
     while True:
@@ -1000,7 +1010,7 @@ class OnnxRuntimeRunner:
         self._last = self.sess.run(self.names, self.feed)
 
     def outputs(self) -> list[tuple[str, np.ndarray]]:
-        return [(n, np.asarray(y, dtype=np.float32)) for n, y in zip(self.names, self._last)]
+        return [(n, output_array(y)) for n, y in zip(self.names, self._last)]
 
 
 class OpenCvRunner:
@@ -1027,7 +1037,7 @@ class OpenCvRunner:
         self._last = list(self.net.forward(self.names))
 
     def outputs(self) -> list[tuple[str, np.ndarray]]:
-        return [(n, np.asarray(y, dtype=np.float32)) for n, y in zip(self.names, self._last)]
+        return [(n, output_array(y)) for n, y in zip(self.names, self._last)]
 
 
 class MnnRunner:
@@ -1067,7 +1077,7 @@ class MnnRunner:
         result = []
         for name, y in zip(self.names, self._last):
             y = self.mnn.expr.convert(y, self.mnn.expr.NCHW)
-            result.append((name, np.array(y.read(), dtype=np.float32).reshape(y.shape)))
+            result.append((name, output_array(y.read()).reshape(y.shape)))
         return result
 
 
@@ -1094,10 +1104,7 @@ class OpenVinoRunner:
         self.request.infer()
 
     def outputs(self) -> list[tuple[str, np.ndarray]]:
-        return [
-            (n, np.array(self.request.get_output_tensor(k).data, dtype=np.float32))
-            for k, n in enumerate(self.names)
-        ]
+        return [(n, output_array(self.request.get_output_tensor(k).data)) for k, n in enumerate(self.names)]
 
 
 class ExecuTorchRunner:
@@ -1113,18 +1120,26 @@ class ExecuTorchRunner:
         self.torch = torch
         torch.set_num_threads(threads)
         self.method = Runtime.get().load_program(path).load_method("forward")
+        self.rank = self._input_rank()
         self.feed: list[Any] = []
         self._last: list[Any] = []
 
+    def _input_rank(self) -> Optional[int]:
+        """The program's first input's rank, as its method metadata states it (None where it states none)."""
+        try:
+            return len(self.method.metadata.input_tensor_meta(0).sizes())
+        except Exception:  # noqa: BLE001 - an older runtime without metadata: with_batch_axis's own rule
+            return None
+
     def set_input(self, x: np.ndarray) -> None:
-        x = np.asarray(x, dtype=np.float32)
-        self.feed = [self.torch.from_numpy(np.ascontiguousarray(x if x.ndim == 4 else x[None]))]
+        """The sample with its batch axis by the program's input rank (bench's carry one, deploy's do not)."""
+        self.feed = [self.torch.from_numpy(with_batch_axis(x, self.rank))]
 
     def invoke(self) -> None:
         self._last = list(self.method.execute(self.feed))
 
     def outputs(self) -> list[tuple[str, np.ndarray]]:
-        return [("output_%d" % k, np.asarray(y, dtype=np.float32)) for k, y in enumerate(self._last)]
+        return [("output_%d" % k, output_array(y)) for k, y in enumerate(self._last)]
 
 
 RUNNERS = {
