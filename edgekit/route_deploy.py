@@ -23,6 +23,8 @@ from edgekit.route_estimates import (
     estimate_reasons,
     estimate_tie,
     estimates_tied,
+    split_unread,
+    thread_count_not_chosen,
     unranked_ratios,
 )
 from edgekit.route_rejections import (
@@ -86,10 +88,12 @@ def route_for_run(
     twins: dict[str, tuple[str, str]] | None = None,
 ) -> Route:
     """The route at `threads`, or (None) the fastest over the thread counts the run measured: by p50 or by the
-    board estimate (each thread count's own figure); by instruction counts at the fewest threads only (more
-    threads add synchronisation instructions but take less time: counts of different thread counts do not
-    compare). With no route at any count, the fewest threads' reasons. `unchecked`: for each artifact the recipe
-    sets gates for, those its conversion could not check (Candidate.unchecked); `twins`: same_models."""
+    board estimate (each thread count's own figure; an estimate made without the split between threads it
+    reads, a non-ncnn artifact's at 2 threads, does not choose a thread count: route_estimates.split_unread);
+    by instruction counts at the fewest threads only (more threads add synchronisation instructions but take
+    less time: counts of different thread counts do not compare). With no route at any count, the fewest
+    threads' reasons. `unchecked`: for each artifact the recipe sets gates for, those its conversion could not
+    check (Candidate.unchecked); `twins`: same_models."""
     route = _fastest_route(run, host_gates, threads, unchecked or {}, twins or {})
     if run.place_lost is not None:
         route.caveats.append(
@@ -120,9 +124,17 @@ def _fastest_route(
         return routes[0]
     if found[0].basis is Basis.INSTRUCTIONS:
         return found[0]
-    best = min(found, key=lambda r: (r.value or 0.0, r.threads))
-    others = [r for r in found if r is not best]
+    # an estimate made without the split between threads its thread count reads scales as ncnn's benchmark
+    # models do, not as its artifact: it ranks the artifacts at its thread count, never the thread counts
+    unscaled = [r for r in found[1:] if r.basis is Basis.ESTIMATE_MS and split_unread(run, r)]
+    best = min(
+        (r for r in found if not any(r is u for u in unscaled)), key=lambda r: (r.value or 0.0, r.threads)
+    )
+    lower = [r for r in unscaled if (r.value or 0.0) < (best.value or 0.0)]
+    others = [r for r in found if r is not best and not any(r is u for u in lower)]
     unit = "ms" if best.basis is Basis.P50_MS else "ms ESTIMATE"
+    for r in lower:
+        best.caveats.append(thread_count_not_chosen(r, best))
     if others:
         best.caveats.append(  # what the other thread counts' own routes were: slower, and by how much
             f"{best.threads} thread{'s' if best.threads != 1 else ''} chosen over the other thread counts measured ("

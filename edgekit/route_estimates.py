@@ -1,6 +1,7 @@
 """What a route on the board-estimate basis (an emulated core's exact counts through the cost model) cannot say by
 its figures alone: the exact count ratio beside the estimate's, and where one estimate lies inside the other's 80 %
-interval, so the estimates do not rank the two apart (a tie, a withheld speed-up, a runner-up 'not ranked apart').
+interval, so the estimates do not rank the two apart (a tie, a withheld speed-up, a runner-up 'not ranked apart'),
+and an estimate made without the split between threads it reads, which ranks no thread count (split_unread).
 """
 
 from __future__ import annotations
@@ -99,6 +100,29 @@ def estimate_reasons(run: TargetRun, route: Route, threads: int) -> None:
                 f"~{figure_text(float(best['estimate_ms']))} ms ESTIMATE of {route.artifact}: one lies inside the "
                 "other's interval)"
             )
+
+
+def split_unread(run: TargetRun, route: Route) -> str | None:
+    """Why ROUTE's estimate (its artifact at its thread count) read no split between threads (its
+    `split_not_counted`: a non-ncnn artifact's, whose 4-thread split deploy does not count, or a count that
+    failed), None where it read one. Its speed-up over fewer threads is then the cost model's for ncnn's
+    benchmark models, not this artifact's (OpenCV's 2 threads, 97 % of the work on one thread, were estimated 15 %
+    faster), so it does not choose the route's thread count."""
+    est = run.estimates.get(f"{route.artifact} x{route.threads}")
+    note = est.get("split_not_counted") if isinstance(est, dict) else None
+    return str(note) if note else None
+
+
+def thread_count_not_chosen(lower: Route, chosen: Route) -> str:
+    """The caveat of a route whose thread count was kept though LOWER, at more threads, had the lower estimate
+    made without the split between threads it reads (split_unread)."""
+    plural = "s" if chosen.threads != 1 else ""
+    return (
+        f"{lower.threads} threads not chosen, though {lower.artifact} is estimated lower there "
+        f"(~{figure_text(lower.value or 0.0)} ms ESTIMATE): that estimate read no split between threads (said "
+        f"under the table), so its speed-up over {chosen.threads} thread{plural} is the cost model's for ncnn's "
+        f"benchmark models, not {lower.artifact}'s; time both thread counts on the board"
+    )
 
 
 def bounded(run: TargetRun, artifact: str, threads: int, interval: bool = True) -> dict[str, Any] | None:

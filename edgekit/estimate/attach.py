@@ -13,7 +13,10 @@ At 2 or 3 threads, which the cost model interpolates between its 1- and 4-thread
 split (`cost_model.split_threads`), as `estimate` counts it: a 2- or 3-thread split feeds no form. Where the
 run timed 4 threads too, that end reads the timed 4-thread run's own split (nothing counted), so it is the x4
 row's figure. An estimate whose split was not counted says so in its caveats and in `split_not_counted`
-(deploy's table shows it).
+(deploy's table shows it). Where such an estimate's own thread count was timed, that run's split (counted, but
+read by no form) still bounds it: the busiest thread's instructions take at least their share of the one-thread
+estimate, so a run whose busiest thread did all the work (OpenCV's 2 threads: 103 % of the one-thread count) is
+not estimated faster than one thread (`held_by_timed_split`).
 """
 
 from __future__ import annotations
@@ -95,7 +98,8 @@ def with_split(
     timed run's own at that thread count when TIMED ({threads: split} of the same artifact's timed runs) has it,
     as that row's estimate reads it, so both give the same 4-thread figure; else counted here, as `edgekit
     estimate --threads N` counts it. Where it is not counted (not an ncnn artifact, or the count failed) the
-    caveat says why and `split_not_counted` holds it (deploy's table prints it)."""
+    caveat says why and `split_not_counted` holds it (deploy's table prints it); a split the timed run at
+    `wanted.threads` itself counted then bounds the figure (`held_by_timed_split`)."""
     n = wanted.threads
     k = cost_model.split_threads(n, get_board(board).cores)
     if k is None:  # one thread: no split
@@ -107,7 +111,7 @@ def with_split(
         if k > n
         else f"{k} threads{ON_CORES if k < n else ''}"
     )
-    split = list((timed or {}).get(k, []))
+    split, why = list((timed or {}).get(k, [])), ""
     if split:
         note = (
             f"the split between {which} measured in the timed {k}-thread run, as its x{k} estimate reads it"
@@ -123,9 +127,71 @@ def with_split(
         )
     wanted = wanted.model_copy(update={"instructions_per_thread": split})
     out = estimate_for(wanted, info, board, one, input_shape, note, split_at=k)
-    if not split and out.get("status") == "ok":
-        out["split_not_counted"] = note
+    if split or out.get("status") != "ok":
+        return out
+    own = (timed or {}).get(n, []) if k != n else []
+    if own and one is not None and one.instructions_per_invoke:
+        single = estimate_for(one, info, board, None, input_shape)  # the x1 row's figure
+        said = held_by_timed_split(out, n, own, one.instructions_per_invoke, single)
+        bounded = (
+            f"no split between {which} counted here: {why}; {said}; `edgekit estimate FILE --board {board} "
+            f"--threads {n}` counts the {k}-thread split, so its figure can differ"
+        )
+        out["caveats"] = [bounded if c == note else c for c in out["caveats"]]
+        note = bounded
+    out["split_not_counted"] = note
     return out
+
+
+def held_by_timed_split(
+    out: dict[str, Any], threads: int, own: list[int], count: int, single: dict[str, Any]
+) -> str:
+    """Bound OUT (an estimate at THREADS made without a split: no form reads a 2- or 3-thread one, and the split
+    its interpolation reads was not counted) by OWN, the split the timed run at THREADS counted: its busiest
+    thread's instructions run one after another, so the estimate is at least the one-thread estimate (SINGLE,
+    of the one-thread COUNT) times their share of COUNT. A figure below that (the forms without a split scale
+    as ncnn's benchmark models do: OpenCV's 2 threads, 97 % of their work on one thread, were estimated 15 %
+    faster than one) is raised to it, its interval to the one-thread interval times that share. Returns what
+    `split_not_counted` says of the timed split; the estimate's caveats say it with the figures."""
+    share = max(own) / count
+    counted = (
+        f"the timed {threads}-thread run counted its own split ({', '.join(f'{v:,}' for v in own)} instructions "
+        f"a thread), which no form reads (none is calibrated at {threads} threads): its busiest thread ran "
+        f"{share:.0%} of the one-thread count ({count:,})"
+    )
+    own_words = f"the timed {threads}-thread run counted its own split (between {threads} threads), which no form reads"
+    if single.get("status") != "ok" or not single.get("estimate_ms"):
+        out["caveats"].append(f"{counted}; no one-thread estimate to bound this one by")
+        return f"{own_words}; estimated without a split"
+    floor, claimed = float(single["estimate_ms"]) * share, float(out["estimate_ms"])
+    if claimed >= floor:
+        out["caveats"].append(
+            f"{counted}: it allows the estimated speed-up (that share of the one-thread estimate is "
+            f"{floor:.3g} ms)"
+        )
+        return f"{own_words}, and it allows the speed-up estimated without a split"
+    out["estimate_ms"] = est = cost_model.significant(floor)
+    out["low_ms"] = cost_model.significant(float(single["low_ms"]) * share)
+    out["high_ms"] = cost_model.significant(max(float(out["high_ms"]), float(single["high_ms"]) * share))
+    out["method"] = (
+        f"the one-thread estimate x the busiest thread's share of the one-thread count in the timed {threads}-"
+        f"thread run ({share:.3f}); interpolated without a split it was ~{claimed:.3g} ms"
+    )
+    cv = out.get("cross_validation")
+    if isinstance(cv, dict):
+        cv["interval"] = f"-{100 * (1 - out['low_ms'] / est):.0f}/+{100 * (out['high_ms'] / est - 1):.0f}%"
+        cv["held_by_timed_split"] = {"busiest_share": round(share, 4), "interpolated_ms": claimed}
+    out["caveats"].insert(
+        0,
+        f"{counted}, which contradicts the {1 - claimed / float(single['estimate_ms']):.0%} speed-up over one "
+        f"thread of the forms without a split (~{claimed:.3g} ms; they scale as ncnn's benchmark models do): "
+        f"estimated as the one-thread estimate x that share, ~{est:.3g} ms (the busiest thread's instructions "
+        "at the one-thread estimate's time per instruction), its interval the one-thread interval x that share",
+    )
+    return (
+        f"{own_words}, and its busiest thread ran {share:.0%} of the one-thread count: estimated as that share "
+        "of the one-thread estimate, not faster"
+    )
 
 
 def thread_split(
