@@ -460,4 +460,34 @@ def test_every_thread_count_of_one_agent_run_gets_its_own_pool_size(
     assert alone_4 > alone_2  # MNN's pool for 4 threads has more workers than the one for 2
     both = threads_seen([2, 4])
     assert both[4] == alone_4, (both, alone_4)
-    assert threads_seen([1, 4])[4] == alone_4
+    one_four = threads_seen([1, 4])
+    assert one_four[4] == alone_4
+    # and no pool yet while the one-thread row runs: a pool started for the 4-thread row spun in its windows
+    assert one_four[1] == threads_seen([1])[1], one_four
+
+
+@pytest.mark.integration
+def test_one_thread_counts_hold_only_the_inference_thread_whatever_the_thread_plan(
+    pi4_emu: object, mnn_artifacts: list[Artifact]
+) -> None:
+    """The agent started MNN at the most threads asked before its one-thread rows: under --threads 1,2 that
+    pool's idle workers ran in every one-thread window (split [866526, 228584] for tiny's mnn-fp32), and a
+    spinning one counted as the model's work (digits' mnn-fp32 x1: 332,022 instructions under [1], 503,159 under
+    [1, 2]). Each thread count is now measured for every artifact before the next, the pool sized only then."""
+    from edgekit.deploy import DeployOptions, deploy
+
+    result = deploy(
+        load_recipe(TINY),
+        [pi4_emu],
+        DeployOptions(repeat=2, warmup=1, threads=(1, 2), samples=1, formats=FORMATS, host=False),
+        lambda m: None,
+        mnn_artifacts,
+    )
+    (pi4,) = [r for r in result.runs if r.target == "pi4-emu"]
+    assert pi4.status == "ok" and pi4.agent is not None, pi4.error
+    ones = [m for m in pi4.agent.measurements if m.threads == 1]
+    assert len(ones) == len(FORMATS) and all(m.instructions_per_invoke for m in ones), ones
+    for m in ones:
+        assert len(m.instructions_per_thread) == 1, (m.artifact, m.instructions_per_thread)
+    twos = [m for m in pi4.agent.measurements if m.threads == 2]
+    assert all(len(m.instructions_per_thread) >= 2 for m in twos), [m.instructions_per_thread for m in twos]
