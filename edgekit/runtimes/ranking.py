@@ -16,7 +16,7 @@ from rich.table import Table
 
 from edgekit.formats import Format
 from edgekit.results import ArtifactInfo, DeployResult
-from edgekit.route import Basis, recommend
+from edgekit.route import Basis, Candidate, recommend
 from edgekit.route_deploy import candidates_for_run, route_inputs, table_threads
 from edgekit.route_estimates import bounded, estimates_tied
 
@@ -61,6 +61,9 @@ class TargetRanking:
     # estimate basis: artifact -> its estimate ({estimate_ms, low_ms, high_ms}), to tell ties from ranks
     estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: int = 1  # the thread count its figures are at
+    # measured basis: the route's tie (its choice, the runner-up its samples do not tell apart, the Mann-Whitney p),
+    # where the two are of different runtimes (measured_tie): the table and the verdict say it as the route does
+    sample_tie: tuple[str, str, float] | None = None
 
     def rank_of(self, runtime: str) -> int | None:
         return next((e.rank for e in self.entries if e.runtime == runtime), None)
@@ -70,8 +73,34 @@ class TargetRanking:
         return next((e for e in self.entries if e.rank == 1), None)
 
     def tied(self, a: RuntimeEntry, b: RuntimeEntry) -> bool:
-        """Two ranked entries whose board estimates do not order them (one inside the other's 80 % interval)."""
+        """Two ranked entries not ordered by their figures: board estimates one inside the other's 80 % interval,
+        or measured samples the route's rank test does not tell apart (its tie)."""
+        if self.basis is Basis.P50_MS:
+            return self.sample_tie is not None and {a.artifact, b.artifact} == set(self.sample_tie[:2])
         return estimates_tied(*(self.estimates.get(e.artifact or "") for e in (a, b)))
+
+    def tied_with(self, entry: RuntimeEntry) -> RuntimeEntry | None:
+        """The ranked entry just above or below `entry` that it is tied with (None: none)."""
+        ranked = [e for e in self.entries if e.rank]
+        if entry not in ranked:
+            return None
+        k = ranked.index(entry)
+        return next(
+            (e for e in ranked[max(k - 1, 0) : k + 2] if e is not entry and self.tied(entry, e)), None
+        )
+
+    def tie_words(self, first: bool, rival: RuntimeEntry) -> str:
+        """What does not order an entry and the `rival` it is tied with: 'the estimates do not rank the two: ...'
+        or, measured, the route's rank test; `first`: the entry is the first of the two ('it apart from X')."""
+        apart = f"it apart from {rival.runtime} ({rival.artifact})"
+        if self.basis is Basis.P50_MS and self.sample_tie is not None:
+            return (
+                f"the samples do not tell {apart if first else 'the two apart'} "
+                f"(Mann-Whitney p={self.sample_tie[2]:.2f}: a tie, as its route says)"
+            )
+        return (
+            f"the estimates do not rank {apart if first else 'the two'}: one lies inside the other's interval"
+        )
 
 
 def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[TargetRanking]:
@@ -117,6 +146,8 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
         for k, e in enumerate(ranked, 1):
             e.rank = k
         ranking.entries = ranked + [e for e in ranking.entries if not e.artifact]
+        if basis is Basis.P50_MS:
+            ranking.sample_tie = measured_tie(run.target, candidates, n)
         if basis is Basis.ESTIMATE_MS:
             ranking.estimates = {
                 e.artifact: est for e in ranked if e.artifact and (est := bounded(run, e.artifact, n))
@@ -129,6 +160,23 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
             ]
         rankings.append(ranking)
     return rankings
+
+
+def measured_tie(target: str, candidates: list[Candidate], threads: int) -> tuple[str, str, float] | None:
+    """The route's measured tie among `candidates` (its choice, the runner-up and the rank test's p), where the two
+    are of different runtimes: 'mnn-fp32 and onnx-fp32 are not told apart by these samples (Mann-Whitney
+    p=0.55)' was the route's note while the table ranked them 1 and 2 and the verdict said mnn 'stays fastest'.
+    A tie of two formats of one runtime (onnx-int8 with onnx-fp32) ranks no runtime: None."""
+    route = recommend(target, candidates, Basis.P50_MS, threads)
+    if route.artifact is None or route.tied_with is None:
+        return None
+    if _runtime(route.artifact) == _runtime(route.tied_with):
+        return None
+    from edgekit.samples import slower_p_value
+
+    samples = {c.artifact: c.samples for c in candidates}
+    p = slower_p_value(samples[route.tied_with], samples[route.artifact])  # as route._tie tests it
+    return route.artifact, route.tied_with, p
 
 
 def verdicts(rankings: list[TargetRanking]) -> list[str]:
@@ -146,7 +194,13 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
             return [f"{lead} is host only: no board runtime ran within the gates on the host"]
         lead = (
             f"host's fastest runtime {host.fastest.runtime} is host only; its fastest board runtime "
-            f"{board.runtime} ({board.artifact}, ranked {board.rank} on the host)"
+            f"{board.runtime} ({board.artifact}, ranked {_shown_rank(host, board)} on the host)"
+        )
+    other = host.tied_with(board) if board is not None else None
+    if other is not None and host.sample_tie is not None:  # the host's own route called the two a tie
+        lead += (
+            f", which the host's samples do not tell apart from {other.runtime} ({other.artifact}) "
+            f"(Mann-Whitney p={host.sample_tie[2]:.2f}: a tie, as its route says),"
         )
     lines = []
     for r in rankings:
@@ -171,8 +225,7 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
         mine = next((e for e in r.entries if e.runtime == board.runtime and e.rank), None)
         rival = r.fastest if rank != 1 else next((e for e in r.entries if e.rank == 2), None)
         if mine is not None and rival is not None and r.tied(mine, rival):
-            which = "the two" if rank != 1 else f"it apart from {rival.runtime} ({rival.artifact})"
-            same += f", though the estimates do not rank {which}: one lies inside the other's interval"
+            same += ", though " + r.tie_words(rank == 1, rival)
         note = {
             Basis.ESTIMATE_MS: " (by board estimates, * interval not validated: confirm on the board)"
             if r.not_validated
@@ -240,7 +293,9 @@ def runtime_html(result: DeployResult, targets: list[str] | None = None, threads
         for rt in runtimes
     )
     notes = "".join(
-        f"<li>{escape(line)}</li>" for line in [*verdicts(rankings), scope_note(runtimes)] if line
+        f"<li>{escape(line)}</li>"
+        for line in [*_tie_lines(rankings), *verdicts(rankings), scope_note(runtimes)]
+        if line
     )
     return f"<table>{head}</tr>{rows}</table>" + (f"<ul>{notes}</ul>" if notes else "")
 
@@ -268,10 +323,11 @@ def _cell(ranking: TargetRanking, runtime: str) -> str:
 
 
 def _shown_rank(ranking: TargetRanking, entry: RuntimeEntry) -> str:
-    """'2', or '=1' when the board estimates do not order it apart from the entry above it (one inside the
-    other's 80 % interval), chained up the ranking; the entry above is then '=1' too."""
+    """'2', or '=1' when its figure does not order it apart from the entry above it (board estimates one inside the
+    other's 80 % interval; measured samples the route calls a tie), chained up the ranking; the entry above is
+    then '=1' too."""
     ranked = [e for e in ranking.entries if e.rank]
-    if ranking.basis is not Basis.ESTIMATE_MS or entry not in ranked:
+    if ranking.basis is Basis.INSTRUCTIONS or entry not in ranked:  # an exact count ties nothing
         return str(entry.rank)
     k = ranked.index(entry)
     top = k
@@ -283,10 +339,22 @@ def _shown_rank(ranking: TargetRanking, entry: RuntimeEntry) -> str:
 
 def tie_note(result: DeployResult, threads: int | None = None) -> str | None:
     """What '=' in the runtimes table means, when a cell has one."""
-    rankings = rank_runtimes(result, threads)
-    if not any(_shown_rank(r, e).startswith("=") for r in rankings for e in r.entries if e.rank):
-        return None
-    return "=N: the board estimates do not rank these apart (one lies inside the other's interval)"
+    return "\n".join(_tie_lines(rank_runtimes(result, threads))) or None
+
+
+def _tie_lines(rankings: list[TargetRanking]) -> list[str]:
+    """'=N: ...' for each kind of tie the table shows: by board estimates, by a target's measured samples."""
+    tied = [r for r in rankings if any(_shown_rank(r, e).startswith("=") for e in r.entries if e.rank)]
+    lines = []
+    if any(r.basis is Basis.ESTIMATE_MS for r in tied):
+        lines.append("=N: the board estimates do not rank these apart (one lies inside the other's interval)")
+    for r in tied:
+        if r.basis is Basis.P50_MS and r.sample_tie is not None:
+            lines.append(
+                f"=N on {r.target}: its timed samples do not tell these apart (Mann-Whitney p={r.sample_tie[2]:.2f}: "
+                "a tie, as its route says)"
+            )
+    return lines
 
 
 def _unit(basis: Basis) -> str:

@@ -1,0 +1,151 @@
+"""A measured tie in the runtimes table and the `runtimes:` verdict: the host's route said 'mnn-fp32 and onnx-fp32
+are not told apart by these samples (Mann-Whitney p=0.55): either will do' while the table ranked them '1.' and
+'2.' and the verdict called mnn the host's fastest. Both now show the route's tie as they show an estimate's.
+(Synthetic results: the route and the table read the same candidates from them, as from a real deploy.)"""
+
+from __future__ import annotations
+
+import statistics
+
+from rich.console import Console
+
+from edgekit.results import (
+    AgentResult,
+    ArtifactInfo,
+    Comparison,
+    DeployResult,
+    DeviceFacts,
+    Measurement,
+    TargetRun,
+)
+
+# ten samples each, interleaved: mnn-fp32's p50 a hair under onnx-fp32's, the rank test tells them nowhere apart
+MNN = [1.00, 1.20, 1.10, 1.30, 0.90, 1.05, 1.15, 1.25, 0.95, 1.08]
+ONNX = [1.02, 1.18, 1.12, 1.28, 0.92, 1.07, 1.13, 1.22, 0.97, 1.12]
+SLOW = [2.0 + k / 100 for k in range(10)]  # opencv-fp32: well apart from both
+
+
+def _run(target: str, samples: dict[str, list[float]]) -> TargetRun:
+    ms = [
+        Measurement(
+            artifact=a,
+            format=a,
+            runtime="x",
+            threads=1,
+            status="ok",
+            samples_ms=s,
+            p50_ms=statistics.median(s),
+        )
+        for a, s in samples.items()
+    ]
+    comps = [
+        Comparison(
+            artifact=a,
+            target=target,
+            reference="onnx",
+            max_abs_error=0.0,
+            mean_abs_error=0.0,
+            cosine=1.0,
+            gates_passed=True,
+        )
+        for a in samples
+    ]
+    facts = DeviceFacts(machine="aarch64" if target != "host" else "x86_64", cores=4, python="3.11")
+    return TargetRun(
+        target=target,
+        kind="local" if target == "host" else "ssh",
+        emulated=False,
+        status="ok",
+        comparisons=comps,
+        agent=AgentResult(started_at="2026-12-01T00:00:00", facts_before=facts, measurements=ms),
+    )
+
+
+def _result(*runs: TargetRun) -> DeployResult:
+    arts = sorted({m.artifact for r in runs for m in (r.agent.measurements if r.agent else [])})
+    return DeployResult(
+        recipe="r",
+        recipe_path="r.yaml",
+        recipe_sha256="0",
+        started_at="2026-12-01T00:00:00",
+        artifacts=[
+            ArtifactInfo(id=a, format=a, files=[], size_bytes=1, sha256="0", status="ok", gates_passed=True)
+            for a in arts
+        ],
+        runs=list(runs),
+    )
+
+
+def _cells(result: DeployResult) -> dict[str, list[str]]:
+    """The runtimes table as printed: runtime -> its cells, one per target."""
+    from edgekit.runtimes.ranking import runtime_table
+
+    table = runtime_table(result)
+    assert table is not None
+    console = Console(width=200, record=True, color_system=None)
+    console.print(table)
+    rows = [
+        [" ".join(c.split()) for c in line.split("│")[1:-1]] for line in console.export_text().splitlines()
+    ]
+    return {row[0]: row[1:] for row in rows if row}
+
+
+def test_the_route_s_measured_tie_shows_in_the_table_and_the_verdict() -> None:
+    from edgekit.route_deploy import routes_for_deploy
+    from edgekit.runtimes.ranking import rank_runtimes, runtime_html, tie_note, verdicts
+
+    host = _run("host", {"mnn-fp32": MNN, "onnx-fp32": ONNX, "opencv-fp32": SLOW})
+    pi5 = _run("pi5", {"mnn-fp32": [m * 10 for m in MNN], "onnx-fp32": [o * 10 for o in ONNX]})
+    result = _result(host, pi5)
+    route = next(r for r in routes_for_deploy(result) if r.target == "host")
+    assert (route.artifact, route.tied_with) == ("mnn-fp32", "onnx-fp32")  # what the route says
+    cells = _cells(result)
+    assert [cells[rt][0] for rt in ("mnn", "onnxruntime", "opencv")] == [
+        "=1. mnn-fp32 1.09",
+        "=1. onnx-fp32 1.12",
+        "3. opencv-fp32 2.04",
+    ], cells
+    assert cells["mnn"][1].startswith("=1.") and cells["onnxruntime"][1].startswith("=1."), cells
+    note = tie_note(result) or ""
+    assert "=N on host: its timed samples do not tell these apart (Mann-Whitney p=" in note, note
+    assert "board estimates" not in note  # no estimate basis here
+    (line,) = verdicts(rank_runtimes(result))
+    assert line.startswith(
+        "host's fastest runtime mnn (mnn-fp32), which the host's samples do not tell apart from onnxruntime "
+        "(onnx-fp32) (Mann-Whitney p="
+    ), line
+    # on the board the samples do not tell them apart either: 'stays fastest' is said with it
+    assert (
+        "on pi5: stays fastest, though the samples do not tell it apart from onnxruntime (onnx-fp32)" in line
+    )
+    html = runtime_html(result)
+    assert "=1. onnx-fp32" in html and "its timed samples do not tell these apart" in html
+
+
+def test_samples_that_tell_the_runtimes_apart_rank_them() -> None:
+    from edgekit.runtimes.ranking import rank_runtimes, tie_note, verdicts
+
+    faster = [m * 0.5 for m in MNN]  # every sample under every onnx-fp32 one
+    host = _run("host", {"mnn-fp32": faster, "onnx-fp32": ONNX, "opencv-fp32": SLOW})
+    pi5 = _run("pi5", {"mnn-fp32": [m * 10 for m in faster], "onnx-fp32": [o * 10 for o in ONNX]})
+    result = _result(host, pi5)
+    cells = _cells(result)
+    assert [cells[rt][0] for rt in ("mnn", "onnxruntime")] == ["1. mnn-fp32 0.545", "2. onnx-fp32 1.12"], (
+        cells
+    )
+    assert tie_note(result) is None
+    (line,) = verdicts(rank_runtimes(result))
+    assert "samples" not in line and line.endswith("on pi5: stays fastest"), line
+
+
+def test_a_tie_of_two_formats_of_one_runtime_ranks_no_runtime_apart() -> None:
+    """The route's tie of onnx-int8 with onnx-fp32 says nothing of onnx against mnn: no '=' there."""
+    from edgekit.runtimes.ranking import rank_runtimes
+
+    host = _run(
+        "host", {"onnx-int8": [m * 0.5 for m in MNN], "onnx-fp32": [o * 0.5 for o in ONNX], "mnn-fp32": SLOW}
+    )
+    (ranking,) = rank_runtimes(_result(host))
+    assert ranking.sample_tie is None
+    cells = _cells(_result(host))
+    assert cells == {"onnxruntime": ["1. onnx-int8 0.545"], "mnn": ["2. mnn-fp32 2.04"]}, cells
