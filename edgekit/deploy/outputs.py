@@ -1,7 +1,8 @@
 """Every target's outputs judged: each artifact's outputs vs the user's ONNX model (gated, as convert's fidelity
 check) and, on an ARM target, vs the host's outputs of the same artifact (output drift). An outputs file that
-cannot be used (it does not load, its keys are not the result's, an array's sha256 is not the one the device took)
-is that artifact's failed comparison, naming why; every other artifact and target is compared as usual."""
+cannot be used (it does not load, its keys are not the result's, an array's sha256 is not the one the device took,
+an array's header asks for more than its file holds: saved_npz) is that artifact's failed comparison, naming why;
+every other artifact and target is compared as usual."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from edgekit.agent.contract import per_input_checksum
 from edgekit.convert.calibration import Labels
 from edgekit.deploy.agent_result import lies_under
 from edgekit.fidelity.compare import Saved, compare, failed_comparison, load_outputs, per_input
+from edgekit.fidelity.saved_npz import OutputsFileRefused
 from edgekit.recipe import Recipe
 from edgekit.results import Comparison, DeployResult, Measurement, TargetRun
 from edgekit.route_rejections import NOT_COMPARABLE
@@ -53,10 +55,8 @@ def compare_all(
     for run in result.runs:
         comps: list[Comparison] = []
         for art, got in outputs[run.target].items():
-            if isinstance(
-                got, str
-            ):  # this artifact's file cannot be used: its comparison fails, the rest go on
-                comps.append(failed_comparison(art, run.target, "onnx", got))
+            if isinstance(got, str):  # its file cannot be used: no gate judged (none missed), the rest go on
+                comps.append(failed_comparison(art, run.target, "onnx", f"{NOT_COMPARABLE}: {got}"))
                 continue
             judge = partial(
                 compare, got=per_input(got), recipe=recipe, labels=labels, artifact=art, target=run.target
@@ -101,7 +101,9 @@ def _checked_outputs(path: Path, m: Measurement) -> Saved | str:
     every input's array for an output saved input by input), each covering the same number of inputs."""
     try:
         outputs = load_outputs(path, m)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+    except OutputsFileRefused as exc:  # what it says of itself asks too much of this machine
+        return f"outputs file {m.outputs_file} refused, not read: {exc}"
+    except (OSError, ValueError, KeyError, EOFError, MemoryError, zipfile.BadZipFile) as exc:
         return f"outputs file {m.outputs_file} cannot be read ({type(exc).__name__}: {exc})"
     arrays = dict(outputs)  # by name, the last of a repeated name wins: how the agent keyed its checksums
     bad = [

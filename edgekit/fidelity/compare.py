@@ -18,6 +18,7 @@ import numpy as np
 from edgekit.agent.contract import per_input_key
 from edgekit.convert.calibration import Labels
 from edgekit.fidelity import check as fidelity
+from edgekit.fidelity.saved_npz import SavedNpz
 from edgekit.formats import Format
 from edgekit.recipe import Recipe
 from edgekit.results import Comparison, Measurement
@@ -43,29 +44,32 @@ Saved = list[tuple[str, np.ndarray | list[np.ndarray]]]
 
 
 def load_outputs(npz: Path, measurement: Measurement) -> Saved:
-    """An agent's .npz as (name, outputs) pairs in the runtime's output order. The file is opened here: np.load
-    leaves its own handle open when the file is not a zip archive (a truncated download)."""
-    with open(npz, "rb") as handle:
-        data = np.load(handle, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError(f"{npz.name} holds one array, not an .npz of outputs")
-        with data:
-            keys = measurement.output_keys or list(data.files)
-            names = measurement.output_names or keys
-            return [(name, _saved(data, key)) for name, key in zip(names, keys)]
+    """An agent's .npz as (name, outputs) pairs in the runtime's output order. A device's file is not trusted
+    (saved_npz): each array's header is checked against the bytes its member holds and the result's
+    output_shapes before anything is allocated for it (OutputsFileRefused)."""
+    with SavedNpz(npz) as data:
+        keys = measurement.output_keys or list(data.files)
+        names = measurement.output_names or keys
+        shapes: list[list[int] | None] = [*measurement.output_shapes]
+        if len(shapes) != len(keys):  # a result without them: the headers are checked against the bytes only
+            shapes = [None] * len(keys)
+        return [(name, _saved(data, key, shape)) for name, key, shape in zip(names, keys, shapes)]
 
 
-def _saved(data: Any, key: str) -> np.ndarray | list[np.ndarray]:
+def _saved(data: SavedNpz, key: str, shape: list[int] | None) -> np.ndarray | list[np.ndarray]:
     """One output: the array under `key`, or for an output saved input by input ("KEY@*") its arrays
-    KEY@0, KEY@1, ... in input order (as many as the file holds in a row; KeyError when none)."""
+    KEY@0, KEY@1, ... in input order (as many as the file holds in a row; KeyError when none). `shape` is the
+    result's (samples, *output shape), -1 on an axis whose size differs by input."""
     mark = per_input_key("")  # "@*": what output_keys ends an output saved input by input with
     if not key.endswith(mark):
-        return np.asarray(data[key])
+        return data.array(key, shape)
     base = key[: -len(mark)]
     files = set(data.files)
+    # each input's shape; [samples, -1] is also what the agent records when the rank differs by input: unchecked
+    each = shape[1:] if shape is not None and shape[1:] not in ([], [-1]) else None
     arrays: list[np.ndarray] = []
     while (name := per_input_key(base, len(arrays))) in files:
-        arrays.append(np.asarray(data[name]))
+        arrays.append(data.array(name, each))
     if not arrays:
         raise KeyError(f"{per_input_key(base, 0)} (the first input's {base!r}) is not in the file")
     return arrays
