@@ -7,6 +7,7 @@ provision.py). A python that does not run, or hangs, is named by its field.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,9 +104,30 @@ class DeviceInfo:
                 hint="on Termux: pkg install python-numpy; pip install ncnn "
                 "(tflite-runtime / ai-edge-litert publish no Android wheels)",
             )
-        major, minor = (int(x) for x in version.split(".")[:2])
-        py = ".".join(self.raw["python"].split(".")[:2])
-        return WheelPlatform(python=py, machine=self.raw["machine"], glibc=(major, minor))
+        # These name the wheel cache's folder on this machine: a `/..` in them put it (and the wheels pushed from
+        # it) wherever the device chose; a glibc of `2.36-rc1` crashed int().
+        machine = _reported("machine", self.raw.get("machine"), r"[A-Za-z0-9_]+", "aarch64, x86_64", where)
+        py = _reported(
+            "Python version", self.raw.get("python"), r"(\d+\.\d+)(\.\d+)?((a|b|rc)\d+)?\+?", "3.11.2", where
+        )
+        glibc = _reported("glibc version", version, r"(\d+)\.(\d+)(\.\d+)*", "2.36", where)
+        return WheelPlatform(
+            python=py.group(1), machine=machine.group(0), glibc=(int(glibc.group(1)), int(glibc.group(2)))
+        )
+
+
+def _reported(what: str, value: object, pattern: str, like: str, where: str) -> re.Match[str]:
+    """A fact the device's probe reported, matched whole against `pattern`; anything else is a TargetError naming it."""
+    match = re.fullmatch(pattern, value) if isinstance(value, str) else None
+    if match is None:
+        shown = repr(value) if len(repr(value)) <= 120 else repr(value)[:117] + "..."
+        raise TargetError(
+            f"the device reports its {what} as {shown}, not one edgekit can pick wheels for (like {like})",
+            where=where,
+            hint="is the target's `python:` a plain CPython? run it on the device with -c 'import platform; "
+            "print(platform.machine(), platform.python_version(), platform.libc_ver())'",
+        )
+    return match
 
 
 def probe(transport: Transport, target: Target) -> DeviceInfo:

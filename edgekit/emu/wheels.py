@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit.errors import EdgekitError, EmulatorError
+from edgekit.errors import EdgekitError, EmulatorError, TargetError
 from edgekit.paths import constraints_file
 from edgekit.runtimes import device_packages
 
@@ -40,7 +40,12 @@ class WheelPlatform:
 
     @property
     def key(self) -> str:
-        return f"cp{self.python.replace('.', '')}-manylinux_{self.glibc[0]}_{self.glibc[1]}_{self.machine}"
+        return f"cp{self.python.replace('.', '')}-{self.tag}"
+
+    @property
+    def tag(self) -> str:
+        """The newest manylinux tag the device's glibc satisfies (pip_args also offers the older ones)."""
+        return f"manylinux_{self.glibc[0]}_{self.glibc[1]}_{self.machine}"
 
     def pip_args(self) -> list[str]:
         """--platform for every manylinux tag the device's glibc satisfies (pip matches tags exactly)."""
@@ -113,7 +118,17 @@ def mnn_requirements() -> list[str]:
 def wheel_dir(platform: WheelPlatform, requirements: list[str], cache: Path) -> Path:
     """cache/<key>/<hash of the requirement set>/: one dir per requirement set (push exactly what pip resolved)."""
     digest = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:10]
-    return cache / platform.key / digest
+    dest = cache / platform.key / digest
+    # The key is made of what a device reports: a `..` in it put the folder pip downloads into, and whose wheels
+    # setup pushes, anywhere. (deploy.agent_result.lies_under's test: emu may not import deploy.)
+    if not dest.resolve().is_relative_to(cache.resolve()):
+        raise TargetError(
+            f"the wheel folder for platform {platform.key!r} would be {dest.resolve()}, outside the wheel cache "
+            f"{cache}: refused",
+            where="wheel cache",
+            hint="the device reported a machine, Python or glibc that is no plain name or version",
+        )
+    return dest
 
 
 def wheels_cached(platform: WheelPlatform, requirements: list[str], cache: Path) -> bool:
@@ -164,6 +179,7 @@ def download_wheels(
             *requirements,
         ],
         error,
+        platform,
     )
     stamp.write_text(wanted)
     return dest
@@ -208,26 +224,74 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _pip(args: list[str], error: type[EdgekitError] = EmulatorError) -> None:
+def _pip(
+    args: list[str], error: type[EdgekitError] = EmulatorError, platform: WheelPlatform | None = None
+) -> None:
     """Run this machine's pip; a failure raises `error` (EmulatorError for the emulated devices' wheels,
-    RuntimeInstallError for a board's)."""
-    env = {**os.environ, "PIP_NO_INPUT": "1"}
-    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env)
+    RuntimeInstallError for a board's). `platform`: the device's, when pip downloads for it from an index."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=_pip_env()
+    )
     if proc.returncode != 0:
         lines = [
             ln for ln in (proc.stdout + proc.stderr).splitlines() if "is ignored: it is neither" not in ln
         ]
         said = "\n".join(lines[-15:])
-        if "(from versions: none)" in said and "--no-index" not in args:  # pip saw no version of anything
-            index = os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple"
-            raise error(
-                f"pip {args[0]} found no version at all: no package index was reachable ({index}):\n{said}",
-                where="wheel download",
-                hint="is this machine offline? check PIP_INDEX_URL / pip's config (a mirror) and the proxy, "
-                "then run setup again",
-            )
+        if platform is not None and "(from versions: none)" in said:  # pip saw no version it could take
+            raise _found_no_version(said, platform, error)
         raise error(
             f"pip {args[0]} failed (exit {proc.returncode}):\n{said}",
             where="wheel download",
             hint="the package may publish no wheel for this device's platform/python",
         )
+
+
+def _pip_env() -> dict[str, str]:
+    """This machine's environment, pip never prompting."""
+    return {**os.environ, "PIP_NO_INPUT": "1"}
+
+
+def _found_no_version(said: str, platform: WheelPlatform, error: type[EdgekitError]) -> EdgekitError:
+    """pip's "(from versions: none)" means the index was not reachable, or that no file of the package fits the
+    device's Python and platform (tflite-runtime 2.14.0 has no cp313 wheel): it was all said as "offline". The
+    index is asked once more, without the device's filters, to tell which."""
+    index = os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple"
+    wanted = (re.findall(r"satisfies the requirement (\S+)", said) or ["?"])[-1]
+    named = re.match(r"[A-Za-z0-9._-]+", wanted)  # numpy<2 -> numpy
+    name = named.group(0) if named else wanted
+    reached, answer = _index_answers(name)
+    if not reached:
+        return error(
+            f"pip download found no version of {wanted}, and no package index was reachable ({index}): "
+            f"{answer}\n{said}",
+            where="wheel download",
+            hint="is this machine offline? check PIP_INDEX_URL / pip's config (a mirror) and the proxy, "
+            "then run setup again",
+        )
+    seen = f"{name} {answer} for this machine's Python" if answer else f"no {name} this machine takes either"
+    return error(
+        f"no wheel of {wanted} for CPython {platform.python} / {platform.tag} (the device's Python and platform); "
+        f"the index answers ({index}: {seen}):\n{said}",
+        where="wheel download",
+        hint=f"see the Pythons and platforms {name} publishes wheels for (pypi.org/project/{name}/#files); give "
+        "the runtime a python on the device that has one (`runtime_python:`), or leave it out of the target's "
+        "runtimes (--set 'runtimes=[...]')",
+    )
+
+
+def _index_answers(name: str) -> tuple[bool, str]:
+    """Whether the package index answers for `name` (pip index versions, with this machine's Python and
+    platform, no device filters), and what it said: its versions ("2.14.0, 2.13.0"), or why pip could not fetch
+    the page. A 404 is an answer (no such project there)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "index", "versions", name, "-vv", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        env=_pip_env(),
+    )
+    lines = (proc.stdout + proc.stderr).splitlines()
+    if proc.returncode == 0:
+        versions = next((ln for ln in lines if ln.startswith("Available versions:")), "")
+        return True, versions.partition(":")[2].strip()
+    failed = [ln for ln in lines if ln.startswith("Could not fetch URL") and " Client Error: " not in ln]
+    return not failed, failed[-1] if failed else ""
