@@ -94,13 +94,14 @@ def test_a_tflite_count_is_judged_on_its_own_noise_not_ncnns(nights_before: int)
     assert f"; threshold {floor:.1%}: at least {COUNT_NOISE_OTHERS:,} instructions" in flag, flag
     assert (
         "538" in flag
+        and "3,673" in flag
         and "not measured" not in flag
         and "allocator" not in flag
         and "spread" not in flag
         and "100,000" not in flag
     ), flag
-    # a rise under that floor (4,000 instructions, +2.9 %) is the floor's to pass, above 0.5 % as it is
-    assert _count_flags(_runs([*base, {"tflite-fp32": 139_609, "ncnn-int8": 251_593}])) == []
+    # a rise under that floor (8,000 instructions, +5.9 %) is the floor's to pass, above 0.5 % as it is
+    assert _count_flags(_runs([*base, {"tflite-fp32": 143_609, "ncnn-int8": 251_593}])) == []
 
 
 def test_count_flags_say_what_set_their_threshold() -> None:
