@@ -83,6 +83,75 @@ def test_a_jump_host_or_an_ssh_config_hostname_that_cannot_be_looked_up_is_bad_i
     assert str(config) in err, err
 
 
+@pytest.mark.parametrize(
+    "hop, says",
+    [
+        ("bastion:2222x", "jump host 'bastion': the port '2222x' is not a number"),
+        ("me@bastion:99999", "jump host 'bastion': the port '99999' is not between 1 and 65535"),
+        ("gw,bastion:0", "jump host 'bastion': the port '0' is not between 1 and 65535"),
+        ("bastion:\u00b2", "jump host 'bastion': the port '\u00b2' is not a number"),
+        ("[::1]:abc", "jump host '::1': the port 'abc' is not a number"),
+        ("[::1]x", "jump host '::1': 'x' after ']' is not ':PORT'"),
+        ("bastion:", "jump host 'bastion': the port after ':' is empty"),
+    ],
+)
+def test_a_jump_hosts_port_that_is_no_port_is_refused_before_anything_connects(
+    tmp_path: Path, hop: str, says: str
+) -> None:
+    """`--set proxy_jump=bastion:2222x` connected to port 22 of the bastion without a word (a port not all digits
+    read as 22), `bastion:99999` was "ConnectError: cannot reach jump host", exit 1, a typo blamed on the network,
+    and `bastion:` "Input should be a valid string" (YAML read it as a mapping). Each is a TargetError, exit 2,
+    naming the hop's port, from --set and from the target file alike."""
+    board = board_file(tmp_path)
+    out = run("targets", "check", str(board), "--set", f"proxy_jump={hop}", cwd=tmp_path, timeout=60)
+    err = " ".join(named(out).split())
+    assert "TargetError" in err and f"proxy_jump: {says} (from --set proxy_jump=...)" in err, err
+    assert "hint: a port is a number from 1 to 65535" in err and "connect" not in err.lower(), err
+    board.write_text(board.read_text() + f"proxy_jump: {json.dumps(hop)}\n")  # in the file itself
+    err = " ".join(named(run("targets", "check", str(board), cwd=tmp_path, timeout=60)).split())
+    assert f"proxy_jump: {says}" in err and str(board) in err, err
+    assert Target(name="b", host="pi", proxy_jump="me@[::1]:2200,bastion:65535").jump_hops == [
+        ("me", "::1", 2200),
+        (None, "bastion", 65535),
+    ]
+
+
+@pytest.mark.parametrize(
+    "config, says",
+    [
+        (
+            "  ProxyJump bastion:2222x\n",
+            "`ProxyJump`, given for 'mypi': jump host 'bastion': the port '2222x'",
+        ),
+        (  # the hop's own alias gives the port
+            "  ProxyJump jb\nHost jb\n  HostName 127.0.0.2\n  Port 99999\n",
+            "`ProxyJump`, given for 'mypi': jump host '127.0.0.2': the port '99999' is not between 1 and 65535",
+        ),
+        ("  Port 2222x\n", "`Port`, given for 'mypi': the port '2222x' is not a number"),
+        ("  Port 70000\n", "`Port`, given for 'mypi': the port '70000' is not between 1 and 65535"),
+    ],
+)
+def test_a_port_from_the_ssh_config_that_is_no_port_is_bad_input(
+    tmp_path: Path, config: str, says: str
+) -> None:
+    """The same ports through ~/.ssh/config: `ProxyJump bastion:2222x` was port 22, `Port 2222x` an internal error
+    (ValueError from int()), `Port 70000` a connection to 127.0.0.1:70000 (port 4464 on the wire). Now a
+    TargetError naming the config file, exit 2."""
+    board = board_file(tmp_path)
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(f"Host mypi\n  HostName 127.0.0.1\n{config}")
+    out = subprocess.run(
+        [EDGEKIT, "targets", "check", str(board), "--set", "host=mypi"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "EDGEKIT_SSH_CONFIG": str(ssh_config)},
+    )
+    err = " ".join(named(out).split())
+    assert "TargetError" in err and says in err and str(ssh_config) in err, err
+
+
 def test_a_name_that_slipped_past_the_schema_is_said_at_once_not_as_silence(tmp_path: Path) -> None:
     """The deploy's reach check died on the UnicodeError in its thread (a traceback amid the deploy's output) and
     then said "no answer in 5 s" for a check that had failed at once; connect's was "unexpected UnicodeError". A

@@ -1,5 +1,6 @@
 """How a device's host is written: a name or an address that can be looked up as given (and carries no shell
-characters into a proxy_command's %h), the way a message shows it, and a ProxyJump hop's [user@]host[:port]."""
+characters into a proxy_command's %h), the way a message shows it, a port as written, and a ProxyJump hop's
+[user@]host[:port]."""
 
 from __future__ import annotations
 
@@ -76,13 +77,41 @@ def user_name_problem(user: str) -> str | None:
     )
 
 
+PORT_HINT = (
+    "a port is a number from 1 to 65535; a jump host is [user@]host[:port] (port 22 if not given), "
+    "e.g. proxy_jump: pi@bastion:2222"
+)
+
+
+def port_problem(port: str) -> str | None:
+    """Why `port` (as written in a hop or ~/.ssh/config) is not a TCP port, or None. ASCII digits only:
+    str.isdigit() holds for '²' too, which int() refuses."""
+    shown = repr(port) if len(port) <= 12 else f"({len(port)} characters)"
+    if not port:
+        return "the port after ':' is empty"
+    if not re.fullmatch(r"[0-9]+", port):
+        return f"the port {shown} is not a number"
+    if not 1 <= int(port) <= 65535:
+        return f"the port {shown} is not between 1 and 65535"
+    return None
+
+
 def parse_hop(hop: str) -> tuple[str | None, str, int]:
     """(user, host, port) of one ProxyJump hop, `[user@]host[:port]` as `ssh -J` reads it (an IPv6 address in
-    brackets, `[::1]:2222`; port 22 if not given)."""
+    brackets, `[::1]:2222`; port 22 if not given). A port that is no port (`bastion:2222x`, `bastion:99999`,
+    `[::1]x`) is a ValueError saying why: it was port 22 without a word, or left to be blamed on the network."""
     user, _, rest = hop.strip().rpartition("@")
+    port: str | None = None
     if rest.startswith("[") and "]" in rest:  # the brackets are ssh's syntax, not the address
         host, _, tail = rest[1:].partition("]")
-        port = tail[1:] if tail.startswith(":") else ""
+        if tail and not tail.startswith(":"):
+            raise ValueError(f"jump host {shown_host(host)}: {tail[:12]!r} after ']' is not ':PORT'")
+        port = tail[1:] if tail else None
+    elif rest.count(":") == 1:
+        host, _, port = rest.partition(":")
     else:
-        host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
-    return user or None, host, int(port) if port.isdigit() else 22
+        host = rest  # a bare IPv6 address (ssh -J reads no port in it)
+    problem = None if port is None else port_problem(port)
+    if problem is not None:
+        raise ValueError(f"jump host {shown_host(host)}: {problem}")
+    return user or None, host, 22 if port is None else int(port)

@@ -83,7 +83,7 @@ def _scalar(key: str, value: Any, where: str) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return yaml.safe_load(value) if value != "" else ""
+        read = yaml.safe_load(value) if value != "" else ""
     except yaml.YAMLError:
         return value
     except RecursionError:  # `[[[[...` thousands deep: the YAML parser recurses once per level
@@ -92,6 +92,11 @@ def _scalar(key: str, value: Any, where: str) -> Any:
             where=where,
             hint=f"give {key} a plain value, e.g. --set host=192.168.1.20",
         ) from None
+    # `bastion:` and `pi: 2222` read as YAML block mappings, {'bastion': None}: "Input should be a valid string"
+    # hid the typo; a mapping is written in braces (`runtime_python={ncnn: python3}`), the rest is text
+    if isinstance(read, dict) and not value.lstrip().startswith("{"):
+        return value
+    return read
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 from edgekit.target.benchmark_cap import BenchmarkCap
 from edgekit.target.host_names import (
     HOST_HINT,
+    PORT_HINT,
     USER_HINT,
     host_name_problem,
     parse_hop,
@@ -175,10 +176,16 @@ class Target(BaseModel):
     @field_validator("proxy_jump")
     @classmethod
     def _hops_look_up(cls, value: str | None) -> str | None:
-        """Each jump host is looked up like `host`, and its user is a login name like `user` (`pi:hunter2@bastion`
-        sent the password as the user name to the jump host): the same checks, naming the hop."""
+        """Each jump host is looked up like `host`, its port is a port like `port` (`bastion:2222x` was port 22),
+        and its user is a login name like `user` (`pi:hunter2@bastion` sent the password as the user name to the
+        jump host): the same checks, naming the hop."""
         for hop in (value or "").split(","):
-            user, host = parse_hop(hop)[:2] if hop.strip() else (None, "")
+            try:
+                user, host = parse_hop(hop)[:2] if hop.strip() else (None, "")
+            except ValueError as exc:
+                raise PydanticCustomError(
+                    "port", "{message}", {"message": str(exc), "hint": PORT_HINT}
+                ) from None
             problem = None if user is None else user_name_problem(user)
             if problem is not None:
                 raise PydanticCustomError(

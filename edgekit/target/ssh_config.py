@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import TargetError
-from edgekit.target.host_names import HOST_HINT, host_name_problem, parse_hop, shown_host
+from edgekit.target.host_names import (
+    HOST_HINT,
+    PORT_HINT,
+    host_name_problem,
+    parse_hop,
+    port_problem,
+    shown_host,
+)
 from edgekit.target.schema import Target
 
 
@@ -30,7 +37,7 @@ def apply_ssh_config(target: Target, explicit: dict[str, Any], path: Path | None
         if "user" in entry and "user" not in explicit:
             update["user"] = entry["user"]
         if "port" in entry and "port" not in explicit:
-            update["port"] = int(entry["port"])
+            update["port"] = _port(entry["port"], target.host, cfg_path)
         if entry.get("identityfile") and "key" not in explicit:
             update["key"] = Path(entry["identityfile"][0])
         if entry.get("userknownhostsfile") and "known_hosts" not in explicit:
@@ -51,7 +58,12 @@ def apply_ssh_config(target: Target, explicit: dict[str, Any], path: Path | None
 def _check_names(update: dict[str, Any], alias: str, cfg_path: Path) -> None:
     """The HostName and ProxyJump hosts the config gave, checked as the target file's own are (model_copy does not
     validate): `HostName 192.168.1..23` was a raw traceback in deploy's reach check."""
-    hops = [parse_hop(hop)[1] for hop in str(update.get("proxy_jump") or "").split(",") if hop.strip()]
+    try:
+        hops = [parse_hop(hop)[1] for hop in str(update.get("proxy_jump") or "").split(",") if hop.strip()]
+    except ValueError as exc:  # a hop's port (its own, or its alias's Port): not 22 without a word
+        raise TargetError(
+            f"`ProxyJump`, given for {alias!r}: {exc}", where=str(cfg_path), hint=PORT_HINT
+        ) from None
     for what, host in [("HostName", str(update.get("host") or "")), *(("ProxyJump host", h) for h in hops)]:
         problem = host_name_problem(host) if host else None
         if problem is not None:
@@ -60,6 +72,19 @@ def _check_names(update: dict[str, Any], alias: str, cfg_path: Path) -> None:
                 where=str(cfg_path),
                 hint=HOST_HINT,
             )
+
+
+def _port(port: str, alias: str, cfg_path: Path) -> int:
+    """The config's `Port` for `alias`, checked as a target file's `port` is (model_copy does not validate):
+    `Port 2222x` was an internal error, `Port 70000` a connection to port 4464."""
+    problem = port_problem(port)
+    if problem is not None:
+        raise TargetError(
+            f"`Port`, given for {alias!r}: {problem}",
+            where=str(cfg_path),
+            hint="`Port` is a number from 1 to 65535 (Port 2222), or leave it out for port 22",
+        )
+    return int(port)
 
 
 def _resolve_hop(config: Any, hop: str) -> str:
