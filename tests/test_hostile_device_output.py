@@ -238,6 +238,46 @@ def test_a_padded_result_file_is_refused_and_the_streamed_measurements_kept(
     assert not list((tmp_path / "host").rglob("result-0.json"))
 
 
+def test_stdout_lines_nested_too_deeply_are_dropped_and_the_run_kept(
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path]
+) -> None:
+    """r9 (same class as the outputs file): a MEASUREMENT and a WAITING line of 100,000 nested brackets raised
+    RecursionError out of json.loads on the host, the target's run ended in 'unexpected RecursionError' and its
+    measurement was lost ('nothing ran on this target'). Such lines are now dropped as any garbled line is."""
+    deep = "'[' * 100000 + ']' * 100000"
+    lines = (
+        f"out.write(('EDGEKIT_MEASUREMENT ' + {deep} + '\\n').encode())\n"
+        f"out.write(('EDGEKIT_WAITING ' + {deep} + '\\n').encode())"
+    )
+    run, _, said = run_on_device(tmp_path, relu_model, device_python(tmp_path, lines))
+    assert run.status == "ok" and run.error is None, run.error
+    assert run.agent is not None and [m.status for m in run.agent.measurements] == ["ok"]
+    assert not any("Recursion" in message for message in said), said
+
+
+def test_a_streamed_measurement_nested_deeply_is_dropped_as_the_result_file_would_be(
+    tmp_path: Path, relu_model: tuple[AgentArtifact, Path]
+) -> None:
+    """The result file is read by pydantic's JSON parser, which refuses nesting past its limit; the streamed lines
+    (kept when the result file cannot be read) went through json.loads, which took a measurement with a field 300
+    deep: it was kept, and writing the run's result.json then failed ('Circular reference detected (depth
+    exceeded)'). The line is now refused as the result file would be, and the agent's own line is kept."""
+    deep = "'[' * 300 + ']' * 300"
+    garble = (
+        "line = json.dumps({'artifact': 'relu', 'format': 'onnx-fp32', 'runtime': 'onnxruntime', 'threads': 2, "
+        "'status': 'ok', 'p50_ms': 1.0})\n"
+        f"out.write(('EDGEKIT_MEASUREMENT ' + line[:-1] + ', \"x\": ' + {deep} + '}}\\n').encode())\n"
+        "open(result, 'w').write('{not json')"
+    )
+    run, _, said = run_on_device(tmp_path, relu_model, device_python(tmp_path, garble))
+    assert any("kept 1 streamed measurements" in message for message in said), said
+    assert run.agent is not None and [(m.threads, m.status) for m in run.agent.measurements] == [(1, "ok")]
+    assert "result-0.json is not a result edgekit reads" in (run.error or ""), run.error
+    run.model_dump_json()  # the run can be stored
+    reader = agent_result.ResultReader(Target(name="dev"), tmp_path, said.append)
+    assert reader.streamed("EDGEKIT_START []\n") is None  # a start line of a list: AttributeError before
+
+
 def test_the_live_board_shows_a_devices_control_characters_as_escapes() -> None:
     """The live progress board printed its status line through rich Text, not plain(): a device's sequence in a
     message reached the terminal."""

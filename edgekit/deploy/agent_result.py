@@ -14,13 +14,13 @@ never reach the store, a report or the user's terminal.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 
 from edgekit.agent.contract import OUTPUTS_DIR, outputs_file_name
 from edgekit.errors import AgentError, ConnectionLost, DeviceFileTooLarge, DeviceTimeout, TransportError
@@ -63,12 +63,13 @@ class ResultReader:
             kind, _, body = line.partition(" ")
             try:
                 if kind == f"{STREAM}START":
-                    start = json.loads(body)
+                    start = line_json(body)
                 elif kind == f"{STREAM}MEASUREMENT":
-                    measured.append(Measurement.model_validate(json.loads(body)))
+                    measured.append(Measurement.model_validate_json(body))
             except (ValueError, ValidationError):
                 continue  # a line cut by the drop
-        if start is None:
+        # no start line, or one of another JSON value than an object (a list: AttributeError below)
+        if not isinstance(start, dict):
             return None
         try:
             facts = DeviceFacts.model_validate(start.get("facts_before"))
@@ -194,7 +195,7 @@ def measured_lines(target: Target, say: Progress) -> Callable[[str], None]:
             if kind != f"{STREAM}MEASUREMENT":  # as agent.stream() writes it
                 continue
             try:
-                m = json.loads(body)
+                m = line_json(body)
                 artifact, threads = printable(str(m["artifact"])), int(m["threads"])
                 status = printable(str(m["status"]))
             except (ValueError, KeyError, TypeError):
@@ -216,6 +217,12 @@ def measured_lines(target: Target, say: Progress) -> Callable[[str], None]:
             )
 
     return feed
+
+
+def line_json(body: str) -> Any:
+    """One JSON line the agent printed, parsed as its result file is (pydantic's parser): nesting past its limit is
+    a ValueError, as any garbled line (json.loads raised RecursionError on 100,000 brackets, which ended the run)."""
+    return from_json(body)
 
 
 def started(stdout: str) -> bool:

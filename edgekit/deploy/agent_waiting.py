@@ -4,10 +4,10 @@ after 'agent measuring ...'. The agent streams one at once and one every contrac
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from edgekit.agent.contract import STREAM_WAITING
+from edgekit.deploy.agent_result import line_json
 from edgekit.target import Target
 from edgekit.terminal import one_line
 
@@ -38,7 +38,7 @@ def waiting_lines(
 def waiting_text(name: str, body: str) -> str | None:
     """'pi4-emu: waiting: another benchmark holds the device (pid N since T); waited 30 s of 600 s'."""
     try:
-        event = json.loads(body)
+        event = line_json(body)  # nesting past pydantic's limit: a ValueError, not a RecursionError
         holder = one_line(str(event.get("holder") or "unknown"))[:200]  # another process's text: one line
         waited, limit = float(event.get("waited_s") or 0), float(event.get("lock_timeout_s") or 0)
     except (ValueError, TypeError, AttributeError):
