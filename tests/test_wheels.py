@@ -191,3 +191,22 @@ def test_an_unreachable_index_is_said_to_be(tmp_path: Path, monkeypatch: pytest.
     assert f"no package index was reachable ({url}): Could not fetch URL" in said, said
     assert "connection error" in said, said
     assert "is this machine offline?" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000, "42", '{"runtimes": 1}', "not json"])
+def test_a_probe_line_that_is_not_its_facts_is_a_named_target_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str
+) -> None:
+    """f5: a device printing `EDGEKIT_PROBE [[[[...` ended `targets check` / `targets setup` in 'internal error
+    (RecursionError)' (json.loads), a non-object line in a KeyError or TypeError. Each is now a TargetError
+    naming the python and the line, exit 2."""
+    monkeypatch.setenv("EDGEKIT_EMU_HOME", str(tmp_path / "emu"))
+    python = tmp_path / "python-odd"
+    python.write_text(f"#!/bin/sh\necho 'EDGEKIT_PROBE {body}'\n")
+    python.chmod(0o755)
+    path = tmp_path / "odd.yaml"
+    path.write_text(f"name: odd\ntransport: local\npython: {python}\nwork_dir: {tmp_path / 'work'}\n")
+    with pytest.raises(TargetError) as err:
+        provision.setup_target(load_target(path), lambda _: None)
+    assert "answered edgekit's probe with a line that is not its facts" in str(err.value), str(err.value)
+    assert err.value.exit_code == 2

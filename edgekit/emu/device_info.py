@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic_core import from_json
+
 from edgekit.agent.agent import ARM_PARTS
 from edgekit.emu.device import emulated_key_errors, ensure_device
 from edgekit.emu.wheels import WheelPlatform
@@ -153,7 +155,7 @@ def probe(transport: Transport, target: Target) -> DeviceInfo:
                 where=target.name,
                 hint="set the target's python command: --set python=python3",
             )
-        raw = json.loads(line.split(" ", 1)[1])
+        raw = _probe_line(line.split(" ", 1)[1], target, python)
         found[python] = raw["runtimes"]
         if info is None:
             info = DeviceInfo(raw)
@@ -162,6 +164,24 @@ def probe(transport: Transport, target: Target) -> DeviceInfo:
         raise TargetError("the target has no python command", where=target.name)
     info.runtimes = {m: found[target.python_for(m)].get(m) for m in found[target.python]}
     return info
+
+
+def _probe_line(body: str, target: Target, python: str) -> dict[str, Any]:
+    """The probe's facts from its line, read as the agent's lines are (pydantic's parser: nesting past its limit is
+    a ValueError; json.loads raised RecursionError on a line of 100,000 brackets, an internal error); anything but
+    an object with a `runtimes` object is the device's python not running edgekit's probe."""
+    try:
+        raw = from_json(body)
+    except ValueError:
+        raw = None
+    if not isinstance(raw, dict) or not isinstance(raw.get("runtimes"), dict):
+        raise TargetError(
+            f"`{python}` answered edgekit's probe with a line that is not its facts: {body[:80]!r}",
+            where=target.name,
+            hint="is it a wrapper that prints its own EDGEKIT_PROBE line? set the target's python command: "
+            "--set python=python3",
+        )
+    return raw
 
 
 def _python_hangs(target: Target, python: str, exc: RemoteTimeout) -> RemoteTimeout:
