@@ -21,6 +21,7 @@
      |                        (exit 2; 1 when the device's disk is at fault: read-only, full, an I/O error)
      |    +-- Interrupted     Ctrl-C: what was measured is kept, marked interrupted (exit 130)
      +-- AgentError           the on-device agent crashed or wrote no result
+     +-- RuntimeMissing       the device's python lacks a runtime the run needs: those artifacts skipped (exit 2)
      +-- EmulatorError        an emulated device cannot be built, started or stopped
      +-- RuntimeInstallError  `targets setup` could not install a runtime the target lists (which, where, why)
      +-- StoreError           the results store cannot be opened, migrated or written
@@ -223,6 +224,14 @@ class Interrupted(TransportError):
 
 class AgentError(EdgekitError):
     pass
+
+
+class RuntimeMissing(EdgekitError):
+    """The device's python has no module of a runtime the run's artifacts need (MNN on a board set up without it):
+    those artifacts were skipped, the others measured. The target is not set up for the run, as a `python` it
+    does not have is bad input (exit 2); the hint says how to set it up (`edgekit targets setup`)."""
+
+    exit_code = 2
 
 
 class EmulatorError(EdgekitError):

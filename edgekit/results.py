@@ -106,7 +106,9 @@ class Measurement(_Model):
     format: str
     runtime: str  # which runtime ran it: ai_edge_litert, tflite_runtime, ncnn
     threads: int = Field(ge=1)
-    status: Literal["ok", "failed"]
+    # "skipped": never tried, as the device's python lacks its runtime (error_code runtime_missing, the error
+    # naming the fix); set by edgekit, never by the agent, and never a pass
+    status: Literal["ok", "failed", "skipped"]
     error: str | None = None
     error_code: ErrorCode | None = (
         None  # why it failed (agent: load/run error; host: crash, timeout, not run)

@@ -83,6 +83,9 @@ class ErrorCode(str, Enum):
     TIMEOUT = "timeout"  # the run outlived benchmark.timeout_s (host)
     NOT_RUN = "not_run"  # never started: an earlier failure, a lost link, a full disk (host)
     INTERRUPTED = "interrupted"  # Ctrl-C before it was measured (host)
+    # the device's python does not have the artifact's runtime (the agent's load error said no module of it):
+    # the measurement is `skipped`, its error naming the runtime and the fix (host: deploy/runtime_missing.py)
+    RUNTIME_MISSING = "runtime_missing"
 
 
 class _Strict(BaseModel):

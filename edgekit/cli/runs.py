@@ -85,6 +85,7 @@ def _print_runs(limit: int, recipe: str | None, target: str | None, store: str |
         counts = (  # taken (failures among them), then what a Ctrl-C left untaken: '9 (+5 not measured...)'
             f"{r.measurements - r.unmeasured}"
             + (f" [red]({r.failed} failed)[/]" if r.failed else "")
+            + (f" [yellow]({r.skipped} skipped: runtime not installed)[/]" if r.skipped else "")
             + (f" [yellow](+{r.unmeasured} not measured: interrupted)[/]" if r.unmeasured else "")
         )
         failed = [t for t in r.failed_targets if t not in r.interrupted_targets]  # those: the ok column

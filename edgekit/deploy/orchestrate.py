@@ -35,7 +35,7 @@ from edgekit.deploy.result_file import ResultFile
 from edgekit.deploy.run_targets import run_targets
 from edgekit.errors import ConversionError, Interrupted, OutputFileError, UsageError
 from edgekit.recipe import Recipe
-from edgekit.results import ArtifactInfo, DeployResult
+from edgekit.results import ArtifactInfo, DeployResult, TargetRun
 from edgekit.run_files import run_folder
 from edgekit.runtimes import host_only_artifact
 from edgekit.same_model import record_same_models
@@ -296,12 +296,26 @@ def _inputs(recipe: Recipe, settings: Settings, folder: Path, say: Progress) -> 
 
 def only_bad_input(result: DeployResult, expected: list[str]) -> bool:
     """Whether the deploy failed for bad input alone: some target failed on its input (a `python` the device does
-    not have, a work_dir that is no path: the run's bad_input) and the rest is ok, leaving out the runs skipped
-    because of them. A missed gate or a failed measurement elsewhere is a failed run (exit 1) whatever else."""
+    not have, a work_dir that is no path, a runtime its python lacks: the run's bad_input) and the rest is ok,
+    leaving out the runs skipped because of them. A target whose python lacks a runtime measured the other
+    artifacts: those are judged as any (only its `skipped` ones are left out). A missed gate or a failed
+    measurement elsewhere is a failed run (exit 1) whatever else."""
     if result.ok or not any(r.bad_input for r in result.runs):
         return False
     rest = [r for r in result.runs if not (r.bad_input or r.skipped)]
-    return is_ok(result.model_copy(update={"runs": rest}), expected)
+    if not is_ok(result.model_copy(update={"runs": rest}), expected):
+        return False
+    for run in result.runs:
+        left_out = (
+            {m.artifact for m in run.agent.measurements if m.status == "skipped"} if run.agent else set()
+        )
+        if (
+            run.bad_input
+            and left_out
+            and not run_is_ok(result, run, [a for a in expected if a not in left_out])
+        ):
+            return False
+    return True
 
 
 def is_ok(result: DeployResult, expected: list[str]) -> bool:
@@ -309,15 +323,17 @@ def is_ok(result: DeployResult, expected: list[str]) -> bool:
     every artifact at every thread count."""
     if not result.artifacts or not all(a.status == "ok" and a.gates_passed for a in result.artifacts):
         return False
-    for run in result.runs:
-        threads = (run.benchmark or result.benchmark).get("threads", [1])
-        if run.status != "ok" or run.agent is None:
-            return False
-        done = {(m.artifact, m.threads) for m in run.agent.measurements if m.status == "ok"}
-        runs_here = [a for a in expected if run.target == HOST or not host_only_artifact(a)]
-        if any((a, t) not in done for a in runs_here for t in threads):
-            return False
-        gated = {c.artifact: c.gates_passed for c in run.comparisons if c.reference == "onnx"}
-        if any(gated.get(a) is not True for a in runs_here):
-            return False
-    return True
+    return all(run.status == "ok" and run_is_ok(result, run, expected) for run in result.runs)
+
+
+def run_is_ok(result: DeployResult, run: TargetRun, expected: list[str]) -> bool:
+    """The target ran each of `expected` it runs at every thread count, and each met its gates there."""
+    if run.agent is None:
+        return False
+    threads = (run.benchmark or result.benchmark).get("threads", [1])
+    done = {(m.artifact, m.threads) for m in run.agent.measurements if m.status == "ok"}
+    runs_here = [a for a in expected if run.target == HOST or not host_only_artifact(a)]
+    if any((a, t) not in done for a in runs_here for t in threads):
+        return False
+    gated = {c.artifact: c.gates_passed for c in run.comparisons if c.reference == "onnx"}
+    return all(gated.get(a) is True for a in runs_here)

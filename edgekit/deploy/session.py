@@ -10,7 +10,9 @@ interrupted; artifacts never measured are recorded as not run, with the reason.
 
 The run stage starts the agent once per (python, runtime) group and again after a crash, for the artifacts not
 yet measured (at most MAX_RESTARTS times); running it and surviving its crashes, lost links and a full disk is
-edgekit/deploy/agent_run.py (AgentRunner), which records into this session's TargetRun. The device's free space
+edgekit/deploy/agent_run.py (AgentRunner), which records into this session's TargetRun. An artifact whose runtime
+the group's python does not have is recorded `skipped`, with the fix, and the target ends in RuntimeMissing once
+every group ran (edgekit/deploy/runtime_missing.py): it was a failed load under `status ok`. The device's free space
 is checked before the push (DeviceDiskFull: free vs needed bytes). The run folder on the device is removed after
 every run that can still reach it, failed ones included (the rest are pruned at a later connect), unless a result
 file the agent wrote there was never read (a failed download, a result edgekit refused): that folder is left for
@@ -42,6 +44,7 @@ from edgekit.deploy.request import (
     inputs_remote,
     runtime_for,
 )
+from edgekit.deploy.runtime_missing import runtime_missing, skip_missing
 from edgekit.emu.device import ensure_device
 from edgekit.errors import (
     AgentError,
@@ -353,6 +356,7 @@ class TargetSession(Finishing):
         died: list[
             tuple[DiedBeforeMeasuring, list[AgentArtifact]]
         ] = []  # a group's agent died before measuring
+        skipped: dict[str, tuple[str, str]] = {}  # artifact -> the runtime the device's python lacks, the fix
         for i, ((python, runtime), group) in enumerate(groups.items()):
             self._stop_if_interrupted(f"the {runtime} agent run")  # a Ctrl-C between groups starts no new one
             remaining = list(group)
@@ -368,6 +372,7 @@ class TargetSession(Finishing):
                 if i + 1 < len(groups):
                     self.say(f"{self.target.name}: {exc.message}; going on with the other runtimes")
                 continue
+            skipped.update(skip_missing(self.run, group, self.target, python))
             for art in remaining:
                 self.runner.record_failed(art, "not measured: the agent crashed too often", ErrorCode.CRASH)
             for art in self.runner.incomplete(group):  # measured at some thread counts: the others said too
@@ -382,6 +387,9 @@ class TargetSession(Finishing):
             if isinstance(first, PythonNotFound):  # the target's field, named as such
                 raise first
             raise AgentError(first.message, where=self.target.name, hint=first.hint)
+        if skipped:  # the target is not set up for this run: said with the fix, exit 2 (bad input)
+            self.on_update(self.run)
+            raise runtime_missing(self.target, skipped)
 
     def measured_lines(self) -> Callable[[str], None]:
         """The agent's stdout reader that says each streamed measurement (AgentRunner.measured_lines)."""

@@ -134,8 +134,16 @@ def _row(m: Measurement, emulated: bool, counted: bool) -> list[str | Text]:
         _num(m.peak_rss_mb, 1),
         *([] if emulated else [_num(m.rss_delta_mb, 1)]),
         *insn,
-        Text("ok", style="green") if m.status == "ok" else Text(f"failed: {m.error}", style="red"),
+        Text("ok", style="green") if m.status == "ok" else _not_ok(m),
     ]
+
+
+def _not_ok(m: Measurement) -> Text:
+    """'skipped' (its runtime is not installed on the device: the target's error under the table names it and the
+    fix), else 'failed: <why>'."""
+    return (
+        Text("skipped", style="yellow") if m.status == "skipped" else Text(f"failed: {m.error}", style="red")
+    )
 
 
 class _Header:

@@ -44,7 +44,15 @@ def latest_table(rows: list[Row]) -> str:
             if math.isnan(r.drift_cosine)
             else f"{r.drift_max_abs:.3g} / {cosine_text(r.drift_cosine, 6).replace(' ', '&nbsp;')}"
         )
-        status = escape(r.status if r.status == "ok" else f"{r.status}: {masked_text(r.error)}")
+        error = masked_text(r.error) or ""
+        # a skipped row's error says it: 'skipped: runtime MNN not installed on pi4-emu (...)'
+        status = escape(
+            r.status
+            if r.status == "ok"
+            else error
+            if error.startswith(f"{r.status}:")
+            else f"{r.status}: {error}"
+        )
         status += "".join(f" · {f.kind.value} {pct(f.change)}" for f in r.flags)
         gate = "" if r.gates_passed is not False else " (below gate)" if r.comparable else " (not comparable)"
         body.append(

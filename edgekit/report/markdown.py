@@ -335,7 +335,13 @@ def _cell(row: Row | None, *, name_run: bool = True) -> str:
     if row is None:
         return "-"
     if row.status != "ok":  # one never run because of a Ctrl-C or SIGTERM did not fail (as the HTML says)
-        text = "not run (interrupted)" if (row.error or "").startswith(NOT_RUN_INTERRUPTED) else "failed"
+        text = (
+            "not run (interrupted)"
+            if (row.error or "").startswith(NOT_RUN_INTERRUPTED)
+            else "skipped (runtime not installed)"
+            if row.status == "skipped"
+            else "failed"
+        )
     elif row.emulated:
         text = _emulated_cell(row)
     else:

@@ -269,6 +269,8 @@ def _status(m: Measurement, gate_missed: bool, emulated: bool, uncompared: bool 
     """'ok', or what makes the row no candidate (a failure, a missed gate: `runs` says 'no (x: gate)'; outputs not
     comparable with the ONNX model's, so no gate judged) and what makes its time doubtful (other processes busy
     while it was timed; emulated wall times are not judged)."""
+    if m.status == "skipped":  # its error says so: 'skipped: runtime MNN not installed on ... (the fix)'
+        return f"[yellow]{plain(m.error or m.status)}[/]"
     if m.status != "ok":
         return f"[red]{plain(m.status)}: {plain(m.error)}[/]"
     said = (
@@ -286,6 +288,8 @@ def _status(m: Measurement, gate_missed: bool, emulated: bool, uncompared: bool 
 def _estimate(t: TargetRun, m: Measurement) -> Cell:
     """The board estimate of this measurement's artifact and threads, as deploy's table words it."""
     est = t.estimates.get(f"{m.artifact} x{m.threads}")
+    if m.status == "skipped":  # never run: no estimate to speak of ('n/a' read as one that failed)
+        return "-"
     return estimate_cell(est) if isinstance(est, dict) else "-"
 
 

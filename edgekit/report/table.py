@@ -186,8 +186,16 @@ def _target_cells(
     said = SAME_MODEL if same else NO_INT8 if no_int8 and ran else None
     cells: list[Text | str] = []
     missing: Text | None = None
+    # its runtime is not installed on the device (the target's error under the table says which, and the fix),
+    # at this thread count or at the one a capped plan ran (its other rows are estimates from that run)
+    skipped = any(
+        k.artifact == artifact and k.status == "skipped"
+        for k in (run.agent.measurements if run.agent else [])
+    )
     if m is None and run.target != HOST and host_only_artifact(artifact):
         missing = Text("host only: not sent to boards", style="dim")
+    elif (m is None or m.status == "skipped") and skipped:
+        missing = Text("skipped", style="yellow")
     elif m is None:
         missing = Text(run.status if run.status == "failed" else "-", style="red" if run.error else "dim")
     elif m.status != "ok":
@@ -195,7 +203,10 @@ def _target_cells(
     if run.emulated and counted(run):
         if run.estimates:
             est = run.estimates.get(f"{artifact} x{threads}")
-            cells.append(estimate_cell(est) if est else (missing or Text("-", style="dim")))
+            if est and not (skipped and estimate_text(est) is None):  # not 'n/a' for a model never run
+                cells.append(estimate_cell(est))
+            else:
+                cells.append(missing or Text("-", style="dim"))
         # no estimate column (phone-emu): why there is no count is said in the first cell, not left blank
         cells.append(
             missing

@@ -72,21 +72,34 @@ def _target_rows(conn: Connection, ids: list[int]) -> dict[int, list[TargetRow]]
     return found
 
 
-def _measurement_counts(conn: Connection, ids: list[int]) -> dict[int, tuple[int, int, int]]:
-    """Per run: (measurements, failed, left unmeasured by a Ctrl-C or SIGTERM: not failures)."""
+def _measurement_counts(conn: Connection, ids: list[int]) -> dict[int, tuple[int, int, int, int]]:
+    """Per run: (measurements, failed, left unmeasured by a Ctrl-C or SIGTERM: not failures, skipped: their
+    runtime not installed on the device, not failures of the model either)."""
     if not ids:
         return {}
     stopped = measurements.c.error.startswith(NOT_RUN_INTERRUPTED, autoescape=True)
+    skipped = measurements.c.status == "skipped"
     failed = func.sum(
-        ((measurements.c.status != "ok") & ~func.coalesce(stopped, False)).cast(measurements.c.threads.type)
+        ((measurements.c.status != "ok") & ~skipped & ~func.coalesce(stopped, False)).cast(
+            measurements.c.threads.type
+        )
     )
     unmeasured = func.sum(((measurements.c.status != "ok") & stopped).cast(measurements.c.threads.type))
     query = (
-        select(measurements.c.run_id, func.count(), failed, unmeasured)
+        select(
+            measurements.c.run_id,
+            func.count(),
+            failed,
+            unmeasured,
+            func.sum(skipped.cast(measurements.c.threads.type)),
+        )
         .where(measurements.c.run_id.in_(ids))
         .group_by(measurements.c.run_id)
     )
-    return {row[0]: (int(row[1]), int(row[2] or 0), int(row[3] or 0)) for row in conn.execute(query)}
+    return {
+        row[0]: (int(row[1]), int(row[2] or 0), int(row[3] or 0), int(row[4] or 0))
+        for row in conn.execute(query)
+    }
 
 
 def _artifact_problems(conn: Connection, ids: list[int]) -> dict[int, list[str]]:

@@ -113,6 +113,7 @@ class RunSummary:
     measurements: int = 0
     failed: int = 0
     unmeasured: int = 0  # left unmeasured by a Ctrl-C or SIGTERM (recorded as not run; not failures)
+    skipped: int = 0  # never tried: their runtime is not installed on the device (its target failed for it)
     failed_targets: list[str] = field(default_factory=list)  # targets that failed (at connect, or later)
     interrupted_targets: list[str] = field(default_factory=list)  # stopped by Ctrl-C or SIGTERM
     left_out: list[str] = field(
@@ -258,9 +259,10 @@ class Store:
                 recorded_by=r.recorded_by,
                 targets=[t.target for t in targets.get(r.id, [])],
                 emulated_targets=[t.target for t in targets.get(r.id, []) if t.emulated],
-                measurements=counts.get(r.id, (0, 0, 0))[0],
-                failed=counts.get(r.id, (0, 0, 0))[1],
-                unmeasured=counts.get(r.id, (0, 0, 0))[2],
+                measurements=counts.get(r.id, (0, 0, 0, 0))[0],
+                failed=counts.get(r.id, (0, 0, 0, 0))[1],
+                unmeasured=counts.get(r.id, (0, 0, 0, 0))[2],
+                skipped=counts.get(r.id, (0, 0, 0, 0))[3],
                 failed_targets=[
                     t.target
                     for t in targets.get(r.id, [])
