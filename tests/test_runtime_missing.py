@@ -165,6 +165,9 @@ def test_deploy_and_bench_skip_a_runtime_the_devices_python_lacks(pi4_emu: objec
     said = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 2, said[-3000:]
     assert "ModuleNotFoundError" not in said, said[-3000:]
+    assert "pi4-emu: mnn-fp32 x1 skipped: runtime MNN not installed" in said, (
+        said
+    )  # the live line, as it streams
     assert (
         f"x pi4-emu: run: RuntimeMissing: pi4-emu: runtime MNN not installed for `{python}`: mnn-fp32 skipped "
         f"hint: `{setup}` installs it"

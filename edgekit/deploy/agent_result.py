@@ -23,7 +23,14 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 
 from edgekit.agent.contract import OUTPUTS_DIR, outputs_file_name
-from edgekit.errors import AgentError, ConnectionLost, DeviceFileTooLarge, DeviceTimeout, TransportError
+from edgekit.errors import (
+    AgentError,
+    ConnectionLost,
+    DeviceFileTooLarge,
+    DeviceTimeout,
+    EdgekitError,
+    TransportError,
+)
 from edgekit.progress import Measured
 from edgekit.results import AgentResult, DeviceFacts, Measurement, unknown_fields
 from edgekit.target import Target
@@ -206,6 +213,9 @@ def measured_lines(target: Target, say: Progress) -> Callable[[str], None]:
                 if isinstance(p50, (int, float))
                 else ""
             )
+            missing = _missing_runtime(m)
+            if missing:  # the session records it so (deploy/runtime_missing.py): said so as it streams
+                status, figure = "skipped", f": runtime {printable(missing)} not installed"
             say(
                 Measured(
                     target.name,
@@ -217,6 +227,25 @@ def measured_lines(target: Target, say: Progress) -> Callable[[str], None]:
             )
 
     return feed
+
+
+def _missing_runtime(m: dict[str, Any]) -> str | None:
+    """'MNN' for a streamed measurement that failed to load because its runtime is not installed, else None."""
+    from edgekit.deploy.runtime_missing import missing_modules
+    from edgekit.formats import Format
+    from edgekit.runtimes import spec_for
+
+    if (
+        m.get("status") != "failed"
+        or m.get("error_code") != "load_error"
+        or not isinstance(m.get("error"), str)
+    ):
+        return None
+    try:
+        modules = spec_for(Format(m.get("format"))).modules()
+    except (ValueError, EdgekitError):  # a format this edgekit does not know
+        return None
+    return " or ".join(missing_modules(m["error"], modules)) or None
 
 
 def line_json(body: str) -> Any:
