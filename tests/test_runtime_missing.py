@@ -174,6 +174,8 @@ def test_deploy_and_bench_skip_a_runtime_the_devices_python_lacks(pi4_emu: objec
     ) in said, said[-3000:]
     assert re.search(r"│ mnn-fp32 +│ +1 │ +skipped │", done.stdout), done.stdout  # not 'n/a' as an estimate
     assert "route pi4-emu: ship onnx-fp32" in said, said[-3000:]
+    # the runtimes table said 'did not run' of MNN there, as of a runtime never asked for
+    assert "skipped: not installed" in said and "did not run" not in said, said[-3000:]
     (run,) = json.loads(out.read_text())["runs"]
     assert run["status"] == "failed" and run["bad_input"] and "RuntimeMissing" in run["error"], run["error"]
     got = {m["artifact"]: m for m in run["agent"]["measurements"]}

@@ -15,7 +15,7 @@ from typing import Any
 from rich.table import Table
 
 from edgekit.formats import Format
-from edgekit.results import ArtifactInfo, DeployResult
+from edgekit.results import ArtifactInfo, DeployResult, TargetRun
 from edgekit.route import Basis, Candidate, recommend
 from edgekit.route_deploy import candidates_for_run, route_inputs, table_threads
 from edgekit.route_estimates import bounded, estimates_tied
@@ -126,7 +126,7 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
             why = (
                 ""
                 if best.artifact
-                else "did not run"
+                else _not_run(run, cands)
                 if not ran
                 else "figure unusable"  # a NaN figure ran: never 'gates failed' (route_rejections.FIGURE_UNUSABLE)
                 if not usable
@@ -335,6 +335,17 @@ def _shown_rank(ranking: TargetRanking, entry: RuntimeEntry) -> str:
         top -= 1
     tied_below = k + 1 < len(ranked) and ranking.tied(entry, ranked[k + 1])
     return f"={ranked[top].rank}" if top < k or tied_below else str(entry.rank)
+
+
+def _not_run(run: TargetRun, cands: list[Any]) -> str:
+    """Why a runtime has no figure on `run` although it was asked: 'skipped: not installed' where its every
+    measurement there was skipped for want of the runtime (the live line and deploy's table say so; this table said
+    'did not run'), else 'did not run'."""
+    mine = {c.artifact for c in cands}
+    ms = [m for m in (run.agent.measurements if run.agent else []) if m.artifact in mine]
+    if ms and all(m.status == "skipped" for m in ms):
+        return "skipped: not installed"
+    return "did not run"
 
 
 def tie_note(result: DeployResult, threads: int | None = None) -> str | None:
