@@ -291,3 +291,14 @@ def test_a_deploy_whose_device_sends_an_outputs_file_of_lying_headers_keeps_ever
         timeout=300,
     )
     assert why in shown.stdout, shown.stdout[-2000:] + shown.stderr[-2000:]  # stored with its reason
+    # and said by `runs show` as deploy says it (its route line said 'why is above' of a line it never printed)
+    table = subprocess.run(
+        [sys.executable, "-m", "edgekit", "runs", "show", "1", "--store", store],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert f"hostile onnx-fp32: outputs not comparable with the ONNX model's: {why}" in table.stdout, (
+        table.stdout[-3000:] + table.stderr[-2000:]
+    )

@@ -24,17 +24,24 @@ def failures(result: DeployResult) -> list[str]:
             # a skipped one (its runtime not installed) is in the target's error, with the fix, when it has one
             if m.status != "ok" and not (m.status == "skipped" and run.error):
                 lines.append(f"{run.target} {m.artifact} threads={m.threads}: {m.error}")
-        for c in run.comparisons:
-            if c.reference != "onnx" or c.gates_passed is not False:
-                continue
-            said = "; ".join(c.gate_failures)
-            if not_comparable(c.gate_failures):  # no gate judged, so none missed: why they cannot be paired
-                why = said.removeprefix(NOT_COMPARABLE).removeprefix(":").strip()
-                lines.append(
-                    f"{run.target} {c.artifact}: outputs not comparable with the ONNX model's: {why}"
-                )
-            else:
-                lines.append(f"{run.target} {c.artifact}: missed its gate on this target: {said}")
+        lines += comparison_failures(run)
+    return lines
+
+
+def comparison_failures(run: TargetRun) -> list[str]:
+    """One line per artifact whose outputs on `run` missed a gate against the ONNX model, or could not be compared
+    with it at all (and why: a refused outputs file, shapes that do not pair): deploy's lines under the tables and
+    `runs show`'s (whose route said 'why is above' of a reason it never printed)."""
+    lines = []
+    for c in run.comparisons:
+        if c.reference != "onnx" or c.gates_passed is not False:
+            continue
+        said = "; ".join(c.gate_failures)
+        if not_comparable(c.gate_failures):  # no gate judged, so none missed: why they cannot be paired
+            why = said.removeprefix(NOT_COMPARABLE).removeprefix(":").strip()
+            lines.append(f"{run.target} {c.artifact}: outputs not comparable with the ONNX model's: {why}")
+        else:
+            lines.append(f"{run.target} {c.artifact}: missed its gate on this target: {said}")
     return lines
 
 

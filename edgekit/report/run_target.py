@@ -12,7 +12,7 @@ from rich.text import Text
 
 from edgekit.report.bench_table import MEMORY_NOTE, MODEL_GROWTH, PROCESS_PEAK, load_note
 from edgekit.report.figures import estimated_thread_counts
-from edgekit.report.lines import timing_caveats
+from edgekit.report.lines import comparison_failures, timing_caveats
 from edgekit.report.percentiles import few_samples_note, percentile, too_few
 from edgekit.report.table import (
     DRIFT_NOTE,
@@ -213,6 +213,8 @@ def _print_notes(console: Console, t: TargetRun, shown: list[str], board: str | 
     ]
     for line in filter(None, said):
         console.print(f"  [dim]{plain(line)}[/]", highlight=False)
+    for line in comparison_failures(t):  # a missed gate, outputs not comparable and why: deploy's lines
+        console.print(f"  [red]x {plain(line)}[/]", highlight=False)
     for line in timing_caveats(t):  # a busy machine, more threads than cores: deploy's lines
         console.print(f"  [yellow]! {plain(line)}[/]", highlight=False)
     for caveat in t.caveats:  # the run's own (a device that is not the expected_cpu): deploy printed them
