@@ -104,3 +104,45 @@ def test_a_failing_output_callback_stops_the_command(local, tmp_path: Path) -> N
         local.run(["sh", "-c", f"echo hi; sleep 3; echo done > {marker}"], timeout=30, on_output=broken)
     time.sleep(4)
     assert not marker.exists()
+
+
+_PUT_CHILD = r"""
+import sys
+from pathlib import Path
+from edgekit.target import load_target
+from edgekit.transport import open_transport
+
+with open_transport(load_target("local", {"work_dir": sys.argv[1]})) as transport:
+    print("putting", flush=True)
+    transport.put(Path(sys.argv[2]), "sub/big.bin")
+print("done", flush=True)
+"""
+
+
+def test_a_put_interrupted_mid_copy_leaves_no_partial_file(tmp_path: Path) -> None:
+    """A Ctrl-C while the local transport copied a file left its half-written `.big.bin.edgekit-XXXX` beside it
+    for good (nothing prunes a local work dir). A real process, a real SIGINT while the copy is under way."""
+    import signal
+    import subprocess
+
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:  # sparse: read fast, written for real by the copy
+        f.truncate(2 * 1024**3)
+    work = tmp_path / "work"
+    with subprocess.Popen(
+        [sys.executable, "-c", _PUT_CHILD, str(work), str(big)], stdout=subprocess.PIPE, text=True
+    ) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "putting"
+            deadline = time.monotonic() + 60
+            seen: list[Path] = []
+            while not seen and time.monotonic() < deadline and child.poll() is None:
+                seen = list((work / "sub").glob(".big.bin.edgekit-*")) if (work / "sub").is_dir() else []
+                time.sleep(0.005)
+            assert seen, "the copy ended before it could be interrupted"
+            child.send_signal(signal.SIGINT)
+            child.wait(timeout=120)
+        finally:
+            child.kill()
+    assert child.returncode != 0
+    assert list((work / "sub").iterdir()) == [], list((work / "sub").iterdir())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
-import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,10 +162,15 @@ def copy_file_atomically(local: Path, dest: Path, where: str) -> PutResult:
         if dest.is_file():
             return PutResult(local, str(dest), digest, 0, True)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.edgekit-{secrets.token_hex(4)}")
-    shutil.copyfile(local, tmp)
-    if sha256_file(tmp) != digest:
+    from edgekit.transport.work_prune import partial_name
+
+    tmp = dest.with_name(partial_name(dest.name))  # whose it is, as an upload to a device names it
+    try:
+        shutil.copyfile(local, tmp)
+        if sha256_file(tmp) != digest:
+            raise TransportError(f"sha256 of the copied {local.name} does not match", where=str(dest))
+        os.replace(tmp, dest)
+    except BaseException:  # a Ctrl-C, a full disk: the half-written copy went on lying beside the file
         tmp.unlink(missing_ok=True)
-        raise TransportError(f"sha256 of the copied {local.name} does not match", where=str(dest))
-    os.replace(tmp, dest)
+        raise
     return PutResult(local, str(dest), digest, local.stat().st_size, False)
