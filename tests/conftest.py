@@ -103,6 +103,7 @@ HOST_ONLY = frozenset(
         "test_ncnn_fp32_reuse.py",
         "test_ncnn_graph_bounds.py",
         "test_ncnn_int8.py",
+        "test_ncnn_pad.py",
         "test_ncnn_speed.py",
         "test_nightly_cron.py",
         "test_one_line_text.py",

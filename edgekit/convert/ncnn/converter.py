@@ -286,19 +286,37 @@ def _described(
     return io
 
 
+# operators pnnx leaves raw when it cannot read them, though ncnn has a layer that does the same
+_NCNN_LAYER_FOR = {"Pad": "Padding"}
+
+
 def check_layers(graph: NcnnGraph, model_path: Path) -> None:
     """pnnx writes operators it could not map (torch.where, pnnx.Expression, ...) as layers ncnn does not
     have; ncnn would refuse the model at load time. Say which ones, before anything else is done."""
     import ncnn
 
     unknown = sorted({layer.type for layer in graph.layers if ncnn.layer_to_index(layer.type) < 0})
-    if unknown:
-        raise ConversionError(
-            f"pnnx left operators that ncnn has no layer for: {', '.join(unknown)}",
-            where=str(model_path),
-            hint="rewrite those operations in the model with ones ncnn has, or leave the ncnn formats out of the "
-            "recipe's formats (the other formats' conversions say whether their converters take them)",
+    if not unknown:
+        return
+    missing = [op for op in unknown if op not in _NCNN_LAYER_FOR]
+    said = [f"pnnx left operators that ncnn has no layer for: {', '.join(missing)}"] if missing else []
+    said += [
+        f"pnnx left {op} as it is: ncnn's {_NCNN_LAYER_FOR[op]} was not produced"
+        for op in unknown
+        if op not in missing
+    ]
+    raise ConversionError(
+        "; ".join(said),
+        where=str(model_path),
+        hint=(
+            "rewrite those operations in the model with ones ncnn has"
+            if missing
+            else "pnnx converts a Pad "
+            "whose pads are constants (its mode, if named, constant, reflect or edge); make them so"
         )
+        + ", or leave the ncnn formats out of the recipe's formats (the other formats' conversions say whether "
+        "their converters take them)",
+    )
 
 
 # --- inputs and outputs -------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def run_pnnx(
     suffix = model_path.suffix.lower() if model_path.suffix.lower() in (".onnx", ".pt", ".pth") else ".onnx"
     with tempfile.TemporaryDirectory(prefix="edgekit-pnnx-") as tmp:
         src = Path(tmp) / f"model{suffix}"
-        shutil.copyfile(model_path, src)
+        _copy_for_pnnx(model_path, src)
         shape = "[" + ",".join(str(d) for d in input_shape) + "]"
         cmd = [
             str(pnnx_executable()),
@@ -70,6 +70,38 @@ def run_pnnx(
             )
         shutil.move(str(out_param), param)
         shutil.move(str(out_bin), bin_path)
+
+
+def _copy_for_pnnx(model_path: Path, src: Path) -> None:
+    """Copy the model for pnnx, naming the mode of each ONNX Pad that leaves it to its default ("constant").
+
+    pnnx turns a Pad into F.pad (ncnn's Padding) only when the node says its mode; tf2onnx writes Keras's
+    ZeroPadding2D (MobileNetV2/V3, ResNet, EfficientNet) without one, and pnnx then left a raw `Pad` that ncnn
+    cannot load, failing every ncnn format. The mode named is the one ONNX gives an unnamed one: same model."""
+    if src.suffix != ".onnx":
+        shutil.copyfile(model_path, src)
+        return
+    import onnx
+    from onnx import helper
+
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not readable as ONNX here: pnnx gets the file as it is and says why
+        shutil.copyfile(model_path, src)
+        return
+    unnamed = [
+        node
+        for node in model.graph.node
+        if node.op_type == "Pad"
+        and node.domain in ("", "ai.onnx")
+        and not any(a.name == "mode" for a in node.attribute)
+    ]
+    if not unnamed:
+        shutil.copyfile(model_path, src)
+        return
+    for node in unnamed:
+        node.attribute.append(helper.make_attribute("mode", "constant"))
+    onnx.save(model, str(src))
 
 
 _PASS_TIME = re.compile(r"(\.\.\.)\s+\d+(\.\d+)?ms\b")  # `fold_constants ...   0.01ms`: differs run to run
