@@ -104,6 +104,7 @@ HOST_ONLY = frozenset(
         "test_ncnn_graph_bounds.py",
         "test_ncnn_int8.py",
         "test_ncnn_pad.py",
+        "test_ncnn_plan_not_counted.py",
         "test_ncnn_speed.py",
         "test_nightly_cron.py",
         "test_one_line_text.py",

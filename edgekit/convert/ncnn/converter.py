@@ -77,6 +77,17 @@ class NcnnConverter(Converter):
             if self.progress is not None:
                 self.progress(warning)
 
+        def plan_not_counted(reason: str) -> None:
+            """No plan could be counted here (the emulated cores not found): the artifact is all-int8, which the
+            same convert with the cores found may not ship (it keeps layers float, or the fp32 model)."""
+            warning = (
+                f"WARNING: no speed plan, {reason}: {fmt.value} is all-int8 (no layer kept float for speed; "
+                "with the cores found the plan may keep layers float, or ship the fp32 model)"
+            )
+            self.findings.setdefault(fmt, []).append(warning)
+            if self.progress is not None:
+                self.progress(warning)
+
         calibration = None
         if fmt.precision is Precision.INT8:
             from edgekit.convert.calibration import calibration_inputs
@@ -92,6 +103,7 @@ class NcnnConverter(Converter):
             float_layers=frozenset(recipe.int8.ncnn_float_layers) if fmt is Format.NCNN_INT8 else frozenset(),
             progress=self.progress,
             on_plan_failure=plan_failed,
+            on_plan_not_counted=plan_not_counted,
         )
 
 
@@ -106,11 +118,13 @@ def convert_model(
     float_layers: frozenset[str] | set[str] = frozenset(),
     progress: Callable[[str], None] | None = None,
     on_plan_failure: Callable[[str], None] | None = None,
+    on_plan_not_counted: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Convert one ONNX/TorchScript file to `fmt` in out_dir: [model.param, model.bin, model.io.json].
 
     `float_layers` names ncnn layers the int8 quantizer must leave in float (edgekit analyze --fix);
-    `on_plan_failure` hears why the int8 speed plan could not be counted (the artifact is then all-int8)."""
+    `on_plan_failure` hears why the int8 speed plan could not be counted (the artifact is then all-int8),
+    `on_plan_not_counted` why it was not tried (the emulated cores not found; not when switched off)."""
     if fmt.runtime.value != "ncnn":
         raise ConversionError(f"the ncnn converter cannot produce {fmt.value}")
     if not input_shape or input_shape[0] != 1:
@@ -139,7 +153,17 @@ def convert_model(
     if fmt.precision is Precision.INT8:
         if calibration is None:
             raise ConversionError("ncnn-int8 needs calibration inputs", where=str(model_path))
-        io = _quantize(param, bin_path, io, calibration, recipe, float_layers, progress, on_plan_failure)
+        io = _quantize(
+            param,
+            bin_path,
+            io,
+            calibration,
+            recipe,
+            float_layers,
+            progress,
+            on_plan_failure,
+            on_plan_not_counted,
+        )
     io.write(io_path_for(param))
     check_outputs(param, bin_path, io)
     return [param, bin_path, io_path_for(param)]
@@ -179,6 +203,7 @@ def _quantize(
     float_layers: frozenset[str] | set[str],
     progress: Callable[[str], None] | None = None,
     on_plan_failure: Callable[[str], None] | None = None,
+    on_plan_not_counted: Callable[[str], None] | None = None,
 ) -> NcnnIO:
     """Quantize every layer ncnn can run in int8, then (where the emulated cores are built) keep in float the
     layers whose int8 kernel counts more instructions (plan.py); the plan goes into the sidecar."""
@@ -227,6 +252,8 @@ def _quantize(
             shutil.copyfile(src_bin, bin_path)
     if plan is None and why_none.startswith(ncnn_plan.COUNT_FAILED) and on_plan_failure is not None:
         on_plan_failure(why_none)
+    elif plan is None and why_none != ncnn_plan.SWITCHED_OFF and on_plan_not_counted is not None:
+        on_plan_not_counted(why_none)
     return _described(io, report, plan, why_none, recipe, float_layers)
 
 

@@ -50,6 +50,7 @@ from edgekit.profile import Profile
 
 ENV_SWITCH = "EDGEKIT_NCNN_SPEED_PLAN"  # "0": no counting at conversion (every quantizable layer int8)
 COUNT_FAILED = "counting failed"  # how plan_and_build's reason begins when the counting itself failed
+SWITCHED_OFF = f"{ENV_SWITCH}=0"  # its reason when the user (or the test suite) turned counting off
 
 
 @dataclass
@@ -128,12 +129,26 @@ def by_insn(fp32: int, count: int) -> float:
 
 def enabled() -> bool:
     """Counting at conversion needs the plugin and both emulated devices; EDGEKIT_NCNN_SPEED_PLAN=0 skips it."""
+    return not_counted_because() is None
+
+
+def not_counted_because() -> str | None:
+    """Why no plan can be counted here (SWITCHED_OFF, or what is not built, where, and the command that builds
+    it), or None when it can."""
     if os.environ.get(ENV_SWITCH, "1") == "0":
-        return False
+        return SWITCHED_OFF
     from edgekit.emu import layout
     from edgekit.emu.plugin import build as plugin_build
+    from edgekit.paths import emu_dir
 
-    return plugin_build.is_built() and all(layout.device_dir(d).python.exists() for d in DEVICES)
+    missing = [] if plugin_build.is_built() else ["the counting plugin (`edgekit emu build-plugin`)"]
+    missing += [f"{d} (`edgekit emu build {d}`)" for d in DEVICES if not layout.device_dir(d).python.exists()]
+    if missing:
+        return (
+            f"the emulated cores are not built in {emu_dir()} (missing: {', '.join(missing)}); with your own "
+            "EDGEKIT_HOME, set EDGEKIT_EMU_HOME to where they are built"
+        )
+    return None
 
 
 def choose(
@@ -230,7 +245,7 @@ def plan_and_build(
     say = progress or (lambda _message: None)
     report = build([])  # every quantizable layer int8
     if not enabled():
-        return None, report, "the emulated cores are not built (or EDGEKIT_NCNN_SPEED_PLAN=0)"
+        return None, report, not_counted_because() or SWITCHED_OFF
     say(
         f"speed plan: counting the {len(report.quantized)} quantized layers in int8 and in float on "
         f"{' and '.join(DEVICES)} ({guest_runs()} guest runs, {guests_at_once()} at a time)"
