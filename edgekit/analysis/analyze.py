@@ -56,6 +56,9 @@ class Analysis:
     reference: str = ""  # the fp32 format every layer is compared with
     reference_fidelity: dict[str, Any] = field(default_factory=dict)  # its own numbers and gates vs ONNX
     notes: list[str] = field(default_factory=list)  # what the table cannot show (printed under the summary)
+    # TFLite: the output's cosine vs fp32 with the builtin kernels the table is read with and with XNNPACK (as
+    # deployed), when XNNPACK loses much more: the loss is in its int8 kernels, and --fix has nothing to rank
+    kernel_loss: dict[str, Any] | None = None
 
     def reference_warning(self, recipe_path: str = "RECIPE") -> str | None:
         """When the fp32 artifact itself misses the recipe's gates against the original model: every layer is
@@ -160,13 +163,15 @@ def analyze(recipe: Recipe, fmt: Format, samples: int = 16, progress: Progress |
     say(f"analyze: comparing every layer on {len(inputs)} evaluation inputs{said}")
     from edgekit.analysis.ncnn_layers import ncnn_layers
     from edgekit.analysis.onnx_layers import fused_loss, onnx_layers
-    from edgekit.analysis.tflite_layers import tflite_layers
+    from edgekit.analysis.tflite_layers import tflite_compared
 
+    kernel_loss = None
     if fmt.runtime is Runtime.NCNN:
         layers, method = ncnn_layers(fp32.files, int8.files, inputs), "isolated"
     elif fmt.runtime is Runtime.TFLITE:
         layouts = (fp32.provenance.get("layout"), int8.provenance.get("layout"))
-        layers, method = tflite_layers(fp32.main_file, int8.main_file, inputs, layouts), "difference"
+        layers, kernel_loss = tflite_compared(fp32.main_file, int8.main_file, inputs, layouts, delegated=True)
+        method = "difference"
     elif fmt.runtime is Runtime.ONNXRUNTIME:
         layers, method = onnx_layers(fp32.main_file, int8.main_file, inputs), "difference"
     else:  # check_format refused it above
@@ -182,8 +187,35 @@ def analyze(recipe: Recipe, fmt: Format, samples: int = 16, progress: Progress |
         reference_fidelity=fp32.fidelity,
         notes=[
             *(fused_loss(layers, int8, fp32) if fmt.runtime is Runtime.ONNXRUNTIME else []),
+            *([xnnpack_note(kernel_loss, len(inputs))] if kernel_loss else []),
             *random_calibration_note(recipe, inputs),
         ],
+        kernel_loss=kernel_loss,
+    )
+
+
+def xnnpack_note(loss: dict[str, Any], samples: int) -> str:
+    """What analyze says when the INT8 file loses much more as deployed (XNNPACK) than with the builtin kernels its
+    layers are read with: no row shows that loss, and no layer kept in float is sure to win it back."""
+    return (
+        f"the loss is in XNNPACK's int8 kernels, not in the quantization: at the output "
+        f"({loss['output']}, {samples} inputs) the INT8 file reads cosine {loss['cosine_xnnpack']:.6f} against "
+        f"fp32 with XNNPACK (as fidelity, deploy and the agent run it) and {loss['cosine_builtin']:.6f} with "
+        "TFLite's builtin kernels, which every row below is read with (XNNPACK hides the tensors inside what it "
+        f"delegates), so they cannot show it and --fix has nothing to rank; {xnnpack_where(loss)}: compare the "
+        "other INT8 formats' checks (`edgekit convert` prints each) or ship tflite-fp16 / tflite-dynamic"
+    )
+
+
+def xnnpack_where(loss: dict[str, Any]) -> str:
+    """Which op XNNPACK departs from the builtin kernels at most, when the run with every op output read found
+    one (edgekit.analysis.tflite_layers.xnnpack_op)."""
+    if not loss.get("op"):
+        return "which op XNNPACK loses it in could not be read"
+    of = f" (the requantization of {loss['op_input']})" if loss.get("op_input") else ""
+    return (
+        f"XNNPACK departs most from the builtin kernels at {loss['op_type']} {loss['op']}{of} (relative error "
+        f"{loss['op_rel_error_vs_builtin']:.3f} added there, all its ops' outputs read)"
     )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgekit import paths
-from edgekit.analysis.analyze import Analysis, AnalysisError, Progress, artifacts_for
+from edgekit.analysis.analyze import Analysis, AnalysisError, Progress, artifacts_for, xnnpack_where
 from edgekit.analysis.host_timing import HOST_ROUNDS, host_run, refusal, time_interleaved
 from edgekit.convert.base import Artifact
 from edgekit.errors import UsageError
@@ -143,6 +143,17 @@ def fix(
 
     say = progress or (lambda _m: None)
     check_fix_supported(recipe, fmt)
+    if analysis.kernel_loss:  # the layers are fine: what misses the gate is XNNPACK's int8 arithmetic
+        loss = analysis.kernel_loss
+        raise AnalysisError(
+            f"{recipe.name} {fmt.value}: --fix cannot help, the loss is in XNNPACK's int8 kernels, not in the "
+            f"quantization (output cosine {loss['cosine_xnnpack']:.6f} with XNNPACK, "
+            f"{loss['cosine_builtin']:.6f} with TFLite's builtin kernels the layers are read with), so the layer "
+            f"ranking says nothing of where it is lost; {xnnpack_where(loss)}",
+            where=str(recipe.path),
+            hint="no layer kept in float is sure to win it back: compare the other INT8 formats' checks "
+            f"(`edgekit convert {recipe.path}` prints each) or ship tflite-fp16 / tflite-dynamic",
+        )
     # the analysis before it said how these were made (converted, from the cache): the cache answers in silence
     fp32_art, int8_art = artifacts_for(recipe, fmt, lambda _m: None)
     onnx = prepare_onnx(recipe)

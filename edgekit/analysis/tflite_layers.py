@@ -23,11 +23,37 @@ def tflite_layers(
     each file's recorded layout (edgekit.convert.tflite_layout), by which the samples are fed; without one, the
     shape rule (a square input whose channels equal its sides was fed as it is). A quantized op with no fp32
     counterpart is listed, not dropped: its type says "not compared" and why, its cosine and error are NaN."""
+    return tflite_compared(fp32_file, int8_file, inputs, layouts)[0]
+
+
+def tflite_compared(
+    fp32_file: Path,
+    int8_file: Path,
+    inputs: np.ndarray,
+    layouts: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
+    delegated: bool = False,
+) -> tuple[list[LayerError], dict[str, Any] | None]:
+    """tflite_layers, and with `delegated` what the INT8 file loses as deployed (kernel_loss): the layers are read
+    with TFLite's builtin kernels (XNNPACK hides the tensors inside what it delegates), while fidelity, deploy and
+    the agent run XNNPACK, whose int8 kernels compute differently."""
     f_ops, f_vals = _tflite_tensors(fp32_file, inputs, layouts[0])
     q_ops, q_vals = _tflite_tensors(int8_file, inputs, layouts[1])
     # an INT8 model's last op writes an int8 tensor that a DEQUANTIZE turns into the named float output
     alias = {op["ins"][0]: op["out"] for op in q_ops if op["op"] == "DEQUANTIZE" and op["ins"]}
     refs, why = _pair(f_ops, f_vals, q_ops, q_vals, alias)
+    loss = None
+    if delegated:
+        deployed = _delegated_outputs(int8_file, inputs, layouts[1])
+        loss = kernel_loss(
+            {
+                t: (f_vals[refs[t]["out"]], q_vals[t], got)
+                for t, got in deployed.items()
+                if t in refs and t in q_vals
+            }
+        )
+        if loss is not None:
+            loss.update(xnnpack_op(int8_file, inputs, layouts[1], q_ops, q_vals, loss))
+            loss.pop("reference")  # fp32's output values: used above, no figure for the JSON
     prop: dict[str, RunningError] = {}
     for op in q_ops:
         ref = refs.get(op["out"])
@@ -63,7 +89,126 @@ def tflite_layers(
                 max(0.0, seen.rel - max(ins, default=0.0)),
             )
         )
-    return out
+    return out, loss
+
+
+def kernel_loss(
+    outputs: dict[str, tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]],
+) -> dict[str, Any] | None:
+    """{output: (fp32's values, the INT8 file's with the builtin kernels, with XNNPACK)} -> the worst output's two
+    cosines against fp32 when XNNPACK loses much more than the builtin kernels (the criterion of onnx_layers'
+    fused_loss), else None. A ViT here: 0.9637 with XNNPACK, 0.9995 with the builtin kernels, the same file on the
+    same 8 inputs: every layer row read >= 0.9968 and --fix kept 1 to 64 layers in float for nothing."""
+    worst: dict[str, Any] | None = None
+    for name, (ref, builtin, deployed) in outputs.items():
+        a, b = RunningError(), RunningError()
+        for r, x, y in zip(ref, builtin, deployed):
+            a.add(r, x)
+            b.add(r, y)
+        row = {"output": name, "cosine_builtin": a.cosine, "cosine_xnnpack": b.cosine, "reference": ref}
+        if worst is None or b.cosine < worst["cosine_xnnpack"]:
+            worst = row
+    if (
+        worst is None
+        or (1.0 - worst["cosine_xnnpack"]) <= 2.0 * max(1.0 - worst["cosine_builtin"], 1e-6) + 1e-4
+    ):
+        return None
+    return worst
+
+
+def xnnpack_op(
+    path: Path,
+    inputs: np.ndarray,
+    layout: dict[str, Any] | None,
+    q_ops: list[dict[str, Any]],
+    q_vals: dict[str, list[np.ndarray]],
+    loss: dict[str, Any],
+) -> dict[str, Any]:
+    """The op whose XNNPACK output departs most from the builtin kernels' beyond its inputs' (the difference
+    method), read from the INT8 file with every op output made a model output (XNNPACK then writes them out).
+    Named only when that model's output still loses what the file as deployed does (within 0.002 cosine): else
+    making them outputs changed what XNNPACK computes and {} is returned. The ViT: the int8 requantization after
+    its first GELU's division (`tfl.quantize3`), whose values near +1 XNNPACK turns into -1 (2.0 apart)."""
+    try:
+        every = _delegated_outputs(_with_every_output(path), inputs, layout)
+    except Exception:  # noqa: BLE001 - a model the rewrite or XNNPACK refuses: the op is not named, the loss is
+        return {}
+    out = every.get(loss["output"])
+    if out is None or abs(_cosine(loss["reference"], out) - loss["cosine_xnnpack"]) > 2e-3:
+        return {}
+    rel: dict[str, float] = {}
+    best: tuple[float, dict[str, Any]] | None = None
+    for op in q_ops:
+        got, want = every.get(op["out"]), q_vals.get(op["out"])
+        if got is None or not want:
+            continue
+        acc = RunningError()
+        for r, g in zip(want, got):
+            acc.add(r, g)
+        rel[op["out"]] = acc.rel
+        own = acc.rel - max((rel.get(i, 0.0) for i in op["ins"]), default=0.0)
+        if best is None or own > best[0]:  # a requantization counts: XNNPACK computes it (the ViT's wraps)
+            best = (own, op)
+    if best is None or best[0] < 1e-3:
+        return {}
+    op = best[1]
+    found = {"op": op["out"], "op_type": op["op"], "op_rel_error_vs_builtin": best[0]}
+    if op["op"] in TRANSPARENT and op["ins"]:  # tfl.quantize3 says nothing: the tensor it requantizes does
+        found["op_input"] = op["ins"][0]
+    return found
+
+
+def _cosine(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
+    acc = RunningError()
+    for r, g in zip(ref, got):
+        acc.add(r, g)
+    return acc.cosine
+
+
+def _with_every_output(path: Path) -> bytes:
+    """The TFLite file with every op output a model output too (appended after its own outputs)."""
+    import flatbuffers  # type: ignore[import-untyped]
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    graph = model.subgraphs[0]
+    outs = [int(i) for i in graph.outputs]
+    for op in graph.operators:
+        outs += [int(o) for o in op.outputs if o >= 0 and int(o) not in outs]
+    graph.outputs = outs
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _delegated_outputs(
+    path: Path | bytes, inputs: np.ndarray, layout: dict[str, Any] | None
+) -> dict[str, list[np.ndarray]]:
+    """The model's outputs, dequantized, per sample, as deployed: TFLite's default resolver (XNNPACK delegated).
+    `path`: the file, or a model's bytes."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=path) if isinstance(path, bytes) else Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    return {d["name"]: vals for d, vals in zip(interp.get_output_details(), _run(interp, inputs, layout))}
+
+
+def _run(interp: Any, inputs: np.ndarray, layout: dict[str, Any] | None) -> list[list[np.ndarray]]:
+    """Each output's values (dequantized) per sample."""
+    from edgekit.runtimes import _fit_layout, _quantize
+    from edgekit.runtimes.host import layout_axes
+
+    (inp,) = interp.get_input_details()
+    outs = interp.get_output_details()
+    axes, _ = layout_axes(layout, 0)
+    values: list[list[np.ndarray]] = [[] for _ in outs]
+    for sample in inputs:
+        x = _fit_layout(sample[None].astype(np.float32), tuple(inp["shape"]), axes)
+        interp.set_tensor(inp["index"], _quantize(x, inp))
+        interp.invoke()
+        for d, vals in zip(outs, values):
+            vals.append(_dequantized(interp, d))
+    return values
 
 
 # ops that only change a tensor's encoding (int8 <-> float): the same tensor on either side of them
