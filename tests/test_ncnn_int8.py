@@ -520,9 +520,11 @@ def test_an_all_float_plan_keeps_all_int8_where_it_beats_the_fp32_model_shipped(
             "pi4-emu": {"fp32": 1000, "all_int8": 900, "planned": 950},
             "pi5-emu": {"fp32": 1000, "all_int8": 600, "planned": 650},
         },
-        {  # all-int8 kept, slower than fp32 on the A72; the strict plan is no better there: back to all-int8
-            "pi4-emu": {"fp32": 1000, "all_int8": 1100, "planned": 1200},
-            "pi5-emu": {"fp32": 1000, "all_int8": 600, "planned": 700},
+        {  # the plan kept, slower than fp32 on the A72, the strict plan no better there: every layer float,
+            # weighed against fp32, gives the all-int8 artifact (slower on no core). An all-int8 slower on a core
+            # is no longer shipped: tests/test_ncnn_plan_fallback.py
+            "pi4-emu": {"fp32": 1000, "all_int8": 1000, "planned": 1010},
+            "pi5-emu": {"fp32": 1000, "all_int8": 600, "planned": 500},
         },
     ],
     ids=["planned-not-fewer", "strict-not-better"],
