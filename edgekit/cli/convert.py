@@ -57,6 +57,11 @@ def convert_cmd(
     from edgekit.convert.pipeline import convert_recipe
     from edgekit.recipe import load_recipe
 
+    # reading a recipe imports the builders it names (a PyTorch one imports torch, torchvision: seconds, tens of
+    # them on a loaded machine), before anything else is said: said first, not a silent wait
+    console.print(
+        f"[dim]recipe: reading {plain(recipe.name)} (and importing any builder it names)[/]", highlight=False
+    )
     loaded = load_recipe(recipe)
     formats = list(fmt) if fmt else list(loaded.formats)
     if int8_only:
@@ -229,7 +234,9 @@ def _report(
             console.print(f"[dim]- {a.format.value:<{width}}  {plain(str(a.main_file))}[/]", highlight=False)
     for a in artifacts:
         for finding in a.provenance.get("findings", []):
-            console.print(f"[yellow]{a.format.value}[/]: {plain(finding)}", highlight=False)
+            # a converter's text may name its format itself: said once ("onnx-int8: onnx-int8: ..." before)
+            said = finding.removeprefix(f"{a.format.value}: ")
+            console.print(f"[yellow]{a.format.value}[/]: {plain(said)}", highlight=False)
     for error, names in failure_groups(
         artifacts
     ).items():  # one converter error, printed once for its formats
