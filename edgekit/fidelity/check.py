@@ -11,6 +11,12 @@ recipe's evaluation inputs. Numbers (JSON-ready, stored in Artifact.fidelity and
   cosine figures are the other outputs', absent when there are none, and `check_gates` names it for each cosine
   gate, which is then no pass. Its distance from 0 is judged as any output's (`max_abs_error`), and where the
   artifact gives values there its cosine is judged as ever: 0 on each such input, a miss;
+- a float output the ONNX model gives the same on every evaluation input (spread over the inputs at most
+  SAME_SPREAD of its largest value; softmax of vanishing logits reads [0.1]*10 on any image) proves nothing when
+  the artifact agrees with it (every artifact, int8 too, read cosine 1 and top-1 agreement 100 %): its cosine
+  figures and a classifier's top-1 agreement and drop are not judged (`not_judged`, `same_every_input`), said as
+  for an output 0 in the model. Its cosine figures are kept apart (`unjudged`): an artifact whose cosine misses
+  a gate there differs from the model, a miss. The top-1 of tied logits is arbitrary, so agreement never misses;
 - classifier (`task: classify`; the logits are the first output the recipe's `outputs:` names, else the model's
   first output): top-1 agreement with the reference; with labels also top-1 accuracy of both and the drop;
 - detector (`task: detect`, outputs `boxes` [1,N,4] xyxy and `scores` [1,N,C], see zoo/yolov5_lite.py): boxes
@@ -41,7 +47,8 @@ from edgekit.report.figures import gate_failures
 from edgekit.results import VANISHED
 from edgekit.runtimes import Outputs, spec_for
 
-# Part of the cached results' digest: bump when the numbers are computed differently. 10: an output 0 in the model
+# Part of the cached results' digest: bump when the numbers are computed differently. 11: an output the ONNX model
+# gives the same on every input is not judged (`same_every_input`; cosine 1, top-1 agreement 1 and a pass before). 10: an output 0 in the model
 # is judged where the artifact gives values there (cosine 0), and its abs errors are always in the overall figures
 # (9 passed an artifact giving 50 where the model gives 0). 9: a float output the ONNX
 # model gives as 0 on every input is not judged (`not_judged`; cosine 1 and a pass before). 8: a classifier's class
@@ -51,7 +58,7 @@ from edgekit.runtimes import Outputs, spec_for
 # classifier's top-1 read from the output the recipe names; 4: integer outputs compared exactly, TFLite's
 # unquantized integer outputs taken as they are; 3: map50_95_drop.
 FIDELITY_VERSION = (
-    10  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
+    11  # 6: a reference box is matched among the artifact's boxes down to DETECT_CONF - MATCH_SCORE_MARGIN
 )
 # A reference output whose largest value is below this, read back as all zeros, vanished in the arithmetic (int8
 # output scales, fp16's smallest subnormal 6e-8): what a random-weight network's outputs do (torchvision's
@@ -65,6 +72,13 @@ DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
 NOT_JUDGED = (
     f"0 on every evaluation input in the ONNX model itself and at most {ZERO_OUTPUT:g} in the artifact: no "
     "direction to compare, its cosine not judged"
+)
+# A float output whose spread over the evaluation inputs (largest minus smallest, element by element) is at most this
+# share of its largest value is the same on every input (float32's rounding is ~1e-7 of a value); module docstring
+SAME_SPREAD = 1e-6
+SAME_EVERY_INPUT = (
+    "the same on every evaluation input in the ONNX model itself: agreeing with it proves nothing, its cosine and "
+    "top-1 agreement not judged"
 )
 # The overall cosine figures, taken from every output's own (compare): an output not judged is left out of them
 COSINES = ("cosine", "cosine_worst", "cosine_p5")
@@ -125,6 +139,11 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
     zero = [name for name, o in numbers["outputs"].items() if o["cosine"] is None]
     if zero:
         numbers["not_judged"] = zero
+    same = [name for name, o in numbers["outputs"].items() if o.get("same_every_input")]
+    if same:  # their cosines may only miss (check_gates): an artifact that differs from a constant output
+        numbers["same_every_input"] = same
+        kept = [o["same_every_input"] for o in outputs if o.get("same_every_input")]
+        numbers["unjudged"] = {key: min(k[key] for k in kept) for key in COSINES}
     if outputs:  # distance from 0 is defined: every output's counts
         numbers["max_abs_error"] = max(o["max_abs"] for o in outputs)
         numbers["mean_abs_error"] = max(o["mean_abs"] for o in outputs)
@@ -139,7 +158,12 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
             np.prod(ref[k][1].shape[1:])
         )  # what check_cached_labels checks labels against
         if ref[k][0] not in zero:  # ~0 logits on both sides: every top-1 is class 0, in the artifact too
-            numbers.update(_classify(ref[k][1], arrays[k], labels))
+            top1 = _classify(ref[k][1], arrays[k], labels)
+            if (
+                ref[k][0] in same
+            ):  # one class on every input: agreeing proves nothing, tied logits none either way
+                top1 = {key: v for key, v in top1.items() if key not in ("top1_agreement", "top1_drop")}
+            numbers.update(top1)
     elif recipe.task is Task.DETECT:
         b, s = _detector_outputs(ref)
         numbers.update(_detect(ref[b][1], ref[s][1], arrays[b], arrays[s], labels))
@@ -165,16 +189,22 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
         "max_map50_95_drop": ("map50_95_drop", "<="),
     }
     zero = list(numbers.get("not_judged") or [])
-    named = f"output{'s' if len(zero) > 1 else ''} {', '.join(zero)}"
-    why_zero = NOT_JUDGED
+    groups = _unjudged(zero, list(numbers.get("same_every_input") or []))
+    said = "; ".join(
+        f"{named} {'are' if named.startswith('outputs ') else 'is'} {why}" for named, why in groups
+    )
+    unjudged = numbers.get("unjudged") or {}
     checks, skipped = [], []
     for gate, limit in gates.model_dump().items():
         if limit is None:
             continue
         key, op = rules[gate]
         value = numbers.get(key)
+        held = unjudged.get(key)  # an output the same on every input: its cosine may only miss
+        if held is not None and not held >= limit:
+            checks.append({"gate": gate, "limit": limit, "value": held, "passed": False})
+            continue
         if value is None:
-            said = f"{named} {'are' if len(zero) > 1 else 'is'} {why_zero}" if zero else ""
             why = f"no {key}: {'needs labels' if 'drop' in gate else 'not measurable'}"
             skipped.append(
                 f"{gate} ({(said or why) if key in COSINES else '; '.join(filter(None, (why, said)))})"
@@ -182,8 +212,8 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
             continue
         ok = value >= limit if op == ">=" else value <= limit
         checks.append({"gate": gate, "limit": limit, "value": value, "passed": bool(ok)})
-        if zero and key in COSINES:  # judged on the other outputs, not on these
-            skipped.append(f"{gate} on {named} ({why_zero})")
+        if key in COSINES:  # judged on the other outputs, not on these
+            skipped += [f"{gate} on {named} ({why})" for named, why in groups]
     passed = all(c["passed"] for c in checks)
     return {
         "passed": passed,
@@ -192,6 +222,15 @@ def check_gates(numbers: dict[str, Any], gates: Gates) -> dict[str, Any]:
         "skipped": skipped,
         "samples": numbers.get("samples"),
     }
+
+
+def _unjudged(names: list[str], same: list[str]) -> list[tuple[str, str]]:
+    """('output y', NOT_JUDGED), ('outputs p, q', SAME_EVERY_INPUT): the outputs not judged, by why."""
+    groups = [
+        ([n for n in names if n not in same], NOT_JUDGED),
+        ([n for n in names if n in same], SAME_EVERY_INPUT),
+    ]
+    return [(f"output{'s' if len(g) > 1 else ''} {', '.join(g)}", why) for g, why in groups if g]
 
 
 def describe_failures(gates: dict[str, Any], numbers: dict[str, Any] | None = None) -> str:
@@ -257,6 +296,20 @@ def _errors(r: np.ndarray, g: np.ndarray) -> dict[str, Any]:
     ref_zero = bool(not exact and r.size and not np.any(r))  # module docstring: an integer 0 is a value
     if ref_zero:  # an input where the artifact gives ~0 too agrees (1), one where it gives values misses (0)
         cos = (np.abs(gf).max(axis=1, initial=0.0) <= ZERO_OUTPUT).astype(np.float64)
+    if not exact and not ref_zero and len(rf) > 1:  # one value on every input (module docstring)
+        spread = float((rf.max(axis=0) - rf.min(axis=0)).max(initial=0.0))
+        if spread <= SAME_SPREAD * float(np.abs(rf).max()):
+            figures = {"cosine": float(cos.mean()), "cosine_worst": float(cos.min())}
+            return {
+                "same_every_input": {**figures, "cosine_p5": float(np.percentile(cos, 5))},
+                "max_abs": float(diff.max()),
+                "mean_abs": float(diff.mean()),
+                "cosine": None,
+                "cosine_min": None,
+                "cosine_p5": None,
+                "ref_max_abs": float(np.abs(rf).max()),
+                "all_zero": bool(g.size and not np.any(g)),
+            }
     if ref_zero and cos.all():  # ~0 on both sides: no direction to compare
         return {
             "ref_zero": True,
