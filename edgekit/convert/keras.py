@@ -48,7 +48,9 @@ from edgekit.recipe import Granularity, KerasSource, Layout, Recipe
 # bump when the child's procedure (keras_child.py) changes what it writes; it keys the ONNX export and TFLite files
 # 2: a Keras model's outputs taken by their own names (1 named them by position, swapping a [aux, logits] model's)
 # 3: a SavedModel holding ops that touch files, processes or Python is refused before loading (savedmodel_ops)
-WORKER_VERSION = 3
+# 4: tf2onnx exports the frozen function: a captured tensor (Keras's Normalization, every EfficientNet's) was
+#    an ONNX input the export check could not feed
+WORKER_VERSION = 4
 NCHW_ONNX = "model-nchw.onnx"  # beside model.onnx in the ONNX cache: what onnx2tf converts for a Keras source
 BAD_INPUT_EXIT = 3  # keras_child: the model file is not one edgekit takes (ModelInputError): exit 2
 

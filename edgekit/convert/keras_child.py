@@ -207,13 +207,14 @@ def _child_onnx(job: dict[str, Any]) -> dict[str, Any]:
 
     serve, _, names = _serving(job)
     spec = serve.input_signature
+    exported = _frozen(serve)
     Path("out").mkdir()
     tf2onnx.convert.from_function(
-        serve, input_signature=spec, opset=job["opset"], output_path="out/model.onnx"
+        exported, input_signature=spec, opset=job["opset"], output_path="out/model.onnx"
     )
     if job["nchw"]:
         tf2onnx.convert.from_function(
-            serve,
+            exported,
             input_signature=spec,
             opset=job["opset"],
             inputs_as_nchw=[job["input_name"]],
@@ -243,6 +244,23 @@ def _child_onnx(job: dict[str, Any]) -> dict[str, Any]:
         "outputs": names,
         "check": {"max_abs": worst, "inputs": EXPORT_CHECK_INPUTS},
     }
+
+
+def _frozen(serve: Any) -> Any:
+    """`serve` with every captured value made a constant, as a tf.function tf2onnx takes. tf2onnx drops only the
+    captured resources (variables) from a function's inputs: a captured plain tensor, such as the mean and variance
+    of Keras's `Normalization` layer (every EfficientNet holds one), stayed an ONNX graph input, and the export
+    check failed on "Required inputs ([...normalization/Sub/y:0, ...]) are missing from input feed"."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = serve.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete)
+
+    def named(x: Any) -> Any:  # the frozen function returns a flat list: give back the outputs' names
+        return tf.nest.pack_sequence_as(concrete.structured_outputs, frozen(x))
+
+    return tf.function(named, input_signature=serve.input_signature)
 
 
 def _export_difference(want: dict[str, Any], got: dict[str, Any], names: list[str], i: int) -> float:
