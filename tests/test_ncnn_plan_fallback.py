@@ -98,3 +98,11 @@ def test_an_all_int8_artifact_slower_on_a_core_gives_way_to_the_fp32_model(
         all_int8={"pi4-emu": 110, "pi5-emu": 60},
     )
     assert plan.kept == "fp32" and not report.quantized and builds[-1] == LAYERS, (plan.kept, builds)
+
+
+def test_an_artifact_planned_by_the_earlier_rules_is_converted_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache key said 'counted' for both rules: a cached weighted plan slower on the A72 was still served."""
+    from edgekit.convert.ncnn.converter import NcnnConverter
+
+    monkeypatch.setattr(ncnn_plan, "enabled", lambda: True)
+    assert NcnnConverter.tool_versions()["edgekit-ncnn-speed-plan"] == "counted, rules 2"

@@ -58,7 +58,9 @@ class NcnnConverter(Converter):
             "edgekit-ncnn-int8": QUANTIZER_VERSION,
             "edgekit-ncnn-io": str(IO_VERSION),
             # an int8 artifact planned on the emulated cores differs from one that was not
-            "edgekit-ncnn-speed-plan": "counted" if ncnn_plan.enabled() else "off",
+            "edgekit-ncnn-speed-plan": f"counted, rules {ncnn_plan.PLAN_RULES}"
+            if ncnn_plan.enabled()
+            else "off",
         }
 
     def convert(self, onnx_path: Path, recipe: Recipe, fmt: Format, out_dir: Path) -> list[Path]:

@@ -50,6 +50,9 @@ from edgekit.profile import Profile
 
 ENV_SWITCH = "EDGEKIT_NCNN_SPEED_PLAN"  # "0": no counting at conversion (every quantizable layer int8)
 COUNT_FAILED = "counting failed"  # how plan_and_build's reason begins when the counting itself failed
+# in the cache key of a counted ncnn-int8: a change of what the plan keeps from the same counts converts again
+# (2: the fp32 model, not the weighted plan, when that and the strict plan both leave a core slower than fp32)
+PLAN_RULES = "2"
 SWITCHED_OFF = f"{ENV_SWITCH}=0"  # its reason when the user (or the test suite) turned counting off
 
 
