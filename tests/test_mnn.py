@@ -464,11 +464,14 @@ def test_every_thread_count_of_one_agent_run_gets_its_own_pool_size(
     assert one_four[4] == alone_4
     # and no pool yet while the one-thread row runs: a pool started for the 4-thread row spun in its windows
     assert one_four[1] == threads_seen([1])[1], one_four
+    # in whatever order the plan names them (r10: --threads 2,1 put the pool first again)
+    assert threads_seen([4, 1]) == one_four
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("plan", [(1, 2), (2, 1)])
 def test_one_thread_counts_hold_only_the_inference_thread_whatever_the_thread_plan(
-    pi4_emu: object, mnn_artifacts: list[Artifact]
+    pi4_emu: object, mnn_artifacts: list[Artifact], plan: tuple[int, int]
 ) -> None:
     """The agent started MNN at the most threads asked before its one-thread rows: under --threads 1,2 that
     pool's idle workers ran in every one-thread window (split [866526, 228584] for tiny's mnn-fp32), and a
@@ -479,7 +482,7 @@ def test_one_thread_counts_hold_only_the_inference_thread_whatever_the_thread_pl
     result = deploy(
         load_recipe(TINY),
         [pi4_emu],
-        DeployOptions(repeat=2, warmup=1, threads=(1, 2), samples=1, formats=FORMATS, host=False),
+        DeployOptions(repeat=2, warmup=1, threads=plan, samples=1, formats=FORMATS, host=False),
         lambda m: None,
         mnn_artifacts,
     )

@@ -37,7 +37,7 @@ EPILOG = """Examples:
 and qemu's emulated wall times shown too)
 
 Emulated targets (pi4-emu, ...) count guest instructions: their table leads with the real board's ESTIMATE (from
-the counts, with its 80% interval; not a measurement) and ratios by instruction count; qemu's emulated wall times,
+the counts, with its interval: 80% where cross-validated, * where not; not a measurement) and ratios by instruction count; qemu's emulated wall times,
 never device latency, only with --verbose or in --json. Their timing plan is their benchmark_cap (pi4-emu: 1
 thread, repeat 3, warmup 1, 4 inputs) unless --threads, --repeat, --warmup or --samples choose."""
 
