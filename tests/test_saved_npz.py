@@ -302,3 +302,29 @@ def test_a_deploy_whose_device_sends_an_outputs_file_of_lying_headers_keeps_ever
     assert f"hostile onnx-fp32: outputs not comparable with the ONNX model's: {why}" in table.stdout, (
         table.stdout[-3000:] + table.stderr[-2000:]
     )
+
+
+def test_an_outputs_file_of_many_members_reads_in_one_pass_over_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """r10: each array rebuilt a set of every member's name, so an outputs file saved input by input (3 outputs x
+    10,000 inputs: 30,000 members) took 64-135 s to read where np.load took 29 s. The names are read once: reading
+    every array asks the zip directory for its names once, not once per array."""
+    import zipfile
+
+    path = tmp_path / "many.npz"
+    np.savez(path, **{f"out{i % 3}__{i // 3}": np.full(4, i, np.float32) for i in range(600)})
+    calls = 0
+    original = zipfile.ZipFile.namelist
+
+    def counted(self: zipfile.ZipFile) -> list[str]:
+        nonlocal calls
+        calls += 1
+        return original(self)
+
+    monkeypatch.setattr(zipfile.ZipFile, "namelist", counted)
+    saved = SavedNpz(path)
+    values = [float(saved.array(k)[0]) for k in saved.files]
+    saved.close()
+    assert sorted(values) == [float(i) for i in range(600)]
+    assert calls <= 2, calls

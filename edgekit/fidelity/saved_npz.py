@@ -54,6 +54,9 @@ class SavedNpz:
             self._handle.close()
             raise
         self.files = [n[: -len(".npy")] if n.endswith(".npy") else n for n in self._zip.namelist()]
+        self._names = set(
+            self._zip.namelist()
+        )  # once: a set per array made 30,000 members take minutes (r10)
 
     def _opened(self, limit: int) -> zipfile.ZipFile:
         if self._handle.read(6) == b"\x93NUMPY":
@@ -85,9 +88,8 @@ class SavedNpz:
     def array(self, key: str, expected: Sequence[int] | None = None) -> np.ndarray:
         """The array under `key` (KeyError when the file has none), its header checked before it is read: numbers,
         no more bytes than its member holds, and the `expected` shape when given (-1: any size on that axis)."""
-        names = set(self._zip.namelist())
-        member = f"{key}.npy" if f"{key}.npy" in names else key
-        if member not in names:
+        member = f"{key}.npy" if f"{key}.npy" in self._names else key
+        if member not in self._names:
             raise KeyError(f"{key} is not a file in the archive")
         info = self._zip.getinfo(member)
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
