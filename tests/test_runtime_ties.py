@@ -149,3 +149,40 @@ def test_a_tie_of_two_formats_of_one_runtime_ranks_no_runtime_apart() -> None:
     assert ranking.sample_tie is None
     cells = _cells(_result(host))
     assert cells == {"onnxruntime": ["1. onnx-int8 0.545"], "mnn": ["2. mnn-fp32 2.04"]}, cells
+
+
+def test_a_same_runtime_runner_up_does_not_hide_the_next_runtime_s_tie() -> None:
+    """Review r10: the route's runner-up was onnx-fp32 (onnx-int8's own runtime), so mnn-fp32, whose samples the
+    rank test does not tell from onnx-int8's (p=0.45), was ranked '2.' on the host while pi5, with the same samples
+    x10 and no onnx-fp32, showed '=1.'. The two fastest runtimes' samples are now tested themselves."""
+    from edgekit.route_deploy import routes_for_deploy
+    from edgekit.runtimes.ranking import rank_runtimes, tie_note, verdicts
+
+    onnx_int8 = [m - 0.001 for m in MNN]  # a hair under mnn-fp32 (ONNX's samples), onnx-fp32 the same spread
+    host = _run("host", {"onnx-int8": onnx_int8, "mnn-fp32": ONNX, "onnx-fp32": MNN})
+    pi5 = _run("pi5", {"onnx-int8": [x * 10 for x in onnx_int8], "mnn-fp32": [o * 10 for o in ONNX]})
+    result = _result(host, pi5)
+    route = next(r for r in routes_for_deploy(result) if r.target == "host")
+    assert (route.artifact, route.tied_with) == ("onnx-int8", "onnx-fp32")  # the route's tie: one runtime
+    cells = _cells(result)
+    assert cells == {
+        "onnxruntime": ["=1. onnx-int8 1.09", "=1. onnx-int8 10.9"],
+        "mnn": ["=1. mnn-fp32 1.12", "=1. mnn-fp32 11.2"],
+    }, cells
+    host_ranking = rank_runtimes(result)[0]
+    assert host_ranking.sample_tie is not None and host_ranking.sample_tie[:2] == ("onnx-int8", "mnn-fp32")
+    # the route's own tie is another pair: not said to be the route's
+    note = tie_note(result) or ""
+    assert (
+        "=N on host: its timed samples do not tell these apart (Mann-Whitney p=0.45: a tie by the route's rank"
+        in note
+    )
+    assert (
+        "=N on pi5: its timed samples do not tell these apart (Mann-Whitney p=0.45: a tie, as its route says)"
+        in note
+    )
+    (line,) = verdicts(rank_runtimes(result))
+    assert line.startswith(
+        "host's fastest runtime onnxruntime (onnx-int8), which the host's samples do not tell apart from mnn "
+        "(mnn-fp32) (Mann-Whitney p=0.45: a tie by the route's rank test),"
+    ), line

@@ -61,9 +61,10 @@ class TargetRanking:
     # estimate basis: artifact -> its estimate ({estimate_ms, low_ms, high_ms}), to tell ties from ranks
     estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: int = 1  # the thread count its figures are at
-    # measured basis: the route's tie (its choice, the runner-up its samples do not tell apart, the Mann-Whitney p),
-    # where the two are of different runtimes (measured_tie): the table and the verdict say it as the route does
+    # measured basis: the two fastest runtimes' tie (the first's artifact, the second's, the Mann-Whitney p: their
+    # samples not told apart by the route's rank test, measured_tie); `route_tie`: the route's own tie is that pair
     sample_tie: tuple[str, str, float] | None = None
+    route_tie: bool = False
 
     def rank_of(self, runtime: str) -> int | None:
         return next((e.rank for e in self.entries if e.runtime == runtime), None)
@@ -89,15 +90,20 @@ class TargetRanking:
             (e for e in ranked[max(k - 1, 0) : k + 2] if e is not entry and self.tied(entry, e)), None
         )
 
+    def tie_test(self) -> str:
+        """'Mann-Whitney p=0.55: a tie, as its route says', or where the route's own tie is another pair (its
+        choice with a format of the same runtime), 'a tie by the route's rank test'."""
+        p = self.sample_tie[2] if self.sample_tie else 1.0
+        return f"Mann-Whitney p={p:.2f}: a tie" + (
+            ", as its route says" if self.route_tie else " by the route's rank test"
+        )
+
     def tie_words(self, first: bool, rival: RuntimeEntry) -> str:
         """What does not order an entry and the `rival` it is tied with: 'the estimates do not rank the two: ...'
         or, measured, the route's rank test; `first`: the entry is the first of the two ('it apart from X')."""
         apart = f"it apart from {rival.runtime} ({rival.artifact})"
         if self.basis is Basis.P50_MS and self.sample_tie is not None:
-            return (
-                f"the samples do not tell {apart if first else 'the two apart'} "
-                f"(Mann-Whitney p={self.sample_tie[2]:.2f}: a tie, as its route says)"
-            )
+            return f"the samples do not tell {apart if first else 'the two apart'} ({self.tie_test()})"
         return (
             f"the estimates do not rank {apart if first else 'the two'}: one lies inside the other's interval"
         )
@@ -147,7 +153,11 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
             e.rank = k
         ranking.entries = ranked + [e for e in ranking.entries if not e.artifact]
         if basis is Basis.P50_MS:
-            ranking.sample_tie = measured_tie(run.target, candidates, n)
+            ranking.sample_tie = measured_tie(candidates, ranked)
+            route = recommend(run.target, candidates, basis, n)
+            ranking.route_tie = ranking.sample_tie is not None and (route.artifact, route.tied_with) == tuple(
+                ranking.sample_tie[:2]
+            )
         if basis is Basis.ESTIMATE_MS:
             ranking.estimates = {
                 e.artifact: est for e in ranked if e.artifact and (est := bounded(run, e.artifact, n))
@@ -162,21 +172,23 @@ def rank_runtimes(result: DeployResult, threads: int | None = None) -> list[Targ
     return rankings
 
 
-def measured_tie(target: str, candidates: list[Candidate], threads: int) -> tuple[str, str, float] | None:
-    """The route's measured tie among `candidates` (its choice, the runner-up and the rank test's p), where the two
-    are of different runtimes: 'mnn-fp32 and onnx-fp32 are not told apart by these samples (Mann-Whitney
-    p=0.55)' was the route's note while the table ranked them 1 and 2 and the verdict said mnn 'stays fastest'.
-    A tie of two formats of one runtime (onnx-int8 with onnx-fp32) ranks no runtime: None."""
-    route = recommend(target, candidates, Basis.P50_MS, threads)
-    if route.artifact is None or route.tied_with is None:
+def measured_tie(candidates: list[Candidate], ranked: list[RuntimeEntry]) -> tuple[str, str, float] | None:
+    """The tie of the two fastest runtimes (`ranked`: first the fastest) as the route's rank test tells it
+    (route._tie: at least MIN_SAMPLES each, the second not slower at TIE_P), on their own samples: the first's
+    artifact, the second's and the p. 'mnn-fp32 and onnx-fp32 are not told apart by these samples (Mann-Whitney
+    p=0.55)' was the route's note while the table ranked them 1 and 2. The route's runner-up was tested alone: one
+    of the same runtime (onnx-fp32 under onnx-int8) hid mnn-fp32 at p=0.45, ranked 2 on the host and '=1.' on pi5."""
+    if len(ranked) < 2:
         return None
-    if _runtime(route.artifact) == _runtime(route.tied_with):
-        return None
+    from edgekit.route import MIN_SAMPLES, TIE_P
     from edgekit.samples import slower_p_value
 
     samples = {c.artifact: c.samples for c in candidates}
-    p = slower_p_value(samples[route.tied_with], samples[route.artifact])  # as route._tie tests it
-    return route.artifact, route.tied_with, p
+    first, second = (samples.get(e.artifact or "", ()) for e in ranked[:2])
+    if min(len(first), len(second)) < MIN_SAMPLES:
+        return None
+    p = slower_p_value(second, first)  # as route._tie tests the runner-up against the choice
+    return (ranked[0].artifact or "", ranked[1].artifact or "", p) if p >= TIE_P else None
 
 
 def verdicts(rankings: list[TargetRanking]) -> list[str]:
@@ -200,7 +212,7 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
     if other is not None and host.sample_tie is not None:  # the host's own route called the two a tie
         lead += (
             f", which the host's samples do not tell apart from {other.runtime} ({other.artifact}) "
-            f"(Mann-Whitney p={host.sample_tie[2]:.2f}: a tie, as its route says),"
+            f"({host.tie_test()}),"
         )
     lines = []
     for r in rankings:
@@ -361,10 +373,7 @@ def _tie_lines(rankings: list[TargetRanking]) -> list[str]:
         lines.append("=N: the board estimates do not rank these apart (one lies inside the other's interval)")
     for r in tied:
         if r.basis is Basis.P50_MS and r.sample_tie is not None:
-            lines.append(
-                f"=N on {r.target}: its timed samples do not tell these apart (Mann-Whitney p={r.sample_tie[2]:.2f}: "
-                "a tie, as its route says)"
-            )
+            lines.append(f"=N on {r.target}: its timed samples do not tell these apart ({r.tie_test()})")
     return lines
 
 
