@@ -125,6 +125,7 @@ HOST_ONLY = frozenset(
         "test_profile_shapes.py",
         "test_profile_skipped.py",
         "test_profile_tflite_branches.py",
+        "test_progress.py",
         "test_rank3_runners.py",
         "test_recipe.py",
         "test_recipe_package.py",

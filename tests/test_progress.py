@@ -146,3 +146,30 @@ def test_runtime_info_lines_are_kept_out_and_warnings_kept() -> None:
     assert "XNNPACK" not in out.stderr + out.stdout and "TfrtCpuClient" not in out.stderr + out.stdout
     assert "a real warning" in out.stderr and "python stderr" in out.stderr  # written back after the display
     assert "host: measuring" in out.stdout
+
+
+def test_the_board_names_what_the_agent_measures_in_the_agents_order(tmp_path: object) -> None:
+    """r10: the agent measures each artifact at one thread count before the next, fewest threads first, but the
+    plan the board follows listed artifact by artifact in the plan's order: 'now onnx-fp32 x2' while the agent ran
+    onnx-int8 x1. A real deploy to the host with --threads 2,1: the items planned come in the order measured."""
+    from pathlib import Path
+
+    from edgekit.convert.pipeline import convert_recipe
+    from edgekit.deploy import DeployOptions, deploy
+    from edgekit.formats import Format
+    from edgekit.recipe import load_recipe
+
+    tiny = Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml"
+    formats = [Format.ONNX_FP32, Format.ONNX_INT8]
+    artifacts = convert_recipe(load_recipe(tiny), formats, keep_going=True)
+    said: list[object] = []
+    deploy(
+        load_recipe(tiny),
+        [],
+        DeployOptions(repeat=2, warmup=0, threads=(2, 1), samples=1, formats=formats),  # type: ignore[arg-type]
+        said.append,
+        artifacts,
+    )
+    planned = [item for m in said if isinstance(m, Planned) and m.target == "host" for item in m.items]
+    measured = [(m.artifact, m.threads) for m in said if isinstance(m, Measured) and m.target == "host"]
+    assert len(measured) == 4 and planned == measured, (planned, measured)

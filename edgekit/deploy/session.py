@@ -313,18 +313,20 @@ class TargetSession(Finishing):
     def run_agents(self, transport: Transport, arts: list[AgentArtifact], inputs: Path) -> None:
         """One agent invocation per (python, TFLite runtime) group; restarted after a crash."""
         groups: dict[tuple[str, str], list[AgentArtifact]] = {}
-        self.say(
-            Planned(
-                self.target.name,
-                [(a.id, t) for a in arts for t in self.settings.threads],
-                f"{self.target.name}: {len(arts)} artifacts x {len(self.settings.threads)} thread counts "
-                "to measure",
-            )
-        )
         for art in arts:
             runtime = runtime_for(art.format, self.target.runtimes)
             python = self.target.python_for(runtime if runtime != "auto" else "ai_edge_litert")
             groups.setdefault((python, runtime), []).append(art)
+        # in the order the agents measure: group by group, each group's artifacts at one thread count before the
+        # next, fewest threads first (the board named onnx-fp32 x2 as running while the agent ran onnx-int8 x1)
+        threads = sorted(set(self.settings.threads))
+        self.say(
+            Planned(
+                self.target.name,
+                [(a.id, t) for group in groups.values() for t in threads for a in group],
+                f"{self.target.name}: {len(arts)} artifacts x {len(threads)} thread counts to measure",
+            )
+        )
         self._say_unlisted(arts)
         try:
             self._invoke_groups(transport, groups, inputs)
