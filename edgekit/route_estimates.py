@@ -12,6 +12,10 @@ from edgekit.results import TargetRun
 from edgekit.route import Route, figure_text
 from edgekit.route_rejections import NOT_RANKED_APART, ranked_below
 
+# a rejection (Route.rejected) of an artifact left out of its thread count's ranking: its estimate there read no
+# split between threads, so it ranks no thread count (unread_at)
+SPLIT_UNREAD = "estimate read no split between threads"
+
 
 def count_vs_fp32(run: TargetRun, route: Route) -> None:
     """An estimate-basis route's speed-up over fp32 by the exact counts too: the estimates' ratio (1.14x for
@@ -113,15 +117,39 @@ def split_unread(run: TargetRun, route: Route) -> str | None:
     return str(note) if note else None
 
 
-def thread_count_not_chosen(lower: Route, chosen: Route) -> str:
-    """The caveat of a route whose thread count was kept though LOWER, at more threads, had the lower estimate
-    made without the split between threads it reads (split_unread)."""
-    plural = "s" if chosen.threads != 1 else ""
+def unread_at(run: TargetRun, threads: int) -> dict[str, str]:
+    """The artifacts whose estimate at `threads` read no split between threads (split_unread), each with the
+    rejection a route that ranks the thread count without them says: 'estimate read no split between threads
+    (~78.2 ms ESTIMATE): not ranked at 2 threads'."""
+    unread = {}
+    for key, est in run.estimates.items():
+        artifact, _, count = key.rpartition(" x")
+        if count == str(threads) and isinstance(est, dict) and est.get("split_not_counted"):
+            figure = (
+                f" (~{figure_text(float(est['estimate_ms']))} ms ESTIMATE)" if est.get("estimate_ms") else ""
+            )
+            unread[artifact] = f"{SPLIT_UNREAD}{figure}: not ranked at {threads} threads"
+    return unread
+
+
+def thread_count_not_chosen(lower: Route, chosen: Route, fewest: int = 1) -> str:
+    """The caveat of a route that LOWER, at more threads, undercuts with an estimate made without the split between
+    threads it reads (split_unread): the chosen thread count was kept, or (the same count) ranked by the estimates
+    that read a split. `fewest`: the fewest threads measured, which that estimate's speed-up is over."""
+    plural = "s" if fewest != 1 else ""
+    why = (
+        f"that estimate read no split between threads (said under the table), so its speed-up over {fewest} "
+        f"thread{plural} is the cost model's for ncnn's benchmark models, not {lower.artifact}'s"
+    )
+    if lower.threads == chosen.threads:
+        return (
+            f"at {lower.threads} threads {lower.artifact} is estimated lower (~{figure_text(lower.value or 0.0)} ms "
+            f"ESTIMATE), but {why}: {chosen.artifact}'s estimate read one, so it ranks that thread count; time "
+            f"{lower.artifact} at both thread counts on the board"
+        )
     return (
         f"{lower.threads} threads not chosen, though {lower.artifact} is estimated lower there "
-        f"(~{figure_text(lower.value or 0.0)} ms ESTIMATE): that estimate read no split between threads (said "
-        f"under the table), so its speed-up over {chosen.threads} thread{plural} is the cost model's for ncnn's "
-        f"benchmark models, not {lower.artifact}'s; time both thread counts on the board"
+        f"(~{figure_text(lower.value or 0.0)} ms ESTIMATE): {why}; time both thread counts on the board"
     )
 
 
