@@ -128,12 +128,21 @@ def test_a_tflite_op_counted_below_zero_is_kept_and_marked(files: dict[str, Path
     signed = sum(
         x["instructions"] if x["clamped_from"] is None else x["clamped_from"] for x in data["layers"]
     )
-    assert signed == data["total"] - data["fixed"]  # the prefixes' differences add up to the whole again
+    # the prefixes' differences add up to the whole again: within a count's noise, not to the instruction (each
+    # prefix and the whole model are separate files counted in their own windows, and a TFLite count moves by up to
+    # 538 instructions with what ran before it in the process: report/levels.py; 16 apart in a CI run)
+    assert abs(signed - (data["total"] - data["fixed"])) <= 1_000, (signed, data["total"], data["fixed"])
     done = profile(str(files["tflite"]), "--target", "pi4-emu", "--top", "1")
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
     rows = [line.split() for line in done.stdout.splitlines()[2:] if len(line.split()) == 6]
     assert [row[-1] for row in rows[1:]] == ["!"] * len(clamped), done.stdout  # shown past --top, marked
-    assert [float(row[-2]) for row in rows[1:]] == [round(x["clamped_from"] / 1e3, 2) for x in clamped]
+    shown = [
+        float(row[-2]) for row in rows[1:]
+    ]  # thousands, from a second count (the same noise): within 1 k
+    assert all(abs(a - x["clamped_from"] / 1e3) <= 1.0 for a, x in zip(shown, clamped, strict=True)), (
+        shown,
+        clamped,
+    )
     assert f"marked '!' counted below 0 ({clamped[0]['name']} " in done.stdout, done.stdout
 
 
