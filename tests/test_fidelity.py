@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from edgekit.fidelity.check import align_outputs, check_gates, compare
+from edgekit.fidelity.alignment import align_outputs
+from edgekit.fidelity.check import check_gates, compare
 from edgekit.recipe import Gates, Recipe, load_recipe
 
 rng = np.random.default_rng(0)

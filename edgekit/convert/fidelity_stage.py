@@ -125,11 +125,12 @@ def fidelity_digest(data: str, recipe: Recipe, fmt: Format, reference: str | Non
     for the reference and the artifact's own runtime: neither is in every format's key) and, for a user's ONNX,
     the reference's own files (`reference`: numbers made against a damaged original.onnx outlived its repair)."""
     from edgekit.fidelity import check as fidelity
+    from edgekit.fidelity import detection
     from edgekit.runtimes.base import OUTPUTS_VERSION
 
     spec = (
         f"{data}:{fidelity.FIDELITY_VERSION}:{OUTPUTS_VERSION}:{recipe.task.value}:"
-        f"{fidelity.DETECT_CONF}:{fidelity.DETECT_NMS_IOU}:{fidelity.MATCH_IOU}:{fidelity.MATCH_SCORE_MARGIN}:"
+        f"{detection.DETECT_CONF}:{detection.DETECT_NMS_IOU}:{detection.MATCH_IOU}:{detection.MATCH_SCORE_MARGIN}:"
         f"{json.dumps(list(recipe.outputs))}:{json.dumps(host_runtime_versions(fmt), sort_keys=True)}"
         + (f":reference={reference}" if reference else "")
     )

@@ -99,7 +99,7 @@ def layout_record(
     told to keep the input as it is."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgekit.fidelity.check import output_order
+    from edgekit.fidelity.alignment import output_order
     from edgekit.runtimes.host import run_onnx, run_tflite
 
     interp = Interpreter(model_path=str(tflite_path))

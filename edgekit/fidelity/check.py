@@ -22,25 +22,22 @@ recipe's evaluation inputs. Numbers (JSON-ready, stored in Artifact.fidelity and
 - detector (`task: detect`, outputs `boxes` [1,N,4] xyxy and `scores` [1,N,C], see zoo/yolov5_lite.py): boxes
   after NMS (score >= 0.25, IoU 0.45) matched to the reference's at IoU >= 0.5 and same class (`box_match`,
   None when the reference finds no box; a reference box the artifact scores just under 0.25, down to 0.20, is
-  found, not lost); with labels also mAP@0.5 and mAP@0.5:0.95 of both and the drop.
+  found, not lost); with labels also mAP@0.5 and mAP@0.5:0.95 of both and the drop (edgekit.fidelity.detection).
 
-Output names differ between runtimes (a known trap), so `align_outputs` maps them to the ONNX outputs: by
-equal name first, then by the index at the end of the name (onnx2tf's output_0 / Identity_1 /
-PartitionedCall:1, pnnx's out0 keep the ONNX order), then by unique shape, and only then by position; it
-records which rule won.
+Output names differ between runtimes (a known trap): edgekit.fidelity.alignment maps them to the ONNX outputs
+and records which rule won.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from edgekit.convert.base import Artifact
 from edgekit.convert.calibration import Labels
-from edgekit.fidelity import metrics
+from edgekit.fidelity.alignment import align_outputs
+from edgekit.fidelity.detection import detect_numbers, detector_outputs
 from edgekit.formats import Runtime
 from edgekit.recipe import Gates, Recipe, Task, check_class_range
 from edgekit.report.figures import gate_failures
@@ -67,7 +64,6 @@ VANISHING = 1e-4
 # An artifact's output at most this large where the ONNX model's is 0 on every input is ~0 too: values this small
 # are the arithmetic's rounding (VANISHING), not an answer; its cosine figures are not judged (module docstring)
 ZERO_OUTPUT = VANISHING
-DETECT_CONF, DETECT_NMS_IOU, MATCH_IOU = 0.25, 0.45, 0.5
 # Why an output's cosine gates are not checked (check_gates), after "output y is"
 NOT_JUDGED = (
     f"0 on every evaluation input in the ONNX model itself and at most {ZERO_OUTPUT:g} in the artifact: no "
@@ -82,46 +78,19 @@ SAME_EVERY_INPUT = (
 )
 # The overall cosine figures, taken from every output's own (compare): an output not judged is left out of them
 COSINES = ("cosine", "cosine_worst", "cosine_p5")
-# A reference box scored just above the threshold that the artifact scores just below it is the same detection,
-# not a lost one: the reference's boxes (score >= DETECT_CONF) are looked for among the artifact's boxes down to
-# DETECT_CONF - MATCH_SCORE_MARGIN. Without it ncnn-fp16 on the Cortex-A76 (fp16 arithmetic: boxes within a pixel,
-# scores within 0.02) missed min_box_match 0.95 on yolov5-lite: one box of 12, 0.253 in the reference, was 0.238.
-MATCH_SCORE_MARGIN = 0.05
 
 
 def run_artifact(artifact: Artifact, inputs: np.ndarray, threads: int = 1) -> Outputs:
     """The artifact's outputs on `inputs`, named as its runtime names them (its runtime module runs it). A TFLite
     artifact with a recorded layout (provenance `layout`, edgekit.convert.tflite_layout) is fed and read back by
-    it, so its outputs come in the ONNX model's layout; without one the shape rule of `_fit` applies."""
+    it, so its outputs come in the ONNX model's layout; without one the shape rule of
+    edgekit.fidelity.alignment._fit applies."""
     layout = artifact.provenance.get("layout")
     if layout and artifact.format.runtime is Runtime.TFLITE:
         from edgekit.runtimes.host import run_tflite
 
         return run_tflite(artifact.files[0], inputs, threads, layout=layout)
     return spec_for(artifact.format).run_format(artifact.format, artifact.files, inputs, threads)
-
-
-def align_outputs(ref: Outputs, got: Outputs) -> tuple[list[np.ndarray], str]:
-    """`got` arrays in the order and shapes of `ref`, and the rule that matched them (module docstring)."""
-    order, rule = output_order(ref, got)
-    return [_fit(got[order[k]][1], ref[k][1]) for k in range(len(ref))], rule
-
-
-def output_order(ref: Outputs, got: Outputs) -> tuple[list[int], str]:
-    """For each output of `ref`, the index of the output of `got` that stands for it, and the rule that matched
-    them (module docstring)."""
-    ref_names = [n for n, _ in ref]
-    if len(got) != len(ref):
-        raise ValueError(f"the artifact has {len(got)} outputs, the reference {len(ref)}")
-    order = _by_name(ref_names, got)
-    rule = "name"
-    if order is None:
-        order, rule = _by_index(ref_names, got), "index"
-    if order is None:
-        order, rule = _by_shape(ref, got), "shape"
-    if order is None:
-        order, rule = list(range(len(ref))), "position"
-    return order, rule
 
 
 def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -> dict[str, Any]:
@@ -165,8 +134,8 @@ def compare(ref: Outputs, got: Outputs, recipe: Recipe, labels: Labels | None) -
                 top1 = {key: v for key, v in top1.items() if key not in ("top1_agreement", "top1_drop")}
             numbers.update(top1)
     elif recipe.task is Task.DETECT:
-        b, s = _detector_outputs(ref)
-        numbers.update(_detect(ref[b][1], ref[s][1], arrays[b], arrays[s], labels))
+        b, s = detector_outputs(ref)
+        numbers.update(detect_numbers(ref[b][1], ref[s][1], arrays[b], arrays[s], labels))
     return numbers
 
 
@@ -349,101 +318,3 @@ def _classify(ref: np.ndarray, got: np.ndarray, labels: Labels | None) -> dict[s
         out["top1"] = float(np.mean(g == lab))
         out["top1_drop"] = out["top1_reference"] - out["top1"]
     return out
-
-
-def _detector_outputs(ref: Outputs) -> tuple[int, int]:
-    names = [n for n, _ in ref]
-    if "boxes" in names and "scores" in names:
-        return names.index("boxes"), names.index("scores")
-    fours = [k for k, (_, a) in enumerate(ref) if a.shape[-1] == 4]
-    if len(ref) == 2 and len(fours) >= 1:
-        return fours[0], 1 - fours[0]
-    raise ValueError(
-        "a detector needs two outputs, `boxes` [1, N, 4] and `scores` [1, N, classes] "
-        "(see edgekit/zoo/yolov5_lite.py)"
-    )
-
-
-def _detect(
-    rb: np.ndarray, rs: np.ndarray, gb: np.ndarray, gs: np.ndarray, labels: Labels | None
-) -> dict[str, Any]:
-    nms = {"conf": DETECT_CONF, "iou": DETECT_NMS_IOU}
-    ref_dets, got_dets = metrics.detections(rb, rs, **nms), metrics.detections(gb, gs, **nms)
-    # greedy NMS: boxes under the threshold suppress none above it, so this is got_dets plus the near misses
-    near = metrics.detections(gb, gs, conf=DETECT_CONF - MATCH_SCORE_MARGIN, iou=DETECT_NMS_IOU)
-    matched = sum(_matched(r, g) for r, g in zip(ref_dets, near))
-    total = sum(len(r) for r in ref_dets)
-    out: dict[str, Any] = {
-        "boxes_reference": int(total),
-        "boxes": int(sum(len(g) for g in got_dets)),
-        "box_match": matched / total if total else None,
-    }
-    if isinstance(labels, list):
-        ref_m, got_m = metrics.detection_metrics(rb, rs, labels), metrics.detection_metrics(gb, gs, labels)
-        out.update(
-            {
-                "map50_reference": ref_m["map50"],
-                "map50": got_m["map50"],
-                "map50_95_reference": ref_m["map50_95"],
-                "map50_95": got_m["map50_95"],
-                "map50_drop": ref_m["map50"] - got_m["map50"],
-                "map50_95_drop": ref_m["map50_95"] - got_m["map50_95"],
-            }
-        )
-    return out
-
-
-def _matched(ref: np.ndarray, got: np.ndarray) -> int:
-    """Reference detections (score order) matched greedily to an unused same-class detection at IoU >= 0.5."""
-    if len(ref) == 0 or len(got) == 0:
-        return 0
-    iou = metrics.box_iou(ref[:, :4], got[:, :4])
-    iou[ref[:, 5][:, None] != got[:, 5][None, :]] = 0.0
-    used = np.zeros(len(got), bool)
-    count = 0
-    for i in range(len(ref)):
-        cand = np.where(used, -1.0, iou[i])
-        j = int(np.argmax(cand))
-        if cand[j] >= MATCH_IOU:
-            used[j] = True
-            count += 1
-    return count
-
-
-# --- output alignment ---------------------------------------------------------------------------------------
-def _by_name(ref_names: Sequence[str], got: Outputs) -> list[int] | None:
-    names = [n for n, _ in got]
-    if all(n in names for n in ref_names):
-        return [names.index(n) for n in ref_names]
-    return None
-
-
-def _by_index(ref_names: Sequence[str], got: Outputs) -> list[int] | None:
-    idx = []
-    for name, _ in got:
-        m = re.search(r"(\d+)$", name)
-        idx.append(int(m.group(1)) if m else 0)
-    if sorted(idx) != list(range(len(ref_names))):
-        return None
-    return [idx.index(k) for k in range(len(ref_names))]
-
-
-def _by_shape(ref: Outputs, got: Outputs) -> list[int] | None:
-    shapes = [tuple(a.shape) for _, a in got]
-    ref_shapes = [tuple(a.shape) for _, a in ref]
-    if len(set(shapes)) != len(shapes) or sorted(shapes) != sorted(ref_shapes):
-        return None
-    return [shapes.index(s) for s in ref_shapes]
-
-
-def _fit(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """`got` in the reference's shape. An output already in the ONNX layout (a TFLite artifact's recorded layout
-    applied, every other runtime) is taken as it is; only an output of another shape is guessed at: a
-    channels-last one transposed back, else reshaped."""
-    if got.shape == ref.shape:
-        return got
-    if got.ndim == 4 and got.transpose(0, 3, 1, 2).shape == ref.shape:  # channels-last output of onnx2tf
-        return got.transpose(0, 3, 1, 2)
-    if got.size == ref.size:
-        return got.reshape(ref.shape)
-    raise ValueError(f"an output of shape {got.shape} cannot stand for the reference's {ref.shape}")

@@ -18,6 +18,7 @@ import numpy as np
 from edgekit.agent.contract import per_input_key
 from edgekit.convert.calibration import Labels
 from edgekit.fidelity import check as fidelity
+from edgekit.fidelity.alignment import output_order
 from edgekit.fidelity.saved_npz import SavedNpz
 from edgekit.formats import Format
 from edgekit.recipe import Recipe
@@ -100,7 +101,7 @@ def compare(
     differs in size on an input is NotComparable, naming it."""
     n = min(len(reference), len(got))  # a device may have run fewer evaluation samples
     ref, out = _joined(reference[:n], "the reference"), _joined(got[:n], artifact)
-    order, _ = fidelity.output_order(ref, out)
+    order, _ = output_order(ref, out)
     _check_sizes(reference[:n], got[:n], order, reference_name)
     numbers = {**fidelity.compare(ref, out, recipe, _first(labels, n)), "samples": n}
     comp = Comparison(

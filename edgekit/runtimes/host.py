@@ -5,7 +5,7 @@ Host side only (fidelity checks, tests); the on-device agent has its own copy of
 not import edgekit. The runners take a batch (N, ...) in the original model's layout, run it sample by sample
 (our artifacts have a fixed batch of 1) and return `Outputs`: (name, array (N, ...)) pairs in the runtime's
 order.
-The names are what the runtime calls the outputs; `edgekit.fidelity.check.align_outputs` maps them back to
+The names are what the runtime calls the outputs; `edgekit.fidelity.alignment.align_outputs` maps them back to
 the ONNX outputs (a known trap: onnx2tf's INT8 files call them output_0.., dynamic-range files Identity_1..,
 and may order them differently; ncnn calls them out0..).
 """
