@@ -4,7 +4,7 @@ pnnx is run as a subprocess in a temporary folder (pnnx.py; it writes a dozen fi
 .param/.bin are kept, renamed model.param/model.bin, plus model.io.json (see runtime.py): the blob names
 of the inputs and outputs in the original model's order, their shapes, and the ncnn options a runner must set
 so that "fp32" really runs in fp32 on ARMv8.2 cores. ncnn-fp16 stores weights in fp16 (pnnx `fp16=1`);
-ncnn-int8 starts from the fp32 export (`fp16=0`) and is quantized here (int8.py), because ncnn's own
+ncnn-int8 starts from the fp32 export (`fp16=0`) and is quantized (int8_artifact.py, int8.py), because ncnn's own
 ncnn2table/ncnn2int8 are in no package we can install. That fp32 export is the ncnn-fp32 artifact's .param/.bin:
 where the conversion cache holds it (converted earlier in the same run, or by an earlier one), ncnn-int8 takes
 its files and pnnx is not run again (_cached_fp32).
@@ -12,34 +12,21 @@ its files and pnnx is not run again (_cached_fp32).
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edgekit.convert.base import Converter
+from edgekit.convert.ncnn.int8_artifact import quantize_artifact
 from edgekit.convert.ncnn.param import NcnnGraph, read_param
 from edgekit.convert.ncnn.pnnx import run_pnnx
 from edgekit.convert.ncnn.runtime import IO_VERSION, NcnnIO, NcnnModel, io_path_for, options_for
-from edgekit.errors import ConversionError, EdgekitError, RecipeError
+from edgekit.errors import ConversionError
 from edgekit.formats import Format, Precision
 from edgekit.recipe import Recipe
-
-# int8 artifacts run with ncnn's default options: the float layers between int8 ones use fp16 where the core
-# has fp16 arithmetic (ARMv8.2: A76), as a user of ncnn gets them; fp32 on the A72 and on x86.
-INT8_OPTIONS = {
-    "use_fp16_packed": True,
-    "use_fp16_storage": True,
-    "use_fp16_arithmetic": True,
-    "use_bf16_storage": False,
-    "use_int8_inference": True,
-}
 
 
 class NcnnConverter(Converter):
@@ -155,7 +142,7 @@ def convert_model(
     if fmt.precision is Precision.INT8:
         if calibration is None:
             raise ConversionError("ncnn-int8 needs calibration inputs", where=str(model_path))
-        io = _quantize(
+        io = quantize_artifact(
             param,
             bin_path,
             io,
@@ -194,125 +181,6 @@ def _cached_fp32(
     if ".param" not in by_suffix or ".bin" not in by_suffix:
         return None
     return by_suffix[".param"], by_suffix[".bin"], key
-
-
-def _quantize(
-    param: Path,
-    bin_path: Path,
-    io: NcnnIO,
-    calibration: np.ndarray,
-    recipe: Recipe | None,
-    float_layers: frozenset[str] | set[str],
-    progress: Callable[[str], None] | None = None,
-    on_plan_failure: Callable[[str], None] | None = None,
-    on_plan_not_counted: Callable[[str], None] | None = None,
-) -> NcnnIO:
-    """Quantize every layer ncnn can run in int8, then (where the emulated cores are built) keep in float the
-    layers whose int8 kernel counts more instructions (plan.py); the plan goes into the sidecar."""
-    from edgekit.convert.ncnn import plan as ncnn_plan
-    from edgekit.convert.ncnn.int8 import Int8Report, quantize_ncnn
-
-    method = recipe.calibration.method.value if recipe and recipe.calibration else "kl"
-    granularity = recipe.int8.granularity.value if recipe else "per-channel"
-    fp32_io = replace(io, format=Format.NCNN_FP32.value, options=options_for(Format.NCNN_FP32))
-    with tempfile.TemporaryDirectory(prefix="edgekit-int8-") as tmp, _named_as_artifact(tmp, param, bin_path):
-        src_param, src_bin = Path(tmp) / "model.param", Path(tmp) / "model.bin"
-        shutil.copyfile(param, src_param)
-        shutil.copyfile(bin_path, src_bin)
-        fp32_io.write(io_path_for(src_param))
-
-        stats_cache: dict = {}  # calibration statistics, shared by every build of this conversion
-
-        def build(slower: list[str]) -> Int8Report:
-            """Write the int8 artifact with `slower` (and the caller's float layers) left in float."""
-            report = quantize_ncnn(
-                src_param,
-                src_bin,
-                calibration,
-                fp32_io,
-                param,
-                bin_path,
-                method=method,
-                granularity=granularity,
-                float_layers=set(float_layers) | set(slower),
-                stats_cache=stats_cache,
-            )
-            replace(io, options=dict(INT8_OPTIONS), int8=report.to_dict()).write(io_path_for(param))
-            return report
-
-        float_options = {**INT8_OPTIONS, "use_int8_inference": False}  # a float layer in the int8 artifact
-        try:
-            plan, report, why_none = ncnn_plan.plan_and_build(
-                build, src_param, param, float_options, progress
-            )
-        except RecipeError as exc:  # `ncnn_float_layers: [nosuch]`: the recipe's mistake, said at the recipe
-            if recipe is not None:  # (it named the scratch copy of the model, removed before anyone reads it)
-                exc.where = str(recipe.path)
-            raise
-        if plan is not None and not report.quantized:  # int8 lost on every layer: ship the fp32 model as is
-            shutil.copyfile(src_param, param)
-            shutil.copyfile(src_bin, bin_path)
-    if plan is None and why_none.startswith(ncnn_plan.COUNT_FAILED) and on_plan_failure is not None:
-        on_plan_failure(why_none)
-    elif plan is None and why_none != ncnn_plan.SWITCHED_OFF and on_plan_not_counted is not None:
-        on_plan_not_counted(why_none)
-    return _described(io, report, plan, why_none, recipe, float_layers)
-
-
-@contextlib.contextmanager
-def _named_as_artifact(tmp: str, param: Path, bin_path: Path) -> Iterator[None]:
-    """An error naming the fp32 copy in TMP (removed before anyone reads the error) names the artifact's own
-    files instead."""
-    try:
-        yield
-    except EdgekitError as exc:
-        if exc.where and exc.where.startswith(tmp):
-            copies = {str(Path(tmp) / "model.param"): str(param), str(Path(tmp) / "model.bin"): str(bin_path)}
-            exc.where = copies.get(exc.where, exc.where.replace(tmp, str(param.parent)))
-            exc.args = (str(exc),)
-        raise
-
-
-def _described(
-    io: NcnnIO,
-    report: Any,
-    plan: Any,
-    why_none: str,
-    recipe: Recipe | None,
-    float_layers: frozenset[str] | set[str],
-) -> NcnnIO:
-    """The sidecar of the kept artifact: its layers (each float layer with its reason), the plan, the options
-    it runs with and the notes a user reads."""
-    reasons = {c.name: c.reason for c in (plan.layers if plan else []) if not c.int8}
-    for row in report.layers:
-        if row.name in reasons and not row.int8 and row.name not in float_layers:
-            row.reason = f"int8 kernel counts more instructions ({reasons[row.name]})"
-    io.int8 = report.to_dict()
-    io.notes.extend(report.notes())
-    if plan is not None:
-        io.int8["speed_plan"] = plan.to_dict()
-        io.notes.extend(plan.notes())
-    else:
-        io.notes.append(f"no speed plan: {why_none}; every quantizable layer is int8")
-    if plan is not None and not report.quantized:  # int8 lost on every layer (a tiny model): say it plainly
-        io.options = dict(options_for(Format.NCNN_FP32))
-        io.notes.append(
-            "no layer counts fewer instructions in int8 on the emulated cores: this artifact runs "
-            "every layer in float: it is the fp32 model, files and options"
-        )
-        return io
-    io.options = dict(INT8_OPTIONS)
-    io.notes.append(
-        "ncnn's default options (fp16 storage and arithmetic for the float layers where the core has "
-        "them, as on the Cortex-A76; fp32 elsewhere): turning them off made int8 artifacts count 1.1x "
-        "to 2.2x more instructions on the A76"
-    )
-    if recipe is not None and recipe.int8.io.value == "int8":
-        io.notes.append(
-            "int8.io=int8 is not applicable to ncnn: inputs and outputs stay float32 "
-            "(ncnn quantizes inside each int8 layer)"
-        )
-    return io
 
 
 # operators pnnx leaves raw when it cannot read them, though ncnn has a layer that does the same
