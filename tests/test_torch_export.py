@@ -86,6 +86,22 @@ MODELS = textwrap.dedent(
     def attend_branchy():
         torch.manual_seed(0)
         return Attend(True)
+
+
+    class Counted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.attn(x, x, x)[0] + torch.tensor(float(self.calls))  # COUNTED: a Python value, traced
+
+
+    def counted():
+        torch.manual_seed(0)
+        return Counted()
     """
 )
 
@@ -279,3 +295,22 @@ def test_attention_alone_is_no_frozen_flow_warning(tmp_path: Path) -> None:
     warned = re.findall(r"model: warning: tracing froze control flow on a tensor's value at (\S+):", out)
     assert warned == [f"{tmp_path / 'tmods' / 'nets.py'}:{line}"], out
     assert "more place(s)" not in out, out
+
+
+def test_an_export_that_does_not_reproduce_names_the_users_line_not_torchs(tmp_path: Path) -> None:
+    """The error of an export that does not reproduce the module cited the first tracer warning that a tensor
+    became a Python value, and beside an nn.MultiheadAttention that is torch's own shape check
+    (`.../torch/nn/functional.py:6838: Converting a tensor to a Python boolean`) even when the user's own line
+    the tracer warned about is another warning (`torch.tensor results are registered as constants`: a value
+    that changes between calls, baked into the ONNX). Torch's places are never cited; the user's line is."""
+    recipe = _project(
+        tmp_path, "counted", "counted", [1, 6, 16], "{kind: random, samples: 4, low: 0.5, high: 1.0}"
+    )
+    proc = _convert(recipe, tmp_path / "home")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    line = 1 + MODELS.splitlines().index(next(t for t in MODELS.splitlines() if "COUNTED:" in t))
+    error = out[out.index("error (ConversionError)") :]
+    told = re.findall(r"the tracer warned: (\S+):", error)
+    assert told == [f"{tmp_path / 'tmods' / 'nets.py'}:{line}"], error
+    assert "registered as constants" in error, error

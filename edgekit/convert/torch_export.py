@@ -32,7 +32,7 @@ from edgekit.convert.onnx_export import (
     simplify,
     tool_versions,
 )
-from edgekit.convert.torch_check import check_export, check_inputs
+from edgekit.convert.torch_check import check_export, check_inputs, in_torch
 from edgekit.convert.torch_model import build_torch_model, check_one_input, check_output_names, one_input
 from edgekit.errors import ConversionError, RecipeError
 from edgekit.recipe import Recipe, TorchSource
@@ -164,7 +164,7 @@ def describe(meta: dict[str, Any]) -> str | None:
     """One progress line: how the ONNX of a PyTorch source was made and how it matched the module, on how many
     of the evaluation inputs (None for a cache entry that recorded no check); and a second, a warning, where the
     tracer froze control flow on a tensor's value in the user's code (the inputs checked all took the traced path:
-    others may not); torch's own places (_in_torch: shape checks) are not said."""
+    others may not); torch's own places (in_torch: shape checks) are not said."""
     check = meta.get("check")
     if not check:
         return None
@@ -184,7 +184,7 @@ def describe(meta: dict[str, Any]) -> str | None:
         f"model: PyTorch source exported to ONNX by {exporter} (opset {meta.get('opset', OPSET)}){how}; matches "
         f"the model within {check.get('max_abs', float('nan')):.1e} on {inputs} inputs{which}"
     )
-    frozen = [place for place in check.get("frozen") or [] if not _in_torch(place)]
+    frozen = [place for place in check.get("frozen") or [] if not in_torch(place)]
     if frozen:
         more = f" (and {len(frozen) - 1} more place(s))" if len(frozen) > 1 else ""
         line += (
@@ -194,24 +194,6 @@ def describe(meta: dict[str, Any]) -> str | None:
             "or give a torch.export program (.pt2)"
         )
     return line
-
-
-# A frozen place ("FILE:LINE: message") inside an installed torch, for a meta.json written by another environment
-_TORCH_PLACE = re.compile(r"[/\\](?:site|dist)-packages[/\\]torch[/\\]")
-
-
-def _in_torch(place: str) -> bool:
-    """Is this tracer warning's place in torch's own code (nn.MultiheadAttention's `embed_dim != embed_dim_to_check`
-    in torch/nn/functional.py)? There the tensors made Python values are shapes (traced as tensors), not the data:
-    no branch the input steers, and nothing the user can change. Their code's own places are still said, and the
-    export is checked against the module on every evaluation input either way."""
-    import importlib.util
-
-    if _TORCH_PLACE.search(place):
-        return True
-    spec = importlib.util.find_spec("torch")
-    roots = list(spec.submodule_search_locations or []) if spec else []
-    return any(place.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
 def _export(model: Any, example: Any, tmp: Path, recipe: Recipe, src: TorchSource) -> list[str]:
