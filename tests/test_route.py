@@ -303,7 +303,8 @@ def test_the_runtimes_table_marks_estimates_that_do_not_rank_apart() -> None:
     from rich.console import Console
 
     from edgekit.report.table import deploy_table
-    from edgekit.runtimes.ranking import rank_runtimes, runtime_table
+    from edgekit.runtimes.ranking import rank_runtimes
+    from edgekit.runtimes.ranking_table import runtime_table
 
     def est(ms: float, low: float, high: float) -> dict[str, object]:
         return {"status": "ok", "estimate_ms": ms, "low_ms": low, "high_ms": high}
@@ -382,7 +383,8 @@ def test_a_deploy_at_two_threads_only_has_a_route_and_the_fastest_thread_count_i
     """`deploy --threads 2` said "no route: nothing ran on this target (its error is above)" of a run where every
     artifact ran (routes were taken at 1 thread only), and its runtimes table vanished; with 1 and 2 threads a
     faster 2-thread p50 was ignored. Instruction counts of different thread counts do not compare: 1 thread."""
-    from edgekit.runtimes.ranking import rank_runtimes, runtime_table
+    from edgekit.runtimes.ranking import rank_runtimes
+    from edgekit.runtimes.ranking_table import runtime_table
 
     two = _run("local", False, [_measurement("tflite-fp32", 2, 0.09), _measurement("ncnn-fp32", 2, 0.07)], [])
     result = _result(("tflite-fp32", "ncnn-fp32"), [two])
@@ -449,7 +451,8 @@ def test_a_route_without_labels_says_its_gates_were_judged_not_its_accuracy() ->
 def test_a_runtime_whose_formats_all_failed_to_convert_keeps_its_row() -> None:
     """All ncnn formats failed pnnx: the runtimes table had no ncnn row at all (a runtime the user asked for
     vanished); it stays, saying it did not convert."""
-    from edgekit.runtimes.ranking import rank_runtimes, runtime_table
+    from edgekit.runtimes.ranking import rank_runtimes
+    from edgekit.runtimes.ranking_table import runtime_table
 
     run = _run("local", False, [_measurement("tflite-fp32", 1, 0.2), _measurement("onnx-fp32", 1, 0.1)], [])
     result = _result(("tflite-fp32", "onnx-fp32", "ncnn-fp32"), [run])

@@ -147,7 +147,8 @@ def test_a_measured_tie_is_said_as_the_tie_test_says_it() -> None:
 def test_the_runtimes_line_names_the_targets_own_fastest_format_of_the_hosts_runtime() -> None:
     """tiny on pi4-emu: 'host's fastest runtime tflite (tflite-int8) on pi4-emu: stays fastest', where tflite's
     fastest within the gates was tflite-fp16 (tflite-int8 0.78x fp32 by count there)."""
-    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking, verdicts
+    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking
+    from edgekit.runtimes.ranking_table import verdicts
 
     host = TargetRanking(
         "host",

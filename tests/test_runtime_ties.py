@@ -78,7 +78,7 @@ def _result(*runs: TargetRun) -> DeployResult:
 
 def _cells(result: DeployResult) -> dict[str, list[str]]:
     """The runtimes table as printed: runtime -> its cells, one per target."""
-    from edgekit.runtimes.ranking import runtime_table
+    from edgekit.runtimes.ranking_table import runtime_table
 
     table = runtime_table(result)
     assert table is not None
@@ -92,7 +92,8 @@ def _cells(result: DeployResult) -> dict[str, list[str]]:
 
 def test_the_route_s_measured_tie_shows_in_the_table_and_the_verdict() -> None:
     from edgekit.route_deploy import routes_for_deploy
-    from edgekit.runtimes.ranking import rank_runtimes, runtime_html, tie_note, verdicts
+    from edgekit.runtimes.ranking import rank_runtimes
+    from edgekit.runtimes.ranking_table import runtime_html, tie_note, verdicts
 
     host = _run("host", {"mnn-fp32": MNN, "onnx-fp32": ONNX, "opencv-fp32": SLOW})
     pi5 = _run("pi5", {"mnn-fp32": [m * 10 for m in MNN], "onnx-fp32": [o * 10 for o in ONNX]})
@@ -123,7 +124,8 @@ def test_the_route_s_measured_tie_shows_in_the_table_and_the_verdict() -> None:
 
 
 def test_samples_that_tell_the_runtimes_apart_rank_them() -> None:
-    from edgekit.runtimes.ranking import rank_runtimes, tie_note, verdicts
+    from edgekit.runtimes.ranking import rank_runtimes
+    from edgekit.runtimes.ranking_table import tie_note, verdicts
 
     faster = [m * 0.5 for m in MNN]  # every sample under every onnx-fp32 one
     host = _run("host", {"mnn-fp32": faster, "onnx-fp32": ONNX, "opencv-fp32": SLOW})
@@ -156,7 +158,8 @@ def test_a_same_runtime_runner_up_does_not_hide_the_next_runtime_s_tie() -> None
     rank test does not tell from onnx-int8's (p=0.45), was ranked '2.' on the host while pi5, with the same samples
     x10 and no onnx-fp32, showed '=1.'. The two fastest runtimes' samples are now tested themselves."""
     from edgekit.route_deploy import routes_for_deploy
-    from edgekit.runtimes.ranking import rank_runtimes, tie_note, verdicts
+    from edgekit.runtimes.ranking import rank_runtimes
+    from edgekit.runtimes.ranking_table import tie_note, verdicts
 
     onnx_int8 = [m - 0.001 for m in MNN]  # a hair under mnn-fp32 (ONNX's samples), onnx-fp32 the same spread
     host = _run("host", {"onnx-int8": onnx_int8, "mnn-fp32": ONNX, "onnx-fp32": MNN})

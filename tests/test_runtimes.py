@@ -169,7 +169,8 @@ def test_runtimes_ranked_per_target_host_beside_arm() -> None:
         Measurement,
         TargetRun,
     )
-    from edgekit.runtimes.ranking import rank_runtimes, runtime_html, runtime_table, verdicts
+    from edgekit.runtimes.ranking import rank_runtimes
+    from edgekit.runtimes.ranking_table import runtime_html, runtime_table, verdicts
 
     def run(
         target: str, emulated: bool, figures: dict[str, float], failed: tuple[str, ...] = ()
@@ -260,7 +261,8 @@ def test_runtimes_ranked_per_target_host_beside_arm() -> None:
 
 def test_a_host_only_fastest_runtime_hands_over_to_the_host_s_fastest_board_runtime() -> None:
     from edgekit.route import Basis
-    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking, verdicts
+    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking
+    from edgekit.runtimes.ranking_table import verdicts
 
     host = TargetRanking(
         "host",
@@ -284,7 +286,8 @@ def test_a_runtime_that_did_not_run_on_a_target_is_not_said_to_miss_its_gates() 
     accuracy failed on ARM); and the instruction counts printed one decimal of a million, so 133,224 and 136,444
     read '0.1M' one above the other."""
     from edgekit.route import Basis
-    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking, _cell, verdicts
+    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking
+    from edgekit.runtimes.ranking_table import _cell, verdicts
 
     host = TargetRanking("host", Basis.P50_MS, False, [RuntimeEntry("tflite", "tflite-fp32", 0.1, 1)])
     emu = TargetRanking(
@@ -308,7 +311,8 @@ def test_a_runtime_verdict_by_estimates_says_when_they_do_not_rank_the_two() -> 
     """yolov5-lite's verdict said tflite 'ranked 2 of 2' on pi4-emu behind ncnn-int8 at ~101 ms (80-127) with
     tflite-int8 at ~106 ms: inside that interval, so the estimates rank neither; now the line says so."""
     from edgekit.route import Basis
-    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking, verdicts
+    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking
+    from edgekit.runtimes.ranking_table import verdicts
 
     host = TargetRanking("host", Basis.P50_MS, False, [RuntimeEntry("tflite", "tflite-int8", 4.0, 1)])
     pi5 = TargetRanking(
@@ -451,7 +455,7 @@ def test_a_runtime_ranking_says_what_one_timed_invocation_covers_in_each_runtime
 
     from edgekit.report.table import deploy_table
     from edgekit.results import AgentResult, ArtifactInfo, DeployResult, DeviceFacts, Measurement, TargetRun
-    from edgekit.runtimes.ranking import runtime_html, runtime_table
+    from edgekit.runtimes.ranking_table import runtime_html, runtime_table
 
     figures = {"tflite-fp32": 2.0, "onnx-fp32": 1.5, "ncnn-fp32": 3.0}
     ms = [
@@ -494,7 +498,8 @@ def test_an_estimate_whose_interval_is_not_validated_is_marked_as_such_not_as_un
     """ncnn is the runtime the estimate is calibrated on; a tiny ncnn model outside the calibration range has an
     interval that is not validated, and the table called it '*uncalibrated' ('by uncalibrated estimates')."""
     from edgekit.route import Basis
-    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking, _cell, _unit, verdicts
+    from edgekit.runtimes.ranking import RuntimeEntry, TargetRanking
+    from edgekit.runtimes.ranking_table import _cell, _unit, verdicts
 
     host = TargetRanking("host", Basis.P50_MS, False, [RuntimeEntry("ncnn", "ncnn-fp32", 0.1, 1)])
     pi4 = TargetRanking("pi4-emu", Basis.ESTIMATE_MS, True, [RuntimeEntry("ncnn", "ncnn-fp32", 0.163, 1)])

@@ -104,7 +104,8 @@ def test_the_runtimes_comparison_never_ranks_a_twin_against_its_fp32_model(
     ncnn-fp32, by whichever timing of the one model was lower); the `runtimes:` line and the report's section too."""
     from edgekit.report.lines import route_lines
     from edgekit.route_deploy import routes_for_deploy
-    from edgekit.runtimes.ranking import rank_runtimes, runtime_html, runtime_table
+    from edgekit.runtimes.ranking import rank_runtimes
+    from edgekit.runtimes.ranking_table import runtime_html, runtime_table
 
     result, said = twins
     assert "ncnn-int8" not in said.split("runtimes, fastest format")[1].split("one timed invocation")[0], said

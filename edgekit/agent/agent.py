@@ -11,7 +11,7 @@ so a crash keeps what was measured.
 Timing follows TVM's vocabulary: `warmup` runs discarded; `repeat` samples, each one window of `number`
 invocations (raised automatically until a window lasts >= `min_repeat_ms`); a sample is the window's time divided
 by `number`, in ms per invocation. Every sample is kept. One invocation is each runner's `invoke`, and its scope
-differs by runtime (edgekit.runtimes.ranking.TIMED_SCOPE says it under a ranking): `Interpreter.invoke()` for
+differs by runtime (edgekit.runtimes.ranking_table.TIMED_SCOPE says it under a ranking): `Interpreter.invoke()` for
 TFLite and `InferRequest.infer()` for OpenVINO (outputs left in the runtime); one extractor run (input + extract
 of every output) for ncnn; `InferenceSession.run` for onnxruntime (input fed, outputs copied out), `Net.forward`
 for OpenCV, `Module.forward` for MNN, `Method.execute` for ExecuTorch (outputs returned). The input is set and

@@ -169,7 +169,9 @@ def _recipe(view: RecipeView, store_url: str) -> str:
         "<h3>Route to ship, per target</h3>",
         routes_section(view),
     ]
-    from edgekit.runtimes.ranking import runtime_html  # each runtime's best within the gates, per target
+    from edgekit.runtimes.ranking_table import (
+        runtime_html,
+    )  # each runtime's best within the gates, per target
 
     if ranking := runtime_html(latest, view.targets):
         at = parts.index("<h3>Route to ship, per target</h3>")

@@ -89,7 +89,8 @@ def route_lines(result: DeployResult) -> list[str]:
     """'route pi4-emu: ship ncnn-int8 (12.3 ms ESTIMATE, ...)': the fastest artifact meeting every gate, per
     target, with what its figure is (measured p50, board estimate, or instruction count)."""
     lines = [f"route {route_line(data)}" for data in result.routes]
-    from edgekit.runtimes.ranking import rank_runtimes, verdicts
+    from edgekit.runtimes.ranking import rank_runtimes
+    from edgekit.runtimes.ranking_table import verdicts
 
     return lines + [f"runtimes: {v}" for v in verdicts(rank_runtimes(result))]
 

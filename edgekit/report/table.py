@@ -104,7 +104,7 @@ def deploy_table(result: DeployResult, verbose: bool = False) -> Group:
         parts.append(
             Text("\n".join(no_int8_note(a.id) for a in result.artifacts if a.id in no_int8), style="yellow")
         )
-    from edgekit.runtimes.ranking import (  # the runtimes side by side (a deploy of several)
+    from edgekit.runtimes.ranking_table import (  # the runtimes side by side (a deploy of several)
         ranked_scope_note,
         runtime_table,
         tie_note,
