@@ -99,21 +99,13 @@ def read_npy(path: Path) -> np.ndarray:
     """The array of the .npy at PATH, its header read first: a file that is no .npy (an .npz too), a header whose
     array the file does not hold (truncated, or a corrupt shape), or an array more than MAX_DATA_BYTES as float32
     is InputDataError naming the file, before anything is allocated. No pickles: an object array is refused."""
-    from numpy.lib import format as npy
-
+    from edgekit.fidelity.npy_header import read_header
     from edgekit.recipe.schema import MAX_DATA_BYTES
 
     hint = "save one with numpy.save"
     try:
         with path.open("rb") as f:
-            version = npy.read_magic(f)  # type: ignore[no-untyped-call]
-            if version not in (
-                (1, 0),
-                (2, 0),
-            ):  # numpy writes 3.0 only for non-Latin-1 field names: no numbers
-                raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
-            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-            shape, _fortran, dtype = read_header(f)  # type: ignore[no-untyped-call]
+            shape, _fortran, dtype = read_header(f)
             offset = f.tell()
         count = math.prod(shape)
         if offset + count * dtype.itemsize > path.stat().st_size and not dtype.hasobject:

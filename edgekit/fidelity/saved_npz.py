@@ -9,7 +9,6 @@ bounded before zipfile reads them. Nothing is unpickled.
 
 from __future__ import annotations
 
-import io
 import math
 import zipfile
 import zlib
@@ -19,8 +18,8 @@ from types import TracebackType
 from typing import IO
 
 import numpy as np
-from numpy.lib import format as npy
 
+from edgekit.fidelity.npy_header import HeaderTooLong, read_header
 from edgekit.transport.limits import DOWNLOAD_LIMIT
 
 # bytes of arrays read from one outputs file: no more than edgekit downloads (np.savez stores its members
@@ -31,7 +30,6 @@ ARRAYS_LIMIT = DOWNLOAD_LIMIT
 # members, an 88 MB file: 880 MB), so a 1 GiB file of members was ~10 GB. 8 MiB is some 80,000 members of an agent's
 # names (3 outputs saved input by input over 10,000 inputs: 30,000)
 DIRECTORY_LIMIT = 8 << 20
-HEADER_LIMIT = 10_000  # bytes of one .npy header: numpy's own limit (np.load's max_header_size)
 CHUNK = 16 << 20  # bytes read at a time into the array
 NUMBERS = "biufc"  # dtype kinds an output can have: bool, integers, floats, complex
 
@@ -140,25 +138,17 @@ class SavedNpz:
 
 
 def _header(stream: IO[bytes], key: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """A member's .npy header (shape, Fortran order, dtype), its length checked before it is read; only the
-    formats numpy writes for numbers (1.0, 2.0) and dtypes of numbers."""
-    version = npy.read_magic(stream)  # type: ignore[no-untyped-call]
-    if version not in ((1, 0), (2, 0)):  # 3.0: non-Latin-1 field names, never an output's
-        raise ValueError(f"{key}: unsupported .npy format version {version[0]}.{version[1]}")
-    prefix = stream.read(2 if version == (1, 0) else 4)
-    length = int.from_bytes(prefix, "little")
-    if length > HEADER_LIMIT:
-        raise OutputsFileRefused(
-            f"{key}: its .npy header is {length:,} bytes, more than numpy reads ({HEADER_LIMIT:,})"
-        )
-    text = io.BytesIO(prefix + stream.read(length))
-    read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-    shape, fortran, dtype = read(text)  # type: ignore[no-untyped-call]
+    """A member's .npy header (shape, Fortran order, dtype), its length checked before it is read (npy_header);
+    only the formats numpy writes for numbers (1.0, 2.0) and dtypes of numbers."""
+    try:
+        shape, fortran, dtype = read_header(stream, f"{key}: ")
+    except HeaderTooLong as exc:
+        raise OutputsFileRefused(str(exc)) from None
     if dtype.kind not in NUMBERS or dtype.hasobject:
         raise OutputsFileRefused(f"{key}: an array of type {dtype}, not numbers (nothing is unpickled)")
     if any(d < 0 for d in shape):
         raise ValueError(f"{key}: its header says shape {list(shape)}")
-    return tuple(shape), bool(fortran), dtype
+    return shape, fortran, dtype
 
 
 def _fits(shape: tuple[int, ...], expected: Sequence[int]) -> bool:
