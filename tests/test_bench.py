@@ -282,7 +282,10 @@ def test_bench_refuses_an_input_whose_header_the_file_or_memory_cannot_hold(
     over = header("over.npy", "|u1", (MAX_DATA_BYTES // 4 + 1, 1), MAX_DATA_BYTES // 4 + 1 + 128)
     np.savez(tmp_path / "zipped.npz", x=np.zeros((2, 1, 32, 32, 3), np.float32))
     zipped = (tmp_path / "zipped.npz").rename(tmp_path / "zipped.npy")
+    # a negative axis, which np.load sized from the bytes there are: benched as shape [2, 3, 32, 32]
+    negative = header("negative.npy", "<f4", (-1, 3, 32, 32), 128 + 2 * 3 * 32 * 32 * 4)
     for path, said in [
+        (negative, "not a numeric .npy array: its header says shape [-1, 3, 32, 32]: a negative dimension"),
         (huge, "its header says an array of shape [100000000000, 3, 32, 32]"),
         (
             over,

@@ -34,4 +34,8 @@ def read_header(stream: IO[bytes], named: str = "") -> tuple[tuple[int, ...], bo
     text = io.BytesIO(prefix + stream.read(length))
     read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
     shape, fortran, dtype = read(text)  # type: ignore[no-untyped-call]
+    if any(
+        d < 0 for d in shape
+    ):  # np.load would size such an axis from the bytes there are: corrupt, not data
+        raise ValueError(f"{named}its header says shape {list(shape)}: a negative dimension")
     return tuple(shape), bool(fortran), dtype

@@ -146,8 +146,6 @@ def _header(stream: IO[bytes], key: str) -> tuple[tuple[int, ...], bool, np.dtyp
         raise OutputsFileRefused(str(exc)) from None
     if dtype.kind not in NUMBERS or dtype.hasobject:
         raise OutputsFileRefused(f"{key}: an array of type {dtype}, not numbers (nothing is unpickled)")
-    if any(d < 0 for d in shape):
-        raise ValueError(f"{key}: its header says shape {list(shape)}")
     return shape, fortran, dtype
 
 
