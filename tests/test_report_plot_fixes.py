@@ -5,6 +5,7 @@ latency trend."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -60,3 +61,69 @@ def test_one_unreliable_run_does_not_flatten_the_latency_trend(tmp_path: Path) -
     assert "1 unreliable point beyond the axis" in panel.note, panel.note
     ticks = [float(t) for t in re.findall(r">(\d+(?:\.\d+)?)</text>", panel.svg or "")]
     assert ticks and max(ticks) < usual * 3, (ticks, usual)
+
+
+def _host_runs(tmp_path: Path) -> Path:
+    """Five nights of the runner's host (AMD EPYC, 2 cores), then a colleague's laptop run imported into the same
+    store (Intel i7, 4 cores, every artifact 2x slower), the newest run: each machine stores itself as `host`."""
+    rng = np.random.default_rng(3)
+    formats = (Format.TFLITE_FP32, Format.TFLITE_INT8)
+    url = f"sqlite:///{tmp_path / 'hosts.sqlite'}"
+    with open_store(url) as store:
+        for night in range(6):
+            laptop = night == 5
+            result = synthetic_result(
+                T0 + timedelta(days=night), rng=rng, targets=("host",), formats=formats, threads=(1,),
+                slowdown={(f.value, "host"): 2.0 for f in formats} if laptop else None,
+            )  # fmt: skip
+            facts = result.runs[0].agent.facts_before  # type: ignore[union-attr]
+            facts.cpu_model, facts.cores = ("Intel i7", 4) if laptop else ("AMD EPYC", 2)
+            store.record(result)
+    return tmp_path / "hosts.sqlite"
+
+
+def test_each_host_machine_gets_its_own_plots_named_with_its_cpu(tmp_path: Path) -> None:
+    """r13 #2: a colleague's laptop run imported into the runner's store was drawn as the next point of the
+    runner's host trend (every line jumping 2x), and the distribution and precisions showed the laptop's run
+    alone under `host`, no CPU named, beside flags about the runner's. Each machine now has its own panels,
+    named as the latest table names it."""
+    from edgekit.report import html
+    from edgekit.report.plots import machine_views
+
+    with open_store(f"sqlite:///{_host_runs(tmp_path)}") as store:
+        report = build(store)
+    (view,) = report.recipes
+    assert {row.target for row in view.rows} == {"host (Intel i7, 4 cores)", "host (AMD EPYC, 2 cores)"}
+    views = dict(machine_views(view, "host"))
+    assert list(views) == ["host (Intel i7, 4 cores)", "host (AMD EPYC, 2 cores)"]
+    runner = views["host (AMD EPYC, 2 cores)"]
+    series, times = trend_plots._trend_series(runner, "host")
+    assert len(times) == 5  # the runner's nights only
+    for pts in series.values():
+        p50s = [p for _, p, _ in pts]
+        assert max(p50s) / min(p50s) < 1.2, p50s  # no 2x jump: the laptop's run is not on its lines
+    assert len(trend_plots._trend_series(views["host (Intel i7, 4 cores)"], "host")[1]) == 1
+    page = html.render(report)
+    captions = re.findall(r"<figcaption>(.*?)<", page)
+    for machine, run in (("host (AMD EPYC, 2 cores)", 5), ("host (Intel i7, 4 cores)", 6)):
+        assert f"{machine}, 1 thread: p50 over time" in captions, captions
+        assert f"{machine}, 1 thread: latency distribution, run #{run}" in captions, captions
+        assert f"{machine}, 1 thread: precisions vs fp32, run #{run}" in captions, captions
+    assert not any(c.startswith("host,") for c in captions), captions
+    # one machine: the panels stay `host`'s
+    assert [name for name, _ in machine_views(replace(view, runs=view.runs[:5]), "host")] == ["host"]
+
+
+def test_measured_panels_say_measured(tmp_path: Path) -> None:
+    """r13 #5: every other kind of panel says ESTIMATE, EMULATED or count; the measured ones said nothing."""
+    with open_store(f"sqlite:///{_host_runs(tmp_path)}") as store:
+        (view,) = build(store).recipes
+    for _, mine in plots.machine_views(view, "host"):
+        panels = (
+            trend_plots.trend(mine, "host")
+            + plots.distribution(mine, "host")
+            + plots.precisions(mine, "host")
+        )
+        assert len(panels) == 3 and all(p.note.startswith("MEASURED") for p in panels), [
+            p.note for p in panels
+        ]

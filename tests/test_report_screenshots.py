@@ -438,3 +438,36 @@ def test_every_table_fits_a_laptop_screen(tmp_path: Path) -> None:
     assert not wide, wide
     routes = next(t for t in tables if "what the figure cannot tell" in t["head"])
     assert routes["tallest"] <= 200, routes["tallest"]  # rows read across, not down (327 px before)
+
+
+def test_bar_labels_never_run_into_each_other(tmp_path: Path) -> None:
+    """r13 #5: at two routes the bar labels were written across, and ncnn's 'same model' (an ncnn-int8 that is
+    its fp32 model, so as fast) ran into ncnn-fp16's ratio beside it: '1.04xsame model' at 1400 px. A label
+    wider than its bar's room now stands upright, with room above its bar."""
+    result = synthetic_result(T0, rng=np.random.default_rng(2), targets=("pi4",), threads=(1,), repeat=20)
+    for art in result.artifacts:  # as deploy records it (record_same_models)
+        art.same_model_checked = True
+        if art.id == "ncnn-int8":
+            art.same_model_as, art.same_model_why = "ncnn-fp32", "the speed plan kept every layer float"
+    found = {m.artifact: m for m in result.runs[0].agent.measurements}  # type: ignore[union-attr]
+    found["ncnn-int8"].p50_ms, found["ncnn-int8"].samples_ms = (
+        found["ncnn-fp32"].p50_ms,
+        found["ncnn-fp32"].samples_ms,
+    )
+    with open_store(f"sqlite:///{tmp_path / 'results.sqlite'}") as store:
+        store.record(result)
+        built = build(store)
+    out = tmp_path / "report.html"
+    write(built, html=out)
+    for width in WIDTHS:
+        (fig,) = [f for f in _layout(out, width, tmp_path)["figures"] if "precisions vs fp32" in f["caption"]]
+        labels = [t for t in fig["texts"] if t[0] == "same model" or re.fullmatch(r"\d\.\d\dx", t[0])]
+        assert len(labels) == 5, fig["texts"]  # tflite's fp16, dynamic and int8; ncnn's fp16 and int8
+        for i, (t1, *b1) in enumerate(fig["texts"]):
+            for t2, *b2 in fig["texts"][i + 1 :]:
+                assert _overlap(b1, b2) < 2.0, f"{width}px: {t1!r} over {t2!r}"
+            left, top, right, bottom = fig["svg"]
+            assert b1[0] >= left - 1 and b1[2] <= right + 1 and b1[1] >= top - 1 and b1[3] <= bottom + 1, (
+                t1,
+                b1,
+            )

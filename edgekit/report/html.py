@@ -227,10 +227,11 @@ def _plots(view: RecipeView) -> list[str]:
     ):
         parts.append(f"<h3>{title}</h3>{legend}")
         for target in view.targets:
-            panels = "".join(_figure(p, target) for p in draw(view, target))
-            parts.append(
-                f'<h4>{escape(target)}{emu_badge(view.emulated(target))}</h4><div class="plots">{panels}</div>'
-            )
+            for name, mine in plots.machine_views(view, target):  # on the host, one set per machine
+                panels = "".join(_figure(p, name) for p in draw(mine, target, name))
+                parts.append(
+                    f'<h4>{escape(name)}{emu_badge(view.emulated(target))}</h4><div class="plots">{panels}</div>'
+                )
     parts.append(f"<h3>Fidelity vs the original model (at conversion)</h3>{_precision_legend()}")
     parts.append(f'<div class="plots">{_figure(plots.fidelity(view), "")}</div>')
     return parts

@@ -17,24 +17,37 @@ def host_series_rows(rows: list[Row], shown: list[StoredRun], flags: list[Flag])
     its own history: regression.series_key), one row group per machine, the CPU named ('host (Cortex-A72, 4
     cores)'), each from that machine's newest run and with its flags: the table showed the laptop's run under
     `host` below a flag about the runner's. With one machine the rows stay as they are."""
+    newest = host_machines(shown)
+    if len(newest) < 2:
+        return rows
+    at = next((i for i, row in enumerate(rows) if row.target == HOST), len(rows))
+    grouped = []
+    for key, run in newest.items():
+        mine = [f for f in flags if f.run_id == run.id]
+        grouped += [
+            replace(row, target=machine_name(key), run_id=None if run is shown[-1] else run.id)
+            for row in latest_rows(run.result, mine, only=HOST)
+        ]
+    others = [row for row in rows if row.target != HOST]
+    return others[:at] + grouped + others[at:]
+
+
+def host_machines(shown: list[StoredRun]) -> dict[tuple, StoredRun]:
+    """Each machine that measured as `host` in the runs shown (its series_key: the CPU model and cores, recorded)
+    and its newest run, the newest machine first. Two or more: the latest table groups the host's rows per
+    machine and the plots draw each machine's own panels (plots.machine_views)."""
     newest: dict[tuple, StoredRun] = {}
     for run in reversed(shown):
         for t in run.result.runs:
             key = series_key(t)
             if t.target == HOST and None not in key[1:] and measurements(t):
                 newest.setdefault(key, run)
-    if len(newest) < 2:
-        return rows
-    at = next((i for i, row in enumerate(rows) if row.target == HOST), len(rows))
-    grouped = []
-    for (_, cpu, cores), run in newest.items():
-        mine = [f for f in flags if f.run_id == run.id]
-        grouped += [
-            replace(row, target=f"{HOST} ({cpu}, {cores} cores)", run_id=None if run is shown[-1] else run.id)
-            for row in latest_rows(run.result, mine, only=HOST)
-        ]
-    others = [row for row in rows if row.target != HOST]
-    return others[:at] + grouped + others[at:]
+    return newest
+
+
+def machine_name(key: tuple) -> str:
+    """A host machine as the latest table and the plots name it: 'host (AMD EPYC, 2 cores)'."""
+    return f"{HOST} ({key[1]}, {key[2]} cores)"
 
 
 def or_older(row: Row, latest: StoredRun, shown: list[StoredRun]) -> Row:

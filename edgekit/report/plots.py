@@ -11,8 +11,12 @@ estimate panels, which replace its wall time where it counted, in estimate_plots
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import cast
+
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from edgekit.formats import Format, Precision
@@ -20,6 +24,7 @@ from edgekit.report.baseline import on_counts
 from edgekit.report.estimate_plots import (
     estimate_intervals,
 )
+from edgekit.report.older_rows import host_machines, machine_name
 from edgekit.report.panels import (
     EMULATED_NOTE,
     PRECISION_COLOURS,
@@ -31,21 +36,53 @@ from edgekit.report.panels import (
     order,
     threads_text,
 )
+from edgekit.report.series import HOST, same_series, series_key
 from edgekit.report.unreliable import throttle_reason
 from edgekit.report.view import RecipeView
 from edgekit.results import Measurement, TargetRun
 from edgekit.same_model import same_models
 
+# what a panel of timings measured on the target says, as the others say ESTIMATE, EMULATED or count
+MEASURED_NOTE = "MEASURED: latency timed on the target"
 
-def distribution(view: RecipeView, target: str) -> list[Panel]:
-    """Every sample of the target's newest run as horizontal box plots, one panel per thread count."""
+
+def machine_views(view: RecipeView, target: str) -> list[tuple[str, RecipeView]]:
+    """(name, view) for each set of `target`'s panels: the target and the view itself; on the host with runs of
+    more than one machine shown (a colleague's laptop imported beside the runner: older_rows.host_machines, as
+    the latest table groups them), one per machine, named as the table names it ('host (AMD EPYC, 2 cores)'),
+    its view holding only the runs whose host is that machine (series.same_series, as judging does). The trend
+    drew the laptop's run as the runner's next point, every line jumping 2x, and the distribution showed the
+    laptop's run alone with no CPU named."""
+    machines = host_machines(view.runs) if target == HOST else {}
+    if len(machines) < 2:
+        return [(target, view)]
+    return [
+        (
+            machine_name(key),
+            replace(
+                view,
+                runs=[
+                    r
+                    for r in view.runs
+                    if all(t.target != HOST or same_series(series_key(t), key) for t in r.result.runs)
+                ],
+            ),
+        )
+        for key in machines
+    ]
+
+
+def distribution(view: RecipeView, target: str, name: str = "") -> list[Panel]:
+    """Every sample of the target's newest run as horizontal box plots, one panel per thread count; `name`: what
+    the captions call the target (a host machine: machine_views)."""
+    name = name or target
     emulated = view.emulated(target)
     if emulated and (intervals := estimate_intervals(view, target)):
         return intervals
     run_id, measured = _latest_ok(view, target)
     found = [m for m in measured if m.samples_ms]
     if not found:
-        return [no_data(target, "latency distribution", emulated, view)]
+        return [no_data(target, "latency distribution", emulated, view, name)]
     panels = []
     for n in sorted({m.threads for m in found}):
         mine = sorted((m for m in found if m.threads == n), key=lambda m: order(m.artifact), reverse=True)
@@ -69,21 +106,22 @@ def distribution(view: RecipeView, target: str) -> list[Panel]:
         beyond = f"{above} sample{'s' if above > 1 else ''} beyond the axis" if above else ""
         note = "; ".join(s for s in (_basis(emulated), unreliable_note(view, target, mine), beyond) if s)
         panels.append(
-            finish(fig, f"{target}, {threads_text(n)}: latency distribution, run #{run_id}", emulated, note)
+            finish(fig, f"{name}, {threads_text(n)}: latency distribution, run #{run_id}", emulated, note)
         )
     return panels
 
 
-def precisions(view: RecipeView, target: str) -> list[Panel]:
+def precisions(view: RecipeView, target: str, name: str = "") -> list[Panel]:
     """Per runtime: each precision's p50 (its speed-up over fp32 written on the bar), one panel per thread
     count; on an emulated target, the instruction counts of what counted (what did not is left out, said), and
     with no count at all qemu's wall time without ratios on the bars (they are distorted under emulation: a
-    "1.44x" there read as a win the route on the same page refused to rank)."""
+    "1.44x" there read as a win the route on the same page refused to rank). `name`: as distribution's."""
+    name = name or target
     emulated = view.emulated(target)
     run_id, measured = _latest_ok(view, target)
     found = [m for m in measured if m.p50_ms]
     if not found:
-        return [no_data(target, "precisions vs fp32", emulated, view)]
+        return [no_data(target, "precisions vs fp32", emulated, view, name)]
     latest = view.latest_on(target)
     twins = {a: same for a, (same, _) in same_models(latest[0].result.artifacts).items()} if latest else {}
     counted = [m for m in found if m.instructions_per_invoke]
@@ -116,7 +154,7 @@ def precisions(view: RecipeView, target: str) -> list[Panel]:
         )
         note = "; ".join(s for s in (basis, unreliable_note(view, target, mine)) if s)
         panels.append(
-            finish(fig, f"{target}, {threads_text(n)}: precisions vs fp32, run #{run_id}", emulated, note)
+            finish(fig, f"{name}, {threads_text(n)}: precisions vs fp32, run #{run_id}", emulated, note)
         )
     return panels
 
@@ -177,12 +215,12 @@ def unreliable_note(view: RecipeView, target: str, drawn: list[Measurement]) -> 
     )
 
 
-def no_data(target: str, what: str, emulated: bool, view: RecipeView) -> Panel:
+def no_data(target: str, what: str, emulated: bool, view: RecipeView, name: str = "") -> Panel:
     found = view.latest_on(target)
     why = "no successful measurement in the runs shown"
     if found is not None and found[1].status != "ok":
         why += f" (run #{found[0].id}: {found[1].error or found[1].status})"
-    return Panel(f"{target}: {what}", None, f"no data: {why}", emulated)
+    return Panel(f"{name or target}: {what}", None, f"no data: {why}", emulated)
 
 
 def _clip_outliers(ax: Axes, samples: list[list[float]]) -> int:
@@ -225,6 +263,10 @@ def _precision_bars(
     )
     width = 0.8 / len(Precision)
     top = 0.0
+    box, (fig_w, fig_h) = ax.get_position(), cast(Figure, ax.figure).get_size_inches()
+    slot_in = width * box.width * fig_w / max(len(routes), 1)  # one bar's room, inches
+    height_in = box.height * fig_h
+    room = 0.0  # the y-axis top that leaves every label its room above its bar
     for i, route in enumerate(routes):
         fp32 = by_format.get(f"{route}-fp32")
         base = _value(fp32, use_counts) if fp32 else None
@@ -242,20 +284,22 @@ def _precision_bars(
             mine = by_format[f"{route}-{precision.value}"]
             same = fp32 is not None and twins.get(mine.artifact) == fp32.artifact
             if ratios and base and precision is not Precision.FP32:
-                ax.text(
-                    x,
-                    value,
-                    "same model" if same else f"{base / value:.2f}x",
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                    rotation=90 if len(routes) > 2 else 0,
-                )
-    ax.set_ylim(0, top * (1.3 if len(routes) > 2 else 1.15) or 1.0)  # room for the labels on the bars
+                label = "same model" if same else f"{base / value:.2f}x"
+                # upright where it is wider than its bar's room: 'same model' ran into the next bar's '1.04x'
+                # at two routes ('1.04xsame model')
+                length_in = len(label) * LABEL_CHAR_IN
+                upright = length_in > slot_in
+                ax.text(x, value, label, ha="center", va="bottom", fontsize=7, rotation=90 if upright else 0)
+                above_in = (length_in if upright else LABEL_CHAR_IN * 2) + 0.08
+                room = max(room, value / max(1.0 - above_in / height_in, 0.3))
+    ax.set_ylim(0, max(top * 1.08, room) or 1.0)  # room for the labels on the bars
     ax.set_xticks(range(len(routes)), [_route_label(r) for r in routes])
     ax.set_xlim(-0.5, len(routes) - 0.5)  # a group's room either side: not the first bar's edge at the y-axis
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.yaxis.set_major_formatter(FuncFormatter(compact))
+
+
+LABEL_CHAR_IN = 0.06  # the width of one 7 pt character of a bar's label, inches (a little over: never short)
 
 
 def _precision_colour(fmt: str) -> str:
@@ -270,4 +314,4 @@ def _value(m: Measurement | None, use_counts: bool) -> float | None:
 
 
 def _basis(emulated: bool) -> str:
-    return EMULATED_NOTE if emulated else ""
+    return EMULATED_NOTE if emulated else MEASURED_NOTE

@@ -23,18 +23,20 @@ from edgekit.report.panels import (
     threads_text,
     time_axis,
 )
-from edgekit.report.plots import no_data
+from edgekit.report.plots import MEASURED_NOTE, no_data
 from edgekit.report.regression import throttle_reason
 from edgekit.report.view import RecipeView
 from edgekit.results import Measurement
 
 
-def trend(view: RecipeView, target: str) -> list[Panel]:
-    """p50 per artifact over time, one panel per thread count, then instruction counts per thread count."""
+def trend(view: RecipeView, target: str, name: str = "") -> list[Panel]:
+    """p50 per artifact over time, one panel per thread count, then instruction counts per thread count; `name`:
+    what the captions call the target (a host machine: plots.machine_views)."""
+    name = name or target
     emulated = view.emulated(target)
     series, times = _trend_series(view, target)
     if not series:
-        return [no_data(target, "latency over time", emulated, view)]
+        return [no_data(target, "latency over time", emulated, view, name)]
     flagged = _flagged(view, target)
     counted = _flagged(view, target, FlagKind.INSTRUCTIONS)
     accepted = _accepted(view, target)
@@ -61,8 +63,8 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
         ax.set_ylabel("p50, emulated wall time (ms)" if emulated else "p50 latency (ms)")
         time_axis(ax, times)
         said = f"{beyond} unreliable point{'s' if beyond > 1 else ''} beyond the axis" if beyond else ""
-        note = "; ".join(x for x in ((EMULATED_NOTE if emulated else ""), said) if x)
-        panels.append(finish(fig, f"{target}, {threads_text(n)}: p50 over time", emulated, note))
+        note = "; ".join(x for x in ((EMULATED_NOTE if emulated else MEASURED_NOTE), said) if x)
+        panels.append(finish(fig, f"{name}, {threads_text(n)}: p50 over time", emulated, note))
     for n in sorted({k[1] for k in series}):
         counts = [
             (a, [(x, float(m.instructions_per_invoke)) for x, _, m in pts if m.instructions_per_invoke])
@@ -82,7 +84,7 @@ def trend(view: RecipeView, target: str) -> list[Panel]:
         panels.append(
             finish(
                 fig,
-                f"{target}, {threads_text(n)}: guest instruction count over time",
+                f"{name}, {threads_text(n)}: guest instruction count over time",
                 emulated,
                 "guest instruction count on the emulated core (not time)",
             )
