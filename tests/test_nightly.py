@@ -204,6 +204,27 @@ def test_a_night_timed_entirely_while_busy_says_nothing_was_judged(recipes: Path
     assert ">0 regressions<" in render_html(outcome.report)  # type: ignore[arg-type]
 
 
+def test_a_first_night_partly_busy_says_the_rest_lacked_history(recipes: Path, tmp_path: Path) -> None:
+    """A first night with some timings taken while busy and the others without history said 'nothing judged: 2
+    of 14 timings unreliable', as if the other 12 were unreliable too (review r13): it says they lacked
+    history."""
+    from edgekit.nightly_outcome import verdict
+
+    url, fake = f"sqlite:///{tmp_path / 'nightly.sqlite'}", FakeNights()
+
+    def busy(recipe: Path, targets: Sequence[str]) -> DeployResult:
+        result = fake(recipe, targets)
+        for run in result.runs:
+            for m in run.agent.measurements[:1] if run.agent else []:
+                m.others_cpu_share = 0.45
+        return result
+
+    outcome = run_nightly([recipes], ["pi4"], store_url=url, deploy_fn=busy)
+    assert outcome.exit_code == 0
+    said = verdict(outcome)
+    assert "nothing judged: 2 of 6 timings unreliable, 4 without enough history" in said, said
+
+
 def test_a_night_whose_report_shows_no_run_does_not_say_no_regressions(recipes: Path, tmp_path: Path) -> None:
     """Runs dated before the report's window (a clock set wrong, `--since` too short) left the report empty, and
     the night said 'nightly: no regressions' over it; it says it had no runs to judge."""

@@ -733,6 +733,30 @@ def test_a_colleague_s_host_runs_do_not_push_the_runner_s_host_nights_out_of_the
     assert report.recipes[0].not_judged() == []
 
 
+def test_a_not_judged_line_names_the_host_machine_when_several_are_shown(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A colleague's first host run beside the runner's nine: 'not enough history to judge latency on host (0
+    earlier runs; 3 needed)' sat beside flags naming 'host (AMD EPYC, 2 cores) run #9' and did not say which
+    host lacked history (review r13). It names the machine when several are shown; with one, 'on host'."""
+    from edgekit.report import build
+    from edgekit.store import open_store
+
+    rng = np.random.default_rng(8)
+    nights = [_night(d, rng, targets=("host",)) for d in range(9)]
+    with open_store(str(tmp_path / "one.sqlite")) as store:
+        for run in nights[:1]:
+            store.record(run)
+        (alone,) = build(store).recipes[0].not_judged()
+    assert "not enough history to judge latency on host (0 earlier runs; 3 needed)" in alone, alone
+    laptop = _night(9, rng, targets=("host",))
+    laptop.runs[0].agent.facts_before.cpu_model = "Intel Core i7-1165G7"  # type: ignore[union-attr]
+    with open_store(str(tmp_path / "r.sqlite")) as store:
+        for run in [*nights, laptop]:
+            store.record(run)
+        (line,) = build(store).recipes[0].not_judged()
+    cores = laptop.runs[0].agent.facts_before.cores  # type: ignore[union-attr]
+    assert f"latency on host (Intel Core i7-1165G7, {cores} cores) (0 earlier runs; 3 needed)" in line, line
+
+
 def test_a_flag_says_what_it_compares_with_and_the_html_labels_its_units(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`latency tflite-fp32 at 1 thread on host: latency p50 0.00645 -> 0.009489 ms (+47.1%, ...)` never said that
     0.00645 is the pooled median of runs #1-#5 (the flag knew: baseline_runs), and the HTML Flags table put

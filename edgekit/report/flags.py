@@ -100,6 +100,9 @@ class Unjudged:
     needed: int
     since_change: int | None = None
     what: str = "latency"  # or "instructions": a count at several threads, judged against its run-to-run spread; or  # "count": an emulated target's first counted run, whose earlier runs counted nothing
+    # the host's machine ('AMD EPYC, 2 cores'; '' on other targets or not recorded): a store several machines
+    # record into shows a host per machine, and 'on host' did not say which one lacked history (review r13)
+    machine: str = ""
 
 
 @dataclass

@@ -275,6 +275,7 @@ def _target_flags(
                     verdict.needed or settings.min_runs,
                     walk.restarted,
                     verdict.what,
+                    _machine(target_run),
                 )
             )
         elif verdict is not None and not accepted(latest, target, m):  # accepted: the new level
@@ -382,6 +383,12 @@ def _speed_flag(
         baseline_runs=ids,
         min_change=min_change,
     )
+
+
+def _machine(target_run: TargetRun) -> str:
+    """The host's CPU and cores as the report names a host machine ('AMD EPYC, 2 cores'); '' elsewhere."""
+    key = series_key(target_run)
+    return f"{key[1]}, {key[2]} cores" if target_run.target == HOST and key[1] is not None else ""
 
 
 def _measurements(target_run: TargetRun) -> list[Measurement]:

@@ -72,11 +72,14 @@ class RecipeView:
     def not_judged(self) -> list[str]:
         """Per target, 'not enough history to judge latency on host (2 earlier runs; 3 needed)': what could
         not be judged is not called within the noise (instruction counts, fidelity and failures still are)."""
-        by_target: dict[str, list[Unjudged]] = {}
+        by_target: dict[tuple[str, str], list[Unjudged]] = {}
         for u in self.unjudged:
-            by_target.setdefault(u.target, []).append(u)
+            by_target.setdefault((u.target, u.machine), []).append(u)
+        # several host machines in the runs shown (a store shared with a colleague's laptop): name which one
+        hosts = {series_key(t)[1:] for r in self.runs for t in r.result.runs if t.target == "host"}
         lines = []
-        for target, keys in by_target.items():
+        for (target, machine), keys in by_target.items():
+            named = f"{target} ({machine})" if machine and len(hosts - {(None, None)}) > 1 else target
             counts = sorted({u.earlier for u in keys})
             earlier = " or ".join(map(str, counts))
             since = next((u.since_change for u in keys if u.since_change is not None), None)
@@ -96,7 +99,7 @@ class RecipeView:
             else:  # the first run that counted: its wall time is not comparable with the earlier ones' either
                 what, runs = "the instruction count", "counted run"
             lines.append(
-                f"not enough history to judge {what} on {target} ({earlier} earlier "
+                f"not enough history to judge {what} on {named} ({earlier} earlier "
                 f"{runs}{'s' if counts != [1] else ''}{after}; {max(u.needed for u in keys)} needed){which}"
             )
         return lines
@@ -190,13 +193,17 @@ class Report:
     def timings_not_judged(self) -> str:
         """'28 of 28 timings unreliable' when no timing (latency or instruction-count key) was judged because
         those measured were unreliable (timed while busy, on a throttled board): a lab night timed beside other
-        work said 'no regressions' while it had judged nothing. '' when one was judged, or none was unreliable
-        (a key without enough history is said apart: `unjudged`)."""
+        work said 'no regressions' while it had judged nothing; '2 of 14 timings unreliable, 12 without enough
+        history' when the others lacked history. '' when one was judged, or none was unreliable (the recipes with
+        a key without enough history are also said apart: `unjudged`)."""
         unreliable = sum(v.unreliable_timings for v in self.recipes)
         if not unreliable or any(v.judged for v in self.recipes):
             return ""
-        total = unreliable + sum(len(v.unjudged) for v in self.recipes)
-        return f"{unreliable} of {total} timing{'s' if total != 1 else ''} unreliable"
+        missing = sum(len(v.unjudged) for v in self.recipes)
+        total = unreliable + missing
+        said = f"{unreliable} of {total} timing{'s' if total != 1 else ''} unreliable"
+        # the rest lacked history: '2 of 14 timings unreliable' alone blamed the 12 on unreliability (review r13)
+        return said + (f", {missing} without enough history" if missing else "")
 
     @property
     def unjudged_what(self) -> str:
