@@ -13,7 +13,7 @@ import numpy as np
 
 from edgekit.formats import Format
 from edgekit.report import build, plots, trend_plots
-from edgekit.report.synthetic import synthetic_result
+from edgekit.report.synthetic import add_estimates, synthetic_result
 from edgekit.store import open_store
 
 T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
@@ -127,3 +127,31 @@ def test_measured_panels_say_measured(tmp_path: Path) -> None:
         assert len(panels) == 3 and all(p.note.startswith("MEASURED") for p in panels), [
             p.note for p in panels
         ]
+
+
+def test_estimate_panels_of_a_thread_count_not_run_say_so(tmp_path: Path) -> None:
+    """r13 #5: a capped plan ran pi5-emu at 1 thread only and estimated 2 threads from its counts; the '2
+    threads' estimate panels read as runs at 2 threads (`runs show` says 'not run: estimated from the 1-thread
+    run's instruction counts'). They now say so, naming the runs where only some were not run."""
+    rng = np.random.default_rng(4)
+    formats = (Format.TFLITE_FP32, Format.NCNN_FP32)
+    with open_store(f"sqlite:///{tmp_path / 'capped.sqlite'}") as store:
+        for night in range(4):
+            capped = night >= 2
+            result = synthetic_result(
+                T0 + timedelta(days=night), rng=rng, targets=("pi5-emu",), formats=formats,
+                threads=(1,) if capped else (1, 2),
+            )  # fmt: skip
+            add_estimates(result)
+            estimates = result.runs[0].estimates
+            if capped:  # deploy's 2-thread ESTIMATE rows from the 1-thread counts
+                estimates.update({k.replace(" x1", " x2"): dict(v) for k, v in list(estimates.items())})
+            store.record(result)
+        (view,) = build(store).recipes
+    words = "not run at 2 threads: estimated from the 1-thread run's instruction counts"
+    trends = {p.caption: p.note for p in trend_plots.trend(view, "pi5-emu") if "estimated board" in p.caption}
+    assert trends["pi5-emu, 2 threads: estimated board latency over time"].endswith(f"; runs #3, #4 {words}")
+    assert "not run" not in trends["pi5-emu, 1 thread: estimated board latency over time"]
+    intervals = {p.caption.split(":")[0]: p.note for p in plots.distribution(view, "pi5-emu")}
+    assert intervals["pi5-emu, 2 threads"].endswith(f"; {words}"), intervals
+    assert "not run" not in intervals["pi5-emu, 1 thread"], intervals

@@ -57,6 +57,43 @@ def _estimates(t: TargetRun) -> list[tuple[str, int, dict[str, Any]]]:
     return found
 
 
+def not_run(t: TargetRun) -> dict[int, str]:
+    """Per thread count a capped emulated target was estimated at but did not run (the plan ran pi4-emu at 1
+    thread and estimated 2 threads from its counts), what its panels say of it, in `runs show`'s words: 'not run
+    at 2 threads: estimated from the 1-thread run's instruction counts'. The estimate panels said nothing and
+    read as runs at 2 threads."""
+    ran = sorted({m.threads for m in (t.agent.measurements if t.agent else [])})
+    if not ran:
+        return {}
+    said = ", ".join(map(str, ran))
+    return {
+        n: f"not run at {threads_text(n)}: estimated from the {said}-thread run's instruction counts"
+        for n in sorted({n for _, n, _ in _estimates(t)} - set(ran))
+    }
+
+
+def not_run_in(view: RecipeView, target: str) -> dict[int, str]:
+    """not_run over the runs shown: per thread count, what the trend's panel says where some or all of the runs
+    it draws did not run it ('runs #3, #4 not run at 2 threads: ...' where only some)."""
+    said: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    estimated: dict[int, int] = defaultdict(int)
+    for run in view.runs:
+        for t in run.result.runs:
+            if t.target != target:
+                continue
+            for n in {n for _, n, _ in _estimates(t)}:
+                estimated[n] += 1
+            for n, words in not_run(t).items():
+                said[n].append((run.id, words))
+    found = {}
+    for n, runs in said.items():
+        words = runs[-1][1]
+        if len(runs) < estimated[n]:
+            words = f"run{'s' if len(runs) > 1 else ''} {', '.join(f'#{i}' for i, _ in runs)} " + words
+        found[n] = words
+    return found
+
+
 def circle_flagged(ax: Axes, points: Sequence[tuple[float, float]], at: Collection[float]) -> None:
     """The red circle around each of a line's `points` (time, value) whose time is a flagged run's (`at`):
     the legend's "○ flagged regression"."""
@@ -82,11 +119,13 @@ def estimate_trend(
     target: str,
     flagged: dict[tuple[str, int], set[float]] | None = None,
     accepted: dict[tuple[str, int], set[float]] | None = None,
+    unrun: dict[int, str] | None = None,
 ) -> list[Panel]:
     """On an emulated target that counted: the real board's estimated latency over time, one panel per thread
     count, in place of qemu's wall time (which is no device latency); dashed where the interval is not
     validated (a runtime without a calibration figure); a flagged run's estimate circled (`flagged`: the times
-    of the flagged runs per (artifact, threads)), an accepted run's marked (`accepted`, the same way)."""
+    of the flagged runs per (artifact, threads)), an accepted run's marked (`accepted`, the same way); a thread
+    count estimated but not run says so (`unrun`: not_run_in)."""
     panels = []
     ordered = sorted(series.items(), key=lambda kv: order(kv[0][0]))
     for n in sorted({k[1] for k in series}):
@@ -113,7 +152,8 @@ def estimate_trend(
                 f"{target}, {threads_text(n)}: estimated board latency over time",
                 True,
                 "ESTIMATE of the real board from the guest instruction count on the emulated core, not a "
-                "measurement; dashed: interval not validated",
+                "measurement; dashed: interval not validated"
+                + (f"; {unrun[n]}" if unrun and n in unrun else ""),
             )
         )
     return panels
@@ -131,7 +171,7 @@ def estimate_intervals(view: RecipeView, target: str) -> list[Panel]:
     rows: dict[int, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for artifact, n, est in _estimates(t):
         rows[n].append((artifact, est))
-    panels = []
+    panels, unrun = [], not_run(t)
     for n in sorted(rows):
         mine = sorted(rows[n], key=lambda r: order(r[0]), reverse=True)
         fig, ax = new_panel(rows=len(mine), labels=[a for a, _ in mine])
@@ -152,7 +192,7 @@ def estimate_intervals(view: RecipeView, target: str) -> list[Panel]:
                 True,
                 "ESTIMATE of the real board from the guest instruction count on the emulated core, not a "
                 "measurement; dashed, hollow: interval not validated; rows whose intervals hold each other's "
-                "estimate are not ranked by them",
+                "estimate are not ranked by them" + (f"; {unrun[n]}" if n in unrun else ""),
             )
         )
     return panels

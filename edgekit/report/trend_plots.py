@@ -10,7 +10,13 @@ from collections import defaultdict
 from matplotlib.axes import Axes
 
 from edgekit.report.baseline import on_counts
-from edgekit.report.estimate_plots import circle_flagged, estimate_series, estimate_trend, mark_accepted
+from edgekit.report.estimate_plots import (
+    circle_flagged,
+    estimate_series,
+    estimate_trend,
+    mark_accepted,
+    not_run_in,
+)
 from edgekit.report.flags import FlagKind
 from edgekit.report.panels import (
     EMULATED_NOTE,
@@ -43,7 +49,8 @@ def trend(view: RecipeView, target: str, name: str = "") -> list[Panel]:
     unreliable = _unreliable(view, target)
     ordered = sorted(series.items(), key=lambda kv: order(kv[0][0]))
     estimated = estimate_series(view, target) if emulated else {}
-    panels = estimate_trend(estimated, times, target, flagged, accepted) if estimated else []
+    unrun = not_run_in(view, target) if estimated else {}
+    panels = estimate_trend(estimated, times, target, flagged, accepted, unrun) if estimated else []
     for n in sorted({k[1] for k in series} if not estimated else ()):
         fig, ax = new_panel()
         for (artifact, th), pts in ordered:
