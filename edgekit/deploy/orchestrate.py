@@ -163,6 +163,7 @@ def deploy(
             raise
         except KeyboardInterrupt:  # Ctrl-C while comparing or counting a thread split: measurements kept
             say("interrupted (Ctrl-C or SIGTERM) after measuring: keeping what was measured")
+            _estimates_from_counts_made(result, resolved, say)
             for (
                 run
             ) in result.runs:  # stored as interrupted (not 'ok: no'): its comparisons or estimates unfinished
@@ -185,6 +186,17 @@ def deploy(
         exc.result = result  # type: ignore[attr-defined]
         raise
     return result
+
+
+def _estimates_from_counts_made(result: DeployResult, targets: dict[str, Target], say: Progress) -> None:
+    """A Ctrl-C after measuring (while comparing, say) dropped every board estimate of an emulated target: its
+    counted measurements keep them, made from the counts already made (nothing more counted under qemu), as after a
+    Ctrl-C during the run (run_targets). A second Ctrl-C leaves them out."""
+    missing = {r.target for r in result.runs if not r.estimates}
+    try:
+        attach_estimates(result, {n: t for n, t in targets.items() if n in missing}, say, counting=False)
+    except KeyboardInterrupt:
+        say("interrupted again: the estimates of what was counted are left out")
 
 
 def _check_cpus(result: DeployResult, targets: dict[str, Target]) -> None:

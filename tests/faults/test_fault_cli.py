@@ -491,3 +491,30 @@ def test_a_json_file_the_disk_cannot_hold_leaves_no_stale_copy(tmp_path: Path) -
         assert result.finished_at and all(m.status == "ok" for r in result.runs for m in r.agent.measurements)  # type: ignore[union-attr]
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_ctrl_c_while_comparing_keeps_the_board_estimates_of_what_was_counted(pi4_emu, tmp_path) -> None:
+    """Ctrl-C after measuring, while deploy compares the outputs: the emulated target's counted measurements keep
+    their board estimates, made from the counts already made (they were all dropped: `estimates: {}`)."""
+    proc, _, out, store = start_deploy(tmp_path)
+    seen: list[str] = []
+
+    def comparing() -> bool:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if "compare: outputs vs" in line:
+                return True
+        return False
+
+    stdout, stderr, seconds = ctrl_c_when(proc, comparing)
+    said = "".join(seen) + stdout
+    assert proc.returncode == 130, said[-2000:] + stderr[-2000:]
+    assert seconds < 30, seconds
+    for result in (DeployResult.model_validate_json(out.read_text()), stored(store, said)):
+        (run,) = result.runs
+        assert run.interrupted and run.agent is not None
+        counted = {m.artifact for m in run.agent.measurements if m.instructions_per_invoke}
+        assert counted == {"tflite-fp32", "ncnn-fp32"}, run.agent.measurements
+        assert run.estimates, said[-2000:] + stderr[-2000:]
+        assert counted <= {key.split(" ")[0] for key in run.estimates}, run.estimates
