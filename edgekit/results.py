@@ -60,14 +60,20 @@ class CpuFreq(_Model):
 
 class DeviceFacts(_Model):
     machine: str  # platform.machine(): aarch64, x86_64
-    cpu_model: str | None = None  # "Cortex-A72" or the model name line
-    cpu_part: str | None = None  # ARM "CPU part" e.g. 0xd08
+    # "Cortex-A72" or the model name line; on big.LITTLE the cores used (cpus_used), "Cortex-A76 + Cortex-A55"
+    cpu_model: str | None = None
+    cpu_part: str | None = None  # ARM "CPU part" e.g. 0xd08 (the cores used, where they are all one part)
+    # additive: each cpu's part, {"0": "0xd05", "4": "0xd0b"}
+    cpu_parts: dict[str, str] = Field(default_factory=dict)
     cpu_features: list[str] = Field(default_factory=list)
     cores: int
     mem_total_mb: float | None = None  # MiB, as every agent memory figure (kB / 1024)
     mem_available_mb: float | None = None
     freqs: list[CpuFreq] = Field(default_factory=list)
+    # the hottest CPU/SoC thermal zone (temperature_zone names it; the hottest of any zone where none names the CPU);
+    # None, as freqs, thermal_zones and battery, on an emulated device: /sys there is the host's
     temperature_c: float | None = None
+    temperature_zone: str | None = None  # additive
     throttled: str | None = None  # vcgencmd get_throttled value, e.g. "0x0"
     python: str
     runtimes: dict[str, str] = Field(default_factory=dict)  # {"ai_edge_litert": "2.1.0", "ncnn": "1.0..."}

@@ -152,3 +152,29 @@ def test_deploy_warns_when_the_device_is_not_the_expected_cpu(pi4_emu: object, t
     result = DeployResult.model_validate(json.loads(out.read_text()))
     (run,) = result.runs
     assert any("expected_cpu Cortex-A76" in c for c in run.caveats), run.caveats
+
+
+def test_a_device_reporting_each_cores_part_is_judged_on_all_of_them() -> None:
+    """A big.LITTLE phone's cpu0 is mostly an A55, which every such phone has: `Cortex-A78/A55` passed on an
+    A76 + A55 phone, as only cpu0's part was compared. Each cpu's part now is: a named core the device lacks, or a
+    core of the device's the target does not name, warns."""
+
+    def cores(*parts: str) -> DeviceFacts:
+        each = {str(n): p for n, p in enumerate(parts)}
+        return DeviceFacts(
+            machine="aarch64",
+            cpu_model="Cortex-A76",
+            cpu_part=parts[-1],
+            cpu_parts=each,
+            cores=4,
+            python="3.11",
+        )
+
+    a76_a55 = cores("0xd05", "0xd05", "0xd0b", "0xd0b")
+    assert not mismatch("Cortex-A76/A55 (big.LITTLE)", a76_a55)
+    assert mismatch("Cortex-A78/A55", a76_a55)  # the A76 is not named
+    assert mismatch("Cortex-A76", a76_a55)  # nor the A55
+    assert mismatch("Cortex-A76/A55", cores("0xd05", "0xd05"))  # an all-A55 phone lacks the A76
+    assert not mismatch("Cortex-A72", cores("0xd08", "0xd08", "0xd08", "0xd08"))
+    # a part ARM's table does not know (a vendor's own core) is not judged on every core: as before, by any match
+    assert not mismatch("Cortex-A76/A55", cores("0xd05", "0x804"))

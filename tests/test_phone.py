@@ -124,3 +124,24 @@ def test_agent_on_phone_emu_pins_cores_and_records_them(phone_emu: Target) -> No
     assert facts.affinity == {"requested": "0", "cpus": [0], "note": None}
     assert facts.cpus_used == [0] and isinstance(facts.thermal_zones, dict)
     assert run.agent.measurements[0].status == "ok"
+
+
+def test_big_is_every_core_above_the_slowest_cluster() -> None:
+    """A Snapdragon 855 (4 A55 at 1.79 GHz, 3 A76 at 2.42 GHz, 1 A76 at 2.84 GHz): big was the prime core
+    alone, so `threads: 4` ran 4 threads on one core."""
+    tops = dict(enumerate([1785600] * 4 + [2419200] * 3 + [2841600]))
+    assert agent.big_little_cpus(tops, "big") == [4, 5, 6, 7]
+    assert agent.big_little_cpus(tops, "little") == [0, 1, 2, 3]
+    one = {0: 1500000, 1: 1500000}
+    assert agent.big_little_cpus(one, "big") == agent.big_little_cpus(one, "little") == [0, 1]
+
+
+def test_the_temperature_is_the_cpu_zones_not_the_battery_or_skin() -> None:
+    """The hottest of all zones was called the SoC's: a phone charging at 45 °C was 'SoC at 45 °C'."""
+    zones = {"cpu-0-0": 41.2, "cpu-1-0": 43.0, "battery": 45.0, "skin-therm": 39.0, "pm8150b-charger": 50.0}
+    assert agent.cpu_zone_temperature(zones) == (43.0, "cpu-1-0")
+    assert agent.cpu_zone_temperature({"cpu-thermal": 52.1}) == (52.1, "cpu-thermal")  # a Pi
+    assert agent.cpu_zone_temperature({"acpitz": 30.0, "x86_pkg_temp": 61.0}) == (61.0, "x86_pkg_temp")
+    # no zone names the CPU: the hottest, named so a reader sees which
+    assert agent.cpu_zone_temperature({"battery": 30.5, "tz0": 35.0}) == (35.0, "tz0")
+    assert agent.cpu_zone_temperature({}) == (None, None)

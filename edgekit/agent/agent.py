@@ -167,21 +167,44 @@ def _read(path: str) -> Optional[str]:
         return None
 
 
-def _cpuinfo() -> dict[str, Any]:
+def _cpuinfo(used: Optional[list[int]] = None) -> dict[str, Any]:
+    """The CPU from /proc/cpuinfo: each core's ARM part (cpu_parts, {"0": "0xd05", ...}: a big.LITTLE phone's cpu0
+    is often a little core), and the model named from the cores `used` (the affinity mask), else every core's."""
     text = _read("/proc/cpuinfo") or ""
     fields: dict[str, str] = {}
+    parts: dict[str, str] = {}
+    cpu: Optional[str] = None
     for line in text.splitlines():
         key, sep, value = line.partition(":")
-        if sep and key.strip() not in fields:
-            fields[key.strip()] = value.strip()
-    part = fields.get("CPU part")
-    model = ARM_PARTS.get(part or "") or fields.get("model name") or fields.get("Processor") or part
+        key, value = key.strip(), value.strip()
+        if not sep:
+            continue
+        if key == "processor" and value.isdigit():
+            cpu = value
+        elif key == "CPU part" and cpu is not None:
+            parts[cpu] = value.lower()
+        if key not in fields:
+            fields[key] = value
+    mine = [parts[str(c)] for c in used or [] if str(c) in parts] or list(parts.values())
+    mine = list(dict.fromkeys(mine))  # each part once, in cpu order
+    part = mine[0] if len(mine) == 1 else fields.get("CPU part")
+    named = [ARM_PARTS.get(p, p) for p in mine]
+    model = " + ".join(named) if named else None
+    model = model or ARM_PARTS.get(part or "") or fields.get("model name") or fields.get("Processor") or part
     features = (fields.get("Features") or fields.get("flags") or "").split()
-    return {"cpu_model": model, "cpu_part": part, "cpu_features": features}
+    return {"cpu_model": model, "cpu_part": part, "cpu_parts": parts, "cpu_features": features}
+
+
+def _emulated() -> bool:
+    """Under qemu-user (EDGEKIT_EMULATOR set) /sys is the host's: its clocks, thermal zones and battery are no
+    figures of the emulated device's, and are not read."""
+    return bool(os.environ.get("EDGEKIT_EMULATOR"))
 
 
 def _freqs() -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
+    if _emulated():
+        return out
     root = "/sys/devices/system/cpu"
     names = sorted((n for n in _listdir(root) if re.match(r"cpu\d+$", n)), key=lambda n: int(n[3:]))
     for name in names:
@@ -194,14 +217,24 @@ def _freqs() -> list[dict[str, Any]]:
     return out
 
 
-def _temperature() -> Optional[float]:
-    temps = [
-        _int(_read("/sys/class/thermal/%s/temp" % zone))
-        for zone in _listdir("/sys/class/thermal")
-        if zone.startswith("thermal_zone")
-    ]
-    values = [t for t in temps if t is not None]
-    return max(values) / 1000.0 if values else None
+# thermal zone types that measure the CPU or SoC (Pi: cpu-thermal; phones: cpu-0-0, cpuss-0, soc_thermal, tsens_tz_
+# sensor1, mtktscpu; x86: x86_pkg_temp, coretemp); a phone's battery, skin, charger or modem zones are none of them
+_CPU_ZONE = re.compile(r"cpu|soc|x86_pkg|coretemp|k10temp|tsens|apc|gold|silver|prime|big|little|core", re.I)
+_NOT_CPU_ZONE = re.compile(
+    r"batt|skin|charg|usb|pa_|pa-|modem|wlan|wifi|camera|xo|chg|bms|pmic|pm\d|quiet", re.I
+)
+
+
+def cpu_zone_temperature(zones: dict[str, float]) -> tuple[Optional[float], Optional[str]]:
+    """The temperature the facts call the SoC's, and the zone it is: the hottest CPU/SoC zone (a phone's battery
+    or skin zone is not the SoC), else, where no zone names the CPU, the hottest zone of all (named, so a reader
+    sees which)."""
+    cpu = {n: t for n, t in zones.items() if _CPU_ZONE.search(n) and not _NOT_CPU_ZONE.search(n)}
+    pick = cpu or zones
+    if not pick:
+        return None, None
+    name = max(pick, key=lambda n: pick[n])
+    return pick[name], name
 
 
 def _throttled() -> Optional[str]:
@@ -244,6 +277,9 @@ def _runtime_versions() -> dict[str, str]:
 
 def device_facts() -> dict[str, Any]:
     mem_total, mem_avail = _meminfo()
+    zones = _thermal_zones()
+    temperature, zone = cpu_zone_temperature(zones)
+    used = _cpus_used()
     facts = {
         "nice": _nice(),
         "machine": platform.machine(),
@@ -251,18 +287,19 @@ def device_facts() -> dict[str, Any]:
         "mem_total_mb": mem_total,
         "mem_available_mb": mem_avail,
         "freqs": _freqs(),
-        "temperature_c": _temperature(),
+        "temperature_c": temperature,
+        "temperature_zone": zone,
         "throttled": _throttled(),
         "python": platform.python_version(),
         "runtimes": _runtime_versions(),
         "emulated": bool(os.environ.get("EDGEKIT_EMULATOR")),
         "emulator": os.environ.get("EDGEKIT_EMULATOR") or None,
         "hostname": socket.gethostname(),
-        "cpus_used": _cpus_used(),
-        "thermal_zones": _thermal_zones(),
+        "cpus_used": used,
+        "thermal_zones": zones,
         "battery": _battery(),
     }
-    facts.update(_cpuinfo())
+    facts.update(_cpuinfo(used))
     return facts
 
 
@@ -278,6 +315,8 @@ def _cpus_used() -> Optional[list[int]]:
 def _thermal_zones() -> dict[str, float]:
     """Every readable thermal zone, by its type (phones have dozens: cpu-0-0, battery, skin, ...), in deg C."""
     zones: dict[str, float] = {}
+    if _emulated():
+        return zones
     for zone in sorted(_listdir("/sys/class/thermal")):
         if not zone.startswith("thermal_zone"):
             continue
@@ -291,6 +330,8 @@ def _thermal_zones() -> dict[str, float]:
 def _battery() -> Optional[dict[str, Any]]:
     """Charge and charging state of the first battery power supply where readable (Android often hides it)."""
     root = "/sys/class/power_supply"
+    if _emulated():
+        return None
     for name in sorted(_listdir(root)):
         base = "%s/%s/" % (root, name)
         if (_read(base + "type") or "").strip() != "Battery":
@@ -307,8 +348,10 @@ def _battery() -> Optional[dict[str, Any]]:
 
 def apply_affinity(spec: Optional[str]) -> Optional[dict[str, Any]]:
     """Pin this process (and the runtime threads it starts later) to `spec`: big | little | all | a cpu list
-    ("4-7", "0,2"). big / little come from the per-core max frequencies (the fastest / slowest cluster); where no
-    core reports one (an emulated device, some kernels) big and little mean all, and the result says so."""
+    ("4-7", "0,2"). big / little come from the per-core max frequencies (big_little_cpus); where no core reports
+    one (an emulated device, some kernels) big and little mean all, and the result says so. A cpu list the device
+    cannot pin to exactly (a cpu it does not have, or not online) is a ValueError naming them: its figures would
+    be another pinning's."""
     if not spec:
         return None
     if _cpus_used() is None:
@@ -318,22 +361,39 @@ def apply_affinity(spec: Optional[str]) -> Optional[dict[str, Any]]:
     if spec in ("big", "little"):
         tops = {f["cpu"]: f["max_khz"] for f in _freqs() if f.get("max_khz") and f["cpu"] in allowed}
         if tops:
-            want = max(tops.values()) if spec == "big" else min(tops.values())
-            cpus = sorted(c for c, khz in tops.items() if khz == want)
+            cpus = big_little_cpus(tops, spec)
         else:
             cpus, note = allowed, "no per-core max frequency readable: %s = all cores" % spec
     elif spec == "all":
         cpus = allowed
     else:
-        try:
-            cpus = sorted({c for part in spec.split(",") for c in _cpu_range(part)})
-        except ValueError as exc:
-            return {"requested": spec, "cpus": allowed, "note": "not pinned: %s" % exc}
+        cpus = sorted({c for part in spec.split(",") for c in _cpu_range(part)})  # ValueError: a bad request
+        missing = [c for c in cpus if c not in allowed]
+        if missing:
+            raise ValueError(
+                "cpu %s not online on this device (online: %s)"
+                % (",".join(map(str, missing)), ",".join(map(str, allowed)))
+            )
     try:
         os.sched_setaffinity(0, cpus)
     except (OSError, ValueError) as exc:
+        if spec not in ("big", "little", "all"):
+            raise ValueError("cannot pin to cpus %s: %s" % (spec, exc)) from None
         return {"requested": spec, "cpus": allowed, "note": "not pinned: %s" % exc}
-    return {"requested": spec, "cpus": _cpus_used(), "note": note}
+    got = _cpus_used()
+    if spec not in ("big", "little", "all") and got is not None and got != cpus:
+        raise ValueError("pinned to cpus %s, not %s (a cpuset allows only those)" % (got, spec))
+    return {"requested": spec, "cpus": got, "note": note}
+
+
+def big_little_cpus(tops: dict[int, int], spec: str) -> list[int]:
+    """The cores `big` or `little` names, from each core's max kHz: little is the slowest cluster; big every core
+    above it (a phone's prime core and its big cluster: Snapdragon 855's 2.84 GHz A76 and its three 2.42 GHz
+    ones). Where every core is as fast (one cluster) both are every core."""
+    slowest = min(tops.values())
+    if spec == "little":
+        return sorted(c for c, khz in tops.items() if khz == slowest)
+    return sorted(c for c, khz in tops.items() if khz > slowest) or sorted(tops)
 
 
 def _online_cpus() -> list[int]:

@@ -123,6 +123,7 @@ def _expected_cpu(target: Target, info: DeviceInfo) -> str | None:
         or cpu.get("Processor")
         or None,
         cpu_part=cpu.get("CPU part") or None,
+        cpu_parts={str(k): str(v) for k, v in (raw.get("cpu_parts") or {}).items()},
         cores=int(raw.get("cores") or 0),
         python=str(raw.get("python") or ""),
     )
@@ -156,6 +157,7 @@ def _print_info(name: str, info: object) -> None:
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     emulated = info.emulated  # type: ignore[attr-defined]
+    host = " (the emulator host's, not the device's)" if emulated else ""
     rows = [
         ("machine", raw["machine"]),
         (
@@ -165,8 +167,9 @@ def _print_info(name: str, info: object) -> None:
         ("cpu model", info.cpu_model),  # type: ignore[attr-defined]
         ("cpu features", info.features),  # type: ignore[attr-defined]
         ("board", raw["cpu"].get("Model") or raw["cpu"].get("Hardware") or "-"),
-        ("cores", str(raw["cores"])),
-        ("memory", f"{raw['mem_total_mb']} MB total, {raw['mem_available_mb']} MB available"),
+        # under qemu-user the process sees the host's cores and memory: they are said as the host's
+        ("cores", f"{raw['cores']}{host}"),
+        ("memory", f"{raw['mem_total_mb']} MB total, {raw['mem_available_mb']} MB available{host}"),
         ("python", f"{raw['python']} ({' '.join(raw['libc'])})"),
     ]
     # what the device said is printed as it said it; only edgekit's own "missing" is marked up

@@ -5,8 +5,9 @@ caveats (--json, the store).
 How they are spelled: a target file names cores as ARM does ("Cortex-A72", "Cortex-A76/A55 (big.LITTLE)"); the
 agent reports its /proc/cpuinfo's "CPU part" through ARM's part numbers (0xd08: Cortex-A72), else its "model name"
 ("ARMv8 Processor rev 3 (v8l)", "AMD EPYC 7B13"). Cores are compared by name (a76, a55, x1, n1) whatever the case or
-prefix (a part number, 0xd08, as the core it is); a big.LITTLE device reports one of its cores (cpu0's, often the little one), which matches when the target
-names it. A model name that names no core (a 32-bit kernel's "ARMv8 Processor") cannot be told apart: no warning.
+prefix (a part number, 0xd08, as the core it is). A device that reports each cpu's part (cpu_parts) is judged on all
+its cores: a core the target names that the device lacks, or one of the device's the target does not name, warns
+(a big.LITTLE phone's cpu0 is mostly an A55, which every such phone has). A model name that names no core (a 32-bit kernel's "ARMv8 Processor") cannot be told apart: no warning.
 An expected_cpu naming no ARM core ("Intel Core i7 8th gen", "AMD EPYC 7xx3", "Apple M1") is judged only where it
 names something distinctive: its vendor (Intel, AMD, ARM or Apple) against the model name's, and a model number both
 name (i7-8650U, 5950X, 7B13: a word with three digits or more) against the other's. Anything else is not judged: a
@@ -80,8 +81,20 @@ def _same_model(want: set[str], have: set[str]) -> bool:
 
 def reported_cpu(facts: DeviceFacts) -> str:
     """How the device's CPU is named in the warning: its model, and the part number it was read from."""
+    every = list(dict.fromkeys(ARM_PARTS.get(p.lower(), p) for p in facts.cpu_parts.values()))
+    if len(every) > 1:
+        return " + ".join(every)
     model = facts.cpu_model or facts.machine
     return f"{model} (CPU part {facts.cpu_part})" if facts.cpu_part and facts.cpu_part not in model else model
+
+
+def device_cores(facts: DeviceFacts) -> set[str] | None:
+    """Every core the device has, by name ({'a76', 'a55'}), from each cpu's part; None where a part is not ARM's
+    known one (or no part was read: an older agent, an x86 machine)."""
+    names = [ARM_PARTS.get(p.lower()) for p in facts.cpu_parts.values()]
+    if not names or None in names:
+        return None
+    return {core for name in names for core in _cores(name or "")}
 
 
 def mismatch(expected: str | None, facts: DeviceFacts | None) -> bool:
@@ -90,6 +103,11 @@ def mismatch(expected: str | None, facts: DeviceFacts | None) -> bool:
         return False
     model = facts.cpu_model or ""
     want = _cores(expected)
+    every = device_cores(facts)
+    if want and every is not None:
+        return (
+            every != want
+        )  # a named core the device lacks, or a core of the device's the target does not name
     if want:
         have = _cores(ARM_PARTS.get((facts.cpu_part or "").lower(), "")) | _cores(model)
         if have:

@@ -41,16 +41,21 @@ info = {"machine": platform.machine(), "python": platform.python_version(), "lib
         "system": platform.system(), "android": "ANDROID_ROOT" in os.environ,
         "termux_version": os.environ.get("TERMUX_VERSION"), "prefix": os.environ.get("PREFIX"),
         "venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix)}
-cpu = {}
+cpu, parts, n = {}, {}, None
 try:
     for line in open("/proc/cpuinfo"):
         k, _, v = line.partition(":")
         k, v = k.strip(), v.strip()
+        if k == "processor" and v.isdigit():
+            n = v
+        elif k == "CPU part" and n is not None:
+            parts[n] = v.lower()
         if k and v and k not in cpu:
             cpu[k] = v
 except OSError:
     pass
 info["cpu"] = {k: cpu.get(k) for k in ("model name", "CPU part", "Features", "flags", "Model", "Hardware")}
+info["cpu_parts"] = parts
 mem = {}
 try:
     for line in open("/proc/meminfo"):
@@ -84,6 +89,10 @@ class DeviceInfo:
 
     @property
     def cpu_model(self) -> str:
+        """The device's cores: each part once ("Cortex-A55 + Cortex-A76" on big.LITTLE), else the model name."""
+        parts = list(dict.fromkeys((self.raw.get("cpu_parts") or {}).values()))
+        if len(parts) > 1:
+            return " + ".join(CPU_PARTS.get(p, f"ARM part {p}") for p in parts)
         cpu = self.raw.get("cpu", {})
         part = (cpu.get("CPU part") or "").lower()
         return CPU_PARTS.get(part, cpu.get("model name") or (f"ARM part {part}" if part else "unknown"))
@@ -150,10 +159,11 @@ def probe(transport: Transport, target: Target) -> DeviceInfo:
             raise _python_hangs(target, python, exc) from None
         line = next((ln for ln in res.stdout.splitlines() if ln.startswith("EDGEKIT_PROBE ")), None)
         if line is None:
+            field = _field_of(target, python)
             raise TargetError(
                 f"`{python}` did not run on the device (exit {res.exit_status}): {res.stderr.strip()[-300:]}",
-                where=target.name,
-                hint="set the target's python command: --set python=python3",
+                where=f"{target.name} (field `{field}`)",
+                hint=f"set the target's `{field}` to a python the device has: --set {field}=python3",
             )
         raw = _probe_line(line.split(" ", 1)[1], target, python)
         found[python] = raw["runtimes"]
@@ -175,20 +185,26 @@ def _probe_line(body: str, target: Target, python: str) -> dict[str, Any]:
     except ValueError:
         raw = None
     if not isinstance(raw, dict) or not isinstance(raw.get("runtimes"), dict):
+        field = _field_of(target, python)
         raise TargetError(
             f"`{python}` answered edgekit's probe with a line that is not its facts: {body[:80]!r}",
-            where=target.name,
-            hint="is it a wrapper that prints its own EDGEKIT_PROBE line? set the target's python command: "
-            "--set python=python3",
+            where=f"{target.name} (field `{field}`)",
+            hint=f"is it a wrapper that prints its own EDGEKIT_PROBE line? set the target's `{field}`: "
+            f"--set {field}=python3",
         )
     return raw
+
+
+def _field_of(target: Target, python: str) -> str:
+    """The target field that names `python`: `python`, or `runtime_python.RUNTIME` (a runtime's own python)."""
+    keys = [runtime for runtime, own in target.runtime_python.items() if own == python]
+    return "python" if python == target.python or not keys else f"runtime_python.{keys[0]}"
 
 
 def _python_hangs(target: Target, python: str, exc: RemoteTimeout) -> RemoteTimeout:
     """The probe's timeout said as the target's python's: which field, what to set (it quoted the whole probe
     script, with no hint)."""
-    keys = [runtime for runtime, own in target.runtime_python.items() if own == python]
-    field = "python" if python == target.python or not keys else f"runtime_python.{keys[0]}"
+    field = _field_of(target, python)
     return RemoteTimeout(
         f"`{python}` did not answer edgekit's probe (a few lines of Python printing the device's facts) within "
         f"{PROBE_S:g} s and was stopped",
