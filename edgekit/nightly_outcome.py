@@ -85,7 +85,7 @@ def verdict(outcome: NightlyOutcome, most: int = 3) -> str:
         )
     reasons = [f"{name}: {_first_line(why)}" for name, why in deploys.items()]
     reasons += [_first_line(outcome.failures["report"])] if "report" in outcome.failures else []
-    reasons += [f"{f.recipe} {f.kind.value} {_first_line(flag_line(f))}" for f in [*regressions, *failed]]
+    reasons += [f"{f.recipe} {f.kind_label} {_first_line(flag_line(f))}" for f in [*regressions, *failed]]
     reasons += [
         f"{target} never measured" + (f" (tonight: {why})" if why else "")
         for target, why in outcome.never_measured.items()

@@ -757,6 +757,40 @@ def test_a_not_judged_line_names_the_host_machine_when_several_are_shown(tmp_pat
     assert f"latency on host (Intel Core i7-1165G7, {cores} cores) (0 earlier runs; 3 needed)" in line, line
 
 
+def test_an_emulated_wall_time_flag_is_worded_as_one_not_as_a_device_latency(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An emulated target that did not count is judged on qemu's wall time: the flag read '**latency**
+    (emulated)', the HTML kind 'latency', and the accept hint offered 'a kernel or firmware update, a board
+    swapped for the same model' for a device that has none (review r13). It still fails the night (the only
+    figure such a run has judged), worded as an emulated wall time with an emulated target's reasons."""
+    from edgekit.report import build, write
+    from edgekit.store import open_store
+
+    rng = np.random.default_rng(5)
+    nights = [
+        _night(d, rng, targets=("pi4-emu",), slowdown={("tflite-int8", "pi4-emu"): 2.5} if d == 8 else None)
+        for d in range(9)
+    ]
+    for night in nights:
+        for m in night.runs[0].agent.measurements:  # type: ignore[union-attr]
+            m.instructions_per_invoke = None  # `emulated.counting: false`
+    with open_store(f"sqlite:///{tmp_path / 'r.sqlite'}") as store:
+        for night in nights:
+            store.record(night)
+        built = build(store)
+    (flag,) = built.regressions
+    assert (flag.kind, flag.artifact, flag.kind_label) == (
+        FlagKind.LATENCY,
+        "tflite-int8",
+        "emulated wall time",
+    )
+    write(built, html=tmp_path / "r.html", markdown=tmp_path / "r.md")
+    md, html = (tmp_path / "r.md").read_text(), (tmp_path / "r.html").read_text()
+    assert "- **emulated wall time** tflite-int8 at 1 thread on pi4-emu: " in md, md
+    assert "**latency**" not in md and "kernel or firmware" not in md and "kernel or firmware" not in html
+    assert "If this is expected (a qemu, guest image or edgekit upgrade" in md, md
+    assert "data-label=kind>emulated wall time<" in html and "data-label=kind>latency<" not in html
+
+
 def test_a_flag_says_what_it_compares_with_and_the_html_labels_its_units(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`latency tflite-fp32 at 1 thread on host: latency p50 0.00645 -> 0.009489 ms (+47.1%, ...)` never said that
     0.00645 is the pooled median of runs #1-#5 (the flag knew: baseline_runs), and the HTML Flags table put

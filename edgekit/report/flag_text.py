@@ -76,6 +76,27 @@ def _day(ts: float) -> str:
 
 
 ACCEPT_WHY = "If this is expected (a kernel or firmware update, a board swapped for the same model)"
+# an emulated target's: no kernel, firmware or board of its own; its wall time (without counts) is qemu's on this
+# machine, which a qemu or edgekit upgrade, or another machine, moves
+ACCEPT_WHY_EMULATED = (
+    "If this is expected (a qemu, guest image or edgekit upgrade, the emulated devices moved to another machine; "
+    "emulated wall time is not device latency: instruction counts, with counting on, are judged instead)"
+)
+
+
+def accept_why(flags: Sequence[Flag]) -> str:
+    """The reason an accept command is offered, in the words of the targets it names: a board's (ACCEPT_WHY),
+    an emulated target's (ACCEPT_WHY_EMULATED), or both joined when both are named."""
+    judged = [f for f in flags if f.kind in (FlagKind.LATENCY, FlagKind.INSTRUCTIONS) and not f.explained]
+    emulated, boards = any(f.emulated for f in judged), any(not f.emulated for f in judged)
+    if emulated and not boards:
+        return ACCEPT_WHY_EMULATED
+    if emulated:
+        return (
+            "If this is expected (a board: a kernel or firmware update, a board swapped for the same model; "
+            "an emulated target: a qemu, guest image or edgekit upgrade)"
+        )
+    return ACCEPT_WHY
 
 
 def accept_commands(flags: Sequence[Flag], store_url: str | None = None) -> list[str]:

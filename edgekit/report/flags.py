@@ -62,6 +62,14 @@ class Flag:
     explained: bool = False
 
     @property
+    def kind_label(self) -> str:
+        """The flag's kind in a report's words: an emulated target's wall time (one that did not count: qemu on
+        this machine's shared cores) is 'emulated wall time', never 'latency', which is a device's (review r13)."""
+        if self.emulated and self.kind is FlagKind.LATENCY:
+            return "emulated wall time"
+        return self.kind.value
+
+    @property
     def where(self) -> str:
         """The flag's target as the report names it: the host's machine and run when it is another's."""
         return self.host_label or self.target or ""

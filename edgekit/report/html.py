@@ -14,7 +14,7 @@ from html import escape
 
 from edgekit.report import plots, trend_plots
 from edgekit.report.figures import same_precision
-from edgekit.report.flag_text import ACCEPT_WHY, accept_commands
+from edgekit.report.flag_text import accept_commands, accept_why
 from edgekit.report.flags import failures_text
 from edgekit.report.html_facts import facts_section
 from edgekit.report.html_latest import emu_badge, latest_table, number, pct
@@ -286,7 +286,7 @@ def _flags(flags: list[Flag], not_judged: Sequence[str] = (), store_url: str | N
         css = "bad" if f.is_bad else "warn"
         old, new = (_with_unit(x, f.kind) for x in _pair(f))
         rows.append(
-            f'<tr class="{css}"><td class=l data-label=kind>{f.kind.value}</td>'
+            f'<tr class="{css}"><td class=l data-label=kind>{f.kind_label}</td>'
             f"<td class=l data-label=artifact>{escape(f.artifact or '-')}</td>"
             f"<td class=l data-label=target>{escape(masked_text(f.where) or '-')}{emu_badge(f.emulated)}</td>"
             f"<td data-label=threads>{f.threads or '-'}</td>"
@@ -296,7 +296,7 @@ def _flags(flags: list[Flag], not_judged: Sequence[str] = (), store_url: str | N
         )
     accept = accept_commands(flags, store_url)
     hint = (
-        f"<p>{escape(ACCEPT_WHY)}: " + "; ".join(f"<code>{escape(c)}</code>" for c in accept) + "</p>"
+        f"<p>{escape(accept_why(flags))}: " + "; ".join(f"<code>{escape(c)}</code>" for c in accept) + "</p>"
         if accept
         else ""
     )

@@ -12,7 +12,7 @@ import unicodedata
 
 from edgekit.formats import Format
 from edgekit.report.figures import cosine_text, millions
-from edgekit.report.flag_text import ACCEPT_WHY, accept_commands, flag_line
+from edgekit.report.flag_text import accept_commands, accept_why, flag_line
 from edgekit.report.flags import failures_text
 from edgekit.report.regression import Flag
 from edgekit.report.rows import Row
@@ -172,7 +172,7 @@ def _recipe(view: RecipeView, store_url: str) -> list[str]:
     lines += [_flag(f) for f in view.flags]
     accept = accept_commands(view.flags, store_url)
     if accept:
-        lines.append(f"- {ACCEPT_WHY}: " + "; ".join(_code(c) for c in accept))
+        lines.append(f"- {accept_why(view.flags)}: " + "; ".join(_code(c) for c in accept))
     not_judged = view.not_judged()
     lines += [f"- **not judged** {_text(line)}" for line in not_judged]
     lines += [f"- {_text(a.line())}" for a in view.accepted()]  # the flags it ended leave no other trace
@@ -226,8 +226,8 @@ def _routes(view: RecipeView) -> list[str]:
 
 
 def _flag(f: Flag) -> str:
-    emulated = " (emulated)" if f.emulated else ""
-    return f"- **{f.kind.value}**{emulated} {_text(masked_text(flag_line(f)))}"  # a failure quotes its error
+    emulated = " (emulated)" if f.emulated and f.kind_label == f.kind.value else ""
+    return f"- **{f.kind_label}**{emulated} {_text(masked_text(flag_line(f)))}"  # a failure quotes its error
 
 
 def _table(view: RecipeView) -> list[str]:

@@ -357,6 +357,8 @@ def _speed_flag(
             f"{where}: {label} p50 {v.old:.4g} -> {v.new:.4g} ms ({v.change:+.1%}, p={v.p_value:.2g}, "
             f"threshold {v.threshold:.1%}) {against}"
         )
+        if target_run.emulated:  # no count to judge: qemu's time on this machine stands in, and says so
+            message += "; qemu's wall time on this machine, not the board's latency (this run counted no instructions)"
         if v.creep:
             message += (
                 "; against the older half of its history: a gradual rise the night-to-night bound of the whole "
