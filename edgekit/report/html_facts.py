@@ -62,14 +62,23 @@ def _facts_row(run_id: int, started_ts: float, t: TargetRun, agent: AgentResult)
     if caution:
         throttled += f" <i>{escape(caution)}</i>"
     runtimes = escape(", ".join(f"{k} {v}" for k, v in before.runtimes.items()))
+    # an emulated target's governor, clocks and temperature, where a stored run has them (older agents read the
+    # host's /sys under qemu-user), are the machine running the emulator's: 'a Cortex-A72 at 3.5 GHz and 86 °C'
+    facts = [f for f in (before, after) if f is not None]
+    clocks = HOST_NOTE if t.emulated and any(f.freqs for f in facts) else ""
+    heat = HOST_NOTE if t.emulated and any(f.temperature_c is not None for f in facts) else ""
     return (
         f'<tr class="{"warn" if reason else ""}"><td class=l>#{run_id} {when(started_ts)}</td>'
         f"<td class=l>{escape(t.target)}{EMU_BADGE if t.emulated else ''}</td>"
         f"<td class='l brk'>{escape(before.cpu_model or before.machine)}{emulator}</td>"
-        f"<td>{before.cores}</td><td class=l>{escape(_governor(before))}</td><td>{_clock(before, after)}</td>"
-        f"<td>{_temp(before)} → {_temp(after)}</td><td class='l wrap'>{throttled}</td>"
+        f"<td>{before.cores}</td><td class=l>{escape(_governor(before))}{clocks}</td>"
+        f"<td>{_clock(before, after)}{clocks}</td><td>{_temp(before)} → {_temp(after)}{heat}</td>"
+        f"<td class='l wrap'>{throttled}</td>"
         f"<td class='l wrap'>{runtimes}</td></tr>"
     )
+
+
+HOST_NOTE = " <span class=muted>(emulator host's)</span>"
 
 
 def _temp(facts: DeviceFacts | None) -> str:

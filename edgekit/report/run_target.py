@@ -29,7 +29,7 @@ from edgekit.route_rejections import not_comparable
 from edgekit.terminal import Console, plain
 
 if TYPE_CHECKING:
-    from edgekit.results import Measurement, TargetRun
+    from edgekit.results import DeviceFacts, Measurement, TargetRun
 
 EMU = "[black on yellow] emulated [/]"
 Cell = Text | str
@@ -102,13 +102,27 @@ def _print_heading(console: Console, t: TargetRun, left_out: bool) -> None:
         plain(
             f"  {f.machine} {f.cpu_model or ''} x{f.cores}"
             + (f" via {f.emulator}" if f.emulator else "")
-            + f", temperature {f.temperature_c if f.temperature_c is not None else '-'} -> "
-            + f"{after.temperature_c if after and after.temperature_c is not None else '-'} C, throttled "
-            + f"{f.throttled or '-'} -> {(after.throttled if after else None) or '-'}, runtimes "
+            + _heat(f, after, t.emulated)
+            + ", runtimes "
             + ", ".join(f"{k} {v}" for k, v in f.runtimes.items())
         ),
         highlight=False,
     )
+
+
+def _heat(f: DeviceFacts, after: DeviceFacts | None, emulated: bool) -> str:
+    """', temperature 41.2 -> 43.0 C, throttled 0x0 -> 0x0'. An emulated target's, where a stored run has them
+    (older agents read the host's /sys under qemu-user), are the machine running the emulator's: said so, or left
+    out when there are none ('a Cortex-A72 at 86 °C' was an x86 laptop's)."""
+    temps = (f.temperature_c, after.temperature_c if after else None)
+    flags = (f.throttled, after.throttled if after else None)
+    shown = tuple("-" if v is None else str(v) for v in temps)
+    said = f"{shown[0]} -> {shown[1]} C"
+    if not emulated:
+        return f", temperature {said}, throttled {flags[0] or '-'} -> {flags[1] or '-'}"
+    if all(v is None for v in temps):
+        return ""
+    return f", emulator host's temperature {said} (not the device's)"
 
 
 def _figures(

@@ -5,7 +5,10 @@ judged nor used as baseline for later runs; so is a measurement timed while othe
 more of the device's CPUs (Measurement.timed_while_busy; emulated targets are judged on counts, not affected).
 An unreliable measurement still says how far it moved from its baseline, marked as not judged. A core's clock
 more than CLOCK_DROP lower after the run than before it is throttling under the performance governor, and a caution
-only (clock_caution) under governors that lower an idle core's clock.
+only (clock_caution) under governors that lower an idle core's clock. An emulated target's temperature, clocks and
+throttling, where a stored run has them (older agents recorded the host's /sys under qemu-user), are the machine
+running the emulator's, not the device's: they make no emulated run unreliable (its instruction counts do not depend
+on heat).
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ _THROTTLED_SINCE_BOOT = 0xF0000  # the same, sticky since boot
 def throttle_reason(
     target_run: TargetRun, max_temperature_c: float = Settings.max_temperature_c
 ) -> str | None:
-    """Why this target's timings can't be trusted (throttling or heat during the run), or None."""
+    """Why this target's timings can't be trusted (throttling or heat during the run), or None. None for an
+    emulated target: its temperature and clocks, where recorded, are the emulator host's (an 86 °C laptop made every
+    emulated run of the night unreliable, its instruction-count regressions unjudged)."""
     agent = target_run.agent
-    if agent is None:
+    if agent is None or target_run.emulated:
         return None
     before, after = agent.facts_before, agent.facts_after
     reasons = [

@@ -1,0 +1,87 @@
+"""An emulated run's temperature and clocks are the emulator host's, not the device's (review r14 #1): a stored
+emulated run at 86 °C (a hot laptop or CI runner; older agents read the host's /sys under qemu-user) made the night
+'nothing judged: unreliable', and an instruction-count rise of 50 % passed with exit 0. Instruction counts do not
+depend on heat: the run is judged, and the figures are shown as the host's. Built through the real `runs import`,
+`report --fail-on-regression` and `runs show` on a SQLite store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.formats import Format
+from edgekit.report.synthetic import synthetic_result
+from edgekit.results import CpuFreq
+
+T0 = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)
+
+
+def _edgekit(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "300"}
+    env.pop("EDGEKIT_STORE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekit", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def _store(tmp_path: Path, last_level: float) -> tuple[str, Path]:
+    """Four cool nights of pi4-emu, then a fifth whose facts carry a hot host (86 °C, 3.5 GHz under the
+    performance governor, falling to 2.0 GHz after the run) with its counts at `last_level`."""
+    url = f"sqlite:///{tmp_path / 'results.sqlite'}"
+    home = tmp_path / "home"
+    rng = np.random.default_rng(5)
+    files = []
+    for day in range(5):
+        night = synthetic_result(
+            T0 + timedelta(days=day),
+            rng=rng,
+            formats=(Format.TFLITE_FP32,),
+            targets=("pi4-emu",),
+            threads=(1,),
+            slowdown={("tflite-fp32", "pi4-emu"): last_level if day == 4 else 1.0},
+        )
+        if day == 4:
+            agent = night.runs[0].agent
+            assert agent is not None and agent.facts_after is not None
+            for facts, khz in ((agent.facts_before, 3_500_000), (agent.facts_after, 2_000_000)):
+                facts.temperature_c = 86.0
+                facts.freqs = [
+                    CpuFreq(cpu=i, governor="performance", cur_khz=khz, max_khz=3_500_000) for i in (0, 1)
+                ]
+        path = tmp_path / f"night{day}.json"
+        path.write_text(night.model_dump_json())
+        files.append(str(path))
+    imported = _edgekit("runs", "import", *files, "--store", url, home=home)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    return url, home
+
+
+def test_a_hot_host_does_not_hide_an_instruction_count_regression(tmp_path: Path) -> None:
+    url, home = _store(tmp_path, 1.5)
+    shown = _edgekit("report", "--since", "all", "--fail-on-regression", "--store", url, home=home)
+    text = " ".join(shown.stdout.split())
+    assert shown.returncode == 1, text + shown.stderr
+    assert "86 °C" not in text and "unreliable" not in text, text
+    assert "pi4-emu" in text and "regression" in text, text
+
+
+def test_a_hot_host_is_shown_as_the_hosts_figures(tmp_path: Path) -> None:
+    url, home = _store(tmp_path, 1.0)
+    shown = _edgekit("report", "--since", "all", "--fail-on-regression", "--store", url, home=home)
+    assert shown.returncode == 0, shown.stdout + shown.stderr  # no unreliable, no regression
+    show = _edgekit("runs", "show", "5", "--store", url, home=home)
+    assert show.returncode == 0, show.stdout + show.stderr
+    heading = " ".join(show.stdout.split())
+    assert "emulator host's temperature 86.0 -> 86.0 C" in heading, heading
+    html = tmp_path / "r.html"
+    made = _edgekit("report", "--since", "all", "--html", str(html), "--store", url, home=home)
+    assert made.returncode == 0, made.stdout + made.stderr
+    page = html.read_text()
+    assert "SoC at 86" not in page
+    row = page[page.index("86.0 → 86.0") - 400 : page.index("86.0 → 86.0") + 200]
+    assert "emulator host" in row, row
