@@ -83,6 +83,7 @@ HOST_ONLY = frozenset(
         "test_estimate_checks.py",
         "test_estimate_mac_rules.py",
         "test_explained_accept.py",
+        "test_fact_caveats.py",
         "test_fast_night.py",
         "test_fault_keep_results.py",
         "test_fault_target_python.py",

@@ -807,3 +807,18 @@ def test_a_bench_on_an_emulated_device_no_board_stands_for_says_why_it_has_no_es
     assert f"no board estimate: {NO_BOARD}" in said, said
     run = TargetRun.model_validate_json(out.read_text())
     assert run.estimates == {} and run.caveats == [f"no board estimate: {NO_BOARD}"], run.caveats
+
+
+@pytest.mark.integration
+def test_bench_says_an_affinity_it_could_not_apply(model_files: dict[str, Path]) -> None:
+    """`affinity: big` on a machine whose cores report no max frequency pins to every core, and the facts say so
+    (review r14 #3): said under the table, as deploy and runs show say it; bench said nothing, exit 0."""
+    if any(Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq")):
+        pytest.skip("this machine's cores report a max frequency: big pins to its fastest cores")
+    done = bench(str(model_files["tflite"]), "--target", "local", "--set", "affinity=big", "--repeat", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = " ".join(done.stdout.split())
+    assert (
+        "local: affinity big not applied as asked: no per-core max frequency readable: big = all cores"
+        in text
+    ), text

@@ -1,11 +1,13 @@
 """The HTML report's device facts: per run and target, what the agent found on the device before and after timing
 (CPU, cores, governor, clocks, temperature, throttling, runtimes), the throttled ones marked, and under each the
-run's caveats (a device that is not the target's expected_cpu)."""
+run's caveats (a device that is not the target's expected_cpu; an affinity not applied, memory figures that may
+include earlier frees)."""
 
 from __future__ import annotations
 
 from html import escape
 
+from edgekit.report.lines import fact_caveats
 from edgekit.report.regression import throttle_reason
 from edgekit.report.unreliable import clock_caution
 from edgekit.report.view import RecipeView, when
@@ -30,9 +32,10 @@ def facts_section(view: RecipeView) -> str:
                     f"{escape(t.target)}</td><td class=l colspan=7>{escape(masked_text(t.error) or t.status)}</td></tr>"
                 )
                 continue
-            caveats = "".join(  # the run's own (a device that is not the expected_cpu): deploy printed them
+            caveats = "".join(  # the run's own (a device that is not the expected_cpu), and what its facts say
+                # of an affinity not applied and of its memory figures: deploy printed them
                 f"<tr class=warn><td></td><td class='l wrap' colspan=8>! {escape(masked_text(c))}</td></tr>"
-                for c in t.caveats
+                for c in [*t.caveats, *fact_caveats(t)]
             )
             rows.append(_facts_row(run.id, run.started_ts, t, t.agent) + caveats)  # one target run, one entry
     return history_details(rows, head)

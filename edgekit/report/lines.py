@@ -53,10 +53,13 @@ def busy_lines(result: DeployResult) -> list[str]:
 
 
 def timing_caveats(run: TargetRun) -> list[str]:
-    """busy_lines for one target run (deploy and bench)."""
-    if run.agent is None or run.emulated:
+    """busy_lines for one target run (deploy and bench), and what the facts say of its pinning and memory
+    (fact_caveats)."""
+    if run.agent is None:
         return []
-    lines = []
+    lines = fact_caveats(run)
+    if run.emulated:
+        return lines
     busy = [m for m in run.agent.measurements if m.timed_while_busy]
     if busy:
         lines.append(busy_line(run.target, busy))
@@ -70,6 +73,70 @@ def timing_caveats(run: TargetRun) -> list[str]:
             "what that many cores would do"
         )
     return lines
+
+
+def fact_caveats(run: TargetRun) -> list[str]:
+    """What the agent recorded that qualifies the figures and no column shows: an affinity it could not apply as
+    asked ('not pinned: [Errno 22] ...', big = all cores where no core reports a max frequency, other cores than
+    the cpu list asked), and memory figures read without freed memory handed back to the OS (memory_released
+    false: bionic, musl, macOS) or a peak since the agent started (peak_rss_scope process). deploy, bench and runs
+    show print them under the table (exit 0 said nothing of an affinity that was not applied)."""
+    if run.agent is None:
+        return []
+    lines = []
+    pinned = affinity_caveat(run.agent.facts_before.affinity)
+    if pinned:
+        lines.append(f"{run.target}: {pinned}")
+    if run.emulated:  # its memory figures are the qemu process's, said as such
+        return lines
+    ok = [m for m in run.agent.measurements if m.status == "ok" and m.peak_rss_mb is not None]
+    kept = [m for m in ok if m.memory_released is False]
+    if kept:
+        lines.append(
+            f"{run.target}: memory of {_which(kept)}: freed memory could not be handed back to the OS "
+            "(memory_released false: the C library has no malloc_trim), so model RSS + may read low and the "
+            "process peak high after another model ran in the same agent"
+        )
+    whole = [m for m in ok if m.peak_rss_scope == "process"]
+    if whole:
+        lines.append(
+            f"{run.target}: process peak RSS of {_which(whole)} is the agent's peak since it started "
+            "(peak_rss_scope process: the device could not reset it per measurement), maybe an earlier "
+            "measurement's"
+        )
+    return lines
+
+
+def affinity_caveat(affinity: dict[str, Any] | None) -> str | None:
+    """'affinity 3 not applied: not pinned: [Errno 22] Invalid argument (ran on cpus 0,1)', or None where the
+    cores asked were the cores got."""
+    if not affinity or not affinity.get("requested"):
+        return None
+    asked, got, note = str(affinity["requested"]), affinity.get("cpus"), affinity.get("note")
+    on = f" (ran on cpus {','.join(map(str, got))})" if got else ""
+    if note:
+        return f"affinity {asked} not applied as asked: {note}{on}"
+    wanted = _cpu_list(asked)
+    if wanted is not None and got is not None and sorted(got) != wanted:
+        return f"affinity {asked} not applied as asked{on}"
+    return None
+
+
+def _cpu_list(spec: str) -> list[int] | None:
+    """'4-7,0' as [0, 4, 5, 6, 7]; None for big, little, all (or text that is no cpu list)."""
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return None
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return sorted(cpus)
+
+
+def _which(ms: list[Measurement]) -> str:
+    """'tflite-fp32 and ncnn-int8', or '5 artifacts'."""
+    names = list(dict.fromkeys(m.artifact for m in ms))
+    return " and ".join(names) if len(names) <= 3 else f"{len(names)} artifacts"
 
 
 def busy_line(target: str, busy: list[Measurement]) -> str:
