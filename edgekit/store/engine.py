@@ -99,29 +99,38 @@ def _in_wal_mode(path: Path) -> bool:
 
 
 QUIET_WAIT_S = 2.0  # a write lock held longer than this is said while waiting for it
+WAIT_STEP_S = 0.2  # the wait for the write lock, in steps that a Ctrl-C or SIGTERM ends
 
 
 def _sqlite_begin(conn: Connection) -> None:
     # A deferred BEGIN that later writes can fail at once with "database is locked" instead of waiting;
-    # taking the write lock up front makes concurrent writers wait their turn (busy_timeout).
+    # taking the write lock up front makes concurrent writers wait their turn.
     immediate = conn.get_execution_options().get("edgekit_write", False)
     if not immediate:
         conn.exec_driver_sql("BEGIN")
         return
     # Another process holding the lock (a nightly recording, sqlite3 with a transaction open) made a run wait up
-    # to BUSY_TIMEOUT_S in silence: a short try first, then the wait is said.
-    conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(QUIET_WAIT_S * 1000)}")
+    # to BUSY_TIMEOUT_S in silence: the wait is said after QUIET_WAIT_S. It is waited in short steps here, not in
+    # SQLite's busy timeout: a signal's handler runs only between Python's steps, so a Ctrl-C or SIGTERM did nothing
+    # for up to a minute while SQLite waited in C.
+    conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(WAIT_STEP_S * 1000)}")
+    start = time.monotonic()
+    said = False
     try:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-        return
-    except Exception as exc:
-        if "locked" not in str(exc):
-            raise
-        print(
-            f"edgekit: another process holds the results store's write lock; waiting up to {BUSY_TIMEOUT_S:.0f} s",
-            file=sys.stderr,
-            flush=True,
-        )
+        while True:
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except Exception as exc:
+                if "locked" not in str(exc) or time.monotonic() - start >= BUSY_TIMEOUT_S:
+                    raise
+            if not said and time.monotonic() - start >= QUIET_WAIT_S:
+                said = True
+                print(
+                    "edgekit: another process holds the results store's write lock; waiting up to "
+                    f"{BUSY_TIMEOUT_S:.0f} s (Ctrl-C to stop waiting)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    conn.exec_driver_sql("BEGIN IMMEDIATE")

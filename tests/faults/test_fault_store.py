@@ -55,3 +55,68 @@ def test_importing_the_same_json_twice_records_one_run(tmp_path: Path, edgekit_c
     assert "recorded as run 2" in third.stdout  # another run of the same recipe is a new run
     with open_store(url) as db:
         assert [r.id for r in db.runs()] == [2, 1]
+
+
+def test_ctrl_c_while_waiting_for_the_store_write_lock_stops_the_wait_and_keeps_the_run(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the SQLite store's write lock when a deploy records its run. The wait was SQLite's
+    busy timeout, in C, where Python's signal handler cannot run: Ctrl-C and SIGTERM did nothing for up to 60 s.
+    Now a Ctrl-C ends the wait at once (exit 130), the run kept in --json with the line that imports it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from procs import EDGEKIT, ctrl_c_when
+
+    from edgekit.store import open_store
+
+    store, out = tmp_path / "store.sqlite", tmp_path / "run.json"
+    with open_store(str(store)) as db:
+        db.record(failed_at_connect())
+    hold = "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+    hold += "c.execute('BEGIN EXCLUSIVE'); print('held', flush=True); time.sleep(300)"
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "tiny.yaml"
+    args = [EDGEKIT, "deploy", str(recipe), "-f", "tflite-fp32", "--repeat", "1", "--warmup", "0"]
+    proc = subprocess.Popen(
+        [*args, "--samples", "2", "--json", str(out), "--store", str(store)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    holders: list[subprocess.Popen[str]] = []
+    seen: list[str] = []
+
+    def waiting() -> bool:  # the lock taken once the agent measures, after the store's first use
+        assert proc.stdout is not None and proc.stderr is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if "x1 ok" in line:
+                break
+        else:
+            return False
+        holders.append(
+            subprocess.Popen([sys.executable, "-c", hold, str(store)], stdout=subprocess.PIPE, text=True)
+        )
+        assert holders[0].stdout is not None and holders[0].stdout.readline().strip() == "held"
+        for line in proc.stderr:
+            seen.append(line)
+            if "holds the results store's write lock" in line:
+                return True
+        return False
+
+    try:
+        stdout, stderr, seconds = ctrl_c_when(proc, waiting, settle=0.5, sig=signal.SIGINT, timeout=90)
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.communicate()
+    said = "".join(seen) + stderr
+    assert proc.returncode == 130, stdout[-2000:] + said[-2000:]
+    assert seconds < 5, seconds  # was the rest of the 60 s
+    assert "Ctrl-C to stop waiting" in said, said[-2000:]
+    assert f"edgekit runs import {out} --store {store}" in said, said[-2000:]
+    (run,) = DeployResult.model_validate_json(out.read_text()).runs
+    assert run.agent is not None and run.agent.measurements
