@@ -791,6 +791,41 @@ def test_an_emulated_wall_time_flag_is_worded_as_one_not_as_a_device_latency(tmp
     assert "data-label=kind>emulated wall time<" in html and "data-label=kind>latency<" not in html
 
 
+def test_a_regression_nobody_accepted_that_ages_out_of_the_lookback_is_said(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """8 nights at 1.0x, then 1.3x: flagged while a night before it is in the 42-run lookback, then the report
+    said 'No regressions against recent history' without a word (review r13). It says the regression aged out
+    unaccepted, in the headline and its recipe's section (Markdown and HTML); it is not flagged (the lookback is
+    the documented memory), so the exit status stays 0."""
+    from edgekit.report import build, write
+    from edgekit.report.markdown import verdict
+    from edgekit.store import open_store
+
+    rng = np.random.default_rng(2)
+    one = (Format.TFLITE_FP32,)
+    nights = [
+        synthetic_result(
+            T0 + timedelta(days=d),
+            rng=rng,
+            formats=one,
+            targets=("pi4",),
+            threads=(1,),
+            slowdown={("tflite-fp32", "pi4"): 1.0 if d < 8 else 1.3},
+        )
+        for d in range(54)
+    ]
+    with open_store(f"sqlite:///{tmp_path / 'r.sqlite'}") as store:
+        for night in nights:
+            store.record(night)
+        built = build(store)
+    assert built.regressions == []
+    assert verdict(built) == "no regressions, 1 regression aged out unaccepted", verdict(built)
+    write(built, html=tmp_path / "r.html", markdown=tmp_path / "r.md")
+    md, html = (tmp_path / "r.md").read_text(), (tmp_path / "r.html").read_text()
+    said = "tflite-fp32 at 1 thread on pi4: the regression since run #9 ("
+    assert f"- **aged out unaccepted** {said}" in md and "42-run lookback" in md, md
+    assert "No regressions against recent history" not in md and said in html
+
+
 def test_a_flag_says_what_it_compares_with_and_the_html_labels_its_units(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`latency tflite-fp32 at 1 thread on host: latency p50 0.00645 -> 0.009489 ms (+47.1%, ...)` never said that
     0.00645 is the pooled median of runs #1-#5 (the flag knew: baseline_runs), and the HTML Flags table put

@@ -4,7 +4,7 @@ thresholds it is judged with (Settings). The report and `edgekit nightly` read t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 
@@ -119,6 +119,8 @@ class Judgement:
     unjudged: list[Unjudged]
     judged: int = 0  # timings (latency or instruction-count keys) judged against their history
     unreliable: int = 0  # timings not judged as unreliable: timed while busy, on a throttled or taken board
+    # regressions nobody accepted whose runs before them left the lookback: their level is the baseline now
+    aged_out: list[str] = field(default_factory=list)
 
 
 def threads_text(n: int) -> str:

@@ -161,7 +161,7 @@ def _recipe(view: RecipeView, store_url: str) -> str:
         f"<code>{escape(home(latest.recipe_path))}</code> sha256 <code>{escape(latest.recipe_sha256[:12])}</code>, "
         f"git <code>{escape((latest.git_revision or '-')[:12])}</code></p>",
         "<h3>Flags</h3>",
-        _flags(view.flags, view.not_judged(), store_url),
+        _flags(view.flags, [*view.not_judged(), *view.aged_out], store_url),
         *(f"<p>{escape(a.line())}</p>" for a in view.accepted()),
         _changes(view.changes, view.changes_against),
         "<h3>Latest results</h3>",

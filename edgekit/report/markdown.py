@@ -121,6 +121,9 @@ def verdict(report: Report) -> str:
     if report.failed_deploys:  # the night failed even with no regression: the verdict says so first
         failed = len(report.failed_deploys)
         parts.insert(0, f"{failed} deploy{'s' if failed != 1 else ''} failed")
+    if report.aged_out:  # no longer flagged, but nobody accepted them: never 'no regressions' alone
+        aged = len(report.aged_out)
+        parts.append(f"{aged} regression{'s' if aged != 1 else ''} aged out unaccepted")
     unjudged = report.unjudged
     if unjudged:
         parts.append(
@@ -163,7 +166,7 @@ def render(report: Report) -> str:
 def _recipe(view: RecipeView, store_url: str) -> list[str]:
     bad = [f for f in view.flags if f.is_bad]
     state = result_not_ok(view.latest.result)  # 'not ok (not finished)': an imported run of a killed deploy
-    mark = "❌" if bad else ("⚠️" if view.flags or view.unjudged or state else "✅")
+    mark = "❌" if bad else ("⚠️" if view.flags or view.unjudged or view.aged_out or state else "✅")
     lines = [
         f"### {mark} {_text(view.recipe)}: run #{view.latest.id}, {when(view.latest.started_ts)} UTC"
         + (f", {_text(state)}" if state else ""),
@@ -175,12 +178,13 @@ def _recipe(view: RecipeView, store_url: str) -> list[str]:
         lines.append(f"- {accept_why(view.flags)}: " + "; ".join(_code(c) for c in accept))
     not_judged = view.not_judged()
     lines += [f"- **not judged** {_text(line)}" for line in not_judged]
+    lines += [f"- **aged out unaccepted** {_text(line)}" for line in view.aged_out]
     lines += [f"- {_text(a.line())}" for a in view.accepted()]  # the flags it ended leave no other trace
     if not view.flags:  # a paragraph of its own: a line right after a bullet continues it (CommonMark)
         lines += [""] if lines[-1] else []
         lines.append(
             "No regressions in what could be judged."
-            if not_judged
+            if not_judged or view.aged_out
             else "No regressions against recent history."
         )
     if view.changes:

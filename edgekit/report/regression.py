@@ -27,6 +27,7 @@ With fewer than `min_runs` baseline runs of a key, its latency is not judged, an
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 
@@ -150,13 +151,14 @@ def _judge_target(
     reduced to that series' target run (`tally`: the keys it judged, could not judge, found unreliable)."""
     key = series_key(target_run)
     earlier: list[StoredRun] = []
-    for run in reversed(before):
+    for run in reversed(before):  # and the lookback before it: a regression that aged out unaccepted
         mine = [t for t in run.result.runs if same_series(series_key(t), key)]
         if mine:
             earlier.append(StoredRun(run.id, run.started_ts, run.result.model_copy(update={"runs": mine})))
-            if len(earlier) == settings.lookback:
+            if len(earlier) == 2 * settings.lookback:
                 break
-    return _target_flags(latest, target_run, earlier[::-1], settings, tally)
+    window, older = earlier[: settings.lookback], earlier[settings.lookback :]
+    return _target_flags(latest, target_run, window[::-1], settings, tally, older[::-1])
 
 
 def regressed_keys(
@@ -179,6 +181,7 @@ def _target_flags(
     earlier: list[StoredRun],
     settings: Settings,
     tally: Judgement,
+    older: list[StoredRun] | None = None,
 ) -> list[Flag]:
     recipe, target = latest.result.recipe, target_run.target
     baseline = earlier[-settings.history :]
@@ -278,6 +281,10 @@ def _target_flags(
                     _machine(target_run),
                 )
             )
+        elif verdict is None and older and not accepted(latest, target, m):
+            aged = _aged_out(entry, series, older, target_run, settings)
+            if aged:
+                tally.aged_out.append(aged)
         elif verdict is not None and not accepted(latest, target, m):  # accepted: the new level
             made = _speed_flag(
                 recipe,
@@ -385,6 +392,48 @@ def _speed_flag(
         baseline_runs=ids,
         min_change=min_change,
     )
+
+
+def _aged_out(
+    entry: Entry, series: list[Entry], older: list[StoredRun], target_run: TargetRun, settings: Settings
+) -> str:
+    """A regression nobody accepted that is no longer flagged because the runs before it left the lookback
+    (its level became the baseline): 8 nights at 1.0x then 52 at 1.3x were flagged to night 44, then the report
+    said 'No regressions' and --fail-on-regression passed without a word (review r13). Judged as walk_key judges
+    the window, over the lookback before it too; '' when the newest run is not slower than that older window's
+    lowest level by what a flag needs (most keys: no second walk), or the wider walk holds no regression going
+    on."""
+    m, emulated = entry.m, target_run.emulated
+    before = key_series(older, target_run.target, m, emulated, settings)
+    if on_counts(m, emulated):
+        counted = [float(e.m.instructions_per_invoke or 0) for e in before if e.m.instructions_per_invoke]
+        value = float(m.instructions_per_invoke or 0)
+        if not counted or value / _low(counted, settings) - 1.0 < settings.instruction_change:
+            return ""
+    else:
+        timed = [statistics.median(e.m.samples_ms) for e in before if e.m.samples_ms]
+        if not timed or not m.samples_ms:
+            return ""
+        if statistics.median(m.samples_ms) / _low(timed, settings) - 1.0 < settings.min_change:
+            return ""
+    wide = walk_key(before + series, emulated, settings)
+    verdict = judge_key(entry, wide, emulated, settings)
+    if not isinstance(verdict, Verdict) or wide.streak is None:
+        return ""
+    since = wide.streak.run
+    unit = " instr." if verdict.kind is FlagKind.INSTRUCTIONS else " ms"
+    return (
+        f"{m.artifact} at {threads_text(m.threads)} on {target_run.target}: the regression since run #{since.id} "
+        f"({verdict.old:.4g} → {verdict.new:.4g}{unit}, {verdict.change:+.1%}) aged out unaccepted: the runs "
+        f"before it left the {settings.lookback}-run lookback, so its level is the baseline now and it is no "
+        "longer flagged; if it is not expected, it is still there to fix"
+    )
+
+
+def _low(values: list[float], settings: Settings) -> float:
+    """The older window's lowest level: the median of its `min_runs` lowest nights (the regression's own nights
+    may be most of that window)."""
+    return float(statistics.median(sorted(values)[: settings.min_runs]))
 
 
 def _machine(target_run: TargetRun) -> str:

@@ -63,6 +63,7 @@ class RecipeView:
     judged_runs: list[StoredRun] = field(default_factory=list)  # the runs judged on (reaching before `runs`)
     judged: int = 0  # timings (latency or instruction-count keys) of the newest runs judged against history
     unreliable_timings: int = 0  # timings not judged: timed while busy, on a throttled or taken board
+    aged_out: list[str] = field(default_factory=list)  # regressions nobody accepted, now the baseline
 
     @property
     def interrupted(self) -> bool:
@@ -185,6 +186,11 @@ class Report:
         return bool(self.not_reached) or any(v.interrupted for v in self.recipes)
 
     @property
+    def aged_out(self) -> list[str]:
+        """Regressions nobody accepted that left the lookback: no longer flagged, said apart."""
+        return [line for view in self.recipes for line in view.aged_out]
+
+    @property
     def unjudged(self) -> list[str]:
         """Recipes with a key whose latency or instruction count could not be judged for want of history."""
         return [v.recipe for v in self.recipes if v.unjudged]
@@ -263,7 +269,9 @@ def _target_history(
         for k in dict.fromkeys(series_key(t) for r in shown for t in r.result.runs if t.target == target)
         if None not in k[1:]  # a run that recorded no CPU belongs to no series of its own
     ]
-    limit = settings.lookback + 1
+    limit = (
+        2 * settings.lookback + 1
+    )  # and the lookback before the window: a regression that aged out (regression)
     for _ in range(READ_ROUNDS):
         runs = store.history(recipe=recipe, target=target, limit=limit)
         short = [
@@ -332,6 +340,7 @@ def recipe_view(
         recent,
         judgement.judged,
         judgement.unreliable,
+        judgement.aged_out,
     )
 
 
