@@ -125,6 +125,12 @@ def _sub(name: str) -> Path:
     return _make_dir(data_dir() / name, "EDGEKIT_HOME")
 
 
+def data_folder(path: Path) -> Path:
+    """A folder in the data dir (a run's under runs/), made if missing; one that cannot be made (a read-only data
+    dir) is the named error of EDGEKIT_HOME (exit 2), not an internal error after the conversions."""
+    return _make_dir(path, "EDGEKIT_HOME")
+
+
 def write_atomic(path: Path, text: str) -> Path:
     """Write `text` to `path` (parents created) through a temporary file beside it, so a reader never sees a
     half-written file. OutputFileError (named, exit 1) when it cannot; no temporary file is left behind. The

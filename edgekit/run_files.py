@@ -54,8 +54,7 @@ def run_folder(name: str) -> Iterator[Path]:
     runs are pruned by the rule first. The command holds the cache too (housekeeping.claim): a `cache prune` is
     refused while it runs, as while any command that uses the cache runs."""
     claim()
-    folder = paths.runs_dir() / name
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = paths.data_folder(paths.runs_dir() / name)
     handle = None
     with contextlib.suppress(OSError):  # no lock (a file system without): the age rule still keeps it a day
         handle = open(folder / IN_USE, "a+")  # noqa: SIM115 - closed when the run ends

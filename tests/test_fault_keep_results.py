@@ -222,3 +222,42 @@ def test_ctrl_c_with_no_store_and_no_json_keeps_the_measurements_in_a_file(
     (kept,) = (home / "unrecorded").glob("*.json")
     assert "tflite-fp32" in _measured(kept)
     assert f"results: {kept}" in " ".join(out.split()), out[-3000:]
+
+
+def test_a_read_only_data_dir_is_named_not_a_bug(tmp_path: Path, converted: Path) -> None:
+    """EDGEKIT_HOME on a read-only file system (its conversions cached, runs/ there): the deploy's run folder could
+    not be made and that was 'internal error (OSError) ... this is a bug in edgekit', exit 1. Now it is the named
+    error of EDGEKIT_HOME (exit 2, as `edgekit convert` gives), said before any agent runs."""
+    home = tmp_path / "home"
+    shutil.copytree(converted, home / "cache")
+    (home / "runs").mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(home), str(home)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(home)], check=True, capture_output=True)
+        cmd = [
+            EDGEKIT,
+            "deploy",
+            str(_recipe(tmp_path)),
+            "--target",
+            "local",
+            "--no-host",
+            "-f",
+            "tflite-fp32",
+        ]
+        done = subprocess.run(
+            [*cmd, "--store", str(tmp_path / "s.sqlite"), "--set", f"work_dir={tmp_path / 'work'}"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", "EDGEKIT_HOME": str(home)},
+            cwd=tmp_path,
+            timeout=300,
+        )
+    finally:
+        subprocess.run(["umount", str(home)], check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out[-3000:]
+    assert "this is a bug" not in out and "Traceback" not in out, out[-3000:]
+    assert "$EDGEKIT_HOME" in out and "Read-only file system" in out, out[-3000:]
+    assert " x1 " not in out, out[-3000:]  # nothing measured
