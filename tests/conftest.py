@@ -161,6 +161,7 @@ HOST_ONLY = frozenset(
         "test_store_unrecorded_folder.py",
         "test_symlink_loops.py",
         "test_table_drift_footer.py",
+        "test_table_failed_rows.py",
         "test_target_limits.py",
         "test_target_work_dir.py",
         "test_tflite_dynamic_shape.py",

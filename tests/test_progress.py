@@ -173,3 +173,18 @@ def test_the_board_names_what_the_agent_measures_in_the_agents_order(tmp_path: o
     planned = [item for m in said if isinstance(m, Planned) and m.target == "host" for item in m.items]
     measured = [(m.artifact, m.threads) for m in said if isinstance(m, Measured) and m.target == "host"]
     assert len(measured) == 4 and planned == measured, (planned, measured)
+
+
+def test_a_failed_measurement_is_said_with_why_not_with_a_figure() -> None:
+    """The agent timed the model, then could not save its outputs: the line said `tflite-fp32 x1 failed, p50 2 ms`,
+    a figure for a measurement that failed. It says why it failed instead."""
+    from edgekit.deploy.agent_result import measured_lines
+    from edgekit.target import load_target
+
+    said: list[str] = []
+    feed = measured_lines(load_target("pi4"), said.append)
+    feed(
+        'EDGEKIT_MEASUREMENT {"artifact": "tflite-fp32", "threads": 1, "status": "failed", "p50_ms": 2.0, '
+        '"error": "outputs not saved: [Errno 13] Permission denied\\nmore"}\n'
+    )
+    assert said == ["pi4: tflite-fp32 x1 failed: outputs not saved: [Errno 13] Permission denied"], said

@@ -207,12 +207,13 @@ def measured_lines(target: Target, say: Progress) -> Callable[[str], None]:
                 status = printable(str(m["status"]))
             except (ValueError, KeyError, TypeError):
                 continue
-            p50 = m.get("p50_ms")
-            figure = (
-                f", p50 {p50:.4g} ms{' (emulated wall time)' if target.emulated else ''}"
-                if isinstance(p50, (int, float))
-                else ""
-            )
+            p50, error = m.get("p50_ms"), m.get("error")
+            if status != "ok":  # a failed measurement is said with why, never with a figure it may carry
+                figure = f": {printable(str(error).splitlines()[0])[:200]}" if error else ""
+            elif isinstance(p50, (int, float)):
+                figure = f", p50 {p50:.4g} ms{' (emulated wall time)' if target.emulated else ''}"
+            else:
+                figure = ""
             missing = _missing_runtime(m)
             if missing:  # the session records it so (deploy/runtime_missing.py): said so as it streams
                 status, figure = "skipped", f": runtime {printable(missing)} not installed"

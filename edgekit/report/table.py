@@ -203,7 +203,8 @@ def _target_cells(
     if run.emulated and counted(run):
         if run.estimates:
             est = run.estimates.get(f"{artifact} x{threads}")
-            if est and not (skipped and estimate_text(est) is None):  # not 'n/a' for a model never run
+            # not 'n/a' (dim: reads as not applicable) for a measurement that failed or never ran: the row says so
+            if est and not ((skipped or missing is not None) and estimate_text(est) is None):
                 cells.append(estimate_cell(est))
             else:
                 cells.append(missing or Text("-", style="dim"))
