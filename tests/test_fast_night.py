@@ -90,3 +90,12 @@ def test_an_instruction_count_rise_after_one_night_of_fewer_instructions_is_flag
     assert (
         "tflite-fp32 at 1 thread on pi4-emu: 180,000,000 → 198,000,000 instr. (+10.0%) vs runs #1-#8" in shown
     )
+
+
+def test_a_fast_night_before_the_key_was_judged_does_not_widen_its_bound(tmp_path: Path) -> None:
+    """A 0.7x night among a key's first three (too few earlier runs to judge it, so it joined the baseline):
+    its odd median was in the night-to-night spread of every later judgement; the spread leaves it out."""
+    code, shown = _report(tmp_path, "pi4", [1.0, 1.0, 0.7] + [1.0] * 6 + [1.3])
+    assert code == 1, shown
+    (line,) = re.findall(r"tflite-fp32 at 1 thread on pi4: ([\d.]+) → ([\d.]+) ms \(\+([\d.]+)%", shown)
+    assert 20 < float(line[2]) < 40

@@ -218,14 +218,36 @@ def _counts(entries: Sequence[Entry]) -> list[Sequence[float]]:
     return [[float(e.m.instructions_per_invoke)] for e in entries if e.m.instructions_per_invoke]
 
 
+# a baseline of at least this many nights leaves out of its standard deviation the nights beyond ODD_SPREADS
+# MAD-based spreads of its median (at most a quarter of them): fewer nights give too rough a MAD
+ODD_FROM = 8
+ODD_SPREADS = 8.0
+
+
+def _trimmed(logs: np.ndarray) -> np.ndarray:
+    """`logs` without its odd nights: with ODD_FROM or more, those beyond ODD_SPREADS MAD-based spreads of the
+    median, at most a quarter of them (more is two levels, not odd nights). walk_key keeps flagged nights and
+    clearly faster ones out of a baseline; a night that joined before the key was judged (its first `min_runs`)
+    is not, and one 0.7x night among eight at 1 % drift made the bound 73 % (review r13)."""
+    n = len(logs)
+    if n < ODD_FROM:
+        return logs
+    off = np.abs(logs - np.median(logs))
+    cut = ODD_SPREADS * 1.4826 * float(np.median(off))
+    odd = off > cut
+    if not odd.any() or odd.sum() > n // 4:
+        return logs
+    return logs[~odd]
+
+
 def night_bound(nights: Sequence[Sequence[float]], alpha: float = Settings.night_alpha) -> float:
     """Relative rise of one more night's median that drift alone exceeds with probability `alpha`.
 
     A normal prediction interval on the log of the per-night medians: t(1-alpha, n-1) * s * sqrt(1 + 1/n),
-    with s the larger of the standard deviation and the MAD-based one (robust to one odd night, yet not
-    fooled by a lucky run of similar nights).
+    with s the larger of the standard deviation of the nights (without odd ones: _trimmed) and the MAD-based
+    one (not fooled by a lucky run of similar nights).
     """
-    logs = np.log([med(s) for s in nights])
+    logs = _trimmed(np.log([med(s) for s in nights]))
     n = len(logs)
     if n < 2:
         return float("inf")
@@ -246,7 +268,7 @@ def pooled_bound(
     their nights about each level's median (robust to the few nights of another level an earlier baseline may
     hold: a regression's first nights that were not flagged in a lookback window starting just before it), and
     never below the MAD-based spread of every night. Without earlier nights, night_bound of `nights`."""
-    logs = np.log([med(s) for s in nights])
+    logs = _trimmed(np.log([med(s) for s in nights]))
     older = [np.log([med(s) for s in level]) for level in earlier if len(level) >= 2]
     df_own, df_older = max(len(logs) - 1, 0), sum(len(g) - 1 for g in older)
     if not older or not len(logs):
