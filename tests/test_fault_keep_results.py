@@ -261,3 +261,54 @@ def test_a_read_only_data_dir_is_named_not_a_bug(tmp_path: Path, converted: Path
     assert "this is a bug" not in out and "Traceback" not in out, out[-3000:]
     assert "$EDGEKIT_HOME" in out and "Read-only file system" in out, out[-3000:]
     assert " x1 " not in out, out[-3000:]  # nothing measured
+
+
+def test_a_closed_terminal_ends_the_run_as_sigterm_does_and_records_it(
+    tmp_path: Path, converted: Path
+) -> None:
+    """edgekit on a terminal (a real pty, its controlling terminal) that closes mid-run, as when an SSH session
+    ends: the SIGHUP killed it at once (exit 129), nothing recorded in the store, no import line. Now it stops as
+    for SIGTERM, its output to the gone terminal dropped: exit 130, the run recorded as interrupted."""
+    import pty
+
+    from edgekit.store import open_store
+
+    home, store = tmp_path / "home", tmp_path / "s.sqlite"
+    shutil.copytree(converted, home / "cache")
+    cmd = [EDGEKIT, "deploy", str(_recipe(tmp_path)), "--target", "local", "--no-host", "--store", str(store)]
+    leader = "import fcntl, os, sys, termios; os.setsid(); fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    leader += "os.execv(sys.argv[1], sys.argv[1:])"  # edgekit, the session leader of the terminal
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", leader, *cmd],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, "COLUMNS": "200", "EDGEKIT_HOME": str(home)},
+        cwd=tmp_path,
+    )
+    os.close(slave)
+    said = b""
+    try:
+        while b"tflite-fp32 x1 ok" not in said:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: edgekit is gone
+                break
+            if not chunk:
+                break
+            said += chunk
+        os.close(master)  # the terminal closes: the kernel sends SIGHUP to its session leader
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert b"tflite-fp32 x1 ok" in said, said[-3000:]
+    assert code == 130, (code, said[-3000:])
+    with open_store(str(store)) as db:
+        (run,) = db.runs()
+        result = db.load(run.id)
+    (target_run,) = result.runs
+    assert target_run.interrupted and target_run.agent is not None
+    assert any(m.status == "ok" for m in target_run.agent.measurements)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -142,6 +144,9 @@ def _debug() -> bool:
     return "--debug" in sys.argv[1:]
 
 
+# SIGHUP: the terminal closed or the SSH session ended (a nightly started by hand) killed edgekit at once, the
+# measurements neither recorded nor said; it ends the run as SIGTERM does
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 REPEAT_GRACE_S = 3.0  # a second Ctrl-C / SIGTERM this soon after the first is the same request
 
 
@@ -154,8 +159,11 @@ class _Stop:
 
     def __init__(self) -> None:
         self.first: float | None = None
+        self.terminal = _terminal()  # known now: a hung-up terminal is no tty
 
     def __call__(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGHUP:  # the terminal closed (an SSH session ended): nobody reads it any more
+            self._detach_terminal()
         now = time.monotonic()
         if self.first is not None and now - self.first < REPEAT_GRACE_S:
             return
@@ -164,13 +172,54 @@ class _Stop:
         self.first = now
         raise KeyboardInterrupt
 
+    def _detach_terminal(self) -> None:
+        """Output to the closed terminal goes nowhere instead of failing (EIO) while the run is stopped and
+        recorded; output to a file or a pipe (`nohup`, a log) goes on. Every descriptor of the terminal is
+        replaced, the copies too: a live display keeps one of stderr aside and puts it back when it ends."""
+        if self.terminal is None:
+            return
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in _open_fds():
+                if fd != devnull and _device(fd) == self.terminal:
+                    with contextlib.suppress(OSError):
+                        os.dup2(devnull, fd)
+            os.close(devnull)
+        self.terminal = None
+
+
+def _device(fd: int) -> int | None:
+    """The character device `fd` is open on (a terminal's), None for anything else."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_rdev if stat.S_ISCHR(st.st_mode) else None
+
+
+def _terminal() -> int | None:
+    """The terminal stdout or stderr writes to (its device), None when neither is one."""
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            if os.isatty(fd):
+                return _device(fd)
+    return None
+
+
+def _open_fds() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:  # no /proc (macOS): the descriptors a process has early on
+        return list(range(256))
+
 
 def main() -> None:
     logging.getLogger("paramiko").addHandler(logging.StreamHandler() if _debug() else logging.NullHandler())
     stop = _Stop()
     if threading.current_thread() is threading.main_thread():  # signals can only be set there (embedded use)
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        for signum in STOP_SIGNALS:
+            if signum != signal.SIGHUP or signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's stays
+                signal.signal(signum, stop)
     try:
         _main()
     finally:
@@ -178,8 +227,8 @@ def main() -> None:
             # Stopping, what was measured kept, exiting: Python puts back the default action of these signals while
             # it shuts down, so the repeat of the request (`timeout` signals the group too) arriving then killed the
             # process (exit -2 instead of 130). It is the same request: ignored until the process is gone.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)  # (SIGHUP: the terminal gone, nothing left to say)
 
 
 def _holds_cache(argv: list[str]) -> bool:
