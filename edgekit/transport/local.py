@@ -241,7 +241,9 @@ def _unmade(path: Path) -> str | None:
             read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
         except OSError:
             read_only = False
-        return "the folder is not writable by this user" + (" (Read-only file system)" if read_only else "")
+        if read_only:  # the file system's doing, not this user's
+            return "its file system is mounted read-only (Read-only file system)"
+        return "the folder is not writable by this user"
     return None
 
 

@@ -221,10 +221,13 @@ class RemoteFiles:
         upload after it failing as "No such file"."""
         f = shlex.quote(folder)
         probe = shlex.quote(f"{folder}/.edgekit-write-test")  # its error tells a read-only disk from a mode
+        # the write test's EROFS is the file system's doing, not this user's: said so ("not writable by this user"
+        # sent people to chmod a folder on a disk mounted read-only)
         return (
             f"if e=$(mkdir -p -- {f} 2>&1); then if [ -w {f} ]; then {then}; else w=$(touch -- {probe} 2>&1; "
-            f"rm -f -- {probe}); printf '{_NO_DIR} the folder is not writable by this user%s\\n' \"${{w:+ ($w)}}\"; "
-            f"fi; else printf '{_NO_DIR} %s\\n' \"$e\"; fi; true"
+            f"rm -f -- {probe}); case $w in *'Read-only file system'*) r='its file system is mounted read-only';; "
+            f"*) r='the folder is not writable by this user';; esac; printf '{_NO_DIR} %s%s\\n' \"$r\" "
+            f'"${{w:+ ($w)}}"; fi; else printf \'{_NO_DIR} %s\\n\' "$e"; fi; true'
         )
 
     def _check_dir(self, folder: str, out: str) -> None:

@@ -57,11 +57,16 @@ def test_a_work_dir_on_a_read_only_disk_is_named(local_sshd, tmp_path: Path) -> 
             return
         existing = _upload_into(local_sshd, ro, tmp_path)  # the folder exists, nothing can be written in it
         said = str(existing)
-        assert "the folder is not writable by this user (touch: cannot touch" in said, said
+        # the file system is read-only, not the folder this user's to fix ("not writable by this user" before)
+        assert "its file system is mounted read-only (touch: cannot touch" in said, said
+        assert "by this user" not in said, said
         assert "Read-only file system)" in said and existing.exit_code == 1, (existing.exit_code, said)
         with pytest.raises(WorkDirError) as local:  # this machine's own disk, read-only: the same
             LocalTransport(_local_one(tmp_path, ro))
         assert local.value.exit_code == 1 and "(Read-only file system)" in str(local.value), str(local.value)
+        assert "mounted read-only" in str(local.value) and "by this user" not in str(local.value), str(
+            local.value
+        )
     finally:
         subprocess.run(["umount", "-l", str(ro)], check=False)
 
