@@ -37,6 +37,11 @@ baseline of the runs after it:
   two of three clearly (departs), and a night only nearer the earlier level joins neither (3 and 6 keys of 8
   back at the earlier level after six nights of the fix, accepted on the step's third or fifth night; now 7
   and 7; accepted on its first night, one noisy run, 4 and now 5);
+- a run faster than the baseline by what would flag it slower (departs) does not join it when no level was
+  accepted (faster): with a configuration change it restarts the baseline, `min_runs` in a row are a new level,
+  fewer are left out. Joining, one 0.7x night at 1 % drift widened the bound to 73 % and a +32 % night passed;
+  a held speed-up (a runtime upgrade) kept the old level as the baseline and a +29 % slowdown from the new one
+  passed (review r13);
 - a baseline's night-to-night drift is measured on the key's earlier levels in the window too (pooled_bound:
   a level shift, explained, accepted or fixed, moves the level, not the drift): three nights after a restart
   alone gave t(0.999, 2) = 22 spreads, over 100 % at 2 % drift, and a +20-25 % step 3-5 nights after a
