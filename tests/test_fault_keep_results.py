@@ -312,3 +312,35 @@ def test_a_closed_terminal_ends_the_run_as_sigterm_does_and_records_it(
     (target_run,) = result.runs
     assert target_run.interrupted and target_run.agent is not None
     assert any(m.status == "ok" for m in target_run.agent.measurements)
+
+
+def test_a_json_disk_that_fills_mid_deploy_points_to_the_recorded_table(
+    tmp_path: Path, disk: Path, converted: Path
+) -> None:
+    """--json on a disk that fills while measuring: exit 1 and the run recorded, but no table and no route were
+    printed, only 'recorded as run 1': what was measured was not seen. Now the line names `edgekit runs show 1`
+    with the store, which shows them."""
+    home, store = tmp_path / "home", tmp_path / "s.sqlite"
+    code, out = _deploy(
+        tmp_path,
+        {"EDGEKIT_HOME": str(home)},
+        "--store",
+        str(store),
+        "--json",
+        str(disk / "run.json"),
+        fill=disk,
+        cache=converted,
+    )
+    assert code == 1 and "OutputFileError" in out, out[-3000:]
+    shown = f"`edgekit runs show 1 --store {store}` shows its table and route"
+    assert "recorded as run 1" in out and shown in out, out[-3000:]
+    done = subprocess.run(
+        [EDGEKIT, "runs", "show", "1", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "EDGEKIT_HOME": str(home), "COLUMNS": "200"},
+        timeout=120,
+    )
+    assert done.returncode == 0 and "tflite-fp32" in done.stdout and "route" in done.stdout, done.stdout[
+        -3000:
+    ]

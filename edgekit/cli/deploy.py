@@ -363,7 +363,8 @@ def _keep_measured(result: DeployResult, json_path: Path | None, store: str | No
     where = ""
     if not no_store:
         try:
-            where = f"; recorded as run {_record_or_keep(result, store, json_path)}"
+            run_id = _record_or_keep(result, store, json_path)
+            where = f"; recorded as run {run_id} ({_shown_by(run_id, store)} shows its table and route)"
         except (StoreError, Interrupted) as exc:
             where = f"; {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
     elif json_path is None:
@@ -376,6 +377,17 @@ def _keep_measured(result: DeployResult, json_path: Path | None, store: str | No
     console.print(
         f"the deploy failed after measuring: kept {kept} measurements{plain(where)}", highlight=False
     )
+
+
+def _shown_by(run_id: int, store: str | None) -> str:
+    """'`edgekit runs show N --store S`': a deploy that failed after measuring (its --json's disk full) printed no
+    table and no route, only that the run was recorded; this command shows them."""
+    import shlex
+
+    from edgekit.store.location import command_url
+
+    given = f" --store {shlex.quote(command_url(store))}" if store else ""
+    return f"`edgekit runs show {run_id}{given}`"
 
 
 def register(app: typer.Typer) -> None:
