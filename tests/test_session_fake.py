@@ -93,7 +93,7 @@ def run_session(
     progress: Callable[[object], None] | None = None,
     **settings: object,
 ) -> tuple[TargetRun, TargetSession]:
-    target = Target(name="board", host="board.invalid")
+    target = Target(name="board", host="board.invalid", connect_timeout=1)  # an unreachable one: 1 s
     session = TargetSession(
         target,
         run_id="r1",
@@ -234,6 +234,27 @@ def test_a_lost_link_reconnects_pulls_what_the_device_wrote_and_stops_the_agent(
     assert cleaned(fake) and fake.closed
 
 
+def test_a_result_file_lagging_the_stream_at_a_lost_link_keeps_the_streamed_measurement(
+    tmp_path, arts, inputs
+) -> None:
+    """The agent streamed b's measurement and was stopped before its result file held it (that write's fsync on a
+    busy disk) when the link dropped: the file read after the reconnect held a only, and it was taken alone, so b,
+    measured and streamed, was recorded as not run (seen through a real link: tests/faults/test_fault_pull.py)."""
+    start = json.dumps({"started_at": "2026-01-01T00:00:00", "facts_before": FACTS.model_dump()})
+    stream = "".join(f"EDGEKIT_MEASUREMENT {measurement(a).model_dump_json()}\n" for a in "ab")
+    lost = agent(
+        lambda wanted: wanted[:1],
+        in_progress="b threads=1",
+        finished=False,
+        then=drops_link(stdout=f"EDGEKIT_START {start}\n{stream}"),
+    )
+    fake = FakeTransport(tmp_path / "device", steps={1: lost})
+    run, _ = run_session(tmp_path, fake, arts, inputs)
+    assert run.status == "failed" and "ConnectionLost" in (run.error or "")
+    assert statuses(run) == {"a": ("ok", None), "b": ("ok", None), "c": ("failed", ErrorCode.NOT_RUN)}
+    assert run.agent is not None and run.agent.in_progress is None
+
+
 def test_an_unreachable_device_keeps_the_streamed_measurements_and_skips_cleanup(
     tmp_path, arts, inputs
 ) -> None:
@@ -241,7 +262,7 @@ def test_an_unreachable_device_keeps_the_streamed_measurements_and_skips_cleanup
     stream = f"EDGEKIT_START {start}\nEDGEKIT_MEASUREMENT {measurement('a').model_dump_json()}\nEDGEKIT_MEAS"
     fake = FakeTransport(tmp_path / "device", steps={1: drops_link(stdout=stream)}, reachable=False)
     said: list[object] = []
-    target = Target(name="board", host="board.invalid")
+    target = Target(name="board", host="board.invalid", connect_timeout=1)
     session = TargetSession(
         target,
         run_id="r1",
@@ -365,6 +386,35 @@ def test_an_interrupt_while_pushing_starts_no_agent(tmp_path, arts, inputs) -> N
     assert any(e.startswith("put") for e in fake.events)  # it was interrupted while pushing
     assert not [e for e in fake.events if e.startswith("run") and AGENT_REMOTE in e], fake.events
     assert run.agent is None or {m.error_code for m in run.agent.measurements} == {ErrorCode.INTERRUPTED}
+
+
+def test_a_ctrl_c_on_a_link_cut_while_pushing_says_no_agent_had_run(tmp_path, arts, inputs) -> None:
+    """Ctrl-C during a frozen upload (the link cut at the interrupt): the folder left on the device was said as
+    'what the agent saved there was not fetched', though no agent had run yet. It says what it holds."""
+    holder: list[TargetSession] = []
+
+    class CutWhilePushing(FakeTransport):
+        def put(self, local: Path, remote: str):  # type: ignore[no-untyped-def]
+            if holder:
+                holder[0].interrupt()
+                self.sever("interrupted (Ctrl-C or SIGTERM)")  # the upload froze: the link's timer cut it
+            return super().put(local, remote)
+
+    fake = CutWhilePushing(tmp_path / "device", default=agent())
+    said: list[str] = []
+    session = TargetSession(
+        Target(name="board", host="board.invalid"),
+        run_id="r1",
+        local_dir=tmp_path / "local",
+        transport=fake,
+        settings=Settings(repeat=2, warmup=0),
+        progress=said.append,
+    )
+    holder.append(session)
+    run = session.execute(arts, inputs)
+    assert run.interrupted
+    left = [s for s in said if "runs/r1-board left on the device (the link was cut at the interrupt)" in s]
+    assert left and "no agent had run" in left[0] and "what the agent saved" not in left[0], said
 
 
 def test_a_thread_count_a_stopped_run_never_reached_is_recorded_as_not_run(tmp_path, arts, inputs) -> None:

@@ -88,6 +88,33 @@ class ResultReader:
             AgentResult(started_at=str(start.get("started_at", "")), facts_before=facts, measurements=kept)
         )
 
+    def or_streamed(self, part: AgentResult | None, stdout: str) -> AgentResult | None:
+        """The result file read after a stop (a lost link, a Ctrl-C, a timeout), or what the agent streamed when it
+        could not be read. A file read lags the stream when the agent was stopped between streaming a measurement
+        and writing its file (that write's fsync, on a slow disk): the measurements streamed and not written are
+        added, with their outputs file (the agent saves the outputs before it streams the measurement; only its
+        own name for them is kept)."""
+        if part is None:
+            return self.streamed(stdout)
+        have = {(m.artifact, m.threads) for m in part.measurements}
+        for line in stdout.splitlines():
+            kind, _, body = line.partition(" ")
+            if kind != f"{STREAM}MEASUREMENT":
+                continue
+            try:
+                m = Measurement.model_validate_json(body)
+            except (ValueError, ValidationError):
+                continue  # a line cut by the drop
+            if (m.artifact, m.threads) in have:
+                continue
+            if m.outputs_file != outputs_file_name(OUTPUTS_DIR, m.artifact, m.threads):
+                m.outputs_file = None
+            part.measurements.append(printable_strings(m))
+            have.add((m.artifact, m.threads))
+            if part.in_progress == f"{m.artifact} threads={m.threads}":
+                part.in_progress = None
+        return part
+
     def fetch(self, transport: Transport, remote: str, n: int, *, started: bool = True) -> AgentResult | None:
         """The invocation's result file, downloaded and read; None when it cannot be, with why in read_failure
         (and in `unread` when the agent had written it: `started`, it printed its start line). A lost link

@@ -7,8 +7,8 @@ agent's last words, and `invoke` returns the artifacts not yet measured at every
 the ones it misses), for the session to start it again.
 
 Lost links lose nothing the device measured: the agent also streams each measurement on stdout; when the link
-drops (ConnectionLost) or the device stops answering (DeviceTimeout) while it runs, `recover` reconnects once
-(bounded by connect_timeout), pulls the result file and stops what is left of the agent; when the device cannot
+drops (ConnectionLost) or the device stops answering (DeviceTimeout) while it runs, `recover` reconnects (trying
+again until connect_timeout has passed), pulls the result file and stops what is left of the agent; when the device cannot
 be reached, the streamed measurements are kept. An agent stopped by a full disk is a DeviceDiskFull, and every
 artifact a failure left unmeasured is recorded as not run, with the reason.
 
@@ -87,6 +87,8 @@ class AgentRunner(RunRecorder):
         self.on_update = on_update
         self.is_interrupted = is_interrupted  # Ctrl-C: no reconnect after a lost link
         self.invocations = 0
+        # the lost link (its error's class) recover() could not get past: the device not reached again in time
+        self.unreached: str | None = None
         self.reader = ResultReader(target, local_dir, say)
 
     @property
@@ -126,19 +128,19 @@ class AgentRunner(RunRecorder):
                 argv, timeout=timeout, env=self.counting_env(), on_output=self.measured_lines()
             )
         except Interrupted as exc:  # what the device wrote, when the link still works
-            self.merge(self.reader.try_fetch(transport, result, n) or self.reader.streamed(_stdout(exc)))
+            self.merge(self.reader.or_streamed(self.reader.try_fetch(transport, result, n), _stdout(exc)))
             for art in self.incomplete(arts):
                 self.record_failed(art, NOT_RUN_INTERRUPTED, ErrorCode.INTERRUPTED)
             raise
         except (DeviceTimeout, ConnectionLost) as exc:
-            self.merge(self.recover(transport, exc, result, n) or self.reader.streamed(_stdout(exc)))
+            self.merge(self.reader.or_streamed(self.recover(transport, exc, result, n), _stdout(exc)))
             for art in self.incomplete(arts):
                 self.record_failed(
                     art, f"not run: {type(exc).__name__} ({exc.stage or 'run'})", ErrorCode.NOT_RUN
                 )
             raise
         except RemoteTimeout as exc:
-            self.merge(self.reader.try_fetch(transport, result, n) or self.reader.streamed(_stdout(exc)))
+            self.merge(self.reader.or_streamed(self.reader.try_fetch(transport, result, n), _stdout(exc)))
             for art in self.incomplete(arts):
                 self.record_failed(art, f"timed out after {timeout:g} s", ErrorCode.TIMEOUT)
             raise AgentError(
@@ -272,11 +274,14 @@ class AgentRunner(RunRecorder):
     def recover(
         self, transport: Transport, exc: TransportError, remote_result: str, n: int
     ) -> AgentResult | None:
-        """After a lost link: reconnect once, stop what is left of the agent, read what the device wrote; None
-        when the device cannot be reached or its result read (the caller keeps what the agent streamed)."""
-        if self.is_interrupted() or not transport.reconnect():
+        """After a lost link: reach the device again within its connect_timeout (a link back a moment later), stop
+        what is left of the agent, read what the device wrote; None when the device cannot be reached or its
+        result read (the caller keeps what the agent streamed; `unreached` says why, for the session's finish)."""
+        seconds = self.target.connect_timeout
+        if self.is_interrupted() or not transport.reconnect_within(seconds, self.is_interrupted):
             self.reader.read_failure = f"the device could not be reached again after {type(exc).__name__}"
             self.reader.unread[remote_result] = self.reader.read_failure
+            self.unreached = type(exc).__name__
             return None
         self.say(f"{self.target.name}: reconnected after {type(exc).__name__}; pulling what was measured")
         pgid = getattr(exc, "pgid", None)

@@ -13,8 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from edgekit.agent.contract import OUTPUTS_DIR, outputs_file_name
 from edgekit.deploy.agent_result import lies_under
 from edgekit.deploy.agent_run import AgentRunner
 from edgekit.errors import AgentError, ConnectionLost, DeviceTimeout, EdgekitError
@@ -24,7 +25,6 @@ from edgekit.target import Target
 from edgekit.transport import Transport
 
 RUN_GRACE_S = 600.0  # connect, push and pull on top of the agent's timeout_s, for the whole-run deadline
-RECONNECT_PAUSE_S = 1.0  # between attempts to reach a device again after a lost link (pull, cleanup)
 PRUNED_LATER = "edgekit removes run folders older than a day at a later connect"
 FINISH_S = RUN_GRACE_S  # pulling the outputs and removing the run folder, reconnects included, end by then
 
@@ -58,7 +58,8 @@ class Finishing:
         """Pull what was measured (also after a failure or a Ctrl-C), remove the remote run folder, close. After a
         Ctrl-C the pull and the removal still run when the link is whole, each call under its own deadline (the
         deploy waits for them at most a minute; a second Ctrl-C stops waiting); a folder that cannot be removed
-        is said, not left in silence. A link lost meanwhile is reconnected once (_reconnect)."""
+        is said, not left in silence. A link lost meanwhile, or before (_reach_again), is reconnected within the
+        target's connect_timeout."""
         with self._lock:
             self._finishing = True
             interrupted = self.interrupted
@@ -93,13 +94,20 @@ class Finishing:
                     "(Ctrl-C again to leave it there)"
                 )
             else:
+                held = (
+                    "what the agent saved there was not fetched"
+                    if self.runner.invocations
+                    else "it holds only what the push made there (no agent had run)"
+                )
                 self.say(
-                    f"{name}: {self.run_dir} left on the device (the link was cut at the interrupt): what the "
-                    f"agent saved there was not fetched; {PRUNED_LATER}"
+                    f"{name}: {self.run_dir} left on the device (the link was cut at the interrupt): {held}; "
+                    f"{PRUNED_LATER}"
                 )
         refused = self.runner.reader.take_refusal()  # a run that ended in another error first
         if refused is not None:
             self.fail(f"run: AgentError: {refused}")
+        if not usable and not interrupted and made:
+            usable = self._reach_again(transport)
         try:
             if usable and self.run.agent is not None and self.run.agent.measurements:
                 usable = self._pull(transport)
@@ -127,6 +135,36 @@ class Finishing:
             transport.close()
             self._check_held(transport)
             self.on_update(self.run)
+
+    def _reach_again(self, transport: Transport) -> bool:
+        """Finishing on a link lost before (a frozen link cut, or a drop the agent's run could not reconnect
+        after): the device reached again within its connect_timeout, unless the run already waited that long for
+        it; when it is not, the folder left on the device is said with what it holds, and a pull that could not
+        be made fails the run as the pull's own loss does."""
+        name = self.target.name
+        why = self.runner.unreached
+        if why is None:
+            seconds = min(self.target.connect_timeout, self._finish_by - time.monotonic())
+            if transport.reconnect_within(seconds, lambda: self.interrupted):
+                self.say(f"{name}: reconnected after the link was lost ({self._stage}); finishing")
+                return True
+            why = f"the link was lost ({self._stage})"
+        measured = [m for m in (self.run.agent.measurements if self.run.agent else []) if m.status == "ok"]
+        held = [PurePosixPath(remote).name for remote in self.runner.reader.unread]
+        held += [outputs_file_name(OUTPUTS_DIR, m.artifact, m.threads) for m in measured]
+        holding = f", holding {', '.join(dict.fromkeys(held))}" if held else ""
+        if measured:
+            said = ", ".join(f"{m.artifact} x{m.threads}" for m in measured)
+            self.fail(
+                f"pull: {why}; the device could not be reached again: the outputs of {said} were not fetched (the "
+                f"gates are not judged on the device) and {self.run_dir} is left on it{holding}; {PRUNED_LATER}"
+            )
+        else:
+            self.say(
+                f"{name}: {self.run_dir} left on the device ({why}; the device could not be reached "
+                f"again){holding}; {PRUNED_LATER}"
+            )
+        return False
 
     def _forget_missing(self, transport: Transport) -> None:
         """A result file that could not be read because the agent never wrote it (stopped first: a Ctrl-C, a
@@ -187,21 +225,15 @@ class Finishing:
         )
 
     def _reconnect(self, transport: Transport, exc: ConnectionLost | DeviceTimeout, then: str) -> bool:
-        """After a dropped or frozen link in the pull or the cleanup: reach the device again, trying until its
-        connect_timeout has passed (a link back a moment later: a Wi-Fi blip), each attempt bounded by it. Not
-        after a Ctrl-C (finishing was asked for, not waiting on a lost link)."""
-        name = self.target.name
-        deadline = min(time.monotonic() + self.target.connect_timeout, self._finish_by)
-        while not self.interrupted and time.monotonic() < deadline:
-            if transport.reconnect():
-                self.say(
-                    f"{name}: reconnected after {type(exc).__name__} ({exc.stage or self._stage}); {then}"
-                )
-                return True
-            if time.monotonic() + RECONNECT_PAUSE_S > deadline:
-                break
-            time.sleep(RECONNECT_PAUSE_S)
-        return False
+        """After a dropped or frozen link in the pull or the cleanup: reach the device again within its
+        connect_timeout (Transport.reconnect_within, as the agent's run does); not after a Ctrl-C."""
+        seconds = min(self.target.connect_timeout, self._finish_by - time.monotonic())
+        if not transport.reconnect_within(seconds, lambda: self.interrupted):
+            return False
+        self.say(
+            f"{self.target.name}: reconnected after {type(exc).__name__} ({exc.stage or self._stage}); {then}"
+        )
+        return True
 
     def _check_held(self, transport: Transport) -> None:
         """A lab place taken from this run before it ended (`edgekit lab release --kick`, labgrid-client release

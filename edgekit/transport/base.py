@@ -10,6 +10,7 @@ import abc
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,22 @@ class Transport(abc.ABC):
     def reconnect(self) -> bool:
         """After a lost or severed link: a fresh connection; False when the device cannot be reached."""
         return True
+
+    def reconnect_within(
+        self, seconds: float, stopped: Callable[[], bool] = lambda: False, pause: float = 1.0
+    ) -> bool:
+        """After a lost link: `reconnect()`, tried again every `pause` s until `seconds` have passed (a link back
+        a moment later: a Wi-Fi blip, a device's sshd restarting), each attempt bounded by the target's
+        connect_timeout; False when the device was not reached by then (no attempt when `seconds` is not above 0),
+        or at once when `stopped()` (a Ctrl-C: finishing was asked for, not waiting on a lost link)."""
+        deadline = time.monotonic() + seconds
+        while not stopped() and time.monotonic() < deadline:
+            if self.reconnect():
+                return True
+            if time.monotonic() + pause > deadline:
+                break
+            time.sleep(pause)
+        return False
 
     @property
     def usable(self) -> bool:

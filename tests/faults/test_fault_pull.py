@@ -400,3 +400,53 @@ def test_one_ctrl_c_while_connecting_exits_130_at_once(tmp_path: Path) -> None:
     assert result is not None
     (run,) = result.runs
     assert run.interrupted and run.error and "connect" in run.error, run.error
+
+
+# -- r12 #1: a link dropped while the agent runs, back within connect_timeout ---------------------------------------
+MID_RUN = (
+    "--threads",
+    "1,2",
+    "--repeat",
+    "300",
+)  # the 2-thread measurement still runs when the 1-thread one is said
+
+
+@pytest.mark.parametrize("back", [True, False])
+def test_a_link_dropped_mid_run_reconnects_within_connect_timeout_and_pulls(
+    board, tmp_path: Path, back: bool
+) -> None:
+    """The link dropped while the agent ran and came back 1.5 s later (connect_timeout 3 s): edgekit tried one
+    reconnect at once, which the dropped link refused, then skipped the pull and the cleanup without a word:
+    result-0.json and the measured outputs stayed on the device, no gate was judged. It now tries again until
+    connect_timeout has passed, fetches the result and outputs and removes the folder. A link that does not come
+    back fails the pull naming the folder left on the device and what it holds."""
+    target, work, proxy = board
+
+    def cut(_proc: subprocess.Popen[str]) -> None:
+        proxy.drop()
+        if back:
+            threading.Timer(1.5, proxy.restore).start()
+
+    at = At(proxy, "lhp: tflite-fp32 x1 ok", cut, rate=0)
+    code, said, end, result = deploy_with(tmp_path, target, at, *MID_RUN)
+    seconds = end - (at.at or 0)
+    assert at.at is not None, said[-3000:]
+    assert code == 1, said[-3000:]  # the 2-thread measurement and ncnn-fp32 were not run
+    assert seconds < 40, seconds
+    assert "FAILED run: ConnectionLost" in said, said[-3000:]
+    assert result is not None
+    (run,) = result.runs
+    assert run.agent is not None
+    measured = {(m.artifact, m.threads): m for m in run.agent.measurements}
+    assert measured[("tflite-fp32", 1)].status == "ok", said[-3000:]
+    if back:
+        assert "lhp: reconnected after ConnectionLost" in said, said[-3000:]
+        files = pulled(result)
+        assert files and all(f.is_file() for f in files), said[-3000:]
+        assert any(c.artifact == "tflite-fp32" for c in run.comparisons), run.comparisons  # the gates judged
+        assert leftovers(work) == [], said[-3000:]
+    else:
+        assert "FAILED pull: ConnectionLost" in said, said[-3000:]
+        (left,) = leftovers(work)
+        assert f"runs/{left} is left on it, holding result-0.json" in said, said[-3000:]
+        assert "outputs/tflite-fp32.t1.npz" in said and "older than a day" in said, said[-3000:]
