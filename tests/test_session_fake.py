@@ -417,6 +417,34 @@ def test_a_ctrl_c_on_a_link_cut_while_pushing_says_no_agent_had_run(tmp_path, ar
     assert left and "no agent had run" in left[0] and "what the agent saved" not in left[0], said
 
 
+@pytest.mark.parametrize("reachable", [True, False])
+def test_a_link_frozen_during_the_upload_is_reconnected_to_remove_the_run_folder(
+    tmp_path, arts, inputs, reachable: bool
+) -> None:
+    """The upload froze and the link was cut (DeviceTimeout, push): the finish saw an unusable link and left the run
+    folder the push had made on the device without a word. It now reaches the device again within connect_timeout
+    and removes it; a device not reached again has the folder left on it said."""
+
+    class FrozenUpload(FakeTransport):
+        def put(self, local: Path, remote: str):  # type: ignore[no-untyped-def]
+            if "froze" not in self.events:
+                self.events.append("froze")
+                self.sever("the upload's watchdog cut the link")
+            return super().put(local, remote)
+
+    fake = FrozenUpload(tmp_path / "device", default=agent(), reachable=reachable)
+    said: list[object] = []
+    run, _ = run_session(tmp_path, fake, arts, inputs, said.append)
+    assert run.status == "failed" and "push: DeviceTimeout" in (run.error or ""), run.error
+    if reachable:
+        assert "reconnect" in fake.events and cleaned(fake), fake.events
+        assert any("reconnected after the link was lost (push)" in str(s) for s in said), said
+    else:
+        assert not cleaned(fake)
+        left = [str(s) for s in said if "runs/r1-board left on the device" in str(s)]
+        assert left and "the link was lost (push)" in left[0], said
+
+
 def test_a_thread_count_a_stopped_run_never_reached_is_recorded_as_not_run(tmp_path, arts, inputs) -> None:
     """An artifact measured at 1 thread when the run stopped (Ctrl-C, a lost link) lost its 2-thread row: it was
     neither stored nor marked not run, as every unmeasured artifact is."""
