@@ -101,6 +101,8 @@ def _print_heading(console: Console, t: TargetRun, left_out: bool) -> None:
     console.print(  # printed as the device wrote them
         plain(
             f"  {f.machine} {f.cpu_model or ''} x{f.cores}"
+            # qemu-user's guest sees the machine's cores, not the board's (a Pi 4 has 4)
+            + (" (the emulator host's cores)" if t.emulated else "")
             + (f" via {f.emulator}" if f.emulator else "")
             + _heat(f, after, t.emulated)
             + ", runtimes "
