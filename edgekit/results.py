@@ -71,7 +71,7 @@ class DeviceFacts(_Model):
     mem_available_mb: float | None = None
     freqs: list[CpuFreq] = Field(default_factory=list)
     # the hottest CPU/SoC thermal zone (temperature_zone names it; the hottest of any zone where none names the CPU);
-    # None, as freqs, thermal_zones and battery, on an emulated device: /sys there is the host's
+    # on an emulated device, as freqs and thermal_zones, the emulator host's (/sys there is the host's; no battery)
     temperature_c: float | None = None
     temperature_zone: str | None = None  # additive
     throttled: str | None = None  # vcgencmd get_throttled value, e.g. "0x0"

@@ -196,15 +196,14 @@ def _cpuinfo(used: Optional[list[int]] = None) -> dict[str, Any]:
 
 
 def _emulated() -> bool:
-    """Under qemu-user (EDGEKIT_EMULATOR set) /sys is the host's: its clocks, thermal zones and battery are no
-    figures of the emulated device's, and are not read."""
+    """Under qemu-user (EDGEKIT_EMULATOR set) /sys is the host's: its clocks and thermal zones are recorded as they
+    are (the emulator host's, which the report judges an emulated run's wall time by and says as the host's: its
+    instruction counts do not depend on them); its battery is not read, and big/little mean all cores."""
     return bool(os.environ.get("EDGEKIT_EMULATOR"))
 
 
 def _freqs() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    if _emulated():
-        return out
     root = "/sys/devices/system/cpu"
     names = sorted((n for n in _listdir(root) if re.match(r"cpu\d+$", n)), key=lambda n: int(n[3:]))
     for name in names:
@@ -315,8 +314,6 @@ def _cpus_used() -> Optional[list[int]]:
 def _thermal_zones() -> dict[str, float]:
     """Every readable thermal zone, by its type (phones have dozens: cpu-0-0, battery, skin, ...), in deg C."""
     zones: dict[str, float] = {}
-    if _emulated():
-        return zones
     for zone in sorted(_listdir("/sys/class/thermal")):
         if not zone.startswith("thermal_zone"):
             continue
@@ -360,7 +357,9 @@ def apply_affinity(spec: Optional[str]) -> Optional[dict[str, Any]]:
     note = None
     if spec in ("big", "little"):
         tops = {f["cpu"]: f["max_khz"] for f in _freqs() if f.get("max_khz") and f["cpu"] in allowed}
-        if tops:
+        if _emulated():  # the host's cores' clocks, no cluster of the emulated device's
+            cpus, note = allowed, "an emulated device has no clusters of its own: %s = all cores" % spec
+        elif tops:
             cpus = big_little_cpus(tops, spec)
         else:
             cpus, note = allowed, "no per-core max frequency readable: %s = all cores" % spec

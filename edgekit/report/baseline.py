@@ -172,10 +172,12 @@ def key_series(
         for t in run.result.runs:
             if t.target != target or t.agent is None or t.place_lost is not None:
                 continue
-            if throttle_reason(t, settings.max_temperature_c):
-                continue
             for pm in t.agent.measurements:
                 if (pm.artifact, pm.threads) != (m.artifact, m.threads) or pm.status != "ok":
+                    continue
+                if throttle_reason(
+                    t, settings.max_temperature_c, pm
+                ):  # an emulated host's heat: wall times only
                     continue
                 if pm.timed_while_busy and not on_counts(pm, emulated):
                     continue

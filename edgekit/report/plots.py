@@ -192,7 +192,7 @@ def _latest_ok(view: RecipeView, target: str) -> tuple[int, list[Measurement]]:
 
 def unreliable_note(view: RecipeView, target: str, drawn: list[Measurement]) -> str:
     """Why the timings a panel of the target's newest run draws are unreliable (the trend draws them hollow,
-    the flags say so, and the panels said nothing): the board throttled, or other processes used the CPUs
+    the flags say so, and the panels said nothing): the board (an emulated target's host) throttled, or other processes used the CPUs
     while they were timed; '' when they are not. Counts are exact whatever the load (baseline.on_counts)."""
     found = view.latest_on(target)
     if found is None:
@@ -201,7 +201,7 @@ def unreliable_note(view: RecipeView, target: str, drawn: list[Measurement]) -> 
     timed = [m for m in drawn if not on_counts(m, run.emulated)]
     if not timed:
         return ""
-    if not run.emulated and (reason := throttle_reason(run)):
+    if reason := throttle_reason(run):  # an emulated run's: its host's heat, where a drawn one counted none
         return f"timings unreliable, not judged: {reason}"
     busy = [m for m in timed if m.timed_while_busy]
     if not busy:

@@ -256,7 +256,7 @@ def _target_flags(
                 if not past:
                     unseen.add((m.artifact, m.threads))
             continue
-        if reason:
+        if reason and not on_counts(m, target_run.emulated):  # an emulated host's heat moves no count
             tally.unreliable += 1
             continue
         series = key_series(earlier, target, m, target_run.emulated, settings)

@@ -127,18 +127,18 @@ def _accepted(view: RecipeView, target: str) -> dict[tuple[str, int], set[float]
 
 def _unreliable(view: RecipeView, target: str) -> set[int]:
     """The measurements (ids) of `target` whose timings were not judged: timed while other processes used the
-    CPUs, or on a board that throttled (unreliable.py); emulated counts are exact whatever the load, emulated
+    CPUs, or on a board (an emulated target's host) that throttled (unreliable.py); emulated counts are exact whatever the load, emulated
     wall times are not (baseline.on_counts)."""
     found = set()
     for run in view.runs:
         for t in run.result.runs:
             if t.target != target or t.agent is None:
                 continue
-            hot = not t.emulated and throttle_reason(t) is not None
+            hot = throttle_reason(t) is not None  # an emulated run's host's heat: its wall times only
             found |= {
                 id(m)
                 for m in t.agent.measurements
-                if hot or (m.timed_while_busy and not on_counts(m, t.emulated))
+                if not on_counts(m, t.emulated) and (hot or m.timed_while_busy)
             }
     return found
 

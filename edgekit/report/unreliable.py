@@ -6,9 +6,10 @@ more of the device's CPUs (Measurement.timed_while_busy; emulated targets are ju
 An unreliable measurement still says how far it moved from its baseline, marked as not judged. A core's clock
 more than CLOCK_DROP lower after the run than before it is throttling under the performance governor, and a caution
 only (clock_caution) under governors that lower an idle core's clock. An emulated target's temperature, clocks and
-throttling, where a stored run has them (older agents recorded the host's /sys under qemu-user), are the machine
-running the emulator's, not the device's: they make no emulated run unreliable (its instruction counts do not depend
-on heat).
+throttling are the machine running the emulator's, not the device's, and are said as the emulator host's
+("emulator host at 98 °C"): they make no measurement judged on its instruction count unreliable (counts do not
+depend on heat: baseline.on_counts), but qemu's wall time, what an emulated run that counted no instructions is
+judged on, does depend on the host's heat and clocks, so such a measurement is unreliable on them as a device's is.
 """
 
 from __future__ import annotations
@@ -34,44 +35,70 @@ _THROTTLED_SINCE_BOOT = 0xF0000  # the same, sticky since boot
 
 
 def throttle_reason(
-    target_run: TargetRun, max_temperature_c: float = Settings.max_temperature_c
+    target_run: TargetRun, max_temperature_c: float = Settings.max_temperature_c, m: Measurement | None = None
 ) -> str | None:
-    """Why this target's timings can't be trusted (throttling or heat during the run), or None. None for an
-    emulated target: its temperature and clocks, where recorded, are the emulator host's (an 86 °C laptop made every
-    emulated run of the night unreliable, its instruction-count regressions unjudged)."""
+    """Why this target's timings (of measurement `m`, when given) can't be trusted (throttling or heat during the
+    run), or None. An emulated target's temperature and clocks are the emulator host's and said so ("emulator host
+    at 98 °C"); they bear on qemu's wall time, not on an instruction count: None for a measurement judged on its
+    count (`m` given) or, without `m`, for a run whose every measurement that ran was (an 86 °C laptop made every
+    emulated run of the night unreliable, its count regressions unjudged; a hot host's slower wall time was flagged
+    a regression when none was judged)."""
     agent = target_run.agent
-    if agent is None or target_run.emulated:
+    if agent is None:
         return None
+    if target_run.emulated:
+        ran = [m] if m is not None else [x for x in agent.measurements if x.status == "ok"]
+        if all(_counted(x) for x in ran):
+            return None
+    host = "emulator host" if target_run.emulated else "SoC"
     before, after = agent.facts_before, agent.facts_after
     reasons = [
-        f"SoC at {f.temperature_c:.0f} °C (limit {max_temperature_c:.0f} °C)"
+        f"{host} at {f.temperature_c:.0f} °C (limit {max_temperature_c:.0f} °C)"
         for f in (before, after)
         if f and f.temperature_c is not None and f.temperature_c >= max_temperature_c
     ][:1]
     bits_before, bits_after = _bits(before), _bits(after)
+    which = "emulator host " if target_run.emulated else ""
     if (bits_before | bits_after) & _THROTTLED_NOW:
-        reasons.append(f"throttled={_hex(before)} before, {_hex(after)} after the run")
+        reasons.append(f"{which}throttled={_hex(before)} before, {_hex(after)} after the run")
     elif (bits_after & ~bits_before) & _THROTTLED_SINCE_BOOT:
-        reasons.append(f"throttling occurred during the run (throttled {_hex(before)} -> {_hex(after)})")
+        reasons.append(
+            f"{which}throttling occurred during the run (throttled {_hex(before)} -> {_hex(after)})"
+        )
     elif after is None and bits_before & _THROTTLED_SINCE_BOOT:
-        reasons.append(f"throttled={_hex(before)} and no facts after the run to tell when")
+        reasons.append(f"{which}throttled={_hex(before)} and no facts after the run to tell when")
     held = [d for d in _clock_drops(target_run) if d[3] in _HOLDING_GOVERNORS]
     if held:
         reasons.append(
-            _clock_text(held) + " under the performance governor, which holds the top clock: capped"
+            _clock_text(held, target_run.emulated)
+            + " under the performance governor, which holds the top clock: capped"
         )
     return "; ".join(reasons) or None
 
 
+def _counted(m: Measurement) -> bool:
+    """An emulated measurement judged on its instruction count (baseline.on_counts, which imports this module)."""
+    return bool(m.instructions_per_invoke)
+
+
 def clock_caution(target_run: TargetRun) -> str | None:
     """A clock that fell during the run under a governor that lowers an idle core's clock (ondemand, schedutil):
-    said as a caution, not judged (the agent reads the clock after the run, when the core may be idle)."""
+    said as a caution, not judged (the agent reads the clock after the run, when the core may be idle). None for
+    an emulated run whose every measurement counted (the emulator host's clock moves no count)."""
+    agent = target_run.agent
+    if (
+        target_run.emulated
+        and agent is not None
+        and all(_counted(x) for x in agent.measurements if x.status == "ok")
+    ):
+        return None
     loose = [d for d in _clock_drops(target_run) if d[3] not in _HOLDING_GOVERNORS]
     if not loose:
         return None
     governors = ", ".join(sorted({d[3] or "unknown" for d in loose}))
     return (
-        _clock_text(loose) + f" under the {governors} governor, which lowers an idle core's clock: "
+        _clock_text(loose, target_run.emulated)
+        + f" under the {governors} governor, which lowers an idle core's clock: "
         "maybe throttled, maybe idle after the run (not judged)"
     )
 
@@ -81,7 +108,7 @@ def _clock_drops(target_run: TargetRun) -> list[tuple[int, int, int, str | None]
     its clock before, under the same governor before and after (a changed governor says nothing of heat)."""
     agent = target_run.agent
     before = agent.facts_before if agent is not None else None  # None: a stored run without its facts
-    if agent is None or before is None or agent.facts_after is None or target_run.emulated:
+    if agent is None or before is None or agent.facts_after is None:
         return []
     after = {f.cpu: f for f in agent.facts_after.freqs}
     drops = []
@@ -94,8 +121,9 @@ def _clock_drops(target_run: TargetRun) -> list[tuple[int, int, int, str | None]
     return drops
 
 
-def _clock_text(drops: list[tuple[int, int, int, str | None]]) -> str:
-    """'clock fell on cpu0-3: 2400 -> 1000 MHz (-58%)', the range of each when cores differ."""
+def _clock_text(drops: list[tuple[int, int, int, str | None]], emulated: bool = False) -> str:
+    """'clock fell on cpu0-3: 2400 -> 1000 MHz (-58%)', the range of each when cores differ ("emulator host's
+    clock fell on ..." for an emulated target)."""
     cpus = [d[0] for d in drops]
     named = (
         f"cpu{cpus[0]}-{cpus[-1]}"
@@ -104,7 +132,8 @@ def _clock_text(drops: list[tuple[int, int, int, str | None]]) -> str:
     )
     before, after = _mhz([d[1] for d in drops]), _mhz([d[2] for d in drops])
     fall = max(1.0 - d[2] / d[1] for d in drops)
-    return f"clock fell on {named}: {before} -> {after} MHz (up to -{fall:.0%})"
+    whose = "emulator host's clock" if emulated else "clock"
+    return f"{whose} fell on {named}: {before} -> {after} MHz (up to -{fall:.0%})"
 
 
 def _mhz(khz: list[int]) -> str:
