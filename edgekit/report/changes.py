@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from edgekit.report.cpu import cpu_name, same_cpu
 from edgekit.report.regression import Flag, Settings, same_series, series_key
 from edgekit.results import DeployResult, converted_changed
 from edgekit.store import StoredRun
@@ -97,9 +98,13 @@ def changes(previous: DeployResult, latest: DeployResult, only: str | None = Non
         if t.agent and t.target in old_targets and (only is None or t.target == only):
             before, now = old_targets[t.target], t.agent.facts_before
             found += _diff(f"{t.target} runtime", before.runtimes, now.runtimes)
-            for name in ("python", "cpu_model", "emulator"):
+            for name in ("python", "emulator"):
                 if getattr(before, name) != getattr(now, name):
                     found.append(f"{t.target} {name}: {getattr(before, name)} -> {getattr(now, name)}")
+            # the CPU by the whole device's parts (cpu.same_cpu), not by the cores the run used
+            was, cpu = cpu_name(before), cpu_name(now)
+            if was != cpu and (was is None or cpu is None or not same_cpu(was, cpu)):
+                found.append(f"{t.target} cpu_model: {was} -> {cpu}")
     return found
 
 

@@ -11,6 +11,7 @@ restarts the baseline).
 
 from __future__ import annotations
 
+from edgekit.report.cpu import Cpu, cpu_of, same_cpu
 from edgekit.results import ArtifactInfo, Measurement, TargetRun, converted_changed
 from edgekit.store import StoredRun
 
@@ -28,7 +29,7 @@ def fingerprint(run: StoredRun, t: TargetRun, m: Measurement) -> tuple:
         run.result.recipe_sha256,
         art,
         facts.runtimes.get(m.runtime) if m.runtime else None,
-        facts.cpu_model,
+        cpu_of(facts),  # the whole device's parts: a run pinned to its big cores is no other CPU
         facts.python,
         facts.emulator,
     )
@@ -44,4 +45,6 @@ def differs(a: tuple, b: tuple) -> bool:
 def _changed(x: object, y: object) -> bool:
     if isinstance(x, ArtifactInfo) and isinstance(y, ArtifactInfo):
         return converted_changed(x, y)
+    if isinstance(x, Cpu) and isinstance(y, Cpu):
+        return not same_cpu(x.name, y.name)
     return x != y

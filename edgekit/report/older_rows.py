@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from edgekit.report.regression import HOST, Flag, series_key
+from edgekit.report.regression import HOST, Flag, same_series, series_key
 from edgekit.report.rows import Row, latest_rows, measurements
 from edgekit.results import NOT_RUN_INTERRUPTED
 from edgekit.store import StoredRun
@@ -40,8 +40,9 @@ def host_machines(shown: list[StoredRun]) -> dict[tuple, StoredRun]:
     for run in reversed(shown):
         for t in run.result.runs:
             key = series_key(t)
-            if t.target == HOST and None not in key[1:] and measurements(t):
-                newest.setdefault(key, run)
+            known = t.target == HOST and None not in key[1:] and measurements(t)
+            if known and not any(same_series(k, key) for k in newest):  # one machine, its CPU named anew
+                newest[key] = run
     return newest
 
 

@@ -4,9 +4,10 @@ than the newest run's, named as that machine's."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from edgekit.report.cpu import cpu_name, same_cpu
 from edgekit.report.flags import Flag
 from edgekit.results import TargetRun
 from edgekit.store import StoredRun
@@ -26,7 +27,7 @@ def name_other_host(flag: Flag, runs: Sequence[StoredRun], newest: StoredRun) ->
         return flag
     key = series_key(mine)
     theirs = [series_key(t) for t in newest.result.runs if t.target == HOST]
-    if theirs and theirs[0] == key:
+    if theirs and (theirs[0] == key or (None not in key[1:] and same_series(theirs[0], key))):
         return flag
     machine = f"{key[1]}, {key[2]} cores" if key[1] is not None else "CPU not recorded"
     return replace(flag, host_label=f"{HOST} ({machine}) run #{flag.run_id}")
@@ -39,12 +40,27 @@ def series_key(target_run: TargetRun) -> tuple[str, str | None, int | None]:
     facts = target_run.agent.facts_before if target_run.agent is not None else None
     if target_run.target != HOST or facts is None:
         return (target_run.target, None, None)
-    return (target_run.target, facts.cpu_model, facts.cores)
+    return (target_run.target, cpu_name(facts), facts.cores)
 
 
 def same_series(a: tuple, b: tuple) -> bool:
-    """Two series keys name one history: the same target, and no part known in both that differs."""
-    return a[0] == b[0] and all(x is None or y is None or x == y for x, y in zip(a[1:], b[1:], strict=True))
+    """Two series keys name one history: the same target, and no part known in both that differs (the CPU
+    compared by cpu.same_cpu: a big.LITTLE host's older run named by cpu0's part is the same machine)."""
+    return (
+        a[0] == b[0]
+        and (a[1] is None or b[1] is None or same_cpu(a[1], b[1]))
+        and all(x is None or y is None or x == y for x, y in zip(a[2:], b[2:], strict=True))
+    )
+
+
+def machines(keys: Iterable[tuple]) -> list[tuple]:
+    """The distinct histories among series keys, each named by its first key (pass the newest first): a
+    big.LITTLE host's runs before and after its CPU was named by every part are one machine, not two."""
+    found: list[tuple] = []
+    for key in keys:
+        if not any(same_series(k, key) for k in found):
+            found.append(key)
+    return found
 
 
 def stands_in(judged: tuple, key: tuple) -> bool:

@@ -26,6 +26,7 @@ from edgekit.report.regression import (
 from edgekit.report.rows import Row, latest_rows, measurements
 from edgekit.report.selection import empty_hint
 from edgekit.report.selection import when as when  # where the reports import it from
+from edgekit.report.series import machines
 from edgekit.results import (
     TargetRun,
 )
@@ -77,10 +78,15 @@ class RecipeView:
         for u in self.unjudged:
             by_target.setdefault((u.target, u.machine), []).append(u)
         # several host machines in the runs shown (a store shared with a colleague's laptop): name which one
-        hosts = {series_key(t)[1:] for r in self.runs for t in r.result.runs if t.target == "host"}
+        hosts = machines(
+            series_key(t)
+            for r in self.runs
+            for t in r.result.runs
+            if t.target == "host" and None not in series_key(t)[1:]
+        )
         lines = []
         for (target, machine), keys in by_target.items():
-            named = f"{target} ({machine})" if machine and len(hosts - {(None, None)}) > 1 else target
+            named = f"{target} ({machine})" if machine and len(hosts) > 1 else target
             counts = sorted({u.earlier for u in keys})
             earlier = " or ".join(map(str, counts))
             since = next((u.since_change for u in keys if u.since_change is not None), None)
@@ -264,11 +270,12 @@ def _target_history(
     lookback+1 host runs could all be a colleague's laptop's (45 of them left the runner's host 'not enough
     history'). Read deeper, doubling, until each series shown has lookback+1 runs or the store has no more
     (bounded: READ_ROUNDS reads)."""
-    wanted = [
-        k
-        for k in dict.fromkeys(series_key(t) for r in shown for t in r.result.runs if t.target == target)
-        if None not in k[1:]  # a run that recorded no CPU belongs to no series of its own
-    ]
+    wanted = machines(  # a run that recorded no CPU belongs to no series of its own
+        series_key(t)
+        for r in reversed(shown)
+        for t in r.result.runs
+        if t.target == target and None not in series_key(t)[1:]
+    )
     limit = (
         2 * settings.lookback + 1
     )  # and the lookback before the window: a regression that aged out (regression)
