@@ -79,6 +79,7 @@ HOST_ONLY = frozenset(
         "test_deploy_profile_hint.py",
         "test_device_prune.py",
         "test_device_results.py",
+        "test_emulated_cores.py",
         "test_emulated_host_heat.py",
         "test_estimate.py",
         "test_estimate_checks.py",

@@ -56,7 +56,10 @@ def bench_table(agent: AgentResult, target: str) -> Table:
     unit = f"{EMULATED_WALL} ms" if emulated else "ms"
     facts = agent.facts_before
     title = plain(  # the device's own words (its CPU model): printed as they are
-        f"{target}: {facts.machine} {facts.cpu_model or ''}, {facts.cores} cores, python {facts.python}"
+        f"{target}: {facts.machine} {facts.cpu_model or ''}, {facts.cores} cores"
+        # qemu-user's guest reads the cores of the machine running it, not the board's (a Pi 4 has 4)
+        + (" (the emulator host's)" if emulated else "")
+        + f", python {facts.python}"
         + (f" ({facts.emulator})" if emulated else "")
     )
     notes = [

@@ -74,7 +74,8 @@ def _facts_row(run_id: int, started_ts: float, t: TargetRun, agent: AgentResult)
         f'<tr class="{"warn" if reason else ""}"><td class=l>#{run_id} {when(started_ts)}</td>'
         f"<td class=l>{escape(t.target)}{EMU_BADGE if t.emulated else ''}</td>"
         f"<td class='l brk'>{escape(before.cpu_model or before.machine)}{emulator}</td>"
-        f"<td>{before.cores}</td><td class=l>{escape(_governor(before))}{clocks}</td>"
+        f"<td>{before.cores}{HOST_NOTE if t.emulated else ''}</td>"  # qemu-user's guest reads the host's cores
+        f"<td class=l>{escape(_governor(before))}{clocks}</td>"
         f"<td>{_clock(before, after)}{clocks}</td><td>{_temp(before)} → {_temp(after)}{heat}</td>"
         f"<td class='l wrap'>{throttled}</td>"
         f"<td class='l wrap'>{runtimes}</td></tr>"
