@@ -186,6 +186,25 @@ def test_a_cpu_list_the_phone_cannot_pin_to_is_a_named_failure(phone: Path) -> N
     one = _deploy(load_target(str(phone), ["affinity=3", "expected_cpu=Cortex-A76/A55"]))
     assert one.status != "ok", one  # ran unpinned on cpus 0-1, exit 0
     assert "cpu 3 not online on this device (online: 0,1)" in (one.error or ""), one.error
+    assert one.bad_input and "BadAffinity" in (one.error or ""), one  # was AgentError: a failed run, exit 1
+
+
+@pytest.mark.integration
+def test_deploy_exits_2_for_a_cpu_list_the_phone_cannot_pin_to(phone: Path, tmp_path: Path) -> None:
+    """README: a cpu list the device cannot pin to is a bad request, exit 2 naming the cpus, nothing recorded (it
+    exited 1, stored as a failed run: review r15 #2)."""
+    store = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    tiny = str(REPO / "recipes" / "tiny.yaml")
+    args = ("--target", str(phone), "--set", "affinity=3", "--no-host", "-f", "tflite-fp32", "--repeat", "2")
+    out = run(
+        "deploy", tiny, *args, "--warmup", "1", "--samples", "2", "--store", store, cwd=tmp_path, timeout=600
+    )
+    assert out.returncode == 2, (out.stdout[-1500:], out.stderr[-1500:])
+    said = " ".join((out.stdout + out.stderr).split())
+    assert "BadAffinity" in said and "cpu 3 not online on this device (online: 0,1)" in said, said
+    assert "not recorded: bad input (above) and nothing was measured" in said, said
+    stored = run("runs", "--store", store, cwd=tmp_path)
+    assert stored.returncode == 0 and "tphone" not in stored.stdout, stored.stdout  # was run 1, failed
 
 
 @pytest.mark.integration

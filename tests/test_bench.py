@@ -810,6 +810,18 @@ def test_a_bench_on_an_emulated_device_no_board_stands_for_says_why_it_has_no_es
 
 
 @pytest.mark.integration
+def test_bench_exits_2_for_a_cpu_list_the_device_cannot_pin_to(model_files: dict[str, Path]) -> None:
+    """A cpu list naming a cpu the device does not have online is a bad request, as README says (exit 2, naming
+    the cpus); the agent refused it (EXIT_BAD_REQUEST) and the host made it a failed run, exit 1 (review r15 #2)."""
+    missing = os.cpu_count() or 1  # cpus are 0 to cpu_count - 1
+    done = bench(
+        str(model_files["tflite"]), "--target", "local", "--set", f"affinity={missing}", "--repeat", "3"
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    said = " ".join((done.stdout + done.stderr).split())
+    assert "BadAffinity" in said and f"cpu {missing} not online on this device" in said, said
+
+
 def test_bench_says_an_affinity_it_could_not_apply(model_files: dict[str, Path]) -> None:
     """`affinity: big` on a machine whose cores report no max frequency pins to every core, and the facts say so
     (review r14 #3): said under the table, as deploy and runs show say it; bench said nothing, exit 0."""

@@ -69,6 +69,7 @@ def test_the_agent_speaks_edgekits_protocol_version_and_error_codes() -> None:
     agent_codes = {_constant(tree, "LOAD_ERROR"), _constant(tree, "RUN_ERROR")}
     assert agent_codes <= {c.value for c in contract.ErrorCode}
     for status in (
+        "EXIT_BAD_REQUEST",
         "EXIT_LOCKED",
         "EXIT_DEADLINE",
         "EXIT_CANNOT_WRITE",

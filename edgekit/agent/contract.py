@@ -29,7 +29,10 @@ PROTOCOL_VERSION = 1
 # fields with their bounds and defaults; everything that carries timing settings takes these names from here.
 TIMING_FIELDS = ("warmup", "repeat", "number", "min_repeat_ms", "threads", "cooldown_s")
 OUTPUTS_DIR = "outputs"  # the request's outputs_dir, in the run folder
-# The agent's exit statuses the host reads (besides 0 ok, 1 a crash, 2 a bad request):
+# The agent's exit statuses the host reads (besides 0 ok, 1 a crash):
+EXIT_BAD_REQUEST = (
+    2  # the request asked what the device cannot do (an affinity naming cpus it has not online)
+)
 EXIT_LOCKED = 3  # another benchmark holds the device's lock
 EXIT_DEADLINE = 4  # the agent stopped itself at the request's deadline_s
 EXIT_CANNOT_WRITE = 5  # the agent could not write its result, lock or outputs (a full disk is DeviceDiskFull)

@@ -172,7 +172,8 @@ def deploy_cmd(
             raise
     # recorded before anything is drawn: a table that fails to render must not cost the measurements
     run_id, store_error = None, None
-    if not no_store:
+    unmeasured = _bad_input_alone_measured_nothing(result)
+    if not no_store and not unmeasured:
         try:
             run_id = _record_or_keep(result, store, json_path)
         except (StoreError, Interrupted) as exc:  # said after the table: the results are in a file (the error
@@ -196,6 +197,8 @@ def deploy_cmd(
         raise store_error
     if run_id is not None:
         console.print(f"recorded as run {run_id} ({plain(follow_ups(store))})", highlight=False)
+    elif unmeasured and not no_store:
+        console.print("not recorded: bad input (above) and nothing was measured", highlight=False)
     took = f"{time.perf_counter() - start:.0f} s"
     verdict = f"[green]ok[/] in {took}" if result.ok else f"[red]FAILED[/] after {took} (what failed: above)"
     console.print(f"{loaded.name}: {verdict}", highlight=False)
@@ -262,6 +265,15 @@ def profile_lines(result: DeployResult, top: int = 3) -> list[str]:
     if where:
         lines.append(f"per-layer data in --json: {' and '.join(where)}")
     return lines
+
+
+def _bad_input_alone_measured_nothing(result: DeployResult) -> bool:
+    """Every target that failed failed on its input (an affinity naming cpus the device has not online, a
+    `python` it lacks: exit 2) and no target measured anything: not a failed run to record (the report flagged
+    the misconfiguration as a failed target, the nightly failed on it)."""
+    return result.bad_input and not any(
+        m.status == "ok" for r in result.runs if r.agent is not None for m in r.agent.measurements
+    )
 
 
 def _record_or_keep(result: DeployResult, store: str | None, json_path: Path | None) -> int:

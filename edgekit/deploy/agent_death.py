@@ -30,6 +30,14 @@ class PythonNotFound(DiedBeforeMeasuring):
     exit_code = 2
 
 
+class BadAffinity(AgentError):
+    """The target's `affinity` names cpus the device cannot pin to exactly (a cpu it does not have or has offline):
+    the agent refused the request (EXIT_BAD_REQUEST) before measuring, bad input as README says (exit 2), not a
+    failed run (it ran unpinned and its figures were another pinning's, before f926395)."""
+
+    exit_code = 2
+
+
 NOT_STARTED = (126, 127)  # the shell's statuses for a command it could not find or execute (local: 127)
 
 

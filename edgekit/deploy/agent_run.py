@@ -25,9 +25,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgekit.agent.contract import EXIT_CANNOT_WRITE, EXIT_DEADLINE, EXIT_LOCKED, ErrorCode
+from edgekit.agent.contract import (
+    EXIT_BAD_REQUEST,
+    EXIT_CANNOT_WRITE,
+    EXIT_DEADLINE,
+    EXIT_LOCKED,
+    ErrorCode,
+)
 from edgekit.deploy import counting
-from edgekit.deploy.agent_death import before_measuring, python_not_found, without_shell_echo
+from edgekit.deploy.agent_death import (
+    BadAffinity,
+    before_measuring,
+    python_not_found,
+    without_shell_echo,
+)
 from edgekit.deploy.agent_result import Progress, ResultReader, measured_lines, started
 from edgekit.deploy.agent_waiting import waiting_lines
 from edgekit.deploy.request import (
@@ -203,6 +214,13 @@ class AgentRunner(RunRecorder):
         if part is None:
             raise self.unreadable(
                 result, done.exit_status, done.stderr, len(kept.measurements) if kept else 0
+            )
+        if part.error and done.exit_status == EXIT_BAD_REQUEST and part.error.startswith("bad affinity "):
+            raise BadAffinity(
+                part.error,
+                where=self.target.name,
+                hint="set the target's affinity to cpus the device has online (named above), or to big, little "
+                "or all",
             )
         if part.error:
             raise AgentError(
