@@ -99,3 +99,20 @@ def test_a_fast_night_before_the_key_was_judged_does_not_widen_its_bound(tmp_pat
     assert code == 1, shown
     (line,) = re.findall(r"tflite-fp32 at 1 thread on pi4: ([\d.]+) → ([\d.]+) ms \(\+([\d.]+)%", shown)
     assert 20 < float(line[2]) < 40
+
+
+def test_a_return_to_the_level_before_a_held_speed_up_says_the_speed_up_was_lost(tmp_path: Path) -> None:
+    """Eight nights at 1.0, three at 0.7 (the new level), then 1.0 again: flagged '+44.6 % vs runs #9-#11' as
+    any slowdown, its accept hint offering 'a kernel or firmware update, a board swapped' (review r15 #6). It
+    says it is back at the level of runs #1-#8 and offers no such cause; a slowdown past that level does not."""
+    code, shown = _report(tmp_path, "pi4", [1.0] * 8 + [0.7] * 3 + [1.0])
+    assert code == 1, shown
+    assert re.search(
+        r"vs runs #9-#11 \(pooled median\); back at the level of runs #1-#8 \(the speed-up of runs #9-#11 is "
+        r"gone\)",
+        shown,
+    ), shown
+    assert "kernel or firmware" not in shown and "If losing the speed-up is expected" in shown, shown
+    (tmp_path / "past").mkdir()
+    code, shown = _report(tmp_path / "past", "pi4", [1.0] * 8 + [0.7] * 3 + [1.3])
+    assert code == 1 and "back at the level" not in shown and "kernel or firmware" in shown, shown

@@ -122,6 +122,9 @@ class Walk:
     accepted: bool = False
     departed: list[Entry] = field(default_factory=list)
     levels: list[list[Entry]] = field(default_factory=list)
+    # the level a held speed-up (faster) replaced, while the speed-up is the baseline: a return to it is the
+    # speed-up lost, said so (lost_speedup), not a slowdown of the kind a kernel or a board swap brings
+    before_speedup: list[Entry] = field(default_factory=list)
 
     def baseline(self, settings: Settings) -> list[Entry]:
         return self.kept[-settings.history :]
@@ -136,6 +139,7 @@ class Walk:
         if self.kept:
             self.levels.append(self.kept)
         self.kept = kept
+        self.before_speedup = []
 
 
 @dataclass(frozen=True)
@@ -297,8 +301,34 @@ def faster(entry: Entry, walk: Walk, settings: Settings) -> None:
         return
     walk.departed.append(entry)
     if len(walk.departed) >= settings.min_runs:
+        before = walk.kept
         walk.replace(walk.departed)
-        walk.departed = []
+        walk.departed, walk.before_speedup = [], before
+
+
+def lost_speedup(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> tuple[int, ...]:
+    """The runs of the level a held speed-up replaced (its last `history`) when `entry`, judged slower than the
+    speed-up, is back at that level: nearer it than the speed-up (in log) and above it by less than a regression
+    must rise (min_change; instruction_change for a count). A return to 152 ms after three nights at 105 ms
+    read as any +44.6 % slowdown, offered 'a kernel or firmware update' as its reason; () otherwise."""
+    level = walk.before_speedup[-settings.history :]
+    if not level:
+        return ()
+    if on_counts(entry.m, emulated):
+        value, floor = float(entry.m.instructions_per_invoke or 0), settings.instruction_change
+        old = [float(e.m.instructions_per_invoke) for e in level if e.m.instructions_per_invoke]
+        fast = [
+            float(e.m.instructions_per_invoke) for e in walk.baseline(settings) if e.m.instructions_per_invoke
+        ]
+    else:
+        value, floor = med(entry.m.samples_ms), settings.min_change
+        old = [med(e.m.samples_ms) for e in _timed(level, emulated)]
+        fast = [med(e.m.samples_ms) for e in _timed(walk.baseline(settings), emulated)]
+    if not old or not fast or value <= 0:
+        return ()
+    there, here = med(old), med(fast)
+    back = abs(np.log(value / there)) < abs(np.log(value / here)) and value / there - 1.0 < floor
+    return tuple(e.run.id for e in level) if back else ()
 
 
 def judge_key(entry: Entry, walk: Walk, emulated: bool, settings: Settings) -> Verdict | TooFewRuns | None:

@@ -64,6 +64,8 @@ def _line(f: Flag) -> str:
         text += f" ({signed_percent(f.change)}{f', p={f.p_value:.2g}' if f.p_value is not None else ''})"
     if f.against:  # what the old figure is: 'vs runs #1-#5 (pooled median)'
         text += f" {f.against}"
+    if f.lost_speedup:
+        text += f"; {f.speedup_lost}"
     if f.since_run is not None:
         text += f"; still slower since run #{f.since_run}" + (f", {_day(f.since_ts)}" if f.since_ts else "")
     if "older half of its history" in f.message:
@@ -78,6 +80,8 @@ def _day(ts: float) -> str:
 ACCEPT_WHY = "If this is expected (a kernel or firmware update, a board swapped for the same model)"
 # an emulated target's: no kernel, firmware or board of its own; its wall time (without counts) is qemu's on this
 # machine, which a qemu or edgekit upgrade, or another machine, moves
+# a return to the level before a held speed-up: whatever made it faster is gone, nothing new came
+ACCEPT_WHY_SPEEDUP_LOST = "If losing the speed-up is expected (what made it faster was undone on purpose)"
 ACCEPT_WHY_EMULATED = (
     "If this is expected (a qemu, guest image or edgekit upgrade, the emulated devices moved to another machine; "
     "emulated wall time is not device latency: instruction counts, with counting on, are judged instead)"
@@ -88,6 +92,9 @@ def accept_why(flags: Sequence[Flag]) -> str:
     """The reason an accept command is offered, in the words of the targets it names: a board's (ACCEPT_WHY),
     an emulated target's (ACCEPT_WHY_EMULATED), or both joined when both are named."""
     judged = [f for f in flags if f.kind in (FlagKind.LATENCY, FlagKind.INSTRUCTIONS) and not f.explained]
+    if judged and all(f.lost_speedup for f in judged):  # back at the level before a speed-up: no new cause
+        return ACCEPT_WHY_SPEEDUP_LOST
+    judged = [f for f in judged if not f.lost_speedup] or judged
     emulated, boards = any(f.emulated for f in judged), any(not f.emulated for f in judged)
     if emulated and not boards:
         return ACCEPT_WHY_EMULATED

@@ -60,6 +60,9 @@ class Flag:
     # a regression on the night its configuration changed (the report's "Changed since ..." explains it): the
     # baseline starts again from it on its own, so no `runs accept` is offered (flag_text.accept_commands)
     explained: bool = False
+    # a return to the level a held speed-up replaced: that level's runs (baseline_runs are the speed-up's);
+    # said as the speed-up lost (flag_text), with no kernel or board swap offered as its reason
+    lost_speedup: tuple[int, ...] = ()
 
     @property
     def kind_label(self) -> str:
@@ -78,6 +81,11 @@ class Flag:
     def against(self) -> str:
         """What a judged figure's old value is: 'vs runs #1-#5 (pooled median)' (baseline_words)."""
         return baseline_words(self.kind, self.baseline_runs)
+
+    @property
+    def speedup_lost(self) -> str:
+        """'back at the level of runs #1-#8 (the speed-up of runs #9-#11 is gone)'; '' for other flags."""
+        return speedup_lost_words(self.lost_speedup, self.baseline_runs)
 
     @property
     def is_bad(self) -> bool:
@@ -136,6 +144,13 @@ def baseline_words(kind: FlagKind, ids: Sequence[int]) -> str:
         return ""
     how = "pooled median" if kind is FlagKind.LATENCY else "median count"
     return f"vs {runs_text(ids)} ({how})"
+
+
+def speedup_lost_words(level: Sequence[int], speedup: Sequence[int]) -> str:
+    """A return to the level a held speed-up replaced, in a flag's words; '' when `level` is empty."""
+    if not level:
+        return ""
+    return f"back at the level of {runs_text(level)} (the speed-up of {runs_text(speedup)} is gone)"
 
 
 def runs_text(ids: Sequence[int]) -> str:

@@ -39,13 +39,23 @@ from edgekit.report.baseline import (
     accepted,
     judge_key,
     key_series,
+    lost_speedup,
     night_bound,
     on_counts,
     walk_key,
 )
 from edgekit.report.fidelity_flags import fidelity_flags, target_fidelity_flags
 from edgekit.report.fingerprint import differs, fingerprint
-from edgekit.report.flags import Flag, FlagKind, Judgement, Settings, Unjudged, baseline_words, threads_text
+from edgekit.report.flags import (
+    Flag,
+    FlagKind,
+    Judgement,
+    Settings,
+    Unjudged,
+    baseline_words,
+    speedup_lost_words,
+    threads_text,
+)
 from edgekit.report.series import HOST, name_other_host, same_series, series_key, stands_in
 from edgekit.report.unreliable import busy_flag, stopped, throttle_reason
 from edgekit.results import Measurement, TargetRun
@@ -294,6 +304,7 @@ def _target_flags(
                 verdict,
                 walk,
                 settings.min_change,
+                lost_speedup(entry, walk, target_run.emulated, settings),
             )
             base = walk.baseline(settings)  # walk_key's own test of a change that restarts the baseline
             if walk.streak is None and base and differs(entry.fingerprint, base[-1].fingerprint):
@@ -349,6 +360,7 @@ def _speed_flag(
     v: Verdict,
     walk: Walk,
     min_change: float,
+    lost: tuple[int, ...] = (),
 ) -> Flag:
     where = f"{m.artifact} at {threads_text(m.threads)} on {target_run.target}"
     ids = tuple(e.run.id for e in v.against)
@@ -371,6 +383,8 @@ def _speed_flag(
                 "; against the older half of its history: a gradual rise the night-to-night bound of the whole "
                 "history no longer sees"
             )
+    if lost:
+        message += f"; {speedup_lost_words(lost, ids)}"
     since = walk.streak
     if since is not None:
         message += f"; still slower since run #{since.run.id}"
@@ -391,6 +405,7 @@ def _speed_flag(
         since_ts=since.run.started_ts if since else None,
         baseline_runs=ids,
         min_change=min_change,
+        lost_speedup=lost,
     )
 
 
