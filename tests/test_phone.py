@@ -8,7 +8,11 @@ so the fallbacks and the report of what is still missing run for real).
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,3 +149,70 @@ def test_the_temperature_is_the_cpu_zones_not_the_battery_or_skin() -> None:
     # no zone names the CPU: the hottest, named so a reader sees which
     assert agent.cpu_zone_temperature({"battery": 30.5, "tz0": 35.0}) == (35.0, "tz0")
     assert agent.cpu_zone_temperature({}) == (None, None)
+
+
+def _cpuinfo(monkeypatch: pytest.MonkeyPatch, text: str, used: list[int] | None = None) -> dict[str, object]:
+    read = agent._read
+    monkeypatch.setattr(agent, "_read", lambda path: text if path == "/proc/cpuinfo" else read(path))
+    return agent._cpuinfo(used)
+
+
+def test_an_older_kernels_shared_cpu_part_is_every_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Older ARM kernels print `Processor`, every `processor : N` line, then one shared block with one `CPU part`:
+    it was given to the last cpu only ({'1': '0x801'}) and the model named by the raw part ('0x801'), where the
+    `Processor` line named it before (review r15 #4)."""
+    old = (
+        "Processor\t: AArch64 Processor rev 4 (aarch64)\nprocessor\t: 0\nprocessor\t: 1\nFeatures\t: fp\n"
+        "CPU implementer\t: 0x51\nCPU part\t: 0x801\n"
+    )
+    got = _cpuinfo(monkeypatch, old)
+    assert got["cpu_parts"] == {"0": "0x801", "1": "0x801"}, got
+    assert got["cpu_model"] == "AArch64 Processor rev 4 (aarch64)" and got["cpu_part"] == "0x801", got
+    # the same layout with a part ARM's table knows is named by it
+    assert _cpuinfo(monkeypatch, old.replace("0x801", "0xd03"))["cpu_model"] == "Cortex-A53"
+
+
+def test_the_model_is_named_from_parts_only_where_arms_table_knows_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Kryo's parts (0x805, 0x804) are no Cortex names: the `model name` line names the CPU (it was
+    '0x805 + 0x804'); known parts name the cores used, as before."""
+    kryo = "".join(
+        f"processor\t: {i}\nCPU implementer\t: 0x51\nCPU part\t: {'0x805' if i < 4 else '0x804'}\n\n"
+        for i in range(8)
+    )
+    named = _cpuinfo(monkeypatch, "model name\t: Kryo 485\n" + kryo)
+    assert named["cpu_model"] == "Kryo 485", named
+    assert named["cpu_parts"] == {str(i): "0x805" if i < 4 else "0x804" for i in range(8)}, named
+    phone = "".join(f"processor\t: {i}\nCPU part\t: {'0xd05' if i < 4 else '0xd0b'}\n\n" for i in range(8))
+    assert _cpuinfo(monkeypatch, phone)["cpu_model"] == "Cortex-A55 + Cortex-A76"
+    assert _cpuinfo(monkeypatch, phone, [4, 5, 6, 7])["cpu_model"] == "Cortex-A76"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare (bind-mounts)"
+)
+def test_targets_checks_probe_reads_an_older_kernels_shared_cpu_part(tmp_path: Path) -> None:
+    """`targets check`'s probe read /proc/cpuinfo as the agent did: the shared block's part was the last cpu's
+    only; and a Kryo's unknown parts were named 'ARM part 0x805 + ARM part 0x804' over its model name line. The
+    real probe script, run on a bind-mounted /proc/cpuinfo (review r15 #4)."""
+    from edgekit.emu.device_info import PROBE, DeviceInfo
+
+    def probe(cpuinfo: str) -> DeviceInfo:
+        fake, script = tmp_path / "cpuinfo", tmp_path / "probe.py"
+        fake.write_text(cpuinfo)
+        script.write_text(PROBE)
+        mount = f"mount --bind {fake} /proc/cpuinfo && exec {sys.executable} {script}"
+        done = subprocess.run(
+            ["unshare", "-m", "sh", "-c", mount], capture_output=True, text=True, timeout=60
+        )
+        line = next(ln for ln in done.stdout.splitlines() if ln.startswith("EDGEKIT_PROBE "))
+        return DeviceInfo(raw=json.loads(line.split(" ", 1)[1]))
+
+    old = "processor\t: 0\nprocessor\t: 1\nFeatures\t: fp\nCPU implementer\t: 0x41\nCPU part\t: 0xd03\n"
+    info = probe(old)
+    assert info.raw["cpu_parts"] == {"0": "0xd03", "1": "0xd03"}, info.raw  # was {'1': '0xd03'}
+    assert info.cpu_model == "Cortex-A53", info.raw
+    kryo = "".join(f"processor\t: {i}\nCPU part\t: {'0x805' if i < 4 else '0x804'}\n\n" for i in range(8))
+    assert probe("model name\t: Kryo 485\n" + kryo).cpu_model == "Kryo 485"  # was 'ARM part 0x805 + ...'
+    assert probe(kryo).cpu_model == "ARM part 0x805 + ARM part 0x804"  # nothing else names it

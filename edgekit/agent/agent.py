@@ -169,10 +169,15 @@ def _read(path: str) -> Optional[str]:
 
 def _cpuinfo(used: Optional[list[int]] = None) -> dict[str, Any]:
     """The CPU from /proc/cpuinfo: each core's ARM part (cpu_parts, {"0": "0xd05", ...}: a big.LITTLE phone's cpu0
-    is often a little core), and the model named from the cores `used` (the affinity mask), else every core's."""
+    is often a little core), and the model named from the cores `used` (the affinity mask), else every core's.
+    An older kernel lists every `processor : N` line, then one shared block with one `CPU part`: that part is
+    every cpu's. The model is named from the parts only where ARM's table knows each of them (a Kryo's 0x805 is
+    no name), else from the `model name` or `Processor` line."""
     text = _read("/proc/cpuinfo") or ""
     fields: dict[str, str] = {}
     parts: dict[str, str] = {}
+    cpus: list[str] = []
+    said: list[str] = []  # every `CPU part` line's value, in order
     cpu: Optional[str] = None
     for line in text.splitlines():
         key, sep, value = line.partition(":")
@@ -181,16 +186,21 @@ def _cpuinfo(used: Optional[list[int]] = None) -> dict[str, Any]:
             continue
         if key == "processor" and value.isdigit():
             cpu = value
-        elif key == "CPU part" and cpu is not None:
-            parts[cpu] = value.lower()
+            cpus.append(value)
+        elif key == "CPU part":
+            said.append(value.lower())
+            if cpu is not None:
+                parts[cpu] = value.lower()
         if key not in fields:
             fields[key] = value
+    if len(said) == 1 and cpus:  # one shared block (older kernels): its part is every cpu's
+        parts = dict.fromkeys(cpus, said[0])
     mine = [parts[str(c)] for c in used or [] if str(c) in parts] or list(parts.values())
     mine = list(dict.fromkeys(mine))  # each part once, in cpu order
     part = mine[0] if len(mine) == 1 else fields.get("CPU part")
-    named = [ARM_PARTS.get(p, p) for p in mine]
-    model = " + ".join(named) if named else None
-    model = model or ARM_PARTS.get(part or "") or fields.get("model name") or fields.get("Processor") or part
+    known = bool(mine) and all(p in ARM_PARTS for p in mine)
+    model = " + ".join(ARM_PARTS[p] for p in mine) if known else None
+    model = model or fields.get("model name") or fields.get("Processor") or " + ".join(mine) or part
     features = (fields.get("Features") or fields.get("flags") or "").split()
     return {"cpu_model": model, "cpu_part": part, "cpu_parts": parts, "cpu_features": features}
 

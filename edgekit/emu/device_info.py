@@ -41,19 +41,24 @@ info = {"machine": platform.machine(), "python": platform.python_version(), "lib
         "system": platform.system(), "android": "ANDROID_ROOT" in os.environ,
         "termux_version": os.environ.get("TERMUX_VERSION"), "prefix": os.environ.get("PREFIX"),
         "venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix)}
-cpu, parts, n = {}, {}, None
+cpu, parts, n, cpus, said = {}, {}, None, [], []
 try:
     for line in open("/proc/cpuinfo"):
         k, _, v = line.partition(":")
         k, v = k.strip(), v.strip()
         if k == "processor" and v.isdigit():
             n = v
-        elif k == "CPU part" and n is not None:
-            parts[n] = v.lower()
+            cpus.append(v)
+        elif k == "CPU part":
+            said.append(v.lower())
+            if n is not None:
+                parts[n] = v.lower()
         if k and v and k not in cpu:
             cpu[k] = v
 except OSError:
     pass
+if len(said) == 1 and cpus:
+    parts = {c: said[0] for c in cpus}
 info["cpu"] = {k: cpu.get(k) for k in ("model name", "CPU part", "Features", "flags", "Model", "Hardware")}
 info["cpu_parts"] = parts
 mem = {}
@@ -89,11 +94,14 @@ class DeviceInfo:
 
     @property
     def cpu_model(self) -> str:
-        """The device's cores: each part once ("Cortex-A55 + Cortex-A76" on big.LITTLE), else the model name."""
+        """The device's cores: each part once ("Cortex-A55 + Cortex-A76" on big.LITTLE) where ARM's table knows
+        each of them (a Kryo's 0x805 is no name: its model name line then), else the model name."""
         parts = list(dict.fromkeys((self.raw.get("cpu_parts") or {}).values()))
-        if len(parts) > 1:
-            return " + ".join(CPU_PARTS.get(p, f"ARM part {p}") for p in parts)
+        if len(parts) > 1 and all(p in CPU_PARTS for p in parts):
+            return " + ".join(CPU_PARTS[p] for p in parts)
         cpu = self.raw.get("cpu", {})
+        if len(parts) > 1 and not cpu.get("model name"):
+            return " + ".join(CPU_PARTS.get(p, f"ARM part {p}") for p in parts)
         part = (cpu.get("CPU part") or "").lower()
         return CPU_PARTS.get(part, cpu.get("model name") or (f"ARM part {part}" if part else "unknown"))
 
