@@ -327,7 +327,9 @@ def test_a_runtime_verdict_by_estimates_says_when_they_do_not_rank_the_two() -> 
         "tflite-int8": {"estimate_ms": 12.0, "low_ms": 3.7, "high_ms": 39.0},
     }
     (line,) = verdicts([host, pi5])
-    assert "ranked 2 of 2; fastest there: ncnn (ncnn-int8), though the estimates do not rank the two" in line
+    # ranked as the runtimes table shows it ('=1.' both), not 'ranked 2 of 2; fastest there: ncnn'
+    assert "on pi5-emu: ranked =1 of 2 with ncnn (ncnn-int8): the estimates do not rank the two" in line, line
+    assert "fastest there" not in line, line
     # ncnn-int8 at ~13 ms instead: tflite first, it stays fastest, and the line names what it is not ranked from
     pi5.estimates["ncnn-int8"] = {"estimate_ms": 13.0, "low_ms": 10.4, "high_ms": 16.3}
     pi5.entries = [RuntimeEntry("tflite", "tflite-int8", 12.0, 1), RuntimeEntry("ncnn", "ncnn-int8", 13.0, 2)]

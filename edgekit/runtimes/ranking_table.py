@@ -75,7 +75,13 @@ def verdicts(rankings: list[TargetRanking]) -> list[str]:
         mine = next((e for e in r.entries if e.runtime == board.runtime and e.rank), None)
         rival = r.fastest if rank != 1 else next((e for e in r.entries if e.rank == 2), None)
         if mine is not None and rival is not None and r.tied(mine, rival):
-            same += ", though " + r.tie_words(rank == 1, rival)
+            if rank == 1:
+                same += ", though " + r.tie_words(True, rival)
+            else:  # the runtimes table shows both '=1.': 'ranked 2 of 2; fastest there' said otherwise
+                same = (
+                    f"ranked {_shown_rank(r, mine)} of {ranked}{own} with {rival.runtime} ({rival.artifact}): "
+                    + r.tie_words(False, rival)
+                )
         note = {
             Basis.ESTIMATE_MS: " (by board estimates, * interval not validated: confirm on the board)"
             if r.not_validated
