@@ -74,15 +74,22 @@ def _facts_row(run_id: int, started_ts: float, t: TargetRun, agent: AgentResult)
         f'<tr class="{"warn" if reason else ""}"><td class=l>#{run_id} {when(started_ts)}</td>'
         f"<td class=l>{escape(t.target)}{EMU_BADGE if t.emulated else ''}</td>"
         f"<td class='l brk'>{escape(before.cpu_model or before.machine)}{emulator}</td>"
-        f"<td>{before.cores}{HOST_NOTE if t.emulated else ''}</td>"  # qemu-user's guest reads the host's cores
-        f"<td class=l>{escape(_governor(before))}{clocks}</td>"
-        f"<td>{_clock(before, after)}{clocks}</td><td>{_temp(before)} → {_temp(after)}{heat}</td>"
+        # a cell with the note wraps (td.brk): four notes on one line pushed the table 260 px past a laptop's box
+        f"<td{_wrap(t.emulated)}>{before.cores}{HOST_NOTE if t.emulated else ''}</td>"  # qemu-user reads the host's
+        f"<td class='l{' brk' if clocks else ''}'>{escape(_governor(before))}{clocks}</td>"
+        f"<td{_wrap(bool(clocks))}>{_clock(before, after)}{clocks}</td>"
+        f"<td{_wrap(bool(heat))}>{_temp(before)} → {_temp(after)}{heat}</td>"
         f"<td class='l wrap'>{throttled}</td>"
         f"<td class='l wrap'>{runtimes}</td></tr>"
     )
 
 
 HOST_NOTE = " <span class=muted>(emulator host's)</span>"
+
+
+def _wrap(noted: bool) -> str:
+    """A right-aligned cell's class: its figure and the emulator host's note may wrap (cells do not, by default; td.wrap would also widen it to 14em)."""
+    return " class=brk" if noted else ""
 
 
 def _temp(facts: DeviceFacts | None) -> str:
