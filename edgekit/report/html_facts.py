@@ -88,7 +88,8 @@ HOST_NOTE = " <span class=muted>(emulator host's)</span>"
 
 
 def _wrap(noted: bool) -> str:
-    """A right-aligned cell's class: its figure and the emulator host's note may wrap (cells do not, by default; td.wrap would also widen it to 14em)."""
+    """A right-aligned cell's class: its figure and the emulator host's note may wrap (cells do not, by default;
+    td.wrap would also widen it to 14em)."""
     return " class=brk" if noted else ""
 
 
