@@ -440,6 +440,24 @@ def test_fix_of_a_keras_models_tflite_is_refused_before_any_work() -> None:
             fix(recipe, fmt, Analysis(recipe.name, fmt.value, 0, "difference", []))
 
 
+def test_fix_of_tflite_with_int8_io_is_refused_before_any_work() -> None:
+    """`analyze --fix -f tflite-int8` on a recipe with `int8.io: int8` ran minutes of onnx2tf, compared float-I/O
+    candidates with the int8-I/O artifact, then printed an int8 line (io: "int8" with tflite_float_ops) the recipe
+    loader refuses. Refused up front now, exit 2 (a UsageError)."""
+    from edgekit.analysis.float_fallback import check_fix_supported
+    from edgekit.errors import UsageError
+    from edgekit.recipe import IOType
+
+    recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "tiny.yaml")
+    io_int8 = recipe.model_copy(update={"int8": recipe.int8.model_copy(update={"io": IOType.INT8})})
+    for fmt in (Format.TFLITE_INT8, Format.TFLITE_ONNX2TF_INT8):
+        check_fix_supported(recipe, fmt)  # int8.io: float is fine
+        with pytest.raises(UsageError, match=r"with int8\.io: int8 is not supported") as err:
+            check_fix_supported(io_int8, fmt)
+        assert "int8.io: float" in (err.value.hint or "")
+    check_fix_supported(io_int8, Format.NCNN_INT8)  # not TFLite's selective build: not this refusal
+
+
 def test_tflite_output_tail_is_what_follows_the_last_weighted_layers(tmp_path: Path) -> None:
     """A model whose output passes through ops after its last Dense layer: those ops are the tail, the
     reshape between the convolution and the Dense layer is not (a weighted layer follows it)."""

@@ -30,7 +30,7 @@ from edgekit.analysis.host_timing import HOST_ROUNDS, host_run, refusal, time_in
 from edgekit.convert.base import Artifact
 from edgekit.errors import UsageError
 from edgekit.formats import Format, Runtime
-from edgekit.recipe import KerasSource, Recipe
+from edgekit.recipe import IOType, KerasSource, Recipe
 
 
 @dataclass
@@ -125,6 +125,17 @@ def check_fix_supported(recipe: Recipe, fmt: Format) -> None:
             where=str(recipe.path),
             hint="the analysis itself (without --fix) works: it names the layers that lose accuracy; ncnn-int8's "
             "--fix works for a Keras model",
+        )
+    if fmt.runtime is Runtime.TFLITE and recipe.int8.io is IOType.INT8:
+        # the candidates are TensorFlow's selective quantization with float input/output, the plain artifact has
+        # int8 I/O: a table of unlike files, then an int8 line with tflite_float_ops the recipe loader refuses
+        raise UsageError(
+            f"--fix for {fmt.value} with int8.io: int8 is not supported: TFLite ops are kept in float by onnx2tf "
+            "and TensorFlow's selective quantization with float input/output, so the int8 line --fix prints "
+            "(int8.tflite_float_ops) would be refused with int8.io: int8",
+            where=str(recipe.path),
+            hint="the analysis itself (without --fix) works: it names the layers that lose accuracy; to keep layers "
+            "in float, set int8.io: float (the model then takes and gives float32) and run --fix again",
         )
 
 
